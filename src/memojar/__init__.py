@@ -1,0 +1,22 @@
+"""memojar: a safe, fast disk cache for expensive Python functions.
+
+    from memojar import cached
+
+    @cached
+    def load(path): ...
+
+See ``Cache`` for a cache with a size limit or a secret, and ``memojar --help`` for the
+command line.
+"""
+
+from __future__ import annotations
+
+import logging as _logging
+
+from ._cache import Cache, CachedFunction, CacheInfo, EntryInfo, cached
+from ._errors import MemojarWarning
+
+__all__ = ["Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning", "cached"]
+__version__ = "0.1.0"
+
+_logging.getLogger("memojar").addHandler(_logging.NullHandler())

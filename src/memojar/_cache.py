@@ -1,0 +1,374 @@
+"""``Cache``, the ``cached`` decorator, and the records they report.
+
+A ``Cache`` is a store (a directory, or a Redis server) plus the policy over it: its secret,
+its size limit, pruning and listing. ``cached`` is ``Cache.cached`` on a cache chosen by
+``cache_dir`` (one ``Cache`` per location per process, so their counters add up).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+
+from . import _entry
+from ._decorator import _Memo, make_wrapper
+from ._entry import Miss
+from ._store import Store, StoredEntry
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+_UTC = _dt.timezone.utc
+
+
+class CacheInfo(NamedTuple):
+    """Counters like ``functools.lru_cache``'s, plus what is on disk."""
+
+    hits: int  # calls answered from the cache, in this process
+    misses: int  # calls that computed, in this process
+    entries: int  # entries stored (for a function: its entries)
+    bytes: int  # their size in bytes
+
+
+class EntryInfo(NamedTuple):
+    """One stored entry, as ``Cache.entries()`` and the command line list it."""
+
+    function: str  # module.qualname
+    key: str
+    size: int  # bytes
+    created: _dt.datetime  # UTC
+    expires: _dt.datetime | None  # UTC; None: never
+    compute_time: float  # seconds the function took
+    accessed: _dt.datetime  # UTC, last read or write (what LRU eviction goes by)
+    version: str  # the user version as stored ("int:1", "str:1", "" for none)
+    python: str  # the Python major.minor that wrote it
+    fingerprint: str  # the function's code fingerprint
+
+
+class CachedFunction(Protocol[P, R_co]):
+    """What ``@cached`` returns: the function, with its signature, plus cache methods."""
+
+    __wrapped__: Callable[P, R_co]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def cache_info(self) -> CacheInfo: ...
+    def cache_clear(self) -> int: ...
+    def cache_contains(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
+    def cache_delete(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+
+
+Ttl = float | int | _dt.timedelta | None
+
+
+def default_directory() -> str:
+    """``$MEMOJAR_DIR``, else the platform's user cache directory + ``memojar``."""
+    env = os.environ.get("MEMOJAR_DIR")
+    if env:
+        return env
+    from platformdirs import user_cache_dir
+
+    return user_cache_dir("memojar", appauthor=False)
+
+
+def open_store(location: str, max_size: int | None, signed: bool) -> Store:
+    """The store for a location: a ``redis://`` URL or a directory path."""
+    if location.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            from ._redisstore import RedisStore
+        except ImportError as exc:
+            raise ImportError(
+                f"cache location {location!r} needs the redis client: "
+                "pip install 'memojar[redis]'"
+            ) from exc
+        return RedisStore(location, max_size=max_size, signed=signed)
+    from ._filestore import FileStore
+
+    return FileStore(location, max_size=max_size, trust_foreign=signed)
+
+
+class Cache:
+    """A cache directory (or Redis server) and the functions cached in it.
+
+    ``max_size``: bytes for the whole cache; writes evict least-recently-used entries.
+    ``secret``: bytes or str (default ``$MEMOJAR_SECRET``); when set, every entry is signed
+    with HMAC-SHA256 and an entry that does not verify is never unpickled.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        max_size: int | None = None,
+        secret: bytes | str | None = None,
+    ) -> None:
+        if max_size is not None:
+            if isinstance(max_size, bool) or not isinstance(max_size, int):
+                raise TypeError(
+                    f"max_size= must be a whole number of bytes, not {type(max_size).__name__}"
+                )
+            if max_size <= 0:
+                raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
+        self.secret = _secret(secret)
+        location = os.fspath(directory) if directory is not None else default_directory()
+        self.store = open_store(location, max_size, signed=self.secret is not None)
+        self.directory = self.store.location
+        self.max_size = max_size
+        self._memos: list[_Memo] = []
+
+    def __repr__(self) -> str:
+        return f"Cache({self.directory!r}, max_size={self.max_size!r})"
+
+    # --- decorating -------------------------------------------------------------------
+
+    @overload
+    def cached(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+    @overload
+    def cached(
+        self,
+        func: None = None,
+        /,
+        *,
+        ttl: Ttl = None,
+        version: str | int | None = None,
+        ignore: Iterable[str] | str = (),
+        key: Callable[..., Any] | None = None,
+    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+    def cached(
+        self,
+        func: Callable[..., Any] | None = None,
+        /,
+        *,
+        ttl: Ttl = None,
+        version: str | int | None = None,
+        ignore: Iterable[str] | str = (),
+        key: Callable[..., Any] | None = None,
+    ) -> Any:
+        """Cache a function's results in this cache (see ``memojar.cached``)."""
+        ttl_seconds = _ttl(ttl)
+        _entry.version_tag(version)  # raises TypeError for a version of another type
+        ignored = _ignore(ignore)
+        if key is not None and not callable(key):
+            raise TypeError(f"key= must be a callable, not {type(key).__name__}")
+        if key is not None and ignored:
+            raise ValueError(
+                "pass ignore= or key=, not both: key= already chooses what is hashed"
+            )
+        disabled = os.environ.get("MEMOJAR_DISABLE", "") not in ("", "0")
+
+        def decorate(f: Callable[..., Any]) -> Any:
+            if isinstance(f, (staticmethod, classmethod)):
+                return type(f)(decorate(f.__func__))
+            if not callable(f):
+                raise TypeError(
+                    f"cached needs a function to decorate, not {type(f).__name__} ({f!r})"
+                )
+            memo = _Memo(self, f, ttl_seconds, version, ignored, key)
+            self._memos.append(memo)
+            return make_wrapper(memo, disabled)
+
+        return decorate if func is None else decorate(func)
+
+    # --- housekeeping -----------------------------------------------------------------
+
+    def clear(self, function: str | Callable[..., Any] | None = None) -> int:
+        """Remove every entry (of one function: a ``module.qualname`` or the decorated
+        function); return how many were removed."""
+        name = _function_name(function)
+        return self.store.remove(list(self.store.scan(name, heads=False)))
+
+    def prune(self) -> int:
+        """Remove stale, incompatible, unreadable and superseded entries, orphaned
+        temporary files, and least-recently-used entries over ``max_size``.
+
+        An entry is superseded when its function's most recently written entry has another
+        code fingerprint or version. Returns how many files were removed.
+        """
+        now = time.time()
+        doomed: list[StoredEntry] = []
+        kept: list[tuple[StoredEntry, _entry.Header]] = []
+        latest: dict[str, tuple[float, str, str]] = {}
+        for stored in self.store.scan():
+            try:
+                header = _entry.read_header(stored.head)
+            except Miss:
+                doomed.append(stored)
+                continue
+            if header.incompatible() or header.stale(now) or header.size != stored.size:
+                doomed.append(stored)
+                continue
+            kept.append((stored, header))
+            newest = latest.get(header.function)
+            if newest is None or header.created > newest[0]:
+                latest[header.function] = (header.created, header.fingerprint, header.version)
+        for stored, header in kept:
+            _, fingerprint, version = latest[header.function]
+            if (header.fingerprint, header.version) != (fingerprint, version):
+                doomed.append(stored)
+        removed = self.store.remove(doomed)
+        removed += self.store.cleanup()
+        removed += self.store.evict()
+        return removed
+
+    def entries(self, function: str | Callable[..., Any] | None = None) -> Iterator[EntryInfo]:
+        """Every readable entry (of one function), from headers only: nothing is unpickled."""
+        for stored in self.store.scan(_function_name(function)):
+            try:
+                header = _entry.read_header(stored.head)
+            except Miss:
+                continue
+            yield EntryInfo(
+                function=header.function,
+                key=header.key,
+                size=stored.size,
+                created=_utc(header.created),
+                expires=_utc(header.expires) if header.expires is not None else None,
+                compute_time=header.compute_time,
+                accessed=_utc(stored.accessed),
+                version=header.version,
+                python=header.python,
+                fingerprint=header.fingerprint,
+            )
+
+    def stats(self) -> CacheInfo:
+        """Hits and misses of this process for all functions of this cache, and what is
+        stored."""
+        entries = total = 0
+        for stored in self.store.scan(heads=False):
+            entries += 1
+            total += stored.size
+        hits = sum(m.hits for m in self._memos)
+        misses = sum(m.misses for m in self._memos)
+        return CacheInfo(hits, misses, entries, total)
+
+    def _info(self, memo: _Memo) -> CacheInfo:
+        entries = total = 0
+        for stored in self.store.scan(memo.name, heads=False):
+            entries += 1
+            total += stored.size
+        return CacheInfo(memo.hits, memo.misses, entries, total)
+
+    def close(self) -> None:
+        """Release the store's connections (a no-op for a directory)."""
+        self.store.close()
+
+
+_caches: dict[str, Cache] = {}
+_caches_lock = threading.Lock()
+
+
+def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
+    """One shared ``Cache`` per location, for ``@cached(cache_dir=...)``."""
+    location = os.fspath(cache_dir) if cache_dir is not None else default_directory()
+    with _caches_lock:
+        cache = _caches.get(location)
+        if cache is None:
+            cache = _caches[location] = Cache(location)
+        return cache
+
+
+@overload
+def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+@overload
+def cached(
+    func: None = None,
+    /,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    ttl: Ttl = None,
+    version: str | int | None = None,
+    ignore: Iterable[str] | str = (),
+    key: Callable[..., Any] | None = None,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+
+def cached(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    ttl: Ttl = None,
+    version: str | int | None = None,
+    ignore: Iterable[str] | str = (),
+    key: Callable[..., Any] | None = None,
+) -> Any:
+    """Store each result on disk, keyed by the call's arguments; return it on the next call.
+
+    ``cache_dir``: a directory or ``redis://`` URL (default ``$MEMOJAR_DIR``, else the user
+    cache directory). ``ttl``: seconds or a timedelta after which an entry is recomputed.
+    ``version``: a str or int; entries of other versions are never returned. ``ignore``:
+    parameter names left out of the key. ``key``: a function of the same arguments whose
+    picklable result is hashed instead of the arguments.
+    """
+    if func is not None and not callable(func):
+        raise TypeError(
+            f"cached needs a function to decorate, not {type(func).__name__} ({func!r}); "
+            "to set options, call it with keywords: @cached(ttl=60)"
+        )
+    decorate = _cache_for(cache_dir).cached(ttl=ttl, version=version, ignore=ignore, key=key)
+    return decorate if func is None else decorate(func)
+
+
+# --- argument checks ------------------------------------------------------------------
+
+def _ttl(ttl: Ttl) -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, _dt.timedelta):
+        seconds = ttl.total_seconds()
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    else:
+        raise TypeError(
+            f"ttl= must be seconds (int or float) or a datetime.timedelta, "
+            f"not {type(ttl).__name__}"
+        )
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError(f"ttl= must be a positive, finite duration, got {ttl!r}")
+    return seconds
+
+
+def _ignore(ignore: Iterable[str] | str) -> tuple[str, ...]:
+    names = (ignore,) if isinstance(ignore, str) else tuple(ignore)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"ignore= takes parameter names (str), got {name!r}")
+    return names
+
+
+def _secret(secret: bytes | str | None) -> bytes | None:
+    if secret is None:
+        secret = os.environ.get("MEMOJAR_SECRET") or None
+    if secret is None:
+        return None
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if not isinstance(secret, (bytes, bytearray)):
+        raise TypeError(f"secret= must be bytes or str, not {type(secret).__name__}")
+    if not secret:
+        raise ValueError("secret= must not be empty: pass None for no signing")
+    return bytes(secret)
+
+
+def _function_name(function: str | Callable[..., Any] | None) -> str | None:
+    if function is None or isinstance(function, str):
+        return function
+    memo = getattr(function, "__memojar__", None)
+    if memo is None:
+        from ._identity import function_name
+
+        return function_name(function)
+    return memo.name
+
+
+def _utc(timestamp: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(timestamp, _UTC)
+
+

@@ -1,0 +1,278 @@
+"""The decorator: one decorated function's view of a cache, and the wrapper around it.
+
+Everything that can be decided once is decided at decoration time (the binder, the entry
+identity, the ttl, the store), so a call is: bind and hash the arguments, read one entry,
+check its header, unpickle. The hit path is ``_Memo.get`` and ``FileStore.read``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pickle
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _entry
+from ._entry import Miss
+from ._errors import logger, warn
+from ._identity import code_fingerprint, function_name
+from ._keys import make_binder, make_key, parameter_names
+
+if TYPE_CHECKING:
+    from ._cache import Cache
+
+MISSING: Any = object()
+_DEBUG = logging.DEBUG
+_LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
+
+
+class _Memo:
+    """A function's entries in a cache: its name, identity, key function and counters."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        func: Callable[..., Any],
+        ttl: float | None,
+        version: str | int | None,
+        ignore: tuple[str, ...],
+        key: Callable[..., Any] | None,
+    ) -> None:
+        self.func = func
+        self.cache = cache
+        self.store = cache.store
+        self.secret = cache.secret
+        self.name = function_name(func)
+        self.ident = _entry.make_ident(self.name, version, code_fingerprint(func))
+        self.ttl = ttl
+        self.ignore = ignore
+        self.custom_key = key
+        if key is None:
+            self.binder = make_binder(func, ignore)
+        else:
+            self.binder = lambda *args, **kwargs: (key(*args, **kwargs),)
+        self.hits = 0
+        self.misses = 0
+        self.stored_once = False
+
+    # --- the hit path ---------------------------------------------------------------
+
+    def key_of(self, args: tuple, kwargs: dict[str, Any]) -> str:
+        values = self.binder(*args, **kwargs)
+        try:
+            return make_key(values)
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+            raise self._unpicklable(values, exc) from exc
+
+    def get(self, key: str) -> Any:
+        """The stored value for ``key``, or MISSING. Never raises for a bad entry."""
+        data = self.store.read(self.name, key)
+        if data is None:
+            return MISSING
+        try:
+            payload, buffers = _entry.verify(
+                data, self.ident, key.encode(), time.time(), self.ttl, self.secret
+            )
+            value = _entry.load(payload, buffers)
+        except Miss as miss:
+            self.discard(key, miss.reason)
+            return MISSING
+        if logger.isEnabledFor(_DEBUG):
+            header = _entry.read_header(bytes(memoryview(data)[: _entry.HEAD + 4096]))
+            logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
+                         header.compute_time)
+        return value
+
+    # --- the miss path --------------------------------------------------------------
+
+    def compute(self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False) -> Any:
+        """Compute under the key's lock, unless another caller stored the value meanwhile."""
+        lock = self._lock(key)
+        try:
+            if lock is not None and not force:
+                value = self.get(key)
+                if value is not MISSING:
+                    self.hits += 1
+                    return value
+            logger.debug("miss %s %s", self.name, key)
+            start = time.perf_counter()
+            value = self.func(*args, **kwargs)
+            self.misses += 1
+            self.put(key, value, time.perf_counter() - start)
+            return value
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def acompute(
+        self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False
+    ) -> Any:
+        """``compute`` for coroutine functions: waits for the lock without blocking the loop."""
+        import asyncio
+
+        lock = self._lock(key, blocking=False)
+        while lock is not None and not lock.acquire(blocking=False):
+            await asyncio.sleep(_LOCK_POLL)
+        try:
+            if lock is not None and not force:
+                value = self.get(key)
+                if value is not MISSING:
+                    self.hits += 1
+                    return value
+            logger.debug("miss %s %s", self.name, key)
+            start = time.perf_counter()
+            value = await self.func(*args, **kwargs)
+            self.misses += 1
+            self.put(key, value, time.perf_counter() - start)
+            return value
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _lock(self, key: str, blocking: bool = True) -> Any:
+        """The key's lock, taken if ``blocking``; None if the store cannot lock right now
+        (a read-only or vanished directory): the value is then computed without one."""
+        try:
+            lock = self.store.lock(self.name, key)
+            if blocking:
+                lock.acquire()
+            return lock
+        except OSError as exc:
+            logger.warning("cannot lock %s %s in %s: %s", self.name, key,
+                           self.store.location, exc)
+            return None
+
+    def put(self, key: str, value: Any, compute_time: float) -> None:
+        """Store a computed value; a value or a store that fails costs only a warning."""
+        created = time.time()
+        try:
+            chunks = _entry.encode(
+                value,
+                ident=self.ident,
+                key=key,
+                created=created,
+                expires=created + self.ttl if self.ttl is not None else None,
+                compute_time=compute_time,
+                secret=self.secret,
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever pickling raised, the value stands
+            warn(
+                f"result of {self.name} was returned but not cached: it cannot be pickled "
+                f"({type(exc).__name__}: {exc})"
+            )
+            return
+        try:
+            size = self.store.write(self.name, key, chunks)
+        except OSError as exc:
+            warn(
+                f"result of {self.name} was returned but not cached: writing to "
+                f"{self.store.location} failed ({exc.strerror or exc}); the next call will "
+                "compute again"
+            )
+            return
+        logger.debug("store %s %s (%d bytes, computed in %.3f s)", self.name, key, size,
+                     compute_time)
+
+    def discard(self, key: str, reason: str) -> None:
+        """Remove an entry that must not be used (stale, incompatible, corrupt)."""
+        try:
+            self.store.delete(self.name, key)
+        except OSError as exc:
+            logger.debug("cannot remove %s %s: %s", self.name, key, exc)
+        logger.debug("evict %s %s (%s)", self.name, key, reason)
+
+    def contains(self, key: str) -> bool:
+        data = self.store.read(self.name, key)
+        if data is None:
+            return False
+        try:
+            _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret)
+        except Miss:
+            return False
+        return True
+
+    def _unpicklable(self, values: tuple, exc: BaseException) -> TypeError:
+        qualname = getattr(self.func, "__qualname__", self.name)
+        if self.custom_key is not None:
+            return TypeError(
+                f"key= of {qualname} returned a value that cannot be pickled "
+                f"({type(exc).__name__}: {exc}); return something picklable, such as a "
+                "tuple of str and numbers"
+            )
+        for name, value in zip(parameter_names(self.func, self.ignore), values):
+            try:
+                make_key((value,))
+            except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as inner:
+                return TypeError(
+                    f"argument {name!r} of {qualname} cannot be pickled to make the cache "
+                    f"key ({type(inner).__name__}: {inner}); leave it out with "
+                    f"ignore=({name!r},) or pass key= a function that returns a picklable "
+                    "stand-in for the arguments"
+                )
+        return TypeError(
+            f"the arguments of {qualname} cannot be pickled to make the cache key "
+            f"({type(exc).__name__}: {exc}); use ignore= or key="
+        )
+
+
+def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
+    """The decorated function: the original's signature and docs, plus the cache methods."""
+    func = memo.func
+    key_of, get = memo.key_of, memo.get
+    if _is_coroutine_function(func):
+        if disabled:
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await func(*args, **kwargs)
+        else:
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                key = key_of(args, kwargs)
+                value = get(key)
+                if value is not MISSING:
+                    memo.hits += 1
+                    return value
+                return await memo.acompute(key, args, kwargs)
+
+        async def refresh(*args: Any, **kwargs: Any) -> Any:
+            return await memo.acompute(key_of(args, kwargs), args, kwargs, force=True)
+    else:
+        if disabled:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return func(*args, **kwargs)
+        else:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                key = key_of(args, kwargs)
+                value = get(key)
+                if value is not MISSING:
+                    memo.hits += 1
+                    return value
+                return memo.compute(key, args, kwargs)
+
+        def refresh(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return memo.compute(key_of(args, kwargs), args, kwargs, force=True)
+
+    functools.update_wrapper(wrapper, func)
+
+    def cache_clear() -> int:
+        memo.hits = memo.misses = 0
+        return memo.cache.clear(memo.name)
+
+    def cache_delete(*args: Any, **kwargs: Any) -> bool:
+        return memo.store.delete(memo.name, key_of(args, kwargs))
+
+    wrapper.cache_info = lambda: memo.cache._info(memo)  # type: ignore[attr-defined]
+    wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
+    wrapper.cache_contains = (  # type: ignore[attr-defined]
+        lambda *args, **kwargs: memo.contains(key_of(args, kwargs))
+    )
+    wrapper.cache_delete = cache_delete  # type: ignore[attr-defined]
+    wrapper.cache_key = lambda *args, **kwargs: key_of(args, kwargs)  # type: ignore[attr-defined]
+    wrapper.refresh = refresh  # type: ignore[attr-defined]
+    wrapper.__memojar__ = memo  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _is_coroutine_function(func: Callable[..., Any]) -> bool:
+    code = getattr(func, "__code__", None)
+    return code is not None and bool(code.co_flags & 0x80)  # inspect.CO_COROUTINE

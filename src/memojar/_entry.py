@@ -1,0 +1,285 @@
+"""The entry format: one result as header + pickle payload + out-of-band buffers.
+
+Everything the header promises is checked before a single pickle opcode runs: the magic and
+format version, the file's exact length, an xxh3 checksum of all of it, the function, key,
+user version, code fingerprint, Python and pickle protocol it was written for, its expiry,
+and (with a secret) an HMAC-SHA256. Only then is the payload unpickled. This module knows
+nothing of files or servers: it turns values into bytes and bytes back into values.
+
+Layout (little-endian)::
+
+    magic "MJAR" | format u16 | flags u16 | checksum u64            PREFIX, 16 bytes
+    created f64 | expires f64 (0 = never) | compute_time f64
+      | payload_len u64 | ident_len u32 | nbuffers u32              FIXED, 40 bytes
+    ident: function \\0 version \\0 fingerprint \\0 python \\0 protocol
+    key: 32 hex digits
+    nbuffers x u64 buffer lengths
+    signature: 32 bytes, when flags & SIGNED
+    payload (pickle protocol 5), then each buffer at a 64-byte aligned offset
+
+The checksum covers every byte but its own eight; the signature covers every byte but the
+checksum and itself.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import struct
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+MAGIC = b"MJAR"
+FORMAT_VERSION = 1
+PROTOCOL = 5
+SIGNED = 1
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+KEY_LEN = 32
+SIG_LEN = 32
+ALIGN = 64
+
+_PREFIX = struct.Struct("<4sHHQ")
+_FIXED = struct.Struct("<dddQII")
+_LEN = struct.Struct("<Q")
+HEAD = _PREFIX.size + _FIXED.size  # bytes to read before the variable part's size is known
+_IDENT_AT = HEAD
+
+
+class Miss(Exception):
+    """An entry that must not be used; ``reason`` says why (for the debug log and ``prune``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def version_tag(version: object) -> str:
+    """The header's spelling of a user ``version``: ``1`` and ``"1"`` stay different."""
+    if version is None:
+        return ""
+    if type(version) not in (int, str):
+        raise TypeError(
+            f"version= must be a str or an int, not {type(version).__name__} ({version!r})"
+        )
+    return f"{type(version).__name__}:{version}"
+
+
+def make_ident(function: str, version: object, fingerprint: str) -> bytes:
+    """The header's identity of a function's entries, built once at decoration time."""
+    parts = (function, version_tag(version), fingerprint, PYTHON, str(PROTOCOL))
+    return "\0".join(parts).encode()
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an entry says about itself, read without touching its payload."""
+
+    function: str
+    version: str
+    fingerprint: str
+    python: str
+    protocol: int
+    key: str
+    created: float
+    expires: float | None
+    compute_time: float
+    size: int  # the whole entry's length, as the header promises it
+    format: int = FORMAT_VERSION
+
+    def incompatible(self) -> str | None:
+        """Why no process of this Python could use the entry, or None."""
+        if self.python != PYTHON:
+            return f"written by Python {self.python}"
+        if self.protocol > pickle.HIGHEST_PROTOCOL:
+            return f"pickle protocol {self.protocol}"
+        return None
+
+    def stale(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires
+
+
+def encode(
+    value: Any,
+    *,
+    ident: bytes,
+    key: str,
+    created: float,
+    expires: float | None,
+    compute_time: float,
+    secret: bytes | None = None,
+) -> list[Any]:
+    """Serialise ``value`` into the chunks of one entry (write them in order).
+
+    Raises what pickle raises for a value that cannot be pickled.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    payload = pickle.dumps(value, PROTOCOL, buffer_callback=buffers.append)
+    raws = [_raw(b) for b in buffers]
+    flags = SIGNED if secret else 0
+    variable = ident + key.encode() + b"".join(_LEN.pack(r.nbytes) for r in raws)
+    fixed = _FIXED.pack(
+        created, expires or 0.0, compute_time, len(payload), len(ident), len(raws)
+    )
+    body: list[Any] = [payload]
+    offset = HEAD + len(variable) + (SIG_LEN if secret else 0) + len(payload)
+    for raw in raws:
+        pad = -offset % ALIGN
+        body += [b"\0" * pad, raw]
+        offset += pad + raw.nbytes
+    head = MAGIC + FORMAT_VERSION.to_bytes(2, "little") + flags.to_bytes(2, "little")
+    chunks: list[Any] = [fixed, variable]
+    if secret:
+        chunks.append(_sign(secret, head, [fixed, variable], body))
+    chunks += body
+    checksum = xxhash.xxh3_64(head)
+    for chunk in chunks:
+        checksum.update(chunk)
+    return [_PREFIX.pack(MAGIC, FORMAT_VERSION, flags, checksum.intdigest()), *chunks]
+
+
+def _raw(buf: pickle.PickleBuffer) -> memoryview:
+    try:
+        return buf.raw()
+    except BufferError:  # a non-contiguous buffer: store a contiguous copy
+        return memoryview(bytes(buf))
+
+
+def _sign(secret: bytes, head: bytes, header: list[Any], body: list[Any]) -> bytes:
+    import hashlib
+    import hmac
+
+    mac = hmac.new(secret, head, hashlib.sha256)
+    for chunk in (*header, *body):
+        mac.update(chunk)
+    return mac.digest()
+
+
+def verify(
+    data: Any,
+    ident: bytes,
+    key: bytes,
+    now: float,
+    ttl: float | None,
+    secret: bytes | None,
+) -> tuple[memoryview, list[memoryview]]:
+    """Check an entry against what the caller expects; return its payload and buffers.
+
+    ``data`` is the whole entry (bytes, bytearray or mmap). Raises ``Miss`` on any mismatch;
+    nothing in ``data`` is unpickled here.
+    """
+    view = memoryview(data)
+    size = len(view)
+    if size < HEAD or view[:4] != MAGIC:
+        raise Miss("not a memojar entry")
+    magic, fmt, flags, checksum = _PREFIX.unpack_from(view)
+    if fmt != FORMAT_VERSION:
+        raise Miss(f"entry format {fmt}, expected {FORMAT_VERSION}")
+    created, expires, _, payload_len, ident_len, nbuf = _FIXED.unpack_from(view, _PREFIX.size)
+    if view[_IDENT_AT : _IDENT_AT + ident_len] != ident:
+        raise Miss("written for another function, version, code or Python")
+    at = _IDENT_AT + ident_len
+    if view[at : at + KEY_LEN] != key:
+        raise Miss("holds another key")
+    if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
+        raise Miss("stale")
+    at += KEY_LEN
+    if at + 8 * nbuf > size:
+        raise Miss("truncated header")
+    lengths = [_LEN.unpack_from(view, at + 8 * i)[0] for i in range(nbuf)] if nbuf else ()
+    at += 8 * nbuf
+    sig_at = at
+    if flags & SIGNED:
+        at += SIG_LEN
+    end = at + payload_len
+    spans = []
+    for n in lengths:
+        start = end + (-end % ALIGN)
+        spans.append((start, start + n))
+        end = start + n
+    if end != size:
+        raise Miss(f"{size} bytes long, header says {end}")
+    h = xxhash.xxh3_64(view[:8])
+    h.update(view[_PREFIX.size :])
+    if h.intdigest() != checksum:
+        raise Miss("checksum mismatch")
+    if secret is not None:
+        if not flags & SIGNED:
+            raise Miss("not signed, and this cache has a secret")
+        _check_signature(secret, view, sig_at)
+    elif flags & SIGNED:
+        raise Miss("signed, and this cache has no secret to check it")
+    payload = view[at : at + payload_len]
+    return payload, [view[a:b] for a, b in spans]
+
+
+def _check_signature(secret: bytes, view: memoryview, sig_at: int) -> None:
+    import hashlib
+    import hmac
+
+    mac = hmac.new(secret, view[:8], hashlib.sha256)
+    mac.update(view[_PREFIX.size : sig_at])
+    mac.update(view[sig_at + SIG_LEN :])
+    if not hmac.compare_digest(mac.digest(), view[sig_at : sig_at + SIG_LEN]):
+        raise Miss("signature does not verify")
+
+
+def load(payload: memoryview, buffers: list[memoryview]) -> Any:
+    """Unpickle a verified payload; a value that no longer loads is a ``Miss``."""
+    try:
+        return pickle.loads(payload, buffers=buffers)
+    except Exception as exc:  # noqa: BLE001 - any failure to rebuild the value is a miss
+        raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
+
+
+def header_length(head: bytes) -> int:
+    """How many leading bytes ``read_header`` needs, from the first ``HEAD`` bytes."""
+    if len(head) < HEAD or head[:4] != MAGIC:
+        raise Miss("not a memojar entry")
+    _, fmt, flags, _ = _PREFIX.unpack_from(head)
+    if fmt != FORMAT_VERSION:
+        raise Miss(f"entry format {fmt}, expected {FORMAT_VERSION}")
+    *_, ident_len, nbuf = _FIXED.unpack_from(head, _PREFIX.size)
+    return HEAD + ident_len + KEY_LEN + 8 * nbuf + (SIG_LEN if flags & SIGNED else 0)
+
+
+def read_header(head: bytes) -> Header:
+    """Parse an entry's header (its payload need not be present); raises ``Miss``."""
+    need = header_length(head)
+    if len(head) < need:
+        raise Miss("truncated header")
+    _, fmt, flags, _ = _PREFIX.unpack_from(head)
+    created, expires, compute_time, payload_len, ident_len, nbuf = _FIXED.unpack_from(
+        head, _PREFIX.size
+    )
+    try:
+        ident = bytes(head[_IDENT_AT : _IDENT_AT + ident_len]).decode()
+        function, version, fingerprint, python, protocol = ident.split("\0")
+        at = _IDENT_AT + ident_len
+        key = bytes(head[at : at + KEY_LEN]).decode("ascii")
+        protocol_n = int(protocol)
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
+        raise Miss(f"unreadable header: {exc}") from exc
+    at += KEY_LEN
+    end = need + payload_len
+    for i in range(nbuf):
+        n = _LEN.unpack_from(head, at + 8 * i)[0]
+        end += -end % ALIGN + n
+    if not (math.isfinite(created) and math.isfinite(expires)):
+        raise Miss("unreadable header: timestamps")
+    return Header(
+        function=function,
+        version=version,
+        fingerprint=fingerprint,
+        python=python,
+        protocol=protocol_n,
+        key=key,
+        created=created,
+        expires=expires or None,
+        compute_time=compute_time,
+        size=end,
+        format=fmt,
+    )
+

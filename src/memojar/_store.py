@@ -1,0 +1,96 @@
+"""The store interface: where entries live, as opaque bytes.
+
+A store reads, writes, locks, lists and deletes entries addressed by (function, key). It
+never looks inside an entry (that is ``_entry``'s job) and never imports the decorator.
+``FileStore`` keeps entries in a directory; a Redis store implements the same methods.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One entry as a store lists it: where it is and its first bytes (its header)."""
+
+    function_dir: str  # the store's own name for the function's namespace
+    key: str
+    size: int
+    accessed: float  # when it was last read or written (seconds since the epoch)
+    head: bytes  # at least the entry's header, when the listing asked for heads
+    location: str  # a path or URL, for messages
+
+
+class KeyLock(abc.ABC):
+    """A lock on one key, held while its value is computed and stored."""
+
+    @abc.abstractmethod
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock; with ``blocking=False`` return False at once if it is held."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Give the lock back."""
+
+    def __enter__(self) -> KeyLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Store(abc.ABC):
+    """Bytes in, bytes out, addressed by function name and key."""
+
+    location: str
+    max_size: int | None
+
+    @abc.abstractmethod
+    def read(self, function: str, key: str) -> Any | None:
+        """The whole entry as a buffer (bytes-like or mmap), or None if there is none.
+
+        Never raises for a missing or unreadable entry: both are None. This is the hit path.
+        """
+
+    @abc.abstractmethod
+    def write(self, function: str, key: str, chunks: Sequence[Any]) -> int:
+        """Store the entry made of ``chunks`` atomically; return its size.
+
+        Readers see the old entry or the new one, never a part. Raises ``OSError`` (or the
+        backend's connection error) on failure, leaving no partial entry behind.
+        """
+
+    @abc.abstractmethod
+    def delete(self, function: str, key: str) -> bool:
+        """Remove one entry; True if there was one."""
+
+    @abc.abstractmethod
+    def lock(self, function: str, key: str) -> KeyLock:
+        """A blocking lock for computing one key, shared by threads, processes and hosts.
+
+        A holder that dies releases it (by the kernel or by expiry) within seconds.
+        """
+
+    @abc.abstractmethod
+    def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
+        """Every entry (of one function), with its header bytes when ``heads``."""
+
+    @abc.abstractmethod
+    def remove(self, entries: Sequence[StoredEntry]) -> int:
+        """Remove listed entries (as ``scan`` gave them); return how many were removed."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> int:
+        """Remove what crashed writers left behind (temporary files, idle locks)."""
+
+    @abc.abstractmethod
+    def evict(self, incoming: int = 0) -> int:
+        """Remove least-recently-used entries until ``incoming`` more bytes fit ``max_size``."""
+
+    def close(self) -> None:
+        """Release connections or handles; the store may not be used afterwards."""
