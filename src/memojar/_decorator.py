@@ -147,13 +147,14 @@ class _Memo:
     def put(self, key: str, value: Any, compute_time: float) -> None:
         """Store a computed value; a value or a store that fails costs only a warning."""
         created = time.time()
+        expires = created + self.ttl if self.ttl is not None else None
         try:
             chunks = _entry.encode(
                 value,
                 ident=self.ident,
                 key=key,
                 created=created,
-                expires=created + self.ttl if self.ttl is not None else None,
+                expires=expires,
                 compute_time=compute_time,
                 secret=self.secret,
             )
@@ -164,7 +165,7 @@ class _Memo:
             )
             return
         try:
-            size = self.store.write(self.name, key, chunks)
+            size = self.store.write(self.name, key, chunks, expires)
         except OSError as exc:
             warn(
                 f"result of {self.name} was returned but not cached: writing to "

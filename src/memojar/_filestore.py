@@ -128,7 +128,9 @@ class FileStore(Store):
 
     # --- writing ----------------------------------------------------------------------
 
-    def write(self, function: str, key: str, chunks: Sequence[Any]) -> int:
+    def write(
+        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
+    ) -> int:
         path = self.path(function, key)
         size = sum(memoryview(c).nbytes for c in chunks)
         if self.max_size is not None:  # make room first: the new entry fits under max_size

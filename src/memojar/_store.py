@@ -58,11 +58,15 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def write(self, function: str, key: str, chunks: Sequence[Any]) -> int:
+    def write(
+        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
+    ) -> int:
         """Store the entry made of ``chunks`` atomically; return its size.
 
-        Readers see the old entry or the new one, never a part. Raises ``OSError`` (or the
-        backend's connection error) on failure, leaving no partial entry behind.
+        Readers see the old entry or the new one, never a part. ``expires`` (seconds since
+        the epoch) lets a store with its own expiry drop the entry then; the entry's header
+        says the same, and is what decides. Raises ``OSError`` on failure (a store turns its
+        backend's errors into ``OSError``), leaving no partial entry behind.
         """
 
     @abc.abstractmethod
