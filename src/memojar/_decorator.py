@@ -55,7 +55,7 @@ class _Memo:
             self.binder = lambda *args, **kwargs: (key(*args, **kwargs),)
         self.hits = 0
         self.misses = 0
-        self.stored_once = False
+        self.swept = False  # entries of this function's other code/versions evicted yet?
 
     # --- the hit path ---------------------------------------------------------------
 
@@ -175,6 +175,29 @@ class _Memo:
             return
         logger.debug("store %s %s (%d bytes, computed in %.3f s)", self.name, key, size,
                      compute_time)
+        if not self.swept:
+            self.swept = True
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Evict this function's entries written for other code or another version.
+
+        Runs once per process, at the first store: an edited notebook cell or a version
+        bump leaves no trail of entries that can never hit again.
+        """
+        try:
+            doomed = []
+            for stored in self.store.scan(self.name):
+                try:
+                    header = _entry.read_header(stored.head)
+                except Miss:
+                    continue  # being written, or damaged: prune's business
+                if header.ident != self.ident and header.function == self.name:
+                    doomed.append(stored)
+            if doomed:
+                self.store.remove(doomed)
+        except OSError as exc:
+            logger.debug("cannot sweep old entries of %s: %s", self.name, exc)
 
     def discard(self, key: str, reason: str) -> None:
         """Remove an entry that must not be used (stale, incompatible, corrupt)."""

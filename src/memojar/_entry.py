@@ -88,6 +88,7 @@ class Header:
     compute_time: float
     size: int  # the whole entry's length, as the header promises it
     format: int = FORMAT_VERSION
+    ident: bytes = b""  # function, version, fingerprint, python, protocol, as stored
 
     def incompatible(self) -> str | None:
         """Why no process of this Python could use the entry, or None."""
@@ -281,5 +282,6 @@ def read_header(head: bytes) -> Header:
         compute_time=compute_time,
         size=end,
         format=fmt,
+        ident=bytes(head[_IDENT_AT : _IDENT_AT + ident_len]),
     )
 
