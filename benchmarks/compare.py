@@ -1,0 +1,790 @@
+#!/usr/bin/env python3
+"""memojar against its peers and against the floor, side by side.
+
+    python benchmarks/compare.py --quick                 # < 5 minutes on 2 cores
+    python benchmarks/compare.py --json benchmarks/results/full.json
+
+Contenders, each on its own fresh temporary directory:
+
+- ``memojar``      ``Cache(dir).cached``
+- ``diskcache``    ``diskcache.Cache(dir).memoize()``
+- ``joblib``       ``joblib.Memory(dir, verbose=0).cache``
+- ``cachier``      ``cachier(cache_dir=dir, separate_files=True)``
+- ``lru_cache``    ``functools.lru_cache(maxsize=None)``: the in-memory reference
+- ``floor``        the least a disk memoizer can do: hash the pickled arguments with xxh3,
+                   one read of one file (a copy-on-write ``mmap`` verified by an xxh3
+                   checksum for results of 1 MiB or more), one unpickle; no metadata, no lock
+- ``memojar-redis`` (small hit and miss only) ``Cache("redis://127.0.0.1:PORT")`` against a
+                   ``redis-server`` this script starts on loopback, when ``memojar._redisstore``
+                   exists
+
+Workloads (medians of repeated, interleaved runs, after warm-up):
+
+1. ``small_hit``   hit, small arguments and small result (µs per call)
+2. ``small_miss``  miss, small (µs per call, the write and the lock included)
+3. ``big_hit``     hit returning an 80 MB float64 array, timed through ``.sum()`` (ms)
+4. ``big_arg``     hit with an 80 MB array argument and a small result (ms)
+5. ``scale_N``     hit latency after N distinct entries in one function (µs); N = 1,000 /
+                   100,000 / 1,000,000 (``--quick`` stops at 100,000)
+6. ``import``      ``import <package>`` in a fresh interpreter (ms)
+7. ``big_hit_mem`` peak extra memory of a hit on the 80 MB result, in a fresh process, as a
+                   multiple of the result's size (peak RSS during the hit minus RSS before)
+
+Peers that are not installed are skipped with a note (``pip install -r
+benchmarks/requirements.txt`` installs them). The goals of the performance issue are printed
+at the end as met / not met with the measured ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import importlib.util
+import json
+import mmap
+import os
+import pickle
+import platform
+import random
+import resource
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import xxhash
+
+BIG_N = 10_000_000  # float64 values: 80 MB
+BIG_BYTES = BIG_N * 8
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# --- the functions being cached ------------------------------------------------------------
+# Module level, so every contender (joblib reads source, cachier and memojar name them by
+# module and qualname) sees an ordinary function; a fresh subprocess finds the same ones.
+
+def small(x, y="a"):
+    return {"x": x, "y": y, "items": [x, x + 1, x + 2]}
+
+
+def big_result(seed):
+    import numpy as np
+
+    return np.arange(BIG_N, dtype=np.float64) + seed
+
+
+def big_arg(arr):
+    return (arr.shape[0], str(arr.dtype))
+
+
+def scaled(i):
+    return (i, "value")
+
+
+# --- the floor ---------------------------------------------------------------------------
+
+_FLOOR_HEAD = struct.Struct("<QQI")  # checksum, payload length, number of buffers
+_LEN = struct.Struct("<Q")
+_ALIGN = 64
+_MMAP_AT = 1 << 20
+
+
+def _floor_key(args: tuple) -> str:
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(args, 5, buffer_callback=buffers.append)
+    if not buffers:
+        return xxhash.xxh3_128_hexdigest(data)
+    h = xxhash.xxh3_128(data)
+    for buf in buffers:
+        h.update(buf.raw())
+    return h.hexdigest()
+
+
+def _floor_encode(value: Any) -> list[Any]:
+    buffers: list[pickle.PickleBuffer] = []
+    payload = pickle.dumps(value, 5, buffer_callback=buffers.append)
+    raws = [b.raw() for b in buffers]
+    lengths = b"".join(_LEN.pack(r.nbytes) for r in raws)
+    body: list[Any] = [payload]
+    offset = _FLOOR_HEAD.size + len(lengths) + len(payload)
+    for raw in raws:
+        pad = -offset % _ALIGN
+        body += [b"\0" * pad, raw]
+        offset += pad + raw.nbytes
+    rest = [_FLOOR_HEAD.pack(0, len(payload), len(raws))[8:], lengths, *body]
+    h = xxhash.xxh3_64()
+    for chunk in rest:
+        h.update(chunk)
+    return [_LEN.pack(h.intdigest()), *rest]
+
+
+def _floor_decode(data: Any, verify: bool) -> Any:
+    view = memoryview(data)
+    checksum, payload_len, nbuf = _FLOOR_HEAD.unpack_from(view)
+    if verify and xxhash.xxh3_64_intdigest(view[8:]) != checksum:
+        raise ValueError("checksum")
+    at = _FLOOR_HEAD.size + 8 * nbuf
+    end = at + payload_len
+    buffers = []
+    for i in range(nbuf):
+        n = _LEN.unpack_from(view, _FLOOR_HEAD.size + 8 * i)[0]
+        start = end + (-end % _ALIGN)
+        buffers.append(view[start : start + n])
+        end = start + n
+    return pickle.loads(view[at : at + payload_len], buffers=buffers)
+
+
+def floor_memoize(root: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The floor: hash, open, (fstat,) read or map, unpickle. No metadata, no lock."""
+    for i in range(256):
+        os.makedirs(os.path.join(root, f"{i:02x}"), exist_ok=True)
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any) -> Any:
+            key = _floor_key(args)
+            path = f"{root}/{key[:2]}/{key}"
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                value = func(*args)
+                tmp = f"{path}.tmp"
+                wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.writev(wfd, _floor_encode(value))
+                finally:
+                    os.close(wfd)
+                os.replace(tmp, path)
+                return value
+            try:
+                size = os.fstat(fd).st_size
+                if size >= _MMAP_AT:
+                    return _floor_decode(mmap.mmap(fd, size, access=mmap.ACCESS_COPY), True)
+                return _floor_decode(os.read(fd, size), False)
+            finally:
+                os.close(fd)
+
+        return wrapper
+
+    return decorate
+
+
+# --- contenders ----------------------------------------------------------------------------
+
+class Contender:
+    """One memoizer: how to make it on a fresh directory and decorate a function."""
+
+    name = ""
+    module = ""  # what ``import`` measures
+    kwargs_ok = True
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def missing(self) -> str | None:
+        if self.module and importlib.util.find_spec(self.module.split(".")[0]) is None:
+            return f"{self.name}: not installed, skipped (pip install -r benchmarks/requirements.txt)"
+        return None
+
+    def wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def populate(self, wrapped: Callable[..., Any], func: Callable[..., Any],
+                 calls: Iterable[tuple]) -> None:
+        """Store one entry per call (the plain miss path; faster where the peer has one)."""
+        for args in calls:
+            wrapped(*args)
+
+    def close(self) -> None:
+        pass
+
+
+class Memojar(Contender):
+    name, module = "memojar", "memojar"
+
+    def wrap(self, func):
+        from memojar import Cache
+
+        self.cache = Cache(self.root)
+        return self.cache.cached(func)
+
+    def populate(self, wrapped, func, calls):
+        memo = getattr(wrapped, "__memojar__", None)
+        if memo is None or not hasattr(memo, "put"):
+            return super().populate(wrapped, func, calls)
+        for args in calls:  # what a miss stores, without the per-key lock
+            memo.put(memo.key_of(args, {}), func(*args), 0.0)
+
+    def close(self):
+        cache = getattr(self, "cache", None)
+        if cache is not None:
+            cache.close()
+
+
+class MemojarRedis(Memojar):
+    name, module = "memojar-redis", "redis"
+    url = ""
+
+    def missing(self):
+        if importlib.util.find_spec("memojar._redisstore") is None:
+            return "memojar-redis: memojar._redisstore does not exist yet, skipped"
+        if importlib.util.find_spec("redis") is None:
+            return "memojar-redis: the redis client is not installed, skipped"
+        if shutil.which("redis-server") is None:
+            return "memojar-redis: redis-server not found, skipped"
+        return None
+
+    def wrap(self, func):
+        from memojar import Cache
+
+        self.cache = Cache(self.url)
+        return self.cache.cached(func)
+
+
+class DiskCache(Contender):
+    name, module = "diskcache", "diskcache"
+
+    def wrap(self, func):
+        import diskcache
+
+        self.cache = diskcache.Cache(self.root)
+        return self.cache.memoize()(func)
+
+    def populate(self, wrapped, func, calls):
+        make_key = getattr(wrapped, "__cache_key__", None)
+        if make_key is None:
+            return super().populate(wrapped, func, calls)
+        with self.cache.transact():  # what memoize stores, in one transaction
+            for args in calls:
+                self.cache.set(make_key(*args), func(*args))
+
+    def close(self):
+        self.cache.close()
+
+
+class Joblib(Contender):
+    name, module = "joblib", "joblib"
+
+    def wrap(self, func):
+        import joblib
+
+        return joblib.Memory(self.root, verbose=0).cache(func)
+
+
+class Cachier(Contender):
+    name, module = "cachier", "cachier"
+
+    def wrap(self, func):
+        from cachier import cachier
+
+        return cachier(cache_dir=self.root, separate_files=True)(func)
+
+
+class LruCache(Contender):
+    name, module = "lru_cache", "functools"
+
+    def wrap(self, func):
+        return functools.lru_cache(maxsize=None)(func)
+
+
+class Floor(Contender):
+    name, module = "floor", "xxhash"
+
+    def wrap(self, func):
+        return floor_memoize(self.root)(func)
+
+
+CONTENDERS: list[type[Contender]] = [Memojar, DiskCache, Joblib, Cachier, LruCache, Floor]
+ORDER = ["memojar", "memojar-redis", "diskcache", "joblib", "cachier", "lru_cache", "floor"]
+IMPORTS = {
+    "memojar": "memojar",
+    "diskcache": "diskcache",
+    "joblib": "joblib",
+    "cachier": "cachier",
+    "lru_cache": "functools",
+    "floor": "pickle, mmap, xxhash",
+}
+
+
+# --- timing helpers ------------------------------------------------------------------------
+
+def per_call(fn: Callable[[], Any], n: int) -> float:
+    """Seconds per call of ``fn`` over ``n`` calls, the collector off (as timeit does)."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - start) / n
+    finally:
+        gc.enable()
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.quick = args.quick
+        self.tmp = tempfile.mkdtemp(prefix="memojar-bench-", dir=args.tmp)
+        self.results: dict[str, dict[str, float]] = {}
+        self.notes: list[str] = []
+        self.redis: subprocess.Popen[bytes] | None = None
+        self.contenders = [c for c in CONTENDERS if not args.only or c.name in args.only]
+        available = []
+        for cls in self.contenders:
+            note = cls(self.tmp).missing()
+            if note:
+                self.notes.append(note)
+            else:
+                available.append(cls)
+        self.contenders = available
+        self.redis_cls: type[Contender] | None = None
+        if not args.only or "memojar-redis" in args.only:
+            note = MemojarRedis(self.tmp).missing()
+            if note:
+                self.notes.append(note)
+            else:
+                self.redis_cls = MemojarRedis
+
+    def fresh(self, cls: type[Contender], workload: str) -> Contender:
+        path = os.path.join(self.tmp, f"{workload}-{cls.name}")
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        return cls(path)
+
+    def record(self, workload: str, name: str, value: float | None) -> None:
+        if value is not None:
+            self.results.setdefault(workload, {})[name] = value
+
+    def log(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    # --- redis -------------------------------------------------------------------------
+
+    def start_redis(self) -> None:
+        if self.redis_cls is None:
+            return
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.notes.append("memojar-redis: redis-server did not start, skipped")
+            self.redis_cls = None
+            return
+        MemojarRedis.url = f"redis://127.0.0.1:{port}/0"
+
+    def stop(self) -> None:
+        if self.redis is not None:
+            self.redis.terminate()
+            try:
+                self.redis.wait(10)
+            except subprocess.TimeoutExpired:
+                self.redis.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- workloads ---------------------------------------------------------------------
+
+    def interleaved(self, workload: str, makers: dict[str, Callable[[], Any]], n: int,
+                    repeats: int, scale: float = 1e6) -> None:
+        """Time each contender's ``call`` in rounds, one contender after the other."""
+        samples: dict[str, list[float]] = {name: [] for name in makers}
+        for _ in range(repeats):
+            for name, call in makers.items():
+                samples[name].append(per_call(call, n) * scale)
+        for name, xs in samples.items():
+            self.record(workload, name, median(xs))
+
+    def small_hit(self) -> None:
+        n, repeats = (2000, 7) if self.quick else (5000, 11)
+        calls, open_ = {}, []
+        for cls in self.hit_contenders():
+            c = self.fresh(cls, "small_hit")
+            f = c.wrap(small)
+            f(1, "b")
+            for _ in range(200):  # warm-up
+                f(1, "b")
+            calls[cls.name] = functools.partial(f, 1, "b")
+            open_.append(c)
+        self.interleaved("small_hit", calls, n, repeats)
+        for c in open_:
+            c.close()
+
+    def hit_contenders(self) -> list[type[Contender]]:
+        extra = [self.redis_cls] if self.redis_cls else []
+        return [*self.contenders, *extra]
+
+    def small_miss(self) -> None:
+        n, repeats = (200, 5) if self.quick else (500, 9)
+        state = {}
+        for cls in self.hit_contenders():
+            if cls is LruCache:
+                continue  # an in-memory miss is just the call; no disk to compare with
+            c = self.fresh(cls, "small_miss")
+            f = c.wrap(small)
+            for i in range(50):  # warm-up: directories made, code paths hot
+                f(-1 - i, "warm")
+            state[cls.name] = (c, f, iter(range(10**9)))
+        samples: dict[str, list[float]] = {name: [] for name in state}
+        for _ in range(repeats):
+            for name, (_, f, counter) in state.items():
+                samples[name].append(per_call(lambda f=f, it=counter: f(next(it), "m"), n) * 1e6)
+        for name, xs in samples.items():
+            self.record("small_miss", name, median(xs))
+        for c, _, _ in state.values():
+            c.close()
+
+    def big_hit(self) -> None:
+        repeats = 5 if self.quick else 9
+        calls, keep = {}, []
+        for cls in self.contenders:
+            c = self.fresh(cls, "big_hit")
+            f = c.wrap(big_result)
+            f(0)
+            f(0).sum()  # warm-up
+            calls[cls.name] = functools.partial(lambda f: f(0).sum(), f)
+            keep.append(c)
+        self.interleaved("big_hit", calls, 1, repeats, scale=1e3)
+        self.big_dirs = {c.name: c for c in keep}
+
+    def big_hit_mem(self) -> None:
+        """Peak extra RSS of one hit on the 80 MB result, in a fresh process per contender."""
+        for name, c in getattr(self, "big_dirs", {}).items():
+            if name == "lru_cache":
+                continue  # nothing survives the process: a fresh one has no hit to measure
+            out = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--_memchild", name, c.root],
+                capture_output=True, text=True, timeout=600,
+            )
+            if out.returncode != 0:
+                self.notes.append(f"big_hit_mem {name}: child failed: {out.stderr.strip()[-300:]}")
+                continue
+            extra = json.loads(out.stdout.strip().splitlines()[-1])["extra"]
+            self.record("big_hit_mem", name, extra / BIG_BYTES)
+        for c in getattr(self, "big_dirs", {}).values():
+            c.close()
+            shutil.rmtree(c.root, ignore_errors=True)
+
+    def big_arg(self) -> None:
+        import numpy as np
+
+        repeats = 5 if self.quick else 9
+        arr = np.arange(BIG_N, dtype=np.float64)
+        calls, open_ = {}, []
+        for cls in self.contenders:
+            if cls is LruCache:
+                self.notes.append("big_arg lru_cache: n/a (a numpy array is not hashable)")
+                continue
+            c = self.fresh(cls, "big_arg")
+            f = c.wrap(big_arg)
+            f(arr)
+            f(arr)  # warm-up
+            calls[cls.name] = functools.partial(f, arr)
+            open_.append(c)
+        self.interleaved("big_arg", calls, 1, repeats, scale=1e3)
+        for c in open_:
+            c.close()
+            shutil.rmtree(c.root, ignore_errors=True)
+
+    def scale(self) -> None:
+        sizes = [1000, 100_000] if self.quick else [1000, 100_000, 1_000_000]
+        slow_cap = 10_000 if self.quick else 100_000  # joblib and cachier fill at ~ms per miss
+        sample, repeats = 2000, 5
+        rng = random.Random(6)
+        for size in sizes:
+            workload = f"scale_{size}"
+            calls, open_ = {}, []
+            for cls in self.contenders:
+                if cls in (Joblib, Cachier) and size > slow_cap:
+                    self.notes.append(
+                        f"{workload} {cls.name}: skipped, filling {size:,} entries through "
+                        f"its miss path takes too long (cap {slow_cap:,})"
+                    )
+                    continue
+                c = self.fresh(cls, workload)
+                f = c.wrap(scaled)
+                start = time.perf_counter()
+                c.populate(f, scaled, ((i,) for i in range(size)))
+                self.log(f"  {workload} {cls.name}: filled in {time.perf_counter() - start:.1f} s")
+                picks = [rng.randrange(size) for _ in range(sample)]
+                for i in picks[:200]:  # warm-up
+                    f(i)
+                it = iter(picks * (repeats + 1))
+                calls[cls.name] = lambda f=f, it=it: f(next(it))
+                open_.append(c)
+            self.interleaved(workload, calls, sample, repeats)
+            for c in open_:
+                c.close()
+                shutil.rmtree(c.root, ignore_errors=True)
+
+    def imports(self) -> None:
+        repeats = 7 if self.quick else 15
+        names = [c.name for c in self.contenders]
+        samples: dict[str, list[float]] = {n: [] for n in names}
+        for _ in range(repeats):
+            for name in names:
+                code = (
+                    "import time; t = time.perf_counter(); import "
+                    f"{IMPORTS[name]}; print(time.perf_counter() - t)"
+                )
+                out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                     text=True, check=True)
+                samples[name].append(float(out.stdout) * 1e3)
+        for name, xs in samples.items():
+            self.record("import", name, median(xs))
+
+    def run(self) -> None:
+        steps = [
+            ("small_hit", self.small_hit),
+            ("small_miss", self.small_miss),
+            ("big_hit", self.big_hit),
+            ("big_hit_mem", self.big_hit_mem),
+            ("big_arg", self.big_arg),
+            ("scale", self.scale),
+            ("import", self.imports),
+        ]
+        numpy = importlib.util.find_spec("numpy") is not None
+        self.start_redis()
+        for name, step in steps:
+            if self.args.workloads and not any(name.startswith(w) for w in self.args.workloads):
+                continue
+            if name.startswith("big") and not numpy:
+                self.notes.append(f"{name}: numpy not installed, skipped")
+                continue
+            start = time.perf_counter()
+            self.log(f"{name} ...")
+            step()
+            self.log(f"{name} done in {time.perf_counter() - start:.1f} s")
+
+
+# --- the memory child -----------------------------------------------------------------------
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def mem_child(name: str, root: str) -> None:
+    import numpy  # noqa: F401 - imported before the baseline, as a user's would be
+
+    cls = {c.name: c for c in CONTENDERS}[name]
+    c = cls(root)
+    f = c.wrap(big_result)
+    gc.collect()
+    before = _rss()
+    value = f(0)
+    total = float(value.sum())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert total > 0
+    print(json.dumps({"extra": max(peak - before, 0)}))
+
+
+# --- report -------------------------------------------------------------------------------
+
+UNITS = {
+    "small_hit": "µs/call",
+    "small_miss": "µs/call",
+    "big_hit": "ms/call",
+    "big_arg": "ms/call",
+    "import": "ms",
+    "big_hit_mem": "x result",
+}
+LABELS = {
+    "small_hit": "1. hit, small",
+    "small_miss": "2. miss, small",
+    "big_hit": "3. hit, 80 MB result + .sum()",
+    "big_arg": "4. hit, 80 MB argument",
+    "import": "6. import",
+    "big_hit_mem": "7. peak extra memory, 80 MB hit",
+}
+
+
+def unit(workload: str) -> str:
+    return UNITS.get(workload, "µs/call")
+
+
+def label(workload: str) -> str:
+    if workload.startswith("scale_"):
+        return f"5. hit after {int(workload[6:]):,} entries"
+    return LABELS.get(workload, workload)
+
+
+def workload_order(results: dict[str, Any]) -> list[str]:
+    fixed = ["small_hit", "small_miss", "big_hit", "big_arg"]
+    scales = sorted((w for w in results if w.startswith("scale_")), key=lambda w: int(w[6:]))
+    return [w for w in [*fixed, *scales, "import", "big_hit_mem"] if w in results]
+
+
+def fmt(x: float) -> str:
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    names = [n for n in ORDER if any(n in r for r in results.values())]
+    rows = [["workload", "unit", *names]]
+    for w in workload_order(results):
+        rows.append([label(w), unit(w), *(fmt(results[w][n]) if n in results[w] else "-"
+                                           for n in names)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [cell.rjust(widths[i + 2]) for i, cell in enumerate(row[2:])]
+        lines.append("| " + " | ".join(cells) + " |")
+        if j == 0:
+            lines.append("|" + "|".join(
+                "-" * (w + 2) if i < 2 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
+            ) + "|")
+    return "\n".join(lines)
+
+
+def goals(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    def ratio(w: str, a: str, w2: str, b: str) -> float | None:
+        try:
+            return results[w][a] / results[w2][b]
+        except (KeyError, ZeroDivisionError):
+            return None
+
+    scales = sorted((w for w in results if w.startswith("scale_")), key=lambda w: int(w[6:]))
+    top = scales[-1] if scales else "scale_1000000"
+    out = [
+        ("small hit <= 1.3x floor", ratio("small_hit", "memojar", "small_hit", "floor"), 1.3),
+        ("small hit <= 0.8x diskcache",
+         ratio("small_hit", "memojar", "small_hit", "diskcache"), 0.8),
+        ("small miss <= 1.0x diskcache",
+         ratio("small_miss", "memojar", "small_miss", "diskcache"), 1.0),
+        ("80 MB result hit (with .sum()) <= 0.5x joblib",
+         ratio("big_hit", "memojar", "big_hit", "joblib"), 0.5),
+        ("80 MB argument hashing <= 2x floor", ratio("big_arg", "memojar", "big_arg", "floor"),
+         2.0),
+        (f"hit at {int(top[6:]):,} entries <= 1.3x hit at 1,000"
+         if scales else "hit at 1,000,000 entries <= 1.3x hit at 1,000",
+         ratio(top, "memojar", "scale_1000", "memojar") if len(scales) > 1 else None, 1.3),
+        ("import memojar <= 30 ms", (results.get("import", {}).get("memojar") or 0) / 30
+         if "memojar" in results.get("import", {}) else None, 1.0),
+        ("peak extra memory of the 80 MB hit <= 1.1x result",
+         results.get("big_hit_mem", {}).get("memojar"), 1.1),
+    ]
+    return [{"goal": g, "ratio": r, "limit": lim, "met": None if r is None else r <= lim}
+            for g, r, lim in out]
+
+
+def goal_lines(gs: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for g in gs:
+        if g["met"] is None:
+            lines.append(f"  not measured  {g['goal']}")
+        else:
+            shown = g["ratio"] * 30 if g["goal"].startswith("import") else g["ratio"]
+            what = f"{shown:.1f} ms" if g["goal"].startswith("import") else f"{shown:.2f}x"
+            lines.append(f"  {'met    ' if g['met'] else 'NOT MET'}  {g['goal']}: {what}")
+    return lines
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for mod in ("memojar", "diskcache", "joblib", "cachier", "numpy", "xxhash", "filelock"):
+        try:
+            from importlib.metadata import version
+
+            versions[mod] = version(mod)
+        except Exception:  # noqa: BLE001 - not installed
+            pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_avg": os.getloadavg(),
+        "versions": versions,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer repeats; scale stops at 100,000")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="contenders to run (default all)")
+    p.add_argument("--workloads", nargs="+", metavar="NAME",
+                   help="workloads to run: small_hit small_miss big_hit big_hit_mem big_arg "
+                        "scale import (default all)")
+    p.add_argument("--tmp", help="where the temporary directories go (default: the system's)")
+    p.add_argument("--_memchild", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._memchild:
+        mem_child(*args._memchild)
+        return 0
+    started = time.perf_counter()
+    bench = Bench(args)
+    try:
+        bench.run()
+    finally:
+        bench.stop()
+    elapsed = time.perf_counter() - started
+    gs = goals(bench.results)
+    print()
+    print(table(bench.results))
+    print()
+    if bench.notes:
+        print("Notes:")
+        for note in bench.notes:
+            print(f"  - {note}")
+        print()
+    print("Goals (memojar, ratios from this run):")
+    print("\n".join(goal_lines(gs)))
+    print(f"\n{sum(bool(g['met']) for g in gs)} of {len(gs)} goals met; ran in {elapsed:.0f} s")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({
+                "command": "python benchmarks/compare.py " + " ".join(argv or sys.argv[1:]),
+                "quick": args.quick,
+                "machine": machine(),
+                "seconds": round(elapsed, 1),
+                "units": {w: unit(w) for w in bench.results},
+                "labels": {w: label(w) for w in bench.results},
+                "results": bench.results,
+                "notes": bench.notes,
+                "goals": gs,
+            }, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
