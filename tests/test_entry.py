@@ -1,0 +1,303 @@
+"""The entry format: encode, verify, load, and every way an entry is a ``Miss``."""
+
+from __future__ import annotations
+
+import struct
+import sys
+import time
+from typing import Any
+
+import pytest
+import xxhash
+
+from memojar import _entry
+from memojar._entry import Miss, encode, load, make_ident, read_header, verify
+
+np = pytest.importorskip("numpy")
+
+IDENT = make_ident("mod.func", None, "0123456789abcdef")
+KEY = "0123456789abcdef0123456789abcdef"
+NOW = 1_700_000_000.0
+
+
+def build(value: Any = "value", *, ident: bytes = IDENT, key: str = KEY, created: float = NOW,
+          expires: float | None = None, compute_time: float = 1.5,
+          secret: bytes | None = None) -> bytearray:
+    chunks = encode(value, ident=ident, key=key, created=created, expires=expires,
+                    compute_time=compute_time, secret=secret)
+    return bytearray(b"".join(bytes(memoryview(c).cast("B")) for c in chunks))
+
+
+def check(data: Any, *, ident: bytes = IDENT, key: str = KEY, now: float = NOW + 1,
+          ttl: float | None = None, secret: bytes | None = None) -> Any:
+    payload, buffers = verify(data, ident, key.encode(), now, ttl, secret)
+    return load(payload, buffers)
+
+
+def reseal(data: bytearray) -> bytearray:
+    """Recompute the checksum after editing an entry, as a forger would."""
+    h = xxhash.xxh3_64(bytes(data[:8]))
+    h.update(bytes(data[16:]))
+    data[8:16] = struct.pack("<Q", h.intdigest())
+    return data
+
+
+# --- round trips --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 0, 1.5, "text", b"bytes", [1, 2, {"a": {3}}], {"k": (1, None)}, 2**100, ""],
+    ids=repr,
+)
+def test_plain_values_round_trip(value: Any) -> None:
+    assert check(build(value)) == value
+
+
+def test_none_round_trips_as_none() -> None:
+    assert check(build(None)) is None
+
+
+def test_numpy_arrays_round_trip_through_out_of_band_buffers() -> None:
+    arrays = {"a": np.arange(10_000, dtype=np.float64), "b": np.ones((3, 7), dtype=np.int8),
+              "c": np.arange(12, dtype=np.int32).reshape(3, 4).T}
+    data = build(arrays)
+    header = read_header(bytes(data[:4096]))
+    assert header.size == len(data)
+    loaded = check(data)
+    for name, arr in arrays.items():
+        assert loaded[name].dtype == arr.dtype
+        np.testing.assert_array_equal(loaded[name], arr)
+
+
+def test_out_of_band_buffers_start_at_64_byte_aligned_offsets() -> None:
+    value = [np.arange(n, dtype=np.uint8) for n in (1, 63, 100, 1000)]
+    data = build(value)
+    _, buffers = verify(data, IDENT, KEY.encode(), NOW, None, None)
+    assert len(buffers) == 4
+    base = np.frombuffer(data, dtype=np.uint8).ctypes.data
+    for buf, arr in zip(buffers, value):
+        offset = np.frombuffer(buf, dtype=np.uint8).ctypes.data - base
+        assert offset % 64 == 0
+        assert bytes(buf) == arr.tobytes()
+
+
+def test_loaded_array_is_a_view_of_the_entry_not_a_copy() -> None:
+    data = build(np.arange(100_000, dtype=np.int64))
+    arr = check(data)
+    assert np.shares_memory(arr, np.frombuffer(data, dtype=np.uint8))
+
+
+def test_signed_entry_round_trips() -> None:
+    assert check(build([1, 2], secret=b"s3cret"), secret=b"s3cret") == [1, 2]
+
+
+def test_signed_entry_with_buffers_round_trips() -> None:
+    arr = np.arange(1000)
+    np.testing.assert_array_equal(check(build(arr, secret=b"k"), secret=b"k"), arr)
+
+
+# --- read_header --------------------------------------------------------------------------
+
+def test_read_header_fields() -> None:
+    ident = make_ident("pkg.mod.func", 3, "fedcba9876543210")
+    data = build("v", ident=ident, created=NOW, expires=NOW + 60, compute_time=2.25)
+    header = read_header(bytes(data))
+    assert header.function == "pkg.mod.func"
+    assert header.version == "int:3"
+    assert header.fingerprint == "fedcba9876543210"
+    assert header.python == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert header.protocol == 5
+    assert header.key == KEY
+    assert header.created == NOW
+    assert header.expires == NOW + 60
+    assert header.compute_time == 2.25
+    assert header.size == len(data)
+    assert header.format == _entry.FORMAT_VERSION
+    assert header.incompatible() is None
+    assert not header.stale(NOW + 59)
+    assert header.stale(NOW + 60)
+
+
+def test_read_header_without_expiry_says_none() -> None:
+    header = read_header(bytes(build(expires=None)))
+    assert header.expires is None
+    assert not header.stale(NOW + 10**9)
+
+
+def test_read_header_needs_only_the_head() -> None:
+    data = build(np.arange(100_000))
+    need = _entry.header_length(bytes(data[: _entry.HEAD]))
+    header = read_header(bytes(data[:need]))
+    assert header.size == len(data)
+    with pytest.raises(Miss, match="truncated"):
+        read_header(bytes(data[: need - 1]))
+
+
+def test_read_header_of_a_signed_entry() -> None:
+    data = build(secret=b"k")
+    assert read_header(bytes(data)).size == len(data)
+
+
+def test_read_header_of_garbage_is_a_miss() -> None:
+    with pytest.raises(Miss):
+        read_header(b"not an entry at all, but long enough to be read as one, maybe?")
+
+
+def test_version_tag_keeps_int_and_str_apart() -> None:
+    assert _entry.version_tag(1) != _entry.version_tag("1")
+    assert _entry.version_tag(None) == ""
+
+
+# --- every mismatch is a Miss -------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "ident",
+    [
+        make_ident("mod.other", None, "0123456789abcdef"),
+        make_ident("mod.func", 1, "0123456789abcdef"),
+        make_ident("mod.func", "1", "0123456789abcdef"),
+        make_ident("mod.func", None, "fedcba9876543210"),
+        "\0".join(["mod.func", "", "0123456789abcdef", "3.9", "5"]).encode(),
+        "\0".join(["mod.func", "", "0123456789abcdef", _entry.PYTHON, "4"]).encode(),
+    ],
+    ids=["function", "version-int", "version-str", "code", "python", "protocol"],
+)
+def test_entry_for_another_identity_is_a_miss(ident: bytes) -> None:
+    with pytest.raises(Miss, match="another function, version, code or Python"):
+        check(build(ident=ident))
+
+
+def test_version_1_and_version_str_1_do_not_match() -> None:
+    with pytest.raises(Miss):
+        check(build(ident=make_ident("f", 1, "x")), ident=make_ident("f", "1", "x"))
+
+
+def test_entry_for_another_key_is_a_miss() -> None:
+    with pytest.raises(Miss, match="another key"):
+        check(build(), key="f" * 32)
+
+
+def test_entry_past_its_expiry_is_a_miss() -> None:
+    data = build(expires=NOW + 10)
+    assert check(data, now=NOW + 9.9) == "value"
+    with pytest.raises(Miss, match="stale"):
+        check(data, now=NOW + 10)
+
+
+def test_entry_older_than_the_current_ttl_is_a_miss() -> None:
+    data = build(expires=None)
+    assert check(data, now=NOW + 29, ttl=30) == "value"
+    with pytest.raises(Miss, match="stale"):
+        check(data, now=NOW + 30, ttl=30)
+
+
+def test_both_the_written_expiry_and_the_current_ttl_must_allow_it() -> None:
+    data = build(expires=NOW + 10)
+    with pytest.raises(Miss, match="stale"):
+        check(data, now=NOW + 11, ttl=100)  # a longer ttl now does not revive it
+
+
+@pytest.mark.parametrize("where", ["payload", "last-byte", "header-times"])
+def test_bad_checksum_is_a_miss(where: str) -> None:
+    data = build(["some", "payload", 12345])
+    at = {"payload": len(data) - 10, "last-byte": len(data) - 1, "header-times": 16}[where]
+    data[at] ^= 0x01
+    with pytest.raises(Miss, match="checksum"):
+        check(data, now=0.0 if where == "header-times" else NOW + 1)
+
+
+def test_bad_checksum_on_buffers_is_a_miss() -> None:
+    data = build(np.arange(1000, dtype=np.int64))
+    data[-3] ^= 0xFF
+    with pytest.raises(Miss, match="checksum"):
+        check(data)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 10, 50, -1, -100])
+def test_truncated_entry_is_a_miss(cut: int) -> None:
+    data = build(np.arange(1000))
+    with pytest.raises(Miss):
+        check(data[:cut])
+
+
+def test_entry_with_bytes_appended_is_a_miss() -> None:
+    with pytest.raises(Miss, match="bytes long"):
+        check(build() + b"\0")
+
+
+def test_unknown_format_is_a_miss() -> None:
+    data = build()
+    struct.pack_into("<H", data, 4, _entry.FORMAT_VERSION + 1)
+    with pytest.raises(Miss, match="entry format"):
+        check(reseal(data))
+    with pytest.raises(Miss, match="entry format"):
+        read_header(bytes(data))
+
+
+def test_not_an_entry_is_a_miss() -> None:
+    with pytest.raises(Miss, match="not a memojar entry"):
+        check(bytearray(b"\x80\x05K\x01." + b"\0" * 100))
+
+
+def test_unsigned_entry_in_a_cache_with_a_secret_is_a_miss() -> None:
+    with pytest.raises(Miss, match="not signed"):
+        check(build(), secret=b"k")
+
+
+def test_signed_entry_in_a_cache_without_a_secret_is_a_miss() -> None:
+    with pytest.raises(Miss, match="signed"):
+        check(build(secret=b"k"))
+
+
+def test_entry_signed_with_another_secret_is_a_miss() -> None:
+    with pytest.raises(Miss, match="signature"):
+        check(build(secret=b"right"), secret=b"wrong")
+
+
+def test_forged_payload_with_a_valid_checksum_fails_the_signature() -> None:
+    data = build("honest", secret=b"k")
+    at = bytes(data).index(b"honest")
+    data[at : at + 6] = b"forged"
+    with pytest.raises(Miss, match="signature"):
+        check(reseal(data), secret=b"k")
+
+
+def test_forged_unsigned_payload_is_caught_only_by_the_checksum() -> None:
+    data = build("honest")
+    at = bytes(data).index(b"honest")
+    data[at : at + 6] = b"forged"
+    with pytest.raises(Miss, match="checksum"):
+        check(data)
+    assert check(reseal(data)) == "forged"  # why a shared cache needs a secret
+
+
+def test_payload_that_no_longer_loads_is_a_miss() -> None:
+    class Gone:
+        pass
+
+    Gone.__qualname__ = "Gone"
+    Gone.__module__ = __name__
+    globals()["Gone"] = Gone
+    try:
+        data = build(Gone())
+    finally:
+        del globals()["Gone"]
+    with pytest.raises(Miss, match="does not load"):
+        check(data)
+
+
+def test_verify_runs_no_pickle_before_the_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = build()
+    calls = []
+    monkeypatch.setattr(_entry.pickle, "loads", lambda *a, **k: calls.append(a))
+    with pytest.raises(Miss):
+        verify(data, IDENT, b"f" * 32, NOW, None, None)
+    verify(data, IDENT, KEY.encode(), NOW, None, None)
+    assert calls == []
+
+
+def test_entry_encodes_its_times() -> None:
+    before = time.time()
+    data = build(created=before, expires=before + 5, compute_time=0.125)
+    header = read_header(bytes(data))
+    assert (header.created, header.expires, header.compute_time) == (before, before + 5, 0.125)

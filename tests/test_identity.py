@@ -1,0 +1,165 @@
+"""Function identity: ``module.qualname`` and a code fingerprint that only real edits change."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from memojar._identity import code_fingerprint, function_name
+
+from conftest import run_python
+
+BASE = '''
+"""A module of functions to fingerprint."""
+
+RATE = 2
+
+
+def helper(x):
+    return x
+
+
+def f(x):
+    """Docstring of f."""
+    # a comment
+    if x in {"a", "b", "c"}:
+        return helper(x) + 1
+    def inner(y):
+        """Docstring of inner."""
+        return y * 2
+    scale = lambda z: z * RATE  # noqa: E731
+    return inner(len(x)) + scale(2.5)
+'''
+
+_counter = itertools.count()
+
+
+def load(tmp_path: Path, source: str, name: str = "fpmod"):
+    """Import ``source`` as module ``name`` from a fresh file; return its ``f``."""
+    folder = tmp_path / f"v{next(_counter)}"
+    folder.mkdir()
+    path = folder / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.f
+
+
+def fingerprint(tmp_path: Path, source: str) -> str:
+    return code_fingerprint(load(tmp_path, source))
+
+
+def edited(old: str, new: str, count: int = 1) -> str:
+    assert BASE.count(old) >= count, old
+    return BASE.replace(old, new, count)
+
+
+def test_function_name_is_module_and_qualname(tmp_path: Path) -> None:
+    f = load(tmp_path, BASE)
+    assert function_name(f) == "fpmod.f"
+
+    class Outer:
+        def method(self):
+            pass
+
+    assert function_name(Outer.method) == (
+        f"{__name__}.test_function_name_is_module_and_qualname.<locals>.Outer.method"
+    )
+
+
+def test_fingerprint_is_a_stable_hex_digest(tmp_path: Path) -> None:
+    one, two = fingerprint(tmp_path, BASE), fingerprint(tmp_path, BASE)
+    assert one == two
+    assert len(one) == 16
+    int(one, 16)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        pytest.param("helper(x) + 1", "helper(x) - 1", id="operator"),
+        pytest.param("return inner(len(x))", "return inner(len(x) + len(x))", id="code"),
+        pytest.param("+ scale(2.5)", "+ scale(3.5)", id="float-constant"),
+        pytest.param('{"a", "b", "c"}', '{"a", "b", "d"}', id="frozenset-constant"),
+        pytest.param("return helper(x)", "return str(x)", id="global-name"),
+        pytest.param("y * 2", "y * 3", id="nested-function-constant"),
+        pytest.param("return y * 2", "return y // 2", id="nested-function-code"),
+        pytest.param("z * RATE", "z / RATE", id="lambda-code"),
+        pytest.param("def f(x):", "def f(x, y=None):", id="signature"),
+        pytest.param("scale = lambda", "scaled = lambda", id="local-name"),
+    ],
+)
+def test_fingerprint_changes_when_the_code_does(tmp_path: Path, old: str, new: str) -> None:
+    assert fingerprint(tmp_path, edited(old, new)) != fingerprint(tmp_path, BASE)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        pytest.param("\ndef f(x):", "\n\n\n\n# moved down\n\n\ndef f(x):", id="moved-down"),
+        pytest.param("# a comment", "# another comment, longer\n    # and one more", id="comments"),
+        pytest.param('"""Docstring of f."""', '"""Another docstring, longer."""', id="docstring"),
+        pytest.param('"""Docstring of f."""\n', "", id="docstring-removed"),
+        pytest.param('"""Docstring of inner."""', '"""Inner, documented anew."""',
+                     id="nested-docstring"),
+        pytest.param("RATE = 2\n", "RATE = 2\nOTHER = 3\n", id="rest-of-module"),
+        pytest.param("def helper(x):\n    return x", "def helper(x):\n    return -x",
+                     id="another-function"),
+    ],
+)
+def test_fingerprint_ignores_cosmetic_edits(tmp_path: Path, old: str, new: str) -> None:
+    assert fingerprint(tmp_path, edited(old, new)) == fingerprint(tmp_path, BASE)
+
+
+def test_fingerprint_of_a_callable_object_is_its_name() -> None:
+    assert code_fingerprint(len) == code_fingerprint(len)
+    assert code_fingerprint(len) != code_fingerprint(abs)
+
+
+_FINGERPRINT_SCRIPT = """
+import json, sys
+sys.path.insert(0, {folder!r})
+from memojar._identity import code_fingerprint
+import seedmod
+print(json.dumps([code_fingerprint(seedmod.f), code_fingerprint(seedmod.g)]))
+"""
+
+_SEED_MODULE = '''
+def f(x):
+    if x in {"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}:
+        return "greek"
+    return x not in frozenset({"one", "two", "three", "four"})
+
+
+def g(x):
+    def inner(y):
+        return y in {"a", "b", "c", "d", "e", "f", "g"}
+    return inner(x)
+'''
+
+
+def test_fingerprint_is_the_same_in_every_process_whatever_the_hash_seed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "seedmod.py").write_text(_SEED_MODULE)
+    script = _FINGERPRINT_SCRIPT.format(folder=str(tmp_path))
+    results = {
+        tuple(json.loads(run_python(script, env={"PYTHONHASHSEED": seed})))
+        for seed in ("0", "1", "2", "987654")
+    }
+    assert len(results) == 1
+
+
+def test_the_frozenset_constant_really_varies_with_the_hash_seed(tmp_path: Path) -> None:
+    """Guard for the test above: the raw constant's order does depend on the seed."""
+    code = "def f(x):\n    return x in {'alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta'}\n"
+    script = f"exec({code!r}); print(repr(f.__code__.co_consts))"
+    orders = {run_python(script, env={"PYTHONHASHSEED": seed}) for seed in ("0", "1", "2", "3")}
+    assert len(orders) > 1

@@ -1,0 +1,436 @@
+"""Cache keys: binding, canonical ordering, types, buffers, unpicklable arguments."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memojar import cached
+from memojar._keys import BIG_BUFFER, make_binder, make_key
+
+from conftest import run_python
+
+np = pytest.importorskip("numpy")
+
+hsettings = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def key(*values: object) -> str:
+    return make_key(values)
+
+
+@dataclass
+class Holder:
+    """A custom object holding unordered containers."""
+
+    tags: set = field(default_factory=set)
+    table: dict = field(default_factory=dict)
+
+
+class Tagged(dict):
+    """A dict subclass with an attribute of its own."""
+
+
+class Opaque:
+    def __init__(self, items: object) -> None:
+        self.items = items
+
+
+# --- binding ------------------------------------------------------------------------------
+
+def test_bound_arguments_with_defaults_give_one_key(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def f(x, y=1):
+        return x + y
+
+    keys = {f.cache_key(1), f.cache_key(1, 1), f.cache_key(x=1), f.cache_key(1, y=1),
+            f.cache_key(y=1, x=1)}
+    assert len(keys) == 1
+    assert f.cache_key(1, 2) not in keys
+    assert f.cache_key(2) not in keys
+
+
+def test_binder_applies_defaults_and_spells_every_parameter_kind() -> None:
+    def f(a, /, b, *args, c, d=4, **kw):
+        pass
+
+    bind = make_binder(f)
+    assert bind(1, 2, c=3) == (1, 2, (), 3, 4, {})
+    assert bind(1, 2, 9, c=3, d=5, z=6) == (1, 2, (9,), 3, 5, {"z": 6})
+    with pytest.raises(TypeError):
+        bind(1)  # missing b and c: the same error as calling f
+
+
+def test_keyword_arguments_in_any_order_give_one_key() -> None:
+    def f(**kw):
+        pass
+
+    bind = make_binder(f)
+    assert make_key(bind(a=1, b=2)) == make_key(bind(b=2, a=1))
+
+
+def test_ignore_leaves_parameters_out_of_the_key(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir, ignore=("verbose", "conn"))
+    def f(x, verbose=False, conn=None):
+        return x
+
+    assert f.cache_key(1, verbose=True, conn=object()) == f.cache_key(1)
+    assert f.cache_key(1) != f.cache_key(2)
+
+
+def test_ignore_accepts_a_single_name(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir, ignore="verbose")
+    def f(x, verbose=False):
+        return x
+
+    assert f.cache_key(1, True) == f.cache_key(1, False)
+
+
+def test_key_function_replaces_the_arguments(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir, key=lambda path, mode="r": path.lower())
+    def f(path, mode="r"):
+        return path
+
+    assert f.cache_key("A.txt", "rb") == f.cache_key("a.TXT")
+    assert f.cache_key("a.txt") != f.cache_key("b.txt")
+
+
+def test_key_function_returning_the_unpicklable_is_a_type_error(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir, key=lambda x: (lambda: x))
+    def f(x):
+        return x
+
+    with pytest.raises(TypeError, match="key= .* cannot be pickled"):
+        f.cache_key(1)
+
+
+# --- canonical containers -----------------------------------------------------------------
+
+def test_dict_order_does_not_change_the_key() -> None:
+    assert key({"a": 1, "b": 2}) == key({"b": 2, "a": 1})
+
+
+def test_set_and_frozenset_order_does_not_change_the_key() -> None:
+    words = [f"w{i}" for i in range(50)]
+    assert key(set(words)) == key(set(reversed(words)))
+    assert key(frozenset(words)) == key(frozenset(reversed(words)))
+    assert key(set(words)) != key(frozenset(words))
+
+
+def test_order_does_not_matter_at_any_depth() -> None:
+    one = [{"outer": {"inner": {3, 2, 1}, "other": frozenset({"x", "y"})}}, ({"z": 1, "a": 2},)]
+    two = [{"outer": {"other": frozenset({"y", "x"}), "inner": {1, 2, 3}}}, ({"a": 2, "z": 1},)]
+    assert key(one) == key(two)
+
+
+def test_sets_inside_sets_and_mixed_member_types() -> None:
+    one = {frozenset({1, 2}), frozenset({"a", b"b"}), ("t", 1), None, 2.5}
+    two = {2.5, None, ("t", 1), frozenset({b"b", "a"}), frozenset({2, 1})}
+    assert key(one) == key(two)
+
+
+def test_dataclass_holding_a_set_keys_by_content() -> None:
+    assert key(Holder({"a", "b", "c"}, {"x": 1, "y": 2})) == key(
+        Holder({"c", "b", "a"}, {"y": 2, "x": 1})
+    )
+    assert key(Holder({"a"})) != key(Holder({"b"}))
+
+
+def test_plain_object_holding_nested_containers_keys_by_content() -> None:
+    assert key(Opaque({"k": {1, 2}, "j": [{"b", "a"}]})) == key(
+        Opaque({"j": [{"a", "b"}], "k": {2, 1}})
+    )
+
+
+def test_dict_subclasses_key_by_content() -> None:
+    one, two = Tagged(), Tagged()
+    one.update(a=1, b={"x", "y"})
+    two.update(b={"y", "x"}, a=1)
+    assert key(one) == key(two)
+    assert key(Counter("abcab")) == key(Counter("bacba"))
+    d1, d2 = defaultdict(list), defaultdict(list)
+    d1["a"].append(1)
+    d1["b"].append(2)
+    d2["b"].append(2)
+    d2["a"].append(1)
+    assert key(d1) == key(d2)
+
+
+def test_dict_subclass_differs_from_a_plain_dict() -> None:
+    assert key(Tagged(a=1)) != key({"a": 1})
+
+
+def test_ordered_dict_keeps_its_order_because_its_equality_does() -> None:
+    one, two = OrderedDict(a=1, b=2), OrderedDict(b=2, a=1)
+    assert one != two
+    assert key(one) != key(two)
+
+
+def test_equal_values_in_different_containers_differ() -> None:
+    assert key([1, 2]) != key((1, 2))
+    assert key({"a": 1}) != key([("a", 1)])
+    assert key({1, 2}) != key([1, 2])
+
+
+# --- types --------------------------------------------------------------------------------
+
+def test_one_one_point_oh_and_true_are_different_keys() -> None:
+    assert len({key(1), key(1.0), key(True)}) == 3
+
+
+def test_one_one_point_oh_and_true_differ_as_dict_keys() -> None:
+    assert len({key({1: "v"}), key({1.0: "v"}), key({True: "v"})}) == 3
+
+
+def test_one_one_point_oh_and_true_differ_as_set_members() -> None:
+    assert len({key({1}), key({1.0}), key({True}), key(frozenset({1})), key(frozenset({1.0}))}) \
+        == 5
+
+
+def test_str_and_bytes_differ() -> None:
+    assert key("a") != key(b"a")
+    assert key(b"a") != key(bytearray(b"a"))
+
+
+# --- buffers ------------------------------------------------------------------------------
+
+def test_numpy_arrays_key_by_content_dtype_and_shape() -> None:
+    a = np.arange(1000, dtype=np.int64)
+    assert key(a) == key(a.copy())
+    assert key(a) != key(a.astype(np.int32))
+    assert key(a) != key(a.reshape(10, 100))
+    b = a.copy()
+    b[500] += 1
+    assert key(a) != key(b)
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview", "numpy"])
+def test_large_buffers_hashed_out_of_band_key_by_content(kind: str) -> None:
+    size = 4 * BIG_BUFFER + 3
+    raw = bytes(range(256)) * (size // 256) + b"xyz"
+
+    def make(data: bytes) -> object:
+        if kind == "bytes":
+            return bytes(data)
+        if kind == "bytearray":
+            return bytearray(data)
+        if kind == "memoryview":
+            return memoryview(bytearray(data))
+        return np.frombuffer(data, dtype=np.uint8).copy()
+
+    changed = bytearray(raw)
+    changed[len(raw) // 2] ^= 1
+    assert key(make(raw)) == key(make(bytes(raw)))
+    assert key(make(raw)) != key(make(bytes(changed)))
+    changed_last = bytearray(raw)
+    changed_last[-1] ^= 0x80
+    assert key(make(raw)) != key(make(bytes(changed_last)))
+
+
+def test_large_bytes_types_stay_different() -> None:
+    raw = bytes(2 * BIG_BUFFER)
+    assert len({key(raw), key(bytearray(raw)), key(memoryview(raw))}) == 3
+
+
+def test_small_and_large_buffers_of_different_lengths_differ() -> None:
+    assert key(b"\0" * BIG_BUFFER) != key(b"\0" * (BIG_BUFFER + 1))
+    assert key(b"\0" * (BIG_BUFFER - 1)) != key(b"\0" * BIG_BUFFER)
+
+
+def test_two_buffers_do_not_run_into_each_other() -> None:
+    a, b = b"a" * BIG_BUFFER, b"b" * BIG_BUFFER
+    assert key(a + b"b", b[1:]) != key(a, b)
+
+
+def test_memoryview_keys_by_format_and_shape() -> None:
+    data = bytearray(range(16))
+    view = memoryview(data)
+    assert key(view) == key(memoryview(bytearray(range(16))))
+    assert key(view) != key(view.cast("i"))
+    assert key(view.cast("B", (4, 4))) != key(view)
+
+
+def test_non_contiguous_views_key_by_content() -> None:
+    data = memoryview(bytearray(range(200)))[::2]
+    assert key(data) == key(memoryview(bytearray(range(0, 200, 2))))
+
+
+def test_numpy_array_of_a_set_does_not_crash() -> None:
+    arr = np.empty(1, dtype=object)
+    arr[0] = {"a", "b"}
+    assert len(key(arr)) == 32
+
+
+# --- unpicklable arguments ----------------------------------------------------------------
+
+def test_unpicklable_argument_is_a_type_error_naming_the_parameter(cache_dir: Path) -> None:
+    import threading
+
+    @cached(cache_dir=cache_dir)
+    def f(x, conn):
+        return x
+
+    with pytest.raises(TypeError, match=r"argument 'conn' of .*f cannot be pickled") as info:
+        f(1, threading.Lock())
+    assert "ignore=('conn',)" in str(info.value)
+    assert "key=" in str(info.value)
+
+
+def test_unpicklable_argument_error_names_a_nested_one(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def f(x, options):
+        return x
+
+    with pytest.raises(TypeError, match="'options'"):
+        f(1, {"callback": lambda: None})
+
+
+def test_unpicklable_argument_computes_nothing(cache_dir: Path) -> None:
+    calls = []
+
+    @cached(cache_dir=cache_dir)
+    def f(x):
+        calls.append(x)
+        return 1
+
+    with pytest.raises(TypeError, match="ignore="):
+        f(lambda: None)
+    assert calls == []
+
+
+# --- hypothesis ---------------------------------------------------------------------------
+
+atoms = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8),
+    st.binary(max_size=8),
+)
+hashables = st.recursive(
+    atoms, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=4), max_leaves=8
+)
+values = st.recursive(
+    hashables,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(hashables, inner, max_size=4)
+    | st.sets(hashables, max_size=4)
+    | st.builds(Holder, st.sets(hashables, max_size=4), st.dictionaries(st.text(), inner,
+                                                                          max_size=3)),
+    max_leaves=20,
+)
+
+
+def reordered(value: object, rnd) -> object:
+    """An equal copy of ``value`` whose dicts and sets were filled in another order."""
+    t = type(value)
+    if t is dict:
+        items = [(reordered(k, rnd), reordered(v, rnd)) for k, v in value.items()]
+        rnd.shuffle(items)
+        return dict(items)
+    if t in (set, frozenset):
+        items = [reordered(x, rnd) for x in value]
+        rnd.shuffle(items)
+        # Rebuild through an intermediate set of another size so the hash table differs.
+        out = set(range(-1000, -1000 - 3 * len(items), -1))
+        out.update(items)
+        out.difference_update(range(-1000, -1000 - 3 * len(items), -1))
+        return t(out)
+    if t is list:
+        return [reordered(x, rnd) for x in value]
+    if t is tuple:
+        return tuple(reordered(x, rnd) for x in value)
+    if t is Holder:
+        return Holder(reordered(value.tags, rnd), reordered(value.table, rnd))
+    return value
+
+
+@hsettings
+@given(values, st.randoms(use_true_random=False))
+def test_equal_values_built_in_another_order_give_equal_keys(value: object, rnd) -> None:
+    other = reordered(value, rnd)
+    assert other == value
+    assert key(other) == key(value)
+
+
+def _typed(value: object) -> tuple:
+    """What a key must tell apart: a value together with the types inside it."""
+    t = type(value)
+    if t in (list, tuple):
+        return (t.__name__, tuple(_typed(x) for x in value))
+    if t in (set, frozenset):
+        return (t.__name__, frozenset(_typed(x) for x in value))
+    if t is dict:
+        return ("dict", frozenset((_typed(k), _typed(v)) for k, v in value.items()))
+    if t is Holder:
+        return ("Holder", _typed(value.tags), _typed(value.table))
+    if t is float:
+        return ("float", repr(value))  # 0.0 and -0.0 are different keys, and may be
+    return (t.__name__, value)
+
+
+@hsettings
+@given(values, values)
+def test_values_that_differ_in_value_or_type_give_different_keys(a: object, b: object) -> None:
+    if _typed(a) != _typed(b):
+        assert key(a) != key(b)
+    else:
+        assert key(a) == key(b)
+
+
+@hsettings
+@given(st.sampled_from([0, 1, -1, 2]), st.sampled_from([int, float, bool, str]),
+       st.sampled_from([int, float, bool, str]))
+def test_same_number_of_different_types_gives_different_keys(n: int, t1: type, t2: type) -> None:
+    if t1 is t2 or (bool in (t1, t2) and n not in (0, 1)):
+        return
+    a, b = t1(n), t2(n)
+    assert key(a) != key(b)
+    assert key({a: 0}) != key({b: 0})
+    assert key({a}) != key({b})
+
+
+# --- across processes ---------------------------------------------------------------------
+
+_SEED_SCRIPT = """
+import json
+from dataclasses import dataclass
+from memojar._keys import make_key
+
+class Holder:
+    def __init__(self, tags):
+        self.tags = tags
+
+words = [f"word{i}" for i in range(40)]
+cases = {
+    "set of str": ({*words},),
+    "dict with str keys": ({w: i for i, w in enumerate(words)},),
+    "nested frozensets": (frozenset({frozenset(words[:10]), frozenset(words[10:20]),
+                                     frozenset({"a", frozenset({"b", "c"})})}),),
+    "object holding a set": (Holder(set(words)),),
+    "mixed": ({"k": {1, "1", 1.5, b"1", (2, "x")}},),
+}
+print(json.dumps({name: make_key(values) for name, values in cases.items()}))
+"""
+
+
+def test_keys_are_identical_under_different_hash_seeds() -> None:
+    results = [
+        json.loads(run_python(_SEED_SCRIPT, env={"PYTHONHASHSEED": seed}))
+        for seed in ("0", "1", "12345", "4294967295")
+    ]
+    assert len(results[0]) == 5
+    for result in results[1:]:
+        assert result == results[0]
+
+
+def test_hash_seed_script_really_changes_set_order() -> None:
+    """Guard for the test above: the seeds do change iteration order of str sets."""
+    code = "print(list({f'word{i}' for i in range(40)}))"
+    orders = {run_python(code, env={"PYTHONHASHSEED": s}) for s in ("1", "2")}
+    assert len(orders) == 2

@@ -1,0 +1,396 @@
+"""Store semantics, run on every store kind through ``open_store``.
+
+These tests treat an entry as opaque bytes, except where a real entry (``_entry.encode``) is
+needed for eviction order or listing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memojar import _entry
+from memojar._cache import open_store
+from memojar._store import KeyLock, Store, StoredEntry
+
+FN = "tests.module.function"
+OTHER = "tests.module.other"
+
+
+def k(n: int) -> str:
+    return f"{n:032x}"
+
+
+@pytest.fixture
+def store(location: str) -> Iterator[Store]:
+    s = open_store(location, None, False)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def small_store(location: str) -> Iterator[Store]:
+    s = open_store(location, 10_000, False)
+    yield s
+    s.close()
+
+
+def real_entry(key: str, size: int = 1000, function: str = FN) -> list[Any]:
+    ident = _entry.make_ident(function, None, "0" * 16)
+    return _entry.encode(b"x" * size, ident=ident, key=key, created=time.time(), expires=None,
+                         compute_time=0.0)
+
+
+def as_bytes(data: Any) -> bytes:
+    return bytes(memoryview(data).cast("B")) if data is not None else None  # type: ignore
+
+
+def file_only(location: str) -> Path:
+    if "://" in location:
+        pytest.skip("file store layout")
+    return Path(location)
+
+
+# --- read / write / delete ----------------------------------------------------------------
+
+def test_read_of_a_missing_entry_is_none(store: Store) -> None:
+    assert store.read(FN, k(1)) is None
+
+
+def test_write_then_read_returns_the_same_bytes(store: Store) -> None:
+    size = store.write(FN, k(1), [b"head", bytearray(b"-body-"), memoryview(b"tail")])
+    assert size == 14
+    assert as_bytes(store.read(FN, k(1))) == b"head-body-tail"
+
+
+def test_large_entry_round_trips(store: Store) -> None:
+    big = os.urandom(3 << 20)
+    store.write(FN, k(1), [b"h", big])
+    assert as_bytes(store.read(FN, k(1))) == b"h" + big
+
+
+def test_entry_of_more_chunks_than_writev_takes(store: Store) -> None:
+    chunks = [bytes([i % 256]) * 3 for i in range(2000)]
+    store.write(FN, k(1), chunks)
+    assert as_bytes(store.read(FN, k(1))) == b"".join(chunks)
+
+
+def test_rewrite_replaces_the_entry(store: Store) -> None:
+    store.write(FN, k(1), [b"old value"])
+    store.write(FN, k(1), [b"new"])
+    assert as_bytes(store.read(FN, k(1))) == b"new"
+
+
+def test_entries_are_addressed_by_function_and_key(store: Store) -> None:
+    store.write(FN, k(1), [b"a"])
+    store.write(FN, k(2), [b"b"])
+    store.write(OTHER, k(1), [b"c"])
+    assert as_bytes(store.read(FN, k(1))) == b"a"
+    assert as_bytes(store.read(FN, k(2))) == b"b"
+    assert as_bytes(store.read(OTHER, k(1))) == b"c"
+
+
+def test_odd_function_names_are_kept_apart(store: Store) -> None:
+    names = ["__main__.f", "m.<lambda>", "m.C.f.<locals>.g", "m/../../etc", "m.f", "m_f", ".hidden"]
+    for i, name in enumerate(names):
+        store.write(name, k(1), [str(i).encode()])
+    for i, name in enumerate(names):
+        assert as_bytes(store.read(name, k(1))) == str(i).encode()
+
+
+def test_delete_removes_one_entry(store: Store) -> None:
+    store.write(FN, k(1), [b"a"])
+    store.write(FN, k(2), [b"b"])
+    assert store.delete(FN, k(1)) is True
+    assert store.read(FN, k(1)) is None
+    assert as_bytes(store.read(FN, k(2))) == b"b"
+
+
+def test_delete_of_a_missing_entry_is_false(store: Store) -> None:
+    assert store.delete(FN, k(1)) is False
+    store.write(FN, k(1), [b"a"])
+    assert store.delete(FN, k(1)) is True
+    assert store.delete(FN, k(1)) is False
+
+
+def test_write_accepts_an_expiry(store: Store) -> None:
+    store.write(FN, k(1), [b"a"], expires=time.time() + 3600)
+    assert as_bytes(store.read(FN, k(1))) == b"a"
+
+
+def test_failed_write_leaves_the_old_entry(store: Store) -> None:
+    store.write(FN, k(1), [b"old"])
+    with pytest.raises(TypeError):
+        store.write(FN, k(1), [b"new", object()])  # not a buffer: the write cannot happen
+    assert as_bytes(store.read(FN, k(1))) == b"old"
+
+
+def test_no_partial_entry_is_ever_visible(store: Store) -> None:
+    """A reader racing a writer sees the old entry or the new one, never a mix or a part."""
+    a, b = [b"A" * 300_000], [b"B" * 200_000, b"b" * 200_000]
+    whole = {b"A" * 300_000, b"B" * 200_000 + b"b" * 200_000}
+    store.write(FN, k(1), a)
+    stop = threading.Event()
+    seen: list[bytes | None] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(as_bytes(store.read(FN, k(1))))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(40):
+            store.write(FN, k(1), b if i % 2 else a)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen
+    assert all(s in whole for s in seen), {len(s or b"") for s in seen} - {300_000, 400_000}
+
+
+# --- scan / remove ------------------------------------------------------------------------
+
+def test_scan_lists_every_entry_with_its_head(store: Store) -> None:
+    for i in range(3):
+        store.write(FN, k(i), real_entry(k(i)))
+    store.write(OTHER, k(9), real_entry(k(9), function=OTHER))
+    listed = sorted(store.scan(), key=lambda e: (e.function_dir, e.key))
+    assert len(listed) == 4
+    assert {e.key for e in listed} == {k(0), k(1), k(2), k(9)}
+    for e in listed:
+        assert isinstance(e, StoredEntry)
+        header = _entry.read_header(e.head)
+        assert header.key == e.key
+        assert header.size == e.size
+        assert e.accessed > 0
+        assert e.location
+
+
+def test_scan_of_one_function(store: Store) -> None:
+    store.write(FN, k(1), [b"a"])
+    store.write(OTHER, k(2), [b"b"])
+    assert [e.key for e in store.scan(FN, heads=False)] == [k(1)]
+    assert [e.key for e in store.scan(OTHER, heads=False)] == [k(2)]
+    assert list(store.scan("no.such.function")) == []
+
+
+def test_scan_of_an_empty_or_missing_store(store: Store) -> None:
+    assert list(store.scan()) == []
+
+
+def test_scan_without_heads_still_gives_sizes(store: Store) -> None:
+    store.write(FN, k(1), [b"12345"])
+    (entry,) = store.scan(heads=False)
+    assert entry.size == 5
+
+
+def test_remove_removes_listed_entries(store: Store) -> None:
+    for i in range(4):
+        store.write(FN, k(i), [b"x"])
+    victims = [e for e in store.scan(FN, heads=False) if e.key in (k(1), k(3))]
+    assert store.remove(victims) == 2
+    assert {e.key for e in store.scan(heads=False)} == {k(0), k(2)}
+    assert store.remove(victims) == 0  # already gone: not counted twice
+
+
+# --- locks --------------------------------------------------------------------------------
+
+def test_lock_excludes_a_second_holder(store: Store) -> None:
+    first = store.lock(FN, k(1))
+    second = store.lock(FN, k(1))
+    assert isinstance(first, KeyLock)
+    assert first.acquire()
+    try:
+        result: list[bool] = []
+        t = threading.Thread(target=lambda: result.append(second.acquire(blocking=False)))
+        t.start()
+        t.join()
+        assert result == [False]
+    finally:
+        first.release()
+    assert second.acquire(blocking=False)
+    second.release()
+
+
+def test_locks_of_different_keys_are_independent(store: Store) -> None:
+    with store.lock(FN, k(1)):
+        other = store.lock(FN, k(2))
+        assert other.acquire(blocking=False)
+        other.release()
+
+
+def test_blocking_lock_waits_for_the_holder(store: Store) -> None:
+    order: list[str] = []
+    holder = store.lock(FN, k(1))
+    holder.acquire()
+
+    def wait() -> None:
+        with store.lock(FN, k(1)):
+            order.append("waiter")
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(0.2)
+    order.append("holder")
+    holder.release()
+    t.join(10)
+    assert order == ["holder", "waiter"]
+
+
+def test_lock_of_a_dead_process_is_released(location: str, store: Store) -> None:
+    code = (
+        "import os, sys\n"
+        "from memojar._cache import open_store\n"
+        f"lock = open_store({location!r}, None, False).lock({FN!r}, {k(1)!r})\n"
+        "lock.acquire()\n"
+        "print('held', flush=True)\n"
+        "os._exit(0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.stdout.strip() == "held", proc.stderr
+    lock = store.lock(FN, k(1))
+    deadline = time.monotonic() + 10
+    while not lock.acquire(blocking=False):
+        assert time.monotonic() < deadline, "the dead holder's lock was never released"
+        time.sleep(0.05)
+    lock.release()
+
+
+# --- eviction -----------------------------------------------------------------------------
+
+def total(store: Store) -> int:
+    return sum(e.size for e in store.scan(heads=False))
+
+
+def test_max_size_keeps_the_total_under_the_limit(small_store: Store) -> None:
+    for i in range(30):
+        small_store.write(FN, k(i), real_entry(k(i)))
+        assert total(small_store) <= 10_000 + 1200
+    assert total(small_store) <= 10_000
+    assert small_store.read(FN, k(29)) is not None  # the newest entry is there
+
+
+def test_eviction_is_least_recently_used(small_store: Store) -> None:
+    for i in range(8):
+        small_store.write(FN, k(i), real_entry(k(i)))
+        time.sleep(0.01)
+    for i in (0, 1):  # the oldest two are read, so they are the most recently used now
+        time.sleep(0.01)
+        assert small_store.read(FN, k(i)) is not None
+    for i in range(8, 12):
+        time.sleep(0.01)
+        small_store.write(FN, k(i), real_entry(k(i)))
+    keys = {e.key for e in small_store.scan(heads=False)}
+    assert {k(0), k(1)} <= keys
+    assert k(2) not in keys
+    assert k(11) in keys
+
+
+def test_evict_on_demand_frees_room(small_store: Store) -> None:
+    for i in range(8):
+        small_store.write(FN, k(i), real_entry(k(i)))
+    assert small_store.evict(0) == 0  # under the limit: nothing to do
+    removed = small_store.evict(5000)
+    assert removed > 0
+    assert total(small_store) + 5000 <= 10_000
+
+
+def test_store_without_max_size_never_evicts(store: Store) -> None:
+    for i in range(20):
+        store.write(FN, k(i), real_entry(k(i), 5000))
+    assert store.evict(10**9) == 0
+    assert len(list(store.scan(heads=False))) == 20
+
+
+def test_max_size_is_kept_by_two_store_objects_together(location: str) -> None:
+    one, two = open_store(location, 10_000, False), open_store(location, 10_000, False)
+    try:
+        for i in range(20):
+            (one if i % 2 else two).write(FN, k(i), real_entry(k(i)))
+        assert total(one) <= 10_000
+    finally:
+        one.close()
+        two.close()
+
+
+def test_deletes_keep_the_size_count_right(small_store: Store) -> None:
+    for i in range(5):
+        small_store.write(FN, k(i), real_entry(k(i)))
+    for i in range(5):
+        small_store.delete(FN, k(i))
+    for i in range(5, 13):  # 8 entries of ~1.1 kB fit in 10 kB once the deletes are counted
+        small_store.write(FN, k(i), real_entry(k(i)))
+    assert len(list(small_store.scan(heads=False))) == 8
+
+
+# --- cleanup ------------------------------------------------------------------------------
+
+def test_cleanup_of_a_healthy_store_removes_no_entry(store: Store) -> None:
+    for i in range(3):
+        store.write(FN, k(i), [b"x"])
+        with store.lock(FN, k(i)):
+            pass
+    assert store.cleanup() == 0
+    assert len(list(store.scan(heads=False))) == 3
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_cleanup_removes_temporary_files_of_dead_writers(location: str, store: Store) -> None:
+    root = file_only(location)
+    store.write(FN, k(1), [b"x"])
+    (entry,) = store.scan(heads=False)
+    folder = Path(entry.location).parent
+    dead = folder / f"{k(2)}.mj.{_dead_pid()}.0badf00d.tmp"
+    alive = folder / f"{k(3)}.mj.{os.getpid()}.0badf00d.tmp"
+    dead.write_bytes(b"half an entry")
+    alive.write_bytes(b"being written")
+    assert store.cleanup() == 1
+    assert not dead.exists()
+    assert alive.exists()
+    assert as_bytes(store.read(FN, k(1))) == b"x"
+    assert root.is_dir()
+
+
+def test_cleanup_removes_idle_lock_files_but_not_held_ones(location: str, store: Store) -> None:
+    file_only(location)
+    with store.lock(FN, k(1)):
+        pass
+    held = store.lock(FN, k(2))
+    held.acquire()
+    try:
+        store.cleanup()
+        names = {p.name for p in Path(location).rglob("*.lock")}
+        assert f"{k(1)}.lock" not in names
+        assert f"{k(2)}.lock" in names
+    finally:
+        held.release()
+
+
+def test_temporary_files_are_not_entries(location: str, store: Store) -> None:
+    file_only(location)
+    store.write(FN, k(1), [b"x"])
+    (entry,) = store.scan(heads=False)
+    Path(entry.location + f".{os.getpid()}.00000000.tmp").write_bytes(b"partial")
+    assert [e.key for e in store.scan(heads=False)] == [k(1)]
+
+
+def test_file_layout_is_function_shard_key(location: str, store: Store) -> None:
+    root = file_only(location)
+    store.write("pkg.mod.func", k(0xAB), [b"x"])
+    assert (root / "pkg.mod.func" / "00" / f"{k(0xAB)}.mj").is_file()
+    assert (root / "CACHEDIR.TAG").is_file()
