@@ -20,3 +20,10 @@ __all__ = ["Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning"
 __version__ = "0.1.0"
 
 _logging.getLogger("memojar").addHandler(_logging.NullHandler())
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext memojar``: the ``%memojar`` magic (IPython is imported only then)."""
+    from ._ipython import load_ipython_extension as f
+
+    f(ipython)

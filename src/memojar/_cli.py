@@ -1,0 +1,837 @@
+"""The ``memojar`` command line: see, summarise, clear and prune a cache without Python.
+
+Every command reads entry headers only, never a payload: listing a cache unpickles nothing,
+so it is safe on entries from anywhere and fast on a big cache. Commands build a ``Report``
+(a table, some fields, a few notes, and the data ``--json`` prints); ``main`` prints it as
+text, and the ``%memojar`` magic (``_ipython``) renders the same report as HTML.
+
+Exit status: 0 success, 1 error, 2 bad usage. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import difflib
+import html
+import json
+import os
+import re
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, NoReturn
+
+from . import _entry
+from ._cache import Cache, default_directory
+from ._entry import Miss
+from ._store import StoredEntry
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhdw])")
+_REMOVE_BATCH = 500  # entries removed between progress updates
+_PROGRESS_DELAY = 0.5  # seconds before a progress line appears: quick commands show none
+_PROGRESS_EVERY = 0.1  # seconds between progress updates
+_UTC = _dt.timezone.utc
+
+_EXAMPLES = """\
+examples:
+  memojar ls                              functions in the cache, with sizes and ages
+  memojar ls analysis.load_table          one function's entries
+  memojar info --json                     totals, for scripts
+  memojar clear analysis.load_table       remove one function's entries
+  memojar clear --older-than 7d --yes     remove every entry older than a week
+  memojar clear --dry-run                 show what clearing everything would remove
+  memojar prune                           remove stale, incompatible and broken entries
+  memojar --dir ./.cache ls               any command on another cache directory
+
+FUNCTION is a function's module.qualname, as 'memojar ls' shows it. DURATION is a number
+and a unit: s, m, h, d or w (90s, 15m, 2h, 7d). The cache directory defaults to
+$MEMOJAR_DIR, else the user cache directory; --dir also takes a redis:// URL.
+"""
+
+
+class CliError(Exception):
+    """A failure to report as one line, with the exit status to leave with."""
+
+    def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- parsing --------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a ``CliError`` (one line, status 2), not a print."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or ``"1w"``."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use a number and a unit s, m, h, d or w "
+            "(90s, 15m, 2h, 7d)"
+        )
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
+    """The parser of the command line (and of ``%memojar``, with ``prog="%memojar"``)."""
+    from . import __version__
+
+    parser = _Parser(
+        prog=prog,
+        description="List, summarise, clear and prune a memojar cache. Reads entry headers "
+        "only: nothing is unpickled.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"memojar {__version__}")
+    parser.add_argument(
+        "--dir", metavar="DIR", default=None,
+        help="cache directory or redis:// URL (default: $MEMOJAR_DIR, else the user "
+        "cache directory)",
+    )
+    # --dir after the command too; SUPPRESS keeps the subcommand from overwriting it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="cache directory or redis:// URL")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ls = commands.add_parser(
+        "ls", parents=[common], help="functions (or one function's entries)",
+        description="List the cached functions with their entry counts, sizes and ages; "
+        "given FUNCTION, list its entries.",
+    )
+    ls.add_argument("function", nargs="?", metavar="FUNCTION",
+                    help="a function's module.qualname")
+    ls.add_argument("--json", action="store_true", help="print JSON for machines")
+
+    info = commands.add_parser(
+        "info", parents=[common], help="totals for the cache",
+        description="Directory, entries, bytes, functions, stale and incompatible counts.",
+    )
+    info.add_argument("--json", action="store_true", help="print JSON for machines")
+
+    clear = commands.add_parser(
+        "clear", parents=[common], help="remove entries",
+        description="Remove the entries of the given functions, or every entry. With no "
+        "FUNCTION and no --yes it asks first (and refuses without a terminal).",
+    )
+    clear.add_argument("functions", nargs="*", metavar="FUNCTION",
+                       help="a function's module.qualname (default: every function)")
+    clear.add_argument("--older-than", type=parse_duration, metavar="DURATION",
+                       help="only entries created longer ago than DURATION (30s, 15m, 2h, 7d)")
+    clear.add_argument("--dry-run", action="store_true",
+                       help="say what would be removed, remove nothing")
+    clear.add_argument("--yes", "-y", action="store_true",
+                       help="do not ask before removing every entry")
+
+    commands.add_parser(
+        "prune", parents=[common], help="remove stale, incompatible and orphaned entries",
+        description="Remove stale entries, entries of a function's older code or version, "
+        "of another Python or entry format, unreadable entries and orphaned temporary files.",
+    )
+    return parser
+
+
+# --- human formats ----------------------------------------------------------------------
+
+def human_size(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float) -> str:
+    """A short duration in one unit: ``"45s"``, ``"12m"``, ``"3h"``, ``"5d"``, ``"8w"``."""
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h"
+    if seconds < 14 * 86400:
+        return f"{seconds // 86400:.0f}d"
+    return f"{seconds // 604800:.0f}w"
+
+
+def human_time(seconds: float) -> str:
+    """A compute time: ``"120 ms"``, ``"3.2 s"``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 100:
+        return f"{seconds:.1f} s"
+    return human_duration(seconds)
+
+
+def iso(timestamp: float | None) -> str | None:
+    """ISO 8601 in UTC, as ``--json`` prints times."""
+    if timestamp is None:
+        return None
+    return _dt.datetime.fromtimestamp(timestamp, _UTC).isoformat()
+
+
+# --- reports ------------------------------------------------------------------------------
+
+@dataclass
+class Table:
+    """Rows of strings under column names; ``right`` holds the right-aligned columns."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    right: frozenset[int] = frozenset()
+
+
+@dataclass
+class Report:
+    """What a command found: fields, a table, notes, and the data ``--json`` prints."""
+
+    data: Any = None
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    table: Table | None = None
+    notes: list[str] = field(default_factory=list)
+    as_json: bool = False
+
+    def text(self) -> str:
+        lines: list[str] = []
+        if self.fields:
+            width = max(len(k) for k, _ in self.fields)
+            lines += [f"{k:<{width}}  {v}" for k, v in self.fields]
+        if self.table is not None and self.table.rows:
+            lines += _text_table(self.table)
+        lines += self.notes
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        parts = []
+        if self.fields:
+            rows = "".join(
+                f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+                for k, v in self.fields
+            )
+            parts.append(f"<table class='memojar'>{rows}</table>")
+        if self.table is not None and self.table.rows:
+            parts.append(_html_table(self.table))
+        parts += [f"<p>{html.escape(note)}</p>" for note in self.notes]
+        return "\n".join(parts)
+
+    # IPython shows a Report returned by %memojar as HTML in a notebook, text elsewhere.
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.text())
+
+
+def _text_table(table: Table) -> list[str]:
+    widths = [len(c) for c in table.columns]
+    for row in table.rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            cell.rjust(w) if i in table.right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths))
+        ]
+        return "  ".join(out).rstrip()
+
+    return [line(table.columns), *(line(row) for row in table.rows)]
+
+
+def _html_table(table: Table) -> str:
+    def align(i: int) -> str:
+        return "right" if i in table.right else "left"
+
+    head = "".join(
+        f"<th style='text-align:{align(i)}'>{html.escape(c)}</th>"
+        for i, c in enumerate(table.columns)
+    )
+    body = "".join(
+        "<tr>" + "".join(
+            f"<td style='text-align:{align(i)}'>{html.escape(cell)}</td>"
+            for i, cell in enumerate(row)
+        ) + "</tr>"
+        for row in table.rows
+    )
+    return f"<table class='memojar'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# --- reading the cache ------------------------------------------------------------------
+
+def open_cache(location: str | None) -> Cache:
+    """The cache at ``location`` (default: the decorator's), refusing what is not one.
+
+    A directory must exist and hold memojar's CACHEDIR.TAG: memojar lists and deletes only
+    in directories it created, never in one that merely looks like a cache.
+    """
+    location = location or default_directory()
+    if not location.startswith(_URL_SCHEMES):
+        path = os.path.abspath(os.path.expanduser(location))
+        if not os.path.exists(path):
+            raise CliError(
+                f"no cache at {path}: the directory does not exist (nothing was cached "
+                "there yet, or --dir / $MEMOJAR_DIR points elsewhere)"
+            )
+        if not os.path.isdir(path):
+            raise CliError(f"{path} is a file, not a cache directory: pass --dir a directory")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise CliError(f"permission denied: cannot read the cache directory {path}")
+        if not is_memojar_dir(path):
+            raise CliError(
+                f"{path} is not a memojar cache (it has no CACHEDIR.TAG written by "
+                "memojar); memojar only lists and deletes files in its own directories"
+            )
+        location = path
+    try:
+        return Cache(location)
+    except ImportError as exc:
+        raise CliError(str(exc)) from exc
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"cannot open the cache at {location}: {exc}") from exc
+
+
+def is_memojar_dir(path: str) -> bool:
+    """True if ``path`` holds a CACHEDIR.TAG that memojar wrote (not another tool's)."""
+    from ._filestore import is_cache_dir
+
+    if not is_cache_dir(path):
+        return False
+    try:
+        with open(os.path.join(path, "CACHEDIR.TAG"), "rb") as f:
+            return b"memojar" in f.read(4096)
+    except OSError:
+        return False
+
+
+@dataclass
+class FunctionStats:
+    """One function's entries, totalled from their headers."""
+
+    function: str
+    entries: int = 0
+    bytes: int = 0
+    oldest: float | None = None
+    newest: float | None = None
+    stale: int = 0
+    incompatible: int = 0
+    # Usable entries by (fingerprint, version), and the newest one's: entries of any other
+    # code or version are superseded, i.e. incompatible (as Cache.prune judges them).
+    usable: Counter[tuple[str, str]] = field(default_factory=Counter)
+    latest: tuple[float, str, str] | None = None
+
+    def add(self, header: _entry.Header, size: int, now: float) -> None:
+        self.entries += 1
+        self.bytes += size
+        created = header.created
+        self.oldest = created if self.oldest is None else min(self.oldest, created)
+        self.newest = created if self.newest is None else max(self.newest, created)
+        if header.incompatible():
+            self.incompatible += 1
+        elif header.stale(now):
+            self.stale += 1
+        else:
+            self.usable[(header.fingerprint, header.version)] += 1
+            if self.latest is None or created > self.latest[0]:
+                self.latest = (created, header.fingerprint, header.version)
+
+    def finish(self) -> None:
+        if self.latest is not None:
+            current = self.usable[self.latest[1:]]
+            self.incompatible += sum(self.usable.values()) - current
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "function": self.function, "entries": self.entries, "bytes": self.bytes,
+            "oldest": iso(self.oldest), "newest": iso(self.newest),
+            "stale": self.stale, "incompatible": self.incompatible,
+        }
+
+
+@dataclass
+class Census:
+    """The whole cache, totalled from entry headers (nothing is unpickled)."""
+
+    directory: str
+    entries: int = 0
+    bytes: int = 0
+    unreadable: int = 0  # corrupt, truncated, or of another entry format
+    functions: dict[str, FunctionStats] = field(default_factory=dict)
+
+    @property
+    def stale(self) -> int:
+        return sum(f.stale for f in self.functions.values())
+
+    @property
+    def incompatible(self) -> int:
+        return sum(f.incompatible for f in self.functions.values())
+
+
+def take_census(cache: Cache) -> Census:
+    """Read every entry's header once and total them by function."""
+    census = Census(cache.directory)
+    now = time.time()
+    functions = census.functions
+    for stored in cache.store.scan():
+        census.entries += 1
+        census.bytes += stored.size
+        header = _header(stored)
+        if header is None:
+            census.unreadable += 1
+            continue
+        stats = functions.get(header.function)
+        if stats is None:
+            stats = functions[header.function] = FunctionStats(header.function)
+        stats.add(header, stored.size, now)
+    for stats in functions.values():
+        stats.finish()
+    return census
+
+
+def _header(stored: StoredEntry) -> _entry.Header | None:
+    """The entry's header, or None if it is unreadable or truncated."""
+    try:
+        header = _entry.read_header(stored.head)
+    except Miss:
+        return None
+    return header if header.size == stored.size else None
+
+
+def check_functions(cache: Cache, names: Sequence[str]) -> None:
+    """Raise a ``CliError`` naming close matches for any name with no entries."""
+    missing = [n for n in names if next(cache.store.scan(n, heads=False), None) is None]
+    if not missing:
+        return
+    known = sorted(_known_functions(cache))
+    problems = []
+    for name in missing:
+        problem = f"no entries for function {name!r} in {cache.directory}"
+        close = _close_names(name, known)
+        if close:
+            problem += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+        problems.append(problem)
+    hint = " ('memojar ls' lists the functions)" if known else " (the cache is empty)"
+    raise CliError("; ".join(problems) + hint)
+
+
+def _known_functions(cache: Cache) -> set[str]:
+    names = set()
+    for stored in cache.store.scan():
+        header = _header(stored)
+        if header is not None:
+            names.add(header.function)
+    return names
+
+
+def _close_names(name: str, known: list[str]) -> list[str]:
+    """Known names that end with ``name`` (a bare qualname), then difflib's close ones."""
+    lowered = name.lower()
+    tails = [k for k in known if k.lower().endswith("." + lowered) or k.lower() == lowered]
+    by_lower = {k.lower(): k for k in known}
+    close = [by_lower[c] for c in difflib.get_close_matches(lowered, list(by_lower), n=3,
+                                                           cutoff=0.6)]
+    return list(dict.fromkeys(tails + close))[:3]
+
+
+# --- progress -------------------------------------------------------------------------------
+
+class Progress:
+    """A one-line counter on a terminal for long operations; silent anywhere else."""
+
+    def __init__(self, stream: IO[str] | None, what: str) -> None:
+        self.stream = stream if stream is not None and _isatty(stream) else None
+        self.what = what
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, done: int, total: int | None = None) -> None:
+        if self.stream is None:
+            return
+        now = time.monotonic()
+        if now - self.start < _PROGRESS_DELAY or now - self.last < _PROGRESS_EVERY:
+            return
+        self.last = now
+        self.shown = True
+        text = f"{self.what} {done:,}"
+        if total:
+            text += f"/{total:,} ({100 * done // total}%)"
+        self.stream.write(f"\r\033[K{text}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown and self.stream is not None:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _remove(cache: Cache, entries: list[StoredEntry], progress: Progress) -> int:
+    removed = 0
+    for start in range(0, len(entries), _REMOVE_BATCH):
+        removed += cache.store.remove(entries[start : start + _REMOVE_BATCH])
+        progress.update(start + _REMOVE_BATCH if start + _REMOVE_BATCH < len(entries)
+                        else len(entries), len(entries))
+    return removed
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+def cmd_ls(cache: Cache, function: str | None, as_json: bool) -> Report:
+    """One row per function, or (given ``function``) one row per entry."""
+    if function is not None:
+        return _ls_function(cache, function, as_json)
+    census = take_census(cache)
+    stats = sorted(census.functions.values(), key=lambda s: s.function)
+    now = time.time()
+    rows = [
+        [s.function, f"{s.entries:,}", human_size(s.bytes), _ago(s.oldest, now),
+         _ago(s.newest, now), f"{s.stale:,}", f"{s.incompatible:,}"]
+        for s in stats
+    ]
+    notes = [_summary(census)]
+    if census.unreadable:
+        notes.append(f"{census.unreadable:,} unreadable entries ('memojar prune' removes them)")
+    return Report(
+        data=[s.json() for s in stats],
+        table=Table(["FUNCTION", "ENTRIES", "SIZE", "OLDEST", "NEWEST", "STALE",
+                     "INCOMPATIBLE"], rows, frozenset({1, 2, 3, 4, 5, 6})),
+        notes=notes,
+        as_json=as_json,
+    )
+
+
+def _ls_function(cache: Cache, function: str, as_json: bool) -> Report:
+    check_functions(cache, [function])
+    now = time.time()
+    found = []
+    latest: tuple[float, str, str] | None = None
+    for stored in cache.store.scan(function):
+        header = _header(stored)
+        if header is None or header.function != function:
+            continue
+        found.append((header, stored))
+        if not header.incompatible() and not header.stale(now) and (
+            latest is None or header.created > latest[0]
+        ):
+            latest = (header.created, header.fingerprint, header.version)
+    found.sort(key=lambda hs: hs[0].created, reverse=True)
+    data, rows = [], []
+    for header, stored in found:
+        status = _status(header, now, latest)
+        data.append({
+            "key": header.key, "size": stored.size, "created": iso(header.created),
+            "expires": iso(header.expires), "compute_time": header.compute_time,
+            "status": status,
+        })
+        rows.append([header.key[:12], human_size(stored.size), _ago(header.created, now),
+                     _expires(header.expires, now), human_time(header.compute_time), status])
+    total = sum(s.size for _, s in found)
+    return Report(
+        data=data,
+        table=Table(["KEY", "SIZE", "AGE", "EXPIRES", "COMPUTE", "STATUS"], rows,
+                    frozenset({1, 2, 3, 4})),
+        notes=[f"{function}: {_plural(len(found), 'entry')}, {human_size(total)}"],
+        as_json=as_json,
+    )
+
+
+def _status(header: _entry.Header, now: float, latest: tuple[float, str, str] | None) -> str:
+    if header.incompatible():
+        return "incompatible"
+    if header.stale(now):
+        return "stale"
+    if latest is not None and (header.fingerprint, header.version) != latest[1:]:
+        return "incompatible"  # an older code or version of the function
+    return "fresh"
+
+
+def cmd_info(cache: Cache, as_json: bool) -> Report:
+    """Totals for the cache."""
+    census = take_census(cache)
+    now = time.time()
+    oldest = min((s.oldest for s in census.functions.values() if s.oldest), default=None)
+    newest = max((s.newest for s in census.functions.values() if s.newest), default=None)
+    data = {
+        "directory": census.directory, "entries": census.entries, "bytes": census.bytes,
+        "functions": len(census.functions), "stale": census.stale,
+        "incompatible": census.incompatible, "unreadable": census.unreadable,
+        "oldest": iso(oldest), "newest": iso(newest),
+    }
+    fields = [
+        ("directory", census.directory),
+        ("entries", f"{census.entries:,}"),
+        ("size", f"{human_size(census.bytes)} ({census.bytes:,} bytes)"),
+        ("functions", f"{len(census.functions):,}"),
+        ("stale", f"{census.stale:,}"),
+        ("incompatible", f"{census.incompatible:,}"),
+        ("unreadable", f"{census.unreadable:,}"),
+    ]
+    if oldest is not None:
+        fields += [("oldest", f"{_ago(oldest, now)} ago"), ("newest", f"{_ago(newest, now)} ago")]
+    notes = []
+    if census.stale or census.incompatible or census.unreadable:
+        notes.append("'memojar prune' removes stale, incompatible and unreadable entries")
+    return Report(data=data, fields=fields, notes=notes, as_json=as_json)
+
+
+def cmd_clear(
+    cache: Cache,
+    functions: Sequence[str],
+    older_than: float | None,
+    dry_run: bool,
+    confirm: Callable[[str], bool] | None,
+    progress_stream: IO[str] | None = None,
+) -> Report:
+    """Remove the entries of ``functions`` (all when empty), optionally only old ones.
+
+    ``confirm`` is asked before removing from every function; None means nobody can be
+    asked, and the caller has already refused or been told ``--yes``.
+    """
+    if not _removable(cache):
+        raise CliError(
+            f"refusing to clear {cache.directory}: it is not a memojar cache (no "
+            "CACHEDIR.TAG written by memojar), and memojar never deletes files it did not write"
+        )
+    check_functions(cache, functions)
+    cutoff = time.time() - older_than if older_than is not None else None
+    heads = cutoff is not None or dry_run  # headers: to test ages, or to name functions
+    scanning = Progress(progress_stream, "memojar: listing entries")
+    doomed: list[StoredEntry] = []
+    by_function: Counter[str] = Counter()
+    for name in functions or [None]:
+        for stored in cache.store.scan(name, heads=heads):
+            scanning.update(len(doomed))
+            if heads:
+                header = _header(stored)
+                if cutoff is not None and (header is None or header.created >= cutoff):
+                    continue
+                by_function[header.function if header else stored.function_dir] += 1
+            doomed.append(stored)
+    scanning.close()
+    size = sum(e.size for e in doomed)
+    what = f"{_plural(len(doomed), 'entry')} ({human_size(size)})"
+    if not doomed:
+        scope = f" older than {human_duration(older_than)}" if older_than is not None else ""
+        return Report(data={"removed": 0, "bytes": 0}, notes=[f"nothing to clear{scope}"])
+    if dry_run:
+        rows = [[name, f"{n:,}"] for name, n in sorted(by_function.items())]
+        return Report(
+            data={"would_remove": len(doomed), "bytes": size},
+            table=Table(["FUNCTION", "ENTRIES"], rows, frozenset({1})),
+            notes=[f"would remove {what} from {cache.directory} (dry run: nothing removed)"],
+        )
+    if not functions and confirm is not None:
+        if not confirm(f"remove {what} from {cache.directory}?"):
+            raise CliError("not confirmed: nothing removed")
+    removing = Progress(progress_stream, "memojar: removing")
+    try:
+        removed = _remove(cache, doomed, removing)
+    finally:
+        removing.close()
+    cache.store.cleanup()  # empty directories, and what crashed writers left
+    freed = size if removed == len(doomed) else sum(e.size for e in doomed[:removed])
+    return Report(data={"removed": removed, "bytes": freed},
+                  notes=[f"removed {_plural(removed, 'entry')} ({human_size(freed)})"])
+
+
+def _removable(cache: Cache) -> bool:
+    """A store other than a directory (Redis) has only memojar's keys; a directory must be
+    memojar's own."""
+    root = getattr(cache.store, "root", None)
+    return root is None or is_memojar_dir(root)
+
+
+def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None) -> Report:
+    """``Cache.prune``, watched: on a terminal, a counter of entries checked and removed."""
+    if not _removable(cache):
+        raise CliError(
+            f"refusing to prune {cache.directory}: it is not a memojar cache (no "
+            "CACHEDIR.TAG written by memojar), and memojar never deletes files it did not write"
+        )
+    checking = Progress(progress_stream, "memojar: checking entries")
+    if checking.stream is None:
+        removed = cache.prune()
+    else:
+        removed = _watched_prune(cache, checking, progress_stream)
+    left = cache.stats()
+    return Report(
+        data={"removed": removed, "entries": left.entries, "bytes": left.bytes},
+        notes=[f"removed {_plural(removed, 'file')}; {_plural(left.entries, 'entry')} "
+               f"({human_size(left.bytes)}) left in {cache.directory}"],
+    )
+
+
+def _watched_prune(cache: Cache, checking: Progress, stream: IO[str] | None) -> int:
+    # Cache.prune owns the rules; the command line only counts what passes through the
+    # store, so the rules cannot drift apart. The wrappers live on this instance only.
+    store = cache.store
+    scan, remove = store.scan, store.remove
+
+    def counted_scan(*args: Any, **kwargs: Any) -> Iterator[StoredEntry]:
+        for n, stored in enumerate(scan(*args, **kwargs), 1):
+            checking.update(n)
+            yield stored
+
+    def batched_remove(entries: Sequence[StoredEntry]) -> int:
+        removing = Progress(stream, "memojar: removing")
+        removed = 0
+        entries = list(entries)
+        for start in range(0, len(entries), _REMOVE_BATCH):
+            removed += remove(entries[start : start + _REMOVE_BATCH])
+            removing.update(min(start + _REMOVE_BATCH, len(entries)), len(entries))
+        removing.close()
+        return removed
+
+    store.scan, store.remove = counted_scan, batched_remove  # type: ignore[method-assign]
+    try:
+        return cache.prune()
+    finally:
+        del store.scan, store.remove
+        checking.close()
+
+
+def _summary(census: Census) -> str:
+    if not census.entries:
+        return f"no entries in {census.directory}"
+    return (f"{_plural(len(census.functions), 'function')}, {_plural(census.entries, 'entry')}, "
+            f"{human_size(census.bytes)} in {census.directory}")
+
+
+def _ago(timestamp: float | None, now: float) -> str:
+    return "-" if timestamp is None else human_duration(now - timestamp)
+
+
+def _expires(expires: float | None, now: float) -> str:
+    if expires is None:
+        return "never"
+    if expires <= now:
+        return "expired"
+    return f"in {human_duration(expires - now)}"
+
+
+def _plural(n: int, noun: str) -> str:
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n:,} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
+
+
+# --- running a command line -------------------------------------------------------------
+
+def execute(
+    argv: Sequence[str],
+    *,
+    prog: str = "memojar",
+    confirm: Callable[[str], bool] | None = None,
+    refusal: str = "stdin is not a terminal",
+    progress_stream: IO[str] | None = None,
+) -> Report:
+    """Parse ``argv`` and run the command; raise ``CliError`` for anything to report.
+
+    ``confirm`` asks before clearing every entry; without it such a clear is refused
+    (status 2) with ``refusal`` as the reason. ``--help`` and ``--version`` print and raise
+    ``SystemExit(0)``, as argparse does.
+    """
+    args = build_parser(prog).parse_args(list(argv))
+    if args.command is None:
+        raise CliError(f"missing command: ls, info, clear or prune (see '{prog} --help')",
+                       EXIT_USAGE)
+    if args.command == "clear" and not args.functions and not args.yes and not args.dry_run:
+        if confirm is None:
+            where = args.dir or default_directory()
+            raise CliError(
+                f"refusing to clear every entry in {where} without confirmation ({refusal}): "
+                "pass --yes to clear them, or name the functions to clear", EXIT_USAGE,
+            )
+    else:
+        confirm = None
+    try:
+        cache = open_cache(args.dir)
+        try:
+            if args.command == "ls":
+                return cmd_ls(cache, args.function, args.json)
+            if args.command == "info":
+                return cmd_info(cache, args.json)
+            if args.command == "clear":
+                return cmd_clear(cache, args.functions, args.older_than, args.dry_run,
+                                 confirm, progress_stream)
+            return cmd_prune(cache, progress_stream)
+        finally:
+            cache.close()
+    except OSError as exc:
+        raise CliError(_os_error(exc)) from exc
+
+
+def _os_error(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"{reason.lower() if reason[:1].isupper() else reason}: {exc.filename}"
+    return reason
+
+
+def _ask_on_terminal(question: str) -> bool:
+    sys.stderr.write(f"memojar: {question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``memojar`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    confirm = _ask_on_terminal if _isatty(sys.stdin) else None
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            report = execute(argv, confirm=confirm, progress_stream=sys.stderr)
+            if report.as_json:
+                print(json.dumps(report.data, indent=2))
+            else:
+                text = report.text()
+                if text:
+                    print(text)
+            sys.stdout.flush()
+    except CliError as exc:
+        print(f"memojar: {exc}", file=sys.stderr)
+        return exc.status
+    except SystemExit as exc:  # --help, --version: argparse printed them
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except KeyboardInterrupt:
+        print("\nmemojar: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `memojar ls | head`: the reader left, which is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
+        print(f"memojar: unexpected error: {type(exc).__name__}: {exc} "
+              "(please report it)", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _one_line_warning(message: Any, category: Any, filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    print(f"memojar: warning: {message}", file=sys.stderr)

@@ -1,0 +1,37 @@
+"""``%load_ext memojar``: the ``%memojar`` line magic, the command line inside IPython.
+
+``%memojar ls|info|clear|prune`` takes the same options as the ``memojar`` command and acts
+on the default cache directory (or ``--dir``). Reports render as HTML tables in a notebook
+and as text in a terminal; with ``--json`` the magic returns the data, so
+``rows = %memojar ls --json`` gives a list of dicts. Clearing every entry needs ``--yes``:
+a notebook cell is no place for an interactive prompt.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from ._cli import CliError, execute
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ``%memojar`` (IPython calls this on ``%load_ext memojar``)."""
+    ipython.register_magic_function(memojar_magic, magic_kind="line", magic_name="memojar")
+
+
+def memojar_magic(line: str) -> Any:
+    """%memojar ls|info|clear|prune [options]: see ``%memojar --help``."""
+    from IPython.core.error import UsageError
+
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:  # an unclosed quote
+        raise UsageError(f"%memojar: {exc}") from None
+    try:
+        report = execute(argv, prog="%memojar", refusal="a notebook cannot confirm")
+    except CliError as exc:
+        raise UsageError(f"%memojar: {exc}") from None
+    except SystemExit:  # --help or --version: argparse printed them
+        return None
+    return report.data if report.as_json else report
