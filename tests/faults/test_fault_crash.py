@@ -1,0 +1,167 @@
+"""Attacks 1 and 2: a writer killed with SIGKILL mid-write, a lock holder killed mid-compute."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import entry_files, finish, read_line, spawn, temp_files
+
+from memojar import Cache, _entry
+
+BIG = 3 << 20  # in-band bytes of each result
+OOB = 2 << 20  # out-of-band buffer of each result
+KEYS = 6
+
+WRITER_JOB = """
+import os, pickle, sys
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+
+if os.environ.get("ANNOUNCE_WRITES"):  # say "writing" as each write starts, to aim the kill
+    _writev = os.writev
+
+    def _announce(fd, buffers):
+        print("writing", flush=True)
+        return _writev(fd, buffers)
+
+    os.writev = _announce
+
+@cache.cached
+def blob(i):
+    return {"i": i, "data": bytes([i % 251]) * BIG + str(i).encode(),
+            "oob": pickle.PickleBuffer(bytearray([i % 7]) * OOB)}
+"""
+
+SLOW_JOB = """
+import os, sys, time
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+
+@cache.cached
+def slow(x):
+    print("computing", flush=True)
+    time.sleep(float(os.environ["SLOW"]))
+    return x * 10
+"""
+
+
+def _write_job(tmp_path: Path, name: str, source: str) -> str:
+    (tmp_path / f"{name}.py").write_text(source.replace("BIG", str(BIG)).replace("OOB", str(OOB)))
+    return str(tmp_path)
+
+
+def _check_entry(path: Path) -> int:
+    """Fully verify and load one entry file; return its ``i`` (asserting the value)."""
+    data = path.read_bytes()
+    header = _entry.read_header(data[:4096])
+    assert header.size == len(data), f"half-written entry {path}"
+    ident = _entry.make_ident(header.function, None, header.fingerprint)
+    payload, buffers = _entry.verify(data, ident, path.stem.encode(), time.time(), None, None)
+    value = _entry.load(payload, buffers)
+    i = value["i"]
+    assert value["data"] == bytes([i % 251]) * BIG + str(i).encode()
+    assert bytes(value["oob"]) == bytes([i % 7]) * OOB
+    return i
+
+
+@pytest.mark.slow
+def test_kill9_mid_write_leaves_only_whole_entries(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    pythonpath = _write_job(tmp_path, "crashjob", WRITER_JOB)
+    env = {"CACHE": str(cache_dir), "PYTHONPATH": pythonpath}
+    rng = random.Random(4)
+    tmp_seen = 0
+    for trial in range(12):
+        aimed = trial % 2 == 1  # odd trials kill just after a write starts, even ones anywhere
+        writer = spawn(
+            "from crashjob import blob\nimport itertools\nprint('ready', flush=True)\n"
+            f"for i in itertools.cycle(range({KEYS})):\n    blob.refresh(i)\n",
+            ANNOUNCE_WRITES="1" if aimed else "", **env,
+        )
+        assert read_line(writer) == "ready"
+        if aimed:
+            for _ in range(rng.randint(1, 4)):
+                assert read_line(writer) == "writing"
+            time.sleep(rng.uniform(0, 0.004))
+        else:
+            time.sleep(rng.uniform(0.05, 0.6))  # in computing, pickling, writing or renaming
+        writer.send_signal(signal.SIGKILL)
+        writer.communicate(timeout=30)
+        assert writer.returncode == -signal.SIGKILL
+        tmp_seen += len(temp_files(cache_dir))
+        seen = [_check_entry(p) for p in entry_files(cache_dir)]
+        assert len(seen) == len(set(seen))
+    out = finish(spawn(
+        "from crashjob import blob, cache\n"
+        f"for i in range({KEYS}):\n"
+        "    v = blob(i)\n"
+        "    assert v['data'] == bytes([i % 251]) * BIG + str(i).encode(), i\n"
+        "    assert bytes(v['oob']) == bytes([i % 7]) * OOB, i\n"
+        "print(blob.cache_info().misses + blob.cache_info().hits)\n"
+        "print(cache.prune())\n".replace("BIG", str(BIG)).replace("OOB", str(OOB)),
+        **env,
+    ), timeout=120)
+    calls, _pruned = out.split()
+    assert calls == str(KEYS)
+    assert temp_files(cache_dir) == []
+    assert list(cache_dir.rglob("*.lock")) == []  # idle lock files are cleaned up too
+    assert sorted(_check_entry(p) for p in entry_files(cache_dir)) == list(range(KEYS))
+    assert tmp_seen > 0, "no kill landed mid-write: the attack did not happen"
+
+
+def _start_holder(env: dict[str, str]):  # noqa: ANN202 - a Popen
+    holder = spawn("from slowjob import slow\nslow(1)\n", SLOW="60", **env)
+    assert read_line(holder) == "computing"
+    return holder
+
+
+def test_kill9_of_lock_holder_lets_next_caller_compute(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    env = {"CACHE": str(cache_dir), "PYTHONPATH": _write_job(tmp_path, "slowjob", SLOW_JOB)}
+    holder = _start_holder(env)
+    holder.send_signal(signal.SIGKILL)
+    holder.communicate(timeout=30)
+    nxt = spawn(
+        "import time\nfrom slowjob import slow\nt = time.monotonic()\nv = slow(1)\n"
+        "print(v, slow.cache_info().misses, round(time.monotonic() - t, 3))\n",
+        SLOW="0", **env,
+    )
+    computing, result = finish(nxt, timeout=60).splitlines()
+    value, misses, took = result.split()
+    assert computing == "computing"  # it computed itself: the dead holder stored nothing
+    assert (value, misses) == ("10", "1")
+    assert float(took) < 2.0
+
+
+def test_kill9_of_lock_holder_releases_a_waiting_caller(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    env = {"CACHE": str(cache_dir), "PYTHONPATH": _write_job(tmp_path, "slowjob", SLOW_JOB)}
+    holder = _start_holder(env)
+    waiter = spawn(
+        "from slowjob import slow\nprint('calling', flush=True)\nv = slow(1)\n"
+        "print(v, slow.cache_info().misses, flush=True)\n",
+        SLOW="0", **env,
+    )
+    try:
+        assert read_line(waiter) == "calling"
+        time.sleep(1.0)  # the waiter is now blocked on the key's lock
+        assert waiter.poll() is None, "the waiter did not wait for the lock holder"
+        holder.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        line = read_line(waiter, timeout=30)
+        waited = time.monotonic() - killed
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+    assert line.split() == ["computing"]  # the waiter computes: nobody stored a value
+    assert read_line(waiter).split() == ["10", "1"]
+    finish(waiter)
+    assert waited < 2.0
+    cache = Cache(cache_dir)
+    assert len(list(cache.entries())) == 1
