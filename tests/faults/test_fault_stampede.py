@@ -1,0 +1,120 @@
+"""Attack 4: many callers at once. Same arguments: one computation. Different: in parallel."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import finish, read_line, spawn
+
+from memojar import Cache
+
+STAMPEDE_JOB = """
+import os, time
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+
+@cache.cached
+def slow(x):
+    with open(os.environ["LOG"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    time.sleep(1.0)
+    return x * 2
+"""
+
+CALLER = """
+import os, time
+from stampjob import slow
+print("ready", flush=True)
+deadline = time.monotonic() + 60
+while not os.path.exists(os.environ["GO"]) and time.monotonic() < deadline:
+    time.sleep(0.005)
+print(slow(21), slow.cache_info().misses, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_eight_processes_compute_once(tmp_path: Path) -> None:
+    (tmp_path / "stampjob.py").write_text(STAMPEDE_JOB)
+    log, go = tmp_path / "computations.log", tmp_path / "go"
+    env = {"CACHE": str(tmp_path / "cache"), "LOG": str(log), "GO": str(go),
+           "PYTHONPATH": str(tmp_path)}
+    procs = [spawn(CALLER, **env) for _ in range(8)]
+    try:
+        for proc in procs:
+            assert read_line(proc, timeout=60) == "ready"
+        go.touch()
+        results = [finish(proc, timeout=60).split() for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+    assert [value for value, _ in results] == ["42"] * 8
+    assert sorted(misses for _, misses in results) == ["0"] * 7 + ["1"]
+    assert len(log.read_text().splitlines()) == 1
+
+
+def _run_threads(n: int, target) -> float:  # noqa: ANN001 - a callable of the thread index
+    """Start ``n`` threads behind a barrier, join them (bounded); return the wall time."""
+    barrier = threading.Barrier(n + 1, timeout=30)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            target(i)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.monotonic()
+    for t in threads:
+        t.join(timeout=60)
+    took = time.monotonic() - start
+    assert not any(t.is_alive() for t in threads), "a caller hangs"
+    assert errors == []
+    return took
+
+
+def test_sixteen_threads_compute_once(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    computed: list[int] = []
+
+    @cache.cached
+    def slow(x: int) -> int:
+        computed.append(x)
+        time.sleep(0.5)
+        return x * 2
+
+    results: dict[int, int] = {}
+    _run_threads(16, lambda i: results.__setitem__(i, slow(21)))
+    assert results == {i: 42 for i in range(16)}
+    assert computed == [21]
+    assert slow.cache_info()[:2] == (15, 1)
+
+
+@pytest.mark.slow
+def test_different_arguments_compute_in_parallel(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    computed: list[int] = []
+
+    @cache.cached
+    def slow(x: int) -> int:
+        computed.append(x)
+        time.sleep(1.5)
+        return x * 2
+
+    start = time.monotonic()
+    assert slow(0) == 0
+    one_call = time.monotonic() - start
+    results: dict[int, int] = {}
+    took = _run_threads(4, lambda i: results.__setitem__(i, slow(i + 1)))
+    assert results == {0: 2, 1: 4, 2: 6, 3: 8}
+    assert sorted(computed) == [0, 1, 2, 3, 4]
+    assert took < 2.5 * one_call, (took, one_call)  # serialised, it would take 4x
