@@ -1,0 +1,613 @@
+"""The ``memojar`` command line: every command and option, exit codes, refusals, output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from memojar import Cache, _cli, _entry
+from memojar._filestore import FileStore
+from memojar._keys import make_key
+
+SQUARE = "test_cli.square"
+CUBE = "test_cli.cube"
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def cube(x: int) -> int:
+    return x * x * x
+
+
+def fill(directory: Path, squares: int = 3, cubes: int = 2) -> None:
+    """A cache with ``squares`` entries of ``square`` and ``cubes`` of ``cube``."""
+    cache = Cache(directory)
+    sq, cu = cache.cached(square), cache.cached(cube)
+    for i in range(squares):
+        sq(i)
+    for i in range(cubes):
+        cu(i)
+
+
+def plant(
+    directory: Path, function: str, n: int, *, created: float | None = None,
+    expires: float | None = None, python: str = _entry.PYTHON, start: int = 0,
+) -> None:
+    """Write ``n`` entries with chosen header fields straight through the entry format."""
+    store = FileStore(directory)
+    ident = "\0".join((function, "", "0123456789abcdef", python, str(_entry.PROTOCOL)))
+    for i in range(start, start + n):
+        key = make_key((function, i))
+        chunks = _entry.encode(
+            i, ident=ident.encode(), key=key, created=created or time.time(),
+            expires=expires, compute_time=0.25,
+        )
+        store.write(function, key, chunks)
+
+
+def count(directory: Path, function: str | None = None) -> int:
+    return sum(1 for _ in Cache(directory).entries(function))
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = _cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    """The single stderr line every error must be."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def parse_utc(text: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(text)
+    assert when.utcoffset() == dt.timedelta(0)
+    return when
+
+
+# --- ls ---------------------------------------------------------------------------------
+
+def test_ls_lists_functions_with_counts(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "ls")
+    assert code == 0, err
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:3]}
+    assert rows[SQUARE][1] == "3"
+    assert rows[CUBE][1] == "2"
+    assert "2 functions, 5 entries" in out
+
+
+def test_ls_json_shape(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "ls", "--json")
+    assert code == 0
+    rows = {row["function"]: row for row in json.loads(out)}
+    assert set(rows) == {SQUARE, CUBE}
+    row = rows[SQUARE]
+    assert {"function", "entries", "bytes", "oldest", "newest"} <= set(row)
+    assert row["entries"] == 3 and row["bytes"] > 0
+    assert parse_utc(row["oldest"]) <= parse_utc(row["newest"])
+
+
+def test_ls_function_lists_entries(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    key = Cache(cache_dir).cached(square).cache_key(2)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "ls", SQUARE)
+    assert code == 0
+    assert key[:12] in out
+    assert "3 entries" in out
+
+
+def test_ls_function_json_shape(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    expires = time.time() + 3600
+    plant(cache_dir, "mod.f", 2, expires=expires)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "ls", "mod.f", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == 2
+    row = rows[0]
+    assert {"key", "size", "created", "expires", "compute_time"} <= set(row)
+    assert len(row["key"]) == 32 and row["size"] > 0 and row["compute_time"] == 0.25
+    assert abs(parse_utc(row["expires"]).timestamp() - expires) < 1e-3
+    parse_utc(row["created"])
+
+
+def test_ls_json_of_an_empty_cache_is_an_empty_list(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+    Cache(cache_dir).clear()
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "ls", "--json")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_ls_unknown_function_suggests_close_names(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "ls", "test_cli.sqare")
+    assert code == 1 and out == ""
+    line = one_line(err)
+    assert "test_cli.sqare" in line and repr(SQUARE) in line
+
+
+def test_a_bare_qualname_suggests_the_full_name(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "ls", "cube")
+    assert code == 1
+    assert repr(CUBE) in one_line(err)
+
+
+def test_dir_may_follow_the_command(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    code, out, _ = cli(capsys, "ls", "--json", "--dir", str(cache_dir))
+    assert code == 0 and len(json.loads(out)) == 2
+
+
+def test_default_directory_is_memojar_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("MEMOJAR_DIR", str(tmp_path / "env-cache"))
+    fill(tmp_path / "env-cache")
+    code, out, _ = cli(capsys, "info", "--json")
+    assert code == 0
+    assert json.loads(out)["directory"] == str(tmp_path / "env-cache")
+
+
+# --- info -------------------------------------------------------------------------------
+
+def test_info_json_counts_stale_and_incompatible(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)  # 5 fresh entries
+    plant(cache_dir, "mod.expired", 2, expires=time.time() - 10)
+    plant(cache_dir, "mod.old_python", 3, python="2.7")
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "info", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["directory"] == str(cache_dir)
+    assert info["entries"] == 10 and info["functions"] == 4
+    assert info["bytes"] == sum(e.size for e in Cache(cache_dir).entries())
+    assert (info["stale"], info["incompatible"], info["unreadable"]) == (2, 3, 0)
+
+
+def test_info_counts_an_older_code_as_incompatible(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    now = time.time()
+    plant(cache_dir, "mod.f", 2, created=now - 60)
+    store = FileStore(cache_dir)  # a newer entry of other code for the same function
+    ident = "\0".join(("mod.f", "", "fedcba9876543210", _entry.PYTHON, str(_entry.PROTOCOL)))
+    key = make_key(("new",))
+    store.write("mod.f", key, _entry.encode(1, ident=ident.encode(), key=key, created=now,
+                                           expires=None, compute_time=0.0))
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "info", "--json")
+    assert code == 0 and json.loads(out)["incompatible"] == 2
+
+
+def test_info_counts_unreadable_files(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    victim = next(Cache(cache_dir).store.scan()).location
+    Path(victim).write_bytes(b"garbage")
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "info", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert (info["entries"], info["unreadable"]) == (5, 1)
+
+
+def test_info_text(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "info")
+    assert code == 0
+    fields = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+    assert fields["directory"] == str(cache_dir)
+    assert fields["entries"] == "5" and fields["functions"] == "2"
+    assert fields["stale"] == "0" and fields["incompatible"] == "0"
+
+
+# --- clear ------------------------------------------------------------------------------
+
+def test_clear_function_removes_only_its_entries(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", SQUARE)
+    assert code == 0 and "removed 3 entries" in out
+    assert (count(cache_dir, SQUARE), count(cache_dir, CUBE)) == (0, 2)
+
+
+def test_clear_several_functions(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    plant(cache_dir, "mod.keep", 1)
+    code, _, _ = cli(capsys, "--dir", str(cache_dir), "clear", SQUARE, CUBE)
+    assert code == 0
+    assert count(cache_dir) == 1
+
+
+def test_clear_unknown_function_removes_nothing(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "clear", SQUARE, "test_cli.cub")
+    assert code == 1
+    assert repr(CUBE) in one_line(err)
+    assert count(cache_dir) == 5
+
+
+def test_clear_all_with_yes(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "--yes")
+    assert code == 0 and "removed 5 entries" in out
+    assert count(cache_dir) == 0
+    assert (cache_dir / "CACHEDIR.TAG").exists()
+
+
+def test_clear_all_without_a_terminal_refuses(cache_dir: Path):
+    fill(cache_dir)
+    proc = subprocess.run(
+        [sys.executable, "-m", "memojar", "--dir", str(cache_dir), "clear"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--yes" in one_line(proc.stderr)
+    assert count(cache_dir) == 5
+
+
+def test_clear_dry_run_removes_nothing(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "--dry-run")
+    assert code == 0
+    assert "would remove 5 entries" in out and SQUARE in out
+    assert count(cache_dir) == 5
+
+
+def test_clear_older_than(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    now = time.time()
+    plant(cache_dir, "mod.f", 2, created=now - 3 * 86400)
+    plant(cache_dir, "mod.f", 3, created=now - 60, start=10)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "mod.f", "--older-than", "2d")
+    assert code == 0 and "removed 2 entries" in out
+    assert count(cache_dir) == 3
+
+
+def test_clear_older_than_with_dry_run(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    plant(cache_dir, "mod.f", 2, created=time.time() - 7200)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "--older-than", "90m",
+                       "--dry-run")
+    assert code == 0 and "would remove 2 entries" in out
+    assert count(cache_dir) == 2
+
+
+def test_clear_older_than_nothing_old(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "--older-than", "1w", "-y")
+    assert code == 0 and "nothing to clear" in out
+    assert count(cache_dir) == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1w", 604800), ("1.5h", 5400)],
+)
+def test_parse_duration(text: str, seconds: float):
+    assert _cli.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", ""])
+def test_bad_duration_is_a_usage_error(
+    bad: str, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "clear", "--older-than", bad, "-y")
+    assert code == 2
+    assert "--older-than" in one_line(err)
+    assert count(cache_dir) == 5
+
+
+# --- prune ------------------------------------------------------------------------------
+
+def test_prune_removes_stale_incompatible_and_unreadable(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+    plant(cache_dir, "mod.expired", 2, expires=time.time() - 10)
+    plant(cache_dir, "mod.old_python", 1, python="2.7")
+    (cache_dir / "mod.junk" / "ab").mkdir(parents=True)
+    (cache_dir / "mod.junk" / "ab" / ("ab" * 16 + ".mj")).write_bytes(b"not an entry")
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
+    assert code == 0 and "removed 4 files" in out
+    assert {e.function for e in Cache(cache_dir).entries()} == {SQUARE, CUBE}
+    assert count(cache_dir) == 5
+
+
+def test_prune_of_a_clean_cache_removes_nothing(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
+    assert code == 0 and "removed 0 files" in out
+    assert count(cache_dir) == 5
+
+
+# --- directories that are not memojar caches ----------------------------------------------
+
+def foreign_dir(tmp_path: Path, tag: str | None = None) -> Path:
+    """A directory laid out like a cache, with files memojar did not write."""
+    root = tmp_path / "foreign"
+    shard = root / "project" / "ab"
+    shard.mkdir(parents=True)
+    (shard / "abcd.mj").write_text("someone's file")
+    (shard / "x.1.ab.tmp").write_text("someone's temporary file")
+    if tag is not None:
+        (root / "CACHEDIR.TAG").write_text(tag)
+    return root
+
+
+@pytest.mark.parametrize("tag", [None, "Signature: 8a477f597d28d172789f06886806bc55\n"],
+                         ids=["no-tag", "another-tools-tag"])
+@pytest.mark.parametrize("argv", [["clear", "--yes"], ["prune"], ["clear", "project"]],
+                         ids=["clear-all", "prune", "clear-function"])
+def test_refuses_to_delete_in_a_foreign_directory(
+    tmp_path: Path, tag: str | None, argv: list[str], capsys: pytest.CaptureFixture[str]
+):
+    root = foreign_dir(tmp_path, tag)
+    before = sorted(p.name for p in root.rglob("*"))
+    code, _, err = cli(capsys, "--dir", str(root), *argv)
+    assert code == 1
+    assert "not a memojar cache" in one_line(err)
+    assert sorted(p.name for p in root.rglob("*")) == before
+
+
+def test_ls_of_a_foreign_directory_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    code, _, err = cli(capsys, "--dir", str(foreign_dir(tmp_path)), "ls")
+    assert code == 1 and "not a memojar cache" in one_line(err)
+
+
+def test_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    code, out, err = cli(capsys, "--dir", str(tmp_path / "nowhere"), "info")
+    assert code == 1 and out == ""
+    assert "does not exist" in one_line(err)
+
+
+def test_dir_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    (tmp_path / "file").write_text("x")
+    code, _, err = cli(capsys, "--dir", str(tmp_path / "file"), "ls")
+    assert code == 1 and "is a file" in one_line(err)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root reads any directory")
+def test_unreadable_directory(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    fill(cache_dir)
+    cache_dir.chmod(0)
+    try:
+        code, _, err = cli(capsys, "--dir", str(cache_dir), "ls")
+    finally:
+        cache_dir.chmod(0o700)
+    assert code == 1 and "permission denied" in one_line(err)
+
+
+def test_permission_error_while_listing_is_one_line(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+
+    def denied(path: str) -> list[str]:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr("memojar._filestore._listdir", denied)
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "info")
+    assert code == 1
+    assert one_line(err) == f"memojar: permission denied: {cache_dir}"
+
+
+def test_redis_url_that_cannot_be_reached_is_one_line(capsys: pytest.CaptureFixture[str]):
+    code, _, err = cli(capsys, "--dir", "redis://127.0.0.1:1/0", "info")
+    assert code == 1
+    one_line(err)
+
+
+def test_unexpected_error_is_one_line(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_cli, "cmd_info", broken)
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "info")
+    assert code == 1 and "RuntimeError: boom" in one_line(err)
+
+
+# --- usage --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["bogus"], ["ls", "a", "b"], ["info", "--frobnicate"], ["prune", "--json"]],
+    ids=["no-command", "unknown-command", "two-functions", "unknown-option", "json-on-prune"],
+)
+def test_usage_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]):
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert one_line(err).startswith("memojar: ")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]):
+    import memojar
+
+    code, out, _ = cli(capsys, "--version")
+    assert (code, out.strip()) == (0, f"memojar {memojar.__version__}")
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]):
+    code, out, _ = cli(capsys, "--help")
+    assert code == 0
+    assert "examples:" in out and "memojar clear --older-than 7d --yes" in out
+
+
+@pytest.mark.parametrize("command", ["ls", "info", "clear", "prune"])
+def test_each_command_has_help(command: str, capsys: pytest.CaptureFixture[str]):
+    code, out, _ = cli(capsys, command, "--help")
+    assert code == 0 and f"memojar {command}" in out and "--dir" in out
+
+
+# --- the two entry points -------------------------------------------------------------------
+
+def test_python_dash_m(cache_dir: Path):
+    fill(cache_dir)
+    proc = subprocess.run(
+        [sys.executable, "-m", "memojar", "--dir", str(cache_dir), "info", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["entries"] == 5
+
+
+@pytest.mark.skipif(shutil.which("memojar") is None, reason="console script not installed")
+def test_console_script(cache_dir: Path):
+    fill(cache_dir)
+    proc = subprocess.run(
+        ["memojar", "--dir", str(cache_dir), "ls", SQUARE, "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) == 3
+
+
+def test_console_script_error_has_no_traceback(tmp_path: Path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "memojar", "--dir", str(tmp_path / "nowhere"), "ls"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    one_line(proc.stderr)
+
+
+# --- on a terminal ------------------------------------------------------------------------
+
+def on_terminal(argv: list[str], answer: str, timeout: float = 30) -> tuple[int, str]:
+    """Run the command line with a pseudo-terminal as stdin/stdout/stderr; answer its
+    question; return the exit status and everything it printed."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "memojar", *argv],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    output = b""
+    answered = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if not answered and b"[y/N]" in output:
+                os.write(master, answer.encode() + b"\n")
+                answered = True
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(timeout=timeout), output.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_clear_all_asks_on_a_terminal_and_goes_on_with_yes(cache_dir: Path):
+    fill(cache_dir)
+    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "y")
+    assert code == 0, output
+    assert "remove 5 entries" in output and "removed 5 entries" in output
+    assert count(cache_dir) == 0
+
+
+def test_clear_all_asks_on_a_terminal_and_stops_without_yes(cache_dir: Path):
+    fill(cache_dir)
+    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "n")
+    assert code == 1, output
+    assert "nothing removed" in output
+    assert count(cache_dir) == 5
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_long_clear_shows_progress_on_a_terminal(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    plant(cache_dir, "mod.f", 30)
+    monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_cli, "_PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(_cli, "_REMOVE_BATCH", 10)
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = _cli.main(["--dir", str(cache_dir), "clear", "mod.f"])
+    assert code == 0
+    assert "removing 30/30 (100%)" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\033[K")  # the line is wiped when done
+
+
+def test_long_prune_shows_progress_on_a_terminal(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    plant(cache_dir, "mod.f", 20, expires=time.time() - 1)
+    monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_cli, "_PROGRESS_EVERY", 0.0)
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert _cli.main(["--dir", str(cache_dir), "prune"]) == 0
+    assert "checking entries 20" in terminal.getvalue()
+    assert "removing 20/20" in terminal.getvalue()
+    assert count(cache_dir) == 0
+
+
+def test_no_progress_when_not_a_terminal(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    plant(cache_dir, "mod.f", 30)
+    monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "clear", "mod.f")
+    assert code == 0 and err == ""
+
+
+# --- reports --------------------------------------------------------------------------------
+
+def test_report_html_escapes_names():
+    report = _cli.Report(table=_cli.Table(["FUNCTION"], [["<b>x</b>"]]), notes=["a & b"])
+    assert "&lt;b&gt;x&lt;/b&gt;" in report.html() and "a &amp; b" in report.html()
+
+
+@pytest.mark.parametrize(
+    ("size", "text"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (5 << 30, "5.0 GiB")]
+)
+def test_human_size(size: int, text: str):
+    assert _cli.human_size(size) == text
