@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-# Store kinds the store-level tests run on. The Redis store adds "redis" here.
-STORE_KINDS = ["file"]
+from memojar import MemojarWarning
+
+# Store kinds the store-level tests run on.
+STORE_KINDS = ["file", "redis"]
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +38,39 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield str(tmp_path / "cache")
     else:  # pragma: no cover - filled in by the store kinds above
         yield request.getfixturevalue(f"{request.param}_location")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """One real redis-server for the session (loopback, free port, no persistence)."""
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
+    from redis_server import RedisServer, redis_server_path
+
+    if redis_server_path() is None:  # .ci/run installs it, so CI never skips these
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+_redis_dbs = itertools.cycle(range(1, 256))
+
+
+@pytest.fixture
+def redis_location(redis_server: Any) -> Iterator[str]:
+    """A redis:// URL of an empty database of the session's server, flushed after the test.
+
+    Store-level tests open stores without a secret; the one warning that says so (tested in
+    test_redis.py) would fail them under ``filterwarnings = error``, so it is ignored here.
+    """
+    db = next(_redis_dbs)
+    client = redis_server.client(db)
+    client.flushdb()
+    warnings.filterwarnings("ignore", message=r"Redis cache .* has no secret",
+                            category=MemojarWarning)
+    yield redis_server.url(db)
+    client.flushdb()
+    client.close()
 
 
 def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 60) -> str:
