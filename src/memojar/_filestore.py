@@ -108,7 +108,10 @@ class FileStore(Store):
                 if got != size:
                     data = _read_rest(fd, data, got)
             if self.max_size is not None:  # least-recently-used order: stamp the access
-                os.utime(fd, ns=(time.time_ns(), st.st_mtime_ns))
+                try:
+                    os.utime(fd, ns=(time.time_ns(), st.st_mtime_ns))
+                except OSError:  # a read-only cache still serves its hits
+                    pass
             return data
         except OSError as exc:
             logger.debug("read of %s failed: %s", self.path(function, key), exc)
@@ -300,9 +303,16 @@ class _Ledger:
         try:
             if self._dirty:
                 tmp = f"{self.path}.{os.getpid()}{TMP_SUFFIX}"
-                with open(tmp, "w") as f:
-                    f.write(str(max(self.total or 0, 0)))
-                os.replace(tmp, self.path)
+                try:
+                    with open(tmp, "w") as f:
+                        f.write(str(max(self.total or 0, 0)))
+                    os.replace(tmp, self.path)
+                except BaseException:
+                    try:
+                        os.unlink(tmp)
+                    except OSError:  # never created, or its directory is gone
+                        pass
+                    raise
         finally:
             self._lock.release()
 

@@ -1,0 +1,141 @@
+"""Attack 5: storage faults. The caller always gets the result; a MemojarWarning names the
+fault; once the fault is gone, the next call caches again.
+
+The tests run as root, where permissions do not stop writes and mounting a small tmpfs is not
+allowed, so disk-full, read-only and permission faults are raised from the system calls
+memojar's file store makes (``os.open``, ``os.writev``, ``os.replace``, ``os.mkdir``,
+``os.utime``) for paths in the cache directory only.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from faultkit import entry_files, temp_files
+
+from memojar import Cache, MemojarWarning
+
+SIZES = [None, 1_000_000]
+
+
+def _under(path: object, root: Path) -> bool:
+    return isinstance(path, (str, os.PathLike)) and os.fspath(path).startswith(os.fspath(root))
+
+
+def _inject(monkeypatch: pytest.MonkeyPatch, root: Path, fault: str) -> int:
+    """Make the calls a fault breaks raise it; return the errno a warning must name."""
+    real_open, real_mkdir, real_replace = os.open, os.mkdir, os.replace
+    code = {"ENOSPC": errno.ENOSPC, "EACCES": errno.EACCES}.get(fault, errno.EROFS)
+
+    def error() -> OSError:
+        return OSError(code, os.strerror(code))
+
+    def open_(path, flags, *args, **kwargs):  # noqa: ANN001, ANN202 - os.open's signature
+        if flags & os.O_CREAT and _under(path, root) and fault in ("EROFS", "EACCES"):
+            raise error()
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir(path, *args, **kwargs):  # noqa: ANN001, ANN202
+        if _under(path, root) and fault in ("EROFS", "EACCES"):
+            raise error()
+        return real_mkdir(path, *args, **kwargs)
+
+    def replace(src, dst, *args, **kwargs):  # noqa: ANN001, ANN202
+        if _under(src, root) and fault in ("EROFS", "EROFS-at-rename"):
+            raise error()
+        return real_replace(src, dst, *args, **kwargs)
+
+    def writev(fd, buffers):  # noqa: ANN001, ANN202 - only the store writes with writev
+        raise error()
+
+    def utime(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - only the store stamps
+        raise error()
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "replace", replace)
+    if fault == "ENOSPC":
+        monkeypatch.setattr(os, "writev", writev)
+    if fault == "EROFS":
+        monkeypatch.setattr(os, "utime", utime)
+    return code
+
+
+@pytest.mark.parametrize("max_size", SIZES, ids=["unbounded", "max_size"])
+@pytest.mark.parametrize("fault", ["ENOSPC", "EROFS", "EACCES", "EROFS-at-rename"])
+def test_write_fault_returns_result_warns_and_recovers(
+    monkeypatch: pytest.MonkeyPatch, cache_dir: Path, fault: str, max_size: int | None
+) -> None:
+    cache = Cache(cache_dir, max_size=max_size)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> bytes:
+        calls.append(x)
+        return bytes([x]) * 5000
+
+    assert f(0) == bytes(5000)
+    with monkeypatch.context() as patch:
+        code = _inject(patch, cache_dir, fault)
+        with pytest.warns(MemojarWarning, match=os.strerror(code)) as caught:
+            assert f(1) == b"\1" * 5000
+        assert f(0) == bytes(5000)  # what is stored still serves hits during the fault
+    assert len(caught) == 1
+    assert calls == [0, 1]
+    assert temp_files(cache_dir) == []
+    assert f(1) == b"\1" * 5000  # the fault is fixed: computed again, and stored
+    assert f(1) == b"\1" * 5000
+    assert calls == [0, 1, 1]
+    assert len(entry_files(cache_dir)) == 2
+    if max_size is not None:  # the failed write's reservation was given back
+        assert int((cache_dir / ".size").read_text()) == sum(
+            p.stat().st_size for p in entry_files(cache_dir)
+        )
+
+
+@pytest.mark.parametrize("max_size", SIZES, ids=["unbounded", "max_size"])
+def test_cache_directory_deleted_while_running(cache_dir: Path, max_size: int | None) -> None:
+    cache = Cache(cache_dir, max_size=max_size)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> int:
+        calls.append(x)
+        return x + 100
+
+    assert (f(1), f(2)) == (101, 102)
+    shutil.rmtree(cache_dir)
+    assert (f(1), f(2)) == (101, 102)  # recomputed; the directory is made again, quietly
+    assert (f(1), f(2)) == (101, 102)  # and the results are stored again
+    assert calls == [1, 2, 1, 2]
+    assert len(entry_files(cache_dir)) == 2
+    assert (cache_dir / "CACHEDIR.TAG").is_file()
+
+
+@pytest.mark.parametrize("max_size", SIZES, ids=["unbounded", "max_size"])
+def test_cache_directory_replaced_by_a_file(cache_dir: Path, max_size: int | None) -> None:
+    cache = Cache(cache_dir, max_size=max_size)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> int:
+        calls.append(x)
+        return x + 100
+
+    assert f(1) == 101
+    shutil.rmtree(cache_dir)
+    cache_dir.write_text("not a directory")
+    with pytest.warns(MemojarWarning, match=f"(?i){os.strerror(errno.ENOTDIR)}") as caught:
+        assert f(1) == 101
+        assert f(2) == 102
+    assert {str(w.message) for w in caught} == {str(caught[0].message)}
+    assert str(cache_dir) in str(caught[0].message)
+    assert cache_dir.read_text() == "not a directory"  # memojar never writes over it
+    cache_dir.unlink()
+    assert (f(1), f(1)) == (101, 101)
+    assert calls == [1, 1, 2, 1]
+    assert len(entry_files(cache_dir)) == 1
