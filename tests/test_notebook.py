@@ -1,0 +1,259 @@
+"""Notebooks: functions defined in cells, the ``%memojar`` magic, and a real kernel."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_python
+
+from memojar import Cache
+
+pytest.importorskip("IPython")
+
+from IPython.core.error import UsageError  # noqa: E402
+from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+
+TOUR = Path(__file__).resolve().parents[1] / "examples" / "tour.ipynb"
+
+CELL_V1 = """
+from memojar import cached
+
+@cached
+def f(x):
+    return x + 1
+"""
+CELL_V2 = CELL_V1.replace("x + 1", "x + 2")
+
+
+@pytest.fixture(scope="module")
+def _shell() -> InteractiveShell:
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    return InteractiveShell.instance(config=config)
+
+
+@pytest.fixture
+def shell(_shell: InteractiveShell) -> Iterator[InteractiveShell]:
+    """IPython's shell, as a notebook kernel runs cells, with ``%memojar`` loaded."""
+    _shell.reset(new_session=False)
+    _shell.run_line_magic("load_ext", "memojar")
+    yield _shell
+    _shell.reset(new_session=False)
+
+
+def run(shell: InteractiveShell, cell: str) -> object:
+    result = shell.run_cell(cell)
+    result.raise_error()
+    return result.result
+
+
+def cache_root() -> Path:
+    return Path(os.environ["MEMOJAR_DIR"])
+
+
+def entries_of(function: str) -> list:
+    return list(Cache(cache_root()).entries(function))
+
+
+# --- functions defined in cells ------------------------------------------------------------
+
+def test_cell_function_is_cached(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    assert run(shell, "f(1)") == 2
+    assert run(shell, "f(1)") == 2
+    assert run(shell, "f.cache_info()")[:2] == (1, 1)
+    assert len(entries_of("__main__.f")) == 1
+
+
+def test_rerunning_an_unchanged_cell_keeps_its_entries_and_hits(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1)")
+    run(shell, CELL_V1)
+    assert run(shell, "f(1)") == 2
+    assert run(shell, "f.cache_info()")[:2] == (1, 0)
+    assert len(entries_of("__main__.f")) == 1
+
+
+def test_editing_a_cell_recomputes(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1)")
+    run(shell, CELL_V2)
+    assert run(shell, "f(1)") == 3
+    assert run(shell, "f.cache_info()")[:2] == (0, 1)
+
+
+def test_editing_a_cell_leaves_only_the_new_codes_entries(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1); f(2)")
+    run(shell, CELL_V2)
+    run(shell, "f(1)")
+    entries = entries_of("__main__.f")
+    assert [e.key for e in entries] == [run(shell, "f.cache_key(1)")]
+    assert run(shell, "f.cache_contains(1)") is True
+
+
+def test_a_new_process_running_the_same_cell_hits(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(5)")
+    out = run_python(
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "from traitlets.config import Config\n"
+        "c = Config(); c.HistoryManager.hist_file = ':memory:'\n"
+        "shell = InteractiveShell.instance(config=c)\n"
+        f"shell.run_cell({CELL_V1!r}).raise_error()\n"
+        "shell.run_cell('print(f(5), tuple(f.cache_info())[:2])').raise_error()\n",
+        env={"MEMOJAR_DIR": str(cache_root())},
+    )
+    assert out.split() == ["6", "(1,", "0)"]
+
+
+# --- the magic -------------------------------------------------------------------------------
+
+def test_import_memojar_does_not_import_ipython():
+    out = run_python("import sys, memojar; print('IPython' in sys.modules)")
+    assert out.strip() == "False"
+
+
+def test_load_ext_registers_the_line_magic(shell: InteractiveShell):
+    assert "memojar" in shell.magics_manager.magics["line"]
+
+
+def test_magic_ls_renders_an_html_table(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1); f(2)")
+    report = run(shell, "%memojar ls")
+    formats, _ = shell.display_formatter.format(report)
+    assert "<table" in formats["text/html"] and "__main__.f" in formats["text/html"]
+    assert "__main__.f" in formats["text/plain"]
+
+
+def test_magic_ls_json_returns_the_rows(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1); f(2)")
+    rows = run(shell, "%memojar ls --json")
+    assert [(r["function"], r["entries"]) for r in rows] == [("__main__.f", 2)]
+    keys = run(shell, "%memojar ls __main__.f --json")
+    assert {r["key"] for r in keys} == {run(shell, "f.cache_key(1)"), run(shell, "f.cache_key(2)")}
+
+
+def test_magic_info_json(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1)")
+    info = run(shell, "%memojar info --json")
+    assert info["directory"] == str(cache_root())
+    assert (info["entries"], info["functions"]) == (1, 1)
+
+
+def test_magic_takes_dir(shell: InteractiveShell, tmp_path: Path):
+    other = tmp_path / "other"
+    Cache(other).cached(len)("abc")
+    info = run(shell, f"%memojar --dir '{other}' info --json")
+    assert info["directory"] == str(other) and info["entries"] == 1
+
+
+def test_magic_clear_function(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1); f(2)")
+    report = run(shell, "%memojar clear __main__.f")
+    assert "removed 2 entries" in report.text()
+    assert entries_of("__main__.f") == []
+
+
+def test_magic_clear_everything_needs_yes(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1)")
+    with pytest.raises(UsageError, match="--yes"):
+        shell.run_line_magic("memojar", "clear")
+    assert len(entries_of("__main__.f")) == 1
+    run(shell, "%memojar clear --yes")
+    assert entries_of("__main__.f") == []
+
+
+def test_magic_clear_dry_run_and_older_than(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1)")
+    assert "would remove 1 entry" in run(shell, "%memojar clear --dry-run").text()
+    assert "nothing to clear" in run(shell, "%memojar clear --older-than 1d --yes").text()
+    assert len(entries_of("__main__.f")) == 1
+
+
+def test_magic_prune(shell: InteractiveShell):
+    run(shell, CELL_V1)
+    run(shell, "f(1)")
+    assert "removed 0 files" in run(shell, "%memojar prune").text()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("ls __main__.g", "no entries for function '__main__.g'"),
+     ("frobnicate", "invalid choice"),
+     ("clear --older-than soon --yes", "invalid duration"),
+     ("ls 'unclosed", "quotation")],
+)
+def test_magic_errors_are_usage_errors(shell: InteractiveShell, line: str, message: str):
+    run(shell, CELL_V1)
+    run(shell, "f(1)")
+    with pytest.raises(UsageError, match=message):
+        shell.run_line_magic("memojar", line)
+
+
+def test_magic_on_a_missing_directory(shell: InteractiveShell, tmp_path: Path):
+    with pytest.raises(UsageError, match="does not exist"):
+        shell.run_line_magic("memojar", f"--dir {tmp_path / 'nowhere'} info")
+
+
+def test_magic_help(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]):
+    assert shell.run_line_magic("memojar", "--help") is None
+    assert "%memojar" in capsys.readouterr().out
+
+
+# --- a real kernel --------------------------------------------------------------------------
+
+def execute_tour(workdir: Path, env: dict[str, str]) -> list:
+    """Execute examples/tour.ipynb in a fresh ipykernel; return its cells with outputs."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    notebook = nbformat.read(TOUR, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, timeout=120, kernel_name="python3",
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    client.execute(env=env)
+    return notebook.cells
+
+
+def tagged(cells: list, tag: str) -> str:
+    """The text output of the cell tagged ``tag``."""
+    (cell,) = [c for c in cells if tag in c.metadata.get("tags", [])]
+    return "".join(
+        o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cell.outputs
+    )
+
+
+def cache_info_of(text: str) -> tuple[int, int]:
+    match = re.search(r"CacheInfo\(hits=(\d+), misses=(\d+)", text)
+    assert match, text
+    return int(match[1]), int(match[2])
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_core's paths notice
+def test_tour_notebook_runs_twice_and_the_second_kernel_hits(tmp_path: Path):
+    env = {**os.environ, "MEMOJAR_DIR": str(tmp_path / "nb-cache")}
+    first = execute_tour(tmp_path, env)
+    assert cache_info_of(tagged(first, "first-call")) == (0, 1)
+    second = execute_tour(tmp_path, env)
+    assert cache_info_of(tagged(second, "first-call")) == (1, 0)
+    (ls_cell,) = [c for c in second if "ls" in c.metadata.get("tags", [])]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in ls_cell.outputs)
+    assert "<table" in html and "__main__.slow_square" in html
+    assert [e.function for e in Cache(tmp_path / "nb-cache").entries()] == [
+        "__main__.slow_square"
+    ]
