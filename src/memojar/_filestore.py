@@ -21,6 +21,11 @@ from typing import Any
 
 import xxhash
 
+try:
+    import fcntl as _fcntl
+except ImportError:  # not POSIX: key locks fall back to filelock
+    _fcntl = None  # type: ignore[assignment]
+
 from ._errors import logger, warn
 from ._store import KeyLock, Store, StoredEntry
 
@@ -41,6 +46,7 @@ _TAG_TEXT = (
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_O_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _IOV_MAX = 512
 
 
@@ -250,24 +256,53 @@ class FileStore(Store):
 
 
 class _FileKeyLock(KeyLock):
-    """A per-key ``flock``: the kernel releases it when the holder dies, however it dies."""
+    """A per-key ``flock``: the kernel releases it when the holder dies, however it dies.
+
+    ``flock`` is called directly, on a descriptor of our own per acquire (so threads exclude
+    each other too): ``filelock`` takes the same lock with ~150 µs of Python around it, most
+    of a small miss. Where ``fcntl`` is missing, ``filelock`` is used.
+    """
 
     def __init__(self, path: str) -> None:
-        from filelock import FileLock
+        self._path = path
+        self._fd: int | None = None
+        if _fcntl is None:
+            from filelock import FileLock
 
-        self._lock = FileLock(path, mode=0o600)
+            self._lock = FileLock(path, mode=0o600)
 
     def acquire(self, blocking: bool = True) -> bool:
-        from filelock import Timeout
+        if _fcntl is None:
+            from filelock import Timeout
 
-        try:
-            self._lock.acquire(timeout=-1 if blocking else 0)
-        except Timeout:
-            return False
-        return True
+            try:
+                self._lock.acquire(timeout=-1 if blocking else 0)
+            except Timeout:
+                return False
+            return True
+        while True:
+            fd = os.open(self._path, _O_LOCK, 0o600)
+            try:
+                _fcntl.flock(fd, _fcntl.LOCK_EX if blocking else _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+                if os.fstat(fd).st_nlink:
+                    self._fd = fd
+                    return True
+                # ``cleanup`` removed the file while we waited on it: lock the new one
+            except BlockingIOError:  # held by another caller, and not blocking
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
 
     def release(self) -> None:
-        self._lock.release()
+        if _fcntl is None:
+            self._lock.release()
+            return
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # the only descriptor of this open file: the flock goes with it
 
 
 class _Ledger:
@@ -304,7 +339,8 @@ class _Ledger:
             if self._dirty:
                 tmp = f"{self.path}.{os.getpid()}{TMP_SUFFIX}"
                 try:
-                    with open(tmp, "w") as f:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "w") as f:  # private like every file of the cache
                         f.write(str(max(self.total or 0, 0)))
                     os.replace(tmp, self.path)
                 except BaseException:
