@@ -102,7 +102,7 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
         "cache directory)",
     )
     # --dir after the command too; SUPPRESS keeps the subcommand from overwriting it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--dir", metavar="DIR", default=argparse.SUPPRESS,
                         help="cache directory or redis:// URL")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -243,12 +243,12 @@ class Report:
 def _text_table(table: Table) -> list[str]:
     widths = [len(c) for c in table.columns]
     for row in table.rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
         out = [
             cell.rjust(w) if i in table.right else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(cells, widths))
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
         ]
         return "  ".join(out).rstrip()
 
@@ -621,7 +621,8 @@ def cmd_clear(
     scanning = Progress(progress_stream, "memojar: listing entries")
     doomed: list[StoredEntry] = []
     by_function: Counter[str] = Counter()
-    for name in functions or [None]:
+    scopes: list[str | None] = list(functions) or [None]
+    for name in scopes:
         for stored in cache.store.scan(name, heads=heads):
             scanning.update(len(doomed))
             if heads:
@@ -643,9 +644,9 @@ def cmd_clear(
             table=Table(["FUNCTION", "ENTRIES"], rows, frozenset({1})),
             notes=[f"would remove {what} from {cache.directory} (dry run: nothing removed)"],
         )
-    if not functions and confirm is not None:
-        if not confirm(f"remove {what} from {cache.directory}?"):
-            raise CliError("not confirmed: nothing removed")
+    question = f"remove {what} from {cache.directory}?"
+    if not functions and confirm is not None and not confirm(question):
+        raise CliError("not confirmed: nothing removed")
     removing = Progress(progress_stream, "memojar: removing")
     try:
         removed = _remove(cache, doomed, removing)
@@ -758,15 +759,16 @@ def execute(
     if args.command is None:
         raise CliError(f"missing command: ls, info, clear or prune (see '{prog} --help')",
                        EXIT_USAGE)
-    if args.command == "clear" and not args.functions and not args.yes and not args.dry_run:
-        if confirm is None:
-            where = args.dir or default_directory()
-            raise CliError(
-                f"refusing to clear every entry in {where} without confirmation ({refusal}): "
-                "pass --yes to clear them, or name the functions to clear", EXIT_USAGE,
-            )
-    else:
+    clears_all = (args.command == "clear" and not args.functions and not args.yes
+                  and not args.dry_run)
+    if not clears_all:
         confirm = None
+    elif confirm is None:
+        where = args.dir or default_directory()
+        raise CliError(
+            f"refusing to clear every entry in {where} without confirmation ({refusal}): "
+            "pass --yes to clear them, or name the functions to clear", EXIT_USAGE,
+        )
     try:
         cache = open_cache(args.dir)
         try:
@@ -825,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
+    except Exception as exc:  # the contract: one line, never a traceback
         print(f"memojar: unexpected error: {type(exc).__name__}: {exc} "
               "(please report it)", file=sys.stderr)
         return EXIT_ERROR
