@@ -27,6 +27,8 @@ def helper(x):
 def f(x):
     """Docstring of f."""
     # a comment
+    if x is None:
+        return None
     if x in {"a", "b", "c"}:
         return helper(x) + 1
     def inner(y):
@@ -116,6 +118,15 @@ def test_fingerprint_changes_when_the_code_does(tmp_path: Path, old: str, new: s
 )
 def test_fingerprint_ignores_cosmetic_edits(tmp_path: Path, old: str, new: str) -> None:
     assert fingerprint(tmp_path, edited(old, new)) == fingerprint(tmp_path, BASE)
+
+
+def test_adding_a_docstring_to_a_function_that_had_none_keeps_the_fingerprint(
+    tmp_path: Path,
+) -> None:
+    """Before 3.14 the docstring (or None) is co_consts[0]: other constants move with it."""
+    plain = "def f(path):\n    with open(path) as fh:\n        return fh.read() or None\n"
+    documented = plain.replace("\n", '\n    """Reads a file."""\n', 1)
+    assert fingerprint(tmp_path, documented) == fingerprint(tmp_path, plain)
 
 
 def test_fingerprint_of_a_callable_object_is_its_name() -> None:

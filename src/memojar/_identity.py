@@ -4,19 +4,23 @@ The fingerprint changes when the code does (bytecode, constants, names, nested f
 and not when the function only moves, or its comments or docstring change: line numbers,
 the line table, the file name and the docstring are left out. Frozenset constants (from
 ``x in {"a", "b"}``) are sorted, since their order depends on ``PYTHONHASHSEED``.
+
+Instructions are fingerprinted with their constants resolved by value, not by index into
+``co_consts``: before 3.14 the docstring (or ``None``) is ``co_consts[0]``, so adding or
+removing a docstring shifts the index of every other constant (``None`` in a ``with``
+block, say) and with it the raw ``co_code``.
 """
 
 from __future__ import annotations
 
-import sys
+import dis
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
 import xxhash
 
-_CO_HAS_DOCSTRING = 0x4000000  # 3.14+: co_consts[0] is the docstring only with this flag
-_DOCSTRING_FLAG_VERSION = (3, 14)
+_CO_HAS_DOCSTRING = 0x4000000  # 3.14+: set when the function has a docstring
 
 
 def function_name(func: Callable[..., Any]) -> str:
@@ -35,9 +39,6 @@ def code_fingerprint(func: Callable[..., Any]) -> str:
 
 
 def _code_shape(code: CodeType, top: bool = False) -> tuple:
-    consts = list(code.co_consts)
-    if _has_docstring(code, top) and consts:
-        consts = consts[1:]
     flags = code.co_flags & ~_CO_HAS_DOCSTRING
     return (
         code.co_name,
@@ -45,8 +46,7 @@ def _code_shape(code: CodeType, top: bool = False) -> tuple:
         code.co_posonlyargcount,
         code.co_kwonlyargcount,
         flags,
-        code.co_code,
-        tuple(_const_shape(c) for c in consts),
+        _instructions(code),
         code.co_names,
         code.co_varnames,
         code.co_freevars,
@@ -54,12 +54,19 @@ def _code_shape(code: CodeType, top: bool = False) -> tuple:
     )
 
 
-def _has_docstring(code: CodeType, top: bool) -> bool:
-    if sys.version_info >= _DOCSTRING_FLAG_VERSION:
-        return bool(code.co_flags & _CO_HAS_DOCSTRING)
-    # Before 3.14 every ``def`` keeps its docstring (or None) as co_consts[0]; lambdas,
-    # comprehensions and class bodies (names like "<lambda>") do not.
-    return top or not code.co_name.startswith("<")
+def _instructions(code: CodeType) -> tuple:
+    """The bytecode with each constant operand replaced by the constant's shape.
+
+    The docstring is not an operand of any instruction, so it is left out by construction,
+    whatever the Python version keeps in ``co_consts[0]``.
+    """
+    return tuple(
+        (ins.opcode, _const_shape(ins.argval) if ins.opcode in _HAS_CONST else ins.arg)
+        for ins in dis.get_instructions(code)
+    )
+
+
+_HAS_CONST = frozenset(dis.hasconst)
 
 
 def _const_shape(const: Any) -> Any:
