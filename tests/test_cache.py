@@ -1,0 +1,604 @@
+"""``Cache``: clear, prune, entries, stats, max_size, secret, default directory, modes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+
+import memojar._decorator
+from memojar import Cache, CacheInfo, EntryInfo, cached
+from memojar import _entry
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    @staticmethod
+    def perf_counter() -> float:
+        return time.perf_counter()
+
+
+def entry_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.mj"))
+
+
+def reseal(data: bytearray) -> bytearray:
+    h = xxhash.xxh3_64(bytes(data[:8]))
+    h.update(bytes(data[16:]))
+    data[8:16] = struct.pack("<Q", h.intdigest())
+    return data
+
+
+def write_entry(cache: Cache, function: str, key: str, *, fingerprint: str = "f" * 16,
+                version: object = None, created: float | None = None,
+                expires: float | None = None, value: Any = "v") -> None:
+    """Store an entry as a decorated function of another code or time would have."""
+    ident = _entry.make_ident(function, version, fingerprint)
+    chunks = _entry.encode(value, ident=ident, key=key, created=created or time.time(),
+                           expires=expires, compute_time=0.0, secret=cache.secret)
+    cache.store.write(function, key, chunks)
+
+
+def k(n: int) -> str:
+    return f"{n:032x}"
+
+
+# --- clear --------------------------------------------------------------------------------
+
+def test_clear_everything(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+
+    @cache.cached
+    def f(x):
+        return x
+
+    @cache.cached
+    def g(x):
+        return x
+
+    for i in range(3):
+        f(i)
+        g(i)
+    assert cache.clear() == 6
+    assert entry_files(cache_dir) == []
+    assert cache.clear() == 0
+
+
+def test_clear_one_function_by_name(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+
+    @cache.cached
+    def f(x):
+        return x
+
+    @cache.cached
+    def g(x):
+        return x
+
+    f(1)
+    f(2)
+    g(1)
+    name = f"{f.__module__}.{f.__qualname__}"
+    assert cache.clear(name) == 2
+    assert not f.cache_contains(1)
+    assert g.cache_contains(1)
+
+
+def test_clear_one_function_by_the_decorated_function(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+
+    @cache.cached
+    def f(x):
+        return x
+
+    @cache.cached
+    def g(x):
+        return x
+
+    f(1)
+    g(1)
+    g(2)
+    assert cache.clear(g) == 2
+    assert f.cache_contains(1)
+    assert not g.cache_contains(2)
+
+
+def test_clear_of_an_unknown_function_removes_nothing(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    cache.cached(lambda x: x)(1)
+    assert cache.clear("no.such.function") == 0
+    assert len(entry_files(cache_dir)) == 1
+
+
+# --- prune --------------------------------------------------------------------------------
+
+def test_prune_of_a_healthy_cache_removes_nothing(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    f = cache.cached(lambda x: x)
+    f(1)
+    f(2)
+    assert cache.prune() == 0
+    assert f.cache_contains(1)
+    assert f.cache_contains(2)
+
+
+def test_prune_removes_stale_entries(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = Cache(cache_dir)
+
+    @cache.cached(ttl=60)
+    def f(x):
+        return x
+
+    monkeypatch.setattr(memojar._decorator, "time", Clock(time.time() - 3600))
+    f(1)  # written an hour ago, expired 59 minutes ago
+    monkeypatch.undo()
+    f(2)
+    assert cache.prune() == 1
+    assert not f.cache_contains(1)
+    assert f.cache_contains(2)
+
+
+def test_prune_removes_entries_of_another_python(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+
+    @cache.cached
+    def f(x):
+        return x
+
+    f(1)
+    f(2)
+    path = next(p for p in entry_files(cache_dir) if p.name.startswith(f.cache_key(1)))
+    data = bytearray(path.read_bytes())
+    python = b"\0" + _entry.PYTHON.encode() + b"\0"
+    assert data.count(python) == 1
+    forged = b"\0" + b"9" * (len(python) - 4) + b".9\0"
+    data[data.index(python) : data.index(python) + len(python)] = forged
+    path.write_bytes(reseal(data))
+    assert _entry.read_header(bytes(data)).incompatible() is not None
+    assert cache.prune() == 1
+    assert not path.exists()
+    assert f.cache_contains(2)
+
+
+def test_prune_removes_entries_of_an_older_entry_format(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    f = cache.cached(lambda x: x)
+    f(1)
+    (path,) = entry_files(cache_dir)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<H", data, 4, 0)
+    path.write_bytes(reseal(data))
+    assert cache.prune() == 1
+    assert entry_files(cache_dir) == []
+
+
+def test_prune_removes_entries_of_superseded_code(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    now = time.time()
+    write_entry(cache, "mod.f", k(1), fingerprint="a" * 16, created=now - 100)
+    write_entry(cache, "mod.f", k(2), fingerprint="a" * 16, created=now - 90)
+    write_entry(cache, "mod.f", k(3), fingerprint="b" * 16, created=now - 10)  # the newest
+    write_entry(cache, "mod.g", k(1), fingerprint="a" * 16, created=now - 100)  # another fn
+    assert cache.prune() == 2
+    left = {(e.function, e.key, e.fingerprint) for e in cache.entries()}
+    assert left == {("mod.f", k(3), "b" * 16), ("mod.g", k(1), "a" * 16)}
+
+
+def test_prune_removes_entries_of_a_superseded_version(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    now = time.time()
+    write_entry(cache, "mod.f", k(1), version=1, created=now - 100)
+    write_entry(cache, "mod.f", k(2), version=2, created=now - 10)
+    assert cache.prune() == 1
+    assert [e.key for e in cache.entries()] == [k(2)]
+
+
+def test_edited_function_supersedes_its_old_entries(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    namespace: dict[str, Any] = {"__name__": "edited_module"}
+    exec("def f(x):\n    return x + 1\n", namespace)
+    old = cache.cached(namespace["f"])
+    old(1)
+    old(2)
+    exec("def f(x):\n    return x + 2\n", namespace)
+    new = cache.cached(namespace["f"])
+    assert new(1) == 3
+    cache.prune()
+    assert [e.key for e in cache.entries()] == [new.cache_key(1)]
+
+
+def test_prune_removes_unreadable_files(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    f = cache.cached(lambda x: x)
+    f(1)
+    (path,) = entry_files(cache_dir)
+    (path.parent / (k(7) + ".mj")).write_bytes(b"garbage, not an entry")
+    (path.parent / (k(8) + ".mj")).write_bytes(b"")
+    assert cache.prune() == 2
+    assert entry_files(cache_dir) == [path]
+
+
+def test_prune_removes_truncated_entries(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    f = cache.cached(lambda x: x)
+    f(list(range(1000)))
+    (path,) = entry_files(cache_dir)
+    path.write_bytes(path.read_bytes()[:-10])
+    assert cache.prune() == 1
+
+
+def _dead_pid() -> int:
+    out = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out)
+
+
+def test_prune_removes_orphaned_temporary_files(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    f = cache.cached(lambda x: x)
+    f(1)
+    (path,) = entry_files(cache_dir)
+    orphan = Path(f"{path}.{_dead_pid()}.deadbeef.tmp")
+    orphan.write_bytes(path.read_bytes()[:20])
+    in_flight = Path(f"{path.parent / k(5)}.mj.{os.getpid()}.cafef00d.tmp")
+    in_flight.write_bytes(b"still being written")
+    assert cache.prune() == 1
+    assert not orphan.exists()
+    assert in_flight.exists()
+    assert path.exists()
+
+
+def test_prune_removes_least_recently_used_entries_over_max_size(cache_dir: Path) -> None:
+    big = Cache(cache_dir)
+    f = big.cached(lambda i: bytes(1000) + bytes([i]))
+    for i in range(10):
+        f(i)
+    small = Cache(cache_dir, max_size=4000)
+    assert small.prune() > 0
+    assert small.stats().bytes <= 4000
+
+
+# --- entries ------------------------------------------------------------------------------
+
+def test_entries_fields(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+
+    @cache.cached(ttl=dt.timedelta(hours=1), version="v2")
+    def slow(x):
+        time.sleep(0.05)
+        return x
+
+    before = dt.datetime.now(dt.timezone.utc)
+    slow(1)
+    after = dt.datetime.now(dt.timezone.utc)
+    (info,) = cache.entries()
+    assert isinstance(info, EntryInfo)
+    assert info.function == f"{slow.__module__}.{slow.__qualname__}"
+    assert info.key == slow.cache_key(1)
+    assert info.size == entry_files(cache_dir)[0].stat().st_size
+    assert before - dt.timedelta(seconds=1) <= info.created <= after + dt.timedelta(seconds=1)
+    assert info.expires is not None
+    assert abs((info.expires - info.created) - dt.timedelta(hours=1)) < dt.timedelta(seconds=1)
+    assert 0.05 <= info.compute_time < 5
+    assert info.version == "str:v2"
+    assert info.python == _entry.PYTHON
+    assert len(info.fingerprint) == 16
+
+
+def test_entries_times_are_timezone_aware_utc(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    cache.cached(ttl=60)(lambda x: x)(1)
+    (info,) = cache.entries()
+    for moment in (info.created, info.expires, info.accessed):
+        assert moment is not None
+        assert moment.tzinfo is not None
+        assert moment.utcoffset() == dt.timedelta(0)
+
+
+def test_entries_without_ttl_never_expire(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    cache.cached(lambda x: x)(1)
+    (info,) = cache.entries()
+    assert info.expires is None
+
+
+def test_entries_of_one_function_and_of_all(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    f = cache.cached(lambda x: x)
+
+    @cache.cached
+    def g(x):
+        return x
+
+    f(1)
+    g(1)
+    g(2)
+    assert len(list(cache.entries())) == 3
+    assert {e.key for e in cache.entries(g)} == {g.cache_key(1), g.cache_key(2)}
+    assert len(list(cache.entries(f"{g.__module__}.{g.__qualname__}"))) == 2
+
+
+def test_entries_skip_unreadable_files(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    f = cache.cached(lambda x: x)
+    f(1)
+    (path,) = entry_files(cache_dir)
+    (path.parent / (k(3) + ".mj")).write_bytes(b"junk")
+    assert [e.key for e in cache.entries()] == [f.cache_key(1)]
+
+
+def test_entries_unpickle_nothing(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = Cache(cache_dir)
+    cache.cached(lambda x: x)(1)
+    monkeypatch.setattr("pickle.loads", lambda *a, **k: pytest.fail("unpickled"))
+    assert len(list(cache.entries())) == 1
+
+
+# --- stats --------------------------------------------------------------------------------
+
+def test_stats_of_an_empty_cache(cache_dir: Path) -> None:
+    assert Cache(cache_dir).stats() == CacheInfo(0, 0, 0, 0)
+
+
+def test_stats_add_up_every_function_of_the_cache(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+
+    @cache.cached
+    def f(x):
+        return x
+
+    @cache.cached
+    def g(x):
+        return -x
+
+    f(1)
+    f(1)
+    f(2)
+    g(1)
+    g(1)
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.entries) == (2, 3, 3)
+    assert stats.bytes == sum(p.stat().st_size for p in entry_files(cache_dir))
+
+
+def test_decorators_on_one_directory_share_one_cache(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def f(x):
+        return x
+
+    @cached(cache_dir=cache_dir)
+    def g(x):
+        return -x
+
+    f(1)
+    g(1)
+    g(1)
+    stats = f.__memojar__.cache.stats()
+    assert f.__memojar__.cache is g.__memojar__.cache
+    assert (stats.hits, stats.misses, stats.entries) == (1, 2, 2)
+
+
+# --- max_size -----------------------------------------------------------------------------
+
+def test_max_size_keeps_the_cache_under_the_limit(cache_dir: Path) -> None:
+    cache = Cache(cache_dir, max_size=20_000)
+    f = cache.cached(lambda i: bytes(2000) + i.to_bytes(4, "little"))
+    for i in range(50):
+        f(i)
+        assert cache.stats().bytes <= 20_000 + 2500
+    assert cache.stats().bytes <= 20_000
+
+
+def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
+    cache = Cache(cache_dir, max_size=12_000)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(i):
+        calls.append(i)
+        return bytes(1000) + i.to_bytes(4, "little")
+
+    for i in range(10):
+        f(i)
+        time.sleep(0.005)
+    for i in (0, 1, 2):  # the oldest three, read again: recently used now
+        f(i)
+        time.sleep(0.005)
+    for i in range(10, 16):
+        f(i)
+        time.sleep(0.005)
+    assert calls == list(range(16))  # the reads were hits
+    for i in (0, 1, 2):
+        assert f.cache_contains(i), i
+    assert not f.cache_contains(3)
+    assert f.cache_contains(15)
+
+
+# --- secret -------------------------------------------------------------------------------
+
+def _signed(path: Path) -> bool:
+    return bool(struct.unpack_from("<H", path.read_bytes(), 6)[0] & _entry.SIGNED)
+
+
+@pytest.mark.parametrize("secret", ["a passphrase", b"\x00raw key bytes\xff"], ids=["str", "bytes"])
+def test_secret_signs_entries_and_verifies_them(cache_dir: Path, secret: Any) -> None:
+    cache = Cache(cache_dir, secret=secret)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x):
+        calls.append(x)
+        return x
+
+    f(1)
+    f(1)
+    assert calls == [1]
+    (path,) = entry_files(cache_dir)
+    assert _signed(path)
+
+
+def test_str_and_bytes_secrets_are_the_same_key(cache_dir: Path) -> None:
+    calls: list[int] = []
+
+    def f(x):
+        calls.append(x)
+        return x
+
+    Cache(cache_dir, secret="sesame").cached(f)(1)
+    Cache(cache_dir, secret=b"sesame").cached(f)(1)
+    assert calls == [1]
+
+
+def test_entry_signed_with_another_secret_is_recomputed_and_replaced(cache_dir: Path) -> None:
+    calls: list[int] = []
+
+    def f(x):
+        calls.append(x)
+        return x
+
+    Cache(cache_dir, secret="one").cached(f)(1)
+    Cache(cache_dir, secret="two").cached(f)(1)
+    assert calls == [1, 1]
+    two = Cache(cache_dir, secret="two").cached(f)
+    two(1)
+    assert calls == [1, 1]
+
+
+def test_unsigned_entry_is_not_loaded_by_a_cache_with_a_secret(cache_dir: Path) -> None:
+    calls: list[int] = []
+
+    def f(x):
+        calls.append(x)
+        return x
+
+    Cache(cache_dir).cached(f)(1)
+    Cache(cache_dir, secret="s").cached(f)(1)
+    assert calls == [1, 1]
+
+
+def test_signed_entry_is_not_loaded_by_a_cache_without_a_secret(cache_dir: Path) -> None:
+    calls: list[int] = []
+
+    def f(x):
+        calls.append(x)
+        return x
+
+    Cache(cache_dir, secret="s").cached(f)(1)
+    Cache(cache_dir).cached(f)(1)
+    assert calls == [1, 1]
+
+
+def test_secret_from_the_environment(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMOJAR_SECRET", "from-env")
+    calls: list[int] = []
+
+    def f(x):
+        calls.append(x)
+        return x
+
+    Cache(cache_dir).cached(f)(1)
+    (path,) = entry_files(cache_dir)
+    assert _signed(path)
+    monkeypatch.delenv("MEMOJAR_SECRET")
+    Cache(cache_dir, secret="from-env").cached(f)(1)
+    assert calls == [1]
+
+
+def test_explicit_secret_wins_over_the_environment(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMOJAR_SECRET", "from-env")
+    calls: list[int] = []
+
+    def f(x):
+        calls.append(x)
+        return x
+
+    Cache(cache_dir, secret="explicit").cached(f)(1)
+    monkeypatch.delenv("MEMOJAR_SECRET")
+    Cache(cache_dir, secret="explicit").cached(f)(1)
+    assert calls == [1]
+
+
+# --- default directory --------------------------------------------------------------------
+
+def test_default_directory_is_memojar_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMOJAR_DIR", str(tmp_path / "from-env"))
+    assert Cache().directory == str(tmp_path / "from-env")
+    cached(lambda x: x)(1)
+    assert len(entry_files(tmp_path / "from-env")) == 1
+
+
+def test_default_directory_without_memojar_dir_is_the_user_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import platformdirs
+
+    monkeypatch.delenv("MEMOJAR_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    expected = os.path.join(platformdirs.user_cache_dir(), "memojar")
+    assert Cache().directory == expected
+    if sys.platform.startswith("linux"):
+        assert expected == str(tmp_path / "xdg" / "memojar")
+
+
+def test_empty_memojar_dir_means_the_default(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMOJAR_DIR", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert Cache().directory.endswith("memojar")
+
+
+def test_directory_with_a_tilde_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Cache("~/mj").directory == str(tmp_path / "mj")
+
+
+# --- modes --------------------------------------------------------------------------------
+
+def test_directories_are_private_and_entries_0600(tmp_path: Path) -> None:
+    root = tmp_path / "deep" / "er" / "cache"
+    cache = Cache(root, max_size=10**6)
+    cache.cached(lambda x: x)(1)
+    made = [tmp_path / "deep", tmp_path / "deep" / "er", root]
+    made += [p for p in root.rglob("*") if p.is_dir()]
+    assert len(made) >= 5
+    for d in made:
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".mj" for p in files)
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_modes_do_not_depend_on_a_permissive_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        Cache(tmp_path / "c").cached(lambda x: x)(1)
+    finally:
+        os.umask(old)
+    (path,) = entry_files(tmp_path / "c")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_an_existing_directory_keeps_its_mode(tmp_path: Path) -> None:
+    root = tmp_path / "shared"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    Cache(root).cached(lambda x: x)(1)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o755

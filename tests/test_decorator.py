@@ -1,0 +1,813 @@
+"""The ``@cached`` decorator: forms, options, what is cached, methods, async, attributes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memojar._decorator
+from memojar import Cache, CacheInfo, MemojarWarning, cached
+
+
+class Clock:
+    """Stands in for the ``time`` module inside memojar._decorator."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    @staticmethod
+    def perf_counter() -> float:
+        return time.perf_counter()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(memojar._decorator, "time", c)
+    return c
+
+
+def counting(calls: list[Any]):
+    """A function that records its calls and returns its argument doubled."""
+
+    def double(x, y=0):
+        calls.append((x, y))
+        return 2 * x + y
+
+    return double
+
+
+def entry_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.mj"))
+
+
+# --- forms --------------------------------------------------------------------------------
+
+def test_bare_form_uses_the_default_directory(tmp_path: Path) -> None:
+    calls: list[Any] = []
+
+    @cached
+    def f(x):
+        calls.append(x)
+        return x + 1
+
+    assert f(1) == 2
+    assert f(1) == 2
+    assert calls == [1]
+    assert len(entry_files(tmp_path / "default-cache")) == 1
+
+
+def test_called_form_without_options(tmp_path: Path) -> None:
+    calls: list[Any] = []
+
+    @cached()
+    def f(x):
+        calls.append(x)
+        return x
+
+    assert f(3) == f(3) == 3
+    assert calls == [3]
+    assert len(entry_files(tmp_path / "default-cache")) == 1
+
+
+def test_called_form_with_a_directory(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    assert f(2) == f(2) == 4
+    assert calls == [(2, 0)]
+    assert len(entry_files(cache_dir)) == 1
+
+
+def test_cache_dir_accepts_a_path_object_and_a_str(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    raw = counting(calls)
+    cached(cache_dir=cache_dir)(raw)(1)
+    cached(cache_dir=str(cache_dir))(raw)(1)
+    assert calls == [(1, 0)]
+
+
+def test_equivalent_calls_share_one_entry(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    assert f(1) == f(1, 0) == f(x=1) == f(1, y=0) == f(y=0, x=1) == 2
+    assert calls == [(1, 0)]
+
+
+def test_different_arguments_compute_separately(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    assert [f(1), f(2), f(1, 1), f(1), f(2)] == [2, 4, 3, 2, 4]
+    assert calls == [(1, 0), (2, 0), (1, 1)]
+
+
+def test_returned_value_is_a_copy_the_caller_may_mutate(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def f():
+        return {"items": [1, 2]}
+
+    f()["items"].append(3)
+    first = f()
+    first["items"].append(4)
+    assert f() == {"items": [1, 2]}
+
+
+# --- ttl ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ttl", [10, 10.0, dt.timedelta(seconds=10)], ids=["int", "float",
+                                                                          "timedelta"])
+def test_ttl_expires_entries(cache_dir: Path, clock: Clock, ttl: Any) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir, ttl=ttl)(counting(calls))
+    f(1)
+    clock.now += 9.5
+    f(1)
+    assert len(calls) == 1
+    clock.now += 1
+    f(1)
+    assert len(calls) == 2
+    clock.now += 5
+    f(1)
+    assert len(calls) == 2  # the recomputed entry is fresh again
+
+
+def test_ttl_in_real_time(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir, ttl=0.2)(counting(calls))
+    f(1)
+    f(1)
+    assert len(calls) == 1
+    time.sleep(0.3)
+    f(1)
+    assert len(calls) == 2
+
+
+def test_fractional_ttl_is_kept(cache_dir: Path, clock: Clock) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir, ttl=dt.timedelta(milliseconds=1500))(counting(calls))
+    f(1)
+    clock.now += 1.4
+    f(1)
+    clock.now += 0.2
+    f(1)
+    assert len(calls) == 2
+
+
+def test_stale_entry_is_replaced_not_kept_beside(cache_dir: Path, clock: Clock) -> None:
+    f = cached(cache_dir=cache_dir, ttl=1)(counting([]))
+    f(1)
+    clock.now += 2
+    f(1)
+    assert len(entry_files(cache_dir)) == 1
+
+
+def test_a_shorter_ttl_now_makes_older_entries_stale(cache_dir: Path, clock: Clock) -> None:
+    calls: list[Any] = []
+    raw = counting(calls)
+    cached(cache_dir=cache_dir, ttl=100)(raw)(1)
+    clock.now += 20
+    cached(cache_dir=cache_dir, ttl=100)(raw)(1)
+    assert len(calls) == 1
+    cached(cache_dir=cache_dir, ttl=10)(raw)(1)
+    assert len(calls) == 2
+
+
+def test_a_longer_ttl_now_does_not_revive_an_expired_entry(cache_dir: Path, clock: Clock) -> None:
+    calls: list[Any] = []
+    raw = counting(calls)
+    cached(cache_dir=cache_dir, ttl=10)(raw)(1)
+    clock.now += 20
+    cached(cache_dir=cache_dir, ttl=1000)(raw)(1)
+    assert len(calls) == 2
+
+
+def test_without_ttl_entries_do_not_expire(cache_dir: Path, clock: Clock) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    f(1)
+    clock.now += 10 * 365 * 24 * 3600
+    f(1)
+    assert len(calls) == 1
+
+
+# --- version ------------------------------------------------------------------------------
+
+def test_same_version_hits(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    raw = counting(calls)
+    cached(cache_dir=cache_dir, version=2)(raw)(1)
+    cached(cache_dir=cache_dir, version=2)(raw)(1)
+    assert len(calls) == 1
+
+
+def test_another_version_misses(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    raw = counting(calls)
+    cached(cache_dir=cache_dir, version="a")(raw)(1)
+    cached(cache_dir=cache_dir, version="b")(raw)(1)
+    cached(cache_dir=cache_dir)(raw)(1)
+    assert len(calls) == 3
+
+
+def test_version_int_1_and_str_1_are_different(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    raw = counting(calls)
+    one = cached(cache_dir=cache_dir, version=1)(raw)
+    one(1)
+    assert one.cache_contains(1)
+    other = cached(cache_dir=cache_dir, version="1")(raw)
+    assert not other.cache_contains(1)
+    other(1)
+    assert len(calls) == 2
+
+
+def test_entries_of_another_version_are_evicted(cache_dir: Path) -> None:
+    raw = counting([])
+    old = cached(cache_dir=cache_dir, version=1)(raw)
+    for i in range(3):
+        old(i)
+    new = cached(cache_dir=cache_dir, version=2)(raw)
+    new(0)
+    new(1)  # the entries of version 1 are gone, not merely shadowed
+    assert len(entry_files(cache_dir)) == 2
+
+
+# --- what is cached -----------------------------------------------------------------------
+
+def test_none_is_cached(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    def f(x):
+        calls.append(x)
+
+    assert f(1) is None
+    assert f(1) is None
+    assert calls == [1]
+    assert f.cache_contains(1)
+
+
+def test_falsy_values_are_cached(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    def f(x):
+        calls.append(x)
+        return [0, "", (), False, 0.0][x]
+
+    results = [f(i) for i in range(5)] + [f(i) for i in range(5)]
+    assert results == [0, "", (), False, 0.0] * 2
+    assert [type(r) for r in results[5:]] == [int, str, tuple, bool, float]
+    assert len(calls) == 5
+
+
+def test_exceptions_propagate_and_are_not_cached(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    def f(x):
+        calls.append(x)
+        raise KeyError(f"no {x}")
+
+    for _ in range(2):
+        with pytest.raises(KeyError, match="no 1"):
+            f(1)
+    assert calls == [1, 1]
+    assert entry_files(cache_dir) == []
+    assert not f.cache_contains(1)
+
+
+def test_a_call_that_failed_once_is_cached_when_it_succeeds(cache_dir: Path) -> None:
+    attempts: list[int] = []
+
+    @cached(cache_dir=cache_dir)
+    def f(x):
+        attempts.append(x)
+        if len(attempts) == 1:
+            raise RuntimeError("flaky")
+        return x
+
+    with pytest.raises(RuntimeError):
+        f(1)
+    assert f(1) == 1
+    assert f(1) == 1
+    assert len(attempts) == 2
+
+
+def test_unpicklable_result_is_returned_with_a_warning_and_not_stored(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    def f():
+        calls.append(1)
+        return threading.Lock()
+
+    with pytest.warns(MemojarWarning, match=r"returned but not cached: it cannot be pickled"):
+        first = f()
+    assert type(first) is type(threading.Lock())
+    assert not f.cache_contains()
+    assert entry_files(cache_dir) == []
+    with pytest.warns(MemojarWarning):
+        f()
+    assert len(calls) == 2
+
+
+def test_unpicklable_result_warning_names_the_function(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def make_callback():
+        return lambda: None
+
+    with pytest.warns(MemojarWarning, match="make_callback"):
+        make_callback()
+
+
+# --- methods, staticmethod, classmethod ---------------------------------------------------
+
+@dataclass
+class Point:
+    """Picklable by reference: instances can be part of a key."""
+
+    x: float
+    y: float
+
+
+def _norm(self: Point, scale: float = 1.0) -> float:
+    _norm.calls.append((self.x, self.y))  # type: ignore[attr-defined]
+    return (self.x**2 + self.y**2) ** 0.5 * scale
+
+
+class Shape:
+    sides = 0
+
+
+class Square(Shape):
+    sides = 4
+
+
+def _describe(cls: type, name: str) -> str:
+    _describe.calls.append(cls)  # type: ignore[attr-defined]
+    return f"{name}:{cls.sides}"
+
+
+def test_method_with_self_ignored(cache_dir: Path) -> None:
+    class Service:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()  # unpicklable, hence ignore=("self",)
+            self.calls = 0
+
+        @cached(cache_dir=cache_dir, ignore=("self",))
+        def fetch(self, x):
+            self.calls += 1
+            return x * 10
+
+    a, b = Service(), Service()
+    assert a.fetch(1) == 10
+    assert b.fetch(1) == 10
+    assert b.fetch(x=1) == 10
+    assert (a.calls, b.calls) == (1, 0)
+    assert Service.fetch.cache_contains(None, 1)
+
+
+def test_method_with_picklable_self_keys_on_its_state(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _norm.calls = []  # type: ignore[attr-defined]
+    monkeypatch.setattr(Point, "norm", cached(cache_dir=cache_dir)(_norm), raising=False)
+    assert Point(3, 4).norm() == 5.0
+    assert Point(3, 4).norm() == 5.0  # another instance, equal state: a hit
+    assert Point(6, 8).norm() == 10.0
+    assert Point(3, 4).norm(scale=2) == 10.0
+    assert _norm.calls == [(3, 4), (6, 8), (3, 4)]  # type: ignore[attr-defined]
+
+
+def test_method_with_unpicklable_self_says_to_ignore_it(cache_dir: Path) -> None:
+    class Local:
+        @cached(cache_dir=cache_dir)
+        def m(self, x):
+            return x
+
+    with pytest.raises(TypeError, match=r"argument 'self' .* ignore=\('self',\)"):
+        Local().m(1)
+
+
+@pytest.mark.parametrize("order", ["cached-outside", "cached-inside"])
+def test_staticmethod(cache_dir: Path, order: str) -> None:
+    calls: list[Any] = []
+
+    if order == "cached-outside":
+        class A:
+            @cached(cache_dir=cache_dir)
+            @staticmethod
+            def twice(x):
+                calls.append(x)
+                return 2 * x
+    else:
+        class A:  # type: ignore[no-redef]
+            @staticmethod
+            @cached(cache_dir=cache_dir)
+            def twice(x):
+                calls.append(x)
+                return 2 * x
+
+    assert A.twice(2) == 4
+    assert A().twice(2) == 4
+    assert calls == [2]
+    assert A.twice.cache_contains(2)
+
+
+def test_classmethod_keys_on_the_class(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _describe.calls = []  # type: ignore[attr-defined]
+    monkeypatch.setattr(Shape, "describe", cached(cache_dir=cache_dir)(classmethod(_describe)),
+                        raising=False)
+    assert Shape.describe("s") == "s:0"
+    assert Square.describe("s") == "s:4"
+    assert Square.describe("s") == "s:4"
+    assert Shape.describe(name="s") == "s:0"
+    assert _describe.calls == [Shape, Square]  # type: ignore[attr-defined]
+
+
+def test_classmethod_with_cls_ignored(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    class Local:
+        @cached(cache_dir=cache_dir, ignore=("cls",))
+        @classmethod
+        def build(cls, x):
+            calls.append(x)
+            return x + 1
+
+    assert Local.build(1) == 2
+    assert Local.build(1) == 2
+    assert calls == [1]
+
+
+# --- async --------------------------------------------------------------------------------
+
+def test_async_wrapper_is_a_coroutine_function(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    async def f(x):
+        return x
+
+    assert inspect.iscoroutinefunction(f)
+    assert inspect.iscoroutinefunction(f.refresh)
+    assert asyncio.run(f(1)) == 1
+
+
+def test_async_results_are_cached(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    async def f(x):
+        calls.append(x)
+        await asyncio.sleep(0)
+        return {"x": x}
+
+    async def main() -> list[Any]:
+        return [await f(1), await f(1), await f(2)]
+
+    assert asyncio.run(main()) == [{"x": 1}, {"x": 1}, {"x": 2}]
+    assert asyncio.run(f(1)) == {"x": 1}
+    assert calls == [1, 2]
+
+
+def test_concurrent_async_tasks_compute_once(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    async def slow(x):
+        calls.append(x)
+        await asyncio.sleep(0.2)
+        return x * 3
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(slow(7) for _ in range(6)), slow(8))
+
+    start = time.perf_counter()
+    assert asyncio.run(main()) == [21] * 6 + [24]
+    assert calls.count(7) == 1
+    assert calls.count(8) == 1
+    assert time.perf_counter() - start < 2  # the tasks waited together, not one by one
+
+
+def test_async_exception_propagates_and_is_not_cached(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    async def f(x):
+        calls.append(x)
+        raise ValueError("async failure")
+
+    for _ in range(2):
+        with pytest.raises(ValueError, match="async failure"):
+            asyncio.run(f(1))
+    assert len(calls) == 2
+
+
+def test_async_refresh_recomputes(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    async def f(x):
+        calls.append(x)
+        return len(calls)
+
+    assert asyncio.run(f(1)) == 1
+    assert asyncio.run(f.refresh(1)) == 2
+    assert asyncio.run(f(1)) == 2
+
+
+# --- attributes ---------------------------------------------------------------------------
+
+def test_wrapped_and_metadata(cache_dir: Path) -> None:
+    def original(x: int, y: int = 2) -> int:
+        """Adds."""
+        return x + y
+
+    f = cached(cache_dir=cache_dir)(original)
+    assert f.__wrapped__ is original
+    assert f.__name__ == "original"
+    assert f.__doc__ == "Adds."
+    assert f.__qualname__ == original.__qualname__
+    assert inspect.signature(f) == inspect.signature(original)
+
+
+def test_cache_info_counts_hits_misses_and_what_is_stored(cache_dir: Path) -> None:
+    f = cached(cache_dir=cache_dir)(counting([]))
+    assert f.cache_info() == CacheInfo(0, 0, 0, 0)
+    f(1)
+    f(1)
+    f(2)
+    f(1)
+    info = f.cache_info()
+    assert isinstance(info, CacheInfo)
+    assert (info.hits, info.misses, info.entries) == (2, 2, 2)
+    assert info.bytes == sum(p.stat().st_size for p in entry_files(cache_dir))
+
+
+def test_cache_info_is_per_function(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def f(x):
+        return x
+
+    @cached(cache_dir=cache_dir)
+    def g(x):
+        return x
+
+    f(1)
+    f(2)
+    g(1)
+    assert f.cache_info().entries == 2
+    assert g.cache_info().entries == 1
+    assert g.cache_info().misses == 1
+
+
+def test_cache_clear_removes_this_functions_entries(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+
+    @cached(cache_dir=cache_dir)
+    def other(x):
+        return x
+
+    f(1)
+    f(2)
+    other(1)
+    assert f.cache_clear() == 2
+    assert f.cache_info() == CacheInfo(0, 0, 0, 0)
+    assert other.cache_contains(1)
+    f(1)
+    assert len(calls) == 3
+    assert f.cache_clear() == 1
+    assert f.cache_clear() == 0
+
+
+def test_cache_contains_computes_nothing(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    assert f.cache_contains(1) is False
+    assert calls == []
+    f(1)
+    assert f.cache_contains(1) is True
+    assert f.cache_contains(x=1, y=0) is True
+    assert f.cache_contains(2) is False
+    assert calls == [(1, 0)]
+    assert f.cache_info().hits == 0  # asking is not a hit
+
+
+def test_cache_contains_is_false_for_a_stale_entry(cache_dir: Path, clock: Clock) -> None:
+    f = cached(cache_dir=cache_dir, ttl=5)(counting([]))
+    f(1)
+    assert f.cache_contains(1)
+    clock.now += 6
+    assert not f.cache_contains(1)
+
+
+def test_cache_delete_removes_one_entry(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    f(1)
+    f(2)
+    assert f.cache_delete(1) is True
+    assert f.cache_delete(1) is False
+    assert not f.cache_contains(1)
+    assert f.cache_contains(2)
+    f(1)
+    assert len(calls) == 3
+
+
+def test_refresh_recomputes_stores_and_returns(cache_dir: Path) -> None:
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    def f(x):
+        calls.append(x)
+        return (x, len(calls))
+
+    assert f(1) == (1, 1)
+    assert f.refresh(1) == (1, 2)
+    assert f(1) == (1, 2)
+    assert f.refresh(x=2) == (2, 3)
+    assert f(2) == (2, 3)
+    assert len(calls) == 3
+
+
+def test_cache_key_is_a_hex_string(cache_dir: Path) -> None:
+    f = cached(cache_dir=cache_dir)(counting([]))
+    key = f.cache_key(1)
+    assert isinstance(key, str)
+    assert len(key) == 32
+    int(key, 16)
+    assert key == f.cache_key(x=1, y=0)
+    assert key != f.cache_key(2)
+    f(1)
+    assert any(p.name.startswith(key) for p in entry_files(cache_dir))
+
+
+def test_cache_key_computes_nothing(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    f.cache_key(1)
+    assert calls == []
+    assert entry_files(cache_dir) == []
+
+
+# --- MEMOJAR_DISABLE ----------------------------------------------------------------------
+
+def test_memojar_disable_calls_straight_through(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMOJAR_DISABLE", "1")
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    assert f(1) == f(1) == 2
+    assert len(calls) == 2
+    assert entry_files(cache_dir) == []
+    assert f.__wrapped__ is not None
+    assert isinstance(f.cache_key(1), str)
+
+
+def test_memojar_disable_for_async(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMOJAR_DISABLE", "1")
+    calls: list[Any] = []
+
+    @cached(cache_dir=cache_dir)
+    async def f(x):
+        calls.append(x)
+        return x
+
+    assert inspect.iscoroutinefunction(f)
+    assert asyncio.run(f(1)) == asyncio.run(f(1)) == 1
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("value", ["0", ""])
+def test_memojar_disable_off_values_keep_caching(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("MEMOJAR_DISABLE", value)
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    f(1)
+    f(1)
+    assert len(calls) == 1
+
+
+# --- logging ------------------------------------------------------------------------------
+
+def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "memojar"]
+
+
+def test_debug_lines_for_miss_store_and_hit(cache_dir: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="memojar")
+    f = cached(cache_dir=cache_dir)(counting([]))
+    key = f.cache_key(1)
+    f(1)
+    f(1)
+    messages = _messages(caplog)
+    kinds = [m.split()[0] for m in messages]
+    assert kinds == ["miss", "store", "hit"]
+    for message in messages:
+        assert f.__memojar__.name in message
+        assert key in message
+    assert "bytes" in messages[1]
+    assert "bytes" in messages[2]
+    assert all(r.levelno == logging.DEBUG for r in caplog.records)
+
+
+def test_debug_line_for_lru_eviction(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="memojar")
+    cache = Cache(tmp_path / "small", max_size=5000)
+
+    @cache.cached
+    def blob(i):
+        return bytes(1000) + bytes([i])
+
+    for i in range(10):
+        blob(i)
+    evictions = [m for m in _messages(caplog) if m.startswith("evict")]
+    assert evictions
+    assert all("bytes" in m for m in evictions)
+
+
+def test_debug_line_for_evicting_a_stale_entry(cache_dir: Path, clock: Clock,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="memojar")
+    f = cached(cache_dir=cache_dir, ttl=1)(counting([]))
+    f(1)
+    clock.now += 2
+    f(1)
+    assert any(m.startswith("evict") and "stale" in m for m in _messages(caplog))
+
+
+def test_nothing_is_logged_at_info_or_above_in_normal_use(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="memojar")
+    f = cached(cache_dir=cache_dir)(counting([]))
+    f(1)
+    f(1)
+    f.cache_clear()
+    assert _messages(caplog) == []
+
+
+# --- threads ------------------------------------------------------------------------------
+
+def test_sixteen_threads_with_the_same_arguments_compute_once(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    barrier = threading.Barrier(16)
+
+    @cached(cache_dir=cache_dir)
+    def slow(x):
+        calls.append(x)
+        time.sleep(0.3)
+        return {"value": x}
+
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            results.append(slow(5))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert results == [{"value": 5}] * 16
+    assert calls == [5]
+    info = slow.cache_info()
+    assert (info.hits, info.misses) == (15, 1)
+
+
+def test_threads_with_different_arguments_do_not_wait_for_each_other(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def slow(x):
+        time.sleep(0.3)
+        return x
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert time.perf_counter() - start < 2
+    assert slow.cache_info().entries == 8

@@ -1,0 +1,258 @@
+"""Behaviour across real processes: one computation for many callers, edits, bad entries."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import run_python
+
+MODULE = '''
+import time
+from memojar import cached
+
+
+@cached
+def slow(x):
+    with open({log!r}, "a") as f:
+        f.write(f"{{x}}\\n")
+    time.sleep({delay})
+    return {{"x": x, "square": x * x, "payload": list(range(x))}}
+'''
+
+CALLER = """
+import sys
+sys.path.insert(0, {folder!r})
+import {module}
+print(repr({module}.slow({arg})))
+"""
+
+
+def write_module(folder: Path, log: Path, name: str = "slowmod", delay: float = 0.0,
+                 extra: str = "") -> None:
+    folder.mkdir(exist_ok=True)
+    source = MODULE.format(log=str(log), delay=delay) + extra
+    (folder / f"{name}.py").write_text(source)
+
+
+def computations(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def call(folder: Path, cache: Path, arg: int = 3, module: str = "slowmod",
+         warnings_are_errors: bool = True) -> str:
+    code = CALLER.format(folder=str(folder), module=module, arg=arg)
+    env = {"MEMOJAR_DIR": str(cache), "PYTHONDONTWRITEBYTECODE": "1"}
+    if warnings_are_errors:
+        env["PYTHONWARNINGS"] = "error"
+    return run_python(code, env=env).strip()
+
+
+EXPECTED_3 = repr({"x": 3, "square": 9, "payload": [0, 1, 2]})
+
+
+@pytest.mark.slow
+def test_eight_processes_calling_at_once_compute_once(tmp_path: Path) -> None:
+    folder, log, cache = tmp_path / "mod", tmp_path / "log", tmp_path / "cache"
+    write_module(folder, log, delay=1.0)
+    code = CALLER.format(folder=str(folder), module="slowmod", arg=3)
+    env = {**os.environ, "MEMOJAR_DIR": str(cache), "PYTHONWARNINGS": "error"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(8)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err
+        assert out.strip() == EXPECTED_3
+    assert computations(log) == ["3"]
+
+
+def test_an_unchanged_module_hits_in_a_new_process(tmp_path: Path) -> None:
+    folder, log, cache = tmp_path / "mod", tmp_path / "log", tmp_path / "cache"
+    write_module(folder, log)
+    assert call(folder, cache) == EXPECTED_3
+    assert call(folder, cache) == EXPECTED_3
+    assert computations(log) == ["3"]
+
+
+def test_a_module_moved_down_or_recommented_still_hits(tmp_path: Path) -> None:
+    folder, log, cache = tmp_path / "mod", tmp_path / "log", tmp_path / "cache"
+    write_module(folder, log)
+    assert call(folder, cache) == EXPECTED_3
+    path = folder / "slowmod.py"
+    path.write_text("# a new header comment\n\n\n" + path.read_text().replace(
+        "def slow(x):", 'def slow(x):\n    """Now documented."""  # and commented'))
+    assert call(folder, cache) == EXPECTED_3
+    assert computations(log) == ["3"]
+
+
+def test_an_edited_module_recomputes_in_a_new_process(tmp_path: Path) -> None:
+    folder, log, cache = tmp_path / "mod", tmp_path / "log", tmp_path / "cache"
+    write_module(folder, log)
+    assert call(folder, cache) == EXPECTED_3
+    path = folder / "slowmod.py"
+    path.write_text(path.read_text().replace('"square": x * x', '"square": x ** 3'))
+    assert call(folder, cache) == repr({"x": 3, "square": 27, "payload": [0, 1, 2]})
+    assert computations(log) == ["3", "3"]
+    assert call(folder, cache) == repr({"x": 3, "square": 27, "payload": [0, 1, 2]})
+    assert computations(log) == ["3", "3"]
+
+
+def test_an_edited_main_script_recomputes(tmp_path: Path) -> None:
+    log, cache = tmp_path / "log", tmp_path / "cache"
+    script = tmp_path / "script.py"
+    body = textwrap.dedent(f"""
+        from memojar import cached
+
+        @cached
+        def compute(x):
+            with open({str(log)!r}, "a") as f:
+                f.write("run\\n")
+            return x + 1
+
+        print(compute(1))
+    """)
+    env = {**os.environ, "MEMOJAR_DIR": str(cache), "PYTHONWARNINGS": "error"}
+
+    def run() -> str:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              env=env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    script.write_text(body)
+    assert run() == "2"
+    assert run() == "2"
+    script.write_text(body.replace("return x + 1", "return x + 100"))
+    assert run() == "101"
+    assert computations(log) == ["run", "run"]
+
+
+def _entry_file(cache: Path) -> Path:
+    (path,) = cache.rglob("*.mj")
+    return path
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["flip-payload-byte", "flip-header-byte", "truncate-half", "truncate-to-zero",
+     "append-garbage", "replace-with-junk"],
+)
+def test_a_damaged_entry_is_a_miss_in_a_new_process(tmp_path: Path, damage: str) -> None:
+    folder, log, cache = tmp_path / "mod", tmp_path / "log", tmp_path / "cache"
+    write_module(folder, log)
+    assert call(folder, cache, arg=40) != ""
+    path = _entry_file(cache)
+    data = bytearray(path.read_bytes())
+    if damage == "flip-payload-byte":
+        data[-5] ^= 0xFF
+    elif damage == "flip-header-byte":
+        data[30] ^= 0x01
+    elif damage == "truncate-half":
+        data = data[: len(data) // 2]
+    elif damage == "truncate-to-zero":
+        data = bytearray()
+    elif damage == "append-garbage":
+        data += b"\x80\x05garbage"
+    else:
+        data = bytearray(b"cos\nsystem\n(S'echo pwned'\ntR.")
+    path.write_bytes(bytes(data))
+    expected = repr({"x": 40, "square": 1600, "payload": list(range(40))})
+    assert call(folder, cache, arg=40) == expected  # no exception, no warning, right value
+    assert computations(log) == ["40", "40"]
+    assert call(folder, cache, arg=40) == expected  # and the entry was replaced
+    assert computations(log) == ["40", "40"]
+
+
+def test_damaged_entry_in_this_process_is_a_miss(tmp_path: Path) -> None:
+    from memojar import cached
+
+    calls: list[int] = []
+
+    @cached(cache_dir=tmp_path / "c")
+    def f(x):
+        calls.append(x)
+        return list(range(x))
+
+    f(100)
+    path = _entry_file(tmp_path / "c")
+    path.write_bytes(path.read_bytes()[:-7])
+    assert f(100) == list(range(100))
+    assert calls == [100, 100]
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Make ``folder`` read-only: mode 0500, or for root (who ignores modes) immutable."""
+    if not hasattr(os, "geteuid"):
+        pytest.skip("POSIX only")
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+        return
+    # Root ignores permissions (the brief's chmod 0500 proves nothing): an immutable
+    # directory is read-only even for root, where the file system and capabilities allow it.
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("running as root, which ignores permissions, and chattr is missing")
+    made = subprocess.run([chattr, "+i", str(folder)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"running as root, which ignores permissions: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(folder)], check=True)
+
+
+def test_a_read_only_cache_directory_still_returns_the_value(tmp_path: Path) -> None:
+    from memojar import MemojarWarning, cached
+
+    cache = tmp_path / "ro"
+    cache.mkdir()
+    calls: list[int] = []
+
+    @cached(cache_dir=cache)
+    def f(x):
+        calls.append(x)
+        return x * 2
+
+    with read_only(cache):
+        with pytest.warns(MemojarWarning, match="not cached") as caught:
+            assert f(21) == 42
+        assert str(cache) in str(caught[0].message)
+        with pytest.warns(MemojarWarning, match="not cached"):
+            assert f(21) == 42
+    assert calls == [21, 21]
+
+
+def test_a_read_only_cache_directory_still_serves_its_entries(tmp_path: Path) -> None:
+    from memojar import cached
+
+    cache = tmp_path / "ro"
+    calls: list[int] = []
+
+    @cached(cache_dir=cache)
+    def f(x):
+        calls.append(x)
+        return x * 2
+
+    f(1)
+    folders = [cache, *(p for p in cache.rglob("*") if p.is_dir())]
+    with contextlib.ExitStack() as stack:
+        for folder in folders:
+            stack.enter_context(read_only(folder))
+        assert f(1) == 2  # a hit, and no warning: reading needs no write
+    assert calls == [1]
