@@ -1,0 +1,105 @@
+"""Attack 10: the size bound under churn. Two processes write 5,000 distinct 10 kB results into
+a ``max_size=5_000_000`` cache while this process samples the bytes on disk.
+
+The sampler takes the size ledger's lock for each sample, so that a sample is one moment
+between two reservations or evictions (a directory walk without it can count a file evicted
+from one shard together with files written later into another, which never coexisted), and
+counts each inode once (a file renamed from ``.tmp`` to ``.mj`` during the walk is one file).
+Temporary files count: they are bytes on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import finish, spawn
+
+MAX_SIZE = 5_000_000
+PER_WRITER = 2_500
+HOT = -1
+
+CHURN_JOB = f"""
+import os
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"], max_size={MAX_SIZE})
+
+@cache.cached
+def item(i):
+    return bytes([i % 256]) * 10_000 + str(i).encode()
+"""
+
+WRITER = f"""
+import os
+from churnjob import item
+first = int(os.environ["FIRST"])
+for n, i in enumerate(range(first, first + {PER_WRITER})):
+    assert item(i) == bytes([i % 256]) * 10_000 + str(i).encode()
+    if n % 25 == 0:
+        assert item({HOT}) == bytes([{HOT} % 256]) * 10_000 + b"{HOT}"
+print(item.cache_info().misses)
+"""
+
+CHECK = f"""
+from churnjob import item
+for writer in (0, {PER_WRITER}):
+    first, last = writer, writer + {PER_WRITER}
+    print(sum(item.cache_contains(i) for i in range(first, first + 10)),
+          sum(item.cache_contains(i) for i in range(last - 100, last)))
+print(item.cache_contains({HOT}))
+"""
+
+
+def _sample(root: Path) -> tuple[int, int]:
+    """Bytes of entries and temporary files on disk now, and the largest file among them."""
+    from filelock import FileLock
+
+    seen: dict[int, int] = {}
+    with FileLock(str(root / ".size.lock")):
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                if name.endswith((".mj", ".tmp")) and not name.startswith("."):
+                    try:
+                        st = os.stat(os.path.join(dirpath, name))
+                    except FileNotFoundError:  # renamed or removed while listed
+                        continue
+                    seen[st.st_ino] = st.st_size
+    return sum(seen.values()), max(seen.values(), default=0)
+
+
+@pytest.mark.slow
+def test_size_bound_holds_under_churn(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    (tmp_path / "churnjob.py").write_text(CHURN_JOB)
+    env = {"CACHE": str(root), "PYTHONPATH": str(tmp_path)}
+    writers = [spawn(WRITER, FIRST=str(first), **env) for first in (0, PER_WRITER)]
+    samples: list[int] = []
+    largest = 0
+    deadline = time.monotonic() + 150
+    try:
+        while any(w.poll() is None for w in writers) and time.monotonic() < deadline:
+            if (root / ".size.lock").exists():
+                total, big = _sample(root)
+                samples.append(total)
+                largest = max(largest, big)
+            time.sleep(0.01)
+        misses = [int(finish(w, timeout=10)) for w in writers]
+    finally:
+        for w in writers:
+            w.kill()
+            w.communicate()
+    final, big = _sample(root)
+    samples.append(final)
+    largest = max(largest, big)
+    assert sorted(misses) in ([PER_WRITER, PER_WRITER + 1], [PER_WRITER, PER_WRITER + 2])
+    assert len(samples) >= 20, "the sampler did not get to look"
+    assert 10_000 < largest < 10_200
+    assert max(samples) <= MAX_SIZE + largest, (max(samples), MAX_SIZE + largest)
+    assert max(samples) > 0.8 * MAX_SIZE  # the cache did fill up: the bound was exercised
+    lines = finish(spawn(CHECK, **env), timeout=60).splitlines()
+    assert lines[0].split() == ["0", "100"]  # the oldest are evicted, the newest survive
+    assert lines[1].split() == ["0", "100"]
+    assert lines[2] == "True"  # used all along: never the least recently used
