@@ -1,0 +1,647 @@
+"""The Redis store against a real redis-server: URLs, expiry, size, locks, chunks, faults, trust.
+
+Store semantics shared with the file store live in test_store.py (run on both through
+STORE_KINDS); this file tests what only Redis has. Tests that stop, freeze or starve a
+server start their own (``own_server``); the others use the session's server.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
+
+from redis_server import RedisServer, free_port, redis_server_path  # noqa: E402
+
+from memojar import Cache, MemojarWarning, _entry, cached  # noqa: E402
+from memojar._cache import open_store  # noqa: E402
+from memojar._redisstore import LOCK_TTL, RedisStore  # noqa: E402
+
+SECRET = "test-secret"
+FN = "tests.module.function"
+HANG = 30  # seconds: a call that takes longer than this is hung, whatever the machine
+
+
+def k(n: int) -> str:
+    return f"{n:032x}"
+
+
+@pytest.fixture
+def own_server() -> Iterator[Callable[..., RedisServer]]:
+    """Start private servers (with extra redis-server options); all stopped after the test."""
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    servers: list[RedisServer] = []
+
+    def start(*args: str) -> RedisServer:
+        server = RedisServer.start(*args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def client(redis_server: RedisServer, redis_location: str) -> Iterator[Any]:
+    """A plain redis-py client on the test's database, to look behind the store's back."""
+    db = int(redis_location.rsplit("/", 1)[1])
+    c = redis_server.client(db)
+    yield c
+    c.close()
+
+
+def names(client: Any, pattern: str = "*") -> set[bytes]:
+    return set(client.scan_iter(match=pattern))
+
+
+def entry_name(f: Any, *args: Any, prefix: str = "memojar:") -> bytes:
+    return f"{prefix}{f.__memojar__.name}:{f.cache_key(*args)}".encode()
+
+
+def counted(cache: Cache) -> tuple[Any, list[Any]]:
+    calls: list[Any] = []
+
+    @cache.cached
+    def double(x: Any) -> Any:
+        calls.append(x)
+        return x * 2
+
+    return double, calls
+
+
+# --- the decorator on Redis ------------------------------------------------------------------
+
+def test_cache_round_trip(redis_location: str, client: Any) -> None:
+    cache = Cache(redis_location, secret=SECRET)
+    double, calls = counted(cache)
+    assert double(21) == 42
+    assert double(21) == 42
+    assert calls == [21]
+    assert names(client, "memojar:*double:*") == {entry_name(double, 21)}
+    (info,) = cache.entries()
+    assert info.function.endswith("double")
+    assert info.key == double.cache_key(21)
+    assert cache.stats().entries == 1
+    assert double.cache_contains(21)
+    assert cache.clear() == 1
+    assert not double.cache_contains(21)
+    cache.close()
+
+
+def test_cached_with_a_redis_cache_dir(redis_location: str, monkeypatch: pytest.MonkeyPatch,
+                                       client: Any) -> None:
+    monkeypatch.setenv("MEMOJAR_SECRET", SECRET)
+    calls = []
+
+    @cached(cache_dir=redis_location)
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    assert [square(3), square(3), square(x=3)] == [9, 9, 9]
+    assert calls == [3]
+    assert square.cache_info().entries == 1
+    assert square.cache_delete(3) is True
+    assert names(client, "memojar:*square:*") == set()
+
+
+def test_unsigned_cache_warns_once(redis_location: str) -> None:
+    cache = Cache(redis_location)
+    double, _ = counted(cache)
+    with pytest.warns(MemojarWarning) as record:
+        assert [double(1), double(1), double(2)] == [2, 2, 4]
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1, messages
+    assert "not authenticated" in messages[0] and "secret" in messages[0]
+
+
+def test_signed_cache_does_not_warn(redis_location: str) -> None:
+    double, _ = counted(Cache(redis_location, secret=SECRET))
+    assert double(1) == double(1) == 2  # filterwarnings = error: any warning fails
+
+
+def test_none_and_large_results_round_trip(redis_location: str) -> None:
+    cache = Cache(redis_location, secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def make(n: int) -> bytes | None:
+        calls.append(n)
+        return None if n == 0 else os.urandom(16) * n
+
+    first = [make(0), make(300_000)]
+    assert [make(0), make(300_000)] == first
+    assert calls == [0, 300_000]
+
+
+# --- ttl and max_size --------------------------------------------------------------------------
+
+def test_ttl_becomes_redis_expiry(redis_location: str, client: Any) -> None:
+    cache = Cache(redis_location, secret=SECRET)
+    calls = []
+
+    @cache.cached(ttl=60)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    f(1)
+    assert 0 < client.pttl(entry_name(f, 1)) <= 60_000
+
+
+def test_ttl_expiry_recomputes_and_redis_drops_the_key(redis_location: str,
+                                                      client: Any) -> None:
+    cache = Cache(redis_location, secret=SECRET)
+    calls = []
+
+    @cache.cached(ttl=0.5)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    assert f(1) == f(1) == 1
+    assert calls == [1]
+    time.sleep(0.8)
+    assert client.exists(entry_name(f, 1)) == 0
+    assert f(1) == 1
+    assert calls == [1, 1]
+
+
+def test_max_size_keeps_the_cache_small(redis_location: str) -> None:
+    cache = Cache(redis_location, max_size=20_000, secret=SECRET)
+
+    @cache.cached
+    def blob(i: int) -> bytes:
+        return bytes([i % 256]) * 1000
+
+    for i in range(60):
+        blob(i)
+    stats = cache.stats()
+    assert 0 < stats.bytes <= 20_000
+    assert blob.cache_contains(59)  # the newest stays
+    assert not blob.cache_contains(0)  # the oldest went first
+
+
+def test_index_and_total_follow_writes_and_deletes(redis_location: str, client: Any) -> None:
+    store = open_store(redis_location, 100_000, True)
+    for i in range(5):
+        store.write(FN, k(i), [b"x" * 100])
+    store.write(FN, k(0), [b"y" * 50])  # a rewrite counts its new size only
+    store.delete(FN, k(1))
+    assert int(client.get(b"memojar:total")) == 50 + 3 * 100
+    assert client.zcard(b"memojar:lru") == client.hlen(b"memojar:sizes") == 4
+    store.close()
+
+
+def test_cleanup_forgets_entries_redis_expired(redis_location: str, client: Any) -> None:
+    store = open_store(redis_location, None, True)
+    store.write(FN, k(1), [b"x" * 100], expires=time.time() + 0.1)
+    store.write(FN, k(2), [b"y" * 10])
+    time.sleep(0.3)
+    assert store.cleanup() == 0
+    assert int(client.get(b"memojar:total")) == 10
+    assert client.zrange(b"memojar:lru", 0, -1) == [f"memojar:{FN}:{k(2)}".encode()]
+    store.close()
+
+
+# --- chunks ------------------------------------------------------------------------------------
+
+def test_large_values_are_chunked(redis_location: str, client: Any) -> None:
+    url = redis_location + "?chunk_size=65536"
+    cache = Cache(url, secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def blob(n: int) -> bytes:
+        calls.append(n)
+        return os.urandom(n)
+
+    first = blob(1_000_000)
+    assert blob(1_000_000) == first
+    assert calls == [1_000_000]
+    (chunks,) = names(client, "memojar:*blob:*:c:*")
+    (info,) = cache.entries()
+    assert info.size > 1_000_000
+    assert client.hlen(chunks) == -(-info.size // 65536)
+    assert max(len(v) for v in client.hvals(chunks)) == 65536
+    assert client.strlen(entry_name(blob, 1_000_000)) < 5000  # the pointer only
+    assert blob.cache_delete(1_000_000)
+    assert names(client, "memojar:*blob:*") == set()  # the chunks went with the pointer
+
+
+def test_rewriting_a_chunked_entry_drops_the_old_chunks(redis_location: str,
+                                                       client: Any) -> None:
+    store = RedisStore(redis_location, chunk_size=1000, signed=True)
+    store.write(FN, k(1), [b"a" * 5000])
+    store.write(FN, k(1), [b"b" * 7000])
+    (chunks,) = names(client, "*:c:*")
+    assert client.hlen(chunks) == 7
+    assert bytes(store.read(FN, k(1))) == b"b" * 7000
+    store.write(FN, k(1), [b"small"])
+    assert names(client, "*:c:*") == set()
+    store.close()
+
+
+def test_reader_never_assembles_chunks_of_two_writes(redis_location: str) -> None:
+    writer = RedisStore(redis_location, chunk_size=16_384, signed=True)
+    reader = RedisStore(redis_location, chunk_size=16_384, signed=True)
+    a, b = b"A" * 200_000, b"B" * 150_000 + b"b" * 150_000
+    writer.write(FN, k(1), [a])
+    stop = threading.Event()
+    seen: list[bytes | None] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            data = reader.read(FN, k(1))
+            seen.append(bytes(data) if data is not None else None)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for i in range(60):
+            writer.write(FN, k(1), [b] if i % 2 else [a])
+    finally:
+        stop.set()
+        thread.join(HANG)
+    whole = [s for s in seen if s is not None]
+    assert whole
+    assert all(s in (a, b) for s in whole), {len(s) for s in whole}
+    writer.close()
+    reader.close()
+
+
+def test_cleanup_removes_orphaned_chunks_only(redis_location: str, client: Any) -> None:
+    store = RedisStore(redis_location, chunk_size=1000, signed=True)
+    store.write(FN, k(1), [b"a" * 5000])  # committed: its chunks are kept
+    (committed,) = names(client, "*:c:*")
+    base = f"memojar:{FN}:{k(2)}:c:".encode()
+    crashed, persisted, in_flight = base + b"0" * 16, base + b"1" * 16, base + b"2" * 16
+    for key in (crashed, persisted, in_flight):
+        client.hset(key, "0", b"partial")
+    client.pexpire(crashed, 60_000)  # an hour-long in-flight expiry, most of it gone
+    client.pexpire(in_flight, 3_599_000)  # written a second ago, still being written
+    assert store.cleanup() == 2
+    assert names(client, "*:c:*") == {committed, in_flight}
+    assert bytes(store.read(FN, k(1))) == b"a" * 5000
+    store.close()
+
+
+def test_a_tampered_chunk_is_never_used(redis_location: str, client: Any,
+                                        tmp_path: Path) -> None:
+    cache = Cache(redis_location + "?chunk_size=4096", secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def blob(n: int) -> bytes:
+        calls.append(n)
+        return b"\x01" * n
+
+    blob(50_000)
+    (chunks,) = names(client, "*:c:*")
+    client.hset(chunks, "3", b"\x02" * 4096)
+    assert blob(50_000) == b"\x01" * 50_000
+    assert calls == [50_000, 50_000]
+
+
+# --- trust -------------------------------------------------------------------------------------
+
+class _Planted:
+    """A value whose unpickling creates a file: proof that a planted entry was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("attacker_secret", [None, b"another-secret"], ids=["unsigned",
+                                                                               "wrong-key"])
+def test_planted_entries_are_never_unpickled(redis_location: str, client: Any, tmp_path: Path,
+                                             attacker_secret: bytes | None) -> None:
+    cache = Cache(redis_location, secret=SECRET)
+    double, calls = counted(cache)
+    assert double(21) == 42
+    memo = double.__memojar__
+    marker = tmp_path / "unpickled"
+    planted = _entry.encode(
+        _Planted(marker), ident=memo.ident, key=double.cache_key(21), created=time.time(),
+        expires=None, compute_time=0.0, secret=attacker_secret,
+    )
+    client.set(entry_name(double, 21), b"".join(bytes(memoryview(c)) for c in planted))
+    assert double(21) == 42
+    assert calls == [21, 21]
+    assert not marker.exists()
+    assert double(21) == 42  # the recomputed entry replaced the planted one
+    assert calls == [21, 21]
+    assert not marker.exists()
+
+
+def test_the_planted_payload_does_run_when_unpickled(tmp_path: Path) -> None:
+    """The control for the test above: this payload would have left its marker."""
+    marker = tmp_path / "unpickled"
+    pickle.loads(pickle.dumps(_Planted(marker))).close()
+    assert marker.exists()
+
+
+def test_without_redis_py_a_redis_url_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['redis'] = None  # as if redis-py were not installed\n"
+        "from memojar import Cache\n"
+        "try:\n"
+        "    Cache('redis://127.0.0.1:1/0')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "memojar[redis]" in out
+
+
+# --- URL options -------------------------------------------------------------------------------
+
+def test_prefix_namespaces_every_key(redis_location: str, client: Any) -> None:
+    team = Cache(redis_location + "?prefix=team:", secret=SECRET)
+    other = Cache(redis_location, secret=SECRET)
+    double, _ = counted(team)
+    double(1)
+    assert names(client) and all(n.startswith(b"team:") for n in names(client))
+    assert other.clear() == 0
+    assert list(other.entries()) == []
+    assert [e.key for e in team.entries()] == [double.cache_key(1)]
+
+
+def test_keyword_options_override_the_url(redis_location: str, client: Any) -> None:
+    store = RedisStore(redis_location + "?prefix=url:", prefix="kw:", chunk_size=10,
+                       socket_timeout=2.5, signed=True)
+    store.write(FN, k(1), [b"x" * 25])
+    assert store.socket_timeout == 2.5
+    assert names(client, "url:*") == set()
+    assert client.hlen(next(iter(names(client, "kw:*:c:*")))) == 3
+    store.close()
+
+
+@pytest.mark.parametrize("query", ["socket_timeout=0", "socket_timeout=soon", "chunk_size=-1"])
+def test_bad_options_are_refused(redis_location: str, query: str) -> None:
+    with pytest.raises(ValueError, match=query.split("=")[0]):
+        Cache(f"{redis_location}?{query}", secret=SECRET)
+
+
+def test_password_in_the_url(own_server: Callable[..., RedisServer]) -> None:
+    server = own_server("--requirepass", "s3cret")
+    for url in (f"redis://:s3cret@127.0.0.1:{server.port}/0",
+                f"redis://127.0.0.1:{server.port}/0?password=s3cret"):
+        cache = Cache(url, secret=SECRET)
+        assert "s3cret" not in cache.directory and "s3cret" not in repr(cache.store)
+        double, calls = counted(cache)
+        assert double(2) == double(2) == 4
+        assert calls == [2]
+        cache.clear()
+        cache.close()
+
+
+def test_wrong_password_costs_only_a_warning(own_server: Callable[..., RedisServer]) -> None:
+    server = own_server("--requirepass", "s3cret")
+    cache = Cache(f"redis://:wrong@127.0.0.1:{server.port}/0", secret=SECRET)
+    double, _ = counted(cache)
+    with pytest.warns(MemojarWarning, match="not cached"):
+        assert double(2) == 4
+
+
+def test_tls_with_rediss(own_server: Callable[..., RedisServer], tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, timeout=60,
+    ) if redis_server_path() and _has("openssl") else None
+    if made is None or made.returncode != 0:
+        pytest.skip("openssl is not available to make a test certificate")
+    tls_port = free_port()
+    own_server("--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+               "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+               "--tls-auth-clients", "no")
+    cache = Cache(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}", secret=SECRET)
+    double, calls = counted(cache)
+    assert double(5) == double(5) == 10
+    assert calls == [5]
+    cache.close()
+
+
+def _has(tool: str) -> bool:
+    import shutil
+
+    return shutil.which(tool) is not None
+
+
+def test_listing_uses_scan_never_keys(own_server: Callable[..., RedisServer]) -> None:
+    server = own_server("--rename-command", "KEYS", "")  # KEYS now fails: SCAN must do
+    cache = Cache(server.url(0, chunk_size=1000), max_size=10**6, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    double(b"x" * 5000)
+    assert len(list(cache.entries())) == 2
+    assert cache.stats().entries == 2
+    assert double.cache_info().entries == 2
+    assert cache.prune() == 0
+    assert cache.clear() == 2
+
+
+def test_command_line_on_a_redis_url(redis_location: str) -> None:
+    cache = Cache(redis_location, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    double(2)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "memojar", "--dir", redis_location,
+                               *args], capture_output=True, text=True, timeout=60)
+
+    import json
+
+    info = cli("info", "--json")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["entries"] == 2
+    listed = cli("ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [row["entries"] for row in json.loads(listed.stdout)] == [2]
+    assert cli("prune").returncode == 0
+    cleared = cli("clear", "--yes")
+    assert cleared.returncode == 0, cleared.stderr
+    assert cache.stats().entries == 0
+
+
+# --- locks and stampedes -------------------------------------------------------------------
+
+_STAMPEDE = """
+import os, sys, time
+from memojar import Cache
+cache = Cache({url!r}, secret={secret!r})
+
+@cache.cached
+def slow(x):
+    with open({log!r}, "a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    time.sleep(1.0)
+    return x * 2
+
+time.sleep(max(0.0, {start!r} - time.time()))
+print(slow(21), flush=True)
+"""
+
+
+def test_stampede_of_processes_computes_once(redis_location: str, tmp_path: Path) -> None:
+    log = tmp_path / "computed"
+    code = _STAMPEDE.format(url=redis_location, secret=SECRET, log=str(log),
+                            start=time.time() + 2.0)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(5)]
+    outs = [p.communicate(timeout=HANG * 2) for p in procs]
+    for proc, (out, err) in zip(procs, outs):
+        assert proc.returncode == 0, err
+        assert out.strip() == "42"
+    assert len(log.read_text().split()) == 1
+
+
+_HOLDER = """
+import time
+from memojar._cache import open_store
+lock = open_store({url!r}, None, True).lock({fn!r}, {key!r})
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_lock_is_renewed_while_held_and_expires_after_a_kill(redis_location: str,
+                                                           client: Any) -> None:
+    code = _HOLDER.format(url=redis_location, fn=FN, key=k(1))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held", holder.stderr
+        store = open_store(redis_location, None, True)
+        lock = store.lock(FN, k(1))
+        time.sleep(LOCK_TTL * 1.5)  # longer than the lock's expiry: renewals keep it
+        assert lock.acquire(blocking=False) is False
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(HANG)
+        name = f"memojar:{FN}:{k(1)}:lock".encode()
+        assert 0 < client.pttl(name) <= LOCK_TTL * 1000  # gone within LOCK_TTL, unrenewed
+        deadline = time.monotonic() + HANG
+        while not lock.acquire(blocking=False):
+            assert time.monotonic() < deadline, "the killed holder's lock never expired"
+            time.sleep(0.05)
+        lock.release()
+        assert client.exists(name) == 0
+        store.close()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.communicate(timeout=HANG)
+
+
+def test_release_leaves_a_lock_taken_over_by_another(redis_location: str,
+                                                      client: Any) -> None:
+    store = open_store(redis_location, None, True)
+    lock = store.lock(FN, k(1))
+    assert lock.acquire()
+    name = f"memojar:{FN}:{k(1)}:lock".encode()
+    client.set(name, b"someone else's token")  # as if ours expired and another took it
+    lock.release()
+    assert client.get(name) == b"someone else's token"
+    store.close()
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.monotonic()
+    value = call()
+    return value, time.monotonic() - start
+
+
+def test_server_killed_mid_run(own_server: Callable[..., RedisServer]) -> None:
+    server = own_server()
+    cache = Cache(server.url(0, socket_timeout=1), secret=SECRET)
+    double, calls = counted(cache)
+    assert double(1) == double(1) == 2
+    server.kill()
+    with pytest.warns(MemojarWarning, match="not cached"):
+        value, took = _timed(lambda: (double(2), double(1), double(2)))
+    assert value == (4, 2, 4)
+    assert calls == [1, 2, 1, 2]
+    assert took < HANG
+    with pytest.raises(OSError):  # housekeeping reports the fault: it has no fallback
+        cache.clear()
+
+
+def test_connection_refused() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0?socket_timeout=1"
+    double, calls = counted(Cache(url, secret=SECRET))
+    with pytest.warns(MemojarWarning, match="not cached"):
+        value, took = _timed(lambda: (double(3), double(3)))
+    assert value == (6, 6)
+    assert calls == [3, 3]
+    assert took < HANG
+
+
+def test_frozen_server_times_out_then_recovers(own_server: Callable[..., RedisServer]) -> None:
+    server = own_server()
+    cache = Cache(server.url(0, socket_timeout=0.5), secret=SECRET)
+    double, calls = counted(cache)
+    double(1)
+    server.pause()
+    try:
+        with pytest.warns(MemojarWarning, match="not cached"):
+            value, took = _timed(lambda: double(1))
+        assert value == 2
+        assert took < HANG
+    finally:
+        server.resume()
+    time.sleep(1.2)  # past the store's fail-fast pause after a fault
+    assert double(2) == double(2) == 4  # no warning: filterwarnings = error
+    assert calls == [1, 1, 2]
+
+
+def test_out_of_memory_server(own_server: Callable[..., RedisServer]) -> None:
+    server = own_server("--maxmemory-policy", "noeviction")
+    cache = Cache(server.url(0), secret=SECRET)
+    double, calls = counted(cache)
+    double(1)
+    server.client().config_set("maxmemory", 1)  # every write is now "OOM command not allowed"
+    with pytest.warns(MemojarWarning, match="out of memory"):
+        assert double(2) == 4
+    assert double(1) == 2  # existing entries still hit
+    assert calls == [1, 2]
+    assert cache.clear() == 1  # removing frees memory: allowed
+
+
+def test_lock_on_a_dead_server_does_not_block_the_caller(
+    own_server: Callable[..., RedisServer],
+) -> None:
+    server = own_server()
+    store = open_store(server.url(0, socket_timeout=1), None, True)
+    lock = store.lock(FN, k(1))
+    assert lock.acquire()
+    server.kill()
+    lock.release()  # never raises: the lock expires by itself
+    with pytest.raises(OSError):
+        store.lock(FN, k(2)).acquire()
+    store.close()
