@@ -414,18 +414,40 @@ def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
 
     for i in range(10):
         f(i)
-        time.sleep(0.005)
+        time.sleep(0.012)  # past the kernel's coarse file clock
     for i in (0, 1, 2):  # the oldest three, read again: recently used now
         f(i)
-        time.sleep(0.005)
+        time.sleep(0.012)  # past the kernel's coarse file clock
     for i in range(10, 16):
         f(i)
-        time.sleep(0.005)
+        time.sleep(0.012)  # past the kernel's coarse file clock
     assert calls == list(range(16))  # the reads were hits
     for i in (0, 1, 2):
         assert f.cache_contains(i), i
     assert not f.cache_contains(3)
     assert f.cache_contains(15)
+
+
+def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
+    cache = Cache(cache_dir, max_size=12_000)
+
+    @cache.cached
+    def f(i):
+        return bytes(1000) + i.to_bytes(4, "little")
+
+    for i in range(10):
+        f(i)
+        time.sleep(0.012)  # past the kernel's coarse file clock
+    f(0)  # read again: the most recently used entry
+    time.sleep(0.012)
+    assert len(list(cache.entries())) == 10  # reads every header
+    cache.prune()
+    time.sleep(0.012)
+    for i in range(10, 16):
+        f(i)
+        time.sleep(0.012)
+    assert f.cache_contains(0)
+    assert not f.cache_contains(1)
 
 
 # --- secret -------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ _TAG_TEXT = (
 )
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_READ_HEAD = _O_READ | getattr(os, "O_NOATIME", 0)
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _O_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _IOV_MAX = 512
@@ -424,7 +425,12 @@ def _write_all(fd: int, chunks: Sequence[Any]) -> None:
 
 
 def _read_head(path: str) -> bytes:
-    fd = os.open(path, _O_READ)
+    # O_NOATIME: listing is not use. With relatime, reading a never-read entry stamps its
+    # access time, and least-recently-used eviction goes by it.
+    try:
+        fd = os.open(path, _O_READ_HEAD)
+    except PermissionError:  # O_NOATIME needs the file's owner: another user's entry
+        fd = os.open(path, _O_READ)
     try:
         return os.read(fd, HEAD_BYTES)
     finally:
