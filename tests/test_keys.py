@@ -235,6 +235,20 @@ def test_large_buffers_hashed_out_of_band_key_by_content(kind: str) -> None:
     assert key(make(raw)) != key(make(bytes(changed_last)))
 
 
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview", "numpy"])
+def test_large_buffers_go_out_of_band_not_into_the_pickle(kind: str) -> None:
+    from memojar._keys import _dump, normalize
+
+    raw = bytearray(8 * BIG_BUFFER)
+    value = {"bytes": bytes(raw), "bytearray": raw, "memoryview": memoryview(raw),
+             "numpy": np.frombuffer(raw, dtype=np.uint8)}[kind]
+    buffers: list = []
+    data = _dump(normalize((value,)), buffers.append)
+    assert len(buffers) == 1
+    assert memoryview(buffers[0]).nbytes == len(raw)
+    assert len(data) < 1000  # the pickle holds a reference, not the contents
+
+
 def test_large_bytes_types_stay_different() -> None:
     raw = bytes(2 * BIG_BUFFER)
     assert len({key(raw), key(bytearray(raw)), key(memoryview(raw))}) == 3

@@ -283,12 +283,12 @@ def test_max_size_keeps_the_total_under_the_limit(small_store: Store) -> None:
 def test_eviction_is_least_recently_used(small_store: Store) -> None:
     for i in range(8):
         small_store.write(FN, k(i), real_entry(k(i)))
-        time.sleep(0.01)
+        time.sleep(0.012)
     for i in (0, 1):  # the oldest two are read, so they are the most recently used now
-        time.sleep(0.01)
+        time.sleep(0.012)
         assert small_store.read(FN, k(i)) is not None
     for i in range(8, 12):
-        time.sleep(0.01)
+        time.sleep(0.012)
         small_store.write(FN, k(i), real_entry(k(i)))
     keys = {e.key for e in small_store.scan(heads=False)}
     assert {k(0), k(1)} <= keys
