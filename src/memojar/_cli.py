@@ -445,7 +445,7 @@ def _close_names(name: str, known: list[str]) -> list[str]:
     tails = [k for k in known if k.lower().endswith("." + lowered) or k.lower() == lowered]
     by_lower = {k.lower(): k for k in known}
     close = [by_lower[c] for c in difflib.get_close_matches(lowered, list(by_lower), n=3,
-                                                           cutoff=0.6)]
+                                                           cutoff=0.8)]
     return list(dict.fromkeys(tails + close))[:3]
 
 
@@ -507,8 +507,8 @@ def cmd_ls(cache: Cache, function: str | None, as_json: bool) -> Report:
     stats = sorted(census.functions.values(), key=lambda s: s.function)
     now = time.time()
     rows = [
-        [s.function, f"{s.entries:,}", human_size(s.bytes), _ago(s.oldest, now),
-         _ago(s.newest, now), f"{s.stale:,}", f"{s.incompatible:,}"]
+        [s.function, f"{s.entries:,}", human_size(s.bytes), f"{_ago(s.oldest, now)} ago",
+         f"{_ago(s.newest, now)} ago", f"{s.stale:,}", f"{s.incompatible:,}"]
         for s in stats
     ]
     notes = [_summary(census)]
