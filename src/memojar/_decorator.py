@@ -113,8 +113,13 @@ class _Memo:
         import asyncio
 
         lock = self._lock(key, blocking=False)
-        while lock is not None and not lock.acquire(blocking=False):
-            await asyncio.sleep(_LOCK_POLL)
+        try:
+            while lock is not None and not lock.acquire(blocking=False):
+                await asyncio.sleep(_LOCK_POLL)
+        except OSError as exc:  # as in _lock: a store that cannot lock now computes unlocked
+            logger.warning("cannot lock %s %s in %s: %s", self.name, key,
+                           self.store.location, exc)
+            lock = None
         try:
             if lock is not None and not force:
                 value = self.get(key)
