@@ -611,3 +611,25 @@ def test_report_html_escapes_names():
 )
 def test_human_size(size: int, text: str):
     assert _cli.human_size(size) == text
+
+
+# --- every store kind -------------------------------------------------------------------------
+
+def test_every_command_on_every_store(location: str, capsys: pytest.CaptureFixture[str]):
+    cache = Cache(location)
+    sq, cu = cache.cached(square), cache.cached(cube)
+    for i in range(3):
+        sq(i)
+    cu(1)
+    code, out, _ = cli(capsys, "--dir", location, "ls", "--json")
+    assert code == 0
+    assert {(r["function"], r["entries"]) for r in json.loads(out)} == {(SQUARE, 3), (CUBE, 1)}
+    code, out, _ = cli(capsys, "--dir", location, "ls", SQUARE, "--json")
+    assert code == 0 and len(json.loads(out)) == 3
+    code, out, _ = cli(capsys, "--dir", location, "info", "--json")
+    assert code == 0 and json.loads(out)["entries"] == 4
+    assert cli(capsys, "--dir", location, "clear", CUBE)[0] == 0
+    assert cli(capsys, "--dir", location, "prune")[0] == 0
+    assert [e.function for e in cache.entries()] == [SQUARE] * 3
+    assert cli(capsys, "--dir", location, "clear", "--yes")[0] == 0
+    assert list(cache.entries()) == []
