@@ -157,7 +157,7 @@ class FileStore(Store):
                 _write_all(fd, chunks)
             finally:
                 os.close(fd)
-            replaced = _size_of(path)
+            replaced = _size_of(path) if self.max_size is not None else 0  # for the ledger
             os.replace(tmp, path)
         except BaseException:
             _unlink(tmp)
