@@ -602,6 +602,19 @@ def test_connection_refused() -> None:
     assert took < HANG
 
 
+def test_async_function_on_a_dead_server() -> None:
+    import asyncio
+
+    cache = Cache(f"redis://127.0.0.1:{free_port()}/0?socket_timeout=1", secret=SECRET)
+
+    @cache.cached
+    async def triple(x: int) -> int:
+        return 3 * x
+
+    with pytest.warns(MemojarWarning, match="not cached"):
+        assert asyncio.run(triple(2)) == 6
+
+
 def test_frozen_server_times_out_then_recovers(own_server: Callable[..., RedisServer]) -> None:
     server = own_server()
     cache = Cache(server.url(0, socket_timeout=0.5), secret=SECRET)

@@ -104,7 +104,7 @@ local function make_room(max_size, incoming, keep, kept, used)
     local victim = oldest[1]
     if victim == keep then victim = oldest[2] end
     if not victim then  -- nothing left to evict: the total had drifted; now it is known
-      redis.call('SET', total, kept)
+      redis.pcall('SET', total, kept)  -- (refused when out of memory: then drifted still)
       break
     end
     local existed, size = drop(victim)
@@ -172,7 +172,7 @@ return 1
 _LUA_RECOUNT = _LUA_COMMON + """
 local sum = 0
 for _, size in ipairs(redis.call('HVALS', sizes)) do sum = sum + (tonumber(size) or 0) end
-redis.call('SET', total, sum)
+redis.pcall('SET', total, sum)  -- refused when out of memory and nothing was freed
 return sum
 """
 
@@ -262,7 +262,8 @@ class RedisStore(Store):
         self._release = register(_LUA_RELEASE)
         self._renew = register(_LUA_RENEW)
         self._renewer = _Renewer()
-        self._down_until = 0.0
+        self._down_until = 0.0  # fail fast until then (monotonic), after _last_fault
+        self._last_fault = ""
         self._names: dict[str, bytes] = {}  # function name -> b"<prefix><function>:"
 
     def __repr__(self) -> str:
@@ -531,13 +532,14 @@ class RedisStore(Store):
         """After a lost or silent server, fail fast for a moment instead of waiting again."""
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
             self._down_until = time.monotonic() + FAULT_BACKOFF
+            self._last_fault = f"{type(exc).__name__}: {exc}"
 
     def _check_up(self) -> None:
         if time.monotonic() < self._down_until:
             raise ConnectionError(
                 errno.ECONNREFUSED,
-                f"the Redis server at {self.location} failed a moment ago; "
-                f"trying again in {FAULT_BACKOFF:g} s",
+                f"the server failed a moment ago ({self._last_fault}); not trying again "
+                f"for {FAULT_BACKOFF:g} s",
             )
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
