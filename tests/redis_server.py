@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 START_TIMEOUT = 10.0  # seconds for a server to answer PING
 STOP_TIMEOUT = 5.0
@@ -98,7 +99,8 @@ class RedisServer:
         query = "&".join(f"{k}={v}" for k, v in options.items())
         return f"redis://127.0.0.1:{self.port}/{db}" + (f"?{query}" if query else "")
 
-    def client(self, db: int = 0):  # noqa: ANN201 - redis.Redis, imported lazily
+    def client(self, db: int = 0) -> Any:
+        """A redis-py client on one database of this server."""
         import redis
 
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)

@@ -22,11 +22,10 @@ import pytest
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
 
-from redis_server import RedisServer, free_port, redis_server_path  # noqa: E402
-
-from memojar import Cache, MemojarWarning, _entry, cached  # noqa: E402
-from memojar._cache import open_store  # noqa: E402
-from memojar._redisstore import LOCK_TTL, RedisStore  # noqa: E402
+from memojar import Cache, MemojarWarning, _entry, cached
+from memojar._cache import open_store
+from memojar._redisstore import LOCK_TTL, RedisStore
+from redis_server import RedisServer, free_port, redis_server_path
 
 SECRET = "test-secret"
 FN = "tests.module.function"
@@ -512,7 +511,7 @@ def test_stampede_of_processes_computes_once(redis_location: str, tmp_path: Path
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(5)]
     outs = [p.communicate(timeout=HANG * 2) for p in procs]
-    for proc, (out, err) in zip(procs, outs):
+    for proc, (out, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err
         assert out.strip() == "42"
     assert len(log.read_text().split()) == 1
