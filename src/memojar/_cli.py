@@ -492,8 +492,7 @@ def _remove(cache: Cache, entries: list[StoredEntry], progress: Progress) -> int
     removed = 0
     for start in range(0, len(entries), _REMOVE_BATCH):
         removed += cache.store.remove(entries[start : start + _REMOVE_BATCH])
-        progress.update(start + _REMOVE_BATCH if start + _REMOVE_BATCH < len(entries)
-                        else len(entries), len(entries))
+        progress.update(min(start + _REMOVE_BATCH, len(entries)), len(entries))
     return removed
 
 
