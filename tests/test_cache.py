@@ -348,6 +348,22 @@ def test_entries_unpickle_nothing(cache_dir: Path, monkeypatch: pytest.MonkeyPat
     assert len(list(cache.entries())) == 1
 
 
+def test_entry_with_a_long_header_is_listed_and_kept(cache_dir: Path) -> None:
+    """Each out-of-band buffer adds 8 header bytes: 1000 arrays make a header over 8 kB."""
+    np = pytest.importorskip("numpy")
+    cache = Cache(cache_dir)
+
+    @cache.cached
+    def arrays(n):
+        return [np.arange(3) for _ in range(n)]
+
+    arrays(1000)
+    (info,) = cache.entries()
+    assert info.size == entry_files(cache_dir)[0].stat().st_size
+    assert cache.prune() == 0
+    assert arrays.cache_contains(1000)
+
+
 # --- stats --------------------------------------------------------------------------------
 
 def test_stats_of_an_empty_cache(cache_dir: Path) -> None:

@@ -749,6 +749,21 @@ def test_debug_lines_for_miss_store_and_hit(cache_dir: Path,
     assert all(r.levelno == logging.DEBUG for r in caplog.records)
 
 
+def test_debug_line_for_a_hit_on_an_entry_with_a_long_header(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    np = pytest.importorskip("numpy")
+    caplog.set_level(logging.DEBUG, logger="memojar")
+
+    @cached(cache_dir=cache_dir)
+    def arrays(n):
+        return [np.arange(3) for _ in range(n)]
+
+    arrays(1000)
+    assert len(arrays(1000)) == 1000  # the log line must not cost the caller the value
+    assert [m.split()[0] for m in _messages(caplog)][-1] == "hit"
+
+
 def test_debug_line_for_lru_eviction(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="memojar")
     cache = Cache(tmp_path / "small", max_size=5000)

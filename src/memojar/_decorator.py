@@ -80,7 +80,7 @@ class _Memo:
             self.discard(key, miss.reason)
             return MISSING
         if logger.isEnabledFor(_DEBUG):
-            header = _entry.read_header(bytes(memoryview(data)[: _entry.HEAD + 4096]))
+            header = _entry.read_header(data)  # the whole header, however many buffers
             logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
                          header.compute_time)
         return value

@@ -26,6 +26,7 @@ try:
 except ImportError:  # not POSIX: key locks fall back to filelock
     _fcntl = None  # type: ignore[assignment]
 
+from ._entry import Miss, header_length
 from ._errors import logger, warn
 from ._store import KeyLock, Store, StoredEntry
 
@@ -432,7 +433,17 @@ def _read_head(path: str) -> bytes:
     except PermissionError:  # O_NOATIME needs the file's owner: another user's entry
         fd = os.open(path, _O_READ)
     try:
-        return os.read(fd, HEAD_BYTES)
+        head = os.read(fd, HEAD_BYTES)
+        try:
+            need = header_length(head)
+        except Miss:  # not an entry: whoever reads the head says so
+            return head
+        while len(head) < need:  # 8 bytes a buffer: a result of many arrays runs past
+            more = os.read(fd, need - len(head))
+            if not more:
+                break
+            head += more
+        return head
     finally:
         os.close(fd)
 
