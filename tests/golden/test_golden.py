@@ -81,7 +81,8 @@ def test_golden_entry_loads_or_is_a_clean_miss(name: str) -> None:
 
 
 def test_golden_expired_entry_is_a_clean_miss() -> None:
-    with pytest.raises(_entry.Miss, match="stale" if READABLE else ""):
+    same = READABLE and _entry.PYTHON == GOLDEN_PYTHON
+    with pytest.raises(_entry.Miss, match="stale" if same else None):
         _read("format1-expired.mj")
 
 
