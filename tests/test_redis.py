@@ -413,6 +413,17 @@ def test_password_in_the_url(own_server: Callable[..., RedisServer]) -> None:
         cache.close()
 
 
+def test_unix_socket(own_server: Callable[..., RedisServer], tmp_path: Path) -> None:
+    sock = tmp_path / "redis.sock"
+    own_server("--unixsocket", str(sock), "--unixsocketperm", "700")
+    cache = Cache(f"unix://{sock}?db=2&prefix=u:", secret=SECRET)
+    assert cache.directory.startswith("unix:///")
+    double, calls = counted(cache)
+    assert double(4) == double(4) == 8
+    assert calls == [4]
+    cache.close()
+
+
 def test_wrong_password_costs_only_a_warning(own_server: Callable[..., RedisServer]) -> None:
     server = own_server("--requirepass", "s3cret")
     cache = Cache(f"redis://:wrong@127.0.0.1:{server.port}/0", secret=SECRET)

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode
 
 import redis
 from redis.backoff import NoBackoff
@@ -60,7 +60,7 @@ INFLIGHT_TTL = 3600.0  # chunks not (yet) committed expire after this many secon
 ORPHAN_AGE = 600.0  # ``cleanup`` removes uncommitted chunks older than this
 FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
 _READ_BATCH = 8  # chunks fetched per round trip
-_SCAN_COUNT = 500
+_SCAN_COUNT = 1000  # keys SCAN looks at per call (and commands per pipeline)
 _POINTER = re.compile(rb"MJCH 1 ([0-9a-f]{16}) ([0-9]{1,9}) ([0-9]{1,15})\n")
 _HEX32 = b"[0-9a-f]" * 32
 _HEX16 = b"[0-9a-f]" * 16
@@ -711,25 +711,20 @@ def _glob_escape(raw: bytes) -> bytes:
 
 def _split_location(location: str) -> tuple[str, dict[str, str]]:
     """The URL for redis-py, and memojar's own options taken out of its query string."""
-    parts = urlsplit(location)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    options = {k: v for k, v in query if k in _OPTIONS}
-    rest = [(k, v) for k, v in query if k not in _OPTIONS]
-    url = urlunsplit(parts._replace(query=urlencode(rest)))
-    return url, options
+    base, _, query = location.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    options = {k: v for k, v in pairs if k in _OPTIONS}
+    rest = urlencode([(k, v) for k, v in pairs if k not in _OPTIONS], safe="/:")
+    return (f"{base}?{rest}" if rest else base), options
 
 
 def _redact(location: str) -> str:
     """The location without its password, for messages and ``Cache.directory``."""
-    parts = urlsplit(location)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = unquote(userinfo.split(":", 1)[0])
-        netloc = f"{user}:***@{host}" if ":" in userinfo else netloc
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    query = [(k, "***" if k == "password" else v) for k, v in query]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*:")))
+    base, _, query = location.partition("?")
+    base = re.sub(r"^([a-z]+://[^:@/]*):[^@/]*@", r"\1:***@", base)
+    pairs = [(k, "***" if k == "password" else v)
+             for k, v in parse_qsl(query, keep_blank_values=True)]
+    return f"{base}?{urlencode(pairs, safe='/:*')}" if pairs else base
 
 
 def _positive(
