@@ -282,6 +282,23 @@ def test_reader_never_assembles_chunks_of_two_writes(redis_location: str) -> Non
     reader.close()
 
 
+@pytest.mark.parametrize("chunk_size", [1 << 20, 1000], ids=["whole", "chunked"])
+def test_listing_finds_headers_longer_than_the_head(redis_location: str,
+                                                    chunk_size: int) -> None:
+    """8 header bytes a buffer: 1000 out-of-band buffers make an 8 kB header."""
+    cache = Cache(f"{redis_location}?chunk_size={chunk_size}", secret=SECRET)
+
+    @cache.cached
+    def buffers(n: int) -> list[pickle.PickleBuffer]:
+        return [pickle.PickleBuffer(b"abc") for _ in range(n)]
+
+    buffers(1000)
+    (info,) = cache.entries()
+    assert info.key == buffers.cache_key(1000)
+    assert cache.prune() == 0  # a valid entry, not an unreadable one
+    assert buffers.cache_contains(1000)
+
+
 def test_cleanup_removes_orphaned_chunks_only(redis_location: str, client: Any) -> None:
     store = RedisStore(redis_location, chunk_size=1000, signed=True)
     store.write(FN, k(1), [b"a" * 5000])  # committed: its chunks are kept

@@ -44,6 +44,7 @@ from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from ._entry import Miss, header_length
 from ._errors import logger, warn
 from ._store import KeyLock, Store, StoredEntry
 
@@ -381,6 +382,10 @@ class RedisStore(Store):
             count += 1
         pipe.execute()
         head = _head(views, HEAD_BYTES)
+        try:  # the whole header, however long, so that ``scan`` finds it here
+            head = _head(views, max(HEAD_BYTES, header_length(head)))
+        except Miss:
+            pass  # not an entry (a store-level test's bytes): the first bytes will do
         return hash_key, b"MJCH 1 %s %d %d\n" % (gen, count, size) + head
 
     def _unlink_quietly(self, key: bytes) -> None:
@@ -463,10 +468,25 @@ class RedisStore(Store):
         except UnicodeDecodeError:
             return None
         accessed = float(score) if isinstance(score, (int, float)) else 0.0
+        head = self._whole_header(name, head, match is not None) if heads else b""
         return StoredEntry(
-            function, key, size, accessed, head[:HEAD_BYTES] if heads else b"",
+            function, key, size, accessed, head,
             f"{self.location}#{name.decode(errors='replace')}",
         )
+
+    def _whole_header(self, name: bytes, head: bytes, chunked: bool) -> bytes:
+        """``head``, read on when the header runs past it (8 bytes a buffer: a result of
+        many arrays); a pointer holds its entry's whole header."""
+        try:
+            need = header_length(head)
+        except Miss:  # not an entry: whoever reads the head says so
+            return head
+        if need <= len(head):
+            return head
+        if not chunked:
+            return self._client.getrange(name, 0, need - 1)
+        match = _POINTER.match(self._client.get(name) or b"")
+        return match.string[match.end() :] if match else head
 
     def remove(self, entries: Sequence[StoredEntry]) -> int:
         names = [self._name(e.function_dir, e.key) for e in entries]
