@@ -112,6 +112,31 @@ def test_different_arguments_compute_separately(cache_dir: Path) -> None:
     assert calls == [(1, 0), (2, 0), (1, 1)]
 
 
+def test_wrong_arguments_raise_what_the_function_would(cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    with pytest.raises(TypeError, match=r"double\(\) missing 1 required positional argument"):
+        f()
+    with pytest.raises(TypeError, match=r"double\(\) got an unexpected keyword argument 'z'"):
+        f(1, z=2)
+    with pytest.raises(TypeError, match="positional argument"):
+        f(1, 2, 3)
+    assert calls == []
+
+
+def test_recursive_function(cache_dir: Path) -> None:
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir)
+    def fib(n):
+        calls.append(n)
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    assert fib(30) == 832040
+    assert sorted(calls) == list(range(31))  # each value computed once, then read
+    assert fib.cache_info().entries == 31
+
+
 def test_returned_value_is_a_copy_the_caller_may_mutate(cache_dir: Path) -> None:
     @cached(cache_dir=cache_dir)
     def f():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -143,15 +144,28 @@ def _entry_file(cache: Path) -> Path:
     return path
 
 
+def import_module(folder: Path, name: str):
+    """Import ``folder/name.py`` in this process, as a new process would import it."""
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize(
     "damage",
     ["flip-payload-byte", "flip-header-byte", "truncate-half", "truncate-to-zero",
      "append-garbage", "replace-with-junk"],
 )
 def test_a_damaged_entry_is_a_miss_in_a_new_process(tmp_path: Path, damage: str) -> None:
-    folder, log, cache = tmp_path / "mod", tmp_path / "log", tmp_path / "cache"
-    write_module(folder, log)
-    assert call(folder, cache, arg=40) != ""
+    folder, log = tmp_path / "mod", tmp_path / "log"
+    cache = tmp_path / "default-cache"  # $MEMOJAR_DIR here, and passed to the new process
+    name = "damaged_" + damage.replace("-", "_")
+    write_module(folder, log, name=name)
+    module = import_module(folder, name)
+    expected = {"x": 40, "square": 1600, "payload": list(range(40))}
+    assert module.slow(40) == expected
     path = _entry_file(cache)
     data = bytearray(path.read_bytes())
     if damage == "flip-payload-byte":
@@ -167,11 +181,10 @@ def test_a_damaged_entry_is_a_miss_in_a_new_process(tmp_path: Path, damage: str)
     else:
         data = bytearray(b"cos\nsystem\n(S'echo pwned'\ntR.")
     path.write_bytes(bytes(data))
-    expected = repr({"x": 40, "square": 1600, "payload": list(range(40))})
-    assert call(folder, cache, arg=40) == expected  # no exception, no warning, right value
+    # no exception, no warning (PYTHONWARNINGS=error), the right value:
+    assert call(folder, cache, arg=40, module=name) == repr(expected)
     assert computations(log) == ["40", "40"]
-    assert call(folder, cache, arg=40) == expected  # and the entry was replaced
-    assert computations(log) == ["40", "40"]
+    assert module.slow.cache_contains(40)  # and the entry was replaced by a good one
 
 
 def test_damaged_entry_in_this_process_is_a_miss(tmp_path: Path) -> None:
