@@ -16,8 +16,7 @@ import pytest
 import xxhash
 
 import memojar._decorator
-from memojar import Cache, CacheInfo, EntryInfo, cached
-from memojar import _entry
+from memojar import Cache, CacheInfo, EntryInfo, _entry, cached
 
 
 class Clock:
@@ -601,7 +600,9 @@ def test_empty_memojar_dir_means_the_default(tmp_path: Path,
     assert Cache().directory.endswith("memojar")
 
 
-def test_directory_with_a_tilde_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_directory_with_a_tilde_is_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     assert Cache("~/mj").directory == str(tmp_path / "mj")
 

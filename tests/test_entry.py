@@ -75,7 +75,7 @@ def test_out_of_band_buffers_start_at_64_byte_aligned_offsets() -> None:
     _, buffers = verify(data, IDENT, KEY.encode(), NOW, None, None)
     assert len(buffers) == 4
     base = np.frombuffer(data, dtype=np.uint8).ctypes.data
-    for buf, arr in zip(buffers, value):
+    for buf, arr in zip(buffers, value, strict=True):
         offset = np.frombuffer(buf, dtype=np.uint8).ctypes.data - base
         assert offset % 64 == 0
         assert bytes(buf) == arr.tobytes()

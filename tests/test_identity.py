@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from memojar._identity import code_fingerprint, function_name
-
 from conftest import run_python
+from memojar._identity import code_fingerprint, function_name
 
 BASE = '''
 """A module of functions to fingerprint."""

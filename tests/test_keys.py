@@ -11,10 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import run_python
 from memojar import cached
 from memojar._keys import BIG_BUFFER, make_binder, make_key
-
-from conftest import run_python
 
 np = pytest.importorskip("numpy")
 
@@ -108,7 +107,7 @@ def test_key_function_returning_the_unpicklable_is_a_type_error(cache_dir: Path)
     def f(x):
         return x
 
-    with pytest.raises(TypeError, match="key= .* cannot be pickled"):
+    with pytest.raises(TypeError, match=r"key= .* cannot be pickled"):
         f.cache_key(1)
 
 

@@ -72,7 +72,7 @@ def test_eight_processes_calling_at_once_compute_once(tmp_path: Path) -> None:
         for _ in range(8)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert out.strip() == EXPECTED_3
     assert computations(log) == ["3"]

@@ -175,12 +175,8 @@ def test_scan_lists_every_entry_with_its_head(store: Store) -> None:
         assert e.location
 
 
-def test_scan_head_holds_a_long_header(location: str, store: Store,
-                                      request: pytest.FixtureRequest) -> None:
+def test_scan_head_holds_a_long_header(store: Store) -> None:
     """``head`` is at least the header, however long: 8 bytes a buffer, 1000 buffers."""
-    if "://" in location:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="the Redis store returns "
-                                              "only the first 4096 bytes as the head"))
     np = pytest.importorskip("numpy")
     ident = _entry.make_ident(FN, None, "0" * 16)
     chunks = _entry.encode([np.arange(3) for _ in range(1000)], ident=ident, key=k(1),
