@@ -173,9 +173,11 @@ def verify(
     """
     view = memoryview(data)
     size = len(view)
-    if size < HEAD or view[:4] != MAGIC:
+    if size < HEAD:
         raise Miss("not a memojar entry")
     magic, fmt, flags, checksum = _PREFIX.unpack_from(view)
+    if magic != MAGIC:
+        raise Miss("not a memojar entry")
     if fmt != FORMAT_VERSION:
         raise Miss(f"entry format {fmt}, expected {FORMAT_VERSION}")
     created, expires, _, payload_len, ident_len, nbuf = _FIXED.unpack_from(view, _PREFIX.size)
@@ -213,7 +215,7 @@ def verify(
     elif flags & SIGNED:
         raise Miss("signed, and this cache has no secret to check it")
     payload = view[at : at + payload_len]
-    return payload, [view[a:b] for a, b in spans]
+    return payload, [view[a:b] for a, b in spans] if spans else []
 
 
 def _check_signature(secret: bytes, view: memoryview, sig_at: int) -> None:
@@ -230,6 +232,8 @@ def _check_signature(secret: bytes, view: memoryview, sig_at: int) -> None:
 def load(payload: memoryview, buffers: list[memoryview]) -> Any:
     """Unpickle a verified payload; a value that no longer loads is a ``Miss``."""
     try:
+        if not buffers:  # an empty buffers= costs as much again as a small unpickle
+            return pickle.loads(payload)
         return pickle.loads(payload, buffers=buffers)
     except Exception as exc:  # noqa: BLE001 - any failure to rebuild the value is a miss
         raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
