@@ -113,7 +113,7 @@ def regions(data: bytes) -> dict[str, tuple[int, int]]:
 def with_fields(data: bytes, **fields: float) -> bytes:
     """``data`` with header fields (``created``, ``expires``) replaced, checksum fixed."""
     names = ("created", "expires", "compute_time", "payload_len", "ident_len", "nbuf")
-    values = dict(zip(names, FIXED.unpack_from(data, PREFIX.size)))
+    values = dict(zip(names, FIXED.unpack_from(data, PREFIX.size), strict=True))
     values.update(fields)
     out = bytearray(data)
     FIXED.pack_into(out, PREFIX.size, *(values[n] for n in names))

@@ -115,7 +115,7 @@ def test_kill9_mid_write_leaves_only_whole_entries(tmp_path: Path) -> None:
     assert tmp_seen > 0, "no kill landed mid-write: the attack did not happen"
 
 
-def _start_holder(env: dict[str, str]):  # noqa: ANN202 - a Popen
+def _start_holder(env: dict[str, str]):
     holder = spawn("from slowjob import slow\nslow(1)\n", SLOW="60", **env)
     assert read_line(holder) == "computing"
     return holder

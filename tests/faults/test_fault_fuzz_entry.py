@@ -8,7 +8,6 @@ counts its own unpickling, so a mutated entry that got unpickled would show in t
 from __future__ import annotations
 
 import pickle
-import struct
 import time
 from typing import Any
 
@@ -92,14 +91,18 @@ def test_arbitrary_bytes_are_a_miss(data: bytes, secret: bytes | None) -> None:
 
 @FUZZ
 @given(st.binary(max_size=512), st.sampled_from([None, SECRET]))
-def test_arbitrary_bytes_behind_a_valid_prefix_are_a_miss(tail: bytes, secret: bytes | None) -> None:
+def test_arbitrary_bytes_behind_a_valid_prefix_are_a_miss(
+    tail: bytes, secret: bytes | None
+) -> None:
     head = ENTRIES[(secret, False)][: _entry.HEAD]
     assert isinstance(_read(head + tail, secret), _entry.Miss)
 
 
 @FUZZ
 @given(_mutated())
-def test_mutated_entry_is_a_miss_and_never_unpickled(case: tuple[bytes, bytes, bytes | None]) -> None:
+def test_mutated_entry_is_a_miss_and_never_unpickled(
+    case: tuple[bytes, bytes, bytes | None]
+) -> None:
     _original, data, secret = case
     before = len(LOADS)
     got = _read(data, secret)

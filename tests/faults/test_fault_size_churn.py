@@ -11,11 +11,13 @@ Temporary files count: they are bytes on disk.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from faultkit import finish, spawn
+from faultkit import finish, spawn, subprocess_env
 
 MAX_SIZE = 5_000_000
 PER_WRITER = 2_500
@@ -33,23 +35,25 @@ def item(i):
 """
 
 WRITER = f"""
-import os
+import os, time
 from churnjob import item
 first = int(os.environ["FIRST"])
+written = []
 for n, i in enumerate(range(first, first + {PER_WRITER})):
     assert item(i) == bytes([i % 256]) * 10_000 + str(i).encode()
+    written.append((time.time(), i))
     if n % 25 == 0:
         assert item({HOT}) == bytes([{HOT} % 256]) * 10_000 + b"{HOT}"
 print(item.cache_info().misses)
+for when, i in written:
+    print(when, i)
 """
 
-CHECK = f"""
+CHECK = """
+import sys
 from churnjob import item
-for writer in (0, {PER_WRITER}):
-    first, last = writer, writer + {PER_WRITER}
-    print(sum(item.cache_contains(i) for i in range(first, first + 10)),
-          sum(item.cache_contains(i) for i in range(last - 100, last)))
-print(item.cache_contains({HOT}))
+for i in sys.argv[1:]:
+    print(int(item.cache_contains(int(i))), end="")
 """
 
 
@@ -86,7 +90,7 @@ def test_size_bound_holds_under_churn(tmp_path: Path) -> None:
                 samples.append(total)
                 largest = max(largest, big)
             time.sleep(0.01)
-        misses = [int(finish(w, timeout=10)) for w in writers]
+        outputs = [finish(w, timeout=10).splitlines() for w in writers]
     finally:
         for w in writers:
             w.kill()
@@ -94,12 +98,16 @@ def test_size_bound_holds_under_churn(tmp_path: Path) -> None:
     final, big = _sample(root)
     samples.append(final)
     largest = max(largest, big)
+    misses = [int(out[0]) for out in outputs]
+    order = [int(line.split()[1]) for line in sorted(line for out in outputs for line in out[1:])]
+    assert sorted(order) == list(range(2 * PER_WRITER))
     assert sorted(misses) in ([PER_WRITER, PER_WRITER + 1], [PER_WRITER, PER_WRITER + 2])
     assert len(samples) >= 20, "the sampler did not get to look"
     assert 10_000 < largest < 10_200
     assert max(samples) <= MAX_SIZE + largest, (max(samples), MAX_SIZE + largest)
     assert max(samples) > 0.8 * MAX_SIZE  # the cache did fill up: the bound was exercised
-    lines = finish(spawn(CHECK, **env), timeout=60).splitlines()
-    assert lines[0].split() == ["0", "100"]  # the oldest are evicted, the newest survive
-    assert lines[1].split() == ["0", "100"]
-    assert lines[2] == "True"  # used all along: never the least recently used
+    oldest, newest = order[:20], order[-200:]  # in the order they were written
+    check = [sys.executable, "-c", CHECK, *map(str, [*oldest, *newest, HOT])]
+    found = subprocess.run(check, capture_output=True, text=True, env=subprocess_env(**env),
+                           timeout=60, check=True).stdout
+    assert found == "0" * 20 + "1" * 200 + "1"  # oldest evicted; newest and the hot one kept

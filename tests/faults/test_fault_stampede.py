@@ -57,7 +57,7 @@ def test_eight_processes_compute_once(tmp_path: Path) -> None:
     assert len(log.read_text().splitlines()) == 1
 
 
-def _run_threads(n: int, target) -> float:  # noqa: ANN001 - a callable of the thread index
+def _run_threads(n: int, target) -> float:
     """Start ``n`` threads behind a barrier, join them (bounded); return the wall time."""
     barrier = threading.Barrier(n + 1, timeout=30)
     errors: list[BaseException] = []
@@ -66,7 +66,7 @@ def _run_threads(n: int, target) -> float:  # noqa: ANN001 - a callable of the t
         try:
             barrier.wait()
             target(i)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]

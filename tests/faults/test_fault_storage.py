@@ -34,25 +34,25 @@ def _inject(monkeypatch: pytest.MonkeyPatch, root: Path, fault: str) -> int:
     def error() -> OSError:
         return OSError(code, os.strerror(code))
 
-    def open_(path, flags, *args, **kwargs):  # noqa: ANN001, ANN202 - os.open's signature
+    def open_(path, flags, *args, **kwargs):
         if flags & os.O_CREAT and _under(path, root) and fault in ("EROFS", "EACCES"):
             raise error()
         return real_open(path, flags, *args, **kwargs)
 
-    def mkdir(path, *args, **kwargs):  # noqa: ANN001, ANN202
+    def mkdir(path, *args, **kwargs):
         if _under(path, root) and fault in ("EROFS", "EACCES"):
             raise error()
         return real_mkdir(path, *args, **kwargs)
 
-    def replace(src, dst, *args, **kwargs):  # noqa: ANN001, ANN202
+    def replace(src, dst, *args, **kwargs):
         if _under(src, root) and fault in ("EROFS", "EROFS-at-rename"):
             raise error()
         return real_replace(src, dst, *args, **kwargs)
 
-    def writev(fd, buffers):  # noqa: ANN001, ANN202 - only the store writes with writev
+    def writev(fd, buffers):
         raise error()
 
-    def utime(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - only the store stamps
+    def utime(*args, **kwargs):
         raise error()
 
     monkeypatch.setattr(os, "open", open_)
