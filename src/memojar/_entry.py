@@ -45,6 +45,7 @@ _PREFIX = struct.Struct("<4sHHQ")
 _FIXED = struct.Struct("<dddQII")
 _LEN = struct.Struct("<Q")
 HEAD = _PREFIX.size + _FIXED.size  # bytes to read before the variable part's size is known
+_HEAD = struct.Struct("<4sHHQdddQII")  # _PREFIX and _FIXED at once, for ``verify``
 _IDENT_AT = HEAD
 
 
@@ -175,16 +176,17 @@ def verify(
     size = len(view)
     if size < HEAD:
         raise Miss("not a memojar entry")
-    magic, fmt, flags, checksum = _PREFIX.unpack_from(view)
+    magic, fmt, flags, checksum, created, expires, _, payload_len, ident_len, nbuf = (
+        _HEAD.unpack_from(view)
+    )
     if magic != MAGIC:
         raise Miss("not a memojar entry")
     if fmt != FORMAT_VERSION:
         raise Miss(f"entry format {fmt}, expected {FORMAT_VERSION}")
-    created, expires, _, payload_len, ident_len, nbuf = _FIXED.unpack_from(view, _PREFIX.size)
-    if view[_IDENT_AT : _IDENT_AT + ident_len] != ident:
-        raise Miss("written for another function, version, code or Python")
     at = _IDENT_AT + ident_len
-    if view[at : at + KEY_LEN] != key:
+    if view[_IDENT_AT : at + KEY_LEN] != ident + key:  # one comparison on the hit path
+        if view[_IDENT_AT:at] != ident:
+            raise Miss("written for another function, version, code or Python")
         raise Miss("holds another key")
     if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
         raise Miss("stale")
