@@ -365,8 +365,6 @@ def test_two_lambdas_of_one_scope_never_return_each_others_values(cache_dir: Pat
         assert add_two(1) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="closure variables are not part of a function's "
-                   "identity: functions made by one factory share their entries")
 def test_functions_made_by_a_factory_never_return_each_others_values(cache_dir: Path) -> None:
     def make(n):
         @cached(cache_dir=cache_dir)
@@ -377,6 +375,36 @@ def test_functions_made_by_a_factory_never_return_each_others_values(cache_dir: 
 
     assert make(2)(10) == 20
     assert make(3)(10) == 30
+    assert make(2)(10) == 20
+
+
+def test_functions_made_by_a_factory_of_functions_never_share_values(cache_dir: Path) -> None:
+    def make(op):
+        @cached(cache_dir=cache_dir)
+        def apply(x):
+            return op(x)
+
+        return apply
+
+    assert make(abs)(-2) == 2
+    assert make(round)(-2) == -2
+    assert make(str)(-2) == "-2"
+
+
+def test_a_closure_over_a_mutable_object_keeps_its_entries(cache_dir: Path) -> None:
+    calls: list[int] = []
+
+    def make():
+        @cached(cache_dir=cache_dir)
+        def record(x):
+            calls.append(x)
+            return x
+
+        return record
+
+    make()(1)
+    make()(1)  # `calls` changed in between: captured objects count by type, like globals
+    assert calls == [1]
 
 
 # --- methods, staticmethod, classmethod ---------------------------------------------------

@@ -13,9 +13,8 @@ block, say) and with it the raw ``co_code``.
 
 from __future__ import annotations
 
-import dis
 from collections.abc import Callable
-from types import CodeType
+from types import BuiltinFunctionType, CodeType
 from typing import Any
 
 import xxhash
@@ -31,11 +30,52 @@ def function_name(func: Callable[..., Any]) -> str:
 
 
 def code_fingerprint(func: Callable[..., Any]) -> str:
-    """A 16-digit hex digest of ``func``'s code, the same in every process."""
+    """A 16-digit hex digest of ``func``'s code, the same in every process.
+
+    A closure's captured values count as code: ``make(2)`` and ``make(3)`` of a factory
+    share a name and bytecode but must never share results.
+    """
     code = getattr(func, "__code__", None)
     if code is None:  # a builtin or a callable object: its qualified name is all we have
         return xxhash.xxh3_64_hexdigest(function_name(func).encode())
-    return xxhash.xxh3_64_hexdigest(repr(_code_shape(code, top=True)).encode())
+    shape: Any = _code_shape(code, top=True)
+    closure = getattr(func, "__closure__", None)
+    if closure:
+        shape = (shape, tuple(_cell_shape(cell) for cell in closure))
+    return xxhash.xxh3_64_hexdigest(repr(shape).encode())
+
+
+def _cell_shape(cell: Any) -> Any:
+    """A captured value as the fingerprint sees it, when the function is decorated.
+
+    Plain immutable data (numbers, strings, bytes, None, and tuples and frozensets of them)
+    counts by value, functions by their code, classes and builtins by name. Anything else (a list, a dict,
+    a model, a lock) counts by type alone, like a global: hashing it would pickle arbitrary
+    objects at decoration time and change with every mutation of a captured accumulator.
+    """
+    try:
+        value = cell.cell_contents
+    except ValueError:  # an empty cell: a name assigned later in the enclosing function
+        return ("empty",)
+    code = getattr(value, "__code__", None)
+    if isinstance(code, CodeType):
+        return ("function", function_name(value), _code_shape(code, top=True))
+    if isinstance(value, (type, BuiltinFunctionType)):
+        return ("named", function_name(value))
+    if _plain(value):
+        from ._keys import make_key
+
+        return ("value", make_key((value,)))
+    return ("type", type(value).__module__, type(value).__qualname__)
+
+
+_PLAIN = (int, float, complex, str, bytes, bool, type(None), range)
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (tuple, frozenset)):
+        return all(_plain(v) for v in value)
+    return type(value) in _PLAIN
 
 
 def _code_shape(code: CodeType, top: bool = False) -> tuple:
@@ -60,13 +100,13 @@ def _instructions(code: CodeType) -> tuple:
     The docstring is not an operand of any instruction, so it is left out by construction,
     whatever the Python version keeps in ``co_consts[0]``.
     """
+    import dis  # not at import time: it costs milliseconds and only decorating needs it
+
+    has_const = frozenset(dis.hasconst)
     return tuple(
-        (ins.opcode, _const_shape(ins.argval) if ins.opcode in _HAS_CONST else ins.arg)
+        (ins.opcode, _const_shape(ins.argval) if ins.opcode in has_const else ins.arg)
         for ins in dis.get_instructions(code)
     )
-
-
-_HAS_CONST = frozenset(dis.hasconst)
 
 
 def _const_shape(const: Any) -> Any:
