@@ -89,18 +89,13 @@ class _Memo:
 
     def compute(self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False) -> Any:
         """Compute under the key's lock, unless another caller stored the value meanwhile."""
-        lock = self._lock(key)
+        lock = self._lock(key, blocking=True)
         try:
-            if lock is not None and not force:
-                value = self.get(key)
-                if value is not MISSING:
-                    self.hits += 1
-                    return value
-            logger.debug("miss %s %s", self.name, key)
-            start = time.perf_counter()
-            value = self.func(*args, **kwargs)
-            self.misses += 1
-            self.put(key, value, time.perf_counter() - start)
+            value = MISSING if force or lock is None else self._stored_meanwhile(key)
+            if value is MISSING:
+                start = self._started(key)
+                value = self.func(*args, **kwargs)
+                self._computed(key, value, start)
             return value
         finally:
             if lock is not None:
@@ -116,27 +111,20 @@ class _Memo:
         try:
             while lock is not None and not lock.acquire(blocking=False):
                 await asyncio.sleep(_LOCK_POLL)
-        except OSError as exc:  # as in _lock: a store that cannot lock now computes unlocked
-            logger.warning("cannot lock %s %s in %s: %s", self.name, key,
-                           self.store.location, exc)
-            lock = None
+        except OSError as exc:
+            lock = self._cannot_lock(key, exc)
         try:
-            if lock is not None and not force:
-                value = self.get(key)
-                if value is not MISSING:
-                    self.hits += 1
-                    return value
-            logger.debug("miss %s %s", self.name, key)
-            start = time.perf_counter()
-            value = await self.func(*args, **kwargs)
-            self.misses += 1
-            self.put(key, value, time.perf_counter() - start)
+            value = MISSING if force or lock is None else self._stored_meanwhile(key)
+            if value is MISSING:
+                start = self._started(key)
+                value = await self.func(*args, **kwargs)
+                self._computed(key, value, start)
             return value
         finally:
             if lock is not None:
                 lock.release()
 
-    def _lock(self, key: str, blocking: bool = True) -> Any:
+    def _lock(self, key: str, blocking: bool) -> Any:
         """The key's lock, taken if ``blocking``; None if the store cannot lock right now
         (a read-only or vanished directory): the value is then computed without one."""
         try:
@@ -145,9 +133,25 @@ class _Memo:
                 lock.acquire()
             return lock
         except OSError as exc:
-            logger.warning("cannot lock %s %s in %s: %s", self.name, key,
-                           self.store.location, exc)
-            return None
+            return self._cannot_lock(key, exc)
+
+    def _cannot_lock(self, key: str, exc: OSError) -> None:
+        logger.warning("cannot lock %s %s in %s: %s", self.name, key, self.store.location, exc)
+
+    def _stored_meanwhile(self, key: str) -> Any:
+        """The value another caller stored while this one waited for the lock, or MISSING."""
+        value = self.get(key)
+        if value is not MISSING:
+            self.hits += 1
+        return value
+
+    def _started(self, key: str) -> float:
+        logger.debug("miss %s %s", self.name, key)
+        return time.perf_counter()
+
+    def _computed(self, key: str, value: Any, start: float) -> None:
+        self.misses += 1
+        self.put(key, value, time.perf_counter() - start)
 
     def put(self, key: str, value: Any, compute_time: float) -> None:
         """Store a computed value; a value or a store that fails costs only a warning."""
