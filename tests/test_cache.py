@@ -58,17 +58,22 @@ def k(n: int) -> str:
 
 # --- clear --------------------------------------------------------------------------------
 
+def identity(x):
+    return x
+
+
+def negate(x):
+    return -x
+
+
+def two_functions(cache: Cache) -> tuple[Any, Any]:
+    """Two decorated functions of one cache, with distinct names."""
+    return cache.cached(identity), cache.cached(negate)
+
+
 def test_clear_everything(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
-
-    @cache.cached
-    def f(x):
-        return x
-
-    @cache.cached
-    def g(x):
-        return x
-
+    f, g = two_functions(cache)
     for i in range(3):
         f(i)
         g(i)
@@ -79,35 +84,18 @@ def test_clear_everything(cache_dir: Path) -> None:
 
 def test_clear_one_function_by_name(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
-
-    @cache.cached
-    def f(x):
-        return x
-
-    @cache.cached
-    def g(x):
-        return x
-
+    f, g = two_functions(cache)
     f(1)
     f(2)
     g(1)
-    name = f"{f.__module__}.{f.__qualname__}"
-    assert cache.clear(name) == 2
+    assert cache.clear(f"{__name__}.identity") == 2
     assert not f.cache_contains(1)
     assert g.cache_contains(1)
 
 
 def test_clear_one_function_by_the_decorated_function(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
-
-    @cache.cached
-    def f(x):
-        return x
-
-    @cache.cached
-    def g(x):
-        return x
-
+    f, g = two_functions(cache)
     f(1)
     g(1)
     g(2)
