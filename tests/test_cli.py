@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from memojar import Cache, _cli, _entry
+from memojar import Cache, _cli, _entry, _report
 from memojar._filestore import FileStore
 from memojar._keys import make_key
 
@@ -602,7 +602,7 @@ def test_no_progress_when_not_a_terminal(
 # --- reports --------------------------------------------------------------------------------
 
 def test_report_html_escapes_names():
-    report = _cli.Report(table=_cli.Table(["FUNCTION"], [["<b>x</b>"]]), notes=["a & b"])
+    report = _report.Report(table=_report.Table(["FUNCTION"], [["<b>x</b>"]]), notes=["a & b"])
     assert "&lt;b&gt;x&lt;/b&gt;" in report.html() and "a &amp; b" in report.html()
 
 
@@ -610,7 +610,7 @@ def test_report_html_escapes_names():
     ("size", "text"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (5 << 30, "5.0 GiB")]
 )
 def test_human_size(size: int, text: str):
-    assert _cli.human_size(size) == text
+    assert _report.human_size(size) == text
 
 
 # --- every store kind -------------------------------------------------------------------------

@@ -872,7 +872,7 @@ def test_sixteen_threads_with_the_same_arguments_compute_once(cache_dir: Path) -
         try:
             barrier.wait()
             results.append(slow(5))
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread below
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(16)]

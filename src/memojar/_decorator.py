@@ -234,7 +234,8 @@ class _Memo:
                 f"({type(exc).__name__}: {exc}); return something picklable, such as a "
                 "tuple of str and numbers"
             )
-        for name, value in zip(parameter_names(self.func, self.ignore), values):
+        names = parameter_names(self.func, self.ignore)
+        for name, value in zip(names, values, strict=False):  # a message: never raise here
             try:
                 make_key((value,))
             except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as inner:

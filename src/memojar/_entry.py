@@ -237,7 +237,7 @@ def load(payload: memoryview, buffers: list[memoryview]) -> Any:
         if not buffers:  # an empty buffers= costs as much again as a small unpickle
             return pickle.loads(payload)
         return pickle.loads(payload, buffers=buffers)
-    except Exception as exc:  # noqa: BLE001 - any failure to rebuild the value is a miss
+    except Exception as exc:  # any failure to rebuild the value is a miss
         raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
 
 
@@ -257,7 +257,7 @@ def read_header(head: bytes) -> Header:
     need = header_length(head)
     if len(head) < need:
         raise Miss("truncated header")
-    _, fmt, flags, _ = _PREFIX.unpack_from(head)
+    _, fmt, _, _ = _PREFIX.unpack_from(head)
     created, expires, compute_time, payload_len, ident_len, nbuf = _FIXED.unpack_from(
         head, _PREFIX.size
     )

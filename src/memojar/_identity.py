@@ -49,9 +49,10 @@ def _cell_shape(cell: Any) -> Any:
     """A captured value as the fingerprint sees it, when the function is decorated.
 
     Plain immutable data (numbers, strings, bytes, None, and tuples and frozensets of them)
-    counts by value, functions by their code, classes and builtins by name. Anything else (a list, a dict,
-    a model, a lock) counts by type alone, like a global: hashing it would pickle arbitrary
-    objects at decoration time and change with every mutation of a captured accumulator.
+    counts by value, functions by their code, classes and builtins by name. Anything else
+    (a list, a dict, a model, a lock) counts by type alone, like a global: hashing it would
+    pickle arbitrary objects at decoration time, and change with every mutation of a
+    captured accumulator.
     """
     try:
         value = cell.cell_contents

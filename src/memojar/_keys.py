@@ -93,7 +93,8 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Callabl
     if any(name.startswith("__memojar_") for name in names):
         return _signature_binder(sig, ignore)
     body = f"({', '.join(kept)},)" if kept else "()"
-    exec(f"def _bind({', '.join(source)}):\n    return {body}\n", namespace)  # noqa: S102
+    # Generated source, from parameter names only (identifiers): see the docstring.
+    exec(f"def _bind({', '.join(source)}):\n    return {body}\n", namespace)
     binder = namespace["_bind"]
     binder.__name__ = getattr(func, "__name__", "function")
     binder.__qualname__ = getattr(func, "__qualname__", binder.__name__)
@@ -131,7 +132,7 @@ def normalize(obj: Any) -> Any:
         return obj
     if t is tuple or t is list:
         items = [normalize(x) for x in obj]
-        if all(a is b for a, b in zip(items, obj)):
+        if all(a is b for a, b in zip(items, obj, strict=True)):
             return obj
         return tuple(items) if t is tuple else items
     if t is dict:
@@ -152,10 +153,7 @@ def normalize(obj: Any) -> Any:
 def _normalize_memoryview(view: memoryview) -> Any:
     """memoryview does not pickle: key it by format, shape and contents."""
     data: Any = view if view.c_contiguous else view.tobytes()
-    if view.nbytes >= BIG_BUFFER:
-        data = pickle.PickleBuffer(data)
-    else:
-        data = bytes(data)
+    data = pickle.PickleBuffer(data) if view.nbytes >= BIG_BUFFER else bytes(data)
     return (_Bytes, "memoryview", view.format, view.shape, data)
 
 

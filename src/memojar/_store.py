@@ -96,5 +96,5 @@ class Store(abc.ABC):
     def evict(self, incoming: int = 0) -> int:
         """Remove least-recently-used entries until ``incoming`` more bytes fit ``max_size``."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections or handles; the store may not be used afterwards."""

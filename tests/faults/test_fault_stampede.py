@@ -66,7 +66,7 @@ def _run_threads(n: int, target) -> float:
         try:
             barrier.wait()
             target(i)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread, which fails
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]

@@ -1,0 +1,144 @@
+"""Reports for people: human sizes, ages and times, and tables as text or HTML.
+
+The command line prints a ``Report`` as text; the ``%memojar`` magic returns it, and IPython
+renders it as an HTML table in a notebook.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+_UTC = _dt.timezone.utc
+
+
+# --- human formats ----------------------------------------------------------------------
+
+def human_size(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float) -> str:
+    """A short duration in one unit: ``"45s"``, ``"12m"``, ``"3h"``, ``"5d"``, ``"8w"``."""
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h"
+    if seconds < 14 * 86400:
+        return f"{seconds // 86400:.0f}d"
+    return f"{seconds // 604800:.0f}w"
+
+
+def human_time(seconds: float) -> str:
+    """A compute time: ``"120 ms"``, ``"3.2 s"``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 100:
+        return f"{seconds:.1f} s"
+    return human_duration(seconds)
+
+
+def iso(timestamp: float | None) -> str | None:
+    """ISO 8601 in UTC, as ``--json`` prints times."""
+    if timestamp is None:
+        return None
+    return _dt.datetime.fromtimestamp(timestamp, _UTC).isoformat()
+
+
+# --- reports ------------------------------------------------------------------------------
+
+@dataclass
+class Table:
+    """Rows of strings under column names; ``right`` holds the right-aligned columns."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    right: frozenset[int] = frozenset()
+
+
+@dataclass
+class Report:
+    """What a command found: fields, a table, notes, and the data ``--json`` prints."""
+
+    data: Any = None
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    table: Table | None = None
+    notes: list[str] = field(default_factory=list)
+    as_json: bool = False
+
+    def text(self) -> str:
+        lines: list[str] = []
+        if self.fields:
+            width = max(len(k) for k, _ in self.fields)
+            lines += [f"{k:<{width}}  {v}" for k, v in self.fields]
+        if self.table is not None and self.table.rows:
+            lines += _text_table(self.table)
+        lines += self.notes
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        parts = []
+        if self.fields:
+            rows = "".join(
+                f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+                for k, v in self.fields
+            )
+            parts.append(f"<table class='memojar'>{rows}</table>")
+        if self.table is not None and self.table.rows:
+            parts.append(_html_table(self.table))
+        parts += [f"<p>{html.escape(note)}</p>" for note in self.notes]
+        return "\n".join(parts)
+
+    # IPython shows a Report returned by %memojar as HTML in a notebook, text elsewhere.
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.text())
+
+
+def _text_table(table: Table) -> list[str]:
+    widths = [len(c) for c in table.columns]
+    for row in table.rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            cell.rjust(w) if i in table.right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(out).rstrip()
+
+    return [line(table.columns), *(line(row) for row in table.rows)]
+
+
+def _html_table(table: Table) -> str:
+    def align(i: int) -> str:
+        return "right" if i in table.right else "left"
+
+    head = "".join(
+        f"<th style='text-align:{align(i)}'>{html.escape(c)}</th>"
+        for i, c in enumerate(table.columns)
+    )
+    body = "".join(
+        "<tr>" + "".join(
+            f"<td style='text-align:{align(i)}'>{html.escape(cell)}</td>"
+            for i, cell in enumerate(row)
+        ) + "</tr>"
+        for row in table.rows
+    )
+    return f"<table class='memojar'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
