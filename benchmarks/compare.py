@@ -189,7 +189,8 @@ class Contender:
 
     def missing(self) -> str | None:
         if self.module and importlib.util.find_spec(self.module.split(".")[0]) is None:
-            return f"{self.name}: not installed, skipped (pip install -r benchmarks/requirements.txt)"
+            return (f"{self.name}: not installed, skipped "
+                    "(pip install -r benchmarks/requirements.txt)")
         return None
 
     def wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -432,7 +433,7 @@ class Bench:
             calls[cls.name] = functools.partial(f, 1, "b")
             open_.append(c)
         self.interleaved("small_hit", calls, n, repeats)
-        info = getattr(calls.get("memojar", None), "func", None)
+        info = getattr(calls.get("memojar"), "func", None)
         if info is not None and info.cache_info().misses != 1:
             self.notes.append(f"small_hit memojar: {info.cache_info()} (expected 1 miss)")
         for c in open_:

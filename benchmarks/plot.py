@@ -51,7 +51,7 @@ def plot(data: dict, out: str) -> None:
     cols = 3
     rows = math.ceil(len(workloads) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
-    for ax, w in zip(axes.flat, workloads):
+    for ax, w in zip(axes.flat, workloads, strict=False):
         names = [n for n in ORDER if n in results[w]]
         values = [results[w][n] for n in names]
         bars = ax.barh(names, values, color=[COLORS[n] for n in names])
@@ -62,7 +62,7 @@ def plot(data: dict, out: str) -> None:
         ax.set_title(data.get("labels", {}).get(w, w), fontsize=10)
         ax.set_xlabel(data.get("units", {}).get(w, ""), fontsize=9)
         ax.tick_params(labelsize=8)
-        for bar, v in zip(bars, values):
+        for bar, v in zip(bars, values, strict=True):
             ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + fmt(v),
                     va="center", fontsize=7)
         ax.margins(x=0.25)
