@@ -377,19 +377,41 @@ def test_cleanup_removes_temporary_files_of_dead_writers(location: str, store: S
     assert root.is_dir()
 
 
-def test_cleanup_removes_idle_lock_files_but_not_held_ones(location: str, store: Store) -> None:
+def test_cleanup_removes_idle_lock_files(location: str, store: Store) -> None:
     file_only(location)
     with store.lock(FN, k(1)):
         pass
+    store.cleanup()
+    assert list(Path(location).rglob("*.lock")) == []
+
+
+def test_cleanup_keeps_a_held_lock_held(location: str, store: Store) -> None:
+    file_only(location)
     held = store.lock(FN, k(2))
     held.acquire()
     try:
         store.cleanup()
-        names = {p.name for p in Path(location).rglob("*.lock")}
-        assert f"{k(1)}.lock" not in names
-        assert f"{k(2)}.lock" in names
+        assert list(Path(location).rglob("*.lock")) != []
+        assert not store.lock(FN, k(2)).acquire(blocking=False)
     finally:
         held.release()
+    again = store.lock(FN, k(2))
+    assert again.acquire(blocking=False)
+    again.release()
+
+
+def test_a_lock_taken_across_cleanup_still_excludes(location: str, store: Store) -> None:
+    file_only(location)
+    first = store.lock(FN, k(1))
+    first.acquire()
+    first.release()
+    store.cleanup()  # the idle lock file is gone
+    holder = store.lock(FN, k(1))
+    holder.acquire()
+    try:
+        assert not store.lock(FN, k(1)).acquire(blocking=False)
+    finally:
+        holder.release()
 
 
 def test_temporary_files_are_not_entries(location: str, store: Store) -> None:

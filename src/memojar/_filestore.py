@@ -21,18 +21,13 @@ from typing import Any
 
 import xxhash
 
-try:
-    import fcntl as _fcntl
-except ImportError:  # not POSIX: key locks fall back to filelock
-    _fcntl = None  # type: ignore[assignment]
-
 from ._entry import Miss, header_length
 from ._errors import logger, warn
+from ._locks import LOCK_FILE, LOCK_SUFFIX, key_lock, remove_if_idle
 from ._store import KeyLock, Store, StoredEntry
 
 SUFFIX = ".mj"
 TMP_SUFFIX = ".tmp"
-LOCK_SUFFIX = ".lock"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
 HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
 EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
@@ -48,7 +43,6 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_READ_HEAD = _O_READ | getattr(os, "O_NOATIME", 0)
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-_O_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _IOV_MAX = 512
 
 
@@ -184,7 +178,7 @@ class FileStore(Store):
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
         _makedirs(os.path.dirname(path), self.root)
-        return _FileKeyLock(path[: -len(SUFFIX)] + LOCK_SUFFIX)
+        return key_lock(self._dirs[function], key, path)
 
     # --- listing and housekeeping ------------------------------------------------------
 
@@ -238,9 +232,10 @@ class FileStore(Store):
                     path = os.path.join(sdir, file)
                     if file.endswith(TMP_SUFFIX) and _orphaned(file, path, now):
                         removed += _unlink(path)
-                    elif file.endswith(LOCK_SUFFIX) and _idle_lock(path):
-                        _unlink(path)
+                    elif file.endswith(LOCK_SUFFIX):
+                        remove_if_idle(path)
                 _rmdir_if_empty(sdir)
+            remove_if_idle(os.path.join(fdir, LOCK_FILE))
             _rmdir_if_empty(fdir)
         if self.max_size is not None:
             with self._ledger() as ledger:
@@ -255,56 +250,6 @@ class FileStore(Store):
 
     def _ledger(self) -> _Ledger:
         return _Ledger(self)
-
-
-class _FileKeyLock(KeyLock):
-    """A per-key ``flock``: the kernel releases it when the holder dies, however it dies.
-
-    ``flock`` is called directly, on a descriptor of our own per acquire (so threads exclude
-    each other too): ``filelock`` takes the same lock with ~150 µs of Python around it, most
-    of a small miss. Where ``fcntl`` is missing, ``filelock`` is used.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._fd: int | None = None
-        if _fcntl is None:
-            from filelock import FileLock
-
-            self._lock = FileLock(path, mode=0o600)
-
-    def acquire(self, blocking: bool = True) -> bool:
-        if _fcntl is None:
-            from filelock import Timeout
-
-            try:
-                self._lock.acquire(timeout=-1 if blocking else 0)
-            except Timeout:
-                return False
-            return True
-        while True:
-            fd = os.open(self._path, _O_LOCK, 0o600)
-            try:
-                _fcntl.flock(fd, _fcntl.LOCK_EX if blocking else _fcntl.LOCK_EX | _fcntl.LOCK_NB)
-                if os.fstat(fd).st_nlink:
-                    self._fd = fd
-                    return True
-                # ``cleanup`` removed the file while we waited on it: lock the new one
-            except BlockingIOError:  # held by another caller, and not blocking
-                os.close(fd)
-                return False
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)
-
-    def release(self) -> None:
-        if _fcntl is None:
-            self._lock.release()
-            return
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # the only descriptor of this open file: the flock goes with it
 
 
 class _Ledger:
@@ -520,18 +465,6 @@ def _orphaned(name: str, path: str, now: float) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
-
-
-def _idle_lock(path: str) -> bool:
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(path, mode=0o600)
-    try:
-        lock.acquire(timeout=0)
-    except (Timeout, OSError):
-        return False
-    lock.release()
-    return True
 
 
 def _rmdir_if_empty(path: str) -> None:

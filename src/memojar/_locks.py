@@ -1,0 +1,135 @@
+"""Per-key compute locks for the file store, released by the kernel when a holder dies.
+
+On Linux a function's directory has one lock file, ``<function>/.lock``, and a key's lock
+is one byte of it, at an offset hashed from the key, locked with an open-file-description
+lock (``F_OFD_SETLKW``). That is a lock per key, exclusive between threads (each acquire
+opens its own description) and processes, that creates no file per key: a small miss
+would otherwise pay for a second file creation. Elsewhere each key gets a
+``filelock.FileLock`` on ``<key>.lock`` beside its entry. This module is the only place
+the two differ.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+import xxhash
+
+from ._store import KeyLock
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"  # the function directory's lock file (byte-range locks)
+LOCK_SUFFIX = ".lock"  # per-key lock files, where byte-range locks are not available
+_FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux: type, whence, start, len, pid
+_OFD = (
+    fcntl is not None and hasattr(fcntl, "F_OFD_SETLKW") and _FLOCK.size == 32
+    and struct.calcsize("l") == 8
+)
+_O_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_BUSY = (errno.EAGAIN, errno.EACCES)  # what a non-blocking lock attempt says when held
+
+
+def key_lock(function_dir: str, key: str, entry_path: str) -> KeyLock:
+    """The lock for computing ``key`` (a hex digest) of the function in ``function_dir``."""
+    if _OFD:
+        offset = xxhash.xxh3_64_intdigest(key.encode()) >> 2  # < 2**62: a valid off_t
+        return _RangeLock(os.path.join(function_dir, LOCK_FILE), offset)
+    return _FileLock(entry_path.rsplit(".", 1)[0] + LOCK_SUFFIX)
+
+
+def remove_if_idle(path: str) -> bool:
+    """Remove a lock file nobody holds any lock in; True if it was removed.
+
+    A caller that opened the file before it was unlinked notices (``st_nlink == 0``) once it
+    gets its lock and locks the new file instead, so removal never lets two callers in.
+    """
+    if _OFD and os.path.basename(path) == LOCK_FILE:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return False
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+            os.unlink(path)
+            return True
+        except OSError as exc:
+            if exc.errno in _BUSY or exc.errno == errno.ENOENT:  # held, or removed already
+                return False
+            raise
+        finally:
+            os.close(fd)
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(path, mode=0o600)
+    try:
+        lock.acquire(timeout=0)
+    except (Timeout, OSError):
+        return False
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:  # removed by another cleanup first
+        return False
+    finally:
+        lock.release()
+
+
+class _RangeLock(KeyLock):
+    """One byte of the function's lock file, write-locked by this open file description."""
+
+    def __init__(self, path: str, offset: int) -> None:
+        self._path = path
+        self._range = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+        self._fd: int | None = None
+
+    def acquire(self, blocking: bool = True) -> bool:
+        command = fcntl.F_OFD_SETLKW if blocking else fcntl.F_OFD_SETLK
+        while True:
+            fd = os.open(self._path, _O_LOCK, 0o600)
+            try:
+                fcntl.fcntl(fd, command, self._range)
+                if os.fstat(fd).st_nlink:
+                    self._fd = fd
+                    return True
+                # ``remove_if_idle`` unlinked the file while we waited on it: lock the new one
+            except OSError as exc:
+                os.close(fd)
+                if not blocking and exc.errno in _BUSY:
+                    return False
+                raise
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # the description's only descriptor: its locks go with it
+
+
+class _FileLock(KeyLock):
+    """A ``filelock.FileLock`` per key, where byte-range OFD locks are not available."""
+
+    def __init__(self, path: str) -> None:
+        from filelock import FileLock
+
+        self._lock = FileLock(path, mode=0o600)
+
+    def acquire(self, blocking: bool = True) -> bool:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=-1 if blocking else 0)
+        except Timeout:
+            return False
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
