@@ -27,8 +27,7 @@ import math
 import pickle
 import struct
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import xxhash
 
@@ -74,8 +73,7 @@ def make_ident(function: str, version: object, fingerprint: str) -> bytes:
     return "\0".join(parts).encode()
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     """What an entry says about itself, read without touching its payload."""
 
     function: str

@@ -11,7 +11,6 @@ bytearray, memoryview) go out of band through pickle protocol 5 and are hashed i
 from __future__ import annotations
 
 import copyreg
-import inspect
 import io
 import pickle
 from collections import OrderedDict
@@ -57,6 +56,8 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Callabl
     then one plain function call, several times faster than ``inspect.Signature.bind``.
     Raises ``ValueError`` if ``ignore`` names a parameter ``func`` does not have.
     """
+    import inspect  # at decoration time only: it costs milliseconds to import
+
     sig = inspect.signature(func)
     params = list(sig.parameters.values())
     names = [p.name for p in params]
@@ -101,7 +102,7 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Callabl
     return binder
 
 
-def _signature_binder(sig: inspect.Signature, ignore: Iterable[str]) -> Callable[..., tuple]:
+def _signature_binder(sig: Any, ignore: Iterable[str]) -> Callable[..., tuple]:
     """The slow, always-correct binder, for signatures the generated one cannot spell."""
     skip = frozenset(ignore)
 
@@ -115,6 +116,8 @@ def _signature_binder(sig: inspect.Signature, ignore: Iterable[str]) -> Callable
 
 def parameter_names(func: Callable[..., Any], ignore: Iterable[str] = ()) -> list[str]:
     """The names of the values a binder returns, in order (for error messages)."""
+    import inspect
+
     return [n for n in inspect.signature(func).parameters if n not in ignore]
 
 

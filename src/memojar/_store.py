@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class StoredEntry:
+class StoredEntry(NamedTuple):
     """One entry as a store lists it: where it is and its first bytes (its header)."""
 
     function_dir: str  # the store's own name for the function's namespace
