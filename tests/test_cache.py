@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import xxhash
 
 import memojar._decorator
 from memojar import Cache, CacheInfo, EntryInfo, _entry, cached
@@ -36,9 +35,7 @@ def entry_files(root: Path) -> list[Path]:
 
 
 def reseal(data: bytearray) -> bytearray:
-    h = xxhash.xxh3_64(bytes(data[:8]))
-    h.update(bytes(data[16:]))
-    data[8:16] = struct.pack("<Q", h.intdigest())
+    data[8:16] = struct.pack("<Q", _entry.checksum_of(data))
     return data
 
 

@@ -901,3 +901,21 @@ def test_threads_with_different_arguments_do_not_wait_for_each_other(cache_dir: 
         t.join(30)
     assert time.perf_counter() - start < 2
     assert slow.cache_info().entries == 8
+
+
+# --- numpy results ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [10, 1_000_000], ids=["read", "mapped"])
+def test_a_cached_array_comes_back_equal_and_writable(cache_dir: Path, n: int) -> None:
+    np = pytest.importorskip("numpy")
+
+    @cached(cache_dir=cache_dir)
+    def ramp(size):
+        return np.arange(size, dtype=np.float64)
+
+    first = ramp(n)
+    hit = ramp(n)
+    assert ramp.cache_info().hits == 1
+    np.testing.assert_array_equal(hit, first)
+    hit[0] = -1.0  # a private copy (or a copy-on-write mapping): the entry is untouched
+    np.testing.assert_array_equal(ramp(n), first)

@@ -17,8 +17,10 @@ Layout (little-endian)::
     signature: 32 bytes, when flags & SIGNED
     payload (pickle protocol 5), then each buffer at a 64-byte aligned offset
 
-The checksum covers every byte but its own eight; the signature covers every byte but the
-checksum and itself.
+The checksum covers every byte after the prefix, in one pass. The prefix checks itself: the
+magic and format must match, flags may hold no unknown bit, and a flipped SIGNED bit moves
+every offset after it, which the exact-length check catches. The signature covers every
+byte but the checksum and itself.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, NamedTuple
 import xxhash
 
 MAGIC = b"MJAR"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: the checksum also covered magic, format and flags
 PROTOCOL = 5
 SIGNED = 1
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -134,7 +136,7 @@ def encode(
     if secret:
         chunks.append(_sign(secret, head, [fixed, variable], body))
     chunks += body
-    checksum = xxhash.xxh3_64(head)
+    checksum = xxhash.xxh3_64()
     for chunk in chunks:
         checksum.update(chunk)
     return [_PREFIX.pack(MAGIC, FORMAT_VERSION, flags, checksum.intdigest()), *chunks]
@@ -181,6 +183,8 @@ def verify(
         raise Miss("not a memojar entry")
     if fmt != FORMAT_VERSION:
         raise Miss(f"entry format {fmt}, expected {FORMAT_VERSION}")
+    if flags & ~SIGNED:
+        raise Miss(f"unknown flags {flags:#x}")
     at = _IDENT_AT + ident_len
     if view[_IDENT_AT : at + KEY_LEN] != ident + key:  # one comparison on the hit path
         if view[_IDENT_AT:at] != ident:
@@ -204,9 +208,7 @@ def verify(
         end = start + n
     if end != size:
         raise Miss(f"{size} bytes long, header says {end}")
-    h = xxhash.xxh3_64(view[:8])
-    h.update(view[_PREFIX.size :])
-    if h.intdigest() != checksum:
+    if checksum_of(view) != checksum:
         raise Miss("checksum mismatch")
     if secret is not None:
         if not flags & SIGNED:
@@ -216,6 +218,11 @@ def verify(
         raise Miss("signed, and this cache has no secret to check it")
     payload = view[at : at + payload_len]
     return payload, [view[a:b] for a, b in spans] if spans else []
+
+
+def checksum_of(entry: Any) -> int:
+    """The checksum an entry's prefix must hold: xxh3-64 of every byte after the prefix."""
+    return xxhash.xxh3_64_intdigest(memoryview(entry)[_PREFIX.size :])
 
 
 def _check_signature(secret: bytes, view: memoryview, sig_at: int) -> None:
@@ -230,10 +237,17 @@ def _check_signature(secret: bytes, view: memoryview, sig_at: int) -> None:
 
 
 def load(payload: memoryview, buffers: list[memoryview]) -> Any:
-    """Unpickle a verified payload; a value that no longer loads is a ``Miss``."""
+    """Unpickle a verified payload; a value that no longer loads is a ``Miss``.
+
+    Out-of-band buffers of a read-only entry (bytes read from a file or a server) are
+    copied, so a numpy array comes back writable as it went in; a copy-on-write mapping's
+    are used in place.
+    """
     try:
         if not buffers:  # an empty buffers= costs as much again as a small unpickle
             return pickle.loads(payload)
+        if buffers[0].readonly:
+            buffers = [bytearray(b) for b in buffers]
         return pickle.loads(payload, buffers=buffers)
     except Exception as exc:  # any failure to rebuild the value is a miss
         raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc

@@ -105,10 +105,9 @@ class FileStore(Store):
             if size >= MMAP_THRESHOLD:
                 data: Any = mmap.mmap(fd, size, access=mmap.ACCESS_COPY)
             else:
-                data = bytearray(size)
-                got = os.readv(fd, [data])
-                if got != size:
-                    data = _read_rest(fd, data, got)
+                data = os.read(fd, size)
+                if len(data) != size:
+                    data = _read_rest(fd, data, size)
             if self.max_size is not None:  # least-recently-used order: stamp the access
                 try:
                     os.utime(fd, ns=(time.time_ns(), st.st_mtime_ns))
@@ -348,14 +347,12 @@ class _Ledger:
 
 # --- small file helpers ---------------------------------------------------------------
 
-def _read_rest(fd: int, data: bytearray, got: int) -> bytearray:
-    view = memoryview(data)
-    while got < len(data):
-        n = os.readv(fd, [view[got:]])
-        if n == 0:  # the file is shorter than fstat said: the entry check will reject it
-            return data[:got]
-        got += n
-    return data
+def _read_rest(fd: int, data: bytes, size: int) -> bytes:
+    parts = [data]
+    while data and sum(map(len, parts)) < size:
+        data = os.read(fd, size - sum(map(len, parts)))
+        parts.append(data)
+    return b"".join(parts)  # shorter than fstat said, if the file shrank: verify rejects it
 
 
 def _write_all(fd: int, chunks: Sequence[Any]) -> None:

@@ -284,11 +284,14 @@ class RedisStore(Store):
         name = self._name(function, key)
         try:
             self._check_up()
-            pipe = self._client.pipeline(transaction=False)
-            pipe.get(name)
-            pipe.zadd(self._index[0], {name: time.time()}, xx=True)
-            # an access stamp refused (out of memory) must not cost the hit
-            value = pipe.execute(raise_on_error=False)[0]
+            if self.max_size is None:  # no eviction, so no access order to keep: one GET
+                value = self._client.get(name)
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                pipe.get(name)
+                pipe.zadd(self._index[0], {name: time.time()}, xx=True)
+                # an access stamp refused (out of memory) must not cost the hit
+                value = pipe.execute(raise_on_error=False)[0]
             if value is None or isinstance(value, Exception):
                 return None
             if value[:5] == b"MJCH ":

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import xxhash
-
 from memojar import _entry
 
 HERE = Path(__file__).resolve().parent
@@ -70,10 +68,8 @@ def the_entry(root: str | os.PathLike[str]) -> Path:
 
 
 def checksum_of(data: bytes) -> int:
-    """The entry checksum: xxh3-64 of every byte but the checksum's own eight."""
-    h = xxhash.xxh3_64(data[:8])
-    h.update(data[PREFIX.size :])
-    return h.intdigest()
+    """The entry checksum, as the reader computes it."""
+    return _entry.checksum_of(data)
 
 
 def rechecksum(data: bytes | bytearray) -> bytes:

@@ -1,6 +1,6 @@
-"""Golden entries: files written by format 1 (``make_golden.py``, Python 3.11) must keep
-reading with today's reader, or become clean misses if the format or the Python changed;
-never an error."""
+"""Golden entries: files written by each entry format (``make_golden.py``, Python 3.11).
+Today's reader reads its own format's files, and finds every older format's a clean miss,
+as it does any file on another Python: never an error."""
 
 from __future__ import annotations
 
@@ -14,31 +14,41 @@ import pytest
 from memojar import Cache, _entry
 
 HERE = Path(__file__).resolve().parent
-GOLDEN_FORMAT = 1
+FORMATS = (1, 2)  # every format whose files are committed here; never regenerate old ones
 GOLDEN_PYTHON = "3.11"
 FINGERPRINT = "0123456789abcdef"
 SECRET = b"golden-secret"
 
-# file: (function, version tag, key, expires, secret, the value as compared)
-GOLDEN: dict[str, tuple[str, Any, str, float | None, bytes | None, Any]] = {
-    "format1-plain.mj": (
+# case: (function, version tag, key, expires, secret, the value as compared)
+CASES: dict[str, tuple[str, Any, str, float | None, bytes | None, Any]] = {
+    "plain": (
         "golden.square", None, "00112233445566778899aabbccddeeff", None, None,
         {"name": "golden", "numbers": [1, 2.5, None, True], "nested": ("a", b"bytes", 3j)},
     ),
-    "format1-versioned-signed.mj": (
+    "versioned-signed": (
         "golden.signed", 1, "ffeeddccbbaa99887766554433221100", 4_102_444_800.0, SECRET,
         "signed value",
     ),
-    "format1-buffers.mj": (
+    "buffers": (
         "golden.buffers", "v2", "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f", None, None,
         {"oob": bytes(range(256)), "after": "tail"},
     ),
-    "format1-expired.mj": (
+    "expired": (
         "golden.expired", None, "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0", 1_000_000_000.0, None,
         [1, 2, 3],
     ),
 }
-READABLE = _entry.FORMAT_VERSION == GOLDEN_FORMAT
+GOLDEN = {f"format{fmt}-{case}.mj": (fmt, *spec) for fmt in FORMATS for case, spec in
+          CASES.items()}
+
+
+def readable(name: str) -> bool:
+    """Today's reader reads files of its own format; older ones must be clean misses."""
+    return GOLDEN[name][0] == _entry.FORMAT_VERSION
+
+
+def loadable(name: str) -> bool:
+    return readable(name) and _entry.PYTHON == GOLDEN_PYTHON
 
 
 def _comparable(value: Any) -> Any:
@@ -48,67 +58,78 @@ def _comparable(value: Any) -> Any:
 
 
 def _read(name: str) -> Any:
-    function, version, key, _expires, secret, _value = GOLDEN[name]
+    _fmt, function, version, key, _expires, secret, _value = GOLDEN[name]
     data = (HERE / name).read_bytes()
     ident = _entry.make_ident(function, version, FINGERPRINT)
     payload, buffers = _entry.verify(data, ident, key.encode(), time.time(), None, secret)
     return _entry.load(payload, buffers)
 
 
+def test_the_current_format_has_golden_files() -> None:
+    assert _entry.FORMAT_VERSION in FORMATS
+    assert all((HERE / name).is_file() for name in GOLDEN)
+
+
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_golden_header_reads_or_is_a_clean_miss(name: str) -> None:
     data = (HERE / name).read_bytes()
-    if not READABLE:
+    if not readable(name):
         with pytest.raises(_entry.Miss):
             _entry.read_header(data)
         return
-    function, version, key, expires, _secret, _value = GOLDEN[name]
+    fmt, function, version, key, expires, _secret, _value = GOLDEN[name]
     header = _entry.read_header(data)
     assert (header.function, header.version, header.fingerprint) == (
         function, _entry.version_tag(version), FINGERPRINT)
     assert (header.key, header.python, header.protocol) == (key, GOLDEN_PYTHON, 5)
     assert (header.created, header.expires, header.compute_time) == (1_700_000_000.0, expires, 1.5)
-    assert (header.size, header.format) == (len(data), GOLDEN_FORMAT)
+    assert (header.size, header.format) == (len(data), fmt)
 
 
-@pytest.mark.parametrize("name", sorted(set(GOLDEN) - {"format1-expired.mj"}))
+@pytest.mark.parametrize("name", sorted(n for n in GOLDEN if "expired" not in n))
 def test_golden_entry_loads_or_is_a_clean_miss(name: str) -> None:
-    if READABLE and _entry.PYTHON == GOLDEN_PYTHON:
+    if loadable(name):
         assert _comparable(_read(name)) == GOLDEN[name][-1]
     else:  # another format, or another Python: the ident no longer matches
         with pytest.raises(_entry.Miss):
             _read(name)
 
 
-def test_golden_expired_entry_is_a_clean_miss() -> None:
-    same = READABLE and _entry.PYTHON == GOLDEN_PYTHON
-    with pytest.raises(_entry.Miss, match="stale" if same else None):
-        _read("format1-expired.mj")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_golden_expired_entry_is_a_clean_miss(fmt: int) -> None:
+    name = f"format{fmt}-expired.mj"
+    with pytest.raises(_entry.Miss, match="stale" if loadable(name) else None):
+        _read(name)
 
 
-def test_golden_signed_entry_needs_its_secret() -> None:
-    function, version, key, *_ = GOLDEN["format1-versioned-signed.mj"]
-    data = (HERE / "format1-versioned-signed.mj").read_bytes()
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_golden_signed_entry_needs_its_secret(fmt: int) -> None:
+    name = f"format{fmt}-versioned-signed.mj"
+    _fmt, function, version, key, *_ = GOLDEN[name]
+    data = (HERE / name).read_bytes()
     ident = _entry.make_ident(function, version, FINGERPRINT)
     for secret in (None, b"another secret"):
         with pytest.raises(_entry.Miss):
             _entry.verify(data, ident, key.encode(), time.time(), None, secret)
 
 
-def test_golden_entries_in_a_cache_are_listed_and_pruned(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_golden_entries_in_a_cache_are_listed_and_pruned(tmp_path: Path, fmt: int) -> None:
     """Placed in a cache directory, golden files list and prune without an error."""
     cache = Cache(tmp_path / "cache")
-    for name, (function, _v, key, *_rest) in GOLDEN.items():
+    names = [n for n in GOLDEN if GOLDEN[n][0] == fmt]
+    for name in names:
+        _fmt, function, _v, key, *_rest = GOLDEN[name]
         path = Path(cache.store.path(function, key))
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(HERE / name, path)
     listed = sorted((e.function, e.key) for e in cache.entries())
-    if READABLE:
-        assert listed == sorted((f, k) for f, _v, k, *_ in GOLDEN.values())
+    if readable(names[0]):
+        assert listed == sorted((GOLDEN[n][1], GOLDEN[n][3]) for n in names)
     else:
         assert listed == []
     removed = cache.prune()
-    if READABLE and _entry.PYTHON == GOLDEN_PYTHON:
+    if loadable(names[0]):
         assert removed == 1  # the expired one
         assert len(list(cache.entries())) == 3
     else:  # unreadable or another Python's: all of them go
