@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Chart a ``compare.py --json`` run: one panel per workload, one bar per contender.
 
-    python benchmarks/plot.py benchmarks/results/quick.json benchmarks/results/quick.png
+    python benchmarks/plot.py benchmarks/results/full.json benchmarks/results/full.png
 
 Bars are on a log scale where a workload's values span more than two decades (joblib and
 cachier are 10-100x slower than memojar on some of them); each bar is labelled with its value.
