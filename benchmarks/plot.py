@@ -14,6 +14,8 @@ import json
 import math
 import sys
 
+from compare import fmt, workload_order  # this folder: the table's order and numbers
+
 COLORS = {
     "memojar": "#d62728",
     "memojar-redis": "#ff9896",
@@ -24,20 +26,6 @@ COLORS = {
     "floor": "#000000",
 }
 ORDER = list(COLORS)
-
-
-def workload_order(results: dict[str, dict[str, float]]) -> list[str]:
-    fixed = ["small_hit", "small_miss", "big_hit", "big_arg"]
-    scales = sorted((w for w in results if w.startswith("scale_")), key=lambda w: int(w[6:]))
-    return [w for w in [*fixed, *scales, "import", "big_hit_mem"] if w in results]
-
-
-def fmt(x: float) -> str:
-    if x >= 100:
-        return f"{x:,.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
 
 
 def plot(data: dict, out: str) -> None:
