@@ -162,7 +162,7 @@ class FileStore(Store):
 
     def delete(self, function: str, key: str) -> bool:
         path = self.path(function, key)
-        size = _size_of(path)
+        size = _size_of(path) if self.max_size is not None else 0  # for the ledger
         if not _unlink(path):
             return False
         self._account(-size)
