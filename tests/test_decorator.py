@@ -919,3 +919,42 @@ def test_a_cached_array_comes_back_equal_and_writable(cache_dir: Path, n: int) -
     np.testing.assert_array_equal(hit, first)
     hit[0] = -1.0  # a private copy (or a copy-on-write mapping): the entry is untouched
     np.testing.assert_array_equal(ramp(n), first)
+
+
+# --- sweeping entries of other code -------------------------------------------------------
+
+def square(x):
+    return x * x
+
+
+def test_the_first_store_of_another_version_evicts_the_old_versions_entries(
+    cache_dir: Path,
+) -> None:
+    old = cached(cache_dir=cache_dir, version=1)(square)
+    old(1)
+    old(2)
+    new = cached(cache_dir=cache_dir, version=2)(square)
+    new(3)
+    assert [e.version for e in Cache(cache_dir).entries()] == ["int:2"]
+
+
+def test_switching_back_sweeps_again(cache_dir: Path) -> None:
+    cached(cache_dir=cache_dir, version=1)(square)(1)
+    cached(cache_dir=cache_dir, version=2)(square)(2)
+    cached(cache_dir=cache_dir, version=1)(square)(3)
+    assert [e.version for e in Cache(cache_dir).entries()] == ["int:1"]
+
+
+def test_an_unchanged_function_does_not_list_its_entries_again(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Cache(cache_dir)
+    cache.cached(square)(1)  # the first store sweeps and notes this code
+    again = Cache(cache_dir)  # as a new process would
+
+    def no_listing(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the sweep listed entries of unchanged code")
+
+    monkeypatch.setattr(again.store, "scan", no_listing)
+    again.cached(square)(2)
+    assert Cache(cache_dir).stats().entries == 2

@@ -192,9 +192,12 @@ class _Memo:
         """Evict this function's entries written for other code or another version.
 
         Runs once per process, at the first store: an edited notebook cell or a version
-        bump leaves no trail of entries that can never hit again.
+        bump leaves no trail of entries that can never hit again. The store notes which code
+        swept last, so an unchanged function does not list its entries in every process.
         """
         try:
+            if self.store.read_note(self.name) == self.ident:
+                return
             doomed = []
             for stored in self.store.scan(self.name):
                 try:
@@ -205,6 +208,7 @@ class _Memo:
                     doomed.append(stored)
             if doomed:
                 self.store.remove(doomed)
+            self.store.write_note(self.name, self.ident)
         except OSError as exc:
             logger.debug("cannot sweep old entries of %s: %s", self.name, exc)
 

@@ -27,6 +27,7 @@ from ._locks import LOCK_FILE, LOCK_SUFFIX, key_lock, remove_if_idle
 from ._store import KeyLock, Store, StoredEntry
 
 SUFFIX = ".mj"
+NOTE_FILE = ".swept"  # the identity of the code that last swept the function's entries
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
 HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
@@ -174,6 +175,28 @@ class FileStore(Store):
             with self._ledger() as ledger:
                 ledger.add(delta)
 
+    def read_note(self, function: str) -> bytes | None:
+        self.path(function, "")  # fills the function's directory in
+        try:
+            fd = os.open(os.path.join(self._dirs[function], NOTE_FILE), _O_READ)
+        except OSError:  # no note yet: the usual first time
+            return None
+        try:
+            return os.read(fd, 4096)
+        finally:
+            os.close(fd)
+
+    def write_note(self, function: str, note: bytes) -> None:
+        self.path(function, "")
+        path = os.path.join(self._dirs[function], NOTE_FILE)
+        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+        fd = os.open(tmp, _O_CREATE, 0o600)
+        try:
+            os.write(fd, note)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
         _makedirs(os.path.dirname(path), self.root)
@@ -227,6 +250,8 @@ class FileStore(Store):
                 continue
             for shard in _listdir(fdir):
                 sdir = os.path.join(fdir, shard)
+                if shard.endswith(TMP_SUFFIX) and _orphaned(shard, sdir, now):  # a note's
+                    removed += _unlink(sdir)
                 for file in _listdir(sdir):
                     path = os.path.join(sdir, file)
                     if file.endswith(TMP_SUFFIX) and _orphaned(file, path, now):
@@ -235,6 +260,8 @@ class FileStore(Store):
                         remove_if_idle(path)
                 _rmdir_if_empty(sdir)
             remove_if_idle(os.path.join(fdir, LOCK_FILE))
+            if set(_listdir(fdir)) <= {NOTE_FILE}:  # no entries left: the note goes too
+                _unlink(os.path.join(fdir, NOTE_FILE))
             _rmdir_if_empty(fdir)
         if self.max_size is not None:
             with self._ledger() as ledger:

@@ -94,5 +94,17 @@ class Store(abc.ABC):
     def evict(self, incoming: int = 0) -> int:
         """Remove least-recently-used entries until ``incoming`` more bytes fit ``max_size``."""
 
+    def read_note(self, function: str) -> bytes | None:
+        """A small note kept beside a function's entries (not an entry), or None.
+
+        The decorator notes the identity of the code that last swept the function's old
+        entries, so a new process whose code is unchanged need not list them again. A store
+        that keeps no notes returns None: the sweep then lists the entries every time.
+        """
+        return None
+
+    def write_note(self, function: str, note: bytes) -> None:  # noqa: B027 - optional
+        """Keep ``note`` beside a function's entries (see ``read_note``); may do nothing."""
+
     def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections or handles; the store may not be used afterwards."""
