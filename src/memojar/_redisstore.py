@@ -19,7 +19,8 @@ configuration. Entries that Redis expires (``ttl`` -> ``PX``) leave index member
 until an eviction or ``cleanup`` drops them. The scripts name keys they build, so the store
 needs a single server (or a replica set), not Redis Cluster.
 
-A hit is one round trip (GET, plus a ZADD XX that stamps the access) and takes no lock.
+A hit is one round trip (a GET; with ``max_size``, pipelined with a ZADD XX that stamps the
+access) and takes no lock.
 Every Redis error becomes an ``OSError`` (``ConnectionError``, ``TimeoutError``, ``ENOSPC``
 for "OOM command not allowed"); after a connection fault the store fails fast for a second
 rather than making every call wait for the socket timeout again.
