@@ -21,12 +21,11 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
 from . import _entry
 from ._cache import Cache, default_directory
-from ._entry import Miss
+from ._census import Census, header_of, take_census
 from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry
 
@@ -191,99 +190,6 @@ def is_memojar_dir(path: str) -> bool:
         return False
 
 
-@dataclass
-class FunctionStats:
-    """One function's entries, totalled from their headers."""
-
-    function: str
-    entries: int = 0
-    bytes: int = 0
-    oldest: float | None = None
-    newest: float | None = None
-    stale: int = 0
-    incompatible: int = 0
-    # Usable entries by (fingerprint, version), and the newest one's: entries of any other
-    # code or version are superseded, i.e. incompatible (as Cache.prune judges them).
-    usable: Counter[tuple[str, str]] = field(default_factory=Counter)
-    latest: tuple[float, str, str] | None = None
-
-    def add(self, header: _entry.Header, size: int, now: float) -> None:
-        self.entries += 1
-        self.bytes += size
-        created = header.created
-        self.oldest = created if self.oldest is None else min(self.oldest, created)
-        self.newest = created if self.newest is None else max(self.newest, created)
-        if header.incompatible():
-            self.incompatible += 1
-        elif header.stale(now):
-            self.stale += 1
-        else:
-            self.usable[(header.fingerprint, header.version)] += 1
-            if self.latest is None or created > self.latest[0]:
-                self.latest = (created, header.fingerprint, header.version)
-
-    def finish(self) -> None:
-        if self.latest is not None:
-            current = self.usable[self.latest[1:]]
-            self.incompatible += sum(self.usable.values()) - current
-
-    def json(self) -> dict[str, Any]:
-        return {
-            "function": self.function, "entries": self.entries, "bytes": self.bytes,
-            "oldest": iso(self.oldest), "newest": iso(self.newest),
-            "stale": self.stale, "incompatible": self.incompatible,
-        }
-
-
-@dataclass
-class Census:
-    """The whole cache, totalled from entry headers (nothing is unpickled)."""
-
-    directory: str
-    entries: int = 0
-    bytes: int = 0
-    unreadable: int = 0  # corrupt, truncated, or of another entry format
-    functions: dict[str, FunctionStats] = field(default_factory=dict)
-
-    @property
-    def stale(self) -> int:
-        return sum(f.stale for f in self.functions.values())
-
-    @property
-    def incompatible(self) -> int:
-        return sum(f.incompatible for f in self.functions.values())
-
-
-def take_census(cache: Cache) -> Census:
-    """Read every entry's header once and total them by function."""
-    census = Census(cache.directory)
-    now = time.time()
-    functions = census.functions
-    for stored in cache.store.scan():
-        census.entries += 1
-        census.bytes += stored.size
-        header = _header(stored)
-        if header is None:
-            census.unreadable += 1
-            continue
-        stats = functions.get(header.function)
-        if stats is None:
-            stats = functions[header.function] = FunctionStats(header.function)
-        stats.add(header, stored.size, now)
-    for stats in functions.values():
-        stats.finish()
-    return census
-
-
-def _header(stored: StoredEntry) -> _entry.Header | None:
-    """The entry's header, or None if it is unreadable or truncated."""
-    try:
-        header = _entry.read_header(stored.head)
-    except Miss:
-        return None
-    return header if header.size == stored.size else None
-
-
 def check_functions(cache: Cache, names: Sequence[str]) -> None:
     """Raise a ``CliError`` naming close matches for any name with no entries."""
     missing = [n for n in names if next(cache.store.scan(n, heads=False), None) is None]
@@ -304,7 +210,7 @@ def check_functions(cache: Cache, names: Sequence[str]) -> None:
 def _known_functions(cache: Cache) -> set[str]:
     names = set()
     for stored in cache.store.scan():
-        header = _header(stored)
+        header = header_of(stored)
         if header is not None:
             names.add(header.function)
     return names
@@ -399,7 +305,7 @@ def _ls_function(cache: Cache, function: str, as_json: bool) -> Report:
     found = []
     latest: tuple[float, str, str] | None = None
     for stored in cache.store.scan(function):
-        header = _header(stored)
+        header = header_of(stored)
         if header is None or header.function != function:
             continue
         found.append((header, stored))
@@ -496,7 +402,7 @@ def cmd_clear(
         for stored in cache.store.scan(name, heads=heads):
             scanning.update(len(doomed))
             if heads:
-                header = _header(stored)
+                header = header_of(stored)
                 if cutoff is not None and (header is None or header.created >= cutoff):
                     continue
                 by_function[header.function if header else stored.function_dir] += 1
