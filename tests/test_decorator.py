@@ -946,15 +946,15 @@ def test_switching_back_sweeps_again(cache_dir: Path) -> None:
 
 
 def test_an_unchanged_function_does_not_list_its_entries_again(
-    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = Cache(cache_dir)
+    cache = Cache(location)
     cache.cached(square)(1)  # the first store sweeps and notes this code
-    again = Cache(cache_dir)  # as a new process would
+    again = Cache(location)  # as a new process would
 
     def no_listing(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the sweep listed entries of unchanged code")
 
     monkeypatch.setattr(again.store, "scan", no_listing)
     again.cached(square)(2)
-    assert Cache(cache_dir).stats().entries == 2
+    assert Cache(location).stats().entries == 2

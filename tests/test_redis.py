@@ -63,7 +63,8 @@ def client(redis_server: RedisServer, redis_location: str) -> Iterator[Any]:
 
 
 def names(client: Any, pattern: str = "*") -> set[bytes]:
-    return set(client.scan_iter(match=pattern))
+    """The keys matching ``pattern``, but for sweep notes (``<function>:swept``)."""
+    return {n for n in client.scan_iter(match=pattern) if not n.endswith(b":swept")}
 
 
 def entry_name(f: Any, *args: Any, prefix: str = "memojar:") -> bytes:

@@ -6,6 +6,7 @@ Layout (``prefix`` defaults to ``memojar:``; ``<entry>`` is ``<prefix><function>
                          "MJCH 1 <gen> <chunks> <size>\\n" + the entry's first 4 KiB
     <entry>:c:<gen>      a hash of chunk number -> bytes, written once under a fresh <gen>
     <entry>:lock         the compute lock: a random token, PX 2 s, renewed while held
+    <prefix><function>:swept   the identity of the code that last swept old entries
     <prefix>lru          sorted set: entry key -> last read or write (epoch seconds)
     <prefix>sizes        hash: entry key -> size in bytes
     <prefix>total        the sum of the sizes
@@ -50,6 +51,7 @@ from ._errors import logger, warn
 from ._store import KeyLock, Store, StoredEntry
 
 DEFAULT_PREFIX = "memojar:"
+NOTE = "swept"  # <prefix><function>:swept, the code that last swept (see Store.read_note)
 DEFAULT_SOCKET_TIMEOUT = 5.0  # seconds: no call waits longer than this for the server
 DEFAULT_CHUNK_SIZE = 1 << 20  # entries above this are split into chunks of this size
 HEAD_BYTES = 4096  # what ``scan`` returns of each entry: the header and then some
@@ -414,6 +416,23 @@ class RedisStore(Store):
             self._fault(exc)
             raise self._oserror(exc, "deleting entries") from exc
         return removed
+
+    def read_note(self, function: str) -> bytes | None:
+        # ``<entry prefix>swept``: not 32 hex digits, so no listing takes it for an entry
+        try:
+            self._check_up()
+            return self._client.get(self._name(function, NOTE))
+        except RedisError as exc:
+            self._fault(exc)
+            raise self._oserror(exc, "reading a note") from exc
+
+    def write_note(self, function: str, note: bytes) -> None:
+        try:
+            self._check_up()
+            self._client.set(self._name(function, NOTE), note)
+        except RedisError as exc:
+            self._fault(exc)
+            raise self._oserror(exc, "writing a note") from exc
 
     def lock(self, function: str, key: str) -> KeyLock:
         return _RedisKeyLock(self, self._name(function, key) + b":lock")
