@@ -626,3 +626,18 @@ def test_an_existing_directory_keeps_its_mode(tmp_path: Path) -> None:
     root.chmod(0o755)
     Cache(root).cached(lambda x: x)(1)
     assert stat.S_IMODE(root.stat().st_mode) == 0o755
+
+
+def test_judge_gives_each_entry_the_verdict_prune_acts_on(cache_dir: Path) -> None:
+    from memojar._cache import FRESH, STALE, SUPERSEDED, UNREADABLE, judge
+
+    cache = Cache(cache_dir)
+    now = time.time()
+    write_entry(cache, "m.f", k(1), fingerprint="a" * 16, created=now - 20)
+    write_entry(cache, "m.f", k(2), fingerprint="b" * 16, created=now - 10)  # newest code
+    write_entry(cache, "m.f", k(3), fingerprint="b" * 16, created=now - 30, expires=now - 1)
+    cache.store.write("m.f", k(4), [b"not an entry"])
+    verdicts = {s.key: v for s, _, v in judge(cache.store.scan(), now)}
+    assert verdicts == {k(1): SUPERSEDED, k(2): FRESH, k(3): STALE, k(4): UNREADABLE}
+    assert cache.prune() == 3
+    assert [e.key for e in cache.entries()] == [k(2)]

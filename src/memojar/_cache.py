@@ -185,34 +185,13 @@ class Cache:
         return self.store.remove(list(self.store.scan(name, heads=False)))
 
     def prune(self) -> int:
-        """Remove stale, incompatible, unreadable and superseded entries, orphaned
-        temporary files, and least-recently-used entries over ``max_size``.
+        """Remove stale, incompatible, unreadable and superseded entries (see ``judge``),
+        orphaned temporary files, and least-recently-used entries over ``max_size``.
 
-        An entry is superseded when its function's most recently written entry has another
-        code fingerprint or version. Returns how many files were removed.
+        Returns how many files were removed.
         """
-        now = time.time()
-        doomed: list[StoredEntry] = []
-        kept: list[tuple[StoredEntry, _entry.Header]] = []
-        latest: dict[str, tuple[float, str, str]] = {}
-        for stored in self.store.scan():
-            try:
-                header = _entry.read_header(stored.head)
-            except Miss:
-                doomed.append(stored)
-                continue
-            if header.incompatible() or header.stale(now) or header.size != stored.size:
-                doomed.append(stored)
-                continue
-            kept.append((stored, header))
-            newest = latest.get(header.function)
-            if newest is None or header.created > newest[0]:
-                latest[header.function] = (header.created, header.fingerprint, header.version)
-        for stored, header in kept:
-            _, fingerprint, version = latest[header.function]
-            if (header.fingerprint, header.version) != (fingerprint, version):
-                doomed.append(stored)
-        removed = self.store.remove(doomed)
+        judged = judge(self.store.scan(), time.time())
+        removed = self.store.remove([stored for stored, _, verdict in judged if verdict != FRESH])
         removed += self.store.cleanup()
         removed += self.store.evict()
         return removed
@@ -220,9 +199,8 @@ class Cache:
     def entries(self, function: str | Callable[..., Any] | None = None) -> Iterator[EntryInfo]:
         """Every readable entry (of one function), from headers only: nothing is unpickled."""
         for stored in self.store.scan(_function_name(function)):
-            try:
-                header = _entry.read_header(stored.head)
-            except Miss:
+            header = header_of(stored)
+            if header is None:
                 continue
             yield EntryInfo(
                 function=header.function,
@@ -258,6 +236,54 @@ class Cache:
     def close(self) -> None:
         """Release the store's connections (a no-op for a directory)."""
         self.store.close()
+
+
+# What ``judge`` makes of an entry.
+FRESH, STALE, INCOMPATIBLE, SUPERSEDED, UNREADABLE = (
+    "fresh", "stale", "incompatible", "superseded", "unreadable"
+)
+
+
+def header_of(stored: StoredEntry) -> _entry.Header | None:
+    """A listed entry's header, or None if it is unreadable or not the length it promises."""
+    try:
+        header = _entry.read_header(stored.head)
+    except Miss:
+        return None
+    return header if header.size == stored.size else None
+
+
+def judge(
+    entries: Iterable[StoredEntry], now: float
+) -> list[tuple[StoredEntry, _entry.Header | None, str]]:
+    """Each entry with its header and verdict: the one rule of ``prune`` and the CLI.
+
+    UNREADABLE: no header, or truncated. INCOMPATIBLE: no process of this Python can use it.
+    STALE: expired. SUPERSEDED: its function's newest usable entry was written for other
+    code or another version. FRESH: everything else.
+    """
+    judged: list[tuple[StoredEntry, _entry.Header | None, str]] = []
+    newest: dict[str, tuple[float, str, str]] = {}
+    for stored in entries:
+        header = header_of(stored)
+        if header is None:
+            judged.append((stored, None, UNREADABLE))
+        elif header.incompatible():
+            judged.append((stored, header, INCOMPATIBLE))
+        elif header.stale(now):
+            judged.append((stored, header, STALE))
+        else:
+            judged.append((stored, header, FRESH))
+            seen = newest.get(header.function)
+            if seen is None or header.created > seen[0]:
+                newest[header.function] = (header.created, header.fingerprint, header.version)
+    return [
+        (stored, header, SUPERSEDED)
+        if verdict == FRESH and header is not None
+        and (header.fingerprint, header.version) != newest[header.function][1:]
+        else (stored, header, verdict)
+        for stored, header, verdict in judged
+    ]
 
 
 _caches: dict[str, Cache] = {}

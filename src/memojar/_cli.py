@@ -23,9 +23,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, NoReturn
 
-from . import _entry
-from ._cache import Cache, default_directory
-from ._census import Census, header_of, take_census
+from ._cache import SUPERSEDED, Cache, default_directory, header_of, judge
+from ._census import Census, take_census
 from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry
 
@@ -302,21 +301,14 @@ def cmd_ls(cache: Cache, function: str | None, as_json: bool) -> Report:
 def _ls_function(cache: Cache, function: str, as_json: bool) -> Report:
     check_functions(cache, [function])
     now = time.time()
-    found = []
-    latest: tuple[float, str, str] | None = None
-    for stored in cache.store.scan(function):
-        header = header_of(stored)
-        if header is None or header.function != function:
-            continue
-        found.append((header, stored))
-        if not header.incompatible() and not header.stale(now) and (
-            latest is None or header.created > latest[0]
-        ):
-            latest = (header.created, header.fingerprint, header.version)
-    found.sort(key=lambda hs: hs[0].created, reverse=True)
+    found = [
+        (header, stored, "incompatible" if verdict == SUPERSEDED else verdict)
+        for stored, header, verdict in judge(cache.store.scan(function), now)
+        if header is not None and header.function == function
+    ]
+    found.sort(key=lambda hsv: hsv[0].created, reverse=True)
     data, rows = [], []
-    for header, stored in found:
-        status = _status(header, now, latest)
+    for header, stored, status in found:
         data.append({
             "key": header.key, "size": stored.size, "created": iso(header.created),
             "expires": iso(header.expires), "compute_time": header.compute_time,
@@ -324,7 +316,7 @@ def _ls_function(cache: Cache, function: str, as_json: bool) -> Report:
         })
         rows.append([header.key[:12], human_size(stored.size), _ago(header.created, now),
                      _expires(header.expires, now), human_time(header.compute_time), status])
-    total = sum(s.size for _, s in found)
+    total = sum(s.size for _, s, _ in found)
     return Report(
         data=data,
         table=Table(["KEY", "SIZE", "AGE", "EXPIRES", "COMPUTE", "STATUS"], rows,
@@ -332,16 +324,6 @@ def _ls_function(cache: Cache, function: str, as_json: bool) -> Report:
         notes=[f"{function}: {_plural(len(found), 'entry')}, {human_size(total)}"],
         as_json=as_json,
     )
-
-
-def _status(header: _entry.Header, now: float, latest: tuple[float, str, str] | None) -> str:
-    if header.incompatible():
-        return "incompatible"
-    if header.stale(now):
-        return "stale"
-    if latest is not None and (header.fingerprint, header.version) != latest[1:]:
-        return "incompatible"  # an older code or version of the function
-    return "fresh"
 
 
 def cmd_info(cache: Cache, as_json: bool) -> Report:
