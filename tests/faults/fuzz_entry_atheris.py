@@ -8,40 +8,17 @@ here is built to record its load) of an input that is not one of the real seed e
 
 from __future__ import annotations
 
-import pickle
 import sys
 import time
-from typing import Any
 
 import atheris
 
 with atheris.instrument_imports():
     from memojar import _entry
 
-IDENT = _entry.make_ident("tests.faults.atheris", 1, "0123456789abcdef")
-KEY = "00112233445566778899aabbccddeeff"
-SECRET = b"atheris"
-LOADS: list[int] = []
-
-
-def _record(n: int) -> int:
-    LOADS.append(n)
-    return n
-
-
-class _Counted:
-    def __reduce__(self) -> tuple[Any, tuple[int]]:
-        return _record, (1,)
-
-
-def _seed(secret: bytes | None, oob: bool) -> bytes:
-    value: Any = {"counted": _Counted(), "text": "seed"}
-    if oob:
-        value["oob"] = pickle.PickleBuffer(bytearray(b"buffer") * 10)
-    chunks = _entry.encode(value, ident=IDENT, key=KEY, created=time.time(), expires=None,
-                           compute_time=0.0, secret=secret)
-    return b"".join(bytes(memoryview(c).cast("B")) for c in chunks)
-
+# The same seed entries as the hypothesis fuzz: each payload records its own unpickling.
+from test_fault_fuzz_entry import IDENT, KEY, LOADS, SECRET
+from test_fault_fuzz_entry import _entry_bytes as _seed
 
 SEEDS = {(s, o): _seed(s, o) for s in (None, SECRET) for o in (False, True)}
 
