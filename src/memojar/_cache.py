@@ -218,20 +218,17 @@ class Cache:
     def stats(self) -> CacheInfo:
         """Hits and misses of this process for all functions of this cache, and what is
         stored."""
-        entries = total = 0
-        for stored in self.store.scan(heads=False):
-            entries += 1
-            total += stored.size
         hits = sum(m.hits for m in self._memos)
         misses = sum(m.misses for m in self._memos)
-        return CacheInfo(hits, misses, entries, total)
+        return CacheInfo(hits, misses, *self._stored(None))
 
     def _info(self, memo: _Memo) -> CacheInfo:
-        entries = total = 0
-        for stored in self.store.scan(memo.name, heads=False):
-            entries += 1
-            total += stored.size
-        return CacheInfo(memo.hits, memo.misses, entries, total)
+        return CacheInfo(memo.hits, memo.misses, *self._stored(memo.name))
+
+    def _stored(self, function: str | None) -> tuple[int, int]:
+        """How many entries (of one function) are stored, and their bytes."""
+        sizes = [stored.size for stored in self.store.scan(function, heads=False)]
+        return len(sizes), sum(sizes)
 
     def close(self) -> None:
         """Release the store's connections (a no-op for a directory)."""
