@@ -7,9 +7,12 @@ check its header, unpickle. The hit path is ``_Memo.get`` and ``FileStore.read``
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import itertools
 import logging
 import pickle
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,6 +29,42 @@ if TYPE_CHECKING:
 MISSING: Any = object()
 _DEBUG = logging.DEBUG
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
+# Failures to load an entry that say something about this process, not about the entry:
+# the call recomputes, and the entry stays for the processes that can load it.
+_NOT_THE_ENTRY = (MemoryError, ImportError, RecursionError)
+
+# The key locks this thread (or task, for coroutines) holds, as (location, function, key):
+# a cached function calling itself with the same key computes without waiting for itself.
+# A context variable, not a thread-local, so that a coroutine awaiting itself, and the
+# tasks it starts, count as the holder too.
+_held: contextvars.ContextVar[frozenset[tuple[str, str, str]]] = contextvars.ContextVar(
+    "memojar_held_locks", default=frozenset()
+)
+
+
+class Counter:
+    """A count that threads can bump without losing increments, as cheap as ``x += 1``.
+
+    ``next()`` on an ``itertools.count`` is one C call under the GIL, so it is atomic;
+    ``value`` reads it back (its repr is ``count(N)``), and ``reset`` remembers an offset.
+    """
+
+    __slots__ = ("_base", "_count", "bump")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self.bump = functools.partial(next, self._count)
+        self._base = 0
+
+    def _now(self) -> int:
+        return int(repr(self._count)[6:-1])
+
+    @property
+    def value(self) -> int:
+        return self._now() - self._base
+
+    def reset(self) -> None:
+        self._base = self._now()
 
 
 class _Memo:
@@ -53,9 +92,19 @@ class _Memo:
             self.binder = make_binder(func, ignore)
         else:
             self.binder = lambda *args, **kwargs: (key(*args, **kwargs),)
-        self.hits = 0
-        self.misses = 0
+        self.hit_count = Counter()
+        self.miss_count = Counter()
         self.swept = False  # entries of this function's other code/versions evicted yet?
+
+    @property
+    def hits(self) -> int:
+        """Calls answered from the cache in this process (exact under threads)."""
+        return self.hit_count.value
+
+    @property
+    def misses(self) -> int:
+        """Calls that computed in this process."""
+        return self.miss_count.value
 
     # --- the hit path ---------------------------------------------------------------
 
@@ -64,6 +113,8 @@ class _Memo:
         try:
             return make_key(values)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+            if isinstance(exc, RecursionError) and _near_recursion_limit():
+                raise  # the caller's own recursion ran out of stack, not a deep argument
             raise self._unpicklable(values, exc) from exc
 
     def get(self, key: str) -> Any:
@@ -77,7 +128,13 @@ class _Memo:
             )
             value = _entry.load(payload, buffers)
         except Miss as miss:
-            self.discard(key, miss.reason)
+            cause = miss.__cause__
+            if isinstance(cause, OSError) and cause.errno is None:
+                # Not a system call's error: the caller's signal handler (a TimeoutError)
+                # or code run by the unpickling. It is the caller's to handle.
+                raise cause from None
+            if not isinstance(cause, _NOT_THE_ENTRY):
+                self.discard(key, miss.reason)
             return MISSING
         if logger.isEnabledFor(_DEBUG):
             header = _entry.read_header(data)  # the whole header, however many buffers
@@ -88,61 +145,126 @@ class _Memo:
     # --- the miss path --------------------------------------------------------------
 
     def compute(self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False) -> Any:
-        """Compute under the key's lock, unless another caller stored the value meanwhile."""
-        lock = self._lock(key, blocking=True)
+        """Compute under the key's lock, unless another caller stored the value meanwhile.
+
+        A call made while this thread already holds the key's lock (the function calling
+        itself with the same key) computes at once, as it would without the cache.
+        """
+        held = _held.get()
+        here = (self.store.location, self.name, key)
+        if here in held:
+            return self._compute(key, args, kwargs)
+        lock = self._lock(key)
+        token = _held.set(held | {here})
         try:
             value = MISSING if force or lock is None else self._stored_meanwhile(key)
             if value is MISSING:
-                start = self._started(key)
-                value = self.func(*args, **kwargs)
-                self._computed(key, value, start)
+                value = self._compute(key, args, kwargs)
             return value
         finally:
+            _held.reset(token)
             if lock is not None:
                 lock.release()
+
+    def _compute(self, key: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        start = self._started(key)
+        value = self.func(*args, **kwargs)
+        self._computed(key, value, start)
+        return value
 
     async def acompute(
         self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False
     ) -> Any:
         """``compute`` for coroutine functions: waits for the lock without blocking the loop."""
-        import asyncio
-
-        lock = self._lock(key, blocking=False)
-        try:
-            while lock is not None and not lock.acquire(blocking=False):
-                await asyncio.sleep(_LOCK_POLL)
-        except OSError as exc:
-            lock = self._cannot_lock(key, exc)
+        held = _held.get()
+        here = (self.store.location, self.name, key)
+        if here in held:  # the coroutine awaits itself with the same key
+            return await self._acompute(key, args, kwargs)
+        lock = await self._alock(key)
+        token = _held.set(held | {here})
         try:
             value = MISSING if force or lock is None else self._stored_meanwhile(key)
             if value is MISSING:
-                start = self._started(key)
-                value = await self.func(*args, **kwargs)
-                self._computed(key, value, start)
+                value = await self._acompute(key, args, kwargs)
             return value
         finally:
+            _held.reset(token)
             if lock is not None:
                 lock.release()
 
-    def _lock(self, key: str, blocking: bool) -> Any:
-        """The key's lock, taken if ``blocking``; None if the store cannot lock right now
-        (a read-only or vanished directory): the value is then computed without one."""
+    async def _acompute(self, key: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        start = self._started(key)
+        value = await self.func(*args, **kwargs)
+        self._computed(key, value, start)
+        return value
+
+    def _lock(self, key: str) -> Any:
+        """The key's lock, held; None if the store cannot lock right now (a read-only or
+        vanished directory) or another caller held it past ``lock_timeout``: the value is
+        then computed without it.
+
+        Only the store's own errors (an ``OSError`` with an errno) are caught; anything else
+        raised while waiting, such as the ``TimeoutError`` of the caller's ``SIGALRM``
+        handler, propagates with the lock not held.
+        """
+        timeout = self.cache.lock_timeout
+        lock = None
         try:
             lock = self.store.lock(self.name, key)
-            if blocking:
-                lock.acquire()
+            if lock.acquire_within(timeout):
+                return lock
+        except OSError as exc:
+            if lock is not None:
+                lock.release()
+            if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
+                raise
+            return self._cannot_lock(key, exc)
+        except BaseException:
+            if lock is not None:
+                lock.release()  # taken just before the exception, perhaps: never leak it
+            raise
+        return self._waited_too_long(key, timeout)
+
+    async def _alock(self, key: str) -> Any:
+        """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile."""
+        import asyncio
+
+        timeout = self.cache.lock_timeout
+        deadline = time.monotonic() + timeout
+        lock = None
+        try:
+            lock = self.store.lock(self.name, key)
+            while not lock.acquire(blocking=False):
+                if time.monotonic() >= deadline:
+                    return self._waited_too_long(key, timeout)
+                await asyncio.sleep(_LOCK_POLL)
             return lock
         except OSError as exc:
+            if lock is not None:
+                lock.release()
+            if exc.errno is None:
+                raise
             return self._cannot_lock(key, exc)
+        except BaseException:  # cancelled, or the caller's timeout: never leak the lock
+            if lock is not None:
+                lock.release()
+            raise
 
     def _cannot_lock(self, key: str, exc: OSError) -> None:
         logger.warning("cannot lock %s %s in %s: %s", self.name, key, self.store.location, exc)
+
+    def _waited_too_long(self, key: str, timeout: float) -> None:
+        warn(
+            f"waited {timeout:g} s (lock_timeout) for another caller computing {self.name} "
+            f"{key} in {self.store.location}; computing it here instead. A process stuck "
+            "while computing, or a lock file held by another program, keeps the key locked."
+        )
 
     def _stored_meanwhile(self, key: str) -> Any:
         """The value another caller stored while this one waited for the lock, or MISSING."""
         value = self.get(key)
         if value is not MISSING:
-            self.hits += 1
+            self.hit_count.bump()
         return value
 
     def _started(self, key: str) -> float:
@@ -150,7 +272,7 @@ class _Memo:
         return time.perf_counter()
 
     def _computed(self, key: str, value: Any, start: float) -> None:
-        self.misses += 1
+        self.miss_count.bump()
         self.put(key, value, time.perf_counter() - start)
 
     def put(self, key: str, value: Any, compute_time: float) -> None:
@@ -259,6 +381,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     """The decorated function: the original's signature and docs, plus the cache methods."""
     func = memo.func
     key_of, get = memo.key_of, memo.get
+    hit = memo.hit_count.bump
     if _is_coroutine_function(func):
         if disabled:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -268,7 +391,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                 key = key_of(args, kwargs)
                 value = get(key)
                 if value is not MISSING:
-                    memo.hits += 1
+                    hit()
                     return value
                 return await memo.acompute(key, args, kwargs)
 
@@ -283,7 +406,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                 key = key_of(args, kwargs)
                 value = get(key)
                 if value is not MISSING:
-                    memo.hits += 1
+                    hit()
                     return value
                 return memo.compute(key, args, kwargs)
 
@@ -293,7 +416,8 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     functools.update_wrapper(wrapper, func)
 
     def cache_clear() -> int:
-        memo.hits = memo.misses = 0
+        memo.hit_count.reset()
+        memo.miss_count.reset()
         return memo.cache.clear(memo.name)
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
@@ -309,6 +433,15 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.__memojar__ = memo  # type: ignore[attr-defined]
     return wrapper
+
+
+def _near_recursion_limit() -> bool:
+    """True if the stack is within a few dozen frames of the recursion limit."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth > sys.getrecursionlimit() - 100
 
 
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:
