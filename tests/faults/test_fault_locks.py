@@ -31,9 +31,9 @@ time.sleep(60)
 """
 
 
-def _hold_lock(cache: Cache, func, *args) -> object:
-    """A process holding the key lock of ``func(*args)`` until killed."""
-    holder = spawn(HOLDER, CACHE=cache.directory, NAME=func.__memojar__.name,
+def _hold_lock(location: str, func, *args) -> object:
+    """A process holding the key lock of ``func(*args)`` in ``location`` until killed."""
+    holder = spawn(HOLDER, CACHE=location, NAME=func.__memojar__.name,
                    KEY=func.cache_key(*args))
     assert read_line(holder, timeout=30) == "held"
     return holder
@@ -44,8 +44,8 @@ def _stop(proc) -> None:
     proc.communicate()
 
 
-def test_lock_held_by_another_process_costs_lock_timeout_not_a_hang(tmp_path: Path) -> None:
-    cache = Cache(tmp_path / "cache", lock_timeout=1)
+def test_lock_held_by_another_process_costs_lock_timeout_not_a_hang(location: str) -> None:
+    cache = Cache(location, lock_timeout=1)
     calls = []
 
     @cache.cached
@@ -53,7 +53,7 @@ def test_lock_held_by_another_process_costs_lock_timeout_not_a_hang(tmp_path: Pa
         calls.append(x)
         return x * 2
 
-    holder = _hold_lock(cache, double, 3)
+    holder = _hold_lock(location, double, 3)
     try:
         start = time.monotonic()
         with pytest.warns(MemojarWarning, match=r"waited 1 s \(lock_timeout\) for another "
@@ -77,7 +77,7 @@ def test_lock_timeout_bounds_the_async_wait_too(tmp_path: Path) -> None:
     async def double(x):
         return x * 2
 
-    holder = _hold_lock(cache, double, 4)
+    holder = _hold_lock(cache.directory, double, 4)
     try:
         with pytest.warns(MemojarWarning, match=r"waited 0.5 s \(lock_timeout\)"):
             assert asyncio.run(asyncio.wait_for(double(4), 20)) == 8
