@@ -7,7 +7,6 @@ import io
 import json
 import os
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -65,6 +64,13 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = _cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def memojar_command(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """The ``memojar`` command, as the installed script runs it (``python -m memojar``, so
+    that this checkout's sources on PYTHONPATH are the ones run)."""
+    return subprocess.run([sys.executable, "-m", "memojar", *argv], capture_output=True,
+                          text=True, timeout=60, **kwargs)  # type: ignore[call-overload]
 
 
 def one_line(err: str) -> str:
@@ -311,6 +317,28 @@ def test_parse_duration(text: str, seconds: float):
     assert _cli.parse_duration(text) == seconds
 
 
+@pytest.mark.parametrize("typed", ["1.5h", "1000d", "90m", "2h"])
+def test_nothing_older_echoes_the_duration_as_typed(cache_dir: Path, typed: str):
+    plant(cache_dir, "mod.f", 1, created=time.time() - 60)
+    proc = memojar_command("--dir", str(cache_dir), "clear", "--older-than", typed, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"nothing to clear older than {typed}"
+
+
+def test_a_fractional_duration_cuts_off_where_typed(cache_dir: Path):
+    now = time.time()
+    plant(cache_dir, "mod.f", 2, created=now - 1.6 * 3600)  # older than 1.5h
+    plant(cache_dir, "mod.f", 3, created=now - 1.4 * 3600, start=10)  # younger than 1.5h
+    proc = memojar_command("--dir", str(cache_dir), "clear", "--older-than", "1.5h",
+                           "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "would remove 2 entries older than 1.5h (" in proc.stdout
+    proc = memojar_command("--dir", str(cache_dir), "clear", "--older-than", "1.5h", "-y")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("removed 2 entries older than 1.5h (")
+    assert count(cache_dir) == 3
+
+
 @pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", ""])
 def test_bad_duration_is_a_usage_error(
     bad: str, cache_dir: Path, capsys: pytest.CaptureFixture[str]
@@ -383,10 +411,43 @@ def test_ls_of_a_foreign_directory_is_an_error(
     assert code == 1 and "not a memojar cache" in one_line(err)
 
 
-def test_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    code, out, err = cli(capsys, "--dir", str(tmp_path / "nowhere"), "info")
-    assert code == 1 and out == ""
-    assert "does not exist" in one_line(err)
+# A cache that does not exist yet (a fresh machine, a new --dir) is an empty cache: a cron
+# job's clear must not fail on it, and nothing is created by looking.
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [(["ls"], "no cache at"), (["info"], "entries       0"),
+     (["prune"], "nothing to prune"), (["clear", "--older-than", "30d", "--yes"],
+                                       "nothing to clear older than 30d"),
+     (["clear", "--yes"], "nothing to clear"), (["clear", "--dry-run"], "nothing to clear")],
+    ids=["ls", "info", "prune", "clear-older-than", "clear-yes", "clear-dry-run"],
+)
+def test_a_cache_not_made_yet_is_empty(tmp_path: Path, argv: list[str], says: str):
+    missing = tmp_path / "nowhere"
+    proc = memojar_command("--dir", str(missing), *argv)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert says in proc.stdout
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("argv", [["ls", "--json"], ["info", "--json"]], ids=["ls", "info"])
+def test_a_cache_not_made_yet_in_json(tmp_path: Path, argv: list[str]):
+    proc = memojar_command("--dir", str(tmp_path / "nowhere"), *argv)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    if argv[0] == "ls":
+        assert data == []
+    else:
+        assert (data["entries"], data["bytes"], data["functions"]) == (0, 0, 0)
+        assert data["directory"] == str(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("argv", [["ls", SQUARE], ["clear", SQUARE]], ids=["ls", "clear"])
+def test_a_function_named_in_a_cache_not_made_yet_is_not_found(
+    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+):
+    code, _, err = cli(capsys, "--dir", str(tmp_path / "nowhere"), *argv)
+    assert code == 1
+    assert f"no entries for function '{SQUARE}'" in one_line(err)
 
 
 def test_dir_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -484,11 +545,15 @@ def test_python_dash_m(cache_dir: Path):
     assert json.loads(proc.stdout)["entries"] == 5
 
 
-@pytest.mark.skipif(shutil.which("memojar") is None, reason="console script not installed")
+# The script pip installs beside the interpreter (a venv's bin/, not necessarily on PATH).
+SCRIPT = Path(sys.executable).with_name("memojar")
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason=f"console script not installed: {SCRIPT}")
 def test_console_script(cache_dir: Path):
     fill(cache_dir)
     proc = subprocess.run(
-        ["memojar", "--dir", str(cache_dir), "ls", SQUARE, "--json"],
+        [str(SCRIPT), "--dir", str(cache_dir), "ls", SQUARE, "--json"],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
@@ -496,8 +561,9 @@ def test_console_script(cache_dir: Path):
 
 
 def test_console_script_error_has_no_traceback(tmp_path: Path):
+    (tmp_path / "file").write_text("x")
     proc = subprocess.run(
-        [sys.executable, "-m", "memojar", "--dir", str(tmp_path / "nowhere"), "ls"],
+        [sys.executable, "-m", "memojar", "--dir", str(tmp_path / "file"), "ls"],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 1 and proc.stdout == ""
