@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -572,11 +573,12 @@ def test_console_script_error_has_no_traceback(tmp_path: Path):
 
 # --- on a terminal ------------------------------------------------------------------------
 
-def on_terminal(argv: list[str], answer: str, timeout: float = 30) -> tuple[int, str]:
+def on_terminal(argv: list[str], answer: str = "n\n", timeout: float = 30,
+                python: tuple[str, ...] = ("-m", "memojar")) -> tuple[int, str]:
     """Run the command line with a pseudo-terminal as stdin/stdout/stderr; answer its
-    question; return the exit status and everything it printed."""
+    question with the keys ``answer``; return the exit status and everything it printed."""
     master, slave = os.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "memojar", *argv],
+    proc = subprocess.Popen([sys.executable, *python, *argv],
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     output = b""
@@ -594,7 +596,7 @@ def on_terminal(argv: list[str], answer: str, timeout: float = 30) -> tuple[int,
                     break
                 output += chunk
             if not answered and b"[y/N]" in output:
-                os.write(master, answer.encode() + b"\n")
+                os.write(master, answer.encode())
                 answered = True
             if proc.poll() is not None and not ready:
                 break
@@ -608,7 +610,7 @@ def on_terminal(argv: list[str], answer: str, timeout: float = 30) -> tuple[int,
 
 def test_clear_all_asks_on_a_terminal_and_goes_on_with_yes(cache_dir: Path):
     fill(cache_dir)
-    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "y")
+    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "y\n")
     assert code == 0, output
     assert "remove 5 entries" in output and "removed 5 entries" in output
     assert count(cache_dir) == 0
@@ -616,10 +618,71 @@ def test_clear_all_asks_on_a_terminal_and_goes_on_with_yes(cache_dir: Path):
 
 def test_clear_all_asks_on_a_terminal_and_stops_without_yes(cache_dir: Path):
     fill(cache_dir)
-    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "n")
+    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "n\n")
     assert code == 1, output
     assert "nothing removed" in output
     assert count(cache_dir) == 5
+
+
+def test_ctrl_d_at_the_question_ends_its_line(cache_dir: Path):
+    fill(cache_dir)
+    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "\x04")  # Ctrl-D: EOF
+    assert code == 1, output
+    assert re.search(r"\[y/N\] (\^D)?\r?\nmemojar: not confirmed: nothing removed", output), output
+    assert count(cache_dir) == 5
+
+
+# The command line with progress lines drawn at once (the real delay is a second).
+QUICK_PROGRESS = ("-c", "import sys; from memojar import _cli; _cli._PROGRESS_DELAY = 0.0; "
+                  "_cli._PROGRESS_EVERY = 0.0; sys.exit(_cli.main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["info"], ["ls", "mod.f"]],
+                         ids=["ls", "info", "ls-function"])
+def test_long_ls_and_info_show_progress_on_a_terminal(cache_dir: Path, argv: list[str]):
+    plant(cache_dir, "mod.f", 40)
+    code, output = on_terminal(["--dir", str(cache_dir), *argv], python=QUICK_PROGRESS)
+    assert code == 0, output
+    assert "memojar: reading entries 40" in output
+    wiped = output.rindex("\r\033[K")  # the counter's line is wiped before the report
+    assert "40" in output[wiped:] and "reading" not in output[wiped:]
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["info"], ["ls", "mod.f"]],
+                         ids=["ls", "info", "ls-function"])
+def test_ls_and_info_show_no_progress_off_a_terminal(cache_dir: Path, argv: list[str]):
+    plant(cache_dir, "mod.f", 40)
+    proc = subprocess.run([sys.executable, *QUICK_PROGRESS, "--dir", str(cache_dir), *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "\r" not in proc.stdout and "40" in proc.stdout
+
+
+def test_quick_ls_shows_no_progress_on_a_terminal(cache_dir: Path):
+    plant(cache_dir, "mod.f", 40)
+    code, output = on_terminal(["--dir", str(cache_dir), "ls"])  # far less than a second
+    assert code == 0, output
+    assert "reading entries" not in output and "\033[K" not in output
+
+
+def test_long_prune_shows_progress_on_a_real_terminal(cache_dir: Path):
+    plant(cache_dir, "mod.f", 20, expires=time.time() - 1)
+    code, output = on_terminal(["--dir", str(cache_dir), "prune"], python=QUICK_PROGRESS)
+    assert code == 0, output
+    assert "memojar: checking entries 20" in output and "memojar: removing 20/20" in output
+    assert count(cache_dir) == 0
+
+
+def test_prune_reports_progress_through_its_callback(cache_dir: Path):
+    plant(cache_dir, "mod.f", 12, expires=time.time() - 1)
+    plant(cache_dir, "mod.g", 3, start=100)
+    cache = Cache(cache_dir)
+    calls: list[tuple[str, int, int | None]] = []
+    assert cache.prune(progress=lambda *call: calls.append(call)) == 12
+    assert [c for c in calls if c[0] == "checking"] == [("checking", n, None)
+                                                         for n in range(1, 16)]
+    assert calls[-1] == ("removing", 12, 12)
+    assert not {"scan", "remove"} & vars(cache.store).keys()  # no method swapped in
 
 
 class FakeTerminal(io.StringIO):
@@ -663,6 +726,57 @@ def test_no_progress_when_not_a_terminal(
     monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
     code, _, err = cli(capsys, "--dir", str(cache_dir), "clear", "mod.f")
     assert code == 0 and err == ""
+
+
+# --- install lines, help and docstrings ---------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_missing_redis_client_names_an_install_line_that_works_from_a_clone(tmp_path: Path):
+    without_redis = ("import sys; sys.modules['redis'] = None; from memojar import _cli; "
+                     "sys.exit(_cli.main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", without_redis, "--dir", "redis://localhost/0",
+                           "ls"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "pip install -e '.[redis]'" in one_line(proc.stderr)
+
+
+def test_every_index_install_line_says_it_is_for_a_published_release():
+    # `pip install 'memojar[...]'` fails from a clone: each such line must say where it applies.
+    files = [ROOT / "README.md", *sorted((ROOT / "src" / "memojar").glob("*.py"))]
+    for path in files:
+        for line in path.read_text().splitlines():
+            if re.search(r"pip install '?memojar", line):
+                assert "published release" in line, f"{path.name}: {line.strip()}"
+
+
+@pytest.mark.parametrize(
+    "method", ["cache_info", "cache_clear", "cache_contains", "cache_delete", "refresh",
+               "cache_key"],
+)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_the_cache_methods_have_docstrings(tmp_path: Path, method: str, kind: str):
+    async def afunc(x: int) -> int:
+        return x
+
+    decorated = Cache(tmp_path).cached(square if kind == "sync" else afunc)
+    doc = getattr(decorated, method).__doc__
+    assert doc and len(doc.split()) >= 5, (method, doc)
+    assert getattr(decorated, method).__name__ == method  # not '<lambda>' in help()
+
+
+def test_the_prune_docstring_names_no_private_function():
+    doc = Cache.prune.__doc__ or ""
+    assert "judge" not in doc and not re.search(r"``_\w", doc), doc
+
+
+@pytest.mark.parametrize(("version", "shown"), [("2024-06", "2024-06"), (2, 2), (None, None)],
+                         ids=["str", "int", "none"])
+def test_entry_info_shows_the_users_version(tmp_path: Path, version: object, shown: object):
+    Cache(tmp_path).cached(version=version)(square)(3)  # type: ignore[arg-type]
+    (info,) = Cache(tmp_path).entries()
+    assert info.version == shown and type(info.version) is type(shown)
 
 
 # --- reports --------------------------------------------------------------------------------
