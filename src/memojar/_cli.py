@@ -603,7 +603,7 @@ def execute(
 def _nothing_cached(args: argparse.Namespace, path: str) -> Report:
     """What each command reports for a cache directory that does not exist yet: an empty
     cache (a cron job's clear must not fail on a fresh machine). Nothing is created."""
-    fresh = f"no cache at {path} yet: nothing was cached there"
+    fresh = f"no cache at {path} yet (nothing was cached there)"
     names = [args.function] if args.command == "ls" and args.function else []
     if args.command == "clear":
         names = args.functions

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -69,12 +70,26 @@ def main() -> int:
     for entry in cache.entries(stats):
         print(f"  {entry.function}  key {entry.key[:12]}  {entry.size} bytes, "
               f"computed in {entry.compute_time:.2f} s")
-    dir_option = f"--dir {shlex.quote(directory)}"
+    command = f"{_memojar_command()} --dir {shlex.quote(directory)}"
     print("Look at the cache from the shell:")
-    print(f"  memojar {dir_option} ls")
+    print(f"  {command} ls")
     print("Remove the demo's entries (nothing else):")
-    print(f"  memojar {dir_option} clear {target.__module__}.{target.__qualname__}")
+    print(f"  {command} clear {target.__module__}.{target.__qualname__}")
     return 0
+
+
+def _memojar_command() -> str:
+    """How to run this installation's ``memojar`` command from the current directory:
+    ``memojar`` when that is on PATH, else the script beside this Python (``.venv/bin/memojar``
+    before the venv is activated), else ``python -m memojar``."""
+    script = os.path.join(os.path.dirname(sys.executable), "memojar")
+    found = shutil.which("memojar")
+    if found is not None and os.path.realpath(found) == os.path.realpath(script):
+        return "memojar"
+    if os.path.isfile(script):
+        relative = os.path.relpath(script)
+        return shlex.quote(script if relative.startswith("..") else relative)
+    return f"{shlex.quote(sys.executable)} -m memojar"
 
 
 if __name__ == "__main__":
