@@ -105,7 +105,8 @@ def open_store(location: str, max_size: int | None, signed: bool) -> Store:
         except ImportError as exc:
             raise ImportError(
                 f"cache location {location!r} needs the redis client: run "
-                "pip install -e '.[redis]' in your memojar clone (or pip install 'redis>=4.5')"
+                "pip install -e '.[redis]' in your memojar clone "
+                "(for a published release: pip install 'memojar[redis]')"
             ) from exc
         return RedisStore(location, max_size=max_size, signed=signed)
     from ._filestore import FileStore
