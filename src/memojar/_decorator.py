@@ -289,7 +289,9 @@ class _Memo:
                 compute_time=compute_time,
                 secret=self.secret,
             )
-        except Exception as exc:  # noqa: BLE001 - whatever pickling raised, the value stands
+        except Exception as exc:  # whatever pickling raised, the value stands
+            if isinstance(exc, OSError) and exc.errno is None:
+                raise  # the caller's signal handler (a TimeoutError), not the value's fault
             warn(
                 f"result of {self.name} was returned but not cached: it cannot be pickled "
                 f"({type(exc).__name__}: {exc})"
@@ -298,6 +300,8 @@ class _Memo:
         try:
             size = self.store.write(self.name, key, chunks, expires)
         except OSError as exc:
+            if exc.errno is None:  # not the store's system call: the caller's signal handler
+                raise
             warn(
                 f"result of {self.name} was returned but not cached: writing to "
                 f"{self.store.location} failed ({exc.strerror or exc}); the next call will "
@@ -339,6 +343,8 @@ class _Memo:
         try:
             self.store.delete(self.name, key)
         except OSError as exc:
+            if exc.errno is None:  # not the store's system call: the caller's signal handler
+                raise
             logger.debug("cannot remove %s %s: %s", self.name, key, exc)
         logger.debug("evict %s %s (%s)", self.name, key, reason)
 

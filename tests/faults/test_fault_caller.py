@@ -287,3 +287,35 @@ def test_a_module_missing_in_one_process_does_not_delete_the_entry(tmp_path: Pat
     assert finish(spawn(IMPORT_JOB, BLOCK="1", **env), timeout=60).split() == ["ImportError"]
     assert entry_files(tmp_path / "cache") == entry
     assert finish(spawn(IMPORT_JOB, **env), timeout=60).split() == ["3", "0"]  # still a hit
+
+
+_dump_delay = [0.0]
+
+
+class SlowToStore:
+    """A value whose pickling takes ``_dump_delay`` seconds."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        time.sleep(_dump_delay[0])
+        return SlowToStore, (self.value,)
+
+
+def test_alarm_while_storing_a_result_reaches_the_caller(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    def make(x):
+        return SlowToStore(x)
+
+    _dump_delay[0] = 2.0
+    try:
+        start = time.monotonic()
+        with alarm_in(0.2), pytest.raises(TimeoutError, match="deadline"):
+            make(1)  # not a "cannot be pickled" warning: the caller's deadline
+        assert time.monotonic() - start < 1.9
+    finally:
+        _dump_delay[0] = 0.0
+    assert entry_files(cache.directory) == []
