@@ -44,6 +44,15 @@ def _stop(proc) -> None:
     proc.communicate()
 
 
+def _stop_group(proc) -> None:
+    """Kill a process that made itself a process group leader, and everything it forked."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # gone already
+        pass
+    _stop(proc)
+
+
 def test_lock_held_by_another_process_costs_lock_timeout_not_a_hang(location: str) -> None:
     cache = Cache(location, lock_timeout=1)
     calls = []
@@ -108,8 +117,14 @@ pools = []
 
 @cache.cached
 def slow(x):
+    fork = multiprocessing.get_context("fork")
     if os.environ.get("ROLE") == "pool":  # workers forked while the key is locked, kept alive
-        pools.append(multiprocessing.get_context("fork").Pool(1))
+        pools.append(fork.Pool(1))
+    elif os.environ.get("ROLE") == "executor":
+        from concurrent.futures import ProcessPoolExecutor
+
+        pools.append(ProcessPoolExecutor(1, mp_context=fork))
+        pools[-1].submit(abs, -1).result()  # its worker is forked now
     with open(os.environ["LOG"], "a") as log:
         log.write(f"{os.getpid()}\\n")
     print("computing", flush=True)
@@ -118,7 +133,8 @@ def slow(x):
 """
 
 POOL_OWNER = """
-import time
+import os, time
+os.setpgrp()  # the test kills the owner and its pool as one group
 from forkjob import slow
 print(slow(7), flush=True)
 time.sleep(60)  # the pool, forked while the key was locked, lives on
@@ -160,8 +176,10 @@ def _fork_env(tmp_path: Path, role: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_pool_forked_while_locked_does_not_keep_the_key_locked(tmp_path: Path) -> None:
-    env = _fork_env(tmp_path, "pool")
+@pytest.mark.parametrize("role", ["pool", "executor"])
+def test_pool_forked_while_locked_does_not_keep_the_key_locked(tmp_path: Path, role: str
+                                                                ) -> None:
+    env = _fork_env(tmp_path, role)
     owner = spawn(POOL_OWNER, **env)
     waiter = None
     try:
@@ -170,9 +188,9 @@ def test_pool_forked_while_locked_does_not_keep_the_key_locked(tmp_path: Path) -
         assert read_line(owner, timeout=30) == "70"
         value, misses, _ = finish(waiter, timeout=15).split()
     finally:
-        for proc in (owner, waiter):
-            if proc is not None:
-                _stop(proc)
+        _stop_group(owner)
+        if waiter is not None:
+            _stop(waiter)
     assert (value, misses) == ("70", "0")  # the waiter read the stored value
     assert len((tmp_path / "computations.log").read_text().splitlines()) == 1
 
