@@ -157,7 +157,7 @@ class _Memo:
         lock = self._lock(key)
         token = _held.set(held | {here})
         try:
-            value = MISSING if force or lock is None else self._stored_meanwhile(key)
+            value = MISSING if force else self._stored_meanwhile(key)  # also after a timeout
             if value is MISSING:
                 value = self._compute(key, args, kwargs)
             return value
@@ -183,7 +183,7 @@ class _Memo:
         lock = await self._alock(key)
         token = _held.set(held | {here})
         try:
-            value = MISSING if force or lock is None else self._stored_meanwhile(key)
+            value = MISSING if force else self._stored_meanwhile(key)  # also after a timeout
             if value is MISSING:
                 value = await self._acompute(key, args, kwargs)
             return value
