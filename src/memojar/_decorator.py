@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import _entry
 from ._entry import Miss
 from ._errors import logger, warn
-from ._identity import code_fingerprint, function_name
+from ._identity import code_fingerprint, function_name, scope_of
 from ._keys import make_binder, make_key, parameter_names
 
 if TYPE_CHECKING:
@@ -26,6 +26,21 @@ if TYPE_CHECKING:
 MISSING: Any = object()
 _DEBUG = logging.DEBUG
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
+_NOTE_GROUPS = 64  # (Python, scope) groups a sweep note remembers, most recent first
+
+
+def _read_sweep_note(note: bytes | None) -> dict[str, str]:
+    """A sweep note: for each (Python, scope) group, a digest of the code that swept last.
+
+    One line per group, ``<group> <code>`` in hex, most recent first. Anything else (an
+    older memojar's note, a damaged one) reads as no note: the sweep lists the entries.
+    """
+    swept: dict[str, str] = {}
+    for line in (note or b"").decode("ascii", "replace").splitlines():
+        group, _, code = line.partition(" ")
+        if len(group) == 16 and code:
+            swept.setdefault(group, code)
+    return swept
 
 
 class _Memo:
@@ -45,7 +60,9 @@ class _Memo:
         self.store = cache.store
         self.secret = cache.secret
         self.name = function_name(func)
-        self.ident = _entry.make_ident(self.name, version, code_fingerprint(func))
+        self.scope = scope_of(func)  # its script or notebook, for a function of __main__
+        self.ident = _entry.make_ident(self.name, version, code_fingerprint(func), self.scope)
+        self.seed = _entry.key_seed(self.scope)  # entries of other Pythons/scopes live apart
         self.ttl = ttl
         self.ignore = ignore
         self.custom_key = key
@@ -62,7 +79,7 @@ class _Memo:
     def key_of(self, args: tuple, kwargs: dict[str, Any]) -> str:
         values = self.binder(*args, **kwargs)
         try:
-            return make_key(values)
+            return make_key(values, self.seed)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             raise self._unpicklable(values, exc) from exc
 
@@ -192,11 +209,16 @@ class _Memo:
         """Evict this function's entries written for other code or another version.
 
         Runs once per process, at the first store: an edited notebook cell or a version
-        bump leaves no trail of entries that can never hit again. The store notes which code
-        swept last, so an unchanged function does not list its entries in every process.
+        bump leaves no trail of entries that can never hit again. Only entries of the same
+        scope (script or notebook) and the same Python are swept: another script's
+        ``__main__.load`` and another interpreter's entries are theirs to keep. The store
+        notes which code swept last in each (Python, scope), so an unchanged function does
+        not list its entries in every process.
         """
         try:
-            if self.store.read_note(self.name) == self.ident:
+            swept = _read_sweep_note(self.store.read_note(self.name))
+            group, code = f"{self.seed:016x}", _entry.ident_digest(self.ident)
+            if swept.get(group) == code:
                 return
             doomed = []
             for stored in self.store.scan(self.name):
@@ -204,11 +226,14 @@ class _Memo:
                     header = _entry.read_header(stored.head)
                 except Miss:
                     continue  # being written, or damaged: prune's business
-                if header.ident != self.ident and header.function == self.name:
+                if (header.ident != self.ident and header.function == self.name
+                        and header.scope == self.scope and header.python == _entry.PYTHON):
                     doomed.append(stored)
             if doomed:
                 self.store.remove(doomed)
-            self.store.write_note(self.name, self.ident)
+            swept.pop(group, None)
+            notes = [f"{group} {code}", *(f"{g} {c}" for g, c in swept.items())]
+            self.store.write_note(self.name, "\n".join(notes[:_NOTE_GROUPS]).encode())
         except OSError as exc:
             logger.debug("cannot sweep old entries of %s: %s", self.name, exc)
 

@@ -13,6 +13,7 @@ block, say) and with it the raw ``co_code``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from types import BuiltinFunctionType, CodeType
 from typing import Any
@@ -118,3 +119,57 @@ def _const_shape(const: Any) -> Any:
     if isinstance(const, tuple):
         return ("tuple", tuple(_const_shape(c) for c in const))
     return (type(const).__name__, repr(const))
+
+
+_MAIN_MODULES = ("__main__", "__mp_main__")  # a spawn/forkserver worker runs the script as
+# ``__mp_main__``, with the parent's ``__file__``: the same scope as the script itself
+
+
+def scope_of(func: Callable[..., Any]) -> str:
+    """Where a function of ``__main__`` was defined: its notebook or script; else ``""``.
+
+    Two scripts or two notebooks that each define ``load`` share the name ``__main__.load``;
+    the scope keeps their entries apart (it salts the key and is recorded in the entry
+    header). Importable modules have no scope: their name says where they live. Looked up in
+    the function's own globals, in this order: ``__vsc_ipynb_file__`` (VS Code's notebook),
+    ``__session__`` (ipykernel's copy of ``JPY_SESSION_NAME``, the notebook's path as Jupyter
+    Server passes it), ``__file__`` (a script, resolved), then ``$JPY_SESSION_NAME`` itself
+    (a notebook function copied by cloudpickle to a worker keeps ``__file__`` but not
+    ``__session__``). An interactive session with none of these has the empty scope.
+    """
+    target = func
+    for _ in range(100):  # through wrappers, bound methods and partials to the function
+        inner = getattr(target, "__wrapped__", None) or getattr(target, "__func__", None)
+        if inner is None and isinstance(target, functools.partial):
+            inner = target.func
+        if inner is None:
+            break
+        target = inner
+    if getattr(target, "__module__", None) not in _MAIN_MODULES:
+        return ""
+    namespace = getattr(target, "__globals__", None)
+    if not isinstance(namespace, dict):
+        import sys
+
+        main = sys.modules.get("__main__")
+        namespace = getattr(main, "__dict__", {})
+    for name in ("__vsc_ipynb_file__", "__session__"):
+        value = namespace.get(name)
+        if isinstance(value, str) and value:
+            return _resolved(value)
+    path = namespace.get("__file__")
+    if isinstance(path, str) and path:
+        return _resolved(path)
+    import os
+
+    return _resolved(os.environ.get("JPY_SESSION_NAME", ""))
+
+
+def _resolved(path: str) -> str:
+    """An absolute path with its links resolved; anything else (a relative notebook path as
+    Jupyter Server may pass it, a session name) as it is."""
+    import os
+
+    if os.path.isabs(path):
+        return os.path.realpath(path)
+    return path

@@ -240,18 +240,18 @@ def _needs_pickler(obj: Any) -> bool:
     return not isinstance(obj, _BY_REFERENCE)
 
 
-def hash_key(values: Any) -> str:
+def hash_key(values: Any, seed: int = 0) -> str:
     """Hash normalised values into a 32-digit hex key.
 
     Raises whatever pickle raises for a value that cannot be pickled (``PicklingError``,
     ``TypeError``, ``AttributeError``); the decorator turns that into a ``TypeError`` naming
-    the parameter.
+    the parameter. ``seed`` salts the hash (see ``make_key``).
     """
     buffers: list[pickle.PickleBuffer] = []
     data = _dump(values, buffers.append)
     if not buffers:
-        return xxhash.xxh3_128_hexdigest(data)
-    h = xxhash.xxh3_128(data)
+        return xxhash.xxh3_128_hexdigest(data, seed)
+    h = xxhash.xxh3_128(data, seed)
     for buf in buffers:
         try:
             raw = buf.raw()
@@ -262,11 +262,16 @@ def hash_key(values: Any) -> str:
     return h.hexdigest()
 
 
-def make_key(values: tuple) -> str:
-    """The key of a bound-argument tuple: normalise, pickle canonically, hash."""
+def make_key(values: tuple, seed: int = 0) -> str:
+    """The key of a bound-argument tuple: normalise, pickle canonically, hash.
+
+    ``seed`` salts the hash at no cost: a function's entries for another Python version or
+    another scope (script, notebook) get other keys, so they live apart and never replace
+    each other (the decorator picks the seed once, at decoration time).
+    """
     for value in values:
         if type(value) not in _ATOMS:
-            return hash_key(normalize(values))
+            return hash_key(normalize(values), seed)
     # Only atoms (the usual call): normalising changes nothing and there are no buffers, so
     # this is the same digest as below, without the walks (a third of a small hit).
-    return xxhash.xxh3_128_hexdigest(pickle.dumps(values, PROTOCOL))
+    return xxhash.xxh3_128_hexdigest(pickle.dumps(values, PROTOCOL), seed)
