@@ -49,6 +49,7 @@ class EntryInfo(NamedTuple):
     version: str  # the user version as stored ("int:1", "str:1", "" for none)
     python: str  # the Python major.minor that wrote it
     fingerprint: str  # the function's code fingerprint
+    scope: str = ""  # the script or notebook of a __main__ function; "" for modules
 
 
 class CachedFunction(Protocol[P, R_co]):
@@ -184,14 +185,18 @@ class Cache:
         name = _function_name(function)
         return self.store.remove(list(self.store.scan(name, heads=False)))
 
-    def prune(self) -> int:
-        """Remove stale, incompatible, unreadable and superseded entries (see ``judge``),
-        orphaned temporary files, and least-recently-used entries over ``max_size``.
+    def prune(self, other_pythons: bool = False) -> int:
+        """Remove stale, unreadable and superseded entries (see ``judge``), orphaned
+        temporary files, and least-recently-used entries over ``max_size``.
 
-        Returns how many files were removed.
+        Entries another Python version can read are kept: interpreters sharing a cache keep
+        each other's entries. ``other_pythons=True`` removes them too. Returns how many
+        files were removed.
         """
+        keep = (FRESH,) if other_pythons else (FRESH, OTHER_PYTHON)
         judged = judge(self.store.scan(), time.time())
-        removed = self.store.remove([stored for stored, _, verdict in judged if verdict != FRESH])
+        removed = self.store.remove([stored for stored, _, verdict in judged
+                                     if verdict not in keep])
         removed += self.store.cleanup()
         removed += self.store.evict()
         return removed
@@ -213,6 +218,7 @@ class Cache:
                 version=header.version,
                 python=header.python,
                 fingerprint=header.fingerprint,
+                scope=header.scope,
             )
 
     def stats(self) -> CacheInfo:
@@ -235,9 +241,9 @@ class Cache:
         self.store.close()
 
 
-# What ``judge`` makes of an entry.
-FRESH, STALE, INCOMPATIBLE, SUPERSEDED, UNREADABLE = (
-    "fresh", "stale", "incompatible", "superseded", "unreadable"
+# What ``judge`` makes of an entry (the strings are what ``memojar ls FUNCTION`` shows).
+FRESH, STALE, OTHER_PYTHON, SUPERSEDED, UNREADABLE = (
+    "fresh", "stale", "other Python", "superseded", "unreadable"
 )
 
 
@@ -255,29 +261,32 @@ def judge(
 ) -> list[tuple[StoredEntry, _entry.Header | None, str]]:
     """Each entry with its header and verdict: the one rule of ``prune`` and the CLI.
 
-    UNREADABLE: no header, or truncated. INCOMPATIBLE: no process of this Python can use it.
-    STALE: expired. SUPERSEDED: its function's newest usable entry was written for other
-    code or another version. FRESH: everything else.
+    UNREADABLE: no header (another entry format, damaged), or truncated. STALE: expired
+    (for every Python: the expiry is a date). SUPERSEDED: the newest unexpired entry of its
+    function *in the same scope and Python* was written for other code or another version:
+    two scripts' ``__main__.load``, or a 3.11 and a 3.12 project, never supersede each
+    other. OTHER_PYTHON: no process of this Python can use it, but the Python that wrote it
+    can (``prune`` keeps it unless asked). FRESH: everything else.
     """
     judged: list[tuple[StoredEntry, _entry.Header | None, str]] = []
-    newest: dict[str, tuple[float, str, str]] = {}
+    newest: dict[tuple[str, str, str], tuple[float, str, str]] = {}
     for stored in entries:
         header = header_of(stored)
         if header is None:
             judged.append((stored, None, UNREADABLE))
-        elif header.incompatible():
-            judged.append((stored, header, INCOMPATIBLE))
         elif header.stale(now):
             judged.append((stored, header, STALE))
         else:
-            judged.append((stored, header, FRESH))
-            seen = newest.get(header.function)
+            judged.append((stored, header, OTHER_PYTHON if header.incompatible() else FRESH))
+            group = (header.function, header.scope, header.python)
+            seen = newest.get(group)
             if seen is None or header.created > seen[0]:
-                newest[header.function] = (header.created, header.fingerprint, header.version)
+                newest[group] = (header.created, header.fingerprint, header.version)
     return [
         (stored, header, SUPERSEDED)
-        if verdict == FRESH and header is not None
-        and (header.fingerprint, header.version) != newest[header.function][1:]
+        if verdict in (FRESH, OTHER_PYTHON) and header is not None
+        and (header.fingerprint, header.version)
+        != newest[header.function, header.scope, header.python][1:]
         else (stored, header, verdict)
         for stored, header, verdict in judged
     ]

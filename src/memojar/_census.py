@@ -1,8 +1,9 @@
 """A census of a cache: every entry's header read once and totalled by function.
 
 What ``memojar ls`` and ``info`` print. Nothing is unpickled. An entry counts as
-incompatible when no process of this Python can use it, or when it was written for other
-code or another version than its function's newest entry (``memojar._cache.judge``).
+incompatible when it was written for other code or another version than its function's
+newest entry in the same scope and Python, and as "other Python" when only another Python
+version can use it (``memojar._cache.judge``): kept by ``prune`` unless asked.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _entry
-from ._cache import INCOMPATIBLE, STALE, SUPERSEDED, Cache, judge
+from ._cache import OTHER_PYTHON, STALE, SUPERSEDED, Cache, judge
 from ._report import iso
 
 
@@ -26,7 +27,8 @@ class FunctionStats:
     oldest: float | None = None
     newest: float | None = None
     stale: int = 0
-    incompatible: int = 0  # of another Python, or superseded by newer code or version
+    incompatible: int = 0  # superseded by newer code or version (same scope and Python)
+    other_python: int = 0  # readable by another Python version only
 
     def add(self, header: _entry.Header, size: int, verdict: str) -> None:
         self.entries += 1
@@ -34,8 +36,10 @@ class FunctionStats:
         created = header.created
         self.oldest = created if self.oldest is None else min(self.oldest, created)
         self.newest = created if self.newest is None else max(self.newest, created)
-        if verdict in (INCOMPATIBLE, SUPERSEDED):
+        if verdict == SUPERSEDED:
             self.incompatible += 1
+        elif verdict == OTHER_PYTHON:
+            self.other_python += 1
         elif verdict == STALE:
             self.stale += 1
 
@@ -44,6 +48,7 @@ class FunctionStats:
             "function": self.function, "entries": self.entries, "bytes": self.bytes,
             "oldest": iso(self.oldest), "newest": iso(self.newest),
             "stale": self.stale, "incompatible": self.incompatible,
+            "other_python": self.other_python,
         }
 
 
@@ -64,6 +69,10 @@ class Census:
     @property
     def incompatible(self) -> int:
         return sum(f.incompatible for f in self.functions.values())
+
+    @property
+    def other_python(self) -> int:
+        return sum(f.other_python for f in self.functions.values())
 
 
 def take_census(cache: Cache) -> Census:

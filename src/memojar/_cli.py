@@ -46,6 +46,7 @@ examples:
   memojar clear --older-than 7d --yes     remove every entry older than a week
   memojar clear --dry-run                 show what clearing everything would remove
   memojar prune                           remove stale, incompatible and broken entries
+  memojar prune --other-pythons           ... and those only another Python version reads
   memojar --dir ./.cache ls               any command on another cache directory
 
 FUNCTION is a function's module.qualname, as 'memojar ls' shows it. DURATION is a number
@@ -134,11 +135,15 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
     clear.add_argument("--yes", "-y", action="store_true",
                        help="do not ask before removing every entry")
 
-    commands.add_parser(
+    prune = commands.add_parser(
         "prune", parents=[common], help="remove stale, incompatible and orphaned entries",
-        description="Remove stale entries, entries of a function's older code or version, "
-        "of another Python or entry format, unreadable entries and orphaned temporary files.",
+        description="Remove stale entries, entries of a function's older code or version "
+        "(in the same script or notebook and Python), of another entry format, unreadable "
+        "entries and orphaned temporary files. Entries another Python version can read "
+        "are kept unless --other-pythons is given.",
     )
+    prune.add_argument("--other-pythons", action="store_true",
+                       help="also remove entries written by other Python versions")
     return parser
 
 
@@ -283,7 +288,8 @@ def cmd_ls(cache: Cache, function: str | None, as_json: bool) -> Report:
     now = time.time()
     rows = [
         [s.function, f"{s.entries:,}", human_size(s.bytes), f"{_ago(s.oldest, now)} ago",
-         f"{_ago(s.newest, now)} ago", f"{s.stale:,}", f"{s.incompatible:,}"]
+         f"{_ago(s.newest, now)} ago", f"{s.stale:,}", f"{s.incompatible:,}",
+         f"{s.other_python:,}"]
         for s in stats
     ]
     notes = [_summary(census)]
@@ -292,7 +298,7 @@ def cmd_ls(cache: Cache, function: str | None, as_json: bool) -> Report:
     return Report(
         data=[s.json() for s in stats],
         table=Table(["FUNCTION", "ENTRIES", "SIZE", "OLDEST", "NEWEST", "STALE",
-                     "INCOMPATIBLE"], rows, frozenset({1, 2, 3, 4, 5, 6})),
+                     "INCOMPATIBLE", "OTHER PYTHON"], rows, frozenset({1, 2, 3, 4, 5, 6, 7})),
         notes=notes,
         as_json=as_json,
     )
@@ -335,7 +341,8 @@ def cmd_info(cache: Cache, as_json: bool) -> Report:
     data = {
         "directory": census.directory, "entries": census.entries, "bytes": census.bytes,
         "functions": len(census.functions), "stale": census.stale,
-        "incompatible": census.incompatible, "unreadable": census.unreadable,
+        "incompatible": census.incompatible, "other_python": census.other_python,
+        "unreadable": census.unreadable,
         "oldest": iso(oldest), "newest": iso(newest),
     }
     fields = [
@@ -345,6 +352,7 @@ def cmd_info(cache: Cache, as_json: bool) -> Report:
         ("functions", f"{len(census.functions):,}"),
         ("stale", f"{census.stale:,}"),
         ("incompatible", f"{census.incompatible:,}"),
+        ("other Python", f"{census.other_python:,}"),
         ("unreadable", f"{census.unreadable:,}"),
     ]
     if oldest is not None:
@@ -352,6 +360,9 @@ def cmd_info(cache: Cache, as_json: bool) -> Report:
     notes = []
     if census.stale or census.incompatible or census.unreadable:
         notes.append("'memojar prune' removes stale, incompatible and unreadable entries")
+    if census.other_python:
+        notes.append("entries of other Python versions are kept for them; "
+                     "'memojar prune --other-pythons' removes them")
     return Report(data=data, fields=fields, notes=notes, as_json=as_json)
 
 
@@ -423,7 +434,8 @@ def _removable(cache: Cache) -> bool:
     return root is None or is_memojar_dir(root)
 
 
-def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None) -> Report:
+def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
+              other_pythons: bool = False) -> Report:
     """``Cache.prune``, watched: on a terminal, a counter of entries checked and removed."""
     if not _removable(cache):
         raise CliError(
@@ -432,9 +444,9 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None) -> Report:
         )
     checking = Progress(progress_stream, "memojar: checking entries")
     if checking.stream is None:
-        removed = cache.prune()
+        removed = cache.prune(other_pythons=other_pythons)
     else:
-        removed = _watched_prune(cache, checking, progress_stream)
+        removed = _watched_prune(cache, checking, progress_stream, other_pythons)
     left = cache.stats()
     return Report(
         data={"removed": removed, "entries": left.entries, "bytes": left.bytes},
@@ -443,7 +455,8 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None) -> Report:
     )
 
 
-def _watched_prune(cache: Cache, checking: Progress, stream: IO[str] | None) -> int:
+def _watched_prune(cache: Cache, checking: Progress, stream: IO[str] | None,
+                   other_pythons: bool) -> int:
     # Cache.prune owns the rules; the command line only counts what passes through the
     # store, so the rules cannot drift apart. The wrappers live on this instance only.
     store = cache.store
@@ -466,7 +479,7 @@ def _watched_prune(cache: Cache, checking: Progress, stream: IO[str] | None) -> 
 
     store.scan, store.remove = counted_scan, batched_remove  # type: ignore[method-assign]
     try:
-        return cache.prune()
+        return cache.prune(other_pythons=other_pythons)
     finally:
         del store.scan, store.remove
         checking.close()
@@ -537,7 +550,7 @@ def execute(
             if args.command == "clear":
                 return cmd_clear(cache, args.functions, args.older_than, args.dry_run,
                                  confirm, progress_stream)
-            return cmd_prune(cache, progress_stream)
+            return cmd_prune(cache, progress_stream, args.other_pythons)
         finally:
             cache.close()
     except OSError as exc:
