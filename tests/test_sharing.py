@@ -7,7 +7,6 @@ path the ways Jupyter and VS Code tell it, and a second Python version when one 
 
 from __future__ import annotations
 
-import functools
 import glob
 import os
 import shutil
@@ -244,31 +243,49 @@ def _candidates() -> list[str]:
     return [p for p in dict.fromkeys(found) if p]
 
 
-@functools.cache
-def other_python() -> str | None:
-    """An interpreter of another minor version that can import memojar's dependencies."""
+DEPENDENCIES = ("xxhash", "filelock", "platformdirs")
+
+
+def _version(python: str, imports: tuple[str, ...] = ()) -> str | None:
+    """``python``'s major.minor if it runs (and imports ``imports``), else None."""
+    probe = f"import sys; {'; '.join(f'import {m}' for m in imports) or 'pass'}; " \
+            "print('%d.%d' % sys.version_info[:2])"
+    try:
+        proc = subprocess.run([python, "-c", probe], capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+@pytest.fixture(scope="session")
+def other(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An interpreter of another minor version that can import memojar's dependencies: one
+    that has them, else a venv of another installed Python with them installed by pip."""
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    probe = "import sys, xxhash, filelock, platformdirs; print('%d.%d' % sys.version_info[:2])"
-    for python in _candidates():
-        try:
-            proc = subprocess.run([python, "-c", probe], capture_output=True, text=True,
-                                  timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if proc.returncode == 0 and proc.stdout.strip() not in ("", here):
+    others = [p for p in _candidates() if _version(p) not in (None, here)]
+    for python in others:
+        if _version(python, DEPENDENCIES):
             return python
-    return None
-
-
-@pytest.fixture
-def other() -> str:
-    python = other_python()
-    if python is None:
-        pytest.skip(
-            "no second Python version with xxhash, filelock and platformdirs found: set "
-            "MEMOJAR_TEST_PYTHONS to one (e.g. a venv's bin/python of another 3.x)"
-        )
-    return python
+    tried = []
+    for python in others:
+        venv = tmp_path_factory.mktemp("other-python") / "venv"
+        bin_python = str(venv / "bin" / "python")
+        try:
+            subprocess.run([python, "-m", "venv", str(venv)], check=True,
+                           capture_output=True, timeout=120)
+            subprocess.run([bin_python, "-m", "pip", "install", "-q", *DEPENDENCIES],
+                           check=True, capture_output=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            tried.append(f"{python}: {type(exc).__name__}")
+            continue
+        if _version(bin_python, DEPENDENCIES):
+            return bin_python
+    pytest.skip(
+        "no second Python version to share the cache with: found "
+        + ("; ".join(tried) if tried else "no other python3.X")
+        + " (set MEMOJAR_TEST_PYTHONS to another 3.x with xxhash, filelock and platformdirs)"
+    )
 
 
 def test_two_python_versions_alternating_each_hit_from_their_second_run(
