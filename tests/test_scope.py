@@ -86,8 +86,9 @@ def test_wrappers_partials_and_methods_take_their_functions_scope() -> None:
 
 def test_the_seed_separates_pythons_and_scopes() -> None:
     seeds = {_entry.key_seed(""), _entry.key_seed("/a.py"), _entry.key_seed("/b.py"),
-             _entry.key_seed("", python="3.99"), _entry.key_seed("/a.py", python="3.99")}
-    assert len(seeds) == 5
+             _entry.key_seed("", python="3.99"), _entry.key_seed("/a.py", python="3.99"),
+             _entry.key_seed("", fmt=_entry.FORMAT_VERSION + 1)}  # a newer memojar's
+    assert len(seeds) == 6
 
 
 @pytest.mark.parametrize("values", [(1, "a"), ({"b": 2, "a": {1, 2}}, [b"x" * 70_000])])
@@ -207,3 +208,22 @@ def test_judge_calls_another_pythons_entries_other_python(cache_dir: Path) -> No
     assert verdict == OTHER_PYTHON == "other Python"
     assert cache.prune() == 0
     assert cache.prune(other_pythons=True) == 1
+
+
+# --- clearing -----------------------------------------------------------------------------
+
+def test_cache_clear_removes_only_what_the_function_can_read(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    a = _decorate(cache, {"__file__": "/work/a.py"})
+    b = _decorate(cache, {"__file__": "/work/b.py"})
+    a(1)
+    a(2)
+    b(1)
+    b(2)
+    _forge_python(cache, next(s for s in cache.store.scan()
+                              if _entry.read_header(s.head).key == b.cache_key(2)),
+                  "3.99"[: len(_entry.PYTHON)], args=(2,))
+    assert a.cache_clear() == 2
+    assert b.cache_clear() == 1  # b's own; another Python's b(2) stays
+    assert [e.python for e in cache.entries()] == ["3.99"[: len(_entry.PYTHON)]]
+    assert cache.clear("__main__.load") == 1  # by name: every scope and Python

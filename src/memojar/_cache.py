@@ -180,8 +180,19 @@ class Cache:
     # --- housekeeping -----------------------------------------------------------------
 
     def clear(self, function: str | Callable[..., Any] | None = None) -> int:
-        """Remove every entry (of one function: a ``module.qualname`` or the decorated
-        function); return how many were removed."""
+        """Remove every entry (of one function); return how many were removed.
+
+        ``function``: a ``module.qualname`` (every entry of that name, whatever script,
+        notebook or Python wrote it) or a decorated function (the entries it can read: of
+        its script or notebook, and of this Python).
+        """
+        memo = getattr(function, "__memojar__", None)
+        if isinstance(memo, _Memo):
+            return self.store.remove([
+                stored for stored in self.store.scan(memo.name)
+                if (header := header_of(stored)) is not None and header.function == memo.name
+                and header.scope == memo.scope and header.python == _entry.PYTHON
+            ])
         name = _function_name(function)
         return self.store.remove(list(self.store.scan(name, heads=False)))
 

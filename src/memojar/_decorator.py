@@ -319,7 +319,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
     def cache_clear() -> int:
         memo.hits = memo.misses = 0
-        return memo.cache.clear(memo.name)
+        return memo.cache.clear(wrapper)  # its own entries: its scope, this Python
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
         return memo.store.delete(memo.name, key_of(args, kwargs))

@@ -79,15 +79,16 @@ def make_ident(function: str, version: object, fingerprint: str, scope: str = ""
     return "\0".join(parts).encode()
 
 
-def key_seed(scope: str, python: str = PYTHON) -> int:
-    """The seed that salts a function's keys: its Python version and scope.
+def key_seed(scope: str, python: str = PYTHON, fmt: int = FORMAT_VERSION) -> int:
+    """The seed that salts a function's keys: the entry format, Python version and scope.
 
     Entries of two Python versions, or of two scripts or notebooks defining the same
     ``__main__`` function, get different keys for the same arguments, so they live at
-    different places in the store and never replace or evict each other. Picked once per
+    different places in the store and never replace or evict each other; so do entries of
+    another entry format (an older or newer memojar sharing the cache). Picked once per
     decorated function: a seeded hash costs what an unseeded one does.
     """
-    return xxhash.xxh3_64_intdigest(f"{python}\0{scope}".encode())
+    return xxhash.xxh3_64_intdigest(f"{fmt}\0{python}\0{scope}".encode())
 
 
 def ident_digest(ident: bytes) -> str:
