@@ -227,3 +227,22 @@ def test_cache_clear_removes_only_what_the_function_can_read(cache_dir: Path) ->
     assert b.cache_clear() == 1  # b's own; another Python's b(2) stays
     assert [e.python for e in cache.entries()] == ["3.99"[: len(_entry.PYTHON)]]
     assert cache.clear("__main__.load") == 1  # by name: every scope and Python
+
+
+def test_prune_keeps_a_newer_memojars_entries_unless_asked(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memojar import _cli
+
+    cache = Cache(cache_dir)
+    f = cache.cached(make_key)
+    f((1,))
+    (stored,) = cache.store.scan()
+    path = Path(stored.location)
+    data = bytearray(path.read_bytes())
+    data[4:6] = (_entry.FORMAT_VERSION + 1).to_bytes(2, "little")  # what a newer one writes
+    path.write_bytes(bytes(data))
+    assert _cli.main(["--dir", str(cache_dir), "info"]) == 0
+    assert "1 entry of a newer memojar's format, kept for it" in capsys.readouterr().out
+    assert cache.prune() == 0 and path.exists()
+    assert cache.prune(other_pythons=True) == 1 and not path.exists()

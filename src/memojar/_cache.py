@@ -204,7 +204,7 @@ class Cache:
         each other's entries. ``other_pythons=True`` removes them too. Returns how many
         files were removed.
         """
-        keep = (FRESH,) if other_pythons else (FRESH, OTHER_PYTHON)
+        keep = {FRESH} if other_pythons else {FRESH, *KEPT_FOR_OTHERS}
         judged = judge(self.store.scan(), time.time())
         removed = self.store.remove([stored for stored, _, verdict in judged
                                      if verdict not in keep])
@@ -253,9 +253,10 @@ class Cache:
 
 
 # What ``judge`` makes of an entry (the strings are what ``memojar ls FUNCTION`` shows).
-FRESH, STALE, OTHER_PYTHON, SUPERSEDED, UNREADABLE = (
-    "fresh", "stale", "other Python", "superseded", "unreadable"
+FRESH, STALE, OTHER_PYTHON, SUPERSEDED, UNREADABLE, NEWER_FORMAT = (
+    "fresh", "stale", "other Python", "superseded", "unreadable", "newer format"
 )
+KEPT_FOR_OTHERS = frozenset({OTHER_PYTHON, NEWER_FORMAT})  # prune(other_pythons=True) only
 
 
 def header_of(stored: StoredEntry) -> _entry.Header | None:
@@ -272,7 +273,8 @@ def judge(
 ) -> list[tuple[StoredEntry, _entry.Header | None, str]]:
     """Each entry with its header and verdict: the one rule of ``prune`` and the CLI.
 
-    UNREADABLE: no header (another entry format, damaged), or truncated. STALE: expired
+    UNREADABLE: no header (an older entry format, damaged), or truncated. NEWER_FORMAT: an
+    entry of a newer memojar, which can read it (``prune`` keeps it unless asked). STALE: expired
     (for every Python: the expiry is a date). SUPERSEDED: the newest unexpired entry of its
     function *in the same scope and Python* was written for other code or another version:
     two scripts' ``__main__.load``, or a 3.11 and a 3.12 project, never supersede each
@@ -284,7 +286,8 @@ def judge(
     for stored in entries:
         header = header_of(stored)
         if header is None:
-            judged.append((stored, None, UNREADABLE))
+            newer = _entry.newer_format(stored.head)
+            judged.append((stored, None, UNREADABLE if newer is None else NEWER_FORMAT))
         elif header.stale(now):
             judged.append((stored, header, STALE))
         else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _entry
-from ._cache import OTHER_PYTHON, STALE, SUPERSEDED, Cache, judge
+from ._cache import NEWER_FORMAT, OTHER_PYTHON, STALE, SUPERSEDED, Cache, judge
 from ._report import iso
 
 
@@ -59,7 +59,8 @@ class Census:
     directory: str
     entries: int = 0
     bytes: int = 0
-    unreadable: int = 0  # corrupt, truncated, or of another entry format
+    unreadable: int = 0  # corrupt, truncated, or of an older entry format
+    newer_format: int = 0  # of a newer memojar's entry format: kept for it
     functions: dict[str, FunctionStats] = field(default_factory=dict)
 
     @property
@@ -83,7 +84,10 @@ def take_census(cache: Cache) -> Census:
         census.entries += 1
         census.bytes += stored.size
         if header is None:
-            census.unreadable += 1
+            if verdict == NEWER_FORMAT:
+                census.newer_format += 1
+            else:
+                census.unreadable += 1
             continue
         stats = functions.get(header.function)
         if stats is None:

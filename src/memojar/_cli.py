@@ -138,12 +138,13 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
     prune = commands.add_parser(
         "prune", parents=[common], help="remove stale, incompatible and orphaned entries",
         description="Remove stale entries, entries of a function's older code or version "
-        "(in the same script or notebook and Python), of another entry format, unreadable "
-        "entries and orphaned temporary files. Entries another Python version can read "
-        "are kept unless --other-pythons is given.",
+        "(in the same script or notebook and Python), of an older entry format, unreadable "
+        "entries and orphaned temporary files. Entries another Python version (or a newer "
+        "memojar) can read are kept unless --other-pythons is given.",
     )
     prune.add_argument("--other-pythons", action="store_true",
-                       help="also remove entries written by other Python versions")
+                       help="also remove entries of other Python versions and of newer "
+                       "memojar formats")
     return parser
 
 
@@ -295,6 +296,8 @@ def cmd_ls(cache: Cache, function: str | None, as_json: bool) -> Report:
     notes = [_summary(census)]
     if census.unreadable:
         notes.append(f"{census.unreadable:,} unreadable entries ('memojar prune' removes them)")
+    if census.newer_format:
+        notes.append(_newer_note(census))
     return Report(
         data=[s.json() for s in stats],
         table=Table(["FUNCTION", "ENTRIES", "SIZE", "OLDEST", "NEWEST", "STALE",
@@ -342,7 +345,7 @@ def cmd_info(cache: Cache, as_json: bool) -> Report:
         "directory": census.directory, "entries": census.entries, "bytes": census.bytes,
         "functions": len(census.functions), "stale": census.stale,
         "incompatible": census.incompatible, "other_python": census.other_python,
-        "unreadable": census.unreadable,
+        "unreadable": census.unreadable, "newer_format": census.newer_format,
         "oldest": iso(oldest), "newest": iso(newest),
     }
     fields = [
@@ -363,6 +366,8 @@ def cmd_info(cache: Cache, as_json: bool) -> Report:
     if census.other_python:
         notes.append("entries of other Python versions are kept for them; "
                      "'memojar prune --other-pythons' removes them")
+    if census.newer_format:
+        notes.append(_newer_note(census))
     return Report(data=data, fields=fields, notes=notes, as_json=as_json)
 
 
@@ -483,6 +488,11 @@ def _watched_prune(cache: Cache, checking: Progress, stream: IO[str] | None,
     finally:
         del store.scan, store.remove
         checking.close()
+
+
+def _newer_note(census: Census) -> str:
+    return (f"{_plural(census.newer_format, 'entry')} of a newer memojar's format, kept for "
+            "it ('memojar prune --other-pythons' removes them)")
 
 
 def _summary(census: Census) -> str:

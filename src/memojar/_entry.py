@@ -283,6 +283,14 @@ def load(payload: memoryview, buffers: list[memoryview]) -> Any:
         raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
 
 
+def newer_format(head: bytes) -> int | None:
+    """The format of an entry a newer memojar wrote (that one can read it), else None."""
+    if len(head) < _PREFIX.size or head[:4] != MAGIC:
+        return None
+    fmt = _PREFIX.unpack_from(head)[1]
+    return fmt if fmt > FORMAT_VERSION else None
+
+
 def header_length(head: bytes) -> int:
     """How many leading bytes ``read_header`` needs, from the first ``HEAD`` bytes."""
     if len(head) < HEAD or head[:4] != MAGIC:
