@@ -326,3 +326,16 @@ def test_ls_on_another_python_shows_other_python_not_incompatible(
     run(sys.executable, [str(a)], cache)
     listing = run(other, ["-m", "memojar", "--dir", str(cache), "ls", "__main__.load"], cache)
     assert "other Python" in listing and "incompatible" not in listing
+
+
+def test_ls_function_shows_each_entrys_script(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    a = script(tmp_path / "a" / "run.py", "'a'")
+    b = script(tmp_path / "b" / "run.py", "'b'")
+    for path in (a, b):
+        run(sys.executable, [str(path)], cache)
+    listing = run(sys.executable, ["-m", "memojar", "--dir", str(cache), "ls", "__main__.load"],
+                  cache)
+    assert "SCRIPT OR NOTEBOOK" in listing
+    assert str(a.resolve()) in listing and str(b.resolve()) in listing
+    assert listing.count("fresh") == 2  # neither supersedes the other

@@ -317,18 +317,21 @@ def _ls_function(cache: Cache, function: str, as_json: bool) -> Report:
     ]
     found.sort(key=lambda hsv: hsv[0].created, reverse=True)
     data, rows = [], []
+    scoped = any(header.scope for header, _, _ in found)  # a __main__ function's scripts
     for header, stored, status in found:
         data.append({
             "key": header.key, "size": stored.size, "created": iso(header.created),
             "expires": iso(header.expires), "compute_time": header.compute_time,
-            "status": status,
+            "status": status, "python": header.python, "scope": header.scope,
         })
         rows.append([header.key[:12], human_size(stored.size), _ago(header.created, now),
-                     _expires(header.expires, now), human_time(header.compute_time), status])
+                     _expires(header.expires, now), human_time(header.compute_time), status]
+                    + ([_home(header.scope)] if scoped else []))
     total = sum(s.size for _, s, _ in found)
     return Report(
         data=data,
-        table=Table(["KEY", "SIZE", "AGE", "EXPIRES", "COMPUTE", "STATUS"], rows,
+        table=Table(["KEY", "SIZE", "AGE", "EXPIRES", "COMPUTE", "STATUS"]
+                    + (["SCRIPT OR NOTEBOOK"] if scoped else []), rows,
                     frozenset({1, 2, 3, 4})),
         notes=[f"{function}: {_plural(len(found), 'entry')}, {human_size(total)}"],
         as_json=as_json,
@@ -488,6 +491,12 @@ def _watched_prune(cache: Cache, checking: Progress, stream: IO[str] | None,
     finally:
         del store.scan, store.remove
         checking.close()
+
+
+def _home(path: str) -> str:
+    """A path with the home directory as ``~``, for a narrow column."""
+    home = os.path.expanduser("~")
+    return "~" + path[len(home):] if path.startswith(home + os.sep) else path
 
 
 def _newer_note(census: Census) -> str:
