@@ -73,12 +73,14 @@ def test_a_script_run_from_a_notebook_is_scoped_by_the_script(
     assert scope_of(main_function({"__file__": "/work/run.py"})) == "/work/run.py"
 
 
-def test_wrappers_partials_and_methods_take_their_functions_scope() -> None:
-    load = main_function({"__file__": "/work/run.py"})
+def test_wrappers_partials_methods_and_instances_take_their_functions_scope() -> None:
+    namespace: dict[str, Any] = {"__file__": "/work/run.py"}
+    load = main_function(namespace)
     wrapped = functools.wraps(load)(lambda x: load(x))
     wrapped.__module__ = "helpers"
     method = types.MethodType(load, object())
-    for func in (wrapped, functools.partial(load, 1), method):
+    exec("class Model:\n    def __call__(self, x):\n        return x\n", namespace)
+    for func in (wrapped, functools.partial(load, 1), method, namespace["Model"]()):
         assert scope_of(func) == "/work/run.py"
 
 
@@ -138,16 +140,16 @@ def _forge_python(cache: Cache, stored: Any, python: str, args: tuple = (1,)) ->
     target.write_bytes(bytes(data))
 
 
-def test_the_sweep_evicts_only_its_own_scopes_old_code(cache_dir: Path) -> None:
-    a_old = _decorate(Cache(cache_dir), {"__file__": "/work/a.py"})
-    b = _decorate(Cache(cache_dir), {"__file__": "/work/b.py"})
+def test_the_sweep_evicts_only_its_own_scopes_old_code(location: str) -> None:
+    a_old = _decorate(Cache(location), {"__file__": "/work/a.py"})
+    b = _decorate(Cache(location), {"__file__": "/work/b.py"})
     a_old(1)
     b(1)
     namespace = {"__file__": "/work/a.py", "__name__": "__main__"}
     exec("def load(x):\n    return x + 1\n", namespace)  # a's edited code, a new process
-    a_new = Cache(cache_dir).cached(namespace["load"])
+    a_new = Cache(location).cached(namespace["load"])
     assert a_new(1) == 2
-    scopes = sorted((e.scope, e.fingerprint) for e in Cache(cache_dir).entries())
+    scopes = sorted((e.scope, e.fingerprint) for e in Cache(location).entries())
     assert [s for s, _ in scopes] == ["/work/a.py", "/work/b.py"]
     assert b.cache_contains(1) and a_new.cache_contains(1)
 
@@ -166,14 +168,14 @@ def test_the_sweep_leaves_another_pythons_old_code(cache_dir: Path) -> None:
 
 
 def test_alternating_scopes_do_not_list_the_entries_again(
-    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sweep note remembers each scope's code: a's and b's next processes skip the scan."""
     for scope in ("/work/a.py", "/work/b.py"):
-        _decorate(Cache(cache_dir), {"__file__": scope})(1)
+        _decorate(Cache(location), {"__file__": scope})(1)
     scans = []
     for scope in ("/work/a.py", "/work/b.py"):
-        cache = Cache(cache_dir)
+        cache = Cache(location)
         scan = cache.store.scan
         monkeypatch.setattr(cache.store, "scan", lambda *a, _s=scan, **k: scans.append(a) or
                             _s(*a, **k))

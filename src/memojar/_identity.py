@@ -148,6 +148,8 @@ def scope_of(func: Callable[..., Any]) -> str:
     if getattr(target, "__module__", None) not in _MAIN_MODULES:
         return ""
     namespace = getattr(target, "__globals__", None)
+    if namespace is None:  # a callable instance: its class's __call__ was defined there
+        namespace = getattr(type(target).__call__, "__globals__", None)
     if not isinstance(namespace, dict):
         import sys
 
