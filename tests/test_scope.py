@@ -39,6 +39,13 @@ def test_a_script_function_is_scoped_by_the_resolved_script(tmp_path: Path) -> N
     assert scope_of(main_function({"__file__": str(link)})) == str(real)
 
 
+def test_a_relative_script_path_is_resolved_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert scope_of(main_function({"__file__": "run.py"})) == str(tmp_path.resolve() / "run.py")
+
+
 def test_a_spawn_workers_mp_main_has_the_scripts_scope(tmp_path: Path) -> None:
     script = str(tmp_path / "run.py")
     worker = main_function({"__file__": script}, module="__mp_main__")

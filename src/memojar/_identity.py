@@ -159,11 +159,11 @@ def scope_of(func: Callable[..., Any]) -> str:
         value = namespace.get(name)
         if isinstance(value, str) and value:
             return _resolved(value)
-    path = namespace.get("__file__")
-    if isinstance(path, str) and path:
-        return _resolved(path)
     import os
 
+    path = namespace.get("__file__")
+    if isinstance(path, str) and path:
+        return os.path.realpath(path)  # a relative one (runpy.run_path) from the cwd
     return _resolved(os.environ.get("JPY_SESSION_NAME", ""))
 
 
