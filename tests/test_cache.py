@@ -280,7 +280,7 @@ def test_entries_fields(cache_dir: Path) -> None:
     assert info.expires is not None
     assert abs((info.expires - info.created) - dt.timedelta(hours=1)) < dt.timedelta(seconds=1)
     assert 0.05 <= info.compute_time < 5
-    assert info.version == "str:v2"
+    assert info.version == "v2"  # the user's value, not the header's typed tag
     assert info.python == _entry.PYTHON
     assert len(info.fingerprint) == 16
 

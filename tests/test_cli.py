@@ -6,8 +6,8 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -65,6 +65,13 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = _cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def memojar_command(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """The ``memojar`` command, as the installed script runs it (``python -m memojar``, so
+    that this checkout's sources on PYTHONPATH are the ones run)."""
+    return subprocess.run([sys.executable, "-m", "memojar", *argv], capture_output=True,
+                          text=True, timeout=60, **kwargs)  # type: ignore[call-overload]
 
 
 def one_line(err: str) -> str:
@@ -313,6 +320,28 @@ def test_parse_duration(text: str, seconds: float):
     assert _cli.parse_duration(text) == seconds
 
 
+@pytest.mark.parametrize("typed", ["1.5h", "1000d", "90m", "2h"])
+def test_nothing_older_echoes_the_duration_as_typed(cache_dir: Path, typed: str):
+    plant(cache_dir, "mod.f", 1, created=time.time() - 60)
+    proc = memojar_command("--dir", str(cache_dir), "clear", "--older-than", typed, "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"nothing to clear older than {typed}"
+
+
+def test_a_fractional_duration_cuts_off_where_typed(cache_dir: Path):
+    now = time.time()
+    plant(cache_dir, "mod.f", 2, created=now - 1.6 * 3600)  # older than 1.5h
+    plant(cache_dir, "mod.f", 3, created=now - 1.4 * 3600, start=10)  # younger than 1.5h
+    proc = memojar_command("--dir", str(cache_dir), "clear", "--older-than", "1.5h",
+                           "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "would remove 2 entries older than 1.5h (" in proc.stdout
+    proc = memojar_command("--dir", str(cache_dir), "clear", "--older-than", "1.5h", "-y")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("removed 2 entries older than 1.5h (")
+    assert count(cache_dir) == 3
+
+
 @pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", ""])
 def test_bad_duration_is_a_usage_error(
     bad: str, cache_dir: Path, capsys: pytest.CaptureFixture[str]
@@ -388,10 +417,43 @@ def test_ls_of_a_foreign_directory_is_an_error(
     assert code == 1 and "not a memojar cache" in one_line(err)
 
 
-def test_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    code, out, err = cli(capsys, "--dir", str(tmp_path / "nowhere"), "info")
-    assert code == 1 and out == ""
-    assert "does not exist" in one_line(err)
+# A cache that does not exist yet (a fresh machine, a new --dir) is an empty cache: a cron
+# job's clear must not fail on it, and nothing is created by looking.
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [(["ls"], "no cache at"), (["info"], "entries       0"),
+     (["prune"], "nothing to prune"), (["clear", "--older-than", "30d", "--yes"],
+                                       "nothing to clear older than 30d"),
+     (["clear", "--yes"], "nothing to clear"), (["clear", "--dry-run"], "nothing to clear")],
+    ids=["ls", "info", "prune", "clear-older-than", "clear-yes", "clear-dry-run"],
+)
+def test_a_cache_not_made_yet_is_empty(tmp_path: Path, argv: list[str], says: str):
+    missing = tmp_path / "nowhere"
+    proc = memojar_command("--dir", str(missing), *argv)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert says in proc.stdout
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("argv", [["ls", "--json"], ["info", "--json"]], ids=["ls", "info"])
+def test_a_cache_not_made_yet_in_json(tmp_path: Path, argv: list[str]):
+    proc = memojar_command("--dir", str(tmp_path / "nowhere"), *argv)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    if argv[0] == "ls":
+        assert data == []
+    else:
+        assert (data["entries"], data["bytes"], data["functions"]) == (0, 0, 0)
+        assert data["directory"] == str(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("argv", [["ls", SQUARE], ["clear", SQUARE]], ids=["ls", "clear"])
+def test_a_function_named_in_a_cache_not_made_yet_is_not_found(
+    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+):
+    code, _, err = cli(capsys, "--dir", str(tmp_path / "nowhere"), *argv)
+    assert code == 1
+    assert f"no entries for function '{SQUARE}'" in one_line(err)
 
 
 def test_dir_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -489,11 +551,15 @@ def test_python_dash_m(cache_dir: Path):
     assert json.loads(proc.stdout)["entries"] == 5
 
 
-@pytest.mark.skipif(shutil.which("memojar") is None, reason="console script not installed")
+# The script pip installs beside the interpreter (a venv's bin/, not necessarily on PATH).
+SCRIPT = Path(sys.executable).with_name("memojar")
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason=f"console script not installed: {SCRIPT}")
 def test_console_script(cache_dir: Path):
     fill(cache_dir)
     proc = subprocess.run(
-        ["memojar", "--dir", str(cache_dir), "ls", SQUARE, "--json"],
+        [str(SCRIPT), "--dir", str(cache_dir), "ls", SQUARE, "--json"],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
@@ -501,8 +567,9 @@ def test_console_script(cache_dir: Path):
 
 
 def test_console_script_error_has_no_traceback(tmp_path: Path):
+    (tmp_path / "file").write_text("x")
     proc = subprocess.run(
-        [sys.executable, "-m", "memojar", "--dir", str(tmp_path / "nowhere"), "ls"],
+        [sys.executable, "-m", "memojar", "--dir", str(tmp_path / "file"), "ls"],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 1 and proc.stdout == ""
@@ -511,11 +578,12 @@ def test_console_script_error_has_no_traceback(tmp_path: Path):
 
 # --- on a terminal ------------------------------------------------------------------------
 
-def on_terminal(argv: list[str], answer: str, timeout: float = 30) -> tuple[int, str]:
+def on_terminal(argv: list[str], answer: str = "n\n", timeout: float = 30,
+                python: tuple[str, ...] = ("-m", "memojar")) -> tuple[int, str]:
     """Run the command line with a pseudo-terminal as stdin/stdout/stderr; answer its
-    question; return the exit status and everything it printed."""
+    question with the keys ``answer``; return the exit status and everything it printed."""
     master, slave = os.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "memojar", *argv],
+    proc = subprocess.Popen([sys.executable, *python, *argv],
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     output = b""
@@ -533,7 +601,7 @@ def on_terminal(argv: list[str], answer: str, timeout: float = 30) -> tuple[int,
                     break
                 output += chunk
             if not answered and b"[y/N]" in output:
-                os.write(master, answer.encode() + b"\n")
+                os.write(master, answer.encode())
                 answered = True
             if proc.poll() is not None and not ready:
                 break
@@ -547,7 +615,7 @@ def on_terminal(argv: list[str], answer: str, timeout: float = 30) -> tuple[int,
 
 def test_clear_all_asks_on_a_terminal_and_goes_on_with_yes(cache_dir: Path):
     fill(cache_dir)
-    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "y")
+    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "y\n")
     assert code == 0, output
     assert "remove 5 entries" in output and "removed 5 entries" in output
     assert count(cache_dir) == 0
@@ -555,10 +623,71 @@ def test_clear_all_asks_on_a_terminal_and_goes_on_with_yes(cache_dir: Path):
 
 def test_clear_all_asks_on_a_terminal_and_stops_without_yes(cache_dir: Path):
     fill(cache_dir)
-    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "n")
+    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "n\n")
     assert code == 1, output
     assert "nothing removed" in output
     assert count(cache_dir) == 5
+
+
+def test_ctrl_d_at_the_question_ends_its_line(cache_dir: Path):
+    fill(cache_dir)
+    code, output = on_terminal(["--dir", str(cache_dir), "clear"], "\x04")  # Ctrl-D: EOF
+    assert code == 1, output
+    assert re.search(r"\[y/N\] (\^D)?\r?\nmemojar: not confirmed: nothing removed", output), output
+    assert count(cache_dir) == 5
+
+
+# The command line with progress lines drawn at once (the real delay is a second).
+QUICK_PROGRESS = ("-c", "import sys; from memojar import _cli; _cli._PROGRESS_DELAY = 0.0; "
+                  "_cli._PROGRESS_EVERY = 0.0; sys.exit(_cli.main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["info"], ["ls", "mod.f"]],
+                         ids=["ls", "info", "ls-function"])
+def test_long_ls_and_info_show_progress_on_a_terminal(cache_dir: Path, argv: list[str]):
+    plant(cache_dir, "mod.f", 40)
+    code, output = on_terminal(["--dir", str(cache_dir), *argv], python=QUICK_PROGRESS)
+    assert code == 0, output
+    assert "memojar: reading entries 40" in output
+    wiped = output.rindex("\r\033[K")  # the counter's line is wiped before the report
+    assert "40" in output[wiped:] and "reading" not in output[wiped:]
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["info"], ["ls", "mod.f"]],
+                         ids=["ls", "info", "ls-function"])
+def test_ls_and_info_show_no_progress_off_a_terminal(cache_dir: Path, argv: list[str]):
+    plant(cache_dir, "mod.f", 40)
+    proc = subprocess.run([sys.executable, *QUICK_PROGRESS, "--dir", str(cache_dir), *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "\r" not in proc.stdout and "40" in proc.stdout
+
+
+def test_quick_ls_shows_no_progress_on_a_terminal(cache_dir: Path):
+    plant(cache_dir, "mod.f", 40)
+    code, output = on_terminal(["--dir", str(cache_dir), "ls"])  # far less than a second
+    assert code == 0, output
+    assert "reading entries" not in output and "\033[K" not in output
+
+
+def test_long_prune_shows_progress_on_a_real_terminal(cache_dir: Path):
+    plant(cache_dir, "mod.f", 20, expires=time.time() - 1)
+    code, output = on_terminal(["--dir", str(cache_dir), "prune"], python=QUICK_PROGRESS)
+    assert code == 0, output
+    assert "memojar: checking entries 20" in output and "memojar: removing 20/20" in output
+    assert count(cache_dir) == 0
+
+
+def test_prune_reports_progress_through_its_callback(cache_dir: Path):
+    plant(cache_dir, "mod.f", 12, expires=time.time() - 1)
+    plant(cache_dir, "mod.g", 3, start=100)
+    cache = Cache(cache_dir)
+    calls: list[tuple[str, int, int | None]] = []
+    assert cache.prune(progress=lambda *call: calls.append(call)) == 12
+    assert [c for c in calls if c[0] == "checking"] == [("checking", n, None)
+                                                         for n in range(1, 16)]
+    assert calls[-1] == ("removing", 12, 12)
+    assert not {"scan", "remove"} & vars(cache.store).keys()  # no method swapped in
 
 
 class FakeTerminal(io.StringIO):
@@ -602,6 +731,57 @@ def test_no_progress_when_not_a_terminal(
     monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
     code, _, err = cli(capsys, "--dir", str(cache_dir), "clear", "mod.f")
     assert code == 0 and err == ""
+
+
+# --- install lines, help and docstrings ---------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_missing_redis_client_names_an_install_line_that_works_from_a_clone(tmp_path: Path):
+    without_redis = ("import sys; sys.modules['redis'] = None; from memojar import _cli; "
+                     "sys.exit(_cli.main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", without_redis, "--dir", "redis://localhost/0",
+                           "ls"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "pip install -e '.[redis]'" in one_line(proc.stderr)
+
+
+def test_every_index_install_line_says_it_is_for_a_published_release():
+    # `pip install 'memojar[...]'` fails from a clone: each such line must say where it applies.
+    files = [ROOT / "README.md", *sorted((ROOT / "src" / "memojar").glob("*.py"))]
+    for path in files:
+        for line in path.read_text().splitlines():
+            if re.search(r"pip install '?memojar", line):
+                assert "published release" in line, f"{path.name}: {line.strip()}"
+
+
+@pytest.mark.parametrize(
+    "method", ["cache_info", "cache_clear", "cache_contains", "cache_delete", "refresh",
+               "cache_key"],
+)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_the_cache_methods_have_docstrings(tmp_path: Path, method: str, kind: str):
+    async def afunc(x: int) -> int:
+        return x
+
+    decorated = Cache(tmp_path).cached(square if kind == "sync" else afunc)
+    doc = getattr(decorated, method).__doc__
+    assert doc and len(doc.split()) >= 5, (method, doc)
+    assert getattr(decorated, method).__name__ == method  # not '<lambda>' in help()
+
+
+def test_the_prune_docstring_names_no_private_function():
+    doc = Cache.prune.__doc__ or ""
+    assert "judge" not in doc and not re.search(r"``_\w", doc), doc
+
+
+@pytest.mark.parametrize(("version", "shown"), [("2024-06", "2024-06"), (2, 2), (None, None)],
+                         ids=["str", "int", "none"])
+def test_entry_info_shows_the_users_version(tmp_path: Path, version: object, shown: object):
+    Cache(tmp_path).cached(version=version)(square)(3)  # type: ignore[arg-type]
+    (info,) = Cache(tmp_path).entries()
+    assert info.version == shown and type(info.version) is type(shown)
 
 
 # --- reports --------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""The README's first command ends in ``python -m memojar.demo``: it must run and show hits."""
+"""The README's first command ends in ``python -m memojar.demo``: it must run and show hits,
+say where it cached and how to look, and leave nothing behind in the temporary directory."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +12,65 @@ from pathlib import Path
 import pytest
 
 
+def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "MEMOJAR_DEMO_DIR"}
+    return subprocess.run(
+        [sys.executable, "-m", "memojar.demo"], capture_output=True, text=True, timeout=120,
+        env={**environ, **env},
+    )
+
+
 @pytest.mark.slow
 def test_the_demo_computes_once_then_hits_in_this_process_and_the_next(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "memojar.demo"], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "MEMOJAR_DEMO_DIR": str(tmp_path / "demo")},
-    )
+    proc = run_demo({"MEMOJAR_DEMO_DIR": str(tmp_path / "demo")})
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
     assert any("second call (cache hit)" in line and " ms " in line for line in lines)
     assert any("a new Python process (cache hit)" in line for line in lines)
     assert "CacheInfo(hits=2, misses=2, entries=2" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_demo_uses_the_default_cache_says_where_and_leaves_no_temporary_folder(
+    tmp_path: Path,
+) -> None:
+    temp, cache = tmp_path / "tmp", tmp_path / "default cache"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp), "MEMOJAR_DIR": str(cache)}
+    for _ in range(2):  # every run computes first: it removed its own earlier entries
+        proc = run_demo(env)
+        assert proc.returncode == 0, proc.stderr
+        assert "CacheInfo(hits=2, misses=2, entries=2" in proc.stdout
+        assert list(temp.iterdir()) == []  # no memojar-demo-* folder left behind
+    assert f"caching in the default cache directory ($MEMOJAR_DIR), {cache}" in proc.stdout
+    (ls_line,) = [line.strip() for line in proc.stdout.splitlines()
+                  if " --dir " in line and line.strip().endswith(" ls")]
+    argv = shlex.split(ls_line)
+    command, options = argv[:argv.index("--dir")], argv[argv.index("--dir"):]
+    assert options == ["--dir", str(cache), "ls"]
+    # memojar on PATH, the script beside this Python, or this Python's -m memojar
+    script = Path(sys.executable).with_name("memojar")
+    assert (command in (["memojar"], [sys.executable, "-m", "memojar"])
+            or (len(command) == 1 and Path(command[0]).resolve() == script.resolve()))
+    # The printed line, run through the installed command (this checkout's sources).
+    listed = subprocess.run([sys.executable, "-m", "memojar", *options], capture_output=True,
+                            text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "memojar.demo.slow_stats        2" in listed.stdout
+
+
+@pytest.mark.slow
+def test_the_demo_touches_no_other_function_of_the_cache(tmp_path: Path) -> None:
+    from memojar import Cache
+
+    def keep(x: int) -> int:
+        return x
+
+    Cache(tmp_path).cached(keep)(1)
+    proc = run_demo({"MEMOJAR_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(e.function for e in Cache(tmp_path).entries()) == sorted([
+        f"{__name__}.test_the_demo_touches_no_other_function_of_the_cache.<locals>.keep",
+        "memojar.demo.slow_stats", "memojar.demo.slow_stats",
+    ])

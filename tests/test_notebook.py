@@ -203,14 +203,18 @@ def test_magic_errors_are_usage_errors(shell: InteractiveShell, line: str, messa
         shell.run_line_magic("memojar", line)
 
 
-def test_magic_on_a_missing_directory(shell: InteractiveShell, tmp_path: Path):
-    with pytest.raises(UsageError, match="does not exist"):
-        shell.run_line_magic("memojar", f"--dir {tmp_path / 'nowhere'} info")
+def test_magic_on_a_missing_directory_is_an_empty_cache(shell: InteractiveShell, tmp_path: Path):
+    data = shell.run_line_magic("memojar", f"--dir {tmp_path / 'nowhere'} info --json")
+    assert (data["entries"], data["functions"]) == (0, 0)
+    assert not (tmp_path / "nowhere").exists()
 
 
-def test_magic_help(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]):
+def test_magic_help_shows_magic_examples(shell: InteractiveShell,
+                                         capsys: pytest.CaptureFixture[str]):
     assert shell.run_line_magic("memojar", "--help") is None
-    assert "%memojar" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "  %memojar ls   " in out and "  %memojar clear --older-than 7d --yes" in out
+    assert "  memojar " not in out  # no shell command where a magic is typed
 
 
 # --- a real kernel --------------------------------------------------------------------------

@@ -46,7 +46,7 @@ class EntryInfo(NamedTuple):
     expires: _dt.datetime | None  # UTC; None: never
     compute_time: float  # seconds the function took
     accessed: _dt.datetime  # UTC, last read or write (what LRU eviction goes by)
-    version: str  # the user version as stored ("int:1", "str:1", "" for none)
+    version: str | int | None  # the function's version= (2, "2024-06"), None without one
     python: str  # the Python major.minor that wrote it
     fingerprint: str  # the function's code fingerprint
     scope: str = ""  # the script or notebook of a __main__ function; "" for modules
@@ -58,12 +58,31 @@ class CachedFunction(Protocol[P, R_co]):
     __wrapped__: Callable[P, R_co]
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
-    def cache_info(self) -> CacheInfo: ...
-    def cache_clear(self) -> int: ...
-    def cache_contains(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
-    def cache_delete(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
-    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+
+    def cache_info(self) -> CacheInfo:
+        """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
+        entries and bytes stored for this function."""
+        ...
+
+    def cache_clear(self) -> int:
+        """Remove every entry of this function; return how many were removed."""
+        ...
+
+    def cache_contains(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """True if this call has a valid (fresh, compatible) entry; computes nothing."""
+        ...
+
+    def cache_delete(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Remove the entry of this call, if any; return True if one was removed."""
+        ...
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Recompute this call, store the result and return it."""
+        ...
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
+        ...
 
 
 Ttl = float | int | _dt.timedelta | None
@@ -86,8 +105,9 @@ def open_store(location: str, max_size: int | None, signed: bool) -> Store:
             from ._redisstore import RedisStore
         except ImportError as exc:
             raise ImportError(
-                f"cache location {location!r} needs the redis client: "
-                "pip install 'memojar[redis]'"
+                f"cache location {location!r} needs the redis client: run "
+                "pip install -e '.[redis]' in your memojar clone "
+                "(for a published release: pip install 'memojar[redis]')"
             ) from exc
         return RedisStore(location, max_size=max_size, signed=signed)
     from ._filestore import FileStore
@@ -196,18 +216,36 @@ class Cache:
         name = _function_name(function)
         return self.store.remove(list(self.store.scan(name, heads=False)))
 
-    def prune(self, other_pythons: bool = False) -> int:
-        """Remove stale, unreadable and superseded entries (see ``judge``), orphaned
-        temporary files, and least-recently-used entries over ``max_size``.
+    def prune(
+        self, *, other_pythons: bool = False,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> int:
+        """Remove what no call will read: expired entries; entries of an older entry
+        format; entries of a function's older code or other ``version`` than its newest
+        entry in the same scope (script or notebook) and Python; unreadable or truncated
+        files; orphaned temporary files; then least-recently-used entries over ``max_size``.
 
-        Entries another Python version can read are kept: interpreters sharing a cache keep
-        each other's entries. ``other_pythons=True`` removes them too. Returns how many
-        files were removed.
+        Entries another Python version (or a newer memojar) can read are kept:
+        interpreters sharing a cache keep each other's entries. ``other_pythons=True``
+        removes them too.
+
+        ``progress``, if given, is called as ``progress("checking", n, None)`` for each entry
+        read and ``progress("removing", n, total)`` as they are removed (the command line
+        draws its counter with it). Returns how many files were removed.
         """
         keep = {FRESH} if other_pythons else {FRESH, *KEPT_FOR_OTHERS}
-        judged = judge(self.store.scan(), time.time())
-        removed = self.store.remove([stored for stored, _, verdict in judged
-                                     if verdict not in keep])
+        entries: Iterable[StoredEntry] = self.store.scan()
+        if progress is not None:
+            entries = _reporting(entries, progress)
+        judged = judge(entries, time.time())
+        doomed = [stored for stored, _, verdict in judged if verdict not in keep]
+        if progress is None:
+            removed = self.store.remove(doomed)
+        else:
+            removed = 0
+            for start in range(0, len(doomed), _REMOVE_BATCH):
+                removed += self.store.remove(doomed[start : start + _REMOVE_BATCH])
+                progress("removing", min(start + _REMOVE_BATCH, len(doomed)), len(doomed))
         removed += self.store.cleanup()
         removed += self.store.evict()
         return removed
@@ -226,7 +264,7 @@ class Cache:
                 expires=_utc(header.expires) if header.expires is not None else None,
                 compute_time=header.compute_time,
                 accessed=_utc(stored.accessed),
-                version=header.version,
+                version=_user_version(header.version),
                 python=header.python,
                 fingerprint=header.fingerprint,
                 scope=header.scope,
@@ -252,11 +290,30 @@ class Cache:
         self.store.close()
 
 
+_REMOVE_BATCH = 500  # entries removed between two progress reports of prune
+
+
+def _reporting(
+    entries: Iterable[StoredEntry], progress: Callable[[str, int, int | None], None]
+) -> Iterator[StoredEntry]:
+    for n, stored in enumerate(entries, 1):
+        progress("checking", n, None)
+        yield stored
+
+
 # What ``judge`` makes of an entry (the strings are what ``memojar ls FUNCTION`` shows).
 FRESH, STALE, OTHER_PYTHON, SUPERSEDED, UNREADABLE, NEWER_FORMAT = (
     "fresh", "stale", "other Python", "superseded", "unreadable", "newer format"
 )
 KEPT_FOR_OTHERS = frozenset({OTHER_PYTHON, NEWER_FORMAT})  # prune(other_pythons=True) only
+
+
+def _user_version(tag: str) -> str | int | None:
+    """The ``version=`` a header's typed tag spells: ``"int:2"`` -> 2, ``"str:2"`` -> "2"."""
+    kind, _, value = tag.partition(":")
+    if kind == "int":
+        return int(value)
+    return value if kind == "str" else None
 
 
 def header_of(stored: StoredEntry) -> _entry.Header | None:

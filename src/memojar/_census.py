@@ -9,12 +9,14 @@ version can use it (``memojar._cache.judge``): kept by ``prune`` unless asked.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _entry
 from ._cache import NEWER_FORMAT, OTHER_PYTHON, STALE, SUPERSEDED, Cache, judge
 from ._report import iso
+from ._store import StoredEntry
 
 
 @dataclass
@@ -76,11 +78,17 @@ class Census:
         return sum(f.other_python for f in self.functions.values())
 
 
-def take_census(cache: Cache) -> Census:
-    """Read every entry's header once and total them by function, as ``prune`` judges."""
+def take_census(cache: Cache, progress: Callable[[int], None] | None = None) -> Census:
+    """Read every entry's header once and total them by function, as ``prune`` judges.
+
+    ``progress``, if given, is called with the number of entries read so far, once per entry.
+    """
     census = Census(cache.directory)
     functions = census.functions
-    for stored, header, verdict in judge(cache.store.scan(), time.time()):
+    entries: Iterable[StoredEntry] = cache.store.scan()
+    if progress is not None:
+        entries = counted(entries, progress)
+    for stored, header, verdict in judge(entries, time.time()):
         census.entries += 1
         census.bytes += stored.size
         if header is None:
@@ -94,3 +102,11 @@ def take_census(cache: Cache) -> Census:
             stats = functions[header.function] = FunctionStats(header.function)
         stats.add(header, stored.size, verdict)
     return census
+
+
+def counted(entries: Iterable[StoredEntry], progress: Callable[[int], None]
+            ) -> Iterator[StoredEntry]:
+    """``entries``, calling ``progress(n)`` as the n-th passes."""
+    for n, stored in enumerate(entries, 1):
+        progress(n)
+        yield stored

@@ -20,11 +20,11 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, NoReturn
 
 from ._cache import SUPERSEDED, Cache, default_directory, header_of, judge
-from ._census import Census, take_census
+from ._census import Census, counted, take_census
 from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry
 
@@ -33,26 +33,39 @@ _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhdw])")
 _REMOVE_BATCH = 500  # entries removed between progress updates
-_PROGRESS_DELAY = 0.5  # seconds before a progress line appears: quick commands show none
+_PROGRESS_DELAY = 1.0  # seconds before a progress line appears: quick commands show none
 _PROGRESS_EVERY = 0.1  # seconds between progress updates
 _UTC = _dt.timezone.utc
 
 _EXAMPLES = """\
 examples:
-  memojar ls                              functions in the cache, with sizes and ages
-  memojar ls analysis.load_table          one function's entries
-  memojar info --json                     totals, for scripts
-  memojar clear analysis.load_table       remove one function's entries
-  memojar clear --older-than 7d --yes     remove every entry older than a week
-  memojar clear --dry-run                 show what clearing everything would remove
-  memojar prune                           remove stale, incompatible and broken entries
-  memojar prune --other-pythons           ... and those only another Python version reads
-  memojar --dir ./.cache ls               any command on another cache directory
+  {prog} ls                              functions in the cache, with sizes and ages
+  {prog} ls analysis.load_table          one function's entries
+  {prog} info --json                     totals, for scripts
+  {prog} clear analysis.load_table       remove one function's entries
+  {prog} clear --older-than 7d --yes     remove every entry older than a week
+  {prog} clear --dry-run                 show what clearing everything would remove
+  {prog} prune                           remove stale, incompatible and broken entries
+  {prog} prune --other-pythons           ... and those only another Python version reads
+  {prog} --dir ./.cache ls               any command on another cache directory
 
-FUNCTION is a function's module.qualname, as 'memojar ls' shows it. DURATION is a number
+FUNCTION is a function's module.qualname, as '{prog} ls' shows it. DURATION is a number
 and a unit: s, m, h, d or w (90s, 15m, 2h, 7d). The cache directory defaults to
 $MEMOJAR_DIR, else the user cache directory; --dir also takes a redis:// URL.
 """
+
+
+def _examples(prog: str) -> str:
+    """The help's examples, as typed where ``prog`` runs (``%memojar ls`` in IPython)."""
+    lines = []
+    for line in _EXAMPLES.splitlines():
+        if line.startswith("  {prog} "):  # keep the descriptions in one column
+            command, _, what = line[2:].partition("  ")
+            line = f"  {command.format(prog=prog):<39} {what.strip()}"
+        else:
+            line = line.format(prog=prog)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 class CliError(Exception):
@@ -61,6 +74,15 @@ class CliError(Exception):
     def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.status = status
+
+
+class NoCacheYet(Exception):
+    """The cache directory does not exist: nothing was cached there yet (a fresh machine,
+    or --dir / $MEMOJAR_DIR pointing at a new place). Every command reports an empty cache."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
 
 
 # --- parsing --------------------------------------------------------------------------
@@ -72,15 +94,30 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or ``"1w"``."""
+class Duration(float):
+    """Seconds, remembering how the user wrote them (``"1.5h"``) to echo them back so."""
+
+    text: str
+
+    def __new__(cls, seconds: float, text: str) -> Duration:
+        self = super().__new__(cls, seconds)
+        self.text = text
+        return self
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_duration(text: str) -> Duration:
+    """Seconds in ``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or ``"1w"``, as a ``Duration``
+    that prints as typed (``str(parse_duration("1.5h")) == "1.5h"``)."""
     match = _DURATION.fullmatch(text.strip().lower())
     if match is None:
         raise argparse.ArgumentTypeError(
             f"invalid duration {text!r}: use a number and a unit s, m, h, d or w "
             "(90s, 15m, 2h, 7d)"
         )
-    return float(match[1]) * _UNITS[match[2]]
+    return Duration(float(match[1]) * _UNITS[match[2]], text.strip())
 
 
 def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
@@ -91,7 +128,7 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
         prog=prog,
         description="List, summarise, clear and prune a memojar cache. Reads entry headers "
         "only: nothing is unpickled.",
-        epilog=_EXAMPLES,
+        epilog=_examples(prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"memojar {__version__}")
@@ -153,17 +190,15 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
 def open_cache(location: str | None) -> Cache:
     """The cache at ``location`` (default: the decorator's), refusing what is not one.
 
-    A directory must exist and hold memojar's CACHEDIR.TAG: memojar lists and deletes only
-    in directories it created, never in one that merely looks like a cache.
+    A directory that does not exist raises ``NoCacheYet`` (an empty cache, not an error);
+    one that exists must hold memojar's CACHEDIR.TAG: memojar lists and deletes only in
+    directories it created, never in one that merely looks like a cache.
     """
     location = location or default_directory()
     if not location.startswith(_URL_SCHEMES):
         path = os.path.abspath(os.path.expanduser(location))
-        if not os.path.exists(path):
-            raise CliError(
-                f"no cache at {path}: the directory does not exist (nothing was cached "
-                "there yet, or --dir / $MEMOJAR_DIR points elsewhere)"
-            )
+        if not os.path.lexists(path):
+            raise NoCacheYet(path)
         if not os.path.isdir(path):
             raise CliError(f"{path} is a file, not a cache directory: pass --dir a directory")
         if not os.access(path, os.R_OK | os.X_OK):
@@ -257,10 +292,17 @@ class Progress:
         self.stream.write(f"\r\033[K{text}")
         self.stream.flush()
 
+    def callback(self) -> Callable[[int], None] | None:
+        """``update``, to hand to the work as its progress callback; None off a terminal,
+        so the work does not even count."""
+        return self.update if self.stream is not None else None
+
     def close(self) -> None:
+        """Wipe the line, if one was drawn."""
         if self.shown and self.stream is not None:
             self.stream.write("\r\033[K")
             self.stream.flush()
+        self.shown = False
 
 
 def _isatty(stream: IO[str]) -> bool:
@@ -280,11 +322,20 @@ def _remove(cache: Cache, entries: list[StoredEntry], progress: Progress) -> int
 
 # --- the commands ---------------------------------------------------------------------------
 
-def cmd_ls(cache: Cache, function: str | None, as_json: bool) -> Report:
+def cmd_ls(
+    cache: Cache, function: str | None, as_json: bool, progress_stream: IO[str] | None = None
+) -> Report:
     """One row per function, or (given ``function``) one row per entry."""
-    if function is not None:
-        return _ls_function(cache, function, as_json)
-    census = take_census(cache)
+    reading = Progress(progress_stream, "memojar: reading entries")
+    try:
+        if function is not None:
+            return _ls_function(cache, function, as_json, reading.callback())
+        return _ls_census(take_census(cache, reading.callback()), as_json)
+    finally:
+        reading.close()
+
+
+def _ls_census(census: Census, as_json: bool) -> Report:
     stats = sorted(census.functions.values(), key=lambda s: s.function)
     now = time.time()
     rows = [
@@ -307,12 +358,17 @@ def cmd_ls(cache: Cache, function: str | None, as_json: bool) -> Report:
     )
 
 
-def _ls_function(cache: Cache, function: str, as_json: bool) -> Report:
+def _ls_function(
+    cache: Cache, function: str, as_json: bool, progress: Callable[[int], None] | None
+) -> Report:
     check_functions(cache, [function])
     now = time.time()
+    entries: Iterable[StoredEntry] = cache.store.scan(function)
+    if progress is not None:
+        entries = counted(entries, progress)
     found = [
         (header, stored, "incompatible" if verdict == SUPERSEDED else verdict)
-        for stored, header, verdict in judge(cache.store.scan(function), now)
+        for stored, header, verdict in judge(entries, now)
         if header is not None and header.function == function
     ]
     found.sort(key=lambda hsv: hsv[0].created, reverse=True)
@@ -338,9 +394,16 @@ def _ls_function(cache: Cache, function: str, as_json: bool) -> Report:
     )
 
 
-def cmd_info(cache: Cache, as_json: bool) -> Report:
+def cmd_info(cache: Cache, as_json: bool, progress_stream: IO[str] | None = None) -> Report:
     """Totals for the cache."""
-    census = take_census(cache)
+    reading = Progress(progress_stream, "memojar: reading entries")
+    try:
+        return _info_census(take_census(cache, reading.callback()), as_json)
+    finally:
+        reading.close()
+
+
+def _info_census(census: Census, as_json: bool) -> Report:
     now = time.time()
     oldest = min((s.oldest for s in census.functions.values() if s.oldest), default=None)
     newest = max((s.newest for s in census.functions.values() if s.newest), default=None)
@@ -410,9 +473,9 @@ def cmd_clear(
             doomed.append(stored)
     scanning.close()
     size = sum(e.size for e in doomed)
-    what = f"{_plural(len(doomed), 'entry')} ({human_size(size)})"
+    scope = _older_than(older_than)
+    what = f"{_plural(len(doomed), 'entry')}{scope} ({human_size(size)})"
     if not doomed:
-        scope = f" older than {human_duration(older_than)}" if older_than is not None else ""
         return Report(data={"removed": 0, "bytes": 0}, notes=[f"nothing to clear{scope}"])
     if dry_run:
         rows = [[name, f"{n:,}"] for name, n in sorted(by_function.items())]
@@ -432,7 +495,15 @@ def cmd_clear(
     cache.store.cleanup()  # empty directories, and what crashed writers left
     freed = size if removed == len(doomed) else sum(e.size for e in doomed[:removed])
     return Report(data={"removed": removed, "bytes": freed},
-                  notes=[f"removed {_plural(removed, 'entry')} ({human_size(freed)})"])
+                  notes=[f"removed {_plural(removed, 'entry')}{scope} ({human_size(freed)})"])
+
+
+def _older_than(older_than: float | None) -> str:
+    """`` older than 1.5h``, as the user typed it (a ``Duration``), for the notes of clear."""
+    if older_than is None:
+        return ""
+    typed = older_than if isinstance(older_than, Duration) else human_duration(older_than)
+    return f" older than {typed}"
 
 
 def _removable(cache: Cache) -> bool:
@@ -451,46 +522,28 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
             "CACHEDIR.TAG written by memojar), and memojar never deletes files it did not write"
         )
     checking = Progress(progress_stream, "memojar: checking entries")
-    if checking.stream is None:
-        removed = cache.prune(other_pythons=other_pythons)
-    else:
-        removed = _watched_prune(cache, checking, progress_stream, other_pythons)
+    removing = Progress(progress_stream, "memojar: removing")
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        if stage == "removing":
+            checking.close()
+            removing.update(done, total)
+        else:
+            checking.update(done)
+
+    try:
+        # Cache.prune owns the rules; the command line only draws the counter it reports.
+        removed = cache.prune(other_pythons=other_pythons,
+                              progress=progress if checking.stream is not None else None)
+    finally:
+        checking.close()
+        removing.close()
     left = cache.stats()
     return Report(
         data={"removed": removed, "entries": left.entries, "bytes": left.bytes},
         notes=[f"removed {_plural(removed, 'file')}; {_plural(left.entries, 'entry')} "
                f"({human_size(left.bytes)}) left in {cache.directory}"],
     )
-
-
-def _watched_prune(cache: Cache, checking: Progress, stream: IO[str] | None,
-                   other_pythons: bool) -> int:
-    # Cache.prune owns the rules; the command line only counts what passes through the
-    # store, so the rules cannot drift apart. The wrappers live on this instance only.
-    store = cache.store
-    scan, remove = store.scan, store.remove
-
-    def counted_scan(*args: Any, **kwargs: Any) -> Iterator[StoredEntry]:
-        for n, stored in enumerate(scan(*args, **kwargs), 1):
-            checking.update(n)
-            yield stored
-
-    def batched_remove(entries: Sequence[StoredEntry]) -> int:
-        removing = Progress(stream, "memojar: removing")
-        removed = 0
-        entries = list(entries)
-        for start in range(0, len(entries), _REMOVE_BATCH):
-            removed += remove(entries[start : start + _REMOVE_BATCH])
-            removing.update(min(start + _REMOVE_BATCH, len(entries)), len(entries))
-        removing.close()
-        return removed
-
-    store.scan, store.remove = counted_scan, batched_remove  # type: ignore[method-assign]
-    try:
-        return cache.prune(other_pythons=other_pythons)
-    finally:
-        del store.scan, store.remove
-        checking.close()
 
 
 def _home(path: str) -> str:
@@ -560,12 +613,15 @@ def execute(
             "pass --yes to clear them, or name the functions to clear", EXIT_USAGE,
         )
     try:
-        cache = open_cache(args.dir)
+        try:
+            cache = open_cache(args.dir)
+        except NoCacheYet as missing:
+            return _nothing_cached(args, missing.path)
         try:
             if args.command == "ls":
-                return cmd_ls(cache, args.function, args.json)
+                return cmd_ls(cache, args.function, args.json, progress_stream)
             if args.command == "info":
-                return cmd_info(cache, args.json)
+                return cmd_info(cache, args.json, progress_stream)
             if args.command == "clear":
                 return cmd_clear(cache, args.functions, args.older_than, args.dry_run,
                                  confirm, progress_stream)
@@ -574,6 +630,32 @@ def execute(
             cache.close()
     except OSError as exc:
         raise CliError(_os_error(exc)) from exc
+
+
+def _nothing_cached(args: argparse.Namespace, path: str) -> Report:
+    """What each command reports for a cache directory that does not exist yet: an empty
+    cache (a cron job's clear must not fail on a fresh machine). Nothing is created."""
+    fresh = f"no cache at {path} yet (nothing was cached there)"
+    names = [args.function] if args.command == "ls" and args.function else []
+    if args.command == "clear":
+        names = args.functions
+    if names:  # a name is checked as on an empty cache: a typo must not pass silently
+        raise CliError("; ".join(f"no entries for function {n!r} in {path}" for n in names)
+                       + f" ({fresh})")
+    census = Census(path)
+    if args.command == "ls":
+        report = _ls_census(census, args.json)
+        report.notes = [fresh]
+        return report
+    if args.command == "info":
+        report = _info_census(census, args.json)
+        report.notes = [fresh]
+        return report
+    if args.command == "clear":
+        return Report(data={"removed": 0, "bytes": 0},
+                      notes=[f"nothing to clear{_older_than(args.older_than)}: {fresh}"])
+    return Report(data={"removed": 0, "entries": 0, "bytes": 0},
+                  notes=[f"nothing to prune: {fresh}"])
 
 
 def _os_error(exc: OSError) -> str:
@@ -587,6 +669,9 @@ def _ask_on_terminal(question: str) -> bool:
     sys.stderr.write(f"memojar: {question} [y/N] ")
     sys.stderr.flush()
     answer = sys.stdin.readline()
+    if not answer.endswith("\n"):  # Ctrl-D: the terminal did not end the prompt's line
+        sys.stderr.write("\n")
+        sys.stderr.flush()
     return answer.strip().lower() in ("y", "yes")
 
 

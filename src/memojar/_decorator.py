@@ -21,7 +21,7 @@ from ._identity import code_fingerprint, function_name, scope_of
 from ._keys import make_binder, make_key, parameter_names
 
 if TYPE_CHECKING:
-    from ._cache import Cache
+    from ._cache import Cache, CacheInfo
 
 MISSING: Any = object()
 _DEBUG = logging.DEBUG
@@ -298,6 +298,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                 return await memo.acompute(key, args, kwargs)
 
         async def refresh(*args: Any, **kwargs: Any) -> Any:
+            """Recompute this call, store the result and return it (the entry is replaced)."""
             return await memo.acompute(key_of(args, kwargs), args, kwargs, force=True)
     else:
         if disabled:
@@ -313,24 +314,39 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                 return memo.compute(key, args, kwargs)
 
         def refresh(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            """Recompute this call, store the result and return it (the entry is replaced)."""
             return memo.compute(key_of(args, kwargs), args, kwargs, force=True)
 
     functools.update_wrapper(wrapper, func)
 
     def cache_clear() -> int:
+        """Remove every entry of this function and zero its counters; return how many
+        entries were removed."""
         memo.hits = memo.misses = 0
         return memo.cache.clear(wrapper)  # its own entries: its scope, this Python
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
+        """Remove the entry of this call, if any; return True if one was removed."""
         return memo.store.delete(memo.name, key_of(args, kwargs))
 
-    wrapper.cache_info = lambda: memo.cache._info(memo)  # type: ignore[attr-defined]
+    def cache_info() -> CacheInfo:
+        """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
+        entries and bytes stored for this function."""
+        return memo.cache._info(memo)
+
+    def cache_contains(*args: Any, **kwargs: Any) -> bool:
+        """True if this call has a valid (fresh, compatible) entry; computes nothing."""
+        return memo.contains(key_of(args, kwargs))
+
+    def cache_key(*args: Any, **kwargs: Any) -> str:
+        """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
+        return key_of(args, kwargs)
+
+    wrapper.cache_info = cache_info  # type: ignore[attr-defined]
     wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
-    wrapper.cache_contains = (  # type: ignore[attr-defined]
-        lambda *args, **kwargs: memo.contains(key_of(args, kwargs))
-    )
+    wrapper.cache_contains = cache_contains  # type: ignore[attr-defined]
     wrapper.cache_delete = cache_delete  # type: ignore[attr-defined]
-    wrapper.cache_key = lambda *args, **kwargs: key_of(args, kwargs)  # type: ignore[attr-defined]
+    wrapper.cache_key = cache_key  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.__memojar__ = memo  # type: ignore[attr-defined]
     return wrapper

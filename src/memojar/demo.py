@@ -1,18 +1,23 @@
 """A one-minute demo: ``python -m memojar.demo``.
 
 A slow function becomes instant on its second call, in this process and in the next one.
-The demo uses a fresh temporary cache directory, so it shows the same thing every run.
+The demo caches in the default cache directory (``$MEMOJAR_DIR``, else the user cache
+directory), says where, and prints the ``memojar`` command that lists what it stored. It
+first removes its own function's earlier entries (and nothing else), so it shows the same
+thing every run; ``$MEMOJAR_DEMO_DIR`` picks another directory.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 from memojar import Cache
+from memojar._cache import default_directory
 
 DELAY = 1.5  # seconds the "expensive" function takes
 
@@ -33,13 +38,18 @@ def _timed(label: str, call) -> None:  # type: ignore[no-untyped-def]
 
 
 def main() -> int:
-    directory = os.environ.get("MEMOJAR_DEMO_DIR") or tempfile.mkdtemp(prefix="memojar-demo-")
+    chosen = os.environ.get("MEMOJAR_DEMO_DIR")
+    directory = os.path.abspath(os.path.expanduser(chosen or default_directory()))
     cache = Cache(directory)
     # The function as the next process will import it (not as ``__main__.slow_stats``).
     from memojar.demo import slow_stats as target
 
     stats = cache.cached(target)
-    print(f"memojar demo: cache directory {directory}")
+    stats.cache_clear()  # the demo's own entries of an earlier run: every run computes first
+    where = "$MEMOJAR_DEMO_DIR" if chosen else "the default cache directory"
+    if not chosen and os.environ.get("MEMOJAR_DIR"):
+        where += " ($MEMOJAR_DIR)"
+    print(f"memojar demo: caching in {where}, {directory}")
     _timed("first call (computes)", lambda: stats(100_000))
     _timed("second call (cache hit)", lambda: stats(100_000))
     _timed("same arguments, by keyword", lambda: stats(n=100_000))
@@ -56,11 +66,30 @@ def main() -> int:
           f"   (whole process, start-up included: {total:.2f} s)")
     info = stats.cache_info()
     print(f"  {info}")
-    print("Entries on disk:")
-    for entry in cache.entries():
+    print("Its entries on disk:")
+    for entry in cache.entries(stats):
         print(f"  {entry.function}  key {entry.key[:12]}  {entry.size} bytes, "
               f"computed in {entry.compute_time:.2f} s")
+    command = f"{_memojar_command()} --dir {shlex.quote(directory)}"
+    print("Look at the cache from the shell:")
+    print(f"  {command} ls")
+    print("Remove the demo's entries (nothing else):")
+    print(f"  {command} clear {target.__module__}.{target.__qualname__}")
     return 0
+
+
+def _memojar_command() -> str:
+    """How to run this installation's ``memojar`` command from the current directory:
+    ``memojar`` when that is on PATH, else the script beside this Python (``.venv/bin/memojar``
+    before the venv is activated), else ``python -m memojar``."""
+    script = os.path.join(os.path.dirname(sys.executable), "memojar")
+    found = shutil.which("memojar")
+    if found is not None and os.path.realpath(found) == os.path.realpath(script):
+        return "memojar"
+    if os.path.isfile(script):
+        relative = os.path.relpath(script)
+        return shlex.quote(script if relative.startswith("..") else relative)
+    return f"{shlex.quote(sys.executable)} -m memojar"
 
 
 if __name__ == "__main__":
