@@ -288,14 +288,23 @@ def other(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
 
 
+@pytest.mark.parametrize("where", ["script", "module"])
 def test_two_python_versions_alternating_each_hit_from_their_second_run(
-    tmp_path: Path, other: str
+    tmp_path: Path, other: str, where: str
 ) -> None:
+    """A script's __main__.load, or analysis.load imported by a 3.11 and a 3.12 project."""
     cache = tmp_path / "cache"
-    a = script(tmp_path / "run.py", "'value'")
+    if where == "script":
+        args = [str(script(tmp_path / "run.py", "'value'"))]
+    else:
+        script(tmp_path / "lib" / "analysis.py", "'value'")
+        args = ["-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'lib')!r}); "
+                      "import analysis"]
     runs = [sys.executable, other, sys.executable, other, sys.executable]
-    assert [outcome(run(p, [str(a)], cache)) for p in runs] == [
+    assert [outcome(run(p, args, cache)) for p in runs] == [
         "computed", "computed", "hit", "hit", "hit"]
+    pythons = sorted(e.python for e in Cache(cache).entries())
+    assert len(set(pythons)) == 2 and len(pythons) == 2
 
 
 def test_prune_on_another_python_keeps_this_pythons_entries(tmp_path: Path, other: str) -> None:
