@@ -63,8 +63,9 @@ def client(redis_server: RedisServer, redis_location: str) -> Iterator[Any]:
 
 
 def names(client: Any, pattern: str = "*") -> set[bytes]:
-    """The keys matching ``pattern``, but for sweep notes (``<function>:swept``)."""
-    return {n for n in client.scan_iter(match=pattern) if not n.endswith(b":swept")}
+    """The keys matching ``pattern``, but for a function's sweep note and index set."""
+    return {n for n in client.scan_iter(match=pattern)
+            if not n.endswith((b":swept", b":entries"))}
 
 
 def entry_name(f: Any, *args: Any, prefix: str = "memojar:") -> bytes:

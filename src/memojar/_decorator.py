@@ -104,25 +104,27 @@ class _Memo:
     async def acompute(
         self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False
     ) -> Any:
-        """``compute`` for coroutine functions: waits for the lock without blocking the loop."""
+        """``compute`` for coroutine functions: waits for the lock without blocking the loop,
+        and calls a remote store from a worker thread (``run``)."""
         import asyncio
 
+        run = _in_thread if self.store.remote else _inline
         lock = self._lock(key, blocking=False)
         try:
-            while lock is not None and not lock.acquire(blocking=False):
+            while lock is not None and not await run(lock.acquire, False, undo=lock.release):
                 await asyncio.sleep(_LOCK_POLL)
         except OSError as exc:
             lock = self._cannot_lock(key, exc)
         try:
-            value = MISSING if force or lock is None else self._stored_meanwhile(key)
+            value = MISSING if force or lock is None else await run(self._stored_meanwhile, key)
             if value is MISSING:
                 start = self._started(key)
                 value = await self.func(*args, **kwargs)
-                self._computed(key, value, start)
+                await run(self._computed, key, value, start)
             return value
         finally:
             if lock is not None:
-                lock.release()
+                await run(lock.release)
 
     def _lock(self, key: str, blocking: bool) -> Any:
         """The key's lock, taken if ``blocking``; None if the store cannot lock right now
@@ -263,6 +265,14 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         if disabled:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await func(*args, **kwargs)
+        elif memo.store.remote:  # the hit is a round trip: in a worker thread, not the loop
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                key = key_of(args, kwargs)
+                value = await _in_thread(get, key)
+                if value is not MISSING:
+                    memo.hits += 1
+                    return value
+                return await memo.acompute(key, args, kwargs)
         else:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 key = key_of(args, kwargs)
@@ -309,6 +319,34 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.__memojar__ = memo  # type: ignore[attr-defined]
     return wrapper
+
+
+async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+    return call(*args)
+
+
+async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+    """``call(*args)`` in a worker thread, so that the event loop never waits on a server.
+
+    A caller cancelled meanwhile does not stop the thread: if it then returns true (a lock
+    taken after all), ``undo`` runs in another thread (the lock is given back, never left
+    held and renewed for nobody)."""
+    import asyncio
+
+    job = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        if undo is not None:
+            job.add_done_callback(lambda done: _undo_if_true(done, undo))
+        raise
+
+
+def _undo_if_true(done: Any, undo: Callable[[], Any]) -> None:
+    if not done.cancelled() and done.exception() is None and done.result():
+        import threading
+
+        threading.Thread(target=undo, name="memojar-undo", daemon=True).start()
 
 
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:
