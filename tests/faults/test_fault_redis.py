@@ -7,12 +7,16 @@ Each test starts its own redis-server, since it freezes or floods it.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from faultkit import finish, read_line, spawn
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
 
@@ -147,6 +151,61 @@ def test_a_lease_lost_in_a_stall_is_never_silent(server: RedisServer) -> None:
     stored = server.client().get(entry)
     assert stored is not None and b.cache_contains(1)  # B's entry, which A did not replace
     assert a(1) == 2 and _calls == [1, 1]
+
+
+LEASE_JOB = """
+import os, time
+from memojar import Cache
+
+cache = Cache(os.environ["URL"], secret=os.environ["SECRET"])
+
+@cache.cached
+def work(x):
+    with open(os.environ["LOG"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    if os.environ.get("HOLDER"):
+        print("computing", flush=True)
+        time.sleep(1.0)  # the SIGSTOP lands here, with the lock held
+    return x * 2
+"""
+
+HOLDER = """
+import warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    from leasejob import work
+    print(work(1), flush=True)
+for w in caught:
+    print("warning:", w.message, flush=True)
+"""
+
+
+def test_a_holder_frozen_past_its_lease_does_not_store_over_the_next(
+    server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process holding the lock is frozen (SIGSTOP) longer than the lease: no thread of
+    it can renew. Another caller computes and stores; the frozen one, resumed, is told and
+    stores nothing."""
+    (tmp_path / "leasejob.py").write_text(LEASE_JOB)
+    log = tmp_path / "computations.log"
+    env = {"URL": server.url(0, socket_timeout=TIMEOUT), "SECRET": SECRET, "LOG": str(log)}
+    holder = spawn(HOLDER, HOLDER="1", PYTHONPATH=str(tmp_path), **env)
+    try:
+        assert read_line(holder) == "computing"
+        os.kill(holder.pid, signal.SIGSTOP)
+        time.sleep(LOCK_TTL + 1.0)
+        caller = spawn("from leasejob import work; print(work(1))", PYTHONPATH=str(tmp_path),
+                       **env)
+        assert finish(caller, HANG).strip() == "2"  # the lock had expired: computed there
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    out = finish(holder, HANG).splitlines()
+    assert out[0] == "2"
+    assert any("lock on the key expired" in line for line in out[1:]), out
+    assert len(log.read_text().split()) == 2  # two computations, and the holder was told
+    again = spawn("from leasejob import work; print(work(1))", PYTHONPATH=str(tmp_path), **env)
+    assert finish(again, HANG).strip() == "2"
+    assert len(log.read_text().split()) == 2  # the second caller's value was kept
 
 
 # --- a planted chunk pointer ------------------------------------------------------------
