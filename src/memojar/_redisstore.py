@@ -307,11 +307,11 @@ class RedisStore(Store):
         self._renew = register(_LUA_RENEW)
         self._renewer = _Renewer()
         # the fault that put the server down: every call raises it at once until the prober
-        # thread (of process _prober_pid) has had an answer from the server again
+        # thread (of process _pid) has had an answer from the server again
         self._down: OSError | None = None
         self._prober: threading.Thread | None = None
-        self._prober_pid = 0
-        self._prober_mutex = threading.Lock()
+        self._pid = os.getpid()
+        self._mutex = threading.Lock()  # guards _down, _prober, _leases
         self._closed = threading.Event()
         self._leases: dict[bytes, _RedisKeyLock] = {}  # entry key -> this process's lock on it
         self._names: dict[str, bytes] = {}  # function name -> b"<prefix><function>:"
@@ -680,18 +680,25 @@ class RedisStore(Store):
         """After a lost or silent server, fail at once until it answers a ping again."""
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
             error = self._oserror(exc, "")
-            with self._prober_mutex:
+            self._forked()
+            with self._mutex:
                 self._down = type(error)(
                     error.errno, f"{error.strerror}; not asked again until it answers"
                 )
                 self._start_prober()
 
+    def _forked(self) -> None:
+        """In a forked child: no prober thread, and a mutex its parent may have held."""
+        if self._pid != os.getpid():
+            self._pid, self._mutex = os.getpid(), threading.Lock()
+            self._prober = None
+            self._leases = {}  # the parent's locks are not this process's
+
     def _start_prober(self) -> None:
         """Start the thread that pings a server that is down (one per store and process);
-        under ``_prober_mutex``."""
-        if self._prober is not None and self._prober_pid == os.getpid():
+        under ``_mutex``."""
+        if self._prober is not None:
             return
-        self._prober_pid = os.getpid()
         self._prober = threading.Thread(target=self._probe, name="memojar-redis-probe",
                                         daemon=True)
         self._prober.start()
@@ -703,7 +710,7 @@ class RedisStore(Store):
             except RedisError as exc:
                 logger.debug("%s is still down: %s", self.location, exc)
                 continue
-            with self._prober_mutex:
+            with self._mutex:
                 self._down = self._prober = None
             logger.debug("%s answers again", self.location)
             return
@@ -713,8 +720,9 @@ class RedisStore(Store):
         for a server that did not answer the last time."""
         down = self._down
         if down is not None:
-            if self._prober_pid != os.getpid():  # a forked child: no prober of its own yet
-                with self._prober_mutex:
+            if self._pid != os.getpid():  # a forked child: no prober of its own yet
+                self._forked()
+                with self._mutex:
                     self._start_prober()
             raise type(down)(down.errno, down.strerror)
 
@@ -765,7 +773,9 @@ class _RedisKeyLock(KeyLock):
                 raise store._failed(exc, "locking") from exc
             if taken:
                 self.token = token
-                store._leases[self.entry] = self
+                store._forked()
+                with store._mutex:
+                    store._leases[self.entry] = self
                 store._renewer.add(self)
                 return True
             if not blocking or (deadline is not None and time.monotonic() >= deadline):
@@ -783,8 +793,9 @@ class _RedisKeyLock(KeyLock):
         self.token = b""
         store = self.store
         store._renewer.discard(self)
-        if store._leases.get(self.entry) is self:
-            del store._leases[self.entry]
+        with store._mutex:
+            if store._leases.get(self.entry) is self:
+                del store._leases[self.entry]
         try:
             store._check_up()
             store._release(keys=[self.name], args=[token])
