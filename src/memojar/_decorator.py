@@ -328,25 +328,35 @@ async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any
 async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
     """``call(*args)`` in a worker thread, so that the event loop never waits on a server.
 
-    A caller cancelled meanwhile does not stop the thread: if it then returns true (a lock
-    taken after all), ``undo`` runs in another thread (the lock is given back, never left
-    held and renewed for nobody)."""
+    A caller cancelled meanwhile does not stop the thread: if the call returns true after
+    all (a lock taken), ``undo`` runs (the lock is given back, never left held and renewed
+    for nobody), in the worker thread or, if the call had returned already, in another."""
     import asyncio
+    import threading
 
-    job = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    if undo is None:
+        return await asyncio.to_thread(call, *args)
+    mutex = threading.Lock()
+    outcome: list[Any] = []  # the call's result, and/or None once the caller has left
+
+    def job() -> Any:
+        result = call(*args)
+        with mutex:
+            left = bool(outcome)
+            outcome.append(result)
+        if left and result:
+            undo()
+        return result
+
     try:
-        return await asyncio.shield(job)
+        return await asyncio.to_thread(job)
     except asyncio.CancelledError:
-        if undo is not None:
-            job.add_done_callback(lambda done: _undo_if_true(done, undo))
+        with mutex:
+            returned = bool(outcome)
+            outcome.append(None)
+        if returned and outcome[0]:
+            threading.Thread(target=undo, name="memojar-undo", daemon=True).start()
         raise
-
-
-def _undo_if_true(done: Any, undo: Callable[[], Any]) -> None:
-    if not done.cancelled() and done.exception() is None and done.result():
-        import threading
-
-        threading.Thread(target=undo, name="memojar-undo", daemon=True).start()
 
 
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:

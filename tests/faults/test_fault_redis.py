@@ -302,3 +302,49 @@ def test_an_async_function_never_blocks_the_loop_on_a_frozen_server(server: Redi
         server.resume()
     assert values == [3, 6, 3]
     assert lag < 0.1, f"the event loop stalled {lag:.3f} s"
+
+
+def test_a_lock_taken_for_a_cancelled_caller_is_given_back(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker thread's acquire outlives the caller's cancellation: the lock it takes
+    then is released, not held and renewed for nobody."""
+    cache = Cache(server.url(0), secret=SECRET)
+    store = cache.store
+    in_flight = threading.Event()
+    make_lock = store.lock
+
+    def slow_lock(function: str, key: str) -> Any:
+        lock = make_lock(function, key)
+        acquire = lock.acquire
+
+        def late_acquire(*args: Any, **kwargs: Any) -> bool:
+            in_flight.set()
+            time.sleep(0.3)  # the caller is cancelled meanwhile
+            return acquire(*args, **kwargs)
+
+        lock.acquire = late_acquire  # type: ignore[method-assign]
+        return lock
+
+    monkeypatch.setattr(store, "lock", slow_lock)
+
+    @cache.cached
+    async def never(x: int) -> int:
+        raise AssertionError("a cancelled caller computed")
+
+    async def main() -> None:
+        task = asyncio.create_task(never(1))
+        while not in_flight.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    name = f"memojar:{never.__memojar__.name}:{never.cache_key(1)}:lock".encode()
+    client = server.client()
+    deadline = time.monotonic() + LOCK_TTL + 1.0  # past the lease: held only if renewed
+    while time.monotonic() < deadline and client.exists(name):
+        time.sleep(0.05)
+    assert not client.exists(name), "the lock of a cancelled caller is still held"
+    assert time.monotonic() < deadline - LOCK_TTL, "released by expiry, not given back"
