@@ -549,7 +549,7 @@ def test_a_function_is_listed_from_its_index_not_the_keyspace(
     assert server.client().dbsize() == 0
 
 
-def test_command_line_on_a_redis_url(redis_location: str) -> None:
+def test_command_line_on_a_redis_url(redis_location: str, client: Any) -> None:
     cache = Cache(redis_location, secret=SECRET)
     double, _ = counted(cache)
     double(1)
@@ -575,6 +575,7 @@ def test_command_line_on_a_redis_url(redis_location: str) -> None:
     cleared = cli("clear", "--yes")
     assert cleared.returncode == 0, cleared.stderr
     assert cache.stats().entries == 0
+    assert client.dbsize() == 0  # no index, total or note left behind
 
 
 # --- locks and stampedes -------------------------------------------------------------------

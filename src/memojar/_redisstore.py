@@ -227,6 +227,12 @@ end
 return 0
 """
 
+# KEYS[1] a function's entries set, KEYS[2] its note; ARGV note. A function without entries
+# keeps no note (one that a clear removed while the note was being written stays removed).
+_LUA_NOTE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[2], ARGV[1]) end
+"""
+
 _LUA_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -305,6 +311,7 @@ class RedisStore(Store):
         self._reap = register(_LUA_REAP)
         self._release = register(_LUA_RELEASE)
         self._renew = register(_LUA_RENEW)
+        self._note = register(_LUA_NOTE)
         self._renewer = _Renewer()
         # the fault that put the server down: every call raises it at once until the prober
         # thread (of process _pid) has had an answer from the server again
@@ -512,7 +519,8 @@ class RedisStore(Store):
     def write_note(self, function: str, note: bytes) -> None:
         try:
             self._check_up()
-            self._client.set(self._name(function, NOTE), note)
+            self._note(keys=[self._name(function, "entries"), self._name(function, NOTE)],
+                       args=[note])
         except RedisError as exc:
             raise self._failed(exc, "writing a note") from exc
 
