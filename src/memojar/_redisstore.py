@@ -533,7 +533,9 @@ class RedisStore(Store):
             self._forked()
             with self._mutex:
                 self._down = type(error)(
-                    error.errno, f"{error.strerror}; not asked again until it answers"
+                    error.errno,
+                    f"{error.strerror}; calls skip the server until it answers a ping "
+                    f"(tried every {PROBE_EVERY:g} s)",
                 )
                 self._start_prober()
 
