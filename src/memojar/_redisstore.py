@@ -413,7 +413,7 @@ class RedisStore(Store):
             else:
                 cursor, found = self._client.sscan(self._name(function, "entries"), cursor,
                                                    count=_SCAN_COUNT)
-            yield list(found)
+            yield [bytes(name) for name in found]  # type: ignore[arg-type] - bytes replies
             if cursor == 0:
                 return
 
