@@ -51,7 +51,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 import redis
@@ -413,7 +413,7 @@ class RedisStore(Store):
             else:
                 cursor, found = self._client.sscan(self._name(function, "entries"), cursor,
                                                    count=_SCAN_COUNT)
-            yield [bytes(name) for name in found]  # type: ignore[arg-type] - bytes replies
+            yield cast("list[bytes]", list(found))  # replies are bytes: no decode_responses
             if cursor == 0:
                 return
 
