@@ -227,7 +227,7 @@ def test_info_text(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "info")
     assert code == 0
     fields = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
-    assert fields["directory"] == str(cache_dir)
+    assert fields["location"] == str(cache_dir)
     assert fields["entries"] == "5" and fields["functions"] == "2"
     assert fields["stale"] == "0" and fields["incompatible"] == "0"
 
@@ -364,10 +364,10 @@ def test_prune_removes_stale_incompatible_and_unreadable(
     (cache_dir / "mod.junk" / "ab").mkdir(parents=True)
     (cache_dir / "mod.junk" / "ab" / ("ab" * 16 + ".mj")).write_bytes(b"not an entry")
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
-    assert code == 0 and "removed 3 files" in out  # Python 2.7's entry is 2.7's to keep
+    assert code == 0 and "removed 3 entries" in out  # Python 2.7's entry is 2.7's to keep
     assert {e.function for e in Cache(cache_dir).entries()} == {SQUARE, CUBE, "mod.old_python"}
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune", "--other-pythons")
-    assert code == 0 and "removed 1 file;" in out
+    assert code == 0 and "removed 1 entry;" in out
     assert {e.function for e in Cache(cache_dir).entries()} == {SQUARE, CUBE}
     assert count(cache_dir) == 5
 
@@ -377,7 +377,7 @@ def test_prune_of_a_clean_cache_removes_nothing(
 ):
     fill(cache_dir)
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
-    assert code == 0 and "removed 0 files" in out
+    assert code == 0 and "removed 0 entries" in out
     assert count(cache_dir) == 5
 
 

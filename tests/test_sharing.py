@@ -312,7 +312,7 @@ def test_prune_on_another_python_keeps_this_pythons_entries(tmp_path: Path, othe
     a = script(tmp_path / "run.py", "'value'")
     run(sys.executable, [str(a)], cache)
     out = run(other, ["-m", "memojar", "--dir", str(cache), "prune"], cache)
-    assert out.startswith("removed 0 files")
+    assert out.startswith("removed 0 entries")
     assert outcome(run(sys.executable, [str(a)], cache)) == "hit"
 
 
@@ -322,7 +322,7 @@ def test_prune_other_pythons_removes_them_when_asked(tmp_path: Path, other: str)
     run(sys.executable, [str(a)], cache)
     run(other, [str(a)], cache)
     out = run(other, ["-m", "memojar", "--dir", str(cache), "prune", "--other-pythons"], cache)
-    assert out.startswith("removed 1 file;")
+    assert out.startswith("removed 1 entry;")
     assert outcome(run(sys.executable, [str(a)], cache)) == "computed"
     assert outcome(run(other, [str(a)], cache)) == "hit"
 

@@ -98,8 +98,11 @@ def default_directory() -> str:
     return user_cache_dir("memojar", appauthor=False)
 
 
-def open_store(location: str, max_size: int | None, signed: bool) -> Store:
-    """The store for a location: a ``redis://`` URL or a directory path."""
+def open_store(
+    location: str, max_size: int | None, signed: bool, secret: bytes | None = None
+) -> Store:
+    """The store for a location: a ``redis://`` URL or a directory path. ``secret`` lets
+    a store sign what it keeps beside entries (Redis chunk pointers)."""
     if location.startswith(("redis://", "rediss://", "unix://")):
         try:
             from ._redisstore import RedisStore
@@ -109,7 +112,7 @@ def open_store(location: str, max_size: int | None, signed: bool) -> Store:
                 "pip install -e '.[redis]' in your memojar clone "
                 "(for a published release: pip install 'memojar[redis]')"
             ) from exc
-        return RedisStore(location, max_size=max_size, signed=signed)
+        return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
     from ._filestore import FileStore
 
     return FileStore(location, max_size=max_size, trust_foreign=signed)
@@ -138,7 +141,8 @@ class Cache:
                 raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
         self.secret = _secret(secret)
         location = os.fspath(directory) if directory is not None else default_directory()
-        self.store = open_store(location, max_size, signed=self.secret is not None)
+        self.store = open_store(location, max_size, signed=self.secret is not None,
+                                secret=self.secret)
         self.directory = self.store.location
         self.max_size = max_size
         self._memos: list[_Memo] = []

@@ -154,7 +154,8 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
 
     info = commands.add_parser(
         "info", parents=[common], help="totals for the cache",
-        description="Directory, entries, bytes, functions, stale and incompatible counts.",
+        description="Location (directory or URL), entries, bytes, functions, stale and "
+        "incompatible counts.",
     )
     info.add_argument("--json", action="store_true", help="print JSON for machines")
 
@@ -415,7 +416,7 @@ def _info_census(census: Census, as_json: bool) -> Report:
         "oldest": iso(oldest), "newest": iso(newest),
     }
     fields = [
-        ("directory", census.directory),
+        ("location", census.directory),
         ("entries", f"{census.entries:,}"),
         ("size", f"{human_size(census.bytes)} ({census.bytes:,} bytes)"),
         ("functions", f"{len(census.functions):,}"),
@@ -541,7 +542,7 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
     left = cache.stats()
     return Report(
         data={"removed": removed, "entries": left.entries, "bytes": left.bytes},
-        notes=[f"removed {_plural(removed, 'file')}; {_plural(left.entries, 'entry')} "
+        notes=[f"removed {_plural(removed, 'entry')}; {_plural(left.entries, 'entry')} "
                f"({human_size(left.bytes)}) left in {cache.directory}"],
     )
 

@@ -121,25 +121,27 @@ class _Memo:
     async def acompute(
         self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False
     ) -> Any:
-        """``compute`` for coroutine functions: waits for the lock without blocking the loop."""
+        """``compute`` for coroutine functions: waits for the lock without blocking the loop,
+        and calls a remote store from a worker thread (``run``)."""
         import asyncio
 
+        run = _in_thread if self.store.remote else _inline
         lock = self._lock(key, blocking=False)
         try:
-            while lock is not None and not lock.acquire(blocking=False):
+            while lock is not None and not await run(lock.acquire, False, undo=lock.release):
                 await asyncio.sleep(_LOCK_POLL)
         except OSError as exc:
             lock = self._cannot_lock(key, exc)
         try:
-            value = MISSING if force or lock is None else self._stored_meanwhile(key)
+            value = MISSING if force or lock is None else await run(self._stored_meanwhile, key)
             if value is MISSING:
                 start = self._started(key)
                 value = await self.func(*args, **kwargs)
-                self._computed(key, value, start)
+                await run(self._computed, key, value, start)
             return value
         finally:
             if lock is not None:
-                lock.release()
+                await run(lock.release)
 
     def _lock(self, key: str, blocking: bool) -> Any:
         """The key's lock, taken if ``blocking``; None if the store cannot lock right now
@@ -288,6 +290,14 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         if disabled:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await func(*args, **kwargs)
+        elif memo.store.remote:  # the hit is a round trip: in a worker thread, not the loop
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                key = key_of(args, kwargs)
+                value = await _in_thread(get, key)
+                if value is not MISSING:
+                    memo.hits += 1
+                    return value
+                return await memo.acompute(key, args, kwargs)
         else:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 key = key_of(args, kwargs)
@@ -350,6 +360,44 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.__memojar__ = memo  # type: ignore[attr-defined]
     return wrapper
+
+
+async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+    return call(*args)
+
+
+async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+    """``call(*args)`` in a worker thread, so that the event loop never waits on a server.
+
+    A caller cancelled meanwhile does not stop the thread: if the call returns true after
+    all (a lock taken), ``undo`` runs (the lock is given back, never left held and renewed
+    for nobody), in the worker thread or, if the call had returned already, in another."""
+    import asyncio
+    import threading
+
+    if undo is None:
+        return await asyncio.to_thread(call, *args)
+    mutex = threading.Lock()
+    outcome: list[Any] = []  # the call's result, and/or None once the caller has left
+
+    def job() -> Any:
+        result = call(*args)
+        with mutex:
+            left = bool(outcome)
+            outcome.append(result)
+        if left and result:
+            undo()
+        return result
+
+    try:
+        return await asyncio.to_thread(job)
+    except asyncio.CancelledError:
+        with mutex:
+            returned = bool(outcome)
+            outcome.append(None)
+        if returned and outcome[0]:
+            threading.Thread(target=undo, name="memojar-undo", daemon=True).start()
+        raise
 
 
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:

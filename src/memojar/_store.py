@@ -47,6 +47,9 @@ class Store(abc.ABC):
 
     location: str
     max_size: int | None
+    # Whether calls wait on the network: coroutine functions then run every call of the
+    # store in a worker thread, so the event loop never waits for a server.
+    remote: bool = False
 
     @abc.abstractmethod
     def read(self, function: str, key: str) -> Any | None:
