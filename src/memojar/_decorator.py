@@ -17,13 +17,26 @@ from typing import TYPE_CHECKING, Any
 from . import _entry
 from ._entry import Miss
 from ._errors import logger, warn
-from ._identity import code_fingerprint, function_name
-from ._keys import make_binder, make_key, parameter_names
+from ._identity import code_fingerprint, function_name, split
+from ._keys import make_binder, make_key, make_key_caller, parameter_names, prebound
 
 if TYPE_CHECKING:
     from ._cache import Cache
 
-MISSING: Any = object()
+class _Missing:
+    """The miss marker. One object, even in a copy of the wrapper that cloudpickle made by
+    value (a function of ``__main__`` sent to a worker): it pickles by reference."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
 _DEBUG = logging.DEBUG
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 
@@ -49,10 +62,19 @@ class _Memo:
         self.ttl = ttl
         self.ignore = ignore
         self.custom_key = key
+        # A partial, bound method or callable instance is the function that runs plus the
+        # arguments bound to it (the instance, the partial's arguments): they go in the key.
+        self.target, bound_args, bound_kwargs = split(func)
         if key is None:
-            self.binder = make_binder(func, ignore)
+            self.binder = make_binder(self.target, ignore)
         else:
-            self.binder = lambda *args, **kwargs: (key(*args, **kwargs),)
+            self.binder = make_key_caller(func, key)
+            if bound_args or bound_kwargs:
+                call_key = self.binder
+                self.binder = lambda *a, **kw: (bound_args, bound_kwargs, *call_key(*a, **kw))
+                bound_args, bound_kwargs = (), {}
+        if bound_args or bound_kwargs:
+            self.binder = prebound(self.binder, bound_args, bound_kwargs)
         self.hits = 0
         self.misses = 0
         self.swept = False  # entries of this function's other code/versions evicted yet?
@@ -231,14 +253,14 @@ class _Memo:
         return True
 
     def _unpicklable(self, values: tuple, exc: BaseException) -> TypeError:
-        qualname = getattr(self.func, "__qualname__", self.name)
+        qualname = getattr(self.target, "__qualname__", self.name)
         if self.custom_key is not None:
             return TypeError(
                 f"key= of {qualname} returned a value that cannot be pickled "
                 f"({type(exc).__name__}: {exc}); return something picklable, such as a "
                 "tuple of str and numbers"
             )
-        names = parameter_names(self.func, self.ignore)
+        names = parameter_names(self.target, self.ignore)
         for name, value in zip(names, values, strict=False):  # a message: never raise here
             try:
                 make_key((value,))
