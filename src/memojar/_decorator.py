@@ -69,9 +69,9 @@ class _Memo:
             self.binder = make_binder(self.target, ignore)
         else:
             self.binder = make_key_caller(func, key)
-            if bound_args or bound_kwargs:
-                call_key = self.binder
-                self.binder = lambda *a, **kw: (bound_args, bound_kwargs, *call_key(*a, **kw))
+            if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
+                self.binder = functools.partial(_with_bound, self.binder, bound_args,
+                                                bound_kwargs)
                 bound_args, bound_kwargs = (), {}
         if bound_args or bound_kwargs:
             self.binder = prebound(self.binder, bound_args, bound_kwargs)
@@ -275,6 +275,11 @@ class _Memo:
             f"the arguments of {qualname} cannot be pickled to make the cache key "
             f"({type(exc).__name__}: {exc}); use ignore= or key="
         )
+
+
+def _with_bound(call_key: Callable[..., tuple], args: tuple, kwargs: dict[str, Any],
+                *call_args: Any, **call_kwargs: Any) -> tuple:
+    return (args, kwargs, *call_key(*call_args, **call_kwargs))
 
 
 def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
