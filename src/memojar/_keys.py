@@ -440,10 +440,13 @@ def _dump(obj: Any, buffer_callback: Callable[[Any], Any] | None) -> Any:
     pickler.fast = True  # no memo: shared and separate equal objects pickle alike
     try:
         pickler.dump(obj)
-    except ValueError as exc:
-        if "cyclic" not in str(exc):
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, ValueError) and "cyclic" not in str(exc):
             raise
-        out = io.BytesIO()  # a structure that contains itself needs the memo
+        # A structure that contains itself never ends without the memo (the C pickler
+        # notices only for lists and dicts, after 50 levels; through tuples and reduced
+        # objects it recurses until the stack runs out).
+        out = io.BytesIO()
         _CanonicalPickler(out, PROTOCOL, buffer_callback=buffer_callback).dump(obj)
     return out.getbuffer()
 
