@@ -86,8 +86,8 @@ def apart(*words: str) -> list[str]:
                      id="atoms"),
         pytest.param(lambda: {"k": ["hello", "hello"]},
                      lambda: {"k": apart("hello", "hello")}, id="nested"),
-        pytest.param(lambda: [b"hello", b"hello"], lambda: [w.encode() for w in apart("hello", "hello")],
-                     id="bytes"),
+        pytest.param(lambda: [b"hello", b"hello"],
+                     lambda: [w.encode() for w in apart("hello", "hello")], id="bytes"),
     ],
 )
 def test_equal_strings_key_alike_whether_shared_or_not(shared, separate) -> None:
