@@ -227,3 +227,29 @@ def test_hashing_imports_neither_numpy_nor_pandas() -> None:
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "[]\n"
+
+
+@pytest.mark.parametrize(
+    ("one", "two"),
+    [
+        ([1, None, 3], [1, 0, 3]),
+        ([True, None], [True, False]),
+        (["x", None], ["x", "None"]),
+    ],
+)
+def test_polars_nulls_are_not_their_fill_values(one: list, two: list) -> None:
+    pl = pytest.importorskip("polars")
+    assert make_key((pl.Series("a", one),)) != make_key((pl.Series("a", two),))
+
+
+def test_polars_temporal_and_categorical_columns_key_by_value() -> None:
+    import datetime
+
+    pl = pytest.importorskip("polars")
+    day = datetime.date(2020, 1, 1)
+    assert make_key((pl.Series("a", [day]),)) != make_key(
+        (pl.Series("a", [day + datetime.timedelta(days=1)]),))
+    assert make_key((pl.Series("a", ["x", "y"], dtype=pl.Categorical),)) != make_key(
+        (pl.Series("a", ["y", "x"], dtype=pl.Categorical),))
+    assert make_key((pl.Series("a", [1], dtype=pl.Int64),)) != make_key(
+        (pl.Series("a", [1], dtype=pl.Datetime),))

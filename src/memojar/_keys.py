@@ -413,7 +413,19 @@ def _reduce_frame(df: Any) -> Any:
 
 
 def _polars_values(s: Any) -> Any:
-    if s.null_count() == 0 and s.dtype.is_numeric():
+    """A polars column's values whatever its chunks: numbers (dates and times as their
+    physical integers) as one buffer plus the null mask, strings and categories as their
+    strings, anything else as a list."""
+    pl = sys.modules["polars"]
+    if s.dtype == pl.Categorical or isinstance(s.dtype, getattr(pl, "Enum", ())):
+        s = s.cast(pl.String)
+    if s.dtype == pl.String:
+        return s.to_numpy()  # an object array, None for null
+    if s.dtype.is_temporal():
+        s = s.to_physical()
+    if s.dtype.is_numeric() or s.dtype == pl.Boolean:
+        if s.null_count():
+            return (s.is_null().to_numpy(), s.fill_null(0).to_numpy())
         return s.to_numpy()
     return s.to_list()
 
