@@ -251,3 +251,11 @@ def test_library_functions_and_classes_still_count_by_name() -> None:
     assert make_key((json.dumps,)) == make_key((json.dumps,))
     assert make_key((os.path.join,)) != make_key((os.path.split,))
     assert make_key((Path,)) != make_key((dict,))
+
+
+def test_local_classes_count_with_what_their_methods_capture() -> None:
+    mod = module("def make(k):\n    class Local:\n        def get(self):\n"
+                 "            return k\n        def again(self):\n"
+                 "            return super().__repr__()\n    return Local\n", "fp_local")
+    assert make_key((mod.make(1)(),)) != make_key((mod.make(2)(),))
+    assert make_key((mod.make(1),)) == make_key((mod.make(1),))

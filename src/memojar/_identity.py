@@ -108,7 +108,7 @@ def _callable_shape(func: Any, seen: set[int]) -> Any:
         return ("method", _callable_shape(func.__func__, seen),
                 _value_shape(func.__self__, seen, by_state=True))
     if isinstance(func, type):
-        return class_shape(func)
+        return class_shape(func, seen)
     code = getattr(func, "__code__", None)
     shape: list[Any] = [function_name(func)]
     if isinstance(code, CodeType):
@@ -125,7 +125,7 @@ def _callable_shape(func: Any, seen: set[int]) -> Any:
         _call_of(type(func)), FunctionType
     ):
         # A callable object (a decorator's wrapper class, a captured instance).
-        shape.append(("object", class_shape(type(func)), _state_shape(func)))
+        shape.append(("object", class_shape(type(func), seen), _state_shape(func)))
     wrapped = getattr(func, "__wrapped__", None)
     if wrapped is not None and callable(wrapped):
         shape.append(("wraps", _callable_shape(wrapped, seen)))
@@ -165,7 +165,7 @@ def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
         return ("dict", tuple(sorted((repr(k), repr(_value_shape(v, seen)))
                                      for k, v in value.items())))
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
-        return ("object", class_shape(type(value)), _state_shape(value))
+        return ("object", class_shape(type(value), seen), _state_shape(value))
     return ("type", type(value).__module__, type(value).__qualname__)
 
 
@@ -225,16 +225,19 @@ def class_identity(cls: type) -> tuple[str, str] | None:
         return None
     found = None
     if is_user_module(cls.__module__):
-        found = (function_name(cls), xxhash.xxh3_64_hexdigest(repr(class_shape(cls)).encode()))
+        shape = class_shape(cls, set())
+        found = (function_name(cls), xxhash.xxh3_64_hexdigest(repr(shape).encode()))
     _class_ids[cls] = found
     return found
 
 
-def class_shape(cls: type) -> Any:
-    """A class of the user's code by the code of its methods (its own and inherited ones
-    from the user's classes); a library class by its name."""
+def class_shape(cls: type, seen: set[int] | None = None) -> Any:
+    """A class of the user's code by its methods (its own and inherited ones from the
+    user's classes: code, closures, defaults); a library class by its name."""
     if not is_user_module(cls.__module__):
         return ("class", function_name(cls))
+    seen = set() if seen is None else seen
+    seen.add(id(cls))
     shape = []
     for klass in cls.__mro__:
         if not is_user_module(klass.__module__):
@@ -245,11 +248,11 @@ def class_shape(cls: type) -> Any:
             if isinstance(member, (staticmethod, classmethod)):
                 member = member.__func__
             if isinstance(member, property):
-                member = (member.fget, member.fset, member.fdel)
-                members.append((name, tuple(_code_shape(f.__code__) if isinstance(
-                    f, FunctionType) else None for f in member)))
+                accessors = (member.fget, member.fset, member.fdel)
+                members.append((name, tuple(_callable_shape(f, seen) if isinstance(
+                    f, FunctionType) else None for f in accessors)))
             elif isinstance(member, FunctionType):
-                members.append((name, _code_shape(member.__code__)))
+                members.append((name, _callable_shape(member, seen)))
         shape.append((function_name(klass), tuple(members)))
     return ("class", tuple(shape))
 
