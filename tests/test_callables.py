@@ -411,3 +411,21 @@ def test_unpicklable_instance_of_a_bound_method_names_self(cache_dir: Path) -> N
 
     with pytest.raises(TypeError, match=r"argument 'self' of .*Holder.get"):
         cached(cache_dir=cache_dir)(Holder().get)(1)
+
+
+def test_a_bound_async_method_is_cached_as_a_coroutine_function(cache_dir: Path) -> None:
+    import asyncio
+    import inspect
+
+    class Client:
+        def __init__(self, base: int) -> None:
+            self.base = base
+
+        async def fetch(self, x):
+            return self.base + x
+
+    fetch = cached(cache_dir=cache_dir)(Client(10).fetch)
+    assert inspect.iscoroutinefunction(fetch)
+    assert asyncio.run(fetch(1)) == 11
+    assert asyncio.run(fetch(1)) == 11
+    assert fetch.cache_info().hits == 1

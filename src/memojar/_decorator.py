@@ -286,7 +286,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     """The decorated function: the original's signature and docs, plus the cache methods."""
     func = memo.func
     key_of, get = memo.key_of, memo.get
-    if _is_coroutine_function(func):
+    if _is_coroutine_function(memo.target):  # a bound method or partial: what runs
         if disabled:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await func(*args, **kwargs)
