@@ -429,3 +429,13 @@ def test_a_bound_async_method_is_cached_as_a_coroutine_function(cache_dir: Path)
     assert asyncio.run(fetch(1)) == 11
     assert asyncio.run(fetch(1)) == 11
     assert fetch.cache_info().hits == 1
+
+
+def test_library_callable_objects_key_on_their_state(cache_dir: Path) -> None:
+    import operator
+
+    first = cached(cache_dir=cache_dir)(operator.itemgetter(0))
+    second = cached(cache_dir=cache_dir)(operator.itemgetter(1))
+    assert first("ab") == "a"
+    assert second("ab") == "b"
+    assert " at 0x" not in function_name(first.__wrapped__)

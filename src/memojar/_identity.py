@@ -121,10 +121,9 @@ def _callable_shape(func: Any, seen: set[int]) -> Any:
         if defaults or kwdefaults:
             shape.append(("defaults", _value_shape(defaults, seen, by_state=True),
                           _value_shape(kwdefaults, seen, by_state=True)))
-    elif not isinstance(func, BuiltinFunctionType) and isinstance(
-        _call_of(type(func)), FunctionType
-    ):
-        # A callable object (a decorator's wrapper class, a captured instance).
+    elif not isinstance(func, BuiltinFunctionType):
+        # A callable object (a decorator's wrapper class, a captured instance, a library's
+        # callable such as operator.itemgetter(1)): its class's code and its state.
         shape.append(("object", class_shape(type(func), seen), _state_shape(func)))
     wrapped = getattr(func, "__wrapped__", None)
     if wrapped is not None and callable(wrapped):

@@ -87,7 +87,16 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Callabl
     """
     import inspect  # at decoration time only: it costs milliseconds to import
 
-    sig = inspect.signature(func)
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError) as exc:  # a builtin or C callable without a signature
+        ignored = tuple(ignore)
+        if ignored:
+            raise ValueError(
+                f"ignore= needs the parameters of {_describe(func)}, which has no signature "
+                f"({exc}); pass key= instead"
+            ) from None
+        return _raw_binder
     names = list(sig.parameters)
     unknown = [name for name in ignore if name not in names]
     if unknown:
@@ -104,6 +113,15 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Callabl
     return _generate(func, sig, body, {})
 
 
+def _raw_binder(*args: Any, **kwargs: Any) -> tuple:
+    """The binder of a callable without a signature: the call's arguments as given."""
+    return (args, kwargs)
+
+
+def _describe(func: Callable[..., Any]) -> str:
+    return getattr(func, "__qualname__", None) or type(func).__qualname__
+
+
 def make_key_caller(
     func: Callable[..., Any], key: Callable[..., Any]
 ) -> Callable[..., tuple]:
@@ -114,7 +132,10 @@ def make_key_caller(
     """
     import inspect
 
-    sig = inspect.signature(func)
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):  # no signature: key= gets the call's arguments as given
+        return lambda *args, **kwargs: (key(*args, **kwargs),)
     qualname = getattr(func, "__qualname__", type(func).__qualname__)
     positional, keywords, call = [], {}, []
     for p in sig.parameters.values():
@@ -211,7 +232,10 @@ def parameter_names(func: Callable[..., Any], ignore: Iterable[str] = ()) -> lis
     """The names of the values a binder returns, in order (for error messages)."""
     import inspect
 
-    return [n for n in inspect.signature(func).parameters if n not in ignore]
+    try:
+        return [n for n in inspect.signature(func).parameters if n not in ignore]
+    except (TypeError, ValueError):  # no signature: see _raw_binder
+        return ["args", "kwargs"]
 
 
 # --- canonical form -----------------------------------------------------------------------
