@@ -501,20 +501,34 @@ def _dump_plain(obj: Any, buffer_callback: Callable[[Any], Any] | None) -> Any:
     return _plain_bytes(obj)
 
 
+class _Sink:
+    """A file for the reused pickler: its ``write`` is a list's ``append``."""
+
+    __slots__ = ("write",)
+
+
 def _plain_bytes(obj: Any) -> bytes:
     """The hit path's pickle: one reused memo-less pickler per thread (plain data only, so
-    it never re-enters)."""
+    it never re-enters). A small pickle reaches the file in one ``write``."""
     try:
-        out, pickler = _local.pickler
+        chunks, pickler = _local.pickler
     except AttributeError:
-        out = io.BytesIO()
-        pickler = pickle.Pickler(out, PROTOCOL)
+        chunks = []
+        sink = _Sink()
+        sink.write = chunks.append
+        pickler = pickle.Pickler(sink, PROTOCOL)
         pickler.fast = True
-        _local.pickler = (out, pickler)
-    out.seek(0)
-    out.truncate()
-    pickler.dump(obj)
-    return out.getvalue()
+        _local.pickler = (chunks, pickler)
+    try:
+        pickler.dump(obj)
+    except BaseException:
+        chunks.clear()
+        raise
+    if len(chunks) == 1:
+        return chunks.pop()
+    data = b"".join(chunks)
+    chunks.clear()
+    return data
 
 
 def _needs_pickler(obj: Any) -> bool:
