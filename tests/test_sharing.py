@@ -19,7 +19,6 @@ import pytest
 
 import memojar
 from memojar import Cache, _entry
-from memojar._identity import function_name
 
 SRC = str(Path(memojar.__file__).resolve().parents[1])  # the memojar under test
 TIMEOUT = 120
@@ -129,12 +128,6 @@ if __name__ == "__main__":
 """
 
 
-def _mp_main_named_main() -> bool:
-    def f() -> None: ...
-    f.__module__ = "__mp_main__"
-    return function_name(f) == "__main__.f"
-
-
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_a_spawned_worker_keys_like_the_script(tmp_path: Path, method: str) -> None:
     """The worker's ``__mp_main__`` has the script's scope: the same key for the same call."""
@@ -144,8 +137,6 @@ def test_a_spawned_worker_keys_like_the_script(tmp_path: Path, method: str) -> N
     assert out.split()[-1] == "True"
 
 
-@pytest.mark.xfail(not _mp_main_named_main(), strict=True,
-                   reason="function_name maps __mp_main__ to __main__ (the identity branch)")
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_a_spawned_worker_hits_the_scripts_entry(tmp_path: Path, method: str) -> None:
     path = tmp_path / "main.py"

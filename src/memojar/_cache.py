@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 from . import _entry
 from ._decorator import _Memo, make_wrapper
 from ._entry import Miss
+from ._identity import generator_kind
 from ._store import Store, StoredEntry
 
 P = ParamSpec("P")
@@ -189,11 +190,30 @@ class Cache:
         disabled = os.environ.get("MEMOJAR_DISABLE", "") not in ("", "0")
 
         def decorate(f: Callable[..., Any]) -> Any:
-            if isinstance(f, (staticmethod, classmethod)):
-                return type(f)(decorate(f.__func__))
+            if isinstance(f, classmethod):
+                name = getattr(f.__func__, "__qualname__", "the method")
+                raise TypeError(
+                    f"@cached is above @classmethod on {name}: put it below "
+                    "(@classmethod, then @cached, then def), so it caches the function and "
+                    "the class is part of the key"
+                )
+            if isinstance(f, staticmethod):
+                return staticmethod(decorate(f.__func__))
+            if isinstance(f, type):
+                raise TypeError(
+                    f"cached decorates functions, not classes ({f.__qualname__}): decorate "
+                    "the method or function whose results should be cached"
+                )
             if not callable(f):
                 raise TypeError(
                     f"cached needs a function to decorate, not {type(f).__name__} ({f!r})"
+                )
+            kind = generator_kind(f)
+            if kind is not None:
+                raise TypeError(
+                    f"cannot cache {getattr(f, '__qualname__', f)!s}: it is a {kind} "
+                    "function, and a generator cannot be stored; return a list (or a tuple) "
+                    "of its items instead"
                 )
             memo = _Memo(self, f, ttl_seconds, version, ignored, key)
             self._memos.append(memo)

@@ -17,13 +17,26 @@ from typing import TYPE_CHECKING, Any
 from . import _entry
 from ._entry import Miss
 from ._errors import logger, warn
-from ._identity import code_fingerprint, function_name, scope_of
-from ._keys import make_binder, make_key, parameter_names
+from ._identity import code_fingerprint, function_name, scope_of, split
+from ._keys import make_binder, make_key, make_key_caller, parameter_names, prebound
 
 if TYPE_CHECKING:
     from ._cache import Cache, CacheInfo
 
-MISSING: Any = object()
+class _Missing:
+    """The miss marker. One object, even in a copy of the wrapper that cloudpickle made by
+    value (a function of ``__main__`` sent to a worker): it pickles by reference."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
 _DEBUG = logging.DEBUG
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 _NOTE_GROUPS = 64  # (Python, scope) groups a sweep note remembers, most recent first
@@ -66,10 +79,19 @@ class _Memo:
         self.ttl = ttl
         self.ignore = ignore
         self.custom_key = key
+        # A partial, bound method or callable instance is the function that runs plus the
+        # arguments bound to it (the instance, the partial's arguments): they go in the key.
+        self.target, bound_args, bound_kwargs = split(func)
         if key is None:
-            self.binder = make_binder(func, ignore)
+            self.binder = make_binder(self.target, ignore)
         else:
-            self.binder = lambda *args, **kwargs: (key(*args, **kwargs),)
+            self.binder = make_key_caller(func, key)
+            if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
+                self.binder = functools.partial(_with_bound, self.binder, bound_args,
+                                                bound_kwargs)
+                bound_args, bound_kwargs = (), {}
+        if bound_args or bound_kwargs:
+            self.binder = prebound(self.binder, bound_args, bound_kwargs)
         self.hits = 0
         self.misses = 0
         self.swept = False  # entries of this function's other code/versions evicted yet?
@@ -258,14 +280,14 @@ class _Memo:
         return True
 
     def _unpicklable(self, values: tuple, exc: BaseException) -> TypeError:
-        qualname = getattr(self.func, "__qualname__", self.name)
+        qualname = getattr(self.target, "__qualname__", self.name)
         if self.custom_key is not None:
             return TypeError(
                 f"key= of {qualname} returned a value that cannot be pickled "
                 f"({type(exc).__name__}: {exc}); return something picklable, such as a "
                 "tuple of str and numbers"
             )
-        names = parameter_names(self.func, self.ignore)
+        names = parameter_names(self.target, self.ignore)
         for name, value in zip(names, values, strict=False):  # a message: never raise here
             try:
                 make_key((value,))
@@ -282,11 +304,16 @@ class _Memo:
         )
 
 
+def _with_bound(call_key: Callable[..., tuple], args: tuple, kwargs: dict[str, Any],
+                *call_args: Any, **call_kwargs: Any) -> tuple:
+    return (args, kwargs, *call_key(*call_args, **call_kwargs))
+
+
 def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     """The decorated function: the original's signature and docs, plus the cache methods."""
     func = memo.func
     key_of, get = memo.key_of, memo.get
-    if _is_coroutine_function(func):
+    if _is_coroutine_function(memo.target):  # a bound method or partial: what runs
         if disabled:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await func(*args, **kwargs)
