@@ -69,6 +69,16 @@ def version_tag(version: object) -> str:
     return f"{type(version).__name__}:{version}"
 
 
+def _split_ident(ident: str) -> list[str]:
+    """The five fields of an identity. A function name may hold NUL (the separator): the
+    last three fields never do, and a version tag is empty or starts with its type."""
+    rest, *tail = ident.rsplit("\0", 3)
+    for at in range(len(rest)):
+        if rest[at] == "\0" and (at == len(rest) - 1 or rest[at + 1 : at + 5] in ("int:", "str:")):
+            return [rest[:at], rest[at + 1 :], *tail]
+    raise ValueError("an identity of five fields")
+
+
 def make_ident(function: str, version: object, fingerprint: str) -> bytes:
     """The header's identity of a function's entries, built once at decoration time."""
     parts = (function, version_tag(version), fingerprint, PYTHON, str(PROTOCOL))
@@ -282,7 +292,7 @@ def read_header(head: bytes) -> Header:
     )
     try:
         ident = bytes(head[_IDENT_AT : _IDENT_AT + ident_len]).decode()
-        function, version, fingerprint, python, protocol = ident.split("\0")
+        function, version, fingerprint, python, protocol = _split_ident(ident)
         at = _IDENT_AT + ident_len
         key = bytes(head[at : at + KEY_LEN]).decode("ascii")
         protocol_n = int(protocol)

@@ -642,15 +642,25 @@ def _flock(path: str) -> Any:
         lock = FileLock(path, mode=0o600)
         lock.acquire()
         return lock
-    fd = os.open(path, _O_LEDGER_LOCK, 0o600)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except BaseException:
-        os.close(fd)
-        raise
-    return _FlockLock(fd)
+    for _ in range(3):
+        try:
+            fd = os.open(path, _O_LEDGER_LOCK, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            _unlink(path)  # a link planted at memojar's name: the link goes, not its target
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or socket planted there
+                os.close(fd)
+                _unlink(path)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _FlockLock(fd)
+    raise OSError(errno.EINVAL, "not a regular file", path)
 
 
 # --- small file helpers ---------------------------------------------------------------
