@@ -226,12 +226,20 @@ class FileStore(Store):
 
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
+        self._folders(path)
         tmp = _temp_name(path)
+        return os.open(tmp, _O_CREATE, 0o600), tmp
+
+    def _folders(self, path: str) -> None:
+        """Make sure the function folder and shard of ``path`` exist as real directories
+        (creating them if missing): memojar never writes through a link planted there."""
+        shard = os.path.dirname(path)
+        folders = (os.path.dirname(shard), shard)
         try:
-            return os.open(tmp, _O_CREATE, 0o600), tmp
+            _no_links(*folders)
         except FileNotFoundError:
-            _makedirs(os.path.dirname(path), self.root)
-            return os.open(tmp, _O_CREATE, 0o600), tmp
+            _makedirs(shard, self.root)
+            _no_links(*folders)
 
     def _reserve(self, path: str, size: int) -> tuple[int, str]:
         """The temporary file for an entry of ``size`` bytes, once there is room for it.
@@ -337,6 +345,7 @@ class FileStore(Store):
 
     def write_note(self, function: str, note: bytes) -> None:
         self.path(function, "")
+        _no_links(self._dirs[function])
         path = os.path.join(self._dirs[function], NOTE_FILE)
         tmp = _temp_name(path)
         fd = os.open(tmp, _O_CREATE, 0o600)
@@ -352,7 +361,7 @@ class FileStore(Store):
 
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
-        _makedirs(os.path.dirname(path), self.root)
+        self._folders(path)
         return key_lock(self._dirs[function], key, path)
 
     # --- listing and housekeeping ------------------------------------------------------
@@ -744,6 +753,16 @@ def _unlink(path: str, dir_fd: int | None = None) -> bool:
         return True
     except FileNotFoundError:  # removed by another process first: the race we expect
         return False
+
+
+def _no_links(*dirs: str) -> None:
+    """Raise unless each of a function's folders (its folder, a shard) is a real directory:
+    memojar never writes through a link planted in its cache. One ``lstat`` each, on the
+    miss path only."""
+    for d in dirs:
+        if not stat.S_ISDIR(os.lstat(d).st_mode):
+            raise OSError(errno.ELOOP, "not a directory of the cache (a link?); nothing "
+                          "is written through it", d)
 
 
 def _open_dir(name: str, dir_fd: int | None = None) -> int | None:

@@ -332,3 +332,31 @@ def test_odd_function_names_stay_visible(tmp_path: Path) -> None:
     assert not set(json.loads(second)) & set(names)  # evicted, like any other function
     sizes = sum(p.stat().st_size for p in root.rglob("*.mj"))
     assert sizes <= 4000
+
+
+WRITE_THROUGH = """
+import os, warnings, memojar
+cache = memojar.Cache(os.environ["CACHE"])
+f = cache.cached(abs)
+with warnings.catch_warnings(record=True):
+    warnings.simplefilter("always")
+    print(f(-1), f(-2), f(-3), f(-1))
+"""
+
+
+@pytest.mark.parametrize("what", ["function folder", "shard"])
+def test_nothing_is_written_through_a_linked_function_folder(tmp_path: Path, what: str) -> None:
+    root = tmp_path / "cache"
+    fdir = Path(ok(FILL, CACHE=str(root)).strip())
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    if what == "shard":
+        for shard in fdir.iterdir():
+            if shard.is_dir():
+                subprocess.run(["rm", "-r", str(shard)], check=True, timeout=TIMEOUT)
+                shard.symlink_to(victim)
+    else:
+        subprocess.run(["rm", "-r", str(fdir)], check=True, timeout=TIMEOUT)
+        fdir.symlink_to(victim)
+    assert ok(WRITE_THROUGH, CACHE=str(root)).split() == ["1", "2", "3", "1"]
+    assert list(victim.iterdir()) == []
