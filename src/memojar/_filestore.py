@@ -298,6 +298,7 @@ class FileStore(Store):
         path = self.path(function, key)
         lock = key_lock(self._dirs[function], key, path)
         try:
+            _no_links(self._dirs[function], os.path.dirname(path))
             if not lock.acquire(blocking=False):
                 return False
         except OSError:
@@ -607,10 +608,13 @@ class _Ledger:
         assert max_size is not None
         entries, total = self.store._census()
         entries.sort(key=lambda e: e.accessed)
-        target = max(int(max_size * EVICT_TO) - incoming, 0)
-        if total + incoming <= max_size:
-            self.set(total)
+        in_flight = total - sum(e.size for e in entries)  # other writers' reservations
+        if total + incoming <= max_size or in_flight + incoming > max_size:
+            self.set(total)  # room enough, or held by writers in flight: evicting won't help
             return 0
+        target = int(max_size * EVICT_TO) - incoming
+        if target < in_flight:  # writers in flight hold most of it: evict just enough
+            target = max_size - incoming
         victims = []
         for entry in entries:
             if total <= target:
