@@ -225,3 +225,44 @@ def test_prune_after_kill9_mid_update_leaves_no_temporary_file(tmp_path: Path, w
                     "import os, memojar; memojar.Cache(os.environ['CACHE']).prune()"],
                    env=subprocess_env(CACHE=str(root)), check=True, timeout=TIMEOUT)
     assert temporary_files(root) == []
+
+
+HELD = """
+import os, warnings
+import memojar
+from memojar import _filestore
+_filestore.RESERVE_WAIT = 1.0
+cache = memojar.Cache(os.environ["CACHE"], max_size=1_000_000)
+blob = cache.cached(lambda n: bytes(n))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert blob(200_000) == bytes(200_000)
+for w in caught:
+    print("warning:", w.category.__name__, w.message)
+print(blob.cache_contains(200_000), blob.cache_contains(1))
+"""
+
+
+def test_a_writer_finding_the_room_held_by_writers_in_flight_waits_then_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    code = ("import os, memojar\nf = memojar.Cache(os.environ['CACHE'], max_size=1_000_000)"
+            ".cached(lambda n: bytes(n))\nf(1)\nprint(f.__memojar__.name)")
+    finish(spawn(code, CACHE=str(root)), timeout=TIMEOUT)
+    shard = next(p for p in root.glob("*/*") if p.is_dir())
+    # A writer in flight, alive on this host (this process), holding 900 kB of the room.
+    host = getattr(_filestore, "_HOST", None)  # this host, in the names memojar writes
+    writer = f"{os.getpid()}-{host}" if host else str(os.getpid())
+    held = shard / f"{'ab' * 16}.mj.{writer}.0badf00d.tmp"
+    with open(held, "wb") as f:
+        f.truncate(900_000)
+    start = time.monotonic()
+    out = finish(spawn(HELD, CACHE=str(root)), timeout=TIMEOUT).splitlines()
+    assert 1.0 <= time.monotonic() - start < TIMEOUT
+    warnings = [line for line in out if line.startswith("warning:")]
+    assert len(warnings) == 1 and "no room under max_size" in warnings[0], out
+    assert out[-1] == "False True"  # not stored, and the entry already there not evicted
+    assert held.exists()
