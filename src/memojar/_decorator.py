@@ -116,7 +116,7 @@ class _Memo:
             )
             value = _entry.load(payload, buffers)
         except Miss as miss:
-            self.discard(key, miss.reason)
+            self.discard(key, miss.reason, data)
             return MISSING
         if logger.isEnabledFor(_DEBUG):
             header = _entry.read_header(data)  # the whole header, however many buffers
@@ -261,10 +261,11 @@ class _Memo:
         except OSError as exc:
             logger.debug("cannot sweep old entries of %s: %s", self.name, exc)
 
-    def discard(self, key: str, reason: str) -> None:
-        """Remove an entry that must not be used (stale, incompatible, corrupt)."""
+    def discard(self, key: str, reason: str, judged: Any) -> None:
+        """Remove an entry that must not be used (stale, incompatible, corrupt), if it is
+        still the one judged (``judged``: the bytes read), not a fresh one renamed since."""
         try:
-            self.store.delete(self.name, key)
+            self.store.discard(self.name, key, judged)
         except OSError as exc:
             logger.debug("cannot remove %s %s: %s", self.name, key, exc)
         logger.debug("evict %s %s (%s)", self.name, key, reason)

@@ -69,6 +69,18 @@ def version_tag(version: object) -> str:
     return f"{type(version).__name__}:{version}"
 
 
+def _split_ident(ident: str) -> list[str]:
+    """The six fields of an identity: function, version, fingerprint, python, protocol, scope.
+
+    A function name may hold NUL (the separator): the last four fields never do, and a
+    version tag is empty or starts with its type."""
+    rest, *tail = ident.rsplit("\0", 4)
+    for at in range(len(rest)):
+        if rest[at] == "\0" and (at == len(rest) - 1 or rest[at + 1 : at + 5] in ("int:", "str:")):
+            return [rest[:at], rest[at + 1 :], *tail]
+    raise ValueError("an identity of six fields")
+
+
 def make_ident(function: str, version: object, fingerprint: str, scope: str = "") -> bytes:
     """The header's identity of a function's entries, built once at decoration time.
 
@@ -313,7 +325,7 @@ def read_header(head: bytes) -> Header:
     )
     try:
         ident = bytes(head[_IDENT_AT : _IDENT_AT + ident_len]).decode()
-        function, version, fingerprint, python, protocol, scope = ident.split("\0")
+        function, version, fingerprint, python, protocol, scope = _split_ident(ident)
         at = _IDENT_AT + ident_len
         key = bytes(head[at : at + KEY_LEN]).decode("ascii")
         protocol_n = int(protocol)

@@ -74,6 +74,14 @@ class Store(abc.ABC):
     def delete(self, function: str, key: str) -> bool:
         """Remove one entry; True if there was one."""
 
+    def discard(self, function: str, key: str, judged: Any) -> bool:
+        """Remove one entry found bad, unless it is no longer the one read as ``judged``
+        (the buffer ``read`` returned): another caller may have stored a fresh one since.
+
+        The default deletes whatever is there; a store that can tell entries apart keeps a
+        fresh one."""
+        return self.delete(function, key)
+
     @abc.abstractmethod
     def lock(self, function: str, key: str) -> KeyLock:
         """A blocking lock for computing one key, shared by threads, processes and hosts.
