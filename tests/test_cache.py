@@ -136,7 +136,7 @@ def test_prune_removes_stale_entries(cache_dir: Path, monkeypatch: pytest.Monkey
     assert f.cache_contains(2)
 
 
-def test_prune_removes_entries_of_another_python(cache_dir: Path) -> None:
+def test_prune_keeps_entries_of_another_python_unless_asked(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
 
     @cache.cached
@@ -153,7 +153,9 @@ def test_prune_removes_entries_of_another_python(cache_dir: Path) -> None:
     data[data.index(python) : data.index(python) + len(python)] = forged
     path.write_bytes(reseal(data))
     assert _entry.read_header(bytes(data)).incompatible() is not None
-    assert cache.prune() == 1
+    assert cache.prune() == 0  # that Python can still read it
+    assert path.exists()
+    assert cache.prune(other_pythons=True) == 1
     assert not path.exists()
     assert f.cache_contains(2)
 

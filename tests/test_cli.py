@@ -47,7 +47,7 @@ def plant(
 ) -> None:
     """Write ``n`` entries with chosen header fields straight through the entry format."""
     store = FileStore(directory)
-    ident = "\0".join((function, "", "0123456789abcdef", python, str(_entry.PROTOCOL)))
+    ident = "\0".join((function, "", "0123456789abcdef", python, str(_entry.PROTOCOL), ""))
     for i in range(start, start + n):
         key = make_key((function, i))
         chunks = _entry.encode(
@@ -193,7 +193,8 @@ def test_info_json_counts_stale_and_incompatible(
     assert info["directory"] == str(cache_dir)
     assert info["entries"] == 10 and info["functions"] == 4
     assert info["bytes"] == sum(e.size for e in Cache(cache_dir).entries())
-    assert (info["stale"], info["incompatible"], info["unreadable"]) == (2, 3, 0)
+    assert (info["stale"], info["incompatible"], info["unreadable"]) == (2, 0, 0)
+    assert info["other_python"] == 3  # kept for that Python, not incompatible
 
 
 def test_info_counts_an_older_code_as_incompatible(
@@ -202,7 +203,8 @@ def test_info_counts_an_older_code_as_incompatible(
     now = time.time()
     plant(cache_dir, "mod.f", 2, created=now - 60)
     store = FileStore(cache_dir)  # a newer entry of other code for the same function
-    ident = "\0".join(("mod.f", "", "fedcba9876543210", _entry.PYTHON, str(_entry.PROTOCOL)))
+    ident = "\0".join(("mod.f", "", "fedcba9876543210", _entry.PYTHON, str(_entry.PROTOCOL),
+                       ""))
     key = make_key(("new",))
     store.write("mod.f", key, _entry.encode(1, ident=ident.encode(), key=key, created=now,
                                            expires=None, compute_time=0.0))
@@ -225,7 +227,7 @@ def test_info_text(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "info")
     assert code == 0
     fields = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
-    assert fields["directory"] == str(cache_dir)
+    assert fields["location"] == str(cache_dir)
     assert fields["entries"] == "5" and fields["functions"] == "2"
     assert fields["stale"] == "0" and fields["incompatible"] == "0"
 
@@ -362,7 +364,10 @@ def test_prune_removes_stale_incompatible_and_unreadable(
     (cache_dir / "mod.junk" / "ab").mkdir(parents=True)
     (cache_dir / "mod.junk" / "ab" / ("ab" * 16 + ".mj")).write_bytes(b"not an entry")
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
-    assert code == 0 and "removed 4 files" in out
+    assert code == 0 and "removed 3 entries" in out  # Python 2.7's entry is 2.7's to keep
+    assert {e.function for e in Cache(cache_dir).entries()} == {SQUARE, CUBE, "mod.old_python"}
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune", "--other-pythons")
+    assert code == 0 and "removed 1 entry;" in out
     assert {e.function for e in Cache(cache_dir).entries()} == {SQUARE, CUBE}
     assert count(cache_dir) == 5
 
@@ -372,7 +377,7 @@ def test_prune_of_a_clean_cache_removes_nothing(
 ):
     fill(cache_dir)
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
-    assert code == 0 and "removed 0 files" in out
+    assert code == 0 and "removed 0 entries" in out
     assert count(cache_dir) == 5
 
 

@@ -468,6 +468,9 @@ def test_method_with_picklable_self_keys_on_its_state(
 
 def test_method_with_unpicklable_self_says_to_ignore_it(cache_dir: Path) -> None:
     class Local:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+
         @cached(cache_dir=cache_dir)
         def m(self, x):
             return x
@@ -503,7 +506,7 @@ def test_staticmethod(cache_dir: Path, order: str) -> None:
 
 def test_classmethod_keys_on_the_class(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _describe.calls = []  # type: ignore[attr-defined]
-    monkeypatch.setattr(Shape, "describe", cached(cache_dir=cache_dir)(classmethod(_describe)),
+    monkeypatch.setattr(Shape, "describe", classmethod(cached(cache_dir=cache_dir)(_describe)),
                         raising=False)
     assert Shape.describe("s") == "s:0"
     assert Square.describe("s") == "s:4"
@@ -516,8 +519,8 @@ def test_classmethod_with_cls_ignored(cache_dir: Path) -> None:
     calls: list[Any] = []
 
     class Local:
-        @cached(cache_dir=cache_dir, ignore=("cls",))
         @classmethod
+        @cached(cache_dir=cache_dir, ignore=("cls",))
         def build(cls, x):
             calls.append(x)
             return x + 1

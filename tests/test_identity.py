@@ -173,3 +173,21 @@ def test_the_frozenset_constant_really_varies_with_the_hash_seed(tmp_path: Path)
     script = f"exec({code!r}); print(repr(f.__code__.co_consts))"
     orders = {run_python(script, env={"PYTHONHASHSEED": seed}) for seed in ("0", "1", "2", "3")}
     assert len(orders) > 1
+
+
+def test_mp_main_is_main_in_names_and_fingerprints() -> None:
+    source = "def f(x):\n    return x + 1\n"
+    names, prints = [], []
+    for module in ("__main__", "__mp_main__"):
+        namespace: dict = {"__name__": module}
+        exec(compile(source, "script.py", "exec"), namespace)
+        names.append(function_name(namespace["f"]))
+        prints.append(code_fingerprint(namespace["f"]))
+    assert names == ["__main__.f", "__main__.f"]
+    assert prints[0] == prints[1]
+
+
+def test_names_of_objects_without_a_name_are_their_class() -> None:
+    import operator
+
+    assert function_name(operator.itemgetter(1)) == "operator.itemgetter"

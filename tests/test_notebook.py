@@ -186,7 +186,7 @@ def test_magic_clear_dry_run_and_older_than(shell: InteractiveShell):
 def test_magic_prune(shell: InteractiveShell):
     run(shell, CELL_V1)
     run(shell, "f(1)")
-    assert "removed 0 files" in run(shell, "%memojar prune").text()
+    assert "removed 0 entries" in run(shell, "%memojar prune").text()
 
 
 @pytest.mark.parametrize(

@@ -63,8 +63,9 @@ def client(redis_server: RedisServer, redis_location: str) -> Iterator[Any]:
 
 
 def names(client: Any, pattern: str = "*") -> set[bytes]:
-    """The keys matching ``pattern``, but for sweep notes (``<function>:swept``)."""
-    return {n for n in client.scan_iter(match=pattern) if not n.endswith(b":swept")}
+    """The keys matching ``pattern``, but for a function's sweep note and index set."""
+    return {n for n in client.scan_iter(match=pattern)
+            if not n.endswith((b":swept", b":entries"))}
 
 
 def entry_name(f: Any, *args: Any, prefix: str = "memojar:") -> bytes:
@@ -83,6 +84,36 @@ def counted(cache: Cache) -> tuple[Any, list[Any]]:
 
 
 # --- the decorator on Redis ------------------------------------------------------------------
+
+def test_clear_leaves_no_key_of_its_scope(redis_location: str, client: Any) -> None:
+    """Old: ``<prefix>total`` and ``<function>:swept`` stayed after clear."""
+    cache = Cache(redis_location + "?chunk_size=1000", max_size=10**6, secret=SECRET)
+    double, _ = counted(cache)
+
+    @cache.cached(ttl=0.2)
+    def brief(x: int) -> bytes:
+        return b"b" * x
+
+    double(1)
+    double(b"x" * 5000)  # chunked
+    brief(10)
+    time.sleep(0.4)  # Redis expires brief's entry; its index members stay behind
+    assert cache.clear(double) == 2
+    assert {n for n in client.scan_iter() if b"double" in n} == set()
+    assert cache.clear() == 0  # brief's expired entry: nothing to remove, and no key left
+    assert list(client.scan_iter()) == []
+
+
+def test_server_down_first_warning_names_the_fault() -> None:
+    """Old: the first warning the user saw said the server "failed a moment ago"."""
+    url = f"redis://127.0.0.1:{free_port()}/0?socket_timeout=1"
+    double, _ = counted(Cache(url, secret=SECRET))
+    with pytest.warns(MemojarWarning) as record:
+        double(1)
+    (message,) = [str(w.message) for w in record]
+    assert "a moment ago" not in message
+    assert "cannot reach the server" in message and "refused" in message
+
 
 def test_cache_round_trip(redis_location: str, client: Any) -> None:
     cache = Cache(redis_location, secret=SECRET)
@@ -490,7 +521,35 @@ def test_listing_uses_scan_never_keys(own_server: Callable[..., RedisServer]) ->
     assert cache.clear() == 2
 
 
-def test_command_line_on_a_redis_url(redis_location: str) -> None:
+def test_a_function_is_listed_from_its_index_not_the_keyspace(
+    own_server: Callable[..., RedisServer],
+) -> None:
+    """cache_info, cache_clear, entries and the first-store sweep read the function's
+    index set (and stats the sizes hash): with SCAN and KEYS disabled they still work."""
+    server = own_server("--rename-command", "SCAN", "", "--rename-command", "KEYS", "")
+    url = server.url(0, chunk_size=1000)
+
+    def versioned(version: int) -> Any:
+        @Cache(url, secret=SECRET).cached(version=version)
+        def double(x: Any) -> Any:
+            return x * 2
+
+        return double
+
+    old = versioned(1)
+    old(1)
+    old(b"x" * 5000)  # chunked
+    assert old.cache_info().entries == 2
+    assert len(list(old.__memojar__.cache.entries(old))) == 2
+    assert old.__memojar__.cache.stats().entries == 2
+    new = versioned(2)
+    new(3)  # its first store sweeps the entries of version 1
+    assert new.cache_info().entries == 1 and old.cache_info().entries == 1
+    assert new.cache_clear() == 1
+    assert server.client().dbsize() == 0
+
+
+def test_command_line_on_a_redis_url(redis_location: str, client: Any) -> None:
     cache = Cache(redis_location, secret=SECRET)
     double, _ = counted(cache)
     double(1)
@@ -505,13 +564,18 @@ def test_command_line_on_a_redis_url(redis_location: str) -> None:
     info = cli("info", "--json")
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["entries"] == 2
+    fields = dict(line.split(None, 1) for line in cli("info").stdout.splitlines())
+    assert fields["location"] == redis_location and "directory" not in fields
     listed = cli("ls", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [row["entries"] for row in json.loads(listed.stdout)] == [2]
-    assert cli("prune").returncode == 0
+    pruned = cli("prune")
+    assert pruned.returncode == 0
+    assert "removed 0 entries; 2 entries" in pruned.stdout and "file" not in pruned.stdout
     cleared = cli("clear", "--yes")
     assert cleared.returncode == 0, cleared.stderr
     assert cache.stats().entries == 0
+    assert client.dbsize() == 0  # no index, total or note left behind
 
 
 # --- locks and stampedes -------------------------------------------------------------------

@@ -377,6 +377,24 @@ def test_cleanup_removes_temporary_files_of_dead_writers(location: str, store: S
     assert root.is_dir()
 
 
+def test_cleanup_judges_another_hosts_temporary_files_by_age_only(
+    location: str, store: Store
+) -> None:
+    file_only(location)
+    store.write(FN, k(1), [b"x"])
+    (entry,) = store.scan(heads=False)
+    folder = Path(entry.location).parent
+    dead = _dead_pid()  # dead here; on another host, a pid says nothing
+    recent = folder / f"{k(2)}.mj.{dead}-0123abcd.0badf00d.tmp"
+    old = folder / f"{k(3)}.mj.{os.getpid()}-0123abcd.0badf00d.tmp"
+    mine = folder / f"{k(4)}.mj.{dead}.0badf00d.tmp"  # without a host: this host's
+    for path in (recent, old, mine):
+        path.write_bytes(b"half an entry")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert store.cleanup() == 2
+    assert recent.exists() and not old.exists() and not mine.exists()
+
+
 def test_cleanup_removes_idle_lock_files(location: str, store: Store) -> None:
     file_only(location)
     with store.lock(FN, k(1)):

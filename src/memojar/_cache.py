@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 from . import _entry
 from ._decorator import Counter, _Memo, make_wrapper
 from ._entry import Miss
+from ._identity import generator_kind
 from ._store import Store, StoredEntry
 
 P = ParamSpec("P")
@@ -49,6 +50,7 @@ class EntryInfo(NamedTuple):
     version: str | int | None  # the function's version= (2, "2024-06"), None without one
     python: str  # the Python major.minor that wrote it
     fingerprint: str  # the function's code fingerprint
+    scope: str = ""  # the script or notebook of a __main__ function; "" for modules
 
 
 class CachedFunction(Protocol[P, R_co]):
@@ -97,8 +99,11 @@ def default_directory() -> str:
     return user_cache_dir("memojar", appauthor=False)
 
 
-def open_store(location: str, max_size: int | None, signed: bool) -> Store:
-    """The store for a location: a ``redis://`` URL or a directory path."""
+def open_store(
+    location: str, max_size: int | None, signed: bool, secret: bytes | None = None
+) -> Store:
+    """The store for a location: a ``redis://`` URL or a directory path. ``secret`` lets
+    a store sign what it keeps beside entries (Redis chunk pointers)."""
     if location.startswith(("redis://", "rediss://", "unix://")):
         try:
             from ._redisstore import RedisStore
@@ -108,7 +113,7 @@ def open_store(location: str, max_size: int | None, signed: bool) -> Store:
                 "pip install -e '.[redis]' in your memojar clone "
                 "(for a published release: pip install 'memojar[redis]')"
             ) from exc
-        return RedisStore(location, max_size=max_size, signed=signed)
+        return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
     from ._filestore import FileStore
 
     return FileStore(location, max_size=max_size, trust_foreign=signed)
@@ -145,7 +150,8 @@ class Cache:
         self.lock_timeout = _lock_timeout(lock_timeout)
         self.secret = _secret(secret)
         location = os.fspath(directory) if directory is not None else default_directory()
-        self.store = open_store(location, max_size, signed=self.secret is not None)
+        self.store = open_store(location, max_size, signed=self.secret is not None,
+                                secret=self.secret)
         self.directory = self.store.location
         self.max_size = max_size
         self._location = location  # as given (a Redis URL keeps its password), for pickling
@@ -199,11 +205,30 @@ class Cache:
         disabled = os.environ.get("MEMOJAR_DISABLE", "") not in ("", "0")
 
         def decorate(f: Callable[..., Any]) -> Any:
-            if isinstance(f, (staticmethod, classmethod)):
-                return type(f)(decorate(f.__func__))
+            if isinstance(f, classmethod):
+                name = getattr(f.__func__, "__qualname__", "the method")
+                raise TypeError(
+                    f"@cached is above @classmethod on {name}: put it below "
+                    "(@classmethod, then @cached, then def), so it caches the function and "
+                    "the class is part of the key"
+                )
+            if isinstance(f, staticmethod):
+                return staticmethod(decorate(f.__func__))
+            if isinstance(f, type):
+                raise TypeError(
+                    f"cached decorates functions, not classes ({f.__qualname__}): decorate "
+                    "the method or function whose results should be cached"
+                )
             if not callable(f):
                 raise TypeError(
                     f"cached needs a function to decorate, not {type(f).__name__} ({f!r})"
+                )
+            kind = generator_kind(f)
+            if kind is not None:
+                raise TypeError(
+                    f"cannot cache {getattr(f, '__qualname__', f)!s}: it is a {kind} "
+                    "function, and a generator cannot be stored; return a list (or a tuple) "
+                    "of its items instead"
                 )
             memo = _Memo(self, f, ttl_seconds, version, ignored, key)
             self._counters.append((memo.hit_count, memo.miss_count))
@@ -214,28 +239,45 @@ class Cache:
     # --- housekeeping -----------------------------------------------------------------
 
     def clear(self, function: str | Callable[..., Any] | None = None) -> int:
-        """Remove every entry (of one function: a ``module.qualname`` or the decorated
-        function); return how many were removed."""
+        """Remove every entry (of one function); return how many were removed.
+
+        ``function``: a ``module.qualname`` (every entry of that name, whatever script,
+        notebook or Python wrote it) or a decorated function (the entries it can read: of
+        its script or notebook, and of this Python).
+        """
+        memo = getattr(function, "__memojar__", None)
+        if isinstance(memo, _Memo):
+            return self.store.remove([
+                stored for stored in self.store.scan(memo.name)
+                if (header := header_of(stored)) is not None and header.function == memo.name
+                and header.scope == memo.scope and header.python == _entry.PYTHON
+            ])
         name = _function_name(function)
         return self.store.remove(list(self.store.scan(name, heads=False)))
 
     def prune(
-        self, *, progress: Callable[[str, int, int | None], None] | None = None
+        self, *, other_pythons: bool = False,
+        progress: Callable[[str, int, int | None], None] | None = None,
     ) -> int:
-        """Remove what no call will read: expired entries; entries this Python cannot
-        use (another entry format or Python); entries of a function's older code or other
-        ``version`` than its newest entry; unreadable or truncated files; orphaned temporary
-        files; then least-recently-used entries over ``max_size``.
+        """Remove what no call will read: expired entries; entries of an older entry
+        format; entries of a function's older code or other ``version`` than its newest
+        entry in the same scope (script or notebook) and Python; unreadable or truncated
+        files; orphaned temporary files; then least-recently-used entries over ``max_size``.
+
+        Entries another Python version (or a newer memojar) can read are kept:
+        interpreters sharing a cache keep each other's entries. ``other_pythons=True``
+        removes them too.
 
         ``progress``, if given, is called as ``progress("checking", n, None)`` for each entry
         read and ``progress("removing", n, total)`` as they are removed (the command line
         draws its counter with it). Returns how many files were removed.
         """
+        keep = {FRESH} if other_pythons else {FRESH, *KEPT_FOR_OTHERS}
         entries: Iterable[StoredEntry] = self.store.scan()
         if progress is not None:
             entries = _reporting(entries, progress)
         judged = judge(entries, time.time())
-        doomed = [stored for stored, _, verdict in judged if verdict != FRESH]
+        doomed = [stored for stored, _, verdict in judged if verdict not in keep]
         if progress is None:
             removed = self.store.remove(doomed)
         else:
@@ -264,6 +306,7 @@ class Cache:
                 version=_user_version(header.version),
                 python=header.python,
                 fingerprint=header.fingerprint,
+                scope=header.scope,
             )
 
     def stats(self) -> CacheInfo:
@@ -297,10 +340,11 @@ def _reporting(
         yield stored
 
 
-# What ``judge`` makes of an entry.
-FRESH, STALE, INCOMPATIBLE, SUPERSEDED, UNREADABLE = (
-    "fresh", "stale", "incompatible", "superseded", "unreadable"
+# What ``judge`` makes of an entry (the strings are what ``memojar ls FUNCTION`` shows).
+FRESH, STALE, OTHER_PYTHON, SUPERSEDED, UNREADABLE, NEWER_FORMAT = (
+    "fresh", "stale", "other Python", "superseded", "unreadable", "newer format"
 )
+KEPT_FOR_OTHERS = frozenset({OTHER_PYTHON, NEWER_FORMAT})  # prune(other_pythons=True) only
 
 
 def _user_version(tag: str) -> str | int | None:
@@ -325,29 +369,34 @@ def judge(
 ) -> list[tuple[StoredEntry, _entry.Header | None, str]]:
     """Each entry with its header and verdict: the one rule of ``prune`` and the CLI.
 
-    UNREADABLE: no header, or truncated. INCOMPATIBLE: no process of this Python can use it.
-    STALE: expired. SUPERSEDED: its function's newest usable entry was written for other
-    code or another version. FRESH: everything else.
+    UNREADABLE: no header (an older entry format, damaged), or truncated. NEWER_FORMAT: an
+    entry of a newer memojar, which can read it (``prune`` keeps it unless asked). STALE: expired
+    (for every Python: the expiry is a date). SUPERSEDED: the newest unexpired entry of its
+    function *in the same scope and Python* was written for other code or another version:
+    two scripts' ``__main__.load``, or a 3.11 and a 3.12 project, never supersede each
+    other. OTHER_PYTHON: no process of this Python can use it, but the Python that wrote it
+    can (``prune`` keeps it unless asked). FRESH: everything else.
     """
     judged: list[tuple[StoredEntry, _entry.Header | None, str]] = []
-    newest: dict[str, tuple[float, str, str]] = {}
+    newest: dict[tuple[str, str, str], tuple[float, str, str]] = {}
     for stored in entries:
         header = header_of(stored)
         if header is None:
-            judged.append((stored, None, UNREADABLE))
-        elif header.incompatible():
-            judged.append((stored, header, INCOMPATIBLE))
+            newer = _entry.newer_format(stored.head)
+            judged.append((stored, None, UNREADABLE if newer is None else NEWER_FORMAT))
         elif header.stale(now):
             judged.append((stored, header, STALE))
         else:
-            judged.append((stored, header, FRESH))
-            seen = newest.get(header.function)
+            judged.append((stored, header, OTHER_PYTHON if header.incompatible() else FRESH))
+            group = (header.function, header.scope, header.python)
+            seen = newest.get(group)
             if seen is None or header.created > seen[0]:
-                newest[header.function] = (header.created, header.fingerprint, header.version)
+                newest[group] = (header.created, header.fingerprint, header.version)
     return [
         (stored, header, SUPERSEDED)
-        if verdict == FRESH and header is not None
-        and (header.fingerprint, header.version) != newest[header.function][1:]
+        if verdict in (FRESH, OTHER_PYTHON) and header is not None
+        and (header.fingerprint, header.version)
+        != newest[header.function, header.scope, header.python][1:]
         else (stored, header, verdict)
         for stored, header, verdict in judged
     ]

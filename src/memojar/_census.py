@@ -1,8 +1,9 @@
 """A census of a cache: every entry's header read once and totalled by function.
 
 What ``memojar ls`` and ``info`` print. Nothing is unpickled. An entry counts as
-incompatible when no process of this Python can use it, or when it was written for other
-code or another version than its function's newest entry (``memojar._cache.judge``).
+incompatible when it was written for other code or another version than its function's
+newest entry in the same scope and Python, and as "other Python" when only another Python
+version can use it (``memojar._cache.judge``): kept by ``prune`` unless asked.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _entry
-from ._cache import INCOMPATIBLE, STALE, SUPERSEDED, Cache, judge
+from ._cache import NEWER_FORMAT, OTHER_PYTHON, STALE, SUPERSEDED, Cache, judge
 from ._report import iso
 from ._store import StoredEntry
 
@@ -28,7 +29,8 @@ class FunctionStats:
     oldest: float | None = None
     newest: float | None = None
     stale: int = 0
-    incompatible: int = 0  # of another Python, or superseded by newer code or version
+    incompatible: int = 0  # superseded by newer code or version (same scope and Python)
+    other_python: int = 0  # readable by another Python version only
 
     def add(self, header: _entry.Header, size: int, verdict: str) -> None:
         self.entries += 1
@@ -36,8 +38,10 @@ class FunctionStats:
         created = header.created
         self.oldest = created if self.oldest is None else min(self.oldest, created)
         self.newest = created if self.newest is None else max(self.newest, created)
-        if verdict in (INCOMPATIBLE, SUPERSEDED):
+        if verdict == SUPERSEDED:
             self.incompatible += 1
+        elif verdict == OTHER_PYTHON:
+            self.other_python += 1
         elif verdict == STALE:
             self.stale += 1
 
@@ -46,6 +50,7 @@ class FunctionStats:
             "function": self.function, "entries": self.entries, "bytes": self.bytes,
             "oldest": iso(self.oldest), "newest": iso(self.newest),
             "stale": self.stale, "incompatible": self.incompatible,
+            "other_python": self.other_python,
         }
 
 
@@ -56,7 +61,8 @@ class Census:
     directory: str
     entries: int = 0
     bytes: int = 0
-    unreadable: int = 0  # corrupt, truncated, or of another entry format
+    unreadable: int = 0  # corrupt, truncated, or of an older entry format
+    newer_format: int = 0  # of a newer memojar's entry format: kept for it
     functions: dict[str, FunctionStats] = field(default_factory=dict)
 
     @property
@@ -66,6 +72,10 @@ class Census:
     @property
     def incompatible(self) -> int:
         return sum(f.incompatible for f in self.functions.values())
+
+    @property
+    def other_python(self) -> int:
+        return sum(f.other_python for f in self.functions.values())
 
 
 def take_census(cache: Cache, progress: Callable[[int], None] | None = None) -> Census:
@@ -82,7 +92,10 @@ def take_census(cache: Cache, progress: Callable[[int], None] | None = None) -> 
         census.entries += 1
         census.bytes += stored.size
         if header is None:
-            census.unreadable += 1
+            if verdict == NEWER_FORMAT:
+                census.newer_format += 1
+            else:
+                census.unreadable += 1
             continue
         stats = functions.get(header.function)
         if stats is None:

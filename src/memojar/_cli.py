@@ -46,6 +46,7 @@ examples:
   {prog} clear --older-than 7d --yes     remove every entry older than a week
   {prog} clear --dry-run                 show what clearing everything would remove
   {prog} prune                           remove stale, incompatible and broken entries
+  {prog} prune --other-pythons           ... and those only another Python version reads
   {prog} --dir ./.cache ls               any command on another cache directory
 
 FUNCTION is a function's module.qualname, as '{prog} ls' shows it. DURATION is a number
@@ -153,7 +154,8 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
 
     info = commands.add_parser(
         "info", parents=[common], help="totals for the cache",
-        description="Directory, entries, bytes, functions, stale and incompatible counts.",
+        description="Location (directory or URL), entries, bytes, functions, stale and "
+        "incompatible counts.",
     )
     info.add_argument("--json", action="store_true", help="print JSON for machines")
 
@@ -171,11 +173,16 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
     clear.add_argument("--yes", "-y", action="store_true",
                        help="do not ask before removing every entry")
 
-    commands.add_parser(
+    prune = commands.add_parser(
         "prune", parents=[common], help="remove stale, incompatible and orphaned entries",
-        description="Remove stale entries, entries of a function's older code or version, "
-        "of another Python or entry format, unreadable entries and orphaned temporary files.",
+        description="Remove stale entries, entries of a function's older code or version "
+        "(in the same script or notebook and Python), of an older entry format, unreadable "
+        "entries and orphaned temporary files. Entries another Python version (or a newer "
+        "memojar) can read are kept unless --other-pythons is given.",
     )
+    prune.add_argument("--other-pythons", action="store_true",
+                       help="also remove entries of other Python versions and of newer "
+                       "memojar formats")
     return parser
 
 
@@ -334,16 +341,19 @@ def _ls_census(census: Census, as_json: bool) -> Report:
     now = time.time()
     rows = [
         [s.function, f"{s.entries:,}", human_size(s.bytes), f"{_ago(s.oldest, now)} ago",
-         f"{_ago(s.newest, now)} ago", f"{s.stale:,}", f"{s.incompatible:,}"]
+         f"{_ago(s.newest, now)} ago", f"{s.stale:,}", f"{s.incompatible:,}",
+         f"{s.other_python:,}"]
         for s in stats
     ]
     notes = [_summary(census)]
     if census.unreadable:
         notes.append(f"{census.unreadable:,} unreadable entries ('memojar prune' removes them)")
+    if census.newer_format:
+        notes.append(_newer_note(census))
     return Report(
         data=[s.json() for s in stats],
         table=Table(["FUNCTION", "ENTRIES", "SIZE", "OLDEST", "NEWEST", "STALE",
-                     "INCOMPATIBLE"], rows, frozenset({1, 2, 3, 4, 5, 6})),
+                     "INCOMPATIBLE", "OTHER PYTHON"], rows, frozenset({1, 2, 3, 4, 5, 6, 7})),
         notes=notes,
         as_json=as_json,
     )
@@ -364,18 +374,21 @@ def _ls_function(
     ]
     found.sort(key=lambda hsv: hsv[0].created, reverse=True)
     data, rows = [], []
+    scoped = any(header.scope for header, _, _ in found)  # a __main__ function's scripts
     for header, stored, status in found:
         data.append({
             "key": header.key, "size": stored.size, "created": iso(header.created),
             "expires": iso(header.expires), "compute_time": header.compute_time,
-            "status": status,
+            "status": status, "python": header.python, "scope": header.scope,
         })
         rows.append([header.key[:12], human_size(stored.size), _ago(header.created, now),
-                     _expires(header.expires, now), human_time(header.compute_time), status])
+                     _expires(header.expires, now), human_time(header.compute_time), status]
+                    + ([_home(header.scope)] if scoped else []))
     total = sum(s.size for _, s, _ in found)
     return Report(
         data=data,
-        table=Table(["KEY", "SIZE", "AGE", "EXPIRES", "COMPUTE", "STATUS"], rows,
+        table=Table(["KEY", "SIZE", "AGE", "EXPIRES", "COMPUTE", "STATUS"]
+                    + (["SCRIPT OR NOTEBOOK"] if scoped else []), rows,
                     frozenset({1, 2, 3, 4})),
         notes=[f"{function}: {_plural(len(found), 'entry')}, {human_size(total)}"],
         as_json=as_json,
@@ -398,16 +411,18 @@ def _info_census(census: Census, as_json: bool) -> Report:
     data = {
         "directory": census.directory, "entries": census.entries, "bytes": census.bytes,
         "functions": len(census.functions), "stale": census.stale,
-        "incompatible": census.incompatible, "unreadable": census.unreadable,
+        "incompatible": census.incompatible, "other_python": census.other_python,
+        "unreadable": census.unreadable, "newer_format": census.newer_format,
         "oldest": iso(oldest), "newest": iso(newest),
     }
     fields = [
-        ("directory", census.directory),
+        ("location", census.directory),
         ("entries", f"{census.entries:,}"),
         ("size", f"{human_size(census.bytes)} ({census.bytes:,} bytes)"),
         ("functions", f"{len(census.functions):,}"),
         ("stale", f"{census.stale:,}"),
         ("incompatible", f"{census.incompatible:,}"),
+        ("other Python", f"{census.other_python:,}"),
         ("unreadable", f"{census.unreadable:,}"),
     ]
     if oldest is not None:
@@ -415,6 +430,11 @@ def _info_census(census: Census, as_json: bool) -> Report:
     notes = []
     if census.stale or census.incompatible or census.unreadable:
         notes.append("'memojar prune' removes stale, incompatible and unreadable entries")
+    if census.other_python:
+        notes.append("entries of other Python versions are kept for them; "
+                     "'memojar prune --other-pythons' removes them")
+    if census.newer_format:
+        notes.append(_newer_note(census))
     return Report(data=data, fields=fields, notes=notes, as_json=as_json)
 
 
@@ -494,7 +514,8 @@ def _removable(cache: Cache) -> bool:
     return root is None or is_memojar_dir(root)
 
 
-def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None) -> Report:
+def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
+              other_pythons: bool = False) -> Report:
     """``Cache.prune``, watched: on a terminal, a counter of entries checked and removed."""
     if not _removable(cache):
         raise CliError(
@@ -513,16 +534,28 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None) -> Report:
 
     try:
         # Cache.prune owns the rules; the command line only draws the counter it reports.
-        removed = cache.prune(progress=progress if checking.stream is not None else None)
+        removed = cache.prune(other_pythons=other_pythons,
+                              progress=progress if checking.stream is not None else None)
     finally:
         checking.close()
         removing.close()
     left = cache.stats()
     return Report(
         data={"removed": removed, "entries": left.entries, "bytes": left.bytes},
-        notes=[f"removed {_plural(removed, 'file')}; {_plural(left.entries, 'entry')} "
+        notes=[f"removed {_plural(removed, 'entry')}; {_plural(left.entries, 'entry')} "
                f"({human_size(left.bytes)}) left in {cache.directory}"],
     )
+
+
+def _home(path: str) -> str:
+    """A path with the home directory as ``~``, for a narrow column."""
+    home = os.path.expanduser("~")
+    return "~" + path[len(home):] if path.startswith(home + os.sep) else path
+
+
+def _newer_note(census: Census) -> str:
+    return (f"{_plural(census.newer_format, 'entry')} of a newer memojar's format, kept for "
+            "it ('memojar prune --other-pythons' removes them)")
 
 
 def _summary(census: Census) -> str:
@@ -593,7 +626,7 @@ def execute(
             if args.command == "clear":
                 return cmd_clear(cache, args.functions, args.older_than, args.dry_run,
                                  confirm, progress_stream)
-            return cmd_prune(cache, progress_stream)
+            return cmd_prune(cache, progress_stream, args.other_pythons)
         finally:
             cache.close()
     except OSError as exc:

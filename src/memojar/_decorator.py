@@ -20,13 +20,26 @@ from typing import TYPE_CHECKING, Any
 from . import _entry
 from ._entry import Miss
 from ._errors import logger, warn
-from ._identity import code_fingerprint, function_name
-from ._keys import make_binder, make_key, parameter_names
+from ._identity import code_fingerprint, function_name, scope_of, split
+from ._keys import make_binder, make_key, make_key_caller, parameter_names, prebound
 
 if TYPE_CHECKING:
     from ._cache import Cache, CacheInfo
 
-MISSING: Any = object()
+class _Missing:
+    """The miss marker. One object, even in a copy of the wrapper that cloudpickle made by
+    value (a function of ``__main__`` sent to a worker): it pickles by reference."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
 _DEBUG = logging.DEBUG
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # Failures to load an entry that say something about this process, not about the entry:
@@ -67,6 +80,23 @@ class Counter:
         self._base = self._now()
 
 
+_NOTE_GROUPS = 64  # (Python, scope) groups a sweep note remembers, most recent first
+
+
+def _read_sweep_note(note: bytes | None) -> dict[str, str]:
+    """A sweep note: for each (Python, scope) group, a digest of the code that swept last.
+
+    One line per group, ``<group> <code>`` in hex, most recent first. Anything else (an
+    older memojar's note, a damaged one) reads as no note: the sweep lists the entries.
+    """
+    swept: dict[str, str] = {}
+    for line in (note or b"").decode("ascii", "replace").splitlines():
+        group, _, code = line.partition(" ")
+        if len(group) == 16 and code:
+            swept.setdefault(group, code)
+    return swept
+
+
 class _Memo:
     """A function's entries in a cache: its name, identity, key function and counters."""
 
@@ -84,14 +114,25 @@ class _Memo:
         self.store = cache.store
         self.secret = cache.secret
         self.name = function_name(func)
-        self.ident = _entry.make_ident(self.name, version, code_fingerprint(func))
+        self.scope = scope_of(func)  # its script or notebook, for a function of __main__
+        self.ident = _entry.make_ident(self.name, version, code_fingerprint(func), self.scope)
+        self.seed = _entry.key_seed(self.scope)  # entries of other Pythons/scopes live apart
         self.ttl = ttl
         self.ignore = ignore
         self.custom_key = key
+        # A partial, bound method or callable instance is the function that runs plus the
+        # arguments bound to it (the instance, the partial's arguments): they go in the key.
+        self.target, bound_args, bound_kwargs = split(func)
         if key is None:
-            self.binder = make_binder(func, ignore)
+            self.binder = make_binder(self.target, ignore)
         else:
-            self.binder = lambda *args, **kwargs: (key(*args, **kwargs),)
+            self.binder = make_key_caller(func, key)
+            if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
+                self.binder = functools.partial(_with_bound, self.binder, bound_args,
+                                                bound_kwargs)
+                bound_args, bound_kwargs = (), {}
+        if bound_args or bound_kwargs:
+            self.binder = prebound(self.binder, bound_args, bound_kwargs)
         self.hit_count = Counter()
         self.miss_count = Counter()
         self.swept = False  # entries of this function's other code/versions evicted yet?
@@ -111,7 +152,7 @@ class _Memo:
     def key_of(self, args: tuple, kwargs: dict[str, Any]) -> str:
         values = self.binder(*args, **kwargs)
         try:
-            return make_key(values)
+            return make_key(values, self.seed)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             if isinstance(exc, RecursionError) and _near_recursion_limit():
                 raise  # the caller's own recursion ran out of stack, not a deep argument
@@ -134,7 +175,7 @@ class _Memo:
                 # or code run by the unpickling. It is the caller's to handle.
                 raise cause from None
             if not isinstance(cause, _NOT_THE_ENTRY):
-                self.discard(key, miss.reason)
+                self.discard(key, miss.reason, data)
             return MISSING
         if logger.isEnabledFor(_DEBUG):
             header = _entry.read_header(data)  # the whole header, however many buffers
@@ -175,27 +216,29 @@ class _Memo:
     async def acompute(
         self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False
     ) -> Any:
-        """``compute`` for coroutine functions: waits for the lock without blocking the loop."""
+        """``compute`` for coroutine functions: waits for the lock without blocking the loop,
+        and calls a remote store from a worker thread (``run``)."""
+        run = _in_thread if self.store.remote else _inline
         held = _held.get()
         here = (self.store.location, self.name, key)
         if here in held:  # the coroutine awaits itself with the same key
-            return await self._acompute(key, args, kwargs)
-        lock = await self._alock(key)
+            return await self._acompute(key, args, kwargs, run)
+        lock = await self._alock(key, run)
         token = _held.set(held | {here})
         try:
-            value = MISSING if force else self._stored_meanwhile(key)  # also after a timeout
+            value = MISSING if force else await run(self._stored_meanwhile, key)
             if value is MISSING:
-                value = await self._acompute(key, args, kwargs)
+                value = await self._acompute(key, args, kwargs, run)
             return value
         finally:
             _held.reset(token)
             if lock is not None:
-                lock.release()
+                await run(lock.release)
 
-    async def _acompute(self, key: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+    async def _acompute(self, key: str, args: tuple, kwargs: dict[str, Any], run: Any) -> Any:
         start = self._started(key)
         value = await self.func(*args, **kwargs)
-        self._computed(key, value, start)
+        await run(self._computed, key, value, start)
         return value
 
     def _lock(self, key: str) -> Any:
@@ -225,7 +268,7 @@ class _Memo:
             raise
         return self._waited_too_long(key, timeout)
 
-    async def _alock(self, key: str) -> Any:
+    async def _alock(self, key: str, run: Any) -> Any:
         """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile."""
         import asyncio
 
@@ -234,19 +277,19 @@ class _Memo:
         lock = None
         try:
             lock = self.store.lock(self.name, key)
-            while not lock.acquire(blocking=False):
+            while not await run(lock.acquire, False, undo=lock.release):
                 if time.monotonic() >= deadline:
                     return self._waited_too_long(key, timeout)
                 await asyncio.sleep(_LOCK_POLL)
             return lock
         except OSError as exc:
-            if lock is not None:
+            if lock is not None and not self.store.remote:
                 lock.release()
-            if exc.errno is None:
+            if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
                 raise
             return self._cannot_lock(key, exc)
-        except BaseException:  # cancelled, or the caller's timeout: never leak the lock
-            if lock is not None:
+        except BaseException:  # cancelled, or the caller's exception: never leak the lock
+            if lock is not None and not self.store.remote:  # a remote one: ``undo`` does
                 lock.release()
             raise
 
@@ -318,11 +361,16 @@ class _Memo:
         """Evict this function's entries written for other code or another version.
 
         Runs once per process, at the first store: an edited notebook cell or a version
-        bump leaves no trail of entries that can never hit again. The store notes which code
-        swept last, so an unchanged function does not list its entries in every process.
+        bump leaves no trail of entries that can never hit again. Only entries of the same
+        scope (script or notebook) and the same Python are swept: another script's
+        ``__main__.load`` and another interpreter's entries are theirs to keep. The store
+        notes which code swept last in each (Python, scope), so an unchanged function does
+        not list its entries in every process.
         """
         try:
-            if self.store.read_note(self.name) == self.ident:
+            swept = _read_sweep_note(self.store.read_note(self.name))
+            group, code = f"{self.seed:016x}", _entry.ident_digest(self.ident)
+            if swept.get(group) == code:
                 return
             doomed = []
             for stored in self.store.scan(self.name):
@@ -330,18 +378,22 @@ class _Memo:
                     header = _entry.read_header(stored.head)
                 except Miss:
                     continue  # being written, or damaged: prune's business
-                if header.ident != self.ident and header.function == self.name:
+                if (header.ident != self.ident and header.function == self.name
+                        and header.scope == self.scope and header.python == _entry.PYTHON):
                     doomed.append(stored)
             if doomed:
                 self.store.remove(doomed)
-            self.store.write_note(self.name, self.ident)
+            swept.pop(group, None)
+            notes = [f"{group} {code}", *(f"{g} {c}" for g, c in swept.items())]
+            self.store.write_note(self.name, "\n".join(notes[:_NOTE_GROUPS]).encode())
         except OSError as exc:
             logger.debug("cannot sweep old entries of %s: %s", self.name, exc)
 
-    def discard(self, key: str, reason: str) -> None:
-        """Remove an entry that must not be used (stale, incompatible, corrupt)."""
+    def discard(self, key: str, reason: str, judged: Any) -> None:
+        """Remove an entry that must not be used (stale, incompatible, corrupt), if it is
+        still the one judged (``judged``: the bytes read), not a fresh one renamed since."""
         try:
-            self.store.delete(self.name, key)
+            self.store.discard(self.name, key, judged)
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
@@ -359,14 +411,14 @@ class _Memo:
         return True
 
     def _unpicklable(self, values: tuple, exc: BaseException) -> TypeError:
-        qualname = getattr(self.func, "__qualname__", self.name)
+        qualname = getattr(self.target, "__qualname__", self.name)
         if self.custom_key is not None:
             return TypeError(
                 f"key= of {qualname} returned a value that cannot be pickled "
                 f"({type(exc).__name__}: {exc}); return something picklable, such as a "
                 "tuple of str and numbers"
             )
-        names = parameter_names(self.func, self.ignore)
+        names = parameter_names(self.target, self.ignore)
         for name, value in zip(names, values, strict=False):  # a message: never raise here
             try:
                 make_key((value,))
@@ -383,15 +435,28 @@ class _Memo:
         )
 
 
+def _with_bound(call_key: Callable[..., tuple], args: tuple, kwargs: dict[str, Any],
+                *call_args: Any, **call_kwargs: Any) -> tuple:
+    return (args, kwargs, *call_key(*call_args, **call_kwargs))
+
+
 def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     """The decorated function: the original's signature and docs, plus the cache methods."""
     func = memo.func
     key_of, get = memo.key_of, memo.get
     hit = memo.hit_count.bump
-    if _is_coroutine_function(func):
+    if _is_coroutine_function(memo.target):  # a bound method or partial: what runs
         if disabled:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await func(*args, **kwargs)
+        elif memo.store.remote:  # the hit is a round trip: in a worker thread, not the loop
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                key = key_of(args, kwargs)
+                value = await _in_thread(get, key)
+                if value is not MISSING:
+                    hit()
+                    return value
+                return await memo.acompute(key, args, kwargs)
         else:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 key = key_of(args, kwargs)
@@ -428,7 +493,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         entries were removed."""
         memo.hit_count.reset()
         memo.miss_count.reset()
-        return memo.cache.clear(memo.name)
+        return memo.cache.clear(wrapper)  # its own entries: its scope, this Python
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
         """Remove the entry of this call, if any; return True if one was removed."""
@@ -455,6 +520,44 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.__memojar__ = memo  # type: ignore[attr-defined]
     return wrapper
+
+
+async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+    return call(*args)
+
+
+async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+    """``call(*args)`` in a worker thread, so that the event loop never waits on a server.
+
+    A caller cancelled meanwhile does not stop the thread: if the call returns true after
+    all (a lock taken), ``undo`` runs (the lock is given back, never left held and renewed
+    for nobody), in the worker thread or, if the call had returned already, in another."""
+    import asyncio
+    import threading
+
+    if undo is None:
+        return await asyncio.to_thread(call, *args)
+    mutex = threading.Lock()
+    outcome: list[Any] = []  # the call's result, and/or None once the caller has left
+
+    def job() -> Any:
+        result = call(*args)
+        with mutex:
+            left = bool(outcome)
+            outcome.append(result)
+        if left and result:
+            undo()
+        return result
+
+    try:
+        return await asyncio.to_thread(job)
+    except asyncio.CancelledError:
+        with mutex:
+            returned = bool(outcome)
+            outcome.append(None)
+        if returned and outcome[0]:
+            threading.Thread(target=undo, name="memojar-undo", daemon=True).start()
+        raise
 
 
 def _near_recursion_limit() -> bool:

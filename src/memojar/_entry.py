@@ -11,7 +11,7 @@ Layout (little-endian)::
     magic "MJAR" | format u16 | flags u16 | checksum u64            PREFIX, 16 bytes
     created f64 | expires f64 (0 = never) | compute_time f64
       | payload_len u64 | ident_len u32 | nbuffers u32              FIXED, 40 bytes
-    ident: function \\0 version \\0 fingerprint \\0 python \\0 protocol
+    ident: function \\0 version \\0 fingerprint \\0 python \\0 protocol \\0 scope
     key: 32 hex digits
     nbuffers x u64 buffer lengths
     signature: 32 bytes, when flags & SIGNED
@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import xxhash
 
 MAGIC = b"MJAR"
-FORMAT_VERSION = 2  # 1: the checksum also covered magic, format and flags
+FORMAT_VERSION = 3  # 2: no scope in the ident; 1: the checksum also covered the prefix
 PROTOCOL = 5
 SIGNED = 1
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -69,10 +69,43 @@ def version_tag(version: object) -> str:
     return f"{type(version).__name__}:{version}"
 
 
-def make_ident(function: str, version: object, fingerprint: str) -> bytes:
-    """The header's identity of a function's entries, built once at decoration time."""
-    parts = (function, version_tag(version), fingerprint, PYTHON, str(PROTOCOL))
+def _split_ident(ident: str) -> list[str]:
+    """The six fields of an identity: function, version, fingerprint, python, protocol, scope.
+
+    A function name may hold NUL (the separator): the last four fields never do, and a
+    version tag is empty or starts with its type."""
+    rest, *tail = ident.rsplit("\0", 4)
+    for at in range(len(rest)):
+        if rest[at] == "\0" and (at == len(rest) - 1 or rest[at + 1 : at + 5] in ("int:", "str:")):
+            return [rest[:at], rest[at + 1 :], *tail]
+    raise ValueError("an identity of six fields")
+
+
+def make_ident(function: str, version: object, fingerprint: str, scope: str = "") -> bytes:
+    """The header's identity of a function's entries, built once at decoration time.
+
+    ``scope`` is where a function of ``__main__`` was defined (its script or notebook, see
+    ``_identity.scope_of``); empty for importable modules.
+    """
+    parts = (function, version_tag(version), fingerprint, PYTHON, str(PROTOCOL), scope)
     return "\0".join(parts).encode()
+
+
+def key_seed(scope: str, python: str = PYTHON, fmt: int = FORMAT_VERSION) -> int:
+    """The seed that salts a function's keys: the entry format, Python version and scope.
+
+    Entries of two Python versions, or of two scripts or notebooks defining the same
+    ``__main__`` function, get different keys for the same arguments, so they live at
+    different places in the store and never replace or evict each other; so do entries of
+    another entry format (an older or newer memojar sharing the cache). Picked once per
+    decorated function: a seeded hash costs what an unseeded one does.
+    """
+    return xxhash.xxh3_64_intdigest(f"{fmt}\0{python}\0{scope}".encode())
+
+
+def ident_digest(ident: bytes) -> str:
+    """A short digest of an ident, for notes kept beside entries."""
+    return xxhash.xxh3_64_hexdigest(ident)
 
 
 class Header(NamedTuple):
@@ -89,10 +122,12 @@ class Header(NamedTuple):
     compute_time: float
     size: int  # the whole entry's length, as the header promises it
     format: int = FORMAT_VERSION
-    ident: bytes = b""  # function, version, fingerprint, python, protocol, as stored
+    ident: bytes = b""  # function, version, fingerprint, python, protocol, scope, as stored
+    scope: str = ""  # the script or notebook of a __main__ function; "" for modules
 
     def incompatible(self) -> str | None:
-        """Why no process of this Python could use the entry, or None."""
+        """Why no process of this Python could use the entry (another interpreter may), or
+        None."""
         if self.python != PYTHON:
             return f"written by Python {self.python}"
         if self.protocol > pickle.HIGHEST_PROTOCOL:
@@ -188,7 +223,7 @@ def verify(
     at = _IDENT_AT + ident_len
     if view[_IDENT_AT : at + KEY_LEN] != ident + key:  # one comparison on the hit path
         if view[_IDENT_AT:at] != ident:
-            raise Miss("written for another function, version, code or Python")
+            raise Miss("written for another function, version, code or Python, or another scope")
         raise Miss("holds another key")
     if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
         raise Miss("stale")
@@ -260,6 +295,14 @@ def load(payload: memoryview, buffers: list[memoryview]) -> Any:
         raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
 
 
+def newer_format(head: bytes) -> int | None:
+    """The format of an entry a newer memojar wrote (that one can read it), else None."""
+    if len(head) < _PREFIX.size or head[:4] != MAGIC:
+        return None
+    fmt = _PREFIX.unpack_from(head)[1]
+    return fmt if fmt > FORMAT_VERSION else None
+
+
 def header_length(head: bytes) -> int:
     """How many leading bytes ``read_header`` needs, from the first ``HEAD`` bytes."""
     if len(head) < HEAD or head[:4] != MAGIC:
@@ -282,7 +325,7 @@ def read_header(head: bytes) -> Header:
     )
     try:
         ident = bytes(head[_IDENT_AT : _IDENT_AT + ident_len]).decode()
-        function, version, fingerprint, python, protocol = ident.split("\0")
+        function, version, fingerprint, python, protocol, scope = _split_ident(ident)
         at = _IDENT_AT + ident_len
         key = bytes(head[at : at + KEY_LEN]).decode("ascii")
         protocol_n = int(protocol)
@@ -308,5 +351,6 @@ def read_header(head: bytes) -> Header:
         size=end,
         format=fmt,
         ident=bytes(head[_IDENT_AT : _IDENT_AT + ident_len]),
+        scope=scope,
     )
 

@@ -2,9 +2,18 @@
 
 Writes go to a temporary file beside the entry and are renamed into place, so a reader sees
 the old entry or the new one, never half of one. A hit takes no lock: open, fstat (the owner
-check), read, close. A miss takes a per-key ``filelock`` (``flock``: released by the kernel
-if the holder dies). The total size lives in a small ledger file, updated under its own lock,
-so that ``max_size`` is kept across processes without listing the directory on every write.
+check), read, close. A miss takes a per-key lock (released by the kernel if the holder
+dies). The total size lives in a small ledger file, updated under its own lock, so that
+``max_size`` is kept across processes without listing the directory on every write.
+
+What memojar touches: the root is a folder memojar created (it holds memojar's
+``CACHEDIR.TAG`` and a ``.gitignore``), or an empty one it adopts; a non-empty folder
+without the tag is refused. Inside it, listing and deleting walk directories by descriptor,
+opened with ``O_NOFOLLOW``: a function folder or shard that is a symbolic link is never
+entered. Only names memojar writes are ever deleted. Every file is created with
+``O_EXCL | O_NOFOLLOW`` under an unpredictable name and renamed into place, and every file
+is opened non-blocking and checked to be a regular file before it is read, so a planted
+link, FIFO or device is never written through nor waited on.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import mmap
 import os
 import re
 import secrets
+import socket
 import stat
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +36,11 @@ from ._errors import logger, warn
 from ._locks import LOCK_FILE, LOCK_SUFFIX, key_lock, remove_if_idle
 from ._store import KeyLock, Store, StoredEntry
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: the ledger falls back to filelock
+    fcntl = None  # type: ignore[assignment]
+
 SUFFIX = ".mj"
 NOTE_FILE = ".swept"  # the identity of the code that last swept the function's entries
 TMP_SUFFIX = ".tmp"
@@ -33,6 +48,7 @@ MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead 
 HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
 EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
 ORPHAN_AGE = 3600.0  # a temporary file this old is orphaned even if its pid is alive
+RESERVE_WAIT = 60.0  # seconds a writer waits for room that other writers in flight hold
 _LEDGER = ".size"
 _TAG = "CACHEDIR.TAG"
 _TAG_TEXT = (
@@ -40,10 +56,29 @@ _TAG_TEXT = (
     "# This file is a cache directory tag created by memojar.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
+_GITIGNORE = ".gitignore"
+_GITIGNORE_TEXT = "# Created by memojar: a cache is not source code.\n*\n"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
-_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# This host, in temporary file names: a pid says whether the writer is alive only here.
+_HOST = xxhash.xxh3_64_hexdigest(socket.gethostname().encode())[:8]
+# The names memojar writes, and so the only ones it deletes.
+_ENTRY = re.compile(r"[0-9a-f]+\.mj")
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_KEY_LOCK = re.compile(r"[0-9a-f]+\.lock")
+_TEMP = re.compile(
+    r"(?P<base>[0-9a-f]+\.mj|\.swept|\.size|CACHEDIR\.TAG|\.gitignore)"
+    r"\.(?P<pid>[0-9]+)(?:-(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp"
+    r"|\.size\.(?P<oldpid>[0-9]+)\.tmp"  # the ledger's temporary file before 2026-11
+)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# O_NONBLOCK: opening a FIFO planted at an entry's name must not wait for a writer. It costs
+# nothing on a regular file, and the fstat that follows rejects anything else.
+_O_READ = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _O_READ_HEAD = _O_READ | getattr(os, "O_NOATIME", 0)
-_O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+_O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+_O_LEDGER_LOCK = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _IOV_MAX = 512
 
 
@@ -57,7 +92,36 @@ def function_dir(function: str) -> str:
 
 def is_cache_dir(path: str) -> bool:
     """True if ``path`` holds memojar's tag: the only kind of directory memojar deletes in."""
-    return os.path.isfile(os.path.join(path, _TAG))
+    try:
+        fd = os.open(os.path.join(path, _TAG), _O_READ)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        text = os.read(fd, 4096)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    # A prefix of memojar's text is a tag another process is writing right now.
+    return b"memojar" in text or _TAG_TEXT.encode().startswith(text)
+
+
+class NotACacheDirectory(ValueError):
+    """The directory exists, holds files, and is not one memojar created."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"cache_dir {path!r} is an existing folder that memojar did not create (it holds "
+            f"files and no {_TAG} written by memojar); memojar keeps its entries only in "
+            "folders it creates, so that it never deletes or tags your files. Pass a new or "
+            f"empty folder instead, e.g. {os.path.join(path, 'memojar')!r}"
+        )
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return type(self), (self.path,)
 
 
 class FileStore(Store):
@@ -73,6 +137,8 @@ class FileStore(Store):
                 f"cache_dir {root!r} is a file, not a directory: pass a directory path "
                 "(memojar creates it if missing)"
             )
+        if os.path.isdir(root):
+            _claim(root)
         self.root = self.location = root
         self.max_size = max_size
         self._trust_foreign = trust_foreign  # with a secret, the signature decides
@@ -101,6 +167,8 @@ class FileStore(Store):
             st = os.fstat(fd)
             if st.st_uid != self._uid and self._uid is not None and not self._trust_foreign:
                 self._foreign(st)
+                return None
+            if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device planted there
                 return None
             size = st.st_size
             if size >= MMAP_THRESHOLD:
@@ -141,15 +209,10 @@ class FileStore(Store):
         path = self.path(function, key)
         size = sum(memoryview(c).nbytes for c in chunks)
         if self.max_size is not None:  # make room first: the new entry fits under max_size
-            with self._ledger() as ledger:
-                ledger.reserve(size)
-        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+            fd, tmp = self._reserve(path, size)
+        else:
+            fd, tmp = self._create_temp(path)
         try:
-            try:
-                fd = os.open(tmp, _O_CREATE, 0o600)
-            except FileNotFoundError:
-                _makedirs(os.path.dirname(path), self.root)
-                fd = os.open(tmp, _O_CREATE, 0o600)
             try:
                 _write_all(fd, chunks)
             finally:
@@ -163,13 +226,106 @@ class FileStore(Store):
         self._account(-replaced)
         return size
 
+    def _create_temp(self, path: str) -> tuple[int, str]:
+        """A new temporary file beside ``path`` (created with its directories if missing)."""
+        self._folders(path)
+        tmp = _temp_name(path)
+        return os.open(tmp, _O_CREATE, 0o600), tmp
+
+    def _folders(self, path: str) -> None:
+        """Make sure the function folder and shard of ``path`` exist as real directories
+        (creating them if missing): memojar never writes through a link planted there."""
+        shard = os.path.dirname(path)
+        folders = (os.path.dirname(shard), shard)
+        try:
+            _no_links(*folders)
+        except FileNotFoundError:
+            _makedirs(shard, self.root)
+            _no_links(*folders)
+
+    def _reserve(self, path: str, size: int) -> tuple[int, str]:
+        """The temporary file for an entry of ``size`` bytes, once there is room for it.
+
+        The reservation is the temporary file itself, extended to its final size under the
+        ledger's lock: every recount counts it, so writers in flight never overcommit the
+        room between them. While they hold it all, this one waits (``RESERVE_WAIT``)."""
+        max_size = self.max_size
+        assert max_size is not None
+        if size > max_size:
+            raise OSError(
+                errno.EFBIG,
+                f"the entry ({size:,} bytes) is larger than the cache's max_size "
+                f"({max_size:,} bytes)",
+            )
+        deadline = time.monotonic() + RESERVE_WAIT
+        delay = 0.005
+        while True:
+            made: tuple[int, str] | None = None
+            try:
+                with self._ledger() as ledger:
+                    if ledger.fits(size):
+                        made = self._create_temp(path)
+                        os.ftruncate(made[0], size)
+                        ledger.add(size)
+            except BaseException:
+                if made is not None:
+                    os.close(made[0])
+                    _unlink(made[1])
+                raise
+            if made is not None:
+                return made
+            if time.monotonic() > deadline:
+                raise OSError(
+                    errno.ENOSPC,
+                    f"no room under max_size ({max_size:,} bytes) for an entry of {size:,} "
+                    f"bytes after {RESERVE_WAIT:.0f} s: other writers in flight hold it",
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
     def delete(self, function: str, key: str) -> bool:
         path = self.path(function, key)
         size = _size_of(path) if self.max_size is not None else 0  # for the ledger
-        if not _unlink(path):
+        if not self._unlink_entries([path]):
             return False
         self._account(-size)
         return True
+
+    def discard(self, function: str, key: str, judged: Any) -> bool:
+        """Delete the entry if it is still the file whose content ``judged`` is.
+
+        Another process may have renamed a fresh entry into place since it was read: that
+        one stays. Under the key's lock, so no writer of the key renames meanwhile; if a
+        writer holds it, its new entry replaces the bad one anyway."""
+        path = self.path(function, key)
+        lock = key_lock(self._dirs[function], key, path)
+        try:
+            _no_links(self._dirs[function], os.path.dirname(path))
+            if not lock.acquire(blocking=False):
+                return False
+        except OSError:
+            return False
+        try:
+            try:
+                fd = os.open(path, _O_READ)
+            except OSError:
+                return False
+            try:
+                st = os.fstat(fd)
+                view = memoryview(judged).cast("B")
+                if st.st_size != view.nbytes:
+                    return False
+                n = min(view.nbytes, 1 << 16)  # the header (created, checksum) and then some
+                if not stat.S_ISREG(st.st_mode) or os.read(fd, n) != view[:n]:
+                    return False
+            finally:
+                os.close(fd)
+            if not self._unlink_entries([path]):
+                return False
+            self._account(-st.st_size if self.max_size is not None else 0)
+            return True
+        finally:
+            lock.release()
 
     def _account(self, delta: int) -> None:
         """Record a size change in the ledger; only caches with a max_size keep one."""
@@ -184,61 +340,126 @@ class FileStore(Store):
         except OSError:  # no note yet: the usual first time
             return None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             return os.read(fd, 4096)
         finally:
             os.close(fd)
 
     def write_note(self, function: str, note: bytes) -> None:
         self.path(function, "")
+        _no_links(self._dirs[function])
         path = os.path.join(self._dirs[function], NOTE_FILE)
-        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+        tmp = _temp_name(path)
         fd = os.open(tmp, _O_CREATE, 0o600)
         try:
-            os.write(fd, note)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            try:
+                os.write(fd, note)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
 
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
-        _makedirs(os.path.dirname(path), self.root)
+        self._folders(path)
         return key_lock(self._dirs[function], key, path)
 
     # --- listing and housekeeping ------------------------------------------------------
+    # Every walk below opens each directory under the root with O_NOFOLLOW and works
+    # relative to its descriptor: a link planted anywhere is never entered, even one swapped
+    # in while the walk runs.
+
+    def _shards(
+        self, function: str | None = None
+    ) -> Iterator[tuple[str, int, str, int, list[str]]]:
+        """(function dir, its fd, shard, shard fd, file names) for every shard."""
+        root_fd = _open_dir(self.root)
+        if root_fd is None:
+            return
+        try:
+            # The root by path, for messages: one of its names that is not a directory (or
+            # is a link) fails to open as one below.
+            names = [function_dir(function)] if function is not None else _listdir(self.root)
+            for name in sorted(names):
+                ffd = _open_dir(name, root_fd)
+                if ffd is None:
+                    continue
+                try:
+                    for shard in sorted(_subdirs(ffd)):
+                        sfd = _open_dir(shard, ffd)
+                        if sfd is None:
+                            continue
+                        try:
+                            yield name, ffd, shard, sfd, _listdir(sfd)
+                        finally:
+                            os.close(sfd)
+                finally:
+                    os.close(ffd)
+        finally:
+            os.close(root_fd)
 
     def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
-        if function is not None:
-            dirs = [function_dir(function)]
-        else:
-            dirs = sorted(d for d in _listdir(self.root) if not d.startswith("."))
-        for name in dirs:
-            fdir = os.path.join(self.root, name)
-            for shard in sorted(_listdir(fdir)):
-                sdir = os.path.join(fdir, shard)
-                for file in _listdir(sdir):
-                    if not file.endswith(SUFFIX):
+        for name, _, shard, sfd, files in self._shards(function):
+            for file in files:
+                if not _ENTRY.fullmatch(file):
+                    continue
+                try:
+                    if heads:
+                        st, head = _read_head(file, sfd)
+                    else:
+                        st, head = os.stat(file, dir_fd=sfd, follow_symlinks=False), b""
+                except OSError:  # removed since listed, or unreadable: not an entry now
+                    continue
+                if st is None or not stat.S_ISREG(st.st_mode):
+                    continue
+                path = os.path.join(self.root, name, shard, file)
+                yield StoredEntry(name, file[: -len(SUFFIX)], st.st_size, st.st_atime, head, path)
+
+    def _unlink_entries(self, paths: Sequence[str]) -> list[str]:
+        """Unlink entry files given by path, walking to each by descriptor; the removed."""
+        removed: list[str] = []
+        by_dir: dict[tuple[str, str], list[str]] = {}
+        for path in paths:
+            rel = os.path.relpath(path, self.root).split(os.sep)
+            if len(rel) != 3 or rel[0] in ("..", ".") or not _ENTRY.fullmatch(rel[2]):
+                continue  # not an entry of this cache: never deleted
+            by_dir.setdefault((rel[0], rel[1]), []).append(rel[2])
+        if not by_dir:
+            return removed
+        root_fd = _open_dir(self.root)
+        if root_fd is None:
+            return removed
+        try:
+            for (fdir, shard), files in by_dir.items():
+                ffd = _open_dir(fdir, root_fd)
+                if ffd is None:
+                    continue
+                try:
+                    sfd = _open_dir(shard, ffd)
+                    if sfd is None:
                         continue
-                    path = os.path.join(sdir, file)
                     try:
-                        st = os.stat(path, follow_symlinks=False)
-                        head = _read_head(path) if heads else b""
-                    except OSError:  # removed since listed, or unreadable: not an entry now
-                        continue
-                    if not stat.S_ISREG(st.st_mode):
-                        continue
-                    yield StoredEntry(
-                        name, file[: -len(SUFFIX)], st.st_size, st.st_atime, head, path
-                    )
+                        for file in files:
+                            if _unlink(file, sfd):
+                                removed.append(os.path.join(self.root, fdir, shard, file))
+                    finally:
+                        os.close(sfd)
+                finally:
+                    os.close(ffd)
+        finally:
+            os.close(root_fd)
+        return removed
 
     def remove(self, entries: Sequence[StoredEntry]) -> int:
-        removed = freed = 0
-        for entry in entries:
-            if _unlink(entry.location):
-                removed += 1
-                freed += entry.size
-                logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
-        self._account(-freed)
-        return removed
+        by_path = {e.location: e for e in entries}
+        removed = [by_path[p] for p in self._unlink_entries(list(by_path))]
+        for entry in removed:
+            logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
+        self._account(-sum(e.size for e in removed))
+        return len(removed)
 
     def cleanup(self) -> int:
         """Remove orphaned temporary files and idle lock files; recount the ledger.
@@ -246,29 +467,66 @@ class FileStore(Store):
         Returns the number of temporary files removed (lock files are not entries)."""
         removed = 0
         now = time.time()
-        for name in _listdir(self.root):
-            fdir = os.path.join(self.root, name)
-            if name.startswith(".") or not os.path.isdir(fdir):
-                continue
-            for shard in _listdir(fdir):
-                sdir = os.path.join(fdir, shard)
-                if shard.endswith(TMP_SUFFIX) and _orphaned(shard, sdir, now):  # a note's
-                    removed += _unlink(sdir)
-                for file in _listdir(sdir):
-                    path = os.path.join(sdir, file)
-                    if file.endswith(TMP_SUFFIX) and _orphaned(file, path, now):
-                        removed += _unlink(path)
-                    elif file.endswith(LOCK_SUFFIX):
-                        remove_if_idle(path)
-                _rmdir_if_empty(sdir)
-            remove_if_idle(os.path.join(fdir, LOCK_FILE))
-            if set(_listdir(fdir)) <= {NOTE_FILE}:  # no entries left: the note goes too
-                _unlink(os.path.join(fdir, NOTE_FILE))
-            _rmdir_if_empty(fdir)
+        root_fd = _open_dir(self.root)
+        if root_fd is None:
+            return 0
+        try:
+            removed += _remove_orphans(root_fd, now)  # the ledger's, the tag's
+            for name in _listdir(self.root):
+                ffd = _open_dir(name, root_fd)
+                if ffd is None:
+                    continue
+                try:
+                    removed += _remove_orphans(ffd, now)  # the note's
+                    for shard in _subdirs(ffd):
+                        sfd = _open_dir(shard, ffd)
+                        if sfd is None:
+                            continue
+                        try:
+                            removed += _remove_orphans(sfd, now)
+                            for file in _listdir(sfd):
+                                if _KEY_LOCK.fullmatch(file):
+                                    remove_if_idle(file, sfd)
+                        finally:
+                            os.close(sfd)
+                        if _SHARD.fullmatch(shard):
+                            _rmdir_if_empty(shard, ffd)
+                    remove_if_idle(LOCK_FILE, ffd)
+                    if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: the note goes too
+                        _unlink(NOTE_FILE, ffd)
+                finally:
+                    os.close(ffd)
+                _rmdir_if_empty(name, root_fd)
+        finally:
+            os.close(root_fd)
         if self.max_size is not None:
             with self._ledger() as ledger:
-                ledger.set(sum(e.size for e in self.scan(heads=False)))
+                ledger.set(self._census()[1])
         return removed
+
+    def _census(self) -> tuple[list[StoredEntry], int]:
+        """Every entry, and the bytes on disk: entries plus writers' reservations (their
+        temporary files; those of dead writers are removed)."""
+        entries: list[StoredEntry] = []
+        temps = 0
+        now = time.time()
+        for name, _, shard, sfd, files in self._shards():
+            for file in files:
+                match = _TEMP.fullmatch(file)
+                try:
+                    st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if match is not None:
+                    if not (_orphaned(match, st, now) and _unlink(file, sfd)):
+                        temps += st.st_size
+                elif _ENTRY.fullmatch(file):
+                    entries.append(StoredEntry(name, file[: -len(SUFFIX)], st.st_size,
+                                               st.st_atime, b"",
+                                               os.path.join(self.root, name, shard, file)))
+        return entries, sum(e.size for e in entries) + temps
 
     def evict(self, incoming: int = 0) -> int:
         if self.max_size is None:
@@ -283,9 +541,10 @@ class FileStore(Store):
 class _Ledger:
     """The cache's total size in bytes, in ``<root>/.size``, under ``<root>/.size.lock``.
 
-    Only an estimate between recounts (a crash between a rename and the ledger update, or
-    files removed by hand, make it drift): every eviction recounts from the directory, so a
-    drift costs at most one early eviction or one late one.
+    The total counts entries and the temporary files of writers in flight (each extended to
+    its final size when reserved). Only an estimate between recounts (a crash between a
+    rename and the ledger update, or files removed by hand, make it drift): every eviction
+    recounts from the directory, so a drift costs at most one early eviction or one late one.
     """
 
     def __init__(self, store: FileStore) -> None:
@@ -293,43 +552,39 @@ class _Ledger:
         self.path = os.path.join(store.root, _LEDGER)
 
     def __enter__(self) -> _Ledger:
-        from filelock import FileLock
-
-        _makedirs(self.store.root, None)
-        self._lock = FileLock(self.path + LOCK_SUFFIX, mode=0o600)
-        self._lock.acquire()
+        _makedirs(self.store.root, self.store.root)
+        self._lock = _flock(self.path + LOCK_SUFFIX)
         try:
-            with open(self.path, "rb") as f:
-                self.total = int(f.read() or 0)
-        except (OSError, ValueError):
-            self.total = None  # no ledger yet, or a damaged one: recount on first use
-        if not self.store._recounted:  # caches without max_size write without counting
-            self.total = None
-            self.store._recounted = True
-        self._dirty = False
+            self.total = _read_int(self.path)  # None: no ledger yet, or a damaged one
+            if not self.store._recounted:  # caches without max_size write without counting
+                self.total = None
+                self.store._recounted = True
+            self._dirty = False
+        except BaseException:
+            self._lock.release()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             if self._dirty:
-                tmp = f"{self.path}.{os.getpid()}{TMP_SUFFIX}"
+                tmp = _temp_name(self.path)
                 try:
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                    with os.fdopen(fd, "w") as f:  # private like every file of the cache
-                        f.write(str(max(self.total or 0, 0)))
+                    fd = os.open(tmp, _O_CREATE, 0o600)  # private like every file of the cache
+                    try:
+                        os.write(fd, str(max(self.total or 0, 0)).encode())
+                    finally:
+                        os.close(fd)
                     os.replace(tmp, self.path)
                 except BaseException:
-                    try:
-                        os.unlink(tmp)
-                    except OSError:  # never created, or its directory is gone
-                        pass
+                    _unlink(tmp)
                     raise
         finally:
             self._lock.release()
 
     def _known(self) -> int:
         if self.total is None:
-            self.total = sum(e.size for e in self.store.scan(heads=False))
+            self.total = self.store._census()[1]
         return self.total
 
     def add(self, delta: int) -> None:
@@ -340,41 +595,110 @@ class _Ledger:
         self.total = total
         self._dirty = True
 
-    def reserve(self, size: int) -> None:
-        """Make room for ``size`` more bytes under max_size, then count them."""
+    def fits(self, size: int) -> bool:
+        """True if ``size`` more bytes fit under max_size, after evicting if needed."""
         max_size = self.store.max_size
         assert max_size is not None
-        if self._known() + size > max_size:
-            self.evict(size)
-        self.add(size)
+        if self._known() + size <= max_size:
+            return True
+        self.evict(size)
+        return self._known() + size <= max_size
 
     def evict(self, incoming: int) -> int:
         """Remove least-recently-used entries until ``incoming`` bytes fit; recount."""
         max_size = self.store.max_size
         assert max_size is not None
-        entries = sorted(self.store.scan(heads=False), key=lambda e: e.accessed)
-        total = sum(e.size for e in entries)
-        target = max(int(max_size * EVICT_TO) - incoming, 0)
-        if total + incoming <= max_size:
-            self.set(total)
+        entries, total = self.store._census()
+        entries.sort(key=lambda e: e.accessed)
+        in_flight = total - sum(e.size for e in entries)  # other writers' reservations
+        if total + incoming <= max_size or in_flight + incoming > max_size:
+            self.set(total)  # room enough, or held by writers in flight: evicting won't help
             return 0
+        target = int(max_size * EVICT_TO) - incoming
+        if target < in_flight:  # writers in flight hold most of it: evict just enough
+            target = max_size - incoming
         victims = []
         for entry in entries:
             if total <= target:
                 break
             victims.append(entry)
             total -= entry.size
-        removed = 0
-        for entry in victims:
-            if _unlink(entry.location):
-                removed += 1
-                logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
-                             entry.size)
+        by_path = {e.location: e for e in victims}
+        removed = [by_path[p] for p in self.store._unlink_entries(list(by_path))]
+        for entry in removed:
+            logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
+                         entry.size)
+        # Entries another process removed first are gone all the same.
         self.set(total)
-        return removed
+        return len(removed)
+
+
+class _FlockLock:
+    """An exclusive ``flock`` on a file opened without following links or blocking."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: a forked child may share the fd
+            finally:
+                os.close(fd)
+
+
+def _flock(path: str) -> Any:
+    """The ledger's lock. ``flock`` like filelock's (so tools that take it with filelock
+    agree), but a link planted at ``path`` is refused, never truncated or written."""
+    if fcntl is None:
+        from filelock import FileLock
+
+        lock = FileLock(path, mode=0o600)
+        lock.acquire()
+        return lock
+    for _ in range(3):
+        try:
+            fd = os.open(path, _O_LEDGER_LOCK, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            _unlink(path)  # a link planted at memojar's name: the link goes, not its target
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or socket planted there
+                os.close(fd)
+                _unlink(path)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _FlockLock(fd)
+    raise OSError(errno.EINVAL, "not a regular file", path)
 
 
 # --- small file helpers ---------------------------------------------------------------
+
+def _temp_name(path: str) -> str:
+    """A temporary name beside ``path``: unpredictable, with this host and pid in it."""
+    return f"{path}.{os.getpid()}-{_HOST}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return int(os.read(fd, 64) or 0)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
 
 def _read_rest(fd: int, data: bytes, size: int) -> bytes:
     parts = [data]
@@ -396,25 +720,28 @@ def _write_all(fd: int, chunks: Sequence[Any]) -> None:
                 n = 0
 
 
-def _read_head(path: str) -> bytes:
+def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
     # O_NOATIME: listing is not use. With relatime, reading a never-read entry stamps its
     # access time, and least-recently-used eviction goes by it.
     try:
-        fd = os.open(path, _O_READ_HEAD)
+        fd = os.open(name, _O_READ_HEAD, dir_fd=dir_fd)
     except PermissionError:  # O_NOATIME needs the file's owner: another user's entry
-        fd = os.open(path, _O_READ)
+        fd = os.open(name, _O_READ, dir_fd=dir_fd)
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, b""
         head = os.read(fd, HEAD_BYTES)
         try:
             need = header_length(head)
         except Miss:  # not an entry: whoever reads the head says so
-            return head
+            return st, head
         while len(head) < need:  # 8 bytes a buffer: a result of many arrays runs past
             more = os.read(fd, need - len(head))
             if not more:
                 break
             head += more
-        return head
+        return st, head
     finally:
         os.close(fd)
 
@@ -426,64 +753,140 @@ def _size_of(path: str) -> int:
         return 0
 
 
-def _unlink(path: str) -> bool:
+def _unlink(path: str, dir_fd: int | None = None) -> bool:
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
         return True
     except FileNotFoundError:  # removed by another process first: the race we expect
         return False
 
 
-def _listdir(path: str) -> list[str]:
+def _no_links(*dirs: str) -> None:
+    """Raise unless each of a function's folders (its folder, a shard) is a real directory:
+    memojar never writes through a link planted in its cache. One ``lstat`` each, on the
+    miss path only."""
+    for d in dirs:
+        if not stat.S_ISDIR(os.lstat(d).st_mode):
+            raise OSError(errno.ELOOP, "not a directory of the cache (a link?); nothing "
+                          "is written through it", d)
+
+
+def _open_dir(name: str, dir_fd: int | None = None) -> int | None:
+    """A descriptor of the directory ``name`` (relative to ``dir_fd``), never through a link;
+    None if it is missing, not a directory, a link, or unreadable."""
+    try:
+        return os.open(name, _O_DIR if dir_fd is not None else _O_DIR & ~_NOFOLLOW,
+                       dir_fd=dir_fd)  # the root itself may be a link: the user chose it
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symbolic link
+            return None
+        raise
+
+
+def _subdirs(dir_fd: int) -> list[str]:
+    """Names of the real directories (not links) in a directory."""
+    try:
+        with os.scandir(dir_fd) as it:
+            return [e.name for e in it if e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _listdir(path: str | int) -> list[str]:
     try:
         return os.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
         return []
 
 
-def _makedirs(path: str, root: str | None) -> None:
-    """Create ``path`` and any missing parents, each private to the user (0700).
+def _claim(root: str) -> None:
+    """Check that an existing ``root`` is memojar's; adopt it if it is empty.
+
+    Raises ``NotACacheDirectory`` for a folder with files and no memojar tag. A folder that
+    cannot be listed is left to fail (or not) on use: that is a storage fault, not a refusal.
+    """
+    if is_cache_dir(root):
+        return
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    if names:
+        raise NotACacheDirectory(root)
+    _mark(root)
+
+
+def _mark(root: str) -> None:
+    """Tag a directory memojar created (or adopted empty): CACHEDIR.TAG, so backup tools
+    skip it and memojar knows it as its own, and a .gitignore, so a cache placed in a
+    repository is not committed. Never into a folder that was not memojar's."""
+    for name, text in ((_TAG, _TAG_TEXT), (_GITIGNORE, _GITIGNORE_TEXT)):
+        try:
+            fd = os.open(os.path.join(root, name), _O_CREATE, 0o600)
+        except FileExistsError:  # another process tagged it first
+            continue
+        except OSError:  # read-only: the first write will say so
+            return
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+
+def _makedirs(path: str, root: str) -> None:
+    """Create ``path`` (the root or a folder under it) and any missing parents, each private
+    to the user (0700); tag the root if memojar creates it.
 
     ``os.makedirs`` applies its mode to the last directory only; this applies it to all.
-    The cache root, when created, gets a CACHEDIR.TAG so backup tools skip it and the
-    command line can tell a memojar directory from any other.
     """
     if os.path.isdir(path):
         return
-    missing = []
-    head = path
-    while head and not os.path.isdir(head):
-        missing.append(head)
-        parent = os.path.dirname(head)
-        if parent == head:
-            break
-        head = parent
-    for d in reversed(missing):
+    if not os.path.isdir(root):
+        missing = []
+        head = os.path.dirname(root)
+        while head and not os.path.isdir(head):
+            missing.append(head)
+            parent = os.path.dirname(head)
+            if parent == head:
+                break
+            head = parent
+        for d in reversed(missing):
+            _mkdir(d)
         try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:  # another process made it first
-            if not os.path.isdir(d):
-                raise NotADirectoryError(errno.ENOTDIR, "not a directory", d) from None
-    top = root if root is not None else path
-    tag = os.path.join(top, _TAG)
-    if top in missing or not os.path.exists(tag):
-        try:
-            fd = os.open(tag, _O_CREATE, 0o600)
-        except FileExistsError:
-            return
-        with os.fdopen(fd, "w") as f:
-            f.write(_TAG_TEXT)
+            os.mkdir(root, 0o700)
+        except FileExistsError:  # another process made it first, and tags it
+            if not os.path.isdir(root):
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", root) from None
+        else:
+            _mark(root)  # before anything else goes in, so no one sees it untagged
+    below = os.path.relpath(path, root)
+    if below == ".":
+        return
+    d = root
+    for part in below.split(os.sep):
+        d = os.path.join(d, part)
+        _mkdir(d)
 
 
-def _orphaned(name: str, path: str, now: float) -> bool:
-    """A temporary file whose writer is gone (its pid is dead) or that is an hour old."""
+def _mkdir(d: str) -> None:
     try:
-        pid = int(name.rsplit(".", 3)[-3])
-        age = now - os.stat(path).st_mtime
-    except (ValueError, IndexError, OSError):
+        os.mkdir(d, 0o700)
+    except FileExistsError:  # another process made it first
+        if not os.path.isdir(d):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", d) from None
+
+
+def _orphaned(match: re.Match[str], st: os.stat_result, now: float) -> bool:
+    """A temporary file whose writer is gone: its pid is dead on this host, or it is an hour
+    old (the only sign for a writer on another host, where a pid says nothing)."""
+    if now - st.st_mtime > ORPHAN_AGE:
         return True
-    if age > ORPHAN_AGE:
-        return True
+    host = match.group("host")
+    if host is not None and host != _HOST:
+        return False
+    pid = int(match.group("pid") or match.group("oldpid"))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -493,8 +896,24 @@ def _orphaned(name: str, path: str, now: float) -> bool:
     return False
 
 
-def _rmdir_if_empty(path: str) -> None:
+def _remove_orphans(dir_fd: int, now: float) -> int:
+    """Remove the orphaned temporary files memojar wrote in one directory."""
+    removed = 0
+    for name in _listdir(dir_fd):
+        match = _TEMP.fullmatch(name)
+        if match is None:
+            continue
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if _orphaned(match, st, now):
+            removed += _unlink(name, dir_fd)
+    return removed
+
+
+def _rmdir_if_empty(name: str, dir_fd: int) -> None:
     try:
-        os.rmdir(path)
+        os.rmdir(name, dir_fd=dir_fd)
     except OSError:  # not empty (the usual case), or gone
         pass

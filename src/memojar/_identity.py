@@ -1,73 +1,186 @@
 """Function identity: a stable name and a fingerprint of the function's code.
 
-The fingerprint changes when the code does (bytecode, constants, names, nested functions)
-and not when the function only moves, or its comments or docstring change: line numbers,
-the line table, the file name and the docstring are left out. Frozenset constants (from
+The fingerprint changes when the code does (bytecode, constants, names, nested functions,
+the exception table, defaults, what a closure captures, the functions a decorator wraps) and
+not when the function only moves, or its comments or docstring change: line numbers, the
+line table, the file name and the docstring are left out. Frozenset constants (from
 ``x in {"a", "b"}``) are sorted, since their order depends on ``PYTHONHASHSEED``.
 
-Instructions are fingerprinted with their constants resolved by value, not by index into
-``co_consts``: before 3.14 the docstring (or ``None``) is ``co_consts[0]``, so adding or
-removing a docstring shifts the index of every other constant (``None`` in a ``with``
-block, say) and with it the raw ``co_code``.
+Instructions are fingerprinted with their constants resolved by value, from ``co_consts``
+(``dis`` leaves ``KW_NAMES``' operand unresolved on 3.11), not by index: before 3.14 the
+docstring (or ``None``) is ``co_consts[0]``, so adding or removing a docstring shifts the
+index of every other constant.
+
+Every kind of callable is a plain function plus what is bound to it (``split``): a bound
+method is its function and its instance, a ``functools.partial`` its function and bound
+arguments, a callable instance its class's ``__call__`` and the instance. Names come from
+the function, never from a ``repr`` (which holds a memory address).
 """
 
 from __future__ import annotations
 
+import functools
+import sys
+import weakref
 from collections.abc import Callable
-from types import BuiltinFunctionType, CodeType
+from types import BuiltinFunctionType, CodeType, FunctionType, MethodType
 from typing import Any
 
 import xxhash
 
 _CO_HAS_DOCSTRING = 0x4000000  # 3.14+: set when the function has a docstring
+_CO_GENERATOR = 0x20 | 0x200  # inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
 
 def function_name(func: Callable[..., Any]) -> str:
-    """``module.qualname``, the name the cache and the command line know a function by."""
-    module = getattr(func, "__module__", None) or "__unknown__"
-    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+    """``module.qualname``, the name the cache and the command line know a function by.
+
+    A partial, bound method or callable instance is named by the function that runs; no
+    name holds a memory address. ``__mp_main__`` (spawn and forkserver workers) is
+    ``__main__``, so a script and its workers share entries.
+    """
+    target, _, _ = split(func)
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    if not isinstance(qualname, str):  # an object without a name: its class's name
+        module, qualname = type(target).__module__, type(target).__qualname__
+    if not isinstance(module, str) or not module:
+        module = "__unknown__"
+    if module == "__mp_main__":
+        module = "__main__"
     return f"{module}.{qualname}"
+
+
+def split(func: Any) -> tuple[Any, tuple, dict[str, Any]]:
+    """``func`` as the callable that runs plus the arguments bound in front of the call's.
+
+    ``partial(f, 1, b=2)`` is ``(f, (1,), {"b": 2})``, ``obj.method`` is
+    ``(Class.method, (obj,), {})``, a callable instance ``obj`` is
+    ``(type(obj).__call__, (obj,), {})``; anything else is itself with nothing bound.
+    """
+    if isinstance(func, functools.partial):
+        target, args, kwargs = split(func.func)
+        return target, (*args, *func.args), {**kwargs, **func.keywords}
+    if isinstance(func, MethodType):
+        target, args, kwargs = split(func.__func__)
+        return target, (*args, func.__self__), kwargs
+    if (
+        not isinstance(func, (FunctionType, BuiltinFunctionType, type))
+        and not hasattr(func, "__wrapped__")
+        and isinstance(_call_of(type(func)), FunctionType)
+    ):
+        return type(func).__call__, (func,), {}
+    return func, (), {}
+
+
+def _call_of(cls: type) -> Any:
+    """The ``__call__`` a class defines or inherits (a plain function for Python classes)."""
+    for klass in cls.__mro__:
+        if "__call__" in vars(klass):
+            return vars(klass)["__call__"]
+    return None
 
 
 def code_fingerprint(func: Callable[..., Any]) -> str:
     """A 16-digit hex digest of ``func``'s code, the same in every process.
 
-    A closure's captured values count as code: ``make(2)`` and ``make(3)`` of a factory
-    share a name and bytecode but must never share results.
+    What a closure captures counts as code, recursively: ``make(2)`` and ``make(3)`` of a
+    factory share a name and bytecode but must never share results, and neither may
+    ``make(adder(2))`` and ``make(adder(3))``. Defaults count, and so do the functions that
+    decorators between ``@cached`` and the function wrap (``__wrapped__``). For a partial,
+    bound method or callable instance, this is the fingerprint of the function that runs:
+    what is bound to it belongs in the key (see ``split``).
     """
+    target, _, _ = split(func)
+    return xxhash.xxh3_64_hexdigest(repr(_callable_shape(target, set())).encode())
+
+
+def _callable_shape(func: Any, seen: set[int]) -> Any:
+    """A callable as the fingerprint sees it; ``seen`` stops cycles (a recursive closure)."""
+    if id(func) in seen:
+        return ("seen", function_name(func))
+    seen.add(id(func))
+    if isinstance(func, functools.partial):
+        return ("partial", _callable_shape(func.func, seen),
+                _value_shape(func.args, seen, by_state=True),
+                _value_shape(func.keywords, seen, by_state=True))
+    if isinstance(func, MethodType):
+        return ("method", _callable_shape(func.__func__, seen),
+                _value_shape(func.__self__, seen, by_state=True))
+    if isinstance(func, type):
+        return class_shape(func, seen)
     code = getattr(func, "__code__", None)
-    if code is None:  # a builtin or a callable object: its qualified name is all we have
-        return xxhash.xxh3_64_hexdigest(function_name(func).encode())
-    shape: Any = _code_shape(code, top=True)
-    closure = getattr(func, "__closure__", None)
-    if closure:
-        shape = (shape, tuple(_cell_shape(cell) for cell in closure))
-    return xxhash.xxh3_64_hexdigest(repr(shape).encode())
+    shape: list[Any] = [function_name(func)]
+    if isinstance(code, CodeType):
+        shape.append(_code_shape(code))
+        closure = getattr(func, "__closure__", None)
+        if closure:
+            shape.append(tuple(_cell_shape(cell, seen) for cell in closure))
+        defaults = getattr(func, "__defaults__", None)
+        kwdefaults = getattr(func, "__kwdefaults__", None)
+        if defaults or kwdefaults:
+            shape.append(("defaults", _value_shape(defaults, seen, by_state=True),
+                          _value_shape(kwdefaults, seen, by_state=True)))
+    elif not isinstance(func, BuiltinFunctionType):
+        # A callable object (a decorator's wrapper class, a captured instance, a library's
+        # callable such as operator.itemgetter(1)): its class's code and its state.
+        shape.append(("object", class_shape(type(func), seen), _state_shape(func)))
+    wrapped = getattr(func, "__wrapped__", None)
+    if wrapped is not None and callable(wrapped):
+        shape.append(("wraps", _callable_shape(wrapped, seen)))
+    return tuple(shape)
 
 
-def _cell_shape(cell: Any) -> Any:
-    """A captured value as the fingerprint sees it, when the function is decorated.
-
-    Plain immutable data (numbers, strings, bytes, None, and tuples and frozensets of them)
-    counts by value, functions by their code, classes and builtins by name. Anything else
-    (a list, a dict, a model, a lock) counts by type alone, like a global: hashing it would
-    pickle arbitrary objects at decoration time, and change with every mutation of a
-    captured accumulator.
-    """
+def _cell_shape(cell: Any, seen: set[int]) -> Any:
     try:
         value = cell.cell_contents
     except ValueError:  # an empty cell: a name assigned later in the enclosing function
         return ("empty",)
-    code = getattr(value, "__code__", None)
-    if isinstance(code, CodeType):
-        return ("function", function_name(value), _code_shape(code, top=True))
-    if isinstance(value, (type, BuiltinFunctionType)):
+    return _value_shape(value, seen)
+
+
+def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
+    """A captured value, default or bound argument as the fingerprint sees it.
+
+    Callables count by their identity (recursively): a bound method with its instance, a
+    partial with its arguments, a callable instance with its class's code and its state.
+    Plain data (numbers, strings, tuples of them) counts by value. Any other object counts
+    ``by_state`` (a default, an instance or a partial's argument: its pickled state when the
+    function is decorated; a later mutation is not seen) or else by its type, like a global
+    (a captured list or dict: hashing it would change with every mutation of a captured
+    accumulator). An object that cannot be pickled (a lock, a connection) counts by type.
+    """
+    if isinstance(value, (FunctionType, MethodType, functools.partial, type)):
+        return _callable_shape(value, seen)
+    if isinstance(value, BuiltinFunctionType):
         return ("named", function_name(value))
     if _plain(value):
-        from ._keys import make_key
-
-        return ("value", make_key((value,)))
+        return ("value", _plain_key(value))
+    if by_state:
+        return _state_shape(value)
+    if type(value) in (tuple, list) and any(callable(v) for v in value):
+        return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
+    if type(value) is dict and any(callable(v) for v in value.values()):
+        return ("dict", tuple(sorted((repr(k), repr(_value_shape(v, seen)))
+                                     for k, v in value.items())))
+    if callable(value) and isinstance(_call_of(type(value)), FunctionType):
+        return ("object", class_shape(type(value), seen), _state_shape(value))
     return ("type", type(value).__module__, type(value).__qualname__)
+
+
+def _plain_key(value: Any) -> str:
+    from ._keys import make_key
+
+    return make_key((value,))
+
+
+def _state_shape(value: Any) -> Any:
+    from ._keys import make_key
+
+    try:
+        return ("state", make_key((value,)))
+    except Exception:  # noqa: BLE001 - whatever pickling raised: count it by its type
+        return ("type", type(value).__module__, type(value).__qualname__)
 
 
 _PLAIN = (int, float, complex, str, bytes, bool, type(None), range)
@@ -79,7 +192,110 @@ def _plain(value: Any) -> bool:
     return type(value) in _PLAIN
 
 
-def _code_shape(code: CodeType, top: bool = False) -> tuple:
+# --- identity of functions and classes passed as arguments ------------------------------
+
+_function_ids: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
+_class_ids: weakref.WeakKeyDictionary[type, tuple[str, str] | None] = (
+    weakref.WeakKeyDictionary()
+)
+_user_modules: dict[str, bool] = {}
+
+
+def function_identity(func: FunctionType) -> tuple[str, str] | None:
+    """``(name, fingerprint)`` of a function of the user's own code, None for library code.
+
+    Computed once per function object (a re-run notebook cell makes a new one).
+    """
+    found = _function_ids.get(func)
+    if found is None:
+        if not is_user_module(getattr(func, "__module__", None)):
+            return None
+        found = _function_ids[func] = (function_name(func), code_fingerprint(func))
+    return found
+
+
+def class_identity(cls: type) -> tuple[str, str] | None:
+    """``(name, fingerprint)`` of a class of the user's own code, None for library classes."""
+    try:
+        return _class_ids[cls]
+    except KeyError:
+        pass
+    except TypeError:  # not weak-referenceable
+        return None
+    found = None
+    if is_user_module(cls.__module__):
+        shape = class_shape(cls, set())
+        found = (function_name(cls), xxhash.xxh3_64_hexdigest(repr(shape).encode()))
+    _class_ids[cls] = found
+    return found
+
+
+def class_shape(cls: type, seen: set[int] | None = None) -> Any:
+    """A class of the user's code by its methods (its own and inherited ones from the
+    user's classes: code, closures, defaults); a library class by its name."""
+    if not is_user_module(cls.__module__):
+        return ("class", function_name(cls))
+    seen = set() if seen is None else seen
+    seen.add(id(cls))
+    shape = []
+    for klass in cls.__mro__:
+        if not is_user_module(klass.__module__):
+            shape.append(("base", function_name(klass)))
+            continue
+        members = []
+        for name, member in sorted(vars(klass).items()):
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if isinstance(member, property):
+                accessors = (member.fget, member.fset, member.fdel)
+                members.append((name, tuple(_callable_shape(f, seen) if isinstance(
+                    f, FunctionType) else None for f in accessors)))
+            elif isinstance(member, FunctionType):
+                members.append((name, _callable_shape(member, seen)))
+        shape.append((function_name(klass), tuple(members)))
+    return ("class", tuple(shape))
+
+
+def is_user_module(module: str | None) -> bool:
+    """True unless ``module`` is of the standard library or an installed distribution."""
+    if not module:
+        return True
+    found = _user_modules.get(module)
+    if found is None:
+        found = _user_modules[module] = _is_user_module(module)
+    return found
+
+
+def _is_user_module(name: str) -> bool:
+    top = name.partition(".")[0]
+    if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+        return False
+    if top == "memojar":
+        return False
+    module = sys.modules.get(name) or sys.modules.get(top)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return True  # __main__ of a notebook, code exec'd from a string
+    return not any(path.startswith(prefix) for prefix in _library_paths())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_paths() -> tuple[str, ...]:
+    import os
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    found.update(p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages",
+                                                                    "dist-packages")))
+    return tuple(os.path.join(os.path.realpath(p), "") for p in found) + tuple(
+        os.path.join(p, "") for p in found
+    )
+
+
+# --- code ---------------------------------------------------------------------------------
+
+def _code_shape(code: CodeType) -> tuple:
     flags = code.co_flags & ~_CO_HAS_DOCSTRING
     return (
         code.co_name,
@@ -88,6 +304,7 @@ def _code_shape(code: CodeType, top: bool = False) -> tuple:
         code.co_kwonlyargcount,
         flags,
         _instructions(code),
+        getattr(code, "co_exceptiontable", b""),
         code.co_names,
         code.co_varnames,
         code.co_freevars,
@@ -99,13 +316,16 @@ def _instructions(code: CodeType) -> tuple:
     """The bytecode with each constant operand replaced by the constant's shape.
 
     The docstring is not an operand of any instruction, so it is left out by construction,
-    whatever the Python version keeps in ``co_consts[0]``.
+    whatever the Python version keeps in ``co_consts[0]``. Constants are looked up in
+    ``co_consts`` here: ``dis`` does not resolve every ``hasconst`` opcode on every version.
     """
     import dis  # not at import time: it costs milliseconds and only decorating needs it
 
     has_const = frozenset(dis.hasconst)
+    consts = code.co_consts
     return tuple(
-        (ins.opcode, _const_shape(ins.argval) if ins.opcode in has_const else ins.arg)
+        (ins.opcode, _const_shape(consts[ins.arg]) if ins.opcode in has_const
+         and ins.arg is not None and ins.arg < len(consts) else ins.arg)
         for ins in dis.get_instructions(code)
     )
 
@@ -118,3 +338,67 @@ def _const_shape(const: Any) -> Any:
     if isinstance(const, tuple):
         return ("tuple", tuple(_const_shape(c) for c in const))
     return (type(const).__name__, repr(const))
+
+
+_MAIN_MODULES = ("__main__", "__mp_main__")  # a spawn/forkserver worker runs the script as
+# ``__mp_main__``, with the parent's ``__file__``: the same scope as the script itself
+
+
+def scope_of(func: Callable[..., Any]) -> str:
+    """Where a function of ``__main__`` was defined: its notebook or script; else ``""``.
+
+    Two scripts or two notebooks that each define ``load`` share the name ``__main__.load``;
+    the scope keeps their entries apart (it salts the key and is recorded in the entry
+    header). Importable modules have no scope: their name says where they live. Looked up in
+    the function's own globals, in this order: ``__vsc_ipynb_file__`` (VS Code's notebook),
+    ``__session__`` (ipykernel's copy of ``JPY_SESSION_NAME``, the notebook's path as Jupyter
+    Server passes it), ``__file__`` (a script, resolved), then ``$JPY_SESSION_NAME`` itself
+    (a notebook function copied by cloudpickle to a worker keeps ``__file__`` but not
+    ``__session__``). An interactive session with none of these has the empty scope.
+    """
+    target = func
+    for _ in range(100):  # through wrappers, bound methods and partials to the function
+        inner = getattr(target, "__wrapped__", None) or getattr(target, "__func__", None)
+        if inner is None and isinstance(target, functools.partial):
+            inner = target.func
+        if inner is None:
+            break
+        target = inner
+    if getattr(target, "__module__", None) not in _MAIN_MODULES:
+        return ""
+    namespace = getattr(target, "__globals__", None)
+    if namespace is None:  # a callable instance: its class's __call__ was defined there
+        namespace = getattr(type(target).__call__, "__globals__", None)
+    if not isinstance(namespace, dict):
+        import sys
+
+        main = sys.modules.get("__main__")
+        namespace = getattr(main, "__dict__", {})
+    for name in ("__vsc_ipynb_file__", "__session__"):
+        value = namespace.get(name)
+        if isinstance(value, str) and value:
+            return _resolved(value)
+    import os
+
+    path = namespace.get("__file__")
+    if isinstance(path, str) and path:
+        return os.path.realpath(path)  # a relative one (runpy.run_path) from the cwd
+    return _resolved(os.environ.get("JPY_SESSION_NAME", ""))
+
+
+def _resolved(path: str) -> str:
+    """An absolute path with its links resolved; anything else (a relative notebook path as
+    Jupyter Server may pass it, a session name) as it is."""
+    import os
+
+    if os.path.isabs(path):
+        return os.path.realpath(path)
+    return path
+
+
+def generator_kind(func: Any) -> str | None:
+    """"generator" or "async generator" if ``func`` makes one, else None."""
+    code = getattr(split(func)[0], "__code__", None)
+    if isinstance(code, CodeType) and code.co_flags & _CO_GENERATOR:
+        return "async generator" if code.co_flags & 0x200 else "generator"
+    return None

@@ -6,6 +6,15 @@ a sorted order at any depth (the C pickler never lets ``reducer_override`` see t
 are normalised before pickling), and values of different types (``1``, ``1.0``, ``True``)
 stay different because pickle writes their types. Large buffers (numpy arrays, bytes,
 bytearray, memoryview) go out of band through pickle protocol 5 and are hashed in place.
+
+The pickler runs without a memo (``fast`` mode): pickle's memo records which objects are
+shared, so ``["hello", "hello"]`` and ``"hello hello".split()`` would key differently.
+Buffers are hashed as read-only whatever their flag. Functions and classes of the user's
+own code count by their identity (name and code fingerprint, see ``_identity``), not by
+their name alone; numpy arrays by dtype, shape and contiguous bytes; pandas and polars
+frames by column names, dtypes, index and column values (never their pickle, so the block
+layout does not matter). numpy, pandas and polars are never imported here: their types are
+recognised only when the user's code already imported them.
 """
 
 from __future__ import annotations
@@ -13,12 +22,16 @@ from __future__ import annotations
 import copyreg
 import io
 import pickle
+import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from types import BuiltinFunctionType, FunctionType
 from typing import Any
 
 import xxhash
+
+from ._identity import class_identity, function_identity
 
 PROTOCOL = 5
 BIG_BUFFER = 64 * 1024  # bytes-like values at least this large are hashed out of band
@@ -40,9 +53,25 @@ class _Bytes:
     """Marker: a large bytes-like value follows out of band; its type name is kept."""
 
 
+class _Function:
+    """Marker: a function of the user's code, by name and code fingerprint."""
+
+
+class _Class:
+    """Marker: a class of the user's code, by name and the fingerprint of its methods."""
+
+
+class _Array:
+    """Marker: a numpy array by dtype, shape and its bytes in C order."""
+
+
+class _Frame:
+    """Marker: a pandas DataFrame or Series (or a polars one) by labels, dtypes, values."""
+
+
 _ATOMS = frozenset({int, float, complex, str, bool, type(None), type(Ellipsis), range, slice})
 _BYTES_LIKE = (bytes, bytearray)
-_BY_REFERENCE = (type, FunctionType, BuiltinFunctionType, pickle.PickleBuffer)
+_BY_REFERENCE = (BuiltinFunctionType, pickle.PickleBuffer)
 
 
 # --- binding ------------------------------------------------------------------------------
@@ -58,19 +87,109 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Callabl
     """
     import inspect  # at decoration time only: it costs milliseconds to import
 
-    sig = inspect.signature(func)
-    params = list(sig.parameters.values())
-    names = [p.name for p in params]
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError) as exc:  # a builtin or C callable without a signature
+        ignored = tuple(ignore)
+        if ignored:
+            raise ValueError(
+                f"ignore= needs the parameters of {_describe(func)}, which has no signature "
+                f"({exc}); pass key= instead"
+            ) from None
+        return _raw_binder
+    names = list(sig.parameters)
     unknown = [name for name in ignore if name not in names]
     if unknown:
         raise ValueError(
             f"ignore= names {', '.join(map(repr, unknown))}, which "
             f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
-            f"{func.__qualname__}{sig}; allowed: {', '.join(map(repr, names)) or 'none'}"
+            f"{getattr(func, '__qualname__', type(func).__qualname__)}{sig}; allowed: "
+            f"{', '.join(map(repr, names)) or 'none'}"
         )
-    namespace: dict[str, Any] = {}
+    if any(name.startswith("__memojar_") for name in names):
+        return _signature_binder(sig, ignore)
+    kept = [name for name in names if name not in ignore]
+    body = f"({', '.join(kept)},)" if kept else "()"
+    return _generate(func, sig, body, {})
+
+
+def _raw_binder(*args: Any, **kwargs: Any) -> tuple:
+    """The binder of a callable without a signature: the call's arguments as given."""
+    return (args, kwargs)
+
+
+def _describe(func: Callable[..., Any]) -> str:
+    return getattr(func, "__qualname__", None) or type(func).__qualname__
+
+
+def make_key_caller(
+    func: Callable[..., Any], key: Callable[..., Any]
+) -> Callable[..., tuple]:
+    """Return a function taking ``func``'s arguments that calls ``key`` with the *bound*
+    arguments (``func``'s defaults applied) and returns ``(key's result,)``.
+
+    Raises ``TypeError`` naming ``key=`` and the function if ``key`` cannot take them.
+    """
+    import inspect
+
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):  # no signature: key= gets the call's arguments as given
+        return lambda *args, **kwargs: (key(*args, **kwargs),)
+    qualname = getattr(func, "__qualname__", type(func).__qualname__)
+    positional, keywords, call = [], {}, []
+    for p in sig.parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional.append(None)
+            call.append(p.name)
+        elif p.kind is p.VAR_POSITIONAL:
+            call.append("*" + p.name)
+        elif p.kind is p.KEYWORD_ONLY:
+            keywords[p.name] = None
+            call.append(f"{p.name}={p.name}")
+        else:
+            call.append("**" + p.name)
+    try:
+        key_sig = inspect.signature(key)
+    except (TypeError, ValueError):  # a builtin without a signature: cannot check
+        key_sig = None
+    if key_sig is not None:
+        try:
+            key_sig.bind(*positional, **keywords)
+        except TypeError as exc:
+            raise TypeError(
+                f"key= of {qualname} must take the same arguments as {qualname}{sig} (it "
+                f"is called with all of them, defaults applied), but key{key_sig} cannot: "
+                f"{exc}"
+            ) from None
+    if any(name.startswith("__memojar_") for name in sig.parameters):
+        def call_key(*args: Any, **kwargs: Any) -> tuple:
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return (key(*bound.args, **bound.kwargs),)
+
+        return call_key
+    return _generate(func, sig, f"(__memojar_key({', '.join(call)}),)", {"__memojar_key": key})
+
+
+def prebound(binder: Callable[..., tuple], args: tuple, kwargs: dict[str, Any]
+             ) -> Callable[..., tuple]:
+    """A binder for a partial or bound method: the bound arguments go in front of the
+    call's (``functools.partial`` semantics: the call's keywords win)."""
+    if not kwargs:
+        def bind(*more: Any, **morekw: Any) -> tuple:
+            return binder(*args, *more, **morekw)
+    else:
+        def bind(*more: Any, **morekw: Any) -> tuple:
+            return binder(*args, *more, **{**kwargs, **morekw})
+    return bind
+
+
+def _generate(func: Callable[..., Any], sig: Any, body: str, namespace: dict[str, Any]
+              ) -> Callable[..., tuple]:
+    """``def _bind(<func's signature>): return <body>``, compiled once."""
+    params = list(sig.parameters.values())
     source: list[str] = []
-    kept: list[str] = []
     star_done = False
     for i, p in enumerate(params):
         text = p.name
@@ -89,12 +208,7 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Callabl
             i + 1 == len(params) or params[i + 1].kind is not p.POSITIONAL_ONLY
         ):
             source.append("/")
-        if p.name not in ignore:
-            kept.append(p.name)
-    if any(name.startswith("__memojar_") for name in names):
-        return _signature_binder(sig, ignore)
-    body = f"({', '.join(kept)},)" if kept else "()"
-    # Generated source, from parameter names only (identifiers): see the docstring.
+    # Generated source, from parameter names only (identifiers): see make_binder.
     exec(f"def _bind({', '.join(source)}):\n    return {body}\n", namespace)
     binder = namespace["_bind"]
     binder.__name__ = getattr(func, "__name__", "function")
@@ -118,7 +232,10 @@ def parameter_names(func: Callable[..., Any], ignore: Iterable[str] = ()) -> lis
     """The names of the values a binder returns, in order (for error messages)."""
     import inspect
 
-    return [n for n in inspect.signature(func).parameters if n not in ignore]
+    try:
+        return [n for n in inspect.signature(func).parameters if n not in ignore]
+    except (TypeError, ValueError):  # no signature: see _raw_binder
+        return ["args", "kwargs"]
 
 
 # --- canonical form -----------------------------------------------------------------------
@@ -147,7 +264,7 @@ def normalize(obj: Any) -> Any:
     if t in _BYTES_LIKE:
         if len(obj) < BIG_BUFFER:
             return obj
-        return (_Bytes, t.__name__, pickle.PickleBuffer(obj))
+        return (_Bytes, t.__name__, pickle.PickleBuffer(memoryview(obj).toreadonly()))
     if t is memoryview:
         return _normalize_memoryview(obj)
     return obj
@@ -156,7 +273,10 @@ def normalize(obj: Any) -> Any:
 def _normalize_memoryview(view: memoryview) -> Any:
     """memoryview does not pickle: key it by format, shape and contents."""
     data: Any = view if view.c_contiguous else view.tobytes()
-    data = pickle.PickleBuffer(data) if view.nbytes >= BIG_BUFFER else bytes(data)
+    if view.nbytes >= BIG_BUFFER:  # read-only or not, equal contents key equally
+        data = pickle.PickleBuffer(memoryview(data).toreadonly())
+    else:
+        data = bytes(data)
     return (_Bytes, "memoryview", view.format, view.shape, data)
 
 
@@ -192,13 +312,28 @@ class _CanonicalPickler(pickle.Pickler):
     ``reducer_override`` is called for every object that is not a built-in type the C
     pickler writes itself; it reduces the object as pickle would and normalises the
     constructor arguments, the state and any list or dict items, so a custom object holding
-    a set or a dict keys the same in every process.
+    a set or a dict keys the same in every process. Functions and classes of the user's
+    code, numpy arrays and data frames get a reduction of their own (see the module doc).
     """
 
     def reducer_override(self, obj: Any) -> Any:
+        t = type(obj)
+        if t is FunctionType:
+            ident = function_identity(obj)
+            return NotImplemented if ident is None else (_Function, ident)
+        if isinstance(obj, type):
+            ident = class_identity(obj)
+            return NotImplemented if ident is None else (_Class, ident)
         if isinstance(obj, _BY_REFERENCE):
             return NotImplemented
-        reduce = copyreg.dispatch_table.get(type(obj))
+        special = _SPECIAL.get(t, _UNKNOWN)
+        if special is _UNKNOWN:
+            special = _SPECIAL[t] = _special_reducer(t)
+        if special is not None:
+            rv = special(obj)
+            if rv is not None:
+                return rv
+        reduce = copyreg.dispatch_table.get(t)
         try:
             rv = reduce(obj) if reduce is not None else obj.__reduce_ex__(PROTOCOL)
         except Exception:  # noqa: BLE001 - let pickle raise its own, clearer error
@@ -206,15 +341,126 @@ class _CanonicalPickler(pickle.Pickler):
         if isinstance(rv, str):
             return NotImplemented
         rv = list(rv)
-        rv[1] = normalize(rv[1])
+        if isinstance(obj, (set, frozenset)):  # a subclass: its items, sorted
+            rv[1] = (list(_sorted(obj)),)
+        else:
+            rv[1] = _readonly(normalize(rv[1]))
         if len(rv) > 2:
             rv[2] = normalize(rv[2])
         if len(rv) > 3 and rv[3] is not None:
             rv[3] = iter(normalize(list(rv[3])))
         if len(rv) > 4 and rv[4] is not None:
-            items = list(rv[4])
-            rv[4] = iter(items if isinstance(obj, OrderedDict) else _sorted_items(items))
+            if isinstance(obj, OrderedDict):  # its order is part of its equality
+                rv[4] = iter([(normalize(k), normalize(v)) for k, v in rv[4]])
+            else:
+                rv[4] = iter(_sorted_items(list(rv[4])))
         return tuple(rv)
+
+
+_UNKNOWN: Any = object()
+_SPECIAL: dict[type, Callable[[Any], Any] | None] = {}
+
+
+def _readonly(args: Any) -> Any:
+    """Constructor arguments with every buffer read-only: a read-only array and an equal
+    writable one must pickle alike (pickle writes the flag)."""
+    if type(args) is tuple and any(type(a) is pickle.PickleBuffer for a in args):
+        return tuple(
+            pickle.PickleBuffer(memoryview(a).toreadonly()) if type(a) is pickle.PickleBuffer
+            else a for a in args
+        )
+    return args
+
+
+def _special_reducer(t: type) -> Callable[[Any], Any] | None:
+    """The reduction of numpy arrays and pandas/polars frames, decided once per type.
+
+    Only modules already imported are consulted: hashing never imports numpy or pandas.
+    """
+    np = sys.modules.get("numpy")
+    if np is not None and (t is np.ndarray or t is getattr(np, "memmap", None)):
+        return _reduce_array
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        if issubclass(t, pd.DataFrame):
+            return _reduce_frame
+        if issubclass(t, pd.Series):
+            return _reduce_series
+    pl = sys.modules.get("polars")
+    if pl is not None:
+        if issubclass(t, pl.DataFrame):
+            return _reduce_polars_frame
+        if issubclass(t, pl.Series):
+            return _reduce_polars_series
+    return None
+
+
+def _reduce_array(a: Any) -> Any:
+    """A numpy array by dtype, shape and its bytes in C order, hashed in place when it is
+    contiguous: memory layout, the writeable flag and memmap-ness do not count."""
+    dtype = a.dtype
+    if dtype.hasobject:
+        return (_Array, ("object", a.shape, a.ravel().tolist()))
+    np = sys.modules["numpy"]
+    c = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    raw = c.reshape(-1).view(np.uint8) if c.size else b""
+    spelled = dtype.str if dtype.fields is None and dtype.subdtype is None else str(dtype.descr)
+    return (_Array, (spelled, a.shape, pickle.PickleBuffer(memoryview(raw).toreadonly())))
+
+
+def _pandas_values(obj: Any) -> Any:
+    values = getattr(obj, "_values", None)
+    return obj.array if values is None else values
+
+
+def _reduce_index(index: Any) -> Any:
+    pd = sys.modules["pandas"]
+    if isinstance(index, pd.RangeIndex):
+        return ("range", index.start, index.stop, index.step, index.name)
+    if isinstance(index, pd.MultiIndex):
+        return ("multi", tuple(index.names), tuple(_reduce_index(level) for level in index.levels),
+                tuple(index.codes))
+    return (type(index).__name__, str(index.dtype), index.name, _pandas_values(index))
+
+
+def _reduce_series(s: Any) -> Any:
+    return (_Frame, ("pandas.Series", type(s), s.name, str(s.dtype), _reduce_index(s.index),
+                     _pandas_values(s)))
+
+
+def _reduce_frame(df: Any) -> Any:
+    columns = tuple(
+        (str(df.dtypes.iloc[i]), _pandas_values(df.iloc[:, i])) for i in range(df.shape[1])
+    )
+    return (_Frame, ("pandas.DataFrame", type(df), _reduce_index(df.columns),
+                     _reduce_index(df.index), columns, normalize(dict(df.attrs))))
+
+
+def _polars_values(s: Any) -> Any:
+    """A polars column's values whatever its chunks: numbers (dates and times as their
+    physical integers) as one buffer plus the null mask, strings and categories as their
+    strings, anything else as a list."""
+    pl = sys.modules["polars"]
+    if s.dtype == pl.Categorical or isinstance(s.dtype, getattr(pl, "Enum", ())):
+        s = s.cast(pl.String)
+    if s.dtype == pl.String:
+        return s.to_numpy()  # an object array, None for null
+    if s.dtype.is_temporal():
+        s = s.to_physical()
+    if s.dtype.is_numeric() or s.dtype == pl.Boolean:
+        if s.null_count():
+            return (s.is_null().to_numpy(), s.fill_null(0).to_numpy())
+        return s.to_numpy()
+    return s.to_list()
+
+
+def _reduce_polars_series(s: Any) -> Any:
+    return (_Frame, ("polars.Series", type(s), s.name, str(s.dtype), _polars_values(s)))
+
+
+def _reduce_polars_frame(df: Any) -> Any:
+    columns = tuple((s.name, str(s.dtype), _polars_values(s)) for s in df.get_columns())
+    return (_Frame, ("polars.DataFrame", type(df), columns))
 
 
 def canonical_bytes(obj: Any) -> bytes:
@@ -224,10 +470,65 @@ def canonical_bytes(obj: Any) -> bytes:
 
 def _dump(obj: Any, buffer_callback: Callable[[Any], Any] | None) -> Any:
     if not _needs_pickler(obj):
-        return pickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
+        return _dump_plain(obj, buffer_callback)
     out = io.BytesIO()
-    _CanonicalPickler(out, PROTOCOL, buffer_callback=buffer_callback).dump(obj)
+    pickler = _CanonicalPickler(out, PROTOCOL, buffer_callback=buffer_callback)
+    pickler.fast = True  # no memo: shared and separate equal objects pickle alike
+    try:
+        pickler.dump(obj)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, ValueError) and "cyclic" not in str(exc):
+            raise
+        # A structure that contains itself never ends without the memo (the C pickler
+        # notices only for lists and dicts, after 50 levels; through tuples and reduced
+        # objects it recurses until the stack runs out).
+        out = io.BytesIO()
+        _CanonicalPickler(out, PROTOCOL, buffer_callback=buffer_callback).dump(obj)
     return out.getbuffer()
+
+
+_local = threading.local()
+
+
+def _dump_plain(obj: Any, buffer_callback: Callable[[Any], Any] | None) -> Any:
+    """Plain data (atoms, bytes, lists and tuples of them) pickled without a memo."""
+    if buffer_callback is not None:
+        out = io.BytesIO()
+        pickler = pickle.Pickler(out, PROTOCOL, buffer_callback=buffer_callback)
+        pickler.fast = True
+        pickler.dump(obj)
+        return out.getbuffer()
+    return _plain_bytes(obj)
+
+
+class _Sink:
+    """A file for the reused pickler: its ``write`` is a list's ``append``."""
+
+    __slots__ = ("write",)
+
+
+def _plain_bytes(obj: Any) -> bytes:
+    """The hit path's pickle: one reused memo-less pickler per thread (plain data only, so
+    it never re-enters). A small pickle reaches the file in one ``write``."""
+    try:
+        chunks, pickler = _local.pickler
+    except AttributeError:
+        chunks = []
+        sink = _Sink()
+        sink.write = chunks.append
+        pickler = pickle.Pickler(sink, PROTOCOL)
+        pickler.fast = True
+        _local.pickler = (chunks, pickler)
+    try:
+        pickler.dump(obj)
+    except BaseException:
+        chunks.clear()
+        raise
+    if len(chunks) == 1:
+        return chunks.pop()
+    data = b"".join(chunks)
+    chunks.clear()
+    return data
 
 
 def _needs_pickler(obj: Any) -> bool:
@@ -240,18 +541,18 @@ def _needs_pickler(obj: Any) -> bool:
     return not isinstance(obj, _BY_REFERENCE)
 
 
-def hash_key(values: Any) -> str:
+def hash_key(values: Any, seed: int = 0) -> str:
     """Hash normalised values into a 32-digit hex key.
 
     Raises whatever pickle raises for a value that cannot be pickled (``PicklingError``,
     ``TypeError``, ``AttributeError``); the decorator turns that into a ``TypeError`` naming
-    the parameter.
+    the parameter. ``seed`` salts the hash (see ``make_key``).
     """
     buffers: list[pickle.PickleBuffer] = []
     data = _dump(values, buffers.append)
     if not buffers:
-        return xxhash.xxh3_128_hexdigest(data)
-    h = xxhash.xxh3_128(data)
+        return xxhash.xxh3_128_hexdigest(data, seed)
+    h = xxhash.xxh3_128(data, seed)
     for buf in buffers:
         try:
             raw = buf.raw()
@@ -262,11 +563,16 @@ def hash_key(values: Any) -> str:
     return h.hexdigest()
 
 
-def make_key(values: tuple) -> str:
-    """The key of a bound-argument tuple: normalise, pickle canonically, hash."""
+def make_key(values: tuple, seed: int = 0) -> str:
+    """The key of a bound-argument tuple: normalise, pickle canonically, hash.
+
+    ``seed`` salts the hash at no cost: a function's entries for another Python version or
+    another scope (script, notebook) get other keys, so they live apart and never replace
+    each other (the decorator picks the seed once, at decoration time).
+    """
     for value in values:
         if type(value) not in _ATOMS:
-            return hash_key(normalize(values))
+            return hash_key(normalize(values), seed)
     # Only atoms (the usual call): normalising changes nothing and there are no buffers, so
     # this is the same digest as below, without the walks (a third of a small hit).
-    return xxhash.xxh3_128_hexdigest(pickle.dumps(values, PROTOCOL))
+    return xxhash.xxh3_128_hexdigest(_plain_bytes(values), seed)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import struct
 
 import xxhash
@@ -39,6 +40,10 @@ _OFD = (
     and struct.calcsize("l") == 8
 )
 _O_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_PROBE = (
+    os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+)
 _BUSY = (errno.EAGAIN, errno.EACCES)  # what a non-blocking lock attempt says when held
 
 
@@ -50,41 +55,34 @@ def key_lock(function_dir: str, key: str, entry_path: str) -> KeyLock:
     return _FileLock(entry_path.rsplit(".", 1)[0] + LOCK_SUFFIX)
 
 
-def remove_if_idle(path: str) -> bool:
-    """Remove a lock file nobody holds any lock in; True if it was removed.
+def remove_if_idle(name: str, dir_fd: int) -> bool:
+    """Remove the lock file ``name`` (in the directory ``dir_fd``) if nobody holds any lock
+    in it; True if it was removed. A link, FIFO or device there is left alone.
 
     A caller that opened the file before it was unlinked notices (``st_nlink == 0``) once it
     gets its lock and locks the new file instead, so removal never lets two callers in.
     """
-    if _OFD and os.path.basename(path) == LOCK_FILE:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
+    if fcntl is None:  # not POSIX: lock files stay (they are empty)
+        return False
+    try:
+        fd = os.open(name, _O_PROBE, dir_fd=dir_fd)
+    except OSError:  # gone, a link (ELOOP), unreadable
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
-        try:
+        if _OFD and name == LOCK_FILE:  # byte-range locks: probe the whole file
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
-            os.unlink(path)
-            return True
-        except OSError as exc:
-            if exc.errno in _BUSY or exc.errno == errno.ENOENT:  # held, or removed already
-                return False
-            raise
-        finally:
-            os.close(fd)
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(path, mode=0o600)
-    try:
-        lock.acquire(timeout=0)
-    except (Timeout, OSError):
-        return False
-    try:
-        os.unlink(path)
+        else:  # filelock's flock
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(name, dir_fd=dir_fd)
         return True
-    except FileNotFoundError:  # removed by another cleanup first
-        return False
+    except OSError as exc:
+        if exc.errno in _BUSY or exc.errno in (errno.ENOENT, errno.EWOULDBLOCK):
+            return False  # held, or removed already
+        raise
     finally:
-        lock.release()
+        os.close(fd)
 
 
 _held: set[_RangeLock] = set()  # range locks this process holds, for a forked child to drop

@@ -3,40 +3,55 @@
 Layout (``prefix`` defaults to ``memojar:``; ``<entry>`` is ``<prefix><function>:<key>``)::
 
     <entry>              the entry's bytes, or for entries over chunk_size a short pointer:
-                         "MJCH 1 <gen> <chunks> <size>\\n" + the entry's first 4 KiB
+                         "MJCH 2 <gen> <chunks> <size> <signature>\\n" + the entry's header
     <entry>:c:<gen>      a hash of chunk number -> bytes, written once under a fresh <gen>
     <entry>:lock         the compute lock: a random token, PX 2 s, renewed while held
-    <prefix><function>:swept   the identity of the code that last swept old entries
+    <prefix><function>:entries   set: the function's entry keys (what ``scan(function)`` reads)
+    <prefix><function>:swept     the identity of the code that last swept old entries
     <prefix>lru          sorted set: entry key -> last read or write (epoch seconds)
-    <prefix>sizes        hash: entry key -> size in bytes
+    <prefix>sizes        hash: entry key -> size in bytes (what ``scan()`` reads)
     <prefix>total        the sum of the sizes
 
 A chunked write puts its chunks under a new generation, then one Lua script switches the
 pointer, drops the old generation and updates the index, so a reader that holds a pointer
 reads chunks of exactly one write (a superseded generation is gone, not mixed: the reader
-retries). Every change to an entry and its index is one script, so the index and the total
-stay consistent across clients; ``max_size`` evicts by the ``lru`` set, not by server
-configuration. Entries that Redis expires (``ttl`` -> ``PX``) leave index members behind
-until an eviction or ``cleanup`` drops them. The scripts name keys they build, so the store
-needs a single server (or a replica set), not Redis Cluster.
+retries). A pointer is checked before anything is allocated for it: its size must fit its
+chunk count, and with a secret its signature (HMAC-SHA256 over the entry key, generation,
+count and size) must verify; the buffer then grows only with chunks actually read.
+
+Every change to an entry and its index is one script, so the indexes and the total stay
+consistent across clients; ``max_size`` evicts by the ``lru`` set, not by server
+configuration. Removing a function's last entry removes its ``entries`` set and its sweep
+note; removing the last entry of all removes ``total``: a cleared cache leaves no key.
+Entries that Redis expires (``ttl`` -> ``PX``) leave index members behind until a listing,
+an eviction or ``cleanup`` drops them. The scripts name keys they build, so the store needs
+a single server (or a replica set), not Redis Cluster.
 
 A hit is one round trip (a GET; with ``max_size``, pipelined with a ZADD XX that stamps the
-access) and takes no lock.
+access) and takes no lock. A value computed under a lock is stored only if the lock is still
+this caller's (checked by the commit script): a stall of the server or of the process longer
+than the lock's lease lets another caller compute the same key, and the late one's value is
+returned but not stored, with a warning.
+
 Every Redis error becomes an ``OSError`` (``ConnectionError``, ``TimeoutError``, ``ENOSPC``
-for "OOM command not allowed"); after a connection fault the store fails fast for a second
-rather than making every call wait for the socket timeout again.
+for "OOM command not allowed"). After a connection fault or a timeout the store is down:
+every call fails at once with that fault, and a background thread pings the server until it
+answers again. So a call waits at most one ``socket_timeout`` for a stopped server in all,
+however many round trips it makes (read, lock, write, release).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import hmac
 import os
 import re
 import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 import redis
@@ -46,6 +61,7 @@ from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from . import _redislua as lua
 from ._entry import Miss, header_length
 from ._errors import logger, warn
 from ._store import KeyLock, Store, StoredEntry
@@ -58,149 +74,17 @@ HEAD_BYTES = 4096  # what ``scan`` returns of each entry: the header and then so
 LOCK_TTL = 2.0  # seconds a lock outlives its holder's last renewal
 LOCK_RENEW = 0.5  # seconds between renewals of held locks
 LOCK_POLL_MAX = 0.05  # seconds, the longest sleep between tries of a held lock
-EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
-EVICT_LIMIT = 1000  # entries one script call evicts at most (bounds how long it blocks)
 INFLIGHT_TTL = 3600.0  # chunks not (yet) committed expire after this many seconds
 ORPHAN_AGE = 600.0  # ``cleanup`` removes uncommitted chunks older than this
-FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
+PROBE_EVERY = 0.25  # seconds between pings of a server that is down
+MAX_CHUNK = 512 << 20  # Redis's largest string: no chunk of a valid pointer is longer
 _READ_BATCH = 8  # chunks fetched per round trip
 _SCAN_COUNT = 1000  # keys SCAN looks at per call (and commands per pipeline)
-_POINTER = re.compile(rb"MJCH 1 ([0-9a-f]{16}) ([0-9]{1,9}) ([0-9]{1,15})\n")
+_POINTER = re.compile(rb"MJCH 2 ([0-9a-f]{16}) ([0-9]{1,9}) ([0-9]{1,15}) ([0-9a-f]{32}|-)\n")
+_POINTER_KEY = b"memojar redis chunk pointer\0"  # the pointer signature's own HMAC key prefix
 _HEX32 = b"[0-9a-f]" * 32
 _HEX16 = b"[0-9a-f]" * 16
 _OPTIONS = ("prefix", "password", "socket_timeout", "chunk_size")
-
-# --- Lua: every change to an entry together with its index ------------------------------
-# KEYS[1..3] are always lru, sizes, total. A script's first write is the one Redis may
-# refuse when out of memory (later writes of the same script run), so each script does its
-# memory-hungry write first and leaves the index consistent whichever way it ends.
-
-_LUA_COMMON = """
-local lru, sizes, total = KEYS[1], KEYS[2], KEYS[3]
-local function chunks_of(entry)
-  local head = redis.pcall('GETRANGE', entry, 0, 31)
-  if type(head) ~= 'string' then return nil end
-  local gen = string.match(head, '^MJCH 1 (%x+) ')
-  if gen then return entry .. ':c:' .. gen end
-  return nil
-end
-local function size_of(entry)
-  return tonumber(redis.call('HGET', sizes, entry) or 0) or 0
-end
-local function drop(entry)
-  local chunks = chunks_of(entry)
-  if chunks then redis.call('UNLINK', chunks) end
-  local existed = redis.call('UNLINK', entry)
-  local size = size_of(entry)
-  redis.call('HDEL', sizes, entry)
-  redis.call('ZREM', lru, entry)
-  if size ~= 0 then redis.call('DECRBY', total, size) end
-  return existed, size
-end
--- Evict least-recently-used entries (never `keep`) until `incoming` more bytes fit
--- max_size, down to the EVICT_TO fraction. `used` excludes `keep`'s own size.
-local function make_room(max_size, incoming, keep, kept, used)
-  local removed, steps = 0, 0
-  if used + incoming <= max_size then return 0 end
-  local target = math.max(math.floor(max_size * EVICT_TO) - incoming, 0)
-  while used > target and steps < EVICT_LIMIT do
-    local oldest = redis.call('ZRANGE', lru, 0, 1)
-    local victim = oldest[1]
-    if victim == keep then victim = oldest[2] end
-    if not victim then  -- nothing left to evict: the total had drifted; now it is known
-      redis.pcall('SET', total, kept)  -- (refused when out of memory: then drifted still)
-      break
-    end
-    local existed, size = drop(victim)
-    used = used - size
-    removed = removed + existed
-    steps = steps + 1
-  end
-  return removed
-end
-""".replace("EVICT_TO", repr(EVICT_TO)).replace("EVICT_LIMIT", str(EVICT_LIMIT))
-
-# KEYS[4] entry; ARGV value, px (0: none), chunks key ('' : none), size, now, max_size (0)
-_LUA_COMMIT = _LUA_COMMON + """
-local entry = KEYS[4]
-local value, px, chunks = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local size, now, max_size = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-if chunks ~= '' and redis.call('EXISTS', chunks) == 0 then
-  return redis.error_reply('the chunks of this write expired before they were committed')
-end
-local before = size_of(entry)
-local evicted = 0
-if max_size > 0 then
-  local used = (tonumber(redis.call('GET', total) or 0) or 0) - before
-  evicted = make_room(max_size, size, entry, before, used)
-end
-local old = chunks_of(entry)
-if px > 0 then
-  redis.call('SET', entry, value, 'PX', px)
-else
-  redis.call('SET', entry, value)
-end
-if old and old ~= chunks then redis.call('UNLINK', old) end
-if chunks ~= '' then
-  if px > 0 then redis.call('PEXPIRE', chunks, px) else redis.call('PERSIST', chunks) end
-end
-redis.call('HSET', sizes, entry, size)
-redis.call('INCRBY', total, size - before)
-redis.call('ZADD', lru, now, entry)
--- entries Redis expired leave index members: drop one stale member per write
-local oldest = redis.call('ZRANGE', lru, 0, 0)[1]
-if oldest and oldest ~= entry and redis.call('EXISTS', oldest) == 0 then drop(oldest) end
-return evicted
-"""
-
-# KEYS[4] entry -> 1 if it existed
-_LUA_DELETE = _LUA_COMMON + """
-local existed = drop(KEYS[4])
-return existed
-"""
-
-# ARGV max_size, incoming -> entries evicted
-_LUA_EVICT = _LUA_COMMON + """
-local used = tonumber(redis.call('GET', total) or 0) or 0
-return make_room(tonumber(ARGV[1]), tonumber(ARGV[2]), '', 0, used)
-"""
-
-# KEYS[4] entry: drop its index members if Redis expired it -> 1 if dropped
-_LUA_FORGET = _LUA_COMMON + """
-if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-drop(KEYS[4])
-return 1
-"""
-
-# -> sets the total to the sum of the recorded sizes
-_LUA_RECOUNT = _LUA_COMMON + """
-local sum = 0
-for _, size in ipairs(redis.call('HVALS', sizes)) do sum = sum + (tonumber(size) or 0) end
-redis.pcall('SET', total, sum)  -- refused when out of memory and nothing was freed
-return sum
-"""
-
-# KEYS[4] entry, KEYS[5] one of its chunk hashes; ARGV pttl below which an uncommitted
-# hash is orphaned -> 1 if removed. A hash the entry points to is never removed.
-_LUA_REAP = _LUA_COMMON + """
-if chunks_of(KEYS[4]) == KEYS[5] then return 0 end
-local pttl = redis.call('PTTL', KEYS[5])
-if pttl == -1 or (pttl >= 0 and pttl < tonumber(ARGV[1])) then
-  return redis.call('UNLINK', KEYS[5])
-end
-return 0
-"""
-
-_LUA_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_LUA_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
 
 class RedisStore(Store):
     """Entries in Redis. See the module docstring for the layout and its guarantees.
@@ -208,8 +92,10 @@ class RedisStore(Store):
     ``location``: ``redis://[:PASSWORD@]HOST[:PORT][/DB]``, ``rediss://...`` (TLS) or
     ``unix:///path/to/socket?db=N``, with optional query options ``prefix``, ``password``,
     ``socket_timeout`` (seconds) and ``chunk_size`` (bytes); keyword arguments override
-    them.
+    them. ``secret`` signs chunk pointers (entries are signed above the store).
     """
+
+    remote = True  # every call is a network round trip: async callers run it in a thread
 
     def __init__(
         self,
@@ -217,6 +103,7 @@ class RedisStore(Store):
         max_size: int | None = None,
         signed: bool = False,
         *,
+        secret: bytes | None = None,
         prefix: str | None = None,
         password: str | None = None,
         socket_timeout: float | None = None,
@@ -234,7 +121,8 @@ class RedisStore(Store):
         password = password if password is not None else options.get("password")
         self.location = _redact(location)
         self.max_size = max_size
-        self._signed = signed
+        self._signed = signed or secret is not None
+        self._pointer_key = _POINTER_KEY + secret if secret is not None else None
         self._warned_unsigned = False
         kwargs: dict[str, Any] = {}
         if password is not None:
@@ -257,17 +145,24 @@ class RedisStore(Store):
         self._pre = pre
         self._index = [pre + b"lru", pre + b"sizes", pre + b"total"]
         register = self._client.register_script
-        self._commit = register(_LUA_COMMIT)
-        self._delete = register(_LUA_DELETE)
-        self._evict = register(_LUA_EVICT)
-        self._forget = register(_LUA_FORGET)
-        self._recount = register(_LUA_RECOUNT)
-        self._reap = register(_LUA_REAP)
-        self._release = register(_LUA_RELEASE)
-        self._renew = register(_LUA_RENEW)
+        self._commit = register(lua.COMMIT)
+        self._delete = register(lua.DELETE)
+        self._evict = register(lua.EVICT)
+        self._forget = register(lua.FORGET)
+        self._recount = register(lua.RECOUNT)
+        self._reap = register(lua.REAP)
+        self._release = register(lua.RELEASE)
+        self._renew = register(lua.RENEW)
+        self._note = register(lua.NOTE)
         self._renewer = _Renewer()
-        self._down_until = 0.0  # fail fast until then (monotonic), after _last_fault
-        self._last_fault = ""
+        # the fault that put the server down: every call raises it at once until the prober
+        # thread (of process _pid) has had an answer from the server again
+        self._down: OSError | None = None
+        self._prober: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._mutex = threading.Lock()  # guards _down, _prober, _leases
+        self._closed = threading.Event()
+        self._leases: dict[bytes, _RedisKeyLock] = {}  # entry key -> this process's lock on it
         self._names: dict[str, bytes] = {}  # function name -> b"<prefix><function>:"
 
     def __repr__(self) -> str:
@@ -286,7 +181,8 @@ class RedisStore(Store):
             self._warn_unsigned()
         name = self._name(function, key)
         try:
-            self._check_up()
+            if self._down is not None:
+                self._check_up()
             if self.max_size is None:  # no eviction, so no access order to keep: one GET
                 value = self._client.get(name)
             else:
@@ -312,10 +208,11 @@ class RedisStore(Store):
         then missing, and the reader follows the new pointer (a few times at most).
         """
         for _ in range(3):
-            match = _POINTER.match(pointer)
-            if match is None:
+            parsed = self._pointer(name, pointer)
+            if parsed is None:
+                logger.debug("%r: not a valid chunk pointer", name)
                 return None
-            gen, count, size = match[1], int(match[2]), int(match[3])
+            gen, count, size = parsed
             chunks = name + b":c:" + gen
             data = _assemble(self._client, chunks, count, size)
             if data is not None:
@@ -326,6 +223,27 @@ class RedisStore(Store):
             if pointer[:5] != b"MJCH ":
                 return pointer
         return None
+
+    def _pointer(self, name: bytes, pointer: bytes) -> tuple[bytes, int, int] | None:
+        """A pointer's generation, chunk count and size, if its size fits its count and
+        (with a secret) its signature verifies; else None. Nothing is allocated before."""
+        match = _POINTER.match(pointer)
+        if match is None:
+            return None
+        gen, count, size = match[1], int(match[2]), int(match[3])
+        if not (count >= 1 and count <= size <= count * MAX_CHUNK):
+            return None
+        if self._pointer_key is not None and not hmac.compare_digest(
+            self._sign(name, gen, count, size), match[4]
+        ):
+            return None
+        return gen, count, size
+
+    def _sign(self, name: bytes, gen: bytes, count: int, size: int) -> bytes:
+        if self._pointer_key is None:
+            return b"-"
+        message = b"%s\0%s\0%d\0%d" % (name, gen, count, size)
+        return hmac.new(self._pointer_key, message, hashlib.sha256).hexdigest()[:32].encode()
 
     def _warn_unsigned(self) -> None:
         self._warned_unsigned = True
@@ -350,6 +268,7 @@ class RedisStore(Store):
         if expires is not None:  # relative, so the hosts' clocks need not agree with Redis
             px = max(int((expires - time.time()) * 1000), 1)
         self._check_up()
+        lease = self._leases.get(name)  # written under this process's lock: only if still ours
         hash_key = b""
         try:
             try:
@@ -357,17 +276,29 @@ class RedisStore(Store):
                     value: Any = b"".join(views)
                 else:
                     hash_key, value = self._write_chunks(name, views, size)
-                self._commit(
-                    keys=[*self._index, name],
-                    args=[value, px, hash_key, size, time.time(), self.max_size or 0],
+                evicted = self._commit(
+                    keys=[*self._index, name, lease.name if lease else name + b":lock"],
+                    args=[value, px, hash_key, size, time.time(), self.max_size or 0,
+                          lease.token if lease else b""],
                 )
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, RedisError):
+                    self._fault(exc)  # first: a server that is down is not asked again
                 if hash_key:
                     self._unlink_quietly(hash_key)
                 raise
         except RedisError as exc:
-            self._fault(exc)
             raise self._oserror(exc, f"writing {name!r}") from exc
+        if evicted == -1:
+            if hash_key:
+                self._unlink_quietly(hash_key)
+            raise OSError(
+                errno.ENOLCK,
+                f"this caller's lock on the key expired while it computed (the server or "
+                f"this process stalled for longer than the lock's {LOCK_TTL:g} s lease), so "
+                "another caller may have computed the same value: this one is returned, and "
+                "stored only by the caller that holds the lock",
+            )
         return size
 
     def _write_chunks(self, name: bytes, views: list[memoryview], size: int) -> tuple[bytes,
@@ -392,9 +323,12 @@ class RedisStore(Store):
             head = _head(views, max(HEAD_BYTES, header_length(head)))
         except Miss:
             pass  # not an entry (a store-level test's bytes): the first bytes will do
-        return hash_key, b"MJCH 1 %s %d %d\n" % (gen, count, size) + head
+        pointer = b"MJCH 2 %s %d %d %s\n" % (gen, count, size, self._sign(name, gen, count, size))
+        return hash_key, pointer + head
 
     def _unlink_quietly(self, key: bytes) -> None:
+        if self._down is not None:
+            return  # not waiting again for a server that is down: the chunks expire
         try:
             self._client.unlink(key)
         except RedisError as exc:  # uncommitted chunks expire anyway (INFLIGHT_TTL)
@@ -413,8 +347,7 @@ class RedisStore(Store):
                     self._delete(keys=[*self._index, name], client=pipe)
                 removed += sum(pipe.execute())
         except RedisError as exc:
-            self._fault(exc)
-            raise self._oserror(exc, "deleting entries") from exc
+            raise self._failed(exc, "deleting entries") from exc
         return removed
 
     def read_note(self, function: str) -> bytes | None:
@@ -423,16 +356,15 @@ class RedisStore(Store):
             self._check_up()
             return self._client.get(self._name(function, NOTE))
         except RedisError as exc:
-            self._fault(exc)
-            raise self._oserror(exc, "reading a note") from exc
+            raise self._failed(exc, "reading a note") from exc
 
     def write_note(self, function: str, note: bytes) -> None:
         try:
             self._check_up()
-            self._client.set(self._name(function, NOTE), note)
+            self._note(keys=[self._name(function, "entries"), self._name(function, NOTE)],
+                       args=[note])
         except RedisError as exc:
-            self._fault(exc)
-            raise self._oserror(exc, "writing a note") from exc
+            raise self._failed(exc, "writing a note") from exc
 
     def lock(self, function: str, key: str) -> KeyLock:
         return _RedisKeyLock(self, self._name(function, key) + b":lock")
@@ -440,15 +372,13 @@ class RedisStore(Store):
     # --- listing and housekeeping ------------------------------------------------------
 
     def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
-        if function is not None:
-            pattern = _glob_escape(self._pre + function.encode() + b":") + _HEX32
-        else:
-            pattern = _glob_escape(self._pre) + b"*:" + _HEX32
-        span = HEAD_BYTES + 64 if heads else 63  # 64 bytes cover a pointer's first line
+        """The entries of the index: one function's ``entries`` set, or all of ``sizes``;
+        never the whole keyspace. Members whose entry Redis expired are dropped on the way."""
+        span = HEAD_BYTES + 96 if heads else 95  # 96 bytes cover a pointer's first line
         seen: set[bytes] = set()
         try:
             self._check_up()
-            for batch in self._scan_keys(pattern):
+            for batch in self._index_members(function):
                 names = [n for n in batch if n not in seen]
                 seen.update(names)
                 if not names:
@@ -459,13 +389,33 @@ class RedisStore(Store):
                     pipe.strlen(name)
                     pipe.zscore(self._index[0], name)
                 results = pipe.execute(raise_on_error=False)
+                gone = []
                 for i, name in enumerate(names):
-                    entry = self._stored(name, *results[3 * i : 3 * i + 3], heads=heads)
+                    head, length, score = results[3 * i : 3 * i + 3]
+                    if length == 0:
+                        gone.append(name)
+                    entry = self._stored(name, head, length, score, heads=heads)
                     if entry is not None:
                         yield entry
+                if gone:
+                    pipe = self._client.pipeline(transaction=False)
+                    for name in gone:
+                        self._forget(keys=[*self._index, name], client=pipe)
+                    pipe.execute()
         except RedisError as exc:
-            self._fault(exc)
-            raise self._oserror(exc, "listing entries") from exc
+            raise self._failed(exc, "listing entries") from exc
+
+    def _index_members(self, function: str | None) -> Iterator[list[bytes]]:
+        cursor = 0
+        while True:
+            if function is None:
+                cursor, found = self._client.hscan(self._index[1], cursor, count=_SCAN_COUNT)
+            else:
+                cursor, found = self._client.sscan(self._name(function, "entries"), cursor,
+                                                   count=_SCAN_COUNT)
+            yield cast("list[bytes]", list(found))  # replies are bytes: no decode_responses
+            if cursor == 0:
+                return
 
     def _scan_keys(self, pattern: bytes) -> Iterator[list[bytes]]:
         cursor = 0
@@ -546,8 +496,7 @@ class RedisStore(Store):
                     break
             self._recount(keys=self._index)
         except RedisError as exc:
-            self._fault(exc)
-            raise self._oserror(exc, "cleaning up") from exc
+            raise self._failed(exc, "cleaning up") from exc
         return removed
 
     def evict(self, incoming: int = 0) -> int:
@@ -562,31 +511,76 @@ class RedisStore(Store):
                 if n == 0:  # done: under max_size, or nothing left to evict
                     return removed
         except RedisError as exc:
-            self._fault(exc)
-            raise self._oserror(exc, "evicting entries") from exc
+            raise self._failed(exc, "evicting entries") from exc
 
     def close(self) -> None:
+        self._closed.set()
         self._renewer.stop()
         self._client.close()
 
     # --- faults -----------------------------------------------------------------------
 
+    def _failed(self, exc: RedisError, doing: str) -> OSError:
+        """The ``OSError`` for a Redis error (see ``_oserror``); marks a lost or silent
+        server down."""
+        self._fault(exc)
+        return self._oserror(exc, doing)
+
     def _fault(self, exc: BaseException) -> None:
-        """After a lost or silent server, fail fast for a moment instead of waiting again."""
+        """After a lost or silent server, fail at once until it answers a ping again."""
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-            self._down_until = time.monotonic() + FAULT_BACKOFF
-            self._last_fault = f"{type(exc).__name__}: {exc}"
+            error = self._oserror(exc, "")
+            self._forked()
+            with self._mutex:
+                self._down = type(error)(
+                    error.errno,
+                    f"{error.strerror}; calls skip the server until it answers a ping "
+                    f"(tried every {PROBE_EVERY:g} s)",
+                )
+                self._start_prober()
+
+    def _forked(self) -> None:
+        """In a forked child: no prober thread, and a mutex its parent may have held."""
+        if self._pid != os.getpid():
+            self._pid, self._mutex = os.getpid(), threading.Lock()
+            self._prober = None
+            self._leases = {}  # the parent's locks are not this process's
+
+    def _start_prober(self) -> None:
+        """Start the thread that pings a server that is down (one per store and process);
+        under ``_mutex``."""
+        if self._prober is not None:
+            return
+        self._prober = threading.Thread(target=self._probe, name="memojar-redis-probe",
+                                        daemon=True)
+        self._prober.start()
+
+    def _probe(self) -> None:
+        while not self._closed.wait(PROBE_EVERY):
+            try:
+                self._client.ping()
+            except RedisError as exc:
+                logger.debug("%s is still down: %s", self.location, exc)
+                continue
+            with self._mutex:
+                self._down = self._prober = None
+            logger.debug("%s answers again", self.location)
+            return
 
     def _check_up(self) -> None:
-        if time.monotonic() < self._down_until:
-            raise ConnectionError(
-                errno.ECONNREFUSED,
-                f"the server failed a moment ago ({self._last_fault}); not trying again "
-                f"for {FAULT_BACKOFF:g} s",
-            )
+        """Raise the fault that put the server down, if it is down: a call never waits
+        for a server that did not answer the last time."""
+        down = self._down
+        if down is not None:
+            if self._pid != os.getpid():  # a forked child: no prober of its own yet
+                self._forked()
+                with self._mutex:
+                    self._start_prober()
+            raise type(down)(down.errno, down.strerror)
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
-        """The ``OSError`` for a Redis error: callers catch ``OSError`` alone."""
+        """The ``OSError`` for a Redis error, the one place they are mapped: callers catch
+        ``OSError`` alone."""
         if isinstance(exc, RedisTimeoutError):
             return TimeoutError(
                 errno.ETIMEDOUT,
@@ -605,16 +599,22 @@ class RedisStore(Store):
 
 class _RedisKeyLock(KeyLock):
     """``SET NX PX`` with a random token; released only by its holder (compare-and-delete),
-    renewed while held, and expired LOCK_TTL seconds after a holder that died."""
+    renewed while held, and expired LOCK_TTL seconds after a holder that died. While held,
+    the store's writes of its entry are conditional on the token (see ``RedisStore.write``).
+    """
 
     def __init__(self, store: RedisStore, name: bytes) -> None:
         self.store = store
         self.name = name
+        self.entry = name[: -len(b":lock")]
         self.token = b""
 
-    def acquire(self, blocking: bool = True) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock; False if it is held and ``blocking`` is False, or still held
+        after ``timeout`` seconds (None: no limit)."""
         store = self.store
         token = secrets.token_hex(16).encode()
+        deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.002
         while True:
             try:
@@ -622,37 +622,52 @@ class _RedisKeyLock(KeyLock):
                 taken = store._client.set(self.name, token, nx=True,
                                           px=int(LOCK_TTL * 1000))
             except RedisError as exc:
-                store._fault(exc)
-                raise store._oserror(exc, "locking") from exc
+                raise store._failed(exc, "locking") from exc
             if taken:
                 self.token = token
+                store._forked()
+                with store._mutex:
+                    store._leases[self.entry] = self
                 store._renewer.add(self)
                 return True
-            if not blocking:
+            if not blocking or (deadline is not None and time.monotonic() >= deadline):
                 return False
-            time.sleep(delay)
+            time.sleep(delay if deadline is None else
+                       max(0.0, min(delay, deadline - time.monotonic())))
             delay = min(delay * 2, LOCK_POLL_MAX)
 
     def release(self) -> None:
-        """Give the lock back; never raises (a lock that cannot be released expires)."""
-        if not self.token:
+        """Give the lock back; never raises, never waits for a server that is down (a lock
+        that cannot be released expires)."""
+        token = self.token
+        if not token:
             return
-        self.store._renewer.discard(self)
-        try:
-            self.store._release(keys=[self.name], args=[self.token])
-        except RedisError as exc:
-            logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
         self.token = b""
+        store = self.store
+        store._renewer.discard(self)
+        with store._mutex:
+            if store._leases.get(self.entry) is self:
+                del store._leases[self.entry]
+        try:
+            store._check_up()
+            store._release(keys=[self.name], args=[token])
+        except (RedisError, OSError) as exc:
+            if isinstance(exc, RedisError):
+                store._fault(exc)
+            logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
 
     def renew(self) -> bool:
-        """Extend the lock; False if it is no longer ours (it expired and was taken)."""
+        """Extend the lock; False if it is no longer ours (it expired, maybe taken)."""
         token = self.token
         if not token:
             return False
         try:
+            self.store._check_up()
             return bool(self.store._renew(keys=[self.name],
                                           args=[token, int(LOCK_TTL * 1000)]))
-        except RedisError as exc:  # keep trying until the lock expires
+        except (RedisError, OSError) as exc:  # keep trying: the commit checks the token
+            if isinstance(exc, RedisError):
+                self.store._fault(exc)
             logger.debug("cannot renew %r: %s", self.name, exc)
             return True
 
@@ -702,20 +717,20 @@ class _Renewer:
 # --- helpers ---------------------------------------------------------------------------
 
 def _assemble(client: redis.Redis, chunks: bytes, count: int, size: int) -> bytearray | None:
-    """Read chunks 0..count-1 of one generation into one buffer; None if any is missing."""
-    data = bytearray(size)
-    at = 0
-    with memoryview(data) as view:
-        for start in range(0, count, _READ_BATCH):
-            pipe = client.pipeline(transaction=False)
-            for i in range(start, min(count, start + _READ_BATCH)):
-                pipe.hget(chunks, str(i))
-            for piece in pipe.execute():
-                if not isinstance(piece, bytes) or at + len(piece) > size:
-                    return None
-                view[at : at + len(piece)] = piece
-                at += len(piece)
-    return data if at == size else None
+    """Read chunks 0..count-1 of one generation into one buffer; None if any is missing.
+
+    The buffer grows with the chunks read, never ahead of them: a pointer that promises
+    more than the server holds costs what the server holds, not what the pointer says."""
+    data = bytearray()
+    for start in range(0, count, _READ_BATCH):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(count, start + _READ_BATCH)):
+            pipe.hget(chunks, str(i))
+        for piece in pipe.execute():
+            if not isinstance(piece, bytes) or len(data) + len(piece) > size:
+                return None
+            data += piece
+    return data if len(data) == size else None
 
 
 def _pieces(views: list[memoryview], size: int) -> Iterator[Any]:

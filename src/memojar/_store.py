@@ -70,6 +70,9 @@ class Store(abc.ABC):
 
     location: str
     max_size: int | None
+    # Whether calls wait on the network: coroutine functions then run every call of the
+    # store in a worker thread, so the event loop never waits for a server.
+    remote: bool = False
 
     @abc.abstractmethod
     def read(self, function: str, key: str) -> Any | None:
@@ -93,6 +96,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete(self, function: str, key: str) -> bool:
         """Remove one entry; True if there was one."""
+
+    def discard(self, function: str, key: str, judged: Any) -> bool:
+        """Remove one entry found bad, unless it is no longer the one read as ``judged``
+        (the buffer ``read`` returned): another caller may have stored a fresh one since.
+
+        The default deletes whatever is there; a store that can tell entries apart keeps a
+        fresh one."""
+        return self.delete(function, key)
 
     @abc.abstractmethod
     def lock(self, function: str, key: str) -> KeyLock:

@@ -19,6 +19,7 @@ FAR = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 PAST = 1_000_000_000.0  # 2001-09-09T01:46:40Z
 FINGERPRINT = "0123456789abcdef"
 SECRET = b"golden-secret"
+SCOPES = {"plain": "/golden/analysis.ipynb"}  # format 3+: the scope of a __main__ function
 
 # name: (function, version, key, value, expires, secret)
 CASES: dict[str, tuple[str, Any, str, Any, float | None, bytes | None]] = {
@@ -47,7 +48,8 @@ def main() -> None:
     fmt = _entry.FORMAT_VERSION
     for name, (function, version, key, value, expires, secret) in CASES.items():
         chunks = _entry.encode(
-            value, ident=_entry.make_ident(function, version, FINGERPRINT), key=key,
+            value, ident=_entry.make_ident(function, version, FINGERPRINT, SCOPES.get(name, "")),
+            key=key,
             created=CREATED, expires=expires, compute_time=1.5, secret=secret,
         )
         data = b"".join(bytes(memoryview(c).cast("B")) for c in chunks)

@@ -1,0 +1,166 @@
+"""The Lua scripts of the Redis store: every change to an entry together with its index.
+
+Each script runs atomically on the server, so the entry, its chunks, the ``lru`` and
+``sizes`` indexes, the ``total``, the function's ``entries`` set and its sweep note never
+disagree, whichever clients write at once. See ``_redisstore`` for the key layout.
+"""
+
+from __future__ import annotations
+
+EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
+EVICT_LIMIT = 1000  # entries one script call evicts at most (bounds how long it blocks)
+
+# KEYS[1..3] are always lru, sizes, total. A script's first write is the one Redis may
+# refuse when out of memory (later writes of the same script run), so each script does its
+# memory-hungry write first and leaves the index consistent whichever way it ends.
+
+COMMON = """
+local lru, sizes, total = KEYS[1], KEYS[2], KEYS[3]
+local function chunks_of(entry)
+  local head = redis.pcall('GETRANGE', entry, 0, 31)
+  if type(head) ~= 'string' then return nil end
+  local gen = string.match(head, '^MJCH %d (%x+) ')
+  if gen then return entry .. ':c:' .. gen end
+  return nil
+end
+local function size_of(entry)
+  return tonumber(redis.call('HGET', sizes, entry) or 0) or 0
+end
+-- <prefix><function>: of an entry <prefix><function>:<32 hex digits>
+local function base_of(entry)
+  return string.sub(entry, 1, -33)
+end
+local function drop(entry)
+  local chunks = chunks_of(entry)
+  if chunks then redis.call('UNLINK', chunks) end
+  local existed = redis.call('UNLINK', entry)
+  local size = size_of(entry)
+  redis.call('HDEL', sizes, entry)
+  redis.call('ZREM', lru, entry)
+  local base = base_of(entry)
+  redis.call('SREM', base .. 'entries', entry)
+  if redis.call('EXISTS', base .. 'entries') == 0 then redis.call('DEL', base .. 'swept') end
+  if redis.call('EXISTS', sizes) == 0 then
+    redis.call('DEL', total)
+  elseif size ~= 0 then
+    redis.call('DECRBY', total, size)
+  end
+  return existed, size
+end
+-- Evict least-recently-used entries (never `keep`) until `incoming` more bytes fit
+-- max_size, down to the EVICT_TO fraction. `used` excludes `keep`'s own size.
+local function make_room(max_size, incoming, keep, kept, used)
+  local removed, steps = 0, 0
+  if used + incoming <= max_size then return 0 end
+  local target = math.max(math.floor(max_size * EVICT_TO) - incoming, 0)
+  while used > target and steps < EVICT_LIMIT do
+    local oldest = redis.call('ZRANGE', lru, 0, 1)
+    local victim = oldest[1]
+    if victim == keep then victim = oldest[2] end
+    if not victim then  -- nothing left to evict: the total had drifted; now it is known
+      redis.pcall('SET', total, kept)  -- (refused when out of memory: then drifted still)
+      break
+    end
+    local existed, size = drop(victim)
+    used = used - size
+    removed = removed + existed
+    steps = steps + 1
+  end
+  return removed
+end
+""".replace("EVICT_TO", repr(EVICT_TO)).replace("EVICT_LIMIT", str(EVICT_LIMIT))
+
+# KEYS[4] entry, KEYS[5] its lock; ARGV value, px (0: none), chunks key ('' : none), size,
+# now, max_size (0), the lock's token ('': written without the lock) -> entries evicted, or
+# -1 when the lock is no longer this writer's (nothing written)
+COMMIT = COMMON + """
+local entry, lock = KEYS[4], KEYS[5]
+local value, px, chunks = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local size, now, max_size = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+if ARGV[7] ~= '' and redis.call('GET', lock) ~= ARGV[7] then return -1 end
+if chunks ~= '' and redis.call('EXISTS', chunks) == 0 then
+  return redis.error_reply('the chunks of this write expired before they were committed')
+end
+local before = size_of(entry)
+local evicted = 0
+if max_size > 0 then
+  local used = (tonumber(redis.call('GET', total) or 0) or 0) - before
+  evicted = make_room(max_size, size, entry, before, used)
+end
+local old = chunks_of(entry)
+if px > 0 then
+  redis.call('SET', entry, value, 'PX', px)
+else
+  redis.call('SET', entry, value)
+end
+if old and old ~= chunks then redis.call('UNLINK', old) end
+if chunks ~= '' then
+  if px > 0 then redis.call('PEXPIRE', chunks, px) else redis.call('PERSIST', chunks) end
+end
+redis.call('HSET', sizes, entry, size)
+redis.call('INCRBY', total, size - before)
+redis.call('ZADD', lru, now, entry)
+redis.call('SADD', base_of(entry) .. 'entries', entry)
+-- entries Redis expired leave index members: drop one stale member per write
+local oldest = redis.call('ZRANGE', lru, 0, 0)[1]
+if oldest and oldest ~= entry and redis.call('EXISTS', oldest) == 0 then drop(oldest) end
+return evicted
+"""
+
+# KEYS[4] entry -> 1 if it existed
+DELETE = COMMON + """
+local existed = drop(KEYS[4])
+return existed
+"""
+
+# ARGV max_size, incoming -> entries evicted
+EVICT = COMMON + """
+local used = tonumber(redis.call('GET', total) or 0) or 0
+return make_room(tonumber(ARGV[1]), tonumber(ARGV[2]), '', 0, used)
+"""
+
+# KEYS[4] entry: drop its index members if Redis expired it -> 1 if dropped
+FORGET = COMMON + """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+drop(KEYS[4])
+return 1
+"""
+
+# -> sets the total to the sum of the recorded sizes (no total: no entries)
+RECOUNT = COMMON + """
+local sum = 0
+for _, size in ipairs(redis.call('HVALS', sizes)) do sum = sum + (tonumber(size) or 0) end
+if redis.call('EXISTS', sizes) == 0 then
+  redis.call('DEL', total)
+else
+  redis.pcall('SET', total, sum)  -- refused when out of memory and nothing was freed
+end
+return sum
+"""
+
+# KEYS[4] entry, KEYS[5] one of its chunk hashes; ARGV pttl below which an uncommitted
+# hash is orphaned -> 1 if removed. A hash the entry points to is never removed.
+REAP = COMMON + """
+if chunks_of(KEYS[4]) == KEYS[5] then return 0 end
+local pttl = redis.call('PTTL', KEYS[5])
+if pttl == -1 or (pttl >= 0 and pttl < tonumber(ARGV[1])) then
+  return redis.call('UNLINK', KEYS[5])
+end
+return 0
+"""
+
+# KEYS[1] a function's entries set, KEYS[2] its note; ARGV note. A function without entries
+# keeps no note (one that a clear removed while the note was being written stays removed).
+NOTE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[2], ARGV[1]) end
+"""
+
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""

@@ -1,0 +1,268 @@
+"""Attack 12: bounds under concurrency. The size bound with several writers at once, an entry
+larger than the bound, the discard of a bad entry racing a fresh one, and ``kill -9`` in the
+middle of every update memojar makes (entry, size ledger, sweep note).
+
+Real processes and real files; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faultkit import finish, spawn, subprocess_env
+
+MB = 1_000_000
+TIMEOUT = 120
+
+
+@contextlib.contextmanager
+def ledger_lock(root: Path) -> Iterator[None]:
+    """The size ledger's lock (``flock`` on ``.size.lock``): one moment between updates."""
+    fd = os.open(root / ".size.lock", os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def on_disk(root: Path) -> int:
+    """Bytes of entries and temporary files anywhere under ``root``, each inode once."""
+    seen: dict[int, int] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith((".mj", ".tmp")):
+                try:
+                    st = os.stat(os.path.join(dirpath, name), follow_symlinks=False)
+                except FileNotFoundError:  # renamed or removed while listed
+                    continue
+                seen[st.st_ino] = st.st_size
+    return sum(seen.values())
+
+
+def temporary_files(root: Path) -> list[str]:
+    """Every temporary file under ``root``, the root and dot-files included."""
+    return sorted(os.path.join(d, n) for d, _, files in os.walk(root) for n in files
+                  if n.endswith(".tmp"))
+
+
+# --- 13. max_size with concurrent writers --------------------------------------------------
+
+WRITER = """
+import os, sys, time, warnings
+import memojar
+cache = memojar.Cache(os.environ["CACHE"], max_size=60_000_000)
+
+@cache.cached
+def big(i):
+    return bytes([i % 256]) * 25_000_000
+
+while not os.path.exists(os.environ["GO"]):
+    time.sleep(0.005)
+first = int(os.environ["FIRST"])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for i in range(first, first + 3):
+        assert big(i) == bytes([i % 256]) * 25_000_000
+print(len(caught))
+"""
+
+
+@pytest.mark.slow
+def test_max_size_holds_with_four_concurrent_writers(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    go = tmp_path / "go"
+    writers = [spawn(WRITER, CACHE=str(root), GO=str(go), FIRST=str(3 * n)) for n in range(4)]
+    worst = 0
+    try:
+        time.sleep(1.0)  # all four import memojar and wait at the start line
+        go.touch()
+        deadline = time.monotonic() + TIMEOUT
+        while any(w.poll() is None for w in writers) and time.monotonic() < deadline:
+            if (root / ".size.lock").exists():
+                with ledger_lock(root):
+                    worst = max(worst, on_disk(root))
+            time.sleep(0.002)
+        outputs = [finish(w, timeout=10) for w in writers]
+    finally:
+        for w in writers:
+            w.kill()
+            w.communicate()
+    worst = max(worst, on_disk(root))
+    assert worst <= 60 * MB + 25 * MB + 4096, f"{worst / MB:.1f} MB on disk"
+    assert 25 * MB <= on_disk(root) <= 60 * MB  # the newest entries stay
+    assert [out.strip() for out in outputs] == ["0"] * 4  # each waited for room: no warning
+
+
+# --- 14. an entry larger than max_size ------------------------------------------------------
+
+TOO_BIG = """
+import os, warnings
+import memojar
+cache = memojar.Cache(os.environ["CACHE"], max_size=1_000_000)
+
+@cache.cached
+def blob(n):
+    return bytes(n)
+
+for i in range(5):
+    blob(100_000 + i)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert blob(2_000_000) == bytes(2_000_000)
+for w in caught:
+    print("warning:", w.category.__name__, w.message)
+print(sum(blob.cache_contains(100_000 + i) for i in range(5)), blob.cache_contains(2_000_000))
+"""
+
+
+def test_an_entry_larger_than_max_size_is_not_stored_and_evicts_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    out = finish(spawn(TOO_BIG, CACHE=str(root)), timeout=TIMEOUT).splitlines()
+    warnings = [line for line in out if line.startswith("warning:")]
+    assert len(warnings) == 1, out
+    assert "MemojarWarning" in warnings[0] and "larger than the cache's max_size" in warnings[0]
+    assert out[-1] == "5 False"  # the five small entries are all still there
+    assert on_disk(root) < 1_000_000
+
+
+# --- 15. discarding a bad entry while another process stores a fresh one --------------------
+
+MODULE = """
+import os
+
+def slow(x):
+    with open(os.environ["LOG"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    return [x] * 1000
+"""
+
+STORE = """
+import os, memojar
+from racemod import slow
+f = memojar.Cache(os.environ["CACHE"]).cached(slow)
+assert f(7) == [7] * 1000
+"""
+
+RACE = """
+import os, subprocess, sys
+import memojar
+from racemod import slow
+cache = memojar.Cache(os.environ["CACHE"])
+f = cache.cached(slow)
+path = cache.store.path(f.__memojar__.name, f.cache_key(7))
+data = bytearray(open(path, "rb").read())
+data[-1] ^= 0xFF  # a corrupt entry: its checksum fails
+with open(path, "r+b") as out:
+    out.write(data)
+read = cache.store.read
+
+def read_then_race(function, key):
+    judged = read(function, key)  # the bad entry, about to be judged and discarded
+    if fresh:  # once
+        return judged
+    subprocess.run([sys.executable, "-c", os.environ["STORE"]], check=True, timeout=60)
+    fresh.append(open(path, "rb").read())
+    return judged  # meanwhile, another process replaced it with a fresh entry
+
+fresh = []
+cache.store.read = read_then_race
+assert f(7) == [7] * 1000
+print(open(path, "rb").read() == fresh[0])
+"""
+
+
+def test_discarding_a_bad_entry_keeps_a_fresh_one_stored_meanwhile(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    log = tmp_path / "computed"
+    (tmp_path / "racemod.py").write_text(MODULE)
+    env = {"CACHE": str(root), "LOG": str(log), "PYTHONPATH": str(tmp_path), "STORE": STORE}
+    finish(spawn(STORE, **env), timeout=TIMEOUT)
+    out = finish(spawn(RACE, **env), timeout=TIMEOUT)
+    computed = log.read_text().split()
+    assert len(computed) == 2, computed  # the first store, and the other process's repair
+    assert out.strip() == "True"  # the entry on disk is the other process's, not a rewrite
+
+
+# --- 16. kill -9 in the middle of any update ----------------------------------------------------
+
+KILLED = """
+import os, signal
+import memojar
+where = os.environ["WHERE"]
+real_replace = os.replace
+
+def replace(src, dst, *args, **kwargs):
+    name = os.path.basename(str(src))
+    if name.endswith(".tmp") and where in name:
+        os.kill(os.getpid(), signal.SIGKILL)  # just before the rename: the file is whole
+    return real_replace(src, dst, *args, **kwargs)
+
+os.replace = replace
+cache = memojar.Cache(os.environ["CACHE"], max_size=10_000_000)
+f = cache.cached(lambda x: bytes(5000) + bytes([x]))
+for i in range(3):
+    f(i)
+"""
+
+
+@pytest.mark.parametrize("where", [".size.", ".swept.", ".mj."], ids=["ledger", "note", "entry"])
+def test_prune_after_kill9_mid_update_leaves_no_temporary_file(tmp_path: Path, where: str) -> None:
+    root = tmp_path / "cache"
+    proc = subprocess.run([sys.executable, "-c", KILLED], capture_output=True, text=True,
+                          env=subprocess_env(CACHE=str(root), WHERE=where), timeout=TIMEOUT)
+    assert proc.returncode == -9, proc.stderr
+    assert temporary_files(root), "the kill came too late to leave a temporary file"
+    subprocess.run([sys.executable, "-c",
+                    "import os, memojar; memojar.Cache(os.environ['CACHE']).prune()"],
+                   env=subprocess_env(CACHE=str(root)), check=True, timeout=TIMEOUT)
+    assert temporary_files(root) == []
+
+
+HELD = """
+import os, warnings
+import memojar
+from memojar import _filestore
+_filestore.RESERVE_WAIT = 1.0
+cache = memojar.Cache(os.environ["CACHE"], max_size=1_000_000)
+blob = cache.cached(lambda n: bytes(n))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert blob(200_000) == bytes(200_000)
+for w in caught:
+    print("warning:", w.category.__name__, w.message)
+print(blob.cache_contains(200_000), blob.cache_contains(1))
+"""
+
+
+def test_a_writer_finding_the_room_held_by_writers_in_flight_waits_then_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    code = ("import os, memojar\nf = memojar.Cache(os.environ['CACHE'], max_size=1_000_000)"
+            ".cached(lambda n: bytes(n))\nf(1)\nprint(f.__memojar__.name)")
+    finish(spawn(code, CACHE=str(root)), timeout=TIMEOUT)
+    shard = next(p for p in root.glob("*/*") if p.is_dir())
+    # A writer in flight, alive on this host (this process), holding 900 kB of the room.
+    host = getattr(_filestore, "_HOST", None)  # this host, in the names memojar writes
+    writer = f"{os.getpid()}-{host}" if host else str(os.getpid())
+    held = shard / f"{'ab' * 16}.mj.{writer}.0badf00d.tmp"
+    with open(held, "wb") as f:
+        f.truncate(900_000)
+    start = time.monotonic()
+    out = finish(spawn(HELD, CACHE=str(root)), timeout=TIMEOUT).splitlines()
+    assert 1.0 <= time.monotonic() - start < TIMEOUT
+    warnings = [line for line in out if line.startswith("warning:")]
+    assert len(warnings) == 1 and "no room under max_size" in warnings[0], out
+    assert out[-1] == "False True"  # not stored, and the entry already there not evicted
+    assert held.exists()

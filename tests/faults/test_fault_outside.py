@@ -1,0 +1,362 @@
+"""Attack 11: nothing outside the cache is touched.
+
+Folders memojar did not create, symbolic links planted in a cache, FIFOs at the names memojar
+opens, and function names a directory listing hides. Each attack runs memojar in a real child
+interpreter (bounded in time: a FIFO that blocks is a hang, reported as a timeout), against
+real files, and then checks the victim's files byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import subprocess_env
+
+TIMEOUT = 60
+
+
+def run(code: str, timeout: float = TIMEOUT, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter; a child still running after ``timeout`` fails."""
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=subprocess_env(**env), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"memojar blocked: still running after {timeout} s") from None
+
+
+def ok(code: str, timeout: float = TIMEOUT, **env: str) -> str:
+    proc = run(code, timeout, **env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def memojar(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The command line, in its own process."""
+    try:
+        return subprocess.run([sys.executable, "-m", "memojar", *argv], capture_output=True,
+                              text=True, env=subprocess_env(), timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"memojar {argv} still running after {TIMEOUT} s") from None
+
+
+def snapshot(folder: Path) -> dict[str, bytes | str]:
+    """Every path under ``folder`` (links not followed) with its content or kind."""
+    out: dict[str, bytes | str] = {}
+    for dirpath, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(dirpath, name)
+            rel = str(path.relative_to(folder))
+            if path.is_symlink():
+                out[rel] = "link -> " + os.readlink(path)
+            elif path.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = path.read_bytes()
+    return out
+
+
+def users_folder(folder: Path) -> Path:
+    """A folder of the user's that looks like what memojar deletes, to the letter."""
+    (folder / "results" / "ab").mkdir(parents=True)
+    (folder / "empty").mkdir()
+    (folder / "notes.txt").write_text("my notes\n")
+    (folder / "build.tmp").write_text("my build\n")
+    (folder / "app.lock").write_text("my lock\n")
+    (folder / "model.mj").write_text("my model\n")
+    (folder / "results" / "ab" / "run.1.2.tmp").write_text("my run\n")
+    (folder / "results" / "ab" / "0123.lock").write_text("my lock\n")
+    (folder / "results" / ".lock").write_text("my lock\n")
+    old = time.time() - 7200  # older than any orphan age
+    for path in folder.rglob("*"):
+        os.utime(path, (old, old))
+    return folder
+
+
+MODULE = """
+def work(x):
+    return x * 2
+"""
+
+USE_CACHE = """
+import os, sys
+import memojar
+from work import work
+try:
+    cache = memojar.Cache(os.environ["CACHE"], max_size=10_000_000)
+except ValueError as exc:
+    print("refused:", exc)
+    try:
+        memojar.cached(cache_dir=os.environ["CACHE"])(work)
+    except ValueError as exc:
+        print("refused:", exc)
+    sys.exit(0)
+f = cache.cached(work)
+f(1)
+cache.prune()
+cache.clear()
+print("accepted")
+"""
+
+
+# --- 1. folders memojar did not create ----------------------------------------------------
+
+def test_a_folder_of_yours_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    folder = users_folder(tmp_path / "project")
+    (tmp_path / "work.py").write_text(MODULE)
+    before = snapshot(folder)
+    out = ok(USE_CACHE, CACHE=str(folder), PYTHONPATH=str(tmp_path))
+    refusals = out.splitlines()
+    assert len(refusals) == 2 and all(line.startswith("refused:") for line in refusals), out
+    assert str(folder) in refusals[0] and "did not create" in refusals[0]
+    for argv in (["prune"], ["clear", "--yes"], ["ls"], ["info"]):
+        proc = memojar("--dir", str(folder), *argv)
+        assert proc.returncode == 1, proc
+    assert snapshot(folder) == before  # no CACHEDIR.TAG, no file deleted, no folder removed
+
+
+def test_a_new_folder_is_tagged_and_ignored_by_git(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, timeout=TIMEOUT)
+    (tmp_path / "work.py").write_text(MODULE)
+    cache = repo / "data" / "cache"
+    assert ok(USE_CACHE, CACHE=str(cache), PYTHONPATH=str(tmp_path)).strip() == "accepted"
+    ok("import os, memojar\nf = memojar.cached(cache_dir=os.environ['CACHE'])(abs)\nf(-1)",
+       CACHE=str(cache))
+    assert b"memojar" in (cache / "CACHEDIR.TAG").read_bytes()
+    assert list(cache.rglob("*.mj"))
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                            cwd=repo, capture_output=True, text=True, check=True,
+                            timeout=TIMEOUT).stdout
+    assert status == ""  # nothing of the cache would be committed
+
+
+def test_an_empty_folder_is_adopted(tmp_path: Path) -> None:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (tmp_path / "work.py").write_text(MODULE)
+    assert ok(USE_CACHE, CACHE=str(folder), PYTHONPATH=str(tmp_path)).strip() == "accepted"
+    assert (folder / "CACHEDIR.TAG").is_file() and (folder / ".gitignore").is_file()
+    assert memojar("--dir", str(folder), "info").returncode == 0
+
+
+def test_an_existing_cache_keeps_working_and_gets_no_new_file(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    code = ("import os, memojar\nf = memojar.cached(abs)\nprint(f(-3), f.cache_info().hits)")
+    assert ok(code, MEMOJAR_DIR=str(folder)).split() == ["3", "0"]
+    (folder / ".gitignore").unlink(missing_ok=True)  # as written before memojar wrote one
+    assert ok(code, MEMOJAR_DIR=str(folder)).split() == ["3", "1"]
+    assert not (folder / ".gitignore").exists()
+
+
+def test_prune_deletes_only_names_memojar_writes(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    (tmp_path / "work.py").write_text(MODULE)
+    ok(USE_CACHE.replace("cache.clear()\n", ""), CACHE=str(root), PYTHONPATH=str(tmp_path))
+    users_folder(root / "mine")
+    (root / "mine.tmp").write_text("my file\n")
+    before = snapshot(root / "mine")
+    ok("import os, memojar\nmemojar.Cache(os.environ['CACHE']).prune()", CACHE=str(root))
+    assert memojar("--dir", str(root), "prune").returncode == 0
+    assert memojar("--dir", str(root), "clear", "--yes").returncode == 0
+    assert snapshot(root / "mine") == before
+    assert (root / "mine.tmp").read_text() == "my file\n"
+
+
+# --- 2. symbolic links in the cache ---------------------------------------------------------
+
+FILL = """
+import os, memojar
+cache = memojar.Cache(os.environ["CACHE"])
+f = cache.cached(abs)
+for i in range(1, 6):
+    f(-i)
+name = f.__memojar__.name
+print(os.path.dirname(os.path.dirname(cache.store.path(name, f.cache_key(-1)))))
+"""
+
+EVERYTHING = """
+import os, memojar
+root = os.environ["CACHE"]
+cache = memojar.Cache(root)
+listed = [e.function for e in cache.entries()]
+print(len(listed), sorted(set(listed)))
+cache.prune()
+small = memojar.Cache(root, max_size=3000)
+g = small.cached(lambda i: bytes(1000) + bytes([i]))
+for i in range(8):
+    g(i)
+small.prune()
+cache.clear()
+"""
+
+
+def test_linked_function_folders_and_shards_are_never_followed(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    fdir = Path(ok(FILL, CACHE=str(root)).strip())
+    entry = next(fdir.rglob("*.mj")).read_bytes()  # a real entry, which a listing would take
+    victims = []
+    for name in ("elsewhere", "elsewhere2"):
+        victim = tmp_path / name
+        (victim / "ab").mkdir(parents=True)
+        (victim / "ab" / ("ab" + "0" * 30 + ".mj")).write_bytes(entry)
+        (victim / "ab" / ("ab" + "1" * 30 + ".mj.1.0badf00d.tmp")).write_bytes(b"x")
+        (victim / "ab" / ("ab" + "2" * 30 + ".lock")).write_bytes(b"")
+        (victim / ".lock").write_bytes(b"")
+        (victim / "ab" / "empty").mkdir()
+        old = time.time() - 7200
+        for path in victim.rglob("*"):
+            os.utime(path, (old, old))
+        victims.append((victim, snapshot(victim)))
+    (root / "evil").symlink_to(victims[0][0])  # a function folder
+    (fdir / "zz").symlink_to(victims[1][0] / "ab")  # a shard
+    for argv in (["ls"], ["ls", "builtins.abs"], ["info"]):
+        assert memojar("--dir", str(root), *argv).returncode == 0
+    out = ok(EVERYTHING, CACHE=str(root))
+    assert out.startswith("5 ['builtins.abs']"), out  # the links' entries are not listed
+    for argv in (["prune"], ["clear", "--yes"]):
+        assert memojar("--dir", str(root), *argv).returncode == 0
+    for victim, before in victims:
+        assert snapshot(victim) == before
+    assert (root / "evil").is_symlink()
+
+
+# --- 3. links planted at the names memojar writes ------------------------------------------
+
+PLANTED = """
+import os, memojar
+root = os.environ["CACHE"]
+victim = os.environ["VICTIM"]
+os.symlink(victim, os.path.join(root, f".size.{os.getpid()}.tmp"))  # a name it could guess
+try:
+    cache = memojar.Cache(root, max_size=10_000_000)
+except ValueError as exc:  # the tag replaced by a link: no longer memojar's folder
+    raise SystemExit(print("refused:", exc))
+f = cache.cached(abs)
+print(f(-7), f(-8))
+cache.prune()
+"""
+
+
+@pytest.mark.parametrize("name", [
+    "ledger temp", ".size", ".size.lock", "CACHEDIR.TAG", ".gitignore", "FN/.swept",
+    "FN/.lock",
+])
+def test_a_link_planted_at_a_name_memojar_writes_is_not_written_through(
+    tmp_path: Path, name: str
+) -> None:
+    root = tmp_path / "cache"
+    fdir = Path(ok(FILL, CACHE=str(root)).strip())
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    if name != "ledger temp":
+        at = fdir / name[3:] if name.startswith("FN/") else root / name
+        at.unlink(missing_ok=True)
+        at.symlink_to(victim)
+    ok(PLANTED, CACHE=str(root), VICTIM=str(victim))
+    assert victim.read_text() == "precious\n"
+    assert not victim.is_symlink()
+
+
+# --- 4. FIFOs at the names memojar opens -----------------------------------------------------
+
+FIFO = """
+import os, memojar
+root = os.environ["CACHE"]
+cache = memojar.Cache(root, max_size=int(os.environ.get("MAX", "0")) or None)
+f = cache.cached(abs)
+f(-1)
+name = f.__memojar__.name
+where = os.environ["WHERE"]
+path = {
+    "entry": cache.store.path(name, f.cache_key(-2)),
+    "ledger": os.path.join(root, ".size"),
+    "note": os.path.join(os.path.dirname(os.path.dirname(cache.store.path(name, "00"))),
+                         ".swept"),
+}[where]
+os.makedirs(os.path.dirname(path), exist_ok=True)
+if os.path.exists(path):
+    os.unlink(path)
+os.mkfifo(path)
+if where == "entry":
+    os.mkfifo(path.replace(f.cache_key(-2), "ab" + "0" * 30))  # one no call replaces
+again = memojar.Cache(root, max_size=int(os.environ.get("MAX", "0")) or None).cached(abs)
+print(again(-2), again(-3))
+print(len(list(cache.entries())))
+"""
+
+
+@pytest.mark.parametrize("where", ["entry", "ledger", "note"])
+def test_a_fifo_never_blocks(tmp_path: Path, where: str) -> None:
+    root = tmp_path / "cache"
+    out = ok(FIFO, CACHE=str(root), WHERE=where, MAX="10000000", timeout=20)
+    assert out.splitlines()[0] == "2 3"
+    for argv in (["ls"], ["ls", "builtins.abs"], ["info"], ["prune"]):
+        assert memojar("--dir", str(root), *argv).returncode == 0
+
+
+# --- 5. function names a listing could hide -----------------------------------------------
+
+ODD_NAMES = """
+import os, json, memojar
+cache = memojar.Cache(os.environ["CACHE"])
+funcs = []
+for module, qualname in ((".hidden", "f"), ("m", "a/b"), ("m", "nul\\0x"), ("m", "..")):
+    def f(x):
+        return bytes(1000) + bytes([x])
+    f.__module__, f.__qualname__ = module, qualname
+    funcs.append(cache.cached(f))
+for g in funcs:
+    g(1)
+print(json.dumps(sorted({e.function for e in cache.entries()})))
+small = memojar.Cache(os.environ["CACHE"], max_size=4000)
+h = small.cached(lambda i: bytes(1000) + bytes([i]))
+for i in range(20):
+    h(i)
+print(json.dumps(sorted({e.function for e in cache.entries()})))
+"""
+
+
+def test_odd_function_names_stay_visible(tmp_path: Path) -> None:
+    import json
+
+    root = tmp_path / "cache"
+    first, second = ok(ODD_NAMES, CACHE=str(root)).splitlines()
+    names = [".hidden.f", "m...", "m.a/b", "m.nul\0x"]
+    assert json.loads(first) == names
+    assert not set(json.loads(second)) & set(names)  # evicted, like any other function
+    sizes = sum(p.stat().st_size for p in root.rglob("*.mj"))
+    assert sizes <= 4000
+
+
+WRITE_THROUGH = """
+import os, warnings, memojar
+cache = memojar.Cache(os.environ["CACHE"])
+f = cache.cached(abs)
+with warnings.catch_warnings(record=True):
+    warnings.simplefilter("always")
+    print(f(-1), f(-2), f(-3), f(-1))
+"""
+
+
+@pytest.mark.parametrize("what", ["function folder", "shard"])
+def test_nothing_is_written_through_a_linked_function_folder(tmp_path: Path, what: str) -> None:
+    root = tmp_path / "cache"
+    fdir = Path(ok(FILL, CACHE=str(root)).strip())
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    if what == "shard":
+        for shard in fdir.iterdir():
+            if shard.is_dir():
+                subprocess.run(["rm", "-r", str(shard)], check=True, timeout=TIMEOUT)
+                shard.symlink_to(victim)
+    else:
+        subprocess.run(["rm", "-r", str(fdir)], check=True, timeout=TIMEOUT)
+        fdir.symlink_to(victim)
+    assert ok(WRITE_THROUGH, CACHE=str(root)).split() == ["1", "2", "3", "1"]
+    assert list(victim.iterdir()) == []

@@ -1,0 +1,255 @@
+"""Equal values, equal keys (issue 10): no needless miss, the same key in every process."""
+
+from __future__ import annotations
+
+import json
+import mmap
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+
+from memojar._keys import BIG_BUFFER, make_key
+
+
+class Tags(set):
+    """A set subclass: pickled through its reduce, not as a set."""
+
+
+class FrozenTags(frozenset):
+    pass
+
+
+_SEED_SCRIPT = """
+import json, sys
+from collections import OrderedDict
+sys.path.insert(0, {tests!r})
+from test_keys_equal import Tags, FrozenTags
+from memojar._keys import make_key
+names = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+print(json.dumps([
+    make_key((OrderedDict([("a", set(names)), ("b", {{"x": frozenset(names)}})]),)),
+    make_key((Tags(names),)),
+    make_key((FrozenTags(names),)),
+    make_key(([Tags(names), FrozenTags(names[:3])],)),
+    list(set(names)),
+]))
+"""
+
+
+def test_ordered_dicts_of_sets_and_set_subclasses_key_alike_under_any_hash_seed() -> None:
+    tests = str(Path(__file__).parent)
+    outputs = []
+    for seed in ("0", "1", "2", "3"):
+        proc = subprocess.run(
+            [sys.executable, "-c", _SEED_SCRIPT.format(tests=tests)], capture_output=True,
+            text=True, timeout=60, env={**_env(), "PYTHONHASHSEED": seed},
+        )
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(json.loads(proc.stdout))
+    assert len({json.dumps(o[-1]) for o in outputs}) > 1  # the seeds really reorder sets
+    assert all(o[:-1] == outputs[0][:-1] for o in outputs)
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def test_set_subclasses_differ_from_plain_sets_and_by_content() -> None:
+    assert make_key((Tags({"a"}),)) != make_key(({"a"},))
+    assert make_key((Tags({"a"}),)) != make_key((Tags({"b"}),))
+    assert make_key((FrozenTags({"a"}),)) != make_key((Tags({"a"}),))
+
+
+def test_ordered_dict_order_still_counts() -> None:
+    one = OrderedDict([("a", {1, 2}), ("b", 1)])
+    two = OrderedDict([("b", 1), ("a", {2, 1})])
+    assert make_key((one,)) != make_key((two,))
+
+
+# --- shared and separate equal objects ----------------------------------------------------
+
+def apart(*words: str) -> list[str]:
+    """Equal strings as separate objects (as ``read_csv`` or ``split`` make them)."""
+    return " ".join(words).split()
+
+
+@pytest.mark.parametrize(
+    ("shared", "separate"),
+    [
+        pytest.param(lambda: ["hello", "hello"], lambda: apart("hello", "hello"), id="list"),
+        pytest.param(lambda: ("hello", "hello"), lambda: tuple(apart("hello", "hello")),
+                     id="atoms"),
+        pytest.param(lambda: {"k": ["hello", "hello"]},
+                     lambda: {"k": apart("hello", "hello")}, id="nested"),
+        pytest.param(lambda: [b"hello", b"hello"],
+                     lambda: [w.encode() for w in apart("hello", "hello")], id="bytes"),
+    ],
+)
+def test_equal_strings_key_alike_whether_shared_or_not(shared, separate) -> None:
+    a, b = shared(), separate()
+    assert a == b
+    assert make_key((a,)) == make_key((b,))
+    assert make_key(tuple(a) if isinstance(a, list) else (a,)) == make_key(
+        tuple(b) if isinstance(b, list) else (b,))
+
+
+class Node:
+    def __init__(self, value: int) -> None:
+        self.value = value
+        self.me = self
+
+
+def test_an_object_that_contains_itself_still_keys() -> None:
+    """Without pickle's memo a cycle never ends: such a value is pickled with the memo."""
+    assert make_key((Node(1),)) == make_key((Node(1),)) != make_key((Node(2),))
+
+
+# --- buffers: read-only or writable -------------------------------------------------------
+
+@pytest.mark.parametrize("size", [16, BIG_BUFFER + 16])
+def test_memoryview_of_bytes_and_of_bytearray_key_alike(size: int) -> None:
+    data = bytes(range(256)) * (size // 256 + 1)
+    assert make_key((memoryview(data),)) == make_key((memoryview(bytearray(data)),))
+
+
+@pytest.mark.parametrize("n", [10, 100_000])
+def test_read_only_and_writable_arrays_key_alike(n: int) -> None:
+    np = pytest.importorskip("numpy")
+    writable = np.arange(n, dtype=np.float64)
+    read_only = writable.copy()
+    read_only.flags.writeable = False
+    from_buffer = np.frombuffer(writable.tobytes(), dtype=np.float64)
+    assert not from_buffer.flags.writeable
+    assert make_key((writable,)) == make_key((read_only,)) == make_key((from_buffer,))
+    assert make_key((writable,)) != make_key((writable + 1,))
+    assert make_key((writable,)) != make_key((writable.astype(np.float32),))
+    assert make_key((writable,)) != make_key((writable.reshape(-1, 2),))
+
+
+def test_a_read_only_memmap_keys_like_the_array(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    array = np.arange(50_000, dtype=np.int64)
+    path = tmp_path / "a.bin"
+    array.tofile(path)
+    mapped = np.memmap(path, dtype=np.int64, mode="r", shape=array.shape)
+    assert make_key((mapped,)) == make_key((array,))
+    assert mmap  # the module the memmap lives on
+
+
+def test_memory_layout_does_not_count() -> None:
+    np = pytest.importorskip("numpy")
+    c = np.arange(12.0).reshape(3, 4)
+    f = np.asfortranarray(c)
+    assert make_key((c,)) == make_key((f,))
+    assert make_key((c[:, ::2],)) == make_key((c[:, ::2].copy(),))
+
+
+def test_arrays_of_objects_key_by_their_items() -> None:
+    np = pytest.importorskip("numpy")
+    one = np.array(["hello", "hello", 1], dtype=object)
+    two = np.array([*apart("hello", "hello"), 1], dtype=object)
+    assert make_key((one,)) == make_key((two,))
+    assert make_key((one,)) != make_key((np.array(["hello", "world", 1], dtype=object),))
+
+
+# --- data frames --------------------------------------------------------------------------
+
+def _frames():
+    pd = pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    at_once = pd.DataFrame({"a": np.arange(5.0), "b": np.arange(5), "c": list("vwxyz"),
+                            "d": np.ones(5)})
+    later = pd.DataFrame({"a": np.arange(5.0), "b": np.arange(5), "c": list("vwxyz")})
+    later["d"] = np.ones(5)  # a float block of its own, not one two-column block
+    assert len(later._mgr.blocks) != len(at_once._mgr.blocks)
+    return pd, np, at_once, later
+
+
+def test_equal_pandas_frames_key_alike_whatever_their_blocks() -> None:
+    _, _, at_once, later = _frames()
+    assert at_once.equals(later)
+    assert make_key((at_once,)) == make_key((later,))
+    consolidated = later.copy()
+    consolidated._consolidate_inplace()
+    assert make_key((consolidated,)) == make_key((at_once,))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "df.rename(columns={'a': 'z'})",
+        "df.astype({'b': 'int32'})",
+        "df.set_axis(list('pqrst'))",
+        "df.assign(a=df['a'] + 1)",
+        "df.assign(c=list('vwxyZ'))",
+        "df[['b', 'a', 'c', 'd']]",
+        "df.iloc[:4]",
+    ],
+)
+def test_pandas_frames_differing_in_labels_dtypes_or_values_differ(change: str) -> None:
+    _, _, df, _ = _frames()
+    assert make_key((df,)) != make_key((eval(change),))
+
+
+def test_pandas_series_key_by_name_index_and_values() -> None:
+    pd, _, df, later = _frames()
+    assert make_key((df["a"],)) == make_key((later["a"],))
+    assert make_key((df["a"],)) != make_key((df["a"].rename("x"),))
+    assert make_key((df["a"],)) != make_key((df["b"],))
+    assert make_key((pd.Series([1, 2], index=["x", "y"]),)) != make_key(
+        (pd.Series([1, 2], index=["x", "z"]),))
+
+
+def test_equal_polars_frames_key_alike_whatever_their_chunks() -> None:
+    pl = pytest.importorskip("polars")
+    one = pl.DataFrame({"a": [1, 2, 3, 4], "b": ["w", "x", None, "z"]})
+    two = pl.concat([one.head(2), one.tail(2)], rechunk=False)
+    assert one.equals(two)
+    assert make_key((one,)) == make_key((two,))
+    assert make_key((one,)) != make_key((one.with_columns(pl.col("a") + 1),))
+    assert make_key((one["a"],)) == make_key((two["a"],))
+
+
+def test_hashing_imports_neither_numpy_nor_pandas() -> None:
+    script = (
+        "import sys\n"
+        "from memojar._keys import make_key\n"
+        "class P:\n    def __init__(self):\n        self.s = {1, 2}\n"
+        "make_key((P(), [1, {'a': {2}}], memoryview(b'x' * 70000)))\n"
+        "print(sorted(m for m in ('numpy', 'pandas', 'polars') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[]\n"
+
+
+@pytest.mark.parametrize(
+    ("one", "two"),
+    [
+        ([1, None, 3], [1, 0, 3]),
+        ([True, None], [True, False]),
+        (["x", None], ["x", "None"]),
+    ],
+)
+def test_polars_nulls_are_not_their_fill_values(one: list, two: list) -> None:
+    pl = pytest.importorskip("polars")
+    assert make_key((pl.Series("a", one),)) != make_key((pl.Series("a", two),))
+
+
+def test_polars_temporal_and_categorical_columns_key_by_value() -> None:
+    import datetime
+
+    pl = pytest.importorskip("polars")
+    day = datetime.date(2020, 1, 1)
+    assert make_key((pl.Series("a", [day]),)) != make_key(
+        (pl.Series("a", [day + datetime.timedelta(days=1)]),))
+    assert make_key((pl.Series("a", ["x", "y"], dtype=pl.Categorical),)) != make_key(
+        (pl.Series("a", ["y", "x"], dtype=pl.Categorical),))
+    assert make_key((pl.Series("a", [1], dtype=pl.Int64),)) != make_key(
+        (pl.Series("a", [1], dtype=pl.Datetime),))
