@@ -77,16 +77,16 @@ def test_lock_held_by_another_process_costs_lock_timeout_not_a_hang(location: st
     assert calls == [3]
 
 
-def test_lock_timeout_bounds_the_async_wait_too(tmp_path: Path) -> None:
+def test_lock_timeout_bounds_the_async_wait_too(location: str) -> None:
     import asyncio
 
-    cache = Cache(tmp_path / "cache", lock_timeout=0.5)
+    cache = Cache(location, lock_timeout=0.5)
 
     @cache.cached
     async def double(x):
         return x * 2
 
-    holder = _hold_lock(cache.directory, double, 4)
+    holder = _hold_lock(location, double, 4)
     try:
         with pytest.warns(MemojarWarning, match=r"waited 0.5 s \(lock_timeout\)"):
             assert asyncio.run(asyncio.wait_for(double(4), 20)) == 8
