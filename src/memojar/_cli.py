@@ -29,7 +29,7 @@ from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+_URL_SCHEMES = ("redis://", "rediss://", "unix://", "s3://")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhdw])")
 _REMOVE_BATCH = 500  # entries removed between progress updates
