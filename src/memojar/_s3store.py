@@ -426,12 +426,12 @@ class S3Store(Store):
 
     def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
         for listed, fdir, key in self._listed(function):
-            head = b""
+            head: bytes | None = b""
             if heads:
                 head = self._head(listed.name)
                 if head is None:
                     continue  # removed since listed
-            yield StoredEntry(fdir, key, listed.size, listed.modified, head,
+            yield StoredEntry(fdir, key, listed.size, listed.modified, head or b"",
                               f"s3://{self._bucket.bucket}/{listed.name}")
 
     def _head(self, name: str) -> bytes | None:
@@ -453,7 +453,7 @@ class S3Store(Store):
         # S3 does not say whether a deleted object existed: count what a listing still
         # shows (one paginated listing per function, not a request per entry)
         names = {f"{self.prefix}{e.function_dir}/{e.key}{SUFFIX}" for e in entries}
-        present = set()
+        present: set[str] = set()
         for fdir in {e.function_dir for e in entries}:
             present.update(o.name for o in self._bucket.list(f"{self.prefix}{fdir}/")
                            if o.name in names)
