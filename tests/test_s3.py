@@ -400,7 +400,7 @@ def test_client_errors_map_to_oserror(code: str, kind: type, match: str) -> None
                 {"Error": {"Code": code, "Message": "no"}}, "PutObject"
             )
 
-    bucket = _Bucket("b", Refusing(), 1.0, 1 << 20)
+    bucket = _Bucket("b", Refusing, 1.0, 1 << 20)
     with pytest.raises(kind, match=match):
         bucket.put("x", [memoryview(b"data")], 4)
 
@@ -420,6 +420,28 @@ def test_access_denied_costs_a_warning_not_the_result(s3_location: str) -> None:
     with pytest.warns(MemojarWarning, match="Access Denied"):
         assert double(1) == 2
     assert calls == [1]
+
+
+def test_a_forked_child_uses_its_own_connections(s3_location: str) -> None:
+    import os
+
+    cache = Cache(s3_location, secret=SECRET)
+    double, _ = counted(cache)
+    assert double(1) == 2  # the parent's client has a pooled connection now
+    store = cache.store
+    assert isinstance(store, S3Store)
+    parents = store._bucket.client
+    children = []
+    for n in range(3):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            ok = all(double(100 * n + i) == 2 * (100 * n + i) for i in range(10))
+            os._exit(0 if ok and store._bucket.client is not parents else 1)
+        children.append(pid)
+    assert all(double(1) == 2 for _ in range(10))  # meanwhile, on the parent's connections
+    for pid in children:
+        assert os.waitpid(pid, 0)[1] == 0
+    assert double(205) == 410  # stored by a child
 
 
 # --- large results --------------------------------------------------------------------------

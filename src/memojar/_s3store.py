@@ -41,7 +41,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -91,6 +92,8 @@ class _Got(NamedTuple):
 
 # --- the primitives ----------------------------------------------------------------------
 
+_live: weakref.WeakSet[_Bucket] = weakref.WeakSet()  # buckets whose clients a fork resets
+
 class _Bucket:
     """The backend primitives over one bucket; every method raises only ``OSError``.
 
@@ -98,13 +101,28 @@ class _Bucket:
     a failed condition ``FileExistsError``.
     """
 
-    def __init__(self, bucket: str, client: Any, timeout: float, threshold: int) -> None:
+    def __init__(self, bucket: str, make_client: Callable[[], Any], timeout: float,
+                 threshold: int) -> None:
         self.bucket = bucket
-        self.client = client
+        self._make_client = make_client
+        self._client: Any = None
+        _live.add(self)
         self.timeout = timeout
         self.threshold = threshold
         self._down_until = 0.0  # fail fast until then (monotonic), after _last_fault
         self._last_fault = ""
+
+    @property
+    def client(self) -> Any:
+        """The client, made at first use and again in a forked child (whose parent's
+        connections it must not share)."""
+        client = self._client
+        if client is None:
+            client = self._client = self._make_client()
+        return client
+
+    def _forked(self) -> None:
+        self._client = None
 
     @contextlib.contextmanager
     def _errors(self, doing: str, name: str = "") -> Iterator[None]:
@@ -331,9 +349,11 @@ class S3Store(Store):
         self.prefix = prefix
         self._signed = signed
         self._warned_unsigned = False
-        if client is None:
-            client = _client(options, timeout)
-        self._bucket = _Bucket(bucket, client, timeout, threshold)
+        def make_client() -> Any:
+            return client if client is not None else _client(options, timeout)
+
+        self._bucket = _Bucket(bucket, make_client, timeout, threshold)
+        self._bucket.client  # noqa: B018 - made now, so that a bad configuration says so here
         self._renewer = _Renewer()
         self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
 
@@ -614,6 +634,15 @@ class _Renewer:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+def _after_fork() -> None:
+    for bucket in list(_live):
+        bucket._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
 
 def _client(options: dict[str, str], timeout: float) -> Any:
     """A boto3 S3 client from the standard AWS configuration, URL options overriding."""
