@@ -332,6 +332,36 @@ def test_release_leaves_a_lease_taken_over_by_another(s3_location: str, client: 
     store.close()
 
 
+def test_a_polling_waiter_backs_off(s3_location: str) -> None:
+    """An async waiter tries the lock every 10 ms with ``blocking=False``: the lease must
+    not turn that into requests every 10 ms."""
+    holder_store = open_store(s3_location, None, True)
+    holder = holder_store.lock(FN, k(1))
+    assert holder.acquire()
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    requests = []
+    for method in ("put", "head"):
+        real = getattr(store._bucket, method)
+
+        def counting(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            requests.append(1)
+            return _real(*args, **kwargs)
+
+        setattr(store._bucket, method, counting)
+    lock = store.lock(FN, k(1))
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        assert lock.acquire(blocking=False) is False
+        time.sleep(0.01)
+    assert len(requests) <= 30, len(requests)  # about 200 tries
+    holder.release()
+    assert lock.acquire() is True  # blocking: comes at most one backoff step later
+    lock.release()
+    holder_store.close()
+    store.close()
+
+
 # --- faults ------------------------------------------------------------------------------------
 
 def _timed(call: Callable[[], Any]) -> tuple[Any, float]:

@@ -355,6 +355,7 @@ class S3Store(Store):
         self._bucket = _Bucket(bucket, make_client, timeout, threshold)
         self._bucket.client  # noqa: B018 - made now, so that a bad configuration says so here
         self._renewer = _Renewer()
+        self._releases = 0  # leases this process released: its waiters look again then
         self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
 
     def __repr__(self) -> str:
@@ -527,6 +528,9 @@ class _Lease(KeyLock):
         self.name = name
         self.etag = ""
         self._lock = threading.Lock()  # between the holder's thread and the renewer
+        self._seen, self._since = "", 0.0  # the lease's ETag as first seen, and when
+        self._delay, self._next_try = LEASE_POLL_MIN, 0.0  # backoff (monotonic)
+        self._released = 0  # the store's count of releases when this lease last looked
 
     def _put(self, **condition: Any) -> str:
         """Write the lease (a fresh body each time, so each write has a new ETag)."""
@@ -534,35 +538,46 @@ class _Lease(KeyLock):
         return self.store._bucket.put(self.name, [memoryview(body)], len(body), **condition)
 
     def acquire(self, blocking: bool = True) -> bool:
-        bucket = self.store._bucket
-        delay = LEASE_POLL_MIN
-        seen, since = "", 0.0  # the lease's ETag as first seen, and when (monotonic)
-        while True:
-            try:
-                self.etag = self._put(if_none_match=True)
-                break
-            except FileExistsError:
-                pass
-            got = bucket.head(self.name)
-            if got is not None:
-                now = time.monotonic()
-                if got.etag != seen:
-                    seen, since = got.etag, now
-                if now - since >= LEASE_TTL or got.age > LEASE_TTL + 1:
-                    try:  # its holder is gone: take it over, unless someone renewed it
-                        self.etag = self._put(if_match=got.etag)
-                        logger.debug("took over lease %s (its holder stopped renewing it)",
-                                     self.name)
-                        break
-                    except (FileExistsError, FileNotFoundError):
-                        pass  # renewed, taken or released meanwhile: look again
+        while not self._try():
             if not blocking:
                 return False
-            if got is not None:
-                time.sleep(delay)
-                delay = min(delay * 2, LEASE_POLL_MAX)
+            time.sleep(max(self._next_try - time.monotonic(), 0.0))
+        self._seen, self._delay, self._next_try = "", LEASE_POLL_MIN, 0.0
         self.store._renewer.add(self)
         return True
+
+    def _try(self) -> bool:
+        """One try to take the lease. The backoff and what was seen of the lease carry over
+        between calls, so a caller that polls with ``blocking=False`` (an async waiter)
+        neither floods the server nor waits forever for a dead holder's lease."""
+        now = time.monotonic()
+        released = self.store._releases
+        if now < self._next_try and released == self._released:
+            return False  # too soon after the last look (and not released here since)
+        self._released = released
+        try:
+            self.etag = self._put(if_none_match=True)
+            return True
+        except FileExistsError:
+            pass
+        got = self.store._bucket.head(self.name)
+        if got is None:
+            self._next_try = 0.0  # released meanwhile: try again at once
+            return False
+        now = time.monotonic()
+        if got.etag != self._seen:
+            self._seen, self._since = got.etag, now
+        if now - self._since >= LEASE_TTL or got.age > LEASE_TTL + 1:
+            try:  # its holder is gone: take it over, unless someone renewed it meanwhile
+                self.etag = self._put(if_match=got.etag)
+                logger.debug("took over lease %s (its holder stopped renewing it)", self.name)
+                return True
+            except (FileExistsError, FileNotFoundError):
+                self._next_try = 0.0  # renewed, taken or released meanwhile: look again
+                return False
+        self._next_try = now + self._delay
+        self._delay = min(self._delay * 2, LEASE_POLL_MAX)
+        return False
 
     def release(self) -> None:
         """Give the lease back; never raises (a lease that cannot be removed expires)."""
@@ -573,6 +588,8 @@ class _Lease(KeyLock):
         self.store._renewer.discard(self)
         try:
             self.store._bucket.delete(self.name, if_match=etag)
+            # waiters of this process (threads, tasks) skip their backoff: it is free now
+            self.store._releases += 1
         except OSError as exc:
             logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
 
