@@ -435,43 +435,63 @@ def test_client_errors_map_to_oserror(code: str, kind: type, match: str) -> None
         bucket.put("x", [memoryview(b"data")], 4)
 
 
-def test_access_denied_costs_a_warning_not_the_result(s3_location: str) -> None:
-    cache = Cache(s3_location, secret=SECRET)
-    store = cache.store
-    assert isinstance(store, S3Store)
+class _Refusing:
+    """An HTTP server on loopback that answers every request with one S3 error."""
 
-    def deny(**kwargs: Any) -> Any:
-        raise botocore.exceptions.ClientError(
-            {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject"
-        )
+    def __init__(self, status: int, code: str) -> None:
+        import http.server
+        import threading
 
-    store._bucket.client.put_object = deny
-    double, calls = counted(cache)
-    with pytest.warns(MemojarWarning, match="Access Denied"):
-        assert double(1) == 2
-    assert calls == [1]
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                f"<Message>refused by the test</Message></Error>").encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # answers "Expect: 100-continue" as S3 does
+
+            def answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
-def test_a_forked_child_uses_its_own_connections(s3_location: str) -> None:
-    import os
-
-    cache = Cache(s3_location, secret=SECRET)
-    double, _ = counted(cache)
-    assert double(1) == 2  # the parent's client has a pooled connection now
-    store = cache.store
-    assert isinstance(store, S3Store)
-    parents = store._bucket.client
-    children = []
-    for n in range(3):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            ok = all(double(100 * n + i) == 2 * (100 * n + i) for i in range(10))
-            os._exit(0 if ok and store._bucket.client is not parents else 1)
-        children.append(pid)
-    assert all(double(1) == 2 for _ in range(10))  # meanwhile, on the parent's connections
-    for pid in children:
-        assert os.waitpid(pid, 0)[1] == 0
-    assert double(205) == 410  # stored by a child
+@pytest.mark.parametrize(("status", "code", "match"), [
+    (403, "AccessDenied", "AccessDenied"),
+    (503, "SlowDown", "slow down"),
+])
+def test_refusing_server_costs_a_warning_not_the_result(s3_env: None, status: int, code: str,
+                                                        match: str) -> None:
+    server = _Refusing(status, code)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1", secret=SECRET)
+        double, calls = counted(cache)
+        with pytest.warns(MemojarWarning, match=match):
+            value, took = _timed(lambda: (double(1), double(1)))
+        assert value == (2, 2)
+        assert calls == [1, 1]
+        assert took < HANG
+        with pytest.raises(OSError, match=match):
+            cache.clear()
+    finally:
+        server.stop()
 
 
 # --- large results --------------------------------------------------------------------------
