@@ -442,6 +442,7 @@ class _Refusing:
         import http.server
         import threading
 
+        seen = self.seen = []  # (method, Expect header) of every request
         body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
                 f"<Message>refused by the test</Message></Error>").encode()
 
@@ -449,6 +450,7 @@ class _Refusing:
             protocol_version = "HTTP/1.1"  # answers "Expect: 100-continue" as S3 does
 
             def answer(self) -> None:
+                seen.append((self.command, self.headers.get("Expect")))
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 self.send_response(status)
@@ -490,6 +492,21 @@ def test_refusing_server_costs_a_warning_not_the_result(s3_env: None, status: in
         assert took < HANG
         with pytest.raises(OSError, match=match):
             cache.clear()
+    finally:
+        server.stop()
+
+
+def test_a_single_put_does_not_wait_for_100_continue(s3_env: None) -> None:
+    """A PUT of an entry or a lease is small: "Expect: 100-continue" would add a round trip
+    (and a server that never answers it would stall every store for a second)."""
+    server = _Refusing(503, "SlowDown")
+    try:
+        store = open_store(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1", None,
+                           True)
+        with pytest.raises(OSError, match="slow down"):
+            store.write(FN, k(1), [b"x" * 1000])
+        puts = [expect for method, expect in server.seen if method == "PUT"]
+        assert puts == [None]
     finally:
         server.stop()
 

@@ -49,6 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.handlers
 
 from ._entry import Miss, header_length, read_header
 from ._errors import logger, warn
@@ -676,12 +677,24 @@ def _client(options: dict[str, str], timeout: float) -> Any:
         os.environ.get("AWS_ENDPOINT_URL") else None,
     )
     session = boto3.session.Session()
-    return session.client(
+    client = session.client(
         "s3",
         endpoint_url=options.get("endpoint_url"),
         region_name=options.get("region"),
         config=config,
     )
+    # A single PUT carries an entry of at most multipart_threshold bytes (or a lease):
+    # "Expect: 100-continue" would cost it a round trip more. Parts keep it.
+    expect = getattr(botocore.handlers, "add_expect_header", None)
+    if expect is not None:
+
+        def expect_for_parts(model: Any, params: Any, **kwargs: Any) -> None:
+            if getattr(model, "name", "") != "PutObject":
+                expect(model, params, **kwargs)
+
+        client.meta.events.unregister("before-call.s3", expect)
+        client.meta.events.register("before-call.s3", expect_for_parts)
+    return client
 
 
 def _parse(location: str) -> tuple[str, str, dict[str, str]]:
