@@ -332,6 +332,30 @@ def test_release_leaves_a_lease_taken_over_by_another(s3_location: str, client: 
     store.close()
 
 
+def test_release_on_a_server_without_conditional_deletes(s3_location: str) -> None:
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    client = store._bucket.client
+    real = client.delete_object
+
+    def delete_object(**kwargs: Any) -> Any:
+        if "IfMatch" in kwargs:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "NotImplemented", "Message": "If-Match on DELETE"}},
+                "DeleteObject",
+            )
+        return real(**kwargs)
+
+    client.delete_object = delete_object
+    first = store.lock(FN, k(1))
+    assert first.acquire()
+    first.release()
+    other = open_store(s3_location, None, True).lock(FN, k(1))
+    assert other.acquire(blocking=False)  # at once, not after the lease's expiry
+    other.release()
+    store.close()
+
+
 def test_a_polling_waiter_backs_off(s3_location: str) -> None:
     """An async waiter tries the lock every 10 ms with ``blocking=False``: the lease must
     not turn that into requests every 10 ms."""

@@ -587,8 +587,21 @@ class _Lease(KeyLock):
         if not etag:
             return
         self.store._renewer.discard(self)
+        bucket = self.store._bucket
         try:
-            self.store._bucket.delete(self.name, if_match=etag)
+            try:
+                bucket.delete(self.name, if_match=etag)
+            except (FileExistsError, FileNotFoundError, ConnectionError, TimeoutError):
+                raise  # not ours any more, gone, or no server: nothing more to do
+            except OSError as exc:
+                # a server without conditional deletes (If-Match on DELETE is recent in
+                # S3 and missing from some compatibles) would leave every waiter LEASE_TTL
+                # seconds: delete unconditionally, unless the lease is not ours any more
+                logger.debug("conditional release of %s refused (%s)", self.name, exc)
+                got = bucket.head(self.name)
+                if got is None or got.etag != etag:
+                    return
+                bucket.delete(self.name)
             # waiters of this process (threads, tasks) skip their backoff: it is free now
             self.store._releases += 1
         except OSError as exc:
