@@ -535,6 +535,17 @@ def test_a_single_put_does_not_wait_for_100_continue(s3_env: None) -> None:
         server.stop()
 
 
+def test_max_size_evicts_the_least_recently_written(s3_location: str) -> None:
+    store = open_store(s3_location, 10_000, True)
+    for i in range(3):
+        store.write(FN, k(i), [bytes(3000)])
+        time.sleep(1.1)  # S3 dates objects to the second
+    assert store.read(FN, k(0)) is not None  # a read is no use: S3 keeps no access times
+    store.write(FN, k(3), [bytes(3000)])
+    assert sorted(e.key for e in store.scan(heads=False)) == [k(1), k(2), k(3)]
+    store.close()
+
+
 # --- large results --------------------------------------------------------------------------
 
 def test_large_entries_go_up_in_parts(s3_location: str, client: Any) -> None:
