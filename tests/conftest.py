@@ -33,7 +33,7 @@ def cache_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(params=STORE_KINDS)
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A cache location of each store kind: a directory, or a redis:// URL."""
+    """A cache location of each store kind: a directory, a redis:// or an s3:// URL."""
     if request.param == "file":
         yield str(tmp_path / "cache")
     else:  # pragma: no cover - filled in by the store kinds above

@@ -50,7 +50,7 @@ examples:
 
 FUNCTION is a function's module.qualname, as '{prog} ls' shows it. DURATION is a number
 and a unit: s, m, h, d or w (90s, 15m, 2h, 7d). The cache directory defaults to
-$MEMOJAR_DIR, else the user cache directory; --dir also takes a redis:// URL.
+$MEMOJAR_DIR, else the user cache directory; --dir also takes a redis:// or s3:// URL.
 """
 
 
@@ -133,13 +133,13 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"memojar {__version__}")
     parser.add_argument(
         "--dir", metavar="DIR", default=None,
-        help="cache directory or redis:// URL (default: $MEMOJAR_DIR, else the user "
+        help="cache directory, redis:// or s3:// URL (default: $MEMOJAR_DIR, else the user "
         "cache directory)",
     )
     # --dir after the command too; SUPPRESS keeps the subcommand from overwriting it.
     common = _Parser(add_help=False)
     common.add_argument("--dir", metavar="DIR", default=argparse.SUPPRESS,
-                        help="cache directory or redis:// URL")
+                        help="cache directory, redis:// or s3:// URL")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ls = commands.add_parser(
