@@ -102,8 +102,9 @@ def default_directory() -> str:
 def open_store(
     location: str, max_size: int | None, signed: bool, secret: bytes | None = None
 ) -> Store:
-    """The store for a location: a ``redis://`` URL or a directory path. ``secret`` lets
-    a store sign what it keeps beside entries (Redis chunk pointers)."""
+    """The store for a location: a ``redis://`` or ``s3://`` URL, or a directory path.
+
+    ``secret`` lets a store sign what it keeps beside entries (Redis chunk pointers)."""
     if location.startswith(("redis://", "rediss://", "unix://")):
         try:
             from ._redisstore import RedisStore
@@ -114,6 +115,16 @@ def open_store(
                 "(for a published release: pip install 'memojar[redis]')"
             ) from exc
         return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
+    if location.startswith("s3://"):
+        try:
+            from ._s3store import S3Store
+        except ImportError as exc:
+            raise ImportError(
+                f"cache location {location!r} needs the S3 client (boto3): run "
+                "pip install -e '.[s3]' in your memojar clone "
+                "(for a published release: pip install 'memojar[s3]')"
+            ) from exc
+        return S3Store(location, max_size=max_size, signed=signed)
     from ._filestore import FileStore
 
     return FileStore(location, max_size=max_size, trust_foreign=signed)
