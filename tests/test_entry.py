@@ -35,7 +35,7 @@ def check(data: Any, *, ident: bytes = IDENT, key: str = KEY, now: float = NOW +
 
 def reseal(data: bytearray) -> bytearray:
     """Recompute the checksum after editing an entry, as a forger would."""
-    data[8:16] = struct.pack("<Q", _entry.checksum_of(data))
+    struct.pack_into("<Q", data, _entry.CHECKSUM_AT, _entry.checksum_of(data))
     return data
 
 
@@ -224,7 +224,7 @@ def test_entry_with_bytes_appended_is_a_miss() -> None:
 
 def test_unknown_format_is_a_miss() -> None:
     data = build()
-    struct.pack_into("<H", data, 4, _entry.FORMAT_VERSION + 1)
+    struct.pack_into("<H", data, _entry.FORMAT_AT, _entry.FORMAT_VERSION + 1)
     with pytest.raises(Miss, match="entry format"):
         check(reseal(data))
     with pytest.raises(Miss, match="entry format"):

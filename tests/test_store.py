@@ -366,8 +366,8 @@ def test_cleanup_removes_temporary_files_of_dead_writers(location: str, store: S
     store.write(FN, k(1), [b"x"])
     (entry,) = store.scan(heads=False)
     folder = Path(entry.location).parent
-    dead = folder / f"{k(2)}.mj.{_dead_pid()}.0badf00d.tmp"
-    alive = folder / f"{k(3)}.mj.{os.getpid()}.0badf00d.tmp"
+    dead = folder / f"{k(2)}.pkl.{_dead_pid()}.0badf00d.tmp"
+    alive = folder / f"{k(3)}.pkl.{os.getpid()}.0badf00d.tmp"
     dead.write_bytes(b"half an entry")
     alive.write_bytes(b"being written")
     assert store.cleanup() == 1
@@ -425,5 +425,5 @@ def test_temporary_files_are_not_entries(location: str, store: Store) -> None:
 def test_file_layout_is_function_shard_key(location: str, store: Store) -> None:
     root = file_only(location)
     store.write("pkg.mod.func", k(0xAB), [b"x"])
-    assert (root / "pkg.mod.func" / "00" / f"{k(0xAB)}.mj").is_file()
+    assert (root / "pkg.mod.func" / "00" / f"{k(0xAB)}.pkl").is_file()
     assert (root / "CACHEDIR.TAG").is_file()

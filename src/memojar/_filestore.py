@@ -1,4 +1,4 @@
-"""Entries as files: ``<root>/<function>/<key[:2]>/<key>.mj``.
+"""Entries as files: ``<root>/<function>/<key[:2]>/<key>.pkl``.
 
 Writes go to a temporary file beside the entry and are renamed into place, so a reader sees
 the old entry or the new one, never half of one. A hit takes no lock: open, fstat (the owner
@@ -26,7 +26,7 @@ from ._errors import logger, warn
 from ._locks import LOCK_FILE, LOCK_SUFFIX, key_lock, remove_if_idle
 from ._store import KeyLock, Store, StoredEntry
 
-SUFFIX = ".mj"
+SUFFIX = ".pkl"
 NOTE_FILE = ".swept"  # the identity of the code that last swept the function's entries
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
