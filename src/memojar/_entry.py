@@ -11,11 +11,13 @@ that a mapped entry is loaded without copying them; ``pickle.load`` on such an e
 argument was given"): memojar reads them, or pass ``buffers=`` the spans the header lists.
 Writing them in band (``BYTEARRAY8``) would cost the alignment, hence the zero-copy hit.
 
-memojar itself never runs the stream to read it. Everything the header promises is checked before a single pickle opcode runs: the magic and
-format version, the file's exact length, an xxh3 checksum of all of it, the function, key,
-user version, code fingerprint, Python and pickle protocol it was written for, its expiry,
-and (with a secret) an HMAC-SHA256. Only then is the payload unpickled. This module knows
-nothing of files or servers: it turns values into bytes and bytes back into values.
+memojar itself never runs the stream to read it: it parses the header at fixed offsets, and
+everything the header promises is checked before a single pickle opcode runs: the opcodes
+around the header and its length, the magic and format version, the file's exact length, an
+xxh3 checksum of everything after it, the function, key, user version, code fingerprint,
+Python and pickle protocol it was written for, its expiry, and (with a secret) an
+HMAC-SHA256. Only then is the payload unpickled. This module knows nothing of files or
+servers: it turns values into bytes and bytes back into values.
 
 Layout (little-endian), every field at a fixed offset or one the lengths give::
 
