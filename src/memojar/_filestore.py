@@ -27,6 +27,7 @@ from ._locks import LOCK_FILE, LOCK_SUFFIX, key_lock, remove_if_idle
 from ._store import KeyLock, Store, StoredEntry
 
 SUFFIX = ".pkl"
+OLD_SUFFIX = ".mj"  # formats 1-3: listed, so that prune removes them
 NOTE_FILE = ".swept"  # the identity of the code that last swept the function's entries
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
@@ -214,7 +215,7 @@ class FileStore(Store):
             for shard in sorted(_listdir(fdir)):
                 sdir = os.path.join(fdir, shard)
                 for file in _listdir(sdir):
-                    if not file.endswith(SUFFIX):
+                    if not file.endswith((SUFFIX, OLD_SUFFIX)):
                         continue
                     path = os.path.join(sdir, file)
                     try:
@@ -225,7 +226,7 @@ class FileStore(Store):
                     if not stat.S_ISREG(st.st_mode):
                         continue
                     yield StoredEntry(
-                        name, file[: -len(SUFFIX)], st.st_size, st.st_atime, head, path
+                        name, file[: file.rindex(".")], st.st_size, st.st_atime, head, path
                     )
 
     def remove(self, entries: Sequence[StoredEntry]) -> int:

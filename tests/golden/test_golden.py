@@ -162,3 +162,19 @@ def test_golden_entries_in_a_cache_are_listed_and_pruned(tmp_path: Path, fmt: in
     else:  # unreadable: all of them go
         assert removed == 4
         assert list(cache.entries()) == []
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f in SUFFIXES])
+def test_golden_entries_left_under_their_old_name_are_pruned(tmp_path: Path, fmt: int) -> None:
+    """A cache directory an older memojar filled (``<key>.mj`` files): prune frees them."""
+    cache = Cache(tmp_path / "cache")
+    paths = []
+    for name in (n for n in GOLDEN if GOLDEN[n][0] == fmt):
+        _fmt, function, _v, key, *_rest = GOLDEN[name]
+        path = Path(cache.store.path(function, key)).with_suffix(SUFFIXES[fmt])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(HERE / name, path)
+        paths.append(path)
+    assert list(cache.entries()) == []
+    assert cache.prune() == len(paths) == 4
+    assert not any(p.exists() for p in paths)
