@@ -322,7 +322,7 @@ def load(payload: memoryview, buffers: list[memoryview]) -> Any:
         if not buffers:  # an empty buffers= costs as much again as a small unpickle
             return pickle.loads(payload)
         if buffers[0].readonly:
-            buffers = [bytearray(b) for b in buffers]
+            return pickle.loads(payload, buffers=[bytearray(b) for b in buffers])
         return pickle.loads(payload, buffers=buffers)
     except Exception as exc:  # any failure to rebuild the value is a miss
         raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
@@ -344,7 +344,8 @@ def header_length(head: bytes) -> int:
     if fmt != FORMAT_VERSION:
         raise Miss(f"entry format {fmt}, expected {FORMAT_VERSION}")
     *_, ident_len, nbuf = _FIXED.unpack_from(head, _SUMMED_AT)
-    return HEAD + ident_len + KEY_LEN + 8 * nbuf + (SIG_LEN if flags & SIGNED else 0)
+    need: int = HEAD + ident_len + KEY_LEN + 8 * nbuf + (SIG_LEN if flags & SIGNED else 0)
+    return need
 
 
 def read_header(head: bytes) -> Header:
