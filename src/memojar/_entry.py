@@ -64,11 +64,16 @@ ALIGN = 64
 _OPEN = b"\x80\x05B"  # PROTO 5, then BINBYTES (its u32 length follows)
 _POP = 0x30  # the POP opcode, b"0"
 _LEAD = struct.Struct("<3sI")
+_LEAD_LEN = _LEAD.size
 _PREFIX = struct.Struct("<4sHHQ")
 _FIXED = struct.Struct("<dddQII")
 _LEN = struct.Struct("<Q")
 HEAD = _LEAD.size + _PREFIX.size + _FIXED.size  # bytes to read before the rest's size is known
-_HEAD = struct.Struct("<3sI4sHHQdddQII")  # _LEAD, _PREFIX and _FIXED at once, for ``verify``
+# _LEAD, _PREFIX and _FIXED at once, for ``verify``: magic, format and flags read as one u64
+# and checked in one comparison (unpacking costs by the field, more than the lead adds).
+_HEAD = struct.Struct("<3sIQQdddQII")
+_PLAIN = int.from_bytes(MAGIC + FORMAT_VERSION.to_bytes(2, "little") + b"\0\0", "little")
+_SIGNED = _PLAIN | SIGNED << 48
 _LEAD_PREFIX = struct.Struct("<3sI4sHHQ")
 _IDENT_AT = HEAD
 FORMAT_AT = _LEAD.size + 4  # offsets of the prefix's fields, for tools and tests
@@ -231,14 +236,11 @@ def verify(
     size = len(view)
     if size < HEAD:
         raise Miss("not a memojar entry")
-    opening, header_len, magic, fmt, flags, checksum, created, expires, _, payload_len, \
-        ident_len, nbuf = _HEAD.unpack_from(view)
-    if opening != _OPEN or magic != MAGIC:
-        raise Miss(_not_an_entry(view))
-    if fmt != FORMAT_VERSION:
-        raise Miss(f"entry format {fmt}, expected {FORMAT_VERSION}")
-    if flags & ~SIGNED:
-        raise Miss(f"unknown flags {flags:#x}")
+    opening, header_len, head, checksum, created, expires, _, payload_len, ident_len, nbuf = (
+        _HEAD.unpack_from(view)
+    )
+    if opening != _OPEN or (head != _PLAIN and head != _SIGNED):
+        raise Miss(_refused(view))
     at = _IDENT_AT + ident_len
     if view[_IDENT_AT : at + KEY_LEN] != ident + key:  # one comparison on the hit path
         if view[_IDENT_AT:at] != ident:
@@ -247,13 +249,14 @@ def verify(
     if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
         raise Miss("stale")
     at += KEY_LEN
-    if not (nbuf or flags or secret):  # the common entry: unsigned, no buffers
-        end = at + 1 + payload_len
-        if end != size or header_len != at - _LEAD.size or view[at] != _POP:
-            raise Miss(_bad_length(view, at, header_len, end))
+    if head == _PLAIN and not (nbuf or secret):  # the common entry: unsigned, no buffers
+        # The POP at ``at`` is checksummed; the header length before the checksum is not.
+        if at + 1 + payload_len != size or header_len + _LEAD_LEN != at:
+            raise Miss(_bad_length(view, at, header_len, at + 1 + payload_len))
         if xxhash.xxh3_64_intdigest(view[_SUMMED_AT:]) != checksum:
             raise Miss("checksum mismatch")
-        return view[at + 1 : end], []
+        return view[at + 1 :], []
+    flags = head >> 48
     if at + 8 * nbuf > size:
         raise Miss("truncated header")
     lengths = [_LEN.unpack_from(view, at + 8 * i)[0] for i in range(nbuf)] if nbuf else ()
@@ -267,7 +270,7 @@ def verify(
         start = end + (-end % ALIGN)
         spans.append((start, start + n))
         end = start + n
-    if end != size or header_len != at - _LEAD.size or view[at] != _POP:
+    if end != size or header_len + _LEAD_LEN != at or view[at] != _POP:
         raise Miss(_bad_length(view, at, header_len, end))
     if checksum_of(view) != checksum:
         raise Miss("checksum mismatch")
@@ -279,6 +282,16 @@ def verify(
         raise Miss("signed, and this cache has no secret to check it")
     payload = view[at + 1 : at + 1 + payload_len]
     return payload, [view[a:b] for a, b in spans] if spans else []
+
+
+def _refused(view: memoryview) -> str:
+    """Why an entry's lead or prefix is refused."""
+    opening, _, magic, fmt, flags, _ = _LEAD_PREFIX.unpack_from(view)
+    if opening != _OPEN or magic != MAGIC:
+        return _not_an_entry(view)
+    if fmt != FORMAT_VERSION:
+        return f"entry format {fmt}, expected {FORMAT_VERSION}"
+    return f"unknown flags {flags:#x}"
 
 
 def _not_an_entry(view: memoryview) -> str:
