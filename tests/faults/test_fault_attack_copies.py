@@ -87,4 +87,4 @@ def test_a_cloudpickle_copy_in_a_worker_process_returns_its_own_values(
     proc = subprocess.run([sys.executable, "-c", code], input=cloudpickle.dumps(made),
                           capture_output=True, timeout=HANG)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert eval(proc.stdout.decode()) == wants  # noqa: S307 - our own repr of tuples
+    assert eval(proc.stdout.decode()) == wants
