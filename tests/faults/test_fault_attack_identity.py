@@ -107,3 +107,18 @@ def test_a_module_constant_set_from_the_environment_is_in_the_identity(tmp_path:
                            env={"PYTHONPATH": str(src), "SCALE": scale}).stdout.strip()
             for scale in ("2", "3")]
     assert outs == ["2", "3"]
+
+
+@ISSUE_13
+def test_two_functions_of_one_name_and_code_reading_different_constants(tmp_path: Path) -> None:
+    """The same in one process: code exec'd twice (two notebooks' cells, a plugin loader)
+    under one module name with different constants shared one entry."""
+    from memojar import Cache
+
+    cache = Cache(tmp_path / "cache")
+    made = []
+    for k in (2, 3):
+        namespace = {"__name__": "plugin", "K": k}
+        exec("def scale(x):\n    return x * K\n", namespace)
+        made.append(cache.cached(namespace["scale"]))
+    assert [f(1) for f in made] == [2, 3]
