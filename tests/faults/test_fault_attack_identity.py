@@ -122,3 +122,44 @@ def test_two_functions_of_one_name_and_code_reading_different_constants(tmp_path
         exec("def scale(x):\n    return x * K\n", namespace)
         made.append(cache.cached(namespace["scale"]))
     assert [f(1) for f in made] == [2, 3]
+
+
+SHAPES = """\
+class Point:
+    def __init__(self, x):
+        {init}
+
+    def norm(self):
+        return self.x
+"""
+
+MAKE = """\
+import sys
+from memojar import cached
+import shapes
+
+@cached(cache_dir=sys.argv[1])
+def make(x):
+    return [shapes.Point(x)]
+
+print(make(3)[0].norm())
+"""
+
+
+@ISSUE_13
+def test_an_entry_whose_result_class_changed_is_not_loaded_into_the_new_class(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "main.py").write_text(MAKE)
+    outs = []
+    for init in ("self.x = x", "self.x = -x"):
+        (tmp_path / "shapes.py").write_text(SHAPES.format(init=init))
+        src = Path(__file__).resolve().parents[2] / "src"
+        proc = subprocess.run(
+            [sys.executable, "-B", "main.py", str(tmp_path / "cache")], cwd=tmp_path,
+            capture_output=True, text=True, timeout=HANG,
+            env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin"},
+        )
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout.strip())
+    assert outs == ["3", "-3"]
