@@ -126,20 +126,26 @@ def expected(xs: list[int]) -> list[dict[str, int]]:
     return [{"x": x, "square": x * x} for x in xs]
 
 
-def check_compute_once(client: Any, work: Callable[[int], Any], count_dir: Path) -> None:
-    """The scenario: a stampede, a second map, the client process."""
+def check_compute_once(client: Any, work: Callable[[int], Any], count_dir: Path) -> str:
+    """The scenario: a stampede, a second map, the client process. Returns its timings."""
     xs = list(range(N))
     # Every input twice, side by side: the two tasks of an input run at once on two workers.
     twice = [x for x in xs for _ in range(2)]
+    times = [time.monotonic()]
     assert mapped(client, work, twice) == expected(twice)
+    times.append(time.monotonic())
     assert computed(count_dir) == dict.fromkeys(xs, 1)  # each input once across the workers
 
     assert mapped(client, work, xs) == expected(xs)  # the second map: all hits
+    times.append(time.monotonic())
     assert computed(count_dir) == dict.fromkeys(xs, 1)
 
     assert [work(x) for x in xs] == expected(xs)  # the client process hits too
+    times.append(time.monotonic())
     assert computed(count_dir) == dict.fromkeys(xs, 1)
     assert (work.cache_info().hits, work.cache_info().misses) == (N, 0)
+    first, second, here = (b - a for a, b in itertools.pairwise(times))
+    return f"first map {first:.2f}s, second map {second:.2f}s, client {here:.2f}s"
 
 
 @pytest.mark.slow
@@ -154,15 +160,14 @@ def test_workers_compute_each_input_once_with_a_function_they_import(
     )
     importlib.invalidate_caches()
     module = importlib.import_module(name)  # the client's own copy, by the same name
-    started = time.monotonic()
-    check_compute_once(client, module.work, count_dir)
+    timings = check_compute_once(client, module.work, count_dir)
     per_worker = client.run(module.counts)
     hits = sum(h for h, _ in per_worker.values())
     misses = sum(m for _, m in per_worker.values())
     assert misses >= N  # each input missed at least once: by its computer
     assert hits + misses == 3 * N  # every task a hit or a miss; the second map all hits
     assert hits >= N
-    print(f"{location.partition(':')[0]} by reference: {time.monotonic() - started:.2f}s")
+    print(f"{location.partition(':')[0]} by reference: {timings}")
 
 
 # A decorated function copied by value (cloudpickle: a function of the test body, of
@@ -210,6 +215,5 @@ def test_workers_compute_each_input_once_with_a_function_sent_by_cloudpickle(
         time.sleep(0.02)
         return {"x": x, "square": x * x}
 
-    started = time.monotonic()
-    check_compute_once(client, work, count_dir)
-    print(f"{location.partition(':')[0]} by value: {time.monotonic() - started:.2f}s")
+    timings = check_compute_once(client, work, count_dir)
+    print(f"{location.partition(':')[0]} by value: {timings}")
