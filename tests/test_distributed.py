@@ -69,12 +69,13 @@ def modules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(modules_dir: Path) -> Iterator[Any]:
+def cluster(modules_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """4 spawned worker processes, one thread each, on loopback; shared by this module.
 
-    A spawned worker starts with this process's ``sys.path`` (multiprocessing sends it; a
-    ``PYTHONPATH`` set here, or the nanny's ``env=``, comes too late): ``modules_dir`` is put
-    on it before the workers start, and the test server's AWS credentials in the environment.
+    A spawned worker takes this process's ``sys.path`` (multiprocessing sends it, and it
+    replaces the one the worker's ``PYTHONPATH`` made; the nanny's ``env=`` is applied only
+    after start): ``modules_dir`` is put on it before the workers start, and the test
+    server's AWS credentials in the environment.
     The nanny also writes its pre-spawn variables into this process's environment: all of it
     is put back afterwards.
     """
@@ -90,6 +91,7 @@ def cluster(modules_dir: Path) -> Iterator[Any]:
             n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, scheduler_port=0, worker_dashboard_address=None,
             silence_logs=40, death_timeout=WAIT,
+            local_directory=str(tmp_path_factory.mktemp("dask")),  # not /tmp/dask-scratch-space
         ) as cluster:
             yield cluster
     finally:
@@ -171,11 +173,14 @@ def test_workers_compute_each_input_once_with_a_function_they_import(
 
 
 # A decorated function copied by value (cloudpickle: a function of the test body, of
-# ``__main__`` or of a notebook) carries its ``_Memo`` by value, and with it the opened store:
-# a file store's attributes happen to pickle, but the S3 store holds a boto3 client (an
-# ``SSLContext``) and the Redis store a redis-py client (an ``RLock``). The fix belongs in
-# ``_Memo`` (``_decorator.py``): pickle the cache (which reduces to its location, secret and
-# options), not the store, and take ``cache.store`` again when unpickled.
+# ``__main__`` or of a notebook) carries the wrapper's closure by value: its ``_Memo`` with the
+# opened store, and its hit counter. A file store's attributes happen to pickle, but the S3
+# store holds a boto3 client (an ``SSLContext``) and the Redis store a redis-py client (an
+# ``RLock``). The fix belongs in ``_decorator.py``: ``_Memo`` pickles its cache (which reduces
+# to its location, secret and options), not the store, and takes ``cache.store`` again when
+# unpickled. The counters (``functools.partial(next, itertools.count())``, also in the closure
+# as ``hit``) pickle only with a DeprecationWarning on 3.12 and 3.13 and not at all on 3.14:
+# a copy needs fresh counters (a ``count`` subclass whose ``__reduce__`` starts at 0).
 _NOT_BY_VALUE = pytest.mark.xfail(
     strict=True, raises=TypeError,
     reason="a decorated function on an s3:// or redis:// cache does not pickle by value",
