@@ -85,6 +85,10 @@ class CachedFunction(Protocol[P, R_co]):
         """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
         ...
 
+    def cache_set(self, value: Any, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Store ``value`` as the result of this call (seeding a cache, tests)."""
+        ...
+
 
 Ttl = float | int | _dt.timedelta | None
 
@@ -176,9 +180,20 @@ class Cache:
         version: str | int | None = None,
         ignore: Iterable[str] | str = (),
         key: Callable[..., Any] | None = None,
+        stale_while_revalidate: Ttl = None,
+        min_compute_time: float | None = None,
+        memory: int | None = None,
     ) -> Any:
         """Cache a function's results in this cache (see ``memojar.cached``)."""
         ttl_seconds = _ttl(ttl)
+        swr = _ttl(stale_while_revalidate, "stale_while_revalidate")
+        if swr is not None and ttl_seconds is None:
+            raise ValueError(
+                "stale_while_revalidate= is a window after an entry expires: it needs ttl= "
+                "(e.g. @cached(ttl=3600, stale_while_revalidate=600))"
+            )
+        least = _min_compute_time(min_compute_time)
+        held = _memory(memory)
         _entry.version_tag(version)  # raises TypeError for a version of another type
         ignored = _ignore(ignore)
         if key is not None and not callable(key):
@@ -215,7 +230,7 @@ class Cache:
                     "function, and a generator cannot be stored; return a list (or a tuple) "
                     "of its items instead"
                 )
-            memo = _Memo(self, f, ttl_seconds, version, ignored, key)
+            memo = _Memo(self, f, ttl_seconds, version, ignored, key, swr, least, held)
             self._memos.append(memo)
             return make_wrapper(memo, disabled)
 
@@ -425,6 +440,9 @@ def cached(
     version: str | int | None = None,
     ignore: Iterable[str] | str = (),
     key: Callable[..., Any] | None = None,
+    stale_while_revalidate: Ttl = None,
+    min_compute_time: float | None = None,
+    memory: int | None = None,
 ) -> Any:
     """Store each result on disk, keyed by the call's arguments; return it on the next call.
 
@@ -433,19 +451,31 @@ def cached(
     ``version``: a str or int; entries of other versions are never returned. ``ignore``:
     parameter names left out of the key. ``key``: a function of the same arguments whose
     picklable result is hashed instead of the arguments.
+
+    ``stale_while_revalidate``: seconds or a timedelta after an entry expires during which
+    a call returns the stale value at once and one background recomputation (across threads
+    and processes) replaces it. ``min_compute_time``: seconds; results computed faster are
+    returned, not stored. ``memory``: how many recent results to also keep in this process,
+    so a repeated hit costs about a microsecond; as with ``functools.lru_cache``, the same
+    object is returned each time (mutating it mutates the cached copy). The memory tier
+    still honours ``ttl`` and another process's clear, delete or prune.
     """
     if func is not None and not callable(func):
         raise TypeError(
             f"cached needs a function to decorate, not {type(func).__name__} ({func!r}); "
             "to set options, call it with keywords: @cached(ttl=60)"
         )
-    decorate = _cache_for(cache_dir).cached(ttl=ttl, version=version, ignore=ignore, key=key)
+    decorate = _cache_for(cache_dir).cached(
+        ttl=ttl, version=version, ignore=ignore, key=key,
+        stale_while_revalidate=stale_while_revalidate, min_compute_time=min_compute_time,
+        memory=memory,
+    )
     return decorate if func is None else decorate(func)
 
 
 # --- argument checks ------------------------------------------------------------------
 
-def _ttl(ttl: Ttl) -> float | None:
+def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
     if ttl is None:
         return None
     if isinstance(ttl, _dt.timedelta):
@@ -454,12 +484,38 @@ def _ttl(ttl: Ttl) -> float | None:
         seconds = float(ttl)
     else:
         raise TypeError(
-            f"ttl= must be seconds (int or float) or a datetime.timedelta, "
+            f"{name}= must be seconds (int or float) or a datetime.timedelta, "
             f"not {type(ttl).__name__}"
         )
     if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"ttl= must be a positive, finite duration, got {ttl!r}")
+        raise ValueError(f"{name}= must be a positive, finite duration, got {ttl!r}")
     return seconds
+
+
+def _min_compute_time(seconds: float | None) -> float | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(
+            f"min_compute_time= must be seconds (int or float), not {type(seconds).__name__}"
+        )
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        raise ValueError(
+            f"min_compute_time= must be a finite number of seconds >= 0, got {seconds!r}"
+        )
+    return float(seconds)
+
+
+def _memory(memory: int | None) -> int | None:
+    if memory is None:
+        return None
+    if isinstance(memory, bool) or not isinstance(memory, int):
+        raise TypeError(
+            f"memory= must be a whole number of results, not {type(memory).__name__}"
+        )
+    if memory <= 0:
+        raise ValueError(f"memory= must be a positive number of results, got {memory}")
+    return memory
 
 
 def _ignore(ignore: Iterable[str] | str) -> tuple[str, ...]:

@@ -43,6 +43,7 @@ except ImportError:  # not POSIX: the ledger falls back to filelock
 
 SUFFIX = ".mj"
 NOTE_FILE = ".swept"  # the identity of the code that last swept the function's entries
+GEN_FILE = ".gen"  # 8 bytes rewritten in place when the function's entries are removed
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
 HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
@@ -66,7 +67,7 @@ _ENTRY = re.compile(r"[0-9a-f]+\.mj")
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _KEY_LOCK = re.compile(r"[0-9a-f]+\.lock")
 _TEMP = re.compile(
-    r"(?P<base>[0-9a-f]+\.mj|\.swept|\.size|CACHEDIR\.TAG|\.gitignore)"
+    r"(?P<base>[0-9a-f]+\.mj|\.swept|\.gen|\.size|CACHEDIR\.TAG|\.gitignore)"
     r"\.(?P<pid>[0-9]+)(?:-(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp"
     r"|\.size\.(?P<oldpid>[0-9]+)\.tmp"  # the ledger's temporary file before 2026-11
 )
@@ -360,6 +361,61 @@ class FileStore(Store):
             _unlink(tmp)
             raise
 
+    def generation(self, function: str) -> Any | None:
+        """The function's ``.gen`` file, mapped read-only (created if missing): another
+        process's ``bump`` rewrites its 8 bytes in place, which every mapping sees at once.
+        None if it cannot be made or is not a regular 8-byte file of this user."""
+        path = self.path(function, "")
+        fdir = self._dirs[function]
+        gen = os.path.join(fdir, GEN_FILE)
+        try:
+            self._folders(path)
+            tmp = _temp_name(gen)
+            fd = os.open(tmp, _O_CREATE, 0o600)
+            try:
+                try:
+                    os.write(fd, os.urandom(8))
+                finally:
+                    os.close(fd)
+                os.link(tmp, gen)  # never replaces a stamp others have mapped
+            except FileExistsError:
+                pass
+            finally:
+                _unlink(tmp)
+            fd = os.open(gen, _O_READ)
+            try:
+                st = os.fstat(fd)
+                if (not stat.S_ISREG(st.st_mode) or st.st_size != 8
+                        or (self._uid is not None and st.st_uid != self._uid)):
+                    return None
+                return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError) as exc:
+            logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
+            return None
+
+    def bump(self, function: str) -> None:
+        self.path(function, "")
+        self._bump(os.path.basename(self._dirs[function]))
+
+    def _bump(self, fdir: str) -> None:
+        """Rewrite a function directory's stamp in place, if it has one (no one maps a
+        stamp that does not exist). Never truncates it: mappings stay valid."""
+        try:
+            _no_links(os.path.join(self.root, fdir))
+            fd = os.open(os.path.join(self.root, fdir, GEN_FILE),
+                         os.O_WRONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+        except OSError:  # no stamp (no memory tier ever used it), or no directory
+            return
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.pwrite(fd, os.urandom(8), 0)
+        except OSError as exc:
+            logger.debug("cannot bump the generation of %s: %s", fdir, exc)
+        finally:
+            os.close(fd)
+
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
         self._folders(path)
@@ -449,6 +505,8 @@ class FileStore(Store):
                     os.close(ffd)
         finally:
             os.close(root_fd)
+        for fdir in {rel[0] for rel in by_dir}:  # memory tiers forget what they held
+            self._bump(fdir)
         return removed
 
     def remove(self, entries: Sequence[StoredEntry]) -> int:
@@ -492,6 +550,7 @@ class FileStore(Store):
                     remove_if_idle(LOCK_FILE, ffd)
                     if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: the note goes too
                         _unlink(NOTE_FILE, ffd)
+                    # A generation stamp (GEN_FILE) stays: a process may have it mapped.
                 finally:
                     os.close(ffd)
                 _rmdir_if_empty(name, root_fd)

@@ -117,5 +117,17 @@ class Store(abc.ABC):
     def write_note(self, function: str, note: bytes) -> None:  # noqa: B027 - optional
         """Keep ``note`` beside a function's entries (see ``read_note``); may do nothing."""
 
+    def generation(self, function: str) -> Any | None:
+        """A cheap view of the function's generation stamp, or None if the store keeps none.
+
+        ``view[:8]`` is 8 bytes that change whenever entries of the function are removed
+        (delete, clear, prune, eviction, a bad entry discarded) or ``bump`` is called, in any
+        process. The memory tier compares it on every call, so reading it must cost no
+        system call (the file store maps a small file)."""
+        return None
+
+    def bump(self, function: str) -> None:  # noqa: B027 - optional, with ``generation``
+        """Change the function's generation stamp (its entries changed under callers)."""
+
     def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections or handles; the store may not be used afterwards."""
