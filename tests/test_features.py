@@ -551,3 +551,109 @@ def test_the_memory_tier_with_a_cache_object(tmp_path: Path) -> None:
     assert f(1) is a
     assert cache.clear(f) == 1
     assert f(1) is not a
+
+
+# --- saved statistics --------------------------------------------------------------------
+
+STATS_CODE = """
+    import time
+    for _ in range(3):
+        m.held(1)
+    time.sleep(0.05)
+"""
+
+
+def cli_json(cache_dir: Path, *args: str) -> Any:
+    import json
+
+    from conftest import run_python
+
+    out = run_python(f"from memojar._cli import main; main({['--dir', str(cache_dir), *args]!r})")
+    return json.loads(out)
+
+
+def test_hits_misses_and_time_saved_add_up_over_processes(tmp_path: Path,
+                                                          shared_dir: Path) -> None:
+    m = make_module(tmp_path)
+    procs = [spawn(m, STATS_CODE, shared_dir) for _ in range(3)]
+    for p in procs:
+        finish(p)
+    [row] = cli_json(shared_dir, "ls", "--json")
+    assert row["function"] == f"{m.modname}.held"
+    assert row["hits"] + row["misses"] == 9
+    assert row["misses"] >= 1 and row["hits"] >= 6
+    assert row["saved"] >= 0
+    info = cli_json(shared_dir, "info", "--json")
+    assert (info["hits"], info["misses"]) == (row["hits"], row["misses"])
+
+
+def test_saved_time_counts_the_compute_time_of_each_hit(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def slow(x: int) -> int:
+        time.sleep(0.1)
+        return x
+
+    slow(1)
+    slow(1)
+    slow(1)
+    cache = slow.__memojar__.cache
+    hits, misses, saved = cache.saved_stats()[slow.__memojar__.name]
+    assert (hits, misses) == (2, 1)
+    assert 0.2 <= saved < 1.0
+
+
+def test_statistics_of_a_running_process_are_saved_within_seconds(
+    tmp_path: Path, shared_dir: Path,
+) -> None:
+    m = make_module(tmp_path)
+    proc = spawn(m, """
+        import time
+        m.held(1); m.held(1)
+        print("ready", flush=True)
+        time.sleep(60)  # killed by the test: no exit to merge at
+    """, shared_dir)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        from memojar._cache import FLUSH_EVERY
+
+        deadline = time.monotonic() + FLUSH_EVERY + 10
+        while True:
+            [row] = cli_json(shared_dir, "ls", "--json")
+            if row["hits"] == 1:
+                break
+            assert time.monotonic() < deadline, row
+            time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
+def test_cache_info_counts_entries_without_listing_them(cache_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    f, _ = counting(cache_dir)
+    for i in range(5):
+        f(i)
+    assert f.cache_info().entries == 5  # the first count lists the entries once
+    store = f.__memojar__.store
+
+    def no_listing(*a: Any, **k: Any) -> Any:
+        raise AssertionError("listed the entries")
+
+    monkeypatch.setattr(store, "scan", no_listing)
+    f(5)
+    f.cache_delete(0)
+    info = f.cache_info()
+    assert (info.entries, info.misses) == (5, 6)
+    assert info.bytes > 0
+
+
+def test_cache_info_sees_another_process_writes_after_it_saves(tmp_path: Path,
+                                                               shared_dir: Path) -> None:
+    m = make_module(tmp_path)
+    m.held(0)
+    assert m.held.cache_info().entries == 1
+    finish(spawn(m, "m.held(1); m.held(2)", shared_dir))  # merged at its exit
+    assert m.held.cache_info().entries == 3
+    finish(spawn(m, "m.held.cache_clear()", shared_dir))
+    assert m.held.cache_info().entries == 0

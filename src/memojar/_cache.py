@@ -7,17 +7,20 @@ its size limit, pruning and listing. ``cached`` is ``Cache.cached`` on a cache c
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from . import _entry
 from ._decorator import _Memo, make_wrapper
 from ._entry import Miss
+from ._errors import logger
 from ._identity import generator_kind
 from ._store import Store, StoredEntry
 
@@ -151,6 +154,8 @@ class Cache:
         self.directory = self.store.location
         self.max_size = max_size
         self._memos: list[_Memo] = []
+        self._flush_lock = threading.Lock()
+        _FLUSHER.watch(self)
 
     def __repr__(self) -> str:
         return f"Cache({self.directory!r}, max_size={self.max_size!r})"
@@ -287,6 +292,10 @@ class Cache:
                 progress("removing", min(start + _REMOVE_BATCH, len(doomed)), len(doomed))
         removed += self.store.cleanup()
         removed += self.store.evict()
+        try:
+            self.store.forget_counts()  # whatever drifted: the next cache_info lists once
+        except OSError as exc:
+            logger.debug("cannot reset the entry counts of %s: %s", self.directory, exc)
         return removed
 
     def entries(self, function: str | Callable[..., Any] | None = None) -> Iterator[EntryInfo]:
@@ -320,9 +329,50 @@ class Cache:
         return CacheInfo(memo.hits, memo.misses, *self._stored(memo.name))
 
     def _stored(self, function: str | None) -> tuple[int, int]:
-        """How many entries (of one function) are stored, and their bytes."""
+        """How many entries (of one function) are stored, and their bytes: from the store's
+        bookkeeping when it keeps one (a file read), else (and the first time) listed."""
+        if function is not None:
+            try:
+                counted = self.store.counted(function)
+            except OSError:
+                counted = None
+            if counted is not None:
+                return counted
         sizes = [stored.size for stored in self.store.scan(function, heads=False)]
+        if function is not None:
+            try:
+                self.store.recount(function, len(sizes), sum(sizes))
+            except OSError as exc:
+                logger.debug("cannot record the count of %s: %s", function, exc)
         return len(sizes), sum(sizes)
+
+    def saved_stats(self) -> dict[str, tuple[int, int, float]]:
+        """Hits, misses and seconds saved per function name, summed over every process
+        (merged every few seconds and at exit), plus this process's not merged yet."""
+        self.flush_stats()
+        kept = self.store.read_stats().get("functions", {})
+        return {name: (int(h), int(m), float(s)) for name, (h, m, s) in kept.items()}
+
+    def flush_stats(self) -> None:
+        """Merge this process's new hits, misses and time saved into the store's totals."""
+        with self._flush_lock:
+            deltas: dict[str, tuple[int, int, float]] = {}
+            taken = []
+            for memo in list(self._memos):
+                now = (memo.hits, memo.misses, memo.saved)
+                if now != memo.flushed:
+                    hits, misses, saved = deltas.get(memo.name, (0, 0, 0.0))
+                    base = memo.flushed
+                    deltas[memo.name] = (hits + now[0] - base[0], misses + now[1] - base[1],
+                                         saved + now[2] - base[2])
+                    taken.append((memo, now))
+            try:
+                self.store.merge_stats(deltas)
+            except OSError as exc:
+                logger.debug("cannot save statistics in %s: %s", self.directory, exc)
+                return
+            for memo, now in taken:
+                memo.flushed = now
 
     def close(self) -> None:
         """Release the store's connections (a no-op for a directory)."""
@@ -401,6 +451,55 @@ def judge(
         for stored, header, verdict in judged
     ]
 
+
+FLUSH_EVERY = 5.0  # seconds between merges of a process's statistics into the store
+
+
+class _Flusher:
+    """Merges every cache's statistics every ``FLUSH_EVERY`` seconds and at exit, from one
+    daemon thread per process (started again in a forked child, whose counts start from
+    what it inherited: the parent merges those)."""
+
+    def __init__(self) -> None:
+        self.caches: weakref.WeakSet[Cache] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        self.pid = 0  # of the process whose thread runs
+
+    def watch(self, cache: Cache) -> None:
+        with self.lock:
+            self.caches.add(cache)
+            if self.pid != os.getpid():
+                self.pid = os.getpid()
+                threading.Thread(target=self._run, name="memojar-stats", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_EVERY)
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            caches = list(self.caches)
+        for cache in caches:
+            try:
+                cache.flush_stats()
+            except Exception as exc:  # noqa: BLE001 - statistics never fail the program
+                logger.debug("cannot save statistics in %s: %s", cache.directory, exc)
+
+    def forked(self) -> None:
+        self.lock = threading.Lock()
+        for cache in list(self.caches):
+            cache._flush_lock = threading.Lock()
+            for memo in cache._memos:
+                memo.flushed = (memo.hits, memo.misses, memo.saved)
+        self.pid = os.getpid()
+        threading.Thread(target=self._run, name="memojar-stats", daemon=True).start()
+
+
+_FLUSHER = _Flusher()
+atexit.register(_FLUSHER.flush)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_FLUSHER.forked)
 
 _caches: dict[str, Cache] = {}
 _caches_lock = threading.Lock()

@@ -102,6 +102,8 @@ class _Memo:
             self.binder = prebound(self.binder, bound_args, bound_kwargs)
         self.hits = 0
         self.misses = 0
+        self.saved = 0.0  # seconds of computation the hits saved, in this process
+        self.flushed = (0, 0, 0.0)  # hits, misses, saved already merged into the store
         self.swept = False  # entries of this function's other code/versions evicted yet?
         self.swr = stale_while_revalidate  # seconds after expiry a stale value is served
         self.min_compute_time = min_compute_time or 0.0
@@ -141,6 +143,7 @@ class _Memo:
                     return value
             self.discard(key, miss.reason, data)
             return MISSING
+        self.saved += _entry.compute_time_of(data)
         if logger.isEnabledFor(_DEBUG):
             header = _entry.read_header(data)  # the whole header, however many buffers
             logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
@@ -159,6 +162,7 @@ class _Memo:
             value = _entry.load(payload, buffers)
         except Miss:
             return MISSING
+        self.saved += _entry.compute_time_of(data)
         with self.revalidating_lock:
             if key in self.revalidating:
                 return value
@@ -248,25 +252,27 @@ class _Memo:
         disk key, or its plain arguments."""
         stamp = self.generation[0]
         key = mkey if type(mkey) is str else self.key_of(args, kwargs)
-        value, expires = self.get_expiring(key, (args, kwargs))
+        value, expires, took = self.get_expiring(key, (args, kwargs))
         if value is MISSING:
+            start = time.perf_counter()
             value = self.compute(key, args, kwargs)
+            took = time.perf_counter() - start
             expires = time.time() + self.ttl if self.ttl is not None else math.inf
         else:
             self.hits += 1
         with self.revalidating_lock:
             if stamp == self.stamp == self.generation[0] and expires > time.time():
-                self.recent[mkey] = (value, expires)
+                self.recent[mkey] = (value, expires, took)
                 if len(self.recent) > self.memory:
                     self.recent.popitem(last=False)
         return value
 
-    def get_expiring(self, key: str, call: tuple) -> tuple[Any, float]:
+    def get_expiring(self, key: str, call: tuple) -> tuple[Any, float, float]:
         """``get``, and when the value's entry expires (``inf``: never; 0 for a stale
         value served while it is recomputed, which is not held)."""
         data = self.store.read(self.name, key)
         if data is None:
-            return MISSING, 0.0
+            return MISSING, 0.0, 0.0
         try:
             payload, buffers = _entry.verify(
                 data, self.ident, key.encode(), time.time(), self.ttl, self.secret
@@ -277,15 +283,16 @@ class _Memo:
             if self.swr is not None and miss.reason == "stale":
                 value = self._stale(key, data, call)
                 if value is not MISSING:
-                    return value, 0.0
+                    return value, 0.0, 0.0
             self.discard(key, miss.reason, data)
-            return MISSING, 0.0
+            return MISSING, 0.0, 0.0
         expires = math.inf if header.expires is None else header.expires
         if self.ttl is not None:
             expires = min(expires, header.created + self.ttl)
         logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
                      header.compute_time)
-        return value, expires
+        self.saved += header.compute_time
+        return value, expires, header.compute_time
 
     def replaced(self) -> None:
         """An entry was replaced (refresh, cache_set): memory tiers of every process forget,
@@ -563,7 +570,10 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     def cache_clear() -> int:
         """Remove every entry of this function and zero its counters; return how many
         entries were removed."""
+        memo.cache.flush_stats()  # what was counted so far is kept, across processes
         memo.hits = memo.misses = 0
+        memo.saved = 0.0
+        memo.flushed = (0, 0, 0.0)
         return memo.cache.clear(wrapper)  # its own entries: its scope, this Python
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
@@ -637,6 +647,7 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
             except KeyError:  # forgotten by another thread meanwhile: still this value
                 pass
             memo.hits += 1
+            memo.saved += held[2]
             return held[0]
         return memo.fill(mkey, args, kwargs)
 

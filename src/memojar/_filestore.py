@@ -19,12 +19,14 @@ link, FIFO or device is never written through nor waited on.
 from __future__ import annotations
 
 import errno
+import json
 import mmap
 import os
 import re
 import secrets
 import socket
 import stat
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -51,6 +53,7 @@ EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it r
 ORPHAN_AGE = 3600.0  # a temporary file this old is orphaned even if its pid is alive
 RESERVE_WAIT = 60.0  # seconds a writer waits for room that other writers in flight hold
 _LEDGER = ".size"
+_STATS = ".stats"  # hits, misses, time saved per function; entry counts per directory
 _TAG = "CACHEDIR.TAG"
 _TAG_TEXT = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -67,7 +70,7 @@ _ENTRY = re.compile(r"[0-9a-f]+\.mj")
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _KEY_LOCK = re.compile(r"[0-9a-f]+\.lock")
 _TEMP = re.compile(
-    r"(?P<base>[0-9a-f]+\.mj|\.swept|\.gen|\.size|CACHEDIR\.TAG|\.gitignore)"
+    r"(?P<base>[0-9a-f]+\.mj|\.swept|\.gen|\.size|\.stats|CACHEDIR\.TAG|\.gitignore)"
     r"\.(?P<pid>[0-9]+)(?:-(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp"
     r"|\.size\.(?P<oldpid>[0-9]+)\.tmp"  # the ledger's temporary file before 2026-11
 )
@@ -147,6 +150,11 @@ class FileStore(Store):
         self._warned_foreign = False
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
         self._recounted = False  # the ledger is recounted once per process before trusting it
+        # Entries and bytes this process added (+) or removed (-), by function directory,
+        # not yet merged into the stats file.
+        self._tally: dict[str, list[int]] = {}
+        self._tally_lock = threading.Lock()
+        self._tally_pid = os.getpid()  # a forked child starts with none: its parent's
 
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
@@ -216,13 +224,15 @@ class FileStore(Store):
                 _write_all(fd, chunks)
             finally:
                 os.close(fd)
-            replaced = _size_of(path) if self.max_size is not None else 0  # for the ledger
+            replaced = _size_of(path)  # for the ledger and the entry count
             os.replace(tmp, path)
         except BaseException:
             _unlink(tmp)
             self._account(-size)
             raise
         self._account(-replaced)
+        self._count(os.path.basename(self._dirs[function]), 0 if replaced else 1,
+                    size - replaced)
         return size
 
     def _create_temp(self, path: str) -> tuple[int, str]:
@@ -416,6 +426,137 @@ class FileStore(Store):
         finally:
             os.close(fd)
 
+    # --- saved statistics ---------------------------------------------------------------
+    # ``<root>/.stats`` (JSON, replaced whole under ``<root>/.stats.lock``) holds, per
+    # function name, the hits, misses and compute time saved of every process, and, per
+    # function directory, its entries and bytes. Processes count in memory and merge their
+    # deltas now and then (``merge_stats``); the counts start from one listing (``count``).
+
+    def _forked(self) -> None:
+        """In a forked child, the inherited tally is the parent's to merge."""
+        if self._tally_pid != os.getpid():
+            self._tally_lock = threading.Lock()
+            self._tally, self._tally_pid = {}, os.getpid()
+
+    def _count(self, fdir: str, entries: int, size: int) -> None:
+        self._forked()
+        with self._tally_lock:
+            tally = self._tally.setdefault(fdir, [0, 0])
+            tally[0] += entries
+            tally[1] += size
+
+    def read_stats(self) -> dict[str, Any]:
+        """The merged statistics: ``{"functions": {name: [hits, misses, saved]}, "counts":
+        {dir: [entries, bytes]}}``; empty if none were kept yet or the file is unreadable."""
+        try:
+            fd = os.open(os.path.join(self.root, _STATS), _O_READ)
+        except OSError:
+            return {}
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            size = os.fstat(fd).st_size
+            data = json.loads(_read_rest(fd, os.read(fd, size), size))
+        except (OSError, ValueError):
+            return {}
+        finally:
+            os.close(fd)
+        return data if isinstance(data, dict) else {}
+
+    def merge_stats(self, functions: dict[str, tuple[int, int, float]],
+                    recount: dict[str, tuple[int, int]] | None = None) -> None:
+        """Add hits, misses and time saved per function, and this process's entry count
+        changes, to the stats file, under its lock. ``recount``: exact counts of function
+        directories (from a listing), replacing what was kept."""
+        self._forked()
+        with self._tally_lock:
+            tally, self._tally = self._tally, {}
+        try:
+            if not (functions or recount or any(t != [0, 0] for t in tally.values())):
+                return
+            _no_links(self.root)
+            lock = _flock(os.path.join(self.root, _STATS + ".lock"))
+        except BaseException:
+            self._restore(tally)
+            raise
+        try:
+            data = self.read_stats()
+            kept = data.setdefault("functions", {})
+            for name, (hits, misses, saved) in functions.items():
+                old = kept.get(name) or [0, 0, 0.0]
+                kept[name] = [old[0] + hits, old[1] + misses, old[2] + saved]
+            counts = data.setdefault("counts", {})
+            for fdir, (entries, size) in tally.items():
+                if fdir in counts:  # else no listing counted it yet: the next one will
+                    old = counts[fdir]
+                    counts[fdir] = [max(0, old[0] + entries), max(0, old[1] + size)]
+            for fdir, exact in (recount or {}).items():
+                counts[fdir] = list(exact)
+            self._write_stats(data)
+        except BaseException:
+            self._restore(tally)
+            raise
+        finally:
+            lock.release()
+
+    def _write_stats(self, data: dict[str, Any]) -> None:
+        path = os.path.join(self.root, _STATS)
+        tmp = _temp_name(path)
+        fd = os.open(tmp, _O_CREATE, 0o600)
+        try:
+            try:
+                _write_all(fd, [json.dumps(data).encode()])
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def _restore(self, tally: dict[str, list[int]]) -> None:
+        for fdir, (entries, size) in tally.items():
+            self._count(fdir, entries, size)
+
+    def counted(self, function: str) -> tuple[int, int] | None:
+        """The function's entries and bytes from the stats file plus this process's changes
+        not merged yet; None if no listing counted them yet."""
+        self.path(function, "")
+        fdir = os.path.basename(self._dirs[function])
+        kept = self.read_stats().get("counts", {}).get(fdir)
+        if not kept:
+            return None
+        self._forked()
+        with self._tally_lock:
+            entries, size = self._tally.get(fdir, (0, 0))
+        return max(0, kept[0] + entries), max(0, kept[1] + size)
+
+    def recount(self, function: str, entries: int, size: int) -> None:
+        """Record a listing's exact count of the function's entries (what this process
+        changed before it is in the listing)."""
+        self.path(function, "")
+        fdir = os.path.basename(self._dirs[function])
+        with self._tally_lock:
+            self._tally.pop(fdir, None)
+        self.merge_stats({}, {fdir: (entries, size)})
+
+    def forget_counts(self) -> None:
+        """Drop every kept count (after ``prune``): the next ``counted`` lists again."""
+        with self._tally_lock:
+            self._tally.clear()
+        try:
+            _no_links(self.root)
+        except OSError:
+            return
+        lock = _flock(os.path.join(self.root, _STATS + ".lock"))
+        try:
+            data = self.read_stats()
+            if not data.get("counts"):
+                return
+            data["counts"] = {}
+            self._write_stats(data)
+        finally:
+            lock.release()
+
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
         self._folders(path)
@@ -497,8 +638,13 @@ class FileStore(Store):
                         continue
                     try:
                         for file in files:
+                            try:
+                                size = os.stat(file, dir_fd=sfd, follow_symlinks=False).st_size
+                            except OSError:
+                                size = 0
                             if _unlink(file, sfd):
                                 removed.append(os.path.join(self.root, fdir, shard, file))
+                                self._count(fdir, -1, -size)
                     finally:
                         os.close(sfd)
                 finally:
