@@ -657,3 +657,28 @@ def test_cache_info_sees_another_process_writes_after_it_saves(tmp_path: Path,
     assert m.held.cache_info().entries == 3
     finish(spawn(m, "m.held.cache_clear()", shared_dir))
     assert m.held.cache_info().entries == 0
+
+
+def test_the_memory_tier_of_a_coroutine_function_is_refused_with_a_warning(
+    cache_dir: Path,
+) -> None:
+    with pytest.warns(memojar.MemojarWarning, match=r"memory= of .* is not used: .* async def"):
+        @cached(cache_dir=cache_dir, memory=4)
+        async def f(x: int) -> int:
+            return x
+
+
+def test_a_cloudpickle_copy_of_a_memory_tier_function_holds_its_own_and_sees_clear(
+    cache_dir: Path,
+) -> None:
+    cloudpickle = pytest.importorskip("cloudpickle")
+
+    @cached(cache_dir=cache_dir, memory=4, ttl=60, stale_while_revalidate=60)
+    def local(x: int) -> list[int]:
+        return [x]
+
+    copy = cloudpickle.loads(cloudpickle.dumps(local))
+    first = copy(1)
+    assert copy(1) is first
+    local.cache_clear()
+    assert copy(1) is not first

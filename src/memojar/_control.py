@@ -23,6 +23,9 @@ class _Switch:
         self._memos: Counter[int] = Counter()  # id(memo) -> open blocks naming it
         self._lock = threading.Lock()
 
+    def __reduce__(self) -> str:
+        return "SWITCH"  # the process's one switch, also in a copy made by cloudpickle
+
     def off(self, memo: object) -> bool:
         """True if ``memo``'s function calls straight through now."""
         return self._all > 0 or self._memos[id(memo)] > 0

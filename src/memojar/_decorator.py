@@ -173,6 +173,26 @@ class _Memo:
         self.recent: OrderedDict[Any, tuple[Any, float]] = OrderedDict()
         self.generation: Any = None  # the store's stamp, read per call; None: not yet
         self.stamp = 0  # the stamp when ``recent`` was filled
+        self.holding = True  # False in a copy that could not map the stamp: hold nothing
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (cloudpickle sends a function of ``__main__`` by value) starts with an
+        empty memory tier and no recomputation running; it maps the stamp itself."""
+        state = self.__dict__.copy()
+        for name in ("revalidating_lock", "generation", "recent", "revalidating"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.revalidating, self.revalidating_lock = set(), threading.Lock()
+        self.recent, self.generation = OrderedDict(), None
+        if self.memory:
+            stamp = self.store.generation(self.name)
+            self.holding = stamp is not None
+            self.generation = memoryview(stamp if stamp is not None else bytearray(8)).cast("Q")
+            self.stamp = self.generation[0]
+        self.cache._tallies.append(self.tally)
 
     @property
     def hits(self) -> int:
@@ -339,7 +359,8 @@ class _Memo:
         else:
             self.hit_count.bump()
         with self.revalidating_lock:
-            if stamp == self.stamp == self.generation[0] and expires > time.time():
+            if (self.holding and stamp == self.stamp == self.generation[0]
+                    and expires > time.time()):
                 self.recent[mkey] = (value, expires, took)
                 if len(self.recent) > self.memory:
                     self.recent.popitem(last=False)
@@ -659,6 +680,9 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     swr = memo.swr is not None
     hit = memo.hit_count.bump
     if _is_coroutine_function(memo.target):  # a bound method or partial: what runs
+        if memo.memory:
+            warn(f"memory= of {memo.name} is not used: the memory tier holds results of "
+                 "plain functions, not of async def functions")
         if disabled:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await func(*args, **kwargs)
@@ -774,7 +798,7 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     generation stamp (mapped memory, no system call): a removal in any process changes it,
     and the tier forgets everything. An entry's expiry is kept with its value."""
     func, key_of = memo.func, memo.key_of
-    switch, recent, gen, now = SWITCH, memo.recent, memo.generation, time.time
+    switch, now = SWITCH, time.time
     hit, tally = memo.hit_count.bump, memo.tally
     # A path argument's file may change (files=): such calls are always hashed.
     simple = frozenset() if getattr(memo, "files", ()) else _SIMPLE
@@ -782,7 +806,7 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if switch.active and switch.off(memo):
             return func(*args, **kwargs)
-        if gen[0] != memo.stamp:
+        if memo.generation[0] != memo.stamp:
             memo.forget()
         if kwargs:
             mkey: Any = (args, tuple(kwargs.items()))
@@ -793,6 +817,7 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
             if type(value) not in simple:
                 mkey = key_of(args, kwargs)  # a str: never equal to a tuple of arguments
                 break
+        recent = memo.recent  # an attribute, not a closure cell: a copy gets its own
         held = recent.get(mkey)
         if held is not None and held[1] > now():
             try:

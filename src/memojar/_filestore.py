@@ -159,6 +159,16 @@ class FileStore(Store):
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (a function sent to a worker by value) starts with no tally of its own."""
+        state = self.__dict__.copy()
+        del state["_tally"], state["_tally_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._tally, self._tally_lock, self._tally_pid = {}, threading.Lock(), os.getpid()
+
     def path(self, function: str, key: str) -> str:
         fdir = self._dirs.get(function)
         if fdir is None:
@@ -429,7 +439,7 @@ class FileStore(Store):
             os.close(fd)
 
     # --- saved statistics ---------------------------------------------------------------
-    # ``<root>/.stats`` (JSON, replaced whole under ``<root>/.stats.lock``) holds, per
+    # ``<root>/.stats`` (JSON, replaced whole under a lock on the root) holds, per
     # function name, the hits, misses and compute time saved of every process, and, per
     # function directory, its entries and bytes. Processes count in memory and merge their
     # deltas now and then (``merge_stats``); the counts start from one listing (``count``).
@@ -477,7 +487,7 @@ class FileStore(Store):
             if not (functions or recount or any(t != [0, 0] for t in tally.values())):
                 return
             _no_links(self.root)
-            lock = _flock(os.path.join(self.root, _STATS + ".lock"))
+            lock = self._stats_lock()
         except BaseException:
             self._restore(tally)
             raise
@@ -500,6 +510,19 @@ class FileStore(Store):
             raise
         finally:
             lock.release()
+
+    def _stats_lock(self) -> Any:
+        """The stats file's lock: a ``flock`` on the root directory itself, so no lock file
+        is left for ``prune`` to remove (and none can be removed under a waiter)."""
+        if fcntl is None:
+            return _flock(os.path.join(self.root, _STATS + ".lock"))
+        fd = os.open(self.root, _O_DIR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _FlockLock(fd)
 
     def _write_stats(self, data: dict[str, Any]) -> None:
         path = os.path.join(self.root, _STATS)
@@ -549,7 +572,7 @@ class FileStore(Store):
             _no_links(self.root)
         except OSError:
             return
-        lock = _flock(os.path.join(self.root, _STATS + ".lock"))
+        lock = self._stats_lock()
         try:
             data = self.read_stats()
             if not data.get("counts"):
