@@ -46,6 +46,7 @@ class _Missing:
 MISSING: Any = _Missing()
 _TASKS: set[Any] = set()  # background recomputations of coroutine functions, kept alive
 _DEBUG = logging.DEBUG
+_compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIME_AT
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # Failures to load an entry that say something about this process, not about the entry:
 # the call recomputes, and the entry stays for the processes that can load it.
@@ -241,7 +242,7 @@ class _Memo:
             if not isinstance(cause, _NOT_THE_ENTRY):
                 self.discard(key, miss.reason, data)
             return MISSING
-        self.tally.saved += _entry.compute_time_of(data)
+        self.tally.saved += _compute_time(data, _COMPUTE_TIME_AT)[0]
         if logger.isEnabledFor(_DEBUG):
             header = _entry.read_header(data)  # the whole header, however many buffers
             logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
@@ -260,7 +261,7 @@ class _Memo:
             value = _entry.load(payload, buffers)
         except Miss:
             return MISSING
-        self.tally.saved += _entry.compute_time_of(data)
+        self.tally.saved += _compute_time(data, _COMPUTE_TIME_AT)[0]
         with self.revalidating_lock:
             if key in self.revalidating:
                 return value

@@ -194,14 +194,10 @@ def _sign(secret: bytes, head: bytes, header: list[Any], body: list[Any]) -> byt
     return mac.digest()
 
 
-_COMPUTE_TIME = struct.Struct("<d")
-_COMPUTE_TIME_AT = _PREFIX.size + 16  # after created and expires
-
-
-def compute_time_of(data: Any) -> float:
-    """The compute time an entry records, read from a ``verify``-ed entry (for the time its
-    hits saved): one unpack, nothing else parsed."""
-    return _COMPUTE_TIME.unpack_from(data, _COMPUTE_TIME_AT)[0]
+# Where a ``verify``-ed entry records its compute time (for the time its hits saved): the
+# hit path reads it with one unpack, ``unpack_compute_time(data, COMPUTE_TIME_AT)[0]``.
+unpack_compute_time = struct.Struct("<d").unpack_from
+COMPUTE_TIME_AT = _PREFIX.size + 16  # after created and expires
 
 
 def verify(
