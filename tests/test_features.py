@@ -682,3 +682,26 @@ def test_a_cloudpickle_copy_of_a_memory_tier_function_holds_its_own_and_sees_cle
     assert copy(1) is first
     local.cache_clear()
     assert copy(1) is not first
+
+
+def test_redis_statistics_add_up_over_caches(redis_location: str) -> None:
+    def make() -> Any:
+        cache = Cache(redis_location, secret="s")
+
+        @cache.cached
+        def f(x: int) -> int:
+            time.sleep(0.05)
+            return x
+
+        return cache, f
+
+    (a, fa), (b, fb) = make(), make()  # two processes' views, flushed one after the other
+    fa(1)
+    fa(1)
+    fb(1)
+    fb(1)
+    a.flush_stats()
+    b.flush_stats()
+    [(hits, misses, saved)] = a.saved_stats().values()
+    assert (hits, misses) == (3, 1)
+    assert 0.1 < saved < 1.0
