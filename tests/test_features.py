@@ -513,7 +513,7 @@ def test_the_memory_tier_sees_another_process_remove_the_entry(
         code = """
             import glob, os
             from memojar import Cache
-            [path] = glob.glob(os.path.join(os.environ["MEMOJAR_DIR"], "*", "*", "*.mj"))
+            [path] = glob.glob(os.path.join(os.environ["MEMOJAR_DIR"], "*", "*", "*.pkl"))
             os.utime(path, (0, 0))
             print(Cache(max_size=1).prune())
         """
