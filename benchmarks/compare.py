@@ -954,8 +954,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     gs = goals(bench.results)
     print()
-    print(table(bench.results))
-    print()
+    if workload_order(bench.results):
+        print(table(bench.results))
+        print()
     for w in EXTRA:
         if w in bench.results:
             cells = ", ".join(f"{name} {fmt(v)}" for name, v in bench.results[w].items())
