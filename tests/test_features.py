@@ -705,3 +705,19 @@ def test_redis_statistics_add_up_over_caches(redis_location: str) -> None:
     [(hits, misses, saved)] = a.saved_stats().values()
     assert (hits, misses) == (3, 1)
     assert 0.1 < saved < 1.0
+
+
+def test_a_forked_pool_workers_statistics_are_merged_when_it_leaves(
+    tmp_path: Path, shared_dir: Path,
+) -> None:
+    m = make_module(tmp_path)
+    finish(spawn(m, """
+        import multiprocessing
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(1) as pool:
+            assert pool.map(m.held, [5, 5, 5, 5]) == [[5]] * 4
+            pool.close()
+            pool.join()
+    """, shared_dir))
+    [row] = cli_json(shared_dir, "ls", "--json")
+    assert (row["hits"], row["misses"]) == (3, 1)

@@ -558,24 +558,34 @@ FLUSH_EVERY = 5.0  # seconds between merges of a process's statistics into the s
 
 class _Flusher:
     """Merges every cache's statistics every ``FLUSH_EVERY`` seconds and at exit, from one
-    daemon thread per process (started again in a forked child, whose counts start from
-    what it inherited: the parent merges those)."""
+    daemon thread per process, started by the first ``Cache``.
+
+    The thread is stopped before a ``fork`` and started again after it, in the parent and
+    in the child (whose counts start from what it inherited: the parent merges those), so a
+    fork never finds it running (Python 3.12 warns about forking a multi-threaded process).
+    A ``multiprocessing`` child, which leaves without running ``atexit``, merges through
+    ``multiprocessing.util.Finalize``."""
 
     def __init__(self) -> None:
         self.caches: weakref.WeakSet[Cache] = weakref.WeakSet()
         self.lock = threading.Lock()
-        self.pid = 0  # of the process whose thread runs
+        self.thread: threading.Thread | None = None
+        self.stop = threading.Event()
 
     def watch(self, cache: Cache) -> None:
         with self.lock:
             self.caches.add(cache)
-            if self.pid != os.getpid():
-                self.pid = os.getpid()
-                threading.Thread(target=self._run, name="memojar-stats", daemon=True).start()
+            if self.thread is None:
+                self._start()
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(FLUSH_EVERY)
+    def _start(self) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(self.stop,),
+                                       name="memojar-stats", daemon=True)
+        self.thread.start()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(FLUSH_EVERY):
             self.flush()
 
     def flush(self) -> None:
@@ -587,20 +597,44 @@ class _Flusher:
             except Exception as exc:  # noqa: BLE001 - statistics never fail the program
                 logger.debug("cannot save statistics in %s: %s", cache.directory, exc)
 
-    def forked(self) -> None:
+    def before_fork(self) -> None:
+        import sys
+
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:  # runs in a multiprocessing child once it cleared its registry
+            util.register_after_fork(self, _Flusher._merge_at_worker_exit)
+        thread = self.thread
+        if thread is not None:
+            self.stop.set()
+            if thread is not threading.current_thread():
+                thread.join(timeout=1.0)  # a merge in progress finishes first
+
+    def after_fork_in_parent(self) -> None:
+        if self.thread is not None:
+            self._start()
+
+    def after_fork_in_child(self) -> None:
         self.lock = threading.Lock()
         for cache in list(self.caches):
             cache._flush_lock = threading.Lock()
             for tally in cache._tallies:
                 tally.flushed = tally.now()
-        self.pid = os.getpid()
-        threading.Thread(target=self._run, name="memojar-stats", daemon=True).start()
+        if self.thread is not None:
+            self._start()
+
+    def _merge_at_worker_exit(self) -> None:
+        """In a multiprocessing child: it leaves by ``os._exit``, after its finalizers."""
+        from multiprocessing import util
+
+        util.Finalize(None, self.flush, exitpriority=10)
 
 
 _FLUSHER = _Flusher()
 atexit.register(_FLUSHER.flush)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_FLUSHER.forked)
+    os.register_at_fork(before=_FLUSHER.before_fork,
+                        after_in_parent=_FLUSHER.after_fork_in_parent,
+                        after_in_child=_FLUSHER.after_fork_in_child)
 
 _caches: dict[str, Cache] = {}
 _caches_lock = threading.Lock()
