@@ -721,3 +721,21 @@ def test_a_forked_pool_workers_statistics_are_merged_when_it_leaves(
     """, shared_dir))
     [row] = cli_json(shared_dir, "ls", "--json")
     assert (row["hits"], row["misses"]) == (3, 1)
+
+
+def test_the_memory_tier_still_sees_an_edited_file_argument(tmp_path: Path) -> None:
+    """files= (depends_on branch): a path argument is not looked up by its text alone."""
+    import inspect
+
+    if "files" not in inspect.signature(cached).parameters:
+        pytest.skip("files= is not in this branch yet")
+    path = tmp_path / "data.txt"
+    path.write_text("first")
+
+    @cached(cache_dir=tmp_path / "c", memory=4, files=("name",))  # type: ignore[call-overload]
+    def read(name: str) -> str:
+        return Path(name).read_text()
+
+    assert read(str(path)) == "first"
+    path.write_text("second, longer")
+    assert read(str(path)) == "second, longer"
