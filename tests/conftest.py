@@ -26,6 +26,16 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MEMOJAR_DISABLE", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_periodic_stats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test process's statistics thread merges nothing while a test runs: a ``.stats``
+    file or ``<prefix>stats`` key appearing at a 5 s boundary would race tests that list a
+    cache. Tests of the merging call ``flush_stats()`` or run other processes."""
+    from memojar import _cache
+
+    monkeypatch.setattr(_cache._FLUSHER, "flush", lambda: None)
+
+
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"

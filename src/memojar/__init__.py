@@ -14,9 +14,12 @@ from __future__ import annotations
 import logging as _logging
 
 from ._cache import Cache, CachedFunction, CacheInfo, EntryInfo, cached
+from ._control import disabled
 from ._errors import MemojarWarning
 
-__all__ = ["Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning", "cached"]
+__all__ = [
+    "Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning", "cached", "disabled",
+]
 __version__ = "0.1.0"
 
 _logging.getLogger("memojar").addHandler(_logging.NullHandler())
