@@ -406,7 +406,7 @@ def test_max_size_keeps_the_cache_under_the_limit(cache_dir: Path) -> None:
 
 
 def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
-    cache = Cache(cache_dir, max_size=12_000)
+    cache = Cache(cache_dir, max_size=12_500)  # ten entries of about 1.2 kB fit
     calls: list[int] = []
 
     @cache.cached
@@ -431,7 +431,7 @@ def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
 
 
 def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
-    cache = Cache(cache_dir, max_size=12_000)
+    cache = Cache(cache_dir, max_size=12_500)  # ten entries of about 1.2 kB fit
 
     @cache.cached
     def f(i):

@@ -85,6 +85,11 @@ class CachedFunction(Protocol[P, R_co]):
         """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
         ...
 
+    def cache_explain(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """One line: would this call hit, and if not why (no entry, stale, or what changed:
+        the function's code, a helper, constant or class, the version, a package, Python)."""
+        ...
+
 
 Ttl = float | int | _dt.timedelta | None
 
@@ -165,6 +170,8 @@ class Cache:
         version: str | int | None = None,
         ignore: Iterable[str] | str = (),
         key: Callable[..., Any] | None = None,
+        depends_on: Any = (),
+        files: Iterable[str] | str = (),
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
     def cached(
@@ -176,9 +183,12 @@ class Cache:
         version: str | int | None = None,
         ignore: Iterable[str] | str = (),
         key: Callable[..., Any] | None = None,
+        depends_on: Any = (),
+        files: Iterable[str] | str = (),
     ) -> Any:
         """Cache a function's results in this cache (see ``memojar.cached``)."""
         ttl_seconds = _ttl(ttl)
+        file_params = _ignore(files, "files")
         _entry.version_tag(version)  # raises TypeError for a version of another type
         ignored = _ignore(ignore)
         if key is not None and not callable(key):
@@ -186,6 +196,11 @@ class Cache:
         if key is not None and ignored:
             raise ValueError(
                 "pass ignore= or key=, not both: key= already chooses what is hashed"
+            )
+        if key is not None and file_params:
+            raise ValueError(
+                "pass files= or key=, not both: key= already chooses what is hashed (return "
+                "the file's content or its digest from it)"
             )
         disabled = os.environ.get("MEMOJAR_DISABLE", "") not in ("", "0")
 
@@ -215,7 +230,8 @@ class Cache:
                     "function, and a generator cannot be stored; return a list (or a tuple) "
                     "of its items instead"
                 )
-            memo = _Memo(self, f, ttl_seconds, version, ignored, key)
+            memo = _Memo(self, f, ttl_seconds, version, ignored, key,
+                          depends_on=depends_on, files=file_params)
             self._memos.append(memo)
             return make_wrapper(memo, disabled)
 
@@ -413,6 +429,8 @@ def cached(
     version: str | int | None = None,
     ignore: Iterable[str] | str = (),
     key: Callable[..., Any] | None = None,
+    depends_on: Any = (),
+    files: Iterable[str] | str = (),
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
 
@@ -425,6 +443,8 @@ def cached(
     version: str | int | None = None,
     ignore: Iterable[str] | str = (),
     key: Callable[..., Any] | None = None,
+    depends_on: Any = (),
+    files: Iterable[str] | str = (),
 ) -> Any:
     """Store each result on disk, keyed by the call's arguments; return it on the next call.
 
@@ -432,14 +452,18 @@ def cached(
     cache directory). ``ttl``: seconds or a timedelta after which an entry is recomputed.
     ``version``: a str or int; entries of other versions are never returned. ``ignore``:
     parameter names left out of the key. ``key``: a function of the same arguments whose
-    picklable result is hashed instead of the arguments.
+    picklable result is hashed instead of the arguments. ``depends_on``: package names,
+    callables or plain values the results also depend on (part of the function's identity).
+    ``files``: names of parameters whose values are paths to files or directories; the key
+    covers their content.
     """
     if func is not None and not callable(func):
         raise TypeError(
             f"cached needs a function to decorate, not {type(func).__name__} ({func!r}); "
             "to set options, call it with keywords: @cached(ttl=60)"
         )
-    decorate = _cache_for(cache_dir).cached(ttl=ttl, version=version, ignore=ignore, key=key)
+    decorate = _cache_for(cache_dir).cached(ttl=ttl, version=version, ignore=ignore, key=key,
+                                            depends_on=depends_on, files=files)
     return decorate if func is None else decorate(func)
 
 
@@ -462,11 +486,11 @@ def _ttl(ttl: Ttl) -> float | None:
     return seconds
 
 
-def _ignore(ignore: Iterable[str] | str) -> tuple[str, ...]:
+def _ignore(ignore: Iterable[str] | str, option: str = "ignore") -> tuple[str, ...]:
     names = (ignore,) if isinstance(ignore, str) else tuple(ignore)
     for name in names:
         if not isinstance(name, str):
-            raise TypeError(f"ignore= takes parameter names (str), got {name!r}")
+            raise TypeError(f"{option}= takes parameter names (str), got {name!r}")
     return names
 
 
