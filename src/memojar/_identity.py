@@ -109,6 +109,8 @@ def _callable_shape(func: Any, seen: set[int]) -> Any:
                 _value_shape(func.__self__, seen, by_state=True))
     if isinstance(func, type):
         return class_shape(func, seen)
+    if getattr(func, "__memojar__", None) is not None:  # a decorated function: what it runs
+        return ("cached", _callable_shape(func.__wrapped__, seen))
     code = getattr(func, "__code__", None)
     shape: list[Any] = [function_name(func)]
     if isinstance(code, CodeType):
