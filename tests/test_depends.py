@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from memojar import Cache
+from memojar import Cache, _entry
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -233,7 +233,7 @@ def test_a_method_depends_on_its_class(tmp_path: Path) -> None:
 
 def test_globals_defined_after_the_function_count_and_resolve_once(tmp_path: Path) -> None:
     write(tmp_path, {"memojar_late.py": f"""
-        from memojar import Cache
+        from memojar import Cache, _entry
 
         @Cache({str(tmp_path / "cache")!r}).cached
         def f(x):
@@ -435,4 +435,5 @@ def test_a_result_without_user_classes_carries_no_class_section(tmp_path: Path) 
     f = Cache(tmp_path).cached(lambda x: {"a": [x, 1.5, "s", (None,)]})
     f(1)
     (entry,) = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".mj", ".pkl")]
-    assert b"\x1f" not in entry.read_bytes()[:400]
+    header = _entry.read_header(entry.read_bytes())
+    assert header.classes == "" and header.ident.startswith(b"tests.test_depends.")
