@@ -436,4 +436,18 @@ def test_a_result_without_user_classes_carries_no_class_section(tmp_path: Path) 
     f(1)
     (entry,) = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".mj", ".pkl")]
     header = _entry.read_header(entry.read_bytes())
-    assert header.classes == "" and header.ident.startswith(b"tests.test_depends.")
+    assert header.classes == "" and header.manifest.startswith("code ")
+
+
+class Box:
+    def __init__(self, x):
+        self.x = x
+
+
+def test_a_result_with_user_classes_lists_them_in_the_header(tmp_path: Path) -> None:
+    f = Cache(tmp_path).cached(lambda x: {"a": [Box(x)], "b": Box})
+    f(1)
+    (entry,) = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".mj", ".pkl")]
+    header = _entry.read_header(entry.read_bytes())
+    assert header.classes.startswith(f"class {Box.__module__}.Box ")
+    assert f(1)["a"][0].x == 1 and f.cache_info().hits == 1
