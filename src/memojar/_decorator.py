@@ -76,7 +76,7 @@ class _Memo:
         self.secret = cache.secret
         self.name = function_name(func)
         self.scope = scope_of(func)  # its script or notebook, for a function of __main__
-        self.version = version  # self.ident: at the first call (see __getattr__)
+        self.version = version  # self.ident: at the first call (see ident)
         self.depends_on = _depends.depends_on_rows(depends_on)
         self.seed = _entry.key_seed(self.scope)  # entries of other Pythons/scopes live apart
         self.ttl = ttl
@@ -102,19 +102,18 @@ class _Memo:
         self.misses = 0
         self.swept = False  # entries of this function's other code/versions evicted yet?
 
-    def __getattr__(self, name: str) -> Any:
-        """``ident``, made at its first use (the first call): the function's code and what it
-        depends on, so globals defined after the decorated function count. Set as a plain
-        attribute then, so that no later call comes here."""
-        if name != "ident":
-            raise AttributeError(name)
+    @functools.cached_property
+    def ident(self) -> bytes:
+        """The header's identity, made at its first use (the first call): the function's code
+        and what it depends on, so globals defined after the decorated function count. Kept
+        in the instance's dict then (``cached_property``), so no later call comes here, and
+        no other attribute lookup pays for it (a ``__getattr__`` would slow them all)."""
         rows = (*dependencies(self.target), *self.depends_on[0],
                 *_depends.callable_rows(self.depends_on[1]))
         self.rows = rows
         fingerprint = identity_digest(rows)
         ident = _entry.make_ident(self.name, self.version, fingerprint, self.scope)
-        self.ident = ident + _entry.manifest(rows)
-        return self.ident
+        return ident + _entry.manifest(rows)
 
     # --- the hit path ---------------------------------------------------------------
 
