@@ -451,3 +451,39 @@ def test_a_result_with_user_classes_lists_them_in_the_header(tmp_path: Path) -> 
     header = _entry.read_header(entry.read_bytes())
     assert header.classes.startswith(f"class {Box.__module__}.Box ")
     assert f(1)["a"][0].x == 1 and f.cache_info().hits == 1
+
+
+# --- cache_explain in one process -------------------------------------------------------
+
+def test_explain_says_stale_since_when(tmp_path: Path) -> None:
+    f = Cache(tmp_path).cached(ttl=0.05)(lambda x: x)
+    f(1)
+    time.sleep(0.1)
+    assert f.cache_explain(1).startswith("stale: expired 20")
+
+
+def test_explain_names_a_version_change(tmp_path: Path) -> None:
+    def g(x):
+        return x
+
+    Cache(tmp_path).cached(version=1)(g)(1)
+    g2 = Cache(tmp_path).cached(version=2)(g)
+    assert g2.cache_explain(1) == "incompatible: the version changed (1 -> 2)"
+    assert g2.cache_explain(2) == "miss: no entry for these arguments"
+
+
+def test_explain_names_another_pythons_entry(tmp_path: Path) -> None:
+    f = Cache(tmp_path).cached(lambda x: x)
+    memo = f.__memojar__
+    f(0)  # resolves the ident
+    other = "3.99"
+    ident = memo.ident.replace(f"\0{_entry.PYTHON}\0".encode(), f"\0{other}\0".encode())
+    from memojar._keys import make_key
+
+    key = make_key(memo.binder(1), _entry.key_seed(memo.scope, other))
+    chunks = _entry.encode(1, ident=ident, key=key, created=time.time(), expires=None,
+                           compute_time=0.0)
+    memo.store.write(memo.name, key, chunks, None)
+    assert f.cache_explain(1) == (
+        f"miss: no entry for this Python ({_entry.PYTHON}); Python {other} stored one "
+        "(each Python version keeps its own)")
