@@ -487,3 +487,38 @@ def test_explain_names_another_pythons_entry(tmp_path: Path) -> None:
     assert f.cache_explain(1) == (
         f"miss: no entry for this Python ({_entry.PYTHON}); Python {other} stored one "
         "(each Python version keeps its own)")
+
+
+HELPER_FACTOR = 2
+
+
+def _helper(x):
+    return x * HELPER_FACTOR
+
+
+def test_ls_function_says_what_changed_for_each_superseded_entry(tmp_path: Path, capsys,
+                                                                 monkeypatch) -> None:
+    from memojar import _cli
+
+    def f(x):
+        return _helper(x)
+
+    cache = Cache(tmp_path / "cache")
+    old = cache.cached(f)
+    old(1)
+    monkeypatch.setitem(globals(), "HELPER_FACTOR", 3)  # a constant edited, a new process
+    from memojar import _identity
+
+    _identity._deps_of.clear()
+    new = cache.cached(f)
+    new.__memojar__.swept = True  # a process still running the old code stored meanwhile
+    time.sleep(0.01)
+    new(2)
+    name = new.__memojar__.name
+    assert _cli.main(["--dir", str(tmp_path / "cache"), "ls", name, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    by_key = {e["key"]: e for e in listed}
+    assert by_key[new.cache_key(1)]["reason"] == (
+        f"constant {__name__}.HELPER_FACTOR changed")
+    assert by_key[new.cache_key(2)]["reason"] == ""
+    assert new.cache_explain(1) == f"incompatible: constant {__name__}.HELPER_FACTOR changed"

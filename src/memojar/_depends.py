@@ -281,7 +281,7 @@ def explain_absent(memo: Any, values: tuple) -> str:
 
 def explain_miss(memo: Any, data: Any, reason: str) -> str:
     """Why the entry stored for a call cannot be used, naming what changed."""
-    from ._entry import PYTHON, Miss, parse_rows, read_header, version_tag
+    from ._entry import PYTHON, Miss, read_header, version_tag
 
     try:
         header = read_header(data)
@@ -301,26 +301,35 @@ def explain_miss(memo: Any, data: Any, reason: str) -> str:
     if header.ident != memo.ident:
         if not header.manifest:
             return "incompatible: the code changed (the entry lists no dependencies)"
-        old, new = parse_rows(header.manifest), parse_rows(_manifest_text(memo))
-        changes = []
-        for name in sorted(old.keys() | new.keys(), key=lambda n: (n not in new
-                                                                   or new[n][0] != "code", n)):
-            was, now = old.get(name), new.get(name)
-            if was == now:
-                continue
-            kind = (now or was)[0]  # type: ignore[index]
-            if kind == "code":
-                changes.append(f"the code of {name or memo.name} changed")
-            elif kind == "package" and was and now:
-                changes.append(f"package {name} {was[1]} -> {now[1]}")
-            elif was is None:
-                changes.append(f"{_KIND_WORDS.get(kind, kind)} {name} is new")
-            elif now is None:
-                changes.append(f"{_KIND_WORDS.get(kind, kind)} {name} is no longer used")
-            else:
-                changes.append(f"{_KIND_WORDS.get(kind, kind)} {name} changed")
-        return "incompatible: " + ("; ".join(changes) or "the code changed")
+        return "incompatible: " + changes(header.manifest, _manifest_text(memo), memo.name)
     return f"miss: {reason}"
+
+
+def changes(old_manifest: str, new_manifest: str, function: str) -> str:
+    """What differs between two manifests (an entry's and the current code's, or an older
+    entry's and the newest one's), most telling first: the function's own code, then each
+    helper, class, constant, package or value by name."""
+    from ._entry import parse_rows
+
+    old, new = parse_rows(old_manifest), parse_rows(new_manifest)
+    found = []
+    for name in sorted(old.keys() | new.keys(), key=lambda n: (n != "", n)):
+        was, now = old.get(name), new.get(name)
+        if was == now:
+            continue
+        kind = (now or was)[0]  # type: ignore[index]
+        word = _KIND_WORDS.get(kind, kind)
+        if kind == "code":
+            found.append(f"the code of {name or function} changed")
+        elif kind == "package" and was and now:
+            found.append(f"package {name} {was[1]} -> {now[1]}")
+        elif was is None:
+            found.append(f"{word} {name} is new")
+        elif now is None:
+            found.append(f"{word} {name} is no longer used")
+        else:
+            found.append(f"{word} {name} changed")
+    return "; ".join(found) or "the code changed"
 
 
 def _tag(tag: str) -> str:
