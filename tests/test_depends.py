@@ -522,3 +522,43 @@ def test_ls_function_says_what_changed_for_each_superseded_entry(tmp_path: Path,
         f"constant {__name__}.HELPER_FACTOR changed")
     assert by_key[new.cache_key(2)]["reason"] == ""
     assert new.cache_explain(1) == f"incompatible: constant {__name__}.HELPER_FACTOR changed"
+
+
+class _Hostile:
+    @property
+    def __class__(self):  # isinstance() asks for it: the walk meets an error
+        raise RuntimeError("no class for you")
+
+
+HOSTILE = _Hostile()
+
+
+def test_a_dependency_that_cannot_be_followed_costs_a_warning_not_the_call(tmp_path: Path
+                                                                         ) -> None:
+    def f(x):
+        return x if HOSTILE else 0
+
+    g = Cache(tmp_path).cached(f)
+    with pytest.warns(UserWarning, match="cannot follow what .*f depends on .*RuntimeError"):
+        assert g(1) == 1
+    assert g(1) == 1 and g.cache_info().hits == 1
+
+
+def test_many_helpers_compress_their_manifest_and_explain_names_the_change(tmp_path: Path
+                                                                          ) -> None:
+    chain = "".join(f"def h{i}(x):\n    return h{i + 1}(x) + {i}\n\n" for i in range(40))
+    chain += "def h40(x):\n    return x\n"
+    write(tmp_path, {"many.py": chain, "main.py": """
+        from memojar import cached
+        import many
+
+        @cached
+        def f(x):
+            return many.h0(x)
+    """})
+    first = run(tmp_path)
+    assert "\x1ez" in first["ident"]  # compressed
+    write(tmp_path, {"many.py": chain.replace("return h17(x) + 16", "return h17(x) - 16")})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: helper many.h16 changed"

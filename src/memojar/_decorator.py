@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from . import _depends, _entry
 from ._entry import Miss
 from ._errors import logger, warn
-from ._identity import dependencies, function_name, identity_digest, scope_of, split
+from ._identity import (
+    code_fingerprint,
+    dependencies,
+    function_name,
+    identity_digest,
+    scope_of,
+    split,
+)
 from ._keys import make_binder, make_key, make_key_caller, parameter_names, prebound
 
 if TYPE_CHECKING:
@@ -108,8 +115,13 @@ class _Memo:
         and what it depends on, so globals defined after the decorated function count. Kept
         in the instance's dict then (``cached_property``), so no later call comes here, and
         no other attribute lookup pays for it (a ``__getattr__`` would slow them all)."""
-        rows = (*dependencies(self.target), *self.depends_on[0],
-                *_depends.callable_rows(self.depends_on[1]))
+        try:
+            rows = (*dependencies(self.target), *self.depends_on[0],
+                    *_depends.callable_rows(self.depends_on[1]))
+        except Exception as exc:  # noqa: BLE001 - a call must not fail for its fingerprint
+            warn(f"cannot follow what {self.name} depends on ({type(exc).__name__}: {exc}); "
+                 "only its own code is tracked: name what it depends on in version=")
+            rows = (("code", "", code_fingerprint(self.target)), *self.depends_on[0])
         self.rows = rows
         fingerprint = identity_digest(rows)
         ident = _entry.make_ident(self.name, self.version, fingerprint, self.scope)

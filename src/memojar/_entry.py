@@ -58,15 +58,33 @@ CLASSES = b"\x1f"  # starts the result classes an entry adds after the ident
 
 def manifest(rows: Any) -> bytes:
     """The ident's record of what the fingerprint covers, for ``cache_explain``: one
-    ``kind name fingerprint`` line a dependency (names hold no space, NUL or separator).
+    ``kind name fingerprint`` line a dependency (names hold no space, NUL or separator),
+    compressed when long (50 dependencies take about a kilobyte, not four).
 
     The fingerprint field already covers it; it rides with the ident (compared with it on
     the hit path, in the same single comparison) so that an entry can say what changed."""
-    return MANIFEST + "\n".join(" ".join(row) for row in rows).encode()
+    text = "\n".join(" ".join(row) for row in rows).encode()
+    if len(text) > _SMALL_MANIFEST:  # many dependencies: compressed, in base85 (no separator)
+        import base64
+        import zlib
+
+        text = b"z" + base64.b85encode(zlib.compress(text, 9))
+    return MANIFEST + text
+
+
+_SMALL_MANIFEST = 200  # bytes; a function with a few dependencies keeps them readable
 
 
 def parse_rows(text: str) -> dict[str, tuple[str, str]]:
     """A manifest's or result-classes section's lines as ``{name: (kind, fingerprint)}``."""
+    if text.startswith("z"):
+        import base64
+        import zlib
+
+        try:
+            text = zlib.decompress(base64.b85decode(text[1:])).decode()
+        except (ValueError, zlib.error):
+            return {}
     rows: dict[str, tuple[str, str]] = {}
     for line in text.splitlines():
         parts = line.split(" ")
