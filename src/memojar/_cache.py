@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from . import _entry
-from ._decorator import _Memo, make_wrapper
+from ._decorator import Counter, _Memo, make_wrapper
 from ._entry import Miss
 from ._identity import generator_kind
 from ._store import Store, StoredEntry
@@ -107,8 +107,9 @@ def default_directory() -> str:
 def open_store(
     location: str, max_size: int | None, signed: bool, secret: bytes | None = None
 ) -> Store:
-    """The store for a location: a ``redis://`` URL or a directory path. ``secret`` lets
-    a store sign what it keeps beside entries (Redis chunk pointers)."""
+    """The store for a location: a ``redis://`` or ``s3://`` URL, or a directory path.
+
+    ``secret`` lets a store sign what it keeps beside entries (Redis chunk pointers)."""
     if location.startswith(("redis://", "rediss://", "unix://")):
         try:
             from ._redisstore import RedisStore
@@ -119,6 +120,16 @@ def open_store(
                 "(for a published release: pip install 'memojar[redis]')"
             ) from exc
         return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
+    if location.startswith("s3://"):
+        try:
+            from ._s3store import S3Store
+        except ImportError as exc:
+            raise ImportError(
+                f"cache location {location!r} needs the S3 client (boto3): run "
+                "pip install -e '.[s3]' in your memojar clone "
+                "(for a published release: pip install 'memojar[s3]')"
+            ) from exc
+        return S3Store(location, max_size=max_size, signed=signed)
     from ._filestore import FileStore
 
     return FileStore(location, max_size=max_size, trust_foreign=signed)
@@ -130,6 +141,12 @@ class Cache:
     ``max_size``: bytes for the whole cache; writes evict least-recently-used entries.
     ``secret``: bytes or str (default ``$MEMOJAR_SECRET``); when set, every entry is signed
     with HMAC-SHA256 and an entry that does not verify is never unpickled.
+    ``lock_timeout``: seconds a call waits for another caller computing the same key;
+    past it, it computes itself with a ``MemojarWarning``.
+
+    A ``Cache`` pickles as its settings (location, ``max_size``, ``secret`` and
+    ``lock_timeout``): it unpickles to a cache on the same location, without the
+    functions decorated in this process or their counters.
     """
 
     def __init__(
@@ -137,6 +154,7 @@ class Cache:
         directory: str | os.PathLike[str] | None = None,
         max_size: int | None = None,
         secret: bytes | str | None = None,
+        lock_timeout: float = 600,
     ) -> None:
         if max_size is not None:
             if isinstance(max_size, bool) or not isinstance(max_size, int):
@@ -145,13 +163,21 @@ class Cache:
                 )
             if max_size <= 0:
                 raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
+        self.lock_timeout = _lock_timeout(lock_timeout)
         self.secret = _secret(secret)
         location = os.fspath(directory) if directory is not None else default_directory()
         self.store = open_store(location, max_size, signed=self.secret is not None,
                                 secret=self.secret)
         self.directory = self.store.location
         self.max_size = max_size
-        self._memos: list[_Memo] = []
+        self._location = location  # as given (a Redis URL keeps its password), for pickling
+        self._secret_arg = secret
+        # The hit and miss counters of every function decorated here, for ``stats()``; not
+        # the functions themselves, so the cache keeps no decorated function alive.
+        self._counters: list[tuple[Counter, Counter]] = []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Cache, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
 
     def __repr__(self) -> str:
         return f"Cache({self.directory!r}, max_size={self.max_size!r})"
@@ -232,7 +258,7 @@ class Cache:
                 )
             memo = _Memo(self, f, ttl_seconds, version, ignored, key,
                           depends_on=depends_on, files=file_params)
-            self._memos.append(memo)
+            self._counters.append((memo.hit_count, memo.miss_count))
             return make_wrapper(memo, disabled)
 
         return decorate if func is None else decorate(func)
@@ -313,8 +339,8 @@ class Cache:
     def stats(self) -> CacheInfo:
         """Hits and misses of this process for all functions of this cache, and what is
         stored."""
-        hits = sum(m.hits for m in self._memos)
-        misses = sum(m.misses for m in self._memos)
+        hits = sum(hit.value for hit, _ in self._counters)
+        misses = sum(miss.value for _, miss in self._counters)
         return CacheInfo(hits, misses, *self._stored(None))
 
     def _info(self, memo: _Memo) -> CacheInfo:
@@ -408,8 +434,14 @@ _caches_lock = threading.Lock()
 
 
 def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
-    """One shared ``Cache`` per location, for ``@cached(cache_dir=...)``."""
+    """One shared ``Cache`` per location, for ``@cached(cache_dir=...)``.
+
+    Paths are normalised first (``"c"``, ``"./c"``, ``"~/c"`` and their absolute path are one
+    cache, so their counters add up); URLs are taken as they are.
+    """
     location = os.fspath(cache_dir) if cache_dir is not None else default_directory()
+    if "://" not in location:
+        location = os.path.abspath(os.path.expanduser(location))
     with _caches_lock:
         cache = _caches.get(location)
         if cache is None:
@@ -492,6 +524,19 @@ def _ignore(ignore: Iterable[str] | str, option: str = "ignore") -> tuple[str, .
         if not isinstance(name, str):
             raise TypeError(f"{option}= takes parameter names (str), got {name!r}")
     return names
+
+
+def _lock_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"lock_timeout= must be seconds (int or float), not {type(timeout).__name__}"
+        )
+    if not timeout >= 0:  # also NaN
+        raise ValueError(
+            f"lock_timeout= must be zero or more seconds (math.inf to wait as long as it "
+            f"takes), got {timeout!r}"
+        )
+    return float(timeout)
 
 
 def _secret(secret: bytes | str | None) -> bytes | None:
