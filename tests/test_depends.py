@@ -562,3 +562,37 @@ def test_many_helpers_compress_their_manifest_and_explain_names_the_change(tmp_p
     second = run(tmp_path)
     assert second["misses"] == 1
     assert second["explain"] == "incompatible: helper many.h16 changed"
+
+
+INSTANCE = """
+    class Model:
+        def predict(self, x):
+            return x + 1
+
+    model = Model()
+"""
+
+
+def test_a_global_instance_counts_by_its_class_code(tmp_path: Path) -> None:
+    write(tmp_path, {"models.py": INSTANCE, "main.py": """
+        from memojar import cached
+        from models import model
+
+        @cached
+        def f(x):
+            return model.predict(x)
+    """})
+    assert run(tmp_path)["value"] == "4"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": INSTANCE.replace("x + 1", "x + 2")})
+    second = run(tmp_path)
+    assert second["value"] == "5"
+    assert second["explain"] == "incompatible: class models.Model changed"
+
+
+def test_a_big_table_is_not_a_constant(tmp_path: Path) -> None:
+    from memojar._identity import _constant
+
+    assert _constant({"a": [1, 2, (3, "x")], "b": None})
+    assert not _constant([[0] * 200] * 200)  # 40,000 items
+    assert not _constant([object()])

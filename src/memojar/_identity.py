@@ -562,23 +562,31 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         module = where.rpartition(".")[0]
         if is_user_module(module):
             rows.setdefault(where, ("constant", where, _constant_digest(value)))
+    elif not callable(value) and is_user_module(type(value).__module__):
+        # an instance of a class of the user's code (``model = Model()``): its class's code
+        # counts (``model.predict(x)``), not its state
+        _walk_value(type(value), function_name(type(value)), rows, seen, names)
 
 
 _CONTAINERS = (tuple, list, dict, set, frozenset)
 
 
-def _constant(value: Any, depth: int = 0) -> bool:
-    """A module-level value of plain type: numbers, strings, bytes, None, and (up to a few
-    levels) tuples, lists, dicts and sets of them."""
+def _constant(value: Any, budget: list[int] | None = None) -> bool:
+    """A module-level value of plain type: numbers, strings, bytes, None, and tuples, lists,
+    dicts and sets of them, of at most 10,000 items in all (a bigger table is data, not a
+    constant: name it in ``depends_on=`` or ``files=``)."""
     kind = type(value)
     if kind in _PLAIN:
         return True
-    if kind not in _CONTAINERS or depth > 3 or len(value) > 10_000:
+    if kind not in _CONTAINERS:
+        return False
+    budget = [10_000] if budget is None else budget
+    budget[0] -= len(value)
+    if budget[0] < 0:
         return False
     if kind is dict:
-        return all(_constant(k, depth + 1) and _constant(v, depth + 1)
-                   for k, v in value.items())
-    return all(_constant(v, depth + 1) for v in value)
+        return all(_constant(k, budget) and _constant(v, budget) for k, v in value.items())
+    return all(_constant(v, budget) for v in value)
 
 
 def _constant_digest(value: Any) -> str:
