@@ -7,6 +7,7 @@ the absence of one must hit.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -596,3 +597,18 @@ def test_a_big_table_is_not_a_constant(tmp_path: Path) -> None:
     assert _constant({"a": [1, 2, (3, "x")], "b": None})
     assert not _constant([[0] * 200] * 200)  # 40,000 items
     assert not _constant([object()])
+
+
+@functools.cache
+def _memoized_helper(x):
+    return x * 2
+
+
+def test_a_helper_behind_lru_cache_is_followed() -> None:
+    from memojar._identity import dependencies
+
+    def f(x):
+        return _memoized_helper(x)
+
+    names = [row[1] for row in dependencies(f)]
+    assert f"{__name__}._memoized_helper" in names

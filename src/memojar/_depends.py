@@ -207,12 +207,18 @@ def changed_result_class(section: bytes) -> str | None:
         return _judged[section]
     except KeyError:
         pass
-    from ._entry import parse_rows
+    from ._entry import Miss, parse_rows
     from ._identity import class_identity
 
     why = None
     for name, (_, fingerprint) in sorted(parse_rows(section.decode(errors="replace")).items()):
-        cls = _find_class(name)
+        try:
+            cls = _find_class(name)
+        except ImportError as exc:  # missing here, maybe not elsewhere: keep the entry
+            raise Miss(f"result class {name} cannot be imported: {exc}") from exc
+        except Exception as exc:  # its module fails: a miss, as unpickling would make it
+            raise Miss(f"result class {name} does not load: {type(exc).__name__}: {exc}"
+                       ) from exc
         found = class_identity(cls) if isinstance(cls, type) else None
         if found is None:
             why = f"result class {name} no longer exists"
@@ -225,18 +231,23 @@ def changed_result_class(section: bytes) -> str | None:
 
 
 def _find_class(name: str) -> Any:
-    """The class ``module.qualname`` names, importing its module as unpickling would."""
+    """The class ``module.qualname`` names, importing its module as unpickling would.
+
+    Raises ``ImportError`` when no prefix of the name imports (the module is missing in this
+    process: the entry is another environment's to use, not to be deleted)."""
     import importlib
     import sys
 
     parts = name.split(".")
+    failure: ImportError | None = None
     for cut in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:cut])
         module = sys.modules.get(module_name)
         if module is None and module_name != "__main__":
             try:
                 module = importlib.import_module(module_name)
-            except Exception:  # noqa: BLE001 - any import failure: look at a shorter name
+            except ImportError as exc:  # a shorter name may be the module
+                failure = failure or exc
                 continue
         if module is None:
             continue
@@ -244,6 +255,8 @@ def _find_class(name: str) -> Any:
         for part in parts[cut:]:
             owner = getattr(owner, part, None)
         return owner
+    if failure is not None:
+        raise failure
     return None
 
 

@@ -525,6 +525,10 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
 def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 seen: set[int], names: set[str] | None = None) -> None:
     """One global (``where`` is its ``module.name``) a function of the user's code loads."""
+    if not isinstance(value, (FunctionType, type, ModuleType)) and callable(value):
+        wrapped = getattr(value, "__wrapped__", None)  # functools.lru_cache and the like
+        if isinstance(wrapped, FunctionType):
+            value = wrapped
     if isinstance(value, FunctionType):
         found = function_identity(value)
         if found is not None:
