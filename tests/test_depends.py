@@ -612,3 +612,18 @@ def test_a_helper_behind_lru_cache_is_followed() -> None:
 
     names = [row[1] for row in dependencies(f)]
     assert f"{__name__}._memoized_helper" in names
+
+
+def test_the_identity_is_taken_before_the_first_computation(tmp_path: Path) -> None:
+    write(tmp_path, {"main.py": """
+        from memojar import cached
+        SEEN = []
+
+        @cached
+        def f(x):
+            SEEN.append(object())  # no longer a plain list once it ran
+            return x
+    """})
+    first = run(tmp_path)
+    assert "constant main.SEEN" in first["ident"]
+    assert run(tmp_path)["misses"] == 0

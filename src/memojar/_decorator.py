@@ -344,6 +344,7 @@ class _Memo:
 
     def _started(self, key: str) -> float:
         logger.debug("miss %s %s", self.name, key)
+        self.ident  # noqa: B018 - resolved before the function first runs: not what it mutates
         return time.perf_counter()
 
     def _computed(self, key: str, value: Any, start: float) -> None:
