@@ -31,11 +31,11 @@ class Clock:
 
 
 def entry_files(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.mj"))
+    return sorted(root.rglob("*.pkl"))
 
 
 def reseal(data: bytearray) -> bytearray:
-    data[8:16] = struct.pack("<Q", _entry.checksum_of(data))
+    struct.pack_into("<Q", data, _entry.CHECKSUM_AT, _entry.checksum_of(data))
     return data
 
 
@@ -166,7 +166,7 @@ def test_prune_removes_entries_of_an_older_entry_format(cache_dir: Path) -> None
     f(1)
     (path,) = entry_files(cache_dir)
     data = bytearray(path.read_bytes())
-    struct.pack_into("<H", data, 4, 0)
+    struct.pack_into("<H", data, _entry.FORMAT_AT, 0)
     path.write_bytes(reseal(data))
     assert cache.prune() == 1
     assert entry_files(cache_dir) == []
@@ -212,8 +212,8 @@ def test_prune_removes_unreadable_files(cache_dir: Path) -> None:
     f = cache.cached(lambda x: x)
     f(1)
     (path,) = entry_files(cache_dir)
-    (path.parent / (k(7) + ".mj")).write_bytes(b"garbage, not an entry")
-    (path.parent / (k(8) + ".mj")).write_bytes(b"")
+    (path.parent / (k(7) + ".pkl")).write_bytes(b"garbage, not an entry")
+    (path.parent / (k(8) + ".pkl")).write_bytes(b"")
     assert cache.prune() == 2
     assert entry_files(cache_dir) == [path]
 
@@ -240,7 +240,7 @@ def test_prune_removes_orphaned_temporary_files(cache_dir: Path) -> None:
     (path,) = entry_files(cache_dir)
     orphan = Path(f"{path}.{_dead_pid()}.deadbeef.tmp")
     orphan.write_bytes(path.read_bytes()[:20])
-    in_flight = Path(f"{path.parent / k(5)}.mj.{os.getpid()}.cafef00d.tmp")
+    in_flight = Path(f"{path.parent / k(5)}.pkl.{os.getpid()}.cafef00d.tmp")
     in_flight.write_bytes(b"still being written")
     assert cache.prune() == 1
     assert not orphan.exists()
@@ -323,7 +323,7 @@ def test_entries_skip_unreadable_files(cache_dir: Path) -> None:
     f = cache.cached(lambda x: x)
     f(1)
     (path,) = entry_files(cache_dir)
-    (path.parent / (k(3) + ".mj")).write_bytes(b"junk")
+    (path.parent / (k(3) + ".pkl")).write_bytes(b"junk")
     assert [e.key for e in cache.entries()] == [f.cache_key(1)]
 
 
@@ -455,7 +455,7 @@ def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
 # --- secret -------------------------------------------------------------------------------
 
 def _signed(path: Path) -> bool:
-    return bool(struct.unpack_from("<H", path.read_bytes(), 6)[0] & _entry.SIGNED)
+    return bool(struct.unpack_from("<H", path.read_bytes(), _entry.FLAGS_AT)[0] & _entry.SIGNED)
 
 
 @pytest.mark.parametrize("secret", ["a passphrase", b"\x00raw key bytes\xff"], ids=["str", "bytes"])
@@ -606,7 +606,7 @@ def test_directories_are_private_and_entries_0600(tmp_path: Path) -> None:
     for d in made:
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     files = [p for p in root.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".mj" for p in files)
+    assert any(p.suffix == ".pkl" for p in files)
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
 

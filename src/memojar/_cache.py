@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from . import _entry
 from ._decorator import Counter, _Memo, make_wrapper
@@ -22,8 +22,12 @@ from ._identity import generator_kind
 from ._store import Store, StoredEntry
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+S = TypeVar("S")
 
 _UTC = _dt.timezone.utc
 
@@ -54,11 +58,24 @@ class EntryInfo(NamedTuple):
 
 
 class CachedFunction(Protocol[P, R_co]):
-    """What ``@cached`` returns: the function, with its signature, plus cache methods."""
+    """What ``@cached`` returns: the function, with its signature, plus cache methods.
 
-    __wrapped__: Callable[P, R_co]
+    It is a function, so in a class body it becomes a method: ``obj.f`` is bound (see
+    ``BoundCachedFunction``), ``Cls.f`` is the function itself.
+    """
+
+    @property
+    def __wrapped__(self) -> Callable[P, R_co]: ...
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    @overload
+    def __get__(self: S, instance: None, owner: type[Any] | None = None, /) -> S: ...
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[T, Q], R_co], instance: T,
+        owner: type[Any] | None = None, /,
+    ) -> BoundCachedFunction[Q, R_co, Concatenate[T, Q]]: ...
 
     def cache_info(self) -> CacheInfo:
         """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
@@ -89,6 +106,60 @@ class CachedFunction(Protocol[P, R_co]):
         """One line: would this call hit, and if not why (no entry, stale, or what changed:
         the function's code, a helper, constant or class, the version, a package, Python)."""
         ...
+
+
+class CachedClassmethod(
+    CachedFunction[Concatenate[type[T_contra], Q], R_co], Protocol[T_contra, Q, R_co]
+):
+    """What ``@cached`` returns for a function whose first parameter is a class, as a
+    classmethod's is: callable without it too. mypy does not bind ``cls`` to a classmethod
+    whose type is a callable protocol (python/mypy#21599), so ``Cls.f(x)`` reaches
+    ``__call__`` with ``cls`` unbound; this type accepts that call. The price: a plain
+    function whose first parameter is a class may be called without it, unchecked."""
+
+    @overload
+    def __call__(self, cls: type[T_contra], /, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
+    @overload
+    def __call__(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
+
+
+class Decorator(Protocol):
+    """What ``cached(ttl=...)`` returns: applied to a function, a ``CachedFunction``."""
+
+    @overload
+    def __call__(
+        self, func: Callable[Concatenate[type[T], P], R], /
+    ) -> CachedClassmethod[T, P, R]: ...
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
+class BoundCachedFunction(Protocol[P, R_co, Q]):
+    """``obj.f`` for a ``@cached`` method ``f``: a bound method. Calling it takes the arguments
+    after ``self`` (``P``). Its cache methods are the function's own, not bound: they take
+    ``self`` too (``Q``), as in ``obj.f.cache_contains(obj, 1)`` for the call ``obj.f(1)``."""
+
+    @property
+    def __self__(self) -> object: ...
+
+    @property
+    def __func__(self) -> CachedFunction[Q, R_co]: ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def cache_info(self) -> CacheInfo: ...
+
+    def cache_clear(self) -> int: ...
+
+    def cache_contains(self, *args: Q.args, **kwargs: Q.kwargs) -> bool: ...
+
+    def cache_delete(self, *args: Q.args, **kwargs: Q.kwargs) -> bool: ...
+
+    def refresh(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
+
+    def cache_key(self, *args: Q.args, **kwargs: Q.kwargs) -> str: ...
+
+    def cache_explain(self, *args: Q.args, **kwargs: Q.kwargs) -> str: ...
 
 
 Ttl = float | int | _dt.timedelta | None
@@ -185,6 +256,10 @@ class Cache:
     # --- decorating -------------------------------------------------------------------
 
     @overload
+    def cached(
+        self, func: Callable[Concatenate[type[T], P], R], /
+    ) -> CachedClassmethod[T, P, R]: ...
+    @overload
     def cached(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
     @overload
     def cached(
@@ -198,7 +273,7 @@ class Cache:
         key: Callable[..., Any] | None = None,
         depends_on: Any = (),
         files: Iterable[str] | str = (),
-    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+    ) -> Decorator: ...
 
     def cached(
         self,
@@ -450,6 +525,8 @@ def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
 
 
 @overload
+def cached(func: Callable[Concatenate[type[T], P], R], /) -> CachedClassmethod[T, P, R]: ...
+@overload
 def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
 @overload
 def cached(
@@ -463,7 +540,7 @@ def cached(
     key: Callable[..., Any] | None = None,
     depends_on: Any = (),
     files: Iterable[str] | str = (),
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+) -> Decorator: ...
 
 
 def cached(

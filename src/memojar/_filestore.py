@@ -1,4 +1,4 @@
-"""Entries as files: ``<root>/<function>/<key[:2]>/<key>.mj``.
+"""Entries as files: ``<root>/<function>/<key[:2]>/<key>.pkl``.
 
 Writes go to a temporary file beside the entry and are renamed into place, so a reader sees
 the old entry or the new one, never half of one. A hit takes no lock: open, fstat (the owner
@@ -41,7 +41,8 @@ try:
 except ImportError:  # not POSIX: the ledger falls back to filelock
     fcntl = None  # type: ignore[assignment]
 
-SUFFIX = ".mj"
+SUFFIX = ".pkl"
+OLD_SUFFIX = ".mj"  # formats 1-3: listed, so that prune removes them
 NOTE_FILE = ".swept"  # the identity of the code that last swept the function's entries
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
@@ -62,11 +63,11 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 # This host, in temporary file names: a pid says whether the writer is alive only here.
 _HOST = xxhash.xxh3_64_hexdigest(socket.gethostname().encode())[:8]
 # The names memojar writes, and so the only ones it deletes.
-_ENTRY = re.compile(r"[0-9a-f]+\.mj")
+_ENTRY = re.compile(r"[0-9a-f]+\.(?:pkl|mj)")  # SUFFIX, OLD_SUFFIX
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _KEY_LOCK = re.compile(r"[0-9a-f]+\.lock")
 _TEMP = re.compile(
-    r"(?P<base>[0-9a-f]+\.mj|\.swept|\.size|CACHEDIR\.TAG|\.gitignore)"
+    r"(?P<base>[0-9a-f]+\.(?:pkl|mj)|\.swept|\.size|CACHEDIR\.TAG|\.gitignore)"
     r"\.(?P<pid>[0-9]+)(?:-(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp"
     r"|\.size\.(?P<oldpid>[0-9]+)\.tmp"  # the ledger's temporary file before 2026-11
 )
@@ -416,7 +417,8 @@ class FileStore(Store):
                 if st is None or not stat.S_ISREG(st.st_mode):
                     continue
                 path = os.path.join(self.root, name, shard, file)
-                yield StoredEntry(name, file[: -len(SUFFIX)], st.st_size, st.st_atime, head, path)
+                key = file[: file.rindex(".")]
+                yield StoredEntry(name, key, st.st_size, st.st_atime, head, path)
 
     def _unlink_entries(self, paths: Sequence[str]) -> list[str]:
         """Unlink entry files given by path, walking to each by descriptor; the removed."""
@@ -523,7 +525,7 @@ class FileStore(Store):
                     if not (_orphaned(match, st, now) and _unlink(file, sfd)):
                         temps += st.st_size
                 elif _ENTRY.fullmatch(file):
-                    entries.append(StoredEntry(name, file[: -len(SUFFIX)], st.st_size,
+                    entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
                                                st.st_atime, b"",
                                                os.path.join(self.root, name, shard, file)))
         return entries, sum(e.size for e in entries) + temps

@@ -56,7 +56,7 @@ from ._errors import logger, warn
 from ._filestore import function_dir
 from ._store import KeyLock, Store, StoredEntry
 
-SUFFIX = ".mj"  # of an entry's object name
+SUFFIX = ".pkl"  # of an entry's object name
 LEASE_SUFFIX = ".lease"
 NOTE = ".swept"
 DEFAULT_TIMEOUT = 5.0  # seconds: no request waits longer than this for the server
