@@ -627,3 +627,18 @@ def test_the_identity_is_taken_before_the_first_computation(tmp_path: Path) -> N
     first = run(tmp_path)
     assert "constant main.SEEN" in first["ident"]
     assert run(tmp_path)["misses"] == 0
+
+
+def test_a_result_class_redefined_in_the_same_process_is_not_loaded(tmp_path: Path) -> None:
+    module = type(sys)("memojar_cell")
+    sys.modules["memojar_cell"] = module
+    try:
+        exec("class Point:\n    def norm(self):\n        return 1\n", module.__dict__)
+        f = Cache(tmp_path).cached(lambda x: module.Point())
+        assert f(1).norm() == 1 and f(1).norm() == 1 and f.cache_info().hits == 1
+        exec("class Point:\n    def norm(self):\n        return 2\n", module.__dict__)
+        assert f.cache_explain(1) == "incompatible: result class memojar_cell.Point changed"
+        assert f(1).norm() == 2
+        assert f.cache_info().misses == 2  # recomputed, not the old pickle in the new class
+    finally:
+        sys.modules.pop("memojar_cell", None)

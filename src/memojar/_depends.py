@@ -195,23 +195,24 @@ def result_classes(classes: set[type]) -> bytes:
     return CLASSES + "\n".join(sorted(rows)).encode()
 
 
-_judged: dict[bytes, str | None] = {}
+_sections: dict[bytes, list[tuple[str, str]]] = {}
 
 
 def changed_result_class(section: bytes) -> str | None:
     """None if every class a stored result holds is as it was, else which one changed.
 
-    Judged once per distinct section and process (each class's fingerprint is computed
-    once per process), so a repeated hit costs a dictionary lookup."""
-    try:
-        return _judged[section]
-    except KeyError:
-        pass
+    Each class is looked up by name at every such hit (a notebook cell run again defines a
+    new class under the old name) and its fingerprint is computed once per class object and
+    process (``class_identity``); a section is parsed once. A result without classes of the
+    user's code never comes here."""
     from ._entry import Miss, parse_rows
     from ._identity import class_identity
 
-    why = None
-    for name, (_, fingerprint) in sorted(parse_rows(section.decode(errors="replace")).items()):
+    rows = _sections.get(section)
+    if rows is None:
+        parsed = parse_rows(section.decode(errors="replace"))
+        rows = _sections[section] = sorted((name, fp) for name, (_, fp) in parsed.items())
+    for name, fingerprint in rows:
         try:
             cls = _find_class(name)
         except ImportError as exc:  # missing here, maybe not elsewhere: keep the entry
@@ -221,13 +222,10 @@ def changed_result_class(section: bytes) -> str | None:
                        ) from exc
         found = class_identity(cls) if isinstance(cls, type) else None
         if found is None:
-            why = f"result class {name} no longer exists"
-            break
+            return f"result class {name} no longer exists"
         if found[1] != fingerprint:
-            why = f"result class {name} changed"
-            break
-    _judged[section] = why
-    return why
+            return f"result class {name} changed"
+    return None
 
 
 def _find_class(name: str) -> Any:
