@@ -107,6 +107,9 @@ class CachedFunction(Protocol[P, R_co]):
 
     def cache_set(self, value: Any, *args: P.args, **kwargs: P.kwargs) -> None:
         """Store ``value`` as the result of this call (seeding a cache, tests)."""
+    def cache_explain(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """One line: would this call hit, and if not why (no entry, stale, or what changed:
+        the function's code, a helper, constant or class, the version, a package, Python)."""
         ...
 
 
@@ -160,6 +163,8 @@ class BoundCachedFunction(Protocol[P, R_co, Q]):
     def refresh(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
 
     def cache_key(self, *args: Q.args, **kwargs: Q.kwargs) -> str: ...
+
+    def cache_explain(self, *args: Q.args, **kwargs: Q.kwargs) -> str: ...
 
 
 Ttl = float | int | _dt.timedelta | None
@@ -274,6 +279,11 @@ class Cache:
         version: str | int | None = None,
         ignore: Iterable[str] | str = (),
         key: Callable[..., Any] | None = None,
+        depends_on: Any = (),
+        files: Iterable[str] | str = (),
+        stale_while_revalidate: Ttl = None,
+        min_compute_time: float | None = None,
+        memory: int | None = None,
     ) -> Decorator: ...
 
     def cached(
@@ -285,12 +295,15 @@ class Cache:
         version: str | int | None = None,
         ignore: Iterable[str] | str = (),
         key: Callable[..., Any] | None = None,
+        depends_on: Any = (),
+        files: Iterable[str] | str = (),
         stale_while_revalidate: Ttl = None,
         min_compute_time: float | None = None,
         memory: int | None = None,
     ) -> Any:
         """Cache a function's results in this cache (see ``memojar.cached``)."""
         ttl_seconds = _ttl(ttl)
+        file_params = _ignore(files, "files")
         swr = _ttl(stale_while_revalidate, "stale_while_revalidate")
         if swr is not None and ttl_seconds is None:
             raise ValueError(
@@ -306,6 +319,11 @@ class Cache:
         if key is not None and ignored:
             raise ValueError(
                 "pass ignore= or key=, not both: key= already chooses what is hashed"
+            )
+        if key is not None and file_params:
+            raise ValueError(
+                "pass files= or key=, not both: key= already chooses what is hashed (return "
+                "the file's content or its digest from it)"
             )
         disabled = os.environ.get("MEMOJAR_DISABLE", "") not in ("", "0")
 
@@ -335,7 +353,8 @@ class Cache:
                     "function, and a generator cannot be stored; return a list (or a tuple) "
                     "of its items instead"
                 )
-            memo = _Memo(self, f, ttl_seconds, version, ignored, key, swr, least, held)
+            memo = _Memo(self, f, ttl_seconds, version, ignored, key, swr, least, held,
+                          depends_on=depends_on, files=file_params)
             self._counters.append((memo.hit_count, memo.miss_count))
             self._tallies.append(memo.tally)
             return make_wrapper(memo, disabled)
@@ -670,6 +689,11 @@ def cached(
     version: str | int | None = None,
     ignore: Iterable[str] | str = (),
     key: Callable[..., Any] | None = None,
+    depends_on: Any = (),
+    files: Iterable[str] | str = (),
+    stale_while_revalidate: Ttl = None,
+    min_compute_time: float | None = None,
+    memory: int | None = None,
 ) -> Decorator: ...
 
 
@@ -682,6 +706,8 @@ def cached(
     version: str | int | None = None,
     ignore: Iterable[str] | str = (),
     key: Callable[..., Any] | None = None,
+    depends_on: Any = (),
+    files: Iterable[str] | str = (),
     stale_while_revalidate: Ttl = None,
     min_compute_time: float | None = None,
     memory: int | None = None,
@@ -692,7 +718,10 @@ def cached(
     cache directory). ``ttl``: seconds or a timedelta after which an entry is recomputed.
     ``version``: a str or int; entries of other versions are never returned. ``ignore``:
     parameter names left out of the key. ``key``: a function of the same arguments whose
-    picklable result is hashed instead of the arguments.
+    picklable result is hashed instead of the arguments. ``depends_on``: package names,
+    callables or plain values the results also depend on (part of the function's identity).
+    ``files``: names of parameters whose values are paths to files or directories; the key
+    covers their content.
 
     ``stale_while_revalidate``: seconds or a timedelta after an entry expires during which
     a call returns the stale value at once and one background recomputation (across threads
@@ -708,7 +737,7 @@ def cached(
             "to set options, call it with keywords: @cached(ttl=60)"
         )
     decorate = _cache_for(cache_dir).cached(
-        ttl=ttl, version=version, ignore=ignore, key=key,
+        ttl=ttl, version=version, ignore=ignore, key=key, depends_on=depends_on, files=files,
         stale_while_revalidate=stale_while_revalidate, min_compute_time=min_compute_time,
         memory=memory,
     )
@@ -760,11 +789,11 @@ def _memory(memory: int | None) -> int | None:
     return memory
 
 
-def _ignore(ignore: Iterable[str] | str) -> tuple[str, ...]:
+def _ignore(ignore: Iterable[str] | str, option: str = "ignore") -> tuple[str, ...]:
     names = (ignore,) if isinstance(ignore, str) else tuple(ignore)
     for name in names:
         if not isinstance(name, str):
-            raise TypeError(f"ignore= takes parameter names (str), got {name!r}")
+            raise TypeError(f"{option}= takes parameter names (str), got {name!r}")
     return names
 
 

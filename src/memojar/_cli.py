@@ -393,24 +393,49 @@ def _ls_function(
     found.sort(key=lambda hsv: hsv[0].created, reverse=True)
     data, rows = [], []
     scoped = any(header.scope for header, _, _ in found)  # a __main__ function's scripts
+    reasons = _reasons(found)
     for header, stored, status in found:
+        reason = reasons.get(header.key, "")
         data.append({
             "key": header.key, "size": stored.size, "created": iso(header.created),
             "expires": iso(header.expires), "compute_time": header.compute_time,
             "status": status, "python": header.python, "scope": header.scope,
+            "reason": reason,
         })
         rows.append([header.key[:12], human_size(stored.size), _ago(header.created, now),
                      _expires(header.expires, now), human_time(header.compute_time), status]
-                    + ([_home(header.scope)] if scoped else []))
+                    + ([reason] if reasons else []) + ([_home(header.scope)] if scoped else []))
     total = sum(s.size for _, s, _ in found)
     return Report(
         data=data,
         table=Table(["KEY", "SIZE", "AGE", "EXPIRES", "COMPUTE", "STATUS"]
+                    + (["WHY"] if reasons else [])
                     + (["SCRIPT OR NOTEBOOK"] if scoped else []), rows,
                     frozenset({1, 2, 3, 4})),
         notes=[f"{function}: {_plural(len(found), 'entry')}, {human_size(total)}"],
         as_json=as_json,
     )
+
+
+def _reasons(found: list[tuple[Any, StoredEntry, str]]) -> dict[str, str]:
+    """Why each incompatible entry is: what changed between its code and that of the newest
+    entry of its script or notebook and Python (``cache_explain`` says it against the code
+    itself; the command line does not import your code)."""
+    from ._depends import changes
+
+    newest: dict[tuple[str, str], Any] = {}
+    for header, _, _ in found:  # newest first
+        newest.setdefault((header.scope, header.python), header)
+    reasons = {}
+    for header, _, status in found:
+        latest = newest[(header.scope, header.python)]
+        if status != "incompatible" or latest.ident == header.ident:
+            continue
+        if latest.version != header.version:
+            reasons[header.key] = "another version"
+        elif header.manifest and latest.manifest:
+            reasons[header.key] = changes(header.manifest, latest.manifest, header.function)
+    return reasons
 
 
 def cmd_info(cache: Cache, as_json: bool, progress_stream: IO[str] | None = None) -> Report:

@@ -20,11 +20,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _entry
+from . import _depends, _entry
 from ._control import SWITCH
 from ._entry import Miss
 from ._errors import logger, warn
-from ._identity import code_fingerprint, function_name, scope_of, split
+from ._identity import (
+    code_fingerprint,
+    dependencies,
+    function_name,
+    identity_digest,
+    scope_of,
+    split,
+)
 from ._keys import make_binder, make_key, make_key_caller, parameter_names, prebound
 
 if TYPE_CHECKING:
@@ -135,6 +142,8 @@ class _Memo:
         stale_while_revalidate: float | None = None,
         min_compute_time: float | None = None,
         memory: int | None = None,
+        depends_on: Any = (),
+        files: tuple[str, ...] = (),
     ) -> None:
         self.func = func
         self.cache = cache
@@ -142,7 +151,8 @@ class _Memo:
         self.secret = cache.secret
         self.name = function_name(func)
         self.scope = scope_of(func)  # its script or notebook, for a function of __main__
-        self.ident = _entry.make_ident(self.name, version, code_fingerprint(func), self.scope)
+        self.version = version  # self.ident: at the first call (see ident)
+        self.depends_on = _depends.depends_on_rows(depends_on)
         self.seed = _entry.key_seed(self.scope)  # entries of other Pythons/scopes live apart
         self.ttl = ttl
         self.ignore = ignore
@@ -158,6 +168,10 @@ class _Memo:
                 self.binder = functools.partial(_with_bound, self.binder, bound_args,
                                                 bound_kwargs)
                 bound_args, bound_kwargs = (), {}
+        self.files = files  # path parameters: the memory tier never skips hashing these
+        if files:  # each path argument keyed with its content
+            self.binder = _depends.files_binder(self.binder, parameter_names(
+                self.target, ignore), files, function_name(func))
         if bound_args or bound_kwargs:
             self.binder = prebound(self.binder, bound_args, bound_kwargs)
         self.hit_count = Counter()
@@ -195,6 +209,24 @@ class _Memo:
             self.stamp = self.generation[0]
         self.cache._tallies.append(self.tally)
 
+    @functools.cached_property
+    def ident(self) -> bytes:
+        """The header's identity, made at its first use (the first call): the function's code
+        and what it depends on, so globals defined after the decorated function count. Kept
+        in the instance's dict then (``cached_property``), so no later call comes here, and
+        no other attribute lookup pays for it (a ``__getattr__`` would slow them all)."""
+        try:
+            rows = (*dependencies(self.target), *self.depends_on[0],
+                    *_depends.callable_rows(self.depends_on[1]))
+        except Exception as exc:  # noqa: BLE001 - a call must not fail for its fingerprint
+            warn(f"cannot follow what {self.name} depends on ({type(exc).__name__}: {exc}); "
+                 "only its own code is tracked: name what it depends on in version=")
+            rows = (("code", "", code_fingerprint(self.target)), *self.depends_on[0])
+        self.rows = rows
+        fingerprint = identity_digest(rows)
+        ident = _entry.make_ident(self.name, self.version, fingerprint, self.scope)
+        return ident + _entry.manifest(rows)
+
     @property
     def hits(self) -> int:
         """Calls answered from the cache in this process (exact under threads)."""
@@ -226,7 +258,8 @@ class _Memo:
             return MISSING
         try:
             payload, buffers = _entry.verify(
-                data, self.ident, key.encode(), time.time(), self.ttl, self.secret
+                data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
+                _depends.changed_result_class,
             )
             value = _entry.load(payload, buffers)
         except Miss as miss:
@@ -536,6 +569,7 @@ class _Memo:
 
     def _started(self, key: str) -> float:
         logger.debug("miss %s %s", self.name, key)
+        self.ident  # noqa: B018 - resolved before the function first runs: not what it mutates
         return time.perf_counter()
 
     def _computed(self, key: str, value: Any, start: float) -> None:
@@ -560,6 +594,7 @@ class _Memo:
                 expires=expires,
                 compute_time=compute_time,
                 secret=self.secret,
+                result_classes=_depends.result_classes,
             )
         except Exception as exc:  # whatever pickling raised, the value stands
             if isinstance(exc, OSError) and exc.errno is None:
@@ -634,10 +669,29 @@ class _Memo:
         if data is None:
             return False
         try:
-            _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret)
+            _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
+                          _depends.changed_result_class)
         except Miss:
             return False
         return True
+
+    def explain(self, args: tuple, kwargs: dict[str, Any]) -> str:
+        """Why this call would hit or miss, in one line (see ``_depends.explain_miss``)."""
+        key = self.key_of(args, kwargs)
+        try:
+            data = self.store.read(self.name, key)
+        except OSError as exc:
+            return f"miss: the entry cannot be read ({exc})"
+        if data is None:
+            return _depends.explain_absent(self, self.binder(*args, **kwargs))
+        try:
+            _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
+                          _depends.changed_result_class)
+        except Miss as miss:
+            return _depends.explain_miss(self, data, miss.reason)
+        header = _entry.read_header(data)
+        return (f"hit: stored {_depends.utc(header.created)}, computed in "
+                f"{header.compute_time:.3g} s")
 
     def _unpicklable(self, values: tuple, exc: BaseException) -> TypeError:
         qualname = getattr(self.target, "__qualname__", self.name)
@@ -776,11 +830,18 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         memo.put(key_of(args, kwargs), value, 0.0)
         memo.replaced()
 
+    def cache_explain(*args: Any, **kwargs: Any) -> str:
+        """One line: would this call hit, and if not why (no entry, stale since when, or
+        what changed: the function's code, a helper, constant or class, the version, a
+        package version, the Python version)."""
+        return memo.explain(args, kwargs)
+
     wrapper.cache_info = cache_info  # type: ignore[attr-defined]
     wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
     wrapper.cache_contains = cache_contains  # type: ignore[attr-defined]
     wrapper.cache_delete = cache_delete  # type: ignore[attr-defined]
     wrapper.cache_key = cache_key  # type: ignore[attr-defined]
+    wrapper.cache_explain = cache_explain  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]
     wrapper.cache_set = cache_set  # type: ignore[attr-defined]
     wrapper.__memojar__ = memo  # type: ignore[attr-defined]

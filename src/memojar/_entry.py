@@ -27,6 +27,7 @@ Layout (little-endian), every field at a fixed offset or one the lengths give::
     created f64 | expires f64 (0 = never) | compute_time f64
       | payload_len u64 | ident_len u32 | nbuffers u32              FIXED, 40 bytes
     ident: function \\0 version \\0 fingerprint \\0 python \\0 protocol \\0 scope
+      [\\x1e manifest] [\\x1f result classes]   (see ``manifest``; ident_len covers all)
     key: 32 hex digits
     nbuffers x u64 buffer lengths
     signature: 32 bytes, when flags & SIGNED
@@ -47,6 +48,7 @@ import math
 import pickle
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import xxhash
@@ -80,6 +82,47 @@ FORMAT_AT = _LEAD.size + 4  # offsets of the prefix's fields, for tools and test
 FLAGS_AT = FORMAT_AT + 2
 CHECKSUM_AT = FLAGS_AT + 2
 _SUMMED_AT = CHECKSUM_AT + 8  # the checksum covers every byte from here on
+
+
+MANIFEST = b"\x1e"  # starts the dependency manifest, the ident's last part
+CLASSES = b"\x1f"  # starts the result classes an entry adds after the ident
+
+
+def manifest(rows: Any) -> bytes:
+    """The ident's record of what the fingerprint covers, for ``cache_explain``: one
+    ``kind name fingerprint`` line a dependency (names hold no space, NUL or separator),
+    compressed when long (50 dependencies take about a kilobyte, not four).
+
+    The fingerprint field already covers it; it rides with the ident (compared with it on
+    the hit path, in the same single comparison) so that an entry can say what changed."""
+    text = "\n".join(" ".join(row) for row in rows).encode()
+    if len(text) > _SMALL_MANIFEST:  # many dependencies: compressed, in base85 (no separator)
+        import base64
+        import zlib
+
+        text = b"z" + base64.b85encode(zlib.compress(text, 9))
+    return MANIFEST + text
+
+
+_SMALL_MANIFEST = 200  # bytes; a function with a few dependencies keeps them readable
+
+
+def parse_rows(text: str) -> dict[str, tuple[str, str]]:
+    """A manifest's or result-classes section's lines as ``{name: (kind, fingerprint)}``."""
+    if text.startswith("z"):
+        import base64
+        import zlib
+
+        try:
+            text = zlib.decompress(base64.b85decode(text[1:])).decode()
+        except (ValueError, zlib.error):
+            return {}
+    rows: dict[str, tuple[str, str]] = {}
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) == 3:
+            rows[parts[1]] = (parts[0], parts[2])
+    return rows
 
 
 class Miss(Exception):
@@ -156,6 +199,8 @@ class Header(NamedTuple):
     format: int = FORMAT_VERSION
     ident: bytes = b""  # function, version, fingerprint, python, protocol, scope, as stored
     scope: str = ""  # the script or notebook of a __main__ function; "" for modules
+    manifest: str = ""  # what the fingerprint covers, ``kind name fingerprint`` lines
+    classes: str = ""  # the user's classes the result holds, ``class name fingerprint`` lines
 
     def incompatible(self) -> str | None:
         """Why no process of this Python could use the entry (another interpreter may), or
@@ -179,13 +224,21 @@ def encode(
     expires: float | None,
     compute_time: float,
     secret: bytes | None = None,
+    result_classes: Callable[[set[type]], bytes] | None = None,
 ) -> list[Any]:
     """Serialise ``value`` into the chunks of one entry (write them in order).
 
+    ``result_classes``, if given, is called with the classes the value holds (every class
+    and every type of an object the pickler did not handle natively) and returns the
+    result-classes section to add after the ident (``CLASSES`` + lines), or ``b""``.
     Raises what pickle raises for a value that cannot be pickled.
     """
     buffers: list[pickle.PickleBuffer] = []
-    payload = pickle.dumps(value, PROTOCOL, buffer_callback=buffers.append)
+    if result_classes is None:
+        payload = pickle.dumps(value, PROTOCOL, buffer_callback=buffers.append)
+    else:
+        payload, classes = _dumps_seeing_classes(value, buffers)
+        ident += result_classes(classes)
     raws = [_raw(b) for b in buffers]
     flags = SIGNED if secret else 0
     variable = ident + key.encode() + b"".join(_LEN.pack(r.nbytes) for r in raws)
@@ -212,6 +265,29 @@ def encode(
     for chunk in chunks:
         checksum.update(chunk)
     return [head + checksum.intdigest().to_bytes(8, "little"), *chunks]
+
+
+class _SeeingPickler(pickle.Pickler):
+    """A pickler that notes the classes it meets; dicts, lists, tuples, str, numbers and
+    the like never reach ``reducer_override``, so a plain result costs nothing more."""
+
+    def __init__(self, file: Any, buffers: list[pickle.PickleBuffer]) -> None:
+        super().__init__(file, PROTOCOL, buffer_callback=buffers.append)
+        self.classes: set[type] = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        self.classes.add(obj if isinstance(obj, type) else type(obj))
+        return NotImplemented
+
+
+def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
+                          ) -> tuple[bytes, set[type]]:
+    import io
+
+    out = io.BytesIO()
+    pickler = _SeeingPickler(out, buffers)
+    pickler.dump(value)
+    return out.getvalue(), pickler.classes
 
 
 def _raw(buf: pickle.PickleBuffer) -> memoryview:
@@ -244,11 +320,14 @@ def verify(
     now: float,
     ttl: float | None,
     secret: bytes | None,
+    classes_ok: Callable[[bytes], str | None] | None = None,
 ) -> tuple[memoryview, list[memoryview]]:
     """Check an entry against what the caller expects; return its payload and buffers.
 
     ``data`` is the whole entry (bytes, bytearray or mmap). Raises ``Miss`` on any mismatch;
-    nothing in ``data`` is unpickled here.
+    nothing in ``data`` is unpickled here. An entry whose result holds classes of the
+    user's code has them after the ident: ``classes_ok`` judges them (None if unchanged,
+    else why not), without it such an entry is a miss.
     """
     view = memoryview(data)
     size = len(view)
@@ -261,9 +340,7 @@ def verify(
         raise Miss(_refused(view))
     at = _IDENT_AT + ident_len
     if view[_IDENT_AT : at + KEY_LEN] != ident + key:  # one comparison on the hit path
-        if view[_IDENT_AT:at] != ident:
-            raise Miss("written for another function, version, code or Python, or another scope")
-        raise Miss("holds another key")
+        _check_other_ident(view, ident, key, at, classes_ok)
     if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
         raise Miss("stale")
     at += KEY_LEN
@@ -300,6 +377,22 @@ def verify(
         raise Miss("signed, and this cache has no secret to check it")
     payload = view[at + 1 : at + 1 + payload_len]
     return payload, [view[a:b] for a, b in spans] if spans else []
+
+
+def _check_other_ident(view: memoryview, ident: bytes, key: bytes, at: int,
+                       classes_ok: Callable[[bytes], str | None] | None) -> None:
+    """Raise ``Miss`` unless the entry's ident is ``ident`` plus unchanged result classes."""
+    n = _IDENT_AT + len(ident)
+    if n < at <= len(view) and view[n] == CLASSES[0] and view[_IDENT_AT:n] == ident:
+        why = classes_ok(bytes(view[n + 1 : at])) if classes_ok else "result classes"
+        if why:
+            raise Miss(why)
+        if view[at : at + KEY_LEN] != key:
+            raise Miss("holds another key")
+        return
+    if view[_IDENT_AT:at] != ident:
+        raise Miss("written for another function, version, code or Python, or another scope")
+    raise Miss("holds another key")
 
 
 def _refused(view: memoryview) -> str:
@@ -392,7 +485,9 @@ def read_header(head: bytes) -> Header:
         head, _SUMMED_AT
     )
     try:
-        ident = bytes(head[_IDENT_AT : _IDENT_AT + ident_len]).decode()
+        field = bytes(head[_IDENT_AT : _IDENT_AT + ident_len])
+        stored, _, classes = field.partition(CLASSES)
+        ident, _, listed = stored.decode().partition(MANIFEST.decode())
         function, version, fingerprint, python, protocol, scope = _split_ident(ident)
         at = _IDENT_AT + ident_len
         key = bytes(head[at : at + KEY_LEN]).decode("ascii")
@@ -418,6 +513,8 @@ def read_header(head: bytes) -> Header:
         compute_time=compute_time,
         size=end,
         format=fmt,
-        ident=bytes(head[_IDENT_AT : _IDENT_AT + ident_len]),
+        ident=stored,
         scope=scope,
+        manifest=listed,
+        classes=classes.decode(errors="replace"),
     )

@@ -23,7 +23,7 @@ import functools
 import sys
 import weakref
 from collections.abc import Callable
-from types import BuiltinFunctionType, CodeType, FunctionType, MethodType
+from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 import xxhash
@@ -114,6 +114,8 @@ def _callable_shape(func: Any, seen: set[int]) -> Any:
                 _value_shape(func.__self__, seen, by_state=True))
     if isinstance(func, type):
         return class_shape(func, seen)
+    if getattr(func, "__memojar__", None) is not None:  # a decorated function: what it runs
+        return ("cached", _callable_shape(func.__wrapped__, seen))
     code = getattr(func, "__code__", None)
     shape: list[Any] = [function_name(func)]
     if isinstance(code, CodeType):
@@ -326,18 +328,37 @@ def _instructions(code: CodeType) -> tuple:
     """The bytecode with each constant operand replaced by the constant's shape.
 
     The docstring is not an operand of any instruction, so it is left out by construction,
-    whatever the Python version keeps in ``co_consts[0]``. Constants are looked up in
-    ``co_consts`` here: ``dis`` does not resolve every ``hasconst`` opcode on every version.
+    whatever the Python version keeps in ``co_consts[0]``. Read from ``co_code`` (the
+    unspecialised bytecode) two bytes a unit, without ``dis`` (which costs a millisecond to
+    import and ten times as long per instruction: a function with 50 dependencies
+    fingerprints 50 code objects at its first call): ``EXTENDED_ARG`` prefixes fold into the
+    next operand, constants are looked up in ``co_consts`` by that operand.
     """
-    import dis  # not at import time: it costs milliseconds and only decorating needs it
-
-    has_const = frozenset(dis.hasconst)
+    has_const, extended = _opcodes()
     consts = code.co_consts
-    return tuple(
-        (ins.opcode, _const_shape(consts[ins.arg]) if ins.opcode in has_const
-         and ins.arg is not None and ins.arg < len(consts) else ins.arg)
-        for ins in dis.get_instructions(code)
-    )
+    raw = code.co_code
+    out = []
+    ext = 0
+    for at in range(0, len(raw), 2):
+        op = raw[at]
+        arg = raw[at + 1] | ext
+        if op == extended:
+            ext = arg << 8
+            continue
+        ext = 0
+        if op in has_const and arg < len(consts):
+            out.append((op, _const_shape(consts[arg])))
+        else:
+            out.append((op, arg))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _opcodes() -> tuple[frozenset[int], int]:
+    """The opcodes whose operand indexes ``co_consts``, and ``EXTENDED_ARG``."""
+    import opcode
+
+    return frozenset(opcode.hasconst), opcode.opmap["EXTENDED_ARG"]
 
 
 def _const_shape(const: Any) -> Any:
@@ -412,3 +433,182 @@ def generator_kind(func: Any) -> str | None:
     if isinstance(code, CodeType) and code.co_flags & _CO_GENERATOR:
         return "async generator" if code.co_flags & 0x200 else "generator"
     return None
+
+
+# --- what a function depends on in the user's own code -----------------------------------
+
+_deps_of: weakref.WeakKeyDictionary[Any, tuple[tuple[str, str, str], ...]] = (
+    weakref.WeakKeyDictionary()
+)
+_SEPARATORS = str.maketrans({"\0": "?", "\n": "?", " ": "_", "\x1e": "?", "\x1f": "?"})
+
+
+def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
+    """What ``func``'s results depend on in the user's own code, as sorted
+    ``(kind, name, fingerprint)`` rows; the first is ``("code", "", fingerprint)`` of the
+    function itself (its name is the entry's function name).
+
+    Followed transitively from the function's code (and every code object nested in it):
+    each name it loads that its module's globals hold (``co_names``: ``scale`` after
+    ``from helpers import scale``), and each such name as an attribute of a user module it
+    reaches (``helpers.clean``, ``pkg.sub.clean``). A name is a ``function`` (its own code,
+    see ``code_fingerprint``, then its dependencies in turn), a ``class`` (its methods, see
+    ``class_shape``, then what they depend on), or a ``constant`` (a module-level value of
+    plain type, by value: numbers, strings, bytes, and tuples, lists, dicts and sets of
+    them). For a method, its class counts (found by its ``__qualname__`` at the first call,
+    so a method decorated in its class body is seen with its class). Functions and classes
+    of the standard library and installed distributions (``is_user_module``) are not
+    followed. Names are matched by over-approximation (an attribute name that is also a
+    global counts): an extra dependency costs a recomputation, a missed one a stale value.
+    Cycles (mutually recursive helpers) stop at what was seen. Computed once per function
+    object and process, when first needed: globals defined after the decorated function are
+    seen.
+    """
+    target, _, _ = split(func)
+    try:
+        return _deps_of[target]
+    except (KeyError, TypeError):
+        pass
+    rows: dict[str, tuple[str, str, str]] = {}
+    own = ("code", "", code_fingerprint(target))  # the function itself: its name is known
+    _walk_callable(target, rows, set())
+    cls = _class_of_method(target)
+    if cls is not None:
+        _walk_value(cls, function_name(cls), rows, set())
+    rows.pop(function_name(target), None)
+    found = (own, *sorted(rows.values(), key=lambda r: (r[1], r[0])))
+    found = tuple((kind, name.translate(_SEPARATORS), fp) for kind, name, fp in found)
+    try:
+        _deps_of[target] = found
+    except TypeError:  # not weak-referenceable
+        pass
+    return found
+
+
+def _class_of_method(func: Any) -> type | None:
+    qualname = getattr(func, "__qualname__", "")
+    parts = qualname.split(".")
+    if len(parts) < 2 or "<locals>" in parts:
+        return None
+    owner: Any = sys.modules.get(getattr(func, "__module__", None) or "")
+    for part in parts[:-1]:
+        owner = getattr(owner, part, None)
+    return owner if isinstance(owner, type) else None
+
+
+def _code_names(code: CodeType, out: set[str]) -> set[str]:
+    out.update(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            _code_names(const, out)
+    return out
+
+
+def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[int]) -> None:
+    """Add what a function of the user's code refers to (not the function itself)."""
+    if id(func) in seen:
+        return
+    seen.add(id(func))
+    wrapped = getattr(func, "__wrapped__", None)
+    if wrapped is not None and callable(wrapped):
+        _walk_callable(split(wrapped)[0], rows, seen)
+    code = getattr(func, "__code__", None)
+    namespace = getattr(func, "__globals__", None)
+    if not isinstance(code, CodeType) or not isinstance(namespace, dict):
+        return
+    names = _code_names(code, set())
+    module = namespace.get("__name__") or getattr(func, "__module__", None) or "__main__"
+    if module == "__mp_main__":
+        module = "__main__"
+    for name in sorted(names):
+        if name in namespace:
+            _walk_value(namespace[name], f"{module}.{name}", rows, seen, names)
+    for cell in getattr(func, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(value, (FunctionType, type)):
+            _walk_value(value, function_name(value), rows, seen, names)
+
+
+def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
+                seen: set[int], names: set[str] | None = None) -> None:
+    """One global (``where`` is its ``module.name``) a function of the user's code loads."""
+    if not isinstance(value, (FunctionType, type, ModuleType)) and callable(value):
+        wrapped = getattr(value, "__wrapped__", None)  # functools.lru_cache and the like
+        if isinstance(wrapped, FunctionType):
+            value = wrapped
+    if isinstance(value, FunctionType):
+        found = function_identity(value)
+        if found is not None:
+            rows.setdefault(found[0], ("function", *found))
+            _walk_callable(value, rows, seen)
+        elif hasattr(value, "__wrapped__"):  # a library decorator's wrapper of user code
+            _walk_callable(value, rows, seen)
+    elif isinstance(value, type):
+        found = class_identity(value)
+        if found is not None and id(value) not in seen:
+            seen.add(id(value))
+            rows.setdefault(found[0], ("class", *found))
+            for klass in value.__mro__:
+                if not is_user_module(klass.__module__):
+                    continue
+                for member in vars(klass).values():
+                    if isinstance(member, (staticmethod, classmethod)):
+                        member = member.__func__
+                    if isinstance(member, property):
+                        for accessor in (member.fget, member.fset, member.fdel):
+                            if isinstance(accessor, FunctionType):
+                                _walk_callable(accessor, rows, seen)
+                    elif isinstance(member, FunctionType):
+                        _walk_callable(member, rows, seen)
+    elif isinstance(value, ModuleType):
+        if names is None or id(value) in seen or not is_user_module(value.__name__):
+            return
+        seen.add(id(value))
+        namespace = vars(value)
+        for name in sorted(names):
+            if name in namespace:
+                _walk_value(namespace[name], f"{value.__name__}.{name}", rows, seen, names)
+        seen.discard(id(value))  # another function may reach other names of it
+    elif _constant(value):
+        module = where.rpartition(".")[0]
+        if is_user_module(module):
+            rows.setdefault(where, ("constant", where, _constant_digest(value)))
+    elif not callable(value) and is_user_module(type(value).__module__):
+        # an instance of a class of the user's code (``model = Model()``): its class's code
+        # counts (``model.predict(x)``), not its state
+        _walk_value(type(value), function_name(type(value)), rows, seen, names)
+
+
+_CONTAINERS = (tuple, list, dict, set, frozenset)
+
+
+def _constant(value: Any, budget: list[int] | None = None) -> bool:
+    """A module-level value of plain type: numbers, strings, bytes, None, and tuples, lists,
+    dicts and sets of them, of at most 10,000 items in all (a bigger table is data, not a
+    constant: name it in ``depends_on=`` or ``files=``)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    if kind not in _CONTAINERS:
+        return False
+    budget = [10_000] if budget is None else budget
+    budget[0] -= len(value)
+    if budget[0] < 0:
+        return False
+    if kind is dict:
+        return all(_constant(k, budget) and _constant(v, budget) for k, v in value.items())
+    return all(_constant(v, budget) for v in value)
+
+
+def _constant_digest(value: Any) -> str:
+    from ._keys import make_key
+
+    return make_key((value,))[:16]
+
+
+def identity_digest(rows: tuple[tuple[str, str, str], ...]) -> str:
+    """The fingerprint of a function with its dependencies: one digest of all the rows."""
+    return xxhash.xxh3_64_hexdigest("\n".join(" ".join(row) for row in rows).encode())

@@ -61,7 +61,7 @@ def _check_entry(path: Path) -> int:
     data = path.read_bytes()
     header = _entry.read_header(data[:4096])
     assert header.size == len(data), f"half-written entry {path}"
-    ident = _entry.make_ident(header.function, None, header.fingerprint)
+    ident = header.ident  # the stored identity (with its dependency manifest)
     payload, buffers = _entry.verify(data, ident, path.stem.encode(), time.time(), None, None)
     value = _entry.load(payload, buffers)
     i = value["i"]

@@ -1,0 +1,354 @@
+"""What a function's results depend on beyond its arguments: ``depends_on=`` and ``files=``.
+
+``depends_on`` rows join the function's own dependencies (``_identity.dependencies``) in its
+identity; ``files`` wraps the binder so that a path argument is keyed with its content. The
+content hash of a file is kept per process by ``(device, inode, size, mtime, ctime)``: an
+unchanged file costs one ``stat`` per call, an edit that restores the size and the
+modification time still changes the ctime (which no user call can set back), so it is read
+again. A file changed within a second of being hashed is hashed again at the next call (a
+timestamp may not yet tell two writes in the same clock tick apart).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import xxhash
+
+from ._identity import dependencies, function_name, is_user_module, split
+
+Row = tuple[str, str, str]
+_CHUNK = 1 << 20
+_RECENT = 1.0  # seconds: a file whose ctime is this recent is not trusted by its stat
+
+
+def depends_on_rows(depends_on: Any) -> tuple[list[Row], list[Any]]:
+    """``depends_on=`` as rows known now (package versions, plain values) and callables,
+    whose identity is taken with the function's own at the first call.
+
+    Raises ``ValueError`` for a package that is not installed, ``TypeError`` for a value
+    that is neither a package name, a callable nor plain data.
+    """
+    from ._identity import _constant, _constant_digest
+
+    items = (depends_on,) if isinstance(depends_on, str) or callable(depends_on) else depends_on
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(
+            "depends_on= takes package names, callables or plain values (or a tuple of "
+            f"them), not {type(depends_on).__name__}"
+        ) from None
+    rows: list[Row] = []
+    callables: list[Any] = []
+    for at, item in enumerate(items):
+        if isinstance(item, str):
+            rows.append(("package", item, _package_version(item)))
+        elif callable(item):
+            callables.append(item)
+        elif _constant(item):
+            rows.append(("value", f"depends_on[{at}]", _constant_digest(item)))
+        else:
+            raise TypeError(
+                f"depends_on[{at}] is a {type(item).__name__}: pass package names (str), "
+                "callables, or plain values (numbers, str, bytes, and tuples, lists, dicts "
+                "of them)"
+            )
+    return rows, callables
+
+
+def _package_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        raise ValueError(
+            f"depends_on= names the package {name!r}, which is not installed (no "
+            "distribution of that name on sys.path); name an installed distribution, or "
+            "pass a plain value in a tuple to depend on a string"
+        ) from None
+
+
+def callable_rows(callables: Iterable[Any]) -> list[Row]:
+    """Rows for the callables of ``depends_on``: a user function with its dependencies, a
+    library callable by its name (its package's version is what to name for it)."""
+    rows: list[Row] = []
+    for item in callables:
+        target = split(item)[0]
+        module = getattr(target, "__module__", None) or type(target).__module__
+        if not is_user_module(module):
+            rows.append(("library", function_name(target), "-"))
+            continue
+        own, *deps = dependencies(target)
+        rows.append(("function", function_name(target), own[2]))
+        rows.extend(deps)
+    return rows
+
+
+# --- files= ---------------------------------------------------------------------------
+
+def files_binder(binder: Callable[..., tuple], names: list[str], files: tuple[str, ...],
+                 owner: str) -> Callable[..., tuple]:
+    """``binder`` with each ``files`` parameter's value replaced by ``(value, content)``.
+
+    ``names`` are the parameters the binder's tuple holds, in order. Raises ``ValueError``
+    for a name that is not one of them."""
+    unknown = [name for name in files if name not in names]
+    if unknown:
+        raise ValueError(
+            f"files= names {', '.join(map(repr, unknown))}, which {owner} has no such "
+            f"parameter (or it is ignored); its parameters: {', '.join(names)}"
+        )
+    at = tuple(names.index(name) for name in files)
+
+    def bind(*args: Any, **kwargs: Any) -> tuple:
+        values = list(binder(*args, **kwargs))
+        for i in at:
+            values[i] = (values[i], content_digest(values[i]))
+        return tuple(values)
+
+    return bind
+
+
+_hashes: dict[str, tuple[tuple[int, ...], str]] = {}
+_hashes_lock = threading.Lock()
+
+
+def content_digest(path: Any) -> str:
+    """A digest of a file's or a directory tree's content ("-" if it does not exist or is
+    not a path: the function meets the error itself, and an exception is never cached)."""
+    if path is None:
+        return "-"
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        return "-"
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    try:
+        st = os.stat(name)
+    except (OSError, ValueError):
+        return "-"
+    if stat.S_ISDIR(st.st_mode):
+        return _tree_digest(name)
+    return _file_digest(name, st)
+
+
+def _file_digest(name: str, st: os.stat_result) -> str:
+    sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    found = _hashes.get(name)
+    if found is not None and found[0] == sig:
+        return found[1]
+    started = time.time()
+    digest = xxhash.xxh3_128()
+    try:
+        with open(name, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return "-"
+    hexdigest = digest.hexdigest()
+    if started - st.st_ctime_ns / 1e9 > _RECENT:
+        with _hashes_lock:
+            _hashes[name] = (sig, hexdigest)
+    return hexdigest
+
+
+def _tree_digest(root: str) -> str:
+    digest = xxhash.xxh3_128()
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            rel = os.path.relpath(path, root)
+            digest.update(f"{rel}\0{_file_digest(path, st)}\0".encode())
+    return digest.hexdigest()
+
+
+# --- result classes -------------------------------------------------------------------
+
+def result_classes(classes: set[type]) -> bytes:
+    """The result-classes section of an entry: the user's classes among ``classes`` (what
+    the pickler met) with their fingerprints, or ``b""`` when there are none."""
+    from ._entry import CLASSES
+    from ._identity import class_identity
+
+    rows = []
+    for cls in classes:
+        if not is_user_module(getattr(cls, "__module__", None) or "__main__"):
+            continue
+        found = class_identity(cls)
+        if found is not None:
+            rows.append(f"class {found[0]} {found[1]}")
+    if not rows:
+        return b""
+    return CLASSES + "\n".join(sorted(rows)).encode()
+
+
+_sections: dict[bytes, list[tuple[str, str]]] = {}
+
+
+def changed_result_class(section: bytes) -> str | None:
+    """None if every class a stored result holds is as it was, else which one changed.
+
+    Each class is looked up by name at every such hit (a notebook cell run again defines a
+    new class under the old name) and its fingerprint is computed once per class object and
+    process (``class_identity``); a section is parsed once. A result without classes of the
+    user's code never comes here."""
+    from ._entry import Miss, parse_rows
+    from ._identity import class_identity
+
+    rows = _sections.get(section)
+    if rows is None:
+        parsed = parse_rows(section.decode(errors="replace"))
+        rows = _sections[section] = sorted((name, fp) for name, (_, fp) in parsed.items())
+    for name, fingerprint in rows:
+        try:
+            cls = _find_class(name)
+        except ImportError as exc:  # missing here, maybe not elsewhere: keep the entry
+            raise Miss(f"result class {name} cannot be imported: {exc}") from exc
+        except Exception as exc:  # its module fails: a miss, as unpickling would make it
+            raise Miss(f"result class {name} does not load: {type(exc).__name__}: {exc}"
+                       ) from exc
+        found = class_identity(cls) if isinstance(cls, type) else None
+        if found is None:
+            return f"result class {name} no longer exists"
+        if found[1] != fingerprint:
+            return f"result class {name} changed"
+    return None
+
+
+def _find_class(name: str) -> Any:
+    """The class ``module.qualname`` names, importing its module as unpickling would.
+
+    Raises ``ImportError`` when no prefix of the name imports (the module is missing in this
+    process: the entry is another environment's to use, not to be deleted)."""
+    import importlib
+    import sys
+
+    parts = name.split(".")
+    failure: ImportError | None = None
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        module = sys.modules.get(module_name)
+        if module is None and module_name != "__main__":
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:  # a shorter name may be the module
+                failure = failure or exc
+                continue
+        if module is None:
+            continue
+        owner: Any = module
+        for part in parts[cut:]:
+            owner = getattr(owner, part, None)
+        return owner
+    if failure is not None:
+        raise failure
+    return None
+
+
+# --- cache_explain --------------------------------------------------------------------
+
+_KIND_WORDS = {"function": "helper", "class": "class", "constant": "constant",
+               "package": "package", "value": "depends_on value", "library": "library callable"}
+
+
+def utc(timestamp: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def explain_absent(memo: Any, values: tuple) -> str:
+    """No entry for this call: say if another Python version's entry exists for it."""
+    from ._entry import PYTHON, key_seed, read_header
+    from ._keys import make_key
+
+    try:
+        for stored in memo.store.scan(memo.name):
+            try:
+                header = read_header(stored.head)
+            except Exception:  # noqa: BLE001 - an unreadable entry is not this call's
+                continue
+            if (header.python != PYTHON and header.scope == memo.scope
+                    and make_key(values, key_seed(memo.scope, header.python)) == header.key):
+                return (f"miss: no entry for this Python ({PYTHON}); Python {header.python} "
+                        "stored one (each Python version keeps its own)")
+    except (OSError, TypeError, ValueError):
+        pass
+    return "miss: no entry for these arguments"
+
+
+def explain_miss(memo: Any, data: Any, reason: str) -> str:
+    """Why the entry stored for a call cannot be used, naming what changed."""
+    from ._entry import PYTHON, Miss, read_header, version_tag
+
+    try:
+        header = read_header(data)
+    except Miss:
+        return f"miss: the entry is unusable ({reason})"
+    if reason == "stale":
+        ends = [t for t in (header.expires, memo.ttl and header.created + memo.ttl) if t]
+        return f"stale: expired {utc(min(ends))}" if ends else "stale"
+    if header.python != PYTHON:
+        return f"incompatible: written by Python {header.python}, this is Python {PYTHON}"
+    if reason.startswith("result class"):
+        return f"incompatible: {reason}"
+    current = version_tag(memo.version)
+    if header.version != current:
+        return (f"incompatible: the version changed ({_tag(header.version)} -> "
+                f"{_tag(current)})")
+    if header.ident != memo.ident:
+        if not header.manifest:
+            return "incompatible: the code changed (the entry lists no dependencies)"
+        return "incompatible: " + changes(header.manifest, _manifest_text(memo), memo.name)
+    return f"miss: {reason}"
+
+
+def changes(old_manifest: str, new_manifest: str, function: str) -> str:
+    """What differs between two manifests (an entry's and the current code's, or an older
+    entry's and the newest one's), most telling first: the function's own code, then each
+    helper, class, constant, package or value by name."""
+    from ._entry import parse_rows
+
+    old, new = parse_rows(old_manifest), parse_rows(new_manifest)
+    found = []
+    for name in sorted(old.keys() | new.keys(), key=lambda n: (n != "", n)):
+        was, now = old.get(name), new.get(name)
+        if was == now:
+            continue
+        kind = (now or was)[0]  # type: ignore[index]
+        word = _KIND_WORDS.get(kind, kind)
+        if kind == "code":
+            found.append(f"the code of {name or function} changed")
+        elif kind == "package" and was and now:
+            found.append(f"package {name} {was[1]} -> {now[1]}")
+        elif was is None:
+            found.append(f"{word} {name} is new")
+        elif now is None:
+            found.append(f"{word} {name} is no longer used")
+        else:
+            found.append(f"{word} {name} changed")
+    return "; ".join(found) or "the code changed"
+
+
+def _tag(tag: str) -> str:
+    return repr(tag.partition(":")[2]) if tag.startswith("str:") else (
+        tag.partition(":")[2] or "none")
+
+
+def _manifest_text(memo: Any) -> str:
+    from ._entry import MANIFEST
+
+    return memo.ident.partition(MANIFEST)[2].decode(errors="replace")

@@ -1,0 +1,644 @@
+"""What a function depends on is part of its identity (issue 13), across real processes.
+
+Each test writes a small project of real module files, runs it in a fresh interpreter,
+edits a file, and runs it again: the edit must recompute (and ``cache_explain`` name it),
+the absence of one must hit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from memojar import Cache, _entry
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+RUN = """
+import json, main
+fn, args = getattr(main, "fn", None) or main.f, getattr(main, "args", (3,))
+explain = fn.cache_explain(*args)
+value = fn(*args)
+print(json.dumps({"explain": explain, "value": repr(value),
+                  "misses": fn.cache_info().misses,
+                  "ident": fn.__memojar__.ident.decode()}))
+"""
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, source in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+        for cached in path.parent.glob("__pycache__"):  # same-second edits: no stale .pyc
+            for pyc in cached.iterdir():
+                pyc.unlink()
+
+
+def run(root: Path, seed: str = "0", extra_path: str = "") -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (SRC, str(root), extra_path)
+                                                       if p),
+           "MEMOJAR_DIR": str(root / "cache"), "PYTHONHASHSEED": seed,
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "-c", RUN], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+MAIN = """
+    from memojar import cached
+    import helpers
+    from helpers import scale
+
+    @cached
+    def f(x):
+        return scale(x) + helpers.offset(x)
+"""
+HELPERS = """
+    import json
+    import xxhash
+    FACTOR = 2
+    UNUSED = 5
+
+    def scale(x):
+        return x * FACTOR
+
+    def offset(x):
+        return deeper(x) + len(json.dumps([x])) + 0 * xxhash.xxh3_64_intdigest(b"")
+
+    def deeper(x):
+        return x + 1
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    write(tmp_path, {"main.py": MAIN, "helpers.py": HELPERS})
+    return tmp_path
+
+
+def test_unchanged_code_hits_in_a_new_process(project: Path) -> None:
+    first = run(project)
+    assert first["misses"] == 1
+    assert first["explain"] == "miss: no entry for these arguments"
+    second = run(project)
+    assert second["misses"] == 0 and second["value"] == first["value"]
+    assert second["explain"].startswith("hit: stored ")
+
+
+def test_a_helper_edited_recomputes(project: Path) -> None:
+    run(project)
+    write(project, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 10")})
+    second = run(project)
+    assert second["misses"] == 1 and second["value"] == str(3 * 20 + 4 + 3)
+    assert second["explain"] == "incompatible: helper helpers.scale changed"
+
+
+def test_a_constant_edited_recomputes(project: Path) -> None:
+    run(project)
+    write(project, {"helpers.py": HELPERS.replace("FACTOR = 2", "FACTOR = 3")})
+    second = run(project)
+    assert second["misses"] == 1 and second["value"] == str(9 + 4 + 3)
+    assert second["explain"] == "incompatible: constant helpers.FACTOR changed"
+
+
+def test_a_constant_the_function_does_not_read_is_not_tracked(project: Path) -> None:
+    run(project)
+    write(project, {"helpers.py": HELPERS.replace("UNUSED = 5", "UNUSED = 6")})
+    assert run(project)["misses"] == 0
+
+
+def test_a_helper_of_a_helper_edited_recomputes(project: Path) -> None:
+    run(project)
+    write(project, {"helpers.py": HELPERS.replace("return x + 1", "return x + 100")})
+    second = run(project)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: helper helpers.deeper changed"
+
+
+def test_library_functions_are_not_tracked_and_stay_stable(project: Path) -> None:
+    first = run(project)
+    assert "json" not in first["ident"]  # json.dumps: the standard library's code
+    assert "xxhash" not in first["ident"]  # an installed distribution's
+    assert "helpers.offset" in first["ident"]
+    assert run(project)["misses"] == 0
+
+
+def test_the_function_own_code_edited_is_named(project: Path) -> None:
+    run(project)
+    write(project, {"main.py": MAIN.replace("+ helpers.offset(x)", "- helpers.offset(x)")})
+    second = run(project)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: the code of __main__.f changed".replace(
+        "__main__", "main")
+
+
+RECURSIVE = """
+    def even(n):
+        return True if n == 0 else odd(n - 1)
+
+    def odd(n):
+        return False if n == 0 else even(n - 1)
+"""
+
+
+def test_mutually_recursive_helpers_terminate_and_track_both(tmp_path: Path) -> None:
+    write(tmp_path, {"helpers.py": RECURSIVE, "main.py": """
+        from memojar import cached
+        from helpers import even
+
+        @cached
+        def f(x):
+            return even(x)
+    """})
+    first = run(tmp_path)
+    assert first["value"] == "False"
+    assert "helpers.odd" in first["ident"] and "helpers.even" in first["ident"]
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"helpers.py": RECURSIVE.replace("return False if", "return bool(0) if")})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: helper helpers.odd changed"
+
+
+COMPLEX = """
+    TABLE = {"b": {1, 2, 3}, "a": frozenset({"x", "y", "z"}), "c": (1.5, None, b"raw")}
+    NAMES = {"alpha", "beta", "gamma", "delta"}
+
+    class Model:
+        LIMIT = 3
+
+        def run(self, x):
+            return x in {"p", "q", "r"} or x in NAMES
+
+    def helper(x):
+        return sorted(TABLE) + sorted(NAMES) + [Model().run(x)]
+"""
+
+
+def test_identity_is_the_same_under_four_hash_seeds(tmp_path: Path) -> None:
+    write(tmp_path, {"helpers.py": COMPLEX, "main.py": """
+        from memojar import cached
+        import helpers
+
+        @cached
+        def f(x):
+            return helpers.helper(x), helpers.Model
+    """})
+    runs = [run(tmp_path, seed) for seed in ("0", "1", "42", "12345")]
+    assert len({r["ident"] for r in runs}) == 1
+    assert "helpers.TABLE" in runs[0]["ident"] and "class helpers.Model" in runs[0]["ident"]
+    assert [r["misses"] for r in runs] == [1, 0, 0, 0]
+
+
+METHOD = """
+    from memojar import cached
+
+    class Shape:
+        def __init__(self, side):
+            self.side = side
+
+        @cached(ignore=("self",))
+        def area(self, x):
+            return self.unit() * x
+
+        def unit(self):
+            return 2
+"""
+
+
+def test_a_method_depends_on_its_class(tmp_path: Path) -> None:
+    write(tmp_path, {"shapes.py": METHOD, "main.py": """
+        from shapes import Shape
+        fn, args = Shape.area, (Shape(1), 3)
+    """})
+    first = run(tmp_path)
+    assert first["value"] == "6"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"shapes.py": METHOD.replace("return 2", "return 5")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "15"
+    assert second["explain"] == "incompatible: class shapes.Shape changed"
+
+
+# --- globals defined after the decorated function ---------------------------------------
+
+def test_globals_defined_after_the_function_count_and_resolve_once(tmp_path: Path) -> None:
+    write(tmp_path, {"memojar_late.py": f"""
+        from memojar import Cache, _entry
+
+        @Cache({str(tmp_path / "cache")!r}).cached
+        def f(x):
+            return later(x)
+
+        def later(x):
+            return x + 1
+    """})
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import memojar_late as late
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("memojar_late", None)
+    memo = late.f.__memojar__
+    assert "ident" not in vars(memo)  # nothing resolved at decoration time
+    assert late.f(1) == 2
+    ident = vars(memo)["ident"]
+    assert b"function memojar_late.later" in ident
+    late.f(1)
+    assert vars(memo)["ident"] is ident  # fixed after the first call
+
+
+# --- depends_on= ------------------------------------------------------------------------
+
+def _dist(site: Path, name: str, version: str) -> None:
+    for old in site.glob(f"{name}-*.dist-info"):
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def test_a_package_version_bump_recomputes(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _dist(site, "memojar_fakepkg", "1.0")
+    write(tmp_path, {"main.py": """
+        from memojar import cached
+
+        @cached(depends_on=("memojar_fakepkg", 7))
+        def f(x):
+            return x
+    """})
+    assert run(tmp_path, extra_path=str(site))["misses"] == 1
+    assert run(tmp_path, extra_path=str(site))["misses"] == 0
+    _dist(site, "memojar_fakepkg", "1.1")
+    second = run(tmp_path, extra_path=str(site))
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: package memojar_fakepkg 1.0 -> 1.1"
+
+
+def test_depends_on_a_package_that_is_not_installed_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'no_such_dist_xyz', which is not installed"):
+        Cache(tmp_path).cached(depends_on=("no_such_dist_xyz",))(lambda x: x)
+
+
+def test_depends_on_a_value_of_another_type_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"depends_on\[0\] is a object"):
+        Cache(tmp_path).cached(depends_on=(object(),))(lambda x: x)
+
+
+def test_depends_on_a_callable_tracks_its_code(tmp_path: Path) -> None:
+    write(tmp_path, {"helpers.py": HELPERS, "main.py": """
+        from memojar import cached
+        import helpers
+
+        @cached(depends_on=(helpers.scale,))
+        def f(x):
+            return x
+    """})
+    run(tmp_path)
+    write(tmp_path, {"helpers.py": HELPERS.replace("FACTOR = 2", "FACTOR = 4")})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: constant helpers.FACTOR changed"
+
+
+# --- files= -----------------------------------------------------------------------------
+
+FILES_MAIN = """
+    from pathlib import Path
+    from memojar import cached
+
+    @cached(files=("path",))
+    def f(x, path=Path(__file__).with_name("data.txt")):
+        return Path(path).read_text()
+"""
+
+
+def test_a_file_edited_with_size_and_mtime_restored_recomputes(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("alpha")
+    write(tmp_path, {"main.py": FILES_MAIN})
+    assert run(tmp_path)["value"] == "'alpha'"
+    assert run(tmp_path)["misses"] == 0
+    before = data.stat()
+    data.write_text("omega")  # same size
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert data.stat().st_mtime_ns == before.st_mtime_ns
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "'omega'"
+
+
+def test_a_directory_argument_covers_the_files_inside(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("1")
+    calls = []
+
+    @Cache(tmp_path / "cache").cached(files="root")
+    def f(root):
+        calls.append(root)
+        return len(calls)
+
+    assert f(str(folder)) == 1 and f(str(folder)) == 1
+    (folder / "sub" / "a.txt").write_text("2")
+    assert f(str(folder)) == 2
+    (folder / "sub" / "b.txt").write_text("")
+    assert f(str(folder)) == 3
+
+
+def test_an_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch) -> None:
+    from memojar import _depends
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x" * 100)
+    old = time.time() - 10
+    os.utime(data, (old, old))
+    time.sleep(_depends._RECENT + 0.1)  # a ctime this recent is not trusted
+    f = Cache(tmp_path / "cache").cached(files=("p",))(lambda p: 1)
+    f(data)
+    reads = []
+    monkeypatch.setattr(_depends, "open", lambda *a, **k: reads.append(a), raising=False)
+    f(data)
+    assert reads == []
+
+
+def test_files_names_a_parameter_the_function_has(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="files= names 'pth'"):
+        Cache(tmp_path).cached(files=("pth",))(lambda path: 1)
+
+
+# --- result classes ---------------------------------------------------------------------
+
+MODELS = """
+    class Point:
+        def __init__(self, x):
+            self.x = x
+
+        def norm(self):
+            return abs(self.x)
+
+        def __repr__(self):
+            return f"Point({self.x})"
+"""
+
+
+def test_a_result_class_changed_is_not_loaded_into_the_new_class(tmp_path: Path) -> None:
+    write(tmp_path, {"models.py": MODELS, "main.py": """
+        from memojar import cached
+        import models
+
+        @cached
+        def f(x):
+            return [models.Point(x)]
+    """})
+    assert run(tmp_path)["value"] == "[Point(3)]"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": MODELS.replace("abs(self.x)", "self.x ** 2")})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: class models.Point changed"
+
+
+def test_a_result_class_not_named_in_the_code_is_checked_too(tmp_path: Path) -> None:
+    make = "\ndef make(x):\n    return Point(x)\n"
+    write(tmp_path, {"models.py": textwrap.dedent(MODELS) + make,
+                     "other.py": "import models\n\ndef build(x):\n    return models.make(x)\n",
+                     "main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import other
+            return other.build(x)
+    """})
+    assert run(tmp_path)["misses"] == 1
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": textwrap.dedent(MODELS).replace("abs(self.x)", "-self.x")
+                     + make})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: result class models.Point changed"
+
+
+def test_a_result_without_user_classes_carries_no_class_section(tmp_path: Path) -> None:
+    f = Cache(tmp_path).cached(lambda x: {"a": [x, 1.5, "s", (None,)]})
+    f(1)
+    (entry,) = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".mj", ".pkl")]
+    header = _entry.read_header(entry.read_bytes())
+    assert header.classes == "" and header.manifest.startswith("code ")
+
+
+class Box:
+    def __init__(self, x):
+        self.x = x
+
+
+def test_a_result_with_user_classes_lists_them_in_the_header(tmp_path: Path) -> None:
+    f = Cache(tmp_path).cached(lambda x: {"a": [Box(x)], "b": Box})
+    f(1)
+    (entry,) = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".mj", ".pkl")]
+    header = _entry.read_header(entry.read_bytes())
+    assert header.classes.startswith(f"class {Box.__module__}.Box ")
+    assert f(1)["a"][0].x == 1 and f.cache_info().hits == 1
+
+
+# --- cache_explain in one process -------------------------------------------------------
+
+def test_explain_says_stale_since_when(tmp_path: Path) -> None:
+    f = Cache(tmp_path).cached(ttl=0.05)(lambda x: x)
+    f(1)
+    time.sleep(0.1)
+    assert f.cache_explain(1).startswith("stale: expired 20")
+
+
+def test_explain_names_a_version_change(tmp_path: Path) -> None:
+    def g(x):
+        return x
+
+    Cache(tmp_path).cached(version=1)(g)(1)
+    g2 = Cache(tmp_path).cached(version=2)(g)
+    assert g2.cache_explain(1) == "incompatible: the version changed (1 -> 2)"
+    assert g2.cache_explain(2) == "miss: no entry for these arguments"
+
+
+def test_explain_names_another_pythons_entry(tmp_path: Path) -> None:
+    f = Cache(tmp_path).cached(lambda x: x)
+    memo = f.__memojar__
+    f(0)  # resolves the ident
+    other = "3.99"
+    ident = memo.ident.replace(f"\0{_entry.PYTHON}\0".encode(), f"\0{other}\0".encode())
+    from memojar._keys import make_key
+
+    key = make_key(memo.binder(1), _entry.key_seed(memo.scope, other))
+    chunks = _entry.encode(1, ident=ident, key=key, created=time.time(), expires=None,
+                           compute_time=0.0)
+    memo.store.write(memo.name, key, chunks, None)
+    assert f.cache_explain(1) == (
+        f"miss: no entry for this Python ({_entry.PYTHON}); Python {other} stored one "
+        "(each Python version keeps its own)")
+
+
+HELPER_FACTOR = 2
+
+
+def _helper(x):
+    return x * HELPER_FACTOR
+
+
+def test_ls_function_says_what_changed_for_each_superseded_entry(tmp_path: Path, capsys,
+                                                                 monkeypatch) -> None:
+    from memojar import _cli
+
+    def f(x):
+        return _helper(x)
+
+    cache = Cache(tmp_path / "cache")
+    old = cache.cached(f)
+    old(1)
+    monkeypatch.setitem(globals(), "HELPER_FACTOR", 3)  # a constant edited, a new process
+    from memojar import _identity
+
+    _identity._deps_of.clear()
+    new = cache.cached(f)
+    new.__memojar__.swept = True  # a process still running the old code stored meanwhile
+    time.sleep(0.01)
+    new(2)
+    name = new.__memojar__.name
+    assert _cli.main(["--dir", str(tmp_path / "cache"), "ls", name, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    by_key = {e["key"]: e for e in listed}
+    assert by_key[new.cache_key(1)]["reason"] == (
+        f"constant {__name__}.HELPER_FACTOR changed")
+    assert by_key[new.cache_key(2)]["reason"] == ""
+    assert new.cache_explain(1) == f"incompatible: constant {__name__}.HELPER_FACTOR changed"
+
+
+class _Hostile:
+    @property
+    def __class__(self):  # isinstance() asks for it: the walk meets an error
+        raise RuntimeError("no class for you")
+
+
+HOSTILE = _Hostile()
+
+
+def test_a_dependency_that_cannot_be_followed_costs_a_warning_not_the_call(tmp_path: Path
+                                                                         ) -> None:
+    def f(x):
+        return x if HOSTILE else 0
+
+    g = Cache(tmp_path).cached(f)
+    with pytest.warns(UserWarning, match="cannot follow what .*f depends on .*RuntimeError"):
+        assert g(1) == 1
+    assert g(1) == 1 and g.cache_info().hits == 1
+
+
+def test_many_helpers_compress_their_manifest_and_explain_names_the_change(tmp_path: Path
+                                                                          ) -> None:
+    chain = "".join(f"def h{i}(x):\n    return h{i + 1}(x) + {i}\n\n" for i in range(40))
+    chain += "def h40(x):\n    return x\n"
+    write(tmp_path, {"many.py": chain, "main.py": """
+        from memojar import cached
+        import many
+
+        @cached
+        def f(x):
+            return many.h0(x)
+    """})
+    first = run(tmp_path)
+    assert "\x1ez" in first["ident"]  # compressed
+    write(tmp_path, {"many.py": chain.replace("return h17(x) + 16", "return h17(x) - 16")})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: helper many.h16 changed"
+
+
+INSTANCE = """
+    class Model:
+        def predict(self, x):
+            return x + 1
+
+    model = Model()
+"""
+
+
+def test_a_global_instance_counts_by_its_class_code(tmp_path: Path) -> None:
+    write(tmp_path, {"models.py": INSTANCE, "main.py": """
+        from memojar import cached
+        from models import model
+
+        @cached
+        def f(x):
+            return model.predict(x)
+    """})
+    assert run(tmp_path)["value"] == "4"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": INSTANCE.replace("x + 1", "x + 2")})
+    second = run(tmp_path)
+    assert second["value"] == "5"
+    assert second["explain"] == "incompatible: class models.Model changed"
+
+
+def test_a_big_table_is_not_a_constant(tmp_path: Path) -> None:
+    from memojar._identity import _constant
+
+    assert _constant({"a": [1, 2, (3, "x")], "b": None})
+    assert not _constant([[0] * 200] * 200)  # 40,000 items
+    assert not _constant([object()])
+
+
+@functools.cache
+def _memoized_helper(x):
+    return x * 2
+
+
+def test_a_helper_behind_lru_cache_is_followed() -> None:
+    from memojar._identity import dependencies
+
+    def f(x):
+        return _memoized_helper(x)
+
+    names = [row[1] for row in dependencies(f)]
+    assert f"{__name__}._memoized_helper" in names
+
+
+def test_the_identity_is_taken_before_the_first_computation(tmp_path: Path) -> None:
+    write(tmp_path, {"main.py": """
+        from memojar import cached
+        SEEN = []
+
+        @cached
+        def f(x):
+            SEEN.append(object())  # no longer a plain list once it ran
+            return x
+    """})
+    first = run(tmp_path)
+    assert "constant main.SEEN" in first["ident"]
+    assert run(tmp_path)["misses"] == 0
+
+
+def test_a_result_class_redefined_in_the_same_process_is_not_loaded(tmp_path: Path) -> None:
+    module = type(sys)("memojar_cell")
+    sys.modules["memojar_cell"] = module
+    try:
+        exec("class Point:\n    def norm(self):\n        return 1\n", module.__dict__)
+        f = Cache(tmp_path).cached(lambda x: module.Point())
+        assert f(1).norm() == 1 and f(1).norm() == 1 and f.cache_info().hits == 1
+        exec("class Point:\n    def norm(self):\n        return 2\n", module.__dict__)
+        assert f.cache_explain(1) == "incompatible: result class memojar_cell.Point changed"
+        assert f(1).norm() == 2
+        assert f.cache_info().misses == 2  # recomputed, not the old pickle in the new class
+    finally:
+        sys.modules.pop("memojar_cell", None)
