@@ -17,13 +17,6 @@ import pytest
 
 HANG = 60
 
-ISSUE_13 = pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: the fingerprint covers only the function's own code, defaults, closure "
-           "and what it wraps; helpers of the user's modules and module constants it reads "
-           "are not in it",
-)
-
 MAIN = """\
 import sys
 from memojar import cached
@@ -73,7 +66,6 @@ def _run(folder: Path, cache: Path, name: str) -> int:
     return int(proc.stdout.split()[-1])
 
 
-@ISSUE_13
 @pytest.mark.parametrize("name", ["by_name", "by_attribute", "by_constant", "by_class"])
 def test_an_edited_helper_module_is_a_change_of_code(tmp_path: Path, name: str) -> None:
     (tmp_path / "main.py").write_text(MAIN)
@@ -98,7 +90,6 @@ print(f(1))
 """
 
 
-@ISSUE_13
 def test_a_module_constant_set_from_the_environment_is_in_the_identity(tmp_path: Path) -> None:
     (tmp_path / "job.py").write_text(GLOBAL_FROM_ENV)
     src = Path(__file__).resolve().parents[2] / "src"
@@ -109,7 +100,6 @@ def test_a_module_constant_set_from_the_environment_is_in_the_identity(tmp_path:
     assert outs == ["2", "3"]
 
 
-@ISSUE_13
 def test_two_functions_of_one_name_and_code_reading_different_constants(tmp_path: Path) -> None:
     """The same in one process: code exec'd twice (two notebooks' cells, a plugin loader)
     under one module name with different constants shared one entry."""
@@ -146,7 +136,6 @@ print(make(3)[0].norm())
 """
 
 
-@ISSUE_13
 def test_an_entry_whose_result_class_changed_is_not_loaded_into_the_new_class(
     tmp_path: Path,
 ) -> None:
