@@ -181,13 +181,6 @@ def test_workers_compute_each_input_once_with_a_function_they_import(
 # unpickled. The counters (``functools.partial(next, itertools.count())``, also in the closure
 # as ``hit``) pickle only with a DeprecationWarning on 3.12 and 3.13 and not at all on 3.14:
 # a copy needs fresh counters (a ``count`` subclass whose ``__reduce__`` starts at 0).
-_NOT_BY_VALUE = pytest.mark.xfail(
-    strict=True, raises=TypeError,
-    reason="a decorated function on an s3:// or redis:// cache does not pickle by value",
-)
-
-
-@_NOT_BY_VALUE
 def test_a_cloudpickle_copy_on_a_remote_cache_behaves_as_the_original(location: str) -> None:
     cloudpickle = pytest.importorskip("cloudpickle")
     calls: list[int] = []
@@ -205,7 +198,6 @@ def test_a_cloudpickle_copy_on_a_remote_cache_behaves_as_the_original(location: 
 
 
 @pytest.mark.slow
-@_NOT_BY_VALUE
 def test_workers_compute_each_input_once_with_a_function_sent_by_cloudpickle(
     client: Any, location: str, tmp_path: Path
 ) -> None:

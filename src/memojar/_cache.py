@@ -256,7 +256,7 @@ class Cache:
         _FLUSHER.watch(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Cache, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
+        return (_reopened, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
 
     def __repr__(self) -> str:
         return f"Cache({self.directory!r}, max_size={self.max_size!r})"
@@ -654,6 +654,22 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_FLUSHER.before_fork,
                         after_in_parent=_FLUSHER.after_fork_in_parent,
                         after_in_child=_FLUSHER.after_fork_in_child)
+
+_reopened_caches: dict[tuple[Any, ...], Cache] = {}
+
+
+def _reopened(
+    location: str, max_size: int | None, secret: bytes | str | None, lock_timeout: float
+) -> Cache:
+    """A pickled ``Cache`` in this process: one per location and options, so the copies of
+    many decorated functions (a map over workers) share one store and its connections."""
+    spec = (location, max_size, secret, lock_timeout)
+    with _caches_lock:
+        cache = _reopened_caches.get(spec)
+        if cache is None:
+            cache = _reopened_caches[spec] = Cache(location, max_size, secret, lock_timeout)
+        return cache
+
 
 _caches: dict[str, Cache] = {}
 _caches_lock = threading.Lock()

@@ -78,12 +78,12 @@ class Counter:
     __slots__ = ("_base", "_count", "bump")
 
     def __init__(self) -> None:
-        self._count = itertools.count()
+        self._count = _Count()
         self.bump = functools.partial(next, self._count)
         self._base = 0
 
     def _now(self) -> int:
-        return int(repr(self._count)[6:-1])
+        return int(repr(self._count)[7:-1])  # "_Count(N)"
 
     @property
     def value(self) -> int:
@@ -91,6 +91,17 @@ class Counter:
 
     def reset(self) -> None:
         self._base = self._now()
+
+
+class _Count(itertools.count):
+    """An ``itertools.count`` whose copy (a wrapper sent by cloudpickle) starts again at 0:
+    a copy counts its own process's calls, and ``itertools.count`` itself stops pickling in
+    Python 3.14 (a DeprecationWarning before)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Count, ())
 
 
 class Tally:
@@ -194,12 +205,15 @@ class _Memo:
         """A copy (cloudpickle sends a function of ``__main__`` by value) starts with an
         empty memory tier and no recomputation running; it maps the stamp itself."""
         state = self.__dict__.copy()
-        for name in ("revalidating_lock", "generation", "recent", "revalidating"):
+        # The store holds live connections (a Redis or S3 client): the copy takes its
+        # cache's, which unpickles as one Cache per location in the receiving process.
+        for name in ("revalidating_lock", "generation", "recent", "revalidating", "store"):
             del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.store = self.cache.store
         self.revalidating, self.revalidating_lock = set(), threading.Lock()
         self.recent, self.generation = OrderedDict(), None
         if self.memory:

@@ -24,16 +24,7 @@ cloudpickle = pytest.importorskip("cloudpickle")
 
 HANG = 60  # seconds: bound of the worker process
 
-STORE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="the Redis and S3 stores do not pickle (a live client in the memo): give them a "
-           "__reduce__ that reopens the store from its URL (as Cache.__reduce__ does), or "
-           "make _Memo pickle by its cache location and function identity",
-)
-
-
-@pytest.fixture(params=["file", pytest.param("redis", marks=STORE_BUG),
-                        pytest.param("s3", marks=STORE_BUG)])
+@pytest.fixture(params=["file", "redis", "s3"])
 def kind_location(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "file":
         return str(tmp_path / "cache")
