@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging as _logging
 
-from ._cache import Cache, CachedFunction, CacheInfo, EntryInfo, cached
+from ._cache import Cache, CachedFunction, CacheInfo, EntryInfo, UnknownStoreError, cached
 from ._errors import MemojarWarning
+from ._store import Store
 
-__all__ = ["Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning", "cached"]
+__all__ = ["Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning", "Store",
+           "UnknownStoreError", "cached"]
 __version__ = "0.1.0"
 
 _logging.getLogger("memojar").addHandler(_logging.NullHandler())

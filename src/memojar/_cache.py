@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -99,24 +100,77 @@ def default_directory() -> str:
     return user_cache_dir("memojar", appauthor=False)
 
 
-def open_store(
-    location: str, max_size: int | None, signed: bool, secret: bytes | None = None
+StoreFactory = Callable[[str, "int | None", "bytes | None", bool], Store]
+
+
+def _file_store(
+    location: str, max_size: int | None, secret: bytes | None, signed: bool
 ) -> Store:
-    """The store for a location: a ``redis://`` URL or a directory path. ``secret`` lets
-    a store sign what it keeps beside entries (Redis chunk pointers)."""
-    if location.startswith(("redis://", "rediss://", "unix://")):
-        try:
-            from ._redisstore import RedisStore
-        except ImportError as exc:
-            raise ImportError(
-                f"cache location {location!r} needs the redis client: run "
-                "pip install -e '.[redis]' in your memojar clone "
-                "(for a published release: pip install 'memojar[redis]')"
-            ) from exc
-        return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
     from ._filestore import FileStore
 
+    if location.startswith("file://"):
+        location = location[len("file://"):]
     return FileStore(location, max_size=max_size, trust_foreign=signed)
+
+
+def _redis_store(
+    location: str, max_size: int | None, secret: bytes | None, signed: bool
+) -> Store:
+    try:
+        from ._redisstore import RedisStore
+    except ImportError as exc:
+        raise ImportError(
+            f"cache location {location!r} needs the redis client: run "
+            "pip install -e '.[redis]' in your memojar clone "
+            "(for a published release: pip install 'memojar[redis]')"
+        ) from exc
+    return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
+
+
+# The one plug-in point: a URL scheme -> the factory of its store, all called as
+# ``factory(location, max_size, secret, signed)`` (``signed``: entries are signed above the
+# store, so it need not warn about trust). A location without a scheme is a directory.
+STORES: dict[str, StoreFactory] = {
+    "file": _file_store,
+    "redis": _redis_store,
+    "rediss": _redis_store,
+    "unix": _redis_store,
+}
+# A scheme: two or more letters before a colon ("C:" is a Windows drive, not a scheme).
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+class UnknownStoreError(ValueError):
+    """A cache location is a URL of a scheme no store is registered for."""
+
+    def __init__(self, location: str, scheme: str) -> None:
+        known = ", ".join(f"{s}://" for s in sorted(STORES))
+        super().__init__(
+            f"cache location {location!r} is a URL of the scheme {scheme!r}, which no "
+            f"memojar store handles (known: {known}); for a local folder pass a path "
+            "(a folder whose name has a colon: ./NAME or file:///path)"
+        )
+        self.location = location
+        self.scheme = scheme
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return type(self), (self.location, self.scheme)
+
+
+def open_store(
+    location: str, max_size: int | None, signed: bool = False, secret: bytes | None = None
+) -> Store:
+    """The store for a location: a URL of a registered scheme (``STORES``) or a directory
+    path. ``secret`` signs entries (and what a store keeps beside them, Redis chunk
+    pointers). Raises ``UnknownStoreError`` for a URL of a scheme nobody registered."""
+    match = _SCHEME.match(location)
+    if match is None:
+        return _file_store(location, max_size, secret, signed)
+    scheme = match[1].lower()
+    factory = STORES.get(scheme)
+    if factory is None:
+        raise UnknownStoreError(location, scheme)
+    return factory(location, max_size, secret, signed or secret is not None)
 
 
 class Cache:
@@ -125,6 +179,8 @@ class Cache:
     ``max_size``: bytes for the whole cache; writes evict least-recently-used entries.
     ``secret``: bytes or str (default ``$MEMOJAR_SECRET``); when set, every entry is signed
     with HMAC-SHA256 and an entry that does not verify is never unpickled.
+    ``store``: a store object instead of a location (``directory`` and ``max_size`` are then
+    the store's), e.g. one of a backend registered in no ``STORES`` scheme.
     """
 
     def __init__(
@@ -132,7 +188,21 @@ class Cache:
         directory: str | os.PathLike[str] | None = None,
         max_size: int | None = None,
         secret: bytes | str | None = None,
+        *,
+        store: Store | None = None,
     ) -> None:
+        if store is not None:
+            if not isinstance(store, Store):
+                raise TypeError(
+                    f"store= must be a memojar store (a subclass of memojar.Store), not "
+                    f"{type(store).__name__}"
+                )
+            if directory is not None or max_size is not None:
+                raise TypeError(
+                    "pass a location (directory=, max_size=) or a store object (store=), "
+                    "not both: the store object has its own location and max_size"
+                )
+            max_size = store.max_size
         if max_size is not None:
             if isinstance(max_size, bool) or not isinstance(max_size, int):
                 raise TypeError(
@@ -141,9 +211,13 @@ class Cache:
             if max_size <= 0:
                 raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
         self.secret = _secret(secret)
-        location = os.fspath(directory) if directory is not None else default_directory()
-        self.store = open_store(location, max_size, signed=self.secret is not None,
-                                secret=self.secret)
+        if store is None:
+            location = os.fspath(directory) if directory is not None else default_directory()
+            store = open_store(location, max_size, signed=self.secret is not None,
+                               secret=self.secret)
+        elif self.secret is not None:
+            store.signed = True  # entries are signed above it: the signature decides trust
+        self.store = store
         self.directory = self.store.location
         self.max_size = max_size
         self._memos: list[_Memo] = []

@@ -141,7 +141,7 @@ class FileStore(Store):
             _claim(root)
         self.root = self.location = root
         self.max_size = max_size
-        self._trust_foreign = trust_foreign  # with a secret, the signature decides
+        self.signed = trust_foreign  # with a secret, the signature decides
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._warned_foreign = False
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
@@ -165,7 +165,7 @@ class FileStore(Store):
             return None
         try:
             st = os.fstat(fd)
-            if st.st_uid != self._uid and self._uid is not None and not self._trust_foreign:
+            if st.st_uid != self._uid and self._uid is not None and not self.signed:
                 self._foreign(st)
                 return None
             if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device planted there

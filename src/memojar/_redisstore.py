@@ -121,7 +121,7 @@ class RedisStore(Store):
         password = password if password is not None else options.get("password")
         self.location = _redact(location)
         self.max_size = max_size
-        self._signed = signed or secret is not None
+        self.signed = signed or secret is not None
         self._pointer_key = _POINTER_KEY + secret if secret is not None else None
         self._warned_unsigned = False
         kwargs: dict[str, Any] = {}
@@ -247,7 +247,7 @@ class RedisStore(Store):
 
     def _warn_unsigned(self) -> None:
         self._warned_unsigned = True
-        if not self._signed:
+        if not self.signed:
             warn(
                 f"Redis cache {self.location} has no secret: its entries are not "
                 "authenticated, and anyone who can write to the server can make this "

@@ -47,6 +47,10 @@ class Store(abc.ABC):
 
     location: str
     max_size: int | None
+    # Whether entries are signed above the store (the cache has a secret): then the
+    # signature decides what is trusted, and the store neither refuses entries of other
+    # users nor warns that entries are unauthenticated. The cache sets it.
+    signed: bool = False
     # Whether calls wait on the network: coroutine functions then run every call of the
     # store in a worker thread, so the event loop never waits for a server.
     remote: bool = False
