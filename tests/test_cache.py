@@ -16,6 +16,7 @@ import pytest
 
 import memojar._decorator
 from memojar import Cache, CacheInfo, EntryInfo, _entry, cached
+from memojar._cache import _cache_for
 
 
 class Clock:
@@ -389,8 +390,8 @@ def test_decorators_on_one_directory_share_one_cache(cache_dir: Path) -> None:
     f(1)
     g(1)
     g(1)
-    stats = f.__memojar__.cache.stats()
-    assert f.__memojar__.cache is g.__memojar__.cache
+    stats = _cache_for(cache_dir).stats()
+    assert f.__memojar__.store is g.__memojar__.store is _cache_for(cache_dir).store
     assert (stats.hits, stats.misses, stats.entries) == (1, 2, 2)
 
 

@@ -17,25 +17,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from . import _entry
-from ._decorator import _Memo, make_wrapper
-from ._entry import Miss
+from ._decorator import CacheInfo, _Memo, make_wrapper, stored_total
 from ._identity import generator_kind
-from ._store import Store, StoredEntry
+from ._store import Store, StoredEntry, header_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
 _UTC = _dt.timezone.utc
-
-
-class CacheInfo(NamedTuple):
-    """Counters like ``functools.lru_cache``'s, plus what is on disk."""
-
-    hits: int  # calls answered from the cache, in this process
-    misses: int  # calls that computed, in this process
-    entries: int  # entries stored (for a function: its entries)
-    bytes: int  # their size in bytes
 
 
 class EntryInfo(NamedTuple):
@@ -289,7 +279,7 @@ class Cache:
                     "function, and a generator cannot be stored; return a list (or a tuple) "
                     "of its items instead"
                 )
-            memo = _Memo(self, f, ttl_seconds, version, ignored, key)
+            memo = _Memo(self.store, self.secret, f, ttl_seconds, version, ignored, key)
             self._memos.append(memo)
             return make_wrapper(memo, disabled)
 
@@ -306,11 +296,7 @@ class Cache:
         """
         memo = getattr(function, "__memojar__", None)
         if isinstance(memo, _Memo):
-            return self.store.remove([
-                stored for stored in self.store.scan(memo.name)
-                if (header := header_of(stored)) is not None and header.function == memo.name
-                and header.scope == memo.scope and header.python == _entry.PYTHON
-            ])
+            return memo.clear()
         name = _function_name(function)
         return self.store.remove(list(self.store.scan(name, heads=False)))
 
@@ -373,15 +359,7 @@ class Cache:
         stored."""
         hits = sum(m.hits for m in self._memos)
         misses = sum(m.misses for m in self._memos)
-        return CacheInfo(hits, misses, *self._stored(None))
-
-    def _info(self, memo: _Memo) -> CacheInfo:
-        return CacheInfo(memo.hits, memo.misses, *self._stored(memo.name))
-
-    def _stored(self, function: str | None) -> tuple[int, int]:
-        """How many entries (of one function) are stored, and their bytes."""
-        sizes = [stored.size for stored in self.store.scan(function, heads=False)]
-        return len(sizes), sum(sizes)
+        return CacheInfo(hits, misses, *stored_total(self.store, None))
 
     def close(self) -> None:
         """Release the store's connections (a no-op for a directory)."""
@@ -412,15 +390,6 @@ def _user_version(tag: str) -> str | int | None:
     if kind == "int":
         return int(value)
     return value if kind == "str" else None
-
-
-def header_of(stored: StoredEntry) -> _entry.Header | None:
-    """A listed entry's header, or None if it is unreadable or not the length it promises."""
-    try:
-        header = _entry.read_header(stored.head)
-    except Miss:
-        return None
-    return header if header.size == stored.size else None
 
 
 def judge(

@@ -12,16 +12,29 @@ import logging
 import pickle
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 from . import _entry
 from ._entry import Miss
 from ._errors import logger, warn
 from ._identity import code_fingerprint, function_name, scope_of, split
 from ._keys import make_binder, make_key, make_key_caller, parameter_names, prebound
+from ._store import Store, header_of
 
-if TYPE_CHECKING:
-    from ._cache import Cache, CacheInfo
+
+class CacheInfo(NamedTuple):
+    """Counters like ``functools.lru_cache``'s, plus what is on disk."""
+
+    hits: int  # calls answered from the cache, in this process
+    misses: int  # calls that computed, in this process
+    entries: int  # entries stored (for a function: its entries)
+    bytes: int  # their size in bytes
+
+
+def stored_total(store: Store, function: str | None) -> tuple[int, int]:
+    """How many entries (of one function) are stored, and their bytes."""
+    sizes = [stored.size for stored in store.scan(function, heads=False)]
+    return len(sizes), sum(sizes)
 
 class _Missing:
     """The miss marker. One object, even in a copy of the wrapper that cloudpickle made by
@@ -57,11 +70,15 @@ def _read_sweep_note(note: bytes | None) -> dict[str, str]:
 
 
 class _Memo:
-    """A function's entries in a cache: its name, identity, key function and counters."""
+    """A function's entries in a store: its name, identity, key function and counters.
+
+    Built from what it needs (the store, the secret, the function and its options), not from
+    the ``Cache`` that made it: nothing here reaches back up."""
 
     def __init__(
         self,
-        cache: Cache,
+        store: Store,
+        secret: bytes | None,
         func: Callable[..., Any],
         ttl: float | None,
         version: str | int | None,
@@ -69,9 +86,8 @@ class _Memo:
         key: Callable[..., Any] | None,
     ) -> None:
         self.func = func
-        self.cache = cache
-        self.store = cache.store
-        self.secret = cache.secret
+        self.store = store
+        self.secret = secret
         self.name = function_name(func)
         self.scope = scope_of(func)  # its script or notebook, for a function of __main__
         self.ident = _entry.make_ident(self.name, version, code_fingerprint(func), self.scope)
@@ -270,6 +286,17 @@ class _Memo:
             logger.debug("cannot remove %s %s: %s", self.name, key, exc)
         logger.debug("evict %s %s (%s)", self.name, key, reason)
 
+    def clear(self) -> int:
+        """Remove the entries this function can read (of its scope, and of this Python)."""
+        return self.store.remove([
+            stored for stored in self.store.scan(self.name)
+            if (header := header_of(stored)) is not None and header.function == self.name
+            and header.scope == self.scope and header.python == _entry.PYTHON
+        ])
+
+    def info(self) -> CacheInfo:
+        return CacheInfo(self.hits, self.misses, *stored_total(self.store, self.name))
+
     def contains(self, key: str) -> bool:
         data = self.store.read(self.name, key)
         if data is None:
@@ -361,7 +388,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         """Remove every entry of this function and zero its counters; return how many
         entries were removed."""
         memo.hits = memo.misses = 0
-        return memo.cache.clear(wrapper)  # its own entries: its scope, this Python
+        return memo.clear()  # its own entries: its scope, this Python
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
         """Remove the entry of this call, if any; return True if one was removed."""
@@ -370,7 +397,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     def cache_info() -> CacheInfo:
         """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
         entries and bytes stored for this function."""
-        return memo.cache._info(memo)
+        return memo.info()
 
     def cache_contains(*args: Any, **kwargs: Any) -> bool:
         """True if this call has a valid (fresh, compatible) entry; computes nothing."""

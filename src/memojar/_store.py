@@ -11,6 +11,9 @@ import abc
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+from . import _entry
+from ._entry import Miss
+
 
 class StoredEntry(NamedTuple):
     """One entry as a store lists it: where it is and its first bytes (its header)."""
@@ -21,6 +24,15 @@ class StoredEntry(NamedTuple):
     accessed: float  # when it was last read or written (seconds since the epoch)
     head: bytes  # at least the entry's header, when the listing asked for heads
     location: str  # a path or URL, for messages
+
+
+def header_of(stored: StoredEntry) -> _entry.Header | None:
+    """A listed entry's header, or None if it is unreadable or not the length it promises."""
+    try:
+        header = _entry.read_header(stored.head)
+    except Miss:
+        return None
+    return header if header.size == stored.size else None
 
 
 class KeyLock(abc.ABC):
