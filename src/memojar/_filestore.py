@@ -33,6 +33,7 @@ import xxhash
 
 from ._entry import Miss, header_length
 from ._errors import logger, warn
+from ._ledger import Ledger
 from ._locks import LOCK_FILE, LOCK_SUFFIX, key_lock, remove_if_idle
 from ._store import KeyLock, Store, StoredEntry
 
@@ -46,7 +47,6 @@ NOTE_FILE = ".swept"  # the identity of the code that last swept the function's 
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
 HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
-EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
 ORPHAN_AGE = 3600.0  # a temporary file this old is orphaned even if its pid is alive
 RESERVE_WAIT = 60.0  # seconds a writer waits for room that other writers in flight hold
 _LEDGER = ".size"
@@ -452,8 +452,7 @@ class FileStore(Store):
         return removed
 
     def remove(self, entries: Sequence[StoredEntry]) -> int:
-        by_path = {e.location: e for e in entries}
-        removed = [by_path[p] for p in self._unlink_entries(list(by_path))]
+        removed = self._unlink(entries)
         for entry in removed:
             logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
         self._account(-sum(e.size for e in removed))
@@ -532,103 +531,35 @@ class FileStore(Store):
         with self._ledger() as ledger:
             return ledger.evict(incoming)
 
-    def _ledger(self) -> _Ledger:
-        return _Ledger(self)
+    def _ledger(self) -> Ledger:
+        return Ledger(self)
 
+    # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
-class _Ledger:
-    """The cache's total size in bytes, in ``<root>/.size``, under ``<root>/.size.lock``.
+    def _total_lock(self) -> Any:
+        _makedirs(self.root, self.root)
+        return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
 
-    The total counts entries and the temporary files of writers in flight (each extended to
-    its final size when reserved). Only an estimate between recounts (a crash between a
-    rename and the ledger update, or files removed by hand, make it drift): every eviction
-    recounts from the directory, so a drift costs at most one early eviction or one late one.
-    """
+    def _read_total(self) -> int | None:
+        return _read_int(os.path.join(self.root, _LEDGER))
 
-    def __init__(self, store: FileStore) -> None:
-        self.store = store
-        self.path = os.path.join(store.root, _LEDGER)
-
-    def __enter__(self) -> _Ledger:
-        _makedirs(self.store.root, self.store.root)
-        self._lock = _flock(self.path + LOCK_SUFFIX)
+    def _write_total(self, total: int) -> None:
+        path = os.path.join(self.root, _LEDGER)
+        tmp = _temp_name(path)
         try:
-            self.total = _read_int(self.path)  # None: no ledger yet, or a damaged one
-            if not self.store._recounted:  # caches without max_size write without counting
-                self.total = None
-                self.store._recounted = True
-            self._dirty = False
+            fd = os.open(tmp, _O_CREATE, 0o600)  # private like every file of the cache
+            try:
+                os.write(fd, str(total).encode())
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
         except BaseException:
-            self._lock.release()
+            _unlink(tmp)
             raise
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._dirty:
-                tmp = _temp_name(self.path)
-                try:
-                    fd = os.open(tmp, _O_CREATE, 0o600)  # private like every file of the cache
-                    try:
-                        os.write(fd, str(max(self.total or 0, 0)).encode())
-                    finally:
-                        os.close(fd)
-                    os.replace(tmp, self.path)
-                except BaseException:
-                    _unlink(tmp)
-                    raise
-        finally:
-            self._lock.release()
-
-    def _known(self) -> int:
-        if self.total is None:
-            self.total = self.store._census()[1]
-        return self.total
-
-    def add(self, delta: int) -> None:
-        self.total = self._known() + delta
-        self._dirty = True
-
-    def set(self, total: int) -> None:
-        self.total = total
-        self._dirty = True
-
-    def fits(self, size: int) -> bool:
-        """True if ``size`` more bytes fit under max_size, after evicting if needed."""
-        max_size = self.store.max_size
-        assert max_size is not None
-        if self._known() + size <= max_size:
-            return True
-        self.evict(size)
-        return self._known() + size <= max_size
-
-    def evict(self, incoming: int) -> int:
-        """Remove least-recently-used entries until ``incoming`` bytes fit; recount."""
-        max_size = self.store.max_size
-        assert max_size is not None
-        entries, total = self.store._census()
-        entries.sort(key=lambda e: e.accessed)
-        in_flight = total - sum(e.size for e in entries)  # other writers' reservations
-        if total + incoming <= max_size or in_flight + incoming > max_size:
-            self.set(total)  # room enough, or held by writers in flight: evicting won't help
-            return 0
-        target = int(max_size * EVICT_TO) - incoming
-        if target < in_flight:  # writers in flight hold most of it: evict just enough
-            target = max_size - incoming
-        victims = []
-        for entry in entries:
-            if total <= target:
-                break
-            victims.append(entry)
-            total -= entry.size
-        by_path = {e.location: e for e in victims}
-        removed = [by_path[p] for p in self.store._unlink_entries(list(by_path))]
-        for entry in removed:
-            logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
-                         entry.size)
-        # Entries another process removed first are gone all the same.
-        self.set(total)
-        return len(removed)
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        by_path = {e.location: e for e in entries}
+        return [by_path[p] for p in self._unlink_entries(list(by_path))]
 
 
 class _FlockLock:
