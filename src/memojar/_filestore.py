@@ -31,11 +31,10 @@ from typing import Any
 
 import xxhash
 
-from ._entry import Miss, header_length
-from ._errors import logger, warn
+from ._errors import logger
 from ._ledger import Ledger
 from ._locks import LOCK_FILE, LOCK_SUFFIX, key_lock, remove_if_idle
-from ._store import KeyLock, Store, StoredEntry
+from ._store import KeyLock, Store, StoredEntry, complete_head
 
 try:
     import fcntl
@@ -127,6 +126,8 @@ class NotACacheDirectory(ValueError):
 class FileStore(Store):
     """A directory of entry files. See the module docstring for the layout."""
 
+    maps_memory = True  # entries of MMAP_THRESHOLD bytes or more are mapped, not read
+
     def __init__(
         self, directory: str | os.PathLike[str], max_size: int | None = None,
         trust_foreign: bool = False,
@@ -143,7 +144,6 @@ class FileStore(Store):
         self.max_size = max_size
         self.signed = trust_foreign  # with a secret, the signature decides
         self._uid = os.getuid() if hasattr(os, "getuid") else None
-        self._warned_foreign = False
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
         self._recounted = False  # the ledger is recounted once per process before trusting it
 
@@ -166,7 +166,8 @@ class FileStore(Store):
         try:
             st = os.fstat(fd)
             if st.st_uid != self._uid and self._uid is not None and not self.signed:
-                self._foreign(st)
+                if not self._warned:
+                    self._foreign(st)
                 return None
             if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device planted there
                 return None
@@ -190,29 +191,27 @@ class FileStore(Store):
             os.close(fd)
 
     def _foreign(self, st: os.stat_result) -> None:
-        if not self._warned_foreign:
-            self._warned_foreign = True
-            warn(
-                f"cache directory {self.root} holds entries owned by another user "
-                f"(uid {st.st_uid}); memojar never unpickles them and recomputes instead. "
-                "For a cache shared between users, give every user the same secret= "
-                "(or $MEMOJAR_SECRET) so entries are signed and checked."
-            )
+        self._untrusted(
+            f"cache directory {self.root} holds entries owned by another user "
+            f"(uid {st.st_uid}); memojar never unpickles them and recomputes instead. "
+            "For a cache shared between users, give every user the same secret= "
+            "(or $MEMOJAR_SECRET) so entries are signed and checked."
+        )
 
     # --- writing ----------------------------------------------------------------------
 
-    def write(
-        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
-    ) -> int:
+    def _write(
+        self, function: str, key: str, views: list[memoryview], size: int,
+        expires: float | None,
+    ) -> None:
         path = self.path(function, key)
-        size = sum(memoryview(c).nbytes for c in chunks)
         if self.max_size is not None:  # make room first: the new entry fits under max_size
             fd, tmp = self._reserve(path, size)
         else:
             fd, tmp = self._create_temp(path)
         try:
             try:
-                _write_all(fd, chunks)
+                _write_all(fd, views)
             finally:
                 os.close(fd)
             replaced = _size_of(path) if self.max_size is not None else 0  # for the ledger
@@ -222,7 +221,6 @@ class FileStore(Store):
             self._account(-size)
             raise
         self._account(-replaced)
-        return size
 
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
@@ -248,13 +246,7 @@ class FileStore(Store):
         ledger's lock: every recount counts it, so writers in flight never overcommit the
         room between them. While they hold it all, this one waits (``RESERVE_WAIT``)."""
         max_size = self.max_size
-        assert max_size is not None
-        if size > max_size:
-            raise OSError(
-                errno.EFBIG,
-                f"the entry ({size:,} bytes) is larger than the cache's max_size "
-                f"({max_size:,} bytes)",
-            )
+        assert max_size is not None  # and size <= max_size: ``Store.write`` refused others
         deadline = time.monotonic() + RESERVE_WAIT
         delay = 0.005
         while True:
@@ -451,12 +443,8 @@ class FileStore(Store):
             os.close(root_fd)
         return removed
 
-    def remove(self, entries: Sequence[StoredEntry]) -> int:
-        removed = self._unlink(entries)
-        for entry in removed:
-            logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
-        self._account(-sum(e.size for e in removed))
-        return len(removed)
+    def _removed(self, entries: Sequence[StoredEntry]) -> None:
+        self._account(-sum(e.size for e in entries))
 
     def cleanup(self) -> int:
         """Remove orphaned temporary files and idle lock files; recount the ledger.
@@ -524,12 +512,6 @@ class FileStore(Store):
                                                st.st_atime, b"",
                                                os.path.join(self.root, name, shard, file)))
         return entries, sum(e.size for e in entries) + temps
-
-    def evict(self, incoming: int = 0) -> int:
-        if self.max_size is None:
-            return 0
-        with self._ledger() as ledger:
-            return ledger.evict(incoming)
 
     def _ledger(self) -> Ledger:
         return Ledger(self)
@@ -660,16 +642,7 @@ def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None, b""
-        head = os.read(fd, HEAD_BYTES)
-        try:
-            need = header_length(head)
-        except Miss:  # not an entry: whoever reads the head says so
-            return st, head
-        while len(head) < need:  # 8 bytes a buffer: a result of many arrays runs past
-            more = os.read(fd, need - len(head))
-            if not more:
-                break
-            head += more
+        head = complete_head(os.read(fd, HEAD_BYTES), lambda start, end: os.read(fd, end - start))
         return st, head
     finally:
         os.close(fd)

@@ -63,8 +63,8 @@ from redis.retry import Retry
 
 from . import _redislua as lua
 from ._entry import Miss, header_length
-from ._errors import logger, warn
-from ._store import KeyLock, Store, StoredEntry
+from ._errors import logger
+from ._store import KeyLock, Store, StoredEntry, complete_head
 
 DEFAULT_PREFIX = "memojar:"
 NOTE = "swept"  # <prefix><function>:swept, the code that last swept (see Store.read_note)
@@ -96,6 +96,8 @@ class RedisStore(Store):
     """
 
     remote = True  # every call is a network round trip: async callers run it in a thread
+    native_expiry = True  # ttl -> PX
+    own_lru = True  # the lru/sizes/total index, changed atomically by the Lua scripts
 
     def __init__(
         self,
@@ -123,7 +125,6 @@ class RedisStore(Store):
         self.max_size = max_size
         self.signed = signed or secret is not None
         self._pointer_key = _POINTER_KEY + secret if secret is not None else None
-        self._warned_unsigned = False
         kwargs: dict[str, Any] = {}
         if password is not None:
             kwargs["password"] = password
@@ -147,7 +148,7 @@ class RedisStore(Store):
         register = self._client.register_script
         self._commit = register(lua.COMMIT)
         self._delete = register(lua.DELETE)
-        self._evict = register(lua.EVICT)
+        self._evict_script = register(lua.EVICT)
         self._forget = register(lua.FORGET)
         self._recount = register(lua.RECOUNT)
         self._reap = register(lua.REAP)
@@ -177,7 +178,7 @@ class RedisStore(Store):
     # --- the hit path -------------------------------------------------------------------
 
     def read(self, function: str, key: str) -> Any | None:
-        if not self._warned_unsigned:
+        if not self._warned:
             self._warn_unsigned()
         name = self._name(function, key)
         try:
@@ -246,9 +247,10 @@ class RedisStore(Store):
         return hmac.new(self._pointer_key, message, hashlib.sha256).hexdigest()[:32].encode()
 
     def _warn_unsigned(self) -> None:
-        self._warned_unsigned = True
-        if not self.signed:
-            warn(
+        if self.signed:
+            self._warned = True
+        else:
+            self._untrusted(
                 f"Redis cache {self.location} has no secret: its entries are not "
                 "authenticated, and anyone who can write to the server can make this "
                 "process unpickle (run) code of their choosing. Give every user of the "
@@ -258,12 +260,11 @@ class RedisStore(Store):
 
     # --- writing ----------------------------------------------------------------------
 
-    def write(
-        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
-    ) -> int:
+    def _write(
+        self, function: str, key: str, views: list[memoryview], size: int,
+        expires: float | None,
+    ) -> None:
         name = self._name(function, key)
-        views = [memoryview(c).cast("B") for c in chunks]
-        size = sum(v.nbytes for v in views)
         px = 0
         if expires is not None:  # relative, so the hosts' clocks need not agree with Redis
             px = max(int((expires - time.time()) * 1000), 1)
@@ -299,7 +300,6 @@ class RedisStore(Store):
                 "another caller may have computed the same value: this one is returned, and "
                 "stored only by the caller that holds the lock",
             )
-        return size
 
     def _write_chunks(self, name: bytes, views: list[memoryview], size: int) -> tuple[bytes,
                                                                                      bytes]:
@@ -335,17 +335,18 @@ class RedisStore(Store):
             logger.debug("cannot remove %r: %s", key, exc)
 
     def delete(self, function: str, key: str) -> bool:
-        return self._delete_names([self._name(function, key)]) > 0
+        return any(self._delete_names([self._name(function, key)]))
 
-    def _delete_names(self, names: Sequence[bytes]) -> int:
-        removed = 0
+    def _delete_names(self, names: Sequence[bytes]) -> list[bool]:
+        """Delete entries with their index; for each name, whether it was there."""
+        removed: list[bool] = []
         try:
             self._check_up()
             for start in range(0, len(names), _SCAN_COUNT):
                 pipe = self._client.pipeline(transaction=False)
                 for name in names[start : start + _SCAN_COUNT]:
                     self._delete(keys=[*self._index, name], client=pipe)
-                removed += sum(pipe.execute())
+                removed += [bool(n) for n in pipe.execute()]
         except RedisError as exc:
             raise self._failed(exc, "deleting entries") from exc
         return removed
@@ -448,25 +449,21 @@ class RedisStore(Store):
         )
 
     def _whole_header(self, name: bytes, head: bytes, chunked: bool) -> bytes:
-        """``head``, read on when the header runs past it (8 bytes a buffer: a result of
-        many arrays); a pointer holds its entry's whole header."""
-        try:
-            need = header_length(head)
-        except Miss:  # not an entry: whoever reads the head says so
-            return head
-        if need <= len(head):
-            return head
+        """``head``, read on when the header runs past it; a pointer holds its entry's
+        whole header."""
         if not chunked:
-            return self._client.getrange(name, 0, need - 1)
-        match = _POINTER.match(self._client.get(name) or b"")
-        return match.string[match.end() :] if match else head
+            return complete_head(head, lambda start, end: self._client.getrange(
+                name, start, end - 1))
 
-    def remove(self, entries: Sequence[StoredEntry]) -> int:
-        names = [self._name(e.function_dir, e.key) for e in entries]
-        removed = self._delete_names(names)
-        for entry in entries:
-            logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
-        return removed
+        def from_pointer(start: int, end: int) -> bytes:
+            match = _POINTER.match(self._client.get(name) or b"")
+            return match.string[match.end() :][start:end] if match else b""
+
+        return complete_head(head, from_pointer)
+
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        done = self._delete_names([self._name(e.function_dir, e.key) for e in entries])
+        return [entry for entry, removed in zip(entries, done, strict=True) if removed]
 
     def cleanup(self) -> int:
         """Remove orphaned chunks (of writers that died), forget entries Redis expired,
@@ -499,14 +496,12 @@ class RedisStore(Store):
             raise self._failed(exc, "cleaning up") from exc
         return removed
 
-    def evict(self, incoming: int = 0) -> int:
-        if self.max_size is None:
-            return 0
+    def _evict(self, incoming: int) -> int:
         removed = 0
         try:
             self._check_up()
             while True:
-                n = self._evict(keys=self._index, args=[self.max_size, incoming])
+                n = self._evict_script(keys=self._index, args=[self.max_size, incoming])
                 removed += n
                 if n == 0:  # done: under max_size, or nothing left to evict
                     return removed
