@@ -339,18 +339,7 @@ class FileStore(Store):
     def write_note(self, function: str, note: bytes) -> None:
         self.path(function, "")
         _no_links(self._dirs[function])
-        path = os.path.join(self._dirs[function], NOTE_FILE)
-        tmp = _temp_name(path)
-        fd = os.open(tmp, _O_CREATE, 0o600)
-        try:
-            try:
-                os.write(fd, note)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        _replace_small(os.path.join(self._dirs[function], NOTE_FILE), note)
 
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
@@ -526,18 +515,7 @@ class FileStore(Store):
         return _read_int(os.path.join(self.root, _LEDGER))
 
     def _write_total(self, total: int) -> None:
-        path = os.path.join(self.root, _LEDGER)
-        tmp = _temp_name(path)
-        try:
-            fd = os.open(tmp, _O_CREATE, 0o600)  # private like every file of the cache
-            try:
-                os.write(fd, str(total).encode())
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        _replace_small(os.path.join(self.root, _LEDGER), str(total).encode())
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         by_path = {e.location: e for e in entries}
@@ -594,6 +572,22 @@ def _flock(path: str) -> Any:
 def _temp_name(path: str) -> str:
     """A temporary name beside ``path``: unpredictable, with this host and pid in it."""
     return f"{path}.{os.getpid()}-{_HOST}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+def _replace_small(path: str, data: bytes) -> None:
+    """Write a small file (a note, the ledger) atomically: a new private temporary file,
+    created without following links, renamed over ``path``."""
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, _O_CREATE, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
 
 
 def _read_int(path: str) -> int | None:
