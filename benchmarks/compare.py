@@ -17,6 +17,12 @@ Contenders, each on its own fresh temporary directory:
 - ``memojar-redis`` (small hit and miss only) ``Cache("redis://127.0.0.1:PORT")`` against a
                    ``redis-server`` this script starts on loopback, when ``memojar._redisstore``
                    exists
+- ``memojar-s3``   (small hit and miss only, with ``--only memojar-s3 s3-floor``: not in the
+                   default run, a request to moto takes milliseconds)
+                   ``Cache("s3://bench/PREFIX?endpoint_url=...")`` against
+                   moto's S3 server, which this script starts on loopback when moto and boto3
+                   are installed; ``s3-floor`` beside it: one ``get_object`` with the same
+                   client plus ``pickle.loads`` (a miss: one ``put_object``)
 
 Workloads (medians of repeated, interleaved runs, after warm-up):
 
@@ -250,6 +256,50 @@ class MemojarRedis(Memojar):
         return self.cache.cached(func)
 
 
+class MemojarS3(Memojar):
+    name, module = "memojar-s3", "boto3"
+    endpoint = ""
+
+    def missing(self):
+        for module in ("boto3", "moto"):
+            if importlib.util.find_spec(module) is None:
+                return f"memojar-s3: {module} is not installed (pip install -e '.[dev]'), skipped"
+        return None
+
+    def wrap(self, func):
+        from memojar import Cache
+
+        # a loopback server of our own: the "entries are not authenticated" warning is moot
+        warnings.filterwarnings("ignore", message="S3 cache .* has no secret")
+        prefix = os.path.basename(self.root)  # each workload's own
+        self.cache = Cache(f"s3://bench/{prefix}?endpoint_url={self.endpoint}")
+        return self.cache.cached(func)
+
+
+class S3Floor(MemojarS3):
+    """The floor on S3: hash the arguments, one GET, one unpickle (a miss: one PUT)."""
+
+    name = "s3-floor"
+
+    def wrap(self, func):
+        from memojar._s3store import _client
+
+        client = _client({"endpoint_url": self.endpoint}, 5.0)
+        prefix = os.path.basename(self.root)
+
+        def wrapper(*args: Any) -> Any:
+            key = f"{prefix}/{_floor_key(args)}"
+            try:
+                body = client.get_object(Bucket="bench", Key=key)["Body"].read()
+            except client.exceptions.NoSuchKey:
+                value = func(*args)
+                client.put_object(Bucket="bench", Key=key, Body=pickle.dumps(value, 5))
+                return value
+            return pickle.loads(body)
+
+        return wrapper
+
+
 class DiskCache(Contender):
     name, module = "diskcache", "diskcache"
 
@@ -304,7 +354,8 @@ class Floor(Contender):
 
 
 CONTENDERS: list[type[Contender]] = [Memojar, DiskCache, Joblib, Cachier, LruCache, Floor]
-ORDER = ["memojar", "memojar-redis", "diskcache", "joblib", "cachier", "lru_cache", "floor"]
+ORDER = ["memojar", "memojar-redis", "memojar-s3", "s3-floor", "diskcache", "joblib", "cachier",
+         "lru_cache", "floor"]
 IMPORTS = {
     "memojar": "memojar",
     "diskcache": "diskcache",
@@ -342,6 +393,7 @@ class Bench:
         self.results: dict[str, dict[str, float]] = {}
         self.notes: list[str] = []
         self.redis: subprocess.Popen[bytes] | None = None
+        self.s3: subprocess.Popen[bytes] | None = None
         self.contenders = [c for c in CONTENDERS if not args.only or c.name in args.only]
         available = []
         for cls in self.contenders:
@@ -358,6 +410,15 @@ class Bench:
                 self.notes.append(note)
             else:
                 self.redis_cls = MemojarRedis
+        self.s3_classes: list[type[Contender]] = []
+        # only when asked for (--only memojar-s3 s3-floor ...): a request to moto's server
+        # takes milliseconds, which would make the quick run several minutes longer
+        if args.only and {"memojar-s3", "s3-floor"} & set(args.only):
+            note = MemojarS3(self.tmp).missing()
+            if note:
+                self.notes.append(note)
+            else:
+                self.s3_classes = [MemojarS3, S3Floor]
 
     def fresh(self, cls: type[Contender], workload: str) -> Contender:
         path = os.path.join(self.tmp, f"{workload}-{cls.name}")
@@ -398,7 +459,43 @@ class Bench:
             return
         MemojarRedis.url = f"redis://127.0.0.1:{port}/0"
 
+    def start_s3(self) -> None:
+        """moto's S3 server in a child process (not a thread: no GIL shared with the
+        client), dummy credentials, and a bucket."""
+        if not self.s3_classes:
+            return
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.s3 = subprocess.Popen(
+            [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1",
+             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                          AWS_DEFAULT_REGION="us-east-1")
+        from memojar._s3store import _client
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                _client({"endpoint_url": endpoint}, 1.0).create_bucket(Bucket="bench")
+                break
+            except Exception:  # noqa: BLE001 - not up yet (connection refused)
+                if time.monotonic() > deadline:
+                    self.notes.append("memojar-s3: moto's server did not start, skipped")
+                    self.s3_classes = []
+                    return
+                time.sleep(0.1)
+        MemojarS3.endpoint = endpoint
+
     def stop(self) -> None:
+        if self.s3 is not None:
+            self.s3.terminate()
+            try:
+                self.s3.wait(10)
+            except subprocess.TimeoutExpired:
+                self.s3.kill()
         if self.redis is not None:
             self.redis.terminate()
             try:
@@ -441,7 +538,7 @@ class Bench:
 
     def hit_contenders(self) -> list[type[Contender]]:
         extra = [self.redis_cls] if self.redis_cls else []
-        return [*self.contenders, *extra]
+        return [*self.contenders, *extra, *self.s3_classes]
 
     def small_miss(self) -> None:
         n, repeats = (200, 5) if self.quick else (500, 9)
@@ -574,6 +671,7 @@ class Bench:
         ]
         numpy = importlib.util.find_spec("numpy") is not None
         self.start_redis()
+        self.start_s3()
         for name, step in steps:
             if self.args.workloads and not any(name.startswith(w) for w in self.args.workloads):
                 continue
@@ -810,6 +908,10 @@ def main(argv: list[str] | None = None) -> int:
         if "memojar-redis" in r and "diskcache" in r:
             print(f"  (no goal)  memojar-redis {label(w)[3:]} on loopback: "
                   f"{r['memojar-redis'] / r['diskcache']:.2f}x diskcache")
+        if "memojar-s3" in r and "s3-floor" in r:
+            goal = "(goal 1.3x)" if w == "small_hit" else "  (no goal)"
+            print(f"  {goal} memojar-s3 {label(w)[3:]} on loopback (moto): "
+                  f"{r['memojar-s3'] / r['s3-floor']:.2f}x one GET + pickle.loads")
     print(f"\n{sum(bool(g['met']) for g in gs)} of {len(gs)} goals met; ran in {elapsed:.0f} s")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

@@ -15,7 +15,7 @@ import pytest
 from memojar import MemojarWarning
 
 # Store kinds the store-level tests run on, and the behaviour tests (the modules below).
-STORE_KINDS = ["file", "redis"]
+STORE_KINDS = ["file", "redis", "s3"]
 # Test modules whose tests run on every store kind through ``cache_dir``: a directory for
 # the file store, a URL for the others. A test that looks at files is marked
 # ``@pytest.mark.file_only("why")`` and runs on the file store alone.
@@ -53,7 +53,7 @@ def cache_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 @pytest.fixture(params=STORE_KINDS)
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A cache location of each store kind: a directory, or a redis:// URL."""
+    """A cache location of each store kind: a directory, a redis:// or an s3:// URL."""
     if request.param == "file":
         yield str(tmp_path / "cache")
     else:  # pragma: no cover - filled in by the store kinds above
@@ -91,6 +91,45 @@ def redis_location(redis_server: Any) -> Iterator[str]:
     yield redis_server.url(db)
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """One real S3-protocol server for the session: moto's server mode on loopback.
+
+    moto is a dev dependency (``pip install -e '.[dev]'``), so CI never skips these."""
+    from s3_server import S3Server
+
+    server = S3Server.threaded()
+    yield server
+    server.stop()
+
+
+_s3_buckets = itertools.count(1)
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy AWS credentials and no user configuration, for this process and its children."""
+    from s3_server import TEST_ENV
+
+    for name, value in TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def s3_location(s3_server: Any, s3_env: None) -> Iterator[str]:
+    """An s3:// URL of a fresh bucket of the session's server (with a prefix).
+
+    Store-level tests open stores without a secret; the one warning that says so (tested in
+    test_s3.py) would fail them under ``filterwarnings = error``, so it is ignored here.
+    """
+    bucket = s3_server.bucket(f"memojar-test-{next(_s3_buckets)}")
+    warnings.filterwarnings("ignore", message=r"S3 cache .* has no secret",
+                            category=MemojarWarning)
+    yield s3_server.location(bucket, "cache")
 
 
 def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 60) -> str:

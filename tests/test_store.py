@@ -292,6 +292,8 @@ def test_max_size_keeps_the_total_under_the_limit(small_store: Store) -> None:
 
 
 def test_eviction_is_least_recently_used(small_store: Store) -> None:
+    if small_store.location.startswith("s3://"):
+        pytest.skip("S3 keeps no access times: max_size evicts the least recently written")
     for i in range(8):
         small_store.write(FN, k(i), real_entry(k(i)))
         time.sleep(0.012)

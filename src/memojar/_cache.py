@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from . import _entry
-from ._decorator import CacheInfo, _Memo, make_wrapper, stored_total
+from ._decorator import CacheInfo, Counter, _Memo, make_wrapper, stored_total
 from ._identity import generator_kind
 from ._store import Store, StoredEntry, header_of
 
@@ -117,6 +117,20 @@ def _redis_store(
     return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
 
 
+def _s3_store(
+    location: str, max_size: int | None, secret: bytes | None, signed: bool
+) -> Store:
+    try:
+        from ._s3store import S3Store
+    except ImportError as exc:
+        raise ImportError(
+            f"cache location {location!r} needs the S3 client (boto3): run "
+            "pip install -e '.[s3]' in your memojar clone "
+            "(for a published release: pip install 'memojar[s3]')"
+        ) from exc
+    return S3Store(location, max_size=max_size, signed=signed)
+
+
 # The one plug-in point: a URL scheme -> the factory of its store, all called as
 # ``factory(location, max_size, secret, signed)`` (``signed``: entries are signed above the
 # store, so it need not warn about trust). A location without a scheme is a directory.
@@ -125,6 +139,7 @@ STORES: dict[str, StoreFactory] = {
     "redis": _redis_store,
     "rediss": _redis_store,
     "unix": _redis_store,
+    "s3": _s3_store,
 }
 # A scheme: two or more letters before a colon ("C:" is a Windows drive, not a scheme).
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
@@ -171,6 +186,12 @@ class Cache:
     with HMAC-SHA256 and an entry that does not verify is never unpickled.
     ``store``: a store object instead of a location (``directory`` and ``max_size`` are then
     the store's), e.g. one of a backend registered in no ``STORES`` scheme.
+    ``lock_timeout``: seconds a call waits for another caller computing the same key;
+    past it, it computes itself with a ``MemojarWarning``.
+
+    A ``Cache`` pickles as its settings (location, ``max_size``, ``secret`` and
+    ``lock_timeout``): it unpickles to a cache on the same location, without the
+    functions decorated in this process or their counters.
     """
 
     def __init__(
@@ -178,6 +199,7 @@ class Cache:
         directory: str | os.PathLike[str] | None = None,
         max_size: int | None = None,
         secret: bytes | str | None = None,
+        lock_timeout: float = 600,
         *,
         store: Store | None = None,
     ) -> None:
@@ -200,17 +222,27 @@ class Cache:
                 )
             if max_size <= 0:
                 raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
+        self.lock_timeout = _lock_timeout(lock_timeout)
         self.secret = _secret(secret)
         if store is None:
             location = os.fspath(directory) if directory is not None else default_directory()
             store = open_store(location, max_size, signed=self.secret is not None,
                                secret=self.secret)
-        elif self.secret is not None:
-            store.signed = True  # entries are signed above it: the signature decides trust
+        else:
+            location = store.location
+            if self.secret is not None:
+                store.signed = True  # entries are signed above it: the signature decides
         self.store = store
         self.directory = self.store.location
         self.max_size = max_size
-        self._memos: list[_Memo] = []
+        self._location = location  # as given (a Redis URL keeps its password), for pickling
+        self._secret_arg = secret
+        # The hit and miss counters of every function decorated here, for ``stats()``; not
+        # the functions themselves, so the cache keeps no decorated function alive.
+        self._counters: list[tuple[Counter, Counter]] = []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Cache, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
 
     def __repr__(self) -> str:
         return f"Cache({self.directory!r}, max_size={self.max_size!r})"
@@ -279,8 +311,9 @@ class Cache:
                     "function, and a generator cannot be stored; return a list (or a tuple) "
                     "of its items instead"
                 )
-            memo = _Memo(self.store, self.secret, f, ttl_seconds, version, ignored, key)
-            self._memos.append(memo)
+            memo = _Memo(self.store, self.secret, f, ttl_seconds, version, ignored, key,
+                         self.lock_timeout)
+            self._counters.append((memo.hit_count, memo.miss_count))
             return make_wrapper(memo, disabled)
 
         return decorate if func is None else decorate(func)
@@ -357,8 +390,8 @@ class Cache:
     def stats(self) -> CacheInfo:
         """Hits and misses of this process for all functions of this cache, and what is
         stored."""
-        hits = sum(m.hits for m in self._memos)
-        misses = sum(m.misses for m in self._memos)
+        hits = sum(hit.value for hit, _ in self._counters)
+        misses = sum(miss.value for _, miss in self._counters)
         return CacheInfo(hits, misses, *stored_total(self.store, None))
 
     def close(self) -> None:
@@ -435,8 +468,14 @@ _caches_lock = threading.Lock()
 
 
 def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
-    """One shared ``Cache`` per location, for ``@cached(cache_dir=...)``."""
+    """One shared ``Cache`` per location, for ``@cached(cache_dir=...)``.
+
+    Paths are normalised first (``"c"``, ``"./c"``, ``"~/c"`` and their absolute path are one
+    cache, so their counters add up); URLs are taken as they are.
+    """
     location = os.fspath(cache_dir) if cache_dir is not None else default_directory()
+    if "://" not in location:
+        location = os.path.abspath(os.path.expanduser(location))
     with _caches_lock:
         cache = _caches.get(location)
         if cache is None:
@@ -511,6 +550,19 @@ def _ignore(ignore: Iterable[str] | str) -> tuple[str, ...]:
         if not isinstance(name, str):
             raise TypeError(f"ignore= takes parameter names (str), got {name!r}")
     return names
+
+
+def _lock_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"lock_timeout= must be seconds (int or float), not {type(timeout).__name__}"
+        )
+    if not timeout >= 0:  # also NaN
+        raise ValueError(
+            f"lock_timeout= must be zero or more seconds (math.inf to wait as long as it "
+            f"takes), got {timeout!r}"
+        )
+    return float(timeout)
 
 
 def _secret(secret: bytes | str | None) -> bytes | None:

@@ -29,7 +29,7 @@ from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+_URL_SCHEMES = ("redis://", "rediss://", "unix://", "s3://")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhdw])")
 _REMOVE_BATCH = 500  # entries removed between progress updates
@@ -51,7 +51,7 @@ examples:
 
 FUNCTION is a function's module.qualname, as '{prog} ls' shows it. DURATION is a number
 and a unit: s, m, h, d or w (90s, 15m, 2h, 7d). The cache directory defaults to
-$MEMOJAR_DIR, else the user cache directory; --dir also takes a redis:// URL.
+$MEMOJAR_DIR, else the user cache directory; --dir also takes a redis:// or s3:// URL.
 """
 
 
@@ -134,13 +134,13 @@ def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"memojar {__version__}")
     parser.add_argument(
         "--dir", metavar="DIR", default=None,
-        help="cache directory or redis:// URL (default: $MEMOJAR_DIR, else the user "
+        help="cache directory, redis:// or s3:// URL (default: $MEMOJAR_DIR, else the user "
         "cache directory)",
     )
     # --dir after the command too; SUPPRESS keeps the subcommand from overwriting it.
     common = _Parser(add_help=False)
     common.add_argument("--dir", metavar="DIR", default=argparse.SUPPRESS,
-                        help="cache directory or redis:// URL")
+                        help="cache directory, redis:// or s3:// URL")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ls = commands.add_parser(

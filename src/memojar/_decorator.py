@@ -7,9 +7,12 @@ check its header, unpickle. The hit path is ``_Memo.get`` and ``FileStore.read``
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import itertools
 import logging
 import pickle
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -52,6 +55,44 @@ class _Missing:
 MISSING: Any = _Missing()
 _DEBUG = logging.DEBUG
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
+# Failures to load an entry that say something about this process, not about the entry:
+# the call recomputes, and the entry stays for the processes that can load it.
+_NOT_THE_ENTRY = (MemoryError, ImportError, RecursionError)
+
+# The key locks this thread (or task, for coroutines) holds, as (location, function, key):
+# a cached function calling itself with the same key computes without waiting for itself.
+# A context variable, not a thread-local, so that a coroutine awaiting itself, and the
+# tasks it starts, count as the holder too.
+_held: contextvars.ContextVar[frozenset[tuple[str, str, str]]] = contextvars.ContextVar(
+    "memojar_held_locks", default=frozenset()
+)
+
+
+class Counter:
+    """A count that threads can bump without losing increments, as cheap as ``x += 1``.
+
+    ``next()`` on an ``itertools.count`` is one C call under the GIL, so it is atomic;
+    ``value`` reads it back (its repr is ``count(N)``), and ``reset`` remembers an offset.
+    """
+
+    __slots__ = ("_base", "_count", "bump")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self.bump = functools.partial(next, self._count)
+        self._base = 0
+
+    def _now(self) -> int:
+        return int(repr(self._count)[6:-1])
+
+    @property
+    def value(self) -> int:
+        return self._now() - self._base
+
+    def reset(self) -> None:
+        self._base = self._now()
+
+
 _NOTE_GROUPS = 64  # (Python, scope) groups a sweep note remembers, most recent first
 
 
@@ -84,10 +125,12 @@ class _Memo:
         version: str | int | None,
         ignore: tuple[str, ...],
         key: Callable[..., Any] | None,
+        lock_timeout: float = 600,
     ) -> None:
         self.func = func
         self.store = store
         self.secret = secret
+        self.lock_timeout = lock_timeout  # seconds to wait for another caller's compute
         self.name = function_name(func)
         self.scope = scope_of(func)  # its script or notebook, for a function of __main__
         self.ident = _entry.make_ident(self.name, version, code_fingerprint(func), self.scope)
@@ -108,9 +151,19 @@ class _Memo:
                 bound_args, bound_kwargs = (), {}
         if bound_args or bound_kwargs:
             self.binder = prebound(self.binder, bound_args, bound_kwargs)
-        self.hits = 0
-        self.misses = 0
+        self.hit_count = Counter()
+        self.miss_count = Counter()
         self.swept = False  # entries of this function's other code/versions evicted yet?
+
+    @property
+    def hits(self) -> int:
+        """Calls answered from the cache in this process (exact under threads)."""
+        return self.hit_count.value
+
+    @property
+    def misses(self) -> int:
+        """Calls that computed in this process."""
+        return self.miss_count.value
 
     # --- the hit path ---------------------------------------------------------------
 
@@ -119,6 +172,8 @@ class _Memo:
         try:
             return make_key(values, self.seed)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+            if isinstance(exc, RecursionError) and _near_recursion_limit():
+                raise  # the caller's own recursion ran out of stack, not a deep argument
             raise self._unpicklable(values, exc) from exc
 
     def get(self, key: str) -> Any:
@@ -132,7 +187,13 @@ class _Memo:
             )
             value = _entry.load(payload, buffers)
         except Miss as miss:
-            self.discard(key, miss.reason, data)
+            cause = miss.__cause__
+            if isinstance(cause, OSError) and cause.errno is None:
+                # Not a system call's error: the caller's signal handler (a TimeoutError)
+                # or code run by the unpickling. It is the caller's to handle.
+                raise cause from None
+            if not isinstance(cause, _NOT_THE_ENTRY):
+                self.discard(key, miss.reason, data)
             return MISSING
         if logger.isEnabledFor(_DEBUG):
             header = _entry.read_header(data)  # the whole header, however many buffers
@@ -143,63 +204,128 @@ class _Memo:
     # --- the miss path --------------------------------------------------------------
 
     def compute(self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False) -> Any:
-        """Compute under the key's lock, unless another caller stored the value meanwhile."""
-        lock = self._lock(key, blocking=True)
+        """Compute under the key's lock, unless another caller stored the value meanwhile.
+
+        A call made while this thread already holds the key's lock (the function calling
+        itself with the same key) computes at once, as it would without the cache.
+        """
+        held = _held.get()
+        here = (self.store.location, self.name, key)
+        if here in held:
+            return self._compute(key, args, kwargs)
+        lock = self._lock(key)
+        token = _held.set(held | {here})
         try:
-            value = MISSING if force or lock is None else self._stored_meanwhile(key)
+            value = MISSING if force else self._stored_meanwhile(key)  # also after a timeout
             if value is MISSING:
-                start = self._started(key)
-                value = self.func(*args, **kwargs)
-                self._computed(key, value, start)
+                value = self._compute(key, args, kwargs)
             return value
         finally:
+            _held.reset(token)
             if lock is not None:
                 lock.release()
+
+    def _compute(self, key: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        start = self._started(key)
+        value = self.func(*args, **kwargs)
+        self._computed(key, value, start)
+        return value
 
     async def acompute(
         self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False
     ) -> Any:
         """``compute`` for coroutine functions: waits for the lock without blocking the loop,
         and calls a remote store from a worker thread (``run``)."""
-        import asyncio
-
         run = _in_thread if self.store.remote else _inline
-        lock = self._lock(key, blocking=False)
+        held = _held.get()
+        here = (self.store.location, self.name, key)
+        if here in held:  # the coroutine awaits itself with the same key
+            return await self._acompute(key, args, kwargs, run)
+        lock = await self._alock(key, run)
+        token = _held.set(held | {here})
         try:
-            while lock is not None and not await run(lock.acquire, False, undo=lock.release):
-                await asyncio.sleep(_LOCK_POLL)
-        except OSError as exc:
-            lock = self._cannot_lock(key, exc)
-        try:
-            value = MISSING if force or lock is None else await run(self._stored_meanwhile, key)
+            value = MISSING if force else await run(self._stored_meanwhile, key)
             if value is MISSING:
-                start = self._started(key)
-                value = await self.func(*args, **kwargs)
-                await run(self._computed, key, value, start)
+                value = await self._acompute(key, args, kwargs, run)
             return value
         finally:
+            _held.reset(token)
             if lock is not None:
                 await run(lock.release)
 
-    def _lock(self, key: str, blocking: bool) -> Any:
-        """The key's lock, taken if ``blocking``; None if the store cannot lock right now
-        (a read-only or vanished directory): the value is then computed without one."""
+    async def _acompute(self, key: str, args: tuple, kwargs: dict[str, Any], run: Any) -> Any:
+        start = self._started(key)
+        value = await self.func(*args, **kwargs)
+        await run(self._computed, key, value, start)
+        return value
+
+    def _lock(self, key: str) -> Any:
+        """The key's lock, held; None if the store cannot lock right now (a read-only or
+        vanished directory) or another caller held it past ``lock_timeout``: the value is
+        then computed without it.
+
+        Only the store's own errors (an ``OSError`` with an errno) are caught; anything else
+        raised while waiting, such as the ``TimeoutError`` of the caller's ``SIGALRM``
+        handler, propagates with the lock not held.
+        """
+        timeout = self.lock_timeout
+        lock = None
         try:
             lock = self.store.lock(self.name, key)
-            if blocking:
-                lock.acquire()
+            if lock.acquire_within(timeout):
+                return lock
+        except OSError as exc:
+            if lock is not None:
+                lock.release()
+            if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
+                raise
+            return self._cannot_lock(key, exc)
+        except BaseException:
+            if lock is not None:
+                lock.release()  # taken just before the exception, perhaps: never leak it
+            raise
+        return self._waited_too_long(key, timeout)
+
+    async def _alock(self, key: str, run: Any) -> Any:
+        """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile."""
+        import asyncio
+
+        timeout = self.lock_timeout
+        deadline = time.monotonic() + timeout
+        lock = None
+        try:
+            lock = self.store.lock(self.name, key)
+            while not await run(lock.acquire, False, undo=lock.release):
+                if time.monotonic() >= deadline:
+                    return self._waited_too_long(key, timeout)
+                await asyncio.sleep(_LOCK_POLL)
             return lock
         except OSError as exc:
+            if lock is not None and not self.store.remote:
+                lock.release()
+            if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
+                raise
             return self._cannot_lock(key, exc)
+        except BaseException:  # cancelled, or the caller's exception: never leak the lock
+            if lock is not None and not self.store.remote:  # a remote one: ``undo`` does
+                lock.release()
+            raise
 
     def _cannot_lock(self, key: str, exc: OSError) -> None:
         logger.warning("cannot lock %s %s in %s: %s", self.name, key, self.store.location, exc)
+
+    def _waited_too_long(self, key: str, timeout: float) -> None:
+        warn(
+            f"waited {timeout:g} s (lock_timeout) for another caller computing {self.name} "
+            f"{key} in {self.store.location}; computing it here instead. A process stuck "
+            "while computing, or a lock file held by another program, keeps the key locked."
+        )
 
     def _stored_meanwhile(self, key: str) -> Any:
         """The value another caller stored while this one waited for the lock, or MISSING."""
         value = self.get(key)
         if value is not MISSING:
-            self.hits += 1
+            self.hit_count.bump()
         return value
 
     def _started(self, key: str) -> float:
@@ -207,7 +333,7 @@ class _Memo:
         return time.perf_counter()
 
     def _computed(self, key: str, value: Any, start: float) -> None:
-        self.misses += 1
+        self.miss_count.bump()
         self.put(key, value, time.perf_counter() - start)
 
     def put(self, key: str, value: Any, compute_time: float) -> None:
@@ -224,7 +350,9 @@ class _Memo:
                 compute_time=compute_time,
                 secret=self.secret,
             )
-        except Exception as exc:  # noqa: BLE001 - whatever pickling raised, the value stands
+        except Exception as exc:  # whatever pickling raised, the value stands
+            if isinstance(exc, OSError) and exc.errno is None:
+                raise  # the caller's signal handler (a TimeoutError), not the value's fault
             warn(
                 f"result of {self.name} was returned but not cached: it cannot be pickled "
                 f"({type(exc).__name__}: {exc})"
@@ -233,6 +361,8 @@ class _Memo:
         try:
             size = self.store.write(self.name, key, chunks, expires)
         except OSError as exc:
+            if exc.errno is None:  # not the store's system call: the caller's signal handler
+                raise
             warn(
                 f"result of {self.name} was returned but not cached: writing to "
                 f"{self.store.location} failed ({exc.strerror or exc}); the next call will "
@@ -283,6 +413,8 @@ class _Memo:
         try:
             self.store.discard(self.name, key, judged)
         except OSError as exc:
+            if exc.errno is None:  # not the store's system call: the caller's signal handler
+                raise
             logger.debug("cannot remove %s %s: %s", self.name, key, exc)
         logger.debug("evict %s %s (%s)", self.name, key, reason)
 
@@ -341,6 +473,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     """The decorated function: the original's signature and docs, plus the cache methods."""
     func = memo.func
     key_of, get = memo.key_of, memo.get
+    hit = memo.hit_count.bump
     if _is_coroutine_function(memo.target):  # a bound method or partial: what runs
         if disabled:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -350,7 +483,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                 key = key_of(args, kwargs)
                 value = await _in_thread(get, key)
                 if value is not MISSING:
-                    memo.hits += 1
+                    hit()
                     return value
                 return await memo.acompute(key, args, kwargs)
         else:
@@ -358,7 +491,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                 key = key_of(args, kwargs)
                 value = get(key)
                 if value is not MISSING:
-                    memo.hits += 1
+                    hit()
                     return value
                 return await memo.acompute(key, args, kwargs)
 
@@ -374,7 +507,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                 key = key_of(args, kwargs)
                 value = get(key)
                 if value is not MISSING:
-                    memo.hits += 1
+                    hit()
                     return value
                 return memo.compute(key, args, kwargs)
 
@@ -387,7 +520,8 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     def cache_clear() -> int:
         """Remove every entry of this function and zero its counters; return how many
         entries were removed."""
-        memo.hits = memo.misses = 0
+        memo.hit_count.reset()
+        memo.miss_count.reset()
         return memo.clear()  # its own entries: its scope, this Python
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
@@ -453,6 +587,15 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> 
         if returned and outcome[0]:
             threading.Thread(target=undo, name="memojar-undo", daemon=True).start()
         raise
+
+
+def _near_recursion_limit() -> bool:
+    """True if the stack is within a few dozen frames of the recursion limit."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth > sys.getrecursionlimit() - 100
 
 
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:

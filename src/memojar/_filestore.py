@@ -185,6 +185,8 @@ class FileStore(Store):
                     pass
             return data
         except OSError as exc:
+            if exc.errno is None:  # not a system call's: the caller's signal handler's
+                raise
             logger.debug("read of %s failed: %s", self.path(function, key), exc)
             return None
         finally:

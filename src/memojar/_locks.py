@@ -7,6 +7,13 @@ opens its own description) and processes, that creates no file per key: a small 
 would otherwise pay for a second file creation. Elsewhere each key gets a
 ``filelock.FileLock`` on ``<key>.lock`` beside its entry. This module is the only place
 the two differ.
+
+An open file description is shared by a forked child, and closing a descriptor releases
+the description's locks only if no other descriptor (the child's copy) still refers to it.
+So a range lock is released by an explicit ``F_UNLCK`` before its descriptor is closed, and
+a forked child closes the descriptors of the locks it inherited without unlocking them (an
+unlock there would release the parent's lock): children never hold a key lock they did not
+take, and a fork never keeps a key locked after its holder is done.
 """
 
 from __future__ import annotations
@@ -78,12 +85,33 @@ def remove_if_idle(name: str, dir_fd: int) -> bool:
         os.close(fd)
 
 
+_held: set[_RangeLock] = set()  # range locks this process holds, for a forked child to drop
+
+
+def _drop_inherited() -> None:
+    """In a forked child: close the descriptors of the parent's held locks, unlocking
+    nothing (the description, and its lock, stay the parent's)."""
+    for lock in _held:
+        fd, lock._fd = lock._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:  # already closed by the child's own cleanup: nothing to drop
+                pass
+    _held.clear()
+
+
+if _OFD and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited)
+
+
 class _RangeLock(KeyLock):
     """One byte of the function's lock file, write-locked by this open file description."""
 
     def __init__(self, path: str, offset: int) -> None:
         self._path = path
         self._range = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+        self._unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
         self._fd: int | None = None
 
     def acquire(self, blocking: bool = True) -> bool:
@@ -94,6 +122,7 @@ class _RangeLock(KeyLock):
                 fcntl.fcntl(fd, command, self._range)
                 if os.fstat(fd).st_nlink:
                     self._fd = fd
+                    _held.add(self)  # set operations are atomic: no lock needed for a fork
                     return True
                 # ``remove_if_idle`` unlinked the file while we waited on it: lock the new one
             except OSError as exc:
@@ -108,8 +137,15 @@ class _RangeLock(KeyLock):
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # the description's only descriptor: its locks go with it
+        _held.discard(self)
+        if fd is None:
+            return
+        try:
+            # Unlock explicitly: a child forked while the lock was held may still have a
+            # descriptor of this description, and closing ours alone would release nothing.
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._unlock)
+        finally:
+            os.close(fd)
 
 
 class _FileLock(KeyLock):
@@ -121,10 +157,13 @@ class _FileLock(KeyLock):
         self._lock = FileLock(path, mode=0o600)
 
     def acquire(self, blocking: bool = True) -> bool:
+        return self.acquire_within(-1 if blocking else 0)
+
+    def acquire_within(self, timeout: float) -> bool:
         from filelock import Timeout
 
         try:
-            self._lock.acquire(timeout=-1 if blocking else 0)
+            self._lock.acquire(timeout=timeout)
         except Timeout:
             return False
         return True

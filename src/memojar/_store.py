@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import errno
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -59,12 +60,34 @@ def header_of(stored: StoredEntry) -> _entry.Header | None:
     return header if header.size == stored.size else None
 
 
+POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (``acquire_within``)
+
+
 class KeyLock(abc.ABC):
     """A lock on one key, held while its value is computed and stored."""
 
     @abc.abstractmethod
     def acquire(self, blocking: bool = True) -> bool:
         """Take the lock; with ``blocking=False`` return False at once if it is held."""
+
+    def acquire_within(self, timeout: float) -> bool:
+        """Take the lock, waiting at most ``timeout`` seconds; False if it is still held.
+
+        The decorator waits through this (``Cache(lock_timeout=...)``), so a lock held by a
+        stuck or foreign process costs a delay, never a hang. The default tries
+        ``acquire(blocking=False)`` with pauses growing to ``POLL_MAX``; a store whose lock
+        has a timed wait of its own may override it. Exceptions raised while waiting (a
+        signal handler's ``TimeoutError``) propagate, with the lock not held.
+        """
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while not self.acquire(blocking=False):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, POLL_MAX)
+        return True
 
     @abc.abstractmethod
     def release(self) -> None:
@@ -93,7 +116,7 @@ class Store(abc.ABC):
     # store in a worker thread, so the event loop never waits for a server.
     remote: bool = False
     native_expiry = False  # drops entries when ``expires`` passes (the header still decides)
-    own_lru = False  # keeps its own access index and evicts by it atomically (``_evict``)
+    own_lru = False  # evicts by its own index or listing (``_evict``), not by the ledger
     maps_memory = False  # ``read`` may return an mmap of a large entry
     _warned = False  # the trust warning was given (once per store)
 
@@ -155,9 +178,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def lock(self, function: str, key: str) -> KeyLock:
-        """A blocking lock for computing one key, shared by threads, processes and hosts.
+        """A lock for computing one key, shared by threads, processes and hosts.
 
-        A holder that dies releases it (by the kernel or by expiry) within seconds.
+        A holder that dies releases it (by the kernel or by expiry) within seconds; a forked
+        child never holds its parent's lock, and the parent's release does not wait for the
+        child. Callers wait through ``KeyLock.acquire_within``.
         """
 
     @abc.abstractmethod

@@ -1,0 +1,773 @@
+"""Entries in an S3-compatible object store, for a cache shared between machines.
+
+Layout under ``s3://BUCKET/PREFIX`` (``<fdir>`` is the function's name made safe, as the
+file store makes it)::
+
+    PREFIX/<fdir>/<key>.mj       one entry: the entry's bytes, written in one PUT (or one
+                                 multipart upload above ``multipart_threshold``), so a
+                                 reader sees the old object or the new one, never a part
+    PREFIX/<fdir>/<key>.lease    the compute lease of a key: created only if absent
+                                 (``If-None-Match: *``), renewed by rewriting it
+                                 (``If-Match: <etag>``) while the value is computed
+    PREFIX/<fdir>/.swept         the identity of the code that last swept old entries
+
+The module has two layers. ``_Bucket`` holds the backend primitives and nothing else: get an
+object (streamed), get its first bytes (a ranged GET), put atomically (multipart above a
+threshold), put only if absent, put only if unchanged, delete, a paginated listing with size
+and modification time, and ``_errors``, the one place that turns client errors into
+``OSError``. ``S3Store`` is the policy on top, the part the file and Redis stores each write
+for themselves today: the unsigned-cache warning, whole headers for ``scan``, least-recently-
+written eviction for ``max_size``, orphan reaping, the sweep note, failing fast after a
+fault, and the lease (``_Lease``, renewed by ``_Renewer``).
+
+The lease is judged without trusting anyone's clock: a waiter that sees the same lease
+(same ETag) for ``LEASE_TTL`` seconds of its own monotonic clock takes it over with a write
+conditional on that ETag, so of several waiters exactly one wins; a holder renews every
+``LEASE_RENEW`` seconds, each renewal a new ETag. A lease the server itself dates older than
+``LEASE_TTL`` (its ``Last-Modified`` against its ``Date``) is taken over at once.
+
+S3 keeps no access times: ``max_size`` evicts the least recently *written* entries.
+``ttl`` is checked from the header on every read; a bucket lifecycle rule that expires
+objects after some days is a fine complement (it only removes, and a removed entry is a miss).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import errno
+import os
+import re
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import botocore.handlers
+
+from ._entry import Miss, read_header
+from ._errors import logger
+from ._filestore import function_dir
+from ._ledger import choose_victims
+from ._store import KeyLock, Store, StoredEntry, complete_head
+
+SUFFIX = ".mj"  # of an entry's object name
+LEASE_SUFFIX = ".lease"
+NOTE = ".swept"
+DEFAULT_TIMEOUT = 5.0  # seconds: no request waits longer than this for the server
+DEFAULT_MULTIPART_THRESHOLD = 16 << 20  # entries above this go up as a multipart upload
+PART_SIZE = 8 << 20  # bytes a part (S3's minimum is 5 MiB, except the last part)
+HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
+HEADER_FIRST = 1 << 20  # a hit on a larger entry checks its header before reading on
+READ_CHUNK = 1 << 20  # bytes read from a streamed body at a time
+LEASE_TTL = 5.0  # seconds a lease outlives its holder's last renewal
+LEASE_RENEW = 1.0  # seconds between renewals of held leases
+LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
+LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles up to it)
+ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
+FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
+_ENTRY = re.compile(r"([^/]+)/([0-9a-f]{32})" + re.escape(SUFFIX))
+_OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
+
+
+class _Listed(NamedTuple):
+    name: str  # the object's full name in the bucket
+    size: int
+    modified: float  # seconds since the epoch
+
+
+class _Got(NamedTuple):
+    """A streamed object: its body (read it, then close it) and what the server said."""
+
+    body: Any
+    size: int
+    etag: str
+    age: float  # seconds between its Last-Modified and the response's Date, by the server
+
+
+# --- the primitives ----------------------------------------------------------------------
+
+_live: weakref.WeakSet[_Bucket] = weakref.WeakSet()  # buckets whose clients a fork resets
+
+class _Bucket:
+    """The backend primitives over one bucket; every method raises only ``OSError``.
+
+    A missing object is ``FileNotFoundError`` (``get`` and ``head`` return None instead),
+    a failed condition ``FileExistsError``.
+    """
+
+    def __init__(self, bucket: str, make_client: Callable[[], Any], timeout: float,
+                 threshold: int) -> None:
+        self.bucket = bucket
+        self._make_client = make_client
+        self._client: Any = None
+        _live.add(self)
+        self.timeout = timeout
+        self.threshold = threshold
+        self._down_until = 0.0  # fail fast until then (monotonic), after _last_fault
+        self._last_fault = ""
+
+    @property
+    def client(self) -> Any:
+        """The client, made at first use and again in a forked child (whose parent's
+        connections it must not share)."""
+        client = self._client
+        if client is None:
+            client = self._client = self._make_client()
+        return client
+
+    def _forked(self) -> None:
+        self._client = None
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str, name: str = "") -> Iterator[None]:
+        """The one error map: every client error becomes the ``OSError`` that says it."""
+        if time.monotonic() < self._down_until:
+            raise ConnectionError(
+                errno.ECONNREFUSED,
+                f"the server failed a moment ago ({self._last_fault}); not trying again "
+                f"for {FAULT_BACKOFF:g} s",
+            )
+        where = f"s3://{self.bucket}/{name}" if name else f"bucket {self.bucket!r}"
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            message = f"{doing} {where}: {code or status} {error.get('Message', '')}".strip()
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(errno.ENOENT, message) from exc
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise FileExistsError(errno.EEXIST, message) from exc
+            if code == "NoSuchBucket":
+                raise FileNotFoundError(
+                    errno.ENOENT, f"{message} (memojar never creates buckets: create it)"
+                ) from exc
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId",
+                        "SignatureDoesNotMatch", "ExpiredToken"):
+                raise PermissionError(errno.EACCES, message) from exc
+            if code in ("SlowDown", "503", "ServiceUnavailable", "RequestTimeout"):
+                raise OSError(errno.EAGAIN, f"{message} (the server asks to slow down)") from exc
+            raise OSError(errno.EIO, message) from exc
+        except (botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.ReadTimeoutError) as exc:
+            self._fault(exc)
+            raise TimeoutError(
+                errno.ETIMEDOUT, f"{doing} {where}: no answer within timeout="
+                f"{self.timeout:g} s ({exc})"
+            ) from exc
+        except (botocore.exceptions.EndpointConnectionError,
+                botocore.exceptions.ConnectionClosedError) as exc:
+            self._fault(exc)
+            raise ConnectionError(
+                errno.ECONNREFUSED, f"{doing} {where}: cannot reach the server ({exc})"
+            ) from exc
+        except botocore.exceptions.NoCredentialsError as exc:
+            raise PermissionError(
+                errno.EACCES, f"{doing} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID "
+                "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+            ) from exc
+        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+            # other client faults (a broken stream, a bad response); ValueError: urllib3's
+            # read of a connection that broke mid-body
+            self._fault(exc)
+            raise OSError(errno.EIO, f"{doing} {where}: {type(exc).__name__}: {exc}") from exc
+
+    def _fault(self, exc: BaseException) -> None:
+        """After a lost or silent server, fail fast for a moment instead of waiting again."""
+        self._down_until = time.monotonic() + FAULT_BACKOFF
+        self._last_fault = f"{type(exc).__name__}: {exc}"
+
+    def get(self, name: str, first: int | None = None) -> _Got | None:
+        """The object streamed (or its first ``first`` bytes: a ranged GET), or None."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
+        if first is not None:
+            kwargs["Range"] = f"bytes=0-{first - 1}"
+        try:
+            with self._errors("reading", name):
+                response = self.client.get_object(**kwargs)
+        except FileNotFoundError:
+            return None
+        return _Got(response["Body"], int(response["ContentLength"]),
+                    response.get("ETag", ""), _age(response))
+
+    def read_body(self, name: str, got: _Got, into: bytearray | None = None,
+                  at: int = 0) -> bytes:
+        """The rest of a streamed body (into ``into`` from ``at``, chunk by chunk, so that
+        a large entry is never held twice)."""
+        with self._errors("reading", name):
+            try:
+                if into is None:
+                    return bytes(got.body.read())
+                with memoryview(into) as view:
+                    while at < len(into):
+                        piece = got.body.read(min(READ_CHUNK, len(into) - at))
+                        if not piece:
+                            raise OSError(errno.EIO, f"short read: {at} of {len(into)} bytes")
+                        view[at : at + len(piece)] = piece
+                        at += len(piece)
+                return b""
+            finally:
+                got.body.close()
+
+    def read_some(self, name: str, got: _Got, size: int) -> bytes:
+        """The next ``size`` bytes of a streamed body (fewer at its end); it stays open."""
+        with self._errors("reading", name):
+            try:
+                return bytes(got.body.read(size))
+            except BaseException:
+                got.body.close()
+                raise
+
+    def head(self, name: str) -> _Got | None:
+        """The object's size, ETag and age without its body, or None."""
+        try:
+            with self._errors("reading", name):
+                response = self.client.head_object(Bucket=self.bucket, Key=name)
+        except FileNotFoundError:
+            return None
+        return _Got(None, int(response["ContentLength"]), response.get("ETag", ""),
+                    _age(response))
+
+    def put(self, name: str, views: Sequence[memoryview], size: int,
+            if_none_match: bool = False, if_match: str | None = None) -> str:
+        """Store the object made of ``views`` atomically; return its ETag.
+
+        ``if_none_match``: only if there is no such object (else ``FileExistsError``);
+        ``if_match``: only if the object still has that ETag. Above ``threshold`` bytes the
+        object goes up as a multipart upload, visible only when completed.
+        """
+        conditions: dict[str, str] = {}
+        if if_none_match:
+            conditions["IfNoneMatch"] = "*"
+        if if_match is not None:
+            conditions["IfMatch"] = if_match
+        if size > self.threshold:
+            return self._put_multipart(name, views, conditions)
+        body = b"".join(views)  # one copy: the client needs bytes it can sign and resend
+        with self._errors("writing", name):
+            response = self.client.put_object(Bucket=self.bucket, Key=name, Body=body,
+                                              **conditions)
+        return str(response.get("ETag", ""))
+
+    def _put_multipart(self, name: str, views: Sequence[memoryview],
+                       conditions: dict[str, str]) -> str:
+        with self._errors("writing", name):
+            upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)
+        upload_id = upload["UploadId"]
+        try:
+            parts = []
+            for number, piece in enumerate(_pieces(views, PART_SIZE), 1):
+                with self._errors("writing", name):
+                    part = self.client.upload_part(
+                        Bucket=self.bucket, Key=name, UploadId=upload_id,
+                        PartNumber=number, Body=bytes(piece),
+                    )
+                parts.append({"PartNumber": number, "ETag": part["ETag"]})
+            with self._errors("writing", name):
+                response = self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=name, UploadId=upload_id,
+                    MultipartUpload={"Parts": parts}, **conditions,
+                )
+            return str(response.get("ETag", ""))
+        except BaseException:
+            self.abort(name, upload_id)
+            raise
+
+    def abort(self, name: str, upload_id: str) -> None:
+        """Drop an unfinished multipart upload; quietly (``cleanup`` reaps what remains)."""
+        try:
+            with self._errors("aborting an upload of", name):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=name,
+                                                   UploadId=upload_id)
+        except OSError as exc:
+            logger.debug("cannot abort upload %s: %s", upload_id, exc)
+
+    def delete(self, name: str, if_match: str | None = None) -> None:
+        """Remove an object (S3 says nothing of whether there was one)."""
+        conditions = {"IfMatch": if_match} if if_match is not None else {}
+        with self._errors("removing", name):
+            self.client.delete_object(Bucket=self.bucket, Key=name, **conditions)
+
+    def delete_many(self, names: Sequence[str]) -> int:
+        """Remove objects, 1000 a request; return how many were removed."""
+        removed = 0
+        for start in range(0, len(names), 1000):
+            batch = [{"Key": n} for n in names[start : start + 1000]]
+            with self._errors("removing objects in", ""):
+                response = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            for failed in response.get("Errors", []):
+                logger.debug("cannot remove %s: %s", failed.get("Key"), failed.get("Message"))
+            removed += len(batch) - len(response.get("Errors", []))
+        return removed
+
+    def list(self, prefix: str) -> Iterator[_Listed]:
+        """Every object under ``prefix``, page by page."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._errors("listing", prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    yield _Listed(obj["Key"], int(obj["Size"]),
+                                  obj["LastModified"].timestamp())
+
+    def uploads(self, prefix: str) -> Iterator[tuple[str, str, float]]:
+        """Unfinished multipart uploads under ``prefix``: (name, upload id, started)."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with self._errors("listing uploads in", prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for up in page.get("Uploads", []):
+                    yield up["Key"], up["UploadId"], up["Initiated"].timestamp()
+
+
+# --- the policy ---------------------------------------------------------------------------
+
+class S3Store(Store):
+    """Entries in an S3 bucket. See the module docstring for the layout and guarantees.
+
+    ``location``: ``s3://BUCKET[/PREFIX]`` with optional query options ``endpoint_url``,
+    ``region``, ``timeout`` (seconds) and ``multipart_threshold`` (bytes). Credentials,
+    region and endpoint otherwise come from the standard AWS environment and configuration
+    (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ``~/.aws/config``, ...).
+    """
+
+    own_lru = True  # evicts by its own listing (``_evict``): no total to keep under a lock
+
+    def __init__(self, location: str, max_size: int | None = None, signed: bool = False,
+                 *, client: Any = None) -> None:
+        bucket, prefix, options = _parse(location)
+        timeout = _positive("timeout", options.get("timeout"), DEFAULT_TIMEOUT, float)
+        threshold = int(_positive("multipart_threshold", options.get("multipart_threshold"),
+                                  DEFAULT_MULTIPART_THRESHOLD, int))
+        self.location = _redact(location)
+        self.max_size = max_size
+        self.prefix = prefix
+        self.signed = signed
+        def make_client() -> Any:
+            return client if client is not None else _client(options, timeout)
+
+        self._bucket = _Bucket(bucket, make_client, timeout, threshold)
+        self._bucket.client  # noqa: B018 - made now, so that a bad configuration says so here
+        self._renewer = _Renewer()
+        self._releases = 0  # leases this process released: its waiters look again then
+        self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.location!r})"
+
+    def _dir(self, function: str) -> str:
+        base = self._dirs.get(function)
+        if base is None:
+            base = self._dirs[function] = f"{self.prefix}{function_dir(function)}/"
+        return base
+
+    def _warn_unsigned(self) -> None:
+        if self.signed:
+            self._warned = True
+        else:
+            self._untrusted(
+                f"S3 cache {self.location} has no secret: its entries are not "
+                "authenticated, and anyone who can write to the bucket can make this "
+                "process unpickle (run) code of their choosing. Give every user of the "
+                "cache the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
+                "checked."
+            )
+
+    # --- the hit path -------------------------------------------------------------------
+
+    def read(self, function: str, key: str) -> Any | None:
+        if not self._warned:
+            self._warn_unsigned()
+        name = self._dir(function) + key + SUFFIX
+        try:
+            got = self._bucket.get(name)
+            if got is None:
+                return None
+            if got.size <= HEADER_FIRST:  # small: the whole body in one read
+                return self._bucket.read_body(name, got)
+            # large: the header first, from the same stream; a stale or unusable entry is
+            # handed back as just its head (the caller's check rejects it and removes it),
+            # and the rest of it is never transferred
+            head = self._bucket.read_some(name, got, HEAD_BYTES)
+            if not _worth_reading(head):
+                got.body.close()  # the connection goes, with the rest of the transfer
+                return head
+            data = bytearray(got.size)
+            data[: len(head)] = head
+            self._bucket.read_body(name, got, data, len(head))
+            return data
+        except OSError as exc:
+            logger.debug("read of %s from %s failed: %s", name, self.location, exc)
+            return None
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _write(self, function: str, key: str, views: list[memoryview], size: int,
+               expires: float | None) -> None:
+        # ``expires`` is in the header, which decides; S3 has no per-object expiry
+        name = self._dir(function) + key + SUFFIX
+        if self.max_size is not None:
+            self.evict(size)
+        self._bucket.put(name, views, size)
+
+    def delete(self, function: str, key: str) -> bool:
+        name = self._dir(function) + key + SUFFIX
+        if self._bucket.head(name) is None:
+            return False
+        self._bucket.delete(name)
+        return True
+
+    def read_note(self, function: str) -> bytes | None:
+        name = self._dir(function) + NOTE
+        got = self._bucket.get(name)
+        return None if got is None else self._bucket.read_body(name, got)
+
+    def write_note(self, function: str, note: bytes) -> None:
+        self._bucket.put(self._dir(function) + NOTE, [memoryview(note)], len(note))
+
+    def lock(self, function: str, key: str) -> KeyLock:
+        return _Lease(self, self._dir(function) + key + LEASE_SUFFIX)
+
+    # --- listing and housekeeping ------------------------------------------------------
+
+    def _listed(self, function: str | None) -> Iterator[tuple[_Listed, str, str]]:
+        prefix = self.prefix if function is None else self._dir(function)
+        for listed in self._bucket.list(prefix):
+            match = _ENTRY.fullmatch(listed.name, len(self.prefix))
+            if match is not None:
+                yield listed, match[1], match[2]
+
+    def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
+        for listed, fdir, key in self._listed(function):
+            head: bytes | None = b""
+            if heads:
+                head = self._head(listed.name)
+                if head is None:
+                    continue  # removed since listed
+            yield StoredEntry(fdir, key, listed.size, listed.modified, head or b"",
+                              f"s3://{self._bucket.bucket}/{listed.name}")
+
+    def _head(self, name: str) -> bytes | None:
+        """The entry's first bytes: at least its whole header, however long."""
+        got = self._bucket.get(name, first=HEAD_BYTES)
+        if got is None:
+            return None
+
+        def read_more(start: int, end: int) -> bytes:
+            more = self._bucket.get(name, first=end)
+            return b"" if more is None else bytes(self._bucket.read_body(name, more))[start:end]
+
+        return complete_head(bytes(self._bucket.read_body(name, got)), read_more)
+
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        # S3 does not say whether a deleted object existed: count what a listing still
+        # shows (one paginated listing per function, not a request per entry)
+        names = {f"{self.prefix}{e.function_dir}/{e.key}{SUFFIX}" for e in entries}
+        present: set[str] = set()
+        for fdir in {e.function_dir for e in entries}:
+            present.update(o.name for o in self._bucket.list(f"{self.prefix}{fdir}/")
+                           if o.name in names)
+        if present:
+            self._bucket.delete_many(sorted(present))
+        return [e for e in entries if f"{self.prefix}{e.function_dir}/{e.key}{SUFFIX}" in present]
+
+    def cleanup(self) -> int:
+        """Abort multipart uploads of writers that died (older than ORPHAN_AGE) and remove
+        leases nobody renewed for a long time; return the number of uploads aborted."""
+        now = time.time()
+        aborted = 0
+        for name, upload_id, started in list(self._bucket.uploads(self.prefix)):
+            if now - started > ORPHAN_AGE:
+                self._bucket.abort(name, upload_id)
+                aborted += 1
+        stale = [o.name for o in self._bucket.list(self.prefix)
+                 if o.name.endswith(LEASE_SUFFIX) and now - o.modified > ORPHAN_AGE]
+        if stale:
+            self._bucket.delete_many(stale)
+        return aborted
+
+    def _evict(self, incoming: int) -> int:
+        """Remove the least recently written entries until ``incoming`` bytes fit: the
+        ledger's rule over a listing (S3 keeps no total to lock)."""
+        assert self.max_size is not None
+        entries = list(self.scan(heads=False))
+        victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
+                                    self.max_size)
+        return self.remove(victims) if victims else 0
+
+    def close(self) -> None:
+        self._renewer.stop()
+
+
+class _Lease(KeyLock):
+    """A lease object created only if absent and renewed while held; see the module
+    docstring for how a dead holder's lease is taken over."""
+
+    def __init__(self, store: S3Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.etag = ""
+        self._lock = threading.Lock()  # between the holder's thread and the renewer
+        self._seen, self._since = "", 0.0  # the lease's ETag as first seen, and when
+        self._delay, self._next_try = LEASE_POLL_MIN, 0.0  # backoff (monotonic)
+        self._released = 0  # the store's count of releases when this lease last looked
+
+    def _put(self, **condition: Any) -> str:
+        """Write the lease (a fresh body each time, so each write has a new ETag)."""
+        body = f"{secrets.token_hex(16)} pid {os.getpid()}\n".encode()
+        return self.store._bucket.put(self.name, [memoryview(body)], len(body), **condition)
+
+    def acquire(self, blocking: bool = True) -> bool:
+        while not self._try():
+            if not blocking:
+                return False
+            time.sleep(max(self._next_try - time.monotonic(), 0.0))
+        self._seen, self._delay, self._next_try = "", LEASE_POLL_MIN, 0.0
+        self.store._renewer.add(self)
+        return True
+
+    def _try(self) -> bool:
+        """One try to take the lease. The backoff and what was seen of the lease carry over
+        between calls, so a caller that polls with ``blocking=False`` (an async waiter)
+        neither floods the server nor waits forever for a dead holder's lease."""
+        now = time.monotonic()
+        released = self.store._releases
+        if now < self._next_try and released == self._released:
+            return False  # too soon after the last look (and not released here since)
+        self._released = released
+        try:
+            self.etag = self._put(if_none_match=True)
+            return True
+        except FileExistsError:
+            pass
+        got = self.store._bucket.head(self.name)
+        if got is None:
+            self._next_try = 0.0  # released meanwhile: try again at once
+            return False
+        now = time.monotonic()
+        if got.etag != self._seen:
+            self._seen, self._since = got.etag, now
+        if now - self._since >= LEASE_TTL or got.age > LEASE_TTL + 1:
+            try:  # its holder is gone: take it over, unless someone renewed it meanwhile
+                self.etag = self._put(if_match=got.etag)
+                logger.debug("took over lease %s (its holder stopped renewing it)", self.name)
+                return True
+            except (FileExistsError, FileNotFoundError):
+                self._next_try = 0.0  # renewed, taken or released meanwhile: look again
+                return False
+        self._next_try = now + self._delay
+        self._delay = min(self._delay * 2, LEASE_POLL_MAX)
+        return False
+
+    def release(self) -> None:
+        """Give the lease back; never raises (a lease that cannot be removed expires)."""
+        with self._lock:
+            etag, self.etag = self.etag, ""
+        if not etag:
+            return
+        self.store._renewer.discard(self)
+        bucket = self.store._bucket
+        try:
+            try:
+                bucket.delete(self.name, if_match=etag)
+            except (FileExistsError, FileNotFoundError, ConnectionError, TimeoutError):
+                raise  # not ours any more, gone, or no server: nothing more to do
+            except OSError as exc:
+                # a server without conditional deletes (If-Match on DELETE is recent in
+                # S3 and missing from some compatibles) would leave every waiter LEASE_TTL
+                # seconds: delete unconditionally, unless the lease is not ours any more
+                logger.debug("conditional release of %s refused (%s)", self.name, exc)
+                got = bucket.head(self.name)
+                if got is None or got.etag != etag:
+                    return
+                bucket.delete(self.name)
+            # waiters of this process (threads, tasks) skip their backoff: it is free now
+            self.store._releases += 1
+        except OSError as exc:
+            logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
+
+    def renew(self) -> bool:
+        """Extend the lease; False if it is no longer ours (it expired and was taken)."""
+        with self._lock:
+            if not self.etag:
+                return True  # released meanwhile
+            try:
+                self.etag = self._put(if_match=self.etag)
+                return True
+            except (FileExistsError, FileNotFoundError):
+                return False
+            except OSError as exc:  # keep trying until the lease expires
+                logger.debug("cannot renew %s: %s", self.name, exc)
+                return True
+
+
+class _Renewer:
+    """One daemon thread per store and process, renewing the leases held, while any are."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, _Lease] = {}
+        self._mutex = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._stopped = threading.Event()
+
+    def add(self, lease: _Lease) -> None:
+        with self._mutex:
+            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+                self._pid, self._thread, self._held = os.getpid(), None, {}
+            self._held[id(lease)] = lease
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="memojar-s3-leases", daemon=True
+                )
+                self._thread.start()
+
+    def discard(self, lease: _Lease) -> None:
+        with self._mutex:
+            self._held.pop(id(lease), None)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(LEASE_RENEW):
+            with self._mutex:
+                leases = list(self._held.values())
+                if not leases:
+                    self._thread = None
+                    return
+            for lease in leases:
+                if not lease.renew():
+                    logger.warning("lease %s expired while held: another caller may compute "
+                                   "the same value", lease.name)
+                    self.discard(lease)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _after_fork() -> None:
+    for bucket in list(_live):
+        bucket._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _client(options: dict[str, str], timeout: float) -> Any:
+    """A boto3 S3 client from the standard AWS configuration, URL options overriding."""
+    config = botocore.config.Config(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        # one attempt: no call waits longer than ``timeout`` for the server (a fault costs
+        # a hit or a store, never the caller's result)
+        retries={"total_max_attempts": 1},
+        # entries carry their own checksum, checked before anything is unpickled
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path"} if options.get("endpoint_url") or
+        os.environ.get("AWS_ENDPOINT_URL") else None,
+    )
+    session = boto3.session.Session()
+    client = session.client(
+        "s3",
+        endpoint_url=options.get("endpoint_url"),
+        region_name=options.get("region"),
+        config=config,
+    )
+    # A single PUT carries an entry of at most multipart_threshold bytes (or a lease):
+    # "Expect: 100-continue" would cost it a round trip more. Parts keep it.
+    expect = getattr(botocore.handlers, "add_expect_header", None)
+    if expect is not None:
+
+        def expect_for_parts(model: Any, params: Any, **kwargs: Any) -> None:
+            if getattr(model, "name", "") != "PutObject":
+                expect(model, params, **kwargs)
+
+        client.meta.events.unregister("before-call.s3", expect)
+        client.meta.events.register("before-call.s3", expect_for_parts)
+    return client
+
+
+def _parse(location: str) -> tuple[str, str, dict[str, str]]:
+    """Bucket, prefix (empty or ending in "/") and memojar's options of an s3:// URL."""
+    parts = urlsplit(location)
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ValueError(f"cache location {location!r}: unknown option(s) {', '.join(unknown)}"
+                         f" (known: {', '.join(_OPTIONS)})")
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"cache location {location!r} is not an s3://BUCKET/PREFIX URL")
+    prefix = parts.path.strip("/")
+    return parts.netloc, (prefix + "/" if prefix else ""), options
+
+
+def _redact(location: str) -> str:
+    """The location for messages (credentials never appear in it)."""
+    base, _, query = location.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return f"{base}?{urlencode(pairs, safe='/:')}" if pairs else base
+
+
+def _positive(name: str, in_url: str | None, default: float, kind: type) -> float:
+    if in_url is None:
+        return default
+    try:
+        value = kind(in_url)
+    except (TypeError, ValueError):
+        value = -1
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive {'whole ' if kind is int else ''}"
+                         f"number, got {in_url!r}")
+    return value
+
+
+def _age(response: dict[str, Any]) -> float:
+    """Seconds between an object's Last-Modified and the response's Date (server time)."""
+    try:
+        date = response["ResponseMetadata"]["HTTPHeaders"]["date"]
+        now = email.utils.parsedate_to_datetime(date)
+        modified = response["LastModified"]
+        return (now - modified).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def _worth_reading(head: bytes) -> bool:
+    """False if the header alone shows the entry unusable by anyone (so the rest of it
+    need not be transferred): not an entry, stale, or written by another Python."""
+    try:
+        header = read_header(head)
+    except Miss:
+        return len(head) >= HEAD_BYTES  # a header longer than HEAD_BYTES: read on
+    return not header.stale(time.time()) and header.incompatible() is None
+
+
+def _pieces(views: Sequence[memoryview], size: int) -> Iterator[Any]:
+    """The bytes of ``views`` in pieces of ``size`` (the last one shorter), copying only
+    where a piece spans two views."""
+    buf = bytearray()
+    for view in views:
+        while view.nbytes:
+            if not buf and view.nbytes >= size:
+                yield view[:size]
+                view = view[size:]
+                continue
+            take = size - len(buf)
+            buf += view[:take]
+            view = view[take:]
+            if len(buf) == size:
+                yield bytes(buf)
+                buf = bytearray()
+    if buf:
+        yield bytes(buf)
+

@@ -1,0 +1,321 @@
+"""Attacks on error handling: the caller's exceptions are the caller's.
+
+memojar catches the errors of its own system calls and nothing else. A ``TimeoutError``
+raised by the caller's ``SIGALRM`` handler while memojar waits for a lock or reads an entry,
+and whatever the cached function raises, reach the caller. A failure to load an entry that
+says something about this process (no memory, a module missing here) recomputes without
+deleting the entry other processes may still use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from faultkit import entry_files, finish, read_line, spawn
+
+from memojar import Cache
+
+# --- the caller's SIGALRM ------------------------------------------------------------------
+
+
+@contextmanager
+def alarm_in(seconds: float) -> Iterator[None]:
+    """Raise ``TimeoutError("deadline")`` from a SIGALRM handler ``seconds`` from now."""
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise TimeoutError("deadline")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+HOLDER = """
+import os, time
+from memojar import Cache
+
+lock = Cache(os.environ["CACHE"]).store.lock(os.environ["NAME"], os.environ["KEY"])
+assert lock.acquire(blocking=False)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_alarm_while_waiting_for_a_lock_reaches_the_caller(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache", lock_timeout=30)
+    calls = []
+
+    @cache.cached
+    def double(x):
+        calls.append(x)
+        return x * 2
+
+    holder = spawn(HOLDER, CACHE=cache.directory, NAME=double.__memojar__.name,
+                   KEY=double.cache_key(3))
+    try:
+        assert read_line(holder, timeout=30) == "held"
+        start = time.monotonic()
+        with alarm_in(0.3), pytest.raises(TimeoutError, match="deadline"):
+            double(3)
+        elapsed = time.monotonic() - start
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert elapsed < 5  # the caller's deadline, not the lock's
+    assert calls == []
+
+
+_load_delay = [0.0]
+
+
+def _rebuild(value: int) -> SlowToLoad:
+    time.sleep(_load_delay[0])
+    return SlowToLoad(value)
+
+
+class SlowToLoad:
+    """A value whose unpickling takes ``_load_delay`` seconds."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return _rebuild, (self.value,)
+
+
+def test_alarm_while_loading_an_entry_reaches_the_caller_and_keeps_the_entry(
+    tmp_path: Path,
+) -> None:
+    cache = Cache(tmp_path / "cache")
+    calls = []
+
+    @cache.cached
+    def make(x):
+        calls.append(x)
+        return SlowToLoad(x)
+
+    assert make(5).value == 5
+    before = entry_files(cache.directory)
+    _load_delay[0] = 2.0
+    try:
+        start = time.monotonic()
+        with alarm_in(0.2), pytest.raises(TimeoutError, match="deadline"):
+            make(5)
+        assert time.monotonic() - start < 1.9
+    finally:
+        _load_delay[0] = 0.0
+    assert calls == [5]  # not recomputed past the caller's deadline
+    assert entry_files(cache.directory) == before  # and the good entry is still there
+    assert make(5).value == 5
+    assert calls == [5]
+
+
+def test_alarm_while_reading_an_entry_file_reaches_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    def double(x):
+        return x * 2
+
+    assert double(2) == 4
+    real_read = os.read
+
+    def read_then_alarm(fd: int, n: int) -> bytes:  # the signal lands during the read
+        data = real_read(fd, n)
+        signal.raise_signal(signal.SIGALRM)
+        return data
+
+    with alarm_in(60), monkeypatch.context() as patch:
+        patch.setattr(os, "read", read_then_alarm)
+        with pytest.raises(TimeoutError, match="deadline"):
+            double(2)
+
+
+# --- the function's own exceptions -----------------------------------------------------------
+
+RAISED = [
+    FileNotFoundError(errno.ENOENT, "No such file or directory", "input.csv"),
+    TimeoutError("the service did not answer"),
+    OSError("plain"),
+    PermissionError(errno.EACCES, "Permission denied"),
+]
+
+
+@pytest.mark.parametrize("exc", RAISED, ids=lambda e: type(e).__name__)
+def test_the_functions_oserrors_reach_the_caller(tmp_path: Path, exc: OSError) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    def load(x):
+        raise exc
+
+    with pytest.raises(type(exc)) as raised:
+        load(1)
+    assert raised.value is exc
+    assert entry_files(cache.directory) == []
+
+
+@pytest.mark.parametrize("exc", RAISED, ids=lambda e: type(e).__name__)
+def test_the_coroutines_oserrors_reach_the_caller(tmp_path: Path, exc: OSError) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    async def load(x):
+        raise exc
+
+    with pytest.raises(type(exc)) as raised:
+        asyncio.run(load(1))
+    assert raised.value is exc
+
+
+# --- loads that fail because of this process ---------------------------------------------------
+
+_fail_load: list[BaseException] = []
+
+
+def _rebuild_or_fail(value: int) -> Fragile:
+    if _fail_load:
+        raise _fail_load[0]
+    return Fragile(value)
+
+
+class Fragile:
+    """A value whose unpickling raises whatever ``_fail_load`` holds."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return _rebuild_or_fail, (self.value,)
+
+
+@pytest.mark.parametrize("exc", [MemoryError(), ImportError("no module named 'extra'")],
+                         ids=lambda e: type(e).__name__)
+def test_a_load_that_fails_for_this_process_recomputes_but_keeps_the_entry(
+    tmp_path: Path, exc: BaseException
+) -> None:
+    cache = Cache(tmp_path / "cache")
+    calls = []
+
+    @cache.cached
+    def make(x):
+        calls.append(x)
+        if len(calls) > 1:
+            raise RuntimeError("the recomputation fails here too")
+        return Fragile(x)
+
+    assert make(1).value == 1
+    entry = entry_files(cache.directory)
+    _fail_load.append(exc)
+    try:
+        with pytest.raises(RuntimeError, match="recomputation fails"):
+            make(1)
+    finally:
+        _fail_load.clear()
+    assert calls == [1, 1]  # recomputed
+    assert entry_files(cache.directory) == entry  # and the entry is still there for others
+    assert make(1).value == 1  # once the process can load it again, it hits
+    assert calls == [1, 1]
+
+
+def test_a_load_that_fails_for_its_content_still_discards_the_entry(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    calls = []
+
+    @cache.cached
+    def make(x):
+        calls.append(x)
+        if len(calls) > 1:
+            raise RuntimeError("the recomputation fails")
+        return Fragile(x)
+
+    make(1)
+    _fail_load.append(ValueError("bad state"))
+    try:
+        with pytest.raises(RuntimeError, match="recomputation fails"):
+            make(1)
+    finally:
+        _fail_load.clear()
+    assert entry_files(cache.directory) == []  # an entry that cannot load is gone
+
+
+MODULE = """
+class Point:
+    def __init__(self, x):
+        self.x = x
+"""
+
+IMPORT_JOB = """
+import os, sys
+if os.environ.get("BLOCK"):
+    sys.modules["pointmod"] = None  # the module is missing in this one process
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+
+@cache.cached
+def point(x):
+    import pointmod
+    return pointmod.Point(x)
+
+try:
+    print(point(3).x, point.cache_info().misses, flush=True)
+except ImportError as exc:
+    print("ImportError", flush=True)
+"""
+
+
+def test_a_module_missing_in_one_process_does_not_delete_the_entry(tmp_path: Path) -> None:
+    (tmp_path / "pointmod.py").write_text(MODULE)
+    env = {"CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
+    assert finish(spawn(IMPORT_JOB, **env), timeout=60).split() == ["3", "1"]
+    entry = entry_files(tmp_path / "cache")
+    assert finish(spawn(IMPORT_JOB, BLOCK="1", **env), timeout=60).split() == ["ImportError"]
+    assert entry_files(tmp_path / "cache") == entry
+    assert finish(spawn(IMPORT_JOB, **env), timeout=60).split() == ["3", "0"]  # still a hit
+
+
+_dump_delay = [0.0]
+
+
+class SlowToStore:
+    """A value whose pickling takes ``_dump_delay`` seconds."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        time.sleep(_dump_delay[0])
+        return SlowToStore, (self.value,)
+
+
+def test_alarm_while_storing_a_result_reaches_the_caller(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    def make(x):
+        return SlowToStore(x)
+
+    _dump_delay[0] = 2.0
+    try:
+        start = time.monotonic()
+        with alarm_in(0.2), pytest.raises(TimeoutError, match="deadline"):
+            make(1)  # not a "cannot be pickled" warning: the caller's deadline
+        assert time.monotonic() - start < 1.9
+    finally:
+        _dump_delay[0] = 0.0
+    assert entry_files(cache.directory) == []

@@ -1,0 +1,321 @@
+"""Attacks on the key lock: forks while it is held, re-entry, and locks held by others.
+
+A held key lock makes every other caller of the key wait. These tests check that nothing
+keeps a key locked longer than its holder computes (a forked child, a pool of workers), that
+a caller never waits for itself, and that a lock held by someone else costs at most
+``lock_timeout``. Every process here has a time limit: a hang fails the test, never the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import finish, read_line, spawn
+
+from memojar import Cache, MemojarWarning
+
+# --- a lock held by another process ------------------------------------------------------
+
+HOLDER = """
+import os, time
+from memojar import Cache
+
+lock = Cache(os.environ["CACHE"]).store.lock(os.environ["NAME"], os.environ["KEY"])
+assert lock.acquire(blocking=False)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def _hold_lock(location: str, func, *args) -> object:
+    """A process holding the key lock of ``func(*args)`` in ``location`` until killed."""
+    holder = spawn(HOLDER, CACHE=location, NAME=func.__memojar__.name,
+                   KEY=func.cache_key(*args))
+    assert read_line(holder, timeout=30) == "held"
+    return holder
+
+
+def _stop(proc) -> None:
+    proc.kill()
+    proc.communicate()
+
+
+def _stop_group(proc) -> None:
+    """Kill a process that made itself a process group leader, and everything it forked."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # gone already
+        pass
+    _stop(proc)
+
+
+def test_lock_held_by_another_process_costs_lock_timeout_not_a_hang(location: str) -> None:
+    cache = Cache(location, lock_timeout=1)
+    calls = []
+
+    @cache.cached
+    def double(x):
+        calls.append(x)
+        return x * 2
+
+    holder = _hold_lock(location, double, 3)
+    try:
+        start = time.monotonic()
+        with pytest.warns(MemojarWarning, match=r"waited 1 s \(lock_timeout\) for another "
+                          r"caller computing .*double"):
+            assert double(3) == 6
+        elapsed = time.monotonic() - start
+    finally:
+        _stop(holder)
+    assert 0.9 < elapsed < 10
+    assert calls == [3]
+    assert double(3) == 6  # stored despite the lock: a hit now
+    assert calls == [3]
+
+
+def test_lock_timeout_bounds_the_async_wait_too(location: str) -> None:
+    import asyncio
+
+    cache = Cache(location, lock_timeout=0.5)
+
+    @cache.cached
+    async def double(x):
+        return x * 2
+
+    holder = _hold_lock(location, double, 4)
+    try:
+        with pytest.warns(MemojarWarning, match=r"waited 0.5 s \(lock_timeout\)"):
+            assert asyncio.run(asyncio.wait_for(double(4), 20)) == 8
+    finally:
+        _stop(holder)
+
+
+@pytest.mark.parametrize("bad", ["10", None, True])
+def test_lock_timeout_must_be_seconds(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(TypeError, match="lock_timeout= must be seconds"):
+        Cache(tmp_path / "cache", lock_timeout=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan")])
+def test_lock_timeout_must_not_be_negative(tmp_path: Path, bad: float) -> None:
+    with pytest.raises(ValueError, match="lock_timeout= must be zero or more seconds"):
+        Cache(tmp_path / "cache", lock_timeout=bad)
+
+
+# --- forks --------------------------------------------------------------------------------
+
+FORK_JOB = """
+import multiprocessing, os, sys, time
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+pools = []
+
+@cache.cached
+def slow(x):
+    fork = multiprocessing.get_context("fork")
+    if os.environ.get("ROLE") == "pool":  # workers forked while the key is locked, kept alive
+        pools.append(fork.Pool(1))
+    elif os.environ.get("ROLE") == "executor":
+        from concurrent.futures import ProcessPoolExecutor
+
+        pools.append(ProcessPoolExecutor(1, mp_context=fork))
+        pools[-1].submit(abs, -1).result()  # its worker is forked now
+    with open(os.environ["LOG"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    print("computing", flush=True)
+    time.sleep(1.5)
+    return x * 10
+"""
+
+POOL_OWNER = """
+import os, time
+os.setpgrp()  # the test kills the owner and its pool as one group
+from forkjob import slow
+print(slow(7), flush=True)
+time.sleep(60)  # the pool, forked while the key was locked, lives on
+"""
+
+THREAD_FORKER = """
+import os, threading, time
+from forkjob import slow
+
+result = []
+worker = threading.Thread(target=lambda: result.append(slow(7)))
+worker.start()
+time.sleep(0.3)  # the worker holds the key lock, computing
+pid = os.fork()  # a child forked by another thread while the lock is held
+if pid == 0:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # let the test read the parent's output to its end
+    os.dup2(devnull, 2)
+    time.sleep(60)
+    os._exit(0)
+print("forked", pid, flush=True)
+worker.join()
+print(result[0], flush=True)
+time.sleep(60)  # the child lives on
+"""
+
+WAITER = """
+import time
+from forkjob import slow
+start = time.monotonic()
+print(slow(7), slow.cache_info().misses, round(time.monotonic() - start, 2), flush=True)
+"""
+
+
+def _fork_env(tmp_path: Path, role: str) -> dict[str, str]:
+    (tmp_path / "forkjob.py").write_text(FORK_JOB)
+    return {"CACHE": str(tmp_path / "cache"), "LOG": str(tmp_path / "computations.log"),
+            "PYTHONPATH": str(tmp_path), "ROLE": role}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ["pool", "executor"])
+def test_pool_forked_while_locked_does_not_keep_the_key_locked(tmp_path: Path, role: str
+                                                                ) -> None:
+    env = _fork_env(tmp_path, role)
+    owner = spawn(POOL_OWNER, **env)
+    waiter = None
+    try:
+        assert read_line(owner, timeout=30) == "computing"
+        waiter = spawn(WAITER, **env)  # waits for the lock while the owner computes
+        assert read_line(owner, timeout=30) == "70"
+        value, misses, _ = finish(waiter, timeout=15).split()
+    finally:
+        _stop_group(owner)
+        if waiter is not None:
+            _stop(waiter)
+    assert (value, misses) == ("70", "0")  # the waiter read the stored value
+    assert len((tmp_path / "computations.log").read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_fork_by_another_thread_while_locked_does_not_keep_the_key_locked(
+    tmp_path: Path,
+) -> None:
+    env = _fork_env(tmp_path, "thread")
+    forker = spawn(THREAD_FORKER, **env)
+    waiter = None
+    child = ""
+    try:
+        assert read_line(forker, timeout=30) == "computing"
+        forked, child = read_line(forker, timeout=30).split()
+        assert forked == "forked"
+        waiter = spawn(WAITER, **env)
+        assert read_line(forker, timeout=30) == "70"
+        value, misses, _ = finish(waiter, timeout=15).split()
+    finally:
+        if child:
+            os.kill(int(child), signal.SIGKILL)
+        for proc in (forker, waiter):
+            if proc is not None:
+                _stop(proc)
+    assert (value, misses) == ("70", "0")
+    assert len((tmp_path / "computations.log").read_text().splitlines()) == 1
+
+
+CHILD_RETURNS = """
+import os, sys, time
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+
+class ChildDone(Exception):
+    pass
+
+@cache.cached
+def forks(x):
+    pid = os.fork()
+    if pid == 0:
+        raise ChildDone  # the child leaves through memojar's code, releasing what it holds
+    os.waitpid(pid, 0)
+    with open(os.environ["LOG"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    print("child gone", flush=True)
+    time.sleep(1.5)  # still computing, still holding the key lock
+    return x + 1
+
+try:
+    print(forks(1), forks.cache_info().misses, flush=True)
+except ChildDone:
+    os._exit(0)
+"""
+
+
+@pytest.mark.slow
+def test_forked_child_never_releases_the_parents_lock(tmp_path: Path) -> None:
+    env = {"CACHE": str(tmp_path / "cache"), "LOG": str(tmp_path / "computations.log")}
+    parent = spawn(CHILD_RETURNS, **env)
+    waiter = None
+    try:
+        assert read_line(parent, timeout=30) == "child gone"
+        waiter = spawn(CHILD_RETURNS, **env)  # must wait for the parent, not compute
+        assert finish(parent, timeout=30).split() == ["2", "1"]
+        assert finish(waiter, timeout=30).split() == ["2", "0"]
+    finally:
+        for proc in (parent, waiter):
+            if proc is not None:
+                _stop(proc)
+    assert len((tmp_path / "computations.log").read_text().splitlines()) == 1
+
+
+# --- re-entry -------------------------------------------------------------------------------
+
+REENTRY = """
+import asyncio, os, sys, threading
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+once = True
+
+@cache.cached
+def f(x):  # CPython's test_lru_bug_35780: a call of f(20) within f(20)
+    global once
+    rv = f".{x}."
+    if x == 20 and once:
+        once = False
+        rv = f(x)
+    return rv
+
+for x in range(15):
+    assert f(x) == f".{x}.", x
+print("bpo-35780", f(20), flush=True)
+
+@cache.cached(ignore=("depth",))
+def countdown(x, depth):  # the same key at every level: depth is ignored
+    return depth if depth == 0 else countdown(x, depth - 1)
+
+print("ignored", countdown(1, 30), flush=True)
+
+@cache.cached
+def endless(x):
+    return endless(x)
+
+try:
+    endless(1)
+except RecursionError:
+    print("endless RecursionError", flush=True)
+lock = cache.store.lock(endless.__memojar__.name, endless.cache_key(1))
+print("released", lock.acquire(blocking=False), flush=True)
+
+@cache.cached(ignore=("depth",))
+async def acountdown(x, depth):
+    return depth if depth == 0 else await acountdown(x, depth - 1)
+
+print("async", asyncio.run(asyncio.wait_for(acountdown(1, 10), 30)), flush=True)
+"""
+
+
+def test_a_function_calling_itself_with_the_same_key_does_not_wait_for_itself(
+    tmp_path: Path,
+) -> None:
+    out = finish(spawn(REENTRY, CACHE=str(tmp_path / "cache")), timeout=60)
+    assert out.splitlines() == [
+        "bpo-35780 .20.", "ignored 0", "endless RecursionError", "released True", "async 0",
+    ]

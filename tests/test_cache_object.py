@@ -1,0 +1,192 @@
+"""The Cache object itself: where its warnings point, one per location, no leaks, pickling,
+and counters that stay exact under threads."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import pickle
+import threading
+import time
+import warnings
+import weakref
+from pathlib import Path
+
+import pytest
+
+from memojar import Cache, MemojarWarning, cached
+from memojar._cache import _cache_for
+
+# --- warnings point at the user's line (item 17) ------------------------------------------
+
+
+def _recorded(call) -> list[warnings.WarningMessage]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return [w for w in caught if issubclass(w.category, MemojarWarning)]
+
+
+def test_unpicklable_result_warning_points_at_the_call(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    def make():
+        return lambda: 1
+
+    caught = _recorded(make)
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_lock_timeout_warning_points_at_the_call(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache", lock_timeout=0.05)
+
+    @cache.cached
+    def double(x):
+        return x * 2
+
+    held = cache.store.lock(double.__memojar__.name, double.cache_key(1))
+    assert held.acquire(blocking=False)  # another caller (its own open file description)
+    try:
+        caught = _recorded(lambda: double(1))
+    finally:
+        held.release()
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_async_warning_points_at_the_awaiting_line(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    async def make():
+        return lambda: 1
+
+    async def user_code():
+        return await make()
+
+    caught = _recorded(lambda: asyncio.run(user_code()))
+    assert [w.filename for w in caught] == [__file__]
+
+
+# --- one Cache per location (item 18) -------------------------------------------------------
+
+
+def test_one_cache_per_normalised_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    monkeypatch.chdir(tmp_path)
+    cache = _cache_for("c")
+    assert _cache_for("./c") is cache
+    assert _cache_for(str(tmp_path / "c")) is cache
+    assert _cache_for(tmp_path / "c" / ".." / "c") is cache
+    assert _cache_for("d") is not cache
+
+
+def test_counters_of_one_location_add_up_however_it_is_spelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    @cached(cache_dir="c")
+    def f(x):
+        return x
+
+    @cached(cache_dir=str(tmp_path / "c"))
+    def g(x):
+        return x
+
+    f(1), g(1), g(1)
+    assert _cache_for("./c").stats()[:2] == (1, 2)
+
+
+# --- no leaks, and pickling (item 19) ------------------------------------------------------------
+
+
+def test_cache_keeps_no_decorated_function_alive(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    def decorate():
+        def f(x):
+            return x
+
+        wrapper = cache.cached(f)
+        wrapper(1)
+        return weakref.ref(f), weakref.ref(wrapper)
+
+    original, wrapper = decorate()
+    gc.collect()
+    assert original() is None
+    assert wrapper() is None
+    assert cache.stats()[:2] == (0, 1)  # its counts still add up
+
+
+def test_cache_pickles_to_a_cache_on_the_same_location(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache", max_size=10_000_000, secret="s3cret", lock_timeout=5)
+
+    @cache.cached
+    def square(x):
+        return x * x
+
+    square(3)
+    copy = pickle.loads(pickle.dumps(cache))
+    assert (copy.directory, copy.max_size, copy.secret, copy.lock_timeout) == (
+        cache.directory, 10_000_000, b"s3cret", 5.0
+    )
+    again = copy.cached(square.__wrapped__)
+    assert again(3) == 9
+    assert again.cache_info()[:3] == (1, 0, 1)  # a hit on the entry the original stored
+
+
+# --- exact counters under threads (item 20) -----------------------------------------------------
+
+
+def _switch_between_opcodes(frame, event, arg):
+    """A tracer that lets another thread run between any two opcodes of memojar's wrapper
+    code, as a free-threaded build (or an opcode-level tracer) can: ``x += 1`` on a shared
+    attribute then loses increments."""
+    if "memojar" not in frame.f_code.co_filename:
+        return None
+    frame.f_trace_opcodes = True
+    frame.f_trace_lines = False
+
+    def local(frame, event, arg):
+        if event == "opcode":
+            time.sleep(0)  # gives up the GIL: another thread runs here
+        return local
+
+    return local
+
+
+def test_hit_and_miss_counts_are_exact_under_threads(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    def ident(x):
+        return x
+
+    ident(0)
+    threads, calls = 8, 60
+    workers = [threading.Thread(target=lambda: [ident(0) for _ in range(calls)])
+               for _ in range(threads)]
+    threading.settrace(_switch_between_opcodes)
+    try:
+        for worker in workers:
+            worker.start()
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+    for worker in workers:
+        worker.join(60)
+    assert ident.cache_info()[:2] == (threads * calls, 1)
+    assert cache.stats()[:2] == (threads * calls, 1)
+
+
+def test_cache_clear_resets_the_counters(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    def ident(x):
+        return x
+
+    ident(1), ident(1)
+    ident.cache_clear()
+    ident(1)
+    assert ident.cache_info()[:2] == (0, 1)

@@ -1,0 +1,611 @@
+"""The S3 store against a real S3-protocol server (moto's server mode on loopback).
+
+The store-level semantics run on it through ``test_store.py`` (``STORE_KINDS``); here: the
+decorator on an ``s3://`` cache, URL options, compute-once across processes with a lease,
+faults, trust, large results and the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from memojar import Cache, MemojarWarning, _cli, _entry, cached
+from memojar._cache import open_store
+from memojar._filestore import function_dir
+from memojar._s3store import HEAD_BYTES, LEASE_TTL, SUFFIX, S3Store, _Bucket
+from s3_server import S3Server, free_port
+
+SECRET = "test-secret"
+FN = "tests.module.function"
+HANG = 30  # seconds: a call that takes longer than this is hung, whatever the machine
+
+
+def k(n: int) -> str:
+    return f"{n:032x}"
+
+
+def split(location: str) -> tuple[str, str]:
+    """Bucket and prefix of a test location."""
+    bucket, _, rest = location[len("s3://"):].partition("/")
+    return bucket, rest.partition("?")[0]
+
+
+@pytest.fixture
+def client(s3_server: S3Server) -> Any:
+    return s3_server.client()
+
+
+def objects(client: Any, location: str) -> dict[str, int]:
+    bucket, prefix = split(location)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+
+def entry_object(location: str, f: Any, *args: Any) -> str:
+    _, prefix = split(location)
+    return f"{prefix}/{function_dir(f.__memojar__.name)}/{f.cache_key(*args)}{SUFFIX}"
+
+
+def counted(cache: Cache) -> tuple[Any, list[Any]]:
+    calls: list[Any] = []
+
+    @cache.cached
+    def double(x: Any) -> Any:
+        calls.append(x)
+        return x * 2
+
+    return double, calls
+
+
+@pytest.fixture
+def own_server(s3_env: None) -> Iterator[Callable[[], S3Server]]:
+    """Servers of a test's own (child processes it may pause or kill), stopped after."""
+    servers: list[S3Server] = []
+
+    def start() -> S3Server:
+        server = S3Server.process()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# --- the decorator on S3 ------------------------------------------------------------------
+
+def test_cache_round_trip(s3_location: str, client: Any) -> None:
+    cache = Cache(s3_location, secret=SECRET)
+    double, calls = counted(cache)
+    assert double(21) == 42
+    assert double(21) == 42
+    assert calls == [21]
+    assert entry_object(s3_location, double, 21) in objects(client, s3_location)
+    (info,) = cache.entries()
+    assert info.key == double.cache_key(21)
+    assert double.cache_contains(21)
+    assert cache.clear() == 1
+    assert not double.cache_contains(21)
+    cache.close()
+
+
+def test_cached_with_an_s3_cache_dir(s3_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMOJAR_SECRET", SECRET)
+    calls = []
+
+    @cached(cache_dir=s3_location)
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    assert [square(3), square(3), square(x=3)] == [9, 9, 9]
+    assert calls == [3]
+    assert square.cache_delete(3) is True
+    assert square.cache_delete(3) is False
+
+
+def test_unsigned_cache_warns_once(s3_location: str) -> None:
+    import warnings
+
+    warnings.resetwarnings()  # the fixture ignores this warning for store-level tests
+    warnings.simplefilter("error")
+    double, _ = counted(Cache(s3_location))
+    with pytest.warns(MemojarWarning) as record:
+        assert [double(1), double(1), double(2)] == [2, 2, 4]
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1, messages
+    assert "not authenticated" in messages[0] and "secret" in messages[0]
+
+
+def test_endpoint_from_the_aws_environment(s3_server: S3Server, s3_env: None,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = s3_server.bucket("memojar-env")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    double, calls = counted(Cache(f"s3://{bucket}/team", secret=SECRET))
+    assert double(2) == double(2) == 4
+    assert calls == [2]
+
+
+def test_unknown_url_option_is_an_error(s3_env: None) -> None:
+    with pytest.raises(ValueError, match=r"unknown option.*colour.*known: endpoint_url"):
+        Cache("s3://bucket/prefix?colour=blue")
+
+
+def test_bad_timeout_is_an_error(s3_env: None) -> None:
+    with pytest.raises(ValueError, match="timeout must be a positive number, got '-1'"):
+        Cache("s3://bucket/prefix?timeout=-1")
+
+
+def test_without_boto3_an_s3_url_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['boto3'] = None  # as if boto3 were not installed\n"
+        "from memojar import Cache\n"
+        "try:\n"
+        "    Cache('s3://bucket/prefix')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "pip install -e '.[s3]'" in out and "memojar[s3]" in out
+
+
+def test_missing_bucket_costs_a_warning_not_the_result(s3_server: S3Server,
+                                                       s3_env: None) -> None:
+    double, calls = counted(Cache(s3_server.location("no-such-bucket", "p"), secret=SECRET))
+    with pytest.warns(MemojarWarning, match="never creates buckets"):
+        assert double(1) == 2
+    assert calls == [1]
+
+
+# --- trust ----------------------------------------------------------------------------------
+
+class _Planted:
+    """A value whose unpickling creates a file: proof that a planted entry was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("attacker_secret", [None, b"another-secret"], ids=["unsigned",
+                                                                               "wrong-key"])
+def test_planted_entries_are_never_unpickled(s3_location: str, client: Any, tmp_path: Path,
+                                             attacker_secret: bytes | None) -> None:
+    double, calls = counted(Cache(s3_location, secret=SECRET))
+    assert double(21) == 42
+    memo = double.__memojar__
+    marker = tmp_path / "unpickled"
+    planted = _entry.encode(
+        _Planted(marker), ident=memo.ident, key=double.cache_key(21), created=time.time(),
+        expires=None, compute_time=0.0, secret=attacker_secret,
+    )
+    bucket, _ = split(s3_location)
+    client.put_object(Bucket=bucket, Key=entry_object(s3_location, double, 21),
+                      Body=b"".join(bytes(memoryview(c)) for c in planted))
+    assert double(21) == 42
+    assert calls == [21, 21]
+    assert not marker.exists()
+    assert double(21) == 42  # the recomputed entry replaced the planted one
+    assert calls == [21, 21]
+
+
+def test_the_planted_payload_does_run_when_unpickled(tmp_path: Path) -> None:
+    """The control for the test above: this payload would have left its marker."""
+    marker = tmp_path / "unpickled"
+    pickle.loads(pickle.dumps(_Planted(marker))).close()
+    assert marker.exists()
+
+
+def test_a_flipped_byte_is_a_miss(s3_location: str, client: Any) -> None:
+    double, calls = counted(Cache(s3_location, secret=SECRET))
+    assert double(5) == 10
+    bucket, _ = split(s3_location)
+    name = entry_object(s3_location, double, 5)
+    data = bytearray(client.get_object(Bucket=bucket, Key=name)["Body"].read())
+    data[-1] ^= 1
+    client.put_object(Bucket=bucket, Key=name, Body=bytes(data))
+    assert double(5) == 10
+    assert calls == [5, 5]
+
+
+# --- compute once across processes ------------------------------------------------------------
+
+_STAMPEDE = """
+import os, sys, time
+from memojar import Cache
+cache = Cache({url!r}, secret={secret!r})
+
+@cache.cached
+def slow(x):
+    with open({log!r}, "a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    time.sleep(1.0)
+    return x * 2
+
+time.sleep(max(0.0, {start!r} - time.time()))
+print(slow(21), flush=True)
+"""
+
+
+def test_stampede_of_processes_computes_once(s3_location: str, tmp_path: Path) -> None:
+    log = tmp_path / "computed"
+    code = _STAMPEDE.format(url=s3_location, secret=SECRET, log=str(log),
+                            start=time.time() + 4.0)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=HANG * 2) for p in procs]
+    for proc, (out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == "42"
+    assert len(log.read_text().split()) == 1
+
+
+_HOLDER = """
+import time
+from memojar._cache import open_store
+from memojar._filestore import function_dir
+lock = open_store({url!r}, None, True).lock({fn!r}, {key!r})
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_lease_is_renewed_while_held_and_taken_over_after_a_kill(s3_location: str) -> None:
+    code = _HOLDER.format(url=s3_location, fn=FN, key=k(1))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held", holder.stderr
+        store = open_store(s3_location, None, True)
+        lock = store.lock(FN, k(1))
+        deadline = time.monotonic() + LEASE_TTL * 1.5  # past its expiry: renewals keep it
+        while time.monotonic() < deadline:
+            assert lock.acquire(blocking=False) is False
+            time.sleep(0.2)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(HANG)
+        killed = time.monotonic()
+        assert lock.acquire() is True  # blocking: polls with backoff, then takes it over
+        assert time.monotonic() - killed < LEASE_TTL + 3
+        lock.release()
+        store.close()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.communicate(timeout=HANG)
+
+
+def test_the_next_caller_computes_within_seconds_of_a_killed_holder(
+    s3_location: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "computed"
+    code = _STAMPEDE.format(url=s3_location, secret=SECRET, log=str(log), start=0.0)
+    code = code.replace("time.sleep(1.0)", "time.sleep(0 if os.environ.get('QUICK') else 600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + HANG
+        while not (log.exists() and log.read_text()):
+            assert time.monotonic() < deadline, "the holder never started computing"
+            time.sleep(0.05)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(HANG)
+        start = time.monotonic()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=HANG, env={**__import__("os").environ, "QUICK": "1"})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "42"
+        assert time.monotonic() - start < LEASE_TTL + 8  # incl. the interpreter's start
+        assert len(log.read_text().split()) == 2
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.communicate(timeout=HANG)
+
+
+def test_release_leaves_a_lease_taken_over_by_another(s3_location: str, client: Any) -> None:
+    store = open_store(s3_location, None, True)
+    lock = store.lock(FN, k(1))
+    assert lock.acquire()
+    bucket, prefix = split(s3_location)
+    name = f"{prefix}/{FN}/{k(1)}.lease"
+    client.put_object(Bucket=bucket, Key=name, Body=b"someone else's")  # ours was taken
+    lock.release()
+    assert client.get_object(Bucket=bucket, Key=name)["Body"].read() == b"someone else's"
+    store.close()
+
+
+def test_release_on_a_server_without_conditional_deletes(s3_location: str) -> None:
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    client = store._bucket.client
+    real = client.delete_object
+
+    def delete_object(**kwargs: Any) -> Any:
+        if "IfMatch" in kwargs:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "NotImplemented", "Message": "If-Match on DELETE"}},
+                "DeleteObject",
+            )
+        return real(**kwargs)
+
+    client.delete_object = delete_object
+    first = store.lock(FN, k(1))
+    assert first.acquire()
+    first.release()
+    other = open_store(s3_location, None, True).lock(FN, k(1))
+    assert other.acquire(blocking=False)  # at once, not after the lease's expiry
+    other.release()
+    store.close()
+
+
+def test_a_polling_waiter_backs_off(s3_location: str) -> None:
+    """An async waiter tries the lock every 10 ms with ``blocking=False``: the lease must
+    not turn that into requests every 10 ms."""
+    holder_store = open_store(s3_location, None, True)
+    holder = holder_store.lock(FN, k(1))
+    assert holder.acquire()
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    requests = []
+    for method in ("put", "head"):
+        real = getattr(store._bucket, method)
+
+        def counting(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            requests.append(1)
+            return _real(*args, **kwargs)
+
+        setattr(store._bucket, method, counting)
+    lock = store.lock(FN, k(1))
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        assert lock.acquire(blocking=False) is False
+        time.sleep(0.01)
+    assert len(requests) <= 30, len(requests)  # about 200 tries
+    holder.release()
+    assert lock.acquire() is True  # blocking: comes at most one backoff step later
+    lock.release()
+    holder_store.close()
+    store.close()
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.monotonic()
+    value = call()
+    return value, time.monotonic() - start
+
+
+def test_server_stopped_mid_run(own_server: Callable[[], S3Server]) -> None:
+    server = own_server()
+    bucket = server.bucket("memojar-own")
+    cache = Cache(server.location(bucket, "p", timeout="1"), secret=SECRET)
+    double, calls = counted(cache)
+    assert double(1) == double(1) == 2
+    server.stop()
+    with pytest.warns(MemojarWarning, match="not cached"):
+        value, took = _timed(lambda: (double(2), double(1), double(2)))
+    assert value == (4, 2, 4)
+    assert calls == [1, 2, 1, 2]
+    assert took < HANG
+    with pytest.raises(OSError):  # housekeeping reports the fault: it has no fallback
+        cache.clear()
+
+
+def test_connection_refused(s3_env: None) -> None:
+    url = f"s3://b/p?endpoint_url=http://127.0.0.1:{free_port()}&timeout=1"
+    double, calls = counted(Cache(url, secret=SECRET))
+    with pytest.warns(MemojarWarning, match="not cached"):
+        value, took = _timed(lambda: (double(3), double(3)))
+    assert value == (6, 6)
+    assert calls == [3, 3]
+    assert took < HANG
+
+
+def test_frozen_server_times_out_within_the_timeout(own_server: Callable[[], S3Server]) -> None:
+    server = own_server()
+    bucket = server.bucket("memojar-own")
+    cache = Cache(server.location(bucket, "p", timeout="0.5"), secret=SECRET)
+    double, calls = counted(cache)
+    double(1)
+    server.pause()
+    try:
+        with pytest.warns(MemojarWarning, match="not cached"):
+            value, took = _timed(lambda: double(1))
+        assert value == 2
+        # a read and a lease that time out, the rest failing fast: a few timeouts at most
+        assert took < 4 * 0.5 + 1
+    finally:
+        server.resume()
+    time.sleep(1.2)  # past the store's fail-fast pause after a fault
+    assert double(2) == double(2) == 4  # no warning: filterwarnings = error
+    assert calls == [1, 1, 2]
+
+
+@pytest.mark.parametrize(("code", "kind", "match"), [
+    ("AccessDenied", PermissionError, "AccessDenied"),
+    ("SlowDown", OSError, "slow down"),
+    ("NoSuchBucket", FileNotFoundError, "never creates buckets"),
+    ("PreconditionFailed", FileExistsError, "PreconditionFailed"),
+    ("InternalError", OSError, "InternalError"),
+])
+def test_client_errors_map_to_oserror(code: str, kind: type, match: str) -> None:
+    class Refusing:
+        def put_object(self, **kwargs: Any) -> Any:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": code, "Message": "no"}}, "PutObject"
+            )
+
+    bucket = _Bucket("b", Refusing, 1.0, 1 << 20)
+    with pytest.raises(kind, match=match):
+        bucket.put("x", [memoryview(b"data")], 4)
+
+
+class _Refusing:
+    """An HTTP server on loopback that answers every request with one S3 error."""
+
+    def __init__(self, status: int, code: str) -> None:
+        import http.server
+        import threading
+
+        seen = self.seen = []  # (method, Expect header) of every request
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                f"<Message>refused by the test</Message></Error>").encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # answers "Expect: 100-continue" as S3 does
+
+            def answer(self) -> None:
+                seen.append((self.command, self.headers.get("Expect")))
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("status", "code", "match"), [
+    (403, "AccessDenied", "AccessDenied"),
+    (503, "SlowDown", "slow down"),
+])
+def test_refusing_server_costs_a_warning_not_the_result(s3_env: None, status: int, code: str,
+                                                        match: str) -> None:
+    server = _Refusing(status, code)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1", secret=SECRET)
+        double, calls = counted(cache)
+        with pytest.warns(MemojarWarning, match=match):
+            value, took = _timed(lambda: (double(1), double(1)))
+        assert value == (2, 2)
+        assert calls == [1, 1]
+        assert took < HANG
+        with pytest.raises(OSError, match=match):
+            cache.clear()
+    finally:
+        server.stop()
+
+
+def test_a_single_put_does_not_wait_for_100_continue(s3_env: None) -> None:
+    """A PUT of an entry or a lease is small: "Expect: 100-continue" would add a round trip
+    (and a server that never answers it would stall every store for a second)."""
+    server = _Refusing(503, "SlowDown")
+    try:
+        store = open_store(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1", None,
+                           True)
+        with pytest.raises(OSError, match="slow down"):
+            store.write(FN, k(1), [b"x" * 1000])
+        puts = [expect for method, expect in server.seen if method == "PUT"]
+        assert puts == [None]
+    finally:
+        server.stop()
+
+
+def test_max_size_evicts_the_least_recently_written(s3_location: str) -> None:
+    store = open_store(s3_location, 10_000, True)
+    for i in range(3):
+        store.write(FN, k(i), [bytes(3000)])
+        time.sleep(1.1)  # S3 dates objects to the second
+    assert store.read(FN, k(0)) is not None  # a read is no use: S3 keeps no access times
+    store.write(FN, k(3), [bytes(3000)])
+    assert sorted(e.key for e in store.scan(heads=False)) == [k(1), k(2), k(3)]
+    store.close()
+
+
+# --- large results --------------------------------------------------------------------------
+
+def test_large_entries_go_up_in_parts(s3_location: str, client: Any) -> None:
+    cache = Cache(s3_location + "&multipart_threshold=6000000", secret=SECRET)
+    double, calls = counted(cache)
+    value = b"x" * 20_000_000
+    assert double(value) == value * 2
+    assert double(value) == value * 2
+    assert len(calls) == 1
+    bucket, _ = split(s3_location)
+    head = client.head_object(Bucket=bucket, Key=entry_object(s3_location, double, value))
+    assert head["ETag"].strip('"').endswith("-5")  # 40 MB in 8 MiB parts
+
+
+def test_a_stale_large_entry_is_not_transferred(s3_location: str) -> None:
+    cache = Cache(s3_location, secret=SECRET)
+
+    @cache.cached(ttl=0.5)
+    def big(n: int) -> bytes:
+        return b"y" * n
+
+    assert len(big(5_000_000)) == 5_000_000
+    time.sleep(0.6)
+    data = cache.store.read(big.__memojar__.name, big.cache_key(5_000_000))
+    assert data is not None and len(data) == HEAD_BYTES  # the header alone
+    assert len(big(5_000_000)) == 5_000_000  # a miss: recomputed and stored again
+
+
+@pytest.mark.slow
+def test_100_mb_round_trip(s3_location: str) -> None:
+    cache = Cache(s3_location, secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def make(n: int) -> bytearray:
+        calls.append(n)
+        return bytearray(range(256)) * (n // 256)
+
+    n = 100 * 1024 * 1024
+    first = make(n)
+    second = make(n)
+    assert calls == [n]
+    assert len(second) == n and second == first
+
+
+# --- the command line -------------------------------------------------------------------------
+
+def test_cli_on_an_s3_url(s3_location: str, capsys: pytest.CaptureFixture[str]) -> None:
+    double, _ = counted(Cache(s3_location, secret=SECRET))
+    double(1), double(2)
+    name = double.__memojar__.name
+    assert _cli.main(["--dir", s3_location, "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["entries"] == 2
+    assert _cli.main(["--dir", s3_location, "ls", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["function"] == name and row["entries"] == 2
+    assert _cli.main(["--dir", s3_location, "prune"]) == 0
+    capsys.readouterr()
+    assert _cli.main(["--dir", s3_location, "clear", name]) == 0
+    capsys.readouterr()
+    assert _cli.main(["--dir", s3_location, "info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 0
