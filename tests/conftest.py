@@ -18,7 +18,8 @@ from memojar import MemojarWarning
 STORE_KINDS = ["file", "redis", "s3"]
 # Test modules whose tests run on every store kind through ``cache_dir``: a directory for
 # the file store, a URL for the others. A test that looks at files is marked
-# ``@pytest.mark.file_only("why")`` and runs on the file store alone.
+# ``@pytest.mark.file_only("why")`` and runs on the file store alone; one that needs what
+# a store kind lacks is marked ``@pytest.mark.not_on("s3", "why")``.
 BEHAVIOUR_MODULES = {"test_decorator", "test_cache"}
 
 
@@ -38,6 +39,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     marker = metafunc.definition.get_closest_marker("file_only")
     kinds = ["file"] if marker is not None else STORE_KINDS
+    for skip in metafunc.definition.iter_markers("not_on"):
+        kinds = [k for k in kinds if k not in skip.args[:-1]]
     metafunc.parametrize("cache_dir", kinds, indirect=True)
 
 

@@ -418,6 +418,7 @@ def test_max_size_keeps_the_cache_under_the_limit(cache_dir: Path) -> None:
     assert cache.stats().bytes <= 20_000
 
 
+@pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
     cache = Cache(cache_dir, max_size=12_000)
     calls: list[int] = []
@@ -443,6 +444,7 @@ def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
     assert f.cache_contains(15)
 
 
+@pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
     cache = Cache(cache_dir, max_size=12_000)
 
