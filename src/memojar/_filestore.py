@@ -33,7 +33,7 @@ import xxhash
 
 from ._errors import logger
 from ._ledger import Ledger
-from ._locks import LOCK_FILE, LOCK_SUFFIX, key_lock, remove_if_idle
+from ._locks import LOCK_FILE, LOCK_SUFFIX, LOCKS_IN_FUNCTION_DIR, key_lock, remove_if_idle
 from ._store import KeyLock, Store, StoredEntry, complete_head
 
 try:
@@ -345,7 +345,15 @@ class FileStore(Store):
 
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
-        self._folders(path)
+        if LOCKS_IN_FUNCTION_DIR:  # the lock file is the function folder's: no shard yet
+            fdir = self._dirs[function]
+            try:
+                _no_links(fdir)
+            except FileNotFoundError:
+                _makedirs(fdir, self.root)
+                _no_links(fdir)
+        else:  # a lock file per key, beside the entry
+            self._folders(path)
         return key_lock(self._dirs[function], key, path)
 
     # --- listing and housekeeping ------------------------------------------------------
@@ -573,7 +581,12 @@ def _flock(path: str) -> Any:
 
 def _temp_name(path: str) -> str:
     """A temporary name beside ``path``: unpredictable, with this host and pid in it."""
-    return f"{path}.{os.getpid()}-{_HOST}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    return f"{path}.{_PID[0]}-{_HOST}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+_PID = [os.getpid()]  # this process's pid, without a system call per write
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 def _replace_small(path: str, data: bytes) -> None:
