@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from memojar import Cache
-from memojar import _locks
+from memojar import Cache, _locks
 
 pytestmark = pytest.mark.skipif(not _locks._OFD, reason="byte-range OFD locks (Linux)")
 

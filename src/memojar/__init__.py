@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging as _logging
 
-from ._cache import Cache, CachedFunction, CacheInfo, EntryInfo, UnknownStoreError, cached
+from ._cache import Cache, CachedFunction, EntryInfo, UnknownStoreError, cached
+from ._decorator import CacheInfo
 from ._errors import MemojarWarning
 from ._store import Store
 

@@ -103,17 +103,20 @@ def _file_store(
     return FileStore(location, max_size=max_size, trust_foreign=signed)
 
 
+def _needs(location: str, extra: str, what: str) -> ImportError:
+    return ImportError(
+        f"cache location {location!r} needs {what}: run pip install -e '.[{extra}]' in your "
+        f"memojar clone (for a published release: pip install 'memojar[{extra}]')"
+    )
+
+
 def _redis_store(
     location: str, max_size: int | None, secret: bytes | None, signed: bool
 ) -> Store:
     try:
         from ._redisstore import RedisStore
     except ImportError as exc:
-        raise ImportError(
-            f"cache location {location!r} needs the redis client: run "
-            "pip install -e '.[redis]' in your memojar clone "
-            "(for a published release: pip install 'memojar[redis]')"
-        ) from exc
+        raise _needs(location, "redis", "the redis client") from exc
     return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
 
 
@@ -123,11 +126,7 @@ def _s3_store(
     try:
         from ._s3store import S3Store
     except ImportError as exc:
-        raise ImportError(
-            f"cache location {location!r} needs the S3 client (boto3): run "
-            "pip install -e '.[s3]' in your memojar clone "
-            "(for a published release: pip install 'memojar[s3]')"
-        ) from exc
+        raise _needs(location, "s3", "the S3 client (boto3)") from exc
     return S3Store(location, max_size=max_size, signed=signed)
 
 

@@ -5,9 +5,7 @@ that died, and released only by its holder. A lease lost while held (a stall lon
 
 from __future__ import annotations
 
-import os
 import secrets
-import threading
 import time
 from typing import Any
 
@@ -94,45 +92,3 @@ class _RedisKeyLock(KeyLock):
                 self.store._fault(exc)
             logger.debug("cannot renew %r: %s", self.name, exc)
             return True
-
-
-class _Renewer:
-    """One daemon thread per store and process, renewing the locks held, while any are."""
-
-    def __init__(self) -> None:
-        self._held: dict[int, _RedisKeyLock] = {}
-        self._mutex = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        self._stopped = threading.Event()
-
-    def add(self, lock: _RedisKeyLock) -> None:
-        with self._mutex:
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._pid, self._thread, self._held = os.getpid(), None, {}
-            self._held[id(lock)] = lock
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="memojar-redis-locks", daemon=True
-                )
-                self._thread.start()
-
-    def discard(self, lock: _RedisKeyLock) -> None:
-        with self._mutex:
-            self._held.pop(id(lock), None)
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(LOCK_RENEW):
-            with self._mutex:
-                locks = list(self._held.values())
-                if not locks:
-                    self._thread = None
-                    return
-            for lock in locks:
-                if not lock.renew():
-                    logger.warning("lock %r expired while held: another caller may compute "
-                                   "the same value", lock.name)
-                    self.discard(lock)

@@ -63,9 +63,9 @@ from redis.retry import Retry
 from . import _redislua as lua
 from ._entry import Miss, header_length
 from ._errors import logger
-from ._redislease import LOCK_TTL, _RedisKeyLock, _Renewer
+from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
-from ._store import KeyLock, Store, StoredEntry, complete_head
+from ._store import KeyLock, Renewer, Store, StoredEntry, complete_head, pieces
 
 DEFAULT_PREFIX = "memojar:"
 NOTE = "swept"  # <prefix><function>:swept, the code that last swept (see Store.read_note)
@@ -152,7 +152,7 @@ class RedisStore(Store):
         self._release = register(lua.RELEASE)
         self._renew = register(lua.RENEW)
         self._note = register(lua.NOTE)
-        self._renewer = _Renewer()
+        self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
         # the fault that put the server down: every call raises it at once until the prober
         # thread (of process _pid) has had an answer from the server again
         self._down: OSError | None = None
@@ -305,7 +305,7 @@ class RedisStore(Store):
         hash_key = name + b":c:" + gen
         count = 0
         pipe = self._client.pipeline(transaction=True)  # the first chunk and its expiry
-        for piece in _pieces(views, self.chunk_size):
+        for piece in pieces(views, self.chunk_size):
             pipe.hset(hash_key, str(count), piece)  # type: ignore[arg-type]
             if count == 0:
                 pipe.pexpire(hash_key, int(INFLIGHT_TTL * 1000))
@@ -592,25 +592,6 @@ def _assemble(client: redis.Redis, chunks: bytes, count: int, size: int) -> byte
             data += piece
     return data if len(data) == size else None
 
-
-def _pieces(views: list[memoryview], size: int) -> Iterator[Any]:
-    """The bytes of ``views`` in pieces of ``size`` (the last one shorter), copying only
-    where a piece spans two views."""
-    buf = bytearray()
-    for view in views:
-        while view.nbytes:
-            if not buf and view.nbytes >= size:
-                yield view[:size]
-                view = view[size:]
-                continue
-            take = size - len(buf)
-            buf += view[:take]
-            view = view[take:]
-            if len(buf) == size:
-                yield bytes(buf)
-                buf = bytearray()
-    if buf:
-        yield bytes(buf)
 
 
 def _head(views: list[memoryview], limit: int) -> bytes:

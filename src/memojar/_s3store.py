@@ -55,7 +55,7 @@ from ._entry import Miss, read_header
 from ._errors import logger
 from ._filestore import function_dir
 from ._ledger import choose_victims
-from ._store import KeyLock, Store, StoredEntry, complete_head
+from ._store import KeyLock, Renewer, Store, StoredEntry, complete_head, pieces
 
 SUFFIX = ".mj"  # of an entry's object name
 LEASE_SUFFIX = ".lease"
@@ -264,7 +264,7 @@ class _Bucket:
         upload_id = upload["UploadId"]
         try:
             parts = []
-            for number, piece in enumerate(_pieces(views, PART_SIZE), 1):
+            for number, piece in enumerate(pieces(views, PART_SIZE), 1):
                 with self._errors("writing", name):
                     part = self.client.upload_part(
                         Bucket=self.bucket, Key=name, UploadId=upload_id,
@@ -356,7 +356,7 @@ class S3Store(Store):
 
         self._bucket = _Bucket(bucket, make_client, timeout, threshold)
         self._bucket.client  # noqa: B018 - made now, so that a bad configuration says so here
-        self._renewer = _Renewer()
+        self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
         self._releases = 0  # leases this process released: its waiters look again then
         self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
 
@@ -609,48 +609,6 @@ class _Lease(KeyLock):
                 return True
 
 
-class _Renewer:
-    """One daemon thread per store and process, renewing the leases held, while any are."""
-
-    def __init__(self) -> None:
-        self._held: dict[int, _Lease] = {}
-        self._mutex = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        self._stopped = threading.Event()
-
-    def add(self, lease: _Lease) -> None:
-        with self._mutex:
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._pid, self._thread, self._held = os.getpid(), None, {}
-            self._held[id(lease)] = lease
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="memojar-s3-leases", daemon=True
-                )
-                self._thread.start()
-
-    def discard(self, lease: _Lease) -> None:
-        with self._mutex:
-            self._held.pop(id(lease), None)
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(LEASE_RENEW):
-            with self._mutex:
-                leases = list(self._held.values())
-                if not leases:
-                    self._thread = None
-                    return
-            for lease in leases:
-                if not lease.renew():
-                    logger.warning("lease %s expired while held: another caller may compute "
-                                   "the same value", lease.name)
-                    self.discard(lease)
-
-
 # --- helpers ---------------------------------------------------------------------------
 
 def _after_fork() -> None:
@@ -751,23 +709,4 @@ def _worth_reading(head: bytes) -> bool:
         return len(head) >= HEAD_BYTES  # a header longer than HEAD_BYTES: read on
     return not header.stale(time.time()) and header.incompatible() is None
 
-
-def _pieces(views: Sequence[memoryview], size: int) -> Iterator[Any]:
-    """The bytes of ``views`` in pieces of ``size`` (the last one shorter), copying only
-    where a piece spans two views."""
-    buf = bytearray()
-    for view in views:
-        while view.nbytes:
-            if not buf and view.nbytes >= size:
-                yield view[:size]
-                view = view[size:]
-                continue
-            take = size - len(buf)
-            buf += view[:take]
-            view = view[take:]
-            if len(buf) == size:
-                yield bytes(buf)
-                buf = bytearray()
-    if buf:
-        yield bytes(buf)
 

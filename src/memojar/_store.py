@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import abc
 import errno
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from . import _entry
 from ._entry import Miss, header_length
@@ -49,6 +51,26 @@ def complete_head(head: bytes, read_more: Callable[[int, int], bytes]) -> bytes:
             break
         head += more
     return head
+
+
+def pieces(views: Sequence[memoryview], size: int) -> Iterator[Any]:
+    """The bytes of ``views`` in pieces of ``size`` (the last one shorter), copying only
+    where a piece spans two views."""
+    buf = bytearray()
+    for view in views:
+        while view.nbytes:
+            if not buf and view.nbytes >= size:
+                yield view[:size]
+                view = view[size:]
+                continue
+            take = size - len(buf)
+            buf += view[:take]
+            view = view[take:]
+            if len(buf) == size:
+                yield bytes(buf)
+                buf = bytearray()
+    if buf:
+        yield bytes(buf)
 
 
 def header_of(stored: StoredEntry) -> _entry.Header | None:
@@ -238,3 +260,56 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections or handles; the store may not be used afterwards."""
+
+
+class Renewable(Protocol):
+    name: Any
+
+    def renew(self) -> bool:
+        """Extend the lease; False if it is no longer this holder's."""
+        ...
+
+
+class Renewer:
+    """One daemon thread per store and process, renewing the leases held (every ``every``
+    seconds) while any are: the lease-loss detection of every store whose locks expire. A
+    lease found lost is logged and dropped; the store's commit refuses its write."""
+
+    def __init__(self, every: float, thread_name: str) -> None:
+        self._every = every
+        self._thread_name = thread_name
+        self._held: dict[int, Renewable] = {}
+        self._mutex = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._stopped = threading.Event()
+
+    def add(self, lease: Renewable) -> None:
+        with self._mutex:
+            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+                self._pid, self._thread, self._held = os.getpid(), None, {}
+            self._held[id(lease)] = lease
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._thread_name,
+                                                daemon=True)
+                self._thread.start()
+
+    def discard(self, lease: Renewable) -> None:
+        with self._mutex:
+            self._held.pop(id(lease), None)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._every):
+            with self._mutex:
+                leases = list(self._held.values())
+                if not leases:
+                    self._thread = None
+                    return
+            for lease in leases:
+                if not lease.renew():
+                    logger.warning("lease %r expired while held: another caller may compute "
+                                   "the same value", lease.name)
+                    self.discard(lease)
