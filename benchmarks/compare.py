@@ -35,6 +35,11 @@ Workloads (medians of repeated, interleaved runs, after warm-up):
 6. ``import``      ``import <package>`` in a fresh interpreter (ms)
 7. ``big_hit_mem`` peak extra memory of a hit on the 80 MB result, in a fresh process, as a
                    multiple of the result's size (peak RSS during the hit minus RSS before)
+8. ``memory_hit``  the small hit of ``cached(memory=1000)`` (the memory tier) beside
+                   ``lru_cache`` and memojar's disk hit (µs per call; ratios in the notes)
+9. ``cache_info``  ``f.cache_info()`` of a function with 100,000 entries (``--quick``:
+                   10,000): the first call lists the entries once, later calls read the
+                   bookkeeping (µs per call)
 
 Peers that are not installed are skipped with a note (``pip install -r
 benchmarks/requirements.txt`` installs them). The goals of the performance issue are printed
@@ -536,6 +541,52 @@ class Bench:
         for c in open_:
             c.close()
 
+    def memory_hit(self) -> None:
+        from memojar import Cache
+
+        n, repeats = (2000, 31) if self.quick else (5000, 61)
+        path = os.path.join(self.tmp, "memory_hit")
+        shutil.rmtree(path, ignore_errors=True)
+        cache = Cache(path)
+        tier = cache.cached(memory=1000)(small)
+        disk = Memojar(path + "-disk").wrap(small)
+        lru = functools.lru_cache(maxsize=None)(small)
+        calls = {}
+        for name, f in (("memojar memory=", tier), ("memojar", disk), ("lru_cache", lru)):
+            for _ in range(200):  # warm-up
+                f(1, "b")
+            calls[name] = functools.partial(f, 1, "b")
+        self.interleaved("memory_hit", calls, n, repeats)
+        got = self.results["memory_hit"]
+        self.notes.append(
+            f"memory_hit: memory tier {got['memojar memory=']:.2f} µs = "
+            f"{got['memojar memory='] / got['lru_cache']:.1f}x lru_cache, "
+            f"1/{got['memojar'] / got['memojar memory=']:.0f} of a disk hit"
+        )
+
+    def cache_info(self) -> None:
+        from memojar import Cache
+
+        size = 10_000 if self.quick else 100_000
+        path = os.path.join(self.tmp, "cache_info")
+        shutil.rmtree(path, ignore_errors=True)
+        c = Memojar(path)
+        f = c.wrap(scaled)
+        start = time.perf_counter()
+        c.populate(f, scaled, ((i,) for i in range(size)))
+        self.log(f"  cache_info: {size:,} entries filled in {time.perf_counter() - start:.1f} s")
+        cache = Cache(path)  # a new process's view: no count kept in memory
+        g = cache.cached(scaled)
+        start = time.perf_counter()
+        first = g.cache_info()
+        self.record("cache_info", f"first ({size:,})", (time.perf_counter() - start) * 1e6)
+        self.interleaved("cache_info", {f"then ({size:,})": g.cache_info}, 200, 9)
+        if first.entries != size or g.cache_info().entries != size:
+            self.notes.append(f"cache_info: {g.cache_info()} (expected {size:,} entries)")
+        if self.quick:
+            self.notes.append("cache_info: --quick fills 10,000 entries (100,000 without it)")
+        shutil.rmtree(path, ignore_errors=True)
+
     def hit_contenders(self) -> list[type[Contender]]:
         extra = [self.redis_cls] if self.redis_cls else []
         return [*self.contenders, *extra, *self.s3_classes]
@@ -668,6 +719,8 @@ class Bench:
             ("big_arg", self.big_arg),
             ("scale", self.scale),
             ("import", self.imports),
+            ("memory_hit", self.memory_hit),
+            ("cache_info", self.cache_info),
         ]
         numpy = importlib.util.find_spec("numpy") is not None
         self.start_redis()
@@ -720,6 +773,8 @@ UNITS = {
     "big_arg": "ms/call",
     "import": "ms",
     "big_hit_mem": "x result",
+    "memory_hit": "µs/call",
+    "cache_info": "µs/call",
 }
 LABELS = {
     "small_hit": "1. hit, small",
@@ -728,6 +783,8 @@ LABELS = {
     "big_arg": "4. hit, 80 MB argument",
     "import": "6. import",
     "big_hit_mem": "7. peak extra memory, 80 MB hit",
+    "memory_hit": "8. hit, small, memory tier",
+    "cache_info": "9. cache_info()",
 }
 
 
@@ -745,6 +802,9 @@ def workload_order(results: dict[str, Any]) -> list[str]:
     fixed = ["small_hit", "small_miss", "big_hit", "big_arg"]
     scales = sorted((w for w in results if w.startswith("scale_")), key=lambda w: int(w[6:]))
     return [w for w in [*fixed, *scales, "import", "big_hit_mem"] if w in results]
+
+
+EXTRA = ("memory_hit", "cache_info")  # workloads of memojar's own variants, tabled apart
 
 
 def fmt(x: float) -> str:
@@ -894,7 +954,13 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     gs = goals(bench.results)
     print()
-    print(table(bench.results))
+    if workload_order(bench.results):
+        print(table(bench.results))
+        print()
+    for w in EXTRA:
+        if w in bench.results:
+            cells = ", ".join(f"{name} {fmt(v)}" for name, v in bench.results[w].items())
+            print(f"{label(w)} ({unit(w)}): {cells}")
     print()
     if bench.notes:
         print("Notes:")

@@ -44,6 +44,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("cache_dir", kinds, indirect=True)
 
 
+@pytest.fixture(autouse=True)
+def _no_periodic_stats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test process's statistics thread merges nothing while a test runs: a ``.stats``
+    file or ``<prefix>stats`` key appearing at a 5 s boundary would race tests that list a
+    cache. Tests of the merging call ``flush_stats()`` or run other processes."""
+    from memojar import _cache
+
+    monkeypatch.setattr(_cache._FLUSHER, "flush", lambda: None)
+
+
 @pytest.fixture
 def cache_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """Where a test's cache lives: a directory (a Path), or, for a behaviour test run on

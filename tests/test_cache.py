@@ -32,11 +32,11 @@ class Clock:
 
 
 def entry_files(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.mj"))
+    return sorted(root.rglob("*.pkl"))
 
 
 def reseal(data: bytearray) -> bytearray:
-    data[8:16] = struct.pack("<Q", _entry.checksum_of(data))
+    struct.pack_into("<Q", data, _entry.CHECKSUM_AT, _entry.checksum_of(data))
     return data
 
 
@@ -172,7 +172,7 @@ def test_prune_removes_entries_of_an_older_entry_format(cache_dir: Path) -> None
     f(1)
     (path,) = entry_files(cache_dir)
     data = bytearray(path.read_bytes())
-    struct.pack_into("<H", data, 4, 0)
+    struct.pack_into("<H", data, _entry.FORMAT_AT, 0)
     path.write_bytes(reseal(data))
     assert cache.prune() == 1
     assert entry_files(cache_dir) == []
@@ -219,8 +219,8 @@ def test_prune_removes_unreadable_files(cache_dir: Path) -> None:
     f = cache.cached(lambda x: x)
     f(1)
     (path,) = entry_files(cache_dir)
-    (path.parent / (k(7) + ".mj")).write_bytes(b"garbage, not an entry")
-    (path.parent / (k(8) + ".mj")).write_bytes(b"")
+    (path.parent / (k(7) + ".pkl")).write_bytes(b"garbage, not an entry")
+    (path.parent / (k(8) + ".pkl")).write_bytes(b"")
     assert cache.prune() == 2
     assert entry_files(cache_dir) == [path]
 
@@ -249,7 +249,7 @@ def test_prune_removes_orphaned_temporary_files(cache_dir: Path) -> None:
     (path,) = entry_files(cache_dir)
     orphan = Path(f"{path}.{_dead_pid()}.deadbeef.tmp")
     orphan.write_bytes(path.read_bytes()[:20])
-    in_flight = Path(f"{path.parent / k(5)}.mj.{os.getpid()}.cafef00d.tmp")
+    in_flight = Path(f"{path.parent / k(5)}.pkl.{os.getpid()}.cafef00d.tmp")
     in_flight.write_bytes(b"still being written")
     assert cache.prune() == 1
     assert not orphan.exists()
@@ -334,7 +334,7 @@ def test_entries_skip_unreadable_files(cache_dir: Path) -> None:
     f = cache.cached(lambda x: x)
     f(1)
     (path,) = entry_files(cache_dir)
-    (path.parent / (k(3) + ".mj")).write_bytes(b"junk")
+    (path.parent / (k(3) + ".pkl")).write_bytes(b"junk")
     assert [e.key for e in cache.entries()] == [f.cache_key(1)]
 
 
@@ -420,7 +420,7 @@ def test_max_size_keeps_the_cache_under_the_limit(cache_dir: Path) -> None:
 
 @pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
-    cache = Cache(cache_dir, max_size=12_000)
+    cache = Cache(cache_dir, max_size=12_500)  # ten entries of about 1.2 kB fit
     calls: list[int] = []
 
     @cache.cached
@@ -446,7 +446,7 @@ def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
 
 @pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
-    cache = Cache(cache_dir, max_size=12_000)
+    cache = Cache(cache_dir, max_size=12_500)  # ten entries of about 1.2 kB fit
 
     @cache.cached
     def f(i):
@@ -470,7 +470,7 @@ def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
 # --- secret -------------------------------------------------------------------------------
 
 def _signed(path: Path) -> bool:
-    return bool(struct.unpack_from("<H", path.read_bytes(), 6)[0] & _entry.SIGNED)
+    return bool(struct.unpack_from("<H", path.read_bytes(), _entry.FLAGS_AT)[0] & _entry.SIGNED)
 
 
 @pytest.mark.file_only("it looks at the entry files")
@@ -623,7 +623,7 @@ def test_directories_are_private_and_entries_0600(tmp_path: Path) -> None:
     for d in made:
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     files = [p for p in root.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".mj" for p in files)
+    assert any(p.suffix == ".pkl" for p in files)
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
 

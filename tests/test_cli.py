@@ -362,7 +362,7 @@ def test_prune_removes_stale_incompatible_and_unreadable(
     plant(cache_dir, "mod.expired", 2, expires=time.time() - 10)
     plant(cache_dir, "mod.old_python", 1, python="2.7")
     (cache_dir / "mod.junk" / "ab").mkdir(parents=True)
-    (cache_dir / "mod.junk" / "ab" / ("ab" * 16 + ".mj")).write_bytes(b"not an entry")
+    (cache_dir / "mod.junk" / "ab" / ("ab" * 16 + ".pkl")).write_bytes(b"not an entry")
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
     assert code == 0 and "removed 3 entries" in out  # Python 2.7's entry is 2.7's to keep
     assert {e.function for e in Cache(cache_dir).entries()} == {SQUARE, CUBE, "mod.old_python"}
@@ -388,7 +388,7 @@ def foreign_dir(tmp_path: Path, tag: str | None = None) -> Path:
     root = tmp_path / "foreign"
     shard = root / "project" / "ab"
     shard.mkdir(parents=True)
-    (shard / "abcd.mj").write_text("someone's file")
+    (shard / "abcd.pkl").write_text("someone's file")
     (shard / "x.1.ab.tmp").write_text("someone's temporary file")
     if tag is not None:
         (root / "CACHEDIR.TAG").write_text(tag)

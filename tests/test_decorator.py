@@ -50,7 +50,7 @@ def counting(calls: list[Any]):
 
 
 def entry_files(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.mj"))
+    return sorted(root.rglob("*.pkl"))
 
 
 # --- forms --------------------------------------------------------------------------------

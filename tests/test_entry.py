@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pickle
 import struct
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from memojar import _entry
+from memojar import _entry, cached
 from memojar._entry import Miss, encode, load, make_ident, read_header, verify
 
 np = pytest.importorskip("numpy")
@@ -35,7 +37,7 @@ def check(data: Any, *, ident: bytes = IDENT, key: str = KEY, now: float = NOW +
 
 def reseal(data: bytearray) -> bytearray:
     """Recompute the checksum after editing an entry, as a forger would."""
-    data[8:16] = struct.pack("<Q", _entry.checksum_of(data))
+    struct.pack_into("<Q", data, _entry.CHECKSUM_AT, _entry.checksum_of(data))
     return data
 
 
@@ -224,7 +226,7 @@ def test_entry_with_bytes_appended_is_a_miss() -> None:
 
 def test_unknown_format_is_a_miss() -> None:
     data = build()
-    struct.pack_into("<H", data, 4, _entry.FORMAT_VERSION + 1)
+    struct.pack_into("<H", data, _entry.FORMAT_AT, _entry.FORMAT_VERSION + 1)
     with pytest.raises(Miss, match="entry format"):
         check(reseal(data))
     with pytest.raises(Miss, match="entry format"):
@@ -298,3 +300,108 @@ def test_entry_encodes_its_times() -> None:
     data = build(created=before, expires=before + 5, compute_time=0.125)
     header = read_header(bytes(data))
     assert (header.created, header.expires, header.compute_time) == (before, before + 5, 0.125)
+
+
+# --- an entry is a pickle stream --------------------------------------------------------
+
+def _touch(path: str) -> str:
+    """What unpickling a ``_RunsCode`` calls: its file's existence proves the payload ran."""
+    with open(path, "w") as f:
+        f.write("unpickled\n")
+    return "ran"
+
+
+class _RunsCode:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _touch, (self.path,)
+
+
+def _entry_file(root: Path) -> Path:
+    (path,) = root.rglob("*.pkl")
+    return path
+
+
+def test_pickle_load_of_an_entry_file_gives_the_value(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def table(n: int) -> dict[str, Any]:
+        return {"n": n, "rows": [(i, f"row {i}") for i in range(n)], "ratio": 0.5}
+
+    value = table(3)
+    path = _entry_file(cache_dir)
+    assert path.name == f"{table.cache_key(3)}.pkl"
+    with open(path, "rb") as f:
+        assert pickle.load(f) == value
+
+
+def test_pickle_load_of_an_entry_with_out_of_band_buffers_asks_for_them(
+    cache_dir: Path,
+) -> None:
+    """As the module's docstring says: the buffers follow the stream, 64-byte aligned."""
+    @cached(cache_dir=cache_dir)
+    def array(n: int) -> Any:
+        return np.arange(n)
+
+    assert array(1000).sum() == 499500
+    data = _entry_file(cache_dir).read_bytes()
+    with pytest.raises(pickle.UnpicklingError, match="refers to out-of-band data"):
+        pickle.loads(data)
+
+
+def _planted(cache_dir: Path, marker: Path) -> tuple[Any, Path]:
+    """A cached function with one entry whose payload is replaced by one that runs code,
+    its payload length fixed but its checksum left as it was."""
+    @cached(cache_dir=cache_dir)
+    def square(x: int) -> int:
+        return x * x
+
+    assert square(7) == 49
+    path = _entry_file(cache_dir)
+    data = path.read_bytes()
+    header = read_header(data)
+    payload = pickle.dumps(_RunsCode(str(marker)), protocol=5)
+    pop_at = _entry.header_length(data)
+    assert data[pop_at : pop_at + 1] == b"0"  # POP, then the payload
+    forged = bytearray(data[: pop_at + 1] + payload)
+    fixed_at = _entry.CHECKSUM_AT + 8
+    created, expires, compute, _, ident_len, nbuf = struct.unpack_from("<dddQII", forged, fixed_at)
+    struct.pack_into("<dddQII", forged, fixed_at, created, expires, compute, len(payload),
+                     ident_len, nbuf)
+    assert len(forged) == read_header(bytes(forged)).size != header.size
+    path.write_bytes(forged)
+    return square, path
+
+
+def test_a_payload_that_runs_code_behind_a_bad_checksum_never_runs(
+    cache_dir: Path, tmp_path: Path,
+) -> None:
+    marker = tmp_path / "ran"
+    square, path = _planted(cache_dir, marker)
+    with pytest.raises(Miss, match="checksum mismatch"):
+        verify(path.read_bytes(), square.__memojar__.ident, square.cache_key(7).encode(),
+               time.time(), None, None)
+    assert not square.cache_contains(7)
+    assert square(7) == 49  # recomputed, the entry replaced
+    assert not marker.exists()
+    with open(path, "rb") as f:
+        assert pickle.load(f) == 49  # the honest entry again
+
+
+def test_a_header_length_that_does_not_add_up_is_a_miss_before_any_pickle(
+    cache_dir: Path, tmp_path: Path,
+) -> None:
+    """The BINBYTES length sits before the checksummed part: memojar checks it against the
+    header's own lengths, so what ``pickle.load`` skips is what memojar checked."""
+    marker = tmp_path / "ran"
+    square, path = _planted(cache_dir, marker)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, 3, struct.unpack_from("<I", data, 3)[0] + 1)
+    struct.pack_into("<Q", data, _entry.CHECKSUM_AT, _entry.checksum_of(data))
+    path.write_bytes(data)
+    with pytest.raises(Miss, match="header length"):
+        verify(bytes(data), square.__memojar__.ident, square.cache_key(7).encode(),
+               time.time(), None, None)
+    assert square(7) == 49
+    assert not marker.exists()

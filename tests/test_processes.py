@@ -140,7 +140,7 @@ def test_an_edited_main_script_recomputes(tmp_path: Path) -> None:
 
 
 def _entry_file(cache: Path) -> Path:
-    (path,) = cache.rglob("*.mj")
+    (path,) = cache.rglob("*.pkl")
     return path
 
 

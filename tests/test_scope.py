@@ -4,6 +4,7 @@ sweep and ``judge``. (Real scripts, notebooks and interpreters: ``test_sharing.p
 from __future__ import annotations
 
 import functools
+import struct
 import time
 import types
 from pathlib import Path
@@ -140,7 +141,7 @@ def _forge_python(cache: Cache, stored: Any, python: str, args: tuple = (1,)) ->
     key = make_key(args, _entry.key_seed(header.scope, python=python))
     at = data.index(header.key.encode())
     data[at : at + len(key)] = key.encode()
-    data[8:16] = _entry.checksum_of(data).to_bytes(8, "little")
+    struct.pack_into("<Q", data, _entry.CHECKSUM_AT, _entry.checksum_of(data))
     path.unlink()
     target = Path(cache.store.path(header.function, key))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +250,7 @@ def test_prune_keeps_a_newer_memojars_entries_unless_asked(
     (stored,) = cache.store.scan()
     path = Path(stored.location)
     data = bytearray(path.read_bytes())
-    data[4:6] = (_entry.FORMAT_VERSION + 1).to_bytes(2, "little")  # what a newer one writes
+    struct.pack_into("<H", data, _entry.FORMAT_AT, _entry.FORMAT_VERSION + 1)  # a newer one's
     path.write_bytes(bytes(data))
     assert _cli.main(["--dir", str(cache_dir), "info"]) == 0
     assert "1 entry of a newer memojar's format, kept for it" in capsys.readouterr().out

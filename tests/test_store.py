@@ -368,8 +368,8 @@ def test_cleanup_removes_temporary_files_of_dead_writers(location: str, store: S
     store.write(FN, k(1), [b"x"])
     (entry,) = store.scan(heads=False)
     folder = Path(entry.location).parent
-    dead = folder / f"{k(2)}.mj.{_dead_pid()}.0badf00d.tmp"
-    alive = folder / f"{k(3)}.mj.{os.getpid()}.0badf00d.tmp"
+    dead = folder / f"{k(2)}.pkl.{_dead_pid()}.0badf00d.tmp"
+    alive = folder / f"{k(3)}.pkl.{os.getpid()}.0badf00d.tmp"
     dead.write_bytes(b"half an entry")
     alive.write_bytes(b"being written")
     assert store.cleanup() == 1
@@ -387,9 +387,9 @@ def test_cleanup_judges_another_hosts_temporary_files_by_age_only(
     (entry,) = store.scan(heads=False)
     folder = Path(entry.location).parent
     dead = _dead_pid()  # dead here; on another host, a pid says nothing
-    recent = folder / f"{k(2)}.mj.{dead}-0123abcd.0badf00d.tmp"
-    old = folder / f"{k(3)}.mj.{os.getpid()}-0123abcd.0badf00d.tmp"
-    mine = folder / f"{k(4)}.mj.{dead}.0badf00d.tmp"  # without a host: this host's
+    recent = folder / f"{k(2)}.pkl.{dead}-0123abcd.0badf00d.tmp"
+    old = folder / f"{k(3)}.pkl.{os.getpid()}-0123abcd.0badf00d.tmp"
+    mine = folder / f"{k(4)}.pkl.{dead}.0badf00d.tmp"  # without a host: this host's
     for path in (recent, old, mine):
         path.write_bytes(b"half an entry")
     os.utime(old, (time.time() - 7200, time.time() - 7200))
@@ -445,7 +445,7 @@ def test_temporary_files_are_not_entries(location: str, store: Store) -> None:
 def test_file_layout_is_function_shard_key(location: str, store: Store) -> None:
     root = file_only(location)
     store.write("pkg.mod.func", k(0xAB), [b"x"])
-    assert (root / "pkg.mod.func" / "00" / f"{k(0xAB)}.mj").is_file()
+    assert (root / "pkg.mod.func" / "00" / f"{k(0xAB)}.pkl").is_file()
     assert (root / "CACHEDIR.TAG").is_file()
 
 

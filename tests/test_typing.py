@@ -1,4 +1,5 @@
-"""Type checkers see a decorated function with its own signature and return type."""
+"""Type checkers see a decorated function with its own signature and return type, as a
+function, a method, a classmethod, a staticmethod, and async."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from memojar import cached
 
 SAMPLE = '''
 from memojar import Cache, cached
@@ -19,27 +22,121 @@ def load(path: str, sep: str = ",") -> list[str]:
 async def fetch(url: str) -> bytes:
     return b""
 
-reveal_type(load("a.csv"))
-reveal_type(load.cache_info().hits)
-reveal_type(load.cache_contains("a.csv", sep=";"))
-reveal_type(fetch("u"))  # type: ignore[unused-coroutine]
-load(3)
+class Model:
+    @cached
+    def fit(self, k: int) -> list[float]:
+        return []
+
+    @cached
+    async def afit(self, k: int) -> bytes:
+        return b""
+
+    @classmethod
+    @cached
+    def make(cls, name: str) -> "Model":
+        return cls()
+
+    @cached
+    @classmethod
+    def build(cls, n: int) -> dict[str, int]:
+        return {}
+
+    @staticmethod
+    @cached
+    def norm(x: float) -> float:
+        return x
+
+m = Model()
+reveal_type(load("a.csv"))  # L1
+reveal_type(load.cache_info().hits)  # L2
+reveal_type(load.cache_contains("a.csv", sep=";"))  # L3
+coro = reveal_type(fetch("u"))  # L4
+reveal_type(m.fit(1))  # L5
+reveal_type(Model.fit(m, 1))  # L6
+# the cache methods take self, as at run time:
+reveal_type(m.fit.cache_contains(m, 1))  # L7
+reveal_type(m.fit.cache_info().misses)  # L8
+acoro = reveal_type(m.afit(1))  # L9
+reveal_type(Model.make("a"))  # L10
+reveal_type(m.make("a"))  # L11
+reveal_type(Model.build(2))  # L12
+reveal_type(Model.norm(2.0))  # L13
+load(3)  # E1
+m.fit("x")  # E2
+Model.make(3)  # E3
 '''
 
+REVEALED = {
+    "L1": "list[str]",
+    "L2": "int",
+    "L3": "bool",
+    "L4": "typing.Coroutine[Any, Any, bytes]",
+    "L5": "list[float]",
+    "L6": "list[float]",
+    "L7": "bool",
+    "L8": "int",
+    "L9": "typing.Coroutine[Any, Any, bytes]",
+    "L10": "sample.Model",
+    "L11": "sample.Model",
+    "L12": "dict[str, int]",
+    "L13": "float",
+}
 
-@pytest.mark.slow
-def test_mypy_sees_the_original_signature_and_return_type(tmp_path: Path) -> None:
+
+def _mypy(tmp_path: Path) -> dict[int, list[str]]:
+    """mypy's messages on SAMPLE, by line."""
     pytest.importorskip("mypy", reason="mypy is in the dev extra")
     sample = tmp_path / "sample.py"
     sample.write_text(SAMPLE)
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "mc"),
-         str(sample)],
-        capture_output=True, text=True, timeout=300,
+         "--no-error-summary", str(sample)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     out = proc.stdout.replace("builtins.", "")  # mypy versions differ in this spelling
-    assert 'Revealed type is "list[str]"' in out, out
-    assert 'Revealed type is "int"' in out, out
-    assert 'Revealed type is "bool"' in out, out
-    assert 'Revealed type is "typing.Coroutine[Any, Any, bytes]"' in out, out
-    assert 'Argument 1 to "__call__" of "CachedFunction" has incompatible type "int"' in out, out
+    by_line: dict[int, list[str]] = {}
+    for line in out.splitlines():
+        path, _, rest = line.partition(":")
+        number, _, message = rest.partition(":")
+        if path.endswith("sample.py") and number.isdigit():
+            by_line.setdefault(int(number), []).append(message.strip())
+    return by_line
+
+
+def _line(tag: str) -> int:
+    (number,) = [i for i, text in enumerate(SAMPLE.splitlines(), 1) if text.endswith(f"# {tag}")]
+    return number
+
+
+@pytest.mark.slow
+def test_mypy_sees_each_kind_of_function_with_its_signature_and_return_type(
+    tmp_path: Path,
+) -> None:
+    by_line = _mypy(tmp_path)
+    for tag, revealed in REVEALED.items():
+        messages = by_line.get(_line(tag), [])
+        assert messages == [f'note: Revealed type is "{revealed}"'], (tag, messages, by_line)
+    assert by_line[_line("E1")] == [
+        'error: Argument 1 to "__call__" of "CachedFunction" has incompatible type "int"; '
+        'expected "str"  [arg-type]']
+    assert by_line[_line("E2")] == [
+        'error: Argument 1 to "__call__" of "BoundCachedFunction" has incompatible type "str"; '
+        'expected "int"  [arg-type]']
+    assert by_line[_line("E3")][0] == (  # then the two variants: with cls and without
+        'error: No overload variant of "__call__" of "CachedClassmethod" matches argument type '
+        '"int"  [call-overload]')
+    reported = {_line(t) for t in (*REVEALED, "E1", "E2", "E3")}
+    assert set(by_line) == reported, by_line  # nothing else: the sample is accepted
+
+
+def test_a_methods_cache_methods_take_self_as_the_types_say(cache_dir: Path) -> None:
+    class Model:
+        @cached(cache_dir=cache_dir, ignore=("self",))
+        def fit(self, k: int) -> list[float]:
+            return [float(k)]
+
+    m = Model()
+    assert not m.fit.cache_contains(m, 2)
+    assert m.fit(2) == [2.0]
+    assert m.fit.cache_contains(m, 2)  # the key of the call m.fit(2)
+    assert m.fit.cache_info().misses == 1

@@ -7,23 +7,30 @@ its size limit, pruning and listing. ``cached`` is ``Cache.cached`` on a cache c
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import math
 import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from . import _entry
-from ._decorator import CacheInfo, Counter, _Memo, make_wrapper, stored_total
+from ._decorator import CacheInfo, Counter, Tally, _Memo, make_wrapper, stored_total
+from ._errors import logger
 from ._identity import generator_kind
 from ._store import Store, StoredEntry, header_of
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+S = TypeVar("S")
 
 _UTC = _dt.timezone.utc
 
@@ -45,11 +52,24 @@ class EntryInfo(NamedTuple):
 
 
 class CachedFunction(Protocol[P, R_co]):
-    """What ``@cached`` returns: the function, with its signature, plus cache methods."""
+    """What ``@cached`` returns: the function, with its signature, plus cache methods.
 
-    __wrapped__: Callable[P, R_co]
+    It is a function, so in a class body it becomes a method: ``obj.f`` is bound (see
+    ``BoundCachedFunction``), ``Cls.f`` is the function itself.
+    """
+
+    @property
+    def __wrapped__(self) -> Callable[P, R_co]: ...
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    @overload
+    def __get__(self: S, instance: None, owner: type[Any] | None = None, /) -> S: ...
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[T, Q], R_co], instance: T,
+        owner: type[Any] | None = None, /,
+    ) -> BoundCachedFunction[Q, R_co, Concatenate[T, Q]]: ...
 
     def cache_info(self) -> CacheInfo:
         """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
@@ -75,6 +95,62 @@ class CachedFunction(Protocol[P, R_co]):
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
         ...
+
+    def cache_set(self, value: Any, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Store ``value`` as the result of this call (seeding a cache, tests)."""
+        ...
+
+
+class CachedClassmethod(
+    CachedFunction[Concatenate[type[T_contra], Q], R_co], Protocol[T_contra, Q, R_co]
+):
+    """What ``@cached`` returns for a function whose first parameter is a class, as a
+    classmethod's is: callable without it too. mypy does not bind ``cls`` to a classmethod
+    whose type is a callable protocol (python/mypy#21599), so ``Cls.f(x)`` reaches
+    ``__call__`` with ``cls`` unbound; this type accepts that call. The price: a plain
+    function whose first parameter is a class may be called without it, unchecked."""
+
+    @overload
+    def __call__(self, cls: type[T_contra], /, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
+    @overload
+    def __call__(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
+
+
+class Decorator(Protocol):
+    """What ``cached(ttl=...)`` returns: applied to a function, a ``CachedFunction``."""
+
+    @overload
+    def __call__(
+        self, func: Callable[Concatenate[type[T], P], R], /
+    ) -> CachedClassmethod[T, P, R]: ...
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
+class BoundCachedFunction(Protocol[P, R_co, Q]):
+    """``obj.f`` for a ``@cached`` method ``f``: a bound method. Calling it takes the arguments
+    after ``self`` (``P``). Its cache methods are the function's own, not bound: they take
+    ``self`` too (``Q``), as in ``obj.f.cache_contains(obj, 1)`` for the call ``obj.f(1)``."""
+
+    @property
+    def __self__(self) -> object: ...
+
+    @property
+    def __func__(self) -> CachedFunction[Q, R_co]: ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def cache_info(self) -> CacheInfo: ...
+
+    def cache_clear(self) -> int: ...
+
+    def cache_contains(self, *args: Q.args, **kwargs: Q.kwargs) -> bool: ...
+
+    def cache_delete(self, *args: Q.args, **kwargs: Q.kwargs) -> bool: ...
+
+    def refresh(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
+
+    def cache_key(self, *args: Q.args, **kwargs: Q.kwargs) -> str: ...
 
 
 Ttl = float | int | _dt.timedelta | None
@@ -239,6 +315,9 @@ class Cache:
         # The hit and miss counters of every function decorated here, for ``stats()``; not
         # the functions themselves, so the cache keeps no decorated function alive.
         self._counters: list[tuple[Counter, Counter]] = []
+        self._tallies: list[Tally] = []  # for the saved statistics
+        self._flush_lock = threading.Lock()
+        _FLUSHER.watch(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Cache, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
@@ -248,6 +327,10 @@ class Cache:
 
     # --- decorating -------------------------------------------------------------------
 
+    @overload
+    def cached(
+        self, func: Callable[Concatenate[type[T], P], R], /
+    ) -> CachedClassmethod[T, P, R]: ...
     @overload
     def cached(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
     @overload
@@ -260,7 +343,7 @@ class Cache:
         version: str | int | None = None,
         ignore: Iterable[str] | str = (),
         key: Callable[..., Any] | None = None,
-    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+    ) -> Decorator: ...
 
     def cached(
         self,
@@ -271,9 +354,20 @@ class Cache:
         version: str | int | None = None,
         ignore: Iterable[str] | str = (),
         key: Callable[..., Any] | None = None,
+        stale_while_revalidate: Ttl = None,
+        min_compute_time: float | None = None,
+        memory: int | None = None,
     ) -> Any:
         """Cache a function's results in this cache (see ``memojar.cached``)."""
         ttl_seconds = _ttl(ttl)
+        swr = _ttl(stale_while_revalidate, "stale_while_revalidate")
+        if swr is not None and ttl_seconds is None:
+            raise ValueError(
+                "stale_while_revalidate= is a window after an entry expires: it needs ttl= "
+                "(e.g. @cached(ttl=3600, stale_while_revalidate=600))"
+            )
+        least = _min_compute_time(min_compute_time)
+        held = _memory(memory)
         _entry.version_tag(version)  # raises TypeError for a version of another type
         ignored = _ignore(ignore)
         if key is not None and not callable(key):
@@ -311,8 +405,9 @@ class Cache:
                     "of its items instead"
                 )
             memo = _Memo(self.store, self.secret, f, ttl_seconds, version, ignored, key,
-                         self.lock_timeout)
+                         self.lock_timeout, swr, least, held, register=self._register)
             self._counters.append((memo.hit_count, memo.miss_count))
+            self._tallies.append(memo.tally)
             return make_wrapper(memo, disabled)
 
         return decorate if func is None else decorate(func)
@@ -364,6 +459,10 @@ class Cache:
                 progress("removing", min(start + _REMOVE_BATCH, len(doomed)), len(doomed))
         removed += self.store.cleanup()
         removed += self.store.evict()
+        try:
+            self.store.forget_counts()  # whatever drifted: the next cache_info lists once
+        except OSError as exc:
+            logger.debug("cannot reset the entry counts of %s: %s", self.directory, exc)
         return removed
 
     def entries(self, function: str | Callable[..., Any] | None = None) -> Iterator[EntryInfo]:
@@ -392,6 +491,39 @@ class Cache:
         hits = sum(hit.value for hit, _ in self._counters)
         misses = sum(miss.value for _, miss in self._counters)
         return CacheInfo(hits, misses, *stored_total(self.store, None))
+
+    def _register(self, tally: Tally) -> None:
+        """Count a memo's statistics in this cache's saved statistics (a memo unpickled in
+        another process registers its own)."""
+        self._tallies.append(tally)
+
+    def saved_stats(self) -> dict[str, tuple[int, int, float]]:
+        """Hits, misses and seconds saved per function name, summed over every process
+        (merged every few seconds and at exit), plus this process's not merged yet."""
+        self.flush_stats()
+        kept = self.store.read_stats().get("functions", {})
+        return {name: (int(h), int(m), float(s)) for name, (h, m, s) in kept.items()}
+
+    def flush_stats(self) -> None:
+        """Merge this process's new hits, misses and time saved into the store's totals."""
+        with self._flush_lock:
+            deltas: dict[str, tuple[int, int, float]] = {}
+            taken = []
+            for tally in list(self._tallies):
+                now = tally.now()
+                if now != tally.flushed:
+                    hits, misses, saved = deltas.get(tally.name, (0, 0, 0.0))
+                    base = tally.flushed
+                    deltas[tally.name] = (hits + now[0] - base[0], misses + now[1] - base[1],
+                                          saved + now[2] - base[2])
+                    taken.append((tally, now))
+            try:
+                self.store.merge_stats(deltas)
+            except OSError as exc:
+                logger.debug("cannot save statistics in %s: %s", self.directory, exc)
+                return
+            for tally, now in taken:
+                tally.flushed = now
 
     def close(self) -> None:
         """Release the store's connections (a no-op for a directory)."""
@@ -462,6 +594,89 @@ def judge(
     ]
 
 
+FLUSH_EVERY = 5.0  # seconds between merges of a process's statistics into the store
+
+
+class _Flusher:
+    """Merges every cache's statistics every ``FLUSH_EVERY`` seconds and at exit, from one
+    daemon thread per process, started by the first ``Cache``.
+
+    The thread is stopped before a ``fork`` and started again after it, in the parent and
+    in the child (whose counts start from what it inherited: the parent merges those), so a
+    fork never finds it running (Python 3.12 warns about forking a multi-threaded process).
+    A ``multiprocessing`` child, which leaves without running ``atexit``, merges through
+    ``multiprocessing.util.Finalize``."""
+
+    def __init__(self) -> None:
+        self.caches: weakref.WeakSet[Cache] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.stop = threading.Event()
+
+    def watch(self, cache: Cache) -> None:
+        with self.lock:
+            self.caches.add(cache)
+            if self.thread is None:
+                self._start()
+
+    def _start(self) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(self.stop,),
+                                       name="memojar-stats", daemon=True)
+        self.thread.start()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(FLUSH_EVERY):
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            caches = list(self.caches)
+        for cache in caches:
+            try:
+                cache.flush_stats()
+            except Exception as exc:  # noqa: BLE001 - statistics never fail the program
+                logger.debug("cannot save statistics in %s: %s", cache.directory, exc)
+
+    def before_fork(self) -> None:
+        import sys
+
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:  # runs in a multiprocessing child once it cleared its registry
+            util.register_after_fork(self, _Flusher._merge_at_worker_exit)
+        thread = self.thread
+        if thread is not None:
+            self.stop.set()
+            if thread is not threading.current_thread():
+                thread.join(timeout=1.0)  # a merge in progress finishes first
+
+    def after_fork_in_parent(self) -> None:
+        if self.thread is not None:
+            self._start()
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()
+        for cache in list(self.caches):
+            cache._flush_lock = threading.Lock()
+            for tally in cache._tallies:
+                tally.flushed = tally.now()
+        if self.thread is not None:
+            self._start()
+
+    def _merge_at_worker_exit(self) -> None:
+        """In a multiprocessing child: it leaves by ``os._exit``, after its finalizers."""
+        from multiprocessing import util
+
+        util.Finalize(None, self.flush, exitpriority=10)
+
+
+_FLUSHER = _Flusher()
+atexit.register(_FLUSHER.flush)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_FLUSHER.before_fork,
+                        after_in_parent=_FLUSHER.after_fork_in_parent,
+                        after_in_child=_FLUSHER.after_fork_in_child)
+
 _caches: dict[str, Cache] = {}
 _caches_lock = threading.Lock()
 
@@ -483,6 +698,8 @@ def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
 
 
 @overload
+def cached(func: Callable[Concatenate[type[T], P], R], /) -> CachedClassmethod[T, P, R]: ...
+@overload
 def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
 @overload
 def cached(
@@ -494,7 +711,7 @@ def cached(
     version: str | int | None = None,
     ignore: Iterable[str] | str = (),
     key: Callable[..., Any] | None = None,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+) -> Decorator: ...
 
 
 def cached(
@@ -506,6 +723,9 @@ def cached(
     version: str | int | None = None,
     ignore: Iterable[str] | str = (),
     key: Callable[..., Any] | None = None,
+    stale_while_revalidate: Ttl = None,
+    min_compute_time: float | None = None,
+    memory: int | None = None,
 ) -> Any:
     """Store each result on disk, keyed by the call's arguments; return it on the next call.
 
@@ -514,19 +734,31 @@ def cached(
     ``version``: a str or int; entries of other versions are never returned. ``ignore``:
     parameter names left out of the key. ``key``: a function of the same arguments whose
     picklable result is hashed instead of the arguments.
+
+    ``stale_while_revalidate``: seconds or a timedelta after an entry expires during which
+    a call returns the stale value at once and one background recomputation (across threads
+    and processes) replaces it. ``min_compute_time``: seconds; results computed faster are
+    returned, not stored. ``memory``: how many recent results to also keep in this process,
+    so a repeated hit costs about a microsecond; as with ``functools.lru_cache``, the same
+    object is returned each time (mutating it mutates the cached copy). The memory tier
+    still honours ``ttl`` and another process's clear, delete or prune.
     """
     if func is not None and not callable(func):
         raise TypeError(
             f"cached needs a function to decorate, not {type(func).__name__} ({func!r}); "
             "to set options, call it with keywords: @cached(ttl=60)"
         )
-    decorate = _cache_for(cache_dir).cached(ttl=ttl, version=version, ignore=ignore, key=key)
+    decorate = _cache_for(cache_dir).cached(
+        ttl=ttl, version=version, ignore=ignore, key=key,
+        stale_while_revalidate=stale_while_revalidate, min_compute_time=min_compute_time,
+        memory=memory,
+    )
     return decorate if func is None else decorate(func)
 
 
 # --- argument checks ------------------------------------------------------------------
 
-def _ttl(ttl: Ttl) -> float | None:
+def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
     if ttl is None:
         return None
     if isinstance(ttl, _dt.timedelta):
@@ -535,12 +767,38 @@ def _ttl(ttl: Ttl) -> float | None:
         seconds = float(ttl)
     else:
         raise TypeError(
-            f"ttl= must be seconds (int or float) or a datetime.timedelta, "
+            f"{name}= must be seconds (int or float) or a datetime.timedelta, "
             f"not {type(ttl).__name__}"
         )
     if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"ttl= must be a positive, finite duration, got {ttl!r}")
+        raise ValueError(f"{name}= must be a positive, finite duration, got {ttl!r}")
     return seconds
+
+
+def _min_compute_time(seconds: float | None) -> float | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(
+            f"min_compute_time= must be seconds (int or float), not {type(seconds).__name__}"
+        )
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        raise ValueError(
+            f"min_compute_time= must be a finite number of seconds >= 0, got {seconds!r}"
+        )
+    return float(seconds)
+
+
+def _memory(memory: int | None) -> int | None:
+    if memory is None:
+        return None
+    if isinstance(memory, bool) or not isinstance(memory, int):
+        raise TypeError(
+            f"memory= must be a whole number of results, not {type(memory).__name__}"
+        )
+    if memory <= 0:
+        raise ValueError(f"memory= must be a positive number of results, got {memory}")
+    return memory
 
 
 def _ignore(ignore: Iterable[str] | str) -> tuple[str, ...]:

@@ -331,18 +331,30 @@ def cmd_ls(
     try:
         if function is not None:
             return _ls_function(cache, function, as_json, reading.callback())
-        return _ls_census(take_census(cache, reading.callback()), as_json)
+        return _ls_census(take_census(cache, reading.callback()), as_json,
+                          _saved_stats(cache))
     finally:
         reading.close()
 
 
-def _ls_census(census: Census, as_json: bool) -> Report:
+def _saved_stats(cache: Cache) -> dict[str, tuple[int, int, float]]:
+    """Hits, misses and seconds saved per function, of every process (never fails ls)."""
+    try:
+        return cache.saved_stats()
+    except OSError:
+        return {}
+
+
+def _ls_census(census: Census, as_json: bool,
+               saved: dict[str, tuple[int, int, float]] | None = None) -> Report:
     stats = sorted(census.functions.values(), key=lambda s: s.function)
+    saved = saved or {}
     now = time.time()
     rows = [
         [s.function, f"{s.entries:,}", human_size(s.bytes), f"{_ago(s.oldest, now)} ago",
          f"{_ago(s.newest, now)} ago", f"{s.stale:,}", f"{s.incompatible:,}",
-         f"{s.other_python:,}"]
+         f"{s.other_python:,}", f"{saved.get(s.function, (0, 0, 0.0))[0]:,}",
+         human_time(saved.get(s.function, (0, 0, 0.0))[2])]
         for s in stats
     ]
     notes = [_summary(census)]
@@ -351,12 +363,18 @@ def _ls_census(census: Census, as_json: bool) -> Report:
     if census.newer_format:
         notes.append(_newer_note(census))
     return Report(
-        data=[s.json() for s in stats],
+        data=[_with_saved(s.json(), saved.get(s.function, (0, 0, 0.0))) for s in stats],
         table=Table(["FUNCTION", "ENTRIES", "SIZE", "OLDEST", "NEWEST", "STALE",
-                     "INCOMPATIBLE", "OTHER PYTHON"], rows, frozenset({1, 2, 3, 4, 5, 6, 7})),
+                     "INCOMPATIBLE", "OTHER PYTHON", "HITS", "SAVED"], rows,
+                    frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9})),
         notes=notes,
         as_json=as_json,
     )
+
+
+def _with_saved(row: dict[str, Any], saved: tuple[int, int, float]) -> dict[str, Any]:
+    row.update(hits=saved[0], misses=saved[1], saved=round(saved[2], 6))
+    return row
 
 
 def _ls_function(
@@ -399,13 +417,18 @@ def cmd_info(cache: Cache, as_json: bool, progress_stream: IO[str] | None = None
     """Totals for the cache."""
     reading = Progress(progress_stream, "memojar: reading entries")
     try:
-        return _info_census(take_census(cache, reading.callback()), as_json)
+        return _info_census(take_census(cache, reading.callback()), as_json,
+                            _saved_stats(cache))
     finally:
         reading.close()
 
 
-def _info_census(census: Census, as_json: bool) -> Report:
+def _info_census(census: Census, as_json: bool,
+                 saved: dict[str, tuple[int, int, float]] | None = None) -> Report:
     now = time.time()
+    hits = sum(h for h, _, _ in (saved or {}).values())
+    misses = sum(m for _, m, _ in (saved or {}).values())
+    seconds = sum(t for _, _, t in (saved or {}).values())
     oldest = min((s.oldest for s in census.functions.values() if s.oldest), default=None)
     newest = max((s.newest for s in census.functions.values() if s.newest), default=None)
     data = {
@@ -414,6 +437,7 @@ def _info_census(census: Census, as_json: bool) -> Report:
         "incompatible": census.incompatible, "other_python": census.other_python,
         "unreadable": census.unreadable, "newer_format": census.newer_format,
         "oldest": iso(oldest), "newest": iso(newest),
+        "hits": hits, "misses": misses, "saved": round(seconds, 6),
     }
     fields = [
         ("location", census.directory),
@@ -424,6 +448,8 @@ def _info_census(census: Census, as_json: bool) -> Report:
         ("incompatible", f"{census.incompatible:,}"),
         ("other Python", f"{census.other_python:,}"),
         ("unreadable", f"{census.unreadable:,}"),
+        ("hits", f"{hits:,} (misses {misses:,}, all processes)"),
+        ("time saved", human_time(seconds)),
     ]
     if oldest is not None:
         fields += [("oldest", f"{_ago(oldest, now)} ago"), ("newest", f"{_ago(newest, now)} ago")]

@@ -11,13 +11,17 @@ import contextvars
 import functools
 import itertools
 import logging
+import math
 import pickle
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import _entry
+from ._control import SWITCH
 from ._entry import Miss
 from ._errors import logger, warn
 from ._identity import code_fingerprint, function_name, scope_of, split
@@ -35,8 +39,21 @@ class CacheInfo(NamedTuple):
 
 
 def stored_total(store: Store, function: str | None) -> tuple[int, int]:
-    """How many entries (of one function) are stored, and their bytes."""
+    """How many entries (of one function) are stored, and their bytes: from the store's
+    bookkeeping when it keeps one (a file read), else (and the first time) listed."""
+    if function is not None:
+        try:
+            counted = store.counted(function)
+        except OSError:
+            counted = None
+        if counted is not None:
+            return counted
     sizes = [stored.size for stored in store.scan(function, heads=False)]
+    if function is not None:
+        try:
+            store.recount(function, len(sizes), sum(sizes))
+        except OSError as exc:
+            logger.debug("cannot record the count of %s: %s", function, exc)
     return len(sizes), sum(sizes)
 
 class _Missing:
@@ -53,7 +70,9 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+_TASKS: set[Any] = set()  # background recomputations of coroutine functions, kept alive
 _DEBUG = logging.DEBUG
+_compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIME_AT
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # Failures to load an entry that say something about this process, not about the entry:
 # the call recomputes, and the entry stays for the processes that can load it.
@@ -93,6 +112,24 @@ class Counter:
         self._base = self._now()
 
 
+class Tally:
+    """A function's counts for the saved statistics: its hit and miss counters, the seconds
+    its hits saved, and what of them was merged into the store already (raw counts, which
+    ``cache_clear`` does not reset)."""
+
+    __slots__ = ("flushed", "hit_count", "miss_count", "name", "saved")
+
+    def __init__(self, name: str, hit_count: Counter, miss_count: Counter) -> None:
+        self.name = name
+        self.hit_count = hit_count
+        self.miss_count = miss_count
+        self.saved = 0.0
+        self.flushed = (0, 0, 0.0)
+
+    def now(self) -> tuple[int, int, float]:
+        return (self.hit_count._now(), self.miss_count._now(), self.saved)
+
+
 _NOTE_GROUPS = 64  # (Python, scope) groups a sweep note remembers, most recent first
 
 
@@ -126,6 +163,11 @@ class _Memo:
         ignore: tuple[str, ...],
         key: Callable[..., Any] | None,
         lock_timeout: float = 600,
+        stale_while_revalidate: float | None = None,
+        min_compute_time: float | None = None,
+        memory: int | None = None,
+        *,
+        register: Callable[[Tally], None] | None = None,
     ) -> None:
         self.func = func
         self.store = store
@@ -153,7 +195,40 @@ class _Memo:
             self.binder = prebound(self.binder, bound_args, bound_kwargs)
         self.hit_count = Counter()
         self.miss_count = Counter()
+        # What the cache merges into the store's saved statistics (it holds the tally, not
+        # this memo, so it keeps no decorated function alive).
+        self.tally = Tally(self.name, self.hit_count, self.miss_count)
+        self.register = register  # hands the tally to the saved statistics (the cache's)
         self.swept = False  # entries of this function's other code/versions evicted yet?
+        self.swr = stale_while_revalidate  # seconds after expiry a stale value is served
+        self.min_compute_time = min_compute_time or 0.0
+        self.revalidating: set[str] = set()  # keys recomputed in the background now
+        self.revalidating_lock = threading.Lock()
+        self.memory = memory  # results kept in this process, most recent last
+        self.recent: OrderedDict[Any, tuple[Any, float]] = OrderedDict()
+        self.generation: Any = None  # the store's stamp, read per call; None: not yet
+        self.stamp = 0  # the stamp when ``recent`` was filled
+        self.holding = True  # False in a copy that could not map the stamp: hold nothing
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (cloudpickle sends a function of ``__main__`` by value) starts with an
+        empty memory tier and no recomputation running; it maps the stamp itself."""
+        state = self.__dict__.copy()
+        for name in ("revalidating_lock", "generation", "recent", "revalidating"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.revalidating, self.revalidating_lock = set(), threading.Lock()
+        self.recent, self.generation = OrderedDict(), None
+        if self.memory:
+            stamp = self.store.generation(self.name)
+            self.holding = stamp is not None
+            self.generation = memoryview(stamp if stamp is not None else bytearray(8)).cast("Q")
+            self.stamp = self.generation[0]
+        if self.register is not None:
+            self.register(self.tally)
 
     @property
     def hits(self) -> int:
@@ -176,8 +251,11 @@ class _Memo:
                 raise  # the caller's own recursion ran out of stack, not a deep argument
             raise self._unpicklable(values, exc) from exc
 
-    def get(self, key: str) -> Any:
-        """The stored value for ``key``, or MISSING. Never raises for a bad entry."""
+    def get(self, key: str, call: tuple | None = None) -> Any:
+        """The stored value for ``key``, or MISSING. Never raises for a bad entry.
+
+        ``call`` (the call's arguments, with ``stale_while_revalidate``): an entry expired
+        less than that long ago is returned, and recomputed in the background."""
         data = self.store.read(self.name, key)
         if data is None:
             return MISSING
@@ -192,14 +270,177 @@ class _Memo:
                 # Not a system call's error: the caller's signal handler (a TimeoutError)
                 # or code run by the unpickling. It is the caller's to handle.
                 raise cause from None
+            if call is not None and miss.reason == "stale":
+                value = self._stale(key, data, call)
+                if value is not MISSING:
+                    return value
             if not isinstance(cause, _NOT_THE_ENTRY):
                 self.discard(key, miss.reason, data)
             return MISSING
+        self.tally.saved += _compute_time(data, _COMPUTE_TIME_AT)[0]
         if logger.isEnabledFor(_DEBUG):
             header = _entry.read_header(data)  # the whole header, however many buffers
             logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
                          header.compute_time)
         return value
+
+    def _stale(self, key: str, data: Any, call: tuple) -> Any:
+        """The value of an entry expired less than ``swr`` seconds ago, or MISSING; a
+        recomputation of it starts in the background (one per key in this process; the
+        key's lock, tried without waiting, makes it one across processes)."""
+        try:
+            # As of ``swr`` seconds ago: an entry expired less than that long ago passes.
+            payload, buffers = _entry.verify(data, self.ident, key.encode(),
+                                             time.time() - (self.swr or 0.0), self.ttl,
+                                             self.secret)
+            value = _entry.load(payload, buffers)
+        except Miss:
+            return MISSING
+        self.tally.saved += _compute_time(data, _COMPUTE_TIME_AT)[0]
+        with self.revalidating_lock:
+            if key in self.revalidating:
+                return value
+            self.revalidating.add(key)
+        try:
+            if len(call) == 3:  # a coroutine function: a task on the caller's loop
+                args, kwargs, loop = call
+                loop.call_soon_threadsafe(self._spawn_task, loop, key, args, kwargs)
+            else:
+                threading.Thread(target=self._revalidate, args=(key, *call), daemon=True,
+                                 name=f"memojar-revalidate-{self.name}").start()
+        except BaseException:
+            self._revalidated(key)
+            raise
+        logger.debug("stale %s %s: served, recomputing in the background", self.name, key)
+        return value
+
+    def _revalidated(self, key: str) -> None:
+        with self.revalidating_lock:
+            self.revalidating.discard(key)
+
+    def _revalidate(self, key: str, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Recompute a stale entry in a background thread, if no one else is doing it."""
+        try:
+            lock = self.store.lock(self.name, key)
+            if not lock.acquire(blocking=False):
+                return  # another thread or process recomputes it
+            try:
+                if not self.contains(key):  # not recomputed by another caller meanwhile
+                    start = self._started(key)
+                    self._computed(key, self.func(*args, **kwargs), start)
+            finally:
+                lock.release()
+        except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
+            logger.warning("background recomputation of %s %s failed; the stale value is "
+                           "served until its window ends", self.name, key, exc_info=True)
+        finally:
+            self._revalidated(key)
+
+    def _spawn_task(self, loop: Any, key: str, args: tuple, kwargs: dict[str, Any]) -> None:
+        task = loop.create_task(self._arevalidate(key, args, kwargs))
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+
+    async def _arevalidate(self, key: str, args: tuple, kwargs: dict[str, Any]) -> None:
+        """``_revalidate`` for coroutine functions, as a task on the caller's loop."""
+        run = _in_thread if self.store.remote else _inline
+        try:
+            lock = await run(self.store.lock, self.name, key)
+            if not await run(lock.acquire, False, undo=lock.release):
+                return
+            try:
+                if not await run(self.contains, key):
+                    start = self._started(key)
+                    value = await self.func(*args, **kwargs)
+                    await run(self._computed, key, value, start)
+            finally:
+                await run(lock.release)
+        except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
+            logger.warning("background recomputation of %s %s failed; the stale value is "
+                           "served until its window ends", self.name, key, exc_info=True)
+        finally:
+            self._revalidated(key)
+
+    # --- the memory tier ------------------------------------------------------------
+
+    def start_memory(self) -> bool:
+        """Map the store's generation stamp; False (no memory tier) if the store keeps none."""
+        stamp = self.store.generation(self.name)
+        if stamp is None:
+            warn(f"memory= of {self.name} is not used: the cache at {self.store.location} "
+                 "keeps no generation stamp to notice another process's clear")
+            return False
+        self.generation = memoryview(stamp).cast("Q")  # one 8-byte read per call
+        self.stamp = self.generation[0]
+        return True
+
+    def forget(self) -> None:
+        """Drop every result held in memory: the store's stamp changed."""
+        with self.revalidating_lock:
+            self.recent.clear()
+            self.stamp = self.generation[0]
+
+    def fill(self, mkey: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """A call the memory tier does not hold: from the store (or computed), then held
+        with its entry's expiry, unless the stamp changed meanwhile. ``mkey``: the call's
+        disk key, or its plain arguments."""
+        stamp = self.generation[0]
+        key = mkey if type(mkey) is str else self.key_of(args, kwargs)
+        value, expires, took = self.get_expiring(key, (args, kwargs))
+        if value is MISSING:
+            start = time.perf_counter()
+            value = self.compute(key, args, kwargs)
+            took = time.perf_counter() - start
+            expires = time.time() + self.ttl if self.ttl is not None else math.inf
+        else:
+            self.hit_count.bump()
+        with self.revalidating_lock:
+            if (self.holding and stamp == self.stamp == self.generation[0]
+                    and expires > time.time()):
+                self.recent[mkey] = (value, expires, took)
+                if len(self.recent) > self.memory:
+                    self.recent.popitem(last=False)
+        return value
+
+    def get_expiring(self, key: str, call: tuple) -> tuple[Any, float, float]:
+        """``get``, and when the value's entry expires (``inf``: never; 0 for a stale
+        value served while it is recomputed, which is not held)."""
+        data = self.store.read(self.name, key)
+        if data is None:
+            return MISSING, 0.0, 0.0
+        try:
+            payload, buffers = _entry.verify(
+                data, self.ident, key.encode(), time.time(), self.ttl, self.secret
+            )
+            value = _entry.load(payload, buffers)
+            header = _entry.read_header(data)
+        except Miss as miss:
+            cause = miss.__cause__
+            if isinstance(cause, OSError) and cause.errno is None:
+                raise cause from None  # the caller's (see ``get``)
+            if self.swr is not None and miss.reason == "stale":
+                value = self._stale(key, data, call)
+                if value is not MISSING:
+                    return value, 0.0, 0.0
+            if not isinstance(cause, _NOT_THE_ENTRY):
+                self.discard(key, miss.reason, data)
+            return MISSING, 0.0, 0.0
+        expires = math.inf if header.expires is None else header.expires
+        if self.ttl is not None:
+            expires = min(expires, header.created + self.ttl)
+        logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
+                     header.compute_time)
+        self.tally.saved += header.compute_time
+        return value, expires, header.compute_time
+
+    def replaced(self) -> None:
+        """An entry was replaced (refresh, cache_set): memory tiers of every process forget,
+        as equal calls spelled differently may be held apart."""
+        if self.generation is not None:
+            try:
+                self.store.bump(self.name)
+            except OSError as exc:
+                logger.debug("cannot bump the generation of %s: %s", self.name, exc)
 
     # --- the miss path --------------------------------------------------------------
 
@@ -334,7 +575,12 @@ class _Memo:
 
     def _computed(self, key: str, value: Any, start: float) -> None:
         self.miss_count.bump()
-        self.put(key, value, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        if elapsed < self.min_compute_time:
+            logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
+                         self.name, key, elapsed)
+            return
+        self.put(key, value, elapsed)
 
     def put(self, key: str, value: Any, compute_time: float) -> None:
         """Store a computed value; a value or a store that fails costs only a warning."""
@@ -470,26 +716,37 @@ def _with_bound(call_key: Callable[..., tuple], args: tuple, kwargs: dict[str, A
 
 
 def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
-    """The decorated function: the original's signature and docs, plus the cache methods."""
+    """The decorated function: the original's signature and docs, plus the cache methods.
+
+    The variant is picked here, once: straight through (``MEMOJAR_DISABLE``), with a memory
+    tier, with stale-while-revalidate, or the plain disk cache. Each reads ``SWITCH.active``
+    (one attribute) for ``memojar.disabled()``."""
     func = memo.func
     key_of, get = memo.key_of, memo.get
+    switch = SWITCH
+    swr = memo.swr is not None
     hit = memo.hit_count.bump
     if _is_coroutine_function(memo.target):  # a bound method or partial: what runs
+        if memo.memory:
+            warn(f"memory= of {memo.name} is not used: the memory tier holds results of "
+                 "plain functions, not of async def functions")
         if disabled:
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await func(*args, **kwargs)
-        elif memo.store.remote:  # the hit is a round trip: in a worker thread, not the loop
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                key = key_of(args, kwargs)
-                value = await _in_thread(get, key)
-                if value is not MISSING:
-                    hit()
-                    return value
-                return await memo.acompute(key, args, kwargs)
         else:
+            remote = memo.store.remote  # the hit is a round trip: in a worker thread
+
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if switch.active and switch.off(memo):
+                    return await func(*args, **kwargs)
                 key = key_of(args, kwargs)
-                value = get(key)
+                if swr:
+                    import asyncio
+
+                    call = (args, kwargs, asyncio.get_running_loop())
+                    value = await _in_thread(get, key, call) if remote else get(key, call)
+                else:
+                    value = await _in_thread(get, key) if remote else get(key)
                 if value is not MISSING:
                     hit()
                     return value
@@ -497,13 +754,29 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
         async def refresh(*args: Any, **kwargs: Any) -> Any:
             """Recompute this call, store the result and return it (the entry is replaced)."""
-            return await memo.acompute(key_of(args, kwargs), args, kwargs, force=True)
+            value = await memo.acompute(key_of(args, kwargs), args, kwargs, force=True)
+            memo.replaced()
+            return value
     else:
         if disabled:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 return func(*args, **kwargs)
+        elif memo.memory and memo.start_memory():
+            wrapper = _memory_wrapper(memo)
+        elif swr:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if switch.active and switch.off(memo):
+                    return func(*args, **kwargs)
+                key = key_of(args, kwargs)
+                value = get(key, (args, kwargs))
+                if value is not MISSING:
+                    hit()
+                    return value
+                return memo.compute(key, args, kwargs)
         else:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if switch.active and switch.off(memo):
+                    return func(*args, **kwargs)
                 key = key_of(args, kwargs)
                 value = get(key)
                 if value is not MISSING:
@@ -513,14 +786,16 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
         def refresh(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             """Recompute this call, store the result and return it (the entry is replaced)."""
-            return memo.compute(key_of(args, kwargs), args, kwargs, force=True)
+            value = memo.compute(key_of(args, kwargs), args, kwargs, force=True)
+            memo.replaced()
+            return value
 
     functools.update_wrapper(wrapper, func)
 
     def cache_clear() -> int:
         """Remove every entry of this function and zero its counters; return how many
         entries were removed."""
-        memo.hit_count.reset()
+        memo.hit_count.reset()  # this process's counts; the saved statistics keep theirs
         memo.miss_count.reset()
         return memo.clear()  # its own entries: its scope, this Python
 
@@ -541,13 +816,66 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
         return key_of(args, kwargs)
 
+    def cache_set(value: Any, *args: Any, **kwargs: Any) -> None:
+        """Store ``value`` as the result of this call (seeding a cache, tests); the next
+        call with these arguments returns it. Its compute time is recorded as 0."""
+        memo.put(key_of(args, kwargs), value, 0.0)
+        memo.replaced()
+
     wrapper.cache_info = cache_info  # type: ignore[attr-defined]
     wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
     wrapper.cache_contains = cache_contains  # type: ignore[attr-defined]
     wrapper.cache_delete = cache_delete  # type: ignore[attr-defined]
     wrapper.cache_key = cache_key  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]
+    wrapper.cache_set = cache_set  # type: ignore[attr-defined]
     wrapper.__memojar__ = memo  # type: ignore[attr-defined]
+    return wrapper
+
+
+_SIMPLE = frozenset({int, str, bytes, type(None)})  # equal only to their own type's values
+
+
+def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
+    """The wrapper with a memory tier: the last ``memory`` results, by call.
+
+    A call of plain arguments (int, str, bytes, None: values equal only to values of their
+    own type, as the disk key requires) is looked up by its arguments themselves, without
+    hashing; any other call by its disk key. Each call first compares the store's
+    generation stamp (mapped memory, no system call): a removal in any process changes it,
+    and the tier forgets everything. An entry's expiry is kept with its value."""
+    func, key_of = memo.func, memo.key_of
+    switch, now = SWITCH, time.time
+    hit, tally = memo.hit_count.bump, memo.tally
+    # A path argument's file may change (files=): such calls are always hashed.
+    simple = frozenset() if getattr(memo, "files", ()) else _SIMPLE
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if switch.active and switch.off(memo):
+            return func(*args, **kwargs)
+        if memo.generation[0] != memo.stamp:
+            memo.forget()
+        if kwargs:
+            mkey: Any = (args, tuple(kwargs.items()))
+            values: tuple = (*args, *kwargs.values())
+        else:
+            mkey = values = args
+        for value in values:
+            if type(value) not in simple:
+                mkey = key_of(args, kwargs)  # a str: never equal to a tuple of arguments
+                break
+        recent = memo.recent  # an attribute, not a closure cell: a copy gets its own
+        held = recent.get(mkey)
+        if held is not None and held[1] > now():
+            try:
+                recent.move_to_end(mkey)
+            except KeyError:  # forgotten by another thread meanwhile: still this value
+                pass
+            hit()
+            tally.saved += held[2]
+            return held[0]
+        return memo.fill(mkey, args, kwargs)
+
     return wrapper
 
 

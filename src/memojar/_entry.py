@@ -1,13 +1,28 @@
-"""The entry format: one result as header + pickle payload + out-of-band buffers.
+"""The entry format: one result as a pickle stream, its header riding in front.
 
-Everything the header promises is checked before a single pickle opcode runs: the magic and
-format version, the file's exact length, an xxh3 checksum of all of it, the function, key,
-user version, code fingerprint, Python and pickle protocol it was written for, its expiry,
-and (with a secret) an HMAC-SHA256. Only then is the payload unpickled. This module knows
-nothing of files or servers: it turns values into bytes and bytes back into values.
+An entry is a valid pickle stream (the file store names it ``<key>.pkl``): it opens with
+``PROTO 5``, pushes the whole header as one ``BINBYTES`` object and drops it with ``POP``,
+then runs the payload's own opcodes. ``pickle.load(open(entry, "rb"))`` on an entry without
+out-of-band buffers gives the value (the header is pushed and popped, the bytes after
+``STOP`` are never read). An entry with out-of-band buffers (large numpy arrays, bytes and
+bytearrays of protocol 5) keeps them after the stream, each at a 64-byte aligned offset so
+that a mapped entry is loaded without copying them; ``pickle.load`` on such an entry raises
+``pickle.UnpicklingError`` ("pickle stream refers to out-of-band data but no *buffers*
+argument was given"): memojar reads them, or pass ``buffers=`` the spans the header lists.
+Writing them in band (``BYTEARRAY8``) would cost the alignment, hence the zero-copy hit.
 
-Layout (little-endian)::
+memojar itself never runs the stream to read it: it parses the header at fixed offsets, and
+everything the header promises is checked before a single pickle opcode runs: the opcodes
+around the header and its length, the magic and format version, the file's exact length, an
+xxh3 checksum of everything after it, the function, key, user version, code fingerprint,
+Python and pickle protocol it was written for, its expiry, and (with a secret) an
+HMAC-SHA256. Only then is the payload unpickled. This module knows nothing of files or
+servers: it turns values into bytes and bytes back into values.
 
+Layout (little-endian), every field at a fixed offset or one the lengths give::
+
+    0x80 0x05 (PROTO 5) | "B" (BINBYTES) | header_len u32           LEAD, 7 bytes
+    header, header_len bytes, the BINBYTES object:
     magic "MJAR" | format u16 | flags u16 | checksum u64            PREFIX, 16 bytes
     created f64 | expires f64 (0 = never) | compute_time f64
       | payload_len u64 | ident_len u32 | nbuffers u32              FIXED, 40 bytes
@@ -15,12 +30,15 @@ Layout (little-endian)::
     key: 32 hex digits
     nbuffers x u64 buffer lengths
     signature: 32 bytes, when flags & SIGNED
-    payload (pickle protocol 5), then each buffer at a 64-byte aligned offset
+    "0" (POP: the header is dropped)
+    payload (pickle protocol 5, ending in STOP), then each buffer at a 64-byte aligned offset
 
-The checksum covers every byte after the prefix, in one pass. The prefix checks itself: the
-magic and format must match, flags may hold no unknown bit, and a flipped SIGNED bit moves
-every offset after it, which the exact-length check catches. The signature covers every
-byte but the checksum and itself.
+The checksum covers every byte after it (from the fixed part to the end), in one pass. The
+lead and prefix check themselves: the opcodes, magic and format must match, flags may hold
+no unknown bit, header_len must be what the other lengths add up to (so the POP sits where
+memojar reads it, and ``pickle.load`` skips exactly the header), and a flipped SIGNED bit
+moves every offset after it, which the exact-length check catches. The signature covers
+every byte but the checksum and itself.
 """
 
 from __future__ import annotations
@@ -34,7 +52,8 @@ from typing import Any, NamedTuple
 import xxhash
 
 MAGIC = b"MJAR"
-FORMAT_VERSION = 3  # 2: no scope in the ident; 1: the checksum also covered the prefix
+FORMAT_VERSION = 4  # 3: no pickle lead, the header bare at offset 0; 2: no scope in the
+# ident; 1: the checksum also covered the prefix
 PROTOCOL = 5
 SIGNED = 1
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -42,12 +61,25 @@ KEY_LEN = 32
 SIG_LEN = 32
 ALIGN = 64
 
+_OPEN = b"\x80\x05B"  # PROTO 5, then BINBYTES (its u32 length follows)
+_POP = 0x30  # the POP opcode, b"0"
+_LEAD = struct.Struct("<3sI")
+_LEAD_LEN = _LEAD.size
 _PREFIX = struct.Struct("<4sHHQ")
 _FIXED = struct.Struct("<dddQII")
 _LEN = struct.Struct("<Q")
-HEAD = _PREFIX.size + _FIXED.size  # bytes to read before the variable part's size is known
-_HEAD = struct.Struct("<4sHHQdddQII")  # _PREFIX and _FIXED at once, for ``verify``
+HEAD = _LEAD.size + _PREFIX.size + _FIXED.size  # bytes to read before the rest's size is known
+# _LEAD, _PREFIX and _FIXED at once, for ``verify``: magic, format and flags read as one u64
+# and checked in one comparison (unpacking costs by the field, more than the lead adds).
+_HEAD = struct.Struct("<3sIQQdddQII")
+_PLAIN = int.from_bytes(MAGIC + FORMAT_VERSION.to_bytes(2, "little") + b"\0\0", "little")
+_SIGNED = _PLAIN | SIGNED << 48
+_LEAD_PREFIX = struct.Struct("<3sI4sHHQ")
 _IDENT_AT = HEAD
+FORMAT_AT = _LEAD.size + 4  # offsets of the prefix's fields, for tools and tests
+FLAGS_AT = FORMAT_AT + 2
+CHECKSUM_AT = FLAGS_AT + 2
+_SUMMED_AT = CHECKSUM_AT + 8  # the checksum covers every byte from here on
 
 
 class Miss(Exception):
@@ -160,21 +192,26 @@ def encode(
     fixed = _FIXED.pack(
         created, expires or 0.0, compute_time, len(payload), len(ident), len(raws)
     )
+    header_len = _PREFIX.size + len(fixed) + len(variable) + (SIG_LEN if secret else 0)
     body: list[Any] = [payload]
-    offset = HEAD + len(variable) + (SIG_LEN if secret else 0) + len(payload)
+    offset = _LEAD.size + header_len + 1 + len(payload)
     for raw in raws:
         pad = -offset % ALIGN
         body += [b"\0" * pad, raw]
         offset += pad + raw.nbytes
-    head = MAGIC + FORMAT_VERSION.to_bytes(2, "little") + flags.to_bytes(2, "little")
-    chunks: list[Any] = [fixed, variable]
+    head = (_LEAD.pack(_OPEN, header_len) + MAGIC + FORMAT_VERSION.to_bytes(2, "little")
+            + flags.to_bytes(2, "little"))
+    pop = bytes((_POP,))
     if secret:
-        chunks.append(_sign(secret, head, [fixed, variable], body))
+        sig = _sign(secret, head, [fixed, variable, pop], body)
+        chunks: list[Any] = [fixed, variable, sig + pop]
+    else:
+        chunks = [fixed, variable + pop]
     chunks += body
     checksum = xxhash.xxh3_64()
     for chunk in chunks:
         checksum.update(chunk)
-    return [_PREFIX.pack(MAGIC, FORMAT_VERSION, flags, checksum.intdigest()), *chunks]
+    return [head + checksum.intdigest().to_bytes(8, "little"), *chunks]
 
 
 def _raw(buf: pickle.PickleBuffer) -> memoryview:
@@ -194,6 +231,12 @@ def _sign(secret: bytes, head: bytes, header: list[Any], body: list[Any]) -> byt
     return mac.digest()
 
 
+# Where a ``verify``-ed entry records its compute time (for the time its hits saved): the
+# hit path reads it with one unpack, ``unpack_compute_time(data, COMPUTE_TIME_AT)[0]``.
+unpack_compute_time = struct.Struct("<d").unpack_from
+COMPUTE_TIME_AT = _LEAD.size + _PREFIX.size + 16  # after created and expires
+
+
 def verify(
     data: Any,
     ident: bytes,
@@ -211,15 +254,11 @@ def verify(
     size = len(view)
     if size < HEAD:
         raise Miss("not a memojar entry")
-    magic, fmt, flags, checksum, created, expires, _, payload_len, ident_len, nbuf = (
+    opening, header_len, head, checksum, created, expires, _, payload_len, ident_len, nbuf = (
         _HEAD.unpack_from(view)
     )
-    if magic != MAGIC:
-        raise Miss("not a memojar entry")
-    if fmt != FORMAT_VERSION:
-        raise Miss(f"entry format {fmt}, expected {FORMAT_VERSION}")
-    if flags & ~SIGNED:
-        raise Miss(f"unknown flags {flags:#x}")
+    if opening != _OPEN or (head != _PLAIN and head != _SIGNED):
+        raise Miss(_refused(view))
     at = _IDENT_AT + ident_len
     if view[_IDENT_AT : at + KEY_LEN] != ident + key:  # one comparison on the hit path
         if view[_IDENT_AT:at] != ident:
@@ -228,13 +267,14 @@ def verify(
     if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
         raise Miss("stale")
     at += KEY_LEN
-    if not (nbuf or flags or secret):  # the common entry: unsigned, no buffers
-        end = at + payload_len
-        if end != size:
-            raise Miss(f"{size} bytes long, header says {end}")
-        if xxhash.xxh3_64_intdigest(view[_PREFIX.size :]) != checksum:
+    if head == _PLAIN and not (nbuf or secret):  # the common entry: unsigned, no buffers
+        # The POP at ``at`` is checksummed; the header length before the checksum is not.
+        if at + 1 + payload_len != size or header_len + _LEAD_LEN != at:
+            raise Miss(_bad_length(view, at, header_len, at + 1 + payload_len))
+        if xxhash.xxh3_64_intdigest(view[_SUMMED_AT:]) != checksum:
             raise Miss("checksum mismatch")
-        return view[at:end], []
+        return view[at + 1 :], []
+    flags = head >> 48
     if at + 8 * nbuf > size:
         raise Miss("truncated header")
     lengths = [_LEN.unpack_from(view, at + 8 * i)[0] for i in range(nbuf)] if nbuf else ()
@@ -242,14 +282,14 @@ def verify(
     sig_at = at
     if flags & SIGNED:
         at += SIG_LEN
-    end = at + payload_len
+    end = at + 1 + payload_len
     spans = []
     for n in lengths:
         start = end + (-end % ALIGN)
         spans.append((start, start + n))
         end = start + n
-    if end != size:
-        raise Miss(f"{size} bytes long, header says {end}")
+    if end != size or header_len + _LEAD_LEN != at or view[at] != _POP:
+        raise Miss(_bad_length(view, at, header_len, end))
     if checksum_of(view) != checksum:
         raise Miss("checksum mismatch")
     if secret is not None:
@@ -258,21 +298,45 @@ def verify(
         _check_signature(secret, view, sig_at)
     elif flags & SIGNED:
         raise Miss("signed, and this cache has no secret to check it")
-    payload = view[at : at + payload_len]
+    payload = view[at + 1 : at + 1 + payload_len]
     return payload, [view[a:b] for a, b in spans] if spans else []
 
 
+def _refused(view: memoryview) -> str:
+    """Why an entry's lead or prefix is refused."""
+    opening, _, magic, fmt, flags, _ = _LEAD_PREFIX.unpack_from(view)
+    if opening != _OPEN or magic != MAGIC:
+        return _not_an_entry(view)
+    if fmt != FORMAT_VERSION:
+        return f"entry format {fmt}, expected {FORMAT_VERSION}"
+    return f"unknown flags {flags:#x}"
+
+
+def _not_an_entry(view: memoryview) -> str:
+    if view[:4] == MAGIC:  # formats 1 to 3: the header bare at offset 0
+        return f"entry format {_PREFIX.unpack_from(view)[1]}, expected {FORMAT_VERSION}"
+    return "not a memojar entry"
+
+
+def _bad_length(view: memoryview, pop_at: int, header_len: int, end: int) -> str:
+    if header_len != pop_at - _LEAD.size:
+        return f"header length {header_len}, the header's fields say {pop_at - _LEAD.size}"
+    if end != len(view):
+        return f"{len(view)} bytes long, header says {end}"
+    return "no POP after the header"
+
+
 def checksum_of(entry: Any) -> int:
-    """The checksum an entry's prefix must hold: xxh3-64 of every byte after the prefix."""
-    return xxhash.xxh3_64_intdigest(memoryview(entry)[_PREFIX.size :])
+    """The checksum an entry's prefix must hold: xxh3-64 of every byte after it."""
+    return xxhash.xxh3_64_intdigest(memoryview(entry)[_SUMMED_AT:])
 
 
 def _check_signature(secret: bytes, view: memoryview, sig_at: int) -> None:
     import hashlib
     import hmac
 
-    mac = hmac.new(secret, view[:8], hashlib.sha256)
-    mac.update(view[_PREFIX.size : sig_at])
+    mac = hmac.new(secret, view[:CHECKSUM_AT], hashlib.sha256)
+    mac.update(view[_SUMMED_AT:sig_at])
     mac.update(view[sig_at + SIG_LEN :])
     if not hmac.compare_digest(mac.digest(), view[sig_at : sig_at + SIG_LEN]):
         raise Miss("signature does not verify")
@@ -289,7 +353,7 @@ def load(payload: memoryview, buffers: list[memoryview]) -> Any:
         if not buffers:  # an empty buffers= costs as much again as a small unpickle
             return pickle.loads(payload)
         if buffers[0].readonly:
-            buffers = [bytearray(b) for b in buffers]
+            return pickle.loads(payload, buffers=[bytearray(b) for b in buffers])
         return pickle.loads(payload, buffers=buffers)
     except Exception as exc:  # any failure to rebuild the value is a miss
         raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
@@ -297,21 +361,22 @@ def load(payload: memoryview, buffers: list[memoryview]) -> Any:
 
 def newer_format(head: bytes) -> int | None:
     """The format of an entry a newer memojar wrote (that one can read it), else None."""
-    if len(head) < _PREFIX.size or head[:4] != MAGIC:
+    if len(head) < _SUMMED_AT or head[:3] != _OPEN or head[_LEAD.size : FORMAT_AT] != MAGIC:
         return None
-    fmt = _PREFIX.unpack_from(head)[1]
+    fmt: int = _PREFIX.unpack_from(head, _LEAD.size)[1]
     return fmt if fmt > FORMAT_VERSION else None
 
 
 def header_length(head: bytes) -> int:
     """How many leading bytes ``read_header`` needs, from the first ``HEAD`` bytes."""
-    if len(head) < HEAD or head[:4] != MAGIC:
-        raise Miss("not a memojar entry")
-    _, fmt, flags, _ = _PREFIX.unpack_from(head)
+    if len(head) < HEAD or head[:3] != _OPEN or head[_LEAD.size : FORMAT_AT] != MAGIC:
+        raise Miss(_not_an_entry(memoryview(head)))
+    _, _, _, fmt, flags, _ = _LEAD_PREFIX.unpack_from(head)
     if fmt != FORMAT_VERSION:
         raise Miss(f"entry format {fmt}, expected {FORMAT_VERSION}")
-    *_, ident_len, nbuf = _FIXED.unpack_from(head, _PREFIX.size)
-    return HEAD + ident_len + KEY_LEN + 8 * nbuf + (SIG_LEN if flags & SIGNED else 0)
+    *_, ident_len, nbuf = _FIXED.unpack_from(head, _SUMMED_AT)
+    need: int = HEAD + ident_len + KEY_LEN + 8 * nbuf + (SIG_LEN if flags & SIGNED else 0)
+    return need
 
 
 def read_header(head: bytes) -> Header:
@@ -319,9 +384,12 @@ def read_header(head: bytes) -> Header:
     need = header_length(head)
     if len(head) < need:
         raise Miss("truncated header")
-    _, fmt, _, _ = _PREFIX.unpack_from(head)
+    _, header_len, _, fmt, _, _ = _LEAD_PREFIX.unpack_from(head)
+    if header_len != need - _LEAD.size:
+        raise Miss(f"unreadable header: header length {header_len}, its fields say "
+                   f"{need - _LEAD.size}")
     created, expires, compute_time, payload_len, ident_len, nbuf = _FIXED.unpack_from(
-        head, _PREFIX.size
+        head, _SUMMED_AT
     )
     try:
         ident = bytes(head[_IDENT_AT : _IDENT_AT + ident_len]).decode()
@@ -332,7 +400,7 @@ def read_header(head: bytes) -> Header:
     except ValueError as exc:  # UnicodeDecodeError is a ValueError
         raise Miss(f"unreadable header: {exc}") from exc
     at += KEY_LEN
-    end = need + payload_len
+    end = need + 1 + payload_len  # the POP, then the payload
     for i in range(nbuf):
         n = _LEN.unpack_from(head, at + 8 * i)[0]
         end += -end % ALIGN + n
@@ -353,4 +421,3 @@ def read_header(head: bytes) -> Header:
         ident=bytes(head[_IDENT_AT : _IDENT_AT + ident_len]),
         scope=scope,
     )
-

@@ -1,4 +1,4 @@
-"""Entries as files: ``<root>/<function>/<key[:2]>/<key>.mj``.
+"""Entries as files: ``<root>/<function>/<key[:2]>/<key>.pkl``.
 
 Writes go to a temporary file beside the entry and are renamed into place, so a reader sees
 the old entry or the new one, never half of one. A hit takes no lock: open, fstat (the owner
@@ -19,12 +19,14 @@ link, FIFO or device is never written through nor waited on.
 from __future__ import annotations
 
 import errno
+import json
 import mmap
 import os
 import re
 import secrets
 import socket
 import stat
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -41,14 +43,17 @@ try:
 except ImportError:  # not POSIX: the ledger falls back to filelock
     fcntl = None  # type: ignore[assignment]
 
-SUFFIX = ".mj"
+SUFFIX = ".pkl"
+OLD_SUFFIX = ".mj"  # formats 1-3: listed, so that prune removes them
 NOTE_FILE = ".swept"  # the identity of the code that last swept the function's entries
+GEN_FILE = ".gen"  # 8 bytes rewritten in place when the function's entries are removed
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
 HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
 ORPHAN_AGE = 3600.0  # a temporary file this old is orphaned even if its pid is alive
 RESERVE_WAIT = 60.0  # seconds a writer waits for room that other writers in flight hold
 _LEDGER = ".size"
+_STATS = ".stats"  # hits, misses, time saved per function; entry counts per directory
 _TAG = "CACHEDIR.TAG"
 _TAG_TEXT = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -61,11 +66,11 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 # This host, in temporary file names: a pid says whether the writer is alive only here.
 _HOST = xxhash.xxh3_64_hexdigest(socket.gethostname().encode())[:8]
 # The names memojar writes, and so the only ones it deletes.
-_ENTRY = re.compile(r"[0-9a-f]+\.mj")
+_ENTRY = re.compile(r"[0-9a-f]+\.(?:pkl|mj)")  # SUFFIX, OLD_SUFFIX
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _KEY_LOCK = re.compile(r"[0-9a-f]+\.lock")
 _TEMP = re.compile(
-    r"(?P<base>[0-9a-f]+\.mj|\.swept|\.size|CACHEDIR\.TAG|\.gitignore)"
+    r"(?P<base>[0-9a-f]+\.(?:pkl|mj)|\.swept|\.gen|\.size|\.stats|CACHEDIR\.TAG|\.gitignore)"
     r"\.(?P<pid>[0-9]+)(?:-(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp"
     r"|\.size\.(?P<oldpid>[0-9]+)\.tmp"  # the ledger's temporary file before 2026-11
 )
@@ -146,9 +151,24 @@ class FileStore(Store):
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
         self._recounted = False  # the ledger is recounted once per process before trusting it
+        # Entries and bytes this process added (+) or removed (-), by function directory,
+        # not yet merged into the stats file.
+        self._tally: dict[str, list[int]] = {}
+        self._tally_lock = threading.Lock()
+        self._tally_pid = os.getpid()  # a forked child starts with none: its parent's
 
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (a function sent to a worker by value) starts with no tally of its own."""
+        state = self.__dict__.copy()
+        del state["_tally"], state["_tally_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._tally, self._tally_lock, self._tally_pid = {}, threading.Lock(), os.getpid()
 
     def path(self, function: str, key: str) -> str:
         fdir = self._dirs.get(function)
@@ -216,13 +236,15 @@ class FileStore(Store):
                 _write_all(fd, views)
             finally:
                 os.close(fd)
-            replaced = _size_of(path) if self.max_size is not None else 0  # for the ledger
+            replaced = _size_of(path)  # for the ledger and the entry count
             os.replace(tmp, path)
         except BaseException:
             _unlink(tmp)
             self._account(-size)
             raise
         self._account(-replaced)
+        self._count(os.path.basename(self._dirs[function]), 0 if replaced else 1,
+                    size - replaced)
 
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
@@ -343,6 +365,205 @@ class FileStore(Store):
         _no_links(self._dirs[function])
         _replace_small(os.path.join(self._dirs[function], NOTE_FILE), note)
 
+    def generation(self, function: str) -> Any | None:
+        """The function's ``.gen`` file, mapped read-only (created if missing): another
+        process's ``bump`` rewrites its 8 bytes in place, which every mapping sees at once.
+        None if it cannot be made or is not a regular 8-byte file of this user."""
+        path = self.path(function, "")
+        fdir = self._dirs[function]
+        gen = os.path.join(fdir, GEN_FILE)
+        try:
+            self._folders(path)
+            tmp = _temp_name(gen)
+            fd = os.open(tmp, _O_CREATE, 0o600)
+            try:
+                try:
+                    os.write(fd, os.urandom(8))
+                finally:
+                    os.close(fd)
+                os.link(tmp, gen)  # never replaces a stamp others have mapped
+            except FileExistsError:
+                pass
+            finally:
+                _unlink(tmp)
+            fd = os.open(gen, _O_READ)
+            try:
+                st = os.fstat(fd)
+                if (not stat.S_ISREG(st.st_mode) or st.st_size != 8
+                        or (self._uid is not None and st.st_uid != self._uid)):
+                    return None
+                return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError) as exc:
+            logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
+            return None
+
+    def bump(self, function: str) -> None:
+        self.path(function, "")
+        self._bump(os.path.basename(self._dirs[function]))
+
+    def _bump(self, fdir: str) -> None:
+        """Rewrite a function directory's stamp in place, if it has one (no one maps a
+        stamp that does not exist). Never truncates it: mappings stay valid."""
+        try:
+            _no_links(os.path.join(self.root, fdir))
+            fd = os.open(os.path.join(self.root, fdir, GEN_FILE),
+                         os.O_WRONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+        except OSError:  # no stamp (no memory tier ever used it), or no directory
+            return
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.pwrite(fd, os.urandom(8), 0)
+        except OSError as exc:
+            logger.debug("cannot bump the generation of %s: %s", fdir, exc)
+        finally:
+            os.close(fd)
+
+    # --- saved statistics ---------------------------------------------------------------
+    # ``<root>/.stats`` (JSON, replaced whole under a lock on the root) holds, per
+    # function name, the hits, misses and compute time saved of every process, and, per
+    # function directory, its entries and bytes. Processes count in memory and merge their
+    # deltas now and then (``merge_stats``); the counts start from one listing (``count``).
+
+    def _forked(self) -> None:
+        """In a forked child, the inherited tally is the parent's to merge."""
+        if self._tally_pid != os.getpid():
+            self._tally_lock = threading.Lock()
+            self._tally, self._tally_pid = {}, os.getpid()
+
+    def _count(self, fdir: str, entries: int, size: int) -> None:
+        self._forked()
+        with self._tally_lock:
+            tally = self._tally.setdefault(fdir, [0, 0])
+            tally[0] += entries
+            tally[1] += size
+
+    def read_stats(self) -> dict[str, Any]:
+        """The merged statistics: ``{"functions": {name: [hits, misses, saved]}, "counts":
+        {dir: [entries, bytes]}}``; empty if none were kept yet or the file is unreadable."""
+        try:
+            fd = os.open(os.path.join(self.root, _STATS), _O_READ)
+        except OSError:
+            return {}
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            size = os.fstat(fd).st_size
+            data = json.loads(_read_rest(fd, os.read(fd, size), size))
+        except (OSError, ValueError):
+            return {}
+        finally:
+            os.close(fd)
+        return data if isinstance(data, dict) else {}
+
+    def merge_stats(self, functions: dict[str, tuple[int, int, float]],
+                    recount: dict[str, tuple[int, int]] | None = None) -> None:
+        """Add hits, misses and time saved per function, and this process's entry count
+        changes, to the stats file, under its lock. ``recount``: exact counts of function
+        directories (from a listing), replacing what was kept."""
+        self._forked()
+        with self._tally_lock:
+            tally, self._tally = self._tally, {}
+        try:
+            if not (functions or recount or any(t != [0, 0] for t in tally.values())):
+                return
+            _no_links(self.root)
+            lock = self._stats_lock()
+        except BaseException:
+            self._restore(tally)
+            raise
+        try:
+            data = self.read_stats()
+            kept = data.setdefault("functions", {})
+            for name, (hits, misses, saved) in functions.items():
+                old = kept.get(name) or [0, 0, 0.0]
+                kept[name] = [old[0] + hits, old[1] + misses, old[2] + saved]
+            counts = data.setdefault("counts", {})
+            for fdir, (entries, size) in tally.items():
+                if fdir in counts:  # else no listing counted it yet: the next one will
+                    old = counts[fdir]
+                    counts[fdir] = [max(0, old[0] + entries), max(0, old[1] + size)]
+            for fdir, exact in (recount or {}).items():
+                counts[fdir] = list(exact)
+            self._write_stats(data)
+        except BaseException:
+            self._restore(tally)
+            raise
+        finally:
+            lock.release()
+
+    def _stats_lock(self) -> Any:
+        """The stats file's lock: a ``flock`` on the root directory itself, so no lock file
+        is left for ``prune`` to remove (and none can be removed under a waiter)."""
+        if fcntl is None:
+            return _flock(os.path.join(self.root, _STATS + ".lock"))
+        fd = os.open(self.root, _O_DIR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _FlockLock(fd)
+
+    def _write_stats(self, data: dict[str, Any]) -> None:
+        path = os.path.join(self.root, _STATS)
+        tmp = _temp_name(path)
+        fd = os.open(tmp, _O_CREATE, 0o600)
+        try:
+            try:
+                _write_all(fd, [json.dumps(data).encode()])
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def _restore(self, tally: dict[str, list[int]]) -> None:
+        for fdir, (entries, size) in tally.items():
+            self._count(fdir, entries, size)
+
+    def counted(self, function: str) -> tuple[int, int] | None:
+        """The function's entries and bytes from the stats file plus this process's changes
+        not merged yet; None if no listing counted them yet."""
+        self.path(function, "")
+        fdir = os.path.basename(self._dirs[function])
+        kept = self.read_stats().get("counts", {}).get(fdir)
+        if not kept:
+            return None
+        self._forked()
+        with self._tally_lock:
+            entries, size = self._tally.get(fdir, (0, 0))
+        return max(0, kept[0] + entries), max(0, kept[1] + size)
+
+    def recount(self, function: str, entries: int, size: int) -> None:
+        """Record a listing's exact count of the function's entries (what this process
+        changed before it is in the listing)."""
+        self.path(function, "")
+        fdir = os.path.basename(self._dirs[function])
+        with self._tally_lock:
+            self._tally.pop(fdir, None)
+        self.merge_stats({}, {fdir: (entries, size)})
+
+    def forget_counts(self) -> None:
+        """Drop every kept count (after ``prune``): the next ``counted`` lists again."""
+        with self._tally_lock:
+            self._tally.clear()
+        try:
+            _no_links(self.root)
+        except OSError:
+            return
+        lock = self._stats_lock()
+        try:
+            data = self.read_stats()
+            if not data.get("counts"):
+                return
+            data["counts"] = {}
+            self._write_stats(data)
+        finally:
+            lock.release()
+
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
         if LOCKS_IN_FUNCTION_DIR:  # the lock file is the function folder's: no shard yet
@@ -405,7 +626,8 @@ class FileStore(Store):
                 if st is None or not stat.S_ISREG(st.st_mode):
                     continue
                 path = os.path.join(self.root, name, shard, file)
-                yield StoredEntry(name, file[: -len(SUFFIX)], st.st_size, st.st_atime, head, path)
+                key = file[: file.rindex(".")]
+                yield StoredEntry(name, key, st.st_size, st.st_atime, head, path)
 
     def _unlink_entries(self, paths: Sequence[str]) -> list[str]:
         """Unlink entry files given by path, walking to each by descriptor; the removed."""
@@ -432,14 +654,21 @@ class FileStore(Store):
                         continue
                     try:
                         for file in files:
+                            try:
+                                size = os.stat(file, dir_fd=sfd, follow_symlinks=False).st_size
+                            except OSError:
+                                size = 0
                             if _unlink(file, sfd):
                                 removed.append(os.path.join(self.root, fdir, shard, file))
+                                self._count(fdir, -1, -size)
                     finally:
                         os.close(sfd)
                 finally:
                     os.close(ffd)
         finally:
             os.close(root_fd)
+        for fdir in {rel[0] for rel in by_dir}:  # memory tiers forget what they held
+            self._bump(fdir)
         return removed
 
     def _removed(self, entries: Sequence[StoredEntry]) -> None:
@@ -478,6 +707,7 @@ class FileStore(Store):
                     remove_if_idle(LOCK_FILE, ffd)
                     if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: the note goes too
                         _unlink(NOTE_FILE, ffd)
+                    # A generation stamp (GEN_FILE) stays: a process may have it mapped.
                 finally:
                     os.close(ffd)
                 _rmdir_if_empty(name, root_fd)
@@ -507,7 +737,7 @@ class FileStore(Store):
                     if not (_orphaned(match, st, now) and _unlink(file, sfd)):
                         temps += st.st_size
                 elif _ENTRY.fullmatch(file):
-                    entries.append(StoredEntry(name, file[: -len(SUFFIX)], st.st_size,
+                    entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
                                                st.st_atime, b"",
                                                os.path.join(self.root, name, shard, file)))
         return entries, sum(e.size for e in entries) + temps

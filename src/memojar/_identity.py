@@ -100,6 +100,11 @@ def _callable_shape(func: Any, seen: set[int]) -> Any:
     if id(func) in seen:
         return ("seen", function_name(func))
     seen.add(id(func))
+    wrapped = getattr(func, "__wrapped__", None)
+    if getattr(func, "__memojar__", None) is not None and callable(wrapped):
+        # A function memojar decorated counts as the function it wraps: its wrapper's
+        # closure holds the memo, whose state (counters, the sweep flag) changes with calls.
+        return ("cached", _callable_shape(wrapped, seen))
     if isinstance(func, functools.partial):
         return ("partial", _callable_shape(func.func, seen),
                 _value_shape(func.args, seen, by_state=True),
@@ -267,6 +272,11 @@ def is_user_module(module: str | None) -> bool:
 
 
 def _is_user_module(name: str) -> bool:
+    if name in ("__main__", "__mp_main__"):
+        # The user's script or notebook, wherever the running main module lives: in a
+        # joblib/loky worker it is loky's launcher in site-packages, while the functions
+        # and classes cloudpickle sent there by value still say ``__main__``.
+        return True
     top = name.partition(".")[0]
     if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
         return False

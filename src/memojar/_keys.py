@@ -420,7 +420,11 @@ def _reduce_index(index: Any) -> Any:
     if isinstance(index, pd.MultiIndex):
         return ("multi", tuple(index.names), tuple(_reduce_index(level) for level in index.levels),
                 tuple(index.codes))
-    return (type(index).__name__, str(index.dtype), index.name, _pandas_values(index))
+    reduced = (type(index).__name__, str(index.dtype), index.name, _pandas_values(index))
+    # A DatetimeIndex's or TimedeltaIndex's frequency is not compared by ``equals`` but read
+    # by ``asfreq``, ``to_period`` and models: in the key (other indexes keep their keys).
+    freq = getattr(index, "freqstr", None)
+    return reduced if freq is None else (*reduced, freq)
 
 
 def _reduce_series(s: Any) -> Any:

@@ -367,6 +367,44 @@ class RedisStore(Store):
     def lock(self, function: str, key: str) -> KeyLock:
         return _RedisKeyLock(self, self._name(function, key) + b":lock")
 
+    # --- saved statistics: one hash, ``<prefix>stats``, fields ``<function>\0hits`` (and
+    # ``misses``, ``saved``), added to with HINCRBY / HINCRBYFLOAT by every process ------
+
+    def read_stats(self) -> dict[str, Any]:
+        try:
+            self._check_up()
+            raw = self._client.hgetall(self._pre + b"stats")
+        except RedisError as exc:
+            raise self._failed(exc, "reading statistics") from exc
+        functions: dict[str, list[Any]] = {}
+        for field, value in raw.items():
+            name, _, what = field.decode("utf-8", "replace").rpartition("\0")
+            slot = {"hits": 0, "misses": 1, "saved": 2}.get(what)
+            if slot is not None:
+                row = functions.setdefault(name, [0, 0, 0.0])
+                row[slot] = float(value) if slot == 2 else int(value)
+        return {"functions": functions}
+
+    def merge_stats(self, functions: dict[str, tuple[int, int, float]],
+                    recount: dict[str, tuple[int, int]] | None = None) -> None:
+        if not functions:
+            return
+        key = self._pre + b"stats"
+        try:
+            self._check_up()
+            pipe = self._client.pipeline(transaction=False)
+            for name, (hits, misses, saved) in functions.items():
+                field = name.encode() + b"\0"
+                if hits:
+                    pipe.hincrby(key, field + b"hits", hits)
+                if misses:
+                    pipe.hincrby(key, field + b"misses", misses)
+                if saved:
+                    pipe.hincrbyfloat(key, field + b"saved", saved)
+            pipe.execute()
+        except RedisError as exc:
+            raise self._failed(exc, "saving statistics") from exc
+
     # --- listing and housekeeping ------------------------------------------------------
 
     def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:

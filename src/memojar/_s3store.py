@@ -57,7 +57,7 @@ from ._filestore import function_dir
 from ._ledger import choose_victims
 from ._store import KeyLock, Renewer, Store, StoredEntry, complete_head, pieces
 
-SUFFIX = ".mj"  # of an entry's object name
+SUFFIX = ".pkl"  # of an entry's object name
 LEASE_SUFFIX = ".lease"
 NOTE = ".swept"
 DEFAULT_TIMEOUT = 5.0  # seconds: no request waits longer than this for the server

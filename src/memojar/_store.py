@@ -258,6 +258,39 @@ class Store(abc.ABC):
     def write_note(self, function: str, note: bytes) -> None:  # noqa: B027 - optional
         """Keep ``note`` beside a function's entries (see ``read_note``); may do nothing."""
 
+    def generation(self, function: str) -> Any | None:
+        """A cheap view of the function's generation stamp, or None if the store keeps none.
+
+        ``view[:8]`` is 8 bytes that change whenever entries of the function are removed
+        (delete, clear, prune, eviction, a bad entry discarded) or ``bump`` is called, in any
+        process. The memory tier compares it on every call, so reading it must cost no
+        system call (the file store maps a small file)."""
+        return None
+
+    def bump(self, function: str) -> None:  # noqa: B027 - optional, with ``generation``
+        """Change the function's generation stamp (its entries changed under callers)."""
+
+    # Saved statistics (see FileStore): a store that keeps none reports none, and
+    # ``cache_info`` then lists the entries to count them.
+
+    def read_stats(self) -> dict[str, Any]:
+        """``{"functions": {name: [hits, misses, saved]}, ...}`` of every process."""
+        return {}
+
+    def merge_stats(self, functions: dict[str, tuple[int, int, float]],  # noqa: B027
+                    recount: dict[str, tuple[int, int]] | None = None) -> None:
+        """Add hits, misses and seconds saved per function (deltas of one process)."""
+
+    def counted(self, function: str) -> tuple[int, int] | None:
+        """The function's entries and bytes from bookkeeping, or None (list them)."""
+        return None
+
+    def recount(self, function: str, entries: int, size: int) -> None:  # noqa: B027
+        """Record the exact count of the function's entries, from a listing."""
+
+    def forget_counts(self) -> None:  # noqa: B027
+        """Drop kept counts (after a prune): the next ``counted`` is None."""
+
     def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections or handles; the store may not be used afterwards."""
 

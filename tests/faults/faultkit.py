@@ -21,7 +21,8 @@ from memojar import _entry
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent.parent / "src"
 
-PREFIX = struct.Struct("<4sHHQ")  # magic, format, flags, checksum (see memojar._entry)
+# PROTO 5 + BINBYTES, header length, magic, format, flags, checksum (see memojar._entry)
+PREFIX = struct.Struct("<3sI4sHHQ")
 FIXED = struct.Struct("<dddQII")  # created, expires, compute_time, payload_len, ident, nbuf
 
 
@@ -51,8 +52,8 @@ def malicious_pickle(marker: str | os.PathLike[str]) -> bytes:
 # --- entry files ------------------------------------------------------------------------
 
 def entry_files(root: str | os.PathLike[str]) -> list[Path]:
-    """Every ``*.mj`` entry file under a cache directory, sorted."""
-    return sorted(Path(root).rglob("*.mj"))
+    """Every ``*.pkl`` entry file under a cache directory, sorted."""
+    return sorted(Path(root).rglob("*.pkl"))
 
 
 def temp_files(root: str | os.PathLike[str]) -> list[Path]:
@@ -75,16 +76,16 @@ def checksum_of(data: bytes) -> int:
 def rechecksum(data: bytes | bytearray) -> bytes:
     """``data`` with a correct checksum, as an attacker without the secret can compute."""
     out = bytearray(data)
-    struct.pack_into("<Q", out, 8, checksum_of(bytes(out)))
+    struct.pack_into("<Q", out, _entry.CHECKSUM_AT, checksum_of(bytes(out)))
     return bytes(out)
 
 
 def regions(data: bytes) -> dict[str, tuple[int, int]]:
     """Byte ranges ``[start, end)`` of each region of a well-formed entry."""
-    _, _, flags, _ = PREFIX.unpack_from(data)
+    flags = PREFIX.unpack_from(data)[4]
     _, _, _, payload_len, ident_len, nbuf = FIXED.unpack_from(data, PREFIX.size)
     at = _entry.HEAD
-    out = {"prefix": (0, PREFIX.size), "fixed": (PREFIX.size, at)}
+    out = {"lead": (0, 7), "prefix": (7, PREFIX.size), "fixed": (PREFIX.size, at)}
     out["ident"] = (at, at + ident_len)
     at += ident_len
     out["key"] = (at, at + _entry.KEY_LEN)
@@ -96,6 +97,8 @@ def regions(data: bytes) -> dict[str, tuple[int, int]]:
     if flags & _entry.SIGNED:
         out["signature"] = (at, at + _entry.SIG_LEN)
         at += _entry.SIG_LEN
+    out["pop"] = (at, at + 1)
+    at += 1
     out["payload"] = (at, at + payload_len)
     end = at + payload_len
     for i, n in enumerate(lengths):

@@ -39,7 +39,7 @@ def on_disk(root: Path) -> int:
     seen: dict[int, int] = {}
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            if name.endswith((".mj", ".tmp")):
+            if name.endswith((".pkl", ".tmp")):
                 try:
                     st = os.stat(os.path.join(dirpath, name), follow_symlinks=False)
                 except FileNotFoundError:  # renamed or removed while listed
@@ -214,7 +214,7 @@ for i in range(3):
 """
 
 
-@pytest.mark.parametrize("where", [".size.", ".swept.", ".mj."], ids=["ledger", "note", "entry"])
+@pytest.mark.parametrize("where", [".size.", ".swept.", ".pkl."], ids=["ledger", "note", "entry"])
 def test_prune_after_kill9_mid_update_leaves_no_temporary_file(tmp_path: Path, where: str) -> None:
     root = tmp_path / "cache"
     proc = subprocess.run([sys.executable, "-c", KILLED], capture_output=True, text=True,
@@ -256,7 +256,7 @@ def test_a_writer_finding_the_room_held_by_writers_in_flight_waits_then_stores_n
     # A writer in flight, alive on this host (this process), holding 900 kB of the room.
     host = getattr(_filestore, "_HOST", None)  # this host, in the names memojar writes
     writer = f"{os.getpid()}-{host}" if host else str(os.getpid())
-    held = shard / f"{'ab' * 16}.mj.{writer}.0badf00d.tmp"
+    held = shard / f"{'ab' * 16}.pkl.{writer}.0badf00d.tmp"
     with open(held, "wb") as f:
         f.truncate(900_000)
     start = time.monotonic()

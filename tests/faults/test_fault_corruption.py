@@ -44,7 +44,8 @@ def _cut(region: str) -> Callable[[bytes, bytes], bytes]:
     return damage
 
 
-REGIONS = ["prefix", "fixed", "ident", "key", "buffer_lengths", "payload", "buffer0"]
+REGIONS = ["lead", "prefix", "fixed", "ident", "key", "buffer_lengths", "pop", "payload",
+           "buffer0"]
 DAMAGE: dict[str, Callable[[bytes, bytes], bytes]] = {
     **{f"flip-{r}": _flip(r) for r in REGIONS},
     **{f"truncate-{r}": _cut(r) for r in REGIONS},
@@ -54,7 +55,7 @@ DAMAGE: dict[str, Callable[[bytes, bytes], bytes]] = {
     "empty": lambda _d, _o: b"",
     "other-entry": lambda _d, other: other,
     "random": lambda data, _o: os.urandom(len(data)),
-    "random-with-magic": lambda data, _o: data[:4] + os.urandom(len(data) - 4),
+    "random-with-magic": lambda data, _o: data[:11] + os.urandom(len(data) - 11),
 }
 SIGNED_DAMAGE = {"flip-signature": _flip("signature"), "truncate-signature": _cut("signature")}
 

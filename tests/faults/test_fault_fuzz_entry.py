@@ -126,7 +126,9 @@ def test_forged_header_with_valid_checksum_never_loads_unsigned(
 ) -> None:
     """Headers with any field values and a correct (unkeyed) checksum, read with a secret:
     only the signature could admit them, and nothing here is signed with that secret."""
-    data = bytearray(PREFIX.pack(b"MJAR", _entry.FORMAT_VERSION, flags, 0))
+    header_len = (56 + ident_len + _entry.KEY_LEN + 8 * nbuf + (flags & 1) * 32) % 2**32
+    data = bytearray(PREFIX.pack(b"\x80\x05B", header_len, b"MJAR", _entry.FORMAT_VERSION,
+                                 flags, 0))
     data += FIXED.pack(created, expires, 0.0, payload_len, ident_len, nbuf) + rest
     before = len(LOADS)
     forged = rechecksum(data)

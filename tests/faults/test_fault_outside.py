@@ -129,7 +129,7 @@ def test_a_new_folder_is_tagged_and_ignored_by_git(tmp_path: Path) -> None:
     ok("import os, memojar\nf = memojar.cached(cache_dir=os.environ['CACHE'])(abs)\nf(-1)",
        CACHE=str(cache))
     assert b"memojar" in (cache / "CACHEDIR.TAG").read_bytes()
-    assert list(cache.rglob("*.mj"))
+    assert list(cache.rglob("*.pkl"))
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
                             cwd=repo, capture_output=True, text=True, check=True,
                             timeout=TIMEOUT).stdout
@@ -199,13 +199,13 @@ cache.clear()
 def test_linked_function_folders_and_shards_are_never_followed(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     fdir = Path(ok(FILL, CACHE=str(root)).strip())
-    entry = next(fdir.rglob("*.mj")).read_bytes()  # a real entry, which a listing would take
+    entry = next(fdir.rglob("*.pkl")).read_bytes()  # a real entry, which a listing would take
     victims = []
     for name in ("elsewhere", "elsewhere2"):
         victim = tmp_path / name
         (victim / "ab").mkdir(parents=True)
-        (victim / "ab" / ("ab" + "0" * 30 + ".mj")).write_bytes(entry)
-        (victim / "ab" / ("ab" + "1" * 30 + ".mj.1.0badf00d.tmp")).write_bytes(b"x")
+        (victim / "ab" / ("ab" + "0" * 30 + ".pkl")).write_bytes(entry)
+        (victim / "ab" / ("ab" + "1" * 30 + ".pkl.1.0badf00d.tmp")).write_bytes(b"x")
         (victim / "ab" / ("ab" + "2" * 30 + ".lock")).write_bytes(b"")
         (victim / ".lock").write_bytes(b"")
         (victim / "ab" / "empty").mkdir()
@@ -330,7 +330,7 @@ def test_odd_function_names_stay_visible(tmp_path: Path) -> None:
     names = [".hidden.f", "m...", "m.a/b", "m.nul\0x"]
     assert json.loads(first) == names
     assert not set(json.loads(second)) & set(names)  # evicted, like any other function
-    sizes = sum(p.stat().st_size for p in root.rglob("*.mj"))
+    sizes = sum(p.stat().st_size for p in root.rglob("*.pkl"))
     assert sizes <= 4000
 
 

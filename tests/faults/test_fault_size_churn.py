@@ -4,7 +4,7 @@ a ``max_size=5_000_000`` cache while this process samples the bytes on disk.
 The sampler takes the size ledger's lock for each sample, so that a sample is one moment
 between two reservations or evictions (a directory walk without it can count a file evicted
 from one shard together with files written later into another, which never coexisted), and
-counts each inode once (a file renamed from ``.tmp`` to ``.mj`` during the walk is one file).
+counts each inode once (a file renamed from ``.tmp`` to ``.pkl`` during the walk is one file).
 Temporary files count: they are bytes on disk.
 """
 
@@ -77,7 +77,7 @@ def _sample(root: Path) -> tuple[int, int]:
     with ledger_lock(root):
         for dirpath, _dirs, files in os.walk(root):
             for name in files:
-                if name.endswith((".mj", ".tmp")) and not name.startswith("."):
+                if name.endswith((".pkl", ".tmp")) and not name.startswith("."):
                     try:
                         st = os.stat(os.path.join(dirpath, name))
                     except FileNotFoundError:  # renamed or removed while listed

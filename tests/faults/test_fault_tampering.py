@@ -136,7 +136,7 @@ def test_symlinked_entry_is_never_followed(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     f, calls = _victim(tmp_path / "cache", None)
     planted = _plant(f, 1, Marker(marker), secret=None)
-    elsewhere = tmp_path / "elsewhere.mj"
+    elsewhere = tmp_path / "elsewhere.pkl"
     planted.rename(elsewhere)
     planted.symlink_to(elsewhere)
     assert f(1) == "honest 1"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from memojar import _entry
+from memojar._filestore import SUFFIX
 
 HERE = Path(__file__).resolve().parent
 CREATED = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -53,8 +54,9 @@ def main() -> None:
             created=CREATED, expires=expires, compute_time=1.5, secret=secret,
         )
         data = b"".join(bytes(memoryview(c).cast("B")) for c in chunks)
-        (HERE / f"format{fmt}-{name}.mj").write_bytes(data)
-        print(f"format{fmt}-{name}.mj", len(data), "bytes")
+        file = f"format{fmt}-{name}{SUFFIX}"  # named as the file store names entries
+        (HERE / file).write_bytes(data)
+        print(file, len(data), "bytes")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ as it does any file on another Python: never an error."""
 
 from __future__ import annotations
 
+import pickle
+import pickletools
 import shutil
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from memojar import Cache, _entry
 
 HERE = Path(__file__).resolve().parent
-FORMATS = (1, 2, 3)  # every format whose files are committed here; never regenerate old ones
+FORMATS = (1, 2, 3, 4)  # every format whose files are committed here; never regenerate old ones
 GOLDEN_PYTHON = "3.11"
 FINGERPRINT = "0123456789abcdef"
 SECRET = b"golden-secret"
@@ -39,8 +41,9 @@ CASES: dict[str, tuple[str, Any, str, float | None, bytes | None, Any]] = {
         [1, 2, 3],
     ),
 }
-GOLDEN = {f"format{fmt}-{case}.mj": (fmt, *spec) for fmt in FORMATS for case, spec in
-          CASES.items()}
+SUFFIXES = {1: ".mj", 2: ".mj", 3: ".mj"}  # format 4+: ".pkl", a pickle stream
+GOLDEN = {f"format{fmt}-{case}{SUFFIXES.get(fmt, '.pkl')}": (fmt, *spec) for fmt in FORMATS
+          for case, spec in CASES.items()}
 
 
 def readable(name: str) -> bool:
@@ -59,7 +62,7 @@ def _comparable(value: Any) -> Any:
 
 
 def _scope(name: str) -> str:
-    return SCOPES.get(name.split("-", 1)[1][: -len(".mj")], "")
+    return SCOPES.get(name.split("-", 1)[1].rsplit(".", 1)[0], "")
 
 
 def _read(name: str) -> Any:
@@ -79,7 +82,7 @@ def test_the_current_format_has_golden_files() -> None:
 def test_golden_header_reads_or_is_a_clean_miss(name: str) -> None:
     data = (HERE / name).read_bytes()
     if not readable(name):
-        with pytest.raises(_entry.Miss):
+        with pytest.raises(_entry.Miss, match=f"entry format {GOLDEN[name][0]}, expected"):
             _entry.read_header(data)
         return
     fmt, function, version, key, expires, _secret, _value = GOLDEN[name]
@@ -95,21 +98,39 @@ def test_golden_header_reads_or_is_a_clean_miss(name: str) -> None:
 def test_golden_entry_loads_or_is_a_clean_miss(name: str) -> None:
     if loadable(name):
         assert _comparable(_read(name)) == GOLDEN[name][-1]
-    else:  # another format, or another Python: the ident no longer matches
-        with pytest.raises(_entry.Miss):
+    elif not readable(name):  # an older format: never read past its prefix
+        with pytest.raises(_entry.Miss, match=f"entry format {GOLDEN[name][0]}, expected"):
             _read(name)
+    else:  # another Python: the ident no longer matches
+        with pytest.raises(_entry.Miss, match="another function, version, code or Python"):
+            _read(name)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in GOLDEN if readable(n)))
+def test_golden_entry_is_a_pickle_stream_with_the_header_popped(name: str) -> None:
+    data = (HERE / name).read_bytes()
+    ops = [(op.name, arg) for op, arg, _pos in pickletools.genops(data)]
+    assert ops[0] == ("PROTO", 5)
+    assert ops[1][0] == "BINBYTES" and ops[1][1] == data[7 : 7 + len(ops[1][1])]
+    assert ops[1][1][:4] == b"MJAR" and len(ops[1][1]) == _entry.header_length(data) - 7
+    assert ops[2] == ("POP", None)
+    assert ops[-1] == ("STOP", None)
+    if "buffers" in name:  # out-of-band buffers: after the stream, not in it
+        assert ("NEXT_BUFFER", None) in ops
+    elif loadable(name):
+        assert _comparable(pickle.loads(data)) == GOLDEN[name][-1]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_golden_expired_entry_is_a_clean_miss(fmt: int) -> None:
-    name = f"format{fmt}-expired.mj"
+    name = f"format{fmt}-expired{SUFFIXES.get(fmt, '.pkl')}"
     with pytest.raises(_entry.Miss, match="stale" if loadable(name) else None):
         _read(name)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_golden_signed_entry_needs_its_secret(fmt: int) -> None:
-    name = f"format{fmt}-versioned-signed.mj"
+    name = f"format{fmt}-versioned-signed{SUFFIXES.get(fmt, '.pkl')}"
     _fmt, function, version, key, *_ = GOLDEN[name]
     data = (HERE / name).read_bytes()
     ident = _entry.make_ident(function, version, FINGERPRINT, _scope(name))
@@ -141,3 +162,19 @@ def test_golden_entries_in_a_cache_are_listed_and_pruned(tmp_path: Path, fmt: in
     else:  # unreadable: all of them go
         assert removed == 4
         assert list(cache.entries()) == []
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f in SUFFIXES])
+def test_golden_entries_left_under_their_old_name_are_pruned(tmp_path: Path, fmt: int) -> None:
+    """A cache directory an older memojar filled (``<key>.mj`` files): prune frees them."""
+    cache = Cache(tmp_path / "cache")
+    paths = []
+    for name in (n for n in GOLDEN if GOLDEN[n][0] == fmt):
+        _fmt, function, _v, key, *_rest = GOLDEN[name]
+        path = Path(cache.store.path(function, key)).with_suffix(SUFFIXES[fmt])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(HERE / name, path)
+        paths.append(path)
+    assert list(cache.entries()) == []
+    assert cache.prune() == len(paths) == 4
+    assert not any(p.exists() for p in paths)

@@ -1,0 +1,83 @@
+"""Run-time control: ``memojar.disabled()``.
+
+A decorated function's wrapper reads one attribute, ``SWITCH.active``, per call: zero while no
+``disabled()`` block is open anywhere in the process, so the hit path pays one attribute read.
+Only when a block is open does the wrapper ask which functions are off.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+
+class _Switch:
+    """Which functions call straight through: every one, or the memos counted in ``memos``."""
+
+    __slots__ = ("_all", "_lock", "_memos", "active")
+
+    def __init__(self) -> None:
+        self.active = 0  # open disabled() blocks, in every thread
+        self._all = 0  # of which disable every function
+        self._memos: Counter[int] = Counter()  # id(memo) -> open blocks naming it
+        self._lock = threading.Lock()
+
+    def __reduce__(self) -> str:
+        return "SWITCH"  # the process's one switch, also in a copy made by cloudpickle
+
+    def off(self, memo: object) -> bool:
+        """True if ``memo``'s function calls straight through now."""
+        return self._all > 0 or self._memos[id(memo)] > 0
+
+    def enter(self, memos: tuple[Any, ...]) -> None:
+        with self._lock:
+            if memos:
+                self._memos.update(id(m) for m in memos)
+            else:
+                self._all += 1
+            self.active += 1
+
+    def leave(self, memos: tuple[Any, ...]) -> None:
+        with self._lock:
+            if memos:
+                self._memos.subtract(id(m) for m in memos)
+                for m in memos:
+                    if self._memos[id(m)] <= 0:
+                        del self._memos[id(m)]
+            else:
+                self._all -= 1
+            self.active -= 1
+
+
+SWITCH = _Switch()
+
+
+class disabled:
+    """Call decorated functions straight through while the block runs: nothing is read from
+    or written to the cache.
+
+    ``with memojar.disabled():`` turns every decorated function off; ``with
+    memojar.disabled(load, train):`` only those. Blocks nest and may be open in several
+    threads at once; the switch is process-wide (every thread sees it), like
+    ``MEMOJAR_DISABLE=1``, which turns functions off for good at decoration time.
+    """
+
+    def __init__(self, *functions: Any) -> None:
+        memos = []
+        for f in functions:
+            memo = getattr(getattr(f, "__func__", f), "__memojar__", None)
+            if memo is None:
+                raise TypeError(
+                    f"disabled() takes functions decorated with @cached, not {f!r}; "
+                    "call disabled() with no arguments to turn off every cached function"
+                )
+            memos.append(memo)
+        self._memos = tuple(memos)
+
+    def __enter__(self) -> disabled:
+        SWITCH.enter(self._memos)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        SWITCH.leave(self._memos)

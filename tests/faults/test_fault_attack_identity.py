@@ -1,0 +1,165 @@
+"""Attack: what a function reads in the user's own code, changed between two processes.
+
+API.md ("Function identity") promises that a function's identity covers, transitively, the
+functions and classes of the user's own modules it refers to (``helpers.scale(x)``, ``from
+helpers import scale``) and the module-level constants of plain types it reads. The attack
+session found each served the first process's result after the change (the README's Known
+limits still list them; issue 13 is the work that makes them hold).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HANG = 60
+
+ISSUE_13 = pytest.mark.xfail(
+    strict=True,
+    reason="issue 13: the fingerprint covers only the function's own code, defaults, closure "
+           "and what it wraps; helpers of the user's modules and module constants it reads "
+           "are not in it",
+)
+
+MAIN = """\
+import sys
+from memojar import cached
+import helpers
+from helpers import scale
+
+@cached(cache_dir=sys.argv[1])
+def by_name(x):
+    return scale(x)
+
+@cached(cache_dir=sys.argv[1])
+def by_attribute(x):
+    return helpers.scale(x)
+
+@cached(cache_dir=sys.argv[1])
+def by_constant(x):
+    return x * helpers.K
+
+@cached(cache_dir=sys.argv[1])
+def by_class(x):
+    return helpers.Step().go(x)
+
+print(sys.argv[2] if len(sys.argv) > 2 else "", globals()[sys.argv[2]](10))
+"""
+
+HELPERS = """\
+K = {k}
+
+def scale(x):
+    return x * {k}
+
+class Step:
+    def go(self, x):
+        return x + {k}
+"""
+
+
+def _run(folder: Path, cache: Path, name: str) -> int:
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run(
+        [sys.executable, "-B", "main.py", str(cache), name], cwd=folder, capture_output=True,
+        text=True, timeout=HANG,
+        env={"PYTHONPATH": f"{src}:{folder}", "PATH": "/usr/bin:/bin",
+             "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[-1])
+
+
+@ISSUE_13
+@pytest.mark.parametrize("name", ["by_name", "by_attribute", "by_constant", "by_class"])
+def test_an_edited_helper_module_is_a_change_of_code(tmp_path: Path, name: str) -> None:
+    (tmp_path / "main.py").write_text(MAIN)
+    (tmp_path / "helpers.py").write_text(HELPERS.format(k=2))
+    first = _run(tmp_path, tmp_path / "cache", name)
+    (tmp_path / "helpers.py").write_text(HELPERS.format(k=3))
+    second = _run(tmp_path, tmp_path / "cache", name)
+    assert (first, second) == {"by_name": (20, 30), "by_attribute": (20, 30),
+                               "by_constant": (20, 30), "by_class": (12, 13)}[name]
+
+
+GLOBAL_FROM_ENV = """\
+import os, sys
+from memojar import cached
+SCALE = int(os.environ["SCALE"])
+
+@cached(cache_dir=sys.argv[1])
+def f(x):
+    return x * SCALE
+
+print(f(1))
+"""
+
+
+@ISSUE_13
+def test_a_module_constant_set_from_the_environment_is_in_the_identity(tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text(GLOBAL_FROM_ENV)
+    src = Path(__file__).resolve().parents[2] / "src"
+    outs = [subprocess.run([sys.executable, "job.py", str(tmp_path / "cache")], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=HANG,
+                           env={"PYTHONPATH": str(src), "SCALE": scale}).stdout.strip()
+            for scale in ("2", "3")]
+    assert outs == ["2", "3"]
+
+
+@ISSUE_13
+def test_two_functions_of_one_name_and_code_reading_different_constants(tmp_path: Path) -> None:
+    """The same in one process: code exec'd twice (two notebooks' cells, a plugin loader)
+    under one module name with different constants shared one entry."""
+    from memojar import Cache
+
+    cache = Cache(tmp_path / "cache")
+    made = []
+    for k in (2, 3):
+        namespace = {"__name__": "plugin", "K": k}
+        exec("def scale(x):\n    return x * K\n", namespace)
+        made.append(cache.cached(namespace["scale"]))
+    assert [f(1) for f in made] == [2, 3]
+
+
+SHAPES = """\
+class Point:
+    def __init__(self, x):
+        {init}
+
+    def norm(self):
+        return self.x
+"""
+
+MAKE = """\
+import sys
+from memojar import cached
+import shapes
+
+@cached(cache_dir=sys.argv[1])
+def make(x):
+    return [shapes.Point(x)]
+
+print(make(3)[0].norm())
+"""
+
+
+@ISSUE_13
+def test_an_entry_whose_result_class_changed_is_not_loaded_into_the_new_class(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "main.py").write_text(MAKE)
+    outs = []
+    for init in ("self.x = x", "self.x = -x"):
+        (tmp_path / "shapes.py").write_text(SHAPES.format(init=init))
+        src = Path(__file__).resolve().parents[2] / "src"
+        proc = subprocess.run(
+            [sys.executable, "-B", "main.py", str(tmp_path / "cache")], cwd=tmp_path,
+            capture_output=True, text=True, timeout=HANG,
+            env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin"},
+        )
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout.strip())
+    assert outs == ["3", "-3"]

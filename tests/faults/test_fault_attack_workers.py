@@ -1,0 +1,125 @@
+"""Attack: a script's own classes and functions as arguments of calls made in joblib's loky
+workers.
+
+Found by the attack session: in a loky worker the running ``__main__`` is loky's launcher,
+a file in site-packages, so memojar took ``__main__`` for library code there; the script's
+classes and functions that cloudpickle sent by value (which still say ``__main__``) were then
+pickled by reference to make the key, and every such call raised ``TypeError: argument 'cfg'
+of run cannot be pickled`` in the worker (a dataclass config, a bound method of the
+script's class, a function passed as an argument). The worker must key them as the script
+does: it hits the script's entries.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("joblib")
+
+HANG = 120
+
+SCRIPT = """\
+import dataclasses, os, sys
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+LOG = sys.argv[2]
+
+def log(what):
+    with open(LOG, "a") as f:
+        f.write(what + "\\n")
+
+@dataclasses.dataclass
+class Config:
+    k: int
+
+@cache.cached
+def run(cfg, x):
+    log(f"run {cfg.k} {x}")
+    return (cfg.k, x)
+
+def double(x):
+    return 2 * x
+
+@cache.cached
+def apply(fn, x):
+    log(f"apply {x}")
+    return fn(x)
+
+class Model:
+    def __init__(self, k):
+        self.k = k
+
+    @cache.cached
+    def predict(self, x):
+        log(f"predict {self.k} {x}")
+        return (self.k, x)
+
+if __name__ == "__main__":
+    assert run(Config(2), 1) == (2, 1) and apply(double, 1) == 2
+    assert Model(2).predict(1) == (2, 1)
+    jobs = ([delayed(run)(Config(k), 1) for k in (2, 3)]
+            + [delayed(apply)(double, x) for x in (1, 2)]
+            + [delayed(Model(k).predict)(1) for k in (2, 3)])
+    print(Parallel(n_jobs=2, backend="loky")(jobs))
+"""
+
+
+def test_a_scripts_classes_and_functions_key_alike_in_loky_workers(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    log = tmp_path / "calls.log"
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "cache"), str(log)], capture_output=True,
+        text=True, timeout=HANG, cwd=tmp_path,
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[(2, 1), (3, 1), 2, 4, (2, 1), (3, 1)]"
+    # the script's three calls, then only the workers' new ones: (2, 1) and 1 were hits
+    assert sorted(log.read_text().split("\n")[3:-1]) == ["apply 2", "predict 3 1", "run 3 1"]
+
+
+CLASS_WITH_A_CACHED_METHOD = """\
+import sys
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+class Model:
+    def __init__(self, k):
+        self.k = k
+
+    @cache.cached(ignore=("self",))
+    def warm(self, x):
+        return x
+
+@cache.cached
+def score(model):
+    print("computed")
+    return model.k
+
+if sys.argv[2] == "warm":
+    Model(1).warm(1)  # the method's memo changes state (its counters, its sweep)
+print(score(Model(2)))
+"""
+
+
+def test_an_instance_keys_alike_whatever_its_classs_cached_methods_did(tmp_path: Path) -> None:
+    """Found by the same attack: a class's identity took in the state of the memo behind each
+    of its cached methods, so an instance keyed differently once a method had been called."""
+    script = tmp_path / "job.py"
+    script.write_text(CLASS_WITH_A_CACHED_METHOD)
+    src = Path(__file__).resolve().parents[2] / "src"
+    outs = [subprocess.run([sys.executable, str(script), str(tmp_path / "cache"), mode],
+                           capture_output=True, text=True, timeout=HANG,
+                           env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+            for mode in ("warm", "cold")]
+    assert [o.returncode for o in outs] == [0, 0], outs[0].stderr + outs[1].stderr
+    assert [o.stdout.split() for o in outs] == [["computed", "2"], ["2"]]
