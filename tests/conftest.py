@@ -14,8 +14,13 @@ import pytest
 
 from memojar import MemojarWarning
 
-# Store kinds the store-level tests run on.
+# Store kinds the store-level tests run on, and the behaviour tests (the modules below).
 STORE_KINDS = ["file", "redis", "s3"]
+# Test modules whose tests run on every store kind through ``cache_dir``: a directory for
+# the file store, a URL for the others. A test that looks at files is marked
+# ``@pytest.mark.file_only("why")`` and runs on the file store alone; one that needs what
+# a store kind lacks is marked ``@pytest.mark.not_on("s3", "why")``.
+BEHAVIOUR_MODULES = {"test_decorator", "test_cache"}
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +29,19 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MEMOJAR_DIR", str(tmp_path / "default-cache"))
     monkeypatch.delenv("MEMOJAR_SECRET", raising=False)
     monkeypatch.delenv("MEMOJAR_DISABLE", raising=False)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if "cache_dir" not in metafunc.fixturenames or (
+        module not in BEHAVIOUR_MODULES and not module.startswith("test_fault_")
+    ):
+        return
+    marker = metafunc.definition.get_closest_marker("file_only")
+    kinds = ["file"] if marker is not None else STORE_KINDS
+    for skip in metafunc.definition.iter_markers("not_on"):
+        kinds = [k for k in kinds if k not in skip.args[:-1]]
+    metafunc.parametrize("cache_dir", kinds, indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +55,13 @@ def _no_periodic_stats(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def cache_dir(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
+def cache_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Where a test's cache lives: a directory (a Path), or, for a behaviour test run on
+    another store kind, that store's URL (a str)."""
+    kind = getattr(request, "param", "file")
+    if kind == "file":
+        return tmp_path / "cache"
+    return request.getfixturevalue(f"{kind}_location")
 
 
 @pytest.fixture(params=STORE_KINDS)

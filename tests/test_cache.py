@@ -16,6 +16,7 @@ import pytest
 
 import memojar._decorator
 from memojar import Cache, CacheInfo, EntryInfo, _entry, cached
+from memojar._cache import _cache_for
 
 
 class Clock:
@@ -68,6 +69,7 @@ def two_functions(cache: Cache) -> tuple[Any, Any]:
     return cache.cached(identity), cache.cached(negate)
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_clear_everything(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
     f, g = two_functions(cache)
@@ -101,6 +103,7 @@ def test_clear_one_function_by_the_decorated_function(cache_dir: Path) -> None:
     assert not g.cache_contains(2)
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_clear_of_an_unknown_function_removes_nothing(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
     cache.cached(lambda x: x)(1)
@@ -120,6 +123,7 @@ def test_prune_of_a_healthy_cache_removes_nothing(cache_dir: Path) -> None:
     assert f.cache_contains(2)
 
 
+@pytest.mark.file_only("Redis drops a stale entry itself (ttl -> PX) before prune sees it")
 def test_prune_removes_stale_entries(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = Cache(cache_dir)
 
@@ -136,6 +140,7 @@ def test_prune_removes_stale_entries(cache_dir: Path, monkeypatch: pytest.Monkey
     assert f.cache_contains(2)
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_prune_keeps_entries_of_another_python_unless_asked(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
 
@@ -160,6 +165,7 @@ def test_prune_keeps_entries_of_another_python_unless_asked(cache_dir: Path) -> 
     assert f.cache_contains(2)
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_prune_removes_entries_of_an_older_entry_format(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
     f = cache.cached(lambda x: x)
@@ -207,6 +213,7 @@ def test_edited_function_supersedes_its_old_entries(cache_dir: Path) -> None:
     assert [e.key for e in cache.entries()] == [new.cache_key(1)]
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_prune_removes_unreadable_files(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
     f = cache.cached(lambda x: x)
@@ -218,6 +225,7 @@ def test_prune_removes_unreadable_files(cache_dir: Path) -> None:
     assert entry_files(cache_dir) == [path]
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_prune_removes_truncated_entries(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
     f = cache.cached(lambda x: x)
@@ -233,6 +241,7 @@ def _dead_pid() -> int:
     return int(out)
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_prune_removes_orphaned_temporary_files(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
     f = cache.cached(lambda x: x)
@@ -260,6 +269,7 @@ def test_prune_removes_least_recently_used_entries_over_max_size(cache_dir: Path
 
 # --- entries ------------------------------------------------------------------------------
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_entries_fields(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
 
@@ -318,6 +328,7 @@ def test_entries_of_one_function_and_of_all(cache_dir: Path) -> None:
     assert len(list(cache.entries(f"{g.__module__}.{g.__qualname__}"))) == 2
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_entries_skip_unreadable_files(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
     f = cache.cached(lambda x: x)
@@ -334,6 +345,7 @@ def test_entries_unpickle_nothing(cache_dir: Path, monkeypatch: pytest.MonkeyPat
     assert len(list(cache.entries())) == 1
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_entry_with_a_long_header_is_listed_and_kept(cache_dir: Path) -> None:
     """Each out-of-band buffer adds 8 header bytes: 1000 arrays make a header over 8 kB."""
     np = pytest.importorskip("numpy")
@@ -356,6 +368,7 @@ def test_stats_of_an_empty_cache(cache_dir: Path) -> None:
     assert Cache(cache_dir).stats() == CacheInfo(0, 0, 0, 0)
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_stats_add_up_every_function_of_the_cache(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
 
@@ -389,8 +402,8 @@ def test_decorators_on_one_directory_share_one_cache(cache_dir: Path) -> None:
     f(1)
     g(1)
     g(1)
-    stats = f.__memojar__.cache.stats()
-    assert f.__memojar__.cache is g.__memojar__.cache
+    stats = _cache_for(cache_dir).stats()
+    assert f.__memojar__.store is g.__memojar__.store is _cache_for(cache_dir).store
     assert (stats.hits, stats.misses, stats.entries) == (1, 2, 2)
 
 
@@ -405,6 +418,7 @@ def test_max_size_keeps_the_cache_under_the_limit(cache_dir: Path) -> None:
     assert cache.stats().bytes <= 20_000
 
 
+@pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
     cache = Cache(cache_dir, max_size=12_500)  # ten entries of about 1.2 kB fit
     calls: list[int] = []
@@ -430,6 +444,7 @@ def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
     assert f.cache_contains(15)
 
 
+@pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
     cache = Cache(cache_dir, max_size=12_500)  # ten entries of about 1.2 kB fit
 
@@ -458,6 +473,7 @@ def _signed(path: Path) -> bool:
     return bool(struct.unpack_from("<H", path.read_bytes(), _entry.FLAGS_AT)[0] & _entry.SIGNED)
 
 
+@pytest.mark.file_only("it looks at the entry files")
 @pytest.mark.parametrize("secret", ["a passphrase", b"\x00raw key bytes\xff"], ids=["str", "bytes"])
 def test_secret_signs_entries_and_verifies_them(cache_dir: Path, secret: Any) -> None:
     cache = Cache(cache_dir, secret=secret)
@@ -526,6 +542,7 @@ def test_signed_entry_is_not_loaded_by_a_cache_without_a_secret(cache_dir: Path)
     assert calls == [1, 1]
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_secret_from_the_environment(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMOJAR_SECRET", "from-env")
     calls: list[int] = []

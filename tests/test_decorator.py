@@ -82,6 +82,7 @@ def test_called_form_without_options(tmp_path: Path) -> None:
     assert len(entry_files(tmp_path / "default-cache")) == 1
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_called_form_with_a_directory(cache_dir: Path) -> None:
     calls: list[Any] = []
     f = cached(cache_dir=cache_dir)(counting(calls))
@@ -189,6 +190,7 @@ def test_fractional_ttl_is_kept(cache_dir: Path, clock: Clock) -> None:
     assert len(calls) == 2
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_stale_entry_is_replaced_not_kept_beside(cache_dir: Path, clock: Clock) -> None:
     f = cached(cache_dir=cache_dir, ttl=1)(counting([]))
     f(1)
@@ -257,6 +259,7 @@ def test_version_int_1_and_str_1_are_different(cache_dir: Path) -> None:
     assert len(calls) == 2
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_entries_of_another_version_are_evicted(cache_dir: Path) -> None:
     raw = counting([])
     old = cached(cache_dir=cache_dir, version=1)(raw)
@@ -297,6 +300,7 @@ def test_falsy_values_are_cached(cache_dir: Path) -> None:
     assert len(calls) == 5
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_exceptions_propagate_and_are_not_cached(cache_dir: Path) -> None:
     calls: list[Any] = []
 
@@ -330,6 +334,7 @@ def test_a_call_that_failed_once_is_cached_when_it_succeeds(cache_dir: Path) -> 
     assert len(attempts) == 2
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_unpicklable_result_is_returned_with_a_warning_and_not_stored(cache_dir: Path) -> None:
     calls: list[Any] = []
 
@@ -620,6 +625,7 @@ def test_wrapped_and_metadata(cache_dir: Path) -> None:
     assert inspect.signature(f) == inspect.signature(original)
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_cache_info_counts_hits_misses_and_what_is_stored(cache_dir: Path) -> None:
     f = cached(cache_dir=cache_dir)(counting([]))
     assert f.cache_info() == CacheInfo(0, 0, 0, 0)
@@ -720,6 +726,7 @@ def test_refresh_recomputes_stores_and_returns(cache_dir: Path) -> None:
     assert len(calls) == 3
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_cache_key_is_a_hex_string(cache_dir: Path) -> None:
     f = cached(cache_dir=cache_dir)(counting([]))
     key = f.cache_key(1)
@@ -732,6 +739,7 @@ def test_cache_key_is_a_hex_string(cache_dir: Path) -> None:
     assert any(p.name.startswith(key) for p in entry_files(cache_dir))
 
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_cache_key_computes_nothing(cache_dir: Path) -> None:
     calls: list[Any] = []
     f = cached(cache_dir=cache_dir)(counting(calls))
@@ -742,6 +750,7 @@ def test_cache_key_computes_nothing(cache_dir: Path) -> None:
 
 # --- MEMOJAR_DISABLE ----------------------------------------------------------------------
 
+@pytest.mark.file_only("it looks at the entry files")
 def test_memojar_disable_calls_straight_through(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -787,6 +796,7 @@ def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "memojar"]
 
 
+@pytest.mark.file_only("a Redis cache without a secret logs its one trust warning first")
 def test_debug_lines_for_miss_store_and_hit(cache_dir: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="memojar")
@@ -845,6 +855,7 @@ def test_debug_line_for_evicting_a_stale_entry(cache_dir: Path, clock: Clock,
     assert any(m.startswith("evict") and "stale" in m for m in _messages(caplog))
 
 
+@pytest.mark.file_only("a Redis cache without a secret logs its one trust warning")
 def test_nothing_is_logged_at_info_or_above_in_normal_use(
     cache_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

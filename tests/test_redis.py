@@ -529,8 +529,12 @@ def test_a_function_is_listed_from_its_index_not_the_keyspace(
     server = own_server("--rename-command", "SCAN", "", "--rename-command", "KEYS", "")
     url = server.url(0, chunk_size=1000)
 
+    caches: list[Cache] = []
+
     def versioned(version: int) -> Any:
-        @Cache(url, secret=SECRET).cached(version=version)
+        caches.append(Cache(url, secret=SECRET))
+
+        @caches[-1].cached(version=version)
         def double(x: Any) -> Any:
             return x * 2
 
@@ -540,8 +544,8 @@ def test_a_function_is_listed_from_its_index_not_the_keyspace(
     old(1)
     old(b"x" * 5000)  # chunked
     assert old.cache_info().entries == 2
-    assert len(list(old.__memojar__.cache.entries(old))) == 2
-    assert old.__memojar__.cache.stats().entries == 2
+    assert len(list(caches[0].entries(old))) == 2
+    assert caches[0].stats().entries == 2
     new = versioned(2)
     new(3)  # its first store sweeps the entries of version 1
     assert new.cache_info().entries == 1 and old.cache_info().entries == 1

@@ -447,3 +447,14 @@ def test_file_layout_is_function_shard_key(location: str, store: Store) -> None:
     store.write("pkg.mod.func", k(0xAB), [b"x"])
     assert (root / "pkg.mod.func" / "00" / f"{k(0xAB)}.pkl").is_file()
     assert (root / "CACHEDIR.TAG").is_file()
+
+
+def test_an_entry_larger_than_max_size_is_refused_by_every_store(small_store: Store) -> None:
+    """One policy above the backends: the Redis store used to evict everything and keep it."""
+    import errno
+
+    small_store.write(FN, k(1), real_entry(k(1)))
+    with pytest.raises(OSError, match="larger than the cache's max_size") as info:
+        small_store.write(FN, k(2), real_entry(k(2), 20_000))
+    assert info.value.errno == errno.EFBIG
+    assert [e.key for e in small_store.scan(heads=False)] == [k(1)]  # nothing evicted

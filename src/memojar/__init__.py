@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging as _logging
 
-from ._cache import Cache, CachedFunction, CacheInfo, EntryInfo, cached
+from ._cache import Cache, CachedFunction, EntryInfo, UnknownStoreError, cached
 from ._control import disabled
+from ._decorator import CacheInfo
 from ._errors import MemojarWarning
+from ._store import Store
 
 __all__ = [
-    "Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning", "cached", "disabled",
+    "Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning", "Store",
+    "UnknownStoreError", "cached", "disabled",
 ]
 __version__ = "0.1.0"
 

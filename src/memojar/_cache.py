@@ -11,6 +11,7 @@ import atexit
 import datetime as _dt
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -18,11 +19,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from . import _entry
-from ._decorator import Counter, Tally, _Memo, make_wrapper
-from ._entry import Miss
+from ._decorator import CacheInfo, Counter, Tally, _Memo, make_wrapper, stored_total
 from ._errors import logger
 from ._identity import generator_kind
-from ._store import Store, StoredEntry
+from ._store import Store, StoredEntry, header_of
 
 P = ParamSpec("P")
 Q = ParamSpec("Q")
@@ -33,15 +33,6 @@ T_contra = TypeVar("T_contra", contravariant=True)
 S = TypeVar("S")
 
 _UTC = _dt.timezone.utc
-
-
-class CacheInfo(NamedTuple):
-    """Counters like ``functools.lru_cache``'s, plus what is on disk."""
-
-    hits: int  # calls answered from the cache, in this process
-    misses: int  # calls that computed, in this process
-    entries: int  # entries stored (for a function: its entries)
-    bytes: int  # their size in bytes
 
 
 class EntryInfo(NamedTuple):
@@ -180,35 +171,91 @@ def default_directory() -> str:
     return user_cache_dir("memojar", appauthor=False)
 
 
-def open_store(
-    location: str, max_size: int | None, signed: bool, secret: bytes | None = None
-) -> Store:
-    """The store for a location: a ``redis://`` or ``s3://`` URL, or a directory path.
+StoreFactory = Callable[[str, "int | None", "bytes | None", bool], Store]
 
-    ``secret`` lets a store sign what it keeps beside entries (Redis chunk pointers)."""
-    if location.startswith(("redis://", "rediss://", "unix://")):
-        try:
-            from ._redisstore import RedisStore
-        except ImportError as exc:
-            raise ImportError(
-                f"cache location {location!r} needs the redis client: run "
-                "pip install -e '.[redis]' in your memojar clone "
-                "(for a published release: pip install 'memojar[redis]')"
-            ) from exc
-        return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
-    if location.startswith("s3://"):
-        try:
-            from ._s3store import S3Store
-        except ImportError as exc:
-            raise ImportError(
-                f"cache location {location!r} needs the S3 client (boto3): run "
-                "pip install -e '.[s3]' in your memojar clone "
-                "(for a published release: pip install 'memojar[s3]')"
-            ) from exc
-        return S3Store(location, max_size=max_size, signed=signed)
+
+def _file_store(
+    location: str, max_size: int | None, secret: bytes | None, signed: bool
+) -> Store:
     from ._filestore import FileStore
 
+    if location.startswith("file://"):
+        location = location[len("file://"):]
     return FileStore(location, max_size=max_size, trust_foreign=signed)
+
+
+def _needs(location: str, extra: str, what: str) -> ImportError:
+    return ImportError(
+        f"cache location {location!r} needs {what}: run pip install -e '.[{extra}]' in your "
+        f"memojar clone (for a published release: pip install 'memojar[{extra}]')"
+    )
+
+
+def _redis_store(
+    location: str, max_size: int | None, secret: bytes | None, signed: bool
+) -> Store:
+    try:
+        from ._redisstore import RedisStore
+    except ImportError as exc:
+        raise _needs(location, "redis", "the redis client") from exc
+    return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
+
+
+def _s3_store(
+    location: str, max_size: int | None, secret: bytes | None, signed: bool
+) -> Store:
+    try:
+        from ._s3store import S3Store
+    except ImportError as exc:
+        raise _needs(location, "s3", "the S3 client (boto3)") from exc
+    return S3Store(location, max_size=max_size, signed=signed)
+
+
+# The one plug-in point: a URL scheme -> the factory of its store, all called as
+# ``factory(location, max_size, secret, signed)`` (``signed``: entries are signed above the
+# store, so it need not warn about trust). A location without a scheme is a directory.
+STORES: dict[str, StoreFactory] = {
+    "file": _file_store,
+    "redis": _redis_store,
+    "rediss": _redis_store,
+    "unix": _redis_store,
+    "s3": _s3_store,
+}
+# A scheme: two or more letters before a colon ("C:" is a Windows drive, not a scheme).
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+class UnknownStoreError(ValueError):
+    """A cache location is a URL of a scheme no store is registered for."""
+
+    def __init__(self, location: str, scheme: str) -> None:
+        known = ", ".join(f"{s}://" for s in sorted(STORES))
+        super().__init__(
+            f"cache location {location!r} is a URL of the scheme {scheme!r}, which no "
+            f"memojar store handles (known: {known}); for a local folder pass a path "
+            "(a folder whose name has a colon: ./NAME or file:///path)"
+        )
+        self.location = location
+        self.scheme = scheme
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return type(self), (self.location, self.scheme)
+
+
+def open_store(
+    location: str, max_size: int | None, signed: bool = False, secret: bytes | None = None
+) -> Store:
+    """The store for a location: a URL of a registered scheme (``STORES``) or a directory
+    path. ``secret`` signs entries (and what a store keeps beside them, Redis chunk
+    pointers). Raises ``UnknownStoreError`` for a URL of a scheme nobody registered."""
+    match = _SCHEME.match(location)
+    if match is None:
+        return _file_store(location, max_size, secret, signed)
+    scheme = match[1].lower()
+    factory = STORES.get(scheme)
+    if factory is None:
+        raise UnknownStoreError(location, scheme)
+    return factory(location, max_size, secret, signed or secret is not None)
 
 
 class Cache:
@@ -217,6 +264,8 @@ class Cache:
     ``max_size``: bytes for the whole cache; writes evict least-recently-used entries.
     ``secret``: bytes or str (default ``$MEMOJAR_SECRET``); when set, every entry is signed
     with HMAC-SHA256 and an entry that does not verify is never unpickled.
+    ``store``: a store object instead of a location (``directory`` and ``max_size`` are then
+    the store's), e.g. one of a backend registered in no ``STORES`` scheme.
     ``lock_timeout``: seconds a call waits for another caller computing the same key;
     past it, it computes itself with a ``MemojarWarning``.
 
@@ -231,7 +280,21 @@ class Cache:
         max_size: int | None = None,
         secret: bytes | str | None = None,
         lock_timeout: float = 600,
+        *,
+        store: Store | None = None,
     ) -> None:
+        if store is not None:
+            if not isinstance(store, Store):
+                raise TypeError(
+                    f"store= must be a memojar store (a subclass of memojar.Store), not "
+                    f"{type(store).__name__}"
+                )
+            if directory is not None or max_size is not None:
+                raise TypeError(
+                    "pass a location (directory=, max_size=) or a store object (store=), "
+                    "not both: the store object has its own location and max_size"
+                )
+            max_size = store.max_size
         if max_size is not None:
             if isinstance(max_size, bool) or not isinstance(max_size, int):
                 raise TypeError(
@@ -241,9 +304,15 @@ class Cache:
                 raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
         self.lock_timeout = _lock_timeout(lock_timeout)
         self.secret = _secret(secret)
-        location = os.fspath(directory) if directory is not None else default_directory()
-        self.store = open_store(location, max_size, signed=self.secret is not None,
-                                secret=self.secret)
+        if store is None:
+            location = os.fspath(directory) if directory is not None else default_directory()
+            store = open_store(location, max_size, signed=self.secret is not None,
+                               secret=self.secret)
+        else:
+            location = store.location
+            if self.secret is not None:
+                store.signed = True  # entries are signed above it: the signature decides
+        self.store = store
         self.directory = self.store.location
         self.max_size = max_size
         self._location = location  # as given (a Redis URL keeps its password), for pickling
@@ -353,8 +422,10 @@ class Cache:
                     "function, and a generator cannot be stored; return a list (or a tuple) "
                     "of its items instead"
                 )
-            memo = _Memo(self, f, ttl_seconds, version, ignored, key, swr, least, held,
-                          depends_on=depends_on, files=file_params)
+            memo = _Memo(self.store, self.secret, f, ttl_seconds, version, ignored, key,
+                         self.lock_timeout, swr, least, held, depends_on=depends_on,
+                         files=file_params, register=self._register,
+                         reopen=self._store_of)
             self._counters.append((memo.hit_count, memo.miss_count))
             self._tallies.append(memo.tally)
             return make_wrapper(memo, disabled)
@@ -372,11 +443,7 @@ class Cache:
         """
         memo = getattr(function, "__memojar__", None)
         if isinstance(memo, _Memo):
-            return self.store.remove([
-                stored for stored in self.store.scan(memo.name)
-                if (header := header_of(stored)) is not None and header.function == memo.name
-                and header.scope == memo.scope and header.python == _entry.PYTHON
-            ])
+            return memo.clear()
         name = _function_name(function)
         return self.store.remove(list(self.store.scan(name, heads=False)))
 
@@ -443,28 +510,16 @@ class Cache:
         stored."""
         hits = sum(hit.value for hit, _ in self._counters)
         misses = sum(miss.value for _, miss in self._counters)
-        return CacheInfo(hits, misses, *self._stored(None))
+        return CacheInfo(hits, misses, *stored_total(self.store, None))
 
-    def _info(self, memo: _Memo) -> CacheInfo:
-        return CacheInfo(memo.hits, memo.misses, *self._stored(memo.name))
+    def _store_of(self) -> Store:
+        """This cache's store, for a memo copied by pickle (see ``_Memo.__getstate__``)."""
+        return self.store
 
-    def _stored(self, function: str | None) -> tuple[int, int]:
-        """How many entries (of one function) are stored, and their bytes: from the store's
-        bookkeeping when it keeps one (a file read), else (and the first time) listed."""
-        if function is not None:
-            try:
-                counted = self.store.counted(function)
-            except OSError:
-                counted = None
-            if counted is not None:
-                return counted
-        sizes = [stored.size for stored in self.store.scan(function, heads=False)]
-        if function is not None:
-            try:
-                self.store.recount(function, len(sizes), sum(sizes))
-            except OSError as exc:
-                logger.debug("cannot record the count of %s: %s", function, exc)
-        return len(sizes), sum(sizes)
+    def _register(self, tally: Tally) -> None:
+        """Count a memo's statistics in this cache's saved statistics (a memo unpickled in
+        another process registers its own)."""
+        self._tallies.append(tally)
 
     def saved_stats(self) -> dict[str, tuple[int, int, float]]:
         """Hits, misses and seconds saved per function name, summed over every process
@@ -523,15 +578,6 @@ def _user_version(tag: str) -> str | int | None:
     if kind == "int":
         return int(value)
     return value if kind == "str" else None
-
-
-def header_of(stored: StoredEntry) -> _entry.Header | None:
-    """A listed entry's header, or None if it is unreadable or not the length it promises."""
-    try:
-        header = _entry.read_header(stored.head)
-    except Miss:
-        return None
-    return header if header.size == stored.size else None
 
 
 def judge(

@@ -23,10 +23,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, NoReturn
 
-from ._cache import SUPERSEDED, Cache, default_directory, header_of, judge
+from ._cache import SUPERSEDED, Cache, default_directory, judge
 from ._census import Census, counted, take_census
 from ._report import Report, Table, human_duration, human_size, human_time, iso
-from ._store import StoredEntry
+from ._store import StoredEntry, header_of
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _URL_SCHEMES = ("redis://", "rediss://", "unix://", "s3://")

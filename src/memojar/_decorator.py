@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 from . import _depends, _entry
 from ._control import SWITCH
@@ -33,9 +33,35 @@ from ._identity import (
     split,
 )
 from ._keys import make_binder, make_key, make_key_caller, parameter_names, prebound
+from ._store import Store, header_of
 
-if TYPE_CHECKING:
-    from ._cache import Cache, CacheInfo
+
+class CacheInfo(NamedTuple):
+    """Counters like ``functools.lru_cache``'s, plus what is on disk."""
+
+    hits: int  # calls answered from the cache, in this process
+    misses: int  # calls that computed, in this process
+    entries: int  # entries stored (for a function: its entries)
+    bytes: int  # their size in bytes
+
+
+def stored_total(store: Store, function: str | None) -> tuple[int, int]:
+    """How many entries (of one function) are stored, and their bytes: from the store's
+    bookkeeping when it keeps one (a file read), else (and the first time) listed."""
+    if function is not None:
+        try:
+            counted = store.counted(function)
+        except OSError:
+            counted = None
+        if counted is not None:
+            return counted
+    sizes = [stored.size for stored in store.scan(function, heads=False)]
+    if function is not None:
+        try:
+            store.recount(function, len(sizes), sum(sizes))
+        except OSError as exc:
+            logger.debug("cannot record the count of %s: %s", function, exc)
+    return len(sizes), sum(sizes)
 
 class _Missing:
     """The miss marker. One object, even in a copy of the wrapper that cloudpickle made by
@@ -140,26 +166,35 @@ def _read_sweep_note(note: bytes | None) -> dict[str, str]:
 
 
 class _Memo:
-    """A function's entries in a cache: its name, identity, key function and counters."""
+    """A function's entries in a store: its name, identity, key function and counters.
+
+    Built from what it needs (the store, the secret, the function and its options), not from
+    the ``Cache`` that made it: nothing here reaches back up."""
 
     def __init__(
         self,
-        cache: Cache,
+        store: Store,
+        secret: bytes | None,
         func: Callable[..., Any],
         ttl: float | None,
         version: str | int | None,
         ignore: tuple[str, ...],
         key: Callable[..., Any] | None,
+        lock_timeout: float = 600,
         stale_while_revalidate: float | None = None,
         min_compute_time: float | None = None,
         memory: int | None = None,
         depends_on: Any = (),
         files: tuple[str, ...] = (),
+        *,
+        register: Callable[[Tally], None] | None = None,
+        reopen: Callable[[], Store] | None = None,
     ) -> None:
         self.func = func
-        self.cache = cache
-        self.store = cache.store
-        self.secret = cache.secret
+        self.store = store
+        self.reopen = reopen  # the store for a copy of this memo (see __getstate__)
+        self.secret = secret
+        self.lock_timeout = lock_timeout  # seconds to wait for another caller's compute
         self.name = function_name(func)
         self.scope = scope_of(func)  # its script or notebook, for a function of __main__
         self.version = version  # self.ident: at the first call (see ident)
@@ -190,6 +225,7 @@ class _Memo:
         # What the cache merges into the store's saved statistics (it holds the tally, not
         # this memo, so it keeps no decorated function alive).
         self.tally = Tally(self.name, self.hit_count, self.miss_count)
+        self.register = register  # hands the tally to the saved statistics (the cache's)
         self.swept = False  # entries of this function's other code/versions evicted yet?
         self.swr = stale_while_revalidate  # seconds after expiry a stale value is served
         self.min_compute_time = min_compute_time or 0.0
@@ -205,15 +241,17 @@ class _Memo:
         """A copy (cloudpickle sends a function of ``__main__`` by value) starts with an
         empty memory tier and no recomputation running; it maps the stamp itself."""
         state = self.__dict__.copy()
-        # The store holds live connections (a Redis or S3 client): the copy takes its
-        # cache's, which unpickles as one Cache per location in the receiving process.
-        for name in ("revalidating_lock", "generation", "recent", "revalidating", "store"):
+        # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
+        # cache's, which unpickles as one Cache per location in the receiving process).
+        dropped = ("revalidating_lock", "generation", "recent", "revalidating")
+        for name in (*dropped, "store") if self.reopen is not None else dropped:
             del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.store = self.cache.store
+        if self.reopen is not None:
+            self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.Lock()
         self.recent, self.generation = OrderedDict(), None
         if self.memory:
@@ -221,7 +259,8 @@ class _Memo:
             self.holding = stamp is not None
             self.generation = memoryview(stamp if stamp is not None else bytearray(8)).cast("Q")
             self.stamp = self.generation[0]
-        self.cache._tallies.append(self.tally)
+        if self.register is not None:
+            self.register(self.tally)
 
     @functools.cached_property
     def ident(self) -> bytes:
@@ -521,7 +560,7 @@ class _Memo:
         raised while waiting, such as the ``TimeoutError`` of the caller's ``SIGALRM``
         handler, propagates with the lock not held.
         """
-        timeout = self.cache.lock_timeout
+        timeout = self.lock_timeout
         lock = None
         try:
             lock = self.store.lock(self.name, key)
@@ -543,7 +582,7 @@ class _Memo:
         """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile."""
         import asyncio
 
-        timeout = self.cache.lock_timeout
+        timeout = self.lock_timeout
         deadline = time.monotonic() + timeout
         lock = None
         try:
@@ -677,6 +716,17 @@ class _Memo:
                 raise
             logger.debug("cannot remove %s %s: %s", self.name, key, exc)
         logger.debug("evict %s %s (%s)", self.name, key, reason)
+
+    def clear(self) -> int:
+        """Remove the entries this function can read (of its scope, and of this Python)."""
+        return self.store.remove([
+            stored for stored in self.store.scan(self.name)
+            if (header := header_of(stored)) is not None and header.function == self.name
+            and header.scope == self.scope and header.python == _entry.PYTHON
+        ])
+
+    def info(self) -> CacheInfo:
+        return CacheInfo(self.hits, self.misses, *stored_total(self.store, self.name))
 
     def contains(self, key: str) -> bool:
         data = self.store.read(self.name, key)
@@ -819,7 +869,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         entries were removed."""
         memo.hit_count.reset()  # this process's counts; the saved statistics keep theirs
         memo.miss_count.reset()
-        return memo.cache.clear(wrapper)  # its own entries: its scope, this Python
+        return memo.clear()  # its own entries: its scope, this Python
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
         """Remove the entry of this call, if any; return True if one was removed."""
@@ -828,7 +878,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     def cache_info() -> CacheInfo:
         """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
         entries and bytes stored for this function."""
-        return memo.cache._info(memo)
+        return memo.info()
 
     def cache_contains(*args: Any, **kwargs: Any) -> bool:
         """True if this call has a valid (fresh, compatible) entry; computes nothing."""

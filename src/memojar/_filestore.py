@@ -33,10 +33,10 @@ from typing import Any
 
 import xxhash
 
-from ._entry import Miss, header_length
-from ._errors import logger, warn
-from ._locks import LOCK_FILE, LOCK_SUFFIX, key_lock, remove_if_idle
-from ._store import KeyLock, Store, StoredEntry
+from ._errors import logger
+from ._ledger import Ledger
+from ._locks import LOCK_FILE, LOCK_SUFFIX, LOCKS_IN_FUNCTION_DIR, key_lock, remove_if_idle
+from ._store import KeyLock, Store, StoredEntry, complete_head
 
 try:
     import fcntl
@@ -50,7 +50,6 @@ GEN_FILE = ".gen"  # 8 bytes rewritten in place when the function's entries are 
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
 HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
-EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
 ORPHAN_AGE = 3600.0  # a temporary file this old is orphaned even if its pid is alive
 RESERVE_WAIT = 60.0  # seconds a writer waits for room that other writers in flight hold
 _LEDGER = ".size"
@@ -132,6 +131,8 @@ class NotACacheDirectory(ValueError):
 class FileStore(Store):
     """A directory of entry files. See the module docstring for the layout."""
 
+    maps_memory = True  # entries of MMAP_THRESHOLD bytes or more are mapped, not read
+
     def __init__(
         self, directory: str | os.PathLike[str], max_size: int | None = None,
         trust_foreign: bool = False,
@@ -146,9 +147,8 @@ class FileStore(Store):
             _claim(root)
         self.root = self.location = root
         self.max_size = max_size
-        self._trust_foreign = trust_foreign  # with a secret, the signature decides
+        self.signed = trust_foreign  # with a secret, the signature decides
         self._uid = os.getuid() if hasattr(os, "getuid") else None
-        self._warned_foreign = False
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
         self._recounted = False  # the ledger is recounted once per process before trusting it
         # Entries and bytes this process added (+) or removed (-), by function directory,
@@ -185,8 +185,9 @@ class FileStore(Store):
             return None
         try:
             st = os.fstat(fd)
-            if st.st_uid != self._uid and self._uid is not None and not self._trust_foreign:
-                self._foreign(st)
+            if st.st_uid != self._uid and self._uid is not None and not self.signed:
+                if not self._warned:
+                    self._foreign(st)
                 return None
             if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device planted there
                 return None
@@ -212,29 +213,27 @@ class FileStore(Store):
             os.close(fd)
 
     def _foreign(self, st: os.stat_result) -> None:
-        if not self._warned_foreign:
-            self._warned_foreign = True
-            warn(
-                f"cache directory {self.root} holds entries owned by another user "
-                f"(uid {st.st_uid}); memojar never unpickles them and recomputes instead. "
-                "For a cache shared between users, give every user the same secret= "
-                "(or $MEMOJAR_SECRET) so entries are signed and checked."
-            )
+        self._untrusted(
+            f"cache directory {self.root} holds entries owned by another user "
+            f"(uid {st.st_uid}); memojar never unpickles them and recomputes instead. "
+            "For a cache shared between users, give every user the same secret= "
+            "(or $MEMOJAR_SECRET) so entries are signed and checked."
+        )
 
     # --- writing ----------------------------------------------------------------------
 
-    def write(
-        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
-    ) -> int:
+    def _write(
+        self, function: str, key: str, views: list[memoryview], size: int,
+        expires: float | None,
+    ) -> None:
         path = self.path(function, key)
-        size = sum(memoryview(c).nbytes for c in chunks)
         if self.max_size is not None:  # make room first: the new entry fits under max_size
             fd, tmp = self._reserve(path, size)
         else:
             fd, tmp = self._create_temp(path)
         try:
             try:
-                _write_all(fd, chunks)
+                _write_all(fd, views)
             finally:
                 os.close(fd)
             replaced = _size_of(path)  # for the ledger and the entry count
@@ -246,7 +245,6 @@ class FileStore(Store):
         self._account(-replaced)
         self._count(os.path.basename(self._dirs[function]), 0 if replaced else 1,
                     size - replaced)
-        return size
 
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
@@ -272,13 +270,7 @@ class FileStore(Store):
         ledger's lock: every recount counts it, so writers in flight never overcommit the
         room between them. While they hold it all, this one waits (``RESERVE_WAIT``)."""
         max_size = self.max_size
-        assert max_size is not None
-        if size > max_size:
-            raise OSError(
-                errno.EFBIG,
-                f"the entry ({size:,} bytes) is larger than the cache's max_size "
-                f"({max_size:,} bytes)",
-            )
+        assert max_size is not None  # and size <= max_size: ``Store.write`` refused others
         deadline = time.monotonic() + RESERVE_WAIT
         delay = 0.005
         while True:
@@ -371,18 +363,7 @@ class FileStore(Store):
     def write_note(self, function: str, note: bytes) -> None:
         self.path(function, "")
         _no_links(self._dirs[function])
-        path = os.path.join(self._dirs[function], NOTE_FILE)
-        tmp = _temp_name(path)
-        fd = os.open(tmp, _O_CREATE, 0o600)
-        try:
-            try:
-                os.write(fd, note)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        _replace_small(os.path.join(self._dirs[function], NOTE_FILE), note)
 
     def generation(self, function: str) -> Any | None:
         """The function's ``.gen`` file, mapped read-only (created if missing): another
@@ -585,7 +566,15 @@ class FileStore(Store):
 
     def lock(self, function: str, key: str) -> KeyLock:
         path = self.path(function, key)
-        self._folders(path)
+        if LOCKS_IN_FUNCTION_DIR:  # the lock file is the function folder's: no shard yet
+            fdir = self._dirs[function]
+            try:
+                _no_links(fdir)
+            except FileNotFoundError:
+                _makedirs(fdir, self.root)
+                _no_links(fdir)
+        else:  # a lock file per key, beside the entry
+            self._folders(path)
         return key_lock(self._dirs[function], key, path)
 
     # --- listing and housekeeping ------------------------------------------------------
@@ -682,13 +671,8 @@ class FileStore(Store):
             self._bump(fdir)
         return removed
 
-    def remove(self, entries: Sequence[StoredEntry]) -> int:
-        by_path = {e.location: e for e in entries}
-        removed = [by_path[p] for p in self._unlink_entries(list(by_path))]
-        for entry in removed:
-            logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
-        self._account(-sum(e.size for e in removed))
-        return len(removed)
+    def _removed(self, entries: Sequence[StoredEntry]) -> None:
+        self._account(-sum(e.size for e in entries))
 
     def cleanup(self) -> int:
         """Remove orphaned temporary files and idle lock files; recount the ledger.
@@ -758,109 +742,24 @@ class FileStore(Store):
                                                os.path.join(self.root, name, shard, file)))
         return entries, sum(e.size for e in entries) + temps
 
-    def evict(self, incoming: int = 0) -> int:
-        if self.max_size is None:
-            return 0
-        with self._ledger() as ledger:
-            return ledger.evict(incoming)
+    def _ledger(self) -> Ledger:
+        return Ledger(self)
 
-    def _ledger(self) -> _Ledger:
-        return _Ledger(self)
+    # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
+    def _total_lock(self) -> Any:
+        _makedirs(self.root, self.root)
+        return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
 
-class _Ledger:
-    """The cache's total size in bytes, in ``<root>/.size``, under ``<root>/.size.lock``.
+    def _read_total(self) -> int | None:
+        return _read_int(os.path.join(self.root, _LEDGER))
 
-    The total counts entries and the temporary files of writers in flight (each extended to
-    its final size when reserved). Only an estimate between recounts (a crash between a
-    rename and the ledger update, or files removed by hand, make it drift): every eviction
-    recounts from the directory, so a drift costs at most one early eviction or one late one.
-    """
+    def _write_total(self, total: int) -> None:
+        _replace_small(os.path.join(self.root, _LEDGER), str(total).encode())
 
-    def __init__(self, store: FileStore) -> None:
-        self.store = store
-        self.path = os.path.join(store.root, _LEDGER)
-
-    def __enter__(self) -> _Ledger:
-        _makedirs(self.store.root, self.store.root)
-        self._lock = _flock(self.path + LOCK_SUFFIX)
-        try:
-            self.total = _read_int(self.path)  # None: no ledger yet, or a damaged one
-            if not self.store._recounted:  # caches without max_size write without counting
-                self.total = None
-                self.store._recounted = True
-            self._dirty = False
-        except BaseException:
-            self._lock.release()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._dirty:
-                tmp = _temp_name(self.path)
-                try:
-                    fd = os.open(tmp, _O_CREATE, 0o600)  # private like every file of the cache
-                    try:
-                        os.write(fd, str(max(self.total or 0, 0)).encode())
-                    finally:
-                        os.close(fd)
-                    os.replace(tmp, self.path)
-                except BaseException:
-                    _unlink(tmp)
-                    raise
-        finally:
-            self._lock.release()
-
-    def _known(self) -> int:
-        if self.total is None:
-            self.total = self.store._census()[1]
-        return self.total
-
-    def add(self, delta: int) -> None:
-        self.total = self._known() + delta
-        self._dirty = True
-
-    def set(self, total: int) -> None:
-        self.total = total
-        self._dirty = True
-
-    def fits(self, size: int) -> bool:
-        """True if ``size`` more bytes fit under max_size, after evicting if needed."""
-        max_size = self.store.max_size
-        assert max_size is not None
-        if self._known() + size <= max_size:
-            return True
-        self.evict(size)
-        return self._known() + size <= max_size
-
-    def evict(self, incoming: int) -> int:
-        """Remove least-recently-used entries until ``incoming`` bytes fit; recount."""
-        max_size = self.store.max_size
-        assert max_size is not None
-        entries, total = self.store._census()
-        entries.sort(key=lambda e: e.accessed)
-        in_flight = total - sum(e.size for e in entries)  # other writers' reservations
-        if total + incoming <= max_size or in_flight + incoming > max_size:
-            self.set(total)  # room enough, or held by writers in flight: evicting won't help
-            return 0
-        target = int(max_size * EVICT_TO) - incoming
-        if target < in_flight:  # writers in flight hold most of it: evict just enough
-            target = max_size - incoming
-        victims = []
-        for entry in entries:
-            if total <= target:
-                break
-            victims.append(entry)
-            total -= entry.size
-        by_path = {e.location: e for e in victims}
-        removed = [by_path[p] for p in self.store._unlink_entries(list(by_path))]
-        for entry in removed:
-            logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
-                         entry.size)
-        # Entries another process removed first are gone all the same.
-        self.set(total)
-        return len(removed)
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        by_path = {e.location: e for e in entries}
+        return [by_path[p] for p in self._unlink_entries(list(by_path))]
 
 
 class _FlockLock:
@@ -912,7 +811,28 @@ def _flock(path: str) -> Any:
 
 def _temp_name(path: str) -> str:
     """A temporary name beside ``path``: unpredictable, with this host and pid in it."""
-    return f"{path}.{os.getpid()}-{_HOST}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    return f"{path}.{_PID[0]}-{_HOST}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+_PID = [os.getpid()]  # this process's pid, without a system call per write
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+def _replace_small(path: str, data: bytes) -> None:
+    """Write a small file (a note, the ledger) atomically: a new private temporary file,
+    created without following links, renamed over ``path``."""
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, _O_CREATE, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
 
 
 def _read_int(path: str) -> int | None:
@@ -961,16 +881,7 @@ def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None, b""
-        head = os.read(fd, HEAD_BYTES)
-        try:
-            need = header_length(head)
-        except Miss:  # not an entry: whoever reads the head says so
-            return st, head
-        while len(head) < need:  # 8 bytes a buffer: a result of many arrays runs past
-            more = os.read(fd, need - len(head))
-            if not more:
-                break
-            head += more
+        head = complete_head(os.read(fd, HEAD_BYTES), lambda start, end: os.read(fd, end - start))
         return st, head
     finally:
         os.close(fd)

@@ -39,6 +39,7 @@ _OFD = (
     fcntl is not None and hasattr(fcntl, "F_OFD_SETLKW") and _FLOCK.size == 32
     and struct.calcsize("l") == 8
 )
+LOCKS_IN_FUNCTION_DIR = _OFD  # one lock file per function folder, not one per key
 _O_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_PROBE = (
     os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -99,6 +100,13 @@ def _drop_inherited() -> None:
             except OSError:  # already closed by the child's own cleanup: nothing to drop
                 pass
     _held.clear()
+    for pool in list(_idle.values()):
+        while pool:
+            try:
+                os.close(pool.pop())
+            except (OSError, IndexError):
+                pass
+    _idle.clear()
 
 
 if _OFD and hasattr(os, "register_at_fork"):
@@ -117,18 +125,22 @@ class _RangeLock(KeyLock):
     def acquire(self, blocking: bool = True) -> bool:
         command = fcntl.F_OFD_SETLKW if blocking else fcntl.F_OFD_SETLK
         while True:
-            fd = os.open(self._path, _O_LOCK, 0o600)
+            fd = _take_idle(self._path)
+            if fd is None:
+                fd = os.open(self._path, _O_LOCK, 0o600)
             try:
                 fcntl.fcntl(fd, command, self._range)
                 if os.fstat(fd).st_nlink:
                     self._fd = fd
                     _held.add(self)  # set operations are atomic: no lock needed for a fork
                     return True
-                # ``remove_if_idle`` unlinked the file while we waited on it: lock the new one
+                # ``remove_if_idle`` unlinked the file (while we waited on it, or while the
+                # description was idle): lock the new one
             except OSError as exc:
-                os.close(fd)
                 if not blocking and exc.errno in _BUSY:
+                    _put_idle(self._path, fd)  # it holds no lock: reusable
                     return False
+                os.close(fd)
                 raise
             except BaseException:
                 os.close(fd)
@@ -144,8 +156,34 @@ class _RangeLock(KeyLock):
             # Unlock explicitly: a child forked while the lock was held may still have a
             # descriptor of this description, and closing ours alone would release nothing.
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._unlock)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        _put_idle(self._path, fd)
+
+
+# Open descriptions of lock files that hold no lock, kept for the next acquire of the same
+# file: a miss then opens no lock file (each description is used by one lock at a time, so
+# threads still exclude each other). A forked child closes them: sharing a description with
+# its parent would share its locks.
+_idle: dict[str, list[int]] = {}
+_IDLE_MAX = 8  # idle descriptions kept per lock file (about the threads that miss at once)
+
+
+def _take_idle(path: str) -> int | None:
+    pool = _idle.get(path)
+    try:
+        return pool.pop() if pool else None  # list.pop is atomic: no lock needed
+    except IndexError:  # another thread took the last one
+        return None
+
+
+def _put_idle(path: str, fd: int) -> None:
+    pool = _idle.setdefault(path, [])
+    if len(pool) < _IDLE_MAX:
+        pool.append(fd)
+    else:
+        os.close(fd)
 
 
 class _FileLock(KeyLock):

@@ -7,7 +7,10 @@ disagree, whichever clients write at once. See ``_redisstore`` for the key layou
 
 from __future__ import annotations
 
-EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
+# The same rule as _ledger.choose_victims, run on the server so that the index and the total
+# change atomically with the eviction (two clients never evict and count at once).
+from ._ledger import EVICT_TO
+
 EVICT_LIMIT = 1000  # entries one script call evicts at most (bounds how long it blocks)
 
 # KEYS[1..3] are always lru, sizes, total. A script's first write is the one Redis may

@@ -52,28 +52,26 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlencode
 
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from . import _redislua as lua
 from ._entry import Miss, header_length
-from ._errors import logger, warn
-from ._store import KeyLock, Store, StoredEntry
+from ._errors import logger
+from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
+from ._redisurl import oserror, positive, redact, split_location
+from ._store import KeyLock, Renewer, Store, StoredEntry, complete_head, pieces
 
 DEFAULT_PREFIX = "memojar:"
 NOTE = "swept"  # <prefix><function>:swept, the code that last swept (see Store.read_note)
 DEFAULT_SOCKET_TIMEOUT = 5.0  # seconds: no call waits longer than this for the server
 DEFAULT_CHUNK_SIZE = 1 << 20  # entries above this are split into chunks of this size
 HEAD_BYTES = 4096  # what ``scan`` returns of each entry: the header and then some
-LOCK_TTL = 2.0  # seconds a lock outlives its holder's last renewal
-LOCK_RENEW = 0.5  # seconds between renewals of held locks
-LOCK_POLL_MAX = 0.05  # seconds, the longest sleep between tries of a held lock
 INFLIGHT_TTL = 3600.0  # chunks not (yet) committed expire after this many seconds
 ORPHAN_AGE = 600.0  # ``cleanup`` removes uncommitted chunks older than this
 PROBE_EVERY = 0.25  # seconds between pings of a server that is down
@@ -84,7 +82,6 @@ _POINTER = re.compile(rb"MJCH 2 ([0-9a-f]{16}) ([0-9]{1,9}) ([0-9]{1,15}) ([0-9a
 _POINTER_KEY = b"memojar redis chunk pointer\0"  # the pointer signature's own HMAC key prefix
 _HEX32 = b"[0-9a-f]" * 32
 _HEX16 = b"[0-9a-f]" * 16
-_OPTIONS = ("prefix", "password", "socket_timeout", "chunk_size")
 
 class RedisStore(Store):
     """Entries in Redis. See the module docstring for the layout and its guarantees.
@@ -96,6 +93,8 @@ class RedisStore(Store):
     """
 
     remote = True  # every call is a network round trip: async callers run it in a thread
+    native_expiry = True  # ttl -> PX
+    own_lru = True  # the lru/sizes/total index, changed atomically by the Lua scripts
 
     def __init__(
         self,
@@ -109,21 +108,20 @@ class RedisStore(Store):
         socket_timeout: float | None = None,
         chunk_size: int | None = None,
     ) -> None:
-        url, options = _split_location(location)
+        url, options = split_location(location)
         self.prefix = prefix if prefix is not None else options.get("prefix", DEFAULT_PREFIX)
-        self.socket_timeout = _positive(
+        self.socket_timeout = positive(
             "socket_timeout", socket_timeout, options.get("socket_timeout"),
             DEFAULT_SOCKET_TIMEOUT, float,
         )
-        self.chunk_size = int(_positive(
+        self.chunk_size = int(positive(
             "chunk_size", chunk_size, options.get("chunk_size"), DEFAULT_CHUNK_SIZE, int
         ))
         password = password if password is not None else options.get("password")
-        self.location = _redact(location)
+        self.location = redact(location)
         self.max_size = max_size
-        self._signed = signed or secret is not None
+        self.signed = signed or secret is not None
         self._pointer_key = _POINTER_KEY + secret if secret is not None else None
-        self._warned_unsigned = False
         kwargs: dict[str, Any] = {}
         if password is not None:
             kwargs["password"] = password
@@ -147,14 +145,14 @@ class RedisStore(Store):
         register = self._client.register_script
         self._commit = register(lua.COMMIT)
         self._delete = register(lua.DELETE)
-        self._evict = register(lua.EVICT)
+        self._evict_script = register(lua.EVICT)
         self._forget = register(lua.FORGET)
         self._recount = register(lua.RECOUNT)
         self._reap = register(lua.REAP)
         self._release = register(lua.RELEASE)
         self._renew = register(lua.RENEW)
         self._note = register(lua.NOTE)
-        self._renewer = _Renewer()
+        self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
         # the fault that put the server down: every call raises it at once until the prober
         # thread (of process _pid) has had an answer from the server again
         self._down: OSError | None = None
@@ -177,7 +175,7 @@ class RedisStore(Store):
     # --- the hit path -------------------------------------------------------------------
 
     def read(self, function: str, key: str) -> Any | None:
-        if not self._warned_unsigned:
+        if not self._warned:
             self._warn_unsigned()
         name = self._name(function, key)
         try:
@@ -246,9 +244,10 @@ class RedisStore(Store):
         return hmac.new(self._pointer_key, message, hashlib.sha256).hexdigest()[:32].encode()
 
     def _warn_unsigned(self) -> None:
-        self._warned_unsigned = True
-        if not self._signed:
-            warn(
+        if self.signed:
+            self._warned = True
+        else:
+            self._untrusted(
                 f"Redis cache {self.location} has no secret: its entries are not "
                 "authenticated, and anyone who can write to the server can make this "
                 "process unpickle (run) code of their choosing. Give every user of the "
@@ -258,12 +257,11 @@ class RedisStore(Store):
 
     # --- writing ----------------------------------------------------------------------
 
-    def write(
-        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
-    ) -> int:
+    def _write(
+        self, function: str, key: str, views: list[memoryview], size: int,
+        expires: float | None,
+    ) -> None:
         name = self._name(function, key)
-        views = [memoryview(c).cast("B") for c in chunks]
-        size = sum(v.nbytes for v in views)
         px = 0
         if expires is not None:  # relative, so the hosts' clocks need not agree with Redis
             px = max(int((expires - time.time()) * 1000), 1)
@@ -299,7 +297,6 @@ class RedisStore(Store):
                 "another caller may have computed the same value: this one is returned, and "
                 "stored only by the caller that holds the lock",
             )
-        return size
 
     def _write_chunks(self, name: bytes, views: list[memoryview], size: int) -> tuple[bytes,
                                                                                      bytes]:
@@ -308,7 +305,7 @@ class RedisStore(Store):
         hash_key = name + b":c:" + gen
         count = 0
         pipe = self._client.pipeline(transaction=True)  # the first chunk and its expiry
-        for piece in _pieces(views, self.chunk_size):
+        for piece in pieces(views, self.chunk_size):
             pipe.hset(hash_key, str(count), piece)  # type: ignore[arg-type]
             if count == 0:
                 pipe.pexpire(hash_key, int(INFLIGHT_TTL * 1000))
@@ -335,17 +332,18 @@ class RedisStore(Store):
             logger.debug("cannot remove %r: %s", key, exc)
 
     def delete(self, function: str, key: str) -> bool:
-        return self._delete_names([self._name(function, key)]) > 0
+        return any(self._delete_names([self._name(function, key)]))
 
-    def _delete_names(self, names: Sequence[bytes]) -> int:
-        removed = 0
+    def _delete_names(self, names: Sequence[bytes]) -> list[bool]:
+        """Delete entries with their index; for each name, whether it was there."""
+        removed: list[bool] = []
         try:
             self._check_up()
             for start in range(0, len(names), _SCAN_COUNT):
                 pipe = self._client.pipeline(transaction=False)
                 for name in names[start : start + _SCAN_COUNT]:
                     self._delete(keys=[*self._index, name], client=pipe)
-                removed += sum(pipe.execute())
+                removed += [bool(n) for n in pipe.execute()]
         except RedisError as exc:
             raise self._failed(exc, "deleting entries") from exc
         return removed
@@ -486,25 +484,21 @@ class RedisStore(Store):
         )
 
     def _whole_header(self, name: bytes, head: bytes, chunked: bool) -> bytes:
-        """``head``, read on when the header runs past it (8 bytes a buffer: a result of
-        many arrays); a pointer holds its entry's whole header."""
-        try:
-            need = header_length(head)
-        except Miss:  # not an entry: whoever reads the head says so
-            return head
-        if need <= len(head):
-            return head
+        """``head``, read on when the header runs past it; a pointer holds its entry's
+        whole header."""
         if not chunked:
-            return self._client.getrange(name, 0, need - 1)
-        match = _POINTER.match(self._client.get(name) or b"")
-        return match.string[match.end() :] if match else head
+            return complete_head(head, lambda start, end: self._client.getrange(
+                name, start, end - 1))
 
-    def remove(self, entries: Sequence[StoredEntry]) -> int:
-        names = [self._name(e.function_dir, e.key) for e in entries]
-        removed = self._delete_names(names)
-        for entry in entries:
-            logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
-        return removed
+        def from_pointer(start: int, end: int) -> bytes:
+            match = _POINTER.match(self._client.get(name) or b"")
+            return match.string[match.end() :][start:end] if match else b""
+
+        return complete_head(head, from_pointer)
+
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        done = self._delete_names([self._name(e.function_dir, e.key) for e in entries])
+        return [entry for entry, removed in zip(entries, done, strict=True) if removed]
 
     def cleanup(self) -> int:
         """Remove orphaned chunks (of writers that died), forget entries Redis expired,
@@ -537,14 +531,12 @@ class RedisStore(Store):
             raise self._failed(exc, "cleaning up") from exc
         return removed
 
-    def evict(self, incoming: int = 0) -> int:
-        if self.max_size is None:
-            return 0
+    def _evict(self, incoming: int) -> int:
         removed = 0
         try:
             self._check_up()
             while True:
-                n = self._evict(keys=self._index, args=[self.max_size, incoming])
+                n = self._evict_script(keys=self._index, args=[self.max_size, incoming])
                 removed += n
                 if n == 0:  # done: under max_size, or nothing left to evict
                     return removed
@@ -617,139 +609,7 @@ class RedisStore(Store):
             raise type(down)(down.errno, down.strerror)
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
-        """The ``OSError`` for a Redis error, the one place they are mapped: callers catch
-        ``OSError`` alone."""
-        if isinstance(exc, RedisTimeoutError):
-            return TimeoutError(
-                errno.ETIMEDOUT,
-                f"no answer within socket_timeout={self.socket_timeout:g} s ({exc})",
-            )
-        if isinstance(exc, RedisConnectionError):
-            return ConnectionError(errno.ECONNREFUSED, f"cannot reach the server ({exc})")
-        if isinstance(exc, OutOfMemoryError) or str(exc).startswith("OOM "):
-            return OSError(
-                errno.ENOSPC,
-                f"the server is out of memory (maxmemory): {exc}; give it more memory, "
-                "a maxmemory-policy that evicts, or set max_size",
-            )
-        return OSError(errno.EIO, f"{doing} failed: {type(exc).__name__}: {exc}")
-
-
-class _RedisKeyLock(KeyLock):
-    """``SET NX PX`` with a random token; released only by its holder (compare-and-delete),
-    renewed while held, and expired LOCK_TTL seconds after a holder that died. While held,
-    the store's writes of its entry are conditional on the token (see ``RedisStore.write``).
-    """
-
-    def __init__(self, store: RedisStore, name: bytes) -> None:
-        self.store = store
-        self.name = name
-        self.entry = name[: -len(b":lock")]
-        self.token = b""
-
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take the lock; False if it is held and ``blocking`` is False, or still held
-        after ``timeout`` seconds (None: no limit)."""
-        store = self.store
-        token = secrets.token_hex(16).encode()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.002
-        while True:
-            try:
-                store._check_up()
-                taken = store._client.set(self.name, token, nx=True,
-                                          px=int(LOCK_TTL * 1000))
-            except RedisError as exc:
-                raise store._failed(exc, "locking") from exc
-            if taken:
-                self.token = token
-                store._forked()
-                with store._mutex:
-                    store._leases[self.entry] = self
-                store._renewer.add(self)
-                return True
-            if not blocking or (deadline is not None and time.monotonic() >= deadline):
-                return False
-            time.sleep(delay if deadline is None else
-                       max(0.0, min(delay, deadline - time.monotonic())))
-            delay = min(delay * 2, LOCK_POLL_MAX)
-
-    def release(self) -> None:
-        """Give the lock back; never raises, never waits for a server that is down (a lock
-        that cannot be released expires)."""
-        token = self.token
-        if not token:
-            return
-        self.token = b""
-        store = self.store
-        store._renewer.discard(self)
-        with store._mutex:
-            if store._leases.get(self.entry) is self:
-                del store._leases[self.entry]
-        try:
-            store._check_up()
-            store._release(keys=[self.name], args=[token])
-        except (RedisError, OSError) as exc:
-            if isinstance(exc, RedisError):
-                store._fault(exc)
-            logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
-
-    def renew(self) -> bool:
-        """Extend the lock; False if it is no longer ours (it expired, maybe taken)."""
-        token = self.token
-        if not token:
-            return False
-        try:
-            self.store._check_up()
-            return bool(self.store._renew(keys=[self.name],
-                                          args=[token, int(LOCK_TTL * 1000)]))
-        except (RedisError, OSError) as exc:  # keep trying: the commit checks the token
-            if isinstance(exc, RedisError):
-                self.store._fault(exc)
-            logger.debug("cannot renew %r: %s", self.name, exc)
-            return True
-
-
-class _Renewer:
-    """One daemon thread per store and process, renewing the locks held, while any are."""
-
-    def __init__(self) -> None:
-        self._held: dict[int, _RedisKeyLock] = {}
-        self._mutex = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        self._stopped = threading.Event()
-
-    def add(self, lock: _RedisKeyLock) -> None:
-        with self._mutex:
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._pid, self._thread, self._held = os.getpid(), None, {}
-            self._held[id(lock)] = lock
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="memojar-redis-locks", daemon=True
-                )
-                self._thread.start()
-
-    def discard(self, lock: _RedisKeyLock) -> None:
-        with self._mutex:
-            self._held.pop(id(lock), None)
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(LOCK_RENEW):
-            with self._mutex:
-                locks = list(self._held.values())
-                if not locks:
-                    self._thread = None
-                    return
-            for lock in locks:
-                if not lock.renew():
-                    logger.warning("lock %r expired while held: another caller may compute "
-                                   "the same value", lock.name)
-                    self.discard(lock)
+        return oserror(exc, doing, self.socket_timeout)
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -771,25 +631,6 @@ def _assemble(client: redis.Redis, chunks: bytes, count: int, size: int) -> byte
     return data if len(data) == size else None
 
 
-def _pieces(views: list[memoryview], size: int) -> Iterator[Any]:
-    """The bytes of ``views`` in pieces of ``size`` (the last one shorter), copying only
-    where a piece spans two views."""
-    buf = bytearray()
-    for view in views:
-        while view.nbytes:
-            if not buf and view.nbytes >= size:
-                yield view[:size]
-                view = view[size:]
-                continue
-            take = size - len(buf)
-            buf += view[:take]
-            view = view[take:]
-            if len(buf) == size:
-                yield bytes(buf)
-                buf = bytearray()
-    if buf:
-        yield bytes(buf)
-
 
 def _head(views: list[memoryview], limit: int) -> bytes:
     out = bytearray()
@@ -803,38 +644,3 @@ def _head(views: list[memoryview], limit: int) -> bytes:
 def _glob_escape(raw: bytes) -> bytes:
     """``raw`` as a literal in a SCAN MATCH pattern."""
     return re.sub(rb"([\\*?\[\]])", rb"\\\1", raw)
-
-
-def _split_location(location: str) -> tuple[str, dict[str, str]]:
-    """The URL for redis-py, and memojar's own options taken out of its query string."""
-    base, _, query = location.partition("?")
-    pairs = parse_qsl(query, keep_blank_values=True)
-    options = {k: v for k, v in pairs if k in _OPTIONS}
-    rest = urlencode([(k, v) for k, v in pairs if k not in _OPTIONS], safe="/:")
-    return (f"{base}?{rest}" if rest else base), options
-
-
-def _redact(location: str) -> str:
-    """The location without its password, for messages and ``Cache.directory``."""
-    base, _, query = location.partition("?")
-    base = re.sub(r"^([a-z]+://[^:@/]*):[^@/]*@", r"\1:***@", base)
-    pairs = [(k, "***" if k == "password" else v)
-             for k, v in parse_qsl(query, keep_blank_values=True)]
-    return f"{base}?{urlencode(pairs, safe='/:*')}" if pairs else base
-
-
-def _positive(
-    name: str, given: float | None, in_url: str | None, default: float, kind: type
-) -> float:
-    if given is None and in_url is None:
-        return default
-    try:
-        value = kind(given if given is not None else in_url)
-    except (TypeError, ValueError):
-        value = -1
-    if not value > 0:
-        raise ValueError(
-            f"{name} must be a positive {'whole ' if kind is int else ''}number, "
-            f"got {given if given is not None else in_url!r}"
-        )
-    return value

@@ -51,10 +51,11 @@ import botocore.config
 import botocore.exceptions
 import botocore.handlers
 
-from ._entry import Miss, header_length, read_header
-from ._errors import logger, warn
+from ._entry import Miss, read_header
+from ._errors import logger
 from ._filestore import function_dir
-from ._store import KeyLock, Store, StoredEntry
+from ._ledger import choose_victims
+from ._store import KeyLock, Renewer, Store, StoredEntry, complete_head, pieces
 
 SUFFIX = ".pkl"  # of an entry's object name
 LEASE_SUFFIX = ".lease"
@@ -69,7 +70,6 @@ LEASE_TTL = 5.0  # seconds a lease outlives its holder's last renewal
 LEASE_RENEW = 1.0  # seconds between renewals of held leases
 LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
 LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles up to it)
-EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
 ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
 FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
 _ENTRY = re.compile(r"([^/]+)/([0-9a-f]{32})" + re.escape(SUFFIX))
@@ -264,7 +264,7 @@ class _Bucket:
         upload_id = upload["UploadId"]
         try:
             parts = []
-            for number, piece in enumerate(_pieces(views, PART_SIZE), 1):
+            for number, piece in enumerate(pieces(views, PART_SIZE), 1):
                 with self._errors("writing", name):
                     part = self.client.upload_part(
                         Bucket=self.bucket, Key=name, UploadId=upload_id,
@@ -339,6 +339,9 @@ class S3Store(Store):
     (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ``~/.aws/config``, ...).
     """
 
+    own_lru = True  # evicts by its own listing (``_evict``): no total to keep under a lock
+    remote = True  # every call is a network request: async callers run it in a thread
+
     def __init__(self, location: str, max_size: int | None = None, signed: bool = False,
                  *, client: Any = None) -> None:
         bucket, prefix, options = _parse(location)
@@ -348,14 +351,13 @@ class S3Store(Store):
         self.location = _redact(location)
         self.max_size = max_size
         self.prefix = prefix
-        self._signed = signed
-        self._warned_unsigned = False
+        self.signed = signed
         def make_client() -> Any:
             return client if client is not None else _client(options, timeout)
 
         self._bucket = _Bucket(bucket, make_client, timeout, threshold)
         self._bucket.client  # noqa: B018 - made now, so that a bad configuration says so here
-        self._renewer = _Renewer()
+        self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
         self._releases = 0  # leases this process released: its waiters look again then
         self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
 
@@ -369,9 +371,10 @@ class S3Store(Store):
         return base
 
     def _warn_unsigned(self) -> None:
-        self._warned_unsigned = True
-        if not self._signed:
-            warn(
+        if self.signed:
+            self._warned = True
+        else:
+            self._untrusted(
                 f"S3 cache {self.location} has no secret: its entries are not "
                 "authenticated, and anyone who can write to the bucket can make this "
                 "process unpickle (run) code of their choosing. Give every user of the "
@@ -382,7 +385,7 @@ class S3Store(Store):
     # --- the hit path -------------------------------------------------------------------
 
     def read(self, function: str, key: str) -> Any | None:
-        if not self._warned_unsigned:
+        if not self._warned:
             self._warn_unsigned()
         name = self._dir(function) + key + SUFFIX
         try:
@@ -408,16 +411,13 @@ class S3Store(Store):
 
     # --- writing ----------------------------------------------------------------------
 
-    def write(self, function: str, key: str, chunks: Sequence[Any],
-              expires: float | None = None) -> int:
+    def _write(self, function: str, key: str, views: list[memoryview], size: int,
+               expires: float | None) -> None:
         # ``expires`` is in the header, which decides; S3 has no per-object expiry
         name = self._dir(function) + key + SUFFIX
-        views = [memoryview(c).cast("B") for c in chunks]
-        size = sum(v.nbytes for v in views)
         if self.max_size is not None:
             self.evict(size)
         self._bucket.put(name, views, size)
-        return size
 
     def delete(self, function: str, key: str) -> bool:
         name = self._dir(function) + key + SUFFIX
@@ -461,17 +461,14 @@ class S3Store(Store):
         got = self._bucket.get(name, first=HEAD_BYTES)
         if got is None:
             return None
-        head = self._bucket.read_body(name, got)
-        try:
-            need = header_length(head)
-        except Miss:  # not an entry: whoever reads the head says so
-            return head
-        if need > len(head) and len(head) == HEAD_BYTES:
-            got = self._bucket.get(name, first=need)
-            head = self._bucket.read_body(name, got) if got is not None else head
-        return head
 
-    def remove(self, entries: Sequence[StoredEntry]) -> int:
+        def read_more(start: int, end: int) -> bytes:
+            more = self._bucket.get(name, first=end)
+            return b"" if more is None else bytes(self._bucket.read_body(name, more))[start:end]
+
+        return complete_head(bytes(self._bucket.read_body(name, got)), read_more)
+
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         # S3 does not say whether a deleted object existed: count what a listing still
         # shows (one paginated listing per function, not a request per entry)
         names = {f"{self.prefix}{e.function_dir}/{e.key}{SUFFIX}" for e in entries}
@@ -479,10 +476,9 @@ class S3Store(Store):
         for fdir in {e.function_dir for e in entries}:
             present.update(o.name for o in self._bucket.list(f"{self.prefix}{fdir}/")
                            if o.name in names)
-        removed = self._bucket.delete_many(sorted(present)) if present else 0
-        for entry in entries:
-            logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
-        return removed
+        if present:
+            self._bucket.delete_many(sorted(present))
+        return [e for e in entries if f"{self.prefix}{e.function_dir}/{e.key}{SUFFIX}" in present]
 
     def cleanup(self) -> int:
         """Abort multipart uploads of writers that died (older than ORPHAN_AGE) and remove
@@ -499,21 +495,13 @@ class S3Store(Store):
             self._bucket.delete_many(stale)
         return aborted
 
-    def evict(self, incoming: int = 0) -> int:
-        """Remove the least recently written entries until ``incoming`` bytes fit."""
-        if self.max_size is None:
-            return 0
-        entries = sorted(self.scan(heads=False), key=lambda e: e.accessed)
-        total = sum(e.size for e in entries)
-        if total + incoming <= self.max_size:
-            return 0
-        target = max(int(self.max_size * EVICT_TO) - incoming, 0)
-        victims = []
-        for entry in entries:
-            if total <= target:
-                break
-            victims.append(entry)
-            total -= entry.size
+    def _evict(self, incoming: int) -> int:
+        """Remove the least recently written entries until ``incoming`` bytes fit: the
+        ledger's rule over a listing (S3 keeps no total to lock)."""
+        assert self.max_size is not None
+        entries = list(self.scan(heads=False))
+        victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
+                                    self.max_size)
         return self.remove(victims) if victims else 0
 
     def close(self) -> None:
@@ -622,48 +610,6 @@ class _Lease(KeyLock):
                 return True
 
 
-class _Renewer:
-    """One daemon thread per store and process, renewing the leases held, while any are."""
-
-    def __init__(self) -> None:
-        self._held: dict[int, _Lease] = {}
-        self._mutex = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        self._stopped = threading.Event()
-
-    def add(self, lease: _Lease) -> None:
-        with self._mutex:
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._pid, self._thread, self._held = os.getpid(), None, {}
-            self._held[id(lease)] = lease
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="memojar-s3-leases", daemon=True
-                )
-                self._thread.start()
-
-    def discard(self, lease: _Lease) -> None:
-        with self._mutex:
-            self._held.pop(id(lease), None)
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(LEASE_RENEW):
-            with self._mutex:
-                leases = list(self._held.values())
-                if not leases:
-                    self._thread = None
-                    return
-            for lease in leases:
-                if not lease.renew():
-                    logger.warning("lease %s expired while held: another caller may compute "
-                                   "the same value", lease.name)
-                    self.discard(lease)
-
-
 # --- helpers ---------------------------------------------------------------------------
 
 def _after_fork() -> None:
@@ -764,23 +710,4 @@ def _worth_reading(head: bytes) -> bool:
         return len(head) >= HEAD_BYTES  # a header longer than HEAD_BYTES: read on
     return not header.stale(time.time()) and header.incompatible() is None
 
-
-def _pieces(views: Sequence[memoryview], size: int) -> Iterator[Any]:
-    """The bytes of ``views`` in pieces of ``size`` (the last one shorter), copying only
-    where a piece spans two views."""
-    buf = bytearray()
-    for view in views:
-        while view.nbytes:
-            if not buf and view.nbytes >= size:
-                yield view[:size]
-                view = view[size:]
-                continue
-            take = size - len(buf)
-            buf += view[:take]
-            view = view[take:]
-            if len(buf) == size:
-                yield bytes(buf)
-                buf = bytearray()
-    if buf:
-        yield bytes(buf)
 

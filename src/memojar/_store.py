@@ -1,16 +1,29 @@
-"""The store interface: where entries live, as opaque bytes.
+"""The store: where entries live, as opaque bytes, and the policy every backend shares.
 
 A store reads, writes, locks, lists and deletes entries addressed by (function, key). It
-never looks inside an entry (that is ``_entry``'s job) and never imports the decorator.
-``FileStore`` keeps entries in a directory; a Redis store implements the same methods.
+never looks inside an entry beyond its header (``_entry`` parses it) and never imports the
+decorator. ``Store`` owns the policy once, as filelock's ``BaseFileLock`` owns the acquire
+loop: refusing entries larger than ``max_size``, completing listed headers, the warn-once
+trust warning, logging removals, choosing between the backend's own LRU index and the
+ledger (``_ledger``). A backend (``FileStore``, ``RedisStore``) writes the primitives:
+``read``, ``_write``, ``delete``, ``discard``, ``lock``, ``scan``, ``_unlink``, ``cleanup``,
+notes, ``close``, and declares its capabilities (``remote``, ``native_expiry``, ``own_lru``,
+``maps_memory``).
 """
 
 from __future__ import annotations
 
 import abc
+import errno
+import os
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from . import _entry
+from ._entry import Miss, header_length
+from ._errors import logger, warn
 
 
 class StoredEntry(NamedTuple):
@@ -22,6 +35,51 @@ class StoredEntry(NamedTuple):
     accessed: float  # when it was last read or written (seconds since the epoch)
     head: bytes  # at least the entry's header, when the listing asked for heads
     location: str  # a path or URL, for messages
+
+
+def complete_head(head: bytes, read_more: Callable[[int, int], bytes]) -> bytes:
+    """``head`` (an entry's first bytes), read on with ``read_more(start, end)`` when the
+    entry's header runs past it (8 bytes a buffer: a result of many arrays). Bytes that
+    are not an entry are returned as they are: whoever reads the head says so."""
+    try:
+        need = header_length(head)
+    except Miss:
+        return head
+    while len(head) < need:
+        more = read_more(len(head), need)
+        if not more:
+            break
+        head += more
+    return head
+
+
+def pieces(views: Sequence[memoryview], size: int) -> Iterator[Any]:
+    """The bytes of ``views`` in pieces of ``size`` (the last one shorter), copying only
+    where a piece spans two views."""
+    buf = bytearray()
+    for view in views:
+        while view.nbytes:
+            if not buf and view.nbytes >= size:
+                yield view[:size]
+                view = view[size:]
+                continue
+            take = size - len(buf)
+            buf += view[:take]
+            view = view[take:]
+            if len(buf) == size:
+                yield bytes(buf)
+                buf = bytearray()
+    if buf:
+        yield bytes(buf)
+
+
+def header_of(stored: StoredEntry) -> _entry.Header | None:
+    """A listed entry's header, or None if it is unreadable or not the length it promises."""
+    try:
+        header = _entry.read_header(stored.head)
+    except Miss:
+        return None
+    return header if header.size == stored.size else None
 
 
 POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (``acquire_within``)
@@ -66,13 +124,23 @@ class KeyLock(abc.ABC):
 
 
 class Store(abc.ABC):
-    """Bytes in, bytes out, addressed by function name and key."""
+    """Bytes in, bytes out, addressed by function name and key: the policy over a backend's
+    primitives (a subclass is a backend)."""
 
     location: str
     max_size: int | None
+    # Whether entries are signed above the store (the cache has a secret): then the
+    # signature decides what is trusted, and the store neither refuses entries of other
+    # users nor warns that entries are unauthenticated. The cache sets it.
+    signed: bool = False
+    # Capabilities a backend declares.
     # Whether calls wait on the network: coroutine functions then run every call of the
     # store in a worker thread, so the event loop never waits for a server.
     remote: bool = False
+    native_expiry = False  # drops entries when ``expires`` passes (the header still decides)
+    own_lru = False  # evicts by its own index or listing (``_evict``), not by the ledger
+    maps_memory = False  # ``read`` may return an mmap of a large entry
+    _warned = False  # the trust warning was given (once per store)
 
     @abc.abstractmethod
     def read(self, function: str, key: str) -> Any | None:
@@ -81,7 +149,6 @@ class Store(abc.ABC):
         Never raises for a missing or unreadable entry: both are None. This is the hit path.
         """
 
-    @abc.abstractmethod
     def write(
         self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
     ) -> int:
@@ -90,8 +157,34 @@ class Store(abc.ABC):
         Readers see the old entry or the new one, never a part. ``expires`` (seconds since
         the epoch) lets a store with its own expiry drop the entry then; the entry's header
         says the same, and is what decides. Raises ``OSError`` on failure (a store turns its
-        backend's errors into ``OSError``), leaving no partial entry behind.
+        backend's errors into ``OSError``), leaving no partial entry behind; ``EFBIG`` for
+        an entry larger than ``max_size``, which no eviction could make room for.
         """
+        views = [memoryview(c).cast("B") for c in chunks]
+        size = sum(v.nbytes for v in views)
+        if self.max_size is not None and size > self.max_size:
+            raise OSError(
+                errno.EFBIG,
+                f"the entry ({size:,} bytes) is larger than the cache's max_size "
+                f"({self.max_size:,} bytes)",
+            )
+        self._write(function, key, views, size, expires)
+        return size
+
+    @abc.abstractmethod
+    def _write(
+        self, function: str, key: str, views: list[memoryview], size: int,
+        expires: float | None,
+    ) -> None:
+        """The backend's atomic write of an entry of ``size`` bytes (see ``write``); with
+        ``max_size`` and no ``own_lru``, it reserves room through the ledger first."""
+
+    def _untrusted(self, message: str) -> None:
+        """Warn, once per store, that entries are not trusted (another user's, or
+        unauthenticated); the hit path checks ``_warned`` before calling."""
+        if not self._warned:
+            self._warned = True
+            warn(message)
 
     @abc.abstractmethod
     def delete(self, function: str, key: str) -> bool:
@@ -118,17 +211,40 @@ class Store(abc.ABC):
     def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
         """Every entry (of one function), with its header bytes when ``heads``."""
 
-    @abc.abstractmethod
     def remove(self, entries: Sequence[StoredEntry]) -> int:
         """Remove listed entries (as ``scan`` gave them); return how many were removed."""
+        removed = self._unlink(entries)
+        for entry in removed:
+            logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
+        self._removed(removed)
+        return len(removed)
+
+    @abc.abstractmethod
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        """Remove listed entries; the ones removed (another process may have been first)."""
+
+    def _removed(self, entries: Sequence[StoredEntry]) -> None:  # noqa: B027 - optional
+        """Account for removed entries (the file store's ledger); nothing by default."""
 
     @abc.abstractmethod
     def cleanup(self) -> int:
         """Remove what crashed writers left behind (temporary files, idle locks)."""
 
-    @abc.abstractmethod
     def evict(self, incoming: int = 0) -> int:
-        """Remove least-recently-used entries until ``incoming`` more bytes fit ``max_size``."""
+        """Remove least-recently-used entries until ``incoming`` more bytes fit ``max_size``:
+        by the backend's own index (``own_lru``), else by the ledger's census."""
+        if self.max_size is None:
+            return 0
+        if self.own_lru:
+            return self._evict(incoming)
+        from ._ledger import Ledger
+
+        with Ledger(self) as ledger:  # type: ignore[arg-type]
+            return ledger.evict(incoming)
+
+    def _evict(self, incoming: int) -> int:
+        """Evict by the backend's own index (backends that declare ``own_lru``)."""
+        raise NotImplementedError
 
     def read_note(self, function: str) -> bytes | None:
         """A small note kept beside a function's entries (not an entry), or None.
@@ -177,3 +293,56 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections or handles; the store may not be used afterwards."""
+
+
+class Renewable(Protocol):
+    name: Any
+
+    def renew(self) -> bool:
+        """Extend the lease; False if it is no longer this holder's."""
+        ...
+
+
+class Renewer:
+    """One daemon thread per store and process, renewing the leases held (every ``every``
+    seconds) while any are: the lease-loss detection of every store whose locks expire. A
+    lease found lost is logged and dropped; the store's commit refuses its write."""
+
+    def __init__(self, every: float, thread_name: str) -> None:
+        self._every = every
+        self._thread_name = thread_name
+        self._held: dict[int, Renewable] = {}
+        self._mutex = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._stopped = threading.Event()
+
+    def add(self, lease: Renewable) -> None:
+        with self._mutex:
+            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+                self._pid, self._thread, self._held = os.getpid(), None, {}
+            self._held[id(lease)] = lease
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._thread_name,
+                                                daemon=True)
+                self._thread.start()
+
+    def discard(self, lease: Renewable) -> None:
+        with self._mutex:
+            self._held.pop(id(lease), None)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._every):
+            with self._mutex:
+                leases = list(self._held.values())
+                if not leases:
+                    self._thread = None
+                    return
+            for lease in leases:
+                if not lease.renew():
+                    logger.warning("lease %r expired while held: another caller may compute "
+                                   "the same value", lease.name)
+                    self.discard(lease)

@@ -188,3 +188,36 @@ def read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
             break
         line += byte
     return line.decode().strip()
+
+
+class RawEntry:
+    """The stored bytes of one entry of any store kind, as a test reads and damages them:
+    the file itself in a file store (rewritten in place), the stored object elsewhere."""
+
+    def __init__(self, f: Any, x: Any) -> None:
+        memo = f.__memojar__
+        self.store, self.name, self.key = memo.store, memo.name, f.cache_key(x)
+
+    def _file(self) -> Any:
+        path = getattr(self.store, "path", None)
+        return None if path is None else Path(path(self.name, self.key))
+
+    def read_bytes(self) -> bytes:
+        file = self._file()
+        if file is not None:
+            return file.read_bytes()
+        data = self.store.read(self.name, self.key)
+        assert data is not None, f"no entry for {self.name} {self.key}"
+        return bytes(data)
+
+    def write_bytes(self, data: bytes) -> None:
+        file = self._file()
+        if file is not None:
+            file.write_bytes(data)
+        else:
+            self.store.write(self.name, self.key, [data])
+
+    def exists(self) -> bool:
+        file = self._file()
+        return file.exists() if file is not None else self.store.read(self.name,
+                                                                      self.key) is not None

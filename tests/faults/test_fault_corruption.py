@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultkit import regions
+from faultkit import RawEntry, regions
 
 from memojar import Cache, _entry
 
@@ -70,8 +70,7 @@ def _attack(cache_dir: Path, secret: str | None, damage: Callable[[bytes, bytes]
         return _value(x)
 
     f(1), f(2)
-    path = Path(cache.store.path(f.__memojar__.name, f.cache_key(1)))
-    other = Path(cache.store.path(f.__memojar__.name, f.cache_key(2)))
+    path, other = RawEntry(f, 1), RawEntry(f, 2)
     bad = damage(path.read_bytes(), other.read_bytes())
     path.write_bytes(bad)
     assert not f.cache_contains(1)
@@ -105,8 +104,7 @@ def test_entry_of_another_function_swapped_in_is_a_miss(cache_dir: Path) -> None
         return f"g{x}"
 
     assert (f(1), g(1)) == ("f1", "g1")
-    f_path = Path(cache.store.path(f.__memojar__.name, f.cache_key(1)))
-    g_path = Path(cache.store.path(g.__memojar__.name, g.cache_key(1)))
+    f_path, g_path = RawEntry(f, 1), RawEntry(g, 1)
     f_path.write_bytes(g_path.read_bytes())
     assert f(1) == "f1"
     assert f.cache_info().misses == 2
@@ -125,7 +123,7 @@ def test_damaged_large_mapped_entry_is_recomputed(cache_dir: Path, kind: str) ->
         return {"x": x, "oob": pickle.PickleBuffer(bytearray([x]) * (2 << 20))}
 
     big(3)
-    path = Path(cache.store.path(big.__memojar__.name, big.cache_key(3)))
+    path = RawEntry(big, 3)
     path.write_bytes(DAMAGE[kind](path.read_bytes(), b""))
     got = big(3)
     assert got["x"] == 3 and bytes(got["oob"]) == bytes([3]) * (2 << 20)

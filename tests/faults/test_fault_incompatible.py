@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultkit import entry_files, finish, spawn, with_ident
+from faultkit import RawEntry, entry_files, finish, spawn, with_ident
 
 from memojar import Cache, _entry
 
 
-def _path(f: Any, x: int) -> Path:
-    memo = f.__memojar__
-    return Path(memo.store.path(memo.name, f.cache_key(x)))
+def _path(f: Any, x: int) -> RawEntry:
+    return RawEntry(f, x)
 
 
-def _header(path: Path) -> _entry.Header:
+def _header(path: RawEntry) -> _entry.Header:
     return _entry.read_header(path.read_bytes())
 
 
@@ -44,7 +43,7 @@ def test_entry_of_another_version_is_recomputed_and_evicted(cache_dir: Path) -> 
     assert new(5) == "2:5"
     assert same_text(5) == "'1':5"  # 1 and "1" are different versions
     assert calls == [(1, 5), (2, 5), ("1", 5)]
-    assert len(entry_files(cache_dir)) == 1  # each replaced the one before
+    assert cache.stats().entries == 1  # each replaced the one before
     assert _header(_path(new, 5)).version == "str:1"
     assert same_text(5) == "'1':5" and len(calls) == 3
 
@@ -65,7 +64,7 @@ def test_entry_of_edited_function_is_recomputed_and_evicted(cache_dir: Path) -> 
     assert new(1) == 3
     assert new.cache_info().misses == 1
     assert _header(_path(new, 1)).fingerprint != old_fingerprint
-    assert len(entry_files(cache_dir)) == 1
+    assert cache.stats().entries == 1
     assert new(1) == 3 and new.cache_info().hits == 1
 
 

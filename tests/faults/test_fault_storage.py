@@ -65,6 +65,7 @@ def _inject(monkeypatch: pytest.MonkeyPatch, root: Path, fault: str) -> int:
     return code
 
 
+@pytest.mark.file_only("it injects faults into the file system")
 @pytest.mark.parametrize("max_size", SIZES, ids=["unbounded", "max_size"])
 @pytest.mark.parametrize("fault", ["ENOSPC", "EROFS", "EACCES", "EROFS-at-rename"])
 def test_write_fault_returns_result_warns_and_recovers(
@@ -97,6 +98,7 @@ def test_write_fault_returns_result_warns_and_recovers(
         )
 
 
+@pytest.mark.file_only("a directory to delete")
 @pytest.mark.parametrize("max_size", SIZES, ids=["unbounded", "max_size"])
 def test_cache_directory_deleted_while_running(cache_dir: Path, max_size: int | None) -> None:
     cache = Cache(cache_dir, max_size=max_size)
@@ -116,6 +118,7 @@ def test_cache_directory_deleted_while_running(cache_dir: Path, max_size: int | 
     assert (cache_dir / "CACHEDIR.TAG").is_file()
 
 
+@pytest.mark.file_only("a directory to replace")
 @pytest.mark.parametrize("max_size", SIZES, ids=["unbounded", "max_size"])
 def test_cache_directory_replaced_by_a_file(cache_dir: Path, max_size: int | None) -> None:
     cache = Cache(cache_dir, max_size=max_size)

@@ -1,0 +1,144 @@
+"""Size accounting and the least-recently-used decision: the policy of ``max_size``.
+
+A store with a size limit keeps a running total of its bytes (entries plus the reservations
+of writers in flight) under a lock that every process shares. A writer reserves room for its
+entry before writing it; when there is none, least-recently-used entries are evicted. The
+ledger owns that logic once; a backend gives it only primitives (``SizedBackend``): a lock,
+the stored total, a census of what is there, and removal of listed entries.
+
+A store that keeps its own index atomically (the Redis store's Lua scripts) makes the same
+decision on the server (``choose_victims`` there is the ``EVICT`` script), because moving it
+out would let two clients evict and count at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ._errors import logger
+from ._store import StoredEntry
+
+EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
+
+
+class Releasable(Protocol):
+    def release(self) -> None: ...
+
+
+class SizedBackend(Protocol):
+    """What a backend gives the ledger."""
+
+    max_size: int | None
+    _recounted: bool  # the total was recounted in this process (set by the ledger)
+
+    def _total_lock(self) -> Releasable:
+        """Take the exclusive lock of the total (shared by processes); blocks."""
+
+    def _read_total(self) -> int | None:
+        """The stored total, or None if there is none (or it is damaged)."""
+
+    def _write_total(self, total: int) -> None:
+        """Store the total (atomically: a reader sees the old or the new one)."""
+
+    def _census(self) -> tuple[list[StoredEntry], int]:
+        """Every entry, and the bytes held: entries plus writers' reservations in flight
+        (what dead writers left is removed on the way)."""
+
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        """Remove listed entries; the ones removed (another process may have been first)."""
+
+
+def choose_victims(
+    entries: Sequence[StoredEntry], total: int, incoming: int, max_size: int
+) -> tuple[list[StoredEntry], int]:
+    """The least-recently-used entries to remove so that ``incoming`` more bytes fit, and
+    the total after removing them. ``total`` counts entries and reservations in flight.
+
+    Nothing is evicted when there is room, or when writers in flight hold so much of it that
+    evicting every entry would not help; otherwise entries go oldest access first down to
+    ``EVICT_TO`` of ``max_size`` (just enough, when reservations hold most of it)."""
+    in_flight = total - sum(e.size for e in entries)
+    if total + incoming <= max_size or in_flight + incoming > max_size:
+        return [], total
+    target = int(max_size * EVICT_TO) - incoming
+    if target < in_flight:  # writers in flight hold most of it: evict just enough
+        target = max_size - incoming
+    victims = []
+    for entry in sorted(entries, key=lambda e: e.accessed):
+        if total <= target:
+            break
+        victims.append(entry)
+        total -= entry.size
+    return victims, total
+
+
+class Ledger:
+    """The store's total size, read and written under the backend's total lock; one per
+    use (``with Ledger(backend) as ledger:``), so threads never share one.
+
+    Only an estimate between recounts (a crash between a write and the ledger update, or
+    files removed by hand, make it drift): every eviction recounts, and the first use in a
+    process recounts (stores without max_size write without counting), so a drift costs at
+    most one early eviction or one late one."""
+
+    def __init__(self, backend: SizedBackend) -> None:
+        self.backend = backend
+        self.total: int | None = None
+        self._dirty = False
+
+    def __enter__(self) -> Ledger:
+        self._lock = self.backend._total_lock()
+        try:
+            self.total = self.backend._read_total()
+            if not self.backend._recounted:
+                self.total = None
+                self.backend._recounted = True
+            self._dirty = False
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._dirty:
+                self.backend._write_total(max(self.total or 0, 0))
+        finally:
+            self._lock.release()
+
+    def _known(self) -> int:
+        if self.total is None:
+            self.total = self.backend._census()[1]
+        return self.total
+
+    def add(self, delta: int) -> None:
+        self.total = self._known() + delta
+        self._dirty = True
+
+    def set(self, total: int) -> None:
+        self.total = total
+        self._dirty = True
+
+    def fits(self, size: int) -> bool:
+        """True if ``size`` more bytes fit under max_size, after evicting if needed."""
+        max_size = self.backend.max_size
+        assert max_size is not None
+        if self._known() + size <= max_size:
+            return True
+        self.evict(size)
+        return self._known() + size <= max_size
+
+    def evict(self, incoming: int) -> int:
+        """Remove least-recently-used entries until ``incoming`` bytes fit; recount."""
+        max_size = self.backend.max_size
+        assert max_size is not None
+        entries, total = self.backend._census()
+        victims, total = choose_victims(entries, total, incoming, max_size)
+        removed = self.backend._unlink(victims) if victims else []
+        for entry in removed:
+            logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
+                         entry.size)
+        # Entries another process removed first are gone all the same.
+        self.set(total)
+        return len(removed)

@@ -1,0 +1,94 @@
+"""The Redis store's compute lock: a lease (``SET NX PX`` with a random token), renewed
+by one thread per store and process while held, expired ``LOCK_TTL`` seconds after a holder
+that died, and released only by its holder. A lease lost while held (a stall longer than
+``LOCK_TTL``) is noticed: the renewer logs it, and the store's commit refuses the write."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ._errors import logger
+from ._store import KeyLock
+
+LOCK_TTL = 2.0  # seconds a lock outlives its holder's last renewal
+LOCK_RENEW = 0.5  # seconds between renewals of held locks
+LOCK_POLL_MAX = 0.05  # seconds, the longest sleep between tries of a held lock
+
+
+class _RedisKeyLock(KeyLock):
+    """``SET NX PX`` with a random token; released only by its holder (compare-and-delete),
+    renewed while held, and expired LOCK_TTL seconds after a holder that died. While held,
+    the store's writes of its entry are conditional on the token (see ``RedisStore.write``).
+    """
+
+    def __init__(self, store: Any, name: bytes) -> None:
+        self.store = store
+        self.name = name
+        self.entry = name[: -len(b":lock")]
+        self.token = b""
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock; False if it is held and ``blocking`` is False, or still held
+        after ``timeout`` seconds (None: no limit)."""
+        store = self.store
+        token = secrets.token_hex(16).encode()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            try:
+                store._check_up()
+                taken = store._client.set(self.name, token, nx=True,
+                                          px=int(LOCK_TTL * 1000))
+            except RedisError as exc:
+                raise store._failed(exc, "locking") from exc
+            if taken:
+                self.token = token
+                store._forked()
+                with store._mutex:
+                    store._leases[self.entry] = self
+                store._renewer.add(self)
+                return True
+            if not blocking or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            time.sleep(delay if deadline is None else
+                       max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, LOCK_POLL_MAX)
+
+    def release(self) -> None:
+        """Give the lock back; never raises, never waits for a server that is down (a lock
+        that cannot be released expires)."""
+        token = self.token
+        if not token:
+            return
+        self.token = b""
+        store = self.store
+        store._renewer.discard(self)
+        with store._mutex:
+            if store._leases.get(self.entry) is self:
+                del store._leases[self.entry]
+        try:
+            store._check_up()
+            store._release(keys=[self.name], args=[token])
+        except (RedisError, OSError) as exc:
+            if isinstance(exc, RedisError):
+                store._fault(exc)
+            logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
+
+    def renew(self) -> bool:
+        """Extend the lock; False if it is no longer ours (it expired, maybe taken)."""
+        token = self.token
+        if not token:
+            return False
+        try:
+            self.store._check_up()
+            return bool(self.store._renew(keys=[self.name],
+                                          args=[token, int(LOCK_TTL * 1000)]))
+        except (RedisError, OSError) as exc:  # keep trying: the commit checks the token
+            if isinstance(exc, RedisError):
+                self.store._fault(exc)
+            logger.debug("cannot renew %r: %s", self.name, exc)
+            return True

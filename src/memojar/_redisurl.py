@@ -1,0 +1,68 @@
+"""The Redis store's edges: its URL (memojar's options in the query string, the password
+redacted for messages) and the one map from Redis errors to memojar's ``OSError``s."""
+
+from __future__ import annotations
+
+import errno
+import re
+from urllib.parse import parse_qsl, urlencode
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+OPTIONS = ("prefix", "password", "socket_timeout", "chunk_size")
+
+
+def oserror(exc: RedisError, doing: str, socket_timeout: float) -> OSError:
+    """The ``OSError`` for a Redis error, the one place they are mapped: callers catch
+    ``OSError`` alone."""
+    if isinstance(exc, RedisTimeoutError):
+        return TimeoutError(
+            errno.ETIMEDOUT,
+            f"no answer within socket_timeout={socket_timeout:g} s ({exc})",
+        )
+    if isinstance(exc, RedisConnectionError):
+        return ConnectionError(errno.ECONNREFUSED, f"cannot reach the server ({exc})")
+    if isinstance(exc, OutOfMemoryError) or str(exc).startswith("OOM "):
+        return OSError(
+            errno.ENOSPC,
+            f"the server is out of memory (maxmemory): {exc}; give it more memory, "
+            "a maxmemory-policy that evicts, or set max_size",
+        )
+    return OSError(errno.EIO, f"{doing} failed: {type(exc).__name__}: {exc}")
+
+
+def split_location(location: str) -> tuple[str, dict[str, str]]:
+    """The URL for redis-py, and memojar's own options taken out of its query string."""
+    base, _, query = location.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    options = {k: v for k, v in pairs if k in OPTIONS}
+    rest = urlencode([(k, v) for k, v in pairs if k not in OPTIONS], safe="/:")
+    return (f"{base}?{rest}" if rest else base), options
+
+
+def redact(location: str) -> str:
+    """The location without its password, for messages and ``Cache.directory``."""
+    base, _, query = location.partition("?")
+    base = re.sub(r"^([a-z]+://[^:@/]*):[^@/]*@", r"\1:***@", base)
+    pairs = [(k, "***" if k == "password" else v)
+             for k, v in parse_qsl(query, keep_blank_values=True)]
+    return f"{base}?{urlencode(pairs, safe='/:*')}" if pairs else base
+
+
+def positive(
+    name: str, given: float | None, in_url: str | None, default: float, kind: type
+) -> float:
+    if given is None and in_url is None:
+        return default
+    try:
+        value = kind(given if given is not None else in_url)
+    except (TypeError, ValueError):
+        value = -1
+    if not value > 0:
+        raise ValueError(
+            f"{name} must be a positive {'whole ' if kind is int else ''}number, "
+            f"got {given if given is not None else in_url!r}"
+        )
+    return value
