@@ -889,7 +889,7 @@ def _secret(secret: bytes | str | None) -> bytes | None:
 def _function_name(function: str | Callable[..., Any] | None) -> str | None:
     if function is None or isinstance(function, str):
         return function
-    memo = getattr(function, "__memojar__", None)
+    memo: _Memo | None = getattr(function, "__memojar__", None)
     if memo is None:
         from ._identity import function_name
 

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import warnings
+from types import FrameType
 
 logger = logging.getLogger("memojar")
 
@@ -30,7 +31,7 @@ def warn(message: str) -> None:
 def _user_stacklevel() -> int:
     """The ``stacklevel`` (as ``warn``'s caller passes it) of the nearest frame not in
     memojar's package."""
-    frame = sys._getframe(2)  # warn's caller: stacklevel 2 counted from warn
+    frame: FrameType | None = sys._getframe(2)  # warn's caller: stacklevel 2 counted from warn
     level = 2
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back

@@ -76,7 +76,9 @@ _BY_REFERENCE = (BuiltinFunctionType, pickle.PickleBuffer)
 
 # --- binding ------------------------------------------------------------------------------
 
-def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Callable[..., tuple]:
+def make_binder(
+    func: Callable[..., Any], ignore: Iterable[str] = ()
+) -> Callable[..., tuple[Any, ...]]:
     """Return a function taking ``func``'s arguments and returning the bound values as a tuple.
 
     Defaults are applied and ``ignore``d parameters left out, so ``f(1)``, ``f(1, 1)``,
@@ -113,7 +115,7 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Callabl
     return _generate(func, sig, body, {})
 
 
-def _raw_binder(*args: Any, **kwargs: Any) -> tuple:
+def _raw_binder(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
     """The binder of a callable without a signature: the call's arguments as given."""
     return (args, kwargs)
 
@@ -124,7 +126,7 @@ def _describe(func: Callable[..., Any]) -> str:
 
 def make_key_caller(
     func: Callable[..., Any], key: Callable[..., Any]
-) -> Callable[..., tuple]:
+) -> Callable[..., tuple[Any, ...]]:
     """Return a function taking ``func``'s arguments that calls ``key`` with the *bound*
     arguments (``func``'s defaults applied) and returns ``(key's result,)``.
 
@@ -137,7 +139,9 @@ def make_key_caller(
     except (TypeError, ValueError):  # no signature: key= gets the call's arguments as given
         return lambda *args, **kwargs: (key(*args, **kwargs),)
     qualname = getattr(func, "__qualname__", type(func).__qualname__)
-    positional, keywords, call = [], {}, []
+    positional: list[None] = []
+    keywords: dict[str, None] = {}
+    call: list[str] = []
     for p in sig.parameters.values():
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             positional.append(None)
@@ -163,7 +167,7 @@ def make_key_caller(
                 f"{exc}"
             ) from None
     if any(name.startswith("__memojar_") for name in sig.parameters):
-        def call_key(*args: Any, **kwargs: Any) -> tuple:
+        def call_key(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             return (key(*bound.args, **bound.kwargs),)
@@ -172,21 +176,22 @@ def make_key_caller(
     return _generate(func, sig, f"(__memojar_key({', '.join(call)}),)", {"__memojar_key": key})
 
 
-def prebound(binder: Callable[..., tuple], args: tuple, kwargs: dict[str, Any]
-             ) -> Callable[..., tuple]:
+def prebound(
+    binder: Callable[..., tuple[Any, ...]], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Callable[..., tuple[Any, ...]]:
     """A binder for a partial or bound method: the bound arguments go in front of the
     call's (``functools.partial`` semantics: the call's keywords win)."""
     if not kwargs:
-        def bind(*more: Any, **morekw: Any) -> tuple:
+        def bind(*more: Any, **morekw: Any) -> tuple[Any, ...]:
             return binder(*args, *more, **morekw)
     else:
-        def bind(*more: Any, **morekw: Any) -> tuple:
+        def bind(*more: Any, **morekw: Any) -> tuple[Any, ...]:
             return binder(*args, *more, **{**kwargs, **morekw})
     return bind
 
 
 def _generate(func: Callable[..., Any], sig: Any, body: str, namespace: dict[str, Any]
-              ) -> Callable[..., tuple]:
+              ) -> Callable[..., tuple[Any, ...]]:
     """``def _bind(<func's signature>): return <body>``, compiled once."""
     params = list(sig.parameters.values())
     source: list[str] = []
@@ -210,17 +215,17 @@ def _generate(func: Callable[..., Any], sig: Any, body: str, namespace: dict[str
             source.append("/")
     # Generated source, from parameter names only (identifiers): see make_binder.
     exec(f"def _bind({', '.join(source)}):\n    return {body}\n", namespace)
-    binder = namespace["_bind"]
+    binder: Callable[..., tuple[Any, ...]] = namespace["_bind"]
     binder.__name__ = getattr(func, "__name__", "function")
     binder.__qualname__ = getattr(func, "__qualname__", binder.__name__)
     return binder
 
 
-def _signature_binder(sig: Any, ignore: Iterable[str]) -> Callable[..., tuple]:
+def _signature_binder(sig: Any, ignore: Iterable[str]) -> Callable[..., tuple[Any, ...]]:
     """The slow, always-correct binder, for signatures the generated one cannot spell."""
     skip = frozenset(ignore)
 
-    def bind(*args: Any, **kwargs: Any) -> tuple:
+    def bind(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         return tuple(v for k, v in bound.arguments.items() if k not in skip)
@@ -280,7 +285,7 @@ def _normalize_memoryview(view: memoryview) -> Any:
     return (_Bytes, "memoryview", view.format, view.shape, data)
 
 
-def _sorted(items: Iterable[Any]) -> tuple:
+def _sorted(items: Iterable[Any]) -> tuple[Any, ...]:
     normal = [normalize(x) for x in items]
     types = {type(x) for x in normal}
     if len(types) == 1 and types <= {str, int, bytes}:
@@ -288,7 +293,7 @@ def _sorted(items: Iterable[Any]) -> tuple:
     return tuple(sorted(normal, key=canonical_bytes))
 
 
-def _sorted_items(items: Iterable[tuple[Any, Any]]) -> tuple:
+def _sorted_items(items: Iterable[tuple[Any, Any]]) -> tuple[Any, ...]:
     pairs = [(normalize(k), normalize(v)) for k, v in items]
     types = {type(k) for k, _ in pairs}
     if len(types) == 1 and types <= {str, int, bytes}:
@@ -509,11 +514,14 @@ class _Sink:
     """A file for the reused pickler: its ``write`` is a list's ``append``."""
 
     __slots__ = ("write",)
+    write: Callable[[bytes], None]
 
 
 def _plain_bytes(obj: Any) -> bytes:
     """The hit path's pickle: one reused memo-less pickler per thread (plain data only, so
     it never re-enters). A small pickle reaches the file in one ``write``."""
+    chunks: list[bytes]
+    pickler: pickle.Pickler
     try:
         chunks, pickler = _local.pickler
     except AttributeError:
@@ -567,7 +575,7 @@ def hash_key(values: Any, seed: int = 0) -> str:
     return h.hexdigest()
 
 
-def make_key(values: tuple, seed: int = 0) -> str:
+def make_key(values: tuple[Any, ...], seed: int = 0) -> str:
     """The key of a bound-argument tuple: normalise, pickle canonically, hash.
 
     ``seed`` salts the hash at no cost: a function's entries for another Python version or
