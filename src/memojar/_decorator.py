@@ -18,7 +18,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from types import FrameType
+from typing import Any, NamedTuple, cast
 
 from . import _depends, _entry
 from ._control import SWITCH
@@ -77,6 +78,7 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+_Args = tuple[Any, ...]  # bound or call arguments
 _TASKS: set[Any] = set()  # background recomputations of coroutine functions, kept alive
 _DEBUG = logging.DEBUG
 _compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIME_AT
@@ -119,7 +121,7 @@ class Counter:
         self._base = self._now()
 
 
-class _Count(itertools.count):
+class _Count(itertools.count):  # type: ignore[type-arg]  # not subscriptable at runtime
     """An ``itertools.count`` whose copy (a wrapper sent by cloudpickle) starts again at 0:
     a copy counts its own process's calls, and ``itertools.count`` itself stops pickling in
     Python 3.14 (a DeprecationWarning before)."""
@@ -232,7 +234,7 @@ class _Memo:
         self.revalidating: set[str] = set()  # keys recomputed in the background now
         self.revalidating_lock = threading.Lock()
         self.memory = memory  # results kept in this process, most recent last
-        self.recent: OrderedDict[Any, tuple[Any, float]] = OrderedDict()
+        self.recent: OrderedDict[Any, tuple[Any, float, float]] = OrderedDict()
         self.generation: Any = None  # the store's stamp, read per call; None: not yet
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
@@ -292,7 +294,7 @@ class _Memo:
 
     # --- the hit path ---------------------------------------------------------------
 
-    def key_of(self, args: tuple, kwargs: dict[str, Any]) -> str:
+    def key_of(self, args: _Args, kwargs: dict[str, Any]) -> str:
         values = self.binder(*args, **kwargs)
         try:
             return make_key(values, self.seed)
@@ -301,7 +303,7 @@ class _Memo:
                 raise  # the caller's own recursion ran out of stack, not a deep argument
             raise self._unpicklable(values, exc) from exc
 
-    def get(self, key: str, call: tuple | None = None) -> Any:
+    def get(self, key: str, call: _Args | None = None) -> Any:
         """The stored value for ``key``, or MISSING. Never raises for a bad entry.
 
         ``call`` (the call's arguments, with ``stale_while_revalidate``): an entry expired
@@ -335,7 +337,7 @@ class _Memo:
                          header.compute_time)
         return value
 
-    def _stale(self, key: str, data: Any, call: tuple) -> Any:
+    def _stale(self, key: str, data: Any, call: _Args) -> Any:
         """The value of an entry expired less than ``swr`` seconds ago, or MISSING; a
         recomputation of it starts in the background (one per key in this process; the
         key's lock, tried without waiting, makes it one across processes)."""
@@ -369,7 +371,7 @@ class _Memo:
         with self.revalidating_lock:
             self.revalidating.discard(key)
 
-    def _revalidate(self, key: str, args: tuple, kwargs: dict[str, Any]) -> None:
+    def _revalidate(self, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         """Recompute a stale entry in a background thread, if no one else is doing it."""
         try:
             lock = self.store.lock(self.name, key)
@@ -387,12 +389,12 @@ class _Memo:
         finally:
             self._revalidated(key)
 
-    def _spawn_task(self, loop: Any, key: str, args: tuple, kwargs: dict[str, Any]) -> None:
+    def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         task = loop.create_task(self._arevalidate(key, args, kwargs))
         _TASKS.add(task)
         task.add_done_callback(_TASKS.discard)
 
-    async def _arevalidate(self, key: str, args: tuple, kwargs: dict[str, Any]) -> None:
+    async def _arevalidate(self, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         """``_revalidate`` for coroutine functions, as a task on the caller's loop."""
         run = _in_thread if self.store.remote else _inline
         try:
@@ -431,7 +433,7 @@ class _Memo:
             self.recent.clear()
             self.stamp = self.generation[0]
 
-    def fill(self, mkey: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+    def fill(self, mkey: Any, args: _Args, kwargs: dict[str, Any]) -> Any:
         """A call the memory tier does not hold: from the store (or computed), then held
         with its entry's expiry, unless the stamp changed meanwhile. ``mkey``: the call's
         disk key, or its plain arguments."""
@@ -449,11 +451,11 @@ class _Memo:
             if (self.holding and stamp == self.stamp == self.generation[0]
                     and expires > time.time()):
                 self.recent[mkey] = (value, expires, took)
-                if len(self.recent) > self.memory:
+                if len(self.recent) > cast("int", self.memory):  # set: fill needs memory=
                     self.recent.popitem(last=False)
         return value
 
-    def get_expiring(self, key: str, call: tuple) -> tuple[Any, float, float]:
+    def get_expiring(self, key: str, call: _Args) -> tuple[Any, float, float]:
         """``get``, and when the value's entry expires (``inf``: never; 0 for a stale
         value served while it is recomputed, which is not held)."""
         data = self.store.read(self.name, key)
@@ -495,7 +497,7 @@ class _Memo:
 
     # --- the miss path --------------------------------------------------------------
 
-    def compute(self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False) -> Any:
+    def compute(self, key: str, args: _Args, kwargs: dict[str, Any], force: bool = False) -> Any:
         """Compute under the key's lock, unless another caller stored the value meanwhile.
 
         A call made while this thread already holds the key's lock (the function calling
@@ -517,14 +519,14 @@ class _Memo:
             if lock is not None:
                 lock.release()
 
-    def _compute(self, key: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+    def _compute(self, key: str, args: _Args, kwargs: dict[str, Any]) -> Any:
         start = self._started(key)
         value = self.func(*args, **kwargs)
         self._computed(key, value, start)
         return value
 
     async def acompute(
-        self, key: str, args: tuple, kwargs: dict[str, Any], force: bool = False
+        self, key: str, args: _Args, kwargs: dict[str, Any], force: bool = False
     ) -> Any:
         """``compute`` for coroutine functions: waits for the lock without blocking the loop,
         and calls a remote store from a worker thread (``run``)."""
@@ -545,7 +547,7 @@ class _Memo:
             if lock is not None:
                 await run(lock.release)
 
-    async def _acompute(self, key: str, args: tuple, kwargs: dict[str, Any], run: Any) -> Any:
+    async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any) -> Any:
         start = self._started(key)
         value = await self.func(*args, **kwargs)
         await run(self._computed, key, value, start)
@@ -739,7 +741,7 @@ class _Memo:
             return False
         return True
 
-    def explain(self, args: tuple, kwargs: dict[str, Any]) -> str:
+    def explain(self, args: _Args, kwargs: dict[str, Any]) -> str:
         """Why this call would hit or miss, in one line (see ``_depends.explain_miss``)."""
         key = self.key_of(args, kwargs)
         try:
@@ -757,7 +759,7 @@ class _Memo:
         return (f"hit: stored {_depends.utc(header.created)}, computed in "
                 f"{header.compute_time:.3g} s")
 
-    def _unpicklable(self, values: tuple, exc: BaseException) -> TypeError:
+    def _unpicklable(self, values: _Args, exc: BaseException) -> TypeError:
         qualname = getattr(self.target, "__qualname__", self.name)
         if self.custom_key is not None:
             return TypeError(
@@ -782,8 +784,8 @@ class _Memo:
         )
 
 
-def _with_bound(call_key: Callable[..., tuple], args: tuple, kwargs: dict[str, Any],
-                *call_args: Any, **call_kwargs: Any) -> tuple:
+def _with_bound(call_key: Callable[..., _Args], args: _Args, kwargs: dict[str, Any],
+                *call_args: Any, **call_kwargs: Any) -> _Args:
     return (args, kwargs, *call_key(*call_args, **call_kwargs))
 
 
@@ -798,6 +800,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     switch = SWITCH
     swr = memo.swr is not None
     hit = memo.hit_count.bump
+    wrapper: Callable[..., Any]
     if _is_coroutine_function(memo.target):  # a bound method or partial: what runs
         if memo.memory:
             warn(f"memory= of {memo.name} is not used: the memory tier holds results of "
@@ -900,15 +903,16 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         package version, the Python version)."""
         return memo.explain(args, kwargs)
 
-    wrapper.cache_info = cache_info  # type: ignore[attr-defined]
-    wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
-    wrapper.cache_contains = cache_contains  # type: ignore[attr-defined]
-    wrapper.cache_delete = cache_delete  # type: ignore[attr-defined]
-    wrapper.cache_key = cache_key  # type: ignore[attr-defined]
-    wrapper.cache_explain = cache_explain  # type: ignore[attr-defined]
-    wrapper.refresh = refresh  # type: ignore[attr-defined]
-    wrapper.cache_set = cache_set  # type: ignore[attr-defined]
-    wrapper.__memojar__ = memo  # type: ignore[attr-defined]
+    # a function takes attributes; mypy does not model that (wrapper is one of the defs)
+    wrapper.cache_info = cache_info  # type: ignore[union-attr]
+    wrapper.cache_clear = cache_clear  # type: ignore[union-attr]
+    wrapper.cache_contains = cache_contains  # type: ignore[union-attr]
+    wrapper.cache_delete = cache_delete  # type: ignore[union-attr]
+    wrapper.cache_key = cache_key  # type: ignore[union-attr]
+    wrapper.cache_explain = cache_explain  # type: ignore[union-attr]
+    wrapper.refresh = refresh  # type: ignore[union-attr]
+    wrapper.cache_set = cache_set  # type: ignore[union-attr]
+    wrapper.__memojar__ = memo  # type: ignore[union-attr]
     return wrapper
 
 
@@ -936,7 +940,7 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
             memo.forget()
         if kwargs:
             mkey: Any = (args, tuple(kwargs.items()))
-            values: tuple = (*args, *kwargs.values())
+            values: _Args = (*args, *kwargs.values())
         else:
             mkey = values = args
         for value in values:
@@ -998,7 +1002,8 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> 
 
 def _near_recursion_limit() -> bool:
     """True if the stack is within a few dozen frames of the recursion limit."""
-    depth, frame = 0, sys._getframe()
+    depth = 0
+    frame: FrameType | None = sys._getframe()
     while frame is not None:
         depth += 1
         frame = frame.f_back

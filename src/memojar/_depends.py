@@ -93,8 +93,8 @@ def callable_rows(callables: Iterable[Any]) -> list[Row]:
 
 # --- files= ---------------------------------------------------------------------------
 
-def files_binder(binder: Callable[..., tuple], names: list[str], files: tuple[str, ...],
-                 owner: str) -> Callable[..., tuple]:
+def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
+                 files: tuple[str, ...], owner: str) -> Callable[..., tuple[Any, ...]]:
     """``binder`` with each ``files`` parameter's value replaced by ``(value, content)``.
 
     ``names`` are the parameters the binder's tuple holds, in order. Raises ``ValueError``
@@ -107,7 +107,7 @@ def files_binder(binder: Callable[..., tuple], names: list[str], files: tuple[st
         )
     at = tuple(names.index(name) for name in files)
 
-    def bind(*args: Any, **kwargs: Any) -> tuple:
+    def bind(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         values = list(binder(*args, **kwargs))
         for i in at:
             values[i] = (values[i], content_digest(values[i]))
@@ -270,7 +270,7 @@ def utc(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def explain_absent(memo: Any, values: tuple) -> str:
+def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
     """No entry for this call: say if another Python version's entry exists for it."""
     from ._entry import PYTHON, key_seed, read_header
     from ._keys import make_key
@@ -351,4 +351,5 @@ def _tag(tag: str) -> str:
 def _manifest_text(memo: Any) -> str:
     from ._entry import MANIFEST
 
-    return memo.ident.partition(MANIFEST)[2].decode(errors="replace")
+    text: str = memo.ident.partition(MANIFEST)[2].decode(errors="replace")
+    return text

@@ -51,7 +51,7 @@ def function_name(func: Callable[..., Any]) -> str:
     return f"{module}.{qualname}"
 
 
-def split(func: Any) -> tuple[Any, tuple, dict[str, Any]]:
+def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """``func`` as the callable that runs plus the arguments bound in front of the call's.
 
     ``partial(f, 1, b=2)`` is ``(f, (1,), {"b": 2})``, ``obj.method`` is
@@ -244,7 +244,7 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
         return ("class", function_name(cls))
     seen = set() if seen is None else seen
     seen.add(id(cls))
-    shape = []
+    shape: list[tuple[str, Any]] = []
     for klass in cls.__mro__:
         if not is_user_module(klass.__module__):
             shape.append(("base", function_name(klass)))
@@ -307,7 +307,7 @@ def _library_paths() -> tuple[str, ...]:
 
 # --- code ---------------------------------------------------------------------------------
 
-def _code_shape(code: CodeType) -> tuple:
+def _code_shape(code: CodeType) -> tuple[Any, ...]:
     flags = code.co_flags & ~_CO_HAS_DOCSTRING
     return (
         code.co_name,
@@ -324,7 +324,7 @@ def _code_shape(code: CodeType) -> tuple:
     )
 
 
-def _instructions(code: CodeType) -> tuple:
+def _instructions(code: CodeType) -> tuple[Any, ...]:
     """The bytecode with each constant operand replaced by the constant's shape.
 
     The docstring is not an operand of any instruction, so it is left out by construction,

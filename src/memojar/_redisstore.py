@@ -182,7 +182,7 @@ class RedisStore(Store):
             if self._down is not None:
                 self._check_up()
             if self.max_size is None:  # no eviction, so no access order to keep: one GET
-                value = self._client.get(name)
+                value = cast("bytes | None", self._client.get(name))
             else:
                 pipe = self._client.pipeline(transaction=False)
                 pipe.get(name)
@@ -199,7 +199,7 @@ class RedisStore(Store):
             logger.debug("read of %r from %s failed: %s", name, self.location, exc)
             return None
 
-    def _read_chunks(self, name: bytes, pointer: bytes) -> bytearray | None:
+    def _read_chunks(self, name: bytes, pointer: bytes) -> bytes | bytearray | None:
         """Assemble a chunked entry; chunks are all of the generation the pointer names.
 
         A writer that replaces the entry meanwhile removes that generation: some chunk is
@@ -215,11 +215,12 @@ class RedisStore(Store):
             data = _assemble(self._client, chunks, count, size)
             if data is not None:
                 return data
-            pointer = self._client.get(name)
-            if pointer is None:
+            again = cast("bytes | None", self._client.get(name))
+            if again is None:
                 return None
-            if pointer[:5] != b"MJCH ":
-                return pointer
+            if again[:5] != b"MJCH ":
+                return again
+            pointer = again
         return None
 
     def _pointer(self, name: bytes, pointer: bytes) -> tuple[bytes, int, int] | None:
@@ -306,7 +307,7 @@ class RedisStore(Store):
         count = 0
         pipe = self._client.pipeline(transaction=True)  # the first chunk and its expiry
         for piece in pieces(views, self.chunk_size):
-            pipe.hset(hash_key, str(count), piece)  # type: ignore[arg-type]
+            pipe.hset(hash_key, str(count), piece)
             if count == 0:
                 pipe.pexpire(hash_key, int(INFLIGHT_TTL * 1000))
                 pipe.execute()
@@ -352,7 +353,7 @@ class RedisStore(Store):
         # ``<entry prefix>swept``: not 32 hex digits, so no listing takes it for an entry
         try:
             self._check_up()
-            return self._client.get(self._name(function, NOTE))
+            return cast("bytes | None", self._client.get(self._name(function, NOTE)))
         except RedisError as exc:
             raise self._failed(exc, "reading a note") from exc
 
@@ -373,7 +374,7 @@ class RedisStore(Store):
     def read_stats(self) -> dict[str, Any]:
         try:
             self._check_up()
-            raw = self._client.hgetall(self._pre + b"stats")
+            raw = cast("dict[bytes, bytes]", self._client.hgetall(self._pre + b"stats"))
         except RedisError as exc:
             raise self._failed(exc, "reading statistics") from exc
         functions: dict[str, list[Any]] = {}
@@ -457,7 +458,7 @@ class RedisStore(Store):
         cursor = 0
         while True:
             cursor, names = self._client.scan(cursor, match=pattern, count=_SCAN_COUNT)
-            yield names
+            yield cast("list[bytes]", names)
             if cursor == 0:
                 return
 
@@ -487,11 +488,11 @@ class RedisStore(Store):
         """``head``, read on when the header runs past it; a pointer holds its entry's
         whole header."""
         if not chunked:
-            return complete_head(head, lambda start, end: self._client.getrange(
-                name, start, end - 1))
+            return complete_head(head, lambda start, end: cast("bytes", self._client.getrange(
+                name, start, end - 1)))
 
         def from_pointer(start: int, end: int) -> bytes:
-            match = _POINTER.match(self._client.get(name) or b"")
+            match = _POINTER.match(cast("bytes | None", self._client.get(name)) or b"")
             return match.string[match.end() :][start:end] if match else b""
 
         return complete_head(head, from_pointer)
@@ -521,7 +522,7 @@ class RedisStore(Store):
                 cursor, members = self._client.zscan(self._index[0], cursor, count=_SCAN_COUNT)
                 if members:
                     pipe = self._client.pipeline(transaction=False)
-                    for member, _ in members:
+                    for member, _ in cast("list[tuple[bytes, float]]", members):
                         self._forget(keys=[*self._index, member], client=pipe)
                     pipe.execute()
                 if cursor == 0:
@@ -536,7 +537,9 @@ class RedisStore(Store):
         try:
             self._check_up()
             while True:
-                n = self._evict_script(keys=self._index, args=[self.max_size, incoming])
+                # evict() calls this only with a max_size
+                n: int = self._evict_script(keys=self._index,
+                                            args=[cast("int", self.max_size), incoming])
                 removed += n
                 if n == 0:  # done: under max_size, or nothing left to evict
                     return removed

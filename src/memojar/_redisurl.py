@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import re
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -52,7 +54,8 @@ def redact(location: str) -> str:
 
 
 def positive(
-    name: str, given: float | None, in_url: str | None, default: float, kind: type
+    name: str, given: float | None, in_url: str | None, default: float,
+    kind: Callable[[Any], float],
 ) -> float:
     if given is None and in_url is None:
         return default

@@ -34,6 +34,7 @@ objects after some days is a fine complement (it only removes, and a removed ent
 from __future__ import annotations
 
 import contextlib
+import datetime
 import email.utils
 import errno
 import os
@@ -677,7 +678,7 @@ def _redact(location: str) -> str:
     return f"{base}?{urlencode(pairs, safe='/:')}" if pairs else base
 
 
-def _positive(name: str, in_url: str | None, default: float, kind: type) -> float:
+def _positive(name: str, in_url: str | None, default: float, kind: Callable[[str], float]) -> float:
     if in_url is None:
         return default
     try:
@@ -695,7 +696,7 @@ def _age(response: dict[str, Any]) -> float:
     try:
         date = response["ResponseMetadata"]["HTTPHeaders"]["date"]
         now = email.utils.parsedate_to_datetime(date)
-        modified = response["LastModified"]
+        modified: datetime.datetime = response["LastModified"]
         return (now - modified).total_seconds()
     except (KeyError, TypeError, ValueError):
         return 0.0
