@@ -507,18 +507,7 @@ class FileStore(Store):
         return _FlockLock(fd)
 
     def _write_stats(self, data: dict[str, Any]) -> None:
-        path = os.path.join(self.root, _STATS)
-        tmp = _temp_name(path)
-        fd = os.open(tmp, _O_CREATE, 0o600)
-        try:
-            try:
-                _write_all(fd, [json.dumps(data).encode()])
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode())
 
     def _restore(self, tally: dict[str, list[int]]) -> None:
         for fdir, (entries, size) in tally.items():
@@ -826,7 +815,7 @@ def _replace_small(path: str, data: bytes) -> None:
     try:
         fd = os.open(tmp, _O_CREATE, 0o600)
         try:
-            os.write(fd, data)
+            _write_all(fd, [data])  # the statistics file grows with the functions
         finally:
             os.close(fd)
         os.replace(tmp, path)
