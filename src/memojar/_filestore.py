@@ -36,7 +36,7 @@ import xxhash
 from ._errors import logger
 from ._ledger import Ledger
 from ._locks import LOCK_FILE, LOCK_SUFFIX, LOCKS_IN_FUNCTION_DIR, key_lock, remove_if_idle
-from ._store import KeyLock, Store, StoredEntry, complete_head
+from ._store import HEAD_BYTES, SECRET_ADVICE, KeyLock, Store, StoredEntry, complete_head
 
 try:
     import fcntl
@@ -49,7 +49,6 @@ NOTE_FILE = ".swept"  # the identity of the code that last swept the function's 
 GEN_FILE = ".gen"  # 8 bytes rewritten in place when the function's entries are removed
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
-HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
 ORPHAN_AGE = 3600.0  # a temporary file this old is orphaned even if its pid is alive
 RESERVE_WAIT = 60.0  # seconds a writer waits for room that other writers in flight hold
 _LEDGER = ".size"
@@ -132,6 +131,7 @@ class FileStore(Store):
     """A directory of entry files. See the module docstring for the layout."""
 
     maps_memory = True  # entries of MMAP_THRESHOLD bytes or more are mapped, not read
+    eviction = "ledger"  # a total in ``.size`` under a lock; ``_write`` reserves room first
 
     def __init__(
         self, directory: str | os.PathLike[str], max_size: int | None = None,
@@ -216,8 +216,7 @@ class FileStore(Store):
         self._untrusted(
             f"cache directory {self.root} holds entries owned by another user "
             f"(uid {st.st_uid}); memojar never unpickles them and recomputes instead. "
-            "For a cache shared between users, give every user the same secret= "
-            "(or $MEMOJAR_SECRET) so entries are signed and checked."
+            "For a cache shared between users, give every user " + SECRET_ADVICE
         )
 
     # --- writing ----------------------------------------------------------------------
@@ -600,7 +599,8 @@ class FileStore(Store):
         finally:
             os.close(root_fd)
 
-    def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
+    def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
+        """Entries with whole headers (read on from the descriptor opened for the size)."""
         for name, _, shard, sfd, files in self._shards(function):
             for file in files:
                 if not _ENTRY.fullmatch(file):

@@ -9,8 +9,6 @@ import secrets
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from ._errors import logger
 from ._store import KeyLock
 
@@ -39,12 +37,9 @@ class _RedisKeyLock(KeyLock):
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.002
         while True:
-            try:
-                store._check_up()
+            with store._errors("locking"):
                 taken = store._client.set(self.name, token, nx=True,
                                           px=int(LOCK_TTL * 1000))
-            except RedisError as exc:
-                raise store._failed(exc, "locking") from exc
             if taken:
                 self.token = token
                 store._forked()
@@ -71,11 +66,9 @@ class _RedisKeyLock(KeyLock):
             if store._leases.get(self.entry) is self:
                 del store._leases[self.entry]
         try:
-            store._check_up()
-            store._release(keys=[self.name], args=[token])
-        except (RedisError, OSError) as exc:
-            if isinstance(exc, RedisError):
-                store._fault(exc)
+            with store._errors("releasing a lock"):
+                store._release(keys=[self.name], args=[token])
+        except OSError as exc:
             logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
 
     def renew(self) -> bool:
@@ -84,11 +77,9 @@ class _RedisKeyLock(KeyLock):
         if not token:
             return False
         try:
-            self.store._check_up()
-            return bool(self.store._renew(keys=[self.name],
-                                          args=[token, int(LOCK_TTL * 1000)]))
-        except (RedisError, OSError) as exc:  # keep trying: the commit checks the token
-            if isinstance(exc, RedisError):
-                self.store._fault(exc)
+            with self.store._errors("renewing a lock"):
+                return bool(self.store._renew(keys=[self.name],
+                                              args=[token, int(LOCK_TTL * 1000)]))
+        except OSError as exc:  # keep trying: the commit checks the token
             logger.debug("cannot renew %r: %s", self.name, exc)
             return True

@@ -3,12 +3,32 @@
 A store reads, writes, locks, lists and deletes entries addressed by (function, key). It
 never looks inside an entry beyond its header (``_entry`` parses it) and never imports the
 decorator. ``Store`` owns the policy once, as filelock's ``BaseFileLock`` owns the acquire
-loop: refusing entries larger than ``max_size``, completing listed headers, the warn-once
-trust warning, logging removals, choosing between the backend's own LRU index and the
-ledger (``_ledger``). A backend (``FileStore``, ``RedisStore``) writes the primitives:
-``read``, ``_write``, ``delete``, ``discard``, ``lock``, ``scan``, ``_unlink``, ``cleanup``,
-notes, ``close``, and declares its capabilities (``remote``, ``native_expiry``, ``own_lru``,
-``maps_memory``).
+loop and cachetools' ``Cache`` owns the one eviction loop:
+
+- the hit's trust check (the warn-once warning of a cache without a secret) and turning a
+  failed read into a miss, logged (``read``);
+- refusing entries larger than ``max_size`` (``write``);
+- listing with whole headers (``scan``: the backend's listing, its first bytes read on with
+  ``complete_head``);
+- the least-recently-used decision and size accounting (``evict``): by a listing
+  (``choose_victims``), by the ledger (``_ledger``, for backends with a shared total), or by
+  a backend's own atomic index;
+- logging and accounting removals (``remove``).
+
+A backend writes only primitives (see the README's "Development" section):
+
+    _read(function, key)                   the whole entry, or None (the hit)
+    _write(function, key, views, size, expires)   store it atomically
+    delete(function, key)                  remove one entry; True if there was one
+    _list(function, heads)                 entries with size and access time (StoredEntry)
+    _read_range(entry, start, end)         bytes start..end of a listed entry (its header)
+    _unlink(entries)                       remove listed entries; the ones removed
+    lock(function, key)                    a KeyLock shared by processes (a lock or lease)
+    cleanup(), close(), notes, statistics  optional
+
+and declares its capabilities (``remote``, ``native_expiry``, ``eviction``,
+``maps_memory``, ``shared_with``). The file store also writes its own ``read``: its hit path
+is a few system calls, and its trust rule is the file's owner.
 """
 
 from __future__ import annotations
@@ -73,6 +93,11 @@ def pieces(views: Sequence[memoryview], size: int) -> Iterator[Any]:
         yield bytes(buf)
 
 
+def _reader(store: Store, entry: StoredEntry) -> Callable[[int, int], bytes]:
+    """``read_more`` for ``complete_head``: ranged reads of one listed entry."""
+    return lambda start, end: store._read_range(entry, start, end) or b""
+
+
 def header_of(stored: StoredEntry) -> _entry.Header | None:
     """A listed entry's header, or None if it is unreadable or not the length it promises."""
     try:
@@ -82,6 +107,9 @@ def header_of(stored: StoredEntry) -> _entry.Header | None:
     return header if header.size == stored.size else None
 
 
+HEAD_BYTES = 4096  # what ``scan`` reads first of each entry: the header and then some
+SECRET_ADVICE = ("the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
+                 "checked.")
 POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (``acquire_within``)
 
 
@@ -125,7 +153,7 @@ class KeyLock(abc.ABC):
 
 class Store(abc.ABC):
     """Bytes in, bytes out, addressed by function name and key: the policy over a backend's
-    primitives (a subclass is a backend)."""
+    primitives (a subclass is a backend; see the module docstring)."""
 
     location: str
     max_size: int | None
@@ -138,16 +166,57 @@ class Store(abc.ABC):
     # store in a worker thread, so the event loop never waits for a server.
     remote: bool = False
     native_expiry = False  # drops entries when ``expires`` passes (the header still decides)
-    own_lru = False  # evicts by its own index or listing (``_evict``), not by the ledger
+    # How ``max_size`` is kept: "listing" (evict by a listing before each write: enough for
+    # a backend that keeps no total), "ledger" (a total shared under a lock, ``_ledger``;
+    # the backend reserves room in ``_write``), or "index" (the backend's own atomic index,
+    # ``_evict``, which also evicts on write).
+    eviction = "listing"
     maps_memory = False  # ``read`` may return an mmap of a large entry
+    # Who else can write entries, for the warning of a cache without a secret ("the server");
+    # None: nobody but this user (no warning), or the backend judges trust itself.
+    shared_with: str | None = None
+    kind = "this"  # the backend's name in messages ("Redis")
     _warned = False  # the trust warning was given (once per store)
 
-    @abc.abstractmethod
+    # --- the hit path -----------------------------------------------------------------
+
     def read(self, function: str, key: str) -> Any | None:
         """The whole entry as a buffer (bytes-like or mmap), or None if there is none.
 
-        Never raises for a missing or unreadable entry: both are None. This is the hit path.
-        """
+        Never raises for a missing or unreadable entry, nor for a backend fault (logged):
+        all are None. This is the hit path."""
+        if not self._warned:
+            self._warn_unsigned()
+        try:
+            return self._read(function, key)
+        except OSError as exc:
+            logger.debug("read of %s %s from %s failed: %s", function, key, self.location, exc)
+            return None
+
+    def _read(self, function: str, key: str) -> Any | None:
+        """The backend's read of a whole entry (None if missing); raises ``OSError``."""
+        raise NotImplementedError
+
+    def _warn_unsigned(self) -> None:
+        """Warn once that entries others can write are not authenticated (no secret)."""
+        if self.signed or self.shared_with is None:
+            self._warned = True
+            return
+        self._untrusted(
+            f"{self.kind} cache {self.location} has no secret: its entries are not "
+            f"authenticated, and anyone who can write to {self.shared_with} can make this "
+            "process unpickle (run) code of their choosing. Give every user of the cache "
+            + SECRET_ADVICE
+        )
+
+    def _untrusted(self, message: str) -> None:
+        """Warn, once per store, that entries are not trusted (another user's, or
+        unauthenticated); the hit path checks ``_warned`` before calling."""
+        if not self._warned:
+            self._warned = True
+            warn(message)
+
+    # --- writing ----------------------------------------------------------------------
 
     def write(
         self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
@@ -162,12 +231,15 @@ class Store(abc.ABC):
         """
         views = [memoryview(c).cast("B") for c in chunks]
         size = sum(v.nbytes for v in views)
-        if self.max_size is not None and size > self.max_size:
-            raise OSError(
-                errno.EFBIG,
-                f"the entry ({size:,} bytes) is larger than the cache's max_size "
-                f"({self.max_size:,} bytes)",
-            )
+        if self.max_size is not None:
+            if size > self.max_size:
+                raise OSError(
+                    errno.EFBIG,
+                    f"the entry ({size:,} bytes) is larger than the cache's max_size "
+                    f"({self.max_size:,} bytes)",
+                )
+            if self.eviction == "listing":  # make room first: the new entry fits
+                self.evict(size)
         self._write(function, key, views, size, expires)
         return size
 
@@ -177,14 +249,7 @@ class Store(abc.ABC):
         expires: float | None,
     ) -> None:
         """The backend's atomic write of an entry of ``size`` bytes (see ``write``); with
-        ``max_size`` and no ``own_lru``, it reserves room through the ledger first."""
-
-    def _untrusted(self, message: str) -> None:
-        """Warn, once per store, that entries are not trusted (another user's, or
-        unauthenticated); the hit path checks ``_warned`` before calling."""
-        if not self._warned:
-            self._warned = True
-            warn(message)
+        ``max_size`` and ``eviction = "ledger"``, it reserves room through the ledger."""
 
     @abc.abstractmethod
     def delete(self, function: str, key: str) -> bool:
@@ -207,9 +272,29 @@ class Store(abc.ABC):
         child. Callers wait through ``KeyLock.acquire_within``.
         """
 
-    @abc.abstractmethod
+    # --- listing and housekeeping -------------------------------------------------------
+
     def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
-        """Every entry (of one function), with its header bytes when ``heads``."""
+        """Every entry (of one function), with its whole header bytes when ``heads``: the
+        backend's listing, whose first bytes (read here if the listing has none) are read on
+        until the header is whole, however long."""
+        for entry in self._list(function, heads):
+            if heads:
+                head = entry.head or self._read_range(entry, 0, HEAD_BYTES)
+                if head is None:
+                    continue  # removed since listed
+                entry = entry._replace(head=complete_head(head, _reader(self, entry)))
+            yield entry
+
+    @abc.abstractmethod
+    def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
+        """Every entry (of one function) with its size and access time; ``head`` is what
+        the listing got of its first bytes for free (``heads``), else empty."""
+
+    def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
+        """Bytes ``start`` to ``end`` (fewer at its end) of a listed entry; None if it is
+        gone. Needed unless ``_list`` always gives whole headers."""
+        raise NotImplementedError
 
     def remove(self, entries: Sequence[StoredEntry]) -> int:
         """Remove listed entries (as ``scan`` gave them); return how many were removed."""
@@ -226,24 +311,31 @@ class Store(abc.ABC):
     def _removed(self, entries: Sequence[StoredEntry]) -> None:  # noqa: B027 - optional
         """Account for removed entries (the file store's ledger); nothing by default."""
 
-    @abc.abstractmethod
     def cleanup(self) -> int:
-        """Remove what crashed writers left behind (temporary files, idle locks)."""
+        """Remove what crashed writers left behind (temporary files, idle locks); return
+        how many. A backend whose writes leave nothing behind has nothing to do."""
+        return 0
 
     def evict(self, incoming: int = 0) -> int:
         """Remove least-recently-used entries until ``incoming`` more bytes fit ``max_size``:
-        by the backend's own index (``own_lru``), else by the ledger's census."""
+        the one decision (``choose_victims``) over a listing, over the ledger's census, or
+        made by the backend's own atomic index (``eviction``)."""
         if self.max_size is None:
             return 0
-        if self.own_lru:
-            return self._evict(incoming)
-        from ._ledger import Ledger
+        from ._ledger import Ledger, choose_victims
 
-        with Ledger(self) as ledger:  # type: ignore[arg-type]
-            return ledger.evict(incoming)
+        if self.eviction == "index":
+            return self._evict(incoming)
+        if self.eviction == "ledger":
+            with Ledger(self) as ledger:  # type: ignore[arg-type]
+                return ledger.evict(incoming)
+        entries = list(self._list(None, heads=False))
+        victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
+                                    self.max_size)
+        return self.remove(victims) if victims else 0
 
     def _evict(self, incoming: int) -> int:
-        """Evict by the backend's own index (backends that declare ``own_lru``)."""
+        """Evict by the backend's own index (``eviction = "index"``)."""
         raise NotImplementedError
 
     def read_note(self, function: str) -> bytes | None:
