@@ -1,12 +1,21 @@
 """The modules import one way: command line -> cache -> decorator -> store policy ->
-entry format -> keys; backends below the cache, above the store interface. No cycles."""
+entry format -> keys; backends below the cache, above the store interface. No cycles.
+And a backend is its primitives alone: one written here passes the behaviour tests."""
 
 from __future__ import annotations
 
 import ast
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import memojar
+from memojar import Cache
+from memojar._store import HEAD_BYTES, KeyLock, Store, StoredEntry, header_of
 
 SRC = Path(memojar.__file__).parent
 
@@ -55,3 +64,138 @@ def test_the_decorator_and_stores_never_import_the_cache() -> None:
 def test_stores_never_import_the_decorator() -> None:
     for low in ("_store", "_filestore", "_redisstore", "_locks", "_entry", "_keys"):
         assert "_decorator" not in imports_of(SRC / f"{low}.py"), low
+
+
+# --- a new backend needs only its primitives ------------------------------------------------
+
+class DictStore(Store):
+    """A whole backend in primitives: entries in a dict of this process. Everything else
+    (trust, whole headers for ``scan``, the LRU decision and size accounting under
+    ``max_size``, refusing oversized entries, logging removals) is ``Store``'s."""
+
+    def __init__(self, max_size: int | None = None) -> None:
+        self.location = "dict:"
+        self.max_size = max_size
+        self.entries: dict[tuple[str, str], tuple[bytes, float]] = {}  # -> (bytes, accessed)
+        self.locks: dict[tuple[str, str], threading.Lock] = {}
+        self.ranges: list[tuple[int, int]] = []  # what ``scan`` asked for (a test looks)
+
+    def _read(self, function: str, key: str) -> bytes | None:
+        found = self.entries.get((function, key))
+        if found is None:
+            return None
+        self.entries[function, key] = (found[0], time.time())  # the access, for the LRU
+        return found[0]
+
+    def _write(self, function: str, key: str, views: list[memoryview], size: int,
+               expires: float | None) -> None:
+        self.entries[function, key] = (b"".join(views), time.time())
+
+    def delete(self, function: str, key: str) -> bool:
+        return self.entries.pop((function, key), None) is not None
+
+    def lock(self, function: str, key: str) -> KeyLock:
+        return _DictLock(self.locks.setdefault((function, key), threading.Lock()))
+
+    def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
+        for (fn, key), (data, accessed) in list(self.entries.items()):
+            if function is None or fn == function:
+                yield StoredEntry(fn, key, len(data), accessed, b"", f"dict:{fn}/{key}")
+
+    def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
+        self.ranges.append((start, end))
+        found = self.entries.get((entry.function_dir, entry.key))
+        return None if found is None else found[0][start:end]
+
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        return [e for e in entries if self.delete(e.function_dir, e.key)]
+
+
+class _DictLock(KeyLock):
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return self._lock.acquire(blocking)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def _counted(cache: Cache) -> tuple[Any, list[int]]:
+    calls: list[int] = []
+
+    @cache.cached
+    def triple(x: int) -> bytes:
+        calls.append(x)
+        return bytes(1000) + str(3 * x).encode()
+
+    return triple, calls
+
+
+def test_a_backend_of_primitives_alone_hits_and_misses() -> None:
+    triple, calls = _counted(Cache(store=DictStore()))
+    assert triple(1) == triple(1) == bytes(1000) + b"3"
+    assert triple(2).endswith(b"6")
+    assert calls == [1, 2]
+
+
+def test_a_backend_of_primitives_alone_is_listed_with_whole_headers() -> None:
+    store = DictStore()
+    cache = Cache(store=store)
+    triple, _ = _counted(cache)
+    triple(1)
+    triple(2)
+    listed = list(cache.entries())  # from headers: the policy read them
+    assert sorted(e.key for e in listed) == sorted(triple.cache_key(x) for x in (1, 2))
+    assert {(0, HEAD_BYTES)} <= set(store.ranges)  # the policy read the first bytes
+    assert all(header_of(e) is not None for e in store.scan())
+
+
+def test_a_backend_of_primitives_alone_evicts_least_recently_used() -> None:
+    store = DictStore(max_size=5000)
+    triple, calls = _counted(Cache(store=store))
+    for x in range(3):
+        triple(x)
+        time.sleep(0.01)  # distinct access times
+    triple(0)  # now 1 is the least recently used
+    for x in range(3, 6):
+        triple(x)
+        time.sleep(0.01)
+    assert sum(len(d) for d, _ in store.entries.values()) <= 5000
+    calls.clear()
+    triple(0)
+    triple(1)
+    assert calls == [1]  # 0 was used since, 1 was evicted
+
+
+def test_a_backend_of_primitives_alone_refuses_an_entry_larger_than_max_size() -> None:
+    store = DictStore(max_size=100)
+    with pytest.raises(OSError, match="larger than the cache's max_size"):
+        store.write("f", "0" * 32, [bytes(101)])
+    assert store.entries == {}
+
+
+def test_a_backend_of_primitives_alone_is_cleared_and_pruned() -> None:
+    store = DictStore()
+    cache = Cache(store=store)
+    triple, calls = _counted(cache)
+    triple(1)
+    store.entries["other", "f" * 32] = (b"not an entry", time.time())
+    assert cache.prune() == 1  # the unreadable one
+    assert list(store.entries) == [(triple.__memojar__.name, triple.cache_key(1))]
+    assert cache.clear() == 1
+    assert store.entries == {}
+    triple(1)
+    assert calls == [1, 1]
+
+
+def test_an_entry_shorter_than_its_header_says_is_listed_as_unreadable() -> None:
+    store = DictStore()
+    triple, _ = _counted(Cache(store=store))
+    triple(1)
+    ((name, data),) = [(k, v[0]) for k, v in store.entries.items()]
+    cut = data[:40]  # its header promises more than is there
+    store.entries[name] = (cut, time.time())
+    (entry,) = store.scan()
+    assert entry.head == cut and header_of(entry) is None

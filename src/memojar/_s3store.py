@@ -343,7 +343,8 @@ class S3Store(Store):
     kind, shared_with = "S3", "the bucket"  # no total to keep under a lock: evicts by listing
 
     def __init__(self, location: str, max_size: int | None = None, signed: bool = False,
-                 *, client: Any = None) -> None:
+                 *, secret: bytes | None = None, client: Any = None) -> None:
+        # ``secret``: entries are signed above the store (S3 keeps nothing else to sign)
         bucket, prefix, options = _parse(location)
         timeout = positive("timeout", None, options.get("timeout"), DEFAULT_TIMEOUT, float)
         threshold = int(positive("multipart_threshold", None,
@@ -352,7 +353,8 @@ class S3Store(Store):
         self.location = redact(location)
         self.max_size = max_size
         self.prefix = prefix
-        self.signed = signed
+        self.signed = signed or secret is not None
+
         def make_client() -> Any:
             return client if client is not None else _client(options, timeout)
 

@@ -280,7 +280,8 @@ class Store(abc.ABC):
         until the header is whole, however long."""
         for entry in self._list(function, heads):
             if heads:
-                head = entry.head or self._read_range(entry, 0, HEAD_BYTES)
+                head = (entry.head if entry.head or not entry.size
+                        else self._read_range(entry, 0, HEAD_BYTES))
                 if head is None:
                     continue  # removed since listed
                 entry = entry._replace(head=complete_head(head, _reader(self, entry)))
