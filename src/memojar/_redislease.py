@@ -6,7 +6,6 @@ that died, and released only by its holder. A lease lost while held (a stall lon
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any
 
 from ._errors import logger
@@ -29,29 +28,20 @@ class _RedisKeyLock(KeyLock):
         self.entry = name[: -len(b":lock")]
         self.token = b""
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take the lock; False if it is held and ``blocking`` is False, or still held
-        after ``timeout`` seconds (None: no limit)."""
+    poll_max = LOCK_POLL_MAX
+
+    def _try(self) -> bool:
         store = self.store
         token = secrets.token_hex(16).encode()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.002
-        while True:
-            with store._errors("locking"):
-                taken = store._client.set(self.name, token, nx=True,
-                                          px=int(LOCK_TTL * 1000))
-            if taken:
-                self.token = token
-                store._forked()
-                with store._mutex:
-                    store._leases[self.entry] = self
-                store._renewer.add(self)
-                return True
-            if not blocking or (deadline is not None and time.monotonic() >= deadline):
+        with store._errors("locking"):
+            if not store._client.set(self.name, token, nx=True, px=int(LOCK_TTL * 1000)):
                 return False
-            time.sleep(delay if deadline is None else
-                       max(0.0, min(delay, deadline - time.monotonic())))
-            delay = min(delay * 2, LOCK_POLL_MAX)
+        self.token = token
+        store._forked()
+        with store._mutex:
+            store._leases[self.entry] = self
+        store._renewer.add(self)
+        return True
 
     def release(self) -> None:
         """Give the lock back; never raises, never waits for a server that is down (a lock

@@ -66,7 +66,7 @@ from ._entry import Miss, header_length
 from ._errors import logger
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
-from ._store import HEAD_BYTES, KeyLock, Renewer, Store, StoredEntry, pieces
+from ._store import HEAD_BYTES, Breaker, KeyLock, Renewer, Store, StoredEntry, pieces
 
 DEFAULT_PREFIX = "memojar:"
 NOTE = "swept"  # <prefix><function>:swept, the code that last swept (see Store.read_note)
@@ -154,13 +154,10 @@ class RedisStore(Store):
         self._renew = register(lua.RENEW)
         self._note = register(lua.NOTE)
         self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
-        # the fault that put the server down: every call raises it at once until the prober
-        # thread (of process _pid) has had an answer from the server again
-        self._down: OSError | None = None
-        self._prober: threading.Thread | None = None
+        self._breaker = Breaker(self.location, PROBE_EVERY, self._client.ping,
+                                "memojar-redis-probe")
         self._pid = os.getpid()
-        self._mutex = threading.Lock()  # guards _down, _prober, _leases
-        self._closed = threading.Event()
+        self._mutex = threading.Lock()  # guards _leases
         self._leases: dict[bytes, _RedisKeyLock] = {}  # entry key -> this process's lock on it
         self._names: dict[str, bytes] = {}  # function name -> b"<prefix><function>:"
 
@@ -292,16 +289,16 @@ class RedisStore(Store):
                 pipe.execute()
             count += 1
         pipe.execute()
-        head = _head(views, HEAD_BYTES)
+        head = _first(views, HEAD_BYTES)
         try:  # the whole header, however long, so that ``scan`` finds it here
-            head = _head(views, max(HEAD_BYTES, header_length(head)))
+            head = _first(views, max(HEAD_BYTES, header_length(head)))
         except Miss:
             pass  # not an entry (a store-level test's bytes): the first bytes will do
         pointer = b"MJCH 2 %s %d %d %s\n" % (gen, count, size, self._sign(name, gen, count, size))
         return hash_key, pointer + head
 
     def _unlink_quietly(self, key: bytes) -> None:
-        if self._down is not None:
+        if self._breaker.down:
             return  # not waiting again for a server that is down: the chunks expire
         try:
             self._client.unlink(key)
@@ -496,7 +493,7 @@ class RedisStore(Store):
                     return removed
 
     def close(self) -> None:
-        self._closed.set()
+        self._breaker.close()
         self._renewer.stop()
         self._client.close()
 
@@ -505,65 +502,24 @@ class RedisStore(Store):
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         """The one place Redis errors become ``OSError`` (``_redisurl.oserror``): fails at
-        once while the server is down, and marks a lost or silent server down."""
-        self._check_up()
+        once while the server is down (``Breaker``), and marks a lost or silent server
+        down until it answers a ping again."""
+        self._breaker.check()
         try:
             yield
         except RedisError as exc:
-            self._fault(exc)
-            raise self._oserror(exc, doing) from exc
-
-    def _fault(self, exc: BaseException) -> None:
-        """After a lost or silent server, fail at once until it answers a ping again."""
-        if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-            error = self._oserror(exc, "")
-            self._forked()
-            with self._mutex:
-                self._down = type(error)(
-                    error.errno,
-                    f"{error.strerror}; calls skip the server until it answers a ping "
-                    f"(tried every {PROBE_EVERY:g} s)",
-                )
-                self._start_prober()
+            error = self._oserror(exc, doing)
+            if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+                self._breaker.trip(type(error)(
+                    error.errno, f"{self._oserror(exc, '').strerror}; calls skip the server "
+                    f"until it answers a ping (tried every {PROBE_EVERY:g} s)",
+                ))
+            raise error from exc
 
     def _forked(self) -> None:
-        """In a forked child: no prober thread, and a mutex its parent may have held."""
+        """In a forked child, the parent's locks are not this process's."""
         if self._pid != os.getpid():
-            self._pid, self._mutex = os.getpid(), threading.Lock()
-            self._prober = None
-            self._leases = {}  # the parent's locks are not this process's
-
-    def _start_prober(self) -> None:
-        """Start the thread that pings a server that is down (one per store and process);
-        under ``_mutex``."""
-        if self._prober is not None:
-            return
-        self._prober = threading.Thread(target=self._probe, name="memojar-redis-probe",
-                                        daemon=True)
-        self._prober.start()
-
-    def _probe(self) -> None:
-        while not self._closed.wait(PROBE_EVERY):
-            try:
-                self._client.ping()
-            except RedisError as exc:
-                logger.debug("%s is still down: %s", self.location, exc)
-                continue
-            with self._mutex:
-                self._down = self._prober = None
-            logger.debug("%s answers again", self.location)
-            return
-
-    def _check_up(self) -> None:
-        """Raise the fault that put the server down, if it is down: a call never waits
-        for a server that did not answer the last time."""
-        down = self._down
-        if down is not None:
-            if self._pid != os.getpid():  # a forked child: no prober of its own yet
-                self._forked()
-                with self._mutex:
-                    self._start_prober()
-            raise type(down)(down.errno, down.strerror)
+            self._pid, self._mutex, self._leases = os.getpid(), threading.Lock(), {}
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
         return oserror(exc, doing, self.socket_timeout)
@@ -589,13 +545,8 @@ def _assemble(client: redis.Redis, chunks: bytes, count: int, size: int) -> byte
 
 
 
-def _head(views: list[memoryview], limit: int) -> bytes:
-    out = bytearray()
-    for view in views:
-        out += view[: limit - len(out)]
-        if len(out) >= limit:
-            break
-    return bytes(out)
+def _first(views: list[memoryview], limit: int) -> bytes:
+    return bytes(next(pieces(views, limit), b""))
 
 
 def _glob_escape(raw: bytes) -> bytes:

@@ -52,11 +52,10 @@ import botocore.config
 import botocore.exceptions
 import botocore.handlers
 
-from ._entry import Miss, read_header
 from ._errors import logger
 from ._filestore import function_dir
 from ._location import positive, redact
-from ._store import HEAD_BYTES, KeyLock, Renewer, Store, StoredEntry, pieces
+from ._store import HEAD_BYTES, Breaker, KeyLock, Renewer, Store, StoredEntry, pieces, worth_reading
 
 SUFFIX = ".pkl"  # of an entry's object name
 LEASE_SUFFIX = ".lease"
@@ -110,8 +109,7 @@ class _Bucket:
         _live.add(self)
         self.timeout = timeout
         self.threshold = threshold
-        self._down_until = 0.0  # fail fast until then (monotonic), after _last_fault
-        self._last_fault = ""
+        self._breaker = Breaker(f"s3://{bucket}", FAULT_BACKOFF)  # fail fast after a fault
 
     @property
     def client(self) -> Any:
@@ -128,12 +126,7 @@ class _Bucket:
     @contextlib.contextmanager
     def _errors(self, doing: str, name: str = "") -> Iterator[None]:
         """The one error map: every client error becomes the ``OSError`` that says it."""
-        if time.monotonic() < self._down_until:
-            raise ConnectionError(
-                errno.ECONNREFUSED,
-                f"the server failed a moment ago ({self._last_fault}); not trying again "
-                f"for {FAULT_BACKOFF:g} s",
-            )
+        self._breaker.check()
         where = f"s3://{self.bucket}/{name}" if name else f"bucket {self.bucket!r}"
         try:
             yield
@@ -182,8 +175,10 @@ class _Bucket:
 
     def _fault(self, exc: BaseException) -> None:
         """After a lost or silent server, fail fast for a moment instead of waiting again."""
-        self._down_until = time.monotonic() + FAULT_BACKOFF
-        self._last_fault = f"{type(exc).__name__}: {exc}"
+        self._breaker.trip(ConnectionError(
+            errno.ECONNREFUSED, f"the server failed a moment ago ({type(exc).__name__}: "
+            f"{exc}); not trying again for {FAULT_BACKOFF:g} s",
+        ))
 
     def get(self, name: str, start: int = 0, end: int | None = None) -> _Got | None:
         """The object streamed (or its bytes ``start`` to ``end``: a ranged GET), or None."""
@@ -387,7 +382,7 @@ class S3Store(Store):
         # handed back as just its head (the caller's check rejects it and removes it),
         # and the rest of it is never transferred
         head = self._bucket.read_some(name, got, HEAD_BYTES)
-        if not _worth_reading(head):
+        if not worth_reading(head):
             got.body.close()  # the connection goes, with the rest of the transfer
             return head
         data = bytearray(got.size)
@@ -480,11 +475,10 @@ class _Lease(KeyLock):
         body = f"{secrets.token_hex(16)} pid {os.getpid()}\n".encode()
         return self.store._bucket.put(self.name, [memoryview(body)], len(body), **condition)
 
-    def acquire(self, blocking: bool = True) -> bool:
-        while not self._try():
-            if not blocking:
-                return False
-            time.sleep(max(self._next_try - time.monotonic(), 0.0))
+    def _pause(self, pause: float) -> float:
+        return max(self._next_try - time.monotonic(), 0.0)  # the lease's own backoff
+
+    def _taken(self) -> bool:
         self._seen, self._delay, self._next_try = "", LEASE_POLL_MIN, 0.0
         self.store._renewer.add(self)
         return True
@@ -500,7 +494,7 @@ class _Lease(KeyLock):
         self._released = released
         try:
             self.etag = self._put(if_none_match=True)
-            return True
+            return self._taken()
         except FileExistsError:
             pass
         got = self.store._bucket.head(self.name)
@@ -514,7 +508,7 @@ class _Lease(KeyLock):
             try:  # its holder is gone: take it over, unless someone renewed it meanwhile
                 self.etag = self._put(if_match=got.etag)
                 logger.debug("took over lease %s (its holder stopped renewing it)", self.name)
-                return True
+                return self._taken()
             except (FileExistsError, FileNotFoundError):
                 self._next_try = 0.0  # renewed, taken or released meanwhile: look again
                 return False
@@ -633,15 +627,3 @@ def _age(response: dict[str, Any]) -> float:
         return (now - modified).total_seconds()
     except (KeyError, TypeError, ValueError):
         return 0.0
-
-
-def _worth_reading(head: bytes) -> bool:
-    """False if the header alone shows the entry unusable by anyone (so the rest of it
-    need not be transferred): not an entry, stale, or written by another Python."""
-    try:
-        header = read_header(head)
-    except Miss:
-        return len(head) >= HEAD_BYTES  # a header longer than HEAD_BYTES: read on
-    return not header.stale(time.time()) and header.incompatible() is None
-
-

@@ -13,7 +13,9 @@ loop and cachetools' ``Cache`` owns the one eviction loop:
 - the least-recently-used decision and size accounting (``evict``): by a listing
   (``choose_victims``), by the ledger (``_ledger``, for backends with a shared total), or by
   a backend's own atomic index;
-- logging and accounting removals (``remove``).
+- logging and accounting removals (``remove``);
+- for remote stores, failing fast after a lost server (``Breaker``) and renewing held
+  leases (``Renewer``); the waiting loop of every lock (``KeyLock.acquire``).
 
 A backend writes only primitives (see the README's "Development" section):
 
@@ -23,7 +25,8 @@ A backend writes only primitives (see the README's "Development" section):
     _list(function, heads)                 entries with size and access time (StoredEntry)
     _read_range(entry, start, end)         bytes start..end of a listed entry (its header)
     _unlink(entries)                       remove listed entries; the ones removed
-    lock(function, key)                    a KeyLock shared by processes (a lock or lease)
+    lock(function, key)                    a KeyLock shared by processes (a lock or lease:
+                                           it writes ``_try`` and ``release``)
     cleanup(), close(), notes, statistics  optional
 
 and declares its capabilities (``remote``, ``native_expiry``, ``eviction``,
@@ -98,6 +101,17 @@ def _reader(store: Store, entry: StoredEntry) -> Callable[[int, int], bytes]:
     return lambda start, end: store._read_range(entry, start, end) or b""
 
 
+def worth_reading(head: bytes) -> bool:
+    """False if an entry's first ``HEAD_BYTES`` show it unusable by anyone, so that the
+    rest of it need not be transferred (a remote store's hit on a large entry): not an
+    entry, stale, or written by another Python."""
+    try:
+        header = _entry.read_header(head)
+    except Miss:
+        return len(head) >= HEAD_BYTES  # a header longer than HEAD_BYTES: read on
+    return not header.stale(time.time()) and header.incompatible() is None
+
+
 def header_of(stored: StoredEntry) -> _entry.Header | None:
     """A listed entry's header, or None if it is unreadable or not the length it promises."""
     try:
@@ -116,9 +130,29 @@ POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (``ac
 class KeyLock(abc.ABC):
     """A lock on one key, held while its value is computed and stored."""
 
-    @abc.abstractmethod
+    poll_max = POLL_MAX  # the longest pause between tries of ``acquire``
+
     def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock; with ``blocking=False`` return False at once if it is held."""
+        """Take the lock; with ``blocking=False`` return False at once if it is held.
+
+        The base owns the loop, as filelock's ``BaseFileLock.acquire`` does: a lock writes
+        ``_try`` (one attempt) and may say how long to pause before the next (``_pause``);
+        pauses double up to ``poll_max``."""
+        pause = 0.001
+        while not self._try():
+            if not blocking:
+                return False
+            time.sleep(self._pause(pause))
+            pause = min(pause * 2, self.poll_max)
+        return True
+
+    def _try(self) -> bool:
+        """One attempt to take the lock (needed unless the lock writes its own ``acquire``)."""
+        raise NotImplementedError
+
+    def _pause(self, pause: float) -> float:
+        """Seconds to wait before the next try; the loop's own backoff by default."""
+        return pause
 
     def acquire_within(self, timeout: float) -> bool:
         """Take the lock, waiting at most ``timeout`` seconds; False if it is still held.
@@ -386,6 +420,83 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections or handles; the store may not be used afterwards."""
+
+
+class Breaker:
+    """Failing fast after a lost or silent server, for every remote store: after a
+    connection fault or a timeout (``trip``), every call fails at once with that fault
+    (``check``), so a call waits at most one timeout for a server that is down, however
+    many requests it makes. The server is up again when ``probe`` (a ping, tried every
+    ``every`` seconds by one thread per store and process) answers, or, without a probe,
+    ``every`` seconds later."""
+
+    def __init__(self, location: str, every: float,
+                 probe: Callable[[], object] | None = None, name: str = "memojar-probe",
+                 ) -> None:
+        self._location = location
+        self._name = name
+        self._every = every
+        self._probe = probe
+        self._down: OSError | None = None
+        self._until = 0.0  # without a probe: down until then (monotonic)
+        self._prober: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._mutex = threading.Lock()  # guards _down, _prober
+        self._closed = threading.Event()
+
+    @property
+    def down(self) -> bool:
+        return self._down is not None
+
+    def check(self) -> None:
+        """Raise the fault that put the server down, if it is down."""
+        down = self._down
+        if down is None:
+            return
+        if self._probe is None:
+            if time.monotonic() >= self._until:
+                self._down = None
+                return
+        elif self._pid != os.getpid():  # a forked child: no prober of its own yet
+            self._forked()
+            with self._mutex:
+                self._start_prober()
+        raise type(down)(down.errno, down.strerror)
+
+    def trip(self, error: OSError) -> None:
+        """The server is down with ``error`` (a store's message of the fault)."""
+        self._forked()
+        with self._mutex:
+            self._down = error
+            self._until = time.monotonic() + self._every
+            if self._probe is not None:
+                self._start_prober()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _forked(self) -> None:
+        """In a forked child: no prober thread, and a mutex its parent may have held."""
+        if self._pid != os.getpid():
+            self._pid, self._mutex, self._prober = os.getpid(), threading.Lock(), None
+
+    def _start_prober(self) -> None:  # under _mutex
+        if self._prober is None:
+            self._prober = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._prober.start()
+
+    def _run(self) -> None:
+        assert self._probe is not None
+        while not self._closed.wait(self._every):
+            try:
+                self._probe()
+            except Exception as exc:  # noqa: BLE001 - any failure: still down
+                logger.debug("%s is still down: %s", self._location, exc)
+                continue
+            with self._mutex:
+                self._down = self._prober = None
+            logger.debug("%s answers again", self._location)
+            return
 
 
 class Renewable(Protocol):
