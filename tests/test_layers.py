@@ -15,7 +15,7 @@ import pytest
 
 import memojar
 from memojar import Cache
-from memojar._store import HEAD_BYTES, KeyLock, Store, StoredEntry, header_of
+from memojar._store import HEAD_BYTES, Breaker, KeyLock, Store, StoredEntry, header_of
 
 SRC = Path(memojar.__file__).parent
 
@@ -199,3 +199,64 @@ def test_an_entry_shorter_than_its_header_says_is_listed_as_unreadable() -> None
     store.entries[name] = (cut, time.time())
     (entry,) = store.scan()
     assert entry.head == cut and header_of(entry) is None
+
+
+# --- what remote backends share: failing fast after a fault, the lock's waiting loop ---------
+
+def test_a_tripped_breaker_fails_fast_with_the_fault_until_its_pause_is_over() -> None:
+    breaker = Breaker("test:", every=0.2)
+    breaker.check()  # up: nothing raised
+    breaker.trip(ConnectionError(111, "cannot reach the server"))
+    with pytest.raises(ConnectionError, match="cannot reach the server"):
+        breaker.check()
+    time.sleep(0.25)
+    breaker.check()  # the pause is over: calls try the server again
+    assert not breaker.down
+
+
+def test_a_tripped_breaker_with_a_probe_is_up_when_the_probe_answers() -> None:
+    answers = threading.Event()
+
+    def probe() -> None:
+        if not answers.is_set():
+            raise OSError("still down")
+
+    breaker = Breaker("test:", every=0.01, probe=probe)
+    breaker.trip(TimeoutError(110, "no answer"))
+    time.sleep(0.1)
+    with pytest.raises(TimeoutError, match="no answer"):
+        breaker.check()  # the probe has not answered: still down, however long
+    answers.set()
+    deadline = time.monotonic() + 10
+    while breaker.down:
+        assert time.monotonic() < deadline, "the probe's answer never brought it up"
+        time.sleep(0.01)
+    breaker.check()
+    breaker.close()
+
+
+class _Busy(KeyLock):
+    """Taken on the third try; remembers the pauses the base loop asked for."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+        self.pauses: list[float] = []
+
+    def _try(self) -> bool:
+        self.tries += 1
+        return self.tries >= 3
+
+    def _pause(self, pause: float) -> float:
+        self.pauses.append(pause)
+        return pause
+
+    def release(self) -> None:
+        pass
+
+
+def test_the_base_lock_loop_tries_with_growing_pauses_and_never_waits_unasked() -> None:
+    lock = _Busy()
+    assert lock.acquire(blocking=False) is False and lock.pauses == []
+    lock.tries = 0
+    assert lock.acquire() is True
+    assert lock.tries == 3 and lock.pauses[1] == 2 * lock.pauses[0]
