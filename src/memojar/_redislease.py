@@ -61,6 +61,11 @@ class _RedisKeyLock(KeyLock):
         except OSError as exc:
             logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
 
+    def disown(self) -> None:
+        """In a forked child (``Renewer``): the parent's lease is not this process's, so
+        the child's release leaves it alone and its writes are not conditional on it."""
+        self.token = b""
+
     def renew(self) -> bool:
         """Extend the lock; False if it is no longer ours (it expired, maybe taken)."""
         token = self.token

@@ -543,6 +543,12 @@ class _Lease(KeyLock):
         except OSError as exc:
             logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
 
+    def disown(self) -> None:
+        """In a forked child (``Renewer``): the parent's lease is not this process's, so
+        the child's release leaves it alone; ``_lock`` is new (the parent's renewer may
+        have held it at the fork)."""
+        self._lock, self.etag = threading.Lock(), ""
+
     def renew(self) -> bool:
         """Extend the lease; False if it is no longer ours (it expired and was taken)."""
         with self._lock:

@@ -41,6 +41,7 @@ import errno
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -506,11 +507,20 @@ class Renewable(Protocol):
         """Extend the lease; False if it is no longer this holder's."""
         ...
 
+    def disown(self) -> None:
+        """In a forked child: forget the parent's lease (release and write as a non-holder,
+        never touching it), and any thread lock the parent's threads may have held."""
+        ...
+
 
 class Renewer:
     """One daemon thread per store and process, renewing the leases held (every ``every``
     seconds) while any are: the lease-loss detection of every store whose locks expire. A
-    lease found lost is logged and dropped; the store's commit refuses its write."""
+    lease found lost is logged and dropped; the store's commit refuses its write.
+
+    It knows every lease this process holds, so it is what a forked child uses to hold
+    none of them: after ``fork`` the child's renewers start empty, with a fresh mutex (the
+    parent's thread may have held it), and every lease they held is disowned."""
 
     def __init__(self, every: float, thread_name: str) -> None:
         self._every = every
@@ -518,13 +528,18 @@ class Renewer:
         self._held: dict[int, Renewable] = {}
         self._mutex = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self._stopped = threading.Event()
+        _renewers.add(self)
+
+    def _after_fork(self) -> None:
+        """In the forked child (single-threaded): no thread, no lease of the parent's."""
+        held, self._held = self._held, {}
+        self._mutex, self._thread = threading.Lock(), None
+        for lease in held.values():
+            lease.disown()
 
     def add(self, lease: Renewable) -> None:
         with self._mutex:
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._pid, self._thread, self._held = os.getpid(), None, {}
             self._held[id(lease)] = lease
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._thread_name,
@@ -550,3 +565,15 @@ class Renewer:
                     logger.warning("lease %r expired while held: another caller may compute "
                                    "the same value", lease.name)
                     self.discard(lease)
+
+
+_renewers: weakref.WeakSet[Renewer] = weakref.WeakSet()
+
+
+def _renewers_after_fork() -> None:
+    for renewer in list(_renewers):
+        renewer._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renewers_after_fork)

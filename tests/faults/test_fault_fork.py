@@ -1,0 +1,137 @@
+"""Attacks on the remote stores' leases across ``os.fork``: a process holding a key's lease
+forks, and the child stores a value, releases the lock it inherited, or takes a lock of its
+own while the parent's renewer was busy. A child never holds (nor releases) its parent's
+lease, and never hangs on a lock its parent's thread held at the fork.
+
+Children report by exit status (``os._exit``); each is bounded by ``signal.alarm``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable
+
+import pytest
+
+from memojar._cache import open_store
+from memojar._store import Store
+
+FN = "tests.module.function"
+KEY = f"{1:032x}"
+OTHER = f"{2:032x}"
+CHILD_LIMIT = 10  # seconds: a child still running then is hung (SIGALRM ends it)
+
+
+def in_child(work: Callable[[], None]) -> int:
+    """Fork; the child runs ``work`` (bounded by SIGALRM); its exit status, or -signal."""
+    with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork() may deadlock", the attack
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            signal.alarm(CHILD_LIMIT)
+            work()
+            status = 0
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + CHILD_LIMIT + 5
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -signal.SIGKILL
+
+
+@pytest.fixture(params=["redis", "s3"])
+def remote(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_location"))
+
+
+def held_elsewhere(location: str) -> bool:
+    """Whether another process (a store of its own) finds the key's lock held."""
+    other = open_store(location, None, True)
+    lock = other.lock(FN, KEY)
+    try:
+        if lock.acquire(blocking=False):
+            lock.release()
+            return False
+        return True
+    finally:
+        other.close()
+
+
+def test_a_forked_child_that_releases_leaves_its_parents_lease_held(remote: str) -> None:
+    """Old: the child's copy of the lock deleted the parent's lease, so a third process
+    computed the same key at once, and the parent's value was then refused ("lock expired")."""
+    store = open_store(remote, None, True)
+    lock = store.lock(FN, KEY)
+    assert lock.acquire(blocking=False)
+    try:
+        assert in_child(lock.release) == 0
+        assert held_elsewhere(remote)
+        store.write(FN, KEY, [b"the parent's value"])  # still the holder: stored
+        assert bytes(store.read(FN, KEY)) == b"the parent's value"
+    finally:
+        lock.release()
+        store.close()
+    assert not held_elsewhere(remote)
+
+
+def test_a_forked_childs_write_does_not_ride_on_its_parents_lease(remote: str) -> None:
+    """The child holds no lock: its write is an unlocked one (stored), and the parent's
+    lease, which the child never had, is untouched by its write and its release."""
+    store = open_store(remote, None, True)
+    lock = store.lock(FN, KEY)
+    assert lock.acquire(blocking=False)
+
+    def child() -> None:
+        store.write(FN, KEY, [b"the child's value"])
+        lock.release()
+
+    try:
+        assert in_child(child) == 0
+        assert bytes(store.read(FN, KEY)) == b"the child's value"
+        assert held_elsewhere(remote)
+    finally:
+        lock.release()
+        store.close()
+
+
+def test_a_child_forked_while_the_renewer_was_busy_takes_locks(remote: str) -> None:
+    """Old: the renewer's mutex, held by a thread of the parent at the fork, stayed held in
+    the child for ever: the child's first lock hung."""
+    store: Store = open_store(remote, None, True)
+    lock = store.lock(FN, KEY)
+    assert lock.acquire(blocking=False)
+    renewer = store._renewer  # type: ignore[attr-defined]
+    busy, done = threading.Event(), threading.Event()
+
+    def renewing() -> None:  # what the renewer thread does for a moment each pass
+        with renewer._mutex:
+            busy.set()
+            done.wait(CHILD_LIMIT)
+
+    thread = threading.Thread(target=renewing)
+    thread.start()
+    try:
+        assert busy.wait(5)
+
+        def child() -> None:
+            mine = store.lock(FN, OTHER)
+            assert mine.acquire(blocking=False)
+            mine.release()
+
+        assert in_child(child) == 0
+    finally:
+        done.set()
+        thread.join()
+        lock.release()
+        store.close()
