@@ -72,6 +72,7 @@ LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles
 ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
 FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
 _ENTRY = re.compile(r"([^/]+)/([0-9a-f]{32})" + re.escape(SUFFIX))
+_LEASE = re.compile(r"[^/]+/[0-9a-f]{32}" + re.escape(LEASE_SUFFIX))  # after the prefix
 _OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
 
 
@@ -440,15 +441,19 @@ class S3Store(Store):
 
     def cleanup(self) -> int:
         """Abort multipart uploads of writers that died (older than ORPHAN_AGE) and remove
-        leases nobody renewed for a long time; return the number of uploads aborted."""
+        leases nobody renewed for a long time; return the number of uploads aborted.
+
+        Only uploads and leases named as memojar names them: other objects and uploads under
+        the prefix are someone else's."""
         now = time.time()
         aborted = 0
+        start = len(self.prefix)
         for name, upload_id, started in list(self._bucket.uploads(self.prefix)):
-            if now - started > ORPHAN_AGE:
+            if now - started > ORPHAN_AGE and _ENTRY.fullmatch(name, start):
                 self._bucket.abort(name, upload_id)
                 aborted += 1
         stale = [o.name for o in self._bucket.list(self.prefix)
-                 if o.name.endswith(LEASE_SUFFIX) and now - o.modified > ORPHAN_AGE]
+                 if now - o.modified > ORPHAN_AGE and _LEASE.fullmatch(o.name, start)]
         if stale:
             self._bucket.delete_many(stale)
         return aborted
