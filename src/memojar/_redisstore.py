@@ -43,7 +43,6 @@ however many round trips it makes (read, lock, write, release).
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import hmac
 import os
@@ -66,7 +65,16 @@ from ._entry import Miss, header_length
 from ._errors import logger
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
-from ._store import HEAD_BYTES, Breaker, KeyLock, Renewer, Store, StoredEntry, pieces
+from ._store import (
+    HEAD_BYTES,
+    Breaker,
+    KeyLock,
+    Renewer,
+    Store,
+    StoredEntry,
+    lease_lost,
+    pieces,
+)
 
 DEFAULT_PREFIX = "memojar:"
 NOTE = "swept"  # <prefix><function>:swept, the code that last swept (see Store.read_note)
@@ -264,13 +272,7 @@ class RedisStore(Store):
         if evicted == -1:
             if hash_key:
                 self._unlink_quietly(hash_key)
-            raise OSError(
-                errno.ENOLCK,
-                f"this caller's lock on the key expired while it computed (the server or "
-                f"this process stalled for longer than the lock's {LOCK_TTL:g} s lease), so "
-                "another caller may have computed the same value: this one is returned, and "
-                "stored only by the caller that holds the lock",
-            )
+            raise lease_lost(LOCK_TTL)
 
     def _write_chunks(self, name: bytes, views: list[memoryview], size: int) -> tuple[bytes,
                                                                                      bytes]:

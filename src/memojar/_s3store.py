@@ -24,7 +24,9 @@ The lease is judged without trusting anyone's clock: a waiter that sees the same
 (same ETag) for ``LEASE_TTL`` seconds of its own monotonic clock takes it over with a write
 conditional on that ETag, so of several waiters exactly one wins; a holder renews every
 ``LEASE_RENEW`` seconds, each renewal a new ETag. A lease the server itself dates older than
-``LEASE_TTL`` (its ``Last-Modified`` against its ``Date``) is taken over at once.
+``LEASE_TTL`` (its ``Last-Modified`` against its ``Date``) is taken over at once. A holder
+renews its lease once more just before it writes the entry: a lease lost while it stalled
+(taken over) refuses the write (``ENOLCK``), so the late value is returned, not stored.
 
 S3 keeps no access times: ``max_size`` evicts the least recently *written* entries.
 ``ttl`` is checked from the header on every read; a bucket lifecycle rule that expires
@@ -55,7 +57,17 @@ import botocore.handlers
 from ._errors import logger
 from ._filestore import function_dir
 from ._location import positive, redact
-from ._store import HEAD_BYTES, Breaker, KeyLock, Renewer, Store, StoredEntry, pieces, worth_reading
+from ._store import (
+    HEAD_BYTES,
+    Breaker,
+    KeyLock,
+    Renewer,
+    Store,
+    StoredEntry,
+    lease_lost,
+    pieces,
+    worth_reading,
+)
 
 SUFFIX = ".pkl"  # of an entry's object name
 LEASE_SUFFIX = ".lease"
@@ -358,6 +370,7 @@ class S3Store(Store):
         self._bucket.client  # noqa: B018 - made now, so that a bad configuration says so here
         self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
         self._releases = 0  # leases this process released: its waiters look again then
+        self._leases: dict[str, _Lease] = {}  # entry object -> this process's lease on it
         self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
 
     def __repr__(self) -> str:
@@ -394,7 +407,14 @@ class S3Store(Store):
     def _write(self, function: str, key: str, views: list[memoryview], size: int,
                expires: float | None) -> None:
         # ``expires`` is in the header, which decides; S3 has no per-object expiry
-        self._bucket.put(self._dir(function) + key + SUFFIX, views, size)
+        name = self._dir(function) + key + SUFFIX
+        lease = self._leases.get(name)
+        # written under this process's lease: only if it is still ours, renewed just now, so
+        # that no waiter takes it over for LEASE_TTL (S3 has no write conditional on another
+        # object; the renewer keeps renewing during a long upload)
+        if lease is not None and not lease.renew():
+            raise lease_lost(LEASE_TTL)
+        self._bucket.put(name, views, size)
 
     def delete(self, function: str, key: str) -> bool:
         name = self._dir(function) + key + SUFFIX
@@ -469,6 +489,7 @@ class _Lease(KeyLock):
     def __init__(self, store: S3Store, name: str) -> None:
         self.store = store
         self.name = name
+        self.entry = name[: -len(LEASE_SUFFIX)] + SUFFIX  # the object the lease is for
         self.etag = ""
         self._lock = threading.Lock()  # between the holder's thread and the renewer
         self._seen, self._since = "", 0.0  # the lease's ETag as first seen, and when
@@ -485,6 +506,7 @@ class _Lease(KeyLock):
 
     def _taken(self) -> bool:
         self._seen, self._delay, self._next_try = "", LEASE_POLL_MIN, 0.0
+        self.store._leases[self.entry] = self
         self.store._renewer.add(self)
         return True
 
@@ -528,6 +550,8 @@ class _Lease(KeyLock):
         if not etag:
             return
         self.store._renewer.discard(self)
+        if self.store._leases.get(self.entry) is self:
+            del self.store._leases[self.entry]
         bucket = self.store._bucket
         try:
             try:

@@ -500,6 +500,18 @@ class Breaker:
             return
 
 
+def lease_lost(ttl: float) -> OSError:
+    """What a remote store's write raises when the caller's lease on the key was lost while
+    it computed (another caller may have taken it over): the value is not stored."""
+    return OSError(
+        errno.ENOLCK,
+        f"this caller's lock on the key expired while it computed (the server or this "
+        f"process stalled for longer than the lock's {ttl:g} s lease), so another caller "
+        "may have computed the same value: this one is returned, and stored only by the "
+        "caller that holds the lock",
+    )
+
+
 class Renewable(Protocol):
     name: Any
 
