@@ -245,9 +245,9 @@ class _Memo:
         state = self.__dict__.copy()
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
-        dropped = ("revalidating_lock", "generation", "recent", "revalidating")
+        dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
-            del state[name]
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -312,11 +312,7 @@ class _Memo:
         if data is None:
             return MISSING
         try:
-            payload, buffers = _entry.verify(
-                data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
-                _depends.changed_result_class,
-            )
-            value = _entry.load(payload, buffers)
+            value, saved = self.reader(data, key)
         except Miss as miss:
             cause = miss.__cause__
             if isinstance(cause, OSError) and cause.errno is None:
@@ -330,12 +326,20 @@ class _Memo:
             if not isinstance(cause, _NOT_THE_ENTRY):
                 self.discard(key, miss.reason, data)
             return MISSING
-        self.tally.saved += _compute_time(data, _COMPUTE_TIME_AT)[0]
+        self.tally.saved += saved
         if logger.isEnabledFor(_DEBUG):
-            header = _entry.read_header(data)  # the whole header, however many buffers
             logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
-                         header.compute_time)
+                         saved)
         return value
+
+    def reader(self, data: Any, key: str) -> tuple[Any, float]:
+        """The entry's value and compute time (``_entry.make_reader``), or ``Miss``.
+
+        The first call makes the reader for this function's ident and keeps it in the
+        instance, where every later call finds it before this method."""
+        self.reader = _entry.make_reader(  # type: ignore[method-assign,assignment]
+            self.ident, self.ttl, self.secret, _depends.changed_result_class, _clock)
+        return self.reader(data, key)
 
     def _stale(self, key: str, data: Any, call: _Args) -> Any:
         """The value of an entry expired less than ``swr`` seconds ago, or MISSING; a
@@ -782,6 +786,11 @@ class _Memo:
             f"the arguments of {qualname} cannot be pickled to make the cache key "
             f"({type(exc).__name__}: {exc}); use ignore= or key="
         )
+
+
+def _clock() -> float:
+    """The time now, looked up at each call (tests stand in for this module's ``time``)."""
+    return time.time()
 
 
 def _with_bound(call_key: Callable[..., _Args], args: _Args, kwargs: dict[str, Any],
