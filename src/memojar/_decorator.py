@@ -82,6 +82,13 @@ _Args = tuple[Any, ...]  # bound or call arguments
 _TASKS: set[Any] = set()  # background recomputations of coroutine functions, kept alive
 _DEBUG = logging.DEBUG
 _compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIME_AT
+# Types whose values equal only values of their own type (not bool, float or complex:
+# ``True == 1 == 1.0``), so a tuple of them finds in a dict only a tuple of the same types
+# and values, whose key is the same (``make_key`` is a pure function of values and seed).
+_PLAIN = frozenset({int, str, bytes, type(None)})
+_KNOWN = 256  # keys a function remembers by their bound values
+_KNOWN_SIZE = 320  # bytes (``sys.getsizeof``) of the largest value kept there
+_sizeof = sys.getsizeof
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # Failures to load an entry that say something about this process, not about the entry:
 # the call recomputes, and the entry stays for the processes that can load it.
@@ -222,6 +229,9 @@ class _Memo:
                 self.target, ignore), files, function_name(func))
         if bound_args or bound_kwargs:
             self.binder = prebound(self.binder, bound_args, bound_kwargs)
+        # The keys of recent calls of small plain values, by their bound values: a repeated
+        # call is one dict lookup, not a pickle and a hash (see ``_PLAIN``).
+        self.known: dict[_Args, str] = {}
         self.hit_count = Counter()
         self.miss_count = Counter()
         # What the cache merges into the store's saved statistics (it holds the tally, not
@@ -245,7 +255,8 @@ class _Memo:
         state = self.__dict__.copy()
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
-        dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader")
+        dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader",
+                   "known")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
         return state
@@ -255,7 +266,7 @@ class _Memo:
         if self.reopen is not None:
             self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.Lock()
-        self.recent, self.generation = OrderedDict(), None
+        self.recent, self.generation, self.known = OrderedDict(), None, {}
         if self.memory:
             stamp = self.store.generation(self.name)
             self.holding = stamp is not None
@@ -296,12 +307,23 @@ class _Memo:
 
     def key_of(self, args: _Args, kwargs: dict[str, Any]) -> str:
         values = self.binder(*args, **kwargs)
+        if _PLAIN.issuperset(map(type, values)):  # the usual call: ints, strs and the like
+            key = self.known.get(values)
+            if key is not None:
+                return key
         try:
-            return make_key(values, self.seed)
+            key = make_key(values, self.seed)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             if isinstance(exc, RecursionError) and _near_recursion_limit():
                 raise  # the caller's own recursion ran out of stack, not a deep argument
             raise self._unpicklable(values, exc) from exc
+        if _PLAIN.issuperset(map(type, values)) and all(
+                _sizeof(value) <= _KNOWN_SIZE for value in values):
+            known = self.known
+            if len(known) >= _KNOWN:
+                known.clear()  # atomic, unlike evicting one while another thread adds
+            known[values] = key
+        return key
 
     def get(self, key: str, call: _Args | None = None) -> Any:
         """The stored value for ``key``, or MISSING. Never raises for a bad entry.
