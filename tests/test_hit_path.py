@@ -3,12 +3,20 @@ way gives: the same keys, the same values, the same refusals."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import memojar
 from memojar import Cache
 from memojar._keys import make_key
+
+SRC = str(Path(memojar.__file__).parent.parent)
 
 
 def _echo(cache_dir: Path) -> Any:
@@ -71,3 +79,55 @@ def test_remembered_keys_under_threads(tmp_path: Path) -> None:
     for t in threads:
         t.join(timeout=60)
     assert not errors
+
+
+RESULT_CLASS = """
+class Point:
+    def __init__(self, x):
+        self.x = x
+"""
+
+RUN = """
+import sys
+import threading
+from memojar import Cache
+from points import Point
+
+calls = []
+options = {"memory": {"memory": 8}, "swr": {"ttl": 1.0, "stale_while_revalidate": 600},
+           "plain": {}}[sys.argv[2]]
+
+@Cache(sys.argv[1]).cached(**options)
+def make(x):
+    if threading.current_thread() is threading.main_thread():  # not a background refresh
+        calls.append(x)
+    return Point(x)
+
+if sys.argv[3] == "wait":
+    import time
+    time.sleep(1.5)  # the entry written by the first run is stale now
+assert make(1).x == 1 and make(1).x == 1
+print(len(calls))
+"""
+
+
+@pytest.mark.parametrize("kind", ["plain", "memory", "swr"])
+def test_an_entry_holding_a_class_of_the_users_code_hits_in_a_new_process(
+    tmp_path: Path, kind: str
+) -> None:
+    (tmp_path / "points.py").write_text(RESULT_CLASS)
+    (tmp_path / "run.py").write_text(RUN)
+    cache_dir = tmp_path / "cache"
+
+    def run(wait: str = "") -> str:
+        done = subprocess.run(
+            [sys.executable, "run.py", str(cache_dir), kind, wait], cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(tmp_path)])},
+            capture_output=True, text=True, timeout=120, check=True,
+        )
+        return done.stdout.strip()
+
+    assert run() == "1"
+    # A new process reads the entry from disk: the class is unchanged, so it is a hit (a
+    # stale one served while it is recomputed, with stale_while_revalidate).
+    assert run("wait" if kind == "swr" else "") == "0"

@@ -371,7 +371,7 @@ class _Memo:
             # As of ``swr`` seconds ago: an entry expired less than that long ago passes.
             payload, buffers = _entry.verify(data, self.ident, key.encode(),
                                              time.time() - (self.swr or 0.0), self.ttl,
-                                             self.secret)
+                                             self.secret, _depends.changed_result_class)
             value = _entry.load(payload, buffers)
         except Miss:
             return MISSING
@@ -489,7 +489,8 @@ class _Memo:
             return MISSING, 0.0, 0.0
         try:
             payload, buffers = _entry.verify(
-                data, self.ident, key.encode(), time.time(), self.ttl, self.secret
+                data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
+                _depends.changed_result_class,
             )
             value = _entry.load(payload, buffers)
             header = _entry.read_header(data)
