@@ -307,23 +307,27 @@ class _Memo:
 
     def key_of(self, args: _Args, kwargs: dict[str, Any]) -> str:
         values = self.binder(*args, **kwargs)
-        if _PLAIN.issuperset(map(type, values)):  # the usual call: ints, strs and the like
-            key = self.known.get(values)
-            if key is not None:
-                return key
+        for value in values:  # a loop: cheaper than a set operation for a few arguments
+            if type(value) not in _PLAIN:
+                return self.make_key(values)
+        # The usual call, of ints, strs and the like: its key may be remembered.
+        key = self.known.get(values)
+        if key is None:
+            key = self.make_key(values)
+            if all(_sizeof(value) <= _KNOWN_SIZE for value in values):
+                known = self.known
+                if len(known) >= _KNOWN:
+                    known.clear()  # atomic, unlike evicting one while another thread adds
+                known[values] = key
+        return key
+
+    def make_key(self, values: _Args) -> str:
         try:
-            key = make_key(values, self.seed)
+            return make_key(values, self.seed)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             if isinstance(exc, RecursionError) and _near_recursion_limit():
                 raise  # the caller's own recursion ran out of stack, not a deep argument
             raise self._unpicklable(values, exc) from exc
-        if _PLAIN.issuperset(map(type, values)) and all(
-                _sizeof(value) <= _KNOWN_SIZE for value in values):
-            known = self.known
-            if len(known) >= _KNOWN:
-                known.clear()  # atomic, unlike evicting one while another thread adds
-            known[values] = key
-        return key
 
     def get(self, key: str, call: _Args | None = None) -> Any:
         """The stored value for ``key``, or MISSING. Never raises for a bad entry.
