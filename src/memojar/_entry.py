@@ -48,6 +48,7 @@ import math
 import pickle
 import struct
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -377,6 +378,63 @@ def verify(
         raise Miss("signed, and this cache has no secret to check it")
     payload = view[at + 1 : at + 1 + payload_len]
     return payload, [view[a:b] for a, b in spans] if spans else []
+
+
+_FAST = struct.Struct("<15sQdddQ8s")  # lead and prefix to the flags, checksum, FIXED
+_IDENT_LENGTHS = struct.Struct("<II")  # ident_len, nbuf
+_INLINE = 1 << 16  # entries up to this size are checksummed from a copy, not a view
+
+
+def make_reader(
+    ident: bytes,
+    ttl: float | None,
+    secret: bytes | None,
+    classes_ok: Callable[[bytes], str | None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Callable[[Any, str], tuple[Any, float]]:
+    """The hit path's ``verify`` and ``load`` in one: ``read(data, key) -> (value,
+    compute_time)``, raising ``Miss`` as they do.
+
+    Made once per decorated function (at its first call, when its ident is known): the
+    bytes a plain entry of this ident must start with are computed here, so the usual
+    entry (bytes, unsigned, no buffers, no result classes) is checked with one unpack and
+    two comparisons, its checksum, and loaded by unpickling the whole entry (a pickle
+    stream: the header is pushed and popped). The same checks as ``verify``, none skipped:
+    the lead, magic, format, flags and header length are one 15-byte comparison, the ident
+    and key another; then the length, expiry and checksum. Anything else (a mapped or
+    signed entry, buffers, result classes, a mismatch) goes through ``verify``, which says
+    why it is refused. ``clock``: the time now (default ``time.time``).
+    """
+    pop_at = _IDENT_AT + len(ident) + KEY_LEN
+    lead = _LEAD.pack(_OPEN, pop_at - _LEAD_LEN) + _PLAIN.to_bytes(8, "little")
+    lengths = _IDENT_LENGTHS.pack(len(ident), 0)
+    fast = secret is None
+    now_of = clock or time.time
+    loads, digest = pickle.loads, xxhash.xxh3_64_intdigest
+
+    def read(data: Any, key: str) -> tuple[Any, float]:
+        size = len(data)
+        if fast and type(data) is bytes and size > pop_at:
+            head, checksum, created, expires, compute_time, payload_len, lens = (
+                _FAST.unpack_from(data)
+            )
+            if (head == lead and lens == lengths and pop_at + 1 + payload_len == size
+                    and data[_IDENT_AT:pop_at] == ident + key.encode()):
+                if expires or ttl is not None:
+                    now = now_of()
+                    if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
+                        raise Miss("stale")
+                summed = data[_SUMMED_AT:] if size <= _INLINE else memoryview(data)[_SUMMED_AT:]
+                if digest(summed) != checksum:
+                    raise Miss("checksum mismatch")
+                try:
+                    return loads(data), compute_time
+                except Exception as exc:  # as in ``load``
+                    raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
+        payload, buffers = verify(data, ident, key.encode(), now_of(), ttl, secret, classes_ok)
+        return load(payload, buffers), unpack_compute_time(data, COMPUTE_TIME_AT)[0]
+
+    return read
 
 
 def _check_other_ident(view: memoryview, ident: bytes, key: bytes, at: int,
