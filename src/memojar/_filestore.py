@@ -11,19 +11,19 @@ What memojar touches: the root is a folder memojar created (it holds memojar's
 without the tag is refused. Inside it, listing and deleting walk directories by descriptor,
 opened with ``O_NOFOLLOW``: a function folder or shard that is a symbolic link is never
 entered. Only names memojar writes are ever deleted. Every file is created with
-``O_EXCL | O_NOFOLLOW`` under an unpredictable name and renamed into place, and every file
-is opened non-blocking and checked to be a regular file before it is read, so a planted
-link, FIFO or device is never written through nor waited on.
+``O_EXCL | O_NOFOLLOW`` under a name no other writer uses and renamed into place, and every
+file is opened non-blocking and checked to be a regular file before it is read, so a
+planted link, FIFO or device is never written through nor waited on.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import mmap
 import os
 import re
-import secrets
 import socket
 import stat
 import threading
@@ -249,8 +249,7 @@ class FileStore(Store):
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
         self._folders(path)
-        tmp = _temp_name(path)
-        return os.open(tmp, _O_CREATE, 0o600), tmp
+        return _create_new(path)
 
     def _folders(self, path: str) -> None:
         """Make sure the function folder and shard of ``path`` exist as real directories
@@ -374,8 +373,7 @@ class FileStore(Store):
         gen = os.path.join(fdir, GEN_FILE)
         try:
             self._folders(path)
-            tmp = _temp_name(gen)
-            fd = os.open(tmp, _O_CREATE, 0o600)
+            fd, tmp = _create_new(gen)
             try:
                 try:
                     os.write(fd, os.urandom(8))
@@ -428,9 +426,9 @@ class FileStore(Store):
 
     def _forked(self) -> None:
         """In a forked child, the inherited tally is the parent's to merge."""
-        if self._tally_pid != os.getpid():
+        if self._tally_pid != _PID[0]:
             self._tally_lock = threading.Lock()
-            self._tally, self._tally_pid = {}, os.getpid()
+            self._tally, self._tally_pid = {}, _PID[0]
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
         self._forked()
@@ -799,11 +797,30 @@ def _flock(path: str) -> Any:
 # --- small file helpers ---------------------------------------------------------------
 
 def _temp_name(path: str) -> str:
-    """A temporary name beside ``path``: unpredictable, with this host and pid in it."""
-    return f"{path}.{_PID[0]}-{_HOST}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    """A temporary name beside ``path``, with this host and pid in it (so that an orphan is
+    told from a live writer's file) and a number this process uses once."""
+    return f"{path}.{_PID[0]}-{_HOST}.{next(_SEQUENCE) & 0xFFFFFFFF:08x}{TMP_SUFFIX}"
+
+
+def _create_new(path: str) -> tuple[int, str]:
+    """A new private file under a temporary name beside ``path``, created with ``O_EXCL |
+    O_NOFOLLOW``: whatever is planted at a name (a link, a file) is never opened; the next
+    name is tried instead."""
+    for _ in range(_NAME_TRIES - 1):
+        tmp = _temp_name(path)
+        try:
+            return os.open(tmp, _O_CREATE, 0o600), tmp
+        except FileExistsError:  # planted, or left by a dead process of the same pid
+            continue
+    tmp = _temp_name(path)
+    return os.open(tmp, _O_CREATE, 0o600), tmp
 
 
 _PID = [os.getpid()]  # this process's pid, without a system call per write
+# Temporary names number from a random start: a name is the host, the pid and this number,
+# so no two live writers pick the same one, and no system call is made per name.
+_SEQUENCE = itertools.count(int.from_bytes(os.urandom(4), "little"))
+_NAME_TRIES = 3
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
@@ -811,9 +828,8 @@ if hasattr(os, "register_at_fork"):
 def _replace_small(path: str, data: bytes) -> None:
     """Write a small file (a note, the ledger) atomically: a new private temporary file,
     created without following links, renamed over ``path``."""
-    tmp = _temp_name(path)
+    fd, tmp = _create_new(path)
     try:
-        fd = os.open(tmp, _O_CREATE, 0o600)
         try:
             _write_all(fd, [data])  # the statistics file grows with the functions
         finally:

@@ -263,6 +263,30 @@ def test_a_link_planted_at_a_name_memojar_writes_is_not_written_through(
     assert not victim.is_symlink()
 
 
+def test_a_link_planted_at_the_next_temporary_name_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temporary names are this host, this pid and a counter: a link planted at the next
+    one is neither opened nor written through; the write takes the name after it."""
+    import itertools
+
+    from memojar import _filestore
+
+    store = _filestore.FileStore(tmp_path / "cache", max_size=1_000_000)
+    key = "ab" + "0" * 30
+    path = store.path("fn", key)
+    os.makedirs(os.path.dirname(path))
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    monkeypatch.setattr(_filestore, "_SEQUENCE", itertools.count(0x1234))
+    planted = Path(f"{path}.{os.getpid()}-{_filestore._HOST}.00001234.tmp")
+    planted.symlink_to(victim)
+    store.write("fn", key, [b"an entry"])
+    assert bytes(store.read("fn", key)) == b"an entry"
+    assert victim.read_text() == "precious\n"
+    assert planted.is_symlink()
+
+
 # --- 4. FIFOs at the names memojar opens -----------------------------------------------------
 
 FIFO = """
