@@ -384,3 +384,29 @@ def test_nothing_is_written_through_a_linked_function_folder(tmp_path: Path, wha
         fdir.symlink_to(victim)
     assert ok(WRITE_THROUGH, CACHE=str(root)).split() == ["1", "2", "3", "1"]
     assert list(victim.iterdir()) == []
+
+
+@pytest.mark.parametrize("what", ["function folder", "shard"])
+def test_a_folder_replaced_by_a_link_in_a_running_process_is_not_written_through(
+    tmp_path: Path, what: str
+) -> None:
+    """The miss path writes relative to the function folder this process opened: a folder
+    (or shard) removed and replaced by a link since is not followed."""
+    import warnings
+
+    from memojar import Cache
+
+    cache = Cache(tmp_path / "cache")
+    f = cache.cached(abs)
+    assert f(-1) == 1  # the folder opened
+    entry = Path(cache.store.path(f.__memojar__.name, f.cache_key(-2)))
+    f.refresh(-2)  # its shard made
+    target = entry.parent.parent if what == "function folder" else entry.parent
+    victim = tmp_path / "elsewhere"
+    (victim / entry.parent.name).mkdir(parents=True)  # what the link would lead into
+    subprocess.run(["rm", "-r", str(target)], check=True, timeout=TIMEOUT)
+    target.symlink_to(victim if what == "function folder" else victim / entry.parent.name)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert f(-2) == 2
+    assert snapshot(victim) == {entry.parent.name: "dir"}
