@@ -242,6 +242,11 @@ class FileStore(Store):
         finally:
             os.close(fd)
 
+    def maybe_stored(self, function: str, key: str) -> bool:
+        """False if there is certainly no entry file for ``key``: the re-check of a miss
+        under the key's lock, one ``access`` (no exception raised for the usual answer)."""
+        return os.access(self.path(function, key), os.F_OK)
+
     def _foreign(self, st: os.stat_result) -> None:
         self._untrusted(
             f"cache directory {self.root} holds entries owned by another user "
