@@ -49,6 +49,7 @@ import math
 import pickle
 import struct
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -281,23 +282,58 @@ _JOIN_UNDER = 1 << 16  # bytes: entries this small are checksummed as one joined
 
 class _SeeingPickler(pickle.Pickler):
     """A pickler that notes the classes it meets; dicts, lists, tuples, str, numbers and
-    the like never reach ``reducer_override``, so a plain result costs nothing more."""
+    the like never reach ``reducer_override``, so a plain result costs nothing more.
+
+    Making one (its output, its memo, the lookups of its hooks) costs more than pickling a
+    small result, so each thread keeps one, writing into its own buffer, for the next
+    result (``_dumps_seeing_classes``)."""
 
     classes: set[type]
+    out: io.BytesIO
+    buffers: list[pickle.PickleBuffer]
+    busy: bool
 
     def reducer_override(self, obj: Any) -> Any:
         self.classes.add(obj if isinstance(obj, type) else type(obj))
         return NotImplemented
 
 
+def _new_pickler() -> _SeeingPickler:
+    out = io.BytesIO()
+    buffers: list[pickle.PickleBuffer] = []
+    pickler = _SeeingPickler(out, PROTOCOL, buffer_callback=buffers.append)
+    pickler.out, pickler.buffers, pickler.classes, pickler.busy = out, buffers, set(), False
+    return pickler
+
+
+_picklers = threading.local()  # each thread's pickler, kept between results
+_KEEP_UNDER = 1 << 20  # bytes: a pickler whose output grew past this is not kept
+
+
 def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
                           ) -> tuple[bytes, set[type]]:
-    out = io.BytesIO()
-    pickler = _SeeingPickler(out, PROTOCOL, buffer_callback=buffers.append)
-    classes: set[type] = set()
-    pickler.classes = classes
-    pickler.dump(value)
-    return out.getvalue(), classes
+    pickler: _SeeingPickler | None = getattr(_picklers, "pickler", None)
+    if pickler is None or pickler.busy:  # a result whose pickling stores another result
+        pickler = _new_pickler()
+        _picklers.pickler = pickler
+    pickler.busy = True
+    try:
+        pickler.dump(value)
+    except BaseException:
+        _picklers.pickler = None  # a fresh one next time
+        raise
+    data = pickler.out.getvalue()
+    classes, pickler.classes = pickler.classes, set()
+    buffers += pickler.buffers
+    pickler.buffers.clear()
+    pickler.clear_memo()  # it holds the pickled objects until cleared
+    if len(data) < _KEEP_UNDER:
+        pickler.out.seek(0)
+        pickler.out.truncate()
+        pickler.busy = False
+    else:  # a large result: its buffer is not kept alive for the thread's next one
+        _picklers.pickler = None
+    return data, classes
 
 
 def _raw(buf: pickle.PickleBuffer) -> memoryview:
