@@ -140,11 +140,17 @@ class _RangeLock(KeyLock):
         self._unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
         self._fd: int | None = None
 
+    def acquire_within(self, timeout: float) -> bool:
+        # The usual case first: the key is free, and no deadline need be computed.
+        return self.acquire(blocking=False) or super().acquire_within(timeout)
+
     def acquire(self, blocking: bool = True) -> bool:
         command = fcntl.F_OFD_SETLKW if blocking else fcntl.F_OFD_SETLK
         while True:
-            fd = _take_idle(self._path)
-            if fd is None:
+            pool = _idle.get(self._path)
+            try:
+                fd = pool.pop() if pool else self._open()  # list.pop is atomic
+            except IndexError:  # another thread took the last idle one
                 fd = self._open()
             try:
                 fcntl.fcntl(fd, command, self._range)
@@ -186,14 +192,6 @@ class _RangeLock(KeyLock):
 # its parent would share its locks.
 _idle: dict[str, list[int]] = {}
 _IDLE_MAX = 8  # idle descriptions kept per lock file (about the threads that miss at once)
-
-
-def _take_idle(path: str) -> int | None:
-    pool = _idle.get(path)
-    try:
-        return pool.pop() if pool else None  # list.pop is atomic: no lock needed
-    except IndexError:  # another thread took the last one
-        return None
 
 
 def _put_idle(path: str, fd: int) -> None:
