@@ -1,19 +1,23 @@
 """Entries as files: ``<root>/<function>/<key[:2]>/<key>.pkl``.
 
-Writes go to a temporary file beside the entry and are renamed into place, so a reader sees
-the old entry or the new one, never half of one. A hit takes no lock: open, fstat (the owner
-check), read, close. A miss takes a per-key lock (released by the kernel if the holder
-dies). The total size lives in a small ledger file, updated under its own lock, so that
-``max_size`` is kept across processes without listing the directory on every write.
+A reader sees the old entry or the new one, never half of one: a write goes to an unnamed
+file in the entry's shard (``O_TMPFILE``), linked at the entry's name once whole (or, where
+there is no unnamed file, and with ``max_size``, to a named temporary file beside the entry,
+renamed into place). A hit takes no lock: open, fstat (the owner check), read, close. A
+miss takes a per-key lock (released by the kernel if the holder dies), and writes relative
+to the function's folder, opened once per process. The total size lives in a small ledger
+file, updated under its own lock, so that ``max_size`` is kept across processes without
+listing the directory on every write.
 
 What memojar touches: the root is a folder memojar created (it holds memojar's
 ``CACHEDIR.TAG`` and a ``.gitignore``), or an empty one it adopts; a non-empty folder
 without the tag is refused. Inside it, listing and deleting walk directories by descriptor,
 opened with ``O_NOFOLLOW``: a function folder or shard that is a symbolic link is never
-entered. Only names memojar writes are ever deleted. Every file is created with
-``O_EXCL | O_NOFOLLOW`` under a name no other writer uses and renamed into place, and every
-file is opened non-blocking and checked to be a regular file before it is read, so a
-planted link, FIFO or device is never written through nor waited on.
+entered. Only names memojar writes are ever deleted. Every named file is created with
+``O_EXCL | O_NOFOLLOW`` under a name no other writer uses and renamed into place (an
+unnamed one is linked at its name, which never follows what is there), and every file is
+opened non-blocking and checked to be a regular file before it is read, so a planted
+link, FIFO or device is never written through nor waited on.
 """
 
 from __future__ import annotations
