@@ -647,7 +647,14 @@ class _Memo:
         )
 
     def _stored_meanwhile(self, key: str) -> Any:
-        """The value another caller stored while this one waited for the lock, or MISSING."""
+        """The value another caller stored while this one waited for the lock, or MISSING.
+
+        A store that can tell cheaply that there is no entry (``maybe_stored``: the file
+        store's one ``access``, without the exception a failed open raises) says so first;
+        the usual answer, none, then costs no read."""
+        maybe_stored = getattr(self.store, "maybe_stored", None)
+        if maybe_stored is not None and not maybe_stored(self.name, key):
+            return MISSING
         value = self.get(key)
         if value is not MISSING:
             self.hit_count.bump()
