@@ -20,7 +20,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from memojar import Cache, MemojarWarning, _cli, _entry, cached
+from memojar import Cache, MemojarWarning, UnknownStoreError, _cli, _entry, cached
 from memojar._cache import open_store
 from memojar._filestore import function_dir
 from memojar._s3store import HEAD_BYTES, LEASE_TTL, SUFFIX, S3Store, _Bucket
@@ -135,6 +135,54 @@ def test_endpoint_from_the_aws_environment(s3_server: S3Server, s3_env: None,
     double, calls = counted(Cache(f"s3://{bucket}/team", secret=SECRET))
     assert double(2) == double(2) == 4
     assert calls == [2]
+
+
+def test_url_options_override_the_aws_environment(s3_server: S3Server, s3_env: None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = s3_server.bucket("memojar-override")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    cache = Cache(s3_server.location(bucket, "team", region="eu-west-1"), secret=SECRET)
+    client = cache.store._bucket.client
+    assert client.meta.region_name == "eu-west-1"
+    assert client.meta.endpoint_url == s3_server.endpoint
+    double, calls = counted(cache)
+    assert double(2) == double(2) == 4  # no warning: the URL's endpoint answered
+    assert calls == [2]
+
+
+def triple(x: int) -> int:
+    """A module-level function: its name in the bucket is plain ``test_s3.triple``."""
+    return 3 * x
+
+
+def test_entries_are_objects_prefix_function_key_pkl(s3_location: str, client: Any) -> None:
+    cache = Cache(s3_location, secret=SECRET)
+    f = cache.cached(triple)
+    assert f(4) == 12
+    assert f.__memojar__.name == "test_s3.triple"
+    entries = [name for name in objects(client, s3_location) if not name.endswith(".swept")]
+    assert entries == [f"cache/test_s3.triple/{f.cache_key(4)}.pkl"]
+
+
+@pytest.mark.parametrize(("url", "store"), [("gs://bucket/prefix", "Google Cloud Storage"),
+                                            ("az://container/prefix", "Azure Blob Storage")])
+def test_gcs_and_azure_are_errors_that_say_why(url: str, store: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """boto3 speaks only S3: no store for gs:// or az://, an error that names the supported
+    schemes and says why, and never a local folder named ``gs:``."""
+    monkeypatch.chdir(tmp_path)
+    why = (rf"{store}, which memojar does not offer \(supported: file://, redis://, "
+           r"rediss://, s3://, unix://\): its object-store client, boto3, speaks only S3")
+    with pytest.raises(UnknownStoreError, match=why):
+        Cache(url)
+    with pytest.raises(UnknownStoreError, match=why):
+        cached(cache_dir=url)(triple)(1)
+    assert _cli.main(["--dir", url, "ls"]) == 1
+    err = capsys.readouterr().err
+    assert store in err and "speaks only S3" in err and "atomic conditional writes" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_url_option_is_an_error(s3_env: None) -> None:
@@ -609,3 +657,25 @@ def test_cli_on_an_s3_url(s3_location: str, capsys: pytest.CaptureFixture[str]) 
     capsys.readouterr()
     assert _cli.main(["--dir", s3_location, "info", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["entries"] == 0
+
+
+def test_magic_on_an_s3_url(s3_location: str) -> None:
+    pytest.importorskip("IPython")
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("load_ext", "memojar")
+    double, _ = counted(Cache(s3_location, secret=SECRET))
+    double(1), double(2)
+    name = double.__memojar__.name
+    info = shell.run_line_magic("memojar", f"--dir '{s3_location}' info --json")
+    assert info["entries"] == 2
+    rows = shell.run_line_magic("memojar", f"--dir '{s3_location}' ls --json")
+    assert [(r["function"], r["entries"]) for r in rows] == [(name, 2)]
+    assert "removed 2 entries" in shell.run_line_magic(
+        "memojar", f"--dir '{s3_location}' clear {name}").text()
+    shell.run_line_magic("memojar", f"--dir '{s3_location}' prune")
+    assert shell.run_line_magic("memojar", f"--dir '{s3_location}' info --json")["entries"] == 0
