@@ -22,18 +22,23 @@ import pytest
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
 
-from memojar import Cache, MemojarWarning, _entry, cached
+from memojar import Cache, MemojarWarning, _entry
 from memojar._cache import open_store
 from memojar._redisstore import LOCK_TTL, RedisStore
 from redis_server import RedisServer, free_port, redis_server_path
-
-SECRET = "test-secret"
-FN = "tests.module.function"
-HANG = 30  # seconds: a call that takes longer than this is hung, whatever the machine
-
-
-def k(n: int) -> str:
-    return f"{n:032x}"
+from remote_kit import (
+    FN,
+    HANG,
+    SECRET,
+    Planted,
+    counted,
+    k,
+    lock_holder,
+    stampede_computes_once,
+    survives_losing_the_server,
+    survives_no_server,
+    timed,
+)
 
 
 @pytest.fixture
@@ -70,17 +75,6 @@ def names(client: Any, pattern: str = "*") -> set[bytes]:
 
 def entry_name(f: Any, *args: Any, prefix: str = "memojar:") -> bytes:
     return f"{prefix}{f.__memojar__.name}:{f.cache_key(*args)}".encode()
-
-
-def counted(cache: Cache) -> tuple[Any, list[Any]]:
-    calls: list[Any] = []
-
-    @cache.cached
-    def double(x: Any) -> Any:
-        calls.append(x)
-        return x * 2
-
-    return double, calls
 
 
 # --- the decorator on Redis ------------------------------------------------------------------
@@ -130,38 +124,6 @@ def test_cache_round_trip(redis_location: str, client: Any) -> None:
     assert cache.clear() == 1
     assert not double.cache_contains(21)
     cache.close()
-
-
-def test_cached_with_a_redis_cache_dir(redis_location: str, monkeypatch: pytest.MonkeyPatch,
-                                       client: Any) -> None:
-    monkeypatch.setenv("MEMOJAR_SECRET", SECRET)
-    calls = []
-
-    @cached(cache_dir=redis_location)
-    def square(x: int) -> int:
-        calls.append(x)
-        return x * x
-
-    assert [square(3), square(3), square(x=3)] == [9, 9, 9]
-    assert calls == [3]
-    assert square.cache_info().entries == 1
-    assert square.cache_delete(3) is True
-    assert names(client, "memojar:*square:*") == set()
-
-
-def test_unsigned_cache_warns_once(redis_location: str) -> None:
-    cache = Cache(redis_location)
-    double, _ = counted(cache)
-    with pytest.warns(MemojarWarning) as record:
-        assert [double(1), double(1), double(2)] == [2, 2, 4]
-    messages = [str(w.message) for w in record]
-    assert len(messages) == 1, messages
-    assert "not authenticated" in messages[0] and "secret" in messages[0]
-
-
-def test_signed_cache_does_not_warn(redis_location: str) -> None:
-    double, _ = counted(Cache(redis_location, secret=SECRET))
-    assert double(1) == double(1) == 2  # filterwarnings = error: any warning fails
 
 
 def test_none_and_large_results_round_trip(redis_location: str) -> None:
@@ -366,16 +328,6 @@ def test_a_tampered_chunk_is_never_used(redis_location: str, client: Any,
 
 # --- trust -------------------------------------------------------------------------------------
 
-class _Planted:
-    """A value whose unpickling creates a file: proof that a planted entry was loaded."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (open, (str(self.marker), "w"))
-
-
 @pytest.mark.parametrize("attacker_secret", [None, b"another-secret"], ids=["unsigned",
                                                                                "wrong-key"])
 def test_planted_entries_are_never_unpickled(redis_location: str, client: Any, tmp_path: Path,
@@ -386,7 +338,7 @@ def test_planted_entries_are_never_unpickled(redis_location: str, client: Any, t
     memo = double.__memojar__
     marker = tmp_path / "unpickled"
     planted = _entry.encode(
-        _Planted(marker), ident=memo.ident, key=double.cache_key(21), created=time.time(),
+        Planted(marker), ident=memo.ident, key=double.cache_key(21), created=time.time(),
         expires=None, compute_time=0.0, secret=attacker_secret,
     )
     client.set(entry_name(double, 21), b"".join(bytes(memoryview(c)) for c in planted))
@@ -401,7 +353,7 @@ def test_planted_entries_are_never_unpickled(redis_location: str, client: Any, t
 def test_the_planted_payload_does_run_when_unpickled(tmp_path: Path) -> None:
     """The control for the test above: this payload would have left its marker."""
     marker = tmp_path / "unpickled"
-    pickle.loads(pickle.dumps(_Planted(marker))).close()
+    pickle.loads(pickle.dumps(Planted(marker))).close()
     assert marker.exists()
 
 
@@ -584,54 +536,14 @@ def test_command_line_on_a_redis_url(redis_location: str, client: Any) -> None:
 
 # --- locks and stampedes -------------------------------------------------------------------
 
-_STAMPEDE = """
-import os, sys, time
-from memojar import Cache
-cache = Cache({url!r}, secret={secret!r})
-
-@cache.cached
-def slow(x):
-    with open({log!r}, "a") as f:
-        f.write(f"{{os.getpid()}}\\n")
-    time.sleep(1.0)
-    return x * 2
-
-time.sleep(max(0.0, {start!r} - time.time()))
-print(slow(21), flush=True)
-"""
-
-
 def test_stampede_of_processes_computes_once(redis_location: str, tmp_path: Path) -> None:
-    log = tmp_path / "computed"
-    code = _STAMPEDE.format(url=redis_location, secret=SECRET, log=str(log),
-                            start=time.time() + 2.0)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(5)]
-    outs = [p.communicate(timeout=HANG * 2) for p in procs]
-    for proc, (out, err) in zip(procs, outs, strict=True):
-        assert proc.returncode == 0, err
-        assert out.strip() == "42"
-    assert len(log.read_text().split()) == 1
-
-
-_HOLDER = """
-import time
-from memojar._cache import open_store
-lock = open_store({url!r}, None, True).lock({fn!r}, {key!r})
-lock.acquire()
-print("held", flush=True)
-time.sleep(120)
-"""
+    stampede_computes_once(redis_location, tmp_path, processes=5, start_in=2.0)
 
 
 def test_lock_is_renewed_while_held_and_expires_after_a_kill(redis_location: str,
                                                            client: Any) -> None:
-    code = _HOLDER.format(url=redis_location, fn=FN, key=k(1))
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    holder = lock_holder(redis_location)
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held", holder.stderr
         store = open_store(redis_location, None, True)
         lock = store.lock(FN, k(1))
         time.sleep(LOCK_TTL * 1.5)  # longer than the lock's expiry: renewals keep it
@@ -667,35 +579,14 @@ def test_release_leaves_a_lock_taken_over_by_another(redis_location: str,
 
 # --- faults ------------------------------------------------------------------------------------
 
-def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.monotonic()
-    value = call()
-    return value, time.monotonic() - start
-
-
 def test_server_killed_mid_run(own_server: Callable[..., RedisServer]) -> None:
     server = own_server()
-    cache = Cache(server.url(0, socket_timeout=1), secret=SECRET)
-    double, calls = counted(cache)
-    assert double(1) == double(1) == 2
-    server.kill()
-    with pytest.warns(MemojarWarning, match="not cached"):
-        value, took = _timed(lambda: (double(2), double(1), double(2)))
-    assert value == (4, 2, 4)
-    assert calls == [1, 2, 1, 2]
-    assert took < HANG
-    with pytest.raises(OSError):  # housekeeping reports the fault: it has no fallback
-        cache.clear()
+    survives_losing_the_server(Cache(server.url(0, socket_timeout=1), secret=SECRET),
+                               server.kill)
 
 
 def test_connection_refused() -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0?socket_timeout=1"
-    double, calls = counted(Cache(url, secret=SECRET))
-    with pytest.warns(MemojarWarning, match="not cached"):
-        value, took = _timed(lambda: (double(3), double(3)))
-    assert value == (6, 6)
-    assert calls == [3, 3]
-    assert took < HANG
+    survives_no_server(f"redis://127.0.0.1:{free_port()}/0?socket_timeout=1")
 
 
 def test_async_function_on_a_dead_server() -> None:
@@ -719,7 +610,7 @@ def test_frozen_server_times_out_then_recovers(own_server: Callable[..., RedisSe
     server.pause()
     try:
         with pytest.warns(MemojarWarning, match="not cached"):
-            value, took = _timed(lambda: double(1))
+            value, took = timed(lambda: double(1))
         assert value == 2
         assert took < HANG
     finally:

@@ -24,15 +24,22 @@ from memojar import Cache, MemojarWarning, UnknownStoreError, _cli, _entry, cach
 from memojar._cache import open_store
 from memojar._filestore import function_dir
 from memojar._s3store import HEAD_BYTES, LEASE_TTL, SUFFIX, S3Store, _Bucket
+from remote_kit import (
+    FN,
+    HANG,
+    SECRET,
+    STAMPEDE,
+    Planted,
+    counted,
+    each_timed,
+    k,
+    lock_holder,
+    stampede_computes_once,
+    survives_losing_the_server,
+    survives_no_server,
+    timed,
+)
 from s3_server import S3Server, free_port
-
-SECRET = "test-secret"
-FN = "tests.module.function"
-HANG = 30  # seconds: a call that takes longer than this is hung, whatever the machine
-
-
-def k(n: int) -> str:
-    return f"{n:032x}"
 
 
 def split(location: str) -> tuple[str, str]:
@@ -55,17 +62,6 @@ def objects(client: Any, location: str) -> dict[str, int]:
 def entry_object(location: str, f: Any, *args: Any) -> str:
     _, prefix = split(location)
     return f"{prefix}/{function_dir(f.__memojar__.name)}/{f.cache_key(*args)}{SUFFIX}"
-
-
-def counted(cache: Cache) -> tuple[Any, list[Any]]:
-    calls: list[Any] = []
-
-    @cache.cached
-    def double(x: Any) -> Any:
-        calls.append(x)
-        return x * 2
-
-    return double, calls
 
 
 @pytest.fixture
@@ -98,34 +94,6 @@ def test_cache_round_trip(s3_location: str, client: Any) -> None:
     assert cache.clear() == 1
     assert not double.cache_contains(21)
     cache.close()
-
-
-def test_cached_with_an_s3_cache_dir(s3_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEMOJAR_SECRET", SECRET)
-    calls = []
-
-    @cached(cache_dir=s3_location)
-    def square(x: int) -> int:
-        calls.append(x)
-        return x * x
-
-    assert [square(3), square(3), square(x=3)] == [9, 9, 9]
-    assert calls == [3]
-    assert square.cache_delete(3) is True
-    assert square.cache_delete(3) is False
-
-
-def test_unsigned_cache_warns_once(s3_location: str) -> None:
-    import warnings
-
-    warnings.resetwarnings()  # the fixture ignores this warning for store-level tests
-    warnings.simplefilter("error")
-    double, _ = counted(Cache(s3_location))
-    with pytest.warns(MemojarWarning) as record:
-        assert [double(1), double(1), double(2)] == [2, 2, 4]
-    messages = [str(w.message) for w in record]
-    assert len(messages) == 1, messages
-    assert "not authenticated" in messages[0] and "secret" in messages[0]
 
 
 def test_endpoint_from_the_aws_environment(s3_server: S3Server, s3_env: None,
@@ -220,16 +188,6 @@ def test_missing_bucket_costs_a_warning_not_the_result(s3_server: S3Server,
 
 # --- trust ----------------------------------------------------------------------------------
 
-class _Planted:
-    """A value whose unpickling creates a file: proof that a planted entry was loaded."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (open, (str(self.marker), "w"))
-
-
 @pytest.mark.parametrize("attacker_secret", [None, b"another-secret"], ids=["unsigned",
                                                                                "wrong-key"])
 def test_planted_entries_are_never_unpickled(s3_location: str, client: Any, tmp_path: Path,
@@ -239,7 +197,7 @@ def test_planted_entries_are_never_unpickled(s3_location: str, client: Any, tmp_
     memo = double.__memojar__
     marker = tmp_path / "unpickled"
     planted = _entry.encode(
-        _Planted(marker), ident=memo.ident, key=double.cache_key(21), created=time.time(),
+        Planted(marker), ident=memo.ident, key=double.cache_key(21), created=time.time(),
         expires=None, compute_time=0.0, secret=attacker_secret,
     )
     bucket, _ = split(s3_location)
@@ -255,7 +213,7 @@ def test_planted_entries_are_never_unpickled(s3_location: str, client: Any, tmp_
 def test_the_planted_payload_does_run_when_unpickled(tmp_path: Path) -> None:
     """The control for the test above: this payload would have left its marker."""
     marker = tmp_path / "unpickled"
-    pickle.loads(pickle.dumps(_Planted(marker))).close()
+    pickle.loads(pickle.dumps(Planted(marker))).close()
     assert marker.exists()
 
 
@@ -273,23 +231,6 @@ def test_a_flipped_byte_is_a_miss(s3_location: str, client: Any) -> None:
 
 # --- compute once across processes ------------------------------------------------------------
 
-_STAMPEDE = """
-import os, sys, time
-from memojar import Cache
-cache = Cache({url!r}, secret={secret!r})
-
-@cache.cached
-def slow(x):
-    with open({log!r}, "a") as f:
-        f.write(f"{{os.getpid()}}\\n")
-    time.sleep(1.0)
-    return x * 2
-
-time.sleep(max(0.0, {start!r} - time.time()))
-print(slow(21), flush=True)
-"""
-
-
 def test_stampede_of_processes_computes_once(s3_location: str, tmp_path: Path) -> None:
     """Four processes call at the same instant: one takes the lease (a PUT with
     ``If-None-Match: *``), the others wait and read its value.
@@ -300,16 +241,7 @@ def test_stampede_of_processes_computes_once(s3_location: str, tmp_path: Path) -
     server serialises moto's writes (``tests/s3_server.py``) and
     ``test_conditional_puts_are_atomic_on_the_test_server`` checks that it does.
     """
-    log = tmp_path / "computed"
-    code = _STAMPEDE.format(url=s3_location, secret=SECRET, log=str(log),
-                            start=time.time() + 4.0)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    outs = [p.communicate(timeout=HANG * 2) for p in procs]
-    for proc, (out, err) in zip(procs, outs, strict=True):
-        assert proc.returncode == 0, err
-        assert out.strip() == "42"
-    assert len(log.read_text().split()) == 1
+    stampede_computes_once(s3_location, tmp_path, processes=4, start_in=4.0)
 
 
 def _conditional_put_rounds(server: S3Server, rounds: int, writers: int = 8,
@@ -422,24 +354,9 @@ def test_a_computation_longer_than_the_lease_is_renewed_and_computes_once(
             holder.communicate(timeout=HANG)
 
 
-_HOLDER = """
-import time
-from memojar._cache import open_store
-from memojar._filestore import function_dir
-lock = open_store({url!r}, None, True).lock({fn!r}, {key!r})
-lock.acquire()
-print("held", flush=True)
-time.sleep(120)
-"""
-
-
 def test_lease_is_renewed_while_held_and_taken_over_after_a_kill(s3_location: str) -> None:
-    code = _HOLDER.format(url=s3_location, fn=FN, key=k(1))
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    holder = lock_holder(s3_location)
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held", holder.stderr
         store = open_store(s3_location, None, True)
         lock = store.lock(FN, k(1))
         deadline = time.monotonic() + LEASE_TTL * 1.5  # past its expiry: renewals keep it
@@ -463,7 +380,7 @@ def test_the_next_caller_computes_within_seconds_of_a_killed_holder(
     s3_location: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "computed"
-    code = _STAMPEDE.format(url=s3_location, secret=SECRET, log=str(log), start=0.0)
+    code = STAMPEDE.format(url=s3_location, secret=SECRET, log=str(log), start=0.0)
     code = code.replace("time.sleep(1.0)", "time.sleep(0 if os.environ.get('QUICK') else 600)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -555,42 +472,18 @@ def test_a_polling_waiter_backs_off(s3_location: str) -> None:
 
 # --- faults ------------------------------------------------------------------------------------
 
-def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.monotonic()
-    value = call()
-    return value, time.monotonic() - start
-
-
-def _each_timed(*calls: Callable[[], Any]) -> tuple[tuple[Any, ...], float]:
-    """The values of ``calls``, made one after the other, and the longest call's time."""
-    timed = [_timed(call) for call in calls]
-    return tuple(v for v, _ in timed), max(t for _, t in timed)
-
-
 def test_server_stopped_mid_run(own_server: Callable[[], S3Server]) -> None:
     server = own_server()
     bucket = server.bucket("memojar-own")
-    cache = Cache(server.location(bucket, "p", timeout="1"), secret=SECRET)
-    double, calls = counted(cache)
-    assert double(1) == double(1) == 2
-    server.stop()
-    with pytest.warns(MemojarWarning, match="not cached"):
-        value, took = _each_timed(lambda: double(2), lambda: double(1), lambda: double(2))
-    assert value == (4, 2, 4)
-    assert calls == [1, 2, 1, 2]
-    assert took < 1, took  # no call waits longer than timeout=1 (nothing listens: refused)
-    with pytest.raises(OSError):  # housekeeping reports the fault: it has no fallback
-        cache.clear()
+    # no call waits longer than timeout=1 (nothing listens any more: refused at once)
+    survives_losing_the_server(
+        Cache(server.location(bucket, "p", timeout="1"), secret=SECRET), server.stop, within=1
+    )
 
 
 def test_connection_refused(s3_env: None) -> None:
-    url = f"s3://b/p?endpoint_url=http://127.0.0.1:{free_port()}&timeout=1"
-    double, calls = counted(Cache(url, secret=SECRET))
-    with pytest.warns(MemojarWarning, match="not cached"):
-        value, took = _each_timed(lambda: double(3), lambda: double(3))
-    assert value == (6, 6)
-    assert calls == [3, 3]
-    assert took < 1, took  # no call waits longer than timeout=1
+    survives_no_server(f"s3://b/p?endpoint_url=http://127.0.0.1:{free_port()}&timeout=1",
+                       within=1)
 
 
 def test_frozen_server_times_out_within_the_timeout(own_server: Callable[[], S3Server]) -> None:
@@ -602,7 +495,7 @@ def test_frozen_server_times_out_within_the_timeout(own_server: Callable[[], S3S
     server.pause()
     try:
         with pytest.warns(MemojarWarning, match="not cached"):
-            value, took = _timed(lambda: double(1))
+            value, took = timed(lambda: double(1))
         assert value == 2
         # the read times out (0.5 s); after that fault the store fails fast for a second,
         # so the lease and the store cost nothing: about one timeout
@@ -686,7 +579,7 @@ def test_refusing_server_costs_a_warning_not_the_result(s3_env: None, status: in
         cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1", secret=SECRET)
         double, calls = counted(cache)
         with pytest.warns(MemojarWarning, match=match):
-            value, took = _each_timed(lambda: double(1), lambda: double(1))
+            value, took = each_timed(lambda: double(1), lambda: double(1))
         assert value == (2, 2)
         assert calls == [1, 1]
         assert took < 1, took  # no call waits longer than timeout=1 (refusals are answers)

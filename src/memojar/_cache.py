@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as _dt
+import importlib
 import math
 import os
 import re
@@ -16,7 +17,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    Any,
+    Concatenate,
+    NamedTuple,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from . import _entry
 from ._decorator import CacheInfo, Counter, Tally, _Memo, make_wrapper, stored_total
@@ -191,24 +201,23 @@ def _needs(location: str, extra: str, what: str) -> ImportError:
     )
 
 
-def _redis_store(
-    location: str, max_size: int | None, secret: bytes | None, signed: bool
-) -> Store:
-    try:
-        from ._redisstore import RedisStore
-    except ImportError as exc:
-        raise _needs(location, "redis", "the redis client") from exc
-    return RedisStore(location, max_size=max_size, signed=signed, secret=secret)
+def _optional(module: str, name: str, extra: str, what: str) -> StoreFactory:
+    """The factory of a store whose client library is an optional extra: imported at first
+    use, with an error naming the extra to install when it is missing."""
+
+    def factory(
+        location: str, max_size: int | None, secret: bytes | None, signed: bool
+    ) -> Store:
+        try:
+            store: type[Any] = getattr(importlib.import_module(module, __package__), name)
+        except ImportError as exc:
+            raise _needs(location, extra, what) from exc
+        return cast("Store", store(location, max_size=max_size, signed=signed, secret=secret))
+
+    return factory
 
 
-def _s3_store(
-    location: str, max_size: int | None, secret: bytes | None, signed: bool
-) -> Store:
-    try:
-        from ._s3store import S3Store
-    except ImportError as exc:
-        raise _needs(location, "s3", "the S3 client (boto3)") from exc
-    return S3Store(location, max_size=max_size, signed=signed)
+_redis_store = _optional("._redisstore", "RedisStore", "redis", "the redis client")
 
 
 # The one plug-in point: a URL scheme -> the factory of its store, all called as
@@ -219,7 +228,7 @@ STORES: dict[str, StoreFactory] = {
     "redis": _redis_store,
     "rediss": _redis_store,
     "unix": _redis_store,
-    "s3": _s3_store,
+    "s3": _optional("._s3store", "S3Store", "s3", "the S3 client (boto3)"),
 }
 # A scheme: two or more letters before a colon ("C:" is a Windows drive, not a scheme).
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")

@@ -18,6 +18,7 @@ link, FIFO or device is never written through nor waited on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import mmap
@@ -36,7 +37,7 @@ import xxhash
 from ._errors import logger
 from ._ledger import Ledger
 from ._locks import LOCK_FILE, LOCK_SUFFIX, LOCKS_IN_FUNCTION_DIR, key_lock, remove_if_idle
-from ._store import KeyLock, Store, StoredEntry, complete_head
+from ._store import HEAD_BYTES, SECRET_ADVICE, KeyLock, Store, StoredEntry, complete_head
 
 try:
     import fcntl
@@ -49,7 +50,6 @@ NOTE_FILE = ".swept"  # the identity of the code that last swept the function's 
 GEN_FILE = ".gen"  # 8 bytes rewritten in place when the function's entries are removed
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
-HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
 ORPHAN_AGE = 3600.0  # a temporary file this old is orphaned even if its pid is alive
 RESERVE_WAIT = 60.0  # seconds a writer waits for room that other writers in flight hold
 _LEDGER = ".size"
@@ -132,6 +132,7 @@ class FileStore(Store):
     """A directory of entry files. See the module docstring for the layout."""
 
     maps_memory = True  # entries of MMAP_THRESHOLD bytes or more are mapped, not read
+    eviction = "ledger"  # a total in ``.size`` under a lock; ``_write`` reserves room first
 
     def __init__(
         self, directory: str | os.PathLike[str], max_size: int | None = None,
@@ -216,8 +217,7 @@ class FileStore(Store):
         self._untrusted(
             f"cache directory {self.root} holds entries owned by another user "
             f"(uid {st.st_uid}); memojar never unpickles them and recomputes instead. "
-            "For a cache shared between users, give every user the same secret= "
-            "(or $MEMOJAR_SECRET) so entries are signed and checked."
+            "For a cache shared between users, give every user " + SECRET_ADVICE
         )
 
     # --- writing ----------------------------------------------------------------------
@@ -600,7 +600,8 @@ class FileStore(Store):
         finally:
             os.close(root_fd)
 
-    def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
+    def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
+        """Entries with whole headers (read on from the descriptor opened for the size)."""
         for name, _, shard, sfd, files in self._shards(function):
             for file in files:
                 if not _ENTRY.fullmatch(file):
@@ -618,45 +619,55 @@ class FileStore(Store):
                 key = file[: file.rindex(".")]
                 yield StoredEntry(name, key, st.st_size, st.st_atime, head, path)
 
+    def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
+        """Bytes of a listed entry, walking to it by descriptor (``_list`` reads whole
+        headers already: this reads on only for an entry shorter than its header says)."""
+        rel = self._entry_rel(entry.location)
+        if rel is None:
+            return None
+        with _dir_at(self.root, *rel[:2]) as sfd:
+            if sfd is None:
+                return None
+            try:
+                fd = os.open(rel[2], _O_READ, dir_fd=sfd)
+            except OSError:  # removed since listed, or unreadable
+                return None
+            try:
+                return os.pread(fd, end - start, start) if stat.S_ISREG(
+                    os.fstat(fd).st_mode) else None
+            except OSError:
+                return None
+            finally:
+                os.close(fd)
+
+    def _entry_rel(self, path: str) -> list[str] | None:
+        """[function dir, shard, file name] of an entry file of this cache, else None."""
+        rel = os.path.relpath(path, self.root).split(os.sep)
+        if len(rel) != 3 or rel[0] in ("..", ".") or not _ENTRY.fullmatch(rel[2]):
+            return None  # not an entry of this cache: never read nor deleted
+        return rel
+
     def _unlink_entries(self, paths: Sequence[str]) -> list[str]:
         """Unlink entry files given by path, walking to each by descriptor; the removed."""
         removed: list[str] = []
         by_dir: dict[tuple[str, str], list[str]] = {}
         for path in paths:
-            rel = os.path.relpath(path, self.root).split(os.sep)
-            if len(rel) != 3 or rel[0] in ("..", ".") or not _ENTRY.fullmatch(rel[2]):
-                continue  # not an entry of this cache: never deleted
-            by_dir.setdefault((rel[0], rel[1]), []).append(rel[2])
-        if not by_dir:
-            return removed
-        root_fd = _open_dir(self.root)
-        if root_fd is None:
-            return removed
-        try:
-            for (fdir, shard), files in by_dir.items():
-                ffd = _open_dir(fdir, root_fd)
-                if ffd is None:
+            rel = self._entry_rel(path)
+            if rel is not None:
+                by_dir.setdefault((rel[0], rel[1]), []).append(rel[2])
+        for (fdir, shard), files in by_dir.items():
+            with _dir_at(self.root, fdir, shard) as sfd:
+                if sfd is None:
                     continue
-                try:
-                    sfd = _open_dir(shard, ffd)
-                    if sfd is None:
-                        continue
+                for file in files:
                     try:
-                        for file in files:
-                            try:
-                                size = os.stat(file, dir_fd=sfd, follow_symlinks=False).st_size
-                            except OSError:
-                                size = 0
-                            if _unlink(file, sfd):
-                                removed.append(os.path.join(self.root, fdir, shard, file))
-                                self._count(fdir, -1, -size)
-                    finally:
-                        os.close(sfd)
-                finally:
-                    os.close(ffd)
-        finally:
-            os.close(root_fd)
-        for fdir in {rel[0] for rel in by_dir}:  # memory tiers forget what they held
+                        size = os.stat(file, dir_fd=sfd, follow_symlinks=False).st_size
+                    except OSError:
+                        size = 0
+                    if _unlink(file, sfd):
+                        removed.append(os.path.join(self.root, fdir, shard, file))
+                        self._count(fdir, -1, -size)
+        for fdir in {fdir for fdir, _ in by_dir}:  # memory tiers forget what they held
             self._bump(fdir)
         return removed
 
@@ -913,6 +924,27 @@ def _open_dir(name: str, dir_fd: int | None = None) -> int | None:
         if exc.errno == errno.ELOOP:  # a symbolic link
             return None
         raise
+
+
+@contextlib.contextmanager
+def _dir_at(root: str, *names: str) -> Iterator[int | None]:
+    """A descriptor of ``root/names...``, each directory opened by the descriptor of the
+    one before it (never through a link); None if any is missing, a link, or not a
+    directory. Every descriptor is closed on leaving."""
+    fds: list[int] = []
+    try:
+        fd = _open_dir(root)
+        for name in names:
+            if fd is None:
+                break
+            fds.append(fd)
+            fd = _open_dir(name, fd)
+        if fd is not None:
+            fds.append(fd)
+        yield fd
+    finally:
+        for opened in fds:
+            os.close(opened)
 
 
 def _subdirs(dir_fd: int) -> list[str]:

@@ -6,10 +6,7 @@ that died, and released only by its holder. A lease lost while held (a stall lon
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any
-
-from redis.exceptions import RedisError
 
 from ._errors import logger
 from ._store import KeyLock
@@ -31,32 +28,20 @@ class _RedisKeyLock(KeyLock):
         self.entry = name[: -len(b":lock")]
         self.token = b""
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take the lock; False if it is held and ``blocking`` is False, or still held
-        after ``timeout`` seconds (None: no limit)."""
+    poll_max = LOCK_POLL_MAX
+
+    def _try(self) -> bool:
         store = self.store
         token = secrets.token_hex(16).encode()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.002
-        while True:
-            try:
-                store._check_up()
-                taken = store._client.set(self.name, token, nx=True,
-                                          px=int(LOCK_TTL * 1000))
-            except RedisError as exc:
-                raise store._failed(exc, "locking") from exc
-            if taken:
-                self.token = token
-                store._forked()
-                with store._mutex:
-                    store._leases[self.entry] = self
-                store._renewer.add(self)
-                return True
-            if not blocking or (deadline is not None and time.monotonic() >= deadline):
+        with store._errors("locking"):
+            if not store._client.set(self.name, token, nx=True, px=int(LOCK_TTL * 1000)):
                 return False
-            time.sleep(delay if deadline is None else
-                       max(0.0, min(delay, deadline - time.monotonic())))
-            delay = min(delay * 2, LOCK_POLL_MAX)
+        self.token = token
+        store._forked()
+        with store._mutex:
+            store._leases[self.entry] = self
+        store._renewer.add(self)
+        return True
 
     def release(self) -> None:
         """Give the lock back; never raises, never waits for a server that is down (a lock
@@ -71,11 +56,9 @@ class _RedisKeyLock(KeyLock):
             if store._leases.get(self.entry) is self:
                 del store._leases[self.entry]
         try:
-            store._check_up()
-            store._release(keys=[self.name], args=[token])
-        except (RedisError, OSError) as exc:
-            if isinstance(exc, RedisError):
-                store._fault(exc)
+            with store._errors("releasing a lock"):
+                store._release(keys=[self.name], args=[token])
+        except OSError as exc:
             logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
 
     def renew(self) -> bool:
@@ -84,11 +67,9 @@ class _RedisKeyLock(KeyLock):
         if not token:
             return False
         try:
-            self.store._check_up()
-            return bool(self.store._renew(keys=[self.name],
-                                          args=[token, int(LOCK_TTL * 1000)]))
-        except (RedisError, OSError) as exc:  # keep trying: the commit checks the token
-            if isinstance(exc, RedisError):
-                self.store._fault(exc)
+            with self.store._errors("renewing a lock"):
+                return bool(self.store._renew(keys=[self.name],
+                                              args=[token, int(LOCK_TTL * 1000)]))
+        except OSError as exc:  # keep trying: the commit checks the token
             logger.debug("cannot renew %r: %s", self.name, exc)
             return True

@@ -42,6 +42,7 @@ however many round trips it makes (read, lock, write, release).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import hmac
@@ -65,13 +66,12 @@ from ._entry import Miss, header_length
 from ._errors import logger
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
-from ._store import KeyLock, Renewer, Store, StoredEntry, complete_head, pieces
+from ._store import HEAD_BYTES, Breaker, KeyLock, Renewer, Store, StoredEntry, pieces
 
 DEFAULT_PREFIX = "memojar:"
 NOTE = "swept"  # <prefix><function>:swept, the code that last swept (see Store.read_note)
 DEFAULT_SOCKET_TIMEOUT = 5.0  # seconds: no call waits longer than this for the server
 DEFAULT_CHUNK_SIZE = 1 << 20  # entries above this are split into chunks of this size
-HEAD_BYTES = 4096  # what ``scan`` returns of each entry: the header and then some
 INFLIGHT_TTL = 3600.0  # chunks not (yet) committed expire after this many seconds
 ORPHAN_AGE = 600.0  # ``cleanup`` removes uncommitted chunks older than this
 PROBE_EVERY = 0.25  # seconds between pings of a server that is down
@@ -94,7 +94,8 @@ class RedisStore(Store):
 
     remote = True  # every call is a network round trip: async callers run it in a thread
     native_expiry = True  # ttl -> PX
-    own_lru = True  # the lru/sizes/total index, changed atomically by the Lua scripts
+    eviction = "index"  # the lru/sizes/total index, changed atomically by the Lua scripts
+    kind, shared_with = "Redis", "the server"
 
     def __init__(
         self,
@@ -153,13 +154,10 @@ class RedisStore(Store):
         self._renew = register(lua.RENEW)
         self._note = register(lua.NOTE)
         self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
-        # the fault that put the server down: every call raises it at once until the prober
-        # thread (of process _pid) has had an answer from the server again
-        self._down: OSError | None = None
-        self._prober: threading.Thread | None = None
+        self._breaker = Breaker(self.location, PROBE_EVERY, self._client.ping,
+                                "memojar-redis-probe")
         self._pid = os.getpid()
-        self._mutex = threading.Lock()  # guards _down, _prober, _leases
-        self._closed = threading.Event()
+        self._mutex = threading.Lock()  # guards _leases
         self._leases: dict[bytes, _RedisKeyLock] = {}  # entry key -> this process's lock on it
         self._names: dict[str, bytes] = {}  # function name -> b"<prefix><function>:"
 
@@ -174,13 +172,9 @@ class RedisStore(Store):
 
     # --- the hit path -------------------------------------------------------------------
 
-    def read(self, function: str, key: str) -> Any | None:
-        if not self._warned:
-            self._warn_unsigned()
+    def _read(self, function: str, key: str) -> Any | None:
         name = self._name(function, key)
-        try:
-            if self._down is not None:
-                self._check_up()
+        with self._errors("reading"):
             if self.max_size is None:  # no eviction, so no access order to keep: one GET
                 value = cast("bytes | None", self._client.get(name))
             else:
@@ -194,10 +188,6 @@ class RedisStore(Store):
             if value[:5] == b"MJCH ":
                 return self._read_chunks(name, value)
             return value
-        except (RedisError, OSError) as exc:
-            self._fault(exc)
-            logger.debug("read of %r from %s failed: %s", name, self.location, exc)
-            return None
 
     def _read_chunks(self, name: bytes, pointer: bytes) -> bytes | bytearray | None:
         """Assemble a chunked entry; chunks are all of the generation the pointer names.
@@ -244,18 +234,6 @@ class RedisStore(Store):
         message = b"%s\0%s\0%d\0%d" % (name, gen, count, size)
         return hmac.new(self._pointer_key, message, hashlib.sha256).hexdigest()[:32].encode()
 
-    def _warn_unsigned(self) -> None:
-        if self.signed:
-            self._warned = True
-        else:
-            self._untrusted(
-                f"Redis cache {self.location} has no secret: its entries are not "
-                "authenticated, and anyone who can write to the server can make this "
-                "process unpickle (run) code of their choosing. Give every user of the "
-                "cache the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
-                "checked."
-            )
-
     # --- writing ----------------------------------------------------------------------
 
     def _write(
@@ -266,11 +244,10 @@ class RedisStore(Store):
         px = 0
         if expires is not None:  # relative, so the hosts' clocks need not agree with Redis
             px = max(int((expires - time.time()) * 1000), 1)
-        self._check_up()
         lease = self._leases.get(name)  # written under this process's lock: only if still ours
         hash_key = b""
         try:
-            try:
+            with self._errors(f"writing {name!r}"):
                 if size <= self.chunk_size:
                     value: Any = b"".join(views)
                 else:
@@ -280,14 +257,10 @@ class RedisStore(Store):
                     args=[value, px, hash_key, size, time.time(), self.max_size or 0,
                           lease.token if lease else b""],
                 )
-            except BaseException as exc:
-                if isinstance(exc, RedisError):
-                    self._fault(exc)  # first: a server that is down is not asked again
-                if hash_key:
-                    self._unlink_quietly(hash_key)
-                raise
-        except RedisError as exc:
-            raise self._oserror(exc, f"writing {name!r}") from exc
+        except BaseException:
+            if hash_key:  # after ``_errors`` marked a lost server down: not asked again
+                self._unlink_quietly(hash_key)
+            raise
         if evicted == -1:
             if hash_key:
                 self._unlink_quietly(hash_key)
@@ -316,16 +289,16 @@ class RedisStore(Store):
                 pipe.execute()
             count += 1
         pipe.execute()
-        head = _head(views, HEAD_BYTES)
+        head = _first(views, HEAD_BYTES)
         try:  # the whole header, however long, so that ``scan`` finds it here
-            head = _head(views, max(HEAD_BYTES, header_length(head)))
+            head = _first(views, max(HEAD_BYTES, header_length(head)))
         except Miss:
             pass  # not an entry (a store-level test's bytes): the first bytes will do
         pointer = b"MJCH 2 %s %d %d %s\n" % (gen, count, size, self._sign(name, gen, count, size))
         return hash_key, pointer + head
 
     def _unlink_quietly(self, key: bytes) -> None:
-        if self._down is not None:
+        if self._breaker.down:
             return  # not waiting again for a server that is down: the chunks expire
         try:
             self._client.unlink(key)
@@ -338,32 +311,23 @@ class RedisStore(Store):
     def _delete_names(self, names: Sequence[bytes]) -> list[bool]:
         """Delete entries with their index; for each name, whether it was there."""
         removed: list[bool] = []
-        try:
-            self._check_up()
+        with self._errors("deleting entries"):
             for start in range(0, len(names), _SCAN_COUNT):
                 pipe = self._client.pipeline(transaction=False)
                 for name in names[start : start + _SCAN_COUNT]:
                     self._delete(keys=[*self._index, name], client=pipe)
                 removed += [bool(n) for n in pipe.execute()]
-        except RedisError as exc:
-            raise self._failed(exc, "deleting entries") from exc
         return removed
 
     def read_note(self, function: str) -> bytes | None:
         # ``<entry prefix>swept``: not 32 hex digits, so no listing takes it for an entry
-        try:
-            self._check_up()
+        with self._errors("reading a note"):
             return cast("bytes | None", self._client.get(self._name(function, NOTE)))
-        except RedisError as exc:
-            raise self._failed(exc, "reading a note") from exc
 
     def write_note(self, function: str, note: bytes) -> None:
-        try:
-            self._check_up()
+        with self._errors("writing a note"):
             self._note(keys=[self._name(function, "entries"), self._name(function, NOTE)],
                        args=[note])
-        except RedisError as exc:
-            raise self._failed(exc, "writing a note") from exc
 
     def lock(self, function: str, key: str) -> KeyLock:
         return _RedisKeyLock(self, self._name(function, key) + b":lock")
@@ -372,11 +336,8 @@ class RedisStore(Store):
     # ``misses``, ``saved``), added to with HINCRBY / HINCRBYFLOAT by every process ------
 
     def read_stats(self) -> dict[str, Any]:
-        try:
-            self._check_up()
+        with self._errors("reading statistics"):
             raw = cast("dict[bytes, bytes]", self._client.hgetall(self._pre + b"stats"))
-        except RedisError as exc:
-            raise self._failed(exc, "reading statistics") from exc
         functions: dict[str, list[Any]] = {}
         for field, value in raw.items():
             name, _, what = field.decode("utf-8", "replace").rpartition("\0")
@@ -391,8 +352,7 @@ class RedisStore(Store):
         if not functions:
             return
         key = self._pre + b"stats"
-        try:
-            self._check_up()
+        with self._errors("saving statistics"):
             pipe = self._client.pipeline(transaction=False)
             for name, (hits, misses, saved) in functions.items():
                 field = name.encode() + b"\0"
@@ -403,18 +363,16 @@ class RedisStore(Store):
                 if saved:
                     pipe.hincrbyfloat(key, field + b"saved", saved)
             pipe.execute()
-        except RedisError as exc:
-            raise self._failed(exc, "saving statistics") from exc
 
     # --- listing and housekeeping ------------------------------------------------------
 
-    def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
+    def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
         """The entries of the index: one function's ``entries`` set, or all of ``sizes``;
-        never the whole keyspace. Members whose entry Redis expired are dropped on the way."""
+        never the whole keyspace. Members whose entry Redis expired are dropped on the way.
+        Each entry's first bytes come in the same round trip as its size."""
         span = HEAD_BYTES + 96 if heads else 95  # 96 bytes cover a pointer's first line
         seen: set[bytes] = set()
-        try:
-            self._check_up()
+        with self._errors("listing entries"):
             for batch in self._index_members(function):
                 names = [n for n in batch if n not in seen]
                 seen.update(names)
@@ -439,8 +397,6 @@ class RedisStore(Store):
                     for name in gone:
                         self._forget(keys=[*self._index, name], client=pipe)
                     pipe.execute()
-        except RedisError as exc:
-            raise self._failed(exc, "listing entries") from exc
 
     def _index_members(self, function: str | None) -> Iterator[list[bytes]]:
         cursor = 0
@@ -478,24 +434,20 @@ class RedisStore(Store):
         except UnicodeDecodeError:
             return None
         accessed = float(score) if isinstance(score, (int, float)) else 0.0
-        head = self._whole_header(name, head, match is not None) if heads else b""
         return StoredEntry(
-            function, key, size, accessed, head,
+            function, key, size, accessed, head if heads else b"",
             f"{self.location}#{name.decode(errors='replace')}",
         )
 
-    def _whole_header(self, name: bytes, head: bytes, chunked: bool) -> bytes:
-        """``head``, read on when the header runs past it; a pointer holds its entry's
-        whole header."""
-        if not chunked:
-            return complete_head(head, lambda start, end: cast("bytes", self._client.getrange(
-                name, start, end - 1)))
-
-        def from_pointer(start: int, end: int) -> bytes:
+    def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
+        """Bytes of the entry, or of the header a chunk pointer holds (its whole header)."""
+        name = self._name(entry.function_dir, entry.key)
+        with self._errors("reading a header"):
+            first = cast("bytes", self._client.getrange(name, 0, 4))
+            if first != b"MJCH ":
+                return cast("bytes", self._client.getrange(name, start, end - 1)) or None
             match = _POINTER.match(cast("bytes | None", self._client.get(name)) or b"")
-            return match.string[match.end() :][start:end] if match else b""
-
-        return complete_head(head, from_pointer)
+            return match.string[match.end() :][start:end] if match else None
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         done = self._delete_names([self._name(e.function_dir, e.key) for e in entries])
@@ -507,8 +459,7 @@ class RedisStore(Store):
         removed = 0
         pattern = _glob_escape(self._pre) + b"*:" + _HEX32 + b":c:" + _HEX16
         threshold = int((INFLIGHT_TTL - ORPHAN_AGE) * 1000)
-        try:
-            self._check_up()
+        with self._errors("cleaning up"):
             for batch in self._scan_keys(pattern):
                 if not batch:
                     continue
@@ -528,14 +479,11 @@ class RedisStore(Store):
                 if cursor == 0:
                     break
             self._recount(keys=self._index)
-        except RedisError as exc:
-            raise self._failed(exc, "cleaning up") from exc
         return removed
 
     def _evict(self, incoming: int) -> int:
         removed = 0
-        try:
-            self._check_up()
+        with self._errors("evicting entries"):
             while True:
                 # evict() calls this only with a max_size
                 n: int = self._evict_script(keys=self._index,
@@ -543,73 +491,35 @@ class RedisStore(Store):
                 removed += n
                 if n == 0:  # done: under max_size, or nothing left to evict
                     return removed
-        except RedisError as exc:
-            raise self._failed(exc, "evicting entries") from exc
 
     def close(self) -> None:
-        self._closed.set()
+        self._breaker.close()
         self._renewer.stop()
         self._client.close()
 
     # --- faults -----------------------------------------------------------------------
 
-    def _failed(self, exc: RedisError, doing: str) -> OSError:
-        """The ``OSError`` for a Redis error (see ``_oserror``); marks a lost or silent
-        server down."""
-        self._fault(exc)
-        return self._oserror(exc, doing)
-
-    def _fault(self, exc: BaseException) -> None:
-        """After a lost or silent server, fail at once until it answers a ping again."""
-        if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-            error = self._oserror(exc, "")
-            self._forked()
-            with self._mutex:
-                self._down = type(error)(
-                    error.errno,
-                    f"{error.strerror}; calls skip the server until it answers a ping "
-                    f"(tried every {PROBE_EVERY:g} s)",
-                )
-                self._start_prober()
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """The one place Redis errors become ``OSError`` (``_redisurl.oserror``): fails at
+        once while the server is down (``Breaker``), and marks a lost or silent server
+        down until it answers a ping again."""
+        self._breaker.check()
+        try:
+            yield
+        except RedisError as exc:
+            error = self._oserror(exc, doing)
+            if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+                self._breaker.trip(type(error)(
+                    error.errno, f"{self._oserror(exc, '').strerror}; calls skip the server "
+                    f"until it answers a ping (tried every {PROBE_EVERY:g} s)",
+                ))
+            raise error from exc
 
     def _forked(self) -> None:
-        """In a forked child: no prober thread, and a mutex its parent may have held."""
+        """In a forked child, the parent's locks are not this process's."""
         if self._pid != os.getpid():
-            self._pid, self._mutex = os.getpid(), threading.Lock()
-            self._prober = None
-            self._leases = {}  # the parent's locks are not this process's
-
-    def _start_prober(self) -> None:
-        """Start the thread that pings a server that is down (one per store and process);
-        under ``_mutex``."""
-        if self._prober is not None:
-            return
-        self._prober = threading.Thread(target=self._probe, name="memojar-redis-probe",
-                                        daemon=True)
-        self._prober.start()
-
-    def _probe(self) -> None:
-        while not self._closed.wait(PROBE_EVERY):
-            try:
-                self._client.ping()
-            except RedisError as exc:
-                logger.debug("%s is still down: %s", self.location, exc)
-                continue
-            with self._mutex:
-                self._down = self._prober = None
-            logger.debug("%s answers again", self.location)
-            return
-
-    def _check_up(self) -> None:
-        """Raise the fault that put the server down, if it is down: a call never waits
-        for a server that did not answer the last time."""
-        down = self._down
-        if down is not None:
-            if self._pid != os.getpid():  # a forked child: no prober of its own yet
-                self._forked()
-                with self._mutex:
-                    self._start_prober()
-            raise type(down)(down.errno, down.strerror)
+            self._pid, self._mutex, self._leases = os.getpid(), threading.Lock(), {}
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
         return oserror(exc, doing, self.socket_timeout)
@@ -635,13 +545,8 @@ def _assemble(client: redis.Redis, chunks: bytes, count: int, size: int) -> byte
 
 
 
-def _head(views: list[memoryview], limit: int) -> bytes:
-    out = bytearray()
-    for view in views:
-        out += view[: limit - len(out)]
-        if len(out) >= limit:
-            break
-    return bytes(out)
+def _first(views: list[memoryview], limit: int) -> bytes:
+    return bytes(next(pieces(views, limit), b""))
 
 
 def _glob_escape(raw: bytes) -> bytes:

@@ -4,14 +4,15 @@ redacted for messages) and the one map from Redis errors to memojar's ``OSError`
 from __future__ import annotations
 
 import errno
-import re
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._location import positive, redact
+
+__all__ = ["OPTIONS", "oserror", "positive", "redact", "split_location"]
 
 OPTIONS = ("prefix", "password", "socket_timeout", "chunk_size")
 
@@ -42,30 +43,3 @@ def split_location(location: str) -> tuple[str, dict[str, str]]:
     options = {k: v for k, v in pairs if k in OPTIONS}
     rest = urlencode([(k, v) for k, v in pairs if k not in OPTIONS], safe="/:")
     return (f"{base}?{rest}" if rest else base), options
-
-
-def redact(location: str) -> str:
-    """The location without its password, for messages and ``Cache.directory``."""
-    base, _, query = location.partition("?")
-    base = re.sub(r"^([a-z]+://[^:@/]*):[^@/]*@", r"\1:***@", base)
-    pairs = [(k, "***" if k == "password" else v)
-             for k, v in parse_qsl(query, keep_blank_values=True)]
-    return f"{base}?{urlencode(pairs, safe='/:*')}" if pairs else base
-
-
-def positive(
-    name: str, given: float | None, in_url: str | None, default: float,
-    kind: Callable[[Any], float],
-) -> float:
-    if given is None and in_url is None:
-        return default
-    try:
-        value = kind(given if given is not None else in_url)
-    except (TypeError, ValueError):
-        value = -1
-    if not value > 0:
-        raise ValueError(
-            f"{name} must be a positive {'whole ' if kind is int else ''}number, "
-            f"got {given if given is not None else in_url!r}"
-        )
-    return value

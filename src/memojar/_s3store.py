@@ -11,14 +11,14 @@ file store makes it)::
                                  (``If-Match: <etag>``) while the value is computed
     PREFIX/<fdir>/.swept         the identity of the code that last swept old entries
 
-The module has two layers. ``_Bucket`` holds the backend primitives and nothing else: get an
-object (streamed), get its first bytes (a ranged GET), put atomically (multipart above a
-threshold), put only if absent, put only if unchanged, delete, a paginated listing with size
-and modification time, and ``_errors``, the one place that turns client errors into
-``OSError``. ``S3Store`` is the policy on top, the part the file and Redis stores each write
-for themselves today: the unsigned-cache warning, whole headers for ``scan``, least-recently-
-written eviction for ``max_size``, orphan reaping, the sweep note, failing fast after a
-fault, and the lease (``_Lease``, renewed by ``_Renewer``).
+``_Bucket`` holds the S3 calls and nothing else: get an object (streamed), a byte range of
+it, put atomically (multipart above a threshold), put only if absent, put only if unchanged,
+delete, a paginated listing with size and modification time, and ``_errors``, the one place
+that turns client errors into ``OSError`` (and fails fast after a fault). ``S3Store`` maps
+the ``Store`` primitives onto it; the policy (the unsigned-cache warning, whole headers for
+``scan``, least-recently-written eviction for ``max_size``) is ``Store``'s. What is S3's own:
+the entry and lease layout, the header-first read of a large entry, aborting orphaned
+multipart uploads and the lease (``_Lease``, renewed by ``Renewer``).
 
 The lease is judged without trusting anyone's clock: a waiter that sees the same lease
 (same ETag) for ``LEASE_TTL`` seconds of its own monotonic clock takes it over with a write
@@ -45,18 +45,17 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import botocore.config
 import botocore.exceptions
 import botocore.handlers
 
-from ._entry import Miss, read_header
 from ._errors import logger
 from ._filestore import function_dir
-from ._ledger import choose_victims
-from ._store import KeyLock, Renewer, Store, StoredEntry, complete_head, pieces
+from ._location import positive, redact
+from ._store import HEAD_BYTES, Breaker, KeyLock, Renewer, Store, StoredEntry, pieces, worth_reading
 
 SUFFIX = ".pkl"  # of an entry's object name
 LEASE_SUFFIX = ".lease"
@@ -64,7 +63,6 @@ NOTE = ".swept"
 DEFAULT_TIMEOUT = 5.0  # seconds: no request waits longer than this for the server
 DEFAULT_MULTIPART_THRESHOLD = 16 << 20  # entries above this go up as a multipart upload
 PART_SIZE = 8 << 20  # bytes a part (S3's minimum is 5 MiB, except the last part)
-HEAD_BYTES = 4096  # what ``scan`` reads of each entry: the header and then some
 HEADER_FIRST = 1 << 20  # a hit on a larger entry checks its header before reading on
 READ_CHUNK = 1 << 20  # bytes read from a streamed body at a time
 LEASE_TTL = 5.0  # seconds a lease outlives its holder's last renewal
@@ -111,8 +109,7 @@ class _Bucket:
         _live.add(self)
         self.timeout = timeout
         self.threshold = threshold
-        self._down_until = 0.0  # fail fast until then (monotonic), after _last_fault
-        self._last_fault = ""
+        self._breaker = Breaker(f"s3://{bucket}", FAULT_BACKOFF)  # fail fast after a fault
 
     @property
     def client(self) -> Any:
@@ -129,12 +126,7 @@ class _Bucket:
     @contextlib.contextmanager
     def _errors(self, doing: str, name: str = "") -> Iterator[None]:
         """The one error map: every client error becomes the ``OSError`` that says it."""
-        if time.monotonic() < self._down_until:
-            raise ConnectionError(
-                errno.ECONNREFUSED,
-                f"the server failed a moment ago ({self._last_fault}); not trying again "
-                f"for {FAULT_BACKOFF:g} s",
-            )
+        self._breaker.check()
         where = f"s3://{self.bucket}/{name}" if name else f"bucket {self.bucket!r}"
         try:
             yield
@@ -183,14 +175,16 @@ class _Bucket:
 
     def _fault(self, exc: BaseException) -> None:
         """After a lost or silent server, fail fast for a moment instead of waiting again."""
-        self._down_until = time.monotonic() + FAULT_BACKOFF
-        self._last_fault = f"{type(exc).__name__}: {exc}"
+        self._breaker.trip(ConnectionError(
+            errno.ECONNREFUSED, f"the server failed a moment ago ({type(exc).__name__}: "
+            f"{exc}); not trying again for {FAULT_BACKOFF:g} s",
+        ))
 
-    def get(self, name: str, first: int | None = None) -> _Got | None:
-        """The object streamed (or its first ``first`` bytes: a ranged GET), or None."""
+    def get(self, name: str, start: int = 0, end: int | None = None) -> _Got | None:
+        """The object streamed (or its bytes ``start`` to ``end``: a ranged GET), or None."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
-        if first is not None:
-            kwargs["Range"] = f"bytes=0-{first - 1}"
+        if end is not None:
+            kwargs["Range"] = f"bytes={start}-{end - 1}"
         try:
             with self._errors("reading", name):
                 response = self.client.get_object(**kwargs)
@@ -340,19 +334,22 @@ class S3Store(Store):
     (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ``~/.aws/config``, ...).
     """
 
-    own_lru = True  # evicts by its own listing (``_evict``): no total to keep under a lock
     remote = True  # every call is a network request: async callers run it in a thread
+    kind, shared_with = "S3", "the bucket"  # no total to keep under a lock: evicts by listing
 
     def __init__(self, location: str, max_size: int | None = None, signed: bool = False,
-                 *, client: Any = None) -> None:
+                 *, secret: bytes | None = None, client: Any = None) -> None:
+        # ``secret``: entries are signed above the store (S3 keeps nothing else to sign)
         bucket, prefix, options = _parse(location)
-        timeout = _positive("timeout", options.get("timeout"), DEFAULT_TIMEOUT, float)
-        threshold = int(_positive("multipart_threshold", options.get("multipart_threshold"),
-                                  DEFAULT_MULTIPART_THRESHOLD, int))
-        self.location = _redact(location)
+        timeout = positive("timeout", None, options.get("timeout"), DEFAULT_TIMEOUT, float)
+        threshold = int(positive("multipart_threshold", None,
+                                 options.get("multipart_threshold"),
+                                 DEFAULT_MULTIPART_THRESHOLD, int))
+        self.location = redact(location)
         self.max_size = max_size
         self.prefix = prefix
-        self.signed = signed
+        self.signed = signed or secret is not None
+
         def make_client() -> Any:
             return client if client is not None else _client(options, timeout)
 
@@ -371,54 +368,32 @@ class S3Store(Store):
             base = self._dirs[function] = f"{self.prefix}{function_dir(function)}/"
         return base
 
-    def _warn_unsigned(self) -> None:
-        if self.signed:
-            self._warned = True
-        else:
-            self._untrusted(
-                f"S3 cache {self.location} has no secret: its entries are not "
-                "authenticated, and anyone who can write to the bucket can make this "
-                "process unpickle (run) code of their choosing. Give every user of the "
-                "cache the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
-                "checked."
-            )
+    def _object(self, entry: StoredEntry) -> str:
+        return f"{self.prefix}{entry.function_dir}/{entry.key}{SUFFIX}"
 
-    # --- the hit path -------------------------------------------------------------------
-
-    def read(self, function: str, key: str) -> Any | None:
-        if not self._warned:
-            self._warn_unsigned()
+    def _read(self, function: str, key: str) -> Any | None:
         name = self._dir(function) + key + SUFFIX
-        try:
-            got = self._bucket.get(name)
-            if got is None:
-                return None
-            if got.size <= HEADER_FIRST:  # small: the whole body in one read
-                return self._bucket.read_body(name, got)
-            # large: the header first, from the same stream; a stale or unusable entry is
-            # handed back as just its head (the caller's check rejects it and removes it),
-            # and the rest of it is never transferred
-            head = self._bucket.read_some(name, got, HEAD_BYTES)
-            if not _worth_reading(head):
-                got.body.close()  # the connection goes, with the rest of the transfer
-                return head
-            data = bytearray(got.size)
-            data[: len(head)] = head
-            self._bucket.read_body(name, got, data, len(head))
-            return data
-        except OSError as exc:
-            logger.debug("read of %s from %s failed: %s", name, self.location, exc)
+        got = self._bucket.get(name)
+        if got is None:
             return None
-
-    # --- writing ----------------------------------------------------------------------
+        if got.size <= HEADER_FIRST:  # small: the whole body in one read
+            return self._bucket.read_body(name, got)
+        # large: the header first, from the same stream; a stale or unusable entry is
+        # handed back as just its head (the caller's check rejects it and removes it),
+        # and the rest of it is never transferred
+        head = self._bucket.read_some(name, got, HEAD_BYTES)
+        if not worth_reading(head):
+            got.body.close()  # the connection goes, with the rest of the transfer
+            return head
+        data = bytearray(got.size)
+        data[: len(head)] = head
+        self._bucket.read_body(name, got, data, len(head))
+        return data
 
     def _write(self, function: str, key: str, views: list[memoryview], size: int,
                expires: float | None) -> None:
         # ``expires`` is in the header, which decides; S3 has no per-object expiry
-        name = self._dir(function) + key + SUFFIX
-        if self.max_size is not None:
-            self.evict(size)
-        self._bucket.put(name, views, size)
+        self._bucket.put(self._dir(function) + key + SUFFIX, views, size)
 
     def delete(self, function: str, key: str) -> bool:
         name = self._dir(function) + key + SUFFIX
@@ -438,48 +413,30 @@ class S3Store(Store):
     def lock(self, function: str, key: str) -> KeyLock:
         return _Lease(self, self._dir(function) + key + LEASE_SUFFIX)
 
-    # --- listing and housekeeping ------------------------------------------------------
-
-    def _listed(self, function: str | None) -> Iterator[tuple[_Listed, str, str]]:
+    def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
         prefix = self.prefix if function is None else self._dir(function)
         for listed in self._bucket.list(prefix):
             match = _ENTRY.fullmatch(listed.name, len(self.prefix))
             if match is not None:
-                yield listed, match[1], match[2]
+                yield StoredEntry(match[1], match[2], listed.size, listed.modified, b"",
+                                  f"s3://{self._bucket.bucket}/{listed.name}")
 
-    def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
-        for listed, fdir, key in self._listed(function):
-            head: bytes | None = b""
-            if heads:
-                head = self._head(listed.name)
-                if head is None:
-                    continue  # removed since listed
-            yield StoredEntry(fdir, key, listed.size, listed.modified, head or b"",
-                              f"s3://{self._bucket.bucket}/{listed.name}")
-
-    def _head(self, name: str) -> bytes | None:
-        """The entry's first bytes: at least its whole header, however long."""
-        got = self._bucket.get(name, first=HEAD_BYTES)
-        if got is None:
-            return None
-
-        def read_more(start: int, end: int) -> bytes:
-            more = self._bucket.get(name, first=end)
-            return b"" if more is None else bytes(self._bucket.read_body(name, more))[start:end]
-
-        return complete_head(bytes(self._bucket.read_body(name, got)), read_more)
+    def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
+        name = self._object(entry)
+        got = self._bucket.get(name, start, end)
+        return None if got is None else self._bucket.read_body(name, got)
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         # S3 does not say whether a deleted object existed: count what a listing still
         # shows (one paginated listing per function, not a request per entry)
-        names = {f"{self.prefix}{e.function_dir}/{e.key}{SUFFIX}" for e in entries}
+        names = {self._object(e) for e in entries}
         present: set[str] = set()
         for fdir in {e.function_dir for e in entries}:
             present.update(o.name for o in self._bucket.list(f"{self.prefix}{fdir}/")
                            if o.name in names)
         if present:
             self._bucket.delete_many(sorted(present))
-        return [e for e in entries if f"{self.prefix}{e.function_dir}/{e.key}{SUFFIX}" in present]
+        return [e for e in entries if self._object(e) in present]
 
     def cleanup(self) -> int:
         """Abort multipart uploads of writers that died (older than ORPHAN_AGE) and remove
@@ -495,15 +452,6 @@ class S3Store(Store):
         if stale:
             self._bucket.delete_many(stale)
         return aborted
-
-    def _evict(self, incoming: int) -> int:
-        """Remove the least recently written entries until ``incoming`` bytes fit: the
-        ledger's rule over a listing (S3 keeps no total to lock)."""
-        assert self.max_size is not None
-        entries = list(self.scan(heads=False))
-        victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
-                                    self.max_size)
-        return self.remove(victims) if victims else 0
 
     def close(self) -> None:
         self._renewer.stop()
@@ -527,11 +475,10 @@ class _Lease(KeyLock):
         body = f"{secrets.token_hex(16)} pid {os.getpid()}\n".encode()
         return self.store._bucket.put(self.name, [memoryview(body)], len(body), **condition)
 
-    def acquire(self, blocking: bool = True) -> bool:
-        while not self._try():
-            if not blocking:
-                return False
-            time.sleep(max(self._next_try - time.monotonic(), 0.0))
+    def _pause(self, pause: float) -> float:
+        return max(self._next_try - time.monotonic(), 0.0)  # the lease's own backoff
+
+    def _taken(self) -> bool:
         self._seen, self._delay, self._next_try = "", LEASE_POLL_MIN, 0.0
         self.store._renewer.add(self)
         return True
@@ -547,7 +494,7 @@ class _Lease(KeyLock):
         self._released = released
         try:
             self.etag = self._put(if_none_match=True)
-            return True
+            return self._taken()
         except FileExistsError:
             pass
         got = self.store._bucket.head(self.name)
@@ -561,7 +508,7 @@ class _Lease(KeyLock):
             try:  # its holder is gone: take it over, unless someone renewed it meanwhile
                 self.etag = self._put(if_match=got.etag)
                 logger.debug("took over lease %s (its holder stopped renewing it)", self.name)
-                return True
+                return self._taken()
             except (FileExistsError, FileNotFoundError):
                 self._next_try = 0.0  # renewed, taken or released meanwhile: look again
                 return False
@@ -671,26 +618,6 @@ def _parse(location: str) -> tuple[str, str, dict[str, str]]:
     return parts.netloc, (prefix + "/" if prefix else ""), options
 
 
-def _redact(location: str) -> str:
-    """The location for messages (credentials never appear in it)."""
-    base, _, query = location.partition("?")
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return f"{base}?{urlencode(pairs, safe='/:')}" if pairs else base
-
-
-def _positive(name: str, in_url: str | None, default: float, kind: Callable[[str], float]) -> float:
-    if in_url is None:
-        return default
-    try:
-        value = kind(in_url)
-    except (TypeError, ValueError):
-        value = -1
-    if not value > 0:
-        raise ValueError(f"{name} must be a positive {'whole ' if kind is int else ''}"
-                         f"number, got {in_url!r}")
-    return value
-
-
 def _age(response: dict[str, Any]) -> float:
     """Seconds between an object's Last-Modified and the response's Date (server time)."""
     try:
@@ -700,15 +627,3 @@ def _age(response: dict[str, Any]) -> float:
         return (now - modified).total_seconds()
     except (KeyError, TypeError, ValueError):
         return 0.0
-
-
-def _worth_reading(head: bytes) -> bool:
-    """False if the header alone shows the entry unusable by anyone (so the rest of it
-    need not be transferred): not an entry, stale, or written by another Python."""
-    try:
-        header = read_header(head)
-    except Miss:
-        return len(head) >= HEAD_BYTES  # a header longer than HEAD_BYTES: read on
-    return not header.stale(time.time()) and header.incompatible() is None
-
-

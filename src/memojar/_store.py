@@ -3,12 +3,35 @@
 A store reads, writes, locks, lists and deletes entries addressed by (function, key). It
 never looks inside an entry beyond its header (``_entry`` parses it) and never imports the
 decorator. ``Store`` owns the policy once, as filelock's ``BaseFileLock`` owns the acquire
-loop: refusing entries larger than ``max_size``, completing listed headers, the warn-once
-trust warning, logging removals, choosing between the backend's own LRU index and the
-ledger (``_ledger``). A backend (``FileStore``, ``RedisStore``) writes the primitives:
-``read``, ``_write``, ``delete``, ``discard``, ``lock``, ``scan``, ``_unlink``, ``cleanup``,
-notes, ``close``, and declares its capabilities (``remote``, ``native_expiry``, ``own_lru``,
-``maps_memory``).
+loop and cachetools' ``Cache`` owns the one eviction loop:
+
+- the hit's trust check (the warn-once warning of a cache without a secret) and turning a
+  failed read into a miss, logged (``read``);
+- refusing entries larger than ``max_size`` (``write``);
+- listing with whole headers (``scan``: the backend's listing, its first bytes read on with
+  ``complete_head``);
+- the least-recently-used decision and size accounting (``evict``): by a listing
+  (``choose_victims``), by the ledger (``_ledger``, for backends with a shared total), or by
+  a backend's own atomic index;
+- logging and accounting removals (``remove``);
+- for remote stores, failing fast after a lost server (``Breaker``) and renewing held
+  leases (``Renewer``); the waiting loop of every lock (``KeyLock.acquire``).
+
+A backend writes only primitives (see the README's "Development" section):
+
+    _read(function, key)                   the whole entry, or None (the hit)
+    _write(function, key, views, size, expires)   store it atomically
+    delete(function, key)                  remove one entry; True if there was one
+    _list(function, heads)                 entries with size and access time (StoredEntry)
+    _read_range(entry, start, end)         bytes start..end of a listed entry (its header)
+    _unlink(entries)                       remove listed entries; the ones removed
+    lock(function, key)                    a KeyLock shared by processes (a lock or lease:
+                                           it writes ``_try`` and ``release``)
+    cleanup(), close(), notes, statistics  optional
+
+and declares its capabilities (``remote``, ``native_expiry``, ``eviction``,
+``maps_memory``, ``shared_with``). The file store also writes its own ``read``: its hit path
+is a few system calls, and its trust rule is the file's owner.
 """
 
 from __future__ import annotations
@@ -73,6 +96,22 @@ def pieces(views: Sequence[memoryview], size: int) -> Iterator[Any]:
         yield bytes(buf)
 
 
+def _reader(store: Store, entry: StoredEntry) -> Callable[[int, int], bytes]:
+    """``read_more`` for ``complete_head``: ranged reads of one listed entry."""
+    return lambda start, end: store._read_range(entry, start, end) or b""
+
+
+def worth_reading(head: bytes) -> bool:
+    """False if an entry's first ``HEAD_BYTES`` show it unusable by anyone, so that the
+    rest of it need not be transferred (a remote store's hit on a large entry): not an
+    entry, stale, or written by another Python."""
+    try:
+        header = _entry.read_header(head)
+    except Miss:
+        return len(head) >= HEAD_BYTES  # a header longer than HEAD_BYTES: read on
+    return not header.stale(time.time()) and header.incompatible() is None
+
+
 def header_of(stored: StoredEntry) -> _entry.Header | None:
     """A listed entry's header, or None if it is unreadable or not the length it promises."""
     try:
@@ -82,15 +121,38 @@ def header_of(stored: StoredEntry) -> _entry.Header | None:
     return header if header.size == stored.size else None
 
 
+HEAD_BYTES = 4096  # what ``scan`` reads first of each entry: the header and then some
+SECRET_ADVICE = ("the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
+                 "checked.")
 POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (``acquire_within``)
 
 
 class KeyLock(abc.ABC):
     """A lock on one key, held while its value is computed and stored."""
 
-    @abc.abstractmethod
+    poll_max = POLL_MAX  # the longest pause between tries of ``acquire``
+
     def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock; with ``blocking=False`` return False at once if it is held."""
+        """Take the lock; with ``blocking=False`` return False at once if it is held.
+
+        The base owns the loop, as filelock's ``BaseFileLock.acquire`` does: a lock writes
+        ``_try`` (one attempt) and may say how long to pause before the next (``_pause``);
+        pauses double up to ``poll_max``."""
+        pause = 0.001
+        while not self._try():
+            if not blocking:
+                return False
+            time.sleep(self._pause(pause))
+            pause = min(pause * 2, self.poll_max)
+        return True
+
+    def _try(self) -> bool:
+        """One attempt to take the lock (needed unless the lock writes its own ``acquire``)."""
+        raise NotImplementedError
+
+    def _pause(self, pause: float) -> float:
+        """Seconds to wait before the next try; the loop's own backoff by default."""
+        return pause
 
     def acquire_within(self, timeout: float) -> bool:
         """Take the lock, waiting at most ``timeout`` seconds; False if it is still held.
@@ -125,7 +187,7 @@ class KeyLock(abc.ABC):
 
 class Store(abc.ABC):
     """Bytes in, bytes out, addressed by function name and key: the policy over a backend's
-    primitives (a subclass is a backend)."""
+    primitives (a subclass is a backend; see the module docstring)."""
 
     location: str
     max_size: int | None
@@ -138,16 +200,57 @@ class Store(abc.ABC):
     # store in a worker thread, so the event loop never waits for a server.
     remote: bool = False
     native_expiry = False  # drops entries when ``expires`` passes (the header still decides)
-    own_lru = False  # evicts by its own index or listing (``_evict``), not by the ledger
+    # How ``max_size`` is kept: "listing" (evict by a listing before each write: enough for
+    # a backend that keeps no total), "ledger" (a total shared under a lock, ``_ledger``;
+    # the backend reserves room in ``_write``), or "index" (the backend's own atomic index,
+    # ``_evict``, which also evicts on write).
+    eviction = "listing"
     maps_memory = False  # ``read`` may return an mmap of a large entry
+    # Who else can write entries, for the warning of a cache without a secret ("the server");
+    # None: nobody but this user (no warning), or the backend judges trust itself.
+    shared_with: str | None = None
+    kind = "this"  # the backend's name in messages ("Redis")
     _warned = False  # the trust warning was given (once per store)
 
-    @abc.abstractmethod
+    # --- the hit path -----------------------------------------------------------------
+
     def read(self, function: str, key: str) -> Any | None:
         """The whole entry as a buffer (bytes-like or mmap), or None if there is none.
 
-        Never raises for a missing or unreadable entry: both are None. This is the hit path.
-        """
+        Never raises for a missing or unreadable entry, nor for a backend fault (logged):
+        all are None. This is the hit path."""
+        if not self._warned:
+            self._warn_unsigned()
+        try:
+            return self._read(function, key)
+        except OSError as exc:
+            logger.debug("read of %s %s from %s failed: %s", function, key, self.location, exc)
+            return None
+
+    def _read(self, function: str, key: str) -> Any | None:
+        """The backend's read of a whole entry (None if missing); raises ``OSError``."""
+        raise NotImplementedError
+
+    def _warn_unsigned(self) -> None:
+        """Warn once that entries others can write are not authenticated (no secret)."""
+        if self.signed or self.shared_with is None:
+            self._warned = True
+            return
+        self._untrusted(
+            f"{self.kind} cache {self.location} has no secret: its entries are not "
+            f"authenticated, and anyone who can write to {self.shared_with} can make this "
+            "process unpickle (run) code of their choosing. Give every user of the cache "
+            + SECRET_ADVICE
+        )
+
+    def _untrusted(self, message: str) -> None:
+        """Warn, once per store, that entries are not trusted (another user's, or
+        unauthenticated); the hit path checks ``_warned`` before calling."""
+        if not self._warned:
+            self._warned = True
+            warn(message)
+
+    # --- writing ----------------------------------------------------------------------
 
     def write(
         self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
@@ -162,12 +265,15 @@ class Store(abc.ABC):
         """
         views = [memoryview(c).cast("B") for c in chunks]
         size = sum(v.nbytes for v in views)
-        if self.max_size is not None and size > self.max_size:
-            raise OSError(
-                errno.EFBIG,
-                f"the entry ({size:,} bytes) is larger than the cache's max_size "
-                f"({self.max_size:,} bytes)",
-            )
+        if self.max_size is not None:
+            if size > self.max_size:
+                raise OSError(
+                    errno.EFBIG,
+                    f"the entry ({size:,} bytes) is larger than the cache's max_size "
+                    f"({self.max_size:,} bytes)",
+                )
+            if self.eviction == "listing":  # make room first: the new entry fits
+                self.evict(size)
         self._write(function, key, views, size, expires)
         return size
 
@@ -177,14 +283,7 @@ class Store(abc.ABC):
         expires: float | None,
     ) -> None:
         """The backend's atomic write of an entry of ``size`` bytes (see ``write``); with
-        ``max_size`` and no ``own_lru``, it reserves room through the ledger first."""
-
-    def _untrusted(self, message: str) -> None:
-        """Warn, once per store, that entries are not trusted (another user's, or
-        unauthenticated); the hit path checks ``_warned`` before calling."""
-        if not self._warned:
-            self._warned = True
-            warn(message)
+        ``max_size`` and ``eviction = "ledger"``, it reserves room through the ledger."""
 
     @abc.abstractmethod
     def delete(self, function: str, key: str) -> bool:
@@ -207,9 +306,30 @@ class Store(abc.ABC):
         child. Callers wait through ``KeyLock.acquire_within``.
         """
 
-    @abc.abstractmethod
+    # --- listing and housekeeping -------------------------------------------------------
+
     def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
-        """Every entry (of one function), with its header bytes when ``heads``."""
+        """Every entry (of one function), with its whole header bytes when ``heads``: the
+        backend's listing, whose first bytes (read here if the listing has none) are read on
+        until the header is whole, however long."""
+        for entry in self._list(function, heads):
+            if heads:
+                head = (entry.head if entry.head or not entry.size
+                        else self._read_range(entry, 0, HEAD_BYTES))
+                if head is None:
+                    continue  # removed since listed
+                entry = entry._replace(head=complete_head(head, _reader(self, entry)))
+            yield entry
+
+    @abc.abstractmethod
+    def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
+        """Every entry (of one function) with its size and access time; ``head`` is what
+        the listing got of its first bytes for free (``heads``), else empty."""
+
+    def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
+        """Bytes ``start`` to ``end`` (fewer at its end) of a listed entry; None if it is
+        gone. Needed unless ``_list`` always gives whole headers."""
+        raise NotImplementedError
 
     def remove(self, entries: Sequence[StoredEntry]) -> int:
         """Remove listed entries (as ``scan`` gave them); return how many were removed."""
@@ -226,24 +346,31 @@ class Store(abc.ABC):
     def _removed(self, entries: Sequence[StoredEntry]) -> None:  # noqa: B027 - optional
         """Account for removed entries (the file store's ledger); nothing by default."""
 
-    @abc.abstractmethod
     def cleanup(self) -> int:
-        """Remove what crashed writers left behind (temporary files, idle locks)."""
+        """Remove what crashed writers left behind (temporary files, idle locks); return
+        how many. A backend whose writes leave nothing behind has nothing to do."""
+        return 0
 
     def evict(self, incoming: int = 0) -> int:
         """Remove least-recently-used entries until ``incoming`` more bytes fit ``max_size``:
-        by the backend's own index (``own_lru``), else by the ledger's census."""
+        the one decision (``choose_victims``) over a listing, over the ledger's census, or
+        made by the backend's own atomic index (``eviction``)."""
         if self.max_size is None:
             return 0
-        if self.own_lru:
-            return self._evict(incoming)
-        from ._ledger import Ledger
+        from ._ledger import Ledger, choose_victims
 
-        with Ledger(self) as ledger:  # type: ignore[arg-type]
-            return ledger.evict(incoming)
+        if self.eviction == "index":
+            return self._evict(incoming)
+        if self.eviction == "ledger":
+            with Ledger(self) as ledger:  # type: ignore[arg-type]
+                return ledger.evict(incoming)
+        entries = list(self._list(None, heads=False))
+        victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
+                                    self.max_size)
+        return self.remove(victims) if victims else 0
 
     def _evict(self, incoming: int) -> int:
-        """Evict by the backend's own index (backends that declare ``own_lru``)."""
+        """Evict by the backend's own index (``eviction = "index"``)."""
         raise NotImplementedError
 
     def read_note(self, function: str) -> bytes | None:
@@ -293,6 +420,83 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections or handles; the store may not be used afterwards."""
+
+
+class Breaker:
+    """Failing fast after a lost or silent server, for every remote store: after a
+    connection fault or a timeout (``trip``), every call fails at once with that fault
+    (``check``), so a call waits at most one timeout for a server that is down, however
+    many requests it makes. The server is up again when ``probe`` (a ping, tried every
+    ``every`` seconds by one thread per store and process) answers, or, without a probe,
+    ``every`` seconds later."""
+
+    def __init__(self, location: str, every: float,
+                 probe: Callable[[], object] | None = None, name: str = "memojar-probe",
+                 ) -> None:
+        self._location = location
+        self._name = name
+        self._every = every
+        self._probe = probe
+        self._down: OSError | None = None
+        self._until = 0.0  # without a probe: down until then (monotonic)
+        self._prober: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._mutex = threading.Lock()  # guards _down, _prober
+        self._closed = threading.Event()
+
+    @property
+    def down(self) -> bool:
+        return self._down is not None
+
+    def check(self) -> None:
+        """Raise the fault that put the server down, if it is down."""
+        down = self._down
+        if down is None:
+            return
+        if self._probe is None:
+            if time.monotonic() >= self._until:
+                self._down = None
+                return
+        elif self._pid != os.getpid():  # a forked child: no prober of its own yet
+            self._forked()
+            with self._mutex:
+                self._start_prober()
+        raise type(down)(down.errno, down.strerror)
+
+    def trip(self, error: OSError) -> None:
+        """The server is down with ``error`` (a store's message of the fault)."""
+        self._forked()
+        with self._mutex:
+            self._down = error
+            self._until = time.monotonic() + self._every
+            if self._probe is not None:
+                self._start_prober()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _forked(self) -> None:
+        """In a forked child: no prober thread, and a mutex its parent may have held."""
+        if self._pid != os.getpid():
+            self._pid, self._mutex, self._prober = os.getpid(), threading.Lock(), None
+
+    def _start_prober(self) -> None:  # under _mutex
+        if self._prober is None:
+            self._prober = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._prober.start()
+
+    def _run(self) -> None:
+        assert self._probe is not None
+        while not self._closed.wait(self._every):
+            try:
+                self._probe()
+            except Exception as exc:  # noqa: BLE001 - any failure: still down
+                logger.debug("%s is still down: %s", self._location, exc)
+                continue
+            with self._mutex:
+                self._down = self._prober = None
+            logger.debug("%s answers again", self._location)
+            return
 
 
 class Renewable(Protocol):

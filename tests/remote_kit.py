@@ -1,0 +1,139 @@
+"""What the tests of the remote stores (``test_redis.py``, ``test_s3.py``) share: a counted
+function, a timer, and the child processes of the compute-once tests (a stampede, a lock
+holder to kill)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memojar import Cache, MemojarWarning
+
+SECRET = "test-secret"
+FN = "tests.module.function"
+HANG = 30  # seconds: a call that takes longer than this is hung, whatever the machine
+
+STAMPEDE = """
+import os, sys, time
+import pytest
+
+from memojar import Cache, MemojarWarning
+cache = Cache({url!r}, secret={secret!r})
+
+@cache.cached
+def slow(x):
+    with open({log!r}, "a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    time.sleep(1.0)
+    return x * 2
+
+time.sleep(max(0.0, {start!r} - time.time()))
+print(slow(21), flush=True)
+"""
+
+HOLDER = """
+import time
+from memojar._cache import open_store
+lock = open_store({url!r}, None, True).lock({fn!r}, {key!r})
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+class Planted:
+    """A value whose unpickling creates a file: proof that a planted entry was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def k(n: int) -> str:
+    return f"{n:032x}"
+
+
+def counted(cache: Cache) -> tuple[Any, list[Any]]:
+    calls: list[Any] = []
+
+    @cache.cached
+    def double(x: Any) -> Any:
+        calls.append(x)
+        return x * 2
+
+    return double, calls
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.monotonic()
+    value = call()
+    return value, time.monotonic() - start
+
+
+def each_timed(*calls: Callable[[], Any]) -> tuple[tuple[Any, ...], float]:
+    """The values of ``calls``, made one after the other, and the longest call's time."""
+    results = [timed(call) for call in calls]
+    return tuple(v for v, _ in results), max(t for _, t in results)
+
+
+def stampede_computes_once(location: str, tmp_path: Path, processes: int,
+                           start_in: float) -> None:
+    """``processes`` processes call one slow function at the same moment (``start_in``
+    seconds from now, once all have started): all get its value, one computed it."""
+    log = tmp_path / "computed"
+    code = STAMPEDE.format(url=location, secret=SECRET, log=str(log),
+                           start=time.time() + start_in)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    outs = [p.communicate(timeout=HANG * 2) for p in procs]
+    for proc, (out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == "42"
+    assert len(log.read_text().split()) == 1
+
+
+def lock_holder(location: str) -> subprocess.Popen[str]:
+    """A child process holding the lock of (FN, k(1)) (it has said so); kill it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(url=location, fn=FN, key=k(1))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held", holder.stderr
+    return holder
+
+
+def survives_losing_the_server(cache: Cache, lose: Callable[[], None],
+                               within: float = HANG) -> None:
+    """A server lost mid-run (``lose``) costs warnings and recomputations, never a result
+    nor a hang (each call under ``within`` seconds); housekeeping, which has no fallback,
+    reports the fault."""
+    double, calls = counted(cache)
+    assert double(1) == double(1) == 2
+    lose()
+    with pytest.warns(MemojarWarning, match="not cached"):
+        value, took = each_timed(lambda: double(2), lambda: double(1), lambda: double(2))
+    assert value == (4, 2, 4)
+    assert calls == [1, 2, 1, 2]
+    assert took < within, took
+    with pytest.raises(OSError):
+        cache.clear()
+
+
+def survives_no_server(location: str, within: float = HANG) -> None:
+    """A server that refuses connections: every call computes, with a warning, at once
+    (each call under ``within`` seconds)."""
+    double, calls = counted(Cache(location, secret=SECRET))
+    with pytest.warns(MemojarWarning, match="not cached"):
+        value, took = each_timed(lambda: double(3), lambda: double(3))
+    assert value == (6, 6)
+    assert calls == [3, 3]
+    assert took < within, took
