@@ -78,6 +78,12 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.monotonic() - start
 
 
+def each_timed(*calls: Callable[[], Any]) -> tuple[tuple[Any, ...], float]:
+    """The values of ``calls``, made one after the other, and the longest call's time."""
+    results = [timed(call) for call in calls]
+    return tuple(v for v, _ in results), max(t for _, t in results)
+
+
 def stampede_computes_once(location: str, tmp_path: Path, processes: int,
                            start_in: float) -> None:
     """``processes`` processes call one slow function at the same moment (``start_in``
@@ -105,26 +111,29 @@ def lock_holder(location: str) -> subprocess.Popen[str]:
     return holder
 
 
-def survives_losing_the_server(cache: Cache, lose: Callable[[], None]) -> None:
+def survives_losing_the_server(cache: Cache, lose: Callable[[], None],
+                               within: float = HANG) -> None:
     """A server lost mid-run (``lose``) costs warnings and recomputations, never a result
-    nor a hang; housekeeping, which has no fallback, reports the fault."""
+    nor a hang (each call under ``within`` seconds); housekeeping, which has no fallback,
+    reports the fault."""
     double, calls = counted(cache)
     assert double(1) == double(1) == 2
     lose()
     with pytest.warns(MemojarWarning, match="not cached"):
-        value, took = timed(lambda: (double(2), double(1), double(2)))
+        value, took = each_timed(lambda: double(2), lambda: double(1), lambda: double(2))
     assert value == (4, 2, 4)
     assert calls == [1, 2, 1, 2]
-    assert took < HANG
+    assert took < within, took
     with pytest.raises(OSError):
         cache.clear()
 
 
-def survives_no_server(location: str) -> None:
-    """A server that refuses connections: every call computes, with a warning, at once."""
+def survives_no_server(location: str, within: float = HANG) -> None:
+    """A server that refuses connections: every call computes, with a warning, at once
+    (each call under ``within`` seconds)."""
     double, calls = counted(Cache(location, secret=SECRET))
     with pytest.warns(MemojarWarning, match="not cached"):
-        value, took = timed(lambda: (double(3), double(3)))
+        value, took = each_timed(lambda: double(3), lambda: double(3))
     assert value == (6, 6)
     assert calls == [3, 3]
-    assert took < HANG
+    assert took < within, took

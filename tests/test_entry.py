@@ -405,3 +405,60 @@ def test_a_header_length_that_does_not_add_up_is_a_miss_before_any_pickle(
                time.time(), None, None)
     assert square(7) == 49
     assert not marker.exists()
+
+
+# --- the thread's pickler, kept between results -------------------------------------------
+
+class Seen:
+    def __init__(self, x: Any) -> None:
+        self.x = x
+
+
+def _named(classes: set[type]) -> bytes:
+    return _entry.CLASSES + ",".join(sorted(c.__name__ for c in classes)).encode()
+
+
+def _encode_seeing(value: Any, key: str = KEY) -> bytearray:
+    chunks = encode(value, ident=IDENT, key=key, created=NOW, expires=None, compute_time=1.0,
+                    result_classes=_named)
+    return bytearray(b"".join(bytes(memoryview(c).cast("B")) for c in chunks))
+
+
+def test_the_classes_of_one_result_are_not_carried_into_the_next() -> None:
+    first = _encode_seeing({"a": Seen(1)})
+    second = _encode_seeing({"a": [1, 2]})
+    assert read_header(first).classes == "Seen"
+    assert read_header(second).classes == ""
+    assert check(second) == {"a": [1, 2]}
+
+
+class Stores:
+    """A result whose pickling encodes another result (a cached call made by __reduce__)."""
+
+    inner: bytearray | None = None
+
+    def __reduce__(self) -> Any:
+        Stores.inner = _encode_seeing([Seen(2), "inner"], key="f" * 32)
+        return (list, ([1, 2, 3],))
+
+
+def test_a_result_whose_pickling_encodes_another_gives_two_whole_entries() -> None:
+    outer = _encode_seeing({"outer": Stores()})
+    assert Stores.inner is not None
+    payload, buffers = verify(outer, IDENT, KEY.encode(), NOW + 1, None, None,
+                              lambda section: None)
+    assert load(payload, buffers) == {"outer": [1, 2, 3]}
+    payload, buffers = verify(Stores.inner, IDENT, b"f" * 32, NOW + 1, None, None,
+                              lambda section: None)
+    inner = load(payload, buffers)
+    assert inner[1] == "inner" and inner[0].x == 2
+    assert "Stores" in read_header(outer).classes.split(",")
+    assert "Seen" not in read_header(outer).classes.split(",")  # the inner result's
+
+
+def test_a_value_that_fails_to_pickle_leaves_the_next_result_whole() -> None:
+    with pytest.raises(TypeError, match="pickle"):
+        _encode_seeing({"a": Seen(1), "lock": __import__("threading").Lock()})
+    data = _encode_seeing({"b": 2})
+    assert read_header(data).classes == ""
+    assert check(data) == {"b": 2}

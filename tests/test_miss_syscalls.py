@@ -1,18 +1,85 @@
-"""The miss path's file operations: the function's lock file is opened once per process,
-not once per miss, and a forked child never shares a lock description with its parent."""
+"""The miss path's system calls on the file store (Linux).
+
+A small miss costs: the entry's open (the miss), the key's lock (one ``fcntl``, an
+``fstat`` that the lock file was not removed meanwhile), the re-check under the lock that no
+other caller stored the entry meanwhile (one ``access``), the unnamed file (``O_TMPFILE``)
+opened in its shard, written, linked at its name and closed, and the unlock: 9 system
+calls. The function's folder and its lock file are opened
+once per process, not once per miss.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from memojar import Cache, _locks
+from memojar import Cache, _filestore, _locks
 
 pytestmark = pytest.mark.skipif(not _locks._OFD, reason="byte-range OFD locks (Linux)")
+
+MISS_SYSCALLS = 9
+
+MISSES = """
+import os, sys
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def small(i, s):
+    return {"i": i, "s": s * 3}
+
+for i in range(3000):  # every shard made, the folder and the lock file opened
+    small(-1 - i, "warm")
+os.write(2, b"=====start\\n")
+for i in range(int(sys.argv[2])):
+    small(i, "miss")
+os.write(2, b"=====end\\n")
+"""
+
+
+def _strace() -> str | None:
+    path = shutil.which("strace")
+    if path is None:
+        return None
+    probe = subprocess.run([path, "-o", os.devnull, "true"], capture_output=True, timeout=30)
+    return path if probe.returncode == 0 else None
+
+
+@pytest.mark.skipif(_strace() is None, reason="strace is not installed or cannot trace here")
+def test_a_small_miss_makes_nine_system_calls(tmp_path: Path) -> None:
+    script = tmp_path / "misses.py"
+    script.write_text(MISSES)
+    log = tmp_path / "strace.log"
+    misses = 200
+    subprocess.run(
+        [str(_strace()), "-o", str(log), sys.executable, str(script), str(tmp_path / "c"),
+         str(misses)],
+        check=True, capture_output=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    lines = log.read_text().splitlines()
+    # the markers' own writes (the script's source, read first, holds them too)
+    start = next(i for i, line in enumerate(lines) if line.startswith('write(2, "=====start'))
+    end = next(i for i, line in enumerate(lines) if line.startswith('write(2, "=====end'))
+    calls: dict[str, int] = {}
+    for line in lines[start + 1:end]:
+        name = line.split("(", 1)[0].strip()
+        calls[name] = calls.get(name, 0) + 1
+    assert sum(calls.values()) == MISS_SYSCALLS * misses, calls
+    fstat = "fstat" if "fstat" in calls else "newfstatat"  # as the libc makes it
+    assert calls == {name: n * misses for name, n in {
+        "openat": 2, "access": 1, "fcntl": 2, fstat: 1, "writev": 1, "linkat": 1,
+        "close": 1,
+    }.items()}, calls
 
 
 def test_misses_open_the_lock_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,7 +89,8 @@ def test_misses_open_the_lock_file_once(tmp_path: Path, monkeypatch: pytest.Monk
     def f(x: int) -> int:
         return x
 
-    f(-1)  # the folders, the lock file
+    for i in range(1, 2000):
+        f(-i)  # the folder, the lock file, every shard
     opened: list[str] = []
     real_open = os.open
 
@@ -34,9 +102,85 @@ def test_misses_open_the_lock_file_once(tmp_path: Path, monkeypatch: pytest.Monk
     for i in range(20):
         assert f(i) == i
     monkeypatch.undo()
-    assert [p for p in opened if p.endswith(os.sep + ".lock")] == []
-    # per miss: the entry (a miss), again under the lock, the temporary file
-    assert len(opened) <= 3 * 20
+    assert [p for p in opened if p.endswith(".lock")] == []
+    # per miss: the entry (a miss), the unnamed file in its shard
+    assert len(opened) == 2 * 20
+
+
+def test_a_removed_function_folder_is_made_again(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+
+    @cache.cached
+    def f(x: int) -> int:
+        return x
+
+    f(1)  # the folder opened by this process
+    fdir = Path(cache.store.path(f.__memojar__.name, "")).parent.parent
+    shutil.rmtree(fdir)
+    assert f(2) == 2
+    assert f.cache_contains(2)
+    assert Path(cache.store.path(f.__memojar__.name, f.cache_key(2))).is_file()
+
+
+def test_replacing_an_entry_keeps_the_count(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+
+    @cache.cached
+    def f(x: int) -> bytes:
+        return bytes(100 * x)
+
+    f(1)
+    assert f.cache_info().entries == 1  # counted from a listing, then kept
+    f.refresh(1)
+    f(2)
+    info = f.cache_info()
+    on_disk = [p.stat().st_size for p in (tmp_path / "c").rglob("*.pkl")]
+    assert (info.entries, info.bytes) == (len(on_disk), sum(on_disk)) == (2, info.bytes)
+    assert list((tmp_path / "c").rglob("*.tmp")) == []
+
+
+def test_without_unnamed_files_entries_get_temporary_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def no_tmpfile(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
+            raise OSError(errno.EOPNOTSUPP, "not supported", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    cache = Cache(tmp_path / "c")
+
+    @cache.cached
+    def f(x: int) -> int:
+        return x * 2
+
+    assert [f(1), f(2), f(1)] == [2, 4, 2]
+    assert f.cache_info().misses == 2
+    assert cache.store._tmpfile is False  # type: ignore[attr-defined]
+    assert len(list((tmp_path / "c").rglob("*.pkl"))) == 2
+    assert list((tmp_path / "c").rglob("*.tmp")) == []
+
+
+@pytest.mark.skipif(not _filestore._TMPFILE, reason="O_TMPFILE and /proc (Linux)")
+def test_a_killed_writer_leaves_no_temporary_file(tmp_path: Path) -> None:
+    code = textwrap.dedent("""
+        import os, signal, sys
+        from memojar import Cache
+        cache = Cache(sys.argv[1])
+        real = os.writev
+        def killed(fd, views):  # dies in the middle of writing the entry
+            real(fd, views[:1])
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.writev = killed
+        cache.cached(abs)(-1)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c")], timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == -9
+    names = [p.name for p in (tmp_path / "c").rglob("*") if p.is_file()]
+    assert not [n for n in names if n.endswith((".tmp", ".pkl"))], names
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork")

@@ -234,15 +234,35 @@ STORES: dict[str, StoreFactory] = {
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 
 
+# Object stores users ask for that memojar does not offer, and why (said in the error).
+# A store is offered only where its client gives, for free, what compute-once rests on: an
+# atomic create-if-absent (S3's conditional PUT). The S3 store's client, boto3, speaks only
+# S3 (README, "A cache shared between machines (S3 ...)", says why boto3).
+_NOT_OFFERED = {
+    scheme: name
+    for name, schemes in (("Google Cloud Storage", ("gs", "gcs")),
+                          ("Azure Blob Storage", ("az", "abfs", "abfss", "adl")))
+    for scheme in schemes
+}
+
+
 class UnknownStoreError(ValueError):
     """A cache location is a URL of a scheme no store is registered for."""
 
     def __init__(self, location: str, scheme: str) -> None:
         known = ", ".join(f"{s}://" for s in sorted(STORES))
+        name = _NOT_OFFERED.get(scheme.lower())
+        if name is None:
+            what = f"which no memojar store handles (known: {known})"
+        else:
+            what = (f"{name}, which memojar does not offer (supported: {known}): its "
+                    "object-store client, boto3, speaks only S3, and memojar offers a store "
+                    "only where the client gives the atomic conditional writes that "
+                    "computing once rests on")
         super().__init__(
-            f"cache location {location!r} is a URL of the scheme {scheme!r}, which no "
-            f"memojar store handles (known: {known}); for a local folder pass a path "
-            "(a folder whose name has a colon: ./NAME or file:///path)"
+            f"cache location {location!r} is a URL of the scheme {scheme!r}, {what}; for a "
+            "local folder pass a path (a folder whose name has a colon: ./NAME or "
+            "file:///path)"
         )
         self.location = location
         self.scheme = scheme

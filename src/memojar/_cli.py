@@ -23,13 +23,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, NoReturn
 
-from ._cache import SUPERSEDED, Cache, default_directory, judge
+from ._cache import _SCHEME, SUPERSEDED, Cache, default_directory, judge
 from ._census import Census, counted, take_census
 from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry, header_of
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-_URL_SCHEMES = ("redis://", "rediss://", "unix://", "s3://")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhdw])")
 _REMOVE_BATCH = 500  # entries removed between progress updates
@@ -196,7 +195,9 @@ def open_cache(location: str | None) -> Cache:
     directories it created, never in one that merely looks like a cache.
     """
     location = location or default_directory()
-    if not location.startswith(_URL_SCHEMES):
+    if location.startswith("file://"):
+        location = location[len("file://"):]
+    if _SCHEME.match(location) is None:  # a URL (of any other scheme) is Cache's to judge
         path = os.path.abspath(os.path.expanduser(location))
         if not os.path.lexists(path):
             raise NoCacheYet(path)

@@ -82,6 +82,13 @@ _Args = tuple[Any, ...]  # bound or call arguments
 _TASKS: set[Any] = set()  # background recomputations of coroutine functions, kept alive
 _DEBUG = logging.DEBUG
 _compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIME_AT
+# Types whose values equal only values of their own type (not bool, float or complex:
+# ``True == 1 == 1.0``), so a tuple of them finds in a dict only a tuple of the same types
+# and values, whose key is the same (``make_key`` is a pure function of values and seed).
+_PLAIN = frozenset({int, str, bytes, type(None)})
+_KNOWN = 256  # keys a function remembers by their bound values
+_KNOWN_SIZE = 320  # bytes (``sys.getsizeof``) of the largest value kept there
+_sizeof = sys.getsizeof
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # Failures to load an entry that say something about this process, not about the entry:
 # the call recomputes, and the entry stays for the processes that can load it.
@@ -222,6 +229,9 @@ class _Memo:
                 self.target, ignore), files, function_name(func))
         if bound_args or bound_kwargs:
             self.binder = prebound(self.binder, bound_args, bound_kwargs)
+        # The keys of recent calls of small plain values, by their bound values: a repeated
+        # call is one dict lookup, not a pickle and a hash (see ``_PLAIN``).
+        self.known: dict[_Args, str] = {}
         self.hit_count = Counter()
         self.miss_count = Counter()
         # What the cache merges into the store's saved statistics (it holds the tally, not
@@ -245,9 +255,10 @@ class _Memo:
         state = self.__dict__.copy()
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
-        dropped = ("revalidating_lock", "generation", "recent", "revalidating")
+        dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader",
+                   "known")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
-            del state[name]
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -255,7 +266,7 @@ class _Memo:
         if self.reopen is not None:
             self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.Lock()
-        self.recent, self.generation = OrderedDict(), None
+        self.recent, self.generation, self.known = OrderedDict(), None, {}
         if self.memory:
             stamp = self.store.generation(self.name)
             self.holding = stamp is not None
@@ -296,6 +307,21 @@ class _Memo:
 
     def key_of(self, args: _Args, kwargs: dict[str, Any]) -> str:
         values = self.binder(*args, **kwargs)
+        for value in values:  # a loop: cheaper than a set operation for a few arguments
+            if type(value) not in _PLAIN:
+                return self.make_key(values)
+        # The usual call, of ints, strs and the like: its key may be remembered.
+        key = self.known.get(values)
+        if key is None:
+            key = self.make_key(values)
+            if all(_sizeof(value) <= _KNOWN_SIZE for value in values):
+                known = self.known
+                if len(known) >= _KNOWN:
+                    known.clear()  # atomic, unlike evicting one while another thread adds
+                known[values] = key
+        return key
+
+    def make_key(self, values: _Args) -> str:
         try:
             return make_key(values, self.seed)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
@@ -312,11 +338,7 @@ class _Memo:
         if data is None:
             return MISSING
         try:
-            payload, buffers = _entry.verify(
-                data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
-                _depends.changed_result_class,
-            )
-            value = _entry.load(payload, buffers)
+            value, saved = self.reader(data, key)
         except Miss as miss:
             cause = miss.__cause__
             if isinstance(cause, OSError) and cause.errno is None:
@@ -330,12 +352,20 @@ class _Memo:
             if not isinstance(cause, _NOT_THE_ENTRY):
                 self.discard(key, miss.reason, data)
             return MISSING
-        self.tally.saved += _compute_time(data, _COMPUTE_TIME_AT)[0]
+        self.tally.saved += saved
         if logger.isEnabledFor(_DEBUG):
-            header = _entry.read_header(data)  # the whole header, however many buffers
             logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
-                         header.compute_time)
+                         saved)
         return value
+
+    def reader(self, data: Any, key: str) -> tuple[Any, float]:
+        """The entry's value and compute time (``_entry.make_reader``), or ``Miss``.
+
+        The first call makes the reader for this function's ident and keeps it in the
+        instance, where every later call finds it before this method."""
+        self.reader = _entry.make_reader(  # type: ignore[method-assign,assignment]
+            self.ident, self.ttl, self.secret, _depends.changed_result_class, _clock)
+        return self.reader(data, key)
 
     def _stale(self, key: str, data: Any, call: _Args) -> Any:
         """The value of an entry expired less than ``swr`` seconds ago, or MISSING; a
@@ -345,7 +375,7 @@ class _Memo:
             # As of ``swr`` seconds ago: an entry expired less than that long ago passes.
             payload, buffers = _entry.verify(data, self.ident, key.encode(),
                                              time.time() - (self.swr or 0.0), self.ttl,
-                                             self.secret)
+                                             self.secret, _depends.changed_result_class)
             value = _entry.load(payload, buffers)
         except Miss:
             return MISSING
@@ -463,7 +493,8 @@ class _Memo:
             return MISSING, 0.0, 0.0
         try:
             payload, buffers = _entry.verify(
-                data, self.ident, key.encode(), time.time(), self.ttl, self.secret
+                data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
+                _depends.changed_result_class,
             )
             value = _entry.load(payload, buffers)
             header = _entry.read_header(data)
@@ -616,7 +647,14 @@ class _Memo:
         )
 
     def _stored_meanwhile(self, key: str) -> Any:
-        """The value another caller stored while this one waited for the lock, or MISSING."""
+        """The value another caller stored while this one waited for the lock, or MISSING.
+
+        A store that can tell cheaply that there is no entry (``maybe_stored``: the file
+        store's one ``access``, without the exception a failed open raises) says so first;
+        the usual answer, none, then costs no read."""
+        maybe_stored = getattr(self.store, "maybe_stored", None)
+        if maybe_stored is not None and not maybe_stored(self.name, key):
+            return MISSING
         value = self.get(key)
         if value is not MISSING:
             self.hit_count.bump()
@@ -782,6 +820,11 @@ class _Memo:
             f"the arguments of {qualname} cannot be pickled to make the cache key "
             f"({type(exc).__name__}: {exc}); use ignore= or key="
         )
+
+
+def _clock() -> float:
+    """The time now, looked up at each call (tests stand in for this module's ``time``)."""
+    return time.time()
 
 
 def _with_bound(call_key: Callable[..., _Args], args: _Args, kwargs: dict[str, Any],

@@ -180,6 +180,8 @@ def _tree_digest(root: str) -> str:
 def result_classes(classes: set[type]) -> bytes:
     """The result-classes section of an entry: the user's classes among ``classes`` (what
     the pickler met) with their fingerprints, or ``b""`` when there are none."""
+    if not classes:
+        return b""
     from ._entry import CLASSES
     from ._identity import class_identity
 

@@ -44,10 +44,13 @@ every byte but the checksum and itself.
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 import struct
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -238,56 +241,100 @@ def encode(
         payload = pickle.dumps(value, PROTOCOL, buffer_callback=buffers.append)
     else:
         payload, classes = _dumps_seeing_classes(value, buffers)
-        ident += result_classes(classes)
-    raws = [_raw(b) for b in buffers]
-    flags = SIGNED if secret else 0
-    variable = ident + key.encode() + b"".join(_LEN.pack(r.nbytes) for r in raws)
+        if classes:  # a plain result (dicts, lists, numbers, str) meets no class
+            ident += result_classes(classes)
+    if buffers:
+        raws = [_raw(b) for b in buffers]
+        variable = ident + key.encode() + b"".join(_LEN.pack(r.nbytes) for r in raws)
+    else:
+        raws = []
+        variable = ident + key.encode()
     fixed = _FIXED.pack(
         created, expires or 0.0, compute_time, len(payload), len(ident), len(raws)
     )
-    header_len = _PREFIX.size + len(fixed) + len(variable) + (SIG_LEN if secret else 0)
+    header_len = _PREFIX.size + _FIXED.size + len(variable) + (SIG_LEN if secret else 0)
     body: list[Any] = [payload]
     offset = _LEAD.size + header_len + 1 + len(payload)
     for raw in raws:
         pad = -offset % ALIGN
         body += [b"\0" * pad, raw]
         offset += pad + raw.nbytes
-    head = (_LEAD.pack(_OPEN, header_len) + MAGIC + FORMAT_VERSION.to_bytes(2, "little")
-            + flags.to_bytes(2, "little"))
-    pop = bytes((_POP,))
     if secret:
-        sig = _sign(secret, head, [fixed, variable, pop], body)
-        chunks: list[Any] = [fixed, variable, sig + pop]
+        head = _LEAD_MAGIC.pack(_OPEN, header_len, MAGIC, FORMAT_VERSION, SIGNED)
+        sig = _sign(secret, head, [fixed, variable, _POP_BYTE], body)
+        chunks: list[Any] = [fixed, variable, sig + _POP_BYTE, *body]
     else:
-        chunks = [fixed, variable + pop]
-    chunks += body
-    checksum = xxhash.xxh3_64()
-    for chunk in chunks:
-        checksum.update(chunk)
-    return [head + checksum.intdigest().to_bytes(8, "little"), *chunks]
+        chunks = [fixed, variable + _POP_BYTE, *body]
+    if offset <= _JOIN_UNDER:  # a small entry: one checksum call over one joined copy
+        checksum = xxhash.xxh3_64_intdigest(b"".join(chunks))
+    else:
+        summed = xxhash.xxh3_64()
+        for chunk in chunks:
+            summed.update(chunk)
+        checksum = summed.intdigest()
+    return [_LEAD_PREFIX.pack(_OPEN, header_len, MAGIC, FORMAT_VERSION,
+                              SIGNED if secret else 0, checksum), *chunks]
+
+
+_POP_BYTE = bytes((_POP,))
+_LEAD_MAGIC = struct.Struct("<3sI4sHH")  # the lead and the prefix without its checksum
+_JOIN_UNDER = 1 << 16  # bytes: entries this small are checksummed as one joined copy
 
 
 class _SeeingPickler(pickle.Pickler):
     """A pickler that notes the classes it meets; dicts, lists, tuples, str, numbers and
-    the like never reach ``reducer_override``, so a plain result costs nothing more."""
+    the like never reach ``reducer_override``, so a plain result costs nothing more.
 
-    def __init__(self, file: Any, buffers: list[pickle.PickleBuffer]) -> None:
-        super().__init__(file, PROTOCOL, buffer_callback=buffers.append)
-        self.classes: set[type] = set()
+    Making one (its output, its memo, the lookups of its hooks) costs more than pickling a
+    small result, so each thread keeps one, writing into its own buffer, for the next
+    result (``_dumps_seeing_classes``)."""
+
+    classes: set[type]
+    out: io.BytesIO
+    buffers: list[pickle.PickleBuffer]
+    busy: bool
 
     def reducer_override(self, obj: Any) -> Any:
         self.classes.add(obj if isinstance(obj, type) else type(obj))
         return NotImplemented
 
 
+def _new_pickler() -> _SeeingPickler:
+    out = io.BytesIO()
+    buffers: list[pickle.PickleBuffer] = []
+    pickler = _SeeingPickler(out, PROTOCOL, buffer_callback=buffers.append)
+    pickler.out, pickler.buffers, pickler.classes, pickler.busy = out, buffers, set(), False
+    return pickler
+
+
+_picklers = threading.local()  # each thread's pickler, kept between results
+_KEEP_UNDER = 1 << 20  # bytes: a pickler whose output grew past this is not kept
+
+
 def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
                           ) -> tuple[bytes, set[type]]:
-    import io
-
-    out = io.BytesIO()
-    pickler = _SeeingPickler(out, buffers)
-    pickler.dump(value)
-    return out.getvalue(), pickler.classes
+    pickler: _SeeingPickler | None = getattr(_picklers, "pickler", None)
+    if pickler is None or pickler.busy:  # a result whose pickling stores another result
+        pickler = _new_pickler()
+        _picklers.pickler = pickler
+    pickler.busy = True
+    try:
+        pickler.dump(value)
+    except BaseException:
+        _picklers.pickler = None  # a fresh one next time
+        raise
+    data = pickler.out.getvalue()
+    classes, pickler.classes = pickler.classes, set()
+    buffers += pickler.buffers
+    pickler.buffers.clear()
+    pickler.clear_memo()  # it holds the pickled objects until cleared
+    if len(data) < _KEEP_UNDER:
+        pickler.out.seek(0)
+        pickler.out.truncate()
+        pickler.busy = False
+    else:  # a large result: its buffer is not kept alive for the thread's next one
+        _picklers.pickler = None
+    return data, classes
 
 
 def _raw(buf: pickle.PickleBuffer) -> memoryview:
@@ -377,6 +424,63 @@ def verify(
         raise Miss("signed, and this cache has no secret to check it")
     payload = view[at + 1 : at + 1 + payload_len]
     return payload, [view[a:b] for a, b in spans] if spans else []
+
+
+_FAST = struct.Struct("<15sQdddQ8s")  # lead and prefix to the flags, checksum, FIXED
+_IDENT_LENGTHS = struct.Struct("<II")  # ident_len, nbuf
+_INLINE = 1 << 16  # entries up to this size are checksummed from a copy, not a view
+
+
+def make_reader(
+    ident: bytes,
+    ttl: float | None,
+    secret: bytes | None,
+    classes_ok: Callable[[bytes], str | None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Callable[[Any, str], tuple[Any, float]]:
+    """The hit path's ``verify`` and ``load`` in one: ``read(data, key) -> (value,
+    compute_time)``, raising ``Miss`` as they do.
+
+    Made once per decorated function (at its first call, when its ident is known): the
+    bytes a plain entry of this ident must start with are computed here, so the usual
+    entry (bytes, unsigned, no buffers, no result classes) is checked with one unpack and
+    two comparisons, its checksum, and loaded by unpickling the whole entry (a pickle
+    stream: the header is pushed and popped). The same checks as ``verify``, none skipped:
+    the lead, magic, format, flags and header length are one 15-byte comparison, the ident
+    and key another; then the length, expiry and checksum. Anything else (a mapped or
+    signed entry, buffers, result classes, a mismatch) goes through ``verify``, which says
+    why it is refused. ``clock``: the time now (default ``time.time``).
+    """
+    pop_at = _IDENT_AT + len(ident) + KEY_LEN
+    lead = _LEAD.pack(_OPEN, pop_at - _LEAD_LEN) + _PLAIN.to_bytes(8, "little")
+    lengths = _IDENT_LENGTHS.pack(len(ident), 0)
+    fast = secret is None
+    now_of = clock or time.time
+    loads, digest = pickle.loads, xxhash.xxh3_64_intdigest
+
+    def read(data: Any, key: str) -> tuple[Any, float]:
+        size = len(data)
+        if fast and type(data) is bytes and size > pop_at:
+            head, checksum, created, expires, compute_time, payload_len, lens = (
+                _FAST.unpack_from(data)
+            )
+            if (head == lead and lens == lengths and pop_at + 1 + payload_len == size
+                    and data[_IDENT_AT:pop_at] == ident + key.encode()):
+                if expires or ttl is not None:
+                    now = now_of()
+                    if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
+                        raise Miss("stale")
+                summed = data[_SUMMED_AT:] if size <= _INLINE else memoryview(data)[_SUMMED_AT:]
+                if digest(summed) != checksum:
+                    raise Miss("checksum mismatch")
+                try:
+                    return loads(data), compute_time
+                except Exception as exc:  # as in ``load``
+                    raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
+        payload, buffers = verify(data, ident, key.encode(), now_of(), ttl, secret, classes_ok)
+        return load(payload, buffers), unpack_compute_time(data, COMPUTE_TIME_AT)[0]
+
+    return read
 
 
 def _check_other_ident(view: memoryview, ident: bytes, key: bytes, at: int,

@@ -1,18 +1,22 @@
 """Entries as files: ``<root>/<function>/<key[:2]>/<key>.pkl``.
 
-Writes go to a temporary file beside the entry and are renamed into place, so a reader sees
-the old entry or the new one, never half of one. A hit takes no lock: open, fstat (the owner
-check), read, close. A miss takes a per-key lock (released by the kernel if the holder
-dies). The total size lives in a small ledger file, updated under its own lock, so that
-``max_size`` is kept across processes without listing the directory on every write.
+A reader sees the old entry or the new one, never half of one: a write goes to an unnamed
+file in the entry's shard (``O_TMPFILE``), linked at the entry's name once whole (or, where
+there is no unnamed file, and with ``max_size``, to a named temporary file beside the entry,
+renamed into place). A hit takes no lock: open, fstat (the owner check), read, close. A
+miss takes a per-key lock (released by the kernel if the holder dies), and writes relative
+to the function's folder, opened once per process. The total size lives in a small ledger
+file, updated under its own lock, so that ``max_size`` is kept across processes without
+listing the directory on every write.
 
 What memojar touches: the root is a folder memojar created (it holds memojar's
 ``CACHEDIR.TAG`` and a ``.gitignore``), or an empty one it adopts; a non-empty folder
 without the tag is refused. Inside it, listing and deleting walk directories by descriptor,
 opened with ``O_NOFOLLOW``: a function folder or shard that is a symbolic link is never
-entered. Only names memojar writes are ever deleted. Every file is created with
-``O_EXCL | O_NOFOLLOW`` under an unpredictable name and renamed into place, and every file
-is opened non-blocking and checked to be a regular file before it is read, so a planted
+entered. Only names memojar writes are ever deleted. Every named file is created with
+``O_EXCL | O_NOFOLLOW`` under a name no other writer uses and renamed into place (an
+unnamed one is linked at its name, which never follows what is there), and every file is
+opened non-blocking and checked to be a regular file before it is read, so a planted
 link, FIFO or device is never written through nor waited on.
 """
 
@@ -20,23 +24,32 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import itertools
 import json
 import mmap
 import os
 import re
-import secrets
 import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import xxhash
 
 from ._errors import logger
 from ._ledger import Ledger
-from ._locks import LOCK_FILE, LOCK_SUFFIX, LOCKS_IN_FUNCTION_DIR, key_lock, remove_if_idle
+from ._locks import (
+    LOCK_FILE,
+    LOCK_SUFFIX,
+    LOCKS_IN_FUNCTION_DIR,
+    O_LOCK,
+    key_lock,
+    range_lock,
+    remove_if_idle,
+)
 from ._store import HEAD_BYTES, SECRET_ADVICE, KeyLock, Store, StoredEntry, complete_head
 
 try:
@@ -82,6 +95,16 @@ _O_READ = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _O_READ_HEAD = _O_READ | getattr(os, "O_NOATIME", 0)
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+# An unnamed file in a shard, for the plain write: O_TMPFILE (Linux) implies O_DIRECTORY, and
+# O_NOFOLLOW refuses a shard that is a link. It is linked at its name through /proc.
+_O_TMPFILE = (
+    getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | _NOFOLLOW | _CLOEXEC
+)
+_PROC_FD = "/proc/self/fd/"
+_TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir(_PROC_FD)
+# What an open with O_TMPFILE says where the file system or kernel has none.
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+_WRITE_TRIES = 5  # a shard or folder removed under a writer is made again this often
 _O_LEDGER_LOCK = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _IOV_MAX = 512
 
@@ -151,6 +174,11 @@ class FileStore(Store):
         self.signed = trust_foreign  # with a secret, the signature decides
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
+        # Function name -> its folder, opened by this process (the miss path writes through
+        # it); the lock file opener of each function.
+        self._open: dict[str, _Folder] = {}
+        self._lockers: dict[str, tuple[str, Callable[[], int]]] = {}
+        self._tmpfile = _TMPFILE  # unnamed temporary files work here (until one fails)
         self._recounted = False  # the ledger is recounted once per process before trusting it
         # Entries and bytes this process added (+) or removed (-), by function directory,
         # not yet merged into the stats file.
@@ -162,14 +190,20 @@ class FileStore(Store):
         return f"FileStore({self.root!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        """A copy (a function sent to a worker by value) starts with no tally of its own."""
+        """A copy (a function sent to a worker by value) starts with no tally of its own and
+        opens the folders itself."""
         state = self.__dict__.copy()
-        del state["_tally"], state["_tally_lock"]
+        del state["_tally"], state["_tally_lock"], state["_open"], state["_lockers"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tally, self._tally_lock, self._tally_pid = {}, threading.Lock(), os.getpid()
+        self._open, self._lockers = {}, {}
+
+    def close(self) -> None:
+        """Close the folders this process opened (a later call opens them again)."""
+        self._open.clear()  # each closes when no thread writes through it any more
 
     def path(self, function: str, key: str) -> str:
         fdir = self._dirs.get(function)
@@ -213,6 +247,11 @@ class FileStore(Store):
         finally:
             os.close(fd)
 
+    def maybe_stored(self, function: str, key: str) -> bool:
+        """False if there is certainly no entry file for ``key``: the re-check of a miss
+        under the key's lock, one ``access`` (no exception raised for the usual answer)."""
+        return os.access(self.path(function, key), os.F_OK)
+
     def _foreign(self, st: os.stat_result) -> None:
         self._untrusted(
             f"cache directory {self.root} holds entries owned by another user "
@@ -226,6 +265,11 @@ class FileStore(Store):
         self, function: str, key: str, views: list[memoryview], size: int,
         expires: float | None,
     ) -> None:
+        if self.max_size is None and self._tmpfile:
+            try:
+                return self._link_new(function, key, views, size)
+            except _NoTmpfile:  # this file system has no unnamed files: temporary names
+                self._tmpfile = False
         path = self.path(function, key)
         if self.max_size is not None:  # make room first: the new entry fits under max_size
             fd, tmp = self._reserve(path, size)
@@ -246,11 +290,98 @@ class FileStore(Store):
         self._count(os.path.basename(self._dirs[function]), 0 if replaced else 1,
                     size - replaced)
 
+    def _link_new(self, function: str, key: str, views: list[memoryview], size: int) -> None:
+        """The plain write (no ``max_size``): the entry goes into an unnamed file in its
+        shard (``O_TMPFILE``), which is linked at the entry's name; only if an entry is
+        there already is it linked at a temporary name and renamed over it.
+
+        Everything is relative to the function's folder opened by this process without
+        following links, and the shard is opened ``O_NOFOLLOW`` by the ``O_TMPFILE`` open
+        itself: nothing is written through a link, with no ``lstat`` per write. A crash
+        leaves no temporary file: an unnamed one vanishes with its descriptor."""
+        shard = key[:2]
+        name = f"{shard}{os.sep}{key}{SUFFIX}"
+        folder = self._folder(function)
+        for _ in range(_WRITE_TRIES):
+            try:
+                fd = os.open(shard, _O_TMPFILE, 0o600, dir_fd=folder.fd)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:  # a new shard, or the folder was removed
+                    folder = self._make_shard(function, folder, shard)
+                    continue
+                if exc.errno in _NO_TMPFILE:
+                    raise _NoTmpfile from exc
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _not_a_folder(os.path.join(self._dirs[function], shard)) from exc
+                raise
+            try:
+                _write_views(fd, views, size)
+                source = f"{_PROC_FD}{fd}"
+                try:
+                    os.link(source, name, dst_dir_fd=folder.fd, follow_symlinks=True)
+                    replaced = 0
+                except FileExistsError:  # an entry is there (refresh, cache_set, a race)
+                    replaced = _rename_over(source, folder.fd, name)
+                except FileNotFoundError:  # the shard or folder was removed meanwhile
+                    folder = self._make_shard(function, folder, shard)
+                    continue
+            finally:
+                os.close(fd)
+            self._count(folder.name, 0 if replaced else 1, size - replaced)
+            return
+        raise OSError(errno.ENOENT, "the function's folder keeps being removed",
+                      self._dirs[function])
+
+    def _folder(self, function: str) -> _Folder:
+        """The function's folder as this process writes to it (created if missing)."""
+        folder = self._open.get(function)
+        return folder if folder is not None else self._open_folder(function, None)
+
+    def _open_folder(self, function: str, gone: _Folder | None) -> _Folder:
+        """Open the function's folder (creating it if missing), never through a link, in
+        place of ``gone`` (a folder removed since it was opened, or None)."""
+        self.path(function, "")
+        fdir = self._dirs[function]
+        try:
+            try:
+                fd = os.open(fdir, _O_DIR)
+            except FileNotFoundError:
+                _makedirs(fdir, self.root)
+                fd = os.open(fdir, _O_DIR)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _not_a_folder(fdir) from exc
+            raise
+        folder = _Folder(fd, os.path.basename(fdir))
+        current = self._open.get(function)
+        if current is None or current is gone:
+            self._open[function] = folder
+            return folder
+        return current  # another thread opened it first (this one closes when dropped)
+
+    def _make_shard(self, function: str, folder: _Folder, shard: str) -> _Folder:
+        """Create ``shard`` in the folder; the folder reopened if it was removed."""
+        try:
+            os.mkdir(shard, 0o700, dir_fd=folder.fd)
+        except FileExistsError:  # another process made it first
+            pass
+        except FileNotFoundError:  # the folder itself was removed (clear, prune)
+            return self._open_folder(function, folder)
+        return folder
+
+    def _open_lock_file(self, function: str) -> int:
+        """Open (creating it) the function folder's lock file, never through a link."""
+        folder = self._folder(function)
+        try:
+            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+        except FileNotFoundError:  # the folder was removed since this process opened it
+            folder = self._open_folder(function, folder)
+            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
         self._folders(path)
-        tmp = _temp_name(path)
-        return os.open(tmp, _O_CREATE, 0o600), tmp
+        return _create_new(path)
 
     def _folders(self, path: str) -> None:
         """Make sure the function folder and shard of ``path`` exist as real directories
@@ -374,8 +505,7 @@ class FileStore(Store):
         gen = os.path.join(fdir, GEN_FILE)
         try:
             self._folders(path)
-            tmp = _temp_name(gen)
-            fd = os.open(tmp, _O_CREATE, 0o600)
+            fd, tmp = _create_new(gen)
             try:
                 try:
                     os.write(fd, os.urandom(8))
@@ -428,9 +558,9 @@ class FileStore(Store):
 
     def _forked(self) -> None:
         """In a forked child, the inherited tally is the parent's to merge."""
-        if self._tally_pid != os.getpid():
+        if self._tally_pid != _PID[0]:
             self._tally_lock = threading.Lock()
-            self._tally, self._tally_pid = {}, os.getpid()
+            self._tally, self._tally_pid = {}, _PID[0]
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
         self._forked()
@@ -554,16 +684,16 @@ class FileStore(Store):
             lock.release()
 
     def lock(self, function: str, key: str) -> KeyLock:
-        path = self.path(function, key)
-        if LOCKS_IN_FUNCTION_DIR:  # the lock file is the function folder's: no shard yet
-            fdir = self._dirs[function]
-            try:
-                _no_links(fdir)
-            except FileNotFoundError:
-                _makedirs(fdir, self.root)
-                _no_links(fdir)
-        else:  # a lock file per key, beside the entry
-            self._folders(path)
+        if LOCKS_IN_FUNCTION_DIR:  # the function folder's lock file, opened through it
+            locker = self._lockers.get(function)
+            if locker is None:
+                self.path(function, "")
+                locker = self._lockers[function] = (
+                    os.path.join(self._dirs[function], LOCK_FILE),
+                    functools.partial(self._open_lock_file, function))
+            return range_lock(locker[0], key, locker[1])
+        path = self.path(function, key)  # a lock file per key, beside the entry
+        self._folders(path)
         return key_lock(self._dirs[function], key, path)
 
     # --- listing and housekeeping ------------------------------------------------------
@@ -807,14 +937,83 @@ def _flock(path: str) -> Any:
     raise OSError(errno.EINVAL, "not a regular file", path)
 
 
+class _Folder:
+    """A function's folder opened by this process (``O_DIRECTORY | O_NOFOLLOW``): the miss
+    path creates, links and locks files relative to it. Closed when the last thread holding
+    it drops it, so a thread still writing through it never sees its descriptor reused."""
+
+    __slots__ = ("fd", "name")
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.name = name  # the folder's name under the root (the tally's key)
+
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        try:
+            _close(self.fd)
+        except OSError:
+            pass
+
+
+class _NoTmpfile(Exception):
+    """The file system cannot make unnamed temporary files (``O_TMPFILE``)."""
+
+
+def _not_a_folder(path: str) -> OSError:
+    return OSError(errno.ELOOP, "not a directory of the cache (a link?); nothing is written "
+                   "through it", path)
+
+
+def _rename_over(source: str, dir_fd: int, name: str) -> int:
+    """Link the unnamed file ``source`` (``/proc/self/fd/N``) at a temporary name beside
+    ``name`` and rename it over the entry there; the size of the entry it replaced."""
+    for attempt in range(_NAME_TRIES):
+        tmp = _temp_name(name)
+        try:
+            os.link(source, tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            break
+        except FileExistsError:  # a name taken (planted, or a dead process's): the next
+            if attempt == _NAME_TRIES - 1:
+                raise
+    try:
+        try:
+            replaced = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
+        except FileNotFoundError:  # removed meanwhile
+            replaced = 0
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        _unlink(tmp, dir_fd)
+        raise
+    return replaced
+
+
 # --- small file helpers ---------------------------------------------------------------
 
 def _temp_name(path: str) -> str:
-    """A temporary name beside ``path``: unpredictable, with this host and pid in it."""
-    return f"{path}.{_PID[0]}-{_HOST}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    """A temporary name beside ``path``, with this host and pid in it (so that an orphan is
+    told from a live writer's file) and a number this process uses once."""
+    return f"{path}.{_PID[0]}-{_HOST}.{next(_SEQUENCE) & 0xFFFFFFFF:08x}{TMP_SUFFIX}"
+
+
+def _create_new(path: str) -> tuple[int, str]:
+    """A new private file under a temporary name beside ``path``, created with ``O_EXCL |
+    O_NOFOLLOW``: whatever is planted at a name (a link, a file) is never opened; the next
+    name is tried instead."""
+    for _ in range(_NAME_TRIES - 1):
+        tmp = _temp_name(path)
+        try:
+            return os.open(tmp, _O_CREATE, 0o600), tmp
+        except FileExistsError:  # planted, or left by a dead process of the same pid
+            continue
+    tmp = _temp_name(path)
+    return os.open(tmp, _O_CREATE, 0o600), tmp
 
 
 _PID = [os.getpid()]  # this process's pid, without a system call per write
+# Temporary names number from a random start: a name is the host, the pid and this number,
+# so no two live writers pick the same one, and no system call is made per name.
+_SEQUENCE = itertools.count(int.from_bytes(os.urandom(4), "little"))
+_NAME_TRIES = 3
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
@@ -822,9 +1021,8 @@ if hasattr(os, "register_at_fork"):
 def _replace_small(path: str, data: bytes) -> None:
     """Write a small file (a note, the ledger) atomically: a new private temporary file,
     created without following links, renamed over ``path``."""
-    tmp = _temp_name(path)
+    fd, tmp = _create_new(path)
     try:
-        fd = os.open(tmp, _O_CREATE, 0o600)
         try:
             _write_all(fd, [data])  # the statistics file grows with the functions
         finally:
@@ -868,6 +1066,21 @@ def _write_all(fd: int, chunks: Sequence[Any]) -> None:
             else:
                 views[0] = views[0][n:]
                 n = 0
+
+
+def _write_views(fd: int, views: list[memoryview], size: int) -> None:
+    """Write byte views (``size`` bytes in all): one ``writev`` when it takes them all."""
+    written = os.writev(fd, views) if len(views) <= _IOV_MAX else 0
+    if written == size:
+        return
+    rest = []
+    for view in views:
+        if written >= view.nbytes:
+            written -= view.nbytes
+        else:
+            rest.append(view[written:])
+            written = 0
+    _write_all(fd, rest)
 
 
 def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:

@@ -19,9 +19,11 @@ take, and a fork never keeps a key locked after its holder is done.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import struct
+from collections.abc import Callable
 
 import xxhash
 
@@ -40,7 +42,7 @@ _OFD = (
     and struct.calcsize("l") == 8
 )
 LOCKS_IN_FUNCTION_DIR = _OFD  # one lock file per function folder, not one per key
-_O_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+O_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_PROBE = (
     os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     | getattr(os, "O_NONBLOCK", 0)
@@ -48,12 +50,27 @@ _O_PROBE = (
 _BUSY = (errno.EAGAIN, errno.EACCES)  # what a non-blocking lock attempt says when held
 
 
-def key_lock(function_dir: str, key: str, entry_path: str) -> KeyLock:
-    """The lock for computing ``key`` (a hex digest) of the function in ``function_dir``."""
+def key_lock(function_dir: str, key: str, entry_path: str,
+             opener: Callable[[], int] | None = None) -> KeyLock:
+    """The lock for computing ``key`` (a hex digest) of the function in ``function_dir``.
+
+    ``opener`` opens (creating it if missing) the function directory's lock file, never
+    through a link; the caller checks the directory. Called only when no idle description
+    of the file is at hand: a miss then opens nothing."""
     if _OFD:
-        offset = xxhash.xxh3_64_intdigest(key.encode()) >> 2  # < 2**62: a valid off_t
-        return _RangeLock(os.path.join(function_dir, LOCK_FILE), offset)
+        path = os.path.join(function_dir, LOCK_FILE)
+        return range_lock(path, key, opener or functools.partial(_open_lock, path))
     return _FileLock(entry_path.rsplit(".", 1)[0] + LOCK_SUFFIX)
+
+
+def range_lock(path: str, key: str, opener: Callable[[], int]) -> KeyLock:
+    """``key``'s byte of the lock file ``path`` (where ``_OFD``), opened by ``opener``."""
+    offset = xxhash.xxh3_64_intdigest(key.encode()) >> 2  # < 2**62: a valid off_t
+    return _RangeLock(path, offset, opener)
+
+
+def _open_lock(path: str) -> int:
+    return os.open(path, O_LOCK, 0o600)
 
 
 def remove_if_idle(name: str, dir_fd: int) -> bool:
@@ -116,18 +133,25 @@ if _OFD and hasattr(os, "register_at_fork"):
 class _RangeLock(KeyLock):
     """One byte of the function's lock file, write-locked by this open file description."""
 
-    def __init__(self, path: str, offset: int) -> None:
+    def __init__(self, path: str, offset: int, opener: Callable[[], int]) -> None:
         self._path = path
+        self._open = opener
         self._range = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
         self._unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
         self._fd: int | None = None
 
+    def acquire_within(self, timeout: float) -> bool:
+        # The usual case first: the key is free, and no deadline need be computed.
+        return self.acquire(blocking=False) or super().acquire_within(timeout)
+
     def acquire(self, blocking: bool = True) -> bool:
         command = fcntl.F_OFD_SETLKW if blocking else fcntl.F_OFD_SETLK
         while True:
-            fd = _take_idle(self._path)
-            if fd is None:
-                fd = os.open(self._path, _O_LOCK, 0o600)
+            pool = _idle.get(self._path)
+            try:
+                fd = pool.pop() if pool else self._open()  # list.pop is atomic
+            except IndexError:  # another thread took the last idle one
+                fd = self._open()
             try:
                 fcntl.fcntl(fd, command, self._range)
                 if os.fstat(fd).st_nlink:
@@ -168,14 +192,6 @@ class _RangeLock(KeyLock):
 # its parent would share its locks.
 _idle: dict[str, list[int]] = {}
 _IDLE_MAX = 8  # idle descriptions kept per lock file (about the threads that miss at once)
-
-
-def _take_idle(path: str) -> int | None:
-    pool = _idle.get(path)
-    try:
-        return pool.pop() if pool else None  # list.pop is atomic: no lock needed
-    except IndexError:  # another thread took the last one
-        return None
 
 
 def _put_idle(path: str, fd: int) -> None:

@@ -3,7 +3,7 @@
 Layout under ``s3://BUCKET/PREFIX`` (``<fdir>`` is the function's name made safe, as the
 file store makes it)::
 
-    PREFIX/<fdir>/<key>.mj       one entry: the entry's bytes, written in one PUT (or one
+    PREFIX/<fdir>/<key>.pkl      one entry: the entry's bytes, written in one PUT (or one
                                  multipart upload above ``multipart_threshold``), so a
                                  reader sees the old object or the new one, never a part
     PREFIX/<fdir>/<key>.lease    the compute lease of a key: created only if absent

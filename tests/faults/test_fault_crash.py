@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -91,10 +92,11 @@ def test_kill9_mid_write_leaves_only_whole_entries(tmp_path: Path) -> None:
             time.sleep(rng.uniform(0, 0.004))
         else:
             time.sleep(rng.uniform(0.05, 0.6))  # in computing, pickling, writing or renaming
+        unnamed = _unnamed_files(writer.pid, cache_dir)  # an entry being written right now
         writer.send_signal(signal.SIGKILL)
         writer.communicate(timeout=30)
         assert writer.returncode == -signal.SIGKILL
-        tmp_seen += len(temp_files(cache_dir))
+        tmp_seen += len(temp_files(cache_dir)) + unnamed
         seen = [_check_entry(p) for p in entry_files(cache_dir)]
         assert len(seen) == len(set(seen))
     out = finish(spawn(
@@ -113,6 +115,20 @@ def test_kill9_mid_write_leaves_only_whole_entries(tmp_path: Path) -> None:
     assert list(cache_dir.rglob("*.lock")) == []  # idle lock files are cleaned up too
     assert sorted(_check_entry(p) for p in entry_files(cache_dir)) == list(range(KEYS))
     assert tmp_seen > 0, "no kill landed mid-write: the attack did not happen"
+
+
+def _unnamed_files(pid: int, cache_dir: Path) -> int:
+    """Files of the cache that process ``pid`` has open and that have no name yet: an entry
+    being written into an unnamed temporary file (``O_TMPFILE``), which a kill removes."""
+    fds = Path(f"/proc/{pid}/fd")
+    found = 0
+    for fd in fds.iterdir() if fds.is_dir() else ():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        found += target.startswith(str(cache_dir)) and target.endswith(" (deleted)")
+    return found
 
 
 def _start_holder(env: dict[str, str]):

@@ -263,6 +263,30 @@ def test_a_link_planted_at_a_name_memojar_writes_is_not_written_through(
     assert not victim.is_symlink()
 
 
+def test_a_link_planted_at_the_next_temporary_name_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temporary names are this host, this pid and a counter: a link planted at the next
+    one is neither opened nor written through; the write takes the name after it."""
+    import itertools
+
+    from memojar import _filestore
+
+    store = _filestore.FileStore(tmp_path / "cache", max_size=1_000_000)
+    key = "ab" + "0" * 30
+    path = store.path("fn", key)
+    os.makedirs(os.path.dirname(path))
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    monkeypatch.setattr(_filestore, "_SEQUENCE", itertools.count(0x1234))
+    planted = Path(f"{path}.{os.getpid()}-{_filestore._HOST}.00001234.tmp")
+    planted.symlink_to(victim)
+    store.write("fn", key, [b"an entry"])
+    assert bytes(store.read("fn", key)) == b"an entry"
+    assert victim.read_text() == "precious\n"
+    assert planted.is_symlink()
+
+
 # --- 4. FIFOs at the names memojar opens -----------------------------------------------------
 
 FIFO = """
@@ -360,3 +384,29 @@ def test_nothing_is_written_through_a_linked_function_folder(tmp_path: Path, wha
         fdir.symlink_to(victim)
     assert ok(WRITE_THROUGH, CACHE=str(root)).split() == ["1", "2", "3", "1"]
     assert list(victim.iterdir()) == []
+
+
+@pytest.mark.parametrize("what", ["function folder", "shard"])
+def test_a_folder_replaced_by_a_link_in_a_running_process_is_not_written_through(
+    tmp_path: Path, what: str
+) -> None:
+    """The miss path writes relative to the function folder this process opened: a folder
+    (or shard) removed and replaced by a link since is not followed."""
+    import warnings
+
+    from memojar import Cache
+
+    cache = Cache(tmp_path / "cache")
+    f = cache.cached(abs)
+    assert f(-1) == 1  # the folder opened
+    entry = Path(cache.store.path(f.__memojar__.name, f.cache_key(-2)))
+    f.refresh(-2)  # its shard made
+    target = entry.parent.parent if what == "function folder" else entry.parent
+    victim = tmp_path / "elsewhere"
+    (victim / entry.parent.name).mkdir(parents=True)  # what the link would lead into
+    subprocess.run(["rm", "-r", str(target)], check=True, timeout=TIMEOUT)
+    target.symlink_to(victim if what == "function folder" else victim / entry.parent.name)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert f(-2) == 2
+    assert snapshot(victim) == {entry.parent.name: "dir"}

@@ -267,41 +267,52 @@ def test_a_pointer_whose_signature_does_not_verify_is_never_followed(
 
 def test_an_async_function_never_blocks_the_loop_on_a_frozen_server(server: RedisServer) -> None:
     """Old: the coroutine read Redis in the loop's thread, freezing every task for a
-    socket_timeout."""
-    cache = Cache(server.url(0, socket_timeout=TIMEOUT), secret=SECRET)
+    socket_timeout (1 s) on every run. A busy machine can stall any loop past 0.1 s now and
+    then: the best of three runs, each on a cache of its own (a store that has met a lost
+    server fails fast, so a second run on it would not wait on the network at all)."""
 
-    @cache.cached
-    async def triple(x: int) -> int:
-        await asyncio.sleep(0.05)
-        return 3 * x
+    def frozen_run(db: int) -> float:
+        cache = Cache(server.url(db, socket_timeout=TIMEOUT), secret=SECRET)
 
-    async def main() -> tuple[list[int], float]:
-        lag = 0.0
-        done = asyncio.Event()
+        @cache.cached
+        async def triple(x: int) -> int:
+            await asyncio.sleep(0.05)
+            return 3 * x
 
-        async def ticker() -> None:
-            nonlocal lag
-            while not done.is_set():
-                before = time.monotonic()
-                await asyncio.sleep(0.01)
-                lag = max(lag, time.monotonic() - before - 0.01)
+        async def main() -> tuple[list[int], float]:
+            lag = 0.0
+            done = asyncio.Event()
 
-        ticking = asyncio.create_task(ticker())
-        await asyncio.sleep(0.05)
-        values = await asyncio.gather(triple(1), triple(2), triple(1))
-        done.set()
-        await ticking
-        return list(values), lag
+            async def ticker() -> None:
+                nonlocal lag
+                while not done.is_set():
+                    before = time.monotonic()
+                    await asyncio.sleep(0.01)
+                    lag = max(lag, time.monotonic() - before - 0.01)
 
-    assert asyncio.run(main())[0] == [3, 6, 3]  # warm: the server answers
-    server.pause()
-    try:
-        with pytest.warns(MemojarWarning, match="not cached"):
-            values, lag = asyncio.run(main())
-    finally:
-        server.resume()
-    assert values == [3, 6, 3]
-    assert lag < 0.1, f"the event loop stalled {lag:.3f} s"
+            ticking = asyncio.create_task(ticker())
+            await asyncio.sleep(0.05)
+            values = await asyncio.gather(triple(1), triple(2), triple(1))
+            done.set()
+            await ticking
+            return list(values), lag
+
+        assert asyncio.run(main())[0] == [3, 6, 3]  # warm: the server answers
+        server.pause()
+        try:
+            with pytest.warns(MemojarWarning, match="not cached"):
+                values, lag = asyncio.run(main())
+        finally:
+            server.resume()
+        assert values == [3, 6, 3]
+        return lag
+
+    lags: list[float] = []
+    for db in range(3):
+        lags.append(frozen_run(db))
+        if lags[-1] < 0.1:
+            break
+    assert min(lags) < 0.1, f"the event loop stalled {', '.join(f'{x:.3f}' for x in lags)} s"
 
 
 def test_a_lock_taken_for_a_cancelled_caller_is_given_back(

@@ -3,8 +3,9 @@ fault; once the fault is gone, the next call caches again.
 
 The tests run as root, where permissions do not stop writes and mounting a small tmpfs is not
 allowed, so disk-full, read-only and permission faults are raised from the system calls
-memojar's file store makes (``os.open``, ``os.writev``, ``os.replace``, ``os.mkdir``,
-``os.utime``) for paths in the cache directory only.
+memojar's file store makes (``os.open``, ``os.writev``, ``os.replace``, ``os.rename``,
+``os.link``, ``os.mkdir``, ``os.utime``) for paths in the cache directory only (relative
+paths through the directory descriptor they are relative to).
 """
 
 from __future__ import annotations
@@ -22,32 +23,52 @@ from memojar import Cache, MemojarWarning
 SIZES = [None, 1_000_000]
 
 
-def _under(path: object, root: Path) -> bool:
-    return isinstance(path, (str, os.PathLike)) and os.fspath(path).startswith(os.fspath(root))
+def _under(path: object, root: Path, dir_fd: int | None = None) -> bool:
+    """Whether ``path`` (relative to the directory ``dir_fd``, if given) is in ``root``."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    if dir_fd is not None:
+        path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+    return os.fspath(path).startswith(os.fspath(root))
+
+
+_O_TMPFILE = getattr(os, "O_TMPFILE", -1)  # an unnamed file in a directory: a creation too
 
 
 def _inject(monkeypatch: pytest.MonkeyPatch, root: Path, fault: str) -> int:
     """Make the calls a fault breaks raise it; return the errno a warning must name."""
     real_open, real_mkdir, real_replace = os.open, os.mkdir, os.replace
+    real_rename, real_link = os.rename, os.link
     code = {"ENOSPC": errno.ENOSPC, "EACCES": errno.EACCES}.get(fault, errno.EROFS)
 
     def error() -> OSError:
         return OSError(code, os.strerror(code))
 
-    def open_(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT and _under(path, root) and fault in ("EROFS", "EACCES"):
+    def open_(path, flags, *args, dir_fd=None, **kwargs):
+        creates = flags & os.O_CREAT or flags & _O_TMPFILE == _O_TMPFILE
+        if creates and _under(path, root, dir_fd) and fault in ("EROFS", "EACCES"):
             raise error()
-        return real_open(path, flags, *args, **kwargs)
+        return real_open(path, flags, *args, dir_fd=dir_fd, **kwargs)
 
-    def mkdir(path, *args, **kwargs):
-        if _under(path, root) and fault in ("EROFS", "EACCES"):
+    def mkdir(path, *args, dir_fd=None, **kwargs):
+        if _under(path, root, dir_fd) and fault in ("EROFS", "EACCES"):
             raise error()
-        return real_mkdir(path, *args, **kwargs)
+        return real_mkdir(path, *args, dir_fd=dir_fd, **kwargs)
 
     def replace(src, dst, *args, **kwargs):
         if _under(src, root) and fault in ("EROFS", "EROFS-at-rename"):
             raise error()
         return real_replace(src, dst, *args, **kwargs)
+
+    def rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+        if _under(src, root, src_dir_fd) and fault in ("EROFS", "EROFS-at-rename"):
+            raise error()
+        return real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+    def link(src, dst, *, dst_dir_fd=None, **kwargs):  # naming a written entry: its rename
+        if _under(dst, root, dst_dir_fd) and fault in ("EROFS", "EROFS-at-rename"):
+            raise error()
+        return real_link(src, dst, dst_dir_fd=dst_dir_fd, **kwargs)
 
     def writev(fd, buffers):
         raise error()
@@ -58,6 +79,8 @@ def _inject(monkeypatch: pytest.MonkeyPatch, root: Path, fault: str) -> int:
     monkeypatch.setattr(os, "open", open_)
     monkeypatch.setattr(os, "mkdir", mkdir)
     monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "link", link)
     if fault == "ENOSPC":
         monkeypatch.setattr(os, "writev", writev)
     if fault == "EROFS":
