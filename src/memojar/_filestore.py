@@ -967,7 +967,7 @@ def _mark(root: str) -> None:
 
 def _makedirs(path: str, root: str) -> None:
     """Create ``path`` (the root or a folder under it) and any missing parents, each private
-    to the user (0700); tag the root if memojar creates it.
+    to the user (0700); the root is tagged before anything goes in.
 
     ``os.makedirs`` applies its mode to the last directory only; this applies it to all.
     """
@@ -986,11 +986,16 @@ def _makedirs(path: str, root: str) -> None:
             _mkdir(d)
         try:
             os.mkdir(root, 0o700)
-        except FileExistsError:  # another process made it first, and tags it
+        except FileExistsError:  # another process made it first
             if not os.path.isdir(root):
                 raise NotADirectoryError(errno.ENOTDIR, "not a directory", root) from None
-        else:
-            _mark(root)  # before anything else goes in, so no one sees it untagged
+    # Tagged before anything goes in, by whichever process gets here first (the tag is
+    # created exclusively): the process that made the root may be descheduled before it
+    # tags it, and a root filled untagged meanwhile is refused by every process that opens
+    # it next (``_claim``). This store saw no root when it opened (``_claim`` did not run),
+    # or the root is tagged already: only memojar's own roots are tagged here.
+    if not is_cache_dir(root):
+        _mark(root)
     below = os.path.relpath(path, root)
     if below == ".":
         return
