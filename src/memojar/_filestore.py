@@ -143,7 +143,10 @@ class FileStore(Store):
                 f"cache_dir {root!r} is a file, not a directory: pass a directory path "
                 "(memojar creates it if missing)"
             )
-        if os.path.isdir(root):
+        # Whether the root is known to hold memojar's tag (claimed now, or tagged by this
+        # store's first ``_makedirs``): until then, creating a folder checks the tag first.
+        self._tagged = os.path.isdir(root)
+        if self._tagged:
             _claim(root)
         self.root = self.location = root
         self.max_size = max_size
@@ -169,6 +172,7 @@ class FileStore(Store):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tally, self._tally_lock, self._tally_pid = {}, threading.Lock(), os.getpid()
+        self._tagged = False  # another process, perhaps another host: looks at the tag again
 
     def path(self, function: str, key: str) -> str:
         fdir = self._dirs.get(function)
@@ -252,6 +256,10 @@ class FileStore(Store):
         tmp = _temp_name(path)
         return os.open(tmp, _O_CREATE, 0o600), tmp
 
+    def _makedirs(self, path: str) -> None:
+        _makedirs(path, self.root, self._tagged)
+        self._tagged = True
+
     def _folders(self, path: str) -> None:
         """Make sure the function folder and shard of ``path`` exist as real directories
         (creating them if missing): memojar never writes through a link planted there."""
@@ -260,7 +268,7 @@ class FileStore(Store):
         try:
             _no_links(*folders)
         except FileNotFoundError:
-            _makedirs(shard, self.root)
+            self._makedirs(shard)
             _no_links(*folders)
 
     def _reserve(self, path: str, size: int) -> tuple[int, str]:
@@ -560,7 +568,7 @@ class FileStore(Store):
             try:
                 _no_links(fdir)
             except FileNotFoundError:
-                _makedirs(fdir, self.root)
+                self._makedirs(fdir)
                 _no_links(fdir)
         else:  # a lock file per key, beside the entry
             self._folders(path)
@@ -737,7 +745,7 @@ class FileStore(Store):
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
     def _total_lock(self) -> Any:
-        _makedirs(self.root, self.root)
+        self._makedirs(self.root)
         return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
 
     def _read_total(self) -> int | None:
@@ -965,15 +973,17 @@ def _mark(root: str) -> None:
             os.close(fd)
 
 
-def _makedirs(path: str, root: str) -> None:
+def _makedirs(path: str, root: str, tagged: bool) -> None:
     """Create ``path`` (the root or a folder under it) and any missing parents, each private
-    to the user (0700); the root is tagged before anything goes in.
+    to the user (0700); the root is tagged before anything goes in, unless it is known to be
+    (``tagged``: its store claimed it, or tagged it since).
 
     ``os.makedirs`` applies its mode to the last directory only; this applies it to all.
     """
     if os.path.isdir(path):
         return
     if not os.path.isdir(root):
+        tagged = False
         missing = []
         head = os.path.dirname(root)
         while head and not os.path.isdir(head):
@@ -992,9 +1002,9 @@ def _makedirs(path: str, root: str) -> None:
     # Tagged before anything goes in, by whichever process gets here first (the tag is
     # created exclusively): the process that made the root may be descheduled before it
     # tags it, and a root filled untagged meanwhile is refused by every process that opens
-    # it next (``_claim``). This store saw no root when it opened (``_claim`` did not run),
-    # or the root is tagged already: only memojar's own roots are tagged here.
-    if not is_cache_dir(root):
+    # it next (``_claim``). Only a root missing when its store opened (``_claim`` did not
+    # run) or when looked at just now comes here: memojar's own.
+    if not tagged and not is_cache_dir(root):
         _mark(root)
     below = os.path.relpath(path, root)
     if below == ".":
