@@ -89,6 +89,7 @@ class S3Server:
         self.port = port
         self.thread = thread
         self.proc = proc
+        self._client: Any = None
 
     @property
     def endpoint(self) -> str:
@@ -139,12 +140,17 @@ class S3Server:
         raise RuntimeError("moto server did not start")
 
     def client(self) -> Any:
-        import boto3
+        """A boto3 client of this server, made once: making one loads botocore's models
+        (about 1 s of CPU on a busy 2-core machine), and every S3 test asks for one. boto3
+        clients are thread-safe."""
+        if self._client is None:
+            import boto3
 
-        return boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-            region_name="us-east-1",
-        ).client("s3", endpoint_url=self.endpoint)
+            self._client = boto3.session.Session(
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+                region_name="us-east-1",
+            ).client("s3", endpoint_url=self.endpoint)
+        return self._client
 
     def bucket(self, name: str) -> str:
         """Create a bucket (if missing) and return its name."""

@@ -424,8 +424,11 @@ def test_ls_of_a_foreign_directory_is_an_error(
     [(["ls"], "no cache at"), (["info"], "entries       0"),
      (["prune"], "nothing to prune"), (["clear", "--older-than", "30d", "--yes"],
                                        "nothing to clear older than 30d"),
-     (["clear", "--yes"], "nothing to clear"), (["clear", "--dry-run"], "nothing to clear")],
-    ids=["ls", "info", "prune", "clear-older-than", "clear-yes", "clear-dry-run"],
+     (["clear", "--yes"], "nothing to clear"), (["clear", "--dry-run"], "nothing to clear"),
+     (["clear", SQUARE, "--yes"], f"nothing to clear of '{SQUARE}': no cache at"),
+     (["clear", SQUARE], f"nothing to clear of '{SQUARE}': no cache at")],
+    ids=["ls", "info", "prune", "clear-older-than", "clear-yes", "clear-dry-run",
+         "clear-function-yes", "clear-function"],
 )
 def test_a_cache_not_made_yet_is_empty(tmp_path: Path, argv: list[str], says: str):
     missing = tmp_path / "nowhere"
@@ -447,11 +450,12 @@ def test_a_cache_not_made_yet_in_json(tmp_path: Path, argv: list[str]):
         assert data["directory"] == str(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("argv", [["ls", SQUARE], ["clear", SQUARE]], ids=["ls", "clear"])
-def test_a_function_named_in_a_cache_not_made_yet_is_not_found(
-    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+def test_ls_of_a_function_in_a_cache_not_made_yet_is_not_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    code, _, err = cli(capsys, "--dir", str(tmp_path / "nowhere"), *argv)
+    """``ls FUNCTION`` is a lookup: a typo must not pass silently (``clear FUNCTION`` there
+    is an empty clear, above: a cron job's clear must not fail on a fresh machine)."""
+    code, _, err = cli(capsys, "--dir", str(tmp_path / "nowhere"), "ls", SQUARE)
     assert code == 1
     assert f"no entries for function '{SQUARE}'" in one_line(err)
 

@@ -78,6 +78,31 @@ def test_eight_processes_calling_at_once_compute_once(tmp_path: Path) -> None:
     assert computations(log) == ["3"]
 
 
+def test_a_root_filled_before_its_maker_tagged_it_is_still_the_cache(tmp_path: Path) -> None:
+    """The stampede above, one interleaving made certain: process A creates the cache root
+    and is descheduled before it writes CACHEDIR.TAG; B (opened before the root existed)
+    creates a function folder in it; C then opens the cache. C must not refuse the root as a
+    folder memojar did not create: B tags it before putting anything in."""
+    from memojar._filestore import FileStore
+
+    root = tmp_path / "cache"
+    b = FileStore(root)  # B opens the cache before anyone created it
+    root.mkdir(mode=0o700)  # A creates the root, then is descheduled before tagging it
+    lock = b.lock("mod.f", "ab" * 16)  # B's first miss creates the function folder
+    assert lock.acquire(blocking=False)
+    lock.release()
+    code = textwrap.dedent(f"""
+        from memojar import cached
+
+        @cached(cache_dir={str(root)!r})
+        def f(x):
+            return x + 1
+
+        print(f(1))
+    """)
+    assert run_python(code, env={"PYTHONWARNINGS": "error"}).strip() == "2"  # C
+
+
 def test_an_unchanged_module_hits_in_a_new_process(tmp_path: Path) -> None:
     folder, log, cache = tmp_path / "mod", tmp_path / "log", tmp_path / "cache"
     write_module(folder, log)

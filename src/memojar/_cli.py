@@ -689,12 +689,8 @@ def _nothing_cached(args: argparse.Namespace, path: str) -> Report:
     """What each command reports for a cache directory that does not exist yet: an empty
     cache (a cron job's clear must not fail on a fresh machine). Nothing is created."""
     fresh = f"no cache at {path} yet (nothing was cached there)"
-    names = [args.function] if args.command == "ls" and args.function else []
-    if args.command == "clear":
-        names = args.functions
-    if names:  # a name is checked as on an empty cache: a typo must not pass silently
-        raise CliError("; ".join(f"no entries for function {n!r} in {path}" for n in names)
-                       + f" ({fresh})")
+    if args.command == "ls" and args.function:  # a lookup: a typo must not pass silently
+        raise CliError(f"no entries for function {args.function!r} in {path} ({fresh})")
     census = Census(path)
     if args.command == "ls":
         report = _ls_census(census, args.json)
@@ -704,9 +700,10 @@ def _nothing_cached(args: argparse.Namespace, path: str) -> Report:
         report = _info_census(census, args.json)
         report.notes = [fresh]
         return report
-    if args.command == "clear":
+    if args.command == "clear":  # named functions too: a cron job's clear on a fresh machine
+        of = f" of {', '.join(map(repr, args.functions))}" if args.functions else ""
         return Report(data={"removed": 0, "bytes": 0},
-                      notes=[f"nothing to clear{_older_than(args.older_than)}: {fresh}"])
+                      notes=[f"nothing to clear{of}{_older_than(args.older_than)}: {fresh}"])
     return Report(data={"removed": 0, "entries": 0, "bytes": 0},
                   notes=[f"nothing to prune: {fresh}"])
 

@@ -167,7 +167,10 @@ class FileStore(Store):
                 f"cache_dir {root!r} is a file, not a directory: pass a directory path "
                 "(memojar creates it if missing)"
             )
-        if os.path.isdir(root):
+        # Whether the root is known to hold memojar's tag (claimed now, or tagged by this
+        # store's first ``_makedirs``): until then, creating a folder checks the tag first.
+        self._tagged = os.path.isdir(root)
+        if self._tagged:
             _claim(root)
         self.root = self.location = root
         self.max_size = max_size
@@ -200,6 +203,7 @@ class FileStore(Store):
         self.__dict__.update(state)
         self._tally, self._tally_lock, self._tally_pid = {}, threading.Lock(), os.getpid()
         self._open, self._lockers = {}, {}
+        self._tagged = False  # another process, perhaps another host: looks at the tag again
 
     def close(self) -> None:
         """Close the folders this process opened (a later call opens them again)."""
@@ -346,7 +350,7 @@ class FileStore(Store):
             try:
                 fd = os.open(fdir, _O_DIR)
             except FileNotFoundError:
-                _makedirs(fdir, self.root)
+                self._makedirs(fdir)
                 fd = os.open(fdir, _O_DIR)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -383,6 +387,10 @@ class FileStore(Store):
         self._folders(path)
         return _create_new(path)
 
+    def _makedirs(self, path: str) -> None:
+        _makedirs(path, self.root, self._tagged)
+        self._tagged = True
+
     def _folders(self, path: str) -> None:
         """Make sure the function folder and shard of ``path`` exist as real directories
         (creating them if missing): memojar never writes through a link planted there."""
@@ -391,7 +399,7 @@ class FileStore(Store):
         try:
             _no_links(*folders)
         except FileNotFoundError:
-            _makedirs(shard, self.root)
+            self._makedirs(shard)
             _no_links(*folders)
 
     def _reserve(self, path: str, size: int) -> tuple[int, str]:
@@ -878,7 +886,7 @@ class FileStore(Store):
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
     def _total_lock(self) -> Any:
-        _makedirs(self.root, self.root)
+        self._makedirs(self.root)
         return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
 
     def _read_total(self) -> int | None:
@@ -1210,15 +1218,17 @@ def _mark(root: str) -> None:
             os.close(fd)
 
 
-def _makedirs(path: str, root: str) -> None:
+def _makedirs(path: str, root: str, tagged: bool) -> None:
     """Create ``path`` (the root or a folder under it) and any missing parents, each private
-    to the user (0700); tag the root if memojar creates it.
+    to the user (0700); the root is tagged before anything goes in, unless it is known to be
+    (``tagged``: its store claimed it, or tagged it since).
 
     ``os.makedirs`` applies its mode to the last directory only; this applies it to all.
     """
     if os.path.isdir(path):
         return
     if not os.path.isdir(root):
+        tagged = False
         missing = []
         head = os.path.dirname(root)
         while head and not os.path.isdir(head):
@@ -1231,11 +1241,16 @@ def _makedirs(path: str, root: str) -> None:
             _mkdir(d)
         try:
             os.mkdir(root, 0o700)
-        except FileExistsError:  # another process made it first, and tags it
+        except FileExistsError:  # another process made it first
             if not os.path.isdir(root):
                 raise NotADirectoryError(errno.ENOTDIR, "not a directory", root) from None
-        else:
-            _mark(root)  # before anything else goes in, so no one sees it untagged
+    # Tagged before anything goes in, by whichever process gets here first (the tag is
+    # created exclusively): the process that made the root may be descheduled before it
+    # tags it, and a root filled untagged meanwhile is refused by every process that opens
+    # it next (``_claim``). Only a root missing when its store opened (``_claim`` did not
+    # run) or when looked at just now comes here: memojar's own.
+    if not tagged and not is_cache_dir(root):
+        _mark(root)
     below = os.path.relpath(path, root)
     if below == ".":
         return
