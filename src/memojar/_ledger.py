@@ -14,10 +14,12 @@ out would let two clients evict and count at once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ._errors import logger
-from ._store import StoredEntry
+
+if TYPE_CHECKING:  # the store imports the ledger, never the other way at run time
+    from ._store import StoredEntry
 
 EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
 

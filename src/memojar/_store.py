@@ -48,6 +48,7 @@ from typing import Any, NamedTuple, Protocol
 from . import _entry
 from ._entry import Miss, header_length
 from ._errors import logger, warn
+from ._ledger import Ledger, choose_victims
 
 
 class StoredEntry(NamedTuple):
@@ -358,8 +359,6 @@ class Store(abc.ABC):
         made by the backend's own atomic index (``eviction``)."""
         if self.max_size is None:
             return 0
-        from ._ledger import Ledger, choose_victims
-
         if self.eviction == "index":
             return self._evict(incoming)
         if self.eviction == "ledger":
