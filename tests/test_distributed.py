@@ -90,6 +90,9 @@ def cluster(modules_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         with distributed.LocalCluster(
             n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, scheduler_port=0, worker_dashboard_address=None,
+            # the scheduler's HTTP server starts even without a dashboard, on port 8787 unless
+            # told otherwise: a free port, so two suites on one machine do not collide
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=40, death_timeout=WAIT,
             local_directory=str(tmp_path_factory.mktemp("dask")),  # not /tmp/dask-scratch-space
         ) as cluster:
