@@ -301,7 +301,7 @@ class FileStore(Store):
 
         Everything is relative to the function's folder opened by this process without
         following links, and the shard is opened ``O_NOFOLLOW`` by the ``O_TMPFILE`` open
-        itself: nothing is written through a link, with no ``lstat`` per write. A crash
+        itself: nothing is written through a link, with no ``lstat`` of the shard. A crash
         leaves no temporary file: an unnamed one vanishes with its descriptor."""
         shard = key[:2]
         name = f"{shard}{os.sep}{key}{SUFFIX}"
@@ -337,9 +337,20 @@ class FileStore(Store):
                       self._dirs[function])
 
     def _folder(self, function: str) -> _Folder:
-        """The function's folder as this process writes to it (created if missing)."""
+        """The function's folder as this process writes to it (created if missing).
+
+        The folder opened before is used only while it is still the one at the function's
+        path (one ``lstat``): a folder moved aside (or the whole cache) since would take
+        every result where no process reads it, this one included."""
         folder = self._open.get(function)
-        return folder if folder is not None else self._open_folder(function, None)
+        if folder is not None:
+            try:
+                st = os.stat(self._dirs[function], follow_symlinks=False)
+            except OSError:  # removed (made again), or unreachable (said by the open)
+                return self._open_folder(function, folder)
+            if st.st_ino == folder.ino and st.st_dev == folder.dev:
+                return folder
+        return self._open_folder(function, folder)
 
     def _open_folder(self, function: str, gone: _Folder | None) -> _Folder:
         """Open the function's folder (creating it if missing), never through a link, in
@@ -356,7 +367,12 @@ class FileStore(Store):
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise _not_a_folder(fdir) from exc
             raise
-        folder = _Folder(fd, os.path.basename(fdir))
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        folder = _Folder(fd, os.path.basename(fdir), st)
         current = self._open.get(function)
         if current is None or current is gone:
             self._open[function] = folder
@@ -950,11 +966,12 @@ class _Folder:
     path creates, links and locks files relative to it. Closed when the last thread holding
     it drops it, so a thread still writing through it never sees its descriptor reused."""
 
-    __slots__ = ("fd", "name")
+    __slots__ = ("dev", "fd", "ino", "name")
 
-    def __init__(self, fd: int, name: str) -> None:
+    def __init__(self, fd: int, name: str, st: os.stat_result) -> None:
         self.fd = fd
         self.name = name  # the folder's name under the root (the tally's key)
+        self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
 
     def __del__(self, _close: Callable[[int], None] = os.close) -> None:
         try:

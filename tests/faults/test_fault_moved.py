@@ -1,0 +1,71 @@
+"""A cache moved aside while a process runs: that process's next results are stored at the
+cache's path, where every process finds them, not in the folder it opened before.
+
+The miss path writes relative to the function's folder, opened once per process. A user who
+moves the cache (or one function's folder) aside, to start afresh or to keep a copy, while a
+long-running process (a notebook kernel, a server) uses it, must not leave that process
+writing every result into the moved folder: its own next call would compute again, and so
+would every other process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from faultkit import finish, read_line, spawn
+
+TIMEOUT = 60
+
+MODULE = """
+calls = []
+
+def work(x):
+    calls.append(x)
+    return x + 100
+"""
+
+# Calls work(1), says where its folder is, waits for the go file, then calls work(2) twice.
+RUNNER = """
+import os, sys, time
+from pathlib import Path
+from memojar import Cache
+import moved_work
+
+cache = Cache(os.environ["CACHE"])
+f = cache.cached(moved_work.work)
+f(1)
+name = f.__memojar__.name
+print(Path(cache.store.path(name, f.cache_key(1))).parent.parent, flush=True)
+deadline = time.monotonic() + 30
+while not os.path.exists(os.environ["GO"]) and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(f(2), f(2), moved_work.calls, Path(cache.store.path(name, f.cache_key(2))).is_file())
+"""
+
+READER = """
+import os
+from memojar import Cache
+import moved_work
+
+f = Cache(os.environ["CACHE"]).cached(moved_work.work)
+print(f(2), moved_work.calls)
+"""
+
+
+@pytest.mark.parametrize("what", ["cache", "function folder"])
+def test_a_cache_moved_aside_while_running_gets_the_next_results(
+    tmp_path: Path, what: str
+) -> None:
+    (tmp_path / "moved_work.py").write_text(MODULE)
+    root, go = tmp_path / "cache", tmp_path / "go"
+    env = {"CACHE": str(root), "GO": str(go), "PYTHONPATH": str(tmp_path)}
+    runner = spawn(RUNNER, **env)
+    fdir = Path(read_line(runner).strip())  # it opened the function's folder
+    moved = root if what == "cache" else fdir
+    subprocess.run(["mv", str(moved), str(tmp_path / "aside")], check=True, timeout=TIMEOUT)
+    go.touch()
+    # Its second call is a hit: the first stored where this process (and any other) reads.
+    assert finish(runner, TIMEOUT).split() == ["102", "102", "[1,", "2]", "True"]
+    assert finish(spawn(READER, **env), TIMEOUT).split() == ["102", "[]"]
