@@ -339,11 +339,20 @@ class FileStore(Store):
     def _folder(self, function: str) -> _Folder:
         """The function's folder as this process writes to it (created if missing).
 
-        The folder opened before is used only while it is still the one at the function's
-        path (one ``lstat``): a folder moved aside (or the whole cache) since would take
-        every result where no process reads it, this one included."""
+        The folder opened before is used only while its descriptor is still the one this
+        store opened (one ``fstat``: a daemon closes every descriptor and opens its own,
+        which get the same numbers) and it is still the folder at the function's path (one
+        ``lstat``: a folder moved aside, or the whole cache, would take every result where
+        no process reads it, this one included)."""
         folder = self._open.get(function)
         if folder is not None:
+            try:
+                mine = os.fstat(folder.fd)
+            except OSError:  # closed by someone else
+                mine = None
+            if mine is None or mine.st_ino != folder.ino or mine.st_dev != folder.dev:
+                folder.fd = -1  # not this store's descriptor any more: never closed here
+                return self._open_folder(function, folder)
             try:
                 st = os.stat(self._dirs[function], follow_symlinks=False)
             except OSError:  # removed (made again), or unreachable (said by the open)
@@ -974,6 +983,8 @@ class _Folder:
         self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
 
     def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        if self.fd < 0:  # disowned: the number is someone else's now
+            return
         try:
             _close(self.fd)
         except OSError:

@@ -1,5 +1,5 @@
-"""A cache moved aside while a process runs: that process's next results are stored at the
-cache's path, where every process finds them, not in the folder it opened before.
+"""The folder a process opened is no longer the cache's: its next results are stored at the
+cache's path, where every process finds them, and nothing goes where the descriptor leads.
 
 The miss path writes relative to the function's folder, opened once per process. A user who
 moves the cache (or one function's folder) aside, to start afresh or to keep a copy, while a
@@ -69,3 +69,36 @@ def test_a_cache_moved_aside_while_running_gets_the_next_results(
     # Its second call is a hit: the first stored where this process (and any other) reads.
     assert finish(runner, TIMEOUT).split() == ["102", "102", "[1,", "2]", "True"]
     assert finish(spawn(READER, **env), TIMEOUT).split() == ["102", "[]"]
+
+
+# A daemon closes every descriptor it did not open, then opens its own: the numbers memojar
+# held come back, one of them a folder of the user's.
+REUSED = """
+import os, sys
+from pathlib import Path
+from memojar import Cache
+import moved_work
+
+cache = Cache(os.environ["CACHE"])
+f = cache.cached(moved_work.work)
+f(1)
+os.closerange(3, 4096)
+mine = [os.open(os.environ["MINE"], os.O_RDONLY | os.O_DIRECTORY) for _ in range(8)]
+name = f.__memojar__.name
+print(f(2), f(2), moved_work.calls, Path(cache.store.path(name, f.cache_key(2))).is_file())
+print(sorted(os.listdir(os.environ["MINE"])), [os.fstat(fd).st_ino for fd in mine] == [
+    os.stat(os.environ["MINE"]).st_ino] * 8)
+"""
+
+
+def test_descriptors_closed_and_reused_by_the_caller_are_not_written_through(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "moved_work.py").write_text(MODULE)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    env = {"CACHE": str(tmp_path / "cache"), "MINE": str(mine), "PYTHONPATH": str(tmp_path)}
+    out = finish(spawn(REUSED, **env), TIMEOUT).splitlines()
+    assert out[0].split() == ["102", "102", "[1,", "2]", "True"]
+    assert out[1] == "['notes.txt'] True"  # nothing written there, its descriptors still open
