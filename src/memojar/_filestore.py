@@ -982,11 +982,14 @@ class _Folder:
         self.name = name  # the folder's name under the root (the tally's key)
         self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
 
-    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close,
+                _fstat: Callable[[int], os.stat_result] = os.fstat) -> None:
         if self.fd < 0:  # disowned: the number is someone else's now
             return
         try:
-            _close(self.fd)
+            st = _fstat(self.fd)
+            if st.st_ino == self.ino and st.st_dev == self.dev:  # not a number reused since
+                _close(self.fd)
         except OSError:
             pass
 

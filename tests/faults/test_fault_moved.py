@@ -83,11 +83,14 @@ cache = Cache(os.environ["CACHE"])
 f = cache.cached(moved_work.work)
 f(1)
 os.closerange(3, 4096)
-mine = [os.open(os.environ["MINE"], os.O_RDONLY | os.O_DIRECTORY) for _ in range(8)]
+mine = [os.open(os.environ["MINE"], os.O_RDONLY | os.O_DIRECTORY) for _ in range(32)]
 name = f.__memojar__.name
 print(f(2), f(2), moved_work.calls, Path(cache.store.path(name, f.cache_key(2))).is_file())
+os.closerange(3, 4096)  # again, now that memojar holds new ones: then the cache is closed
+mine = [os.open(os.environ["MINE"], os.O_RDONLY | os.O_DIRECTORY) for _ in range(100)]
+cache.close()
 print(sorted(os.listdir(os.environ["MINE"])), [os.fstat(fd).st_ino for fd in mine] == [
-    os.stat(os.environ["MINE"]).st_ino] * 8)
+    os.stat(os.environ["MINE"]).st_ino] * 100)
 """
 
 
