@@ -49,6 +49,7 @@ from ._locks import (
     key_lock,
     range_lock,
     remove_if_idle,
+    retire,
 )
 from ._store import HEAD_BYTES, SECRET_ADVICE, KeyLock, Store, StoredEntry, complete_head
 
@@ -353,12 +354,19 @@ class FileStore(Store):
             if mine is None or mine.st_ino != folder.ino or mine.st_dev != folder.dev:
                 folder.fd = -1  # not this store's descriptor any more: never closed here
                 return self._open_folder(function, folder)
+            fdir = self._dirs[function]
             try:
-                st = os.stat(self._dirs[function], follow_symlinks=False)
+                st = os.stat(fdir, follow_symlinks=False)
             except OSError:  # removed (made again), or unreachable (said by the open)
-                return self._open_folder(function, folder)
-            if st.st_ino == folder.ino and st.st_dev == folder.dev:
+                st = None
+            if st is not None and st.st_ino == folder.ino and st.st_dev == folder.dev:
                 return folder
+            # Keys are locked in the lock file of the folder at the path from now on.
+            try:
+                lock = os.stat(LOCK_FILE, dir_fd=folder.fd, follow_symlinks=False)
+                retire(os.path.join(fdir, LOCK_FILE), (lock.st_dev, lock.st_ino))
+            except OSError:  # none there: no description of it is kept
+                pass
         return self._open_folder(function, folder)
 
     def _open_folder(self, function: str, gone: _Folder | None) -> _Folder:

@@ -230,9 +230,25 @@ _idle: dict[str, list[tuple[int, tuple[int, int]]]] = {}
 _IDLE_MAX = 8  # idle descriptions kept per lock file (about the threads that miss at once)
 
 
+def retire(path: str, ident: tuple[int, int]) -> None:
+    """The lock file ``ident`` (st_dev, st_ino) is no longer the one at ``path`` (its folder
+    was moved aside): its descriptions are closed, the idle ones now, the held ones when
+    released, and the next lock opens the file now at ``path``."""
+    _retired.add(ident)
+    pool = _idle.pop(path, None)
+    while pool:
+        try:
+            _close_if_ours(*pool.pop())
+        except IndexError:  # another thread took the last one
+            break
+
+
+_retired: set[tuple[int, int]] = set()  # lock files moved away with their folder
+
+
 def _put_idle(path: str, fd: int, ident: tuple[int, int]) -> None:
     pool = _idle.setdefault(path, [])
-    if len(pool) < _IDLE_MAX:
+    if len(pool) < _IDLE_MAX and ident not in _retired:
         pool.append((fd, ident))
     else:
         os.close(fd)

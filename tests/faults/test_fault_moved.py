@@ -11,6 +11,7 @@ would every other process.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,68 @@ def test_descriptors_closed_and_reused_by_the_caller_are_not_written_through(
     out = finish(spawn(REUSED, **env), TIMEOUT).splitlines()
     assert out[0].split() == ["102", "102", "[1,", "2]", "True"]
     assert out[1] == "['notes.txt'] True"  # nothing written there, its descriptors still open
+
+
+WORK = """
+import os, time
+
+def work(x):
+    with open(os.environ["LOG"], "a") as log:
+        log.write(f"{x} {os.getpid()}\\n")
+    deadline = time.monotonic() + 20
+    while x == 3 and not os.path.exists(os.environ["RELEASE"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return x, os.getpid()
+"""
+
+# Calls work(1), then work(2) once the cache was moved aside, then work(3) when told.
+LONG_RUNNING = """
+import os, time
+from memojar import Cache
+import moved_locks
+
+def wait(name):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(os.environ[name]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+f = Cache(os.environ["CACHE"]).cached(moved_locks.work)
+print(f(1), flush=True)
+wait("GO1")
+print(f(2), flush=True)
+wait("GO2")
+print(f(3), flush=True)
+"""
+
+OTHER = """
+import os
+from memojar import Cache
+import moved_locks
+
+print(Cache(os.environ["CACHE"]).cached(moved_locks.work)(3), flush=True)
+"""
+
+
+def test_a_cache_moved_aside_while_running_keeps_one_computation_a_key(tmp_path: Path) -> None:
+    """After the move, the running process locks keys in the cache's lock file, not in the
+    moved one: a key another process is computing is waited for, not computed again."""
+    (tmp_path / "moved_locks.py").write_text(WORK)
+    log = tmp_path / "log"
+    env = {name: str(tmp_path / name.lower()) for name in ("GO1", "GO2", "RELEASE")}
+    env.update(CACHE=str(tmp_path / "cache"), LOG=str(log), PYTHONPATH=str(tmp_path))
+    running = spawn(LONG_RUNNING, **env)
+    assert read_line(running).strip() == f"(1, {running.pid})"
+    subprocess.run(["mv", env["CACHE"], str(tmp_path / "aside")], check=True, timeout=TIMEOUT)
+    Path(env["GO1"]).touch()
+    assert read_line(running).strip() == f"(2, {running.pid})"
+    other = spawn(OTHER, **env)
+    deadline = time.monotonic() + TIMEOUT
+    while f"3 {other.pid}" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the other process never computed"
+        time.sleep(0.01)
+    Path(env["GO2"]).touch()  # the running process asks for the key being computed
+    time.sleep(0.5)
+    Path(env["RELEASE"]).touch()
+    assert finish(other, TIMEOUT).strip() == f"(3, {other.pid})"
+    assert finish(running, TIMEOUT).strip() == f"(3, {other.pid})"
+    assert log.read_text().split("\n").count(f"3 {running.pid}") == 0
