@@ -5,7 +5,8 @@ file in the entry's shard (``O_TMPFILE``), linked at the entry's name once whole
 there is no unnamed file, and with ``max_size``, to a named temporary file beside the entry,
 renamed into place). A hit takes no lock: open, fstat (the owner check), read, close. A
 miss takes a per-key lock (released by the kernel if the holder dies), and writes relative
-to the function's folder, opened once per process. The total size lives in a small ledger
+to the function's folder, opened once per process and used while it is still the folder at
+its path. The total size lives in a small ledger
 file, updated under its own lock, so that ``max_size`` is kept across processes without
 listing the directory on every write.
 
@@ -371,7 +372,8 @@ class FileStore(Store):
 
     def _open_folder(self, function: str, gone: _Folder | None) -> _Folder:
         """Open the function's folder (creating it if missing), never through a link, in
-        place of ``gone`` (a folder removed since it was opened, or None)."""
+        place of ``gone`` (a folder removed or moved since it was opened, a descriptor no
+        longer this store's, or None)."""
         self.path(function, "")
         fdir = self._dirs[function]
         try:
