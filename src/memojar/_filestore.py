@@ -5,7 +5,8 @@ file in the entry's shard (``O_TMPFILE``), linked at the entry's name once whole
 there is no unnamed file, and with ``max_size``, to a named temporary file beside the entry,
 renamed into place). A hit takes no lock: open, fstat (the owner check), read, close. A
 miss takes a per-key lock (released by the kernel if the holder dies), and writes relative
-to the function's folder, opened once per process. The total size lives in a small ledger
+to the function's folder, opened once per process and used while it is still the folder at
+its path. The total size lives in a small ledger
 file, updated under its own lock, so that ``max_size`` is kept across processes without
 listing the directory on every write.
 
@@ -49,6 +50,7 @@ from ._locks import (
     key_lock,
     range_lock,
     remove_if_idle,
+    retire,
 )
 from ._store import HEAD_BYTES, SECRET_ADVICE, KeyLock, Store, StoredEntry, complete_head
 
@@ -301,7 +303,7 @@ class FileStore(Store):
 
         Everything is relative to the function's folder opened by this process without
         following links, and the shard is opened ``O_NOFOLLOW`` by the ``O_TMPFILE`` open
-        itself: nothing is written through a link, with no ``lstat`` per write. A crash
+        itself: nothing is written through a link, with no ``lstat`` of the shard. A crash
         leaves no temporary file: an unnamed one vanishes with its descriptor."""
         shard = key[:2]
         name = f"{shard}{os.sep}{key}{SUFFIX}"
@@ -337,13 +339,41 @@ class FileStore(Store):
                       self._dirs[function])
 
     def _folder(self, function: str) -> _Folder:
-        """The function's folder as this process writes to it (created if missing)."""
+        """The function's folder as this process writes to it (created if missing).
+
+        The folder opened before is used only while its descriptor is still the one this
+        store opened (one ``fstat``: a daemon closes every descriptor and opens its own,
+        which get the same numbers) and it is still the folder at the function's path (one
+        ``lstat``: a folder moved aside, or the whole cache, would take every result where
+        no process reads it, this one included)."""
         folder = self._open.get(function)
-        return folder if folder is not None else self._open_folder(function, None)
+        if folder is not None:
+            try:
+                mine = os.fstat(folder.fd)
+            except OSError:  # closed by someone else
+                mine = None
+            if mine is None or mine.st_ino != folder.ino or mine.st_dev != folder.dev:
+                folder.fd = -1  # not this store's descriptor any more: never closed here
+                return self._open_folder(function, folder)
+            fdir = self._dirs[function]
+            try:
+                st = os.stat(fdir, follow_symlinks=False)
+            except OSError:  # removed (made again), or unreachable (said by the open)
+                st = None
+            if st is not None and st.st_ino == folder.ino and st.st_dev == folder.dev:
+                return folder
+            # Keys are locked in the lock file of the folder at the path from now on.
+            try:
+                lock = os.stat(LOCK_FILE, dir_fd=folder.fd, follow_symlinks=False)
+                retire(os.path.join(fdir, LOCK_FILE), (lock.st_dev, lock.st_ino))
+            except OSError:  # none there: no description of it is kept
+                pass
+        return self._open_folder(function, folder)
 
     def _open_folder(self, function: str, gone: _Folder | None) -> _Folder:
         """Open the function's folder (creating it if missing), never through a link, in
-        place of ``gone`` (a folder removed since it was opened, or None)."""
+        place of ``gone`` (a folder removed or moved since it was opened, a descriptor no
+        longer this store's, or None)."""
         self.path(function, "")
         fdir = self._dirs[function]
         try:
@@ -356,7 +386,12 @@ class FileStore(Store):
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise _not_a_folder(fdir) from exc
             raise
-        folder = _Folder(fd, os.path.basename(fdir))
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        folder = _Folder(fd, os.path.basename(fdir), st)
         current = self._open.get(function)
         if current is None or current is gone:
             self._open[function] = folder
@@ -950,15 +985,21 @@ class _Folder:
     path creates, links and locks files relative to it. Closed when the last thread holding
     it drops it, so a thread still writing through it never sees its descriptor reused."""
 
-    __slots__ = ("fd", "name")
+    __slots__ = ("dev", "fd", "ino", "name")
 
-    def __init__(self, fd: int, name: str) -> None:
+    def __init__(self, fd: int, name: str, st: os.stat_result) -> None:
         self.fd = fd
         self.name = name  # the folder's name under the root (the tally's key)
+        self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
 
-    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close,
+                _fstat: Callable[[int], os.stat_result] = os.fstat) -> None:
+        if self.fd < 0:  # disowned: the number is someone else's now
+            return
         try:
-            _close(self.fd)
+            st = _fstat(self.fd)
+            if st.st_ino == self.ino and st.st_dev == self.dev:  # not a number reused since
+                _close(self.fd)
         except OSError:
             pass
 

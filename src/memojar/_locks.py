@@ -112,18 +112,37 @@ def _drop_inherited() -> None:
     for lock in _held:
         fd, lock._fd = lock._fd, None
         if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:  # already closed by the child's own cleanup: nothing to drop
-                pass
+            _close_if_ours(fd, lock._ident)
     _held.clear()
     for pool in list(_idle.values()):
         while pool:
             try:
-                os.close(pool.pop())
-            except (OSError, IndexError):
+                _close_if_ours(*pool.pop())
+            except IndexError:
                 pass
     _idle.clear()
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _ours(fd: int, ident: tuple[int, int]) -> bool:
+    """Whether ``fd`` is still the lock file this module opened: a caller that closes every
+    descriptor (a daemon) and opens its own gets the same numbers, which are then its own."""
+    try:
+        return _identity(fd) == ident
+    except OSError:
+        return False
+
+
+def _close_if_ours(fd: int, ident: tuple[int, int]) -> None:
+    if _ours(fd, ident):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 if _OFD and hasattr(os, "register_at_fork"):
@@ -139,30 +158,45 @@ class _RangeLock(KeyLock):
         self._range = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
         self._unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
         self._fd: int | None = None
+        self._ident = (0, 0)  # the lock file's (st_dev, st_ino), while held
 
     def acquire_within(self, timeout: float) -> bool:
         # The usual case first: the key is free, and no deadline need be computed.
         return self.acquire(blocking=False) or super().acquire_within(timeout)
+
+    def _fresh(self) -> tuple[int, tuple[int, int]]:
+        fd = self._open()
+        try:
+            return fd, _identity(fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def acquire(self, blocking: bool = True) -> bool:
         command = fcntl.F_OFD_SETLKW if blocking else fcntl.F_OFD_SETLK
         while True:
             pool = _idle.get(self._path)
             try:
-                fd = pool.pop() if pool else self._open()  # list.pop is atomic
+                fd, ident = pool.pop() if pool else self._fresh()  # list.pop is atomic
             except IndexError:  # another thread took the last idle one
-                fd = self._open()
+                fd, ident = self._fresh()
             try:
                 fcntl.fcntl(fd, command, self._range)
-                if os.fstat(fd).st_nlink:
-                    self._fd = fd
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != ident:  # an idle number the caller reused
+                    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._unlock)  # its file: left as it was
+                    continue  # and never closed here
+                if st.st_nlink:
+                    self._fd, self._ident = fd, ident
                     _held.add(self)  # set operations are atomic: no lock needed for a fork
                     return True
                 # ``remove_if_idle`` unlinked the file (while we waited on it, or while the
                 # description was idle): lock the new one
             except OSError as exc:
+                if not _ours(fd, ident):  # an idle number the caller closed, or reused
+                    continue
                 if not blocking and exc.errno in _BUSY:
-                    _put_idle(self._path, fd)  # it holds no lock: reusable
+                    _put_idle(self._path, fd, ident)  # it holds no lock: reusable
                     return False
                 os.close(fd)
                 raise
@@ -181,23 +215,41 @@ class _RangeLock(KeyLock):
             # descriptor of this description, and closing ours alone would release nothing.
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._unlock)
         except BaseException:
-            os.close(fd)
+            _close_if_ours(fd, self._ident)
             raise
-        _put_idle(self._path, fd)
+        _put_idle(self._path, fd, self._ident)
 
 
 # Open descriptions of lock files that hold no lock, kept for the next acquire of the same
 # file: a miss then opens no lock file (each description is used by one lock at a time, so
 # threads still exclude each other). A forked child closes them: sharing a description with
 # its parent would share its locks.
-_idle: dict[str, list[int]] = {}
+# Each is kept with the file's identity, checked by the ``fstat`` every acquire makes: a
+# caller that closed the number and opened its own file there is never locked nor closed.
+_idle: dict[str, list[tuple[int, tuple[int, int]]]] = {}
 _IDLE_MAX = 8  # idle descriptions kept per lock file (about the threads that miss at once)
 
 
-def _put_idle(path: str, fd: int) -> None:
+def retire(path: str, ident: tuple[int, int]) -> None:
+    """The lock file ``ident`` (st_dev, st_ino) is no longer the one at ``path`` (its folder
+    was moved aside): its descriptions are closed, the idle ones now, the held ones when
+    released, and the next lock opens the file now at ``path``."""
+    _retired.add(ident)
+    pool = _idle.pop(path, None)
+    while pool:
+        try:
+            _close_if_ours(*pool.pop())
+        except IndexError:  # another thread took the last one
+            break
+
+
+_retired: set[tuple[int, int]] = set()  # lock files moved away with their folder
+
+
+def _put_idle(path: str, fd: int, ident: tuple[int, int]) -> None:
     pool = _idle.setdefault(path, [])
-    if len(pool) < _IDLE_MAX:
-        pool.append(fd)
+    if len(pool) < _IDLE_MAX and ident not in _retired:
+        pool.append((fd, ident))
     else:
         os.close(fd)
 

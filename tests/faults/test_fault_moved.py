@@ -1,0 +1,173 @@
+"""The folder a process opened is no longer the cache's: its next results are stored at the
+cache's path, where every process finds them, and nothing goes where the descriptor leads.
+
+The miss path writes relative to the function's folder, opened once per process. A user who
+moves the cache (or one function's folder) aside, to start afresh or to keep a copy, while a
+long-running process (a notebook kernel, a server) uses it, must not leave that process
+writing every result into the moved folder: its own next call would compute again, and so
+would every other process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import finish, read_line, spawn
+
+TIMEOUT = 60
+
+MODULE = """
+calls = []
+
+def work(x):
+    calls.append(x)
+    return x + 100
+"""
+
+# Calls work(1), says where its folder is, waits for the go file, then calls work(2) twice.
+RUNNER = """
+import os, sys, time
+from pathlib import Path
+from memojar import Cache
+import moved_work
+
+cache = Cache(os.environ["CACHE"])
+f = cache.cached(moved_work.work)
+f(1)
+name = f.__memojar__.name
+print(Path(cache.store.path(name, f.cache_key(1))).parent.parent, flush=True)
+deadline = time.monotonic() + 30
+while not os.path.exists(os.environ["GO"]) and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(f(2), f(2), moved_work.calls, Path(cache.store.path(name, f.cache_key(2))).is_file())
+"""
+
+READER = """
+import os
+from memojar import Cache
+import moved_work
+
+f = Cache(os.environ["CACHE"]).cached(moved_work.work)
+print(f(2), moved_work.calls)
+"""
+
+
+@pytest.mark.parametrize("what", ["cache", "function folder"])
+def test_a_cache_moved_aside_while_running_gets_the_next_results(
+    tmp_path: Path, what: str
+) -> None:
+    (tmp_path / "moved_work.py").write_text(MODULE)
+    root, go = tmp_path / "cache", tmp_path / "go"
+    env = {"CACHE": str(root), "GO": str(go), "PYTHONPATH": str(tmp_path)}
+    runner = spawn(RUNNER, **env)
+    fdir = Path(read_line(runner).strip())  # it opened the function's folder
+    moved = root if what == "cache" else fdir
+    subprocess.run(["mv", str(moved), str(tmp_path / "aside")], check=True, timeout=TIMEOUT)
+    go.touch()
+    # Its second call is a hit: the first stored where this process (and any other) reads.
+    assert finish(runner, TIMEOUT).split() == ["102", "102", "[1,", "2]", "True"]
+    assert finish(spawn(READER, **env), TIMEOUT).split() == ["102", "[]"]
+
+
+# A daemon closes every descriptor it did not open, then opens its own: the numbers memojar
+# held come back, one of them a folder of the user's.
+REUSED = """
+import os, sys
+from pathlib import Path
+from memojar import Cache
+import moved_work
+
+cache = Cache(os.environ["CACHE"])
+f = cache.cached(moved_work.work)
+f(1)
+os.closerange(3, 4096)
+mine = [os.open(os.environ["MINE"], os.O_RDONLY | os.O_DIRECTORY) for _ in range(32)]
+name = f.__memojar__.name
+print(f(2), f(2), moved_work.calls, Path(cache.store.path(name, f.cache_key(2))).is_file())
+os.closerange(3, 4096)  # again, now that memojar holds new ones: then the cache is closed
+mine = [os.open(os.environ["MINE"], os.O_RDONLY | os.O_DIRECTORY) for _ in range(100)]
+cache.close()
+print(sorted(os.listdir(os.environ["MINE"])), [os.fstat(fd).st_ino for fd in mine] == [
+    os.stat(os.environ["MINE"]).st_ino] * 100)
+"""
+
+
+def test_descriptors_closed_and_reused_by_the_caller_are_not_written_through(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "moved_work.py").write_text(MODULE)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    env = {"CACHE": str(tmp_path / "cache"), "MINE": str(mine), "PYTHONPATH": str(tmp_path)}
+    out = finish(spawn(REUSED, **env), TIMEOUT).splitlines()
+    assert out[0].split() == ["102", "102", "[1,", "2]", "True"]
+    assert out[1] == "['notes.txt'] True"  # nothing written there, its descriptors still open
+
+
+WORK = """
+import os, time
+
+def work(x):
+    with open(os.environ["LOG"], "a") as log:
+        log.write(f"{x} {os.getpid()}\\n")
+    deadline = time.monotonic() + 20
+    while x == 3 and not os.path.exists(os.environ["RELEASE"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return x, os.getpid()
+"""
+
+# Calls work(1), then work(2) once the cache was moved aside, then work(3) when told.
+LONG_RUNNING = """
+import os, time
+from memojar import Cache
+import moved_locks
+
+def wait(name):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(os.environ[name]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+f = Cache(os.environ["CACHE"]).cached(moved_locks.work)
+print(f(1), flush=True)
+wait("GO1")
+print(f(2), flush=True)
+wait("GO2")
+print(f(3), flush=True)
+"""
+
+OTHER = """
+import os
+from memojar import Cache
+import moved_locks
+
+print(Cache(os.environ["CACHE"]).cached(moved_locks.work)(3), flush=True)
+"""
+
+
+def test_a_cache_moved_aside_while_running_keeps_one_computation_a_key(tmp_path: Path) -> None:
+    """After the move, the running process locks keys in the cache's lock file, not in the
+    moved one: a key another process is computing is waited for, not computed again."""
+    (tmp_path / "moved_locks.py").write_text(WORK)
+    log = tmp_path / "log"
+    env = {name: str(tmp_path / name.lower()) for name in ("GO1", "GO2", "RELEASE")}
+    env.update(CACHE=str(tmp_path / "cache"), LOG=str(log), PYTHONPATH=str(tmp_path))
+    running = spawn(LONG_RUNNING, **env)
+    assert read_line(running).strip() == f"(1, {running.pid})"
+    subprocess.run(["mv", env["CACHE"], str(tmp_path / "aside")], check=True, timeout=TIMEOUT)
+    Path(env["GO1"]).touch()
+    assert read_line(running).strip() == f"(2, {running.pid})"
+    other = spawn(OTHER, **env)
+    deadline = time.monotonic() + TIMEOUT
+    while f"3 {other.pid}" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the other process never computed"
+        time.sleep(0.01)
+    Path(env["GO2"]).touch()  # the running process asks for the key being computed
+    time.sleep(0.5)
+    Path(env["RELEASE"]).touch()
+    assert finish(other, TIMEOUT).strip() == f"(3, {other.pid})"
+    assert finish(running, TIMEOUT).strip() == f"(3, {other.pid})"
+    assert log.read_text().split("\n").count(f"3 {running.pid}") == 0
