@@ -916,18 +916,25 @@ def test_sixteen_threads_with_the_same_arguments_compute_once(cache_dir: Path) -
 
 
 def test_threads_with_different_arguments_do_not_wait_for_each_other(cache_dir: Path) -> None:
+    # All eight computations must be running at once to pass the barrier: threads that
+    # waited for each other would break it (a time bound measured moto's speed under load).
+    inside = threading.Barrier(8, timeout=20)
+    broken = []
+
     @cached(cache_dir=cache_dir)
     def slow(x):
-        time.sleep(0.3)
+        try:
+            inside.wait()
+        except threading.BrokenBarrierError:
+            broken.append(x)
         return x
 
-    start = time.perf_counter()
     threads = [threading.Thread(target=slow, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
-    assert time.perf_counter() - start < 2
+    assert broken == []
     assert slow.cache_info().entries == 8
 
 
