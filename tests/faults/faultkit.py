@@ -221,3 +221,16 @@ class RawEntry:
         file = self._file()
         return file.exists() if file is not None else self.store.read(self.name,
                                                                       self.key) is not None
+
+
+# A child that calls ``leasejob.work(1)`` (a module the test writes, holding its lock or
+# lease while it computes) and prints the value and every warning it was given.
+LEASE_HOLDER = """
+import warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    from leasejob import work
+    print(work(1), flush=True)
+for w in caught:
+    print("warning:", w.message, flush=True)
+"""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faultkit import LEASE_HOLDER as HOLDER
 from faultkit import finish, read_line, spawn
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
@@ -167,16 +168,6 @@ def work(x):
         print("computing", flush=True)
         time.sleep(1.0)  # the SIGSTOP lands here, with the lock held
     return x * 2
-"""
-
-HOLDER = """
-import warnings
-warnings.simplefilter("always")
-with warnings.catch_warnings(record=True) as caught:
-    from leasejob import work
-    print(work(1), flush=True)
-for w in caught:
-    print("warning:", w.message, flush=True)
 """
 
 

@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+from faultkit import LEASE_HOLDER as HOLDER
 from faultkit import finish, read_line, spawn
 
 from memojar._s3store import LEASE_TTL
@@ -28,16 +29,6 @@ def work(x):
         print("computing", flush=True)
         time.sleep(1.0)  # the SIGSTOP lands here, with the lease held
     return os.getpid()  # who computed the stored value
-"""
-
-HOLDER = """
-import warnings
-warnings.simplefilter("always")
-with warnings.catch_warnings(record=True) as caught:
-    from leasejob import work
-    print(work(1), flush=True)
-for w in caught:
-    print("warning:", w.message, flush=True)
 """
 
 
