@@ -100,6 +100,43 @@ def stampede_computes_once(location: str, tmp_path: Path, processes: int,
     assert len(log.read_text().split()) == 1
 
 
+def computing(code: str, log: Path) -> subprocess.Popen[str]:
+    """A child process running ``code``, once its cached function has started computing
+    (it appends a line to ``log``); the caller ends it (``ended``)."""
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + HANG
+    while not (log.exists() and log.read_text()):
+        if time.monotonic() >= deadline:
+            ended(child)
+            raise AssertionError("the holder never started computing")
+        time.sleep(0.05)
+    return child
+
+
+def ended(child: subprocess.Popen[str]) -> None:
+    """Kill ``child`` if it still runs, and reap it."""
+    if child.poll() is None:
+        child.kill()
+    child.communicate(timeout=HANG)
+
+
+def names_the_extra(module: str, url: str) -> str:
+    """What ``Cache(url)`` raises, as an ``ImportError``'s message, in a process where
+    ``module`` cannot be imported (as if the extra were not installed)."""
+    code = (
+        "import sys\n"
+        f"sys.modules[{module!r}] = None\n"
+        "from memojar import Cache\n"
+        "try:\n"
+        f"    Cache({url!r})\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+
+
 def lock_holder(location: str) -> subprocess.Popen[str]:
     """A child process holding the lock of (FN, k(1)) (it has said so); kill it."""
     holder = subprocess.Popen(

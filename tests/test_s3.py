@@ -30,10 +30,13 @@ from remote_kit import (
     SECRET,
     STAMPEDE,
     Planted,
+    computing,
     counted,
     each_timed,
+    ended,
     k,
     lock_holder,
+    names_the_extra,
     stampede_computes_once,
     survives_losing_the_server,
     survives_no_server,
@@ -164,17 +167,7 @@ def test_bad_timeout_is_an_error(s3_env: None) -> None:
 
 
 def test_without_boto3_an_s3_url_names_the_extra() -> None:
-    code = (
-        "import sys\n"
-        "sys.modules['boto3'] = None  # as if boto3 were not installed\n"
-        "from memojar import Cache\n"
-        "try:\n"
-        "    Cache('s3://bucket/prefix')\n"
-        "except ImportError as exc:\n"
-        "    print(exc)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = names_the_extra("boto3", "s3://bucket/prefix")
     assert "pip install -e '.[s3]'" in out and "memojar[s3]" in out
 
 
@@ -333,13 +326,8 @@ def test_a_computation_longer_than_the_lease_is_renewed_and_computes_once(
     computed: a caller that waits the whole time never takes it over."""
     log = tmp_path / "computed"
     code = _LONG.format(url=s3_location, secret=SECRET, log=str(log), seconds=LEASE_TTL + 4)
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    holder = computing(code, log)
     try:
-        deadline = time.monotonic() + HANG
-        while not (log.exists() and log.read_text()):
-            assert time.monotonic() < deadline, "the holder never started computing"
-            time.sleep(0.05)
         waiter = subprocess.run([sys.executable, "-c", code], capture_output=True,
                                 text=True, timeout=HANG * 2)
         assert waiter.returncode == 0, waiter.stderr
@@ -349,9 +337,7 @@ def test_a_computation_longer_than_the_lease_is_renewed_and_computes_once(
         assert out.strip() == "42"
         assert len(log.read_text().split()) == 1
     finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.communicate(timeout=HANG)
+        ended(holder)
 
 
 def test_lease_is_renewed_while_held_and_taken_over_after_a_kill(s3_location: str) -> None:
@@ -382,13 +368,8 @@ def test_the_next_caller_computes_within_seconds_of_a_killed_holder(
     log = tmp_path / "computed"
     code = STAMPEDE.format(url=s3_location, secret=SECRET, log=str(log), start=0.0)
     code = code.replace("time.sleep(1.0)", "time.sleep(0 if os.environ.get('QUICK') else 600)")
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    holder = computing(code, log)
     try:
-        deadline = time.monotonic() + HANG
-        while not (log.exists() and log.read_text()):
-            assert time.monotonic() < deadline, "the holder never started computing"
-            time.sleep(0.05)
         holder.send_signal(signal.SIGKILL)
         holder.wait(HANG)
         start = time.monotonic()
@@ -399,9 +380,7 @@ def test_the_next_caller_computes_within_seconds_of_a_killed_holder(
         assert time.monotonic() - start < LEASE_TTL + 8  # incl. the interpreter's start
         assert len(log.read_text().split()) == 2
     finally:
-        if holder.poll() is None:
-            holder.kill()
-        holder.communicate(timeout=HANG)
+        ended(holder)
 
 
 def test_release_leaves_a_lease_taken_over_by_another(s3_location: str, client: Any) -> None:
