@@ -1,6 +1,7 @@
-"""Instructions per small file hit, counted by callgrind (deterministic, unlike timings).
+"""Instructions per small file hit (or miss), counted by callgrind (deterministic, unlike
+timings).
 
-    python benchmarks/hit_instructions.py [TREE ...] [-n 3000] [--python PY]
+    python benchmarks/hit_instructions.py [TREE ...] [-n 3000] [--python PY] [--miss]
 
 Each TREE is a source tree (a checkout with ``src/memojar``; default: this one). For each,
 a child interpreter with ``PYTHONPATH=TREE/src`` makes a ``Cache`` in a temporary directory,
@@ -13,6 +14,16 @@ Example, the first release against this tree::
 
     git worktree add /tmp/oldmain 6ac7585   # or any checkout of it
     python benchmarks/hit_instructions.py /tmp/oldmain .
+
+``--miss`` counts misses instead: the child calls ``f(i)`` for N new ``i`` (each a miss that
+stores its entry) after 300 warm-up misses, in a temporary directory under ``--tmp``
+(default ``/dev/shm``: tmpfs, as compare.py's miss). The TREE ``floor`` is compare.py's
+floor (hash, open, write, rename; no header, no lock), for the ratio::
+
+    python benchmarks/hit_instructions.py --miss . floor
+
+Instructions are what the process runs in user space: they show the Python a path costs,
+not the kernel's share of its system calls (``strace -c`` counts those).
 
 Needs valgrind. Counts vary by a few dozen instructions from run to run (address-space
 layout, hash seeds); differences of a few hundred are real.
@@ -46,16 +57,42 @@ with tempfile.TemporaryDirectory() as tmp:
 """
 
 
-def instructions(tree: str, n: int, python: str) -> int:
-    """Total instructions of one child run (callgrind's summary)."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.abspath(tree), "src"),
-               PYTHONHASHSEED="0")
+MISS_CHILD = r"""
+import sys, tempfile
+n, tree, tmp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+def small(x, y=1):
+    return {"x": x, "y": y, "items": [x, x + 1, x + 2]}
+
+with tempfile.TemporaryDirectory(dir=tmp) as tmp:
+    if tree == "floor":
+        import compare
+        f = compare.floor_memoize(tmp)(small)
+    else:
+        from memojar import Cache
+        f = Cache(tmp).cached(small)
+    for i in range(300):  # warm-up: folders made, code paths taken once
+        f(-1 - i)
+    for i in range(n):
+        f(i)
+    if tree != "floor":
+        assert f.cache_info().misses == n + 300, f.cache_info()
+"""
+
+
+def instructions(tree: str, n: int, python: str, miss_tmp: str | None = None) -> int:
+    """Total instructions of one child run (callgrind's summary); with ``miss_tmp``, of
+    the miss child writing under that directory."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = here if tree == "floor" else os.path.join(os.path.abspath(tree), "src")
+    env = dict(os.environ, PYTHONPATH=src, PYTHONHASHSEED="0")
+    args = [CHILD, str(n)] if miss_tmp is None else [MISS_CHILD, str(n), tree, miss_tmp]
     env.pop("MEMOJAR_DISABLE", None)
     with tempfile.TemporaryDirectory() as out:
         dest = os.path.join(out, "callgrind.out")
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dest}",
-             python, "-c", CHILD, str(n)],
+             python, "-c", *args],
             env=env, check=True, timeout=900, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -67,8 +104,8 @@ def instructions(tree: str, n: int, python: str) -> int:
     return int(found.group(1))
 
 
-def per_hit(tree: str, n: int, python: str) -> float:
-    return (instructions(tree, n, python) - instructions(tree, 0, python)) / n
+def per_call(tree: str, n: int, python: str, miss_tmp: str | None = None) -> float:
+    return (instructions(tree, n, python, miss_tmp) - instructions(tree, 0, python, miss_tmp)) / n
 
 
 def main() -> None:
@@ -77,10 +114,16 @@ def main() -> None:
         os.path.abspath(__file__)))], help="source trees (with src/memojar)")
     p.add_argument("-n", type=int, default=3000, help="hits in the measured run")
     p.add_argument("--python", default=sys.executable, help="the interpreter to run")
+    p.add_argument("--miss", action="store_true", help="count misses, not hits")
+    p.add_argument("--tmp", default="/dev/shm", help="where the misses write (--miss)")
     args = p.parse_args()
-    print(f"{'tree':<40} {'instructions/hit':>16}")
+    if "floor" in args.trees and not args.miss:
+        p.error("the floor is counted for misses only (--miss)")
+    what = "miss" if args.miss else "hit"
+    print(f"{'tree':<40} {'instructions/' + what:>18}")
     for tree in args.trees:
-        print(f"{tree:<40} {per_hit(tree, args.n, args.python):>16,.0f}", flush=True)
+        count = per_call(tree, args.n, args.python, args.tmp if args.miss else None)
+        print(f"{tree:<40} {count:>18,.0f}", flush=True)
 
 
 if __name__ == "__main__":
