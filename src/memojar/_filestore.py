@@ -380,7 +380,7 @@ class FileStore(Store):
             try:
                 fd = os.open(fdir, _O_DIR)
             except FileNotFoundError:
-                self._makedirs(fdir)
+                self._makedirs(fdir, recheck=True)
                 fd = os.open(fdir, _O_DIR)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -422,8 +422,16 @@ class FileStore(Store):
         self._folders(path)
         return _create_new(path)
 
-    def _makedirs(self, path: str) -> None:
-        _makedirs(path, self.root, self._tagged)
+    def _makedirs(self, path: str, recheck: bool = False) -> None:
+        """``_makedirs`` under this store's root; ``recheck``: look at the root's tag even if
+        it was memojar's (a function folder is being made: the root may have been replaced
+        by a folder of the user's since). A root that is not memojar's is an ``OSError``
+        here, so a call that was storing its result warns and returns it."""
+        try:
+            _makedirs(path, self.root, self._tagged and not recheck)
+        except NotACacheDirectory as exc:
+            self._tagged = False
+            raise OSError(errno.EEXIST, str(exc), self.root) from None
         self._tagged = True
 
     def _folders(self, path: str) -> None:
@@ -434,7 +442,7 @@ class FileStore(Store):
         try:
             _no_links(*folders)
         except FileNotFoundError:
-            self._makedirs(shard)
+            self._makedirs(shard, recheck=True)
             _no_links(*folders)
 
     def _reserve(self, path: str, size: int) -> tuple[int, str]:
@@ -445,6 +453,7 @@ class FileStore(Store):
         room between them. While they hold it all, this one waits (``RESERVE_WAIT``)."""
         max_size = self.max_size
         assert max_size is not None  # and size <= max_size: ``Store.write`` refused others
+        self._folders(path)  # first: a root that is no longer memojar's gets no ledger file
         deadline = time.monotonic() + RESERVE_WAIT
         delay = 0.005
         while True:
@@ -452,7 +461,10 @@ class FileStore(Store):
             try:
                 with self._ledger() as ledger:
                     if ledger.fits(size):
-                        made = self._create_temp(path)
+                        try:
+                            made = _create_new(path)
+                        except FileNotFoundError:  # removed since (clear): made again
+                            made = self._create_temp(path)
                         os.ftruncate(made[0], size)
                         ledger.add(size)
             except BaseException:
@@ -680,6 +692,8 @@ class FileStore(Store):
         return _FlockLock(fd)
 
     def _write_stats(self, data: dict[str, Any]) -> None:
+        if not is_cache_dir(self.root):  # replaced by a folder of the user's since it opened
+            raise OSError(errno.EEXIST, "not memojar's folder (no CACHEDIR.TAG)", self.root)
         _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode())
 
     def _restore(self, tally: dict[str, list[int]]) -> None:
@@ -1261,15 +1275,16 @@ def _mark(root: str) -> None:
 
 def _makedirs(path: str, root: str, tagged: bool) -> None:
     """Create ``path`` (the root or a folder under it) and any missing parents, each private
-    to the user (0700); the root is tagged before anything goes in, unless it is known to be
-    (``tagged``: its store claimed it, or tagged it since).
+    to the user (0700); the root is claimed before anything goes in (``_claim``: tagged if
+    memojar made it or it is empty, ``NotACacheDirectory`` if it holds files of someone
+    else's), unless it is known to be memojar's (``tagged``: its store claimed it, or tagged
+    it since).
 
     ``os.makedirs`` applies its mode to the last directory only; this applies it to all.
     """
-    if os.path.isdir(path):
+    if tagged and os.path.isdir(path):
         return
     if not os.path.isdir(root):
-        tagged = False
         missing = []
         head = os.path.dirname(root)
         while head and not os.path.isdir(head):
@@ -1285,13 +1300,16 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
         except FileExistsError:  # another process made it first
             if not os.path.isdir(root):
                 raise NotADirectoryError(errno.ENOTDIR, "not a directory", root) from None
-    # Tagged before anything goes in, by whichever process gets here first (the tag is
+        tagged = False
+    # Claimed before anything goes in, by whichever process gets here first (the tag is
     # created exclusively): the process that made the root may be descheduled before it
     # tags it, and a root filled untagged meanwhile is refused by every process that opens
-    # it next (``_claim``). Only a root missing when its store opened (``_claim`` did not
-    # run) or when looked at just now comes here: memojar's own.
-    if not tagged and not is_cache_dir(root):
-        _mark(root)
+    # it next. A root that was missing when its store opened and exists now is not
+    # necessarily another memojar's: a script that made ``Cache("out")`` and then wrote its
+    # own files into a new ``out/`` has it refused here, never tagged (backup tools that
+    # honour the tag would skip the user's files).
+    if not tagged:
+        _claim(root)
     below = os.path.relpath(path, root)
     if below == ".":
         return

@@ -119,6 +119,43 @@ def test_a_folder_of_yours_is_refused_and_left_as_it_was(tmp_path: Path) -> None
     assert snapshot(folder) == before  # no CACHEDIR.TAG, no file deleted, no folder removed
 
 
+# The user's folder appears at the cache's path after the cache was opened: before memojar
+# made it ("made later": ``Cache("out")`` at the top of a script that then writes its own
+# output into a new ``out/``), or in place of the cache while a process runs ("replaced").
+LATE_FOLDER = """
+import os, shutil, warnings
+import memojar
+from work import work
+cache = memojar.Cache(os.environ["CACHE"], max_size=int(os.environ["MAX"]) or None)
+f = cache.cached(work)
+if os.environ["WHEN"] == "replaced":
+    f(1)
+    shutil.rmtree(os.environ["CACHE"])
+os.rename(os.environ["MINE"], os.environ["CACHE"])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print(f(2), f(2), f.cache_info().misses, all("did not create" in str(w.message)
+                                                 for w in caught) and len(caught))
+cache.flush_stats()
+"""
+
+
+@pytest.mark.parametrize("max_size", [0, 10_000_000], ids=["unbounded", "max_size"])
+@pytest.mark.parametrize("when", ["made later", "replaced"])
+def test_a_folder_of_yours_at_the_path_later_is_refused_and_left_as_it_was(
+    tmp_path: Path, when: str, max_size: int
+) -> None:
+    folder = users_folder(tmp_path / "mine")
+    (tmp_path / "work.py").write_text(MODULE)
+    before = snapshot(folder)
+    cache = tmp_path / "cache"
+    out = ok(LATE_FOLDER, CACHE=str(cache), MINE=str(folder), WHEN=when, MAX=str(max_size),
+             PYTHONPATH=str(tmp_path))
+    calls = 3 if when == "replaced" else 2
+    assert out.split() == ["4", "4", str(calls), "2"]  # computed, returned, warned each time
+    assert snapshot(cache) == before  # no CACHEDIR.TAG, no folder, no ledger, no .stats
+
+
 def test_a_new_folder_is_tagged_and_ignored_by_git(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -275,7 +312,7 @@ def test_a_link_planted_at_the_next_temporary_name_is_skipped(
     store = _filestore.FileStore(tmp_path / "cache", max_size=1_000_000)
     key = "ab" + "0" * 30
     path = store.path("fn", key)
-    os.makedirs(os.path.dirname(path))
+    store.write("fn", "ab" + "1" * 30, [b"another entry"])  # memojar makes the shard
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     monkeypatch.setattr(_filestore, "_SEQUENCE", itertools.count(0x1234))
