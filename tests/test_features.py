@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -479,6 +480,24 @@ def test_the_memory_tier_sees_this_process_clear_and_delete(cache_dir: Path) -> 
     f.cache_delete(1)
     f(1)
     assert calls == [1, 1, 1]
+
+
+@pytest.mark.parametrize("how", ["cache_clear", "cache_delete"])
+def test_the_memory_tier_forgets_at_this_process_clear_after_the_cache_was_deleted_by_hand(
+    cache_dir: Path, how: str
+) -> None:
+    """``rm -rf`` of the cache bumps no stamp: the process's own clear or delete (which then
+    finds nothing on disk to remove) must still empty its memory tier."""
+    f, calls = counting(cache_dir, memory=4)
+    f(1)
+    shutil.rmtree(cache_dir)
+    f(1)  # held in memory: nothing told this process (see the README's memory tier)
+    if how == "cache_clear":
+        f.cache_clear()
+    else:
+        f.cache_delete(1)
+    f(1)
+    assert calls == [1, 1]
 
 
 def test_the_memory_tier_sees_refresh_of_the_same_call_spelled_otherwise(

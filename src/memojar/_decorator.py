@@ -759,11 +759,27 @@ class _Memo:
 
     def clear(self) -> int:
         """Remove the entries this function can read (of its scope, and of this Python)."""
-        return self.store.remove([
-            stored for stored in self.store.scan(self.name)
-            if (header := header_of(stored)) is not None and header.function == self.name
-            and header.scope == self.scope and header.python == _entry.PYTHON
-        ])
+        try:
+            return self.store.remove([
+                stored for stored in self.store.scan(self.name)
+                if (header := header_of(stored)) is not None and header.function == self.name
+                and header.scope == self.scope and header.python == _entry.PYTHON
+            ])
+        finally:
+            self.forget_here()
+
+    def delete(self, key: str) -> bool:
+        """Remove the entry of ``key``, if any."""
+        try:
+            return self.store.delete(self.name, key)
+        finally:
+            self.forget_here()
+
+    def forget_here(self) -> None:
+        """After this process removed entries: its memory tier forgets even if the store's
+        stamp did not change (the cache deleted by hand, or moved aside, bumps nothing)."""
+        if self.generation is not None:
+            self.forget()
 
     def info(self) -> CacheInfo:
         return CacheInfo(self.hits, self.misses, *stored_total(self.store, self.name))
@@ -919,7 +935,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
         """Remove the entry of this call, if any; return True if one was removed."""
-        return memo.store.delete(memo.name, key_of(args, kwargs))
+        return memo.delete(key_of(args, kwargs))
 
     def cache_info() -> CacheInfo:
         """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
