@@ -121,7 +121,7 @@ def parse_duration(text: str) -> Duration:
 
 def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
     """The parser of the command line (and of ``%memojar``, with ``prog="%memojar"``)."""
-    from . import __version__
+    from ._version import __version__
 
     parser = _Parser(
         prog=prog,
