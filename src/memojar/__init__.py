@@ -11,8 +11,6 @@ command line.
 
 from __future__ import annotations
 
-import logging as _logging
-
 from ._cache import Cache, CachedFunction, EntryInfo, UnknownStoreError, cached
 from ._control import disabled
 from ._decorator import CacheInfo
@@ -24,8 +22,6 @@ __all__ = [
     "Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning", "Store",
     "UnknownStoreError", "cached", "disabled",
 ]
-
-_logging.getLogger("memojar").addHandler(_logging.NullHandler())
 
 
 def load_ipython_extension(ipython: object) -> None:
