@@ -11,21 +11,17 @@ command line.
 
 from __future__ import annotations
 
-import logging as _logging
-
 from ._cache import Cache, CachedFunction, EntryInfo, UnknownStoreError, cached
 from ._control import disabled
 from ._decorator import CacheInfo
 from ._errors import MemojarWarning
 from ._store import Store
+from ._version import __version__ as __version__
 
 __all__ = [
     "Cache", "CacheInfo", "CachedFunction", "EntryInfo", "MemojarWarning", "Store",
     "UnknownStoreError", "cached", "disabled",
 ]
-__version__ = "0.1.0"
-
-_logging.getLogger("memojar").addHandler(_logging.NullHandler())
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -8,8 +8,6 @@ its size limit, pruning and listing. ``cached`` is ``Cache.cached`` on a cache c
 from __future__ import annotations
 
 import atexit
-import datetime as _dt
-import importlib
 import math
 import os
 import re
@@ -18,6 +16,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import (
+    TYPE_CHECKING,
     Any,
     Concatenate,
     NamedTuple,
@@ -34,6 +33,11 @@ from ._errors import logger
 from ._identity import generator_kind
 from ._store import Store, StoredEntry, header_of
 
+if TYPE_CHECKING:
+    import datetime as _dt  # imported where used: it was 5% of ``import memojar``
+
+    Ttl = float | int | _dt.timedelta | None
+
 P = ParamSpec("P")
 Q = ParamSpec("Q")
 R = TypeVar("R")
@@ -41,8 +45,6 @@ R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
 S = TypeVar("S")
-
-_UTC = _dt.timezone.utc
 
 
 class EntryInfo(NamedTuple):
@@ -168,8 +170,6 @@ class BoundCachedFunction(Protocol[P, R_co, Q]):
     def cache_explain(self, *args: Q.args, **kwargs: Q.kwargs) -> str: ...
 
 
-Ttl = float | int | _dt.timedelta | None
-
 
 def default_directory() -> str:
     """``$MEMOJAR_DIR``, else the platform's user cache directory + ``memojar``."""
@@ -208,6 +208,8 @@ def _optional(module: str, name: str, extra: str, what: str) -> StoreFactory:
     def factory(
         location: str, max_size: int | None, secret: bytes | None, signed: bool
     ) -> Store:
+        import importlib
+
         try:
             store: type[Any] = getattr(importlib.import_module(module, __package__), name)
         except ImportError as exc:
@@ -231,7 +233,7 @@ STORES: dict[str, StoreFactory] = {
     "s3": _optional("._s3store", "S3Store", "s3", "the S3 client (boto3)"),
 }
 # A scheme: two or more letters before a colon ("C:" is a Windows drive, not a scheme).
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+_SCHEME = r"([A-Za-z][A-Za-z0-9+.-]+):"  # compiled at the first use (re caches it)
 
 
 # Object stores users ask for that memojar does not offer, and why (said in the error).
@@ -277,7 +279,7 @@ def open_store(
     """The store for a location: a URL of a registered scheme (``STORES``) or a directory
     path. ``secret`` signs entries (and what a store keeps beside them, Redis chunk
     pointers). Raises ``UnknownStoreError`` for a URL of a scheme nobody registered."""
-    match = _SCHEME.match(location)
+    match = re.match(_SCHEME, location)
     if match is None:
         return _file_store(location, max_size, secret, signed)
     scheme = match[1].lower()
@@ -840,15 +842,17 @@ def cached(
 def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
     if ttl is None:
         return None
-    if isinstance(ttl, _dt.timedelta):
-        seconds = ttl.total_seconds()
-    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
         seconds = float(ttl)
     else:
-        raise TypeError(
-            f"{name}= must be seconds (int or float) or a datetime.timedelta, "
-            f"not {type(ttl).__name__}"
-        )
+        import datetime as dt  # imported already if ttl is a timedelta
+
+        if not isinstance(ttl, dt.timedelta):
+            raise TypeError(
+                f"{name}= must be seconds (int or float) or a datetime.timedelta, "
+                f"not {type(ttl).__name__}"
+            )
+        seconds = ttl.total_seconds()
     if not (seconds > 0 and math.isfinite(seconds)):
         raise ValueError(f"{name}= must be a positive, finite duration, got {ttl!r}")
     return seconds
@@ -927,6 +931,8 @@ def _function_name(function: str | Callable[..., Any] | None) -> str | None:
 
 
 def _utc(timestamp: float) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(timestamp, _UTC)
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
 
 

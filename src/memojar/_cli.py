@@ -121,7 +121,7 @@ def parse_duration(text: str) -> Duration:
 
 def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
     """The parser of the command line (and of ``%memojar``, with ``prog="%memojar"``)."""
-    from . import __version__
+    from ._version import __version__
 
     parser = _Parser(
         prog=prog,
@@ -197,7 +197,7 @@ def open_cache(location: str | None) -> Cache:
     location = location or default_directory()
     if location.startswith("file://"):
         location = location[len("file://"):]
-    if _SCHEME.match(location) is None:  # a URL (of any other scheme) is Cache's to judge
+    if re.match(_SCHEME, location) is None:  # a URL (of any other scheme) is Cache's to judge
         path = os.path.abspath(os.path.expanduser(location))
         if not os.path.lexists(path):
             raise NoCacheYet(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import itertools
-import logging
 import math
 import pickle
 import sys
@@ -24,7 +23,7 @@ from typing import Any, NamedTuple, cast
 from . import _depends, _entry
 from ._control import SWITCH
 from ._entry import Miss
-from ._errors import logger, warn
+from ._errors import DEBUG, logger, warn
 from ._identity import (
     code_fingerprint,
     dependencies,
@@ -80,7 +79,6 @@ class _Missing:
 MISSING: Any = _Missing()
 _Args = tuple[Any, ...]  # bound or call arguments
 _TASKS: set[Any] = set()  # background recomputations of coroutine functions, kept alive
-_DEBUG = logging.DEBUG
 _compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIME_AT
 # Types whose values equal only values of their own type (not bool, float or complex:
 # ``True == 1 == 1.0``), so a tuple of them finds in a dict only a tuple of the same types
@@ -353,7 +351,7 @@ class _Memo:
                 self.discard(key, miss.reason, data)
             return MISSING
         self.tally.saved += saved
-        if logger.isEnabledFor(_DEBUG):
+        if logger.isEnabledFor(DEBUG):
             logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
                          saved)
         return value

@@ -1,14 +1,91 @@
-"""The warning memojar raises when the cache, not the user's function, has a problem."""
+"""The warning memojar raises when the cache, not the user's function, has a problem, and
+the "memojar" logger."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+import threading
 import warnings
+from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-logger = logging.getLogger("memojar")
+if TYPE_CHECKING:
+    import logging
+
+DEBUG = 10  # logging.DEBUG
+WARNING = 30  # logging.WARNING: what a logger nobody configured lets through
+_MODULES = sys.modules
+_LOADING = threading.Lock()
+
+
+def _forward(name: str) -> Callable[..., None]:
+    """A logging call of the stand-in: nothing before ``logging`` is imported, else the real
+    logger's (the record names the caller's line: ``stacklevel`` counts this frame)."""
+
+    def call(self: _Logger, msg: object, *args: Any, **kwargs: Any) -> None:
+        if "logging" in _MODULES:
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+            getattr(self.load(), name)(msg, *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+class _Logger:
+    """``logging.getLogger("memojar")`` (with a ``NullHandler``), until ``logging`` is
+    imported: that import was a fifth of ``import memojar``.
+
+    Until some code imports ``logging``, nothing can have given the logger a handler, a level
+    or a filter: a record would go nowhere, so the logging calls do nothing and
+    ``isEnabledFor`` answers logging's default (WARNING and above). Once ``logging`` is
+    imported (before ``memojar``: at once), the first call makes the real logger, adds the
+    ``NullHandler`` and makes it ``logger`` in every memojar module, which each imported it
+    by name: from then on calls go straight to it, as they did when memojar imported
+    ``logging`` itself. Configure ``logging.getLogger("memojar")``, never this object.
+
+    One difference from a logger made at import: a program that imports ``logging`` after
+    ``memojar`` and then runs ``logging.config.dictConfig`` (or ``fileConfig``) with
+    ``disable_existing_loggers`` before memojar logs anything finds no "memojar" logger to
+    disable, so memojar's records follow the configuration like any other new logger's.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:
+        if "logging" in _MODULES:
+            return self.load().isEnabledFor(level)
+        return level >= WARNING
+
+    debug = _forward("debug")
+    info = _forward("info")
+    warning = _forward("warning")
+    error = _forward("error")
+    exception = _forward("exception")
+    critical = _forward("critical")
+
+    real: logging.Logger | None = None
+
+    def load(self) -> logging.Logger:
+        with _LOADING:
+            if self.real is None:
+                import logging
+
+                self.real = logging.getLogger("memojar")
+                self.real.addHandler(logging.NullHandler())
+                for module in list(_MODULES.values()):
+                    name = str(getattr(module, "__name__", ""))
+                    if name.partition(".")[0] == "memojar" and \
+                            getattr(module, "logger", None) is self:
+                        setattr(module, "logger", self.real)  # noqa: B010 - a module's global
+            return self.real
+
+
+if TYPE_CHECKING:
+    logger: logging.Logger
+else:
+    logger = _Logger()
+    if "logging" in _MODULES:  # a program that uses logging: the logger exists from now
+        logger.load()
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 

@@ -32,6 +32,16 @@ _CO_HAS_DOCSTRING = 0x4000000  # 3.14+: set when the function has a docstring
 _CO_GENERATOR = 0x20 | 0x200  # inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
 
+# The key of a value inside a function's identity (what a closure captures, a default, a
+# bound argument, a module constant) is its key as a call argument: ``_keys.make_key``, which
+# ``_keys`` sets here when it is imported (``memojar/__init__`` imports it, so before any
+# function here runs). A mutual recursion (``make_key`` keys a function passed as an argument
+# by ``function_identity`` here) without an import cycle: ``_keys`` imports this module,
+# never the other way.
+def value_key(values: tuple[Any, ...]) -> str:  # replaced by _keys.make_key
+    raise RuntimeError("memojar._identity is used before memojar._keys is imported")
+
+
 def function_name(func: Callable[..., Any]) -> str:
     """``module.qualname``, the name the cache and the command line know a function by.
 
@@ -176,16 +186,12 @@ def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
 
 
 def _plain_key(value: Any) -> str:
-    from ._keys import make_key
-
-    return make_key((value,))
+    return value_key((value,))
 
 
 def _state_shape(value: Any) -> Any:
-    from ._keys import make_key
-
     try:
-        return ("state", make_key((value,)))
+        return ("state", value_key((value,)))
     except Exception:  # noqa: BLE001 - whatever pickling raised: count it by its type
         return ("type", type(value).__module__, type(value).__qualname__)
 
@@ -604,9 +610,7 @@ def _constant(value: Any, budget: list[int] | None = None) -> bool:
 
 
 def _constant_digest(value: Any) -> str:
-    from ._keys import make_key
-
-    return make_key((value,))[:16]
+    return value_key((value,))[:16]
 
 
 def identity_digest(rows: tuple[tuple[str, str, str], ...]) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 
 import xxhash
 
+from . import _identity
 from ._identity import class_identity, function_identity
 
 PROTOCOL = 5
@@ -588,3 +589,6 @@ def make_key(values: tuple[Any, ...], seed: int = 0) -> str:
     # Only atoms (the usual call): normalising changes nothing and there are no buffers, so
     # this is the same digest as below, without the walks (a third of a small hit).
     return xxhash.xxh3_128_hexdigest(_plain_bytes(values), seed)
+
+
+_identity.value_key = make_key  # values inside a function's identity are keyed as arguments

@@ -1,0 +1,123 @@
+"""``import memojar`` stays light: it imports neither ``logging`` nor ``datetime``, and the
+"memojar" logger behaves as it did when ``logging`` was imported with memojar. Each test runs
+a fresh interpreter: pytest itself imports ``logging``."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from conftest import run_python
+
+
+def _run(code: str) -> str:
+    return run_python(textwrap.dedent(code))
+
+
+def test_import_memojar_imports_neither_logging_nor_datetime() -> None:
+    out = _run("""
+        import sys
+        import memojar
+        print(sorted({"logging", "datetime", "textwrap", "traceback"} & set(sys.modules)))
+    """)
+    assert out.split() == ["[]"]
+
+
+def test_a_logger_configured_after_import_memojar_gets_every_record_from_its_line() -> None:
+    out = _run("""
+        import json, os, sys, tempfile
+        import memojar
+        assert "logging" not in sys.modules
+        import logging
+        records = []
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                records.append((record.getMessage().split()[0], record.levelno,
+                                os.path.basename(record.pathname)))
+
+        log = logging.getLogger("memojar")
+        log.setLevel(logging.DEBUG)
+        log.addHandler(Keep())
+        f = memojar.Cache(tempfile.mkdtemp()).cached(lambda x: x + 1)
+        assert f(1) == f(1) == 2
+        print(json.dumps([records, [type(h).__name__ for h in log.handlers]]))
+    """)
+    records, handlers = json.loads(out)
+    assert [r[:2] for r in records] == [["miss", 10], ["store", 10], ["hit", 10]]
+    assert {r[2] for r in records} == {"_decorator.py"}  # the caller's file, not _errors.py
+    assert sorted(handlers) == ["Keep", "NullHandler"]  # memojar's one NullHandler
+
+
+def test_logging_imported_before_memojar_has_its_null_handler_at_import() -> None:
+    out = _run("""
+        import logging
+        import memojar
+        print([type(h).__name__ for h in logging.getLogger("memojar").handlers])
+    """)
+    assert out.strip() == "['NullHandler']"
+
+
+def test_a_fault_warned_before_logging_is_imported_is_a_warning_and_imports_nothing() -> None:
+    out = _run("""
+        import sys, warnings
+        import memojar
+        from memojar._errors import warn
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warn("the disk is full")
+        print([str(w.message) for w in caught], "logging" in sys.modules)
+    """)
+    assert out.strip() == "['the disk is full'] False"
+
+
+def test_a_fault_with_logging_imported_but_not_configured_prints_no_log_line() -> None:
+    """The NullHandler, added when the logger is first used, keeps logging's last-resort
+    handler from printing the warning's text a second time on stderr."""
+    out = _run("""
+        import io, sys, warnings
+        import memojar
+        import logging
+        from memojar._errors import warn
+        sys.stderr = io.StringIO()
+        warnings.simplefilter("ignore")
+        warn("the disk is full")
+        print(repr(sys.stderr.getvalue()))
+    """)
+    assert out.strip() == "''"
+
+
+def test_debug_is_off_and_warning_on_until_logging_is_configured() -> None:
+    out = _run("""
+        import sys
+        import memojar
+        from memojar._errors import logger
+        before = (logger.isEnabledFor(10), logger.isEnabledFor(30), "logging" in sys.modules)
+        import logging
+        logging.getLogger("memojar").setLevel(logging.DEBUG)
+        print(before, logger.isEnabledFor(10))
+    """)
+    assert out.strip() == "(False, True, False) True"
+
+
+def test_once_logging_is_imported_every_memojar_module_logs_to_the_real_logger() -> None:
+    """So the hit path's ``logger.isEnabledFor(DEBUG)`` is the logger's own method, as when
+    memojar imported ``logging`` itself: imported before memojar, or after it."""
+    out = _run("""
+        import tempfile
+        import memojar
+        import logging
+        f = memojar.Cache(tempfile.mkdtemp()).cached(lambda x: x + 1)
+        f(1)
+        from memojar import _decorator, _errors, _store
+        real = logging.getLogger("memojar")
+        print(all(m.logger is real for m in (_decorator, _errors, _store)))
+    """)
+    assert out.strip() == "True"
+    out = _run("""
+        import logging
+        from memojar import _decorator, _errors
+        real = logging.getLogger("memojar")
+        print(_decorator.logger is real and _errors.logger is real)
+    """)
+    assert out.strip() == "True"
