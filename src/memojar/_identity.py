@@ -19,7 +19,9 @@ the function, never from a ``repr`` (which holds a memory address).
 
 from __future__ import annotations
 
+import enum
 import functools
+import itertools
 import sys
 import weakref
 from collections.abc import Callable
@@ -259,8 +261,34 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                     f, FunctionType) else None for f in accessors)))
             elif isinstance(member, FunctionType):
                 members.append((name, _callable_shape(member, seen)))
+            elif isinstance(_member_function(member), FunctionType):
+                # functools.cached_property, partialmethod: the function they hold
+                members.append((name, ("holds", _callable_shape(member.func, seen),
+                                       _value_shape(getattr(member, "args", ()), seen,
+                                                    by_state=True))))
+            elif not (name.startswith("__") and name.endswith("__")):
+                # a class attribute (``FACTOR = 2``, an Enum member, a nested class, a
+                # partial): what ``self.FACTOR`` or ``Mode.A.value`` reads
+                members.append((name, _attribute_shape(member, seen)))
         shape.append((function_name(klass), tuple(members)))
     return ("class", tuple(shape))
+
+
+def _member_function(member: Any) -> Any:
+    """The function a ``functools.cached_property`` or ``partialmethod`` holds, else None."""
+    if isinstance(member, (FunctionType, type)):
+        return None
+    return getattr(member, "func", None)
+
+
+def _attribute_shape(value: Any, seen: set[int]) -> Any:
+    """A class attribute as a class's fingerprint sees it: plain data by value (as a
+    module constant), an Enum member by its value, anything else as a captured value."""
+    if isinstance(value, enum.Enum):
+        return ("enum", _attribute_shape(value._value_, seen))
+    if _constant(value):
+        return ("value", _constant_digest(value))
+    return _value_shape(value, seen)
 
 
 def is_user_module(module: str | None) -> bool:
@@ -455,8 +483,11 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     see ``code_fingerprint``, then its dependencies in turn), a ``class`` (its methods, see
     ``class_shape``, then what they depend on), or a ``constant`` (a module-level value of
     plain type, by value: numbers, strings, bytes, and tuples, lists, dicts and sets of
-    them). For a method, its class counts (found by its ``__qualname__`` at the first call,
-    so a method decorated in its class body is seen with its class). Functions and classes
+    them), or any other value by its pickled state (``_walk_object``: an instance, a
+    partial, a bound method, a table of functions, followed into what they call). The
+    functions in its defaults and closure are followed too. For a method, its class counts
+    (found by its ``__qualname__`` at the first call, so a method decorated in its class
+    body is seen with its class). Functions and classes
     of the standard library and installed distributions (``is_user_module``) are not
     followed. Names are matched by over-approximation (an attribute name that is also a
     global counts): an extra dependency costs a recomputation, a missed one a stale value.
@@ -523,13 +554,35 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     for name in sorted(names):
         if name in namespace:
             _walk_value(namespace[name], f"{module}.{name}", rows, seen, names)
-    for cell in getattr(func, "__closure__", None) or ():
-        try:
-            value = cell.cell_contents
-        except ValueError:
-            continue
-        if isinstance(value, (FunctionType, type)):
+    # What its closure captures and its defaults (``def f(x, g=lambda v: scale(v))``): their
+    # own code is in the function's fingerprint already; what they call is followed here.
+    captured = [cell.cell_contents for cell in getattr(func, "__closure__", None) or ()
+                if _filled(cell)]
+    captured.extend(getattr(func, "__defaults__", None) or ())
+    captured.extend((getattr(func, "__kwdefaults__", None) or {}).values())
+    for value in captured:
+        if isinstance(value, (FunctionType, type, functools.partial, MethodType)):
             _walk_value(value, function_name(value), rows, seen, names)
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def _add(rows: dict[str, tuple[str, str, str]], row: tuple[str, str, str]) -> None:
+    """Add a row by its name; a second, different one of the same name (two lambdas, two
+    functions of one factory) is kept too, under its name and fingerprint."""
+    present = rows.setdefault(row[1], row)
+    if present != row:
+        rows.setdefault(f"{row[1]}#{row[2]}", row)
+
+
+_ROUTINES = (BuiltinFunctionType, type(len.__call__), type(str.join), type(object.__init__),
+             type(dict.__dict__["fromkeys"]))
 
 
 def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
@@ -542,7 +595,7 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     if isinstance(value, FunctionType):
         found = function_identity(value)
         if found is not None:
-            rows.setdefault(found[0], ("function", *found))
+            _add(rows, ("function", *found))
             _walk_callable(value, rows, seen)
         elif hasattr(value, "__wrapped__"):  # a library decorator's wrapper of user code
             _walk_callable(value, rows, seen)
@@ -550,11 +603,11 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         found = class_identity(value)
         if found is not None and id(value) not in seen:
             seen.add(id(value))
-            rows.setdefault(found[0], ("class", *found))
+            _add(rows, ("class", *found))
             for klass in value.__mro__:
                 if not is_user_module(klass.__module__):
                     continue
-                for member in vars(klass).values():
+                for name, member in vars(klass).items():
                     if isinstance(member, (staticmethod, classmethod)):
                         member = member.__func__
                     if isinstance(member, property):
@@ -563,6 +616,12 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                                 _walk_callable(accessor, rows, seen)
                     elif isinstance(member, FunctionType):
                         _walk_callable(member, rows, seen)
+                    elif isinstance(_member_function(member), FunctionType):
+                        _walk_callable(member.func, rows, seen)
+                    elif isinstance(member, (type, functools.partial, MethodType)):
+                        # a nested class, a partial: its value is in the class's
+                        # fingerprint, what it calls is followed here
+                        _walk_value(member, f"{function_name(klass)}.{name}", rows, seen)
     elif isinstance(value, ModuleType):
         if names is None or id(value) in seen or not is_user_module(value.__name__):
             return
@@ -573,13 +632,41 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 _walk_value(namespace[name], f"{value.__name__}.{name}", rows, seen, names)
         seen.discard(id(value))  # another function may reach other names of it
     elif _constant(value):
-        module = where.rpartition(".")[0]
-        if is_user_module(module):
-            rows.setdefault(where, ("constant", where, _constant_digest(value)))
-    elif not callable(value) and is_user_module(type(value).__module__):
+        if is_user_module(where.rpartition(".")[0]):
+            _add(rows, ("constant", where, _constant_digest(value)))
+    elif not isinstance(value, _ROUTINES) and id(value) not in seen:
+        _walk_object(value, where, rows, seen, names)
+
+
+def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
+                 seen: set[int], names: set[str] | None) -> None:
+    """Any other global: a partial (``triple = partial(scale, k=3)``), a bound method
+    (``predict = model.predict``), a table of functions (``OPS = {"s": scale}``), an
+    instance (``CONFIG = Config(k=2)``, a callable one), a numpy array: what it calls is
+    followed, and its value counts (a row of its state, as a partial's arguments or a
+    default count: pickled, once per process; an object that cannot be pickled counts by
+    its type)."""
+    seen.add(id(value))
+    if isinstance(value, functools.partial):
+        _walk_value(value.func, where, rows, seen, names)
+    elif isinstance(value, MethodType):
+        _walk_value(value.__func__, where, rows, seen, names)
+        _walk_value(value.__self__, where, rows, seen, names)
+    elif type(value) in _CONTAINERS:
+        items = value.values() if type(value) is dict else value
+        for item in itertools.islice(items, 10_000):
+            if callable(item) and not isinstance(item, _ROUTINES):
+                _walk_value(item, where, rows, seen, names)
+    elif is_user_module(type(value).__module__):
         # an instance of a class of the user's code (``model = Model()``): its class's code
-        # counts (``model.predict(x)``), not its state
+        # (``model.predict(x)``), and its state below
         _walk_value(type(value), function_name(type(value)), rows, seen, names)
+    if not is_user_module(where.rpartition(".")[0]):
+        return
+    shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
+    if type(value) in _CONTAINERS and shape[0] == "type":  # no callables in it: its state
+        shape = _state_shape(value)
+    _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
 
 
 _CONTAINERS = (tuple, list, dict, set, frozenset)
@@ -587,8 +674,8 @@ _CONTAINERS = (tuple, list, dict, set, frozenset)
 
 def _constant(value: Any, budget: list[int] | None = None) -> bool:
     """A module-level value of plain type: numbers, strings, bytes, None, and tuples, lists,
-    dicts and sets of them, of at most 10,000 items in all (a bigger table is data, not a
-    constant: name it in ``depends_on=`` or ``files=``)."""
+    dicts and sets of them, of at most 10,000 items in all (a bigger table counts by its
+    pickled state instead, ``_walk_object``)."""
     kind = type(value)
     if kind in _PLAIN:
         return True
