@@ -196,7 +196,9 @@ def test_identity_is_the_same_under_four_hash_seeds(tmp_path: Path) -> None:
     """})
     runs = [run(tmp_path, seed) for seed in ("0", "1", "42", "12345")]
     assert len({r["ident"] for r in runs}) == 1
-    assert "helpers.TABLE" in runs[0]["ident"] and "class helpers.Model" in runs[0]["ident"]
+    rows = _entry.parse_rows(runs[0]["ident"].partition("\x1e")[2])
+    assert rows["helpers.TABLE"][0] == "constant" and rows["helpers.Model"][0] == "class"
+    assert rows["helpers.Model.LIMIT"][0] == "constant"  # a class attribute, its own row
     assert [r["misses"] for r in runs] == [1, 0, 0, 0]
 
 

@@ -140,7 +140,7 @@ CASES = {
         return x * Config.FACTOR
     """, "from helpers import Config"), "helpers.py": "class Config:\n    FACTOR = 2\n"},
         {"helpers.py": "class Config:\n    FACTOR = 3\n"}, "6", "9",
-        "class helpers.Config changed"),
+        "constant helpers.Config.FACTOR changed"),
     "a class attribute read through self in a method": (
         {"main.py": _main("""
     class Model:
@@ -161,7 +161,7 @@ CASES = {
             return x * self.FACTOR
 
     fn, args = Model.f, (Model(), 3)
-    """, "")}, "6", "9", None),  # the instance's key holds its class: a new key
+    """, "")}, "6", "9", "constant main.Model.FACTOR changed"),
     "an Enum member's value": (
         {"main.py": _main("""
     @cached
@@ -268,11 +268,8 @@ def test_an_edit_of_what_the_function_reaches_recomputes(tmp_path: Path, case: s
     write(tmp_path, edit)
     second = run(tmp_path)
     assert (second["value"], second["misses"]) == (after, 1)
-    if named is None:
-        assert second["explain"] == "miss: no entry for these arguments"
-    else:
-        assert second["explain"].startswith("incompatible: ")
-        assert named in second["explain"]
+    assert second["explain"].startswith("incompatible: ")
+    assert named in second["explain"]
 
 
 def test_a_global_numpy_array_counts_by_value(tmp_path: Path) -> None:
@@ -305,3 +302,28 @@ def test_globals_that_cannot_be_pickled_count_by_type_and_stay_stable(tmp_path: 
     """, "import threading")})
     assert run(tmp_path)["misses"] == 1
     assert run(tmp_path, seed="1")["misses"] == 0
+
+
+COUNTED = """
+    class Point:
+        FACTOR = 2
+        made = 0
+
+        def __init__(self, x):
+            Point.made += 1  # a class attribute the class bumps at run time
+            self.x = x * self.FACTOR
+"""
+
+
+def test_a_result_class_bumping_its_own_attribute_still_hits(tmp_path: Path) -> None:
+    write(tmp_path, {"models.py": COUNTED, "main.py": _main("""
+    @cached
+    def f(x):
+        return [models.Point(x), models.Point(x + 1)]
+    """, "import models")})
+    assert run(tmp_path)["misses"] == 1
+    assert run(tmp_path)["misses"] == 0  # the class's fingerprint is its code, not `made`
+    write(tmp_path, {"models.py": COUNTED.replace("FACTOR = 2", "FACTOR = 3")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and "constant models.Point.FACTOR changed" in second["explain"]
+

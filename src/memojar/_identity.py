@@ -266,9 +266,9 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                 members.append((name, ("holds", _callable_shape(member.func, seen),
                                        _value_shape(getattr(member, "args", ()), seen,
                                                     by_state=True))))
-            elif not (name.startswith("__") and name.endswith("__")):
-                # a class attribute (``FACTOR = 2``, an Enum member, a nested class, a
-                # partial): what ``self.FACTOR`` or ``Mode.A.value`` reads
+            elif isinstance(member, type) or _enum_member(member, klass):
+                # a nested class; an Enum member by its value (unpickling finds a member
+                # by value: a changed value must not load as another member)
                 members.append((name, _attribute_shape(member, seen)))
         shape.append((function_name(klass), tuple(members)))
     return ("class", tuple(shape))
@@ -281,14 +281,30 @@ def _member_function(member: Any) -> Any:
     return getattr(member, "func", None)
 
 
+def _enum_member(member: Any, klass: type) -> bool:
+    return isinstance(member, enum.Enum) and isinstance(member, klass)
+
+
 def _attribute_shape(value: Any, seen: set[int]) -> Any:
-    """A class attribute as a class's fingerprint sees it: plain data by value (as a
-    module constant), an Enum member by its value, anything else as a captured value."""
+    """A nested class or an Enum member as a class's fingerprint sees it."""
     if isinstance(value, enum.Enum):
-        return ("enum", _attribute_shape(value._value_, seen))
-    if _constant(value):
-        return ("value", _constant_digest(value))
+        value = value._value_
+        return ("enum", ("value", _constant_digest(value)) if _constant(value) else
+                _value_shape(value, seen))
     return _value_shape(value, seen)
+
+
+def _data_attribute(name: str, member: Any, klass: type) -> bool:
+    """A class attribute that is data (``FACTOR = 2``, ``op = partial(scale)``, a table):
+    not in the class's fingerprint (a counter the class bumps would make every process's
+    differ), a row of its own in the dependencies of a function that reaches the class,
+    taken at its first call like a global."""
+    if name.startswith("_") and name.endswith("_"):  # dunder and Enum's sunder names
+        return False
+    if isinstance(member, (FunctionType, staticmethod, classmethod, property, type)):
+        return False
+    return not (_enum_member(member, klass) or isinstance(_member_function(member),
+                                                          FunctionType))
 
 
 def is_user_module(module: str | None) -> bool:
@@ -618,9 +634,9 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                         _walk_callable(member, rows, seen)
                     elif isinstance(_member_function(member), FunctionType):
                         _walk_callable(member.func, rows, seen)
-                    elif isinstance(member, (type, functools.partial, MethodType)):
-                        # a nested class, a partial: its value is in the class's
-                        # fingerprint, what it calls is followed here
+                    elif isinstance(member, type) or _data_attribute(name, member, klass):
+                        # a nested class (followed), a class attribute (``self.FACTOR``,
+                        # ``op = partial(scale)``): a constant row, and what it calls
                         _walk_value(member, f"{function_name(klass)}.{name}", rows, seen)
     elif isinstance(value, ModuleType):
         if names is None or id(value) in seen or not is_user_module(value.__name__):
