@@ -89,6 +89,36 @@ CASES = {
          "helpers.py": "class Scaler:\n    def __call__(self, x):\n        return x * 2\n"},
         {"helpers.py": "class Scaler:\n    def __call__(self, x):\n        return x * 3\n"},
         "6", "9", "class helpers.Scaler changed"),
+    "a helper of a function a decorator class holds": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return traced(x)
+    """, "from helpers import traced"),
+         "helpers.py": HELPER + """
+    class Trace:
+        def __init__(self, func):
+            self.func = func
+
+        def __call__(self, *args):
+            return self.func(*args)
+
+    @Trace
+    def traced(x):
+        return scale(x)
+    """},
+        {"helpers.py": EDITED_HELPER + """
+    class Trace:
+        def __init__(self, func):
+            self.func = func
+
+        def __call__(self, *args):
+            return self.func(*args)
+
+    @Trace
+    def traced(x):
+        return scale(x)
+    """}, "6", "9", "helper helpers.inner changed"),
     "a lambda default calling a helper": (
         {"main.py": _main("""
     @cached

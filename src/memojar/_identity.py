@@ -673,10 +673,18 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         for item in itertools.islice(items, 10_000):
             if callable(item) and not isinstance(item, _ROUTINES):
                 _walk_value(item, where, rows, seen, names)
-    elif is_user_module(type(value).__module__):
-        # an instance of a class of the user's code (``model = Model()``): its class's code
-        # (``model.predict(x)``), and its state below
-        _walk_value(type(value), function_name(type(value)), rows, seen, names)
+    else:
+        if is_user_module(type(value).__module__):
+            # an instance of a class of the user's code (``model = Model()``): its class's
+            # code (``model.predict(x)``), and its state below
+            _walk_value(type(value), function_name(type(value)), rows, seen, names)
+        # the functions and classes it holds (a decorator class's ``self.func``, a
+        # library's transformer given one of the user's functions): what they call
+        attributes = getattr(value, "__dict__", None)
+        if type(attributes) is dict:
+            for item in itertools.islice(attributes.values(), 1000):
+                if isinstance(item, (FunctionType, type, functools.partial, MethodType)):
+                    _walk_value(item, function_name(item), rows, seen, names)
     if not is_user_module(where.rpartition(".")[0]):
         return
     shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
