@@ -25,7 +25,17 @@ import itertools
 import sys
 import weakref
 from collections.abc import Callable
-from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
+from types import (
+    BuiltinFunctionType,
+    ClassMethodDescriptorType,
+    CodeType,
+    FunctionType,
+    MethodDescriptorType,
+    MethodType,
+    MethodWrapperType,
+    ModuleType,
+    WrapperDescriptorType,
+)
 from typing import Any
 
 import xxhash
@@ -597,8 +607,8 @@ def _add(rows: dict[str, tuple[str, str, str]], row: tuple[str, str, str]) -> No
         rows.setdefault(f"{row[1]}#{row[2]}", row)
 
 
-_ROUTINES = (BuiltinFunctionType, type(len.__call__), type(str.join), type(object.__init__),
-             type(dict.__dict__["fromkeys"]))
+_ROUTINES = (BuiltinFunctionType, MethodWrapperType, MethodDescriptorType,
+             WrapperDescriptorType, ClassMethodDescriptorType)
 
 
 def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
