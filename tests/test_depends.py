@@ -196,7 +196,9 @@ def test_identity_is_the_same_under_four_hash_seeds(tmp_path: Path) -> None:
     """})
     runs = [run(tmp_path, seed) for seed in ("0", "1", "42", "12345")]
     assert len({r["ident"] for r in runs}) == 1
-    assert "helpers.TABLE" in runs[0]["ident"] and "class helpers.Model" in runs[0]["ident"]
+    rows = _entry.parse_rows(runs[0]["ident"].partition("\x1e")[2])
+    assert rows["helpers.TABLE"][0] == "constant" and rows["helpers.Model"][0] == "class"
+    assert rows["helpers.Model.LIMIT"][0] == "constant"  # a class attribute, its own row
     assert [r["misses"] for r in runs] == [1, 0, 0, 0]
 
 
@@ -356,6 +358,127 @@ def test_a_directory_argument_covers_the_files_inside(tmp_path: Path) -> None:
     assert f(str(folder)) == 2
     (folder / "sub" / "b.txt").write_text("")
     assert f(str(folder)) == 3
+
+
+NOT_A_FILE = """
+import os, sys, threading, time
+from memojar import Cache
+
+@Cache(sys.argv[1]).cached(files=("path",))
+def read(path):
+    with open(path, "rb") as f:
+        return f.read(5)
+
+path = sys.argv[2]
+if path.endswith("fifo"):
+    def writer():  # a writer, so that a blocked open would go on to consume its data
+        time.sleep(0.5)
+        fd = os.open(path, os.O_WRONLY)
+        os.write(fd, b"hello")
+        os.close(fd)
+    threading.Thread(target=writer, daemon=True).start()
+try:
+    read(path)
+except ValueError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_fifo_or_device_path_is_an_error_never_a_hang(tmp_path: Path, kind: str) -> None:
+    path = kind
+    if kind == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
+    done = subprocess.run([sys.executable, "-c", NOT_A_FILE, str(tmp_path / "cache"), path],
+                          env={**os.environ, "PYTHONPATH": SRC}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    what = "a FIFO" if kind == "fifo" else "a device"
+    assert f"files= parameter 'path' of __main__.read is '{path}', {what}" in done.stdout
+
+
+def test_a_fifo_inside_a_directory_is_never_read(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "a.txt").write_text("1")
+    os.mkfifo(folder / "pipe")
+    code = f"""
+import sys
+from memojar import Cache
+f = Cache({str(tmp_path / "cache")!r}).cached(files=("root",))(lambda root: 7)
+print(f({str(folder)!r}), f({str(folder)!r}), f.cache_info().misses)
+"""
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["7", "7", "1"]
+
+
+def _counting(cache_dir: Path):
+    calls = []
+
+    @Cache(cache_dir).cached(files="root")
+    def f(root):
+        calls.append(root)
+        return len(calls)
+
+    return f
+
+
+def test_a_linked_folder_inside_a_directory_counts_with_its_content(tmp_path: Path) -> None:
+    folder, other = tmp_path / "d", tmp_path / "other"
+    folder.mkdir()
+    other.mkdir()
+    (other / "b.txt").write_text("1")
+    (folder / "link").symlink_to(other)
+    f = _counting(tmp_path / "cache")
+    assert f(str(folder)) == 1 and f(str(folder)) == 1
+    (other / "b.txt").write_text("2")
+    assert f(str(folder)) == 2
+
+
+def test_an_empty_folder_added_to_a_directory_recomputes(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "a.txt").write_text("1")
+    f = _counting(tmp_path / "cache")
+    assert f(str(folder)) == 1 and f(str(folder)) == 1
+    (folder / "new").mkdir()
+    assert f(str(folder)) == 2
+
+
+def test_a_link_loop_and_an_undecodable_name_in_a_directory_are_keyed(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "up").symlink_to(folder)
+    (folder / "dangling").symlink_to(tmp_path / "nowhere")
+    odd = os.path.join(os.fsencode(folder), b"\xff.txt")
+    with open(odd, "wb") as out:
+        out.write(b"1")
+    f = _counting(tmp_path / "cache")
+    assert f(str(folder)) == 1 and f(str(folder)) == 1
+    with open(odd, "wb") as out:
+        out.write(b"2")
+    assert f(str(folder)) == 2
+
+
+def test_a_file_edited_while_the_function_runs_is_not_stored_under_its_old_content(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("A")
+    edits = ["B"]  # someone saves the file while the first call runs
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def read(path):
+        if edits:
+            data.write_text(edits.pop())
+        return Path(path).read_text()
+
+    assert read(str(data)) == "B"  # what it read, returned
+    data.write_text("A")  # back to the content hashed before that call
+    assert read(str(data)) == "A"
+    assert read.cache_info().misses == 2
 
 
 def test_an_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch) -> None:
@@ -574,7 +697,7 @@ INSTANCE = """
 """
 
 
-def test_a_global_instance_counts_by_its_class_code(tmp_path: Path) -> None:
+def test_a_global_instance_counts_by_its_class_code_and_state(tmp_path: Path) -> None:
     write(tmp_path, {"models.py": INSTANCE, "main.py": """
         from memojar import cached
         from models import model
@@ -588,7 +711,7 @@ def test_a_global_instance_counts_by_its_class_code(tmp_path: Path) -> None:
     write(tmp_path, {"models.py": INSTANCE.replace("x + 1", "x + 2")})
     second = run(tmp_path)
     assert second["value"] == "5"
-    assert second["explain"] == "incompatible: class models.Model changed"
+    assert "class models.Model changed" in second["explain"]
 
 
 def test_a_big_table_is_not_a_constant(tmp_path: Path) -> None:

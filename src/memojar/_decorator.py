@@ -408,7 +408,7 @@ class _Memo:
             try:
                 if not self.contains(key):  # not recomputed by another caller meanwhile
                     start = self._started(key)
-                    self._computed(key, self.func(*args, **kwargs), start)
+                    self._computed(key, self.func(*args, **kwargs), start, (args, kwargs))
             finally:
                 lock.release()
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
@@ -433,7 +433,7 @@ class _Memo:
                 if not await run(self.contains, key):
                     start = self._started(key)
                     value = await self.func(*args, **kwargs)
-                    await run(self._computed, key, value, start)
+                    await run(self._computed, key, value, start, (args, kwargs))
             finally:
                 await run(lock.release)
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
@@ -551,7 +551,7 @@ class _Memo:
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any]) -> Any:
         start = self._started(key)
         value = self.func(*args, **kwargs)
-        self._computed(key, value, start)
+        self._computed(key, value, start, (args, kwargs))
         return value
 
     async def acompute(
@@ -579,7 +579,7 @@ class _Memo:
     async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any) -> Any:
         start = self._started(key)
         value = await self.func(*args, **kwargs)
-        await run(self._computed, key, value, start)
+        await run(self._computed, key, value, start, (args, kwargs))
         return value
 
     def _lock(self, key: str) -> Any:
@@ -663,14 +663,30 @@ class _Memo:
         self.ident  # noqa: B018 - resolved before the function first runs: not what it mutates
         return time.perf_counter()
 
-    def _computed(self, key: str, value: Any, start: float) -> None:
+    def _computed(self, key: str, value: Any, start: float,
+                  call: tuple[_Args, dict[str, Any]] | None = None) -> None:
         self.miss_count.bump()
         elapsed = time.perf_counter() - start
+        if self.files and call is not None and self._files_changed(key, call):
+            return
         if elapsed < self.min_compute_time:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
                          self.name, key, elapsed)
             return
         self.put(key, value, elapsed)
+
+    def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]]) -> bool:
+        """True if a ``files=`` path changed while the function ran: its value is returned,
+        not stored under the content hashed before the call (a later call finding that
+        content again would get it). One ``stat`` per path on the miss path."""
+        try:
+            changed = self.key_of(*call) != key
+        except Exception:  # noqa: BLE001 - the path became a FIFO, say: not this value's key
+            changed = True
+        if changed:
+            logger.debug("not stored %s %s (a files= path changed while it ran)", self.name,
+                         key)
+        return changed
 
     def put(self, key: str, value: Any, compute_time: float) -> None:
         """Store a computed value; a value or a store that fails costs only a warning."""

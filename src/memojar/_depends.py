@@ -6,7 +6,8 @@ content hash of a file is kept per process by ``(device, inode, size, mtime, cti
 unchanged file costs one ``stat`` per call, an edit that restores the size and the
 modification time still changes the ctime (which no user call can set back), so it is read
 again. A file changed within a second of being hashed is hashed again at the next call (a
-timestamp may not yet tell two writes in the same clock tick apart).
+timestamp may not yet tell two writes in the same clock tick apart). A FIFO, device or
+socket is never read (``NotAFile``); a directory tree follows links, loop-safe.
 """
 
 from __future__ import annotations
@@ -110,19 +111,45 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
     def bind(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         values = list(binder(*args, **kwargs))
         for i in at:
-            values[i] = (values[i], content_digest(values[i]))
+            try:
+                values[i] = (values[i], content_digest(values[i]))
+            except NotAFile as exc:
+                raise ValueError(
+                    f"files= parameter {names[i]!r} of {owner} is {exc.args[0]!r}, "
+                    f"{exc.args[1]}: its content cannot be hashed without reading it to the "
+                    "end or taking it from the function; pass a regular file or a directory, "
+                    f"or call {owner} without the cache (memojar.disabled)"
+                ) from None
         return tuple(values)
 
     return bind
 
 
+class NotAFile(Exception):
+    """A ``files=`` path that is a FIFO, a device or a socket: (path, what it is)."""
+
+
 _hashes: dict[str, tuple[tuple[int, ...], str]] = {}
 _hashes_lock = threading.Lock()
+_OPEN = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def content_digest(path: Any) -> str:
     """A digest of a file's or a directory tree's content ("-" if it does not exist or is
-    not a path: the function meets the error itself, and an exception is never cached)."""
+    not a path: the function meets the error itself, and an exception is never cached).
+
+    Raises ``NotAFile`` for a FIFO, a device or a socket: reading one would block (a FIFO
+    with no writer), never end (``/dev/zero``) or take the data the function is to read."""
     if path is None:
         return "-"
     try:
@@ -136,43 +163,83 @@ def content_digest(path: Any) -> str:
     except (OSError, ValueError):
         return "-"
     if stat.S_ISDIR(st.st_mode):
-        return _tree_digest(name)
-    return _file_digest(name, st)
+        return _tree_digest(name, st)
+    found = _file_digest(name, st)
+    if found is None:
+        raise NotAFile(name, _kind(st.st_mode))
+    return found
 
 
-def _file_digest(name: str, st: os.stat_result) -> str:
+def _file_digest(name: str, st: os.stat_result) -> str | None:
+    """The content digest of the regular file ``name`` (whose ``stat`` is ``st``), "-" if
+    it cannot be read, None if it is not a regular file (checked on the open descriptor, so
+    a FIFO swapped in after the ``stat`` is never read: opened without blocking)."""
     sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     found = _hashes.get(name)
     if found is not None and found[0] == sig:
         return found[1]
+    if not stat.S_ISREG(st.st_mode):
+        return None
     started = time.time()
     digest = xxhash.xxh3_128()
     try:
-        with open(name, "rb") as f:
+        fd = os.open(name, _OPEN)
+    except OSError:
+        return "-"
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            return None
+        with open(fd, "rb", closefd=False) as f:
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
     except OSError:
         return "-"
+    finally:
+        os.close(fd)
     hexdigest = digest.hexdigest()
-    if started - st.st_ctime_ns / 1e9 > _RECENT:
+    sig = (opened.st_dev, opened.st_ino, opened.st_size, opened.st_mtime_ns,
+           opened.st_ctime_ns)
+    if started - opened.st_ctime_ns / 1e9 > _RECENT:
         with _hashes_lock:
             _hashes[name] = (sig, hexdigest)
     return hexdigest
 
 
-def _tree_digest(root: str) -> str:
+def _tree_digest(root: str, st: os.stat_result) -> str:
+    """A digest of a directory tree: every name in it (an empty folder too), and each
+    regular file's content. Links are followed, to files and to folders (a folder reached
+    twice on one path, a link loop, counts by name only); a FIFO, device or socket in the
+    tree counts by its name and kind, never read."""
     digest = xxhash.xxh3_128()
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            path = os.path.join(folder, name)
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            rel = os.path.relpath(path, root)
-            digest.update(f"{rel}\0{_file_digest(path, st)}\0".encode())
+    _walk_tree(root, b"", {(st.st_dev, st.st_ino)}, digest)
     return digest.hexdigest()
+
+
+def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any) -> None:
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        digest.update(rel + b"\0unreadable\0")
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        here = rel + os.fsencode(name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            digest.update(here + b"\0missing\0")  # a dangling link, or removed meanwhile
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            node = (st.st_dev, st.st_ino)
+            if node in above:
+                digest.update(here + b"\0loop\0")
+                continue
+            digest.update(here + b"\0folder\0")
+            _walk_tree(path, here + b"/", above | {node}, digest)
+            continue
+        found = _file_digest(path, st)
+        digest.update(here + b"\0" + (found or _kind(st.st_mode)).encode() + b"\0")
 
 
 # --- result classes -------------------------------------------------------------------

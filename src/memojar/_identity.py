@@ -19,11 +19,23 @@ the function, never from a ``repr`` (which holds a memory address).
 
 from __future__ import annotations
 
+import enum
 import functools
+import itertools
 import sys
 import weakref
 from collections.abc import Callable
-from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
+from types import (
+    BuiltinFunctionType,
+    ClassMethodDescriptorType,
+    CodeType,
+    FunctionType,
+    MethodDescriptorType,
+    MethodType,
+    MethodWrapperType,
+    ModuleType,
+    WrapperDescriptorType,
+)
 from typing import Any
 
 import xxhash
@@ -265,8 +277,50 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                     f, FunctionType) else None for f in accessors)))
             elif isinstance(member, FunctionType):
                 members.append((name, _callable_shape(member, seen)))
+            elif isinstance(_member_function(member), FunctionType):
+                # functools.cached_property, partialmethod: the function they hold
+                members.append((name, ("holds", _callable_shape(member.func, seen),
+                                       _value_shape(getattr(member, "args", ()), seen,
+                                                    by_state=True))))
+            elif isinstance(member, type) or _enum_member(member, klass):
+                # a nested class; an Enum member by its value (unpickling finds a member
+                # by value: a changed value must not load as another member)
+                members.append((name, _attribute_shape(member, seen)))
         shape.append((function_name(klass), tuple(members)))
     return ("class", tuple(shape))
+
+
+def _member_function(member: Any) -> Any:
+    """The function a ``functools.cached_property`` or ``partialmethod`` holds, else None."""
+    if isinstance(member, (FunctionType, type)):
+        return None
+    return getattr(member, "func", None)
+
+
+def _enum_member(member: Any, klass: type) -> bool:
+    return isinstance(member, enum.Enum) and isinstance(member, klass)
+
+
+def _attribute_shape(value: Any, seen: set[int]) -> Any:
+    """A nested class or an Enum member as a class's fingerprint sees it."""
+    if isinstance(value, enum.Enum):
+        value = value._value_
+        return ("enum", ("value", _constant_digest(value)) if _constant(value) else
+                _value_shape(value, seen))
+    return _value_shape(value, seen)
+
+
+def _data_attribute(name: str, member: Any, klass: type) -> bool:
+    """A class attribute that is data (``FACTOR = 2``, ``op = partial(scale)``, a table):
+    not in the class's fingerprint (a counter the class bumps would make every process's
+    differ), a row of its own in the dependencies of a function that reaches the class,
+    taken at its first call like a global."""
+    if name.startswith("_") and name.endswith("_"):  # dunder and Enum's sunder names
+        return False
+    if isinstance(member, (FunctionType, staticmethod, classmethod, property, type)):
+        return False
+    return not (_enum_member(member, klass) or isinstance(_member_function(member),
+                                                          FunctionType))
 
 
 def is_user_module(module: str | None) -> bool:
@@ -461,8 +515,11 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     see ``code_fingerprint``, then its dependencies in turn), a ``class`` (its methods, see
     ``class_shape``, then what they depend on), or a ``constant`` (a module-level value of
     plain type, by value: numbers, strings, bytes, and tuples, lists, dicts and sets of
-    them). For a method, its class counts (found by its ``__qualname__`` at the first call,
-    so a method decorated in its class body is seen with its class). Functions and classes
+    them), or any other value by its pickled state (``_walk_object``: an instance, a
+    partial, a bound method, a table of functions, followed into what they call). The
+    functions in its defaults and closure are followed too. For a method, its class counts
+    (found by its ``__qualname__`` at the first call, so a method decorated in its class
+    body is seen with its class). Functions and classes
     of the standard library and installed distributions (``is_user_module``) are not
     followed. Names are matched by over-approximation (an attribute name that is also a
     global counts): an extra dependency costs a recomputation, a missed one a stale value.
@@ -529,13 +586,35 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     for name in sorted(names):
         if name in namespace:
             _walk_value(namespace[name], f"{module}.{name}", rows, seen, names)
-    for cell in getattr(func, "__closure__", None) or ():
-        try:
-            value = cell.cell_contents
-        except ValueError:
-            continue
-        if isinstance(value, (FunctionType, type)):
+    # What its closure captures and its defaults (``def f(x, g=lambda v: scale(v))``): their
+    # own code is in the function's fingerprint already; what they call is followed here.
+    captured = [cell.cell_contents for cell in getattr(func, "__closure__", None) or ()
+                if _filled(cell)]
+    captured.extend(getattr(func, "__defaults__", None) or ())
+    captured.extend((getattr(func, "__kwdefaults__", None) or {}).values())
+    for value in captured:
+        if isinstance(value, (FunctionType, type, functools.partial, MethodType)):
             _walk_value(value, function_name(value), rows, seen, names)
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def _add(rows: dict[str, tuple[str, str, str]], row: tuple[str, str, str]) -> None:
+    """Add a row by its name; a second, different one of the same name (two lambdas, two
+    functions of one factory) is kept too, under its name and fingerprint."""
+    present = rows.setdefault(row[1], row)
+    if present != row:
+        rows.setdefault(f"{row[1]}#{row[2]}", row)
+
+
+_ROUTINES = (BuiltinFunctionType, MethodWrapperType, MethodDescriptorType,
+             WrapperDescriptorType, ClassMethodDescriptorType)
 
 
 def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
@@ -548,7 +627,7 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     if isinstance(value, FunctionType):
         found = function_identity(value)
         if found is not None:
-            rows.setdefault(found[0], ("function", *found))
+            _add(rows, ("function", *found))
             _walk_callable(value, rows, seen)
         elif hasattr(value, "__wrapped__"):  # a library decorator's wrapper of user code
             _walk_callable(value, rows, seen)
@@ -556,11 +635,11 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         found = class_identity(value)
         if found is not None and id(value) not in seen:
             seen.add(id(value))
-            rows.setdefault(found[0], ("class", *found))
+            _add(rows, ("class", *found))
             for klass in value.__mro__:
                 if not is_user_module(klass.__module__):
                     continue
-                for member in vars(klass).values():
+                for name, member in vars(klass).items():
                     if isinstance(member, (staticmethod, classmethod)):
                         member = member.__func__
                     if isinstance(member, property):
@@ -569,6 +648,12 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                                 _walk_callable(accessor, rows, seen)
                     elif isinstance(member, FunctionType):
                         _walk_callable(member, rows, seen)
+                    elif isinstance(_member_function(member), FunctionType):
+                        _walk_callable(member.func, rows, seen)
+                    elif isinstance(member, type) or _data_attribute(name, member, klass):
+                        # a nested class (followed), a class attribute (``self.FACTOR``,
+                        # ``op = partial(scale)``): a constant row, and what it calls
+                        _walk_value(member, f"{function_name(klass)}.{name}", rows, seen)
     elif isinstance(value, ModuleType):
         if names is None or id(value) in seen or not is_user_module(value.__name__):
             return
@@ -579,13 +664,49 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 _walk_value(namespace[name], f"{value.__name__}.{name}", rows, seen, names)
         seen.discard(id(value))  # another function may reach other names of it
     elif _constant(value):
-        module = where.rpartition(".")[0]
-        if is_user_module(module):
-            rows.setdefault(where, ("constant", where, _constant_digest(value)))
-    elif not callable(value) and is_user_module(type(value).__module__):
-        # an instance of a class of the user's code (``model = Model()``): its class's code
-        # counts (``model.predict(x)``), not its state
-        _walk_value(type(value), function_name(type(value)), rows, seen, names)
+        if is_user_module(where.rpartition(".")[0]):
+            _add(rows, ("constant", where, _constant_digest(value)))
+    elif not isinstance(value, _ROUTINES) and id(value) not in seen:
+        _walk_object(value, where, rows, seen, names)
+
+
+def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
+                 seen: set[int], names: set[str] | None) -> None:
+    """Any other global: a partial (``triple = partial(scale, k=3)``), a bound method
+    (``predict = model.predict``), a table of functions (``OPS = {"s": scale}``), an
+    instance (``CONFIG = Config(k=2)``, a callable one), a numpy array: what it calls is
+    followed, and its value counts (a row of its state, as a partial's arguments or a
+    default count: pickled, once per process; an object that cannot be pickled counts by
+    its type)."""
+    seen.add(id(value))
+    if isinstance(value, functools.partial):
+        _walk_value(value.func, where, rows, seen, names)
+    elif isinstance(value, MethodType):
+        _walk_value(value.__func__, where, rows, seen, names)
+        _walk_value(value.__self__, where, rows, seen, names)
+    elif type(value) in _CONTAINERS:
+        items = value.values() if type(value) is dict else value
+        for item in itertools.islice(items, 10_000):
+            if callable(item) and not isinstance(item, _ROUTINES):
+                _walk_value(item, where, rows, seen, names)
+    else:
+        if is_user_module(type(value).__module__):
+            # an instance of a class of the user's code (``model = Model()``): its class's
+            # code (``model.predict(x)``), and its state below
+            _walk_value(type(value), function_name(type(value)), rows, seen, names)
+        # the functions and classes it holds (a decorator class's ``self.func``, a
+        # library's transformer given one of the user's functions): what they call
+        attributes = getattr(value, "__dict__", None)
+        if type(attributes) is dict:
+            for item in itertools.islice(attributes.values(), 1000):
+                if isinstance(item, (FunctionType, type, functools.partial, MethodType)):
+                    _walk_value(item, function_name(item), rows, seen, names)
+    if not is_user_module(where.rpartition(".")[0]):
+        return
+    shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
+    if type(value) in _CONTAINERS and shape[0] == "type":  # no callables in it: its state
+        shape = _state_shape(value)
+    _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
 
 
 _CONTAINERS = (tuple, list, dict, set, frozenset)
@@ -593,8 +714,8 @@ _CONTAINERS = (tuple, list, dict, set, frozenset)
 
 def _constant(value: Any, budget: list[int] | None = None) -> bool:
     """A module-level value of plain type: numbers, strings, bytes, None, and tuples, lists,
-    dicts and sets of them, of at most 10,000 items in all (a bigger table is data, not a
-    constant: name it in ``depends_on=`` or ``files=``)."""
+    dicts and sets of them, of at most 10,000 items in all (a bigger table counts by its
+    pickled state instead, ``_walk_object``)."""
     kind = type(value)
     if kind in _PLAIN:
         return True

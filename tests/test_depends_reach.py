@@ -1,0 +1,359 @@
+"""What a function reaches beyond plain helpers and constants counts too (attack4).
+
+Each case was a stale value before: a project run once, one file edited, then run again in a
+new process returned the first run's result. ``run`` and ``write`` are ``test_depends``'s:
+real module files, a fresh interpreter per run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from test_depends import run, write
+
+HELPER = """
+    def inner(x):
+        return x * 2
+
+    def scale(x, k=1):
+        return inner(x) * k
+"""
+EDITED_HELPER = HELPER.replace("x * 2", "x * 3")
+
+
+def _main(body: str, imports: str = "from helpers import scale") -> str:
+    return f"""
+    import functools
+    from memojar import cached
+    {imports}
+    {body}
+"""
+
+
+# (project files, the edit, the value before, the value after, what explain names)
+CASES = {
+    "a partial of a helper stored in a global": (
+        {"main.py": _main("""
+    double = functools.partial(scale, k=1)
+
+    @cached
+    def f(x):
+        return double(x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "the argument of a partial stored in a global": (
+        {"main.py": _main("""
+    double = functools.partial(scale, k=1)
+
+    @cached
+    def f(x):
+        return double(x)
+    """), "helpers.py": HELPER},
+        {"main.py": _main("""
+    double = functools.partial(scale, k=2)
+
+    @cached
+    def f(x):
+        return double(x)
+    """)}, "6", "12", "constant main.double changed"),
+    "a table of helpers": (
+        {"main.py": _main("""
+    OPS = {"scale": scale}
+
+    @cached
+    def f(x):
+        return OPS["scale"](x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a bound method stored in a global": (
+        {"main.py": _main("""
+    go = Scaler().go
+
+    @cached
+    def f(x):
+        return go(x)
+    """, "from helpers import Scaler"),
+         "helpers.py": "class Scaler:\n    def go(self, x):\n        return x * 2\n"},
+        {"helpers.py": "class Scaler:\n    def go(self, x):\n        return x * 3\n"},
+        "6", "9", "class helpers.Scaler changed"),
+    "a callable instance stored in a global": (
+        {"main.py": _main("""
+    scaler = Scaler()
+
+    @cached
+    def f(x):
+        return scaler(x)
+    """, "from helpers import Scaler"),
+         "helpers.py": "class Scaler:\n    def __call__(self, x):\n        return x * 2\n"},
+        {"helpers.py": "class Scaler:\n    def __call__(self, x):\n        return x * 3\n"},
+        "6", "9", "class helpers.Scaler changed"),
+    "a helper of a function a decorator class holds": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return traced(x)
+    """, "from helpers import traced"),
+         "helpers.py": HELPER + """
+    class Trace:
+        def __init__(self, func):
+            self.func = func
+
+        def __call__(self, *args):
+            return self.func(*args)
+
+    @Trace
+    def traced(x):
+        return scale(x)
+    """},
+        {"helpers.py": EDITED_HELPER + """
+    class Trace:
+        def __init__(self, func):
+            self.func = func
+
+        def __call__(self, *args):
+            return self.func(*args)
+
+    @Trace
+    def traced(x):
+        return scale(x)
+    """}, "6", "9", "helper helpers.inner changed"),
+    "a lambda default calling a helper": (
+        {"main.py": _main("""
+    @cached
+    def f(x, g=lambda v: scale(v)):
+        return g(x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper of a function default": (
+        {"main.py": _main("""
+    @cached
+    def f(x, g=scale):
+        return g(x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a partial captured by a closure": (
+        {"main.py": _main("""
+    def make():
+        p = functools.partial(scale, k=1)
+
+        @cached
+        def f(x):
+            return p(x)
+        return f
+
+    fn = make()
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "the second of two lambdas in globals": (
+        {"main.py": _main("""
+    A = lambda x: x * 2  # noqa: E731
+    B = lambda x: x + 1  # noqa: E731
+
+    @cached
+    def f(x):
+        return A(x) + B(x)
+    """, "")},
+        {"main.py": _main("""
+    A = lambda x: x * 2  # noqa: E731
+    B = lambda x: x + 2  # noqa: E731
+
+    @cached
+    def f(x):
+        return A(x) + B(x)
+    """, "")}, "10", "11", "helper main.<lambda>"),
+    "a class attribute read through the class": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return x * Config.FACTOR
+    """, "from helpers import Config"), "helpers.py": "class Config:\n    FACTOR = 2\n"},
+        {"helpers.py": "class Config:\n    FACTOR = 3\n"}, "6", "9",
+        "constant helpers.Config.FACTOR changed"),
+    "a class attribute read through self in a method": (
+        {"main.py": _main("""
+    class Model:
+        FACTOR = 2
+
+        @cached
+        def f(self, x):
+            return x * self.FACTOR
+
+    fn, args = Model.f, (Model(), 3)
+    """, "")},
+        {"main.py": _main("""
+    class Model:
+        FACTOR = 3
+
+        @cached
+        def f(self, x):
+            return x * self.FACTOR
+
+    fn, args = Model.f, (Model(), 3)
+    """, "")}, "6", "9", "constant main.Model.FACTOR changed"),
+    "an Enum member's value": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return x * Mode.FAST.value
+    """, "from helpers import Mode"),
+         "helpers.py": "import enum\nclass Mode(enum.Enum):\n    FAST = 2\n"},
+        {"helpers.py": "import enum\nclass Mode(enum.Enum):\n    FAST = 3\n"}, "6", "9",
+        "class helpers.Mode changed"),
+    "a nested class's method": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return Outer.Inner().go(x)
+    """, "from helpers import Outer"),
+         "helpers.py": "class Outer:\n    class Inner:\n        def go(self, x):\n"
+                       "            return x * 2\n"},
+        {"helpers.py": "class Outer:\n    class Inner:\n        def go(self, x):\n"
+                       "            return x * 3\n"}, "6", "9", "helpers.Outer.Inner changed"),
+    "a cached_property's code": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return x * Box().k
+    """, "from helpers import Box"),
+         "helpers.py": "import functools\nclass Box:\n    @functools.cached_property\n"
+                       "    def k(self):\n        return 2\n"},
+        {"helpers.py": "import functools\nclass Box:\n    @functools.cached_property\n"
+                       "    def k(self):\n        return 3\n"}, "6", "9",
+        "class helpers.Box changed"),
+    "a global instance's state (a dataclass)": (
+        {"main.py": _main("""
+    CONFIG = Config(2)
+
+    @cached
+    def f(x):
+        return x * CONFIG.k
+    """, "from helpers import Config"),
+         "helpers.py": "import dataclasses\n@dataclasses.dataclass\nclass Config:\n"
+                       "    k: int\n"},
+        {"main.py": _main("""
+    CONFIG = Config(3)
+
+    @cached
+    def f(x):
+        return x * CONFIG.k
+    """, "from helpers import Config")}, "6", "9", "constant main.CONFIG changed"),
+    "a global NamedTuple": (
+        {"main.py": _main("""
+    PARAMS = Params(2)
+
+    @cached
+    def f(x):
+        return x * PARAMS.k
+    """, "from helpers import Params"),
+         "helpers.py": "import typing\nclass Params(typing.NamedTuple):\n    k: int\n"},
+        {"main.py": _main("""
+    PARAMS = Params(3)
+
+    @cached
+    def f(x):
+        return x * PARAMS.k
+    """, "from helpers import Params")}, "6", "9", "constant main.PARAMS changed"),
+    "a global of a library type (a date)": (
+        {"main.py": _main("""
+    START = datetime.date(2020, 1, 1)
+
+    @cached
+    def f(x):
+        return START.year + x
+    """, "import datetime")},
+        {"main.py": _main("""
+    START = datetime.date(2021, 1, 1)
+
+    @cached
+    def f(x):
+        return START.year + x
+    """, "import datetime")}, "2023", "2024", "constant main.START changed"),
+    "a global compiled pattern": (
+        {"main.py": _main("""
+    PATTERN = re.compile("a+")
+
+    @cached
+    def f(x):
+        return len(PATTERN.findall("aa b aaa " * x))
+    """, "import re")},
+        {"main.py": _main("""
+    PATTERN = re.compile("b+")
+
+    @cached
+    def f(x):
+        return len(PATTERN.findall("aa b aaa " * x))
+    """, "import re")}, "6", "3", "constant main.PATTERN changed"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_an_edit_of_what_the_function_reaches_recomputes(tmp_path: Path, case: str) -> None:
+    files, edit, before, after, named = CASES[case]
+    write(tmp_path, files)
+    first = run(tmp_path)
+    assert (first["value"], first["misses"]) == (before, 1)
+    assert run(tmp_path)["misses"] == 0  # unchanged: a hit in a new process
+    write(tmp_path, edit)
+    second = run(tmp_path)
+    assert (second["value"], second["misses"]) == (after, 1)
+    assert second["explain"].startswith("incompatible: ")
+    assert named in second["explain"]
+
+
+def test_a_global_numpy_array_counts_by_value(tmp_path: Path) -> None:
+    pytest.importorskip("numpy")
+    main = _main("""
+    KERNEL = np.array([1, 2])
+
+    @cached
+    def f(x):
+        return int((KERNEL * x).sum())
+    """, "import numpy as np")
+    write(tmp_path, {"main.py": main})
+    assert run(tmp_path)["value"] == "9"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"main.py": main.replace("[1, 2]", "[1, 3]")})
+    second = run(tmp_path)
+    assert (second["value"], second["misses"]) == ("12", 1)
+    assert second["explain"] == "incompatible: constant main.KERNEL changed"
+
+
+def test_globals_that_cannot_be_pickled_count_by_type_and_stay_stable(tmp_path: Path) -> None:
+    write(tmp_path, {"main.py": _main("""
+    LOCK = threading.Lock()
+    LOG = open(__file__)
+
+    @cached
+    def f(x):
+        with LOCK:
+            return x + len(LOG.name) * 0
+    """, "import threading")})
+    assert run(tmp_path)["misses"] == 1
+    assert run(tmp_path, seed="1")["misses"] == 0
+
+
+COUNTED = """
+    class Point:
+        FACTOR = 2
+        made = 0
+
+        def __init__(self, x):
+            Point.made += 1  # a class attribute the class bumps at run time
+            self.x = x * self.FACTOR
+"""
+
+
+def test_a_result_class_bumping_its_own_attribute_still_hits(tmp_path: Path) -> None:
+    write(tmp_path, {"models.py": COUNTED, "main.py": _main("""
+    @cached
+    def f(x):
+        return [models.Point(x), models.Point(x + 1)]
+    """, "import models")})
+    assert run(tmp_path)["misses"] == 1
+    assert run(tmp_path)["misses"] == 0  # the class's fingerprint is its code, not `made`
+    write(tmp_path, {"models.py": COUNTED.replace("FACTOR = 2", "FACTOR = 3")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and "constant models.Point.FACTOR changed" in second["explain"]
+
