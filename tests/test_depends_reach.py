@@ -357,3 +357,38 @@ def test_a_result_class_bumping_its_own_attribute_still_hits(tmp_path: Path) -> 
     second = run(tmp_path)
     assert second["misses"] == 1 and "constant models.Point.FACTOR changed" in second["explain"]
 
+
+
+class _Holder:
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+
+
+def test_a_global_too_large_to_fingerprint_counts_by_its_type_in_bounded_memory() -> None:
+    """Every process fingerprints what a function reads at its first call: a global whose
+    pickled state passes ``STATE_LIMIT`` (a model of gigabytes) is hashed as it is pickled,
+    stopped at the limit, never held whole, and counts by its type."""
+    import pickle
+    import tracemalloc
+
+    from memojar import _identity, _keys
+
+    big = _Holder([f"{i:050d}" for i in range(1_000_000)])
+    assert len(pickle.dumps(big, 5)) > 3 * _keys.STATE_LIMIT
+    tracemalloc.start()
+    try:
+        shape = _identity._state_shape(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert shape == ("type", __name__, "_Holder")
+    assert peak < _keys.STATE_LIMIT  # not the 53 MB pickle
+
+
+def test_a_global_under_the_limit_counts_by_its_state() -> None:
+    from memojar import _identity
+
+    one, same, other = _Holder(["a"] * 10), _Holder(["a"] * 10), _Holder(["b"] * 10)
+    assert _identity._state_shape(one) == _identity._state_shape(same)
+    assert _identity._state_shape(one)[0] == "state"
+    assert _identity._state_shape(one) != _identity._state_shape(other)

@@ -54,6 +54,10 @@ def value_key(values: tuple[Any, ...]) -> str:  # replaced by _keys.make_key
     raise RuntimeError("memojar._identity is used before memojar._keys is imported")
 
 
+def state_key(value: Any) -> str | None:  # replaced by _keys.state_key
+    raise RuntimeError("memojar._identity is used before memojar._keys is imported")
+
+
 def function_name(func: Callable[..., Any]) -> str:
     """``module.qualname``, the name the cache and the command line know a function by.
 
@@ -202,10 +206,16 @@ def _plain_key(value: Any) -> str:
 
 
 def _state_shape(value: Any) -> Any:
+    """An object's state (``state_key``); its type if it cannot be pickled (a lock, a
+    connection) or is too large to hash at every process's first call (a model of
+    gigabytes: see ``_keys.STATE_LIMIT``)."""
     try:
-        return ("state", value_key((value,)))
+        key = state_key(value)
     except Exception:  # noqa: BLE001 - whatever pickling raised: count it by its type
+        key = None
+    if key is None:
         return ("type", type(value).__module__, type(value).__qualname__)
+    return ("state", key)
 
 
 _PLAIN = (int, float, complex, str, bytes, bool, type(None), range)
