@@ -11,6 +11,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -294,3 +295,25 @@ def test_a_read_only_cache_directory_still_serves_its_entries(tmp_path: Path) ->
             stack.enter_context(read_only(folder))
         assert f(1) == 2  # a hit, and no warning: reading needs no write
     assert calls == [1]
+
+
+def test_a_root_tagged_between_the_look_and_the_listing_is_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One interleaving of threads (or processes) making a missing cache at once: B looks
+    for the tag (none yet), A writes it, B lists the root and finds it. B must see the
+    cache, not a folder of the user's (16 threads computed twice: one could not lock)."""
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)  # A made the root and is about to tag it
+    listdir = os.listdir
+
+    def tagged_meanwhile(path: Any) -> list[str]:
+        _filestore._mark(str(root))  # A tags it while B is between its look and its listing
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", tagged_meanwhile)
+    _filestore._claim(str(root))  # B
+    monkeypatch.setattr(os, "listdir", listdir)
+    assert sorted(os.listdir(root)) == [".gitignore", "CACHEDIR.TAG"]

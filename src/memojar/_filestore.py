@@ -1252,6 +1252,10 @@ def _claim(root: str) -> None:
     except OSError:
         return
     if names:
+        # The memojar that made the root (another thread or process) may have tagged it
+        # between the look above and the listing: its tag is the first name it writes.
+        if is_cache_dir(root):
+            return
         raise NotACacheDirectory(root)
     _mark(root)
 
