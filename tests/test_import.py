@@ -121,3 +121,39 @@ def test_once_logging_is_imported_every_memojar_module_logs_to_the_real_logger()
         print(_decorator.logger is real and _errors.logger is real)
     """)
     assert out.strip() == "True"
+
+
+def test_a_child_forked_while_a_thread_makes_the_real_logger_does_not_hang() -> None:
+    # A thread is inside the stand-in's first load (its addHandler made slow through the
+    # public setLoggerClass) when the program forks: the child inherits the lock held.
+    out = _run("""
+        import os, tempfile, threading, time
+        import memojar
+        import logging
+
+        class SlowLogger(logging.Logger):
+            def addHandler(self, handler):
+                time.sleep(1.0)
+                super().addHandler(handler)
+
+        logging.setLoggerClass(SlowLogger)
+        f = memojar.Cache(tempfile.mkdtemp()).cached(lambda x: x + 1)
+        thread = threading.Thread(target=f, args=(1,))
+        thread.start()
+        time.sleep(0.3)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if f(2) == 3 else 1)
+        thread.join()
+        for _ in range(100):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print("exit", os.waitstatus_to_exitcode(status))
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            print("hung")
+    """)
+    assert out.split() == ["exit", "0"]

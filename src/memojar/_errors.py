@@ -80,6 +80,16 @@ class _Logger:
             return self.real
 
 
+def _unlock_in_child() -> None:
+    """A forked child's own lock: the parent's may be held by a thread that the child lacks
+    (one inside ``load`` at the fork), and waiting on it would hang the child's first log."""
+    global _LOADING
+    _LOADING = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
+
 if TYPE_CHECKING:
     logger: logging.Logger
 else:
