@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 from conftest import run_python
 
@@ -157,3 +158,23 @@ def test_a_child_forked_while_a_thread_makes_the_real_logger_does_not_hang() -> 
             print("hung")
     """)
     assert out.split() == ["exit", "0"]
+
+
+def test_the_first_log_neither_loads_nor_fails_on_a_users_lazy_module(tmp_path: Path) -> None:
+    # importlib.util.LazyLoader: the module runs at its first attribute access (__name__ too).
+    (tmp_path / "lazymod.py").write_text("print('loaded')\nraise ImportError('no backend')\n")
+    out = _run(f"""
+        import importlib.util, sys, tempfile
+        import memojar
+        import logging
+
+        sys.path.insert(0, {str(tmp_path)!r})
+        spec = importlib.util.find_spec("lazymod")
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["lazymod"] = module
+        spec.loader.exec_module(module)
+        f = memojar.Cache(tempfile.mkdtemp()).cached(lambda x: x + 1)
+        print(f(1), f(1))
+    """)
+    assert out.split() == ["2", "2"]

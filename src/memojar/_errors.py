@@ -72,8 +72,9 @@ class _Logger:
 
                 self.real = logging.getLogger("memojar")
                 self.real.addHandler(logging.NullHandler())
-                for module in list(_MODULES.values()):
-                    name = str(getattr(module, "__name__", ""))
+                # By the names in sys.modules: an attribute of another module can run its
+                # code (a lazy module loads at its first access, __name__ too) or raise.
+                for name, module in list(_MODULES.items()):
                     if name.partition(".")[0] == "memojar" and \
                             getattr(module, "logger", None) is self:
                         setattr(module, "logger", self.real)  # noqa: B010 - a module's global
