@@ -392,3 +392,22 @@ def test_a_global_under_the_limit_counts_by_its_state() -> None:
     assert _identity._state_shape(one) == _identity._state_shape(same)
     assert _identity._state_shape(one)[0] == "state"
     assert _identity._state_shape(one) != _identity._state_shape(other)
+
+
+def test_a_global_of_many_small_nested_items_counts_by_its_type_in_bounded_memory() -> None:
+    """The limit holds for items in nested containers too (a table of tables in an object's
+    attribute): they are normalised (sorted, copied) before any byte is pickled, so the
+    pickle's limit came too late to bound the first call's time and memory."""
+    import tracemalloc
+
+    from memojar import _identity, _keys
+
+    big = _Holder({i: {j: j for j in range(100)} for i in range(5_000)})  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        shape = _identity._state_shape(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert shape == ("type", __name__, "_Holder")
+    assert peak < _keys.STATE_LIMIT // 4

@@ -26,7 +26,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from types import BuiltinFunctionType, FunctionType
+from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 import xxhash
@@ -504,7 +504,39 @@ def _dump(obj: Any, buffer_callback: Callable[[Any], Any] | None,
 # first call. A larger one (a model of gigabytes) counts by its type, as it did before.
 STATE_LIMIT = 16 << 20  # bytes of pickle (objects pickle at 100-300 MB/s: under 0.2 s)
 BUFFER_LIMIT = 1 << 30  # bytes of arrays, hashed in place (xxh3: about 0.1 s)
-_ITEMS_LIMIT = 100_000  # items of a container, sorted before anything is pickled
+_ITEMS_LIMIT = 100_000  # items of containers, nested ones too: sorted before any pickling
+
+
+def _items_within(value: Any, left: int) -> bool:
+    """Whether the containers in ``value`` (nested ones, and those in objects' attributes)
+    hold at most ``left`` items in all, counted as ``normalize`` visits them (a container
+    held twice counts twice): normalising sorts and copies them before any byte reaches the
+    pickle, so the pickle's limit cannot bound it. Stops once the count passes ``left``."""
+    stack = [value]
+    seen: set[int] = set()  # objects, visited once (pickling one that holds itself ends)
+    while stack:
+        obj = stack.pop()
+        t = type(obj)
+        if t in _ATOMS or isinstance(obj, (FunctionType, type, ModuleType)):
+            continue
+        if isinstance(obj, dict):
+            left -= len(obj)
+            if left < 0:
+                return False
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            left -= len(obj)
+            if left < 0:
+                return False
+            stack.extend(obj)
+        if t in (dict, list, tuple, set, frozenset) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        attributes = getattr(obj, "__dict__", None)
+        if type(attributes) is dict:
+            stack.append(attributes)
+    return True
 
 
 class _TooLarge(Exception):
@@ -537,7 +569,7 @@ def state_key(value: Any) -> str | None:
     """A digest of ``value``'s state as a call argument is keyed (normalised, pickled
     canonically, arrays in place), or None if it is larger than the limits above: the
     pickle is hashed as it is written, never held, and stopped at the limit."""
-    if isinstance(value, (tuple, list, dict, set, frozenset)) and len(value) > _ITEMS_LIMIT:
+    if not _items_within(value, _ITEMS_LIMIT):
         return None
     digest = _Digest()
     buffers: list[pickle.PickleBuffer] = []
