@@ -411,3 +411,27 @@ def test_a_global_of_many_small_nested_items_counts_by_its_type_in_bounded_memor
         tracemalloc.stop()
     assert shape == ("type", __name__, "_Holder")
     assert peak < _keys.STATE_LIMIT // 4
+
+
+class _Stop(BaseException):
+    """Not an Exception: what a library's own control flow raises (gevent, pytest)."""
+
+
+class _Refusing:
+    def __getstate__(self) -> object:
+        raise _Stop("no state")
+
+
+_REFUSING = _Refusing()
+
+
+def test_a_global_whose_pickling_raises_a_base_exception_counts_by_its_type(
+        tmp_path: Path) -> None:
+    import memojar
+
+    @memojar.Cache(tmp_path).cached
+    def reads_it(x: int) -> int:
+        return x + 1 if _REFUSING is not None else 0
+
+    assert reads_it(1) == 2
+    assert reads_it(1) == 2 and reads_it.cache_info().hits == 1

@@ -211,8 +211,10 @@ def _state_shape(value: Any) -> Any:
     gigabytes: see ``_keys.STATE_LIMIT``)."""
     try:
         key = state_key(value)
-    except Exception:  # noqa: BLE001 - whatever pickling raised: count it by its type
-        key = None
+    except (KeyboardInterrupt, SystemExit):  # the user's, not the value's
+        raise
+    except BaseException:  # noqa: BLE001 - whatever the value's pickling raised (a library's
+        key = None  # own BaseException too: gevent, pytest): count it by its type
     if key is None:
         return ("type", type(value).__module__, type(value).__qualname__)
     return ("state", key)
