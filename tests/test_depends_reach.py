@@ -58,6 +58,17 @@ CASES = {
     def f(x):
         return double(x)
     """)}, "6", "12", "constant main.double changed"),
+    "a helper beside a global nested deeper than the recursion limit": (
+        {"main.py": _main("""
+    CHAIN = ()
+    for _ in range(3000):
+        CHAIN = (1, CHAIN)
+
+    @cached
+    def f(x):
+        return scale(x) if CHAIN else 0
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
     "a table of helpers": (
         {"main.py": _main("""
     OPS = {"scale": scale}

@@ -223,10 +223,22 @@ def _state_shape(value: Any) -> Any:
 _PLAIN = (int, float, complex, str, bytes, bool, type(None), range)
 
 
+# Levels of nesting of plain data keyed by value: deeper (a linked list of tuples), keying
+# it would recurse past the interpreter's limit, so it counts by state or type instead.
+_DEPTH = 100
+
+
 def _plain(value: Any) -> bool:
-    if isinstance(value, (tuple, frozenset)):
-        return all(_plain(v) for v in value)
-    return type(value) in _PLAIN
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (tuple, frozenset)):
+            if depth >= _DEPTH:
+                return False
+            stack.extend((v, depth + 1) for v in item)
+        elif type(item) not in _PLAIN:
+            return False
+    return True
 
 
 # --- identity of functions and classes passed as arguments ------------------------------
@@ -724,22 +736,25 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
 _CONTAINERS = (tuple, list, dict, set, frozenset)
 
 
-def _constant(value: Any, budget: list[int] | None = None) -> bool:
+def _constant(value: Any) -> bool:
     """A module-level value of plain type: numbers, strings, bytes, None, and tuples, lists,
-    dicts and sets of them, of at most 10,000 items in all (a bigger table counts by its
-    pickled state instead, ``_walk_object``)."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return True
-    if kind not in _CONTAINERS:
-        return False
-    budget = [10_000] if budget is None else budget
-    budget[0] -= len(value)
-    if budget[0] < 0:
-        return False
-    if kind is dict:
-        return all(_constant(k, budget) and _constant(v, budget) for k, v in value.items())
-    return all(_constant(v, budget) for v in value)
+    dicts and sets of them, of at most 10,000 items in all and ``_DEPTH`` levels (a bigger
+    or deeper table counts by its pickled state instead, ``_walk_object``)."""
+    budget = 10_000
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind in _PLAIN:
+            continue
+        if kind not in _CONTAINERS or depth >= _DEPTH:
+            return False
+        budget -= len(item)
+        if budget < 0:
+            return False
+        children = [*item.keys(), *item.values()] if kind is dict else item
+        stack.extend((v, depth + 1) for v in children)
+    return True
 
 
 def _constant_digest(value: Any) -> str:
