@@ -446,3 +446,24 @@ def test_a_global_whose_pickling_raises_a_base_exception_counts_by_its_type(
 
     assert reads_it(1) == 2
     assert reads_it(1) == 2 and reads_it.cache_info().hits == 1
+
+
+def test_a_table_of_helpers_keyed_by_objects_still_hits_in_a_new_process(
+        tmp_path: Path) -> None:
+    # Its keys' reprs name their addresses (``<main.Kind object at 0x7f...>``, a function)
+    # or an order of the hash seed (a frozenset): none may enter the fingerprint.
+    write(tmp_path, {"main.py": _main("""
+    class Kind:
+        pass
+
+    def other(x):
+        return x
+
+    OPS = {Kind(): scale, other: scale, frozenset({"a", "b", "c", "d"}): scale}
+
+    @cached
+    def f(x):
+        return list(OPS.values())[0](x)
+    """), "helpers.py": HELPER})
+    assert run(tmp_path)["misses"] == 1
+    assert run(tmp_path, seed="1")["misses"] == 0

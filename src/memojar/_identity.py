@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import functools
 import itertools
+import re
 import sys
 import weakref
 from collections.abc import Callable
@@ -194,11 +195,29 @@ def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
     if type(value) in (tuple, list) and any(callable(v) for v in value):
         return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
     if type(value) is dict and any(callable(v) for v in value.values()):
-        return ("dict", tuple(sorted((repr(k), repr(_value_shape(v, seen)))
+        return ("dict", tuple(sorted((_key_text(k), repr(_value_shape(v, seen)))
                                      for k, v in value.items())))
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
         return ("object", class_shape(type(value), seen), _state_shape(value))
     return ("type", type(value).__module__, type(value).__qualname__)
+
+
+def _key_text(key: Any) -> str:
+    """A table's key as the fingerprint names it, the same in every process: its repr
+    without addresses (an object's or a function's ``at 0x7f...``), plain data by value
+    (a frozenset's repr follows the hash seed)."""
+    if type(key) in _PLAIN:
+        return repr(key)
+    if _plain(key):
+        return _plain_key(key)
+    try:
+        text = repr(key)
+    except Exception:  # noqa: BLE001 - a broken __repr__: its type names it
+        text = ""
+    return f"{type(key).__module__}.{type(key).__qualname__} {re.sub(_ADDRESS, '', text)}"
+
+
+_ADDRESS = r" at 0x[0-9a-fA-F]+"  # compiled at its first use (re's cache), not at import
 
 
 def _plain_key(value: Any) -> str:
