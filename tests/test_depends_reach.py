@@ -69,6 +69,22 @@ CASES = {
         return scale(x) if CHAIN else 0
     """), "helpers.py": HELPER},
         {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper beside a context proxy (flask.current_app) used outside its context": (
+        {"main.py": _main("""
+    class LocalProxy:  # werkzeug's: every attribute, __class__ too, needs a context
+        def __getattribute__(self, name):
+            raise RuntimeError("Working outside of application context.")
+
+        def __call__(self):
+            return None
+
+    current_app = LocalProxy()
+
+    @cached
+    def f(x):
+        return scale(x) if x > 0 else current_app()
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
     "a table of helpers": (
         {"main.py": _main("""
     OPS = {"scale": scale}

@@ -174,6 +174,16 @@ def _cell_shape(cell: Any, seen: set[int]) -> Any:
 
 
 def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
+    """``_shape_of`` a value; its type if looking at it raises (a context proxy captured
+    by a closure raises at ``__class__``, which ``isinstance`` asks for): the call went on to
+    raise it."""
+    try:
+        return _shape_of(value, seen, by_state)
+    except Exception:  # noqa: BLE001 - whatever the object raised
+        return ("type", type(value).__module__, type(value).__qualname__)
+
+
+def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     """A captured value, default or bound argument as the fingerprint sees it.
 
     Callables count by their identity (recursively): a bound method with its instance, a
@@ -636,7 +646,8 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     captured.extend(getattr(func, "__defaults__", None) or ())
     captured.extend((getattr(func, "__kwdefaults__", None) or {}).values())
     for value in captured:
-        if isinstance(value, (FunctionType, type, functools.partial, MethodType)):
+        # type(): isinstance would ask a proxy for its __class__, which may raise
+        if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
             _walk_value(value, function_name(value), rows, seen, names)
 
 
@@ -662,7 +673,22 @@ _ROUTINES = (BuiltinFunctionType, MethodWrapperType, MethodDescriptorType,
 
 def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 seen: set[int], names: set[str] | None = None) -> None:
-    """One global (``where`` is its ``module.name``) a function of the user's code loads."""
+    """One global (``where`` is its ``module.name``) a function of the user's code loads.
+
+    A global that raises when looked at (a context proxy, ``flask.current_app`` outside its
+    context, raises at any attribute, ``__class__`` for ``isinstance`` too) counts by its
+    type: the rest of the walk goes on (it stopped, and the function's helpers went
+    untracked)."""
+    try:
+        _walk_global(value, where, rows, seen, names)
+    except Exception:  # noqa: BLE001 - whatever the object raised
+        if is_user_module(where.rpartition(".")[0]):
+            shape = ("type", type(value).__module__, type(value).__qualname__)
+            _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
+
+
+def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
+                 seen: set[int], names: set[str] | None = None) -> None:
     if not isinstance(value, (FunctionType, type, ModuleType)) and callable(value):
         wrapped = getattr(value, "__wrapped__", None)  # functools.lru_cache and the like
         if isinstance(wrapped, FunctionType):
