@@ -483,3 +483,25 @@ def test_a_table_of_helpers_keyed_by_objects_still_hits_in_a_new_process(
     """), "helpers.py": HELPER})
     assert run(tmp_path)["misses"] == 1
     assert run(tmp_path, seed="1")["misses"] == 0
+
+
+def test_a_global_array_not_in_c_order_is_not_copied_whole_at_the_first_call() -> None:
+    """A transposed or strided array (a view of a model's weights) was copied into C order
+    before the arrays' limit could refuse it: its size in memory at every process's first
+    call. Over ``STATE_LIMIT`` it counts by its type; a contiguous one is hashed in place."""
+    import tracemalloc
+
+    np = pytest.importorskip("numpy")
+    from memojar import _identity, _keys
+
+    weights = np.ones((4096, 2048))  # 64 MB
+    tracemalloc.start()
+    try:
+        shapes = [_identity._state_shape(weights.T), _identity._state_shape(weights[:, ::2])]
+        peak = tracemalloc.get_traced_memory()[1]
+        in_place = _identity._state_shape(weights)
+    finally:
+        tracemalloc.stop()
+    assert shapes == [("type", "numpy", "ndarray")] * 2
+    assert peak < _keys.STATE_LIMIT
+    assert in_place[0] == "state"

@@ -406,9 +406,16 @@ def _reduce_array(a: Any) -> Any:
     contiguous: memory layout, the writeable flag and memmap-ness do not count."""
     dtype = a.dtype
     if dtype.hasobject:
+        if getattr(_limits, "state", False) and a.size > _ITEMS_LIMIT:
+            raise _TooLarge
         return (_Array, ("object", a.shape, a.ravel().tolist()))
     np = sys.modules["numpy"]
-    c = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    if a.flags.c_contiguous:
+        c = a
+    else:  # copied into C order: a state (``state_key``) only within the pickle's limit
+        if getattr(_limits, "state", False) and a.nbytes > STATE_LIMIT:
+            raise _TooLarge
+        c = np.ascontiguousarray(a)
     raw = c.reshape(-1).view(np.uint8) if c.size else b""
     spelled = dtype.str if dtype.fields is None and dtype.subdtype is None else str(dtype.descr)
     return (_Array, (spelled, a.shape, pickle.PickleBuffer(memoryview(raw).toreadonly())))
@@ -539,6 +546,9 @@ def _items_within(value: Any, left: int) -> bool:
     return True
 
 
+_limits = threading.local()  # ``state``: state_key is pickling in this thread
+
+
 class _TooLarge(Exception):
     """The state is larger than ``STATE_LIMIT`` or ``BUFFER_LIMIT``."""
 
@@ -581,10 +591,13 @@ def state_key(value: Any) -> str | None:
             raise _TooLarge
         buffers.append(buffer)
 
+    _limits.state = True
     try:
         _dump(normalize((value,)), take, digest)
     except _TooLarge:
         return None
+    finally:
+        _limits.state = False
     for buf in buffers:
         try:
             raw = buf.raw()
