@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -657,13 +658,46 @@ class _Hostile:
 HOSTILE = _Hostile()
 
 
-def test_a_dependency_that_cannot_be_followed_costs_a_warning_not_the_call(tmp_path: Path
-                                                                         ) -> None:
+def test_a_dependency_that_cannot_be_followed_costs_a_warning_not_the_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memojar import _identity
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a walk that fails")
+
+    monkeypatch.setattr(_identity, "_walk_callable", broken)
+
+    def f(x):
+        return x
+
+    g = Cache(tmp_path).cached(f)
+    with pytest.warns(UserWarning, match="cannot follow what .*f depends on .*RuntimeError"):
+        assert g(1) == 1
+    assert g(1) == 1 and g.cache_info().hits == 1
+
+
+def test_a_captured_value_that_raises_when_looked_at_counts_by_its_type(tmp_path: Path
+                                                                        ) -> None:
+    hostile = HOSTILE  # a context proxy a closure captured: the call raised it
+
+    def f(x):
+        return x if hostile else 0
+
+    g = Cache(tmp_path).cached(f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert g(1) == 1
+    assert g(1) == 1 and g.cache_info().hits == 1
+
+
+def test_a_global_that_raises_when_looked_at_counts_by_its_type_without_a_warning(
+        tmp_path: Path) -> None:
     def f(x):
         return x if HOSTILE else 0
 
     g = Cache(tmp_path).cached(f)
-    with pytest.warns(UserWarning, match="cannot follow what .*f depends on .*RuntimeError"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert g(1) == 1
     assert g(1) == 1 and g.cache_info().hits == 1
 

@@ -58,6 +58,33 @@ CASES = {
     def f(x):
         return double(x)
     """)}, "6", "12", "constant main.double changed"),
+    "a helper beside a global nested deeper than the recursion limit": (
+        {"main.py": _main("""
+    CHAIN = ()
+    for _ in range(3000):
+        CHAIN = (1, CHAIN)
+
+    @cached
+    def f(x):
+        return scale(x) if CHAIN else 0
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper beside a context proxy (flask.current_app) used outside its context": (
+        {"main.py": _main("""
+    class LocalProxy:  # werkzeug's: every attribute, __class__ too, needs a context
+        def __getattribute__(self, name):
+            raise RuntimeError("Working outside of application context.")
+
+        def __call__(self):
+            return None
+
+    current_app = LocalProxy()
+
+    @cached
+    def f(x):
+        return scale(x) if x > 0 else current_app()
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
     "a table of helpers": (
         {"main.py": _main("""
     OPS = {"scale": scale}
@@ -392,3 +419,89 @@ def test_a_global_under_the_limit_counts_by_its_state() -> None:
     assert _identity._state_shape(one) == _identity._state_shape(same)
     assert _identity._state_shape(one)[0] == "state"
     assert _identity._state_shape(one) != _identity._state_shape(other)
+
+
+def test_a_global_of_many_small_nested_items_counts_by_its_type_in_bounded_memory() -> None:
+    """The limit holds for items in nested containers too (a table of tables in an object's
+    attribute): they are normalised (sorted, copied) before any byte is pickled, so the
+    pickle's limit came too late to bound the first call's time and memory."""
+    import tracemalloc
+
+    from memojar import _identity, _keys
+
+    big = _Holder({i: {j: j for j in range(100)} for i in range(5_000)})  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        shape = _identity._state_shape(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert shape == ("type", __name__, "_Holder")
+    assert peak < _keys.STATE_LIMIT // 4
+
+
+class _Stop(BaseException):
+    """Not an Exception: what a library's own control flow raises (gevent, pytest)."""
+
+
+class _Refusing:
+    def __getstate__(self) -> object:
+        raise _Stop("no state")
+
+
+_REFUSING = _Refusing()
+
+
+def test_a_global_whose_pickling_raises_a_base_exception_counts_by_its_type(
+        tmp_path: Path) -> None:
+    import memojar
+
+    @memojar.Cache(tmp_path).cached
+    def reads_it(x: int) -> int:
+        return x + 1 if _REFUSING is not None else 0
+
+    assert reads_it(1) == 2
+    assert reads_it(1) == 2 and reads_it.cache_info().hits == 1
+
+
+def test_a_table_of_helpers_keyed_by_objects_still_hits_in_a_new_process(
+        tmp_path: Path) -> None:
+    # Its keys' reprs name their addresses (``<main.Kind object at 0x7f...>``, a function)
+    # or an order of the hash seed (a frozenset): none may enter the fingerprint.
+    write(tmp_path, {"main.py": _main("""
+    class Kind:
+        pass
+
+    def other(x):
+        return x
+
+    OPS = {Kind(): scale, other: scale, frozenset({"a", "b", "c", "d"}): scale}
+
+    @cached
+    def f(x):
+        return list(OPS.values())[0](x)
+    """), "helpers.py": HELPER})
+    assert run(tmp_path)["misses"] == 1
+    assert run(tmp_path, seed="1")["misses"] == 0
+
+
+def test_a_global_array_not_in_c_order_is_not_copied_whole_at_the_first_call() -> None:
+    """A transposed or strided array (a view of a model's weights) was copied into C order
+    before the arrays' limit could refuse it: its size in memory at every process's first
+    call. Over ``STATE_LIMIT`` it counts by its type; a contiguous one is hashed in place."""
+    import tracemalloc
+
+    np = pytest.importorskip("numpy")
+    from memojar import _identity, _keys
+
+    weights = np.ones((4096, 2048))  # 64 MB
+    tracemalloc.start()
+    try:
+        shapes = [_identity._state_shape(weights.T), _identity._state_shape(weights[:, ::2])]
+        peak = tracemalloc.get_traced_memory()[1]
+        in_place = _identity._state_shape(weights)
+    finally:
+        tracemalloc.stop()
+    assert shapes == [("type", "numpy", "ndarray")] * 2
+    assert peak < _keys.STATE_LIMIT
+    assert in_place[0] == "state"

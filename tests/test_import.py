@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 from conftest import run_python
 
@@ -121,3 +122,59 @@ def test_once_logging_is_imported_every_memojar_module_logs_to_the_real_logger()
         print(_decorator.logger is real and _errors.logger is real)
     """)
     assert out.strip() == "True"
+
+
+def test_a_child_forked_while_a_thread_makes_the_real_logger_does_not_hang() -> None:
+    # A thread is inside the stand-in's first load (its addHandler made slow through the
+    # public setLoggerClass) when the program forks: the child inherits the lock held.
+    out = _run("""
+        import os, tempfile, threading, time
+        import memojar
+        import logging
+
+        class SlowLogger(logging.Logger):
+            def addHandler(self, handler):
+                time.sleep(1.0)
+                super().addHandler(handler)
+
+        logging.setLoggerClass(SlowLogger)
+        f = memojar.Cache(tempfile.mkdtemp()).cached(lambda x: x + 1)
+        thread = threading.Thread(target=f, args=(1,))
+        thread.start()
+        time.sleep(0.3)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if f(2) == 3 else 1)
+        thread.join()
+        for _ in range(100):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print("exit", os.waitstatus_to_exitcode(status))
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            print("hung")
+    """)
+    assert out.split() == ["exit", "0"]
+
+
+def test_the_first_log_neither_loads_nor_fails_on_a_users_lazy_module(tmp_path: Path) -> None:
+    # importlib.util.LazyLoader: the module runs at its first attribute access (__name__ too).
+    (tmp_path / "lazymod.py").write_text("print('loaded')\nraise ImportError('no backend')\n")
+    out = _run(f"""
+        import importlib.util, sys, tempfile
+        import memojar
+        import logging
+
+        sys.path.insert(0, {str(tmp_path)!r})
+        spec = importlib.util.find_spec("lazymod")
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["lazymod"] = module
+        spec.loader.exec_module(module)
+        f = memojar.Cache(tempfile.mkdtemp()).cached(lambda x: x + 1)
+        print(f(1), f(1))
+    """)
+    assert out.split() == ["2", "2"]

@@ -72,13 +72,24 @@ class _Logger:
 
                 self.real = logging.getLogger("memojar")
                 self.real.addHandler(logging.NullHandler())
-                for module in list(_MODULES.values()):
-                    name = str(getattr(module, "__name__", ""))
+                # By the names in sys.modules: an attribute of another module can run its
+                # code (a lazy module loads at its first access, __name__ too) or raise.
+                for name, module in list(_MODULES.items()):
                     if name.partition(".")[0] == "memojar" and \
                             getattr(module, "logger", None) is self:
                         setattr(module, "logger", self.real)  # noqa: B010 - a module's global
             return self.real
 
+
+def _unlock_in_child() -> None:
+    """A forked child's own lock: the parent's may be held by a thread that the child lacks
+    (one inside ``load`` at the fork), and waiting on it would hang the child's first log."""
+    global _LOADING
+    _LOADING = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
 
 if TYPE_CHECKING:
     logger: logging.Logger

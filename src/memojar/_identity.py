@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import functools
 import itertools
+import re
 import sys
 import weakref
 from collections.abc import Callable
@@ -173,6 +174,16 @@ def _cell_shape(cell: Any, seen: set[int]) -> Any:
 
 
 def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
+    """``_shape_of`` a value; its type if looking at it raises (a context proxy captured
+    by a closure raises at ``__class__``, which ``isinstance`` asks for): the call went on to
+    raise it."""
+    try:
+        return _shape_of(value, seen, by_state)
+    except Exception:  # noqa: BLE001 - whatever the object raised
+        return ("type", type(value).__module__, type(value).__qualname__)
+
+
+def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     """A captured value, default or bound argument as the fingerprint sees it.
 
     Callables count by their identity (recursively): a bound method with its instance, a
@@ -194,11 +205,29 @@ def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
     if type(value) in (tuple, list) and any(callable(v) for v in value):
         return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
     if type(value) is dict and any(callable(v) for v in value.values()):
-        return ("dict", tuple(sorted((repr(k), repr(_value_shape(v, seen)))
+        return ("dict", tuple(sorted((_key_text(k), repr(_value_shape(v, seen)))
                                      for k, v in value.items())))
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
         return ("object", class_shape(type(value), seen), _state_shape(value))
     return ("type", type(value).__module__, type(value).__qualname__)
+
+
+def _key_text(key: Any) -> str:
+    """A table's key as the fingerprint names it, the same in every process: its repr
+    without addresses (an object's or a function's ``at 0x7f...``), plain data by value
+    (a frozenset's repr follows the hash seed)."""
+    if type(key) in _PLAIN:
+        return repr(key)
+    if _plain(key):
+        return _plain_key(key)
+    try:
+        text = repr(key)
+    except Exception:  # noqa: BLE001 - a broken __repr__: its type names it
+        text = ""
+    return f"{type(key).__module__}.{type(key).__qualname__} {re.sub(_ADDRESS, '', text)}"
+
+
+_ADDRESS = r" at 0x[0-9a-fA-F]+"  # compiled at its first use (re's cache), not at import
 
 
 def _plain_key(value: Any) -> str:
@@ -211,8 +240,10 @@ def _state_shape(value: Any) -> Any:
     gigabytes: see ``_keys.STATE_LIMIT``)."""
     try:
         key = state_key(value)
-    except Exception:  # noqa: BLE001 - whatever pickling raised: count it by its type
-        key = None
+    except (KeyboardInterrupt, SystemExit):  # the user's, not the value's
+        raise
+    except BaseException:  # noqa: BLE001 - whatever the value's pickling raised (a library's
+        key = None  # own BaseException too: gevent, pytest): count it by its type
     if key is None:
         return ("type", type(value).__module__, type(value).__qualname__)
     return ("state", key)
@@ -221,10 +252,22 @@ def _state_shape(value: Any) -> Any:
 _PLAIN = (int, float, complex, str, bytes, bool, type(None), range)
 
 
+# Levels of nesting of plain data keyed by value: deeper (a linked list of tuples), keying
+# it would recurse past the interpreter's limit, so it counts by state or type instead.
+_DEPTH = 100
+
+
 def _plain(value: Any) -> bool:
-    if isinstance(value, (tuple, frozenset)):
-        return all(_plain(v) for v in value)
-    return type(value) in _PLAIN
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (tuple, frozenset)):
+            if depth >= _DEPTH:
+                return False
+            stack.extend((v, depth + 1) for v in item)
+        elif type(item) not in _PLAIN:
+            return False
+    return True
 
 
 # --- identity of functions and classes passed as arguments ------------------------------
@@ -603,7 +646,8 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     captured.extend(getattr(func, "__defaults__", None) or ())
     captured.extend((getattr(func, "__kwdefaults__", None) or {}).values())
     for value in captured:
-        if isinstance(value, (FunctionType, type, functools.partial, MethodType)):
+        # type(): isinstance would ask a proxy for its __class__, which may raise
+        if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
             _walk_value(value, function_name(value), rows, seen, names)
 
 
@@ -629,7 +673,22 @@ _ROUTINES = (BuiltinFunctionType, MethodWrapperType, MethodDescriptorType,
 
 def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 seen: set[int], names: set[str] | None = None) -> None:
-    """One global (``where`` is its ``module.name``) a function of the user's code loads."""
+    """One global (``where`` is its ``module.name``) a function of the user's code loads.
+
+    A global that raises when looked at (a context proxy, ``flask.current_app`` outside its
+    context, raises at any attribute, ``__class__`` for ``isinstance`` too) counts by its
+    type: the rest of the walk goes on (it stopped, and the function's helpers went
+    untracked)."""
+    try:
+        _walk_global(value, where, rows, seen, names)
+    except Exception:  # noqa: BLE001 - whatever the object raised
+        if is_user_module(where.rpartition(".")[0]):
+            shape = ("type", type(value).__module__, type(value).__qualname__)
+            _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
+
+
+def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
+                 seen: set[int], names: set[str] | None = None) -> None:
     if not isinstance(value, (FunctionType, type, ModuleType)) and callable(value):
         wrapped = getattr(value, "__wrapped__", None)  # functools.lru_cache and the like
         if isinstance(wrapped, FunctionType):
@@ -722,22 +781,25 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
 _CONTAINERS = (tuple, list, dict, set, frozenset)
 
 
-def _constant(value: Any, budget: list[int] | None = None) -> bool:
+def _constant(value: Any) -> bool:
     """A module-level value of plain type: numbers, strings, bytes, None, and tuples, lists,
-    dicts and sets of them, of at most 10,000 items in all (a bigger table counts by its
-    pickled state instead, ``_walk_object``)."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return True
-    if kind not in _CONTAINERS:
-        return False
-    budget = [10_000] if budget is None else budget
-    budget[0] -= len(value)
-    if budget[0] < 0:
-        return False
-    if kind is dict:
-        return all(_constant(k, budget) and _constant(v, budget) for k, v in value.items())
-    return all(_constant(v, budget) for v in value)
+    dicts and sets of them, of at most 10,000 items in all and ``_DEPTH`` levels (a bigger
+    or deeper table counts by its pickled state instead, ``_walk_object``)."""
+    budget = 10_000
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind in _PLAIN:
+            continue
+        if kind not in _CONTAINERS or depth >= _DEPTH:
+            return False
+        budget -= len(item)
+        if budget < 0:
+            return False
+        children = [*item.keys(), *item.values()] if kind is dict else item
+        stack.extend((v, depth + 1) for v in children)
+    return True
 
 
 def _constant_digest(value: Any) -> str:

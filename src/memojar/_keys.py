@@ -26,7 +26,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from types import BuiltinFunctionType, FunctionType
+from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 import xxhash
@@ -406,9 +406,16 @@ def _reduce_array(a: Any) -> Any:
     contiguous: memory layout, the writeable flag and memmap-ness do not count."""
     dtype = a.dtype
     if dtype.hasobject:
+        if getattr(_limits, "state", False) and a.size > _ITEMS_LIMIT:
+            raise _TooLarge
         return (_Array, ("object", a.shape, a.ravel().tolist()))
     np = sys.modules["numpy"]
-    c = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    if a.flags.c_contiguous:
+        c = a
+    else:  # copied into C order: a state (``state_key``) only within the pickle's limit
+        if getattr(_limits, "state", False) and a.nbytes > STATE_LIMIT:
+            raise _TooLarge
+        c = np.ascontiguousarray(a)
     raw = c.reshape(-1).view(np.uint8) if c.size else b""
     spelled = dtype.str if dtype.fields is None and dtype.subdtype is None else str(dtype.descr)
     return (_Array, (spelled, a.shape, pickle.PickleBuffer(memoryview(raw).toreadonly())))
@@ -504,7 +511,42 @@ def _dump(obj: Any, buffer_callback: Callable[[Any], Any] | None,
 # first call. A larger one (a model of gigabytes) counts by its type, as it did before.
 STATE_LIMIT = 16 << 20  # bytes of pickle (objects pickle at 100-300 MB/s: under 0.2 s)
 BUFFER_LIMIT = 1 << 30  # bytes of arrays, hashed in place (xxh3: about 0.1 s)
-_ITEMS_LIMIT = 100_000  # items of a container, sorted before anything is pickled
+_ITEMS_LIMIT = 100_000  # items of containers, nested ones too: sorted before any pickling
+
+
+def _items_within(value: Any, left: int) -> bool:
+    """Whether the containers in ``value`` (nested ones, and those in objects' attributes)
+    hold at most ``left`` items in all, counted as ``normalize`` visits them (a container
+    held twice counts twice): normalising sorts and copies them before any byte reaches the
+    pickle, so the pickle's limit cannot bound it. Stops once the count passes ``left``."""
+    stack = [value]
+    seen: set[int] = set()  # objects, visited once (pickling one that holds itself ends)
+    while stack:
+        obj = stack.pop()
+        t = type(obj)
+        if t in _ATOMS or isinstance(obj, (FunctionType, type, ModuleType)):
+            continue
+        if isinstance(obj, dict):
+            left -= len(obj)
+            if left < 0:
+                return False
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            left -= len(obj)
+            if left < 0:
+                return False
+            stack.extend(obj)
+        if t in (dict, list, tuple, set, frozenset) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        attributes = getattr(obj, "__dict__", None)
+        if type(attributes) is dict:
+            stack.append(attributes)
+    return True
+
+
+_limits = threading.local()  # ``state``: state_key is pickling in this thread
 
 
 class _TooLarge(Exception):
@@ -537,7 +579,7 @@ def state_key(value: Any) -> str | None:
     """A digest of ``value``'s state as a call argument is keyed (normalised, pickled
     canonically, arrays in place), or None if it is larger than the limits above: the
     pickle is hashed as it is written, never held, and stopped at the limit."""
-    if isinstance(value, (tuple, list, dict, set, frozenset)) and len(value) > _ITEMS_LIMIT:
+    if not _items_within(value, _ITEMS_LIMIT):
         return None
     digest = _Digest()
     buffers: list[pickle.PickleBuffer] = []
@@ -549,10 +591,13 @@ def state_key(value: Any) -> str | None:
             raise _TooLarge
         buffers.append(buffer)
 
+    _limits.state = True
     try:
         _dump(normalize((value,)), take, digest)
     except _TooLarge:
         return None
+    finally:
+        _limits.state = False
     for buf in buffers:
         try:
             raw = buf.raw()
