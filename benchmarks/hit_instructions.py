@@ -80,6 +80,23 @@ with tempfile.TemporaryDirectory(dir=tmp) as tmp:
 """
 
 
+def callgrind_total(argv: list[str], env: dict[str, str]) -> int:
+    """Total instructions of the command ``argv`` run under callgrind (its summary)."""
+    with tempfile.TemporaryDirectory() as out:
+        dest = os.path.join(out, "callgrind.out")
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dest}", *argv],
+            env=env, check=True, timeout=900, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        with open(dest) as fh:
+            text = fh.read()
+    found = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"no instruction total in callgrind's output for {argv}")
+    return int(found.group(1))
+
+
 def instructions(tree: str, n: int, python: str, miss_tmp: str | None = None) -> int:
     """Total instructions of one child run (callgrind's summary); with ``miss_tmp``, of
     the miss child writing under that directory."""
@@ -88,20 +105,7 @@ def instructions(tree: str, n: int, python: str, miss_tmp: str | None = None) ->
     env = dict(os.environ, PYTHONPATH=src, PYTHONHASHSEED="0")
     args = [CHILD, str(n)] if miss_tmp is None else [MISS_CHILD, str(n), tree, miss_tmp]
     env.pop("MEMOJAR_DISABLE", None)
-    with tempfile.TemporaryDirectory() as out:
-        dest = os.path.join(out, "callgrind.out")
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dest}",
-             python, "-c", *args],
-            env=env, check=True, timeout=900, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        with open(dest) as fh:
-            text = fh.read()
-    found = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
-    if found is None:
-        raise RuntimeError(f"no instruction total in callgrind's output for {tree}")
-    return int(found.group(1))
+    return callgrind_total([python, "-c", *args], env)
 
 
 def per_call(tree: str, n: int, python: str, miss_tmp: str | None = None) -> float:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
-import tempfile
+
+from hit_instructions import callgrind_total  # this folder: the script's own
 
 PEERS = {"diskcache": "import diskcache", "floor": "import pickle, mmap, xxhash"}
 COUNT = "import sys; before = set(sys.modules); {}; print(len(set(sys.modules) - before))"
@@ -41,20 +41,7 @@ def _env(tree: str) -> dict[str, str]:
 
 def instructions(tree: str, statement: str, python: str) -> int:
     """Total instructions of ``python -c statement`` (callgrind's summary)."""
-    with tempfile.TemporaryDirectory() as out:
-        dest = os.path.join(out, "callgrind.out")
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dest}",
-             python, "-c", statement],
-            env=_env(tree), check=True, timeout=900, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        with open(dest) as fh:
-            text = fh.read()
-    found = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
-    if found is None:
-        raise RuntimeError(f"no instruction total in callgrind's output for {statement!r}")
-    return int(found.group(1))
+    return callgrind_total([python, "-c", statement], _env(tree))
 
 
 def row(name: str, tree: str, statement: str, python: str) -> str:
