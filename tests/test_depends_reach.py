@@ -21,6 +21,18 @@ HELPER = """
         return inner(x) * k
 """
 EDITED_HELPER = HELPER.replace("x * 2", "x * 3")
+TRACED = """
+    class Trace:
+        def __init__(self, func):
+            self.func = func
+
+        def __call__(self, *args):
+            return self.func(*args)
+
+    @Trace
+    def traced(x):
+        return scale(x)
+"""  # a decorator class holding the function it wraps
 
 
 def _main(body: str, imports: str = "from helpers import scale") -> str:
@@ -122,30 +134,8 @@ CASES = {
     def f(x):
         return traced(x)
     """, "from helpers import traced"),
-         "helpers.py": HELPER + """
-    class Trace:
-        def __init__(self, func):
-            self.func = func
-
-        def __call__(self, *args):
-            return self.func(*args)
-
-    @Trace
-    def traced(x):
-        return scale(x)
-    """},
-        {"helpers.py": EDITED_HELPER + """
-    class Trace:
-        def __init__(self, func):
-            self.func = func
-
-        def __call__(self, *args):
-            return self.func(*args)
-
-    @Trace
-    def traced(x):
-        return scale(x)
-    """}, "6", "9", "helper helpers.inner changed"),
+         "helpers.py": HELPER + TRACED},
+        {"helpers.py": EDITED_HELPER + TRACED}, "6", "9", "helper helpers.inner changed"),
     "a lambda default calling a helper": (
         {"main.py": _main("""
     @cached
