@@ -312,11 +312,13 @@ class _Memo:
         key = self.known.get(values)
         if key is None:
             key = self.make_key(values)
-            if all(_sizeof(value) <= _KNOWN_SIZE for value in values):
-                known = self.known
-                if len(known) >= _KNOWN:
-                    known.clear()  # atomic, unlike evicting one while another thread adds
-                known[values] = key
+            for value in values:
+                if _sizeof(value) > _KNOWN_SIZE:
+                    return key
+            known = self.known
+            if len(known) >= _KNOWN:
+                known.clear()  # atomic, unlike evicting one while another thread adds
+            known[values] = key
         return key
 
     def make_key(self, values: _Args) -> str:

@@ -663,7 +663,8 @@ class FileStore(Store):
             self._tally, self._tally_pid = {}, _PID[0]
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
-        self._forked()
+        if self._tally_pid != _PID[0]:
+            self._forked()
         with self._tally_lock:
             tally = self._tally.setdefault(fdir, [0, 0])
             tally[0] += entries
@@ -1187,7 +1188,8 @@ def _write_chunks(fd: int, chunks: Sequence[Any], size: int) -> None:
     if written == size:
         return
     rest = []
-    for view in map(memoryview, chunks):
+    for chunk in chunks:
+        view = memoryview(chunk)
         if written >= view.nbytes:
             written -= view.nbytes
         else:
