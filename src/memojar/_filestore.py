@@ -429,6 +429,12 @@ class FileStore(Store):
             os.close(fd)
             raise
         folder = _Folder(fd, fdir, st)
+        try:  # its lock file, if there is one: a later ``_at_path`` can tell it at the path
+            lock = os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISREG(lock.st_mode):
+                folder.lock = (lock.st_dev, lock.st_ino)
+        except OSError:  # none yet: the first ``_open_lock_file`` through it notes it
+            pass
         current = self._open.get(function)
         if current is None or current is gone:
             self._open[function] = folder
