@@ -149,6 +149,8 @@ class _RangeLock(KeyLock):
     """``key``'s byte of the lock file ``path`` (where ``_OFD``), opened by ``opener``,
     write-locked by this open file description."""
 
+    __slots__ = ("_fd", "_ident", "_open", "_path", "_range", "_unlock")
+
     def __init__(self, path: str, key: str, opener: Callable[[], int]) -> None:
         self._path = path
         self._open = opener

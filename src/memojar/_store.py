@@ -132,6 +132,7 @@ POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (``ac
 class KeyLock(abc.ABC):
     """A lock on one key, held while its value is computed and stored."""
 
+    __slots__ = ()  # a lock of the file store is made per miss: no dict for it
     poll_max = POLL_MAX  # the longest pause between tries of ``acquire``
 
     def acquire(self, blocking: bool = True) -> bool:
