@@ -312,11 +312,13 @@ class _Memo:
         key = self.known.get(values)
         if key is None:
             key = self.make_key(values)
-            if all(_sizeof(value) <= _KNOWN_SIZE for value in values):
-                known = self.known
-                if len(known) >= _KNOWN:
-                    known.clear()  # atomic, unlike evicting one while another thread adds
-                known[values] = key
+            for value in values:
+                if _sizeof(value) > _KNOWN_SIZE:
+                    return key
+            known = self.known
+            if len(known) >= _KNOWN:
+                known.clear()  # atomic, unlike evicting one while another thread adds
+            known[values] = key
         return key
 
     def make_key(self, values: _Args) -> str:
@@ -535,23 +537,24 @@ class _Memo:
         held = _held.get()
         here = (self.store.location, self.name, key)
         if here in held:
-            return self._compute(key, args, kwargs)
+            return self._compute(key, args, kwargs, False)
         lock = self._lock(key)
         token = _held.set(held | {here})
         try:
-            value = MISSING if force else self._stored_meanwhile(key)  # also after a timeout
-            if value is MISSING:
-                value = self._compute(key, args, kwargs)
-            return value
+            if not force:  # also after a timeout
+                value = self._stored_meanwhile(key)
+                if value is not MISSING:
+                    return value
+            return self._compute(key, args, kwargs, lock is not None)
         finally:
             _held.reset(token)
             if lock is not None:
                 lock.release()
 
-    def _compute(self, key: str, args: _Args, kwargs: dict[str, Any]) -> Any:
+    def _compute(self, key: str, args: _Args, kwargs: dict[str, Any], locked: bool) -> Any:
         start = self._started(key)
         value = self.func(*args, **kwargs)
-        self._computed(key, value, start, (args, kwargs))
+        self._computed(key, value, start, (args, kwargs), locked)
         return value
 
     async def acompute(
@@ -650,8 +653,7 @@ class _Memo:
         A store that can tell cheaply that there is no entry (``maybe_stored``: the file
         store's one ``access``, without the exception a failed open raises) says so first;
         the usual answer, none, then costs no read."""
-        maybe_stored = getattr(self.store, "maybe_stored", None)
-        if maybe_stored is not None and not maybe_stored(self.name, key):
+        if not self.store.maybe_stored(self.name, key):
             return MISSING
         value = self.get(key)
         if value is not MISSING:
@@ -659,12 +661,14 @@ class _Memo:
         return value
 
     def _started(self, key: str) -> float:
-        logger.debug("miss %s %s", self.name, key)
+        if logger.isEnabledFor(DEBUG):
+            logger.debug("miss %s %s", self.name, key)
         self.ident  # noqa: B018 - resolved before the function first runs: not what it mutates
         return time.perf_counter()
 
     def _computed(self, key: str, value: Any, start: float,
-                  call: tuple[_Args, dict[str, Any]] | None = None) -> None:
+                  call: tuple[_Args, dict[str, Any]] | None = None,
+                  locked: bool = False) -> None:
         self.miss_count.bump()
         elapsed = time.perf_counter() - start
         if self.files and call is not None and self._files_changed(key, call):
@@ -673,7 +677,7 @@ class _Memo:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
                          self.name, key, elapsed)
             return
-        self.put(key, value, elapsed)
+        self.put(key, value, elapsed, locked)
 
     def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]]) -> bool:
         """True if a ``files=`` path changed while the function ran: its value is returned,
@@ -688,8 +692,9 @@ class _Memo:
                          key)
         return changed
 
-    def put(self, key: str, value: Any, compute_time: float) -> None:
-        """Store a computed value; a value or a store that fails costs only a warning."""
+    def put(self, key: str, value: Any, compute_time: float, locked: bool = False) -> None:
+        """Store a computed value; a value or a store that fails costs only a warning.
+        ``locked``: this thread holds the key's lock, taken for this call."""
         created = time.time()
         expires = created + self.ttl if self.ttl is not None else None
         try:
@@ -712,7 +717,7 @@ class _Memo:
             )
             return
         try:
-            size = self.store.write(self.name, key, chunks, expires)
+            size = self.store.write(self.name, key, chunks, expires, locked)
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
@@ -722,8 +727,9 @@ class _Memo:
                 "compute again"
             )
             return
-        logger.debug("store %s %s (%d bytes, computed in %.3f s)", self.name, key, size,
-                     compute_time)
+        if logger.isEnabledFor(DEBUG):
+            logger.debug("store %s %s (%d bytes, computed in %.3f s)", self.name, key, size,
+                         compute_time)
         if not self.swept:
             self.swept = True
             self.sweep()

@@ -324,9 +324,12 @@ def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
         _picklers.pickler = None  # a fresh one next time
         raise
     data = pickler.out.getvalue()
-    classes, pickler.classes = pickler.classes, set()
-    buffers += pickler.buffers
-    pickler.buffers.clear()
+    classes = pickler.classes
+    if classes:  # else the pickler's empty set: the caller only asks whether it is empty
+        pickler.classes = set()
+    if pickler.buffers:
+        buffers += pickler.buffers
+        pickler.buffers.clear()
     pickler.clear_memo()  # it holds the pickled objects until cleared
     if len(data) < _KEEP_UNDER:
         pickler.out.seek(0)

@@ -267,15 +267,23 @@ class FileStore(Store):
 
     # --- writing ----------------------------------------------------------------------
 
+    def write(
+        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None,
+        locked: bool = False,
+    ) -> int:
+        if self.max_size is None and self._tmpfile:  # the plain write: the usual miss's
+            try:
+                return self._link_new(function, key, chunks, locked)
+            except _NoTmpfile:  # this file system has no unnamed files: temporary names
+                self._tmpfile = False
+        return super().write(function, key, chunks, expires)
+
     def _write(
         self, function: str, key: str, views: list[memoryview], size: int,
         expires: float | None,
     ) -> None:
-        if self.max_size is None and self._tmpfile:
-            try:
-                return self._link_new(function, key, views, size)
-            except _NoTmpfile:  # this file system has no unnamed files: temporary names
-                self._tmpfile = False
+        """A write with ``max_size`` (room reserved first), or where there are no unnamed
+        files: a named temporary file beside the entry, renamed into place."""
         path = self.path(function, key)
         if self.max_size is not None:  # make room first: the new entry fits under max_size
             fd, tmp = self._reserve(path, size)
@@ -296,18 +304,26 @@ class FileStore(Store):
         self._count(os.path.basename(self._dirs[function]), 0 if replaced else 1,
                     size - replaced)
 
-    def _link_new(self, function: str, key: str, views: list[memoryview], size: int) -> None:
+    def _link_new(
+        self, function: str, key: str, chunks: Sequence[Any], locked: bool
+    ) -> int:
         """The plain write (no ``max_size``): the entry goes into an unnamed file in its
         shard (``O_TMPFILE``), which is linked at the entry's name; only if an entry is
-        there already is it linked at a temporary name and renamed over it.
+        there already is it linked at a temporary name and renamed over it. Its size.
 
         Everything is relative to the function's folder opened by this process without
         following links, and the shard is opened ``O_NOFOLLOW`` by the ``O_TMPFILE`` open
         itself: nothing is written through a link, with no ``lstat`` of the shard. A crash
-        leaves no temporary file: an unnamed one vanishes with its descriptor."""
+        leaves no temporary file: an unnamed one vanishes with its descriptor.
+
+        ``locked``: the caller holds the key's lock, taken in this call (see ``_at_path``).
+        """
         shard = key[:2]
         name = f"{shard}{os.sep}{key}{SUFFIX}"
-        folder = self._folder(function)
+        folder = self._open.get(function)
+        if folder is None or not (locked and self._at_path(folder)):
+            folder = self._folder(function)
+        size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in range(_WRITE_TRIES):
             try:
                 fd = os.open(shard, _O_TMPFILE, 0o600, dir_fd=folder.fd)
@@ -321,7 +337,7 @@ class FileStore(Store):
                     raise _not_a_folder(os.path.join(self._dirs[function], shard)) from exc
                 raise
             try:
-                _write_views(fd, views, size)
+                _write_chunks(fd, chunks, size)
                 source = f"{_PROC_FD}{fd}"
                 try:
                     os.link(source, name, dst_dir_fd=folder.fd, follow_symlinks=True)
@@ -334,9 +350,30 @@ class FileStore(Store):
             finally:
                 os.close(fd)
             self._count(folder.name, 0 if replaced else 1, size - replaced)
-            return
+            return size
         raise OSError(errno.ENOENT, "the function's folder keeps being removed",
                       self._dirs[function])
+
+    @staticmethod
+    def _at_path(folder: _Folder) -> bool:
+        """Whether ``folder`` is still the function's folder at its path, told by one
+        ``lstat``: the lock file there is the one this process opened through it.
+
+        Enough for a caller holding the key's lock, taken in this call: taking it checked
+        the lock file's descriptor (one ``fstat``: still this module's, still linked), or
+        opened a new one through a folder checked in full (``_folder``). A daemon that
+        closed every descriptor (and opened its own, with the same numbers) closed the lock
+        files' too, so the folder's descriptor is this store's as long as the lock's is.
+        A folder moved aside (or a cache removed and made again) has another lock file at
+        the path, or none."""
+        lock = folder.lock
+        if lock is None:  # no lock file opened through it yet
+            return False
+        try:
+            st = os.stat(folder.lock_path, follow_symlinks=False)
+        except OSError:
+            return False
+        return st.st_ino == lock[1] and st.st_dev == lock[0]
 
     def _folder(self, function: str) -> _Folder:
         """The function's folder as this process writes to it (created if missing).
@@ -391,7 +428,13 @@ class FileStore(Store):
         except BaseException:
             os.close(fd)
             raise
-        folder = _Folder(fd, os.path.basename(fdir), st)
+        folder = _Folder(fd, fdir, st)
+        try:  # its lock file, if there is one: a later ``_at_path`` can tell it at the path
+            lock = os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISREG(lock.st_mode):
+                folder.lock = (lock.st_dev, lock.st_ino)
+        except OSError:  # none yet: the first ``_open_lock_file`` through it notes it
+            pass
         current = self._open.get(function)
         if current is None or current is gone:
             self._open[function] = folder
@@ -409,13 +452,21 @@ class FileStore(Store):
         return folder
 
     def _open_lock_file(self, function: str) -> int:
-        """Open (creating it) the function folder's lock file, never through a link."""
+        """Open (creating it) the function folder's lock file, never through a link; the
+        folder notes the file's identity (``_at_path``)."""
         folder = self._folder(function)
         try:
-            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+            fd = os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
         except FileNotFoundError:  # the folder was removed since this process opened it
             folder = self._open_folder(function, folder)
-            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+            fd = os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        folder.lock = (st.st_dev, st.st_ino)
+        return fd
 
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
@@ -618,7 +669,8 @@ class FileStore(Store):
             self._tally, self._tally_pid = {}, _PID[0]
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
-        self._forked()
+        if self._tally_pid != _PID[0]:
+            self._forked()
         with self._tally_lock:
             tally = self._tally.setdefault(fdir, [0, 0])
             tally[0] += entries
@@ -999,12 +1051,16 @@ class _Folder:
     path creates, links and locks files relative to it. Closed when the last thread holding
     it drops it, so a thread still writing through it never sees its descriptor reused."""
 
-    __slots__ = ("dev", "fd", "ino", "name")
+    __slots__ = ("dev", "fd", "ino", "lock", "lock_path", "name")
 
-    def __init__(self, fd: int, name: str, st: os.stat_result) -> None:
+    def __init__(self, fd: int, path: str, st: os.stat_result) -> None:
         self.fd = fd
-        self.name = name  # the folder's name under the root (the tally's key)
+        self.name = os.path.basename(path)  # the folder's name under the root (the tally's)
         self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
+        self.lock_path = os.path.join(path, LOCK_FILE)
+        # The (st_dev, st_ino) of the lock file last opened through this folder: while the
+        # file at ``lock_path`` is that one, this is the folder at the function's path.
+        self.lock: tuple[int, int] | None = None
 
     def __del__(self, _close: Callable[[int], None] = os.close,
                 _fstat: Callable[[int], os.stat_result] = os.fstat) -> None:
@@ -1131,13 +1187,15 @@ def _write_all(fd: int, chunks: Sequence[Any]) -> None:
                 n = 0
 
 
-def _write_views(fd: int, views: list[memoryview], size: int) -> None:
-    """Write byte views (``size`` bytes in all): one ``writev`` when it takes them all."""
-    written = os.writev(fd, views) if len(views) <= _IOV_MAX else 0
+def _write_chunks(fd: int, chunks: Sequence[Any], size: int) -> None:
+    """Write bytes or byte views (``size`` bytes in all): one ``writev`` when it takes them
+    all, else the rest after it."""
+    written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
     if written == size:
         return
     rest = []
-    for view in views:
+    for chunk in chunks:
+        view = memoryview(chunk)
         if written >= view.nbytes:
             written -= view.nbytes
         else:

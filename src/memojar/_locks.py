@@ -48,6 +48,8 @@ _O_PROBE = (
     | getattr(os, "O_NONBLOCK", 0)
 )
 _BUSY = (errno.EAGAIN, errno.EACCES)  # what a non-blocking lock attempt says when held
+if fcntl is not None:
+    _WRLCK, _UNLCK, _SEEK_SET = fcntl.F_WRLCK, fcntl.F_UNLCK, os.SEEK_SET
 
 
 def key_lock(function_dir: str, key: str, entry_path: str,
@@ -61,12 +63,6 @@ def key_lock(function_dir: str, key: str, entry_path: str,
         path = os.path.join(function_dir, LOCK_FILE)
         return range_lock(path, key, opener or functools.partial(_open_lock, path))
     return _FileLock(entry_path.rsplit(".", 1)[0] + LOCK_SUFFIX)
-
-
-def range_lock(path: str, key: str, opener: Callable[[], int]) -> KeyLock:
-    """``key``'s byte of the lock file ``path`` (where ``_OFD``), opened by ``opener``."""
-    offset = xxhash.xxh3_64_intdigest(key.encode()) >> 2  # < 2**62: a valid off_t
-    return _RangeLock(path, offset, opener)
 
 
 def _open_lock(path: str) -> int:
@@ -150,13 +146,17 @@ if _OFD and hasattr(os, "register_at_fork"):
 
 
 class _RangeLock(KeyLock):
-    """One byte of the function's lock file, write-locked by this open file description."""
+    """``key``'s byte of the lock file ``path`` (where ``_OFD``), opened by ``opener``,
+    write-locked by this open file description."""
 
-    def __init__(self, path: str, offset: int, opener: Callable[[], int]) -> None:
+    __slots__ = ("_fd", "_ident", "_open", "_path", "_range", "_unlock")
+
+    def __init__(self, path: str, key: str, opener: Callable[[], int]) -> None:
         self._path = path
         self._open = opener
-        self._range = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
-        self._unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
+        offset = xxhash.xxh3_64_intdigest(key.encode()) >> 2  # < 2**62: a valid off_t
+        self._range = _FLOCK.pack(_WRLCK, _SEEK_SET, offset, 1, 0)
+        self._unlock = _FLOCK.pack(_UNLCK, _SEEK_SET, offset, 1, 0)
         self._fd: int | None = None
         self._ident = (0, 0)  # the lock file's (st_dev, st_ino), while held
 
@@ -218,6 +218,9 @@ class _RangeLock(KeyLock):
             _close_if_ours(fd, self._ident)
             raise
         _put_idle(self._path, fd, self._ident)
+
+
+range_lock = _RangeLock  # made by the file store per miss: a class, no factory call before it
 
 
 # Open descriptions of lock files that hold no lock, kept for the next acquire of the same

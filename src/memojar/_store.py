@@ -132,6 +132,7 @@ POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (``ac
 class KeyLock(abc.ABC):
     """A lock on one key, held while its value is computed and stored."""
 
+    __slots__ = ()  # a lock of the file store is made per miss: no dict for it
     poll_max = POLL_MAX  # the longest pause between tries of ``acquire``
 
     def acquire(self, blocking: bool = True) -> bool:
@@ -229,6 +230,11 @@ class Store(abc.ABC):
             logger.debug("read of %s %s from %s failed: %s", function, key, self.location, exc)
             return None
 
+    def maybe_stored(self, function: str, key: str) -> bool:
+        """False only if there is certainly no entry for ``key``, told more cheaply than by
+        ``read`` (the re-check of a miss under the key's lock); True: read to know."""
+        return True
+
     def _read(self, function: str, key: str) -> Any | None:
         """The backend's read of a whole entry (None if missing); raises ``OSError``."""
         raise NotImplementedError
@@ -255,15 +261,19 @@ class Store(abc.ABC):
     # --- writing ----------------------------------------------------------------------
 
     def write(
-        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
+        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None,
+        locked: bool = False,
     ) -> int:
-        """Store the entry made of ``chunks`` atomically; return its size.
+        """Store the entry made of ``chunks`` (bytes or one-dimensional byte views, as
+        ``_entry.encode`` makes them) atomically; return its size.
 
         Readers see the old entry or the new one, never a part. ``expires`` (seconds since
         the epoch) lets a store with its own expiry drop the entry then; the entry's header
-        says the same, and is what decides. Raises ``OSError`` on failure (a store turns its
-        backend's errors into ``OSError``), leaving no partial entry behind; ``EFBIG`` for
-        an entry larger than ``max_size``, which no eviction could make room for.
+        says the same, and is what decides. ``locked``: the caller holds the key's lock,
+        taken during this call, so a store may skip checks that taking it made. Raises
+        ``OSError`` on failure (a store turns its backend's errors into ``OSError``),
+        leaving no partial entry behind; ``EFBIG`` for an entry larger than ``max_size``,
+        which no eviction could make room for.
         """
         views = [memoryview(c).cast("B") for c in chunks]
         size = sum(v.nbytes for v in views)
