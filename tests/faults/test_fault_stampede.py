@@ -99,6 +99,23 @@ def test_sixteen_threads_compute_once(cache_dir: Path) -> None:
     assert slow.cache_info()[:2] == (15, 1)
 
 
+def test_threads_making_a_new_cache_at_once_all_find_it_theirs(tmp_path: Path) -> None:
+    """8 threads open a cache that does not exist yet and call at once, 100 times over: one
+    tags the new folder (a temporary file linked at CACHEDIR.TAG), and none takes it for a
+    folder of the user's meanwhile (a refusal, or a MemojarWarning: filterwarnings=error)."""
+    for n in range(100):
+        root = tmp_path / str(n) / "cache"
+
+        def call(i: int, root: Path = root) -> None:
+            f = Cache(root).cached(lambda x: x + 1)
+            assert f(1) == 2
+
+        _run_threads(8, call)
+        names = {p.name for p in root.iterdir()}
+        assert {".gitignore", "CACHEDIR.TAG"} <= names, names
+        assert not any(name.endswith(".tmp") for name in names), names
+
+
 @pytest.mark.slow
 def test_different_arguments_compute_in_parallel(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
