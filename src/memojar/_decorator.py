@@ -91,6 +91,7 @@ _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # Failures to load an entry that say something about this process, not about the entry:
 # the call recomputes, and the entry stays for the processes that can load it.
 _NOT_THE_ENTRY = (MemoryError, ImportError, RecursionError)
+_FILES_WARNED: set[str] = set()  # functions warned of a files= path changed while they ran
 
 # The key locks this thread (or task, for coroutines) holds, as (location, function, key):
 # a cached function calling itself with the same key computes without waiting for itself.
@@ -686,7 +687,26 @@ class _Memo:
         if changed:
             logger.debug("not stored %s %s (a files= path changed while it ran)", self.name,
                          key)
+            if self.name not in _FILES_WARNED:  # once per function and process
+                _FILES_WARNED.add(self.name)
+                warn(f"a file that {self.name} declares in files= changed while it ran "
+                     f"({self._files_of(call)}): its result was returned but not cached, "
+                     "as the key covers that content from before the call. If the function "
+                     "writes that file, declare in files= only the files it reads (if "
+                     "another program wrote it meanwhile, the next call caches)")
         return changed
+
+    def _files_of(self, call: tuple[_Args, dict[str, Any]]) -> str:
+        """The ``files=`` arguments of a call, as ``name='value'`` (for a message)."""
+        import inspect  # the rare path: not at import
+
+        try:
+            bound = inspect.signature(self.func).bind(*call[0], **call[1])
+        except (TypeError, ValueError):  # a signature inspect cannot read: the names
+            return f"files={self.files!r}"
+        bound.apply_defaults()
+        return ", ".join(f"{name}={str(bound.arguments[name])!r}" for name in self.files
+                         if name in bound.arguments)
 
     def put(self, key: str, value: Any, compute_time: float) -> None:
         """Store a computed value; a value or a store that fails costs only a warning."""
