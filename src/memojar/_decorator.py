@@ -748,6 +748,34 @@ class _Memo:
             self.swept = True
             self.sweep()
 
+    def set_value(self, key: str, value: Any, wait: bool) -> None:
+        """``cache_set``: store ``value`` under the key's lock, as a miss stores, so that a
+        computation of the same call running now (in any thread or process) stores first
+        and this value is the entry once both are done, not written over by it.
+
+        A caller holding the lock (the function seeding its own call) stores at once. With
+        ``wait`` false (a coroutine function: the event loop must not stop while another of
+        its tasks computes the call) a held lock is not waited for: the value is stored
+        without it."""
+        lock = None
+        if (self.store.location, self.name, key) not in _held.get():
+            if wait:
+                lock = self._lock(key)
+            else:
+                try:
+                    lock = self.store.lock(self.name, key)
+                    if not lock.acquire(blocking=False):
+                        lock = None
+                except OSError as exc:  # the store cannot lock now: ``put`` says why
+                    if exc.errno is None:
+                        raise
+                    lock = None
+        try:
+            self.put(key, value, 0.0)
+        finally:
+            if lock is not None:
+                lock.release()
+
     def sweep(self) -> None:
         """Evict this function's entries written for other code or another version.
 
@@ -894,7 +922,8 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     swr = memo.swr is not None
     hit = memo.hit_count.bump
     wrapper: Callable[..., Any]
-    if _is_coroutine_function(memo.target):  # a bound method or partial: what runs
+    coroutine = _is_coroutine_function(memo.target)  # a bound method or partial: what runs
+    if coroutine:
         if memo.memory:
             warn(f"memory= of {memo.name} is not used: the memory tier holds results of "
                  "plain functions, not of async def functions")
@@ -987,7 +1016,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     def cache_set(value: Any, *args: Any, **kwargs: Any) -> None:
         """Store ``value`` as the result of this call (seeding a cache, tests); the next
         call with these arguments returns it. Its compute time is recorded as 0."""
-        memo.put(key_of(args, kwargs), value, 0.0)
+        memo.set_value(key_of(args, kwargs), value, wait=not coroutine)
         memo.replaced()
 
     def cache_explain(*args: Any, **kwargs: Any) -> str:
