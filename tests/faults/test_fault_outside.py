@@ -205,6 +205,22 @@ def test_an_existing_cache_keeps_working_and_gets_no_new_file(tmp_path: Path) ->
     assert not (folder / ".gitignore").exists()
 
 
+def test_a_cache_tagged_by_an_earlier_memojar_is_accepted(tmp_path: Path) -> None:
+    """Earlier versions wrote the tag in place (this text, since the first release) and,
+    before 2026-11, no .gitignore: such a cache is memojar's, and gets no new file."""
+    folder = tmp_path / "cache"
+    (folder / "old.function" / "ab").mkdir(parents=True, mode=0o700)
+    (folder / "CACHEDIR.TAG").write_text(
+        "Signature: 8a477f597d28d172789f06886806bc55\n"
+        "# This file is a cache directory tag created by memojar.\n"
+        "# For information about cache directory tags see https://bford.info/cachedir/\n")
+    (tmp_path / "work.py").write_text(MODULE)
+    out = ok(USE_CACHE.replace("cache.clear()\n", ""), CACHE=str(folder),
+             PYTHONPATH=str(tmp_path))
+    assert out.strip() == "accepted"
+    assert list(folder.rglob("*.pkl")) and not (folder / ".gitignore").exists()
+
+
 def test_prune_deletes_only_names_memojar_writes(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     (tmp_path / "work.py").write_text(MODULE)
