@@ -1298,7 +1298,9 @@ def _link_tag(root: str) -> None:
     fd, tmp = _create_new(path)
     try:
         try:
-            _write_all(fd, [_TAG_TEXT.encode()])
+            data = _TAG_TEXT.encode()
+            while data:
+                data = data[os.write(fd, data):]
         finally:
             os.close(fd)
         try:
