@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from memojar import Cache, _entry
+from memojar import Cache, MemojarWarning, _entry
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -477,10 +477,32 @@ def test_a_file_edited_while_the_function_runs_is_not_stored_under_its_old_conte
             data.write_text(edits.pop())
         return Path(path).read_text()
 
-    assert read(str(data)) == "B"  # what it read, returned
+    with pytest.warns(MemojarWarning, match="changed while it ran"):
+        assert read(str(data)) == "B"  # what it read, returned
     data.write_text("A")  # back to the content hashed before that call
     assert read(str(data)) == "A"
     assert read.cache_info().misses == 2
+
+
+def test_a_function_writing_its_own_files_path_warns_once_and_returns_its_values(
+        tmp_path: Path) -> None:
+    counter = tmp_path / "counter.txt"
+    counter.write_text("0")
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def bump(path):
+        n = int(Path(path).read_text()) + 1
+        Path(path).write_text(str(n))  # an output declared as an input: never stored
+        return n
+
+    with pytest.warns(MemojarWarning) as caught:
+        assert bump(str(counter)) == 1
+    assert len(caught) == 1 and caught[0].filename == __file__  # the caller's line
+    message = str(caught[0].message)
+    assert "bump" in message and f"path={str(counter)!r}" in message
+    assert "not cached" in message and "declare in files= only the files it reads" in message
+    assert bump(str(counter)) == 2  # no second warning (filterwarnings = error)
+    assert bump.cache_info()[1:3] == (2, 0)  # two misses, nothing stored
 
 
 def test_an_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch) -> None:

@@ -277,6 +277,53 @@ def test_cache_set_is_seen_by_another_process(tmp_path: Path, shared_dir: Path) 
     assert notes(m, "held") == []
 
 
+def test_cache_set_inside_the_function_for_its_own_call_does_not_wait(tmp_path: Path) -> None:
+    """cache_set waits for the key's lock (a computation of the call elsewhere stores first);
+    the function seeding its own call holds that lock, and must not wait for itself (a
+    wait would last lock_timeout, then warn: filterwarnings = error)."""
+    cache = Cache(tmp_path / "cache", lock_timeout=5)
+
+    @cache.cached
+    def f(x: int) -> str:
+        f.cache_set("inner", x)
+        return "outer"
+
+    start = time.monotonic()
+    assert f(1) == "outer" and f(1) == "outer"  # its own result, stored after the seed
+    assert time.monotonic() - start < 4
+
+
+def test_cache_set_of_a_coroutine_function_does_not_stop_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """A task of the loop computes f(1), holding the key's lock: cache_set (a plain call)
+    from another task must not wait for it, which could not finish while the loop waits."""
+    import asyncio
+
+    cache = Cache(tmp_path / "cache", lock_timeout=5)
+
+    async def main() -> tuple[float, str, str]:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        @cache.cached
+        async def f(x: int) -> str:
+            started.set()
+            await release.wait()
+            return "computed"
+
+        computing = asyncio.create_task(f(1))
+        await started.wait()
+        start = time.monotonic()
+        f.cache_set("seeded", 1)
+        took = time.monotonic() - start
+        release.set()
+        return took, await computing, await f(1)
+
+    took, computed, after = asyncio.run(main())
+    assert took < 4 and computed == "computed"
+    assert after in ("seeded", "computed")  # the lock was not waited for: either is stored
+
+
 # --- stale_while_revalidate --------------------------------------------------------------
 
 def test_swr_needs_a_ttl(cache_dir: Path) -> None:

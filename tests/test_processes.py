@@ -317,3 +317,30 @@ def test_a_root_tagged_between_the_look_and_the_listing_is_the_cache(
     _filestore._claim(str(root))  # B
     monkeypatch.setattr(os, "listdir", listdir)
     assert sorted(os.listdir(root)) == [".gitignore", "CACHEDIR.TAG"]
+
+
+def test_a_root_being_tagged_is_the_cache_to_a_process_that_looks_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tag appears whole: A writes it to a temporary file in the root and links it at
+    its name. B, looking between the two, finds the root holding only A's temporary tag:
+    being tagged, not a folder of the user's. Whichever links first wins; neither raises."""
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)  # A made the root, and is tagging it
+    link = os.link
+    looked: list[list[str]] = []
+
+    def b_looks_before_a_links(src: Any, dst: Any, **kwargs: Any) -> None:
+        if not looked:
+            looked.append(os.listdir(root))
+            _filestore._claim(str(root))  # B, while A's tag is a temporary file
+        link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", b_looks_before_a_links)
+    _filestore._claim(str(root))  # A
+    monkeypatch.setattr(os, "link", link)
+    assert len(looked) == 1 and len(looked[0]) == 1 and looked[0][0].endswith(".tmp")
+    assert sorted(os.listdir(root)) == [".gitignore", "CACHEDIR.TAG"]
+    assert b"memojar" in (root / "CACHEDIR.TAG").read_bytes()

@@ -223,13 +223,7 @@ def is_memojar_dir(path: str) -> bool:
     """True if ``path`` holds a CACHEDIR.TAG that memojar wrote (not another tool's)."""
     from ._filestore import is_cache_dir
 
-    if not is_cache_dir(path):
-        return False
-    try:
-        with open(os.path.join(path, "CACHEDIR.TAG"), "rb") as f:
-            return b"memojar" in f.read(4096)
-    except OSError:
-        return False
+    return is_cache_dir(path)
 
 
 def check_functions(cache: Cache, names: Sequence[str]) -> None:

@@ -91,6 +91,7 @@ _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # Failures to load an entry that say something about this process, not about the entry:
 # the call recomputes, and the entry stays for the processes that can load it.
 _NOT_THE_ENTRY = (MemoryError, ImportError, RecursionError)
+_FILES_WARNED: set[str] = set()  # functions warned of a files= path changed while they ran
 
 # The key locks this thread (or task, for coroutines) holds, as (location, function, key):
 # a cached function calling itself with the same key computes without waiting for itself.
@@ -690,7 +691,26 @@ class _Memo:
         if changed:
             logger.debug("not stored %s %s (a files= path changed while it ran)", self.name,
                          key)
+            if self.name not in _FILES_WARNED:  # once per function and process
+                _FILES_WARNED.add(self.name)
+                warn(f"a file that {self.name} declares in files= changed while it ran "
+                     f"({self._files_of(call)}): its result was returned but not cached, "
+                     "as the key covers that content from before the call. If the function "
+                     "writes that file, declare in files= only the files it reads (if "
+                     "another program wrote it meanwhile, the next call caches)")
         return changed
+
+    def _files_of(self, call: tuple[_Args, dict[str, Any]]) -> str:
+        """The ``files=`` arguments of a call, as ``name='value'`` (for a message)."""
+        import inspect  # the rare path: not at import
+
+        try:
+            bound = inspect.signature(self.func).bind(*call[0], **call[1])
+        except (TypeError, ValueError):  # a signature inspect cannot read: the names
+            return f"files={self.files!r}"
+        bound.apply_defaults()
+        return ", ".join(f"{name}={str(bound.arguments[name])!r}" for name in self.files
+                         if name in bound.arguments)
 
     def put(self, key: str, value: Any, compute_time: float, locked: bool = False) -> None:
         """Store a computed value; a value or a store that fails costs only a warning.
@@ -733,6 +753,34 @@ class _Memo:
         if not self.swept:
             self.swept = True
             self.sweep()
+
+    def set_value(self, key: str, value: Any, wait: bool) -> None:
+        """``cache_set``: store ``value`` under the key's lock, as a miss stores, so that a
+        computation of the same call running now (in any thread or process) stores first
+        and this value is the entry once both are done, not written over by it.
+
+        A caller holding the lock (the function seeding its own call) stores at once. With
+        ``wait`` false (a coroutine function: the event loop must not stop while another of
+        its tasks computes the call) a held lock is not waited for: the value is stored
+        without it."""
+        lock = None
+        if (self.store.location, self.name, key) not in _held.get():
+            if wait:
+                lock = self._lock(key)
+            else:
+                try:
+                    lock = self.store.lock(self.name, key)
+                    if not lock.acquire(blocking=False):
+                        lock = None
+                except OSError as exc:  # the store cannot lock now: ``put`` says why
+                    if exc.errno is None:
+                        raise
+                    lock = None
+        try:
+            self.put(key, value, 0.0, lock is not None)
+        finally:
+            if lock is not None:
+                lock.release()
 
     def sweep(self) -> None:
         """Evict this function's entries written for other code or another version.
@@ -880,7 +928,8 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     swr = memo.swr is not None
     hit = memo.hit_count.bump
     wrapper: Callable[..., Any]
-    if _is_coroutine_function(memo.target):  # a bound method or partial: what runs
+    coroutine = _is_coroutine_function(memo.target)  # a bound method or partial: what runs
+    if coroutine:
         if memo.memory:
             warn(f"memory= of {memo.name} is not used: the memory tier holds results of "
                  "plain functions, not of async def functions")
@@ -973,7 +1022,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     def cache_set(value: Any, *args: Any, **kwargs: Any) -> None:
         """Store ``value`` as the result of this call (seeding a cache, tests); the next
         call with these arguments returns it. Its compute time is recorded as 0."""
-        memo.put(key_of(args, kwargs), value, 0.0)
+        memo.set_value(key_of(args, kwargs), value, wait=not coroutine)
         memo.replaced()
 
     def cache_explain(*args: Any, **kwargs: Any) -> str:

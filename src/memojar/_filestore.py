@@ -133,8 +133,9 @@ def is_cache_dir(path: str) -> bool:
         return False
     finally:
         os.close(fd)
-    # A prefix of memojar's text is a tag another process is writing right now.
-    return b"memojar" in text or _TAG_TEXT.encode().startswith(text)
+    # memojar's tag appears whole (``_mark``): another tool's, even one holding only the
+    # signature line that memojar's starts with, is not memojar's.
+    return b"memojar" in text
 
 
 class NotACacheDirectory(ValueError):
@@ -1311,28 +1312,65 @@ def _claim(root: str) -> None:
         return
     if names:
         # The memojar that made the root (another thread or process) may have tagged it
-        # between the look above and the listing: its tag is the first name it writes.
+        # between the look above and the listing: its tag is the first name it writes. Or
+        # it is tagging it now: the root then holds only its temporary tag files
+        # (``_mark``), and is as good as empty.
         if is_cache_dir(root):
             return
-        raise NotACacheDirectory(root)
+        if not all(_TAG_TEMP.fullmatch(name) for name in names):
+            raise NotACacheDirectory(root)
     _mark(root)
+
+
+# The temporary name of a tag being written (``_temp_name`` of CACHEDIR.TAG): a root that
+# holds only such names is being tagged by memojar, not a folder of the user's.
+_TAG_TEMP = re.compile(r"CACHEDIR\.TAG\.[0-9]+-[0-9a-f]{8}\.[0-9a-f]{8}\.tmp")
+# What ``os.link`` says where the file system has no hard links: the tag is renamed instead.
+_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 
 
 def _mark(root: str) -> None:
     """Tag a directory memojar created (or adopted empty): CACHEDIR.TAG, so backup tools
     skip it and memojar knows it as its own, and a .gitignore, so a cache placed in a
-    repository is not committed. Never into a folder that was not memojar's."""
-    for name, text in ((_TAG, _TAG_TEXT), (_GITIGNORE, _GITIGNORE_TEXT)):
+    repository is not committed. Never into a folder that was not memojar's.
+
+    The tag appears whole or not at all: it is written to a temporary file in the root,
+    then linked at its name, which fails if another process's tag is there first. So a tag
+    in a root is memojar's and complete, and another tool's is never taken for one that
+    memojar is writing."""
+    try:
+        if not os.path.lexists(os.path.join(root, _TAG)):  # else another process tagged it
+            _link_tag(root)
+        fd = os.open(os.path.join(root, _GITIGNORE), _O_CREATE, 0o600)
+    except OSError:  # read-only (the first write will say so), or the .gitignore is there
+        return
+    try:
+        os.write(fd, _GITIGNORE_TEXT.encode())
+    finally:
+        os.close(fd)
+
+
+def _link_tag(root: str) -> None:
+    """Write memojar's tag at ``root``/CACHEDIR.TAG through a temporary file."""
+    path = os.path.join(root, _TAG)
+    fd, tmp = _create_new(path)
+    try:
         try:
-            fd = os.open(os.path.join(root, name), _O_CREATE, 0o600)
-        except FileExistsError:  # another process tagged it first
-            continue
-        except OSError:  # read-only: the first write will say so
-            return
-        try:
-            os.write(fd, text.encode())
+            data = _TAG_TEXT.encode()
+            while data:
+                data = data[os.write(fd, data):]
         finally:
             os.close(fd)
+        try:
+            os.link(tmp, path, follow_symlinks=False)
+        except FileExistsError:  # another process tagged it first
+            pass
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            os.rename(tmp, path)  # a file system without hard links: as whole, by rename
+    finally:
+        _unlink(tmp)
 
 
 def _makedirs(path: str, root: str, tagged: bool) -> None:

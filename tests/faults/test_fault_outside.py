@@ -119,6 +119,20 @@ def test_a_folder_of_yours_is_refused_and_left_as_it_was(tmp_path: Path) -> None
     assert snapshot(folder) == before  # no CACHEDIR.TAG, no file deleted, no folder removed
 
 
+def test_a_folder_tagged_by_another_tool_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """Another tool's cache: a CACHEDIR.TAG holding the standard signature line only (a
+    prefix of memojar's tag, which once passed for one being written right now)."""
+    folder = users_folder(tmp_path / "other-tools-cache")
+    (folder / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+    (tmp_path / "work.py").write_text(MODULE)
+    before = snapshot(folder)
+    out = ok(USE_CACHE, CACHE=str(folder), PYTHONPATH=str(tmp_path))
+    refusals = out.splitlines()
+    assert len(refusals) == 2 and all(line.startswith("refused:") for line in refusals), out
+    assert str(folder) in refusals[0] and "did not create" in refusals[0]
+    assert snapshot(folder) == before  # no entry, no .gitignore, no file deleted
+
+
 # The user's folder appears at the cache's path after the cache was opened: before memojar
 # made it ("made later": ``Cache("out")`` at the top of a script that then writes its own
 # output into a new ``out/``), or in place of the cache while a process runs ("replaced").
@@ -189,6 +203,22 @@ def test_an_existing_cache_keeps_working_and_gets_no_new_file(tmp_path: Path) ->
     (folder / ".gitignore").unlink(missing_ok=True)  # as written before memojar wrote one
     assert ok(code, MEMOJAR_DIR=str(folder)).split() == ["3", "1"]
     assert not (folder / ".gitignore").exists()
+
+
+def test_a_cache_tagged_by_an_earlier_memojar_is_accepted(tmp_path: Path) -> None:
+    """Earlier versions wrote the tag in place (this text, since the first release) and,
+    before 2026-11, no .gitignore: such a cache is memojar's, and gets no new file."""
+    folder = tmp_path / "cache"
+    (folder / "old.function" / "ab").mkdir(parents=True, mode=0o700)
+    (folder / "CACHEDIR.TAG").write_text(
+        "Signature: 8a477f597d28d172789f06886806bc55\n"
+        "# This file is a cache directory tag created by memojar.\n"
+        "# For information about cache directory tags see https://bford.info/cachedir/\n")
+    (tmp_path / "work.py").write_text(MODULE)
+    out = ok(USE_CACHE.replace("cache.clear()\n", ""), CACHE=str(folder),
+             PYTHONPATH=str(tmp_path))
+    assert out.strip() == "accepted"
+    assert list(folder.rglob("*.pkl")) and not (folder / ".gitignore").exists()
 
 
 def test_prune_deletes_only_names_memojar_writes(tmp_path: Path) -> None:

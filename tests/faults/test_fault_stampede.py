@@ -57,6 +57,55 @@ def test_eight_processes_compute_once(tmp_path: Path) -> None:
     assert len(log.read_text().splitlines()) == 1
 
 
+SEED_JOB = """
+import os, time
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+
+@cache.cached
+def value(x):
+    print("computing", flush=True)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(os.environ["GO"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "computed"
+"""
+
+SEEDER = """
+import os, threading
+from seedjob import value
+done = []
+seed = threading.Thread(target=lambda: done.append(value.cache_set("seeded", 1)))
+seed.start()
+seed.join(1.0)  # the computation of the same call in the other process still runs
+open(os.environ["GO"], "w").close()  # let it finish
+seed.join(30)
+print("stored" if done else "failed", flush=True)
+"""
+
+
+def test_cache_set_during_a_computation_of_the_call_is_not_overwritten_by_it(
+    tmp_path: Path,
+) -> None:
+    """Process B computes value(1); process A seeds value(1) with cache_set meanwhile. A's
+    value is the later one: it is the entry once both are done (the seed waits for the key's
+    lock, as a miss does), not B's, written over it when B finishes."""
+    (tmp_path / "seedjob.py").write_text(SEED_JOB)
+    env = {"CACHE": str(tmp_path / "cache"), "GO": str(tmp_path / "go"),
+           "PYTHONPATH": str(tmp_path)}
+    computing = spawn("from seedjob import value\nprint(value(1), flush=True)", **env)
+    try:
+        assert read_line(computing, timeout=60) == "computing"
+        assert finish(spawn(SEEDER, **env), timeout=60).split() == ["stored"]
+        assert finish(computing, timeout=60).split() == ["computed"]
+    finally:
+        computing.kill()
+        computing.communicate()
+    reader = "from seedjob import value\nprint(value(1), value.cache_info().misses)"
+    assert finish(spawn(reader, **env), timeout=60).split() == ["seeded", "0"]
+
+
 def _run_threads(n: int, target) -> float:
     """Start ``n`` threads behind a barrier, join them (bounded); return the wall time."""
     barrier = threading.Barrier(n + 1, timeout=30)
@@ -97,6 +146,23 @@ def test_sixteen_threads_compute_once(cache_dir: Path) -> None:
     assert results == {i: 42 for i in range(16)}
     assert computed == [21]
     assert slow.cache_info()[:2] == (15, 1)
+
+
+def test_threads_making_a_new_cache_at_once_all_find_it_theirs(tmp_path: Path) -> None:
+    """8 threads open a cache that does not exist yet and call at once, 100 times over: one
+    tags the new folder (a temporary file linked at CACHEDIR.TAG), and none takes it for a
+    folder of the user's meanwhile (a refusal, or a MemojarWarning: filterwarnings=error)."""
+    for n in range(100):
+        root = tmp_path / str(n) / "cache"
+
+        def call(i: int, root: Path = root) -> None:
+            f = Cache(root).cached(lambda x: x + 1)
+            assert f(1) == 2
+
+        _run_threads(8, call)
+        names = {p.name for p in root.iterdir()}
+        assert {".gitignore", "CACHEDIR.TAG"} <= names, names
+        assert not any(name.endswith(".tmp") for name in names), names
 
 
 @pytest.mark.slow
