@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import memojar
-from memojar import Cache, cached
+from memojar import Cache, MemojarWarning, cached
 from memojar._cache import _cache_for
 
 # --- a module imported here and in other processes --------------------------------------
@@ -291,6 +291,30 @@ def test_cache_set_inside_the_function_for_its_own_call_does_not_wait(tmp_path: 
     start = time.monotonic()
     assert f(1) == "outer" and f(1) == "outer"  # its own result, stored after the seed
     assert time.monotonic() - start < 4
+
+
+def test_cache_set_that_waited_too_long_says_it_stores_the_value_given(tmp_path: Path) -> None:
+    """Another thread computes the call past lock_timeout: cache_set stores its value anyway,
+    and its warning says so (not "computing it here", which a miss would do)."""
+    cache = Cache(tmp_path / "cache", lock_timeout=0.2)
+    started, release = threading.Event(), threading.Event()
+
+    @cache.cached
+    def f(x: int) -> str:
+        started.set()
+        release.wait(10)
+        return "computed"
+
+    computing = threading.Thread(target=f, args=(1,))
+    computing.start()
+    try:
+        assert started.wait(10)
+        with pytest.warns(MemojarWarning, match=r"lock_timeout.*storing the value given to "
+                          r"cache_set without waiting"):
+            f.cache_set("seeded", 1)
+    finally:
+        release.set()
+        computing.join(10)
 
 
 def test_cache_set_of_a_coroutine_function_does_not_stop_the_event_loop(

@@ -586,7 +586,7 @@ class _Memo:
         await run(self._computed, key, value, start, (args, kwargs))
         return value
 
-    def _lock(self, key: str) -> Any:
+    def _lock(self, key: str, then: str = "computing it here instead") -> Any:
         """The key's lock, held; None if the store cannot lock right now (a read-only or
         vanished directory) or another caller held it past ``lock_timeout``: the value is
         then computed without it.
@@ -611,7 +611,7 @@ class _Memo:
             if lock is not None:
                 lock.release()  # taken just before the exception, perhaps: never leak it
             raise
-        return self._waited_too_long(key, timeout)
+        return self._waited_too_long(key, timeout, then)
 
     async def _alock(self, key: str, run: Any) -> Any:
         """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile."""
@@ -641,11 +641,12 @@ class _Memo:
     def _cannot_lock(self, key: str, exc: OSError) -> None:
         logger.warning("cannot lock %s %s in %s: %s", self.name, key, self.store.location, exc)
 
-    def _waited_too_long(self, key: str, timeout: float) -> None:
+    def _waited_too_long(self, key: str, timeout: float,
+                         then: str = "computing it here instead") -> None:
         warn(
             f"waited {timeout:g} s (lock_timeout) for another caller computing {self.name} "
-            f"{key} in {self.store.location}; computing it here instead. A process stuck "
-            "while computing, or a lock file held by another program, keeps the key locked."
+            f"{key} in {self.store.location}; {then}. A process stuck while computing, or a "
+            "lock file held by another program, keeps the key locked."
         )
 
     def _stored_meanwhile(self, key: str) -> Any:
@@ -766,7 +767,7 @@ class _Memo:
         lock = None
         if (self.store.location, self.name, key) not in _held.get():
             if wait:
-                lock = self._lock(key)
+                lock = self._lock(key, "storing the value given to cache_set without waiting")
             else:
                 try:
                     lock = self.store.lock(self.name, key)
