@@ -214,6 +214,14 @@ class _RangeLock(KeyLock):
             # Unlock explicitly: a child forked while the lock was held may still have a
             # descriptor of this description, and closing ours alone would release nothing.
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._unlock)
+        except OSError as exc:
+            if exc.errno is not None and not _ours(fd, self._ident):
+                # The caller closed the number while the lock was held (a daemon closing
+                # every descriptor): the kernel released the lock with its description, and
+                # the caller's result is not lost for it. Whatever is there now is not ours.
+                return
+            _close_if_ours(fd, self._ident)
+            raise
         except BaseException:
             _close_if_ours(fd, self._ident)
             raise
@@ -253,8 +261,8 @@ def _put_idle(path: str, fd: int, ident: tuple[int, int]) -> None:
     pool = _idle.setdefault(path, [])
     if len(pool) < _IDLE_MAX and ident not in _retired:
         pool.append((fd, ident))
-    else:
-        os.close(fd)
+    else:  # a number the caller closed and reused while the lock was held stays its own
+        _close_if_ours(fd, ident)
 
 
 class _FileLock(KeyLock):
