@@ -407,3 +407,66 @@ def test_lock_descriptor_numbers_the_caller_reused_are_never_closed(tmp_path: Pa
     (tmp_path / "mine.txt").write_text("mine\n")
     env = {"CACHE": str(tmp_path / "c"), "MINE": str(tmp_path / "mine.txt")}
     assert finish(spawn(REUSED_WHILE_LOCKED, **env), 60).split() == ["True", "True", "[]"]
+
+
+# A call holds its key's lock; the caller closes every descriptor and opens its own at every
+# number but the function folder's and the held lock's. Another thread's miss then opens the
+# lock file again at the held lock's number: two locks with one description, until neither
+# may put it back twice for two threads to share.
+SHARED_AFTER_REUSE = """
+import os, threading, time
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+started, done = threading.Event(), threading.Event()
+calls = []
+
+@cache.cached
+def work(x):
+    calls.append(x)
+    if x == 1:
+        started.set()
+        assert done.wait(20)
+    if x == 3:
+        time.sleep(0.5)
+    return x + 100
+
+work(0)  # the folder, the lock file, one idle description of it (taken by work(1))
+fdir = os.path.dirname(os.path.dirname(cache.store.path(work.__memojar__.name,
+                                                        work.cache_key(0))))
+thread = threading.Thread(target=work, args=(1,))
+thread.start()
+assert started.wait(20)
+
+def target(n):
+    try:
+        return os.readlink(f"/proc/self/fd/{n}")
+    except OSError:
+        return None
+
+held = {int(n): target(n) for n in os.listdir("/proc/self/fd")}
+keep = {n for n, path in held.items() if path in (fdir, os.path.join(fdir, ".lock"))}
+os.closerange(3, 4096)
+fd = os.open(os.environ["MINE"], os.O_RDONLY)
+os.dup2(fd, 1000)
+os.close(fd)
+for n in range(3, max(held) + 8):
+    if n not in keep:
+        os.dup2(1000, n)
+print(len(keep), work(2))  # opens the folder and the lock file at the numbers kept free
+done.set()
+thread.join(20)
+threads = [threading.Thread(target=work, args=(3,)) for _ in range(2)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join(20)
+print(calls)
+"""
+
+
+def test_a_reused_lock_description_is_never_shared_by_two_locks(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("mine\n")
+    env = {"CACHE": str(tmp_path / "c"), "MINE": str(tmp_path / "mine.txt")}
+    out = finish(spawn(SHARED_AFTER_REUSE, **env), 60).splitlines()
+    assert out == ["2 102", "[0, 1, 2, 3]"]  # work(3) by one of the two threads only
