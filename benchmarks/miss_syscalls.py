@@ -1,0 +1,126 @@
+"""How much of a small miss's gap to the floor its system calls alone make.
+
+    python benchmarks/miss_syscalls.py [--tmp /dev/shm] [-n 300] [--rounds 15]
+
+Three memoizers of compare.py's ``small`` miss, interleaved on tmpfs, each on a fresh
+directory:
+
+- ``floor``: compare.py's floor (hash, a failed ``open``, ``open``/``writev``/``close`` of a
+  temporary file, ``rename``: 5 system calls).
+- ``floor+checks``: the floor's Python, making memojar's 11 system calls of a small miss
+  instead (``tests/test_miss_syscalls.py``): the failed ``open``, the key's byte-range lock
+  (``fcntl``) and its ``fstat``, the re-check (``access``), the function folder's ``fstat``
+  and ``lstat``, the unnamed file (``O_TMPFILE``) opened in the shard and written,
+  ``linkat``, ``close`` and the unlock. No header, no bookkeeping: what the calls alone cost.
+- ``memojar``: ``Cache(dir).cached``.
+
+The medians of the rounds' microseconds per miss are printed with their ratio to the floor:
+``floor+checks`` is the least a miss that keeps memojar's promises (computed once across
+processes, nothing written through a moved folder, a reused descriptor or a link) can cost
+with the floor's Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import gc
+import itertools
+import os
+import statistics
+import struct
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import compare  # this folder's (the script's own): its floor and its workload
+
+_FLOCK = struct.Struct("hhqqi4x")
+_O_TMPFILE = os.O_TMPFILE | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def floor_with_checks(root: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The floor's Python with memojar's system calls (see the module's docstring)."""
+    for i in range(256):
+        os.makedirs(os.path.join(root, f"{i:02x}"), exist_ok=True)
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    lock = os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any) -> Any:
+            key = compare._floor_key(args)
+            path = f"{root}/{key[:2]}/{key}"
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                offset = int(key[:15], 16)
+                fcntl.fcntl(lock, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, 0, offset, 1, 0))
+                try:
+                    os.fstat(lock)
+                    os.access(path, os.F_OK)
+                    value = func(*args)
+                    os.fstat(folder)
+                    os.stat(root, follow_symlinks=False)
+                    wfd = os.open(key[:2], _O_TMPFILE, 0o600, dir_fd=folder)
+                    try:
+                        os.writev(wfd, compare._floor_encode(value))
+                        os.link(f"/proc/self/fd/{wfd}", f"{key[:2]}/{key}", dst_dir_fd=folder,
+                                follow_symlinks=True)
+                    finally:
+                        os.close(wfd)
+                finally:
+                    fcntl.fcntl(lock, fcntl.F_OFD_SETLK,
+                                _FLOCK.pack(fcntl.F_UNLCK, 0, offset, 1, 0))
+                return value
+            try:
+                return compare._floor_decode(os.read(fd, os.fstat(fd).st_size), False)
+            finally:
+                os.close(fd)
+
+        return wrapper
+
+    return decorate
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tmp", default="/dev/shm", help="where all write (default: tmpfs)")
+    p.add_argument("-n", type=int, default=300, help="misses a round")
+    p.add_argument("--rounds", type=int, default=15)
+    args = p.parse_args()
+    from memojar import Cache
+
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        dirs = {name: os.path.join(tmp, name) for name in ("floor", "checks", "memojar")}
+        for d in dirs.values():
+            os.mkdir(d)
+        contenders = {
+            "floor": compare.floor_memoize(dirs["floor"])(compare.small),
+            "floor+checks": floor_with_checks(dirs["checks"])(compare.small),
+            "memojar": Cache(dirs["memojar"]).cached(compare.small),
+        }
+        for f in contenders.values():
+            for i in range(100):
+                f(-1 - i, "warm")
+        samples: dict[str, list[float]] = {name: [] for name in contenders}
+        counters = {name: itertools.count() for name in contenders}
+        for _ in range(args.rounds):
+            for name, f in contenders.items():
+                counter = counters[name]
+                gc.collect()
+                gc.disable()
+                start = time.perf_counter()
+                for _ in range(args.n):
+                    f(next(counter), "m")
+                samples[name].append((time.perf_counter() - start) / args.n * 1e6)
+                gc.enable()
+    floor = statistics.median(samples["floor"])
+    for name, xs in samples.items():
+        m = statistics.median(xs)
+        print(f"{name:<13} {m:7.1f} µs a miss  ({m / floor:4.2f}x the floor)")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
