@@ -7,10 +7,10 @@ directory:
 
 - ``floor``: compare.py's floor (hash, a failed ``open``, ``open``/``writev``/``close`` of a
   temporary file, ``rename``: 5 system calls).
-- ``floor+checks``: the floor's Python, making memojar's 10 system calls of a small miss
+- ``floor+checks``: the floor's Python, making memojar's 11 system calls of a small miss
   instead (``tests/test_miss_syscalls.py``): the failed ``open``, the key's byte-range lock
-  (``fcntl``) and its ``fstat``, the re-check (``access``), the unnamed file (``O_TMPFILE``)
-  opened in the shard and written, the ``lstat`` of the function's lock file at its path,
+  (``fcntl``) and its ``fstat``, the re-check (``access``), the function folder's ``fstat``
+  and ``lstat``, the unnamed file (``O_TMPFILE``) opened in the shard and written,
   ``linkat``, ``close`` and the unlock. No header, no bookkeeping: what the calls alone cost.
 - ``memojar``: ``Cache(dir).cached``.
 
@@ -45,8 +45,7 @@ def floor_with_checks(root: str) -> Callable[[Callable[..., Any]], Callable[...,
     for i in range(256):
         os.makedirs(os.path.join(root, f"{i:02x}"), exist_ok=True)
     folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    lock_path = os.path.join(root, ".lock")
-    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any) -> Any:
@@ -61,10 +60,11 @@ def floor_with_checks(root: str) -> Callable[[Callable[..., Any]], Callable[...,
                     os.fstat(lock)
                     os.access(path, os.F_OK)
                     value = func(*args)
+                    os.fstat(folder)
+                    os.stat(root, follow_symlinks=False)
                     wfd = os.open(key[:2], _O_TMPFILE, 0o600, dir_fd=folder)
                     try:
                         os.writev(wfd, compare._floor_encode(value))
-                        os.stat(lock_path, follow_symlinks=False)
                         os.link(f"/proc/self/fd/{wfd}", f"{key[:2]}/{key}", dst_dir_fd=folder,
                                 follow_symlinks=True)
                     finally:

@@ -538,7 +538,7 @@ class _Memo:
         held = _held.get()
         here = (self.store.location, self.name, key)
         if here in held:
-            return self._compute(key, args, kwargs, False)
+            return self._compute(key, args, kwargs)
         lock = self._lock(key)
         token = _held.set(held | {here})
         try:
@@ -546,16 +546,16 @@ class _Memo:
                 value = self._stored_meanwhile(key)
                 if value is not MISSING:
                     return value
-            return self._compute(key, args, kwargs, lock is not None)
+            return self._compute(key, args, kwargs)
         finally:
             _held.reset(token)
             if lock is not None:
                 lock.release()
 
-    def _compute(self, key: str, args: _Args, kwargs: dict[str, Any], locked: bool) -> Any:
+    def _compute(self, key: str, args: _Args, kwargs: dict[str, Any]) -> Any:
         start = self._started(key)
         value = self.func(*args, **kwargs)
-        self._computed(key, value, start, (args, kwargs), locked)
+        self._computed(key, value, start, (args, kwargs))
         return value
 
     async def acompute(
@@ -669,8 +669,7 @@ class _Memo:
         return time.perf_counter()
 
     def _computed(self, key: str, value: Any, start: float,
-                  call: tuple[_Args, dict[str, Any]] | None = None,
-                  locked: bool = False) -> None:
+                  call: tuple[_Args, dict[str, Any]] | None = None) -> None:
         self.miss_count.bump()
         elapsed = time.perf_counter() - start
         if self.files and call is not None and self._files_changed(key, call):
@@ -679,7 +678,7 @@ class _Memo:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
                          self.name, key, elapsed)
             return
-        self.put(key, value, elapsed, locked)
+        self.put(key, value, elapsed)
 
     def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]]) -> bool:
         """True if a ``files=`` path changed while the function ran: its value is returned,
@@ -713,9 +712,8 @@ class _Memo:
         return ", ".join(f"{name}={str(bound.arguments[name])!r}" for name in self.files
                          if name in bound.arguments)
 
-    def put(self, key: str, value: Any, compute_time: float, locked: bool = False) -> None:
-        """Store a computed value; a value or a store that fails costs only a warning.
-        ``locked``: this thread holds the key's lock, taken for this call."""
+    def put(self, key: str, value: Any, compute_time: float) -> None:
+        """Store a computed value; a value or a store that fails costs only a warning."""
         created = time.time()
         expires = created + self.ttl if self.ttl is not None else None
         try:
@@ -738,7 +736,7 @@ class _Memo:
             )
             return
         try:
-            size = self.store.write(self.name, key, chunks, expires, locked)
+            size = self.store.write(self.name, key, chunks, expires)
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
@@ -778,7 +776,7 @@ class _Memo:
                         raise
                     lock = None
         try:
-            self.put(key, value, 0.0, lock is not None)
+            self.put(key, value, 0.0)
         finally:
             if lock is not None:
                 lock.release()

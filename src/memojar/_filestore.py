@@ -269,12 +269,11 @@ class FileStore(Store):
     # --- writing ----------------------------------------------------------------------
 
     def write(
-        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None,
-        locked: bool = False,
+        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
     ) -> int:
         if self.max_size is None and self._tmpfile:  # the plain write: the usual miss's
             try:
-                return self._link_new(function, key, chunks, locked)
+                return self._link_new(function, key, chunks)
             except _NoTmpfile:  # this file system has no unnamed files: temporary names
                 self._tmpfile = False
         return super().write(function, key, chunks, expires)
@@ -305,9 +304,7 @@ class FileStore(Store):
         self._count(os.path.basename(self._dirs[function]), 0 if replaced else 1,
                     size - replaced)
 
-    def _link_new(
-        self, function: str, key: str, chunks: Sequence[Any], locked: bool
-    ) -> int:
+    def _link_new(self, function: str, key: str, chunks: Sequence[Any]) -> int:
         """The plain write (no ``max_size``): the entry goes into an unnamed file in its
         shard (``O_TMPFILE``), which is linked at the entry's name; only if an entry is
         there already is it linked at a temporary name and renamed over it. Its size.
@@ -315,15 +312,13 @@ class FileStore(Store):
         Everything is relative to the function's folder opened by this process without
         following links, and the shard is opened ``O_NOFOLLOW`` by the ``O_TMPFILE`` open
         itself: nothing is written through a link, with no ``lstat`` of the shard. A crash
-        leaves no temporary file: an unnamed one vanishes with its descriptor.
-
-        ``locked``: the caller holds the key's lock, taken in this call (see ``_at_path``).
+        leaves no temporary file: an unnamed one vanishes with its descriptor. The folder
+        is checked now, not when the key's lock was taken: a caller that closed every
+        descriptor while the function ran may have opened a folder of its own at its number.
         """
         shard = key[:2]
         name = f"{shard}{os.sep}{key}{SUFFIX}"
-        folder = self._open.get(function)
-        if folder is None or not (locked and self._at_path(folder)):
-            folder = self._folder(function)
+        folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in range(_WRITE_TRIES):
             try:
@@ -354,27 +349,6 @@ class FileStore(Store):
             return size
         raise OSError(errno.ENOENT, "the function's folder keeps being removed",
                       self._dirs[function])
-
-    @staticmethod
-    def _at_path(folder: _Folder) -> bool:
-        """Whether ``folder`` is still the function's folder at its path, told by one
-        ``lstat``: the lock file there is the one this process opened through it.
-
-        Enough for a caller holding the key's lock, taken in this call: taking it checked
-        the lock file's descriptor (one ``fstat``: still this module's, still linked), or
-        opened a new one through a folder checked in full (``_folder``). A daemon that
-        closed every descriptor (and opened its own, with the same numbers) closed the lock
-        files' too, so the folder's descriptor is this store's as long as the lock's is.
-        A folder moved aside (or a cache removed and made again) has another lock file at
-        the path, or none."""
-        lock = folder.lock
-        if lock is None:  # no lock file opened through it yet
-            return False
-        try:
-            st = os.stat(folder.lock_path, follow_symlinks=False)
-        except OSError:
-            return False
-        return st.st_ino == lock[1] and st.st_dev == lock[0]
 
     def _folder(self, function: str) -> _Folder:
         """The function's folder as this process writes to it (created if missing).
@@ -429,13 +403,7 @@ class FileStore(Store):
         except BaseException:
             os.close(fd)
             raise
-        folder = _Folder(fd, fdir, st)
-        try:  # its lock file, if there is one: a later ``_at_path`` can tell it at the path
-            lock = os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISREG(lock.st_mode):
-                folder.lock = (lock.st_dev, lock.st_ino)
-        except OSError:  # none yet: the first ``_open_lock_file`` through it notes it
-            pass
+        folder = _Folder(fd, os.path.basename(fdir), st)
         current = self._open.get(function)
         if current is None or current is gone:
             self._open[function] = folder
@@ -453,21 +421,13 @@ class FileStore(Store):
         return folder
 
     def _open_lock_file(self, function: str) -> int:
-        """Open (creating it) the function folder's lock file, never through a link; the
-        folder notes the file's identity (``_at_path``)."""
+        """Open (creating it) the function folder's lock file, never through a link."""
         folder = self._folder(function)
         try:
-            fd = os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
         except FileNotFoundError:  # the folder was removed since this process opened it
             folder = self._open_folder(function, folder)
-            fd = os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
-        try:
-            st = os.fstat(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        folder.lock = (st.st_dev, st.st_ino)
-        return fd
+            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
 
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
@@ -1052,16 +1012,12 @@ class _Folder:
     path creates, links and locks files relative to it. Closed when the last thread holding
     it drops it, so a thread still writing through it never sees its descriptor reused."""
 
-    __slots__ = ("dev", "fd", "ino", "lock", "lock_path", "name")
+    __slots__ = ("dev", "fd", "ino", "name")
 
-    def __init__(self, fd: int, path: str, st: os.stat_result) -> None:
+    def __init__(self, fd: int, name: str, st: os.stat_result) -> None:
         self.fd = fd
-        self.name = os.path.basename(path)  # the folder's name under the root (the tally's)
+        self.name = name  # the folder's name under the root (the tally's key)
         self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
-        self.lock_path = os.path.join(path, LOCK_FILE)
-        # The (st_dev, st_ino) of the lock file last opened through this folder: while the
-        # file at ``lock_path`` is that one, this is the folder at the function's path.
-        self.lock: tuple[int, int] | None = None
 
     def __del__(self, _close: Callable[[int], None] = os.close,
                 _fstat: Callable[[int], os.stat_result] = os.fstat) -> None:

@@ -99,13 +99,15 @@ def remove_if_idle(name: str, dir_fd: int) -> bool:
         os.close(fd)
 
 
-_held: set[_RangeLock] = set()  # range locks this process holds, for a forked child to drop
+# The range locks this process holds, by descriptor number: for a forked child to drop, and
+# so that a number held by one lock is never used by another (see ``acquire``).
+_held: dict[int, _RangeLock] = {}
 
 
 def _drop_inherited() -> None:
     """In a forked child: close the descriptors of the parent's held locks, unlocking
     nothing (the description, and its lock, stay the parent's)."""
-    for lock in _held:
+    for lock in list(_held.values()):
         fd, lock._fd = lock._fd, None
         if fd is not None:
             _close_if_ours(fd, lock._ident)
@@ -176,10 +178,20 @@ class _RangeLock(KeyLock):
         command = fcntl.F_OFD_SETLKW if blocking else fcntl.F_OFD_SETLK
         while True:
             pool = _idle.get(self._path)
-            try:
-                fd, ident = pool.pop() if pool else self._fresh()  # list.pop is atomic
-            except IndexError:  # another thread took the last idle one
+            fd = -1
+            if pool:
+                try:
+                    fd, ident = pool.pop()  # list.pop is atomic
+                except IndexError:  # another thread took the last idle one
+                    pass
+                else:
+                    if fd in _held:  # put back by a lock whose number the caller closed
+                        continue  # and reused while it was held: another lock's now
+            if fd < 0:
                 fd, ident = self._fresh()
+                stale = _held.get(fd)
+                if stale is not None:  # the number was free: the caller closed it under
+                    stale._fd = None  # that lock, whose release now unlocks and keeps nothing
             try:
                 fcntl.fcntl(fd, command, self._range)
                 st = os.fstat(fd)
@@ -188,7 +200,7 @@ class _RangeLock(KeyLock):
                     continue  # and never closed here
                 if st.st_nlink:
                     self._fd, self._ident = fd, ident
-                    _held.add(self)  # set operations are atomic: no lock needed for a fork
+                    _held[fd] = self  # atomic: no lock needed for a fork
                     return True
                 # ``remove_if_idle`` unlinked the file (while we waited on it, or while the
                 # description was idle): lock the new one
@@ -207,13 +219,21 @@ class _RangeLock(KeyLock):
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
-        _held.discard(self)
-        if fd is None:
+        if fd is None or _held.get(fd) is not self:  # none, or taken over (``acquire``)
             return
+        _held.pop(fd, None)
         try:
             # Unlock explicitly: a child forked while the lock was held may still have a
             # descriptor of this description, and closing ours alone would release nothing.
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._unlock)
+        except OSError as exc:
+            if exc.errno is not None and not _ours(fd, self._ident):
+                # The caller closed the number while the lock was held (a daemon closing
+                # every descriptor): the kernel released the lock with its description, and
+                # the caller's result is not lost for it. Whatever is there now is not ours.
+                return
+            _close_if_ours(fd, self._ident)
+            raise
         except BaseException:
             _close_if_ours(fd, self._ident)
             raise
@@ -253,8 +273,8 @@ def _put_idle(path: str, fd: int, ident: tuple[int, int]) -> None:
     pool = _idle.setdefault(path, [])
     if len(pool) < _IDLE_MAX and ident not in _retired:
         pool.append((fd, ident))
-    else:
-        os.close(fd)
+    else:  # a number the caller closed and reused while the lock was held stays its own
+        _close_if_ours(fd, ident)
 
 
 class _FileLock(KeyLock):

@@ -261,19 +261,16 @@ class Store(abc.ABC):
     # --- writing ----------------------------------------------------------------------
 
     def write(
-        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None,
-        locked: bool = False,
+        self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
     ) -> int:
         """Store the entry made of ``chunks`` (bytes or one-dimensional byte views, as
         ``_entry.encode`` makes them) atomically; return its size.
 
         Readers see the old entry or the new one, never a part. ``expires`` (seconds since
         the epoch) lets a store with its own expiry drop the entry then; the entry's header
-        says the same, and is what decides. ``locked``: the caller holds the key's lock,
-        taken during this call, so a store may skip checks that taking it made. Raises
-        ``OSError`` on failure (a store turns its backend's errors into ``OSError``),
-        leaving no partial entry behind; ``EFBIG`` for an entry larger than ``max_size``,
-        which no eviction could make room for.
+        says the same, and is what decides. Raises ``OSError`` on failure (a store turns its
+        backend's errors into ``OSError``), leaving no partial entry behind; ``EFBIG`` for
+        an entry larger than ``max_size``, which no eviction could make room for.
         """
         views = [memoryview(c).cast("B") for c in chunks]
         size = sum(v.nbytes for v in views)

@@ -319,3 +319,154 @@ def test_a_function_calling_itself_with_the_same_key_does_not_wait_for_itself(
     assert out.splitlines() == [
         "bpo-35780 .20.", "ignored 0", "endless RecursionError", "released True", "async 0",
     ]
+
+
+# --- the caller closes every descriptor while a key is locked (a daemon) -------------------
+
+CLOSED_WHILE_LOCKED = """
+import os, threading
+from memojar import Cache
+
+started, done = threading.Event(), threading.Event()
+
+@Cache(os.environ["CACHE"]).cached
+def work(x):
+    if x == 2:
+        started.set()
+        assert done.wait(20)
+    return x + 100
+
+def daemon():
+    assert started.wait(20)
+    os.closerange(3, 4096)
+    done.set()
+
+print(work(1))
+thread = threading.Thread(target=daemon)
+thread.start()
+print(work(2))
+thread.join()
+print(work(3), work(2))
+"""
+
+
+def test_a_lock_whose_descriptor_the_caller_closed_costs_no_result(tmp_path: Path) -> None:
+    """The kernel released the lock with its description: releasing it is not an error
+    that takes the computed value from the caller."""
+    out = finish(spawn(CLOSED_WHILE_LOCKED, CACHE=str(tmp_path / "c")), 60)
+    assert out.split() == ["101", "102", "103", "102"]
+
+
+# Ten calls hold their keys' locks at once; the caller then closes every descriptor and opens
+# a file of its own at every number memojar held, before the calls return.
+REUSED_WHILE_LOCKED = """
+import os, threading
+from memojar import Cache
+
+mine, n = os.environ["MINE"], 10
+barrier, done = threading.Barrier(n + 1), threading.Event()
+
+@Cache(os.environ["CACHE"]).cached
+def work(x):
+    if x >= 0:
+        barrier.wait(20)
+        assert done.wait(20)
+    return x + 100
+
+work(-1)
+out = []
+threads = [threading.Thread(target=lambda i=i: out.append(work(i))) for i in range(n)]
+for thread in threads:
+    thread.start()
+barrier.wait(20)
+held = [int(k) for k in os.listdir("/proc/self/fd")]
+os.closerange(3, 4096)
+fd = os.open(mine, os.O_RDONLY)
+numbers = [k for k in held if k > fd]
+for k in numbers:
+    os.dup2(fd, k)
+done.set()
+for thread in threads:
+    thread.join(20)
+ino = os.fstat(fd).st_ino
+
+def still_mine(k):
+    try:
+        return os.fstat(k).st_ino == ino
+    except OSError:  # closed
+        return False
+
+print(sorted(out) == list(range(100, 100 + n)), len(numbers) > n,
+      [k for k in numbers if not still_mine(k)])
+"""
+
+
+def test_lock_descriptor_numbers_the_caller_reused_are_never_closed(tmp_path: Path) -> None:
+    """A released lock puts its description back for the next miss, or closes it when
+    enough are kept: never a number that is no longer memojar's."""
+    (tmp_path / "mine.txt").write_text("mine\n")
+    env = {"CACHE": str(tmp_path / "c"), "MINE": str(tmp_path / "mine.txt")}
+    assert finish(spawn(REUSED_WHILE_LOCKED, **env), 60).split() == ["True", "True", "[]"]
+
+
+# A call holds its key's lock; the caller closes every descriptor and opens its own at every
+# number but the function folder's and the held lock's. Another thread's miss then opens the
+# lock file again at the held lock's number: two locks with one description, until neither
+# may put it back twice for two threads to share.
+SHARED_AFTER_REUSE = """
+import os, threading, time
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+started, done = threading.Event(), threading.Event()
+calls = []
+
+@cache.cached
+def work(x):
+    calls.append(x)
+    if x == 1:
+        started.set()
+        assert done.wait(20)
+    if x == 3:
+        time.sleep(0.5)
+    return x + 100
+
+work(0)  # the folder, the lock file, one idle description of it (taken by work(1))
+fdir = os.path.dirname(os.path.dirname(cache.store.path(work.__memojar__.name,
+                                                        work.cache_key(0))))
+thread = threading.Thread(target=work, args=(1,))
+thread.start()
+assert started.wait(20)
+
+def target(n):
+    try:
+        return os.readlink(f"/proc/self/fd/{n}")
+    except OSError:
+        return None
+
+held = {int(n): target(n) for n in os.listdir("/proc/self/fd")}
+keep = {n for n, path in held.items() if path in (fdir, os.path.join(fdir, ".lock"))}
+os.closerange(3, 4096)
+fd = os.open(os.environ["MINE"], os.O_RDONLY)
+os.dup2(fd, 1000)
+os.close(fd)
+for n in range(3, max(held) + 8):
+    if n not in keep:
+        os.dup2(1000, n)
+print(len(keep), work(2))  # opens the folder and the lock file at the numbers kept free
+done.set()
+thread.join(20)
+threads = [threading.Thread(target=work, args=(3,)) for _ in range(2)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join(20)
+print(calls)
+"""
+
+
+def test_a_reused_lock_description_is_never_shared_by_two_locks(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("mine\n")
+    env = {"CACHE": str(tmp_path / "c"), "MINE": str(tmp_path / "mine.txt")}
+    out = finish(spawn(SHARED_AFTER_REUSE, **env), 60).splitlines()
+    assert out == ["2 102", "[0, 1, 2, 3]"]  # work(3) by one of the two threads only
