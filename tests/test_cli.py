@@ -8,8 +8,10 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -822,3 +824,26 @@ def test_every_command_on_every_store(location: str, capsys: pytest.CaptureFixtu
     assert [e.function for e in cache.entries()] == [SQUARE] * 3
     assert cli(capsys, "--dir", location, "clear", "--yes")[0] == 0
     assert list(cache.entries()) == []
+
+
+def test_a_root_whose_tagging_was_killed_is_an_empty_cache_and_prune_removes_the_orphan(
+    tmp_path: Path,
+):
+    """A process killed (-9) between writing its temporary tag and linking it leaves the
+    root holding only that file: memojar's, as good as empty (the decorator's next use
+    tags it). The commands open it as such, and prune removes the orphan."""
+    root = tmp_path / "cache"
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, signal, sys
+        import memojar
+        os.link = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        memojar.Cache(sys.argv[1]).cached(lambda x: x)(1)
+        """), str(root)], timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    (orphan,) = os.listdir(root)
+    assert orphan.startswith("CACHEDIR.TAG.") and orphan.endswith(".tmp")
+    listed = memojar_command("ls", "--dir", str(root))
+    assert listed.returncode == 0, listed.stderr
+    pruned = memojar_command("prune", "--dir", str(root))
+    assert pruned.returncode == 0, pruned.stderr
+    assert sorted(os.listdir(root)) == [".gitignore", "CACHEDIR.TAG"]

@@ -1273,9 +1273,20 @@ def _claim(root: str) -> None:
         # (``_mark``), and is as good as empty.
         if is_cache_dir(root):
             return
-        if not all(_TAG_TEMP.fullmatch(name) for name in names):
+        if not _tag_temps_only(names):
             raise NotACacheDirectory(root)
     _mark(root)
+
+
+def being_tagged(path: str) -> bool:
+    """True if ``path`` holds only memojar's temporary tag files: a root memojar is tagging
+    now, or whose tagging a process killed meanwhile left unfinished. Memojar's, as good as
+    empty: opening it as a cache (``_claim``) tags it."""
+    return _tag_temps_only(_listdir(path))
+
+
+def _tag_temps_only(names: list[str]) -> bool:
+    return bool(names) and all(_TAG_TEMP.fullmatch(name) for name in names)
 
 
 # The temporary name of a tag being written (``_temp_name`` of CACHEDIR.TAG): a root that
