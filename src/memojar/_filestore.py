@@ -1278,11 +1278,12 @@ def _claim(root: str) -> None:
     _mark(root)
 
 
-def being_tagged(path: str) -> bool:
-    """True if ``path`` holds only memojar's temporary tag files: a root memojar is tagging
-    now, or whose tagging a process killed meanwhile left unfinished. Memojar's, as good as
-    empty: opening it as a cache (``_claim``) tags it."""
-    return _tag_temps_only(_listdir(path))
+def not_tagged_yet(path: str) -> bool:
+    """True if ``path`` holds nothing, or only memojar's temporary tag files: a root memojar
+    made and is tagging now (or whose tagging a process killed then left unfinished). As
+    good as empty, and adopted by the cache's next use (``_claim``): nothing cached yet."""
+    names = _listdir(path)
+    return not names or _tag_temps_only(names)
 
 
 def _tag_temps_only(names: list[str]) -> bool:
