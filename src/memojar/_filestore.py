@@ -1336,7 +1336,10 @@ def _link_tag(root: str) -> None:
         except OSError as exc:
             if exc.errno not in _NO_LINKS:
                 raise
-            os.rename(tmp, path)  # a file system without hard links: as whole, by rename
+            # A file system without hard links: as whole, by rename, which (unlike the
+            # link) would replace a tag there now: another process's, or another tool's.
+            if not os.path.lexists(path):
+                os.rename(tmp, path)
     finally:
         _unlink(tmp)
 
