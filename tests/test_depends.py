@@ -538,6 +538,26 @@ def test_the_files_warning_names_a_bytes_or_pathlike_path_as_the_path(
     assert f"path={str(counter)!r}" in str(caught[0].message)
 
 
+def test_the_files_warning_of_a_copy_sent_by_cloudpickle_points_at_the_callers_line(
+        tmp_path: Path) -> None:
+    """cloudpickle copies a function of a test body (or of ``__main__``) by value, memojar's
+    wrapper with it: its code's file name is then cloudpickle's ``<dynamic-code>``, not
+    memojar's, and must not be taken for the caller's."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    counter = tmp_path / "counter.txt"
+    counter.write_text("0")
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def bump_copied(path):
+        Path(path).write_text("1")
+        return 1
+
+    copy = cloudpickle.loads(cloudpickle.dumps(bump_copied))
+    with pytest.warns(MemojarWarning, match="changed while it ran") as caught:
+        assert copy(str(counter)) == 1
+    assert caught[0].filename == __file__
+
+
 def test_the_files_warning_never_loses_the_value_of_a_path_that_cannot_be_shown(
         tmp_path: Path) -> None:
     counter = tmp_path / "counter.txt"

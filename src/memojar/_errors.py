@@ -121,7 +121,17 @@ def _user_stacklevel() -> int:
     memojar's package."""
     frame: FrameType | None = sys._getframe(2)  # warn's caller: stacklevel 2 counted from warn
     level = 2
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and _ours(frame):
         frame = frame.f_back
         level += 1
     return level
+
+
+def _ours(frame: FrameType) -> bool:
+    """A frame of memojar's code: by its file, or, in a copy sent by value (cloudpickle
+    copies the wrapper of a function of ``__main__``, naming the code's file
+    ``<dynamic-code>``), by the ``__file__`` of the module globals the copy keeps."""
+    if frame.f_code.co_filename.startswith(_PACKAGE):
+        return True
+    module = frame.f_globals.get("__file__")
+    return isinstance(module, str) and module.startswith(_PACKAGE)
