@@ -558,6 +558,25 @@ def test_the_files_warning_of_a_copy_sent_by_cloudpickle_points_at_the_callers_l
     assert caught[0].filename == __file__
 
 
+def test_the_files_warning_of_a_coroutine_run_by_asyncio_points_at_the_callers_line(
+        tmp_path: Path) -> None:
+    """``asyncio.run(f(path))``: no frame of the caller's awaits the wrapper, which the
+    event loop runs; the warning points past asyncio's frames, at the line that ran it."""
+    import asyncio
+
+    counter = tmp_path / "counter.txt"
+    counter.write_text("0")
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    async def bump_async(path):
+        Path(path).write_text("1")
+        return 1
+
+    with pytest.warns(MemojarWarning, match="changed while it ran") as caught:
+        assert asyncio.run(bump_async(str(counter))) == 1
+    assert caught[0].filename == __file__
+
+
 def test_the_files_warning_never_loses_the_value_of_a_path_that_cannot_be_shown(
         tmp_path: Path) -> None:
     counter = tmp_path / "counter.txt"

@@ -124,7 +124,20 @@ def _user_stacklevel() -> int:
     while frame is not None and _ours(frame):
         frame = frame.f_back
         level += 1
-    return level
+    # A coroutine the event loop runs itself (``asyncio.run(f(x))``): past asyncio's
+    # frames, the line that ran it; asyncio's first frame if no caller's is above them.
+    loop = _asyncio_dir()
+    found = level
+    while frame is not None and loop and frame.f_code.co_filename.startswith(loop):
+        frame = frame.f_back
+        level += 1
+    return level if frame is not None else found
+
+
+def _asyncio_dir() -> str | None:
+    asyncio = sys.modules.get("asyncio")
+    module = getattr(asyncio, "__file__", None)
+    return os.path.dirname(module) + os.sep if isinstance(module, str) else None
 
 
 def _ours(frame: FrameType) -> bool:
