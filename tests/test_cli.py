@@ -8,8 +8,10 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -822,3 +824,32 @@ def test_every_command_on_every_store(location: str, capsys: pytest.CaptureFixtu
     assert [e.function for e in cache.entries()] == [SQUARE] * 3
     assert cli(capsys, "--dir", location, "clear", "--yes")[0] == 0
     assert list(cache.entries()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [(["ls"], "no cache at"), (["info"], "entries       0"), (["prune"], "nothing to prune"),
+     (["clear", "--yes"], "nothing to clear")],
+    ids=["ls", "info", "prune", "clear"],
+)
+def test_a_root_whose_tagging_was_killed_is_an_empty_cache(
+    tmp_path: Path, argv: list[str], says: str
+):
+    """A process killed (-9) between writing its temporary tag and linking it leaves the
+    root holding only that file: memojar's, as good as empty (the decorator's next use
+    adopts it), as is a root another process is tagging now. Every command reports an
+    empty cache, and nothing is created by looking."""
+    root = tmp_path / "cache"
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, signal, sys
+        import memojar
+        os.link = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        memojar.Cache(sys.argv[1]).cached(lambda x: x)(1)
+        """), str(root)], timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    (orphan,) = os.listdir(root)
+    assert orphan.startswith("CACHEDIR.TAG.") and orphan.endswith(".tmp")
+    proc = memojar_command("--dir", str(root), *argv)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert says in proc.stdout
+    assert os.listdir(root) == [orphan]

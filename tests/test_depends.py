@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from memojar import Cache, MemojarWarning, _entry
+from memojar import Cache, MemojarWarning, _decorator, _entry
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -503,6 +503,93 @@ def test_a_function_writing_its_own_files_path_warns_once_and_returns_its_values
     assert "not cached" in message and "declare in files= only the files it reads" in message
     assert bump(str(counter)) == 2  # no second warning (filterwarnings = error)
     assert bump.cache_info()[1:3] == (2, 0)  # two misses, nothing stored
+
+
+class _PathOf:
+    """A path argument that is an ``os.PathLike`` but no ``str``: its own ``__str__`` and
+    ``__repr__`` are the object's (or fail)."""
+
+    def __init__(self, path: Path, shown: bool = True) -> None:
+        self.path, self.shown = path, shown
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        if not self.shown:
+            raise RuntimeError("this object cannot be shown")
+        return object.__repr__(self)
+
+
+@pytest.mark.parametrize("wrap", [os.fsencode, _PathOf], ids=["bytes", "PathLike"])
+def test_the_files_warning_names_a_bytes_or_pathlike_path_as_the_path(
+        tmp_path: Path, wrap: Any, monkeypatch) -> None:
+    monkeypatch.setattr(_decorator, "_FILES_WARNED", set())  # each case warns (once)
+    counter = tmp_path / "counter.txt"
+    counter.write_text("0")
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def bump(path):
+        Path(os.fsdecode(os.fspath(path))).write_text("1")
+        return 1
+
+    with pytest.warns(MemojarWarning, match="changed while it ran") as caught:
+        assert bump(wrap(counter)) == 1
+    assert f"path={str(counter)!r}" in str(caught[0].message)
+
+
+def test_the_files_warning_of_a_copy_sent_by_cloudpickle_points_at_the_callers_line(
+        tmp_path: Path) -> None:
+    """cloudpickle copies a function of a test body (or of ``__main__``) by value, memojar's
+    wrapper with it: its code's file name is then cloudpickle's ``<dynamic-code>``, not
+    memojar's, and must not be taken for the caller's."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    counter = tmp_path / "counter.txt"
+    counter.write_text("0")
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def bump_copied(path):
+        Path(path).write_text("1")
+        return 1
+
+    copy = cloudpickle.loads(cloudpickle.dumps(bump_copied))
+    with pytest.warns(MemojarWarning, match="changed while it ran") as caught:
+        assert copy(str(counter)) == 1
+    assert caught[0].filename == __file__
+
+
+def test_the_files_warning_of_a_coroutine_run_by_asyncio_points_at_the_callers_line(
+        tmp_path: Path) -> None:
+    """``asyncio.run(f(path))``: no frame of the caller's awaits the wrapper, which the
+    event loop runs; the warning points past asyncio's frames, at the line that ran it."""
+    import asyncio
+
+    counter = tmp_path / "counter.txt"
+    counter.write_text("0")
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    async def bump_async(path):
+        Path(path).write_text("1")
+        return 1
+
+    with pytest.warns(MemojarWarning, match="changed while it ran") as caught:
+        assert asyncio.run(bump_async(str(counter))) == 1
+    assert caught[0].filename == __file__
+
+
+def test_the_files_warning_never_loses_the_value_of_a_path_that_cannot_be_shown(
+        tmp_path: Path) -> None:
+    counter = tmp_path / "counter.txt"
+    counter.write_text("0")
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def bump(path):
+        counter.write_text("1")
+        return 1
+
+    path = _PathOf(counter, shown=False)
+    with pytest.warns(MemojarWarning, match="changed while it ran"):
+        assert bump(path) == 1
 
 
 def test_an_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import os
 import shutil
@@ -344,3 +345,44 @@ def test_a_root_being_tagged_is_the_cache_to_a_process_that_looks_meanwhile(
     assert len(looked) == 1 and len(looked[0]) == 1 and looked[0][0].endswith(".tmp")
     assert sorted(os.listdir(root)) == [".gitignore", "CACHEDIR.TAG"]
     assert b"memojar" in (root / "CACHEDIR.TAG").read_bytes()
+
+
+def _without_hard_links(monkeypatch: pytest.MonkeyPatch, meanwhile: Any = None) -> None:
+    """``os.link`` as on a file system without hard links (vfat, some network mounts):
+    EPERM; ``meanwhile`` runs first (another program writing at the name)."""
+
+    def link(src: Any, dst: Any, **kwargs: Any) -> None:
+        if meanwhile is not None:
+            meanwhile(dst)
+        raise OSError(errno.EPERM, "Operation not permitted", dst)
+
+    monkeypatch.setattr(os, "link", link)
+
+
+def test_a_root_on_a_file_system_without_hard_links_gets_the_whole_tag_by_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    _without_hard_links(monkeypatch)
+    _filestore._claim(str(root))
+    assert sorted(os.listdir(root)) == [".gitignore", "CACHEDIR.TAG"]  # no temporary file
+    assert (root / "CACHEDIR.TAG").read_text() == _filestore._TAG_TEXT
+
+
+def test_the_tag_renamed_where_there_are_no_hard_links_never_replaces_one_there_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link fails if a tag is at the name; the rename that stands in for it must not
+    replace one either: another program's tag, written meanwhile, stays as it was."""
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    theirs = "Signature: 8a477f597d28d172789f06886806bc55\n# another tool's\n"
+    _without_hard_links(monkeypatch, lambda dst: Path(dst).write_text(theirs))
+    _filestore._claim(str(root))
+    assert (root / "CACHEDIR.TAG").read_text() == theirs
+    assert not [n for n in os.listdir(root) if n.endswith(".tmp")]

@@ -192,7 +192,9 @@ def open_cache(location: str | None) -> Cache:
 
     A directory that does not exist raises ``NoCacheYet`` (an empty cache, not an error);
     one that exists must hold memojar's CACHEDIR.TAG: memojar lists and deletes only in
-    directories it created, never in one that merely looks like a cache.
+    directories it created, never in one that merely looks like a cache. One that is empty
+    or holds only memojar's temporary tag files (a root being tagged, or left so by a
+    process killed then) is an empty cache too: ``NoCacheYet``.
     """
     location = location or default_directory()
     if location.startswith("file://"):
@@ -206,10 +208,15 @@ def open_cache(location: str | None) -> Cache:
         if not os.access(path, os.R_OK | os.X_OK):
             raise CliError(f"permission denied: cannot read the cache directory {path}")
         if not is_memojar_dir(path):
-            raise CliError(
-                f"{path} is not a memojar cache (it has no CACHEDIR.TAG written by "
-                "memojar); memojar only lists and deletes files in its own directories"
-            )
+            from ._filestore import not_tagged_yet
+
+            if not_tagged_yet(path):  # empty, or being tagged: nothing created by looking
+                raise NoCacheYet(path)
+            if not is_memojar_dir(path):  # else tagged between the two looks
+                raise CliError(
+                    f"{path} is not a memojar cache (it has no CACHEDIR.TAG written by "
+                    "memojar); memojar only lists and deletes files in its own directories"
+                )
         location = path
     try:
         return Cache(location)

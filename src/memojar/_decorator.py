@@ -11,6 +11,7 @@ import contextvars
 import functools
 import itertools
 import math
+import os
 import pickle
 import sys
 import threading
@@ -706,11 +707,11 @@ class _Memo:
 
         try:
             bound = inspect.signature(self.func).bind(*call[0], **call[1])
-        except (TypeError, ValueError):  # a signature inspect cannot read: the names
-            return f"files={self.files!r}"
-        bound.apply_defaults()
-        return ", ".join(f"{name}={str(bound.arguments[name])!r}" for name in self.files
-                         if name in bound.arguments)
+            bound.apply_defaults()
+            return ", ".join(f"{name}={_shown_path(bound.arguments[name])}"
+                             for name in self.files if name in bound.arguments)
+        except Exception:  # noqa: BLE001 - a signature inspect cannot read, a path that
+            return f"files={self.files!r}"  # cannot be shown: the names; never the value lost
 
     def put(self, key: str, value: Any, compute_time: float) -> None:
         """Store a computed value; a value or a store that fails costs only a warning."""
@@ -913,6 +914,15 @@ def _clock() -> float:
 def _with_bound(call_key: Callable[..., _Args], args: _Args, kwargs: dict[str, Any],
                 *call_args: Any, **call_kwargs: Any) -> _Args:
     return (args, kwargs, *call_key(*call_args, **call_kwargs))
+
+
+def _shown_path(value: Any) -> str:
+    """A ``files=`` argument for a message: a path (``str``, ``bytes``, ``os.PathLike``) as
+    its text, anything else as its ``repr``."""
+    try:
+        return repr(os.fsdecode(value))
+    except TypeError:  # not a path
+        return repr(value)
 
 
 def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:

@@ -121,7 +121,30 @@ def _user_stacklevel() -> int:
     memojar's package."""
     frame: FrameType | None = sys._getframe(2)  # warn's caller: stacklevel 2 counted from warn
     level = 2
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and _ours(frame):
         frame = frame.f_back
         level += 1
-    return level
+    # A coroutine the event loop runs itself (``asyncio.run(f(x))``): past asyncio's
+    # frames, the line that ran it; asyncio's first frame if no caller's is above them.
+    loop = _asyncio_dir()
+    found = level
+    while frame is not None and loop and frame.f_code.co_filename.startswith(loop):
+        frame = frame.f_back
+        level += 1
+    return level if frame is not None else found
+
+
+def _asyncio_dir() -> str | None:
+    asyncio = sys.modules.get("asyncio")
+    module = getattr(asyncio, "__file__", None)
+    return os.path.dirname(module) + os.sep if isinstance(module, str) else None
+
+
+def _ours(frame: FrameType) -> bool:
+    """A frame of memojar's code: by its file, or, in a copy sent by value (cloudpickle
+    copies the wrapper of a function of ``__main__``, naming the code's file
+    ``<dynamic-code>``), by the ``__file__`` of the module globals the copy keeps."""
+    if frame.f_code.co_filename.startswith(_PACKAGE):
+        return True
+    module = frame.f_globals.get("__file__")
+    return isinstance(module, str) and module.startswith(_PACKAGE)

@@ -1273,9 +1273,21 @@ def _claim(root: str) -> None:
         # (``_mark``), and is as good as empty.
         if is_cache_dir(root):
             return
-        if not all(_TAG_TEMP.fullmatch(name) for name in names):
+        if not _tag_temps_only(names):
             raise NotACacheDirectory(root)
     _mark(root)
+
+
+def not_tagged_yet(path: str) -> bool:
+    """True if ``path`` holds nothing, or only memojar's temporary tag files: a root memojar
+    made and is tagging now (or whose tagging a process killed then left unfinished). As
+    good as empty, and adopted by the cache's next use (``_claim``): nothing cached yet."""
+    names = _listdir(path)
+    return not names or _tag_temps_only(names)
+
+
+def _tag_temps_only(names: list[str]) -> bool:
+    return bool(names) and all(_TAG_TEMP.fullmatch(name) for name in names)
 
 
 # The temporary name of a tag being written (``_temp_name`` of CACHEDIR.TAG): a root that
@@ -1324,7 +1336,10 @@ def _link_tag(root: str) -> None:
         except OSError as exc:
             if exc.errno not in _NO_LINKS:
                 raise
-            os.rename(tmp, path)  # a file system without hard links: as whole, by rename
+            # A file system without hard links: as whole, by rename, which (unlike the
+            # link) would replace a tag there now: another process's, or another tool's.
+            if not os.path.lexists(path):
+                os.rename(tmp, path)
     finally:
         _unlink(tmp)
 
