@@ -25,6 +25,7 @@ from typing import IO, Any, NoReturn
 
 from ._cache import _SCHEME, SUPERSEDED, Cache, default_directory, judge
 from ._census import Census, counted, take_census
+from ._filestore import is_cache_dir, not_tagged_yet
 from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry, header_of
 
@@ -207,12 +208,10 @@ def open_cache(location: str | None) -> Cache:
             raise CliError(f"{path} is a file, not a cache directory: pass --dir a directory")
         if not os.access(path, os.R_OK | os.X_OK):
             raise CliError(f"permission denied: cannot read the cache directory {path}")
-        if not is_memojar_dir(path):
-            from ._filestore import not_tagged_yet
-
+        if not is_cache_dir(path):
             if not_tagged_yet(path):  # empty, or being tagged: nothing created by looking
                 raise NoCacheYet(path)
-            if not is_memojar_dir(path):  # else tagged between the two looks
+            if not is_cache_dir(path):  # else tagged between the two looks
                 raise CliError(
                     f"{path} is not a memojar cache (it has no CACHEDIR.TAG written by "
                     "memojar); memojar only lists and deletes files in its own directories"
@@ -224,13 +223,6 @@ def open_cache(location: str | None) -> Cache:
         raise CliError(str(exc)) from exc
     except (ValueError, TypeError) as exc:
         raise CliError(f"cannot open the cache at {location}: {exc}") from exc
-
-
-def is_memojar_dir(path: str) -> bool:
-    """True if ``path`` holds a CACHEDIR.TAG that memojar wrote (not another tool's)."""
-    from ._filestore import is_cache_dir
-
-    return is_cache_dir(path)
 
 
 def check_functions(cache: Cache, names: Sequence[str]) -> None:
@@ -564,7 +556,7 @@ def _removable(cache: Cache) -> bool:
     """A store other than a directory (Redis) has only memojar's keys; a directory must be
     memojar's own."""
     root = getattr(cache.store, "root", None)
-    return root is None or is_memojar_dir(root)
+    return root is None or is_cache_dir(root)
 
 
 def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,

@@ -93,6 +93,7 @@ _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # the call recomputes, and the entry stays for the processes that can load it.
 _NOT_THE_ENTRY = (MemoryError, ImportError, RecursionError)
 _FILES_WARNED: set[str] = set()  # functions warned of a files= path changed while they ran
+_COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 
 # The key locks this thread (or task, for coroutines) holds, as (location, function, key):
 # a cached function calling itself with the same key computes without waiting for itself.
@@ -587,7 +588,7 @@ class _Memo:
         await run(self._computed, key, value, start, (args, kwargs))
         return value
 
-    def _lock(self, key: str, then: str = "computing it here instead") -> Any:
+    def _lock(self, key: str, then: str = _COMPUTING_HERE) -> Any:
         """The key's lock, held; None if the store cannot lock right now (a read-only or
         vanished directory) or another caller held it past ``lock_timeout``: the value is
         then computed without it.
@@ -625,7 +626,7 @@ class _Memo:
             lock = self.store.lock(self.name, key)
             while not await run(lock.acquire, False, undo=lock.release):
                 if time.monotonic() >= deadline:
-                    return self._waited_too_long(key, timeout)
+                    return self._waited_too_long(key, timeout, _COMPUTING_HERE)
                 await asyncio.sleep(_LOCK_POLL)
             return lock
         except OSError as exc:
@@ -642,8 +643,7 @@ class _Memo:
     def _cannot_lock(self, key: str, exc: OSError) -> None:
         logger.warning("cannot lock %s %s in %s: %s", self.name, key, self.store.location, exc)
 
-    def _waited_too_long(self, key: str, timeout: float,
-                         then: str = "computing it here instead") -> None:
+    def _waited_too_long(self, key: str, timeout: float, then: str) -> None:
         warn(
             f"waited {timeout:g} s (lock_timeout) for another caller computing {self.name} "
             f"{key} in {self.store.location}; {then}. A process stuck while computing, or a "
