@@ -223,6 +223,43 @@ class RawEntry:
                                                                       self.key) is not None
 
 
+# A daemon (another thread) closes every descriptor while ``work(2)`` computes, after its
+# key's lock was taken; with MINE set, it then opens that folder of the user's at every number
+# memojar held. Prints work(1), work(2), then work(3), work(2) again and what MINE holds.
+DAEMON_DURING_A_CALL = """
+import os, threading
+from memojar import Cache
+
+mine = os.environ.get("MINE")
+started, done = threading.Event(), threading.Event()
+
+@Cache(os.environ["CACHE"]).cached
+def work(x):
+    if x == 2:
+        started.set()
+        assert done.wait(20)
+    return x + 100
+
+def daemon():
+    assert started.wait(20)
+    held = [int(n) for n in os.listdir("/proc/self/fd")]
+    os.closerange(3, 4096)
+    if mine:
+        fd = os.open(mine, os.O_RDONLY | os.O_DIRECTORY)
+        for n in held:
+            if n > fd:
+                os.dup2(fd, n)  # its own, with the numbers memojar held
+    done.set()
+
+print(work(1))
+thread = threading.Thread(target=daemon)
+thread.start()
+print(work(2))
+thread.join()
+print(work(3), work(2), sorted(os.listdir(mine)) if mine else [])
+"""
+
+
 # A child that calls ``leasejob.work(1)`` (a module the test writes, holding its lock or
 # lease while it computes) and prints the value and every warning it was given.
 LEASE_HOLDER = """

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import finish, read_line, spawn
+from faultkit import DAEMON_DURING_A_CALL, finish, read_line, spawn
 
 from memojar import Cache, MemojarWarning
 
@@ -323,38 +323,11 @@ def test_a_function_calling_itself_with_the_same_key_does_not_wait_for_itself(
 
 # --- the caller closes every descriptor while a key is locked (a daemon) -------------------
 
-CLOSED_WHILE_LOCKED = """
-import os, threading
-from memojar import Cache
-
-started, done = threading.Event(), threading.Event()
-
-@Cache(os.environ["CACHE"]).cached
-def work(x):
-    if x == 2:
-        started.set()
-        assert done.wait(20)
-    return x + 100
-
-def daemon():
-    assert started.wait(20)
-    os.closerange(3, 4096)
-    done.set()
-
-print(work(1))
-thread = threading.Thread(target=daemon)
-thread.start()
-print(work(2))
-thread.join()
-print(work(3), work(2))
-"""
-
-
 def test_a_lock_whose_descriptor_the_caller_closed_costs_no_result(tmp_path: Path) -> None:
     """The kernel released the lock with its description: releasing it is not an error
     that takes the computed value from the caller."""
-    out = finish(spawn(CLOSED_WHILE_LOCKED, CACHE=str(tmp_path / "c")), 60)
-    assert out.split() == ["101", "102", "103", "102"]
+    out = finish(spawn(DAEMON_DURING_A_CALL, CACHE=str(tmp_path / "c")), 60)
+    assert out.split() == ["101", "102", "103", "102", "[]"]
 
 
 # Ten calls hold their keys' locks at once; the caller then closes every descriptor and opens

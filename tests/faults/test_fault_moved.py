@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import finish, read_line, spawn
+from faultkit import DAEMON_DURING_A_CALL, finish, read_line, spawn
 
 TIMEOUT = 60
 
@@ -173,53 +173,23 @@ def test_a_cache_moved_aside_while_running_keeps_one_computation_a_key(tmp_path:
     assert log.read_text().split("\n").count(f"3 {running.pid}") == 0
 
 
-# The daemon's closing and reopening happens while a call computes (another thread does it):
-# the key's lock was taken, and its descriptor checked, before; the folder's descriptor is
-# the caller's by the time the result is stored.
-DURING = """
-import os, threading
-from memojar import Cache
-
-mine = os.environ["MINE"]
-started, done = threading.Event(), threading.Event()
-cache = Cache(os.environ["CACHE"])
-
-@cache.cached
-def work(x):
-    if x == 2:
-        started.set()
-        assert done.wait(20)
-    return x + 100
-
-def daemon():
-    assert started.wait(20)
-    held = [int(n) for n in os.listdir("/proc/self/fd")]
-    os.closerange(3, 4096)
-    fd = os.open(mine, os.O_RDONLY | os.O_DIRECTORY)
-    for n in held:
-        if n > fd:
-            os.dup2(fd, n)  # its own, with the numbers memojar held
-    done.set()
-
-print(work(1))
-thread = threading.Thread(target=daemon)
-thread.start()
-print(work(2))
-thread.join()
-print(work(3), sorted(os.listdir(mine)))
-"""
+def _users_folder(tmp_path: Path) -> dict[str, str]:
+    """A folder of the user's (``MINE``, holding notes.txt) beside a cache (``CACHE``)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    return {"CACHE": str(tmp_path / "cache"), "MINE": str(mine)}
 
 
 def test_descriptors_reused_while_a_call_computes_are_not_written_through(
     tmp_path: Path,
 ) -> None:
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("mine\n")
-    env = {"CACHE": str(tmp_path / "cache"), "MINE": str(mine)}
-    assert finish(spawn(DURING, **env), TIMEOUT).split() == [
-        "101", "102", "103", "['notes.txt']"]
-    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    """The key's lock was taken, and its descriptor checked, before the daemon closed and
+    reopened every number: the folder's descriptor is the caller's when the result is
+    stored."""
+    env = _users_folder(tmp_path)
+    assert finish(spawn(DAEMON_DURING_A_CALL, **env), TIMEOUT).split() == [
+        "101", "102", "103", "102", "['notes.txt']"]
 
 
 # After the daemon's closing and reopening, a stale entry is discarded under the key's lock,
@@ -250,9 +220,6 @@ print(work(1), work(2), sorted(os.listdir(mine)))
 def test_a_lock_opened_by_its_path_does_not_vouch_for_a_reused_folder_descriptor(
     tmp_path: Path,
 ) -> None:
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("mine\n")
-    env = {"CACHE": str(tmp_path / "cache"), "MINE": str(mine)}
+    env = _users_folder(tmp_path)
     assert finish(spawn(STALE, **env), TIMEOUT).split() == [
         "101", "101", "102", "['notes.txt']"]
