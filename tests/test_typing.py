@@ -1,8 +1,11 @@
 """Type checkers see a decorated function with its own signature and return type, as a
-function, a method, a classmethod, a staticmethod, and async."""
+function, a method, a classmethod, a staticmethod, and async: mypy, and pyright (what VS
+Code's Pylance runs for most of our users)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +106,25 @@ def _mypy(tmp_path: Path) -> dict[int, list[str]]:
     return by_line
 
 
+def _pyright(tmp_path: Path) -> dict[int, list[str]]:
+    """pyright's messages on SAMPLE, by line: ``severity: first line of the message``."""
+    pytest.importorskip("pyright", reason="pyright is in the dev extra")
+    sample = tmp_path / "sample.py"
+    sample.write_text(SAMPLE)
+    env = {**os.environ, "PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"}  # no check for a newer one
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyright", "--outputjson", "--pythonpath", sys.executable,
+         str(sample)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )
+    by_line: dict[int, list[str]] = {}
+    for found in json.loads(proc.stdout)["generalDiagnostics"]:
+        message = found["message"].splitlines()[0]
+        by_line.setdefault(found["range"]["start"]["line"] + 1, []).append(
+            f"{found['severity']}: {message}")
+    return by_line
+
+
 def _line(tag: str) -> int:
     (number,) = [i for i, text in enumerate(SAMPLE.splitlines(), 1) if text.endswith(f"# {tag}")]
     return number
@@ -140,3 +162,28 @@ def test_a_methods_cache_methods_take_self_as_the_types_say(cache_dir: Path) -> 
     assert m.fit(2) == [2.0]
     assert m.fit.cache_contains(m, 2)  # the key of the call m.fit(2)
     assert m.fit.cache_info().misses == 1
+
+
+@pytest.mark.slow
+def test_pyright_sees_each_kind_of_function_with_its_signature_and_return_type(
+    tmp_path: Path,
+) -> None:
+    by_line = _pyright(tmp_path)
+    for tag, revealed in REVEALED.items():
+        messages = by_line.get(_line(tag), [])
+        assert len(messages) == 1, (tag, by_line)
+        shown = messages[0].rpartition(" is ")[2].strip('"')
+        # pyright's spelling of mypy's typing.Coroutine and sample.Model
+        shown = shown.replace("CoroutineType[", "typing.Coroutine[")
+        assert shown in (revealed, revealed.removeprefix("sample.")), (tag, messages)
+    assert by_line[_line("E1")] == [
+        'error: Argument of type "Literal[3]" cannot be assigned to parameter "path" of type '
+        '"str" in function "__call__"']
+    assert by_line[_line("E2")] == [
+        'error: Argument of type "Literal[\'x\']" cannot be assigned to parameter "k" of type '
+        '"int" in function "__call__"']
+    assert by_line[_line("E3")] == [
+        'error: Argument of type "Literal[3]" cannot be assigned to parameter "name" of type '
+        '"str" in function "__call__"']
+    reported = {_line(t) for t in (*REVEALED, "E1", "E2", "E3")}
+    assert set(by_line) == reported, by_line  # nothing else: the sample is accepted

@@ -130,6 +130,20 @@ class CachedClassmethod(
     @overload
     def __call__(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
 
+    # The last: a classmethod reached through an instance (``obj.make(x)``), for which
+    # pyright passes the instance to ``__get__``, not its class.
+    @overload
+    def __get__(self: S, instance: None, owner: type[Any] | None = None, /) -> S: ...
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[T, P], R_co], instance: T,
+        owner: type[Any] | None = None, /,
+    ) -> BoundCachedFunction[P, R_co, Concatenate[T, P]]: ...
+    @overload
+    def __get__(
+        self, instance: T_contra, owner: type[Any] | None = None, /
+    ) -> BoundCachedFunction[Q, R_co, Concatenate[type[T_contra], Q]]: ...
+
 
 class Decorator(Protocol):
     """What ``cached(ttl=...)`` returns: applied to a function, a ``CachedFunction``."""
