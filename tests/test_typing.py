@@ -187,3 +187,23 @@ def test_pyright_sees_each_kind_of_function_with_its_signature_and_return_type(
         '"str" in function "__call__"']
     reported = {_line(t) for t in (*REVEALED, "E1", "E2", "E3")}
     assert set(by_line) == reported, by_line  # nothing else: the sample is accepted
+
+
+@pytest.mark.slow
+def test_every_public_name_has_a_declared_type(tmp_path: Path) -> None:
+    """``pyright --verifytypes``: nothing memojar exports is left for a checker to infer
+    (each would infer it its own way)."""
+    pytest.importorskip("pyright", reason="pyright is in the dev extra")
+    env = {**os.environ, "PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyright", "--outputjson", "--pythonpath", sys.executable,
+         "--verifytypes", "memojar", "--ignoreexternal"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )
+    report = json.loads(proc.stdout)
+    problems = [(d["file"], d["range"]["start"]["line"] + 1, d["message"])
+                for symbol in report["typeCompleteness"]["symbols"]
+                for d in symbol["diagnostics"]
+                if d["severity"] == "error"]
+    assert problems == []
+    assert report["typeCompleteness"]["completenessScore"] == 1

@@ -347,8 +347,8 @@ class Cache:
                 )
             if max_size <= 0:
                 raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
-        self.lock_timeout = _lock_timeout(lock_timeout)
-        self.secret = _secret(secret)
+        self.lock_timeout: float = _lock_timeout(lock_timeout)
+        self.secret: bytes | None = _secret(secret)
         if store is None:
             location = os.fspath(directory) if directory is not None else default_directory()
             store = open_store(location, max_size, signed=self.secret is not None,
@@ -358,7 +358,7 @@ class Cache:
             if self.secret is not None:
                 store.signed = True  # entries are signed above it: the signature decides
         self.store = store
-        self.directory = self.store.location
+        self.directory: str = self.store.location
         self.max_size = max_size
         self._location = location  # as given (a Redis URL keeps its password), for pickling
         self._secret_arg = secret
