@@ -579,15 +579,20 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
 
     try:
         # Cache.prune owns the rules; the command line only draws the counter it reports.
-        removed = cache.prune(other_pythons=other_pythons,
-                              progress=progress if checking.stream is not None else None)
+        removed, leftovers = cache._prune(
+            other_pythons, progress if checking.stream is not None else None)
     finally:
         checking.close()
         removing.close()
     left = cache.stats()
+    what = _plural(removed, "entry")
+    if leftovers:  # never entries: a user asks what else went, and why
+        what += (f" and {_plural(leftovers, cache.store.leftover)} left by "
+                 f"{'an interrupted write' if leftovers == 1 else 'interrupted writes'}")
     return Report(
-        data={"removed": removed, "entries": left.entries, "bytes": left.bytes},
-        notes=[f"removed {_plural(removed, 'entry')}; {_plural(left.entries, 'entry')} "
+        data={"removed": removed, "leftovers": leftovers, "entries": left.entries,
+              "bytes": left.bytes},
+        notes=[f"removed {what}; {_plural(left.entries, 'entry')} "
                f"({human_size(left.bytes)}) left in {cache.directory}"],
     )
 
