@@ -25,7 +25,7 @@ from typing import IO, Any, NoReturn
 
 from ._cache import _SCHEME, SUPERSEDED, Cache, default_directory, judge
 from ._census import Census, counted, take_census
-from ._filestore import is_cache_dir, not_tagged_yet
+from ._filestore import is_cache_dir, not_tagged_yet, why_not_ours
 from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry, header_of
 
@@ -213,8 +213,8 @@ def open_cache(location: str | None) -> Cache:
                 raise NoCacheYet(path)
             if not is_cache_dir(path):  # else tagged between the two looks
                 raise CliError(
-                    f"{path} is not a memojar cache (it has no CACHEDIR.TAG written by "
-                    "memojar); memojar only lists and deletes files in its own directories"
+                    f"{path} is not a memojar cache ({why_not_ours(path)}); memojar only "
+                    "lists and deletes files in its own directories"
                 )
         location = path
     try:

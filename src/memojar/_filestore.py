@@ -143,15 +143,31 @@ class NotACacheDirectory(ValueError):
 
     def __init__(self, path: str) -> None:
         super().__init__(
-            f"cache_dir {path!r} is an existing folder that memojar did not create (it holds "
-            f"files and no {_TAG} written by memojar); memojar keeps its entries only in "
-            "folders it creates, so that it never deletes or tags your files. Pass a new or "
-            f"empty folder instead, e.g. {os.path.join(path, 'memojar')!r}"
+            f"cache_dir {path!r} is an existing folder that memojar did not create ("
+            f"{why_not_ours(path)}); memojar keeps its entries only in folders it creates, so "
+            "that it never deletes or tags your files. Pass a new or empty folder instead, "
+            f"e.g. {os.path.join(path, 'memojar')!r}"
         )
         self.path = path
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         return type(self), (self.path,)
+
+
+def why_not_ours(path: str) -> str:
+    """Why a folder is not memojar's, in words for its owner: what to do about it where a
+    memojar killed while creating it may have left it so."""
+    names = _listdir(path)
+    if _tag_temps_only(names):
+        return (f"it holds only {', '.join(sorted(names))}, named like memojar's temporary "
+                "tag but none that a memojar process is writing now. If memojar left it (a "
+                "process killed while creating this cache), delete it and memojar makes the "
+                "cache here")
+    tag = os.path.join(path, _TAG)
+    if os.path.lexists(tag):
+        kind = "a link" if os.path.islink(tag) else "not written by memojar"
+        return f"it holds files and a {_TAG} that is {kind}"
+    return f"it holds files and no {_TAG} written by memojar"
 
 
 class FileStore(Store):
@@ -1273,26 +1289,65 @@ def _claim(root: str) -> None:
         # (``_mark``), and is as good as empty.
         if is_cache_dir(root):
             return
-        if not _tag_temps_only(names):
+        if not _being_tagged(root, names):
             raise NotACacheDirectory(root)
     _mark(root)
 
 
 def not_tagged_yet(path: str) -> bool:
-    """True if ``path`` holds nothing, or only memojar's temporary tag files: a root memojar
-    made and is tagging now (or whose tagging a process killed then left unfinished). As
-    good as empty, and adopted by the cache's next use (``_claim``): nothing cached yet."""
+    """True if ``path`` holds nothing, or only memojar's temporary tag files, one of them
+    being written (``_being_tagged``): a root memojar made and is tagging now (or whose
+    tagging a process killed an instant ago left unfinished). As good as empty, and adopted
+    by the cache's next use (``_claim``): nothing cached yet."""
     names = _listdir(path)
-    return not names or _tag_temps_only(names)
+    return not names or _being_tagged(path, names)
 
 
 def _tag_temps_only(names: list[str]) -> bool:
     return bool(names) and all(_TAG_TEMP.fullmatch(name) for name in names)
 
 
+def _being_tagged(root: str, names: list[str]) -> bool:
+    """True if ``names`` (the root's) are memojar's temporary tags only, and one of them
+    may be a writer's at work: it holds (a beginning of) memojar's tag, and is young
+    (``TAG_TEMP_AGE``) or its process, on this host, is alive (descheduled or stopped
+    between writing its tag and linking it). Anything else, a file of the user's named so
+    or one a memojar killed long ago left, does not make the folder memojar's."""
+    if not _tag_temps_only(names):
+        return False
+    now = time.time()
+    return any(_tag_in_writing(root, name, now) for name in names)
+
+
+def _tag_in_writing(root: str, name: str, now: float) -> bool:
+    text = _TAG_TEXT.encode()
+    try:
+        fd = os.open(os.path.join(root, name), _O_READ)
+    except OSError:  # linked (then removed) meanwhile, or a link: not one being written
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not text.startswith(os.read(fd, len(text) + 1)):
+            return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    if abs(now - st.st_mtime) <= TAG_TEMP_AGE:
+        return True
+    match = _TEMP.fullmatch(name)
+    return match is not None and match.group("host") == _HOST and _alive(
+        int(match.group("pid")))
+
+
 # The temporary name of a tag being written (``_temp_name`` of CACHEDIR.TAG): a root that
-# holds only such names is being tagged by memojar, not a folder of the user's.
+# holds only such names, one of them being written (``_being_tagged``), is being tagged by
+# memojar, not a folder of the user's.
 _TAG_TEMP = re.compile(r"CACHEDIR\.TAG\.[0-9]+-[0-9a-f]{8}\.[0-9a-f]{8}\.tmp")
+# Seconds a temporary tag counts as being written whoever wrote it (a writer on another
+# host, whose pid says nothing here; one killed an instant ago). Writing one takes
+# microseconds: this bound is for clocks that differ between hosts of a network file system.
+TAG_TEMP_AGE = 60.0
 # What ``os.link`` says where the file system has no hard links: the tag is renamed instead.
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 
@@ -1406,14 +1461,20 @@ def _orphaned(match: re.Match[str], st: os.stat_result, now: float) -> bool:
     host = match.group("host")
     if host is not None and host != _HOST:
         return False
-    pid = int(match.group("pid") or match.group("oldpid"))
+    return not _alive(int(match.group("pid") or match.group("oldpid")))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is alive."""
+    if pid <= 0:  # a name no process writes: 0 and below are groups to ``kill``
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
+    except (ProcessLookupError, OverflowError):  # no such process (or pid)
         return False
-    return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _remove_orphans(dir_fd: int, now: float) -> int:
