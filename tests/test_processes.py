@@ -383,6 +383,52 @@ def test_the_tag_renamed_where_there_are_no_hard_links_never_replaces_one_there_
     root.mkdir(mode=0o700)
     theirs = "Signature: 8a477f597d28d172789f06886806bc55\n# another tool's\n"
     _without_hard_links(monkeypatch, lambda dst: Path(dst).write_text(theirs))
-    _filestore._claim(str(root))
+    with pytest.raises(ValueError, match=r"its CACHEDIR\.TAG is a file that memojar did not"):
+        _filestore._claim(str(root))  # and the folder is not memojar's
     assert (root / "CACHEDIR.TAG").read_text() == theirs
     assert not [n for n in os.listdir(root) if n.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("planted", ["link", "file"])
+@pytest.mark.parametrize("hard_links", [True, False], ids=["linked", "renamed"])
+def test_a_tag_planted_while_memojar_makes_the_root_keeps_the_process_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str, hard_links: bool
+) -> None:
+    """Another program puts a link or a file at CACHEDIR.TAG between the root's ``mkdir``
+    and memojar's link of its tag. The process must not store into a root every later
+    process refuses: it returns its values, warns naming the folder and what to do, and
+    writes nothing there; a later process refuses the folder too."""
+    from memojar import Cache, MemojarWarning
+
+    root = tmp_path / "cache"
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+
+    def plant(dst: Any) -> None:
+        if planted == "link":
+            os.symlink(victim, dst)
+        else:
+            Path(dst).write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+
+    f = Cache(root).cached(lambda x: x * 2)  # the root is missing: made by the first miss
+    link = os.link
+
+    def planted_first(src: Any, dst: Any, **kwargs: Any) -> None:
+        if str(dst).endswith("CACHEDIR.TAG"):
+            if not os.path.lexists(dst):
+                plant(dst)
+            if not hard_links:  # as where there are none: the tag is renamed instead
+                raise OSError(errno.EPERM, "Operation not permitted", dst)
+        link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", planted_first)
+    kind = "a symbolic link" if planted == "link" else "a file"
+    with pytest.warns(MemojarWarning, match=rf"{root}': its CACHEDIR.TAG is {kind} that "
+                      "memojar did not write.*Remove that CACHEDIR.TAG"):
+        assert f(1) == 2
+        assert f(1) == 2 and f.cache_info().misses == 2  # no entry: computed again
+    monkeypatch.undo()
+    assert sorted(os.listdir(root)) == ["CACHEDIR.TAG"]  # nothing of memojar's went in
+    assert victim.read_text() == "precious\n"
+    with pytest.raises(ValueError, match=r"its CACHEDIR\.TAG is .* memojar did not write"):
+        Cache(root)  # a later process refuses it as well

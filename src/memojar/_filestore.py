@@ -142,11 +142,14 @@ class NotACacheDirectory(ValueError):
     """The directory exists, holds files, and is not one memojar created."""
 
     def __init__(self, path: str) -> None:
+        why = _foreign_tag(path)
+        instead = f"e.g. {os.path.join(path, 'memojar')!r}"
         super().__init__(
+            f"cache_dir {path!r}: {why}, {instead}" if why is not None else
             f"cache_dir {path!r} is an existing folder that memojar did not create ("
             f"{why_not_ours(path)}); memojar keeps its entries only in folders it creates, so "
-            "that it never deletes or tags your files. Pass a new or empty folder instead, "
-            f"e.g. {os.path.join(path, 'memojar')!r}"
+            f"that it never deletes or tags your files. Pass a new or empty folder instead, "
+            f"{instead}"
         )
         self.path = path
 
@@ -155,19 +158,35 @@ class NotACacheDirectory(ValueError):
 
 
 def why_not_ours(path: str) -> str:
-    """Why a folder is not memojar's, in words for its owner: what to do about it where a
-    memojar killed while creating it may have left it so."""
+    """Why a folder is not memojar's, in words for its owner: what to do about it where
+    memojar may have made it (a memojar killed, or another program's tag put there, while
+    it was being made)."""
     names = _listdir(path)
     if _tag_temps_only(names):
         return (f"it holds only {', '.join(sorted(names))}, named like memojar's temporary "
                 "tag but none that a memojar process is writing now. If memojar left it (a "
                 "process killed while creating this cache), delete it and memojar makes the "
                 "cache here")
-    tag = os.path.join(path, _TAG)
-    if os.path.lexists(tag):
-        kind = "a link" if os.path.islink(tag) else "not written by memojar"
-        return f"it holds files and a {_TAG} that is {kind}"
-    return f"it holds files and no {_TAG} written by memojar"
+    return _foreign_tag(path, names) or f"it holds files and no {_TAG} written by memojar"
+
+
+def _foreign_tag(path: str, names: list[str] | None = None) -> str | None:
+    """What to say of a folder holding nothing but a ``CACHEDIR.TAG`` that is not memojar's
+    (and memojar's temporary tags): another program's, put there perhaps while memojar was
+    tagging the folder (``_mark``). None for any other folder."""
+    names = _listdir(path) if names is None else names
+    if _TAG not in names or not all(n == _TAG or _TAG_TEMP.fullmatch(n) for n in names):
+        return None
+    try:
+        mode = os.lstat(os.path.join(path, _TAG)).st_mode
+    except OSError:  # gone meanwhile
+        return None
+    kind = ("a symbolic link" if stat.S_ISLNK(mode) else
+            "a file" if stat.S_ISREG(mode) else "something")
+    return (f"its {_TAG} is {kind} that memojar did not write (another program put it there, "
+            "perhaps while memojar was making this folder its cache), so memojar stores "
+            f"nothing in it (every later process would refuse it). Remove that {_TAG} if the "
+            "folder holds nothing else of yours, or pass another folder")
 
 
 class FileStore(Store):
@@ -1360,10 +1379,20 @@ def _mark(root: str) -> None:
     The tag appears whole or not at all: it is written to a temporary file in the root,
     then linked at its name, which fails if another process's tag is there first. So a tag
     in a root is memojar's and complete, and another tool's is never taken for one that
-    memojar is writing."""
+    memojar is writing. If what is at the name now is not memojar's tag (another program
+    put a link or a file there first), the root is not memojar's: ``NotACacheDirectory``,
+    and nothing else goes in (every later process would refuse it)."""
+    tag = os.path.join(root, _TAG)
     try:
-        if not os.path.lexists(os.path.join(root, _TAG)):  # else another process tagged it
+        if not os.path.lexists(tag):  # else another process tagged it
             _link_tag(root)
+    except OSError:  # read-only: the first write will say so
+        return
+    if not is_cache_dir(root):
+        if os.path.lexists(tag):  # else gone again (or the root): the first write says so
+            raise NotACacheDirectory(root)
+        return
+    try:
         fd = os.open(os.path.join(root, _GITIGNORE), _O_CREATE, 0o600)
     except OSError:  # read-only (the first write will say so), or the .gitignore is there
         return
