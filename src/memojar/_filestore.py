@@ -365,7 +365,8 @@ class FileStore(Store):
                 if exc.errno in _NO_TMPFILE:
                     raise _NoTmpfile from exc
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise _not_a_folder(os.path.join(self._dirs[function], shard)) from exc
+                    raise _not_a_folder(os.path.join(self._dirs[function], shard),
+                                        dir_fd=folder.fd) from exc
                 raise
             try:
                 _write_chunks(fd, chunks, size)
@@ -423,16 +424,18 @@ class FileStore(Store):
         longer this store's, or None)."""
         self.path(function, "")
         fdir = self._dirs[function]
-        try:
+        for _ in range(_WRITE_TRIES):
             try:
                 fd = os.open(fdir, _O_DIR)
-            except FileNotFoundError:
+                break
+            except FileNotFoundError:  # missing, or moved away again since it was made
                 self._makedirs(fdir, recheck=True)
-                fd = os.open(fdir, _O_DIR)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise _not_a_folder(fdir) from exc
-            raise
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _not_a_folder(fdir) from exc
+                raise
+        else:
+            raise _not_a_folder(fdir)
         try:
             st = os.fstat(fd)
         except BaseException:
@@ -1070,9 +1073,33 @@ class _NoTmpfile(Exception):
     """The file system cannot make unnamed temporary files (``O_TMPFILE``)."""
 
 
-def _not_a_folder(path: str) -> OSError:
-    return OSError(errno.ELOOP, "not a directory of the cache (a link?); nothing is written "
-                   "through it", path)
+def _not_a_folder(path: str, mode: int | None = None, dir_fd: int | None = None,
+                  making: bool = False) -> OSError:
+    """The error for a folder of the cache (``path``; relative to ``dir_fd`` if given) that
+    was not a directory where memojar went to write or make it, saying what happened as far
+    as one ``lstat`` (or ``mode``, from one) tells: a link, a file, or a folder moved,
+    removed or replaced meanwhile. Its text names the folder: the warning shows only it."""
+    if mode is None:
+        try:
+            mode = os.lstat(path if dir_fd is None else os.path.basename(path),
+                            dir_fd=dir_fd).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as exc:  # a folder above it is not one now, or unreadable
+            return OSError(exc.errno, f"{exc.strerror}: {path} or a folder above it; "
+                           "nothing is written there", path)
+    doing = "making" if making else "using"
+    if mode is None:
+        return OSError(errno.ENOENT, f"{path} was moved or removed while memojar was {doing} "
+                       "it (by another program?); nothing was stored in it", path)
+    if stat.S_ISDIR(mode):
+        return OSError(errno.ESTALE, f"{path} was replaced while memojar was {doing} it (by "
+                       "another program?); nothing was stored in it", path)
+    if stat.S_ISLNK(mode):
+        return OSError(errno.ELOOP, f"{path} is a symbolic link, not a folder of the cache; "
+                       "nothing is written through it", path)
+    return OSError(errno.ENOTDIR, f"{path} is not a directory but a file (or another kind); "
+                   "nothing is written in it", path)
 
 
 def _rename_over(source: str, dir_fd: int, name: str) -> int:
@@ -1233,9 +1260,9 @@ def _no_links(*dirs: str) -> None:
     memojar never writes through a link planted in its cache. One ``lstat`` each, on the
     miss path only."""
     for d in dirs:
-        if not stat.S_ISDIR(os.lstat(d).st_mode):
-            raise OSError(errno.ELOOP, "not a directory of the cache (a link?); nothing "
-                          "is written through it", d)
+        mode = os.lstat(d).st_mode
+        if not stat.S_ISDIR(mode):
+            raise _not_a_folder(d, mode)
 
 
 def _open_dir(name: str, dir_fd: int | None = None) -> int | None:
@@ -1342,7 +1369,9 @@ def _tag_in_writing(root: str, name: str, now: float) -> bool:
     text = _TAG_TEXT.encode()
     try:
         fd = os.open(os.path.join(root, name), _O_READ)
-    except OSError:  # linked (then removed) meanwhile, or a link: not one being written
+    except FileNotFoundError:  # linked at the tag and removed since: a writer at work
+        return True
+    except OSError:  # a link, or unreadable: not one memojar writes
         return False
     try:
         st = os.fstat(fd)
@@ -1450,11 +1479,7 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
             head = parent
         for d in reversed(missing):
             _mkdir(d)
-        try:
-            os.mkdir(root, 0o700)
-        except FileExistsError:  # another process made it first
-            if not os.path.isdir(root):
-                raise NotADirectoryError(errno.ENOTDIR, "not a directory", root) from None
+        _mkdir(root)  # or another process made it first
         tagged = False
     # Claimed before anything goes in, by whichever process gets here first (the tag is
     # created exclusively): the process that made the root may be descheduled before it
@@ -1475,11 +1500,22 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
 
 
 def _mkdir(d: str) -> None:
-    try:
-        os.mkdir(d, 0o700)
-    except FileExistsError:  # another process made it first
-        if not os.path.isdir(d):
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", d) from None
+    """Create the directory ``d`` (0700) unless one is there. One found there and moved or
+    removed again before it could be looked at (another program renaming it meanwhile) is
+    made again, a few times; anything else there is an error saying what it is."""
+    for _ in range(_WRITE_TRIES):
+        try:
+            os.mkdir(d, 0o700)
+            return
+        except FileExistsError:  # another process made it first (or moved one here)
+            try:
+                mode = os.lstat(d).st_mode
+            except FileNotFoundError:  # and it is gone again: make it
+                continue
+            if stat.S_ISDIR(mode):
+                return
+            raise _not_a_folder(d, mode) from None
+    raise _not_a_folder(d, making=True)
 
 
 def _orphaned(match: re.Match[str], st: os.stat_result, now: float) -> bool:
