@@ -347,6 +347,33 @@ def test_a_root_being_tagged_is_the_cache_to_a_process_that_looks_meanwhile(
     assert b"memojar" in (root / "CACHEDIR.TAG").read_bytes()
 
 
+def test_a_temporary_tag_linked_while_a_process_reads_it_is_a_root_being_tagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B lists the root (only A's temporary tag), A links its tag and removes the temporary
+    file, then B opens that file to see whether it is being written: gone. It was (its
+    writer just finished): B adopts the root, it does not refuse it (the 8-thread stampede
+    in test_fault_stampede.py found this)."""
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    temp = root / f"CACHEDIR.TAG.{os.getpid()}-{_filestore._HOST}.0badf00d.tmp"
+    temp.write_text(_filestore._TAG_TEXT)  # A's, about to be linked
+    real_open = os.open
+
+    def a_links_meanwhile(path: Any, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) == str(temp):
+            os.link(temp, root / "CACHEDIR.TAG")
+            temp.unlink()
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", a_links_meanwhile)
+    _filestore._claim(str(root))  # B
+    monkeypatch.undo()
+    assert sorted(os.listdir(root)) == [".gitignore", "CACHEDIR.TAG"]
+
+
 def _without_hard_links(monkeypatch: pytest.MonkeyPatch, meanwhile: Any = None) -> None:
     """``os.link`` as on a file system without hard links (vfat, some network mounts):
     EPERM; ``meanwhile`` runs first (another program writing at the name)."""
