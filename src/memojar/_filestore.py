@@ -330,7 +330,10 @@ class FileStore(Store):
             finally:
                 os.close(fd)
             replaced = _size_of(path)  # for the ledger and the entry count
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError as exc:  # the temporary file went with its folder
+                raise _not_a_folder(os.path.dirname(path)) from exc
         except BaseException:
             _unlink(tmp)
             self._account(-size)
@@ -470,7 +473,10 @@ class FileStore(Store):
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
         self._folders(path)
-        return _create_new(path)
+        try:
+            return _create_new(path)
+        except FileNotFoundError as exc:  # its folder moved away again meanwhile
+            raise _not_a_folder(os.path.dirname(path)) from exc
 
     def _makedirs(self, path: str, recheck: bool = False) -> None:
         """``_makedirs`` under this store's root; ``recheck``: look at the root's tag even if
@@ -489,11 +495,13 @@ class FileStore(Store):
         (creating them if missing): memojar never writes through a link planted there."""
         shard = os.path.dirname(path)
         folders = (os.path.dirname(shard), shard)
-        try:
-            _no_links(*folders)
-        except FileNotFoundError:
-            self._makedirs(shard, recheck=True)
-            _no_links(*folders)
+        for _ in range(_WRITE_TRIES):
+            try:
+                _no_links(*folders)
+                return
+            except FileNotFoundError:  # missing, or moved away again since it was made
+                self._makedirs(shard, recheck=True)
+        raise _not_a_folder(shard, making=True)
 
     def _reserve(self, path: str, size: int) -> tuple[int, str]:
         """The temporary file for an entry of ``size`` bytes, once there is room for it.

@@ -286,3 +286,28 @@ def test_a_storm_of_moves_is_named_a_move_not_a_link(
                       r"was making it \(by another program\?\)") as caught:
         assert f(2) == 102
     assert not any("link" in str(w.message) for w in caught)
+
+
+def test_a_folder_moved_while_a_max_size_write_renames_into_it_is_named_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``max_size`` the entry is written to a named temporary file in its shard and
+    renamed into place by path: a folder moved away between the two took the temporary
+    file with it. The warning says so, naming the folder (it said "No such file")."""
+    from memojar import Cache, MemojarWarning
+
+    cache = Cache(tmp_path / "cache", max_size=10_000_000)
+    f = cache.cached(lambda x: x + 100)
+    assert f(1) == 101
+    fdir = Path(cache.store.path(f.__memojar__.name, f.cache_key(1))).parent.parent
+    replace = os.replace
+
+    def moved_first(src: Any, dst: Any, **kwargs: Any) -> None:
+        if str(dst).endswith(".pkl"):
+            os.rename(fdir, tmp_path / "aside")
+        replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", moved_first)
+    with pytest.warns(MemojarWarning, match=rf"{fdir}/[0-9a-f]{{2}} was moved or removed "
+                      "while memojar was using it"):
+        assert f(2) == 102
