@@ -459,3 +459,59 @@ def test_a_tag_planted_while_memojar_makes_the_root_keeps_the_process_out(
     assert victim.read_text() == "precious\n"
     with pytest.raises(ValueError, match=r"its CACHEDIR\.TAG is .* memojar did not write"):
         Cache(root)  # a later process refuses it as well
+
+
+# A process that makes a cache root, killed (-9) at its K-th system call of it.
+KILLED_AT = """
+import os, signal, sys
+import memojar
+
+f = memojar.Cache(sys.argv[1]).cached(abs)
+calls = [0]
+
+
+def counted(call):
+    def at(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return call(*args, **kwargs)
+    return at
+
+
+for name in ("mkdir", "open", "write", "link", "rename", "unlink", "close", "listdir",
+             "lstat", "stat", "fstat", "read", "kill"):
+    setattr(os, name, counted(getattr(os, name)))
+f(-1)
+print(calls[0])
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_at_any_moment_of_making_a_root_leaves_one_the_next_uses(
+    tmp_path: Path,
+) -> None:
+    """Killed after its mkdir, mid-tag, between its temporary tag and the link, before the
+    .gitignore or the function's folder: the next process (at once: a temporary tag of a
+    dead writer counts for a minute) uses the root, with no refusal and no warning, and
+    prune then leaves no temporary tag."""
+    from memojar import Cache
+
+    killed = 0
+    for k in range(1, 40):
+        root = tmp_path / str(k) / "cache"
+        victim = subprocess.run([sys.executable, "-c", KILLED_AT, str(root), str(k)],
+                                capture_output=True, text=True, timeout=60)
+        if victim.returncode == 0:  # it made the root and stored before its K-th call
+            break
+        assert victim.returncode == -9, victim.stderr
+        killed += 1
+        cache = Cache(root)
+        assert cache.cached(abs)(-2) == 2
+        cache.prune()
+        names = sorted(os.listdir(root))
+        # Killed between the tag's link and the .gitignore, a root stays without one: like
+        # a cache of a memojar older than the .gitignore, it gets none later.
+        assert "CACHEDIR.TAG" in names, (k, names)
+        assert not [n for n in names if n.endswith(".tmp")], (k, names)
+    assert killed >= 10, "the kills did not land in the making of the root"
