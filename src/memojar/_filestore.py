@@ -1486,8 +1486,8 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
                 break
             head = parent
         for d in reversed(missing):
-            _mkdir(d)
-        _mkdir(root)  # or another process made it first
+            _mkdir(d, links_ok=True)
+        _mkdir(root, links_ok=True)  # or another process made it first
         tagged = False
     # Claimed before anything goes in, by whichever process gets here first (the tag is
     # created exclusively): the process that made the root may be descheduled before it
@@ -1507,17 +1507,19 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
         _mkdir(d)
 
 
-def _mkdir(d: str) -> None:
-    """Create the directory ``d`` (0700) unless one is there. One found there and moved or
-    removed again before it could be looked at (another program renaming it meanwhile) is
-    made again, a few times; anything else there is an error saying what it is."""
+def _mkdir(d: str, links_ok: bool = False) -> None:
+    """Create the directory ``d`` (0700) unless one is there (``links_ok``: or a link to
+    one: the root and the folders above it are the user's to link). One found there and
+    moved or removed again before it could be looked at (another program renaming it
+    meanwhile) is made again, a few times; anything else there is an error saying what it
+    is."""
     for _ in range(_WRITE_TRIES):
         try:
             os.mkdir(d, 0o700)
             return
         except FileExistsError:  # another process made it first (or moved one here)
             try:
-                mode = os.lstat(d).st_mode
+                mode = os.stat(d, follow_symlinks=links_ok).st_mode
             except FileNotFoundError:  # and it is gone again: make it
                 continue
             if stat.S_ISDIR(mode):
