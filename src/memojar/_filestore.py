@@ -141,20 +141,22 @@ def is_cache_dir(path: str) -> bool:
 class NotACacheDirectory(ValueError):
     """The directory exists, holds files, and is not one memojar created."""
 
-    def __init__(self, path: str) -> None:
-        why = _foreign_tag(path)
-        instead = f"e.g. {os.path.join(path, 'memojar')!r}"
-        super().__init__(
-            f"cache_dir {path!r}: {why}, {instead}" if why is not None else
-            f"cache_dir {path!r} is an existing folder that memojar did not create ("
-            f"{why_not_ours(path)}); memojar keeps its entries only in folders it creates, so "
-            f"that it never deletes or tags your files. Pass a new or empty folder instead, "
-            f"{instead}"
-        )
+    def __init__(self, path: str, message: str | None = None) -> None:
+        if message is None:  # what the folder holds now says why (a copy keeps the words)
+            why = _foreign_tag(path)
+            instead = f"e.g. {os.path.join(path, 'memojar')!r}"
+            message = (
+                f"cache_dir {path!r}: {why}, {instead}" if why is not None else
+                f"cache_dir {path!r} is an existing folder that memojar did not create ("
+                f"{why_not_ours(path)}); memojar keeps its entries only in folders it "
+                "creates, so that it never deletes or tags your files. Pass a new or empty "
+                f"folder instead, {instead}"
+            )
+        super().__init__(message)
         self.path = path
 
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return type(self), (self.path,)
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return type(self), (self.path, str(self))
 
 
 def why_not_ours(path: str) -> str:
