@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from memojar import Cache, _cli, _entry, _report
+from memojar import Cache, _cli, _entry, _filestore, _report
 from memojar._filestore import FileStore
 from memojar._keys import make_key
 
@@ -381,6 +381,38 @@ def test_prune_of_a_clean_cache_removes_nothing(
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
     assert code == 0 and "removed 0 entries" in out
     assert count(cache_dir) == 5
+
+
+def _dead_pid() -> int:
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True, timeout=60)
+    return int(child.stdout)
+
+
+def _orphaned_tag(root: Path) -> Path:
+    """The temporary tag of a process killed between writing it and linking it."""
+    orphan = root / f"CACHEDIR.TAG.{_dead_pid()}-{_filestore._HOST}.0badf00d.tmp"
+    orphan.write_text(_filestore._TAG_TEXT)
+    return orphan
+
+
+def test_prune_counts_a_dead_writers_temporary_tag_as_no_entry(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    fill(cache_dir)
+    orphan = _orphaned_tag(cache_dir)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
+    assert code == 0
+    assert out.startswith("removed 0 entries and 1 temporary file left by an interrupted "
+                          "write; 5 entries"), out
+    assert not orphan.exists() and count(cache_dir) == 5
+
+
+def test_cache_prune_counts_only_entries(cache_dir: Path):
+    fill(cache_dir)
+    orphan = _orphaned_tag(cache_dir)
+    assert Cache(cache_dir).prune() == 0
+    assert not orphan.exists()
 
 
 # --- directories that are not memojar caches ----------------------------------------------

@@ -347,6 +347,33 @@ def test_a_root_being_tagged_is_the_cache_to_a_process_that_looks_meanwhile(
     assert b"memojar" in (root / "CACHEDIR.TAG").read_bytes()
 
 
+def test_a_temporary_tag_linked_while_a_process_reads_it_is_a_root_being_tagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B lists the root (only A's temporary tag), A links its tag and removes the temporary
+    file, then B opens that file to see whether it is being written: gone. It was (its
+    writer just finished): B adopts the root, it does not refuse it (the 8-thread stampede
+    in test_fault_stampede.py found this)."""
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    temp = root / f"CACHEDIR.TAG.{os.getpid()}-{_filestore._HOST}.0badf00d.tmp"
+    temp.write_text(_filestore._TAG_TEXT)  # A's, about to be linked
+    real_open = os.open
+
+    def a_links_meanwhile(path: Any, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) == str(temp):
+            os.link(temp, root / "CACHEDIR.TAG")
+            temp.unlink()
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", a_links_meanwhile)
+    _filestore._claim(str(root))  # B
+    monkeypatch.undo()
+    assert sorted(os.listdir(root)) == [".gitignore", "CACHEDIR.TAG"]
+
+
 def _without_hard_links(monkeypatch: pytest.MonkeyPatch, meanwhile: Any = None) -> None:
     """``os.link`` as on a file system without hard links (vfat, some network mounts):
     EPERM; ``meanwhile`` runs first (another program writing at the name)."""
@@ -383,6 +410,108 @@ def test_the_tag_renamed_where_there_are_no_hard_links_never_replaces_one_there_
     root.mkdir(mode=0o700)
     theirs = "Signature: 8a477f597d28d172789f06886806bc55\n# another tool's\n"
     _without_hard_links(monkeypatch, lambda dst: Path(dst).write_text(theirs))
-    _filestore._claim(str(root))
+    with pytest.raises(ValueError, match=r"its CACHEDIR\.TAG is a file that memojar did not"):
+        _filestore._claim(str(root))  # and the folder is not memojar's
     assert (root / "CACHEDIR.TAG").read_text() == theirs
     assert not [n for n in os.listdir(root) if n.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("planted", ["link", "file"])
+@pytest.mark.parametrize("hard_links", [True, False], ids=["linked", "renamed"])
+def test_a_tag_planted_while_memojar_makes_the_root_keeps_the_process_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str, hard_links: bool
+) -> None:
+    """Another program puts a link or a file at CACHEDIR.TAG between the root's ``mkdir``
+    and memojar's link of its tag. The process must not store into a root every later
+    process refuses: it returns its values, warns naming the folder and what to do, and
+    writes nothing there; a later process refuses the folder too."""
+    from memojar import Cache, MemojarWarning
+
+    root = tmp_path / "cache"
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+
+    def plant(dst: Any) -> None:
+        if planted == "link":
+            os.symlink(victim, dst)
+        else:
+            Path(dst).write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+
+    f = Cache(root).cached(lambda x: x * 2)  # the root is missing: made by the first miss
+    link = os.link
+
+    def planted_first(src: Any, dst: Any, **kwargs: Any) -> None:
+        if str(dst).endswith("CACHEDIR.TAG"):
+            if not os.path.lexists(dst):
+                plant(dst)
+            if not hard_links:  # as where there are none: the tag is renamed instead
+                raise OSError(errno.EPERM, "Operation not permitted", dst)
+        link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", planted_first)
+    kind = "a symbolic link" if planted == "link" else "a file"
+    with pytest.warns(MemojarWarning, match=rf"{root}': its CACHEDIR.TAG is {kind} that "
+                      "memojar did not write.*Remove that CACHEDIR.TAG"):
+        assert f(1) == 2
+        assert f(1) == 2 and f.cache_info().misses == 2  # no entry: computed again
+    monkeypatch.undo()
+    assert sorted(os.listdir(root)) == ["CACHEDIR.TAG"]  # nothing of memojar's went in
+    assert victim.read_text() == "precious\n"
+    with pytest.raises(ValueError, match=r"its CACHEDIR\.TAG is .* memojar did not write"):
+        Cache(root)  # a later process refuses it as well
+
+
+# A process that makes a cache root, killed (-9) at its K-th system call of it.
+KILLED_AT = """
+import os, signal, sys
+import memojar
+
+f = memojar.Cache(sys.argv[1]).cached(abs)
+calls = [0]
+
+
+def counted(call):
+    def at(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return call(*args, **kwargs)
+    return at
+
+
+for name in ("mkdir", "open", "write", "link", "rename", "unlink", "close", "listdir",
+             "lstat", "stat", "fstat", "read", "kill"):
+    setattr(os, name, counted(getattr(os, name)))
+f(-1)
+print(calls[0])
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_at_any_moment_of_making_a_root_leaves_one_the_next_uses(
+    tmp_path: Path,
+) -> None:
+    """Killed after its mkdir, mid-tag, between its temporary tag and the link, before the
+    .gitignore or the function's folder: the next process (at once: a temporary tag of a
+    dead writer counts for a minute) uses the root, with no refusal and no warning, and
+    prune then leaves no temporary tag."""
+    from memojar import Cache
+
+    killed = 0
+    for k in range(1, 40):
+        root = tmp_path / str(k) / "cache"
+        victim = subprocess.run([sys.executable, "-c", KILLED_AT, str(root), str(k)],
+                                capture_output=True, text=True, timeout=60)
+        if victim.returncode == 0:  # it made the root and stored before its K-th call
+            break
+        assert victim.returncode == -9, victim.stderr
+        killed += 1
+        cache = Cache(root)
+        assert cache.cached(abs)(-2) == 2
+        cache.prune()
+        names = sorted(os.listdir(root))
+        # Killed between the tag's link and the .gitignore, a root stays without one: like
+        # a cache of a memojar older than the .gitignore, it gets none later.
+        assert "CACHEDIR.TAG" in names, (k, names)
+        assert not [n for n in names if n.endswith(".tmp")], (k, names)
+    assert killed >= 10, "the kills did not land in the making of the root"

@@ -47,6 +47,14 @@ T_contra = TypeVar("T_contra", contravariant=True)
 S = TypeVar("S")
 
 
+class Pruned(NamedTuple):
+    """What ``prune`` removed: entries, and what interrupted writes left (temporary files,
+    unfinished uploads: never entries)."""
+
+    entries: int
+    leftovers: int
+
+
 class EntryInfo(NamedTuple):
     """One stored entry, as ``Cache.entries()`` and the command line list it."""
 
@@ -507,8 +515,17 @@ class Cache:
 
         ``progress``, if given, is called as ``progress("checking", n, None)`` for each entry
         read and ``progress("removing", n, total)`` as they are removed (the command line
-        draws its counter with it). Returns how many files were removed.
+        draws its counter with it). Returns how many entries were removed (temporary files
+        left by interrupted writes are removed too, and not counted: they were never
+        entries; ``memojar prune`` reports them apart).
         """
+        return self._prune(other_pythons, progress).entries
+
+    def _prune(
+        self, other_pythons: bool,
+        progress: Callable[[str, int, int | None], None] | None,
+    ) -> Pruned:
+        """``prune``, counting entries and what interrupted writes left apart."""
         keep = {FRESH} if other_pythons else {FRESH, *KEPT_FOR_OTHERS}
         entries: Iterable[StoredEntry] = self.store.scan()
         if progress is not None:
@@ -522,13 +539,13 @@ class Cache:
             for start in range(0, len(doomed), _REMOVE_BATCH):
                 removed += self.store.remove(doomed[start : start + _REMOVE_BATCH])
                 progress("removing", min(start + _REMOVE_BATCH, len(doomed)), len(doomed))
-        removed += self.store.cleanup()
+        leftovers = self.store.cleanup()
         removed += self.store.evict()
         try:
             self.store.forget_counts()  # whatever drifted: the next cache_info lists once
         except OSError as exc:
             logger.debug("cannot reset the entry counts of %s: %s", self.directory, exc)
-        return removed
+        return Pruned(removed, leftovers)
 
     def entries(self, function: str | Callable[..., Any] | None = None) -> Iterator[EntryInfo]:
         """Every readable entry (of one function), from headers only: nothing is unpickled."""

@@ -25,7 +25,7 @@ from typing import IO, Any, NoReturn
 
 from ._cache import _SCHEME, SUPERSEDED, Cache, default_directory, judge
 from ._census import Census, counted, take_census
-from ._filestore import is_cache_dir, not_tagged_yet
+from ._filestore import is_cache_dir, not_tagged_yet, why_not_ours
 from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry, header_of
 
@@ -213,8 +213,8 @@ def open_cache(location: str | None) -> Cache:
                 raise NoCacheYet(path)
             if not is_cache_dir(path):  # else tagged between the two looks
                 raise CliError(
-                    f"{path} is not a memojar cache (it has no CACHEDIR.TAG written by "
-                    "memojar); memojar only lists and deletes files in its own directories"
+                    f"{path} is not a memojar cache ({why_not_ours(path)}); memojar only "
+                    "lists and deletes files in its own directories"
                 )
         location = path
     try:
@@ -579,15 +579,20 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
 
     try:
         # Cache.prune owns the rules; the command line only draws the counter it reports.
-        removed = cache.prune(other_pythons=other_pythons,
-                              progress=progress if checking.stream is not None else None)
+        removed, leftovers = cache._prune(
+            other_pythons, progress if checking.stream is not None else None)
     finally:
         checking.close()
         removing.close()
     left = cache.stats()
+    what = _plural(removed, "entry")
+    if leftovers:  # never entries: a user asks what else went, and why
+        what += (f" and {_plural(leftovers, cache.store.leftover)} left by "
+                 f"{'an interrupted write' if leftovers == 1 else 'interrupted writes'}")
     return Report(
-        data={"removed": removed, "entries": left.entries, "bytes": left.bytes},
-        notes=[f"removed {_plural(removed, 'entry')}; {_plural(left.entries, 'entry')} "
+        data={"removed": removed, "leftovers": leftovers, "entries": left.entries,
+              "bytes": left.bytes},
+        notes=[f"removed {what}; {_plural(left.entries, 'entry')} "
                f"({human_size(left.bytes)}) left in {cache.directory}"],
     )
 

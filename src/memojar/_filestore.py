@@ -141,17 +141,54 @@ def is_cache_dir(path: str) -> bool:
 class NotACacheDirectory(ValueError):
     """The directory exists, holds files, and is not one memojar created."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(
-            f"cache_dir {path!r} is an existing folder that memojar did not create (it holds "
-            f"files and no {_TAG} written by memojar); memojar keeps its entries only in "
-            "folders it creates, so that it never deletes or tags your files. Pass a new or "
-            f"empty folder instead, e.g. {os.path.join(path, 'memojar')!r}"
-        )
+    def __init__(self, path: str, message: str | None = None) -> None:
+        if message is None:  # what the folder holds now says why (a copy keeps the words)
+            why = _foreign_tag(path)
+            instead = f"e.g. {os.path.join(path, 'memojar')!r}"
+            message = (
+                f"cache_dir {path!r}: {why}, {instead}" if why is not None else
+                f"cache_dir {path!r} is an existing folder that memojar did not create ("
+                f"{why_not_ours(path)}); memojar keeps its entries only in folders it "
+                "creates, so that it never deletes or tags your files. Pass a new or empty "
+                f"folder instead, {instead}"
+            )
+        super().__init__(message)
         self.path = path
 
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return type(self), (self.path,)
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return type(self), (self.path, str(self))
+
+
+def why_not_ours(path: str) -> str:
+    """Why a folder is not memojar's, in words for its owner: what to do about it where
+    memojar may have made it (a memojar killed, or another program's tag put there, while
+    it was being made)."""
+    names = _listdir(path)
+    if _tag_temps_only(names):
+        return (f"it holds only {', '.join(sorted(names))}, named like memojar's temporary "
+                "tag but none that a memojar process is writing now. If memojar left it (a "
+                "process killed while creating this cache), delete it and memojar makes the "
+                "cache here")
+    return _foreign_tag(path, names) or f"it holds files and no {_TAG} written by memojar"
+
+
+def _foreign_tag(path: str, names: list[str] | None = None) -> str | None:
+    """What to say of a folder holding nothing but a ``CACHEDIR.TAG`` that is not memojar's
+    (and memojar's temporary tags): another program's, put there perhaps while memojar was
+    tagging the folder (``_mark``). None for any other folder."""
+    names = _listdir(path) if names is None else names
+    if _TAG not in names or not all(n == _TAG or _TAG_TEMP.fullmatch(n) for n in names):
+        return None
+    try:
+        mode = os.lstat(os.path.join(path, _TAG)).st_mode
+    except OSError:  # gone meanwhile
+        return None
+    kind = ("a symbolic link" if stat.S_ISLNK(mode) else
+            "a file" if stat.S_ISREG(mode) else "something")
+    return (f"its {_TAG} is {kind} that memojar did not write (another program put it there, "
+            "perhaps while memojar was making this folder its cache), so memojar stores "
+            f"nothing in it (every later process would refuse it). Remove that {_TAG} if the "
+            "folder holds nothing else of yours, or pass another folder")
 
 
 class FileStore(Store):
@@ -295,7 +332,10 @@ class FileStore(Store):
             finally:
                 os.close(fd)
             replaced = _size_of(path)  # for the ledger and the entry count
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError as exc:  # the temporary file went with its folder
+                raise _not_a_folder(os.path.dirname(path)) from exc
         except BaseException:
             _unlink(tmp)
             self._account(-size)
@@ -330,7 +370,8 @@ class FileStore(Store):
                 if exc.errno in _NO_TMPFILE:
                     raise _NoTmpfile from exc
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise _not_a_folder(os.path.join(self._dirs[function], shard)) from exc
+                    raise _not_a_folder(os.path.join(self._dirs[function], shard),
+                                        dir_fd=folder.fd) from exc
                 raise
             try:
                 _write_chunks(fd, chunks, size)
@@ -388,16 +429,18 @@ class FileStore(Store):
         longer this store's, or None)."""
         self.path(function, "")
         fdir = self._dirs[function]
-        try:
+        for _ in range(_WRITE_TRIES):
             try:
                 fd = os.open(fdir, _O_DIR)
-            except FileNotFoundError:
+                break
+            except FileNotFoundError:  # missing, or moved away again since it was made
                 self._makedirs(fdir, recheck=True)
-                fd = os.open(fdir, _O_DIR)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise _not_a_folder(fdir) from exc
-            raise
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _not_a_folder(fdir) from exc
+                raise
+        else:
+            raise _not_a_folder(fdir)
         try:
             st = os.fstat(fd)
         except BaseException:
@@ -432,7 +475,10 @@ class FileStore(Store):
     def _create_temp(self, path: str) -> tuple[int, str]:
         """A new temporary file beside ``path`` (created with its directories if missing)."""
         self._folders(path)
-        return _create_new(path)
+        try:
+            return _create_new(path)
+        except FileNotFoundError as exc:  # its folder moved away again meanwhile
+            raise _not_a_folder(os.path.dirname(path)) from exc
 
     def _makedirs(self, path: str, recheck: bool = False) -> None:
         """``_makedirs`` under this store's root; ``recheck``: look at the root's tag even if
@@ -451,11 +497,13 @@ class FileStore(Store):
         (creating them if missing): memojar never writes through a link planted there."""
         shard = os.path.dirname(path)
         folders = (os.path.dirname(shard), shard)
-        try:
-            _no_links(*folders)
-        except FileNotFoundError:
-            self._makedirs(shard, recheck=True)
-            _no_links(*folders)
+        for _ in range(_WRITE_TRIES):
+            try:
+                _no_links(*folders)
+                return
+            except FileNotFoundError:  # missing, or moved away again since it was made
+                self._makedirs(shard, recheck=True)
+        raise _not_a_folder(shard, making=True)
 
     def _reserve(self, path: str, size: int) -> tuple[int, str]:
         """The temporary file for an entry of ``size`` bytes, once there is room for it.
@@ -1035,9 +1083,33 @@ class _NoTmpfile(Exception):
     """The file system cannot make unnamed temporary files (``O_TMPFILE``)."""
 
 
-def _not_a_folder(path: str) -> OSError:
-    return OSError(errno.ELOOP, "not a directory of the cache (a link?); nothing is written "
-                   "through it", path)
+def _not_a_folder(path: str, mode: int | None = None, dir_fd: int | None = None,
+                  making: bool = False) -> OSError:
+    """The error for a folder of the cache (``path``; relative to ``dir_fd`` if given) that
+    was not a directory where memojar went to write or make it, saying what happened as far
+    as one ``lstat`` (or ``mode``, from one) tells: a link, a file, or a folder moved,
+    removed or replaced meanwhile. Its text names the folder: the warning shows only it."""
+    if mode is None:
+        try:
+            mode = os.lstat(path if dir_fd is None else os.path.basename(path),
+                            dir_fd=dir_fd).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as exc:  # a folder above it is not one now, or unreadable
+            return OSError(exc.errno, f"{exc.strerror}: {path} or a folder above it; "
+                           "nothing is written there", path)
+    doing = "making" if making else "using"
+    if mode is None:
+        return OSError(errno.ENOENT, f"{path} was moved or removed while memojar was {doing} "
+                       "it (by another program?); nothing was stored in it", path)
+    if stat.S_ISDIR(mode):
+        return OSError(errno.ESTALE, f"{path} was replaced while memojar was {doing} it (by "
+                       "another program?); nothing was stored in it", path)
+    if stat.S_ISLNK(mode):
+        return OSError(errno.ELOOP, f"{path} is a symbolic link, not a folder of the cache; "
+                       "nothing is written through it", path)
+    return OSError(errno.ENOTDIR, f"{path} is not a directory but a file (or another kind); "
+                   "nothing is written in it", path)
 
 
 def _rename_over(source: str, dir_fd: int, name: str) -> int:
@@ -1198,9 +1270,9 @@ def _no_links(*dirs: str) -> None:
     memojar never writes through a link planted in its cache. One ``lstat`` each, on the
     miss path only."""
     for d in dirs:
-        if not stat.S_ISDIR(os.lstat(d).st_mode):
-            raise OSError(errno.ELOOP, "not a directory of the cache (a link?); nothing "
-                          "is written through it", d)
+        mode = os.lstat(d).st_mode
+        if not stat.S_ISDIR(mode):
+            raise _not_a_folder(d, mode)
 
 
 def _open_dir(name: str, dir_fd: int | None = None) -> int | None:
@@ -1273,26 +1345,67 @@ def _claim(root: str) -> None:
         # (``_mark``), and is as good as empty.
         if is_cache_dir(root):
             return
-        if not _tag_temps_only(names):
+        if not _being_tagged(root, names):
             raise NotACacheDirectory(root)
     _mark(root)
 
 
 def not_tagged_yet(path: str) -> bool:
-    """True if ``path`` holds nothing, or only memojar's temporary tag files: a root memojar
-    made and is tagging now (or whose tagging a process killed then left unfinished). As
-    good as empty, and adopted by the cache's next use (``_claim``): nothing cached yet."""
+    """True if ``path`` holds nothing, or only memojar's temporary tag files, one of them
+    being written (``_being_tagged``): a root memojar made and is tagging now (or whose
+    tagging a process killed an instant ago left unfinished). As good as empty, and adopted
+    by the cache's next use (``_claim``): nothing cached yet."""
     names = _listdir(path)
-    return not names or _tag_temps_only(names)
+    return not names or _being_tagged(path, names)
 
 
 def _tag_temps_only(names: list[str]) -> bool:
     return bool(names) and all(_TAG_TEMP.fullmatch(name) for name in names)
 
 
+def _being_tagged(root: str, names: list[str]) -> bool:
+    """True if ``names`` (the root's) are memojar's temporary tags only, and one of them
+    may be a writer's at work: it holds (a beginning of) memojar's tag, and is young
+    (``TAG_TEMP_AGE``) or its process, on this host, is alive (descheduled or stopped
+    between writing its tag and linking it). Anything else, a file of the user's named so
+    or one a memojar killed long ago left, does not make the folder memojar's."""
+    if not _tag_temps_only(names):
+        return False
+    now = time.time()
+    return any(_tag_in_writing(root, name, now) for name in names)
+
+
+def _tag_in_writing(root: str, name: str, now: float) -> bool:
+    text = _TAG_TEXT.encode()
+    try:
+        fd = os.open(os.path.join(root, name), _O_READ)
+    except FileNotFoundError:  # linked at the tag and removed since: a writer at work
+        return True
+    except OSError:  # a link, or unreadable: not one memojar writes
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not text.startswith(os.read(fd, len(text) + 1)):
+            return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    if abs(now - st.st_mtime) <= TAG_TEMP_AGE:
+        return True
+    match = _TEMP.fullmatch(name)
+    return match is not None and match.group("host") == _HOST and _alive(
+        int(match.group("pid")))
+
+
 # The temporary name of a tag being written (``_temp_name`` of CACHEDIR.TAG): a root that
-# holds only such names is being tagged by memojar, not a folder of the user's.
+# holds only such names, one of them being written (``_being_tagged``), is being tagged by
+# memojar, not a folder of the user's.
 _TAG_TEMP = re.compile(r"CACHEDIR\.TAG\.[0-9]+-[0-9a-f]{8}\.[0-9a-f]{8}\.tmp")
+# Seconds a temporary tag counts as being written whoever wrote it (a writer on another
+# host, whose pid says nothing here; one killed an instant ago). Writing one takes
+# microseconds: this bound is for clocks that differ between hosts of a network file system.
+TAG_TEMP_AGE = 60.0
 # What ``os.link`` says where the file system has no hard links: the tag is renamed instead.
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 
@@ -1305,10 +1418,20 @@ def _mark(root: str) -> None:
     The tag appears whole or not at all: it is written to a temporary file in the root,
     then linked at its name, which fails if another process's tag is there first. So a tag
     in a root is memojar's and complete, and another tool's is never taken for one that
-    memojar is writing."""
+    memojar is writing. If what is at the name now is not memojar's tag (another program
+    put a link or a file there first), the root is not memojar's: ``NotACacheDirectory``,
+    and nothing else goes in (every later process would refuse it)."""
+    tag = os.path.join(root, _TAG)
     try:
-        if not os.path.lexists(os.path.join(root, _TAG)):  # else another process tagged it
+        if not os.path.lexists(tag):  # else another process tagged it
             _link_tag(root)
+    except OSError:  # read-only: the first write will say so
+        return
+    if not is_cache_dir(root):
+        if os.path.lexists(tag):  # else gone again (or the root): the first write says so
+            raise NotACacheDirectory(root)
+        return
+    try:
         fd = os.open(os.path.join(root, _GITIGNORE), _O_CREATE, 0o600)
     except OSError:  # read-only (the first write will say so), or the .gitignore is there
         return
@@ -1365,12 +1488,8 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
                 break
             head = parent
         for d in reversed(missing):
-            _mkdir(d)
-        try:
-            os.mkdir(root, 0o700)
-        except FileExistsError:  # another process made it first
-            if not os.path.isdir(root):
-                raise NotADirectoryError(errno.ENOTDIR, "not a directory", root) from None
+            _mkdir(d, links_ok=True)
+        _mkdir(root, links_ok=True)  # or another process made it first
         tagged = False
     # Claimed before anything goes in, by whichever process gets here first (the tag is
     # created exclusively): the process that made the root may be descheduled before it
@@ -1390,12 +1509,25 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
         _mkdir(d)
 
 
-def _mkdir(d: str) -> None:
-    try:
-        os.mkdir(d, 0o700)
-    except FileExistsError:  # another process made it first
-        if not os.path.isdir(d):
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", d) from None
+def _mkdir(d: str, links_ok: bool = False) -> None:
+    """Create the directory ``d`` (0700) unless one is there (``links_ok``: or a link to
+    one: the root and the folders above it are the user's to link). One found there and
+    moved or removed again before it could be looked at (another program renaming it
+    meanwhile) is made again, a few times; anything else there is an error saying what it
+    is."""
+    for _ in range(_WRITE_TRIES):
+        try:
+            os.mkdir(d, 0o700)
+            return
+        except FileExistsError:  # another process made it first (or moved one here)
+            try:
+                mode = os.stat(d, follow_symlinks=links_ok).st_mode
+            except FileNotFoundError:  # and it is gone again: make it
+                continue
+            if stat.S_ISDIR(mode):
+                return
+            raise _not_a_folder(d, mode) from None
+    raise _not_a_folder(d, making=True)
 
 
 def _orphaned(match: re.Match[str], st: os.stat_result, now: float) -> bool:
@@ -1406,14 +1538,20 @@ def _orphaned(match: re.Match[str], st: os.stat_result, now: float) -> bool:
     host = match.group("host")
     if host is not None and host != _HOST:
         return False
-    pid = int(match.group("pid") or match.group("oldpid"))
+    return not _alive(int(match.group("pid") or match.group("oldpid")))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is alive."""
+    if pid <= 0:  # a name no process writes: 0 and below are groups to ``kill``
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
+    except (ProcessLookupError, OverflowError):  # no such process (or pid)
         return False
-    return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _remove_orphans(dir_fd: int, now: float) -> int:

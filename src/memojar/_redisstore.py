@@ -104,6 +104,7 @@ class RedisStore(Store):
     native_expiry = True  # ttl -> PX
     eviction = "index"  # the lru/sizes/total index, changed atomically by the Lua scripts
     kind, shared_with = "Redis", "the server"
+    leftover = "partial value"  # the chunks of a writer that died before committing them
 
     def __init__(
         self,

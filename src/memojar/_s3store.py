@@ -349,6 +349,7 @@ class S3Store(Store):
 
     remote = True  # every call is a network request: async callers run it in a thread
     kind, shared_with = "S3", "the bucket"  # no total to keep under a lock: evicts by listing
+    leftover = "partial upload"  # a multipart upload of a writer that died
 
     def __init__(self, location: str, max_size: int | None = None, signed: bool = False,
                  *, secret: bytes | None = None, client: Any = None) -> None:

@@ -213,6 +213,8 @@ class Store(abc.ABC):
     # None: nobody but this user (no warning), or the backend judges trust itself.
     shared_with: str | None = None
     kind = "this"  # the backend's name in messages ("Redis")
+    # What ``cleanup`` counts, in words a user knows: the leftovers of interrupted writes.
+    leftover = "temporary file"
     _warned = False  # the trust warning was given (once per store)
 
     # --- the hit path -----------------------------------------------------------------

@@ -10,9 +10,11 @@ would every other process.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultkit import DAEMON_DURING_A_CALL, finish, read_line, spawn
@@ -31,6 +33,7 @@ def work(x):
 RUNNER = """
 import os, sys, time
 from pathlib import Path
+from typing import Any
 from memojar import Cache
 import moved_work
 
@@ -77,6 +80,7 @@ def test_a_cache_moved_aside_while_running_gets_the_next_results(
 REUSED = """
 import os, sys
 from pathlib import Path
+from typing import Any
 from memojar import Cache
 import moved_work
 
@@ -223,3 +227,87 @@ def test_a_lock_opened_by_its_path_does_not_vouch_for_a_reused_folder_descriptor
     env = _users_folder(tmp_path)
     assert finish(spawn(STALE, **env), TIMEOUT).split() == [
         "101", "101", "102", "['notes.txt']"]
+
+
+# --- a storm of moves while memojar makes the function's folder again ------------------------
+
+def _moved_back_and_away(
+    monkeypatch: pytest.MonkeyPatch, fdir: Path, aside: Path, times: int
+) -> None:
+    """Another program moves the function's folder back into place just before memojar's
+    ``mkdir`` of it (which then finds it there) and away again just after, ``times`` times:
+    the storm of renames that one process's miss meets, made certain."""
+    mkdir = os.mkdir
+    left = [times]
+
+    def moved_meanwhile(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(path) != str(fdir) or not left[0]:
+            return mkdir(path, *args, **kwargs)
+        left[0] -= 1
+        os.rename(aside, fdir)
+        try:
+            return mkdir(path, *args, **kwargs)
+        finally:
+            os.rename(fdir, aside)
+
+    monkeypatch.setattr(os, "mkdir", moved_meanwhile)
+
+
+def _moved_cache(tmp_path: Path) -> tuple[Any, Path, Path]:
+    from memojar import Cache
+
+    cache = Cache(tmp_path / "cache")
+    f = cache.cached(lambda x: x + 100)
+    assert f(1) == 101
+    fdir = Path(cache.store.path(f.__memojar__.name, f.cache_key(1))).parent.parent
+    aside = tmp_path / "aside"
+    os.rename(fdir, aside)  # moved away: the next miss makes the folder again
+    return f, fdir, aside
+
+
+def test_a_folder_moved_back_and_away_while_memojar_makes_it_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f, fdir, aside = _moved_cache(tmp_path)
+    _moved_back_and_away(monkeypatch, fdir, aside, times=1)
+    assert f(2) == 102  # no warning (warnings are errors): stored in a folder made again
+    monkeypatch.undo()
+    assert f.cache_contains(2) and fdir.is_dir() and not fdir.is_symlink()
+
+
+def test_a_storm_of_moves_is_named_a_move_not_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memojar import MemojarWarning
+
+    f, fdir, aside = _moved_cache(tmp_path)
+    _moved_back_and_away(monkeypatch, fdir, aside, times=1000)
+    with pytest.warns(MemojarWarning, match=rf"{fdir} was moved or removed while memojar "
+                      r"was making it \(by another program\?\)") as caught:
+        assert f(2) == 102
+    assert not any("link" in str(w.message) for w in caught)
+
+
+def test_a_folder_moved_while_a_max_size_write_renames_into_it_is_named_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``max_size`` the entry is written to a named temporary file in its shard and
+    renamed into place by path: a folder moved away between the two took the temporary
+    file with it. The warning says so, naming the folder (it said "No such file")."""
+    from memojar import Cache, MemojarWarning
+
+    cache = Cache(tmp_path / "cache", max_size=10_000_000)
+    f = cache.cached(lambda x: x + 100)
+    assert f(1) == 101
+    fdir = Path(cache.store.path(f.__memojar__.name, f.cache_key(1))).parent.parent
+    replace = os.replace
+
+    def moved_first(src: Any, dst: Any, **kwargs: Any) -> None:
+        if str(dst).endswith(".pkl"):
+            os.rename(fdir, tmp_path / "aside")
+        replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", moved_first)
+    with pytest.warns(MemojarWarning, match=rf"{fdir}/[0-9a-f]{{2}} was moved or removed "
+                      "while memojar was using it"):
+        assert f(2) == 102

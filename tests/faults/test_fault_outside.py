@@ -127,6 +127,54 @@ def test_a_folder_of_yours_is_refused_and_left_as_it_was(tmp_path: Path, tag: st
     assert snapshot(folder) == before  # no CACHEDIR.TAG, no file deleted, no folder removed
 
 
+def _dead_pid() -> int:
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True, timeout=TIMEOUT)
+    return int(child.stdout)
+
+
+# A folder holding only a file named as memojar names its temporary tag. It is a root being
+# tagged only while the tag's writer may still be at it: its file is young, or its process
+# (on this host) alive; and it holds (a beginning of) memojar's tag text.
+TAG_TEMPS = {  # (writer, age in seconds, content): adopted?
+    "old, its process gone": ("dead", 7200, "tag", False),
+    "old, another host's": ("other host", 7200, "tag", False),
+    "young, not a tag": ("dead", 0, "my data\n", False),
+    "old, its process alive": ("alive", 7200, "tag", True),
+    "young, its process gone": ("dead", 0, "tag", True),
+    "young, another host's": ("other host", 0, "", True),
+}
+
+
+@pytest.mark.parametrize("case", list(TAG_TEMPS))
+def test_a_folder_holding_only_a_temporary_tag_is_adopted_only_while_one_is_being_written(
+    tmp_path: Path, case: str
+) -> None:
+    from memojar import Cache, _filestore
+
+    writer, age, content, adopted = TAG_TEMPS[case]
+    pid = {"dead": _dead_pid(), "alive": os.getpid(), "other host": 1}[writer]
+    host = "0123abcd" if writer == "other host" else _filestore._HOST
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    temp = folder / f"CACHEDIR.TAG.{pid}-{host}.0badf00d.tmp"
+    temp.write_text(_filestore._TAG_TEXT if content == "tag" else content)
+    when = time.time() - age
+    os.utime(temp, (when, when))
+    before = snapshot(folder)
+    if adopted:
+        Cache(folder).cached(abs)(-1)
+        assert b"memojar" in (folder / "CACHEDIR.TAG").read_bytes()
+        return
+    with pytest.raises(ValueError, match=r"holds only .*CACHEDIR\.TAG\..*\.tmp.*delete"):
+        Cache(folder)
+    proc = memojar("--dir", str(folder), "ls")
+    assert proc.returncode == 1 and temp.name in proc.stderr, proc
+    for argv in (["prune"], ["clear", "--yes"], ["info"]):
+        assert memojar("--dir", str(folder), *argv).returncode == 1
+    assert snapshot(folder) == before
+
+
 # The user's folder appears at the cache's path after the cache was opened: before memojar
 # made it ("made later": ``Cache("out")`` at the top of a script that then writes its own
 # output into a new ``out/``), or in place of the cache while a process runs ("replaced").
