@@ -166,9 +166,8 @@ def why_not_ours(path: str) -> str:
     names = _listdir(path)
     if _tag_temps_only(names):
         return (f"it holds only {', '.join(sorted(names))}, named like memojar's temporary "
-                "tag but none that a memojar process is writing now. If memojar left it (a "
-                "process killed while creating this cache), delete it and memojar makes the "
-                "cache here")
+                "tag but not holding memojar's tag text. If it is not a file of yours, "
+                "delete it and memojar makes the cache here")
     return _foreign_tag(path, names) or f"it holds files and no {_TAG} written by memojar"
 
 
@@ -1352,8 +1351,8 @@ def _claim(root: str) -> None:
 
 def not_tagged_yet(path: str) -> bool:
     """True if ``path`` holds nothing, or only memojar's temporary tag files, one of them
-    being written (``_being_tagged``): a root memojar made and is tagging now (or whose
-    tagging a process killed an instant ago left unfinished). As good as empty, and adopted
+    memojar's (``_being_tagged``): a root memojar made and is tagging now (or whose tagging
+    a process killed left unfinished). As good as empty, and adopted
     by the cache's next use (``_claim``): nothing cached yet."""
     names = _listdir(path)
     return not names or _being_tagged(path, names)
@@ -1364,18 +1363,15 @@ def _tag_temps_only(names: list[str]) -> bool:
 
 
 def _being_tagged(root: str, names: list[str]) -> bool:
-    """True if ``names`` (the root's) are memojar's temporary tags only, and one of them
-    may be a writer's at work: it holds (a beginning of) memojar's tag, and is young
-    (``TAG_TEMP_AGE``) or its process, on this host, is alive (descheduled or stopped
-    between writing its tag and linking it). Anything else, a file of the user's named so
-    or one a memojar killed long ago left, does not make the folder memojar's."""
-    if not _tag_temps_only(names):
-        return False
-    now = time.time()
-    return any(_tag_in_writing(root, name, now) for name in names)
+    """True if ``names`` (the root's) are memojar's temporary tags only, one of them holding
+    (a beginning of) memojar's tag text: a root a writer is tagging now, or whose tagging a
+    process killed left unfinished. Only memojar writes that text under that name, so a
+    killed writer's root is adopted however long ago it was killed (nobody has to delete
+    its file); a file of the user's so named, holding anything else, is not memojar's."""
+    return _tag_temps_only(names) and any(_tag_in_writing(root, name) for name in names)
 
 
-def _tag_in_writing(root: str, name: str, now: float) -> bool:
+def _tag_in_writing(root: str, name: str) -> bool:
     text = _TAG_TEXT.encode()
     try:
         fd = os.open(os.path.join(root, name), _O_READ)
@@ -1384,28 +1380,18 @@ def _tag_in_writing(root: str, name: str, now: float) -> bool:
     except OSError:  # a link, or unreadable: not one memojar writes
         return False
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not text.startswith(os.read(fd, len(text) + 1)):
-            return False
+        return stat.S_ISREG(os.fstat(fd).st_mode) and text.startswith(
+            os.read(fd, len(text) + 1))
     except OSError:
         return False
     finally:
         os.close(fd)
-    if abs(now - st.st_mtime) <= TAG_TEMP_AGE:
-        return True
-    match = _TEMP.fullmatch(name)
-    return match is not None and match.group("host") == _HOST and _alive(
-        int(match.group("pid")))
 
 
 # The temporary name of a tag being written (``_temp_name`` of CACHEDIR.TAG): a root that
-# holds only such names, one of them being written (``_being_tagged``), is being tagged by
+# holds only such names, one of them holding memojar's tag text (``_being_tagged``), is being tagged by
 # memojar, not a folder of the user's.
 _TAG_TEMP = re.compile(r"CACHEDIR\.TAG\.[0-9]+-[0-9a-f]{8}\.[0-9a-f]{8}\.tmp")
-# Seconds a temporary tag counts as being written whoever wrote it (a writer on another
-# host, whose pid says nothing here; one killed an instant ago). Writing one takes
-# microseconds: this bound is for clocks that differ between hosts of a network file system.
-TAG_TEMP_AGE = 60.0
 # What ``os.link`` says where the file system has no hard links: the tag is renamed instead.
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 

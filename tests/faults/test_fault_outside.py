@@ -134,20 +134,20 @@ def _dead_pid() -> int:
 
 
 # A folder holding only a file named as memojar names its temporary tag. It is a root being
-# tagged only while the tag's writer may still be at it: its file is young, or its process
-# (on this host) alive; and it holds (a beginning of) memojar's tag text.
+# tagged (or left so by a memojar killed while tagging it) if that file holds (a beginning
+# of) memojar's tag text, whenever and by whomever it was written: only memojar writes that.
 TAG_TEMPS = {  # (writer, age in seconds, content): adopted?
-    "old, its process gone": ("dead", 7200, "tag", False),
-    "old, another host's": ("other host", 7200, "tag", False),
-    "young, not a tag": ("dead", 0, "my data\n", False),
-    "old, its process alive": ("alive", 7200, "tag", True),
+    "old, its process gone": ("dead", 7200, "tag", True),
+    "old, another host's": ("other host", 7200, "tag", True),
+    "old, killed before writing": ("dead", 7200, "", True),
     "young, its process gone": ("dead", 0, "tag", True),
-    "young, another host's": ("other host", 0, "", True),
+    "young, not a tag": ("dead", 0, "my data\n", False),
+    "old, its process alive, not a tag": ("alive", 7200, "my data\n", False),
 }
 
 
 @pytest.mark.parametrize("case", list(TAG_TEMPS))
-def test_a_folder_holding_only_a_temporary_tag_is_adopted_only_while_one_is_being_written(
+def test_a_folder_holding_only_a_temporary_tag_is_adopted_only_if_it_holds_memojars_tag(
     tmp_path: Path, case: str
 ) -> None:
     from memojar import Cache, _filestore
