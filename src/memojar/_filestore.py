@@ -1389,8 +1389,8 @@ def _tag_in_writing(root: str, name: str) -> bool:
 
 
 # The temporary name of a tag being written (``_temp_name`` of CACHEDIR.TAG): a root that
-# holds only such names, one of them holding memojar's tag text (``_being_tagged``), is being tagged by
-# memojar, not a folder of the user's.
+# holds only such names, one of them holding memojar's tag text (``_being_tagged``), is
+# being tagged by memojar, not a folder of the user's.
 _TAG_TEMP = re.compile(r"CACHEDIR\.TAG\.[0-9]+-[0-9a-f]{8}\.[0-9a-f]{8}\.tmp")
 # What ``os.link`` says where the file system has no hard links: the tag is renamed instead.
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
