@@ -2,7 +2,7 @@
 
     python benchmarks/miss_syscalls.py [--tmp /dev/shm] [-n 300] [--rounds 15]
 
-Three memoizers of compare.py's ``small`` miss, interleaved on tmpfs, each on a fresh
+Four memoizers of compare.py's ``small`` miss, interleaved on tmpfs, each on a fresh
 directory:
 
 - ``floor``: compare.py's floor (hash, a failed ``open``, ``open``/``writev``/``close`` of a
@@ -12,15 +12,19 @@ directory:
   (``fcntl``) and its ``fstat``, the re-check (``access``), the function folder's ``fstat``
   and ``lstat``, the unnamed file (``O_TMPFILE``) opened in the shard and written,
   ``linkat``, ``close`` and the unlock. No header, no bookkeeping: what the calls alone cost.
+- ``flat``: ``floor+checks`` with memojar's own key (``make_key``: the bound arguments,
+  the seed) and entry (``encode``: the header, the checksum, the classes the result holds),
+  inlined in one function: what memojar's miss would cost with none of its layers (the
+  decorator, the memo, the store, the lock object, the tallies).
 - ``memojar``: ``Cache(dir).cached``.
 
 The medians of the rounds' microseconds per miss are printed with their ratio to the floor:
 ``floor+checks`` is the least a miss that keeps memojar's promises (computed once across
 processes, nothing written through a moved folder, a reused descriptor or a link) can cost
-with the floor's Python. Beside them, each one's CPU time a miss over all rounds, split into
-user and system time (``getrusage`` around each round; less disturbed by other processes
-than wall-clock time, though a loaded machine inflates both: compare the ratios, not the
-figures, across runs).
+with the floor's Python, and ``flat`` the least it can cost with memojar's key and entry.
+Beside them, each one's CPU time a miss over all rounds, split into user and system time
+(``getrusage`` around each round; less disturbed by other processes than wall-clock time,
+though a loaded machine inflates both: compare the ratios, not the figures, across runs).
 """
 
 from __future__ import annotations
@@ -44,8 +48,30 @@ _FLOCK = struct.Struct("hhqqi4x")
 _O_TMPFILE = os.O_TMPFILE | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def floor_with_checks(root: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The floor's Python with memojar's system calls (see the module's docstring)."""
+def floor_with_checks(root: str, flat: bool = False
+                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The floor's Python with memojar's system calls; ``flat``: with memojar's key and
+    entry encoding too (see the module's docstring)."""
+    from memojar import _depends, _entry, _keys
+
+    seed = _entry.key_seed("")
+    fingerprint = "0" * 32
+    ident = (_entry.make_ident("compare.small", None, fingerprint)
+             + _entry.manifest((("code", "", fingerprint),)))
+
+    def memojar_key(args: tuple[Any, ...]) -> str:
+        return _keys.make_key(args, seed)
+
+    def memojar_encode(value: Any, key: str) -> list[Any]:
+        created = time.time()
+        return _entry.encode(value, ident=ident, key=key, created=created, expires=None,
+                             compute_time=0.0, result_classes=_depends.result_classes)
+
+    def floor_encode(value: Any, key: str) -> list[Any]:
+        return compare._floor_encode(value)
+
+    key_of = memojar_key if flat else compare._floor_key
+    encode = memojar_encode if flat else floor_encode
     for i in range(256):
         os.makedirs(os.path.join(root, f"{i:02x}"), exist_ok=True)
     folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
@@ -53,7 +79,7 @@ def floor_with_checks(root: str) -> Callable[[Callable[..., Any]], Callable[...,
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any) -> Any:
-            key = compare._floor_key(args)
+            key = key_of(args)
             path = f"{root}/{key[:2]}/{key}"
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -68,7 +94,7 @@ def floor_with_checks(root: str) -> Callable[[Callable[..., Any]], Callable[...,
                     os.stat(root, follow_symlinks=False)
                     wfd = os.open(key[:2], _O_TMPFILE, 0o600, dir_fd=folder)
                     try:
-                        os.writev(wfd, compare._floor_encode(value))
+                        os.writev(wfd, encode(value, key))
                         os.link(f"/proc/self/fd/{wfd}", f"{key[:2]}/{key}", dst_dir_fd=folder,
                                 follow_symlinks=True)
                     finally:
@@ -96,12 +122,14 @@ def main() -> None:
     from memojar import Cache
 
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        dirs = {name: os.path.join(tmp, name) for name in ("floor", "checks", "memojar")}
+        dirs = {name: os.path.join(tmp, name)
+                for name in ("floor", "checks", "flat", "memojar")}
         for d in dirs.values():
             os.mkdir(d)
         contenders = {
             "floor": compare.floor_memoize(dirs["floor"])(compare.small),
             "floor+checks": floor_with_checks(dirs["checks"])(compare.small),
+            "flat": floor_with_checks(dirs["flat"], flat=True)(compare.small),
             "memojar": Cache(dirs["memojar"]).cached(compare.small),
         }
         for f in contenders.values():
