@@ -267,6 +267,16 @@ def test_prune_removes_least_recently_used_entries_over_max_size(cache_dir: Path
     assert small.stats().bytes <= 4000
 
 
+@pytest.mark.file_only("it looks at the directory")
+def test_prune_with_max_size_of_a_cache_not_made_yet_creates_nothing(cache_dir: Path) -> None:
+    # As entries(), clear() and `memojar prune`: a cache not made yet is an empty one, and
+    # a directory the user cannot create (the README's tour run by a user without /data
+    # rights) is no PermissionError.
+    cache = Cache(cache_dir / "team", max_size=2**30)
+    assert cache.prune() == 0
+    assert not cache_dir.exists()
+
+
 # --- entries ------------------------------------------------------------------------------
 
 @pytest.mark.file_only("it looks at the entry files")

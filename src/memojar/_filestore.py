@@ -992,6 +992,15 @@ class FileStore(Store):
     def _ledger(self) -> Ledger:
         return Ledger(self)
 
+    def evict(self, incoming: int = 0) -> int:
+        """``Store.evict`` (prune's; a write reserves room in ``_write``), except that a
+        cache not made yet holds nothing to evict and is not made for it, as ``scan`` and
+        ``cleanup`` make nothing (the ledger's lock would create the root, or raise where
+        the user cannot)."""
+        if not os.path.lexists(self.root):
+            return 0
+        return super().evict(incoming)
+
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
     def _total_lock(self) -> Any:
