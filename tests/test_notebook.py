@@ -165,6 +165,28 @@ def test_magic_clear_function(shell: InteractiveShell):
     assert entries_of("__main__.f") == []
 
 
+def test_magic_ignores_a_comment_as_the_shell_does(shell: InteractiveShell):
+    # As in the README: a comment after a magic's words was taken for arguments (function
+    # names to clear: '#', 'one', 'function'), or failed on an apostrophe in it.
+    run(shell, CELL_V1)
+    run(shell, "f(1); f(2)")
+    rows = run(shell, "%memojar ls --json   # with --json the magic returns the data")
+    assert [(r["function"], r["entries"]) for r in rows] == [("__main__.f", 2)]
+    assert len(run(shell, "%memojar ls __main__.f --json  # one function's entries")) == 2
+    report = run(shell, "%memojar clear __main__.f   # one function")
+    assert "removed 2 entries" in report.text()
+
+
+def test_magic_keeps_a_hash_inside_a_word_or_quotes(shell: InteractiveShell, tmp_path: Path):
+    # Only a '#' starting a word begins a comment, as in the shell: a folder named 'a#b'
+    # (or '# b', quoted) is that folder, never 'a' with the rest dropped.
+    for name, typed in [("a#b", "a#b"), ("# b", "'# b'"), ("c #d", 'c\\ \\#d')]:
+        folder = tmp_path / name
+        Cache(folder).cached(len)("abc")
+        info = run(shell, f"%memojar --dir {tmp_path}/{typed} info --json  # a comment")
+        assert info["directory"] == str(folder) and info["entries"] == 1
+
+
 def test_magic_clear_everything_needs_yes(shell: InteractiveShell):
     run(shell, CELL_V1)
     run(shell, "f(1)")

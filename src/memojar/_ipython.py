@@ -25,7 +25,7 @@ def memojar_magic(line: str) -> Any:
     from IPython.core.error import UsageError
 
     try:
-        argv = shlex.split(line)
+        argv = shlex.split(_without_comment(line))
     except ValueError as exc:  # an unclosed quote
         raise UsageError(f"%memojar: {exc}") from None
     try:
@@ -35,3 +35,30 @@ def memojar_magic(line: str) -> Any:
     except SystemExit:  # --help or --version: argparse printed them
         return None
     return report.data if report.as_json else report
+
+
+def _without_comment(line: str) -> str:
+    """``line`` before its comment, as the shell reads one: a ``#`` that starts a word,
+    outside quotes (IPython hands a line magic its whole line, comment included; a
+    ``#`` inside a word, quoted or escaped, is the word's: ``--dir a#b``)."""
+    quote = ""
+    escaped = in_word = False
+    for at, char in enumerate(line):
+        if escaped:
+            escaped = False
+        elif quote == "'":  # no escapes inside single quotes
+            quote = "" if char == "'" else quote
+        elif char == "\\":
+            escaped = True
+        elif quote:
+            quote = "" if char == '"' else quote
+        elif char in "'\"":
+            quote = char
+        elif char.isspace():
+            in_word = False
+            continue
+        elif char == "#" and not in_word:
+            return line[:at]
+        in_word = True
+    return line
+
