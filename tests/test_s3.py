@@ -166,6 +166,36 @@ def test_bad_timeout_is_an_error(s3_env: None) -> None:
         Cache("s3://bucket/prefix?timeout=-1")
 
 
+@pytest.mark.parametrize(("url", "match"), [
+    # the server's host in place of the bucket: every call warned "the server failed"
+    ("s3://minio:9000/bucket/p", r"bucket 'minio:9000' .*not a valid S3 bucket name.*"
+                                 r"endpoint_url="),
+    ("s3://key:secret@bucket/p", r"bucket 'key:\*\*\*@bucket' .*not a valid S3 bucket name"
+                                 r".*credentials"),
+    ("s3://my bucket/p", r"bucket 'my bucket' .*not a valid S3 bucket name"),
+    # after a '#', the rest (the query too) was silently dropped: the cache went to AWS
+    ("s3://bucket/runs#2?endpoint_url=http://127.0.0.1:9", r"'#'.*an s3:// URL has none"),
+    ("s3://bucket/p?endpoint_url=http://127.0.0.1:9#x", r"'#'.*an s3:// URL has none"),
+    ("s3://bucket/p?endpoint_url=127.0.0.1:9000", r"endpoint_url '127.0.0.1:9000' is not an "
+                                                  r"http:// or https:// URL"),
+    ("s3://bucket/p?region=", r"option region is empty"),
+])
+def test_a_mistyped_s3_url_is_an_error_at_once(s3_env: None, url: str, match: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Old: these made a cache whose every call warned (a bucket name the client refuses,
+    blamed on the server), or one on another server than the URL names (a '#' dropped
+    the query with its endpoint_url), or raised the client's words without the option's
+    name. Now ``Cache``, ``cached`` and the command line say what is wrong, at once."""
+    with pytest.raises(ValueError, match=match):
+        Cache(url)
+    with pytest.raises(ValueError, match=match):
+        cached(cache_dir=url)(triple)(1)
+    assert _cli.main(["--dir", url, "ls"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "cannot open the cache" in err, err
+    assert "secret@" not in err
+
+
 def test_without_boto3_an_s3_url_names_the_extra() -> None:
     out = names_the_extra("boto3", "s3://bucket/prefix")
     assert "pip install -e '.[s3]'" in out and "memojar[s3]" in out

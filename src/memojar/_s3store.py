@@ -86,6 +86,7 @@ FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
 _ENTRY = re.compile(r"([^/]+)/([0-9a-f]{32})" + re.escape(SUFFIX))
 _LEASE = re.compile(r"[^/]+/[0-9a-f]{32}" + re.escape(LEASE_SUFFIX))  # after the prefix
 _OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's rule (AWS's is stricter)
 
 
 class _Listed(NamedTuple):
@@ -640,15 +641,44 @@ def _client(options: dict[str, str], timeout: float) -> Any:
 
 
 def _parse(location: str) -> tuple[str, str, dict[str, str]]:
-    """Bucket, prefix (empty or ending in "/") and memojar's options of an s3:// URL."""
+    """Bucket, prefix (empty or ending in "/") and memojar's options of an s3:// URL.
+
+    A mistyped URL is an error here, at ``Cache()``, never a cache that warns at every
+    call or one on another server than the URL names: the server's host where the bucket
+    goes (``s3://minio:9000/bucket``), credentials in it, a ``#`` (which would drop what
+    follows it, the query's ``endpoint_url`` too), an empty option, an
+    ``endpoint_url`` that is not an http(s) URL."""
+    shown = redact(location)
     parts = urlsplit(location)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"cache location {shown!r} is not an s3://BUCKET/PREFIX URL")
+    if "#" in location:
+        raise ValueError(
+            f"cache location {shown!r} has a '#': an s3:// URL has none (what follows it, "
+            "the query's options too, would be dropped); a prefix cannot hold one"
+        )
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
-        raise ValueError(f"cache location {location!r}: unknown option(s) {', '.join(unknown)}"
+        raise ValueError(f"cache location {shown!r}: unknown option(s) {', '.join(unknown)}"
                          f" (known: {', '.join(_OPTIONS)})")
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"cache location {location!r} is not an s3://BUCKET/PREFIX URL")
+    for name in options:  # given twice: the last one counts, as in a dict
+        if not options[name]:
+            raise ValueError(f"cache location {shown!r}: option {name} is empty")
+    if not _BUCKET.fullmatch(parts.netloc):
+        bucket = urlsplit(shown).netloc  # without a password
+        raise ValueError(
+            f"cache location {shown!r}: bucket {bucket!r} is not a valid S3 bucket name "
+            "(letters, digits, '.', '-', '_'); the server goes in "
+            "?endpoint_url=http://HOST:PORT, credentials in the AWS environment "
+            "(AWS_ACCESS_KEY_ID, AWS_PROFILE, ...)"
+        )
+    endpoint = options.get("endpoint_url")
+    if endpoint is not None:
+        where = urlsplit(endpoint)
+        if where.scheme not in ("http", "https") or not where.netloc:
+            raise ValueError(f"cache location {shown!r}: endpoint_url {endpoint!r} is not "
+                             "an http:// or https:// URL (e.g. http://127.0.0.1:9000)")
     prefix = parts.path.strip("/")
     return parts.netloc, (prefix + "/" if prefix else ""), options
 
