@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -594,6 +595,98 @@ def test_refusing_server_costs_a_warning_not_the_result(s3_env: None, status: in
         assert took < 1, took  # no call waits longer than timeout=1 (refusals are answers)
         with pytest.raises(OSError, match=match):
             cache.clear()
+    finally:
+        server.stop()
+
+
+class _Trickling:
+    """An S3-protocol server on loopback that sends every entry's body a few bytes at a
+    time, each well within the client's read timeout (a server, proxy or link that
+    crawls), and answers everything else as S3 does when the bucket has nothing."""
+
+    def __init__(self, size: int, every: float) -> None:
+        import http.server
+        import threading
+
+        stopped = self.stopped = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self, status: int, body: bytes = b"", **headers: str) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name.replace("_", "-"), value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if not self.path.split("?")[0].endswith(".pkl"):  # a listing: empty
+                    self.answer(200, b'<?xml version="1.0" encoding="UTF-8"?>'
+                                     b"<ListBucketResult><KeyCount>0</KeyCount>"
+                                     b"<IsTruncated>false</IsTruncated></ListBucketResult>")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.send_header("ETag", '"entry"')
+                self.send_header("Last-Modified", "Mon, 30 Nov 2026 00:00:00 GMT")
+                self.end_headers()
+                for _ in range(size // 4):
+                    if stopped.wait(every):
+                        return
+                    self.wfile.write(b"\x00" * 4)
+                    self.wfile.flush()
+
+            def do_PUT(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.answer(200, ETag=f'"{time.monotonic_ns()}"')
+
+            def do_HEAD(self) -> None:
+                self.answer(404)
+
+            def do_DELETE(self) -> None:
+                self.answer(204)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("size", [2_000, 2_000_000], ids=["small", "header-first"])
+def test_a_server_that_trickles_an_entry_costs_a_timeout_not_a_hang(s3_env: None,
+                                                                   size: int) -> None:
+    """Old: ``timeout`` bounded each packet's wait, not a body's: a server sending 4 bytes
+    every 0.05 s (each within the 1 s timeout) held the call for the whole body, 25 s
+    for 2 kB and hours for 2 MB. Now each 64 KiB of a body must arrive within ``timeout``:
+    the hit is given up after about one, and the call computes."""
+    import threading
+
+    server = _Trickling(size, every=0.05)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1",
+                      secret=SECRET)
+        double, calls = counted(cache)
+        got: list[tuple[Any, float]] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemojarWarning)  # the store after the fault
+            call = threading.Thread(target=lambda: got.append(timed(lambda: double(1))),
+                                    daemon=True)
+            call.start()
+            call.join(HANG)
+        assert not call.is_alive(), "the call still reads the trickled entry"
+        ((value, took),) = got
+        assert value == 2 and calls == [1]
+        assert took < 3, took  # about one timeout: the body given up, then the miss
     finally:
         server.stop()
 

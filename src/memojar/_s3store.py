@@ -53,6 +53,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 import botocore.handlers
+import urllib3.exceptions
 
 from ._errors import logger
 from ._filestore import function_dir
@@ -77,6 +78,7 @@ DEFAULT_MULTIPART_THRESHOLD = 16 << 20  # entries above this go up as a multipar
 PART_SIZE = 8 << 20  # bytes a part (S3's minimum is 5 MiB, except the last part)
 HEADER_FIRST = 1 << 20  # a hit on a larger entry checks its header before reading on
 READ_CHUNK = 1 << 20  # bytes read from a streamed body at a time
+BODY_PIECE = 64 << 10  # each this many bytes of a body must arrive within ``timeout``
 LEASE_TTL = 5.0  # seconds a lease outlives its holder's last renewal
 LEASE_RENEW = 1.0  # seconds between renewals of held leases
 LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
@@ -164,14 +166,16 @@ class _Bucket:
                 raise OSError(errno.EAGAIN, f"{message} (the server asks to slow down)") from exc
             raise OSError(errno.EIO, message) from exc
         except (botocore.exceptions.ConnectTimeoutError,
-                botocore.exceptions.ReadTimeoutError) as exc:
+                botocore.exceptions.ReadTimeoutError,
+                urllib3.exceptions.ReadTimeoutError) as exc:
             self._fault(exc)
             raise TimeoutError(
                 errno.ETIMEDOUT, f"{doing} {where}: no answer within timeout="
                 f"{self.timeout:g} s ({exc})"
             ) from exc
         except (botocore.exceptions.EndpointConnectionError,
-                botocore.exceptions.ConnectionClosedError) as exc:
+                botocore.exceptions.ConnectionClosedError,
+                urllib3.exceptions.ProtocolError) as exc:  # urllib3's: a body read by _fill
             self._fault(exc)
             raise ConnectionError(
                 errno.ECONNREFUSED, f"{doing} {where}: cannot reach the server ({exc})"
@@ -181,7 +185,8 @@ class _Bucket:
                 errno.EACCES, f"{doing} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
-        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+        except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError,
+                ValueError) as exc:
             # other client faults (a broken stream, a bad response); ValueError: urllib3's
             # read of a connection that broke mid-body
             self._fault(exc)
@@ -208,32 +213,59 @@ class _Bucket:
                     response.get("ETag", ""), _age(response))
 
     def read_body(self, name: str, got: _Got, into: bytearray | None = None,
-                  at: int = 0) -> bytes:
-        """The rest of a streamed body (into ``into`` from ``at``, chunk by chunk, so that
-        a large entry is never held twice)."""
+                  at: int = 0) -> bytearray:
+        """The rest of a streamed body: into ``into`` from ``at`` (chunk by chunk, so that
+        a large entry is never held twice), or the whole body into a new buffer."""
         with self._errors("reading", name):
             try:
                 if into is None:
-                    return bytes(got.body.read())
-                with memoryview(into) as view:
-                    while at < len(into):
-                        piece = got.body.read(min(READ_CHUNK, len(into) - at))
-                        if not piece:
-                            raise OSError(errno.EIO, f"short read: {at} of {len(into)} bytes")
-                        view[at : at + len(piece)] = piece
-                        at += len(piece)
-                return b""
+                    into = bytearray(got.size)
+                self._fill(name, got, into, at)
+                return into
             finally:
                 got.body.close()
 
     def read_some(self, name: str, got: _Got, size: int) -> bytes:
-        """The next ``size`` bytes of a streamed body (fewer at its end); it stays open."""
+        """The next ``size`` bytes of a streamed body (it has at least that many); the
+        stream stays open."""
         with self._errors("reading", name):
             try:
-                return bytes(got.body.read(size))
+                head = bytearray(size)
+                self._fill(name, got, head, 0)
+                return bytes(head)  # a header's few KiB
             except BaseException:
                 got.body.close()
                 raise
+
+    def _fill(self, name: str, got: _Got, into: bytearray, at: int) -> None:
+        """Read the body into ``into[at:]``, each ``BODY_PIECE`` of it within ``timeout``.
+
+        The client's read timeout bounds each wait for a packet, not a body: a server (or a
+        proxy, or a link) that sends a few bytes at a time, each within the timeout, would
+        hold the call for as long as it likes. urllib3's ``read1`` returns whatever has
+        arrived, so the time is checked as the body comes (botocore's ``read`` returns only
+        once it has every byte asked for)."""
+        raw = getattr(got.body, "_raw_stream", None)  # botocore's StreamingBody's urllib3
+        read = getattr(raw, "read1", None) or got.body.read  # response; else no bound
+        end = len(into)
+        piece_end, deadline = at, 0.0
+        with memoryview(into) as view:
+            while at < end:
+                if at >= piece_end:  # a new piece: its own deadline
+                    piece_end, deadline = at + BODY_PIECE, time.monotonic() + self.timeout
+                piece = read(min(READ_CHUNK, end - at))
+                if not piece:
+                    raise OSError(errno.EIO, f"short read: {at} of {end} bytes")
+                view[at : at + len(piece)] = piece
+                at += len(piece)
+                if at < min(piece_end, end) and time.monotonic() > deadline:
+                    exc = TimeoutError(
+                        errno.ETIMEDOUT, f"reading s3://{self.bucket}/{name}: the server sent "
+                        f"less than {BODY_PIECE >> 10} KiB within timeout={self.timeout:g} s "
+                        f"({at:,} of {end:,} bytes); given up"
+                    )
+                    self._fault(exc)
+                    raise exc
 
     def head(self, name: str) -> _Got | None:
         """The object's size, ETag and age without its body, or None."""
@@ -427,7 +459,7 @@ class S3Store(Store):
     def read_note(self, function: str) -> bytes | None:
         name = self._dir(function) + NOTE
         got = self._bucket.get(name)
-        return None if got is None else self._bucket.read_body(name, got)
+        return None if got is None else bytes(self._bucket.read_body(name, got))
 
     def write_note(self, function: str, note: bytes) -> None:
         self._bucket.put(self._dir(function) + NOTE, [memoryview(note)], len(note))
@@ -446,7 +478,7 @@ class S3Store(Store):
     def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
         name = self._object(entry)
         got = self._bucket.get(name, start, end)
-        return None if got is None else self._bucket.read_body(name, got)
+        return None if got is None else bytes(self._bucket.read_body(name, got))
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         # S3 does not say whether a deleted object existed: count what a listing still
