@@ -600,15 +600,18 @@ def test_refusing_server_costs_a_warning_not_the_result(s3_env: None, status: in
 
 
 class _Trickling:
-    """An S3-protocol server on loopback that sends every entry's body a few bytes at a
-    time, each well within the client's read timeout (a server, proxy or link that
-    crawls), and answers everything else as S3 does when the bucket has nothing."""
+    """An S3-protocol server on loopback that sends every entry's body (``size`` bytes
+    said, ``head`` first) a few bytes at a time, each well within the client's read timeout
+    (a server, proxy or link that crawls), and answers everything else as S3 does when the
+    bucket has nothing."""
 
-    def __init__(self, size: int, every: float) -> None:
+    def __init__(self, size: int, every: float, head: bytes = b"") -> None:
         import http.server
         import threading
 
         stopped = self.stopped = threading.Event()
+        self.head = head
+        outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -632,7 +635,8 @@ class _Trickling:
                 self.send_header("ETag", '"entry"')
                 self.send_header("Last-Modified", "Mon, 30 Nov 2026 00:00:00 GMT")
                 self.end_headers()
-                for _ in range(size // 4):
+                self.wfile.write(outer.head)  # the entry's first bytes, the rest trickled
+                for _ in range((size - len(outer.head)) // 4):
                     if stopped.wait(every):
                         return
                     self.wfile.write(b"\x00" * 4)
@@ -687,6 +691,28 @@ def test_a_server_that_trickles_an_entry_costs_a_timeout_not_a_hang(s3_env: None
         ((value, took),) = got
         assert value == 2 and calls == [1]
         assert took < 3, took  # about one timeout: the body given up, then the miss
+    finally:
+        server.stop()
+
+
+def test_an_entry_larger_than_memory_is_a_miss_not_an_error(s3_env: None) -> None:
+    """Anyone who can write to the bucket (a secret does not stop them: the signature is
+    checked once the whole entry is read) can put an object with a valid, fresh header at
+    an entry's name and say it is 2**62 bytes long; so can a machine with more memory
+    store a result this one cannot hold. Old: the hit's buffer for it raised MemoryError
+    into the call, whose function never ran. Now the entry is unreadable here: a miss."""
+    server = _Trickling(1 << 62, every=0.05)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1",
+                      secret=SECRET)
+        double, calls = counted(cache)
+        value = b"x" * 10_000
+        chunks = _entry.encode(value * 2, ident=double.__memojar__.ident,
+                               key=double.cache_key(value), created=time.time(),
+                               expires=None, compute_time=0.0, secret=SECRET.encode())
+        server.head = b"".join(bytes(memoryview(c)) for c in chunks)[: HEAD_BYTES * 2]
+        assert double(value) == value * 2
+        assert calls == [value]
     finally:
         server.stop()
 

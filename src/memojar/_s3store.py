@@ -432,7 +432,15 @@ class S3Store(Store):
         if not worth_reading(head):
             got.body.close()  # the connection goes, with the rest of the transfer
             return head
-        data = bytearray(got.size)
+        try:
+            data = bytearray(got.size)
+        except MemoryError:
+            # more than this process can hold (a larger machine's result, or an object
+            # planted with a forged header: the signature is checked only once it is
+            # read): unreadable here, so a miss, as a file entry whose value will not fit
+            got.body.close()
+            raise OSError(errno.ENOMEM, f"reading s3://{self._bucket.bucket}/{name}: its "
+                          f"{got.size:,} bytes do not fit in memory") from None
         data[: len(head)] = head
         self._bucket.read_body(name, got, data, len(head))
         return data
