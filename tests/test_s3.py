@@ -414,6 +414,25 @@ def test_the_next_caller_computes_within_seconds_of_a_killed_holder(
         ended(holder)
 
 
+def test_a_server_that_ignores_conditional_writes_is_named(s3_env: None) -> None:
+    """Computing once rests on the server's conditional writes; a server without them
+    (moto before 5.0.20, other S3-protocol servers) accepts every ``If-None-Match: *`` PUT
+    of a lease. Old: every caller then took the lease and computed, and nobody was told.
+    Now the first lease a process takes is written twice: a second creation that the
+    server accepts is warned about, once."""
+    server = S3Server.process(conditional=False)
+    try:
+        url = server.location(server.bucket("memojar-unconditional"), "p")
+        double, calls = counted(Cache(url, secret=SECRET))
+        with pytest.warns(MemojarWarning, match=r"ignores conditional writes .*If-None-Match"
+                                                r".*may compute the same key at once"):
+            assert double(1) == 2
+        assert double(2) == 4  # once: no second warning (an error here)
+        assert calls == [1, 2]
+    finally:
+        server.stop()
+
+
 def test_release_leaves_a_lease_taken_over_by_another(s3_location: str, client: Any) -> None:
     store = open_store(s3_location, None, True)
     lock = store.lock(FN, k(1))
@@ -603,13 +622,14 @@ class _Trickling:
     """An S3-protocol server on loopback that sends every entry's body (``size`` bytes
     said, ``head`` first) a few bytes at a time, each well within the client's read timeout
     (a server, proxy or link that crawls), and answers everything else as S3 does when the
-    bucket has nothing."""
+    bucket has nothing (honouring ``If-None-Match: *``)."""
 
     def __init__(self, size: int, every: float, head: bytes = b"") -> None:
         import http.server
         import threading
 
         stopped = self.stopped = threading.Event()
+        created: set[str] = set()  # objects PUT: a conditional creation is honoured
         self.head = head
         outer = self
 
@@ -644,12 +664,17 @@ class _Trickling:
 
             def do_PUT(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("If-None-Match") == "*" and self.path in created:
+                    self.answer(412, b"<Error><Code>PreconditionFailed</Code></Error>")
+                    return
+                created.add(self.path)
                 self.answer(200, ETag=f'"{time.monotonic_ns()}"')
 
             def do_HEAD(self) -> None:
                 self.answer(404)
 
             def do_DELETE(self) -> None:
+                created.discard(self.path)
                 self.answer(204)
 
             def log_message(self, *args: Any) -> None:

@@ -55,7 +55,7 @@ import botocore.exceptions
 import botocore.handlers
 import urllib3.exceptions
 
-from ._errors import logger
+from ._errors import logger, warn
 from ._filestore import function_dir
 from ._location import positive, redact
 from ._store import (
@@ -403,6 +403,7 @@ class S3Store(Store):
         self._bucket.client  # noqa: B018 - made now, so that a bad configuration says so here
         self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
         self._releases = 0  # leases this process released: its waiters look again then
+        self._conditions_checked = False  # the server honours conditional writes? (once)
         self._leases: dict[str, _Lease] = {}  # entry object -> this process's lease on it
         self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
 
@@ -562,9 +563,12 @@ class _Lease(KeyLock):
         self._released = released
         try:
             self.etag = self._put(if_none_match=True)
-            return self._taken()
         except FileExistsError:
             pass
+        else:
+            if not self.store._conditions_checked:
+                self._check_conditions()
+            return self._taken()
         got = self.store._bucket.head(self.name)
         if got is None:
             self._next_try = 0.0  # released meanwhile: try again at once
@@ -583,6 +587,28 @@ class _Lease(KeyLock):
         self._next_try = now + self._delay
         self._delay = min(self._delay * 2, LEASE_POLL_MAX)
         return False
+
+    def _check_conditions(self) -> None:
+        """Once a process: create the lease just created again (``If-None-Match: *``).
+        A server that honours conditional writes refuses; one that accepts ignores them,
+        and every caller takes every lease: say so (values stay right, computing once
+        does not hold)."""
+        store = self.store
+        store._conditions_checked = True
+        try:
+            self.etag = self._put(if_none_match=True)
+        except FileExistsError:
+            return  # refused, as it must be
+        except OSError as exc:  # no answer now: check at a later lease
+            store._conditions_checked = False
+            logger.debug("cannot check conditional writes of %s: %s", store.location, exc)
+            return
+        warn(
+            f"the server of S3 cache {store.location} ignores conditional writes (it "
+            f"accepted an If-None-Match: * PUT of {self.name}, which exists): callers in "
+            "other processes or on other machines may compute the same key at once. Use a "
+            "server that honours them (AWS S3, MinIO, Cloudflare R2; moto 5.0.20+)"
+        )
 
     def release(self) -> None:
         """Give the lease back; never raises (a lease that cannot be removed expires)."""
