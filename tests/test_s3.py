@@ -720,6 +720,106 @@ def test_a_server_that_trickles_an_entry_costs_a_timeout_not_a_hang(s3_env: None
         server.stop()
 
 
+class _Chunking:
+    """An S3-protocol server on loopback that answers GET and HEAD without a
+    Content-Length (``Transfer-Encoding: chunked``, as some proxies in front of a server
+    do), keeping what is PUT (``If-None-Match: *`` honoured) and DELETEd."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        objects: dict[str, bytes] = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def empty(self, status: int, **headers: str) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def chunked(self, body: bytes | None) -> None:
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("ETag", f'"{len(body or b"")}"')
+                self.send_header("Last-Modified", self.date_time_string())
+                self.end_headers()
+                if body is not None:  # not for a HEAD
+                    for start in range(0, len(body), 1000):
+                        piece = body[start : start + 1000]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path not in objects:
+                    self.empty(404)
+                else:
+                    self.chunked(objects[path])
+
+            def do_HEAD(self) -> None:
+                if self.path not in objects:
+                    self.empty(404)
+                else:
+                    self.chunked(None)
+
+            def do_PUT(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("If-None-Match") == "*" and self.path in objects:
+                    self.empty(412)
+                    return
+                objects[self.path] = body
+                self.empty(200, ETag=f'"{time.monotonic_ns()}"')
+
+            def do_DELETE(self) -> None:
+                objects.pop(self.path, None)
+                self.empty(204)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"s3://bucket/p?endpoint_url=http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_entry_sent_without_a_content_length_is_a_hit(s3_env: None) -> None:
+    """Old: a GET answered without Content-Length raised KeyError('ContentLength') from
+    the call, whose function never ran. Now the body is read to its end: a hit."""
+    server = _Chunking()
+    try:
+        double, calls = counted(Cache(server.url + "&timeout=5", secret=SECRET))
+        assert double(21) == 42
+        assert double(21) == 42
+        assert calls == [21]
+    finally:
+        server.stop()
+
+
+def test_a_held_lease_seen_without_a_content_length_is_waited_for(s3_env: None) -> None:
+    """Old: the HEAD of a lease held by another caller, answered without Content-Length,
+    raised KeyError from the waiter's call. Now the waiter waits, as for any held lease."""
+    server = _Chunking()
+    try:
+        holder = open_store(server.url, None, True).lock(FN, k(1))
+        assert holder.acquire(blocking=False)
+        waiter = open_store(server.url, None, True).lock(FN, k(1))
+        assert waiter.acquire(blocking=False) is False
+        holder.release()
+        assert waiter.acquire_within(HANG)
+        waiter.release()
+    finally:
+        server.stop()
+
+
 def test_an_entry_larger_than_memory_is_a_miss_not_an_error(s3_env: None) -> None:
     """Anyone who can write to the bucket (a secret does not stop them: the signature is
     checked once the whole entry is read) can put an object with a valid, fresh header at

@@ -101,7 +101,7 @@ class _Got(NamedTuple):
     """A streamed object: its body (read it, then close it) and what the server said."""
 
     body: Any
-    size: int
+    size: int  # -1: not said (an answer without Content-Length)
     etag: str
     age: float  # seconds between its Last-Modified and the response's Date, by the server
 
@@ -209,8 +209,8 @@ class _Bucket:
                 response = self.client.get_object(**kwargs)
         except FileNotFoundError:
             return None
-        return _Got(response["Body"], int(response["ContentLength"]),
-                    response.get("ETag", ""), _age(response))
+        return _Got(response["Body"], _length(response), response.get("ETag", ""),
+                    _age(response))
 
     def read_body(self, name: str, got: _Got, into: bytearray | None = None,
                   at: int = 0) -> bytearray:
@@ -219,6 +219,8 @@ class _Bucket:
         with self._errors("reading", name):
             try:
                 if into is None:
+                    if got.size < 0:  # no Content-Length (a proxy's chunked answer)
+                        return self._drain(name, got)
                     into = bytearray(got.size)
                 self._fill(name, got, into, at)
                 return into
@@ -242,11 +244,9 @@ class _Bucket:
 
         The client's read timeout bounds each wait for a packet, not a body: a server (or a
         proxy, or a link) that sends a few bytes at a time, each within the timeout, would
-        hold the call for as long as it likes. urllib3's ``read1`` returns whatever has
-        arrived, so the time is checked as the body comes (botocore's ``read`` returns only
-        once it has every byte asked for)."""
-        raw = getattr(got.body, "_raw_stream", None)  # botocore's StreamingBody's urllib3
-        read = getattr(raw, "read1", None) or got.body.read  # response; else no bound
+        hold the call for as long as it likes. The time is checked as the body comes
+        (``_read1``)."""
+        read = _read1(got)
         end = len(into)
         piece_end, deadline = at, 0.0
         with memoryview(into) as view:
@@ -259,13 +259,29 @@ class _Bucket:
                 view[at : at + len(piece)] = piece
                 at += len(piece)
                 if at < min(piece_end, end) and time.monotonic() > deadline:
-                    exc = TimeoutError(
-                        errno.ETIMEDOUT, f"reading s3://{self.bucket}/{name}: the server sent "
-                        f"less than {BODY_PIECE >> 10} KiB within timeout={self.timeout:g} s "
-                        f"({at:,} of {end:,} bytes); given up"
-                    )
-                    self._fault(exc)
-                    raise exc
+                    raise self._too_slow(name, f"{at:,} of {end:,} bytes")
+
+    def _drain(self, name: str, got: _Got) -> bytearray:
+        """A body of unknown length, read to its end (each ``BODY_PIECE`` within
+        ``timeout``, as ``_fill``)."""
+        read = _read1(got)
+        data = bytearray()
+        mark, deadline = 0, time.monotonic() + self.timeout
+        while piece := read(READ_CHUNK):
+            data += piece
+            if len(data) - mark >= BODY_PIECE:
+                mark, deadline = len(data), time.monotonic() + self.timeout
+            elif time.monotonic() > deadline:
+                raise self._too_slow(name, f"{len(data):,} bytes")
+        return data
+
+    def _too_slow(self, name: str, got: str) -> TimeoutError:
+        exc = TimeoutError(
+            errno.ETIMEDOUT, f"reading s3://{self.bucket}/{name}: the server sent less than "
+            f"{BODY_PIECE >> 10} KiB within timeout={self.timeout:g} s ({got}); given up"
+        )
+        self._fault(exc)
+        return exc
 
     def head(self, name: str) -> _Got | None:
         """The object's size, ETag and age without its body, or None."""
@@ -274,8 +290,7 @@ class _Bucket:
                 response = self.client.head_object(Bucket=self.bucket, Key=name)
         except FileNotFoundError:
             return None
-        return _Got(None, int(response["ContentLength"]), response.get("ETag", ""),
-                    _age(response))
+        return _Got(None, _length(response), response.get("ETag", ""), _age(response))
 
     def put(self, name: str, views: Sequence[memoryview], size: int,
             if_none_match: bool = False, if_match: str | None = None) -> str:
@@ -747,6 +762,21 @@ def _parse(location: str) -> tuple[str, str, dict[str, str]]:
                              "an http:// or https:// URL (e.g. http://127.0.0.1:9000)")
     prefix = parts.path.strip("/")
     return parts.netloc, (prefix + "/" if prefix else ""), options
+
+
+def _length(response: dict[str, Any]) -> int:
+    """The object's length, or -1 if the answer had no Content-Length (a chunked one)."""
+    length = response.get("ContentLength")
+    return -1 if length is None else int(length)
+
+
+def _read1(got: _Got) -> Callable[[int], bytes]:
+    """What reads a streamed body a piece at a time: urllib3's ``read1``, which returns
+    whatever has arrived (botocore's ``read`` returns only once it has every byte asked
+    for, so the time could not be checked as the body comes); botocore's without it."""
+    raw = getattr(got.body, "_raw_stream", None)  # botocore StreamingBody's urllib3 response
+    read: Callable[[int], bytes] = getattr(raw, "read1", None) or got.body.read
+    return read
 
 
 def _age(response: dict[str, Any]) -> float:
