@@ -185,6 +185,9 @@ class _Bucket:
                 errno.EACCES, f"{doing} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
+        except KeyError as exc:  # an answer without a field S3's always has (a proxy's)
+            raise OSError(errno.EIO, f"{doing} {where}: the server's answer has no {exc} "
+                          "(is a proxy changing it?)") from exc
         except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError,
                 ValueError) as exc:
             # other client faults (a broken stream, a bad response); ValueError: urllib3's
@@ -316,17 +319,17 @@ class _Bucket:
     def _put_multipart(self, name: str, views: Sequence[memoryview],
                        conditions: dict[str, str]) -> str:
         with self._errors("writing", name):
-            upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)
-        upload_id = upload["UploadId"]
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket,
+                                                            Key=name)["UploadId"]
         try:
             parts = []
             for number, piece in enumerate(pieces(views, PART_SIZE), 1):
                 with self._errors("writing", name):
-                    part = self.client.upload_part(
+                    etag = self.client.upload_part(
                         Bucket=self.bucket, Key=name, UploadId=upload_id,
                         PartNumber=number, Body=bytes(piece),
-                    )
-                parts.append({"PartNumber": number, "ETag": part["ETag"]})
+                    )["ETag"]
+                parts.append({"PartNumber": number, "ETag": etag})
             with self._errors("writing", name):
                 response = self.client.complete_multipart_upload(
                     Bucket=self.bucket, Key=name, UploadId=upload_id,
