@@ -197,6 +197,27 @@ def test_a_mistyped_s3_url_is_an_error_at_once(s3_env: None, url: str, match: st
     assert "secret@" not in err
 
 
+@pytest.mark.parametrize(("variable", "value", "match"), [
+    ("AWS_PROFILE", "no-such-profile", r"ProfileNotFound.*no-such-profile"),
+    ("AWS_ENDPOINT_URL", "127.0.0.1:9000", r"Invalid endpoint: 127.0.0.1:9000"),
+])
+def test_a_broken_aws_configuration_is_an_error_naming_it(
+    s3_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    variable: str, value: str, match: str,
+) -> None:
+    """Old: a profile that does not exist raised botocore's ProfileNotFound from
+    ``Cache()`` (the command line: "unexpected error ... please report it"), and an
+    AWS_ENDPOINT_URL without its scheme a ValueError that named neither the variable nor
+    the cache. Now both are a ValueError saying where the S3 client's settings come from."""
+    monkeypatch.setenv(variable, value)
+    where = r"cannot make its S3 client from the AWS configuration .*" + match
+    with pytest.raises(ValueError, match=where + r".*AWS_PROFILE.*AWS_ENDPOINT_URL"):
+        Cache("s3://bucket/p")
+    assert _cli.main(["--dir", "s3://bucket/p", "ls"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot make its S3 client" in err and "please report" not in err, err
+
+
 def test_without_boto3_an_s3_url_names_the_extra() -> None:
     out = names_the_extra("boto3", "s3://bucket/prefix")
     assert "pip install -e '.[s3]'" in out and "memojar[s3]" in out

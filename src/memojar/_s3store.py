@@ -418,7 +418,15 @@ class S3Store(Store):
             return client if client is not None else _client(options, timeout)
 
         self._bucket = _Bucket(bucket, make_client, timeout, threshold)
-        self._bucket.client  # noqa: B018 - made now, so that a bad configuration says so here
+        try:  # made now, so that a bad configuration says so here
+            self._bucket.client  # noqa: B018
+        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+            raise ValueError(
+                f"cache location {self.location!r}: cannot make its S3 client from the AWS "
+                f"configuration ({type(exc).__name__}: {exc}); see AWS_PROFILE, "
+                "AWS_DEFAULT_REGION, AWS_ENDPOINT_URL and ~/.aws/config, or the URL's "
+                "options"
+            ) from exc
         self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
         self._releases = 0  # leases this process released: its waiters look again then
         self._conditions_checked = False  # the server honours conditional writes? (once)
