@@ -744,16 +744,24 @@ def test_a_server_that_trickles_an_entry_costs_a_timeout_not_a_hang(s3_env: None
 class _Chunking:
     """An S3-protocol server on loopback that answers GET and HEAD without a
     Content-Length (``Transfer-Encoding: chunked``, as some proxies in front of a server
-    do), keeping what is PUT (``If-None-Match: *`` honoured) and DELETEd."""
+    do), keeping what is PUT (``If-None-Match: *`` honoured) and DELETEd; its answers are
+    dated ``skew`` seconds off its objects' Last-Modified."""
 
-    def __init__(self) -> None:
+    def __init__(self, skew: float = 0.0) -> None:
+        import email.utils
         import http.server
         import threading
 
         objects: dict[str, bytes] = {}
+        written: dict[str, float] = {}  # when each object was PUT (its Last-Modified)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                # the Date of answers, ``skew`` seconds off the objects' Last-Modified (a
+                # proxy, or another node of the server, answering with its own clock)
+                return email.utils.formatdate(time.time() + skew, usegmt=True)
 
             def empty(self, status: int, **headers: str) -> None:
                 self.send_response(status)
@@ -766,7 +774,9 @@ class _Chunking:
                 self.send_response(200)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("ETag", f'"{len(body or b"")}"')
-                self.send_header("Last-Modified", self.date_time_string())
+                path = self.path.split("?")[0]
+                self.send_header("Last-Modified",
+                                 email.utils.formatdate(written[path], usegmt=True))
                 self.end_headers()
                 if body is not None:  # not for a HEAD
                     for start in range(0, len(body), 1000):
@@ -792,7 +802,7 @@ class _Chunking:
                 if self.headers.get("If-None-Match") == "*" and self.path in objects:
                     self.empty(412)
                     return
-                objects[self.path] = body
+                objects[self.path], written[self.path] = body, time.time()
                 self.empty(200, ETag=f'"{time.monotonic_ns()}"')
 
             def do_DELETE(self) -> None:
@@ -834,6 +844,29 @@ def test_a_held_lease_seen_without_a_content_length_is_waited_for(s3_env: None) 
         assert holder.acquire(blocking=False)
         waiter = open_store(server.url, None, True).lock(FN, k(1))
         assert waiter.acquire(blocking=False) is False
+        holder.release()
+        assert waiter.acquire_within(HANG)
+        waiter.release()
+    finally:
+        server.stop()
+
+
+def test_a_server_dating_its_answers_ahead_takes_over_no_live_lease(s3_env: None) -> None:
+    """A lease the server dates old is taken over at once (its holder is gone). Old:
+    "old" was more than LEASE_TTL + 1 s (6 s) between the answer's Date and the lease's
+    Last-Modified, so a server whose answers came 20 s ahead of its objects' dates (a
+    proxy, or another node, with its own clock) had every live lease taken over at once:
+    the key computed twice, the holder's value not stored. Now only a lease a minute old
+    by the server's dates is; a younger one waits LEASE_TTL of the waiter's own clock."""
+    server = _Chunking(skew=20.0)
+    try:
+        holder = open_store(server.url, None, True).lock(FN, k(1))
+        assert holder.acquire(blocking=False)
+        waiter = open_store(server.url, None, True).lock(FN, k(1))
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert waiter.acquire(blocking=False) is False
+            time.sleep(0.1)
         holder.release()
         assert waiter.acquire_within(HANG)
         waiter.release()

@@ -24,7 +24,8 @@ The lease is judged without trusting anyone's clock: a waiter that sees the same
 (same ETag) for ``LEASE_TTL`` seconds of its own monotonic clock takes it over with a write
 conditional on that ETag, so of several waiters exactly one wins; a holder renews every
 ``LEASE_RENEW`` seconds, each renewal a new ETag. A lease the server itself dates older than
-``LEASE_TTL`` (its ``Last-Modified`` against its ``Date``) is taken over at once. A holder
+``LEASE_STALE`` (a minute: its ``Last-Modified`` against its ``Date``, which may come from
+another clock) is taken over at once. A holder
 renews its lease once more just before it writes the entry: a lease lost while it stalled
 (taken over) refuses the write (``ENOLCK``), so the late value is returned, not stored.
 
@@ -81,6 +82,10 @@ READ_CHUNK = 1 << 20  # bytes read from a streamed body at a time
 BODY_PIECE = 64 << 10  # each this many bytes of a body must arrive within ``timeout``
 LEASE_TTL = 5.0  # seconds a lease outlives its holder's last renewal
 LEASE_RENEW = 1.0  # seconds between renewals of held leases
+# seconds: a lease the server dates older than this (its answer's Date against the lease's
+# Last-Modified) is taken over at once. Far above LEASE_TTL: a Date from another clock than
+# the objects' (a proxy, another node of the server) must not make a live lease look dead.
+LEASE_STALE = 60.0
 LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
 LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles up to it)
 ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
@@ -602,7 +607,7 @@ class _Lease(KeyLock):
         now = time.monotonic()
         if got.etag != self._seen:
             self._seen, self._since = got.etag, now
-        if now - self._since >= LEASE_TTL or got.age > LEASE_TTL + 1:
+        if now - self._since >= LEASE_TTL or got.age > LEASE_STALE:
             try:  # its holder is gone: take it over, unless someone renewed it meanwhile
                 self.etag = self._put(if_match=got.etag)
                 logger.debug("took over lease %s (its holder stopped renewing it)", self.name)
