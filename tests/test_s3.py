@@ -991,6 +991,41 @@ def test_an_answer_missing_a_field_costs_a_warning_not_the_result(s3_location: s
     assert len(calls) == 1
 
 
+class _RefusingSomeDeletes:
+    """A client whose DeleteObjects refuses the entries of one key (AccessDenied, as for
+    objects under a legal hold or a bucket policy) and removes the others."""
+
+    def __init__(self, real: Any, refused: str) -> None:
+        self.real = real
+        self.refused = refused
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> Any:
+        keep = [o for o in Delete["Objects"] if self.refused in o["Key"]]
+        gone = [o for o in Delete["Objects"] if self.refused not in o["Key"]]
+        if gone:
+            self.real.delete_objects(Bucket=Bucket, Delete={**Delete, "Objects": gone})
+        return {"Errors": [{"Key": o["Key"], "Code": "AccessDenied", "Message": "Access Denied"}
+                           for o in keep]}
+
+
+def test_clear_counts_only_what_the_server_removed(s3_location: str, client: Any) -> None:
+    """Old: entries whose removal DeleteObjects refused were counted (and logged) as
+    removed: ``clear()`` said 3 and ``memojar clear`` "removed 3 entries" while one was
+    still there. Now only what the server removed counts."""
+    plain = Cache(s3_location, secret=SECRET)
+    double, _ = counted(plain)
+    for x in (1, 2, 3):
+        double(x)
+    refused = double.cache_key(2)
+    cache = Cache(store=S3Store(s3_location, client=_RefusingSomeDeletes(client, refused)),
+                  secret=SECRET)
+    assert cache.clear() == 2
+    assert [e.key for e in cache.entries()] == [refused]
+
+
 def test_a_stale_large_entry_is_not_transferred(s3_location: str) -> None:
     cache = Cache(s3_location, secret=SECRET)
 

@@ -360,19 +360,21 @@ class _Bucket:
         with self._errors("removing", name):
             self.client.delete_object(Bucket=self.bucket, Key=name, **conditions)
 
-    def delete_many(self, names: Sequence[str]) -> int:
-        """Remove objects, 1000 a request; return how many were removed."""
-        removed = 0
+    def delete_many(self, names: Sequence[str]) -> set[str]:
+        """Remove objects, 1000 a request; return the names the server refused to remove
+        (each object's own error: access denied, a legal hold)."""
+        refused: set[str] = set()
         for start in range(0, len(names), 1000):
             batch = [{"Key": n} for n in names[start : start + 1000]]
             with self._errors("removing objects in", ""):
                 response = self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
-            for failed in response.get("Errors", []):
-                logger.debug("cannot remove %s: %s", failed.get("Key"), failed.get("Message"))
-            removed += len(batch) - len(response.get("Errors", []))
-        return removed
+                for failed in response.get("Errors", []):
+                    logger.debug("cannot remove %s: %s %s", failed.get("Key"),
+                                 failed.get("Code"), failed.get("Message"))
+                    refused.add(str(failed.get("Key")))
+        return refused
 
     def list(self, prefix: str) -> Iterator[_Listed]:
         """Every object under ``prefix``, page by page."""
@@ -529,7 +531,7 @@ class S3Store(Store):
             present.update(o.name for o in self._bucket.list(f"{self.prefix}{fdir}/")
                            if o.name in names)
         if present:
-            self._bucket.delete_many(sorted(present))
+            present -= self._bucket.delete_many(sorted(present))  # what it removed
         return [e for e in entries if self._object(e) in present]
 
     def cleanup(self) -> int:
