@@ -76,6 +76,23 @@ def atomic_object_writes() -> None:
     S3Response._memojar_atomic = True
 
 
+def ignore_conditions() -> None:
+    """Make moto's PUT ignore ``If-None-Match`` and ``If-Match``, as S3-protocol servers
+    without conditional writes do (moto before 5.0.20, and others): a write always wins."""
+    from moto.s3.responses import S3Response
+    from werkzeug.datastructures import Headers
+
+    put = S3Response._key_response_put
+
+    def _key_response_put(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self.headers = Headers(self.headers)
+        self.headers.remove("If-None-Match")
+        self.headers.remove("If-Match")
+        return put(self, *args, **kwargs)
+
+    S3Response._key_response_put = _key_response_put
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -110,17 +127,23 @@ class S3Server:
 
     @classmethod
     def process(cls, port: int | None = None, atomic: bool = True,
-                switch_interval: float | None = None) -> S3Server:
+                switch_interval: float | None = None, conditional: bool = True,
+                ) -> S3Server:
         """``atomic=False``: moto as it is (conditional writes not atomic);
         ``switch_interval``: the server's ``sys.setswitchinterval`` (a small one makes races
-        between its request threads likely)."""
+        between its request threads likely); ``conditional=False``: a server that ignores
+        conditional writes (``ignore_conditions``)."""
         port = port or free_port()
         code = "import sys\n"
         if switch_interval is not None:
             code += f"sys.setswitchinterval({switch_interval!r})\n"
-        if atomic:
+        if atomic or not conditional:
             code += (f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
-                     "import s3_server\ns3_server.atomic_object_writes()\n")
+                     "import s3_server\n")
+        if atomic:
+            code += "s3_server.atomic_object_writes()\n"
+        if not conditional:
+            code += "s3_server.ignore_conditions()\n"
         code += "from moto.server import main\nmain()\n"
         proc = subprocess.Popen(
             [sys.executable, "-c", code, "-H", "127.0.0.1", "-p", str(port)],

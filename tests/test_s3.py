@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,57 @@ def test_unknown_url_option_is_an_error(s3_env: None) -> None:
 def test_bad_timeout_is_an_error(s3_env: None) -> None:
     with pytest.raises(ValueError, match="timeout must be a positive number, got '-1'"):
         Cache("s3://bucket/prefix?timeout=-1")
+
+
+@pytest.mark.parametrize(("url", "match"), [
+    # the server's host in place of the bucket: every call warned "the server failed"
+    ("s3://minio:9000/bucket/p", r"bucket 'minio:9000' .*not a valid S3 bucket name.*"
+                                 r"endpoint_url="),
+    ("s3://key:secret@bucket/p", r"bucket 'key:\*\*\*@bucket' .*not a valid S3 bucket name"
+                                 r".*credentials"),
+    ("s3://my bucket/p", r"bucket 'my bucket' .*not a valid S3 bucket name"),
+    # after a '#', the rest (the query too) was silently dropped: the cache went to AWS
+    ("s3://bucket/runs#2?endpoint_url=http://127.0.0.1:9", r"'#'.*an s3:// URL has none"),
+    ("s3://bucket/p?endpoint_url=http://127.0.0.1:9#x", r"'#'.*an s3:// URL has none"),
+    ("s3://bucket/p?endpoint_url=127.0.0.1:9000", r"endpoint_url '127.0.0.1:9000' is not an "
+                                                  r"http:// or https:// URL"),
+    ("s3://bucket/p?region=", r"option region is empty"),
+])
+def test_a_mistyped_s3_url_is_an_error_at_once(s3_env: None, url: str, match: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Old: these made a cache whose every call warned (a bucket name the client refuses,
+    blamed on the server), or one on another server than the URL names (a '#' dropped
+    the query with its endpoint_url), or raised the client's words without the option's
+    name. Now ``Cache``, ``cached`` and the command line say what is wrong, at once."""
+    with pytest.raises(ValueError, match=match):
+        Cache(url)
+    with pytest.raises(ValueError, match=match):
+        cached(cache_dir=url)(triple)(1)
+    assert _cli.main(["--dir", url, "ls"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "cannot open the cache" in err, err
+    assert "secret@" not in err
+
+
+@pytest.mark.parametrize(("variable", "value", "match"), [
+    ("AWS_PROFILE", "no-such-profile", r"ProfileNotFound.*no-such-profile"),
+    ("AWS_ENDPOINT_URL", "127.0.0.1:9000", r"Invalid endpoint: 127.0.0.1:9000"),
+])
+def test_a_broken_aws_configuration_is_an_error_naming_it(
+    s3_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    variable: str, value: str, match: str,
+) -> None:
+    """Old: a profile that does not exist raised botocore's ProfileNotFound from
+    ``Cache()`` (the command line: "unexpected error ... please report it"), and an
+    AWS_ENDPOINT_URL without its scheme a ValueError that named neither the variable nor
+    the cache. Now both are a ValueError saying where the S3 client's settings come from."""
+    monkeypatch.setenv(variable, value)
+    where = r"cannot make its S3 client from the AWS configuration .*" + match
+    with pytest.raises(ValueError, match=where + r".*AWS_PROFILE.*AWS_ENDPOINT_URL"):
+        Cache("s3://bucket/p")
+    assert _cli.main(["--dir", "s3://bucket/p", "ls"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot make its S3 client" in err and "please report" not in err, err
 
 
 def test_without_boto3_an_s3_url_names_the_extra() -> None:
@@ -383,6 +435,25 @@ def test_the_next_caller_computes_within_seconds_of_a_killed_holder(
         ended(holder)
 
 
+def test_a_server_that_ignores_conditional_writes_is_named(s3_env: None) -> None:
+    """Computing once rests on the server's conditional writes; a server without them
+    (moto before 5.0.20, other S3-protocol servers) accepts every ``If-None-Match: *`` PUT
+    of a lease. Old: every caller then took the lease and computed, and nobody was told.
+    Now the first lease a process takes is written twice: a second creation that the
+    server accepts is warned about, once."""
+    server = S3Server.process(conditional=False)
+    try:
+        url = server.location(server.bucket("memojar-unconditional"), "p")
+        double, calls = counted(Cache(url, secret=SECRET))
+        with pytest.warns(MemojarWarning, match=r"ignores conditional writes .*If-None-Match"
+                                                r".*may compute the same key at once"):
+            assert double(1) == 2
+        assert double(2) == 4  # once: no second warning (an error here)
+        assert calls == [1, 2]
+    finally:
+        server.stop()
+
+
 def test_release_leaves_a_lease_taken_over_by_another(s3_location: str, client: Any) -> None:
     store = open_store(s3_location, None, True)
     lock = store.lock(FN, k(1))
@@ -568,6 +639,263 @@ def test_refusing_server_costs_a_warning_not_the_result(s3_env: None, status: in
         server.stop()
 
 
+class _Trickling:
+    """An S3-protocol server on loopback that sends every entry's body (``size`` bytes
+    said, ``head`` first) a few bytes at a time, each well within the client's read timeout
+    (a server, proxy or link that crawls), and answers everything else as S3 does when the
+    bucket has nothing (honouring ``If-None-Match: *``)."""
+
+    def __init__(self, size: int, every: float, head: bytes = b"") -> None:
+        import http.server
+        import threading
+
+        stopped = self.stopped = threading.Event()
+        created: set[str] = set()  # objects PUT: a conditional creation is honoured
+        self.head = head
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self, status: int, body: bytes = b"", **headers: str) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name.replace("_", "-"), value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if not self.path.split("?")[0].endswith(".pkl"):  # a listing: empty
+                    self.answer(200, b'<?xml version="1.0" encoding="UTF-8"?>'
+                                     b"<ListBucketResult><KeyCount>0</KeyCount>"
+                                     b"<IsTruncated>false</IsTruncated></ListBucketResult>")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.send_header("ETag", '"entry"')
+                self.send_header("Last-Modified", "Mon, 30 Nov 2026 00:00:00 GMT")
+                self.end_headers()
+                self.wfile.write(outer.head)  # the entry's first bytes, the rest trickled
+                for _ in range((size - len(outer.head)) // 4):
+                    if stopped.wait(every):
+                        return
+                    self.wfile.write(b"\x00" * 4)
+                    self.wfile.flush()
+
+            def do_PUT(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("If-None-Match") == "*" and self.path in created:
+                    self.answer(412, b"<Error><Code>PreconditionFailed</Code></Error>")
+                    return
+                created.add(self.path)
+                self.answer(200, ETag=f'"{time.monotonic_ns()}"')
+
+            def do_HEAD(self) -> None:
+                self.answer(404)
+
+            def do_DELETE(self) -> None:
+                created.discard(self.path)
+                self.answer(204)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("size", [2_000, 2_000_000], ids=["small", "header-first"])
+def test_a_server_that_trickles_an_entry_costs_a_timeout_not_a_hang(s3_env: None,
+                                                                   size: int) -> None:
+    """Old: ``timeout`` bounded each packet's wait, not a body's: a server sending 4 bytes
+    every 0.05 s (each within the 1 s timeout) held the call for the whole body, 25 s
+    for 2 kB and hours for 2 MB. Now each 64 KiB of a body must arrive within ``timeout``:
+    the hit is given up after about one, and the call computes."""
+    import threading
+
+    server = _Trickling(size, every=0.05)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1",
+                      secret=SECRET)
+        double, calls = counted(cache)
+        got: list[tuple[Any, float]] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemojarWarning)  # the store after the fault
+            call = threading.Thread(target=lambda: got.append(timed(lambda: double(1))),
+                                    daemon=True)
+            call.start()
+            call.join(HANG)
+        assert not call.is_alive(), "the call still reads the trickled entry"
+        ((value, took),) = got
+        assert value == 2 and calls == [1]
+        assert took < 3, took  # about one timeout: the body given up, then the miss
+    finally:
+        server.stop()
+
+
+class _Chunking:
+    """An S3-protocol server on loopback that answers GET and HEAD without a
+    Content-Length (``Transfer-Encoding: chunked``, as some proxies in front of a server
+    do), keeping what is PUT (``If-None-Match: *`` honoured) and DELETEd; its answers are
+    dated ``skew`` seconds off its objects' Last-Modified."""
+
+    def __init__(self, skew: float = 0.0) -> None:
+        import email.utils
+        import http.server
+        import threading
+
+        objects: dict[str, bytes] = {}
+        written: dict[str, float] = {}  # when each object was PUT (its Last-Modified)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                # the Date of answers, ``skew`` seconds off the objects' Last-Modified (a
+                # proxy, or another node of the server, answering with its own clock)
+                return email.utils.formatdate(time.time() + skew, usegmt=True)
+
+            def empty(self, status: int, **headers: str) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def chunked(self, body: bytes | None) -> None:
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("ETag", f'"{len(body or b"")}"')
+                path = self.path.split("?")[0]
+                self.send_header("Last-Modified",
+                                 email.utils.formatdate(written[path], usegmt=True))
+                self.end_headers()
+                if body is not None:  # not for a HEAD
+                    for start in range(0, len(body), 1000):
+                        piece = body[start : start + 1000]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path not in objects:
+                    self.empty(404)
+                else:
+                    self.chunked(objects[path])
+
+            def do_HEAD(self) -> None:
+                if self.path not in objects:
+                    self.empty(404)
+                else:
+                    self.chunked(None)
+
+            def do_PUT(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("If-None-Match") == "*" and self.path in objects:
+                    self.empty(412)
+                    return
+                objects[self.path], written[self.path] = body, time.time()
+                self.empty(200, ETag=f'"{time.monotonic_ns()}"')
+
+            def do_DELETE(self) -> None:
+                objects.pop(self.path, None)
+                self.empty(204)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"s3://bucket/p?endpoint_url=http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_entry_sent_without_a_content_length_is_a_hit(s3_env: None) -> None:
+    """Old: a GET answered without Content-Length raised KeyError('ContentLength') from
+    the call, whose function never ran. Now the body is read to its end: a hit."""
+    server = _Chunking()
+    try:
+        double, calls = counted(Cache(server.url + "&timeout=5", secret=SECRET))
+        assert double(21) == 42
+        assert double(21) == 42
+        assert calls == [21]
+    finally:
+        server.stop()
+
+
+def test_a_held_lease_seen_without_a_content_length_is_waited_for(s3_env: None) -> None:
+    """Old: the HEAD of a lease held by another caller, answered without Content-Length,
+    raised KeyError from the waiter's call. Now the waiter waits, as for any held lease."""
+    server = _Chunking()
+    try:
+        holder = open_store(server.url, None, True).lock(FN, k(1))
+        assert holder.acquire(blocking=False)
+        waiter = open_store(server.url, None, True).lock(FN, k(1))
+        assert waiter.acquire(blocking=False) is False
+        holder.release()
+        assert waiter.acquire_within(HANG)
+        waiter.release()
+    finally:
+        server.stop()
+
+
+def test_a_server_dating_its_answers_ahead_takes_over_no_live_lease(s3_env: None) -> None:
+    """A lease the server dates old is taken over at once (its holder is gone). Old:
+    "old" was more than LEASE_TTL + 1 s (6 s) between the answer's Date and the lease's
+    Last-Modified, so a server whose answers came 20 s ahead of its objects' dates (a
+    proxy, or another node, with its own clock) had every live lease taken over at once:
+    the key computed twice, the holder's value not stored. Now only a lease a minute old
+    by the server's dates is; a younger one waits LEASE_TTL of the waiter's own clock."""
+    server = _Chunking(skew=20.0)
+    try:
+        holder = open_store(server.url, None, True).lock(FN, k(1))
+        assert holder.acquire(blocking=False)
+        waiter = open_store(server.url, None, True).lock(FN, k(1))
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert waiter.acquire(blocking=False) is False
+            time.sleep(0.1)
+        holder.release()
+        assert waiter.acquire_within(HANG)
+        waiter.release()
+    finally:
+        server.stop()
+
+
+def test_an_entry_larger_than_memory_is_a_miss_not_an_error(s3_env: None) -> None:
+    """Anyone who can write to the bucket (a secret does not stop them: the signature is
+    checked once the whole entry is read) can put an object with a valid, fresh header at
+    an entry's name and say it is 2**62 bytes long; so can a machine with more memory
+    store a result this one cannot hold. Old: the hit's buffer for it raised MemoryError
+    into the call, whose function never ran. Now the entry is unreadable here: a miss."""
+    server = _Trickling(1 << 62, every=0.05)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1",
+                      secret=SECRET)
+        double, calls = counted(cache)
+        value = b"x" * 10_000
+        chunks = _entry.encode(value * 2, ident=double.__memojar__.ident,
+                               key=double.cache_key(value), created=time.time(),
+                               expires=None, compute_time=0.0, secret=SECRET.encode())
+        server.head = b"".join(bytes(memoryview(c)) for c in chunks)[: HEAD_BYTES * 2]
+        assert double(value) == value * 2
+        assert calls == [value]
+    finally:
+        server.stop()
+
+
 def test_a_single_put_does_not_wait_for_100_continue(s3_env: None) -> None:
     """A PUT of an entry or a lease is small: "Expect: 100-continue" would add a round trip
     (and a server that never answers it would stall every store for a second)."""
@@ -631,6 +959,71 @@ def test_large_entries_go_up_in_parts(s3_location: str, client: Any) -> None:
     bucket, _ = split(s3_location)
     head = client.head_object(Bucket=bucket, Key=entry_object(s3_location, double, value))
     assert head["ETag"].strip('"').endswith("-5")  # 40 MB in 8 MiB parts
+
+
+class _WithoutPartETags:
+    """A client whose UploadPart answers carry no ETag, as behind a proxy that drops the
+    header (nginx's gzip drops strong ETags)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def upload_part(self, **kwargs: Any) -> Any:
+        answer = self.real.upload_part(**kwargs)
+        answer.pop("ETag", None)
+        return answer
+
+
+def test_an_answer_missing_a_field_costs_a_warning_not_the_result(s3_location: str,
+                                                                  client: Any) -> None:
+    """Old: the KeyError of a part's missing ETag went out of the store, past the miss's
+    fault handling (which takes only OSError): the function's computed value was lost,
+    the call raised KeyError. Now the one error map makes it the OSError it is."""
+    location = s3_location + "&multipart_threshold=6000000"
+    store = S3Store(location, client=_WithoutPartETags(client))
+    double, calls = counted(Cache(store=store, secret=SECRET))
+    value = b"p" * 5_000_000
+    with pytest.warns(MemojarWarning, match=r"not cached.*ETag"):
+        assert double(value) == value * 2
+    assert len(calls) == 1
+
+
+class _RefusingSomeDeletes:
+    """A client whose DeleteObjects refuses the entries of one key (AccessDenied, as for
+    objects under a legal hold or a bucket policy) and removes the others."""
+
+    def __init__(self, real: Any, refused: str) -> None:
+        self.real = real
+        self.refused = refused
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> Any:
+        keep = [o for o in Delete["Objects"] if self.refused in o["Key"]]
+        gone = [o for o in Delete["Objects"] if self.refused not in o["Key"]]
+        if gone:
+            self.real.delete_objects(Bucket=Bucket, Delete={**Delete, "Objects": gone})
+        return {"Errors": [{"Key": o["Key"], "Code": "AccessDenied", "Message": "Access Denied"}
+                           for o in keep]}
+
+
+def test_clear_counts_only_what_the_server_removed(s3_location: str, client: Any) -> None:
+    """Old: entries whose removal DeleteObjects refused were counted (and logged) as
+    removed: ``clear()`` said 3 and ``memojar clear`` "removed 3 entries" while one was
+    still there. Now only what the server removed counts."""
+    plain = Cache(s3_location, secret=SECRET)
+    double, _ = counted(plain)
+    for x in (1, 2, 3):
+        double(x)
+    refused = double.cache_key(2)
+    cache = Cache(store=S3Store(s3_location, client=_RefusingSomeDeletes(client, refused)),
+                  secret=SECRET)
+    assert cache.clear() == 2
+    assert [e.key for e in cache.entries()] == [refused]
 
 
 def test_a_stale_large_entry_is_not_transferred(s3_location: str) -> None:

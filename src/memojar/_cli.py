@@ -26,6 +26,7 @@ from typing import IO, Any, NoReturn
 from ._cache import _SCHEME, SUPERSEDED, Cache, default_directory, judge
 from ._census import Census, counted, take_census
 from ._filestore import is_cache_dir, not_tagged_yet, why_not_ours
+from ._location import redact
 from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry, header_of
 
@@ -222,7 +223,7 @@ def open_cache(location: str | None) -> Cache:
     except ImportError as exc:
         raise CliError(str(exc)) from exc
     except (ValueError, TypeError) as exc:
-        raise CliError(f"cannot open the cache at {location}: {exc}") from exc
+        raise CliError(f"cannot open the cache at {redact(str(location))}: {exc}") from exc
 
 
 def check_functions(cache: Cache, names: Sequence[str]) -> None:

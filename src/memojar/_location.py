@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode
 def redact(location: str) -> str:
     """The location without its password, for messages and ``Cache.directory``."""
     base, _, query = location.partition("?")
-    base = re.sub(r"^([a-z]+://[^:@/]*):[^@/]*@", r"\1:***@", base)
+    base = re.sub(r"^([a-z][a-z0-9+.-]*://[^:@/]*):[^@/]*@", r"\1:***@", base)  # s3:// too
     pairs = [(k, "***" if k == "password" else v)
              for k, v in parse_qsl(query, keep_blank_values=True)]
     return f"{base}?{urlencode(pairs, safe='/:*')}" if pairs else base

@@ -24,7 +24,8 @@ The lease is judged without trusting anyone's clock: a waiter that sees the same
 (same ETag) for ``LEASE_TTL`` seconds of its own monotonic clock takes it over with a write
 conditional on that ETag, so of several waiters exactly one wins; a holder renews every
 ``LEASE_RENEW`` seconds, each renewal a new ETag. A lease the server itself dates older than
-``LEASE_TTL`` (its ``Last-Modified`` against its ``Date``) is taken over at once. A holder
+``LEASE_STALE`` (a minute: its ``Last-Modified`` against its ``Date``, which may come from
+another clock) is taken over at once. A holder
 renews its lease once more just before it writes the entry: a lease lost while it stalled
 (taken over) refuses the write (``ENOLCK``), so the late value is returned, not stored.
 
@@ -53,8 +54,9 @@ import boto3
 import botocore.config
 import botocore.exceptions
 import botocore.handlers
+import urllib3.exceptions
 
-from ._errors import logger
+from ._errors import logger, warn
 from ._filestore import function_dir
 from ._location import positive, redact
 from ._store import (
@@ -77,8 +79,13 @@ DEFAULT_MULTIPART_THRESHOLD = 16 << 20  # entries above this go up as a multipar
 PART_SIZE = 8 << 20  # bytes a part (S3's minimum is 5 MiB, except the last part)
 HEADER_FIRST = 1 << 20  # a hit on a larger entry checks its header before reading on
 READ_CHUNK = 1 << 20  # bytes read from a streamed body at a time
+BODY_PIECE = 64 << 10  # each this many bytes of a body must arrive within ``timeout``
 LEASE_TTL = 5.0  # seconds a lease outlives its holder's last renewal
 LEASE_RENEW = 1.0  # seconds between renewals of held leases
+# seconds: a lease the server dates older than this (its answer's Date against the lease's
+# Last-Modified) is taken over at once. Far above LEASE_TTL: a Date from another clock than
+# the objects' (a proxy, another node of the server) must not make a live lease look dead.
+LEASE_STALE = 60.0
 LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
 LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles up to it)
 ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
@@ -86,6 +93,7 @@ FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
 _ENTRY = re.compile(r"([^/]+)/([0-9a-f]{32})" + re.escape(SUFFIX))
 _LEASE = re.compile(r"[^/]+/[0-9a-f]{32}" + re.escape(LEASE_SUFFIX))  # after the prefix
 _OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's rule (AWS's is stricter)
 
 
 class _Listed(NamedTuple):
@@ -98,7 +106,7 @@ class _Got(NamedTuple):
     """A streamed object: its body (read it, then close it) and what the server said."""
 
     body: Any
-    size: int
+    size: int  # -1: not said (an answer without Content-Length)
     etag: str
     age: float  # seconds between its Last-Modified and the response's Date, by the server
 
@@ -163,14 +171,16 @@ class _Bucket:
                 raise OSError(errno.EAGAIN, f"{message} (the server asks to slow down)") from exc
             raise OSError(errno.EIO, message) from exc
         except (botocore.exceptions.ConnectTimeoutError,
-                botocore.exceptions.ReadTimeoutError) as exc:
+                botocore.exceptions.ReadTimeoutError,
+                urllib3.exceptions.ReadTimeoutError) as exc:
             self._fault(exc)
             raise TimeoutError(
                 errno.ETIMEDOUT, f"{doing} {where}: no answer within timeout="
                 f"{self.timeout:g} s ({exc})"
             ) from exc
         except (botocore.exceptions.EndpointConnectionError,
-                botocore.exceptions.ConnectionClosedError) as exc:
+                botocore.exceptions.ConnectionClosedError,
+                urllib3.exceptions.ProtocolError) as exc:  # urllib3's: a body read by _fill
             self._fault(exc)
             raise ConnectionError(
                 errno.ECONNREFUSED, f"{doing} {where}: cannot reach the server ({exc})"
@@ -180,7 +190,11 @@ class _Bucket:
                 errno.EACCES, f"{doing} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
-        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+        except KeyError as exc:  # an answer without a field S3's always has (a proxy's)
+            raise OSError(errno.EIO, f"{doing} {where}: the server's answer has no {exc} "
+                          "(is a proxy changing it?)") from exc
+        except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError,
+                ValueError) as exc:
             # other client faults (a broken stream, a bad response); ValueError: urllib3's
             # read of a connection that broke mid-body
             self._fault(exc)
@@ -203,36 +217,79 @@ class _Bucket:
                 response = self.client.get_object(**kwargs)
         except FileNotFoundError:
             return None
-        return _Got(response["Body"], int(response["ContentLength"]),
-                    response.get("ETag", ""), _age(response))
+        return _Got(response["Body"], _length(response), response.get("ETag", ""),
+                    _age(response))
 
     def read_body(self, name: str, got: _Got, into: bytearray | None = None,
-                  at: int = 0) -> bytes:
-        """The rest of a streamed body (into ``into`` from ``at``, chunk by chunk, so that
-        a large entry is never held twice)."""
+                  at: int = 0) -> bytearray:
+        """The rest of a streamed body: into ``into`` from ``at`` (chunk by chunk, so that
+        a large entry is never held twice), or the whole body into a new buffer."""
         with self._errors("reading", name):
             try:
                 if into is None:
-                    return bytes(got.body.read())
-                with memoryview(into) as view:
-                    while at < len(into):
-                        piece = got.body.read(min(READ_CHUNK, len(into) - at))
-                        if not piece:
-                            raise OSError(errno.EIO, f"short read: {at} of {len(into)} bytes")
-                        view[at : at + len(piece)] = piece
-                        at += len(piece)
-                return b""
+                    if got.size < 0:  # no Content-Length (a proxy's chunked answer)
+                        return self._drain(name, got)
+                    into = bytearray(got.size)
+                self._fill(name, got, into, at)
+                return into
             finally:
                 got.body.close()
 
     def read_some(self, name: str, got: _Got, size: int) -> bytes:
-        """The next ``size`` bytes of a streamed body (fewer at its end); it stays open."""
+        """The next ``size`` bytes of a streamed body (it has at least that many); the
+        stream stays open."""
         with self._errors("reading", name):
             try:
-                return bytes(got.body.read(size))
+                head = bytearray(size)
+                self._fill(name, got, head, 0)
+                return bytes(head)  # a header's few KiB
             except BaseException:
                 got.body.close()
                 raise
+
+    def _fill(self, name: str, got: _Got, into: bytearray, at: int) -> None:
+        """Read the body into ``into[at:]``, each ``BODY_PIECE`` of it within ``timeout``.
+
+        The client's read timeout bounds each wait for a packet, not a body: a server (or a
+        proxy, or a link) that sends a few bytes at a time, each within the timeout, would
+        hold the call for as long as it likes. The time is checked as the body comes
+        (``_read1``)."""
+        read = _read1(got)
+        end = len(into)
+        piece_end, deadline = at, 0.0
+        with memoryview(into) as view:
+            while at < end:
+                if at >= piece_end:  # a new piece: its own deadline
+                    piece_end, deadline = at + BODY_PIECE, time.monotonic() + self.timeout
+                piece = read(min(READ_CHUNK, end - at))
+                if not piece:
+                    raise OSError(errno.EIO, f"short read: {at} of {end} bytes")
+                view[at : at + len(piece)] = piece
+                at += len(piece)
+                if at < min(piece_end, end) and time.monotonic() > deadline:
+                    raise self._too_slow(name, f"{at:,} of {end:,} bytes")
+
+    def _drain(self, name: str, got: _Got) -> bytearray:
+        """A body of unknown length, read to its end (each ``BODY_PIECE`` within
+        ``timeout``, as ``_fill``)."""
+        read = _read1(got)
+        data = bytearray()
+        mark, deadline = 0, time.monotonic() + self.timeout
+        while piece := read(READ_CHUNK):
+            data += piece
+            if len(data) - mark >= BODY_PIECE:
+                mark, deadline = len(data), time.monotonic() + self.timeout
+            elif time.monotonic() > deadline:
+                raise self._too_slow(name, f"{len(data):,} bytes")
+        return data
+
+    def _too_slow(self, name: str, got: str) -> TimeoutError:
+        exc = TimeoutError(
+            errno.ETIMEDOUT, f"reading s3://{self.bucket}/{name}: the server sent less than "
+            f"{BODY_PIECE >> 10} KiB within timeout={self.timeout:g} s ({got}); given up"
+        )
+        self._fault(exc)
+        return exc
 
     def head(self, name: str) -> _Got | None:
         """The object's size, ETag and age without its body, or None."""
@@ -241,8 +298,7 @@ class _Bucket:
                 response = self.client.head_object(Bucket=self.bucket, Key=name)
         except FileNotFoundError:
             return None
-        return _Got(None, int(response["ContentLength"]), response.get("ETag", ""),
-                    _age(response))
+        return _Got(None, _length(response), response.get("ETag", ""), _age(response))
 
     def put(self, name: str, views: Sequence[memoryview], size: int,
             if_none_match: bool = False, if_match: str | None = None) -> str:
@@ -268,17 +324,17 @@ class _Bucket:
     def _put_multipart(self, name: str, views: Sequence[memoryview],
                        conditions: dict[str, str]) -> str:
         with self._errors("writing", name):
-            upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)
-        upload_id = upload["UploadId"]
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket,
+                                                            Key=name)["UploadId"]
         try:
             parts = []
             for number, piece in enumerate(pieces(views, PART_SIZE), 1):
                 with self._errors("writing", name):
-                    part = self.client.upload_part(
+                    etag = self.client.upload_part(
                         Bucket=self.bucket, Key=name, UploadId=upload_id,
                         PartNumber=number, Body=bytes(piece),
-                    )
-                parts.append({"PartNumber": number, "ETag": part["ETag"]})
+                    )["ETag"]
+                parts.append({"PartNumber": number, "ETag": etag})
             with self._errors("writing", name):
                 response = self.client.complete_multipart_upload(
                     Bucket=self.bucket, Key=name, UploadId=upload_id,
@@ -304,19 +360,21 @@ class _Bucket:
         with self._errors("removing", name):
             self.client.delete_object(Bucket=self.bucket, Key=name, **conditions)
 
-    def delete_many(self, names: Sequence[str]) -> int:
-        """Remove objects, 1000 a request; return how many were removed."""
-        removed = 0
+    def delete_many(self, names: Sequence[str]) -> set[str]:
+        """Remove objects, 1000 a request; return the names the server refused to remove
+        (each object's own error: access denied, a legal hold)."""
+        refused: set[str] = set()
         for start in range(0, len(names), 1000):
             batch = [{"Key": n} for n in names[start : start + 1000]]
             with self._errors("removing objects in", ""):
                 response = self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
-            for failed in response.get("Errors", []):
-                logger.debug("cannot remove %s: %s", failed.get("Key"), failed.get("Message"))
-            removed += len(batch) - len(response.get("Errors", []))
-        return removed
+                for failed in response.get("Errors", []):
+                    logger.debug("cannot remove %s: %s %s", failed.get("Key"),
+                                 failed.get("Code"), failed.get("Message"))
+                    refused.add(str(failed.get("Key")))
+        return refused
 
     def list(self, prefix: str) -> Iterator[_Listed]:
         """Every object under ``prefix``, page by page."""
@@ -368,9 +426,18 @@ class S3Store(Store):
             return client if client is not None else _client(options, timeout)
 
         self._bucket = _Bucket(bucket, make_client, timeout, threshold)
-        self._bucket.client  # noqa: B018 - made now, so that a bad configuration says so here
+        try:  # made now, so that a bad configuration says so here
+            self._bucket.client  # noqa: B018
+        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+            raise ValueError(
+                f"cache location {self.location!r}: cannot make its S3 client from the AWS "
+                f"configuration ({type(exc).__name__}: {exc}); see AWS_PROFILE, "
+                "AWS_DEFAULT_REGION, AWS_ENDPOINT_URL and ~/.aws/config, or the URL's "
+                "options"
+            ) from exc
         self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
         self._releases = 0  # leases this process released: its waiters look again then
+        self._conditions_checked = False  # the server honours conditional writes? (once)
         self._leases: dict[str, _Lease] = {}  # entry object -> this process's lease on it
         self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
 
@@ -400,7 +467,15 @@ class S3Store(Store):
         if not worth_reading(head):
             got.body.close()  # the connection goes, with the rest of the transfer
             return head
-        data = bytearray(got.size)
+        try:
+            data = bytearray(got.size)
+        except MemoryError:
+            # more than this process can hold (a larger machine's result, or an object
+            # planted with a forged header: the signature is checked only once it is
+            # read): unreadable here, so a miss, as a file entry whose value will not fit
+            got.body.close()
+            raise OSError(errno.ENOMEM, f"reading s3://{self._bucket.bucket}/{name}: its "
+                          f"{got.size:,} bytes do not fit in memory") from None
         data[: len(head)] = head
         self._bucket.read_body(name, got, data, len(head))
         return data
@@ -427,7 +502,7 @@ class S3Store(Store):
     def read_note(self, function: str) -> bytes | None:
         name = self._dir(function) + NOTE
         got = self._bucket.get(name)
-        return None if got is None else self._bucket.read_body(name, got)
+        return None if got is None else bytes(self._bucket.read_body(name, got))
 
     def write_note(self, function: str, note: bytes) -> None:
         self._bucket.put(self._dir(function) + NOTE, [memoryview(note)], len(note))
@@ -446,7 +521,7 @@ class S3Store(Store):
     def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
         name = self._object(entry)
         got = self._bucket.get(name, start, end)
-        return None if got is None else self._bucket.read_body(name, got)
+        return None if got is None else bytes(self._bucket.read_body(name, got))
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         # S3 does not say whether a deleted object existed: count what a listing still
@@ -457,7 +532,7 @@ class S3Store(Store):
             present.update(o.name for o in self._bucket.list(f"{self.prefix}{fdir}/")
                            if o.name in names)
         if present:
-            self._bucket.delete_many(sorted(present))
+            present -= self._bucket.delete_many(sorted(present))  # what it removed
         return [e for e in entries if self._object(e) in present]
 
     def cleanup(self) -> int:
@@ -522,9 +597,12 @@ class _Lease(KeyLock):
         self._released = released
         try:
             self.etag = self._put(if_none_match=True)
-            return self._taken()
         except FileExistsError:
             pass
+        else:
+            if not self.store._conditions_checked:
+                self._check_conditions()
+            return self._taken()
         got = self.store._bucket.head(self.name)
         if got is None:
             self._next_try = 0.0  # released meanwhile: try again at once
@@ -532,7 +610,7 @@ class _Lease(KeyLock):
         now = time.monotonic()
         if got.etag != self._seen:
             self._seen, self._since = got.etag, now
-        if now - self._since >= LEASE_TTL or got.age > LEASE_TTL + 1:
+        if now - self._since >= LEASE_TTL or got.age > LEASE_STALE:
             try:  # its holder is gone: take it over, unless someone renewed it meanwhile
                 self.etag = self._put(if_match=got.etag)
                 logger.debug("took over lease %s (its holder stopped renewing it)", self.name)
@@ -543,6 +621,28 @@ class _Lease(KeyLock):
         self._next_try = now + self._delay
         self._delay = min(self._delay * 2, LEASE_POLL_MAX)
         return False
+
+    def _check_conditions(self) -> None:
+        """Once a process: create the lease just created again (``If-None-Match: *``).
+        A server that honours conditional writes refuses; one that accepts ignores them,
+        and every caller takes every lease: say so (values stay right, computing once
+        does not hold)."""
+        store = self.store
+        store._conditions_checked = True
+        try:
+            self.etag = self._put(if_none_match=True)
+        except FileExistsError:
+            return  # refused, as it must be
+        except OSError as exc:  # no answer now: check at a later lease
+            store._conditions_checked = False
+            logger.debug("cannot check conditional writes of %s: %s", store.location, exc)
+            return
+        warn(
+            f"the server of S3 cache {store.location} ignores conditional writes (it "
+            f"accepted an If-None-Match: * PUT of {self.name}, which exists): callers in "
+            "other processes or on other machines may compute the same key at once. Use a "
+            "server that honours them (AWS S3, MinIO, Cloudflare R2; moto 5.0.20+)"
+        )
 
     def release(self) -> None:
         """Give the lease back; never raises (a lease that cannot be removed expires)."""
@@ -641,17 +741,61 @@ def _client(options: dict[str, str], timeout: float) -> Any:
 
 
 def _parse(location: str) -> tuple[str, str, dict[str, str]]:
-    """Bucket, prefix (empty or ending in "/") and memojar's options of an s3:// URL."""
+    """Bucket, prefix (empty or ending in "/") and memojar's options of an s3:// URL.
+
+    A mistyped URL is an error here, at ``Cache()``, never a cache that warns at every
+    call or one on another server than the URL names: the server's host where the bucket
+    goes (``s3://minio:9000/bucket``), credentials in it, a ``#`` (which would drop what
+    follows it, the query's ``endpoint_url`` too), an empty option, an
+    ``endpoint_url`` that is not an http(s) URL."""
+    shown = redact(location)
     parts = urlsplit(location)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"cache location {shown!r} is not an s3://BUCKET/PREFIX URL")
+    if "#" in location:
+        raise ValueError(
+            f"cache location {shown!r} has a '#': an s3:// URL has none (what follows it, "
+            "the query's options too, would be dropped); a prefix cannot hold one"
+        )
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
-        raise ValueError(f"cache location {location!r}: unknown option(s) {', '.join(unknown)}"
+        raise ValueError(f"cache location {shown!r}: unknown option(s) {', '.join(unknown)}"
                          f" (known: {', '.join(_OPTIONS)})")
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"cache location {location!r} is not an s3://BUCKET/PREFIX URL")
+    for name in options:  # given twice: the last one counts, as in a dict
+        if not options[name]:
+            raise ValueError(f"cache location {shown!r}: option {name} is empty")
+    if not _BUCKET.fullmatch(parts.netloc):
+        bucket = urlsplit(shown).netloc  # without a password
+        raise ValueError(
+            f"cache location {shown!r}: bucket {bucket!r} is not a valid S3 bucket name "
+            "(letters, digits, '.', '-', '_'); the server goes in "
+            "?endpoint_url=http://HOST:PORT, credentials in the AWS environment "
+            "(AWS_ACCESS_KEY_ID, AWS_PROFILE, ...)"
+        )
+    endpoint = options.get("endpoint_url")
+    if endpoint is not None:
+        where = urlsplit(endpoint)
+        if where.scheme not in ("http", "https") or not where.netloc:
+            raise ValueError(f"cache location {shown!r}: endpoint_url {endpoint!r} is not "
+                             "an http:// or https:// URL (e.g. http://127.0.0.1:9000)")
     prefix = parts.path.strip("/")
     return parts.netloc, (prefix + "/" if prefix else ""), options
+
+
+def _length(response: dict[str, Any]) -> int:
+    """The object's length, or -1 if the answer had no Content-Length (a chunked one)."""
+    length = response.get("ContentLength")
+    return -1 if length is None else int(length)
+
+
+def _read1(got: _Got) -> Callable[[int], bytes]:
+    """What reads a streamed body a piece at a time: urllib3's ``read1``, which returns
+    whatever has arrived (botocore's ``read`` returns only once it has every byte asked
+    for, so the time could not be checked as the body comes); botocore's without it."""
+    raw = getattr(got.body, "_raw_stream", None)  # botocore StreamingBody's urllib3 response
+    read: Callable[[int], bytes] = getattr(raw, "read1", None) or got.body.read
+    return read
 
 
 def _age(response: dict[str, Any]) -> float:

@@ -43,7 +43,7 @@ def test_a_holder_frozen_past_its_lease_does_not_store_over_the_next(
     try:
         assert read_line(holder) == "computing"
         os.kill(holder.pid, signal.SIGSTOP)
-        time.sleep(LEASE_TTL + 2.0)  # the server dates the lease older than LEASE_TTL + 1
+        time.sleep(LEASE_TTL + 2.0)  # the caller takes over after LEASE_TTL of its own
         caller = spawn("from leasejob import work; print(work(1))", **env)
         second = finish(caller, HANG).strip()
     finally:
