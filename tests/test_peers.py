@@ -14,12 +14,14 @@ import copy
 import decimal
 import fractions
 import pickle
+import textwrap
 import weakref
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import run_python
 from memojar import Cache
 
 np = pytest.importorskip("numpy")
@@ -116,6 +118,53 @@ def test_copy_deepcopy_and_pickle_give_a_working_function(duplicate: Any, cache_
     copied = duplicate(cached_square)
     assert copied(3) == 9
     assert copied(4) == 16
+
+
+# An endless recursion through the making of a key (the cached function called again while
+# its own key is made) ends as it does without memojar, with a RecursionError, at once. Each
+# level used to retry the failed key (memo pickling, then each argument alone to name the
+# bad one), so the unwinding took time exponential in the depth: a hang.
+_REENTRY = {
+    # TestLRU.test_lru_reentrancy_with_len: builtins.len replaced by its cached self, which
+    # memojar's own code calls while it makes the key.
+    "builtins.len replaced": """
+        import builtins
+        old_len = builtins.len
+        builtins.len = cache.cached(old_len)
+        try:
+            builtins.len("abc")
+        finally:
+            builtins.len = old_len
+    """,
+    "an argument's __reduce__ calling the function": """
+        class Arg:
+            def __reduce__(self):
+                f(self)
+                return (Arg, ())
+
+        @cache.cached
+        def f(x):
+            return 1
+
+        f(Arg())
+    """,
+}
+
+
+@pytest.mark.parametrize("reentry", _REENTRY.values(), ids=_REENTRY.keys())
+def test_lru_reentrancy_with_len_ends_with_a_recursion_error_never_a_hang(
+    reentry: str, tmp_path: Path,
+) -> None:
+    out = run_python(textwrap.dedent(f"""
+        import memojar, time
+        cache = memojar.Cache({str(tmp_path / "cache")!r})
+        start = time.monotonic()
+        try:
+    """) + textwrap.indent(textwrap.dedent(reentry), "    ") + textwrap.dedent("""
+        except RecursionError:
+            print("RecursionError", time.monotonic() - start < 10)
+    """), timeout=60)
+    assert out.split() == ["RecursionError", "True"]
 
 
 def test_lru_cache_weakrefable(cache_dir: Path) -> None:

@@ -33,7 +33,14 @@ from ._identity import (
     scope_of,
     split,
 )
-from ._keys import make_binder, make_key, make_key_caller, parameter_names, prebound
+from ._keys import (
+    key_reentered,
+    make_binder,
+    make_key,
+    make_key_caller,
+    parameter_names,
+    prebound,
+)
 from ._store import Store, header_of
 
 
@@ -328,7 +335,8 @@ class _Memo:
         try:
             return make_key(values, self.seed)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
-            if isinstance(exc, RecursionError) and _near_recursion_limit():
+            if isinstance(exc, RecursionError) and (_near_recursion_limit()
+                                                   or key_reentered(exc)):
                 raise  # the caller's own recursion ran out of stack, not a deep argument
             raise self._unpicklable(values, exc) from exc
 
