@@ -21,7 +21,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, NamedTuple, cast
 
-from . import _depends, _entry
+from . import _depends, _entry, _keys
 from ._control import SWITCH
 from ._entry import Miss
 from ._errors import DEBUG, logger, warn
@@ -912,6 +912,11 @@ class _Memo:
             f"the arguments of {qualname} cannot be pickled to make the cache key "
             f"({type(exc).__name__}: {exc}); use ignore= or key="
         )
+
+
+# A RecursionError raised while a call's key is made inside another call's is endless
+# recursion, never retried (see _keys.key_reentered).
+_keys.call_key_code = _Memo.key_of.__code__
 
 
 def _clock() -> float:

@@ -706,22 +706,27 @@ def make_key(values: tuple[Any, ...], seed: int = 0) -> str:
     return xxhash.xxh3_128_hexdigest(_plain_bytes(values), seed)
 
 
+# The code of the decorator's ``key_of``, where the key of a call is made (the decorator
+# sets it, as this module sets ``_identity.value_key``): see ``key_reentered``.
+call_key_code: Any = None
+
+
 def key_reentered(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised while a key was being made inside the making of another:
-    a cached function called again while its own key is made (by an argument's
-    ``__reduce__``, or a builtin memojar uses replaced by a cached one). A
-    ``RecursionError`` there is the caller's endless recursion, not a deep or cyclic value:
-    retried at each level (memo pickling, each argument alone), it would unwind in time
-    exponential in the depth. Looked at only when making a key failed."""
-    code = make_key.__code__
+    """Whether ``exc`` was raised while the key of a call was made inside the making of
+    another's: a cached function called while a key is made, by an argument's
+    ``__reduce__`` or by a builtin memojar uses that was replaced by a cached one. Such a
+    ``RecursionError`` is the caller's endless recursion, not a deep or cyclic value:
+    retried at each level (memo pickling, pickle's own reduce, each argument alone), it
+    would unwind in time exponential in the depth. The stack says it for every level but
+    the outermost, which learns it from the traceback. Looked at only when a key failed."""
     count = 0
     frame: Any = sys._getframe(1)
-    while frame is not None:  # the makings of keys this failure happened inside
-        count += frame.f_code is code
+    while frame is not None:
+        count += frame.f_code is call_key_code
         frame = frame.f_back
     tb = exc.__traceback__
-    while tb is not None:  # and those it passed through on its way here
-        count += tb.tb_frame.f_code is code
+    while tb is not None:
+        count += tb.tb_frame.f_code is call_key_code
         tb = tb.tb_next
     return count > 1
 
