@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import run_python
-from memojar import Cache
+from memojar import Cache, MemojarWarning
 
 np = pytest.importorskip("numpy")
 
@@ -223,3 +223,42 @@ def test_memory_results_mutated_by_the_caller_do_not_change_the_cache(cache_dir:
     assert hit[:3].tolist() == [0.0, 1.0, 2.0]
     hit[:] = -2
     assert ramp(n)[:3].tolist() == [0.0, 1.0, 2.0]
+
+
+# --- the memory tier (memory=) under the same peer tests -----------------------------------
+
+def test_lru_with_maxsize_negative_memory_tier_holds_no_result_left_unstored(
+    cache_dir: Path,
+) -> None:
+    # TestLRU.test_lru_with_maxsize_negative, as "never cache": results computed faster than
+    # min_compute_time are returned but not stored, and memory= used to hold them anyway.
+    calls: list[int] = []
+
+    @Cache(cache_dir).cached(memory=10, min_compute_time=60)
+    def eq(n: int) -> int:
+        calls.append(n)
+        return n
+
+    for _ in range(2):
+        assert [eq(n) for n in range(3)] == [0, 1, 2]
+    assert calls == [0, 1, 2, 0, 1, 2]
+
+
+def test_memory_tier_holds_no_value_computed_while_its_files_changed(tmp_path: Path) -> None:
+    # The disk entry is withheld when a files= path changed during the call (the value was
+    # computed from other content than the key says); memory= held it under that key, and
+    # served it once the file had its first content again.
+    data = tmp_path / "data.txt"
+    data.write_text("first")
+    changes = ["second"]
+
+    @Cache(tmp_path / "cache").cached(files=("path",), memory=10)
+    def read(path: Path) -> str:
+        if changes:  # another process rewrites the file while the call runs
+            data.write_text(changes.pop())
+        return path.read_text()
+
+    with pytest.warns(MemojarWarning, match="changed while"):
+        assert read(data) == "second"
+    data.write_text("first")
+    assert read(data) == "first"
