@@ -14,13 +14,15 @@ import copy
 import decimal
 import fractions
 import pickle
+import textwrap
 import weakref
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from memojar import Cache
+from conftest import run_python
+from memojar import Cache, MemojarWarning
 
 np = pytest.importorskip("numpy")
 
@@ -118,6 +120,53 @@ def test_copy_deepcopy_and_pickle_give_a_working_function(duplicate: Any, cache_
     assert copied(4) == 16
 
 
+# An endless recursion through the making of a key (the cached function called again while
+# its own key is made) ends as it does without memojar, with a RecursionError, at once. Each
+# level used to retry the failed key (memo pickling, then each argument alone to name the
+# bad one), so the unwinding took time exponential in the depth: a hang.
+_REENTRY = {
+    # TestLRU.test_lru_reentrancy_with_len: builtins.len replaced by its cached self, which
+    # memojar's own code calls while it makes the key.
+    "builtins.len replaced": """
+        import builtins
+        old_len = builtins.len
+        builtins.len = cache.cached(old_len)
+        try:
+            builtins.len("abc")
+        finally:
+            builtins.len = old_len
+    """,
+    "an argument's __reduce__ calling the function": """
+        class Arg:
+            def __reduce__(self):
+                f(self)
+                return (Arg, ())
+
+        @cache.cached
+        def f(x):
+            return 1
+
+        f(Arg())
+    """,
+}
+
+
+@pytest.mark.parametrize("reentry", _REENTRY.values(), ids=_REENTRY.keys())
+def test_lru_reentrancy_with_len_ends_with_a_recursion_error_never_a_hang(
+    reentry: str, tmp_path: Path,
+) -> None:
+    out = run_python(textwrap.dedent(f"""
+        import memojar, time
+        cache = memojar.Cache({str(tmp_path / "cache")!r})
+        start = time.monotonic()
+        try:
+    """) + textwrap.indent(textwrap.dedent(reentry), "    ") + textwrap.dedent("""
+        except RecursionError:
+            print("RecursionError", time.monotonic() - start < 10)
+    """), timeout=60)
+    assert out.split() == ["RecursionError", "True"]
+
+
 def test_lru_cache_weakrefable(cache_dir: Path) -> None:
     @Cache(cache_dir).cached
     def f(x: int) -> int:
@@ -174,3 +223,42 @@ def test_memory_results_mutated_by_the_caller_do_not_change_the_cache(cache_dir:
     assert hit[:3].tolist() == [0.0, 1.0, 2.0]
     hit[:] = -2
     assert ramp(n)[:3].tolist() == [0.0, 1.0, 2.0]
+
+
+# --- the memory tier (memory=) under the same peer tests -----------------------------------
+
+def test_lru_with_maxsize_negative_memory_tier_holds_no_result_left_unstored(
+    cache_dir: Path,
+) -> None:
+    # TestLRU.test_lru_with_maxsize_negative, as "never cache": results computed faster than
+    # min_compute_time are returned but not stored, and memory= used to hold them anyway.
+    calls: list[int] = []
+
+    @Cache(cache_dir).cached(memory=10, min_compute_time=60)
+    def eq(n: int) -> int:
+        calls.append(n)
+        return n
+
+    for _ in range(2):
+        assert [eq(n) for n in range(3)] == [0, 1, 2]
+    assert calls == [0, 1, 2, 0, 1, 2]
+
+
+def test_memory_tier_holds_no_value_computed_while_its_files_changed(tmp_path: Path) -> None:
+    # The disk entry is withheld when a files= path changed during the call (the value was
+    # computed from other content than the key says); memory= held it under that key, and
+    # served it once the file had its first content again.
+    data = tmp_path / "data.txt"
+    data.write_text("first")
+    changes = ["second"]
+
+    @Cache(tmp_path / "cache").cached(files=("path",), memory=10)
+    def read(path: Path) -> str:
+        if changes:  # another process rewrites the file while the call runs
+            data.write_text(changes.pop())
+        return path.read_text()
+
+    with pytest.warns(MemojarWarning, match="changed while"):
+        assert read(data) == "second"
+    data.write_text("first")
+    assert read(data) == "first"

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, NamedTuple, cast
 
-from . import _depends, _entry
+from . import _depends, _entry, _keys
 from ._control import SWITCH
 from ._entry import Miss
 from ._errors import DEBUG, logger, warn
@@ -33,7 +33,14 @@ from ._identity import (
     scope_of,
     split,
 )
-from ._keys import make_binder, make_key, make_key_caller, parameter_names, prebound
+from ._keys import (
+    key_reentered,
+    make_binder,
+    make_key,
+    make_key_caller,
+    parameter_names,
+    prebound,
+)
 from ._store import Store, header_of
 
 
@@ -328,7 +335,8 @@ class _Memo:
         try:
             return make_key(values, self.seed)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
-            if isinstance(exc, RecursionError) and _near_recursion_limit():
+            if isinstance(exc, RecursionError) and (_near_recursion_limit()
+                                                   or key_reentered(exc)):
                 raise  # the caller's own recursion ran out of stack, not a deep argument
             raise self._unpicklable(values, exc) from exc
 
@@ -475,7 +483,10 @@ class _Memo:
         value, expires, took = self.get_expiring(key, (args, kwargs))
         if value is MISSING:
             start = time.perf_counter()
-            value = self.compute(key, args, kwargs)
+            withheld: list[bool] = []
+            value = self.compute(key, args, kwargs, withheld=withheld)
+            if withheld:  # not kept on disk for this key: nor here
+                return value
             took = time.perf_counter() - start
             expires = time.time() + self.ttl if self.ttl is not None else math.inf
         else:
@@ -531,16 +542,19 @@ class _Memo:
 
     # --- the miss path --------------------------------------------------------------
 
-    def compute(self, key: str, args: _Args, kwargs: dict[str, Any], force: bool = False) -> Any:
+    def compute(self, key: str, args: _Args, kwargs: dict[str, Any], force: bool = False,
+                withheld: list[bool] | None = None) -> Any:
         """Compute under the key's lock, unless another caller stored the value meanwhile.
 
         A call made while this thread already holds the key's lock (the function calling
         itself with the same key) computes at once, as it would without the cache.
+        ``withheld`` gets a ``True`` if the value computed must not be kept for the key (see
+        ``_computed``): the memory tier then does not hold it either.
         """
         held = _held.get()
         here = (self.store.location, self.name, key)
         if here in held:
-            return self._compute(key, args, kwargs)
+            return self._compute(key, args, kwargs, withheld)
         lock = self._lock(key)
         token = _held.set(held | {here})
         try:
@@ -548,16 +562,18 @@ class _Memo:
                 value = self._stored_meanwhile(key)
                 if value is not MISSING:
                     return value
-            return self._compute(key, args, kwargs)
+            return self._compute(key, args, kwargs, withheld)
         finally:
             _held.reset(token)
             if lock is not None:
                 lock.release()
 
-    def _compute(self, key: str, args: _Args, kwargs: dict[str, Any]) -> Any:
+    def _compute(self, key: str, args: _Args, kwargs: dict[str, Any],
+                 withheld: list[bool] | None = None) -> Any:
         start = self._started(key)
         value = self.func(*args, **kwargs)
-        self._computed(key, value, start, (args, kwargs))
+        if not self._computed(key, value, start, (args, kwargs)) and withheld is not None:
+            withheld.append(True)
         return value
 
     async def acompute(
@@ -670,16 +686,19 @@ class _Memo:
         return time.perf_counter()
 
     def _computed(self, key: str, value: Any, start: float,
-                  call: tuple[_Args, dict[str, Any]] | None = None) -> None:
+                  call: tuple[_Args, dict[str, Any]] | None = None) -> bool:
+        """Store a computed value, unless it must not be kept for ``key``: False then (a
+        ``files=`` path changed during the call, or it took under ``min_compute_time``)."""
         self.miss_count.bump()
         elapsed = time.perf_counter() - start
         if self.files and call is not None and self._files_changed(key, call):
-            return
+            return False
         if elapsed < self.min_compute_time:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
                          self.name, key, elapsed)
-            return
+            return False
         self.put(key, value, elapsed)
+        return True
 
     def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]]) -> bool:
         """True if a ``files=`` path changed while the function ran: its value is returned,
@@ -904,6 +923,11 @@ class _Memo:
             f"the arguments of {qualname} cannot be pickled to make the cache key "
             f"({type(exc).__name__}: {exc}); use ignore= or key="
         )
+
+
+# A RecursionError raised while a call's key is made inside another call's is endless
+# recursion, never retried (see _keys.key_reentered).
+_keys.call_key_code = _Memo.key_of.__code__
 
 
 def _clock() -> float:

@@ -342,7 +342,9 @@ class _CanonicalPickler(pickle.Pickler):
         reduce = copyreg.dispatch_table.get(t)
         try:
             rv = reduce(obj) if reduce is not None else obj.__reduce_ex__(PROTOCOL)
-        except Exception:  # noqa: BLE001 - let pickle raise its own, clearer error
+        except Exception as exc:  # let pickle raise its own, clearer error
+            if isinstance(exc, RecursionError) and key_reentered(exc):
+                raise  # pickle would only run the same endless recursion again
             return NotImplemented
         if isinstance(rv, str):
             return NotImplemented
@@ -498,6 +500,8 @@ def _dump(obj: Any, buffer_callback: Callable[[Any], Any] | None,
     except (ValueError, RecursionError) as exc:
         if isinstance(exc, ValueError) and "cyclic" not in str(exc):
             raise
+        if isinstance(exc, RecursionError) and key_reentered(exc):
+            raise  # endless recursion through the key's making, not a value containing itself
         # A structure that contains itself never ends without the memo (the C pickler
         # notices only for lists and dicts, after 50 levels; through tuples and reduced
         # objects it recurses until the stack runs out).
@@ -700,6 +704,31 @@ def make_key(values: tuple[Any, ...], seed: int = 0) -> str:
     # Only atoms (the usual call): normalising changes nothing and there are no buffers, so
     # this is the same digest as below, without the walks (a third of a small hit).
     return xxhash.xxh3_128_hexdigest(_plain_bytes(values), seed)
+
+
+# The code of the decorator's ``key_of``, where the key of a call is made (the decorator
+# sets it, as this module sets ``_identity.value_key``): see ``key_reentered``.
+call_key_code: Any = None
+
+
+def key_reentered(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while the key of a call was made inside the making of
+    another's: a cached function called while a key is made, by an argument's
+    ``__reduce__`` or by a builtin memojar uses that was replaced by a cached one. Such a
+    ``RecursionError`` is the caller's endless recursion, not a deep or cyclic value:
+    retried at each level (memo pickling, pickle's own reduce, each argument alone), it
+    would unwind in time exponential in the depth. The stack says it for every level but
+    the outermost, which learns it from the traceback. Looked at only when a key failed."""
+    count = 0
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        count += frame.f_code is call_key_code
+        frame = frame.f_back
+    tb = exc.__traceback__
+    while tb is not None:
+        count += tb.tb_frame.f_code is call_key_code
+        tb = tb.tb_next
+    return count > 1
 
 
 _identity.value_key = make_key  # values inside a function's identity are keyed as arguments
