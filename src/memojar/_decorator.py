@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, cast
 from . import _depends, _entry
 from ._control import SWITCH
 from ._entry import Miss
-from ._errors import DEBUG, logger, warn
+from ._errors import DEBUG, at_site, logger, user_site, warn
 from ._identity import (
     code_fingerprint,
     dependencies,
@@ -564,8 +564,10 @@ class _Memo:
         self, key: str, args: _Args, kwargs: dict[str, Any], force: bool = False
     ) -> Any:
         """``compute`` for coroutine functions: waits for the lock without blocking the loop,
-        and calls a remote store from a worker thread (``run``)."""
-        run = _in_thread if self.store.remote else _inline
+        and calls a remote store from a worker thread (``run``), where the warnings of the
+        store's faults point at the line that awaited this call (found now: the worker's
+        stack holds none of its frames)."""
+        run = _at_site_in_thread(user_site()) if self.store.remote else _inline
         held = _held.get()
         here = (self.store.location, self.name, key)
         if here in held:  # the coroutine awaits itself with the same key
@@ -1101,6 +1103,18 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
 
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
     return call(*args)
+
+
+def _at_site_in_thread(site: Any) -> Callable[..., Any]:
+    """``_in_thread`` whose calls warn at ``site`` (the caller's awaiting line): the miss
+    path's. The hit path calls ``_in_thread`` itself and finds nothing first."""
+
+    async def run(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+        if undo is not None:
+            undo = functools.partial(at_site, site, undo)
+        return await _in_thread(at_site, site, call, *args, undo=undo)
+
+    return run
 
 
 async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
