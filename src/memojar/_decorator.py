@@ -541,18 +541,29 @@ class _Memo:
         here = (self.store.location, self.name, key)
         if here in held:
             return self._compute(key, args, kwargs)
-        lock = self._lock(key)
-        token = _held.set(held | {here})
+        # An interrupt (KeyboardInterrupt, a signal handler's exception) may land between
+        # any two calls, also between a call's return and the assignment of its result:
+        # the lock is known by ``taken`` as soon as it is made, and ``_held`` is set back
+        # to its value from before, so neither is ever left held (see ``_let_go``).
+        taken: list[Any] = []
         try:
+            self._lock(key, taken=taken)
+            _held.set(held | {here})
             if not force:  # also after a timeout
                 value = self._stored_meanwhile(key)
                 if value is not MISSING:
                     return value
             return self._compute(key, args, kwargs)
         finally:
-            _held.reset(token)
-            if lock is not None:
-                lock.release()
+            try:
+                if taken:
+                    try:
+                        taken[0].release()  # a lock not held (a timeout): nothing to do
+                    except BaseException:  # interrupted inside: once more (idempotent)
+                        taken[0].release()
+                        raise
+            finally:
+                _held.set(held)
 
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any]) -> Any:
         start = self._started(key)
@@ -590,19 +601,24 @@ class _Memo:
         await run(self._computed, key, value, start, (args, kwargs))
         return value
 
-    def _lock(self, key: str, then: str = _COMPUTING_HERE) -> Any:
+    def _lock(self, key: str, then: str = _COMPUTING_HERE, taken: list[Any] | None = None
+              ) -> Any:
         """The key's lock, held; None if the store cannot lock right now (a read-only or
         vanished directory) or another caller held it past ``lock_timeout``: the value is
         then computed without it.
 
         Only the store's own errors (an ``OSError`` with an errno) are caught; anything else
         raised while waiting, such as the ``TimeoutError`` of the caller's ``SIGALRM``
-        handler, propagates with the lock not held.
+        handler, propagates with the lock not held. ``taken`` gets the lock as soon as it
+        is made, before it is acquired: the caller releases it (a no-op if it is not held)
+        even if an interrupt loses this method's return value.
         """
         timeout = self.lock_timeout
         lock = None
         try:
             lock = self.store.lock(self.name, key)
+            if taken is not None:
+                taken.append(lock)
             if lock.acquire_within(timeout):
                 return lock
         except OSError as exc:
@@ -765,24 +781,28 @@ class _Memo:
         ``wait`` false (a coroutine function: the event loop must not stop while another of
         its tasks computes the call) a held lock is not waited for: the value is stored
         without it."""
-        lock = None
-        if (self.store.location, self.name, key) not in _held.get():
-            if wait:
-                lock = self._lock(key, "storing the value given to cache_set without waiting")
-            else:
-                try:
-                    lock = self.store.lock(self.name, key)
-                    if not lock.acquire(blocking=False):
-                        lock = None
-                except OSError as exc:  # the store cannot lock now: ``put`` says why
-                    if exc.errno is None:
-                        raise
-                    lock = None
+        taken: list[Any] = []  # as in ``compute``: released whatever interrupts this
         try:
+            if (self.store.location, self.name, key) not in _held.get():
+                if wait:
+                    self._lock(key, "storing the value given to cache_set without waiting",
+                               taken=taken)
+                else:
+                    try:
+                        lock = self.store.lock(self.name, key)
+                        taken.append(lock)
+                        lock.acquire(blocking=False)  # not held: stored without it
+                    except OSError as exc:  # the store cannot lock now: ``put`` says why
+                        if exc.errno is None:
+                            raise
             self.put(key, value, 0.0)
         finally:
-            if lock is not None:
-                lock.release()
+            if taken:
+                try:
+                    taken[0].release()  # a lock not held: nothing to do
+                except BaseException:  # interrupted inside: once more (idempotent)
+                    taken[0].release()
+                    raise
 
     def sweep(self) -> None:
         """Evict this function's entries written for other code or another version.
