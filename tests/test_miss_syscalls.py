@@ -77,6 +77,10 @@ def test_a_small_miss_makes_eleven_system_calls(tmp_path: Path) -> None:
     for line in lines[start + 1:end]:
         name = line.split("(", 1)[0].strip()
         calls[name] = calls.get(name, 0) + 1
+    # The statistics thread (memojar-stats) wakes every few seconds; on a loaded machine a
+    # wake-up may fall in the window, and handing the GIL over costs the main thread a few
+    # futex calls that belong to no miss.
+    calls.pop("futex", None)
     assert sum(calls.values()) == MISS_SYSCALLS * misses, calls
     # The lock file's and the folder's fstat and the folder's lstat, however the libc
     # spells them.

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, cast
 from . import _depends, _entry, _keys
 from ._control import SWITCH
 from ._entry import Miss
-from ._errors import DEBUG, logger, warn
+from ._errors import DEBUG, at_site, logger, user_site, warn
 from ._identity import (
     code_fingerprint,
     dependencies,
@@ -555,18 +555,24 @@ class _Memo:
         here = (self.store.location, self.name, key)
         if here in held:
             return self._compute(key, args, kwargs, withheld)
-        lock = self._lock(key)
-        token = _held.set(held | {here})
+        # An interrupt (KeyboardInterrupt, a signal handler's exception) may land between
+        # any two calls, also between a call's return and the assignment of its result:
+        # the lock is known by ``taken`` as soon as it is made, and ``_held`` is set back
+        # to its value from before, so neither is ever left held (``_let_go``).
+        taken: list[Any] = []
         try:
+            self._lock(key, taken=taken)
+            _held.set(held | {here})
             if not force:  # also after a timeout
                 value = self._stored_meanwhile(key)
                 if value is not MISSING:
                     return value
             return self._compute(key, args, kwargs, withheld)
         finally:
-            _held.reset(token)
-            if lock is not None:
-                lock.release()
+            try:
+                _let_go(taken)
+            finally:
+                _held.set(held)
 
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any],
                  withheld: list[bool] | None = None) -> Any:
@@ -580,8 +586,10 @@ class _Memo:
         self, key: str, args: _Args, kwargs: dict[str, Any], force: bool = False
     ) -> Any:
         """``compute`` for coroutine functions: waits for the lock without blocking the loop,
-        and calls a remote store from a worker thread (``run``)."""
-        run = _in_thread if self.store.remote else _inline
+        and calls a remote store from a worker thread (``run``), where the warnings of the
+        store's faults point at the line that awaited this call (found now: the worker's
+        stack holds none of its frames)."""
+        run = _at_site_in_thread(user_site()) if self.store.remote else _inline
         held = _held.get()
         here = (self.store.location, self.name, key)
         if here in held:  # the coroutine awaits itself with the same key
@@ -604,19 +612,24 @@ class _Memo:
         await run(self._computed, key, value, start, (args, kwargs))
         return value
 
-    def _lock(self, key: str, then: str = _COMPUTING_HERE) -> Any:
+    def _lock(self, key: str, then: str = _COMPUTING_HERE, taken: list[Any] | None = None
+              ) -> Any:
         """The key's lock, held; None if the store cannot lock right now (a read-only or
         vanished directory) or another caller held it past ``lock_timeout``: the value is
         then computed without it.
 
         Only the store's own errors (an ``OSError`` with an errno) are caught; anything else
         raised while waiting, such as the ``TimeoutError`` of the caller's ``SIGALRM``
-        handler, propagates with the lock not held.
+        handler, propagates with the lock not held. ``taken`` gets the lock as soon as it
+        is made, before it is acquired: the caller releases it (a no-op if it is not held)
+        even if an interrupt loses this method's return value.
         """
         timeout = self.lock_timeout
         lock = None
         try:
             lock = self.store.lock(self.name, key)
+            if taken is not None:
+                taken.append(lock)
             if lock.acquire_within(timeout):
                 return lock
         except OSError as exc:
@@ -782,24 +795,23 @@ class _Memo:
         ``wait`` false (a coroutine function: the event loop must not stop while another of
         its tasks computes the call) a held lock is not waited for: the value is stored
         without it."""
-        lock = None
-        if (self.store.location, self.name, key) not in _held.get():
-            if wait:
-                lock = self._lock(key, "storing the value given to cache_set without waiting")
-            else:
-                try:
-                    lock = self.store.lock(self.name, key)
-                    if not lock.acquire(blocking=False):
-                        lock = None
-                except OSError as exc:  # the store cannot lock now: ``put`` says why
-                    if exc.errno is None:
-                        raise
-                    lock = None
+        taken: list[Any] = []  # as in ``compute``: released whatever interrupts this
         try:
+            if (self.store.location, self.name, key) not in _held.get():
+                if wait:
+                    self._lock(key, "storing the value given to cache_set without waiting",
+                               taken=taken)
+                else:
+                    try:
+                        lock = self.store.lock(self.name, key)
+                        taken.append(lock)
+                        lock.acquire(blocking=False)  # not held: stored without it
+                    except OSError as exc:  # the store cannot lock now: ``put`` says why
+                        if exc.errno is None:
+                            raise
             self.put(key, value, 0.0)
         finally:
-            if lock is not None:
-                lock.release()
+            _let_go(taken)
 
     def sweep(self) -> None:
         """Evict this function's entries written for other code or another version.
@@ -1125,6 +1137,30 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
 
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
     return call(*args)
+
+
+def _let_go(taken: list[Any]) -> None:
+    """Release the lock in ``taken`` (``_lock``'s), if one was made; one not held (a
+    timeout) costs nothing. An interrupt inside the release is answered by releasing once
+    more (a release finishes what an interrupted one left), then raised."""
+    if taken:
+        try:
+            taken[0].release()
+        except BaseException:
+            taken[0].release()
+            raise
+
+
+def _at_site_in_thread(site: Any) -> Callable[..., Any]:
+    """``_in_thread`` whose calls warn at ``site`` (the caller's awaiting line): the miss
+    path's. The hit path calls ``_in_thread`` itself and finds nothing first."""
+
+    async def run(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+        if undo is not None:
+            undo = functools.partial(at_site, site, undo)
+        return await _in_thread(at_site, site, call, *args, undo=undo)
+
+    return run
 
 
 async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:

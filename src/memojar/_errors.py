@@ -8,6 +8,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
+from contextvars import ContextVar
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -110,18 +111,64 @@ def warn(message: str) -> None:
 
     The warning points at the user's line: the first frame outside memojar's own files,
     however deep the call that noticed the fault (a fixed ``stacklevel`` points into
-    memojar whenever the path to ``warn`` changes).
+    memojar whenever the path to ``warn`` changes). In a worker thread running a store call
+    for a coroutine (``at_site``), where none of the caller's frames are, it points at the
+    line that awaited the call, found before the call left the event loop's thread.
     """
     logger.warning("%s", message)
-    warnings.warn(message, MemojarWarning, stacklevel=_user_stacklevel())
+    level = _user_stacklevel()
+    if isinstance(level, int):
+        warnings.warn(message, MemojarWarning, stacklevel=level)
+        return
+    filename, lineno, module_globals = level
+    warnings.warn_explicit(
+        message, MemojarWarning, filename, lineno,
+        module=module_globals.get("__name__", "<string>"),
+        registry=module_globals.setdefault("__warningregistry__", {}),
+        module_globals=module_globals,
+    )
 
 
-def _user_stacklevel() -> int:
+Site = tuple[str, int, dict[str, Any]]  # a line of the caller's: file, number, its globals
+_SITE: ContextVar[Site | None] = ContextVar("memojar_site", default=None)
+
+
+def user_site() -> Site | None:
+    """The caller's line (as ``warn`` would point at it from here), for ``at_site``."""
+    level = _user_stacklevel()
+    if not isinstance(level, int):
+        return level
+    frame: FrameType | None = sys._getframe(1)  # user_site's caller: stacklevel 2 from here
+    for _ in range(level - 2):
+        frame = frame.f_back if frame is not None else None
+    if frame is None:
+        return None
+    return frame.f_code.co_filename, frame.f_lineno, frame.f_globals
+
+
+def at_site(site: Site | None, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)``, where ``warn`` points at ``site`` (the line that awaited a store call
+    now run in a worker thread, whose stack holds none of the caller's frames)."""
+    token = _SITE.set(site)
+    try:
+        return call(*args)
+    finally:
+        _SITE.reset(token)
+
+
+_AT_SITE = at_site.__code__
+
+
+def _user_stacklevel() -> int | Site:
     """The ``stacklevel`` (as ``warn``'s caller passes it) of the nearest frame not in
-    memojar's package."""
+    memojar's package; or, below ``at_site`` in a worker thread, the site it was given."""
     frame: FrameType | None = sys._getframe(2)  # warn's caller: stacklevel 2 counted from warn
     level = 2
     while frame is not None and _ours(frame):
+        if frame.f_code is _AT_SITE:  # the worker's frames are beyond: not the caller's
+            site = _SITE.get()
+            if site is not None:
+                return site
         frame = frame.f_back
         level += 1
     # A coroutine the event loop runs itself (``asyncio.run(f(x))``): past asyncio's

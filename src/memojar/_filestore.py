@@ -321,10 +321,16 @@ class FileStore(Store):
         """A write with ``max_size`` (room reserved first), or where there are no unnamed
         files: a named temporary file beside the entry, renamed into place."""
         path = self.path(function, key)
-        if self.max_size is not None:  # make room first: the new entry fits under max_size
-            fd, tmp = self._reserve(path, size)
-        else:
-            fd, tmp = self._create_temp(path)
+        made: list[str] = []  # the temporary name once made: an interrupt that loses the
+        try:  # return value below still removes it
+            if self.max_size is not None:  # make room first: the new entry fits under max_size
+                fd, tmp = self._reserve(path, size, made)
+            else:
+                fd, tmp = self._create_temp(path, made)
+        except BaseException:
+            for name in made:
+                _unlink(name)
+            raise
         try:
             try:
                 _write_all(fd, views)
@@ -471,11 +477,12 @@ class FileStore(Store):
             folder = self._open_folder(function, folder)
             return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
 
-    def _create_temp(self, path: str) -> tuple[int, str]:
-        """A new temporary file beside ``path`` (created with its directories if missing)."""
+    def _create_temp(self, path: str, made: list[str] | None = None) -> tuple[int, str]:
+        """A new temporary file beside ``path`` (created with its directories if missing);
+        its name is appended to ``made`` (see ``_create_new``)."""
         self._folders(path)
         try:
-            return _create_new(path)
+            return _create_new(path, made)
         except FileNotFoundError as exc:  # its folder moved away again meanwhile
             raise _not_a_folder(os.path.dirname(path)) from exc
 
@@ -504,7 +511,8 @@ class FileStore(Store):
                 self._makedirs(shard, recheck=True)
         raise _not_a_folder(shard, making=True)
 
-    def _reserve(self, path: str, size: int) -> tuple[int, str]:
+    def _reserve(self, path: str, size: int, made_here: list[str] | None = None
+                 ) -> tuple[int, str]:
         """The temporary file for an entry of ``size`` bytes, once there is room for it.
 
         The reservation is the temporary file itself, extended to its final size under the
@@ -521,9 +529,9 @@ class FileStore(Store):
                 with self._ledger() as ledger:
                     if ledger.fits(size):
                         try:
-                            made = _create_new(path)
+                            made = _create_new(path, made_here)
                         except FileNotFoundError:  # removed since (clear): made again
-                            made = self._create_temp(path)
+                            made = self._create_temp(path, made_here)
                         os.ftruncate(made[0], size)
                         ledger.add(size)
             except BaseException:
@@ -1023,14 +1031,25 @@ class _FlockLock:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._pid = _PID[0]
 
     def release(self) -> None:
-        fd, self._fd = self._fd, -1
+        """Unlock and close; forgotten only once unlocked, so that a release cut short by
+        an interrupt at its start is finished by calling it again (``Ledger.__exit__``)."""
+        fd = self._fd
         if fd >= 0:
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: a forked child may share the fd
             finally:
+                self._fd = -1
                 os.close(fd)
+
+    def __del__(self) -> None:
+        """A lock its holder lost (an interrupt between its return and the assignment of
+        it, e.g. ``Ledger.__enter__``) is given back when dropped, never held until the
+        process ends; a forked child's copy leaves the parent's lock alone."""
+        if self._fd >= 0 and self._pid == _PID[0]:
+            self.release()
 
 
 def _flock(path: str) -> Any:
@@ -1050,16 +1069,17 @@ def _flock(path: str) -> Any:
                 raise
             _unlink(path)  # a link planted at memojar's name: the link goes, not its target
             continue
+        lock = _FlockLock(fd)  # made before the flock: dropped, it gives the lock back
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or socket planted there
-                os.close(fd)
+                lock.release()
                 _unlink(path)
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
-            os.close(fd)
+            lock.release()
             raise
-        return _FlockLock(fd)
+        return lock
     raise OSError(errno.EINVAL, "not a regular file", path)
 
 
@@ -1131,6 +1151,9 @@ def _rename_over(source: str, dir_fd: int, name: str) -> int:
         except FileExistsError:  # a name taken (planted, or a dead process's): the next
             if attempt == _NAME_TRIES - 1:
                 raise
+        except BaseException:  # an interrupt just after the link was made: no orphan left
+            _unlink(tmp, dir_fd)
+            raise
     try:
         try:
             replaced = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
@@ -1151,18 +1174,25 @@ def _temp_name(path: str) -> str:
     return f"{path}.{_PID[0]}-{_HOST}.{next(_SEQUENCE) & 0xFFFFFFFF:08x}{TMP_SUFFIX}"
 
 
-def _create_new(path: str) -> tuple[int, str]:
+def _create_new(path: str, made: list[str] | None = None) -> tuple[int, str]:
     """A new private file under a temporary name beside ``path``, created with ``O_EXCL |
     O_NOFOLLOW``: whatever is planted at a name (a link, a file) is never opened; the next
-    name is tried instead."""
-    for _ in range(_NAME_TRIES - 1):
+    name is tried instead. The name is appended to ``made`` once the file exists, so that a
+    caller whose return value an interrupt lost can still remove it."""
+    for attempt in range(_NAME_TRIES):
         tmp = _temp_name(path)
         try:
-            return os.open(tmp, _O_CREATE, 0o600), tmp
+            fd = os.open(tmp, _O_CREATE, 0o600)
+            if made is not None:
+                made.append(tmp)
+            return fd, tmp
         except FileExistsError:  # planted, or left by a dead process of the same pid
-            continue
-    tmp = _temp_name(path)
-    return os.open(tmp, _O_CREATE, 0o600), tmp
+            if attempt == _NAME_TRIES - 1:
+                raise
+        except BaseException:  # an interrupt just after the file was made: not left there
+            _unlink(tmp)
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 _PID = [os.getpid()]  # this process's pid, without a system call per write

@@ -107,7 +107,11 @@ class Ledger:
             if self._dirty:
                 self.backend._write_total(max(self.total or 0, 0))
         finally:
-            self._lock.release()
+            try:
+                self._lock.release()
+            except BaseException:  # an interrupt inside it (a signal): once more, then on
+                self._lock.release()
+                raise
 
     def _known(self) -> int:
         if self.total is None:

@@ -218,15 +218,22 @@ class _RangeLock(KeyLock):
             os.close(fd)
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None or _held.get(fd) is not self:  # none, or taken over (``acquire``)
+        """Unlock; the lock is forgotten only once unlocked, so that a release cut short
+        by an interrupt (KeyboardInterrupt, a signal handler's exception: they run between
+        any two calls) is finished by calling it again, as the decorator does."""
+        fd = self._fd
+        if fd is None:
             return
-        _held.pop(fd, None)
+        if _held.get(fd) is not self:  # taken over (``acquire``)
+            self._fd = None
+            return
         try:
             # Unlock explicitly: a child forked while the lock was held may still have a
             # descriptor of this description, and closing ours alone would release nothing.
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._unlock)
         except OSError as exc:
+            self._fd = None
+            _held.pop(fd, None)
             if exc.errno is not None and not _ours(fd, self._ident):
                 # The caller closed the number while the lock was held (a daemon closing
                 # every descriptor): the kernel released the lock with its description, and
@@ -234,9 +241,13 @@ class _RangeLock(KeyLock):
                 return
             _close_if_ours(fd, self._ident)
             raise
-        except BaseException:
-            _close_if_ours(fd, self._ident)
-            raise
+        # No call from here until the description is idle again: nothing can cut this short
+        # but the ``_put_idle`` call itself (a descriptor without a lock left open).
+        self._fd = None
+        try:
+            del _held[fd]
+        except KeyError:  # dropped by a fork handler meanwhile
+            pass
         _put_idle(self._path, fd, self._ident)
 
 
