@@ -7,11 +7,13 @@ faults, trust, large results and the command line.
 
 from __future__ import annotations
 
+import http.server
 import json
 import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -293,7 +295,6 @@ def _conditional_put_rounds(server: S3Server, rounds: int, writers: int = 8,
                             until_double: bool = False) -> list[int]:
     """Rounds of ``writers`` threads each PUTting one new name with ``If-None-Match: *`` at
     once (a barrier); the number of PUTs that succeeded in each round."""
-    import threading
 
     bucket = server.bucket("race")
     clients = [server.client() for _ in range(writers)]
@@ -578,13 +579,27 @@ def test_client_errors_map_to_oserror(code: str, kind: type, match: str) -> None
         bucket.put("x", [memoryview(b"data")], 4)
 
 
-class _Refusing:
+class _LocalServer:
+    """An HTTP server on a free loopback port, in a thread of this process, answering with
+    the handler class a subclass gives ``serve``; ``endpoint`` is its URL."""
+
+    endpoint = ""
+
+    def serve(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Refusing(_LocalServer):
     """An HTTP server on loopback that answers every request with one S3 error."""
 
     def __init__(self, status: int, code: str) -> None:
-        import http.server
-        import threading
-
         seen = self.seen = []  # (method, Expect header) of every request
         body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
                 f"<Message>refused by the test</Message></Error>").encode()
@@ -608,14 +623,7 @@ class _Refusing:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 @pytest.mark.parametrize(("status", "code", "match"), [
@@ -639,16 +647,13 @@ def test_refusing_server_costs_a_warning_not_the_result(s3_env: None, status: in
         server.stop()
 
 
-class _Trickling:
+class _Trickling(_LocalServer):
     """An S3-protocol server on loopback that sends every entry's body (``size`` bytes
     said, ``head`` first) a few bytes at a time, each well within the client's read timeout
     (a server, proxy or link that crawls), and answers everything else as S3 does when the
     bucket has nothing (honouring ``If-None-Match: *``)."""
 
     def __init__(self, size: int, every: float, head: bytes = b"") -> None:
-        import http.server
-        import threading
-
         stopped = self.stopped = threading.Event()
         created: set[str] = set()  # objects PUT: a conditional creation is honoured
         self.head = head
@@ -701,15 +706,11 @@ class _Trickling:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.serve(Handler)
 
     def stop(self) -> None:
         self.stopped.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().stop()
 
 
 @pytest.mark.parametrize("size", [2_000, 2_000_000], ids=["small", "header-first"])
@@ -719,7 +720,6 @@ def test_a_server_that_trickles_an_entry_costs_a_timeout_not_a_hang(s3_env: None
     every 0.05 s (each within the 1 s timeout) held the call for the whole body, 25 s
     for 2 kB and hours for 2 MB. Now each 64 KiB of a body must arrive within ``timeout``:
     the hit is given up after about one, and the call computes."""
-    import threading
 
     server = _Trickling(size, every=0.05)
     try:
@@ -741,7 +741,7 @@ def test_a_server_that_trickles_an_entry_costs_a_timeout_not_a_hang(s3_env: None
         server.stop()
 
 
-class _Chunking:
+class _Chunking(_LocalServer):
     """An S3-protocol server on loopback that answers GET and HEAD without a
     Content-Length (``Transfer-Encoding: chunked``, as some proxies in front of a server
     do), keeping what is PUT (``If-None-Match: *`` honoured) and DELETEd; its answers are
@@ -749,8 +749,6 @@ class _Chunking:
 
     def __init__(self, skew: float = 0.0) -> None:
         import email.utils
-        import http.server
-        import threading
 
         objects: dict[str, bytes] = {}
         written: dict[str, float] = {}  # when each object was PUT (its Last-Modified)
@@ -812,14 +810,8 @@ class _Chunking:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"s3://bucket/p?endpoint_url=http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
+        self.url = f"s3://bucket/p?endpoint_url={self.endpoint}"
 
 
 def test_an_entry_sent_without_a_content_length_is_a_hit(s3_env: None) -> None:
