@@ -23,7 +23,6 @@ import memojar
 
 PACKAGE = os.path.dirname(os.path.abspath(memojar.__file__)) + os.sep
 CALLS = ("CALL", "CALL_FUNCTION_EX", "CALL_KW")
-SUPPORTED = sys.version_info >= (3, 11) and hasattr(dis, "_parse_exception_table")
 _points: dict[CodeType, set[int]] = {}
 
 
@@ -72,6 +71,7 @@ class Injector:
 
     def run(self, call: Callable[[], Any]) -> bool:
         """Run ``call``; True if the interrupt was raised (and reached the caller)."""
+        sys._getframe().f_trace_opcodes = True  # without it 3.12 skips a first run's
         sys.settrace(self._global)
         try:
             call()
@@ -84,8 +84,44 @@ class Injector:
         return False
 
 
+def _traces_opcodes() -> bool:
+    """Whether this Python reports the opcodes of a frame the trace function turns them on
+    for in its call event (3.11; 3.12 once the caller's frame asks for them too, as
+    ``Injector.run`` does; not CPython 3.13.0, which reports a code object's opcodes only
+    from its next run on, so that the points counted would not be the points passed)."""
+
+    def probe() -> int:
+        x = 1
+        return x
+
+    seen: list[int] = []
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            seen.append(frame.f_lasti)
+        return local
+
+    def first(frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code is probe.__code__:
+            frame.f_trace_opcodes = True
+            return local
+        return None
+
+    sys._getframe().f_trace_opcodes = True  # as ``Injector.run``
+    sys.settrace(first)
+    try:
+        probe()
+    finally:
+        sys.settrace(None)
+    return bool(seen)
+
+
 def every_point(call: Callable[[], Any]) -> int:
     """How many interrupt points ``call`` passes in memojar's code."""
     injector = Injector(None)
     injector.run(call)
     return injector.count
+
+
+SUPPORTED = (sys.version_info >= (3, 11) and hasattr(dis, "_parse_exception_table")
+             and _traces_opcodes())
