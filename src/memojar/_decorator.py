@@ -558,7 +558,7 @@ class _Memo:
         # An interrupt (KeyboardInterrupt, a signal handler's exception) may land between
         # any two calls, also between a call's return and the assignment of its result:
         # the lock is known by ``taken`` as soon as it is made, and ``_held`` is set back
-        # to its value from before, so neither is ever left held (``_let_go``).
+        # to its value from before, so neither is ever left held.
         taken: list[Any] = []
         try:
             self._lock(key, taken=taken)
@@ -570,7 +570,13 @@ class _Memo:
             return self._compute(key, args, kwargs, withheld)
         finally:
             try:
-                _let_go(taken)
+                # Inline, not a helper: an interrupt at a helper's start would escape the try.
+                if taken:
+                    try:
+                        taken[0].release()  # a lock not held (a timeout): nothing to do
+                    except BaseException:  # interrupted inside: once more (idempotent)
+                        taken[0].release()
+                        raise
             finally:
                 _held.set(held)
 
@@ -811,7 +817,12 @@ class _Memo:
                             raise
             self.put(key, value, 0.0)
         finally:
-            _let_go(taken)
+            if taken:  # inline, as in ``compute``
+                try:
+                    taken[0].release()  # a lock not held: nothing to do
+                except BaseException:  # interrupted inside: once more (idempotent)
+                    taken[0].release()
+                    raise
 
     def sweep(self) -> None:
         """Evict this function's entries written for other code or another version.
@@ -1137,18 +1148,6 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
 
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
     return call(*args)
-
-
-def _let_go(taken: list[Any]) -> None:
-    """Release the lock in ``taken`` (``_lock``'s), if one was made; one not held (a
-    timeout) costs nothing. An interrupt inside the release is answered by releasing once
-    more (a release finishes what an interrupted one left), then raised."""
-    if taken:
-        try:
-            taken[0].release()
-        except BaseException:
-            taken[0].release()
-            raise
 
 
 def _at_site_in_thread(site: Any) -> Callable[..., Any]:
