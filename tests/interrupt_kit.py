@@ -15,7 +15,7 @@ from __future__ import annotations
 import dis
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import CodeType, FrameType
 from typing import Any
 
@@ -71,7 +71,7 @@ class Injector:
 
     def run(self, call: Callable[[], Any]) -> bool:
         """Run ``call``; True if the interrupt was raised (and reached the caller)."""
-        sys._getframe().f_trace_opcodes = True  # without it 3.12 skips a first run's
+        _announce_opcode_tracing()
         sys.settrace(self._global)
         try:
             call()
@@ -82,6 +82,23 @@ class Injector:
         finally:
             sys.settrace(None)
         return False
+
+
+def _announce_opcode_tracing() -> None:
+    """Tell CPython that some frame asks for opcode events before ``sys.settrace`` is called:
+    3.12 turns opcode events on only if one has (without it a first run's are skipped).
+
+    The frame that asks is an unstarted generator's, which never runs. A running frame that
+    asks while its thread has no tracer crashes 3.12.1 (a call through a NULL trace
+    function) once opcode events are on for the interpreter, as they stay after a thread
+    ends while tracing (``threading.settrace``, as test_cache_object does)."""
+
+    def never_started() -> Iterator[None]:
+        yield
+
+    frame = never_started().gi_frame
+    assert frame is not None
+    frame.f_trace_opcodes = True
 
 
 def _traces_opcodes() -> bool:
@@ -107,7 +124,7 @@ def _traces_opcodes() -> bool:
             return local
         return None
 
-    sys._getframe().f_trace_opcodes = True  # as ``Injector.run``
+    _announce_opcode_tracing()
     sys.settrace(first)
     try:
         probe()

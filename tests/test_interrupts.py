@@ -159,3 +159,32 @@ def test_real_sigints_at_random_moments_leave_nothing_behind(tmp_path: Path) -> 
     interrupts, problems = int(last.split()[1]), int(last.split()[3])
     assert interrupts > 100
     assert problems == 0, child.stdout
+
+
+AFTER_A_TRACING_THREAD = r"""
+import sys, tempfile, threading
+from interrupt_kit import every_point
+from memojar import Cache
+
+def tracer(frame, event, arg):
+    frame.f_trace_opcodes = True
+    return None
+
+thread = threading.Thread(target=lambda: sys.settrace(tracer))  # ends while tracing
+thread.start()
+thread.join()
+f = Cache(tempfile.mkdtemp()).cached(lambda x: x * 2)
+print(every_point(lambda: f(3)))
+"""
+
+
+@needs_tracing
+def test_the_kit_runs_after_a_thread_ended_while_tracing() -> None:
+    """A thread that ends with a tracer set leaves 3.12.1's opcode events on: a frame that
+    asked for them with no tracer of its own then crashed the interpreter (the kit's first
+    version did, in the full suite, after test_cache_object's threads)."""
+    child = subprocess.run([sys.executable, "-c", AFTER_A_TRACING_THREAD],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert int(child.stdout) > 10
