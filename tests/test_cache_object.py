@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import pickle
+import sys
 import threading
 import time
 import warnings
@@ -165,8 +166,15 @@ def test_hit_and_miss_counts_are_exact_under_threads(tmp_path: Path) -> None:
 
     ident(0)
     threads, calls = 8, 60
-    workers = [threading.Thread(target=lambda: [ident(0) for _ in range(calls)])
-               for _ in range(threads)]
+
+    def work() -> None:
+        try:
+            for _ in range(calls):
+                ident(0)
+        finally:
+            sys.settrace(None)  # a thread ending with a tracer leaves 3.12's opcode events on
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
     threading.settrace(_switch_between_opcodes)
     try:
         for worker in workers:
