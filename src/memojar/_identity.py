@@ -601,6 +601,15 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     return found
 
 
+def forget_dependencies(func: Any) -> None:
+    """Drop what ``dependencies`` found for ``func``: its code or defaults were reassigned
+    (``func.__code__ = other.__code__``), so the next ``dependencies(func)`` walks it again."""
+    try:
+        del _deps_of[split(func)[0]]
+    except (KeyError, TypeError):
+        pass
+
+
 def _class_of_method(func: Any) -> type | None:
     qualname = getattr(func, "__qualname__", "")
     parts = qualname.split(".")
