@@ -347,3 +347,20 @@ def test_entries_of_reassigned_code_are_never_another_process_s_values(
     # this process's first store evicts those of the reassigned code.
     assert run("plain") == "[['f', 1, 1], ['f', 2, 1]] 2"
     assert run("reassign") == "[['f', 1, 1], ['other', 2, 5]] 1"  # f(1) hits
+
+
+def test_a_function_argument_whose_code_is_reassigned_is_another_key(tmp_path: Path) -> None:
+    from memojar import cached
+
+    @cached(cache_dir=tmp_path / "c")
+    def apply(fn, x):
+        return fn(x)
+
+    arg = _fresh("argument")
+    assert apply(arg, 2) == ("plus", 3)
+    before = apply.cache_key(arg, 2)
+    arg.__code__ = _times.__code__
+    assert apply(arg, 2) == ("times", 2)  # before: ("plus", 3), the old code's entry
+    arg.__defaults__ = (7,)
+    assert apply(arg, 2) == ("times", 14)
+    assert len({before, apply.cache_key(arg, 2)}) == 2

@@ -369,7 +369,9 @@ class _Memo:
         try:
             values = self.binder(*args, **kwargs)
         except TypeError:
-            if _as_it_is(watched) == (self.code, self.defaults, self.kwdefaults):
+            now = _as_it_is(watched)
+            if all(a is b for a, b in zip(now, (self.code, self.defaults, self.kwdefaults),
+                                          strict=True)):
                 raise
             self.renew()
             values = self.binder(*args, **kwargs)
@@ -1184,11 +1186,13 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     hit, tally = memo.hit_count.bump, memo.tally
     # A path argument's file may change (files=): such calls are always hashed.
     simple = frozenset() if getattr(memo, "files", ()) else _SIMPLE
+    watched = memo.watched
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if switch.active and switch.off(memo):
             return func(*args, **kwargs)
-        watched = memo.watched  # as ``key_of``: a call of plain arguments does not get there
+        # As ``key_of`` (a call of plain arguments does not get there); ``watched``, the
+        # function object, stays the same: only its attributes are reassigned.
         if (watched.__code__ is not memo.code
                 or (memo.defaults is not None and watched.__defaults__ is not memo.defaults)
                 or (memo.kwdefaults is not None
