@@ -53,3 +53,43 @@ def test_cached_with_a_remote_cache_dir(remote_location: str,
     assert square.cache_info().entries == 1
     assert square.cache_delete(3) is True
     assert square.cache_delete(3) is False
+
+
+_SECRET_SCRIPT = """
+import sys, warnings
+from memojar import Cache, MemojarWarning
+
+def load(x):
+    return x * 2
+
+f = Cache({url!r}, secret=sys.argv[1]).cached(load)
+with warnings.catch_warnings(record=True) as record:
+    warnings.simplefilter("always")
+    values = [f(1), f(2), f(1)]
+said = [str(w.message) for w in record if issubclass(w.category, MemojarWarning)]
+print(values, f.cache_info().misses, len(said), said[0] if said else "")
+"""
+
+
+@pytest.mark.parametrize("location", ["file", "redis", "s3"], indirect=True)
+def test_processes_under_different_secrets_are_warned_once(location: str) -> None:
+    """Two processes sharing a store under different secrets never load each other's
+    entries and replace them in turn: each is told why, once (before: silently)."""
+    import subprocess
+    import sys
+
+    script = _SECRET_SCRIPT.format(url=str(location))
+
+    def run(secret: str) -> str:
+        proc = subprocess.run([sys.executable, "-c", script, secret], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert run("one") == "[2, 4, 2] 2 0"
+    assert run("one") == "[2, 4, 2] 0 0"
+    out = run("two")
+    assert out.startswith("[2, 4, 2] 2 1 an entry of __main__.load in "), out
+    assert "is signed with another secret (or was forged)" in out
+    assert "Give every process sharing this cache the same secret" in out
+    assert run("one").startswith("[2, 4, 2] 2 1 an entry of __main__.load")

@@ -101,6 +101,15 @@ _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # the call recomputes, and the entry stays for the processes that can load it.
 _NOT_THE_ENTRY = (MemoryError, ImportError, RecursionError)
 _FILES_WARNED: set[str] = set()  # functions warned of a files= path changed while they ran
+# Why an entry is refused when it was written under another secret (or none), as
+# ``_entry.verify`` says it, and what the warning says of it (once per store and process).
+_OTHER_SECRET = {
+    "signature does not verify": "is signed with another secret (or was forged)",
+    "not signed, and this cache has a secret": "is not signed, and this cache has a secret",
+    "signed, and this cache has no secret to check it": "is signed, and this cache has no "
+    "secret",
+}
+_SECRET_WARNED: set[str] = set()  # store locations warned of entries of another secret
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 
 # The key locks this thread (or task, for coroutines) holds, as (location, function, key):
@@ -918,7 +927,11 @@ class _Memo:
 
     def discard(self, key: str, reason: str, judged: Any) -> None:
         """Remove an entry that must not be used (stale, incompatible, corrupt), if it is
-        still the one judged (``judged``: the bytes read), not a fresh one renamed since."""
+        still the one judged (``judged``: the bytes read), not a fresh one renamed since.
+
+        An entry of another secret says that processes sharing the store do not share the
+        secret: they recompute and replace each other's entries in turn, silently but for
+        a warning, once per store and process (a miss's, never the hit path's)."""
         try:
             self.store.discard(self.name, key, judged)
         except OSError as exc:
@@ -926,6 +939,14 @@ class _Memo:
                 raise
             logger.debug("cannot remove %s %s: %s", self.name, key, exc)
         logger.debug("evict %s %s (%s)", self.name, key, reason)
+        if reason in _OTHER_SECRET and self.store.location not in _SECRET_WARNED:
+            _SECRET_WARNED.add(self.store.location)
+            warn(f"an entry of {self.name} in {self.store.location} "
+                 f"{_OTHER_SECRET[reason]}: it was not loaded, and is recomputed and "
+                 "replaced. Processes that share a cache under different secrets (secret=, "
+                 "$MEMOJAR_SECRET, or none) never load each other's entries: they compute "
+                 "and replace them in turn. Give every process sharing this cache the same "
+                 "secret")
 
     def clear(self) -> int:
         """Remove the entries this function can read (of its scope, and of this Python)."""
