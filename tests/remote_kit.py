@@ -17,6 +17,9 @@ from memojar import Cache, MemojarWarning
 
 SECRET = "test-secret"
 FN = "tests.module.function"
+# The warning a planted entry that fails the secret's check gives, once per cache.
+PLANTED_WARNING = (r"is signed with another secret \(or was forged\)|"
+                   r"is not signed, and this cache has a secret")
 HANG = 30  # seconds: a call that takes longer than this is hung, whatever the machine
 
 STAMPEDE = """

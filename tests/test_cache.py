@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import memojar._decorator
-from memojar import Cache, CacheInfo, EntryInfo, _entry, cached
+from memojar import Cache, CacheInfo, EntryInfo, MemojarWarning, _entry, cached
 from memojar._cache import _cache_for
 
 
@@ -521,11 +521,35 @@ def test_entry_signed_with_another_secret_is_recomputed_and_replaced(cache_dir: 
         return x
 
     Cache(cache_dir, secret="one").cached(f)(1)
-    Cache(cache_dir, secret="two").cached(f)(1)
+    with pytest.warns(MemojarWarning, match=r"is signed with another secret .*: it was not "
+                      r"loaded, and is recomputed and replaced\. .* Give every process "
+                      r"sharing this cache the same secret"):
+        Cache(cache_dir, secret="two").cached(f)(1)
     assert calls == [1, 1]
     two = Cache(cache_dir, secret="two").cached(f)
     two(1)
     assert calls == [1, 1]
+
+
+def test_entries_of_another_secret_are_warned_of_once_per_cache(cache_dir: Path) -> None:
+    """Two processes under different secrets replace each other's entries at every call: a
+    warning says so, once (not at each replacement)."""
+    calls: list[int] = []
+
+    def f(x):
+        calls.append(x)
+        return x
+
+    one, two = Cache(cache_dir, secret="one").cached(f), Cache(cache_dir, secret="two").cached(f)
+    one(1)
+    one(2)
+    with pytest.warns(MemojarWarning, match="another secret") as record:
+        two(1)
+        one(1)
+        two(2)
+    assert len(record) == 1, [str(w.message) for w in record]
+    assert str(cache_dir) in str(record[0].message)
+    assert calls == [1, 2, 1, 1, 2]
 
 
 def test_unsigned_entry_is_not_loaded_by_a_cache_with_a_secret(cache_dir: Path) -> None:
@@ -536,7 +560,8 @@ def test_unsigned_entry_is_not_loaded_by_a_cache_with_a_secret(cache_dir: Path) 
         return x
 
     Cache(cache_dir).cached(f)(1)
-    Cache(cache_dir, secret="s").cached(f)(1)
+    with pytest.warns(MemojarWarning, match="is not signed, and this cache has a secret"):
+        Cache(cache_dir, secret="s").cached(f)(1)
     assert calls == [1, 1]
 
 
@@ -548,7 +573,8 @@ def test_signed_entry_is_not_loaded_by_a_cache_without_a_secret(cache_dir: Path)
         return x
 
     Cache(cache_dir, secret="s").cached(f)(1)
-    Cache(cache_dir).cached(f)(1)
+    with pytest.warns(MemojarWarning, match="is signed, and this cache has no secret"):
+        Cache(cache_dir).cached(f)(1)
     assert calls == [1, 1]
 
 

@@ -191,3 +191,176 @@ def test_names_of_objects_without_a_name_are_their_class() -> None:
     import operator
 
     assert function_name(operator.itemgetter(1)) == "operator.itemgetter"
+
+
+# --- code and defaults reassigned at run time ---------------------------------------------
+# ``f.__code__ = g.__code__`` (joblib's test_memory_in_memory_function_code_change) and
+# ``f.__defaults__ = ...``: the function runs other code, or binds other defaults, from
+# then on. Its entries of before are another function's results: never returned for it.
+
+def _plus(x, y=1):
+    return ("plus", x + y)
+
+
+def _times(x, y=1):
+    return ("times", x * y)
+
+
+def _fresh(name: str):
+    """A new function of ``_plus``'s code under ``name`` (each test reassigns its own)."""
+    import types
+
+    fn = types.FunctionType(_plus.__code__, globals(), name, _plus.__defaults__)
+    fn.__qualname__ = name
+    return fn
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+@pytest.mark.parametrize("via", ["wrapped", "original"])
+def test_code_reassigned_after_the_first_call_runs_the_new_code(
+    tmp_path: Path, memory: int | None, via: str
+) -> None:
+    from memojar import cached
+
+    original = _fresh(f"code_{via}_{memory}")
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(original)
+    assert f(2, 3) == ("plus", 5)
+    assert f(2, 3) == ("plus", 5)  # a hit (held in memory with memory=)
+    target = f.__wrapped__ if via == "wrapped" else original
+    target.__code__ = _times.__code__
+    assert f(2, 3) == ("times", 6)
+    assert f(2, 3) == ("times", 6)
+    assert f.cache_info()[:2] == (2, 2)  # the new code's second call hits its own entry
+    assert f.cache_contains(2, 3) and "hit" in f.cache_explain(2, 3)
+    target.__code__ = _plus.__code__  # and back: the first code's value again
+    assert f(2, 3) == ("plus", 5)
+
+
+def test_code_reassigned_before_decorating_is_the_code_cached(tmp_path: Path) -> None:
+    from memojar import cached
+
+    original = _fresh("code_before")
+    original.__code__ = _times.__code__
+    f = cached(cache_dir=tmp_path / "c")(original)
+    assert f(2, 3) == ("times", 6)
+    assert f(2, 3) == ("times", 6)
+    assert f.cache_info()[:2] == (1, 1)
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_defaults_reassigned_bind_the_new_default(tmp_path: Path, memory: int | None) -> None:
+    from memojar import cached
+
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(_fresh(f"defaults_{memory}"))
+    assert f(2) == ("plus", 3)
+    f.__wrapped__.__defaults__ = (5,)
+    assert f(2) == ("plus", 7)
+    assert f(2, 1) == ("plus", 3)  # the call that f(2) was: its entry of before
+    assert f.cache_key(2) == f.cache_key(2, 5) != f.cache_key(2, 1)
+
+
+def test_defaults_reassigned_before_the_first_call_are_the_ones_keyed(tmp_path: Path) -> None:
+    from memojar import cached
+
+    f = cached(cache_dir=tmp_path / "c")(_fresh("defaults_early"))
+    f.__wrapped__.__defaults__ = (5,)
+    assert f(2) == ("plus", 7)
+    assert f(2, 1) == ("plus", 3)  # not f(2)'s entry, computed with y=5
+
+
+def test_keyword_defaults_reassigned_bind_the_new_default(tmp_path: Path) -> None:
+    from memojar import cached
+
+    def kw(x, *, y=1):
+        return x + y
+
+    f = cached(cache_dir=tmp_path / "c")(kw)
+    assert f(2) == 3
+    kw.__kwdefaults__ = {"y": 10}
+    assert f(2) == 12
+    assert f(2, y=1) == 3
+
+
+def test_defaults_given_to_a_function_without_any_make_the_short_call_bind(
+    tmp_path: Path,
+) -> None:
+    from memojar import cached
+
+    def bare(x, y):
+        return x + y
+
+    f = cached(cache_dir=tmp_path / "c", memory=4)(bare)
+    assert f(2, 1) == 3
+    bare.__defaults__ = (1,)
+    assert f(2) == 3  # as bare(2) now does; before: TypeError from the stale binder
+    with pytest.raises(TypeError, match="missing"):
+        f()
+
+
+_REASSIGNING_SCRIPT = '''
+import sys
+sys.path.insert(0, {folder!r})
+from memojar import cached
+import codemod
+
+f = cached(cache_dir={cache!r})(codemod.f)
+out = [f(1)]
+if sys.argv[1] == "reassign":
+    codemod.f.__code__ = codemod.other.__code__
+    codemod.f.__defaults__ = (5,)
+    out.append(f(2))
+else:
+    out.append(f(2))
+print(out, f.cache_info().misses)
+'''
+
+_CODEMOD = '''
+def f(x, y=1):
+    return ["f", x, y]
+
+
+def other(x, y=1):
+    return ["other", x, y]
+'''
+
+
+def test_entries_of_reassigned_code_are_never_another_process_s_values(
+    tmp_path: Path,
+) -> None:
+    """The first process reassigns code and defaults after its first call and computes a
+    new call; a second process running the module's own code gets its own values for
+    both calls (before: the first stored other(2, 5) as f(2)'s entry, under f's identity,
+    and the second returned it as f(2))."""
+    (tmp_path / "codemod.py").write_text(_CODEMOD)
+    script = _REASSIGNING_SCRIPT.format(folder=str(tmp_path), cache=str(tmp_path / "c"))
+    import subprocess
+    import sys
+
+    def run(mode: str) -> str:
+        proc = subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert run("reassign") == "[['f', 1, 1], ['other', 2, 5]] 2"
+    # The new code's first store evicted f's entries, as an edited function's does; and
+    # this process's first store evicts those of the reassigned code.
+    assert run("plain") == "[['f', 1, 1], ['f', 2, 1]] 2"
+    assert run("reassign") == "[['f', 1, 1], ['other', 2, 5]] 1"  # f(1) hits
+
+
+def test_a_function_argument_whose_code_is_reassigned_is_another_key(tmp_path: Path) -> None:
+    from memojar import cached
+
+    @cached(cache_dir=tmp_path / "c")
+    def apply(fn, x):
+        return fn(x)
+
+    arg = _fresh("argument")
+    assert apply(arg, 2) == ("plus", 3)
+    before = apply.cache_key(arg, 2)
+    arg.__code__ = _times.__code__
+    assert apply(arg, 2) == ("times", 2)  # before: ("plus", 3), the old code's entry
+    arg.__defaults__ = (7,)
+    assert apply(arg, 2) == ("times", 14)
+    assert len({before, apply.cache_key(arg, 2)}) == 2

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from types import FrameType
+from types import FrameType, FunctionType
 from typing import Any, NamedTuple, cast
 
 from . import _depends, _entry, _keys
@@ -28,6 +28,7 @@ from ._errors import DEBUG, at_site, logger, user_site, warn
 from ._identity import (
     code_fingerprint,
     dependencies,
+    forget_dependencies,
     function_name,
     identity_digest,
     scope_of,
@@ -100,6 +101,15 @@ _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # the call recomputes, and the entry stays for the processes that can load it.
 _NOT_THE_ENTRY = (MemoryError, ImportError, RecursionError)
 _FILES_WARNED: set[str] = set()  # functions warned of a files= path changed while they ran
+# Why an entry is refused when it was written under another secret (or none), as
+# ``_entry.verify`` says it, and what the warning says of it (once per store and process).
+_OTHER_SECRET = {
+    "signature does not verify": "is signed with another secret (or was forged)",
+    "not signed, and this cache has a secret": "is not signed, and this cache has a secret",
+    "signed, and this cache has no secret to check it": "is signed, and this cache has no "
+    "secret",
+}
+_SECRET_WARNED: set[str] = set()  # store locations warned of entries of another secret
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 
 # The key locks this thread (or task, for coroutines) holds, as (location, function, key):
@@ -220,25 +230,21 @@ class _Memo:
         self.ttl = ttl
         self.ignore = ignore
         self.custom_key = key
+        self.files = files  # path parameters: the memory tier never skips hashing these
         # A partial, bound method or callable instance is the function that runs plus the
         # arguments bound to it (the instance, the partial's arguments): they go in the key.
-        self.target, bound_args, bound_kwargs = split(func)
-        if key is None:
-            self.binder = make_binder(self.target, ignore)
-        else:
-            self.binder = make_key_caller(func, key)
-            if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
-                self.binder = functools.partial(_with_bound, self.binder, bound_args,
-                                                bound_kwargs)
-                bound_args, bound_kwargs = (), {}
-        self.files = files  # path parameters: the memory tier never skips hashing these
-        if files:  # each path argument keyed with its content
-            self.binder = _depends.files_binder(self.binder, parameter_names(
-                self.target, ignore), files, function_name(func))
-        if bound_args or bound_kwargs:
-            self.binder = prebound(self.binder, bound_args, bound_kwargs)
+        self.target = split(func)[0]
+        # The binder applies the function's defaults, and the identity (at the first call)
+        # covers its code and defaults: both are made for the function as it is now. A
+        # plain function's ``__code__``, ``__defaults__`` and ``__kwdefaults__`` can be
+        # reassigned later, so ``key_of`` compares them with these (``renew``); anything
+        # else is watched through a stand-in that never changes.
+        self.watched = self.target if type(self.target) is FunctionType else _unwatched
+        self.code, self.defaults, self.kwdefaults = _as_it_is(self.watched)
+        self.binder = self._make_binder()
         # The keys of recent calls of small plain values, by their bound values: a repeated
-        # call is one dict lookup, not a pickle and a hash (see ``_PLAIN``).
+        # call is one dict lookup, not a pickle and a hash (see ``_PLAIN``). A key depends
+        # on the bound values and the seed only: a reassigned default leaves these right.
         self.known: dict[_Args, str] = {}
         self.hit_count = Counter()
         self.miss_count = Counter()
@@ -257,6 +263,50 @@ class _Memo:
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
 
+    def _make_binder(self) -> Callable[..., _Args]:
+        """The function turning a call's arguments into the values its key hashes, for the
+        function's signature and defaults as they are now."""
+        func, ignore = self.func, self.ignore
+        bound_args, bound_kwargs = split(func)[1:]
+        if self.custom_key is None:
+            binder = make_binder(self.target, ignore)
+        else:
+            binder = make_key_caller(func, self.custom_key)
+            if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
+                binder = functools.partial(_with_bound, binder, bound_args, bound_kwargs)
+                bound_args, bound_kwargs = (), {}
+        if self.files:  # each path argument keyed with its content
+            binder = _depends.files_binder(binder, parameter_names(self.target, ignore),
+                                           self.files, function_name(func))
+        if bound_args or bound_kwargs:
+            binder = prebound(binder, bound_args, bound_kwargs)
+        return binder
+
+    def renew(self) -> None:
+        """The function's ``__code__``, ``__defaults__`` or ``__kwdefaults__`` was reassigned
+        (``f.__wrapped__.__code__ = g.__code__``, as joblib's tests do): what was made for
+        the old ones is made again, as in a process started with the function as it is now.
+        Its binder (the defaults it applies), identity and reader (at the next use), the
+        results the memory tier holds, and the sweep of the entries of other code at the
+        next store. Keys already made stay: a key depends only on the bound values.
+
+        What is read first is what is kept: a reassignment while this runs is seen by the
+        next call. A call running in another thread meanwhile may still finish with what
+        it had; the memory tier keeps nothing such a call fills (``stamp``)."""
+        now = _as_it_is(self.watched)
+        forget_dependencies(self.target)
+        self.binder = self._make_binder()
+        self.__dict__.pop("ident", None)  # made again at its next use (``cached_property``)
+        self.__dict__.pop("reader", None)  # the class's method: makes one for the new ident
+        self.swept = False
+        if self.generation is not None:
+            with self.revalidating_lock:
+                self.recent.clear()
+                self.stamp = -1  # no fill started before holds its value; the next call
+                # finds the store's stamp differs and forgets (sets it back)
+        self.code, self.defaults, self.kwdefaults = now
+        logger.debug("renew %s: its code or defaults were reassigned", self.name)
+
     def __getstate__(self) -> dict[str, Any]:
         """A copy (cloudpickle sends a function of ``__main__`` by value) starts with an
         empty memory tier and no recomputation running; it maps the stamp itself."""
@@ -264,7 +314,7 @@ class _Memo:
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
         dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader",
-                   "known")
+                   "known", "code", "defaults", "kwdefaults")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
         return state
@@ -275,6 +325,7 @@ class _Memo:
             self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.Lock()
         self.recent, self.generation, self.known = OrderedDict(), None, {}
+        self.code, self.defaults, self.kwdefaults = _as_it_is(self.watched)
         if self.memory:
             stamp = self.store.generation(self.name)
             self.holding = stamp is not None
@@ -314,7 +365,25 @@ class _Memo:
     # --- the hit path ---------------------------------------------------------------
 
     def key_of(self, args: _Args, kwargs: dict[str, Any]) -> str:
-        values = self.binder(*args, **kwargs)
+        # Every call's key is made here first: the function's code, and its defaults if it
+        # has any, are compared with those the binder and identity were made for (see
+        # ``renew``). Defaults given to a function that had none change no call that
+        # bound before: a call that needs them fails to bind, and is checked then.
+        watched = self.watched
+        if (watched.__code__ is not self.code
+                or (self.defaults is not None and watched.__defaults__ is not self.defaults)
+                or (self.kwdefaults is not None
+                    and watched.__kwdefaults__ is not self.kwdefaults)):
+            self.renew()
+        try:
+            values = self.binder(*args, **kwargs)
+        except TypeError:
+            now = _as_it_is(watched)
+            if all(a is b for a, b in zip(now, (self.code, self.defaults, self.kwdefaults),
+                                          strict=True)):
+                raise
+            self.renew()
+            values = self.binder(*args, **kwargs)
         for value in values:  # a loop: cheaper than a set operation for a few arguments
             if type(value) not in _PLAIN:
                 return self.make_key(values)
@@ -858,7 +927,11 @@ class _Memo:
 
     def discard(self, key: str, reason: str, judged: Any) -> None:
         """Remove an entry that must not be used (stale, incompatible, corrupt), if it is
-        still the one judged (``judged``: the bytes read), not a fresh one renamed since."""
+        still the one judged (``judged``: the bytes read), not a fresh one renamed since.
+
+        An entry of another secret says that processes sharing the store do not share the
+        secret: they recompute and replace each other's entries in turn, silently but for
+        a warning, once per store and process (a miss's, never the hit path's)."""
         try:
             self.store.discard(self.name, key, judged)
         except OSError as exc:
@@ -866,6 +939,14 @@ class _Memo:
                 raise
             logger.debug("cannot remove %s %s: %s", self.name, key, exc)
         logger.debug("evict %s %s (%s)", self.name, key, reason)
+        if reason in _OTHER_SECRET and self.store.location not in _SECRET_WARNED:
+            _SECRET_WARNED.add(self.store.location)
+            warn(f"an entry of {self.name} in {self.store.location} "
+                 f"{_OTHER_SECRET[reason]}: it was not loaded, and is recomputed and "
+                 "replaced. Processes that share a cache under different secrets (secret=, "
+                 "$MEMOJAR_SECRET, or none) never load each other's entries: they compute "
+                 "and replace them in turn. Give every process sharing this cache the same "
+                 "secret")
 
     def clear(self) -> int:
         """Remove the entries this function can read (of its scope, and of this Python)."""
@@ -951,6 +1032,16 @@ class _Memo:
 # A RecursionError raised while a call's key is made inside another call's is endless
 # recursion, never retried (see _keys.key_reentered).
 _keys.call_key_code = _Memo.key_of.__code__
+
+
+def _unwatched() -> None:
+    """What ``key_of`` watches for a callable that is not a plain function (a builtin, a
+    class): a function whose code and defaults nobody reassigns."""
+
+
+def _as_it_is(func: Any) -> tuple[Any, Any, Any]:
+    """A function's code, defaults and keyword defaults, compared by identity per call."""
+    return func.__code__, func.__defaults__, func.__kwdefaults__
 
 
 def _clock() -> float:
@@ -1116,10 +1207,18 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     hit, tally = memo.hit_count.bump, memo.tally
     # A path argument's file may change (files=): such calls are always hashed.
     simple = frozenset() if getattr(memo, "files", ()) else _SIMPLE
+    watched = memo.watched
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if switch.active and switch.off(memo):
             return func(*args, **kwargs)
+        # As ``key_of`` (a call of plain arguments does not get there); ``watched``, the
+        # function object, stays the same: only its attributes are reassigned.
+        if (watched.__code__ is not memo.code
+                or (memo.defaults is not None and watched.__defaults__ is not memo.defaults)
+                or (memo.kwdefaults is not None
+                    and watched.__kwdefaults__ is not memo.kwdefaults)):
+            memo.renew()
         if memo.generation[0] != memo.stamp:
             memo.forget()
         if kwargs:

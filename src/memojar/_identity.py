@@ -272,7 +272,10 @@ def _plain(value: Any) -> bool:
 
 # --- identity of functions and classes passed as arguments ------------------------------
 
-_function_ids: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
+# A function's identity, with the code, defaults and keyword defaults it was made for.
+_function_ids: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Any, tuple[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
 _class_ids: weakref.WeakKeyDictionary[type, tuple[str, str] | None] = (
     weakref.WeakKeyDictionary()
 )
@@ -282,14 +285,20 @@ _user_modules: dict[str, bool] = {}
 def function_identity(func: FunctionType) -> tuple[str, str] | None:
     """``(name, fingerprint)`` of a function of the user's own code, None for library code.
 
-    Computed once per function object (a re-run notebook cell makes a new one).
+    Computed once per function object (a re-run notebook cell makes a new one), and again
+    when its ``__code__``, ``__defaults__`` or ``__kwdefaults__`` was reassigned since
+    (three comparisons by identity): an argument that runs other code is another key.
     """
+    code, defaults, kwdefaults = func.__code__, func.__defaults__, func.__kwdefaults__
     found = _function_ids.get(func)
-    if found is None:
-        if not is_user_module(getattr(func, "__module__", None)):
-            return None
-        found = _function_ids[func] = (function_name(func), code_fingerprint(func))
-    return found
+    if (found is not None and found[0] is code and found[1] is defaults
+            and found[2] is kwdefaults):
+        return found[3]
+    if not is_user_module(getattr(func, "__module__", None)):
+        return None
+    ident = (function_name(func), code_fingerprint(func))
+    _function_ids[func] = (code, defaults, kwdefaults, ident)
+    return ident
 
 
 def class_identity(cls: type) -> tuple[str, str] | None:
@@ -599,6 +608,15 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     except TypeError:  # not weak-referenceable
         pass
     return found
+
+
+def forget_dependencies(func: Any) -> None:
+    """Drop what ``dependencies`` found for ``func``: its code or defaults were reassigned
+    (``func.__code__ = other.__code__``), so the next ``dependencies(func)`` walks it again."""
+    try:
+        del _deps_of[split(func)[0]]
+    except (KeyError, TypeError):
+        pass
 
 
 def _class_of_method(func: Any) -> type | None:
