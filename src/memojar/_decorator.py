@@ -446,9 +446,9 @@ class _Memo:
                 if not await run(self.contains, key):
                     start = self._started(key)
                     value = await self.func(*args, **kwargs)
-                    await run(self._computed, key, value, start, (args, kwargs))
+                    await run(self._computed, key, value, start, (args, kwargs), finish=True)
             finally:
-                await run(lock.release)
+                await run(lock.release, finish=True)
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
@@ -609,13 +609,15 @@ class _Memo:
             return value
         finally:
             _held.reset(token)
-            if lock is not None:
-                await run(lock.release)
+            if lock is not None:  # given back even if cancelled meanwhile (``finish``)
+                await run(lock.release, finish=True)
 
     async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any) -> Any:
         start = self._started(key)
         value = await self.func(*args, **kwargs)
-        await run(self._computed, key, value, start, (args, kwargs))
+        # Stored even if the caller is cancelled meanwhile: the value is not lost, and the
+        # lock is given back only once it is stored (the next caller then reads it).
+        await run(self._computed, key, value, start, (args, kwargs), finish=True)
         return value
 
     def _lock(self, key: str, then: str = _COMPUTING_HERE, taken: list[Any] | None = None
@@ -1146,7 +1148,8 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     return wrapper
 
 
-async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None,
+                  finish: bool = False) -> Any:
     return call(*args)
 
 
@@ -1154,23 +1157,43 @@ def _at_site_in_thread(site: Any) -> Callable[..., Any]:
     """``_in_thread`` whose calls warn at ``site`` (the caller's awaiting line): the miss
     path's. The hit path calls ``_in_thread`` itself and finds nothing first."""
 
-    async def run(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+    async def run(call: Callable[..., Any], *args: Any, undo: Any = None,
+                  finish: bool = False) -> Any:
         if undo is not None:
             undo = functools.partial(at_site, site, undo)
-        return await _in_thread(at_site, site, call, *args, undo=undo)
+        return await _in_thread(at_site, site, call, *args, undo=undo, finish=finish)
 
     return run
 
 
-async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
+                     finish: bool = False) -> Any:
     """``call(*args)`` in a worker thread, so that the event loop never waits on a server.
 
     A caller cancelled meanwhile does not stop the thread: if the call returns true after
     all (a lock taken), ``undo`` runs (the lock is given back, never left held and renewed
-    for nobody), in the worker thread or, if the call had returned already, in another."""
+    for nobody), in the worker thread or, if the call had returned already, in another.
+
+    With ``finish`` (storing a computed value, giving a lock back) the call is made and
+    waited for whatever happens to the caller, and a cancellation that arrives meanwhile is
+    raised once it has returned. Cancelling a plain ``asyncio.to_thread`` while its call is
+    still queued for a worker drops the call: a lock then stayed held, renewed by this
+    process for nobody, and every caller of the key waited ``lock_timeout``."""
     import asyncio
     import threading
 
+    if finish:
+        job = asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(contextvars.copy_context().run, call, *args))
+        cancelled: BaseException | None = None
+        while not job.done():
+            try:
+                await asyncio.wait((job,))  # cancelling the wait leaves the job alone
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
+        return job.result()
     if undo is None:
         return await asyncio.to_thread(call, *args)
     mutex = threading.Lock()
