@@ -321,3 +321,35 @@ def test_waiters_of_a_cancelled_leader_go_on_and_compute_once(location: str) -> 
     assert took < (1 if "://" not in location else 12)
     assert started == [3, 3]  # the leader, then one waiter
     assert left_behind(location, f, 3) == []
+
+
+# --- stale-while-revalidate: the background task of a loop that ends ----------------------
+
+
+def test_a_revalidation_cancelled_with_its_loop_lets_the_next_loop_revalidate(tmp_path: Path
+                                                                              ) -> None:
+    """A stale hit in ``asyncio.run`` starts the recomputation as a task of that loop; the
+    loop ends at once and cancels the task before its first step. The key must not stay
+    marked as being recomputed: a stale hit in the next loop starts a recomputation."""
+    value = ["old"]
+
+    @Cache(tmp_path / "cache").cached(ttl=0.2, stale_while_revalidate=HANG)
+    async def f(x: int) -> str:
+        await asyncio.sleep(0.01)
+        return value[0]
+
+    assert asyncio.run(f(1)) == "old"
+    time.sleep(0.3)  # stale, within the window
+    value[0] = "new"
+    assert asyncio.run(f(1)) == "old"  # served stale; its recomputation cancelled unrun
+
+    async def main() -> list[str]:
+        seen = []
+        for _ in range(200):
+            seen.append(await f(1))
+            if seen[-1] == "new":
+                break
+            await asyncio.sleep(0.02)
+        return seen
+
+    assert asyncio.run(main())[-2:] == ["old", "new"]

@@ -431,9 +431,18 @@ class _Memo:
             self._revalidated(key)
 
     def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
-        task = loop.create_task(self._arevalidate(key, args, kwargs))
+        try:
+            task = loop.create_task(self._arevalidate(key, args, kwargs))
+        except BaseException:
+            self._revalidated(key)
+            raise
         _TASKS.add(task)
         task.add_done_callback(_TASKS.discard)
+        # The key is let go when the task is done, not in its body: a task cancelled before
+        # its first step (its loop ended at once: ``asyncio.run`` cancels the tasks left)
+        # never runs its body, and the key stayed marked, never recomputed in the
+        # background again by this process.
+        task.add_done_callback(lambda _: self._revalidated(key))
 
     async def _arevalidate(self, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         """``_revalidate`` for coroutine functions, as a task on the caller's loop."""
@@ -452,8 +461,6 @@ class _Memo:
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
-        finally:
-            self._revalidated(key)
 
     # --- the memory tier ------------------------------------------------------------
 
