@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from memojar import Cache, _decorator
+from interrupt_kit import SUPPORTED, Injector, every_point
+from memojar import Cache, _decorator, _locks
 from memojar._cache import open_store
 
 HANG = 20.0  # seconds: a wait longer than this is a hang, whatever the machine
@@ -353,3 +354,53 @@ def test_a_revalidation_cancelled_with_its_loop_lets_the_next_loop_revalidate(tm
         return seen
 
     assert asyncio.run(main())[-2:] == ["old", "new"]
+
+
+# --- an interrupt (not a cancellation) inside an async miss -------------------------------
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="needs opcode tracing that reports a code object's "
+                    "first traced run (CPython 3.11 and 3.12 do)")
+@pytest.mark.parametrize("refresh", [False, True], ids=["miss", "refresh"])
+# An interrupt between making a coroutine and awaiting it leaves it unawaited: Python says so.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_an_interrupt_at_every_point_of_an_async_miss_leaves_no_lock(tmp_path: Path,
+                                                                     refresh: bool) -> None:
+    """A ``KeyboardInterrupt`` raised at any point of memojar's code during an awaited miss
+    on the file store (Ctrl-C in a notebook, whose loop does not turn it into a
+    cancellation): the key's lock is not left held and the next call computes at once."""
+    location = str(tmp_path / "cache")
+
+    @Cache(location, lock_timeout=0.5).cached
+    async def f(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    def before() -> None:
+        if refresh:
+            asyncio.run(f(3))
+        else:
+            f.cache_delete(3)
+
+    def call() -> Any:
+        return asyncio.run(f.refresh(3) if refresh else f(3))
+
+    assert asyncio.run(f(3)) == 6  # folders made, the reader built
+    before()
+    points = every_point(call)
+    assert points > 30
+    broken = []
+    for at in range(points):
+        before()
+        injector = Injector(at)
+        assert injector.run(call), f"the interrupt at point {at} was swallowed"
+        left = left_behind(location, f, 3)
+        if _decorator._held.get():
+            left.append(f"_held {_decorator._held.get()}")
+            _decorator._held.set(frozenset())
+        for lock in list(_locks._held.values()):  # so that one leak spoils no other round
+            lock.release()
+        if left:
+            broken.append((injector.where, left))
+        assert asyncio.run(f(3)) == 6
+    assert broken == []

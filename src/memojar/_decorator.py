@@ -447,20 +447,29 @@ class _Memo:
     async def _arevalidate(self, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         """``_revalidate`` for coroutine functions, as a task on the caller's loop."""
         run = _in_thread if self.store.remote else _inline
+        taken: list[Any] = []  # as in ``acompute``: released whatever interrupts this
         try:
             lock = await run(self.store.lock, self.name, key)
+            taken.append(lock)
             if not await run(lock.acquire, False, undo=lock.release):
                 return
-            try:
-                if not await run(self.contains, key):
-                    start = self._started(key)
-                    value = await self.func(*args, **kwargs)
-                    await run(self._computed, key, value, start, (args, kwargs), finish=True)
-            finally:
-                await run(lock.release, finish=True)
+            if not await run(self.contains, key):
+                start = self._started(key)
+                value = await self.func(*args, **kwargs)
+                await run(self._computed, key, value, start, (args, kwargs), finish=True)
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
+        finally:
+            if taken:
+                if self.store.remote:
+                    await run(taken[0].release, finish=True)
+                else:
+                    try:
+                        taken[0].release()  # a lock not held: nothing to do
+                    except BaseException:  # interrupted inside: once more (idempotent)
+                        taken[0].release()
+                        raise
 
     # --- the memory tier ------------------------------------------------------------
 
@@ -607,17 +616,31 @@ class _Memo:
         here = (self.store.location, self.name, key)
         if here in held:  # the coroutine awaits itself with the same key
             return await self._acompute(key, args, kwargs, run)
-        lock = await self._alock(key, run)
-        token = _held.set(held | {here})
+        # As in ``compute``: an interrupt (a KeyboardInterrupt in a notebook's running
+        # cell) may land between any two calls, so the lock is known by ``taken`` as soon
+        # as it is made and is released, twice if interrupted inside, inline; ``_held`` is
+        # set back to its value from before. A cancellation lands only at an ``await``.
+        taken: list[Any] = []
         try:
+            await self._alock(key, run, taken)
+            _held.set(held | {here})
             value = MISSING if force else await run(self._stored_meanwhile, key)
             if value is MISSING:
                 value = await self._acompute(key, args, kwargs, run)
             return value
         finally:
-            _held.reset(token)
-            if lock is not None:  # given back even if cancelled meanwhile (``finish``)
-                await run(lock.release, finish=True)
+            try:
+                if taken:
+                    if self.store.remote:  # given back even if cancelled meanwhile
+                        await run(taken[0].release, finish=True)
+                    else:
+                        try:
+                            taken[0].release()  # a lock not held (a timeout): nothing to do
+                        except BaseException:  # interrupted inside: once more (idempotent)
+                            taken[0].release()
+                            raise
+            finally:
+                _held.set(held)
 
     async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any) -> Any:
         start = self._started(key)
@@ -659,7 +682,7 @@ class _Memo:
             raise
         return self._waited_too_long(key, timeout, then)
 
-    async def _alock(self, key: str, run: Any) -> Any:
+    async def _alock(self, key: str, run: Any, taken: list[Any]) -> Any:
         """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile."""
         import asyncio
 
@@ -668,6 +691,7 @@ class _Memo:
         lock = None
         try:
             lock = self.store.lock(self.name, key)
+            taken.append(lock)
             while not await run(lock.acquire, False, undo=lock.release):
                 if time.monotonic() >= deadline:
                     return self._waited_too_long(key, timeout, _COMPUTING_HERE)
