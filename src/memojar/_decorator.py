@@ -683,7 +683,8 @@ class _Memo:
         return self._waited_too_long(key, timeout, then)
 
     async def _alock(self, key: str, run: Any, taken: list[Any]) -> Any:
-        """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile."""
+        """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile.
+        ``taken`` gets the lock as soon as it is made, for the caller to release."""
         import asyncio
 
         timeout = self.lock_timeout
