@@ -1215,17 +1215,17 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
     import threading
 
     if finish:
-        job = asyncio.get_running_loop().run_in_executor(
+        made = asyncio.get_running_loop().run_in_executor(
             None, functools.partial(contextvars.copy_context().run, call, *args))
         cancelled: BaseException | None = None
-        while not job.done():
+        while not made.done():
             try:
-                await asyncio.wait((job,))  # cancelling the wait leaves the job alone
+                await asyncio.wait((made,))  # cancelling the wait leaves the call alone
             except asyncio.CancelledError as exc:
                 cancelled = exc
         if cancelled is not None:
             raise cancelled
-        return job.result()
+        return made.result()
     if undo is None:
         return await asyncio.to_thread(call, *args)
     mutex = threading.Lock()
