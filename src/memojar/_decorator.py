@@ -500,29 +500,45 @@ class _Memo:
             self._revalidated(key)
 
     def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
-        task = loop.create_task(self._arevalidate(key, args, kwargs))
+        try:
+            task = loop.create_task(self._arevalidate(key, args, kwargs))
+        except BaseException:
+            self._revalidated(key)
+            raise
         _TASKS.add(task)
         task.add_done_callback(_TASKS.discard)
+        # The key is let go when the task is done, not in its body: a task cancelled before
+        # its first step (its loop ended at once: ``asyncio.run`` cancels the tasks left)
+        # never runs its body, and the key stayed marked, never recomputed in the
+        # background again by this process.
+        task.add_done_callback(lambda _: self._revalidated(key))
 
     async def _arevalidate(self, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         """``_revalidate`` for coroutine functions, as a task on the caller's loop."""
         run = _in_thread if self.store.remote else _inline
+        taken: list[Any] = []  # as in ``acompute``: released whatever interrupts this
         try:
             lock = await run(self.store.lock, self.name, key)
+            taken.append(lock)
             if not await run(lock.acquire, False, undo=lock.release):
                 return
-            try:
-                if not await run(self.contains, key):
-                    start = self._started(key)
-                    value = await self.func(*args, **kwargs)
-                    await run(self._computed, key, value, start, (args, kwargs))
-            finally:
-                await run(lock.release)
+            if not await run(self.contains, key):
+                start = self._started(key)
+                value = await self.func(*args, **kwargs)
+                await run(self._computed, key, value, start, (args, kwargs), finish=True)
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
         finally:
-            self._revalidated(key)
+            if taken:
+                if self.store.remote:
+                    await run(taken[0].release, finish=True)
+                else:
+                    try:
+                        taken[0].release()  # a lock not held: nothing to do
+                    except BaseException:  # interrupted inside: once more (idempotent)
+                        taken[0].release()
+                        raise
 
     # --- the memory tier ------------------------------------------------------------
 
@@ -669,22 +685,38 @@ class _Memo:
         here = (self.store.location, self.name, key)
         if here in held:  # the coroutine awaits itself with the same key
             return await self._acompute(key, args, kwargs, run)
-        lock = await self._alock(key, run)
-        token = _held.set(held | {here})
+        # As in ``compute``: an interrupt (a KeyboardInterrupt in a notebook's running
+        # cell) may land between any two calls, so the lock is known by ``taken`` as soon
+        # as it is made and is released, twice if interrupted inside, inline; ``_held`` is
+        # set back to its value from before. A cancellation lands only at an ``await``.
+        taken: list[Any] = []
         try:
+            await self._alock(key, run, taken)
+            _held.set(held | {here})
             value = MISSING if force else await run(self._stored_meanwhile, key)
             if value is MISSING:
                 value = await self._acompute(key, args, kwargs, run)
             return value
         finally:
-            _held.reset(token)
-            if lock is not None:
-                await run(lock.release)
+            try:
+                if taken:
+                    if self.store.remote:  # given back even if cancelled meanwhile
+                        await run(taken[0].release, finish=True)
+                    else:
+                        try:
+                            taken[0].release()  # a lock not held (a timeout): nothing to do
+                        except BaseException:  # interrupted inside: once more (idempotent)
+                            taken[0].release()
+                            raise
+            finally:
+                _held.set(held)
 
     async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any) -> Any:
         start = self._started(key)
         value = await self.func(*args, **kwargs)
-        await run(self._computed, key, value, start, (args, kwargs))
+        # Stored even if the caller is cancelled meanwhile: the value is not lost, and the
+        # lock is given back only once it is stored (the next caller then reads it).
+        await run(self._computed, key, value, start, (args, kwargs), finish=True)
         return value
 
     def _lock(self, key: str, then: str = _COMPUTING_HERE, taken: list[Any] | None = None
@@ -719,8 +751,9 @@ class _Memo:
             raise
         return self._waited_too_long(key, timeout, then)
 
-    async def _alock(self, key: str, run: Any) -> Any:
-        """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile."""
+    async def _alock(self, key: str, run: Any, taken: list[Any]) -> Any:
+        """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile.
+        ``taken`` gets the lock as soon as it is made, for the caller to release."""
         import asyncio
 
         timeout = self.lock_timeout
@@ -728,6 +761,7 @@ class _Memo:
         lock = None
         try:
             lock = self.store.lock(self.name, key)
+            taken.append(lock)
             while not await run(lock.acquire, False, undo=lock.release):
                 if time.monotonic() >= deadline:
                     return self._waited_too_long(key, timeout, _COMPUTING_HERE)
@@ -1245,7 +1279,8 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     return wrapper
 
 
-async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None,
+                  finish: bool = False) -> Any:
     return call(*args)
 
 
@@ -1253,23 +1288,43 @@ def _at_site_in_thread(site: Any) -> Callable[..., Any]:
     """``_in_thread`` whose calls warn at ``site`` (the caller's awaiting line): the miss
     path's. The hit path calls ``_in_thread`` itself and finds nothing first."""
 
-    async def run(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+    async def run(call: Callable[..., Any], *args: Any, undo: Any = None,
+                  finish: bool = False) -> Any:
         if undo is not None:
             undo = functools.partial(at_site, site, undo)
-        return await _in_thread(at_site, site, call, *args, undo=undo)
+        return await _in_thread(at_site, site, call, *args, undo=undo, finish=finish)
 
     return run
 
 
-async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None) -> Any:
+async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
+                     finish: bool = False) -> Any:
     """``call(*args)`` in a worker thread, so that the event loop never waits on a server.
 
     A caller cancelled meanwhile does not stop the thread: if the call returns true after
     all (a lock taken), ``undo`` runs (the lock is given back, never left held and renewed
-    for nobody), in the worker thread or, if the call had returned already, in another."""
+    for nobody), in the worker thread or, if the call had returned already, in another.
+
+    With ``finish`` (storing a computed value, giving a lock back) the call is made and
+    waited for whatever happens to the caller, and a cancellation that arrives meanwhile is
+    raised once it has returned. Cancelling a plain ``asyncio.to_thread`` while its call is
+    still queued for a worker drops the call: a lock then stayed held, renewed by this
+    process for nobody, and every caller of the key waited ``lock_timeout``."""
     import asyncio
     import threading
 
+    if finish:
+        made = asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(contextvars.copy_context().run, call, *args))
+        cancelled: BaseException | None = None
+        while not made.done():
+            try:
+                await asyncio.wait((made,))  # cancelling the wait leaves the call alone
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
+        return made.result()
     if undo is None:
         return await asyncio.to_thread(call, *args)
     mutex = threading.Lock()

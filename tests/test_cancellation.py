@@ -1,0 +1,416 @@
+"""asyncio cancellation of ``@cached async def`` calls at every point where they wait: a
+cancelled call leaves no key lock or lease held, no ``_held`` mark and no temporary file; a
+value the function returned before the cancellation is stored (the store was reachable);
+callers waiting on a cancelled leader go on and compute once between them; no wrong value.
+
+On the file store a miss waits only in the function's own awaits (the store's calls are
+made inline); on Redis and S3 every store call runs in a worker thread of the event loop's
+default executor, and the tests step that executor job by job (``SteppedExecutor``), so
+that a task is cancelled while each store call in turn is queued, and while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import glob
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interrupt_kit import SUPPORTED, Injector, every_point
+from memojar import Cache, _decorator, _locks
+from memojar._cache import open_store
+
+HANG = 20.0  # seconds: a wait longer than this is a hang, whatever the machine
+LONG_LEASE = 60.0  # seconds: no lease expires during a test (see conftest.BEHAVIOUR_LEASE)
+QUICK = 1.0  # seconds: the longest a call may take once nothing holds its key
+# The same on Redis and S3: a miss there is several round trips, and the test's S3 server
+# (moto) answers from a thread of this process, slow on a loaded machine. A lock left held
+# costs lock_timeout (10 s) and a warning, which these tests report.
+QUICK_REMOTE = 3.0
+
+
+@pytest.fixture(params=["file", "redis", "s3"])
+def location(request: pytest.FixtureRequest, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "file":
+        return str(tmp_path / "cache")
+    from memojar import _redislease, _s3store
+
+    monkeypatch.setattr(_redislease, "LOCK_TTL", LONG_LEASE)
+    monkeypatch.setattr(_s3store, "LEASE_TTL", LONG_LEASE)
+    return str(request.getfixturevalue(f"{request.param}_location"))
+
+
+remote = pytest.mark.parametrize("location", ["redis", "s3"], indirect=True)
+
+
+def lock_is_free(location: str, func: Any, x: Any) -> bool:
+    """Whether a caller of another store (as another process would) gets the key's lock."""
+    memo = func.__memojar__
+    lock = open_store(location, None, True).lock(memo.name, func.cache_key(x))
+    if lock.acquire(blocking=False):
+        lock.release()
+        return True
+    return False
+
+
+def left_behind(location: str, func: Any, x: Any) -> list[str]:
+    """A held lock or a temporary file (cleaned up, so the next round starts clean)."""
+    left = []
+    if not lock_is_free(location, func, x):
+        left.append("the key's lock is held")
+    if "://" not in location:
+        temporary = glob.glob(f"{location}/**/*.tmp", recursive=True)
+        if temporary:
+            left.append(f"temporary files {temporary}")
+    return left
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + HANG
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {HANG} s for {what}")
+        await asyncio.sleep(0.001)
+
+
+async def outcome_of(task: asyncio.Task[Any]) -> Any:
+    """The task's value, or "cancelled"; within HANG seconds."""
+    done, _ = await asyncio.wait({task}, timeout=HANG)
+    assert done, "a cancelled call hung"
+    return "cancelled" if task.cancelled() else task.result()
+
+
+# --- the file store: the function's own awaits ------------------------------------------
+
+
+def test_a_call_cancelled_at_each_await_on_the_file_store_leaves_nothing(tmp_path: Path
+                                                                         ) -> None:
+    location = str(tmp_path / "cache")
+    returned: list[int] = []
+
+    @Cache(location, lock_timeout=5, secret="s").cached
+    async def f(x: int) -> int:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        returned.append(x)
+        return x * 2
+
+    async def main() -> list[Any]:
+        broken: list[Any] = []
+        for k in range(100):
+            f.cache_delete(3)
+            returned.clear()
+            marks: list[Any] = []
+
+            async def call(marks: list[Any] = marks) -> int:
+                try:
+                    return await f(3)
+                finally:
+                    marks.append(_decorator._held.get())
+
+            task = asyncio.create_task(call())
+            for _ in range(k):
+                await asyncio.sleep(0)
+            if task.done():
+                assert task.result() == 6
+                assert k > 3  # cancelled at the function's awaits before this
+                return broken
+            task.cancel()
+            got = await outcome_of(task)
+            left = left_behind(location, f, 3)
+            if any(marks):  # (none if cancelled before it started)
+                left.append(f"_held {marks}")
+            if got not in ("cancelled", 6):
+                left.append(f"value {got!r}")
+            if returned and not f.cache_contains(3):
+                left.append("the value returned was not stored")
+            start = time.monotonic()
+            if await asyncio.wait_for(f(3), HANG) != 6 or time.monotonic() - start > QUICK:
+                left.append("the next call was wrong or waited")
+            if left:
+                broken.append((k, left))
+        raise AssertionError("the call never completed")
+
+    assert asyncio.run(main()) == []
+
+
+# --- Redis and S3: every store call, queued and running ---------------------------------
+
+
+class _Job:
+    def __init__(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.started, self.go = threading.Event(), threading.Event()
+        self.thread: threading.Thread | None = None
+        self.mutex = threading.Lock()
+
+    def start(self, hold: bool = False) -> None:
+        """Give the job a thread; it calls its function at once, or with ``hold`` once
+        ``go`` is set. Idempotent."""
+        with self.mutex:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, daemon=True)
+                self.thread.start()
+        if not hold:
+            self.go.set()
+
+    def _run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():  # cancelled while queued:
+            self.started.set()  # never runs, as in a ThreadPoolExecutor
+            return
+        self.started.set()
+        self.go.wait(HANG)
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+
+
+class SteppedExecutor(concurrent.futures.ThreadPoolExecutor):
+    """An event loop's default executor whose jobs wait in a queue until the test starts
+    them one by one (``jobs[i].start()``), or all (``run_freely``)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.jobs: list[_Job] = []
+        self.free = False
+        self.mutex = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+               ) -> concurrent.futures.Future[Any]:
+        job = _Job(fn, args, kwargs)
+        with self.mutex:
+            self.jobs.append(job)
+            free = self.free
+        if free:
+            job.start()
+        return job.future
+
+    def run_freely(self) -> None:
+        with self.mutex:
+            self.free = True
+            jobs = list(self.jobs)
+        for job in jobs:
+            job.start()
+
+    def shutdown(self, wait: bool = True, **kwargs: Any) -> None:
+        self.run_freely()
+        for job in list(self.jobs):
+            if job.thread is not None:
+                job.thread.join(HANG)
+        super().shutdown(wait, **kwargs)
+
+
+@remote
+@pytest.mark.parametrize("running", [False, True], ids=["queued", "running"])
+def test_a_call_cancelled_at_each_store_call_leaves_nothing_and_keeps_its_value(
+        location: str, running: bool) -> None:
+    """The task is cancelled while its k-th store call (read, lock, check, store, release)
+    is queued in the executor, or running, for every k."""
+    returned: list[int] = []
+
+    @Cache(location, lock_timeout=10, secret="s").cached
+    async def f(x: int) -> int:
+        await asyncio.sleep(0)
+        returned.append(x)
+        return x * 2
+
+    async def attempt(k: int) -> list[str] | None:
+        """Cancel at the k-th store call, of a key of its own (a lock left held spoils no
+        other round); None if the call made fewer."""
+        x = 100 + k
+        executor = SteppedExecutor()
+        asyncio.get_running_loop().set_default_executor(executor)
+        marks: list[Any] = []
+
+        async def call() -> int:
+            try:
+                return await f(x)
+            finally:
+                marks.append(_decorator._held.get())
+
+        task = asyncio.create_task(call())
+        try:
+            for i in range(k + 1):
+                await until(lambda i=i: len(executor.jobs) > i or task.done(),  # type: ignore[misc]
+                            f"store call {i}")
+                if task.done():
+                    assert task.result() == 2 * x
+                    return None
+                if i < k:
+                    executor.jobs[i].start()
+                    await until(executor.jobs[i].future.done, f"store call {i} to return")
+            if running:
+                executor.jobs[k].start(hold=True)
+                await until(executor.jobs[k].started.is_set, f"store call {k} to start")
+            task.cancel()
+            for _ in range(3):
+                await asyncio.sleep(0)  # the cancellation reaches the task
+        finally:
+            executor.run_freely()
+        got = await outcome_of(task)
+        left = left_behind(location, f, x)
+        if any(marks):  # (none if cancelled before it started)
+            left.append(f"_held {marks}")
+        if got not in ("cancelled", 2 * x):
+            left.append(f"value {got!r}")
+        if returned and not f.cache_contains(x):
+            left.append("the value returned was not stored")
+        asyncio.get_running_loop().set_default_executor(plain)
+        executor.shutdown()
+        start = time.monotonic()
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            got = await asyncio.wait_for(f(x), HANG)
+            if got != 2 * x or time.monotonic() - start > QUICK_REMOTE:
+                left.append(f"the next call gave {got!r} in {time.monotonic() - start:.2f} s")
+        left.extend(str(w.message)[:40] for w in warned)
+        return left
+
+    plain = concurrent.futures.ThreadPoolExecutor(4)  # for the call after each round
+
+    async def main() -> list[Any]:
+        broken: list[Any] = []
+        for k in range(30):
+            returned.clear()
+            left = await attempt(k)
+            if left is None:
+                assert k >= 4  # read, lock, check, store, release at least
+                return broken
+            if left:
+                broken.append((k, left))
+        return [*broken, "the call never completed"]
+
+    try:
+        assert asyncio.run(main()) == []
+    finally:
+        plain.shutdown()
+
+
+# --- waiters of a cancelled leader --------------------------------------------------------
+
+
+def test_waiters_of_a_cancelled_leader_go_on_and_compute_once(location: str) -> None:
+    """A task computing a key is cancelled while 20 others wait for it: all 20 get the right
+    value, at once, and one of them computes it."""
+    started: list[int] = []
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def f(x: int) -> int:
+        started.append(x)
+        if len(started) == 1:  # the leader: stuck until cancelled
+            await asyncio.Event().wait()
+        await asyncio.sleep(0.05)
+        return x * 2
+
+    async def main() -> tuple[Any, list[Any], float]:
+        leader = asyncio.create_task(f(3))
+        await until(lambda: bool(started), "the leader to start")
+        waiters = [asyncio.create_task(f(3)) for _ in range(20)]
+        await asyncio.sleep(0.2)  # all waiting for the leader's lock
+        assert not any(w.done() for w in waiters)
+        leader.cancel()
+        start = time.monotonic()
+        values = [await outcome_of(w) for w in waiters]
+        return await outcome_of(leader), values, time.monotonic() - start
+
+    leader, values, took = asyncio.run(main())
+    assert leader == "cancelled"
+    assert values == [6] * 20
+    # Not lock_timeout. The waiters take the key's lock in turn to read the entry: on the
+    # test's S3 server (moto, answering from a thread of this process) about 0.25 s each.
+    assert took < (1 if "://" not in location else 12)
+    assert started == [3, 3]  # the leader, then one waiter
+    assert left_behind(location, f, 3) == []
+
+
+# --- stale-while-revalidate: the background task of a loop that ends ----------------------
+
+
+def test_a_revalidation_cancelled_with_its_loop_lets_the_next_loop_revalidate(tmp_path: Path
+                                                                              ) -> None:
+    """A stale hit in ``asyncio.run`` starts the recomputation as a task of that loop; the
+    loop ends at once and cancels the task before its first step. The key must not stay
+    marked as being recomputed: a stale hit in the next loop starts a recomputation."""
+    value = ["old"]
+
+    @Cache(tmp_path / "cache").cached(ttl=0.2, stale_while_revalidate=HANG)
+    async def f(x: int) -> str:
+        await asyncio.sleep(0.01)
+        return value[0]
+
+    assert asyncio.run(f(1)) == "old"
+    time.sleep(0.3)  # stale, within the window
+    value[0] = "new"
+    assert asyncio.run(f(1)) == "old"  # served stale; its recomputation cancelled unrun
+
+    async def main() -> list[str]:
+        seen = []
+        for _ in range(200):
+            seen.append(await f(1))
+            if seen[-1] == "new":
+                break
+            await asyncio.sleep(0.02)
+        return seen
+
+    assert asyncio.run(main())[-2:] == ["old", "new"]
+
+
+# --- an interrupt (not a cancellation) inside an async miss -------------------------------
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="needs opcode tracing that reports a code object's "
+                    "first traced run (CPython 3.11 and 3.12 do)")
+@pytest.mark.parametrize("refresh", [False, True], ids=["miss", "refresh"])
+# An interrupt between making a coroutine and awaiting it leaves it unawaited: Python says so.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_an_interrupt_at_every_point_of_an_async_miss_leaves_no_lock(tmp_path: Path,
+                                                                     refresh: bool) -> None:
+    """A ``KeyboardInterrupt`` raised at any point of memojar's code during an awaited miss
+    on the file store (Ctrl-C in a notebook, whose loop does not turn it into a
+    cancellation): the key's lock is not left held and the next call computes at once."""
+    location = str(tmp_path / "cache")
+
+    @Cache(location, lock_timeout=0.5).cached
+    async def f(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    def before() -> None:
+        if refresh:
+            asyncio.run(f(3))
+        else:
+            f.cache_delete(3)
+
+    def call() -> Any:
+        return asyncio.run(f.refresh(3) if refresh else f(3))
+
+    assert asyncio.run(f(3)) == 6  # folders made, the reader built
+    before()
+    points = every_point(call)
+    assert points > 30
+    broken = []
+    for at in range(points):
+        before()
+        injector = Injector(at)
+        assert injector.run(call), f"the interrupt at point {at} was swallowed"
+        left = left_behind(location, f, 3)
+        if _decorator._held.get():
+            left.append(f"_held {_decorator._held.get()}")
+            _decorator._held.set(frozenset())
+        for lock in list(_locks._held.values()):  # so that one leak spoils no other round
+            lock.release()
+        if left:
+            broken.append((injector.where, left))
+        assert asyncio.run(f(3)) == 6
+    assert broken == []
