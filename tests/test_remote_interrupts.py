@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -301,3 +302,147 @@ def test_real_sigints_at_random_moments_leave_nothing_behind_on_redis(
     interrupts, problems = int(last.split()[1]), int(last.split()[3])
     assert interrupts > 100
     assert problems == 0, child.stdout
+
+
+# --- a Redis server frozen or restarted mid-call ---------------------------------------------
+
+@pytest.fixture
+def own_redis() -> Iterator[Callable[..., Any]]:
+    """Private redis-servers (a test freezes or restarts them); all stopped after."""
+    from redis_server import RedisServer, redis_server_path
+
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    servers: list[Any] = []
+
+    def start(port: int | None = None) -> Any:
+        server = RedisServer.start(port=port)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+COMPUTE = 0.2  # seconds each call of the function takes
+TIMEOUT = 1.0  # the store's socket_timeout in these tests
+STAGES = {
+    # stage: (the store's round trip frozen just before it is sent, whether the call hits)
+    "read": ("_client.get", False),
+    "lease": ("_client.set", False),
+    "compute": ("", False),
+    "write": ("_commit", False),
+    "release": ("_release", False),
+    "hit": ("_client.get", True),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_server_frozen_at_any_stage_of_a_call_costs_one_timeout(
+        own_redis: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
+    """SIGSTOP of the server just before one round trip of a miss (its read, its lease,
+    its write, its release), while it computes, or before a hit's read: the call ends
+    within one ``socket_timeout`` (plus its computation), returns the value, and says
+    "not cached" when the value was not stored; once the server runs again, the same
+    Cache stores and hits."""
+    server = own_redis()
+    cache = Cache(server.url(0, socket_timeout=TIMEOUT), secret="s")
+    where, hit = STAGES[stage]
+    armed, frozen = threading.Event(), threading.Event()
+
+    @cache.cached
+    def slow(x: int) -> int:
+        if where == "" and armed.is_set() and not frozen.is_set():
+            frozen.set()
+            server.pause()
+        time.sleep(COMPUTE)
+        return x * 2
+
+    assert slow(1) == 2  # connected, scripts loaded: the round trips below are a usual call's
+    if not hit:
+        slow.cache_delete(1)
+    if where:
+        owner_name, _, name = where.rpartition(".")
+        owner = cache.store
+        for part in owner_name.split(".") if owner_name else []:
+            owner = getattr(owner, part)
+        sent = getattr(owner, name)
+
+        def frozen_first(*args: Any, **kwargs: Any) -> Any:
+            if not frozen.is_set():
+                frozen.set()
+                server.pause()
+            return sent(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, frozen_first)
+    armed.set()
+    start = time.monotonic()
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always", MemojarWarning)
+            value = slow(1)
+        took = time.monotonic() - start
+    finally:
+        server.resume()
+    assert frozen.is_set()
+    assert value == 2
+    assert took < COMPUTE + TIMEOUT + 0.7, took  # one timeout, never one per round trip
+    assert took >= TIMEOUT, took  # (it did wait for the frozen server)
+    assert [str(w.message) for w in warned if "not cached" not in str(w.message)] == []
+    assert bool(warned) == (stage != "release"), warned  # stored unless the server froze first
+    monkeypatch.undo()
+    _works_again(slow, 2)
+
+
+def _works_again(func: Any, x: int, within: float = 5.0) -> None:
+    """The same Cache stores and hits again within ``within`` seconds (a new key: the
+    frozen call's lease, if its release was cut off, expires on the server's clock)."""
+    deadline = time.monotonic() + within
+    while True:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always", MemojarWarning)
+            assert func(x) == 2 * x
+        if not warned and func.cache_contains(x):
+            return
+        assert time.monotonic() < deadline, f"not storing again: {warned[-1].message}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("moment", ["between calls", "while computing"])
+def test_a_server_restarted_mid_run_is_used_again_by_the_same_cache(
+        own_redis: Callable[..., Any], moment: str) -> None:
+    """A restarted server (every connection reset, every key and script gone): the next
+    calls reconnect, compute what was lost and store it again, without a new Cache."""
+    server = own_redis()
+    cache = Cache(server.url(0, socket_timeout=TIMEOUT), secret="s")
+    calls: list[int] = []
+    restart = threading.Event()
+
+    @cache.cached
+    def double(x: int) -> int:
+        calls.append(x)
+        if restart.is_set():
+            restart.clear()
+            server.kill()
+            own_redis(port=server.port)
+        return x * 2
+
+    assert double(1) == double(1) == 2
+    if moment == "between calls":
+        server.kill()
+        server = own_redis(port=server.port)
+        assert double(1) == 2  # no warning (filterwarnings = error): reconnected at once
+    else:
+        restart.set()
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always", MemojarWarning)
+            assert double(2) == 4
+        # its lease went with the server's keys: the value is returned, not stored
+        assert [str(w.message) for w in warned if "lock on the key expired" not in
+                str(w.message)] == []
+        assert len(warned) == 1
+        assert not double.cache_contains(2)
+    _works_again(double, 3)
+    assert double(3) == 6
+    assert calls.count(3) == 1
