@@ -479,3 +479,29 @@ def test_a_server_restarted_mid_run_is_used_again_by_the_same_cache(
     _works_again(double, 3)
     assert double(3) == 6
     assert calls.count(3) == 1
+
+
+def test_an_interrupt_as_the_prober_starts_leaves_no_server_down_for_good(
+        own_redis: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C inside ``Thread.start`` of the thread that pings a lost server (the call that
+    noticed the loss is interrupted): once the server is back, the same Cache caches again.
+    Before, the prober was noted as running, never ran, and every later call skipped the
+    server for good ("not cached")."""
+    server = own_redis()
+    cache = Cache(server.url(0, socket_timeout=TIMEOUT), secret="s")
+    double = cache.cached(lambda x: x * 2)
+    assert double(1) == 2
+    start = threading.Thread.start
+
+    def interrupted(thread: threading.Thread) -> None:
+        if thread.name.startswith("memojar-redis-probe"):
+            raise KeyboardInterrupt("while the prober starts")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    server.kill()
+    with pytest.raises(KeyboardInterrupt, match="while the prober starts"):
+        double(2)
+    monkeypatch.undo()
+    own_redis(port=server.port)
+    _works_again(double, 3)

@@ -466,10 +466,13 @@ class Breaker:
             if time.monotonic() >= self._until:
                 self._down = None
                 return
-        elif self._pid != os.getpid():  # a forked child: no prober of its own yet
+        elif self._prober is None or self._pid != os.getpid():
+            # no prober running: a forked child's first look, or the call that tripped was
+            # interrupted before its prober started (the server would stay down for good)
             self._forked()
             with self._mutex:
-                self._start_prober()
+                if self._down is not None:
+                    self._start_prober()
         raise type(down)(down.errno, down.strerror)
 
     def trip(self, error: OSError) -> None:
@@ -492,7 +495,8 @@ class Breaker:
     def _start_prober(self) -> None:  # under _mutex
         if self._prober is None:
             # Noted once started: an interrupt inside ``start`` must not leave a prober
-            # noted that never runs (the server would stay down for good); at worst two run.
+            # noted that never runs (the server would stay down for good; ``check`` starts
+            # one when none is noted); at worst two run.
             prober = threading.Thread(target=self._run, name=self._name, daemon=True)
             prober.start()
             self._prober = prober
