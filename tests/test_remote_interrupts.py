@@ -156,9 +156,10 @@ RUNS = [
     for part in range(S3_PARTS.get(scenario, 1))
 ]
 # seconds: a next call slower than this waited for something left behind (a held lease
-# costs lock_timeout, SLOW, and a warning); S3 requests answered by a thread of this busy
-# process take their time
-NEXT_CALL = {"redis": SLOW, "s3": 4.0}
+# costs lock_timeout, SLOW, and a warning). S3's requests are answered by a thread of this
+# process, which the full suite on a loaded machine has slowed past 4 s a call: there a
+# held lease is told by the listing and by its warning, and the limit is a hang's.
+NEXT_CALL = {"redis": SLOW, "s3": 10.0}
 
 
 def _known_limit(kind: str, where: str, left: list[str]) -> bool:
