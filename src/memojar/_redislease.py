@@ -5,6 +5,7 @@ that died, and released only by its holder. A lease lost while held (a stall lon
 
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any
 
@@ -32,11 +33,14 @@ class _RedisKeyLock(KeyLock):
 
     def _try(self) -> bool:
         store = self.store
-        token = secrets.token_hex(16).encode()
+        # The token is this lock's before the SET is sent: an interrupt (KeyboardInterrupt, a
+        # signal handler's exception) between the server's reply and the end of this method
+        # leaves a lease that ``release`` (compare-and-delete by the token) still removes.
+        self.token = token = secrets.token_hex(16).encode()
         with store._errors("locking"):
             if not store._client.set(self.name, token, nx=True, px=int(LOCK_TTL * 1000)):
+                self.token = b""
                 return False
-        self.token = token
         store._forked()
         with store._mutex:
             store._leases[self.entry] = self
@@ -45,19 +49,30 @@ class _RedisKeyLock(KeyLock):
 
     def release(self) -> None:
         """Give the lock back; never raises, never waits for a server that is down (a lock
-        that cannot be released expires)."""
+        that cannot be released expires). The token is forgotten only once the lease is
+        removed, so that a release cut short by an interrupt is finished by calling it
+        again, as the decorator does (the compare-and-delete is idempotent); and the store's
+        renewer thread finishes it too, in case the next call is cut short as well."""
         token = self.token
         if not token:
             return
-        self.token = b""
         store = self.store
         store._renewer.discard(self)
         with store._mutex:
             if store._leases.get(self.entry) is self:
                 del store._leases[self.entry]
         try:
-            with store._errors("releasing a lock"):
-                store._release(keys=[self.name], args=[token])
+            self._remove(token)
+        except BaseException:  # cut short: finished by the renewer's thread, uninterrupted
+            store._renewer.finish(functools.partial(self._remove, token))
+            raise
+        self.token = b""
+
+    def _remove(self, token: bytes) -> None:
+        """Remove the lease if it is still ``token``'s (compare-and-delete, idempotent)."""
+        try:
+            with self.store._errors("releasing a lock"):
+                self.store._release(keys=[self.name], args=[token])
         except OSError as exc:
             logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
 

@@ -43,6 +43,7 @@ however many round trips it makes (read, lock, write, release).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
@@ -85,6 +86,7 @@ ORPHAN_AGE = 600.0  # ``cleanup`` removes uncommitted chunks older than this
 PROBE_EVERY = 0.25  # seconds between pings of a server that is down
 MAX_CHUNK = 512 << 20  # Redis's largest string: no chunk of a valid pointer is longer
 _READ_BATCH = 8  # chunks fetched per round trip
+_ANY_AGE = int(INFLIGHT_TTL * 1000) + 1  # REAP's threshold (ms) that takes chunks of any age
 _SCAN_COUNT = 1000  # keys SCAN looks at per call (and commands per pipeline)
 _POINTER = re.compile(rb"MJCH 2 ([0-9a-f]{16}) ([0-9]{1,9}) ([0-9]{1,15}) ([0-9a-f]{32}|-)\n")
 _POINTER_KEY = b"memojar redis chunk pointer\0"  # the pointer signature's own HMAC key prefix
@@ -254,38 +256,45 @@ class RedisStore(Store):
         if expires is not None:  # relative, so the hosts' clocks need not agree with Redis
             px = max(int((expires - time.time()) * 1000), 1)
         lease = self._leases.get(name)  # written under this process's lock: only if still ours
-        hash_key = b""
+        # Chunks are named before any is written, so that whatever ends this early (a fault,
+        # an interrupt at any point) drops them, unless the entry points to them already.
+        chunks = b""
+        if size > self.chunk_size:
+            chunks = name + b":c:" + secrets.token_hex(8).encode()
         try:
             with self._errors(f"writing {name!r}"):
-                if size <= self.chunk_size:
+                if not chunks:
                     value: Any = b"".join(views)
                 else:
-                    hash_key, value = self._write_chunks(name, views, size)
+                    value = self._write_chunks(name, chunks, views, size)
                 evicted = self._commit(
                     keys=[*self._index, name, lease.name if lease else name + b":lock"],
-                    args=[value, px, hash_key, size, time.time(), self.max_size or 0,
+                    args=[value, px, chunks, size, time.time(), self.max_size or 0,
                           lease.token if lease else b""],
                 )
         except BaseException:
-            if hash_key:  # after ``_errors`` marked a lost server down: not asked again
-                self._unlink_quietly(hash_key)
+            if chunks:  # after ``_errors`` marked a lost server down: not asked again
+                try:
+                    self._drop_chunks(name, chunks)
+                except BaseException:  # a second interrupt: the renewer's thread does it
+                    self._renewer.finish(functools.partial(self._drop_chunks, name, chunks))
+                    raise
             raise
         if evicted == -1:
-            if hash_key:
-                self._unlink_quietly(hash_key)
+            if chunks:
+                self._drop_chunks(name, chunks)
             raise lease_lost(LOCK_TTL)
 
-    def _write_chunks(self, name: bytes, views: list[memoryview], size: int) -> tuple[bytes,
-                                                                                     bytes]:
-        """Write the chunks under a fresh generation; return its key and the pointer."""
-        gen = secrets.token_hex(8).encode()
-        hash_key = name + b":c:" + gen
+    def _write_chunks(self, name: bytes, chunks: bytes, views: list[memoryview],
+                      size: int) -> bytes:
+        """Write the chunks under the fresh generation ``chunks``; return the pointer."""
+        gen = chunks[-16:]
         count = 0
         pipe = self._client.pipeline(transaction=True)  # the first chunk and its expiry
         for piece in pieces(views, self.chunk_size):
-            pipe.hset(hash_key, str(count), piece)
+            pipe.hset(chunks, str(count), piece)
             if count == 0:
-                pipe.pexpire(hash_key, int(INFLIGHT_TTL * 1000))
+                pipe.pexpire(chunks, int(INFLIGHT_TTL * 1000))
                 pipe.execute()
                 pipe = self._client.pipeline(transaction=False)
             elif count % _READ_BATCH == 0:
@@ -298,15 +307,17 @@ class RedisStore(Store):
         except Miss:
             pass  # not an entry (a store-level test's bytes): the first bytes will do
         pointer = b"MJCH 2 %s %d %d %s\n" % (gen, count, size, self._sign(name, gen, count, size))
-        return hash_key, pointer + head
+        return pointer + head
 
-    def _unlink_quietly(self, key: bytes) -> None:
+    def _drop_chunks(self, name: bytes, chunks: bytes) -> None:
+        """Remove the chunks of a write that did not complete, unless the entry ``name``
+        points to them (the commit ran, and its reply was lost to an interrupt)."""
         if self._breaker.down:
             return  # not waiting again for a server that is down: the chunks expire
         try:
-            self._client.unlink(key)
+            self._reap(keys=[*self._index, name, chunks], args=[_ANY_AGE])
         except RedisError as exc:  # uncommitted chunks expire anyway (INFLIGHT_TTL)
-            logger.debug("cannot remove %r: %s", key, exc)
+            logger.debug("cannot remove %r: %s", chunks, exc)
 
     def delete(self, function: str, key: str) -> bool:
         return any(self._delete_names([self._name(function, key)]))

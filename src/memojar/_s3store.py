@@ -40,6 +40,7 @@ import contextlib
 import datetime
 import email.utils
 import errno
+import functools
 import os
 import re
 import secrets
@@ -323,10 +324,15 @@ class _Bucket:
 
     def _put_multipart(self, name: str, views: Sequence[memoryview],
                        conditions: dict[str, str]) -> str:
-        with self._errors("writing", name):
-            upload_id = self.client.create_multipart_upload(Bucket=self.bucket,
-                                                            Key=name)["UploadId"]
+        # Known to the ``except`` as soon as the reply is read: an interrupt (KeyboardInterrupt,
+        # a signal handler's exception) anywhere later aborts the upload. One instant is
+        # left, between the server's reply and its id stored here: that upload stays, without
+        # any object, until ``cleanup`` aborts it (ORPHAN_AGE) or a bucket lifecycle rule.
+        upload_id = ""
         try:
+            with self._errors("writing", name):
+                upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)[
+                    "UploadId"]
             parts = []
             for number, piece in enumerate(pieces(views, PART_SIZE), 1):
                 with self._errors("writing", name):
@@ -342,7 +348,8 @@ class _Bucket:
                 )
             return str(response.get("ETag", ""))
         except BaseException:
-            self.abort(name, upload_id)
+            if upload_id:
+                self.abort(name, upload_id)
             raise
 
     def abort(self, name: str, upload_id: str) -> None:
@@ -567,6 +574,10 @@ class _Lease(KeyLock):
         self.name = name
         self.entry = name[: -len(LEASE_SUFFIX)] + SUFFIX  # the object the lease is for
         self.etag = ""
+        # The body of this lease's last write, set before the request is sent: a write whose
+        # reply an interrupt lost (no ETag, or an old one) is still told ours by it.
+        self._body = b""
+        self._ending = False  # released (perhaps cut short): no more renewals
         self._lock = threading.Lock()  # between the holder's thread and the renewer
         self._seen, self._since = "", 0.0  # the lease's ETag as first seen, and when
         self._delay, self._next_try = LEASE_POLL_MIN, 0.0  # backoff (monotonic)
@@ -574,7 +585,7 @@ class _Lease(KeyLock):
 
     def _put(self, **condition: Any) -> str:
         """Write the lease (a fresh body each time, so each write has a new ETag)."""
-        body = f"{secrets.token_hex(16)} pid {os.getpid()}\n".encode()
+        self._body = body = f"{secrets.token_hex(16)} pid {os.getpid()}\n".encode()
         return self.store._bucket.put(self.name, [memoryview(body)], len(body), **condition)
 
     def _pause(self, pause: float) -> float:
@@ -582,6 +593,7 @@ class _Lease(KeyLock):
 
     def _taken(self) -> bool:
         self._seen, self._delay, self._next_try = "", LEASE_POLL_MIN, 0.0
+        self._ending = False
         self.store._leases[self.entry] = self
         self.store._renewer.add(self)
         return True
@@ -598,7 +610,7 @@ class _Lease(KeyLock):
         try:
             self.etag = self._put(if_none_match=True)
         except FileExistsError:
-            pass
+            self._body = b""  # not written: nothing of ours to release
         else:
             if not self.store._conditions_checked:
                 self._check_conditions()
@@ -616,6 +628,7 @@ class _Lease(KeyLock):
                 logger.debug("took over lease %s (its holder stopped renewing it)", self.name)
                 return self._taken()
             except (FileExistsError, FileNotFoundError):
+                self._body = b""
                 self._next_try = 0.0  # renewed, taken or released meanwhile: look again
                 return False
         self._next_try = now + self._delay
@@ -645,44 +658,84 @@ class _Lease(KeyLock):
         )
 
     def release(self) -> None:
-        """Give the lease back; never raises (a lease that cannot be removed expires)."""
-        with self._lock:
-            etag, self.etag = self.etag, ""
-        if not etag:
+        """Give the lease back; never raises (a lease that cannot be removed expires).
+
+        What is released is forgotten only once it is removed, so that a release cut short
+        by an interrupt (KeyboardInterrupt, a signal handler's exception) is finished by
+        calling it again, as the decorator does, and by the store's renewer thread in case
+        that call is cut short too. A write of the lease whose reply an interrupt lost (its
+        ETag unknown) is found by its body."""
+        with self._lock:  # no renewal from now on: the ETag stays the one removed
+            self._ending = True
+            etag, body = self.etag, self._body
+        if not etag and not body:
             return
-        self.store._renewer.discard(self)
-        if self.store._leases.get(self.entry) is self:
-            del self.store._leases[self.entry]
-        bucket = self.store._bucket
+        store = self.store
+        store._renewer.discard(self)
+        if store._leases.get(self.entry) is self:
+            del store._leases[self.entry]
         try:
-            try:
-                bucket.delete(self.name, if_match=etag)
-            except (FileExistsError, FileNotFoundError, ConnectionError, TimeoutError):
-                raise  # not ours any more, gone, or no server: nothing more to do
-            except OSError as exc:
-                # a server without conditional deletes (If-Match on DELETE is recent in
-                # S3 and missing from some compatibles) would leave every waiter LEASE_TTL
-                # seconds: delete unconditionally, unless the lease is not ours any more
-                logger.debug("conditional release of %s refused (%s)", self.name, exc)
-                got = bucket.head(self.name)
-                if got is None or got.etag != etag:
-                    return
-                bucket.delete(self.name)
-            # waiters of this process (threads, tasks) skip their backoff: it is free now
-            self.store._releases += 1
+            self._let_go(etag, body)
+        except BaseException:  # cut short: finished by the renewer's thread, uninterrupted
+            store._renewer.finish(functools.partial(self._let_go, etag, body))
+            raise
+        self.etag, self._body = "", b""
+
+    def _let_go(self, etag: str, body: bytes) -> None:
+        try:
+            if self._remove(etag, body):
+                # waiters of this process (threads, tasks) skip their backoff: it is free now
+                self.store._releases += 1
         except OSError as exc:
             logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
+
+    def _remove(self, etag: str, body: bytes) -> bool:
+        """Remove the lease if it is still the one written with ``etag`` or with ``body``;
+        True if removed."""
+        if etag and self._delete_if(etag):
+            return True
+        if not body:
+            return False
+        bucket = self.store._bucket
+        got = bucket.get(self.name)  # whose is it? (an interrupted write's, or renewal's)
+        if got is None or bytes(bucket.read_body(self.name, got)) != body:
+            return False
+        return self._delete_if(got.etag)
+
+    def _delete_if(self, etag: str) -> bool:
+        """Delete the lease if it still has ``etag``; True if it is gone."""
+        bucket = self.store._bucket
+        try:
+            bucket.delete(self.name, if_match=etag)
+        except FileNotFoundError:
+            return True
+        except FileExistsError:
+            return False  # renewed (by a renewal whose reply was lost), or not ours any more
+        except (ConnectionError, TimeoutError):
+            raise  # no server: nothing more to do
+        except OSError as exc:
+            # a server without conditional deletes (If-Match on DELETE is recent in
+            # S3 and missing from some compatibles) would leave every waiter LEASE_TTL
+            # seconds: delete unconditionally, unless the lease is not ours any more
+            logger.debug("conditional release of %s refused (%s)", self.name, exc)
+            got = bucket.head(self.name)
+            if got is None:
+                return True
+            if got.etag != etag:
+                return False
+            bucket.delete(self.name)
+        return True
 
     def disown(self) -> None:
         """In a forked child (``Renewer``): the parent's lease is not this process's, so
         the child's release leaves it alone; ``_lock`` is new (the parent's renewer may
         have held it at the fork)."""
-        self._lock, self.etag = threading.Lock(), ""
+        self._lock, self.etag, self._body = threading.Lock(), "", b""
 
     def renew(self) -> bool:
         """Extend the lease; False if it is no longer ours (it expired and was taken)."""
         with self._lock:
-            if not self.etag:
+            if not self.etag or self._ending:
                 return True  # released meanwhile
             try:
                 self.etag = self._put(if_match=self.etag)

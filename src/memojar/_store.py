@@ -466,10 +466,13 @@ class Breaker:
             if time.monotonic() >= self._until:
                 self._down = None
                 return
-        elif self._pid != os.getpid():  # a forked child: no prober of its own yet
+        elif self._prober is None or self._pid != os.getpid():
+            # no prober running: a forked child's first look, or the call that tripped was
+            # interrupted before its prober started (the server would stay down for good)
             self._forked()
             with self._mutex:
-                self._start_prober()
+                if self._down is not None:
+                    self._start_prober()
         raise type(down)(down.errno, down.strerror)
 
     def trip(self, error: OSError) -> None:
@@ -491,8 +494,12 @@ class Breaker:
 
     def _start_prober(self) -> None:  # under _mutex
         if self._prober is None:
-            self._prober = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._prober.start()
+            # Noted once started: an interrupt inside ``start`` must not leave a prober
+            # noted that never runs (the server would stay down for good; ``check`` starts
+            # one when none is noted); at worst two run.
+            prober = threading.Thread(target=self._run, name=self._name, daemon=True)
+            prober.start()
+            self._prober = prober
 
     def _run(self) -> None:
         assert self._probe is not None
@@ -503,7 +510,9 @@ class Breaker:
                 logger.debug("%s is still down: %s", self._location, exc)
                 continue
             with self._mutex:
-                self._down = self._prober = None
+                self._down = None
+                if self._prober is threading.current_thread():
+                    self._prober = None
             logger.debug("%s answers again", self._location)
             return
 
@@ -538,6 +547,11 @@ class Renewer:
     seconds) while any are: the lease-loss detection of every store whose locks expire. A
     lease found lost is logged and dropped; the store's commit refuses its write.
 
+    The same thread finishes releases an interrupt cut short (``finish``): a release is a
+    round trip to the server, long enough for a second interrupt (KeyboardInterrupt, a
+    signal handler's exception) to cut short its retry too, and signal handlers run in the
+    main thread only.
+
     It knows every lease this process holds, so it is what a forked child uses to hold
     none of them: after ``fork`` the child's renewers start empty, with a fresh mutex (the
     parent's thread may have held it), and every lease they held is disowned."""
@@ -546,25 +560,40 @@ class Renewer:
         self._every = every
         self._thread_name = thread_name
         self._held: dict[int, Renewable] = {}
+        self._jobs: list[Callable[[], object]] = []  # releases to finish (``finish``)
         self._mutex = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._wake = threading.Event()  # a job to run now
         _renewers.add(self)
 
     def _after_fork(self) -> None:
         """In the forked child (single-threaded): no thread, no lease of the parent's."""
-        held, self._held = self._held, {}
-        self._mutex, self._thread = threading.Lock(), None
+        held, self._held, self._jobs = self._held, {}, []
+        self._mutex, self._thread, self._wake = threading.Lock(), None, threading.Event()
         for lease in held.values():
             lease.disown()
 
     def add(self, lease: Renewable) -> None:
         with self._mutex:
             self._held[id(lease)] = lease
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._thread_name,
-                                                daemon=True)
-                self._thread.start()
+            self._start()
+
+    def finish(self, job: Callable[[], object]) -> None:
+        """Run ``job``, the rest of a release an interrupt cut short, in this renewer's
+        thread at once (where no signal handler cuts it short again)."""
+        with self._mutex:
+            self._jobs.append(job)
+            self._start()
+        self._wake.set()
+
+    def _start(self) -> None:  # under _mutex
+        if self._thread is None:
+            # Noted once started, as ``Breaker``'s prober: an interrupt inside ``start``
+            # must not leave a renewer noted that never runs (held leases would expire).
+            thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+            thread.start()
+            self._thread = thread
 
     def discard(self, lease: Renewable) -> None:
         with self._mutex:
@@ -572,14 +601,26 @@ class Renewer:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._wake.set()
 
     def _run(self) -> None:
-        while not self._stopped.wait(self._every):
+        while True:
+            self._wake.wait(self._every)
+            self._wake.clear()
+            if self._stopped.is_set():
+                return
             with self._mutex:
                 leases = list(self._held.values())
-                if not leases:
-                    self._thread = None
+                jobs, self._jobs = self._jobs, []
+                if not leases and not jobs:
+                    if self._thread is threading.current_thread():
+                        self._thread = None
                     return
+            for job in jobs:
+                try:
+                    job()
+                except Exception:  # noqa: BLE001 - a lease not released expires by itself
+                    logger.debug("finishing a release failed", exc_info=True)
             for lease in leases:
                 if not lease.renew():
                     logger.warning("lease %r expired while held: another caller may compute "

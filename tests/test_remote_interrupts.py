@@ -1,0 +1,508 @@
+"""Interrupts on the remote stores, Redis and S3: a ``KeyboardInterrupt`` raised at any
+point of a miss, a hit, a refresh or a ``cache_set`` (``interrupt_kit``) reaches the caller
+and leaves no lease held (the next caller does not wait), no ``_held`` mark, no chunk or
+upload behind; real SIGINTs at random moments do the same; a Redis server frozen
+(SIGSTOP) or restarted mid-run costs one timeout, never the value, never a hang."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from interrupt_kit import SUPPORTED, Injector, every_point
+from memojar import Cache, MemojarWarning, _decorator
+from memojar._s3store import _Bucket
+from s3_server import S3Server
+
+needs_tracing = pytest.mark.skipif(
+    not SUPPORTED,
+    reason="needs opcode tracing that reports a code object's first traced run "
+           "(CPython 3.11 and 3.12 do; 3.10 has none, 3.13.0 reports it from the next run)")
+
+SLOW = 0.4  # seconds: a next call slower than this waited for something left behind
+
+
+class Remote:
+    """One remote store kind under test: how to open its cache and what it left behind."""
+
+    name = ""
+
+    def url(self, big: bool) -> str:
+        raise NotImplementedError
+
+    def leftovers(self) -> list[str]:
+        """Leases, chunks, uploads still on the server; removed, so the next run is clean."""
+        raise NotImplementedError
+
+
+class RedisRemote(Remote):
+    name = "redis"
+
+    def __init__(self, location: str, client: Any) -> None:
+        self.location, self.client = location, client
+
+    def url(self, big: bool) -> str:
+        return self.location + ("?chunk_size=1000" if big else "")
+
+    def leftovers(self) -> list[str]:
+        left = []
+        locks = list(self.client.scan_iter(match=b"*:lock"))
+        if locks:
+            left.append(f"leases {locks}")
+        # chunks no entry points to (an entry's own are ``<entry>:c:<gen>``, its pointer
+        # ``MJCH 2 <gen> ...``)
+        orphans = [name for name in self.client.scan_iter(match=b"*:c:*")
+                   if not (self.client.get(name[:-19]) or b"").startswith(
+                       b"MJCH 2 " + name[-16:])]
+        if orphans:
+            left.append(f"chunks {orphans}")
+        if locks or orphans:
+            self.client.delete(*locks, *orphans)
+        return left
+
+
+class S3Remote(Remote):
+    name = "s3"
+
+    def __init__(self, location: str, client: Any) -> None:
+        self.location, self.client = location, client
+        self.bucket = location[len("s3://"):].partition("/")[0]
+
+    def url(self, big: bool) -> str:
+        return self.location + ("&multipart_threshold=1000" if big else "")
+
+    def leftovers(self) -> list[str]:
+        left = []
+        listed = self.client.list_objects_v2(Bucket=self.bucket)
+        leases = [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith(".lease")]
+        if leases:
+            left.append(f"leases {leases}")
+            for name in leases:
+                self.client.delete_object(Bucket=self.bucket, Key=name)
+        uploads = self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+        if uploads:
+            left.append(f"uploads of {[u['Key'] for u in uploads]}")
+            for up in uploads:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"],
+                                                   UploadId=up["UploadId"])
+        return left
+
+
+@pytest.fixture
+def remote(request: pytest.FixtureRequest) -> Iterator[Remote]:
+    if request.param == "redis":
+        location = request.getfixturevalue("redis_location")
+        server = request.getfixturevalue("redis_server")
+        client = server.client(int(location.rsplit("/", 1)[1]))
+        yield RedisRemote(location, client)
+        client.close()
+    else:
+        location = request.getfixturevalue("s3_location")
+        yield S3Remote(location, request.getfixturevalue("s3_server").client())
+
+
+def _left_behind(func: Any, remote: Remote) -> list[str]:
+    """What an interrupted call left behind: a mark, a lease this process still knows of or
+    renews, anything on the server."""
+    left = []
+    if _decorator._held.get():
+        left.append(f"_held {_decorator._held.get()}")
+        _decorator._held.set(frozenset())
+    store = func.__memojar__.store
+    if store._leases:
+        left.append(f"leases known to the store {list(store._leases)}")
+        store._leases.clear()
+    if store._renewer._held:
+        left.append(f"leases renewed {[lease.name for lease in store._renewer._held.values()]}")
+        store._renewer._held.clear()
+    return left + remote.leftovers()
+
+
+def _value(x: int, big: bool) -> Any:
+    return [x] * 1000 if big else x * 2
+
+
+SCENARIOS: dict[str, tuple[dict[str, Any], bool, Callable[[Any], Any], Callable[[Any], Any]]]
+SCENARIOS = {
+    # name: (cache options, a value in chunks or parts, before each run, the interrupted call)
+    "miss": ({}, False, lambda f: f.cache_delete(3), lambda f: f(3)),
+    "miss of a large value": ({}, True, lambda f: f.cache_delete(3), lambda f: f(3)),
+    "miss with max_size": ({"max_size": 10**6}, False, lambda f: f.cache_delete(3),
+                           lambda f: f(3)),
+    "hit": ({}, False, lambda f: f(3), lambda f: f(3)),
+    "hit of a large value": ({}, True, lambda f: f(3), lambda f: f(3)),
+    "refresh": ({}, False, lambda f: f(3), lambda f: f.refresh(3)),
+    "cache_set": ({}, False, lambda f: f.cache_delete(3), lambda f: f.cache_set(6, 3)),
+}
+# An S3 call is a few requests to a server in this process, each call about 0.1 s when
+# traced: its longer scenarios run as interleaved parts (points part, part + parts, ...),
+# each a test of its own well under 20 s. S3 keeps max_size by a listing before the write
+# (a read): its miss with max_size adds nothing to the plain miss's points worth 20 s.
+S3_PARTS = {"miss": 3, "miss of a large value": 3, "refresh": 2, "cache_set": 2}
+RUNS = [
+    pytest.param("redis", scenario, 0, 1, id=f"redis-{scenario}") for scenario in SCENARIOS
+] + [
+    pytest.param("s3", scenario, part, S3_PARTS.get(scenario, 1), marks=pytest.mark.slow,
+                 id=f"s3-{scenario}-{part + 1}of{S3_PARTS.get(scenario, 1)}")
+    for scenario in SCENARIOS if scenario != "miss with max_size"
+    for part in range(S3_PARTS.get(scenario, 1))
+]
+# seconds: a next call slower than this waited for something left behind (a held lease
+# costs lock_timeout, SLOW, and a warning). S3's requests are answered by a thread of this
+# process, which the full suite on a loaded machine has slowed past 4 s a call: there a
+# held lease is told by the listing and by its warning, and the limit is a hang's.
+NEXT_CALL = {"redis": SLOW, "s3": 10.0}
+
+
+def _known_limit(kind: str, where: str, left: list[str]) -> bool:
+    """The one instant an interrupt leaves something behind (README "Guarantees"): between
+    S3's reply to CreateMultipartUpload and its upload id stored, that upload stays (no
+    object; ``cleanup`` aborts it after ORPHAN_AGE)."""
+    lines, first = inspect.getsourcelines(_Bucket._put_multipart)
+    line = first + next(i for i, text in enumerate(lines) if '"UploadId"]' in text)
+    return (kind == "s3" and where == f"_put_multipart line {line}"
+            and len(left) == 1 and left[0].startswith("uploads of"))
+
+
+@needs_tracing
+@pytest.mark.parametrize(("remote", "scenario", "part", "parts"), RUNS, indirect=["remote"])
+def test_an_interrupt_at_every_point_leaves_nothing_behind(remote: Remote, scenario: str,
+                                                           part: int, parts: int) -> None:
+    cache_options, big, before, call = SCENARIOS[scenario]
+    cache = Cache(remote.url(big), lock_timeout=SLOW, secret="s", **cache_options)
+
+    @cache.cached
+    def f(x: int) -> Any:
+        return _value(x, big)
+
+    assert f(3) == _value(3, big)  # connected, the reader built: the points of a usual call
+    before(f)
+    points = every_point(lambda: call(f))
+    assert points > 10
+    broken = []
+    for at in range(part, points, parts):
+        before(f)
+        injector = Injector(at)
+        assert injector.run(lambda: call(f)), f"the interrupt at point {at} was swallowed"
+        left = _left_behind(f, remote)
+        start = time.monotonic()
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always", MemojarWarning)
+            assert f(3) == _value(3, big), injector.where
+        took = time.monotonic() - start
+        left += [f"warned: {w.message}" for w in warned if w.category is MemojarWarning]
+        if took > NEXT_CALL[remote.name]:
+            left.append(f"the next call took {took:.2f} s")
+        if left and not _known_limit(remote.name, injector.where, left):
+            broken.append((injector.where, left))
+    cache.close()
+    assert broken == [], "\n".join(f"{where}: {left}" for where, left in broken)
+
+
+REDIS_LEFTOVERS = r"""
+import redis
+url, seconds = sys.argv[1], float(sys.argv[2])
+cache = Cache(url + "?chunk_size=1000", lock_timeout=0.5, max_size=10**7, secret="s")
+raw = redis.Redis.from_url(url)
+GAP, NEXT_CALL = (0.0002, 0.003), 0.4  # seconds between SIGINTs, the next call's limit
+
+def on_the_server(remove):
+    orphans = [name for name in raw.scan_iter(match=b"*:c:*")
+               if not (raw.get(name[:-19]) or b"").startswith(b"MJCH 2 " + name[-16:])]
+    if orphans and remove:
+        raw.delete(*orphans)
+    return [f"chunks {orphans}"] if orphans else []
+"""
+
+S3_LEFTOVERS = r"""
+import boto3
+url, seconds, bucket, endpoint = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+cache = Cache(url + "&multipart_threshold=1000", lock_timeout=0.5, secret="s")
+raw = boto3.client("s3", endpoint_url=endpoint)
+GAP, NEXT_CALL = (0.001, 0.02), 4.0  # an S3 call is a few requests to a busy test server
+
+def on_the_server(remove):
+    # Lease objects only: an interrupt while CreateMultipartUpload's request is on its way
+    # leaves an upload whose id never reached memojar (README "Guarantees": cleanup aborts
+    # it later); every other moment of a multipart write is the interrupt kit's test.
+    listed = raw.list_objects_v2(Bucket=bucket).get("Contents", [])
+    leases = [o["Key"] for o in listed if o["Key"].endswith(".lease")]
+    for name in leases if remove else []:
+        raw.delete_object(Bucket=bucket, Key=name)
+    return [f"leases {leases}"] if leases else []
+"""
+
+SIGINT_LOOP = r"""
+@cache.cached
+def f(x):
+    return [x] * (1 + x % 3 * 200)  # one in three in chunks (parts on S3)
+
+def value(x):
+    return [x] * (1 + x % 3 * 200)
+
+def leftovers(memo, x):
+    found = []
+    lock = memo.store.lock(memo.name, f.cache_key(x))
+    # a release a second interrupt cut short is finished by the store's thread, at once
+    if not lock.acquire_within(0.1):
+        found.append("held")
+    else:
+        lock.release()
+    if _decorator._held.get():
+        found.append(f"marked {_decorator._held.get()}")
+        _decorator._held.set(frozenset())
+    if memo.store._leases or memo.store._renewer._held:
+        found.append(f"known {memo.store._leases} renewed {memo.store._renewer._held}")
+        memo.store._leases.clear()
+        memo.store._renewer._held.clear()
+    if on_the_server(False):  # (a drop a second interrupt cut short is the store thread's)
+        time.sleep(0.2)
+        found += on_the_server(True)
+    return found
+
+stop = threading.Event()
+def sender():
+    while not stop.is_set():
+        time.sleep(random.uniform(*GAP))
+        os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=sender, daemon=True).start()
+interrupts = problems = calls = 0
+deadline = time.monotonic() + seconds
+# SIGINT is taken only inside the ``try`` (the loop's own jump back is no place for it)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while time.monotonic() < deadline:
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        x = random.randrange(30)
+        if random.random() < 0.3:
+            f.cache_delete(x)
+        assert f(x) == value(x)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        calls += 1
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checks themselves uninterrupted
+        interrupts += 1
+        for found in leftovers(f.__memojar__, x):
+            problems += 1
+            print(x, found, flush=True)
+        start = time.monotonic()
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always", MemojarWarning)
+            assert f(x) == value(x)
+        for w in warned:
+            problems += 1
+            print(x, "warned", w.message, flush=True)
+        if time.monotonic() - start > NEXT_CALL:
+            problems += 1
+            print(x, "slow", time.monotonic() - start, flush=True)
+stop.set()
+print("interrupts", interrupts, "problems", problems, "calls", calls, flush=True)
+"""
+PRELUDE = "import os, random, signal, sys, threading, time, warnings\n" \
+    "from memojar import Cache, MemojarWarning, _decorator\n"
+
+
+def _sigint_loop(args: list[str], least: int) -> None:
+    child = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True,
+                           timeout=60)
+    last = child.stdout.strip().splitlines()[-1] if child.stdout.strip() else child.stderr
+    assert last.startswith("interrupts"), (child.stdout, child.stderr)
+    interrupts, problems = int(last.split()[1]), int(last.split()[3])
+    assert problems == 0, child.stdout
+    assert interrupts > least
+
+
+def test_real_sigints_at_random_moments_leave_nothing_behind_on_redis(
+        redis_location: str) -> None:
+    """SIGINT sent by a thread every few milliseconds to a process calling a Redis cache in
+    a loop (misses, hits, values in chunks): after each ``KeyboardInterrupt``, wherever it
+    landed (memojar's code, redis-py's, a socket read), no lease is held, nothing is marked
+    held, no chunk is left without its entry, and the next call is right, at once."""
+    _sigint_loop([PRELUDE + REDIS_LEFTOVERS + SIGINT_LOOP, redis_location, "5"], 100)
+
+
+@pytest.mark.slow
+def test_real_sigints_at_random_moments_leave_nothing_behind_on_s3(
+        s3_location: str, s3_server: S3Server) -> None:
+    """The same on S3 (values in multipart uploads): no lease object, no upload left."""
+    bucket = s3_location[len("s3://"):].partition("/")[0]
+    _sigint_loop([PRELUDE + S3_LEFTOVERS + SIGINT_LOOP, s3_location, "8", bucket,
+                  s3_server.endpoint], 30)
+
+
+# --- a Redis server frozen or restarted mid-call ---------------------------------------------
+
+@pytest.fixture
+def own_redis() -> Iterator[Callable[..., Any]]:
+    """Private redis-servers (a test freezes or restarts them); all stopped after."""
+    from redis_server import RedisServer, redis_server_path
+
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    servers: list[Any] = []
+
+    def start(port: int | None = None) -> Any:
+        server = RedisServer.start(port=port)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+COMPUTE = 0.2  # seconds each call of the function takes
+TIMEOUT = 1.0  # the store's socket_timeout in these tests
+STAGES = {
+    # stage: (the store's round trip frozen just before it is sent, whether the call hits)
+    "read": ("_client.get", False),
+    "lease": ("_client.set", False),
+    "compute": ("", False),
+    "write": ("_commit", False),
+    "release": ("_release", False),
+    "hit": ("_client.get", True),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_server_frozen_at_any_stage_of_a_call_costs_one_timeout(
+        own_redis: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
+    """SIGSTOP of the server just before one round trip of a miss (its read, its lease,
+    its write, its release), while it computes, or before a hit's read: the call ends
+    within one ``socket_timeout`` (plus its computation), returns the value, and says
+    "not cached" when the value was not stored; once the server runs again, the same
+    Cache stores and hits."""
+    server = own_redis()
+    cache = Cache(server.url(0, socket_timeout=TIMEOUT), secret="s")
+    where, hit = STAGES[stage]
+    armed, frozen = threading.Event(), threading.Event()
+
+    @cache.cached
+    def slow(x: int) -> int:
+        if where == "" and armed.is_set() and not frozen.is_set():
+            frozen.set()
+            server.pause()
+        time.sleep(COMPUTE)
+        return x * 2
+
+    assert slow(1) == 2  # connected, scripts loaded: the round trips below are a usual call's
+    if not hit:
+        slow.cache_delete(1)
+    if where:
+        owner_name, _, name = where.rpartition(".")
+        owner = cache.store
+        for part in owner_name.split(".") if owner_name else []:
+            owner = getattr(owner, part)
+        sent = getattr(owner, name)
+
+        def frozen_first(*args: Any, **kwargs: Any) -> Any:
+            if not frozen.is_set():
+                frozen.set()
+                server.pause()
+            return sent(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, frozen_first)
+    armed.set()
+    start = time.monotonic()
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always", MemojarWarning)
+            value = slow(1)
+        took = time.monotonic() - start
+    finally:
+        server.resume()
+    assert frozen.is_set()
+    assert value == 2
+    assert took < COMPUTE + TIMEOUT + 0.7, took  # one timeout, never one per round trip
+    assert took >= TIMEOUT, took  # (it did wait for the frozen server)
+    assert [str(w.message) for w in warned if "not cached" not in str(w.message)] == []
+    assert bool(warned) == (stage != "release"), warned  # stored unless the server froze first
+    monkeypatch.undo()
+    _works_again(slow, 2)
+
+
+def _works_again(func: Any, x: int, within: float = 5.0) -> None:
+    """The same Cache stores and hits again within ``within`` seconds (a new key: the
+    frozen call's lease, if its release was cut off, expires on the server's clock)."""
+    deadline = time.monotonic() + within
+    while True:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always", MemojarWarning)
+            assert func(x) == 2 * x
+        if not warned and func.cache_contains(x):
+            return
+        assert time.monotonic() < deadline, f"not storing again: {warned[-1].message}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("moment", ["between calls", "while computing"])
+def test_a_server_restarted_mid_run_is_used_again_by_the_same_cache(
+        own_redis: Callable[..., Any], moment: str) -> None:
+    """A restarted server (every connection reset, every key and script gone): the next
+    calls reconnect, compute what was lost and store it again, without a new Cache."""
+    server = own_redis()
+    cache = Cache(server.url(0, socket_timeout=TIMEOUT), secret="s")
+    calls: list[int] = []
+    restart = threading.Event()
+
+    @cache.cached
+    def double(x: int) -> int:
+        calls.append(x)
+        if restart.is_set():
+            restart.clear()
+            server.kill()
+            own_redis(port=server.port)
+        return x * 2
+
+    assert double(1) == double(1) == 2
+    if moment == "between calls":
+        server.kill()
+        server = own_redis(port=server.port)
+        assert double(1) == 2  # no warning (filterwarnings = error): reconnected at once
+    else:
+        restart.set()
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always", MemojarWarning)
+            assert double(2) == 4
+        # its lease went with the server's keys: the value is returned, not stored
+        assert [str(w.message) for w in warned if "lock on the key expired" not in
+                str(w.message)] == []
+        assert len(warned) == 1
+        assert not double.cache_contains(2)
+    _works_again(double, 3)
+    assert double(3) == 6
+    assert calls.count(3) == 1
+
+
+def test_an_interrupt_as_the_prober_starts_leaves_no_server_down_for_good(
+        own_redis: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C inside ``Thread.start`` of the thread that pings a lost server (the call that
+    noticed the loss is interrupted): once the server is back, the same Cache caches again.
+    Before, the prober was noted as running, never ran, and every later call skipped the
+    server for good ("not cached")."""
+    server = own_redis()
+    cache = Cache(server.url(0, socket_timeout=TIMEOUT), secret="s")
+    double = cache.cached(lambda x: x * 2)
+    assert double(1) == 2
+    start = threading.Thread.start
+
+    def interrupted(thread: threading.Thread) -> None:
+        if thread.name.startswith("memojar-redis-probe"):
+            raise KeyboardInterrupt("while the prober starts")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    server.kill()
+    with pytest.raises(KeyboardInterrupt, match="while the prober starts"):
+        double(2)
+    monkeypatch.undo()
+    own_redis(port=server.port)
+    _works_again(double, 3)
