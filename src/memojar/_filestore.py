@@ -106,6 +106,8 @@ _PROC_FD = "/proc/self/fd/"
 _TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir(_PROC_FD)
 # What an open with O_TMPFILE says where the file system or kernel has none.
 _NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+# What ``ftruncate`` says where it cannot extend a file (FAT through FUSE: EPERM).
+_NO_GROW = (errno.EPERM, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 _WRITE_TRIES = 5  # a shard or folder removed under a writer is made again this often
 _O_LEDGER_LOCK = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _IOV_MAX = 512
@@ -221,6 +223,7 @@ class FileStore(Store):
         self._open: dict[str, _Folder] = {}
         self._lockers: dict[str, tuple[str, Callable[[], int]]] = {}
         self._tmpfile = _TMPFILE  # unnamed temporary files work here (until one fails)
+        self._truncate_grows = True  # ftruncate extends a file here (until it refuses)
         self._recounted = False  # the ledger is recounted once per process before trusting it
         # Entries and bytes this process added (+) or removed (-), by function directory,
         # not yet merged into the stats file.
@@ -323,8 +326,9 @@ class FileStore(Store):
         path = self.path(function, key)
         made: list[str] = []  # the temporary name once made: an interrupt that loses the
         try:  # return value below still removes it
+            written = False
             if self.max_size is not None:  # make room first: the new entry fits under max_size
-                fd, tmp = self._reserve(path, size, made)
+                fd, tmp, written = self._reserve(path, size, views, made)
             else:
                 fd, tmp = self._create_temp(path, made)
         except BaseException:
@@ -333,7 +337,8 @@ class FileStore(Store):
             raise
         try:
             try:
-                _write_all(fd, views)
+                if not written:
+                    _write_all(fd, views)
             finally:
                 os.close(fd)
             replaced = _size_of(path)  # for the ledger and the entry count
@@ -511,9 +516,10 @@ class FileStore(Store):
                 self._makedirs(shard, recheck=True)
         raise _not_a_folder(shard, making=True)
 
-    def _reserve(self, path: str, size: int, made_here: list[str] | None = None
-                 ) -> tuple[int, str]:
-        """The temporary file for an entry of ``size`` bytes, once there is room for it.
+    def _reserve(self, path: str, size: int, views: list[memoryview],
+                 made_here: list[str] | None = None) -> tuple[int, str, bool]:
+        """The temporary file for an entry of ``size`` bytes, once there is room for it,
+        and whether ``views`` were written to it already (``_grow``).
 
         The reservation is the temporary file itself, extended to its final size under the
         ledger's lock: every recount counts it, so writers in flight never overcommit the
@@ -525,6 +531,7 @@ class FileStore(Store):
         delay = 0.005
         while True:
             made: tuple[int, str] | None = None
+            written = False
             try:
                 with self._ledger() as ledger:
                     if ledger.fits(size):
@@ -532,7 +539,7 @@ class FileStore(Store):
                             made = _create_new(path, made_here)
                         except FileNotFoundError:  # removed since (clear): made again
                             made = self._create_temp(path, made_here)
-                        os.ftruncate(made[0], size)
+                        written = self._grow(made[0], size, views)
                         ledger.add(size)
             except BaseException:
                 if made is not None:
@@ -540,7 +547,7 @@ class FileStore(Store):
                     _unlink(made[1])
                 raise
             if made is not None:
-                return made
+                return made[0], made[1], written
             if time.monotonic() > deadline:
                 raise OSError(
                     errno.ENOSPC,
@@ -549,6 +556,23 @@ class FileStore(Store):
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    def _grow(self, fd: int, size: int, views: list[memoryview]) -> bool:
+        """Extend the new, empty file ``fd`` to ``size`` bytes (the reservation); True if
+        the entry's bytes (``views``) were written instead. Where ``ftruncate`` cannot grow
+        a file (FAT through FUSE says EPERM, and there bytes rewritten in the same open
+        are lost, so no placeholder byte will do), the entry itself is written under the
+        ledger's lock: learned by the first write, and done from then on."""
+        if self._truncate_grows:
+            try:
+                os.ftruncate(fd, size)
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_GROW:
+                    raise
+                self._truncate_grows = False
+        _write_all(fd, views)
+        return True
 
     def delete(self, function: str, key: str) -> bool:
         path = self.path(function, key)
