@@ -40,6 +40,7 @@ from typing import Any
 
 import xxhash
 
+from ._entry import Miss, read_header
 from ._errors import logger
 from ._ledger import Ledger
 from ._locks import (
@@ -113,10 +114,17 @@ _O_LEDGER_LOCK = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_
 _IOV_MAX = 512
 
 
-def function_dir(function: str) -> str:
-    """A directory name for a function: its name if that is safe, else a safe, unique one."""
+def function_dir(function: str, case_safe: bool = False) -> str:
+    """A directory name for a function: its name if that is safe, else a safe, unique one.
+
+    ``case_safe`` (the file store's folders): a name with capitals is made unique too, so
+    that two functions whose names differ only in case (``f``, ``F``) get two folders on a
+    file system that ignores case (FAT, exFAT, macOS and Windows by default, SMB shares):
+    names without capitals are unique there as they are, the others carry a hash of the
+    exact name. Object stores' keys keep case: their names are the plain ones."""
     safe = _SAFE.sub("_", function)[:150]
-    if safe == function and not safe.startswith("."):
+    if safe == function and not safe.startswith(".") and not (
+            case_safe and safe != safe.lower()):
         return safe
     return f"{safe}-{xxhash.xxh3_64_hexdigest(function.encode())[:8]}"
 
@@ -254,7 +262,8 @@ class FileStore(Store):
     def path(self, function: str, key: str) -> str:
         fdir = self._dirs.get(function)
         if fdir is None:
-            fdir = self._dirs[function] = os.path.join(self.root, function_dir(function))
+            fdir = self._dirs[function] = os.path.join(self.root,
+                                                       function_dir(function, case_safe=True))
         return f"{fdir}{os.sep}{key[:2]}{os.sep}{key}{SUFFIX}"
 
     # --- the hit path -------------------------------------------------------------------
@@ -860,7 +869,11 @@ class FileStore(Store):
         try:
             # The root by path, for messages: one of its names that is not a directory (or
             # is a link) fails to open as one below.
-            names = [function_dir(function)] if function is not None else _listdir(self.root)
+            if function is None:
+                names = _listdir(self.root)
+            else:  # and the folder memojar named it by before 2026-12, if another (_list)
+                names = list(dict.fromkeys(
+                    [function_dir(function, case_safe=True), function_dir(function)]))
             for name in sorted(names):
                 ffd = _open_dir(name, root_fd)
                 if ffd is None:
@@ -880,13 +893,22 @@ class FileStore(Store):
             os.close(root_fd)
 
     def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
-        """Entries with whole headers (read on from the descriptor opened for the size)."""
+        """Entries with whole headers (read on from the descriptor opened for the size).
+
+        A function's entries are in its folder, and in the folder its name had before
+        folders were named case-safely (``function_dir``), if that is another: there only
+        those whose header names it, as on a file system that ignores case that folder is
+        also the one of another function whose name differs only in case."""
+        legacy = None
+        if function is not None and function_dir(function) != function_dir(function, True):
+            legacy = function_dir(function)
         for name, _, shard, sfd, files in self._shards(function):
+            mixed = name == legacy
             for file in files:
                 if not _ENTRY.fullmatch(file):
                     continue
                 try:
-                    if heads:
+                    if heads or mixed:
                         st, head = _read_head(file, sfd)
                     else:
                         st, head = os.stat(file, dir_fd=sfd, follow_symlinks=False), b""
@@ -894,9 +916,12 @@ class FileStore(Store):
                     continue
                 if st is None or not stat.S_ISREG(st.st_mode):
                     continue
+                if mixed and _named(head) != function:
+                    continue
                 path = os.path.join(self.root, name, shard, file)
                 key = file[: file.rindex(".")]
-                yield StoredEntry(name, key, st.st_size, st.st_atime, head, path)
+                yield StoredEntry(name, key, st.st_size, st.st_atime, head if heads else b"",
+                                  path)
 
     def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
         """Bytes of a listed entry, walking to it by descriptor (``_list`` reads whole
@@ -1293,6 +1318,14 @@ def _write_chunks(fd: int, chunks: Sequence[Any], size: int) -> None:
             rest.append(view[written:])
             written = 0
     _write_all(fd, rest)
+
+
+def _named(head: bytes) -> str | None:
+    """The function an entry's header names; None if it cannot be read."""
+    try:
+        return read_header(head).function
+    except Miss:
+        return None
 
 
 def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
