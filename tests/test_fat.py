@@ -4,6 +4,7 @@ file, names that differ only in case are one name."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from memojar import Cache
@@ -68,3 +69,23 @@ def test_clear_by_name_takes_only_its_entries_from_a_folder_named_before(
     assert [e.function for e in cache.entries("test_fat.F")] == ["test_fat.F"] * 2
     assert cache.clear("test_fat.F") == 2
     assert [e.function for e in cache.entries()] == ["test_fat.f"]
+
+
+def test_max_size_evicts_the_least_recently_read_entry(fat_dir: Path) -> None:
+    # FAT keeps no access times: a hit's stamp of one was dropped, and max_size evicted the
+    # least recently written entry however recently it was read. FAT's times are 2 s apart.
+    cache = Cache(fat_dir / "cache", max_size=8_000)  # two entries, then down to 7,200
+
+    @cache.cached
+    def blob(x: int) -> bytes:
+        return bytes([x]) * 3_000
+
+    blob(1)
+    time.sleep(2.1)
+    blob(2)
+    time.sleep(2.1)
+    blob(1)  # a hit: 1 is the most recently used now
+    time.sleep(2.1)
+    blob(3)  # no room for three: one goes
+    assert (blob.cache_contains(1), blob.cache_contains(2), blob.cache_contains(3)) == (
+        True, False, True)

@@ -289,8 +289,9 @@ class FileStore(Store):
                 if len(data) != size:
                     data = _read_rest(fd, data, size)
             if self.max_size is not None:  # least-recently-used order: stamp the access
-                try:
-                    os.utime(fd, ns=(time.time_ns(), st.st_mtime_ns))
+                try:  # both times: FAT keeps no access time (``_used``)
+                    now = time.time_ns()
+                    os.utime(fd, ns=(now, now))
                 except OSError:  # a read-only cache still serves its hits
                     pass
             return data
@@ -920,7 +921,7 @@ class FileStore(Store):
                     continue
                 path = os.path.join(self.root, name, shard, file)
                 key = file[: file.rindex(".")]
-                yield StoredEntry(name, key, st.st_size, st.st_atime, head if heads else b"",
+                yield StoredEntry(name, key, st.st_size, _used(st), head if heads else b"",
                                   path)
 
     def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
@@ -1042,7 +1043,7 @@ class FileStore(Store):
                         temps += st.st_size
                 elif _ENTRY.fullmatch(file):
                     entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
-                                               st.st_atime, b"",
+                                               _used(st), b"",
                                                os.path.join(self.root, name, shard, file)))
         return entries, sum(e.size for e in entries) + temps
 
@@ -1318,6 +1319,13 @@ def _write_chunks(fd: int, chunks: Sequence[Any], size: int) -> None:
             rest.append(view[written:])
             written = 0
     _write_all(fd, rest)
+
+
+def _used(st: os.stat_result) -> float:
+    """When an entry was last read or written: a hit stamps its access and modification
+    times (an entry is never written in place, so its modification time is free for it);
+    FAT keeps no access time, and a file system mounted ``noatime`` may drop it."""
+    return max(st.st_atime, st.st_mtime)
 
 
 def _named(head: bytes) -> str | None:
