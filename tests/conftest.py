@@ -170,6 +170,50 @@ def s3_location(s3_server: Any, s3_env: None) -> Iterator[str]:
     yield s3_server.location(bucket, "cache", timeout=str(S3_TIMEOUT))
 
 
+@pytest.fixture(scope="session")
+def fat_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A FAT file system mounted through FUSE for the session (case-insensitive, no links,
+    no ``O_TMPFILE``, no ``chmod``, a ``ftruncate`` that cannot grow a file), as on a USB
+    drive. .ci/run installs fusefat and dosfstools and runs as root, so CI never skips."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a FAT image through FUSE needs root")
+    path = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"  # mkfs.vfat is in sbin
+    tools = {t: shutil.which(t, path=path) for t in ("fusefat", "mkfs.vfat", "fusermount")}
+    missing = [tool for tool, found in tools.items() if found is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install fusefat dosfstools)")
+    base = tmp_path_factory.mktemp("fat")
+    image, mount = base / "fat.img", base / "mnt"
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    mount.mkdir()
+    subprocess.run([tools["mkfs.vfat"], str(image)], check=True, capture_output=True,
+                   timeout=30)
+    subprocess.run([tools["fusefat"], "-o", "rw+", str(image), str(mount)], check=True,
+                   capture_output=True, timeout=30)
+    try:
+        yield mount
+    finally:
+        # Lazily: stores of the session still hold their folders open.
+        subprocess.run([tools["fusermount"], "-u", "-z", str(mount)], check=True,
+                       capture_output=True, timeout=30)
+
+
+_fat_dirs = itertools.count()
+
+
+@pytest.fixture
+def fat_dir(fat_mount: Path) -> Path:
+    """A new, empty folder on the session's FAT mount (names differing in case are one name
+    there: a counter keeps the tests' folders apart)."""
+    path = fat_mount / f"t{next(_fat_dirs)}"
+    path.mkdir()
+    return path
+
+
 def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 60) -> str:
     """Run ``code`` in a fresh interpreter; return its stdout (fails the test on error)."""
     import subprocess

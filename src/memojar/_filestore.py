@@ -40,6 +40,7 @@ from typing import Any
 
 import xxhash
 
+from ._entry import Miss, read_header
 from ._errors import logger
 from ._ledger import Ledger
 from ._locks import (
@@ -106,15 +107,24 @@ _PROC_FD = "/proc/self/fd/"
 _TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir(_PROC_FD)
 # What an open with O_TMPFILE says where the file system or kernel has none.
 _NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+# What ``ftruncate`` says where it cannot extend a file (FAT through FUSE: EPERM).
+_NO_GROW = (errno.EPERM, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 _WRITE_TRIES = 5  # a shard or folder removed under a writer is made again this often
 _O_LEDGER_LOCK = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _IOV_MAX = 512
 
 
-def function_dir(function: str) -> str:
-    """A directory name for a function: its name if that is safe, else a safe, unique one."""
+def function_dir(function: str, case_safe: bool = False) -> str:
+    """A directory name for a function: its name if that is safe, else a safe, unique one.
+
+    ``case_safe`` (the file store's folders): a name with capitals is made unique too, so
+    that two functions whose names differ only in case (``f``, ``F``) get two folders on a
+    file system that ignores case (FAT, exFAT, macOS and Windows by default, SMB shares):
+    names without capitals are unique there as they are, the others carry a hash of the
+    exact name. Object stores' keys keep case: their names are the plain ones."""
     safe = _SAFE.sub("_", function)[:150]
-    if safe == function and not safe.startswith("."):
+    if safe == function and not safe.startswith(".") and not (
+            case_safe and safe != safe.lower()):
         return safe
     return f"{safe}-{xxhash.xxh3_64_hexdigest(function.encode())[:8]}"
 
@@ -221,6 +231,7 @@ class FileStore(Store):
         self._open: dict[str, _Folder] = {}
         self._lockers: dict[str, tuple[str, Callable[[], int]]] = {}
         self._tmpfile = _TMPFILE  # unnamed temporary files work here (until one fails)
+        self._truncate_grows = True  # ftruncate extends a file here (until it refuses)
         self._recounted = False  # the ledger is recounted once per process before trusting it
         # Entries and bytes this process added (+) or removed (-), by function directory,
         # not yet merged into the stats file.
@@ -251,7 +262,8 @@ class FileStore(Store):
     def path(self, function: str, key: str) -> str:
         fdir = self._dirs.get(function)
         if fdir is None:
-            fdir = self._dirs[function] = os.path.join(self.root, function_dir(function))
+            fdir = self._dirs[function] = os.path.join(self.root,
+                                                       function_dir(function, case_safe=True))
         return f"{fdir}{os.sep}{key[:2]}{os.sep}{key}{SUFFIX}"
 
     # --- the hit path -------------------------------------------------------------------
@@ -277,8 +289,9 @@ class FileStore(Store):
                 if len(data) != size:
                     data = _read_rest(fd, data, size)
             if self.max_size is not None:  # least-recently-used order: stamp the access
-                try:
-                    os.utime(fd, ns=(time.time_ns(), st.st_mtime_ns))
+                try:  # both times: FAT keeps no access time (``_used``)
+                    now = time.time_ns()
+                    os.utime(fd, ns=(now, now))
                 except OSError:  # a read-only cache still serves its hits
                     pass
             return data
@@ -323,8 +336,9 @@ class FileStore(Store):
         path = self.path(function, key)
         made: list[str] = []  # the temporary name once made: an interrupt that loses the
         try:  # return value below still removes it
+            written = False
             if self.max_size is not None:  # make room first: the new entry fits under max_size
-                fd, tmp = self._reserve(path, size, made)
+                fd, tmp, written = self._reserve(path, size, views, made)
             else:
                 fd, tmp = self._create_temp(path, made)
         except BaseException:
@@ -333,7 +347,8 @@ class FileStore(Store):
             raise
         try:
             try:
-                _write_all(fd, views)
+                if not written:
+                    _write_all(fd, views)
             finally:
                 os.close(fd)
             replaced = _size_of(path)  # for the ledger and the entry count
@@ -511,9 +526,10 @@ class FileStore(Store):
                 self._makedirs(shard, recheck=True)
         raise _not_a_folder(shard, making=True)
 
-    def _reserve(self, path: str, size: int, made_here: list[str] | None = None
-                 ) -> tuple[int, str]:
-        """The temporary file for an entry of ``size`` bytes, once there is room for it.
+    def _reserve(self, path: str, size: int, views: list[memoryview],
+                 made_here: list[str] | None = None) -> tuple[int, str, bool]:
+        """The temporary file for an entry of ``size`` bytes, once there is room for it,
+        and whether ``views`` were written to it already (``_grow``).
 
         The reservation is the temporary file itself, extended to its final size under the
         ledger's lock: every recount counts it, so writers in flight never overcommit the
@@ -525,6 +541,7 @@ class FileStore(Store):
         delay = 0.005
         while True:
             made: tuple[int, str] | None = None
+            written = False
             try:
                 with self._ledger() as ledger:
                     if ledger.fits(size):
@@ -532,7 +549,7 @@ class FileStore(Store):
                             made = _create_new(path, made_here)
                         except FileNotFoundError:  # removed since (clear): made again
                             made = self._create_temp(path, made_here)
-                        os.ftruncate(made[0], size)
+                        written = self._grow(made[0], size, views)
                         ledger.add(size)
             except BaseException:
                 if made is not None:
@@ -540,7 +557,7 @@ class FileStore(Store):
                     _unlink(made[1])
                 raise
             if made is not None:
-                return made
+                return made[0], made[1], written
             if time.monotonic() > deadline:
                 raise OSError(
                     errno.ENOSPC,
@@ -549,6 +566,23 @@ class FileStore(Store):
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    def _grow(self, fd: int, size: int, views: list[memoryview]) -> bool:
+        """Extend the new, empty file ``fd`` to ``size`` bytes (the reservation); True if
+        the entry's bytes (``views``) were written instead. Where ``ftruncate`` cannot grow
+        a file (FAT through FUSE says EPERM, and there bytes rewritten in the same open
+        are lost, so no placeholder byte will do), the entry itself is written under the
+        ledger's lock: learned by the first write, and done from then on."""
+        if self._truncate_grows:
+            try:
+                os.ftruncate(fd, size)
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_GROW:
+                    raise
+                self._truncate_grows = False
+        _write_all(fd, views)
+        return True
 
     def delete(self, function: str, key: str) -> bool:
         path = self.path(function, key)
@@ -836,7 +870,11 @@ class FileStore(Store):
         try:
             # The root by path, for messages: one of its names that is not a directory (or
             # is a link) fails to open as one below.
-            names = [function_dir(function)] if function is not None else _listdir(self.root)
+            if function is None:
+                names = _listdir(self.root)
+            else:  # and the folder memojar named it by before 2026-12, if another (_list)
+                names = list(dict.fromkeys(
+                    [function_dir(function, case_safe=True), function_dir(function)]))
             for name in sorted(names):
                 ffd = _open_dir(name, root_fd)
                 if ffd is None:
@@ -856,13 +894,22 @@ class FileStore(Store):
             os.close(root_fd)
 
     def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
-        """Entries with whole headers (read on from the descriptor opened for the size)."""
+        """Entries with whole headers (read on from the descriptor opened for the size).
+
+        A function's entries are in its folder, and in the folder its name had before
+        folders were named case-safely (``function_dir``), if that is another: there only
+        those whose header names it, as on a file system that ignores case that folder is
+        also the one of another function whose name differs only in case."""
+        legacy = None
+        if function is not None and function_dir(function) != function_dir(function, True):
+            legacy = function_dir(function)
         for name, _, shard, sfd, files in self._shards(function):
+            mixed = name == legacy
             for file in files:
                 if not _ENTRY.fullmatch(file):
                     continue
                 try:
-                    if heads:
+                    if heads or mixed:
                         st, head = _read_head(file, sfd)
                     else:
                         st, head = os.stat(file, dir_fd=sfd, follow_symlinks=False), b""
@@ -870,9 +917,12 @@ class FileStore(Store):
                     continue
                 if st is None or not stat.S_ISREG(st.st_mode):
                     continue
+                if mixed and _named(head) != function:
+                    continue
                 path = os.path.join(self.root, name, shard, file)
                 key = file[: file.rindex(".")]
-                yield StoredEntry(name, key, st.st_size, st.st_atime, head, path)
+                yield StoredEntry(name, key, st.st_size, _used(st), head if heads else b"",
+                                  path)
 
     def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
         """Bytes of a listed entry, walking to it by descriptor (``_list`` reads whole
@@ -993,7 +1043,7 @@ class FileStore(Store):
                         temps += st.st_size
                 elif _ENTRY.fullmatch(file):
                     entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
-                                               st.st_atime, b"",
+                                               _used(st), b"",
                                                os.path.join(self.root, name, shard, file)))
         return entries, sum(e.size for e in entries) + temps
 
@@ -1269,6 +1319,21 @@ def _write_chunks(fd: int, chunks: Sequence[Any], size: int) -> None:
             rest.append(view[written:])
             written = 0
     _write_all(fd, rest)
+
+
+def _used(st: os.stat_result) -> float:
+    """When an entry was last read or written: a hit stamps its access and modification
+    times (an entry is never written in place, so its modification time is free for it);
+    FAT keeps no access time, and a file system mounted ``noatime`` may drop it."""
+    return max(st.st_atime, st.st_mtime)
+
+
+def _named(head: bytes) -> str | None:
+    """The function an entry's header names; None if it cannot be read."""
+    try:
+        return read_header(head).function
+    except Miss:
+        return None
 
 
 def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
