@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,12 +174,12 @@ def s3_location(s3_server: Any, s3_env: None) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def fat_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def fat_mount(tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     """A FAT file system mounted through FUSE for the session (case-insensitive, no links,
     no ``O_TMPFILE``, no ``chmod``, a ``ftruncate`` that cannot grow a file), as on a USB
     drive. .ci/run installs fusefat and dosfstools and runs as root, so CI never skips."""
     import shutil
-    import subprocess
 
     if os.geteuid() != 0:
         pytest.skip("mounting a FAT image through FUSE needs root")
@@ -192,26 +195,45 @@ def fat_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     mount.mkdir()
     subprocess.run([tools["mkfs.vfat"], str(image)], check=True, capture_output=True,
                    timeout=30)
-    subprocess.run([tools["fusefat"], "-o", "rw+", str(image), str(mount)], check=True,
-                   capture_output=True, timeout=30)
+    # In the foreground, as a child of the tests: a driver that locks up (fusefat has, under
+    # the fault tests) is killed by ``fat_dir``'s watchdog, which fails the file system
+    # calls waiting on it (ENOTCONN) instead of leaving the suite hanging.
+    driver = subprocess.Popen([tools["fusefat"], "-f", "-o", "rw+", str(image), str(mount)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not os.path.ismount(mount):
+        if driver.poll() is not None or time.monotonic() > deadline:
+            driver.kill()
+            pytest.fail(f"fusefat did not mount {mount} (exit code {driver.poll()})")
+        time.sleep(0.05)
     try:
-        yield mount
+        yield mount, driver
     finally:
         # Lazily: stores of the session still hold their folders open.
         subprocess.run([tools["fusermount"], "-u", "-z", str(mount)], check=True,
                        capture_output=True, timeout=30)
+        driver.kill()
+        driver.wait(30)
 
 
 _fat_dirs = itertools.count()
+FAT_WATCHDOG = 120  # seconds a FAT test may take before its driver is killed
 
 
 @pytest.fixture
-def fat_dir(fat_mount: Path) -> Path:
+def fat_dir(fat_mount: tuple[Path, subprocess.Popen[bytes]]) -> Iterator[Path]:
     """A new, empty folder on the session's FAT mount (names differing in case are one name
-    there: a counter keeps the tests' folders apart)."""
-    path = fat_mount / f"t{next(_fat_dirs)}"
+    there: a counter keeps the tests' folders apart). A test still running after
+    ``FAT_WATCHDOG`` seconds has its driver killed: it fails, the suite goes on."""
+    mount, driver = fat_mount
+    path = mount / f"t{next(_fat_dirs)}"
     path.mkdir()
-    return path
+    watchdog = threading.Timer(FAT_WATCHDOG, driver.kill)
+    watchdog.start()
+    try:
+        yield path
+    finally:
+        watchdog.cancel()
 
 
 def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 60) -> str:
