@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from memojar import Cache
+import pytest
+
+from memojar import Cache, MemojarWarning
 
 
 def test_max_size_cache_stores_its_results(fat_dir: Path) -> None:
@@ -89,3 +91,16 @@ def test_max_size_evicts_the_least_recently_read_entry(fat_dir: Path) -> None:
     blob(3)  # no room for three: one goes
     assert (blob.cache_contains(1), blob.cache_contains(2), blob.cache_contains(3)) == (
         True, False, True)
+
+
+def test_memory_tier_off_without_hard_links_says_why(fat_dir: Path) -> None:
+    # Its stamp is made by a hard link: FAT has none. The warning named no cause.
+    cache = Cache(fat_dir / "cache")
+    with pytest.warns(MemojarWarning, match=r"memory= of .*double is not used: .*hard link"):
+
+        @cache.cached(memory=8)
+        def double(x: int) -> int:
+            return 2 * x
+
+    assert [double(2), double(2)] == [4, 4]
+    assert double.cache_info()[:2] == (1, 1)  # the hit from the directory

@@ -547,7 +547,9 @@ class _Memo:
         stamp = self.store.generation(self.name)
         if stamp is None:
             warn(f"memory= of {self.name} is not used: the cache at {self.store.location} "
-                 "keeps no generation stamp to notice another process's clear")
+                 "keeps no generation stamp to notice another process's clear (a folder's "
+                 "is made with a hard link: a file system without them, such as FAT, has "
+                 "none; memojar's DEBUG log line says why)")
             return False
         self.generation = memoryview(stamp).cast("Q")  # one 8-byte read per call
         self.stamp = self.generation[0]
