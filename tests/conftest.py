@@ -236,13 +236,13 @@ def fat_dir(fat_mount: tuple[Path, subprocess.Popen[bytes]]) -> Iterator[Path]:
         watchdog.cancel()
 
 
-def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 60) -> str:
-    """Run ``code`` in a fresh interpreter; return its stdout (fails the test on error)."""
-    import subprocess
-
+def run_python(code: str, *args: str, env: dict[str, str] | None = None,
+               timeout: float = 60) -> str:
+    """Run ``code`` (with ``args`` as its ``sys.argv[1:]``) in a fresh interpreter; return
+    its stdout (fails the test on error)."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=full_env,
         timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr

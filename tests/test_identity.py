@@ -333,14 +333,9 @@ def test_entries_of_reassigned_code_are_never_another_process_s_values(
     and the second returned it as f(2))."""
     (tmp_path / "codemod.py").write_text(_CODEMOD)
     script = _REASSIGNING_SCRIPT.format(folder=str(tmp_path), cache=str(tmp_path / "c"))
-    import subprocess
-    import sys
 
     def run(mode: str) -> str:
-        proc = subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
-                              text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout.strip()
+        return run_python(script, mode).strip()
 
     assert run("reassign") == "[['f', 1, 1], ['other', 2, 5]] 2"
     # The new code's first store evicted f's entries, as an edited function's does; and

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from conftest import run_python
 from memojar import Cache, MemojarWarning, cached
 from remote_kit import SECRET, counted
 
@@ -78,9 +79,6 @@ def test_two_code_versions_sharing_a_store_replace_each_other_s_entries(
     on one store: each call gets its own code's value, never the other's; and each code
     finds the other's entry incompatible, removes it and stores its own, so they recompute
     in turn: the same on every store (README: Sharing a cache)."""
-    import subprocess
-    import sys
-
     scripts = []
     for name, body in (("old", "return ['old', x]"), ("new", "return ['new', x]")):
         folder = tmp_path / name
@@ -90,10 +88,7 @@ def test_two_code_versions_sharing_a_store_replace_each_other_s_entries(
                                              secret=SECRET))
 
     def run(script: str, *args: str) -> str:
-        proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                              text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout.strip()
+        return run_python(script, *args, timeout=120).strip()
 
     old, new = scripts
     assert run(old, "a", "b") == "[['old', 'a'], ['old', 'b']] 2"
@@ -123,16 +118,10 @@ print(values, f.cache_info().misses, len(said), said[0] if said else "")
 def test_processes_under_different_secrets_are_warned_once(location: str) -> None:
     """Two processes sharing a store under different secrets never load each other's
     entries and replace them in turn: each is told why, once (before: silently)."""
-    import subprocess
-    import sys
-
     script = _SECRET_SCRIPT.format(url=str(location))
 
     def run(secret: str) -> str:
-        proc = subprocess.run([sys.executable, "-c", script, secret], capture_output=True,
-                              text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout.strip()
+        return run_python(script, secret, timeout=120).strip()
 
     assert run("one") == "[2, 4, 2] 2 0"
     assert run("one") == "[2, 4, 2] 0 0"
