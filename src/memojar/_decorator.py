@@ -803,25 +803,39 @@ class _Memo:
             self.hit_count.bump()
         return value
 
-    def _started(self, key: str) -> float:
+    def _started(self, key: str) -> _Start:
+        """When the function starts, the code and defaults it runs with and their identity
+        (resolved before the function first runs: not what it mutates). ``_computed``
+        stores under that identity, and nothing if the code or defaults were reassigned
+        while it ran (another thread's reassignment and ``renew`` would otherwise have the
+        old code's value stored under the new code's identity)."""
         if logger.isEnabledFor(DEBUG):
             logger.debug("miss %s %s", self.name, key)
-        self.ident  # noqa: B018 - resolved before the function first runs: not what it mutates
-        return time.perf_counter()
+        state = _as_it_is(self.watched)
+        if any(a is not b for a, b in zip(state, (self.code, self.defaults, self.kwdefaults),
+                                          strict=True)):
+            self.renew()  # reassigned since this call's key_of
+        return time.perf_counter(), state, self.ident
 
-    def _computed(self, key: str, value: Any, start: float,
+    def _computed(self, key: str, value: Any, start: _Start,
                   call: tuple[_Args, dict[str, Any]] | None = None) -> bool:
         """Store a computed value, unless it must not be kept for ``key``: False then (a
-        ``files=`` path changed during the call, or it took under ``min_compute_time``)."""
+        ``files=`` path changed during the call, it took under ``min_compute_time``, or the
+        function's code or defaults were reassigned while it ran)."""
         self.miss_count.bump()
-        elapsed = time.perf_counter() - start
+        began, state, ident = start
+        elapsed = time.perf_counter() - began
+        if any(a is not b for a, b in zip(_as_it_is(self.watched), state, strict=True)):
+            logger.debug("not stored %s %s (its code or defaults were reassigned while it "
+                         "ran)", self.name, key)
+            return False
         if self.files and call is not None and self._files_changed(key, call):
             return False
         if elapsed < self.min_compute_time:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
                          self.name, key, elapsed)
             return False
-        self.put(key, value, elapsed)
+        self.put(key, value, elapsed, ident)
         return True
 
     def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]]) -> bool:
@@ -856,14 +870,16 @@ class _Memo:
         except Exception:  # noqa: BLE001 - a signature inspect cannot read, a path that
             return f"files={self.files!r}"  # cannot be shown: the names; never the value lost
 
-    def put(self, key: str, value: Any, compute_time: float) -> None:
-        """Store a computed value; a value or a store that fails costs only a warning."""
+    def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None
+            ) -> None:
+        """Store a computed value; a value or a store that fails costs only a warning.
+        ``ident``: that of the code which computed it (``_started``), if not the current."""
         created = time.time()
         expires = created + self.ttl if self.ttl is not None else None
         try:
             chunks = _entry.encode(
                 value,
-                ident=self.ident,
+                ident=self.ident if ident is None else ident,
                 key=key,
                 created=created,
                 expires=expires,
@@ -1068,6 +1084,9 @@ class _Memo:
 # A RecursionError raised while a call's key is made inside another call's is endless
 # recursion, never retried (see _keys.key_reentered).
 _keys.call_key_code = _Memo.key_of.__code__
+
+
+_Start = tuple[float, tuple[Any, Any, Any], bytes]  # perf_counter, code and defaults, ident
 
 
 def _unwatched() -> None:
