@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 import memojar
 
 _started = threading.Event()
@@ -73,3 +75,34 @@ def _copy(func):
     import types
 
     return types.FunctionType(func.__code__, func.__globals__, func.__name__)
+
+
+def _raises_for_2(x):
+    if x == 2:
+        raise ValueError("no value for 2")
+    return ("B", x)
+
+
+def test_the_memory_tier_holds_no_value_read_for_the_code_of_before(tmp_path):
+    """A hit read from disk for the old code, held after another thread reassigned the code
+    and called (renew, then ``forget`` set the stamp back): every later call of the new
+    code got the old code's value from memory."""
+    f = memojar.cached(cache_dir=tmp_path, memory=16)(_copy(_b))
+    f.__wrapped__.__code__ = _slow_a.__code__
+    _go.set()
+    assert f(1) == ("A", 1)
+    memo = f.__memojar__
+    memo.recent.clear()  # on disk only: the next call reads it
+    read = memo.get_expiring
+
+    def read_then_reassigned(key, call):
+        got = read(key, call)
+        memo.get_expiring = read
+        f.__wrapped__.__code__ = _raises_for_2.__code__  # another thread meanwhile ...
+        with pytest.raises(ValueError, match="no value for 2"):
+            f(2)  # ... calls: renew, then forget (nothing stored, nothing swept)
+        return got
+
+    memo.get_expiring = read_then_reassigned
+    assert f(1) == ("A", 1)  # started under the old code: its value
+    assert f(1) == ("B", 1)

@@ -262,6 +262,7 @@ class _Memo:
         self.generation: Any = None  # the store's stamp, read per call; None: not yet
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
+        self.renewals = 0  # renew()s so far: a fill that started before one holds nothing
 
     def _make_binder(self) -> Callable[..., _Args]:
         """The function turning a call's arguments into the values its key hashes, for the
@@ -301,6 +302,7 @@ class _Memo:
         self.swept = False
         if self.generation is not None:
             with self.revalidating_lock:
+                self.renewals += 1
                 self.recent.clear()
                 self.stamp = -1  # no fill started before holds its value; the next call
                 # finds the store's stamp differs and forgets (sets it back)
@@ -567,6 +569,10 @@ class _Memo:
         disk key, or its plain arguments."""
         stamp = self.generation[0]
         key = mkey if type(mkey) is str else self.key_of(args, kwargs)
+        # A value read or computed for the code of before a renew (another thread's
+        # reassignment) is not held: the stamp alone does not tell, as the next call's
+        # ``forget`` sets it back.
+        renewals = self.renewals
         value, expires, took = self.get_expiring(key, (args, kwargs))
         if value is MISSING:
             start = time.perf_counter()
@@ -580,7 +586,7 @@ class _Memo:
             self.hit_count.bump()
         with self.revalidating_lock:
             if (self.holding and stamp == self.stamp == self.generation[0]
-                    and expires > time.time()):
+                    and renewals == self.renewals and expires > time.time()):
                 self.recent[mkey] = (value, expires, took)
                 if len(self.recent) > cast("int", self.memory):  # set: fill needs memory=
                     self.recent.popitem(last=False)
