@@ -262,6 +262,7 @@ class _Memo:
         self.generation: Any = None  # the store's stamp, read per call; None: not yet
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
+        self.renewals = 0  # renew()s so far: a fill that started before one holds nothing
 
     def _make_binder(self) -> Callable[..., _Args]:
         """The function turning a call's arguments into the values its key hashes, for the
@@ -301,6 +302,7 @@ class _Memo:
         self.swept = False
         if self.generation is not None:
             with self.revalidating_lock:
+                self.renewals += 1
                 self.recent.clear()
                 self.stamp = -1  # no fill started before holds its value; the next call
                 # finds the store's stamp differs and forgets (sets it back)
@@ -567,6 +569,10 @@ class _Memo:
         disk key, or its plain arguments."""
         stamp = self.generation[0]
         key = mkey if type(mkey) is str else self.key_of(args, kwargs)
+        # A value read or computed for the code of before a renew (another thread's
+        # reassignment) is not held: the stamp alone does not tell, as the next call's
+        # ``forget`` sets it back.
+        renewals = self.renewals
         value, expires, took = self.get_expiring(key, (args, kwargs))
         if value is MISSING:
             start = time.perf_counter()
@@ -580,7 +586,7 @@ class _Memo:
             self.hit_count.bump()
         with self.revalidating_lock:
             if (self.holding and stamp == self.stamp == self.generation[0]
-                    and expires > time.time()):
+                    and renewals == self.renewals and expires > time.time()):
                 self.recent[mkey] = (value, expires, took)
                 if len(self.recent) > cast("int", self.memory):  # set: fill needs memory=
                     self.recent.popitem(last=False)
@@ -803,25 +809,39 @@ class _Memo:
             self.hit_count.bump()
         return value
 
-    def _started(self, key: str) -> float:
+    def _started(self, key: str) -> _Start:
+        """When the function starts, the code and defaults it runs with and their identity
+        (resolved before the function first runs: not what it mutates). ``_computed``
+        stores under that identity, and nothing if the code or defaults were reassigned
+        while it ran (another thread's reassignment and ``renew`` would otherwise have the
+        old code's value stored under the new code's identity)."""
         if logger.isEnabledFor(DEBUG):
             logger.debug("miss %s %s", self.name, key)
-        self.ident  # noqa: B018 - resolved before the function first runs: not what it mutates
-        return time.perf_counter()
+        state = _as_it_is(self.watched)
+        if any(a is not b for a, b in zip(state, (self.code, self.defaults, self.kwdefaults),
+                                          strict=True)):
+            self.renew()  # reassigned since this call's key_of
+        return time.perf_counter(), state, self.ident
 
-    def _computed(self, key: str, value: Any, start: float,
+    def _computed(self, key: str, value: Any, start: _Start,
                   call: tuple[_Args, dict[str, Any]] | None = None) -> bool:
         """Store a computed value, unless it must not be kept for ``key``: False then (a
-        ``files=`` path changed during the call, or it took under ``min_compute_time``)."""
+        ``files=`` path changed during the call, it took under ``min_compute_time``, or the
+        function's code or defaults were reassigned while it ran)."""
         self.miss_count.bump()
-        elapsed = time.perf_counter() - start
+        began, state, ident = start
+        elapsed = time.perf_counter() - began
+        if any(a is not b for a, b in zip(_as_it_is(self.watched), state, strict=True)):
+            logger.debug("not stored %s %s (its code or defaults were reassigned while it "
+                         "ran)", self.name, key)
+            return False
         if self.files and call is not None and self._files_changed(key, call):
             return False
         if elapsed < self.min_compute_time:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
                          self.name, key, elapsed)
             return False
-        self.put(key, value, elapsed)
+        self.put(key, value, elapsed, ident)
         return True
 
     def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]]) -> bool:
@@ -856,14 +876,16 @@ class _Memo:
         except Exception:  # noqa: BLE001 - a signature inspect cannot read, a path that
             return f"files={self.files!r}"  # cannot be shown: the names; never the value lost
 
-    def put(self, key: str, value: Any, compute_time: float) -> None:
-        """Store a computed value; a value or a store that fails costs only a warning."""
+    def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None
+            ) -> None:
+        """Store a computed value; a value or a store that fails costs only a warning.
+        ``ident``: that of the code which computed it (``_started``), if not the current."""
         created = time.time()
         expires = created + self.ttl if self.ttl is not None else None
         try:
             chunks = _entry.encode(
                 value,
-                ident=self.ident,
+                ident=self.ident if ident is None else ident,
                 key=key,
                 created=created,
                 expires=expires,
@@ -1068,6 +1090,9 @@ class _Memo:
 # A RecursionError raised while a call's key is made inside another call's is endless
 # recursion, never retried (see _keys.key_reentered).
 _keys.call_key_code = _Memo.key_of.__code__
+
+
+_Start = tuple[float, tuple[Any, Any, Any], bytes]  # perf_counter, code and defaults, ident
 
 
 def _unwatched() -> None:
