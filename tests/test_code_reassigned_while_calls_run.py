@@ -1,4 +1,5 @@
-"""Attacks on what was merged on 30 November: a function's code reassigned while calls run."""
+"""A function's code reassigned while calls of it run in other threads: no call stores or
+holds a value of one code under the identity of another."""
 
 from __future__ import annotations
 
@@ -56,12 +57,12 @@ def test_a_call_running_old_code_stores_nothing_under_the_new_code(tmp_path):
     assert _reassigned_while_running(f, _b.__code__, f) == ("B", 1)
 
 
-def test_same_with_the_memory_tier(tmp_path):
+def test_a_call_running_old_code_stores_nothing_under_the_new_code_with_memory(tmp_path):
     f = memojar.cached(cache_dir=tmp_path, memory=16)(_copy(_slow_a))
     assert _reassigned_while_running(f, _b.__code__, f) == ("B", 1)
 
 
-def test_same_for_async_def(tmp_path):
+def test_an_async_call_running_old_code_stores_nothing_under_the_new_code(tmp_path):
     f = memojar.cached(cache_dir=tmp_path)(_copy(_aslow_a))
 
     def call(x):
