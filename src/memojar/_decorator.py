@@ -380,9 +380,7 @@ class _Memo:
         try:
             values = self.binder(*args, **kwargs)
         except TypeError:
-            now = _as_it_is(watched)
-            if all(a is b for a, b in zip(now, (self.code, self.defaults, self.kwdefaults),
-                                          strict=True)):
+            if not _reassigned(watched, (self.code, self.defaults, self.kwdefaults)):
                 raise
             self.renew()
             values = self.binder(*args, **kwargs)
@@ -817,11 +815,9 @@ class _Memo:
         old code's value stored under the new code's identity)."""
         if logger.isEnabledFor(DEBUG):
             logger.debug("miss %s %s", self.name, key)
-        state = _as_it_is(self.watched)
-        if any(a is not b for a, b in zip(state, (self.code, self.defaults, self.kwdefaults),
-                                          strict=True)):
+        if _reassigned(self.watched, (self.code, self.defaults, self.kwdefaults)):
             self.renew()  # reassigned since this call's key_of
-        return time.perf_counter(), state, self.ident
+        return time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident
 
     def _computed(self, key: str, value: Any, start: _Start,
                   call: tuple[_Args, dict[str, Any]] | None = None) -> bool:
@@ -831,7 +827,7 @@ class _Memo:
         self.miss_count.bump()
         began, state, ident = start
         elapsed = time.perf_counter() - began
-        if any(a is not b for a, b in zip(_as_it_is(self.watched), state, strict=True)):
+        if _reassigned(self.watched, state):
             logger.debug("not stored %s %s (its code or defaults were reassigned while it "
                          "ran)", self.name, key)
             return False
@@ -1103,6 +1099,12 @@ def _unwatched() -> None:
 def _as_it_is(func: Any) -> tuple[Any, Any, Any]:
     """A function's code, defaults and keyword defaults, compared by identity per call."""
     return func.__code__, func.__defaults__, func.__kwdefaults__
+
+
+def _reassigned(func: Any, known: tuple[Any, Any, Any]) -> bool:
+    """Whether ``func``'s code or defaults are no longer the objects ``known`` (off the hit
+    path: ``key_of`` and the memory tier compare inline)."""
+    return any(now is not then for now, then in zip(_as_it_is(func), known, strict=True))
 
 
 def _clock() -> float:
