@@ -756,15 +756,20 @@ class Bench:
         repeats = 7 if self.quick else 15
         names = [c.name for c in self.contenders]
         samples: dict[str, list[float]] = {n: [] for n in names}
-        for _ in range(repeats):
+        # As installed: with bytecode written and current. Under PYTHONDONTWRITEBYTECODE (set
+        # on some machines) a source checkout's stale or missing bytecode would be compiled
+        # afresh at every import, timing the compiler; the first, untimed run writes it.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        for round_ in range(repeats + 1):
             for name in names:
                 code = (
                     "import time; t = time.perf_counter(); import "
                     f"{IMPORTS[name]}; print(time.perf_counter() - t)"
                 )
                 out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                     text=True, check=True)
-                samples[name].append(float(out.stdout) * 1e3)
+                                     text=True, check=True, env=env)
+                if round_:
+                    samples[name].append(float(out.stdout) * 1e3)
         for name, xs in samples.items():
             self.record("import", name, median(xs))
 

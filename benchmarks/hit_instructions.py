@@ -16,11 +16,15 @@ Example, the first release against this tree::
     python benchmarks/hit_instructions.py /tmp/oldmain .
 
 ``--miss`` counts misses instead: the child calls ``f(i)`` for N new ``i`` (each a miss that
-stores its entry) after 300 warm-up misses, in a temporary directory under ``--tmp``
-(default ``/dev/shm``: tmpfs, as compare.py's miss). The TREE ``floor`` is compare.py's
-floor (hash, open, write, rename; no header, no lock), for the ratio::
+stores its entry) after 2,000 warm-up misses (every shard made, so no measured miss makes
+one), in a temporary directory under ``--tmp`` (default ``/dev/shm``: tmpfs, as
+compare.py's miss). Three TREEs name the rows of ``miss_syscalls.py`` instead of a
+checkout: ``floor`` is compare.py's floor (hash, open, write, rename; no header, no lock),
+``checks`` the floor's Python making memojar's 11 system calls, ``flat`` those with
+memojar's own key and entry inlined (this checkout's ``_keys`` and ``_entry``): the least a
+miss keeping memojar's promises costs with memojar's key and entry, for the ratio::
 
-    python benchmarks/hit_instructions.py --miss . floor
+    python benchmarks/hit_instructions.py --miss . flat floor
 
 Instructions are what the process runs in user space: they show the Python a path costs,
 not the kernel's share of its system calls (``strace -c`` counts those).
@@ -60,24 +64,32 @@ with tempfile.TemporaryDirectory() as tmp:
 MISS_CHILD = r"""
 import sys, tempfile
 n, tree, tmp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ROWS = ("floor", "checks", "flat")
 
 def small(x, y=1):
     return {"x": x, "y": y, "items": [x, x + 1, x + 2]}
 
-with tempfile.TemporaryDirectory(dir=tmp) as tmp:
+# The statistics thread may be merging into the cache while it is removed (valgrind is slow)
+with tempfile.TemporaryDirectory(dir=tmp, ignore_cleanup_errors=True) as tmp:
     if tree == "floor":
         import compare
         f = compare.floor_memoize(tmp)(small)
+    elif tree in ("checks", "flat"):
+        import miss_syscalls
+        f = miss_syscalls.floor_with_checks(tmp, flat=tree == "flat")(small)
     else:
         from memojar import Cache
         f = Cache(tmp).cached(small)
-    for i in range(300):  # warm-up: folders made, code paths taken once
+    for i in range(2000):  # warm-up: every shard made, code paths taken once
         f(-1 - i)
     for i in range(n):
         f(i)
-    if tree != "floor":
-        assert f.__memojar__.misses == n + 300, f.__memojar__.misses  # a counter: no listing
+    if tree not in ROWS:
+        assert f.__memojar__.misses == n + 2000, f.__memojar__.misses  # a counter: no listing
 """
+
+
+ROWS = ("floor", "checks", "flat")  # TREEs that are miss_syscalls.py's rows (--miss only)
 
 
 def callgrind_total(argv: list[str], env: dict[str, str]) -> int:
@@ -101,7 +113,10 @@ def instructions(tree: str, n: int, python: str, miss_tmp: str | None = None) ->
     """Total instructions of one child run (callgrind's summary); with ``miss_tmp``, of
     the miss child writing under that directory."""
     here = os.path.dirname(os.path.abspath(__file__))
-    src = here if tree == "floor" else os.path.join(os.path.abspath(tree), "src")
+    if tree in ROWS:  # miss_syscalls.py's rows: this folder's scripts, this checkout's memojar
+        src = os.pathsep.join((here, os.path.join(os.path.dirname(here), "src")))
+    else:
+        src = os.path.join(os.path.abspath(tree), "src")
     env = dict(os.environ, PYTHONPATH=src, PYTHONHASHSEED="0")
     args = [CHILD, str(n)] if miss_tmp is None else [MISS_CHILD, str(n), tree, miss_tmp]
     env.pop("MEMOJAR_DISABLE", None)
@@ -121,8 +136,8 @@ def main() -> None:
     p.add_argument("--miss", action="store_true", help="count misses, not hits")
     p.add_argument("--tmp", default="/dev/shm", help="where the misses write (--miss)")
     args = p.parse_args()
-    if "floor" in args.trees and not args.miss:
-        p.error("the floor is counted for misses only (--miss)")
+    if set(ROWS) & set(args.trees) and not args.miss:
+        p.error(f"{', '.join(ROWS)} are counted for misses only (--miss)")
     what = "miss" if args.miss else "hit"
     print(f"{'tree':<40} {'instructions/' + what:>18}")
     for tree in args.trees:

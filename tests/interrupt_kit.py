@@ -8,11 +8,24 @@ frames opcode by opcode and raises at the n-th such point; ``Injector(None)`` co
 An exception of the end of a call belongs to the call's ``try`` block: it is raised before
 the next instruction only where that instruction is in the same block (the other points are
 covered by the callee's last points).
+
+Point ``n`` of an injected run is point ``n`` of the count only if both runs take the same
+path. The cycle collector would break that at random: run inside the traced call, it runs
+the finalizers of whatever garbage earlier code left (a memojar ``_Folder.__del__`` of a
+dropped cache, in the full suite), whose points are counted in one run and not in another,
+and an interrupt raised inside a finalizer is printed ("Exception ignored") and lost, as
+CPython does with any exception there. So every traced run has the collector off.
+``Injector.run`` tells apart an interrupt raised that did not reach the caller (swallowed:
+an ``AssertionError``, always) from a run that passed fewer points than ``at`` (False). A
+run can still go another way than the count, from state an earlier interrupt left (a
+pickler dropped, made again by the next run): ``Points.interrupts`` compares each run's
+points with the count's and runs a point again until it is interrupted the count's way.
 """
 
 from __future__ import annotations
 
 import dis
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -53,9 +66,11 @@ class Injector:
         self.at = at
         self.count = 0
         self.where = ""
+        self.path: list[tuple[CodeType, int]] = []  # the points passed, in order
 
     def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "opcode" and frame.f_lasti in points_of(frame.f_code):
+            self.path.append((frame.f_code, frame.f_lasti))
             if self.count == self.at:
                 self.where = f"{frame.f_code.co_name} line {frame.f_lineno}"
                 self.count += 1
@@ -70,8 +85,13 @@ class Injector:
         return None
 
     def run(self, call: Callable[[], Any]) -> bool:
-        """Run ``call``; True if the interrupt was raised (and reached the caller)."""
+        """Run ``call`` traced, with the cycle collector off; True if the interrupt was
+        raised and reached the caller, False if the run passed fewer points than ``at``
+        (``count`` says how many). An interrupt raised that did not reach the caller is
+        an ``AssertionError``: swallowed, by memojar or by a finalizer it ran."""
         _announce_opcode_tracing()
+        collecting = gc.isenabled()
+        gc.disable()
         sys.settrace(self._global)
         try:
             call()
@@ -81,6 +101,11 @@ class Injector:
             return True
         finally:
             sys.settrace(None)
+            if collecting:
+                gc.enable()
+        if self.where:
+            raise AssertionError(f"the interrupt at point {self.at} ({self.where}) was "
+                                 "swallowed: raised, it did not reach the caller")
         return False
 
 
@@ -138,6 +163,73 @@ def every_point(call: Callable[[], Any]) -> int:
     injector = Injector(None)
     injector.run(call)
     return injector.count
+
+
+class Points:
+    """The interrupt points of ``call`` (``before()`` run first, to set the state the call
+    starts from): ``count`` of them, and ``interrupts``, which runs the call interrupted
+    at each in turn."""
+
+    RETRIES = 2  # runs again per point, for a run that went another way than the count
+
+    def __init__(self, call: Callable[[], Any], before: Callable[[], Any] = lambda: None
+                 ) -> None:
+        self.call, self.before = call, before
+        self.path = self._uninterrupted()
+        self.recounts = 0  # points run again after a run that went another way
+
+    @property
+    def count(self) -> int:
+        return len(self.path)
+
+    def _uninterrupted(self) -> list[tuple[CodeType, int]]:
+        self.before()
+        injector = Injector(None)
+        injector.run(self.call)
+        return injector.path
+
+    def interrupts(self, start: int = 0, step: int = 1) -> Iterator[Injector]:
+        """Run ``before()`` then the call interrupted at points ``start``, ``start + step``,
+        ... of the count, and yield each run's ``Injector`` (its ``where``) for the
+        caller's checks.
+
+        A run that went another way than the count before the point (state an earlier
+        interrupt left: a pickler or a lock file's description dropped, made again in
+        this run) interrupts another point, or none if it passed fewer: it is yielded if
+        interrupted (the caller's checks hold at any point), and the point is run again
+        after one run uninterrupted, which makes that state again, ``RETRIES`` times; then
+        the points are counted again (the call's usual way changed) and the point run
+        again once more. Still another way: an ``AssertionError``."""
+        at, retries, recounted = start, 0, False
+        while at < self.count:
+            self.before()
+            injector = Injector(at)
+            if injector.run(self.call) and injector.path == self.path[: at + 1]:
+                yield injector
+                at, retries, recounted = at + step, 0, False
+                continue
+            if injector.where:
+                yield injector
+            self.recounts += 1
+            if retries < self.RETRIES:
+                retries += 1
+                self._uninterrupted()
+            elif not recounted:
+                recounted = True
+                self.path = self._uninterrupted()
+            else:
+                raise AssertionError(
+                    f"point {at} ({_name(self.path[at])}) not reached {retries + 2} times: "
+                    f"the last run passed {injector.count} points, "
+                    + (f"interrupted at {injector.where}" if injector.where else
+                       "not interrupted") + f", counted {self.count} just before")
+
+
+def _name(point: tuple[CodeType, int]) -> str:
+    code, offset = point
+    line = next((i.positions.lineno for i in dis.get_instructions(code)
+                 if i.offset == offset and i.positions is not None), None)
+    return f"{code.co_name} line {line}"
 
 
 SUPPORTED = (sys.version_info >= (3, 11) and hasattr(dis, "_parse_exception_table")

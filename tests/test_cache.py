@@ -430,7 +430,7 @@ def test_max_size_keeps_the_cache_under_the_limit(cache_dir: Path) -> None:
 
 @pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
-    cache = Cache(cache_dir, max_size=12_500)  # ten entries of about 1.2 kB fit
+    cache = Cache(cache_dir, max_size=13_000)  # ten entries of about 1.28 kB fit, not 11
     calls: list[int] = []
 
     @cache.cached
@@ -456,7 +456,7 @@ def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
 
 @pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
-    cache = Cache(cache_dir, max_size=12_500)  # ten entries of about 1.2 kB fit
+    cache = Cache(cache_dir, max_size=13_000)  # ten entries of about 1.28 kB fit, not 11
 
     @cache.cached
     def f(i):

@@ -206,3 +206,36 @@ def test_cache_clear_resets_the_counters(tmp_path: Path) -> None:
     ident.cache_clear()
     ident(1)
     assert ident.cache_info()[:2] == (0, 1)
+
+
+def test_a_function_decorated_per_request_keeps_nothing_per_decoration(tmp_path: Path) -> None:
+    """A long-running process that decorates a function per request (``cache.cached`` in a
+    handler) kept a tally per decoration in its Cache for good (900 bytes each, and every
+    one merged again every few seconds). A dropped one's tally goes once merged; its counts
+    stay in the cache's statistics."""
+    import tracemalloc
+
+    cache = Cache(tmp_path)
+
+    def handler(x: int) -> int:
+        return x + 1
+
+    assert cache.cached(handler)(1) == 2
+    cache.flush_stats()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(1000):
+            assert cache.cached(handler)(1) == 2  # a hit
+        cache.flush_stats()
+        gc.collect()
+        grown = sum(d.size_diff for d in
+                    tracemalloc.take_snapshot().compare_to(before, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert grown < 200_000, f"{grown:,} bytes kept for 1000 dropped decorations"
+    stats = cache.stats()
+    assert (stats.hits, stats.misses) == (1000, 1)
+    (hits, misses, _), = cache.saved_stats().values()
+    assert (hits, misses) == (1000, 1)

@@ -608,6 +608,27 @@ def test_an_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch) -> Non
     assert reads == []
 
 
+def test_the_digests_of_files_kept_are_bounded(tmp_path: Path, monkeypatch) -> None:
+    """A long-running process reading ever new files (a pipeline over a growing folder)
+    kept the digest of every file it ever hashed. The last ones hashed are kept (checked
+    with the bound lowered: the real one is tens of thousands of files)."""
+    from memojar import _depends
+
+    monkeypatch.setattr(_depends, "_HASHES_MAX", 50, raising=False)
+    monkeypatch.setattr(_depends, "_hashes", {})
+    files = []
+    for i in range(150):
+        path = tmp_path / f"in-{i}.txt"
+        path.write_text(str(i))
+        files.append(path)
+    time.sleep(_depends._RECENT + 0.1)  # a ctime this recent is not trusted
+    digests = [_depends.content_digest(path) for path in files]
+    assert len(set(digests)) == 150
+    assert len(_depends._hashes) == 50
+    assert str(files[-1]) in _depends._hashes  # the latest kept: not read again
+    assert [_depends.content_digest(path) for path in files] == digests  # and all still right
+
+
 def test_files_names_a_parameter_the_function_has(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="files= names 'pth'"):
         Cache(tmp_path).cached(files=("pth",))(lambda path: 1)

@@ -448,3 +448,21 @@ def test_hash_seed_script_really_changes_set_order() -> None:
     code = "print(list({f'word{i}' for i in range(40)}))"
     orders = {run_python(code, env={"PYTHONHASHSEED": s}) for s in ("1", "2")}
     assert len(orders) == 2
+
+
+def test_classes_made_at_run_time_are_not_kept_by_the_keys() -> None:
+    """A program that makes a class per call (a namedtuple, a dataclass factory) and passes
+    its instances as arguments: the key maker kept each class for good (its per-type
+    reducer table), and with it everything the class holds. The table is bounded."""
+    import gc
+    import weakref
+
+    made = []
+    for i in range(2000):
+        cls = type(f"Made{i}", (), {"value": i})
+        made.append(weakref.ref(cls))
+        key(cls())
+        del cls
+    gc.collect()
+    alive = sum(ref() is not None for ref in made)
+    assert alive <= 1100, f"{alive} classes made at run time still alive"

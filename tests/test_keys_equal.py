@@ -253,3 +253,48 @@ def test_polars_temporal_and_categorical_columns_key_by_value() -> None:
         (pl.Series("a", ["y", "x"], dtype=pl.Categorical),))
     assert make_key((pl.Series("a", [1], dtype=pl.Int64),)) != make_key(
         (pl.Series("a", [1], dtype=pl.Datetime),))
+
+
+# --- containers inside numpy object arrays and frames -------------------------------------
+
+_ARRAY_SEED_SCRIPT = """
+import json
+import numpy as np
+import pandas as pd
+from memojar._keys import make_key
+names = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+print(json.dumps([
+    make_key((np.array([set(names), None], dtype=object),)),
+    make_key((pd.DataFrame({"c": [frozenset(names)]}),)),
+    make_key((pd.Series([1], name=frozenset(names)),)),
+    make_key((pd.DataFrame({"c": [1]}, index=pd.Index([0], name=frozenset(names))),)),
+    list(set(names)),
+]))
+"""
+
+
+def test_sets_inside_object_arrays_and_frame_names_key_alike_under_any_hash_seed() -> None:
+    """An object array's items and a pandas name are pickled by the C pickler, which never
+    sorts a set: they are normalised like any argument."""
+    pytest.importorskip("pandas")
+    outputs = []
+    for seed in ("0", "1", "2", "3"):
+        proc = subprocess.run(
+            [sys.executable, "-c", _ARRAY_SEED_SCRIPT], capture_output=True, text=True,
+            timeout=60, env={**_env(), "PYTHONHASHSEED": seed},
+        )
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(json.loads(proc.stdout))
+    assert len({json.dumps(o[-1]) for o in outputs}) > 1  # the seeds really reorder sets
+    assert all(o[:-1] == outputs[0][:-1] for o in outputs)
+
+
+def test_dicts_inside_object_arrays_key_alike_whatever_their_insertion_order() -> None:
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    one, two = {"a": 1, "b": 2}, {"b": 2, "a": 1}
+    assert make_key((np.array([one, None], dtype=object),)) == make_key(
+        (np.array([two, None], dtype=object),))
+    assert make_key((pd.DataFrame({"c": [one]}),)) == make_key((pd.DataFrame({"c": [two]}),))
+    assert make_key((np.array([one, None], dtype=object),)) != make_key(
+        (np.array([{"a": 1, "b": 3}, None], dtype=object),))

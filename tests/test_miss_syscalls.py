@@ -148,6 +148,45 @@ def test_replacing_an_entry_keeps_the_count(tmp_path: Path) -> None:
     assert list((tmp_path / "c").rglob("*.tmp")) == []
 
 
+def test_misses_in_threads_keep_the_count_exact(tmp_path: Path) -> None:
+    """The count of entries a miss adds is kept without a lock (each write appends its
+    change, added up when read): misses of many threads at once lose none of them."""
+    import threading
+
+    cache = Cache(tmp_path / "c")
+
+    @cache.cached
+    def f(x: int) -> bytes:
+        return bytes(x % 7)
+
+    f(-1)
+    assert f.cache_info().entries == 1  # counted from a listing, then kept
+    threads = [threading.Thread(target=lambda t=t: [f(t * 1000 + i) for i in range(300)])
+               for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    info = f.cache_info()
+    on_disk = [p.stat().st_size for p in (tmp_path / "c").rglob("*.pkl")]
+    assert (info.entries, info.bytes) == (len(on_disk), sum(on_disk)) == (1801, info.bytes)
+
+
+def test_a_store_used_alone_keeps_few_uncounted_changes(tmp_path: Path) -> None:
+    """Without a cache's statistics thread merging them, the changes writes append are
+    added up now and then: their queue stays short, and the count stays exact."""
+    from memojar._filestore import _DELTAS_KEPT, FileStore
+
+    store = FileStore(tmp_path / "c")
+    for i in range(_DELTAS_KEPT + 500):
+        store.write("fn", f"{i:032x}", [b"x" * 10])
+        assert len(store._deltas) <= _DELTAS_KEPT
+    store.recount("fn", 0, 0)  # the listing's count: none before these (merged after it)
+    for i in range(_DELTAS_KEPT + 500, _DELTAS_KEPT + 700):
+        store.write("fn", f"{i:032x}", [b"x" * 10])
+    assert store.counted("fn") == (200, 2000)
+
+
 def test_without_unnamed_files_entries_get_temporary_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -65,7 +65,9 @@ def test_32_threads_compute_each_key_once_and_distinct_keys_do_not_wait(location
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
             assert list(pool.map(slow, args)) == [(x, 3 * x) for x in args]
         took = time.monotonic() - start
-        assert took < 0.3 * 4  # in parallel (each key computes in 0.3 s): nobody queued
+        # in parallel (each key computes in 0.3 s): nobody queued (32 keys in turn: 9.6 s);
+        # not tighter: a loaded machine has stalled a process past 1.5 s
+        assert took < 0.3 * 10
     assert calls == collections.Counter(set(same) | set(distinct))
     assert left_behind(location, slow.__memojar__.name,
                        [slow.cache_key(x) for x in set(same) | set(distinct)]) == []

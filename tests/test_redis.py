@@ -569,6 +569,38 @@ def test_release_leaves_a_lock_taken_over_by_another(redis_location: str,
     store.close()
 
 
+
+def test_a_lock_whose_reply_a_dropped_connection_lost_is_held(redis_location: str,
+                                                               client: Any) -> None:
+    """The server takes the lock, then the connection drops before its reply: redis-py
+    sends the command again (the store's one retry after a dropped connection), which finds
+    the lock this caller's own. It is held, and its release frees it at once. Before, the
+    retried ``SET NX`` was refused by the caller's own lease: the caller was told the lock
+    was held by someone, and every caller of the key (this one too) waited for it to
+    expire (``LOCK_TTL``)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    store = open_store(redis_location, None, True)
+    assert isinstance(store, RedisStore)
+    name = f"memojar:{FN}:{k(1)}:lock".encode()
+    real = store._client._send_command_parse_response
+    dropped: list[Any] = []
+
+    def reply_lost(conn: Any, command_name: str, *args: Any, **options: Any) -> Any:
+        answer = real(conn, command_name, *args, **options)
+        if not dropped and name in [a.encode() if isinstance(a, str) else a for a in args]:
+            dropped.append(command_name)
+            raise RedisConnectionError("dropped after the server ran the command")
+        return answer
+
+    store._client._send_command_parse_response = reply_lost
+    lock = store.lock(FN, k(1))
+    assert lock.acquire(blocking=False)
+    assert dropped  # (the command that took the lock was retried)
+    lock.release()
+    assert client.exists(name) == 0
+    store.close()
+
 # --- faults ------------------------------------------------------------------------------------
 
 def test_server_killed_mid_run(own_server: Callable[..., RedisServer]) -> None:

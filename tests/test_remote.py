@@ -5,14 +5,18 @@ code versions of one function, two secrets."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from conftest import run_python
 from memojar import Cache, MemojarWarning, cached
-from remote_kit import SECRET, counted
+from remote_kit import HANG, SECRET, counted
 
 
 @pytest.fixture(params=["redis", "s3"])
@@ -130,3 +134,182 @@ def test_processes_under_different_secrets_are_warned_once(location: str) -> Non
     assert "is signed with another secret (or was forged)" in out
     assert "Give every process sharing this cache the same secret" in out
     assert run("one").startswith("[2, 4, 2] 2 1 an entry of __main__.load")
+
+
+# --- waiting for a key another caller holds -------------------------------------------------
+
+class _Paused(Exception):
+    """Raised by the waiting loop's first pause (the wait has begun)."""
+
+
+def _lock_requests(store: Any) -> list[str]:
+    """What ``store`` asks its server about key locks, recorded as it is sent: a Redis
+    ``SET NX`` script of a lock, an S3 request on a lease object."""
+    sent: list[str] = []
+    if store.kind == "Redis":
+        client, acquire = store._client, store._acquire
+        real = client.execute_command
+
+        def execute_command(*args: Any, **kwargs: Any) -> Any:
+            if args[0] == "EVALSHA" and args[1] == acquire.sha:
+                sent.append(f"acquire {args[3]!r}")
+            return real(*args, **kwargs)
+
+        client.execute_command = execute_command
+    else:
+        def before_call(model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+            if str(params.get("Key", "")).endswith(".lease"):
+                sent.append(f"{model.name} {params['Key']}")
+
+        store._bucket.client.meta.events.register("before-parameter-build.s3", before_call)
+    return sent
+
+
+def test_a_held_key_costs_one_try_before_the_wait(remote_location: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller finding the key locked by another starts waiting after one try of the lock.
+    Old: the decorator tried once and the waiting loop at once again, before any pause: a
+    second request to the server (Redis's ``SET NX``) for nothing."""
+    import memojar._store as store_module
+
+    holder, _ = counted(Cache(remote_location, secret=SECRET))
+    waiter, calls = counted(Cache(remote_location, secret=SECRET))
+    memo = waiter.__memojar__  # type: ignore[attr-defined]
+    held = holder.__memojar__.store.lock(memo.name, waiter.cache_key(1))  # type: ignore[attr-defined]
+    assert held.acquire(blocking=False)
+    sent = _lock_requests(memo.store)
+
+    def sleep(seconds: float) -> None:
+        raise _Paused
+
+    monkeypatch.setattr(store_module, "time", type("Clock", (), {
+        "monotonic": staticmethod(time.monotonic), "time": staticmethod(time.time),
+        "sleep": staticmethod(sleep)}))
+    try:
+        with pytest.raises(_Paused):
+            waiter(1)
+    finally:
+        monkeypatch.undo()
+        held.release()
+    if memo.store.kind == "Redis":
+        assert len(sent) == 1 and sent[0].endswith(":lock'"), sent
+    else:  # the lease's conditional creation, refused, then a look at the lease held
+        assert [s.split()[0] for s in sent] == ["PutObject", "HeadObject"], sent
+    assert calls == []
+
+
+class _Tallied:
+    """A key lock that tallies the takes of it, and gives itself back only once ``hold``
+    is set (a holder that keeps the key after storing its value)."""
+
+    def __init__(self, lock: Any, taken: list[int], hold: threading.Event | None) -> None:
+        self.lock, self.taken, self.hold = lock, taken, hold
+        self.tries = 0
+
+    def _tally(self, took: bool) -> bool:
+        self.tries += 1
+        if took:
+            self.taken.append(1)
+        return took
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return self._tally(self.lock.acquire(blocking))
+
+    def acquire_within(self, *args: Any) -> bool:
+        return self._tally(self.lock.acquire_within(*args))
+
+    def poll(self, *args: Any) -> bool | None:
+        taken = self.lock.poll(*args)
+        self._tally(taken is True)
+        return taken
+
+    def release(self) -> None:
+        if self.hold is not None:
+            assert self.hold.wait(HANG * 3)
+        self.lock.release()
+
+
+def _tallied(cache: Cache, taken: list[int], locks: list[_Tallied],
+             hold: threading.Event | None = None) -> None:
+    store, real = cache.store, cache.store.lock
+
+    def lock(function: str, key: str) -> Any:
+        locks.append(_Tallied(real(function, key), taken, hold))
+        return locks[-1]
+
+    store.lock = lock  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["def", "async"])
+@pytest.mark.parametrize("location", ["file", "redis", "s3"], indirect=True)
+def test_waiters_read_the_stored_value_without_taking_the_lock(location: str,
+                                                               asynchronous: bool) -> None:
+    """Callers waiting for another's computation of their key get its value as soon as it
+    is stored, each reading the entry: none takes the lock after it just to read it. The
+    holder here keeps the lock after storing, so the waiters can only have read.
+
+    Old: each waiter took the lock in turn (a lease on S3: a conditional PUT, a read, a
+    DELETE, with backoffs between), so the last of 20 waiters on S3 got the value seconds
+    after it was stored (benchmarks/waiters.py); here they would wait for the lock until
+    this holder gave it back."""
+    started, go, hold = threading.Event(), threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow(x: int) -> int:
+        calls.append(x)
+        started.set()
+        assert go.wait(HANG)
+        return x * 2
+
+    async def aslow(x: int) -> int:
+        calls.append(x)
+        started.set()
+        assert await asyncio.to_thread(go.wait, HANG)
+        return x * 2
+
+    def caller(cache: Cache) -> Callable[[int], int]:
+        if not asynchronous:
+            return cache.cached(slow)
+        f = cache.cached(aslow)
+        return lambda x: asyncio.run(f(x))
+
+    holder_cache = Cache(location, secret=SECRET)
+    holder_taken: list[int] = []
+    _tallied(holder_cache, holder_taken, [], hold)
+    holder = caller(holder_cache)
+    waiter_taken: list[int] = []
+    waiter_locks: list[_Tallied] = []
+    waiters, caches = [], []
+    for _ in range(4):  # each with a store of its own: as on other machines
+        cache = Cache(location, secret=SECRET, lock_timeout=HANG * 2)
+        _tallied(cache, waiter_taken, waiter_locks)
+        waiters.append(caller(cache))
+        caches.append(cache)
+    values: dict[int, int] = {}
+    holding = threading.Thread(target=lambda: values.__setitem__(-1, holder(21)))
+    holding.start()
+    threads = [threading.Thread(target=lambda i=i: values.__setitem__(i, waiters[i](21)))
+               for i in range(len(waiters))]
+    try:
+        assert started.wait(HANG)
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + HANG  # for all of them
+        while len(waiter_locks) < len(waiters) or not all(w.tries for w in waiter_locks):
+            assert time.monotonic() < deadline, "the waiters never tried the lock"
+            time.sleep(0.01)
+        go.set()  # the holder stores its value, and keeps the lock
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        assert not any(t.is_alive() for t in threads), "waiters waited for the lock"
+    finally:
+        go.set()
+        hold.set()
+        holding.join(HANG)
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(HANG)
+    assert values == {-1: 42, 0: 42, 1: 42, 2: 42, 3: 42}
+    assert calls == [21]
+    assert holder_taken == [1] and waiter_taken == []
+    assert [c.stats().hits for c in caches] == [1, 1, 1, 1]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from interrupt_kit import SUPPORTED, Injector, every_point
+from interrupt_kit import SUPPORTED, Points
 from memojar import Cache, MemojarWarning, _decorator
 from memojar._s3store import _Bucket
 from s3_server import S3Server
@@ -86,8 +86,9 @@ class S3Remote(Remote):
     def leftovers(self) -> list[str]:
         left = []
         # A release an interrupt cut short is finished by the store's renewer thread, whose
-        # DELETE a loaded machine may still be sending (seen once in the full suite on
-        # 3.12); a lease left behind stays far longer (until taken over, LEASE_STALE).
+        # DELETE a loaded machine may still be sending; a lease left behind stays far longer
+        # (until taken over). (The failure once put down to that was a lease the release did
+        # not recognise: test_s3.py::test_a_lease_whose_renewal_reply_was_lost_is_released_...)
         deadline = time.monotonic() + 10
         leases = self._leases()
         while leases and time.monotonic() < deadline:
@@ -125,7 +126,7 @@ def _left_behind(func: Any, remote: Remote) -> list[str]:
     left = []
     if _decorator._held.get():
         left.append(f"_held {_decorator._held.get()}")
-        _decorator._held.set(frozenset())
+        _decorator._held.set(())
     store = func.__memojar__.store
     if store._leases:
         left.append(f"leases known to the store {list(store._leases)}")
@@ -165,11 +166,13 @@ RUNS = [
     for scenario in SCENARIOS if scenario != "miss with max_size"
     for part in range(S3_PARTS.get(scenario, 1))
 ]
-# seconds: a next call slower than this waited for something left behind (a held lease
-# costs lock_timeout, SLOW, and a warning). S3's requests are answered by a thread of this
-# process, which the full suite on a loaded machine has slowed past 4 s a call: there a
-# held lease is told by the listing and by its warning, and the limit is a hang's.
-NEXT_CALL = {"redis": SLOW, "s3": 10.0}
+# seconds: a next call slower than this hung. Something left behind is told otherwise: a
+# lease by the server's listing, a held one also by the next call's warning (it waits
+# lock_timeout, SLOW, then computes). The next call's time is no sign of one: on a loaded
+# 2-core machine (CI installing the other Pythons' venvs beside the suite) a next call that
+# found nothing left took 1.66 s on Redis, and S3's requests, answered by a thread of this
+# process, have taken past 4 s a call.
+NEXT_CALL = 10.0
 
 
 def _known_limit(kind: str, where: str, left: list[str]) -> bool:
@@ -194,14 +197,10 @@ def test_an_interrupt_at_every_point_leaves_nothing_behind(remote: Remote, scena
         return _value(x, big)
 
     assert f(3) == _value(3, big)  # connected, the reader built: the points of a usual call
-    before(f)
-    points = every_point(lambda: call(f))
-    assert points > 10
+    points = Points(lambda: call(f), lambda: before(f))
+    assert points.count > 10
     broken = []
-    for at in range(part, points, parts):
-        before(f)
-        injector = Injector(at)
-        assert injector.run(lambda: call(f)), f"the interrupt at point {at} was swallowed"
+    for injector in points.interrupts(part, parts):
         left = _left_behind(f, remote)
         start = time.monotonic()
         with warnings.catch_warnings(record=True) as warned:
@@ -209,7 +208,7 @@ def test_an_interrupt_at_every_point_leaves_nothing_behind(remote: Remote, scena
             assert f(3) == _value(3, big), injector.where
         took = time.monotonic() - start
         left += [f"warned: {w.message}" for w in warned if w.category is MemojarWarning]
-        if took > NEXT_CALL[remote.name]:
+        if took > NEXT_CALL:
             left.append(f"the next call took {took:.2f} s")
         if left and not _known_limit(remote.name, injector.where, left):
             broken.append((injector.where, left))
@@ -222,7 +221,7 @@ import redis
 url, seconds = sys.argv[1], float(sys.argv[2])
 cache = Cache(url + "?chunk_size=1000", lock_timeout=0.5, max_size=10**7, secret="s")
 raw = redis.Redis.from_url(url)
-GAP, NEXT_CALL = (0.0002, 0.003), 0.4  # seconds between SIGINTs, the next call's limit
+GAP, NEXT_CALL = (0.0002, 0.003), 4.0  # seconds between SIGINTs, a hang (see S3's)
 
 def on_the_server(remove):
     orphans = [name for name in raw.scan_iter(match=b"*:c:*")
@@ -237,7 +236,9 @@ import boto3
 url, seconds, bucket, endpoint = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
 cache = Cache(url + "&multipart_threshold=1000", lock_timeout=0.5, secret="s")
 raw = boto3.client("s3", endpoint_url=endpoint)
-GAP, NEXT_CALL = (0.001, 0.02), 4.0  # an S3 call is a few requests to a busy test server
+GAP, NEXT_CALL = (0.001, 0.02), 4.0  # seconds between SIGINTs, a hang: a lease left is
+# told by `leftovers` and by the next call's warning, and an S3 call is a few requests to a
+# busy test server
 
 def on_the_server(remove):
     # Lease objects only: an interrupt while CreateMultipartUpload's request is on its way
@@ -261,14 +262,16 @@ def value(x):
 def leftovers(memo, x):
     found = []
     lock = memo.store.lock(memo.name, f.cache_key(x))
-    # a release a second interrupt cut short is finished by the store's thread, at once
-    if not lock.acquire_within(0.1):
+    # a release a second interrupt cut short is finished by the store's thread, at once: a
+    # round trip, which a loaded machine (the S3 server is a thread of the test process) has
+    # made last past 0.3 s; a lease left behind stays (unrenewed: for its 5 s, or 2 s)
+    if not lock.acquire_within(1.5):
         found.append("held")
     else:
         lock.release()
     if _decorator._held.get():
         found.append(f"marked {_decorator._held.get()}")
-        _decorator._held.set(frozenset())
+        _decorator._held.set(())
     if memo.store._leases or memo.store._renewer._held:
         found.append(f"known {memo.store._leases} renewed {memo.store._renewer._held}")
         memo.store._leases.clear()
@@ -375,7 +378,7 @@ TIMEOUT = 1.0  # the store's socket_timeout in these tests
 STAGES = {
     # stage: (the store's round trip frozen just before it is sent, whether the call hits)
     "read": ("_client.get", False),
-    "lease": ("_client.set", False),
+    "lease": ("_acquire", False),
     "compute": ("", False),
     "write": ("_commit", False),
     "release": ("_release", False),

@@ -121,6 +121,26 @@ def test_delete_of_a_missing_entry_is_false(store: Store) -> None:
     assert store.delete(FN, k(1)) is False
 
 
+@pytest.mark.parametrize("size", [1000, 3 << 20], ids=["small", "large"])
+def test_discard_keeps_an_entry_written_since_it_was_judged(store: Store, size: int) -> None:
+    """A caller that found the entry bad (stale, of other code) removes it only if it is
+    still the one it read: a fresh one written meanwhile (by the key's holder, which waiters
+    read while it computes) stays. Large entries are chunked on Redis, uploaded in parts on
+    S3.
+
+    Old, on Redis and S3: the fresh entry was removed (stored, lost, computed again)."""
+    store.write(FN, k(1), real_entry(k(1), size))
+    judged = store.read(FN, k(1))
+    fresh = real_entry(k(1), size + 1)
+    store.write(FN, k(1), fresh)
+    assert store.discard(FN, k(1), judged) is False
+    assert as_bytes(store.read(FN, k(1))) == b"".join(bytes(c) for c in fresh)
+    assert [e.size for e in store.scan(FN, heads=False)] == [len(b"".join(fresh))]
+    assert store.discard(FN, k(1), store.read(FN, k(1))) is True
+    assert store.read(FN, k(1)) is None
+    assert list(store.scan(FN, heads=False)) == []
+
+
 def test_write_accepts_an_expiry(store: Store) -> None:
     store.write(FN, k(1), [b"a"], expires=time.time() + 3600)
     assert as_bytes(store.read(FN, k(1))) == b"a"
@@ -257,6 +277,7 @@ def test_blocking_lock_waits_for_the_holder(store: Store) -> None:
     assert order == ["holder", "waiter"]
 
 
+@pytest.mark.real_leases  # S3: the waiter takes a dead holder's lease over after LEASE_TTL
 def test_lock_of_a_dead_process_is_released(location: str, store: Store) -> None:
     code = (
         "import os, sys\n"

@@ -28,9 +28,9 @@ from typing import (
 )
 
 from . import _entry
-from ._decorator import CacheInfo, Counter, Tally, _Memo, make_wrapper, stored_total
+from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, stored_total
 from ._errors import logger
-from ._identity import generator_kind
+from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
 from ._store import Store, StoredEntry, header_of
 
 if TYPE_CHECKING:
@@ -370,10 +370,14 @@ class Cache:
         self.max_size = max_size
         self._location = location  # as given (a Redis URL keeps its password), for pickling
         self._secret_arg = secret
-        # The hit and miss counters of every function decorated here, for ``stats()``; not
-        # the functions themselves, so the cache keeps no decorated function alive.
-        self._counters: list[tuple[Counter, Counter]] = []
-        self._tallies: list[Tally] = []  # for the saved statistics
+        # The tally of every live function of this cache (decorated here, or a copy
+        # unpickled here) with a weak reference to it, for the saved statistics and, if
+        # decorated here, ``stats()``: not the functions themselves, so the cache keeps no
+        # decorated function alive. A dropped one's tally goes once merged, its counts kept
+        # in ``_dropped`` (hits, misses): a process that decorates a function per request
+        # keeps no tally per decoration, nor merges more of them every few seconds.
+        self._tallies: list[tuple[Tally, weakref.ref[_Memo], bool]] = []
+        self._dropped = [0, 0]
         self._flush_lock = threading.Lock()
         _FLUSHER.watch(self)
 
@@ -449,7 +453,7 @@ class Cache:
             )
         disabled = os.environ.get("MEMOJAR_DISABLE", "") not in ("", "0")
 
-        def decorate(f: Callable[..., Any]) -> Any:
+        def memoize(f: Callable[..., Any]) -> Any:
             if isinstance(f, classmethod):
                 name = getattr(f.__func__, "__qualname__", "the method")
                 raise TypeError(
@@ -457,8 +461,6 @@ class Cache:
                     "(@classmethod, then @cached, then def), so it caches the function and "
                     "the class is part of the key"
                 )
-            if isinstance(f, staticmethod):
-                return staticmethod(decorate(f.__func__))
             if isinstance(f, type):
                 raise TypeError(
                     f"cached decorates functions, not classes ({f.__qualname__}): decorate "
@@ -479,9 +481,16 @@ class Cache:
                          self.lock_timeout, swr, least, held, depends_on=depends_on,
                          files=file_params, register=self._register,
                          reopen=self._store_of)
-            self._counters.append((memo.hit_count, memo.miss_count))
-            self._tallies.append(memo.tally)
+            self._tallies.append((memo.tally, weakref.ref(memo), True))
             return make_wrapper(memo, disabled)
+
+        # Not a closure that calls itself: that would be a reference cycle through the
+        # cache, which a dropped cache (and its open folders) would wait on the cycle
+        # collector for.
+        def decorate(f: Callable[..., Any]) -> Any:
+            if isinstance(f, staticmethod):
+                return staticmethod(memoize(f.__func__))
+            return memoize(f)
 
         return decorate if func is None else decorate(func)
 
@@ -506,7 +515,9 @@ class Cache:
     ) -> int:
         """Remove what no call will read: expired entries; entries of an older entry
         format; entries of a function's older code or other ``version`` than its newest
-        entry in the same scope (script or notebook) and Python; unreadable or truncated
+        entry in the same scope (script or notebook) and Python (the closures one factory
+        makes: than the newest of any of them, so another capture's entries of the same
+        code are kept; each lambda of a scope keeps its own); unreadable or truncated
         files; orphaned temporary files; then least-recently-used entries over ``max_size``.
 
         Entries another Python version (or a newer memojar) can read are kept:
@@ -564,24 +575,27 @@ class Cache:
                 version=_user_version(header.version),
                 python=header.python,
                 fingerprint=header.fingerprint,
-                scope=header.scope,
+                scope=place_of(header.scope),
             )
 
     def stats(self) -> CacheInfo:
         """Hits and misses of this process for all functions of this cache, and what is
         stored."""
-        hits = sum(hit.value for hit, _ in self._counters)
-        misses = sum(miss.value for _, miss in self._counters)
+        hits, misses = self._dropped
+        for tally, _, counted in list(self._tallies):
+            if counted:
+                hits += tally.hit_count.value
+                misses += tally.miss_count.value
         return CacheInfo(hits, misses, *stored_total(self.store, None))
 
     def _store_of(self) -> Store:
         """This cache's store, for a memo copied by pickle (see ``_Memo.__getstate__``)."""
         return self.store
 
-    def _register(self, tally: Tally) -> None:
+    def _register(self, memo: _Memo) -> None:
         """Count a memo's statistics in this cache's saved statistics (a memo unpickled in
         another process registers its own)."""
-        self._tallies.append(tally)
+        self._tallies.append((memo.tally, weakref.ref(memo), False))
 
     def saved_stats(self) -> dict[str, tuple[int, int, float]]:
         """Hits, misses and seconds saved per function name, summed over every process
@@ -595,7 +609,7 @@ class Cache:
         with self._flush_lock:
             deltas: dict[str, tuple[int, int, float]] = {}
             taken = []
-            for tally in list(self._tallies):
+            for tally, _, _ in list(self._tallies):
                 now = tally.now()
                 if now != tally.flushed:
                     hits, misses, saved = deltas.get(tally.name, (0, 0, 0.0))
@@ -610,6 +624,13 @@ class Cache:
                 return
             for tally, now in taken:
                 tally.flushed = now
+            for entry in list(self._tallies):
+                tally, memo, counted = entry
+                if memo() is None and tally.now() == tally.flushed:  # dropped, all merged
+                    self._tallies.remove(entry)
+                    if counted:
+                        self._dropped[0] += tally.hit_count.value
+                        self._dropped[1] += tally.miss_count.value
 
     def close(self) -> None:
         """Release the store's connections (a no-op for a directory)."""
@@ -652,32 +673,53 @@ def judge(
     (for every Python: the expiry is a date). SUPERSEDED: the newest unexpired entry of its
     function *in the same scope and Python* was written for other code or another version:
     two scripts' ``__main__.load``, or a 3.11 and a 3.12 project, never supersede each
-    other. OTHER_PYTHON: no process of this Python can use it, but the Python that wrote it
-    can (``prune`` keeps it unless asked). FRESH: everything else.
+    other, nor do closures or lambdas of one name (their scope tells them apart, see
+    ``_identity.sibling_of``); an entry of such a name whose scope does not, written by a
+    memojar that did not tell them apart, is superseded for this Python. OTHER_PYTHON: no
+    process of this Python can use it, but the Python that wrote it can (``prune`` keeps it
+    unless asked). FRESH: everything else.
     """
     judged: list[tuple[StoredEntry, _entry.Header | None, str]] = []
-    newest: dict[tuple[str, str, str], tuple[float, str, str]] = {}
+    newest: dict[tuple[str, str, str], tuple[float, str, str]] = {}  # by group: its newest
     for stored in entries:
         header = header_of(stored)
         if header is None:
             newer = _entry.newer_format(stored.head)
             judged.append((stored, None, UNREADABLE if newer is None else NEWER_FORMAT))
-        elif header.stale(now):
+            continue
+        if header.stale(now):
             judged.append((stored, header, STALE))
+            continue
+        if header.incompatible():
+            judged.append((stored, header, OTHER_PYTHON))
+        elif SIBLING not in header.scope and ambiguous(header.function):
+            judged.append((stored, header, SUPERSEDED))  # an older memojar's, never read
+            continue
         else:
-            judged.append((stored, header, OTHER_PYTHON if header.incompatible() else FRESH))
-            group = (header.function, header.scope, header.python)
+            judged.append((stored, header, FRESH))
+        for group, code in _groups(header):
             seen = newest.get(group)
             if seen is None or header.created > seen[0]:
-                newest[group] = (header.created, header.fingerprint, header.version)
+                newest[group] = (header.created, code, header.version)
     return [
         (stored, header, SUPERSEDED)
         if verdict in (FRESH, OTHER_PYTHON) and header is not None
-        and (header.fingerprint, header.version)
-        != newest[header.function, header.scope, header.python][1:]
+        and any((code, header.version) != newest[group][1:] for group, code in _groups(header))
         else (stored, header, verdict)
         for stored, header, verdict in judged
     ]
+
+
+def _groups(header: _entry.Header) -> list[tuple[tuple[str, str, str], str]]:
+    """The groups an entry is judged in, each with what must match the group's newest entry
+    (with the version): its function in its scope and Python (the fingerprint), and for a
+    closure or lambda sharing its name, its family there too (its bare code, see
+    ``_identity.family_of``): siblings of one code never supersede each other."""
+    groups = [((header.function, header.scope, header.python), header.fingerprint)]
+    family, code = family_of(header.function, header.scope)
+    if code:
+        groups.append(((header.function, f"{SIBLING}{family}", header.python), code))
+    return groups
 
 
 FLUSH_EVERY = 5.0  # seconds between merges of a process's statistics into the store
@@ -744,7 +786,7 @@ class _Flusher:
         self.lock = threading.Lock()
         for cache in list(self.caches):
             cache._flush_lock = threading.Lock()
-            for tally in cache._tallies:
+            for tally, _, _ in cache._tallies:
                 tally.flushed = tally.now()
         if self.thread is not None:
             self._start()

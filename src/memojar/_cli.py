@@ -25,7 +25,9 @@ from typing import IO, Any, NoReturn
 
 from ._cache import _SCHEME, SUPERSEDED, Cache, default_directory, judge
 from ._census import Census, counted, take_census
+from ._entry import CLOCK_SKEW
 from ._filestore import is_cache_dir, not_tagged_yet, why_not_ours
+from ._identity import SIBLING, family_of, place_of
 from ._location import redact
 from ._report import Report, Table, human_duration, human_size, human_time, iso
 from ._store import StoredEntry, header_of
@@ -346,8 +348,8 @@ def _ls_census(census: Census, as_json: bool,
     saved = saved or {}
     now = time.time()
     rows = [
-        [s.function, f"{s.entries:,}", human_size(s.bytes), f"{_ago(s.oldest, now)} ago",
-         f"{_ago(s.newest, now)} ago", f"{s.stale:,}", f"{s.incompatible:,}",
+        [s.function, f"{s.entries:,}", human_size(s.bytes), _ago(s.oldest, now, " ago"),
+         _ago(s.newest, now, " ago"), f"{s.stale:,}", f"{s.incompatible:,}",
          f"{s.other_python:,}", f"{saved.get(s.function, (0, 0, 0.0))[0]:,}",
          human_time(saved.get(s.function, (0, 0, 0.0))[2])]
         for s in stats
@@ -387,19 +389,20 @@ def _ls_function(
     ]
     found.sort(key=lambda hsv: hsv[0].created, reverse=True)
     data, rows = [], []
-    scoped = any(header.scope for header, _, _ in found)  # a __main__ function's scripts
+    scoped = any(place_of(header.scope) for header, _, _ in found)  # __main__'s scripts
     reasons = _reasons(found)
     for header, stored, status in found:
         reason = reasons.get(header.key, "")
         data.append({
             "key": header.key, "size": stored.size, "created": iso(header.created),
             "expires": iso(header.expires), "compute_time": header.compute_time,
-            "status": status, "python": header.python, "scope": header.scope,
+            "status": status, "python": header.python, "scope": place_of(header.scope),
             "reason": reason,
         })
         rows.append([header.key[:12], human_size(stored.size), _ago(header.created, now),
                      _expires(header.expires, now), human_time(header.compute_time), status]
-                    + ([reason] if reasons else []) + ([_home(header.scope)] if scoped else []))
+                    + ([reason] if reasons else [])
+                    + ([_home(place_of(header.scope))] if scoped else []))
     total = sum(s.size for _, s, _ in found)
     return Report(
         data=data,
@@ -419,11 +422,16 @@ def _reasons(found: list[tuple[Any, StoredEntry, str]]) -> dict[str, str]:
     from ._depends import changes
 
     newest: dict[tuple[str, str], Any] = {}
-    for header, _, _ in found:  # newest first
+    for header, _, _ in found:  # newest first: of its scope, and of a closure's family
         newest.setdefault((header.scope, header.python), header)
+        newest.setdefault((SIBLING + family_of(header.function, header.scope)[0],
+                           header.python), header)
     reasons = {}
     for header, _, status in found:
         latest = newest[(header.scope, header.python)]
+        if latest.ident == header.ident:  # superseded, if so, by another capture's code
+            latest = newest[(SIBLING + family_of(header.function, header.scope)[0],
+                              header.python)]
         if status != "incompatible" or latest.ident == header.ident:
             continue
         if latest.version != header.version:
@@ -472,7 +480,7 @@ def _info_census(census: Census, as_json: bool,
         ("time saved", human_time(seconds)),
     ]
     if oldest is not None:
-        fields += [("oldest", f"{_ago(oldest, now)} ago"), ("newest", f"{_ago(newest, now)} ago")]
+        fields += [("oldest", _ago(oldest, now, " ago")), ("newest", _ago(newest, now, " ago"))]
     notes = []
     if census.stale or census.incompatible or census.unreadable:
         notes.append("'memojar prune' removes stale, incompatible and unreadable entries")
@@ -616,8 +624,12 @@ def _summary(census: Census) -> str:
             f"{human_size(census.bytes)} in {census.directory}")
 
 
-def _ago(timestamp: float | None, now: float) -> str:
-    return "-" if timestamp is None else human_duration(now - timestamp)
+def _ago(timestamp: float | None, now: float, suffix: str = "") -> str:
+    if timestamp is None:
+        return "-"
+    if timestamp > now + CLOCK_SKEW:  # written by a clock ahead of this one
+        return f"{human_duration(timestamp - now)} ahead"
+    return human_duration(now - timestamp) + suffix
 
 
 def _expires(expires: float | None, now: float) -> str:

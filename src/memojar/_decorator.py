@@ -16,23 +16,30 @@ import pickle
 import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from types import FrameType, FunctionType
 from typing import Any, NamedTuple, cast
 
-from . import _depends, _entry, _keys
+from . import _depends, _entry, _keys, _notebook
 from ._control import SWITCH
-from ._entry import Miss
+from ._entry import CLOCK_SKEW, Miss
 from ._errors import DEBUG, at_site, logger, user_site, warn
 from ._identity import (
+    SIBLING,
     code_fingerprint,
     dependencies,
+    family_of,
     forget_dependencies,
     function_name,
     identity_digest,
+    place_of,
+    resolved,
     scope_of,
+    sibling_of,
     split,
+    unfilled,
 )
 from ._keys import (
     key_reentered,
@@ -110,14 +117,21 @@ _OTHER_SECRET = {
     "secret",
 }
 _SECRET_WARNED: set[str] = set()  # store locations warned of entries of another secret
+# The lambdas decorated in this process, while they live: a lambda's first store sweeps the
+# entries of its name's lambdas whose code none of these has (``_Memo.sweep``).
+# Weak references in a plain set: adding and copying it are each one C call, safe against
+# other threads without a lock (which a fork could leave held); a dead one removes itself.
+_LAMBDAS: set[weakref.ref[_Memo]] = set()
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 
 # The key locks this thread (or task, for coroutines) holds, as (location, function, key):
 # a cached function calling itself with the same key computes without waiting for itself.
 # A context variable, not a thread-local, so that a coroutine awaiting itself, and the
-# tasks it starts, count as the holder too.
-_held: contextvars.ContextVar[frozenset[tuple[str, str, str]]] = contextvars.ContextVar(
-    "memojar_held_locks", default=frozenset()
+# tasks it starts, count as the holder too. A tuple, not a set: a miss adds one and takes
+# it away again (a few held at once at most), and a tuple neither hashes nor copies a table
+# for that; its mark is taken away with ``reset``, cheaper than a second ``set``.
+_held: contextvars.ContextVar[tuple[tuple[str, str, str], ...]] = contextvars.ContextVar(
+    "memojar_held_locks", default=()
 )
 
 
@@ -214,7 +228,7 @@ class _Memo:
         depends_on: Any = (),
         files: tuple[str, ...] = (),
         *,
-        register: Callable[[Tally], None] | None = None,
+        register: Callable[[_Memo], None] | None = None,
         reopen: Callable[[], Store] | None = None,
     ) -> None:
         self.func = func
@@ -223,7 +237,11 @@ class _Memo:
         self.secret = secret
         self.lock_timeout = lock_timeout  # seconds to wait for another caller's compute
         self.name = function_name(func)
-        self.scope = scope_of(func)  # its script or notebook, for a function of __main__
+        # Its script or notebook, for a function of __main__ (``place``); for a closure or
+        # lambda sharing its name with others (``make(1)``, ``make(2)``), followed by what
+        # tells it apart, so it keeps entries of its own.
+        place, sibling = scope_of(func), sibling_of(func)
+        self.scope = f"{place}{SIBLING}{sibling}" if sibling else place
         self.version = version  # self.ident: at the first call (see ident)
         self.depends_on = _depends.depends_on_rows(depends_on)
         self.seed = _entry.key_seed(self.scope)  # entries of other Pythons/scopes live apart
@@ -242,6 +260,8 @@ class _Memo:
         self.watched = self.target if type(self.target) is FunctionType else _unwatched
         self.code, self.defaults, self.kwdefaults = _as_it_is(self.watched)
         self.binder = self._make_binder()
+        if sibling and unfilled(func):  # its sibling part is taken again at its first call
+            self.binder = _binding_first(weakref.ref(self))
         # The keys of recent calls of small plain values, by their bound values: a repeated
         # call is one dict lookup, not a pickle and a hash (see ``_PLAIN``). A key depends
         # on the bound values and the seed only: a reassigned default leaves these right.
@@ -258,11 +278,23 @@ class _Memo:
         self.revalidating: set[str] = set()  # keys recomputed in the background now
         self.revalidating_lock = threading.Lock()
         self.memory = memory  # results kept in this process, most recent last
-        self.recent: OrderedDict[Any, tuple[Any, float, float]] = OrderedDict()
+        self.recent: OrderedDict[Any, tuple[Any, float, float, float]] = OrderedDict()
         self.generation: Any = None  # the store's stamp, read per call; None: not yet
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
         self.renewals = 0  # renew()s so far: a fill that started before one holds nothing
+        # In IPython, a cell that starts sets ``code`` to ``CELL_RAN`` (see ``renew``):
+        self.made = _as_it_is(self.watched)  # what the binder and identity were made for
+        self.resolved: list[Any] | None = None  # what the identity was made from (ident)
+        _notebook.watch(self)  # in IPython: re-checked at its first call after each cell
+        if sibling and self.name.endswith("<lambda>"):
+            _LAMBDAS.add(weakref.ref(self, _LAMBDAS.discard))
+
+    @property
+    def place(self) -> str:
+        """Its script or notebook (``scope_of``): its scope without the sibling part (a
+        property, not an attribute: the instance's dict stays as the hit path knew it)."""
+        return place_of(self.scope)
 
     def _make_binder(self) -> Callable[..., _Args]:
         """The function turning a call's arguments into the values its key hashes, for the
@@ -283,6 +315,21 @@ class _Memo:
             binder = prebound(binder, bound_args, bound_kwargs)
         return binder
 
+    def retake_sibling(self) -> Callable[..., _Args]:
+        """For a closure sharing its name with others, some of whose cells were empty when
+        it was decorated (a helper the factory defines after it, which captures what tells
+        the closures apart), at its first call (``_binding_first``): its sibling part taken
+        again with them filled (else its siblings kept the same keys, and each call replaced
+        the other's entry), and the usual binder, which later calls use (nothing is added
+        to them)."""
+        self.scope = f"{self.place}{SIBLING}{sibling_of(self.func)}"
+        self.seed = _entry.key_seed(self.scope)
+        self.known.clear()
+        self.__dict__.pop("ident", None)  # made for the scope it had, if asked already
+        self.__dict__.pop("reader", None)
+        self.binder = binder = self._make_binder()
+        return binder
+
     def renew(self) -> None:
         """The function's ``__code__``, ``__defaults__`` or ``__kwdefaults__`` was reassigned
         (``f.__wrapped__.__code__ = g.__code__``, as joblib's tests do): what was made for
@@ -293,9 +340,23 @@ class _Memo:
 
         What is read first is what is kept: a reassignment while this runs is seen by the
         next call. A call running in another thread meanwhile may still finish with what
-        it had; the memory tier keeps nothing such a call fills (``stamp``)."""
+        it had; the memory tier keeps nothing such a call fills (``stamp``).
+
+        In IPython a cell that starts marks the memo (``_notebook``: ``code`` is then
+        ``CELL_RAN``): its function's helpers, classes and constants are compared with what
+        its identity was made from, and all this is made again only if one changed."""
         now = _as_it_is(self.watched)
+        cells = _notebook.cells_started  # a cell that starts meanwhile marks it again
+        if self.code is _notebook.CELL_RAN and not _reassigned(self.watched, self.made):
+            if not self.dependencies_changed():
+                self.code = now[0] if _notebook.cells_started == cells else self.code
+                return
+            why = "what it depends on changed"
+        else:
+            why = "its code or defaults were reassigned"
         forget_dependencies(self.target)
+        for item in self.depends_on[1]:
+            forget_dependencies(item)
         self.binder = self._make_binder()
         self.__dict__.pop("ident", None)  # made again at its next use (``cached_property``)
         self.__dict__.pop("reader", None)  # the class's method: makes one for the new ident
@@ -306,8 +367,18 @@ class _Memo:
                 self.recent.clear()
                 self.stamp = -1  # no fill started before holds its value; the next call
                 # finds the store's stamp differs and forgets (sets it back)
+        self.made = now
         self.code, self.defaults, self.kwdefaults = now
-        logger.debug("renew %s: its code or defaults were reassigned", self.name)
+        if _notebook.cells_started != cells:
+            self.code = _notebook.CELL_RAN
+        logger.debug("renew %s: %s", self.name, why)
+
+    def dependencies_changed(self) -> bool:
+        """Whether what the identity was made from changed since (False before the first
+        call, which makes it; True if it was made without a record)."""
+        if "ident" not in self.__dict__:
+            return False
+        return self.resolved is None or not all(r.unchanged() for r in self.resolved)
 
     def __getstate__(self) -> dict[str, Any]:
         """A copy (cloudpickle sends a function of ``__main__`` by value) starts with an
@@ -316,7 +387,7 @@ class _Memo:
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
         dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader",
-                   "known", "code", "defaults", "kwdefaults")
+                   "known", "code", "defaults", "kwdefaults", "made", "resolved")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
         return state
@@ -327,14 +398,16 @@ class _Memo:
             self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.Lock()
         self.recent, self.generation, self.known = OrderedDict(), None, {}
-        self.code, self.defaults, self.kwdefaults = _as_it_is(self.watched)
+        self.made = _as_it_is(self.watched)
+        self.code, self.defaults, self.kwdefaults = self.made
+        self.resolved = None
         if self.memory:
             stamp = self.store.generation(self.name)
             self.holding = stamp is not None
             self.generation = memoryview(stamp if stamp is not None else bytearray(8)).cast("Q")
             self.stamp = self.generation[0]
         if self.register is not None:
-            self.register(self.tally)
+            self.register(self)
 
     @functools.cached_property
     def ident(self) -> bytes:
@@ -349,6 +422,13 @@ class _Memo:
             warn(f"cannot follow what {self.name} depends on ({type(exc).__name__}: {exc}); "
                  "only its own code is tracked: name what it depends on in version=")
             rows = (("code", "", code_fingerprint(self.target)), *self.depends_on[0])
+            self.resolved = None
+        else:
+            # The function's record, and those of the depends_on callables of the user's
+            # code (a library's is tracked by its name: it has none).
+            own = resolved(self.target)
+            self.resolved = None if own is None else [own, *filter(None, map(
+                resolved, self.depends_on[1]))]
         self.rows = rows
         fingerprint = identity_digest(rows)
         ident = _entry.make_ident(self.name, self.version, fingerprint, self.scope)
@@ -424,7 +504,13 @@ class _Memo:
             if isinstance(cause, OSError) and cause.errno is None:
                 # Not a system call's error: the caller's signal handler (a TimeoutError)
                 # or code run by the unpickling. It is the caller's to handle.
-                raise cause from None
+                # No cycle through the entry: the cause's context is the miss, whose cause
+                # it is, and this frame, which names it, is in its traceback.
+                miss.__cause__ = None
+                try:
+                    raise cause from None
+                finally:
+                    del cause, data
             if call is not None and miss.reason == "stale":
                 value = self._stale(key, data, call)
                 if value is not MISSING:
@@ -452,10 +538,12 @@ class _Memo:
         recomputation of it starts in the background (one per key in this process; the
         key's lock, tried without waiting, makes it one across processes)."""
         try:
-            # As of ``swr`` seconds ago: an entry expired less than that long ago passes.
-            payload, buffers = _entry.verify(data, self.ident, key.encode(),
-                                             time.time() - (self.swr or 0.0), self.ttl,
-                                             self.secret, _depends.changed_result_class)
+            # An entry expired less than ``swr`` seconds ago passes (one created ahead of
+            # this clock does not: its age is unknown).
+            payload, buffers = _entry.verify(data, self.ident, key.encode(), time.time(),
+                                             self.ttl, self.secret,
+                                             _depends.changed_result_class,
+                                             grace=self.swr or 0.0)
             value = _entry.load(payload, buffers)
         except Miss:
             return MISSING
@@ -546,10 +634,12 @@ class _Memo:
         """Map the store's generation stamp; False (no memory tier) if the store keeps none."""
         stamp = self.store.generation(self.name)
         if stamp is None:
+            why = ("a cache on a server has none: every call reads the server"
+                   if self.store.remote else
+                   "a folder's is made with a hard link: a file system without them, such "
+                   "as FAT, has none; memojar's DEBUG log line says why")
             warn(f"memory= of {self.name} is not used: the cache at {self.store.location} "
-                 "keeps no generation stamp to notice another process's clear (a folder's "
-                 "is made with a hard link: a file system without them, such as FAT, has "
-                 "none; memojar's DEBUG log line says why)")
+                 f"keeps no generation stamp to notice another process's clear ({why})")
             return False
         self.generation = memoryview(stamp).cast("Q")  # one 8-byte read per call
         self.stamp = self.generation[0]
@@ -576,16 +666,19 @@ class _Memo:
             start = time.perf_counter()
             withheld: list[bool] = []
             value = self.compute(key, args, kwargs, withheld=withheld)
-            if withheld:  # not kept on disk for this key: nor here
+            if withheld:  # not kept on disk for this key, or read with an expiry unknown here
                 return value
             took = time.perf_counter() - start
             expires = time.time() + self.ttl if self.ttl is not None else math.inf
         else:
             self.hit_count.bump()
         with self.revalidating_lock:
+            now = time.time()
             if (self.holding and stamp == self.stamp == self.generation[0]
-                    and renewals == self.renewals and expires > time.time()):
-                self.recent[mkey] = (value, expires, took)
+                    and renewals == self.renewals and expires > now):
+                # Held from now on: a clock set back past it cannot tell the value's age.
+                since = now - CLOCK_SKEW if expires != math.inf else -math.inf
+                self.recent[mkey] = (value, expires, took, since)
                 if len(self.recent) > cast("int", self.memory):  # set: fill needs memory=
                     self.recent.popitem(last=False)
         return value
@@ -606,7 +699,11 @@ class _Memo:
         except Miss as miss:
             cause = miss.__cause__
             if isinstance(cause, OSError) and cause.errno is None:
-                raise cause from None  # the caller's (see ``get``)
+                miss.__cause__ = None  # no cycle (see ``get``)
+                try:
+                    raise cause from None  # the caller's (see ``get``)
+                finally:
+                    del cause, data
             if self.swr is not None and miss.reason == "stale":
                 value = self._stale(key, data, call)
                 if value is not MISSING:
@@ -640,7 +737,9 @@ class _Memo:
         A call made while this thread already holds the key's lock (the function calling
         itself with the same key) computes at once, as it would without the cache.
         ``withheld`` gets a ``True`` if the value computed must not be kept for the key (see
-        ``_computed``): the memory tier then does not hold it either.
+        ``_computed``): the memory tier then does not hold it either. So too for a value
+        another caller stored meanwhile, read here: its entry's expiry (the writer's ``ttl``
+        decides it too) is not known to the memory tier, which reads it at the next call.
         """
         held = _held.get()
         here = (self.store.location, self.name, key)
@@ -649,15 +748,19 @@ class _Memo:
         # An interrupt (KeyboardInterrupt, a signal handler's exception) may land between
         # any two calls, also between a call's return and the assignment of its result:
         # the lock is known by ``taken`` as soon as it is made, and ``_held`` is set back
-        # to its value from before, so neither is ever left held.
+        # to its value from before (by ``mark``, or, if the mark's token was lost so, by
+        # ``held``), so neither is ever left held.
         taken: list[Any] = []
+        mark = None
         try:
-            self._lock(key, taken=taken)
-            _held.set(held | {here})
+            value = self._lock(key, taken, not force)
+            if value is not MISSING:  # stored by the holder while this caller waited
+                return self._read_meanwhile(value, withheld)
+            mark = _held.set((*held, here))
             if not force:  # also after a timeout
                 value = self._stored_meanwhile(key)
                 if value is not MISSING:
-                    return value
+                    return self._read_meanwhile(value, withheld)
             return self._compute(key, args, kwargs, withheld)
         finally:
             try:
@@ -669,7 +772,18 @@ class _Memo:
                         taken[0].release()
                         raise
             finally:
-                _held.set(held)
+                if mark is None:
+                    _held.set(held)
+                else:
+                    _held.reset(mark)
+
+    @staticmethod
+    def _read_meanwhile(value: Any, withheld: list[bool] | None) -> Any:
+        """A value another caller stored meanwhile, read by ``compute``: not for the memory
+        tier to hold (``withheld``), as it does not know when its entry expires."""
+        if withheld is not None:
+            withheld.append(True)
+        return value
 
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any],
                  withheld: list[bool] | None = None) -> Any:
@@ -697,8 +811,10 @@ class _Memo:
         # set back to its value from before. A cancellation lands only at an ``await``.
         taken: list[Any] = []
         try:
-            await self._alock(key, run, taken)
-            _held.set(held | {here})
+            value = await self._alock(key, run, taken, not force)
+            if value is not MISSING:  # stored by the holder while this caller waited
+                return value
+            _held.set((*held, here))
             value = MISSING if force else await run(self._stored_meanwhile, key)
             if value is MISSING:
                 value = await self._acompute(key, args, kwargs, run)
@@ -725,11 +841,12 @@ class _Memo:
         await run(self._computed, key, value, start, (args, kwargs), finish=True)
         return value
 
-    def _lock(self, key: str, then: str = _COMPUTING_HERE, taken: list[Any] | None = None
-              ) -> Any:
-        """The key's lock, held; None if the store cannot lock right now (a read-only or
+    def _lock(self, key: str, taken: list[Any] | None = None, read: bool = False,
+              then: str = _COMPUTING_HERE) -> Any:
+        """Take the key's lock, unless the store cannot lock right now (a read-only or
         vanished directory) or another caller held it past ``lock_timeout``: the value is
-        then computed without it.
+        then computed without it. MISSING, or with ``read`` the value the lock's holder
+        stored while this caller waited, read without taking the lock.
 
         Only the store's own errors (an ``OSError`` with an errno) are caught; anything else
         raised while waiting, such as the ``TimeoutError`` of the caller's ``SIGALRM``
@@ -737,29 +854,51 @@ class _Memo:
         is made, before it is acquired: the caller releases it (a no-op if it is not held)
         even if an interrupt loses this method's return value.
         """
-        timeout = self.lock_timeout
         lock = None
         try:
             lock = self.store.lock(self.name, key)
             if taken is not None:
                 taken.append(lock)
-            if lock.acquire_within(timeout):
-                return lock
+            # The usual case first, one try: the key is free, and no deadline is computed.
+            if lock.acquire(False):
+                return MISSING
+            # Held by another caller: wait (from a pause: that try was made), and with
+            # ``read`` look for its value before each later try, so that once it is stored
+            # every waiter reads it at once, none taking the lock in turn to read it.
+            found: list[Any] = []
+            if lock.acquire_within(self.lock_timeout, True,
+                                   functools.partial(self._look, key, found) if read
+                                   else None):
+                return MISSING
+            if found:
+                return found[0]
         except OSError as exc:
             if lock is not None:
                 lock.release()
             if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
                 raise
-            return self._cannot_lock(key, exc)
+            self._cannot_lock(key, exc)
+            return MISSING
         except BaseException:
             if lock is not None:
                 lock.release()  # taken just before the exception, perhaps: never leak it
             raise
-        return self._waited_too_long(key, timeout, then)
+        self._waited_too_long(key, self.lock_timeout, then)
+        return MISSING
 
-    async def _alock(self, key: str, run: Any, taken: list[Any]) -> Any:
-        """``_lock`` for coroutines: polls, so the event loop keeps running meanwhile.
-        ``taken`` gets the lock as soon as it is made, for the caller to release."""
+    def _look(self, key: str, found: list[Any]) -> bool:
+        """While waiting for the key's lock: True (and the value in ``found``) if its holder
+        has stored the value."""
+        value = self._stored_meanwhile(key)
+        if value is MISSING:
+            return False
+        found.append(value)
+        return True
+
+    async def _alock(self, key: str, run: Any, taken: list[Any], read: bool) -> Any:
+        """``_lock`` for coroutines: polls (``KeyLock.poll``), so the event loop keeps
+        running meanwhile. ``taken`` gets the lock as soon as it is made, for the caller to
+        release."""
         import asyncio
 
         timeout = self.lock_timeout
@@ -768,17 +907,27 @@ class _Memo:
         try:
             lock = self.store.lock(self.name, key)
             taken.append(lock)
-            while not await run(lock.acquire, False, undo=lock.release):
+            if await run(lock.acquire, False, undo=lock.release):
+                return MISSING
+            found: list[Any] = []  # as ``_lock``: the holder's value, read while waiting
+            look = functools.partial(self._look, key, found) if read else None
+            while True:
                 if time.monotonic() >= deadline:
-                    return self._waited_too_long(key, timeout, _COMPUTING_HERE)
+                    self._waited_too_long(key, timeout, _COMPUTING_HERE)
+                    return MISSING
                 await asyncio.sleep(_LOCK_POLL)
-            return lock
+                got = await run(lock.poll, look, undo=lock.release)
+                if got is None:
+                    return found[0]
+                if got:
+                    return MISSING
         except OSError as exc:
             if lock is not None and not self.store.remote:
                 lock.release()
             if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
                 raise
-            return self._cannot_lock(key, exc)
+            self._cannot_lock(key, exc)
+            return MISSING
         except BaseException:  # cancelled, or the caller's exception: never leak the lock
             if lock is not None and not self.store.remote:  # a remote one: ``undo`` does
                 lock.release()
@@ -898,7 +1047,10 @@ class _Memo:
             )
             return
         try:
-            size = self.store.write(self.name, key, chunks, expires)
+            # A store with its own expiry (Redis) keeps the entry through the window in
+            # which stale_while_revalidate still serves it; the header's expiry decides.
+            kept = expires + self.swr if expires is not None and self.swr else expires
+            size = self.store.write(self.name, key, chunks, kept)
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
@@ -928,8 +1080,8 @@ class _Memo:
         try:
             if (self.store.location, self.name, key) not in _held.get():
                 if wait:
-                    self._lock(key, "storing the value given to cache_set without waiting",
-                               taken=taken)
+                    self._lock(key, taken, then="storing the value given to cache_set "
+                               "without waiting")
                 else:
                     try:
                         lock = self.store.lock(self.name, key)
@@ -953,31 +1105,65 @@ class _Memo:
         Runs once per process, at the first store: an edited notebook cell or a version
         bump leaves no trail of entries that can never hit again. Only entries of the same
         scope (script or notebook) and the same Python are swept: another script's
-        ``__main__.load`` and another interpreter's entries are theirs to keep. The store
-        notes which code swept last in each (Python, scope), so an unchanged function does
-        not list its entries in every process.
+        ``__main__.load`` and another interpreter's entries are theirs to keep. A closure
+        or lambda sharing its name sweeps its family's (``family_of``: see ``superseded``),
+        never a sibling's. The store notes which code swept last in each (Python, scope) or
+        family, so an unchanged function does not list its entries in every process.
         """
         try:
             swept = _read_sweep_note(self.store.read_note(self.name))
-            group, code = f"{self.seed:016x}", _entry.ident_digest(self.ident)
-            if swept.get(group) == code:
+            ident = self.ident  # made at the first call, with ``rows``
+            family, code = family_of(self.name, self.scope)
+            version = _entry.version_tag(self.version)
+            if code:  # siblings of one family: one note whatever they capture
+                group = f"{_entry.key_seed(family):016x}"
+                done = _entry.ident_digest("\n".join(
+                    [code, version, *(" ".join(row) for row in self.rows[1:])]).encode())
+            else:
+                group, done = f"{self.seed:016x}", _entry.ident_digest(ident)
+            if swept.get(group) == done:
                 return
+            live = None
+            if weakref.ref(self) in _LAMBDAS:  # the codes of its name's lambdas here
+                lambdas = [m for m in (ref() for ref in list(_LAMBDAS)) if m is not None]
+                live = {family_of(m.name, m.scope)[1] for m in lambdas
+                        if m.name == self.name and m.place == self.place
+                        and m.store.location == self.store.location}
             doomed = []
             for stored in self.store.scan(self.name):
                 try:
                     header = _entry.read_header(stored.head)
                 except Miss:
                     continue  # being written, or damaged: prune's business
-                if (header.ident != self.ident and header.function == self.name
-                        and header.scope == self.scope and header.python == _entry.PYTHON):
+                if (header.function == self.name and header.python == _entry.PYTHON
+                        and self.superseded(header, ident, (family, code, version), live)):
                     doomed.append(stored)
             if doomed:
                 self.store.remove(doomed)
             swept.pop(group, None)
-            notes = [f"{group} {code}", *(f"{g} {c}" for g, c in swept.items())]
+            notes = [f"{group} {done}", *(f"{g} {c}" for g, c in swept.items())]
             self.store.write_note(self.name, "\n".join(notes[:_NOTE_GROUPS]).encode())
         except OSError as exc:
             logger.debug("cannot sweep old entries of %s: %s", self.name, exc)
+
+    def superseded(self, header: _entry.Header, ident: bytes, mine: tuple[str, str, str],
+                   live: set[str] | None) -> bool:
+        """Whether the sweep removes an entry of this function and Python: of its scope
+        with another identity; of its name from a memojar that did not tell siblings apart
+        (no sibling part, at keys never read now); of its family (the closures of its
+        name, or the lambdas of its code) with other code or another version; or, for a
+        lambda, of another lambda of its name whose code no lambda of this process has
+        (edited away: in a program that still made it, it would be here)."""
+        if header.scope == self.scope:
+            return header.ident != ident
+        if header.scope == self.place:
+            return self.scope != self.place
+        family, code, version = mine
+        theirs, their_code = family_of(header.function, header.scope)
+        if theirs == family:
+            return (their_code, header.version) != (code, version)
+        return (live is not None and place_of(header.scope) == self.place
+                and their_code not in live)
 
     def discard(self, key: str, reason: str, judged: Any) -> None:
         """Remove an entry that must not be used (stale, incompatible, corrupt), if it is
@@ -1096,6 +1282,17 @@ def _unwatched() -> None:
     class): a function whose code and defaults nobody reassigns."""
 
 
+def _binding_first(memo: weakref.ref[_Memo]) -> Callable[..., _Args]:
+    """The binder of a memo until its first call (``_Memo.retake_sibling``). It holds the
+    memo weakly: a bound method kept in the memo's own dict was a reference cycle, which
+    kept a dropped cache's store (its open folders) until the cycle collector ran."""
+
+    def bind(*args: Any, **kwargs: Any) -> _Args:
+        return cast("_Memo", memo()).retake_sibling()(*args, **kwargs)  # alive: calling
+
+    return bind
+
+
 def _as_it_is(func: Any) -> tuple[Any, Any, Any]:
     """A function's code, defaults and keyword defaults, compared by identity per call."""
     return func.__code__, func.__defaults__, func.__kwdefaults__
@@ -1103,8 +1300,11 @@ def _as_it_is(func: Any) -> tuple[Any, Any, Any]:
 
 def _reassigned(func: Any, known: tuple[Any, Any, Any]) -> bool:
     """Whether ``func``'s code or defaults are no longer the objects ``known`` (off the hit
-    path: ``key_of`` and the memory tier compare inline)."""
-    return any(now is not then for now, then in zip(_as_it_is(func), known, strict=True))
+    path: ``key_of`` and the memory tier compare inline). Spelt out, not a loop over
+    ``_as_it_is``: a miss asks twice, and a generator costs it ten frames."""
+    code, defaults, kwdefaults = known
+    return (func.__code__ is not code or func.__defaults__ is not defaults
+            or func.__kwdefaults__ is not kwdefaults)
 
 
 def _clock() -> float:
@@ -1295,7 +1495,7 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
                 break
         recent = memo.recent  # an attribute, not a closure cell: a copy gets its own
         held = recent.get(mkey)
-        if held is not None and held[1] > now():
+        if held is not None and held[3] <= now() < held[1]:
             try:
                 recent.move_to_end(mkey)
             except KeyError:  # forgotten by another thread meanwhile: still this value
@@ -1352,7 +1552,10 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
             except asyncio.CancelledError as exc:
                 cancelled = exc
         if cancelled is not None:
-            raise cancelled
+            try:
+                raise cancelled
+            finally:  # this frame is in its traceback: no cycle through the call's arguments
+                del cancelled, made, args
         return made.result()
     if undo is None:
         return await asyncio.to_thread(call, *args)

@@ -130,6 +130,9 @@ class NotAFile(Exception):
 
 
 _hashes: dict[str, tuple[tuple[int, ...], str]] = {}
+# Bounded: a long-running process reading ever new files (a pipeline over a growing folder)
+# keeps the digests of the last ``_HASHES_MAX`` files hashed, not of every file it ever read.
+_HASHES_MAX = 1 << 16
 _hashes_lock = threading.Lock()
 _OPEN = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
@@ -202,6 +205,8 @@ def _file_digest(name: str, st: os.stat_result) -> str | None:
            opened.st_ctime_ns)
     if started - opened.st_ctime_ns / 1e9 > _RECENT:
         with _hashes_lock:
+            if name not in _hashes and len(_hashes) >= _HASHES_MAX:
+                del _hashes[next(iter(_hashes))]  # the earliest hashed
             _hashes[name] = (sig, hexdigest)
     return hexdigest
 
@@ -340,10 +345,13 @@ def utc(timestamp: float) -> str:
 
 
 def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
-    """No entry for this call: say if another Python version's entry exists for it."""
+    """No entry for this call: say if another Python version's entry exists for it, or
+    another closure's or lambda's of the same name (``_identity.sibling_of``)."""
     from ._entry import PYTHON, key_seed, read_header
+    from ._identity import family_of, place_of
     from ._keys import make_key
 
+    keys: dict[str, str] = {}  # the call's key under each sibling's scope
     try:
         for stored in memo.store.scan(memo.name):
             try:
@@ -354,6 +362,17 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
                     and make_key(values, key_seed(memo.scope, header.python)) == header.key):
                 return (f"miss: no entry for this Python ({PYTHON}); Python {header.python} "
                         "stored one (each Python version keeps its own)")
+            if (header.python == PYTHON and header.scope != memo.scope
+                    and place_of(header.scope) == memo.place
+                    and (keys.get(header.scope) or keys.setdefault(
+                        header.scope, make_key(values, key_seed(header.scope)))) == header.key):
+                if memo.name.endswith("<lambda>"):
+                    what = "another lambda of this name (other code or captured values)"
+                elif family_of(memo.name, header.scope) != family_of(memo.name, memo.scope):
+                    return f"incompatible: the code of {memo.name} changed"
+                else:
+                    what = "a closure of this name capturing other values"
+                return f"miss: no entry for these arguments; {what} stored one (each keeps its own)"
     except (OSError, TypeError, ValueError):
         pass
     return "miss: no entry for these arguments"
@@ -361,13 +380,16 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
 
 def explain_miss(memo: Any, data: Any, reason: str) -> str:
     """Why the entry stored for a call cannot be used, naming what changed."""
-    from ._entry import PYTHON, Miss, read_header, version_tag
+    from ._entry import CLOCK_SKEW, PYTHON, Miss, read_header, version_tag
 
     try:
         header = read_header(data)
     except Miss:
         return f"miss: the entry is unusable ({reason})"
     if reason == "stale":
+        if header.created > time.time() + CLOCK_SKEW:
+            return (f"stale: created {utc(header.created)}, later than this clock (a clock "
+                    "ahead of it wrote it, or it was set back): its age is unknown")
         ends = [t for t in (header.expires, memo.ttl and header.created + memo.ttl) if t]
         return f"stale: expired {utc(min(ends))}" if ends else "stale"
     if header.python != PYTHON:

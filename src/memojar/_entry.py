@@ -66,6 +66,12 @@ KEY_LEN = 32
 SIG_LEN = 32
 ALIGN = 64
 
+# Seconds an expiring entry's creation may lie ahead of this clock and still count: another
+# machine's clock a little ahead, an NTP step back. An entry created later than that cannot
+# tell its age (written by a clock far ahead, or before this clock was set back): it is
+# stale, never served up to that much longer than its ``ttl``.
+CLOCK_SKEW = 1.0
+
 _OPEN = b"\x80\x05B"  # PROTO 5, then BINBYTES (its u32 length follows)
 _POP = 0x30  # the POP opcode, b"0"
 _LEAD = struct.Struct("<3sI")
@@ -215,7 +221,21 @@ class Header(NamedTuple):
         return None
 
     def stale(self, now: float) -> bool:
-        return self.expires is not None and now >= self.expires
+        return expired(now, self.created, self.expires or 0.0)
+
+
+def expired(now: float, created: float, expires: float, ttl: float | None = None,
+            grace: float = 0.0) -> bool:
+    """Whether an entry created at ``created`` (expiring at ``expires``, 0: never, and
+    ``ttl`` seconds after ``created`` if given) is stale at ``now``, ``grace`` seconds of
+    staleness allowed; one that expires is stale too once created later than ``now`` by
+    more than ``CLOCK_SKEW`` (its age is unknown). The rule of ``verify`` and listings;
+    ``make_reader``'s hit path spells it out inline."""
+    if not expires and ttl is None:
+        return False
+    late = now - grace
+    return ((expires > 0 and late >= expires) or (ttl is not None and late >= created + ttl)
+            or now < created - CLOCK_SKEW)
 
 
 def encode(
@@ -371,13 +391,15 @@ def verify(
     ttl: float | None,
     secret: bytes | None,
     classes_ok: Callable[[bytes], str | None] | None = None,
+    grace: float = 0.0,
 ) -> tuple[memoryview, list[memoryview]]:
     """Check an entry against what the caller expects; return its payload and buffers.
 
     ``data`` is the whole entry (bytes, bytearray or mmap). Raises ``Miss`` on any mismatch;
     nothing in ``data`` is unpickled here. An entry whose result holds classes of the
     user's code has them after the ident: ``classes_ok`` judges them (None if unchanged,
-    else why not), without it such an entry is a miss.
+    else why not), without it such an entry is a miss. ``grace``: seconds an expired entry
+    still passes (``stale_while_revalidate``); one created ahead of ``now`` never does.
     """
     view = memoryview(data)
     size = len(view)
@@ -391,7 +413,7 @@ def verify(
     at = _IDENT_AT + ident_len
     if view[_IDENT_AT : at + KEY_LEN] != ident + key:  # one comparison on the hit path
         _check_other_ident(view, ident, key, at, classes_ok)
-    if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
+    if expired(now, created, expires, ttl, grace):
         raise Miss("stale")
     at += KEY_LEN
     if head == _PLAIN and not (nbuf or secret):  # the common entry: unsigned, no buffers
@@ -471,7 +493,8 @@ def make_reader(
                     and data[_IDENT_AT:pop_at] == ident + key.encode()):
                 if expires or ttl is not None:
                     now = now_of()
-                    if (expires and now >= expires) or (ttl is not None and now >= created + ttl):
+                    if ((expires and now >= expires) or (ttl is not None and now >= created + ttl)
+                            or now < created - CLOCK_SKEW):
                         raise Miss("stale")
                 summed = data[_SUMMED_AT:] if size <= _INLINE else memoryview(data)[_SUMMED_AT:]
                 if digest(summed) != checksum:

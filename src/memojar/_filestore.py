@@ -35,6 +35,8 @@ import socket
 import stat
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -66,8 +68,13 @@ NOTE_FILE = ".swept"  # the identity of the code that last swept the function's 
 GEN_FILE = ".gen"  # 8 bytes rewritten in place when the function's entries are removed
 TMP_SUFFIX = ".tmp"
 MMAP_THRESHOLD = 1 << 20  # entries this large are mapped copy-on-write instead of read
-ORPHAN_AGE = 3600.0  # a temporary file this old is orphaned even if its pid is alive
+ORPHAN_AGE = 3600.0  # a temporary file of another host's writer this old is orphaned
 RESERVE_WAIT = 60.0  # seconds a writer waits for room that other writers in flight hold
+# Seconds a caller waits for the size ledger's lock, and for the statistics' lock, held by
+# another process: held for moments, or for good by a process stopped while holding it
+# (Ctrl-Z, a debugger), which costs others this delay, never a hang.
+LOCK_WAIT = 60.0
+STATS_WAIT = 5.0  # statistics are not worth a longer wait (at exit, every process merges)
 _LEDGER = ".size"
 _STATS = ".stats"  # hits, misses, time saved per function; entry counts per directory
 _TAG = "CACHEDIR.TAG"
@@ -79,8 +86,70 @@ _TAG_TEXT = (
 _GITIGNORE = ".gitignore"
 _GITIGNORE_TEXT = "# Created by memojar: a cache is not source code.\n*\n"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
-# This host, in temporary file names: a pid says whether the writer is alive only here.
-_HOST = xxhash.xxh3_64_hexdigest(socket.gethostname().encode())[:8]
+
+
+def _boot_id() -> bytes:
+    """This boot of this machine (Linux); empty where the system does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            return f.read().strip()
+    except OSError:
+        return b""
+
+
+def _pid_namespace() -> bytes:
+    """This process's pid namespace (Linux): containers of one machine sharing its
+    hostname (``docker run --network host``, pods on the host's network) each number
+    their processes apart, so a pid in a name says something only within one."""
+    try:
+        return os.readlink("/proc/self/ns/pid").encode()
+    except OSError:
+        return b""
+
+
+def _started(pid: int) -> bytes | None:
+    """When process ``pid`` of this host started, in clock ticks since boot (Linux's
+    ``/proc/PID/stat``, which no clock change moves); ``b""`` for a live process whose start
+    is unknown (no ``/proc``, or hidden from this user); None if there is no such live
+    process (none, or a zombie: its writing is over)."""
+    if pid <= 0:  # a name no process writes: 0 and below are groups to ``kill``
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+        fields = stat_line[stat_line.rindex(b")") + 2:].split()  # after the command name
+        return None if fields[0] in (b"Z", b"X") else fields[19]
+    except (OSError, ValueError, IndexError):  # no /proc, or hidden: ask ``kill``
+        return b"" if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is alive."""
+    if pid <= 0:  # a name no process writes: 0 and below are groups to ``kill``
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # no such process (or pid)
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _process_tag(started: bytes) -> str:
+    """Two hex digits of a process's start: another process given the same pid since
+    differs (but for one in 256, which is then taken for the writer: its file stays until
+    that process ends)."""
+    return xxhash.xxh3_64_hexdigest(started)[:2]
+
+
+# This machine in this boot and pid namespace, in temporary file names (6 hex digits),
+# then this process's start (2): a pid says whether the writer is alive only there, and
+# only while no other process has taken it since; a writer named so is judged by its
+# process, whatever its file's age (a clock set forward, an mtime set back).
+_MACHINE = xxhash.xxh3_64_hexdigest(
+    b"\0".join([socket.gethostname().encode(), _boot_id(), _pid_namespace()]))[:6]
+_HOST = _MACHINE + _process_tag(_started(os.getpid()) or b"")
 # The names memojar writes, and so the only ones it deletes.
 _ENTRY = re.compile(r"[0-9a-f]+\.(?:pkl|mj)")  # SUFFIX, OLD_SUFFIX
 _SHARD = re.compile(r"[0-9a-f]{2}")
@@ -110,8 +179,10 @@ _NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
 # What ``ftruncate`` says where it cannot extend a file (FAT through FUSE: EPERM).
 _NO_GROW = (errno.EPERM, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 _WRITE_TRIES = 5  # a shard or folder removed under a writer is made again this often
+_SEP = os.sep  # in the paths made per call: one global, not ``os.sep``'s two lookups
 _O_LEDGER_LOCK = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _IOV_MAX = 512
+_DELTAS_KEPT = 4096  # writes' count changes kept before they are added up (``_count``)
 
 
 def function_dir(function: str, case_safe: bool = False) -> str:
@@ -227,15 +298,18 @@ class FileStore(Store):
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
         # Function name -> its folder, opened by this process (the miss path writes through
-        # it); the lock file opener of each function.
+        # it); the path of each function's lock file.
         self._open: dict[str, _Folder] = {}
-        self._lockers: dict[str, tuple[str, Callable[[], int]]] = {}
+        self._lockers: dict[str, str] = {}
         self._tmpfile = _TMPFILE  # unnamed temporary files work here (until one fails)
         self._truncate_grows = True  # ftruncate extends a file here (until it refuses)
         self._recounted = False  # the ledger is recounted once per process before trusting it
         # Entries and bytes this process added (+) or removed (-), by function directory,
-        # not yet merged into the stats file.
+        # not yet merged into the stats file: each write appends its change to ``_deltas``
+        # (``deque.append`` is atomic: a miss takes no lock for it, which cost it as much
+        # as a system call), added up into ``_tally`` under ``_tally_lock`` when read.
         self._tally: dict[str, list[int]] = {}
+        self._deltas: deque[tuple[str, int, int]] = deque()
         self._tally_lock = threading.Lock()
         self._tally_pid = os.getpid()  # a forked child starts with none: its parent's
 
@@ -246,12 +320,14 @@ class FileStore(Store):
         """A copy (a function sent to a worker by value) starts with no tally of its own and
         opens the folders itself."""
         state = self.__dict__.copy()
-        del state["_tally"], state["_tally_lock"], state["_open"], state["_lockers"]
+        del state["_tally"], state["_deltas"], state["_tally_lock"], state["_open"]
+        del state["_lockers"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tally, self._tally_lock, self._tally_pid = {}, threading.Lock(), os.getpid()
+        self._deltas = deque()
         self._open, self._lockers = {}, {}
         self._tagged = False  # another process, perhaps another host: looks at the tag again
 
@@ -264,7 +340,7 @@ class FileStore(Store):
         if fdir is None:
             fdir = self._dirs[function] = os.path.join(self.root,
                                                        function_dir(function, case_safe=True))
-        return f"{fdir}{os.sep}{key[:2]}{os.sep}{key}{SUFFIX}"
+        return f"{fdir}{_SEP}{key[:2]}{_SEP}{key}{SUFFIX}"
 
     # --- the hit path -------------------------------------------------------------------
 
@@ -354,7 +430,11 @@ class FileStore(Store):
             replaced = _size_of(path)  # for the ledger and the entry count
             try:
                 os.replace(tmp, path)
-            except FileNotFoundError as exc:  # the temporary file went with its folder
+            except FileNotFoundError as exc:  # the temporary file went, or its folder
+                if os.path.isdir(os.path.dirname(path)):
+                    raise OSError(errno.ENOENT, f"the temporary file {tmp} was removed while "
+                                  "memojar was writing it (by another program?); nothing "
+                                  "was stored", tmp) from exc
                 raise _not_a_folder(os.path.dirname(path)) from exc
         except BaseException:
             _unlink(tmp)
@@ -377,7 +457,7 @@ class FileStore(Store):
         descriptor while the function ran may have opened a folder of its own at its number.
         """
         shard = key[:2]
-        name = f"{shard}{os.sep}{key}{SUFFIX}"
+        name = f"{shard}{_SEP}{key}{SUFFIX}"
         folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in range(_WRITE_TRIES):
@@ -394,7 +474,9 @@ class FileStore(Store):
                                         dir_fd=folder.fd) from exc
                 raise
             try:
-                _write_chunks(fd, chunks, size)
+                written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
+                if written != size:  # a short write: the rest after it
+                    _write_rest(fd, chunks, written)
                 source = f"{_PROC_FD}{fd}"
                 try:
                     os.link(source, name, dst_dir_fd=folder.fd, follow_symlinks=True)
@@ -428,9 +510,9 @@ class FileStore(Store):
             if mine is None or mine.st_ino != folder.ino or mine.st_dev != folder.dev:
                 folder.fd = -1  # not this store's descriptor any more: never closed here
                 return self._open_folder(function, folder)
-            fdir = self._dirs[function]
+            fdir = folder.path
             try:
-                st = os.stat(fdir, follow_symlinks=False)
+                st = os.lstat(fdir)
             except OSError:  # removed (made again), or unreachable (said by the open)
                 st = None
             if st is not None and st.st_ino == folder.ino and st.st_dev == folder.dev:
@@ -466,10 +548,11 @@ class FileStore(Store):
         except BaseException:
             os.close(fd)
             raise
-        folder = _Folder(fd, os.path.basename(fdir), st)
+        folder = _Folder(fd, fdir, st)
         current = self._open.get(function)
         if current is None or current is gone:
             self._open[function] = folder
+            _keep_open(self, function)
             return folder
         return current  # another thread opened it first (this one closes when dropped)
 
@@ -629,10 +712,11 @@ class FileStore(Store):
             lock.release()
 
     def _account(self, delta: int) -> None:
-        """Record a size change in the ledger; only caches with a max_size keep one."""
+        """Record a size change already made on disk in the ledger (``Ledger.settle``);
+        only caches with a max_size keep one."""
         if delta and self.max_size is not None:
             with self._ledger() as ledger:
-                ledger.add(delta)
+                ledger.settle(delta)
 
     def read_note(self, function: str) -> bytes | None:
         self.path(function, "")  # fills the function's directory in
@@ -716,15 +800,29 @@ class FileStore(Store):
         """In a forked child, the inherited tally is the parent's to merge."""
         if self._tally_pid != _PID[0]:
             self._tally_lock = threading.Lock()
-            self._tally, self._tally_pid = {}, _PID[0]
+            self._tally, self._deltas, self._tally_pid = {}, deque(), _PID[0]
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
         if self._tally_pid != _PID[0]:
             self._forked()
-        with self._tally_lock:
-            tally = self._tally.setdefault(fdir, [0, 0])
-            tally[0] += entries
-            tally[1] += size
+        deltas = self._deltas
+        deltas.append((fdir, entries, size))
+        if len(deltas) > _DELTAS_KEPT:  # merged every few seconds; a store alone is not
+            with self._tally_lock:
+                self._added_up()
+
+    def _added_up(self) -> dict[str, list[int]]:
+        """The tally, with the changes written since added to it; ``_tally_lock`` held
+        (the only place that takes from ``_deltas``, so one that is not empty gives)."""
+        deltas, tally = self._deltas, self._tally
+        while deltas:
+            fdir, entries, size = deltas.popleft()
+            counts = tally.get(fdir)
+            if counts is None:
+                counts = tally[fdir] = [0, 0]
+            counts[0] += entries
+            counts[1] += size
+        return tally
 
     def read_stats(self) -> dict[str, Any]:
         """The merged statistics: ``{"functions": {name: [hits, misses, saved]}, "counts":
@@ -751,7 +849,7 @@ class FileStore(Store):
         directories (from a listing), replacing what was kept."""
         self._forked()
         with self._tally_lock:
-            tally, self._tally = self._tally, {}
+            tally, self._tally = self._added_up(), {}
         try:
             if not (functions or recount or any(t != [0, 0] for t in tally.values())):
                 return
@@ -787,7 +885,7 @@ class FileStore(Store):
             return _flock(os.path.join(self.root, _STATS + ".lock"))
         fd = os.open(self.root, _O_DIR)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock_within(fd, STATS_WAIT, f"the statistics' lock (on {self.root})")
         except BaseException:
             os.close(fd)
             raise
@@ -812,7 +910,7 @@ class FileStore(Store):
             return None
         self._forked()
         with self._tally_lock:
-            entries, size = self._tally.get(fdir, (0, 0))
+            entries, size = self._added_up().get(fdir, (0, 0))
         return max(0, kept[0] + entries), max(0, kept[1] + size)
 
     def recount(self, function: str, entries: int, size: int) -> None:
@@ -821,13 +919,13 @@ class FileStore(Store):
         self.path(function, "")
         fdir = os.path.basename(self._dirs[function])
         with self._tally_lock:
-            self._tally.pop(fdir, None)
+            self._added_up().pop(fdir, None)
         self.merge_stats({}, {fdir: (entries, size)})
 
     def forget_counts(self) -> None:
         """Drop every kept count (after ``prune``): the next ``counted`` lists again."""
         with self._tally_lock:
-            self._tally.clear()
+            self._added_up().clear()
         try:
             _no_links(self.root)
         except OSError:
@@ -844,13 +942,14 @@ class FileStore(Store):
 
     def lock(self, function: str, key: str) -> KeyLock:
         if LOCKS_IN_FUNCTION_DIR:  # the function folder's lock file, opened through it
-            locker = self._lockers.get(function)
-            if locker is None:
+            path = self._lockers.get(function)
+            if path is None:
                 self.path(function, "")
-                locker = self._lockers[function] = (
-                    os.path.join(self._dirs[function], LOCK_FILE),
-                    functools.partial(self._open_lock_file, function))
-            return range_lock(locker[0], key, locker[1])
+                path = self._lockers[function] = os.path.join(self._dirs[function], LOCK_FILE)
+            # The opener is made per lock, never kept by the store: the store would then
+            # be in a reference cycle, and a dropped cache's open folders would wait for
+            # the cycle collector, which a program with a big heap runs rarely.
+            return range_lock(path, key, functools.partial(self._open_lock_file, function))
         path = self.path(function, key)  # a lock file per key, beside the entry
         self._folders(path)
         return key_lock(self._dirs[function], key, path)
@@ -984,7 +1083,7 @@ class FileStore(Store):
 
         Returns the number of temporary files removed (lock files are not entries)."""
         removed = 0
-        now = time.time()
+        now = _Clocks(self.root)
         root_fd = _open_dir(self.root)
         if root_fd is None:
             return 0
@@ -1028,7 +1127,7 @@ class FileStore(Store):
         temporary files; those of dead writers are removed)."""
         entries: list[StoredEntry] = []
         temps = 0
-        now = time.time()
+        now = _Clocks(self.root)
         for name, _, shard, sfd, files in self._shards():
             for file in files:
                 match = _TEMP.fullmatch(file)
@@ -1102,14 +1201,38 @@ class _FlockLock:
             self.release()
 
 
+def _lock_within(fd: int, wait: float, what: str) -> None:
+    """``flock`` ``fd`` exclusively, waiting at most ``wait`` seconds (then ``OSError``):
+    a holder stopped with it costs a delay, never a hang."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the usual case: free
+        return
+    except BlockingIOError:
+        pass
+    deadline = time.monotonic() + wait
+    delay = 0.001
+    while True:
+        time.sleep(delay)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise OSError(errno.ENOLCK, f"{what} has been held by another process for "
+                              f"over {wait:g} s (one stopped while holding it: Ctrl-Z, a "
+                              "debugger?)") from None
+        delay = min(delay * 2, 0.05)
+
+
 def _flock(path: str) -> Any:
     """The ledger's lock. ``flock`` like filelock's (so tools that take it with filelock
-    agree), but a link planted at ``path`` is refused, never truncated or written."""
+    agree), but a link planted at ``path`` is refused, never truncated or written. Waits
+    at most ``LOCK_WAIT`` seconds."""
     if fcntl is None:
         from filelock import FileLock
 
         lock = FileLock(path, mode=0o600)
-        lock.acquire()
+        lock.acquire(timeout=LOCK_WAIT)
         return lock
     for _ in range(3):
         try:
@@ -1125,7 +1248,7 @@ def _flock(path: str) -> Any:
                 lock.release()
                 _unlink(path)
                 continue
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock_within(fd, LOCK_WAIT, f"the size ledger's lock {path}")
         except BaseException:
             lock.release()
             raise
@@ -1133,16 +1256,44 @@ def _flock(path: str) -> Any:
     raise OSError(errno.EINVAL, "not a regular file", path)
 
 
+# The folders kept open, across every store of the process, the earliest first: a process
+# that goes through many functions (thousands of cached steps in one Cache, a cache_dir per
+# test through ``cached(cache_dir=...)``, whose Caches are kept for good) keeps the last
+# ``_FOLDERS_MAX`` open, never one descriptor per folder it ever wrote to (past 1023
+# ``select`` fails, past the limit of open files ``open`` does, in the user's own code). A
+# folder let go closes when the last thread writing through it drops it, and is opened
+# again by its function's next miss. Stores are held weakly: a dropped one closes its
+# folders at once.
+_kept: dict[tuple[int, str], weakref.ref[FileStore]] = {}
+_FOLDERS_MAX = 64
+
+
+def _keep_open(store: FileStore, function: str) -> None:
+    _kept.pop((id(store), function), None)  # now the latest
+    _kept[id(store), function] = weakref.ref(store)
+    while len(_kept) > _FOLDERS_MAX:
+        try:
+            earliest = next(iter(_kept))
+            ref = _kept.pop(earliest)
+        except (StopIteration, KeyError, RuntimeError):  # emptied, or changed meanwhile
+            return
+        name = earliest[1]
+        owner = ref()
+        if owner is not None:
+            owner._open.pop(name, None)
+
+
 class _Folder:
     """A function's folder opened by this process (``O_DIRECTORY | O_NOFOLLOW``): the miss
     path creates, links and locks files relative to it. Closed when the last thread holding
     it drops it, so a thread still writing through it never sees its descriptor reused."""
 
-    __slots__ = ("dev", "fd", "ino", "name")
+    __slots__ = ("dev", "fd", "ino", "name", "path")
 
-    def __init__(self, fd: int, name: str, st: os.stat_result) -> None:
+    def __init__(self, fd: int, path: str, st: os.stat_result) -> None:
         self.fd = fd
-        self.name = name  # the folder's name under the root (the tally's key)
+        self.path = path  # where it must still be (``FileStore._folder``)
+        self.name = os.path.basename(path)  # its name under the root (the tally's key)
         self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
 
     def __del__(self, _close: Callable[[int], None] = os.close,
@@ -1250,8 +1401,17 @@ _PID = [os.getpid()]  # this process's pid, without a system call per write
 # so no two live writers pick the same one, and no system call is made per name.
 _SEQUENCE = itertools.count(int.from_bytes(os.urandom(4), "little"))
 _NAME_TRIES = 3
+
+
+def _forked() -> None:
+    """A forked child: its own pid and start in the names it writes."""
+    global _HOST
+    _PID[0] = os.getpid()
+    _HOST = _MACHINE + _process_tag(_started(_PID[0]) or b"")
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _replace_small(path: str, data: bytes) -> None:
@@ -1304,12 +1464,9 @@ def _write_all(fd: int, chunks: Sequence[Any]) -> None:
                 n = 0
 
 
-def _write_chunks(fd: int, chunks: Sequence[Any], size: int) -> None:
-    """Write bytes or byte views (``size`` bytes in all): one ``writev`` when it takes them
-    all, else the rest after it."""
-    written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
-    if written == size:
-        return
+def _write_rest(fd: int, chunks: Sequence[Any], written: int) -> None:
+    """Write what is left of bytes or byte views after the first ``written`` bytes (one
+    ``writev`` took fewer than all, or was not tried: more than ``_IOV_MAX`` chunks)."""
     rest = []
     for chunk in chunks:
         view = memoryview(chunk)
@@ -1429,11 +1586,13 @@ def _listdir(path: str | int) -> list[str]:
         return []
 
 
-def _claim(root: str) -> None:
+def _claim(root: str, writing: bool = False) -> None:
     """Check that an existing ``root`` is memojar's; adopt it if it is empty.
 
     Raises ``NotACacheDirectory`` for a folder with files and no memojar tag. A folder that
     cannot be listed is left to fail (or not) on use: that is a storage fault, not a refusal.
+    ``writing``: something is about to go in, so a tag that cannot be written (a full disk)
+    raises its ``OSError`` (see ``_mark``).
     """
     if is_cache_dir(root):
         return
@@ -1450,7 +1609,7 @@ def _claim(root: str) -> None:
             return
         if not _being_tagged(root, names):
             raise NotACacheDirectory(root)
-    _mark(root)
+    _mark(root, writing)
 
 
 def not_tagged_yet(path: str) -> bool:
@@ -1500,7 +1659,7 @@ _TAG_TEMP = re.compile(r"CACHEDIR\.TAG\.[0-9]+-[0-9a-f]{8}\.[0-9a-f]{8}\.tmp")
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 
 
-def _mark(root: str) -> None:
+def _mark(root: str, writing: bool = False) -> None:
     """Tag a directory memojar created (or adopted empty): CACHEDIR.TAG, so backup tools
     skip it and memojar knows it as its own, and a .gitignore, so a cache placed in a
     repository is not committed. Never into a folder that was not memojar's.
@@ -1510,23 +1669,36 @@ def _mark(root: str) -> None:
     in a root is memojar's and complete, and another tool's is never taken for one that
     memojar is writing. If what is at the name now is not memojar's tag (another program
     put a link or a file there first), the root is not memojar's: ``NotACacheDirectory``,
-    and nothing else goes in (every later process would refuse it)."""
+    and nothing else goes in (every later process would refuse it).
+
+    A tag that cannot be written (read-only, a full disk) is left to the first write, which
+    says why (``writing``: this is that write, and the error is raised here): nothing goes
+    into the root before its tag, or every later process would refuse it as a folder of
+    the user's, also once there is room again. A ``.gitignore`` that cannot be written
+    whole is removed: the cache then has none, as one whose maker was killed between."""
     tag = os.path.join(root, _TAG)
     try:
         if not os.path.lexists(tag):  # else another process tagged it
             _link_tag(root)
-    except OSError:  # read-only: the first write will say so
+    except OSError:
+        if writing:
+            raise
         return
     if not is_cache_dir(root):
         if os.path.lexists(tag):  # else gone again (or the root): the first write says so
             raise NotACacheDirectory(root)
         return
+    path = os.path.join(root, _GITIGNORE)
     try:
-        fd = os.open(os.path.join(root, _GITIGNORE), _O_CREATE, 0o600)
+        fd = os.open(path, _O_CREATE, 0o600)
     except OSError:  # read-only (the first write will say so), or the .gitignore is there
         return
     try:
-        os.write(fd, _GITIGNORE_TEXT.encode())
+        data = _GITIGNORE_TEXT.encode()
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:  # a full disk: no partial .gitignore (the cache works without one)
+        _unlink(path)
     finally:
         os.close(fd)
 
@@ -1589,7 +1761,7 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
     # own files into a new ``out/`` has it refused here, never tagged (backup tools that
     # honour the tag would skip the user's files).
     if not tagged:
-        _claim(root)
+        _claim(root, writing=True)
     below = os.path.relpath(path, root)
     if below == ".":
         return
@@ -1620,31 +1792,61 @@ def _mkdir(d: str, links_ok: bool = False) -> None:
     raise _not_a_folder(d, making=True)
 
 
-def _orphaned(match: re.Match[str], st: os.stat_result, now: float) -> bool:
-    """A temporary file whose writer is gone: its pid is dead on this host, or it is an hour
-    old (the only sign for a writer on another host, where a pid says nothing)."""
-    if now - st.st_mtime > ORPHAN_AGE:
-        return True
-    host = match.group("host")
-    if host is not None and host != _HOST:
-        return False
-    return not _alive(int(match.group("pid") or match.group("oldpid")))
+class _Clocks:
+    """What an orphan's age is judged by: this machine's clock, and the file system's
+    (the modification time of a file created now in the cache's root: an NFS server's
+    clock there), read once and only if asked. Another host's temporary file is old only
+    if both say so: a clock of this machine set forward, or ahead of the server's, does not
+    make a live writer's file look an hour old."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.local = time.time()
+        self._fs: float | None = None
+
+    def old(self, st: os.stat_result) -> bool:
+        if self.local - st.st_mtime <= ORPHAN_AGE:
+            return False
+        if self._fs is None:
+            self._fs = _fs_now(self.root, self.local)
+        return self._fs - st.st_mtime > ORPHAN_AGE
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host is alive."""
-    if pid <= 0:  # a name no process writes: 0 and below are groups to ``kill``
-        return False
+def _fs_now(root: str, local: float) -> float:
+    """The file system's time now at ``root`` (``local`` where nothing can be made there):
+    a temporary file named as the ledger's, so that a process killed before removing it
+    leaves an orphan that ``cleanup`` knows."""
     try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # no such process (or pid)
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
+        fd, tmp = _create_new(os.path.join(root, _LEDGER))
+    except OSError:  # read-only, or gone
+        return local
+    try:
+        return os.fstat(fd).st_mtime
+    except OSError:
+        return local
+    finally:
+        os.close(fd)
+        _unlink(tmp)
 
 
-def _remove_orphans(dir_fd: int, now: float) -> int:
+def _orphaned(match: re.Match[str], st: os.stat_result, now: _Clocks) -> bool:
+    """A temporary file whose writer is gone. A writer of this machine in this boot is
+    judged by its process alone: gone if its pid is dead, or now another process's (one
+    started since), and never by its file's age: a writer stopped mid-write (SIGSTOP, a
+    laptop lid) whose file looks old (the clock set forward, an mtime set back) is alive.
+    A writer on another host, before a reboot, or of a memojar that named no start, is
+    judged by age: an hour old, the only sign where a pid says nothing."""
+    host = match.group("host")
+    pid = int(match.group("pid") or match.group("oldpid"))
+    if host is None:  # a name of memojar before 2026-11 (no host): as it judged them
+        return _started(pid) is None or now.old(st)
+    if host[:6] != _MACHINE:
+        return now.old(st)
+    started = _started(pid)
+    return started is None or (started != b"" and _process_tag(started) != host[6:])
+
+
+def _remove_orphans(dir_fd: int, now: _Clocks) -> int:
     """Remove the orphaned temporary files memojar wrote in one directory."""
     removed = 0
     for name in _listdir(dir_fd):

@@ -19,11 +19,15 @@ the function, never from a ``repr`` (which holds a memory address).
 
 from __future__ import annotations
 
+import collections
+import contextvars
+import dis
 import enum
 import functools
 import itertools
 import re
 import sys
+import threading
 import weakref
 from collections.abc import Callable
 from types import (
@@ -122,8 +126,163 @@ def code_fingerprint(func: Callable[..., Any]) -> str:
     return xxhash.xxh3_64_hexdigest(repr(_callable_shape(target, set())).encode())
 
 
-def _callable_shape(func: Any, seen: set[int]) -> Any:
-    """A callable as the fingerprint sees it; ``seen`` stops cycles (a recursive closure)."""
+SIBLING = "\x1d"  # in a scope: the place (script, notebook or ""), then the sibling
+
+
+def ambiguous(name: str) -> bool:
+    """Whether a qualname (or ``module.qualname``) may name several functions at once."""
+    return "<locals>" in name or "<lambda>" in name
+
+
+def sibling_of(func: Callable[..., Any]) -> str:
+    """What tells ``func`` apart from other functions of its name and scope, or ``""``
+    when its name does (a function of a module or a class body: one ``def``, one function).
+
+    A name holding ``<locals>`` or ``<lambda>`` can name several functions at once: the
+    closures one factory makes (``make(1)``, ``make(2)``) differ in what they capture and
+    in their defaults, the lambdas of one scope in their code too. This is two 16-digit
+    digests, of the function's bare code (its code without what it captures or its
+    defaults, through the wrappers decorators put around it: ``code_fingerprint(...,
+    bare=True)``) and of what it captures and its defaults; it salts the function's keys
+    and goes in its entries' scope, so each keeps entries of its own (``family_of`` says
+    which supersede which). Taken once, when the function is decorated, or at its first
+    call if a cell was empty then (a helper defined after it, the decorated function's
+    own name in a recursive closure: ``unfilled``); the identity takes the captures at the
+    first call.
+    """
+    if not ambiguous(function_name(func)):
+        return ""
+    try:
+        return _sibling_of(split(func)[0])
+    except Exception:  # noqa: BLE001 - decorating must not fail for a fingerprint (as
+        return "0" * 32  # ``ident``): siblings then share keys, as before, never a value
+
+
+def _sibling_of(target: Any) -> str:
+    seen: set[int] = set()
+    code = xxhash.xxh3_64_hexdigest(repr(_callable_shape(target, seen, bare=True)).encode())
+    captured = []
+    _walk.by_state = True  # what the identity counts by type, by state here (_shape_of)
+    _walk.accumulators = accumulators = set()  # but for these: by type (_shape_of)
+    try:
+        for _ in range(100):  # through the wrappers decorators put around it to the function
+            accumulators.update(_accumulators(target))
+            inner = getattr(target, "__wrapped__", None)
+            cells = [cell for cell in getattr(target, "__closure__", None) or ()
+                     if not (_filled(cell) and cell.cell_contents is inner)]
+            captured.append((tuple(_cell_shape(cell, set()) for cell in cells),
+                             _value_shape(getattr(target, "__defaults__", None), set(), True),
+                             _value_shape(getattr(target, "__kwdefaults__", None), set(),
+                                          True)))
+            if inner is None or not callable(inner):
+                break
+            target = inner
+    finally:
+        _walk.by_state = False
+        _walk.accumulators = set()
+    return code + xxhash.xxh3_64_hexdigest(repr(captured).encode())
+
+
+# Methods that change a list, dict, set or deque in place: a closure calling one on what it
+# captures (``calls.append(x)``) keeps an accumulator, not data it depends on.
+_MUTATORS = frozenset({
+    "append", "extend", "insert", "add", "update", "setdefault", "pop", "popitem", "remove",
+    "discard", "clear", "appendleft", "extendleft", "sort", "reverse", "__setitem__",
+    "__delitem__",
+})
+_MUTABLE = (list, dict, set, bytearray, collections.deque)
+
+
+def _accumulators(func: Any) -> set[int]:
+    """The ids of the lists, dicts, sets and deques ``func`` captures and changes in place
+    (``calls.append(x)``, ``count[k] += 1``, also in a function it defines): accumulators,
+    counted by type in what tells siblings apart, so that a closure made again after it
+    filled one keeps its entries. A container it only reads (``make(["a"])``'s columns)
+    counts by its contents."""
+    code = getattr(func, "__code__", None)
+    closure = getattr(func, "__closure__", None)
+    if not isinstance(code, CodeType) or not closure:
+        return set()
+    mutated = _mutated_names(code)
+    return {id(cell.cell_contents) for name, cell in zip(code.co_freevars, closure, strict=False)
+            if name in mutated and _filled(cell)
+            and isinstance(cell.cell_contents, _MUTABLE)}
+
+
+def _mutated_names(code: CodeType) -> set[str]:
+    """The free or cell variables ``code`` (and code it defines) changes in place: one
+    loaded and then a mutating method looked up on it, or a subscript stored or deleted
+    before the next line starts."""
+    names: set[str] = set()
+    instructions = list(dis.get_instructions(code))
+    for i, instruction in enumerate(instructions):
+        if instruction.opname != "LOAD_DEREF":
+            continue
+        for after in instructions[i + 1:i + 12]:
+            if after.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+                if after.argval in _MUTATORS:
+                    names.add(instruction.argval)
+                break
+            if after.opname in ("STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE"):
+                names.add(instruction.argval)
+                break
+            if after.starts_line or after.opname == "LOAD_DEREF":
+                break
+    for constant in code.co_consts:
+        if isinstance(constant, CodeType):
+            names |= _mutated_names(constant)
+    return names
+
+
+# While ``sibling_of`` walks what a function captures: a captured object the identity
+# counts by type (a list, dict or set the function only reads, an instance, a Decimal, a
+# date, a numpy array or frame), also inside a captured list, dict or closure, counts by
+# its state when the function is decorated, and a module by its name: ``make(["a"])`` and
+# ``make(["b"])``, ``make(Config(2))`` and ``make(Config(5))``, ``make(math)`` and
+# ``make(cmath)`` are different functions. An accumulator it changes in place
+# (``_accumulators``), one too large to hash (``state_key``) or that
+# cannot be pickled (a lock, a connection) still counts by type.
+_walk = threading.local()
+
+
+def unfilled(func: Callable[..., Any]) -> bool:
+    """Whether a cell of ``func`` (or of a function it wraps) is empty: a name the enclosing
+    function assigns later (a helper defined after it, the decorated function's own name in
+    a recursive closure). What tells it apart (``sibling_of``) is then taken again at its
+    first call, when they are filled."""
+    target = split(func)[0]
+    for _ in range(100):
+        if not all(_filled(cell) for cell in getattr(target, "__closure__", None) or ()):
+            return True
+        target = getattr(target, "__wrapped__", None)
+        if target is None or not callable(target):
+            return False
+    return False
+
+
+def place_of(scope: str) -> str:
+    """The script or notebook of an entry's scope (``""`` for a module's function)."""
+    return scope.partition(SIBLING)[0]
+
+
+def family_of(function: str, scope: str) -> tuple[str, str]:
+    """The entries of ``function`` whose code supersedes each other's, for an entry's
+    scope: ``(family, code)``. A function its name tells apart is one family per scope (and
+    Python); its code is the identity's business. The closures of one name in one place
+    are one family, whatever they capture: one ``def`` is one code, and entries of another
+    code than the newest are of an edited function. Each lambda's code is a family of its
+    own: an edited lambda cannot be told from another lambda of the same name."""
+    place, separator, sibling = scope.partition(SIBLING)
+    if not separator:
+        return scope, ""
+    code = sibling[:16]
+    return (f"{place}{SIBLING}{code}" if function.endswith("<lambda>") else place), code
+
+
+def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
+    """A callable as the fingerprint sees it; ``seen`` stops cycles (a recursive closure).
+    ``bare``: without what the function (and the functions it wraps) capture and their
+    defaults (``sibling_of``)."""
     if id(func) in seen:
         return ("seen", function_name(func))
     seen.add(id(func))
@@ -131,7 +290,7 @@ def _callable_shape(func: Any, seen: set[int]) -> Any:
     if getattr(func, "__memojar__", None) is not None and callable(wrapped):
         # A function memojar decorated counts as the function it wraps: its wrapper's
         # closure holds the memo, whose state (counters, the sweep flag) changes with calls.
-        return ("cached", _callable_shape(wrapped, seen))
+        return ("cached", _callable_shape(wrapped, seen, bare))
     if isinstance(func, functools.partial):
         return ("partial", _callable_shape(func.func, seen),
                 _value_shape(func.args, seen, by_state=True),
@@ -142,17 +301,17 @@ def _callable_shape(func: Any, seen: set[int]) -> Any:
     if isinstance(func, type):
         return class_shape(func, seen)
     if getattr(func, "__memojar__", None) is not None:  # a decorated function: what it runs
-        return ("cached", _callable_shape(func.__wrapped__, seen))
+        return ("cached", _callable_shape(func.__wrapped__, seen, bare))
     code = getattr(func, "__code__", None)
     shape: list[Any] = [function_name(func)]
     if isinstance(code, CodeType):
         shape.append(_code_shape(code))
         closure = getattr(func, "__closure__", None)
-        if closure:
+        if closure and not bare:
             shape.append(tuple(_cell_shape(cell, seen) for cell in closure))
         defaults = getattr(func, "__defaults__", None)
         kwdefaults = getattr(func, "__kwdefaults__", None)
-        if defaults or kwdefaults:
+        if (defaults or kwdefaults) and not bare:
             shape.append(("defaults", _value_shape(defaults, seen, by_state=True),
                           _value_shape(kwdefaults, seen, by_state=True)))
     elif not isinstance(func, BuiltinFunctionType):
@@ -161,7 +320,7 @@ def _callable_shape(func: Any, seen: set[int]) -> Any:
         shape.append(("object", class_shape(type(func), seen), _state_shape(func)))
     wrapped = getattr(func, "__wrapped__", None)
     if wrapped is not None and callable(wrapped):
-        shape.append(("wraps", _callable_shape(wrapped, seen)))
+        shape.append(("wraps", _callable_shape(wrapped, seen, bare)))
     return tuple(shape)
 
 
@@ -180,7 +339,7 @@ def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
     try:
         return _shape_of(value, seen, by_state)
     except Exception:  # noqa: BLE001 - whatever the object raised
-        return ("type", type(value).__module__, type(value).__qualname__)
+        return _type_shape(value)
 
 
 def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
@@ -197,6 +356,10 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     if isinstance(value, (FunctionType, MethodType, functools.partial, type)):
         return _callable_shape(value, seen)
     if isinstance(value, BuiltinFunctionType):
+        owner = getattr(value, "__self__", None)  # "x".join: "x"; a module's function: it
+        if (getattr(_walk, "by_state", False) and owner is not None
+                and not isinstance(owner, ModuleType)):  # sibling_of's walk
+            return ("named", function_name(value), _state_shape(owner))
         return ("named", function_name(value))
     if _plain(value):
         return ("value", _plain_key(value))
@@ -209,7 +372,10 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
                                      for k, v in value.items())))
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
         return ("object", class_shape(type(value), seen), _state_shape(value))
-    return ("type", type(value).__module__, type(value).__qualname__)
+    if getattr(_walk, "by_state", False) and id(value) not in _walk.accumulators:
+        return ("module", value.__name__) if isinstance(value, ModuleType) else (
+            _state_shape(value))  # sibling_of's walk
+    return _type_shape(value)
 
 
 def _key_text(key: Any) -> str:
@@ -245,8 +411,17 @@ def _state_shape(value: Any) -> Any:
     except BaseException:  # noqa: BLE001 - whatever the value's pickling raised (a library's
         key = None  # own BaseException too: gevent, pytest): count it by its type
     if key is None:
-        return ("type", type(value).__module__, type(value).__qualname__)
+        return _type_shape(value)
     return ("state", key)
+
+
+def _type_shape(value: Any) -> tuple[str, str, str]:
+    """A value counted by its type: its class's module and name (``__mp_main__``, a spawn
+    or forkserver worker's script, is ``__main__``: an instance of the script's class
+    captured there is the script's)."""
+    module = type(value).__module__
+    return ("type", "__main__" if module == "__mp_main__" else module,
+            type(value).__qualname__)
 
 
 _PLAIN = (int, float, complex, str, bytes, bool, type(None), range)
@@ -348,6 +523,10 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                 # a nested class; an Enum member by its value (unpickling finds a member
                 # by value: a changed value must not load as another member)
                 members.append((name, _attribute_shape(member, seen)))
+            elif "<locals>" in klass.__qualname__ and _data_attribute(name, member, klass):
+                # A class a function makes (``make(k)`` running ``class C: K = k``): its
+                # data differs from one such class to another, and no global reaches it
+                members.append((name, ("data", _value_shape(member, seen, by_state=True))))
         shape.append((function_name(klass), tuple(members)))
     return ("class", tuple(shape))
 
@@ -562,6 +741,10 @@ def generator_kind(func: Any) -> str | None:
 _deps_of: weakref.WeakKeyDictionary[Any, tuple[tuple[str, str, str], ...]] = (
     weakref.WeakKeyDictionary()
 )
+# What each function's dependencies were resolved from (only while ``RECORD``: see
+# ``Resolved``); kept past ``forget_dependencies``, so that the walk that makes them again
+# reuses the state of the objects that did not change.
+_resolved_of: weakref.WeakKeyDictionary[Any, Resolved] = weakref.WeakKeyDictionary()
 _SEPARATORS = str.maketrans({"\0": "?", "\n": "?", " ": "_", "\x1e": "?", "\x1f": "?"})
 
 
@@ -595,16 +778,29 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     except (KeyError, TypeError):
         pass
     rows: dict[str, tuple[str, str, str]] = {}
-    own = ("code", "", code_fingerprint(target))  # the function itself: its name is known
-    _walk_callable(target, rows, set())
-    cls = _class_of_method(target)
-    if cls is not None:
-        _walk_value(cls, function_name(cls), rows, set())
+    record = None
+    if RECORD:
+        try:
+            record = Resolved(_resolved_of.get(target))
+        except TypeError:  # not weak-referenceable: nothing to keep a record for
+            pass
+    token = _recording.set(record)
+    try:
+        own = ("code", "", code_fingerprint(target))  # the function itself: its name is known
+        _walk_callable(target, rows, set())
+        cls = _class_of_method(target)
+        if cls is not None:
+            _walk_value(cls, function_name(cls), rows, set())
+    finally:
+        _recording.reset(token)
     rows.pop(function_name(target), None)
     found = (own, *sorted(rows.values(), key=lambda r: (r[1], r[0])))
     found = tuple((kind, name.translate(_SEPARATORS), fp) for kind, name, fp in found)
     try:
         _deps_of[target] = found
+        if record is not None:
+            record.reused = None  # the previous record: not kept alive by this one
+            _resolved_of[target] = record
     except TypeError:  # not weak-referenceable
         pass
     return found
@@ -651,6 +847,10 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     if not isinstance(code, CodeType) or not isinstance(namespace, dict):
         return
     names = _code_names(code, set())
+    record = _recording.get()
+    if record is not None:
+        record.function(func)
+        record.lookups(namespace, names)
     module = namespace.get("__name__") or getattr(func, "__module__", None) or "__main__"
     if module == "__mp_main__":
         module = "__main__"
@@ -701,7 +901,7 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         _walk_global(value, where, rows, seen, names)
     except Exception:  # noqa: BLE001 - whatever the object raised
         if is_user_module(where.rpartition(".")[0]):
-            shape = ("type", type(value).__module__, type(value).__qualname__)
+            shape = _type_shape(value)
             _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
 
 
@@ -722,6 +922,9 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         found = class_identity(value)
         if found is not None and id(value) not in seen:
             seen.add(id(value))
+            record = _recording.get()
+            if record is not None:
+                record.klass(value)
             _add(rows, ("class", *found))
             for klass in value.__mro__:
                 if not is_user_module(klass.__module__):
@@ -746,6 +949,9 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             return
         seen.add(id(value))
         namespace = vars(value)
+        record = _recording.get()
+        if record is not None:
+            record.lookups(namespace, names)
         for name in sorted(names):
             if name in namespace:
                 _walk_value(namespace[name], f"{value.__name__}.{name}", rows, seen, names)
@@ -790,10 +996,19 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     _walk_value(item, function_name(item), rows, seen, names)
     if not is_user_module(where.rpartition(".")[0]):
         return
-    shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
-    if type(value) in _CONTAINERS and shape[0] == "type":  # no callables in it: its state
-        shape = _state_shape(value)
-    _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
+    # Data (an array, a frame, an instance, a table without callables) counts by its
+    # state alone: a rebuilt identity reuses what the last one hashed of the same object.
+    record = _recording.get()
+    digest = record.state_of(value) if record is not None else None
+    if digest is None:
+        shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
+        data = shape[0] in ("state", "type")  # not a callable's code
+        if type(value) in _CONTAINERS and shape[0] == "type":  # no callables: its state
+            shape = _state_shape(value)
+        digest = xxhash.xxh3_64_hexdigest(repr(shape).encode())
+        if record is not None and data:
+            record.states[id(value)] = (_hold(value), digest)
+    _add(rows, ("constant", where, digest))
 
 
 _CONTAINERS = (tuple, list, dict, set, frozenset)
@@ -827,3 +1042,176 @@ def _constant_digest(value: Any) -> str:
 def identity_digest(rows: tuple[tuple[str, str, str], ...]) -> str:
     """The fingerprint of a function with its dependencies: one digest of all the rows."""
     return xxhash.xxh3_64_hexdigest("\n".join(" ".join(row) for row in rows).encode())
+
+
+# --- what an identity was resolved from: re-checked after a notebook cell -----------------
+
+# Set when memojar runs in IPython (``_notebook``): ``dependencies`` then keeps a record of
+# what it read. Off in a script, where nothing re-checks and a record would only keep the
+# old values of rebound globals alive.
+RECORD = False
+_recording: contextvars.ContextVar[Resolved | None] = contextvars.ContextVar(
+    "memojar_recording", default=None)
+
+
+class _Absent:
+    """A name the namespace did not hold (a builtin, an attribute name)."""
+
+    __slots__ = ()
+
+
+_ABSENT = _Absent()
+
+
+class _Strong:
+    """A reference to an object that cannot be weakly referenced (an int, a str, a list):
+    held, so that a new object at the same address is never taken for it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self) -> Any:
+        return self.value
+
+
+def _hold(value: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(value)
+    except TypeError:
+        return _Strong(value)
+
+
+def _holds(held: Callable[[], Any], value: Any) -> bool:
+    """Whether ``held`` (``_hold``) is a reference to ``value`` (a dead weak reference
+    returns None, which is then not taken for a global bound to None)."""
+    return held() is value and (value is not None or type(held) is _Strong)
+
+
+class Resolved:
+    """What ``dependencies`` read to make a function's rows: each global name it looked up
+    in a namespace (the object found, or that there was none), the code and defaults of
+    each function it followed, the members of each class. ``unchanged`` compares them by
+    identity: cheap, and exact for what a notebook cell or ``%autoreload`` does (bind a
+    name again; replace a function's ``__code__``, a class's members). An object mutated in
+    place is the same object: not seen, as in a script.
+
+    Objects are held weakly where they can be (functions, classes, modules, arrays,
+    instances); others (numbers, strings, tuples, lists, dicts) strongly, so that a new
+    object at a freed one's address is never taken for it. ``states`` are the digests of
+    data objects (``_walk_object``), reused by the next record while the object is the same
+    (a big global is hashed once, not at every rebuild)."""
+
+    __slots__ = ("classes", "functions", "names", "reused", "states")
+
+    def __init__(self, reused: Resolved | None = None) -> None:
+        self.names: dict[tuple[int, str], tuple[Any, str, Callable[[], Any]]] = {}
+        self.functions: dict[int, tuple[Callable[[], Any], Any, Any, Any]] = {}
+        self.classes: dict[int, tuple[Callable[[], Any], tuple[Any, ...]]] = {}
+        self.states: dict[int, tuple[Callable[[], Any], str]] = {}
+        self.reused = reused
+
+    def lookups(self, namespace: Any, names: set[str]) -> None:
+        for name in names:
+            key = (id(namespace), name)
+            if key not in self.names:
+                self.names[key] = (namespace, name, _hold(namespace.get(name, _ABSENT)))
+
+    def function(self, func: Any) -> None:
+        if id(func) not in self.functions:
+            self.functions[id(func)] = (_hold(func), *_made_of(func))
+
+    def klass(self, cls: type) -> None:
+        if id(cls) not in self.classes:
+            self.classes[id(cls)] = (_hold(cls), _class_state(cls))
+
+    def unchanged(self) -> bool:
+        """Whether every name is bound to the object it was, and every function and class
+        followed is made of what it was; False if looking raised (a member that raises when
+        looked at: the identity is made again, which knows how to count it). A class that
+        changed is fingerprinted again by its next ``class_identity``."""
+        try:
+            return self._unchanged()
+        except Exception:  # noqa: BLE001 - whatever an object raised
+            return False
+
+    def state_of(self, value: Any) -> str | None:
+        """The digest the previous record took of ``value``, if it is the same object."""
+        found = self.reused.states.get(id(value)) if self.reused is not None else None
+        if found is None or not _holds(found[0], value):
+            return None
+        self.states[id(value)] = found
+        return found[1]
+
+    def _unchanged(self) -> bool:
+        same = True
+        for held, state in self.classes.values():  # all of them: each forgets its own
+            cls = held()
+            if cls is None:
+                same = False
+            elif not _same(_class_state(cls), state):
+                _class_ids.pop(cls, None)
+                same = False
+        if not same:
+            return False
+        for namespace, name, held in self.names.values():
+            if not _holds(held, namespace.get(name, _ABSENT)):
+                return False
+        for held, *made in self.functions.values():
+            func = held()
+            if func is None or any(a is not b for a, b in zip(_made_of(func), made,
+                                                                strict=True)):
+                return False
+        return True
+
+
+def _made_of(func: Any) -> tuple[Any, Any, Any]:
+    return (getattr(func, "__code__", None), getattr(func, "__defaults__", None),
+            getattr(func, "__kwdefaults__", None))
+
+
+def _class_state(cls: type) -> tuple[Any, ...]:
+    """What a class's fingerprint and walk read of it: its bases, and for each class of the
+    user's code in its MRO its members and their functions' code and defaults. Dunder data
+    is left out: what the fingerprint ignores, and caches Python adds (pickling an instance
+    sets ``__slotnames__``). A class that raises when looked at has a state equal to no
+    other (its functions' identity is made again at each re-check)."""
+    try:
+        return _members_of(cls)
+    except Exception:  # noqa: BLE001 - whatever a member raised (a proxy at ``__class__``)
+        return (_Absent(),)
+
+
+def _members_of(cls: type) -> tuple[Any, ...]:
+    state: list[Any] = [cls.__mro__]
+    for klass in cls.__mro__:
+        if not is_user_module(klass.__module__):
+            continue
+        for name, member in vars(klass).items():
+            if (name.startswith("__") and name.endswith("__") and not isinstance(
+                    member, (FunctionType, staticmethod, classmethod, property))):
+                continue
+            state.append(member)
+            inner = member.__func__ if isinstance(member, (staticmethod, classmethod)) else (
+                member)
+            if isinstance(inner, property):
+                functions: tuple[Any, ...] = (inner.fget, inner.fset, inner.fdel)
+            else:
+                functions = (inner, _member_function(inner))
+            for func in functions:
+                if isinstance(func, FunctionType):
+                    state.extend(_made_of(func))
+    return tuple(state)
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+def resolved(func: Any) -> Resolved | None:
+    """The record of what ``dependencies(func)`` was last made from (None: none kept)."""
+    try:
+        return _resolved_of.get(split(func)[0])
+    except TypeError:
+        return None

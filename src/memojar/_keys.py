@@ -216,7 +216,7 @@ def _generate(func: Callable[..., Any], sig: Any, body: str, namespace: dict[str
             source.append("/")
     # Generated source, from parameter names only (identifiers): see make_binder.
     exec(f"def _bind({', '.join(source)}):\n    return {body}\n", namespace)
-    binder: Callable[..., tuple[Any, ...]] = namespace["_bind"]
+    binder: Callable[..., tuple[Any, ...]] = namespace.pop("_bind")  # no cycle via globals
     binder.__name__ = getattr(func, "__name__", "function")
     binder.__qualname__ = getattr(func, "__qualname__", binder.__name__)
     return binder
@@ -334,6 +334,8 @@ class _CanonicalPickler(pickle.Pickler):
             return NotImplemented
         special = _SPECIAL.get(t, _UNKNOWN)
         if special is _UNKNOWN:
+            if len(_SPECIAL) >= _SPECIAL_MAX:  # classes made at run time: never kept for good
+                _SPECIAL.clear()
             special = _SPECIAL[t] = _special_reducer(t)
         if special is not None:
             rv = special(obj)
@@ -367,6 +369,9 @@ class _CanonicalPickler(pickle.Pickler):
 
 _UNKNOWN: Any = object()
 _SPECIAL: dict[type, Callable[[Any], Any] | None] = {}
+# Bounded: a program that makes classes at run time (a namedtuple or dataclass per call)
+# and passes their instances would otherwise keep every such class, and what it holds, alive.
+_SPECIAL_MAX = 1024
 
 
 def _readonly(args: Any) -> Any:
@@ -410,7 +415,9 @@ def _reduce_array(a: Any) -> Any:
     if dtype.hasobject:
         if getattr(_limits, "state", False) and a.size > _ITEMS_LIMIT:
             raise _TooLarge
-        return (_Array, ("object", a.shape, a.ravel().tolist()))
+        # Its items are Python objects the C pickler writes itself (a dict, a set): sorted
+        # here, as for any argument, or the key would follow insertion order and the seed.
+        return (_Array, ("object", a.shape, normalize(a.ravel().tolist())))
     np = sys.modules["numpy"]
     if a.flags.c_contiguous:
         c = a
@@ -431,11 +438,13 @@ def _pandas_values(obj: Any) -> Any:
 def _reduce_index(index: Any) -> Any:
     pd = sys.modules["pandas"]
     if isinstance(index, pd.RangeIndex):
-        return ("range", index.start, index.stop, index.step, index.name)
+        return ("range", index.start, index.stop, index.step, normalize(index.name))
     if isinstance(index, pd.MultiIndex):
-        return ("multi", tuple(index.names), tuple(_reduce_index(level) for level in index.levels),
-                tuple(index.codes))
-    reduced = (type(index).__name__, str(index.dtype), index.name, _pandas_values(index))
+        return ("multi", normalize(tuple(index.names)),
+                tuple(_reduce_index(level) for level in index.levels), tuple(index.codes))
+    # A name is any hashable (a frozenset too): normalised like the values.
+    reduced = (type(index).__name__, str(index.dtype), normalize(index.name),
+               _pandas_values(index))
     # A DatetimeIndex's or TimedeltaIndex's frequency is not compared by ``equals`` but read
     # by ``asfreq``, ``to_period`` and models: in the key (other indexes keep their keys).
     freq = getattr(index, "freqstr", None)
@@ -443,8 +452,8 @@ def _reduce_index(index: Any) -> Any:
 
 
 def _reduce_series(s: Any) -> Any:
-    return (_Frame, ("pandas.Series", type(s), s.name, str(s.dtype), _reduce_index(s.index),
-                     _pandas_values(s)))
+    return (_Frame, ("pandas.Series", type(s), normalize(s.name), str(s.dtype),
+                     _reduce_index(s.index), _pandas_values(s)))
 
 
 def _reduce_frame(df: Any) -> Any:
@@ -470,7 +479,7 @@ def _polars_values(s: Any) -> Any:
         if s.null_count():
             return (s.is_null().to_numpy(), s.fill_null(0).to_numpy())
         return s.to_numpy()
-    return s.to_list()
+    return normalize(s.to_list())  # an Object column may hold dicts and sets
 
 
 def _reduce_polars_series(s: Any) -> Any:

@@ -122,6 +122,16 @@ class Ledger:
         self.total = self._known() + delta
         self._dirty = True
 
+    def settle(self, delta: int) -> None:
+        """Record a change already made on disk (an entry removed or replaced, a temporary
+        file given back). A total about to be recounted (this process's first use, or none
+        stored) counts the files as they are now, the change included: it is not applied
+        once more on top."""
+        if self.total is None:
+            self.set(self.backend._census()[1])
+        else:
+            self.add(delta)
+
     def set(self, total: int) -> None:
         self.total = total
         self._dirty = True

@@ -50,6 +50,9 @@ _O_PROBE = (
 _BUSY = (errno.EAGAIN, errno.EACCES)  # what a non-blocking lock attempt says when held
 if fcntl is not None:
     _WRLCK, _UNLCK, _SEEK_SET = fcntl.F_WRLCK, fcntl.F_UNLCK, os.SEEK_SET
+if _OFD:  # bound once: a miss locks and unlocks
+    _SETLK, _SETLKW, _fcntl = fcntl.F_OFD_SETLK, fcntl.F_OFD_SETLKW, fcntl.fcntl
+_pack, _digest = _FLOCK.pack, xxhash.xxh3_64_intdigest
 
 
 def key_lock(function_dir: str, key: str, entry_path: str,
@@ -105,20 +108,22 @@ _held: dict[int, _RangeLock] = {}
 
 
 def _drop_inherited() -> None:
-    """In a forked child: close the descriptors of the parent's held locks, unlocking
-    nothing (the description, and its lock, stay the parent's)."""
-    for lock in list(_held.values()):
-        fd, lock._fd = lock._fd, None
-        if fd is not None:
-            _close_if_ours(fd, lock._ident)
+    """In a forked child: close the descriptors of the parent's held locks (and of those
+    its threads were waiting for), unlocking nothing (the description, and its lock, stay
+    the parent's)."""
+    for fd, lock in list(_held.items()):
+        lock._fd = None
+        _close_if_ours(fd, lock._ident)
     _held.clear()
     for pool in list(_idle.values()):
-        while pool:
-            try:
-                _close_if_ours(*pool.pop())
-            except IndexError:
-                pass
+        _close_idle(pool)
     _idle.clear()
+
+
+def _forget(fd: int, lock: _RangeLock) -> None:
+    """``lock`` does not hold ``fd`` after all (``acquire`` noted it before waiting)."""
+    if _held.get(fd) is lock:
+        del _held[fd]
 
 
 def _identity(fd: int) -> tuple[int, int]:
@@ -143,8 +148,19 @@ def _close_if_ours(fd: int, ident: tuple[int, int]) -> None:
             pass
 
 
+# Forks of this process so far (in the parent): a description that was in neither
+# ``_held`` nor ``_idle`` at a fork (between a table and the next, a few bytecodes, or in an
+# ``open`` or ``fstat`` that let another thread fork) was not closed in the child, so it is
+# never used for a lock again. A list: read and bumped without a lock.
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
 if _OFD and hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_inherited)
+    os.register_at_fork(after_in_child=_drop_inherited, after_in_parent=_count_fork)
 
 
 class _RangeLock(KeyLock):
@@ -156,15 +172,11 @@ class _RangeLock(KeyLock):
     def __init__(self, path: str, key: str, opener: Callable[[], int]) -> None:
         self._path = path
         self._open = opener
-        offset = xxhash.xxh3_64_intdigest(key.encode()) >> 2  # < 2**62: a valid off_t
-        self._range = _FLOCK.pack(_WRLCK, _SEEK_SET, offset, 1, 0)
-        self._unlock = _FLOCK.pack(_UNLCK, _SEEK_SET, offset, 1, 0)
+        offset = _digest(key.encode()) >> 2  # < 2**62: a valid off_t
+        self._range = _pack(_WRLCK, _SEEK_SET, offset, 1, 0)
+        self._unlock = _pack(_UNLCK, _SEEK_SET, offset, 1, 0)
         self._fd: int | None = None
         self._ident = (0, 0)  # the lock file's (st_dev, st_ino), while held
-
-    def acquire_within(self, timeout: float) -> bool:
-        # The usual case first: the key is free, and no deadline need be computed.
-        return self.acquire(blocking=False) or super().acquire_within(timeout)
 
     def _fresh(self) -> tuple[int, tuple[int, int]]:
         fd = self._open()
@@ -175,8 +187,9 @@ class _RangeLock(KeyLock):
             raise
 
     def acquire(self, blocking: bool = True) -> bool:
-        command = fcntl.F_OFD_SETLKW if blocking else fcntl.F_OFD_SETLK
+        command = _SETLKW if blocking else _SETLK
         while True:
+            forks = _forks[0]
             pool = _idle.get(self._path)
             fd = -1
             if pool:
@@ -192,29 +205,41 @@ class _RangeLock(KeyLock):
                 stale = _held.get(fd)
                 if stale is not None:  # the number was free: the caller closed it under
                     stale._fd = None  # that lock, whose release now unlocks and keeps nothing
+            # Noted as held before the wait (atomic: no lock needed for a fork), so that a
+            # child forked while this thread waits closes its copy: else the description,
+            # and the lock it then takes, would outlive this process in the child.
+            self._ident = ident
+            _held[fd] = self
+            if _forks[0] != forks:  # forked while the description was in no table: the
+                _forget(fd, self)  # child may have kept a copy, so it never holds a lock
+                _close_if_ours(fd, ident)
+                continue
             try:
-                fcntl.fcntl(fd, command, self._range)
+                _fcntl(fd, command, self._range)
                 st = os.fstat(fd)
                 if (st.st_dev, st.st_ino) != ident:  # an idle number the caller reused
-                    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._unlock)  # its file: left as it was
+                    _fcntl(fd, _SETLK, self._unlock)  # its file: left as it was
+                    _forget(fd, self)
                     continue  # and never closed here
                 if st.st_nlink:
-                    self._fd, self._ident = fd, ident
-                    _held[fd] = self  # atomic: no lock needed for a fork
+                    self._fd = fd
                     return True
                 # ``remove_if_idle`` unlinked the file (while we waited on it, or while the
                 # description was idle): lock the new one
             except OSError as exc:
+                _forget(fd, self)
                 if not _ours(fd, ident):  # an idle number the caller closed, or reused
                     continue
                 if not blocking and exc.errno in _BUSY:
-                    _put_idle(self._path, fd, ident)  # it holds no lock: reusable
+                    _put_idle(self._path, fd, ident, forks)  # it holds no lock: reusable
                     return False
                 os.close(fd)
                 raise
             except BaseException:
+                _forget(fd, self)
                 os.close(fd)
                 raise
+            _forget(fd, self)
             os.close(fd)
 
     def release(self) -> None:
@@ -230,7 +255,7 @@ class _RangeLock(KeyLock):
         try:
             # Unlock explicitly: a child forked while the lock was held may still have a
             # descriptor of this description, and closing ours alone would release nothing.
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._unlock)
+            _fcntl(fd, _SETLK, self._unlock)
         except OSError as exc:
             self._fd = None
             _held.pop(fd, None)
@@ -244,11 +269,12 @@ class _RangeLock(KeyLock):
         # No call from here until the description is idle again: nothing can cut this short
         # but the ``_put_idle`` call itself (a descriptor without a lock left open).
         self._fd = None
+        forks = _forks[0]
         try:
             del _held[fd]
         except KeyError:  # dropped by a fork handler meanwhile
             pass
-        _put_idle(self._path, fd, self._ident)
+        _put_idle(self._path, fd, self._ident, forks)
 
 
 range_lock = _RangeLock  # made by the file store per miss: a class, no factory call before it
@@ -260,8 +286,13 @@ range_lock = _RangeLock  # made by the file store per miss: a class, no factory 
 # its parent would share its locks.
 # Each is kept with the file's identity, checked by the ``fstat`` every acquire makes: a
 # caller that closed the number and opened its own file there is never locked nor closed.
+# Bounded: a process that goes through many functions' folders (a pipeline of many cached
+# steps, a test suite making a cache per test) keeps the lock files of the last ``_FILES_MAX``
+# it used open, never one per folder it ever used (a descriptor each, up to the limit of
+# open files, past which ``select`` and ``open`` fail in the user's own code).
 _idle: dict[str, list[tuple[int, tuple[int, int]]]] = {}
 _IDLE_MAX = 8  # idle descriptions kept per lock file (about the threads that miss at once)
+_FILES_MAX = 32  # lock files with idle descriptions kept, the earliest let go first
 
 
 def retire(path: str, ident: tuple[int, int]) -> None:
@@ -269,23 +300,47 @@ def retire(path: str, ident: tuple[int, int]) -> None:
     was moved aside): its descriptions are closed, the idle ones now, the held ones when
     released, and the next lock opens the file now at ``path``."""
     _retired.add(ident)
-    pool = _idle.pop(path, None)
-    while pool:
-        try:
-            _close_if_ours(*pool.pop())
-        except IndexError:  # another thread took the last one
-            break
+    _close_idle(_idle.pop(path, None))
 
 
 _retired: set[tuple[int, int]] = set()  # lock files moved away with their folder
 
 
-def _put_idle(path: str, fd: int, ident: tuple[int, int]) -> None:
-    pool = _idle.setdefault(path, [])
+def _put_idle(path: str, fd: int, ident: tuple[int, int], forks: int) -> None:
+    """Keep ``fd`` idle, unless the process forked since ``forks`` (``_forks``) was read:
+    the description was in no table then, so the child may have kept a copy of it."""
+    pool = _idle.get(path)
+    if pool is None:
+        while len(_idle) >= _FILES_MAX:
+            _let_go_earliest()
+        pool = _idle.setdefault(path, [])
     if len(pool) < _IDLE_MAX and ident not in _retired:
         pool.append((fd, ident))
+        if _idle.get(path) is not pool or _forks[0] != forks:  # let go (or retired) by
+            try:  # another thread meanwhile, which may have closed the others before this
+                pool.remove((fd, ident))
+            except ValueError:  # closed with them
+                return
+            _close_if_ours(fd, ident)
     else:  # a number the caller closed and reused while the lock was held stays its own
         _close_if_ours(fd, ident)
+
+
+def _let_go_earliest() -> None:
+    """Close the idle descriptions of the lock file that was kept the earliest."""
+    try:
+        earliest = next(iter(_idle))
+    except (StopIteration, RuntimeError):  # emptied, or changed by another thread meanwhile
+        return
+    _close_idle(_idle.pop(earliest, None))
+
+
+def _close_idle(pool: list[tuple[int, tuple[int, int]]] | None) -> None:
+    while pool:
+        try:
+            _close_if_ours(*pool.pop())
+        except IndexError:  # another thread took the last one
+            break
 
 
 class _FileLock(KeyLock):
@@ -299,7 +354,9 @@ class _FileLock(KeyLock):
     def acquire(self, blocking: bool = True) -> bool:
         return self.acquire_within(-1 if blocking else 0)
 
-    def acquire_within(self, timeout: float) -> bool:
+    def acquire_within(self, timeout: float, tried: bool = False,
+                       meanwhile: Callable[[], bool] | None = None) -> bool:
+        # filelock's own wait: a try first (a system call, not a request), nothing meanwhile
         from filelock import Timeout
 
         try:

@@ -38,7 +38,9 @@ class _RedisKeyLock(KeyLock):
         # leaves a lease that ``release`` (compare-and-delete by the token) still removes.
         self.token = token = secrets.token_hex(16).encode()
         with store._errors("locking"):
-            if not store._client.set(self.name, token, nx=True, px=int(LOCK_TTL * 1000)):
+            # SET NX PX, or held already by this token (a retry of a SET whose reply a
+            # dropped connection lost): see ``_redislua.ACQUIRE``
+            if not store._acquire(keys=[self.name], args=[token, int(LOCK_TTL * 1000)]):
                 self.token = b""
                 return False
         store._forked()

@@ -74,15 +74,18 @@ end
 """.replace("EVICT_TO", repr(EVICT_TO)).replace("EVICT_LIMIT", str(EVICT_LIMIT))
 
 # KEYS[4] entry, KEYS[5] its lock; ARGV value, px (0: none), chunks key ('' : none), size,
-# now, max_size (0), the lock's token ('': written without the lock) -> entries evicted, or
-# -1 when the lock is no longer this writer's (nothing written)
+# now, max_size (0), the lock's token ('': written without the lock), the number of chunks
+# -> entries evicted, or -1 when the lock is no longer this writer's (nothing written)
 COMMIT = COMMON + """
 local entry, lock = KEYS[4], KEYS[5]
 local value, px, chunks = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local size, now, max_size = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 if ARGV[7] ~= '' and redis.call('GET', lock) ~= ARGV[7] then return -1 end
-if chunks ~= '' and redis.call('EXISTS', chunks) == 0 then
-  return redis.error_reply('the chunks of this write expired before they were committed')
+-- every chunk there: a set removed meanwhile (expired, or reaped as an orphan while its
+-- writer stalled) is made again by the writer's later chunks, without its first ones
+if chunks ~= '' and redis.call('HLEN', chunks) ~= tonumber(ARGV[8]) then
+  return redis.error_reply('the chunks of this write expired or were removed as orphans '
+    .. 'before they were committed')
 end
 local before = size_of(entry)
 local evicted = 0
@@ -116,6 +119,22 @@ local existed = drop(KEYS[4])
 return existed
 """
 
+# KEYS[4] entry; ARGV[1] the first bytes of the entry judged bad (its header: written with
+# its creation time and checksum, so no later write's is the same) -> 1 if it was removed.
+# A chunked entry's pointer line is followed by the entry's first bytes (RedisStore._write).
+DISCARD = COMMON + """
+local judged = ARGV[1]
+local got = redis.call('GETRANGE', KEYS[4], 0, #judged + 511)
+if string.sub(got, 1, 5) == 'MJCH ' then
+  local eol = string.find(got, '\\n', 1, true)
+  if not eol then return 0 end
+  got = string.sub(got, eol + 1)
+end
+if #got < #judged or string.sub(got, 1, #judged) ~= judged then return 0 end
+local existed = drop(KEYS[4])
+return existed
+"""
+
 # ARGV max_size, incoming -> entries evicted
 EVICT = COMMON + """
 local used = tonumber(redis.call('GET', total) or 0) or 0
@@ -141,10 +160,13 @@ end
 return sum
 """
 
-# KEYS[4] entry, KEYS[5] one of its chunk hashes; ARGV pttl below which an uncommitted
-# hash is orphaned -> 1 if removed. A hash the entry points to is never removed.
+# KEYS[4] entry, KEYS[5] one of its chunk hashes, KEYS[6] (cleanup's) the entry's lock;
+# ARGV pttl below which an uncommitted hash is orphaned -> 1 if removed. A hash the entry
+# points to is never removed, nor one of an entry whose lock is held: its writer may be
+# alive, however old its chunks look (a stall, a server clock set forward).
 REAP = COMMON + """
 if chunks_of(KEYS[4]) == KEYS[5] then return 0 end
+if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
 local pttl = redis.call('PTTL', KEYS[5])
 if pttl == -1 or (pttl >= 0 and pttl < tonumber(ARGV[1])) then
   return redis.call('UNLINK', KEYS[5])
@@ -156,6 +178,17 @@ return 0
 # keeps no note (one that a clear removed while the note was being written stays removed).
 NOTE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[2], ARGV[1]) end
+"""
+
+# The lock's SET NX PX, and the answer to its own retry: redis-py sends a command again after
+# a dropped connection (the store's ``retry``), also one the server ran before the drop, whose
+# retry then finds the lock this token's (held: renewed), not someone else's.
+ACQUIRE = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if held then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 
 RELEASE = """

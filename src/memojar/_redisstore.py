@@ -15,7 +15,10 @@ Layout (``prefix`` defaults to ``memojar:``; ``<entry>`` is ``<prefix><function>
 A chunked write puts its chunks under a new generation, then one Lua script switches the
 pointer, drops the old generation and updates the index, so a reader that holds a pointer
 reads chunks of exactly one write (a superseded generation is gone, not mixed: the reader
-retries). A pointer is checked before anything is allocated for it: its size must fit its
+retries). The commit refuses a write whose chunk set is not whole: one removed while its
+writer stalled (``cleanup`` reaps chunks silent for ``ORPHAN_AGE``, unless the entry's lock
+is held) is made again by the writer's later chunks without its first ones. A pointer is
+checked before anything is allocated for it: its size must fit its
 chunk count, and with a secret its signature (HMAC-SHA256 over the entry key, generation,
 count and size) must verify; the buffer then grows only with chunks actually read.
 
@@ -23,9 +26,9 @@ Every change to an entry and its index is one script, so the indexes and the tot
 consistent across clients; ``max_size`` evicts by the ``lru`` set, not by server
 configuration. Removing a function's last entry removes its ``entries`` set and its sweep
 note; removing the last entry of all removes ``total``: a cleared cache leaves no key.
-Entries that Redis expires (``ttl`` -> ``PX``) leave index members behind until a listing,
-an eviction or ``cleanup`` drops them. The scripts name keys they build, so the store needs
-a single server (or a replica set), not Redis Cluster.
+Entries that Redis expires (``ttl`` and the stale window -> ``PX``) leave index members
+behind until a listing, an eviction or ``cleanup`` drops them. The scripts name keys they
+build, so the store needs a single server (or a replica set), not Redis Cluster.
 
 A hit is one round trip (a GET; with ``max_size``, pipelined with a ZADD XX that stamps the
 access) and takes no lock. A value computed under a lock is stored only if the lock is still
@@ -82,7 +85,7 @@ NOTE = "swept"  # <prefix><function>:swept, the code that last swept (see Store.
 DEFAULT_SOCKET_TIMEOUT = 5.0  # seconds: no call waits longer than this for the server
 DEFAULT_CHUNK_SIZE = 1 << 20  # entries above this are split into chunks of this size
 INFLIGHT_TTL = 3600.0  # chunks not (yet) committed expire after this many seconds
-ORPHAN_AGE = 600.0  # ``cleanup`` removes uncommitted chunks older than this
+ORPHAN_AGE = 600.0  # ``cleanup`` removes uncommitted chunks silent this long (lock not held)
 PROBE_EVERY = 0.25  # seconds between pings of a server that is down
 MAX_CHUNK = 512 << 20  # Redis's largest string: no chunk of a valid pointer is longer
 _READ_BATCH = 8  # chunks fetched per round trip
@@ -157,10 +160,12 @@ class RedisStore(Store):
         register = self._client.register_script
         self._commit = register(lua.COMMIT)
         self._delete = register(lua.DELETE)
+        self._discard = register(lua.DISCARD)
         self._evict_script = register(lua.EVICT)
         self._forget = register(lua.FORGET)
         self._recount = register(lua.RECOUNT)
         self._reap = register(lua.REAP)
+        self._acquire = register(lua.ACQUIRE)
         self._release = register(lua.RELEASE)
         self._renew = register(lua.RENEW)
         self._note = register(lua.NOTE)
@@ -263,14 +268,15 @@ class RedisStore(Store):
             chunks = name + b":c:" + secrets.token_hex(8).encode()
         try:
             with self._errors(f"writing {name!r}"):
+                count = 0
                 if not chunks:
                     value: Any = b"".join(views)
                 else:
-                    value = self._write_chunks(name, chunks, views, size)
+                    value, count = self._write_chunks(name, chunks, views, size)
                 evicted = self._commit(
                     keys=[*self._index, name, lease.name if lease else name + b":lock"],
                     args=[value, px, chunks, size, time.time(), self.max_size or 0,
-                          lease.token if lease else b""],
+                          lease.token if lease else b"", count],
                 )
         except BaseException:
             if chunks:  # after ``_errors`` marked a lost server down: not asked again
@@ -286,18 +292,22 @@ class RedisStore(Store):
             raise lease_lost(LOCK_TTL)
 
     def _write_chunks(self, name: bytes, chunks: bytes, views: list[memoryview],
-                      size: int) -> bytes:
-        """Write the chunks under the fresh generation ``chunks``; return the pointer."""
+                      size: int) -> tuple[bytes, int]:
+        """Write the chunks under the fresh generation ``chunks``; return the pointer and
+        the number of chunks. Each batch renews their in-flight expiry: their age is the
+        writer's silence, not the length of its upload."""
         gen = chunks[-16:]
         count = 0
+        inflight = int(INFLIGHT_TTL * 1000)
         pipe = self._client.pipeline(transaction=True)  # the first chunk and its expiry
         for piece in pieces(views, self.chunk_size):
             pipe.hset(chunks, str(count), piece)
             if count == 0:
-                pipe.pexpire(chunks, int(INFLIGHT_TTL * 1000))
+                pipe.pexpire(chunks, inflight)
                 pipe.execute()
                 pipe = self._client.pipeline(transaction=False)
             elif count % _READ_BATCH == 0:
+                pipe.pexpire(chunks, inflight)
                 pipe.execute()
             count += 1
         pipe.execute()
@@ -307,7 +317,7 @@ class RedisStore(Store):
         except Miss:
             pass  # not an entry (a store-level test's bytes): the first bytes will do
         pointer = b"MJCH 2 %s %d %d %s\n" % (gen, count, size, self._sign(name, gen, count, size))
-        return pointer + head
+        return pointer + head, count
 
     def _drop_chunks(self, name: bytes, chunks: bytes) -> None:
         """Remove the chunks of a write that did not complete, unless the entry ``name``
@@ -321,6 +331,14 @@ class RedisStore(Store):
 
     def delete(self, function: str, key: str) -> bool:
         return any(self._delete_names([self._name(function, key)]))
+
+    def discard(self, function: str, key: str, judged: Any) -> bool:
+        """Delete the entry if it is still the one read as ``judged`` (its first bytes, the
+        header, say so: one script compares and deletes), not a fresh one written since."""
+        head = bytes(memoryview(judged).cast("B")[:HEAD_BYTES])
+        with self._errors("deleting an entry"):
+            return bool(self._discard(keys=[*self._index, self._name(function, key)],
+                                      args=[head]))
 
     def _delete_names(self, names: Sequence[bytes]) -> list[bool]:
         """Delete entries with their index; for each name, whether it was there."""
@@ -479,8 +497,9 @@ class RedisStore(Store):
                     continue
                 pipe = self._client.pipeline(transaction=False)
                 for chunks in batch:
-                    self._reap(keys=[*self._index, chunks[:-19], chunks], args=[threshold],
-                               client=pipe)
+                    entry = chunks[:-19]
+                    self._reap(keys=[*self._index, entry, chunks, entry + b":lock"],
+                               args=[threshold], client=pipe)
                 removed += sum(pipe.execute())
             cursor = 0
             while True:
@@ -522,13 +541,16 @@ class RedisStore(Store):
         try:
             yield
         except RedisError as exc:
-            error = self._oserror(exc, doing)
             if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-                self._breaker.trip(type(error)(
-                    error.errno, f"{self._oserror(exc, '').strerror}; calls skip the server "
-                    f"until it answers a ping (tried every {PROBE_EVERY:g} s)",
+                down = self._oserror(exc, "")
+                self._breaker.trip(type(down)(
+                    down.errno, f"{down.strerror}; calls skip the server until it answers "
+                    f"a ping (tried every {PROBE_EVERY:g} s)",
                 ))
-            raise error from exc
+            # Raised without a name here: this frame (which holds the store) is in the
+            # error's traceback, and a local naming the error would make a cycle that
+            # keeps the store, its client and its prober until the cycle collector runs.
+            raise self._oserror(exc, doing) from exc
 
     def _forked(self) -> None:
         """In a forked child, the parent's locks are not this process's."""

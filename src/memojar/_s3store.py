@@ -28,6 +28,8 @@ conditional on that ETag, so of several waiters exactly one wins; a holder renew
 another clock) is taken over at once. A holder
 renews its lease once more just before it writes the entry: a lease lost while it stalled
 (taken over) refuses the write (``ENOLCK``), so the late value is returned, not stored.
+Waiters read the entry before each look at the lease (``_due``: at the lease's backoff), so
+once it is stored they have it without taking the lease in turn.
 
 S3 keeps no access times: ``max_size`` evicts the least recently *written* entries.
 ``ttl`` is checked from the header on every read; a bucket lifecycle rule that expires
@@ -51,10 +53,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-import boto3
+import boto3  # noqa: F401 - the s3 extra (its botocore makes the clients)
 import botocore.config
 import botocore.exceptions
 import botocore.handlers
+import botocore.loaders
+import botocore.session
 import urllib3.exceptions
 
 from ._errors import logger, warn
@@ -101,6 +105,7 @@ class _Listed(NamedTuple):
     name: str  # the object's full name in the bucket
     size: int
     modified: float  # seconds since the epoch
+    age: float  # seconds since it was modified, by the server's clock (its listing's Date)
 
 
 class _Got(NamedTuple):
@@ -388,17 +393,20 @@ class _Bucket:
         paginator = self.client.get_paginator("list_objects_v2")
         with self._errors("listing", prefix):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                now = _server_now(page)
                 for obj in page.get("Contents", []):
-                    yield _Listed(obj["Key"], int(obj["Size"]),
-                                  obj["LastModified"].timestamp())
+                    modified = obj["LastModified"].timestamp()
+                    yield _Listed(obj["Key"], int(obj["Size"]), modified, now - modified)
 
     def uploads(self, prefix: str) -> Iterator[tuple[str, str, float]]:
-        """Unfinished multipart uploads under ``prefix``: (name, upload id, started)."""
+        """Unfinished multipart uploads under ``prefix``: (name, upload id, age by the
+        server's clock)."""
         paginator = self.client.get_paginator("list_multipart_uploads")
         with self._errors("listing uploads in", prefix):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                now = _server_now(page)
                 for up in page.get("Uploads", []):
-                    yield up["Key"], up["UploadId"], up["Initiated"].timestamp()
+                    yield up["Key"], up["UploadId"], now - up["Initiated"].timestamp()
 
 
 # --- the policy ---------------------------------------------------------------------------
@@ -506,6 +514,29 @@ class S3Store(Store):
         self._bucket.delete(name)
         return True
 
+    def discard(self, function: str, key: str, judged: Any) -> bool:
+        """Delete the entry if it is still the one read as ``judged``: its first bytes
+        (the header: written with its creation time and checksum, so no later write's is
+        the same) are read again with the object's ETag, and the delete is conditional on
+        that ETag, so a fresh entry written since, even just now, stays."""
+        name = self._dir(function) + key + SUFFIX
+        head = bytes(memoryview(judged).cast("B")[:HEAD_BYTES])
+        if not head:
+            return self.delete(function, key)
+        got = self._bucket.get(name, 0, len(head))
+        if got is None or self._bucket.read_body(name, got) != head:
+            return False  # gone, or another entry now
+        try:
+            self._bucket.delete(name, if_match=got.etag)
+        except (FileNotFoundError, FileExistsError):  # removed, or replaced, since
+            return False
+        except (ConnectionError, TimeoutError):
+            raise
+        except OSError as exc:  # a server without conditional deletes (see ``_delete_if``)
+            logger.debug("conditional delete of %s refused (%s)", name, exc)
+            self._bucket.delete(name)
+        return True
+
     def read_note(self, function: str) -> bytes | None:
         name = self._dir(function) + NOTE
         got = self._bucket.get(name)
@@ -546,17 +577,22 @@ class S3Store(Store):
         """Abort multipart uploads of writers that died (older than ORPHAN_AGE) and remove
         leases nobody renewed for a long time; return the number of uploads aborted.
 
+        Ages are the server's (its answers' Date against its own dates), never this
+        machine's clock, which may be ahead or set forward. An upload whose entry's lease
+        is live (renewed within LEASE_STALE: its writer is alive, however long the upload
+        has run) is never aborted, nor a live lease removed.
+
         Only uploads and leases named as memojar names them: other objects and uploads under
         the prefix are someone else's."""
-        now = time.time()
         aborted = 0
         start = len(self.prefix)
-        for name, upload_id, started in list(self._bucket.uploads(self.prefix)):
-            if now - started > ORPHAN_AGE and _ENTRY.fullmatch(name, start):
+        leases = [o for o in self._bucket.list(self.prefix) if _LEASE.fullmatch(o.name, start)]
+        held = {o.name[: -len(LEASE_SUFFIX)] + SUFFIX for o in leases if o.age <= LEASE_STALE}
+        for name, upload_id, age in list(self._bucket.uploads(self.prefix)):
+            if age > ORPHAN_AGE and name not in held and _ENTRY.fullmatch(name, start):
                 self._bucket.abort(name, upload_id)
                 aborted += 1
-        stale = [o.name for o in self._bucket.list(self.prefix)
-                 if now - o.modified > ORPHAN_AGE and _LEASE.fullmatch(o.name, start)]
+        stale = [o.name for o in leases if o.age > max(ORPHAN_AGE, LEASE_STALE)]
         if stale:
             self._bucket.delete_many(stale)
         return aborted
@@ -574,9 +610,12 @@ class _Lease(KeyLock):
         self.name = name
         self.entry = name[: -len(LEASE_SUFFIX)] + SUFFIX  # the object the lease is for
         self.etag = ""
-        # The body of this lease's last write, set before the request is sent: a write whose
-        # reply an interrupt lost (no ETag, or an old one) is still told ours by it.
-        self._body = b""
+        # This holding's token, in the body of each of its writes (with a fresh nonce, so
+        # that each write has a new ETag), set before the first is sent; empty when nothing
+        # of this lease's may be on the server. A write whose reply was lost (an interrupt, a
+        # timeout: its ETag unknown) is still told ours by it, whichever write of the holding
+        # it was and whatever was refused since (see ``_ours``).
+        self._token = ""
         self._ending = False  # released (perhaps cut short): no more renewals
         self._lock = threading.Lock()  # between the holder's thread and the renewer
         self._seen, self._since = "", 0.0  # the lease's ETag as first seen, and when
@@ -584,9 +623,19 @@ class _Lease(KeyLock):
         self._released = 0  # the store's count of releases when this lease last looked
 
     def _put(self, **condition: Any) -> str:
-        """Write the lease (a fresh body each time, so each write has a new ETag)."""
-        self._body = body = f"{secrets.token_hex(16)} pid {os.getpid()}\n".encode()
+        """Write the lease: the holding's token and a fresh nonce (a new ETag each time)."""
+        body = f"{self._token} {secrets.token_hex(8)} pid {os.getpid()}\n".encode()
         return self.store._bucket.put(self.name, [memoryview(body)], len(body), **condition)
+
+    def _ours(self, token: str) -> str:
+        """The lease's ETag if the object now there was written by the holding of ``token``
+        (a write whose reply was lost), else ""."""
+        bucket = self.store._bucket
+        got = bucket.get(self.name)
+        if got is None:
+            return ""
+        body = bytes(bucket.read_body(self.name, got))
+        return got.etag if token and body.startswith(f"{token} ".encode()) else ""
 
     def _pause(self, pause: float) -> float:
         return max(self._next_try - time.monotonic(), 0.0)  # the lease's own backoff
@@ -598,19 +647,23 @@ class _Lease(KeyLock):
         self.store._renewer.add(self)
         return True
 
+    def _due(self) -> bool:
+        """Not too soon after the last look, or released in this process since."""
+        return (time.monotonic() >= self._next_try
+                or self.store._releases != self._released)
+
     def _try(self) -> bool:
         """One try to take the lease. The backoff and what was seen of the lease carry over
         between calls, so a caller that polls with ``blocking=False`` (an async waiter)
         neither floods the server nor waits forever for a dead holder's lease."""
-        now = time.monotonic()
-        released = self.store._releases
-        if now < self._next_try and released == self._released:
+        if not self._due():
             return False  # too soon after the last look (and not released here since)
-        self._released = released
+        self._released = self.store._releases
+        token = self._token = secrets.token_hex(16)  # a new holding's, before any write
         try:
             self.etag = self._put(if_none_match=True)
         except FileExistsError:
-            self._body = b""  # not written: nothing of ours to release
+            self._token = ""  # not written: nothing of ours to release
         else:
             if not self.store._conditions_checked:
                 self._check_conditions()
@@ -624,11 +677,12 @@ class _Lease(KeyLock):
             self._seen, self._since = got.etag, now
         if now - self._since >= LEASE_TTL or got.age > LEASE_STALE:
             try:  # its holder is gone: take it over, unless someone renewed it meanwhile
+                self._token = token
                 self.etag = self._put(if_match=got.etag)
                 logger.debug("took over lease %s (its holder stopped renewing it)", self.name)
                 return self._taken()
             except (FileExistsError, FileNotFoundError):
-                self._body = b""
+                self._token = ""
                 self._next_try = 0.0  # renewed, taken or released meanwhile: look again
                 return False
         self._next_try = now + self._delay
@@ -663,44 +717,39 @@ class _Lease(KeyLock):
         What is released is forgotten only once it is removed, so that a release cut short
         by an interrupt (KeyboardInterrupt, a signal handler's exception) is finished by
         calling it again, as the decorator does, and by the store's renewer thread in case
-        that call is cut short too. A write of the lease whose reply an interrupt lost (its
-        ETag unknown) is found by its body."""
+        that call is cut short too. A write of the lease whose reply was lost (its ETag
+        unknown) is found by the holding's token in its body."""
         with self._lock:  # no renewal from now on: the ETag stays the one removed
             self._ending = True
-            etag, body = self.etag, self._body
-        if not etag and not body:
+            etag, token = self.etag, self._token
+        if not etag and not token:
             return
         store = self.store
         store._renewer.discard(self)
         if store._leases.get(self.entry) is self:
             del store._leases[self.entry]
         try:
-            self._let_go(etag, body)
+            self._let_go(etag, token)
         except BaseException:  # cut short: finished by the renewer's thread, uninterrupted
-            store._renewer.finish(functools.partial(self._let_go, etag, body))
+            store._renewer.finish(functools.partial(self._let_go, etag, token))
             raise
-        self.etag, self._body = "", b""
+        self.etag, self._token = "", ""
 
-    def _let_go(self, etag: str, body: bytes) -> None:
+    def _let_go(self, etag: str, token: str) -> None:
         try:
-            if self._remove(etag, body):
+            if self._remove(etag, token):
                 # waiters of this process (threads, tasks) skip their backoff: it is free now
                 self.store._releases += 1
         except OSError as exc:
             logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
 
-    def _remove(self, etag: str, body: bytes) -> bool:
-        """Remove the lease if it is still the one written with ``etag`` or with ``body``;
-        True if removed."""
+    def _remove(self, etag: str, token: str) -> bool:
+        """Remove the lease if it is still the one written with ``etag``, or any write of
+        the holding of ``token``; True if removed."""
         if etag and self._delete_if(etag):
             return True
-        if not body:
-            return False
-        bucket = self.store._bucket
-        got = bucket.get(self.name)  # whose is it? (an interrupted write's, or renewal's)
-        if got is None or bytes(bucket.read_body(self.name, got)) != body:
-            return False
-        return self._delete_if(got.etag)
+        etag = self._ours(token)  # whose is it? (a write whose reply was lost is ours)
+        return bool(etag) and self._delete_if(etag)
 
     def _delete_if(self, etag: str) -> bool:
         """Delete the lease if it still has ``etag``; True if it is gone."""
@@ -730,15 +779,25 @@ class _Lease(KeyLock):
         """In a forked child (``Renewer``): the parent's lease is not this process's, so
         the child's release leaves it alone; ``_lock`` is new (the parent's renewer may
         have held it at the fork)."""
-        self._lock, self.etag, self._body = threading.Lock(), "", b""
+        self._lock, self.etag, self._token = threading.Lock(), "", ""
 
     def renew(self) -> bool:
-        """Extend the lease; False if it is no longer ours (it expired and was taken)."""
+        """Extend the lease; False if it is no longer ours (it expired and was taken).
+
+        A refused renewal is looked at before the lease is given up: a write of this
+        holding whose reply was lost (an interrupt in the holder's renewal, a timeout)
+        changed the ETag, and the lease is still ours: renewed from its new ETag."""
         with self._lock:
             if not self.etag or self._ending:
                 return True  # released meanwhile
             try:
-                self.etag = self._put(if_match=self.etag)
+                try:
+                    self.etag = self._put(if_match=self.etag)
+                except FileExistsError:
+                    etag = self._ours(self._token)
+                    if not etag:
+                        return False  # expired and taken over
+                    self.etag = self._put(if_match=etag)
                 return True
             except (FileExistsError, FileNotFoundError):
                 return False
@@ -758,8 +817,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+@functools.lru_cache(maxsize=4)
+def _loader(data_path: str | None) -> Any:
+    """botocore's loader of its service models, one per process: each session would load
+    and keep its own copy of S3's (a client made by a new session costs about 12 MB and
+    36,000 objects, in reference cycles that only the cycle collector frees, and 0.1 s).
+    Each client still gets a session of its own, so credentials and configuration are read
+    afresh for every Cache."""
+    return botocore.loaders.create_loader(data_path)
+
+
 def _client(options: dict[str, str], timeout: float) -> Any:
-    """A boto3 S3 client from the standard AWS configuration, URL options overriding."""
+    """An S3 client from the standard AWS configuration, URL options overriding."""
     config = botocore.config.Config(
         connect_timeout=timeout,
         read_timeout=timeout,
@@ -772,8 +841,12 @@ def _client(options: dict[str, str], timeout: float) -> Any:
         s3={"addressing_style": "path"} if options.get("endpoint_url") or
         os.environ.get("AWS_ENDPOINT_URL") else None,
     )
-    session = boto3.session.Session()
-    client = session.client(
+    session = botocore.session.get_session()
+    session.register_component("data_loader",
+                               _loader(session.get_config_variable("data_path")))
+    # botocore's session makes the client: boto3's would add its data folder to the shared
+    # loader's search path once per Cache (a list growing for good)
+    client = session.create_client(
         "s3",
         endpoint_url=options.get("endpoint_url"),
         region_name=options.get("region"),
@@ -849,6 +922,18 @@ def _read1(got: _Got) -> Callable[[int], bytes]:
     raw = getattr(got.body, "_raw_stream", None)  # botocore StreamingBody's urllib3 response
     read: Callable[[int], bytes] = getattr(raw, "read1", None) or got.body.read
     return read
+
+
+def _server_now(response: dict[str, Any]) -> float:
+    """The server's time of an answer (its Date), or this machine's where it says none."""
+    try:
+        date = email.utils.parsedate_to_datetime(
+            response["ResponseMetadata"]["HTTPHeaders"]["date"])
+    except (KeyError, TypeError, ValueError):
+        return time.time()
+    if date.tzinfo is None:  # "-0000": UTC, by RFC 5322
+        date = date.replace(tzinfo=datetime.timezone.utc)
+    return date.timestamp()
 
 
 def _age(response: dict[str, Any]) -> float:

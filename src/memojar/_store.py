@@ -15,7 +15,8 @@ loop and cachetools' ``Cache`` owns the one eviction loop:
   a backend's own atomic index;
 - logging and accounting removals (``remove``);
 - for remote stores, failing fast after a lost server (``Breaker``) and renewing held
-  leases (``Renewer``); the waiting loop of every lock (``KeyLock.acquire``).
+  leases (``Renewer``); the waiting loop of every lock (``KeyLock.acquire_within``, by
+  ``poll``: a waiter reads the holder's value before each try, and stops once it is there).
 
 A backend writes only primitives (see the README's "Development" section):
 
@@ -126,14 +127,14 @@ def header_of(stored: StoredEntry) -> _entry.Header | None:
 HEAD_BYTES = 4096  # what ``scan`` reads first of each entry: the header and then some
 SECRET_ADVICE = ("the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
                  "checked.")
-POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (``acquire_within``)
+POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (by default)
 
 
 class KeyLock(abc.ABC):
     """A lock on one key, held while its value is computed and stored."""
 
     __slots__ = ()  # a lock of the file store is made per miss: no dict for it
-    poll_max = POLL_MAX  # the longest pause between tries of ``acquire``
+    poll_max = POLL_MAX  # the longest pause between tries (``acquire``, ``acquire_within``)
 
     def acquire(self, blocking: bool = True) -> bool:
         """Take the lock; with ``blocking=False`` return False at once if it is held.
@@ -157,24 +158,55 @@ class KeyLock(abc.ABC):
         """Seconds to wait before the next try; the loop's own backoff by default."""
         return pause
 
-    def acquire_within(self, timeout: float) -> bool:
+    def _due(self) -> bool:
+        """Whether the next try will ask (a lock with a backoff of its own, such as a
+        remote lease, says no while it backs off): ``poll``'s look at what the waiter waits
+        for is made only then, at the lock's pace."""
+        return True
+
+    def poll(self, meanwhile: Callable[[], bool] | None = None) -> bool | None:
+        """One step of a wait for the lock held by another: if a try is due, ``meanwhile``
+        first, and None if it returns True (the waiter has what it waited for: the value
+        the holder stored); then one try, True if the lock is taken.
+
+        ``acquire_within`` waits by these steps; a caller that cannot block (a coroutine)
+        makes them itself, with pauses of its own between them."""
+        if meanwhile is not None and self._due() and meanwhile():
+            return None
+        return self.acquire(blocking=False)
+
+    def acquire_within(self, timeout: float, tried: bool = False,
+                       meanwhile: Callable[[], bool] | None = None) -> bool:
         """Take the lock, waiting at most ``timeout`` seconds; False if it is still held.
 
         The decorator waits through this (``Cache(lock_timeout=...)``), so a lock held by a
         stuck or foreign process costs a delay, never a hang. The default tries
-        ``acquire(blocking=False)`` with pauses growing to ``POLL_MAX``; a store whose lock
-        has a timed wait of its own may override it. Exceptions raised while waiting (a
-        signal handler's ``TimeoutError``) propagate, with the lock not held.
+        ``acquire(blocking=False)`` with pauses growing to ``poll_max``; a store whose lock
+        has a timed wait of its own may override it (and may ignore ``meanwhile``).
+        Exceptions raised while waiting (a signal handler's ``TimeoutError``) propagate,
+        with the lock not held.
+
+        ``tried``: the caller has just tried once and found the lock held, so the wait
+        starts with a pause, not with another try (a request, on a remote store).
+        ``meanwhile``: looked at before each later try that will ask (``poll``); if it
+        returns True the wait ends there, False returned and the lock not taken, so that
+        no waiter takes the lock in turn just to read the value its holder stored.
         """
         deadline = time.monotonic() + timeout
         pause = 0.001
-        while not self.acquire(blocking=False):
+        if not tried and self.acquire(blocking=False):
+            return True
+        while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
             time.sleep(min(pause, left))
-            pause = min(pause * 2, POLL_MAX)
-        return True
+            pause = min(pause * 2, self.poll_max)
+            taken = self.poll(meanwhile)
+            if taken is None:  # what it waited for is there: no need of the lock
+                return False
+            if taken:
+                return True
 
     @abc.abstractmethod
     def release(self) -> None:
@@ -497,24 +529,38 @@ class Breaker:
             # Noted once started: an interrupt inside ``start`` must not leave a prober
             # noted that never runs (the server would stay down for good; ``check`` starts
             # one when none is noted); at worst two run.
-            prober = threading.Thread(target=self._run, name=self._name, daemon=True)
+            # The thread holds its breaker weakly: a store dropped while its server is down
+            # (a Cache made per job, per test) takes its prober, and its client's
+            # connections, with it, instead of leaving a thread that pings forever.
+            prober = threading.Thread(
+                target=Breaker._run, args=(weakref.ref(self), self._closed, self._every),
+                name=self._name, daemon=True,
+            )
             prober.start()
             self._prober = prober
 
-    def _run(self) -> None:
+    @staticmethod
+    def _run(ref: weakref.ref[Breaker], closed: threading.Event, every: float) -> None:
+        while not closed.wait(every):
+            breaker = ref()
+            if breaker is None or breaker._answers():  # dropped, or up again
+                return
+            del breaker  # not held while waiting
+
+    def _answers(self) -> bool:
+        """Probe once; True (and the server up again) if it answered."""
         assert self._probe is not None
-        while not self._closed.wait(self._every):
-            try:
-                self._probe()
-            except Exception as exc:  # noqa: BLE001 - any failure: still down
-                logger.debug("%s is still down: %s", self._location, exc)
-                continue
-            with self._mutex:
-                self._down = None
-                if self._prober is threading.current_thread():
-                    self._prober = None
-            logger.debug("%s answers again", self._location)
-            return
+        try:
+            self._probe()
+        except Exception as exc:  # noqa: BLE001 - any failure: still down
+            logger.debug("%s is still down: %s", self._location, exc)
+            return False
+        with self._mutex:
+            self._down = None
+            if self._prober is threading.current_thread():
+                self._prober = None
+        logger.debug("%s answers again", self._location)
+        return True
 
 
 def lease_lost(ttl: float) -> OSError:

@@ -171,16 +171,18 @@ def read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
     """The child's next stdout line, waiting at most ``timeout`` seconds.
 
     Reads the pipe byte by byte, below Python's buffering, so that no line is held back in a
-    buffer while ``select`` waits for more."""
+    buffer while ``poll`` waits for more (not ``select``: it fails on a descriptor past 1023,
+    which a test process that opened many files hands out)."""
     import select
 
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
     line = b""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     while not line.endswith(b"\n"):
-        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
-        if not ready:
+        if not poller.poll(max(deadline - time.monotonic(), 0) * 1000):
             proc.kill()
             raise AssertionError(f"no line from child within {timeout} s (got {line!r})")
         byte = os.read(fd, 1)

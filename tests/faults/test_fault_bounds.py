@@ -266,3 +266,133 @@ def test_a_writer_finding_the_room_held_by_writers_in_flight_waits_then_stores_n
     assert len(warnings) == 1 and "no room under max_size" in warnings[0], out
     assert out[-1] == "False True"  # not stored, and the entry already there not evicted
     assert held.exists()
+
+
+# --- the first ledger update of a process, after a removal ---------------------------------
+
+REMOVER = """
+import os, sys
+import memojar
+cache = memojar.Cache(os.environ["CACHE"], max_size=1_000_000)
+
+@cache.cached(version=int(sys.argv[2]))
+def f(i):
+    return bytes([i]) * 10_000
+
+if sys.argv[1] == "write":
+    f(1), f(2), f(3)
+elif sys.argv[1] == "delete":
+    assert f.cache_delete(1)
+else:  # another version: the entry of version 1 read first is discarded as incompatible
+    f(1)
+"""
+
+
+@pytest.mark.parametrize("removal", ["delete", "discard"])
+def test_a_removal_in_a_new_process_is_counted_once(tmp_path: Path, removal: str) -> None:
+    """A process's first ledger update recounts the files (another process may have left
+    the total behind): the recount already misses the removed entry, so subtracting its
+    size once more made the ledger say less than what is on disk, and let the cache grow
+    past max_size by as much."""
+    root = tmp_path / "cache"
+    script = tmp_path / "remover.py"
+    script.write_text(REMOVER)
+    env = {**subprocess_env(), "CACHE": str(root)}
+    for step in ("write", removal):
+        version = "2" if step == "discard" else "1"
+        proc = subprocess.run([sys.executable, str(script), step, version], env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        assert proc.returncode == 0, proc.stderr
+    assert int((root / ".size").read_text()) == on_disk(root)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_a_process_going_through_many_caches_keeps_few_files_open(tmp_path: Path) -> None:
+    """A process that uses a hundred caches' functions once each (a pipeline of cached steps,
+    a test suite making a cache per test) ends with a bounded number of their files open, not
+    one lock file per function it ever used: ``select`` fails past descriptor 1023 and
+    ``open`` past the limit of open files, in the user's own code. A dropped cache closes its
+    folders at once, without waiting for the cycle collector (off here), which a program with
+    a big heap runs rarely."""
+    script = f"""
+import gc, os
+from memojar import Cache
+gc.disable()
+for i in range(100):
+    step = Cache({str(tmp_path)!r} + "/cache-%d" % i).cached(lambda x: x + 1)
+    assert step(i) == i + 1
+    del step
+print(sum({str(tmp_path)!r} in os.path.realpath("/proc/self/fd/" + fd)
+          for fd in os.listdir("/proc/self/fd")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=subprocess_env())
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) <= 40, f"{done.stdout.strip()} files of the caches still open"
+
+
+def test_a_cache_dropped_while_its_redis_server_is_down_leaves_no_prober_behind(
+        tmp_path: Path) -> None:
+    """Caches made and dropped while their Redis server is down (a Cache per job, per
+    test) each started a thread that pings the server until it answers: it held its store
+    (and client), so it pinged forever, one more thread per cache. A dropped store now
+    takes its prober with it (once the cycle collector has freed what redis-py's failed
+    connect keeps in a cycle)."""
+    pytest.importorskip("redis", reason="redis-py is not installed")
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: every connect is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = f"""
+import gc, threading, time, warnings
+from memojar import Cache
+warnings.simplefilter("ignore")
+for i in range(20):
+    cache = Cache("redis://127.0.0.1:{port}/0?socket_timeout=2&prefix=p%d:" % i)
+    step = cache.cached(lambda x: x + 1)
+    assert step(i) == i + 1  # the server is down: computed, not stored
+    del step, cache
+def probers():
+    return sum(t.name.startswith("memojar-redis-probe") for t in threading.enumerate())
+print(probers())
+deadline = time.monotonic() + 60
+while probers() and time.monotonic() < deadline:
+    gc.collect()
+    time.sleep(0.1)
+print(probers())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=subprocess_env())
+    assert done.returncode == 0, done.stderr
+    started, left = map(int, done.stdout.split())
+    assert started > 0  # the test tests something: the servers' probers ran
+    assert left == 0, f"{left} probers of dropped caches still running"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_a_process_going_through_many_functions_keeps_few_folders_open(tmp_path: Path) -> None:
+    """Many functions of one live Cache (a pipeline of cached steps), and many caches kept
+    for good (``cached(cache_dir=...)`` per test, whose Caches are shared by location), each
+    kept its function's folder open: a descriptor per function the process ever used, past
+    which ``select`` and ``open`` fail in the user's own code. The folders kept open are now
+    the last few, across every store."""
+    script = f"""
+import os
+from memojar import Cache, cached
+root = {str(tmp_path)!r}
+cache = Cache(root + "/one")
+for i in range(200):
+    ns = {{}}
+    exec("def step%d(x): return x + %d" % (i, i), ns)
+    step = cache.cached(ns["step%d" % i])
+    assert step(1) == 1 + i
+    other = cached(cache_dir=root + "/dir-%d" % i)(lambda x: x * 2)
+    assert other(i) == 2 * i
+    assert step(1) == 1 + i and other(i) == 2 * i  # hits
+print(sum(root in os.path.realpath("/proc/self/fd/" + fd) for fd in os.listdir("/proc/self/fd")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=subprocess_env())
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) <= 120, f"{done.stdout.strip()} files of the caches still open"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from faultkit import DAEMON_DURING_A_CALL, finish, read_line, spawn
 
-from memojar import Cache, MemojarWarning
+from memojar import Cache, MemojarWarning, _locks
 
 # --- a lock held by another process ------------------------------------------------------
 
@@ -443,3 +443,110 @@ def test_a_reused_lock_description_is_never_shared_by_two_locks(tmp_path: Path) 
     env = {"CACHE": str(tmp_path / "c"), "MINE": str(tmp_path / "mine.txt")}
     out = finish(spawn(SHARED_AFTER_REUSE, **env), 60).splitlines()
     assert out == ["2 102", "[0, 1, 2, 3]"]  # work(3) by one of the two threads only
+
+
+WAITS_THEN_FORKS = """
+import os, sys, threading, time
+from memojar import _locks
+
+folder, key = os.environ["FOLDER"], "ab" * 16
+waiting = threading.Event()
+fcntl = _locks._fcntl
+
+def spy(fd, command, arg):  # tells when the waiter is about to wait for the lock
+    if command == _locks._SETLKW and threading.current_thread().name == "waiter":
+        waiting.set()
+    return fcntl(fd, command, arg)
+
+_locks._fcntl = spy
+first = _locks.key_lock(folder, key, folder + "/entry.pkl")
+first.acquire()
+got = threading.Event()
+
+def wait():
+    _locks.key_lock(folder, key, folder + "/entry.pkl").acquire()
+    got.set()
+
+threading.Thread(target=wait, name="waiter", daemon=True).start()
+assert waiting.wait(30)
+up, said = os.pipe()
+pid = os.fork()
+if pid == 0:  # a child that outlives its parent (a worker, a daemon)
+    os.write(said, b"up")  # its fork handlers have run (a loaded machine delays them)
+    time.sleep(120)
+    os._exit(0)
+assert os.read(up, 2) == b"up"
+first.release()
+assert got.wait(30)  # the waiter holds the key now, with the description it waited on
+print(pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _key_free_after_the_forking_holder_is_killed(script: str, folder: Path) -> bool:
+    """Run ``script`` (it takes the key's lock, forks a long-lived child, prints the child's
+    pid), kill it, and say whether the key is free while the child lives on."""
+    holder = spawn(script, FOLDER=str(folder))
+    child = 0
+    try:
+        child = int(read_line(holder, timeout=60))
+        holder.kill()
+        holder.wait(30)
+        lock = _locks.key_lock(str(folder), "ab" * 16, str(folder / "entry.pkl"))
+        free = lock.acquire(blocking=False)
+        if free:
+            lock.release()
+        return free
+    finally:
+        if child:
+            os.kill(child, signal.SIGKILL)
+        _stop(holder)
+
+
+@pytest.mark.skipif(not _locks.LOCKS_IN_FUNCTION_DIR, reason="byte-range locks only")
+def test_a_child_forked_while_a_thread_waits_for_a_key_does_not_keep_it_locked(
+        tmp_path: Path) -> None:
+    """A fork while another thread waits for a key lock: the child kept a copy of the
+    description the thread waited on (neither held nor idle at that moment, so not closed
+    in the child), and the lock the thread then took outlived its process, killed, for as
+    long as the child lived: every caller of the key waited. The child closes it now."""
+    assert _key_free_after_the_forking_holder_is_killed(WAITS_THEN_FORKS, tmp_path), \
+        "the key stayed locked after its holder was killed"
+
+
+FORKS_AS_IT_OPENS = """
+import os, time
+from memojar import _locks
+
+folder, key = os.environ["FOLDER"], "ab" * 16
+identity = _locks._identity
+child = []
+
+def forking_identity(fd):  # another thread forks while this one is in the fstat
+    if not child:
+        up, said = os.pipe()
+        child.append(os.fork())
+        if child[0] == 0:  # a child that outlives its parent (a worker, a daemon)
+            os.write(said, b"up")  # its fork handlers have run (a loaded machine delays them)
+            time.sleep(120)
+            os._exit(0)
+        assert os.read(up, 2) == b"up"
+    return identity(fd)
+
+_locks._identity = forking_identity
+lock = _locks.key_lock(folder, key, folder + "/entry.pkl")
+lock.acquire()
+print(child[0], flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not _locks.LOCKS_IN_FUNCTION_DIR, reason="byte-range locks only")
+def test_a_child_forked_as_a_lock_file_is_opened_does_not_keep_the_key_locked(
+        tmp_path: Path) -> None:
+    """A fork by another thread while a lock's description was in no table (just opened,
+    in the ``fstat`` after the ``open``): the child kept a copy, the lock taken on it
+    outlived its holder, killed, as long as the child lived. A description that was in no
+    table at a fork is never used for a lock."""
+    assert _key_free_after_the_forking_holder_is_killed(FORKS_AS_IT_OPENS, tmp_path), \
+        "the key stayed locked after its holder was killed"

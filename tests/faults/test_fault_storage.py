@@ -13,10 +13,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from faultkit import entry_files, temp_files
+from faultkit import entry_files, subprocess_env, temp_files
 
 from memojar import Cache, MemojarWarning
 
@@ -165,3 +167,83 @@ def test_cache_directory_replaced_by_a_file(cache_dir: Path, max_size: int | Non
     assert (f(1), f(1)) == (101, 101)
     assert calls == [1, 1, 2, 1]
     assert len(entry_files(cache_dir)) == 1
+
+
+# --- a really full disk: a small tmpfs -----------------------------------------------------
+
+FULL_DISK_JOB = """
+import os, sys, warnings
+from memojar import Cache
+cache = Cache(os.environ["CACHE"], max_size=int(os.environ["MAX"]) if os.environ["MAX"] else None)
+
+@cache.cached
+def f(i):
+    return bytes([i]) * 20_000
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for i in (1, 2):
+        assert f(i) == bytes([i]) * 20_000
+print(f.cache_info().misses, [str(w.message) for w in caught])
+"""
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 1 MB tmpfs, mounted for the test (root, and a kernel that lets it mount)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}): needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+def _fill(mount: Path, free: int) -> Path:
+    """A file taking all but ``free`` bytes of the file system."""
+    filler = mount / "filler"
+    st = os.statvfs(mount)
+    with open(filler, "wb") as fh:
+        try:
+            fh.write(bytes(max(st.f_bavail * st.f_frsize - free, 0)))
+        except OSError:  # full before the end: as intended
+            pass
+    return filler
+
+
+@pytest.mark.parametrize("max_size", SIZES, ids=["unbounded", "max_size"])
+@pytest.mark.parametrize("free", [0, 4096, 8192, 16384, 32768])
+def test_a_cache_made_on_a_full_disk_works_once_there_is_room(
+        small_tmpfs: Path, free: int, max_size: int | None) -> None:
+    """The first process makes the cache on a full disk (its tag, .gitignore, ledger,
+    stats, folders, entry: whichever the room runs out at); it gets its values. Once there
+    is room, the next process caches, and the cache is whole: tagged, no partial
+    .gitignore, its ledger equal to its entries. Before, a root whose tag could not be
+    written got its function folder anyway, and every later process refused it as a folder
+    of the user's."""
+    root = small_tmpfs / "cache"
+    env = subprocess_env(CACHE=str(root), MAX="" if max_size is None else str(max_size))
+
+    def run() -> str:
+        proc = subprocess.run([sys.executable, "-c", FULL_DISK_JOB], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    filler = _fill(small_tmpfs, free)
+    full = run()
+    assert "did not create" not in full  # a full disk says so, not that the folder is yours
+    filler.unlink()
+    assert run().endswith(" []\n")  # what the full disk did not keep is stored, no warning
+    assert run().startswith("0 []")  # hits
+    assert (root / "CACHEDIR.TAG").read_text().startswith("Signature: ")
+    gitignore = root / ".gitignore"  # whole, or none where the disk had no room for it
+    assert not gitignore.exists() or gitignore.read_text().endswith("\n*\n")
+    assert temp_files(root) == []
+    if max_size is not None:
+        assert int((root / ".size").read_text()) == sum(
+            p.stat().st_size for p in entry_files(root))

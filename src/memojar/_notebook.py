@@ -1,0 +1,71 @@
+"""In IPython (a notebook kernel, a terminal): what a cell changes is seen at the next cell.
+
+A function's identity covers its helpers and the module constants it reads; they are
+resolved at its first call. A cell can define a helper again, bind a constant to another
+value, or (``%autoreload``, in its own ``pre_run_cell`` callback) reload a module and replace
+its functions' ``__code__`` in place. So before each cell (the ``pre_run_cell`` event), every
+live decorated function is marked: its next call re-checks what its identity was resolved
+from (``_identity.Resolved``: objects by identity, functions' code and defaults, classes'
+members) and makes it again only if something changed. The check runs at that next call,
+after whatever the cell (or autoreload) did before it, in either order of the callbacks.
+
+The mark costs the hit path nothing: it replaces the code the memo remembers with
+``CELL_RAN``, so the comparison every call makes already (``__code__ is not memo.code``)
+fails once and calls ``renew``. In a script nothing is marked and nothing recorded.
+IPython is never imported here: only found if the process has imported it.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from typing import Any
+
+from . import _identity
+
+
+class _CellRan:
+    """What a memo's remembered code is set to when a cell starts: no code is it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CELL_RAN"
+
+
+CELL_RAN: Any = _CellRan()
+_live: weakref.WeakSet[Any] = weakref.WeakSet()  # the memos to mark, while they live
+cells_started = 0  # counted before the memos are marked: a re-check that a cell's start
+# overlapped (a call in another thread) sees it changed, and leaves its memo marked
+
+
+def watch(memo: Any) -> None:
+    """Mark ``memo`` before every cell, if this process runs IPython (once per shell, the
+    callback is registered; from then on, identities keep a record of what they read)."""
+    shell = _shell()
+    if shell is None:
+        return
+    try:
+        shell.events.register("pre_run_cell", _cell_starts)  # registered once: kept once
+    except Exception:  # noqa: BLE001 - not IPython's shell after all: nothing to mark
+        return
+    _identity.RECORD = True
+    _live.add(memo)
+
+
+def _shell() -> Any:
+    module = sys.modules.get("IPython.core.getipython")
+    if module is None:
+        return None
+    try:
+        return module.get_ipython()
+    except Exception:  # noqa: BLE001 - a broken IPython is no reason to fail a decoration
+        return None
+
+
+def _cell_starts(*_info: Any) -> None:
+    """``pre_run_cell``: each live memo re-checks its identity at its next call."""
+    global cells_started
+    cells_started += 1
+    for memo in list(_live):
+        memo.code = CELL_RAN

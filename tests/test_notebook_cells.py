@@ -1,0 +1,214 @@
+"""In IPython, a helper, constant or class that a cell changes is seen at the next cell.
+
+Each test runs its cells in a real IPython shell (``InteractiveShell``, as ipykernel runs
+them: ``pre_run_cell`` and ``%autoreload`` included) in a fresh interpreter, so that no
+shell, callback or record outlives it, and compares what each cell returned.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_python
+
+pytest.importorskip("IPython")
+
+SHELL = r"""
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+config = Config()
+config.HistoryManager.hist_file = ":memory:"
+shell = InteractiveShell.instance(config=config)
+shown = []
+for cell in json.loads(sys.argv[1]):
+    result = shell.run_cell(cell)
+    result.raise_error()
+    shown.append(repr(result.result))
+print(json.dumps(shown))
+"""
+
+DEFINE = """
+from memojar import Cache
+cache = Cache({directory!r})
+K = 1
+def g(x):
+    return x + 1
+
+@cache.cached{options}
+def f(x):
+    return g(x) * K
+"""
+
+
+def cells(tmp_path: Path, *cells: str, options: str = "") -> list[str]:
+    """What each cell returned (its repr), after a first cell defining ``g``, ``K`` and the
+    cached ``f(x) = g(x) * K`` on a cache in ``tmp_path``."""
+    first = DEFINE.format(directory=str(tmp_path / "cache"), options=options)
+    out = run_python(SHELL, json.dumps([first, *cells]), env={"PYTHONDONTWRITEBYTECODE": "1"})
+    return json.loads(out.splitlines()[-1])[1:]
+
+
+def test_a_helper_redefined_in_another_cell_is_seen_at_the_next_cell(tmp_path: Path):
+    # Before: 2, the old helper's value, until the cached function's own cell ran again.
+    assert cells(tmp_path, "f(1)", "def g(x):\n    return x + 100", "f(1)") == [
+        "2", "None", "101"]
+
+
+def test_a_constant_bound_again_in_another_cell_is_seen_at_the_next_cell(tmp_path: Path):
+    assert cells(tmp_path, "f(1)", "K = 5", "f(1)") == ["2", "None", "10"]
+
+
+def test_a_helper_defined_after_the_first_call_is_seen(tmp_path: Path):
+    # ``f`` read ``h`` as a builtin-free missing name at its first call; a cell defines it.
+    out = cells(tmp_path,
+                "@cache.cached\ndef k(x):\n    try:\n        return h(x)\n"
+                "    except NameError:\n        return 'none'", "k(1)",
+                "def h(x):\n    return x * 7", "k(1)")
+    assert out[1:] == ["'none'", "None", "7"]
+
+
+def test_the_memory_tier_does_not_return_the_old_helpers_value(tmp_path: Path):
+    assert cells(tmp_path, "f(1)", "f(1)", "def g(x):\n    return x + 100", "f(1)",
+                 options="(memory=10)") == ["2", "2", "None", "101"]
+
+
+def test_a_helper_redefined_in_the_same_cell_is_seen_from_the_next_cell(tmp_path: Path):
+    # The granularity is the cell: a cell's first call re-checks (after the cell's own
+    # redefinitions before it); within the cell, later calls keep what that one found,
+    # as a script does.
+    out = cells(tmp_path, "f(1)",
+                "def g(x):\n    return x + 100\nf(1)",
+                "a = f(1)\ndef g(x):\n    return x + 1000\n(a, f(1))",
+                "f(1)")
+    assert out == ["2", "101", "(101, 101)", "1001"]
+
+
+def test_cache_explain_names_the_helper_a_cell_changed(tmp_path: Path):
+    out = cells(tmp_path, "f(1)", "def g(x):\n    return x + 100", "f.cache_explain(1)")
+    assert out[-1] == "'incompatible: helper __main__.g changed'"
+
+
+def test_cache_explain_names_the_constant_a_cell_changed(tmp_path: Path):
+    out = cells(tmp_path, "f(1)", "K = 5", "f.cache_explain(1)")
+    assert out[-1] == "'incompatible: constant __main__.K changed'"
+
+
+HELPERS = "FACTOR = {factor}\n\ndef scale(x):\n    return x * {times}\n"
+
+
+@pytest.mark.parametrize("spelling", ["from helpers_nb import scale, FACTOR",
+                                      "import helpers_nb\nscale = lambda x: helpers_nb.scale(x)"
+                                      "\nFACTOR = None"])
+def test_a_module_helper_autoreloaded_is_seen_at_the_next_cell(tmp_path: Path,
+                                                               spelling: str):
+    # %autoreload 2 replaces the __code__ of the module's old functions in place and binds
+    # its names to new objects: either is seen at the next cell.
+    module = tmp_path / "helpers_nb.py"
+    module.write_text(HELPERS.format(factor=1, times=2))
+    edit = (f"import os\nopen({str(module)!r}, 'w').write({HELPERS.format(factor=1, times=3)!r})"
+            f"\nos.utime({str(module)!r}, (2e9, 2e9))")
+    out = cells(tmp_path, "%load_ext autoreload", "%autoreload 2",
+                f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n{spelling}",
+                "@cache.cached\ndef m(x):\n    return scale(x)", "m(5)", edit, "m(5)")
+    assert out[-4:] == ["None", "10", "None", "15"]
+
+
+def test_a_module_constant_autoreloaded_is_seen_at_the_next_cell(tmp_path: Path):
+    module = tmp_path / "consts_nb.py"
+    module.write_text("FACTOR = 2.5\n")
+    edit = (f"import os\nopen({str(module)!r}, 'w').write('FACTOR = 3.5\\n')"
+            f"\nos.utime({str(module)!r}, (2e9, 2e9))")
+    out = cells(tmp_path, "%load_ext autoreload", "%autoreload 2",
+                f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport consts_nb",
+                "@cache.cached\ndef m(x):\n    return x * consts_nb.FACTOR", "m(2)", edit,
+                "m(2)")
+    assert out[-3:] == ["5.0", "None", "7.0"]
+
+
+def test_a_class_autoreloaded_in_place_is_seen_at_the_next_cell(tmp_path: Path):
+    module = tmp_path / "model_nb.py"
+    source = "class Model:\n    def predict(self, x):\n        return x * {times}\n"
+    module.write_text(source.format(times=2))
+    edit = (f"import os\nopen({str(module)!r}, 'w').write({source.format(times=3)!r})"
+            f"\nos.utime({str(module)!r}, (2e9, 2e9))")
+    out = cells(tmp_path, "%load_ext autoreload", "%autoreload 2",
+                f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nfrom model_nb import Model",
+                "@cache.cached\ndef m(x):\n    return Model().predict(x)", "m(5)", edit, "m(5)")
+    assert out[-3:] == ["10", "None", "15"]
+
+
+COUNTING = """
+import memojar._identity as identity
+walks, hashes = [], []
+_walk, _state = identity._walk_callable, identity.state_key
+def counting_walk(*a):
+    walks.append(1)
+    return _walk(*a)
+def counting_state(value):
+    if type(value).__name__ == 'Big':
+        hashes.append(1)
+    return _state(value)
+identity._walk_callable, identity.state_key = counting_walk, counting_state
+class Big:
+    def __init__(self):
+        self.data = list(range(1000))
+BIG = Big()
+@cache.cached
+def b(x):
+    return g(x) + len(BIG.data)
+"""
+
+
+def test_a_cell_that_changes_nothing_it_reads_costs_no_new_identity(tmp_path: Path):
+    # Cost guard: the re-check compares objects; it walks and hashes nothing.
+    out = cells(tmp_path, COUNTING, "b(1)", "(len(walks) > 0, len(hashes))",
+                "x = 1", "walks.clear()\nb(1)", "(len(walks), len(hashes), b.cache_info()[:2])")
+    assert out[1:] == ["1002", "(True, 1)", "None", "1002", "(0, 1, (1, 1))"]
+
+
+def test_a_changed_helper_rebuilds_without_hashing_a_big_global_again(tmp_path: Path):
+    # The global read by name is hashed once per process while it is the same object.
+    out = cells(tmp_path, COUNTING, "b(1)", "def g(x):\n    return x + 100", "b(1)",
+                "len(hashes)", "BIG = Big()", "b(1)", "len(hashes)")
+    assert out[1:] == ["1002", "None", "1101", "1", "None", "1101", "2"]
+
+
+def test_rerunning_a_helpers_cell_unchanged_keeps_the_hit(tmp_path: Path):
+    # "Run all" again: every helper is a new object with the same code; the identity is
+    # made again, the same, and the call hits.
+    out = cells(tmp_path, "f(1)", "def g(x):\n    return x + 1\nK = 1", "f(1)",
+                "tuple(f.cache_info())[:3]")
+    assert out == ["2", "None", "2", "(1, 1, 1)"]
+
+
+def test_a_script_resolves_once_at_the_first_call(tmp_path: Path):
+    # Outside IPython nothing is marked or recorded: README's script promise is unchanged.
+    out = run_python(DEFINE.format(directory=str(tmp_path / "cache"), options="") + (
+        "import memojar._identity as identity\n"
+        "a = f(1)\n"
+        "def g(x):\n    return x + 100\n"
+        "print(a, f(1), identity.RECORD, identity.resolved(f.__wrapped__))\n"))
+    assert out.split() == ["2", "2", "False", "None"]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_core's paths notice
+def test_a_real_kernel_sees_a_helper_redefined_in_another_cell(tmp_path: Path):
+    # The same through ipykernel (ZMQInteractiveShell), as Jupyter runs a notebook.
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    sources = [DEFINE.format(directory=str(tmp_path / "cache"), options=""), "f(1)",
+               "def g(x):\n    return x + 100", "f(1)", "K = 5", "f(1)"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    shown = ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+             for cell in notebook.cells]
+    assert shown[1::2] == ["2", "101", "505"]
