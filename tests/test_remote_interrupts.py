@@ -343,6 +343,49 @@ def test_real_sigints_at_random_moments_leave_nothing_behind_on_redis(
     _sigint_loop([PRELUDE + REDIS_LEFTOVERS + SIGINT_LOOP, redis_location, "5"], 100)
 
 
+def _interrupting(read: Callable[..., Any], nth: int) -> Callable[..., Any]:
+    """``read`` that raises ``KeyboardInterrupt`` instead of reading the ``nth`` reply (from
+    0), as an interrupt just before redis-py's read would."""
+    count = iter(range(nth, -1, -1))
+
+    def interrupted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if next(count, None) == 0:
+            raise KeyboardInterrupt
+        return read(self, *args, **kwargs)
+
+    return interrupted
+
+
+@pytest.mark.parametrize("max_size", [None, 10**7], ids=["get", "pipeline"])
+def test_an_interrupt_before_a_reply_is_read_leaves_it_to_no_other_command(
+        redis_location: str, max_size: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt that lands after a command was sent and before redis-py reads its reply
+    (outside redis-py's own clean-up; found by the SIGINT loop on 3.10) must not leave the
+    reply on a pooled connection, where the next command would read it as its own (a GET
+    answered with a number raised ``TypeError`` from the user's call)."""
+    import redis
+
+    cache = Cache(redis_location, max_size=max_size, secret="s")
+
+    @cache.cached
+    def double(x: int) -> int:
+        return 2 * x
+
+    read = redis.connection.Connection.read_response
+    for nth in range(8):  # the nth reply read by a miss then a hit of x
+        x = 10 + nth
+        monkeypatch.setattr(redis.connection.Connection, "read_response",
+                            _interrupting(read, nth))
+        try:
+            double(x)
+            double(x)
+        except KeyboardInterrupt:
+            pass
+        monkeypatch.setattr(redis.connection.Connection, "read_response", read)
+        assert [double(y) for y in (x, 1, x, 2, 1)] == [2 * x, 2, 2 * x, 4, 2], nth
+    cache.close()
+
+
 @pytest.mark.slow
 def test_real_sigints_at_random_moments_leave_nothing_behind_on_s3(
         s3_location: str, s3_server: S3Server) -> None:

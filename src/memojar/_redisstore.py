@@ -58,15 +58,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from . import _redislua as lua
 from ._entry import Miss, header_length
 from ._errors import logger
+from ._redisconn import connect
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
 from ._store import (
@@ -141,16 +140,7 @@ class RedisStore(Store):
         if password is not None:
             kwargs["password"] = password
         try:
-            self._client = redis.Redis.from_url(
-                url,
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_timeout,
-                # one immediate retry after a dropped connection (a restarted server, an
-                # idle connection the server closed); never after a timeout, so nothing
-                # waits longer than one socket_timeout
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                **kwargs,
-            )
+            self._client = connect(url, self.socket_timeout, **kwargs)
         except ValueError as exc:
             raise ValueError(f"cache location {self.location!r} is not a valid Redis URL: "
                              f"{exc}") from exc

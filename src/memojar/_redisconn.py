@@ -1,0 +1,59 @@
+"""The Redis store's connections: a client whose pool never lends out a connection that
+may still hold a reply nobody read.
+
+redis-py sends a command, then reads its reply; an interrupt (Ctrl-C, a signal handler's
+exception, a thread's async exception) that lands between the two, or between the
+replies of a pipeline, is outside redis-py's own clean-up, and the connection goes back
+to the pool with the reply unread. The next command on it reads that reply as its own:
+a GET answered with another key's entry, or with a number. The pool closes a connection
+given back while an exception other than the server's own error reply propagates.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.retry import Retry
+
+__all__ = ["connect"]
+
+
+class _Pool(redis.ConnectionPool):
+    """Closes a connection given back by an exception raised while it was lent out."""
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection: Any = super().get_connection(*args, **kwargs)
+        # an exception already being handled when the command starts (memojar talking to
+        # the server from an ``except`` block) is not one that cut the command short
+        connection._memojar_around = sys.exc_info()[1]
+        return connection
+
+    def release(self, connection: Any) -> None:
+        raised = sys.exc_info()[1]
+        around = getattr(connection, "_memojar_around", None)
+        connection._memojar_around = None
+        if raised is not None and raised is not around and not isinstance(raised, ResponseError):
+            connection.disconnect()  # it may hold a reply: never read as another's
+        super().release(connection)
+
+
+def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
+    """A client for ``url``; ``ValueError`` if it is not a Redis URL."""
+    pool = _Pool.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        # one immediate retry after a dropped connection (a restarted server, an idle
+        # connection the server closed); never after a timeout, so nothing waits longer
+        # than one socket_timeout
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        **kwargs,
+    )
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # close() closes the pool, as from_url's does
+    return client
