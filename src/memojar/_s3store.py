@@ -735,11 +735,20 @@ class _Lease(KeyLock):
             raise
         self.etag, self._token = "", ""
 
-    def _let_go(self, etag: str, token: str) -> None:
+    def _let_go(self, etag: str, token: str, until: float = 0.0) -> None:
         try:
             if self._remove(etag, token):
                 # waiters of this process (threads, tasks) skip their backoff: it is free now
                 self.store._releases += 1
+        except (ConnectionError, TimeoutError) as exc:
+            # The server failed a moment ago, and the store fails fast for FAULT_BACKOFF:
+            # perhaps a write of this lease whose reply was lost (the lease is ours all the
+            # same). Tried again at the renewer's rounds for as long as the lease would
+            # keep waiters, this process's next caller of the key too (LEASE_TTL).
+            until = until or time.monotonic() + LEASE_TTL
+            if time.monotonic() < until:
+                self.store._renewer.later(functools.partial(self._let_go, etag, token, until))
+            logger.debug("cannot release %s now: %s", self.name, exc)
         except OSError as exc:
             logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
 

@@ -633,6 +633,13 @@ class Renewer:
             self._start()
         self._wake.set()
 
+    def later(self, job: Callable[[], object]) -> None:
+        """Run ``job`` in this renewer's thread at its next round: a release the server
+        could not take now (a store fails fast for a moment after a fault), tried again."""
+        with self._mutex:
+            self._jobs.append(job)
+            self._start()
+
     def _start(self) -> None:  # under _mutex
         if self._thread is None:
             # Noted once started, as ``Breaker``'s prober: an interrupt inside ``start``
