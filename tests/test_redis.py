@@ -32,6 +32,7 @@ from remote_kit import (
     PLANTED_WARNING,
     SECRET,
     Planted,
+    ReplyDropper,
     counted,
     k,
     lock_holder,
@@ -600,6 +601,52 @@ def test_a_lock_whose_reply_a_dropped_connection_lost_is_held(redis_location: st
     lock.release()
     assert client.exists(name) == 0
     store.close()
+
+@pytest.fixture
+def dropper(redis_server: RedisServer) -> Iterator[ReplyDropper]:
+    """A proxy in front of the session's server that loses chosen replies."""
+    proxy = ReplyDropper(redis_server.port)
+    yield proxy
+    proxy.close()
+
+
+def behind(location: str, proxy: ReplyDropper) -> str:
+    """``location`` reached through ``proxy``."""
+    return location.replace(f":{proxy._target[1]}/", f":{proxy.port}/")
+
+
+def evalsha(script: Any) -> bytes:
+    """What a request running ``script`` (a registered ``Script``) holds."""
+    return b"EVALSHA\r\n$40\r\n" + script.sha.encode()
+
+
+def test_a_lock_whose_both_replies_were_lost_is_released(redis_location: str, client: Any,
+                                                          dropper: ReplyDropper) -> None:
+    """The server takes the lock and the connection drops before its reply, twice (the
+    command and redis-py's retry): the caller cannot lock (the store is down until a ping
+    answers) and releases at once, as the decorator does; the lock, its own by its token,
+    is removed once the server answers again. Before, that release failed fast and was
+    forgotten: the lock stayed until it expired (``LOCK_TTL``), every caller of the key
+    waiting for it."""
+    store = open_store(behind(redis_location, dropper), None, True)
+    assert isinstance(store, RedisStore)
+    lock = store.lock(FN, k(0))
+    assert lock.acquire(blocking=False)  # (the script is loaded)
+    lock.release()
+    name = f"memojar:{FN}:{k(1)}:lock".encode()
+    lock = store.lock(FN, k(1))
+    dropper.drop(evalsha(store._acquire), times=2)
+    with pytest.raises(ConnectionError):
+        lock.acquire(blocking=False)
+    assert len(dropper.dropped) == 2
+    assert client.exists(name) == 1
+    lock.release()
+    deadline = time.monotonic() + 10  # (the behaviour tests' LOCK_TTL is 60 s)
+    while client.exists(name):
+        assert time.monotonic() < deadline, "the lock was left behind"
+        time.sleep(0.05)
+    store.close()
+
 
 # --- faults ------------------------------------------------------------------------------------
 
