@@ -648,6 +648,33 @@ def test_a_lock_whose_both_replies_were_lost_is_released(redis_location: str, cl
     store.close()
 
 
+@pytest.mark.parametrize("lost", [1, 2], ids=["retried", "failed"])
+def test_statistics_whose_reply_was_lost_are_counted_once(redis_location: str,
+                                                           dropper: ReplyDropper,
+                                                           lost: int) -> None:
+    """The server adds a merge of statistics and the connection drops before its reply:
+    redis-py sends it again (``retried``), or that reply is lost too and the merge fails
+    (``failed``: the cache keeps the counts and merges them with the next ones). Either
+    way every hit is counted once. Before, the retry added the counts a second time, and
+    a failed merge that had run was added again by the next."""
+    cache = Cache(behind(redis_location, dropper), secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    for _ in range(3):
+        double(1)
+    dropper.drop(b"memojar:stats", times=lost)
+    cache.flush_stats()
+    assert len(dropper.dropped) == lost
+    deadline = time.monotonic() + HANG
+    while cache.store._breaker.down:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    double(1)
+    hits, misses, _ = cache.saved_stats()[double.__memojar__.name]
+    assert (hits, misses) == (4, 1)
+    cache.close()
+
+
 # --- faults ------------------------------------------------------------------------------------
 
 def test_server_killed_mid_run(own_server: Callable[..., RedisServer]) -> None:
