@@ -226,7 +226,11 @@ class ReplyDropper:
                 down, _ = self._listener.accept()
             except OSError:
                 return
-            up = socket.create_connection(self._target)
+            try:
+                up = socket.create_connection(self._target)
+            except OSError:  # the server is gone: so is this connection
+                _close(down)
+                continue
             state: dict[str, Any] = {"drop": None}
             threading.Thread(target=self._requests, args=(down, up, state), daemon=True).start()
             threading.Thread(target=self._replies, args=(down, up, state), daemon=True).start()

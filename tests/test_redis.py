@@ -675,6 +675,33 @@ def test_statistics_whose_reply_was_lost_are_counted_once(redis_location: str,
     cache.close()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "a delete whose reply was lost runs again on redis-py's retry, which finds nothing to "
+    "remove and answers 0: the count of what was removed is lost with the first reply. "
+    "Telling the retry what the first run removed needs a mark on the server that outlives "
+    "the call (a key, against 'a cleared cache leaves no key') or a round trip more"))
+def test_deletes_whose_reply_was_lost_count_what_they_removed(redis_location: str,
+                                                              dropper: ReplyDropper) -> None:
+    """``cache_delete`` says whether it removed the entry, ``cache_clear`` how many, also
+    when the connection dropped after the server removed them (the entries are gone, and
+    nothing else is wrong: the index and the total follow)."""
+    cache = Cache(behind(redis_location, dropper), secret=SECRET)
+    double, _ = counted(cache)
+    for i in range(4):
+        double(i)
+    store = cache.store
+    assert isinstance(store, RedisStore)
+    assert double.cache_delete(3)  # (the script is loaded)
+    dropper.drop(evalsha(store._delete))
+    deleted = double.cache_delete(0)
+    dropper.drop(evalsha(store._delete))
+    cleared = double.cache_clear()
+    assert len(dropper.dropped) == 2
+    assert not double.cache_contains(0) and not double.cache_contains(1)
+    assert (deleted, cleared) == (True, 2)
+    cache.close()
+
+
 # --- faults ------------------------------------------------------------------------------------
 
 def test_server_killed_mid_run(own_server: Callable[..., RedisServer]) -> None:
