@@ -587,6 +587,29 @@ def test_a_lease_whose_write_lost_its_reply_is_released(s3_location: str, client
     store.close()
 
 
+def test_an_upload_whose_part_lost_its_reply_is_aborted(s3_location: str, client: Any,
+                                                       dropper: ReplyDropper) -> None:
+    """A part of a multipart upload is stored and the connection drops before its reply:
+    the write fails, and its upload is aborted once the server answers again (the store
+    fails fast for a moment after the fault). Before, that abort failed fast too and was
+    forgotten: the upload and its parts stayed in the bucket, unseen by any listing of
+    objects, until a ``cleanup`` an hour later or a lifecycle rule."""
+    store = open_store(behind(s3_location, dropper) + "&multipart_threshold=1000000", None,
+                       True)
+    assert isinstance(store, S3Store)
+    bucket, prefix = split(s3_location)
+    dropper.drop(b"partNumber=2")
+    with pytest.raises(ConnectionError):
+        store.write(FN, k(1), [b"p" * (10 << 20)])  # two parts
+    assert dropper.dropped
+    deadline = time.monotonic() + 10
+    while client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads"):
+        assert time.monotonic() < deadline, "the upload was left behind"
+        time.sleep(0.05)
+    assert objects(client, s3_location) == {}
+    store.close()
+
+
 def test_release_on_a_server_without_conditional_deletes(s3_location: str) -> None:
     store = open_store(s3_location, None, True)
     assert isinstance(store, S3Store)

@@ -128,6 +128,9 @@ HEAD_BYTES = 4096  # what ``scan`` reads first of each entry: the header and the
 SECRET_ADVICE = ("the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
                  "checked.")
 POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (by default)
+# seconds a remote store keeps trying to remove what a failed write left behind (uncommitted
+# chunks, a multipart upload) while the server that failed a moment ago does not answer
+LEFTOVER_RETRY = 60.0
 
 
 class KeyLock(abc.ABC):
