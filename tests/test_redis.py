@@ -648,6 +648,28 @@ def test_a_lock_whose_both_replies_were_lost_is_released(redis_location: str, cl
     store.close()
 
 
+def test_chunks_of_a_write_whose_replies_were_lost_are_removed(redis_location: str,
+                                                                client: Any,
+                                                                dropper: ReplyDropper) -> None:
+    """The first chunk of a large entry is stored and the connection drops before its
+    reply, twice (the pipeline and redis-py's retry): the write fails, and its chunks are
+    removed once the server answers again. Before, the store, down until a ping answered,
+    skipped their removal: they stayed for INFLIGHT_TTL (an hour), in the server's memory
+    but in no size of the index (``max_size``)."""
+    store = open_store(behind(redis_location, dropper) + "?chunk_size=1000", None, True)
+    assert isinstance(store, RedisStore)
+    dropper.drop(b"MULTI", times=2)
+    with pytest.raises(ConnectionError):
+        store.write(FN, k(1), [b"c" * 5000])
+    assert len(dropper.dropped) == 2
+    deadline = time.monotonic() + 10
+    while names(client, "*:c:*"):
+        assert time.monotonic() < deadline, "the chunks were left behind"
+        time.sleep(0.05)
+    assert names(client) == set()
+    store.close()
+
+
 @pytest.mark.parametrize("lost", [1, 2], ids=["retried", "failed"])
 def test_statistics_whose_reply_was_lost_are_counted_once(redis_location: str,
                                                            dropper: ReplyDropper,

@@ -73,6 +73,7 @@ from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
 from ._store import (
     HEAD_BYTES,
+    LEFTOVER_RETRY,
     Breaker,
     KeyLock,
     Renewer,
@@ -320,11 +321,17 @@ class RedisStore(Store):
         pointer = b"MJCH 2 %s %d %d %s\n" % (gen, count, size, self._sign(name, gen, count, size))
         return pointer + head, count
 
-    def _drop_chunks(self, name: bytes, chunks: bytes) -> None:
+    def _drop_chunks(self, name: bytes, chunks: bytes, until: float = 0.0) -> None:
         """Remove the chunks of a write that did not complete, unless the entry ``name``
-        points to them (the commit ran, and its reply was lost to an interrupt)."""
-        if self._breaker.down:
-            return  # not waiting again for a server that is down: the chunks expire
+        points to them (the commit ran, and its reply was lost to an interrupt or a
+        dropped connection)."""
+        if self._breaker.down:  # not waiting again for a server that is down: tried again
+            # at the renewer's rounds for LEFTOVER_RETRY (a connection dropped a moment ago);
+            # the chunks expire anyway (INFLIGHT_TTL)
+            until = until or time.monotonic() + LEFTOVER_RETRY
+            if time.monotonic() < until:
+                self._renewer.later(functools.partial(self._drop_chunks, name, chunks, until))
+            return
         try:
             self._reap(keys=[*self._index, name, chunks], args=[_ANY_AGE])
         except RedisError as exc:  # uncommitted chunks expire anyway (INFLIGHT_TTL)
