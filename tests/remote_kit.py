@@ -191,6 +191,7 @@ class ReplyDropper:
     Each connection is two threads, one a direction; ``close`` stops the listener."""
 
     def __init__(self, port: int) -> None:
+        self.target_port = port
         self._target = ("127.0.0.1", port)
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.bind(("127.0.0.1", 0))

@@ -612,7 +612,7 @@ def dropper(redis_server: RedisServer) -> Iterator[ReplyDropper]:
 
 def behind(location: str, proxy: ReplyDropper) -> str:
     """``location`` reached through ``proxy``."""
-    return location.replace(f":{proxy._target[1]}/", f":{proxy.port}/")
+    return location.replace(f":{proxy.target_port}/", f":{proxy.port}/")
 
 
 def evalsha(script: Any) -> bytes:

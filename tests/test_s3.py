@@ -548,7 +548,7 @@ def dropper(s3_server: S3Server) -> Iterator[ReplyDropper]:
 
 def behind(location: str, proxy: ReplyDropper) -> str:
     """``location`` reached through ``proxy``."""
-    return location.replace(f"endpoint_url=http://127.0.0.1:{proxy._target[1]}",
+    return location.replace(f"endpoint_url=http://127.0.0.1:{proxy.target_port}",
                             f"endpoint_url=http://127.0.0.1:{proxy.port}")
 
 
