@@ -1,11 +1,14 @@
 """What the tests of the remote stores (``test_redis.py``, ``test_s3.py``) share: a counted
 function, a timer, and the child processes of the compute-once tests (a stampede, a lock
-holder to kill)."""
+holder to kill), and a proxy that loses replies."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -177,3 +180,96 @@ def survives_no_server(location: str, within: float = HANG) -> None:
     assert value == (6, 6)
     assert calls == [3, 3]
     assert took < within, took
+
+
+class ReplyDropper:
+    """A TCP proxy between the store and a server that can lose a reply: once armed
+    (``drop``), the next request whose bytes contain ``needle`` is forwarded to the server,
+    which runs it; its reply is read and thrown away and the store's connection is closed,
+    as a connection dropped just after the server answered. ``dropped`` counts them.
+
+    Each connection is two threads, one a direction; ``close`` stops the listener."""
+
+    def __init__(self, port: int) -> None:
+        self.target_port = port
+        self._target = ("127.0.0.1", port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._needles: list[tuple[bytes, int]] = []  # (needle, how many more to drop)
+        self.dropped: list[bytes] = []
+        self.seen: list[bytes] = []  # every request chunk, for counting requests
+        self._mutex = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def drop(self, needle: bytes, times: int = 1) -> None:
+        """Lose the replies of the next ``times`` requests containing ``needle``."""
+        with self._mutex:
+            self._needles.append((needle, times))
+
+    def _take(self, data: bytes) -> bytes | None:
+        with self._mutex:
+            self.seen.append(data)
+            for i, (needle, times) in enumerate(self._needles):
+                if needle in data:
+                    if times <= 1:
+                        del self._needles[i]
+                    else:
+                        self._needles[i] = (needle, times - 1)
+                    return needle
+        return None
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                down, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(self._target)
+            except OSError:  # the server is gone: so is this connection
+                _close(down)
+                continue
+            state: dict[str, Any] = {"drop": None}
+            threading.Thread(target=self._requests, args=(down, up, state), daemon=True).start()
+            threading.Thread(target=self._replies, args=(down, up, state), daemon=True).start()
+
+    def _requests(self, down: Any, up: Any, state: dict[str, Any]) -> None:
+        try:
+            while data := down.recv(1 << 16):
+                needle = self._take(data)
+                if needle is not None:
+                    state["drop"] = needle
+                up.sendall(data)
+        except OSError:
+            pass
+        _close(down, up)
+
+    def _replies(self, down: Any, up: Any, state: dict[str, Any]) -> None:
+        try:
+            while data := up.recv(1 << 16):
+                if state["drop"] is not None:  # the server ran it: its reply is lost
+                    up.settimeout(0.2)  # (the rest of the reply too)
+                    with contextlib.suppress(OSError):
+                        while up.recv(1 << 16):
+                            pass
+                    self.dropped.append(state["drop"])
+                    break
+                down.sendall(data)
+        except OSError:
+            pass
+        _close(down, up)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+
+def _close(*socks: Any) -> None:
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()

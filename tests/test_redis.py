@@ -32,6 +32,7 @@ from remote_kit import (
     PLANTED_WARNING,
     SECRET,
     Planted,
+    ReplyDropper,
     counted,
     k,
     lock_holder,
@@ -600,6 +601,128 @@ def test_a_lock_whose_reply_a_dropped_connection_lost_is_held(redis_location: st
     lock.release()
     assert client.exists(name) == 0
     store.close()
+
+@pytest.fixture
+def dropper(redis_server: RedisServer) -> Iterator[ReplyDropper]:
+    """A proxy in front of the session's server that loses chosen replies."""
+    proxy = ReplyDropper(redis_server.port)
+    yield proxy
+    proxy.close()
+
+
+def behind(location: str, proxy: ReplyDropper) -> str:
+    """``location`` reached through ``proxy``."""
+    return location.replace(f":{proxy.target_port}/", f":{proxy.port}/")
+
+
+def evalsha(script: Any) -> bytes:
+    """What a request running ``script`` (a registered ``Script``) holds."""
+    return b"EVALSHA\r\n$40\r\n" + script.sha.encode()
+
+
+def test_a_lock_whose_both_replies_were_lost_is_released(redis_location: str, client: Any,
+                                                          dropper: ReplyDropper) -> None:
+    """The server takes the lock and the connection drops before its reply, twice (the
+    command and redis-py's retry): the caller cannot lock (the store is down until a ping
+    answers) and releases at once, as the decorator does; the lock, its own by its token,
+    is removed once the server answers again. Before, that release failed fast and was
+    forgotten: the lock stayed until it expired (``LOCK_TTL``), every caller of the key
+    waiting for it."""
+    store = open_store(behind(redis_location, dropper), None, True)
+    assert isinstance(store, RedisStore)
+    lock = store.lock(FN, k(0))
+    assert lock.acquire(blocking=False)  # (the script is loaded)
+    lock.release()
+    name = f"memojar:{FN}:{k(1)}:lock".encode()
+    lock = store.lock(FN, k(1))
+    dropper.drop(evalsha(store._acquire), times=2)
+    with pytest.raises(ConnectionError):
+        lock.acquire(blocking=False)
+    assert len(dropper.dropped) == 2
+    assert client.exists(name) == 1
+    lock.release()
+    deadline = time.monotonic() + 10  # (the behaviour tests' LOCK_TTL is 60 s)
+    while client.exists(name):
+        assert time.monotonic() < deadline, "the lock was left behind"
+        time.sleep(0.05)
+    store.close()
+
+
+def test_chunks_of_a_write_whose_replies_were_lost_are_removed(redis_location: str,
+                                                                client: Any,
+                                                                dropper: ReplyDropper) -> None:
+    """The first chunk of a large entry is stored and the connection drops before its
+    reply, twice (the pipeline and redis-py's retry): the write fails, and its chunks are
+    removed once the server answers again. Before, the store, down until a ping answered,
+    skipped their removal: they stayed for INFLIGHT_TTL (an hour), in the server's memory
+    but in no size of the index (``max_size``)."""
+    store = open_store(behind(redis_location, dropper) + "?chunk_size=1000", None, True)
+    assert isinstance(store, RedisStore)
+    dropper.drop(b"MULTI", times=2)
+    with pytest.raises(ConnectionError):
+        store.write(FN, k(1), [b"c" * 5000])
+    assert len(dropper.dropped) == 2
+    deadline = time.monotonic() + 10
+    while names(client, "*:c:*"):
+        assert time.monotonic() < deadline, "the chunks were left behind"
+        time.sleep(0.05)
+    assert names(client) == set()
+    store.close()
+
+
+@pytest.mark.parametrize("lost", [1, 2], ids=["retried", "failed"])
+def test_statistics_whose_reply_was_lost_are_counted_once(redis_location: str,
+                                                           dropper: ReplyDropper,
+                                                           lost: int) -> None:
+    """The server adds a merge of statistics and the connection drops before its reply:
+    redis-py sends it again (``retried``), or that reply is lost too and the merge fails
+    (``failed``: the cache keeps the counts and merges them with the next ones). Either
+    way every hit is counted once. Before, the retry added the counts a second time, and
+    a failed merge that had run was added again by the next."""
+    cache = Cache(behind(redis_location, dropper), secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    for _ in range(3):
+        double(1)
+    dropper.drop(b"memojar:stats", times=lost)
+    cache.flush_stats()
+    assert len(dropper.dropped) == lost
+    deadline = time.monotonic() + HANG
+    while cache.store._breaker.down:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    double(1)
+    hits, misses, _ = cache.saved_stats()[double.__memojar__.name]
+    assert (hits, misses) == (4, 1)
+    cache.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a delete whose reply was lost runs again on redis-py's retry, which finds nothing to "
+    "remove and answers 0: the count of what was removed is lost with the first reply. "
+    "Telling the retry what the first run removed needs a mark on the server that outlives "
+    "the call (a key, against 'a cleared cache leaves no key') or a round trip more"))
+def test_deletes_whose_reply_was_lost_count_what_they_removed(redis_location: str,
+                                                              dropper: ReplyDropper) -> None:
+    """``cache_delete`` says whether it removed the entry, ``cache_clear`` how many, also
+    when the connection dropped after the server removed them (the entries are gone, and
+    nothing else is wrong: the index and the total follow)."""
+    cache = Cache(behind(redis_location, dropper), secret=SECRET)
+    double, _ = counted(cache)
+    for i in range(4):
+        double(i)
+    store = cache.store
+    assert isinstance(store, RedisStore)
+    assert double.cache_delete(3)  # (the script is loaded)
+    dropper.drop(evalsha(store._delete))
+    deleted = double.cache_delete(0)
+    dropper.drop(evalsha(store._delete))
+    cleared = double.cache_clear()
+    assert len(dropper.dropped) == 2
+    assert not double.cache_contains(0) and not double.cache_contains(1)
+    assert (deleted, cleared) == (True, 2)
+    cache.close()
+
 
 # --- faults ------------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from remote_kit import (
     SECRET,
     STAMPEDE,
     Planted,
+    ReplyDropper,
     computing,
     counted,
     each_timed,
@@ -535,6 +536,78 @@ def test_a_lease_whose_renewal_reply_was_lost_is_still_held(s3_location: str) ->
     assert other.lock(FN, k(1)).acquire(blocking=False)  # released: free at once
     store.close()
     other.close()
+
+
+@pytest.fixture
+def dropper(s3_server: S3Server) -> Iterator[ReplyDropper]:
+    """A proxy in front of the session's server that loses chosen replies."""
+    proxy = ReplyDropper(s3_server.port)
+    yield proxy
+    proxy.close()
+
+
+def behind(location: str, proxy: ReplyDropper) -> str:
+    """``location`` reached through ``proxy``."""
+    return location.replace(f"endpoint_url=http://127.0.0.1:{proxy.target_port}",
+                            f"endpoint_url=http://127.0.0.1:{proxy.port}")
+
+
+@pytest.mark.parametrize("taken", ["created", "taken over"])
+def test_a_lease_whose_write_lost_its_reply_is_released(s3_location: str, client: Any,
+                                                         dropper: ReplyDropper,
+                                                         taken: str) -> None:
+    """The server writes the lease (created, or taken over from a dead holder), and the
+    connection drops before its reply: the caller cannot lock (the store fails fast for a
+    moment after the fault) and releases, and the lease, its own by the token in its body,
+    is removed once the server answers again. Before, that release failed fast too and was
+    forgotten: the lease stayed until a waiter took it over, so the next caller of the key,
+    in this process too, waited ``LEASE_TTL`` for a lease nobody held."""
+    store = open_store(behind(s3_location, dropper), None, True)
+    assert isinstance(store, S3Store)
+    bucket, prefix = split(s3_location)
+    name = f"{prefix}/{FN}/{k(1)}.lease"
+    lease = store.lock(FN, k(1))
+    if taken == "taken over":
+        client.put_object(Bucket=bucket, Key=name, Body=b"a dead holder's")
+        lease._seen, lease._since = client.head_object(Bucket=bucket, Key=name)["ETag"], 0.0
+        dropper.drop(b"If-Match")
+    else:
+        dropper.drop(b"If-None-Match")
+    with pytest.raises(ConnectionError):
+        lease.acquire(blocking=False)
+    assert dropper.dropped
+    assert client.get_object(Bucket=bucket, Key=name)["Body"].read().startswith(
+        lease._token.encode())  # written: the caller's own
+    lease.release()  # as the decorator does when it cannot lock
+    deadline = time.monotonic() + 10  # (the behaviour tests' LEASE_TTL is 60 s)
+    while name in objects(client, s3_location):
+        assert time.monotonic() < deadline, "the lease was left behind"
+        time.sleep(0.05)
+    assert store.lock(FN, k(1)).acquire(blocking=False)  # free at once
+    store.close()
+
+
+def test_an_upload_whose_part_lost_its_reply_is_aborted(s3_location: str, client: Any,
+                                                       dropper: ReplyDropper) -> None:
+    """A part of a multipart upload is stored and the connection drops before its reply:
+    the write fails, and its upload is aborted once the server answers again (the store
+    fails fast for a moment after the fault). Before, that abort failed fast too and was
+    forgotten: the upload and its parts stayed in the bucket, unseen by any listing of
+    objects, until a ``cleanup`` an hour later or a lifecycle rule."""
+    store = open_store(behind(s3_location, dropper) + "&multipart_threshold=1000000", None,
+                       True)
+    assert isinstance(store, S3Store)
+    bucket, prefix = split(s3_location)
+    dropper.drop(b"partNumber=2")
+    with pytest.raises(ConnectionError):
+        store.write(FN, k(1), [b"p" * (10 << 20)])  # two parts
+    assert dropper.dropped
+    deadline = time.monotonic() + 10
+    while client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads"):
+        assert time.monotonic() < deadline, "the upload was left behind"
+        time.sleep(0.05)
+    assert objects(client, s3_location) == {}
+    store.close()
 
 
 def test_release_on_a_server_without_conditional_deletes(s3_location: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import time
 from typing import Any
 
 from ._errors import logger
@@ -70,11 +71,19 @@ class _RedisKeyLock(KeyLock):
             raise
         self.token = b""
 
-    def _remove(self, token: bytes) -> None:
+    def _remove(self, token: bytes, until: float = 0.0) -> None:
         """Remove the lease if it is still ``token``'s (compare-and-delete, idempotent)."""
         try:
             with self.store._errors("releasing a lock"):
                 self.store._release(keys=[self.name], args=[token])
+        except (ConnectionError, TimeoutError) as exc:
+            # The server failed a moment ago, and the store fails fast until it answers a
+            # ping: perhaps a SET whose replies were lost (the lease is ours all the same).
+            # Tried again at the renewer's rounds until the lease would have expired.
+            until = until or time.monotonic() + LOCK_TTL
+            if time.monotonic() < until:
+                self.store._renewer.later(functools.partial(self._remove, token, until))
+            logger.debug("cannot release %r now: %s", self.name, exc)
         except OSError as exc:
             logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
 

@@ -180,6 +180,25 @@ NOTE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[2], ARGV[1]) end
 """
 
+# KEYS[1] the stats hash, KEYS[2] the merging store's marker; ARGV the merge's nonce, the
+# marker's px, then field, amount pairs (HINCRBYFLOAT for the ``saved`` fields) -> 1 if
+# added, 0 if this merge was added already: redis-py sends a command again after a dropped
+# connection (the store's ``retry``), also one the server ran before the drop, whose retry
+# then finds the marker its own. The marker, the nonce of the store's last merge, also
+# tells whether a merge whose every reply was lost ran (``RedisStore.merge_stats``).
+MERGE = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 0 end
+for i = 3, #ARGV, 2 do
+  if string.sub(ARGV[i], -5) == 'saved' then
+    redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 # The lock's SET NX PX, and the answer to its own retry: redis-py sends a command again after
 # a dropped connection (the store's ``retry``), also one the server ran before the drop, whose
 # retry then finds the lock this token's (held: renewed), not someone else's.

@@ -11,6 +11,9 @@ Layout (``prefix`` defaults to ``memojar:``; ``<entry>`` is ``<prefix><function>
     <prefix>lru          sorted set: entry key -> last read or write (epoch seconds)
     <prefix>sizes        hash: entry key -> size in bytes (what ``scan()`` reads)
     <prefix>total        the sum of the sizes
+    <prefix>stats        hash: hits, misses and seconds saved per function (every process's)
+    <prefix>merged:<id>  the nonce of a store's last merge into ``stats`` (PX MERGED_TTL), so
+                         that a merge whose reply was lost is added once
 
 A chunked write puts its chunks under a new generation, then one Lua script switches the
 pointer, drops the old generation and updates the index, so a reader that holds a pointer
@@ -70,6 +73,7 @@ from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
 from ._store import (
     HEAD_BYTES,
+    LEFTOVER_RETRY,
     Breaker,
     KeyLock,
     Renewer,
@@ -90,6 +94,7 @@ MAX_CHUNK = 512 << 20  # Redis's largest string: no chunk of a valid pointer is 
 _READ_BATCH = 8  # chunks fetched per round trip
 _ANY_AGE = int(INFLIGHT_TTL * 1000) + 1  # REAP's threshold (ms) that takes chunks of any age
 _SCAN_COUNT = 1000  # keys SCAN looks at per call (and commands per pipeline)
+MERGED_TTL = 3600.0  # seconds a store's merge marker outlives its last merge of statistics
 _POINTER = re.compile(rb"MJCH 2 ([0-9a-f]{16}) ([0-9]{1,9}) ([0-9]{1,15}) ([0-9a-f]{32}|-)\n")
 _POINTER_KEY = b"memojar redis chunk pointer\0"  # the pointer signature's own HMAC key prefix
 _HEX32 = b"[0-9a-f]" * 32
@@ -159,6 +164,7 @@ class RedisStore(Store):
         self._release = register(lua.RELEASE)
         self._renew = register(lua.RENEW)
         self._note = register(lua.NOTE)
+        self._merge = register(lua.MERGE)
         self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
         self._breaker = Breaker(self.location, PROBE_EVERY, self._client.ping,
                                 "memojar-redis-probe")
@@ -166,6 +172,12 @@ class RedisStore(Store):
         self._mutex = threading.Lock()  # guards _leases
         self._leases: dict[bytes, _RedisKeyLock] = {}  # entry key -> this process's lock on it
         self._names: dict[str, bytes] = {}  # function name -> b"<prefix><function>:"
+        # statistics (``merge_stats``): this store's marker, the merge that raised (its
+        # nonce and counts) and the counts of merges that raised but ran, which the cache
+        # hands back; the store's merges are its cache's, one at a time
+        self._merge_pid, self._merge_id = os.getpid(), secrets.token_hex(8).encode()
+        self._unsure: tuple[bytes, dict[str, tuple[int, int, float]]] | None = None
+        self._added: dict[str, tuple[int, int, float]] = {}
 
     def __repr__(self) -> str:
         return f"RedisStore({self.location!r})"
@@ -309,11 +321,17 @@ class RedisStore(Store):
         pointer = b"MJCH 2 %s %d %d %s\n" % (gen, count, size, self._sign(name, gen, count, size))
         return pointer + head, count
 
-    def _drop_chunks(self, name: bytes, chunks: bytes) -> None:
+    def _drop_chunks(self, name: bytes, chunks: bytes, until: float = 0.0) -> None:
         """Remove the chunks of a write that did not complete, unless the entry ``name``
-        points to them (the commit ran, and its reply was lost to an interrupt)."""
-        if self._breaker.down:
-            return  # not waiting again for a server that is down: the chunks expire
+        points to them (the commit ran, and its reply was lost to an interrupt or a
+        dropped connection)."""
+        if self._breaker.down:  # not waiting again for a server that is down: tried again
+            # at the renewer's rounds for LEFTOVER_RETRY (a connection dropped a moment ago);
+            # the chunks expire anyway (INFLIGHT_TTL)
+            until = until or time.monotonic() + LEFTOVER_RETRY
+            if time.monotonic() < until:
+                self._renewer.later(functools.partial(self._drop_chunks, name, chunks, until))
+            return
         try:
             self._reap(keys=[*self._index, name, chunks], args=[_ANY_AGE])
         except RedisError as exc:  # uncommitted chunks expire anyway (INFLIGHT_TTL)
@@ -355,7 +373,7 @@ class RedisStore(Store):
         return _RedisKeyLock(self, self._name(function, key) + b":lock")
 
     # --- saved statistics: one hash, ``<prefix>stats``, fields ``<function>\0hits`` (and
-    # ``misses``, ``saved``), added to with HINCRBY / HINCRBYFLOAT by every process ------
+    # ``misses``, ``saved``), added to by every process with one script (``lua.MERGE``) ------
 
     def read_stats(self) -> dict[str, Any]:
         with self._errors("reading statistics"):
@@ -371,20 +389,36 @@ class RedisStore(Store):
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
                     recount: dict[str, tuple[int, int]] | None = None) -> None:
+        """Add the counts, each once: a merge sent again by redis-py's retry after its reply
+        was lost is not added again (``lua.MERGE``). A merge that raised may have run all
+        the same (every reply lost, a timeout), and the cache hands its counts back with
+        the next ones: the store's marker (the nonce of its last merge added) says whether
+        it ran, and if so its counts are not added again."""
         if not functions:
             return
-        key = self._pre + b"stats"
+        if self._merge_pid != os.getpid():  # a forked child: the parent's merges are not its
+            self._merge_pid, self._merge_id = os.getpid(), secrets.token_hex(8).encode()
+            self._unsure, self._added = None, {}
+        marker = self._pre + b"merged:" + self._merge_id
         with self._errors("saving statistics"):
-            pipe = self._client.pipeline(transaction=False)
-            for name, (hits, misses, saved) in functions.items():
+            if self._unsure is not None:  # did the merge that raised run?
+                nonce, sent = self._unsure
+                if self._client.get(marker) == nonce:
+                    self._added = _plus(self._added, sent)
+                self._unsure = None
+            rest = {name: _less(counts, self._added.get(name)) for name, counts in
+                    functions.items()}
+            nonce = secrets.token_hex(8).encode()
+            args: list[Any] = [nonce, int(MERGED_TTL * 1000)]
+            for name, (hits, misses, saved) in rest.items():
                 field = name.encode() + b"\0"
-                if hits:
-                    pipe.hincrby(key, field + b"hits", hits)
-                if misses:
-                    pipe.hincrby(key, field + b"misses", misses)
-                if saved:
-                    pipe.hincrbyfloat(key, field + b"saved", saved)
-            pipe.execute()
+                for what, amount in ((b"hits", hits), (b"misses", misses), (b"saved", saved)):
+                    if amount:
+                        args += [field + what, repr(amount)]
+            self._unsure = (nonce, rest)  # until its reply comes
+            if len(args) > 2:
+                self._merge(keys=[self._pre + b"stats", marker], args=args)
+            self._unsure, self._added = None, {}
 
     # --- listing and housekeeping ------------------------------------------------------
 
@@ -569,6 +603,24 @@ def _assemble(client: redis.Redis, chunks: bytes, count: int, size: int) -> byte
             data += piece
     return data if len(data) == size else None
 
+
+
+def _plus(counts: dict[str, tuple[int, int, float]],
+          more: dict[str, tuple[int, int, float]]) -> dict[str, tuple[int, int, float]]:
+    both = dict(counts)
+    for name, (hits, misses, saved) in more.items():
+        had = both.get(name, (0, 0, 0.0))
+        both[name] = (had[0] + hits, had[1] + misses, had[2] + saved)
+    return both
+
+
+def _less(counts: tuple[int, int, float],
+          added: tuple[int, int, float] | None) -> tuple[int, int, float]:
+    """``counts`` but what was ``added`` already (never below zero)."""
+    if added is None:
+        return counts
+    return (max(counts[0] - added[0], 0), max(counts[1] - added[1], 0),
+            max(counts[2] - added[2], 0.0))
 
 
 def _first(views: list[memoryview], limit: int) -> bytes:

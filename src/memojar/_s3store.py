@@ -66,6 +66,7 @@ from ._filestore import function_dir
 from ._location import positive, redact
 from ._store import (
     HEAD_BYTES,
+    LEFTOVER_RETRY,
     Breaker,
     KeyLock,
     Renewer,
@@ -137,6 +138,8 @@ class _Bucket:
         self.timeout = timeout
         self.threshold = threshold
         self._breaker = Breaker(f"s3://{bucket}", FAULT_BACKOFF)  # fail fast after a fault
+        # runs a job again soon, in another thread (the store's ``Renewer.later``)
+        self.later: Callable[[Callable[[], object]], None] | None = None
 
     @property
     def client(self) -> Any:
@@ -357,12 +360,20 @@ class _Bucket:
                 self.abort(name, upload_id)
             raise
 
-    def abort(self, name: str, upload_id: str) -> None:
-        """Drop an unfinished multipart upload; quietly (``cleanup`` reaps what remains)."""
+    def abort(self, name: str, upload_id: str, until: float = 0.0) -> None:
+        """Drop an unfinished multipart upload; quietly (``cleanup`` reaps what remains).
+
+        After a connection fault or a timeout (a part whose reply was lost: the bucket then
+        fails fast for a moment) it is tried again by ``later``, for ``LEFTOVER_RETRY``."""
         try:
             with self._errors("aborting an upload of", name):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=name,
                                                    UploadId=upload_id)
+        except (ConnectionError, TimeoutError) as exc:
+            until = until or time.monotonic() + LEFTOVER_RETRY
+            if self.later is not None and time.monotonic() < until:
+                self.later(functools.partial(self.abort, name, upload_id, until))
+            logger.debug("cannot abort upload %s now: %s", upload_id, exc)
         except OSError as exc:
             logger.debug("cannot abort upload %s: %s", upload_id, exc)
 
@@ -451,6 +462,7 @@ class S3Store(Store):
                 "options"
             ) from exc
         self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
+        self._bucket.later = self._renewer.later  # an abort the server could not take now
         self._releases = 0  # leases this process released: its waiters look again then
         self._conditions_checked = False  # the server honours conditional writes? (once)
         self._leases: dict[str, _Lease] = {}  # entry object -> this process's lease on it
@@ -735,11 +747,20 @@ class _Lease(KeyLock):
             raise
         self.etag, self._token = "", ""
 
-    def _let_go(self, etag: str, token: str) -> None:
+    def _let_go(self, etag: str, token: str, until: float = 0.0) -> None:
         try:
             if self._remove(etag, token):
                 # waiters of this process (threads, tasks) skip their backoff: it is free now
                 self.store._releases += 1
+        except (ConnectionError, TimeoutError) as exc:
+            # The server failed a moment ago, and the store fails fast for FAULT_BACKOFF:
+            # perhaps a write of this lease whose reply was lost (the lease is ours all the
+            # same). Tried again at the renewer's rounds for as long as the lease would
+            # keep waiters, this process's next caller of the key too (LEASE_TTL).
+            until = until or time.monotonic() + LEASE_TTL
+            if time.monotonic() < until:
+                self.store._renewer.later(functools.partial(self._let_go, etag, token, until))
+            logger.debug("cannot release %s now: %s", self.name, exc)
         except OSError as exc:
             logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
 

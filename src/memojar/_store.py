@@ -128,6 +128,9 @@ HEAD_BYTES = 4096  # what ``scan`` reads first of each entry: the header and the
 SECRET_ADVICE = ("the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
                  "checked.")
 POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (by default)
+# seconds a remote store keeps trying to remove what a failed write left behind (uncommitted
+# chunks, a multipart upload) while the server that failed a moment ago does not answer
+LEFTOVER_RETRY = 60.0
 
 
 class KeyLock(abc.ABC):
@@ -632,6 +635,13 @@ class Renewer:
             self._jobs.append(job)
             self._start()
         self._wake.set()
+
+    def later(self, job: Callable[[], object]) -> None:
+        """Run ``job`` in this renewer's thread at its next round: a release the server
+        could not take now (a store fails fast for a moment after a fault), tried again."""
+        with self._mutex:
+            self._jobs.append(job)
+            self._start()
 
     def _start(self) -> None:  # under _mutex
         if self._thread is None:
