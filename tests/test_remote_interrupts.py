@@ -349,11 +349,12 @@ def test_real_sigints_at_random_moments_leave_nothing_behind_on_redis(
 
 def _interrupting(read: Callable[..., Any], nth: int) -> Callable[..., Any]:
     """``read`` that raises ``KeyboardInterrupt`` instead of reading the ``nth`` reply (from
-    0), as an interrupt just before redis-py's read would."""
-    count = iter(range(nth, -1, -1))
+    0) of this thread (not the store's renewer's), as an interrupt just before redis-py's
+    read would."""
+    count, caller = iter(range(nth, -1, -1)), threading.get_ident()
 
     def interrupted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if next(count, None) == 0:
+        if threading.get_ident() == caller and next(count, None) == 0:
             raise KeyboardInterrupt
         return read(self, *args, **kwargs)
 
