@@ -507,7 +507,7 @@ def test_a_lease_whose_renewal_reply_was_lost_is_released_after_the_renewer_ran(
     sent = _renewal_reply_lost(store)
     with pytest.raises(KeyboardInterrupt, match="just after the server wrote the renewal"):
         lease.renew()  # as ``_write`` does, in the holder's thread
-    store._renewer._wake.set()  # its next round now, before the holder's release
+    store._renewer.wake()  # its next round now, before the holder's release
     deadline = time.monotonic() + HANG
     while sent[0] < 2:
         assert time.monotonic() < deadline, "the renewer did not renew"
