@@ -578,7 +578,7 @@ def test_an_interrupt_as_a_finished_release_wakes_the_renewer_leaves_it_working(
     ``Condition``'s lock through the Python-level ``Condition.__enter__``; CPython runs
     signal handlers as the lock's C acquire returns, so the KeyboardInterrupt left that lock
     held: the renewer thread blocked in its wait for good, and the next ``finish`` in its
-    ``set``: the process hung (the likely cause of the S3 SIGINT loop's one hang; a
+    ``set``: the process hung (a possible cause of the S3 SIGINT loop's one hang; a
     SIGINT loop on ``Event.set`` alone leaves its lock held at about one interrupt in
     four, on 3.10 and 3.11). Simulated here: a
     KeyboardInterrupt just after ``Condition.__enter__`` acquired the lock, in ``Event.set``

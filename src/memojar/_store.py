@@ -619,9 +619,9 @@ class Renewer:
         # signal handlers as the lock's C acquire returns, before that ``with`` is entered:
         # a KeyboardInterrupt there (``finish`` is called just after one, when the next is
         # likeliest) left the Event's lock held for good, the renewer thread blocked in its
-        # wait and this process's next ``finish`` blocked in its ``set``: a hang (the
-        # likely cause of the S3 SIGINT loop's one). A ``SimpleQueue``'s ``put`` is one C
-        # call.
+        # wait and this process's next ``finish`` blocked in its ``set``: a hang (one cause
+        # the S3 SIGINT loop's one hang may have had; ``_s3store._PoolQueue`` the other).
+        # A ``SimpleQueue``'s ``put`` is one C call.
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         _renewers.add(self)
 
