@@ -568,3 +568,50 @@ def test_an_interrupt_as_the_prober_starts_leaves_no_server_down_for_good(
     monkeypatch.undo()
     own_redis(port=server.port)
     _works_again(double, 3)
+
+
+def test_an_interrupt_as_a_finished_release_wakes_the_renewer_leaves_it_working(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGINT that lands as ``Renewer.finish`` wakes the renewer thread (``finish`` runs
+    just after an interrupt, when the next is likeliest): the renewer still runs the jobs
+    given later. Before, the wake-up was a ``threading.Event``, whose ``set`` takes a
+    ``Condition``'s lock through the Python-level ``Condition.__enter__``; CPython runs
+    signal handlers as the lock's C acquire returns, so the KeyboardInterrupt left that lock
+    held: the renewer thread blocked in its wait for good, and the next ``finish`` in its
+    ``set``: the process hung (a possible cause of the S3 SIGINT loop's one hang; a
+    SIGINT loop on ``Event.set`` alone leaves its lock held at about one interrupt in
+    four, on 3.10 and 3.11). Simulated here: a
+    KeyboardInterrupt just after ``Condition.__enter__`` acquired the lock, in ``Event.set``
+    of this thread."""
+    from memojar._store import Renewer
+
+    renewer = Renewer(0.05, "memojar-test-renewer")
+    main = threading.get_ident()
+    enter = threading.Condition.__enter__
+    cut: list[Any] = []
+
+    def interrupted_enter(self: Any) -> Any:
+        entered = enter(self)
+        caller = sys._getframe(1).f_code
+        if (threading.get_ident() == main and not cut and caller.co_name == "set"
+                and caller.co_filename == threading.__file__):
+            cut.append(self)
+            raise KeyboardInterrupt("as the lock was acquired")
+        return entered
+
+    ran = threading.Event()
+    try:
+        monkeypatch.setattr(threading.Condition, "__enter__", interrupted_enter)
+        try:
+            renewer.finish(lambda: None)
+        except KeyboardInterrupt:
+            pass
+        monkeypatch.undo()
+        # the next finish, in a thread of its own: before, it blocked for good
+        threading.Thread(target=renewer.finish, args=(ran.set,), daemon=True).start()
+        assert ran.wait(5), "the renewer did not run a job given after the interrupt"
+    finally:
+        monkeypatch.undo()
+        for condition in cut:  # (the lock the old code left held: let its waiters go)
+            condition._lock.release()
+        renewer.stop()

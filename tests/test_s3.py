@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import json
 import pickle
+import queue
 import signal
 import subprocess
 import sys
@@ -507,7 +508,7 @@ def test_a_lease_whose_renewal_reply_was_lost_is_released_after_the_renewer_ran(
     sent = _renewal_reply_lost(store)
     with pytest.raises(KeyboardInterrupt, match="just after the server wrote the renewal"):
         lease.renew()  # as ``_write`` does, in the holder's thread
-    store._renewer._wake.set()  # its next round now, before the holder's release
+    store._renewer.wake()  # its next round now, before the holder's release
     deadline = time.monotonic() + HANG
     while sent[0] < 2:
         assert time.monotonic() < deadline, "the renewer did not renew"
@@ -1304,3 +1305,55 @@ for i in range(5):
 print(gc.collect() // 5)
 """)
     assert int(out) < 15_000, f"{out.strip()} objects a dropped S3 cache left to the collector"
+
+
+def test_an_interrupt_as_a_request_takes_a_pooled_connection_leaves_the_pool_usable(
+        s3_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGINT that lands as urllib3 takes a connection from its pool: the interrupted
+    call ends, and the next call of the cache still gets a connection. Before, the pool's
+    ``queue.LifoQueue`` took its mutex through the Python-level ``Condition.__enter__``,
+    and CPython runs signal handlers as the C acquire returns: the KeyboardInterrupt left
+    the mutex held for good, and every later request of the client blocked on it (the
+    interrupted one too, putting its connection back: a hang of the process). Simulated
+    here: a KeyboardInterrupt just after ``Condition.__enter__`` acquired the lock, in a
+    ``queue`` method, in a thread of the test's (the one interrupted)."""
+    cache = Cache(s3_location, secret="s")
+
+    @cache.cached
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(1) == 2  # connected: the pool holds a connection
+    enter = threading.Condition.__enter__
+    cut: list[Any] = []
+    interrupted = threading.local()  # (not current_thread(): it takes locks itself)
+
+    def interrupted_enter(self: Any) -> Any:
+        entered = enter(self)
+        if (getattr(interrupted, "armed", False) and not cut
+                and sys._getframe(1).f_code.co_filename == queue.__file__):
+            cut.append(self)
+            raise KeyboardInterrupt("as the pool's mutex was acquired")
+        return entered
+
+    def call(x: int, done: threading.Event, armed: bool = False) -> None:
+        interrupted.armed = armed
+        try:
+            assert double(x) == 2 * x
+        except KeyboardInterrupt:
+            pass
+        done.set()
+
+    first, second = threading.Event(), threading.Event()
+    try:
+        monkeypatch.setattr(threading.Condition, "__enter__", interrupted_enter)
+        threading.Thread(target=call, args=(2, first, True), daemon=True).start()
+        assert first.wait(HANG), "the interrupted call did not end"
+        monkeypatch.undo()
+        threading.Thread(target=call, args=(3, second), daemon=True).start()
+        assert second.wait(HANG), "the next call did not get a connection"
+    finally:
+        monkeypatch.undo()
+        for condition in cut:  # (the mutex the old code left held: let its waiters go)
+            condition._lock.release()
+    cache.close()

@@ -44,6 +44,7 @@ import email.utils
 import errno
 import functools
 import os
+import queue
 import re
 import secrets
 import threading
@@ -848,6 +849,40 @@ def _loader(data_path: str | None) -> Any:
     return botocore.loaders.create_loader(data_path)
 
 
+class _PoolQueue(queue.LifoQueue[Any]):
+    """The queue of a urllib3 pool's connections, its ``get`` and ``put`` without blocking
+    (the only ones botocore's pools make) safe from interrupts. ``queue.LifoQueue`` takes
+    its mutex through a ``Condition``, whose ``__enter__`` is Python: CPython runs signal
+    handlers as the C acquire returns, before the ``with`` is entered, so a
+    KeyboardInterrupt there left the mutex held for good, and every later request of the
+    client (this process's next call, the renewer's renewals) blocked on it: a hang (a
+    SIGINT loop on ``get`` and ``put`` alone leaves it held at about one interrupt in
+    four, on 3.10 and 3.11). A ``with`` on the C lock itself acquires and enters at once;
+    an interrupt after that loses at most a connection (the pool makes a new one)."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if block:
+            return super().get(block, timeout)
+        with self.mutex:
+            if not self.queue:
+                raise queue.Empty
+            return self.queue.pop()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if block:
+            return super().put(item, block, timeout)
+        with self.mutex:
+            if 0 < self.maxsize <= len(self.queue):
+                raise queue.Full
+            self.queue.append(item)
+
+
+@functools.lru_cache(maxsize=8)
+def _safe_pool(pool: type) -> type:
+    """``pool`` (a urllib3 connection pool class) with a ``_PoolQueue``."""
+    return type(pool.__name__, (pool,), {"QueueCls": _PoolQueue})
+
+
 def _client(options: dict[str, str], timeout: float) -> Any:
     """An S3 client from the standard AWS configuration, URL options overriding."""
     config = botocore.config.Config(
@@ -884,6 +919,14 @@ def _client(options: dict[str, str], timeout: float) -> Any:
 
         client.meta.events.unregister("before-call.s3", expect)
         client.meta.events.register("before-call.s3", expect_for_parts)
+    # Its pools' queues safe from interrupts (``_PoolQueue``): botocore's session keeps the
+    # classes its pool managers make pools of (proxies' too) in a dict of its own.
+    classes = getattr(getattr(client._endpoint, "http_session", None),
+                      "_pool_classes_by_scheme", None)
+    if isinstance(classes, dict):
+        for scheme, pool in list(classes.items()):
+            if isinstance(pool, type):
+                classes[scheme] = _safe_pool(pool)
     return client
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import abc
 import errno
 import os
+import queue
 import threading
 import time
 import weakref
@@ -613,13 +614,21 @@ class Renewer:
         self._mutex = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
-        self._wake = threading.Event()  # a job to run now
+        # A job to run now. Not a ``threading.Event``: its ``set`` takes the lock of a
+        # ``Condition`` through the Python-level ``Condition.__enter__``, and CPython runs
+        # signal handlers as the lock's C acquire returns, before that ``with`` is entered:
+        # a KeyboardInterrupt there (``finish`` is called just after one, when the next is
+        # likeliest) left the Event's lock held for good, the renewer thread blocked in its
+        # wait and this process's next ``finish`` blocked in its ``set``: a hang (one cause
+        # the S3 SIGINT loop's one hang may have had; ``_s3store._PoolQueue`` the other).
+        # A ``SimpleQueue``'s ``put`` is one C call.
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         _renewers.add(self)
 
     def _after_fork(self) -> None:
         """In the forked child (single-threaded): no thread, no lease of the parent's."""
         held, self._held, self._jobs = self._held, {}, []
-        self._mutex, self._thread, self._wake = threading.Lock(), None, threading.Event()
+        self._mutex, self._thread, self._wake = threading.Lock(), None, queue.SimpleQueue()
         for lease in held.values():
             lease.disown()
 
@@ -634,7 +643,11 @@ class Renewer:
         with self._mutex:
             self._jobs.append(job)
             self._start()
-        self._wake.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """Run the next round now (interrupt-safe: see ``_wake``)."""
+        self._wake.put(None)
 
     def later(self, job: Callable[[], object]) -> None:
         """Run ``job`` in this renewer's thread at its next round: a release the server
@@ -657,12 +670,17 @@ class Renewer:
 
     def stop(self) -> None:
         self._stopped.set()
-        self._wake.set()
+        self.wake()
 
     def _run(self) -> None:
+        wake = self._wake
         while True:
-            self._wake.wait(self._every)
-            self._wake.clear()
+            try:
+                wake.get(timeout=self._every)
+                while True:  # wake-ups sent meanwhile: this round runs them all
+                    wake.get_nowait()
+            except queue.Empty:
+                pass
             if self._stopped.is_set():
                 return
             with self._mutex:
