@@ -204,6 +204,13 @@ class ReplyDropper:
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
+    def front(self, location: str) -> str:
+        """``location`` (of the server on ``target_port``, at 127.0.0.1) reached through this
+        proxy."""
+        server = f"127.0.0.1:{self.target_port}"
+        assert server in location, location
+        return location.replace(server, f"127.0.0.1:{self.port}")
+
     def drop(self, needle: bytes, times: int = 1) -> None:
         """Lose the replies of the next ``times`` requests containing ``needle``."""
         with self._mutex:

@@ -610,11 +610,6 @@ def dropper(redis_server: RedisServer) -> Iterator[ReplyDropper]:
     proxy.close()
 
 
-def behind(location: str, proxy: ReplyDropper) -> str:
-    """``location`` reached through ``proxy``."""
-    return location.replace(f":{proxy.target_port}/", f":{proxy.port}/")
-
-
 def evalsha(script: Any) -> bytes:
     """What a request running ``script`` (a registered ``Script``) holds."""
     return b"EVALSHA\r\n$40\r\n" + script.sha.encode()
@@ -628,7 +623,7 @@ def test_a_lock_whose_both_replies_were_lost_is_released(redis_location: str, cl
     is removed once the server answers again. Before, that release failed fast and was
     forgotten: the lock stayed until it expired (``LOCK_TTL``), every caller of the key
     waiting for it."""
-    store = open_store(behind(redis_location, dropper), None, True)
+    store = open_store(dropper.front(redis_location), None, True)
     assert isinstance(store, RedisStore)
     lock = store.lock(FN, k(0))
     assert lock.acquire(blocking=False)  # (the script is loaded)
@@ -656,7 +651,7 @@ def test_chunks_of_a_write_whose_replies_were_lost_are_removed(redis_location: s
     removed once the server answers again. Before, the store, down until a ping answered,
     skipped their removal: they stayed for INFLIGHT_TTL (an hour), in the server's memory
     but in no size of the index (``max_size``)."""
-    store = open_store(behind(redis_location, dropper) + "?chunk_size=1000", None, True)
+    store = open_store(dropper.front(redis_location) + "?chunk_size=1000", None, True)
     assert isinstance(store, RedisStore)
     dropper.drop(b"MULTI", times=2)
     with pytest.raises(ConnectionError):
@@ -679,7 +674,7 @@ def test_statistics_whose_reply_was_lost_are_counted_once(redis_location: str,
     (``failed``: the cache keeps the counts and merges them with the next ones). Either
     way every hit is counted once. Before, the retry added the counts a second time, and
     a failed merge that had run was added again by the next."""
-    cache = Cache(behind(redis_location, dropper), secret=SECRET)
+    cache = Cache(dropper.front(redis_location), secret=SECRET)
     double, _ = counted(cache)
     double(1)
     for _ in range(3):
@@ -707,7 +702,7 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(redis_location: st
     """``cache_delete`` says whether it removed the entry, ``cache_clear`` how many, also
     when the connection dropped after the server removed them (the entries are gone, and
     nothing else is wrong: the index and the total follow)."""
-    cache = Cache(behind(redis_location, dropper), secret=SECRET)
+    cache = Cache(dropper.front(redis_location), secret=SECRET)
     double, _ = counted(cache)
     for i in range(4):
         double(i)

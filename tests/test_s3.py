@@ -547,12 +547,6 @@ def dropper(s3_server: S3Server) -> Iterator[ReplyDropper]:
     proxy.close()
 
 
-def behind(location: str, proxy: ReplyDropper) -> str:
-    """``location`` reached through ``proxy``."""
-    return location.replace(f"endpoint_url=http://127.0.0.1:{proxy.target_port}",
-                            f"endpoint_url=http://127.0.0.1:{proxy.port}")
-
-
 @pytest.mark.parametrize("taken", ["created", "taken over"])
 def test_a_lease_whose_write_lost_its_reply_is_released(s3_location: str, client: Any,
                                                          dropper: ReplyDropper,
@@ -563,7 +557,7 @@ def test_a_lease_whose_write_lost_its_reply_is_released(s3_location: str, client
     is removed once the server answers again. Before, that release failed fast too and was
     forgotten: the lease stayed until a waiter took it over, so the next caller of the key,
     in this process too, waited ``LEASE_TTL`` for a lease nobody held."""
-    store = open_store(behind(s3_location, dropper), None, True)
+    store = open_store(dropper.front(s3_location), None, True)
     assert isinstance(store, S3Store)
     bucket, prefix = split(s3_location)
     name = f"{prefix}/{FN}/{k(1)}.lease"
@@ -595,7 +589,7 @@ def test_an_upload_whose_part_lost_its_reply_is_aborted(s3_location: str, client
     fails fast for a moment after the fault). Before, that abort failed fast too and was
     forgotten: the upload and its parts stayed in the bucket, unseen by any listing of
     objects, until a ``cleanup`` an hour later or a lifecycle rule."""
-    store = open_store(behind(s3_location, dropper) + "&multipart_threshold=1000000", None,
+    store = open_store(dropper.front(s3_location) + "&multipart_threshold=1000000", None,
                        True)
     assert isinstance(store, S3Store)
     bucket, prefix = split(s3_location)
