@@ -692,11 +692,6 @@ def test_statistics_whose_reply_was_lost_are_counted_once(redis_location: str,
     cache.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a delete whose reply was lost runs again on redis-py's retry, which finds nothing to "
-    "remove and answers 0: the count of what was removed is lost with the first reply. "
-    "Telling the retry what the first run removed needs a mark on the server that outlives "
-    "the call (a key, against 'a cleared cache leaves no key') or a round trip more"))
 def test_deletes_whose_reply_was_lost_count_what_they_removed(redis_location: str,
                                                               dropper: ReplyDropper) -> None:
     """``cache_delete`` says whether it removed the entry, ``cache_clear`` how many, also

@@ -113,10 +113,20 @@ if oldest and oldest ~= entry and redis.call('EXISTS', oldest) == 0 then drop(ol
 return evicted
 """
 
-# KEYS[4] entry -> 1 if it existed
+# KEYS[4] this call's marker (<prefix>deleted:<nonce>), KEYS[5..] entries; ARGV[1] the
+# marker's PX -> one character an entry, '1' if it existed. The answer is kept in the marker:
+# redis-py sends a script again after a dropped connection (the store's ``retry``), also one
+# the server ran before the drop, and that second run, finding the entries gone, would say
+# none existed; it answers what the first run removed instead. The marker is set last, and
+# by pcall: out of memory, the entries are removed all the same (the answer then not kept).
 DELETE = COMMON + """
-local existed = drop(KEYS[4])
-return existed
+local done = redis.call('GET', KEYS[4])
+if done then return done end
+local existed = {}
+for i = 5, #KEYS do existed[#existed + 1] = tostring(drop(KEYS[i])) end
+local answer = table.concat(existed)
+redis.pcall('SET', KEYS[4], answer, 'PX', ARGV[1])
+return answer
 """
 
 # KEYS[4] entry; ARGV[1] the first bytes of the entry judged bad (its header: written with

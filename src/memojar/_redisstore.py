@@ -14,6 +14,8 @@ Layout (``prefix`` defaults to ``memojar:``; ``<entry>`` is ``<prefix><function>
     <prefix>stats        hash: hits, misses and seconds saved per function (every process's)
     <prefix>merged:<id>  the nonce of a store's last merge into ``stats`` (PX MERGED_TTL), so
                          that a merge whose reply was lost is added once
+    <prefix>deleted:<nonce>  what one call of deletes removed (PX DELETED_TTL), so that a
+                         call whose reply was lost and which redis-py sends again says so
 
 A chunked write puts its chunks under a new generation, then one Lua script switches the
 pointer, drops the old generation and updates the index, so a reader that holds a pointer
@@ -95,6 +97,7 @@ _READ_BATCH = 8  # chunks fetched per round trip
 _ANY_AGE = int(INFLIGHT_TTL * 1000) + 1  # REAP's threshold (ms) that takes chunks of any age
 _SCAN_COUNT = 1000  # keys SCAN looks at per call (and commands per pipeline)
 MERGED_TTL = 3600.0  # seconds a store's merge marker outlives its last merge of statistics
+DELETED_TTL = 60.0  # seconds a delete's marker keeps its answer (for redis-py's one retry)
 _POINTER = re.compile(rb"MJCH 2 ([0-9a-f]{16}) ([0-9]{1,9}) ([0-9]{1,15}) ([0-9a-f]{32}|-)\n")
 _POINTER_KEY = b"memojar redis chunk pointer\0"  # the pointer signature's own HMAC key prefix
 _HEX32 = b"[0-9a-f]" * 32
@@ -349,14 +352,23 @@ class RedisStore(Store):
                                       args=[head]))
 
     def _delete_names(self, names: Sequence[bytes]) -> list[bool]:
-        """Delete entries with their index; for each name, whether it was there."""
+        """Delete entries with their index; for each name, whether it was there (also when
+        the reply was lost and the script sent again: see ``lua.DELETE``)."""
         removed: list[bool] = []
+        markers: list[bytes] = []
         with self._errors("deleting entries"):
             for start in range(0, len(names), _SCAN_COUNT):
-                pipe = self._client.pipeline(transaction=False)
-                for name in names[start : start + _SCAN_COUNT]:
-                    self._delete(keys=[*self._index, name], client=pipe)
-                removed += [bool(n) for n in pipe.execute()]
+                markers.append(self._pre + b"deleted:" + secrets.token_hex(8).encode())
+                batch = names[start : start + _SCAN_COUNT]
+                answer = cast("bytes", self._delete(keys=[*self._index, markers[-1], *batch],
+                                                    args=[int(DELETED_TTL * 1000)]))
+                removed += [c == ord("1") for c in answer]
+        if markers:  # a round trip more, so that a cleared cache leaves no key
+            try:
+                with self._errors("removing the markers of deletes"):
+                    self._client.unlink(*markers)
+            except OSError as exc:  # they expire by themselves
+                logger.debug("cannot remove %r now: %s", markers, exc)
         return removed
 
     def read_note(self, function: str) -> bytes | None:
