@@ -188,7 +188,8 @@ class ReplyDropper:
     which runs it; its reply is read and thrown away and the store's connection is closed,
     as a connection dropped just after the server answered. ``dropped`` counts them.
 
-    Each connection is two threads, one a direction; ``close`` stops the listener."""
+    Each connection is two threads, one a direction; ``close`` stops the listener, as
+    leaving a ``with`` block does."""
 
     def __init__(self, port: int) -> None:
         self.target_port = port
@@ -272,6 +273,12 @@ class ReplyDropper:
     def close(self) -> None:
         self._closed = True
         self._listener.close()
+
+    def __enter__(self) -> ReplyDropper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _close(*socks: Any) -> None:

@@ -602,12 +602,12 @@ def test_a_lock_whose_reply_a_dropped_connection_lost_is_held(redis_location: st
     assert client.exists(name) == 0
     store.close()
 
+
 @pytest.fixture
 def dropper(redis_server: RedisServer) -> Iterator[ReplyDropper]:
     """A proxy in front of the session's server that loses chosen replies."""
-    proxy = ReplyDropper(redis_server.port)
-    yield proxy
-    proxy.close()
+    with ReplyDropper(redis_server.port) as proxy:
+        yield proxy
 
 
 def evalsha(script: Any) -> bytes:

@@ -604,15 +604,20 @@ def test_an_interrupt_as_a_finished_release_wakes_the_renewer_leaves_it_working(
         return entered
 
     ran = threading.Event()
+
+    def job() -> bool:
+        ran.set()
+        return True
+
     try:
         monkeypatch.setattr(threading.Condition, "__enter__", interrupted_enter)
         try:
-            renewer.finish(lambda: None)
+            renewer.finish(lambda: True, 0.0)
         except KeyboardInterrupt:
             pass
         monkeypatch.undo()
         # the next finish, in a thread of its own: before, it blocked for good
-        threading.Thread(target=renewer.finish, args=(ran.set,), daemon=True).start()
+        threading.Thread(target=renewer.finish, args=(job, 0.0), daemon=True).start()
         assert ran.wait(5), "the renewer did not run a job given after the interrupt"
     finally:
         monkeypatch.undo()

@@ -542,9 +542,8 @@ def test_a_lease_whose_renewal_reply_was_lost_is_still_held(s3_location: str) ->
 @pytest.fixture
 def dropper(s3_server: S3Server) -> Iterator[ReplyDropper]:
     """A proxy in front of the session's server that loses chosen replies."""
-    proxy = ReplyDropper(s3_server.port)
-    yield proxy
-    proxy.close()
+    with ReplyDropper(s3_server.port) as proxy:
+        yield proxy
 
 
 @pytest.mark.parametrize("taken", ["created", "taken over"])

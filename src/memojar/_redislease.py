@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import secrets
-import time
 from typing import Any
 
 from ._errors import logger
@@ -64,28 +63,28 @@ class _RedisKeyLock(KeyLock):
         with store._mutex:
             if store._leases.get(self.entry) is self:
                 del store._leases[self.entry]
-        try:
-            self._remove(token)
+        remove = functools.partial(self._remove, token)
+        try:  # tried again at the renewer's rounds until the lease would have expired
+            store._renewer.attempt(remove, LOCK_TTL)
         except BaseException:  # cut short: finished by the renewer's thread, uninterrupted
-            store._renewer.finish(functools.partial(self._remove, token))
+            store._renewer.finish(remove, LOCK_TTL)
             raise
         self.token = b""
 
-    def _remove(self, token: bytes, until: float = 0.0) -> None:
-        """Remove the lease if it is still ``token``'s (compare-and-delete, idempotent)."""
+    def _remove(self, token: bytes) -> bool:
+        """Remove the lease if it is still ``token``'s (compare-and-delete, idempotent);
+        False if it is to be tried again."""
         try:
             with self.store._errors("releasing a lock"):
                 self.store._release(keys=[self.name], args=[token])
         except (ConnectionError, TimeoutError) as exc:
             # The server failed a moment ago, and the store fails fast until it answers a
             # ping: perhaps a SET whose replies were lost (the lease is ours all the same).
-            # Tried again at the renewer's rounds until the lease would have expired.
-            until = until or time.monotonic() + LOCK_TTL
-            if time.monotonic() < until:
-                self.store._renewer.later(functools.partial(self._remove, token, until))
             logger.debug("cannot release %r now: %s", self.name, exc)
+            return False
         except OSError as exc:
             logger.debug("cannot release %r (it expires by itself): %s", self.name, exc)
+        return True
 
     def disown(self) -> None:
         """In a forked child (``Renewer``): the parent's lease is not this process's, so

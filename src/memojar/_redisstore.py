@@ -271,6 +271,7 @@ class RedisStore(Store):
         chunks = b""
         if size > self.chunk_size:
             chunks = name + b":c:" + secrets.token_hex(8).encode()
+        drop = functools.partial(self._drop_chunks, name, chunks)
         try:
             with self._errors(f"writing {name!r}"):
                 count = 0
@@ -286,14 +287,14 @@ class RedisStore(Store):
         except BaseException:
             if chunks:  # after ``_errors`` marked a lost server down: not asked again
                 try:
-                    self._drop_chunks(name, chunks)
+                    self._renewer.attempt(drop, LEFTOVER_RETRY)
                 except BaseException:  # a second interrupt: the renewer's thread does it
-                    self._renewer.finish(functools.partial(self._drop_chunks, name, chunks))
+                    self._renewer.finish(drop, LEFTOVER_RETRY)
                     raise
             raise
         if evicted == -1:
             if chunks:
-                self._drop_chunks(name, chunks)
+                self._renewer.attempt(drop, LEFTOVER_RETRY)
             raise lease_lost(LOCK_TTL)
 
     def _write_chunks(self, name: bytes, chunks: bytes, views: list[memoryview],
@@ -324,21 +325,19 @@ class RedisStore(Store):
         pointer = b"MJCH 2 %s %d %d %s\n" % (gen, count, size, self._sign(name, gen, count, size))
         return pointer + head, count
 
-    def _drop_chunks(self, name: bytes, chunks: bytes, until: float = 0.0) -> None:
+    def _drop_chunks(self, name: bytes, chunks: bytes) -> bool:
         """Remove the chunks of a write that did not complete, unless the entry ``name``
         points to them (the commit ran, and its reply was lost to an interrupt or a
-        dropped connection)."""
+        dropped connection). False if it is to be tried again: at the renewer's rounds for
+        LEFTOVER_RETRY (``write``)."""
         if self._breaker.down:  # not waiting again for a server that is down: tried again
-            # at the renewer's rounds for LEFTOVER_RETRY (a connection dropped a moment ago);
-            # the chunks expire anyway (INFLIGHT_TTL)
-            until = until or time.monotonic() + LEFTOVER_RETRY
-            if time.monotonic() < until:
-                self._renewer.later(functools.partial(self._drop_chunks, name, chunks, until))
-            return
+            # (a connection dropped a moment ago); the chunks expire anyway (INFLIGHT_TTL)
+            return False
         try:
             self._reap(keys=[*self._index, name, chunks], args=[_ANY_AGE])
         except RedisError as exc:  # uncommitted chunks expire anyway (INFLIGHT_TTL)
             logger.debug("cannot remove %r: %s", chunks, exc)
+        return True
 
     def delete(self, function: str, key: str) -> bool:
         return any(self._delete_names([self._name(function, key)]))

@@ -139,8 +139,9 @@ class _Bucket:
         self.timeout = timeout
         self.threshold = threshold
         self._breaker = Breaker(f"s3://{bucket}", FAULT_BACKOFF)  # fail fast after a fault
-        # runs a job again soon, in another thread (the store's ``Renewer.later``)
-        self.later: Callable[[Callable[[], object]], None] | None = None
+        # runs a job now and, while it returns False, again soon in another thread (the
+        # store's ``Renewer.attempt``); a bucket without a store runs it once
+        self.attempt: Callable[[Callable[[], bool], float], object] = lambda job, _: job()
 
     @property
     def client(self) -> Any:
@@ -358,25 +359,25 @@ class _Bucket:
             return str(response.get("ETag", ""))
         except BaseException:
             if upload_id:
-                self.abort(name, upload_id)
+                self.attempt(functools.partial(self.abort, name, upload_id), LEFTOVER_RETRY)
             raise
 
-    def abort(self, name: str, upload_id: str, until: float = 0.0) -> None:
+    def abort(self, name: str, upload_id: str) -> bool:
         """Drop an unfinished multipart upload; quietly (``cleanup`` reaps what remains).
 
-        After a connection fault or a timeout (a part whose reply was lost: the bucket then
-        fails fast for a moment) it is tried again by ``later``, for ``LEFTOVER_RETRY``."""
+        False after a connection fault or a timeout (a part whose reply was lost: the
+        bucket then fails fast for a moment): it is to be tried again (``attempt``, for
+        ``LEFTOVER_RETRY``)."""
         try:
             with self._errors("aborting an upload of", name):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=name,
                                                    UploadId=upload_id)
         except (ConnectionError, TimeoutError) as exc:
-            until = until or time.monotonic() + LEFTOVER_RETRY
-            if self.later is not None and time.monotonic() < until:
-                self.later(functools.partial(self.abort, name, upload_id, until))
             logger.debug("cannot abort upload %s now: %s", upload_id, exc)
+            return False
         except OSError as exc:
             logger.debug("cannot abort upload %s: %s", upload_id, exc)
+        return True
 
     def delete(self, name: str, if_match: str | None = None) -> None:
         """Remove an object (S3 says nothing of whether there was one)."""
@@ -463,7 +464,7 @@ class S3Store(Store):
                 "options"
             ) from exc
         self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
-        self._bucket.later = self._renewer.later  # an abort the server could not take now
+        self._bucket.attempt = self._renewer.attempt  # an abort the server could not take now
         self._releases = 0  # leases this process released: its waiters look again then
         self._conditions_checked = False  # the server honours conditional writes? (once)
         self._leases: dict[str, _Lease] = {}  # entry object -> this process's lease on it
@@ -603,7 +604,8 @@ class S3Store(Store):
         held = {o.name[: -len(LEASE_SUFFIX)] + SUFFIX for o in leases if o.age <= LEASE_STALE}
         for name, upload_id, age in list(self._bucket.uploads(self.prefix)):
             if age > ORPHAN_AGE and name not in held and _ENTRY.fullmatch(name, start):
-                self._bucket.abort(name, upload_id)
+                self._renewer.attempt(functools.partial(self._bucket.abort, name, upload_id),
+                                      LEFTOVER_RETRY)
                 aborted += 1
         stale = [o.name for o in leases if o.age > max(ORPHAN_AGE, LEASE_STALE)]
         if stale:
@@ -741,14 +743,18 @@ class _Lease(KeyLock):
         store._renewer.discard(self)
         if store._leases.get(self.entry) is self:
             del store._leases[self.entry]
+        let_go = functools.partial(self._let_go, etag, token)
+        # tried again at the renewer's rounds for as long as the lease would keep waiters,
+        # this process's next caller of the key too (LEASE_TTL)
         try:
-            self._let_go(etag, token)
+            store._renewer.attempt(let_go, LEASE_TTL)
         except BaseException:  # cut short: finished by the renewer's thread, uninterrupted
-            store._renewer.finish(functools.partial(self._let_go, etag, token))
+            store._renewer.finish(let_go, LEASE_TTL)
             raise
         self.etag, self._token = "", ""
 
-    def _let_go(self, etag: str, token: str, until: float = 0.0) -> None:
+    def _let_go(self, etag: str, token: str) -> bool:
+        """Remove the lease (``_remove``); False if it is to be tried again."""
         try:
             if self._remove(etag, token):
                 # waiters of this process (threads, tasks) skip their backoff: it is free now
@@ -756,14 +762,12 @@ class _Lease(KeyLock):
         except (ConnectionError, TimeoutError) as exc:
             # The server failed a moment ago, and the store fails fast for FAULT_BACKOFF:
             # perhaps a write of this lease whose reply was lost (the lease is ours all the
-            # same). Tried again at the renewer's rounds for as long as the lease would
-            # keep waiters, this process's next caller of the key too (LEASE_TTL).
-            until = until or time.monotonic() + LEASE_TTL
-            if time.monotonic() < until:
-                self.store._renewer.later(functools.partial(self._let_go, etag, token, until))
+            # same).
             logger.debug("cannot release %s now: %s", self.name, exc)
+            return False
         except OSError as exc:
             logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
+        return True
 
     def _remove(self, etag: str, token: str) -> bool:
         """Remove the lease if it is still the one written with ``etag``, or any write of

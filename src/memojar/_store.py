@@ -600,7 +600,8 @@ class Renewer:
     The same thread finishes releases an interrupt cut short (``finish``): a release is a
     round trip to the server, long enough for a second interrupt (KeyboardInterrupt, a
     signal handler's exception) to cut short its retry too, and signal handlers run in the
-    main thread only.
+    main thread only. It tries again, for a while, the releases the server could not take
+    (``attempt``, ``later``): a job returns False to be tried again, True once done.
 
     It knows every lease this process holds, so it is what a forked child uses to hold
     none of them: after ``fork`` the child's renewers start empty, with a fresh mutex (the
@@ -610,7 +611,8 @@ class Renewer:
         self._every = every
         self._thread_name = thread_name
         self._held: dict[int, Renewable] = {}
-        self._jobs: list[Callable[[], object]] = []  # releases to finish (``finish``)
+        # releases to finish or try again (``later``), each with its deadline (monotonic)
+        self._jobs: list[tuple[Callable[[], bool], float]] = []
         self._mutex = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -637,24 +639,29 @@ class Renewer:
             self._held[id(lease)] = lease
             self._start()
 
-    def finish(self, job: Callable[[], object]) -> None:
-        """Run ``job``, the rest of a release an interrupt cut short, in this renewer's
-        thread at once (where no signal handler cuts it short again)."""
+    def attempt(self, job: Callable[[], bool], within: float) -> None:
+        """Run ``job`` now, and at this renewer's rounds (``later``) if it returns False."""
+        if not job():
+            self.later(job, within)
+
+    def later(self, job: Callable[[], bool], within: float) -> None:
+        """Run ``job`` in this renewer's thread at its next rounds, until it returns True
+        or ``within`` seconds have passed: a release the server could not take now (a store
+        fails fast for a moment after a fault), tried again."""
+        deadline = time.monotonic() + within
         with self._mutex:
-            self._jobs.append(job)
+            self._jobs.append((job, deadline))
             self._start()
+
+    def finish(self, job: Callable[[], bool], within: float) -> None:
+        """Run ``job``, the rest of a release an interrupt cut short, in this renewer's
+        thread at once (where no signal handler cuts it short again); then as ``later``."""
+        self.later(job, within)
         self.wake()
 
     def wake(self) -> None:
         """Run the next round now (interrupt-safe: see ``_wake``)."""
         self._wake.put(None)
-
-    def later(self, job: Callable[[], object]) -> None:
-        """Run ``job`` in this renewer's thread at its next round: a release the server
-        could not take now (a store fails fast for a moment after a fault), tried again."""
-        with self._mutex:
-            self._jobs.append(job)
-            self._start()
 
     def _start(self) -> None:  # under _mutex
         if self._thread is None:
@@ -690,11 +697,15 @@ class Renewer:
                     if self._thread is threading.current_thread():
                         self._thread = None
                     return
-            for job in jobs:
+            for job, deadline in jobs:
                 try:
-                    job()
+                    done = job()
                 except Exception:  # noqa: BLE001 - a lease not released expires by itself
                     logger.debug("finishing a release failed", exc_info=True)
+                    continue
+                if not done and time.monotonic() < deadline:  # again at the next round
+                    with self._mutex:
+                        self._jobs.append((job, deadline))
             for lease in leases:
                 if not lease.renew():
                     logger.warning("lease %r expired while held: another caller may compute "
