@@ -313,3 +313,28 @@ def test_waiters_read_the_stored_value_without_taking_the_lock(location: str,
     assert calls == [21]
     assert holder_taken == [1] and waiter_taken == []
     assert [c.stats().hits for c in caches] == [1, 1, 1, 1]
+
+
+def test_a_release_the_server_cannot_take_is_tried_again_until_its_deadline() -> None:
+    """``Renewer.attempt``: a release that fails now (the job returns False) is tried again
+    at the renewer's rounds, and no longer once its ``within`` has passed."""
+    from memojar._store import Renewer
+
+    renewer = Renewer(0.02, "memojar-test-renewer")
+    tries: list[float] = []
+
+    def refused() -> bool:
+        tries.append(time.monotonic())
+        return False
+
+    try:
+        start = time.monotonic()
+        renewer.attempt(refused, 0.3)
+        time.sleep(1.0)
+        assert len(tries) >= 3  # now, then at least twice at the rounds
+        count = len(tries)
+        time.sleep(0.3)
+        assert len(tries) == count  # none past the deadline
+        assert tries[-1] - start >= 0.2  # tried for about as long as ``within``
+    finally:
+        renewer.stop()
