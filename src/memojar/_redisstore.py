@@ -563,7 +563,11 @@ class RedisStore(Store):
     def close(self) -> None:
         self._breaker.close()
         self._renewer.stop()
-        self._client.close()
+        # Idle connections only: one lent out is in use by a call of another thread (or
+        # the renewer's), which closing it under them failed with redis-py's ValueError or
+        # AttributeError, raised to the caller instead of its result. A later call
+        # connects again.
+        self._client.connection_pool.disconnect(inuse_connections=False)
 
     # --- faults -----------------------------------------------------------------------
 

@@ -521,7 +521,13 @@ class Breaker:
                 self._start_prober()
 
     def close(self) -> None:
-        self._closed.set()
+        """Stop the prober (a closed store pings nothing). The store may still be used: a
+        later ``check`` while the server is down starts a new prober (before, the closed
+        one stayed noted as running, and one fault after ``close`` made every later call
+        skip the server for good)."""
+        with self._mutex:
+            self._closed.set()
+            self._closed, self._prober = threading.Event(), None
 
     def _forked(self) -> None:
         """In a forked child: no prober thread, and a mutex its parent may have held."""
@@ -615,7 +621,6 @@ class Renewer:
         self._jobs: list[tuple[Callable[[], bool], float]] = []
         self._mutex = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._stopped = threading.Event()
         # A job to run now. Not a ``threading.Event``: its ``set`` takes the lock of a
         # ``Condition`` through the Python-level ``Condition.__enter__``, and CPython runs
         # signal handlers as the lock's C acquire returns, before that ``with`` is entered:
@@ -676,7 +681,11 @@ class Renewer:
             self._held.pop(id(lease), None)
 
     def stop(self) -> None:
-        self._stopped.set()
+        """The store is closed: finish the pending releases now, and let the thread end
+        once no lease is held. Not at once: a call still computing in another thread holds
+        its lease until it stores (before, its lease expired unrenewed and another caller
+        computed the same value), and a store used after ``close`` takes leases again, as
+        the thread, ending when idle, starts again for them."""
         self.wake()
 
     def _run(self) -> None:
@@ -688,8 +697,6 @@ class Renewer:
                     wake.get_nowait()
             except queue.Empty:
                 pass
-            if self._stopped.is_set():
-                return
             with self._mutex:
                 leases = list(self._held.values())
                 jobs, self._jobs = self._jobs, []
@@ -707,10 +714,17 @@ class Renewer:
                     with self._mutex:
                         self._jobs.append((job, deadline))
             for lease in leases:
-                if not lease.renew():
-                    logger.warning("lease %r expired while held: another caller may compute "
-                                   "the same value", lease.name)
-                    self.discard(lease)
+                try:
+                    renewed = lease.renew()
+                except Exception:  # noqa: BLE001 - a client closed under it: tried again
+                    logger.debug("renewing %r failed", lease.name, exc_info=True)
+                    continue
+                if not renewed:
+                    with self._mutex:  # released since this round began: not lost
+                        lost = self._held.pop(id(lease), None) is lease
+                    if lost:
+                        logger.warning("lease %r expired while held: another caller may "
+                                       "compute the same value", lease.name)
 
 
 _renewers: weakref.WeakSet[Renewer] = weakref.WeakSet()
