@@ -633,7 +633,10 @@ class Cache:
                         self._dropped[1] += tally.miss_count.value
 
     def close(self) -> None:
-        """Release the store's connections (a no-op for a directory)."""
+        """Release the store's idle connections and stop its background threads once
+        nothing is held (a no-op for a directory). The cache stays usable: calls still
+        running in other threads finish and store as before, and a later call connects
+        again (``tests/test_close.py``)."""
         self.store.close()
 
 
