@@ -88,6 +88,42 @@ def test_a_helper_redefined_in_the_same_cell_is_seen_from_the_next_cell(tmp_path
     assert out == ["2", "101", "(101, 101)", "1001"]
 
 
+BUMPING = """
+calls = 0
+def bump():
+    global calls
+    calls += 1
+
+@cache.cached
+def counted(x):
+    global calls
+    calls += 1
+    return x * 2
+
+@cache.cached
+def counted_by_helper(x):
+    bump()
+    return x * 3
+"""
+
+
+def test_a_global_counter_the_function_bumps_does_not_make_every_cell_miss(tmp_path: Path):
+    # Before: each cell saw ``calls`` bound again (by the function itself), made the
+    # identity again, recomputed and evicted the entry: in a notebook it never hit.
+    out = cells(tmp_path, BUMPING, "counted(1), counted_by_helper(1)",
+                "counted(1), counted_by_helper(1)", "counted.cache_explain(1)",
+                "counted(1), counted_by_helper(1), calls",
+                "counted.cache_info()[:2], counted_by_helper.cache_info()[:2]")
+    assert out[1:] == ["(2, 3)", "(2, 3)", out[3], "(2, 3, 2)", "((2, 1), (2, 1))"]
+    assert out[3].startswith("'hit")
+
+
+def test_a_global_counter_bound_again_by_a_cell_is_still_seen(tmp_path: Path):
+    out = cells(tmp_path, "n = 0\n@cache.cached\ndef h(x):\n    global n\n    n += 1\n"
+                "    return x + n", "h(1)", "h(1)", "n = 10", "h(1)")
+    assert out[1:] == ["2", "2", "None", "12"]
+
+
 def test_cache_explain_names_the_helper_a_cell_changed(tmp_path: Path):
     out = cells(tmp_path, "f(1)", "def g(x):\n    return x + 100", "f.cache_explain(1)")
     assert out[-1] == "'incompatible: helper __main__.g changed'"

@@ -976,6 +976,8 @@ class _Memo:
         self.miss_count.bump()
         began, state, ident = start
         elapsed = time.perf_counter() - began
+        if self.resolved:  # in IPython: the globals it binds itself are its own state
+            _notebook.ran(self.resolved)
         if _reassigned(self.watched, state):
             logger.debug("not stored %s %s (its code or defaults were reassigned while it "
                          "ran)", self.name, key)

@@ -69,3 +69,18 @@ def _cell_starts(*_info: Any) -> None:
     cells_started += 1
     for memo in list(_live):
         memo.code = CELL_RAN
+
+
+def ran(records: list[Any]) -> None:
+    """A decorated function ran (with what its identity was made from, ``records``): the
+    globals its code binds (``global calls; calls += 1``) are held as they are now by
+    every live memo's record, so that none of them (another function reading or bumping
+    the same counter included) makes its identity again at the next cell for it."""
+    written: set[tuple[int, str]] = set()
+    for record in records:
+        written |= record.written
+    if not written:
+        return
+    for memo in list(_live):
+        for record in memo.resolved or ():
+            record.rebind(written)
