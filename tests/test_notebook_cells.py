@@ -118,6 +118,15 @@ def test_a_global_counter_the_function_bumps_does_not_make_every_cell_miss(tmp_p
     assert out[3].startswith("'hit")
 
 
+def test_a_global_counter_bumped_by_a_call_that_raised_keeps_the_hit(tmp_path: Path):
+    # A call that raised (or was interrupted) after bumping the counter: before, the next
+    # cell made the identity again, recomputed and evicted the entry.
+    out = cells(tmp_path, "n = 0\n@cache.cached\ndef h(x):\n    global n\n    n += 1\n"
+                "    if x < 0:\n        raise ValueError(x)\n    return x * 2", "h(1)",
+                "try:\n    h(-1)\nexcept ValueError:\n    pass", "h(1)", "h.cache_info()[:2]")
+    assert out[1:] == ["2", "None", "2", "(1, 1)"]
+
+
 def test_a_global_counter_bound_again_by_a_cell_is_still_seen(tmp_path: Path):
     out = cells(tmp_path, "n = 0\n@cache.cached\ndef h(x):\n    global n\n    n += 1\n"
                 "    return x + n", "h(1)", "h(1)", "n = 10", "h(1)")
