@@ -127,6 +127,14 @@ def test_a_global_counter_bumped_by_a_call_that_raised_keeps_the_hit(tmp_path: P
     assert out[1:] == ["2", "None", "2", "(1, 1)"]
 
 
+def test_a_global_another_cached_function_binds_is_seen_by_a_reader(tmp_path: Path):
+    # ``put`` binds STATE; ``get`` only reads it: its next cell sees the new value.
+    out = cells(tmp_path, "STATE = 1\n@cache.cached\ndef put(x):\n    global STATE\n"
+                "    STATE = x\n    return x\n@cache.cached\ndef get(x):\n"
+                "    return STATE + x", "get(0)", "put(5)", "get(0)")
+    assert out[1:] == ["1", "5", "5"]
+
+
 def test_a_global_counter_bound_again_by_a_cell_is_still_seen(tmp_path: Path):
     out = cells(tmp_path, "n = 0\n@cache.cached\ndef h(x):\n    global n\n    n += 1\n"
                 "    return x + n", "h(1)", "h(1)", "n = 10", "h(1)")

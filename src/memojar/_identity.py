@@ -1137,11 +1137,12 @@ class Resolved:
 
     def rebind(self, written: set[tuple[int, str]]) -> None:
         """Hold the names of ``written`` (globals a decorated function or its helpers bind
-        themselves when they run: ``global calls; calls += 1``) as they are bound now:
-        such a global is the functions' own state, not a cell's change, and the next cell
-        does not make the identity again for it (in a script, the identity takes it at the
-        first call, as here). Bound again by a cell, it is seen."""
-        for key in written & self.names.keys():
+        themselves when they run: ``global calls; calls += 1``) as they are bound now, if
+        this record's code binds them too: such a global is the functions' own state, not a
+        cell's change, and the next cell does not make the identity again for it (in a
+        script, the identity takes it at the first call, as here). Bound again by a cell,
+        or by a function whose code only reads it, it is seen."""
+        for key in written & self.written & self.names.keys():
             namespace, name, _ = self.names[key]
             self.names[key] = (namespace, name, _hold(namespace.get(name, _ABSENT)))
 
