@@ -88,6 +88,59 @@ def test_a_helper_redefined_in_the_same_cell_is_seen_from_the_next_cell(tmp_path
     assert out == ["2", "101", "(101, 101)", "1001"]
 
 
+BUMPING = """
+calls = 0
+def bump():
+    global calls
+    calls += 1
+
+@cache.cached
+def counted(x):
+    global calls
+    calls += 1
+    return x * 2
+
+@cache.cached
+def counted_by_helper(x):
+    bump()
+    return x * 3
+"""
+
+
+def test_a_global_counter_the_function_bumps_does_not_make_every_cell_miss(tmp_path: Path):
+    # Before: each cell saw ``calls`` bound again (by the function itself), made the
+    # identity again, recomputed and evicted the entry: in a notebook it never hit.
+    out = cells(tmp_path, BUMPING, "counted(1), counted_by_helper(1)",
+                "counted(1), counted_by_helper(1)", "counted.cache_explain(1)",
+                "counted(1), counted_by_helper(1), calls",
+                "counted.cache_info()[:2], counted_by_helper.cache_info()[:2]")
+    assert out[1:] == ["(2, 3)", "(2, 3)", out[3], "(2, 3, 2)", "((2, 1), (2, 1))"]
+    assert out[3].startswith("'hit")
+
+
+def test_a_global_counter_bumped_by_a_call_that_raised_keeps_the_hit(tmp_path: Path):
+    # A call that raised (or was interrupted) after bumping the counter: before, the next
+    # cell made the identity again, recomputed and evicted the entry.
+    out = cells(tmp_path, "n = 0\n@cache.cached\ndef h(x):\n    global n\n    n += 1\n"
+                "    if x < 0:\n        raise ValueError(x)\n    return x * 2", "h(1)",
+                "try:\n    h(-1)\nexcept ValueError:\n    pass", "h(1)", "h.cache_info()[:2]")
+    assert out[1:] == ["2", "None", "2", "(1, 1)"]
+
+
+def test_a_global_another_cached_function_binds_is_seen_by_a_reader(tmp_path: Path):
+    # ``put`` binds STATE; ``get`` only reads it: its next cell sees the new value.
+    out = cells(tmp_path, "STATE = 1\n@cache.cached\ndef put(x):\n    global STATE\n"
+                "    STATE = x\n    return x\n@cache.cached\ndef get(x):\n"
+                "    return STATE + x", "get(0)", "put(5)", "get(0)")
+    assert out[1:] == ["1", "5", "5"]
+
+
+def test_a_global_counter_bound_again_by_a_cell_is_still_seen(tmp_path: Path):
+    out = cells(tmp_path, "n = 0\n@cache.cached\ndef h(x):\n    global n\n    n += 1\n"
+                "    return x + n", "h(1)", "h(1)", "n = 10", "h(1)")
+    assert out[1:] == ["2", "2", "None", "12"]
+
+
 def test_cache_explain_names_the_helper_a_cell_changed(tmp_path: Path):
     out = cells(tmp_path, "f(1)", "def g(x):\n    return x + 100", "f.cache_explain(1)")
     assert out[-1] == "'incompatible: helper __main__.g changed'"

@@ -788,7 +788,11 @@ class _Memo:
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any],
                  withheld: list[bool] | None = None) -> Any:
         start = self._started(key)
-        value = self.func(*args, **kwargs)
+        try:
+            value = self.func(*args, **kwargs)
+        except BaseException:  # it ran, part way: the globals it bound are its own still
+            self._ran()
+            raise
         if not self._computed(key, value, start, (args, kwargs)) and withheld is not None:
             withheld.append(True)
         return value
@@ -835,7 +839,11 @@ class _Memo:
 
     async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any) -> Any:
         start = self._started(key)
-        value = await self.func(*args, **kwargs)
+        try:
+            value = await self.func(*args, **kwargs)
+        except BaseException:  # as in ``_compute``
+            self._ran()
+            raise
         # Stored even if the caller is cancelled meanwhile: the value is not lost, and the
         # lock is given back only once it is stored (the next caller then reads it).
         await run(self._computed, key, value, start, (args, kwargs), finish=True)
@@ -976,6 +984,7 @@ class _Memo:
         self.miss_count.bump()
         began, state, ident = start
         elapsed = time.perf_counter() - began
+        self._ran()
         if _reassigned(self.watched, state):
             logger.debug("not stored %s %s (its code or defaults were reassigned while it "
                          "ran)", self.name, key)
@@ -988,6 +997,13 @@ class _Memo:
             return False
         self.put(key, value, elapsed, ident)
         return True
+
+    def _ran(self) -> None:
+        """The function ran (to its end or not): in IPython, the globals it binds itself
+        (``global calls; calls += 1``) are its own state, not a cell's change
+        (``_notebook.ran``)."""
+        if self.resolved:
+            _notebook.ran(self.resolved)
 
     def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]]) -> bool:
         """True if a ``files=`` path changed while the function ran: its value is returned,

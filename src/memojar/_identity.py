@@ -834,6 +834,18 @@ def _code_names(code: CodeType, out: set[str]) -> set[str]:
     return out
 
 
+def _stored_globals(code: CodeType, out: set[str]) -> set[str]:
+    """The global names ``code`` (and code it defines) binds or deletes (``global calls;
+    calls += 1``)."""
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"):
+            out.add(instruction.argval)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            _stored_globals(const, out)
+    return out
+
+
 def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[int]) -> None:
     """Add what a function of the user's code refers to (not the function itself)."""
     if id(func) in seen:
@@ -851,6 +863,7 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     if record is not None:
         record.function(func)
         record.lookups(namespace, names)
+        record.writes(namespace, _stored_globals(code, set()))
     module = namespace.get("__name__") or getattr(func, "__module__", None) or "__main__"
     if module == "__mp_main__":
         module = "__main__"
@@ -1103,7 +1116,7 @@ class Resolved:
     data objects (``_walk_object``), reused by the next record while the object is the same
     (a big global is hashed once, not at every rebuild)."""
 
-    __slots__ = ("classes", "functions", "names", "reused", "states")
+    __slots__ = ("classes", "functions", "names", "reused", "states", "written")
 
     def __init__(self, reused: Resolved | None = None) -> None:
         self.names: dict[tuple[int, str], tuple[Any, str, Callable[[], Any]]] = {}
@@ -1111,12 +1124,27 @@ class Resolved:
         self.classes: dict[int, tuple[Callable[[], Any], tuple[Any, ...]]] = {}
         self.states: dict[int, tuple[Callable[[], Any], str]] = {}
         self.reused = reused
+        self.written: set[tuple[int, str]] = set()  # names of ``names`` its code binds
 
     def lookups(self, namespace: Any, names: set[str]) -> None:
         for name in names:
             key = (id(namespace), name)
             if key not in self.names:
                 self.names[key] = (namespace, name, _hold(namespace.get(name, _ABSENT)))
+
+    def writes(self, namespace: Any, names: set[str]) -> None:
+        self.written.update((id(namespace), name) for name in names)
+
+    def rebind(self, written: set[tuple[int, str]]) -> None:
+        """Hold the names of ``written`` (globals a decorated function or its helpers bind
+        themselves when they run: ``global calls; calls += 1``) as they are bound now, if
+        this record's code binds them too: such a global is the functions' own state, not a
+        cell's change, and the next cell does not make the identity again for it (in a
+        script, the identity takes it at the first call, as here). Bound again by a cell,
+        or by a function whose code only reads it, it is seen."""
+        for key in written & self.written & self.names.keys():
+            namespace, name, _ = self.names[key]
+            self.names[key] = (namespace, name, _hold(namespace.get(name, _ABSENT)))
 
     def function(self, func: Any) -> None:
         if id(func) not in self.functions:

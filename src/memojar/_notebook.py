@@ -69,3 +69,19 @@ def _cell_starts(*_info: Any) -> None:
     cells_started += 1
     for memo in list(_live):
         memo.code = CELL_RAN
+
+
+def ran(records: list[Any]) -> None:
+    """A decorated function ran (with what its identity was made from, ``records``): the
+    globals its code binds (``global calls; calls += 1``) are held as they are now by
+    every live memo's record whose code binds them too, so that none of them (another
+    function bumping the same counter included) makes its identity again at the next cell
+    for it. A function that only reads such a global sees it changed, as it sees a cell's."""
+    written: set[tuple[int, str]] = set()
+    for record in records:
+        written |= record.written
+    if not written:
+        return
+    for memo in list(_live):
+        for record in memo.resolved or ():
+            record.rebind(written)
