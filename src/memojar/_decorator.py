@@ -984,7 +984,8 @@ class _Memo:
         self.miss_count.bump()
         began, state, ident = start
         elapsed = time.perf_counter() - began
-        self._ran()
+        if self.resolved:  # (inline: a frame less a miss in a script, where it is None)
+            _notebook.ran(self.resolved)
         if _reassigned(self.watched, state):
             logger.debug("not stored %s %s (its code or defaults were reassigned while it "
                          "ran)", self.name, key)
