@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,27 @@ def redis_server() -> Iterator[Any]:
     server = RedisServer.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[Callable[..., Any]]:
+    """Start private redis-servers (a test freezes, kills or restarts them; ``start(*options,
+    port=None)``: extra redis-server options, a port to start again on); all stopped after
+    the test."""
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
+    from redis_server import RedisServer, redis_server_path
+
+    if redis_server_path() is None:  # .ci/run installs it, so CI never skips these
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    servers: list[Any] = []
+
+    def start(*args: str, port: int | None = None) -> Any:
+        servers.append(RedisServer.start(*args, port=port))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 _redis_dbs = itertools.cycle(range(1, 256))

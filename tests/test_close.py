@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,26 +17,10 @@ import pytest
 from memojar import Cache, MemojarWarning
 from memojar._cache import open_store
 from memojar._store import Renewer
-from redis_server import RedisServer, redis_server_path
+from redis_server import RedisServer
 from remote_kit import FN, HANG, SECRET, counted, k
 
 LEASES = {"redis": ("_redislease", "LOCK_TTL"), "s3": ("_s3store", "LEASE_TTL")}
-
-
-@pytest.fixture
-def own_server() -> Iterator[Callable[[], RedisServer]]:
-    pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
-    if redis_server_path() is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    servers: list[RedisServer] = []
-
-    def start() -> RedisServer:
-        servers.append(RedisServer.start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.mark.real_leases  # the lease must outlive the products' lease length
@@ -74,11 +58,11 @@ def test_leases_held_at_close_and_taken_after_it_are_renewed(
 
 
 def test_a_closed_cache_caches_again_once_its_server_answers(
-    own_server: Callable[[], RedisServer],
+    own_redis: Callable[[], RedisServer],
 ) -> None:
     """Before: ``close`` stopped the breaker's prober and left it noted as running, so the
     first fault after ``close`` made every later call of the process skip the server."""
-    server = own_server()
+    server = own_redis()
     cache = Cache(server.url(0, socket_timeout=0.5), secret=SECRET)
     double, calls = counted(cache)
     assert double(1) == 2

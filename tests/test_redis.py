@@ -2,7 +2,7 @@
 
 Store semantics shared with the file store live in test_store.py (run on both through
 STORE_KINDS); this file tests what only Redis has. Tests that stop, freeze or starve a
-server start their own (``own_server``); the others use the session's server.
+server start their own (``own_redis``); the others use the session's server.
 """
 
 from __future__ import annotations
@@ -42,23 +42,6 @@ from remote_kit import (
     survives_no_server,
     timed,
 )
-
-
-@pytest.fixture
-def own_server() -> Iterator[Callable[..., RedisServer]]:
-    """Start private servers (with extra redis-server options); all stopped after the test."""
-    if redis_server_path() is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    servers: list[RedisServer] = []
-
-    def start(*args: str) -> RedisServer:
-        server = RedisServer.start(*args)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture
@@ -394,8 +377,8 @@ def test_bad_options_are_refused(redis_location: str, query: str) -> None:
         Cache(f"{redis_location}?{query}", secret=SECRET)
 
 
-def test_password_in_the_url(own_server: Callable[..., RedisServer]) -> None:
-    server = own_server("--requirepass", "s3cret")
+def test_password_in_the_url(own_redis: Callable[..., RedisServer]) -> None:
+    server = own_redis("--requirepass", "s3cret")
     for url in (f"redis://:s3cret@127.0.0.1:{server.port}/0",
                 f"redis://127.0.0.1:{server.port}/0?password=s3cret"):
         cache = Cache(url, secret=SECRET)
@@ -407,9 +390,9 @@ def test_password_in_the_url(own_server: Callable[..., RedisServer]) -> None:
         cache.close()
 
 
-def test_unix_socket(own_server: Callable[..., RedisServer], tmp_path: Path) -> None:
+def test_unix_socket(own_redis: Callable[..., RedisServer], tmp_path: Path) -> None:
     sock = tmp_path / "redis.sock"
-    own_server("--unixsocket", str(sock), "--unixsocketperm", "700")
+    own_redis("--unixsocket", str(sock), "--unixsocketperm", "700")
     cache = Cache(f"unix://{sock}?db=2&prefix=u:", secret=SECRET)
     assert cache.directory.startswith("unix:///")
     double, calls = counted(cache)
@@ -418,15 +401,15 @@ def test_unix_socket(own_server: Callable[..., RedisServer], tmp_path: Path) -> 
     cache.close()
 
 
-def test_wrong_password_costs_only_a_warning(own_server: Callable[..., RedisServer]) -> None:
-    server = own_server("--requirepass", "s3cret")
+def test_wrong_password_costs_only_a_warning(own_redis: Callable[..., RedisServer]) -> None:
+    server = own_redis("--requirepass", "s3cret")
     cache = Cache(f"redis://:wrong@127.0.0.1:{server.port}/0", secret=SECRET)
     double, _ = counted(cache)
     with pytest.warns(MemojarWarning, match="not cached"):
         assert double(2) == 4
 
 
-def test_tls_with_rediss(own_server: Callable[..., RedisServer], tmp_path: Path) -> None:
+def test_tls_with_rediss(own_redis: Callable[..., RedisServer], tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     made = subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -437,7 +420,7 @@ def test_tls_with_rediss(own_server: Callable[..., RedisServer], tmp_path: Path)
     if made is None or made.returncode != 0:
         pytest.skip("openssl is not available to make a test certificate")
     tls_port = free_port()
-    own_server("--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+    own_redis("--tls-port", str(tls_port), "--tls-cert-file", str(cert),
                "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
                "--tls-auth-clients", "no")
     cache = Cache(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}", secret=SECRET)
@@ -453,8 +436,8 @@ def _has(tool: str) -> bool:
     return shutil.which(tool) is not None
 
 
-def test_listing_uses_scan_never_keys(own_server: Callable[..., RedisServer]) -> None:
-    server = own_server("--rename-command", "KEYS", "")  # KEYS now fails: SCAN must do
+def test_listing_uses_scan_never_keys(own_redis: Callable[..., RedisServer]) -> None:
+    server = own_redis("--rename-command", "KEYS", "")  # KEYS now fails: SCAN must do
     cache = Cache(server.url(0, chunk_size=1000), max_size=10**6, secret=SECRET)
     double, _ = counted(cache)
     double(1)
@@ -467,11 +450,11 @@ def test_listing_uses_scan_never_keys(own_server: Callable[..., RedisServer]) ->
 
 
 def test_a_function_is_listed_from_its_index_not_the_keyspace(
-    own_server: Callable[..., RedisServer],
+    own_redis: Callable[..., RedisServer],
 ) -> None:
     """cache_info, cache_clear, entries and the first-store sweep read the function's
     index set (and stats the sizes hash): with SCAN and KEYS disabled they still work."""
-    server = own_server("--rename-command", "SCAN", "", "--rename-command", "KEYS", "")
+    server = own_redis("--rename-command", "SCAN", "", "--rename-command", "KEYS", "")
     url = server.url(0, chunk_size=1000)
 
     caches: list[Cache] = []
@@ -716,8 +699,8 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(redis_location: st
 
 # --- faults ------------------------------------------------------------------------------------
 
-def test_server_killed_mid_run(own_server: Callable[..., RedisServer]) -> None:
-    server = own_server()
+def test_server_killed_mid_run(own_redis: Callable[..., RedisServer]) -> None:
+    server = own_redis()
     survives_losing_the_server(Cache(server.url(0, socket_timeout=1), secret=SECRET),
                                server.kill)
 
@@ -739,8 +722,8 @@ def test_async_function_on_a_dead_server() -> None:
         assert asyncio.run(triple(2)) == 6
 
 
-def test_frozen_server_times_out_then_recovers(own_server: Callable[..., RedisServer]) -> None:
-    server = own_server()
+def test_frozen_server_times_out_then_recovers(own_redis: Callable[..., RedisServer]) -> None:
+    server = own_redis()
     cache = Cache(server.url(0, socket_timeout=0.5), secret=SECRET)
     double, calls = counted(cache)
     double(1)
@@ -757,8 +740,8 @@ def test_frozen_server_times_out_then_recovers(own_server: Callable[..., RedisSe
     assert calls == [1, 1, 2]
 
 
-def test_out_of_memory_server(own_server: Callable[..., RedisServer]) -> None:
-    server = own_server("--maxmemory-policy", "noeviction")
+def test_out_of_memory_server(own_redis: Callable[..., RedisServer]) -> None:
+    server = own_redis("--maxmemory-policy", "noeviction")
     cache = Cache(server.url(0), secret=SECRET)
     double, calls = counted(cache)
     double(1)
@@ -771,9 +754,9 @@ def test_out_of_memory_server(own_server: Callable[..., RedisServer]) -> None:
 
 
 def test_lock_on_a_dead_server_does_not_block_the_caller(
-    own_server: Callable[..., RedisServer],
+    own_redis: Callable[..., RedisServer],
 ) -> None:
-    server = own_server()
+    server = own_redis()
     store = open_store(server.url(0, socket_timeout=1), None, True)
     lock = store.lock(FN, k(1))
     assert lock.acquire()

@@ -406,25 +406,6 @@ def test_real_sigints_at_random_moments_leave_nothing_behind_on_s3(
 
 # --- a Redis server frozen or restarted mid-call ---------------------------------------------
 
-@pytest.fixture
-def own_redis() -> Iterator[Callable[..., Any]]:
-    """Private redis-servers (a test freezes or restarts them); all stopped after."""
-    from redis_server import RedisServer, redis_server_path
-
-    if redis_server_path() is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    servers: list[Any] = []
-
-    def start(port: int | None = None) -> Any:
-        server = RedisServer.start(port=port)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 COMPUTE = 0.2  # seconds each call of the function takes
 TIMEOUT = 1.0  # the store's socket_timeout in these tests
 STAGES = {
