@@ -26,7 +26,13 @@ from typing import IO, Any, NoReturn
 from ._cache import _SCHEME, SUPERSEDED, Cache, default_directory, judge
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
-from ._filestore import is_cache_dir, not_tagged_yet, why_not_ours
+from ._filestore import (
+    is_cache_dir,
+    not_tagged_yet,
+    others_cache,
+    owner_of_unreadable_tag,
+    why_not_ours,
+)
 from ._identity import SIBLING, family_of, place_of
 from ._location import redact
 from ._report import Report, Table, human_duration, human_size, human_time, iso
@@ -214,6 +220,9 @@ def open_cache(location: str | None) -> Cache:
         if not is_cache_dir(path):
             if not_tagged_yet(path):  # empty, or being tagged: nothing created by looking
                 raise NoCacheYet(path)
+            owner = owner_of_unreadable_tag(path)
+            if owner is not None:
+                raise CliError(f"{path} {others_cache(owner)}")
             if not is_cache_dir(path):  # else tagged between the two looks
                 raise CliError(
                     f"{path} is not a memojar cache ({why_not_ours(path)}); memojar only "

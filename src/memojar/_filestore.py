@@ -226,7 +226,9 @@ class NotACacheDirectory(ValueError):
         if message is None:  # what the folder holds now says why (a copy keeps the words)
             why = _foreign_tag(path)
             instead = f"e.g. {os.path.join(path, 'memojar')!r}"
+            owner = owner_of_unreadable_tag(path)
             message = (
+                f"cache_dir {path!r} {others_cache(owner)}" if owner is not None else
                 f"cache_dir {path!r}: {why}, {instead}" if why is not None else
                 f"cache_dir {path!r} is an existing folder that memojar did not create ("
                 f"{why_not_ours(path)}); memojar keeps its entries only in folders it "
@@ -250,6 +252,38 @@ def why_not_ours(path: str) -> str:
                 "tag but not holding memojar's tag text. If it is not a file of yours, "
                 "delete it and memojar makes the cache here")
     return _foreign_tag(path, names) or f"it holds files and no {_TAG} written by memojar"
+
+
+def owner_of_unreadable_tag(path: str) -> str | None:
+    """The name of the user whose ``CACHEDIR.TAG`` in ``path`` this user may not read:
+    another user's cache (memojar writes its files 0600). None if the tag can be read, or
+    is missing or not a file."""
+    tag = os.path.join(path, _TAG)
+    try:
+        st = os.lstat(tag)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        os.close(os.open(tag, _O_READ))
+        return None
+    except PermissionError:
+        pass
+    except OSError:
+        return None
+    try:
+        import pwd
+
+        return pwd.getpwuid(st.st_uid).pw_name
+    except (ImportError, KeyError):
+        return f"user {st.st_uid}"
+
+
+def others_cache(owner: str) -> str:
+    """The rest of a sentence about a cache of ``owner``'s (``owner_of_unreadable_tag``)
+    that begins with the folder's name."""
+    return (f"is {owner}'s memojar cache, and memojar keeps a cache private to the user who "
+            "made it (folders 0700, files 0600): this user can neither read nor write it. Use "
+            "a folder of your own, or, to share results between users, a Redis or S3 cache "
+            "with a secret")
 
 
 def _foreign_tag(path: str, names: list[str] | None = None) -> str | None:

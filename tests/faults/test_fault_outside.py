@@ -9,10 +9,14 @@ real files, and then checks the victim's files byte for byte.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultkit import subprocess_env
@@ -125,6 +129,79 @@ def test_a_folder_of_yours_is_refused_and_left_as_it_was(tmp_path: Path, tag: st
         proc = memojar("--dir", str(folder), *argv)
         assert proc.returncode == 1, proc
     assert snapshot(folder) == before  # no CACHEDIR.TAG, no file deleted, no folder removed
+
+
+NOBODY = 65534
+
+
+def as_nobody(job: Any) -> str:
+    """What ``job()`` returns (a str) run by another user (uid 65534) in a forked child of
+    this process: memojar is imported already, so nothing the user cannot reach is run."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("acting as another user needs root (CI runs as root)")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        status = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write, job().encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0, said
+    return said
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A folder every user can reach and write (sticky, as ``/tmp``): pytest's own
+    temporary folders are private to the user running it."""
+    folder = Path(tempfile.mkdtemp(prefix="memojar-shared-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_another_users_cache_is_named_as_theirs(shared: Path) -> None:
+    """A folder a team shares (sticky, writable by all) holding one user's memojar cache:
+    another user cannot read its tag, nor its folders (memojar makes them private). Before,
+    both ``Cache`` and the command line told that user it was a folder memojar did not make,
+    "no CACHEDIR.TAG written by memojar", and the tag is memojar's."""
+    import memojar
+    from memojar._cli import main
+
+    cache = memojar.Cache(shared / "team")
+    cache.cached(lambda x: x)(1)
+    (shared / "team").chmod(0o1777)  # the team's folder, which root made memojar's
+
+    def refusals() -> str:
+        import contextlib
+        import io
+
+        try:
+            memojar.Cache(shared / "team")
+        except ValueError as exc:
+            said = f"Cache: {exc}\n"
+        else:
+            said = "Cache: accepted\n"
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            status = main(["--dir", str(shared / "team"), "ls"])
+        return f"{said}memojar ls: {status} {err.getvalue()}"
+
+    said = as_nobody(refusals)
+    assert said.count("is root's memojar cache") == 2, said
+    assert "did not create" not in said and "no CACHEDIR.TAG" not in said, said
+    assert said.count("Use a folder of your own, or, to share results between users, a Redis "
+                      "or S3 cache with a secret") == 2, said
+    assert "memojar ls: 1 " in said, said
 
 
 def _dead_pid() -> int:
