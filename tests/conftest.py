@@ -273,3 +273,48 @@ def run_python(code: str, *args: str, env: dict[str, str] | None = None,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+# --- another user --------------------------------------------------------------------------
+
+NOBODY = 65534
+
+
+def as_another_user(job: Callable[[], str]) -> str:
+    """What ``job()`` returns, run as another user (uid and gid 65534, ``nobody``) in a
+    forked child of this process: memojar is imported already, so nothing that user cannot
+    reach (this interpreter, the sources) is needed. Only root can act as another user: CI
+    runs as root, so CI never skips these."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("acting as another user needs root (CI runs as root)")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        status = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write, job().encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0, said
+    return said
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder every user can reach and write (sticky, as ``/tmp``): pytest's own temporary
+    folders are private to the user running it."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="memojar-shared-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder)

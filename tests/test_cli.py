@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import as_another_user
 from memojar import Cache, _cli, _entry, _filestore, _report
 from memojar._filestore import FileStore
 from memojar._keys import make_key
@@ -516,16 +518,19 @@ def test_dir_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert code == 1 and "is a file" in one_line(err)
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root reads any directory")
-def test_unreadable_directory(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
-    fill(cache_dir)
-    cache_dir.chmod(0)
-    try:
-        code, _, err = cli(capsys, "--dir", str(cache_dir), "ls")
-    finally:
-        cache_dir.chmod(0o700)
-    assert code == 1 and "permission denied" in one_line(err)
+def test_another_users_cache_directory(shared_folder: Path):
+    """A cache another user made (0700): reading it is denied, in one line. (Root reads
+    any directory: the command runs as another user.)"""
+    fill(shared_folder / "c")
+
+    def ls() -> str:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = _cli.main(["--dir", str(shared_folder / "c"), "ls"])
+        return f"{code} {err.getvalue()}"
+
+    code, err = as_another_user(ls).split(" ", 1)
+    assert code == "1" and "permission denied" in one_line(err)
 
 
 def test_permission_error_while_listing_is_one_line(

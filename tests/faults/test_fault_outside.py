@@ -9,17 +9,15 @@ real files, and then checks the victim's files byte for byte.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from faultkit import subprocess_env
+
+from conftest import as_another_user
 
 TIMEOUT = 60
 
@@ -131,45 +129,7 @@ def test_a_folder_of_yours_is_refused_and_left_as_it_was(tmp_path: Path, tag: st
     assert snapshot(folder) == before  # no CACHEDIR.TAG, no file deleted, no folder removed
 
 
-NOBODY = 65534
-
-
-def as_nobody(job: Any) -> str:
-    """What ``job()`` returns (a str) run by another user (uid 65534) in a forked child of
-    this process: memojar is imported already, so nothing the user cannot reach is run."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip("acting as another user needs root (CI runs as root)")
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never back into pytest
-        status = 1
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            os.write(write, job().encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        said = pipe.read().decode()
-    assert os.waitpid(pid, 0)[1] == 0, said
-    return said
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A folder every user can reach and write (sticky, as ``/tmp``): pytest's own
-    temporary folders are private to the user running it."""
-    folder = Path(tempfile.mkdtemp(prefix="memojar-shared-"))
-    folder.chmod(0o1777)
-    yield folder
-    shutil.rmtree(folder)
-
-
-def test_another_users_cache_is_named_as_theirs(shared: Path) -> None:
+def test_another_users_cache_is_named_as_theirs(shared_folder: Path) -> None:
     """A folder a team shares (sticky, writable by all) holding one user's memojar cache:
     another user cannot read its tag, nor its folders (memojar makes them private). Before,
     both ``Cache`` and the command line told that user it was a folder memojar did not make,
@@ -177,6 +137,7 @@ def test_another_users_cache_is_named_as_theirs(shared: Path) -> None:
     import memojar
     from memojar._cli import main
 
+    shared = shared_folder
     cache = memojar.Cache(shared / "team")
     cache.cached(lambda x: x)(1)
     (shared / "team").chmod(0o1777)  # the team's folder, which root made memojar's
@@ -196,7 +157,7 @@ def test_another_users_cache_is_named_as_theirs(shared: Path) -> None:
             status = main(["--dir", str(shared / "team"), "ls"])
         return f"{said}memojar ls: {status} {err.getvalue()}"
 
-    said = as_nobody(refusals)
+    said = as_another_user(refusals)
     assert said.count("is root's memojar cache") == 2, said
     assert "did not create" not in said and "no CACHEDIR.TAG" not in said, said
     assert said.count("Use a folder of your own, or, to share results between users, a Redis "
