@@ -282,11 +282,18 @@ NOBODY = 65534
 
 def as_another_user(job: Callable[[], str]) -> str:
     """What ``job()`` returns, run as another user (uid and gid 65534, ``nobody``) in a
-    forked child of this process: memojar is imported already, so nothing that user cannot
-    reach (this interpreter, the sources) is needed. Only root can act as another user: CI
-    runs as root, so CI never skips these."""
+    forked child of this process (or the traceback of its exception): memojar is imported
+    already, so nothing that user cannot reach (this interpreter, the sources) is needed.
+    Only root can act as another user: CI runs as root, so CI never skips these."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("acting as another user needs root (CI runs as root)")
+    import traceback
+
+    # Every module the job may import: that user may not be able to read this interpreter's
+    # files (its standard library under a user's home, as pyenv's).
+    for module in ("memojar._cli", "memojar._filestore", "pwd"):
+        importlib.import_module(module)
+
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never back into pytest
@@ -296,10 +303,15 @@ def as_another_user(job: Callable[[], str]) -> str:
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-            os.write(write, job().encode())
+            said = job()
             status = 0
+        except BaseException:  # noqa: BLE001 (what went wrong, for the assertion below)
+            said = traceback.format_exc()
         finally:
-            os._exit(status)
+            try:
+                os.write(write, said.encode())
+            finally:
+                os._exit(status)
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
         said = pipe.read().decode()

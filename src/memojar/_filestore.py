@@ -269,12 +269,17 @@ def owner_of_unreadable_tag(path: str) -> str | None:
         pass
     except OSError:
         return None
+    return user_name(st.st_uid)
+
+
+def user_name(uid: int) -> str:
+    """The login name of ``uid``, else "user <uid>"."""
     try:
         import pwd
 
-        return pwd.getpwuid(st.st_uid).pw_name
+        return pwd.getpwuid(uid).pw_name
     except (ImportError, KeyError):
-        return f"user {st.st_uid}"
+        return f"user {uid}"
 
 
 def others_cache(owner: str) -> str:
@@ -330,6 +335,7 @@ class FileStore(Store):
         self.max_size = max_size
         self.signed = trust_foreign  # with a secret, the signature decides
         self._uid = os.getuid() if hasattr(os, "getuid") else None
+        self._root_writable = False  # the root is known to be this user's or root's
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
         # Function name -> its folder, opened by this process (the miss path writes through
         # it); the path of each function's lock file.
@@ -364,6 +370,10 @@ class FileStore(Store):
         self._deltas = deque()
         self._open, self._lockers = {}, {}
         self._tagged = False  # another process, perhaps another host: looks at the tag again
+        # run perhaps by another user: trusts that user's entries, and writes only where
+        # that user may
+        self._uid = os.getuid() if hasattr(os, "getuid") else None
+        self._root_writable = False
 
     def close(self) -> None:
         """Close the folders this process opened (a later call opens them again)."""
@@ -559,10 +569,33 @@ class FileStore(Store):
                 pass
         return self._open_folder(function, folder)
 
+    def _refuse_another_users(self) -> None:
+        """Raise ``PermissionError`` if the cache is another user's: its root belongs to
+        neither this process's user nor root. A process run as root in a user's cache
+        (``sudo`` keeping ``$HOME``, a container's root on a mounted folder) would leave
+        files and folders there that the user can neither read nor remove (0600, 0700): keys
+        that user could never cache again, and a ``memojar ls`` or ``clear`` that fails. So
+        nothing is written there; results are returned, with the usual warning. Looked at
+        on each write until the root is found writable (one ``stat``), then never again."""
+        if self._root_writable or self._uid is None:
+            return
+        try:
+            owner = os.stat(self.root).st_uid
+        except OSError:  # missing (this process makes it: its own), or the write says why
+            return
+        if owner not in (self._uid, 0):
+            raise PermissionError(errno.EACCES, f"it is {user_name(owner)}'s memojar cache, "
+                                  f"and this process runs as {user_name(self._uid)}: memojar "
+                                  "writes nothing there (files that user could neither read "
+                                  "nor remove). Give this process a cache directory of its "
+                                  "own", self.root)
+        self._root_writable = True
+
     def _open_folder(self, function: str, gone: _Folder | None) -> _Folder:
         """Open the function's folder (creating it if missing), never through a link, in
         place of ``gone`` (a folder removed or moved since it was opened, a descriptor no
         longer this store's, or None)."""
+        self._refuse_another_users()
         self.path(function, "")
         fdir = self._dirs[function]
         for _ in range(_WRITE_TRIES):
@@ -633,6 +666,7 @@ class FileStore(Store):
     def _folders(self, path: str) -> None:
         """Make sure the function folder and shard of ``path`` exist as real directories
         (creating them if missing): memojar never writes through a link planted there."""
+        self._refuse_another_users()
         shard = os.path.dirname(path)
         folders = (os.path.dirname(shard), shard)
         for _ in range(_WRITE_TRIES):
@@ -766,6 +800,7 @@ class FileStore(Store):
             os.close(fd)
 
     def write_note(self, function: str, note: bytes) -> None:
+        self._refuse_another_users()
         self.path(function, "")
         _no_links(self._dirs[function])
         _replace_small(os.path.join(self._dirs[function], NOTE_FILE), note)
@@ -887,6 +922,7 @@ class FileStore(Store):
         try:
             if not (functions or recount or any(t != [0, 0] for t in tally.values())):
                 return
+            self._refuse_another_users()
             _no_links(self.root)
             lock = self._stats_lock()
         except BaseException:

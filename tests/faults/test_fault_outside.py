@@ -165,6 +165,92 @@ def test_another_users_cache_is_named_as_theirs(shared_folder: Path) -> None:
     assert "memojar ls: 1 " in said, said
 
 
+def _double(x: int) -> int:
+    return x * 2
+
+
+def test_root_writes_nothing_in_another_users_cache(shared_folder: Path) -> None:
+    """``sudo`` keeping ``$HOME`` (or a container's root on a mounted folder) runs a script
+    on a user's cache. Before, root's entries, shards and function folders (0600, 0700,
+    root's) stayed there: keys that user could never cache again ("not cached" at every
+    call), and ``memojar ls`` and ``clear`` failing with "permission denied". Now root gets
+    its values, is told why nothing was cached, and leaves nothing of its own."""
+    import warnings
+
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def users_run() -> str:
+        f = memojar.Cache(cache_dir).cached(_double)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the user's own cache: no warning at all
+            values = [f(i) for i in range(4)]
+        return f"{values} {f.cache_info().hits}"
+
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 0"
+    f = memojar.Cache(cache_dir).cached(_double)
+    with pytest.warns(memojar.MemojarWarning) as caught:
+        assert [f(i) for i in range(8)] == [0, 2, 4, 6, 8, 10, 12, 14]
+    said = [str(w.message) for w in caught]
+    assert any("owned by another user" in w for w in said)  # never unpickled (as before)
+    assert any("nobody's memojar cache, and this process runs as root: memojar writes "
+               "nothing there" in w for w in said), said
+    mine = [path for path in cache_dir.rglob("*") if path.lstat().st_uid == os.geteuid()]
+    assert mine == []
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4"  # the user's entries, whole
+    assert memojar_as_user(cache_dir, "ls").startswith("0 ")
+    assert memojar_as_user(cache_dir, "clear", "--yes").startswith("0 removed 4 entries")
+
+
+def test_a_cache_sent_to_another_users_process_trusts_that_users_entries(
+        shared_folder: Path) -> None:
+    """A cache pickled by one user and loaded by another's process (a worker started as
+    another user, on a shared file system) trusts the entries of the process's own user.
+    Before, the copy kept the sender's user: it refused the worker's own entries (a miss
+    every time, and a warning) and would have unpickled the sender's."""
+    import pickle
+    import warnings
+
+    import memojar
+    from memojar._filestore import FileStore
+
+    cache_dir = shared_folder / "c"
+
+    def users_run() -> str:
+        f = memojar.Cache(cache_dir).cached(_double)
+        return str([f(i) for i in range(4)])
+
+    assert as_another_user(users_run) == "[0, 2, 4, 6]"
+    sent = pickle.dumps(FileStore(cache_dir))  # as a memo sends a store it was given
+
+    def workers_run() -> str:
+        f = memojar.Cache(store=pickle.loads(sent)).cached(_double)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            values = [f(i) for i in range(4)]
+        return f"{values} {f.cache_info().hits}"
+
+    assert as_another_user(workers_run) == "[0, 2, 4, 6] 4"
+
+
+def memojar_as_user(cache_dir: Path, *argv: str) -> str:
+    """The command line on ``cache_dir``, run as another user: its exit status and what it
+    wrote."""
+    import contextlib
+    import io
+
+    from memojar._cli import main
+
+    def run() -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            status = main(["--dir", str(cache_dir), *argv])
+        return f"{status} {out.getvalue()}"
+
+    return as_another_user(run)
+
+
 def _dead_pid() -> int:
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True, timeout=TIMEOUT)
