@@ -1045,12 +1045,12 @@ class FileStore(Store):
                 names = list(dict.fromkeys(
                     [function_dir(function, case_safe=True), function_dir(function)]))
             for name in sorted(names):
-                ffd = _open_dir(name, root_fd)
+                ffd = _open_listed(name, root_fd, self.root)
                 if ffd is None:
                     continue
                 try:
                     for shard in sorted(_subdirs(ffd)):
-                        sfd = _open_dir(shard, ffd)
+                        sfd = _open_listed(shard, ffd, os.path.join(self.root, name))
                         if sfd is None:
                             continue
                         try:
@@ -1617,6 +1617,22 @@ def _open_dir(name: str, dir_fd: int | None = None) -> int | None:
         if exc.errno == errno.ELOOP:  # a symbolic link
             return None
         raise
+
+
+def _open_listed(name: str, dir_fd: int, parent: str) -> int | None:
+    """``_open_dir`` of a folder met while listing the cache; one this user may not read
+    (another user's, left by an older memojar or put there by hand) is a ``PermissionError``
+    naming it whole and its owner, where the listing stops."""
+    try:
+        return _open_dir(name, dir_fd)
+    except PermissionError as exc:
+        try:
+            owner = user_name(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid)
+        except OSError:
+            raise PermissionError(exc.errno, exc.strerror, os.path.join(parent, name)) from exc
+        raise PermissionError(
+            exc.errno, f"permission denied (a folder of {owner}'s, which this user cannot "
+            f"read: remove it as {owner})", os.path.join(parent, name)) from exc
 
 
 @contextlib.contextmanager

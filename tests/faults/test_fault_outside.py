@@ -234,6 +234,28 @@ def test_a_cache_sent_to_another_users_process_trusts_that_users_entries(
     assert as_another_user(workers_run) == "[0, 2, 4, 6] 4"
 
 
+def test_a_folder_the_user_cannot_read_is_named_whole_with_its_owner(
+        shared_folder: Path) -> None:
+    """A user's cache holding a shard root made (by an older memojar run with ``sudo``, or
+    by hand): the command line named it "permission denied: 3c", a name relative to a
+    folder it did not say. Now the whole path, whose it is, and what to do."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def users_run() -> str:
+        f = memojar.Cache(cache_dir).cached(_double)
+        return str(f(1))
+
+    assert as_another_user(users_run) == "2"
+    (function_folder,) = (p for p in cache_dir.iterdir() if p.is_dir())
+    (function_folder / "3c").mkdir(mode=0o700)  # root's
+    for argv in (["ls"], ["clear", "--yes"], ["prune"]):
+        said = memojar_as_user(cache_dir, *argv)
+        assert said == (f"1 memojar: permission denied (a folder of root's, which this user "
+                        f"cannot read: remove it as root): {function_folder / '3c'}\n"), said
+
+
 def memojar_as_user(cache_dir: Path, *argv: str) -> str:
     """The command line on ``cache_dir``, run as another user: its exit status and what it
     wrote."""
