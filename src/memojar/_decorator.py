@@ -1251,6 +1251,9 @@ class _Memo:
         except OSError as exc:
             return f"miss: the entry cannot be read ({exc})"
         if data is None:
+            unread = self.store.unread(self.name, key)
+            if unread is not None:
+                return f"miss: {unread}"
             return _depends.explain_absent(self, self.binder(*args, **kwargs))
         try:
             _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,

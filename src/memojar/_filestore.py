@@ -428,6 +428,23 @@ class FileStore(Store):
         under the key's lock, one ``access`` (no exception raised for the usual answer)."""
         return os.access(self.path(function, key), os.F_OK)
 
+    def unread(self, function: str, key: str) -> str | None:
+        path = self.path(function, key)
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return f"what is at the entry's name is not a file ({path}): never read"
+        if st.st_uid != self._uid and self._uid is not None and not self.signed:
+            return (f"the entry is {user_name(st.st_uid)}'s, and without a secret memojar "
+                    "never unpickles another user's entries")
+        try:
+            os.close(os.open(path, _O_READ))
+        except OSError as exc:
+            return f"the entry cannot be read ({exc.strerror}: {path})"
+        return None
+
     def _foreign(self, st: os.stat_result) -> None:
         self._untrusted(
             f"cache directory {self.root} holds entries owned by another user "

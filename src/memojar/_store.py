@@ -273,6 +273,11 @@ class Store(abc.ABC):
         ``read`` (the re-check of a miss under the key's lock); True: read to know."""
         return True
 
+    def unread(self, function: str, key: str) -> str | None:
+        """Why ``read`` found no entry it would load for ``key``, when one is there (for
+        ``cache_explain``); None: there is none. Not on any call's path."""
+        return None
+
     def _read(self, function: str, key: str) -> Any | None:
         """The backend's read of a whole entry (None if missing); raises ``OSError``."""
         raise NotImplementedError

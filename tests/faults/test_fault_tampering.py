@@ -136,6 +136,19 @@ def test_other_users_entry_without_secret_is_never_unpickled(tmp_path: Path) -> 
     assert (f(1), f(2)) == ("honest 1", "honest 2") and calls == [1, 2]
 
 
+def test_cache_explain_says_an_entry_is_another_users(tmp_path: Path) -> None:
+    """Before: "miss: no entry for these arguments", for an entry that is there."""
+    marker = tmp_path / "marker"
+    f, _ = _victim(tmp_path / "cache", None)
+    os.chown(_plant(f, 1, Marker(marker), secret=None), NOBODY, NOBODY)
+    with pytest.warns(MemojarWarning, match="owned by another user"):  # as a call's read
+        said = f.cache_explain(1)
+    assert said == ("miss: the entry is nobody's, and without a secret memojar never "
+                    "unpickles another user's entries")
+    assert f.cache_explain(2) == "miss: no entry for these arguments"
+    assert not marker.exists()
+
+
 def test_symlinked_entry_is_never_followed(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     f, calls = _victim(tmp_path / "cache", None)
