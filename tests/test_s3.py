@@ -604,6 +604,26 @@ def test_an_upload_whose_part_lost_its_reply_is_aborted(s3_location: str, client
     store.close()
 
 
+def test_deletes_whose_reply_was_lost_count_what_they_removed(
+        s3_location: str, client: Any, dropper: ReplyDropper) -> None:
+    """``cache_delete`` says whether it removed the entry, ``cache_clear`` how many, also
+    when the connection dropped after the server removed them: the delete is sent again
+    (S3 answers a DELETE, and DeleteObjects, of what is gone as done), counted once. Before,
+    both raised ``ConnectionError`` (the client makes one attempt) though the entries were
+    gone, as did ``prune`` and ``Cache.clear``."""
+    double, _ = counted(Cache(dropper.front(s3_location), secret=SECRET))
+    for i in range(4):
+        double(i)
+    bucket, _ = split(s3_location)
+    dropper.drop(f"DELETE /{bucket}/{entry_object(s3_location, double, 0)} ".encode())
+    deleted = double.cache_delete(0)
+    dropper.drop(f"POST /{bucket}?delete ".encode())  # DeleteObjects
+    cleared = double.cache_clear()
+    assert len(dropper.dropped) == 2
+    assert (deleted, cleared) == (True, 3)
+    assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
+
+
 def test_release_on_a_server_without_conditional_deletes(s3_location: str) -> None:
     store = open_store(s3_location, None, True)
     assert isinstance(store, S3Store)

@@ -511,6 +511,13 @@ class Breaker:
                     self._start_prober()
         raise type(down)(down.errno, down.strerror)
 
+    def answered(self) -> None:
+        """A request made although the server was down (one that learns what a request
+        whose answer was lost did) was answered: the server is up again."""
+        self._forked()
+        with self._mutex:
+            self._down = None
+
     def trip(self, error: OSError) -> None:
         """The server is down with ``error`` (a store's message of the fault)."""
         self._forked()
