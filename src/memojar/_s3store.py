@@ -162,9 +162,9 @@ class _Bucket:
 
         A connection dropped once the request was sent (``ConnectionClosedError``: the
         server may have carried it out, its answer lost) is ``ConnectionResetError``.
-        ``again``: the one request that follows such a drop, to send it again
-        (``_idempotent``), is made although the store fails fast after the fault; answered,
-        the server is up."""
+        ``again``: the one request that follows such a drop, to learn what the server did
+        (``Store.write``'s look at the entry) or to send it again (``_idempotent``), is
+        made although the store fails fast after the fault; answered, the server is up."""
         if not again:
             self._breaker.check()
         where = f"s3://{self.bucket}/{name}" if name else f"bucket {self.bucket!r}"
@@ -434,6 +434,20 @@ class _Bucket:
         with self._errors(doing, name, again=True):
             return getattr(self.client, operation)(Bucket=self.bucket, **params)
 
+    def starts_with(self, name: str, head: bytes) -> bool:
+        """Whether the object ``name`` begins with ``head``, asked at once after a fault
+        (``again``): what a write whose answer was lost left (see ``Store.write``)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
+        if head:
+            kwargs["Range"] = f"bytes=0-{len(head) - 1}"
+        try:
+            with self._errors("reading", name, again=True):
+                response = self.client.get_object(**kwargs)
+        except FileNotFoundError:
+            return False
+        got = _Got(response["Body"], _length(response), "", 0.0)
+        return bytes(self.read_body(name, got)) == head
+
     def list(self, prefix: str) -> Iterator[_Listed]:
         """Every object under ``prefix``, page by page."""
         paginator = self.client.get_paginator("list_objects_v2")
@@ -553,6 +567,9 @@ class S3Store(Store):
         if lease is not None and not lease.renew():
             raise lease_lost(LEASE_TTL)
         self._bucket.put(name, views, size)
+
+    def _holds(self, function: str, key: str, head: bytes) -> bool:
+        return self._bucket.starts_with(self._dir(function) + key + SUFFIX, head)
 
     def delete(self, function: str, key: str) -> bool:
         name = self._dir(function) + key + SUFFIX
