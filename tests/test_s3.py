@@ -11,6 +11,7 @@ import http.server
 import json
 import pickle
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,14 @@ import pytest
 from memojar import Cache, MemojarWarning, UnknownStoreError, _cli, _entry, cached
 from memojar._cache import open_store
 from memojar._filestore import function_dir
-from memojar._s3store import HEAD_BYTES, LEASE_TTL, SUFFIX, S3Store, _Bucket
+from memojar._s3store import (
+    FAULT_BACKOFF,
+    HEAD_BYTES,
+    LEASE_TTL,
+    SUFFIX,
+    S3Store,
+    _Bucket,
+)
 from remote_kit import (
     FN,
     HANG,
@@ -602,6 +610,97 @@ def test_an_upload_whose_part_lost_its_reply_is_aborted(s3_location: str, client
         time.sleep(0.05)
     assert objects(client, s3_location) == {}
     store.close()
+
+
+@pytest.mark.parametrize("upload", ["one PUT", "multipart"])
+def test_a_result_whose_write_lost_its_reply_is_cached_without_a_warning(
+        s3_location: str, client: Any, dropper: ReplyDropper, upload: str) -> None:
+    """The server stores the entry (a PUT, or the completion of a multipart upload) and the
+    connection drops before its reply: the store reads the entry's header back (its
+    creation time and checksum are this write's), finds it stored, and says nothing; the
+    next call hits. Before, the call warned that the result was "not cached" though it
+    was (the client makes one attempt: nothing was sent again), and the store then failed
+    fast for a second (the next call computed again, with another warning)."""
+    location = dropper.front(s3_location)
+    if upload == "multipart":
+        location += "&multipart_threshold=100000"
+    double, calls = counted(Cache(location, secret=SECRET))
+    bucket, _ = split(s3_location)
+    value = b"v" * 200_000
+    name = entry_object(s3_location, double, value)
+    dropper.drop(f"PUT /{bucket}/{name} ".encode() if upload == "one PUT" else
+                 f"POST /{bucket}/{name}?uploadId=".encode())
+    assert double(value) == value * 2  # no warning: filterwarnings = error
+    assert dropper.dropped
+    assert name in objects(client, s3_location)
+    assert double(value) == value * 2
+    assert len(calls) == 1  # a hit
+
+
+def test_a_write_whose_reply_and_check_were_lost_says_it_may_be_cached(
+        s3_location: str, client: Any, dropper: ReplyDropper) -> None:
+    """The entry's PUT reply is lost, and so is the reply to the read that would tell
+    whether it was stored: the warning says that nothing is known, not that the result was
+    not cached (it was). Before, it said "not cached"."""
+    double, calls = counted(Cache(dropper.front(s3_location), secret=SECRET))
+    bucket, _ = split(s3_location)
+    name = entry_object(s3_location, double, 2)
+    dropper.drop(f"PUT /{bucket}/{name} ".encode())
+    dropper.drop(b"\r\nRange: bytes=0-")  # the look at the entry's header
+    with pytest.warns(MemojarWarning) as warned:
+        assert double(2) == 4
+    assert len(dropper.dropped) == 2
+    (message,) = [str(w.message) for w in warned]
+    assert "not cached" not in message, message
+    assert re.search(r"returned; whether it was cached is unknown: the connection to "
+                     r"s3://.* dropped before the server answered its write, and reading "
+                     r"the entry back failed", message), message
+    assert name in objects(client, s3_location)  # it was
+    time.sleep(FAULT_BACKOFF + 0.2)  # past the store's fail-fast pause after the fault
+    assert double(2) == 4
+    assert calls == [2]  # a hit: the entry read and checked as any other
+
+
+def test_a_write_dropped_before_the_server_stored_it_is_not_cached(s3_location: str,
+                                                                  client: Any) -> None:
+    """The connection drops before the entry's PUT reaches the server: read back, the
+    entry is not there, and the warning says "not cached" (now known, not assumed)."""
+    cache = Cache(s3_location, secret=SECRET)
+    double, calls = counted(cache)
+    store = cache.store
+    assert isinstance(store, S3Store)
+    real = store._bucket.client.put_object
+
+    def put_object(**kwargs: Any) -> Any:
+        if kwargs["Key"].endswith(SUFFIX):
+            raise botocore.exceptions.ConnectionClosedError(endpoint_url="before sending")
+        return real(**kwargs)
+
+    store._bucket.client.put_object = put_object
+    with pytest.warns(MemojarWarning, match="returned but not cached"):
+        assert double(2) == 4
+    assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
+    assert calls == [2]
+
+
+def test_deletes_whose_reply_was_lost_count_what_they_removed(
+        s3_location: str, client: Any, dropper: ReplyDropper) -> None:
+    """``cache_delete`` says whether it removed the entry, ``cache_clear`` how many, also
+    when the connection dropped after the server removed them: the delete is sent again
+    (S3 answers a DELETE, and DeleteObjects, of what is gone as done), counted once. Before,
+    both raised ``ConnectionError`` (the client makes one attempt) though the entries were
+    gone, as did ``prune`` and ``Cache.clear``."""
+    double, _ = counted(Cache(dropper.front(s3_location), secret=SECRET))
+    for i in range(4):
+        double(i)
+    bucket, _ = split(s3_location)
+    dropper.drop(f"DELETE /{bucket}/{entry_object(s3_location, double, 0)} ".encode())
+    deleted = double.cache_delete(0)
+    dropper.drop(f"POST /{bucket}?delete ".encode())  # DeleteObjects
+    cleared = double.cache_clear()
+    assert len(dropper.dropped) == 2
+    assert (deleted, cleared) == (True, 3)
+    assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
 
 
 def test_release_on_a_server_without_conditional_deletes(s3_location: str) -> None:

@@ -49,7 +49,7 @@ from ._keys import (
     parameter_names,
     prebound,
 )
-from ._store import Store, header_of
+from ._store import Store, Unconfirmed, header_of
 
 
 class CacheInfo(NamedTuple):
@@ -1071,6 +1071,15 @@ class _Memo:
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
+            if isinstance(exc, Unconfirmed):
+                warn(
+                    f"result of {self.name} was returned; whether it was cached is unknown: "
+                    f"the connection to {self.store.location} dropped before the server "
+                    "answered its write, and reading the entry back failed "
+                    f"({exc.strerror or exc}); if it was stored, the next call hits, else "
+                    "it computes again"
+                )
+                return
             warn(
                 f"result of {self.name} was returned but not cached: writing to "
                 f"{self.store.location} failed ({exc.strerror or exc}); the next call will "

@@ -13,8 +13,9 @@ file store makes it)::
 
 ``_Bucket`` holds the S3 calls and nothing else: get an object (streamed), a byte range of
 it, put atomically (multipart above a threshold), put only if absent, put only if unchanged,
-delete, a paginated listing with size and modification time, and ``_errors``, the one place
-that turns client errors into ``OSError`` (and fails fast after a fault). ``S3Store`` maps
+delete (sent again if a dropped connection lost its answer: ``_idempotent``), a paginated
+listing with size and modification time, and ``_errors``, the one place that turns client
+errors into ``OSError`` (and fails fast after a fault). ``S3Store`` maps
 the ``Store`` primitives onto it; the policy (the unsigned-cache warning, whole headers for
 ``scan``, least-recently-written eviction for ``max_size``) is ``Store``'s. What is S3's own:
 the entry and lease layout, the header-first read of a large entry, aborting orphaned
@@ -156,13 +157,22 @@ class _Bucket:
         self._client = None
 
     @contextlib.contextmanager
-    def _errors(self, doing: str, name: str = "") -> Iterator[None]:
-        """The one error map: every client error becomes the ``OSError`` that says it."""
-        self._breaker.check()
+    def _errors(self, doing: str, name: str = "", again: bool = False) -> Iterator[None]:
+        """The one error map: every client error becomes the ``OSError`` that says it.
+
+        A connection dropped once the request was sent (``ConnectionClosedError``: the
+        server may have carried it out, its answer lost) is ``ConnectionResetError``.
+        ``again``: the one request that follows such a drop, to learn what the server did
+        (``Store.write``'s look at the entry) or to send it again (``_idempotent``), is
+        made although the store fails fast after the fault; answered, the server is up."""
+        if not again:
+            self._breaker.check()
         where = f"s3://{self.bucket}/{name}" if name else f"bucket {self.bucket!r}"
         try:
             yield
         except botocore.exceptions.ClientError as exc:
+            if again:
+                self._breaker.answered()
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -189,8 +199,13 @@ class _Bucket:
                 errno.ETIMEDOUT, f"{doing} {where}: no answer within timeout="
                 f"{self.timeout:g} s ({exc})"
             ) from exc
+        except botocore.exceptions.ConnectionClosedError as exc:
+            self._fault(exc)
+            raise ConnectionResetError(  # (exc, in the chain, repeats the URL)
+                errno.ECONNRESET, f"{doing} {where}: the connection dropped before the "
+                "server answered (it may have done it)"
+            ) from exc
         except (botocore.exceptions.EndpointConnectionError,
-                botocore.exceptions.ConnectionClosedError,
                 urllib3.exceptions.ProtocolError) as exc:  # urllib3's: a body read by _fill
             self._fault(exc)
             raise ConnectionError(
@@ -210,6 +225,8 @@ class _Bucket:
             # read of a connection that broke mid-body
             self._fault(exc)
             raise OSError(errno.EIO, f"{doing} {where}: {type(exc).__name__}: {exc}") from exc
+        if again:
+            self._breaker.answered()
 
     def _fault(self, exc: BaseException) -> None:
         """After a lost or silent server, fail fast for a moment instead of waiting again."""
@@ -381,9 +398,11 @@ class _Bucket:
 
     def delete(self, name: str, if_match: str | None = None) -> None:
         """Remove an object (S3 says nothing of whether there was one)."""
-        conditions = {"IfMatch": if_match} if if_match is not None else {}
+        if if_match is None:  # the same again does the same: sent again if its answer is lost
+            self._idempotent("removing", name, "delete_object", Key=name)
+            return
         with self._errors("removing", name):
-            self.client.delete_object(Bucket=self.bucket, Key=name, **conditions)
+            self.client.delete_object(Bucket=self.bucket, Key=name, IfMatch=if_match)
 
     def delete_many(self, names: Sequence[str]) -> set[str]:
         """Remove objects, 1000 a request; return the names the server refused to remove
@@ -391,15 +410,43 @@ class _Bucket:
         refused: set[str] = set()
         for start in range(0, len(names), 1000):
             batch = [{"Key": n} for n in names[start : start + 1000]]
-            with self._errors("removing objects in", ""):
-                response = self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
-                )
-                for failed in response.get("Errors", []):
-                    logger.debug("cannot remove %s: %s %s", failed.get("Key"),
-                                 failed.get("Code"), failed.get("Message"))
-                    refused.add(str(failed.get("Key")))
+            # Quiet: the answer lists only what was refused, so a batch sent again (its
+            # answer lost) answers as the first would have (S3 reports the removal of an
+            # object already gone as done)
+            response = self._idempotent("removing objects in", "", "delete_objects",
+                                        Delete={"Objects": batch, "Quiet": True})
+            for failed in response.get("Errors", []):
+                logger.debug("cannot remove %s: %s %s", failed.get("Key"),
+                             failed.get("Code"), failed.get("Message"))
+                refused.add(str(failed.get("Key")))
         return refused
+
+    def _idempotent(self, doing: str, name: str, operation: str, **params: Any) -> Any:
+        """The answer to the client's ``operation``, a request that does the same when sent
+        twice (a removal), sent once more, at once, if the connection dropped before its
+        answer (the client makes one attempt): whether the server did it or not, the
+        second answer says what the first would have."""
+        try:
+            with self._errors(doing, name):
+                return getattr(self.client, operation)(Bucket=self.bucket, **params)
+        except ConnectionResetError as exc:
+            logger.debug("%s: sending it again", exc)
+        with self._errors(doing, name, again=True):
+            return getattr(self.client, operation)(Bucket=self.bucket, **params)
+
+    def starts_with(self, name: str, head: bytes) -> bool:
+        """Whether the object ``name`` begins with ``head``, asked at once after a fault
+        (``again``): what a write whose answer was lost left (see ``Store.write``)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
+        if head:
+            kwargs["Range"] = f"bytes=0-{len(head) - 1}"
+        try:
+            with self._errors("reading", name, again=True):
+                response = self.client.get_object(**kwargs)
+        except FileNotFoundError:
+            return False
+        got = _Got(response["Body"], _length(response), "", 0.0)
+        return bytes(self.read_body(name, got)) == head
 
     def list(self, prefix: str) -> Iterator[_Listed]:
         """Every object under ``prefix``, page by page."""
@@ -520,6 +567,9 @@ class S3Store(Store):
         if lease is not None and not lease.renew():
             raise lease_lost(LEASE_TTL)
         self._bucket.put(name, views, size)
+
+    def _holds(self, function: str, key: str, head: bytes) -> bool:
+        return self._bucket.starts_with(self._dir(function) + key + SUFFIX, head)
 
     def delete(self, function: str, key: str) -> bool:
         name = self._dir(function) + key + SUFFIX

@@ -7,7 +7,8 @@ loop and cachetools' ``Cache`` owns the one eviction loop:
 
 - the hit's trust check (the warn-once warning of a cache without a secret) and turning a
   failed read into a miss, logged (``read``);
-- refusing entries larger than ``max_size`` (``write``);
+- refusing entries larger than ``max_size`` (``write``), and reading back a write whose
+  answer a dropped connection lost (``_confirm``: stored, it succeeded);
 - listing with whole headers (``scan``: the backend's listing, its first bytes read on with
   ``complete_head``);
 - the least-recently-used decision and size accounting (``evict``): by a listing
@@ -28,6 +29,8 @@ A backend writes only primitives (see the README's "Development" section):
     _unlink(entries)                       remove listed entries; the ones removed
     lock(function, key)                    a KeyLock shared by processes (a lock or lease:
                                            it writes ``_try`` and ``release``)
+    _holds(function, key, head)            whether the entry begins with ``head`` (for a
+                                           backend whose writes can lose their answer)
     cleanup(), close(), notes, statistics  optional
 
 and declares its capabilities (``remote``, ``native_expiry``, ``eviction``,
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import abc
 import errno
+import functools
 import os
 import queue
 import threading
@@ -98,6 +102,24 @@ def pieces(views: Sequence[memoryview], size: int) -> Iterator[Any]:
                 buf = bytearray()
     if buf:
         yield bytes(buf)
+
+
+def _span(views: Sequence[memoryview], start: int, end: int) -> bytes:
+    """Bytes ``start`` to ``end`` (fewer at its end) of the entry made of ``views``."""
+    out = bytearray()
+    at = 0
+    for view in views:
+        if at >= end:
+            break
+        if at + view.nbytes > start:
+            out += view[max(start - at, 0) : end - at]
+        at += view.nbytes
+    return bytes(out)
+
+
+class Unconfirmed(ConnectionResetError):
+    """A write whose answer was lost, and which could not be read back (its message says
+    why): perhaps stored."""
 
 
 def _reader(store: Store, entry: StoredEntry) -> Callable[[int, int], bytes]:
@@ -326,8 +348,28 @@ class Store(abc.ABC):
                 )
             if self.eviction == "listing":  # make room first: the new entry fits
                 self.evict(size)
-        self._write(function, key, views, size, expires)
+        try:
+            self._write(function, key, views, size, expires)
+        except ConnectionResetError as exc:
+            self._confirm(function, key, views, exc)
         return size
+
+    def _confirm(self, function: str, key: str, views: list[memoryview],
+                 exc: ConnectionResetError) -> None:
+        """After a write whose answer was lost (the connection dropped once it was sent:
+        the server may have stored it), return if the entry is the one written, else
+        raise: ``exc`` if it is not, ``Unconfirmed`` if that cannot be told. The entry's
+        first bytes are its header, whose creation time and checksum (of every byte after
+        it) are this write's alone; read back, they tell without loading anything."""
+        head = complete_head(_span(views, 0, HEAD_BYTES),
+                             functools.partial(_span, views))
+        try:
+            stored = self._holds(function, key, head)
+        except OSError as look:
+            raise Unconfirmed(errno.ECONNRESET, look.strerror or str(look)) from exc
+        if not stored:
+            raise exc
+        logger.debug("stored %s %s (its write's answer was lost; read back)", function, key)
 
     @abc.abstractmethod
     def _write(
@@ -336,6 +378,12 @@ class Store(abc.ABC):
     ) -> None:
         """The backend's atomic write of an entry of ``size`` bytes (see ``write``); with
         ``max_size`` and ``eviction = "ledger"``, it reserves room through the ledger."""
+
+    def _holds(self, function: str, key: str, head: bytes) -> bool:
+        """Whether the entry of ``key`` begins with ``head`` (``_confirm``: a write whose
+        answer was lost); raises ``OSError`` if the server cannot tell now. Needed by a
+        backend whose ``_write`` raises ``ConnectionResetError``."""
+        raise OSError(errno.ENOTSUP, f"{self.kind} stores cannot read an entry back")
 
     @abc.abstractmethod
     def delete(self, function: str, key: str) -> bool:
@@ -515,6 +563,13 @@ class Breaker:
                 if self._down is not None:
                     self._start_prober()
         raise type(down)(down.errno, down.strerror)
+
+    def answered(self) -> None:
+        """A request made although the server was down (one that learns what a request
+        whose answer was lost did) was answered: the server is up again."""
+        self._forked()
+        with self._mutex:
+            self._down = None
 
     def trip(self, error: OSError) -> None:
         """The server is down with ``error`` (a store's message of the fault)."""
