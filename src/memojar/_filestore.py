@@ -600,12 +600,7 @@ class FileStore(Store):
             owner = os.stat(self.root).st_uid
         except OSError:  # missing (this process makes it: its own), or the write says why
             return
-        if owner not in (self._uid, 0):
-            raise PermissionError(errno.EACCES, f"it is {user_name(owner)}'s memojar cache, "
-                                  f"and this process runs as {user_name(self._uid)}: memojar "
-                                  "writes nothing there (files that user could neither read "
-                                  "nor remove). Give this process a cache directory of its "
-                                  "own", self.root)
+        _refuse_others(self.root, owner, self._uid, "memojar cache")
         self._root_writable = True
 
     def _open_folder(self, function: str, gone: _Folder | None) -> _Folder:
@@ -629,6 +624,8 @@ class FileStore(Store):
             raise _not_a_folder(fdir)
         try:
             st = os.fstat(fd)
+            if self._uid is not None:  # a function's folder in a cache that is root's
+                _refuse_others(fdir, st.st_uid, self._uid, "folder")
         except BaseException:
             os.close(fd)
             raise
@@ -688,7 +685,7 @@ class FileStore(Store):
         folders = (os.path.dirname(shard), shard)
         for _ in range(_WRITE_TRIES):
             try:
-                _no_links(*folders)
+                _no_links(*folders, uid=self._uid)
                 return
             except FileNotFoundError:  # missing, or moved away again since it was made
                 self._makedirs(shard, recheck=True)
@@ -819,7 +816,7 @@ class FileStore(Store):
     def write_note(self, function: str, note: bytes) -> None:
         self._refuse_another_users()
         self.path(function, "")
-        _no_links(self._dirs[function])
+        _no_links(self._dirs[function], uid=self._uid)
         _replace_small(os.path.join(self._dirs[function], NOTE_FILE), note)
 
     def generation(self, function: str) -> Any | None:
@@ -1612,14 +1609,29 @@ def _unlink(path: str, dir_fd: int | None = None) -> bool:
         return False
 
 
-def _no_links(*dirs: str) -> None:
+def _no_links(*dirs: str, uid: int | None = None) -> None:
     """Raise unless each of a function's folders (its folder, a shard) is a real directory:
     memojar never writes through a link planted in its cache. One ``lstat`` each, on the
-    miss path only."""
+    miss path only. ``uid``: and of this user or root (``_refuse_others``)."""
     for d in dirs:
-        mode = os.lstat(d).st_mode
-        if not stat.S_ISDIR(mode):
-            raise _not_a_folder(d, mode)
+        st = os.lstat(d)
+        if not stat.S_ISDIR(st.st_mode):
+            raise _not_a_folder(d, st.st_mode)
+        if uid is not None:
+            _refuse_others(d, st.st_uid, uid, "folder")
+
+
+def _refuse_others(path: str, owner: int, uid: int, what: str) -> None:
+    """Raise ``PermissionError`` if ``path`` (a cache's root, a function's folder) is
+    another user's than ``uid``'s, and not root's: files ``uid`` made there would be ones
+    its owner could neither read nor remove (0600, 0700): keys that user could never cache
+    again, and a ``memojar ls`` or ``clear`` that fails. (Root's folders are every user's
+    to write: root reads and removes anything.)"""
+    if owner not in (uid, 0):
+        raise PermissionError(errno.EACCES, f"it is {user_name(owner)}'s {what}, and this "
+                              f"process runs as {user_name(uid)}: memojar writes nothing "
+                              "there (files that user could neither read nor remove). Give "
+                              "this process a cache directory of its own", path)
 
 
 def _open_dir(name: str, dir_fd: int | None = None) -> int | None:

@@ -169,6 +169,10 @@ def _double(x: int) -> int:
     return x * 2
 
 
+def _triple(x: int) -> int:
+    return x * 3
+
+
 def test_root_writes_nothing_in_another_users_cache(shared_folder: Path) -> None:
     """``sudo`` keeping ``$HOME`` (or a container's root on a mounted folder) runs a script
     on a user's cache. Before, root's entries, shards and function folders (0600, 0700,
@@ -201,6 +205,40 @@ def test_root_writes_nothing_in_another_users_cache(shared_folder: Path) -> None
     assert as_another_user(users_run) == "[0, 2, 4, 6] 4"  # the user's entries, whole
     assert memojar_as_user(cache_dir, "ls").startswith("0 ")
     assert memojar_as_user(cache_dir, "clear", "--yes").startswith("0 removed 4 entries")
+
+
+def test_root_writes_nothing_in_another_users_folder_of_its_own_cache(
+        shared_folder: Path) -> None:
+    """A cache of root's that users write to (root made it, and opened it to all): a user's
+    function folder in it gets nothing of root's, which that user could not read or
+    remove; root's own functions' folders still cache, and so does the user."""
+    import warnings
+
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    memojar.Cache(cache_dir).cached(_triple)(1)  # root's cache, with a function of root's
+    cache_dir.chmod(0o1777)  # opened to all by hand
+    (cache_dir / "CACHEDIR.TAG").chmod(0o644)
+
+    def users_run() -> str:
+        f = memojar.Cache(cache_dir).cached(_double)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            values = [f(i) for i in range(4)]
+        return f"{values} {f.cache_info().hits}"
+
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 0"
+    f = memojar.Cache(cache_dir).cached(_double)
+    with pytest.warns(memojar.MemojarWarning) as caught:
+        assert [f(i) for i in range(8)] == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert any("nobody's folder, and this process runs as root: memojar writes nothing "
+               "there" in str(w.message) for w in caught)
+    (users,) = (p for p in cache_dir.iterdir() if p.is_dir() and p.owner() == "nobody")
+    assert [p for p in users.rglob("*") if p.lstat().st_uid == os.geteuid()] == []
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4"
+    g = memojar.Cache(cache_dir).cached(_triple)
+    assert (g(1), g(1), g.cache_info().hits) == (3, 3, 2)  # root's own: hits
 
 
 def test_a_cache_sent_to_another_users_process_trusts_that_users_entries(
