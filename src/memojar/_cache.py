@@ -828,6 +828,19 @@ _caches: dict[str, Cache] = {}
 _caches_lock = threading.Lock()
 
 
+def _unlock_in_child() -> None:
+    """A forked child's own lock: a thread of the parent may have held it at the fork (one
+    making a ``Cache``, which makes its folder: milliseconds), and the child, which lacks
+    that thread, waited on it for ever at its first ``cached(cache_dir=...)`` or unpickled
+    function."""
+    global _caches_lock
+    _caches_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
+
+
 def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
     """One shared ``Cache`` per location, for ``@cached(cache_dir=...)``.
 

@@ -7,6 +7,7 @@ Only when a block is open does the wrapper ask which functions are off.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from typing import Any
@@ -51,6 +52,17 @@ class _Switch:
 
 
 SWITCH = _Switch()
+
+
+def _unlock_in_child() -> None:
+    """A forked child's own lock: a thread of the parent may have held it at the fork
+    (entering or leaving a ``disabled()`` block), and the child's first block waited on it
+    for ever."""
+    SWITCH._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 class disabled:
