@@ -825,7 +825,7 @@ def _reopened(
 
 
 _caches: dict[str, Cache] = {}
-_caches_lock = threading.Lock()
+_caches_lock = threading.RLock()  # reentrant: a signal handler may decorate meanwhile
 
 
 def _unlock_in_child() -> None:
@@ -834,7 +834,7 @@ def _unlock_in_child() -> None:
     that thread, waited on it for ever at its first ``cached(cache_dir=...)`` or unpickled
     function."""
     global _caches_lock
-    _caches_lock = threading.Lock()
+    _caches_lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

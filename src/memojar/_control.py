@@ -22,7 +22,8 @@ class _Switch:
         self.active = 0  # open disabled() blocks, in every thread
         self._all = 0  # of which disable every function
         self._memos: Counter[int] = Counter()  # id(memo) -> open blocks naming it
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler may open a block while this thread opens another.
+        self._lock = threading.RLock()
 
     def __reduce__(self) -> str:
         return "SWITCH"  # the process's one switch, also in a copy made by cloudpickle
@@ -58,7 +59,7 @@ def _unlock_in_child() -> None:
     """A forked child's own lock: a thread of the parent may have held it at the fork
     (entering or leaving a ``disabled()`` block), and the child's first block waited on it
     for ever."""
-    SWITCH._lock = threading.Lock()
+    SWITCH._lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

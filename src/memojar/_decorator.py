@@ -278,7 +278,9 @@ class _Memo:
         self.swr = stale_while_revalidate  # seconds after expiry a stale value is served
         self.min_compute_time = min_compute_time or 0.0
         self.revalidating: set[str] = set()  # keys recomputed in the background now
-        self.revalidating_lock = threading.Lock()
+        # Reentrant: a signal handler, or a finalizer (an evicted result's ``__del__``, run
+        # by the cycle collector), may call the function while this thread holds it.
+        self.revalidating_lock = threading.RLock()
         _MEMOS.add(self)
         self.memory = memory  # results kept in this process, most recent last
         self.recent: OrderedDict[Any, tuple[Any, float, float, float]] = OrderedDict()
@@ -399,7 +401,7 @@ class _Memo:
         self.__dict__.update(state)
         if self.reopen is not None:
             self.store = self.reopen()
-        self.revalidating, self.revalidating_lock = set(), threading.Lock()
+        self.revalidating, self.revalidating_lock = set(), threading.RLock()
         _MEMOS.add(self)
         self.recent, self.generation, self.known = OrderedDict(), None, {}
         self.made = _as_it_is(self.watched)
@@ -1305,7 +1307,7 @@ def _forked() -> None:
     new lock, and the keys the parent's threads were recomputing are no longer marked:
     none of those threads runs here."""
     for memo in list(_MEMOS):
-        memo.revalidating, memo.revalidating_lock = set(), threading.Lock()
+        memo.revalidating, memo.revalidating_lock = set(), threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
