@@ -379,3 +379,43 @@ def test_the_callers_code_run_inside_memojars_lock_may_call_the_function(
     own thread for ever."""
     out = finish(spawn(REENTERED, CACHE=str(tmp_path / "c"), CASE=case), timeout=30)
     assert out.split() == ["True"]
+
+
+REENTERED_REMOTE = """
+import os, signal, time, warnings
+from memojar import Cache, MemojarWarning
+
+warnings.simplefilter("ignore", MemojarWarning)  # no secret: entries not authenticated
+cache = Cache(os.environ["CACHE"])
+inner = []
+
+
+@cache.cached
+def f(x):
+    return x + 1
+
+
+signal.signal(signal.SIGUSR1, lambda signum, frame: inner.append(f(100)))
+store = cache.store
+held = os.environ["HELD"]
+lock = store._renewer._mutex if held == "renewer" else store._mutex
+assert f(1) == 2
+with lock:  # the signal arrives while this thread holds it (taking or giving a lease)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    time.sleep(0.05)  # the handler runs here, on this thread: a miss, a lease taken
+print(inner == [101])
+"""
+
+
+@pytest.mark.parametrize(("kind", "held"), [("redis", "renewer"), ("redis", "leases"),
+                                            ("s3", "renewer")])
+def test_a_signal_handler_calling_a_remote_cached_function_inside_its_lease_lock(
+        kind: str, held: str, request: pytest.FixtureRequest) -> None:
+    """Old: the lease renewer's mutex (held while a lease is noted, its thread started, or
+    dropped) and the Redis store's table of leases were plain locks:
+    a signal handler calling a cached function on Redis or S3 while its thread held one
+    waited on its own thread for ever (SIGALRM every 2 ms calling a Redis function hung
+    the process within seconds)."""
+    location = str(request.getfixturevalue(f"{kind}_location"))
+    out = finish(spawn(REENTERED_REMOTE, CACHE=location, HELD=held), timeout=30)
+    assert out.split() == ["True"]
