@@ -743,6 +743,7 @@ class _Flusher:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.stop = threading.Event()
+        self.in_children = False  # registered with multiprocessing's after-fork hooks
 
     def watch(self, cache: Cache) -> None:
         with self.lock:
@@ -773,8 +774,13 @@ class _Flusher:
         import sys
 
         util = sys.modules.get("multiprocessing.util")
-        if util is not None:  # runs in a multiprocessing child once it cleared its registry
+        # Runs in a multiprocessing child once it cleared its registry. Once: the
+        # registration stays (and is inherited) while this object lives, and each one adds
+        # an entry (before, a parent forking 10,000 times held 10,000, and each new child
+        # ran them all, registering as many merges at its exit: 0.46 s a Process).
+        if util is not None and not self.in_children:
             util.register_after_fork(self, _Flusher._merge_at_worker_exit)
+            self.in_children = True
         thread = self.thread
         if thread is not None:
             self.stop.set()
