@@ -743,6 +743,7 @@ class _Flusher:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.stop = threading.Event()
+        self.in_children = False  # registered with multiprocessing's after-fork hooks
 
     def watch(self, cache: Cache) -> None:
         with self.lock:
@@ -773,8 +774,13 @@ class _Flusher:
         import sys
 
         util = sys.modules.get("multiprocessing.util")
-        if util is not None:  # runs in a multiprocessing child once it cleared its registry
+        # Runs in a multiprocessing child once it cleared its registry. Once: the
+        # registration stays (and is inherited) while this object lives, and each one adds
+        # an entry (before, a parent forking 10,000 times held 10,000, and each new child
+        # ran them all, registering as many merges at its exit: 0.46 s a Process).
+        if util is not None and not self.in_children:
             util.register_after_fork(self, _Flusher._merge_at_worker_exit)
+            self.in_children = True
         thread = self.thread
         if thread is not None:
             self.stop.set()
@@ -825,7 +831,20 @@ def _reopened(
 
 
 _caches: dict[str, Cache] = {}
-_caches_lock = threading.Lock()
+_caches_lock = threading.RLock()  # reentrant: a signal handler may decorate meanwhile
+
+
+def _unlock_in_child() -> None:
+    """A forked child's own lock: a thread of the parent may have held it at the fork (one
+    making a ``Cache``, which makes its folder: milliseconds), and the child, which lacks
+    that thread, waited on it for ever at its first ``cached(cache_dir=...)`` or unpickled
+    function."""
+    global _caches_lock
+    _caches_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:

@@ -7,6 +7,7 @@ Only when a block is open does the wrapper ask which functions are off.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from typing import Any
@@ -21,7 +22,8 @@ class _Switch:
         self.active = 0  # open disabled() blocks, in every thread
         self._all = 0  # of which disable every function
         self._memos: Counter[int] = Counter()  # id(memo) -> open blocks naming it
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler may open a block while this thread opens another.
+        self._lock = threading.RLock()
 
     def __reduce__(self) -> str:
         return "SWITCH"  # the process's one switch, also in a copy made by cloudpickle
@@ -51,6 +53,17 @@ class _Switch:
 
 
 SWITCH = _Switch()
+
+
+def _unlock_in_child() -> None:
+    """A forked child's own lock: a thread of the parent may have held it at the fork
+    (entering or leaving a ``disabled()`` block), and the child's first block waited on it
+    for ever."""
+    SWITCH._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 class disabled:

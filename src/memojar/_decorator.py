@@ -122,6 +122,8 @@ _SECRET_WARNED: set[str] = set()  # store locations warned of entries of another
 # Weak references in a plain set: adding and copying it are each one C call, safe against
 # other threads without a lock (which a fork could leave held); a dead one removes itself.
 _LAMBDAS: set[weakref.ref[_Memo]] = set()
+# Every live memo, for a forked child to give each a lock of its own (``_forked``).
+_MEMOS: weakref.WeakSet[_Memo] = weakref.WeakSet()
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 
 # The key locks this thread (or task, for coroutines) holds, as (location, function, key):
@@ -276,7 +278,10 @@ class _Memo:
         self.swr = stale_while_revalidate  # seconds after expiry a stale value is served
         self.min_compute_time = min_compute_time or 0.0
         self.revalidating: set[str] = set()  # keys recomputed in the background now
-        self.revalidating_lock = threading.Lock()
+        # Reentrant: a signal handler, or a finalizer (an evicted result's ``__del__``, run
+        # by the cycle collector), may call the function while this thread holds it.
+        self.revalidating_lock = threading.RLock()
+        _MEMOS.add(self)
         self.memory = memory  # results kept in this process, most recent last
         self.recent: OrderedDict[Any, tuple[Any, float, float, float]] = OrderedDict()
         self.generation: Any = None  # the store's stamp, read per call; None: not yet
@@ -396,7 +401,8 @@ class _Memo:
         self.__dict__.update(state)
         if self.reopen is not None:
             self.store = self.reopen()
-        self.revalidating, self.revalidating_lock = set(), threading.Lock()
+        self.revalidating, self.revalidating_lock = set(), threading.RLock()
+        _MEMOS.add(self)
         self.recent, self.generation, self.known = OrderedDict(), None, {}
         self.made = _as_it_is(self.watched)
         self.code, self.defaults, self.kwdefaults = self.made
@@ -1304,6 +1310,20 @@ _keys.call_key_code = _Memo.key_of.__code__
 
 
 _Start = tuple[float, tuple[Any, Any, Any], bytes]  # perf_counter, code and defaults, ident
+
+
+def _forked() -> None:
+    """In a forked child: each memo's lock may have been held by a thread of the parent at
+    the fork (filling the memory tier, marking a background recomputation), a thread the
+    child lacks, so the child's first fill or stale hit waited on it for ever. Each gets a
+    new lock, and the keys the parent's threads were recomputing are no longer marked:
+    none of those threads runs here."""
+    for memo in list(_MEMOS):
+        memo.revalidating, memo.revalidating_lock = set(), threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _unwatched() -> None:

@@ -133,7 +133,17 @@ _hashes: dict[str, tuple[tuple[int, ...], str]] = {}
 # Bounded: a long-running process reading ever new files (a pipeline over a growing folder)
 # keeps the digests of the last ``_HASHES_MAX`` files hashed, not of every file it ever read.
 _HASHES_MAX = 1 << 16
-_hashes_lock = threading.Lock()
+_hashes_lock = threading.RLock()  # reentrant: a signal handler may hash a file meanwhile
+
+
+def _unlock_in_child() -> None:
+    """A forked child's own lock (a thread of the parent may have held it at the fork)."""
+    global _hashes_lock
+    _hashes_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
 _OPEN = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 

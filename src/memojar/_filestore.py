@@ -350,7 +350,7 @@ class FileStore(Store):
         # as a system call), added up into ``_tally`` under ``_tally_lock`` when read.
         self._tally: dict[str, list[int]] = {}
         self._deltas: deque[tuple[str, int, int]] = deque()
-        self._tally_lock = threading.Lock()
+        self._tally_lock = threading.RLock()
         self._tally_pid = os.getpid()  # a forked child starts with none: its parent's
 
     def __repr__(self) -> str:
@@ -366,7 +366,7 @@ class FileStore(Store):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._tally, self._tally_lock, self._tally_pid = {}, threading.Lock(), os.getpid()
+        self._tally, self._tally_lock, self._tally_pid = {}, threading.RLock(), os.getpid()
         self._deltas = deque()
         self._open, self._lockers = {}, {}
         self._tagged = False  # another process, perhaps another host: looks at the tag again
@@ -882,7 +882,7 @@ class FileStore(Store):
     def _forked(self) -> None:
         """In a forked child, the inherited tally is the parent's to merge."""
         if self._tally_pid != _PID[0]:
-            self._tally_lock = threading.Lock()
+            self._tally_lock = threading.RLock()
             self._tally, self._deltas, self._tally_pid = {}, deque(), _PID[0]
 
     def _count(self, fdir: str, entries: int, size: int) -> None:

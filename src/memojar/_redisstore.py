@@ -172,7 +172,7 @@ class RedisStore(Store):
         self._breaker = Breaker(self.location, PROBE_EVERY, self._client.ping,
                                 "memojar-redis-probe")
         self._pid = os.getpid()
-        self._mutex = threading.Lock()  # guards _leases
+        self._mutex = threading.RLock()  # guards _leases (reentrant: a signal handler's call)
         self._leases: dict[bytes, _RedisKeyLock] = {}  # entry key -> this process's lock on it
         self._names: dict[str, bytes] = {}  # function name -> b"<prefix><function>:"
         # statistics (``merge_stats``): this store's marker, the merge that raised (its
@@ -594,7 +594,7 @@ class RedisStore(Store):
     def _forked(self) -> None:
         """In a forked child, the parent's locks are not this process's."""
         if self._pid != os.getpid():
-            self._pid, self._mutex, self._leases = os.getpid(), threading.Lock(), {}
+            self._pid, self._mutex, self._leases = os.getpid(), threading.RLock(), {}
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
         return oserror(exc, doing, self.socket_timeout)

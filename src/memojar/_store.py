@@ -679,7 +679,10 @@ class Renewer:
         self._held: dict[int, Renewable] = {}
         # releases to finish or try again (``later``), each with its deadline (monotonic)
         self._jobs: list[tuple[Callable[[], bool], float]] = []
-        self._mutex = threading.Lock()
+        # Reentrant: a signal handler may call a cached function (take or release a lease)
+        # while this thread holds it, starting the thread or noting a lease; at worst two
+        # threads renew for a while.
+        self._mutex = threading.RLock()
         self._thread: threading.Thread | None = None
         # A job to run now. Not a ``threading.Event``: its ``set`` takes the lock of a
         # ``Condition`` through the Python-level ``Condition.__enter__``, and CPython runs
@@ -695,7 +698,7 @@ class Renewer:
     def _after_fork(self) -> None:
         """In the forked child (single-threaded): no thread, no lease of the parent's."""
         held, self._held, self._jobs = self._held, {}, []
-        self._mutex, self._thread, self._wake = threading.Lock(), None, queue.SimpleQueue()
+        self._mutex, self._thread, self._wake = threading.RLock(), None, queue.SimpleQueue()
         for lease in held.values():
             lease.disown()
 

@@ -396,3 +396,57 @@ print(sum(root in os.path.realpath("/proc/self/fd/" + fd) for fd in os.listdir("
                           timeout=TIMEOUT, env=subprocess_env())
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) <= 120, f"{done.stdout.strip()} files of the caches still open"
+
+
+FORKING = """
+import multiprocessing, os, sys
+import multiprocessing.util as util
+from memojar import Cache
+from memojar._cache import _Flusher
+
+cache = Cache(os.environ["CACHE"])
+
+
+@cache.cached
+def f(x):
+    return x
+
+
+def hit():
+    f(1)
+    print(sum(1 for key in util._afterfork_registry
+              if key[2] is _Flusher._merge_at_worker_exit), flush=True)
+
+
+if __name__ == "__main__":
+    f(1)
+    for _ in range(200):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    registered = sum(1 for key in util._afterfork_registry
+                     if key[2] is _Flusher._merge_at_worker_exit)
+    child = multiprocessing.get_context("fork").Process(target=hit)
+    child.start()
+    child.join()
+    print(registered, child.exitcode, flush=True)
+"""
+
+
+def test_a_process_forking_often_keeps_one_merge_at_its_childrens_exit(tmp_path: Path) -> None:
+    """Old: every fork registered the statistics merge with multiprocessing's after-fork
+    hooks once more: a process forking 200 times held 200 registrations, and its next
+    multiprocessing child ran them all (each registering a merge at its exit): a leak, and
+    a cost per child growing with every fork (0.46 s a Process after 10,000 forks). The
+    child's hit is still merged at its exit."""
+    script = tmp_path / "forking.py"
+    script.write_text(FORKING)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=subprocess_env(CACHE=str(tmp_path / "c")), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "1", "0"]
+    from memojar import Cache
+
+    hits = Cache(tmp_path / "c").store.read_stats()["functions"]["__main__.f"][0]
+    assert hits == 1  # the child's, merged at its exit

@@ -319,3 +319,103 @@ def test_alarm_while_storing_a_result_reaches_the_caller(tmp_path: Path) -> None
     finally:
         _dump_delay[0] = 0.0
     assert entry_files(cache.directory) == []
+
+
+# --- the caller's code run inside memojar's own (a handler, a finalizer) -------------------
+
+REENTERED = """
+import os, signal, time
+import memojar
+from memojar import Cache, _control
+
+cache = Cache(os.environ["CACHE"])
+case = os.environ["CASE"]
+inner = []
+
+
+class Noisy:
+    def __del__(self):  # run when the memory tier drops this result to hold a newer one
+        if not inner:
+            inner.append(f(100))
+
+
+@cache.cached(memory=1, ttl=0.05, stale_while_revalidate=600)
+def f(x):
+    return Noisy() if case == "finalizer" and x < 100 else x
+
+
+def handler(signum, frame):
+    if case == "disabled() block":
+        with memojar.disabled():
+            inner.append(f(100))
+    else:
+        inner.append(f(100))
+
+
+signal.signal(signal.SIGUSR1, handler)
+memo = f.__memojar__
+if case == "finalizer":
+    f(1)
+    f(2)  # its fill drops f(1)'s result, holding the memory tier's lock
+else:
+    f(100)
+    time.sleep(0.1)  # stale from now on
+    lock = _control.SWITCH._lock if case == "disabled() block" else memo.revalidating_lock
+    with lock:  # the signal arrives while this thread holds it (as in a fill, a stale hit)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)  # the handler runs here, on this thread
+print(inner == [100])
+"""
+
+
+@pytest.mark.parametrize("case", ["finalizer", "signal handler", "disabled() block"])
+def test_the_callers_code_run_inside_memojars_lock_may_call_the_function(
+        tmp_path: Path, case: str) -> None:
+    """Old: a function's lock (held while the memory tier stores a result and drops the
+    oldest, and while a stale hit marks its background recomputation) and the
+    ``disabled()`` switch's were not reentrant: a signal handler calling a cached function
+    while its thread held one (one handler in a few thousand, every 2 ms, hung the process
+    within seconds), or the finalizer of the result the memory tier dropped, waited on its
+    own thread for ever."""
+    out = finish(spawn(REENTERED, CACHE=str(tmp_path / "c"), CASE=case), timeout=30)
+    assert out.split() == ["True"]
+
+
+REENTERED_REMOTE = """
+import os, signal, time, warnings
+from memojar import Cache, MemojarWarning
+
+warnings.simplefilter("ignore", MemojarWarning)  # no secret: entries not authenticated
+cache = Cache(os.environ["CACHE"])
+inner = []
+
+
+@cache.cached
+def f(x):
+    return x + 1
+
+
+signal.signal(signal.SIGUSR1, lambda signum, frame: inner.append(f(100)))
+store = cache.store
+held = os.environ["HELD"]
+lock = store._renewer._mutex if held == "renewer" else store._mutex
+assert f(1) == 2
+with lock:  # the signal arrives while this thread holds it (taking or giving a lease)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    time.sleep(0.05)  # the handler runs here, on this thread: a miss, a lease taken
+print(inner == [101])
+"""
+
+
+@pytest.mark.parametrize(("kind", "held"), [("redis", "renewer"), ("redis", "leases"),
+                                            ("s3", "renewer")])
+def test_a_signal_handler_calling_a_remote_cached_function_inside_its_lease_lock(
+        kind: str, held: str, request: pytest.FixtureRequest) -> None:
+    """Old: the lease renewer's mutex (held while a lease is noted, its thread started, or
+    dropped) and the Redis store's table of leases were plain locks:
+    a signal handler calling a cached function on Redis or S3 while its thread held one
+    waited on its own thread for ever (SIGALRM every 2 ms calling a Redis function hung
+    the process within seconds)."""
+    location = str(request.getfixturevalue(f"{kind}_location"))
+    out = finish(spawn(REENTERED_REMOTE, CACHE=location, HELD=held), timeout=30)
+    assert out.split() == ["True"]

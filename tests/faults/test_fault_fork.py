@@ -1,7 +1,8 @@
 """Attacks on the remote stores' leases across ``os.fork``: a process holding a key's lease
 forks, and the child stores a value, releases the lock it inherited, or takes a lock of its
 own while the parent's renewer was busy. A child never holds (nor releases) its parent's
-lease, and never hangs on a lock its parent's thread held at the fork.
+lease, and never hangs on a lock its parent's thread held at the fork (a store's, or one of
+memojar's own in-process locks: the cache table's, a function's, the ``disabled()`` switch's).
 
 Children report by exit status (``os._exit``); each is bounded by ``signal.alarm``.
 """
@@ -14,6 +15,8 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +138,84 @@ def test_a_child_forked_while_the_renewer_was_busy_takes_locks(remote: str) -> N
         thread.join()
         lock.release()
         store.close()
+
+
+def _held_by_a_thread(lock: Any) -> Callable[[], None]:
+    """Hold ``lock`` in a thread of this process, as one of memojar's would for a moment;
+    the returned function lets it go."""
+    busy, done = threading.Event(), threading.Event()
+
+    def holding() -> None:
+        with lock:
+            busy.set()
+            done.wait(CHILD_LIMIT + 5)
+
+    thread = threading.Thread(target=holding)
+    thread.start()
+    assert busy.wait(5)
+
+    def let_go() -> None:
+        done.set()
+        thread.join()
+
+    return let_go
+
+
+@pytest.mark.parametrize("moment", ["making a cache", "filling the memory tier",
+                                    "marking a background recomputation",
+                                    "opening a disabled() block", "noting a file's digest"])
+def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
+        tmp_path: Path, moment: str) -> None:
+    """Old: a module's (or a function's) ``threading.Lock``, held by another thread of the
+    parent at the fork, stayed held in the child for ever, and the child's first call that
+    took it hung: ``cached(cache_dir=...)`` while another thread made a cache (held across
+    the making of its folder: a fork from a thread pool hit it one time in six), a miss with
+    ``memory=`` while another thread filled the tier, a stale hit while another marked a
+    background recomputation, ``memojar.disabled()``, a ``files=`` call."""
+    import memojar
+    from memojar import _cache, _control, _depends
+
+    cache = memojar.Cache(tmp_path / "c")
+    data = tmp_path / "data.txt"
+    data.write_text("x")
+    fresh = tmp_path / "other.txt"  # hashed first in the child
+    fresh.write_text("y")
+    if moment == "noting a file's digest":
+        time.sleep(1.1)  # a digest is noted once the file's ctime is over a second old
+
+    @cache.cached(memory=4, ttl=0.01, stale_while_revalidate=600, files=("path",))
+    def f(x: int, path: str = str(data)) -> int:
+        return x + 1
+
+    assert f(0) == 1
+    memo = f.__memojar__  # type: ignore[attr-defined]
+    lock = {"making a cache": _cache._caches_lock,
+            "filling the memory tier": memo.revalidating_lock,
+            "marking a background recomputation": memo.revalidating_lock,
+            "opening a disabled() block": _control.SWITCH._lock,
+            "noting a file's digest": _depends._hashes_lock}[moment]
+    if moment == "marking a background recomputation":
+        memo.revalidating.add(f.cache_key(0))  # the parent's thread recomputes it now
+
+    def child() -> None:
+        if moment == "making a cache":
+            g = memojar.cached(cache_dir=str(tmp_path / "other"))(lambda x: x * 2)
+            assert g(2) == 4
+        elif moment == "opening a disabled() block":
+            with memojar.disabled():
+                assert f(5) == 6
+        elif moment == "marking a background recomputation":
+            time.sleep(0.05)  # f(0) is stale now
+            assert f(0) == 1  # the stale value, recomputed in the background here
+            deadline = time.monotonic() + 5
+            while f.cache_info().misses < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert f.cache_info().misses >= 1
+        else:  # a miss: fills the tier and notes the file's digest
+            assert f(7, str(fresh)) == 8
+
+    let_go = _held_by_a_thread(lock)
+    try:
+        assert in_child(child) == 0
+    finally:
+        let_go()
