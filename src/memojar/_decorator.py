@@ -93,6 +93,10 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+# What a waiter finds when the caller it waited for computed the key in this process and
+# did not store the value (``_Memo.unstored``): it computes its own at once, not in turn.
+UNSTORED: Any = object()
+_UNSTORED_MAX = 256  # keys noted as unstored, per function: the latest kept
 _Args = tuple[Any, ...]  # bound or call arguments
 _TASKS: set[Any] = set()  # background recomputations of coroutine functions, kept alive
 _compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIME_AT
@@ -278,6 +282,11 @@ class _Memo:
         self.swr = stale_while_revalidate  # seconds after expiry a stale value is served
         self.min_compute_time = min_compute_time or 0.0
         self.revalidating: set[str] = set()  # keys recomputed in the background now
+        # Key -> when (monotonic) a call of this process computed it and did not store it
+        # (unpicklable, over max_size, under min_compute_time, a storage fault): the
+        # callers of this process waiting for that call compute their own at once, instead
+        # of each taking the key's lock in turn to compute it again (``_look``).
+        self.unstored: dict[str, float] = {}
         # Reentrant: a signal handler, or a finalizer (an evicted result's ``__del__``, run
         # by the cycle collector), may call the function while this thread holds it.
         self.revalidating_lock = threading.RLock()
@@ -403,7 +412,7 @@ class _Memo:
             self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.RLock()
         _MEMOS.add(self)
-        self.recent, self.generation, self.known = OrderedDict(), None, {}
+        self.recent, self.generation, self.known, self.unstored = OrderedDict(), None, {}, {}
         self.made = _as_it_is(self.watched)
         self.code, self.defaults, self.kwdefaults = self.made
         self.resolved = None
@@ -760,6 +769,8 @@ class _Memo:
         mark = None
         try:
             value = self._lock(key, taken, not force)
+            if value is UNSTORED:  # computed and not stored by the caller it waited for
+                return self._compute(key, args, kwargs, withheld)
             if value is not MISSING:  # stored by the holder while this caller waited
                 return self._read_meanwhile(value, withheld)
             mark = _held.set((*held, here))
@@ -822,6 +833,8 @@ class _Memo:
         taken: list[Any] = []
         try:
             value = await self._alock(key, run, taken, not force)
+            if value is UNSTORED:  # computed and not stored by the caller it waited for
+                return await self._acompute(key, args, kwargs, run)
             if value is not MISSING:  # stored by the holder while this caller waited
                 return value
             _held.set((*held, here))
@@ -881,8 +894,8 @@ class _Memo:
             # every waiter reads it at once, none taking the lock in turn to read it.
             found: list[Any] = []
             if lock.acquire_within(self.lock_timeout, True,
-                                   functools.partial(self._look, key, found) if read
-                                   else None):
+                                   functools.partial(self._look, key, found,
+                                                     time.monotonic()) if read else None):
                 return MISSING
             if found:
                 return found[0]
@@ -900,9 +913,13 @@ class _Memo:
         self._waited_too_long(key, self.lock_timeout, then)
         return MISSING
 
-    def _look(self, key: str, found: list[Any]) -> bool:
-        """While waiting for the key's lock: True (and the value in ``found``) if its holder
-        has stored the value."""
+    def _look(self, key: str, found: list[Any], since: float) -> bool:
+        """While waiting (since ``since``) for the key's lock: True, and in ``found`` the
+        value its holder stored, or ``UNSTORED`` if a call of this process computed it
+        meanwhile and did not store it."""
+        if self.unstored.get(key, since) > since:
+            found.append(UNSTORED)
+            return True
         value = self._stored_meanwhile(key)
         if value is MISSING:
             return False
@@ -924,7 +941,8 @@ class _Memo:
             if await run(lock.acquire, False, undo=lock.release):
                 return MISSING
             found: list[Any] = []  # as ``_lock``: the holder's value, read while waiting
-            look = functools.partial(self._look, key, found) if read else None
+            look = (functools.partial(self._look, key, found, time.monotonic()) if read
+                    else None)
             while True:
                 if time.monotonic() >= deadline:
                     self._waited_too_long(key, timeout, _COMPUTING_HERE)
@@ -995,15 +1013,28 @@ class _Memo:
         if _reassigned(self.watched, state):
             logger.debug("not stored %s %s (its code or defaults were reassigned while it "
                          "ran)", self.name, key)
-            return False
+            return self._unstored(key)
         if self.files and call is not None and self._files_changed(key, call):
-            return False
+            return self._unstored(key)
         if elapsed < self.min_compute_time:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
                          self.name, key, elapsed)
-            return False
-        self.put(key, value, elapsed, ident)
+            return self._unstored(key)
+        if not self.put(key, value, elapsed, ident):
+            self._unstored(key)
         return True
+
+    def _unstored(self, key: str) -> bool:
+        """Note that ``key`` was computed now and not stored (see ``unstored``); False."""
+        unstored = self.unstored
+        unstored.pop(key, None)
+        unstored[key] = time.monotonic()
+        while len(unstored) > _UNSTORED_MAX:
+            try:
+                del unstored[next(iter(unstored))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread's meanwhile
+                break
+        return False
 
     def _ran(self) -> None:
         """The function ran (to its end or not): in IPython, the globals it binds itself
@@ -1045,9 +1076,10 @@ class _Memo:
             return f"files={self.files!r}"  # cannot be shown: the names; never the value lost
 
     def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None
-            ) -> None:
-        """Store a computed value; a value or a store that fails costs only a warning.
-        ``ident``: that of the code which computed it (``_started``), if not the current."""
+            ) -> bool:
+        """Store a computed value; a value or a store that fails costs only a warning (and
+        False is returned). ``ident``: that of the code which computed it (``_started``),
+        if not the current."""
         created = time.time()
         expires = created + self.ttl if self.ttl is not None else None
         try:
@@ -1068,7 +1100,7 @@ class _Memo:
                 f"result of {self.name} was returned but not cached: it cannot be pickled "
                 f"({type(exc).__name__}: {exc})"
             )
-            return
+            return False
         try:
             # A store with its own expiry (Redis) keeps the entry through the window in
             # which stale_while_revalidate still serves it; the header's expiry decides.
@@ -1085,19 +1117,20 @@ class _Memo:
                     f"({exc.strerror or exc}); if it was stored, the next call hits, else "
                     "it computes again"
                 )
-                return
+                return True  # perhaps: waiters look for it
             warn(
                 f"result of {self.name} was returned but not cached: writing to "
                 f"{self.store.location} failed ({exc.strerror or exc}); the next call will "
                 "compute again"
             )
-            return
+            return False
         if logger.isEnabledFor(DEBUG):
             logger.debug("store %s %s (%d bytes, computed in %.3f s)", self.name, key, size,
                          compute_time)
         if not self.swept:
             self.swept = True
             self.sweep()
+        return True
 
     def set_value(self, key: str, value: Any, wait: bool) -> None:
         """``cache_set``: store ``value`` under the key's lock, as a miss stores, so that a
