@@ -682,6 +682,32 @@ def test_the_memory_tier_sees_another_process_remove_the_entry(
     assert len(notes(m, "held")) == 2
 
 
+@pytest.mark.parametrize("how", ["refresh", "cache_set"])
+@pytest.mark.parametrize("other", ["without memory=", "MEMOJAR_DISABLE=1"])
+def test_the_memory_tier_sees_another_process_without_one_replace_the_entry(
+    tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch, how: str, other: str,
+) -> None:
+    """``refresh`` or ``cache_set`` in a process that keeps no memory tier itself (the
+    function decorated there without ``memory=``, or every function off by
+    ``MEMOJAR_DISABLE``) replaces the entry: a process holding the old value forgets it.
+
+    Old: only a process with a memory tier of its own bumped the stamp, so the holder
+    served the replaced value until it restarted."""
+    m = make_module(tmp_path)
+    first = m.held(1)
+    assert m.held(1) is first
+    if other == "MEMOJAR_DISABLE=1":
+        monkeypatch.setenv("MEMOJAR_DISABLE", "1")  # for the other process only
+        target = "m.held"
+    else:
+        target = "__import__('memojar').cached(m.held.__wrapped__)"  # the same function
+    code = f"print({target}.refresh(1))" if how == "refresh" else f"{target}.cache_set(['s'], 1)"
+    finish(spawn(m, code, shared_dir))
+    assert m.held(1) == (["s"] if how == "cache_set" else [1])
+    assert m.held(1) is not first
+    assert len(notes(m, "held")) == (2 if how == "refresh" else 1)
+
+
 def test_the_memory_tier_is_off_while_disabled(cache_dir: Path) -> None:
     f, calls = counting(cache_dir, memory=4)
     f(1)

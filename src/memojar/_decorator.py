@@ -721,12 +721,14 @@ class _Memo:
 
     def replaced(self) -> None:
         """An entry was replaced (refresh, cache_set): memory tiers of every process forget,
-        as equal calls spelled differently may be held apart."""
-        if self.generation is not None:
-            try:
-                self.store.bump(self.name)
-            except OSError as exc:
-                logger.debug("cannot bump the generation of %s: %s", self.name, exc)
+        as equal calls spelled differently may be held apart. Also from a process without
+        a memory tier of its own (``memory=`` unset, ``MEMOJAR_DISABLE``): others may hold
+        the old value (the stamp is bumped if any process made one: a failed ``open``
+        if none did)."""
+        try:
+            self.store.bump(self.name)
+        except OSError as exc:
+            logger.debug("cannot bump the generation of %s: %s", self.name, exc)
 
     # --- the miss path --------------------------------------------------------------
 
