@@ -543,6 +543,39 @@ def test_the_memory_tier_honours_ttl(cache_dir: Path) -> None:
     assert calls == [1, 1]
 
 
+class SlowToPickle:
+    """A result whose pickling takes a while (a big result written to a slow disk)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        time.sleep(0.4)
+        return (SlowToPickle, (self.n,))
+
+
+def test_the_memory_tier_drops_a_computed_value_when_its_entry_expires(
+    cache_dir: Path,
+) -> None:
+    """The entry's ``ttl`` counts from its creation, before its value is pickled and
+    written; the memory tier's from no later.
+
+    Old: counted from after the write, so the value was served from memory for as long
+    as pickling and writing it took after its entry had gone stale."""
+    calls = []
+
+    @cached(cache_dir=cache_dir, ttl=0.6, memory=4)
+    def f(x: int) -> SlowToPickle:
+        calls.append(x)
+        return SlowToPickle(len(calls))
+
+    began = time.time()
+    assert f(1).n == 1  # stored at about ``began``, stale from about began + 0.6
+    time.sleep(max(0.0, began + 0.8 - time.time()))
+    assert not f.cache_contains(1)
+    assert f(1).n == 2
+
+
 @pytest.mark.parametrize("when", ["before the lock", "while waiting"])
 def test_the_memory_tier_honours_the_expiry_of_a_value_another_caller_stored(
     tmp_path: Path, when: str

@@ -663,13 +663,17 @@ class _Memo:
         renewals = self.renewals
         value, expires, took = self.get_expiring(key, (args, kwargs))
         if value is MISSING:
-            start = time.perf_counter()
+            start, began = time.perf_counter(), time.time()
             withheld: list[bool] = []
             value = self.compute(key, args, kwargs, withheld=withheld)
             if withheld:  # not kept on disk for this key, or read with an expiry unknown here
                 return value
             took = time.perf_counter() - start
-            expires = time.time() + self.ttl if self.ttl is not None else math.inf
+            # Counted from before the call, as the entry's creation (taken before its value
+            # is pickled and written) is: from after, the value was held past its entry's
+            # expiry by the time pickling and writing it took. Held a little less instead
+            # (the compute time); the next call then reads the entry, with its own expiry.
+            expires = began + self.ttl if self.ttl is not None else math.inf
         else:
             self.hit_count.bump()
         with self.revalidating_lock:
