@@ -956,3 +956,26 @@ def test_the_memory_tier_still_sees_an_edited_file_argument(tmp_path: Path) -> N
     assert read(str(path)) == "first"
     path.write_text("second, longer")
     assert read(str(path)) == "second, longer"
+
+
+def test_the_memory_tier_calls_key_at_every_call(tmp_path: Path) -> None:
+    """``key=`` decides the key at each call, also when the arguments are plain values: a
+    key that reads more than them (a file's modification time) is not looked up by them.
+
+    Old: a call of plain arguments (a str path) was looked up in memory by the arguments
+    alone, so the value of the file's old content was returned after it changed."""
+    import os
+
+    path = tmp_path / "data.txt"
+
+    @cached(cache_dir=tmp_path / "c", memory=4,
+            key=lambda name: (name, os.stat(name).st_mtime_ns))
+    def read(name: str) -> str:
+        return Path(name).read_text()
+
+    path.write_text("first")
+    os.utime(path, ns=(1, 10**18))
+    assert read(str(path)) == read(str(path)) == "first"
+    path.write_text("second")
+    os.utime(path, ns=(1, 2 * 10**18))
+    assert read(str(path)) == "second"

@@ -1503,8 +1503,10 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     func, key_of = memo.func, memo.key_of
     switch, now = SWITCH, time.time
     hit, tally = memo.hit_count.bump, memo.tally
-    # A path argument's file may change (files=): such calls are always hashed.
-    simple = frozenset() if getattr(memo, "files", ()) else _SIMPLE
+    # A path argument's file may change (files=), and a key= function may read more than
+    # the arguments (``key=lambda path: (path, os.stat(path).st_mtime)``): such calls are
+    # always keyed, as they are without a memory tier.
+    simple = frozenset() if getattr(memo, "files", ()) or memo.custom_key else _SIMPLE
     watched = memo.watched
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
