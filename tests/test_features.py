@@ -958,6 +958,44 @@ def test_the_memory_tier_still_sees_an_edited_file_argument(tmp_path: Path) -> N
     assert read(str(path)) == "second, longer"
 
 
+class Scaler:
+    """An instance whose state its method's results depend on."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def apply(self, x: int) -> int:
+        return x * self.k
+
+    def __call__(self, x: int) -> int:
+        return x * self.k
+
+
+def _scale(factor: list[int], x: int) -> int:
+    return x * factor[0]
+
+
+@pytest.mark.parametrize("bound", ["bound method", "callable instance", "partial"])
+def test_the_memory_tier_sees_a_bound_instance_or_argument_change_in_place(
+    tmp_path: Path, bound: str,
+) -> None:
+    """``cached(obj.method)``, ``cached(obj)`` and ``cached(partial(f, a))`` key on the
+    bound instance or argument as it is at each call: changed in place, the call is
+    another entry, with a memory tier too.
+
+    Old: a call of plain arguments was looked up in memory by them alone, so the value
+    for the instance or argument of before was returned after it changed."""
+    import functools
+
+    scaler, factor = Scaler(2), [2]
+    func: Any = {"bound method": scaler.apply, "callable instance": scaler,
+                 "partial": functools.partial(_scale, factor)}[bound]
+    f = Cache(tmp_path / "c").cached(memory=4)(func)
+    assert f(10) == f(10) == 20
+    scaler.k = factor[0] = 3
+    assert f(10) == 30
+
+
 def test_the_memory_tier_calls_key_at_every_call(tmp_path: Path) -> None:
     """``key=`` decides the key at each call, also when the arguments are plain values: a
     key that reads more than them (a file's modification time) is not looked up by them.

@@ -1503,10 +1503,14 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     func, key_of = memo.func, memo.key_of
     switch, now = SWITCH, time.time
     hit, tally = memo.hit_count.bump, memo.tally
-    # A path argument's file may change (files=), and a key= function may read more than
-    # the arguments (``key=lambda path: (path, os.stat(path).st_mtime)``): such calls are
-    # always keyed, as they are without a memory tier.
-    simple = frozenset() if getattr(memo, "files", ()) or memo.custom_key else _SIMPLE
+    # A path argument's file may change (files=), a key= function may read more than the
+    # arguments (``key=lambda path: (path, os.stat(path).st_mtime)``), and an instance or
+    # value bound to the function (``cached(obj.method)``, a partial's arguments) is in
+    # the key and may change in place: such calls are always keyed, as without a memory
+    # tier.
+    bound = any(split(memo.func)[1:])
+    simple = (frozenset() if getattr(memo, "files", ()) or memo.custom_key or bound
+              else _SIMPLE)
     watched = memo.watched
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
