@@ -958,6 +958,37 @@ def test_the_memory_tier_still_sees_an_edited_file_argument(tmp_path: Path) -> N
     assert read(str(path)) == "second, longer"
 
 
+@pytest.mark.parametrize("fault", ["unpicklable", "disk full"])
+def test_the_memory_tier_holds_no_result_the_store_did_not_keep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str,
+) -> None:
+    """A result that cannot be pickled, or whose write failed, is returned, not stored:
+    the next call computes again, as without a memory tier.
+
+    Old: held in memory though the store kept nothing, so it was returned again and again,
+    and no clear in another process (which found no entry to remove, so bumped no stamp)
+    could reach it."""
+    import errno
+
+    calls: list[int] = []
+    cache = Cache(tmp_path / "c")
+
+    @cache.cached(memory=4)
+    def f(x: int) -> Any:
+        calls.append(x)
+        return threading.Lock() if fault == "unpicklable" else [x]
+
+    if fault == "disk full":
+        def full(*args: Any, **kwargs: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(cache.store, "write", full)
+    for _ in range(2):
+        with pytest.warns(MemojarWarning, match="returned but not cached"):
+            f(1)
+    assert calls == [1, 1]
+
+
 class Scaler:
     """An instance whose state its method's results depend on."""
 

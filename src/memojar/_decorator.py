@@ -986,7 +986,8 @@ class _Memo:
                   call: tuple[_Args, dict[str, Any]] | None = None) -> bool:
         """Store a computed value, unless it must not be kept for ``key``: False then (a
         ``files=`` path changed during the call, it took under ``min_compute_time``, or the
-        function's code or defaults were reassigned while it ran)."""
+        function's code or defaults were reassigned while it ran), and False if it was not
+        stored after all (it cannot be pickled, or the store failed)."""
         self.miss_count.bump()
         began, state, ident = start
         elapsed = time.perf_counter() - began
@@ -1002,8 +1003,7 @@ class _Memo:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
                          self.name, key, elapsed)
             return False
-        self.put(key, value, elapsed, ident)
-        return True
+        return self.put(key, value, elapsed, ident)
 
     def _ran(self) -> None:
         """The function ran (to its end or not): in IPython, the globals it binds itself
@@ -1045,9 +1045,10 @@ class _Memo:
             return f"files={self.files!r}"  # cannot be shown: the names; never the value lost
 
     def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None
-            ) -> None:
+            ) -> bool:
         """Store a computed value; a value or a store that fails costs only a warning.
-        ``ident``: that of the code which computed it (``_started``), if not the current."""
+        ``ident``: that of the code which computed it (``_started``), if not the current.
+        Whether it was stored: the memory tier holds only what the store keeps."""
         created = time.time()
         expires = created + self.ttl if self.ttl is not None else None
         try:
@@ -1068,7 +1069,7 @@ class _Memo:
                 f"result of {self.name} was returned but not cached: it cannot be pickled "
                 f"({type(exc).__name__}: {exc})"
             )
-            return
+            return False
         try:
             # A store with its own expiry (Redis) keeps the entry through the window in
             # which stale_while_revalidate still serves it; the header's expiry decides.
@@ -1085,19 +1086,20 @@ class _Memo:
                     f"({exc.strerror or exc}); if it was stored, the next call hits, else "
                     "it computes again"
                 )
-                return
+                return False
             warn(
                 f"result of {self.name} was returned but not cached: writing to "
                 f"{self.store.location} failed ({exc.strerror or exc}); the next call will "
                 "compute again"
             )
-            return
+            return False
         if logger.isEnabledFor(DEBUG):
             logger.debug("store %s %s (%d bytes, computed in %.3f s)", self.name, key, size,
                          compute_time)
         if not self.swept:
             self.swept = True
             self.sweep()
+        return True
 
     def set_value(self, key: str, value: Any, wait: bool) -> None:
         """``cache_set``: store ``value`` under the key's lock, as a miss stores, so that a
