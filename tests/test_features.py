@@ -741,6 +741,38 @@ def test_the_memory_tier_sees_another_process_without_one_replace_the_entry(
     assert len(notes(m, "held")) == (2 if how == "refresh" else 1)
 
 
+def test_the_memory_tier_sees_another_process_s_clear_that_was_interrupted(
+    tmp_path: Path, shared_dir: Path,
+) -> None:
+    """A ``clear`` (``memojar clear``, ``prune``) interrupted part way, by Ctrl-C, after it
+    removed some entries: processes holding them forget them.
+
+    Old: the stamps were bumped only after every entry was unlinked, so the interrupt
+    skipped them and the holders served removed entries' values until they restarted."""
+    m = make_module(tmp_path)
+    first = [m.held(x) for x in range(6)]
+    code = """
+        from memojar import Cache, _filestore
+        real, done = _filestore._unlink, []
+
+        def interrupted(*args, **kwargs):
+            if len(done) == 3:
+                raise KeyboardInterrupt
+            done.append(real(*args, **kwargs))
+            return done[-1]
+
+        _filestore._unlink = interrupted
+        try:
+            Cache().clear()
+        except KeyboardInterrupt:
+            print("interrupted")
+    """
+    assert finish(spawn(m, code, shared_dir)) == "interrupted"
+    again = [m.held(x) for x in range(6)]
+    assert all(a is not b for a, b in zip(first, again, strict=True))  # read or computed again
+    assert len(notes(m, "held")) == 6 + 3  # the 3 removed computed again
+
+
 def test_the_memory_tier_is_off_while_disabled(cache_dir: Path) -> None:
     f, calls = counting(cache_dir, memory=4)
     f(1)
