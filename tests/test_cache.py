@@ -696,3 +696,71 @@ def test_judge_gives_each_entry_the_verdict_prune_acts_on(cache_dir: Path) -> No
     assert verdicts == {k(1): SUPERSEDED, k(2): FRESH, k(3): STALE, k(4): UNREADABLE}
     assert cache.prune() == 3
     assert [e.key for e in cache.entries()] == [k(2)]
+
+
+HELD_MODULE = '''
+import os
+from memojar import Cache, cached
+
+LOCATION = {location!r}
+LOG = {log!r}
+
+
+def _held(x):
+    with open(LOG, "a") as f:
+        f.write("call\\n")
+    return [x]
+
+
+held = Cache(LOCATION).cached(memory=4)(_held)
+plain = Cache(LOCATION).cached(_held)
+'''
+
+
+def test_a_memory_tier_function_sees_other_processes_replace_and_clear(
+    cache_dir: Any, tmp_path: Path,
+) -> None:
+    """On every store, ``memory=`` never returns a value another process replaced
+    (``cache_set``, ``refresh``, also from a decoration without ``memory=``) or removed
+    (``clear``): the file store's tier forgets at its stamp; the Redis and S3 stores keep
+    none, so ``memory=`` is not used there (with a warning) and every call reads the
+    server."""
+    import importlib
+    import textwrap
+    import warnings
+
+    folder = tmp_path / "mods"
+    folder.mkdir()
+    name = f"held_{abs(hash(str(tmp_path))):x}"
+    log = tmp_path / "log"
+    (folder / f"{name}.py").write_text(HELD_MODULE.format(location=str(cache_dir),
+                                                          log=str(log)))
+    sys.path.insert(0, str(folder))
+    try:
+        if isinstance(cache_dir, Path):
+            module = importlib.import_module(name)
+        else:
+            with pytest.warns(MemojarWarning, match=r"memory= of .* is not used: .* server"):
+                module = importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
+
+    def other(code: str) -> None:
+        source = (f"import sys, warnings\nsys.path.insert(0, {str(folder)!r})\n"
+                  "warnings.simplefilter('ignore')\n"
+                  f"import {name} as m\n" + textwrap.dedent(code))
+        done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MemojarWarning)  # a remote store's secret warning
+        first = module.held(1)
+        assert module.held(1) == first
+        other("m.plain.cache_set(['set'], 1)")
+        assert module.held(1) == ["set"]
+        other("m.plain.refresh(1)")
+        assert module.held(1) == [1]
+        other("m.Cache(m.LOCATION).clear()")
+        assert module.held(1) == [1]
+    assert log.read_text().count("call") == 3  # here, the other's refresh, after the clear

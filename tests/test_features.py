@@ -543,6 +543,39 @@ def test_the_memory_tier_honours_ttl(cache_dir: Path) -> None:
     assert calls == [1, 1]
 
 
+class SlowToPickle:
+    """A result whose pickling takes a while (a big result written to a slow disk)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        time.sleep(0.4)
+        return (SlowToPickle, (self.n,))
+
+
+def test_the_memory_tier_drops_a_computed_value_when_its_entry_expires(
+    cache_dir: Path,
+) -> None:
+    """The entry's ``ttl`` counts from its creation, before its value is pickled and
+    written; the memory tier's from no later.
+
+    Old: counted from after the write, so the value was served from memory for as long
+    as pickling and writing it took after its entry had gone stale."""
+    calls = []
+
+    @cached(cache_dir=cache_dir, ttl=0.6, memory=4)
+    def f(x: int) -> SlowToPickle:
+        calls.append(x)
+        return SlowToPickle(len(calls))
+
+    began = time.time()
+    assert f(1).n == 1  # stored at about ``began``, stale from about began + 0.6
+    time.sleep(max(0.0, began + 0.8 - time.time()))
+    assert not f.cache_contains(1)
+    assert f(1).n == 2
+
+
 @pytest.mark.parametrize("when", ["before the lock", "while waiting"])
 def test_the_memory_tier_honours_the_expiry_of_a_value_another_caller_stored(
     tmp_path: Path, when: str
@@ -680,6 +713,64 @@ def test_the_memory_tier_sees_another_process_remove_the_entry(
     finish(spawn(m, code, shared_dir))
     assert m.held(1) is not first
     assert len(notes(m, "held")) == 2
+
+
+@pytest.mark.parametrize("how", ["refresh", "cache_set"])
+@pytest.mark.parametrize("other", ["without memory=", "MEMOJAR_DISABLE=1"])
+def test_the_memory_tier_sees_another_process_without_one_replace_the_entry(
+    tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch, how: str, other: str,
+) -> None:
+    """``refresh`` or ``cache_set`` in a process that keeps no memory tier itself (the
+    function decorated there without ``memory=``, or every function off by
+    ``MEMOJAR_DISABLE``) replaces the entry: a process holding the old value forgets it.
+
+    Old: only a process with a memory tier of its own bumped the stamp, so the holder
+    served the replaced value until it restarted."""
+    m = make_module(tmp_path)
+    first = m.held(1)
+    assert m.held(1) is first
+    if other == "MEMOJAR_DISABLE=1":
+        monkeypatch.setenv("MEMOJAR_DISABLE", "1")  # for the other process only
+        target = "m.held"
+    else:
+        target = "__import__('memojar').cached(m.held.__wrapped__)"  # the same function
+    code = f"print({target}.refresh(1))" if how == "refresh" else f"{target}.cache_set(['s'], 1)"
+    finish(spawn(m, code, shared_dir))
+    assert m.held(1) == (["s"] if how == "cache_set" else [1])
+    assert m.held(1) is not first
+    assert len(notes(m, "held")) == (2 if how == "refresh" else 1)
+
+
+def test_the_memory_tier_sees_another_process_s_clear_that_was_interrupted(
+    tmp_path: Path, shared_dir: Path,
+) -> None:
+    """A ``clear`` (``memojar clear``, ``prune``) interrupted part way, by Ctrl-C, after it
+    removed some entries: processes holding them forget them.
+
+    Old: the stamps were bumped only after every entry was unlinked, so the interrupt
+    skipped them and the holders served removed entries' values until they restarted."""
+    m = make_module(tmp_path)
+    first = [m.held(x) for x in range(6)]
+    code = """
+        from memojar import Cache, _filestore
+        real, done = _filestore._unlink, []
+
+        def interrupted(*args, **kwargs):
+            if len(done) == 3:
+                raise KeyboardInterrupt
+            done.append(real(*args, **kwargs))
+            return done[-1]
+
+        _filestore._unlink = interrupted
+        try:
+            Cache().clear()
+        except KeyboardInterrupt:
+            print("interrupted")
+    """
+    assert finish(spawn(m, code, shared_dir)) == "interrupted"
+    again = [m.held(x) for x in range(6)]
+    assert all(a is not b for a, b in zip(first, again, strict=True))  # read or computed again
+    assert len(notes(m, "held")) == 6 + 3  # the 3 removed computed again
 
 
 def test_the_memory_tier_is_off_while_disabled(cache_dir: Path) -> None:
@@ -897,3 +988,95 @@ def test_the_memory_tier_still_sees_an_edited_file_argument(tmp_path: Path) -> N
     assert read(str(path)) == "first"
     path.write_text("second, longer")
     assert read(str(path)) == "second, longer"
+
+
+@pytest.mark.parametrize("fault", ["unpicklable", "disk full"])
+def test_the_memory_tier_holds_no_result_the_store_did_not_keep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str,
+) -> None:
+    """A result that cannot be pickled, or whose write failed, is returned, not stored:
+    the next call computes again, as without a memory tier.
+
+    Old: held in memory though the store kept nothing, so it was returned again and again,
+    and no clear in another process (which found no entry to remove, so bumped no stamp)
+    could reach it."""
+    import errno
+
+    calls: list[int] = []
+    cache = Cache(tmp_path / "c")
+
+    @cache.cached(memory=4)
+    def f(x: int) -> Any:
+        calls.append(x)
+        return threading.Lock() if fault == "unpicklable" else [x]
+
+    if fault == "disk full":
+        def full(*args: Any, **kwargs: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(cache.store, "write", full)
+    for _ in range(2):
+        with pytest.warns(MemojarWarning, match="returned but not cached"):
+            f(1)
+    assert calls == [1, 1]
+
+
+class Scaler:
+    """An instance whose state its method's results depend on."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def apply(self, x: int) -> int:
+        return x * self.k
+
+    def __call__(self, x: int) -> int:
+        return x * self.k
+
+
+def _scale(factor: list[int], x: int) -> int:
+    return x * factor[0]
+
+
+@pytest.mark.parametrize("bound", ["bound method", "callable instance", "partial"])
+def test_the_memory_tier_sees_a_bound_instance_or_argument_change_in_place(
+    tmp_path: Path, bound: str,
+) -> None:
+    """``cached(obj.method)``, ``cached(obj)`` and ``cached(partial(f, a))`` key on the
+    bound instance or argument as it is at each call: changed in place, the call is
+    another entry, with a memory tier too.
+
+    Old: a call of plain arguments was looked up in memory by them alone, so the value
+    for the instance or argument of before was returned after it changed."""
+    import functools
+
+    scaler, factor = Scaler(2), [2]
+    func: Any = {"bound method": scaler.apply, "callable instance": scaler,
+                 "partial": functools.partial(_scale, factor)}[bound]
+    f = Cache(tmp_path / "c").cached(memory=4)(func)
+    assert f(10) == f(10) == 20
+    scaler.k = factor[0] = 3
+    assert f(10) == 30
+
+
+def test_the_memory_tier_calls_key_at_every_call(tmp_path: Path) -> None:
+    """``key=`` decides the key at each call, also when the arguments are plain values: a
+    key that reads more than them (a file's modification time) is not looked up by them.
+
+    Old: a call of plain arguments (a str path) was looked up in memory by the arguments
+    alone, so the value of the file's old content was returned after it changed."""
+    import os
+
+    path = tmp_path / "data.txt"
+
+    @cached(cache_dir=tmp_path / "c", memory=4,
+            key=lambda name: (name, os.stat(name).st_mtime_ns))
+    def read(name: str) -> str:
+        return Path(name).read_text()
+
+    path.write_text("first")
+    os.utime(path, ns=(1, 10**18))
+    assert read(str(path)) == read(str(path)) == "first"
+    path.write_text("second")
+    os.utime(path, ns=(1, 2 * 10**18))
+    assert read(str(path)) == "second"

@@ -678,13 +678,17 @@ class _Memo:
         renewals = self.renewals
         value, expires, took = self.get_expiring(key, (args, kwargs))
         if value is MISSING:
-            start = time.perf_counter()
+            start, began = time.perf_counter(), time.time()
             withheld: list[bool] = []
             value = self.compute(key, args, kwargs, withheld=withheld)
             if withheld:  # not kept on disk for this key, or read with an expiry unknown here
                 return value
             took = time.perf_counter() - start
-            expires = time.time() + self.ttl if self.ttl is not None else math.inf
+            # Counted from before the call, as the entry's creation (taken before its value
+            # is pickled and written) is: from after, the value was held past its entry's
+            # expiry by the time pickling and writing it took. Held a little less instead
+            # (the compute time); the next call then reads the entry, with its own expiry.
+            expires = began + self.ttl if self.ttl is not None else math.inf
         else:
             self.hit_count.bump()
         with self.revalidating_lock:
@@ -736,12 +740,14 @@ class _Memo:
 
     def replaced(self) -> None:
         """An entry was replaced (refresh, cache_set): memory tiers of every process forget,
-        as equal calls spelled differently may be held apart."""
-        if self.generation is not None:
-            try:
-                self.store.bump(self.name)
-            except OSError as exc:
-                logger.debug("cannot bump the generation of %s: %s", self.name, exc)
+        as equal calls spelled differently may be held apart. Also from a process without
+        a memory tier of its own (``memory=`` unset, ``MEMOJAR_DISABLE``): others may hold
+        the old value (the stamp is bumped if any process made one: a failed ``open``
+        if none did)."""
+        try:
+            self.store.bump(self.name)
+        except OSError as exc:
+            logger.debug("cannot bump the generation of %s: %s", self.name, exc)
 
     # --- the miss path --------------------------------------------------------------
 
@@ -1004,7 +1010,8 @@ class _Memo:
                   call: tuple[_Args, dict[str, Any]] | None = None) -> bool:
         """Store a computed value, unless it must not be kept for ``key``: False then (a
         ``files=`` path changed during the call, it took under ``min_compute_time``, or the
-        function's code or defaults were reassigned while it ran)."""
+        function's code or defaults were reassigned while it ran), and False if it was not
+        stored after all (it cannot be pickled, or the store failed)."""
         self.miss_count.bump()
         began, state, ident = start
         elapsed = time.perf_counter() - began
@@ -1021,7 +1028,7 @@ class _Memo:
                          self.name, key, elapsed)
             return self._unstored(key)
         if not self.put(key, value, elapsed, ident):
-            self._unstored(key)
+            return self._unstored(key)
         return True
 
     def _unstored(self, key: str) -> bool:
@@ -1077,9 +1084,10 @@ class _Memo:
 
     def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None
             ) -> bool:
-        """Store a computed value; a value or a store that fails costs only a warning (and
-        False is returned). ``ident``: that of the code which computed it (``_started``),
-        if not the current."""
+        """Store a computed value; a value or a store that fails costs only a warning.
+        ``ident``: that of the code which computed it (``_started``), if not the current.
+        Whether it was stored: the memory tier holds only what the store keeps, and the
+        callers waiting for a value not stored compute theirs (``unstored``)."""
         created = time.time()
         expires = created + self.ttl if self.ttl is not None else None
         try:
@@ -1117,7 +1125,7 @@ class _Memo:
                     f"({exc.strerror or exc}); if it was stored, the next call hits, else "
                     "it computes again"
                 )
-                return True  # perhaps: waiters look for it
+                return False
             warn(
                 f"result of {self.name} was returned but not cached: writing to "
                 f"{self.store.location} failed ({exc.strerror or exc}); the next call will "
@@ -1550,8 +1558,14 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     func, key_of = memo.func, memo.key_of
     switch, now = SWITCH, time.time
     hit, tally = memo.hit_count.bump, memo.tally
-    # A path argument's file may change (files=): such calls are always hashed.
-    simple = frozenset() if getattr(memo, "files", ()) else _SIMPLE
+    # A path argument's file may change (files=), a key= function may read more than the
+    # arguments (``key=lambda path: (path, os.stat(path).st_mtime)``), and an instance or
+    # value bound to the function (``cached(obj.method)``, a partial's arguments) is in
+    # the key and may change in place: such calls are always keyed, as without a memory
+    # tier.
+    bound = any(split(memo.func)[1:])
+    simple = (frozenset() if getattr(memo, "files", ()) or memo.custom_key or bound
+              else _SIMPLE)
     watched = memo.watched
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -1143,20 +1143,26 @@ class FileStore(Store):
             rel = self._entry_rel(path)
             if rel is not None:
                 by_dir.setdefault((rel[0], rel[1]), []).append(rel[2])
-        for (fdir, shard), files in by_dir.items():
-            with _dir_at(self.root, fdir, shard) as sfd:
-                if sfd is None:
-                    continue
-                for file in files:
-                    try:
-                        size = os.stat(file, dir_fd=sfd, follow_symlinks=False).st_size
-                    except OSError:
-                        size = 0
-                    if _unlink(file, sfd):
-                        removed.append(os.path.join(self.root, fdir, shard, file))
-                        self._count(fdir, -1, -size)
-        for fdir in {fdir for fdir, _ in by_dir}:  # memory tiers forget what they held
-            self._bump(fdir)
+        touched: set[str] = set()
+        try:
+            for (fdir, shard), files in by_dir.items():
+                touched.add(fdir)
+                with _dir_at(self.root, fdir, shard) as sfd:
+                    if sfd is None:
+                        continue
+                    for file in files:
+                        try:
+                            size = os.stat(file, dir_fd=sfd, follow_symlinks=False).st_size
+                        except OSError:
+                            size = 0
+                        if _unlink(file, sfd):
+                            removed.append(os.path.join(self.root, fdir, shard, file))
+                            self._count(fdir, -1, -size)
+        finally:
+            # Memory tiers forget what they held: also when an interrupt (Ctrl-C in
+            # ``memojar clear``) or an error ends this part way, after some unlinks.
+            for fdir in touched:
+                self._bump(fdir)
         return removed
 
     def _removed(self, entries: Sequence[StoredEntry]) -> None:
