@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -173,25 +174,36 @@ def _triple(x: int) -> int:
     return x * 3
 
 
+def _users_run(cache_dir: Path) -> Callable[[], str]:
+    """A job for ``as_another_user``: ``_double`` of 0 to 3 on ``cache_dir`` (the user's own
+    cache: any warning is an error), the values and the hits."""
+
+    def run() -> str:
+        import warnings
+
+        import memojar
+
+        f = memojar.Cache(cache_dir).cached(_double)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            values = [f(i) for i in range(4)]
+        return f"{values} {f.cache_info().hits}"
+
+    return run
+
+
 def test_root_writes_nothing_in_another_users_cache(shared_folder: Path) -> None:
     """``sudo`` keeping ``$HOME`` (or a container's root on a mounted folder) runs a script
     on a user's cache. Before, root's entries, shards and function folders (0600, 0700,
     root's) stayed there: keys that user could never cache again ("not cached" at every
     call), and ``memojar ls`` and ``clear`` failing with "permission denied". Now root gets
     its values, is told why nothing was cached, and leaves nothing of its own."""
-    import warnings
 
     import memojar
 
     cache_dir = shared_folder / "c"
 
-    def users_run() -> str:
-        f = memojar.Cache(cache_dir).cached(_double)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # the user's own cache: no warning at all
-            values = [f(i) for i in range(4)]
-        return f"{values} {f.cache_info().hits}"
-
+    users_run = _users_run(cache_dir)
     assert as_another_user(users_run) == "[0, 2, 4, 6] 0"
     f = memojar.Cache(cache_dir).cached(_double)
     with pytest.warns(memojar.MemojarWarning) as caught:
@@ -212,7 +224,6 @@ def test_root_writes_nothing_in_another_users_folder_of_its_own_cache(
     """A cache of root's that users write to (root made it, and opened it to all): a user's
     function folder in it gets nothing of root's, which that user could not read or
     remove; root's own functions' folders still cache, and so does the user."""
-    import warnings
 
     import memojar
 
@@ -221,13 +232,7 @@ def test_root_writes_nothing_in_another_users_folder_of_its_own_cache(
     cache_dir.chmod(0o1777)  # opened to all by hand
     (cache_dir / "CACHEDIR.TAG").chmod(0o644)
 
-    def users_run() -> str:
-        f = memojar.Cache(cache_dir).cached(_double)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            values = [f(i) for i in range(4)]
-        return f"{values} {f.cache_info().hits}"
-
+    users_run = _users_run(cache_dir)
     assert as_another_user(users_run) == "[0, 2, 4, 6] 0"
     f = memojar.Cache(cache_dir).cached(_double)
     with pytest.warns(memojar.MemojarWarning) as caught:
