@@ -484,6 +484,55 @@ def test_a_file_edited_while_the_function_runs_is_not_stored_under_its_old_conte
     assert read.cache_info().misses == 2
 
 
+def test_a_file_rewritten_with_the_same_content_while_the_function_runs_is_not_stored(
+        tmp_path: Path) -> None:
+    # Another job regenerates the same export while the function runs: it truncates the
+    # file, the function reads it empty, and the job writes the same content back before
+    # the function returns. The content after the call is the content hashed before it,
+    # but the value was computed from neither: it must not be stored under that content
+    # (before: 0 rows stored for the 3-row file, returned by every later run).
+    data = tmp_path / "data.csv"
+    data.write_text("a\nb\nc\n")
+    rewrites = ["a\nb\nc\n"]
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def rows(path):
+        if rewrites:
+            time.sleep(0.05)  # past the file system's timestamp tick
+            data.write_text("")  # truncated by the exporter
+        n = len(Path(path).read_text().splitlines())
+        if rewrites:
+            data.write_text(rewrites.pop())  # and written again, the same
+        return n
+
+    with pytest.warns(MemojarWarning, match="changed while it ran"):
+        assert rows(str(data)) == 0  # what it read, returned
+    assert rows(str(data)) == 3
+    assert rows(str(data)) == 3 and rows.cache_info()[:2] == (1, 2)
+
+
+def test_a_tree_rewritten_with_the_same_content_while_the_function_runs_is_not_stored(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.csv").write_text("1\n2\n")
+    rewrites = ["1\n2\n"]
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def rows(path):
+        if rewrites:
+            time.sleep(0.05)
+            (folder / "a.csv").write_text("")
+        n = sum(len(p.read_text().splitlines()) for p in Path(path).iterdir())
+        if rewrites:
+            (folder / "a.csv").write_text(rewrites.pop())
+        return n
+
+    with pytest.warns(MemojarWarning, match="changed while it ran"):
+        assert rows(str(folder)) == 0
+    assert rows(str(folder)) == 2
+
+
 def test_a_function_writing_its_own_files_path_warns_once_and_returns_its_values(
         tmp_path: Path) -> None:
     counter = tmp_path / "counter.txt"

@@ -108,6 +108,10 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
         )
     at = tuple(names.index(name) for name in files)
 
+    def paths(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        values = binder(*args, **kwargs)
+        return tuple(values[i] for i in at)
+
     def bind(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         values = list(binder(*args, **kwargs))
         for i in at:
@@ -122,7 +126,62 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
                 ) from None
         return tuple(values)
 
+    bind.__dict__["paths"] = paths  # the path arguments of a call, unhashed (``files_state``)
     return bind
+
+
+def files_state(paths: Iterable[Any]) -> tuple[Any, ...]:
+    """What ``stat`` says of ``files=`` paths (of each name in a tree), taken when a call
+    starts and compared when it returns: a file rewritten meanwhile with the content it had
+    (another job regenerating an export truncates it, then writes it again) has the same
+    content digest after the call as before, while the function may have read it empty or
+    half written. Its ctime (and inode, if replaced) tells; the value is then not stored.
+
+    A rewrite within one tick of the file system's clock after the ``stat`` leaving the
+    same size and no other trace is not seen."""
+    return tuple(_path_state(path) for path in paths)
+
+
+def _path_state(path: Any) -> Any:
+    try:
+        name = os.fspath(path)
+        if isinstance(name, bytes):
+            name = os.fsdecode(name)
+        st = os.stat(name)
+    except (OSError, TypeError, ValueError):
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return _stat_state(st)
+    found: list[Any] = []
+    _tree_state(name, "", {(st.st_dev, st.st_ino)}, found)
+    return tuple(found)
+
+
+def _stat_state(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _tree_state(folder: str, rel: str, above: set[tuple[int, int]], out: list[Any]) -> None:
+    """``_walk_tree``'s walk, with each name's ``stat`` instead of its content."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        out.append((rel, None))
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append((rel + name, None))
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            out.append((rel + name, _stat_state(st)))
+            continue
+        out.append((rel + name, "folder"))  # its names count, not its times (a temporary
+        node = (st.st_dev, st.st_ino)  # file made and removed in it changes nothing read)
+        if node not in above:
+            _tree_state(path, rel + name + "/", above | {node}, out)
 
 
 class NotAFile(Exception):
