@@ -715,6 +715,102 @@ def test_a_result_class_changed_is_not_loaded_into_the_new_class(tmp_path: Path)
     assert second["explain"] == "incompatible: class models.Point changed"
 
 
+TYPED = """
+    class Typed:  # a pydantic-like base: converts each field by its declared type
+        def __init__(self, **values):
+            for name, kind in type(self).__annotations__.items():
+                setattr(self, name, kind(values[name]))
+
+        def __repr__(self):
+            return f"{type(self).__name__}({vars(self)})"
+
+    class Reading(Typed):
+        value: int
+"""
+
+
+def test_a_field_type_edited_in_a_class_recomputes(tmp_path: Path) -> None:
+    # Only the annotation changes: no method, no class attribute (before: the class's
+    # fingerprint was the same, and the int computed with the old type was returned).
+    write(tmp_path, {"models.py": TYPED, "main.py": """
+        from memojar import cached
+        import models
+
+        @cached
+        def f(x):
+            return models.Reading(value=x / 2).value
+    """})
+    assert run(tmp_path)["value"] == "1"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": TYPED.replace("value: int", "value: float")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "1.5"
+    assert second["explain"] == "incompatible: class models.Reading changed"
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
+def test_a_result_class_field_type_edited_is_not_loaded_into_the_new_class(
+        tmp_path: Path) -> None:
+    read = "\ndef read(x):\n    return Reading(value=x)\n"
+    write(tmp_path, {"models.py": textwrap.dedent(TYPED) + read,
+                     "main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import models  # not followed: the result class is checked at the hit
+            return models.read(x)
+    """})
+    assert run(tmp_path)["value"] == "Reading({'value': 3})"
+    write(tmp_path, {"models.py": textwrap.dedent(TYPED).replace("value: int", "value: float")
+                     + read})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "Reading({'value': 3.0})"
+    assert second["explain"] == "incompatible: result class models.Reading changed"
+
+
+PYDANTIC = """
+    from pydantic import BaseModel
+
+    class Config(BaseModel):
+        threshold: float = 0.5
+
+    class Row(BaseModel):
+        value: int
+"""
+
+
+@pytest.mark.parametrize("edit", [("threshold: float = 0.5", "threshold: float = 0.7"),
+                                  ("value: int", "value: float")],
+                         ids=["default", "type"])
+def test_a_pydantic_field_edited_recomputes(tmp_path: Path, edit: tuple[str, str]) -> None:
+    # A field's default lives in no method and no class attribute of a pydantic model:
+    # only in the fields pydantic records (before: ``x > Config().threshold`` kept the old
+    # default's answer, and a Row of the old field type was loaded).
+    pytest.importorskip("pydantic")
+    write(tmp_path, {"models.py": PYDANTIC, "main.py": """
+        from memojar import cached
+        from models import Config, Row
+
+        @cached
+        def f(x):
+            return x / 10 > Config().threshold, Row(value=x)
+        args = (6,)
+    """})
+    assert run(tmp_path)["value"] == "(True, Row(value=6))"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": PYDANTIC.replace(*edit)})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["value"] == {"default": "(False, Row(value=6))",
+                               "type": "(True, Row(value=6.0))"}[
+        "default" if edit[0].startswith("threshold") else "type"]
+    assert second["explain"] == ("incompatible: class models.Config changed"
+                                 if edit[0].startswith("threshold") else
+                                 "incompatible: class models.Row changed")
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
 def test_a_result_class_not_named_in_the_code_is_checked_too(tmp_path: Path) -> None:
     make = "\ndef make(x):\n    return Point(x)\n"
     write(tmp_path, {"models.py": textwrap.dedent(MODELS) + make,

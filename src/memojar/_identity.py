@@ -527,8 +527,47 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                 # A class a function makes (``make(k)`` running ``class C: K = k``): its
                 # data differs from one such class to another, and no global reaches it
                 members.append((name, ("data", _value_shape(member, seen, by_state=True))))
+        declared = _declared_fields(klass)
+        if declared:
+            members.append(("", ("fields", declared)))
         shape.append((function_name(klass), tuple(members)))
     return ("class", tuple(shape))
+
+
+# What a library records of the fields a class declares, from which it builds instances
+# (pydantic's validator, attrs' converters): ``value: float = 0.5`` in a pydantic model is in
+# no method and no class attribute, only here and in ``__annotations__``.
+_FIELD_RECORDS = ("__pydantic_fields__", "__fields__", "__attrs_attrs__")
+
+
+def _declared_fields(klass: type) -> tuple[Any, ...]:
+    """The fields ``klass`` declares, by their text: its own annotations (``value: int``;
+    a pydantic model or a ``NamedTuple`` converts or checks by them) and the fields a
+    library recorded from them (their types, defaults, constraints, converters). Read from
+    the class's own namespace, never a counter it bumps: a ``ClassVar`` counts by its
+    annotation, not its value. Addresses are left out of the text (a default factory's
+    ``<function ... at 0x...>``): its code is in the ``__init__`` that runs it, if any."""
+    namespace = vars(klass)
+    found: list[tuple[str, str]] = []
+    annotations = namespace.get("__annotations__")
+    if isinstance(annotations, dict):
+        found.extend((str(name), _field_text(kind)) for name, kind in annotations.items())
+    for record in _FIELD_RECORDS:
+        if record in namespace and not callable(namespace[record]):
+            found.append((record, _field_text(namespace[record])))
+    return tuple(found)
+
+
+def _field_text(value: Any) -> str:
+    """A declared field's type or a library's record of fields, as text the same in
+    every process: a class by its name, anything else by its repr without addresses."""
+    if isinstance(value, type):
+        return function_name(value)
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__: its type names it
+        return function_name(type(value))
+    return re.sub(_ADDRESS, "", text)
 
 
 def _member_function(member: Any) -> Any:
