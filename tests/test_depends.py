@@ -683,6 +683,52 @@ def test_files_names_a_parameter_the_function_has(tmp_path: Path) -> None:
         Cache(tmp_path).cached(files=("pth",))(lambda path: 1)
 
 
+def _summing(cache: Path) -> Any:
+    @Cache(cache).cached(files=("paths",))
+    def total(paths):
+        import glob
+
+        names = sorted(glob.glob(paths)) if isinstance(paths, str) else paths
+        return sum(int(Path(p).read_text()) for p in names)
+
+    return total
+
+
+@pytest.mark.parametrize("kind", [list, tuple, set], ids=["list", "tuple", "set"])
+def test_a_list_of_paths_covers_each_file(tmp_path: Path, kind: type) -> None:
+    # Before: a list was no path, its content "-": an edited file returned the old sum.
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("1")
+    b.write_text("2")
+    total = _summing(tmp_path / "cache")
+    assert total(kind([str(a), str(b)])) == 3 and total(kind([str(a), str(b)])) == 3
+    b.write_text("50")
+    assert total(kind([str(a), str(b)])) == 51
+    assert total.cache_info()[:2] == (1, 2)
+
+
+def test_a_glob_pattern_covers_the_files_it_matches(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("1")
+    total = _summing(tmp_path / "cache")
+    pattern = str(tmp_path / "*.csv")
+    assert total(pattern) == 1 and total(pattern) == 1
+    (tmp_path / "a.csv").write_text("7")  # an edit
+    assert total(pattern) == 7
+    (tmp_path / "b.csv").write_text("3")  # a new match
+    assert total(pattern) == 10
+    (tmp_path / "other.txt").write_text("5")  # no match: still a hit
+    assert total(pattern) == 10 and total.cache_info()[:2] == (2, 3)
+
+
+def test_a_files_argument_that_is_no_path_is_an_error(tmp_path: Path) -> None:
+    data = tmp_path / "a.txt"
+    data.write_text("1")
+    read = Cache(tmp_path / "cache").cached(files=("source",))(lambda source: source.read())
+    with open(data) as opened, pytest.raises(TypeError, match=r"files= parameter 'source'.*"
+                                             r"is a TextIOWrapper, not a path"):
+        read(opened)
+
+
 # --- result classes ---------------------------------------------------------------------
 
 MODELS = """

@@ -117,6 +117,13 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
         for i in at:
             try:
                 values[i] = (values[i], content_digest(values[i]))
+            except NotAPath as exc:
+                raise TypeError(
+                    f"files= parameter {names[i]!r} of {owner} is {exc.args[0]}, not a path: "
+                    "pass a path (str, bytes or os.PathLike), a glob pattern, or a list, "
+                    "tuple or set of them (a path not hashed is a result never recomputed "
+                    "when the file changes)"
+                ) from None
             except NotAFile as exc:
                 raise ValueError(
                     f"files= parameter {names[i]!r} of {owner} is {exc.args[0]!r}, "
@@ -142,14 +149,25 @@ def files_state(paths: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(_path_state(path) for path in paths)
 
 
-def _path_state(path: Any) -> Any:
+def _path_state(path: Any, depth: int = 0) -> Any:
+    if isinstance(path, _SEQUENCES) and depth < _NESTING:
+        items = sorted(path, key=_sort_name) if isinstance(path, (set, frozenset)) else path
+        return tuple(_path_state(item, depth + 1) for item in items)
     try:
         name = os.fspath(path)
         if isinstance(name, bytes):
             name = os.fsdecode(name)
-        st = os.stat(name)
-    except (OSError, TypeError, ValueError):
+    except TypeError:
         return None
+    try:
+        st = os.stat(name)
+    except (OSError, ValueError):
+        import glob
+
+        if not glob.has_magic(name):
+            return None
+        return tuple((match, _path_state(match, _NESTING))
+                     for match in sorted(glob.glob(name, recursive=True)))
     if not stat.S_ISDIR(st.st_mode):
         return _stat_state(st)
     found: list[Any] = []
@@ -188,6 +206,15 @@ class NotAFile(Exception):
     """A ``files=`` path that is a FIFO, a device or a socket: (path, what it is)."""
 
 
+class NotAPath(Exception):
+    """A ``files=`` argument that is neither a path, None, nor a list, tuple or set of
+    paths: (what it is,)."""
+
+
+_SEQUENCES = (list, tuple, set, frozenset)
+_NESTING = 10  # levels of lists of lists of paths
+
+
 _hashes: dict[str, tuple[tuple[int, ...], str]] = {}
 # Bounded: a long-running process reading ever new files (a pipeline over a growing folder)
 # keeps the digests of the last ``_HASHES_MAX`` files hashed, not of every file it ever read.
@@ -206,30 +233,72 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def content_digest(path: Any) -> str:
-    """A digest of a file's or a directory tree's content ("-" if it does not exist or is
-    not a path: the function meets the error itself, and an exception is never cached).
+def content_digest(path: Any, depth: int = 0) -> str:
+    """A digest of a file's or a directory tree's content ("-" if it does not exist: the
+    function meets the error itself, and an exception is never cached).
+
+    A list or tuple of paths is the digest of each in order, a set of them each in the
+    order of its name; a pattern that names no file but matches some (``data/*.csv``,
+    ``glob.glob`` with ``recursive=True``) the names and contents of its matches (before,
+    both were "-": the files' contents were never in the key, and an edited file returned
+    the old value).
 
     Raises ``NotAFile`` for a FIFO, a device or a socket: reading one would block (a FIFO
-    with no writer), never end (``/dev/zero``) or take the data the function is to read."""
+    with no writer), never end (``/dev/zero``) or take the data the function is to read;
+    ``NotAPath`` for anything else that is not a path (an open file, a dict)."""
     if path is None:
         return "-"
+    if isinstance(path, _SEQUENCES):
+        return _many_digest(path, depth)
     try:
         name = os.fspath(path)
     except TypeError:
-        return "-"
+        raise NotAPath(f"a {type(path).__name__}") from None
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     try:
         st = os.stat(name)
     except (OSError, ValueError):
-        return "-"
+        return _glob_digest(name)
     if stat.S_ISDIR(st.st_mode):
         return _tree_digest(name, st)
     found = _file_digest(name, st)
     if found is None:
         raise NotAFile(name, _kind(st.st_mode))
     return found
+
+
+def _many_digest(paths: Any, depth: int) -> str:
+    if depth >= _NESTING:
+        raise NotAPath(f"a {type(paths).__name__} nested over {_NESTING} levels")
+    items = list(paths)
+    if isinstance(paths, (set, frozenset)):
+        items.sort(key=_sort_name)
+    digest = xxhash.xxh3_128(b"many")
+    for item in items:
+        digest.update(content_digest(item, depth + 1).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _sort_name(path: Any) -> str:
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        return repr(type(path))
+    return os.fsdecode(name)
+
+
+def _glob_digest(name: str) -> str:
+    """"-" for a path that does not exist; for a glob pattern, its matches' names and
+    contents."""
+    import glob
+
+    if not glob.has_magic(name):
+        return "-"
+    digest = xxhash.xxh3_128(b"glob")
+    for match in sorted(glob.glob(name, recursive=True)):
+        digest.update(os.fsencode(match) + b"\0" + content_digest(match).encode() + b"\0")
+    return digest.hexdigest()
 
 
 def _file_digest(name: str, st: os.stat_result) -> str | None:
