@@ -318,6 +318,60 @@ def test_depends_on_a_callable_tracks_its_code(tmp_path: Path) -> None:
     assert second["explain"] == "incompatible: constant helpers.FACTOR changed"
 
 
+DEPENDS_BOUND = """
+    from functools import partial
+    from memojar import cached
+    import helpers
+
+    class Scaler:
+        def __init__(self, k):
+            self.k = k
+
+        def transform(self, x):
+            return helpers.scale(x) * self.k
+
+    def shift(x, by):
+        return x + by
+
+    PRE = partial(shift, by=0)
+    SCALER = Scaler(2)
+
+    @cached(depends_on=(PRE, SCALER.transform, Scaler))
+    def f(x):
+        return globals()["SCALER"].transform(x), globals()["PRE"](x)  # not followed
+"""
+
+
+@pytest.mark.parametrize("edit", [
+    ("Scaler(2)", "Scaler(7)", "main.Scaler.transform(bound)"),
+    ("partial(shift, by=0)", "partial(shift, by=1)", "main.shift(bound)"),
+], ids=["instance", "partial"])
+def test_depends_on_a_bound_method_or_partial_counts_what_is_bound(
+        tmp_path: Path, edit: tuple[str, str, str]) -> None:
+    # depends_on=(partial(g, a),) is g with a, obj.method is the method with obj, as for the
+    # function itself (before: only the code, and SCALER = Scaler(7) returned Scaler(2)'s
+    # value).
+    write(tmp_path, {"helpers.py": HELPERS, "main.py": DEPENDS_BOUND})
+    first = run(tmp_path)
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"main.py": DEPENDS_BOUND.replace(edit[0], edit[1])})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] != first["value"]
+    assert second["explain"] == f"incompatible: depends_on value {edit[2]} changed"
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
+def test_depends_on_a_class_follows_what_its_methods_call(tmp_path: Path) -> None:
+    # Before: the class's own methods only; an edited helper of a method was not seen.
+    write(tmp_path, {"helpers.py": HELPERS, "main.py": DEPENDS_BOUND.replace(
+        "(PRE, SCALER.transform, Scaler)", "(Scaler,)")})
+    run(tmp_path)
+    write(tmp_path, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 3")})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: helper helpers.scale changed"
+
+
 # --- files= -----------------------------------------------------------------------------
 
 FILES_MAIN = """

@@ -78,16 +78,27 @@ def _package_version(name: str) -> str:
 
 def callable_rows(callables: Iterable[Any]) -> list[Row]:
     """Rows for the callables of ``depends_on``: a user function with its dependencies, a
-    library callable by its name (its package's version is what to name for it)."""
+    library callable by its name (its package's version is what to name for it). What a
+    partial, bound method or callable instance binds to it (``partial(g, k=2)``'s ``k``,
+    ``scaler.transform``'s ``scaler``) is a row of its own, by its state, as it is in the
+    key of a function decorated so: a ``k`` or a ``scaler`` made otherwise is another
+    dependency."""
+    from ._identity import _value_shape
+
     rows: list[Row] = []
     for item in callables:
-        target = split(item)[0]
+        target, args, kwargs = split(item)
+        name = function_name(target)
+        if args or kwargs:
+            shape = _value_shape((args, kwargs), set(), by_state=True)
+            rows.append(("value", f"{name}(bound)".replace(" ", "_"),
+                         xxhash.xxh3_64_hexdigest(repr(shape).encode())))
         module = getattr(target, "__module__", None) or type(target).__module__
         if not is_user_module(module):
-            rows.append(("library", function_name(target), "-"))
+            rows.append(("library", name, "-"))
             continue
         own, *deps = dependencies(target)
-        rows.append(("function", function_name(target), own[2]))
+        rows.append(("function", name, own[2]))
         rows.extend(deps)
     return rows
 

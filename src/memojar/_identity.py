@@ -827,6 +827,8 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     try:
         own = ("code", "", code_fingerprint(target))  # the function itself: its name is known
         _walk_callable(target, rows, set())
+        if isinstance(target, type):  # a class in depends_on=: what its methods call too
+            _walk_value(target, function_name(target), rows, set())
         cls = _class_of_method(target)
         if cls is not None:
             _walk_value(cls, function_name(cls), rows, set())
