@@ -372,6 +372,49 @@ def test_depends_on_a_class_follows_what_its_methods_call(tmp_path: Path) -> Non
     assert second["explain"] == "incompatible: helper helpers.scale changed"
 
 
+ARGUMENTS = """
+    from memojar import cached
+    import models
+
+    @cached
+    def fit(model, x):
+        return model.predict(x)
+
+    @cached
+    def apply(fn, x):
+        return fn(x)
+
+    fn, args = {call}
+"""
+ARG_MODELS = """
+    from helpers import scale
+
+    class Model:
+        def predict(self, x):
+            return scale(x) + 1
+
+    def transform(x):
+        return scale(x) - 1
+"""
+
+
+@pytest.mark.parametrize("call", ["fit, (models.Model(), 3)", "apply, (models.transform, 3)"],
+                         ids=["instance", "function"])
+def test_a_helper_of_a_function_or_instance_given_as_an_argument_edited_recomputes(
+        tmp_path: Path, call: str) -> None:
+    # fit(model, x) runs Model.predict, apply(transform, x) runs transform: an argument
+    # keys with what it depends on (before: its own code only, and the edited scale's
+    # calls returned the old scale's value).
+    write(tmp_path, {"helpers.py": HELPERS, "models.py": ARG_MODELS,
+                     "main.py": ARGUMENTS.format(call=call)})
+    first = run(tmp_path)
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 5")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] != first["value"]
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
 # --- files= -----------------------------------------------------------------------------
 
 FILES_MAIN = """

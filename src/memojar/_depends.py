@@ -488,15 +488,20 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
     another closure's or lambda's of the same name (``_identity.sibling_of``)."""
     from ._entry import PYTHON, key_seed, read_header
     from ._identity import family_of, place_of
-    from ._keys import make_key
+    from ._keys import holds_code, make_key
 
     keys: dict[str, str] = {}  # the call's key under each sibling's scope
+    older: Any = None  # the newest entry of this scope and Python written by other code
     try:
         for stored in memo.store.scan(memo.name):
             try:
                 header = read_header(stored.head)
             except Exception:  # noqa: BLE001 - an unreadable entry is not this call's
                 continue
+            if (header.python == PYTHON and header.scope == memo.scope
+                    and header.ident != memo.ident
+                    and (older is None or header.created > older.created)):
+                older = header
             if (header.python != PYTHON and header.scope == memo.scope
                     and make_key(values, key_seed(memo.scope, header.python)) == header.key):
                 return (f"miss: no entry for this Python ({PYTHON}); Python {header.python} "
@@ -514,7 +519,26 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
                 return f"miss: no entry for these arguments; {what} stored one (each keeps its own)"
     except (OSError, TypeError, ValueError):
         pass
+    if older is not None and holds_code(values):
+        # A function or instance of the user's code among the arguments keys with what it
+        # depends on (``_identity.argument_identity``): an edit of it is another key, not an
+        # incompatible entry. Say what changed since the entries there are were written.
+        return ("miss: no entry for these arguments; the stored ones are of other code: "
+                + _since(memo, older))
     return "miss: no entry for these arguments"
+
+
+def _since(memo: Any, header: Any) -> str:
+    """What differs between an entry's identity and the function's now (its version, or
+    what its manifest names)."""
+    from ._entry import version_tag
+
+    current = version_tag(memo.version)
+    if header.version != current:
+        return f"the version changed ({_tag(header.version)} -> {_tag(current)})"
+    if not header.manifest:
+        return "the code changed"
+    return changes(header.manifest, _manifest_text(memo), memo.name)
 
 
 def explain_miss(memo: Any, data: Any, reason: str) -> str:

@@ -476,6 +476,56 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
     return ident
 
 
+# A function's or class's identity as a call argument, with what it depends on: the code
+# and defaults it was made for, the cell generation it was checked at, and the identity.
+_argument_ids: weakref.WeakKeyDictionary[
+    Any, tuple[Any, Any, Any, int, tuple[str, str] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+generation = 0  # bumped by ``_notebook`` when an IPython cell starts: re-check what changed
+
+
+def argument_identity(obj: Any) -> tuple[str, str] | None:
+    """``(name, fingerprint)`` of a function or class of the user's code given as a call
+    argument, None for library code: its own fingerprint and what it depends on
+    (``dependencies``), so that ``fit(model, x)`` or ``apply(transform, x)`` is another
+    key when a helper that ``Model.predict`` or ``transform`` calls is edited (before:
+    their own code only, and the old helper's value was returned).
+
+    Computed once per object and process (again when a function's ``__code__`` or
+    defaults were reassigned, and in IPython when a cell changed what it was made from,
+    as for a decorated function). A function or class met while pickling a global's state
+    for a fingerprint (``_keys.state_key``) counts by its own identity only."""
+    found = _argument_ids.get(obj)
+    function = type(obj) is FunctionType
+    if found is not None and found[3] == generation and (not function or (
+            found[0] is obj.__code__ and found[1] is obj.__defaults__
+            and found[2] is obj.__kwdefaults__)):
+        return found[4]
+    made: tuple[Any, Any, Any] = ((obj.__code__, obj.__defaults__, obj.__kwdefaults__)
+                                  if function else (None, None, None))  # a class: its
+    # members are re-checked in IPython only (``Resolved``), as for a decorated function
+    if found is not None and found[0] is made[0] and found[1] is made[1] and (
+            found[2] is made[2]):  # a cell ran since: made again if what it read changed
+        record = resolved(obj)
+        if record is not None and record.unchanged():
+            _argument_ids[obj] = (*made, generation, found[4])
+            return found[4]
+    own = class_identity(obj) if isinstance(obj, type) else function_identity(obj)
+    ident = own
+    if own is not None:  # else library code (memojar's own markers too): kept as None
+        forget_dependencies(obj)
+        try:
+            ident = (own[0], identity_digest(dependencies(obj)))
+        except Exception:  # noqa: BLE001 - a walk that fails costs the helpers, not the call
+            return own
+    try:
+        _argument_ids[obj] = (*made, generation, ident)
+    except TypeError:  # not weak-referenceable
+        pass
+    return ident
+
+
 def class_identity(cls: type) -> tuple[str, str] | None:
     """``(name, fingerprint)`` of a class of the user's own code, None for library classes."""
     try:
