@@ -143,6 +143,59 @@ CASES = {
         return g(x)
     """), "helpers.py": HELPER},
         {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    # Functions held deeper than a global's first level: their own code was in its state,
+    # what they call was not followed (before: an edited inner returned the old value).
+    "a helper of a function in a list of tables in a global": (
+        {"main.py": _main("""
+    PIPE = [{"steps": (scale,)}]
+
+    @cached
+    def f(x):
+        return PIPE[0]["steps"][0](x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper of a lambda in a class attribute's table of lists": (
+        {"main.py": _main("""
+    class Registry:
+        OPS = {"double": [lambda x: scale(x)]}
+
+    @cached
+    def f(x):
+        return Registry.OPS["double"][0](x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper of a function a slotted decorator class holds": (
+        {"main.py": _main("""
+    class traced:
+        __slots__ = ("fn",)
+
+        def __init__(self, fn):
+            self.fn = fn
+
+        def __call__(self, *args):
+            return self.fn(*args)
+
+    @traced
+    def clean(x):
+        return scale(x)
+
+    @cached
+    def f(x):
+        return clean(x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper of a function given to a partial in a global": (
+        {"main.py": _main("""
+    def twice(g, x):
+        return g(x)
+
+    DO = functools.partial(twice, scale)
+
+    @cached
+    def f(x):
+        return DO(x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
     "a helper of a function default": (
         {"main.py": _main("""
     @cached

@@ -1081,23 +1081,16 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     elif isinstance(value, MethodType):
         _walk_value(value.__func__, where, rows, seen, names)
         _walk_value(value.__self__, where, rows, seen, names)
-    elif type(value) in _CONTAINERS:
-        items = value.values() if type(value) is dict else value
-        for item in itertools.islice(items, 10_000):
-            if callable(item) and not isinstance(item, _ROUTINES):
-                _walk_value(item, where, rows, seen, names)
-    else:
-        if is_user_module(type(value).__module__):
-            # an instance of a class of the user's code (``model = Model()``): its class's
-            # code (``model.predict(x)``), and its state below
-            _walk_value(type(value), function_name(type(value)), rows, seen, names)
-        # the functions and classes it holds (a decorator class's ``self.func``, a
-        # library's transformer given one of the user's functions): what they call
-        attributes = getattr(value, "__dict__", None)
-        if type(attributes) is dict:
-            for item in itertools.islice(attributes.values(), 1000):
-                if isinstance(item, (FunctionType, type, functools.partial, MethodType)):
-                    _walk_value(item, function_name(item), rows, seen, names)
+    elif type(value) not in _CONTAINERS and is_user_module(type(value).__module__):
+        # an instance of a class of the user's code (``model = Model()``): its class's
+        # code (``model.predict(x)``), and its state below
+        _walk_value(type(value), function_name(type(value)), rows, seen, names)
+    # the functions and classes it holds, at any depth (a decorator class's ``self.func``,
+    # in ``__slots__`` too; ``PIPE = [{"steps": (clean,)}]``; a library's transformer given
+    # one of the user's functions; a partial's arguments): what they call. Before, only
+    # those at its first level: the state below counts their own code, not their helpers.
+    for item in _held(value):
+        _walk_value(item, function_name(item), rows, seen, names)
     if not is_user_module(where.rpartition(".")[0]):
         return
     # Data (an array, a frame, an instance, a table without callables) counts by its
@@ -1116,6 +1109,66 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
 
 
 _CONTAINERS = (tuple, list, dict, set, frozenset)
+_HELD_LIMIT = 10_000  # objects looked at inside one global for the functions it holds
+_HELD_DEPTH = 20
+
+
+def _held(value: Any) -> list[Any]:
+    """The functions and classes ``value`` holds inside it (not itself), at any depth: in
+    containers, a partial's function and arguments, a bound method's function and
+    instance, an object's attributes (``__dict__`` and ``__slots__``); for an instance of
+    a class of the user's code, its class. At most ``_HELD_LIMIT`` objects are looked at
+    (a big table of numbers stops there), each once."""
+    found: list[Any] = []
+    visited = {id(value)}
+    stack = [(value, 0)]
+    budget = _HELD_LIMIT
+    while stack and budget > 0:
+        item, depth = stack.pop()
+        for child in _children(item):
+            budget -= 1
+            if budget <= 0:
+                break
+            kind = type(child)
+            if kind in _PLAIN or id(child) in visited:
+                continue
+            visited.add(id(child))
+            if kind is FunctionType or isinstance(child, type):
+                found.append(child)
+                continue
+            if isinstance(child, (_ROUTINES, ModuleType)):
+                continue
+            if is_user_module(kind.__module__) and kind not in _CONTAINERS:
+                found.append(kind)  # an instance of the user's class: its class's code
+            if depth < _HELD_DEPTH:
+                stack.append((child, depth + 1))
+    return found
+
+
+def _children(item: Any) -> list[Any]:
+    """What ``item`` holds, for ``_held``; nothing if looking raises."""
+    try:
+        kind = type(item)
+        if kind is dict:
+            return [*item.keys(), *item.values()]
+        if kind in _CONTAINERS:
+            return list(itertools.islice(item, _HELD_LIMIT))
+        if isinstance(item, functools.partial):
+            return [item.func, *item.args, *item.keywords.values()]
+        if isinstance(item, MethodType):
+            return [item.__func__, item.__self__]
+        children: list[Any] = []
+        attributes = getattr(item, "__dict__", None)
+        if type(attributes) is dict:
+            children.extend(itertools.islice(attributes.values(), 1000))
+        for klass in kind.__mro__:
+            slots = vars(klass).get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
+                    children.append(getattr(item, name, None))
+        return children
+    except Exception:  # noqa: BLE001 - whatever the object raised: nothing more of it
+        return []
 
 
 def _constant(value: Any) -> bool:
