@@ -196,6 +196,19 @@ CASES = {
         return DO(x)
     """), "helpers.py": HELPER},
         {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper of a function in a tuple a closure captures": (
+        {"main.py": _main("""
+    def make(steps):
+        @cached
+        def f(x):
+            for step in steps:
+                x = step(x)
+            return x
+        return f
+
+    fn = make((scale,))
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
     "a helper of a function default": (
         {"main.py": _main("""
     @cached

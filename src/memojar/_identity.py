@@ -971,6 +971,9 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         # type(): isinstance would ask a proxy for its __class__, which may raise
         if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
             _walk_value(value, function_name(value), rows, seen, names)
+        elif type(value) in _CONTAINERS:  # ``steps=(clean, scale)``: what they call too
+            for item in _held(value):
+                _walk_value(item, function_name(item), rows, seen, names)
 
 
 def _filled(cell: Any) -> bool:
