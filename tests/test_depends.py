@@ -817,6 +817,19 @@ def test_a_glob_pattern_covers_the_files_it_matches(tmp_path: Path) -> None:
     assert total(pattern) == 10 and total.cache_info()[:2] == (2, 3)
 
 
+def test_a_path_under_the_home_folder_written_with_a_tilde_covers_the_file(
+        tmp_path: Path, monkeypatch) -> None:
+    # pandas.read_csv("~/data.csv") expands the tilde; the key did not (a missing file's
+    # "-"), and an edited file returned the old value.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "n.txt").write_text("1")
+    read = Cache(tmp_path / "cache").cached(files=("path",))(
+        lambda path: int(Path(path).expanduser().read_text()))
+    assert read("~/n.txt") == 1 and read("~/n.txt") == 1
+    (tmp_path / "n.txt").write_text("22")
+    assert read("~/n.txt") == 22 and read.cache_info()[:2] == (1, 2)
+
+
 def test_a_files_argument_that_is_no_path_is_an_error(tmp_path: Path) -> None:
     data = tmp_path / "a.txt"
     data.write_text("1")

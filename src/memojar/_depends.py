@@ -175,6 +175,8 @@ def _path_state(path: Any, depth: int = 0) -> Any:
     except (OSError, ValueError):
         import glob
 
+        if name.startswith("~") and os.path.expanduser(name) != name:
+            return _path_state(os.path.expanduser(name), depth)
         if not glob.has_magic(name):
             return None
         return tuple((match, _path_state(match, _NESTING))
@@ -248,9 +250,11 @@ def content_digest(path: Any, depth: int = 0) -> str:
     """A digest of a file's or a directory tree's content ("-" if it does not exist: the
     function meets the error itself, and an exception is never cached).
 
-    A list or tuple of paths is the digest of each in order, a set of them each in the
-    order of its name; a pattern that names no file but matches some (``data/*.csv``,
-    ``glob.glob`` with ``recursive=True``) the names and contents of its matches (before,
+    A path starting with ``~`` that does not exist as it is counts as expanded
+    (``os.path.expanduser``, as pandas reads it). A list or tuple of paths is the digest
+    of each in order, a set of them each in the order of its name; a pattern that names
+    no file but matches some (``data/*.csv``, ``glob.glob`` with ``recursive=True``) the
+    names and contents of its matches (before,
     both were "-": the files' contents were never in the key, and an edited file returned
     the old value).
 
@@ -270,6 +274,10 @@ def content_digest(path: Any, depth: int = 0) -> str:
     try:
         st = os.stat(name)
     except (OSError, ValueError):
+        if name.startswith("~") and os.path.expanduser(name) != name:
+            # "~/data.csv": what pandas.read_csv and Path.expanduser read (before: "-",
+            # and an edited file was never in the key)
+            return content_digest(os.path.expanduser(name), depth)
         return _glob_digest(name)
     if stat.S_ISDIR(st.st_mode):
         return _tree_digest(name, st)
