@@ -967,6 +967,27 @@ def test_a_pydantic_field_edited_recomputes(tmp_path: Path, edit: tuple[str, str
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+def test_a_pydantic_model_with_a_set_default_hits_under_every_hash_seed(
+        tmp_path: Path) -> None:
+    # Its declared fields are fingerprinted by value, a set sorted: by their repr, the
+    # set's order followed PYTHONHASHSEED and each process missed.
+    pytest.importorskip("pydantic")
+    write(tmp_path, {"models.py": """
+        from pydantic import BaseModel
+
+        class Config(BaseModel):
+            tags: set = {"alpha", "beta", "gamma", "delta", "epsilon"}
+    """, "main.py": """
+        from memojar import cached
+        from models import Config
+
+        @cached
+        def f(x):
+            return x in Config().tags
+    """})
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "2", "3", "4")] == [1, 0, 0, 0]
+
+
 def test_a_result_class_not_named_in_the_code_is_checked_too(tmp_path: Path) -> None:
     make = "\ndef make(x):\n    return Point(x)\n"
     write(tmp_path, {"models.py": textwrap.dedent(MODELS) + make,

@@ -608,16 +608,50 @@ def _declared_fields(klass: type) -> tuple[Any, ...]:
     return tuple(found)
 
 
-def _field_text(value: Any) -> str:
+def _field_text(value: Any, depth: int = 0) -> str:
     """A declared field's type or a library's record of fields, as text the same in
-    every process: a class by its name, anything else by its repr without addresses."""
+    every process: a class by its name, plain data by value (a set default sorted, not in
+    its hash-seeded order), a table or sequence item by item, an object of slots or
+    attributes (pydantic's ``FieldInfo``, attrs' ``Attribute``) attribute by attribute,
+    anything else by its repr without addresses."""
     if isinstance(value, type):
         return function_name(value)
+    if _constant(value):
+        return _constant_digest(value)
+    if depth < 4:
+        if type(value) is dict:
+            return "{" + ", ".join(f"{_key_text(k)}: {_field_text(v, depth + 1)}"
+                                   for k, v in value.items()) + "}"
+        if type(value) in (tuple, list):
+            return "(" + ", ".join(_field_text(v, depth + 1) for v in value) + ")"
+        named = _attributes_of(value)
+        if named:
+            return f"{function_name(type(value))}(" + ", ".join(
+                f"{name}={_field_text(v, depth + 1)}" for name, v in named) + ")"
     try:
         text = repr(value)
     except Exception:  # noqa: BLE001 - a broken __repr__: its type names it
         return function_name(type(value))
     return re.sub(_ADDRESS, "", text)
+
+
+def _attributes_of(value: Any) -> list[tuple[str, Any]]:
+    """An object's slots and instance attributes, by name; none if looking raises or it has
+    neither (a type annotation such as ``list[int]``: its repr names it)."""
+    try:
+        found: dict[str, Any] = {}
+        for klass in type(value).__mro__:
+            slots = vars(klass).get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if (isinstance(name, str) and name not in ("__dict__", "__weakref__")
+                        and hasattr(value, name)):
+                    found[name] = getattr(value, name)
+        attributes = getattr(value, "__dict__", None)
+        if type(attributes) is dict and type(value).__module__ != "typing":
+            found.update(attributes)
+        return sorted(found.items())
+    except Exception:  # noqa: BLE001 - whatever the object raised: its repr then
+        return []
 
 
 def _member_function(member: Any) -> Any:
