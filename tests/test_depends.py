@@ -318,6 +318,103 @@ def test_depends_on_a_callable_tracks_its_code(tmp_path: Path) -> None:
     assert second["explain"] == "incompatible: constant helpers.FACTOR changed"
 
 
+DEPENDS_BOUND = """
+    from functools import partial
+    from memojar import cached
+    import helpers
+
+    class Scaler:
+        def __init__(self, k):
+            self.k = k
+
+        def transform(self, x):
+            return helpers.scale(x) * self.k
+
+    def shift(x, by):
+        return x + by
+
+    PRE = partial(shift, by=0)
+    SCALER = Scaler(2)
+
+    @cached(depends_on=(PRE, SCALER.transform, Scaler))
+    def f(x):
+        return globals()["SCALER"].transform(x), globals()["PRE"](x)  # not followed
+"""
+
+
+@pytest.mark.parametrize("edit", [
+    ("Scaler(2)", "Scaler(7)", "main.Scaler.transform(bound)"),
+    ("partial(shift, by=0)", "partial(shift, by=1)", "main.shift(bound)"),
+], ids=["instance", "partial"])
+def test_depends_on_a_bound_method_or_partial_counts_what_is_bound(
+        tmp_path: Path, edit: tuple[str, str, str]) -> None:
+    # depends_on=(partial(g, a),) is g with a, obj.method is the method with obj, as for the
+    # function itself (before: only the code, and SCALER = Scaler(7) returned Scaler(2)'s
+    # value).
+    write(tmp_path, {"helpers.py": HELPERS, "main.py": DEPENDS_BOUND})
+    first = run(tmp_path)
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"main.py": DEPENDS_BOUND.replace(edit[0], edit[1])})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] != first["value"]
+    assert second["explain"] == f"incompatible: depends_on value {edit[2]} changed"
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
+def test_depends_on_a_class_follows_what_its_methods_call(tmp_path: Path) -> None:
+    # Before: the class's own methods only; an edited helper of a method was not seen.
+    write(tmp_path, {"helpers.py": HELPERS, "main.py": DEPENDS_BOUND.replace(
+        "(PRE, SCALER.transform, Scaler)", "(Scaler,)")})
+    run(tmp_path)
+    write(tmp_path, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 3")})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: helper helpers.scale changed"
+
+
+ARGUMENTS = """
+    from memojar import cached
+    import models
+
+    @cached
+    def fit(model, x):
+        return model.predict(x)
+
+    @cached
+    def apply(fn, x):
+        return fn(x)
+
+    fn, args = {call}
+"""
+ARG_MODELS = """
+    from helpers import scale
+
+    class Model:
+        def predict(self, x):
+            return scale(x) + 1
+
+    def transform(x):
+        return scale(x) - 1
+"""
+
+
+@pytest.mark.parametrize("call", ["fit, (models.Model(), 3)", "apply, (models.transform, 3)"],
+                         ids=["instance", "function"])
+def test_a_helper_of_a_function_or_instance_given_as_an_argument_edited_recomputes(
+        tmp_path: Path, call: str) -> None:
+    # fit(model, x) runs Model.predict, apply(transform, x) runs transform: an argument
+    # keys with what it depends on (before: its own code only, and the edited scale's
+    # calls returned the old scale's value).
+    write(tmp_path, {"helpers.py": HELPERS, "models.py": ARG_MODELS,
+                     "main.py": ARGUMENTS.format(call=call)})
+    first = run(tmp_path)
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 5")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] != first["value"]
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
 # --- files= -----------------------------------------------------------------------------
 
 FILES_MAIN = """
@@ -484,6 +581,55 @@ def test_a_file_edited_while_the_function_runs_is_not_stored_under_its_old_conte
     assert read.cache_info().misses == 2
 
 
+def test_a_file_rewritten_with_the_same_content_while_the_function_runs_is_not_stored(
+        tmp_path: Path) -> None:
+    # Another job regenerates the same export while the function runs: it truncates the
+    # file, the function reads it empty, and the job writes the same content back before
+    # the function returns. The content after the call is the content hashed before it,
+    # but the value was computed from neither: it must not be stored under that content
+    # (before: 0 rows stored for the 3-row file, returned by every later run).
+    data = tmp_path / "data.csv"
+    data.write_text("a\nb\nc\n")
+    rewrites = ["a\nb\nc\n"]
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def rows(path):
+        if rewrites:
+            time.sleep(0.05)  # past the file system's timestamp tick
+            data.write_text("")  # truncated by the exporter
+        n = len(Path(path).read_text().splitlines())
+        if rewrites:
+            data.write_text(rewrites.pop())  # and written again, the same
+        return n
+
+    with pytest.warns(MemojarWarning, match="changed while it ran"):
+        assert rows(str(data)) == 0  # what it read, returned
+    assert rows(str(data)) == 3
+    assert rows(str(data)) == 3 and rows.cache_info()[:2] == (1, 2)
+
+
+def test_a_tree_rewritten_with_the_same_content_while_the_function_runs_is_not_stored(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.csv").write_text("1\n2\n")
+    rewrites = ["1\n2\n"]
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def rows(path):
+        if rewrites:
+            time.sleep(0.05)
+            (folder / "a.csv").write_text("")
+        n = sum(len(p.read_text().splitlines()) for p in Path(path).iterdir())
+        if rewrites:
+            (folder / "a.csv").write_text(rewrites.pop())
+        return n
+
+    with pytest.warns(MemojarWarning, match="changed while it ran"):
+        assert rows(str(folder)) == 0
+    assert rows(str(folder)) == 2
+
+
 def test_a_function_writing_its_own_files_path_warns_once_and_returns_its_values(
         tmp_path: Path) -> None:
     counter = tmp_path / "counter.txt"
@@ -634,6 +780,65 @@ def test_files_names_a_parameter_the_function_has(tmp_path: Path) -> None:
         Cache(tmp_path).cached(files=("pth",))(lambda path: 1)
 
 
+def _summing(cache: Path) -> Any:
+    @Cache(cache).cached(files=("paths",))
+    def total(paths):
+        import glob
+
+        names = sorted(glob.glob(paths)) if isinstance(paths, str) else paths
+        return sum(int(Path(p).read_text()) for p in names)
+
+    return total
+
+
+@pytest.mark.parametrize("kind", [list, tuple, set], ids=["list", "tuple", "set"])
+def test_a_list_of_paths_covers_each_file(tmp_path: Path, kind: type) -> None:
+    # Before: a list was no path, its content "-": an edited file returned the old sum.
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("1")
+    b.write_text("2")
+    total = _summing(tmp_path / "cache")
+    assert total(kind([str(a), str(b)])) == 3 and total(kind([str(a), str(b)])) == 3
+    b.write_text("50")
+    assert total(kind([str(a), str(b)])) == 51
+    assert total.cache_info()[:2] == (1, 2)
+
+
+def test_a_glob_pattern_covers_the_files_it_matches(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("1")
+    total = _summing(tmp_path / "cache")
+    pattern = str(tmp_path / "*.csv")
+    assert total(pattern) == 1 and total(pattern) == 1
+    (tmp_path / "a.csv").write_text("7")  # an edit
+    assert total(pattern) == 7
+    (tmp_path / "b.csv").write_text("3")  # a new match
+    assert total(pattern) == 10
+    (tmp_path / "other.txt").write_text("5")  # no match: still a hit
+    assert total(pattern) == 10 and total.cache_info()[:2] == (2, 3)
+
+
+def test_a_path_under_the_home_folder_written_with_a_tilde_covers_the_file(
+        tmp_path: Path, monkeypatch) -> None:
+    # pandas.read_csv("~/data.csv") expands the tilde; the key did not (a missing file's
+    # "-"), and an edited file returned the old value.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "n.txt").write_text("1")
+    read = Cache(tmp_path / "cache").cached(files=("path",))(
+        lambda path: int(Path(path).expanduser().read_text()))
+    assert read("~/n.txt") == 1 and read("~/n.txt") == 1
+    (tmp_path / "n.txt").write_text("22")
+    assert read("~/n.txt") == 22 and read.cache_info()[:2] == (1, 2)
+
+
+def test_a_files_argument_that_is_no_path_is_an_error(tmp_path: Path) -> None:
+    data = tmp_path / "a.txt"
+    data.write_text("1")
+    read = Cache(tmp_path / "cache").cached(files=("source",))(lambda source: source.read())
+    with open(data) as opened, pytest.raises(TypeError, match=r"files= parameter 'source'.*"
+                                             r"is a TextIOWrapper, not a path"):
+        read(opened)
+
+
 # --- result classes ---------------------------------------------------------------------
 
 MODELS = """
@@ -664,6 +869,123 @@ def test_a_result_class_changed_is_not_loaded_into_the_new_class(tmp_path: Path)
     second = run(tmp_path)
     assert second["misses"] == 1
     assert second["explain"] == "incompatible: class models.Point changed"
+
+
+TYPED = """
+    class Typed:  # a pydantic-like base: converts each field by its declared type
+        def __init__(self, **values):
+            for name, kind in type(self).__annotations__.items():
+                setattr(self, name, kind(values[name]))
+
+        def __repr__(self):
+            return f"{type(self).__name__}({vars(self)})"
+
+    class Reading(Typed):
+        value: int
+"""
+
+
+def test_a_field_type_edited_in_a_class_recomputes(tmp_path: Path) -> None:
+    # Only the annotation changes: no method, no class attribute (before: the class's
+    # fingerprint was the same, and the int computed with the old type was returned).
+    write(tmp_path, {"models.py": TYPED, "main.py": """
+        from memojar import cached
+        import models
+
+        @cached
+        def f(x):
+            return models.Reading(value=x / 2).value
+    """})
+    assert run(tmp_path)["value"] == "1"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": TYPED.replace("value: int", "value: float")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "1.5"
+    assert second["explain"] == "incompatible: class models.Reading changed"
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
+def test_a_result_class_field_type_edited_is_not_loaded_into_the_new_class(
+        tmp_path: Path) -> None:
+    read = "\ndef read(x):\n    return Reading(value=x)\n"
+    write(tmp_path, {"models.py": textwrap.dedent(TYPED) + read,
+                     "main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import models  # not followed: the result class is checked at the hit
+            return models.read(x)
+    """})
+    assert run(tmp_path)["value"] == "Reading({'value': 3})"
+    write(tmp_path, {"models.py": textwrap.dedent(TYPED).replace("value: int", "value: float")
+                     + read})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "Reading({'value': 3.0})"
+    assert second["explain"] == "incompatible: result class models.Reading changed"
+
+
+PYDANTIC = """
+    from pydantic import BaseModel
+
+    class Config(BaseModel):
+        threshold: float = 0.5
+
+    class Row(BaseModel):
+        value: int
+"""
+
+
+@pytest.mark.parametrize("edit", [("threshold: float = 0.5", "threshold: float = 0.7"),
+                                  ("value: int", "value: float")],
+                         ids=["default", "type"])
+def test_a_pydantic_field_edited_recomputes(tmp_path: Path, edit: tuple[str, str]) -> None:
+    # A field's default lives in no method and no class attribute of a pydantic model:
+    # only in the fields pydantic records (before: ``x > Config().threshold`` kept the old
+    # default's answer, and a Row of the old field type was loaded).
+    pytest.importorskip("pydantic")
+    write(tmp_path, {"models.py": PYDANTIC, "main.py": """
+        from memojar import cached
+        from models import Config, Row
+
+        @cached
+        def f(x):
+            return x / 10 > Config().threshold, Row(value=x)
+        args = (6,)
+    """})
+    assert run(tmp_path)["value"] == "(True, Row(value=6))"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": PYDANTIC.replace(*edit)})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["value"] == {"default": "(False, Row(value=6))",
+                               "type": "(True, Row(value=6.0))"}[
+        "default" if edit[0].startswith("threshold") else "type"]
+    assert second["explain"] == ("incompatible: class models.Config changed"
+                                 if edit[0].startswith("threshold") else
+                                 "incompatible: class models.Row changed")
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
+def test_a_pydantic_model_with_a_set_default_hits_under_every_hash_seed(
+        tmp_path: Path) -> None:
+    # Its declared fields are fingerprinted by value, a set sorted: by their repr, the
+    # set's order followed PYTHONHASHSEED and each process missed.
+    pytest.importorskip("pydantic")
+    write(tmp_path, {"models.py": """
+        from pydantic import BaseModel
+
+        class Config(BaseModel):
+            tags: set = {"alpha", "beta", "gamma", "delta", "epsilon"}
+    """, "main.py": """
+        from memojar import cached
+        from models import Config
+
+        @cached
+        def f(x):
+            return x in Config().tags
+    """})
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "2", "3", "4")] == [1, 0, 0, 0]
 
 
 def test_a_result_class_not_named_in_the_code_is_checked_too(tmp_path: Path) -> None:

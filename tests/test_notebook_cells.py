@@ -265,3 +265,13 @@ def test_a_real_kernel_sees_a_helper_redefined_in_another_cell(tmp_path: Path):
     shown = ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
              for cell in notebook.cells]
     assert shown[1::2] == ["2", "101", "505"]
+
+
+def test_a_helper_of_a_function_given_as_an_argument_redefined_in_a_cell_is_seen(
+        tmp_path: Path):
+    # apply(h, 1) keys h with what it calls: g redefined in a cell is another key (before:
+    # h's own code only, and the old g's value came back).
+    define = ("@cache.cached\ndef apply(fn, x):\n    return fn(x)\n\n"
+              "def h(x):\n    return g(x) * 10")
+    assert cells(tmp_path, define, "apply(h, 1)", "def g(x):\n    return x + 100",
+                 "apply(h, 1)", "apply(h, 1)") == ["None", "20", "None", "1010", "1010"]

@@ -326,7 +326,10 @@ class _Memo:
             binder = _depends.files_binder(binder, parameter_names(self.target, ignore),
                                            self.files, function_name(func))
         if bound_args or bound_kwargs:
+            paths = binder.__dict__.get("paths")
             binder = prebound(binder, bound_args, bound_kwargs)
+            if paths is not None:
+                binder.__dict__["paths"] = prebound(paths, bound_args, bound_kwargs)
         return binder
 
     def retake_sibling(self) -> Callable[..., _Args]:
@@ -592,7 +595,7 @@ class _Memo:
                 return  # another thread or process recomputes it
             try:
                 if not self.contains(key):  # not recomputed by another caller meanwhile
-                    start = self._started(key)
+                    start = self._started(key, (args, kwargs))
                     self._computed(key, self.func(*args, **kwargs), start, (args, kwargs))
             finally:
                 lock.release()
@@ -626,7 +629,7 @@ class _Memo:
             if not await run(lock.acquire, False, undo=lock.release):
                 return
             if not await run(self.contains, key):
-                start = self._started(key)
+                start = self._started(key, (args, kwargs))
                 value = await self.func(*args, **kwargs)
                 await run(self._computed, key, value, start, (args, kwargs), finish=True)
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
@@ -810,7 +813,7 @@ class _Memo:
 
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any],
                  withheld: list[bool] | None = None) -> Any:
-        start = self._started(key)
+        start = self._started(key, (args, kwargs))
         try:
             value = self.func(*args, **kwargs)
         except BaseException:  # it ran, part way: the globals it bound are its own still
@@ -863,7 +866,7 @@ class _Memo:
                 _held.set(held)
 
     async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any) -> Any:
-        start = self._started(key)
+        start = self._started(key, (args, kwargs))
         try:
             value = await self.func(*args, **kwargs)
         except BaseException:  # as in ``_compute``
@@ -994,17 +997,31 @@ class _Memo:
             self.hit_count.bump()
         return value
 
-    def _started(self, key: str) -> _Start:
+    def _started(self, key: str, call: tuple[_Args, dict[str, Any]] | None = None) -> _Start:
         """When the function starts, the code and defaults it runs with and their identity
         (resolved before the function first runs: not what it mutates). ``_computed``
         stores under that identity, and nothing if the code or defaults were reassigned
         while it ran (another thread's reassignment and ``renew`` would otherwise have the
-        old code's value stored under the new code's identity)."""
+        old code's value stored under the new code's identity). With ``files=``, what
+        ``stat`` says of the call's paths too (``_files_changed``)."""
         if logger.isEnabledFor(DEBUG):
             logger.debug("miss %s %s", self.name, key)
         if _reassigned(self.watched, (self.code, self.defaults, self.kwdefaults)):
             self.renew()  # reassigned since this call's key_of
-        return time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident
+        files = self._files_state(call) if self.files and call is not None else None
+        return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
+                files)
+
+    def _files_state(self, call: tuple[_Args, dict[str, Any]]) -> tuple[Any, ...] | None:
+        """``_depends.files_state`` of a call's ``files=`` paths; None if they cannot be
+        told (the call does not bind: it raises before anything is stored)."""
+        paths = getattr(self.binder, "paths", None)
+        if paths is None:
+            return None
+        try:
+            return _depends.files_state(paths(*call[0], **call[1]))
+        except Exception:  # noqa: BLE001 - whatever binding raised: the call raises it too
+            return None
 
     def _computed(self, key: str, value: Any, start: _Start,
                   call: tuple[_Args, dict[str, Any]] | None = None) -> bool:
@@ -1013,7 +1030,7 @@ class _Memo:
         function's code or defaults were reassigned while it ran), and False if it was not
         stored after all (it cannot be pickled, or the store failed)."""
         self.miss_count.bump()
-        began, state, ident = start
+        began, state, ident, files = start
         elapsed = time.perf_counter() - began
         if self.resolved:  # (inline: a frame less a miss in a script, where it is None)
             _notebook.ran(self.resolved)
@@ -1021,7 +1038,7 @@ class _Memo:
             logger.debug("not stored %s %s (its code or defaults were reassigned while it "
                          "ran)", self.name, key)
             return self._unstored(key)
-        if self.files and call is not None and self._files_changed(key, call):
+        if self.files and call is not None and self._files_changed(key, call, files):
             return self._unstored(key)
         if elapsed < self.min_compute_time:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
@@ -1050,12 +1067,17 @@ class _Memo:
         if self.resolved:
             _notebook.ran(self.resolved)
 
-    def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]]) -> bool:
+    def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]],
+                       before: tuple[Any, ...] | None) -> bool:
         """True if a ``files=`` path changed while the function ran: its value is returned,
         not stored under the content hashed before the call (a later call finding that
-        content again would get it). One ``stat`` per path on the miss path."""
+        content again would get it). A path whose ``stat`` changed counts, even if its
+        content is as before (``before``: taken when the function started): rewritten with
+        the same content meanwhile, it may have been read empty or half written. Two
+        ``stat``s per path on the miss path."""
         try:
-            changed = self.key_of(*call) != key
+            changed = (before is not None and self._files_state(call) != before
+                       ) or self.key_of(*call) != key
         except Exception:  # noqa: BLE001 - the path became a FIFO, say: not this value's key
             changed = True
         if changed:
@@ -1350,7 +1372,8 @@ class _Memo:
 _keys.call_key_code = _Memo.key_of.__code__
 
 
-_Start = tuple[float, tuple[Any, Any, Any], bytes]  # perf_counter, code and defaults, ident
+# perf_counter, code and defaults, ident, the files= paths' stat (``_files_state``)
+_Start = tuple[float, tuple[Any, Any, Any], bytes, tuple[Any, ...] | None]
 
 
 def _forked() -> None:

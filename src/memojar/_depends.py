@@ -78,16 +78,27 @@ def _package_version(name: str) -> str:
 
 def callable_rows(callables: Iterable[Any]) -> list[Row]:
     """Rows for the callables of ``depends_on``: a user function with its dependencies, a
-    library callable by its name (its package's version is what to name for it)."""
+    library callable by its name (its package's version is what to name for it). What a
+    partial, bound method or callable instance binds to it (``partial(g, k=2)``'s ``k``,
+    ``scaler.transform``'s ``scaler``) is a row of its own, by its state, as it is in the
+    key of a function decorated so: a ``k`` or a ``scaler`` made otherwise is another
+    dependency."""
+    from ._identity import _value_shape
+
     rows: list[Row] = []
     for item in callables:
-        target = split(item)[0]
+        target, args, kwargs = split(item)
+        name = function_name(target)
+        if args or kwargs:
+            shape = _value_shape((args, kwargs), set(), by_state=True)
+            rows.append(("value", f"{name}(bound)".replace(" ", "_"),
+                         xxhash.xxh3_64_hexdigest(repr(shape).encode())))
         module = getattr(target, "__module__", None) or type(target).__module__
         if not is_user_module(module):
-            rows.append(("library", function_name(target), "-"))
+            rows.append(("library", name, "-"))
             continue
         own, *deps = dependencies(target)
-        rows.append(("function", function_name(target), own[2]))
+        rows.append(("function", name, own[2]))
         rows.extend(deps)
     return rows
 
@@ -108,11 +119,22 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
         )
     at = tuple(names.index(name) for name in files)
 
+    def paths(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        values = binder(*args, **kwargs)
+        return tuple(values[i] for i in at)
+
     def bind(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         values = list(binder(*args, **kwargs))
         for i in at:
             try:
                 values[i] = (values[i], content_digest(values[i]))
+            except NotAPath as exc:
+                raise TypeError(
+                    f"files= parameter {names[i]!r} of {owner} is {exc.args[0]}, not a path: "
+                    "pass a path (str, bytes or os.PathLike), a glob pattern, or a list, "
+                    "tuple or set of them (a path not hashed is a result never recomputed "
+                    "when the file changes)"
+                ) from None
             except NotAFile as exc:
                 raise ValueError(
                     f"files= parameter {names[i]!r} of {owner} is {exc.args[0]!r}, "
@@ -122,11 +144,88 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
                 ) from None
         return tuple(values)
 
+    bind.__dict__["paths"] = paths  # the path arguments of a call, unhashed (``files_state``)
     return bind
+
+
+def files_state(paths: Iterable[Any]) -> tuple[Any, ...]:
+    """What ``stat`` says of ``files=`` paths (of each name in a tree), taken when a call
+    starts and compared when it returns: a file rewritten meanwhile with the content it had
+    (another job regenerating an export truncates it, then writes it again) has the same
+    content digest after the call as before, while the function may have read it empty or
+    half written. Its ctime (and inode, if replaced) tells; the value is then not stored.
+
+    A rewrite within one tick of the file system's clock after the ``stat`` leaving the
+    same size and no other trace is not seen."""
+    return tuple(_path_state(path) for path in paths)
+
+
+def _path_state(path: Any, depth: int = 0) -> Any:
+    if isinstance(path, _SEQUENCES) and depth < _NESTING:
+        items = sorted(path, key=_sort_name) if isinstance(path, (set, frozenset)) else path
+        return tuple(_path_state(item, depth + 1) for item in items)
+    try:
+        name = os.fspath(path)
+        if isinstance(name, bytes):
+            name = os.fsdecode(name)
+    except TypeError:
+        return None
+    try:
+        st = os.stat(name)
+    except (OSError, ValueError):
+        import glob
+
+        if name.startswith("~") and os.path.expanduser(name) != name:
+            return _path_state(os.path.expanduser(name), depth)
+        if not glob.has_magic(name):
+            return None
+        return tuple((match, _path_state(match, _NESTING))
+                     for match in sorted(glob.glob(name, recursive=True)))
+    if not stat.S_ISDIR(st.st_mode):
+        return _stat_state(st)
+    found: list[Any] = []
+    _tree_state(name, "", {(st.st_dev, st.st_ino)}, found)
+    return tuple(found)
+
+
+def _stat_state(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _tree_state(folder: str, rel: str, above: set[tuple[int, int]], out: list[Any]) -> None:
+    """``_walk_tree``'s walk, with each name's ``stat`` instead of its content."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        out.append((rel, None))
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append((rel + name, None))
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            out.append((rel + name, _stat_state(st)))
+            continue
+        out.append((rel + name, "folder"))  # its names count, not its times (a temporary
+        node = (st.st_dev, st.st_ino)  # file made and removed in it changes nothing read)
+        if node not in above:
+            _tree_state(path, rel + name + "/", above | {node}, out)
 
 
 class NotAFile(Exception):
     """A ``files=`` path that is a FIFO, a device or a socket: (path, what it is)."""
+
+
+class NotAPath(Exception):
+    """A ``files=`` argument that is neither a path, None, nor a list, tuple or set of
+    paths: (what it is,)."""
+
+
+_SEQUENCES = (list, tuple, set, frozenset)
+_NESTING = 10  # levels of lists of lists of paths
 
 
 _hashes: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -157,30 +256,78 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def content_digest(path: Any) -> str:
-    """A digest of a file's or a directory tree's content ("-" if it does not exist or is
-    not a path: the function meets the error itself, and an exception is never cached).
+def content_digest(path: Any, depth: int = 0) -> str:
+    """A digest of a file's or a directory tree's content ("-" if it does not exist: the
+    function meets the error itself, and an exception is never cached).
+
+    A path starting with ``~`` that does not exist as it is counts as expanded
+    (``os.path.expanduser``, as pandas reads it). A list or tuple of paths is the digest
+    of each in order, a set of them each in the order of its name; a pattern that names
+    no file but matches some (``data/*.csv``, ``glob.glob`` with ``recursive=True``) the
+    names and contents of its matches (before,
+    both were "-": the files' contents were never in the key, and an edited file returned
+    the old value).
 
     Raises ``NotAFile`` for a FIFO, a device or a socket: reading one would block (a FIFO
-    with no writer), never end (``/dev/zero``) or take the data the function is to read."""
+    with no writer), never end (``/dev/zero``) or take the data the function is to read;
+    ``NotAPath`` for anything else that is not a path (an open file, a dict)."""
     if path is None:
         return "-"
+    if isinstance(path, _SEQUENCES):
+        return _many_digest(path, depth)
     try:
         name = os.fspath(path)
     except TypeError:
-        return "-"
+        raise NotAPath(f"a {type(path).__name__}") from None
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     try:
         st = os.stat(name)
     except (OSError, ValueError):
-        return "-"
+        if name.startswith("~") and os.path.expanduser(name) != name:
+            # "~/data.csv": what pandas.read_csv and Path.expanduser read (before: "-",
+            # and an edited file was never in the key)
+            return content_digest(os.path.expanduser(name), depth)
+        return _glob_digest(name)
     if stat.S_ISDIR(st.st_mode):
         return _tree_digest(name, st)
     found = _file_digest(name, st)
     if found is None:
         raise NotAFile(name, _kind(st.st_mode))
     return found
+
+
+def _many_digest(paths: Any, depth: int) -> str:
+    if depth >= _NESTING:
+        raise NotAPath(f"a {type(paths).__name__} nested over {_NESTING} levels")
+    items = list(paths)
+    if isinstance(paths, (set, frozenset)):
+        items.sort(key=_sort_name)
+    digest = xxhash.xxh3_128(b"many")
+    for item in items:
+        digest.update(content_digest(item, depth + 1).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _sort_name(path: Any) -> str:
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        return repr(type(path))
+    return os.fsdecode(name)
+
+
+def _glob_digest(name: str) -> str:
+    """"-" for a path that does not exist; for a glob pattern, its matches' names and
+    contents."""
+    import glob
+
+    if not glob.has_magic(name):
+        return "-"
+    digest = xxhash.xxh3_128(b"glob")
+    for match in sorted(glob.glob(name, recursive=True)):
+        digest.update(os.fsencode(match) + b"\0" + content_digest(match).encode() + b"\0")
+    return digest.hexdigest()
 
 
 def _file_digest(name: str, st: os.stat_result) -> str | None:
@@ -359,15 +506,20 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
     another closure's or lambda's of the same name (``_identity.sibling_of``)."""
     from ._entry import PYTHON, key_seed, read_header
     from ._identity import family_of, place_of
-    from ._keys import make_key
+    from ._keys import holds_code, make_key
 
     keys: dict[str, str] = {}  # the call's key under each sibling's scope
+    older: Any = None  # the newest entry of this scope and Python written by other code
     try:
         for stored in memo.store.scan(memo.name):
             try:
                 header = read_header(stored.head)
             except Exception:  # noqa: BLE001 - an unreadable entry is not this call's
                 continue
+            if (header.python == PYTHON and header.scope == memo.scope
+                    and header.ident != memo.ident
+                    and (older is None or header.created > older.created)):
+                older = header
             if (header.python != PYTHON and header.scope == memo.scope
                     and make_key(values, key_seed(memo.scope, header.python)) == header.key):
                 return (f"miss: no entry for this Python ({PYTHON}); Python {header.python} "
@@ -385,7 +537,26 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
                 return f"miss: no entry for these arguments; {what} stored one (each keeps its own)"
     except (OSError, TypeError, ValueError):
         pass
+    if older is not None and holds_code(values):
+        # A function or instance of the user's code among the arguments keys with what it
+        # depends on (``_identity.argument_identity``): an edit of it is another key, not an
+        # incompatible entry. Say what changed since the entries there are were written.
+        return ("miss: no entry for these arguments; the stored ones are of other code: "
+                + _since(memo, older))
     return "miss: no entry for these arguments"
+
+
+def _since(memo: Any, header: Any) -> str:
+    """What differs between an entry's identity and the function's now (its version, or
+    what its manifest names)."""
+    from ._entry import version_tag
+
+    current = version_tag(memo.version)
+    if header.version != current:
+        return f"the version changed ({_tag(header.version)} -> {_tag(current)})"
+    if not header.manifest:
+        return "the code changed"
+    return changes(header.manifest, _manifest_text(memo), memo.name)
 
 
 def explain_miss(memo: Any, data: Any, reason: str) -> str:

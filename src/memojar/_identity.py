@@ -476,6 +476,56 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
     return ident
 
 
+# A function's or class's identity as a call argument, with what it depends on: the code
+# and defaults it was made for, the cell generation it was checked at, and the identity.
+_argument_ids: weakref.WeakKeyDictionary[
+    Any, tuple[Any, Any, Any, int, tuple[str, str] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+generation = 0  # bumped by ``_notebook`` when an IPython cell starts: re-check what changed
+
+
+def argument_identity(obj: Any) -> tuple[str, str] | None:
+    """``(name, fingerprint)`` of a function or class of the user's code given as a call
+    argument, None for library code: its own fingerprint and what it depends on
+    (``dependencies``), so that ``fit(model, x)`` or ``apply(transform, x)`` is another
+    key when a helper that ``Model.predict`` or ``transform`` calls is edited (before:
+    their own code only, and the old helper's value was returned).
+
+    Computed once per object and process (again when a function's ``__code__`` or
+    defaults were reassigned, and in IPython when a cell changed what it was made from,
+    as for a decorated function). A function or class met while pickling a global's state
+    for a fingerprint (``_keys.state_key``) counts by its own identity only."""
+    found = _argument_ids.get(obj)
+    function = type(obj) is FunctionType
+    if found is not None and found[3] == generation and (not function or (
+            found[0] is obj.__code__ and found[1] is obj.__defaults__
+            and found[2] is obj.__kwdefaults__)):
+        return found[4]
+    made: tuple[Any, Any, Any] = ((obj.__code__, obj.__defaults__, obj.__kwdefaults__)
+                                  if function else (None, None, None))  # a class: its
+    # members are re-checked in IPython only (``Resolved``), as for a decorated function
+    if found is not None and found[0] is made[0] and found[1] is made[1] and (
+            found[2] is made[2]):  # a cell ran since: made again if what it read changed
+        record = resolved(obj)
+        if record is not None and record.unchanged():
+            _argument_ids[obj] = (*made, generation, found[4])
+            return found[4]
+    own = class_identity(obj) if isinstance(obj, type) else function_identity(obj)
+    ident = own
+    if own is not None:  # else library code (memojar's own markers too): kept as None
+        forget_dependencies(obj)
+        try:
+            ident = (own[0], identity_digest(dependencies(obj)))
+        except Exception:  # noqa: BLE001 - a walk that fails costs the helpers, not the call
+            return own
+    try:
+        _argument_ids[obj] = (*made, generation, ident)
+    except TypeError:  # not weak-referenceable
+        pass
+    return ident
+
+
 def class_identity(cls: type) -> tuple[str, str] | None:
     """``(name, fingerprint)`` of a class of the user's own code, None for library classes."""
     try:
@@ -527,8 +577,81 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                 # A class a function makes (``make(k)`` running ``class C: K = k``): its
                 # data differs from one such class to another, and no global reaches it
                 members.append((name, ("data", _value_shape(member, seen, by_state=True))))
+        declared = _declared_fields(klass)
+        if declared:
+            members.append(("", ("fields", declared)))
         shape.append((function_name(klass), tuple(members)))
     return ("class", tuple(shape))
+
+
+# What a library records of the fields a class declares, from which it builds instances
+# (pydantic's validator, attrs' converters): ``value: float = 0.5`` in a pydantic model is in
+# no method and no class attribute, only here and in ``__annotations__``.
+_FIELD_RECORDS = ("__pydantic_fields__", "__fields__", "__attrs_attrs__")
+
+
+def _declared_fields(klass: type) -> tuple[Any, ...]:
+    """The fields ``klass`` declares, by their text: its own annotations (``value: int``;
+    a pydantic model or a ``NamedTuple`` converts or checks by them) and the fields a
+    library recorded from them (their types, defaults, constraints, converters). Read from
+    the class's own namespace, never a counter it bumps: a ``ClassVar`` counts by its
+    annotation, not its value. Addresses are left out of the text (a default factory's
+    ``<function ... at 0x...>``): its code is in the ``__init__`` that runs it, if any."""
+    namespace = vars(klass)
+    found: list[tuple[str, str]] = []
+    annotations = namespace.get("__annotations__")
+    if isinstance(annotations, dict):
+        found.extend((str(name), _field_text(kind)) for name, kind in annotations.items())
+    for record in _FIELD_RECORDS:
+        if record in namespace and not callable(namespace[record]):
+            found.append((record, _field_text(namespace[record])))
+    return tuple(found)
+
+
+def _field_text(value: Any, depth: int = 0) -> str:
+    """A declared field's type or a library's record of fields, as text the same in
+    every process: a class by its name, plain data by value (a set default sorted, not in
+    its hash-seeded order), a table or sequence item by item, an object of slots or
+    attributes (pydantic's ``FieldInfo``, attrs' ``Attribute``) attribute by attribute,
+    anything else by its repr without addresses."""
+    if isinstance(value, type):
+        return function_name(value)
+    if _constant(value):
+        return _constant_digest(value)
+    if depth < 4:
+        if type(value) is dict:
+            return "{" + ", ".join(f"{_key_text(k)}: {_field_text(v, depth + 1)}"
+                                   for k, v in value.items()) + "}"
+        if type(value) in (tuple, list):
+            return "(" + ", ".join(_field_text(v, depth + 1) for v in value) + ")"
+        named = _attributes_of(value)
+        if named:
+            return f"{function_name(type(value))}(" + ", ".join(
+                f"{name}={_field_text(v, depth + 1)}" for name, v in named) + ")"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__: its type names it
+        return function_name(type(value))
+    return re.sub(_ADDRESS, "", text)
+
+
+def _attributes_of(value: Any) -> list[tuple[str, Any]]:
+    """An object's slots and instance attributes, by name; none if looking raises or it has
+    neither (a type annotation such as ``list[int]``: its repr names it)."""
+    try:
+        found: dict[str, Any] = {}
+        for klass in type(value).__mro__:
+            slots = vars(klass).get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if (isinstance(name, str) and name not in ("__dict__", "__weakref__")
+                        and hasattr(value, name)):
+                    found[name] = getattr(value, name)
+        attributes = getattr(value, "__dict__", None)
+        if type(attributes) is dict and type(value).__module__ != "typing":
+            found.update(attributes)
+        return sorted(found.items())
+    except Exception:  # noqa: BLE001 - whatever the object raised: its repr then
+        return []
 
 
 def _member_function(member: Any) -> Any:
@@ -788,6 +911,8 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     try:
         own = ("code", "", code_fingerprint(target))  # the function itself: its name is known
         _walk_callable(target, rows, set())
+        if isinstance(target, type):  # a class in depends_on=: what its methods call too
+            _walk_value(target, function_name(target), rows, set())
         cls = _class_of_method(target)
         if cls is not None:
             _walk_value(cls, function_name(cls), rows, set())
@@ -880,6 +1005,9 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         # type(): isinstance would ask a proxy for its __class__, which may raise
         if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
             _walk_value(value, function_name(value), rows, seen, names)
+        elif type(value) in _CONTAINERS:  # ``steps=(clean, scale)``: what they call too
+            for item in _held(value):
+                _walk_value(item, function_name(item), rows, seen, names)
 
 
 def _filled(cell: Any) -> bool:
@@ -990,23 +1118,16 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     elif isinstance(value, MethodType):
         _walk_value(value.__func__, where, rows, seen, names)
         _walk_value(value.__self__, where, rows, seen, names)
-    elif type(value) in _CONTAINERS:
-        items = value.values() if type(value) is dict else value
-        for item in itertools.islice(items, 10_000):
-            if callable(item) and not isinstance(item, _ROUTINES):
-                _walk_value(item, where, rows, seen, names)
-    else:
-        if is_user_module(type(value).__module__):
-            # an instance of a class of the user's code (``model = Model()``): its class's
-            # code (``model.predict(x)``), and its state below
-            _walk_value(type(value), function_name(type(value)), rows, seen, names)
-        # the functions and classes it holds (a decorator class's ``self.func``, a
-        # library's transformer given one of the user's functions): what they call
-        attributes = getattr(value, "__dict__", None)
-        if type(attributes) is dict:
-            for item in itertools.islice(attributes.values(), 1000):
-                if isinstance(item, (FunctionType, type, functools.partial, MethodType)):
-                    _walk_value(item, function_name(item), rows, seen, names)
+    elif type(value) not in _CONTAINERS and is_user_module(type(value).__module__):
+        # an instance of a class of the user's code (``model = Model()``): its class's
+        # code (``model.predict(x)``), and its state below
+        _walk_value(type(value), function_name(type(value)), rows, seen, names)
+    # the functions and classes it holds, at any depth (a decorator class's ``self.func``,
+    # in ``__slots__`` too; ``PIPE = [{"steps": (clean,)}]``; a library's transformer given
+    # one of the user's functions; a partial's arguments): what they call. Before, only
+    # those at its first level: the state below counts their own code, not their helpers.
+    for item in _held(value):
+        _walk_value(item, function_name(item), rows, seen, names)
     if not is_user_module(where.rpartition(".")[0]):
         return
     # Data (an array, a frame, an instance, a table without callables) counts by its
@@ -1025,6 +1146,66 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
 
 
 _CONTAINERS = (tuple, list, dict, set, frozenset)
+_HELD_LIMIT = 10_000  # objects looked at inside one global for the functions it holds
+_HELD_DEPTH = 20
+
+
+def _held(value: Any) -> list[Any]:
+    """The functions and classes ``value`` holds inside it (not itself), at any depth: in
+    containers, a partial's function and arguments, a bound method's function and
+    instance, an object's attributes (``__dict__`` and ``__slots__``); for an instance of
+    a class of the user's code, its class. At most ``_HELD_LIMIT`` objects are looked at
+    (a big table of numbers stops there), each once."""
+    found: list[Any] = []
+    visited = {id(value)}
+    stack = [(value, 0)]
+    budget = _HELD_LIMIT
+    while stack and budget > 0:
+        item, depth = stack.pop()
+        for child in _children(item):
+            budget -= 1
+            if budget <= 0:
+                break
+            kind = type(child)
+            if kind in _PLAIN or id(child) in visited:
+                continue
+            visited.add(id(child))
+            if kind is FunctionType or isinstance(child, type):
+                found.append(child)
+                continue
+            if isinstance(child, (_ROUTINES, ModuleType)):
+                continue
+            if is_user_module(kind.__module__) and kind not in _CONTAINERS:
+                found.append(kind)  # an instance of the user's class: its class's code
+            if depth < _HELD_DEPTH:
+                stack.append((child, depth + 1))
+    return found
+
+
+def _children(item: Any) -> list[Any]:
+    """What ``item`` holds, for ``_held``; nothing if looking raises."""
+    try:
+        kind = type(item)
+        if kind is dict:
+            return [*item.keys(), *item.values()]
+        if kind in _CONTAINERS:
+            return list(itertools.islice(item, _HELD_LIMIT))
+        if isinstance(item, functools.partial):
+            return [item.func, *item.args, *item.keywords.values()]
+        if isinstance(item, MethodType):
+            return [item.__func__, item.__self__]
+        children: list[Any] = []
+        attributes = getattr(item, "__dict__", None)
+        if type(attributes) is dict:
+            children.extend(itertools.islice(attributes.values(), 1000))
+        for klass in kind.__mro__:
+            slots = vars(klass).get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
+                    children.append(getattr(item, name, None))
+        return children
+    except Exception:  # noqa: BLE001 - whatever the object raised: nothing more of it
+        return []
 
 
 def _constant(value: Any) -> bool:

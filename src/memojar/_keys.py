@@ -32,7 +32,7 @@ from typing import Any
 import xxhash
 
 from . import _identity
-from ._identity import class_identity, function_identity
+from ._identity import argument_identity, class_identity, function_identity
 
 PROTOCOL = 5
 BIG_BUFFER = 64 * 1024  # bytes-like values at least this large are hashed out of band
@@ -68,6 +68,11 @@ class _Array:
 
 class _Frame:
     """Marker: a pandas DataFrame or Series (or a polars one) by labels, dtypes, values."""
+
+
+# The markers above, pickled by reference in every key that holds them: library classes,
+# answered before any identity is looked up.
+_MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Array, _Frame})
 
 
 _ATOMS = frozenset({int, float, complex, str, bool, type(None), type(Ellipsis), range, slice})
@@ -325,10 +330,13 @@ class _CanonicalPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
         if t is FunctionType:
-            ident = function_identity(obj)
+            # a call's argument with what it depends on; in a global's state, its own code
+            ident = function_identity(obj) if _limits.state else argument_identity(obj)
             return NotImplemented if ident is None else (_Function, ident)
         if isinstance(obj, type):
-            ident = class_identity(obj)
+            if obj in _MARKERS:
+                return NotImplemented
+            ident = class_identity(obj) if _limits.state else argument_identity(obj)
             return NotImplemented if ident is None else (_Class, ident)
         if isinstance(obj, _BY_REFERENCE):
             return NotImplemented
@@ -559,7 +567,15 @@ def _items_within(value: Any, left: int) -> bool:
     return True
 
 
-_limits = threading.local()  # ``state``: state_key is pickling in this thread
+class _Limits(threading.local):
+    """``state``: state_key is pickling in this thread (False in a thread that never did:
+    a class default, so that the key path reads it without a missed attribute's
+    exception)."""
+
+    state = False
+
+
+_limits = _Limits()
 
 
 class _TooLarge(Exception):
@@ -713,6 +729,23 @@ def make_key(values: tuple[Any, ...], seed: int = 0) -> str:
     # Only atoms (the usual call): normalising changes nothing and there are no buffers, so
     # this is the same digest as below, without the walks (a third of a small hit).
     return xxhash.xxh3_128_hexdigest(_plain_bytes(values), seed)
+
+
+def holds_code(values: tuple[Any, ...]) -> bool:
+    """Whether ``values`` hold a function or class of the user's code (an instance's class
+    too) whose key covers what it depends on (``_identity.argument_identity``): their key
+    differs from the one they would have by that code's own fingerprint alone. For
+    ``cache_explain`` (an edit of a helper then changes the call's key); False if they
+    cannot be keyed so (over the limits of a state)."""
+    previous = _limits.state
+    _limits.state = True  # functions and classes by their own code (``reducer_override``)
+    try:
+        own = make_key(values)
+    except Exception:  # noqa: BLE001 - over a state's limits: not said
+        return False
+    finally:
+        _limits.state = previous
+    return own != make_key(values)
 
 
 # The code of the decorator's ``key_of``, where the key of a call is made (the decorator

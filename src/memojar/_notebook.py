@@ -67,6 +67,7 @@ def _cell_starts(*_info: Any) -> None:
     """``pre_run_cell``: each live memo re-checks its identity at its next call."""
     global cells_started
     cells_started += 1
+    _identity.generation += 1  # functions and classes given as arguments: re-checked too
     for memo in list(_live):
         memo.code = CELL_RAN
 
