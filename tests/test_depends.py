@@ -830,13 +830,23 @@ def test_a_path_under_the_home_folder_written_with_a_tilde_covers_the_file(
     assert read("~/n.txt") == 22 and read.cache_info()[:2] == (1, 2)
 
 
-def test_a_files_argument_that_is_no_path_is_an_error(tmp_path: Path) -> None:
+def test_a_files_argument_that_is_no_path_is_keyed_by_its_value(tmp_path: Path) -> None:
+    """A parameter that takes a path or the data already read (a frame, a dict). (For a
+    while it was a TypeError.)"""
     data = tmp_path / "a.txt"
     data.write_text("1")
-    read = Cache(tmp_path / "cache").cached(files=("source",))(lambda source: source.read())
-    with open(data) as opened, pytest.raises(TypeError, match=r"files= parameter 'source'.*"
-                                             r"is a TextIOWrapper, not a path"):
-        read(opened)
+
+    def total(source: Any) -> int:
+        return sum(source.values()) if isinstance(source, dict) else int(data.read_text())
+
+    f = Cache(tmp_path / "cache").cached(files=("source",))(total)
+    assert (f({"a": 1}), f({"a": 2}), f(data)) == (1, 2, 1)
+    data.write_text("7")
+    assert (f({"a": 1}), f({"a": 2}), f(data)) == (1, 2, 7)
+    assert f.cache_info()[:2] == (2, 4)
+    with open(data) as opened, pytest.raises(TypeError, match=r"argument 'source'.*cannot be "
+                                             r"pickled"):
+        f(opened)
 
 
 # --- result classes ---------------------------------------------------------------------

@@ -128,13 +128,8 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
         for i in at:
             try:
                 values[i] = (values[i], content_digest(values[i]))
-            except NotAPath as exc:
-                raise TypeError(
-                    f"files= parameter {names[i]!r} of {owner} is {exc.args[0]}, not a path: "
-                    "pass a path (str, bytes or os.PathLike), a glob pattern, or a list, "
-                    "tuple or set of them (a path not hashed is a result never recomputed "
-                    "when the file changes)"
-                ) from None
+            except NotAPath:  # a frame, a dict: keyed by its value, as any argument (a
+                values[i] = (values[i], "-")  # parameter taking a path or the data read)
             except NotAFile as exc:
                 raise ValueError(
                     f"files= parameter {names[i]!r} of {owner} is {exc.args[0]!r}, "
@@ -270,7 +265,8 @@ def content_digest(path: Any, depth: int = 0) -> str:
 
     Raises ``NotAFile`` for a FIFO, a device or a socket: reading one would block (a FIFO
     with no writer), never end (``/dev/zero``) or take the data the function is to read;
-    ``NotAPath`` for anything else that is not a path (an open file, a dict)."""
+    ``NotAPath`` for anything else that is not a path (a frame, a dict): keyed by its value
+    instead, as any argument."""
     if path is None:
         return "-"
     if isinstance(path, _SEQUENCES):
@@ -305,7 +301,11 @@ def _many_digest(paths: Any, depth: int) -> str:
         items.sort(key=_sort_name)
     digest = xxhash.xxh3_128(b"many")
     for item in items:
-        digest.update(content_digest(item, depth + 1).encode() + b"\0")
+        try:
+            found = content_digest(item, depth + 1)
+        except NotAPath:  # keyed by its value (the list is in the key too)
+            found = "-"
+        digest.update(found.encode() + b"\0")
     return digest.hexdigest()
 
 
