@@ -603,6 +603,17 @@ class FileStore(Store):
         _refuse_others(self.root, owner, self._uid, "memojar cache")
         self._root_writable = True
 
+    def _anothers(self) -> bool:
+        """Whether the cache is another user's (``_refuse_another_users``): a removal made
+        there (root's ``clear``, ``prune``) leaves its ledger and statistics as they are,
+        rather than replacing them with files that user could not read (its ledger, then
+        over-counted, is recounted by its next process)."""
+        try:
+            self._refuse_another_users()
+        except PermissionError:
+            return True
+        return False
+
     def _open_folder(self, function: str, gone: _Folder | None) -> _Folder:
         """Open the function's folder (creating it if missing), never through a link, in
         place of ``gone`` (a folder removed or moved since it was opened, a descriptor no
@@ -796,7 +807,7 @@ class FileStore(Store):
     def _account(self, delta: int) -> None:
         """Record a size change already made on disk in the ledger (``Ledger.settle``);
         only caches with a max_size keep one."""
-        if delta and self.max_size is not None:
+        if delta and self.max_size is not None and not self._anothers():
             with self._ledger() as ledger:
                 ledger.settle(delta)
 
@@ -976,6 +987,7 @@ class FileStore(Store):
         return _FlockLock(fd)
 
     def _write_stats(self, data: dict[str, Any]) -> None:
+        self._refuse_another_users()
         if not is_cache_dir(self.root):  # replaced by a folder of the user's since it opened
             raise OSError(errno.EEXIST, "not memojar's folder (no CACHEDIR.TAG)", self.root)
         _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode())
@@ -1013,6 +1025,8 @@ class FileStore(Store):
         try:
             _no_links(self.root)
         except OSError:
+            return
+        if self._anothers():
             return
         lock = self._stats_lock()
         try:
@@ -1207,7 +1221,7 @@ class FileStore(Store):
                 _rmdir_if_empty(name, root_fd)
         finally:
             os.close(root_fd)
-        if self.max_size is not None:
+        if self.max_size is not None and not self._anothers():
             with self._ledger() as ledger:
                 ledger.set(self._census()[1])
         return removed
@@ -1244,13 +1258,14 @@ class FileStore(Store):
         cache not made yet holds nothing to evict and is not made for it, as ``scan`` and
         ``cleanup`` make nothing (the ledger's lock would create the root, or raise where
         the user cannot)."""
-        if not os.path.lexists(self.root):
+        if not os.path.lexists(self.root) or self._anothers():
             return 0
         return super().evict(incoming)
 
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
     def _total_lock(self) -> Any:
+        self._refuse_another_users()
         self._makedirs(self.root)
         return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
 

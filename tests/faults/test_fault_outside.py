@@ -207,6 +207,43 @@ def test_root_writes_nothing_in_another_users_cache(shared_folder: Path) -> None
     assert memojar_as_user(cache_dir, "clear", "--yes").startswith("0 removed 4 entries")
 
 
+def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(
+        shared_folder: Path) -> None:
+    """Root's ``clear``, ``cache_delete`` and ``prune`` in a user's cache with a
+    ``max_size`` (or statistics counted): removals are root's to make, but they replaced
+    the ledger and the statistics with root's 0600 files (``.size``, ``.size.lock``,
+    ``.stats``), so every later write of that user's with a ``max_size`` failed ("not
+    cached", permission denied) and its ``prune`` raised. Now nothing of root's is left,
+    and the user caches and prunes as before."""
+    import warnings
+
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def users_run() -> str:
+        cache = memojar.Cache(cache_dir, max_size=10**6)
+        f = cache.cached(_double)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            values = [f(i) for i in range(4)] + [f(i) for i in range(4)]
+            f.cache_info()
+            pruned = cache.prune()
+        return f"{values[4:]} {f.cache_info().hits} {pruned}"
+
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4 0"
+    cache = memojar.Cache(cache_dir, max_size=10**6)
+    f = cache.cached(_double)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert f.cache_delete(0)
+        cache.prune()
+        assert cache.clear() == 3
+    mine = [path for path in cache_dir.rglob("*") if path.lstat().st_uid == os.geteuid()]
+    assert mine == []
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4 0"
+
+
 def test_root_writes_nothing_in_another_users_folder_of_its_own_cache(
         shared_folder: Path) -> None:
     """A cache of root's that users write to (root made it, and opened it to all): a user's
