@@ -945,9 +945,10 @@ class FileStore(Store):
         with self._tally_lock:
             tally, self._tally = self._added_up(), {}
         try:
+            if self._anothers():  # its own calls are not that user's statistics
+                functions = {}
             if not (functions or recount or any(t != [0, 0] for t in tally.values())):
                 return
-            self._refuse_another_users()
             _no_links(self.root)
             lock = self._stats_lock()
         except BaseException:
@@ -987,9 +988,13 @@ class FileStore(Store):
         return _FlockLock(fd)
 
     def _write_stats(self, data: dict[str, Any]) -> None:
-        self._refuse_another_users()
         if not is_cache_dir(self.root):  # replaced by a folder of the user's since it opened
             raise OSError(errno.EEXIST, "not memojar's folder (no CACHEDIR.TAG)", self.root)
+        if self._anothers():
+            # Another user's cache (root's clear in it): its file rewritten in place, staying
+            # that user's, so its counts do not keep entries root removed; none is made.
+            _rewrite_in_place(os.path.join(self.root, _STATS), json.dumps(data).encode())
+            return
         _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode())
 
     def _restore(self, tally: dict[str, list[int]]) -> None:
@@ -1025,8 +1030,6 @@ class FileStore(Store):
         try:
             _no_links(self.root)
         except OSError:
-            return
-        if self._anothers():
             return
         lock = self._stats_lock()
         try:
@@ -1628,6 +1631,22 @@ def _unlink(path: str, dir_fd: int | None = None) -> bool:
         return True
     except FileNotFoundError:  # removed by another process first: the race we expect
         return False
+
+
+def _rewrite_in_place(path: str, data: bytes) -> None:
+    """Write ``data`` over the regular file at ``path``, keeping its owner (nothing if there
+    is none). Not atomic: a reader meeting it half written finds no statistics (a listing
+    counts again)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def _no_links(*dirs: str, uid: int | None = None) -> None:

@@ -213,8 +213,9 @@ def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(
     ``max_size`` (or statistics counted): removals are root's to make, but they replaced
     the ledger and the statistics with root's 0600 files (``.size``, ``.size.lock``,
     ``.stats``), so every later write of that user's with a ``max_size`` failed ("not
-    cached", permission denied) and its ``prune`` raised. Now nothing of root's is left,
-    and the user caches and prunes as before."""
+    cached", permission denied) and its ``prune`` raised; and the user's ``cache_info``
+    went on counting the entries root removed. Now nothing of root's is left, the user's
+    counts follow, and the user caches and prunes as before."""
     import warnings
 
     import memojar
@@ -241,6 +242,13 @@ def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(
         assert cache.clear() == 3
     mine = [path for path in cache_dir.rglob("*") if path.lstat().st_uid == os.geteuid()]
     assert mine == []
+
+    def users_count() -> str:
+        return str(memojar.Cache(cache_dir).cached(_double).cache_info().entries)
+
+    # The user's statistics, rewritten in place, no longer count the entries root removed
+    # (before: 4 entries, when none was left).
+    assert as_another_user(users_count) == "0"
     assert as_another_user(users_run) == "[0, 2, 4, 6] 4 0"
 
 
