@@ -1764,7 +1764,24 @@ def _claim(root: str, writing: bool = False) -> None:
             return
         if not _being_tagged(root, names):
             raise NotACacheDirectory(root)
+    if _anothers_folder(root):
+        # Another user's empty folder (root by sudo on the user's own cache_dir): a tag of
+        # this user's (0600) would make it look like this user's cache to its owner, who
+        # could never use it; it is left as it is, and nothing is written there.
+        return
     _mark(root, writing)
+
+
+def _anothers_folder(path: str) -> bool:
+    """Whether ``path`` belongs to neither this process's user nor root
+    (``_refuse_others``)."""
+    if not hasattr(os, "getuid"):
+        return False
+    try:
+        owner = os.stat(path).st_uid
+    except OSError:
+        return False
+    return owner not in (os.getuid(), 0)
 
 
 def not_tagged_yet(path: str) -> bool:

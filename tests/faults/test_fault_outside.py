@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from faultkit import subprocess_env
 
-from conftest import as_another_user
+from conftest import NOBODY, as_another_user
 
 TIMEOUT = 60
 
@@ -250,6 +250,32 @@ def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(
     # (before: 4 entries, when none was left).
     assert as_another_user(users_count) == "0"
     assert as_another_user(users_run) == "[0, 2, 4, 6] 4 0"
+
+
+def test_root_tags_no_empty_folder_of_another_users(shared_folder: Path) -> None:
+    """A user's own empty folder given as ``cache_dir`` to a script run by root (``sudo``
+    keeping the environment): root adopted it, writing its 0600 ``CACHEDIR.TAG`` and
+    ``.gitignore``, so the folder was "root's memojar cache" to its owner, whose every
+    ``Cache()`` on it raised. Now root leaves it untouched, and the user caches there."""
+    import warnings
+
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    cache_dir.mkdir(mode=0o700)
+    os.chown(cache_dir, NOBODY, NOBODY)
+    f = memojar.Cache(cache_dir, max_size=10**6).cached(_double)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [f(i) for i in range(2)] == [0, 2]
+    assert list(cache_dir.iterdir()) == []
+
+    def users_run() -> str:
+        g = memojar.Cache(cache_dir).cached(_double)
+        values = [g(i) for i in range(4)] + [g(i) for i in range(4)]
+        return f"{values[4:]} {g.cache_info().hits}"
+
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4"
 
 
 def test_root_writes_nothing_in_another_users_folder_of_its_own_cache(
