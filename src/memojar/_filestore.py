@@ -603,6 +603,13 @@ class FileStore(Store):
         _refuse_others(self.root, owner, self._uid, "memojar cache")
         self._root_writable = True
 
+    def no_stamp_why(self) -> str | None:
+        try:
+            self._refuse_another_users()
+        except PermissionError as exc:
+            return exc.strerror
+        return None
+
     def _anothers(self) -> bool:
         """Whether the cache is another user's (``_refuse_another_users``): a removal made
         there (root's ``clear``, ``prune``) leaves its ledger and statistics as they are,

@@ -252,6 +252,26 @@ def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(
     assert as_another_user(users_run) == "[0, 2, 4, 6] 4 0"
 
 
+def test_memory_in_another_users_cache_says_why_it_is_not_used(shared_folder: Path) -> None:
+    """``memory=`` in a script run by root on a user's cache: its warning blamed the file
+    system ("made with a hard link: ... such as FAT"), when the stamp is not made because
+    memojar writes nothing in another user's cache. Now it says that."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def users_run() -> str:
+        return str(memojar.Cache(cache_dir).cached(_double)(1))
+
+    assert as_another_user(users_run) == "2"
+    with pytest.warns(memojar.MemojarWarning) as caught:
+        f = memojar.Cache(cache_dir).cached(memory=4)(_double)
+        assert f(1) == 2
+    (said,) = (str(w.message) for w in caught if "memory=" in str(w.message))
+    assert "nobody's memojar cache, and this process runs as root" in said, said
+    assert "FAT" not in said
+
+
 def test_root_tags_no_empty_folder_of_another_users(shared_folder: Path) -> None:
     """A user's own empty folder given as ``cache_dir`` to a script run by root (``sudo``
     keeping the environment): root adopted it, writing its 0600 ``CACHEDIR.TAG`` and
