@@ -652,10 +652,11 @@ class _Memo:
         """Map the store's generation stamp; False (no memory tier) if the store keeps none."""
         stamp = self.store.generation(self.name)
         if stamp is None:
-            why = ("a cache on a server has none: every call reads the server"
-                   if self.store.remote else
-                   "a folder's is made with a hard link: a file system without them, such "
-                   "as FAT, has none; memojar's DEBUG log line says why")
+            why = self.store.no_stamp_why() or (
+                "a cache on a server has none: every call reads the server"
+                if self.store.remote else
+                "a folder's is made with a hard link: a file system without them, such "
+                "as FAT, has none; memojar's DEBUG log line says why")
             warn(f"memory= of {self.name} is not used: the cache at {self.store.location} "
                  f"keeps no generation stamp to notice another process's clear ({why})")
             return False

@@ -603,6 +603,24 @@ class FileStore(Store):
         _refuse_others(self.root, owner, self._uid, "memojar cache")
         self._root_writable = True
 
+    def no_stamp_why(self) -> str | None:
+        try:
+            self._refuse_another_users()
+        except PermissionError as exc:
+            return exc.strerror
+        return None
+
+    def _anothers(self) -> bool:
+        """Whether the cache is another user's (``_refuse_another_users``): a removal made
+        there (root's ``clear``, ``prune``) leaves its ledger and statistics as they are,
+        rather than replacing them with files that user could not read (its ledger, then
+        over-counted, is recounted by its next process)."""
+        try:
+            self._refuse_another_users()
+        except PermissionError:
+            return True
+        return False
+
     def _open_folder(self, function: str, gone: _Folder | None) -> _Folder:
         """Open the function's folder (creating it if missing), never through a link, in
         place of ``gone`` (a folder removed or moved since it was opened, a descriptor no
@@ -796,7 +814,7 @@ class FileStore(Store):
     def _account(self, delta: int) -> None:
         """Record a size change already made on disk in the ledger (``Ledger.settle``);
         only caches with a max_size keep one."""
-        if delta and self.max_size is not None:
+        if delta and self.max_size is not None and not self._anothers():
             with self._ledger() as ledger:
                 ledger.settle(delta)
 
@@ -934,9 +952,10 @@ class FileStore(Store):
         with self._tally_lock:
             tally, self._tally = self._added_up(), {}
         try:
+            if self._anothers():  # its own calls are not that user's statistics
+                functions = {}
             if not (functions or recount or any(t != [0, 0] for t in tally.values())):
                 return
-            self._refuse_another_users()
             _no_links(self.root)
             lock = self._stats_lock()
         except BaseException:
@@ -978,6 +997,11 @@ class FileStore(Store):
     def _write_stats(self, data: dict[str, Any]) -> None:
         if not is_cache_dir(self.root):  # replaced by a folder of the user's since it opened
             raise OSError(errno.EEXIST, "not memojar's folder (no CACHEDIR.TAG)", self.root)
+        if self._anothers():
+            # Another user's cache (root's clear in it): its file rewritten in place, staying
+            # that user's, so its counts do not keep entries root removed; none is made.
+            _rewrite_in_place(os.path.join(self.root, _STATS), json.dumps(data).encode())
+            return
         _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode())
 
     def _restore(self, tally: dict[str, list[int]]) -> None:
@@ -1207,7 +1231,7 @@ class FileStore(Store):
                 _rmdir_if_empty(name, root_fd)
         finally:
             os.close(root_fd)
-        if self.max_size is not None:
+        if self.max_size is not None and not self._anothers():
             with self._ledger() as ledger:
                 ledger.set(self._census()[1])
         return removed
@@ -1244,13 +1268,14 @@ class FileStore(Store):
         cache not made yet holds nothing to evict and is not made for it, as ``scan`` and
         ``cleanup`` make nothing (the ledger's lock would create the root, or raise where
         the user cannot)."""
-        if not os.path.lexists(self.root):
+        if not os.path.lexists(self.root) or self._anothers():
             return 0
         return super().evict(incoming)
 
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
     def _total_lock(self) -> Any:
+        self._refuse_another_users()
         self._makedirs(self.root)
         return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
 
@@ -1615,6 +1640,22 @@ def _unlink(path: str, dir_fd: int | None = None) -> bool:
         return False
 
 
+def _rewrite_in_place(path: str, data: bytes) -> None:
+    """Write ``data`` over the regular file at ``path``, keeping its owner (nothing if there
+    is none). Not atomic: a reader meeting it half written finds no statistics (a listing
+    counts again)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
 def _no_links(*dirs: str, uid: int | None = None) -> None:
     """Raise unless each of a function's folders (its folder, a shard) is a real directory:
     memojar never writes through a link planted in its cache. One ``lstat`` each, on the
@@ -1730,7 +1771,24 @@ def _claim(root: str, writing: bool = False) -> None:
             return
         if not _being_tagged(root, names):
             raise NotACacheDirectory(root)
+    if _anothers_folder(root):
+        # Another user's empty folder (root by sudo on the user's own cache_dir): a tag of
+        # this user's (0600) would make it look like this user's cache to its owner, who
+        # could never use it; it is left as it is, and nothing is written there.
+        return
     _mark(root, writing)
+
+
+def _anothers_folder(path: str) -> bool:
+    """Whether ``path`` belongs to neither this process's user nor root
+    (``_refuse_others``)."""
+    if not hasattr(os, "getuid"):
+        return False
+    try:
+        owner = os.stat(path).st_uid
+    except OSError:
+        return False
+    return owner not in (os.getuid(), 0)
 
 
 def not_tagged_yet(path: str) -> bool:

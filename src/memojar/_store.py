@@ -492,6 +492,11 @@ class Store(abc.ABC):
         system call (the file store maps a small file)."""
         return None
 
+    def no_stamp_why(self) -> str | None:
+        """Why ``generation`` gave None, if the store knows better than its kind's usual
+        reason (a folder of another user's: nothing is written there)."""
+        return None
+
     def bump(self, function: str) -> None:  # noqa: B027 - optional, with ``generation``
         """Change the function's generation stamp (its entries changed under callers)."""
 

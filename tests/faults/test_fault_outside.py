@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from faultkit import subprocess_env
 
-from conftest import as_another_user
+from conftest import NOBODY, as_another_user
 
 TIMEOUT = 60
 
@@ -217,6 +217,97 @@ def test_root_writes_nothing_in_another_users_cache(shared_folder: Path) -> None
     assert as_another_user(users_run) == "[0, 2, 4, 6] 4"  # the user's entries, whole
     assert memojar_as_user(cache_dir, "ls").startswith("0 ")
     assert memojar_as_user(cache_dir, "clear", "--yes").startswith("0 removed 4 entries")
+
+
+def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(
+        shared_folder: Path) -> None:
+    """Root's ``clear``, ``cache_delete`` and ``prune`` in a user's cache with a
+    ``max_size`` (or statistics counted): removals are root's to make, but they replaced
+    the ledger and the statistics with root's 0600 files (``.size``, ``.size.lock``,
+    ``.stats``), so every later write of that user's with a ``max_size`` failed ("not
+    cached", permission denied) and its ``prune`` raised; and the user's ``cache_info``
+    went on counting the entries root removed. Now nothing of root's is left, the user's
+    counts follow, and the user caches and prunes as before."""
+    import warnings
+
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def users_run() -> str:
+        cache = memojar.Cache(cache_dir, max_size=10**6)
+        f = cache.cached(_double)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            values = [f(i) for i in range(4)] + [f(i) for i in range(4)]
+            f.cache_info()
+            pruned = cache.prune()
+        return f"{values[4:]} {f.cache_info().hits} {pruned}"
+
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4 0"
+    cache = memojar.Cache(cache_dir, max_size=10**6)
+    f = cache.cached(_double)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert f.cache_delete(0)
+        cache.prune()
+        assert cache.clear() == 3
+    mine = [path for path in cache_dir.rglob("*") if path.lstat().st_uid == os.geteuid()]
+    assert mine == []
+
+    def users_count() -> str:
+        return str(memojar.Cache(cache_dir).cached(_double).cache_info().entries)
+
+    # The user's statistics, rewritten in place, no longer count the entries root removed
+    # (before: 4 entries, when none was left).
+    assert as_another_user(users_count) == "0"
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4 0"
+
+
+def test_memory_in_another_users_cache_says_why_it_is_not_used(shared_folder: Path) -> None:
+    """``memory=`` in a script run by root on a user's cache: its warning blamed the file
+    system ("made with a hard link: ... such as FAT"), when the stamp is not made because
+    memojar writes nothing in another user's cache. Now it says that."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def users_run() -> str:
+        return str(memojar.Cache(cache_dir).cached(_double)(1))
+
+    assert as_another_user(users_run) == "2"
+    with pytest.warns(memojar.MemojarWarning) as caught:
+        f = memojar.Cache(cache_dir).cached(memory=4)(_double)
+        assert f(1) == 2
+    (said,) = (str(w.message) for w in caught if "memory=" in str(w.message))
+    assert "nobody's memojar cache, and this process runs as root" in said, said
+    assert "FAT" not in said
+
+
+def test_root_tags_no_empty_folder_of_another_users(shared_folder: Path) -> None:
+    """A user's own empty folder given as ``cache_dir`` to a script run by root (``sudo``
+    keeping the environment): root adopted it, writing its 0600 ``CACHEDIR.TAG`` and
+    ``.gitignore``, so the folder was "root's memojar cache" to its owner, whose every
+    ``Cache()`` on it raised. Now root leaves it untouched, and the user caches there."""
+    import warnings
+
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    cache_dir.mkdir(mode=0o700)
+    os.chown(cache_dir, NOBODY, NOBODY)
+    f = memojar.Cache(cache_dir, max_size=10**6).cached(_double)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [f(i) for i in range(2)] == [0, 2]
+    assert list(cache_dir.iterdir()) == []
+
+    def users_run() -> str:
+        g = memojar.Cache(cache_dir).cached(_double)
+        values = [g(i) for i in range(4)] + [g(i) for i in range(4)]
+        return f"{values[4:]} {g.cache_info().hits}"
+
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4"
 
 
 def test_root_writes_nothing_in_another_users_folder_of_its_own_cache(
