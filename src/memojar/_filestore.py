@@ -587,14 +587,15 @@ class FileStore(Store):
         return self._open_folder(function, folder)
 
     def _refuse_another_users(self) -> None:
-        """Raise ``PermissionError`` if the cache is another user's: its root belongs to
-        neither this process's user nor root. A process run as root in a user's cache
-        (``sudo`` keeping ``$HOME``, a container's root on a mounted folder) would leave
+        """Raise ``PermissionError`` if this process runs as root and the cache is another
+        user's: its root belongs to that user (``_refuse_others``). A process run as root
+        in a user's cache (``sudo`` keeping ``$HOME``, a container's root on a mounted
+        folder) would leave
         files and folders there that the user can neither read nor remove (0600, 0700): keys
         that user could never cache again, and a ``memojar ls`` or ``clear`` that fails. So
         nothing is written there; results are returned, with the usual warning. Looked at
         on each write until the root is found writable (one ``stat``), then never again."""
-        if self._root_writable or self._uid is None:
+        if self._root_writable or self._uid != 0:
             return
         try:
             owner = os.stat(self.root).st_uid
@@ -1669,12 +1670,15 @@ def _no_links(*dirs: str, uid: int | None = None) -> None:
 
 
 def _refuse_others(path: str, owner: int, uid: int, what: str) -> None:
-    """Raise ``PermissionError`` if ``path`` (a cache's root, a function's folder) is
-    another user's than ``uid``'s, and not root's: files ``uid`` made there would be ones
-    its owner could neither read nor remove (0600, 0700): keys that user could never cache
-    again, and a ``memojar ls`` or ``clear`` that fails. (Root's folders are every user's
-    to write: root reads and removes anything.)"""
-    if owner not in (uid, 0):
+    """Raise ``PermissionError`` if ``uid`` is root and ``path`` (a cache's root, a
+    function's folder) another user's: files root made there would be ones its owner could
+    neither read nor remove (0600, 0700): keys that user could never cache again, and a
+    ``memojar ls`` or ``clear`` that fails. Any other user writes where the file system
+    lets it: only root passes over the owner's modes, and where another user's folder
+    is writable the owner opened it, or the file system shows every file as one user's
+    (a share mounted with ``all_squash`` or a fixed ``uid=``, sshfs), where files made
+    there are no less the owner's."""
+    if uid == 0 and owner != 0:
         raise PermissionError(errno.EACCES, f"it is {user_name(owner)}'s {what}, and this "
                               f"process runs as {user_name(uid)}: memojar writes nothing "
                               "there (files that user could neither read nor remove). Give "
@@ -1780,15 +1784,15 @@ def _claim(root: str, writing: bool = False) -> None:
 
 
 def _anothers_folder(path: str) -> bool:
-    """Whether ``path`` belongs to neither this process's user nor root
+    """Whether this process runs as root and ``path`` is another user's
     (``_refuse_others``)."""
-    if not hasattr(os, "getuid"):
+    if not hasattr(os, "getuid") or os.getuid() != 0:
         return False
     try:
         owner = os.stat(path).st_uid
     except OSError:
         return False
-    return owner not in (os.getuid(), 0)
+    return owner != 0
 
 
 def not_tagged_yet(path: str) -> bool:

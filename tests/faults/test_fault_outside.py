@@ -337,6 +337,20 @@ def test_root_writes_nothing_in_another_users_folder_of_its_own_cache(
     assert (g(1), g(1), g.cache_info().hits) == (3, 3, 2)  # root's own: hits
 
 
+def test_a_user_caches_in_a_folder_another_user_opened_to_all(shared_folder: Path) -> None:
+    """Only root is refused another user's folder. A folder of a third user's (uid 1234)
+    that its owner opened to all, as a share shows every file as one user's (NFS with
+    ``all_squash``, SMB with ``uid=``): the process's user caches there as in its own (for
+    a while every user but the owner was refused there, a secret or not)."""
+    cache_dir = shared_folder / "c"
+    cache_dir.mkdir()
+    os.chown(cache_dir, 1234, 1234)
+    cache_dir.chmod(0o1777)
+    users_run = _users_run(cache_dir)
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 0"
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4"
+
+
 def test_a_cache_sent_to_another_users_process_trusts_that_users_entries(
         shared_folder: Path) -> None:
     """A cache pickled by one user and loaded by another's process (a worker started as
