@@ -1186,8 +1186,9 @@ def _children(item: Any) -> list[Any]:
     """What ``item`` holds, for ``_held``; nothing if looking raises."""
     try:
         kind = type(item)
-        if kind is dict:
-            return [*item.keys(), *item.values()]
+        if kind is dict:  # keys and values, no more than the walk looks at (a table of
+            return list(itertools.islice(  # a million entries: not copied whole)
+                itertools.chain.from_iterable(item.items()), _HELD_LIMIT))
         if kind in _CONTAINERS:
             return list(itertools.islice(item, _HELD_LIMIT))
         if isinstance(item, functools.partial):
