@@ -187,6 +187,8 @@ class ReplyDropper:
     (``drop``), the next request whose bytes contain ``needle`` is forwarded to the server,
     which runs it; its reply is read and thrown away and the store's connection is closed,
     as a connection dropped just after the server answered. ``dropped`` counts them.
+    With ``silent``, the reply is thrown away but the connection stays open: the store hears
+    nothing until its own timeout (a slow server answering late, a proxy that loses it).
 
     Each connection is two threads, one a direction; ``close`` stops the listener, as
     leaving a ``with`` block does."""
@@ -198,7 +200,8 @@ class ReplyDropper:
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(64)
         self.port = self._listener.getsockname()[1]
-        self._needles: list[tuple[bytes, int]] = []  # (needle, how many more to drop)
+        # (needle, how many more to drop, keep the connection open: silent)
+        self._needles: list[tuple[bytes, int, bool]] = []
         self.dropped: list[bytes] = []
         self.seen: list[bytes] = []  # every request chunk, for counting requests
         self._mutex = threading.Lock()
@@ -212,21 +215,22 @@ class ReplyDropper:
         assert server in location, location
         return location.replace(server, f"127.0.0.1:{self.port}")
 
-    def drop(self, needle: bytes, times: int = 1) -> None:
-        """Lose the replies of the next ``times`` requests containing ``needle``."""
+    def drop(self, needle: bytes, times: int = 1, silent: bool = False) -> None:
+        """Lose the replies of the next ``times`` requests containing ``needle``; with
+        ``silent``, without closing the connection (the store times out)."""
         with self._mutex:
-            self._needles.append((needle, times))
+            self._needles.append((needle, times, silent))
 
-    def _take(self, data: bytes) -> bytes | None:
+    def _take(self, data: bytes) -> tuple[bytes, bool] | None:
         with self._mutex:
             self.seen.append(data)
-            for i, (needle, times) in enumerate(self._needles):
+            for i, (needle, times, silent) in enumerate(self._needles):
                 if needle in data:
                     if times <= 1:
                         del self._needles[i]
                     else:
-                        self._needles[i] = (needle, times - 1)
-                    return needle
+                        self._needles[i] = (needle, times - 1, silent)
+                    return needle, silent
         return None
 
     def _accept(self) -> None:
@@ -240,16 +244,16 @@ class ReplyDropper:
             except OSError:  # the server is gone: so is this connection
                 _close(down)
                 continue
-            state: dict[str, Any] = {"drop": None}
+            state: dict[str, Any] = {"drop": None, "silent": False}
             threading.Thread(target=self._requests, args=(down, up, state), daemon=True).start()
             threading.Thread(target=self._replies, args=(down, up, state), daemon=True).start()
 
     def _requests(self, down: Any, up: Any, state: dict[str, Any]) -> None:
         try:
             while data := down.recv(1 << 16):
-                needle = self._take(data)
-                if needle is not None:
-                    state["drop"] = needle
+                taken = self._take(data)
+                if taken is not None:
+                    state["drop"], state["silent"] = taken
                 up.sendall(data)
         except OSError:
             pass
@@ -264,6 +268,8 @@ class ReplyDropper:
                         while up.recv(1 << 16):
                             pass
                     self.dropped.append(state["drop"])
+                    if state["silent"]:  # left open: the store's side closes it (_requests)
+                        return
                     break
                 down.sendall(data)
         except OSError:

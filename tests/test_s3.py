@@ -25,7 +25,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from memojar import Cache, MemojarWarning, UnknownStoreError, _cli, _entry, cached
+from memojar import Cache, MemojarWarning, UnknownStoreError, _cli, _entry, _s3store, cached
 from memojar._cache import open_store
 from memojar._filestore import function_dir
 from memojar._s3store import (
@@ -681,6 +681,87 @@ def test_a_write_dropped_before_the_server_stored_it_is_not_cached(s3_location: 
         assert double(2) == 4
     assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
     assert calls == [2]
+
+
+def _short(location: str) -> str:
+    """``location`` with a request timeout of a few seconds (a write's reply withheld by
+    the proxy costs the test that long)."""
+    return re.sub(r"timeout=[0-9.]+", "timeout=3", location)
+
+
+@pytest.mark.parametrize("upload", ["one PUT", "multipart"])
+def test_a_result_whose_write_timed_out_but_was_stored_is_cached_without_a_warning(
+        s3_location: str, client: Any, dropper: ReplyDropper, upload: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server stores the entry but its reply never comes (a slow server answering
+    late, a proxy that loses it): the write times out, the store reads the entry's header
+    back, finds it stored, and says nothing; the next call hits. Before, only a dropped
+    connection was read back: a timeout warned "not cached" though it was."""
+    # the look waits all of the timeout, not a quarter: this busy process's server may be
+    # slow to answer it
+    monkeypatch.setattr(_s3store, "CONFIRM_SHARE", 1.0)
+    location = _short(dropper.front(s3_location))
+    if upload == "multipart":
+        location += "&multipart_threshold=100000"
+    double, calls = counted(Cache(location, secret=SECRET))
+    bucket, _ = split(s3_location)
+    value = b"t" * 200_000
+    name = entry_object(s3_location, double, value)
+    dropper.drop(f"PUT /{bucket}/{name} ".encode() if upload == "one PUT" else
+                 f"POST /{bucket}/{name}?uploadId=".encode(), silent=True)
+    assert double(value) == value * 2  # no warning: filterwarnings = error
+    assert dropper.dropped
+    assert name in objects(client, s3_location)
+    assert double(value) == value * 2
+    assert len(calls) == 1  # a hit
+
+
+def test_a_write_that_timed_out_unstored_is_not_cached(s3_location: str,
+                                                       client: Any) -> None:
+    """The entry's PUT times out before the server stored it: read back, the entry is
+    not there, and the warning says "not cached" (known, not assumed)."""
+    cache = Cache(_short(s3_location), secret=SECRET)
+    double, calls = counted(cache)
+    store = cache.store
+    assert isinstance(store, S3Store)
+    real = store._bucket.client.put_object
+
+    def put_object(**kwargs: Any) -> Any:
+        if kwargs["Key"].endswith(SUFFIX):
+            raise botocore.exceptions.ReadTimeoutError(endpoint_url="never stored")
+        return real(**kwargs)
+
+    store._bucket.client.put_object = put_object
+    with pytest.warns(MemojarWarning, match="returned but not cached: .*no answer within "
+                                            "timeout=3 s"):
+        assert double(2) == 4
+    assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
+    assert calls == [2]
+
+
+def test_a_write_whose_reply_and_check_timed_out_says_it_may_be_cached(
+        s3_location: str, client: Any, dropper: ReplyDropper) -> None:
+    """The entry's PUT and the read that would tell whether it was stored both go
+    unanswered: the warning says that nothing is known, and that the server did not
+    answer in time (not that the connection dropped: it did not)."""
+    double, calls = counted(Cache(_short(dropper.front(s3_location)), secret=SECRET))
+    bucket, _ = split(s3_location)
+    name = entry_object(s3_location, double, 2)
+    dropper.drop(f"PUT /{bucket}/{name} ".encode(), silent=True)
+    dropper.drop(b"\r\nRange: bytes=0-", silent=True)  # the look at the entry's header
+    with pytest.warns(MemojarWarning) as warned:
+        assert double(2) == 4
+    assert len(dropper.dropped) == 2
+    (message,) = [str(w.message) for w in warned]
+    assert "not cached" not in message, message
+    assert "dropped" not in message, message
+    assert re.search(r"returned; whether it was cached is unknown: s3://.* did not "
+                     r"answer its write within the store.s timeout, and reading the entry back "
+                     r"failed", message), message
+    assert name in objects(client, s3_location)  # it was
+    time.sleep(FAULT_BACKOFF + 0.2)  # past the store's fail-fast pause after the fault
+    assert double(2) == 4
+    assert calls == [2]  # a hit
 
 
 def test_deletes_whose_reply_was_lost_count_what_they_removed(

@@ -1141,12 +1141,14 @@ class _Memo:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
             if isinstance(exc, Unconfirmed):
+                lost = (f"{self.store.location} did not answer its write within the "
+                        "store's timeout" if exc.timed_out else
+                        f"the connection to {self.store.location} dropped before the "
+                        "server answered its write")
                 warn(
                     f"result of {self.name} was returned; whether it was cached is unknown: "
-                    f"the connection to {self.store.location} dropped before the server "
-                    "answered its write, and reading the entry back failed "
-                    f"({exc.strerror or exc}); if it was stored, the next call hits, else "
-                    "it computes again"
+                    f"{lost}, and reading the entry back failed ({exc.strerror or exc}); "
+                    "if it was stored, the next call hits, else it computes again"
                 )
                 return False
             warn(

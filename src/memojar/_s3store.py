@@ -67,6 +67,7 @@ from ._errors import logger, warn
 from ._filestore import function_dir
 from ._location import positive, redact
 from ._store import (
+    CONFIRM_SHARE,
     HEAD_BYTES,
     LEFTOVER_RETRY,
     Breaker,
@@ -132,10 +133,14 @@ class _Bucket:
     """
 
     def __init__(self, bucket: str, make_client: Callable[[], Any], timeout: float,
-                 threshold: int) -> None:
+                 threshold: int, make_checker: Callable[[], Any] | None = None) -> None:
         self.bucket = bucket
         self._make_client = make_client
         self._client: Any = None
+        # the client of the look at an entry whose write timed out (``starts_with``), whose
+        # requests wait ``CONFIRM_SHARE`` of ``timeout``; made at first use (none: ``client``)
+        self._make_checker = make_checker
+        self._checker: Any = None
         _live.add(self)
         self.timeout = timeout
         self.threshold = threshold
@@ -153,8 +158,19 @@ class _Bucket:
             client = self._client = self._make_client()
         return client
 
+    @property
+    def checker(self) -> Any:
+        """The client of ``starts_with`` after a timeout (made at first use, and again in
+        a forked child)."""
+        if self._make_checker is None:
+            return self.client
+        checker = self._checker
+        if checker is None:
+            checker = self._checker = self._make_checker()
+        return checker
+
     def _forked(self) -> None:
-        self._client = None
+        self._client = self._checker = None
 
     @contextlib.contextmanager
     def _errors(self, doing: str, name: str = "", again: bool = False) -> Iterator[None]:
@@ -434,15 +450,18 @@ class _Bucket:
         with self._errors(doing, name, again=True):
             return getattr(self.client, operation)(Bucket=self.bucket, **params)
 
-    def starts_with(self, name: str, head: bytes) -> bool:
+    def starts_with(self, name: str, head: bytes, timed_out: bool = False) -> bool:
         """Whether the object ``name`` begins with ``head``, asked at once after a fault
-        (``again``): what a write whose answer was lost left (see ``Store.write``)."""
+        (``again``): what a write whose answer was lost left (see ``Store._confirm``).
+        ``timed_out``: the write timed out, and this look waits only ``CONFIRM_SHARE`` of
+        ``timeout`` (``checker``)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
         if head:
             kwargs["Range"] = f"bytes=0-{len(head) - 1}"
+        client = self.checker if timed_out else self.client
         try:
             with self._errors("reading", name, again=True):
-                response = self.client.get_object(**kwargs)
+                response = client.get_object(**kwargs)
         except FileNotFoundError:
             return False
         got = _Got(response["Body"], _length(response), "", 0.0)
@@ -500,7 +519,11 @@ class S3Store(Store):
         def make_client() -> Any:
             return client if client is not None else _client(options, timeout)
 
-        self._bucket = _Bucket(bucket, make_client, timeout, threshold)
+        def make_checker() -> Any:
+            return client if client is not None else _client(options,
+                                                             timeout * CONFIRM_SHARE)
+
+        self._bucket = _Bucket(bucket, make_client, timeout, threshold, make_checker)
         try:  # made now, so that a bad configuration says so here
             self._bucket.client  # noqa: B018
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
@@ -568,8 +591,8 @@ class S3Store(Store):
             raise lease_lost(LEASE_TTL)
         self._bucket.put(name, views, size)
 
-    def _holds(self, function: str, key: str, head: bytes) -> bool:
-        return self._bucket.starts_with(self._dir(function) + key + SUFFIX, head)
+    def _holds(self, function: str, key: str, head: bytes, timed_out: bool) -> bool:
+        return self._bucket.starts_with(self._dir(function) + key + SUFFIX, head, timed_out)
 
     def delete(self, function: str, key: str) -> bool:
         name = self._dir(function) + key + SUFFIX

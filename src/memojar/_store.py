@@ -8,7 +8,7 @@ loop and cachetools' ``Cache`` owns the one eviction loop:
 - the hit's trust check (the warn-once warning of a cache without a secret) and turning a
   failed read into a miss, logged (``read``);
 - refusing entries larger than ``max_size`` (``write``), and reading back a write whose
-  answer a dropped connection lost (``_confirm``: stored, it succeeded);
+  answer a dropped connection lost or that timed out (``_confirm``: stored, it succeeded);
 - listing with whole headers (``scan``: the backend's listing, its first bytes read on with
   ``complete_head``);
 - the least-recently-used decision and size accounting (``evict``): by a listing
@@ -29,7 +29,7 @@ A backend writes only primitives (see the README's "Development" section):
     _unlink(entries)                       remove listed entries; the ones removed
     lock(function, key)                    a KeyLock shared by processes (a lock or lease:
                                            it writes ``_try`` and ``release``)
-    _holds(function, key, head)            whether the entry begins with ``head`` (for a
+    _holds(function, key, head, timed_out) whether the entry begins with ``head`` (for a
                                            backend whose writes can lose their answer)
     cleanup(), close(), notes, statistics  optional
 
@@ -118,8 +118,13 @@ def _span(views: Sequence[memoryview], start: int, end: int) -> bytes:
 
 
 class Unconfirmed(ConnectionResetError):
-    """A write whose answer was lost, and which could not be read back (its message says
-    why): perhaps stored."""
+    """A write whose answer was lost (``errno`` ECONNRESET: the connection dropped) or
+    never came (ETIMEDOUT: the write timed out), and which could not be read back (its
+    message says why): perhaps stored."""
+
+    @property
+    def timed_out(self) -> bool:
+        return self.errno == errno.ETIMEDOUT
 
 
 def _reader(store: Store, entry: StoredEntry) -> Callable[[int, int], bytes]:
@@ -150,6 +155,10 @@ def header_of(stored: StoredEntry) -> _entry.Header | None:
 HEAD_BYTES = 4096  # what ``scan`` reads first of each entry: the header and then some
 SECRET_ADVICE = ("the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
                  "checked.")
+# of a remote store's timeout: how long the look at an entry whose write timed out waits
+# for the server (``_confirm``), so that a frozen server costs a call one timeout and a
+# quarter, not two
+CONFIRM_SHARE = 0.25
 POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (by default)
 # seconds a remote store keeps trying to remove what a failed write left behind (uncommitted
 # chunks, a multipart upload) while the server that failed a moment ago does not answer
@@ -350,26 +359,44 @@ class Store(abc.ABC):
                 self.evict(size)
         try:
             self._write(function, key, views, size, expires)
-        except ConnectionResetError as exc:
+        except (ConnectionResetError, TimeoutError) as exc:
+            if exc.errno is None:  # not the backend's: the caller's signal handler's
+                raise
+            if isinstance(exc, TimeoutError) and type(self)._holds is Store._holds:
+                raise  # a backend that cannot look (a file system's timeout): failed
             self._confirm(function, key, views, exc)
         return size
 
     def _confirm(self, function: str, key: str, views: list[memoryview],
-                 exc: ConnectionResetError) -> None:
-        """After a write whose answer was lost (the connection dropped once it was sent:
-        the server may have stored it), return if the entry is the one written, else
+                 exc: OSError) -> None:
+        """After a write whose answer was lost (the connection dropped once it was sent)
+        or never came (it timed out: a slow server answering late, a proxy losing the
+        answer), either way perhaps stored, return if the entry is the one written, else
         raise: ``exc`` if it is not, ``Unconfirmed`` if that cannot be told. The entry's
         first bytes are its header, whose creation time and checksum (of every byte after
-        it) are this write's alone; read back, they tell without loading anything."""
+        it) are this write's alone; read back, they tell without loading anything.
+
+        The look is made although the store fails fast after the fault (``Breaker``): it
+        is the one request that tells whether the user's result was stored, and answered,
+        it shows the server up again. After a timeout it waits ``CONFIRM_SHARE`` of the
+        timeout, not all of it (``timed_out``): a server that answers a small read at once
+        (the write's answer was lost on the way, or came late) tells; a frozen one costs
+        the call a quarter of a timeout more, not a second timeout, and the next calls
+        fail fast as after any fault."""
+        timed_out = isinstance(exc, TimeoutError)
         head = complete_head(_span(views, 0, HEAD_BYTES),
                              functools.partial(_span, views))
         try:
-            stored = self._holds(function, key, head)
+            stored = self._holds(function, key, head, timed_out)
         except OSError as look:
-            raise Unconfirmed(errno.ECONNRESET, look.strerror or str(look)) from exc
+            if look.errno is None:  # the caller's signal handler's, while it looked
+                raise
+            raise Unconfirmed(errno.ETIMEDOUT if timed_out else errno.ECONNRESET,
+                              look.strerror or str(look)) from exc
         if not stored:
             raise exc
-        logger.debug("stored %s %s (its write's answer was lost; read back)", function, key)
+        logger.debug("stored %s %s (its write's answer %s; read back)", function, key,
+                     "did not come in time" if timed_out else "was lost")
 
     @abc.abstractmethod
     def _write(
@@ -379,10 +406,12 @@ class Store(abc.ABC):
         """The backend's atomic write of an entry of ``size`` bytes (see ``write``); with
         ``max_size`` and ``eviction = "ledger"``, it reserves room through the ledger."""
 
-    def _holds(self, function: str, key: str, head: bytes) -> bool:
+    def _holds(self, function: str, key: str, head: bytes, timed_out: bool) -> bool:
         """Whether the entry of ``key`` begins with ``head`` (``_confirm``: a write whose
-        answer was lost); raises ``OSError`` if the server cannot tell now. Needed by a
-        backend whose ``_write`` raises ``ConnectionResetError``."""
+        answer was lost); raises ``OSError`` if the server cannot tell now. ``timed_out``:
+        the write timed out, so the look waits at most ``CONFIRM_SHARE`` of the timeout.
+        Needed by a backend whose ``_write`` raises ``ConnectionResetError`` or
+        ``TimeoutError``."""
         raise OSError(errno.ENOTSUP, f"{self.kind} stores cannot read an entry back")
 
     @abc.abstractmethod
