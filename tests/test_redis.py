@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,9 @@ import pytest
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
 
-from memojar import Cache, MemojarWarning, _entry
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from memojar import Cache, MemojarWarning, _entry, _redisstore
 from memojar._cache import open_store
 from memojar._redisstore import LOCK_TTL, RedisStore
 from redis_server import RedisServer, free_port, redis_server_path
@@ -694,6 +697,81 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(redis_location: st
     assert len(dropper.dropped) == 2
     assert not double.cache_contains(0) and not double.cache_contains(1)
     assert (deleted, cleared) == (True, 2)
+    cache.close()
+
+
+@pytest.mark.parametrize("size", ["whole", "chunks"])
+def test_a_result_whose_write_timed_out_but_was_stored_is_cached_without_a_warning(
+        redis_location: str, dropper: ReplyDropper, monkeypatch: pytest.MonkeyPatch,
+        size: str) -> None:
+    """The server commits the entry but its reply never comes (a server answering late, a
+    proxy that loses it): the write times out, the store reads the entry's header back,
+    finds it stored, and says nothing; the next call hits, at once (the look, answered,
+    shows the server up). Before, the call warned "not cached" though it was."""
+    # the look waits all of the timeout, not a quarter: a loaded machine
+    monkeypatch.setattr(_redisstore, "CONFIRM_SHARE", 1.0)
+    location = dropper.front(redis_location) + "?socket_timeout=2"
+    if size == "chunks":
+        location += "&chunk_size=1000"
+    cache = Cache(location, secret=SECRET)
+    double, calls = counted(cache)
+    double(b"warm")  # the commit's script is loaded: the next EVALSHA of it runs
+    store = cache.store
+    assert isinstance(store, RedisStore)
+    value = b"r" * 20_000
+    dropper.drop(evalsha(store._commit), silent=True)
+    assert double(value) == value * 2  # no warning: filterwarnings = error
+    assert dropper.dropped
+    assert double(value) == value * 2
+    assert calls == [b"warm", value]  # a hit
+    cache.close()
+
+
+def test_a_write_whose_reply_and_check_timed_out_says_it_may_be_cached(
+        redis_location: str, dropper: ReplyDropper) -> None:
+    """The commit's reply and the look at the entry both go unanswered: the warning says
+    that nothing is known, and that the server did not answer in time."""
+    cache = Cache(dropper.front(redis_location) + "?socket_timeout=1", secret=SECRET)
+    double, calls = counted(cache)
+    double(0)  # the commit's script is loaded
+    store = cache.store
+    assert isinstance(store, RedisStore)
+    dropper.drop(evalsha(store._commit), silent=True)
+    dropper.drop(b"GETRANGE", silent=True)  # the look at the entry's header
+    with pytest.warns(MemojarWarning) as warned:
+        assert double(2) == 4
+    assert len(dropper.dropped) == 2
+    (message,) = [str(w.message) for w in warned]
+    assert "not cached" not in message, message
+    assert re.search(r"returned; whether it was cached is unknown: redis://.* did not "
+                     r"answer its write within the store.s timeout, and reading the entry "
+                     r"back failed", message), message
+    deadline = time.monotonic() + HANG
+    while store._breaker.down:  # until a ping answers
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert double(2) == 4
+    assert calls == [0, 2]  # a hit: it was stored
+    cache.close()
+
+
+def test_a_write_that_timed_out_unstored_is_not_cached(redis_location: str) -> None:
+    """The commit times out before the server ran it: read back, the entry is not there,
+    and the warning says "not cached" (known, not assumed)."""
+    cache = Cache(redis_location + "?socket_timeout=1", secret=SECRET)
+    double, calls = counted(cache)
+    store = cache.store
+    assert isinstance(store, RedisStore)
+
+    def commit(*args: Any, **kwargs: Any) -> Any:
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    store._commit = commit  # type: ignore[method-assign]
+    with pytest.warns(MemojarWarning, match="returned but not cached: .*no answer within "
+                                            "socket_timeout=1 s"):
+        assert double(2) == 4
+    assert not double.cache_contains(2)
+    assert calls == [2]
     cache.close()
 
 

@@ -739,6 +739,33 @@ def test_a_write_that_timed_out_unstored_is_not_cached(s3_location: str,
     assert calls == [2]
 
 
+@pytest.mark.parametrize("where", ["write", "look"])
+def test_the_callers_timeout_in_a_write_or_its_look_reaches_the_caller(s3_location: str,
+                                                                        where: str) -> None:
+    """A ``TimeoutError`` without errno (the caller's signal handler's) raised while the
+    entry is written, or while a write that timed out is read back, reaches the caller as
+    it was: not read back, not turned into ``Unconfirmed``."""
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    client = store._bucket.client
+
+    def put_object(**kwargs: Any) -> Any:
+        if where == "write":
+            raise TimeoutError("deadline")
+        raise botocore.exceptions.ReadTimeoutError(endpoint_url="late")
+
+    def get_object(**kwargs: Any) -> Any:
+        raise TimeoutError("deadline")
+
+    client.put_object, client.get_object = put_object, get_object
+    store._bucket._checker = client  # the look's client: this one
+    with pytest.raises(TimeoutError, match=r"^deadline$") as raised:
+        store.write(FN, k(1), [b"entry"])
+    assert raised.value.errno is None
+    assert type(raised.value) is TimeoutError
+    store.close()
+
+
 def test_a_write_whose_reply_and_check_timed_out_says_it_may_be_cached(
         s3_location: str, client: Any, dropper: ReplyDropper) -> None:
     """The entry's PUT and the read that would tell whether it was stored both go

@@ -74,6 +74,7 @@ from ._redisconn import connect
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
 from ._store import (
+    CONFIRM_SHARE,
     HEAD_BYTES,
     LEFTOVER_RETRY,
     Breaker,
@@ -94,6 +95,7 @@ ORPHAN_AGE = 600.0  # ``cleanup`` removes uncommitted chunks silent this long (l
 PROBE_EVERY = 0.25  # seconds between pings of a server that is down
 MAX_CHUNK = 512 << 20  # Redis's largest string: no chunk of a valid pointer is longer
 _READ_BATCH = 8  # chunks fetched per round trip
+_POINTER_ROOM = 128  # bytes: more than a chunk pointer's line (``_write_chunks``)
 _ANY_AGE = int(INFLIGHT_TTL * 1000) + 1  # REAP's threshold (ms) that takes chunks of any age
 _SCAN_COUNT = 1000  # keys SCAN looks at per call (and entries one DELETE script removes)
 MERGED_TTL = 3600.0  # seconds a store's merge marker outlives its last merge of statistics
@@ -147,6 +149,9 @@ class RedisStore(Store):
         kwargs: dict[str, Any] = {}
         if password is not None:
             kwargs["password"] = password
+        # for the client of the look at an entry whose write timed out (``_holds``)
+        self._url, self._kwargs = url, kwargs
+        self._checker_client: redis.Redis | None = None
         try:
             self._client = connect(url, self.socket_timeout, **kwargs)
         except ValueError as exc:
@@ -324,6 +329,36 @@ class RedisStore(Store):
             pass  # not an entry (a store-level test's bytes): the first bytes will do
         pointer = b"MJCH 2 %s %d %d %s\n" % (gen, count, size, self._sign(name, gen, count, size))
         return pointer + head, count
+
+    def _holds(self, function: str, key: str, head: bytes, timed_out: bool) -> bool:
+        """Whether the entry begins with ``head``: its first bytes, or those after its
+        chunk pointer (a chunked entry keeps its whole header there). Asked although the
+        store fails fast after the fault (``Store._confirm`` says why); after a timeout
+        through a client that waits ``CONFIRM_SHARE`` of ``socket_timeout``."""
+        name = self._name(function, key)
+        client = self._checker() if timed_out else self._client
+        try:
+            with self._errors("reading the entry back", again=True):
+                if not head:
+                    return bool(client.exists(name))
+                value = cast("bytes", client.getrange(name, 0,
+                                                      len(head) + _POINTER_ROOM - 1))
+        except TimeoutError as exc:
+            if not timed_out or exc.errno is None:  # (None: the caller's signal handler's)
+                raise
+            raise TimeoutError(exc.errno, "no answer within "
+                               f"{self.socket_timeout * CONFIRM_SHARE:g} s either") from exc
+        if value[:5] == b"MJCH ":
+            value = value.partition(b"\n")[2]
+        return value.startswith(head)
+
+    def _checker(self) -> redis.Redis:
+        """The client of ``_holds`` after a timeout, made at first use."""
+        checker = self._checker_client
+        if checker is None:
+            checker = self._checker_client = connect(
+                self._url, self.socket_timeout * CONFIRM_SHARE, **self._kwargs)
+        return checker
 
     def _drop_chunks(self, name: bytes, chunks: bytes) -> bool:
         """Remove the chunks of a write that did not complete, unless the entry ``name``
@@ -568,21 +603,29 @@ class RedisStore(Store):
         # AttributeError, raised to the caller instead of its result. A later call
         # connects again.
         self._client.connection_pool.disconnect(inuse_connections=False)
+        if self._checker_client is not None:
+            self._checker_client.connection_pool.disconnect(inuse_connections=False)
 
     # --- faults -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
+    def _errors(self, doing: str, again: bool = False) -> Iterator[None]:
         """The one place Redis errors become ``OSError`` (``_redisurl.oserror``): fails at
         once while the server is down (``Breaker``), and marks a lost or silent server
-        down until it answers a ping again."""
-        self._breaker.check()
+        down until it answers a ping again. ``again``: the one request that learns what a
+        write that timed out did (``_holds``), made although the server is down; answered,
+        the server is up again."""
+        if not again:
+            self._breaker.check()
         try:
             yield
         except RedisError as exc:
             if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
                 down = self._oserror(exc, "")
-                self._breaker.trip(type(down)(
+                # A ConnectionError, also after a timeout: a call skipped while the server
+                # is down sent nothing, so it did not time out (``Store.write`` reads back
+                # a write that timed out, and must not for one never sent)
+                self._breaker.trip(ConnectionError(
                     down.errno, f"{down.strerror}; calls skip the server until it answers "
                     f"a ping (tried every {PROBE_EVERY:g} s)",
                 ))
@@ -590,6 +633,8 @@ class RedisStore(Store):
             # error's traceback, and a local naming the error would make a cycle that
             # keeps the store, its client and its prober until the cycle collector runs.
             raise self._oserror(exc, doing) from exc
+        if again:
+            self._breaker.answered()
 
     def _forked(self) -> None:
         """In a forked child, the parent's locks are not this process's."""

@@ -464,6 +464,11 @@ class _Bucket:
                 response = client.get_object(**kwargs)
         except FileNotFoundError:
             return False
+        except TimeoutError as exc:
+            if not timed_out or exc.errno is None:  # (None: the caller's signal handler's)
+                raise
+            raise TimeoutError(exc.errno, f"reading s3://{self.bucket}/{name}: no answer "
+                               f"within {self.timeout * CONFIRM_SHARE:g} s either") from exc
         got = _Got(response["Body"], _length(response), "", 0.0)
         return bytes(self.read_body(name, got)) == head
 

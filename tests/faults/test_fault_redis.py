@@ -22,7 +22,7 @@ from faultkit import finish, read_line, spawn
 pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
 
 from memojar import Cache, MemojarWarning
-from memojar._redisstore import LOCK_TTL, RedisStore
+from memojar._redisstore import CONFIRM_SHARE, LOCK_TTL, RedisStore
 from redis_server import RedisServer, redis_server_path
 
 SECRET = "fault-secret"
@@ -46,7 +46,12 @@ def server() -> Iterator[RedisServer]:
 def test_a_frozen_server_costs_a_call_one_socket_timeout_at_most(
     server: RedisServer, when: str
 ) -> None:
-    """Old: the read, the write and the lock's release each waited socket_timeout again."""
+    """Old: the read, the write and the lock's release each waited socket_timeout again.
+
+    Frozen during the computation, the write is what times out: it was sent (the frozen
+    server may run it once it resumes), so the store reads the entry back, waiting a
+    quarter of the timeout more, and the warning says that whether it was cached is
+    unknown (before: "not cached", which the resumed server could make false)."""
     cache = Cache(server.url(0, socket_timeout=TIMEOUT), secret=SECRET)
     computing = 1.5  # longer than a fixed fail-fast pause of 1 s
 
@@ -60,13 +65,16 @@ def test_a_frozen_server_costs_a_call_one_socket_timeout_at_most(
     if when == "before-the-call":
         server.pause()
     try:
-        with pytest.warns(MemojarWarning, match="not cached"):
+        with pytest.warns(MemojarWarning, match="not cached" if when == "before-the-call"
+                          else "whether it was cached is unknown: .* did not answer its "
+                               "write within the store's timeout"):
             start = time.monotonic()
             assert work(1) == 2
             waited = time.monotonic() - start - computing
     finally:
         server.resume()
-    assert waited < TIMEOUT + SLACK, f"waited {waited:.2f} s for a frozen server"
+    allowed = TIMEOUT * (1 if when == "before-the-call" else 1 + CONFIRM_SHARE)
+    assert waited < allowed + SLACK, f"waited {waited:.2f} s for a frozen server"
 
 
 def test_the_store_answers_again_once_the_server_does(server: RedisServer) -> None:
