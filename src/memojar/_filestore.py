@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import itertools
 import json
 import mmap
@@ -179,6 +178,7 @@ _NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
 # What ``ftruncate`` says where it cannot extend a file (FAT through FUSE: EPERM).
 _NO_GROW = (errno.EPERM, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 _WRITE_TRIES = 5  # a shard or folder removed under a writer is made again this often
+_TRIES = range(_WRITE_TRIES)  # made once: a ``range`` made per miss cost it a frame
 _SEP = os.sep  # in the paths made per call: one global, not ``os.sep``'s two lookups
 _O_LEDGER_LOCK = os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _IOV_MAX = 512
@@ -521,7 +521,7 @@ class FileStore(Store):
         name = f"{shard}{_SEP}{key}{SUFFIX}"
         folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
-        for _ in range(_WRITE_TRIES):
+        for _ in _TRIES:
             try:
                 fd = os.open(shard, _O_TMPFILE, 0o600, dir_fd=folder.fd)
             except OSError as exc:
@@ -1055,10 +1055,10 @@ class FileStore(Store):
             if path is None:
                 self.path(function, "")
                 path = self._lockers[function] = os.path.join(self._dirs[function], LOCK_FILE)
-            # The opener is made per lock, never kept by the store: the store would then
+            # The opener is bound per lock, never kept by the store: the store would then
             # be in a reference cycle, and a dropped cache's open folders would wait for
             # the cycle collector, which a program with a big heap runs rarely.
-            return range_lock(path, key, functools.partial(self._open_lock_file, function))
+            return range_lock(path, key, self._open_lock_file, function)
         path = self.path(function, key)  # a lock file per key, beside the entry
         self._folders(path)
         return key_lock(self._dirs[function], key, path)

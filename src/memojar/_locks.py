@@ -19,7 +19,6 @@ take, and a fork never keeps a key locked after its holder is done.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import stat
 import struct
@@ -55,16 +54,11 @@ if _OFD:  # bound once: a miss locks and unlocks
 _pack, _digest = _FLOCK.pack, xxhash.xxh3_64_intdigest
 
 
-def key_lock(function_dir: str, key: str, entry_path: str,
-             opener: Callable[[], int] | None = None) -> KeyLock:
-    """The lock for computing ``key`` (a hex digest) of the function in ``function_dir``.
-
-    ``opener`` opens (creating it if missing) the function directory's lock file, never
-    through a link; the caller checks the directory. Called only when no idle description
-    of the file is at hand: a miss then opens nothing."""
+def key_lock(function_dir: str, key: str, entry_path: str) -> KeyLock:
+    """The lock for computing ``key`` (a hex digest) of the function in ``function_dir``."""
     if _OFD:
         path = os.path.join(function_dir, LOCK_FILE)
-        return range_lock(path, key, opener or functools.partial(_open_lock, path))
+        return range_lock(path, key, _open_lock, path)
     return _FileLock(entry_path.rsplit(".", 1)[0] + LOCK_SUFFIX)
 
 
@@ -164,14 +158,19 @@ if _OFD and hasattr(os, "register_at_fork"):
 
 
 class _RangeLock(KeyLock):
-    """``key``'s byte of the lock file ``path`` (where ``_OFD``), opened by ``opener``,
-    write-locked by this open file description."""
+    """``key``'s byte of the lock file ``path`` (where ``_OFD``), write-locked by this open
+    file description.
 
-    __slots__ = ("_fd", "_ident", "_open", "_path", "_range", "_unlock")
+    ``opener(what)`` opens (creating it if missing) the lock file, never through a link;
+    the caller checks the directory. Called only when no idle description of the file is at
+    hand: a miss then opens nothing. A function and its argument, not a ``partial``: the
+    file store makes a lock per miss, and a partial cost it more than a frame."""
 
-    def __init__(self, path: str, key: str, opener: Callable[[], int]) -> None:
+    __slots__ = ("_fd", "_ident", "_open", "_path", "_range", "_unlock", "_what")
+
+    def __init__(self, path: str, key: str, opener: Callable[[str], int], what: str) -> None:
         self._path = path
-        self._open = opener
+        self._open, self._what = opener, what
         offset = _digest(key.encode()) >> 2  # < 2**62: a valid off_t
         self._range = _pack(_WRLCK, _SEEK_SET, offset, 1, 0)
         self._unlock = _pack(_UNLCK, _SEEK_SET, offset, 1, 0)
@@ -179,7 +178,7 @@ class _RangeLock(KeyLock):
         self._ident = (0, 0)  # the lock file's (st_dev, st_ino), while held
 
     def _fresh(self) -> tuple[int, tuple[int, int]]:
-        fd = self._open()
+        fd = self._open(self._what)
         try:
             return fd, _identity(fd)
         except BaseException:
