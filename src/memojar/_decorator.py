@@ -105,8 +105,7 @@ _compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIM
 # and values, whose key is the same (``make_key`` is a pure function of values and seed).
 _PLAIN = frozenset({int, str, bytes, type(None)})
 _KNOWN = 256  # keys a function remembers by their bound values
-_KNOWN_SIZE = 320  # bytes (``sys.getsizeof``) of the largest value kept there
-_sizeof = sys.getsizeof
+_KNOWN_SIZE = 320  # bytes (``__sizeof__``) of the largest value kept there
 _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # Failures to load an entry that say something about this process, not about the entry:
 # the call recomputes, and the entry stays for the processes that can load it.
@@ -490,7 +489,9 @@ class _Memo:
         if key is None:
             key = self.make_key(values)
             for value in values:
-                if _sizeof(value) > _KNOWN_SIZE:
+                # ``__sizeof__``, not ``sys.getsizeof``: the same for these types (none has
+                # a GC header), without its argument parsing, which cost a miss a frame.
+                if value.__sizeof__() > _KNOWN_SIZE:
                     return key
             known = self.known
             if len(known) >= _KNOWN:
@@ -784,9 +785,11 @@ class _Memo:
             if value is not MISSING:  # stored by the holder while this caller waited
                 return self._read_meanwhile(value, withheld)
             mark = _held.set((*held, here))
-            if not force:  # also after a timeout
-                value = self._stored_meanwhile(key)
+            # ``_stored_meanwhile``, inline (a frame less a miss); also after a timeout
+            if not force and self.store.maybe_stored(self.name, key):
+                value = self.get(key)
                 if value is not MISSING:
+                    self.hit_count.bump()
                     return self._read_meanwhile(value, withheld)
             return self._compute(key, args, kwargs, withheld)
         finally:
@@ -1007,7 +1010,9 @@ class _Memo:
         ``stat`` says of the call's paths too (``_files_changed``)."""
         if logger.isEnabledFor(DEBUG):
             logger.debug("miss %s %s", self.name, key)
-        if _reassigned(self.watched, (self.code, self.defaults, self.kwdefaults)):
+        watched = self.watched  # ``_reassigned``, inline: a frame less a miss
+        if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
+                or watched.__kwdefaults__ is not self.kwdefaults):
             self.renew()  # reassigned since this call's key_of
         files = self._files_state(call) if self.files and call is not None else None
         return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
@@ -1031,11 +1036,13 @@ class _Memo:
         function's code or defaults were reassigned while it ran), and False if it was not
         stored after all (it cannot be pickled, or the store failed)."""
         self.miss_count.bump()
-        began, state, ident, files = start
+        began, (code, defaults, kwdefaults), ident, files = start
         elapsed = time.perf_counter() - began
         if self.resolved:  # (inline: a frame less a miss in a script, where it is None)
             _notebook.ran(self.resolved)
-        if _reassigned(self.watched, state):
+        watched = self.watched  # ``_reassigned``, inline: a frame less a miss
+        if (watched.__code__ is not code or watched.__defaults__ is not defaults
+                or watched.__kwdefaults__ is not kwdefaults):
             logger.debug("not stored %s %s (its code or defaults were reassigned while it "
                          "ran)", self.name, key)
             return self._unstored(key)
@@ -1416,8 +1423,8 @@ def _as_it_is(func: Any) -> tuple[Any, Any, Any]:
 
 def _reassigned(func: Any, known: tuple[Any, Any, Any]) -> bool:
     """Whether ``func``'s code or defaults are no longer the objects ``known`` (off the hit
-    path: ``key_of`` and the memory tier compare inline). Spelt out, not a loop over
-    ``_as_it_is``: a miss asks twice, and a generator costs it ten frames."""
+    and miss paths: ``key_of``, the memory tier, ``_started`` and ``_computed`` compare
+    inline). Spelt out, not a loop over ``_as_it_is``: a generator costs ten frames."""
     code, defaults, kwdefaults = known
     return (func.__code__ is not code or func.__defaults__ is not defaults
             or func.__kwdefaults__ is not kwdefaults)
