@@ -61,6 +61,24 @@ def test_large_values_and_many_calls_are_not_held(tmp_path: Path) -> None:
     assert 0 < len(memo.known) <= 256
 
 
+@pytest.mark.parametrize("make", [lambda n: "x" * n, lambda n: b"x" * n,
+                                  lambda n: 1 << (8 * n)], ids=["str", "bytes", "int"])
+def test_values_are_remembered_up_to_their_getsizeof_bound(tmp_path: Path, make: Any) -> None:
+    """A miss measures each value with ``__sizeof__`` (cheaper): the bound is still what
+    ``sys.getsizeof`` says of it (these types have no GC header)."""
+    from memojar._decorator import _KNOWN_SIZE
+
+    echo = _echo(tmp_path)
+    memo = echo.__memojar__
+    sizes = [n for n in range(400) if sys.getsizeof(make(n)) <= _KNOWN_SIZE]
+    small, large = make(max(sizes)), make(max(sizes) + 1)
+    assert sys.getsizeof(large) > _KNOWN_SIZE
+    echo(small)
+    echo(large)
+    assert (small, 0) in memo.known
+    assert (large, 0) not in memo.known
+
+
 def test_remembered_keys_under_threads(tmp_path: Path) -> None:
     echo = _echo(tmp_path)
     errors: list[BaseException] = []
