@@ -368,6 +368,88 @@ CASES = {
     def f(x):
         return len(PATTERN.findall("aa b aaa " * x))
     """, "import re")}, "6", "3", "constant main.PATTERN changed"),
+    # attack3: a helper held where the walk of a global's contents did not look (past its
+    # first 10,000 objects or 20 levels, in a container that is not a plain dict, list,
+    # tuple or set) counted by its own code only: an edited helper of it was stale
+    "a helper past the first 10,000 items of a global table": (
+        {"main.py": _main("""
+    TABLE = {i: i for i in range(20_000)}
+    TABLE["scale"] = scale
+
+    @cached
+    def f(x):
+        return TABLE["scale"](x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper nested deeper than 20 levels in a global": (
+        {"main.py": _main("""
+    NESTED = [scale]
+    for _ in range(30):
+        NESTED = [NESTED]
+
+    @cached
+    def f(x):
+        found = NESTED
+        while isinstance(found, list):
+            found = found[0]
+        return found(x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper in a global deque, OrderedDict and dict subclass": (
+        {"main.py": _main("""
+    class Registry(dict):
+        pass
+
+    QUEUE = collections.deque([scale])
+    ORDERED = collections.OrderedDict(scale=scale)
+    REGISTRY = Registry(scale=scale)
+
+    @cached
+    def f(x):
+        return QUEUE[0](x) + ORDERED["scale"](x) + REGISTRY["scale"](x)
+    """, "import collections\n    from helpers import scale"), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "18", "27", "helper helpers.inner changed"),
+    "a helper in a read-only view of a global table": (
+        {"main.py": _main("""
+    OPS = types.MappingProxyType({"scale": scale})
+
+    @cached
+    def f(x):
+        return OPS["scale"](x)
+    """, "import types\n    from helpers import scale"), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper held by an instance a closure captures": (
+        {"main.py": _main("""
+    class Box:
+        def __init__(self, func):
+            self.func = func
+
+    def make():
+        box = Box(scale)
+
+        def f(x):
+            return box.func(x)
+        return f
+
+    f = cached(make())
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper the class of an instance a closure captures calls": (
+        {"main.py": _main("""
+    def make():
+        scaler = Scaler()
+
+        def f(x):
+            return scaler.go(x)
+        return f
+
+    f = cached(make())
+    """, "from helpers import Scaler"),
+         "helpers.py": HELPER + "\n    class Scaler:\n        def go(self, x):\n"
+                                "            return inner(x)\n"},
+        {"helpers.py": EDITED_HELPER + "\n    class Scaler:\n        def go(self, x):\n"
+                                       "            return inner(x)\n"},
+        "6", "9", "helper helpers.inner changed"),
 }
 
 

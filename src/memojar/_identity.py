@@ -35,6 +35,7 @@ from types import (
     ClassMethodDescriptorType,
     CodeType,
     FunctionType,
+    MappingProxyType,
     MethodDescriptorType,
     MethodType,
     MethodWrapperType,
@@ -286,6 +287,7 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
     if id(func) in seen:
         return ("seen", function_name(func))
     seen.add(id(func))
+    met(func)
     wrapped = getattr(func, "__wrapped__", None)
     if getattr(func, "__memojar__", None) is not None and callable(wrapped):
         # A function memojar decorated counts as the function it wraps: its wrapper's
@@ -365,9 +367,9 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
         return ("value", _plain_key(value))
     if by_state:
         return _state_shape(value)
-    if type(value) in (tuple, list) and any(callable(v) for v in value):
+    if type(value) in (tuple, list) and any(map(callable, value)):
         return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
-    if type(value) is dict and any(callable(v) for v in value.values()):
+    if type(value) is dict and any(map(callable, value.values())):
         return ("dict", tuple(sorted((_key_text(k), repr(_value_shape(v, seen)))
                                      for k, v in value.items())))
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
@@ -1005,9 +1007,18 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         # type(): isinstance would ask a proxy for its __class__, which may raise
         if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
             _walk_value(value, function_name(value), rows, seen, names)
-        elif type(value) in _CONTAINERS:  # ``steps=(clean, scale)``: what they call too
-            for item in _held(value):
-                _walk_value(item, function_name(item), rows, seen, names)
+            continue
+        if type(value) in _PLAIN or issubclass(type(value), (_ROUTINES, ModuleType)):
+            continue
+        # ``steps=(clean, scale)``, an instance of the user's class (``Box(scale)``, a
+        # default ``config=Config()``): its class's code and what they call too (before,
+        # only containers: an instance's class and functions were not followed)
+        kind = type(value)
+        if kind not in _CONTAINERS and is_user_module(kind.__module__) and id(kind) not in (
+                seen):
+            _walk_value(kind, function_name(kind), rows, seen, names)
+        for item in _held(value):
+            _walk_value(item, function_name(item), rows, seen, names)
 
 
 def _filled(cell: Any) -> bool:
@@ -1133,16 +1144,36 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # Data (an array, a frame, an instance, a table without callables) counts by its
     # state alone: a rebuilt identity reuses what the last one hashed of the same object.
     record = _recording.get()
-    digest = record.state_of(value) if record is not None else None
-    if digest is None:
-        shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
-        data = shape[0] in ("state", "type")  # not a callable's code
-        if type(value) in _CONTAINERS and shape[0] == "type":  # no callables: its state
-            shape = _state_shape(value)
-        digest = xxhash.xxh3_64_hexdigest(repr(shape).encode())
+    found = record.state_of(value) if record is not None else None
+    if found is None:
+        held: dict[int, Any] = {}  # each function and class whose code the digest counts
+        previous, _walk.met = getattr(_walk, "met", None), held
+        try:
+            shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
+            data = shape[0] in ("state", "type")  # not a callable's code
+            if type(value) in _CONTAINERS and shape[0] == "type":  # no callables: its state
+                shape = _state_shape(value)
+        finally:
+            _walk.met = previous
+        found = (xxhash.xxh3_64_hexdigest(repr(shape).encode()), tuple(held.values()))
         if record is not None and data:
-            record.states[id(value)] = (_hold(value), digest)
+            record.states[id(value)] = (_hold(value), *found)
+    digest, counted = found
     _add(rows, ("constant", where, digest))
+    # What those call, wherever they are in it: past the objects ``_held`` looks at (a
+    # table of 20,000 entries, nesting over 20 levels), in a deque, an OrderedDict, a dict
+    # or list subclass. Before, their own code counted and an edited helper of theirs
+    # returned the old value.
+    for item in counted:
+        _walk_value(item, function_name(item), rows, seen, names)
+
+
+def met(obj: Any) -> None:
+    """Note a function or class whose code a global's digest counts (``_walk_object``):
+    ``_keys.state_key`` meets them pickling its state, ``_callable_shape`` in a table."""
+    found = getattr(_walk, "met", None)
+    if found is not None:  # once each (a class pickled with each of its instances)
+        found.setdefault(id(obj), obj)
 
 
 _CONTAINERS = (tuple, list, dict, set, frozenset)
@@ -1186,8 +1217,10 @@ def _children(item: Any) -> list[Any]:
     """What ``item`` holds, for ``_held``; nothing if looking raises."""
     try:
         kind = type(item)
-        if kind is dict:  # keys and values, no more than the walk looks at (a table of
-            return list(itertools.islice(  # a million entries: not copied whole)
+        if kind is dict or kind is MappingProxyType:  # keys and values (a read-only view
+            # of a table too: it cannot be pickled, its state counts by type), no more than
+            # the walk looks at (a table of a million entries: not copied whole)
+            return list(itertools.islice(
                 itertools.chain.from_iterable(item.items()), _HELD_LIMIT))
         if kind in _CONTAINERS:
             return list(itertools.islice(item, _HELD_LIMIT))
@@ -1304,7 +1337,7 @@ class Resolved:
         self.names: dict[tuple[int, str], tuple[Any, str, Callable[[], Any]]] = {}
         self.functions: dict[int, tuple[Callable[[], Any], Any, Any, Any]] = {}
         self.classes: dict[int, tuple[Callable[[], Any], tuple[Any, ...]]] = {}
-        self.states: dict[int, tuple[Callable[[], Any], str]] = {}
+        self.states: dict[int, tuple[Callable[[], Any], str, tuple[Any, ...]]] = {}
         self.reused = reused
         self.written: set[tuple[int, str]] = set()  # names of ``names`` its code binds
 
@@ -1346,13 +1379,14 @@ class Resolved:
         except Exception:  # noqa: BLE001 - whatever an object raised
             return False
 
-    def state_of(self, value: Any) -> str | None:
-        """The digest the previous record took of ``value``, if it is the same object."""
+    def state_of(self, value: Any) -> tuple[str, tuple[Any, ...]] | None:
+        """The digest the previous record took of ``value``, if it is the same object, and
+        the functions and classes met making it."""
         found = self.reused.states.get(id(value)) if self.reused is not None else None
         if found is None or not _holds(found[0], value):
             return None
         self.states[id(value)] = found
-        return found[1]
+        return found[1], found[2]
 
     def _unchanged(self) -> bool:
         same = True
