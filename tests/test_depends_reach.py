@@ -450,6 +450,32 @@ CASES = {
         {"helpers.py": EDITED_HELPER + "\n    class Scaler:\n        def go(self, x):\n"
                                        "            return inner(x)\n"},
         "6", "9", "helper helpers.inner changed"),
+    "a helper the metaclass of a class calls": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return Made().k * x
+    """, "from helpers import Made"),
+         "helpers.py": HELPER + """
+    class Stamp(type):
+        def __call__(cls, *args):
+            made = super().__call__(*args)
+            made.k = inner(1)
+            return made
+
+    class Made(metaclass=Stamp):
+        pass
+    """},
+        {"helpers.py": EDITED_HELPER + """
+    class Stamp(type):
+        def __call__(cls, *args):
+            made = super().__call__(*args)
+            made.k = inner(1)
+            return made
+
+    class Made(metaclass=Stamp):
+        pass
+    """}, "6", "9", "helper helpers.inner changed"),
 }
 
 
@@ -654,3 +680,30 @@ def test_a_global_array_not_in_c_order_is_not_copied_whole_at_the_first_call() -
     assert shapes == [("type", "numpy", "ndarray")] * 2
     assert peak < _keys.STATE_LIMIT
     assert in_place[0] == "state"
+
+
+def test_a_helper_a_pydantic_default_factory_calls_recomputes(tmp_path: Path) -> None:
+    # A field's ``default_factory`` is in no method of a pydantic model, only in the fields
+    # pydantic records, where it counted by its name: an edit of the helper it calls
+    # returned the old default's value (attack3).
+    pytest.importorskip("pydantic")
+    model = """
+    import pydantic
+    from helpers import scale
+
+    def start():
+        return scale(1)
+
+    class Config(pydantic.BaseModel):
+        k: int = pydantic.Field(default_factory=start)
+"""
+    write(tmp_path, {"models.py": model, "helpers.py": HELPER, "main.py": _main("""
+    @cached
+    def f(x):
+        return Config().k * x
+    """, "from models import Config")})
+    assert (run(tmp_path)["value"], run(tmp_path)["misses"]) == ("6", 0)
+    write(tmp_path, {"helpers.py": EDITED_HELPER})
+    second = run(tmp_path)
+    assert (second["value"], second["misses"]) == ("9", 1)
+    assert "helper helpers.inner changed" in second["explain"]

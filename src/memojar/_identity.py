@@ -1096,6 +1096,17 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                         # a nested class (followed), a class attribute (``self.FACTOR``,
                         # ``op = partial(scale)``): a constant row, and what it calls
                         _walk_value(member, f"{function_name(klass)}.{name}", rows, seen)
+                # what the fields a library recorded run: a pydantic field's
+                # ``default_factory``, in no method (before, counted by its name only)
+                for record_name in _FIELD_RECORDS:
+                    fields = vars(klass).get(record_name)
+                    if fields is not None and not callable(fields):
+                        for item in _held(fields):
+                            _walk_value(item, function_name(item), rows, seen)
+            # its metaclass, whose ``__call__`` makes its instances (before: not followed)
+            meta = type(value)
+            if meta is not type and is_user_module(meta.__module__):
+                _walk_value(meta, function_name(meta), rows, seen)
     elif isinstance(value, ModuleType):
         if names is None or id(value) in seen or not is_user_module(value.__name__):
             return
