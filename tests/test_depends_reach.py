@@ -476,6 +476,26 @@ CASES = {
     class Made(metaclass=Stamp):
         pass
     """}, "6", "9", "helper helpers.inner changed"),
+    "a helper in a dataclass field's metadata": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return dataclasses.fields(Row)[0].metadata["unit"](x)
+    """, "import dataclasses\n    from helpers import Row"),
+         "helpers.py": HELPER + """
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Row:
+        value: int = dataclasses.field(default=0, metadata={"unit": scale})
+    """},
+        {"helpers.py": EDITED_HELPER + """
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Row:
+        value: int = dataclasses.field(default=0, metadata={"unit": scale})
+    """}, "6", "9", "helper helpers.inner changed"),
 }
 
 

@@ -1097,8 +1097,9 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                         # ``op = partial(scale)``): a constant row, and what it calls
                         _walk_value(member, f"{function_name(klass)}.{name}", rows, seen)
                 # what the fields a library recorded run: a pydantic field's
-                # ``default_factory``, in no method (before, counted by its name only)
-                for record_name in _FIELD_RECORDS:
+                # ``default_factory``, in no method (before, counted by its name only), a
+                # function in a dataclass field's ``metadata``
+                for record_name in (*_FIELD_RECORDS, "__dataclass_fields__"):
                     fields = vars(klass).get(record_name)
                     if fields is not None and not callable(fields):
                         for item in _held(fields):
