@@ -476,6 +476,20 @@ CASES = {
     class Made(metaclass=Stamp):
         pass
     """}, "6", "9", "helper helpers.inner changed"),
+    "a helper past the first 10,000 items of a table or in a deque a closure captures": (
+        {"main.py": _main("""
+    def make():
+        table = {i: i for i in range(20_000)}
+        table["scale"] = scale
+        queue = collections.deque([scale])
+
+        def f(x):
+            return table["scale"](x) + queue[0](x)
+        return f
+
+    f = cached(make())
+    """, "import collections\n    from helpers import scale"), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "12", "18", "helper helpers.inner changed"),
     "a helper in a dataclass field's metadata": (
         {"main.py": _main("""
     @cached

@@ -1017,7 +1017,7 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         if kind not in _CONTAINERS and is_user_module(kind.__module__) and id(kind) not in (
                 seen):
             _walk_value(kind, function_name(kind), rows, seen, names)
-        for item in _held(value):
+        for item in _held(value, whole=True):
             _walk_value(item, function_name(item), rows, seen, names)
 
 
@@ -1193,19 +1193,19 @@ _HELD_LIMIT = 10_000  # objects looked at inside one global for the functions it
 _HELD_DEPTH = 20
 
 
-def _held(value: Any) -> list[Any]:
+def _held(value: Any, whole: bool = False) -> list[Any]:
     """The functions and classes ``value`` holds inside it (not itself), at any depth: in
     containers, a partial's function and arguments, a bound method's function and
     instance, an object's attributes (``__dict__`` and ``__slots__``); for an instance of
     a class of the user's code, its class. At most ``_HELD_LIMIT`` objects are looked at
-    (a big table of numbers stops there), each once."""
+    (a big table of numbers stops there, unless ``whole``: see ``_children``), each once."""
     found: list[Any] = []
     visited = {id(value)}
     stack = [(value, 0)]
     budget = _HELD_LIMIT
     while stack and budget > 0:
         item, depth = stack.pop()
-        for child in _children(item):
+        for child in _children(item, whole):
             budget -= 1
             if budget <= 0:
                 break
@@ -1225,33 +1225,51 @@ def _held(value: Any) -> list[Any]:
     return found
 
 
-def _children(item: Any) -> list[Any]:
-    """What ``item`` holds, for ``_held``; nothing if looking raises."""
+def _children(item: Any, whole: bool = False) -> list[Any]:
+    """What ``item`` holds, for ``_held``; nothing if looking raises.
+
+    A table's or sequence's first ``_HELD_LIMIT`` items, also in a subclass of dict or list,
+    a deque, a read-only view of a table (read as the built-in type does, never by a method
+    the subclass overrides), then the subclass instance's attributes. ``whole``: its first
+    ``_HELD_LIMIT`` items that are not plain data, wherever they are (plain items are
+    skipped a container at a time, 40 ms a million: what a closure or default captures,
+    which no digest of its state follows as a global's does, ``_walk_object``; before, a
+    helper stored after a big table's numbers was not followed)."""
     try:
         kind = type(item)
-        if kind is dict or kind is MappingProxyType:  # keys and values (a read-only view
-            # of a table too: it cannot be pickled, its state counts by type), no more than
-            # the walk looks at (a table of a million entries: not copied whole)
-            return list(itertools.islice(
-                itertools.chain.from_iterable(item.items()), _HELD_LIMIT))
-        if kind in _CONTAINERS:
-            return list(itertools.islice(item, _HELD_LIMIT))
+        parts: tuple[Callable[[], Any], ...] = ()
+        if issubclass(kind, (dict, MappingProxyType)):
+            view: Any = dict if issubclass(kind, dict) else MappingProxyType
+            parts = (lambda: view.keys(item), lambda: view.values(item))
+        else:
+            base: Any = next((b for b in _SEQUENCES if issubclass(kind, b)), None)
+            if base is not None:
+                parts = (lambda: base.__iter__(item),)
+        found = list(itertools.islice(
+            (child for part in parts if not set(map(type, part())) <= _PLAIN_TYPES
+             for child in part() if type(child) not in _PLAIN_TYPES) if whole else
+            itertools.chain.from_iterable(part() for part in parts), _HELD_LIMIT))
+        if kind in _CONTAINERS or kind is MappingProxyType:
+            return found
         if isinstance(item, functools.partial):
             return [item.func, *item.args, *item.keywords.values()]
         if isinstance(item, MethodType):
             return [item.__func__, item.__self__]
-        children: list[Any] = []
         attributes = getattr(item, "__dict__", None)
         if type(attributes) is dict:
-            children.extend(itertools.islice(attributes.values(), 1000))
+            found.extend(itertools.islice(attributes.values(), 1000))
         for klass in kind.__mro__:
             slots = vars(klass).get("__slots__", ())
             for name in (slots,) if isinstance(slots, str) else slots:
                 if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
-                    children.append(getattr(item, name, None))
-        return children
+                    found.append(getattr(item, name, None))
+        return found
     except Exception:  # noqa: BLE001 - whatever the object raised: nothing more of it
         return []
+
+
+_SEQUENCES = (list, tuple, set, frozenset, collections.deque)
+_PLAIN_TYPES = frozenset(_PLAIN)
 
 
 def _constant(value: Any) -> bool:
