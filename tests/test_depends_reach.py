@@ -490,6 +490,29 @@ CASES = {
     f = cached(make())
     """, "import collections\n    from helpers import scale"), "helpers.py": HELPER},
         {"helpers.py": EDITED_HELPER}, "12", "18", "helper helpers.inner changed"),
+    "a helper of a module held in a table, a closure, an instance or a class": (
+        {"main.py": _main("""
+    MODULES = {"helpers": helpers}
+
+    class Holder:
+        module = helpers
+
+        def __init__(self):
+            self.own = helpers
+
+    HOLDER = Holder()
+
+    def make():
+        module = helpers
+
+        def f(x):
+            return (MODULES["helpers"].scale(x) + module.scale(x) + HOLDER.own.scale(x)
+                    + Holder.module.scale(x))
+        return f
+
+    f = cached(make())
+    """, "import helpers"), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "24", "36", "helper helpers.inner changed"),
     "a helper in a dataclass field's metadata": (
         {"main.py": _main("""
     @cached

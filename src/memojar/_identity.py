@@ -1008,7 +1008,10 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
             _walk_value(value, function_name(value), rows, seen, names)
             continue
-        if type(value) in _PLAIN or issubclass(type(value), (_ROUTINES, ModuleType)):
+        if issubclass(type(value), ModuleType):  # ``m = helpers`` captured: as a global
+            _walk_value(value, value.__name__, rows, seen, names)
+            continue
+        if type(value) in _PLAIN or issubclass(type(value), _ROUTINES):
             continue
         # ``steps=(clean, scale)``, an instance of the user's class (``Box(scale)``, a
         # default ``config=Config()``): its class's code and what they call too (before,
@@ -1095,7 +1098,8 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     elif isinstance(member, type) or _data_attribute(name, member, klass):
                         # a nested class (followed), a class attribute (``self.FACTOR``,
                         # ``op = partial(scale)``): a constant row, and what it calls
-                        _walk_value(member, f"{function_name(klass)}.{name}", rows, seen)
+                        _walk_value(member, f"{function_name(klass)}.{name}", rows, seen,
+                                    names)
                 # what the fields a library recorded run: a pydantic field's
                 # ``default_factory``, in no method (before, counted by its name only), a
                 # function in a dataclass field's ``metadata``
@@ -1216,7 +1220,11 @@ def _held(value: Any, whole: bool = False) -> list[Any]:
             if kind is FunctionType or isinstance(child, type):
                 found.append(child)
                 continue
-            if isinstance(child, (_ROUTINES, ModuleType)):
+            if isinstance(child, ModuleType):  # ``MODS = {"h": helpers}``: its names the
+                if is_user_module(child.__name__):  # function loads, as for a global module
+                    found.append(child)
+                continue
+            if isinstance(child, _ROUTINES):
                 continue
             if is_user_module(kind.__module__) and kind not in _CONTAINERS:
                 found.append(kind)  # an instance of the user's class: its class's code
