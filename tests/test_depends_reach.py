@@ -513,6 +513,18 @@ CASES = {
     f = cached(make())
     """, "import helpers"), "helpers.py": HELPER},
         {"helpers.py": EDITED_HELPER}, "24", "36", "helper helpers.inner changed"),
+    "a helper in a function's attribute": (
+        {"main.py": _main("""
+    def run(x):
+        return x
+
+    run.steps = {"scale": scale}
+
+    @cached
+    def f(x):
+        return run.steps["scale"](x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
     "a helper in a dataclass field's metadata": (
         {"main.py": _main("""
     @cached

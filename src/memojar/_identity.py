@@ -1071,6 +1071,12 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         if found is not None:
             _add(rows, ("function", *found))
             _walk_callable(value, rows, seen)
+            attributes = getattr(value, "__dict__", None)
+            if attributes and "__memojar__" not in attributes:
+                # what its attributes hold (``scale.impl = inner``, ``run.ops = {...}``):
+                # before, not followed, and an edit of it returned the old value
+                for item in _held(attributes):
+                    _walk_value(item, function_name(item), rows, seen, names)
         elif hasattr(value, "__wrapped__"):  # a library decorator's wrapper of user code
             _walk_callable(value, rows, seen)
     elif isinstance(value, type):
