@@ -368,6 +368,183 @@ CASES = {
     def f(x):
         return len(PATTERN.findall("aa b aaa " * x))
     """, "import re")}, "6", "3", "constant main.PATTERN changed"),
+    # attack3: a helper held where the walk of a global's contents did not look (past its
+    # first 10,000 objects or 20 levels, in a container that is not a plain dict, list,
+    # tuple or set) counted by its own code only: an edited helper of it was stale
+    "a helper past the first 10,000 items of a global table": (
+        {"main.py": _main("""
+    TABLE = {i: i for i in range(20_000)}
+    TABLE["scale"] = scale
+
+    @cached
+    def f(x):
+        return TABLE["scale"](x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper nested deeper than 20 levels in a global": (
+        {"main.py": _main("""
+    NESTED = [scale]
+    for _ in range(30):
+        NESTED = [NESTED]
+
+    @cached
+    def f(x):
+        found = NESTED
+        while isinstance(found, list):
+            found = found[0]
+        return found(x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper in a global deque, OrderedDict and dict subclass": (
+        {"main.py": _main("""
+    class Registry(dict):
+        pass
+
+    QUEUE = collections.deque([scale])
+    ORDERED = collections.OrderedDict(scale=scale)
+    REGISTRY = Registry(scale=scale)
+
+    @cached
+    def f(x):
+        return QUEUE[0](x) + ORDERED["scale"](x) + REGISTRY["scale"](x)
+    """, "import collections\n    from helpers import scale"), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "18", "27", "helper helpers.inner changed"),
+    "a helper in a read-only view of a global table": (
+        {"main.py": _main("""
+    OPS = types.MappingProxyType({"scale": scale})
+
+    @cached
+    def f(x):
+        return OPS["scale"](x)
+    """, "import types\n    from helpers import scale"), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper held by an instance a closure captures": (
+        {"main.py": _main("""
+    class Box:
+        def __init__(self, func):
+            self.func = func
+
+    def make():
+        box = Box(scale)
+
+        def f(x):
+            return box.func(x)
+        return f
+
+    f = cached(make())
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper the class of an instance a closure captures calls": (
+        {"main.py": _main("""
+    def make():
+        scaler = Scaler()
+
+        def f(x):
+            return scaler.go(x)
+        return f
+
+    f = cached(make())
+    """, "from helpers import Scaler"),
+         "helpers.py": HELPER + "\n    class Scaler:\n        def go(self, x):\n"
+                                "            return inner(x)\n"},
+        {"helpers.py": EDITED_HELPER + "\n    class Scaler:\n        def go(self, x):\n"
+                                       "            return inner(x)\n"},
+        "6", "9", "helper helpers.inner changed"),
+    "a helper the metaclass of a class calls": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return Made().k * x
+    """, "from helpers import Made"),
+         "helpers.py": HELPER + """
+    class Stamp(type):
+        def __call__(cls, *args):
+            made = super().__call__(*args)
+            made.k = inner(1)
+            return made
+
+    class Made(metaclass=Stamp):
+        pass
+    """},
+        {"helpers.py": EDITED_HELPER + """
+    class Stamp(type):
+        def __call__(cls, *args):
+            made = super().__call__(*args)
+            made.k = inner(1)
+            return made
+
+    class Made(metaclass=Stamp):
+        pass
+    """}, "6", "9", "helper helpers.inner changed"),
+    "a helper past the first 10,000 items of a table or in a deque a closure captures": (
+        {"main.py": _main("""
+    def make():
+        table = {i: i for i in range(20_000)}
+        table["scale"] = scale
+        queue = collections.deque([scale])
+
+        def f(x):
+            return table["scale"](x) + queue[0](x)
+        return f
+
+    f = cached(make())
+    """, "import collections\n    from helpers import scale"), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "12", "18", "helper helpers.inner changed"),
+    "a helper of a module held in a table, a closure, an instance or a class": (
+        {"main.py": _main("""
+    MODULES = {"helpers": helpers}
+
+    class Holder:
+        module = helpers
+
+        def __init__(self):
+            self.own = helpers
+
+    HOLDER = Holder()
+
+    def make():
+        module = helpers
+
+        def f(x):
+            return (MODULES["helpers"].scale(x) + module.scale(x) + HOLDER.own.scale(x)
+                    + Holder.module.scale(x))
+        return f
+
+    f = cached(make())
+    """, "import helpers"), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "24", "36", "helper helpers.inner changed"),
+    "a helper in a function's attribute": (
+        {"main.py": _main("""
+    def run(x):
+        return x
+
+    run.steps = {"scale": scale}
+
+    @cached
+    def f(x):
+        return run.steps["scale"](x)
+    """), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a helper in a dataclass field's metadata": (
+        {"main.py": _main("""
+    @cached
+    def f(x):
+        return dataclasses.fields(Row)[0].metadata["unit"](x)
+    """, "import dataclasses\n    from helpers import Row"),
+         "helpers.py": HELPER + """
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Row:
+        value: int = dataclasses.field(default=0, metadata={"unit": scale})
+    """},
+        {"helpers.py": EDITED_HELPER + """
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Row:
+        value: int = dataclasses.field(default=0, metadata={"unit": scale})
+    """}, "6", "9", "helper helpers.inner changed"),
 }
 
 
@@ -572,3 +749,30 @@ def test_a_global_array_not_in_c_order_is_not_copied_whole_at_the_first_call() -
     assert shapes == [("type", "numpy", "ndarray")] * 2
     assert peak < _keys.STATE_LIMIT
     assert in_place[0] == "state"
+
+
+def test_a_helper_a_pydantic_default_factory_calls_recomputes(tmp_path: Path) -> None:
+    # A field's ``default_factory`` is in no method of a pydantic model, only in the fields
+    # pydantic records, where it counted by its name: an edit of the helper it calls
+    # returned the old default's value (attack3).
+    pytest.importorskip("pydantic")
+    model = """
+    import pydantic
+    from helpers import scale
+
+    def start():
+        return scale(1)
+
+    class Config(pydantic.BaseModel):
+        k: int = pydantic.Field(default_factory=start)
+"""
+    write(tmp_path, {"models.py": model, "helpers.py": HELPER, "main.py": _main("""
+    @cached
+    def f(x):
+        return Config().k * x
+    """, "from models import Config")})
+    assert (run(tmp_path)["value"], run(tmp_path)["misses"]) == ("6", 0)
+    write(tmp_path, {"helpers.py": EDITED_HELPER})
+    second = run(tmp_path)
+    assert (second["value"], second["misses"]) == ("9", 1)
+    assert "helper helpers.inner changed" in second["explain"]

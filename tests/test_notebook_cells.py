@@ -275,3 +275,14 @@ def test_a_helper_of_a_function_given_as_an_argument_redefined_in_a_cell_is_seen
               "def h(x):\n    return g(x) * 10")
     assert cells(tmp_path, define, "apply(h, 1)", "def g(x):\n    return x + 100",
                  "apply(h, 1)", "apply(h, 1)") == ["None", "20", "None", "1010", "1010"]
+
+
+def test_a_helper_a_function_in_a_global_deque_calls_is_seen_at_the_next_cell(tmp_path: Path):
+    # A function met pickling a global's state (in a deque: no plain container) is followed
+    # like a helper, and again when a later record reuses that state's digest (attack3).
+    # Before: 2, the old helper's value: only the lambda's own code counted.
+    assert cells(tmp_path, "import collections\nQ = collections.deque([lambda v: g(v)])\n"
+                           "@cache.cached\ndef h(x):\n    return Q[0](x)",
+                 "h(1)", "def g(x):\n    return x + 100", "h(1)", "K = 1", "h(1)",
+                 "def g(x):\n    return x + 1000", "h(1)") == [
+        "None", "2", "None", "101", "None", "101", "None", "1001"]

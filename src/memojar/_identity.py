@@ -35,6 +35,7 @@ from types import (
     ClassMethodDescriptorType,
     CodeType,
     FunctionType,
+    MappingProxyType,
     MethodDescriptorType,
     MethodType,
     MethodWrapperType,
@@ -286,6 +287,7 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
     if id(func) in seen:
         return ("seen", function_name(func))
     seen.add(id(func))
+    met(func)
     wrapped = getattr(func, "__wrapped__", None)
     if getattr(func, "__memojar__", None) is not None and callable(wrapped):
         # A function memojar decorated counts as the function it wraps: its wrapper's
@@ -365,9 +367,9 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
         return ("value", _plain_key(value))
     if by_state:
         return _state_shape(value)
-    if type(value) in (tuple, list) and any(callable(v) for v in value):
+    if type(value) in (tuple, list) and any(map(callable, value)):
         return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
-    if type(value) is dict and any(callable(v) for v in value.values()):
+    if type(value) is dict and any(map(callable, value.values())):
         return ("dict", tuple(sorted((_key_text(k), repr(_value_shape(v, seen)))
                                      for k, v in value.items())))
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
@@ -1005,9 +1007,21 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         # type(): isinstance would ask a proxy for its __class__, which may raise
         if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
             _walk_value(value, function_name(value), rows, seen, names)
-        elif type(value) in _CONTAINERS:  # ``steps=(clean, scale)``: what they call too
-            for item in _held(value):
-                _walk_value(item, function_name(item), rows, seen, names)
+            continue
+        if issubclass(type(value), ModuleType):  # ``m = helpers`` captured: as a global
+            _walk_value(value, value.__name__, rows, seen, names)
+            continue
+        if type(value) in _PLAIN or issubclass(type(value), _ROUTINES):
+            continue
+        # ``steps=(clean, scale)``, an instance of the user's class (``Box(scale)``, a
+        # default ``config=Config()``): its class's code and what they call too (before,
+        # only containers: an instance's class and functions were not followed)
+        kind = type(value)
+        if kind not in _CONTAINERS and is_user_module(kind.__module__) and id(kind) not in (
+                seen):
+            _walk_value(kind, function_name(kind), rows, seen, names)
+        for item in _held(value, whole=True):
+            _walk_value(item, function_name(item), rows, seen, names)
 
 
 def _filled(cell: Any) -> bool:
@@ -1057,6 +1071,12 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         if found is not None:
             _add(rows, ("function", *found))
             _walk_callable(value, rows, seen)
+            attributes = getattr(value, "__dict__", None)
+            if attributes and "__memojar__" not in attributes:
+                # what its attributes hold (``scale.impl = inner``, ``run.ops = {...}``):
+                # before, not followed, and an edit of it returned the old value
+                for item in _held(attributes):
+                    _walk_value(item, function_name(item), rows, seen, names)
         elif hasattr(value, "__wrapped__"):  # a library decorator's wrapper of user code
             _walk_callable(value, rows, seen)
     elif isinstance(value, type):
@@ -1084,7 +1104,20 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     elif isinstance(member, type) or _data_attribute(name, member, klass):
                         # a nested class (followed), a class attribute (``self.FACTOR``,
                         # ``op = partial(scale)``): a constant row, and what it calls
-                        _walk_value(member, f"{function_name(klass)}.{name}", rows, seen)
+                        _walk_value(member, f"{function_name(klass)}.{name}", rows, seen,
+                                    names)
+                # what the fields a library recorded run: a pydantic field's
+                # ``default_factory``, in no method (before, counted by its name only), a
+                # function in a dataclass field's ``metadata``
+                for record_name in (*_FIELD_RECORDS, "__dataclass_fields__"):
+                    fields = vars(klass).get(record_name)
+                    if fields is not None and not callable(fields):
+                        for item in _held(fields):
+                            _walk_value(item, function_name(item), rows, seen)
+            # its metaclass, whose ``__call__`` makes its instances (before: not followed)
+            meta = type(value)
+            if meta is not type and is_user_module(meta.__module__):
+                _walk_value(meta, function_name(meta), rows, seen)
     elif isinstance(value, ModuleType):
         if names is None or id(value) in seen or not is_user_module(value.__name__):
             return
@@ -1133,16 +1166,36 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # Data (an array, a frame, an instance, a table without callables) counts by its
     # state alone: a rebuilt identity reuses what the last one hashed of the same object.
     record = _recording.get()
-    digest = record.state_of(value) if record is not None else None
-    if digest is None:
-        shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
-        data = shape[0] in ("state", "type")  # not a callable's code
-        if type(value) in _CONTAINERS and shape[0] == "type":  # no callables: its state
-            shape = _state_shape(value)
-        digest = xxhash.xxh3_64_hexdigest(repr(shape).encode())
+    found = record.state_of(value) if record is not None else None
+    if found is None:
+        held: dict[int, Any] = {}  # each function and class whose code the digest counts
+        previous, _walk.met = getattr(_walk, "met", None), held
+        try:
+            shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
+            data = shape[0] in ("state", "type")  # not a callable's code
+            if type(value) in _CONTAINERS and shape[0] == "type":  # no callables: its state
+                shape = _state_shape(value)
+        finally:
+            _walk.met = previous
+        found = (xxhash.xxh3_64_hexdigest(repr(shape).encode()), tuple(held.values()))
         if record is not None and data:
-            record.states[id(value)] = (_hold(value), digest)
+            record.states[id(value)] = (_hold(value), *found)
+    digest, counted = found
     _add(rows, ("constant", where, digest))
+    # What those call, wherever they are in it: past the objects ``_held`` looks at (a
+    # table of 20,000 entries, nesting over 20 levels), in a deque, an OrderedDict, a dict
+    # or list subclass. Before, their own code counted and an edited helper of theirs
+    # returned the old value.
+    for item in counted:
+        _walk_value(item, function_name(item), rows, seen, names)
+
+
+def met(obj: Any) -> None:
+    """Note a function or class whose code a global's digest counts (``_walk_object``):
+    ``_keys.state_key`` meets them pickling its state, ``_callable_shape`` in a table."""
+    found = getattr(_walk, "met", None)
+    if found is not None:  # once each (a class pickled with each of its instances)
+        found.setdefault(id(obj), obj)
 
 
 _CONTAINERS = (tuple, list, dict, set, frozenset)
@@ -1150,19 +1203,19 @@ _HELD_LIMIT = 10_000  # objects looked at inside one global for the functions it
 _HELD_DEPTH = 20
 
 
-def _held(value: Any) -> list[Any]:
+def _held(value: Any, whole: bool = False) -> list[Any]:
     """The functions and classes ``value`` holds inside it (not itself), at any depth: in
     containers, a partial's function and arguments, a bound method's function and
     instance, an object's attributes (``__dict__`` and ``__slots__``); for an instance of
     a class of the user's code, its class. At most ``_HELD_LIMIT`` objects are looked at
-    (a big table of numbers stops there), each once."""
+    (a big table of numbers stops there, unless ``whole``: see ``_children``), each once."""
     found: list[Any] = []
     visited = {id(value)}
     stack = [(value, 0)]
     budget = _HELD_LIMIT
     while stack and budget > 0:
         item, depth = stack.pop()
-        for child in _children(item):
+        for child in _children(item, whole):
             budget -= 1
             if budget <= 0:
                 break
@@ -1173,7 +1226,11 @@ def _held(value: Any) -> list[Any]:
             if kind is FunctionType or isinstance(child, type):
                 found.append(child)
                 continue
-            if isinstance(child, (_ROUTINES, ModuleType)):
+            if isinstance(child, ModuleType):  # ``MODS = {"h": helpers}``: its names the
+                if is_user_module(child.__name__):  # function loads, as for a global module
+                    found.append(child)
+                continue
+            if isinstance(child, _ROUTINES):
                 continue
             if is_user_module(kind.__module__) and kind not in _CONTAINERS:
                 found.append(kind)  # an instance of the user's class: its class's code
@@ -1182,31 +1239,51 @@ def _held(value: Any) -> list[Any]:
     return found
 
 
-def _children(item: Any) -> list[Any]:
-    """What ``item`` holds, for ``_held``; nothing if looking raises."""
+def _children(item: Any, whole: bool = False) -> list[Any]:
+    """What ``item`` holds, for ``_held``; nothing if looking raises.
+
+    A table's or sequence's first ``_HELD_LIMIT`` items, also in a subclass of dict or list,
+    a deque, a read-only view of a table (read as the built-in type does, never by a method
+    the subclass overrides), then the subclass instance's attributes. ``whole``: its first
+    ``_HELD_LIMIT`` items that are not plain data, wherever they are (plain items are
+    skipped a container at a time, 40 ms a million: what a closure or default captures,
+    which no digest of its state follows as a global's does, ``_walk_object``; before, a
+    helper stored after a big table's numbers was not followed)."""
     try:
         kind = type(item)
-        if kind is dict:  # keys and values, no more than the walk looks at (a table of
-            return list(itertools.islice(  # a million entries: not copied whole)
-                itertools.chain.from_iterable(item.items()), _HELD_LIMIT))
-        if kind in _CONTAINERS:
-            return list(itertools.islice(item, _HELD_LIMIT))
+        parts: tuple[Callable[[], Any], ...] = ()
+        if issubclass(kind, (dict, MappingProxyType)):
+            view: Any = dict if issubclass(kind, dict) else MappingProxyType
+            parts = (lambda: view.keys(item), lambda: view.values(item))
+        else:
+            base: Any = next((b for b in _SEQUENCES if issubclass(kind, b)), None)
+            if base is not None:
+                parts = (lambda: base.__iter__(item),)
+        found = list(itertools.islice(
+            (child for part in parts if not set(map(type, part())) <= _PLAIN_TYPES
+             for child in part() if type(child) not in _PLAIN_TYPES) if whole else
+            itertools.chain.from_iterable(part() for part in parts), _HELD_LIMIT))
+        if kind in _CONTAINERS or kind is MappingProxyType:
+            return found
         if isinstance(item, functools.partial):
             return [item.func, *item.args, *item.keywords.values()]
         if isinstance(item, MethodType):
             return [item.__func__, item.__self__]
-        children: list[Any] = []
         attributes = getattr(item, "__dict__", None)
         if type(attributes) is dict:
-            children.extend(itertools.islice(attributes.values(), 1000))
+            found.extend(itertools.islice(attributes.values(), 1000))
         for klass in kind.__mro__:
             slots = vars(klass).get("__slots__", ())
             for name in (slots,) if isinstance(slots, str) else slots:
                 if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
-                    children.append(getattr(item, name, None))
-        return children
+                    found.append(getattr(item, name, None))
+        return found
     except Exception:  # noqa: BLE001 - whatever the object raised: nothing more of it
         return []
+
+
+_SEQUENCES = (list, tuple, set, frozenset, collections.deque)
+_PLAIN_TYPES = frozenset(_PLAIN)
 
 
 def _constant(value: Any) -> bool:
@@ -1304,7 +1381,7 @@ class Resolved:
         self.names: dict[tuple[int, str], tuple[Any, str, Callable[[], Any]]] = {}
         self.functions: dict[int, tuple[Callable[[], Any], Any, Any, Any]] = {}
         self.classes: dict[int, tuple[Callable[[], Any], tuple[Any, ...]]] = {}
-        self.states: dict[int, tuple[Callable[[], Any], str]] = {}
+        self.states: dict[int, tuple[Callable[[], Any], str, tuple[Any, ...]]] = {}
         self.reused = reused
         self.written: set[tuple[int, str]] = set()  # names of ``names`` its code binds
 
@@ -1346,13 +1423,14 @@ class Resolved:
         except Exception:  # noqa: BLE001 - whatever an object raised
             return False
 
-    def state_of(self, value: Any) -> str | None:
-        """The digest the previous record took of ``value``, if it is the same object."""
+    def state_of(self, value: Any) -> tuple[str, tuple[Any, ...]] | None:
+        """The digest the previous record took of ``value``, if it is the same object, and
+        the functions and classes met making it."""
         found = self.reused.states.get(id(value)) if self.reused is not None else None
         if found is None or not _holds(found[0], value):
             return None
         self.states[id(value)] = found
-        return found[1]
+        return found[1], found[2]
 
     def _unchanged(self) -> bool:
         same = True

@@ -32,7 +32,7 @@ from typing import Any
 import xxhash
 
 from . import _identity
-from ._identity import argument_identity, class_identity, function_identity
+from ._identity import argument_identity, class_identity, function_identity, met
 
 PROTOCOL = 5
 BIG_BUFFER = 64 * 1024  # bytes-like values at least this large are hashed out of band
@@ -331,11 +331,16 @@ class _CanonicalPickler(pickle.Pickler):
         t = type(obj)
         if t is FunctionType:
             # a call's argument with what it depends on; in a global's state, its own code
+            # (and the global's walk follows what it calls: ``met``)
+            if _limits.state:
+                met(obj)
             ident = function_identity(obj) if _limits.state else argument_identity(obj)
             return NotImplemented if ident is None else (_Function, ident)
         if isinstance(obj, type):
             if obj in _MARKERS:
                 return NotImplemented
+            if _limits.state:
+                met(obj)
             ident = class_identity(obj) if _limits.state else argument_identity(obj)
             return NotImplemented if ident is None else (_Class, ident)
         if isinstance(obj, _BY_REFERENCE):
