@@ -33,6 +33,16 @@ TRACED = """
     def traced(x):
         return scale(x)
 """  # a decorator class holding the function it wraps
+_STAMPED = """
+    class Stamp(type):
+        def __call__(cls, *args):
+            made = super().__call__(*args)
+            made.k = inner(1)
+            return made
+
+    class Made(metaclass=Stamp):
+        pass
+"""  # a class whose metaclass calls the helper
 
 
 def _main(body: str, imports: str = "from helpers import scale") -> str:
@@ -456,26 +466,8 @@ CASES = {
     def f(x):
         return Made().k * x
     """, "from helpers import Made"),
-         "helpers.py": HELPER + """
-    class Stamp(type):
-        def __call__(cls, *args):
-            made = super().__call__(*args)
-            made.k = inner(1)
-            return made
-
-    class Made(metaclass=Stamp):
-        pass
-    """},
-        {"helpers.py": EDITED_HELPER + """
-    class Stamp(type):
-        def __call__(cls, *args):
-            made = super().__call__(*args)
-            made.k = inner(1)
-            return made
-
-    class Made(metaclass=Stamp):
-        pass
-    """}, "6", "9", "helper helpers.inner changed"),
+         "helpers.py": HELPER + _STAMPED},
+        {"helpers.py": EDITED_HELPER + _STAMPED}, "6", "9", "helper helpers.inner changed"),
     "a helper past the first 10,000 items of a table or in a deque a closure captures": (
         {"main.py": _main("""
     def make():

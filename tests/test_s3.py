@@ -661,11 +661,23 @@ def test_a_write_whose_reply_and_check_were_lost_says_it_may_be_cached(
     assert calls == [2]  # a hit: the entry read and checked as any other
 
 
-def test_a_write_dropped_before_the_server_stored_it_is_not_cached(s3_location: str,
-                                                                  client: Any) -> None:
-    """The connection drops before the entry's PUT reaches the server: read back, the
-    entry is not there, and the warning says "not cached" (now known, not assumed)."""
-    cache = Cache(s3_location, secret=SECRET)
+def _short(location: str) -> str:
+    """``location`` with a request timeout of a few seconds (a write's reply withheld by
+    the proxy costs the test that long)."""
+    return re.sub(r"timeout=[0-9.]+", "timeout=3", location)
+
+
+@pytest.mark.parametrize("fault, said", [
+    (botocore.exceptions.ConnectionClosedError(endpoint_url="before sending"), ""),
+    (botocore.exceptions.ReadTimeoutError(endpoint_url="never stored"),
+     r".*no answer within timeout=3 s"),
+], ids=["dropped", "timed out"])
+def test_a_write_the_server_never_stored_is_not_cached(s3_location: str, client: Any,
+                                                       fault: Exception, said: str) -> None:
+    """The entry's PUT fails before the server stored it (the connection drops before it
+    is sent; it times out): read back, the entry is not there, and the warning says "not
+    cached" (now known, not assumed)."""
+    cache = Cache(_short(s3_location), secret=SECRET)
     double, calls = counted(cache)
     store = cache.store
     assert isinstance(store, S3Store)
@@ -673,20 +685,14 @@ def test_a_write_dropped_before_the_server_stored_it_is_not_cached(s3_location: 
 
     def put_object(**kwargs: Any) -> Any:
         if kwargs["Key"].endswith(SUFFIX):
-            raise botocore.exceptions.ConnectionClosedError(endpoint_url="before sending")
+            raise fault
         return real(**kwargs)
 
     store._bucket.client.put_object = put_object
-    with pytest.warns(MemojarWarning, match="returned but not cached"):
+    with pytest.warns(MemojarWarning, match="returned but not cached" + said):
         assert double(2) == 4
     assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
     assert calls == [2]
-
-
-def _short(location: str) -> str:
-    """``location`` with a request timeout of a few seconds (a write's reply withheld by
-    the proxy costs the test that long)."""
-    return re.sub(r"timeout=[0-9.]+", "timeout=3", location)
 
 
 @pytest.mark.parametrize("upload", ["one PUT", "multipart"])
@@ -714,29 +720,6 @@ def test_a_result_whose_write_timed_out_but_was_stored_is_cached_without_a_warni
     assert name in objects(client, s3_location)
     assert double(value) == value * 2
     assert len(calls) == 1  # a hit
-
-
-def test_a_write_that_timed_out_unstored_is_not_cached(s3_location: str,
-                                                       client: Any) -> None:
-    """The entry's PUT times out before the server stored it: read back, the entry is
-    not there, and the warning says "not cached" (known, not assumed)."""
-    cache = Cache(_short(s3_location), secret=SECRET)
-    double, calls = counted(cache)
-    store = cache.store
-    assert isinstance(store, S3Store)
-    real = store._bucket.client.put_object
-
-    def put_object(**kwargs: Any) -> Any:
-        if kwargs["Key"].endswith(SUFFIX):
-            raise botocore.exceptions.ReadTimeoutError(endpoint_url="never stored")
-        return real(**kwargs)
-
-    store._bucket.client.put_object = put_object
-    with pytest.warns(MemojarWarning, match="returned but not cached: .*no answer within "
-                                            "timeout=3 s"):
-        assert double(2) == 4
-    assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
-    assert calls == [2]
 
 
 @pytest.mark.parametrize("where", ["write", "look"])
