@@ -405,6 +405,15 @@ CASES = {
         return found(x)
     """), "helpers.py": HELPER},
         {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    "a function held in a global WeakValueDictionary": (
+        {"main.py": _main("""
+    REGISTRY = weakref.WeakValueDictionary(scale=scale)
+
+    @cached
+    def f(x):
+        return REGISTRY["scale"](x)
+    """, "import weakref\n    from helpers import scale"), "helpers.py": HELPER},
+        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
     "a helper in a global deque, OrderedDict and dict subclass": (
         {"main.py": _main("""
     class Registry(dict):

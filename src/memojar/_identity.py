@@ -1269,6 +1269,8 @@ def _children(item: Any, whole: bool = False) -> list[Any]:
             return [item.func, *item.args, *item.keywords.values()]
         if isinstance(item, MethodType):
             return [item.__func__, item.__self__]
+        if isinstance(item, weakref.ref):  # a ``WeakValueDictionary``'s value: its referent
+            found.append(item())  # (before, not followed: an edit returned the old value)
         attributes = getattr(item, "__dict__", None)
         if type(attributes) is dict:
             found.extend(itertools.islice(attributes.values(), 1000))
