@@ -76,6 +76,11 @@ def test_a_small_miss_makes_eleven_system_calls(tmp_path: Path) -> None:
     calls: dict[str, int] = {}
     for line in lines[start + 1:end]:
         name = line.split("(", 1)[0].strip()
+        if name in ("brk", "munmap") or (name == "mmap" and "MAP_ANONYMOUS" in line):
+            # Python's allocator taking (or giving back) an arena of memory: the misses'
+            # tallies grow until merged, and where that crosses an arena depends on what the
+            # process allocated before (seen in CI after an unrelated change): no miss's.
+            continue
         calls[name] = calls.get(name, 0) + 1
     # The statistics thread (memojar-stats) wakes every few seconds; on a loaded machine a
     # wake-up may fall in the window, and handing the GIL over costs the main thread a few

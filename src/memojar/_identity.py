@@ -1269,8 +1269,15 @@ def _children(item: Any, whole: bool = False) -> list[Any]:
             return [item.func, *item.args, *item.keywords.values()]
         if isinstance(item, MethodType):
             return [item.__func__, item.__self__]
-        if isinstance(item, weakref.ref):  # a ``WeakValueDictionary``'s value: its referent
-            found.append(item())  # (before, not followed: an edit returned the old value)
+        # A weak table or set (``REGISTRY = WeakValueDictionary(scale=scale)``): what it
+        # holds now; before, its weak references were not followed and an edit returned the
+        # old value. Weak references elsewhere are not (memojar's own, a library's: what
+        # they lead to differs between processes, as the keys would).
+        if isinstance(item, _WEAK_TABLES):
+            return list(itertools.islice(
+                itertools.chain.from_iterable(item.items()), _HELD_LIMIT))
+        if isinstance(item, weakref.WeakSet):
+            return list(itertools.islice(item, _HELD_LIMIT))
         attributes = getattr(item, "__dict__", None)
         if type(attributes) is dict:
             found.extend(itertools.islice(attributes.values(), 1000))
@@ -1285,6 +1292,7 @@ def _children(item: Any, whole: bool = False) -> list[Any]:
 
 
 _SEQUENCES = (list, tuple, set, frozenset, collections.deque)
+_WEAK_TABLES = (weakref.WeakValueDictionary, weakref.WeakKeyDictionary)
 _PLAIN_TYPES = frozenset(_PLAIN)
 
 
