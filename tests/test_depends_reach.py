@@ -54,34 +54,42 @@ def _main(body: str, imports: str = "from helpers import scale") -> str:
 """
 
 
-# (project files, the edit, the value before, the value after, what explain names)
+Case = tuple[dict[str, str], dict[str, str], str, str, str]
+
+
+def _case(body: str, imports: str = "from helpers import scale",
+          helpers: str | None = HELPER, *, of: str = "helpers.py",
+          edit: tuple[str, str] = ("x * 2", "x * 3"), values: tuple[str, str] = ("6", "9"),
+          named: str = "helper helpers.inner changed") -> Case:
+    """(project files, the edit, the value before, the value after, what explain names):
+    ``main.py`` is ``body`` under ``imports``, ``helpers.py`` is ``helpers`` (None: none);
+    the edit replaces ``edit[0]`` by ``edit[1]`` in the file ``of``. By default, the edit of
+    the helper ``inner`` that ``scale`` calls (``x * 2`` becomes ``x * 3``)."""
+    files = {"main.py": _main(body, imports)}
+    if helpers is not None:
+        files["helpers.py"] = helpers
+    old, new = edit
+    assert old in files[of], (of, old)
+    return files, {of: files[of].replace(old, new)}, *values, named
+
+
 CASES = {
-    "a partial of a helper stored in a global": (
-        {"main.py": _main("""
+    "a partial of a helper stored in a global": _case("""
     double = functools.partial(scale, k=1)
 
     @cached
     def f(x):
         return double(x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "the argument of a partial stored in a global": (
-        {"main.py": _main("""
+    """),
+    "the argument of a partial stored in a global": _case("""
     double = functools.partial(scale, k=1)
 
     @cached
     def f(x):
         return double(x)
-    """), "helpers.py": HELPER},
-        {"main.py": _main("""
-    double = functools.partial(scale, k=2)
-
-    @cached
-    def f(x):
-        return double(x)
-    """)}, "6", "12", "constant main.double changed"),
-    "a helper beside a global nested deeper than the recursion limit": (
-        {"main.py": _main("""
+    """, of="main.py", edit=("k=1", "k=2"), values=("6", "12"),
+        named="constant main.double changed"),
+    "a helper beside a global nested deeper than the recursion limit": _case("""
     CHAIN = ()
     for _ in range(3000):
         CHAIN = (1, CHAIN)
@@ -89,10 +97,8 @@ CASES = {
     @cached
     def f(x):
         return scale(x) if CHAIN else 0
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper beside a context proxy (flask.current_app) used outside its context": (
-        {"main.py": _main("""
+    """),
+    "a helper beside a context proxy (flask.current_app) used outside its context": _case("""
     class LocalProxy:  # werkzeug's: every attribute, __class__ too, needs a context
         def __getattribute__(self, name):
             raise RuntimeError("Working outside of application context.")
@@ -105,77 +111,60 @@ CASES = {
     @cached
     def f(x):
         return scale(x) if x > 0 else current_app()
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a table of helpers": (
-        {"main.py": _main("""
+    """),
+    "a table of helpers": _case("""
     OPS = {"scale": scale}
 
     @cached
     def f(x):
         return OPS["scale"](x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a bound method stored in a global": (
-        {"main.py": _main("""
+    """),
+    "a bound method stored in a global": _case("""
     go = Scaler().go
 
     @cached
     def f(x):
         return go(x)
-    """, "from helpers import Scaler"),
-         "helpers.py": "class Scaler:\n    def go(self, x):\n        return x * 2\n"},
-        {"helpers.py": "class Scaler:\n    def go(self, x):\n        return x * 3\n"},
-        "6", "9", "class helpers.Scaler changed"),
-    "a callable instance stored in a global": (
-        {"main.py": _main("""
+    """, "from helpers import Scaler",
+        "class Scaler:\n    def go(self, x):\n        return x * 2\n",
+        named="class helpers.Scaler changed"),
+    "a callable instance stored in a global": _case("""
     scaler = Scaler()
 
     @cached
     def f(x):
         return scaler(x)
-    """, "from helpers import Scaler"),
-         "helpers.py": "class Scaler:\n    def __call__(self, x):\n        return x * 2\n"},
-        {"helpers.py": "class Scaler:\n    def __call__(self, x):\n        return x * 3\n"},
-        "6", "9", "class helpers.Scaler changed"),
-    "a helper of a function a decorator class holds": (
-        {"main.py": _main("""
+    """, "from helpers import Scaler",
+        "class Scaler:\n    def __call__(self, x):\n        return x * 2\n",
+        named="class helpers.Scaler changed"),
+    "a helper of a function a decorator class holds": _case("""
     @cached
     def f(x):
         return traced(x)
-    """, "from helpers import traced"),
-         "helpers.py": HELPER + TRACED},
-        {"helpers.py": EDITED_HELPER + TRACED}, "6", "9", "helper helpers.inner changed"),
-    "a lambda default calling a helper": (
-        {"main.py": _main("""
+    """, "from helpers import traced", HELPER + TRACED),
+    "a lambda default calling a helper": _case("""
     @cached
     def f(x, g=lambda v: scale(v)):
         return g(x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
+    """),
     # Functions held deeper than a global's first level: their own code was in its state,
     # what they call was not followed (before: an edited inner returned the old value).
-    "a helper of a function in a list of tables in a global": (
-        {"main.py": _main("""
+    "a helper of a function in a list of tables in a global": _case("""
     PIPE = [{"steps": (scale,)}]
 
     @cached
     def f(x):
         return PIPE[0]["steps"][0](x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper of a lambda in a class attribute's table of lists": (
-        {"main.py": _main("""
+    """),
+    "a helper of a lambda in a class attribute's table of lists": _case("""
     class Registry:
         OPS = {"double": [lambda x: scale(x)]}
 
     @cached
     def f(x):
         return Registry.OPS["double"][0](x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper of a function a slotted decorator class holds": (
-        {"main.py": _main("""
+    """),
+    "a helper of a function a slotted decorator class holds": _case("""
     class traced:
         __slots__ = ("fn",)
 
@@ -192,10 +181,8 @@ CASES = {
     @cached
     def f(x):
         return clean(x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper of a function given to a partial in a global": (
-        {"main.py": _main("""
+    """),
+    "a helper of a function given to a partial in a global": _case("""
     def twice(g, x):
         return g(x)
 
@@ -204,10 +191,8 @@ CASES = {
     @cached
     def f(x):
         return DO(x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper of a function in a tuple a closure captures": (
-        {"main.py": _main("""
+    """),
+    "a helper of a function in a tuple a closure captures": _case("""
     def make(steps):
         @cached
         def f(x):
@@ -217,17 +202,13 @@ CASES = {
         return f
 
     fn = make((scale,))
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper of a function default": (
-        {"main.py": _main("""
+    """),
+    "a helper of a function default": _case("""
     @cached
     def f(x, g=scale):
         return g(x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a partial captured by a closure": (
-        {"main.py": _main("""
+    """),
+    "a partial captured by a closure": _case("""
     def make():
         p = functools.partial(scale, k=1)
 
@@ -237,35 +218,23 @@ CASES = {
         return f
 
     fn = make()
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "the second of two lambdas in globals": (
-        {"main.py": _main("""
+    """),
+    "the second of two lambdas in globals": _case("""
     A = lambda x: x * 2  # noqa: E731
     B = lambda x: x + 1  # noqa: E731
 
     @cached
     def f(x):
         return A(x) + B(x)
-    """, "")},
-        {"main.py": _main("""
-    A = lambda x: x * 2  # noqa: E731
-    B = lambda x: x + 2  # noqa: E731
-
-    @cached
-    def f(x):
-        return A(x) + B(x)
-    """, "")}, "10", "11", "helper main.<lambda>"),
-    "a class attribute read through the class": (
-        {"main.py": _main("""
+    """, "", None, of="main.py", edit=("x + 1", "x + 2"), values=("10", "11"),
+        named="helper main.<lambda>"),
+    "a class attribute read through the class": _case("""
     @cached
     def f(x):
         return x * Config.FACTOR
-    """, "from helpers import Config"), "helpers.py": "class Config:\n    FACTOR = 2\n"},
-        {"helpers.py": "class Config:\n    FACTOR = 3\n"}, "6", "9",
-        "constant helpers.Config.FACTOR changed"),
-    "a class attribute read through self in a method": (
-        {"main.py": _main("""
+    """, "from helpers import Config", "class Config:\n    FACTOR = 2\n",
+        edit=("FACTOR = 2", "FACTOR = 3"), named="constant helpers.Config.FACTOR changed"),
+    "a class attribute read through self in a method": _case("""
     class Model:
         FACTOR = 2
 
@@ -274,125 +243,74 @@ CASES = {
             return x * self.FACTOR
 
     fn, args = Model.f, (Model(), 3)
-    """, "")},
-        {"main.py": _main("""
-    class Model:
-        FACTOR = 3
-
-        @cached
-        def f(self, x):
-            return x * self.FACTOR
-
-    fn, args = Model.f, (Model(), 3)
-    """, "")}, "6", "9", "constant main.Model.FACTOR changed"),
-    "an Enum member's value": (
-        {"main.py": _main("""
+    """, "", None, of="main.py", edit=("FACTOR = 2", "FACTOR = 3"),
+        named="constant main.Model.FACTOR changed"),
+    "an Enum member's value": _case("""
     @cached
     def f(x):
         return x * Mode.FAST.value
-    """, "from helpers import Mode"),
-         "helpers.py": "import enum\nclass Mode(enum.Enum):\n    FAST = 2\n"},
-        {"helpers.py": "import enum\nclass Mode(enum.Enum):\n    FAST = 3\n"}, "6", "9",
-        "class helpers.Mode changed"),
-    "a nested class's method": (
-        {"main.py": _main("""
+    """, "from helpers import Mode", "import enum\nclass Mode(enum.Enum):\n    FAST = 2\n",
+        edit=("FAST = 2", "FAST = 3"), named="class helpers.Mode changed"),
+    "a nested class's method": _case("""
     @cached
     def f(x):
         return Outer.Inner().go(x)
-    """, "from helpers import Outer"),
-         "helpers.py": "class Outer:\n    class Inner:\n        def go(self, x):\n"
-                       "            return x * 2\n"},
-        {"helpers.py": "class Outer:\n    class Inner:\n        def go(self, x):\n"
-                       "            return x * 3\n"}, "6", "9", "helpers.Outer.Inner changed"),
-    "a cached_property's code": (
-        {"main.py": _main("""
+    """, "from helpers import Outer",
+        "class Outer:\n    class Inner:\n        def go(self, x):\n            return x * 2\n",
+        named="helpers.Outer.Inner changed"),
+    "a cached_property's code": _case("""
     @cached
     def f(x):
         return x * Box().k
-    """, "from helpers import Box"),
-         "helpers.py": "import functools\nclass Box:\n    @functools.cached_property\n"
-                       "    def k(self):\n        return 2\n"},
-        {"helpers.py": "import functools\nclass Box:\n    @functools.cached_property\n"
-                       "    def k(self):\n        return 3\n"}, "6", "9",
-        "class helpers.Box changed"),
-    "a global instance's state (a dataclass)": (
-        {"main.py": _main("""
+    """, "from helpers import Box", "import functools\nclass Box:\n"
+        "    @functools.cached_property\n    def k(self):\n        return 2\n",
+        edit=("return 2", "return 3"), named="class helpers.Box changed"),
+    "a global instance's state (a dataclass)": _case("""
     CONFIG = Config(2)
 
     @cached
     def f(x):
         return x * CONFIG.k
-    """, "from helpers import Config"),
-         "helpers.py": "import dataclasses\n@dataclasses.dataclass\nclass Config:\n"
-                       "    k: int\n"},
-        {"main.py": _main("""
-    CONFIG = Config(3)
-
-    @cached
-    def f(x):
-        return x * CONFIG.k
-    """, "from helpers import Config")}, "6", "9", "constant main.CONFIG changed"),
-    "a global NamedTuple": (
-        {"main.py": _main("""
+    """, "from helpers import Config",
+        "import dataclasses\n@dataclasses.dataclass\nclass Config:\n    k: int\n",
+        of="main.py", edit=("Config(2)", "Config(3)"), named="constant main.CONFIG changed"),
+    "a global NamedTuple": _case("""
     PARAMS = Params(2)
 
     @cached
     def f(x):
         return x * PARAMS.k
-    """, "from helpers import Params"),
-         "helpers.py": "import typing\nclass Params(typing.NamedTuple):\n    k: int\n"},
-        {"main.py": _main("""
-    PARAMS = Params(3)
-
-    @cached
-    def f(x):
-        return x * PARAMS.k
-    """, "from helpers import Params")}, "6", "9", "constant main.PARAMS changed"),
-    "a global of a library type (a date)": (
-        {"main.py": _main("""
+    """, "from helpers import Params",
+        "import typing\nclass Params(typing.NamedTuple):\n    k: int\n",
+        of="main.py", edit=("Params(2)", "Params(3)"), named="constant main.PARAMS changed"),
+    "a global of a library type (a date)": _case("""
     START = datetime.date(2020, 1, 1)
 
     @cached
     def f(x):
         return START.year + x
-    """, "import datetime")},
-        {"main.py": _main("""
-    START = datetime.date(2021, 1, 1)
-
-    @cached
-    def f(x):
-        return START.year + x
-    """, "import datetime")}, "2023", "2024", "constant main.START changed"),
-    "a global compiled pattern": (
-        {"main.py": _main("""
+    """, "import datetime", None, of="main.py", edit=("2020", "2021"),
+        values=("2023", "2024"), named="constant main.START changed"),
+    "a global compiled pattern": _case("""
     PATTERN = re.compile("a+")
 
     @cached
     def f(x):
         return len(PATTERN.findall("aa b aaa " * x))
-    """, "import re")},
-        {"main.py": _main("""
-    PATTERN = re.compile("b+")
-
-    @cached
-    def f(x):
-        return len(PATTERN.findall("aa b aaa " * x))
-    """, "import re")}, "6", "3", "constant main.PATTERN changed"),
+    """, "import re", None, of="main.py", edit=('"a+"', '"b+"'), values=("6", "3"),
+        named="constant main.PATTERN changed"),
     # attack3: a helper held where the walk of a global's contents did not look (past its
     # first 10,000 objects or 20 levels, in a container that is not a plain dict, list,
     # tuple or set) counted by its own code only: an edited helper of it was stale
-    "a helper past the first 10,000 items of a global table": (
-        {"main.py": _main("""
+    "a helper past the first 10,000 items of a global table": _case("""
     TABLE = {i: i for i in range(20_000)}
     TABLE["scale"] = scale
 
     @cached
     def f(x):
         return TABLE["scale"](x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper nested deeper than 20 levels in a global": (
-        {"main.py": _main("""
+    """),
+    "a helper nested deeper than 20 levels in a global": _case("""
     NESTED = [scale]
     for _ in range(30):
         NESTED = [NESTED]
@@ -403,19 +321,15 @@ CASES = {
         while isinstance(found, list):
             found = found[0]
         return found(x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a function held in a global WeakValueDictionary": (
-        {"main.py": _main("""
+    """),
+    "a function held in a global WeakValueDictionary": _case("""
     REGISTRY = weakref.WeakValueDictionary(scale=scale)
 
     @cached
     def f(x):
         return REGISTRY["scale"](x)
-    """, "import weakref\n    from helpers import scale"), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper in a global deque, OrderedDict and dict subclass": (
-        {"main.py": _main("""
+    """, "import weakref\n    from helpers import scale"),
+    "a helper in a global deque, OrderedDict and dict subclass": _case("""
     class Registry(dict):
         pass
 
@@ -426,19 +340,15 @@ CASES = {
     @cached
     def f(x):
         return QUEUE[0](x) + ORDERED["scale"](x) + REGISTRY["scale"](x)
-    """, "import collections\n    from helpers import scale"), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "18", "27", "helper helpers.inner changed"),
-    "a helper in a read-only view of a global table": (
-        {"main.py": _main("""
+    """, "import collections\n    from helpers import scale", values=("18", "27")),
+    "a helper in a read-only view of a global table": _case("""
     OPS = types.MappingProxyType({"scale": scale})
 
     @cached
     def f(x):
         return OPS["scale"](x)
-    """, "import types\n    from helpers import scale"), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper held by an instance a closure captures": (
-        {"main.py": _main("""
+    """, "import types\n    from helpers import scale"),
+    "a helper held by an instance a closure captures": _case("""
     class Box:
         def __init__(self, func):
             self.func = func
@@ -451,10 +361,8 @@ CASES = {
         return f
 
     f = cached(make())
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper the class of an instance a closure captures calls": (
-        {"main.py": _main("""
+    """),
+    "a helper the class of an instance a closure captures calls": _case("""
     def make():
         scaler = Scaler()
 
@@ -463,22 +371,14 @@ CASES = {
         return f
 
     f = cached(make())
-    """, "from helpers import Scaler"),
-         "helpers.py": HELPER + "\n    class Scaler:\n        def go(self, x):\n"
-                                "            return inner(x)\n"},
-        {"helpers.py": EDITED_HELPER + "\n    class Scaler:\n        def go(self, x):\n"
-                                       "            return inner(x)\n"},
-        "6", "9", "helper helpers.inner changed"),
-    "a helper the metaclass of a class calls": (
-        {"main.py": _main("""
+    """, "from helpers import Scaler",
+        HELPER + "\n    class Scaler:\n        def go(self, x):\n            return inner(x)\n"),
+    "a helper the metaclass of a class calls": _case("""
     @cached
     def f(x):
         return Made().k * x
-    """, "from helpers import Made"),
-         "helpers.py": HELPER + _STAMPED},
-        {"helpers.py": EDITED_HELPER + _STAMPED}, "6", "9", "helper helpers.inner changed"),
-    "a helper past the first 10,000 items of a table or in a deque a closure captures": (
-        {"main.py": _main("""
+    """, "from helpers import Made", HELPER + _STAMPED),
+    "a helper past the first 10,000 items of a table or in a deque a closure captures": _case("""
     def make():
         table = {i: i for i in range(20_000)}
         table["scale"] = scale
@@ -489,10 +389,8 @@ CASES = {
         return f
 
     f = cached(make())
-    """, "import collections\n    from helpers import scale"), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "12", "18", "helper helpers.inner changed"),
-    "a helper of a module held in a table, a closure, an instance or a class": (
-        {"main.py": _main("""
+    """, "import collections\n    from helpers import scale", values=("12", "18")),
+    "a helper of a module held in a table, a closure, an instance or a class": _case("""
     MODULES = {"helpers": helpers}
 
     class Holder:
@@ -512,10 +410,8 @@ CASES = {
         return f
 
     f = cached(make())
-    """, "import helpers"), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "24", "36", "helper helpers.inner changed"),
-    "a helper in a function's attribute": (
-        {"main.py": _main("""
+    """, "import helpers", values=("24", "36")),
+    "a helper in a function's attribute": _case("""
     def run(x):
         return x
 
@@ -524,28 +420,18 @@ CASES = {
     @cached
     def f(x):
         return run.steps["scale"](x)
-    """), "helpers.py": HELPER},
-        {"helpers.py": EDITED_HELPER}, "6", "9", "helper helpers.inner changed"),
-    "a helper in a dataclass field's metadata": (
-        {"main.py": _main("""
+    """),
+    "a helper in a dataclass field's metadata": _case("""
     @cached
     def f(x):
         return dataclasses.fields(Row)[0].metadata["unit"](x)
-    """, "import dataclasses\n    from helpers import Row"),
-         "helpers.py": HELPER + """
+    """, "import dataclasses\n    from helpers import Row", HELPER + """
     import dataclasses
 
     @dataclasses.dataclass
     class Row:
         value: int = dataclasses.field(default=0, metadata={"unit": scale})
-    """},
-        {"helpers.py": EDITED_HELPER + """
-    import dataclasses
-
-    @dataclasses.dataclass
-    class Row:
-        value: int = dataclasses.field(default=0, metadata={"unit": scale})
-    """}, "6", "9", "helper helpers.inner changed"),
+    """),
 }
 
 
