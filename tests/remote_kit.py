@@ -5,6 +5,7 @@ holder to kill), and a proxy that loses replies."""
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from memojar import Cache, MemojarWarning
+from memojar._filestore import function_dir
 
 SECRET = "test-secret"
 FN = "tests.module.function"
@@ -30,6 +32,7 @@ import os, sys, time
 import pytest
 
 from memojar import Cache, MemojarWarning
+from memojar._filestore import function_dir
 cache = Cache({url!r}, secret={secret!r})
 
 @cache.cached
@@ -65,6 +68,33 @@ class Planted:
 
 def k(n: int) -> str:
     return f"{n:032x}"
+
+
+def split(location: str) -> tuple[str, str]:
+    """Bucket and prefix of an S3 test location."""
+    bucket, _, rest = location[len("s3://"):].partition("/")
+    return bucket, rest.partition("?")[0]
+
+
+def entry_object(location: str, f: Any, *args: Any) -> str:
+    """The name of the object of ``f(*args)``'s entry in the S3 test location."""
+    from memojar._s3store import SUFFIX  # (the s3 extra)
+
+    _, prefix = split(location)
+    return f"{prefix}/{function_dir(f.__memojar__.name)}/{f.cache_key(*args)}{SUFFIX}"
+
+
+def evalsha(script: Any) -> bytes:
+    """What a request running ``script`` (a registered Redis ``Script``) holds."""
+    return b"EVALSHA\r\n$40\r\n" + script.sha.encode()
+
+
+def short_timeout(location: str) -> str:
+    """``location`` (Redis's, S3's) with a request timeout of a second or a few: a reply
+    the proxy withholds costs the test that long."""
+    if location.startswith("s3://"):
+        return re.sub(r"timeout=[0-9.]+", "timeout=3", location)
+    return location + ("&" if "?" in location else "?") + "socket_timeout=1"
 
 
 def counted(cache: Cache) -> tuple[Any, list[Any]]:

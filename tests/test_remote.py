@@ -6,17 +6,27 @@ code versions of one function, two secrets."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from conftest import run_python
 from memojar import Cache, MemojarWarning, cached
-from remote_kit import HANG, SECRET, counted
+from remote_kit import (
+    HANG,
+    SECRET,
+    ReplyDropper,
+    counted,
+    entry_object,
+    evalsha,
+    short_timeout,
+    split,
+)
 
 
 @pytest.fixture(params=["redis", "s3"])
@@ -60,6 +70,70 @@ def test_cached_with_a_remote_cache_dir(remote_location: str,
     assert square.cache_info().entries == 1
     assert square.cache_delete(3) is True
     assert square.cache_delete(3) is False
+
+
+# --- a write whose reply is withheld --------------------------------------------------------
+
+@pytest.fixture
+def remote_dropper(remote_location: str,
+                   request: pytest.FixtureRequest) -> Iterator[ReplyDropper]:
+    """A proxy in front of ``remote_location``'s server (the session's) that loses chosen
+    replies."""
+    kind = remote_location.partition("://")[0]
+    with ReplyDropper(request.getfixturevalue(f"{kind}_server").port) as proxy:
+        yield proxy
+
+
+def _write_and_look(location: str, f: Any, *args: Any) -> tuple[bytes, bytes]:
+    """What the request writing ``f(*args)``'s entry holds, and what the look at an entry's
+    header (the read back of a write that failed) holds, on ``f``'s store at ``location``."""
+    store = f.__memojar__.store
+    if store.kind == "Redis":
+        return evalsha(store._commit), b"GETRANGE"
+    bucket, _ = split(location)
+    return (f"PUT /{bucket}/{entry_object(location, f, *args)} ".encode(),
+            b"\r\nRange: bytes=0-")
+
+
+def _past_the_fault(store: Any) -> None:
+    """Wait until ``store`` no longer fails fast after a fault: Redis's until a ping
+    answers, S3's for ``FAULT_BACKOFF``."""
+    if store.kind == "S3":
+        from memojar._s3store import FAULT_BACKOFF
+
+        time.sleep(FAULT_BACKOFF + 0.2)
+        return
+    deadline = time.monotonic() + HANG
+    while store._breaker.down:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_write_whose_reply_and_check_timed_out_says_it_may_be_cached(
+        remote_location: str, remote_dropper: ReplyDropper) -> None:
+    """The entry's write and the read that would tell whether it was stored both go
+    unanswered: the warning says that nothing is known, and that the server did not answer
+    in time (not that the connection dropped: it did not). The entry was stored: once the
+    store is past the fault, the next call hits."""
+    cache = Cache(short_timeout(remote_dropper.front(remote_location)), secret=SECRET)
+    double, calls = counted(cache)
+    double(0)  # (Redis's commit script is loaded: the next EVALSHA of it runs)
+    for needle in _write_and_look(remote_location, double, 2):
+        remote_dropper.drop(needle, silent=True)
+    with pytest.warns(MemojarWarning) as warned:
+        assert double(2) == 4
+    assert len(remote_dropper.dropped) == 2
+    (message,) = [str(w.message) for w in warned]
+    assert "not cached" not in message, message
+    assert "dropped" not in message, message
+    scheme = remote_location.partition("://")[0]
+    assert re.search(rf"returned; whether it was cached is unknown: {scheme}://.* did not "
+                     r"answer its write within the store.s timeout, and reading the entry "
+                     r"back failed", message), message
+    _past_the_fault(cache.store)
+    assert double(2) == 4
+    assert calls == [0, 2]  # a hit: it was stored
+    cache.close()
 
 
 # --- two code versions of one function sharing a store --------------------------------------

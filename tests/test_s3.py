@@ -27,7 +27,6 @@ import pytest
 
 from memojar import Cache, MemojarWarning, UnknownStoreError, _cli, _entry, _s3store, cached
 from memojar._cache import open_store
-from memojar._filestore import function_dir
 from memojar._s3store import (
     FAULT_BACKOFF,
     HEAD_BYTES,
@@ -48,21 +47,18 @@ from remote_kit import (
     counted,
     each_timed,
     ended,
+    entry_object,
     k,
     lock_holder,
     names_the_extra,
+    short_timeout,
+    split,
     stampede_computes_once,
     survives_losing_the_server,
     survives_no_server,
     timed,
 )
 from s3_server import S3Server, free_port
-
-
-def split(location: str) -> tuple[str, str]:
-    """Bucket and prefix of a test location."""
-    bucket, _, rest = location[len("s3://"):].partition("/")
-    return bucket, rest.partition("?")[0]
 
 
 @pytest.fixture
@@ -74,11 +70,6 @@ def objects(client: Any, location: str) -> dict[str, int]:
     bucket, prefix = split(location)
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
-
-
-def entry_object(location: str, f: Any, *args: Any) -> str:
-    _, prefix = split(location)
-    return f"{prefix}/{function_dir(f.__memojar__.name)}/{f.cache_key(*args)}{SUFFIX}"
 
 
 @pytest.fixture
@@ -661,12 +652,6 @@ def test_a_write_whose_reply_and_check_were_lost_says_it_may_be_cached(
     assert calls == [2]  # a hit: the entry read and checked as any other
 
 
-def _short(location: str) -> str:
-    """``location`` with a request timeout of a few seconds (a write's reply withheld by
-    the proxy costs the test that long)."""
-    return re.sub(r"timeout=[0-9.]+", "timeout=3", location)
-
-
 @pytest.mark.parametrize("fault, said", [
     (botocore.exceptions.ConnectionClosedError(endpoint_url="before sending"), ""),
     (botocore.exceptions.ReadTimeoutError(endpoint_url="never stored"),
@@ -677,7 +662,7 @@ def test_a_write_the_server_never_stored_is_not_cached(s3_location: str, client:
     """The entry's PUT fails before the server stored it (the connection drops before it
     is sent; it times out): read back, the entry is not there, and the warning says "not
     cached" (now known, not assumed)."""
-    cache = Cache(_short(s3_location), secret=SECRET)
+    cache = Cache(short_timeout(s3_location), secret=SECRET)
     double, calls = counted(cache)
     store = cache.store
     assert isinstance(store, S3Store)
@@ -706,7 +691,7 @@ def test_a_result_whose_write_timed_out_but_was_stored_is_cached_without_a_warni
     # the look waits all of the timeout, not a quarter: this busy process's server may be
     # slow to answer it
     monkeypatch.setattr(_s3store, "CONFIRM_SHARE", 1.0)
-    location = _short(dropper.front(s3_location))
+    location = short_timeout(dropper.front(s3_location))
     if upload == "multipart":
         location += "&multipart_threshold=100000"
     double, calls = counted(Cache(location, secret=SECRET))
@@ -747,31 +732,6 @@ def test_the_callers_timeout_in_a_write_or_its_look_reaches_the_caller(s3_locati
     assert raised.value.errno is None
     assert type(raised.value) is TimeoutError
     store.close()
-
-
-def test_a_write_whose_reply_and_check_timed_out_says_it_may_be_cached(
-        s3_location: str, client: Any, dropper: ReplyDropper) -> None:
-    """The entry's PUT and the read that would tell whether it was stored both go
-    unanswered: the warning says that nothing is known, and that the server did not
-    answer in time (not that the connection dropped: it did not)."""
-    double, calls = counted(Cache(_short(dropper.front(s3_location)), secret=SECRET))
-    bucket, _ = split(s3_location)
-    name = entry_object(s3_location, double, 2)
-    dropper.drop(f"PUT /{bucket}/{name} ".encode(), silent=True)
-    dropper.drop(b"\r\nRange: bytes=0-", silent=True)  # the look at the entry's header
-    with pytest.warns(MemojarWarning) as warned:
-        assert double(2) == 4
-    assert len(dropper.dropped) == 2
-    (message,) = [str(w.message) for w in warned]
-    assert "not cached" not in message, message
-    assert "dropped" not in message, message
-    assert re.search(r"returned; whether it was cached is unknown: s3://.* did not "
-                     r"answer its write within the store.s timeout, and reading the entry back "
-                     r"failed", message), message
-    assert name in objects(client, s3_location)  # it was
-    time.sleep(FAULT_BACKOFF + 0.2)  # past the store's fail-fast pause after the fault
-    assert double(2) == 4
-    assert calls == [2]  # a hit
 
 
 def test_deletes_whose_reply_was_lost_count_what_they_removed(
