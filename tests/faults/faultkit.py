@@ -7,12 +7,15 @@ name); test modules here import it as ``faultkit``, and subprocesses get this di
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pickle
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,18 @@ def the_entry(root: str | os.PathLike[str]) -> Path:
     files = entry_files(root)
     assert len(files) == 1, files
     return files[0]
+
+
+@contextlib.contextmanager
+def ledger_lock(root: Path) -> Iterator[None]:
+    """The size ledger's lock (``flock`` on ``.size.lock``), taken as writers take it: a
+    moment between its updates."""
+    fd = os.open(root / ".size.lock", os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def checksum_of(data: bytes) -> int:

@@ -7,31 +7,17 @@ Real processes and real files; every wait is bounded.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faultkit import finish, spawn, subprocess_env
+from faultkit import finish, ledger_lock, spawn, subprocess_env
 
 MB = 1_000_000
 TIMEOUT = 120
-
-
-@contextlib.contextmanager
-def ledger_lock(root: Path) -> Iterator[None]:
-    """The size ledger's lock (``flock`` on ``.size.lock``): one moment between updates."""
-    fd = os.open(root / ".size.lock", os.O_RDWR | os.O_NOFOLLOW)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def on_disk(root: Path) -> int:

@@ -10,17 +10,14 @@ Temporary files count: they are bytes on disk.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faultkit import finish, spawn, subprocess_env
+from faultkit import finish, ledger_lock, spawn, subprocess_env
 
 MAX_SIZE = 5_000_000
 PER_WRITER = 2_500
@@ -58,17 +55,6 @@ from churnjob import item
 for i in sys.argv[1:]:
     print(int(item.cache_contains(int(i))), end="")
 """
-
-
-@contextlib.contextmanager
-def ledger_lock(root: Path) -> Iterator[None]:
-    """The size ledger's lock (``flock`` on ``.size.lock``), waited for as writers wait."""
-    fd = os.open(root / ".size.lock", os.O_RDWR | os.O_NOFOLLOW)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _sample(root: Path) -> tuple[int, int]:
