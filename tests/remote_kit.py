@@ -212,6 +212,26 @@ def survives_no_server(location: str, within: float = HANG) -> None:
     assert took < within, took
 
 
+def recovers_from_a_frozen_server(cache: Cache, server: Any, within: float = HANG) -> None:
+    """A server frozen (``server.pause()``) when a call reads: the call computes, with a
+    warning, in under ``within`` seconds; once the server answers again (``resume``) and the
+    store's fail-fast pause after the fault is over, calls store and hit without a
+    warning."""
+    double, calls = counted(cache)
+    double(1)
+    server.pause()
+    try:
+        with pytest.warns(MemojarWarning, match="not cached"):
+            value, took = timed(lambda: double(1))
+        assert value == 2
+        assert took < within, took
+    finally:
+        server.resume()
+    time.sleep(1.2)  # past the store's fail-fast pause after a fault
+    assert double(2) == double(2) == 4  # no warning: filterwarnings = error
+    assert calls == [1, 1, 2]
+
+
 class ReplyDropper:
     """A TCP proxy between the store and a server that can lose a reply: once armed
     (``drop``), the next request whose bytes contain ``needle`` is forwarded to the server,

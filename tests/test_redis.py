@@ -40,10 +40,10 @@ from remote_kit import (
     k,
     lock_holder,
     names_the_extra,
+    recovers_from_a_frozen_server,
     stampede_computes_once,
     survives_losing_the_server,
     survives_no_server,
-    timed,
 )
 
 
@@ -769,20 +769,8 @@ def test_async_function_on_a_dead_server() -> None:
 
 def test_frozen_server_times_out_then_recovers(own_redis: Callable[..., RedisServer]) -> None:
     server = own_redis()
-    cache = Cache(server.url(0, socket_timeout=0.5), secret=SECRET)
-    double, calls = counted(cache)
-    double(1)
-    server.pause()
-    try:
-        with pytest.warns(MemojarWarning, match="not cached"):
-            value, took = timed(lambda: double(1))
-        assert value == 2
-        assert took < HANG
-    finally:
-        server.resume()
-    time.sleep(1.2)  # past the store's fail-fast pause after a fault
-    assert double(2) == double(2) == 4  # no warning: filterwarnings = error
-    assert calls == [1, 1, 2]
+    recovers_from_a_frozen_server(Cache(server.url(0, socket_timeout=0.5), secret=SECRET),
+                                  server)
 
 
 def test_out_of_memory_server(own_redis: Callable[..., RedisServer]) -> None:
