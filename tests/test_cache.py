@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -483,6 +484,18 @@ def _signed(path: Path) -> bool:
     return bool(struct.unpack_from("<H", path.read_bytes(), _entry.FLAGS_AT)[0] & _entry.SIGNED)
 
 
+def _recorded() -> tuple[Callable[[int], int], list[int]]:
+    """A function returning its argument, not cached (each test caches it under the
+    secrets it compares), and the list of its calls."""
+    calls: list[int] = []
+
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    return f, calls
+
+
 @pytest.mark.file_only("it looks at the entry files")
 @pytest.mark.parametrize("secret", ["a passphrase", b"\x00raw key bytes\xff"], ids=["str", "bytes"])
 def test_secret_signs_entries_and_verifies_them(cache_dir: Path, secret: Any) -> None:
@@ -502,24 +515,14 @@ def test_secret_signs_entries_and_verifies_them(cache_dir: Path, secret: Any) ->
 
 
 def test_str_and_bytes_secrets_are_the_same_key(cache_dir: Path) -> None:
-    calls: list[int] = []
-
-    def f(x):
-        calls.append(x)
-        return x
-
+    f, calls = _recorded()
     Cache(cache_dir, secret="sesame").cached(f)(1)
     Cache(cache_dir, secret=b"sesame").cached(f)(1)
     assert calls == [1]
 
 
 def test_entry_signed_with_another_secret_is_recomputed_and_replaced(cache_dir: Path) -> None:
-    calls: list[int] = []
-
-    def f(x):
-        calls.append(x)
-        return x
-
+    f, calls = _recorded()
     Cache(cache_dir, secret="one").cached(f)(1)
     with pytest.warns(MemojarWarning, match=r"is signed with another secret .*: it was not "
                       r"loaded, and is recomputed and replaced\. .* Give every process "
@@ -534,12 +537,7 @@ def test_entry_signed_with_another_secret_is_recomputed_and_replaced(cache_dir: 
 def test_entries_of_another_secret_are_warned_of_once_per_cache(cache_dir: Path) -> None:
     """Two processes under different secrets replace each other's entries at every call: a
     warning says so, once (not at each replacement)."""
-    calls: list[int] = []
-
-    def f(x):
-        calls.append(x)
-        return x
-
+    f, calls = _recorded()
     one, two = Cache(cache_dir, secret="one").cached(f), Cache(cache_dir, secret="two").cached(f)
     one(1)
     one(2)
@@ -553,12 +551,7 @@ def test_entries_of_another_secret_are_warned_of_once_per_cache(cache_dir: Path)
 
 
 def test_unsigned_entry_is_not_loaded_by_a_cache_with_a_secret(cache_dir: Path) -> None:
-    calls: list[int] = []
-
-    def f(x):
-        calls.append(x)
-        return x
-
+    f, calls = _recorded()
     Cache(cache_dir).cached(f)(1)
     with pytest.warns(MemojarWarning, match="is not signed, and this cache has a secret"):
         Cache(cache_dir, secret="s").cached(f)(1)
@@ -566,12 +559,7 @@ def test_unsigned_entry_is_not_loaded_by_a_cache_with_a_secret(cache_dir: Path) 
 
 
 def test_signed_entry_is_not_loaded_by_a_cache_without_a_secret(cache_dir: Path) -> None:
-    calls: list[int] = []
-
-    def f(x):
-        calls.append(x)
-        return x
-
+    f, calls = _recorded()
     Cache(cache_dir, secret="s").cached(f)(1)
     with pytest.warns(MemojarWarning, match="is signed, and this cache has no secret"):
         Cache(cache_dir).cached(f)(1)
@@ -581,12 +569,7 @@ def test_signed_entry_is_not_loaded_by_a_cache_without_a_secret(cache_dir: Path)
 @pytest.mark.file_only("it looks at the entry files")
 def test_secret_from_the_environment(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMOJAR_SECRET", "from-env")
-    calls: list[int] = []
-
-    def f(x):
-        calls.append(x)
-        return x
-
+    f, calls = _recorded()
     Cache(cache_dir).cached(f)(1)
     (path,) = entry_files(cache_dir)
     assert _signed(path)
@@ -599,12 +582,7 @@ def test_explicit_secret_wins_over_the_environment(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEMOJAR_SECRET", "from-env")
-    calls: list[int] = []
-
-    def f(x):
-        calls.append(x)
-        return x
-
+    f, calls = _recorded()
     Cache(cache_dir, secret="explicit").cached(f)(1)
     monkeypatch.delenv("MEMOJAR_SECRET")
     Cache(cache_dir, secret="explicit").cached(f)(1)
