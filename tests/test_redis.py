@@ -98,23 +98,6 @@ def test_server_down_first_warning_names_the_fault() -> None:
     assert "cannot reach the server" in message and "refused" in message
 
 
-def test_cache_round_trip(redis_location: str, client: Any) -> None:
-    cache = Cache(redis_location, secret=SECRET)
-    double, calls = counted(cache)
-    assert double(21) == 42
-    assert double(21) == 42
-    assert calls == [21]
-    assert names(client, "memojar:*double:*") == {entry_name(double, 21)}
-    (info,) = cache.entries()
-    assert info.function.endswith("double")
-    assert info.key == double.cache_key(21)
-    assert cache.stats().entries == 1
-    assert double.cache_contains(21)
-    assert cache.clear() == 1
-    assert not double.cache_contains(21)
-    cache.close()
-
-
 def test_none_and_large_results_round_trip(redis_location: str) -> None:
     cache = Cache(redis_location, secret=SECRET)
     calls = []

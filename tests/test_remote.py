@@ -36,6 +36,44 @@ def remote_location(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(f"{request.param}_location")
 
 
+def _stored(location: str, request: pytest.FixtureRequest) -> set[str]:
+    """Every key (Redis) or object (S3) at ``location``, listed by a plain client behind the
+    store's back."""
+    if location.startswith("redis://"):
+        client = request.getfixturevalue("redis_server").client(int(location.rsplit("/", 1)[1]))
+        try:
+            return {name.decode() for name in client.scan_iter()}
+        finally:
+            client.close()
+    bucket, prefix = split(location)
+    pages = request.getfixturevalue("s3_server").client().get_paginator(
+        "list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def test_cache_round_trip(remote_location: str, request: pytest.FixtureRequest) -> None:
+    """A value stored where the store says (a key ``memojar:<function>:<key>``, an object
+    ``<prefix>/<function's folder>/<key>.pkl``), hit, listed, counted, found and cleared."""
+    cache = Cache(remote_location, secret=SECRET)
+    double, calls = counted(cache)
+    assert double(21) == 42
+    assert double(21) == 42
+    assert calls == [21]
+    key = double.cache_key(21)
+    name = (f"memojar:{double.__memojar__.name}:{key}"  # type: ignore[attr-defined]
+            if remote_location.startswith("redis://") else
+            entry_object(remote_location, double, 21))
+    assert [n for n in _stored(remote_location, request) if key in n] == [name]
+    (info,) = cache.entries()
+    assert info.function.endswith("double")
+    assert info.key == double.cache_key(21)
+    assert cache.stats().entries == 1
+    assert double.cache_contains(21)
+    assert cache.clear() == 1
+    assert not double.cache_contains(21)
+    cache.close()
+
+
 def test_unsigned_cache_warns_once(remote_location: str) -> None:
     warnings.resetwarnings()  # the fixture ignores this warning for store-level tests
     warnings.simplefilter("error")

@@ -90,21 +90,6 @@ def own_server(s3_env: None) -> Iterator[Callable[[], S3Server]]:
 
 # --- the decorator on S3 ------------------------------------------------------------------
 
-def test_cache_round_trip(s3_location: str, client: Any) -> None:
-    cache = Cache(s3_location, secret=SECRET)
-    double, calls = counted(cache)
-    assert double(21) == 42
-    assert double(21) == 42
-    assert calls == [21]
-    assert entry_object(s3_location, double, 21) in objects(client, s3_location)
-    (info,) = cache.entries()
-    assert info.key == double.cache_key(21)
-    assert double.cache_contains(21)
-    assert cache.clear() == 1
-    assert not double.cache_contains(21)
-    cache.close()
-
-
 def test_endpoint_from_the_aws_environment(s3_server: S3Server, s3_env: None,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = s3_server.bucket("memojar-env")
