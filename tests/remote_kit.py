@@ -27,19 +27,18 @@ PLANTED_WARNING = (r"is signed with another secret \(or was forged\)|"
                    r"is not signed, and this cache has a secret")
 HANG = 30  # seconds: a call that takes longer than this is hung, whatever the machine
 
+# A process calling a cached function that logs its computation (its pid, in ``log``) and
+# takes ``seconds``, at the moment ``start`` (a ``time.time()``; 0.0: at once).
 STAMPEDE = """
-import os, sys, time
-import pytest
-
-from memojar import Cache, MemojarWarning
-from memojar._filestore import function_dir
+import os, time
+from memojar import Cache
 cache = Cache({url!r}, secret={secret!r})
 
 @cache.cached
 def slow(x):
     with open({log!r}, "a") as f:
         f.write(f"{{os.getpid()}}\\n")
-    time.sleep(1.0)
+    time.sleep({seconds!r})
     return x * 2
 
 time.sleep(max(0.0, {start!r} - time.time()))
@@ -125,7 +124,7 @@ def stampede_computes_once(location: str, tmp_path: Path, processes: int,
     """``processes`` processes call one slow function at the same moment (``start_in``
     seconds from now, once all have started): all get its value, one computed it."""
     log = tmp_path / "computed"
-    code = STAMPEDE.format(url=location, secret=SECRET, log=str(log),
+    code = STAMPEDE.format(url=location, secret=SECRET, log=str(log), seconds=1.0,
                            start=time.time() + start_in)
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(processes)]

@@ -344,22 +344,6 @@ def test_moto_alone_lets_two_conditional_puts_win(s3_env: None) -> None:
     )
 
 
-_LONG = """
-import os, time
-from memojar import Cache
-cache = Cache({url!r}, secret={secret!r})
-
-@cache.cached
-def slow(x):
-    with open({log!r}, "a") as f:
-        f.write(f"{{os.getpid()}}\\n")
-    time.sleep({seconds!r})
-    return x * 2
-
-print(slow(21), flush=True)
-"""
-
-
 @pytest.mark.slow
 def test_a_computation_longer_than_the_lease_is_renewed_and_computes_once(
     s3_location: str, tmp_path: Path
@@ -367,7 +351,8 @@ def test_a_computation_longer_than_the_lease_is_renewed_and_computes_once(
     """The holder's lease outlives ``LEASE_TTL`` because it is renewed while the value is
     computed: a caller that waits the whole time never takes it over."""
     log = tmp_path / "computed"
-    code = _LONG.format(url=s3_location, secret=SECRET, log=str(log), seconds=LEASE_TTL + 4)
+    code = STAMPEDE.format(url=s3_location, secret=SECRET, log=str(log),
+                           seconds=LEASE_TTL + 4, start=0.0)
     holder = computing(code, log)
     try:
         waiter = subprocess.run([sys.executable, "-c", code], capture_output=True,
@@ -409,7 +394,8 @@ def test_the_next_caller_computes_within_seconds_of_a_killed_holder(
     s3_location: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "computed"
-    code = STAMPEDE.format(url=s3_location, secret=SECRET, log=str(log), start=0.0)
+    code = STAMPEDE.format(url=s3_location, secret=SECRET, log=str(log), seconds=1.0,
+                           start=0.0)
     code = code.replace("time.sleep(1.0)", "time.sleep(0 if os.environ.get('QUICK') else 600)")
     holder = computing(code, log)
     try:
