@@ -24,16 +24,14 @@ pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memojar import Cache, MemojarWarning, _entry, _redisstore
+from memojar import Cache, MemojarWarning, _redisstore
 from memojar._cache import open_store
 from memojar._redisstore import LOCK_TTL, RedisStore
 from redis_server import RedisServer, free_port, redis_server_path
 from remote_kit import (
     FN,
     HANG,
-    PLANTED_WARNING,
     SECRET,
-    Planted,
     ReplyDropper,
     counted,
     evalsha,
@@ -299,36 +297,6 @@ def test_a_tampered_chunk_is_never_used(redis_location: str, client: Any,
 
 
 # --- trust -------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("attacker_secret", [None, b"another-secret"], ids=["unsigned",
-                                                                               "wrong-key"])
-def test_planted_entries_are_never_unpickled(redis_location: str, client: Any, tmp_path: Path,
-                                             attacker_secret: bytes | None) -> None:
-    cache = Cache(redis_location, secret=SECRET)
-    double, calls = counted(cache)
-    assert double(21) == 42
-    memo = double.__memojar__
-    marker = tmp_path / "unpickled"
-    planted = _entry.encode(
-        Planted(marker), ident=memo.ident, key=double.cache_key(21), created=time.time(),
-        expires=None, compute_time=0.0, secret=attacker_secret,
-    )
-    client.set(entry_name(double, 21), b"".join(bytes(memoryview(c)) for c in planted))
-    with pytest.warns(MemojarWarning, match=PLANTED_WARNING):  # named, once per cache
-        assert double(21) == 42
-    assert calls == [21, 21]
-    assert not marker.exists()
-    assert double(21) == 42  # the recomputed entry replaced the planted one
-    assert calls == [21, 21]
-    assert not marker.exists()
-
-
-def test_the_planted_payload_does_run_when_unpickled(tmp_path: Path) -> None:
-    """The control for the test above: this payload would have left its marker."""
-    marker = tmp_path / "unpickled"
-    pickle.loads(pickle.dumps(Planted(marker))).close()
-    assert marker.exists()
-
 
 def test_without_redis_py_a_redis_url_names_the_extra() -> None:
     assert "memojar[redis]" in names_the_extra("redis", "redis://127.0.0.1:1/0")

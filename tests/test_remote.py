@@ -6,20 +6,24 @@ code versions of one function, two secrets."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 import re
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import run_python
-from memojar import Cache, MemojarWarning, cached
+from memojar import Cache, MemojarWarning, _entry, cached
 from remote_kit import (
     HANG,
+    PLANTED_WARNING,
     SECRET,
+    Planted,
     ReplyDropper,
     counted,
     entry_object,
@@ -36,11 +40,16 @@ def remote_location(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(f"{request.param}_location")
 
 
+def _redis(location: str, request: pytest.FixtureRequest) -> Any:
+    """A plain redis-py client on ``location``'s database (close it)."""
+    return request.getfixturevalue("redis_server").client(int(location.rsplit("/", 1)[1]))
+
+
 def _stored(location: str, request: pytest.FixtureRequest) -> set[str]:
     """Every key (Redis) or object (S3) at ``location``, listed by a plain client behind the
     store's back."""
     if location.startswith("redis://"):
-        client = request.getfixturevalue("redis_server").client(int(location.rsplit("/", 1)[1]))
+        client = _redis(location, request)
         try:
             return {name.decode() for name in client.scan_iter()}
         finally:
@@ -51,27 +60,79 @@ def _stored(location: str, request: pytest.FixtureRequest) -> set[str]:
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
+def _plant(location: str, request: pytest.FixtureRequest, name: str, data: bytes) -> None:
+    """Write ``data`` as the key (Redis) or object (S3) ``name``, behind the store's back."""
+    if location.startswith("redis://"):
+        client = _redis(location, request)
+        try:
+            client.set(name, data)
+        finally:
+            client.close()
+    else:
+        request.getfixturevalue("s3_server").client().put_object(
+            Bucket=split(location)[0], Key=name, Body=data)
+
+
+def _entry_name(location: str, f: Any, *args: Any) -> str:
+    """The key ``memojar:<function>:<key>`` (Redis) or the object ``<prefix>/<function's
+    folder>/<key>.pkl`` (S3) of ``f(*args)``'s entry."""
+    if location.startswith("redis://"):
+        return f"memojar:{f.__memojar__.name}:{f.cache_key(*args)}"
+    return entry_object(location, f, *args)
+
+
 def test_cache_round_trip(remote_location: str, request: pytest.FixtureRequest) -> None:
-    """A value stored where the store says (a key ``memojar:<function>:<key>``, an object
-    ``<prefix>/<function's folder>/<key>.pkl``), hit, listed, counted, found and cleared."""
+    """A value stored where the store says (``_entry_name``), hit, listed, counted, found and
+    cleared."""
     cache = Cache(remote_location, secret=SECRET)
     double, calls = counted(cache)
     assert double(21) == 42
     assert double(21) == 42
     assert calls == [21]
     key = double.cache_key(21)
-    name = (f"memojar:{double.__memojar__.name}:{key}"  # type: ignore[attr-defined]
-            if remote_location.startswith("redis://") else
-            entry_object(remote_location, double, 21))
-    assert [n for n in _stored(remote_location, request) if key in n] == [name]
+    assert [n for n in _stored(remote_location, request) if key in n] == [
+        _entry_name(remote_location, double, 21)]
     (info,) = cache.entries()
     assert info.function.endswith("double")
-    assert info.key == double.cache_key(21)
+    assert info.key == key
     assert cache.stats().entries == 1
     assert double.cache_contains(21)
     assert cache.clear() == 1
     assert not double.cache_contains(21)
     cache.close()
+
+
+@pytest.mark.parametrize("attacker_secret", [None, b"another-secret"],
+                         ids=["unsigned", "wrong-key"])
+def test_planted_entries_are_never_unpickled(remote_location: str, tmp_path: Path,
+                                             request: pytest.FixtureRequest,
+                                             attacker_secret: bytes | None) -> None:
+    """An entry written behind the store's back, unsigned or signed with another secret, is
+    never loaded: the call warns, computes, and replaces it."""
+    double, calls = counted(Cache(remote_location, secret=SECRET))
+    assert double(21) == 42
+    memo = double.__memojar__  # type: ignore[attr-defined]
+    marker = tmp_path / "unpickled"
+    planted = _entry.encode(
+        Planted(marker), ident=memo.ident, key=double.cache_key(21), created=time.time(),
+        expires=None, compute_time=0.0, secret=attacker_secret,
+    )
+    _plant(remote_location, request, _entry_name(remote_location, double, 21),
+           b"".join(bytes(memoryview(c)) for c in planted))
+    with pytest.warns(MemojarWarning, match=PLANTED_WARNING):  # named, once per cache
+        assert double(21) == 42
+    assert calls == [21, 21]
+    assert not marker.exists()
+    assert double(21) == 42  # the recomputed entry replaced the planted one
+    assert calls == [21, 21]
+    assert not marker.exists()
+
+
+def test_the_planted_payload_does_run_when_unpickled(tmp_path: Path) -> None:
+    """The control for the test above: this payload would have left its marker."""
+    marker = tmp_path / "unpickled"
+    pickle.loads(pickle.dumps(Planted(marker))).close()
+    assert marker.exists()
 
 
 def test_unsigned_cache_warns_once(remote_location: str) -> None:

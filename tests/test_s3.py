@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import pickle
 import queue
 import re
 import signal
@@ -38,10 +37,8 @@ from memojar._s3store import (
 from remote_kit import (
     FN,
     HANG,
-    PLANTED_WARNING,
     SECRET,
     STAMPEDE,
-    Planted,
     ReplyDropper,
     computing,
     counted,
@@ -222,36 +219,6 @@ def test_missing_bucket_costs_a_warning_not_the_result(s3_server: S3Server,
 
 
 # --- trust ----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("attacker_secret", [None, b"another-secret"], ids=["unsigned",
-                                                                               "wrong-key"])
-def test_planted_entries_are_never_unpickled(s3_location: str, client: Any, tmp_path: Path,
-                                             attacker_secret: bytes | None) -> None:
-    double, calls = counted(Cache(s3_location, secret=SECRET))
-    assert double(21) == 42
-    memo = double.__memojar__
-    marker = tmp_path / "unpickled"
-    planted = _entry.encode(
-        Planted(marker), ident=memo.ident, key=double.cache_key(21), created=time.time(),
-        expires=None, compute_time=0.0, secret=attacker_secret,
-    )
-    bucket, _ = split(s3_location)
-    client.put_object(Bucket=bucket, Key=entry_object(s3_location, double, 21),
-                      Body=b"".join(bytes(memoryview(c)) for c in planted))
-    with pytest.warns(MemojarWarning, match=PLANTED_WARNING):  # named, once per cache
-        assert double(21) == 42
-    assert calls == [21, 21]
-    assert not marker.exists()
-    assert double(21) == 42  # the recomputed entry replaced the planted one
-    assert calls == [21, 21]
-
-
-def test_the_planted_payload_does_run_when_unpickled(tmp_path: Path) -> None:
-    """The control for the test above: this payload would have left its marker."""
-    marker = tmp_path / "unpickled"
-    pickle.loads(pickle.dumps(Planted(marker))).close()
-    assert marker.exists()
-
 
 def test_a_flipped_byte_is_a_miss(s3_location: str, client: Any) -> None:
     double, calls = counted(Cache(s3_location, secret=SECRET))
