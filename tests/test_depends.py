@@ -1019,6 +1019,46 @@ def test_a_result_class_not_named_in_the_code_is_checked_too(tmp_path: Path) -> 
     assert second["explain"] == "incompatible: result class models.Point changed"
 
 
+REBUILT = """
+    class Point:
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __reduce__(self):
+            return (rebuild, (self.x, self.y))
+
+        def __repr__(self):
+            return f"Point({self.x}, {self.y})"
+
+    def rebuild(x, y):
+        return Point(x, y)
+"""
+
+
+def test_a_result_rebuilt_by_a_function_of_the_users_code_is_checked_too(
+        tmp_path: Path) -> None:
+    # A class whose ``__reduce__`` names a module function to rebuild it: loading runs that
+    # function's code, which is no method of the class. Before, an edit of it alone kept the
+    # class's fingerprint, and the hit returned what the new function made of the old
+    # entry (Point(3, 20)) where a computation gives Point(3, 2).
+    write(tmp_path, {"models.py": REBUILT, "main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import models  # not followed: what the result holds is checked at the hit
+            return models.Point(x, 2)
+    """})
+    assert run(tmp_path)["value"] == "Point(3, 2)"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": REBUILT.replace("return Point(x, y)",
+                                                  "return Point(x, y * 10)")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "Point(3, 2)"
+    assert second["explain"] == "incompatible: result function models.rebuild changed"
+    assert run(tmp_path)["misses"] == 0
+
+
 def test_a_result_without_user_classes_carries_no_class_section(tmp_path: Path) -> None:
     f = Cache(tmp_path).cached(lambda x: {"a": [x, 1.5, "s", (None,)]})
     f(1)

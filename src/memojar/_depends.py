@@ -406,17 +406,27 @@ def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any
 
 # --- result classes -------------------------------------------------------------------
 
-def result_classes(classes: set[type]) -> bytes:
+def result_classes(classes: set[Any]) -> bytes:
     """The result-classes section of an entry: the user's classes among ``classes`` (what
-    the pickler met) with their fingerprints, or ``b""`` when there are none."""
+    the pickler met) with their fingerprints, or ``b""`` when there are none. Functions of
+    the user's code it met are rows too (``function name fingerprint``): unpickling runs
+    one a class's ``__reduce__`` names to rebuild its instances, whose code is in no
+    method of the class."""
     if not classes:
         return b""
+    from types import FunctionType
+
     from ._entry import CLASSES
-    from ._identity import class_identity
+    from ._identity import class_identity, function_identity
 
     rows = []
     for cls in classes:
         if not is_user_module(getattr(cls, "__module__", None) or "__main__"):
+            continue
+        if type(cls) is FunctionType:
+            found = function_identity(cls)
+            if found is not None:
+                rows.append(f"function {found[0]} {found[1]}")
             continue
         found = class_identity(cls)
         if found is not None:
@@ -426,36 +436,44 @@ def result_classes(classes: set[type]) -> bytes:
     return CLASSES + "\n".join(sorted(rows)).encode()
 
 
-_sections: dict[bytes, list[tuple[str, str]]] = {}
+_sections: dict[bytes, list[tuple[str, str, str]]] = {}
 
 
 def changed_result_class(section: bytes) -> str | None:
-    """None if every class a stored result holds is as it was, else which one changed.
+    """None if every class (and rebuilding function) a stored result holds is as it was,
+    else which one changed.
 
     Each class is looked up by name at every such hit (a notebook cell run again defines a
     new class under the old name) and its fingerprint is computed once per class object and
     process (``class_identity``); a section is parsed once. A result without classes of the
     user's code never comes here."""
+    from types import FunctionType
+
     from ._entry import Miss, parse_rows
-    from ._identity import class_identity
+    from ._identity import class_identity, function_identity
 
     rows = _sections.get(section)
     if rows is None:
         parsed = parse_rows(section.decode(errors="replace"))
-        rows = _sections[section] = sorted((name, fp) for name, (_, fp) in parsed.items())
-    for name, fingerprint in rows:
+        rows = _sections[section] = sorted(
+            (name, kind, fp) for name, (kind, fp) in parsed.items())
+    for name, kind, fingerprint in rows:
+        what = "result function" if kind == "function" else "result class"
         try:
             cls = _find_class(name)
         except ImportError as exc:  # missing here, maybe not elsewhere: keep the entry
-            raise Miss(f"result class {name} cannot be imported: {exc}") from exc
+            raise Miss(f"{what} {name} cannot be imported: {exc}") from exc
         except Exception as exc:  # its module fails: a miss, as unpickling would make it
-            raise Miss(f"result class {name} does not load: {type(exc).__name__}: {exc}"
+            raise Miss(f"{what} {name} does not load: {type(exc).__name__}: {exc}"
                        ) from exc
-        found = class_identity(cls) if isinstance(cls, type) else None
+        if kind == "function":
+            found = function_identity(cls) if type(cls) is FunctionType else None
+        else:
+            found = class_identity(cls) if isinstance(cls, type) else None
         if found is None:
-            return f"result class {name} no longer exists"
+            return f"{what} {name} no longer exists"
         if found[1] != fingerprint:
-            return f"result class {name} changed"
+            return f"{what} {name} changed"
     return None
 
 
@@ -575,7 +593,7 @@ def explain_miss(memo: Any, data: Any, reason: str) -> str:
         return f"stale: expired {utc(min(ends))}" if ends else "stale"
     if header.python != PYTHON:
         return f"incompatible: written by Python {header.python}, this is Python {PYTHON}"
-    if reason.startswith("result class"):
+    if reason.startswith(("result class", "result function")):
         return f"incompatible: {reason}"
     current = version_tag(memo.version)
     if header.version != current:
