@@ -412,6 +412,12 @@ def test_a_helper_of_a_function_or_instance_given_as_an_argument_edited_recomput
     write(tmp_path, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 5")})
     second = run(tmp_path)
     assert second["misses"] == 1 and second["value"] != first["value"]
+    # The function's own code is unchanged, so its entries cannot say what changed; the
+    # explanation names the code the arguments hold (before: a bare "no entry").
+    held = "models.Model" if call.startswith("fit") else "models.transform"
+    assert second["explain"] == (
+        f"miss: no entry for these arguments; they hold {held} of your code, and the key "
+        "covers it and what it calls: an edit of either is another key")
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
@@ -439,6 +445,11 @@ def test_a_file_edited_with_size_and_mtime_restored_recomputes(tmp_path: Path) -
     assert data.stat().st_mtime_ns == before.st_mtime_ns
     second = run(tmp_path)
     assert second["misses"] == 1 and second["value"] == "'omega'"
+    # Nothing stored tells which file changed (its content is in the key), but the
+    # explanation says that the key covers it (before: a bare "no entry")
+    assert second["explain"] == (
+        "miss: no entry for these arguments; the key covers the content of the files= "
+        "paths (path): an edited file is another key")
 
 
 def test_a_directory_argument_covers_the_files_inside(tmp_path: Path) -> None:

@@ -528,6 +528,7 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
 
     keys: dict[str, str] = {}  # the call's key under each sibling's scope
     older: Any = None  # the newest entry of this scope and Python written by other code
+    ours = False  # an entry of this code, scope and Python exists (for other arguments)
     try:
         for stored in memo.store.scan(memo.name):
             try:
@@ -538,6 +539,8 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
                     and header.ident != memo.ident
                     and (older is None or header.created > older.created)):
                 older = header
+            ours = ours or (header.python == PYTHON and header.scope == memo.scope
+                            and header.ident == memo.ident)
             if (header.python != PYTHON and header.scope == memo.scope
                     and make_key(values, key_seed(memo.scope, header.python)) == header.key):
                 return (f"miss: no entry for this Python ({PYTHON}); Python {header.python} "
@@ -561,7 +564,42 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
         # incompatible entry. Say what changed since the entries there are were written.
         return ("miss: no entry for these arguments; the stored ones are of other code: "
                 + _since(memo, older))
+    if ours and holds_code(values):
+        # The function's own code is the entries', so no stored entry tells what an edit of
+        # the code the arguments hold changed: their keys cannot be made again. Say that the
+        # key covers it (before: a bare "no entry" after an edit of a helper it calls).
+        names = _code_named(values)
+        return ("miss: no entry for these arguments; they hold "
+                + (", ".join(names) if names else "code") + " of your code, and the key "
+                "covers it and what it calls: an edit of either is another key")
+    if ours and getattr(memo, "files", None):
+        # The same for the content of the paths ``files=`` names, which the key covers
+        return ("miss: no entry for these arguments; the key covers the content of the "
+                f"files= paths ({', '.join(memo.files)}): an edited file is another key")
     return "miss: no entry for these arguments"
+
+
+def _code_named(values: tuple[Any, ...]) -> list[str]:
+    """The names of the functions and classes of the user's code ``values`` hold (an
+    instance's class too), sorted, at most three; empty if they cannot be listed."""
+    import io
+    import pickle
+    from types import FunctionType
+
+    names: set[str] = set()
+
+    class _Noting(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            found = obj if isinstance(obj, (type, FunctionType)) else type(obj)
+            if is_user_module(getattr(found, "__module__", None) or "__main__"):
+                names.add(function_name(found))
+            return NotImplemented
+
+    try:
+        _Noting(io.BytesIO(), 5).dump(values)
+    except Exception:  # noqa: BLE001 - a value pickle cannot take: the names found so far
+        pass
+    return sorted(names)[:3]
 
 
 def _since(memo: Any, header: Any) -> str:
