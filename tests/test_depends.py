@@ -815,6 +815,30 @@ def test_a_list_of_paths_covers_each_file(tmp_path: Path, kind: type) -> None:
     assert total.cache_info()[:2] == (1, 2)
 
 
+def test_a_dict_of_paths_covers_each_file(tmp_path: Path) -> None:
+    # load({"train": "train.csv", "test": "test.csv"}): before, a dict was no path, keyed
+    # by its value only, and an edited file returned the old value.
+    a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    for path, text in ((a, "1"), (b, "2"), (c, "4")):
+        path.write_text(text)
+
+    @Cache(tmp_path / "cache").cached(files=("paths",))
+    def total(paths):
+        return sum(int(Path(p).read_text()) for p in (
+            paths["train"], *paths["more"]["test"]))
+
+    def split() -> dict[str, Any]:
+        return {"train": str(a), "more": {"test": [str(b), str(c)]}}
+
+    assert total(split()) == 7
+    assert total({"more": split()["more"], "train": str(a)}) == 7  # another order: a hit
+    b.write_text("50")  # a file named in a list in a dict in the dict
+    assert total(split()) == 55
+    a.write_text("9")
+    assert total(split()) == 63 and total(split()) == 63
+    assert total.cache_info()[:2] == (2, 3)
+
+
 def test_a_glob_pattern_covers_the_files_it_matches(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("1")
     total = _summing(tmp_path / "cache")

@@ -128,7 +128,7 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
         for i in at:
             try:
                 values[i] = (values[i], content_digest(values[i]))
-            except NotAPath:  # a frame, a dict: keyed by its value, as any argument (a
+            except NotAPath:  # a frame: keyed by its value, as any argument (a
                 values[i] = (values[i], "-")  # parameter taking a path or the data read)
             except NotAFile as exc:
                 raise ValueError(
@@ -156,6 +156,8 @@ def files_state(paths: Iterable[Any]) -> tuple[Any, ...]:
 
 
 def _path_state(path: Any, depth: int = 0) -> Any:
+    if isinstance(path, dict) and depth < _NESTING:
+        return tuple(_path_state(path[k], depth + 1) for k in _sorted_keys(path))
     if isinstance(path, _SEQUENCES) and depth < _NESTING:
         items = sorted(path, key=_sort_name) if isinstance(path, (set, frozenset)) else path
         return tuple(_path_state(item, depth + 1) for item in items)
@@ -257,7 +259,9 @@ def content_digest(path: Any, depth: int = 0) -> str:
 
     A path starting with ``~`` that does not exist as it is counts as expanded
     (``os.path.expanduser``, as pandas reads it). A list or tuple of paths is the digest
-    of each in order, a set of them each in the order of its name; a pattern that names
+    of each in order, a set of them each in the order of its name, a dict the digest of
+    its values in the order of its keys (``{"train": "a.csv", "test": "b.csv"}``: before,
+    keyed by its value only, and an edited file returned the old value); a pattern that names
     no file but matches some (``data/*.csv``, ``glob.glob`` with ``recursive=True``) the
     names and contents of its matches (before,
     both were "-": the files' contents were never in the key, and an edited file returned
@@ -265,11 +269,13 @@ def content_digest(path: Any, depth: int = 0) -> str:
 
     Raises ``NotAFile`` for a FIFO, a device or a socket: reading one would block (a FIFO
     with no writer), never end (``/dev/zero``) or take the data the function is to read;
-    ``NotAPath`` for anything else that is not a path (a frame, a dict): keyed by its value
-    instead, as any argument."""
+    ``NotAPath`` for anything else that is not a path (a frame): keyed by its value
+    instead, as any argument (a dict's values that are not paths count so too)."""
     if path is None:
         return "-"
     if isinstance(path, _SEQUENCES):
+        return _many_digest(path, depth)
+    if isinstance(path, dict):
         return _many_digest(path, depth)
     try:
         name = os.fspath(path)
@@ -296,10 +302,14 @@ def content_digest(path: Any, depth: int = 0) -> str:
 def _many_digest(paths: Any, depth: int) -> str:
     if depth >= _NESTING:
         raise NotAPath(f"a {type(paths).__name__} nested over {_NESTING} levels")
-    items = list(paths)
-    if isinstance(paths, (set, frozenset)):
-        items.sort(key=_sort_name)
-    digest = xxhash.xxh3_128(b"many")
+    if isinstance(paths, dict):  # its values, in the order of its keys (which the key holds)
+        items = [paths[k] for k in _sorted_keys(paths)]
+        digest = xxhash.xxh3_128(b"map")
+    else:
+        items = list(paths)
+        if isinstance(paths, (set, frozenset)):
+            items.sort(key=_sort_name)
+        digest = xxhash.xxh3_128(b"many")
     for item in items:
         try:
             found = content_digest(item, depth + 1)
@@ -307,6 +317,12 @@ def _many_digest(paths: Any, depth: int) -> str:
             found = "-"
         digest.update(found.encode() + b"\0")
     return digest.hexdigest()
+
+
+def _sorted_keys(table: dict[Any, Any]) -> list[Any]:
+    """A dict's keys in an order that does not depend on its insertion order (equal dicts
+    are one key) nor on the process (``repr`` of str and numbers)."""
+    return sorted(table, key=lambda k: (type(k).__name__, repr(k)))
 
 
 def _sort_name(path: Any) -> str:
