@@ -291,7 +291,10 @@ class _Memo:
         self.revalidating_lock = threading.RLock()
         _MEMOS.add(self)
         self.memory = memory  # results kept in this process, most recent last
-        self.recent: OrderedDict[Any, tuple[Any, float, float, float]] = OrderedDict()
+        # value, expiry, compute time, held since, and the result classes its entry names
+        # (None for a value computed here: not known), checked when an IPython cell starts
+        self.recent: OrderedDict[Any, tuple[Any, float, float, float, str | None]] = (
+            OrderedDict())
         self.generation: Any = None  # the store's stamp, read per call; None: not yet
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
@@ -365,6 +368,8 @@ class _Memo:
         cells = _notebook.cells_started  # a cell that starts meanwhile marks it again
         if self.code is _notebook.CELL_RAN and not _reassigned(self.watched, self.made):
             if not self.dependencies_changed():
+                if self.recent:
+                    self._forget_changed_classes()
                 self.code = now[0] if _notebook.cells_started == cells else self.code
                 return
             why = "what it depends on changed"
@@ -388,6 +393,19 @@ class _Memo:
         if _notebook.cells_started != cells:
             self.code = _notebook.CELL_RAN
         logger.debug("renew %s: %s", self.name, why)
+
+    def _forget_changed_classes(self) -> None:
+        """A cell started: results held in memory that hold a class of the user's code a
+        cell may have defined again are dropped (the next call reads the entry, whose
+        classes a hit checks), as are those computed here, whose classes are not known.
+        Before, a memory hit returned an instance of the old class after a cell redefined
+        it, where a disk hit found the entry incompatible."""
+        with self.revalidating_lock:
+            for mkey, held in list(self.recent.items()):
+                classes = held[4]
+                if classes is None or (classes and _depends.changed_result_class(
+                        classes.encode())):
+                    self.recent.pop(mkey, None)
 
     def dependencies_changed(self) -> bool:
         """Whether what the identity was made from changed since (False before the first
@@ -681,7 +699,7 @@ class _Memo:
         # reassignment) is not held: the stamp alone does not tell, as the next call's
         # ``forget`` sets it back.
         renewals = self.renewals
-        value, expires, took = self.get_expiring(key, (args, kwargs))
+        value, expires, took, classes = self.get_expiring(key, (args, kwargs))
         if value is MISSING:
             start, began = time.perf_counter(), time.time()
             withheld: list[bool] = []
@@ -702,17 +720,18 @@ class _Memo:
                     and renewals == self.renewals and expires > now):
                 # Held from now on: a clock set back past it cannot tell the value's age.
                 since = now - CLOCK_SKEW if expires != math.inf else -math.inf
-                self.recent[mkey] = (value, expires, took, since)
+                self.recent[mkey] = (value, expires, took, since, classes)
                 if len(self.recent) > cast("int", self.memory):  # set: fill needs memory=
                     self.recent.popitem(last=False)
         return value
 
-    def get_expiring(self, key: str, call: _Args) -> tuple[Any, float, float]:
+    def get_expiring(self, key: str, call: _Args) -> tuple[Any, float, float, str | None]:
         """``get``, and when the value's entry expires (``inf``: never; 0 for a stale
-        value served while it is recomputed, which is not held)."""
+        value served while it is recomputed, which is not held), and the result classes
+        its entry names (``""``: none; None for a computed value)."""
         data = self.store.read(self.name, key)
         if data is None:
-            return MISSING, 0.0, 0.0
+            return MISSING, 0.0, 0.0, None
         try:
             payload, buffers = _entry.verify(
                 data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
@@ -731,17 +750,17 @@ class _Memo:
             if self.swr is not None and miss.reason == "stale":
                 value = self._stale(key, data, call)
                 if value is not MISSING:
-                    return value, 0.0, 0.0
+                    return value, 0.0, 0.0, None
             if not isinstance(cause, _NOT_THE_ENTRY):
                 self.discard(key, miss.reason, data)
-            return MISSING, 0.0, 0.0
+            return MISSING, 0.0, 0.0, None
         expires = math.inf if header.expires is None else header.expires
         if self.ttl is not None:
             expires = min(expires, header.created + self.ttl)
         logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
                      header.compute_time)
         self.tally.saved += header.compute_time
-        return value, expires, header.compute_time
+        return value, expires, header.compute_time, header.classes
 
     def replaced(self) -> None:
         """An entry was replaced (refresh, cache_set): memory tiers of every process forget,
