@@ -447,6 +447,35 @@ def test_a_failed_background_recomputation_is_logged_and_the_stale_value_stays(
     assert f(1) == "old"
 
 
+def test_an_argument_the_caller_changes_after_a_stale_hit_is_not_stored_for_the_old_key(
+    cache_dir: Path,
+) -> None:
+    # The background recomputation runs with the caller's own argument objects, while the
+    # caller goes on with them (a list it appends to, a frame it adds a column to). Before,
+    # it computed with the changed list and stored that value under the key of the list as
+    # it was: total([1, 2]) returned 103 until the entry expired again.
+    go = threading.Event()
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir, ttl=0.5, stale_while_revalidate=30)
+    def total(xs: list[int]) -> int:
+        calls.append(1)
+        go.wait(10)
+        return sum(xs)
+
+    go.set()
+    data = [1, 2]
+    assert total(data) == 3
+    time.sleep(0.55)
+    go.clear()
+    assert total(data) == 3  # stale, recomputed in the background, which waits
+    wait_for(lambda: len(calls) == 2)
+    data.append(100)  # the caller goes on with its list
+    go.set()
+    wait_for(lambda: not total.__memojar__.revalidating)
+    assert total([1, 2]) == 3 and total([1, 2, 100]) == 103
+
+
 def test_swr_in_a_coroutine_function(cache_dir: Path) -> None:
     import asyncio
 

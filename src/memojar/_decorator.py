@@ -615,7 +615,9 @@ class _Memo:
             try:
                 if not self.contains(key):  # not recomputed by another caller meanwhile
                     start = self._started(key, (args, kwargs))
-                    self._computed(key, self.func(*args, **kwargs), start, (args, kwargs))
+                    value = self.func(*args, **kwargs)
+                    if not self._arguments_changed(key, args, kwargs):
+                        self._computed(key, value, start, (args, kwargs))
             finally:
                 lock.release()
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
@@ -623,6 +625,25 @@ class _Memo:
                            "served until its window ends", self.name, key, exc_info=True)
         finally:
             self._revalidated(key)
+
+    def _arguments_changed(self, key: str, args: _Args, kwargs: dict[str, Any]) -> bool:
+        """Whether a background recomputation's arguments no longer make ``key``: they are
+        the caller's own objects, which it went on with (a list appended to, a frame given
+        a column) while the stale value was served. Its value is then not stored (before,
+        a value of the changed arguments was stored under the key of the old ones). A
+        ``files=`` function's ``_computed`` checks the key itself (and warns of a file)."""
+        if self.files:
+            return False
+        try:
+            changed = self.key_of(args, kwargs) != key
+        except Exception:  # noqa: BLE001 - an argument that cannot be keyed any more
+            changed = True
+        if changed:
+            self._ran()
+            self.miss_count.bump()
+            logger.debug("not stored %s %s (its arguments changed while it was recomputed "
+                         "in the background)", self.name, key)
+        return changed
 
     def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         try:
@@ -650,7 +671,8 @@ class _Memo:
             if not await run(self.contains, key):
                 start = self._started(key, (args, kwargs))
                 value = await self.func(*args, **kwargs)
-                await run(self._computed, key, value, start, (args, kwargs), finish=True)
+                if not self._arguments_changed(key, args, kwargs):
+                    await run(self._computed, key, value, start, (args, kwargs), finish=True)
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
