@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -378,6 +379,10 @@ def test_a_stale_value_in_the_window_is_returned_at_once_and_recomputed(
     time.sleep(0.35)
     value[0] = "new"
     started.clear()
+    # what the call does (before: "stale: expired ...", as if it recomputed)
+    assert re.fullmatch(r"stale: expired \S+; returned at once and recomputed in the "
+                        r"background \(stale_while_revalidate, until \S+\)",
+                        f.cache_explain(1))
     t0 = time.monotonic()
     assert f(1) == "old"  # stale, at once: the recomputation takes 5 s
     assert f(1) == "old"

@@ -644,7 +644,13 @@ def explain_miss(memo: Any, data: Any, reason: str) -> str:
             return (f"stale: created {utc(header.created)}, later than this clock (a clock "
                     "ahead of it wrote it, or it was set back): its age is unknown")
         ends = [t for t in (header.expires, memo.ttl and header.created + memo.ttl) if t]
-        return f"stale: expired {utc(min(ends))}" if ends else "stale"
+        if not ends:
+            return "stale"
+        swr = getattr(memo, "swr", None)
+        if swr and time.time() < min(ends) + swr:  # what the call does: ``_stale``
+            return (f"stale: expired {utc(min(ends))}; returned at once and recomputed in "
+                    f"the background (stale_while_revalidate, until {utc(min(ends) + swr)})")
+        return f"stale: expired {utc(min(ends))}"
     if header.python != PYTHON:
         return f"incompatible: written by Python {header.python}, this is Python {PYTHON}"
     if reason.startswith(("result class", "result function")):
