@@ -401,11 +401,19 @@ class _Memo:
         Before, a memory hit returned an instance of the old class after a cell redefined
         it, where a disk hit found the entry incompatible."""
         with self.revalidating_lock:
-            for mkey, held in list(self.recent.items()):
-                classes = held[4]
+            items = list(self.recent.items())
+        gone = []  # judged outside the lock: looking a class up may import its module
+        for mkey, held in items:
+            classes = held[4]
+            try:
                 if classes is None or (classes and _depends.changed_result_class(
                         classes.encode())):
-                    self.recent.pop(mkey, None)
+                    gone.append(mkey)
+            except Miss:  # its module is missing or fails: the entry's hit says so
+                gone.append(mkey)
+        with self.revalidating_lock:
+            for mkey in gone:
+                self.recent.pop(mkey, None)
 
     def dependencies_changed(self) -> bool:
         """Whether what the identity was made from changed since (False before the first
