@@ -562,6 +562,32 @@ def test_the_memory_tier_keeps_calls_of_different_types_apart(cache_dir: Path) -
     assert [f(1), f(True), f(1.0), f((1,)), f(x=1)] == ["int", "bool", "float", "tuple", "int"]
 
 
+OPTIONS = {"scale": 2}
+
+
+@pytest.mark.parametrize("keyword_only", [False, True], ids=["default", "kwdefault"])
+def test_the_memory_tier_sees_a_default_changed_in_place(cache_dir: Path,
+                                                          keyword_only: bool) -> None:
+    # A call of plain arguments was looked up by them alone, without the defaults the key
+    # binds: before, f(1) returned 2 from memory after OPTIONS["scale"] = 3, where the disk
+    # tier keys the default's new content (and a call without memory= returns 3).
+    def scaled(x: int, opts: dict[str, int] = OPTIONS) -> int:
+        return x * opts["scale"]
+
+    def scaled_kw(x: int, *, opts: dict[str, int] = OPTIONS) -> int:
+        return x * opts["scale"]
+
+    f = cached(cache_dir=cache_dir, memory=8)(scaled_kw if keyword_only else scaled)
+    OPTIONS["scale"] = 2
+    try:
+        assert f(1) == 2 and f(1) == 2
+        OPTIONS["scale"] = 3
+        assert f(1) == 3 and f(1) == 3
+        assert f.cache_info()[:2] == (2, 2)
+    finally:
+        OPTIONS["scale"] = 2
+
+
 def test_the_memory_tier_honours_ttl(cache_dir: Path) -> None:
     calls = []
 

@@ -1629,6 +1629,27 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 _SIMPLE = frozenset({int, str, bytes, type(None)})  # equal only to their own type's values
 
 
+def _fixed(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` cannot change in place: None, numbers, str, bytes, and tuples and
+    frozensets of them."""
+    if type(value) in _FIXED:
+        return True
+    if type(value) in (tuple, frozenset) and depth < 10:
+        return all(_fixed(item, depth + 1) for item in value)
+    return False
+
+
+_FIXED = frozenset({int, float, complex, bool, str, bytes, type(None), type(...)})
+
+
+def _fixed_defaults(func: Any) -> bool:
+    """Whether the defaults of ``func`` (positional and keyword-only) cannot change in
+    place (see ``_fixed``); True for a callable that is no plain function."""
+    defaults = getattr(func, "__defaults__", None) or ()
+    kwdefaults = getattr(func, "__kwdefaults__", None) or {}
+    return all(_fixed(value) for value in (*defaults, *kwdefaults.values()))
+
+
 def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     """The wrapper with a memory tier: the last ``memory`` results, by call.
 
@@ -1645,9 +1666,13 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     # value bound to the function (``cached(obj.method)``, a partial's arguments) is in
     # the key and may change in place: such calls are always keyed, as without a memory
     # tier.
+    # So is every call of a function with a default that may change in place (a dict or
+    # list given as a default, a module's options table): the key binds its content, the
+    # arguments alone do not (before, f(1) returned the value of the default's old content
+    # from memory). Decided once, from the defaults as decorated.
     bound = any(split(memo.func)[1:])
     simple = (frozenset() if getattr(memo, "files", ()) or memo.custom_key or bound
-              else _SIMPLE)
+              or not _fixed_defaults(memo.watched) else _SIMPLE)
     watched = memo.watched
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
