@@ -412,6 +412,12 @@ def test_a_helper_of_a_function_or_instance_given_as_an_argument_edited_recomput
     write(tmp_path, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 5")})
     second = run(tmp_path)
     assert second["misses"] == 1 and second["value"] != first["value"]
+    # The function's own code is unchanged, so its entries cannot say what changed; the
+    # explanation names the code the arguments hold (before: a bare "no entry").
+    held = "models.Model" if call.startswith("fit") else "models.transform"
+    assert second["explain"] == (
+        f"miss: no entry for these arguments; they hold {held} of your code, and the key "
+        "covers it and what it calls: an edit of either is another key")
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
@@ -439,6 +445,11 @@ def test_a_file_edited_with_size_and_mtime_restored_recomputes(tmp_path: Path) -
     assert data.stat().st_mtime_ns == before.st_mtime_ns
     second = run(tmp_path)
     assert second["misses"] == 1 and second["value"] == "'omega'"
+    # Nothing stored tells which file changed (its content is in the key), but the
+    # explanation says that the key covers it (before: a bare "no entry")
+    assert second["explain"] == (
+        "miss: no entry for these arguments; the key covers the content of the files= "
+        "paths (path): an edited file is another key")
 
 
 def test_a_directory_argument_covers_the_files_inside(tmp_path: Path) -> None:
@@ -804,6 +815,30 @@ def test_a_list_of_paths_covers_each_file(tmp_path: Path, kind: type) -> None:
     assert total.cache_info()[:2] == (1, 2)
 
 
+def test_a_dict_of_paths_covers_each_file(tmp_path: Path) -> None:
+    # load({"train": "train.csv", "test": "test.csv"}): before, a dict was no path, keyed
+    # by its value only, and an edited file returned the old value.
+    a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    for path, text in ((a, "1"), (b, "2"), (c, "4")):
+        path.write_text(text)
+
+    @Cache(tmp_path / "cache").cached(files=("paths",))
+    def total(paths):
+        return sum(int(Path(p).read_text()) for p in (
+            paths["train"], *paths["more"]["test"]))
+
+    def split() -> dict[str, Any]:
+        return {"train": str(a), "more": {"test": [str(b), str(c)]}}
+
+    assert total(split()) == 7
+    assert total({"more": split()["more"], "train": str(a)}) == 7  # another order: a hit
+    b.write_text("50")  # a file named in a list in a dict in the dict
+    assert total(split()) == 55
+    a.write_text("9")
+    assert total(split()) == 63 and total(split()) == 63
+    assert total.cache_info()[:2] == (2, 3)
+
+
 def test_a_glob_pattern_covers_the_files_it_matches(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("1")
     total = _summing(tmp_path / "cache")
@@ -1017,6 +1052,46 @@ def test_a_result_class_not_named_in_the_code_is_checked_too(tmp_path: Path) -> 
     second = run(tmp_path)
     assert second["misses"] == 1
     assert second["explain"] == "incompatible: result class models.Point changed"
+
+
+REBUILT = """
+    class Point:
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __reduce__(self):
+            return (rebuild, (self.x, self.y))
+
+        def __repr__(self):
+            return f"Point({self.x}, {self.y})"
+
+    def rebuild(x, y):
+        return Point(x, y)
+"""
+
+
+def test_a_result_rebuilt_by_a_function_of_the_users_code_is_checked_too(
+        tmp_path: Path) -> None:
+    # A class whose ``__reduce__`` names a module function to rebuild it: loading runs that
+    # function's code, which is no method of the class. Before, an edit of it alone kept the
+    # class's fingerprint, and the hit returned what the new function made of the old
+    # entry (Point(3, 20)) where a computation gives Point(3, 2).
+    write(tmp_path, {"models.py": REBUILT, "main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import models  # not followed: what the result holds is checked at the hit
+            return models.Point(x, 2)
+    """})
+    assert run(tmp_path)["value"] == "Point(3, 2)"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": REBUILT.replace("return Point(x, y)",
+                                                  "return Point(x, y * 10)")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "Point(3, 2)"
+    assert second["explain"] == "incompatible: result function models.rebuild changed"
+    assert run(tmp_path)["misses"] == 0
 
 
 def test_a_result_without_user_classes_carries_no_class_section(tmp_path: Path) -> None:

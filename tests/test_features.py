@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -378,6 +379,10 @@ def test_a_stale_value_in_the_window_is_returned_at_once_and_recomputed(
     time.sleep(0.35)
     value[0] = "new"
     started.clear()
+    # what the call does (before: "stale: expired ...", as if it recomputed)
+    assert re.fullmatch(r"stale: expired \S+; returned at once and recomputed in the "
+                        r"background \(stale_while_revalidate, until \S+\)",
+                        f.cache_explain(1))
     t0 = time.monotonic()
     assert f(1) == "old"  # stale, at once: the recomputation takes 5 s
     assert f(1) == "old"
@@ -445,6 +450,35 @@ def test_a_failed_background_recomputation_is_logged_and_the_stale_value_stays(
         wait_for(lambda: "background recomputation" in caplog.text)
     assert "the service is down" in caplog.text
     assert f(1) == "old"
+
+
+def test_an_argument_the_caller_changes_after_a_stale_hit_is_not_stored_for_the_old_key(
+    cache_dir: Path,
+) -> None:
+    # The background recomputation runs with the caller's own argument objects, while the
+    # caller goes on with them (a list it appends to, a frame it adds a column to). Before,
+    # it computed with the changed list and stored that value under the key of the list as
+    # it was: total([1, 2]) returned 103 until the entry expired again.
+    go = threading.Event()
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir, ttl=0.5, stale_while_revalidate=30)
+    def total(xs: list[int]) -> int:
+        calls.append(1)
+        go.wait(10)
+        return sum(xs)
+
+    go.set()
+    data = [1, 2]
+    assert total(data) == 3
+    time.sleep(0.55)
+    go.clear()
+    assert total(data) == 3  # stale, recomputed in the background, which waits
+    wait_for(lambda: len(calls) == 2)
+    data.append(100)  # the caller goes on with its list
+    go.set()
+    wait_for(lambda: not total.__memojar__.revalidating)
+    assert total([1, 2]) == 3 and total([1, 2, 100]) == 103
 
 
 def test_swr_in_a_coroutine_function(cache_dir: Path) -> None:
@@ -526,6 +560,32 @@ def test_the_memory_tier_keeps_calls_of_different_types_apart(cache_dir: Path) -
     assert [f(1), f(True), f(1.0), f("1"), f(b"1"), f(None)] == [
         "int", "bool", "float", "str", "bytes", "NoneType"]
     assert [f(1), f(True), f(1.0), f((1,)), f(x=1)] == ["int", "bool", "float", "tuple", "int"]
+
+
+OPTIONS = {"scale": 2}
+
+
+@pytest.mark.parametrize("keyword_only", [False, True], ids=["default", "kwdefault"])
+def test_the_memory_tier_sees_a_default_changed_in_place(cache_dir: Path,
+                                                          keyword_only: bool) -> None:
+    # A call of plain arguments was looked up by them alone, without the defaults the key
+    # binds: before, f(1) returned 2 from memory after OPTIONS["scale"] = 3, where the disk
+    # tier keys the default's new content (and a call without memory= returns 3).
+    def scaled(x: int, opts: dict[str, int] = OPTIONS) -> int:
+        return x * opts["scale"]
+
+    def scaled_kw(x: int, *, opts: dict[str, int] = OPTIONS) -> int:
+        return x * opts["scale"]
+
+    f = cached(cache_dir=cache_dir, memory=8)(scaled_kw if keyword_only else scaled)
+    OPTIONS["scale"] = 2
+    try:
+        assert f(1) == 2 and f(1) == 2
+        OPTIONS["scale"] = 3
+        assert f(1) == 3 and f(1) == 3
+        assert f.cache_info()[:2] == (2, 2)
+    finally:
+        OPTIONS["scale"] = 2
 
 
 def test_the_memory_tier_honours_ttl(cache_dir: Path) -> None:

@@ -77,6 +77,23 @@ def test_the_memory_tier_does_not_return_the_old_helpers_value(tmp_path: Path):
                  options="(memory=10)") == ["2", "2", "None", "101"]
 
 
+POINT = ("class P:\n    def __init__(self, x):\n        self.x = x\n"
+         "    def __repr__(self):\n        return f'P({self.x * {sign}})'")
+
+
+@pytest.mark.parametrize("memory", [None, 10], ids=["disk", "memory"])
+def test_a_result_class_redefined_in_a_cell_is_not_returned_from_memory(
+        tmp_path: Path, memory: int | None) -> None:
+    # ``mk`` finds the class by a name computed when it runs: not in its identity, checked
+    # at each hit as a result class. Before, the memory tier returned the instance of the
+    # old class it held (P(1), not P(-1)), where a disk hit found the entry incompatible.
+    out = cells(tmp_path, POINT.replace("{sign}", "1"),
+                f"@cache.cached(memory={memory})\ndef mk(x):\n    return globals()['P'](x)",
+                "mk(1)", "mk(1)", POINT.replace("{sign}", "-1"),
+                "r = mk(1)\n(r, type(r) is P)", "mk(1)")
+    assert out[2:] == ["P(1)", "P(1)", "None", "(P(-1), True)", "P(-1)"]
+
+
 def test_a_helper_redefined_in_the_same_cell_is_seen_from_the_next_cell(tmp_path: Path):
     # The granularity is the cell: a cell's first call re-checks (after the cell's own
     # redefinitions before it); within the cell, later calls keep what that one found,

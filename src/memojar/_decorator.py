@@ -291,7 +291,10 @@ class _Memo:
         self.revalidating_lock = threading.RLock()
         _MEMOS.add(self)
         self.memory = memory  # results kept in this process, most recent last
-        self.recent: OrderedDict[Any, tuple[Any, float, float, float]] = OrderedDict()
+        # value, expiry, compute time, held since, and the result classes its entry names
+        # (None for a value computed here: not known), checked when an IPython cell starts
+        self.recent: OrderedDict[Any, tuple[Any, float, float, float, str | None]] = (
+            OrderedDict())
         self.generation: Any = None  # the store's stamp, read per call; None: not yet
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
@@ -365,6 +368,8 @@ class _Memo:
         cells = _notebook.cells_started  # a cell that starts meanwhile marks it again
         if self.code is _notebook.CELL_RAN and not _reassigned(self.watched, self.made):
             if not self.dependencies_changed():
+                if self.recent:
+                    self._forget_changed_classes()
                 self.code = now[0] if _notebook.cells_started == cells else self.code
                 return
             why = "what it depends on changed"
@@ -388,6 +393,27 @@ class _Memo:
         if _notebook.cells_started != cells:
             self.code = _notebook.CELL_RAN
         logger.debug("renew %s: %s", self.name, why)
+
+    def _forget_changed_classes(self) -> None:
+        """A cell started: results held in memory that hold a class of the user's code a
+        cell may have defined again are dropped (the next call reads the entry, whose
+        classes a hit checks), as are those computed here, whose classes are not known.
+        Before, a memory hit returned an instance of the old class after a cell redefined
+        it, where a disk hit found the entry incompatible."""
+        with self.revalidating_lock:
+            items = list(self.recent.items())
+        gone = []  # judged outside the lock: looking a class up may import its module
+        for mkey, held in items:
+            classes = held[4]
+            try:
+                if classes is None or (classes and _depends.changed_result_class(
+                        classes.encode())):
+                    gone.append(mkey)
+            except Miss:  # its module is missing or fails: the entry's hit says so
+                gone.append(mkey)
+        with self.revalidating_lock:
+            for mkey in gone:
+                self.recent.pop(mkey, None)
 
     def dependencies_changed(self) -> bool:
         """Whether what the identity was made from changed since (False before the first
@@ -597,7 +623,9 @@ class _Memo:
             try:
                 if not self.contains(key):  # not recomputed by another caller meanwhile
                     start = self._started(key, (args, kwargs))
-                    self._computed(key, self.func(*args, **kwargs), start, (args, kwargs))
+                    value = self.func(*args, **kwargs)
+                    if not self._arguments_changed(key, args, kwargs):
+                        self._computed(key, value, start, (args, kwargs))
             finally:
                 lock.release()
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
@@ -605,6 +633,25 @@ class _Memo:
                            "served until its window ends", self.name, key, exc_info=True)
         finally:
             self._revalidated(key)
+
+    def _arguments_changed(self, key: str, args: _Args, kwargs: dict[str, Any]) -> bool:
+        """Whether a background recomputation's arguments no longer make ``key``: they are
+        the caller's own objects, which it went on with (a list appended to, a frame given
+        a column) while the stale value was served. Its value is then not stored (before,
+        a value of the changed arguments was stored under the key of the old ones). A
+        ``files=`` function's ``_computed`` checks the key itself (and warns of a file)."""
+        if self.files:
+            return False
+        try:
+            changed = self.key_of(args, kwargs) != key
+        except Exception:  # noqa: BLE001 - an argument that cannot be keyed any more
+            changed = True
+        if changed:
+            self._ran()
+            self.miss_count.bump()
+            logger.debug("not stored %s %s (its arguments changed while it was recomputed "
+                         "in the background)", self.name, key)
+        return changed
 
     def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         try:
@@ -632,7 +679,8 @@ class _Memo:
             if not await run(self.contains, key):
                 start = self._started(key, (args, kwargs))
                 value = await self.func(*args, **kwargs)
-                await run(self._computed, key, value, start, (args, kwargs), finish=True)
+                if not self._arguments_changed(key, args, kwargs):
+                    await run(self._computed, key, value, start, (args, kwargs), finish=True)
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
@@ -681,7 +729,7 @@ class _Memo:
         # reassignment) is not held: the stamp alone does not tell, as the next call's
         # ``forget`` sets it back.
         renewals = self.renewals
-        value, expires, took = self.get_expiring(key, (args, kwargs))
+        value, expires, took, classes = self.get_expiring(key, (args, kwargs))
         if value is MISSING:
             start, began = time.perf_counter(), time.time()
             withheld: list[bool] = []
@@ -702,17 +750,18 @@ class _Memo:
                     and renewals == self.renewals and expires > now):
                 # Held from now on: a clock set back past it cannot tell the value's age.
                 since = now - CLOCK_SKEW if expires != math.inf else -math.inf
-                self.recent[mkey] = (value, expires, took, since)
+                self.recent[mkey] = (value, expires, took, since, classes)
                 if len(self.recent) > cast("int", self.memory):  # set: fill needs memory=
                     self.recent.popitem(last=False)
         return value
 
-    def get_expiring(self, key: str, call: _Args) -> tuple[Any, float, float]:
+    def get_expiring(self, key: str, call: _Args) -> tuple[Any, float, float, str | None]:
         """``get``, and when the value's entry expires (``inf``: never; 0 for a stale
-        value served while it is recomputed, which is not held)."""
+        value served while it is recomputed, which is not held), and the result classes
+        its entry names (``""``: none; None for a computed value)."""
         data = self.store.read(self.name, key)
         if data is None:
-            return MISSING, 0.0, 0.0
+            return MISSING, 0.0, 0.0, None
         try:
             payload, buffers = _entry.verify(
                 data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
@@ -731,17 +780,17 @@ class _Memo:
             if self.swr is not None and miss.reason == "stale":
                 value = self._stale(key, data, call)
                 if value is not MISSING:
-                    return value, 0.0, 0.0
+                    return value, 0.0, 0.0, None
             if not isinstance(cause, _NOT_THE_ENTRY):
                 self.discard(key, miss.reason, data)
-            return MISSING, 0.0, 0.0
+            return MISSING, 0.0, 0.0, None
         expires = math.inf if header.expires is None else header.expires
         if self.ttl is not None:
             expires = min(expires, header.created + self.ttl)
         logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
                      header.compute_time)
         self.tally.saved += header.compute_time
-        return value, expires, header.compute_time
+        return value, expires, header.compute_time, header.classes
 
     def replaced(self) -> None:
         """An entry was replaced (refresh, cache_set): memory tiers of every process forget,
@@ -1580,6 +1629,27 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 _SIMPLE = frozenset({int, str, bytes, type(None)})  # equal only to their own type's values
 
 
+def _fixed(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` cannot change in place: None, numbers, str, bytes, and tuples and
+    frozensets of them."""
+    if type(value) in _FIXED:
+        return True
+    if type(value) in (tuple, frozenset) and depth < 10:
+        return all(_fixed(item, depth + 1) for item in value)
+    return False
+
+
+_FIXED = frozenset({int, float, complex, bool, str, bytes, type(None), type(...)})
+
+
+def _fixed_defaults(func: Any) -> bool:
+    """Whether the defaults of ``func`` (positional and keyword-only) cannot change in
+    place (see ``_fixed``); True for a callable that is no plain function."""
+    defaults = getattr(func, "__defaults__", None) or ()
+    kwdefaults = getattr(func, "__kwdefaults__", None) or {}
+    return all(_fixed(value) for value in (*defaults, *kwdefaults.values()))
+
+
 def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     """The wrapper with a memory tier: the last ``memory`` results, by call.
 
@@ -1596,9 +1666,13 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     # value bound to the function (``cached(obj.method)``, a partial's arguments) is in
     # the key and may change in place: such calls are always keyed, as without a memory
     # tier.
+    # So is every call of a function with a default that may change in place (a dict or
+    # list given as a default, a module's options table): the key binds its content, the
+    # arguments alone do not (before, f(1) returned the value of the default's old content
+    # from memory). Decided once, from the defaults as decorated.
     bound = any(split(memo.func)[1:])
     simple = (frozenset() if getattr(memo, "files", ()) or memo.custom_key or bound
-              else _SIMPLE)
+              or not _fixed_defaults(memo.watched) else _SIMPLE)
     watched = memo.watched
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:

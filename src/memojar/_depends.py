@@ -128,7 +128,7 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
         for i in at:
             try:
                 values[i] = (values[i], content_digest(values[i]))
-            except NotAPath:  # a frame, a dict: keyed by its value, as any argument (a
+            except NotAPath:  # a frame: keyed by its value, as any argument (a
                 values[i] = (values[i], "-")  # parameter taking a path or the data read)
             except NotAFile as exc:
                 raise ValueError(
@@ -156,6 +156,8 @@ def files_state(paths: Iterable[Any]) -> tuple[Any, ...]:
 
 
 def _path_state(path: Any, depth: int = 0) -> Any:
+    if isinstance(path, dict) and depth < _NESTING:
+        return tuple(_path_state(path[k], depth + 1) for k in _sorted_keys(path))
     if isinstance(path, _SEQUENCES) and depth < _NESTING:
         items = sorted(path, key=_sort_name) if isinstance(path, (set, frozenset)) else path
         return tuple(_path_state(item, depth + 1) for item in items)
@@ -257,7 +259,9 @@ def content_digest(path: Any, depth: int = 0) -> str:
 
     A path starting with ``~`` that does not exist as it is counts as expanded
     (``os.path.expanduser``, as pandas reads it). A list or tuple of paths is the digest
-    of each in order, a set of them each in the order of its name; a pattern that names
+    of each in order, a set of them each in the order of its name, a dict the digest of
+    its values in the order of its keys (``{"train": "a.csv", "test": "b.csv"}``: before,
+    keyed by its value only, and an edited file returned the old value); a pattern that names
     no file but matches some (``data/*.csv``, ``glob.glob`` with ``recursive=True``) the
     names and contents of its matches (before,
     both were "-": the files' contents were never in the key, and an edited file returned
@@ -265,11 +269,13 @@ def content_digest(path: Any, depth: int = 0) -> str:
 
     Raises ``NotAFile`` for a FIFO, a device or a socket: reading one would block (a FIFO
     with no writer), never end (``/dev/zero``) or take the data the function is to read;
-    ``NotAPath`` for anything else that is not a path (a frame, a dict): keyed by its value
-    instead, as any argument."""
+    ``NotAPath`` for anything else that is not a path (a frame): keyed by its value
+    instead, as any argument (a dict's values that are not paths count so too)."""
     if path is None:
         return "-"
     if isinstance(path, _SEQUENCES):
+        return _many_digest(path, depth)
+    if isinstance(path, dict):
         return _many_digest(path, depth)
     try:
         name = os.fspath(path)
@@ -296,10 +302,14 @@ def content_digest(path: Any, depth: int = 0) -> str:
 def _many_digest(paths: Any, depth: int) -> str:
     if depth >= _NESTING:
         raise NotAPath(f"a {type(paths).__name__} nested over {_NESTING} levels")
-    items = list(paths)
-    if isinstance(paths, (set, frozenset)):
-        items.sort(key=_sort_name)
-    digest = xxhash.xxh3_128(b"many")
+    if isinstance(paths, dict):  # its values, in the order of its keys (which the key holds)
+        items = [paths[k] for k in _sorted_keys(paths)]
+        digest = xxhash.xxh3_128(b"map")
+    else:
+        items = list(paths)
+        if isinstance(paths, (set, frozenset)):
+            items.sort(key=_sort_name)
+        digest = xxhash.xxh3_128(b"many")
     for item in items:
         try:
             found = content_digest(item, depth + 1)
@@ -307,6 +317,12 @@ def _many_digest(paths: Any, depth: int) -> str:
             found = "-"
         digest.update(found.encode() + b"\0")
     return digest.hexdigest()
+
+
+def _sorted_keys(table: dict[Any, Any]) -> list[Any]:
+    """A dict's keys in an order that does not depend on its insertion order (equal dicts
+    are one key) nor on the process (``repr`` of str and numbers)."""
+    return sorted(table, key=lambda k: (type(k).__name__, repr(k)))
 
 
 def _sort_name(path: Any) -> str:
@@ -406,17 +422,27 @@ def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any
 
 # --- result classes -------------------------------------------------------------------
 
-def result_classes(classes: set[type]) -> bytes:
+def result_classes(classes: set[Any]) -> bytes:
     """The result-classes section of an entry: the user's classes among ``classes`` (what
-    the pickler met) with their fingerprints, or ``b""`` when there are none."""
+    the pickler met) with their fingerprints, or ``b""`` when there are none. Functions of
+    the user's code it met are rows too (``function name fingerprint``): unpickling runs
+    one a class's ``__reduce__`` names to rebuild its instances, whose code is in no
+    method of the class."""
     if not classes:
         return b""
+    from types import FunctionType
+
     from ._entry import CLASSES
-    from ._identity import class_identity
+    from ._identity import class_identity, function_identity
 
     rows = []
     for cls in classes:
         if not is_user_module(getattr(cls, "__module__", None) or "__main__"):
+            continue
+        if type(cls) is FunctionType:
+            found = function_identity(cls)
+            if found is not None:
+                rows.append(f"function {found[0]} {found[1]}")
             continue
         found = class_identity(cls)
         if found is not None:
@@ -426,36 +452,44 @@ def result_classes(classes: set[type]) -> bytes:
     return CLASSES + "\n".join(sorted(rows)).encode()
 
 
-_sections: dict[bytes, list[tuple[str, str]]] = {}
+_sections: dict[bytes, list[tuple[str, str, str]]] = {}
 
 
 def changed_result_class(section: bytes) -> str | None:
-    """None if every class a stored result holds is as it was, else which one changed.
+    """None if every class (and rebuilding function) a stored result holds is as it was,
+    else which one changed.
 
     Each class is looked up by name at every such hit (a notebook cell run again defines a
     new class under the old name) and its fingerprint is computed once per class object and
     process (``class_identity``); a section is parsed once. A result without classes of the
     user's code never comes here."""
+    from types import FunctionType
+
     from ._entry import Miss, parse_rows
-    from ._identity import class_identity
+    from ._identity import class_identity, function_identity
 
     rows = _sections.get(section)
     if rows is None:
         parsed = parse_rows(section.decode(errors="replace"))
-        rows = _sections[section] = sorted((name, fp) for name, (_, fp) in parsed.items())
-    for name, fingerprint in rows:
+        rows = _sections[section] = sorted(
+            (name, kind, fp) for name, (kind, fp) in parsed.items())
+    for name, kind, fingerprint in rows:
+        what = "result function" if kind == "function" else "result class"
         try:
             cls = _find_class(name)
         except ImportError as exc:  # missing here, maybe not elsewhere: keep the entry
-            raise Miss(f"result class {name} cannot be imported: {exc}") from exc
+            raise Miss(f"{what} {name} cannot be imported: {exc}") from exc
         except Exception as exc:  # its module fails: a miss, as unpickling would make it
-            raise Miss(f"result class {name} does not load: {type(exc).__name__}: {exc}"
+            raise Miss(f"{what} {name} does not load: {type(exc).__name__}: {exc}"
                        ) from exc
-        found = class_identity(cls) if isinstance(cls, type) else None
+        if kind == "function":
+            found = function_identity(cls) if type(cls) is FunctionType else None
+        else:
+            found = class_identity(cls) if isinstance(cls, type) else None
         if found is None:
-            return f"result class {name} no longer exists"
+            return f"{what} {name} no longer exists"
         if found[1] != fingerprint:
-            return f"result class {name} changed"
+            return f"{what} {name} changed"
     return None
 
 
@@ -510,6 +544,7 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
 
     keys: dict[str, str] = {}  # the call's key under each sibling's scope
     older: Any = None  # the newest entry of this scope and Python written by other code
+    ours = False  # an entry of this code, scope and Python exists (for other arguments)
     try:
         for stored in memo.store.scan(memo.name):
             try:
@@ -520,6 +555,8 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
                     and header.ident != memo.ident
                     and (older is None or header.created > older.created)):
                 older = header
+            ours = ours or (header.python == PYTHON and header.scope == memo.scope
+                            and header.ident == memo.ident)
             if (header.python != PYTHON and header.scope == memo.scope
                     and make_key(values, key_seed(memo.scope, header.python)) == header.key):
                 return (f"miss: no entry for this Python ({PYTHON}); Python {header.python} "
@@ -543,7 +580,42 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
         # incompatible entry. Say what changed since the entries there are were written.
         return ("miss: no entry for these arguments; the stored ones are of other code: "
                 + _since(memo, older))
+    if ours and holds_code(values):
+        # The function's own code is the entries', so no stored entry tells what an edit of
+        # the code the arguments hold changed: their keys cannot be made again. Say that the
+        # key covers it (before: a bare "no entry" after an edit of a helper it calls).
+        names = _code_named(values)
+        return ("miss: no entry for these arguments; they hold "
+                + (", ".join(names) if names else "code") + " of your code, and the key "
+                "covers it and what it calls: an edit of either is another key")
+    if ours and getattr(memo, "files", None):
+        # The same for the content of the paths ``files=`` names, which the key covers
+        return ("miss: no entry for these arguments; the key covers the content of the "
+                f"files= paths ({', '.join(memo.files)}): an edited file is another key")
     return "miss: no entry for these arguments"
+
+
+def _code_named(values: tuple[Any, ...]) -> list[str]:
+    """The names of the functions and classes of the user's code ``values`` hold (an
+    instance's class too), sorted, at most three; empty if they cannot be listed."""
+    import io
+    import pickle
+    from types import FunctionType
+
+    names: set[str] = set()
+
+    class _Noting(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            found = obj if isinstance(obj, (type, FunctionType)) else type(obj)
+            if is_user_module(getattr(found, "__module__", None) or "__main__"):
+                names.add(function_name(found))
+            return NotImplemented
+
+    try:
+        _Noting(io.BytesIO(), 5).dump(values)
+    except Exception:  # noqa: BLE001 - a value pickle cannot take: the names found so far
+        pass
+    return sorted(names)[:3]
 
 
 def _since(memo: Any, header: Any) -> str:
@@ -572,10 +644,16 @@ def explain_miss(memo: Any, data: Any, reason: str) -> str:
             return (f"stale: created {utc(header.created)}, later than this clock (a clock "
                     "ahead of it wrote it, or it was set back): its age is unknown")
         ends = [t for t in (header.expires, memo.ttl and header.created + memo.ttl) if t]
-        return f"stale: expired {utc(min(ends))}" if ends else "stale"
+        if not ends:
+            return "stale"
+        swr = getattr(memo, "swr", None)
+        if swr and time.time() < min(ends) + swr:  # what the call does: ``_stale``
+            return (f"stale: expired {utc(min(ends))}; returned at once and recomputed in "
+                    f"the background (stale_while_revalidate, until {utc(min(ends) + swr)})")
+        return f"stale: expired {utc(min(ends))}"
     if header.python != PYTHON:
         return f"incompatible: written by Python {header.python}, this is Python {PYTHON}"
-    if reason.startswith("result class"):
+    if reason.startswith(("result class", "result function")):
         return f"incompatible: {reason}"
     current = version_tag(memo.version)
     if header.version != current:

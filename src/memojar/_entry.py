@@ -52,6 +52,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any, NamedTuple
 
 import xxhash
@@ -247,12 +248,13 @@ def encode(
     expires: float | None,
     compute_time: float,
     secret: bytes | None = None,
-    result_classes: Callable[[set[type]], bytes] | None = None,
+    result_classes: Callable[[set[Any]], bytes] | None = None,
 ) -> list[Any]:
     """Serialise ``value`` into the chunks of one entry (write them in order).
 
-    ``result_classes``, if given, is called with the classes the value holds (every class
-    and every type of an object the pickler did not handle natively) and returns the
+    ``result_classes``, if given, is called with the classes the value holds (every class,
+    every function pickled by reference, such as one a ``__reduce__`` names to rebuild an
+    object, and every type of an object the pickler did not handle natively) and returns the
     result-classes section to add after the ident (``CLASSES`` + lines), or ``b""``.
     Raises what pickle raises for a value that cannot be pickled.
     """
@@ -302,20 +304,23 @@ _JOIN_UNDER = 1 << 16  # bytes: entries this small are checksummed as one joined
 
 
 class _SeeingPickler(pickle.Pickler):
-    """A pickler that notes the classes it meets; dicts, lists, tuples, str, numbers and
-    the like never reach ``reducer_override``, so a plain result costs nothing more.
+    """A pickler that notes the classes (and functions) it meets; dicts, lists, tuples, str,
+    numbers and the like never reach ``reducer_override``, so a plain result costs nothing
+    more.
 
     Making one (its output, its memo, the lookups of its hooks) costs more than pickling a
     small result, so each thread keeps one, writing into its own buffer, for the next
     result (``_dumps_seeing_classes``)."""
 
-    classes: set[type]
+    classes: set[Any]  # classes, and functions pickled by reference
     out: io.BytesIO
     buffers: list[pickle.PickleBuffer]
     busy: bool
 
     def reducer_override(self, obj: Any) -> Any:
-        self.classes.add(obj if isinstance(obj, type) else type(obj))
+        # A function is noted itself, not by its type: one a class's ``__reduce__`` names to
+        # rebuild it runs its code when the entry loads (``_depends.result_classes``)
+        self.classes.add(obj if isinstance(obj, (type, FunctionType)) else type(obj))
         return NotImplemented
 
 
@@ -332,7 +337,7 @@ _KEEP_UNDER = 1 << 20  # bytes: a pickler whose output grew past this is not kep
 
 
 def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
-                          ) -> tuple[bytes, set[type]]:
+                          ) -> tuple[bytes, set[Any]]:
     pickler: _SeeingPickler | None = getattr(_picklers, "pickler", None)
     if pickler is None or pickler.busy:  # a result whose pickling stores another result
         pickler = _new_pickler()
