@@ -117,6 +117,7 @@ class RedisStore(Store):
     remote = True  # every call is a network round trip: async callers run it in a thread
     native_expiry = True  # ttl -> PX
     eviction = "index"  # the lru/sizes/total index, changed atomically by the Lua scripts
+    reads_back = True  # a commit whose reply was lost or late is read back (``_holds``)
     kind, shared_with = "Redis", "the server"
     leftover = "partial value"  # the chunks of a writer that died before committing them
 

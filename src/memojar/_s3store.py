@@ -505,6 +505,7 @@ class S3Store(Store):
     """
 
     remote = True  # every call is a network request: async callers run it in a thread
+    reads_back = True  # a write whose answer was lost or late is read back (``_holds``)
     kind, shared_with = "S3", "the bucket"  # no total to keep under a lock: evicts by listing
     leftover = "partial upload"  # a multipart upload of a writer that died
 
