@@ -722,6 +722,81 @@ def test_a_result_whose_write_timed_out_but_was_stored_is_cached_without_a_warni
     assert len(calls) == 1  # a hit
 
 
+def test_a_multipart_completion_still_running_when_read_back_is_never_called_not_cached(
+        s3_location: str, client: Any) -> None:
+    """The completion of a multipart upload times out, and the server completes it only
+    after it has answered the look at the entry (a server resuming after a stall runs
+    both at once: seen with a SIGSTOPped server resumed just after the write's timeout):
+    the look finds nothing. The store then aborts the upload, so the late completion
+    fails, and "not cached" is true. Before, the call said "not cached" and the entry
+    appeared a moment later."""
+    cache = Cache(s3_location + "&multipart_threshold=100000", secret=SECRET)
+    double, calls = counted(cache)
+    store = cache.store
+    assert isinstance(store, S3Store)
+    real = store._bucket.client.complete_multipart_upload
+    late: list[threading.Thread] = []
+    outcome: list[Any] = []
+
+    def complete_later(**kwargs: Any) -> Any:
+        def complete() -> None:
+            time.sleep(0.5)  # after the look
+            try:
+                outcome.append(real(**kwargs))
+            except botocore.exceptions.ClientError as exc:
+                outcome.append(exc.response["Error"]["Code"])
+
+        late.append(threading.Thread(target=complete))
+        late[-1].start()
+        raise botocore.exceptions.ReadTimeoutError(endpoint_url="completing later")
+
+    store._bucket.client.complete_multipart_upload = complete_later
+    value = b"m" * 200_000
+    name = entry_object(s3_location, double, value)
+    with pytest.warns(MemojarWarning, match="returned but not cached"):
+        assert double(value) == value * 2
+    late[0].join(HANG)
+    assert outcome and isinstance(outcome[0], str), outcome  # the late completion: refused
+    assert name not in objects(client, s3_location)  # "not cached": true
+    assert calls == [value]
+
+
+def test_a_multipart_completion_that_ends_just_after_the_look_is_cached_without_a_warning(
+        s3_location: str, client: Any) -> None:
+    """The completion times out and ends just after the look found nothing: the abort
+    that would stop it finds the upload gone (completed), and a second look finds the
+    entry: stored, nothing said, the next call hits."""
+    cache = Cache(s3_location + "&multipart_threshold=100000", secret=SECRET)
+    double, calls = counted(cache)
+    store = cache.store
+    assert isinstance(store, S3Store)
+    bucket = store._bucket
+    real_complete = bucket.client.complete_multipart_upload
+    sent: list[dict[str, Any]] = []
+
+    def complete_unanswered(**kwargs: Any) -> Any:
+        sent.append(kwargs)
+        raise botocore.exceptions.ReadTimeoutError(endpoint_url="completing later")
+
+    bucket.client.complete_multipart_upload = complete_unanswered
+    bucket._checker = checker = bucket.checker
+    real_get = checker.get_object
+
+    def get_object(**kwargs: Any) -> Any:
+        try:
+            return real_get(**kwargs)
+        finally:
+            if sent:  # the completion ends now, after the look's answer
+                real_complete(**sent.pop())
+
+    checker.get_object = get_object
+    value = b"n" * 200_000
+    assert double(value) == value * 2  # no warning: filterwarnings = error
+    assert entry_object(s3_location, double, value) in objects(client, s3_location)
+    assert double(value) == value * 2
+    assert calls == [value]  # a hit
+
+
 @pytest.mark.parametrize("where", ["write", "look"])
 def test_the_callers_timeout_in_a_write_or_its_look_reaches_the_caller(s3_location: str,
                                                                         where: str) -> None:
