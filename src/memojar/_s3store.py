@@ -141,8 +141,8 @@ class _Bucket:
         # requests wait ``CONFIRM_SHARE`` of ``timeout``; made at first use (none: ``client``)
         self._make_checker = make_checker
         self._checker: Any = None
-        # this thread's multipart upload whose completion was sent and not answered (its
-        # object name and upload id), for the look that follows (``starts_with``)
+        # this thread's last write sent and not answered, for the look that follows
+        # (``starts_with``): its object name and the multipart upload id ("": one PUT)
         self._unanswered = threading.local()
         _live.add(self)
         self.timeout = timeout
@@ -363,9 +363,15 @@ class _Bucket:
         if size > self.threshold:
             return self._put_multipart(name, views, conditions)
         body = b"".join(views)  # one copy: the client needs bytes it can sign and resend
-        with self._errors("writing", name):
-            response = self.client.put_object(Bucket=self.bucket, Key=name, Body=body,
-                                              **conditions)
+        self._unanswered.upload = None
+        try:
+            with self._errors("writing", name):
+                response = self.client.put_object(Bucket=self.bucket, Key=name, Body=body,
+                                                  **conditions)
+        except (ConnectionResetError, TimeoutError) as exc:
+            if exc.errno is not None:  # sent, unanswered: the server may still store it
+                self._unanswered.upload = (name, "")
+            raise
         return str(response.get("ETag", ""))
 
     def _put_multipart(self, name: str, views: Sequence[memoryview],
@@ -465,17 +471,21 @@ class _Bucket:
         ``timed_out``: the write timed out, and this look waits only ``CONFIRM_SHARE`` of
         ``timeout`` (``checker``).
 
-        A multipart upload whose completion went unanswered may still be completing when
-        the look finds no object (a server that resumes after a stall answers the look
-        first, then completes: "not cached" was said of a stored entry). Not found, the
-        upload is aborted, so that it never completes: aborted, the object is not this
-        write's, for good; already gone (completed meanwhile), the object is looked at
-        again."""
+        A write sent and unanswered may still be under way when the look finds no object
+        (a server that resumes after a stall answers the look first, then stores: "not
+        cached" was said of a stored entry). Not found, a multipart upload is aborted, so
+        that it never completes: aborted, the object is not this write's, for good;
+        already gone (completed meanwhile), the object is looked at again. A single PUT
+        cannot be stopped: not found, whether it will be stored is unknown (``OSError``).
+        """
         unanswered, self._unanswered.upload = getattr(self._unanswered, "upload", None), None
         client = self.checker if timed_out else self.client
         found = self._starts_with(client, name, head, timed_out)
         if found or unanswered is None or unanswered[0] != name:
             return found
+        if not unanswered[1]:
+            raise OSError(errno.EINPROGRESS, f"s3://{self.bucket}/{name} is not there yet, "
+                          "and its PUT, sent, may still be stored (S3 cannot stop it)")
         if self._fence(client, name, unanswered[1], timed_out):
             return False
         return self._starts_with(client, name, head, timed_out)
