@@ -29,6 +29,7 @@ from memojar import Cache, MemojarWarning, UnknownStoreError, _cli, _entry, _s3s
 from memojar._cache import open_store
 from memojar._filestore import function_dir
 from memojar._s3store import (
+    CONFIRM_SHARE,
     FAULT_BACKOFF,
     HEAD_BYTES,
     LEASE_TTL,
@@ -974,6 +975,62 @@ def test_server_stopped_mid_run(own_server: Callable[[], S3Server]) -> None:
 def test_connection_refused(s3_env: None) -> None:
     survives_no_server(f"s3://b/p?endpoint_url=http://127.0.0.1:{free_port()}&timeout=1",
                        within=1)
+
+
+@pytest.mark.parametrize("resumed", [None, 2.4], ids=["frozen", "resumed-past-the-timeout"])
+def test_a_server_frozen_at_a_multipart_completion_costs_a_timeout_and_a_quarter_and_is_told(
+        own_server: Callable[[], S3Server], resumed: float | None) -> None:
+    """SIGSTOP of the server just as a multipart upload's completion is sent (timeout 2 s):
+    frozen, the completion times out and so does the look at the entry, a quarter of the
+    timeout (README, Guarantees: a frozen server costs a call the timeout and a quarter),
+    and the warning says whether it was cached is unknown. Resumed just past the timeout,
+    the server answers the look and completes the upload at once, in either order: what
+    the call says is true ("not cached": the entry never appears, the upload aborted; no
+    warning: it is there). Before, the look could answer first and "not cached" was said
+    of an entry stored a moment later."""
+    server = own_server()
+    bucket = server.bucket("memojar-own")
+    cache = Cache(server.location(bucket, "p", timeout="2", multipart_threshold="100000"),
+                  secret=SECRET)
+    double, _ = counted(cache)
+    store = cache.store
+    assert isinstance(store, S3Store)
+    real = store._bucket.client.complete_multipart_upload
+    timers: list[threading.Timer] = []
+
+    def frozen_first(**kwargs: Any) -> Any:
+        server.pause()
+        if resumed is not None:
+            timers.append(threading.Timer(resumed, server.resume))
+            timers[-1].start()
+        return real(**kwargs)
+
+    store._bucket.client.complete_multipart_upload = frozen_first
+    value = b"f" * 200_000
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always", MemojarWarning)
+            start = time.monotonic()
+            assert double(value) == value * 2
+            took = time.monotonic() - start
+    finally:
+        for timer in timers:
+            timer.join()
+        server.resume()
+    said = [str(w.message) for w in warned]
+    if resumed is None:
+        assert took < 2 * (1 + CONFIRM_SHARE) + 1.0, (took, said)  # (a loaded machine)
+        assert len(said) == 1 and "whether it was cached is unknown" in said[0], said
+        return
+    time.sleep(1.5)  # the server's late completion, if any, done; past the fail-fast pause
+    name = entry_object(server.location(bucket, "p"), double, value)
+    stored = name in objects(server.client(), server.location(bucket, "p"))
+    if not said:
+        assert stored
+    elif "not cached" in said[0]:
+        assert not stored, said
+    else:
+        assert "whether it was cached is unknown" in said[0], said
 
 
 def test_frozen_server_times_out_within_the_timeout(own_server: Callable[[], S3Server]) -> None:
