@@ -5,6 +5,7 @@ And a backend is its primitives alone: one written here passes the behaviour tes
 from __future__ import annotations
 
 import ast
+import errno
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -243,6 +244,38 @@ def test_an_entry_shorter_than_its_header_says_is_listed_as_unreadable() -> None
     store.entries[name] = (cut, time.time())
     (entry,) = store.scan()
     assert entry.head == cut and header_of(entry) is None
+
+
+class _LateDictStore(DictStore):
+    """Stores the entry, then its answer does not come: a ``TimeoutError`` of the backend's."""
+
+    def _write(self, function: str, key: str, views: list[memoryview], size: int,
+               expires: float | None) -> None:
+        super()._write(function, key, views, size, expires)
+        raise TimeoutError(errno.ETIMEDOUT, "no answer in time")
+
+    def _holds(self, function: str, key: str, head: bytes, timed_out: bool) -> bool:
+        return self.entries[function, key][0].startswith(head)
+
+
+class _ServerDictStore(_LateDictStore):
+    reads_back = True
+
+
+@pytest.mark.parametrize("backend", [_LateDictStore, _ServerDictStore],
+                         ids=["file-system-like", "reads back"])
+def test_a_write_that_timed_out_is_read_back_only_by_a_backend_that_declares_it(
+        backend: type[DictStore]) -> None:
+    """``reads_back`` is the backend's capability, declared beside ``remote`` and the
+    others: a backend declaring it has a write that timed out read back (here: stored, so
+    the write succeeds); one that does not (a file system's timeout) fails, its ``_holds``
+    never asked, whatever it writes."""
+    store = backend()
+    if backend.reads_back:
+        assert store.write("f", "0" * 32, [b"entry"]) == 5
+    else:
+        with pytest.raises(TimeoutError, match="no answer in time"):
+            store.write("f", "0" * 32, [b"entry"])
 
 
 # --- what remote backends share: failing fast after a fault, the lock's waiting loop ---------

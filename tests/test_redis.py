@@ -673,6 +673,46 @@ def test_a_result_whose_write_timed_out_but_was_stored_is_cached_without_a_warni
     cache.close()
 
 
+@pytest.mark.parametrize("size", ["whole", "chunks"])
+def test_a_result_whose_commit_lost_both_replies_but_was_stored_is_cached_without_a_warning(
+        redis_location: str, dropper: ReplyDropper, size: str) -> None:
+    """The server commits the entry and the connection drops before its reply, twice (the
+    commit and redis-py's one retry, which commits it again): the store reads the entry's
+    header back, finds it stored, and says nothing; the next call hits. Before, the call
+    warned "not cached" (a ``ConnectionError``, never read back) though it was."""
+    location = dropper.front(redis_location)
+    if size == "chunks":
+        location += "?chunk_size=1000"
+    cache = Cache(location, secret=SECRET)
+    double, calls = counted(cache)
+    double(b"warm")  # the commit's script is loaded: the next EVALSHA of it runs
+    store = cache.store
+    assert isinstance(store, RedisStore)
+    value = b"d" * 20_000
+    dropper.drop(evalsha(store._commit), times=2)
+    assert double(value) == value * 2  # no warning: filterwarnings = error
+    assert len(dropper.dropped) == 2
+    assert double(value) == value * 2
+    assert calls == [b"warm", value]  # a hit
+    cache.close()
+
+
+def test_a_commit_never_sent_to_a_killed_server_is_not_read_back(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """The server is gone before the commit is sent (its pooled connection is found dead
+    and connecting again is refused): nothing was sent, so the write fails as it is, "not
+    cached" (a ``ConnectionError``, not one that may have been stored)."""
+    server = own_redis()
+    store = open_store(server.url(0, socket_timeout=1), None, True)
+    assert isinstance(store, RedisStore)
+    store.write(FN, k(0), [b"warm"])  # connected, the script loaded
+    server.kill()
+    with pytest.raises(ConnectionError) as raised:
+        store.write(FN, k(1), [b"entry"])
+    assert type(raised.value) is ConnectionError, raised.value
+    store.close()
+
+
 def test_a_write_that_timed_out_unstored_is_not_cached(redis_location: str) -> None:
     """The commit times out before the server ran it: read back, the entry is not there,
     and the warning says "not cached" (known, not assumed)."""

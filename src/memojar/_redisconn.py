@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
-__all__ = ["connect"]
+__all__ = ["connect", "sent"]
 
 
 class _Pool(redis.ConnectionPool):
@@ -57,3 +57,18 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # close() closes the pool, as from_url's does
     return client
+
+
+def sent(exc: BaseException | None) -> bool:
+    """Whether the command whose call raised ``exc`` (redis-py's error) was sent, or its
+    sending tried, so that the server may have run it: the error came from redis-py's
+    send-and-read (``_send_command_parse_response``, inside its retry loop), not from
+    lending the connection (``get_connection``: connecting, before anything is sent). Told
+    by the traceback, so that no command pays for it; a redis-py that named it otherwise
+    would make every failed command unsent, as before."""
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "_send_command_parse_response":
+            return True
+        tb = tb.tb_next
+    return False

@@ -51,6 +51,7 @@ however many round trips it makes (read, lock, write, release).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import hmac
@@ -70,7 +71,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import _redislua as lua
 from ._entry import Miss, header_length
 from ._errors import logger
-from ._redisconn import connect
+from ._redisconn import connect, sent
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
 from ._store import (
@@ -117,6 +118,7 @@ class RedisStore(Store):
     remote = True  # every call is a network round trip: async callers run it in a thread
     native_expiry = True  # ttl -> PX
     eviction = "index"  # the lru/sizes/total index, changed atomically by the Lua scripts
+    reads_back = True  # a commit whose reply was lost or late is read back (``_holds``)
     kind, shared_with = "Redis", "the server"
     leftover = "partial value"  # the chunks of a writer that died before committing them
 
@@ -277,6 +279,7 @@ class RedisStore(Store):
         if size > self.chunk_size:
             chunks = name + b":c:" + secrets.token_hex(8).encode()
         drop = functools.partial(self._drop_chunks, name, chunks)
+        committing = False
         try:
             with self._errors(f"writing {name!r}"):
                 count = 0
@@ -284,18 +287,25 @@ class RedisStore(Store):
                     value: Any = b"".join(views)
                 else:
                     value, count = self._write_chunks(name, chunks, views, size)
+                committing = True
                 evicted = self._commit(
                     keys=[*self._index, name, lease.name if lease else name + b":lock"],
                     args=[value, px, chunks, size, time.time(), self.max_size or 0,
                           lease.token if lease else b"", count],
                 )
-        except BaseException:
+        except BaseException as exc:
             if chunks:  # after ``_errors`` marked a lost server down: not asked again
                 try:
                     self._renewer.attempt(drop, LEFTOVER_RETRY)
                 except BaseException:  # a second interrupt: the renewer's thread does it
                     self._renewer.finish(drop, LEFTOVER_RETRY)
                     raise
+            if (committing and type(exc) is ConnectionError and exc.errno is not None
+                    and sent(exc.__cause__)):
+                # The commit was sent and its connection dropped, twice (redis-py's one
+                # retry), or dropped and then refused: the server may have run it, so it
+                # is read back (``Store.write``). Before, "not cached", though stored.
+                raise ConnectionResetError(errno.ECONNRESET, exc.strerror) from exc
             raise
         if evicted == -1:
             if chunks:

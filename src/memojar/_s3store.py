@@ -141,6 +141,9 @@ class _Bucket:
         # requests wait ``CONFIRM_SHARE`` of ``timeout``; made at first use (none: ``client``)
         self._make_checker = make_checker
         self._checker: Any = None
+        # this thread's last write sent and not answered, for the look that follows
+        # (``starts_with``): its object name and the multipart upload id ("": one PUT)
+        self._unanswered = threading.local()
         _live.add(self)
         self.timeout = timeout
         self.threshold = threshold
@@ -360,9 +363,15 @@ class _Bucket:
         if size > self.threshold:
             return self._put_multipart(name, views, conditions)
         body = b"".join(views)  # one copy: the client needs bytes it can sign and resend
-        with self._errors("writing", name):
-            response = self.client.put_object(Bucket=self.bucket, Key=name, Body=body,
-                                              **conditions)
+        self._unanswered.upload = None
+        try:
+            with self._errors("writing", name):
+                response = self.client.put_object(Bucket=self.bucket, Key=name, Body=body,
+                                                  **conditions)
+        except (ConnectionResetError, TimeoutError) as exc:
+            if exc.errno is not None:  # sent, unanswered: the server may still store it
+                self._unanswered.upload = (name, "")
+            raise
         return str(response.get("ETag", ""))
 
     def _put_multipart(self, name: str, views: Sequence[memoryview],
@@ -372,6 +381,7 @@ class _Bucket:
         # left, between the server's reply and its id stored here: that upload stays, without
         # any object, until ``cleanup`` aborts it (ORPHAN_AGE) or a bucket lifecycle rule.
         upload_id = ""
+        self._unanswered.upload = None
         try:
             with self._errors("writing", name):
                 upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)[
@@ -384,11 +394,16 @@ class _Bucket:
                         PartNumber=number, Body=bytes(piece),
                     )["ETag"]
                 parts.append({"PartNumber": number, "ETag": etag})
-            with self._errors("writing", name):
-                response = self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=name, UploadId=upload_id,
-                    MultipartUpload={"Parts": parts}, **conditions,
-                )
+            try:
+                with self._errors("writing", name):
+                    response = self.client.complete_multipart_upload(
+                        Bucket=self.bucket, Key=name, UploadId=upload_id,
+                        MultipartUpload={"Parts": parts}, **conditions,
+                    )
+            except (ConnectionResetError, TimeoutError) as exc:
+                if exc.errno is not None:  # sent, unanswered: the look fences it first
+                    self._unanswered.upload = (name, upload_id)
+                raise
             return str(response.get("ETag", ""))
         except BaseException:
             if upload_id:
@@ -454,11 +469,50 @@ class _Bucket:
         """Whether the object ``name`` begins with ``head``, asked at once after a fault
         (``again``): what a write whose answer was lost left (see ``Store._confirm``).
         ``timed_out``: the write timed out, and this look waits only ``CONFIRM_SHARE`` of
-        ``timeout`` (``checker``)."""
+        ``timeout`` (``checker``).
+
+        A write sent and unanswered may still be under way when the look finds no object
+        (a server that resumes after a stall answers the look first, then stores: "not
+        cached" was said of a stored entry). Not found, a multipart upload is aborted, so
+        that it never completes: aborted, the object is not this write's, for good;
+        already gone (completed meanwhile), the object is looked at again. A single PUT
+        cannot be stopped: not found, whether it will be stored is unknown (``OSError``).
+        """
+        unanswered, self._unanswered.upload = getattr(self._unanswered, "upload", None), None
+        client = self.checker if timed_out else self.client
+        found = self._starts_with(client, name, head, timed_out)
+        if found or unanswered is None or unanswered[0] != name:
+            return found
+        if not unanswered[1]:
+            raise OSError(errno.EINPROGRESS, f"s3://{self.bucket}/{name} is not there yet, "
+                          "and its PUT, sent, may still be stored (S3 cannot stop it)")
+        if self._fence(client, name, unanswered[1], timed_out):
+            return False
+        return self._starts_with(client, name, head, timed_out)
+
+    def _fence(self, client: Any, name: str, upload_id: str, timed_out: bool) -> bool:
+        """Abort the upload ``upload_id`` of ``name``: True if aborted (never completed),
+        False if it is gone (completed, or aborted before); raises ``OSError`` otherwise."""
+        try:
+            with self._errors("aborting an upload of", name, again=True):
+                client.abort_multipart_upload(Bucket=self.bucket, Key=name,
+                                              UploadId=upload_id)
+        except OSError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, botocore.exceptions.ClientError) and (
+                    cause.response.get("Error", {}).get("Code") == "NoSuchUpload"):
+                return False
+            if isinstance(exc, TimeoutError) and timed_out and exc.errno is not None:
+                raise TimeoutError(exc.errno, f"aborting an upload of s3://{self.bucket}/"
+                                   f"{name}: no answer within "
+                                   f"{self.timeout * CONFIRM_SHARE:g} s either") from exc
+            raise
+        return True
+
+    def _starts_with(self, client: Any, name: str, head: bytes, timed_out: bool) -> bool:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
         if head:
             kwargs["Range"] = f"bytes=0-{len(head) - 1}"
-        client = self.checker if timed_out else self.client
         try:
             with self._errors("reading", name, again=True):
                 response = client.get_object(**kwargs)
@@ -505,6 +559,7 @@ class S3Store(Store):
     """
 
     remote = True  # every call is a network request: async callers run it in a thread
+    reads_back = True  # a write whose answer was lost or late is read back (``_holds``)
     kind, shared_with = "S3", "the bucket"  # no total to keep under a lock: evicts by listing
     leftover = "partial upload"  # a multipart upload of a writer that died
 

@@ -29,13 +29,13 @@ A backend writes only primitives (see the README's "Development" section):
     _unlink(entries)                       remove listed entries; the ones removed
     lock(function, key)                    a KeyLock shared by processes (a lock or lease:
                                            it writes ``_try`` and ``release``)
-    _holds(function, key, head, timed_out) whether the entry begins with ``head`` (for a
-                                           backend whose writes can lose their answer)
+    _holds(function, key, head, timed_out) whether the entry begins with ``head`` (with
+                                           ``reads_back``: writes that can lose their answer)
     cleanup(), close(), notes, statistics  optional
 
 and declares its capabilities (``remote``, ``native_expiry``, ``eviction``,
-``maps_memory``, ``shared_with``). The file store also writes its own ``read``: its hit path
-is a few system calls, and its trust rule is the file's owner.
+``maps_memory``, ``reads_back``, ``shared_with``). The file store also writes its own
+``read``: its hit path is a few system calls, and its trust rule is the file's owner.
 """
 
 from __future__ import annotations
@@ -276,6 +276,10 @@ class Store(abc.ABC):
     # ``_evict``, which also evicts on write).
     eviction = "listing"
     maps_memory = False  # ``read`` may return an mmap of a large entry
+    # Whether a write that timed out or lost its answer is read back (``_confirm``, by the
+    # backend's ``_holds``): a server's, which may have stored it. A file system's timeout
+    # is a failure; a dropped connection without a look is ``Unconfirmed``.
+    reads_back = False
     # Who else can write entries, for the warning of a cache without a secret ("the server");
     # None: nobody but this user (no warning), or the backend judges trust itself.
     shared_with: str | None = None
@@ -362,7 +366,7 @@ class Store(abc.ABC):
         except (ConnectionResetError, TimeoutError) as exc:
             if exc.errno is None:  # not the backend's: the caller's signal handler's
                 raise
-            if isinstance(exc, TimeoutError) and type(self)._holds is Store._holds:
+            if isinstance(exc, TimeoutError) and not self.reads_back:
                 raise  # a backend that cannot look (a file system's timeout): failed
             self._confirm(function, key, views, exc)
         return size
@@ -410,8 +414,8 @@ class Store(abc.ABC):
         """Whether the entry of ``key`` begins with ``head`` (``_confirm``: a write whose
         answer was lost); raises ``OSError`` if the server cannot tell now. ``timed_out``:
         the write timed out, so the look waits at most ``CONFIRM_SHARE`` of the timeout.
-        Needed by a backend whose ``_write`` raises ``ConnectionResetError`` or
-        ``TimeoutError``."""
+        Needed by a backend that declares ``reads_back`` (its ``_write`` raises
+        ``ConnectionResetError`` or ``TimeoutError``)."""
         raise OSError(errno.ENOTSUP, f"{self.kind} stores cannot read an entry back")
 
     @abc.abstractmethod

@@ -219,3 +219,69 @@ def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
         assert in_child(child) == 0
     finally:
         let_go()
+
+
+def test_a_child_forked_after_its_parent_read_a_write_back_reads_back_its_own(
+        redis_server: Any) -> None:
+    """The parent's write timed out once, so its store has the client of the look at the
+    entry (``_checker``, a quarter of the timeout) with a connection in its pool; it forks,
+    and parent and child each have a write time out and read it back at once. Each is told
+    of its own write (both stored: no warning, no wrong "not stored"), and neither hangs:
+    the child's look never goes out on its parent's connection. (It holds by redis-py's
+    pool, which a child finds by its pid and empties; with that check taken out of the
+    look's pool, the child's look went out on its parent's connection (status 3 here), and
+    in a script forking the same way the parent read the child's reply as its own and said
+    "not stored" of a stored entry, or the child's look timed out: 1 run in 3.)"""
+    from remote_kit import ReplyDropper
+
+    with ReplyDropper(redis_server.port) as dropper:
+        store = open_store(dropper.front(redis_server.url(0)) + "?socket_timeout=1",
+                           None, True)
+        store.write(FN, OTHER, [b"warm"])  # the commit's script loaded
+        commit = b"EVALSHA\r\n$40\r\n" + store._commit.sha.encode()  # type: ignore[attr-defined]
+        dropper.drop(commit, silent=True)
+        store.write(FN, OTHER, [b"read back once"])  # timed out, read back: stored
+        checker = store._checker_client.connection_pool  # type: ignore[attr-defined]
+        parents = _ports(checker)  # the look's connection, in its pool
+        assert parents
+        dropper.drop(commit, times=2, silent=True)
+        child_key, parent_key = f"{3:032x}", f"{4:032x}"
+        child_value, parent_value = b"the child's" * 40, b"the parent's" * 40
+        with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork() may deadlock"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child: its write at once, as the parent's
+            status = 1
+            try:
+                signal.alarm(CHILD_LIMIT)
+                store.write(FN, child_key, [child_value])
+                status = 3 if _ports(checker) & parents else 0  # 3: its parent's connection
+            finally:
+                os._exit(status)
+        try:
+            store.write(FN, parent_key, [parent_value])  # stored, read back: no raise
+        finally:
+            deadline = time.monotonic() + CHILD_LIMIT + 5
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() > deadline:  # hung
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.02)
+        # the child's write stored and read back on a connection of its own
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len(dropper.dropped) == 3
+        assert bytes(store.read(FN, child_key)) == child_value
+        assert bytes(store.read(FN, parent_key)) == parent_value
+        store.close()
+
+
+def _ports(pool: Any) -> set[int]:
+    """The local ports of a redis-py pool's connected connections (idle or lent)."""
+    ports = set()
+    for connection in [*pool._available_connections, *pool._in_use_connections]:
+        sock = getattr(connection, "_sock", None)
+        if sock is not None:
+            ports.add(sock.getsockname()[1])
+    return ports
