@@ -41,6 +41,10 @@ class Slots:
             self.b = b
 
 
+class MoreSlots(Slots):
+    __slots__ = ("a", "c")  # "a" again: one slot of the instance
+
+
 class SlotsAndDict:
     __slots__ = ("__dict__", "a")
 
@@ -79,13 +83,17 @@ def _odd_instances() -> list[Any]:
 
 
 def _values() -> dict[str, Any]:
-    slots = [Slots(1, 2), Slots(3), Slots.__new__(Slots), Slots("a", {"k": [1]})]
+    slots = [Slots(1, 2), Slots(3), Slots.__new__(Slots), Slots("a", {"k": [1]}),
+             Slots(frozenset({2, 1}), [Plain(1)])]
+    more = MoreSlots(1, 2)
+    more.c = {"z": 1, "a": 2}
     mixed = SlotsAndDict(2)
     mixed.__dict__.clear()
     values = {
         "plain": [Plain(i) for i in range(50)],
         "records": [Record(i, [i, {i: "x"}]) for i in range(20)],
         "slots": slots,
+        "more slots": [MoreSlots(5, 6), more, MoreSlots(7)],
         "slots and dict": [SlotsAndDict(1), mixed, SlotsAndDict.__new__(SlotsAndDict)],
         "own state": [OwnState(i) for i in range(3)],
         "odd": _odd_instances(),
@@ -96,6 +104,14 @@ def _values() -> dict[str, Any]:
     except ImportError:
         return values
     values["arrays"] = [Plain(np.arange(i, i + 4.0)) for i in range(5)]
+    square = np.arange(12.0).reshape(3, 4)
+    odd = [np.arange(4, dtype=">i4"), np.array(["2020-01-01"], dtype="datetime64[D]"),
+           np.array(3.5), np.zeros(0), np.zeros((2, 0)), square.T, square[:, 1],
+           np.asfortranarray(square), np.zeros(2, dtype=[("a", "<i2"), ("b", "f8")]),
+           np.zeros((2, 2), dtype=("f4", (2,))), np.array([{"b": 1, "a": 2}], dtype=object),
+           np.float16([1, 2]), np.complex64([1j]), np.bool_([True, False]), square[:1],
+           np.arange(6.0)[::2], np.frombuffer(b"abcd", dtype="u1")]
+    values["odd arrays"] = [Plain(array) for array in [np.zeros(1), *odd]] + odd
     return values
 
 

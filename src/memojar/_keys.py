@@ -22,6 +22,7 @@ from __future__ import annotations
 import copyreg
 import functools
 import io
+import operator
 import pickle
 import sys
 import threading
@@ -428,7 +429,9 @@ class _StatePickler(_CanonicalPickler):
                                if t is FunctionType else (None, None, None)))
         elif t not in self._reducers:
             special = _SPECIAL.get(t)  # a numpy array's: as the generic path found it
-            if special is None:
+            if special is _reduce_array:
+                special = _state_array
+            elif special is None:
                 layout = _default_layout(obj, t)
                 if layout is not None:
                     special = functools.partial(_default_reduction, t, layout)
@@ -444,8 +447,12 @@ _NEWOBJ: Any = vars(copyreg)["__newobj__"]
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
 
 
-def _default_layout(obj: Any, t: type) -> tuple[bool, tuple[str, ...]] | None:
-    """``(has a __dict__, slot names)`` if ``object.__reduce_ex__`` pickles ``t``'s
+# Has a __dict__, slot names, the distinct ones sorted and their getter (None: by name).
+_Layout = tuple[bool, tuple[str, ...], tuple[str, ...], Callable[[Any], Any] | None]
+
+
+def _default_layout(obj: Any, t: type) -> _Layout | None:
+    """``(has a __dict__, slot names, ...)`` if ``object.__reduce_ex__`` pickles ``t``'s
     instances (``obj`` one of them) and ``_default_reduction`` gives what it does, else
     None. Looked at once a class and pickle (a class changed since is looked at again)."""
     try:
@@ -462,7 +469,10 @@ def _default_layout(obj: Any, t: type) -> tuple[bool, tuple[str, ...]] | None:
         slots = copyreg._slotnames(t)  # type: ignore[attr-defined]
         if not all(type(name) is str for name in slots):
             return None
-        layout = (t.__dictoffset__ != 0, tuple(slots))
+        named = sorted(set(slots))  # a slot a subclass declares again is one slot
+        getter = (operator.attrgetter(*named) if named and not _HOOKS.intersection(named)
+                  and all(name.isidentifier() for name in named) else None)
+        layout: _Layout = (t.__dictoffset__ != 0, tuple(slots), tuple(named), getter)
         rv = obj.__reduce_ex__(PROTOCOL)
         if (type(rv) is not tuple or len(rv) != 5 or rv[0] is not _NEWOBJ
                 or type(rv[1]) is not tuple or len(rv[1]) != 1 or rv[1][0] is not t
@@ -497,7 +507,7 @@ def _slot_values(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
-def _default_reduction(t: type, layout: tuple[bool, tuple[str, ...]], obj: Any) -> Any:
+def _default_reduction(t: type, layout: _Layout, obj: Any) -> Any:
     """``object.__reduce_ex__(obj, 5)`` normalised (``_CanonicalPickler``), or None where the
     generic path must answer (a name that is not a str, a hook set on the instance)."""
     state: Any = None
@@ -508,13 +518,44 @@ def _default_reduction(t: type, layout: tuple[bool, tuple[str, ...]], obj: Any) 
             if state is None:
                 return None
     if layout[1]:
-        values = _slot_values(obj, layout[1])
-        if values:
-            items = _attribute_items(values)
-            if items is None:
-                return None
+        items = None
+        if layout[3] is not None:
+            try:
+                got = layout[3](obj)
+            except AttributeError:  # a slot not set: left out, below
+                pass
+            else:  # every slot, by sorted name: what _attribute_items gives, without a dict
+                values = (got,) if len(layout[2]) == 1 else got
+                if not _ATOMS.issuperset(map(type, values)):
+                    values = [v if type(v) in _ATOMS else normalize(v) for v in values]
+                items = (_Dict, tuple(zip(layout[2], values, strict=True)))
+        if items is None:
+            found = _slot_values(obj, layout[1])
+            if found:
+                items = _attribute_items(found)
+                if items is None:
+                    return None
+        if items is not None:
             state = (state, items)
     return (_NEWOBJ, (t,), state, None, None)
+
+
+def _state_array(a: Any) -> Any:
+    """``_reduce_array(a)``, the bytes of a C-contiguous array of numbers viewed by a
+    memoryview (the same bytes, read-only, out of band: the same digest) rather than two
+    numpy views: 2 µs less an array in a state of many."""
+    dtype = a.dtype
+    if a.size and not dtype.hasobject and a.flags.c_contiguous:
+        try:
+            raw = memoryview(a).cast("B")
+        except (TypeError, ValueError, BufferError, NotImplementedError):  # a dtype the
+            pass  # buffer protocol cannot spell (datetime64): numpy's views, below
+        else:
+            if raw.nbytes == a.nbytes:
+                spelled = (dtype.str if dtype.fields is None and dtype.subdtype is None
+                           else str(dtype.descr))
+                return (_Array, (spelled, a.shape, pickle.PickleBuffer(raw.toreadonly())))
+    return _reduce_array(a)
 
 
 def _attribute_items(attributes: dict[str, Any]) -> Any:
