@@ -1232,7 +1232,9 @@ def _held(value: Any, whole: bool = False) -> list[Any]:
                 continue
             if isinstance(child, _ROUTINES):
                 continue
-            if is_user_module(kind.__module__) and kind not in _CONTAINERS:
+            if id(kind) not in visited and is_user_module(kind.__module__) and (
+                    kind not in _CONTAINERS):
+                visited.add(id(kind))  # once: 10,000 instances of a class are one class
                 found.append(kind)  # an instance of the user's class: its class's code
             if depth < _HELD_DEPTH:
                 stack.append((child, depth + 1))
