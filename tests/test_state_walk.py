@@ -193,3 +193,35 @@ def test_the_walk_of_a_global_lists_a_class_once_for_all_its_instances() -> None
     found = _identity._held([helper, Plain(1), Plain, Record(1), Record(2)])
     assert len(found) == 3
     assert set(found) == {helper, Plain, Record}
+
+
+NESTED = '''
+import sys
+sys.path.insert(0, sys.argv[1])
+from memojar import _keys
+import nested_state
+if sys.argv[2] == "met before":
+    _keys.state_key([nested_state.WithConfig()])
+print(_keys.state_key(nested_state.ITEMS))
+'''
+
+
+def test_a_state_met_inside_a_state_leaves_the_outer_one_as_it_was(tmp_path: Path) -> None:
+    """A class met first inside a global's state, whose method has a default of the
+    user's class (digested then, a state inside the state): the classes after it are
+    digested as before it. Before, the inner digest ended the outer one's state mode, so
+    ``ITEMS``' digest differed between a process that had met ``WithConfig`` before and
+    one that had not (a miss in every other process)."""
+    (tmp_path / "nested_state.py").write_text(
+        "class Config:\n"
+        "    def __init__(self):\n"
+        "        self.scale = 1\n"
+        "class WithConfig:\n"
+        "    def run(self, config=Config()):\n"
+        "        return config\n"
+        "class After:\n"
+        "    def run(self):\n"
+        "        return 2\n"
+        "ITEMS = [WithConfig(), After()]\n")
+    assert (run_python(NESTED, str(tmp_path), "first here")
+            == run_python(NESTED, str(tmp_path), "met before"))

@@ -863,13 +863,17 @@ def state_key(value: Any) -> str | None:
             raise _TooLarge
         buffers.append(buffer)
 
+    # Set back, not cleared: a state met inside another's pickle (a class's method's
+    # default, digested when the class is first met) must leave the outer one in state
+    # mode, or the classes after it were keyed as arguments and not noted as met.
+    previous = _limits.state
     _limits.state = True
     try:
         _dump(normalize((value,)), take, digest, state=True)
     except _TooLarge:
         return None
     finally:
-        _limits.state = False
+        _limits.state = previous
     for buf in buffers:
         try:
             raw = buf.raw()
