@@ -579,6 +579,23 @@ def test_usage_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.Captu
     assert one_line(err).startswith("memojar: ")
 
 
+@pytest.mark.parametrize("argv", [["--dir", "", "clear", "--yes"], ["clear", "--dir", " ", "--yes"],
+                                  ["--dir", "", "info"]], ids=["before", "after", "info"])
+def test_empty_dir_is_a_usage_error_not_the_default_cache(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    # --dir '' (an unset $CACHE in `memojar --dir "$CACHE" clear --yes`) was the default
+    # cache, and cleared it.
+    default = tmp_path / "default"
+    fill(default)
+    monkeypatch.setenv("MEMOJAR_DIR", str(default))
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert one_line(err).startswith("memojar: --dir is empty")
+    assert len(list(Cache(default).entries())) == 5
+
+
 def test_version(capsys: pytest.CaptureFixture[str]):
     import memojar
 

@@ -675,6 +675,11 @@ def execute(
     if args.command is None:
         raise CliError(f"missing command: ls, info, clear or prune (see '{prog} --help')",
                        EXIT_USAGE)
+    if args.dir is not None and not args.dir.strip():
+        # Not the default cache: `memojar --dir "$CACHE" clear --yes` with $CACHE unset
+        # would clear the wrong one.
+        raise CliError(f"--dir is empty: pass a cache directory or URL, or leave --dir out "
+                       f"for the default (see '{prog} --help')", EXIT_USAGE)
     clears_all = (args.command == "clear" and not args.functions and not args.yes
                   and not args.dry_run)
     if not clears_all:
