@@ -176,11 +176,15 @@ def test_bad_arguments_create_no_directory(tmp_path: Path) -> None:
 # --- options given None, the wrong type or an empty value ---------------------------------
 
 @pytest.mark.parametrize("option", ["ignore", "files"])
-def test_names_option_of_none_names_the_option(cache_dir: Path, option: str) -> None:
-    # It said "'NoneType' object is not iterable", naming no argument.
-    with pytest.raises(TypeError, match=rf"{option}= takes parameter names .* not NoneType; "
-                                        r"pass \(\) for none"):
-        cached(cache_dir=cache_dir, **{option: None})  # type: ignore[arg-type]
+@pytest.mark.parametrize("value", [None, b"x", 3], ids=repr)
+def test_names_option_of_another_type_names_the_option(
+    cache_dir: Path, option: str, value: Any
+) -> None:
+    # None said "'NoneType' object is not iterable", naming no argument; b"x" said
+    # "takes parameter names (str), got 120" (its first byte).
+    with pytest.raises(TypeError, match=rf"{option}= takes parameter names .* not "
+                                        rf"{type(value).__name__}; pass \(\) for none"):
+        cached(cache_dir=cache_dir, **{option: value})
 
 
 def test_files_naming_an_ignored_parameter(cache_dir: Path) -> None:

@@ -1012,6 +1012,8 @@ def _location(directory: str | os.PathLike[str] | None, option: str) -> str | No
 
 def _ignore(ignore: Iterable[str] | str, option: str = "ignore") -> tuple[str, ...]:
     try:
+        if isinstance(ignore, (bytes, bytearray)):  # iterates as ints: "got 120"
+            raise TypeError
         names = (ignore,) if isinstance(ignore, str) else tuple(ignore)
     except TypeError:
         raise TypeError(
