@@ -334,7 +334,8 @@ def test_clear_older_than_nothing_old(cache_dir: Path, capsys: pytest.CaptureFix
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1w", 604800), ("1.5h", 5400)],
+    [("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1w", 604800), ("1.5h", 5400),
+     ("2H", 7200), ("7D", 604800)],
 )
 def test_parse_duration(text: str, seconds: float):
     assert _cli.parse_duration(text) == seconds
@@ -362,7 +363,7 @@ def test_a_fractional_duration_cuts_off_where_typed(cache_dir: Path):
     assert count(cache_dir) == 3
 
 
-@pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", ""])
+@pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", "", "6M", "1.5 M"])
 def test_bad_duration_is_a_usage_error(
     bad: str, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ):

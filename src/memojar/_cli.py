@@ -121,6 +121,13 @@ def parse_duration(text: str) -> Duration:
     """Seconds in ``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or ``"1w"``, as a ``Duration``
     that prints as typed (``str(parse_duration("1.5h")) == "1.5h"``)."""
     match = _DURATION.fullmatch(text.strip().lower())
+    if match is not None and match[2] == "m" and text.strip().endswith("M"):
+        # Not minutes: "6M" is read as months (as by pandas and ISO 8601) as often, and a
+        # clear of everything older than 6 minutes cannot be undone.
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: M is not a unit (minutes are m; for months, count "
+            "days: 180d)"
+        )
     if match is None:
         raise argparse.ArgumentTypeError(
             f"invalid duration {text!r}: use a number and a unit s, m, h, d or w "
