@@ -505,7 +505,10 @@ class Cache:
         """
         memo = getattr(function, "__memojar__", None)
         if isinstance(memo, _Memo):
-            return memo.clear()
+            # A function of another cache: its entries in this one (before, the other
+            # cache's were removed, and counted as this one's).
+            return memo.clear(None if memo.store.location == self.store.location
+                              else self.store)
         name = _function_name(function)
         return self.store.remove(list(self.store.scan(name, heads=False)))
 

@@ -1343,11 +1343,13 @@ class _Memo:
                  "and replace them in turn. Give every process sharing this cache the same "
                  "secret")
 
-    def clear(self) -> int:
-        """Remove the entries this function can read (of its scope, and of this Python)."""
+    def clear(self, store: Store | None = None) -> int:
+        """Remove the entries this function can read (of its scope, and of this Python), from
+        its own store or the one given (``Cache.clear`` of another cache)."""
+        store = self.store if store is None else store
         try:
-            return self.store.remove([
-                stored for stored in self.store.scan(self.name)
+            return store.remove([
+                stored for stored in store.scan(self.name)
                 if (header := header_of(stored)) is not None and header.function == self.name
                 and header.scope == self.scope and header.python == _entry.PYTHON
             ])
