@@ -171,3 +171,89 @@ def test_bad_arguments_create_no_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         Cache(target, max_size=0)
     assert not target.exists()
+
+
+# --- options given None, the wrong type or an empty value ---------------------------------
+
+@pytest.mark.parametrize("option", ["ignore", "files"])
+@pytest.mark.parametrize("value", [None, b"x", 3], ids=repr)
+def test_names_option_of_another_type_names_the_option(
+    cache_dir: Path, option: str, value: Any
+) -> None:
+    # None said "'NoneType' object is not iterable", naming no argument; b"x" said
+    # "takes parameter names (str), got 120" (its first byte).
+    with pytest.raises(TypeError, match=rf"{option}= takes parameter names .* not "
+                                        rf"{type(value).__name__}; pass \(\) for none"):
+        cached(cache_dir=cache_dir, **{option: value})
+
+
+def test_files_naming_an_ignored_parameter(cache_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"files= names 'x', which is not a parameter of "
+                                         r".*f \(or is in ignore=\); its keyed parameters: y"):
+        cached(cache_dir=cache_dir, files=("x",), ignore=("x",))(f)
+
+
+@pytest.mark.parametrize("make", [lambda v: cached(cache_dir=v), lambda v: Cache(v)],
+                         ids=["cache_dir", "directory"])
+@pytest.mark.parametrize("value", [123, 1.5, ["/tmp/x"]], ids=repr)
+def test_location_of_another_type_names_the_argument(make: Any, value: Any) -> None:
+    # It said "expected str, bytes or os.PathLike object, not int".
+    with pytest.raises(TypeError, match=r"(cache_dir|directory)= must be a directory path "
+                                        r"\(str or os.PathLike\) or a URL"):
+        make(value)
+
+
+@pytest.mark.parametrize("make", [lambda v: cached(cache_dir=v), lambda v: Cache(v)],
+                         ids=["cache_dir", "directory"])
+def test_empty_location_is_an_error_not_the_working_directory(
+    make: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # '' was the current directory (abspath('')), refused as a folder memojar did not create
+    # with a message about that folder rather than about the empty argument.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"(cache_dir|directory)= is an empty path"):
+        make("")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bytes_location_is_a_path(tmp_path: Path) -> None:
+    # A bytes path failed deep inside ("cannot use a string pattern on a bytes-like object").
+    target = tmp_path / "c"
+    g = cached(cache_dir=bytes(target))(f)
+    assert g(1) == 2 and g.cache_info().entries == 1
+    assert Cache(bytes(target)).directory == str(target)
+
+
+@pytest.mark.parametrize("function", [123, 1.5, b"mod.f"], ids=repr)
+def test_clear_and_entries_of_something_not_a_function(cache_dir: Path, function: Any) -> None:
+    # cache.clear(123) returned 0 and entries(123) yielded nothing, silently.
+    cache = Cache(cache_dir)
+    cache.cached(f)(1)
+    with pytest.raises(TypeError, match=r"function= takes a 'module.qualname' str or a "
+                                        r"function decorated with @cached"):
+        cache.clear(function)
+    with pytest.raises(TypeError, match=r"function= takes"):
+        list(cache.entries(function))
+    assert len(list(cache.entries())) == 1
+
+
+def test_empty_package_name_in_depends_on(cache_dir: Path) -> None:
+    # importlib.metadata's "A distribution name is required." named no argument.
+    with pytest.raises(ValueError, match=r"depends_on\[1\] is an empty package name"):
+        cached(cache_dir=cache_dir, depends_on=("filelock", ""))(f)
+
+
+@pytest.mark.parametrize("option", ["ttl", "stale_while_revalidate", "min_compute_time"])
+def test_an_int_too_large_for_a_float(cache_dir: Path, option: str) -> None:
+    # float(10**400) raised OverflowError("int too large to convert to float").
+    kwargs: dict[str, Any] = {option: 10**400}
+    if option == "stale_while_revalidate":
+        kwargs["ttl"] = 60
+    with pytest.raises(ValueError, match=rf"{option}= must be a"):
+        cached(cache_dir=cache_dir, **kwargs)
+
+
+def test_lock_timeout_too_large_for_a_float_waits_as_long_as_it_takes(cache_dir: Path) -> None:
+    import math
+
+    assert Cache(cache_dir, lock_timeout=10**400).lock_timeout == math.inf

@@ -104,6 +104,25 @@ def test_clear_one_function_by_the_decorated_function(cache_dir: Path) -> None:
     assert not g.cache_contains(2)
 
 
+def test_clear_of_a_function_of_another_cache_clears_this_one(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    # a.clear(fb) removed b's entries (fb's own cache) and left a's: it asked fb's memo
+    # to clear itself, whatever cache it belongs to.
+    def load(x: int) -> int:
+        return x
+
+    a, b = Cache(cache_dir), Cache(tmp_path / "other")
+    fa, fb = a.cached(load), b.cached(load)
+    fa(1)
+    fb(1)
+    fb(2)
+    assert a.clear(fb) == 1
+    assert list(a.entries()) == []
+    assert fb.cache_contains(1) and fb.cache_contains(2)
+    assert b.clear(fb) == 2
+
+
 @pytest.mark.file_only("it looks at the entry files")
 def test_clear_of_an_unknown_function_removes_nothing(cache_dir: Path) -> None:
     cache = Cache(cache_dir)

@@ -334,7 +334,8 @@ def test_clear_older_than_nothing_old(cache_dir: Path, capsys: pytest.CaptureFix
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1w", 604800), ("1.5h", 5400)],
+    [("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1w", 604800), ("1.5h", 5400),
+     ("2H", 7200), ("7D", 604800)],
 )
 def test_parse_duration(text: str, seconds: float):
     assert _cli.parse_duration(text) == seconds
@@ -362,7 +363,7 @@ def test_a_fractional_duration_cuts_off_where_typed(cache_dir: Path):
     assert count(cache_dir) == 3
 
 
-@pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", ""])
+@pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", "", "6M", "1.5 M"])
 def test_bad_duration_is_a_usage_error(
     bad: str, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ):
@@ -577,6 +578,23 @@ def test_usage_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.Captu
     code, out, err = cli(capsys, *argv)
     assert code == 2 and out == ""
     assert one_line(err).startswith("memojar: ")
+
+
+@pytest.mark.parametrize("argv", [["--dir", "", "clear", "--yes"], ["clear", "--dir", " ", "--yes"],
+                                  ["--dir", "", "info"]], ids=["before", "after", "info"])
+def test_empty_dir_is_a_usage_error_not_the_default_cache(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    # --dir '' (an unset $CACHE in `memojar --dir "$CACHE" clear --yes`) was the default
+    # cache, and cleared it.
+    default = tmp_path / "default"
+    fill(default)
+    monkeypatch.setenv("MEMOJAR_DIR", str(default))
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert one_line(err).startswith("memojar: --dir is empty")
+    assert len(list(Cache(default).entries())) == 5
 
 
 def test_version(capsys: pytest.CaptureFixture[str]):

@@ -7,6 +7,7 @@ import threading
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -319,6 +320,36 @@ def test_unpicklable_argument_computes_nothing(cache_dir: Path) -> None:
         f(threading.Lock())
     assert calls == []
 
+
+
+class _RefusesPickling:
+    def __reduce__(self) -> Any:
+        raise RuntimeError("this handle is closed")
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: __import__("ctypes").pointer(__import__("ctypes").c_int(1)),
+             _RefusesPickling],
+    ids=["ctypes-pointer-ValueError", "reduce-raises-RuntimeError"],
+)
+def test_argument_whose_pickling_raises_another_error_is_a_type_error_too(
+    cache_dir: Path, make: Any
+) -> None:
+    # Only PicklingError, TypeError and AttributeError were turned into the TypeError naming
+    # the parameter: a ctypes pointer's ValueError ("ctypes objects containing pointers
+    # cannot be pickled") or a __reduce__'s own error reached the caller bare.
+    calls = []
+
+    @cached(cache_dir=cache_dir)
+    def f(x, handle):
+        calls.append(x)
+        return x
+
+    with pytest.raises(TypeError, match=r"argument 'handle' of .*f cannot be pickled .*"
+                                        r"ignore=\('handle',\)") as info:
+        f(1, make())
+    assert isinstance(info.value.__cause__, (ValueError, RuntimeError))
+    assert calls == []
 
 # --- hypothesis ---------------------------------------------------------------------------
 

@@ -358,7 +358,7 @@ class Cache:
         self.lock_timeout: float = _lock_timeout(lock_timeout)
         self.secret: bytes | None = _secret(secret)
         if store is None:
-            location = os.fspath(directory) if directory is not None else default_directory()
+            location = _location(directory, "directory") or default_directory()
             store = open_store(location, max_size, signed=self.secret is not None,
                                secret=self.secret)
         else:
@@ -505,7 +505,10 @@ class Cache:
         """
         memo = getattr(function, "__memojar__", None)
         if isinstance(memo, _Memo):
-            return memo.clear()
+            # A function of another cache: its entries in this one (before, the other
+            # cache's were removed, and counted as this one's).
+            return memo.clear(None if memo.store.location == self.store.location
+                              else self.store)
         name = _function_name(function)
         return self.store.remove(list(self.store.scan(name, heads=False)))
 
@@ -853,7 +856,7 @@ def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
     Paths are normalised first (``"c"``, ``"./c"``, ``"~/c"`` and their absolute path are one
     cache, so their counters add up); URLs are taken as they are.
     """
-    location = os.fspath(cache_dir) if cache_dir is not None else default_directory()
+    location = _location(cache_dir, "cache_dir") or default_directory()
     if "://" not in location:
         location = os.path.abspath(os.path.expanduser(location))
     with _caches_lock:
@@ -938,7 +941,7 @@ def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
     if ttl is None:
         return None
     if isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-        seconds = float(ttl)
+        seconds = _seconds(ttl)
     else:
         import datetime as dt  # imported already if ttl is a timedelta
 
@@ -960,11 +963,20 @@ def _min_compute_time(seconds: float | None) -> float | None:
         raise TypeError(
             f"min_compute_time= must be seconds (int or float), not {type(seconds).__name__}"
         )
-    if not (seconds >= 0 and math.isfinite(seconds)):
+    if not (seconds >= 0 and math.isfinite(_seconds(seconds))):
         raise ValueError(
             f"min_compute_time= must be a finite number of seconds >= 0, got {seconds!r}"
         )
     return float(seconds)
+
+
+def _seconds(number: float) -> float:
+    """``float(number)``, with an int too large for a float as infinity (an error of its
+    own, ``OverflowError``, that names no argument)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
 
 
 def _memory(memory: int | None) -> int | None:
@@ -979,8 +991,38 @@ def _memory(memory: int | None) -> int | None:
     return memory
 
 
+def _location(directory: str | os.PathLike[str] | None, option: str) -> str | None:
+    """The cache location given as ``option`` (a path or URL), as a str; None for the
+    default. A bytes path is decoded as ``os`` would."""
+    if directory is None:
+        return None
+    try:
+        location = os.fspath(directory)
+    except TypeError:
+        raise TypeError(
+            f"{option}= must be a directory path (str or os.PathLike) or a URL "
+            f"(redis://, s3://), not {type(directory).__name__}"
+        ) from None
+    if isinstance(location, bytes):
+        location = os.fsdecode(location)
+    if not location:
+        raise ValueError(
+            f"{option}= is an empty path: pass a directory (memojar creates it if missing), "
+            "or None for the default ($MEMOJAR_DIR, else the user cache directory)"
+        )
+    return location
+
+
 def _ignore(ignore: Iterable[str] | str, option: str = "ignore") -> tuple[str, ...]:
-    names = (ignore,) if isinstance(ignore, str) else tuple(ignore)
+    try:
+        if isinstance(ignore, (bytes, bytearray)):  # iterates as ints: "got 120"
+            raise TypeError
+        names = (ignore,) if isinstance(ignore, str) else tuple(ignore)
+    except TypeError:
+        raise TypeError(
+            f"{option}= takes parameter names (a str, or a tuple of str), not "
+            f"{type(ignore).__name__}; pass () for none"
+        ) from None
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"{option}= takes parameter names (str), got {name!r}")
@@ -997,7 +1039,7 @@ def _lock_timeout(timeout: float) -> float:
             f"lock_timeout= must be zero or more seconds (math.inf to wait as long as it "
             f"takes), got {timeout!r}"
         )
-    return float(timeout)
+    return _seconds(timeout)
 
 
 def _secret(secret: bytes | str | None) -> bytes | None:
@@ -1017,6 +1059,11 @@ def _secret(secret: bytes | str | None) -> bytes | None:
 def _function_name(function: str | Callable[..., Any] | None) -> str | None:
     if function is None or isinstance(function, str):
         return function
+    if not callable(function):
+        raise TypeError(
+            f"function= takes a 'module.qualname' str or a function decorated with @cached, "
+            f"not {type(function).__name__} ({function!r})"
+        )
     memo: _Memo | None = getattr(function, "__memojar__", None)
     if memo is None:
         from ._identity import function_name

@@ -121,6 +121,13 @@ def parse_duration(text: str) -> Duration:
     """Seconds in ``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or ``"1w"``, as a ``Duration``
     that prints as typed (``str(parse_duration("1.5h")) == "1.5h"``)."""
     match = _DURATION.fullmatch(text.strip().lower())
+    if match is not None and match[2] == "m" and text.strip().endswith("M"):
+        # Not minutes: "6M" is read as months (as by pandas and ISO 8601) as often, and a
+        # clear of everything older than 6 minutes cannot be undone.
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: M is not a unit (minutes are m; for months, count "
+            "days: 180d)"
+        )
     if match is None:
         raise argparse.ArgumentTypeError(
             f"invalid duration {text!r}: use a number and a unit s, m, h, d or w "
@@ -675,6 +682,11 @@ def execute(
     if args.command is None:
         raise CliError(f"missing command: ls, info, clear or prune (see '{prog} --help')",
                        EXIT_USAGE)
+    if args.dir is not None and not args.dir.strip():
+        # Not the default cache: `memojar --dir "$CACHE" clear --yes` with $CACHE unset
+        # would clear the wrong one.
+        raise CliError(f"--dir is empty: pass a cache directory or URL, or leave --dir out "
+                       f"for the default (see '{prog} --help')", EXIT_USAGE)
     clears_all = (args.command == "clear" and not args.functions and not args.yes
                   and not args.dry_run)
     if not clears_all:

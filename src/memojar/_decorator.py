@@ -12,7 +12,6 @@ import functools
 import itertools
 import math
 import os
-import pickle
 import sys
 import threading
 import time
@@ -528,7 +527,9 @@ class _Memo:
     def make_key(self, values: _Args) -> str:
         try:
             return make_key(values, self.seed)
-        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+        # Any exception of pickling: a value that cannot be pickled may raise anything from
+        # its __reduce__ (ctypes pointers raise ValueError, a closed handle its own error).
+        except Exception as exc:
             if isinstance(exc, RecursionError) and (_near_recursion_limit()
                                                    or key_reentered(exc)):
                 raise  # the caller's own recursion ran out of stack, not a deep argument
@@ -1342,11 +1343,13 @@ class _Memo:
                  "and replace them in turn. Give every process sharing this cache the same "
                  "secret")
 
-    def clear(self) -> int:
-        """Remove the entries this function can read (of its scope, and of this Python)."""
+    def clear(self, store: Store | None = None) -> int:
+        """Remove the entries this function can read (of its scope, and of this Python), from
+        its own store or the one given (``Cache.clear`` of another cache)."""
+        store = self.store if store is None else store
         try:
-            return self.store.remove([
-                stored for stored in self.store.scan(self.name)
+            return store.remove([
+                stored for stored in store.scan(self.name)
                 if (header := header_of(stored)) is not None and header.function == self.name
                 and header.scope == self.scope and header.python == _entry.PYTHON
             ])
@@ -1413,7 +1416,7 @@ class _Memo:
         for name, value in zip(names, values, strict=False):  # a message: never raise here
             try:
                 make_key((value,))
-            except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as inner:
+            except Exception as inner:  # noqa: BLE001 - as make_key: whatever pickling raises
                 return TypeError(
                     f"argument {name!r} of {qualname} cannot be pickled to make the cache "
                     f"key ({type(inner).__name__}: {inner}); leave it out with "

@@ -49,6 +49,11 @@ def depends_on_rows(depends_on: Any) -> tuple[list[Row], list[Any]]:
     callables: list[Any] = []
     for at, item in enumerate(items):
         if isinstance(item, str):
+            if not item.strip():
+                raise ValueError(
+                    f"depends_on[{at}] is an empty package name: name an installed "
+                    "distribution (depends_on=('numpy',)), or leave it out"
+                )
             rows.append(("package", item, _package_version(item)))
         elif callable(item):
             callables.append(item)
@@ -114,8 +119,10 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
     unknown = [name for name in files if name not in names]
     if unknown:
         raise ValueError(
-            f"files= names {', '.join(map(repr, unknown))}, which {owner} has no such "
-            f"parameter (or it is ignored); its parameters: {', '.join(names)}"
+            f"files= names {', '.join(map(repr, unknown))}, which "
+            f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
+            f"{owner} (or {'is' if len(unknown) == 1 else 'are'} in ignore=); its keyed "
+            f"parameters: {', '.join(names) or 'none'}"
         )
     at = tuple(names.index(name) for name in files)
 
