@@ -351,6 +351,30 @@ def test_argument_whose_pickling_raises_another_error_is_a_type_error_too(
     assert isinstance(info.value.__cause__, (ValueError, RuntimeError))
     assert calls == []
 
+
+class _Interrupted:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __reduce__(self) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [TimeoutError("the caller's alarm"), MemoryError()],
+                         ids=["signal-handler-TimeoutError", "MemoryError"])
+def test_an_error_not_of_the_argument_while_keying_reaches_the_caller_as_it_is(
+    cache_dir: Path, error: BaseException
+) -> None:
+    # The caller's SIGALRM handler raising TimeoutError while a big argument is pickled,
+    # or memory running out, is no "cannot be pickled" TypeError: it propagates untouched.
+    @cached(cache_dir=cache_dir)
+    def f(x):
+        return x
+
+    with pytest.raises(type(error)) as info:
+        f(_Interrupted(error))
+    assert info.value is error
+
 # --- hypothesis ---------------------------------------------------------------------------
 
 atoms = st.one_of(

@@ -533,6 +533,9 @@ class _Memo:
             if isinstance(exc, RecursionError) and (_near_recursion_limit()
                                                    or key_reentered(exc)):
                 raise  # the caller's own recursion ran out of stack, not a deep argument
+            if isinstance(exc, MemoryError) or (isinstance(exc, OSError)
+                                                and exc.errno is None):
+                raise  # out of memory, or the caller's signal handler (a TimeoutError)
             raise self._unpicklable(values, exc) from exc
 
     def get(self, key: str, call: _Args | None = None) -> Any:
