@@ -150,11 +150,17 @@ _MACHINE = xxhash.xxh3_64_hexdigest(
     b"\0".join([socket.gethostname().encode(), _boot_id(), _pid_namespace()]))[:6]
 _HOST = _MACHINE + _process_tag(_started(os.getpid()) or b"")
 # The names memojar writes, and so the only ones it deletes.
-_ENTRY = re.compile(r"[0-9a-f]+\.(?:pkl|mj)")  # SUFFIX, OLD_SUFFIX
+# A key is 32 hex digits (xxh3-128) and its shard its first two: a user's file of another
+# name (``results/01/0042.pkl``) is never listed, judged unreadable and deleted.
+_ENTRY = re.compile(r"[0-9a-f]{32}\.(?:pkl|mj)")  # SUFFIX, OLD_SUFFIX
 _SHARD = re.compile(r"[0-9a-f]{2}")
-_KEY_LOCK = re.compile(r"[0-9a-f]+\.lock")
+_KEY_LOCK = re.compile(r"[0-9a-f]{32}\.lock")
+# What ``function_dir`` names a folder: ``module.qualname`` (a dot, never first), or a
+# name with 8 hex digits of a hash. Only such a folder's lock file, note and empty shards
+# are removed, and it when empty: a folder ``data/`` of the user's is left as it is.
+_FUNCTION_DIR = re.compile(r"[^.].*\..*|.*-[0-9a-f]{8}", re.DOTALL)
 _TEMP = re.compile(
-    r"(?P<base>[0-9a-f]+\.(?:pkl|mj)|\.swept|\.gen|\.size|\.stats|CACHEDIR\.TAG|\.gitignore)"
+    r"(?P<base>[0-9a-f]{32}\.(?:pkl|mj)|\.swept|\.gen|\.size|\.stats|CACHEDIR\.TAG|\.gitignore)"
     r"\.(?P<pid>[0-9]+)(?:-(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp"
     r"|\.size\.(?P<oldpid>[0-9]+)\.tmp"  # the ledger's temporary file before 2026-11
 )
@@ -1114,7 +1120,7 @@ class FileStore(Store):
         for name, _, shard, sfd, files in self._shards(function):
             mixed = name == legacy
             for file in files:
-                if not _ENTRY.fullmatch(file):
+                if not _is_entry(file, shard):
                     continue
                 try:
                     if heads or mixed:
@@ -1156,7 +1162,7 @@ class FileStore(Store):
     def _entry_rel(self, path: str) -> list[str] | None:
         """[function dir, shard, file name] of an entry file of this cache, else None."""
         rel = os.path.relpath(path, self.root).split(os.sep)
-        if len(rel) != 3 or rel[0] in ("..", ".") or not _ENTRY.fullmatch(rel[2]):
+        if len(rel) != 3 or rel[0] in ("..", ".") or not _is_entry(rel[2], rel[1]):
             return None  # not an entry of this cache: never read nor deleted
         return rel
 
@@ -1208,6 +1214,7 @@ class FileStore(Store):
                 ffd = _open_dir(name, root_fd)
                 if ffd is None:
                     continue
+                ours = _FUNCTION_DIR.fullmatch(name) is not None
                 try:
                     removed += _remove_orphans(ffd, now)  # the note's
                     for shard in _subdirs(ffd):
@@ -1217,19 +1224,21 @@ class FileStore(Store):
                         try:
                             removed += _remove_orphans(sfd, now)
                             for file in _listdir(sfd):
-                                if _KEY_LOCK.fullmatch(file):
+                                if _KEY_LOCK.fullmatch(file) and file[:2] == shard:
                                     remove_if_idle(file, sfd)
                         finally:
                             os.close(sfd)
-                        if _SHARD.fullmatch(shard):
+                        if ours and _SHARD.fullmatch(shard):
                             _rmdir_if_empty(shard, ffd)
-                    remove_if_idle(LOCK_FILE, ffd)
-                    if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: the note goes too
-                        _unlink(NOTE_FILE, ffd)
+                    if ours:
+                        remove_if_idle(LOCK_FILE, ffd)
+                        if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: nor the note
+                            _unlink(NOTE_FILE, ffd)
                     # A generation stamp (GEN_FILE) stays: a process may have it mapped.
                 finally:
                     os.close(ffd)
-                _rmdir_if_empty(name, root_fd)
+                if ours:
+                    _rmdir_if_empty(name, root_fd)
         finally:
             os.close(root_fd)
         if self.max_size is not None and not self._anothers():
@@ -1255,7 +1264,7 @@ class FileStore(Store):
                 if match is not None:
                     if not (_orphaned(match, st, now) and _unlink(file, sfd)):
                         temps += st.st_size
-                elif _ENTRY.fullmatch(file):
+                elif _is_entry(file, shard):
                     entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
                                                _used(st), b"",
                                                os.path.join(self.root, name, shard, file)))
@@ -1599,6 +1608,11 @@ def _used(st: os.stat_result) -> float:
     times (an entry is never written in place, so its modification time is free for it);
     FAT keeps no access time, and a file system mounted ``noatime`` may drop it."""
     return max(st.st_atime, st.st_mtime)
+
+
+def _is_entry(name: str, shard: str) -> bool:
+    """``name`` is an entry's file name, in the shard its key names."""
+    return name[:2] == shard and _ENTRY.fullmatch(name) is not None
 
 
 def _named(head: bytes) -> str | None:

@@ -571,6 +571,41 @@ def test_prune_deletes_only_names_memojar_writes(tmp_path: Path) -> None:
     assert (root / "mine.tmp").read_text() == "my file\n"
 
 
+def test_files_of_the_users_at_the_top_of_the_cache_are_left_as_they_are(
+    tmp_path: Path,
+) -> None:
+    """Where memojar's own names sit: a folder of the user's at the top of the cache, files
+    in its subfolders named as shards (``results/01/0042.pkl``, a number, which is hex), its
+    own ``.lock``. Before, ``prune`` judged ``0042.pkl`` an unreadable entry and deleted it,
+    and deleted ``.lock``, ``0042.lock`` and the empty folders ``data/`` and ``mine/ab``."""
+    root = tmp_path / "cache"
+    (tmp_path / "work.py").write_text(MODULE)
+    ok(USE_CACHE.replace("cache.clear()\n", ""), CACHE=str(root), PYTHONPATH=str(tmp_path))
+    (root / "data").mkdir()
+    (root / "mine" / "ab").mkdir(parents=True)
+    (root / "mine" / ".lock").write_text("my lock\n")
+    (root / "mine2").mkdir()
+    (root / "mine2" / ".swept").write_text("my notes\n")
+    (root / "results" / "01").mkdir(parents=True)
+    (root / "results" / "01" / "0042.pkl").write_bytes(b"my model\n")
+    (root / "results" / "01" / "0042.lock").write_bytes(b"")
+    (root / "my.project").mkdir()
+    (root / "my.project" / ".lock").write_text("my lock\n")  # a name like a function's
+    old = time.time() - 7200  # older than any orphan age
+    for path in root.rglob("*"):
+        os.utime(path, (old, old), follow_symlinks=False)
+    before = {name: snapshot(root / name) for name in ("data", "mine", "mine2", "results",
+                                                        "my.project")}
+    ok("import os, memojar\nprint(memojar.Cache(os.environ['CACHE']).prune())",
+       CACHE=str(root))
+    for argv in (["prune"], ["clear", "--yes"], ["prune"]):
+        assert memojar("--dir", str(root), *argv).returncode == 0
+    ok("import os, memojar\nmemojar.Cache(os.environ['CACHE'], max_size=1).prune()",
+       CACHE=str(root))
+    assert {name: snapshot(root / name) for name in before} == before
+    assert [p.name for p in root.rglob("*.pkl")] == ["0042.pkl"]  # only the user's is left
+
+
 # --- 2. symbolic links in the cache ---------------------------------------------------------
 
 FILL = """
