@@ -1293,7 +1293,16 @@ class FileStore(Store):
         return _read_int(os.path.join(self.root, _LEDGER))
 
     def _write_total(self, total: int) -> None:
-        _replace_small(os.path.join(self.root, _LEDGER), str(total).encode())
+        path = os.path.join(self.root, _LEDGER)
+        try:
+            _replace_small(path, str(total).encode())
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # A full disk has no room for the new total, and the old one is wrong now:
+            # removed (which needs no room), so the next use counts the files again. Before,
+            # ``prune`` on a full disk raised here, before evicting what would make room.
+            _unlink(path)
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         by_path = {e.location: e for e in entries}
