@@ -1183,12 +1183,20 @@ class FileStore(Store):
                         continue
                     for file in files:
                         try:
-                            size = os.stat(file, dir_fd=sfd, follow_symlinks=False).st_size
-                        except OSError:
-                            size = 0
-                        if _unlink(file, sfd):
+                            st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
+                        except OSError:  # removed by another process first, unreadable
+                            continue
+                        if not stat.S_ISREG(st.st_mode):
+                            # A folder, link or FIFO put at an entry's name is not an entry:
+                            # left as it is (a folder made ``cache_delete`` raise EISDIR).
+                            continue
+                        try:
+                            gone = _unlink(file, sfd)
+                        except IsADirectoryError:  # a folder made there since the stat
+                            continue
+                        if gone:
                             removed.append(os.path.join(self.root, fdir, shard, file))
-                            self._count(fdir, -1, -size)
+                            self._count(fdir, -1, -st.st_size)
         finally:
             # Memory tiers forget what they held: also when an interrupt (Ctrl-C in
             # ``memojar clear``) or an error ends this part way, after some unlinks.

@@ -762,6 +762,44 @@ def test_a_fifo_never_blocks(tmp_path: Path, where: str) -> None:
         assert memojar("--dir", str(root), *argv).returncode == 0
 
 
+@pytest.mark.parametrize("kind", ["folder", "fifo", "link"])
+def test_what_is_put_at_an_entrys_name_is_not_deleted_as_the_entry(
+    tmp_path: Path, kind: str
+) -> None:
+    """A folder (with a file of the user's), a FIFO or a link at an entry's name:
+    ``cache_delete`` says no entry was removed and leaves it, as ``clear`` and ``prune`` do.
+    Before, a folder there made ``cache_delete`` raise ``IsADirectoryError``, and a FIFO or
+    a link there was deleted as if it were the entry."""
+    import memojar
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    cache = memojar.Cache(tmp_path / "cache", max_size=1_000_000)
+    f = cache.cached(abs)
+    assert f(-1) == 1
+    at = Path(cache.store.path(f.__memojar__.name, f.cache_key(-2)))
+    at.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "folder":
+        at.mkdir()
+        (at / "keep").write_text("mine\n")
+    elif kind == "fifo":
+        os.mkfifo(at)
+    else:
+        at.symlink_to(victim)
+    assert f.cache_contains(-2) is False
+    assert f.cache_delete(-2) is False
+    assert f.cache_delete(-1) is True
+    assert cache.clear() == 0
+    assert cache.prune() == 0
+    if kind == "folder":
+        assert (at / "keep").read_text() == "mine\n"
+    elif kind == "fifo":
+        assert at.is_fifo()
+    else:
+        assert at.is_symlink()
+    assert victim.read_text() == "precious\n"
+
+
 # --- 5. function names a listing could hide -----------------------------------------------
 
 ODD_NAMES = """
