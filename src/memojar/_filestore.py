@@ -867,8 +867,12 @@ class FileStore(Store):
             fd = os.open(gen, _O_READ)
             try:
                 st = os.fstat(fd)
-                if (not stat.S_ISREG(st.st_mode) or st.st_size != 8
-                        or (self._uid is not None and st.st_uid != self._uid)):
+                for _ in range(_LINKED_TRIES):  # made by another process, which is
+                    if st.st_nlink == 1:  # unlinking its temporary name just now
+                        break
+                    time.sleep(0.001)
+                    st = os.fstat(fd)
+                if not _own_stamp(st) or (self._uid is not None and st.st_uid != self._uid):
                     return None
                 return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
             finally:
@@ -891,7 +895,7 @@ class FileStore(Store):
         except OSError:  # no stamp (no memory tier ever used it), or no directory
             return
         try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
+            if _own_stamp(os.fstat(fd)):
                 os.pwrite(fd, os.urandom(8), 0)
         except OSError as exc:
             logger.debug("cannot bump the generation of %s: %s", fdir, exc)
@@ -1681,11 +1685,22 @@ def _rewrite_in_place(path: str, data: bytes) -> None:
     except OSError:
         return
     try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:  # a hard link: someone else's
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
+
+
+_LINKED_TRIES = 20  # a new stamp has its temporary name as a second link for a moment
+
+
+def _own_stamp(st: os.stat_result) -> bool:
+    """A generation stamp memojar made: a regular 8-byte file with no other name. A hard
+    link put there (a file of the user's, or a copy made with ``cp -al``) is never written
+    in place: before, a ``clear`` overwrote its first 8 bytes."""
+    return stat.S_ISREG(st.st_mode) and st.st_size == 8 and st.st_nlink == 1
 
 
 def _no_links(*dirs: str, uid: int | None = None) -> None:

@@ -725,6 +725,36 @@ def test_a_link_planted_at_the_next_temporary_name_is_skipped(
     assert planted.is_symlink()
 
 
+@pytest.mark.parametrize("size", [8, 40])
+def test_a_hard_link_at_the_generation_stamp_is_never_written_in_place(
+    tmp_path: Path, size: int
+) -> None:
+    """A file of the user's hard-linked at a function's ``.gen`` (the stamp a ``clear``
+    rewrites in place for the memory tiers of other processes): a ``clear`` in this process,
+    in another and on the command line leave the file as it was. Before, each rewrote its
+    first 8 bytes."""
+    from memojar import Cache, MemojarWarning
+
+    root = tmp_path / "cache"
+    f = Cache(root).cached(memory=10)(abs)
+    assert f(-1) == 1
+    gen = Path(Cache(root).store.path(f.__memojar__.name, "")).parent / ".gen"
+    assert gen.stat().st_size == 8
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious user data, forty bytes long....."[:size])
+    gen.unlink()
+    os.link(victim, gen)
+    before = victim.read_bytes()
+    with pytest.warns(MemojarWarning, match="generation stamp"):
+        g = Cache(root).cached(memory=10)(abs)  # not its stamp: no memory tier
+        assert g(-2) == 2
+    assert g.cache_clear() == 2
+    assert g(-1) == 1
+    ok("import os, memojar\nmemojar.Cache(os.environ['CACHE']).clear()", CACHE=str(root))
+    assert memojar("--dir", str(root), "clear", "--yes").returncode == 0
+    assert victim.read_bytes() == before
+
+
 # --- 4. FIFOs at the names memojar opens -----------------------------------------------------
 
 FIFO = """
