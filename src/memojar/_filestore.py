@@ -1178,10 +1178,15 @@ class FileStore(Store):
             rel = self._entry_rel(path)
             if rel is not None:
                 by_dir.setdefault((rel[0], rel[1]), []).append(rel[2])
-        touched: set[str] = set()
+        touched = {fdir for fdir, _ in by_dir}
+        # Memory tiers forget what they held before the first unlink as well as after the
+        # last: a process killed (SIGKILL, the OOM killer) between them gets no ``finally``,
+        # and a clear run again finds nothing of what it removed, so bumps nothing. Before,
+        # other processes' memory tiers then returned those removed entries' values for good.
+        for fdir in touched:
+            self._bump(fdir)
         try:
             for (fdir, shard), files in by_dir.items():
-                touched.add(fdir)
                 with _dir_at(self.root, fdir, shard) as sfd:
                     if sfd is None:
                         continue
