@@ -1313,6 +1313,11 @@ class FileStore(Store):
         path = os.path.join(self.root, _LEDGER)
         try:
             _replace_small(path, str(total).encode())
+        except IsADirectoryError:
+            # A folder someone made at the ledger's name: left as it is. With no total to
+            # read (``_read_int``), each use counts the files. Before, every write with
+            # max_size was not stored, and ``prune`` raised.
+            return
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise

@@ -755,6 +755,30 @@ def test_a_hard_link_at_the_generation_stamp_is_never_written_in_place(
     assert victim.read_bytes() == before
 
 
+def test_a_folder_at_the_ledgers_name_is_left_and_max_size_still_holds(tmp_path: Path) -> None:
+    """A folder of the user's at ``.size``, the size ledger's name: writes with ``max_size``
+    are stored and evicted down to it (each counts the files), ``prune`` works, the folder
+    stays. Before, every such write was returned but not stored (``Is a directory``, with
+    a warning) and ``prune`` raised ``IsADirectoryError``."""
+    import warnings
+
+    from memojar import Cache
+
+    root = tmp_path / "cache"
+    assert Cache(root).cached(abs)(-1) == 1
+    (root / ".size").mkdir()
+    (root / ".size" / "keep").write_text("mine\n")
+    cache = Cache(root, max_size=3000)
+    f = cache.cached(lambda i: bytes(500) + bytes([i]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [len(f(i)) for i in range(12)] == [501] * 12
+        assert cache.prune() == 0
+    assert 0 < f.cache_info().entries < 12
+    assert cache.stats().bytes <= 3000
+    assert (root / ".size" / "keep").read_text() == "mine\n"
+
+
 # --- 4. FIFOs at the names memojar opens -----------------------------------------------------
 
 FIFO = """
