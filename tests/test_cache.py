@@ -239,8 +239,10 @@ def test_prune_removes_unreadable_files(cache_dir: Path) -> None:
     f = cache.cached(lambda x: x)
     f(1)
     (path,) = entry_files(cache_dir)
-    (path.parent / (k(7) + ".pkl")).write_bytes(b"garbage, not an entry")
-    (path.parent / (k(8) + ".pkl")).write_bytes(b"")
+    for key, data in ((k(7), b"garbage, not an entry"), (k(8), b"")):
+        shard = path.parent.parent / key[:2]  # where memojar keeps that key's entry
+        shard.mkdir(exist_ok=True)
+        (shard / (key + ".pkl")).write_bytes(data)
     assert cache.prune() == 2
     assert entry_files(cache_dir) == [path]
 

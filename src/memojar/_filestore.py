@@ -150,11 +150,17 @@ _MACHINE = xxhash.xxh3_64_hexdigest(
     b"\0".join([socket.gethostname().encode(), _boot_id(), _pid_namespace()]))[:6]
 _HOST = _MACHINE + _process_tag(_started(os.getpid()) or b"")
 # The names memojar writes, and so the only ones it deletes.
-_ENTRY = re.compile(r"[0-9a-f]+\.(?:pkl|mj)")  # SUFFIX, OLD_SUFFIX
+# A key is 32 hex digits (xxh3-128) and its shard its first two: a user's file of another
+# name (``results/01/0042.pkl``) is never listed, judged unreadable and deleted.
+_ENTRY = re.compile(r"[0-9a-f]{32}\.(?:pkl|mj)")  # SUFFIX, OLD_SUFFIX
 _SHARD = re.compile(r"[0-9a-f]{2}")
-_KEY_LOCK = re.compile(r"[0-9a-f]+\.lock")
+_KEY_LOCK = re.compile(r"[0-9a-f]{32}\.lock")
+# What ``function_dir`` names a folder: ``module.qualname`` (a dot, never first), or a
+# name with 8 hex digits of a hash. Only such a folder's lock file, note and empty shards
+# are removed, and it when empty: a folder ``data/`` of the user's is left as it is.
+_FUNCTION_DIR = re.compile(r"[^.].*\..*|.*-[0-9a-f]{8}", re.DOTALL)
 _TEMP = re.compile(
-    r"(?P<base>[0-9a-f]+\.(?:pkl|mj)|\.swept|\.gen|\.size|\.stats|CACHEDIR\.TAG|\.gitignore)"
+    r"(?P<base>[0-9a-f]{32}\.(?:pkl|mj)|\.swept|\.gen|\.size|\.stats|CACHEDIR\.TAG|\.gitignore)"
     r"\.(?P<pid>[0-9]+)(?:-(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp"
     r"|\.size\.(?P<oldpid>[0-9]+)\.tmp"  # the ledger's temporary file before 2026-11
 )
@@ -861,8 +867,12 @@ class FileStore(Store):
             fd = os.open(gen, _O_READ)
             try:
                 st = os.fstat(fd)
-                if (not stat.S_ISREG(st.st_mode) or st.st_size != 8
-                        or (self._uid is not None and st.st_uid != self._uid)):
+                for _ in range(_LINKED_TRIES):  # made by another process, which is
+                    if st.st_nlink == 1:  # unlinking its temporary name just now
+                        break
+                    time.sleep(0.001)
+                    st = os.fstat(fd)
+                if not _own_stamp(st) or (self._uid is not None and st.st_uid != self._uid):
                     return None
                 return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
             finally:
@@ -885,7 +895,7 @@ class FileStore(Store):
         except OSError:  # no stamp (no memory tier ever used it), or no directory
             return
         try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
+            if _own_stamp(os.fstat(fd)):
                 os.pwrite(fd, os.urandom(8), 0)
         except OSError as exc:
             logger.debug("cannot bump the generation of %s: %s", fdir, exc)
@@ -1114,7 +1124,7 @@ class FileStore(Store):
         for name, _, shard, sfd, files in self._shards(function):
             mixed = name == legacy
             for file in files:
-                if not _ENTRY.fullmatch(file):
+                if not _is_entry(file, shard):
                     continue
                 try:
                     if heads or mixed:
@@ -1156,7 +1166,7 @@ class FileStore(Store):
     def _entry_rel(self, path: str) -> list[str] | None:
         """[function dir, shard, file name] of an entry file of this cache, else None."""
         rel = os.path.relpath(path, self.root).split(os.sep)
-        if len(rel) != 3 or rel[0] in ("..", ".") or not _ENTRY.fullmatch(rel[2]):
+        if len(rel) != 3 or rel[0] in ("..", ".") or not _is_entry(rel[2], rel[1]):
             return None  # not an entry of this cache: never read nor deleted
         return rel
 
@@ -1168,21 +1178,34 @@ class FileStore(Store):
             rel = self._entry_rel(path)
             if rel is not None:
                 by_dir.setdefault((rel[0], rel[1]), []).append(rel[2])
-        touched: set[str] = set()
+        touched = {fdir for fdir, _ in by_dir}
+        # Memory tiers forget what they held before the first unlink as well as after the
+        # last: a process killed (SIGKILL, the OOM killer) between them gets no ``finally``,
+        # and a clear run again finds nothing of what it removed, so bumps nothing. Before,
+        # other processes' memory tiers then returned those removed entries' values for good.
+        for fdir in touched:
+            self._bump(fdir)
         try:
             for (fdir, shard), files in by_dir.items():
-                touched.add(fdir)
                 with _dir_at(self.root, fdir, shard) as sfd:
                     if sfd is None:
                         continue
                     for file in files:
                         try:
-                            size = os.stat(file, dir_fd=sfd, follow_symlinks=False).st_size
-                        except OSError:
-                            size = 0
-                        if _unlink(file, sfd):
+                            st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
+                        except OSError:  # removed by another process first, unreadable
+                            continue
+                        if not stat.S_ISREG(st.st_mode):
+                            # A folder, link or FIFO put at an entry's name is not an entry:
+                            # left as it is (a folder made ``cache_delete`` raise EISDIR).
+                            continue
+                        try:
+                            gone = _unlink(file, sfd)
+                        except IsADirectoryError:  # a folder made there since the stat
+                            continue
+                        if gone:
                             removed.append(os.path.join(self.root, fdir, shard, file))
-                            self._count(fdir, -1, -size)
+                            self._count(fdir, -1, -st.st_size)
         finally:
             # Memory tiers forget what they held: also when an interrupt (Ctrl-C in
             # ``memojar clear``) or an error ends this part way, after some unlinks.
@@ -1208,6 +1231,7 @@ class FileStore(Store):
                 ffd = _open_dir(name, root_fd)
                 if ffd is None:
                     continue
+                ours = _FUNCTION_DIR.fullmatch(name) is not None
                 try:
                     removed += _remove_orphans(ffd, now)  # the note's
                     for shard in _subdirs(ffd):
@@ -1217,19 +1241,21 @@ class FileStore(Store):
                         try:
                             removed += _remove_orphans(sfd, now)
                             for file in _listdir(sfd):
-                                if _KEY_LOCK.fullmatch(file):
+                                if _KEY_LOCK.fullmatch(file) and file[:2] == shard:
                                     remove_if_idle(file, sfd)
                         finally:
                             os.close(sfd)
-                        if _SHARD.fullmatch(shard):
+                        if ours and _SHARD.fullmatch(shard):
                             _rmdir_if_empty(shard, ffd)
-                    remove_if_idle(LOCK_FILE, ffd)
-                    if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: the note goes too
-                        _unlink(NOTE_FILE, ffd)
+                    if ours:
+                        remove_if_idle(LOCK_FILE, ffd)
+                        if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: nor the note
+                            _unlink(NOTE_FILE, ffd)
                     # A generation stamp (GEN_FILE) stays: a process may have it mapped.
                 finally:
                     os.close(ffd)
-                _rmdir_if_empty(name, root_fd)
+                if ours:
+                    _rmdir_if_empty(name, root_fd)
         finally:
             os.close(root_fd)
         if self.max_size is not None and not self._anothers():
@@ -1255,7 +1281,7 @@ class FileStore(Store):
                 if match is not None:
                     if not (_orphaned(match, st, now) and _unlink(file, sfd)):
                         temps += st.st_size
-                elif _ENTRY.fullmatch(file):
+                elif _is_entry(file, shard):
                     entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
                                                _used(st), b"",
                                                os.path.join(self.root, name, shard, file)))
@@ -1284,7 +1310,21 @@ class FileStore(Store):
         return _read_int(os.path.join(self.root, _LEDGER))
 
     def _write_total(self, total: int) -> None:
-        _replace_small(os.path.join(self.root, _LEDGER), str(total).encode())
+        path = os.path.join(self.root, _LEDGER)
+        try:
+            _replace_small(path, str(total).encode())
+        except IsADirectoryError:
+            # A folder someone made at the ledger's name: left as it is. With no total to
+            # read (``_read_int``), each use counts the files. Before, every write with
+            # max_size was not stored, and ``prune`` raised.
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # A full disk has no room for the new total, and the old one is wrong now:
+            # removed (which needs no room), so the next use counts the files again. Before,
+            # ``prune`` on a full disk raised here, before evicting what would make room.
+            _unlink(path)
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         by_path = {e.location: e for e in entries}
@@ -1601,6 +1641,11 @@ def _used(st: os.stat_result) -> float:
     return max(st.st_atime, st.st_mtime)
 
 
+def _is_entry(name: str, shard: str) -> bool:
+    """``name`` is an entry's file name, in the shard its key names."""
+    return name[:2] == shard and _ENTRY.fullmatch(name) is not None
+
+
 def _named(head: bytes) -> str | None:
     """The function an entry's header names; None if it cannot be read."""
     try:
@@ -1650,11 +1695,22 @@ def _rewrite_in_place(path: str, data: bytes) -> None:
     except OSError:
         return
     try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:  # a hard link: someone else's
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
+
+
+_LINKED_TRIES = 20  # a new stamp has its temporary name as a second link for a moment
+
+
+def _own_stamp(st: os.stat_result) -> bool:
+    """A generation stamp memojar made: a regular 8-byte file with no other name. A hard
+    link put there (a file of the user's, or a copy made with ``cp -al``) is never written
+    in place: before, a ``clear`` overwrote its first 8 bytes."""
+    return stat.S_ISREG(st.st_mode) and st.st_size == 8 and st.st_nlink == 1
 
 
 def _no_links(*dirs: str, uid: int | None = None) -> None:

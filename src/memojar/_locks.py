@@ -80,8 +80,9 @@ def remove_if_idle(name: str, dir_fd: int) -> bool:
     except OSError:  # gone, a link (ELOOP), unreadable
         return False
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size:  # memojar's lock files stay empty:
+            return False  # one with content is someone else's (``app.lock``, ``.lock``)
         if _OFD and name == LOCK_FILE:  # byte-range locks: probe the whole file
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
         else:  # filelock's flock

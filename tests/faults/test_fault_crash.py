@@ -181,3 +181,48 @@ def test_kill9_of_lock_holder_releases_a_waiting_caller(tmp_path: Path) -> None:
     assert waited < 10.0  # a lock left held would keep it for lock_timeout (600 s)
     cache = Cache(cache_dir)
     assert len(list(cache.entries())) == 1
+
+
+MEMORY_HOLDER = """
+import os, sys, time
+from memojar import Cache
+computed = []
+f = Cache(os.environ["CACHE"]).cached(memory=10)(lambda x: computed.append(x) or x * 2)
+assert [f(1), f(2), f(1), f(2)] == [2, 4, 2, 4]
+print("held", len(computed), flush=True)
+while not os.path.exists(os.environ["GO"]):
+    time.sleep(0.01)
+assert [f(1), f(2)] == [2, 4]
+print("after", len(computed), flush=True)
+"""
+
+CLEAR_KILLED_AT_FIRST_UNLINK = """
+import os, signal
+from memojar import Cache
+unlink = os.unlink
+def unlink_then_die(path, *args, **kwargs):
+    unlink(path, *args, **kwargs)
+    if str(path).endswith(".pkl"):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.unlink = unlink_then_die
+Cache(os.environ["CACHE"]).clear()
+"""
+
+
+def test_a_clear_killed_after_its_first_unlink_is_seen_by_memory_tiers(tmp_path: Path) -> None:
+    """A process holding results in memory (``memory=``) while ``clear`` in another is
+    killed (SIGKILL) right after removing the first entry: the holder's next call of the
+    removed entry recomputes. Before,
+    the stamp was bumped only after the last unlink, in a ``finally`` that SIGKILL skips:
+    the holder returned the removed entry's value for good, since a clear run again bumps
+    only the folders where it still finds entries."""
+    root, go = tmp_path / "cache", tmp_path / "go"
+    env = {"CACHE": str(root), "GO": str(go)}
+    holder = spawn(MEMORY_HOLDER, **env)
+    assert read_line(holder) == "held 2"
+    killed = spawn(CLEAR_KILLED_AT_FIRST_UNLINK, **env)
+    killed.communicate(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(entry_files(root)) == 1  # one removed, one left
+    go.touch()
+    assert finish(holder) == "after 3\n"  # the removed entry's value is computed again

@@ -571,6 +571,41 @@ def test_prune_deletes_only_names_memojar_writes(tmp_path: Path) -> None:
     assert (root / "mine.tmp").read_text() == "my file\n"
 
 
+def test_files_of_the_users_at_the_top_of_the_cache_are_left_as_they_are(
+    tmp_path: Path,
+) -> None:
+    """Where memojar's own names sit: a folder of the user's at the top of the cache, files
+    in its subfolders named as shards (``results/01/0042.pkl``, a number, which is hex), its
+    own ``.lock``. Before, ``prune`` judged ``0042.pkl`` an unreadable entry and deleted it,
+    and deleted ``.lock``, ``0042.lock`` and the empty folders ``data/`` and ``mine/ab``."""
+    root = tmp_path / "cache"
+    (tmp_path / "work.py").write_text(MODULE)
+    ok(USE_CACHE.replace("cache.clear()\n", ""), CACHE=str(root), PYTHONPATH=str(tmp_path))
+    (root / "data").mkdir()
+    (root / "mine" / "ab").mkdir(parents=True)
+    (root / "mine" / ".lock").write_text("my lock\n")
+    (root / "mine2").mkdir()
+    (root / "mine2" / ".swept").write_text("my notes\n")
+    (root / "results" / "01").mkdir(parents=True)
+    (root / "results" / "01" / "0042.pkl").write_bytes(b"my model\n")
+    (root / "results" / "01" / "0042.lock").write_bytes(b"")
+    (root / "my.project").mkdir()
+    (root / "my.project" / ".lock").write_text("my lock\n")  # a name like a function's
+    old = time.time() - 7200  # older than any orphan age
+    for path in root.rglob("*"):
+        os.utime(path, (old, old), follow_symlinks=False)
+    before = {name: snapshot(root / name) for name in ("data", "mine", "mine2", "results",
+                                                        "my.project")}
+    ok("import os, memojar\nprint(memojar.Cache(os.environ['CACHE']).prune())",
+       CACHE=str(root))
+    for argv in (["prune"], ["clear", "--yes"], ["prune"]):
+        assert memojar("--dir", str(root), *argv).returncode == 0
+    ok("import os, memojar\nmemojar.Cache(os.environ['CACHE'], max_size=1).prune()",
+       CACHE=str(root))
+    assert {name: snapshot(root / name) for name in before} == before
+    assert [p.name for p in root.rglob("*.pkl")] == ["0042.pkl"]  # only the user's is left
+
+
 # --- 2. symbolic links in the cache ---------------------------------------------------------
 
 FILL = """
@@ -690,6 +725,60 @@ def test_a_link_planted_at_the_next_temporary_name_is_skipped(
     assert planted.is_symlink()
 
 
+@pytest.mark.parametrize("size", [8, 40])
+def test_a_hard_link_at_the_generation_stamp_is_never_written_in_place(
+    tmp_path: Path, size: int
+) -> None:
+    """A file of the user's hard-linked at a function's ``.gen`` (the stamp a ``clear``
+    rewrites in place for the memory tiers of other processes): a ``clear`` in this process,
+    in another and on the command line leave the file as it was. Before, each rewrote its
+    first 8 bytes."""
+    from memojar import Cache, MemojarWarning
+
+    root = tmp_path / "cache"
+    f = Cache(root).cached(memory=10)(abs)
+    assert f(-1) == 1
+    gen = Path(Cache(root).store.path(f.__memojar__.name, "")).parent / ".gen"
+    assert gen.stat().st_size == 8
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious user data, forty bytes long....."[:size])
+    gen.unlink()
+    os.link(victim, gen)
+    before = victim.read_bytes()
+    with pytest.warns(MemojarWarning, match="generation stamp"):
+        g = Cache(root).cached(memory=10)(abs)  # not its stamp: no memory tier
+        assert g(-2) == 2
+    assert g.cache_clear() == 2
+    assert g(-1) == 1
+    ok("import os, memojar\nmemojar.Cache(os.environ['CACHE']).clear()", CACHE=str(root))
+    assert memojar("--dir", str(root), "clear", "--yes").returncode == 0
+    assert victim.read_bytes() == before
+
+
+def test_a_folder_at_the_ledgers_name_is_left_and_max_size_still_holds(tmp_path: Path) -> None:
+    """A folder of the user's at ``.size``, the size ledger's name: writes with ``max_size``
+    are stored and evicted down to it (each counts the files), ``prune`` works, the folder
+    stays. Before, every such write was returned but not stored (``Is a directory``, with
+    a warning) and ``prune`` raised ``IsADirectoryError``."""
+    import warnings
+
+    from memojar import Cache
+
+    root = tmp_path / "cache"
+    assert Cache(root).cached(abs)(-1) == 1
+    (root / ".size").mkdir()
+    (root / ".size" / "keep").write_text("mine\n")
+    cache = Cache(root, max_size=3000)
+    f = cache.cached(lambda i: bytes(500) + bytes([i]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [len(f(i)) for i in range(12)] == [501] * 12
+        assert cache.prune() == 0
+    assert 0 < f.cache_info().entries < 12
+    assert cache.stats().bytes <= 3000
+    assert (root / ".size" / "keep").read_text() == "mine\n"
+
+
 # --- 4. FIFOs at the names memojar opens -----------------------------------------------------
 
 FIFO = """
@@ -725,6 +814,44 @@ def test_a_fifo_never_blocks(tmp_path: Path, where: str) -> None:
     assert out.splitlines()[0] == "2 3"
     for argv in (["ls"], ["ls", "builtins.abs"], ["info"], ["prune"]):
         assert memojar("--dir", str(root), *argv).returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "link"])
+def test_what_is_put_at_an_entrys_name_is_not_deleted_as_the_entry(
+    tmp_path: Path, kind: str
+) -> None:
+    """A folder (with a file of the user's), a FIFO or a link at an entry's name:
+    ``cache_delete`` says no entry was removed and leaves it, as ``clear`` and ``prune`` do.
+    Before, a folder there made ``cache_delete`` raise ``IsADirectoryError``, and a FIFO or
+    a link there was deleted as if it were the entry."""
+    import memojar
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    cache = memojar.Cache(tmp_path / "cache", max_size=1_000_000)
+    f = cache.cached(abs)
+    assert f(-1) == 1
+    at = Path(cache.store.path(f.__memojar__.name, f.cache_key(-2)))
+    at.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "folder":
+        at.mkdir()
+        (at / "keep").write_text("mine\n")
+    elif kind == "fifo":
+        os.mkfifo(at)
+    else:
+        at.symlink_to(victim)
+    assert f.cache_contains(-2) is False
+    assert f.cache_delete(-2) is False
+    assert f.cache_delete(-1) is True
+    assert cache.clear() == 0
+    assert cache.prune() == 0
+    if kind == "folder":
+        assert (at / "keep").read_text() == "mine\n"
+    elif kind == "fifo":
+        assert at.is_fifo()
+    else:
+        assert at.is_symlink()
+    assert victim.read_text() == "precious\n"
 
 
 # --- 5. function names a listing could hide -----------------------------------------------

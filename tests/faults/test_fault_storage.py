@@ -247,3 +247,35 @@ def test_a_cache_made_on_a_full_disk_works_once_there_is_room(
     if max_size is not None:
         assert int((root / ".size").read_text()) == sum(
             p.stat().st_size for p in entry_files(root))
+
+
+PRUNE_FULL = """
+import os
+from memojar import Cache
+cache = Cache(os.environ["CACHE"], max_size=int(os.environ["MAX"]))
+print(cache.prune(), len(list(cache.entries())))
+"""
+
+
+def test_prune_on_a_full_disk_evicts_down_to_max_size(small_tmpfs: Path) -> None:
+    """A cache that filled a disk (with the user's files), pruned under a smaller
+    ``max_size`` to make room: the ledger's new total has no room to be written. Before,
+    ``prune`` raised ``OSError: No space left on device`` there, before evicting anything;
+    now the stale total is removed (the next use counts again) and entries are evicted."""
+    root = small_tmpfs / "cache"
+    env = subprocess_env(CACHE=str(root), MAX="600000")
+    fill = FULL_DISK_JOB.replace("for i in (1, 2):", "for i in range(20):")
+    proc = subprocess.run([sys.executable, "-c", fill], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(entry_files(root)) == 20
+    _fill(small_tmpfs, 0)
+    proc = subprocess.run([sys.executable, "-c", PRUNE_FULL], capture_output=True, text=True,
+                          env=subprocess_env(CACHE=str(root), MAX="100000"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    removed, left = map(int, proc.stdout.split())
+    assert removed > 0 and left == len(entry_files(root)) < 20
+    assert sum(p.stat().st_size for p in entry_files(root)) <= 100_000
+    ledger = root / ".size"
+    assert not ledger.exists() or int(ledger.read_text()) == sum(
+        p.stat().st_size for p in entry_files(root))
