@@ -364,3 +364,47 @@ def test_an_error_raised_by_the_unpickling_leaves_no_cycle(tmp_path: Path,
         gc.enable()
         _ARMED.clear()
     assert kept == []
+
+
+A_HANDLER_MAKING_A_CACHE = r"""
+import signal, sys, weakref
+from memojar import Cache, _cache
+
+root = sys.argv[1]
+made, raised = [], []
+
+def handler(signum, frame):
+    made.append(Cache(root + "/in-handler"))  # while the main thread is in ``watch``
+
+class Watched(weakref.WeakSet):
+    def add(self, item):
+        if not raised and signal.getsignal(signal.SIGUSR1) is handler:
+            raised.append(True)
+            signal.raise_signal(signal.SIGUSR1)  # the handler runs here, the lock held
+        super().add(item)
+
+_cache._FLUSHER.caches = Watched(_cache._FLUSHER.caches)
+signal.signal(signal.SIGUSR1, handler)
+Cache(root + "/main")
+signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+_cache._FLUSHER.flush()  # the stats thread's lock is free again
+print("made", len(made), flush=True)
+"""
+
+
+def test_a_signal_handler_making_a_cache_while_one_is_made_does_not_hang(tmp_path: Path
+                                                                          ) -> None:
+    """A signal handler (a timer's, a shutdown's) that makes a ``Cache`` while the main
+    thread is making one: old, the handler waited for ever on the statistics' lock, which
+    the interrupted ``Cache()`` below it held (a plain ``threading.Lock``), and the stats
+    thread and every later ``Cache()`` with it. Seen with a 0.5 ms ``SIGALRM`` timer whose
+    handler made a cache while the main loop made caches: hung within seconds."""
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", A_HANDLER_MAKING_A_CACHE, str(tmp_path)],
+            capture_output=True, text=True, timeout=HANG * 2,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung: the handler waited for the lock its caller held")
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["made", "1"], (child.stdout, child.stderr)
