@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from interrupt_kit import SUPPORTED, Injector, Points, every_point
-from memojar import Cache, _decorator, _filestore
+from memojar import Cache, _decorator, _filestore, _locks
 
 needs_tracing = pytest.mark.skipif(
     not SUPPORTED,
@@ -408,3 +408,56 @@ def test_a_signal_handler_making_a_cache_while_one_is_made_does_not_hang(tmp_pat
         pytest.fail("the process hung: the handler waited for the lock its caller held")
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["made", "1"], (child.stdout, child.stderr)
+
+
+A_HANDLER_CALLING_THE_KEY_BEING_LOCKED = r"""
+import signal, sys, time, warnings
+from memojar import Cache, _locks
+
+how = sys.argv[2]
+f = Cache(sys.argv[1], lock_timeout=5).cached(lambda x: x * 2)
+got = []
+
+def handler(signum, frame):
+    start = time.monotonic()
+    got.append((f(3), round(time.monotonic() - start)))  # the key this thread is locking
+
+real = _locks._fcntl
+def fcntl(fd, command, arg):  # the signal arrives during the system call that locks
+    result = real(fd, command, arg)
+    if command == _locks._SETLK and arg[0:2] == _locks._FLOCK.pack(
+            _locks._WRLCK, 0, 0, 0, 0)[0:2] and not got:
+        signal.raise_signal(signal.SIGUSR1)  # runs the handler here, the lock taken
+    return result
+
+_locks._fcntl = fcntl
+signal.signal(signal.SIGUSR1, handler)
+warnings.simplefilter("error")  # a lock_timeout warning fails the run
+if how == "miss":
+    assert f(3) == 6
+else:
+    f.cache_set(6, 3)
+print(got, flush=True)
+"""
+
+
+@pytest.mark.skipif(not _locks.LOCKS_IN_FUNCTION_DIR, reason="byte-range locks only")
+@pytest.mark.parametrize("how", ["miss", "cache_set"])
+def test_a_signal_handler_calling_the_key_its_thread_is_locking_does_not_wait(
+        tmp_path: Path, how: str) -> None:
+    """A signal handler (a timer's) calling a cached function with the key its thread was
+    taking the lock of: old, the key was marked held by this thread only once the lock was
+    taken, and a signal that arrived during the ``fcntl`` that took it ran the handler
+    before that, so the handler's call waited ``lock_timeout`` (600 s by default) for the
+    lock of its own thread (a 0.3 ms ``SIGALRM`` timer calling ``f(k)`` while the main
+    loop missed ``k``: twice in 80 calls). Now the key is marked first, and the handler's
+    call computes at once, as a function calling itself does."""
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", A_HANDLER_CALLING_THE_KEY_BEING_LOCKED,
+             str(tmp_path), how], capture_output=True, text=True, timeout=HANG * 2,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung")
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "[(6, 0)]", (child.stdout, child.stderr)
