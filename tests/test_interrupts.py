@@ -461,3 +461,45 @@ def test_a_signal_handler_calling_the_key_its_thread_is_locking_does_not_wait(
         pytest.fail("the process hung")
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == "[(6, 0)]", (child.stdout, child.stderr)
+
+
+A_HANDLER_LOGGING_WHILE_THE_LOGGER_IS_MADE = r"""
+import signal, sys, types
+
+got = []
+
+class Probe(types.ModuleType):  # met by ``load`` first as it looks for memojar's modules
+    def __getattr__(self, name):
+        if not got and signal.getsignal(signal.SIGUSR1) is handler:
+            signal.raise_signal(signal.SIGUSR1)  # the handler runs here, inside load
+        raise AttributeError(name)
+
+sys.modules["memojar.zz_probe"] = Probe("memojar.zz_probe")  # before memojar's own
+from memojar import Cache
+import logging  # after memojar: its real logger is made at its first log
+
+def handler(signum, frame):  # a miss: asks the logger whether DEBUG is on
+    got.append(Cache(sys.argv[1] + "/h").cached(lambda x: x * 2)(3))
+
+signal.signal(signal.SIGUSR1, handler)
+f = Cache(sys.argv[1]).cached(lambda x: x * 2)  # the first log: makes the real logger
+assert f(2) == 4
+print(got, flush=True)
+"""
+
+
+def test_a_signal_handler_logging_while_the_logger_is_made_does_not_hang(tmp_path: Path
+                                                                         ) -> None:
+    """The first log of a process that imported ``logging`` (a cache made, a miss asking
+    whether DEBUG is on) makes memojar's real logger (``_errors._Logger.load``, a loop over
+    ``sys.modules``); a signal handler calling a cached function meanwhile logs too: old,
+    its ``load`` waited for ever for the plain lock its own thread held."""
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", A_HANDLER_LOGGING_WHILE_THE_LOGGER_IS_MADE,
+             str(tmp_path)], capture_output=True, text=True, timeout=HANG * 2,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung: the handler waited for the lock its caller held")
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "[6]", (child.stdout, child.stderr)
