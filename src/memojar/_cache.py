@@ -473,9 +473,10 @@ class Cache:
             kind = generator_kind(f)
             if kind is not None:
                 raise TypeError(
-                    f"cannot cache {getattr(f, '__qualname__', f)!s}: it is a {kind} "
-                    "function, and a generator cannot be stored; return a list (or a tuple) "
-                    "of its items instead"
+                    f"cannot cache {getattr(f, '__qualname__', f)!s}: it is "
+                    f"{'an' if kind.startswith('async') else 'a'} {kind} function, and a "
+                    "generator cannot be stored; return a list (or a tuple) of its items "
+                    "instead"
                 )
             memo = _Memo(self.store, self.secret, f, ttl_seconds, version, ignored, key,
                          self.lock_timeout, swr, least, held, depends_on=depends_on,
