@@ -377,7 +377,7 @@ def test_async_generator_functions_are_rejected(cache_dir: Path) -> None:
         for i in range(n):
             yield i
 
-    with pytest.raises(TypeError, match=r"async generator function"):
+    with pytest.raises(TypeError, match=r"numbers: it is an async generator function"):
         cached(cache_dir=cache_dir)(numbers)
 
 

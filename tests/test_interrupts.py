@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from interrupt_kit import SUPPORTED, Injector, Points, every_point
-from memojar import Cache, _decorator, _filestore
+from memojar import Cache, _decorator, _filestore, _locks
 
 needs_tracing = pytest.mark.skipif(
     not SUPPORTED,
@@ -364,3 +364,142 @@ def test_an_error_raised_by_the_unpickling_leaves_no_cycle(tmp_path: Path,
         gc.enable()
         _ARMED.clear()
     assert kept == []
+
+
+A_HANDLER_MAKING_A_CACHE = r"""
+import signal, sys, weakref
+from memojar import Cache, _cache
+
+root = sys.argv[1]
+made, raised = [], []
+
+def handler(signum, frame):
+    made.append(Cache(root + "/in-handler"))  # while the main thread is in ``watch``
+
+class Watched(weakref.WeakSet):
+    def add(self, item):
+        if not raised and signal.getsignal(signal.SIGUSR1) is handler:
+            raised.append(True)
+            signal.raise_signal(signal.SIGUSR1)  # the handler runs here, the lock held
+        super().add(item)
+
+_cache._FLUSHER.caches = Watched(_cache._FLUSHER.caches)
+signal.signal(signal.SIGUSR1, handler)
+Cache(root + "/main")
+signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+_cache._FLUSHER.flush()  # the stats thread's lock is free again
+print("made", len(made), flush=True)
+"""
+
+
+def test_a_signal_handler_making_a_cache_while_one_is_made_does_not_hang(tmp_path: Path
+                                                                          ) -> None:
+    """A signal handler (a timer's, a shutdown's) that makes a ``Cache`` while the main
+    thread is making one: old, the handler waited for ever on the statistics' lock, which
+    the interrupted ``Cache()`` below it held (a plain ``threading.Lock``), and the stats
+    thread and every later ``Cache()`` with it. Seen with a 0.5 ms ``SIGALRM`` timer whose
+    handler made a cache while the main loop made caches: hung within seconds."""
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", A_HANDLER_MAKING_A_CACHE, str(tmp_path)],
+            capture_output=True, text=True, timeout=HANG * 2,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung: the handler waited for the lock its caller held")
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["made", "1"], (child.stdout, child.stderr)
+
+
+A_HANDLER_CALLING_THE_KEY_BEING_LOCKED = r"""
+import signal, sys, time, warnings
+from memojar import Cache, _locks
+
+how = sys.argv[2]
+f = Cache(sys.argv[1], lock_timeout=5).cached(lambda x: x * 2)
+got = []
+
+def handler(signum, frame):
+    start = time.monotonic()
+    got.append((f(3), round(time.monotonic() - start)))  # the key this thread is locking
+
+real = _locks._fcntl
+def fcntl(fd, command, arg):  # the signal arrives during the system call that locks
+    result = real(fd, command, arg)
+    if command == _locks._SETLK and arg[0:2] == _locks._FLOCK.pack(
+            _locks._WRLCK, 0, 0, 0, 0)[0:2] and not got:
+        signal.raise_signal(signal.SIGUSR1)  # runs the handler here, the lock taken
+    return result
+
+_locks._fcntl = fcntl
+signal.signal(signal.SIGUSR1, handler)
+warnings.simplefilter("error")  # a lock_timeout warning fails the run
+if how == "miss":
+    assert f(3) == 6
+else:
+    f.cache_set(6, 3)
+print(got, flush=True)
+"""
+
+
+@pytest.mark.skipif(not _locks.LOCKS_IN_FUNCTION_DIR, reason="byte-range locks only")
+@pytest.mark.parametrize("how", ["miss", "cache_set"])
+def test_a_signal_handler_calling_the_key_its_thread_is_locking_does_not_wait(
+        tmp_path: Path, how: str) -> None:
+    """A signal handler (a timer's) calling a cached function with the key its thread was
+    taking the lock of: old, the key was marked held by this thread only once the lock was
+    taken, and a signal that arrived during the ``fcntl`` that took it ran the handler
+    before that, so the handler's call waited ``lock_timeout`` (600 s by default) for the
+    lock of its own thread (a 0.3 ms ``SIGALRM`` timer calling ``f(k)`` while the main
+    loop missed ``k``: twice in 80 calls). Now the key is marked first, and the handler's
+    call computes at once, as a function calling itself does."""
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", A_HANDLER_CALLING_THE_KEY_BEING_LOCKED,
+             str(tmp_path), how], capture_output=True, text=True, timeout=HANG * 2,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung")
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "[(6, 0)]", (child.stdout, child.stderr)
+
+
+A_HANDLER_LOGGING_WHILE_THE_LOGGER_IS_MADE = r"""
+import signal, sys, types
+
+got = []
+
+class Probe(types.ModuleType):  # met by ``load`` first as it looks for memojar's modules
+    def __getattr__(self, name):
+        if not got and signal.getsignal(signal.SIGUSR1) is handler:
+            signal.raise_signal(signal.SIGUSR1)  # the handler runs here, inside load
+        raise AttributeError(name)
+
+sys.modules["memojar.zz_probe"] = Probe("memojar.zz_probe")  # before memojar's own
+from memojar import Cache
+import logging  # after memojar: its real logger is made at its first log
+
+def handler(signum, frame):  # a miss: asks the logger whether DEBUG is on
+    got.append(Cache(sys.argv[1] + "/h").cached(lambda x: x * 2)(3))
+
+signal.signal(signal.SIGUSR1, handler)
+f = Cache(sys.argv[1]).cached(lambda x: x * 2)  # the first log: makes the real logger
+assert f(2) == 4
+print(got, flush=True)
+"""
+
+
+def test_a_signal_handler_logging_while_the_logger_is_made_does_not_hang(tmp_path: Path
+                                                                         ) -> None:
+    """The first log of a process that imported ``logging`` (a cache made, a miss asking
+    whether DEBUG is on) makes memojar's real logger (``_errors._Logger.load``, a loop over
+    ``sys.modules``); a signal handler calling a cached function meanwhile logs too: old,
+    its ``load`` waited for ever for the plain lock its own thread held."""
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", A_HANDLER_LOGGING_WHILE_THE_LOGGER_IS_MADE,
+             str(tmp_path)], capture_output=True, text=True, timeout=HANG * 2,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung: the handler waited for the lock its caller held")
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "[6]", (child.stdout, child.stderr)

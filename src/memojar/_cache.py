@@ -473,9 +473,10 @@ class Cache:
             kind = generator_kind(f)
             if kind is not None:
                 raise TypeError(
-                    f"cannot cache {getattr(f, '__qualname__', f)!s}: it is a {kind} "
-                    "function, and a generator cannot be stored; return a list (or a tuple) "
-                    "of its items instead"
+                    f"cannot cache {getattr(f, '__qualname__', f)!s}: it is "
+                    f"{'an' if kind.startswith('async') else 'a'} {kind} function, and a "
+                    "generator cannot be stored; return a list (or a tuple) of its items "
+                    "instead"
                 )
             memo = _Memo(self.store, self.secret, f, ttl_seconds, version, ignored, key,
                          self.lock_timeout, swr, least, held, depends_on=depends_on,
@@ -743,7 +744,9 @@ class _Flusher:
 
     def __init__(self) -> None:
         self.caches: weakref.WeakSet[Cache] = weakref.WeakSet()
-        self.lock = threading.Lock()
+        # Reentrant: a signal handler may make a cache while this thread is in ``watch``
+        # (a plain lock then waited for itself for ever, and the stats thread with it).
+        self.lock = threading.RLock()
         self.thread: threading.Thread | None = None
         self.stop = threading.Event()
         self.in_children = False  # registered with multiprocessing's after-fork hooks
@@ -755,10 +758,11 @@ class _Flusher:
                 self._start()
 
     def _start(self) -> None:
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(self.stop,),
-                                       name="memojar-stats", daemon=True)
-        self.thread.start()
+        stop = threading.Event()
+        thread = threading.Thread(target=self._run, args=(stop,), name="memojar-stats",
+                                  daemon=True)
+        self.stop, self.thread = stop, thread
+        thread.start()
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.wait(FLUSH_EVERY):
@@ -795,7 +799,7 @@ class _Flusher:
             self._start()
 
     def after_fork_in_child(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         for cache in list(self.caches):
             cache._flush_lock = threading.Lock()
             for tally, _, _ in cache._tallies:

@@ -829,15 +829,20 @@ class _Memo:
         # the lock is known by ``taken`` as soon as it is made, and ``_held`` is set back
         # to its value from before (by ``mark``, or, if the mark's token was lost so, by
         # ``held``), so neither is ever left held.
+        # The key is marked held before its lock is taken: a signal handler calling the
+        # function with this key runs in this thread, and if it ran just as the lock was
+        # taken (a signal that arrived during the ``fcntl``) and found the key unmarked, it
+        # waited ``lock_timeout`` for the lock its own thread held. Marked, it computes at
+        # once, as a function calling itself does.
         taken: list[Any] = []
         mark = None
         try:
+            mark = _held.set((*held, here))
             value = self._lock(key, taken, not force)
             if value is UNSTORED:  # computed and not stored by the caller it waited for
                 return self._compute(key, args, kwargs, withheld)
             if value is not MISSING:  # stored by the holder while this caller waited
                 return self._read_meanwhile(value, withheld)
-            mark = _held.set((*held, here))
             # ``_stored_meanwhile``, inline (a frame less a miss); also after a timeout
             if not force and self.store.maybe_stored(self.name, key):
                 value = self.get(key)
@@ -1235,8 +1240,13 @@ class _Memo:
         its tasks computes the call) a held lock is not waited for: the value is stored
         without it."""
         taken: list[Any] = []  # as in ``compute``: released whatever interrupts this
+        held = _held.get()
+        here = (self.store.location, self.name, key)
         try:
-            if (self.store.location, self.name, key) not in _held.get():
+            if here not in held:
+                # Marked held first, as in ``compute``: a signal handler's call of the key
+                # in this thread then computes at once, never waiting for this lock.
+                _held.set((*held, here))
                 if wait:
                     self._lock(key, taken, then="storing the value given to cache_set "
                                "without waiting")
@@ -1250,12 +1260,15 @@ class _Memo:
                             raise
             self.put(key, value, 0.0)
         finally:
-            if taken:  # inline, as in ``compute``
-                try:
-                    taken[0].release()  # a lock not held: nothing to do
-                except BaseException:  # interrupted inside: once more (idempotent)
-                    taken[0].release()
-                    raise
+            try:
+                if taken:  # inline, as in ``compute``
+                    try:
+                        taken[0].release()  # a lock not held: nothing to do
+                    except BaseException:  # interrupted inside: once more (idempotent)
+                        taken[0].release()
+                        raise
+            finally:
+                _held.set(held)
 
     def sweep(self) -> None:
         """Evict this function's entries written for other code or another version.

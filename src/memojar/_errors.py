@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 DEBUG = 10  # logging.DEBUG
 WARNING = 30  # logging.WARNING: what a logger nobody configured lets through
 _MODULES = sys.modules
-_LOADING = threading.Lock()
+# Reentrant: a signal handler whose cached call logs (a miss asks isEnabledFor) may run
+# while this thread is inside ``load``; a plain lock then waited for itself for ever.
+_LOADING = threading.RLock()
 
 
 def _forward(name: str) -> Callable[..., None]:
@@ -86,7 +88,7 @@ def _unlock_in_child() -> None:
     """A forked child's own lock: the parent's may be held by a thread that the child lacks
     (one inside ``load`` at the fork), and waiting on it would hang the child's first log."""
     global _LOADING
-    _LOADING = threading.Lock()
+    _LOADING = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
