@@ -1140,3 +1140,20 @@ def test_the_memory_tier_calls_key_at_every_call(tmp_path: Path) -> None:
     path.write_text("second")
     os.utime(path, ns=(1, 2 * 10**18))
     assert read(str(path)) == "second"
+
+
+def test_cache_set_of_a_value_that_cannot_be_pickled_says_it_was_given(
+        cache_dir: Path) -> None:
+    """The warning names the value given to cache_set, not a result "returned" (nothing
+    was returned: the caller gave it)."""
+    @cached(cache_dir=cache_dir)
+    def f(x: int) -> Any:
+        return x
+
+    with pytest.warns(MemojarWarning) as warned:
+        f.cache_set(threading.Lock(), 1)
+    (message,) = [str(w.message) for w in warned]
+    assert "returned" not in message, message
+    assert re.search(r"the value given to .*f\.cache_set was not cached: it cannot be "
+                     r"pickled", message), message
+    assert f.cache_info().entries == 0

@@ -1170,10 +1170,11 @@ class _Memo:
         except Exception:  # noqa: BLE001 - a signature inspect cannot read, a path that
             return f"files={self.files!r}"  # cannot be shown: the names; never the value lost
 
-    def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None
-            ) -> bool:
+    def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None,
+            given: bool = False) -> bool:
         """Store a computed value; a value or a store that fails costs only a warning.
         ``ident``: that of the code which computed it (``_started``), if not the current.
+        ``given``: the value was given to ``cache_set``, not returned (the warning says so).
         Whether it was stored: the memory tier holds only what the store keeps, and the
         callers waiting for a value not stored compute theirs (``unstored``)."""
         created = time.time()
@@ -1192,10 +1193,8 @@ class _Memo:
         except Exception as exc:  # whatever pickling raised, the value stands
             if isinstance(exc, OSError) and exc.errno is None:
                 raise  # the caller's signal handler (a TimeoutError), not the value's fault
-            warn(
-                f"result of {self.name} was returned but not cached: it cannot be pickled "
-                f"({type(exc).__name__}: {exc})"
-            )
+            warn(f"{self._what(given)} not cached: it cannot be pickled "
+                 f"({type(exc).__name__}: {exc})")
             return False
         try:
             # A store with its own expiry (Redis) keeps the entry through the window in
@@ -1211,15 +1210,14 @@ class _Memo:
                         f"the connection to {self.store.location} dropped before the "
                         "server answered its write")
                 warn(
-                    f"result of {self.name} was returned; whether it was cached is unknown: "
+                    f"{self._what(given, known=False)}; whether it was cached is unknown: "
                     f"{lost}, and reading the entry back failed ({exc.strerror or exc}); "
                     "if it was stored, the next call hits, else it computes again"
                 )
                 return False
             warn(
-                f"result of {self.name} was returned but not cached: writing to "
-                f"{self.store.location} failed ({exc.strerror or exc}); the next call will "
-                "compute again"
+                f"{self._what(given)} not cached: writing to {self.store.location} failed "
+                f"({exc.strerror or exc}); the next call will compute again"
             )
             return False
         if logger.isEnabledFor(DEBUG):
@@ -1229,6 +1227,12 @@ class _Memo:
             self.swept = True
             self.sweep()
         return True
+
+    def _what(self, given: bool, known: bool = True) -> str:
+        """The value a store warning is about: ``put``'s value, returned or given."""
+        if given:
+            return f"the value given to {self.name}.cache_set" + (" was" if known else "")
+        return f"result of {self.name} was returned" + (" but" if known else "")
 
     def set_value(self, key: str, value: Any, wait: bool) -> None:
         """``cache_set``: store ``value`` under the key's lock, as a miss stores, so that a
@@ -1258,7 +1262,7 @@ class _Memo:
                     except OSError as exc:  # the store cannot lock now: ``put`` says why
                         if exc.errno is None:
                             raise
-            self.put(key, value, 0.0)
+            self.put(key, value, 0.0, given=True)
         finally:
             try:
                 if taken:  # inline, as in ``compute``
