@@ -422,7 +422,7 @@ class _StatePickler(_CanonicalPickler):
                 return rv
         rv = super().reducer_override(obj)
         if t is FunctionType or isinstance(obj, type):
-            # Not once a nested state_key ended (it sets ``state`` off: see state_key).
+            # Kept only in state mode (``_limits.state``): an answer made outside it differs.
             if _limits.state:
                 self._answers[id(obj)] = (  # the object too: its id stays its own
                     obj, rv, *((obj.__code__, obj.__defaults__, obj.__kwdefaults__)
