@@ -395,6 +395,20 @@ def test_cached_above_classmethod_is_rejected_with_the_fix(cache_dir: Path) -> N
                 return x
 
 
+def test_bare_cached_above_classmethod_is_rejected_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Bare @cached (the default cache) said "cached needs a function to decorate, not
+    # classmethod ...; to set options, call it with keywords", which is not the mistake.
+    monkeypatch.setenv("MEMOJAR_DIR", str(tmp_path))
+    with pytest.raises(TypeError, match=r"@cached is above @classmethod .*put it below"):
+        class Bad:
+            @cached
+            @classmethod
+            def build(cls, x):
+                return x
+
+
 def test_cached_below_classmethod_keys_on_the_class(cache_dir: Path) -> None:
     class Base:
         size = 1
