@@ -605,7 +605,26 @@ class FileStore(Store):
             return
         try:
             owner = os.stat(self.root).st_uid
-        except OSError:  # missing (this process makes it: its own), or the write says why
+        except FileNotFoundError:
+            # Missing: this process makes it, and any folder missing above it, in the
+            # nearest folder that exists. In another user's (``sudo`` keeping ``$HOME``
+            # before that user ever cached), they were root's 0700 folders: that user's own
+            # cache (and ``~/.cache`` itself, for every program) became unusable to them.
+            parent = os.path.dirname(self.root)
+            while True:
+                try:
+                    owner = os.stat(parent).st_uid
+                    break
+                except FileNotFoundError:
+                    if os.path.dirname(parent) == parent:
+                        return
+                    parent = os.path.dirname(parent)
+                except OSError:  # the write says why
+                    return
+            _refuse_others(self.root, owner, self._uid,
+                           f"folder {parent}, where this cache would be made")
+            return
+        except OSError:  # the write says why
             return
         _refuse_others(self.root, owner, self._uid, "memojar cache")
         self._root_writable = True

@@ -219,6 +219,30 @@ def test_root_writes_nothing_in_another_users_cache(shared_folder: Path) -> None
     assert memojar_as_user(cache_dir, "clear", "--yes").startswith("0 removed 4 entries")
 
 
+def test_root_makes_no_cache_in_another_users_folder(shared_folder: Path) -> None:
+    """``sudo`` keeping ``$HOME`` before the user ever cached: root made the missing
+    ``~/.cache/memojar`` (and ``~/.cache``) in the user's home, root's and 0700, so the
+    user's every later call warned "not cached (Permission denied)", their ``cache_info()``
+    raised ``PermissionError`` and ``memojar ls`` said there was no cache; ``~/.cache`` was
+    closed to every program of theirs. Now root makes nothing there, says why, and the user
+    caches as if root had never run."""
+    import memojar
+
+    home = shared_folder / "home"
+    home.mkdir(mode=0o700)
+    os.chown(home, NOBODY, NOBODY)
+    cache_dir = home / ".cache" / "memojar"
+    f = memojar.Cache(cache_dir).cached(_double)
+    with pytest.warns(memojar.MemojarWarning) as caught:
+        assert [f(i) for i in range(4)] == [0, 2, 4, 6]
+    said = [str(w.message) for w in caught]
+    assert any(f"nobody's folder {home}, where this cache would be made, and this process "
+               "runs as root: memojar writes nothing there" in w for w in said), said
+    assert list(home.iterdir()) == []
+    assert as_another_user(_users_run(cache_dir)) == "[0, 2, 4, 6] 0"
+    assert as_another_user(_users_run(cache_dir)) == "[0, 2, 4, 6] 4"
+
+
 def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(
         shared_folder: Path) -> None:
     """Root's ``clear``, ``cache_delete`` and ``prune`` in a user's cache with a
