@@ -380,6 +380,11 @@ class Cache:
         self._dropped = [0, 0]
         self._flush_lock = threading.Lock()
         _FLUSHER.watch(self)
+        # A cache dropped before the exit (made in a function that returned, as the demo's)
+        # leaves its counts not merged yet to the flusher: before, they were lost. Only
+        # handed over here (no file lock taken wherever the collector runs); at the exit a
+        # live cache is merged as before.
+        weakref.finalize(self, _FLUSHER.adopt, self.store, self._tallies).atexit = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopened, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
@@ -611,30 +616,10 @@ class Cache:
     def flush_stats(self) -> None:
         """Merge this process's new hits, misses and time saved into the store's totals."""
         with self._flush_lock:
-            deltas: dict[str, tuple[int, int, float]] = {}
-            taken = []
-            for tally, _, _ in list(self._tallies):
-                now = tally.now()
-                if now != tally.flushed:
-                    hits, misses, saved = deltas.get(tally.name, (0, 0, 0.0))
-                    base = tally.flushed
-                    deltas[tally.name] = (hits + now[0] - base[0], misses + now[1] - base[1],
-                                          saved + now[2] - base[2])
-                    taken.append((tally, now))
             try:
-                self.store.merge_stats(deltas)
+                _merge_tallies(self.store, self._tallies, self._dropped)
             except OSError as exc:
                 logger.debug("cannot save statistics in %s: %s", self.directory, exc)
-                return
-            for tally, now in taken:
-                tally.flushed = now
-            for entry in list(self._tallies):
-                tally, memo, counted = entry
-                if memo() is None and tally.now() == tally.flushed:  # dropped, all merged
-                    self._tallies.remove(entry)
-                    if counted:
-                        self._dropped[0] += tally.hit_count.value
-                        self._dropped[1] += tally.miss_count.value
 
     def close(self) -> None:
         """Release the store's idle connections and stop its background threads once
@@ -642,6 +627,33 @@ class Cache:
         running in other threads finish and store as before, and a later call connects
         again (``tests/test_close.py``)."""
         self.store.close()
+
+
+def _merge_tallies(store: Store, tallies: list[tuple[Tally, weakref.ref[_Memo], bool]],
+                   dropped: list[int]) -> None:
+    """Merge the new counts of ``tallies`` into ``store``'s totals (raises ``OSError``), then
+    forget the tallies of dropped functions, all merged, adding their hits and misses to
+    ``dropped``."""
+    deltas: dict[str, tuple[int, int, float]] = {}
+    taken = []
+    for tally, _, _ in list(tallies):
+        now = tally.now()
+        if now != tally.flushed:
+            hits, misses, saved = deltas.get(tally.name, (0, 0, 0.0))
+            base = tally.flushed
+            deltas[tally.name] = (hits + now[0] - base[0], misses + now[1] - base[1],
+                                  saved + now[2] - base[2])
+            taken.append((tally, now))
+    store.merge_stats(deltas)
+    for tally, now in taken:
+        tally.flushed = now
+    for entry in list(tallies):
+        tally, memo, counted = entry
+        if memo() is None and tally.now() == tally.flushed:  # dropped, all merged
+            tallies.remove(entry)
+            if counted:
+                dropped[0] += tally.hit_count.value
+                dropped[1] += tally.miss_count.value
 
 
 _REMOVE_BATCH = 500  # entries removed between two progress reports of prune
@@ -750,6 +762,8 @@ class _Flusher:
         self.thread: threading.Thread | None = None
         self.stop = threading.Event()
         self.in_children = False  # registered with multiprocessing's after-fork hooks
+        # The store and tallies of each cache dropped since the last merge (``adopt``).
+        self.orphans: list[tuple[Store, list[tuple[Tally, weakref.ref[_Memo], bool]]]] = []
 
     def watch(self, cache: Cache) -> None:
         with self.lock:
@@ -768,14 +782,26 @@ class _Flusher:
         while not stop.wait(FLUSH_EVERY):
             self.flush()
 
+    def adopt(self, store: Store,
+              tallies: list[tuple[Tally, weakref.ref[_Memo], bool]]) -> None:
+        """A dropped cache's counts, merged with the next ``flush`` (a list's append: safe
+        wherever the cycle collector runs a finalizer, in any thread)."""
+        self.orphans.append((store, tallies))
+
     def flush(self) -> None:
         with self.lock:
             caches = list(self.caches)
+            orphans, self.orphans = self.orphans, []
         for cache in caches:
             try:
                 cache.flush_stats()
             except Exception as exc:  # noqa: BLE001 - statistics never fail the program
                 logger.debug("cannot save statistics in %s: %s", cache.directory, exc)
+        for store, tallies in orphans:
+            try:
+                _merge_tallies(store, tallies, [0, 0])
+            except Exception as exc:  # noqa: BLE001 - statistics never fail the program
+                logger.debug("cannot save statistics in %s: %s", store.location, exc)
 
     def before_fork(self) -> None:
         import sys
@@ -800,6 +826,7 @@ class _Flusher:
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
+        self.orphans = []  # the parent merges them
         for cache in list(self.caches):
             cache._flush_lock = threading.Lock()
             for tally, _, _ in cache._tallies:
