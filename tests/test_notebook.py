@@ -150,6 +150,18 @@ def test_magic_info_json(shell: InteractiveShell):
     assert (info["entries"], info["functions"]) == (1, 1)
 
 
+def test_magic_counts_the_hits_of_its_own_kernel(shell: InteractiveShell):
+    # `%memojar ls` and `info` counted the hits other processes had merged, not those of the
+    # kernel running them until its next merge (every 5 s): examples/tour.ipynb's
+    # `%memojar ls` showed HITS 1 after its two hits of a new kernel.
+    run(shell, CELL_V1)
+    run(shell, "f(1); f(1); f(1)")
+    [row] = run(shell, "%memojar ls --json")
+    assert (row["hits"], row["misses"]) == (2, 1)
+    info = run(shell, "%memojar info --json")
+    assert (info["hits"], info["misses"]) == (2, 1)
+
+
 def test_magic_takes_dir(shell: InteractiveShell, tmp_path: Path):
     other = tmp_path / "other"
     Cache(other).cached(len)("abc")

@@ -789,6 +789,9 @@ class _Flusher:
         self.orphans.append((store, tallies))
 
     def flush(self) -> None:
+        self.merge_all()
+
+    def merge_all(self) -> None:
         with self.lock:
             caches = list(self.caches)
             orphans, self.orphans = self.orphans, []
@@ -843,6 +846,12 @@ class _Flusher:
 
 _FLUSHER = _Flusher()
 atexit.register(_FLUSHER.flush)
+
+
+def flush_statistics() -> None:
+    """Merge the counts of every cache of this process now (``%memojar`` before a report)."""
+    _FLUSHER.merge_all()
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_FLUSHER.before_fork,
                         after_in_parent=_FLUSHER.after_fork_in_parent,

@@ -28,6 +28,11 @@ def memojar_magic(line: str) -> Any:
         argv = shlex.split(_without_comment(line))
     except ValueError as exc:  # an unclosed quote
         raise UsageError(f"%memojar: {exc}") from None
+    # This kernel's own counts, merged every few seconds otherwise: ``ls`` and ``info`` then
+    # count the calls of the cells above too.
+    from ._cache import flush_statistics
+
+    flush_statistics()
     try:
         report = execute(argv, prog="%memojar", refusal="a notebook cannot confirm")
     except CliError as exc:
