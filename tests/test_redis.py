@@ -325,6 +325,19 @@ def test_keyword_options_override_the_url(redis_location: str, client: Any) -> N
     store.close()
 
 
+@pytest.mark.parametrize(("path", "said"), [
+    ("/0?timeout=3", "unknown option 'timeout' in its query string"),
+    ("/abc", "the database after the host must be a number .*not 'abc'"),
+    ("/1/2", "the database after the host must be a number .*not '1/2'"),
+])
+def test_a_mistyped_url_is_refused_when_the_cache_is_made(path: str, said: str) -> None:
+    # Before, '?timeout=3' (redis-py's is socket_timeout) made every call raise redis-py's
+    # "AbstractConnection.__init__() got an unexpected keyword argument 'timeout'", and a
+    # database that is not a number was silently database 0 ('/abc') or 12 ('/1/2').
+    with pytest.raises(ValueError, match=f"not a valid Redis URL: {said}"):
+        Cache(f"redis://127.0.0.1:{free_port()}{path}", secret=SECRET)
+
+
 @pytest.mark.parametrize("query", ["socket_timeout=0", "socket_timeout=soon", "chunk_size=-1"])
 def test_bad_options_are_refused(redis_location: str, query: str) -> None:
     with pytest.raises(ValueError, match=query.split("=")[0]):

@@ -11,8 +11,10 @@ given back while an exception other than the server's own error reply propagates
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -44,6 +46,11 @@ class _Pool(redis.ConnectionPool):
 
 def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     """A client for ``url``; ``ValueError`` if it is not a Redis URL."""
+    parts = urlsplit(url)
+    if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?[0-9]*", parts.path):
+        # redis-py takes '/abc' for database 0 and '/1/2' for 12, silently
+        raise ValueError(f"the database after the host must be a number (e.g. "
+                         f"{parts.scheme}://HOST:PORT/0), not {parts.path[1:]!r}")
     pool = _Pool.from_url(
         url,
         socket_timeout=socket_timeout,
@@ -54,6 +61,17 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         **kwargs,
     )
+    try:
+        # A query option neither memojar's nor redis-py's goes to the connection's class
+        # as a keyword: a TypeError from redis-py's inside at every later call, before.
+        # Making one connects nothing.
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        said = re.search(r"keyword argument '(\w+)'", str(exc))
+        option = said.group(1) if said else str(exc)
+        raise ValueError(f"unknown option {option!r} in its query string (memojar's: "
+                         "prefix, password, socket_timeout, chunk_size; or one of redis-py's "
+                         "connection options)") from None
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # close() closes the pool, as from_url's does
     return client
