@@ -338,6 +338,15 @@ def test_a_mistyped_url_is_refused_when_the_cache_is_made(path: str, said: str) 
         Cache(f"redis://127.0.0.1:{free_port()}{path}", secret=SECRET)
 
 
+def test_a_url_scheme_in_capitals_is_the_same_cache(redis_location: str) -> None:
+    # URL schemes are case-insensitive (as for 'S3://'): 'REDIS://' chose the Redis store,
+    # whose redis-py then said the URL "must specify one of the following schemes (redis://,
+    # rediss://, unix://)".
+    f = Cache("REDIS" + redis_location[len("redis"):], secret=SECRET).cached(len)
+    assert f("abc") == 3
+    assert Cache(redis_location, secret=SECRET).cached(len).cache_contains("abc")
+
+
 @pytest.mark.parametrize("query", ["socket_timeout=0", "socket_timeout=soon", "chunk_size=-1"])
 def test_bad_options_are_refused(redis_location: str, query: str) -> None:
     with pytest.raises(ValueError, match=query.split("=")[0]):

@@ -46,7 +46,8 @@ class _Pool(redis.ConnectionPool):
 
 def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     """A client for ``url``; ``ValueError`` if it is not a Redis URL."""
-    parts = urlsplit(url)
+    parts = urlsplit(url)  # its scheme in lower case, as redis-py wants it ('REDIS://')
+    url = parts.scheme + url[url.index(":"):] if ":" in url else url
     if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?[0-9]*", parts.path):
         # redis-py takes '/abc' for database 0 and '/1/2' for 12, silently
         raise ValueError(f"the database after the host must be a number (e.g. "
