@@ -125,6 +125,17 @@ def test_max_size_must_be_a_whole_number(cache_dir: Path, max_size: Any) -> None
         Cache(cache_dir, max_size=max_size)
 
 
+def test_sizes_and_durations_as_text_say_how_to_write_them(cache_dir: Path) -> None:
+    # A data scientist's first try, max_size="1GB" or ttl="1h", was told only "not str".
+    with pytest.raises(TypeError, match=r"not str \('1GB'\): e\.g\. max_size=2\*\*30 for 1 GiB"):
+        Cache(cache_dir, max_size="1GB")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"not str \('1h'\): e\.g\. ttl=3600 or "
+                                        r"ttl=timedelta\(hours=1\)"):
+        cached(cache_dir=cache_dir, ttl="1h")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"e\.g\. stale_while_revalidate=3600"):
+        cached(cache_dir=cache_dir, ttl=60, stale_while_revalidate="10m")  # type: ignore[call-overload]
+
+
 # --- cache_dir ----------------------------------------------------------------------------
 
 def test_cache_dir_that_is_a_file(tmp_path: Path) -> None:

@@ -350,8 +350,10 @@ class Cache:
             max_size = store.max_size
         if max_size is not None:
             if isinstance(max_size, bool) or not isinstance(max_size, int):
+                shown = f" ({max_size!r})" if isinstance(max_size, str) else ""
                 raise TypeError(
-                    f"max_size= must be a whole number of bytes, not {type(max_size).__name__}"
+                    f"max_size= must be a whole number of bytes, not "
+                    f"{type(max_size).__name__}{shown}: e.g. max_size=2**30 for 1 GiB"
                 )
             if max_size <= 0:
                 raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
@@ -987,9 +989,11 @@ def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
         import datetime as dt  # imported already if ttl is a timedelta
 
         if not isinstance(ttl, dt.timedelta):
+            shown = f" ({ttl!r})" if isinstance(ttl, str) else ""
             raise TypeError(
                 f"{name}= must be seconds (int or float) or a datetime.timedelta, "
-                f"not {type(ttl).__name__}"
+                f"not {type(ttl).__name__}{shown}: e.g. {name}=3600 or "
+                f"{name}=timedelta(hours=1)"
             )
         seconds = ttl.total_seconds()
     if not (seconds > 0 and math.isfinite(seconds)):
