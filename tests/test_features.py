@@ -171,6 +171,12 @@ def test_disabled_is_exported() -> None:
     assert memojar.disabled is not None
 
 
+def test_disabled_without_the_call_says_to_call_it() -> None:
+    with pytest.raises(TypeError, match=r"write 'with memojar.disabled\(\):'"), \
+            memojar.disabled:
+        pass
+
+
 def test_disabled_calls_every_function_straight_through(cache_dir: Path) -> None:
     f, calls = counting(cache_dir)
     g, g_calls = counting(cache_dir / "other")

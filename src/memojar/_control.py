@@ -66,7 +66,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_unlock_in_child)
 
 
-class disabled:
+class _CalledFirst(type):
+    """``with memojar.disabled:`` (without the call) said "'type' object does not support
+    the context manager protocol", naming neither memojar nor the fix."""
+
+    def __enter__(cls) -> None:
+        raise TypeError(
+            "memojar.disabled is to be called: write 'with memojar.disabled():' (every "
+            "cached function) or 'with memojar.disabled(f, g):' (only those)"
+        )
+
+    def __exit__(cls, *exc: object) -> None:  # never reached: __enter__ raised
+        pass
+
+
+class disabled(metaclass=_CalledFirst):
     """Call decorated functions straight through while the block runs: nothing is read from
     or written to the cache.
 
