@@ -1222,6 +1222,11 @@ class FileStore(Store):
                             gone = _unlink(file, sfd)
                         except IsADirectoryError:  # a folder made there since the stat
                             continue
+                        except PermissionError as exc:  # a read-only folder: said whole
+                            # (before, the file's name alone: "permission denied: 30f...pkl")
+                            raise PermissionError(
+                                exc.errno, exc.strerror,
+                                os.path.join(self.root, fdir, shard, file)) from exc
                         if gone:
                             removed.append(os.path.join(self.root, fdir, shard, file))
                             self._count(fdir, -1, -st.st_size)

@@ -243,6 +243,37 @@ def test_root_makes_no_cache_in_another_users_folder(shared_folder: Path) -> Non
     assert as_another_user(_users_run(cache_dir)) == "[0, 2, 4, 6] 4"
 
 
+def test_clearing_a_read_only_cache_names_the_whole_path(shared_folder: Path) -> None:
+    """A cache made read-only (a shared or archived copy): ``clear`` raised (and ``memojar
+    clear`` said) "permission denied: 306f52a954b0d8566e61a7d4a37c88de.pkl", the entry's file
+    name without its folder. Now the whole path is named."""
+    cache_dir = shared_folder / "c"
+
+    def job() -> str:
+        import contextlib
+        import io
+
+        import memojar
+        from memojar._cli import main
+
+        f = memojar.Cache(cache_dir).cached(_double)
+        f(1)
+        for folder in [p for p in cache_dir.rglob("*") if p.is_dir()] + [cache_dir]:
+            folder.chmod(0o500)
+        try:
+            memojar.Cache(cache_dir).clear()
+        except PermissionError as exc:
+            said = f"clear: {exc.filename}\n"
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            main(["--dir", str(cache_dir), "clear", "--yes"])
+        return said + err.getvalue()
+
+    said = as_another_user(job)
+    path = f"{cache_dir}/{__name__}._double/"
+    assert f"clear: {path}" in said and said.count(f"permission denied: {path}") == 1, said
+
+
 def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(
         shared_folder: Path) -> None:
     """Root's ``clear``, ``cache_delete`` and ``prune`` in a user's cache with a
