@@ -898,7 +898,9 @@ def test_memojar_disable_for_async(cache_dir: Path, monkeypatch: pytest.MonkeyPa
     assert len(calls) == 2
 
 
-@pytest.mark.parametrize("value", ["0", ""])
+# "false", "no", "off" (any case, spaces around): before, any value but "" and "0" turned
+# caching off, MEMOJAR_DISABLE=false too.
+@pytest.mark.parametrize("value", ["0", "", "false", "False", "no", "OFF", " 0 "])
 def test_memojar_disable_off_values_keep_caching(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:

@@ -458,7 +458,7 @@ class Cache:
                 "pass files= or key=, not both: key= already chooses what is hashed (return "
                 "the file's content or its digest from it)"
             )
-        disabled = os.environ.get("MEMOJAR_DISABLE", "") not in ("", "0")
+        disabled = _switched_off()
 
         def memoize(f: Callable[..., Any]) -> Any:
             if isinstance(f, classmethod):
@@ -979,6 +979,13 @@ def cached(
 
 
 # --- argument checks ------------------------------------------------------------------
+
+def _switched_off() -> bool:
+    """``$MEMOJAR_DISABLE`` set to anything but an empty, 0 or false value (``false``,
+    ``no``, ``off``, in any case: before, ``MEMOJAR_DISABLE=false`` turned caching off)."""
+    value = os.environ.get("MEMOJAR_DISABLE", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
 
 def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
     if ttl is None:
