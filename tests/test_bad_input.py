@@ -224,6 +224,9 @@ def test_empty_location_is_an_error_not_the_working_directory(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"(cache_dir|directory)= is an empty path"):
         make("")
+    # Blank: a folder named "  " was made (the command line refuses `--dir "  "` already).
+    with pytest.raises(ValueError, match=r"(cache_dir|directory)= is an empty path"):
+        make("  ")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1057,7 +1057,7 @@ def _location(directory: str | os.PathLike[str] | None, option: str) -> str | No
         ) from None
     if isinstance(location, bytes):
         location = os.fsdecode(location)
-    if not location:
+    if not location.strip():  # blank too, as `memojar --dir " "` (not a folder named " ")
         raise ValueError(
             f"{option}= is an empty path: pass a directory (memojar creates it if missing), "
             "or None for the default ($MEMOJAR_DIR, else the user cache directory)"
