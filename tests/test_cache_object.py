@@ -101,6 +101,25 @@ def test_counters_of_one_location_add_up_however_it_is_spelled(
     assert _cache_for("./c").stats()[:2] == (1, 2)
 
 
+def test_stats_of_a_cache_object_count_the_decorators_on_its_location(tmp_path: Path) -> None:
+    # `@cached` then `Cache().stats()` (the public way to see the default cache's counts)
+    # answered 0 hits and 0 misses: only the functions decorated through that very object
+    # counted, and `@cached` decorates through a cache object of its own.
+    @cached(cache_dir=tmp_path / "c")
+    def f(x):
+        return x
+
+    @cached(cache_dir=tmp_path / "other")
+    def g(x):
+        return x
+
+    f(1), f(1), g(1)
+    cache = Cache(tmp_path / "c")
+    cache.cached(len)("ab")
+    assert cache.stats()[:2] == (1, 2)
+    assert Cache(tmp_path / "other").stats()[:2] == (0, 1)
+
+
 # --- no leaks, and pickling (item 19) ------------------------------------------------------------
 
 

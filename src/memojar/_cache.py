@@ -590,14 +590,26 @@ class Cache:
             )
 
     def stats(self) -> CacheInfo:
-        """Hits and misses of this process for all functions of this cache, and what is
-        stored."""
+        """Hits and misses of this process for all functions of this cache's location
+        (decorated through any ``Cache`` of it: ``@cached`` and ``Cache()`` on one directory
+        are one cache), and what is stored."""
+        with _FLUSHER.lock:
+            caches = {id(c): c for c in _FLUSHER.caches if c.directory == self.directory}
+        caches[id(self)] = self
+        hits = misses = 0
+        for cache in caches.values():
+            counts = cache._counts()
+            hits, misses = hits + counts[0], misses + counts[1]
+        return CacheInfo(hits, misses, *stored_total(self.store, None))
+
+    def _counts(self) -> tuple[int, int]:
+        """Hits and misses of the functions decorated through this object."""
         hits, misses = self._dropped
         for tally, _, counted in list(self._tallies):
             if counted:
                 hits += tally.hit_count.value
                 misses += tally.miss_count.value
-        return CacheInfo(hits, misses, *stored_total(self.store, None))
+        return hits, misses
 
     def _store_of(self) -> Store:
         """This cache's store, for a memo copied by pickle (see ``_Memo.__getstate__``)."""
