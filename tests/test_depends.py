@@ -297,6 +297,23 @@ def test_depends_on_a_package_that_is_not_installed_is_an_error(tmp_path: Path) 
         Cache(tmp_path).cached(depends_on=("no_such_dist_xyz",))(lambda x: x)
 
 
+def test_depends_on_errors_say_how_to_write_a_value(tmp_path: Path) -> None:
+    # depends_on=("v1",) was told to "pass a plain value in a tuple", which it was; and
+    # depends_on=3 was refused by a message saying plain values are taken.
+    with pytest.raises(ValueError, match=r"put it in a tuple of its own: "
+                                         r"depends_on=\[\('v1',\)\]"):
+        Cache(tmp_path).cached(depends_on=("v1",))(lambda x: x)
+    f = Cache(tmp_path).cached(depends_on=[("v1",)])(lambda x: x + 1)
+    assert f(1) == 2
+    g = Cache(tmp_path).cached(depends_on=3)(lambda x: x + 2)
+    assert g(1) == 3
+    assert Cache(tmp_path).cached(depends_on=3)(lambda x: x + 2).cache_contains(1)
+    assert not Cache(tmp_path).cached(depends_on=4)(lambda x: x + 2).cache_contains(1)
+    with pytest.raises(TypeError, match=r"depends_on= takes a package name, a callable or a "
+                                        r"plain value, or a tuple of them, not object"):
+        Cache(tmp_path).cached(depends_on=object())(lambda x: x)
+
+
 def test_depends_on_a_value_of_another_type_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"depends_on\[0\] is a object"):
         Cache(tmp_path).cached(depends_on=(object(),))(lambda x: x)

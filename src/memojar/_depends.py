@@ -41,10 +41,13 @@ def depends_on_rows(depends_on: Any) -> tuple[list[Row], list[Any]]:
     try:
         items = tuple(items)
     except TypeError:
-        raise TypeError(
-            "depends_on= takes package names, callables or plain values (or a tuple of "
-            f"them), not {type(depends_on).__name__}"
-        ) from None
+        if not _constant(depends_on):
+            raise TypeError(
+                "depends_on= takes a package name, a callable or a plain value, or a tuple "
+                f"of them, not {type(depends_on).__name__}"
+            ) from None
+        # one plain value (depends_on=3): refused before, by a message calling it allowed
+        items = (depends_on,)
     rows: list[Row] = []
     callables: list[Any] = []
     for at, item in enumerate(items):
@@ -76,8 +79,9 @@ def _package_version(name: str) -> str:
     except metadata.PackageNotFoundError:
         raise ValueError(
             f"depends_on= names the package {name!r}, which is not installed (no "
-            "distribution of that name on sys.path); name an installed distribution, or "
-            "pass a plain value in a tuple to depend on a string"
+            "distribution of that name on sys.path); name an installed distribution, or, "
+            f"to depend on the string itself, put it in a tuple of its own: "
+            f"depends_on=[({name!r},)]"
         ) from None
 
 
