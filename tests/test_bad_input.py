@@ -230,6 +230,27 @@ def test_empty_location_is_an_error_not_the_working_directory(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_bad_memojar_dir_is_named_as_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MEMOJAR_DIR=. in a project folder: the error spoke of "cache_dir", which the user had
+    # never passed.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.csv").write_text("a,b\n")
+    monkeypatch.setenv("MEMOJAR_DIR", str(project))
+    with pytest.raises(ValueError, match=r"^\$MEMOJAR_DIR '.*project' is an existing folder"):
+        Cache()
+    with pytest.raises(ValueError, match=r"^\$MEMOJAR_DIR '.*project' is an existing folder"):
+        cached(f)
+    monkeypatch.setenv("MEMOJAR_DIR", "s4://bucket")
+    with pytest.raises(ValueError, match=r"^\$MEMOJAR_DIR: cache location 's4://bucket'"):
+        cached()
+    # passed, it is still cache_dir's
+    with pytest.raises(ValueError, match=r"^cache_dir '.*project' is an existing folder"):
+        cached(cache_dir=project)
+
+
 def test_bytes_location_is_a_path(tmp_path: Path) -> None:
     # A bytes path failed deep inside ("cannot use a string pattern on a bytes-like object").
     target = tmp_path / "c"

@@ -360,9 +360,15 @@ class Cache:
         self.lock_timeout: float = _lock_timeout(lock_timeout)
         self.secret: bytes | None = _secret(secret)
         if store is None:
-            location = _location(directory, "directory") or default_directory()
-            store = open_store(location, max_size, signed=self.secret is not None,
-                               secret=self.secret)
+            given = _location(directory, "directory")
+            location = given or default_directory()
+            try:
+                store = open_store(location, max_size, signed=self.secret is not None,
+                                   secret=self.secret)
+            except ValueError as exc:
+                if given is not None or not os.environ.get("MEMOJAR_DIR"):
+                    raise
+                raise _of_the_environment(exc) from exc.__cause__
         else:
             location = store.location
             if self.secret is not None:
@@ -916,8 +922,23 @@ def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
     with _caches_lock:
         cache = _caches.get(location)
         if cache is None:
-            cache = _caches[location] = Cache(location)
+            try:
+                cache = _caches[location] = Cache(location)
+            except ValueError as exc:
+                if cache_dir is not None or not os.environ.get("MEMOJAR_DIR"):
+                    raise
+                raise _of_the_environment(exc) from exc.__cause__
         return cache
+
+
+def _of_the_environment(exc: ValueError) -> ValueError:
+    """``exc`` about the default location, said of ``$MEMOJAR_DIR`` that the user set (not
+    of ``cache_dir``, which they never passed: ``MEMOJAR_DIR=.`` in a project folder)."""
+    said = str(exc)
+    said = (f"$MEMOJAR_DIR {said[len('cache_dir '):]}" if said.startswith("cache_dir ")
+            else f"$MEMOJAR_DIR: {said}")
+    exc.args = (said,)  # the same error, its attributes kept (a path, a scheme)
+    return exc
 
 
 @overload
