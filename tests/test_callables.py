@@ -381,6 +381,30 @@ def test_async_generator_functions_are_rejected(cache_dir: Path) -> None:
         cached(cache_dir=cache_dir)(numbers)
 
 
+def test_a_cache_method_reached_through_an_instance_says_it_takes_self(tmp_path: Path
+                                                                       ) -> None:
+    # model.predict.cache_contains(3) bound 3 to self and said only "Model.predict() missing
+    # 1 required positional argument: 'x'", when x was what the user had passed.
+    class Model:
+        @cached(cache_dir=tmp_path)
+        def predict(self, x):
+            return x
+
+    model = Model()
+    model.predict(3)
+    for method in ("cache_contains", "cache_key", "cache_delete", "cache_explain", "refresh"):
+        with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'x' "
+                                            r"\(the cache methods of a method take self too: "
+                                            r"obj.predict.cache_contains\(obj, ...\)"):
+            getattr(model.predict, method)(3)
+    with pytest.raises(TypeError, match=r"take self too"):
+        model.predict.cache_set(9, 3)
+    assert model.predict.cache_contains(model, 3)  # as the message says
+    with pytest.raises(TypeError) as raised:  # a plain function's error is Python's alone
+        cached(cache_dir=tmp_path)(lambda x: x).cache_contains()
+    assert "take self" not in str(raised.value)
+
+
 def test_classes_are_rejected(cache_dir: Path) -> None:
     with pytest.raises(TypeError, match=r"functions, not classes \(.*Point\)"):
         cached(cache_dir=cache_dir)(Point)

@@ -1534,6 +1534,14 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     hit = memo.hit_count.bump
     wrapper: Callable[..., Any]
     coroutine = _is_coroutine_function(memo.target)  # a bound method or partial: what runs
+
+    def call_key(args: _Args, kwargs: dict[str, Any]) -> str:
+        """``key_of`` for the cache methods (not the call): a method's take ``self`` too."""
+        try:
+            return key_of(args, kwargs)
+        except TypeError as exc:
+            raise _takes_self(exc, func) from exc
+
     if coroutine:
         if memo.memory:
             warn(f"memory= of {memo.name} is not used: the memory tier holds results of "
@@ -1562,7 +1570,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
         async def refresh(*args: Any, **kwargs: Any) -> Any:
             """Recompute this call, store the result and return it (the entry is replaced)."""
-            value = await memo.acompute(key_of(args, kwargs), args, kwargs, force=True)
+            value = await memo.acompute(call_key(args, kwargs), args, kwargs, force=True)
             memo.replaced()
             return value
     else:
@@ -1594,7 +1602,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
         def refresh(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             """Recompute this call, store the result and return it (the entry is replaced)."""
-            value = memo.compute(key_of(args, kwargs), args, kwargs, force=True)
+            value = memo.compute(call_key(args, kwargs), args, kwargs, force=True)
             memo.replaced()
             return value
 
@@ -1609,7 +1617,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
         """Remove the entry of this call, if any; return True if one was removed."""
-        return memo.delete(key_of(args, kwargs))
+        return memo.delete(call_key(args, kwargs))
 
     def cache_info() -> CacheInfo:
         """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
@@ -1618,22 +1626,23 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
     def cache_contains(*args: Any, **kwargs: Any) -> bool:
         """True if this call has a valid (fresh, compatible) entry; computes nothing."""
-        return memo.contains(key_of(args, kwargs))
+        return memo.contains(call_key(args, kwargs))
 
     def cache_key(*args: Any, **kwargs: Any) -> str:
         """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
-        return key_of(args, kwargs)
+        return call_key(args, kwargs)
 
     def cache_set(value: Any, *args: Any, **kwargs: Any) -> None:
         """Store ``value`` as the result of this call (seeding a cache, tests); the next
         call with these arguments returns it. Its compute time is recorded as 0."""
-        memo.set_value(key_of(args, kwargs), value, wait=not coroutine)
+        memo.set_value(call_key(args, kwargs), value, wait=not coroutine)
         memo.replaced()
 
     def cache_explain(*args: Any, **kwargs: Any) -> str:
         """One line: would this call hit, and if not why (no entry, stale since when, or
         what changed: the function's code, a helper, constant or class, the version, a
         package version, the Python version)."""
+        call_key(args, kwargs)  # a call that does not bind says so, as the others do
         return memo.explain(args, kwargs)
 
     # a function takes attributes; mypy does not model that (wrapper is one of the defs)
@@ -1647,6 +1656,24 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     wrapper.cache_set = cache_set  # type: ignore[union-attr]
     wrapper.__memojar__ = memo  # type: ignore[union-attr]
     return wrapper
+
+
+def _takes_self(exc: TypeError, func: Callable[..., Any]) -> TypeError:
+    """``exc`` (the arguments of a cache method do not bind), with how to call it for a
+    method: ``obj.f.cache_contains(3)`` bound 3 to ``self`` and said only "missing 1
+    required positional argument: 'x'"."""
+    import inspect
+
+    try:
+        first = next(iter(inspect.signature(func).parameters), None)
+    except (TypeError, ValueError):  # no signature to read
+        return exc
+    if first not in ("self", "cls"):
+        return exc
+    name = getattr(func, "__name__", "f")
+    obj = "obj" if first == "self" else "Cls"
+    return TypeError(f"{exc} (the cache methods of a method take {first} too: "
+                     f"{obj}.{name}.cache_contains({obj}, ...) for the call {obj}.{name}(...))")
 
 
 _SIMPLE = frozenset({int, str, bytes, type(None)})  # equal only to their own type's values
