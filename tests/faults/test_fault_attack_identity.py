@@ -152,3 +152,53 @@ def test_an_entry_whose_result_class_changed_is_not_loaded_into_the_new_class(
         assert proc.returncode == 0, proc.stderr
         outs.append(proc.stdout.strip())
     assert outs == ["3", "-3"]
+
+
+LIBRARY_GLOBAL = """\
+import sys, math, cmath, operator, os.path, functools
+from memojar import cached
+{binding}
+
+@cached(cache_dir=sys.argv[1])
+def f(x):
+    return repr({use})
+
+print(f(3))
+"""
+
+# A global of the user's code bound to a library module, function, class or built-in: the
+# binding edited, the same call. Before, such a global counted for nothing in the
+# function's identity: the second run returned the first binding's value.
+LIBRARY_BINDINGS = {
+    "builtin": ("G = max", "G = min", "G(x, 5)"),
+    "operator": ("G = operator.add", "G = operator.mul", "G(x, 5)"),
+    "library_function": ("G = os.path.basename", "G = os.path.dirname", "G('/a/b')"),
+    "library_class": ("G = float", "G = int", "G(x)"),
+    "method_descriptor": ("G = str.upper", "G = str.lower", "G('aB')"),
+    "bound_builtin": ("G = 'ab'.upper", "G = 'xy'.upper", "G()"),
+    "method_wrapper": ("G = (5).__add__", "G = (6).__add__", "G(x)"),
+    "library_module": ("import math as G", "import cmath as G", "G.sqrt(4)"),
+    "wrapped_builtin": ("G = functools.lru_cache(max)", "G = functools.lru_cache(min)",
+                        "G(x, 5)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LIBRARY_BINDINGS))
+def test_a_global_bound_to_another_library_callable_is_a_change_of_code(
+    tmp_path: Path, kind: str
+) -> None:
+    old, new, use = LIBRARY_BINDINGS[kind]
+    src = Path(__file__).resolve().parents[2] / "src"
+
+    def run(binding: str, cache: str) -> str:
+        (tmp_path / "job.py").write_text(LIBRARY_GLOBAL.format(binding=binding, use=use))
+        proc = subprocess.run([sys.executable, "-B", "job.py", str(tmp_path / cache)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=HANG,
+                              env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    first = run(old, "cache")
+    second = run(new, "cache")
+    assert second == run(new, "fresh") != first
+    assert run(new, "cache") == second  # and the new binding's entry hits
