@@ -155,7 +155,7 @@ def test_an_entry_whose_result_class_changed_is_not_loaded_into_the_new_class(
 
 
 LIBRARY_GLOBAL = """\
-import sys, math, cmath, operator, os.path, functools
+import sys, math, cmath, operator, os.path, functools, types
 from memojar import cached
 {binding}
 
@@ -180,11 +180,25 @@ LIBRARY_BINDINGS = {
     "library_module": ("import math as G", "import cmath as G", "G.sqrt(4)"),
     "wrapped_builtin": ("G = functools.lru_cache(max)", "G = functools.lru_cache(min)",
                         "G(x, 5)"),
+    # data pickle refuses, so it counted by its type alone: a read-only view of a table
+    "mapping_proxy": ("G = types.MappingProxyType({'k': 2})",
+                      "G = types.MappingProxyType({'k': 3})", "G['k']"),
+    "mapping_proxy_in_a_table": ("G = {'t': types.MappingProxyType({'k': 2})}",
+                                 "G = {'t': types.MappingProxyType({'k': 3})}", "G['t']['k']"),
+    "mapping_proxy_default": ("def G(m=types.MappingProxyType({'k': 2})): return m['k']",
+                              "def G(m=types.MappingProxyType({'k': 3})): return m['k']",
+                              "G()"),
+    "mapping_proxy_of_an_instance": (
+        "class C:\n    def __init__(self, m): self.m = m\nG = C(types.MappingProxyType({'k': 2}))",
+        "class C:\n    def __init__(self, m): self.m = m\nG = C(types.MappingProxyType({'k': 3}))",
+        "G.m['k']"),
+    "keys_view": ("G = {'a': 1, 'b': 2}.keys()", "G = {'a': 1, 'c': 2}.keys()", "sorted(G)"),
+    "items_view": ("G = {'a': 2}.items()", "G = {'a': 3}.items()", "list(G)"),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(LIBRARY_BINDINGS))
-def test_a_global_bound_to_another_library_callable_is_a_change_of_code(
+def test_a_global_bound_to_other_library_code_or_unpicklable_data_is_a_change_of_code(
     tmp_path: Path, kind: str
 ) -> None:
     old, new, use = LIBRARY_BINDINGS[kind]
