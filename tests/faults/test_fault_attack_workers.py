@@ -123,3 +123,49 @@ def test_an_instance_keys_alike_whatever_its_classs_cached_methods_did(tmp_path:
             for mode in ("warm", "cold")]
     assert [o.returncode for o in outs] == [0, 0], outs[0].stderr + outs[1].stderr
     assert [o.stdout.split() for o in outs] == [["computed", "2"], ["2"]]
+
+
+EDITED_HELPER = """\
+import pathlib, sys
+from joblib import Parallel, delayed
+from memojar import Cache
+from helpers import scale
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def load(x):
+    return scale(x)
+
+if __name__ == "__main__":
+    print(load(0))  # the identity is made here, with helpers.scale as it is: x * 2
+    if sys.argv[2] == "edit":  # edited before the workers start: they import x * 3
+        pathlib.Path("helpers.py").write_text("def scale(x):\\n    return x * 3\\n")
+        print(Parallel(n_jobs=2, backend="loky")(delayed(load)(x) for x in (1, 2)))
+    print(load(1))
+"""
+
+
+def test_a_copy_in_a_worker_that_imports_an_edited_helper_stores_under_its_own_identity(
+    tmp_path: Path,
+) -> None:
+    """A function of ``__main__`` sent by value to loky workers kept the identity its
+    sender made; workers started after an edit of ``helpers.py`` ran the new helper and
+    stored its results under the old code's identity: a later run of the old code got
+    ``3`` for ``load(1)`` (the new helper's value), not ``2``."""
+    (tmp_path / "job.py").write_text(EDITED_HELPER)
+    src = Path(__file__).resolve().parents[2] / "src"
+
+    def run(mode: str) -> list[str]:
+        (tmp_path / "helpers.py").write_text("def scale(x):\n    return x * 2\n")
+        proc = subprocess.run(
+            [sys.executable, "-B", "job.py", str(tmp_path / "cache"), mode],
+            capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
+            env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin",
+                 "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.split("\n")[:-1]
+
+    assert run("edit") == ["0", "[3, 6]", "2"]
+    assert run("again") == ["0", "2"]  # the old helper again: its own value, never 3
