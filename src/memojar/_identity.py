@@ -1160,10 +1160,26 @@ def _library_row(value: Any, where: str, rows: dict[str, tuple[str, str, str]]) 
                               else ("named", function_name(value)))
     owner = getattr(value, "__self__", None)
     if owner is not None and not isinstance(owner, (ModuleType, type)):
-        shape += (_state_shape(owner),)
+        shape += ((function_name(type(owner)),) if _exported(value) else _state_shape(owner),)
     elif isinstance(owner, type):
         shape += (function_name(owner),)
     _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
+
+
+def _exported(method: Any) -> bool:
+    """Whether a bound method is a library module's own function, made as a method of a
+    hidden instance (``random.random``, ``random.choice``, ``numpy.random.rand``): it counts
+    by its name, not by the instance's state, which each process seeds anew (by state, every
+    process missed)."""
+    owner = getattr(method, "__self__", None)
+    name = getattr(method, "__name__", None)
+    module = sys.modules.get(getattr(type(owner), "__module__", None) or "")
+    if not isinstance(name, str) or module is None or is_user_module(module.__name__):
+        return False
+    try:
+        return bool(getattr(module, name, None) == method)
+    except Exception:  # noqa: BLE001 - whatever a library's __eq__ raised
+        return False
 
 
 def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
@@ -1178,6 +1194,9 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     if isinstance(value, functools.partial):
         _walk_value(value.func, where, rows, seen, names)
     elif isinstance(value, MethodType):
+        if _exported(value):  # ``from random import choice``: by its name
+            _library_row(value, where, rows)
+            return
         _walk_value(value.__func__, where, rows, seen, names)
         _walk_value(value.__self__, where, rows, seen, names)
     elif type(value) not in _CONTAINERS and is_user_module(type(value).__module__):

@@ -216,3 +216,33 @@ def test_a_global_bound_to_other_library_code_or_unpicklable_data_is_a_change_of
     second = run(new, "cache")
     assert second == run(new, "fresh") != first
     assert run(new, "cache") == second  # and the new binding's entry hits
+
+
+HIDDEN_INSTANCE = """\
+import sys
+from random import random, choice
+from memojar import cached
+
+@cached(cache_dir=sys.argv[1])
+def f(x):
+    return x if random() < 2 and choice([1]) else 0
+
+f(1)
+print(f.cache_info().misses)
+"""
+
+
+def test_a_library_modules_function_of_a_hidden_instance_hits_in_a_new_process(
+    tmp_path: Path,
+) -> None:
+    """``random.random`` and ``random.choice`` are methods of an instance the ``random``
+    module seeds anew in each process: counted by its state, every process missed
+    (``choice``, before; ``random`` too, with the row that names a global's library
+    function). They count by their name."""
+    (tmp_path / "job.py").write_text(HIDDEN_INSTANCE)
+    src = Path(__file__).resolve().parents[2] / "src"
+    misses = [subprocess.run([sys.executable, "-B", "job.py", str(tmp_path / "cache")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=HANG,
+                             env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+                             ).stdout.strip() for _ in range(2)]
+    assert misses == ["1", "0"]
