@@ -440,6 +440,9 @@ class _Memo:
             "sent", None)  # a copy of a copy not called yet: what its sender was sent
         self.__dict__.update(state)
         self.sent = sent if sent[0] is not None else earlier
+        # Its keys as this interpreter's: a loky worker of a ``python -OO`` script runs
+        # without ``-OO`` (docstrings back), and stored under the script's keys.
+        self.seed = _entry.key_seed(self.scope)
         if self.reopen is not None:
             self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.RLock()

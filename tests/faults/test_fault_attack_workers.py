@@ -169,3 +169,41 @@ def test_a_copy_in_a_worker_that_imports_an_edited_helper_stores_under_its_own_i
 
     assert run("edit") == ["0", "[3, 6]", "2"]
     assert run("again") == ["0", "2"]  # the old helper again: its own value, never 3
+
+
+OPTIMIZED_PARENT = """\
+import sys
+from joblib import Parallel, delayed
+from memojar import Cache
+import helpers
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def describe(x):
+    return helpers.Model.__doc__
+
+if __name__ == "__main__":
+    print(repr(describe(0)))
+    print(Parallel(n_jobs=2, backend="loky")(delayed(describe)(x) for x in (1, 2)))
+    print(repr(describe(1)))
+"""
+
+
+def test_a_copy_in_a_worker_without_the_scripts_optimize_flag_keys_as_the_worker(
+    tmp_path: Path,
+) -> None:
+    """loky starts its workers without the script's ``-OO``: a copy keyed its calls with
+    the script's (``-OO``) keys, and stored the docstring the worker sees where the
+    ``-OO`` script, whose ``describe(1)`` is ``None``, then read it."""
+    (tmp_path / "job.py").write_text(OPTIMIZED_PARENT)
+    (tmp_path / "helpers.py").write_text('class Model:\n    """Sales rows."""\n')
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run(
+        [sys.executable, "-OO", "-B", "job.py", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
+        env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, _, last = proc.stdout.split("\n")[:3]
+    assert (first, last) == ("None", "None")
