@@ -1502,17 +1502,17 @@ def _binding_first(memo: weakref.ref[_Memo]) -> Callable[..., _Args]:
 
 def _agrees(sent: Any, rows: tuple[tuple[str, str, str], ...]) -> bool:
     """Whether a copy's identity as its sender made it (``sent``) holds where it runs: each
-    dependency both see has the same fingerprint. A copy (cloudpickle sends a function of
-    ``__main__`` by value) reaches the helpers it names by reference (``from helpers import
-    scale``) in the files the receiving process imports: before, it kept the sender's
-    identity, and a worker started after an edit of ``helpers.py`` stored the new helper's
-    results under the old code's identity (a later run of the old code hit them). What
-    only the sender sees (the class of a method sent by value, which the copy's globals
-    do not hold) counts as the sender saw it."""
+    dependency it finds here is one the sender found, with the same fingerprint. A copy
+    (cloudpickle sends a function of ``__main__`` by value) reaches the helpers it names
+    by reference (``from helpers import scale``) in the files the receiving process
+    imports: before, it kept the sender's identity, and a worker started after an edit of
+    ``helpers.py`` stored the new helper's results under the old code's identity (a later
+    run of the old code hit them). What only the sender sees (the class of a method sent
+    by value, which the copy's globals do not hold) counts as the sender saw it."""
     if not isinstance(sent, tuple):
         return False
-    mine = {(kind, name): fp for kind, name, fp in rows}
-    return all(mine.get((kind, name), fp) == fp for kind, name, fp in sent)
+    known = {tuple(row) for row in sent}
+    return all(tuple(row) in known for row in rows)  # each row made here, as sent
 
 
 def _as_it_is(func: Any) -> tuple[Any, Any, Any]:

@@ -141,6 +141,10 @@ if __name__ == "__main__":
     print(load(0))  # the identity is made here, with helpers.scale as it is: x * 2
     if sys.argv[2] == "edit":  # edited before the workers start: they import x * 3
         pathlib.Path("helpers.py").write_text("def scale(x):\\n    return x * 3\\n")
+    elif sys.argv[2] == "partial":  # the helper made a partial: another kind of row
+        pathlib.Path("helpers.py").write_text(
+            "import functools, operator\\nscale = functools.partial(operator.mul, 3)\\n")
+    if sys.argv[2] != "again":
         print(Parallel(n_jobs=2, backend="loky")(delayed(load)(x) for x in (1, 2)))
     print(load(1))
 """
@@ -167,8 +171,9 @@ def test_a_copy_in_a_worker_that_imports_an_edited_helper_stores_under_its_own_i
         assert proc.returncode == 0, proc.stderr[-2000:]
         return proc.stdout.split("\n")[:-1]
 
-    assert run("edit") == ["0", "[3, 6]", "2"]
-    assert run("again") == ["0", "2"]  # the old helper again: its own value, never 3
+    for edit in ("edit", "partial"):
+        assert run(edit) == ["0", "[3, 6]", "2"]
+        assert run("again") == ["0", "2"]  # the old helper again: its own value, never 3
 
 
 OPTIMIZED_PARENT = """\
