@@ -339,3 +339,30 @@ def test_ls_function_shows_each_entrys_script(tmp_path: Path) -> None:
     assert "SCRIPT OR NOTEBOOK" in listing
     assert str(a.resolve()) in listing and str(b.resolve()) in listing
     assert listing.count("fresh") == 2  # neither supersedes the other
+
+
+DOCSTRING = """
+from memojar import cached
+
+class Model:
+    \"\"\"Rows of the sales table.\"\"\"
+
+@cached
+def describe(x):
+    return Model.__doc__
+
+print(repr(describe(1)))
+"""
+
+
+def test_runs_with_and_without_optimize_flags_keep_their_own_values(tmp_path: Path) -> None:
+    """``-OO`` strips docstrings, which the code's fingerprint leaves out: a plain run and
+    an ``-OO`` run of one script shared a key, and each got the other's value (``None``
+    for the docstring, or the docstring where ``-OO`` has none)."""
+    path = tmp_path / "describe.py"
+    path.write_text(DOCSTRING)
+    cache = tmp_path / "cache"
+    outs = [run(sys.executable, [*flags, str(path)], cache).strip()
+            for flags in ([], ["-OO"], [], ["-OO"], ["-O"])]
+    assert outs == ["'Rows of the sales table.'", "None", "'Rows of the sales table.'", "None",
+                    "'Rows of the sales table.'"]

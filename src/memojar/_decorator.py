@@ -423,7 +423,8 @@ class _Memo:
 
     def __getstate__(self) -> dict[str, Any]:
         """A copy (cloudpickle sends a function of ``__main__`` by value) starts with an
-        empty memory tier and no recomputation running; it maps the stamp itself."""
+        empty memory tier and no recomputation running; it maps the stamp itself. Its
+        identity is checked at its first call against what it runs there (``ident``)."""
         state = self.__dict__.copy()
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
@@ -434,7 +435,14 @@ class _Memo:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # The sender's identity, if it had made one: checked at the first call (``ident``)
+        sent, earlier = (state.pop("ident", None), state.pop("rows", None)), state.pop(
+            "sent", None)  # a copy of a copy not called yet: what its sender was sent
         self.__dict__.update(state)
+        self.sent = sent if sent[0] is not None else earlier
+        # Its keys as this interpreter's: a loky worker of a ``python -OO`` script runs
+        # without ``-OO`` (docstrings back), and stored under the script's keys.
+        self.seed = _entry.key_seed(self.scope)
         if self.reopen is not None:
             self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.RLock()
@@ -471,6 +479,10 @@ class _Memo:
             own = resolved(self.target)
             self.resolved = None if own is None else [own, *filter(None, map(
                 resolved, self.depends_on[1]))]
+        sent = self.__dict__.pop("sent", None)
+        if sent is not None and _agrees(sent[1], rows):
+            self.rows = sent[1]
+            return bytes(sent[0])
         self.rows = rows
         fingerprint = identity_digest(rows)
         ident = _entry.make_ident(self.name, self.version, fingerprint, self.scope)
@@ -1486,6 +1498,21 @@ def _binding_first(memo: weakref.ref[_Memo]) -> Callable[..., _Args]:
         return cast("_Memo", memo()).retake_sibling()(*args, **kwargs)  # alive: calling
 
     return bind
+
+
+def _agrees(sent: Any, rows: tuple[tuple[str, str, str], ...]) -> bool:
+    """Whether a copy's identity as its sender made it (``sent``) holds where it runs: each
+    dependency it finds here is one the sender found, with the same fingerprint. A copy
+    (cloudpickle sends a function of ``__main__`` by value) reaches the helpers it names
+    by reference (``from helpers import scale``) in the files the receiving process
+    imports: before, it kept the sender's identity, and a worker started after an edit of
+    ``helpers.py`` stored the new helper's results under the old code's identity (a later
+    run of the old code hit them). What only the sender sees (the class of a method sent
+    by value, which the copy's globals do not hold) counts as the sender saw it."""
+    if not isinstance(sent, tuple):
+        return False
+    known = {tuple(row) for row in sent}
+    return all(tuple(row) in known for row in rows)  # each row made here, as sent
 
 
 def _as_it_is(func: Any) -> tuple[Any, Any, Any]:

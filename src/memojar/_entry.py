@@ -63,6 +63,7 @@ FORMAT_VERSION = 4  # 3: no pickle lead, the header bare at offset 0; 2: no scop
 PROTOCOL = 5
 SIGNED = 1
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+OPTIMIZE = sys.flags.optimize  # -O: 1, -OO: 2 (see key_seed)
 KEY_LEN = 32
 SIG_LEN = 32
 ALIGN = 64
@@ -176,7 +177,8 @@ def make_ident(function: str, version: object, fingerprint: str, scope: str = ""
     return "\0".join(parts).encode()
 
 
-def key_seed(scope: str, python: str = PYTHON, fmt: int = FORMAT_VERSION) -> int:
+def key_seed(scope: str, python: str = PYTHON, fmt: int = FORMAT_VERSION,
+             optimize: int = OPTIMIZE) -> int:
     """The seed that salts a function's keys: the entry format, Python version and scope.
 
     Entries of two Python versions, or of two scripts or notebooks defining the same
@@ -184,8 +186,17 @@ def key_seed(scope: str, python: str = PYTHON, fmt: int = FORMAT_VERSION) -> int
     different places in the store and never replace or evict each other; so do entries of
     another entry format (an older or newer memojar sharing the cache). Picked once per
     decorated function: a seeded hash costs what an unseeded one does.
+
+    An interpreter run with ``-O`` or ``-OO`` (``optimize``) keys apart too: ``-OO`` strips
+    docstrings, which the code's fingerprint leaves out, so a function returning one
+    (``Model.__doc__``, a schema built from them) returned ``None`` to a plain run sharing
+    the cache, or the docstring to an ``-OO`` run; ``-O`` strips assertions of library code,
+    which is not fingerprinted. A plain run's keys are as before.
     """
-    return xxhash.xxh3_64_intdigest(f"{fmt}\0{python}\0{scope}".encode())
+    text = f"{fmt}\0{python}\0{scope}"
+    if optimize:
+        text += f"\0-O{optimize}"
+    return xxhash.xxh3_64_intdigest(text.encode())
 
 
 def ident_digest(ident: bytes) -> str:

@@ -1064,7 +1064,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                  seen: set[int], names: set[str] | None = None) -> None:
     if not isinstance(value, (FunctionType, type, ModuleType)) and callable(value):
         wrapped = getattr(value, "__wrapped__", None)  # functools.lru_cache and the like
-        if isinstance(wrapped, FunctionType):
+        if isinstance(wrapped, (FunctionType, *_ROUTINES)):
             value = wrapped
     if isinstance(value, FunctionType):
         found = function_identity(value)
@@ -1077,10 +1077,14 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 # before, not followed, and an edit of it returned the old value
                 for item in _held(attributes):
                     _walk_value(item, function_name(item), rows, seen, names)
-        elif hasattr(value, "__wrapped__"):  # a library decorator's wrapper of user code
-            _walk_callable(value, rows, seen)
+        else:  # a library function (``join = os.path.join``): by its name
+            _library_row(value, where, rows)
+            if hasattr(value, "__wrapped__"):  # a library decorator's wrapper of user code
+                _walk_callable(value, rows, seen)
     elif isinstance(value, type):
         found = class_identity(value)
+        if found is None:  # a library class (``DTYPE = float``): by its name
+            _library_row(value, where, rows)
         if found is not None and id(value) not in seen:
             seen.add(id(value))
             record = _recording.get()
@@ -1119,7 +1123,10 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             if meta is not type and is_user_module(meta.__module__):
                 _walk_value(meta, function_name(meta), rows, seen)
     elif isinstance(value, ModuleType):
-        if names is None or id(value) in seen or not is_user_module(value.__name__):
+        if not is_user_module(value.__name__):  # ``import math as M``: by its name
+            _library_row(value, where, rows)
+            return
+        if names is None or id(value) in seen:
             return
         seen.add(id(value))
         namespace = vars(value)
@@ -1133,8 +1140,46 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     elif _constant(value):
         if is_user_module(where.rpartition(".")[0]):
             _add(rows, ("constant", where, _constant_digest(value)))
-    elif not isinstance(value, _ROUTINES) and id(value) not in seen:
+    elif isinstance(value, _ROUTINES):  # ``op = max``, ``upper = str.upper``: by name
+        _library_row(value, where, rows)
+    elif id(value) not in seen:
         _walk_object(value, where, rows, seen, names)
+
+
+def _library_row(value: Any, where: str, rows: dict[str, tuple[str, str, str]]) -> None:
+    """A global of the user's code bound to a library module, function, class or built-in
+    (``import math as M``, ``op = operator.add``, ``DTYPE = float``, ``shout = "x".upper``):
+    a constant row of the name it is bound to, with the object a bound built-in method
+    belongs to. Before, such a global counted for nothing: editing ``op = operator.add``
+    to ``operator.mul`` returned the old code's value. Only a global's (``where`` is
+    ``module.name``): what a closure, a default or a table holds counts in its own shape."""
+    module = where.rpartition(".")[0]
+    if not module or module.startswith("__unknown__") or not is_user_module(module):
+        return
+    shape: tuple[Any, ...] = (("module", value.__name__) if isinstance(value, ModuleType)
+                              else ("named", function_name(value)))
+    owner = getattr(value, "__self__", None)
+    if owner is not None and not isinstance(owner, (ModuleType, type)):
+        shape += ((function_name(type(owner)),) if _exported(value) else _state_shape(owner),)
+    elif isinstance(owner, type):
+        shape += (function_name(owner),)
+    _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
+
+
+def _exported(method: Any) -> bool:
+    """Whether a bound method is a library module's own function, made as a method of a
+    hidden instance (``random.random``, ``random.choice``, ``numpy.random.rand``): it counts
+    by its name, not by the instance's state, which each process seeds anew (by state, every
+    process missed)."""
+    owner = getattr(method, "__self__", None)
+    name = getattr(method, "__name__", None)
+    module = sys.modules.get(getattr(type(owner), "__module__", None) or "")
+    if not isinstance(name, str) or module is None or is_user_module(module.__name__):
+        return False
+    try:
+        return bool(getattr(module, name, None) == method)
+    except Exception:  # noqa: BLE001 - whatever a library's __eq__ raised
+        return False
 
 
 def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
@@ -1149,6 +1194,9 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     if isinstance(value, functools.partial):
         _walk_value(value.func, where, rows, seen, names)
     elif isinstance(value, MethodType):
+        if _exported(value):  # ``from random import choice``: by its name
+            _library_row(value, where, rows)
+            return
         _walk_value(value.__func__, where, rows, seen, names)
         _walk_value(value.__self__, where, rows, seen, names)
     elif type(value) not in _CONTAINERS and is_user_module(type(value).__module__):

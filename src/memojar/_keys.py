@@ -28,7 +28,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from types import BuiltinFunctionType, FunctionType, ModuleType
+from types import BuiltinFunctionType, FunctionType, MappingProxyType, ModuleType
 from typing import Any
 
 import xxhash
@@ -405,7 +405,8 @@ class _StatePickler(_CanonicalPickler):
         super().__init__(file, protocol, buffer_callback=buffer_callback)
         self.fast = True
         # Each class met: how its instances reduce (None: the generic path)
-        self._reducers: dict[type, Callable[[Any], Any] | None] = {}
+        self._reducers: dict[type, Callable[[Any], Any] | None] = {
+            MappingProxyType: _mapping_proxy_state, **dict.fromkeys(_VIEWS, _view_state)}
         self._answers: dict[int, tuple[Any, Any, Any, Any, Any]] = {}
 
     def reducer_override(self, obj: Any) -> Any:
@@ -581,6 +582,26 @@ _SPECIAL: dict[type, Callable[[Any], Any] | None] = {}
 # Bounded: a program that makes classes at run time (a namedtuple or dataclass per call)
 # and passes their instances would otherwise keep every such class, and what it holds, alive.
 _SPECIAL_MAX = 1024
+
+
+def _mapping_proxy_state(proxy: Any) -> Any:
+    """A read-only view of a table (``CONFIG = MappingProxyType({...})``, a frozen config),
+    which pickle refuses: the table it shows. Before, such a global (or default, or
+    capture) counted by its type alone, and an edit of the table returned the old value."""
+    return (_MappingProxy, (normalize(dict(proxy)),))
+
+
+def _view_state(view: Any) -> Any:
+    """A dict's ``keys()``, ``values()`` or ``items()`` (``NAMES = TABLE.keys()``), which
+    pickle refuses: its items in their order. Before, counted by its type alone."""
+    return (_MappingProxy, (type(view).__name__, normalize(list(view))))
+
+
+class _MappingProxy:  # names a view's state in a digest; never unpickled
+    pass
+
+
+_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 
 
 def _readonly(args: Any) -> Any:

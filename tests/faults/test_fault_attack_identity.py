@@ -152,3 +152,97 @@ def test_an_entry_whose_result_class_changed_is_not_loaded_into_the_new_class(
         assert proc.returncode == 0, proc.stderr
         outs.append(proc.stdout.strip())
     assert outs == ["3", "-3"]
+
+
+LIBRARY_GLOBAL = """\
+import sys, math, cmath, operator, os.path, functools, types
+from memojar import cached
+{binding}
+
+@cached(cache_dir=sys.argv[1])
+def f(x):
+    return repr({use})
+
+print(f(3))
+"""
+
+# A global of the user's code bound to a library module, function, class or built-in: the
+# binding edited, the same call. Before, such a global counted for nothing in the
+# function's identity: the second run returned the first binding's value.
+LIBRARY_BINDINGS = {
+    "builtin": ("G = max", "G = min", "G(x, 5)"),
+    "operator": ("G = operator.add", "G = operator.mul", "G(x, 5)"),
+    "library_function": ("G = os.path.basename", "G = os.path.dirname", "G('/a/b')"),
+    "library_class": ("G = float", "G = int", "G(x)"),
+    "method_descriptor": ("G = str.upper", "G = str.lower", "G('aB')"),
+    "bound_builtin": ("G = 'ab'.upper", "G = 'xy'.upper", "G()"),
+    "method_wrapper": ("G = (5).__add__", "G = (6).__add__", "G(x)"),
+    "library_module": ("import math as G", "import cmath as G", "G.sqrt(4)"),
+    "wrapped_builtin": ("G = functools.lru_cache(max)", "G = functools.lru_cache(min)",
+                        "G(x, 5)"),
+    # data pickle refuses, so it counted by its type alone: a read-only view of a table
+    "mapping_proxy": ("G = types.MappingProxyType({'k': 2})",
+                      "G = types.MappingProxyType({'k': 3})", "G['k']"),
+    "mapping_proxy_in_a_table": ("G = {'t': types.MappingProxyType({'k': 2})}",
+                                 "G = {'t': types.MappingProxyType({'k': 3})}", "G['t']['k']"),
+    "mapping_proxy_default": ("def G(m=types.MappingProxyType({'k': 2})): return m['k']",
+                              "def G(m=types.MappingProxyType({'k': 3})): return m['k']",
+                              "G()"),
+    "mapping_proxy_of_an_instance": (
+        "class C:\n    def __init__(self, m): self.m = m\nG = C(types.MappingProxyType({'k': 2}))",
+        "class C:\n    def __init__(self, m): self.m = m\nG = C(types.MappingProxyType({'k': 3}))",
+        "G.m['k']"),
+    "keys_view": ("G = {'a': 1, 'b': 2}.keys()", "G = {'a': 1, 'c': 2}.keys()", "sorted(G)"),
+    "items_view": ("G = {'a': 2}.items()", "G = {'a': 3}.items()", "list(G)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LIBRARY_BINDINGS))
+def test_a_global_bound_to_other_library_code_or_unpicklable_data_is_a_change_of_code(
+    tmp_path: Path, kind: str
+) -> None:
+    old, new, use = LIBRARY_BINDINGS[kind]
+    src = Path(__file__).resolve().parents[2] / "src"
+
+    def run(binding: str, cache: str) -> str:
+        (tmp_path / "job.py").write_text(LIBRARY_GLOBAL.format(binding=binding, use=use))
+        proc = subprocess.run([sys.executable, "-B", "job.py", str(tmp_path / cache)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=HANG,
+                              env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    first = run(old, "cache")
+    second = run(new, "cache")
+    assert second == run(new, "fresh") != first
+    assert run(new, "cache") == second  # and the new binding's entry hits
+
+
+HIDDEN_INSTANCE = """\
+import sys
+from random import random, choice
+from memojar import cached
+
+@cached(cache_dir=sys.argv[1])
+def f(x):
+    return x if random() < 2 and choice([1]) else 0
+
+f(1)
+print(f.cache_info().misses)
+"""
+
+
+def test_a_library_modules_function_of_a_hidden_instance_hits_in_a_new_process(
+    tmp_path: Path,
+) -> None:
+    """``random.random`` and ``random.choice`` are methods of an instance the ``random``
+    module seeds anew in each process: counted by its state, every process missed
+    (``choice``, before; ``random`` too, with the row that names a global's library
+    function). They count by their name."""
+    (tmp_path / "job.py").write_text(HIDDEN_INSTANCE)
+    src = Path(__file__).resolve().parents[2] / "src"
+    misses = [subprocess.run([sys.executable, "-B", "job.py", str(tmp_path / "cache")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=HANG,
+                             env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+                             ).stdout.strip() for _ in range(2)]
+    assert misses == ["1", "0"]

@@ -123,3 +123,92 @@ def test_an_instance_keys_alike_whatever_its_classs_cached_methods_did(tmp_path:
             for mode in ("warm", "cold")]
     assert [o.returncode for o in outs] == [0, 0], outs[0].stderr + outs[1].stderr
     assert [o.stdout.split() for o in outs] == [["computed", "2"], ["2"]]
+
+
+EDITED_HELPER = """\
+import pathlib, sys
+from joblib import Parallel, delayed
+from memojar import Cache
+from helpers import scale
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def load(x):
+    return scale(x)
+
+if __name__ == "__main__":
+    print(load(0))  # the identity is made here, with helpers.scale as it is: x * 2
+    if sys.argv[2] == "edit":  # edited before the workers start: they import x * 3
+        pathlib.Path("helpers.py").write_text("def scale(x):\\n    return x * 3\\n")
+    elif sys.argv[2] == "partial":  # the helper made a partial: another kind of row
+        pathlib.Path("helpers.py").write_text(
+            "import functools, operator\\nscale = functools.partial(operator.mul, 3)\\n")
+    if sys.argv[2] != "again":
+        print(Parallel(n_jobs=2, backend="loky")(delayed(load)(x) for x in (1, 2)))
+    print(load(1))
+"""
+
+
+def test_a_copy_in_a_worker_that_imports_an_edited_helper_stores_under_its_own_identity(
+    tmp_path: Path,
+) -> None:
+    """A function of ``__main__`` sent by value to loky workers kept the identity its
+    sender made; workers started after an edit of ``helpers.py`` ran the new helper and
+    stored its results under the old code's identity: a later run of the old code got
+    ``3`` for ``load(1)`` (the new helper's value), not ``2``."""
+    (tmp_path / "job.py").write_text(EDITED_HELPER)
+    src = Path(__file__).resolve().parents[2] / "src"
+
+    def run(mode: str) -> list[str]:
+        (tmp_path / "helpers.py").write_text("def scale(x):\n    return x * 2\n")
+        proc = subprocess.run(
+            [sys.executable, "-B", "job.py", str(tmp_path / "cache"), mode],
+            capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
+            env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin",
+                 "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.split("\n")[:-1]
+
+    for edit in ("edit", "partial"):
+        assert run(edit) == ["0", "[3, 6]", "2"]
+        assert run("again") == ["0", "2"]  # the old helper again: its own value, never 3
+
+
+OPTIMIZED_PARENT = """\
+import sys
+from joblib import Parallel, delayed
+from memojar import Cache
+import helpers
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def describe(x):
+    return helpers.Model.__doc__
+
+if __name__ == "__main__":
+    print(repr(describe(0)))
+    print(Parallel(n_jobs=2, backend="loky")(delayed(describe)(x) for x in (1, 2)))
+    print(repr(describe(1)))
+"""
+
+
+def test_a_copy_in_a_worker_without_the_scripts_optimize_flag_keys_as_the_worker(
+    tmp_path: Path,
+) -> None:
+    """loky starts its workers without the script's ``-OO``: a copy keyed its calls with
+    the script's (``-OO``) keys, and stored the docstring the worker sees where the
+    ``-OO`` script, whose ``describe(1)`` is ``None``, then read it."""
+    (tmp_path / "job.py").write_text(OPTIMIZED_PARENT)
+    (tmp_path / "helpers.py").write_text('class Model:\n    """Sales rows."""\n')
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run(
+        [sys.executable, "-OO", "-B", "job.py", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
+        env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, _, last = proc.stdout.split("\n")[:3]
+    assert (first, last) == ("None", "None")
