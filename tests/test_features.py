@@ -944,36 +944,6 @@ def test_statistics_of_a_running_process_are_saved_within_seconds(
         proc.communicate(timeout=10)
 
 
-def test_statistics_of_a_cache_dropped_before_the_exit_are_saved(
-    tmp_path: Path, shared_dir: Path,
-) -> None:
-    """A ``Cache`` made in a function that returned (as ``python -m memojar.demo`` makes
-    its own) lost the counts its functions had not merged yet: the demo's ``memojar ls``
-    showed 1 hit (its second process's) of 3, and a dropped cache's counts were never
-    merged. Now a dropped cache hands them over, merged with the next merge or at exit."""
-    m = make_module(tmp_path)
-    script = """
-        import gc
-        import memojar
-
-        def run(x):
-            f = memojar.Cache().cached(m.held.__wrapped__)
-            f(x); f(x); f(x)
-
-        run(1)
-        gc.collect()
-        {then}
-    """
-    finish(spawn(m, script.format(then="pass"), shared_dir))  # merged at the exit
-    [row] = cli_json(shared_dir, "ls", "--json")
-    assert (row["hits"], row["misses"]) == (2, 1), row
-    # ... or by the next merge of a process that lives on
-    finish(spawn(m, script.format(then="memojar._cache._FLUSHER.flush(); import os; "
-                                  "os._exit(0)"), shared_dir))
-    [row] = cli_json(shared_dir, "ls", "--json")
-    assert (row["hits"], row["misses"]) == (5, 1), row
-
-
 def test_cache_info_counts_entries_without_listing_them(cache_dir: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     f, _ = counting(cache_dir)

@@ -388,11 +388,6 @@ class Cache:
         self._dropped = [0, 0]
         self._flush_lock = threading.Lock()
         _FLUSHER.watch(self)
-        # A cache dropped before the exit (made in a function that returned, as the demo's)
-        # leaves its counts not merged yet to the flusher: before, they were lost. Only
-        # handed over here (no file lock taken wherever the collector runs); at the exit a
-        # live cache is merged as before.
-        weakref.finalize(self, _FLUSHER.adopt, self.store, self._tallies).atexit = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopened, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
@@ -782,8 +777,6 @@ class _Flusher:
         self.thread: threading.Thread | None = None
         self.stop = threading.Event()
         self.in_children = False  # registered with multiprocessing's after-fork hooks
-        # The store and tallies of each cache dropped since the last merge (``adopt``).
-        self.orphans: list[tuple[Store, list[tuple[Tally, weakref.ref[_Memo], bool]]]] = []
 
     def watch(self, cache: Cache) -> None:
         with self.lock:
@@ -802,29 +795,17 @@ class _Flusher:
         while not stop.wait(FLUSH_EVERY):
             self.flush()
 
-    def adopt(self, store: Store,
-              tallies: list[tuple[Tally, weakref.ref[_Memo], bool]]) -> None:
-        """A dropped cache's counts, merged with the next ``flush`` (a list's append: safe
-        wherever the cycle collector runs a finalizer, in any thread)."""
-        self.orphans.append((store, tallies))
-
     def flush(self) -> None:
         self.merge_all()
 
     def merge_all(self) -> None:
         with self.lock:
             caches = list(self.caches)
-            orphans, self.orphans = self.orphans, []
         for cache in caches:
             try:
                 cache.flush_stats()
             except Exception as exc:  # noqa: BLE001 - statistics never fail the program
                 logger.debug("cannot save statistics in %s: %s", cache.directory, exc)
-        for store, tallies in orphans:
-            try:
-                _merge_tallies(store, tallies, [0, 0])
-            except Exception as exc:  # noqa: BLE001 - statistics never fail the program
-                logger.debug("cannot save statistics in %s: %s", store.location, exc)
 
     def before_fork(self) -> None:
         import sys
@@ -849,7 +830,6 @@ class _Flusher:
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
-        self.orphans = []  # the parent merges them
         for cache in list(self.caches):
             cache._flush_lock = threading.Lock()
             for tally, _, _ in cache._tallies:
