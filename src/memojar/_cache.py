@@ -631,10 +631,30 @@ class Cache:
     def flush_stats(self) -> None:
         """Merge this process's new hits, misses and time saved into the store's totals."""
         with self._flush_lock:
+            deltas: dict[str, tuple[int, int, float]] = {}
+            taken = []
+            for tally, _, _ in list(self._tallies):
+                now = tally.now()
+                if now != tally.flushed:
+                    hits, misses, saved = deltas.get(tally.name, (0, 0, 0.0))
+                    base = tally.flushed
+                    deltas[tally.name] = (hits + now[0] - base[0], misses + now[1] - base[1],
+                                          saved + now[2] - base[2])
+                    taken.append((tally, now))
             try:
-                _merge_tallies(self.store, self._tallies, self._dropped)
+                self.store.merge_stats(deltas)
             except OSError as exc:
                 logger.debug("cannot save statistics in %s: %s", self.directory, exc)
+                return
+            for tally, now in taken:
+                tally.flushed = now
+            for entry in list(self._tallies):
+                tally, memo, counted = entry
+                if memo() is None and tally.now() == tally.flushed:  # dropped, all merged
+                    self._tallies.remove(entry)
+                    if counted:
+                        self._dropped[0] += tally.hit_count.value
+                        self._dropped[1] += tally.miss_count.value
 
     def close(self) -> None:
         """Release the store's idle connections and stop its background threads once
@@ -642,33 +662,6 @@ class Cache:
         running in other threads finish and store as before, and a later call connects
         again (``tests/test_close.py``)."""
         self.store.close()
-
-
-def _merge_tallies(store: Store, tallies: list[tuple[Tally, weakref.ref[_Memo], bool]],
-                   dropped: list[int]) -> None:
-    """Merge the new counts of ``tallies`` into ``store``'s totals (raises ``OSError``), then
-    forget the tallies of dropped functions, all merged, adding their hits and misses to
-    ``dropped``."""
-    deltas: dict[str, tuple[int, int, float]] = {}
-    taken = []
-    for tally, _, _ in list(tallies):
-        now = tally.now()
-        if now != tally.flushed:
-            hits, misses, saved = deltas.get(tally.name, (0, 0, 0.0))
-            base = tally.flushed
-            deltas[tally.name] = (hits + now[0] - base[0], misses + now[1] - base[1],
-                                  saved + now[2] - base[2])
-            taken.append((tally, now))
-    store.merge_stats(deltas)
-    for tally, now in taken:
-        tally.flushed = now
-    for entry in list(tallies):
-        tally, memo, counted = entry
-        if memo() is None and tally.now() == tally.flushed:  # dropped, all merged
-            tallies.remove(entry)
-            if counted:
-                dropped[0] += tally.hit_count.value
-                dropped[1] += tally.miss_count.value
 
 
 _REMOVE_BATCH = 500  # entries removed between two progress reports of prune
@@ -798,7 +791,7 @@ class _Flusher:
     def flush(self) -> None:
         self.merge_all()
 
-    def merge_all(self) -> None:
+    def merge_all(self) -> None:  # ``flush``'s work, under a name tests do not stub
         with self.lock:
             caches = list(self.caches)
         for cache in caches:
