@@ -1,0 +1,69 @@
+"""What a cached function sent by value to joblib's loky workers costs a batch of tasks.
+
+    python benchmarks/worker_copies.py [-n 5000] [--tasks 40]
+
+A function of ``__main__`` is sent whole (cloudpickle), a new copy with each batch; each
+copy checks, at its first call, the identity its sender made against what it runs in the
+worker (``_Memo.ident``, ``_agrees``), which walks the globals it reads. Here it reads a
+global list of ``-n`` instances; every call is stored by the parent first, so the workers
+only hit. Printed: the seconds for ``--tasks`` tasks, one task a batch, with ``-n`` and
+with a global of 10 instances (the walk's share is the difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+
+CHILD = """
+import sys, time
+from joblib import Parallel, delayed
+import memojar
+
+class Item:
+    def __init__(self, i):
+        self.x = i
+        self.name = f"i{i}"
+
+ITEMS = [Item(i) for i in range(int(sys.argv[2]))]
+cache = memojar.Cache(sys.argv[1])
+
+@cache.cached
+def work(i):
+    return sum(item.x for item in ITEMS[:10]) + i
+
+if __name__ == "__main__":
+    tasks = int(sys.argv[3])
+    for i in range(tasks):
+        work(i)  # stored by the parent: the workers hit
+    Parallel(n_jobs=2, backend="loky")(delayed(work)(i) for i in range(2))  # workers up
+    start = time.perf_counter()
+    Parallel(n_jobs=2, backend="loky", batch_size=1)(delayed(work)(i) for i in range(tasks))
+    print(time.perf_counter() - start)
+"""
+
+
+def run(items: int, tasks: int) -> float:
+    with tempfile.TemporaryDirectory() as root:
+        with tempfile.NamedTemporaryFile("w", suffix=".py", dir=root, delete=False) as f:
+            f.write(CHILD)
+        out = subprocess.run([sys.executable, f.name, root + "/cache", str(items),
+                              str(tasks)], capture_output=True, text=True, check=True)
+        return float(out.stdout.split()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=5000, help="instances in the global")
+    parser.add_argument("--tasks", type=int, default=40)
+    args = parser.parse_args()
+    big, small = run(args.n, args.tasks), run(10, args.tasks)
+    print(f"{args.tasks} tasks, one a batch: {big:.2f} s with a global of {args.n} "
+          f"instances, {small:.2f} s with 10 ({(big - small) / args.tasks * 1000:.0f} ms "
+          "more a batch)")
+
+
+if __name__ == "__main__":
+    main()
