@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
 
-from memojar import Cache, UnknownStoreError
+from memojar import Cache, UnknownStoreError, _cli, cached
 from memojar._cache import STORES, open_store
 from memojar._filestore import FileStore
 
@@ -28,9 +29,53 @@ def test_a_typo_in_a_redis_url_is_an_error_not_a_folder(
 ) -> None:
     pytest.importorskip("redis")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"'redis:/localhost' is not a valid Redis URL"):
+    with pytest.raises(ValueError, match=r"'redis:/localhost' looks like a mistyped redis://"):
         Cache("redis:/localhost")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("location", [
+    "redis//localhost:6379/0", "rediss//h:6380/0", "s3//bucket/prefix", "unix//tmp/r.sock",
+    "file//tmp/c", "REDIS//h", "s3:/bucket/prefix", "s3:bucket", "redis:localhost",
+    "file:/tmp/c", "Rediss:/h",
+])
+def test_a_url_missing_its_colon_or_a_slash_is_an_error_naming_the_schemes(
+    location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Before, "redis//host:6379/0" (and "s3//b/p", "rediss//h", "file:/tmp/c") were local
+    # folders named "redis", "s3", "rediss", "file:": every call cached on this machine.
+    monkeypatch.chdir(tmp_path)
+    scheme = location.split(":")[0].split("/")[0].lower()
+    with pytest.raises(UnknownStoreError, match=(
+        rf"looks like a mistyped {scheme}:// URL \(known: file://, redis://, rediss://, "
+        r"s3://, unix://\): write it as")) as caught:
+        Cache(location)
+    assert caught.value.malformed and caught.value.scheme == scheme
+    with pytest.raises(UnknownStoreError):
+        cached(cache_dir=location)(len)
+    assert _cli.main(["--dir", location, "ls"]) == 1  # not "no cache at .../redis/... yet"
+    assert "looks like a mistyped" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_mistyped_url_shows_no_password() -> None:
+    with pytest.raises(UnknownStoreError) as caught:
+        Cache("redis//:hunter2@host:6379/0")
+    assert "hunter2" not in str(caught.value) and ":***@host" in str(caught.value)
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert again.malformed and str(again) == str(caught.value)
+
+
+@pytest.mark.parametrize("location", ["data//cache", "redis/cache", "s3/bucket", "./redis//x",
+                                      "redisx//y", "caches//s3//b"])
+def test_a_relative_path_holding_double_slashes_is_still_a_folder(
+    location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    f = Cache(location).cached(lambda x: x + 1)
+    assert f(1) == 2 and f(1) == 2 and f.cache_info().hits == 1
+    assert os.path.isdir(tmp_path / os.path.normpath(location))
 
 
 def test_unknown_scheme_error_pickles() -> None:

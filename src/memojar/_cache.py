@@ -254,6 +254,7 @@ STORES: dict[str, StoreFactory] = {
     "unix": _redis_store,
     "s3": _optional("._s3store", "S3Store", "s3", "the S3 client (boto3)"),
 }
+_BUILTIN = frozenset(STORES)  # whose URLs all start scheme:// (a plug-in's may not)
 # A scheme: two or more letters before a colon ("C:" is a Windows drive, not a scheme).
 _SCHEME = r"([A-Za-z][A-Za-z0-9+.-]+):"  # compiled at the first use (re caches it)
 
@@ -271,11 +272,23 @@ _NOT_OFFERED = {
 
 
 class UnknownStoreError(ValueError):
-    """A cache location is a URL of a scheme no store is registered for."""
+    """A cache location is a URL of a scheme no store is registered for, or a mistyped URL
+    of one that is (``malformed``: ``redis//host``, ``s3:/bucket``)."""
 
-    def __init__(self, location: str, scheme: str) -> None:
+    def __init__(self, location: str, scheme: str, malformed: bool = False) -> None:
         known = ", ".join(f"{s}://" for s in sorted(STORES))
         name = _NOT_OFFERED.get(scheme.lower())
+        self.location = location
+        self.scheme = scheme
+        self.malformed = malformed
+        if malformed:
+            shown = re.sub(r"(//[^:@/]*):[^@/]*@", r"\1:***@", location)  # no password
+            super().__init__(
+                f"cache location {shown!r} looks like a mistyped {scheme}:// URL (known: "
+                f"{known}): write it as {scheme}://..., or, for a local folder, "
+                f"start the path with ./ ({'./' + shown!r})"
+            )
+            return
         if name is None:
             what = f"which no memojar store handles (known: {known})"
         else:
@@ -288,11 +301,32 @@ class UnknownStoreError(ValueError):
             "local folder pass a path (a folder whose name has a colon: ./NAME or "
             "file:///path)"
         )
-        self.location = location
-        self.scheme = scheme
 
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
-        return type(self), (self.location, self.scheme)
+    def __reduce__(self) -> tuple[Any, tuple[str, str, bool]]:
+        return type(self), (self.location, self.scheme, self.malformed)
+
+
+# A location that starts as a built-in scheme does but is no URL of it: the colon or a
+# slash left out (``redis//host:6379/0``, ``s3:/bucket/prefix``, ``file:/tmp/c``). Before,
+# the first two were local folders ``redis`` and ``s3:``. A relative path holding ``//``
+# elsewhere (``data//cache``), or whose first folder is named so (``redis/cache``), is a path.
+_NEAR_MISS = r"([A-Za-z][A-Za-z0-9+.-]+)(?://|:(?!//))"
+
+
+def url_scheme(location: str) -> str | None:
+    """The scheme (lower case) of a location that is a URL, None for a path. Raises
+    ``UnknownStoreError`` for a URL of no registered scheme, and for a mistyped URL of a
+    built-in one."""
+    near = re.match(_NEAR_MISS, location)
+    if near is not None and near[1].lower() in _BUILTIN:
+        raise UnknownStoreError(location, near[1].lower(), malformed=True)
+    match = re.match(_SCHEME, location)
+    if match is None:
+        return None
+    scheme = match[1].lower()
+    if scheme not in STORES:
+        raise UnknownStoreError(location, scheme)
+    return scheme
 
 
 def open_store(
@@ -300,15 +334,12 @@ def open_store(
 ) -> Store:
     """The store for a location: a URL of a registered scheme (``STORES``) or a directory
     path. ``secret`` signs entries (and what a store keeps beside them, Redis chunk
-    pointers). Raises ``UnknownStoreError`` for a URL of a scheme nobody registered."""
-    match = re.match(_SCHEME, location)
-    if match is None:
+    pointers). Raises ``UnknownStoreError`` for a URL of a scheme nobody registered, or a
+    mistyped URL of one (``url_scheme``)."""
+    scheme = url_scheme(location)
+    if scheme is None:
         return _file_store(location, max_size, secret, signed)
-    scheme = match[1].lower()
-    factory = STORES.get(scheme)
-    if factory is None:
-        raise UnknownStoreError(location, scheme)
-    return factory(location, max_size, secret, signed or secret is not None)
+    return STORES[scheme](location, max_size, secret, signed or secret is not None)
 
 
 class Cache:
@@ -890,18 +921,19 @@ def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
     cache, so their counters add up); URLs are taken as they are.
     """
     location = _location(cache_dir, "cache_dir") or default_directory()
-    if "://" not in location:
-        location = os.path.abspath(os.path.expanduser(location))
-    with _caches_lock:
-        cache = _caches.get(location)
-        if cache is None:
-            try:
+    try:
+        # A mistyped URL is an error here: made absolute, "redis//host" was a folder.
+        if url_scheme(location) is None:
+            location = os.path.abspath(os.path.expanduser(location))
+        with _caches_lock:
+            cache = _caches.get(location)
+            if cache is None:
                 cache = _caches[location] = Cache(location)
-            except ValueError as exc:
-                if cache_dir is not None or not os.environ.get("MEMOJAR_DIR"):
-                    raise
-                raise _of_the_environment(exc) from exc.__cause__
-        return cache
+            return cache
+    except ValueError as exc:
+        if cache_dir is not None or not os.environ.get("MEMOJAR_DIR"):
+            raise
+        raise _of_the_environment(exc) from exc.__cause__
 
 
 def _of_the_environment(exc: ValueError) -> ValueError:

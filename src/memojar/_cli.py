@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, NoReturn
 
-from ._cache import _SCHEME, SUPERSEDED, Cache, default_directory, judge
+from ._cache import SUPERSEDED, Cache, default_directory, judge, url_scheme
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
 from ._filestore import (
@@ -216,7 +216,11 @@ def open_cache(location: str | None) -> Cache:
     location = location or default_directory()
     if location.startswith("file://"):
         location = location[len("file://"):]
-    if re.match(_SCHEME, location) is None:  # a URL (of any other scheme) is Cache's to judge
+    try:
+        scheme = url_scheme(location)  # a URL (of another scheme) is Cache's to judge
+    except ValueError as exc:  # a mistyped URL (redis//host): never a folder "redis"
+        raise CliError(f"cannot open the cache at {redact(location)}: {exc}") from exc
+    if scheme is None:
         path = os.path.abspath(os.path.expanduser(location))
         if not os.path.lexists(path):
             raise NoCacheYet(path)
