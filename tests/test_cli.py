@@ -374,6 +374,30 @@ def test_bad_duration_is_a_usage_error(
     assert count(cache_dir) == 5
 
 
+@pytest.mark.parametrize("argv", [["--older-than", "-5d"], ["--older-than=-5d"],
+                                  ["--older", "-1.5h"], ["-y", "--older-than", "-.5w"]],
+                         ids=" ".join)
+def test_a_negative_duration_says_so(
+    argv: list[str], cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    # Before: "argument --older-than: expected one argument" (argparse took -5d for an
+    # option), which says neither what is wrong nor how to write it.
+    fill(cache_dir)
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "clear", *argv, "-y")
+    assert code == 2
+    assert "cannot be negative (--older-than " in one_line(err)
+    assert "expected one argument" not in err
+    assert count(cache_dir) == 5
+
+
+def test_older_than_without_a_duration_says_what_it_takes(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "clear", "--older-than")
+    assert code == 2
+    assert "a DURATION: a number and a unit s, m, h, d or w" in one_line(err)
+
+
 # --- prune ------------------------------------------------------------------------------
 
 def test_prune_removes_stale_incompatible_and_unreadable(

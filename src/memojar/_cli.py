@@ -100,6 +100,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is a ``CliError`` (one line, status 2), not a print."""
 
     def error(self, message: str) -> NoReturn:
+        if message == "argument --older-than: expected one argument":
+            message += " (a DURATION: a number and a unit s, m, h, d or w, as 90s, 15m, 2h, 7d)"
         raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
 
 
@@ -128,12 +130,32 @@ def parse_duration(text: str) -> Duration:
             f"invalid duration {text!r}: M is not a unit (minutes are m; for months, count "
             "days: 180d)"
         )
+    if match is None and _DURATION.fullmatch(text.strip().lower().lstrip("-")):
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: a duration counts back from now and cannot be "
+            f"negative (--older-than {text.strip().lstrip('-')} removes entries created "
+            "longer ago than that)"
+        )
     if match is None:
         raise argparse.ArgumentTypeError(
             f"invalid duration {text!r}: use a number and a unit s, m, h, d or w "
             "(90s, 15m, 2h, 7d)"
         )
     return Duration(float(match[1]) * _UNITS[match[2]], text.strip())
+
+
+def _negative_durations(argv: Sequence[str]) -> list[str]:
+    """``--older-than -5d`` as ``--older-than=-5d``: argparse takes ``-5d`` for an option and
+    said only "expected one argument"; joined, ``parse_duration`` says what is wrong."""
+    argv = list(argv)
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--":
+            break
+        if (len(arg) > 2 and "--older-than".startswith(arg)
+                and re.match(r"-[\d.]", argv[i + 1])):
+            argv[i:i + 2] = [f"{arg}={argv[i + 1]}"]
+            break
+    return argv
 
 
 def build_parser(prog: str = "memojar") -> argparse.ArgumentParser:
@@ -682,7 +704,7 @@ def execute(
     (status 2) with ``refusal`` as the reason. ``--help`` and ``--version`` print and raise
     ``SystemExit(0)``, as argparse does.
     """
-    args = build_parser(prog).parse_args(list(argv))
+    args = build_parser(prog).parse_args(_negative_durations(argv))
     if args.command is None:
         raise CliError(f"missing command: ls, info, clear or prune (see '{prog} --help')",
                        EXIT_USAGE)
