@@ -74,3 +74,34 @@ def test_the_demo_touches_no_other_function_of_the_cache(tmp_path: Path) -> None
         f"{__name__}.test_the_demo_touches_no_other_function_of_the_cache.<locals>.keep",
         "memojar.demo.slow_stats", "memojar.demo.slow_stats",
     ])
+
+
+@pytest.mark.parametrize("kind", ["users-folder", "mistyped-url", "unreachable-server"])
+def test_a_cache_the_demo_cannot_use_is_one_line_not_a_traceback(
+    kind: str, tmp_path: Path
+) -> None:
+    # Before: a traceback ending in NotACacheDirectory for a $MEMOJAR_DIR of the user's files,
+    # a folder "redis" made in the current directory for "redis//...", a traceback ending in
+    # ConnectionError for a server that does not answer.
+    if kind == "unreachable-server":
+        pytest.importorskip("redis")
+    mine = tmp_path / "my files"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    location = {"users-folder": str(mine), "mistyped-url": "redis//127.0.0.1:1/0",
+                "unreachable-server": "redis://127.0.0.1:1/0?socket_timeout=2"}[kind]
+    proc = subprocess.run(
+        [sys.executable, "-m", "memojar.demo"], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env={**{k: v for k, v in os.environ.items() if k != "MEMOJAR_DEMO_DIR"},
+                           "MEMOJAR_DIR": location},
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("memojar demo: ")
+    assert "the default cache directory ($MEMOJAR_DIR)" in lines[0]
+    why = {"users-folder": "memojar did not create", "mistyped-url": "mistyped redis:// URL",
+           "unreachable-server": "cannot reach the server"}[kind]
+    assert why in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my files"]
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

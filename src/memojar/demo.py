@@ -17,7 +17,7 @@ import sys
 import time
 
 from memojar import Cache
-from memojar._cache import default_directory
+from memojar._cache import default_directory, url_scheme
 
 DELAY = 1.5  # seconds the "expensive" function takes
 
@@ -39,16 +39,36 @@ def _timed(label: str, call) -> None:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     chosen = os.environ.get("MEMOJAR_DEMO_DIR")
-    directory = os.path.abspath(os.path.expanduser(chosen or default_directory()))
-    cache = Cache(directory)
+    where = "$MEMOJAR_DEMO_DIR" if chosen else "the default cache directory"
+    if not chosen and os.environ.get("MEMOJAR_DIR"):
+        where += " ($MEMOJAR_DIR)"
+    location = chosen or default_directory()
+    try:
+        # A redis:// or s3:// URL as it is (made absolute, it was a local folder "redis:").
+        if url_scheme(location) is None:
+            location = os.path.abspath(os.path.expanduser(location))
+        cache = Cache(location)
+    except (ValueError, TypeError, ImportError, OSError) as exc:
+        # One line, not a traceback: a $MEMOJAR_DIR that is a folder of the user's files,
+        # a mistyped URL, a missing extra.
+        print(f"memojar demo: cannot cache in {where}: {exc}; set $MEMOJAR_DEMO_DIR to a new "
+              "folder to run the demo there", file=sys.stderr)
+        return 1
+    try:
+        return _show(cache, location, where)
+    except OSError as exc:  # a server that does not answer, a folder that went read-only
+        print(f"memojar demo: the cache in {where}, {cache.directory}, failed: {exc}",
+              file=sys.stderr)
+        return 1
+
+
+def _show(cache: Cache, location: str, where: str) -> int:
+    directory = cache.directory  # a URL without its password
     # The function as the next process will import it (not as ``__main__.slow_stats``).
     from memojar.demo import slow_stats as target
 
     stats = cache.cached(target)
     stats.cache_clear()  # the demo's own entries of an earlier run: every run computes first
-    where = "$MEMOJAR_DEMO_DIR" if chosen else "the default cache directory"
-    if not chosen and os.environ.get("MEMOJAR_DIR"):
-        where += " ($MEMOJAR_DIR)"
     print(f"memojar demo: caching in {where}, {directory}")
     _timed("first call (computes)", lambda: stats(100_000))
     _timed("second call (cache hit)", lambda: stats(100_000))
@@ -56,12 +76,18 @@ def main() -> int:
     _timed("new arguments (computes)", lambda: stats(50_000))
     code = (
         "import time; from memojar import Cache; from memojar.demo import slow_stats;"
-        f"f = Cache({directory!r}).cached(slow_stats); t = time.perf_counter(); f(100_000);"
-        "print(f'{(time.perf_counter() - t) * 1e3:.2f} ms')"
+        "import os; f = Cache(os.environ['MEMOJAR_DEMO_LOCATION']).cached(slow_stats);"
+        "t = time.perf_counter(); f(100_000); print(f'{(time.perf_counter() - t) * 1e3:.2f} ms')"
     )
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MEMOJAR_DEMO_LOCATION": location})
     total = time.perf_counter() - start
+    if out.returncode != 0:
+        said = out.stderr.strip().splitlines()
+        print(f"memojar demo: the second process failed: {said[-1] if said else out.returncode}",
+              file=sys.stderr)
+        return 1
     print(f"  {'a new Python process (cache hit)':<34} {out.stdout.strip():>10}"
           f"   (whole process, start-up included: {total:.2f} s)")
     info = stats.cache_info()
