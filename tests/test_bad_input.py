@@ -292,3 +292,21 @@ def test_lock_timeout_too_large_for_a_float_waits_as_long_as_it_takes(cache_dir:
     import math
 
     assert Cache(cache_dir, lock_timeout=10**400).lock_timeout == math.inf
+
+
+# --- prune ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["no", "yes", 1, 0, None, [True]], ids=repr)
+def test_prune_other_pythons_takes_a_bool_only(cache_dir: Path, value: Any) -> None:
+    # Before, any truthy value ("no" too) removed the entries other Python versions read.
+    cache = Cache(cache_dir)
+    with pytest.raises(TypeError, match=r"other_pythons= must be True or False, not "):
+        cache.prune(other_pythons=value)
+    assert cache.prune(other_pythons=False) == 0 and cache.prune(other_pythons=True) == 0
+
+
+def test_prune_progress_must_be_callable(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    cache.cached(f)(1)
+    with pytest.raises(TypeError, match=r"progress= must be a callable \(or None\), not int"):
+        cache.prune(progress=5)  # type: ignore[arg-type]

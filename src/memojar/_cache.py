@@ -573,6 +573,15 @@ class Cache:
         left by interrupted writes are removed too, and not counted: they were never
         entries; ``memojar prune`` reports them apart).
         """
+        if not isinstance(other_pythons, bool):  # "no" and 1 removed other Pythons' entries
+            raise TypeError(
+                f"other_pythons= must be True or False, not {type(other_pythons).__name__} "
+                f"({other_pythons!r})"
+            )
+        if progress is not None and not callable(progress):
+            raise TypeError(
+                f"progress= must be a callable (or None), not {type(progress).__name__}"
+            )
         return self._prune(other_pythons, progress).entries
 
     def _prune(
