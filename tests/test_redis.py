@@ -96,6 +96,37 @@ def test_server_down_first_warning_names_the_fault() -> None:
     assert "cannot reach the server" in message and "refused" in message
 
 
+def test_the_no_secret_warning_comes_once_per_server_not_per_cache(
+    redis_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: once per Cache object, so a service making a Cache per request (or per task)
+    printed it at each one's first call."""
+    import warnings
+
+    monkeypatch.setattr(_redisstore, "_UNSIGNED_WARNED", set(), raising=False)
+    warnings.resetwarnings()  # the fixture ignores this warning for store-level tests
+    warnings.simplefilter("always")  # as pytest, IPython or -W default show it: every time
+    with pytest.warns(MemojarWarning) as record:
+        for location in (redis_location, redis_location, f"{redis_location}?socket_timeout=3"):
+            double, _ = counted(Cache(location))
+            assert double(1) == double(1) == 2
+    assert len(record) == 1, [str(w.message) for w in record]
+    assert "has no secret" in str(record[0].message)
+    # Another prefix is another cache on the server: said of it too, once.
+    with pytest.warns(MemojarWarning, match=r"has no secret") as record:
+        for _ in range(2):
+            double, _ = counted(Cache(f"{redis_location}?prefix=other:"))
+            double(1)
+    assert len(record) == 1
+    # A signed cache says nothing, and does not use up the warning of an unsigned one.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        double, _ = counted(Cache(f"{redis_location}?prefix=third:", secret=SECRET))
+        double(1)
+    with pytest.warns(MemojarWarning, match=r"has no secret"):
+        counted(Cache(f"{redis_location}?prefix=third:"))[0](1)
+
+
 def test_none_and_large_results_round_trip(redis_location: str) -> None:
     cache = Cache(redis_location, secret=SECRET)
     calls = []

@@ -135,7 +135,12 @@ def test_the_planted_payload_does_run_when_unpickled(tmp_path: Path) -> None:
     assert marker.exists()
 
 
-def test_unsigned_cache_warns_once(remote_location: str) -> None:
+def test_unsigned_cache_warns_once(remote_location: str,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    if remote_location.startswith("redis"):  # said once per server and prefix per process
+        from memojar import _redisstore
+
+        monkeypatch.setattr(_redisstore, "_UNSIGNED_WARNED", set())
     warnings.resetwarnings()  # the fixture ignores this warning for store-level tests
     warnings.simplefilter("error")
     double, _ = counted(Cache(remote_location))
