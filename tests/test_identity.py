@@ -281,6 +281,43 @@ def test_keyword_defaults_reassigned_bind_the_new_default(tmp_path: Path) -> Non
     assert f(2, y=1) == 3
 
 
+@pytest.mark.parametrize("kind", ["positional", "keyword"])
+def test_a_default_reassigned_to_a_list_is_keyed_by_its_content_also_in_memory(
+    tmp_path: Path, kind: str
+) -> None:
+    """The memory tier holds a call of plain arguments by the arguments alone only while the
+    defaults cannot change in place (decided when decorating). Before, a default reassigned
+    to a list (``f.__wrapped__.__defaults__ = ([],)``) kept that decision: once the list
+    was appended to, f(1) returned, from memory, its value for the list's old content."""
+    from memojar import cached
+
+    if kind == "positional":
+        def g(x, acc=None):
+            return (x, None if acc is None else list(acc))
+    else:
+        def g(x, *, acc=None):  # type: ignore[misc]
+            return (x, None if acc is None else list(acc))
+
+    f = cached(cache_dir=tmp_path / "c", memory=8)(g)
+    assert f(1) == f(1) == (1, None)
+    acc: list[int] = []
+    if kind == "positional":
+        g.__defaults__ = (acc,)
+    else:
+        g.__kwdefaults__ = {"acc": acc}
+    assert f(1) == f(1) == (1, [])
+    acc.append(5)
+    assert f(1) == (1, [5]) == g(1)  # before: (1, []), held in memory
+    assert f(1) == (1, [5])
+    if kind == "positional":
+        g.__defaults__ = (None,)
+    else:
+        g.__kwdefaults__ = {"acc": None}
+    assert f(1) == f(1) == (1, None)
+    assert list(f.__memojar__.recent) == [(1,)]  # type: ignore[attr-defined]
+    assert f.__memojar__.simple == {int, str, bytes, type(None)}  # type: ignore[attr-defined]
+
+
 def test_defaults_given_to_a_function_without_any_make_the_short_call_bind(
     tmp_path: Path,
 ) -> None:

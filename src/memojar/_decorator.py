@@ -290,6 +290,7 @@ class _Memo:
         self.revalidating_lock = threading.RLock()
         _MEMOS.add(self)
         self.memory = memory  # results kept in this process, most recent last
+        self.simple: set[type] | None = None  # the types it holds calls by (``renew``)
         # value, expiry, compute time, held since, and the result classes its entry names
         # (None for a value computed here: not known), checked when an IPython cell starts
         self.recent: OrderedDict[Any, tuple[Any, float, float, float, str | None]] = (
@@ -389,6 +390,10 @@ class _Memo:
                 # finds the store's stamp differs and forgets (sets it back)
         self.made = now
         self.code, self.defaults, self.kwdefaults = now
+        simple = self.simple  # the memory tier's (``_memory_wrapper``)
+        if simple is not None:  # defaults that may change in place: held by key only
+            simple.intersection_update(_simple_types(self))
+            simple.update(_simple_types(self))
         if _notebook.cells_started != cells:
             self.code = _notebook.CELL_RAN
         logger.debug("renew %s: %s", self.name, why)
@@ -1727,6 +1732,13 @@ def _fixed_defaults(func: Any) -> bool:
     return all(_fixed(value) for value in (*defaults, *kwdefaults.values()))
 
 
+def _simple_types(memo: _Memo) -> frozenset[type]:
+    """The argument types the memory tier holds calls by, for the defaults as they are."""
+    bound = any(split(memo.func)[1:])
+    return (frozenset() if getattr(memo, "files", ()) or memo.custom_key or bound
+            or not _fixed_defaults(memo.watched) else _SIMPLE)
+
+
 def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     """The wrapper with a memory tier: the last ``memory`` results, by call.
 
@@ -1747,9 +1759,10 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     # list given as a default, a module's options table): the key binds its content, the
     # arguments alone do not (before, f(1) returned the value of the default's old content
     # from memory). Decided once, from the defaults as decorated.
-    bound = any(split(memo.func)[1:])
-    simple = (frozenset() if getattr(memo, "files", ()) or memo.custom_key or bound
-              or not _fixed_defaults(memo.watched) else _SIMPLE)
+    # A set, not a frozenset (the same lookup): ``renew`` refills it in place for the
+    # defaults reassigned (``f.__wrapped__.__defaults__ = ([],)``: before, f(1) kept being
+    # held by its arguments, and returned the value of the list's old content).
+    simple = memo.simple = set(_simple_types(memo))
     watched = memo.watched
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
