@@ -318,6 +318,34 @@ def test_a_default_reassigned_to_a_list_is_keyed_by_its_content_also_in_memory(
     assert f.__memojar__.simple == {int, str, bytes, type(None)}  # type: ignore[attr-defined]
 
 
+def _passing(fn):  # a decorator of functools.wraps under @cached
+    import functools
+
+    @functools.wraps(fn)
+    def through(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return through
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_defaults_reassigned_under_another_decorator_bind_the_new_default(
+    tmp_path: Path, memory: int | None
+) -> None:
+    """The binder takes the signature, and defaults, of the function the other decorator
+    wraps (``inspect.signature`` follows ``__wrapped__``). Before, only the wrapper's own
+    defaults were watched: f(2) kept being keyed as f(2, 1), and returned its value."""
+    from memojar import cached
+
+    inner = _fresh(f"wrapped_defaults_{memory}")
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(_passing(inner))
+    assert f(2) == f(2) == ("plus", 3)
+    inner.__defaults__ = (5,)
+    assert f(2) == f(2) == ("plus", 7)  # before: ("plus", 3)
+    assert f(2, 1) == ("plus", 3)
+    assert f.cache_key(2) == f.cache_key(2, 5)
+
+
 def test_defaults_given_to_a_function_without_any_make_the_short_call_bind(
     tmp_path: Path,
 ) -> None:

@@ -261,7 +261,7 @@ class _Memo:
         # plain function's ``__code__``, ``__defaults__`` and ``__kwdefaults__`` can be
         # reassigned later, so ``key_of`` compares them with these (``renew``); anything
         # else is watched through a stand-in that never changes.
-        self.watched = self.target if type(self.target) is FunctionType else _unwatched
+        self.watched = _watched(self.target)
         self.code, self.defaults, self.kwdefaults = _as_it_is(self.watched)
         self.binder = self._make_binder()
         if sibling and unfilled(func):  # its sibling part is taken again at its first call
@@ -1487,6 +1487,46 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
+
+
+def _watched(target: Any) -> Any:
+    """What ``key_of`` compares the code and defaults of: the function, a stand-in that
+    never changes for what is no plain function, or ``_Wrapping``."""
+    if type(target) is not FunctionType:
+        return _unwatched
+    import inspect
+
+    try:  # as inspect.signature, whose parameters and defaults the binder applies
+        inner = inspect.unwrap(target, stop=lambda f: hasattr(f, "__signature__"))
+    except ValueError:  # a __wrapped__ loop: the signature is the function's own
+        return target
+    return target if inner is target or type(inner) is not FunctionType else _Wrapping(
+        target, inner)
+
+
+class _Wrapping:
+    """A function of ``functools.wraps`` (a decorator under ``@cached``) as ``key_of``
+    watches it: its own code, and the defaults of the function it wraps, which its binder
+    applies (``inspect.signature`` follows ``__wrapped__``). Before, the wrapper's were
+    watched, and ``f.__wrapped__.__wrapped__.__defaults__ = (2,)`` left ``f(1)`` keyed,
+    and answered, as ``f(1, 1)``."""
+
+    __slots__ = ("inner", "outer")
+
+    def __init__(self, outer: FunctionType, inner: FunctionType) -> None:
+        self.outer, self.inner = outer, inner
+
+    @property
+    def __code__(self) -> Any:
+        return self.outer.__code__
+
+    @property
+    def __defaults__(self) -> Any:
+        return self.inner.__defaults__
+
+    @property
+    def __kwdefaults__(self) -> Any:
+        return self.inner.__kwdefaults__
 
 
 def _unwatched() -> None:
