@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -310,3 +311,19 @@ def test_prune_progress_must_be_callable(cache_dir: Path) -> None:
     cache.cached(f)(1)
     with pytest.raises(TypeError, match=r"progress= must be a callable \(or None\), not int"):
         cache.prune(progress=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"], ids=repr)
+def test_a_blank_memojar_dir_is_unset_not_a_folder_named_blank(
+    blank: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, MEMOJAR_DIR=" " (a shell variable quoted while blank) cached in a folder " "
+    # of the current directory; "" already meant the default.
+    from memojar._cache import default_directory
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("MEMOJAR_DIR", blank)
+    assert default_directory() == str(tmp_path / "xdg" / "memojar")
+    assert Cache().directory == str(tmp_path / "xdg" / "memojar")
+    assert os.listdir(tmp_path) == []

@@ -196,7 +196,7 @@ class BoundCachedFunction(Protocol[P, R_co, Q]):
 def default_directory() -> str:
     """``$MEMOJAR_DIR``, else the platform's user cache directory + ``memojar``."""
     env = os.environ.get("MEMOJAR_DIR")
-    if env:
+    if env and env.strip():  # blank as empty: unset (before, " " was a folder named " ")
         return env
     from platformdirs import user_cache_dir
 

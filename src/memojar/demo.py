@@ -38,9 +38,9 @@ def _timed(label: str, call) -> None:  # type: ignore[no-untyped-def]
 
 
 def main() -> int:
-    chosen = os.environ.get("MEMOJAR_DEMO_DIR")
+    chosen = os.environ.get("MEMOJAR_DEMO_DIR", "").strip() and os.environ["MEMOJAR_DEMO_DIR"]
     where = "$MEMOJAR_DEMO_DIR" if chosen else "the default cache directory"
-    if not chosen and os.environ.get("MEMOJAR_DIR"):
+    if not chosen and os.environ.get("MEMOJAR_DIR", "").strip():
         where += " ($MEMOJAR_DIR)"
     location = chosen or default_directory()
     try:
