@@ -327,3 +327,15 @@ def test_a_blank_memojar_dir_is_unset_not_a_folder_named_blank(
     assert default_directory() == str(tmp_path / "xdg" / "memojar")
     assert Cache().directory == str(tmp_path / "xdg" / "memojar")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_version_that_is_not_valid_text_fails_at_decoration(cache_dir: Path) -> None:
+    # Before: decorated, then UnicodeEncodeError from inside memojar at every call.
+    name = os.fsdecode(b"model-\xff.bin")
+    with pytest.raises(ValueError, match=r"version= .* is not valid text \(it holds a lone "
+                                         r"surrogate"):
+        cached(cache_dir=cache_dir, version=name)
+    with pytest.raises(ValueError, match="version="):
+        Cache(cache_dir).cached(version=name)
+    g = cached(cache_dir=cache_dir, version=os.fsencode(name).hex())(f)
+    assert g(1) == g(1) == 2

@@ -478,6 +478,7 @@ class Cache:
         least = _min_compute_time(min_compute_time)
         held = _memory(memory)
         _entry.version_tag(version)  # raises TypeError for a version of another type
+        _encodable(version)
         ignored = _ignore(ignore)
         if key is not None and not callable(key):
             raise TypeError(f"key= must be a callable, not {type(key).__name__}")
@@ -1110,6 +1111,20 @@ def _location(directory: str | os.PathLike[str] | None, option: str) -> str | No
             "or None for the default ($MEMOJAR_DIR, else the user cache directory)"
         )
     return location
+
+
+def _encodable(version: object) -> None:
+    """A str version holding a lone surrogate (a file name's undecodable byte, as
+    ``os.fsdecode`` gives it) raised UnicodeEncodeError at every call: said at decoration."""
+    if isinstance(version, str):
+        try:
+            version.encode()
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"version= {version!r} is not valid text (it holds a lone surrogate, as "
+                "os.fsdecode makes of a file name's undecodable bytes): pass e.g. "
+                "version=os.fsencode(name).hex()"
+            ) from None
 
 
 def _ignore(ignore: Iterable[str] | str, option: str = "ignore") -> tuple[str, ...]:
