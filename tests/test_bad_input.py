@@ -339,3 +339,23 @@ def test_a_version_that_is_not_valid_text_fails_at_decoration(cache_dir: Path) -
         Cache(cache_dir).cached(version=name)
     g = cached(cache_dir=cache_dir, version=os.fsencode(name).hex())(f)
     assert g(1) == g(1) == 2
+
+
+def test_a_function_name_that_is_not_valid_text_is_a_clear_error(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: UnicodeEncodeError from the store (the command line: "unexpected error ...
+    # please report it"), for a name with an undecodable byte (os.fsdecode, or argv).
+    from memojar import _cli
+
+    cache = Cache(cache_dir)
+    cache.cached(f)(1)
+    name = os.fsdecode(b"mod.\xff")
+    for call in (lambda: cache.clear(name), lambda: list(cache.entries(name))):
+        with pytest.raises(ValueError, match=r"function= .* is not a function's name"):
+            call()
+    for argv in (["ls", name], ["clear", "mod.f", name, "--yes"]):
+        assert _cli.main(["--dir", str(cache_dir), *argv]) == 2
+        err = capsys.readouterr().err
+        assert "is not a function's name" in err and "unexpected" not in err
+    assert len(list(cache.entries())) == 1

@@ -1171,7 +1171,16 @@ def _secret(secret: bytes | str | None) -> bytes | None:
 
 
 def _function_name(function: str | Callable[..., Any] | None) -> str | None:
-    if function is None or isinstance(function, str):
+    if function is None:
+        return function
+    if isinstance(function, str):
+        try:
+            function.encode()
+        except UnicodeEncodeError:  # before: UnicodeEncodeError from the store's lookup
+            raise ValueError(
+                f"function= {function!r} is not a function's name: it holds a lone "
+                "surrogate (an undecodable byte), which no module.qualname has"
+            ) from None
         return function
     if not callable(function):
         raise TypeError(

@@ -713,6 +713,11 @@ def execute(
         # would clear the wrong one.
         raise CliError(f"--dir is empty: pass a cache directory or URL, or leave --dir out "
                        f"for the default (see '{prog} --help')", EXIT_USAGE)
+    named = args.functions if args.command == "clear" else [getattr(args, "function", None)]
+    for name in named:
+        if name is not None and not _is_text(name):  # an undecodable byte in argv
+            raise CliError(f"FUNCTION {name!r} is not a function's name (it holds a byte that "
+                           f"is not valid text; see '{prog} ls')", EXIT_USAGE)
     clears_all = (args.command == "clear" and not args.functions and not args.yes
                   and not args.dry_run)
     if not clears_all:
@@ -741,6 +746,14 @@ def execute(
             cache.close()
     except OSError as exc:
         raise CliError(_os_error(exc)) from exc
+
+
+def _is_text(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _nothing_cached(args: argparse.Namespace, path: str) -> Report:
