@@ -166,6 +166,20 @@ def counting(cache_dir: Path, **options: Any) -> tuple[Any, list[int]]:
     return f, calls
 
 
+def test_cache_set_of_a_function_with_a_parameter_named_value(cache_dir: Path) -> None:
+    # Before: f.cache_set(10, value=5) raised "got multiple values for argument 'value'",
+    # so the call f(value=5) could not be seeded by keyword.
+    @cached(cache_dir=cache_dir)
+    def scale(value: int, by: int = 2) -> int:
+        return value * by
+
+    scale.cache_set(10, value=5)
+    assert scale(5) == scale(value=5) == 10
+    scale.cache_set(7, 1, by=3)
+    assert scale(1, 3) == 7
+    assert scale.cache_info().misses == 0
+
+
 def test_disabled_is_exported() -> None:
     assert "disabled" in memojar.__all__
     assert memojar.disabled is not None

@@ -64,6 +64,7 @@ reveal_type(Model.make("a"))  # L10
 reveal_type(m.make("a"))  # L11
 reveal_type(Model.build(2))  # L12
 reveal_type(Model.norm(2.0))  # L13
+m.fit.cache_set([1.0], m, 1)  # seeding through the bound method, as at run time
 load(3)  # E1
 m.fit("x")  # E2
 Model.make(3)  # E3

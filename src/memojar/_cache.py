@@ -116,8 +116,10 @@ class CachedFunction(Protocol[P, R_co]):
         """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
         ...
 
-    def cache_set(self, value: Any, *args: P.args, **kwargs: P.kwargs) -> None:
+    def cache_set(self, value: Any, /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Store ``value`` as the result of this call (seeding a cache, tests)."""
+        ...
+
     def cache_explain(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """One line: would this call hit, and if not why (no entry, stale, or what changed:
         the function's code, a helper, constant or class, the version, a package, Python)."""
@@ -188,6 +190,8 @@ class BoundCachedFunction(Protocol[P, R_co, Q]):
     def refresh(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
 
     def cache_key(self, *args: Q.args, **kwargs: Q.kwargs) -> str: ...
+
+    def cache_set(self, value: Any, /, *args: Q.args, **kwargs: Q.kwargs) -> None: ...
 
     def cache_explain(self, *args: Q.args, **kwargs: Q.kwargs) -> str: ...
 

@@ -1704,9 +1704,10 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
         return call_key(args, kwargs)
 
-    def cache_set(value: Any, *args: Any, **kwargs: Any) -> None:
+    def cache_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
         """Store ``value`` as the result of this call (seeding a cache, tests); the next
-        call with these arguments returns it. Its compute time is recorded as 0."""
+        call with these arguments returns it. Its compute time is recorded as 0.
+        ``value`` is positional-only: the function may have a parameter named so."""
         memo.set_value(call_key(args, kwargs), value, wait=not coroutine)
         memo.replaced()
 
