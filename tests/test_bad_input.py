@@ -359,3 +359,18 @@ def test_a_function_name_that_is_not_valid_text_is_a_clear_error(
         err = capsys.readouterr().err
         assert "is not a function's name" in err and "unexpected" not in err
     assert len(list(cache.entries())) == 1
+
+
+def test_a_secret_with_undecodable_bytes_is_those_bytes(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: Cache() raised UnicodeEncodeError for a $MEMOJAR_SECRET holding a byte that is
+    # not UTF-8 (os.environ gives it as a lone surrogate).
+    monkeypatch.setenv("MEMOJAR_SECRET", os.fsdecode(b"k\xff"))
+    g = Cache(cache_dir).cached(f)
+    assert g(1) == 2
+    monkeypatch.delenv("MEMOJAR_SECRET")
+    same = Cache(cache_dir, secret=b"k\xff").cached(f)
+    assert same(1) == 2 and same.cache_info().hits == 1  # the entry verified: same key
+    with pytest.raises(ValueError, match=r"secret= is not valid text"):
+        Cache(cache_dir, secret="\ud800")

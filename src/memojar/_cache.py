@@ -1166,7 +1166,12 @@ def _secret(secret: bytes | str | None) -> bytes | None:
     if secret is None:
         return None
     if isinstance(secret, str):
-        secret = secret.encode()
+        try:  # $MEMOJAR_SECRET's undecodable bytes are themselves again (os.environb's)
+            secret = secret.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # before: raised from here, naming nothing
+            raise ValueError(
+                "secret= is not valid text (it holds a lone surrogate): pass the bytes"
+            ) from None
     if not isinstance(secret, (bytes, bytearray)):
         raise TypeError(f"secret= must be bytes or str, not {type(secret).__name__}")
     if not secret:
