@@ -90,6 +90,25 @@ def test_a_file_url_is_a_directory(tmp_path: Path) -> None:
     assert isinstance(store, FileStore) and store.root == str(tmp_path / "c")
 
 
+@pytest.mark.parametrize("spelling", ["FILE://{}", "File://{}", "file://localhost{}",
+                                      "file://LOCALHOST{}"])
+def test_a_file_url_in_any_case_or_naming_localhost_is_that_directory(
+    spelling: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Before: local folders named "FILE:" and "localhost" in the current directory.
+    monkeypatch.chdir(tmp_path)
+    where = tmp_path / "c"
+    location = spelling.format(where)
+    assert Cache(location).directory == str(where)
+    g = cached(cache_dir=location)(len)
+    assert g([1]) == 1 and g.__memojar__.store.location == str(where)
+    assert cached(cache_dir=str(where))(len).__memojar__.store is g.__memojar__.store
+    assert _cli.main(["--dir", location, "info", "--json"]) == 0
+    assert f'"directory": "{where}"' in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == ["c"]
+
+
 def test_a_registered_scheme_gets_its_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -215,9 +215,17 @@ def _file_store(
 ) -> Store:
     from ._filestore import FileStore
 
-    if location.startswith("file://"):
-        location = location[len("file://"):]
-    return FileStore(location, max_size=max_size, trust_foreign=signed)
+    return FileStore(file_path(location), max_size=max_size, trust_foreign=signed)
+
+
+def file_path(location: str) -> str:
+    """The directory a ``file://`` URL names (its scheme in any case, as every scheme's;
+    ``file://localhost/path`` is ``/path``); any other location as it is. Before, ``FILE:///c``
+    and ``file://localhost/c`` were the local folders ``FILE:`` and ``localhost``."""
+    if location[:7].lower() != "file://":
+        return location
+    path = location[7:]
+    return path[9:] if path[:10].lower() == "localhost/" else path
 
 
 def _needs(location: str, extra: str, what: str) -> ImportError:
@@ -937,8 +945,8 @@ def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
     location = _location(cache_dir, "cache_dir") or default_directory()
     try:
         # A mistyped URL is an error here: made absolute, "redis//host" was a folder.
-        if url_scheme(location) is None:
-            location = os.path.abspath(os.path.expanduser(location))
+        if url_scheme(location) in (None, "file"):  # file:///c and /c: one cache
+            location = os.path.abspath(os.path.expanduser(file_path(location)))
         with _caches_lock:
             cache = _caches.get(location)
             if cache is None:

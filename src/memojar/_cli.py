@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, NoReturn
 
-from ._cache import SUPERSEDED, Cache, default_directory, judge, url_scheme
+from ._cache import SUPERSEDED, Cache, default_directory, file_path, judge, url_scheme
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
 from ._filestore import (
@@ -236,8 +236,7 @@ def open_cache(location: str | None) -> Cache:
     process killed then) is an empty cache too: ``NoCacheYet``.
     """
     location = location or default_directory()
-    if location.startswith("file://"):
-        location = location[len("file://"):]
+    location = file_path(location)
     try:
         scheme = url_scheme(location)  # a URL (of another scheme) is Cache's to judge
     except ValueError as exc:  # a mistyped URL (redis//host): never a folder "redis"
