@@ -587,9 +587,11 @@ class Cache:
         entries; ``memojar prune`` reports them apart).
         """
         if not isinstance(other_pythons, bool):  # "no" and 1 removed other Pythons' entries
+            kind = type(other_pythons)
+            shown = kind.__name__ if kind.__module__ == "builtins" else (
+                f"{kind.__module__}.{kind.__qualname__}")  # numpy.bool, not "bool"
             raise TypeError(
-                f"other_pythons= must be True or False, not {type(other_pythons).__name__} "
-                f"({other_pythons!r})"
+                f"other_pythons= must be True or False, not {shown} ({other_pythons!r})"
             )
         if progress is not None and not callable(progress):
             raise TypeError(
