@@ -374,3 +374,26 @@ def test_a_secret_with_undecodable_bytes_is_those_bytes(
     assert same(1) == 2 and same.cache_info().hits == 1  # the entry verified: same key
     with pytest.raises(ValueError, match=r"secret= is not valid text"):
         Cache(cache_dir, secret="\ud800")
+
+
+@pytest.mark.parametrize("ttl", [1e300, dt.timedelta.max, "written so"], ids=str)
+def test_a_ttl_past_year_9999_lists_and_reads(
+    ttl: Any, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: Cache.entries() raised "year 2739933 is out of range", and `memojar ls
+    # FUNCTION` said "unexpected error ... please report it". A ttl over a thousand years
+    # is a thousand years; an entry written with a later expiry (by an older memojar) shows
+    # the latest time a datetime holds.
+    from memojar import _cli
+
+    cache = Cache(cache_dir)
+    g = cache.cached(ttl=ttl if ttl != "written so" else 60)(f)
+    if ttl == "written so":
+        g.__memojar__.ttl = 1e300  # type: ignore[attr-defined]
+    assert g(1) == g(1) == 2 and g.cache_info().hits == 1
+    (entry,) = cache.entries()
+    assert entry.expires is not None and entry.expires.year >= 3000
+    name = entry.function
+    for argv in (["ls", name], ["ls", name, "--json"], ["ls"], ["info", "--json"]):
+        assert _cli.main(["--dir", str(cache_dir), *argv]) == 0, capsys.readouterr().err
+    assert "unexpected" not in capsys.readouterr().err

@@ -1042,6 +1042,9 @@ def cached(
 
 # --- argument checks ------------------------------------------------------------------
 
+_LONGEST = 1000 * 365.25 * 86400  # seconds: the longest ttl= (longer ones are this)
+
+
 def _switched_off() -> bool:
     """``$MEMOJAR_DISABLE`` set to anything but an empty, 0 or false value (``false``,
     ``no``, ``off``, in any case: before, ``MEMOJAR_DISABLE=false`` turned caching off)."""
@@ -1067,7 +1070,10 @@ def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
         seconds = ttl.total_seconds()
     if not (seconds > 0 and math.isfinite(seconds)):
         raise ValueError(f"{name}= must be a positive, finite duration, got {ttl!r}")
-    return seconds
+    # A thousand years at most: the same for any entry, and an expiry a datetime can hold
+    # (before, ttl=1e300 or timedelta.max made Cache.entries() and `memojar ls FUNCTION`
+    # fail: "year 2739933 is out of range").
+    return min(seconds, _LONGEST)
 
 
 def _min_compute_time(seconds: float | None) -> float | None:
@@ -1217,6 +1223,10 @@ def _function_name(function: str | Callable[..., Any] | None) -> str | None:
 def _utc(timestamp: float) -> _dt.datetime:
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    try:
+        return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    except (OverflowError, ValueError, OSError):  # a header's time past year 9999
+        return (dt.datetime.max if timestamp > 0 else dt.datetime.min).replace(
+            tzinfo=dt.timezone.utc)
 
 

@@ -55,7 +55,11 @@ def iso(timestamp: float | None) -> str | None:
     """ISO 8601 in UTC, as ``--json`` prints times."""
     if timestamp is None:
         return None
-    return _dt.datetime.fromtimestamp(timestamp, _UTC).isoformat()
+    try:
+        return _dt.datetime.fromtimestamp(timestamp, _UTC).isoformat()
+    except (OverflowError, ValueError, OSError):  # past year 9999 (a header's expiry)
+        return (_dt.datetime.max if timestamp > 0 else _dt.datetime.min).replace(
+            tzinfo=_UTC).isoformat()
 
 
 # --- reports ------------------------------------------------------------------------------
