@@ -1799,10 +1799,10 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     # So is every call of a function with a default that may change in place (a dict or
     # list given as a default, a module's options table): the key binds its content, the
     # arguments alone do not (before, f(1) returned the value of the default's old content
-    # from memory). Decided once, from the defaults as decorated.
-    # A set, not a frozenset (the same lookup): ``renew`` refills it in place for the
-    # defaults reassigned (``f.__wrapped__.__defaults__ = ([],)``: before, f(1) kept being
-    # held by its arguments, and returned the value of the list's old content).
+    # from memory). Decided from the defaults as decorated, and again by ``renew`` when
+    # they are reassigned, in place: a set, not a frozenset (the same lookup). Before,
+    # after ``f.__wrapped__.__defaults__ = ([],)`` f(1) kept being held by its arguments,
+    # and returned the value of the list's old content.
     simple = memo.simple = set(_simple_types(memo))
     watched = memo.watched
 
