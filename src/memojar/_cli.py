@@ -26,6 +26,7 @@ from typing import IO, Any, NoReturn
 from ._cache import _SCHEME, SUPERSEDED, Cache, default_directory, judge
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
+from ._errors import MemojarWarning
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
@@ -764,6 +765,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
+            # memojar's warnings are lines of the report (what a listing could not read),
+            # whatever the interpreter's filters (``-W error``): never a traceback.
+            warnings.simplefilter("default", MemojarWarning)
             report = execute(argv, confirm=confirm, progress_stream=sys.stderr)
             if report.as_json:
                 print(json.dumps(report.data, indent=2))

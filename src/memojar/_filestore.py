@@ -42,7 +42,7 @@ from typing import Any
 import xxhash
 
 from ._entry import Miss, read_header
-from ._errors import logger
+from ._errors import logger, warn
 from ._ledger import Ledger
 from ._locks import (
     LOCK_FILE,
@@ -267,15 +267,24 @@ def owner_of_unreadable_tag(path: str) -> str | None:
     tag = os.path.join(path, _TAG)
     try:
         st = os.lstat(tag)
-        if not stat.S_ISREG(st.st_mode):
+    except PermissionError:
+        # The folder may be listed but not entered (no search permission, as 0744): it is
+        # its owner's. Before, an ``UnboundLocalError`` from ``Cache(...)``.
+        try:
+            return user_name(os.stat(path).st_uid)
+        except OSError:
             return None
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    try:
         os.close(os.open(tag, _O_READ))
         return None
     except PermissionError:
-        pass
+        return user_name(st.st_uid)
     except OSError:
         return None
-    return user_name(st.st_uid)
 
 
 def user_name(uid: int) -> str:
@@ -358,6 +367,10 @@ class FileStore(Store):
         self._deltas: deque[tuple[str, int, int]] = deque()
         self._tally_lock = threading.RLock()
         self._tally_pid = os.getpid()  # a forked child starts with none: its parent's
+        # Function folders the last walk of them could not see whole: other users' shards
+        # in a cache shared by hand (``_shards``), whose counts are not recorded.
+        self._unseen: set[str] = set()
+        self._stamp_why: str | None = None  # what was found at a stamp's name, if not one
 
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
@@ -380,6 +393,7 @@ class FileStore(Store):
         # that user may
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._root_writable = False
+        self._unseen = set()
 
     def close(self) -> None:
         """Close the folders this process opened (a later call opens them again)."""
@@ -1056,6 +1070,8 @@ class FileStore(Store):
         changed before it is in the listing)."""
         self.path(function, "")
         fdir = os.path.basename(self._dirs[function])
+        if fdir in self._unseen:  # a listing that could not see all: a partial count
+            return
         with self._tally_lock:
             self._added_up().pop(fdir, None)
         self.merge_stats({}, {fdir: (entries, size)})
@@ -1098,12 +1114,23 @@ class FileStore(Store):
     # in while the walk runs.
 
     def _shards(
-        self, function: str | None = None
+        self, function: str | None = None, quiet: bool = False
     ) -> Iterator[tuple[str, int, str, int, list[str]]]:
-        """(function dir, its fd, shard, shard fd, file names) for every shard."""
-        root_fd = _open_dir(self.root)
+        """(function dir, its fd, shard, shard fd, file names) for every shard.
+
+        In a cache shared between users by hand, other users' folders this user cannot read
+        are passed over (``_open_listed``), their function folders noted in ``_unseen`` (a
+        count of them is partial: never recorded), and one ``MemojarWarning`` at the end of
+        the walk says so (unless ``quiet``: a write's census); before, the walk raised
+        ``PermissionError`` at the first, so ``cache_info()``, ``prune()`` and ``memojar ls``
+        failed for every user but the one whose folder it was."""
+        try:
+            root_fd = _open_dir(self.root)
+        except PermissionError as exc:  # before, a bare "Permission denied" and the path
+            raise _unreadable_root(exc, self.root) from exc
         if root_fd is None:
             return
+        skipped: list[tuple[str, int]] = []
         try:
             # The root by path, for messages: one of its names that is not a directory (or
             # is a link) fails to open as one below.
@@ -1113,12 +1140,14 @@ class FileStore(Store):
                 names = list(dict.fromkeys(
                     [function_dir(function, case_safe=True), function_dir(function)]))
             for name in sorted(names):
-                ffd = _open_listed(name, root_fd, self.root)
+                before = len(skipped)
+                ffd = _open_listed(name, root_fd, self.root, skipped)
                 if ffd is None:
+                    self._seen(name, len(skipped) == before)
                     continue
                 try:
                     for shard in sorted(_subdirs(ffd)):
-                        sfd = _open_listed(shard, ffd, os.path.join(self.root, name))
+                        sfd = _open_listed(shard, ffd, os.path.join(self.root, name), skipped)
                         if sfd is None:
                             continue
                         try:
@@ -1127,8 +1156,22 @@ class FileStore(Store):
                             os.close(sfd)
                 finally:
                     os.close(ffd)
+                self._seen(name, len(skipped) == before)
         finally:
             os.close(root_fd)
+        if skipped:
+            message = _skipped_warning(self.root, skipped)
+            if quiet:
+                logger.debug("%s", message)
+            else:
+                warn(message)
+
+    def _seen(self, fdir: str, whole: bool) -> None:
+        """Note whether a walk saw the whole of a function's folder (``_unseen``)."""
+        if whole:
+            self._unseen.discard(fdir)
+        else:
+            self._unseen.add(fdir)
 
     def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
         """Entries with whole headers (read on from the descriptor opened for the size).
@@ -1251,30 +1294,40 @@ class FileStore(Store):
             return 0
         try:
             removed += _remove_orphans(root_fd, now)  # the ledger's, the tag's
+            skipped: list[tuple[str, int]] = []  # said by the listing before this
             for name in _listdir(self.root):
-                ffd = _open_dir(name, root_fd)
+                ffd = _open_listed(name, root_fd, self.root, skipped)
                 if ffd is None:
                     continue
-                ours = _FUNCTION_DIR.fullmatch(name) is not None
+                # A folder named like a function's is memojar's only if it holds something
+                # memojar writes (its marks, or files in its shards): an empty folder of the
+                # user's (``my.proj/ab/``) is left, as its other folders are. Before, its
+                # empty shard went, and then the folder itself.
+                ours = _FUNCTION_DIR.fullmatch(name) is not None and _marked(ffd)
+                empty = []
                 try:
                     removed += _remove_orphans(ffd, now)  # the note's
                     for shard in _subdirs(ffd):
-                        sfd = _open_dir(shard, ffd)
-                        if sfd is None:
+                        sfd = _open_listed(shard, ffd, os.path.join(self.root, name), skipped)
+                        if sfd is None:  # another user's, in a cache shared by hand: theirs
                             continue
                         try:
+                            files = _listdir(sfd)
+                            ours = ours or any(map(_memojars_file, files))
                             removed += _remove_orphans(sfd, now)
-                            for file in _listdir(sfd):
+                            for file in files:
                                 if _KEY_LOCK.fullmatch(file) and file[:2] == shard:
                                     remove_if_idle(file, sfd)
                         finally:
                             os.close(sfd)
-                        if ours and _SHARD.fullmatch(shard):
-                            _rmdir_if_empty(shard, ffd)
+                        if _SHARD.fullmatch(shard):
+                            empty.append(shard)
                     if ours:
+                        for shard in empty:
+                            _rmdir_if_empty(shard, ffd)
                         remove_if_idle(LOCK_FILE, ffd)
                         if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: nor the note
-                            _unlink(NOTE_FILE, ffd)
+                            _unlink_file(NOTE_FILE, ffd)
                     # A generation stamp (GEN_FILE) stays: a process may have it mapped.
                 finally:
                     os.close(ffd)
@@ -1293,7 +1346,7 @@ class FileStore(Store):
         entries: list[StoredEntry] = []
         temps = 0
         now = _Clocks(self.root)
-        for name, _, shard, sfd, files in self._shards():
+        for name, _, shard, sfd, files in self._shards(quiet=True):
             for file in files:
                 match = _TEMP.fullmatch(file)
                 try:
@@ -1710,6 +1763,16 @@ def _unlink(path: str, dir_fd: int | None = None) -> bool:
         return False
 
 
+def _unlink_file(name: str, dir_fd: int) -> None:
+    """Unlink ``name`` if it is a file (not a folder: one put at the sweep note's name made
+    ``prune`` raise ``IsADirectoryError``)."""
+    try:
+        if not stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            _unlink(name, dir_fd)
+    except FileNotFoundError:  # removed by another process first
+        pass
+
+
 def _rewrite_in_place(path: str, data: bytes) -> None:
     """Write ``data`` over the regular file at ``path``, keeping its owner (nothing if there
     is none). Not atomic: a reader meeting it half written finds no statistics (a listing
@@ -1779,20 +1842,74 @@ def _open_dir(name: str, dir_fd: int | None = None) -> int | None:
         raise
 
 
-def _open_listed(name: str, dir_fd: int, parent: str) -> int | None:
-    """``_open_dir`` of a folder met while listing the cache; one this user may not read
-    (another user's, left by an older memojar or put there by hand) is a ``PermissionError``
-    naming it whole and its owner, where the listing stops."""
+def _open_listed(name: str, dir_fd: int, parent: str,
+                 skipped: list[tuple[str, int]] | None = None) -> int | None:
+    """``_open_dir`` of a folder met while walking the cache. One this user may not read is
+    a ``PermissionError`` naming it whole, its owner and what to do, where the walk stops
+    (another user's folder left in a private cache by an older memojar run with ``sudo``,
+    or put there by hand); except, given ``skipped``, another user's folder in a folder
+    opened to others (a cache shared by hand, ``chmod -R a+rwX``, where each user's memojar
+    makes its new folders private): that is appended to ``skipped`` (its path and owner)
+    and passed over (None), as the folders a walk cannot see."""
     try:
         return _open_dir(name, dir_fd)
     except PermissionError as exc:
+        path = os.path.join(parent, name)
         try:
-            owner = user_name(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid)
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except PermissionError:
+            # The folder holding it may be listed but not entered (no search permission):
+            # that folder is the one to name. Before, a bare "Permission denied".
+            raise _unreadable(exc, parent, os.fstat(dir_fd).st_uid,
+                              "which this user can list but not enter") from exc
         except OSError:
-            raise PermissionError(exc.errno, exc.strerror, os.path.join(parent, name)) from exc
-        raise PermissionError(
-            exc.errno, f"permission denied (a folder of {owner}'s, which this user cannot "
-            f"read: remove it as {owner})", os.path.join(parent, name)) from exc
+            raise PermissionError(exc.errno, exc.strerror, path) from exc
+        if (skipped is not None and st.st_uid != _euid()
+                and os.fstat(dir_fd).st_mode & _OPENED_TO_OTHERS):
+            skipped.append((path, st.st_uid))
+            return None
+        raise _unreadable(exc, path, st.st_uid, "which this user cannot read") from exc
+
+
+_OPENED_TO_OTHERS = stat.S_IWGRP | stat.S_IWOTH  # a folder others may write in: shared
+
+
+def _euid() -> int:
+    """This process's user now (a process may change it after importing memojar)."""
+    return os.geteuid() if hasattr(os, "geteuid") else -1
+
+
+def _unreadable(exc: OSError, path: str, owner: int, why: str) -> PermissionError:
+    """The error for a folder of the cache this user may not walk: whose it is, what to do."""
+    name = user_name(owner)
+    if owner == _euid():  # the user's own, its permissions changed by hand
+        return PermissionError(exc.errno, f"permission denied (a folder of this user's, {why}: "
+                               "give it back its permissions, chmod u+rwx)", path)
+    return PermissionError(exc.errno, f"permission denied (a folder of {name}'s, {why}: "
+                           f"remove it as {name})", path)
+
+
+def _unreadable_root(exc: OSError, root: str) -> PermissionError:
+    """The error for a cache directory this user may not read: whose it is, what to do."""
+    try:
+        owner = os.stat(root).st_uid
+    except OSError:
+        return PermissionError(exc.errno, exc.strerror, root)
+    if owner == _euid():
+        return _unreadable(exc, root, owner, "which this user cannot read")
+    return PermissionError(
+        exc.errno, f"permission denied: the folder {others_cache(user_name(owner))}", root)
+
+
+def _skipped_warning(root: str, skipped: list[tuple[str, int]]) -> str:
+    """What a walk of a cache shared between users says of the folders it passed over."""
+    owners = " and ".join(f"{name}'s" for name in sorted({user_name(u) for _, u in skipped}))
+    folders = "1 folder" if len(skipped) == 1 else f"{len(skipped):,} folders"
+    return (f"{folders} of {owners} in {root} cannot be read by {user_name(_euid())} (the "
+            f"first: {skipped[0][0]}): the entries there are not counted here, and are left "
+            "as they are. memojar makes each user's folders private (0700), also in a cache "
+            "opened to all by hand; to share results between users, use a Redis or S3 cache "
+            "with a secret")
 
 
 @contextlib.contextmanager
@@ -2123,6 +2240,26 @@ def _remove_orphans(dir_fd: int, now: _Clocks) -> int:
         if _orphaned(match, st, now):
             removed += _unlink(name, dir_fd)
     return removed
+
+
+def _marked(dir_fd: int) -> bool:
+    """Whether a function's folder holds one of the files memojar keeps there: its lock
+    file (empty), the sweep note, the generation stamp (``_own_stamp``)."""
+    for name in (LOCK_FILE, NOTE_FILE, GEN_FILE):
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and (
+                name == NOTE_FILE or (name == LOCK_FILE and not st.st_size)
+                or (name == GEN_FILE and _own_stamp(st))):
+            return True
+    return False
+
+
+def _memojars_file(name: str) -> bool:
+    """A name memojar gives files in a shard: an entry, a temporary file, a key's lock."""
+    return bool(_ENTRY.fullmatch(name) or _TEMP.fullmatch(name) or _KEY_LOCK.fullmatch(name))
 
 
 def _rmdir_if_empty(name: str, dir_fd: int) -> None:

@@ -1,0 +1,201 @@
+"""A cache shared between users by hand, and odd things at the names memojar keeps.
+
+Each user's memojar makes its folders private (0700), also in a cache opened to all with
+``chmod -R a+rwX``: the other users' walks meet folders they cannot read. Folders,
+FIFOs, sockets and links put at the size ledger's lock, the generation stamp and the sweep
+note; a folder of the user's named like a function's. Cross-user tests need root (CI runs
+as root); they skip elsewhere, saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import warnings
+from pathlib import Path
+
+import pytest
+
+from conftest import NOBODY, as_another_user
+
+OTHER = NOBODY - 1  # a second user (no name: "user 65533")
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _open_to_all(folder: Path) -> None:
+    """``chmod -R a+rwX``: what a user does to share a cache by hand."""
+    for dirpath, _dirs, files in os.walk(folder):
+        os.chmod(dirpath, 0o777)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o666)
+
+
+def _socket_at(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path`` (bound at a short name, then moved there: a
+    test's folder is longer than a socket's address may be)."""
+    import tempfile
+
+    short = tempfile.mkdtemp(dir="/tmp")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(os.path.join(short, "s"))
+    os.rename(os.path.join(short, "s"), path)
+    os.rmdir(short)
+    return server
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _cli(cache_dir: Path, *argv: str) -> str:
+    from memojar._cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        status = main(["--dir", str(cache_dir), *argv])
+    return f"{status} {out.getvalue()}"
+
+
+def test_a_cache_shared_by_hand_counts_what_the_user_can_read(shared_folder: Path) -> None:
+    """One user's cache opened to all by hand; another user caches there (its new shards
+    are 0700). The first user's ``cache_info()``, ``stats()``, ``entries()``, ``prune()``,
+    ``memojar ls``, ``info`` and ``prune`` count what it can read and say, in one warning,
+    whose folders it could not; nothing of the other user's is removed. Before, each raised
+    ``PermissionError`` naming the other user's folder."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def fill(start: int) -> str:
+        f = memojar.Cache(cache_dir).cached(_square)
+        return str(sum(f(i) for i in range(start, start + 30)))
+
+    assert as_another_user(lambda: fill(0), NOBODY)
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: fill(100), OTHER)
+    theirs = [p for p in cache_dir.rglob("*") if p.is_dir() and p.stat().st_uid == OTHER]
+    assert theirs and all(p.stat().st_mode & 0o777 == 0o700 for p in theirs)
+    listed = [p for p in cache_dir.rglob("*.pkl") if p.parent.stat().st_uid == NOBODY]
+    readable = len(listed)  # the entries in the folders the user can read
+    headers = sum(p.stat().st_uid == NOBODY for p in listed)  # and the files it can read
+    before = {p: _files(p) for p in theirs}
+
+    def users_view() -> str:
+        cache = memojar.Cache(cache_dir)
+        f = cache.cached(_square)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            said = [f.cache_info().entries, cache.stats().entries,
+                    len(list(cache.entries())), cache.prune()]
+        messages = {str(w.message) for w in caught}
+        return f"{said} {len(messages)} {messages.pop()}"
+
+    said = as_another_user(users_view, NOBODY)
+    counts, _, rest = said.partition("] ")
+    assert counts == f"[{readable}, {readable}, {headers}, 0", said
+    assert rest.startswith("1 ") and "folders of user 65533's in " in rest, said
+    assert "cannot be read by nobody" in rest and "the entries there are not counted" in rest
+    for argv in (["ls"], ["info"], ["prune"]):
+        out = as_another_user(lambda argv=argv: _cli(cache_dir, *argv), NOBODY)
+        assert out.startswith("0 memojar: warning: ") and "user 65533's" in out, out
+    assert f"1 function, {headers} entries" in as_another_user(
+        lambda: _cli(cache_dir, "ls"), NOBODY)
+    assert {p: _files(p) for p in theirs} == before  # still theirs, and read by them
+    assert as_another_user(lambda: str(memojar.Cache(cache_dir).cached(_square)
+                                       .cache_info().entries), OTHER) != "0"
+
+
+def test_a_folder_the_user_can_list_but_not_enter_is_named_with_its_owner(
+        shared_folder: Path) -> None:
+    """A folder root left in a user's cache (an older memojar run with ``sudo``) that the
+    user may list but not enter (0744): ``stats()`` and the command line name it, its owner
+    and what to do. Before, a bare ``PermissionError`` ("Permission denied") naming the
+    folder inside it."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(lambda: str(memojar.Cache(cache_dir).cached(_square)(3))) == "9"
+    theirs = cache_dir / "mod.g"
+    (theirs / "ab").mkdir(parents=True)
+    theirs.chmod(0o744)
+
+    def stats() -> str:
+        try:
+            memojar.Cache(cache_dir).stats()
+        except PermissionError as exc:
+            return f"{exc.strerror}: {exc.filename}"
+        return "no error"
+
+    said = as_another_user(stats)
+    assert said == ("permission denied (a folder of root's, which this user can list but not "
+                    f"enter: remove it as root): {theirs}"), said
+    assert as_another_user(lambda: _cli(cache_dir, "ls")) == f"1 memojar: {said}\n"
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o744])
+def test_a_cache_the_user_cannot_read_is_named_as_its_owners(
+        shared_folder: Path, mode: int) -> None:
+    """A cache of root's (made by an older memojar run with ``sudo``) that the user cannot
+    read (0700) or can list but not enter (0744): ``cache_info()`` says whose cache it is
+    and what to do, and ``Cache(...)`` of the one it can list refuses it as root's cache.
+    Before, a bare ``PermissionError`` from the listing, and an ``UnboundLocalError`` from
+    ``Cache(...)``."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert memojar.Cache(cache_dir).cached(_square)(3) == 9
+    cache_dir.chmod(mode)
+
+    def info() -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the write's warning: this is about listing
+            try:
+                return str(memojar.Cache(cache_dir).cached(_square).cache_info())
+            except (PermissionError, ValueError) as exc:
+                return str(exc)
+
+    said = as_another_user(info)
+    assert "is root's memojar cache" in said and "Use a folder of your own" in said, said
+
+
+def test_an_empty_folder_of_the_users_named_like_a_functions_is_left(tmp_path: Path) -> None:
+    """``my.proj/ab/`` (empty) and ``my.proj2/ab/`` beside a file in a cache: ``prune`` and
+    ``clear`` leave them. Before, ``prune`` removed both ``ab`` and then ``my.proj`` itself.
+    memojar's own folders, emptied, still go."""
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "c")
+    f = cache.cached(_square)
+    f(1)
+    (tmp_path / "c" / "my.proj" / "ab").mkdir(parents=True)
+    (tmp_path / "c" / "my.proj2" / "ab").mkdir(parents=True)
+    (tmp_path / "c" / "my.proj2" / "notes").write_text("mine\n")
+    assert cache.clear() == 1
+    assert cache.prune() == 0
+    assert _cli(tmp_path / "c", "clear", "--yes").startswith("0 ")
+    assert (tmp_path / "c" / "my.proj" / "ab").is_dir()
+    assert (tmp_path / "c" / "my.proj2" / "ab").is_dir()
+    assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.is_dir()) == [
+        "my.proj", "my.proj2"]
+
+
+def test_a_folder_at_the_sweep_note_does_not_stop_prune(tmp_path: Path) -> None:
+    """A folder at a function's ``.swept``, its entries cleared: ``prune`` leaves it and
+    finishes. Before, it raised ``IsADirectoryError``."""
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "c")
+    f = cache.cached(_square)
+    f(1)
+    note = Path(cache.store.path(f.__memojar__.name, "")).parent / ".swept"
+    if note.exists():
+        note.unlink()
+    note.mkdir()
+    assert cache.clear() == 1
+    assert cache.prune() == 0
+    assert note.is_dir()
