@@ -1470,7 +1470,28 @@ def _flock(path: str) -> Any:
     for _ in range(3):
         try:
             fd = os.open(path, _O_LEDGER_LOCK, 0o600)
+        except IsADirectoryError:
+            # A folder someone made at the lock's name: left as it is, and locked itself
+            # (every process opens the same folder, so they still exclude each other).
+            # Before, every write with max_size was returned but not stored ("Is a
+            # directory", naming the cache only), and ``prune`` raised.
+            try:
+                fd = os.open(path, _O_DIR)
+            except OSError as exc:
+                raise OSError(exc.errno, f"the size ledger's lock is a folder memojar did not "
+                              f"make, which it cannot open ({exc.strerror}): move it away",
+                              path) from exc
+            lock = _FlockLock(fd)
+            try:
+                _lock_within(fd, LOCK_WAIT, f"the size ledger's lock {path}")
+            except BaseException:
+                lock.release()
+                raise
+            return lock
         except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a socket planted there: open never opens one
+                _unlink(path)
+                continue
             if exc.errno != errno.ELOOP:
                 raise
             _unlink(path)  # a link planted at memojar's name: the link goes, not its target

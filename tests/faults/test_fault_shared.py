@@ -184,6 +184,42 @@ def test_an_empty_folder_of_the_users_named_like_a_functions_is_left(tmp_path: P
         "my.proj", "my.proj2"]
 
 
+@pytest.mark.parametrize("kind", ["folder", "socket"])
+def test_a_folder_or_socket_at_the_ledgers_lock_does_not_stop_max_size(
+        tmp_path: Path, kind: str) -> None:
+    """A folder of the user's (with a file in it) or a socket at ``.size.lock``: writes with
+    ``max_size`` are stored and evicted down to it, ``prune`` works, the folder stays as it
+    was. Before, every such write was returned but not stored ("Is a directory", naming the
+    cache only; a socket: "No such device or address") and ``prune`` raised."""
+    import memojar
+
+    root = tmp_path / "c"
+    assert memojar.Cache(root).cached(abs)(-1) == 1
+    lock = root / ".size.lock"
+    if lock.exists():
+        lock.unlink()
+    server = None
+    if kind == "folder":
+        lock.mkdir()
+        (lock / "keep").write_text("mine\n")
+    else:
+        server = _socket_at(lock)
+    try:
+        cache = memojar.Cache(root, max_size=3000)
+        f = cache.cached(lambda i: bytes(500) + bytes([i]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert [len(f(i)) for i in range(12)] == [501] * 12
+            assert cache.prune() == 0
+        assert 0 < f.cache_info().entries < 12
+        assert cache.stats().bytes <= 3000
+    finally:
+        if server is not None:
+            server.close()
+    if kind == "folder":
+        assert (lock / "keep").read_text() == "mine\n"
+
+
 def test_a_folder_at_the_sweep_note_does_not_stop_prune(tmp_path: Path) -> None:
     """A folder at a function's ``.swept``, its entries cleared: ``prune`` leaves it and
     finishes. Before, it raised ``IsADirectoryError``."""
