@@ -648,7 +648,7 @@ class FileStore(Store):
             self._refuse_another_users()
         except PermissionError as exc:
             return exc.strerror
-        return None
+        return self._stamp_why
 
     def _anothers(self) -> bool:
         """Whether the cache is another user's (``_refuse_another_users``): a removal made
@@ -886,17 +886,26 @@ class FileStore(Store):
         gen = os.path.join(fdir, GEN_FILE)
         try:
             self._folders(path)
-            fd, tmp = _create_new(gen)
-            try:
+            for tries in range(2):
+                fd, tmp = _create_new(gen)
                 try:
-                    os.write(fd, os.urandom(8))
+                    try:
+                        os.write(fd, os.urandom(8))
+                    finally:
+                        os.close(fd)
+                    os.link(tmp, gen)  # never replaces a stamp others have mapped
+                except FileExistsError:
+                    pass
                 finally:
-                    os.close(fd)
-                os.link(tmp, gen)  # never replaces a stamp others have mapped
-            except FileExistsError:
-                pass
-            finally:
-                _unlink(tmp)
+                    _unlink(tmp)
+                kind = stat.S_IFMT(os.lstat(gen).st_mode)
+                if kind in (stat.S_IFLNK, stat.S_IFIFO, stat.S_IFSOCK) and not tries:
+                    # A link, FIFO or socket planted at memojar's name: it goes (a link,
+                    # not its target), and a stamp is made. Before, memory= was not used,
+                    # with a warning blaming the file system.
+                    _unlink(gen)
+                    continue
+                break
             fd = os.open(gen, _O_READ)
             try:
                 st = os.fstat(fd)
@@ -906,6 +915,10 @@ class FileStore(Store):
                     time.sleep(0.001)
                     st = os.fstat(fd)
                 if not _own_stamp(st) or (self._uid is not None and st.st_uid != self._uid):
+                    self._stamp_why = (
+                        f"{gen} is not a stamp memojar made (a folder, or a file of another "
+                        "size, owner or with other names): memojar leaves it as it is; move "
+                        "it away to use memory=")
                     return None
                 return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
             finally:

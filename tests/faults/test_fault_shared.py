@@ -220,6 +220,69 @@ def test_a_folder_or_socket_at_the_ledgers_lock_does_not_stop_max_size(
         assert (lock / "keep").read_text() == "mine\n"
 
 
+@pytest.mark.parametrize("kind", ["fifo", "socket", "link"])
+def test_a_thing_planted_at_the_generation_stamp_is_replaced_by_a_stamp(
+        tmp_path: Path, kind: str) -> None:
+    """A FIFO, socket or link at a function's ``.gen``: ``memory=`` works (a stamp is made
+    in its place; a link's target is untouched), and another process's ``clear`` is seen.
+    Before, ``memory=`` was not used, with a warning blaming the file system (FAT)."""
+    import memojar
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    cache = memojar.Cache(tmp_path / "c")
+    calls = []
+
+    def work(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    f = cache.cached(work)
+    f(1)
+    gen = Path(cache.store.path(f.__memojar__.name, "")).parent / ".gen"
+    if gen.exists():
+        gen.unlink()
+    server = None
+    if kind == "fifo":
+        os.mkfifo(gen)
+    elif kind == "socket":
+        server = _socket_at(gen)
+    else:
+        gen.symlink_to(victim)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            g = memojar.Cache(tmp_path / "c").cached(memory=4)(work)
+            assert g(1) == 2 and g(1) == 2
+            assert gen.is_file() and not gen.is_symlink()
+            memojar.Cache(tmp_path / "c").clear()
+            assert g(1) == 2
+        assert calls == [1, 1]  # computed again after the clear: the stamp told it
+    finally:
+        if server is not None:
+            server.close()
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_folder_at_the_generation_stamp_is_named_in_the_warning(tmp_path: Path) -> None:
+    """A folder at ``.gen``: left as it is; the warning that ``memory=`` is not used names
+    it and says what to do (before, it blamed the file system: "such as FAT")."""
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "c")
+    f = cache.cached(_square)
+    f(1)
+    gen = Path(cache.store.path(f.__memojar__.name, "")).parent / ".gen"
+    if gen.exists():
+        gen.unlink()
+    gen.mkdir()
+    with pytest.warns(memojar.MemojarWarning, match=r"\.gen is not a stamp memojar made .*"
+                      "move it away to use memory=") as caught:
+        assert memojar.Cache(tmp_path / "c").cached(memory=4)(_square)(2) == 4
+    assert "FAT" not in str(caught[0].message)
+    assert gen.is_dir()
+
+
 def test_a_folder_at_the_sweep_note_does_not_stop_prune(tmp_path: Path) -> None:
     """A folder at a function's ``.swept``, its entries cleared: ``prune`` leaves it and
     finishes. Before, it raised ``IsADirectoryError``."""
