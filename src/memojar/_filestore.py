@@ -1059,7 +1059,24 @@ class FileStore(Store):
             # that user's, so its counts do not keep entries root removed; none is made.
             _rewrite_in_place(os.path.join(self.root, _STATS), json.dumps(data).encode())
             return
-        _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode())
+        _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode(),
+                       self._shared_mode())
+
+    def _shared_mode(self) -> int:
+        """The mode of the cache's statistics and size ledger: private (0600), except in a
+        cache its owner opened to others by hand (``chmod -R a+rwX``, a group's folder),
+        where they get the root's read and write bits. Both are numbers (JSON, never
+        unpickled), and every user's processes read and replace them: before, each user's
+        were 0600, so another user's merge could not read them and replaced them with its
+        own alone (every user's hits, misses and time saved wiped the others'), and each
+        use of the ledger by another user counted every file again."""
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return 0o600
+        if not st.st_mode & _OPENED_TO_OTHERS:
+            return 0o600
+        return 0o600 | (st.st_mode & 0o066)
 
     def _restore(self, tally: dict[str, list[int]]) -> None:
         for fdir, (entries, size) in tally.items():
@@ -1402,7 +1419,7 @@ class FileStore(Store):
     def _write_total(self, total: int) -> None:
         path = os.path.join(self.root, _LEDGER)
         try:
-            _replace_small(path, str(total).encode())
+            _replace_small(path, str(total).encode(), self._shared_mode())
         except IsADirectoryError:
             # A folder someone made at the ledger's name: left as it is. With no total to
             # read (``_read_int``), each use counts the files. Before, every write with
@@ -1681,12 +1698,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _replace_small(path: str, data: bytes) -> None:
+def _replace_small(path: str, data: bytes, mode: int = 0o600) -> None:
     """Write a small file (a note, the ledger) atomically: a new private temporary file,
-    created without following links, renamed over ``path``."""
+    created without following links, renamed over ``path``; ``mode``: opened to others
+    (``_shared_mode``)."""
     fd, tmp = _create_new(path)
     try:
         try:
+            if mode != 0o600:
+                os.fchmod(fd, mode)
             _write_all(fd, [data])  # the statistics file grows with the functions
         finally:
             os.close(fd)

@@ -14,6 +14,7 @@ import io
 import os
 import socket
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,52 @@ def test_a_folder_at_the_sweep_note_does_not_stop_prune(tmp_path: Path) -> None:
     assert cache.clear() == 1
     assert cache.prune() == 0
     assert note.is_dir()
+
+
+def _cube(x: int) -> int:
+    return x * x * x
+
+
+def test_users_of_a_cache_shared_by_hand_keep_each_others_statistics(
+        shared_folder: Path) -> None:
+    """Two users take turns in a cache opened to all: each one's hits, misses and time
+    saved (``memojar ls``) stay after the other's merge, and the ledger is one they both
+    read. Before, the statistics and the ledger were 0600: each user's merge could not read
+    the other's file and replaced it with its own counts alone."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def run(fn: Callable[[int], int]) -> str:
+        cache = memojar.Cache(cache_dir, max_size=1_000_000)
+        f = cache.cached(fn)
+        for _ in range(2):
+            for i in range(5):
+                f(i)
+        cache.flush_stats()
+        return "ok"
+
+    assert as_another_user(lambda: run(_square), NOBODY) == "ok"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: run(_cube), OTHER) == "ok"
+    assert as_another_user(lambda: run(_square), NOBODY) == "ok"
+    assert as_another_user(lambda: run(_cube), OTHER) == "ok"
+
+    def saved() -> str:
+        kept = memojar.Cache(cache_dir).saved_stats()
+        return str(sorted((name.rsplit(".", 1)[1], hits, misses)
+                          for name, (hits, misses, _) in kept.items()))
+
+    assert as_another_user(saved, NOBODY) == "[('_cube', 15, 5), ('_square', 15, 5)]"
+    assert (cache_dir / ".stats").stat().st_mode & 0o777 == 0o666
+    assert (cache_dir / ".size").stat().st_mode & 0o777 == 0o666
+
+
+def test_a_private_caches_statistics_and_ledger_stay_private(tmp_path: Path) -> None:
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "c", max_size=1_000_000)
+    cache.cached(_square)(2)
+    cache.flush_stats()
+    assert (tmp_path / "c" / ".stats").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "c" / ".size").stat().st_mode & 0o777 == 0o600
