@@ -43,7 +43,7 @@ import xxhash
 
 from ._entry import Miss, read_header
 from ._errors import logger, warn
-from ._ledger import Ledger
+from ._ledger import Ledger, choose_victims
 from ._locks import (
     LOCK_FILE,
     LOCK_SUFFIX,
@@ -855,8 +855,11 @@ class FileStore(Store):
         """Record a size change already made on disk in the ledger (``Ledger.settle``);
         only caches with a max_size keep one."""
         if delta and self.max_size is not None and not self._anothers():
-            with self._ledger() as ledger:
-                ledger.settle(delta)
+            try:
+                with self._ledger() as ledger:
+                    ledger.settle(delta)
+            except _NoRoomForLock as exc:  # the total over-states: the next eviction
+                logger.debug("no ledger update in %s: %s", self.root, exc)  # recounts
 
     def read_note(self, function: str) -> bytes | None:
         self.path(function, "")  # fills the function's directory in
@@ -1366,8 +1369,11 @@ class FileStore(Store):
         finally:
             os.close(root_fd)
         if self.max_size is not None and not self._anothers():
-            with self._ledger() as ledger:
-                ledger.set(self._census()[1])
+            try:
+                with self._ledger() as ledger:
+                    ledger.set(self._census()[1])
+            except _NoRoomForLock as exc:  # a full disk: ``evict`` makes room without it
+                logger.debug("no recount of %s: %s", self.root, exc)
         return removed
 
     def _census(self) -> tuple[list[StoredEntry], int]:
@@ -1404,14 +1410,29 @@ class FileStore(Store):
         the user cannot)."""
         if not os.path.lexists(self.root) or self._anothers():
             return 0
-        return super().evict(incoming)
+        try:
+            return super().evict(incoming)
+        except _NoRoomForLock:
+            # A full disk (or quota) with no lock file yet: evicting is what makes room, so
+            # it goes by a listing, as a store without a ledger does; the stored total is
+            # recounted by the next eviction. Before, ``prune`` raised ENOSPC here.
+            assert self.max_size is not None
+            entries = list(self._list(None, heads=False))
+            victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
+                                        self.max_size)
+            return self.remove(victims) if victims else 0
 
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
     def _total_lock(self) -> Any:
         self._refuse_another_users()
         self._makedirs(self.root)
-        return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
+        try:
+            return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _NoRoomForLock(exc.errno, exc.strerror, exc.filename) from exc
+            raise
 
     def _read_total(self) -> int | None:
         return _read_int(os.path.join(self.root, _LEDGER))
@@ -1436,6 +1457,10 @@ class FileStore(Store):
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         by_path = {e.location: e for e in entries}
         return [by_path[p] for p in self._unlink_entries(list(by_path))]
+
+
+class _NoRoomForLock(OSError):
+    """The size ledger's lock file cannot be made: the disk (or quota) is full."""
 
 
 class _FlockLock:

@@ -348,3 +348,51 @@ def test_a_private_caches_statistics_and_ledger_stay_private(tmp_path: Path) -> 
     cache.flush_stats()
     assert (tmp_path / "c" / ".stats").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "c" / ".size").stat().st_mode & 0o777 == 0o600
+
+
+PRUNE_FULL = """
+import os
+from memojar import Cache
+cache = Cache(os.environ["CACHE"], max_size=100_000)
+print(cache.prune(), len(list(cache.entries())))
+"""
+
+
+def test_prune_on_a_disk_too_full_for_the_ledgers_lock_still_evicts(tmp_path: Path) -> None:
+    """A cache filled without ``max_size`` (no ledger lock file yet) on a small tmpfs whose
+    bytes and inodes are all taken, pruned with ``max_size`` to make room: the lock file
+    cannot be made, so eviction goes by a listing. Before, ``prune`` raised ``OSError: No
+    space left on device`` before evicting anything."""
+    import subprocess
+    import sys
+
+    from faultkit import subprocess_env
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=200", "tmpfs",
+                           str(mount)], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}): needs root")
+    try:
+        import memojar
+
+        root = mount / "cache"
+        f = memojar.Cache(root).cached(lambda i: bytes([i]) * 20_000)
+        for i in range(20):
+            f(i)
+        assert not (root / ".size.lock").exists()
+        free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+        with open(mount / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+            fh.write(bytes(free))
+        with contextlib.suppress(OSError):
+            for n in range(1000):
+                (mount / f"i{n}").touch()
+        proc = subprocess.run([sys.executable, "-c", PRUNE_FULL], capture_output=True,
+                              text=True, env=subprocess_env(CACHE=str(root)), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        removed, left = map(int, proc.stdout.split())
+        assert removed > 0 and left < 20
+        assert sum(p.stat().st_size for p in root.rglob("*.pkl")) <= 100_000
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
