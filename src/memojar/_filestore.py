@@ -909,7 +909,12 @@ class FileStore(Store):
                     _unlink(gen)
                     continue
                 break
-            fd = os.open(gen, _O_READ)
+            try:
+                fd = os.open(gen, _O_READ)
+            except PermissionError:
+                st = os.lstat(gen)
+                self._stamp_why = self._not_a_stamp(gen, st)
+                raise
             try:
                 st = os.fstat(fd)
                 for _ in range(_LINKED_TRIES):  # made by another process, which is
@@ -918,10 +923,7 @@ class FileStore(Store):
                     time.sleep(0.001)
                     st = os.fstat(fd)
                 if not _own_stamp(st) or (self._uid is not None and st.st_uid != self._uid):
-                    self._stamp_why = (
-                        f"{gen} is not a stamp memojar made (a folder, or a file of another "
-                        "size, owner or with other names): memojar leaves it as it is; move "
-                        "it away to use memory=")
+                    self._stamp_why = self._not_a_stamp(gen, st)
                     return None
                 return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
             finally:
@@ -929,6 +931,15 @@ class FileStore(Store):
         except (OSError, ValueError) as exc:
             logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
             return None
+
+    def _not_a_stamp(self, gen: str, st: os.stat_result) -> str:
+        """Why the file at a stamp's name is not used (``no_stamp_why``)."""
+        if stat.S_ISREG(st.st_mode) and self._uid is not None and st.st_uid != self._uid:
+            # A cache shared between users: before, the warning blamed the file system.
+            return (f"{gen} is {user_name(st.st_uid)}'s, and memojar uses only a stamp of "
+                    "this user's (a cache shared between users)")
+        return (f"{gen} is not a stamp memojar made (a folder, or a file of another size or "
+                "with other names): memojar leaves it as it is; move it away to use memory=")
 
     def bump(self, function: str) -> None:
         self.path(function, "")

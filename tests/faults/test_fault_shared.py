@@ -396,3 +396,29 @@ def test_prune_on_a_disk_too_full_for_the_ledgers_lock_still_evicts(tmp_path: Pa
         assert sum(p.stat().st_size for p in root.rglob("*.pkl")) <= 100_000
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+def test_another_users_stamp_in_a_cache_shared_by_hand_is_named_in_the_warning(
+        shared_folder: Path) -> None:
+    """In a cache opened to all, another user's process made a function's ``.gen`` (0600,
+    theirs): this user's ``memory=`` is not used, and the warning says whose stamp it is.
+    Before, it blamed the file system ("a file system without them, such as FAT")."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def run(memory: int | None) -> str:
+        cache = memojar.Cache(cache_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            f = cache.cached(memory=memory)(_square) if memory else cache.cached(_square)
+            values = [f(i) for i in range(3)]
+        said = [str(w.message) for w in caught if "memory=" in str(w.message)]
+        return f"{values} {said}"
+
+    assert as_another_user(lambda: run(None), NOBODY) == "[0, 1, 4] []"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: run(4), OTHER).startswith("[0, 1, 4] []")
+    said = as_another_user(lambda: run(4), NOBODY)
+    assert ".gen is user 65533's, and memojar uses only a stamp of this user's" in said, said
+    assert "FAT" not in said
