@@ -1012,7 +1012,7 @@ class FileStore(Store):
             return {}
         finally:
             os.close(fd)
-        return data if isinstance(data, dict) else {}
+        return _well_formed(data)
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
                     recount: dict[str, tuple[int, int]] | None = None) -> None:
@@ -1861,6 +1861,36 @@ def _unlink_file(name: str, dir_fd: int) -> None:
             _unlink(name, dir_fd)
     except FileNotFoundError:  # removed by another process first
         pass
+
+
+def _well_formed(data: Any) -> dict[str, Any]:
+    """The statistics read, keeping only items of the shape memojar writes (``functions``:
+    name -> [hits, misses, seconds]; ``counts``: folder -> [entries, bytes]). A file of
+    another shape (damaged, another program's, planted in a cache shared by hand) made
+    ``cache_info()``, the merge at exit and ``memojar ls`` raise ``TypeError`` and the
+    like; its odd items are dropped now (the next merge writes the rest back). Other keys
+    are kept as they are."""
+    if not isinstance(data, dict):
+        return {}
+    parts = ("functions", "counts")
+    clean: dict[str, Any] = {k: v for k, v in data.items() if k not in parts}  # kept as is
+    for part, wholes in (("functions", (True, True, False)), ("counts", (True, True))):
+        items = data.get(part)
+        if not isinstance(items, dict):
+            continue
+        clean[part] = {
+            name: list(value) for name, value in items.items()
+            if isinstance(value, list) and len(value) == len(wholes)
+            and all(map(_number, value, wholes))
+        }
+    return clean
+
+
+def _number(value: object, whole: bool) -> bool:
+    """A count (an ``int``), or for ``whole=False`` seconds (an ``int`` or finite ``float``)."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return False
+    return abs(value) < 1e300  # not inf or nan (json reads 1e999 as inf)
 
 
 def _rewrite_in_place(path: str, data: bytes) -> None:

@@ -422,3 +422,33 @@ def test_another_users_stamp_in_a_cache_shared_by_hand_is_named_in_the_warning(
     said = as_another_user(lambda: run(4), NOBODY)
     assert ".gen is user 65533's, and memojar uses only a stamp of this user's" in said, said
     assert "FAT" not in said
+
+
+@pytest.mark.parametrize("planted", [
+    '{"functions": [1, 2]}', '{"functions": {"builtins.abs": "abc"}}',
+    '{"functions": {"builtins.abs": [1]}}', '{"counts": {"builtins.abs": 5}}', '{"counts": []}',
+    '{"counts": {"builtins.abs": ["a", null]}}', '{"functions": {"builtins.abs": [1, 2, "x"]}}',
+], ids=["functions-list", "functions-str", "short", "counts-int", "counts-list", "counts-str",
+        "seconds-str"])
+def test_statistics_of_another_shape_are_dropped_not_raised(
+        tmp_path: Path, planted: str) -> None:
+    """A ``.stats`` that is JSON of another shape (damaged, another program's, or planted
+    by another user of a cache shared by hand): ``cache_info()``, ``stats()``, the merge,
+    ``saved_stats()``, ``prune()`` and ``memojar ls`` work, its odd items dropped. Before,
+    they raised ``TypeError``, ``AttributeError``, ``IndexError`` or ``ValueError`` (the
+    merge at exit, and ``memojar ls`` as an "unexpected error")."""
+    import memojar
+
+    root = tmp_path / "c"
+    cache = memojar.Cache(root)
+    f = cache.cached(abs)
+    f(-1)
+    cache.flush_stats()
+    (root / ".stats").write_text(planted)
+    assert f(-2) == 2
+    assert f.cache_info().entries == 2
+    assert cache.stats().entries == 2
+    cache.flush_stats()
+    assert set(cache.saved_stats()) <= {"builtins.abs"}
+    assert cache.prune() == 0
+    assert _cli(root, "ls").startswith("0 FUNCTION")
