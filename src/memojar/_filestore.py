@@ -76,6 +76,7 @@ LOCK_WAIT = 60.0
 STATS_WAIT = 5.0  # statistics are not worth a longer wait (at exit, every process merges)
 _LEDGER = ".size"
 _STATS = ".stats"  # hits, misses, time saved per function; entry counts per directory
+_STATS_MAX = 64 << 20  # a statistics file larger than this is not memojar's: not read
 _TAG = "CACHEDIR.TAG"
 _TAG_TEXT = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -1007,6 +1008,9 @@ class FileStore(Store):
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return {}
             size = os.fstat(fd).st_size
+            if size > _STATS_MAX:  # not memojar's (a sparse 50 GB file: MemoryError)
+                logger.debug("statistics file %s of %d bytes ignored", self.root, size)
+                return {}
             data = json.loads(_read_rest(fd, os.read(fd, size), size))
         except (OSError, ValueError):
             return {}

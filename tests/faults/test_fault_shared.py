@@ -452,3 +452,19 @@ def test_statistics_of_another_shape_are_dropped_not_raised(
     assert set(cache.saved_stats()) <= {"builtins.abs"}
     assert cache.prune() == 0
     assert _cli(root, "ls").startswith("0 FUNCTION")
+
+
+def test_a_huge_statistics_file_is_not_read(tmp_path: Path) -> None:
+    """A sparse 50 GB ``.stats``: ``cache_info()`` and ``saved_stats()`` answer (the file is
+    not read, and the next merge replaces it). Before, ``MemoryError``."""
+    import memojar
+
+    root = tmp_path / "c"
+    cache = memojar.Cache(root)
+    f = cache.cached(abs)
+    f(-1)
+    cache.flush_stats()
+    os.truncate(root / ".stats", 50 << 30)
+    assert f.cache_info().entries == 1
+    assert set(cache.saved_stats()) <= {"builtins.abs"}
+    assert (root / ".stats").stat().st_size < 1 << 20
