@@ -32,6 +32,7 @@ from ._filestore import (
     not_tagged_yet,
     others_cache,
     owner_of_unreadable_tag,
+    user_name,
     why_not_ours,
 )
 from ._identity import SIBLING, family_of, place_of
@@ -224,7 +225,8 @@ def open_cache(location: str | None) -> Cache:
         if not os.path.isdir(path):
             raise CliError(f"{path} is a file, not a cache directory: pass --dir a directory")
         if not os.access(path, os.R_OK | os.X_OK):
-            raise CliError(f"permission denied: cannot read the cache directory {path}")
+            raise CliError(f"permission denied: cannot read the cache directory {path}"
+                           + _whose(path))
         if not is_cache_dir(path):
             if not_tagged_yet(path):  # empty, or being tagged: nothing created by looking
                 raise NoCacheYet(path)
@@ -243,6 +245,19 @@ def open_cache(location: str | None) -> Cache:
         raise CliError(str(exc)) from exc
     except (ValueError, TypeError) as exc:
         raise CliError(f"cannot open the cache at {redact(str(location))}: {exc}") from exc
+
+
+def _whose(path: str) -> str:
+    """Whose an unreadable cache directory is and what to do (before: nothing said)."""
+    try:
+        owner = os.stat(path).st_uid
+    except OSError:
+        return ""
+    if hasattr(os, "geteuid") and owner == os.geteuid():
+        return " (yours, its permissions changed: chmod u+rwx it)"
+    return (f", which is {user_name(owner)}'s (memojar keeps a cache private to the user "
+            "who made it): use a folder of your own, or, to share results between users, a "
+            "Redis or S3 cache with a secret")
 
 
 def check_functions(cache: Cache, names: Sequence[str]) -> None:

@@ -468,3 +468,19 @@ def test_a_huge_statistics_file_is_not_read(tmp_path: Path) -> None:
     assert f.cache_info().entries == 1
     assert set(cache.saved_stats()) <= {"builtins.abs"}
     assert (root / ".stats").stat().st_size < 1 << 20
+
+
+def test_the_command_line_says_whose_an_unreadable_cache_directory_is(
+        shared_folder: Path) -> None:
+    """``memojar ls`` on a cache directory of root's the user cannot read: one line saying
+    whose it is and what to do. Before, only "cannot read the cache directory"."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert memojar.Cache(cache_dir).cached(_square)(3) == 9
+    cache_dir.chmod(0o700)
+    said = as_another_user(lambda: _cli(cache_dir, "ls"))
+    assert said == (f"1 memojar: permission denied: cannot read the cache directory {cache_dir}"
+                    ", which is root's (memojar keeps a cache private to the user who made it):"
+                    " use a folder of your own, or, to share results between users, a Redis "
+                    "or S3 cache with a secret\n"), said
