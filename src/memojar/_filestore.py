@@ -394,7 +394,7 @@ class FileStore(Store):
         # that user may
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._root_writable = False
-        self._unseen = set()
+        self._unseen, self._stamp_why = set(), None
 
     def close(self) -> None:
         """Close the folders this process opened (a later call opens them again)."""
