@@ -280,11 +280,12 @@ def run_python(code: str, *args: str, env: dict[str, str] | None = None,
 NOBODY = 65534
 
 
-def as_another_user(job: Callable[[], str]) -> str:
-    """What ``job()`` returns, run as another user (uid and gid 65534, ``nobody``) in a
-    forked child of this process (or the traceback of its exception): memojar is imported
-    already, so nothing that user cannot reach (this interpreter, the sources) is needed.
-    Only root can act as another user: CI runs as root, so CI never skips these."""
+def as_another_user(job: Callable[[], str], uid: int = NOBODY) -> str:
+    """What ``job()`` returns, run as another user (uid and gid ``uid``; by default 65534,
+    ``nobody``) in a forked child of this process (or the traceback of its exception):
+    memojar is imported already, so nothing that user cannot reach (this interpreter, the
+    sources) is needed. Only root can act as another user: CI runs as root, so CI never
+    skips these."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("acting as another user needs root (CI runs as root)")
     import traceback
@@ -301,8 +302,8 @@ def as_another_user(job: Callable[[], str]) -> str:
         try:
             os.close(read)
             os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
+            os.setgid(uid)
+            os.setuid(uid)
             said = job()
             status = 0
         except BaseException:  # noqa: BLE001 (what went wrong, for the assertion below)

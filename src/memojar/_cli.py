@@ -26,11 +26,13 @@ from typing import IO, Any, NoReturn
 from ._cache import SUPERSEDED, Cache, default_directory, file_path, judge, url_scheme
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
+from ._errors import MemojarWarning
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
     others_cache,
     owner_of_unreadable_tag,
+    user_name,
     why_not_ours,
 )
 from ._identity import SIBLING, family_of, place_of
@@ -248,7 +250,8 @@ def open_cache(location: str | None) -> Cache:
         if not os.path.isdir(path):
             raise CliError(f"{path} is a file, not a cache directory: pass --dir a directory")
         if not os.access(path, os.R_OK | os.X_OK):
-            raise CliError(f"permission denied: cannot read the cache directory {path}")
+            raise CliError(f"permission denied: cannot read the cache directory {path}"
+                           + _whose(path))
         if not is_cache_dir(path):
             if not_tagged_yet(path):  # empty, or being tagged: nothing created by looking
                 raise NoCacheYet(path)
@@ -267,6 +270,19 @@ def open_cache(location: str | None) -> Cache:
         raise CliError(str(exc)) from exc
     except (ValueError, TypeError) as exc:
         raise CliError(f"cannot open the cache at {redact(str(location))}: {exc}") from exc
+
+
+def _whose(path: str) -> str:
+    """Whose an unreadable cache directory is and what to do (before: nothing said)."""
+    try:
+        owner = os.stat(path).st_uid
+    except OSError:
+        return ""
+    if hasattr(os, "geteuid") and owner == os.geteuid():
+        return " (yours, its permissions changed: chmod u+rwx it)"
+    return (f", which is {user_name(owner)}'s (memojar keeps a cache private to the user "
+            "who made it): use a folder of your own, or, to share results between users, a "
+            "Redis or S3 cache with a secret")
 
 
 def check_functions(cache: Cache, names: Sequence[str]) -> None:
@@ -802,6 +818,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
+            # memojar's warnings are lines of the report (what a listing could not read),
+            # whatever the interpreter's filters (``-W error``): never a traceback.
+            warnings.simplefilter("default", MemojarWarning)
             report = execute(argv, confirm=confirm, progress_stream=sys.stderr)
             if report.as_json:
                 print(json.dumps(report.data, indent=2))

@@ -42,8 +42,8 @@ from typing import Any
 import xxhash
 
 from ._entry import Miss, read_header
-from ._errors import logger
-from ._ledger import Ledger
+from ._errors import logger, warn
+from ._ledger import Ledger, choose_victims
 from ._locks import (
     LOCK_FILE,
     LOCK_SUFFIX,
@@ -76,6 +76,7 @@ LOCK_WAIT = 60.0
 STATS_WAIT = 5.0  # statistics are not worth a longer wait (at exit, every process merges)
 _LEDGER = ".size"
 _STATS = ".stats"  # hits, misses, time saved per function; entry counts per directory
+_STATS_MAX = 64 << 20  # a statistics file larger than this is not memojar's: not read
 _TAG = "CACHEDIR.TAG"
 _TAG_TEXT = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -267,15 +268,24 @@ def owner_of_unreadable_tag(path: str) -> str | None:
     tag = os.path.join(path, _TAG)
     try:
         st = os.lstat(tag)
-        if not stat.S_ISREG(st.st_mode):
+    except PermissionError:
+        # The folder may be listed but not entered (no search permission, as 0744): it is
+        # its owner's. Before, an ``UnboundLocalError`` from ``Cache(...)``.
+        try:
+            return user_name(os.stat(path).st_uid)
+        except OSError:
             return None
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    try:
         os.close(os.open(tag, _O_READ))
         return None
     except PermissionError:
-        pass
+        return user_name(st.st_uid)
     except OSError:
         return None
-    return user_name(st.st_uid)
 
 
 def user_name(uid: int) -> str:
@@ -358,6 +368,10 @@ class FileStore(Store):
         self._deltas: deque[tuple[str, int, int]] = deque()
         self._tally_lock = threading.RLock()
         self._tally_pid = os.getpid()  # a forked child starts with none: its parent's
+        # Function folders the last walk of them could not see whole: other users' shards
+        # in a cache shared by hand (``_shards``), whose counts are not recorded.
+        self._unseen: set[str] = set()
+        self._stamp_why: str | None = None  # what was found at a stamp's name, if not one
 
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
@@ -380,6 +394,7 @@ class FileStore(Store):
         # that user may
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._root_writable = False
+        self._unseen, self._stamp_why = set(), None
 
     def close(self) -> None:
         """Close the folders this process opened (a later call opens them again)."""
@@ -634,7 +649,7 @@ class FileStore(Store):
             self._refuse_another_users()
         except PermissionError as exc:
             return exc.strerror
-        return None
+        return self._stamp_why
 
     def _anothers(self) -> bool:
         """Whether the cache is another user's (``_refuse_another_users``): a removal made
@@ -841,8 +856,11 @@ class FileStore(Store):
         """Record a size change already made on disk in the ledger (``Ledger.settle``);
         only caches with a max_size keep one."""
         if delta and self.max_size is not None and not self._anothers():
-            with self._ledger() as ledger:
-                ledger.settle(delta)
+            try:
+                with self._ledger() as ledger:
+                    ledger.settle(delta)
+            except _NoRoomForLock as exc:  # the total over-states: the next eviction
+                logger.debug("no ledger update in %s: %s", self.root, exc)  # recounts
 
     def read_note(self, function: str) -> bytes | None:
         self.path(function, "")  # fills the function's directory in
@@ -872,18 +890,32 @@ class FileStore(Store):
         gen = os.path.join(fdir, GEN_FILE)
         try:
             self._folders(path)
-            fd, tmp = _create_new(gen)
-            try:
+            for tries in range(2):
+                fd, tmp = _create_new(gen)
                 try:
-                    os.write(fd, os.urandom(8))
+                    try:
+                        os.write(fd, os.urandom(8))
+                    finally:
+                        os.close(fd)
+                    os.link(tmp, gen)  # never replaces a stamp others have mapped
+                except FileExistsError:
+                    pass
                 finally:
-                    os.close(fd)
-                os.link(tmp, gen)  # never replaces a stamp others have mapped
-            except FileExistsError:
-                pass
-            finally:
-                _unlink(tmp)
-            fd = os.open(gen, _O_READ)
+                    _unlink(tmp)
+                kind = stat.S_IFMT(os.lstat(gen).st_mode)
+                if kind in (stat.S_IFLNK, stat.S_IFIFO, stat.S_IFSOCK) and not tries:
+                    # A link, FIFO or socket planted at memojar's name: it goes (a link,
+                    # not its target), and a stamp is made. Before, memory= was not used,
+                    # with a warning blaming the file system.
+                    _unlink(gen)
+                    continue
+                break
+            try:
+                fd = os.open(gen, _O_READ)
+            except PermissionError:
+                st = os.lstat(gen)
+                self._stamp_why = self._not_a_stamp(gen, st)
+                raise
             try:
                 st = os.fstat(fd)
                 for _ in range(_LINKED_TRIES):  # made by another process, which is
@@ -892,6 +924,7 @@ class FileStore(Store):
                     time.sleep(0.001)
                     st = os.fstat(fd)
                 if not _own_stamp(st) or (self._uid is not None and st.st_uid != self._uid):
+                    self._stamp_why = self._not_a_stamp(gen, st)
                     return None
                 return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
             finally:
@@ -899,6 +932,15 @@ class FileStore(Store):
         except (OSError, ValueError) as exc:
             logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
             return None
+
+    def _not_a_stamp(self, gen: str, st: os.stat_result) -> str:
+        """Why the file at a stamp's name is not used (``no_stamp_why``)."""
+        if stat.S_ISREG(st.st_mode) and self._uid is not None and st.st_uid != self._uid:
+            # A cache shared between users: before, the warning blamed the file system.
+            return (f"{gen} is {user_name(st.st_uid)}'s, and memojar uses only a stamp of "
+                    "this user's (a cache shared between users)")
+        return (f"{gen} is not a stamp memojar made (a folder, or a file of another size or "
+                "with other names): memojar leaves it as it is; move it away to use memory=")
 
     def bump(self, function: str) -> None:
         self.path(function, "")
@@ -966,12 +1008,15 @@ class FileStore(Store):
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return {}
             size = os.fstat(fd).st_size
+            if size > _STATS_MAX:  # not memojar's (a sparse 50 GB file: MemoryError)
+                logger.debug("statistics file %s of %d bytes ignored", self.root, size)
+                return {}
             data = json.loads(_read_rest(fd, os.read(fd, size), size))
         except (OSError, ValueError):
             return {}
         finally:
             os.close(fd)
-        return data if isinstance(data, dict) else {}
+        return _well_formed(data)
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
                     recount: dict[str, tuple[int, int]] | None = None) -> None:
@@ -1032,7 +1077,24 @@ class FileStore(Store):
             # that user's, so its counts do not keep entries root removed; none is made.
             _rewrite_in_place(os.path.join(self.root, _STATS), json.dumps(data).encode())
             return
-        _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode())
+        _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode(),
+                       self._shared_mode())
+
+    def _shared_mode(self) -> int:
+        """The mode of the cache's statistics and size ledger: private (0600), except in a
+        cache its owner opened to others by hand (``chmod -R a+rwX``, a group's folder),
+        where they get the root's read and write bits. Both are numbers (JSON, never
+        unpickled), and every user's processes read and replace them: before, each user's
+        were 0600, so another user's merge could not read them and replaced them with its
+        own alone (every user's hits, misses and time saved wiped the others'), and each
+        use of the ledger by another user counted every file again."""
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return 0o600
+        if not st.st_mode & _OPENED_TO_OTHERS:
+            return 0o600
+        return 0o600 | (st.st_mode & 0o066)
 
     def _restore(self, tally: dict[str, list[int]]) -> None:
         for fdir, (entries, size) in tally.items():
@@ -1056,6 +1118,8 @@ class FileStore(Store):
         changed before it is in the listing)."""
         self.path(function, "")
         fdir = os.path.basename(self._dirs[function])
+        if fdir in self._unseen:  # a listing that could not see all: a partial count
+            return
         with self._tally_lock:
             self._added_up().pop(fdir, None)
         self.merge_stats({}, {fdir: (entries, size)})
@@ -1098,12 +1162,23 @@ class FileStore(Store):
     # in while the walk runs.
 
     def _shards(
-        self, function: str | None = None
+        self, function: str | None = None, quiet: bool = False
     ) -> Iterator[tuple[str, int, str, int, list[str]]]:
-        """(function dir, its fd, shard, shard fd, file names) for every shard."""
-        root_fd = _open_dir(self.root)
+        """(function dir, its fd, shard, shard fd, file names) for every shard.
+
+        In a cache shared between users by hand, other users' folders this user cannot read
+        are passed over (``_open_listed``), their function folders noted in ``_unseen`` (a
+        count of them is partial: never recorded), and one ``MemojarWarning`` at the end of
+        the walk says so (unless ``quiet``: a write's census); before, the walk raised
+        ``PermissionError`` at the first, so ``cache_info()``, ``prune()`` and ``memojar ls``
+        failed for every user but the one whose folder it was."""
+        try:
+            root_fd = _open_dir(self.root)
+        except PermissionError as exc:  # before, a bare "Permission denied" and the path
+            raise _unreadable_root(exc, self.root) from exc
         if root_fd is None:
             return
+        skipped: list[tuple[str, int]] = []
         try:
             # The root by path, for messages: one of its names that is not a directory (or
             # is a link) fails to open as one below.
@@ -1113,12 +1188,14 @@ class FileStore(Store):
                 names = list(dict.fromkeys(
                     [function_dir(function, case_safe=True), function_dir(function)]))
             for name in sorted(names):
-                ffd = _open_listed(name, root_fd, self.root)
+                before = len(skipped)
+                ffd = _open_listed(name, root_fd, self.root, skipped)
                 if ffd is None:
+                    self._seen(name, len(skipped) == before)
                     continue
                 try:
                     for shard in sorted(_subdirs(ffd)):
-                        sfd = _open_listed(shard, ffd, os.path.join(self.root, name))
+                        sfd = _open_listed(shard, ffd, os.path.join(self.root, name), skipped)
                         if sfd is None:
                             continue
                         try:
@@ -1127,8 +1204,22 @@ class FileStore(Store):
                             os.close(sfd)
                 finally:
                     os.close(ffd)
+                self._seen(name, len(skipped) == before)
         finally:
             os.close(root_fd)
+        if skipped:
+            message = _skipped_warning(self.root, skipped)
+            if quiet:
+                logger.debug("%s", message)
+            else:
+                warn(message)
+
+    def _seen(self, fdir: str, whole: bool) -> None:
+        """Note whether a walk saw the whole of a function's folder (``_unseen``)."""
+        if whole:
+            self._unseen.discard(fdir)
+        else:
+            self._unseen.add(fdir)
 
     def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
         """Entries with whole headers (read on from the descriptor opened for the size).
@@ -1251,30 +1342,40 @@ class FileStore(Store):
             return 0
         try:
             removed += _remove_orphans(root_fd, now)  # the ledger's, the tag's
+            skipped: list[tuple[str, int]] = []  # said by the listing before this
             for name in _listdir(self.root):
-                ffd = _open_dir(name, root_fd)
+                ffd = _open_listed(name, root_fd, self.root, skipped)
                 if ffd is None:
                     continue
-                ours = _FUNCTION_DIR.fullmatch(name) is not None
+                # A folder named like a function's is memojar's only if it holds something
+                # memojar writes (its marks, or files in its shards): an empty folder of the
+                # user's (``my.proj/ab/``) is left, as its other folders are. Before, its
+                # empty shard went, and then the folder itself.
+                ours = _FUNCTION_DIR.fullmatch(name) is not None and _marked(ffd)
+                empty = []
                 try:
                     removed += _remove_orphans(ffd, now)  # the note's
                     for shard in _subdirs(ffd):
-                        sfd = _open_dir(shard, ffd)
-                        if sfd is None:
+                        sfd = _open_listed(shard, ffd, os.path.join(self.root, name), skipped)
+                        if sfd is None:  # another user's, in a cache shared by hand: theirs
                             continue
                         try:
+                            files = _listdir(sfd)
+                            ours = ours or any(map(_memojars_file, files))
                             removed += _remove_orphans(sfd, now)
-                            for file in _listdir(sfd):
+                            for file in files:
                                 if _KEY_LOCK.fullmatch(file) and file[:2] == shard:
                                     remove_if_idle(file, sfd)
                         finally:
                             os.close(sfd)
-                        if ours and _SHARD.fullmatch(shard):
-                            _rmdir_if_empty(shard, ffd)
+                        if _SHARD.fullmatch(shard):
+                            empty.append(shard)
                     if ours:
+                        for shard in empty:
+                            _rmdir_if_empty(shard, ffd)
                         remove_if_idle(LOCK_FILE, ffd)
                         if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: nor the note
-                            _unlink(NOTE_FILE, ffd)
+                            _unlink_file(NOTE_FILE, ffd)
                     # A generation stamp (GEN_FILE) stays: a process may have it mapped.
                 finally:
                     os.close(ffd)
@@ -1283,8 +1384,11 @@ class FileStore(Store):
         finally:
             os.close(root_fd)
         if self.max_size is not None and not self._anothers():
-            with self._ledger() as ledger:
-                ledger.set(self._census()[1])
+            try:
+                with self._ledger() as ledger:
+                    ledger.set(self._census()[1])
+            except _NoRoomForLock as exc:  # a full disk: ``evict`` makes room without it
+                logger.debug("no recount of %s: %s", self.root, exc)
         return removed
 
     def _census(self) -> tuple[list[StoredEntry], int]:
@@ -1293,7 +1397,7 @@ class FileStore(Store):
         entries: list[StoredEntry] = []
         temps = 0
         now = _Clocks(self.root)
-        for name, _, shard, sfd, files in self._shards():
+        for name, _, shard, sfd, files in self._shards(quiet=True):
             for file in files:
                 match = _TEMP.fullmatch(file)
                 try:
@@ -1321,14 +1425,29 @@ class FileStore(Store):
         the user cannot)."""
         if not os.path.lexists(self.root) or self._anothers():
             return 0
-        return super().evict(incoming)
+        try:
+            return super().evict(incoming)
+        except _NoRoomForLock:
+            # A full disk (or quota) with no lock file yet: evicting is what makes room, so
+            # it goes by a listing, as a store without a ledger does; the stored total is
+            # recounted by the next eviction. Before, ``prune`` raised ENOSPC here.
+            assert self.max_size is not None
+            entries = list(self._list(None, heads=False))
+            victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
+                                        self.max_size)
+            return self.remove(victims) if victims else 0
 
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
     def _total_lock(self) -> Any:
         self._refuse_another_users()
         self._makedirs(self.root)
-        return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
+        try:
+            return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _NoRoomForLock(exc.errno, exc.strerror, exc.filename) from exc
+            raise
 
     def _read_total(self) -> int | None:
         return _read_int(os.path.join(self.root, _LEDGER))
@@ -1336,7 +1455,7 @@ class FileStore(Store):
     def _write_total(self, total: int) -> None:
         path = os.path.join(self.root, _LEDGER)
         try:
-            _replace_small(path, str(total).encode())
+            _replace_small(path, str(total).encode(), self._shared_mode())
         except IsADirectoryError:
             # A folder someone made at the ledger's name: left as it is. With no total to
             # read (``_read_int``), each use counts the files. Before, every write with
@@ -1353,6 +1472,10 @@ class FileStore(Store):
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         by_path = {e.location: e for e in entries}
         return [by_path[p] for p in self._unlink_entries(list(by_path))]
+
+
+class _NoRoomForLock(OSError):
+    """The size ledger's lock file cannot be made: the disk (or quota) is full."""
 
 
 class _FlockLock:
@@ -1417,7 +1540,28 @@ def _flock(path: str) -> Any:
     for _ in range(3):
         try:
             fd = os.open(path, _O_LEDGER_LOCK, 0o600)
+        except IsADirectoryError:
+            # A folder someone made at the lock's name: left as it is, and locked itself
+            # (every process opens the same folder, so they still exclude each other).
+            # Before, every write with max_size was returned but not stored ("Is a
+            # directory", naming the cache only), and ``prune`` raised.
+            try:
+                fd = os.open(path, _O_DIR)
+            except OSError as exc:
+                raise OSError(exc.errno, f"the size ledger's lock is a folder memojar did not "
+                              f"make, which it cannot open ({exc.strerror}): move it away",
+                              path) from exc
+            lock = _FlockLock(fd)
+            try:
+                _lock_within(fd, LOCK_WAIT, f"the size ledger's lock {path}")
+            except BaseException:
+                lock.release()
+                raise
+            return lock
         except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a socket planted there: open never opens one
+                _unlink(path)
+                continue
             if exc.errno != errno.ELOOP:
                 raise
             _unlink(path)  # a link planted at memojar's name: the link goes, not its target
@@ -1594,12 +1738,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _replace_small(path: str, data: bytes) -> None:
+def _replace_small(path: str, data: bytes, mode: int = 0o600) -> None:
     """Write a small file (a note, the ledger) atomically: a new private temporary file,
-    created without following links, renamed over ``path``."""
+    created without following links, renamed over ``path``; ``mode``: opened to others
+    (``_shared_mode``)."""
     fd, tmp = _create_new(path)
     try:
         try:
+            if mode != 0o600:
+                os.fchmod(fd, mode)
             _write_all(fd, [data])  # the statistics file grows with the functions
         finally:
             os.close(fd)
@@ -1710,6 +1857,46 @@ def _unlink(path: str, dir_fd: int | None = None) -> bool:
         return False
 
 
+def _unlink_file(name: str, dir_fd: int) -> None:
+    """Unlink ``name`` if it is a file (not a folder: one put at the sweep note's name made
+    ``prune`` raise ``IsADirectoryError``)."""
+    try:
+        if not stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            _unlink(name, dir_fd)
+    except FileNotFoundError:  # removed by another process first
+        pass
+
+
+def _well_formed(data: Any) -> dict[str, Any]:
+    """The statistics read, keeping only items of the shape memojar writes (``functions``:
+    name -> [hits, misses, seconds]; ``counts``: folder -> [entries, bytes]). A file of
+    another shape (damaged, another program's, planted in a cache shared by hand) made
+    ``cache_info()``, the merge at exit and ``memojar ls`` raise ``TypeError`` and the
+    like; its odd items are dropped now (the next merge writes the rest back). Other keys
+    are kept as they are."""
+    if not isinstance(data, dict):
+        return {}
+    parts = ("functions", "counts")
+    clean: dict[str, Any] = {k: v for k, v in data.items() if k not in parts}  # kept as is
+    for part, wholes in (("functions", (True, True, False)), ("counts", (True, True))):
+        items = data.get(part)
+        if not isinstance(items, dict):
+            continue
+        clean[part] = {
+            name: list(value) for name, value in items.items()
+            if isinstance(value, list) and len(value) == len(wholes)
+            and all(map(_number, value, wholes))
+        }
+    return clean
+
+
+def _number(value: object, whole: bool) -> bool:
+    """A count (an ``int``), or for ``whole=False`` seconds (an ``int`` or finite ``float``)."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return False
+    return abs(value) < 1e300  # not inf or nan (json reads 1e999 as inf)
+
+
 def _rewrite_in_place(path: str, data: bytes) -> None:
     """Write ``data`` over the regular file at ``path``, keeping its owner (nothing if there
     is none). Not atomic: a reader meeting it half written finds no statistics (a listing
@@ -1779,20 +1966,74 @@ def _open_dir(name: str, dir_fd: int | None = None) -> int | None:
         raise
 
 
-def _open_listed(name: str, dir_fd: int, parent: str) -> int | None:
-    """``_open_dir`` of a folder met while listing the cache; one this user may not read
-    (another user's, left by an older memojar or put there by hand) is a ``PermissionError``
-    naming it whole and its owner, where the listing stops."""
+def _open_listed(name: str, dir_fd: int, parent: str,
+                 skipped: list[tuple[str, int]] | None = None) -> int | None:
+    """``_open_dir`` of a folder met while walking the cache. One this user may not read is
+    a ``PermissionError`` naming it whole, its owner and what to do, where the walk stops
+    (another user's folder left in a private cache by an older memojar run with ``sudo``,
+    or put there by hand); except, given ``skipped``, another user's folder in a folder
+    opened to others (a cache shared by hand, ``chmod -R a+rwX``, where each user's memojar
+    makes its new folders private): that is appended to ``skipped`` (its path and owner)
+    and passed over (None), as the folders a walk cannot see."""
     try:
         return _open_dir(name, dir_fd)
     except PermissionError as exc:
+        path = os.path.join(parent, name)
         try:
-            owner = user_name(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid)
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except PermissionError:
+            # The folder holding it may be listed but not entered (no search permission):
+            # that folder is the one to name. Before, a bare "Permission denied".
+            raise _unreadable(exc, parent, os.fstat(dir_fd).st_uid,
+                              "which this user can list but not enter") from exc
         except OSError:
-            raise PermissionError(exc.errno, exc.strerror, os.path.join(parent, name)) from exc
-        raise PermissionError(
-            exc.errno, f"permission denied (a folder of {owner}'s, which this user cannot "
-            f"read: remove it as {owner})", os.path.join(parent, name)) from exc
+            raise PermissionError(exc.errno, exc.strerror, path) from exc
+        if (skipped is not None and st.st_uid != _euid()
+                and os.fstat(dir_fd).st_mode & _OPENED_TO_OTHERS):
+            skipped.append((path, st.st_uid))
+            return None
+        raise _unreadable(exc, path, st.st_uid, "which this user cannot read") from exc
+
+
+_OPENED_TO_OTHERS = stat.S_IWGRP | stat.S_IWOTH  # a folder others may write in: shared
+
+
+def _euid() -> int:
+    """This process's user now (a process may change it after importing memojar)."""
+    return os.geteuid() if hasattr(os, "geteuid") else -1
+
+
+def _unreadable(exc: OSError, path: str, owner: int, why: str) -> PermissionError:
+    """The error for a folder of the cache this user may not walk: whose it is, what to do."""
+    name = user_name(owner)
+    if owner == _euid():  # the user's own, its permissions changed by hand
+        return PermissionError(exc.errno, f"permission denied (a folder of this user's, {why}: "
+                               "give it back its permissions, chmod u+rwx)", path)
+    return PermissionError(exc.errno, f"permission denied (a folder of {name}'s, {why}: "
+                           f"remove it as {name})", path)
+
+
+def _unreadable_root(exc: OSError, root: str) -> PermissionError:
+    """The error for a cache directory this user may not read: whose it is, what to do."""
+    try:
+        owner = os.stat(root).st_uid
+    except OSError:
+        return PermissionError(exc.errno, exc.strerror, root)
+    if owner == _euid():
+        return _unreadable(exc, root, owner, "which this user cannot read")
+    return PermissionError(
+        exc.errno, f"permission denied: the folder {others_cache(user_name(owner))}", root)
+
+
+def _skipped_warning(root: str, skipped: list[tuple[str, int]]) -> str:
+    """What a walk of a cache shared between users says of the folders it passed over."""
+    owners = " and ".join(f"{name}'s" for name in sorted({user_name(u) for _, u in skipped}))
+    folders = "1 folder" if len(skipped) == 1 else f"{len(skipped):,} folders"
+    return (f"{folders} of {owners} in {root} cannot be read by {user_name(_euid())} (the "
+            f"first: {skipped[0][0]}): the entries there are not counted here, and are left "
+            "as they are. memojar makes each user's folders private (0700), also in a cache "
+            "opened to all by hand; to share results between users, use a Redis or S3 cache "
+            "with a secret")
 
 
 @contextlib.contextmanager
@@ -2123,6 +2364,26 @@ def _remove_orphans(dir_fd: int, now: _Clocks) -> int:
         if _orphaned(match, st, now):
             removed += _unlink(name, dir_fd)
     return removed
+
+
+def _marked(dir_fd: int) -> bool:
+    """Whether a function's folder holds one of the files memojar keeps there: its lock
+    file (empty), the sweep note, the generation stamp (``_own_stamp``)."""
+    for name in (LOCK_FILE, NOTE_FILE, GEN_FILE):
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and (
+                name == NOTE_FILE or (name == LOCK_FILE and not st.st_size)
+                or (name == GEN_FILE and _own_stamp(st))):
+            return True
+    return False
+
+
+def _memojars_file(name: str) -> bool:
+    """A name memojar gives files in a shard: an entry, a temporary file, a key's lock."""
+    return bool(_ENTRY.fullmatch(name) or _TEMP.fullmatch(name) or _KEY_LOCK.fullmatch(name))
 
 
 def _rmdir_if_empty(name: str, dir_fd: int) -> None:

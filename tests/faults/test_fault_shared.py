@@ -1,0 +1,486 @@
+"""A cache shared between users by hand, and odd things at the names memojar keeps.
+
+Each user's memojar makes its folders private (0700), also in a cache opened to all with
+``chmod -R a+rwX``: the other users' walks meet folders they cannot read. Folders,
+FIFOs, sockets and links put at the size ledger's lock, the generation stamp and the sweep
+note; a folder of the user's named like a function's. Cross-user tests need root (CI runs
+as root); they skip elsewhere, saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import NOBODY, as_another_user
+
+OTHER = NOBODY - 1  # a second user (no name: "user 65533")
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _open_to_all(folder: Path) -> None:
+    """``chmod -R a+rwX``: what a user does to share a cache by hand."""
+    for dirpath, _dirs, files in os.walk(folder):
+        os.chmod(dirpath, 0o777)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o666)
+
+
+def _socket_at(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path`` (bound at a short name, then moved there: a
+    test's folder is longer than a socket's address may be)."""
+    import tempfile
+
+    short = tempfile.mkdtemp(dir="/tmp")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(os.path.join(short, "s"))
+    os.rename(os.path.join(short, "s"), path)
+    os.rmdir(short)
+    return server
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _cli(cache_dir: Path, *argv: str) -> str:
+    from memojar._cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        status = main(["--dir", str(cache_dir), *argv])
+    return f"{status} {out.getvalue()}"
+
+
+def test_a_cache_shared_by_hand_counts_what_the_user_can_read(shared_folder: Path) -> None:
+    """One user's cache opened to all by hand; another user caches there (its new shards
+    are 0700). The first user's ``cache_info()``, ``stats()``, ``entries()``, ``prune()``,
+    ``memojar ls``, ``info`` and ``prune`` count what it can read and say, in one warning,
+    whose folders it could not; nothing of the other user's is removed. Before, each raised
+    ``PermissionError`` naming the other user's folder."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def fill(start: int) -> str:
+        f = memojar.Cache(cache_dir).cached(_square)
+        return str(sum(f(i) for i in range(start, start + 30)))
+
+    assert as_another_user(lambda: fill(0), NOBODY)
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: fill(100), OTHER)
+    theirs = [p for p in cache_dir.rglob("*") if p.is_dir() and p.stat().st_uid == OTHER]
+    assert theirs and all(p.stat().st_mode & 0o777 == 0o700 for p in theirs)
+    listed = [p for p in cache_dir.rglob("*.pkl") if p.parent.stat().st_uid == NOBODY]
+    readable = len(listed)  # the entries in the folders the user can read
+    headers = sum(p.stat().st_uid == NOBODY for p in listed)  # and the files it can read
+    before = {p: _files(p) for p in theirs}
+
+    def users_view() -> str:
+        cache = memojar.Cache(cache_dir)
+        f = cache.cached(_square)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            said = [f.cache_info().entries, cache.stats().entries,
+                    len(list(cache.entries())), cache.prune()]
+        messages = {str(w.message) for w in caught}
+        return f"{said} {len(messages)} {messages.pop()}"
+
+    said = as_another_user(users_view, NOBODY)
+    counts, _, rest = said.partition("] ")
+    assert counts == f"[{readable}, {readable}, {headers}, 0", said
+    assert rest.startswith("1 ") and "folders of user 65533's in " in rest, said
+    assert "cannot be read by nobody" in rest and "the entries there are not counted" in rest
+    for argv in (["ls"], ["info"], ["prune"]):
+        out = as_another_user(lambda argv=argv: _cli(cache_dir, *argv), NOBODY)
+        assert out.startswith("0 memojar: warning: ") and "user 65533's" in out, out
+    assert f"1 function, {headers} entries" in as_another_user(
+        lambda: _cli(cache_dir, "ls"), NOBODY)
+    assert {p: _files(p) for p in theirs} == before  # still theirs, and read by them
+    assert as_another_user(lambda: str(memojar.Cache(cache_dir).cached(_square)
+                                       .cache_info().entries), OTHER) != "0"
+
+
+def test_a_folder_the_user_can_list_but_not_enter_is_named_with_its_owner(
+        shared_folder: Path) -> None:
+    """A folder root left in a user's cache (an older memojar run with ``sudo``) that the
+    user may list but not enter (0744): ``stats()`` and the command line name it, its owner
+    and what to do. Before, a bare ``PermissionError`` ("Permission denied") naming the
+    folder inside it."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(lambda: str(memojar.Cache(cache_dir).cached(_square)(3))) == "9"
+    theirs = cache_dir / "mod.g"
+    (theirs / "ab").mkdir(parents=True)
+    theirs.chmod(0o744)
+
+    def stats() -> str:
+        try:
+            memojar.Cache(cache_dir).stats()
+        except PermissionError as exc:
+            return f"{exc.strerror}: {exc.filename}"
+        return "no error"
+
+    said = as_another_user(stats)
+    assert said == ("permission denied (a folder of root's, which this user can list but not "
+                    f"enter: remove it as root): {theirs}"), said
+    assert as_another_user(lambda: _cli(cache_dir, "ls")) == f"1 memojar: {said}\n"
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o744])
+def test_a_cache_the_user_cannot_read_is_named_as_its_owners(
+        shared_folder: Path, mode: int) -> None:
+    """A cache of root's (made by an older memojar run with ``sudo``) that the user cannot
+    read (0700) or can list but not enter (0744): ``cache_info()`` says whose cache it is
+    and what to do, and ``Cache(...)`` of the one it can list refuses it as root's cache.
+    Before, a bare ``PermissionError`` from the listing, and an ``UnboundLocalError`` from
+    ``Cache(...)``."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert memojar.Cache(cache_dir).cached(_square)(3) == 9
+    cache_dir.chmod(mode)
+
+    def info() -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the write's warning: this is about listing
+            try:
+                return str(memojar.Cache(cache_dir).cached(_square).cache_info())
+            except (PermissionError, ValueError) as exc:
+                return str(exc)
+
+    said = as_another_user(info)
+    assert "is root's memojar cache" in said and "Use a folder of your own" in said, said
+
+
+def test_an_empty_folder_of_the_users_named_like_a_functions_is_left(tmp_path: Path) -> None:
+    """``my.proj/ab/`` (empty) and ``my.proj2/ab/`` beside a file in a cache: ``prune`` and
+    ``clear`` leave them. Before, ``prune`` removed both ``ab`` and then ``my.proj`` itself.
+    memojar's own folders, emptied, still go."""
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "c")
+    f = cache.cached(_square)
+    f(1)
+    (tmp_path / "c" / "my.proj" / "ab").mkdir(parents=True)
+    (tmp_path / "c" / "my.proj2" / "ab").mkdir(parents=True)
+    (tmp_path / "c" / "my.proj2" / "notes").write_text("mine\n")
+    assert cache.clear() == 1
+    assert cache.prune() == 0
+    assert _cli(tmp_path / "c", "clear", "--yes").startswith("0 ")
+    assert (tmp_path / "c" / "my.proj" / "ab").is_dir()
+    assert (tmp_path / "c" / "my.proj2" / "ab").is_dir()
+    assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.is_dir()) == [
+        "my.proj", "my.proj2"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "socket"])
+def test_a_folder_or_socket_at_the_ledgers_lock_does_not_stop_max_size(
+        tmp_path: Path, kind: str) -> None:
+    """A folder of the user's (with a file in it) or a socket at ``.size.lock``: writes with
+    ``max_size`` are stored and evicted down to it, ``prune`` works, the folder stays as it
+    was. Before, every such write was returned but not stored ("Is a directory", naming the
+    cache only; a socket: "No such device or address") and ``prune`` raised."""
+    import memojar
+
+    root = tmp_path / "c"
+    assert memojar.Cache(root).cached(abs)(-1) == 1
+    lock = root / ".size.lock"
+    if lock.exists():
+        lock.unlink()
+    server = None
+    if kind == "folder":
+        lock.mkdir()
+        (lock / "keep").write_text("mine\n")
+    else:
+        server = _socket_at(lock)
+    try:
+        cache = memojar.Cache(root, max_size=3000)
+        f = cache.cached(lambda i: bytes(500) + bytes([i]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert [len(f(i)) for i in range(12)] == [501] * 12
+            assert cache.prune() == 0
+        assert 0 < f.cache_info().entries < 12
+        assert cache.stats().bytes <= 3000
+    finally:
+        if server is not None:
+            server.close()
+    if kind == "folder":
+        assert (lock / "keep").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "link"])
+def test_a_thing_planted_at_the_generation_stamp_is_replaced_by_a_stamp(
+        tmp_path: Path, kind: str) -> None:
+    """A FIFO, socket or link at a function's ``.gen``: ``memory=`` works (a stamp is made
+    in its place; a link's target is untouched), and another process's ``clear`` is seen.
+    Before, ``memory=`` was not used, with a warning blaming the file system (FAT)."""
+    import memojar
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    cache = memojar.Cache(tmp_path / "c")
+    calls = []
+
+    def work(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    f = cache.cached(work)
+    f(1)
+    gen = Path(cache.store.path(f.__memojar__.name, "")).parent / ".gen"
+    if gen.exists():
+        gen.unlink()
+    server = None
+    if kind == "fifo":
+        os.mkfifo(gen)
+    elif kind == "socket":
+        server = _socket_at(gen)
+    else:
+        gen.symlink_to(victim)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            g = memojar.Cache(tmp_path / "c").cached(memory=4)(work)
+            assert g(1) == 2 and g(1) == 2
+            assert gen.is_file() and not gen.is_symlink()
+            memojar.Cache(tmp_path / "c").clear()
+            assert g(1) == 2
+        assert calls == [1, 1]  # computed again after the clear: the stamp told it
+    finally:
+        if server is not None:
+            server.close()
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_folder_at_the_generation_stamp_is_named_in_the_warning(tmp_path: Path) -> None:
+    """A folder at ``.gen``: left as it is; the warning that ``memory=`` is not used names
+    it and says what to do (before, it blamed the file system: "such as FAT")."""
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "c")
+    f = cache.cached(_square)
+    f(1)
+    gen = Path(cache.store.path(f.__memojar__.name, "")).parent / ".gen"
+    if gen.exists():
+        gen.unlink()
+    gen.mkdir()
+    with pytest.warns(memojar.MemojarWarning, match=r"\.gen is not a stamp memojar made .*"
+                      "move it away to use memory=") as caught:
+        assert memojar.Cache(tmp_path / "c").cached(memory=4)(_square)(2) == 4
+    assert "FAT" not in str(caught[0].message)
+    assert gen.is_dir()
+
+
+def test_a_folder_at_the_sweep_note_does_not_stop_prune(tmp_path: Path) -> None:
+    """A folder at a function's ``.swept``, its entries cleared: ``prune`` leaves it and
+    finishes. Before, it raised ``IsADirectoryError``."""
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "c")
+    f = cache.cached(_square)
+    f(1)
+    note = Path(cache.store.path(f.__memojar__.name, "")).parent / ".swept"
+    if note.exists():
+        note.unlink()
+    note.mkdir()
+    assert cache.clear() == 1
+    assert cache.prune() == 0
+    assert note.is_dir()
+
+
+def _cube(x: int) -> int:
+    return x * x * x
+
+
+def test_users_of_a_cache_shared_by_hand_keep_each_others_statistics(
+        shared_folder: Path) -> None:
+    """Two users take turns in a cache opened to all: each one's hits, misses and time
+    saved (``memojar ls``) stay after the other's merge, and the ledger is one they both
+    read. Before, the statistics and the ledger were 0600: each user's merge could not read
+    the other's file and replaced it with its own counts alone."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def run(fn: Callable[[int], int]) -> str:
+        cache = memojar.Cache(cache_dir, max_size=1_000_000)
+        f = cache.cached(fn)
+        for _ in range(2):
+            for i in range(5):
+                f(i)
+        cache.flush_stats()
+        return "ok"
+
+    assert as_another_user(lambda: run(_square), NOBODY) == "ok"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: run(_cube), OTHER) == "ok"
+    assert as_another_user(lambda: run(_square), NOBODY) == "ok"
+    assert as_another_user(lambda: run(_cube), OTHER) == "ok"
+
+    def saved() -> str:
+        kept = memojar.Cache(cache_dir).saved_stats()
+        return str(sorted((name.rsplit(".", 1)[1], hits, misses)
+                          for name, (hits, misses, _) in kept.items()))
+
+    assert as_another_user(saved, NOBODY) == "[('_cube', 15, 5), ('_square', 15, 5)]"
+    assert (cache_dir / ".stats").stat().st_mode & 0o777 == 0o666
+    assert (cache_dir / ".size").stat().st_mode & 0o777 == 0o666
+
+
+def test_a_private_caches_statistics_and_ledger_stay_private(tmp_path: Path) -> None:
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "c", max_size=1_000_000)
+    cache.cached(_square)(2)
+    cache.flush_stats()
+    assert (tmp_path / "c" / ".stats").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "c" / ".size").stat().st_mode & 0o777 == 0o600
+
+
+PRUNE_FULL = """
+import os
+from memojar import Cache
+cache = Cache(os.environ["CACHE"], max_size=100_000)
+print(cache.prune(), len(list(cache.entries())))
+"""
+
+
+def test_prune_on_a_disk_too_full_for_the_ledgers_lock_still_evicts(tmp_path: Path) -> None:
+    """A cache filled without ``max_size`` (no ledger lock file yet) on a small tmpfs whose
+    bytes and inodes are all taken, pruned with ``max_size`` to make room: the lock file
+    cannot be made, so eviction goes by a listing. Before, ``prune`` raised ``OSError: No
+    space left on device`` before evicting anything."""
+    import subprocess
+    import sys
+
+    from faultkit import subprocess_env
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=200", "tmpfs",
+                           str(mount)], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}): needs root")
+    try:
+        import memojar
+
+        root = mount / "cache"
+        f = memojar.Cache(root).cached(lambda i: bytes([i]) * 20_000)
+        for i in range(20):
+            f(i)
+        assert not (root / ".size.lock").exists()
+        free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+        with open(mount / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+            fh.write(bytes(free))
+        with contextlib.suppress(OSError):
+            for n in range(1000):
+                (mount / f"i{n}").touch()
+        proc = subprocess.run([sys.executable, "-c", PRUNE_FULL], capture_output=True,
+                              text=True, env=subprocess_env(CACHE=str(root)), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        removed, left = map(int, proc.stdout.split())
+        assert removed > 0 and left < 20
+        assert sum(p.stat().st_size for p in root.rglob("*.pkl")) <= 100_000
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+def test_another_users_stamp_in_a_cache_shared_by_hand_is_named_in_the_warning(
+        shared_folder: Path) -> None:
+    """In a cache opened to all, another user's process made a function's ``.gen`` (0600,
+    theirs): this user's ``memory=`` is not used, and the warning says whose stamp it is.
+    Before, it blamed the file system ("a file system without them, such as FAT")."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def run(memory: int | None) -> str:
+        cache = memojar.Cache(cache_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            f = cache.cached(memory=memory)(_square) if memory else cache.cached(_square)
+            values = [f(i) for i in range(3)]
+        said = [str(w.message) for w in caught if "memory=" in str(w.message)]
+        return f"{values} {said}"
+
+    assert as_another_user(lambda: run(None), NOBODY) == "[0, 1, 4] []"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: run(4), OTHER).startswith("[0, 1, 4] []")
+    said = as_another_user(lambda: run(4), NOBODY)
+    assert ".gen is user 65533's, and memojar uses only a stamp of this user's" in said, said
+    assert "FAT" not in said
+
+
+@pytest.mark.parametrize("planted", [
+    '{"functions": [1, 2]}', '{"functions": {"builtins.abs": "abc"}}',
+    '{"functions": {"builtins.abs": [1]}}', '{"counts": {"builtins.abs": 5}}', '{"counts": []}',
+    '{"counts": {"builtins.abs": ["a", null]}}', '{"functions": {"builtins.abs": [1, 2, "x"]}}',
+], ids=["functions-list", "functions-str", "short", "counts-int", "counts-list", "counts-str",
+        "seconds-str"])
+def test_statistics_of_another_shape_are_dropped_not_raised(
+        tmp_path: Path, planted: str) -> None:
+    """A ``.stats`` that is JSON of another shape (damaged, another program's, or planted
+    by another user of a cache shared by hand): ``cache_info()``, ``stats()``, the merge,
+    ``saved_stats()``, ``prune()`` and ``memojar ls`` work, its odd items dropped. Before,
+    they raised ``TypeError``, ``AttributeError``, ``IndexError`` or ``ValueError`` (the
+    merge at exit, and ``memojar ls`` as an "unexpected error")."""
+    import memojar
+
+    root = tmp_path / "c"
+    cache = memojar.Cache(root)
+    f = cache.cached(abs)
+    f(-1)
+    cache.flush_stats()
+    (root / ".stats").write_text(planted)
+    assert f(-2) == 2
+    assert f.cache_info().entries == 2
+    assert cache.stats().entries == 2
+    cache.flush_stats()
+    assert set(cache.saved_stats()) <= {"builtins.abs"}
+    assert cache.prune() == 0
+    assert _cli(root, "ls").startswith("0 FUNCTION")
+
+
+def test_a_huge_statistics_file_is_not_read(tmp_path: Path) -> None:
+    """A sparse 50 GB ``.stats``: ``cache_info()`` and ``saved_stats()`` answer (the file is
+    not read, and the next merge replaces it). Before, ``MemoryError``."""
+    import memojar
+
+    root = tmp_path / "c"
+    cache = memojar.Cache(root)
+    f = cache.cached(abs)
+    f(-1)
+    cache.flush_stats()
+    os.truncate(root / ".stats", 50 << 30)
+    assert f.cache_info().entries == 1
+    assert set(cache.saved_stats()) <= {"builtins.abs"}
+    assert (root / ".stats").stat().st_size < 1 << 20
+
+
+def test_the_command_line_says_whose_an_unreadable_cache_directory_is(
+        shared_folder: Path) -> None:
+    """``memojar ls`` on a cache directory of root's the user cannot read: one line saying
+    whose it is and what to do. Before, only "cannot read the cache directory"."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert memojar.Cache(cache_dir).cached(_square)(3) == 9
+    cache_dir.chmod(0o700)
+    said = as_another_user(lambda: _cli(cache_dir, "ls"))
+    assert said == (f"1 memojar: permission denied: cannot read the cache directory {cache_dir}"
+                    ", which is root's (memojar keeps a cache private to the user who made it):"
+                    " use a folder of your own, or, to share results between users, a Redis "
+                    "or S3 cache with a secret\n"), said
