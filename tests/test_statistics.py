@@ -41,6 +41,10 @@ def add_one(x: int) -> int:
     return x + 1
 
 
+def double(x: int) -> int:
+    return 2 * x
+
+
 NAME = f"{__name__}.add_one"
 
 DROPPED = """
@@ -194,3 +198,60 @@ def test_a_signal_handler_inside_the_start_of_the_statistics_thread_starts_no_se
     another: the first one's start then replaced it, and the handler's ran on, never
     stopped (before a fork either): 385 threads after 3,000 starts."""
     assert run(HANDLER_MAKING_CACHES, tmp_path / "c").strip() == "1"
+
+
+# --- a damaged statistics file ----------------------------------------------------------
+
+@pytest.mark.parametrize("kept", [
+    '{"functions": {"m.f": "abc"}}', '{"functions": []}', '{"functions": {"m.f": [1]}}',
+    '{"functions": {"m.f": [1e400, 2, NaN]}}', '{"functions": {"m.f": [true, null, {}]}}',
+    '{"functions": {"m.f": [1, 2, 3, 4]}}', '{"functions": {"m.f": [-5, 2, 3]}}',
+    '{"functions": {"m.f": ["1", 2, 3]}}', '{"counts": []}', "[" * 100_000,
+])
+def test_a_damaged_statistics_file_fails_neither_ls_nor_the_merges(tmp_path: Path,
+                                                                 kept: str) -> None:
+    """A ``.stats`` file damaged or edited by hand into well-formed JSON of other shapes
+    made ``memojar ls`` fail ("unexpected error: ValueError ... please report it"), and
+    ``saved_stats`` and every merge raise, so no count was saved again. A bad row now
+    reads as none, and the next merge writes the file whole."""
+    folder = tmp_path / "c"
+    cache = Cache(folder)
+    f = cache.cached(add_one)
+    f(1)
+    cache.flush_stats()
+    (folder / ".stats").write_text(kept)
+    assert ls(folder) == {NAME: (0, 0)}
+    f(1)
+    cache.flush_stats()
+    assert cache.saved_stats() == {NAME: (1, 0, pytest.approx(0, abs=1))}
+    assert ls(folder) == {NAME: (1, 0)}
+
+
+def test_a_damaged_redis_statistics_field_fails_neither_ls_nor_the_merges(
+    redis_location: str,
+) -> None:
+    """A field of the statistics hash that is no number (set by hand) made ``saved_stats``
+    raise and stopped the merge's script there, after the fields before it were added: the
+    merge was tried again (adding them again) every few seconds."""
+    import redis
+
+    cache = Cache(redis_location, secret="s")
+    f = cache.cached(add_one)
+    g = cache.cached(double)
+    f(1)
+    g(-1)
+    cache.flush_stats()
+    client = redis.Redis.from_url(redis_location)
+    [key] = client.keys(b"*stats")
+    for field in client.hkeys(key):
+        if field.endswith(b"\0misses") and b"add_one" in field:
+            client.hset(key, field, b"garbage")
+    assert NAME not in cache.saved_stats()  # its only field, misses, reads as none
+    f(2)
+    g(-2)
+    for _ in range(3):
+        cache.flush_stats()
+    stats = cache.saved_stats()
+    assert stats[NAME][:2] == (0, 1)  # the bad field replaced by the new miss
+    assert stats[f"{__name__}.double"][:2] == (0, 2)  # counted once
+    client.close()

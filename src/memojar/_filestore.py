@@ -27,6 +27,7 @@ import contextlib
 import errno
 import itertools
 import json
+import math
 import mmap
 import os
 import re
@@ -314,6 +315,38 @@ def _foreign_tag(path: str, names: list[str] | None = None) -> str | None:
             "perhaps while memojar was making this folder its cache), so memojar stores "
             f"nothing in it (every later process would refuse it). Remove that {_TAG} if the "
             "folder holds nothing else of yours, or pass another folder")
+
+
+def _sane_stats(data: Any) -> dict[str, Any]:
+    """The stats file's data with only well-formed rows: a damaged or hand-edited file
+    (a row of strings, too short, negative, infinite) made ``memojar ls``, ``saved_stats``
+    and ``cache_info`` raise, and every merge fail (so no count was saved any more). A bad
+    row reads as none: the next merge writes the file whole again without it."""
+    if not isinstance(data, dict):
+        return {}
+    functions = data.get("functions")
+    if "functions" in data:
+        data["functions"] = {
+            name: [row[0], row[1], float(row[2])]
+            for name, row in (functions.items() if isinstance(functions, dict) else ())
+            if isinstance(name, str) and isinstance(row, list) and len(row) == 3
+            and _count(row[0]) and _count(row[1]) and _count(row[2], seconds=True)
+        }
+    counts = data.get("counts")
+    if "counts" in data:
+        data["counts"] = {
+            fdir: row for fdir, row in (counts.items() if isinstance(counts, dict) else ())
+            if isinstance(row, list) and len(row) == 2 and _count(row[0]) and _count(row[1])
+        }
+    return data
+
+
+def _count(value: Any, seconds: bool = False) -> bool:
+    """A count as the stats file holds it: a whole number >= 0 (``seconds``: or a finite
+    float >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float) if seconds else int):
+        return False
+    return 0 <= value < math.inf
 
 
 class FileStore(Store):
@@ -967,11 +1000,11 @@ class FileStore(Store):
                 return {}
             size = os.fstat(fd).st_size
             data = json.loads(_read_rest(fd, os.read(fd, size), size))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
         finally:
             os.close(fd)
-        return data if isinstance(data, dict) else {}
+        return _sane_stats(data)
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
                     recount: dict[str, tuple[int, int]] | None = None) -> None:
