@@ -255,3 +255,27 @@ def test_a_damaged_redis_statistics_field_fails_neither_ls_nor_the_merges(
     assert stats[NAME][:2] == (0, 1)  # the bad field replaced by the new miss
     assert stats[f"{__name__}.double"][:2] == (0, 2)  # counted once
     client.close()
+
+
+def test_counts_a_cache_adopted_are_kept_when_it_is_dropped_in_turn(tmp_path: Path) -> None:
+    """A live cache adopts the counts of a dropped one of its location; when its merge
+    fails (a full disk) and it is dropped too, it hands them on with its own."""
+    live = Cache(tmp_path / "c")
+    g = live.cached(double)
+    g(1)
+    f = Cache(tmp_path / "c").cached(add_one)
+    f(1)
+    f(1)
+    del f
+    gc.collect()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    live.store.merge_stats = full  # type: ignore[method-assign]
+    live.flush_stats()  # adopts the dropped cache's counts, and fails
+    del g, live
+    gc.collect()
+    stats = Cache(tmp_path / "c").saved_stats()
+    assert stats[NAME][:2] == (1, 1)
+    assert stats[f"{__name__}.double"][:2] == (0, 1)

@@ -393,7 +393,9 @@ class Cache:
         # itself for ever; a bare reentrant one merged the same counts twice).
         self._flush_lock = threading.RLock()
         self._flushing = False
-        self._adopted: Deltas = {}  # dropped caches' counts on this location, merged next
+        # Dropped caches' counts on this location, merged with the next merge (appended and
+        # popped, never replaced: this cache's finalizer takes what is left in it).
+        self._adopted: list[Deltas] = []
         _FLUSHER.watch(self)
         # A cache dropped before its counts were merged (made in a function that returned,
         # as ``python -m memojar.demo`` makes its own) leaves them to the next merge: its
@@ -401,7 +403,8 @@ class Cache:
         # reference back to the cache), merged into a live cache of the location or a store
         # opened for them then, only where the cache still is (see ``_merge_orphans``).
         reopen = (self._location, self.secret) if self._made_from_location else None
-        weakref.finalize(self, _orphan, self.directory, reopen, self._tallies).atexit = False
+        weakref.finalize(self, _orphan, self.directory, reopen, self._tallies,
+                         self._adopted).atexit = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopened, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
@@ -660,16 +663,15 @@ class Cache:
         the store merges (and given back if it raises): an interrupt after the store wrote
         then merges them once, not again with the next merge."""
         deltas, taken = _deltas_of(self._tallies)
-        adopted, self._adopted = self._adopted, {}
+        adopted = _taken(self._adopted)
         for tally, now, _ in taken:
             tally.flushed = now
         try:
-            self.store.merge_stats(_sum(deltas, adopted) if adopted else deltas)
+            self.store.merge_stats(_sum(deltas, *adopted))
         except BaseException as exc:
             for tally, _, base in taken:
                 tally.flushed = base
-            if adopted:
-                self._adopted = _sum(adopted, self._adopted)
+            self._adopted.extend(adopted)
             if not isinstance(exc, OSError):
                 raise
             logger.debug("cannot save statistics in %s: %s", self.directory, exc)
@@ -719,12 +721,27 @@ _orphans: list[tuple[str, tuple[str, bytes | None] | None, Deltas]] = []
 
 
 def _orphan(directory: str, reopen: tuple[str, bytes | None] | None,
-            tallies: list[tuple[Tally, weakref.ref[_Memo], bool]]) -> None:
+            tallies: list[tuple[Tally, weakref.ref[_Memo], bool]],
+            adopted: list[Deltas]) -> None:
     """A dropped cache's finalizer: its functions (dropped with it: each holds its cache)
-    count no more, so what they counted since the last merge is final."""
+    count no more, so what they counted since the last merge is final; with the counts
+    of other dropped caches it had adopted."""
     deltas, _ = _deltas_of(tallies)
+    deltas = _sum(deltas, *_taken(adopted))
     if deltas:
         _orphans.append((directory, reopen, deltas))
+
+
+def _taken(items: list[Deltas]) -> list[Deltas]:
+    """Everything in ``items``, taken out of it one ``pop`` at a time (atomic: whoever else
+    pops, from another thread or a signal handler, gets the others)."""
+    taken = []
+    while items:
+        try:
+            taken.append(items.pop())
+        except IndexError:
+            break
+    return taken
 
 
 def _merge_orphans(caches: list[Cache], only: str | None = None,
@@ -755,8 +772,7 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
     for directory, (reopen, deltas) in pending.items():
         cache = live.get(directory)
         if cache is not None:  # merged with its own counts, next (one merge: see Redis's)
-            with cache._flush_lock:
-                cache._adopted = _sum(cache._adopted, deltas)
+            cache._adopted.append(deltas)
             continue
         if reopen is None:
             continue
@@ -777,11 +793,14 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
             logger.debug("cannot save statistics in %s: %s", directory, exc)
 
 
-def _sum(a: Deltas, b: Deltas) -> Deltas:
-    total = dict(a)
-    for name, (hits, misses, saved) in b.items():
-        h, m, s = total.get(name, (0, 0, 0.0))
-        total[name] = (h + hits, m + misses, s + saved)
+def _sum(first: Deltas, *more: Deltas) -> Deltas:
+    if not more:
+        return first
+    total = dict(first)
+    for deltas in more:
+        for name, (hits, misses, saved) in deltas.items():
+            h, m, s = total.get(name, (0, 0, 0.0))
+            total[name] = (h + hits, m + misses, s + saved)
     return total
 
 
@@ -977,7 +996,7 @@ class _Flusher:
         for cache in list(self.caches):
             cache._flush_lock = threading.RLock()
             cache._flushing = False  # a thread of the parent's may have been merging
-            cache._adopted = {}
+            del cache._adopted[:]  # the parent merges them
             for tally, _, _ in cache._tallies:
                 tally.flushed = tally.now()
         if self.thread is not None:
