@@ -341,6 +341,33 @@ def _sane_stats(data: Any) -> dict[str, Any]:
     return data
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """Which file is at ``path`` (None: none): a file replaced has another inode."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _plus(counts: dict[str, tuple[int, int, float]],
+          more: dict[str, tuple[int, int, float]]) -> dict[str, tuple[int, int, float]]:
+    both = dict(counts)
+    for name, (hits, misses, saved) in more.items():
+        had = both.get(name, (0, 0, 0.0))
+        both[name] = (had[0] + hits, had[1] + misses, had[2] + saved)
+    return both
+
+
+def _less(counts: tuple[int, int, float],
+          added: tuple[int, int, float] | None) -> tuple[int, int, float]:
+    """``counts`` but what was ``added`` already (never below zero)."""
+    if added is None:
+        return counts
+    return (max(counts[0] - added[0], 0), max(counts[1] - added[1], 0),
+            max(counts[2] - added[2], 0.0))
+
+
 def _count(value: Any, seconds: bool = False) -> bool:
     """A count as the stats file holds it: a whole number >= 0 (``seconds``: or a finite
     float >= 0)."""
@@ -391,6 +418,8 @@ class FileStore(Store):
         self._deltas: deque[tuple[str, int, int]] = deque()
         self._tally_lock = threading.RLock()
         self._tally_pid = os.getpid()  # a forked child starts with none: its parent's
+        # Function counts a merge that then raised had written (see ``merge_stats``).
+        self._landed: dict[str, tuple[int, int, float]] = {}
 
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
@@ -406,6 +435,7 @@ class FileStore(Store):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tally, self._tally_lock, self._tally_pid = {}, threading.RLock(), os.getpid()
+        self._landed = {}
         self._deltas = deque()
         self._open, self._lockers = {}, {}
         self._tagged = False  # another process, perhaps another host: looks at the tag again
@@ -965,6 +995,7 @@ class FileStore(Store):
         if self._tally_pid != _PID[0]:
             self._tally_lock = threading.RLock()
             self._tally, self._deltas, self._tally_pid = {}, deque(), _PID[0]
+            self._landed = {}
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
         if self._tally_pid != _PID[0]:
@@ -1010,11 +1041,20 @@ class FileStore(Store):
                     recount: dict[str, tuple[int, int]] | None = None) -> None:
         """Add hits, misses and time saved per function, and this process's entry count
         changes, to the stats file, under its lock. ``recount``: exact counts of function
-        directories (from a listing), replacing what was kept."""
+        directories (from a listing), replacing what was kept.
+
+        As on Redis, a merge that raised may have been written all the same (an interrupt
+        between the file's rename and the return), and the caller hands its counts back
+        with the next ones: what was written is then not added again (before, each such
+        interrupt counted them twice)."""
         self._forked()
         with self._tally_lock:
             tally, self._tally = self._added_up(), {}
+        landed, self._landed = self._landed, {}
         try:
+            if landed:
+                functions = {name: _less(counts, landed.get(name))
+                             for name, counts in functions.items()}
             if self._anothers():  # its own calls are not that user's statistics
                 functions = {}
             if not (functions or recount or any(t != [0, 0] for t in tally.values())):
@@ -1023,8 +1063,13 @@ class FileStore(Store):
             lock = self._stats_lock()
         except BaseException:
             self._restore(tally)
+            self._landed = landed
             raise
+        path = os.path.join(self.root, _STATS)
+        before: tuple[int, int] | bool | None = False  # False: not looked at, not written
+        written = False
         try:
+            before = _identity(path)  # under the lock: only this merge replaces the file
             data = self.read_stats()
             kept = data.setdefault("functions", {})
             for name, (hits, misses, saved) in functions.items():
@@ -1038,24 +1083,38 @@ class FileStore(Store):
             for fdir, exact in (recount or {}).items():
                 counts[fdir] = list(exact)
             self._write_stats(data)
+            written = True
         except BaseException:
-            self._restore(tally)
+            if before is False or _identity(path) == before:  # not written
+                self._restore(tally)
+                self._landed = landed
+            else:
+                self._landed = _plus(landed, functions)
             raise
         finally:
-            lock.release()
+            try:
+                lock.release()
+            except BaseException:
+                if written:
+                    self._landed = _plus(landed, functions)
+                raise
 
     def _stats_lock(self) -> Any:
         """The stats file's lock: a ``flock`` on the root directory itself, so no lock file
         is left for ``prune`` to remove (and none can be removed under a waiter)."""
         if fcntl is None:
             return _flock(os.path.join(self.root, _STATS + ".lock"))
-        fd = os.open(self.root, _O_DIR)
+        # Held by its lock object before it is locked: an interrupt while that object was
+        # made, after the lock was taken, left the descriptor locked for the process's life
+        # (every merge of every process then waited STATS_WAIT and failed). A lock object
+        # lost to an interrupt now gives it back when dropped.
+        lock = _FlockLock(os.open(self.root, _O_DIR))
         try:
-            _lock_within(fd, STATS_WAIT, f"the statistics' lock (on {self.root})")
+            _lock_within(lock._fd, STATS_WAIT, f"the statistics' lock (on {self.root})")
         except BaseException:
-            os.close(fd)
+            lock.release()
             raise
-        return _FlockLock(fd)
+        return lock
 
     def _write_stats(self, data: dict[str, Any]) -> None:
         if not is_cache_dir(self.root):  # replaced by a folder of the user's since it opened
@@ -1390,6 +1449,8 @@ class FileStore(Store):
 
 class _FlockLock:
     """An exclusive ``flock`` on a file opened without following links or blocking."""
+
+    _fd = -1  # until set (an interrupt inside ``__init__``: nothing for ``__del__`` to do)
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
