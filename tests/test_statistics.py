@@ -170,9 +170,10 @@ def test_a_signal_handler_merging_the_counts_inside_a_merge_neither_hangs_nor_co
 
 
 HANDLER_MAKING_CACHES = """
-    import os, signal, sys, threading
+    import os, signal, sys, threading, time
     import memojar
     from memojar import _cache
+    _cache.FLUSH_EVERY = 0.1
     flusher = _cache._FLUSHER
     kept = []
     def handler(signum, frame):  # a cache made in a handler starts the thread if none runs
@@ -188,6 +189,7 @@ HANDLER_MAKING_CACHES = """
         thread.join()
         memojar.Cache(os.environ["CACHE"])  # starts it
     signal.setitimer(signal.ITIMER_REAL, 0)
+    time.sleep(1)  # a thread replaced ends at its next wake
     print(sum(t.name == "memojar-stats" for t in threading.enumerate()))
 """
 
@@ -320,6 +322,9 @@ def test_merges_interrupted_at_any_moment_count_every_call_once(tmp_path: Path) 
     the counts saved were the calls made plus every merge written before the interrupt
     reached its end (55,845 for 34,585 calls), or, once an interrupt had left the stats
     lock held, none of the later ones. Now each call is counted once."""
+    if sys.version_info < (3, 11):  # as tests/interrupt_kit.py's SUPPORTED
+        pytest.skip("3.10 raises SystemError ('returned a result with an exception set') "
+                    "for a handler's exception inside a finalizer (CPython, not memojar)")
     calls, counted, interrupted = map(int, run(INTERRUPTED_MERGES, tmp_path / "c").split())
     assert interrupted > 100
     assert counted == calls

@@ -930,7 +930,9 @@ class _Flusher:
     def _start(self, replaced: threading.Thread | None) -> None:
         """Start the thread in place of ``replaced``, unless a signal handler run meanwhile
         (making a cache) started one: it is the one (before, two ran, one never stopped
-        before a fork)."""
+        before a fork). Where a handler can run between the test and the stores (Python
+        3.10 runs them between most instructions), the thread replaced ends at its next
+        wake."""
         stop = threading.Event()
         thread = threading.Thread(target=self._run, args=(stop,), name="memojar-stats",
                                   daemon=True)
@@ -946,7 +948,10 @@ class _Flusher:
             raise
 
     def _run(self, stop: threading.Event) -> None:
+        me = threading.current_thread()
         while not stop.wait(FLUSH_EVERY):
+            if self.thread is not me:  # replaced by one a signal handler's start raced
+                return
             self.flush()
 
     def flush(self) -> None:
