@@ -364,3 +364,91 @@ def test_an_interrupt_while_the_statistics_lock_is_made_leaves_it_free(
     stats = cache.saved_stats()
     assert stats[NAME][:2] == (0, 1)
     assert stats["builtins.abs"][:2] == (0, 1)
+
+
+# --- forks, kills and processes merging at once -----------------------------------------
+
+FORKING_WHILE_MERGING = """
+    import os, subprocess, sys, threading, time
+    import memojar
+    HOLD = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(2)")
+    d = os.environ["CACHE"]
+    cache = memojar.Cache(d)
+    f = cache.cached(abs)
+    f(-1)
+    cache.flush_stats()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, d], stdout=subprocess.PIPE,
+                              text=True)  # the statistics' lock, held by another for 2 s
+    assert holder.stdout.readline().strip() == "held"
+    for _ in range(10):
+        f(-1)
+    merging = threading.Thread(target=cache.flush_stats)  # waits for the lock, holding ours
+    merging.start()
+    time.sleep(0.2)
+    children = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            for _ in range(5):
+                f(-1)
+            sys.exit(0)  # merges its own five at its exit
+        children.append(pid)
+    for pid in children:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    merging.join()
+    holder.wait()
+    cache.flush_stats()
+    print(*cache.saved_stats()["builtins.abs"][:2])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_children_forked_while_a_merge_waits_for_the_lock_count_their_own_calls(
+    tmp_path: Path,
+) -> None:
+    """Held: the parent's merge, waiting for the lock when the children were forked, merges
+    the parent's counts once; each child merges only what it counted."""
+    assert run(FORKING_WHILE_MERGING, tmp_path / "c").split() == ["25", "1"]
+
+
+MERGING_FOR_EVER = """
+    import sys, memojar
+    cache = memojar.Cache({folder!r})
+    f = cache.cached(abs)
+    calls = 0
+    while True:
+        f(-1)
+        calls += 1
+        cache.flush_stats()
+        print(calls, flush=True)
+"""
+
+
+def test_processes_killed_while_they_merge_leave_a_readable_file_short_only_of_the_last(
+    tmp_path: Path,
+) -> None:
+    """Held: three processes merging after every call, killed with SIGKILL at once,
+    twice: the file stays readable, and counts every call merged, plus at most the one
+    each process had under way."""
+    import signal
+    import time
+
+    folder = tmp_path / "c"
+    least = most = 0
+    for delay in (2.0, 2.7):
+        procs = [subprocess.Popen([sys.executable, "-c",
+                                   textwrap.dedent(MERGING_FOR_EVER).format(folder=str(folder))],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(3)]
+        time.sleep(delay)
+        for proc in procs:
+            proc.send_signal(signal.SIGKILL)
+        for proc in procs:
+            printed = proc.communicate(timeout=TIMEOUT)[0].split()
+            merged = int(printed[-1]) if printed else 0
+            least, most = least + merged, most + merged + 1
+        if least:  # (none merged yet on a slow machine: nothing to read)
+            kept = json.loads((folder / ".stats").read_text())["functions"]
+            hits, misses, _ = kept["builtins.abs"]
+            assert least <= hits + misses <= most
+    assert least > 0
