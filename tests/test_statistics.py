@@ -452,3 +452,22 @@ def test_processes_killed_while_they_merge_leave_a_readable_file_short_only_of_t
             hits, misses, _ = kept["builtins.abs"]
             assert least <= hits + misses <= most
     assert least > 0
+
+
+def test_a_dropped_caches_counts_go_to_its_folder_after_a_chdir(tmp_path: Path) -> None:
+    """A cache given a relative path, dropped, then the process changes directory to one
+    holding a cache of that name: its counts go to its own folder."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    Cache(tmp_path / "b" / "c").cached(abs)(-1)  # a cache there too
+    subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, memojar
+        def job():
+            f = memojar.Cache("c").cached(abs)
+            f(-1)
+            f(-1)
+        job()
+        os.chdir("../b")
+    """)], cwd=tmp_path / "a", check=True, timeout=TIMEOUT)
+    assert ls(tmp_path / "a" / "c") == {"builtins.abs": (1, 1)}
+    assert ls(tmp_path / "b" / "c") == {"builtins.abs": (0, 0)}
