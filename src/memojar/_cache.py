@@ -405,8 +405,10 @@ class Cache:
         # reference back to the cache), merged into a live cache of the location or a store
         # opened for them then, only where the cache still is (see ``_merge_orphans``).
         reopen = (self._location, self.secret) if self._made_from_location else None
-        weakref.finalize(self, _orphan, self.directory, reopen, self._tallies, self._merged,
-                         self._adopted).atexit = False
+        # (A store that keeps no statistics, S3's, needs none: no client is made at exit.)
+        if type(store).merge_stats is not Store.merge_stats:
+            weakref.finalize(self, _orphan, self.directory, reopen, self._tallies,
+                             self._merged, self._adopted).atexit = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopened, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
