@@ -56,6 +56,9 @@ def _no_periodic_stats(monkeypatch: pytest.MonkeyPatch) -> None:
     from memojar import _cache
 
     monkeypatch.setattr(_cache._FLUSHER, "flush", lambda: None)
+    # ... nor the counts of caches earlier tests dropped (their folders, their servers):
+    # a test's merge merges its own.
+    monkeypatch.setattr(_cache, "_orphans", [])
 
 
 # The key-lock lease of the remote stores in this process's tests (seconds; the products'

@@ -176,18 +176,17 @@ class _Count(itertools.count):  # type: ignore[type-arg]  # not subscriptable at
 
 
 class Tally:
-    """A function's counts for the saved statistics: its hit and miss counters, the seconds
-    its hits saved, and what of them was merged into the store already (raw counts, which
-    ``cache_clear`` does not reset)."""
+    """A function's counts for the saved statistics: its hit and miss counters and the
+    seconds its hits saved (raw counts, which ``cache_clear`` does not reset; what of them
+    was merged into the store already is its cache's, ``Cache._merged``)."""
 
-    __slots__ = ("flushed", "hit_count", "miss_count", "name", "saved")
+    __slots__ = ("hit_count", "miss_count", "name", "saved")
 
     def __init__(self, name: str, hit_count: Counter, miss_count: Counter) -> None:
         self.name = name
         self.hit_count = hit_count
         self.miss_count = miss_count
         self.saved = 0.0
-        self.flushed = (0, 0, 0.0)
 
     def now(self) -> tuple[int, int, float]:
         return (self.hit_count._now(), self.miss_count._now(), self.saved)

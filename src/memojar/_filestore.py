@@ -27,6 +27,7 @@ import contextlib
 import errno
 import itertools
 import json
+import math
 import mmap
 import os
 import re
@@ -326,6 +327,65 @@ def _foreign_tag(path: str, names: list[str] | None = None) -> str | None:
             "folder holds nothing else of yours, or pass another folder")
 
 
+def _sane_stats(data: Any) -> dict[str, Any]:
+    """The stats file's data with only well-formed rows: a damaged or hand-edited file
+    (a row of strings, too short, negative, infinite) made ``memojar ls``, ``saved_stats``
+    and ``cache_info`` raise, and every merge fail (so no count was saved any more). A bad
+    row reads as none: the next merge writes the file whole again without it."""
+    if not isinstance(data, dict):
+        return {}
+    functions = data.get("functions")
+    if "functions" in data:
+        data["functions"] = {
+            name: [row[0], row[1], float(row[2])]
+            for name, row in (functions.items() if isinstance(functions, dict) else ())
+            if isinstance(name, str) and isinstance(row, list) and len(row) == 3
+            and _count(row[0]) and _count(row[1]) and _count(row[2], seconds=True)
+        }
+    counts = data.get("counts")
+    if "counts" in data:
+        data["counts"] = {
+            fdir: row for fdir, row in (counts.items() if isinstance(counts, dict) else ())
+            if isinstance(row, list) and len(row) == 2 and _count(row[0]) and _count(row[1])
+        }
+    return data
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """Which file is at ``path`` (None: none): a file replaced has another inode."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _plus(counts: dict[str, tuple[int, int, float]],
+          more: dict[str, tuple[int, int, float]]) -> dict[str, tuple[int, int, float]]:
+    both = dict(counts)
+    for name, (hits, misses, saved) in more.items():
+        had = both.get(name, (0, 0, 0.0))
+        both[name] = (had[0] + hits, had[1] + misses, had[2] + saved)
+    return both
+
+
+def _less(counts: tuple[int, int, float],
+          added: tuple[int, int, float] | None) -> tuple[int, int, float]:
+    """``counts`` but what was ``added`` already (never below zero)."""
+    if added is None:
+        return counts
+    return (max(counts[0] - added[0], 0), max(counts[1] - added[1], 0),
+            max(counts[2] - added[2], 0.0))
+
+
+def _count(value: Any, seconds: bool = False) -> bool:
+    """A count as the stats file holds it: a whole number >= 0 (``seconds``: or a finite
+    float >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float) if seconds else int):
+        return False
+    return 0 <= value < math.inf
+
+
 class FileStore(Store):
     """A directory of entry files. See the module docstring for the layout."""
 
@@ -372,6 +432,8 @@ class FileStore(Store):
         # in a cache shared by hand (``_shards``), whose counts are not recorded.
         self._unseen: set[str] = set()
         self._stamp_why: str | None = None  # what was found at a stamp's name, if not one
+        # Function counts a merge that then raised had written (see ``merge_stats``).
+        self._landed: dict[str, tuple[int, int, float]] = {}
 
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
@@ -387,6 +449,7 @@ class FileStore(Store):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tally, self._tally_lock, self._tally_pid = {}, threading.RLock(), os.getpid()
+        self._landed = {}
         self._deltas = deque()
         self._open, self._lockers = {}, {}
         self._tagged = False  # another process, perhaps another host: looks at the tag again
@@ -974,6 +1037,7 @@ class FileStore(Store):
         if self._tally_pid != _PID[0]:
             self._tally_lock = threading.RLock()
             self._tally, self._deltas, self._tally_pid = {}, deque(), _PID[0]
+            self._landed = {}
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
         if self._tally_pid != _PID[0]:
@@ -1012,21 +1076,30 @@ class FileStore(Store):
                 logger.debug("statistics file %s of %d bytes ignored", self.root, size)
                 return {}
             data = json.loads(_read_rest(fd, os.read(fd, size), size))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
         finally:
             os.close(fd)
-        return _well_formed(data)
+        return _sane_stats(data)
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
                     recount: dict[str, tuple[int, int]] | None = None) -> None:
         """Add hits, misses and time saved per function, and this process's entry count
         changes, to the stats file, under its lock. ``recount``: exact counts of function
-        directories (from a listing), replacing what was kept."""
+        directories (from a listing), replacing what was kept.
+
+        As on Redis, a merge that raised may have been written all the same (an interrupt
+        between the file's rename and the return), and the caller hands its counts back
+        with the next ones: what was written is then not added again (before, each such
+        interrupt counted them twice)."""
         self._forked()
         with self._tally_lock:
             tally, self._tally = self._added_up(), {}
+        landed, self._landed = self._landed, {}
         try:
+            if landed:
+                functions = {name: _less(counts, landed.get(name))
+                             for name, counts in functions.items()}
             if self._anothers():  # its own calls are not that user's statistics
                 functions = {}
             if not (functions or recount or any(t != [0, 0] for t in tally.values())):
@@ -1035,8 +1108,13 @@ class FileStore(Store):
             lock = self._stats_lock()
         except BaseException:
             self._restore(tally)
+            self._landed = landed
             raise
+        path = os.path.join(self.root, _STATS)
+        before: tuple[int, int] | bool | None = False  # False: not looked at, not written
+        written = False
         try:
+            before = _identity(path)  # under the lock: only this merge replaces the file
             data = self.read_stats()
             kept = data.setdefault("functions", {})
             for name, (hits, misses, saved) in functions.items():
@@ -1050,24 +1128,38 @@ class FileStore(Store):
             for fdir, exact in (recount or {}).items():
                 counts[fdir] = list(exact)
             self._write_stats(data)
+            written = True
         except BaseException:
-            self._restore(tally)
+            if before is False or _identity(path) == before:  # not written
+                self._restore(tally)
+                self._landed = landed
+            else:
+                self._landed = _plus(landed, functions)
             raise
         finally:
-            lock.release()
+            try:
+                lock.release()
+            except BaseException:
+                if written:
+                    self._landed = _plus(landed, functions)
+                raise
 
     def _stats_lock(self) -> Any:
         """The stats file's lock: a ``flock`` on the root directory itself, so no lock file
         is left for ``prune`` to remove (and none can be removed under a waiter)."""
         if fcntl is None:
             return _flock(os.path.join(self.root, _STATS + ".lock"))
-        fd = os.open(self.root, _O_DIR)
+        # Held by its lock object before it is locked: an interrupt while that object was
+        # made, after the lock was taken, left the descriptor locked for the process's life
+        # (every merge of every process then waited STATS_WAIT and failed). A lock object
+        # lost to an interrupt now gives it back when dropped.
+        lock = _FlockLock(os.open(self.root, _O_DIR))
         try:
-            _lock_within(fd, STATS_WAIT, f"the statistics' lock (on {self.root})")
+            _lock_within(lock._fd, STATS_WAIT, f"the statistics' lock (on {self.root})")
         except BaseException:
-            os.close(fd)
+            lock.release()
             raise
-        return _FlockLock(fd)
+        return lock
 
     def _write_stats(self, data: dict[str, Any]) -> None:
         if not is_cache_dir(self.root):  # replaced by a folder of the user's since it opened
@@ -1481,6 +1573,8 @@ class _NoRoomForLock(OSError):
 class _FlockLock:
     """An exclusive ``flock`` on a file opened without following links or blocking."""
 
+    _fd = -1  # until set (an interrupt inside ``__init__``: nothing for ``__del__`` to do)
+
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._pid = _PID[0]
@@ -1865,36 +1959,6 @@ def _unlink_file(name: str, dir_fd: int) -> None:
             _unlink(name, dir_fd)
     except FileNotFoundError:  # removed by another process first
         pass
-
-
-def _well_formed(data: Any) -> dict[str, Any]:
-    """The statistics read, keeping only items of the shape memojar writes (``functions``:
-    name -> [hits, misses, seconds]; ``counts``: folder -> [entries, bytes]). A file of
-    another shape (damaged, another program's, planted in a cache shared by hand) made
-    ``cache_info()``, the merge at exit and ``memojar ls`` raise ``TypeError`` and the
-    like; its odd items are dropped now (the next merge writes the rest back). Other keys
-    are kept as they are."""
-    if not isinstance(data, dict):
-        return {}
-    parts = ("functions", "counts")
-    clean: dict[str, Any] = {k: v for k, v in data.items() if k not in parts}  # kept as is
-    for part, wholes in (("functions", (True, True, False)), ("counts", (True, True))):
-        items = data.get(part)
-        if not isinstance(items, dict):
-            continue
-        clean[part] = {
-            name: list(value) for name, value in items.items()
-            if isinstance(value, list) and len(value) == len(wholes)
-            and all(map(_number, value, wholes))
-        }
-    return clean
-
-
-def _number(value: object, whole: bool) -> bool:
-    """A count (an ``int``), or for ``whole=False`` seconds (an ``int`` or finite ``float``)."""
-    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
-        return False
-    return abs(value) < 1e300  # not inf or nan (json reads 1e999 as inf)
 
 
 def _rewrite_in_place(path: str, data: bytes) -> None:

@@ -195,14 +195,17 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SET', KEYS[2], ARGV[1]) e
 # added, 0 if this merge was added already: redis-py sends a command again after a dropped
 # connection (the store's ``retry``), also one the server ran before the drop, whose retry
 # then finds the marker its own. The marker, the nonce of the store's last merge, also
-# tells whether a merge whose every reply was lost ran (``RedisStore.merge_stats``).
+# tells whether a merge whose every reply was lost ran (``RedisStore.merge_stats``). A field
+# that is no number (set by hand) is replaced by the amount: before, the script stopped there
+# with the fields before it added, and the retry of the merge added them again, every time.
 MERGE = """
 if redis.call('GET', KEYS[2]) == ARGV[1] then return 0 end
 for i = 3, #ARGV, 2 do
-  if string.sub(ARGV[i], -5) == 'saved' then
-    redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
-  else
-    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  local add = 'HINCRBY'
+  if string.sub(ARGV[i], -5) == 'saved' then add = 'HINCRBYFLOAT' end
+  local done = redis.pcall(add, KEYS[1], ARGV[i], ARGV[i + 1])
+  if type(done) == 'table' and done.err then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   end
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])

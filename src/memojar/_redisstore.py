@@ -55,6 +55,7 @@ import errno
 import functools
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
@@ -456,8 +457,12 @@ class RedisStore(Store):
             name, _, what = field.decode("utf-8", "replace").rpartition("\0")
             slot = {"hits": 0, "misses": 1, "saved": 2}.get(what)
             if slot is not None:
-                row = functions.setdefault(name, [0, 0, 0.0])
-                row[slot] = float(value) if slot == 2 else int(value)
+                try:  # a value set by hand reads as none (before: ls failed on it)
+                    number = float(value) if slot == 2 else int(value)
+                except ValueError:
+                    continue
+                if 0 <= number < math.inf:
+                    functions.setdefault(name, [0, 0, 0.0])[slot] = number
         return {"functions": functions}
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
