@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import importlib.util
 import itertools
 import math
 import os
+import pickle
+import platform
 import sys
 import threading
 import time
@@ -433,9 +436,20 @@ class _Memo:
                    "known", "code", "defaults", "kwdefaults", "made", "resolved")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
+        state["made_by"] = (_BYTECODE, platform.python_version())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # A copy carries its code by value (cloudpickle: the function, memojar's wrapper):
+        # bytecode of another Python (3.12's in 3.11) crashed the worker at its first call
+        # (a segmentation fault), or ran as other instructions. Refused here, by name.
+        made_by = state.pop("made_by", None)
+        if made_by is not None and made_by[0] != _BYTECODE:
+            raise pickle.UnpicklingError(
+                f"a copy of the cached function {state.get('name')} was made by Python "
+                f"{made_by[1]} and cannot run in Python {platform.python_version()}: "
+                "cloudpickle sends its code by value; run the workers on the sender's "
+                "Python version")
         # The sender's identity, if it had made one: checked at the first call (``ident``)
         sent, earlier = (state.pop("ident", None), state.pop("rows", None)), state.pop(
             "sent", None)  # a copy of a copy not called yet: what its sender was sent
@@ -1493,6 +1507,10 @@ _keys.call_key_code = _Memo.key_of.__code__
 
 # perf_counter, code and defaults, ident, the files= paths' stat (``_files_state``)
 _Start = tuple[float, tuple[Any, Any, Any], bytes, tuple[Any, ...] | None]
+
+
+# The bytecode a copy's code was compiled to (``_Memo.__getstate__``).
+_BYTECODE = importlib.util.MAGIC_NUMBER
 
 
 def _forked() -> None:

@@ -12,9 +12,11 @@ does: it hits the script's entries.
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -381,3 +383,30 @@ def test_a_copy_takes_its_data_globals_as_its_sender_hashed_them(tmp_path: Path)
                           env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["4", "4", "1", "4"]
+
+
+def test_a_copy_made_by_another_pythons_bytecode_is_refused_when_it_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """cloudpickle sends a copy's code by value, memojar's wrapper too: a copy made by Python
+    3.12 loaded in a 3.11 worker (or the reverse; the two take the same code() arguments)
+    and crashed it with a segmentation fault at its first call. The copy now says which
+    Python made it, and one of another bytecode is refused as it is unpickled."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    from memojar import Cache, _decorator
+
+    cache = Cache(str(tmp_path / "cache"))
+
+    def make() -> Any:
+        @cache.cached
+        def load(x: int) -> int:
+            return x * 2
+
+        return load
+
+    blob = cloudpickle.dumps(make())
+    assert cloudpickle.loads(blob)(2) == 4  # the same Python: as before
+    monkeypatch.setattr(_decorator, "_BYTECODE", b"\x00\x00\r\n", raising=False)
+    with pytest.raises(pickle.UnpicklingError, match=r"made by Python 3\.\d+\.\d+ and "
+                       r"cannot run in Python .*run the workers on the sender's Python"):
+        cloudpickle.loads(blob)
