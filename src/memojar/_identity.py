@@ -1002,10 +1002,42 @@ def _class_of_method(func: Any) -> type | None:
     parts = qualname.split(".")
     if len(parts) < 2 or "<locals>" in parts:
         return None
-    owner: Any = sys.modules.get(getattr(func, "__module__", None) or "")
+    module = getattr(func, "__module__", None) or ""
+    owner: Any = sys.modules.get(module)
     for part in parts[:-1]:
         owner = getattr(owner, part, None)
-    return owner if isinstance(owner, type) else None
+    if isinstance(owner, type):
+        return owner
+    return _copied_class_of(func, module, ".".join(parts[:-1]), parts[-1])
+
+
+def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type | None:
+    """The class a copy of a method was unpickled with, where its module does not hold it
+    (cloudpickle sends a class of ``__main__`` by value: a loky or dask worker's
+    ``__main__`` is another module): the one cloudpickle tracks that holds ``func`` (or a
+    decorated function wrapping it) under its name. Before, a worker's copy of a cached
+    method did not follow its class, took what the class reaches as its sender saw it,
+    and a helper that another method calls, edited before the workers started, was
+    stored under the sender's identity (the sender's next run read 7 for 5)."""
+    tracker = sys.modules.get("cloudpickle.cloudpickle")
+    classes = getattr(tracker, "_DYNAMIC_CLASS_TRACKER_BY_ID", None)
+    if classes is None:
+        return None
+    try:
+        candidates = [cls for cls in list(classes.values()) if isinstance(cls, type)
+                      and cls.__qualname__ == qualname and cls.__module__ == module]
+    except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
+        return None
+    for cls in candidates:
+        member = vars(cls).get(name)
+        member = getattr(member, "__func__", member)  # a staticmethod or classmethod
+        for _ in range(10):  # its decorators' ``__wrapped__``, down to the function
+            if member is func:
+                return cls
+            member = getattr(member, "__wrapped__", None)
+            if member is None:
+                break
+    return None
 
 
 def _code_names(code: CodeType, out: set[str]) -> set[str]:

@@ -245,6 +245,16 @@ def deep(x):  # only the digest of TABLE meets helpers.scale
 
 partial = cache.cached(functools.partial(helpers.power, 1))  # helpers.CFG: the worker's
 
+class Model:  # sent by value: a worker's ``__main__`` does not hold it
+    def other(self, x):  # only the class reaches helpers.scale
+        return helpers.scale(x)
+
+    @cache.cached(ignore=("self",))
+    def predict(self, x):
+        return self.other(x) + 0 * len(DATA)
+
+method = Model().predict
+
 if __name__ == "__main__":
     f = globals()[sys.argv[2]]
     print(f(0), f(1))  # the identity is made here, with helpers as it is: x * 2
@@ -319,22 +329,24 @@ def _copy_runs(tmp_path: Path, name: str, edit: str) -> list[str]:
     return outs
 
 
-@pytest.mark.parametrize("name", ["attribute", "helper", "deep", "partial"])
+@pytest.mark.parametrize("name", ["attribute", "helper", "deep", "partial", "method"])
 def test_a_copy_whose_data_is_taken_as_sent_still_checks_what_the_worker_imports(
     tmp_path: Path, name: str,
 ) -> None:
     """A worker started after ``helpers.py`` was edited: its copy's data global is taken as
     sent, and what it reaches in ``helpers`` (an attribute of the module, a function
     imported from it, a function only the digest of a big table meets, the module globals
-    of a partial's function) is checked: the worker stores ``x * 3`` under its own
-    identity, and the sender's code gets ``4`` for ``f(2)``, never ``6``."""
+    of a partial's function, another method of a cached method's class, which cloudpickle
+    sends by value) is checked: the worker stores ``x * 3`` under its own identity, and
+    the sender's code gets ``4`` for ``f(2)``, never ``6``. The method failed before this
+    commit's fix of ``_class_of_method``: its class was not found in the worker."""
     first, worker, again, later = _copy_runs(tmp_path, name, "before")
     assert first == "0 2"
     assert worker == "3 0 | 6 0"  # its own identity: computed, not the sender's entries
     assert (again, later) == ("0 2", "4")
 
 
-@pytest.mark.parametrize("name", ["attribute", "helper", "deep"])
+@pytest.mark.parametrize("name", ["attribute", "helper", "deep", "method"])
 def test_a_copy_in_a_worker_that_reloads_a_helper_checks_each_copy(
     tmp_path: Path, name: str,
 ) -> None:
