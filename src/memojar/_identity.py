@@ -924,14 +924,23 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
 
 
 def _walk_dependencies(target: Any) -> tuple[tuple[str, str, str], ...]:
+    return _finished(target, _walk_rows(target))
+
+
+def _walk_rows(target: Any) -> dict[str, tuple[str, str, str]]:
     rows: dict[str, tuple[str, str, str]] = {}
-    own = ("code", "", code_fingerprint(target))  # the function itself: its name is known
     _walk_callable(target, rows, set())
     if isinstance(target, type):  # a class in depends_on=: what its methods call too
         _walk_value(target, function_name(target), rows, set())
     cls = _class_of_method(target)
     if cls is not None:
         _walk_value(cls, function_name(cls), rows, set())
+    return rows
+
+
+def _finished(target: Any, rows: dict[str, tuple[str, str, str]],
+              ) -> tuple[tuple[str, str, str], ...]:
+    own = ("code", "", code_fingerprint(target))  # the function itself: its name is known
     rows.pop(function_name(target), None)
     found = (own, *sorted(rows.values(), key=lambda r: (r[1], r[0])))
     return tuple((kind, name.translate(_SEPARATORS), fp) for kind, name, fp in found)
@@ -951,15 +960,18 @@ def copy_dependencies(func: Callable[..., Any], sent: tuple[tuple[str, str, str]
 
     A global of the copy's own namespace that is data (an instance, a table: what
     ``_walk_object`` digests by state) came inside the copy, pickled from the sender's object:
-    its row is the sender's, not digested again (a global of 5,000 instances cost a loky
-    batch 0.1 s, a new copy each batch). What the worker resolves itself is walked as
-    before: the functions, classes and modules in that data and in the namespace
-    (``from helpers import scale``, ``helpers.TABLE``: imported from the files the worker
-    finds, reloaded by ``client.upload_file``). The functions and classes that only the
-    digest would have met (past what ``_held`` looks at) are not found here: the caller
-    walks in full if the sender's rows name any outside ``__main__``
-    (``_decorator._agrees_as_sent``). A function of a module the worker imported (a
-    partial of ``helpers.power`` sent by value) reads that module's own globals: walked."""
+    its row is the sender's, and it is not walked again (a global of 5,000 instances cost a
+    loky batch 0.1 s, a new copy each batch). What the worker resolves itself is checked:
+    the rest of the namespace as before (``from helpers import scale``, ``helpers.TABLE``:
+    imported from the files the worker finds, reloaded by ``client.upload_file``), and
+    what such data holds that cloudpickle sent by reference (a class of ``helpers``, a
+    function): each row the sender made of a name outside ``__main__`` (which cloudpickle
+    sends by value) that this walk did not, looked up by that name where cloudpickle looked
+    it up (its module, then its qualified name) and walked. A name that is not found so (a
+    function defined in a function) makes it None. Rows made here that the sender did not,
+    or rows of the sender's left unmade, fail ``_decorator._agrees_as_sent``: the full walk
+    decides. A function of a module the worker imported (a partial of ``helpers.power``
+    sent by value) reads that module's own globals: walked."""
     if RECORD:  # IPython: the full walk keeps the record the cells re-check
         return None
     target, _, _ = split(func)
@@ -983,9 +995,45 @@ def copy_dependencies(func: Callable[..., Any], sent: tuple[tuple[str, str, str]
         return None
     token = _as_sent.set(taken)
     try:
-        return _walk_dependencies(target)
+        rows = _walk_rows(target)
+        made = {row[1].translate(_SEPARATORS) for row in rows.values()}
+        for kind, name, _ in sent:
+            if kind not in _NAMED_KINDS or name in made or name.startswith("__main__."):
+                continue
+            value = _by_name(name)
+            if value is _ABSENT:
+                return None
+            _walk_value(value, name, rows, set())
+            made.update(row[1].translate(_SEPARATORS) for row in rows.values())
+        return _finished(target, rows)
     finally:
         _as_sent.reset(token)
+
+
+_NAMED_KINDS = ("function", "class", "constant")
+
+
+def _by_name(name: str) -> Any:
+    """The object ``module.qualname`` names in this process (its module as imported, then
+    each part in the namespace that defines it, as pickle finds a class or function by
+    reference: no property or module ``__getattr__`` runs), or ``_ABSENT``."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is None:
+            continue
+        value: Any = module
+        for part in parts[cut:]:
+            try:
+                value = vars(value).get(part, _ABSENT)
+            except TypeError:  # no namespace: not a module or class
+                return _ABSENT
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if value is _ABSENT:
+                return _ABSENT
+        return value
+    return _ABSENT
 
 
 def forget_dependencies(func: Any) -> None:
@@ -1281,6 +1329,12 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     default count: pickled, once per process; an object that cannot be pickled counts by
     its type)."""
     seen.add(id(value))
+    sent = _as_sent.get()
+    if sent is not None:  # a copy's data global: its sender's row (``copy_dependencies``)
+        taken = sent.get(id(value))
+        if taken is not None and taken[0] is value and taken[1] == where:
+            _add(rows, ("constant", where, taken[2]))
+            return
     if isinstance(value, functools.partial):
         _walk_value(value.func, where, rows, seen, names)
     elif isinstance(value, MethodType):
@@ -1301,12 +1355,6 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         _walk_value(item, function_name(item), rows, seen, names)
     if not is_user_module(where.rpartition(".")[0]):
         return
-    sent = _as_sent.get()
-    if sent is not None:  # a copy's data global: its sender's row (``copy_dependencies``)
-        taken = sent.get(id(value))
-        if taken is not None and taken[0] is value and taken[1] == where:
-            _add(rows, ("constant", where, taken[2]))
-            return
     # Data (an array, a frame, an instance, a table without callables) counts by its
     # state alone: a rebuilt identity reuses what the last one hashed of the same object.
     record = _recording.get()
