@@ -1054,19 +1054,24 @@ def _class_of_method(func: Any) -> type | None:
     owner: Any = sys.modules.get(module)
     for part in parts[:-1]:
         owner = getattr(owner, part, None)
-    if isinstance(owner, type):
-        return owner
-    return _copied_class_of(func, module, ".".join(parts[:-1]), parts[-1])
+    found = owner if isinstance(owner, type) else None
+    if found is not None and _holds_method(found, parts[-1], func):
+        return found
+    return _copied_class_of(func, module, ".".join(parts[:-1]), parts[-1]) or found
 
 
 def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type | None:
     """The class a copy of a method was unpickled with, where its module does not hold it
-    (cloudpickle sends a class of ``__main__`` by value: a loky or dask worker's
-    ``__main__`` is another module): the one cloudpickle tracks that holds ``func`` (or a
-    decorated function wrapping it) under its name. Before, a worker's copy of a cached
-    method did not follow its class, took what the class reaches as its sender saw it,
-    and a helper that another method calls, edited before the workers started, was
-    stored under the sender's identity (the sender's next run read 7 for 5)."""
+    (cloudpickle sends a class of ``__main__`` by value): the one cloudpickle tracks that
+    holds ``func`` (or a decorated function wrapping it) under its name. A loky worker's
+    ``__main__`` is another module: a worker's copy of a cached method did not follow its
+    class, took what the class reaches as its sender saw it, and a helper that another
+    method calls, edited before the workers started, was stored under the sender's
+    identity (the sender's next run read 7 for 5). A dask or spawn worker's ``__main__``
+    is the script imported again (``__mp_main__``), with a class of that name: the copy
+    walked that class, the file's as the worker found it, not the one its code runs with
+    (edited between, the copy stored the old method's value under the new class's
+    identity, and the edited script's next run read 4 for 6)."""
     tracker = sys.modules.get("cloudpickle.cloudpickle")
     classes = getattr(tracker, "_DYNAMIC_CLASS_TRACKER_BY_ID", None)
     if classes is None:
@@ -1077,15 +1082,22 @@ def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type |
     except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
         return None
     for cls in candidates:
-        member = vars(cls).get(name)
-        member = getattr(member, "__func__", member)  # a staticmethod or classmethod
-        for _ in range(10):  # its decorators' ``__wrapped__``, down to the function
-            if member is func:
-                return cls
-            member = getattr(member, "__wrapped__", None)
-            if member is None:
-                break
+        if _holds_method(cls, name, func):
+            return cls
     return None
+
+
+def _holds_method(cls: type, name: str, func: Any) -> bool:
+    """Whether ``cls`` holds ``func`` (or a decorated function wrapping it) as ``name``."""
+    member = vars(cls).get(name)
+    member = getattr(member, "__func__", member)  # a staticmethod or classmethod
+    for _ in range(10):  # its decorators' ``__wrapped__``, down to the function
+        if member is func:
+            return True
+        member = getattr(member, "__wrapped__", None)
+        if member is None:
+            return False
+    return False
 
 
 def _code_names(code: CodeType, out: set[str]) -> set[str]:

@@ -470,3 +470,56 @@ def test_a_copys_data_global_is_not_digested_again_where_it_lands(tmp_path: Path
                           env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["2", "2", "1"]
+
+
+REIMPORTED_MAIN = """\
+import multiprocessing, pathlib, sys
+import cloudpickle
+import runner
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+class Model:
+    def other(self, x):
+        return x * 2
+
+    @cache.cached(ignore=("self",))
+    def predict(self, x):
+        return self.other(x)
+
+if __name__ == "__main__":
+    if sys.argv[2] == "again":
+        print(Model().predict(2))
+        raise SystemExit
+    print(Model().predict(1))
+    blob = cloudpickle.dumps(Model().predict)  # the class goes by value, as it is now
+    script = pathlib.Path(__file__)  # edited before the worker imports it again
+    script.write_text(script.read_text().replace("return x * 2", "return x * 3"))
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        print(pool.apply(runner.run, (blob, 2)))
+"""
+
+
+def test_a_copy_of_a_method_in_a_worker_that_imported_the_script_again_follows_its_own_class(
+    tmp_path: Path,
+) -> None:
+    """A spawn worker (dask's are) imports the script again as ``__main__``: a copy of a
+    cached method walked the class of that name there, the edited file's, not the one
+    sent with it, whose old ``other`` it ran; it stored 4 under the new class's identity,
+    and the edited script's ``predict(2)`` read 4, not 6."""
+    (tmp_path / "job.py").write_text(REIMPORTED_MAIN)
+    (tmp_path / "runner.py").write_text(
+        "import cloudpickle\n\ndef run(blob, x):\n    return cloudpickle.loads(blob)(x)\n")
+    src = Path(__file__).resolve().parents[2] / "src"
+
+    def run(mode: str) -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-B", "job.py", str(tmp_path / "cache"), mode],
+            capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
+            env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.split()
+
+    assert run("send") == ["2", "4"]  # the copy runs the class it came with: x * 2
+    assert run("again") == ["6"]  # the edited script: its own value
