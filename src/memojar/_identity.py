@@ -29,7 +29,7 @@ import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import (
     BuiltinFunctionType,
     ClassMethodDescriptorType,
@@ -959,7 +959,8 @@ def copy_dependencies(func: Callable[..., Any], sent: tuple[tuple[str, str, str]
     its sender made (``sent``), or None where nothing is taken as sent (walk in full).
 
     A global of the copy's own namespace that is data (an instance, a table: what
-    ``_walk_object`` digests by state) came inside the copy, pickled from the sender's object:
+    ``_walk_object`` digests by state), or an attribute of a class cloudpickle sent by value
+    (a method's, a global's), came inside the copy, pickled from the sender's object:
     its row is the sender's, and it is not walked again (a global of 5,000 instances cost a
     loky batch 0.1 s, a new copy each batch). What the worker resolves itself is checked:
     the rest of the namespace as before (``from helpers import scale``, ``helpers.TABLE``:
@@ -986,11 +987,21 @@ def copy_dependencies(func: Callable[..., Any], sent: tuple[tuple[str, str, str]
         if kind == "constant":  # two rows of one name: neither is taken
             digests[name] = digest if name not in digests else None
     taken: dict[int, tuple[Any, str, str]] = {}
-    for name, value in list(namespace.items()):
-        where = f"{module}.{name}"
-        sent_digest = digests.get(where.translate(_SEPARATORS))
-        if sent_digest is not None and type(value) not in _PLAIN:
-            taken[id(value)] = (value, where, sent_digest)
+    tables: list[tuple[str, Mapping[str, Any]]] = [(module, namespace)]
+    # A class sent by value (of a method, or a global): its attributes came with it too.
+    tracked = getattr(sys.modules.get("cloudpickle.cloudpickle"),
+                      "_DYNAMIC_CLASS_TRACKER_BY_CLASS", None)
+    if tracked is not None:
+        classes = [_class_of_method(target), *namespace.values()]
+        tables.extend((function_name(klass), vars(klass)) for cls in classes
+                      if issubclass(type(cls), type) for klass in cls.__mro__
+                      if klass in tracked)
+    for prefix, table in tables:
+        for name, value in list(table.items()):
+            where = f"{prefix}.{name}"
+            sent_digest = digests.get(where.translate(_SEPARATORS))
+            if sent_digest is not None and type(value) not in _PLAIN:
+                taken[id(value)] = (value, where, sent_digest)
     if not taken:
         return None
     token = _as_sent.set(taken)

@@ -446,8 +446,17 @@ DATA = [helpers.Item(i) for i in range(5000)]
 def load(x):
     return DATA[0].scaled(x)
 
+class Model:  # sent by value with a copy of its method
+    DATA = [helpers.Item(i) for i in range(5000)]
+
+    @cache.cached(ignore=("self",))
+    def load(self, x):
+        return self.DATA[0].scaled(x)
+
+load = load if sys.argv[2] == "global" else Model().load
 print(load(1))
 blob = cloudpickle.dumps(load)
+del Model  # as in a loky worker, whose __main__ does not hold it
 
 def refused(*args, **kwargs):
     raise AssertionError("digested again")
@@ -458,14 +467,18 @@ print(copy(1), copy.cache_info().hits)
 """
 
 
-def test_a_copys_data_global_is_not_digested_again_where_it_lands(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["global", "class"])
+def test_a_copys_data_global_is_not_digested_again_where_it_lands(
+    tmp_path: Path, where: str,
+) -> None:
     """Each task batch of joblib/loky or dask brings a new copy: one that digested its
-    global of 5,000 instances again paid ~0.1 s a batch. Its sender's row is taken (the
-    class of the items, which the worker imports, is still checked): the copy hits."""
+    global of 5,000 instances again paid ~0.1 s a batch (a class attribute of a cached
+    method's class, sent by value with it, too). Its sender's row is taken (the class of
+    the items, which the worker imports, is still checked): the copy hits."""
     (tmp_path / "job.py").write_text(NOT_WALKED_AGAIN)
     (tmp_path / "helpers.py").write_text(HELPERS.format(k=2))
     src = Path(__file__).resolve().parents[2] / "src"
-    proc = subprocess.run([sys.executable, "-B", "job.py", str(tmp_path / "cache")],
+    proc = subprocess.run([sys.executable, "-B", "job.py", str(tmp_path / "cache"), where],
                           capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
                           env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
