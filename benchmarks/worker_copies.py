@@ -7,7 +7,9 @@ copy checks, at its first call, the identity its sender made against what it run
 worker (``_Memo.ident``, ``_agrees``), which walks the globals it reads. Here it reads a
 global list of ``-n`` instances; every call is stored by the parent first, so the workers
 only hit. Printed: the seconds for ``--tasks`` tasks, one task a batch, with ``-n`` and
-with a global of 10 instances (the walk's share is the difference).
+with a global of 10 instances, and with ``-n`` for the same function undecorated (what
+sending the global by value costs each batch, memojar or not): the check's share is the
+difference between the first and the last.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ class Item:
 ITEMS = [Item(i) for i in range(int(sys.argv[2]))]
 cache = memojar.Cache(sys.argv[1])
 
-@cache.cached
 def work(i):
     return sum(item.x for item in ITEMS[:10]) + i
+
+if sys.argv[4] == "cached":
+    work = cache.cached(work)
 
 if __name__ == "__main__":
     tasks = int(sys.argv[3])
@@ -45,12 +49,12 @@ if __name__ == "__main__":
 """
 
 
-def run(items: int, tasks: int) -> float:
+def run(items: int, tasks: int, mode: str = "cached") -> float:
     with tempfile.TemporaryDirectory() as root:
         with tempfile.NamedTemporaryFile("w", suffix=".py", dir=root, delete=False) as f:
             f.write(CHILD)
         out = subprocess.run([sys.executable, f.name, root + "/cache", str(items),
-                              str(tasks)], capture_output=True, text=True, check=True)
+                              str(tasks), mode], capture_output=True, text=True, check=True)
         return float(out.stdout.split()[-1])
 
 
@@ -59,10 +63,12 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=5000, help="instances in the global")
     parser.add_argument("--tasks", type=int, default=40)
     args = parser.parse_args()
-    big, small = run(args.n, args.tasks), run(10, args.tasks)
+    big, small, plain = (run(args.n, args.tasks), run(10, args.tasks),
+                         run(args.n, args.tasks, "plain"))
     print(f"{args.tasks} tasks, one a batch: {big:.2f} s with a global of {args.n} "
           f"instances, {small:.2f} s with 10 ({(big - small) / args.tasks * 1000:.0f} ms "
-          "more a batch)")
+          f"more a batch); undecorated with {args.n}: {plain:.2f} s (the check: "
+          f"{(big - plain) / args.tasks * 1000:.0f} ms a batch)")
 
 
 if __name__ == "__main__":

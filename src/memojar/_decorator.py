@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import importlib.util
 import itertools
 import math
 import os
+import pickle
+import platform
 import sys
 import threading
 import time
@@ -28,6 +31,7 @@ from ._errors import DEBUG, at_site, logger, user_site, warn
 from ._identity import (
     SIBLING,
     code_fingerprint,
+    copy_dependencies,
     dependencies,
     family_of,
     forget_dependencies,
@@ -436,9 +440,20 @@ class _Memo:
                    "known", "code", "defaults", "kwdefaults", "made", "resolved")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
+        state["made_by"] = (_BYTECODE, platform.python_version())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # A copy carries its code by value (cloudpickle: the function, memojar's wrapper):
+        # bytecode of another Python (3.12's in 3.11) crashed the worker at its first call
+        # (a segmentation fault), or ran as other instructions. Refused here, by name.
+        made_by = state.pop("made_by", None)
+        if made_by is not None and made_by[0] != _BYTECODE:
+            raise pickle.UnpicklingError(
+                f"a copy of the cached function {state.get('name')} was made by Python "
+                f"{made_by[1]} and cannot run in Python {platform.python_version()}: "
+                "cloudpickle sends its code by value; run the workers on the sender's "
+                "Python version")
         # The sender's identity, if it had made one: checked at the first call (``ident``)
         sent, earlier = (state.pop("ident", None), state.pop("rows", None)), state.pop(
             "sent", None)  # a copy of a copy not called yet: what its sender was sent
@@ -469,6 +484,11 @@ class _Memo:
         and what it depends on, so globals defined after the decorated function count. Kept
         in the instance's dict then (``cached_property``), so no later call comes here, and
         no other attribute lookup pays for it (a ``__getattr__`` would slow them all)."""
+        sent = self.__dict__.pop("sent", None)
+        if sent is not None:
+            taken = self._as_sent(sent)
+            if taken is not None:
+                return taken
         try:
             rows = (*dependencies(self.target), *self.depends_on[0],
                     *_depends.callable_rows(self.depends_on[1]))
@@ -483,7 +503,6 @@ class _Memo:
             own = resolved(self.target)
             self.resolved = None if own is None else [own, *filter(None, map(
                 resolved, self.depends_on[1]))]
-        sent = self.__dict__.pop("sent", None)
         if sent is not None and _agrees(sent[1], rows):
             self.rows = sent[1]
             return bytes(sent[0])
@@ -491,6 +510,26 @@ class _Memo:
         fingerprint = identity_digest(rows)
         ident = _entry.make_ident(self.name, self.version, fingerprint, self.scope)
         return ident + _entry.manifest(rows)
+
+    def _as_sent(self, sent: Any) -> bytes | None:
+        """A copy's sender's identity, if it holds here by a walk that takes the data
+        globals sent inside the copy as the sender hashed them (``copy_dependencies``),
+        else None (the full walk decides)."""
+        if not isinstance(sent[1], tuple):
+            return None
+        try:
+            found = copy_dependencies(self.target, sent[1])
+            if found is None:
+                return None
+            rows = (*found, *self.depends_on[0],
+                    *_depends.callable_rows(self.depends_on[1]))
+        except Exception:  # noqa: BLE001 - as in ``ident``: the full walk warns
+            return None
+        if not _agrees_as_sent(sent[1], rows):
+            return None
+        self.resolved = None  # no record: kept only in IPython, where this is not used
+        self.rows = sent[1]
+        return bytes(sent[0])
 
     @property
     def hits(self) -> int:
@@ -1474,6 +1513,10 @@ _keys.call_key_code = _Memo.key_of.__code__
 _Start = tuple[float, tuple[Any, Any, Any], bytes, tuple[Any, ...] | None]
 
 
+# The bytecode a copy's code was compiled to (``_Memo.__getstate__``).
+_BYTECODE = importlib.util.MAGIC_NUMBER
+
+
 def _forked() -> None:
     """In a forked child: each memo's lock may have been held by a thread of the parent at
     the fork (filling the memory tier, marking a background recomputation), a thread the
@@ -1557,6 +1600,17 @@ def _agrees(sent: Any, rows: tuple[tuple[str, str, str], ...]) -> bool:
         return False
     known = {tuple(row) for row in sent}
     return all(tuple(row) in known for row in rows)  # each row made here, as sent
+
+
+def _agrees_as_sent(sent: tuple[Any, ...], rows: tuple[tuple[str, str, str], ...]) -> bool:
+    """``_agrees``, for rows made with a copy's data globals taken as sent: and each row the
+    sender made that is not among them is of ``__main__``, which cloudpickle sends by value
+    (a helper of another module that only the digest of such a global met, past what the
+    walk looks at, is resolved by the worker: the full walk checks it)."""
+    if not _agrees(sent, rows):
+        return False
+    made = set(rows)
+    return all(tuple(row) in made or str(row[1]).startswith("__main__.") for row in sent)
 
 
 def _as_it_is(func: Any) -> tuple[Any, Any, Any]:

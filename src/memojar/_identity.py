@@ -29,7 +29,7 @@ import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import (
     BuiltinFunctionType,
     ClassMethodDescriptorType,
@@ -902,7 +902,6 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
         return _deps_of[target]
     except (KeyError, TypeError):
         pass
-    rows: dict[str, tuple[str, str, str]] = {}
     record = None
     if RECORD:
         try:
@@ -911,18 +910,9 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
             pass
     token = _recording.set(record)
     try:
-        own = ("code", "", code_fingerprint(target))  # the function itself: its name is known
-        _walk_callable(target, rows, set())
-        if isinstance(target, type):  # a class in depends_on=: what its methods call too
-            _walk_value(target, function_name(target), rows, set())
-        cls = _class_of_method(target)
-        if cls is not None:
-            _walk_value(cls, function_name(cls), rows, set())
+        found = _walk_dependencies(target)
     finally:
         _recording.reset(token)
-    rows.pop(function_name(target), None)
-    found = (own, *sorted(rows.values(), key=lambda r: (r[1], r[0])))
-    found = tuple((kind, name.translate(_SEPARATORS), fp) for kind, name, fp in found)
     try:
         _deps_of[target] = found
         if record is not None:
@@ -931,6 +921,130 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     except TypeError:  # not weak-referenceable
         pass
     return found
+
+
+def _walk_dependencies(target: Any) -> tuple[tuple[str, str, str], ...]:
+    return _finished(target, _walk_rows(target))
+
+
+def _walk_rows(target: Any) -> dict[str, tuple[str, str, str]]:
+    rows: dict[str, tuple[str, str, str]] = {}
+    _walk_callable(target, rows, set())
+    if isinstance(target, type):  # a class in depends_on=: what its methods call too
+        _walk_value(target, function_name(target), rows, set())
+    cls = _class_of_method(target)
+    if cls is not None:
+        _walk_value(cls, function_name(cls), rows, set())
+    return rows
+
+
+def _finished(target: Any, rows: dict[str, tuple[str, str, str]],
+              ) -> tuple[tuple[str, str, str], ...]:
+    own = ("code", "", code_fingerprint(target))  # the function itself: its name is known
+    rows.pop(function_name(target), None)
+    found = (own, *sorted(rows.values(), key=lambda r: (r[1], r[0])))
+    return tuple((kind, name.translate(_SEPARATORS), fp) for kind, name, fp in found)
+
+
+# A copy's check of its sender's rows (``copy_dependencies``): the data globals cloudpickle
+# sent inside it, by id: (the object, its ``module.name``, the digest its sender made).
+_as_sent: contextvars.ContextVar[dict[int, tuple[Any, str, str]] | None] = (
+    contextvars.ContextVar("memojar_as_sent", default=None))
+
+
+def copy_dependencies(func: Callable[..., Any], sent: tuple[tuple[str, str, str], ...],
+                      ) -> tuple[tuple[str, str, str], ...] | None:
+    """``dependencies(func)`` for a copy sent by value (cloudpickle: a function of
+    ``__main__`` in a joblib/loky, dask or ray worker), made to be checked against the rows
+    its sender made (``sent``), or None where nothing is taken as sent (walk in full).
+
+    A global of the copy's own namespace that is data (an instance, a table: what
+    ``_walk_object`` digests by state), or an attribute of a class cloudpickle sent by value
+    (a method's, a global's), came inside the copy, pickled from the sender's object:
+    its row is the sender's, and it is not walked again (a global of 5,000 instances cost a
+    loky batch 0.1 s, a new copy each batch). What the worker resolves itself is checked:
+    the rest of the namespace as before (``from helpers import scale``, ``helpers.TABLE``:
+    imported from the files the worker finds, reloaded by ``client.upload_file``), and
+    what such data holds that cloudpickle sent by reference (a class of ``helpers``, a
+    function): each row the sender made of a name outside ``__main__`` (which cloudpickle
+    sends by value) that this walk did not, looked up by that name where cloudpickle looked
+    it up (its module, then its qualified name) and walked. A name that is not found so (a
+    function defined in a function) makes it None. Rows made here that the sender did not,
+    or rows of the sender's left unmade, fail ``_decorator._agrees_as_sent``: the full walk
+    decides. A function of a module the worker imported (a partial of ``helpers.power``
+    sent by value) reads that module's own globals: walked."""
+    if RECORD:  # IPython: the full walk keeps the record the cells re-check
+        return None
+    target, _, _ = split(func)
+    namespace = getattr(target, "__globals__", None)
+    if not isinstance(namespace, dict) or any(
+            getattr(module, "__dict__", None) is namespace
+            for module in list(sys.modules.values())):
+        return None
+    module = _module_name(target, namespace)
+    digests: dict[str, str | None] = {}
+    for kind, name, digest in sent:
+        if kind == "constant":  # two rows of one name: neither is taken
+            digests[name] = digest if name not in digests else None
+    taken: dict[int, tuple[Any, str, str]] = {}
+    tables: list[tuple[str, Mapping[str, Any]]] = [(module, namespace)]
+    # A class sent by value (of a method, or a global): its attributes came with it too.
+    tracked = getattr(sys.modules.get("cloudpickle.cloudpickle"),
+                      "_DYNAMIC_CLASS_TRACKER_BY_CLASS", None)
+    if tracked is not None:
+        classes = [_class_of_method(target), *namespace.values()]
+        tables.extend((function_name(klass), vars(klass)) for cls in classes
+                      if issubclass(type(cls), type) for klass in cls.__mro__
+                      if klass in tracked)
+    for prefix, table in tables:
+        for name, value in list(table.items()):
+            where = f"{prefix}.{name}"
+            sent_digest = digests.get(where.translate(_SEPARATORS))
+            if sent_digest is not None and type(value) not in _PLAIN:
+                taken[id(value)] = (value, where, sent_digest)
+    if not taken:
+        return None
+    token = _as_sent.set(taken)
+    try:
+        rows = _walk_rows(target)
+        made = {row[1].translate(_SEPARATORS) for row in rows.values()}
+        for kind, name, _ in sent:
+            if kind not in _NAMED_KINDS or name in made or name.startswith("__main__."):
+                continue
+            value = _by_name(name)
+            if value is _ABSENT:
+                return None
+            _walk_value(value, name, rows, set())
+            made.update(row[1].translate(_SEPARATORS) for row in rows.values())
+        return _finished(target, rows)
+    finally:
+        _as_sent.reset(token)
+
+
+_NAMED_KINDS = ("function", "class", "constant")
+
+
+def _by_name(name: str) -> Any:
+    """The object ``module.qualname`` names in this process (its module as imported, then
+    each part in the namespace that defines it, as pickle finds a class or function by
+    reference: no property or module ``__getattr__`` runs), or ``_ABSENT``."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is None:
+            continue
+        value: Any = module
+        for part in parts[cut:]:
+            try:
+                value = vars(value).get(part, _ABSENT)
+            except TypeError:  # no namespace: not a module or class
+                return _ABSENT
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if value is _ABSENT:
+                return _ABSENT
+        return value
+    return _ABSENT
 
 
 def forget_dependencies(func: Any) -> None:
@@ -947,10 +1061,54 @@ def _class_of_method(func: Any) -> type | None:
     parts = qualname.split(".")
     if len(parts) < 2 or "<locals>" in parts:
         return None
-    owner: Any = sys.modules.get(getattr(func, "__module__", None) or "")
+    module = getattr(func, "__module__", None) or ""
+    owner: Any = sys.modules.get(module)
     for part in parts[:-1]:
         owner = getattr(owner, part, None)
-    return owner if isinstance(owner, type) else None
+    found = owner if isinstance(owner, type) else None
+    if found is not None and _holds_method(found, parts[-1], func):
+        return found
+    return _copied_class_of(func, module, ".".join(parts[:-1]), parts[-1]) or found
+
+
+def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type | None:
+    """The class a copy of a method was unpickled with, where its module does not hold it
+    (cloudpickle sends a class of ``__main__`` by value): the one cloudpickle tracks that
+    holds ``func`` (or a decorated function wrapping it) under its name. A loky worker's
+    ``__main__`` is another module: a worker's copy of a cached method did not follow its
+    class, took what the class reaches as its sender saw it, and a helper that another
+    method calls, edited before the workers started, was stored under the sender's
+    identity (the sender's next run read 7 for 5). A dask or spawn worker's ``__main__``
+    is the script imported again (``__mp_main__``), with a class of that name: the copy
+    walked that class, the file's as the worker found it, not the one its code runs with
+    (edited between, the copy stored the old method's value under the new class's
+    identity, and the edited script's next run read 4 for 6)."""
+    tracker = sys.modules.get("cloudpickle.cloudpickle")
+    classes = getattr(tracker, "_DYNAMIC_CLASS_TRACKER_BY_ID", None)
+    if classes is None:
+        return None
+    try:
+        candidates = [cls for cls in list(classes.values()) if isinstance(cls, type)
+                      and cls.__qualname__ == qualname and cls.__module__ == module]
+    except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
+        return None
+    for cls in candidates:
+        if _holds_method(cls, name, func):
+            return cls
+    return None
+
+
+def _holds_method(cls: type, name: str, func: Any) -> bool:
+    """Whether ``cls`` holds ``func`` (or a decorated function wrapping it) as ``name``."""
+    member = vars(cls).get(name)
+    member = getattr(member, "__func__", member)  # a staticmethod or classmethod
+    for _ in range(10):  # its decorators' ``__wrapped__``, down to the function
+        if member is func:
+            return True
+        member = getattr(member, "__wrapped__", None)
+        if member is None:
+            return False
+    return False
 
 
 def _code_names(code: CodeType, out: set[str]) -> set[str]:
@@ -991,9 +1149,7 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         record.function(func)
         record.lookups(namespace, names)
         record.writes(namespace, _stored_globals(code, set()))
-    module = namespace.get("__name__") or getattr(func, "__module__", None) or "__main__"
-    if module == "__mp_main__":
-        module = "__main__"
+    module = _module_name(func, namespace)
     for name in sorted(names):
         if name in namespace:
             _walk_value(namespace[name], f"{module}.{name}", rows, seen, names)
@@ -1022,6 +1178,11 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
             _walk_value(kind, function_name(kind), rows, seen, names)
         for item in _held(value, whole=True):
             _walk_value(item, function_name(item), rows, seen, names)
+
+
+def _module_name(func: Any, namespace: dict[str, Any]) -> str:
+    module = namespace.get("__name__") or getattr(func, "__module__", None) or "__main__"
+    return "__main__" if module == "__mp_main__" else str(module)
 
 
 def _filled(cell: Any) -> bool:
@@ -1191,6 +1352,12 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     default count: pickled, once per process; an object that cannot be pickled counts by
     its type)."""
     seen.add(id(value))
+    sent = _as_sent.get()
+    if sent is not None:  # a copy's data global: its sender's row (``copy_dependencies``)
+        taken = sent.get(id(value))
+        if taken is not None and taken[0] is value and taken[1] == where:
+            _add(rows, ("constant", where, taken[2]))
+            return
     if isinstance(value, functools.partial):
         _walk_value(value.func, where, rows, seen, names)
     elif isinstance(value, MethodType):
@@ -1261,9 +1428,16 @@ def _held(value: Any, whole: bool = False) -> list[Any]:
     visited = {id(value)}
     stack = [(value, 0)]
     budget = _HELD_LIMIT
+    layouts: dict[type, tuple[str, ...] | None] = {}  # each class's, once (``_layout``)
     while stack and budget > 0:
         item, depth = stack.pop()
-        for child in _children(item, whole):
+        kind = type(item)
+        try:
+            slots = layouts[kind]
+        except KeyError:
+            slots = layouts[kind] = _layout(kind)
+        for child in _children(item, whole) if slots is None else _attribute_children(
+                item, slots):
             budget -= 1
             if budget <= 0:
                 break
@@ -1336,6 +1510,42 @@ def _children(item: Any, whole: bool = False) -> list[Any]:
             for name in (slots,) if isinstance(slots, str) else slots:
                 if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
                     found.append(getattr(item, name, None))
+        return found
+    except Exception:  # noqa: BLE001 - whatever the object raised: nothing more of it
+        return []
+
+
+def _layout(kind: type) -> tuple[str, ...] | None:
+    """The slot names of a class whose instances hold what ``_children`` finds in their
+    ``__dict__`` and slots alone (none of its tables, sequences, partials, bound methods or
+    weak tables, nor a ``__class__`` of its own, which ``isinstance`` would ask), else None.
+    Looked up once a class in a walk: 5,000 instances of one class cost a copy's check 20 ms
+    more in ``_children``'s tests than in their attributes."""
+    try:
+        if (issubclass(kind, (dict, MappingProxyType, *_SEQUENCES, functools.partial,
+                              MethodType, *_WEAK_TABLES, weakref.WeakSet))
+                or any("__class__" in vars(klass) for klass in kind.__mro__[:-1])):
+            return None
+        names: list[str] = []
+        for klass in kind.__mro__:
+            slots = vars(klass).get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
+                    names.append(name)
+        return tuple(names)
+    except Exception:  # noqa: BLE001 - an odd class: ``_children`` looks at it each time
+        return None
+
+
+def _attribute_children(item: Any, slots: tuple[str, ...]) -> list[Any]:
+    """``_children`` of an instance of a class whose ``_layout`` is ``slots``."""
+    try:
+        found: list[Any] = []
+        attributes = getattr(item, "__dict__", None)
+        if type(attributes) is dict:
+            found.extend(itertools.islice(attributes.values(), 1000))
+        for name in slots:
+            found.append(getattr(item, name, None))
         return found
     except Exception:  # noqa: BLE001 - whatever the object raised: nothing more of it
         return []

@@ -12,9 +12,11 @@ does: it hits the script's entries.
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,3 +214,325 @@ def test_a_copy_in_a_worker_without_the_scripts_optimize_flag_keys_as_the_worker
     assert proc.returncode == 0, proc.stderr[-2000:]
     first, _, last = proc.stdout.split("\n")[:3]
     assert (first, last) == ("None", "None")
+
+
+# --- the check of a copy's sender's identity, with its data globals taken as sent -----------
+# A copy's data globals (an instance, a table) came inside it, pickled from the sender's
+# objects: their rows are taken as the sender made them (a global of 5,000 instances cost a
+# loky batch 0.1 s to digest again). What the worker resolves itself must still be checked.
+
+SENDER = """\
+import functools, sys
+import cloudpickle
+import helpers
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+DATA = [helpers.Item(i) for i in range(50)]  # data sent inside the copy: taken as sent
+TABLE = [*range(20000), helpers.scale]  # a helper past what the walk looks at
+
+@cache.cached
+def attribute(x):  # helpers.CFG is the worker's own (the module goes by reference)
+    return helpers.CFG.k * x + 0 * len(DATA)
+
+@cache.cached
+def helper(x):  # helpers.scale too
+    return helpers.scale(x) + 0 * len(DATA)
+
+@cache.cached
+def held(x):  # the class of DATA's items goes by reference: the worker's helpers.Item
+    return DATA[0].scaled(x)
+
+@cache.cached
+def deep(x):  # only the digest of TABLE meets helpers.scale
+    return TABLE[-1](x) + 0 * len(DATA)
+
+partial = cache.cached(functools.partial(helpers.power, 1))  # helpers.CFG: the worker's
+
+class Model:  # sent by value: a worker's ``__main__`` does not hold it
+    def other(self, x):  # only the class reaches helpers.scale
+        return helpers.scale(x)
+
+    @cache.cached(ignore=("self",))
+    def predict(self, x):
+        return self.other(x) + 0 * len(DATA)
+
+method = Model().predict
+
+if __name__ == "__main__":
+    f = globals()[sys.argv[2]]
+    print(f(0), f(1))  # the identity is made here, with helpers as it is: x * 2
+    with open(sys.argv[3], "wb") as out:
+        out.write(cloudpickle.dumps(f))
+"""
+
+HELPERS = """\
+class Item:
+    def __init__(self, i):
+        self.i = i
+
+    def scaled(self, x):
+        return scale(x)
+
+class Cfg:
+    def __init__(self, k):
+        self.k = k
+
+CFG = Cfg({k})
+
+def scale(x):
+    return x * {k}
+
+def power(p, x):
+    return CFG.k * x ** p
+"""
+
+WORKER = """\
+import importlib, sys
+import cloudpickle
+import helpers
+
+blob = open(sys.argv[1], "rb").read()
+first = cloudpickle.loads(blob)
+print(first(1), first.cache_info().hits)  # the sender's identity: its entry
+if sys.argv[2] == "reload":  # dask's client.upload_file: the module edited and reloaded
+    with open("helpers.py", "w") as f:
+        f.write(sys.argv[3])
+    importlib.invalidate_caches()
+    importlib.reload(helpers)
+copy = cloudpickle.loads(blob)  # the next batch's copy
+print(copy(2), copy.cache_info().hits)
+"""
+
+
+def _copy_runs(tmp_path: Path, name: str, edit: str) -> list[str]:
+    """The sender makes its identity with ``helpers`` as ``x * 2`` and sends a copy; a worker
+    runs it with ``helpers`` edited to ``x * 3`` (before it starts, or reloaded between two
+    copies); then the sender's code runs again: ``f(2)`` must be its own value."""
+    (tmp_path / "job.py").write_text(SENDER)
+    (tmp_path / "worker.py").write_text(WORKER)
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    cache, blob = str(tmp_path / "cache"), str(tmp_path / "copy.pkl")
+    old, new = HELPERS.format(k=2), HELPERS.format(k=3)
+
+    def run(*argv: str) -> str:
+        proc = subprocess.run([sys.executable, "-B", *argv], capture_output=True, text=True,
+                              timeout=HANG, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.strip().replace("\n", " | ")
+
+    (tmp_path / "helpers.py").write_text(old)
+    outs = [run("job.py", cache, name, blob)]
+    if edit == "before":
+        (tmp_path / "helpers.py").write_text(new)
+    outs.append(run("worker.py", blob, edit, new))
+    (tmp_path / "helpers.py").write_text(old)
+    outs.append(run("job.py", cache, name, blob + ".again"))
+    outs.append(run("-c", "import sys, cloudpickle\n"
+                    f"f = cloudpickle.loads(open({blob!r} + '.again', 'rb').read())\n"
+                    "print(f(2))"))
+    return outs
+
+
+@pytest.mark.parametrize(
+    "name", ["attribute", "helper", "held", "deep", "partial", "method"])
+def test_a_copy_whose_data_is_taken_as_sent_still_checks_what_the_worker_imports(
+    tmp_path: Path, name: str,
+) -> None:
+    """A worker started after ``helpers.py`` was edited: its copy's data global is taken as
+    sent, and what it reaches in ``helpers`` (an attribute of the module, a function
+    imported from it, the class of the data's items, a function only the digest of a big
+    table meets, the module globals
+    of a partial's function, another method of a cached method's class, which cloudpickle
+    sends by value) is checked: the worker stores ``x * 3`` under its own identity, and
+    the sender's code gets ``4`` for ``f(2)``, never ``6``. The method failed before this
+    commit's fix of ``_class_of_method``: its class was not found in the worker."""
+    first, worker, again, later = _copy_runs(tmp_path, name, "before")
+    assert first == "0 2"
+    assert worker == "3 0 | 6 0"  # its own identity: computed, not the sender's entries
+    assert (again, later) == ("0 2", "4")
+
+
+@pytest.mark.parametrize("name", ["attribute", "helper", "held", "deep", "method"])
+def test_a_copy_in_a_worker_that_reloads_a_helper_checks_each_copy(
+    tmp_path: Path, name: str,
+) -> None:
+    """dask's ``client.upload_file`` edits and reloads a helper module in running workers:
+    the copy before the reload takes the sender's identity (it hits its entry), the next
+    batch's copy after it must not (no identity agreed before is trusted again)."""
+    first, worker, again, later = _copy_runs(tmp_path, name, "reload")
+    assert first == "0 2"
+    assert worker == "2 1 | 6 0"
+    assert (again, later) == ("0 2", "4")
+
+
+MUTATED_AFTER_THE_FIRST_CALL = """\
+import sys
+import cloudpickle
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+class Item:
+    def __init__(self, i):
+        self.i = i
+
+ITEMS = [Item(i) for i in range(3)]
+
+@cache.cached
+def count(x):
+    return len(ITEMS) + x
+
+print(count(1))  # the identity is made here: ITEMS read once
+ITEMS.append(Item(3))
+copy = cloudpickle.loads(cloudpickle.dumps(count))  # a worker's copy: ITEMS as it is now
+print(copy(1), copy.cache_info().hits, count(1))
+"""
+
+
+def test_a_copy_takes_its_data_globals_as_its_sender_hashed_them(tmp_path: Path) -> None:
+    """A global mutated after the function's first call is read once (Known limits): the
+    function keeps the identity of its first call, and a copy sent after the mutation
+    behaves as it (it hits its entries). Before, the copy digested the mutated global
+    again, made another identity and computed 5 where the function returns 4."""
+    (tmp_path / "job.py").write_text(MUTATED_AFTER_THE_FIRST_CALL)
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run([sys.executable, "job.py", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
+                          env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["4", "4", "1", "4"]
+
+
+def test_a_copy_made_by_another_pythons_bytecode_is_refused_when_it_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """cloudpickle sends a copy's code by value, memojar's wrapper too: a copy made by Python
+    3.12 loaded in a 3.11 worker (or the reverse; the two take the same code() arguments)
+    and crashed it with a segmentation fault at its first call. The copy now says which
+    Python made it, and one of another bytecode is refused as it is unpickled."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    from memojar import Cache, _decorator
+
+    cache = Cache(str(tmp_path / "cache"))
+
+    def make() -> Any:
+        @cache.cached
+        def load(x: int) -> int:
+            return x * 2
+
+        return load
+
+    blob = cloudpickle.dumps(make())
+    assert cloudpickle.loads(blob)(2) == 4  # the same Python: as before
+    monkeypatch.setattr(_decorator, "_BYTECODE", b"\x00\x00\r\n", raising=False)
+    with pytest.raises(pickle.UnpicklingError, match=r"made by Python 3\.\d+\.\d+ and "
+                       r"cannot run in Python .*run the workers on the sender's Python"):
+        cloudpickle.loads(blob)
+
+
+NOT_WALKED_AGAIN = """\
+import sys
+import cloudpickle
+import helpers
+from memojar import Cache, _identity
+
+cache = Cache(sys.argv[1])
+DATA = [helpers.Item(i) for i in range(5000)]
+
+@cache.cached
+def load(x):
+    return DATA[0].scaled(x)
+
+class Model:  # sent by value with a copy of its method
+    DATA = [helpers.Item(i) for i in range(5000)]
+
+    @cache.cached(ignore=("self",))
+    def load(self, x):
+        return self.DATA[0].scaled(x)
+
+load = load if sys.argv[2] == "global" else Model().load
+print(load(1))
+blob = cloudpickle.dumps(load)
+del Model  # as in a loky worker, whose __main__ does not hold it
+
+def refused(*args, **kwargs):
+    raise AssertionError("digested again")
+
+_identity._value_shape = refused  # a digest of DATA's state now fails the check
+copy = cloudpickle.loads(blob)
+print(copy(1), copy.cache_info().hits)
+"""
+
+
+@pytest.mark.parametrize("where", ["global", "class"])
+def test_a_copys_data_global_is_not_digested_again_where_it_lands(
+    tmp_path: Path, where: str,
+) -> None:
+    """Each task batch of joblib/loky or dask brings a new copy: one that digested its
+    global of 5,000 instances again paid ~0.1 s a batch (a class attribute of a cached
+    method's class, sent by value with it, too). Its sender's row is taken (the class of
+    the items, which the worker imports, is still checked): the copy hits."""
+    (tmp_path / "job.py").write_text(NOT_WALKED_AGAIN)
+    (tmp_path / "helpers.py").write_text(HELPERS.format(k=2))
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run([sys.executable, "-B", "job.py", str(tmp_path / "cache"), where],
+                          capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
+                          env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["2", "2", "1"]
+
+
+REIMPORTED_MAIN = """\
+import multiprocessing, pathlib, sys
+import cloudpickle
+import runner
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+class Model:
+    def other(self, x):
+        return x * 2
+
+    @cache.cached(ignore=("self",))
+    def predict(self, x):
+        return self.other(x)
+
+if __name__ == "__main__":
+    if sys.argv[2] == "again":
+        print(Model().predict(2))
+        raise SystemExit
+    print(Model().predict(1))
+    blob = cloudpickle.dumps(Model().predict)  # the class goes by value, as it is now
+    script = pathlib.Path(__file__)  # edited before the worker imports it again
+    script.write_text(script.read_text().replace("return x * 2", "return x * 3"))
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        print(pool.apply(runner.run, (blob, 2)))
+"""
+
+
+def test_a_copy_of_a_method_in_a_worker_that_imported_the_script_again_follows_its_own_class(
+    tmp_path: Path,
+) -> None:
+    """A spawn worker (dask's are) imports the script again as ``__main__``: a copy of a
+    cached method walked the class of that name there, the edited file's, not the one
+    sent with it, whose old ``other`` it ran; it stored 4 under the new class's identity,
+    and the edited script's ``predict(2)`` read 4, not 6."""
+    (tmp_path / "job.py").write_text(REIMPORTED_MAIN)
+    (tmp_path / "runner.py").write_text(
+        "import cloudpickle\n\ndef run(blob, x):\n    return cloudpickle.loads(blob)(x)\n")
+    src = Path(__file__).resolve().parents[2] / "src"
+
+    def run(mode: str) -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-B", "job.py", str(tmp_path / "cache"), mode],
+            capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
+            env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.split()
+
+    assert run("send") == ["2", "4"]  # the copy runs the class it came with: x * 2
+    assert run("again") == ["6"]  # the edited script: its own value
