@@ -1579,3 +1579,66 @@ def test_an_interrupt_as_a_request_takes_a_pooled_connection_leaves_the_pool_usa
         for condition in cut:  # (the mutex the old code left held: let its waiters go)
             condition._lock.release()
     cache.close()
+
+
+# A signal handler calling a cached S3 function (``HANDLER_CALL``: the same key or another)
+# while this thread is inside one of the store's own locks (``HOLD``).
+REENTERED = """
+import os, signal, sys, threading, time, warnings
+from memojar import Cache, MemojarWarning, _s3store
+
+warnings.simplefilter("ignore", MemojarWarning)  # no secret: entries not authenticated
+cache = Cache(sys.argv[1])
+inner = []
+
+
+@cache.cached
+def f(x):
+    return x + 1
+
+
+hold = sys.argv[2]
+signal.signal(signal.SIGUSR1, lambda signum, frame: inner.append(f(int(sys.argv[3]))))
+assert f(1) == 2  # connected: the client's pool holds a connection
+if hold == "pool":  # as urllib3 takes a connection from (or gives one back to) its pool
+    manager = cache.store._bucket.client._endpoint.http_session._manager
+    (pool,) = [manager.pools[key] for key in manager.pools.keys()]
+    with pool.pool.mutex:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)  # the handler runs here, on this thread
+else:  # "renewal": as the holder renews its lease just before it writes the entry
+    put = _s3store._Lease._put
+    armed = [True]
+
+    def put_then_signal(self, **condition):
+        if condition.get("if_match") and armed and threading.current_thread() is \\
+                threading.main_thread():
+            armed.clear()
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.05)  # the handler runs here, inside the lease's lock
+        return put(self, **condition)
+
+    _s3store._Lease._put = put_then_signal
+    assert f(2) == 3
+print(inner)
+"""
+
+
+@pytest.mark.parametrize(("hold", "key"), [("pool", 100), ("renewal", 2)])
+def test_a_signal_handler_calling_the_function_inside_the_stores_locks_does_not_hang(
+        s3_location: str, hold: str, key: int) -> None:
+    """A signal handler (SIGALRM's, a profiler's) may call a cached function while its
+    thread is anywhere in memojar, the S3 store's own locks included. Before, two of them
+    were plain locks, and the handler's call waited on its own thread for ever:
+    the mutex of the connection pool's queue (``_PoolQueue``: a handler calling a cached S3
+    function every 3 ms from ``setitimer`` hung the process within 15 s, in 2 runs of 3), and
+    the lease's own lock, held while the holder renews it just before the entry's write:
+    a handler calling the function with the key being stored (computed at once, as a
+    function calling itself) renewed that lease too before its own write."""
+    from conftest import run_python
+
+    try:
+        out = run_python(REENTERED, s3_location, hold, str(key), timeout=HANG)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the handler's call inside the store's lock ({hold}) hung")
+    assert out.split() == [f"[{key + 1}]"]

@@ -765,7 +765,12 @@ class _Lease(KeyLock):
         # it was and whatever was refused since (see ``_ours``).
         self._token = ""
         self._ending = False  # released (perhaps cut short): no more renewals
-        self._lock = threading.Lock()  # between the holder's thread and the renewer
+        # Between the holder's thread and the renewer. Reentrant: the holder renews under it
+        # just before it writes the entry, and a signal handler calling the function with
+        # that key there (computed at once, as a function calling itself) renews it before
+        # its own write (a plain lock: waited on its own thread for ever). Such a renewal
+        # inside another finds the lease still this holding's by its token (``_ours``).
+        self._lock = threading.RLock()
         self._seen, self._since = "", 0.0  # the lease's ETag as first seen, and when
         self._delay, self._next_try = LEASE_POLL_MIN, 0.0  # backoff (monotonic)
         self._released = 0  # the store's count of releases when this lease last looked
@@ -938,7 +943,7 @@ class _Lease(KeyLock):
         """In a forked child (``Renewer``): the parent's lease is not this process's, so
         the child's release leaves it alone; ``_lock`` is new (the parent's renewer may
         have held it at the fork)."""
-        self._lock, self.etag, self._token = threading.Lock(), "", ""
+        self._lock, self.etag, self._token = threading.RLock(), "", ""
 
     def renew(self) -> bool:
         """Extend the lease; False if it is no longer ours (it expired and was taken).
@@ -994,24 +999,28 @@ class _PoolQueue(queue.LifoQueue[Any]):
     KeyboardInterrupt there left the mutex held for good, and every later request of the
     client (this process's next call, the renewer's renewals) blocked on it: a hang (a
     SIGINT loop on ``get`` and ``put`` alone leaves it held at about one interrupt in
-    four, on 3.10 and 3.11). A ``with`` on the C lock itself acquires and enters at once;
-    an interrupt after that loses at most a connection (the pool makes a new one)."""
+    four, on 3.10 and 3.11). Nor may they take the mutex at all: a signal handler calling
+    a cached S3 function while its thread was inside it (between the C acquire and the
+    release) took it again for its own request, and waited on its own thread for ever
+    (``setitimer`` every 3 ms calling one: hung within 15 s in 2 runs of 3). They take no
+    lock: the deque's ``pop`` and ``append`` are single C calls, whole for threads and
+    signal handlers alike; two threads putting back at once may keep one connection more
+    than ``maxsize``, closed with the pool."""
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if block:
             return super().get(block, timeout)
-        with self.mutex:
-            if not self.queue:
-                raise queue.Empty
+        try:
             return self.queue.pop()
+        except IndexError:
+            raise queue.Empty from None
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if block:
             return super().put(item, block, timeout)
-        with self.mutex:
-            if 0 < self.maxsize <= len(self.queue):
-                raise queue.Full
-            self.queue.append(item)
+        if 0 < self.maxsize <= len(self.queue):
+            raise queue.Full
+        self.queue.append(item)
 
 
 @functools.lru_cache(maxsize=8)
