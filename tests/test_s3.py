@@ -1606,6 +1606,12 @@ if hold == "pool":  # as urllib3 takes a connection from (or gives one back to) 
     with pool.pool.mutex:
         os.kill(os.getpid(), signal.SIGUSR1)
         time.sleep(0.05)  # the handler runs here, on this thread
+elif hold == "breaker":  # as the store notes a fault; the handler's call faults too
+    breaker = cache.store._bucket._breaker
+    breaker._down = None  # (f(1) found no server: its fault is over)
+    with breaker._mutex:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)
 else:  # "renewal": as the holder renews its lease just before it writes the entry
     put = _s3store._Lease._put
     armed = [True]
@@ -1624,7 +1630,7 @@ print(inner)
 """
 
 
-@pytest.mark.parametrize(("hold", "key"), [("pool", 100), ("renewal", 2)])
+@pytest.mark.parametrize(("hold", "key"), [("pool", 100), ("renewal", 2), ("breaker", 100)])
 def test_a_signal_handler_calling_the_function_inside_the_stores_locks_does_not_hang(
         s3_location: str, hold: str, key: int) -> None:
     """A signal handler (SIGALRM's, a profiler's) may call a cached function while its
@@ -1634,8 +1640,14 @@ def test_a_signal_handler_calling_the_function_inside_the_stores_locks_does_not_
     function every 3 ms from ``setitimer`` hung the process within 15 s, in 2 runs of 3), and
     the lease's own lock, held while the holder renews it just before the entry's write:
     a handler calling the function with the key being stored (computed at once, as a
-    function calling itself) renewed that lease too before its own write."""
+    function calling itself) renewed that lease too before its own write; and the mutex of
+    the store's ``Breaker`` (shared with Redis), held while it notes a fault, where a
+    handler whose own call faulted (no server) noted it too."""
     from conftest import run_python
+
+    if hold == "breaker":  # a server that is not there: every request faults
+        s3_location = (s3_location.split("?")[0]
+                       + f"?endpoint_url=http://127.0.0.1:{free_port()}&timeout=1")
 
     try:
         out = run_python(REENTERED, s3_location, hold, str(key), timeout=HANG)
