@@ -1654,3 +1654,57 @@ def test_a_signal_handler_calling_the_function_inside_the_stores_locks_does_not_
     except subprocess.TimeoutExpired:
         pytest.fail(f"the handler's call inside the store's lock ({hold}) hung")
     assert out.split() == [f"[{key + 1}]"]
+
+
+def test_prune_leaves_objects_named_like_entries_that_memojar_did_not_write(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket's prefix is often shared: another tool's pickles keyed by an MD5 (32 hex
+    digits, ``.pkl``), a folder's level below the prefix, are named as memojar names its
+    entries. ``prune`` read their first bytes, found no entry there, and removed them as
+    unreadable entries. It now removes only what begins as an entry does (this format's,
+    an older or a damaged one of memojar's), and leaves the rest, as it leaves every other
+    object it did not write."""
+    import pickle
+
+    bucket, prefix = split(s3_location)
+    cache = Cache(s3_location, secret=SECRET)
+
+    @cache.cached
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(2) == 4
+    theirs = {f"{prefix}/results/{k(1)}.pkl": pickle.dumps({"rows": [1, 2]}),
+              f"{prefix}/results/{k(2)}.pkl": b"user data"}
+    old_format = f"{prefix}/results/{k(3)}.pkl"  # memojar's format 1 to 3: the magic first
+    for name, body in [*theirs.items(), (old_format, _entry.MAGIC + b"\0" * 200)]:
+        client.put_object(Bucket=bucket, Key=name, Body=body)
+    monkeypatch.setattr(_s3store, "ORPHAN_AGE", 0.0)  # an hour later, as cleanup sees it
+    assert cache.prune() == 1  # the old format's, not theirs
+    left = objects(client, s3_location)
+    assert set(theirs) <= set(left) and old_format not in left
+    assert double(2) == 4 and double.cache_info().hits == 1  # the fresh entry kept
+    cache.close()
+
+
+def test_an_entry_shorter_than_an_old_formats_prefix_is_unreadable_not_a_crash(
+        s3_location: str, client: Any) -> None:
+    """An object at an entry's name of fewer than 16 bytes beginning with memojar's magic
+    (an entry of formats 1 to 3 cut short, on any store) made ``entries()``, ``prune()``
+    (and ``memojar ls``, ``info`` and ``prune``) raise ``struct.error``: the header's
+    reader took its old-format prefix without looking at its length. Now it is an
+    unreadable entry, listed as such and pruned."""
+    bucket, prefix = split(s3_location)
+    cache = Cache(s3_location, secret=SECRET)
+
+    @cache.cached
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(2) == 4
+    client.put_object(Bucket=bucket, Key=f"{prefix}/results/{k(4)}.pkl",
+                      Body=_entry.MAGIC + b"\x01\x00")
+    assert [e.key for e in cache.entries()] == [double.cache_key(2)]
+    assert cache.prune() == 1
+    assert double(2) == 4 and double.cache_info().hits == 1
+    cache.close()

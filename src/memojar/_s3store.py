@@ -63,6 +63,7 @@ import botocore.loaders
 import botocore.session
 import urllib3.exceptions
 
+from ._entry import written_as_an_entry
 from ._errors import logger, warn
 from ._filestore import function_dir
 from ._location import positive, redact
@@ -709,6 +710,11 @@ class S3Store(Store):
         return None if got is None else bytes(self._bucket.read_body(name, got))
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        # An object named like an entry whose first bytes, read (``prune``'s scan), are not
+        # an entry's is someone else's (a pickle of another tool keyed by an MD5, a user's
+        # file) in a prefix a bucket shares: left alone. (Before, ``prune`` removed it as
+        # an unreadable entry.) ``clear`` and ``max_size`` go by names alone.
+        entries = [e for e in entries if not e.head or written_as_an_entry(e.head)]
         # S3 does not say whether a deleted object existed: count what a listing still
         # shows (one paginated listing per function, not a request per entry)
         names = {self._object(e) for e in entries}
