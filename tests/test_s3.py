@@ -1708,3 +1708,57 @@ def test_an_entry_shorter_than_an_old_formats_prefix_is_unreadable_not_a_crash(
     assert cache.prune() == 1
     assert double(2) == 4 and double.cache_info().hits == 1
     cache.close()
+
+
+class _Redirecting(_LocalServer):
+    """An HTTP server on loopback that answers every request with a redirect elsewhere,
+    as a proxy sending ``http://`` to ``https://`` does (no S3 error, no bucket region)."""
+
+    def __init__(self, status: int) -> None:
+        seen = self.seen = []  # the method of every request
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self) -> None:
+                seen.append(self.command)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b"<html><body>Moved</body></html>"
+                self.send_response(status)
+                self.send_header("Location", f"https://cache.invalid{self.path}")
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.serve(Handler)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_an_endpoint_that_redirects_costs_a_warning_naming_it_not_the_result(
+        s3_env: None, status: int) -> None:
+    """An ``endpoint_url`` whose every answer is a redirect (``http://`` behind a proxy
+    that sends it to ``https://``) made every call raise ``RecursionError``, after 81
+    requests: botocore's region redirector, finding no bucket region in the answer, asks
+    the bucket's with a HeadBucket, whose redirect it follows the same way, and so on. The
+    call now returns its value with a warning that names the redirect and the URL to check,
+    each call a few requests."""
+    server = _Redirecting(status)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=5", secret=SECRET)
+        double, calls = counted(cache)
+        with pytest.warns(MemojarWarning, match=rf"redirect \({status}\).*endpoint_url"):
+            assert double(1) == 2
+            assert double(2) == 4
+        assert calls == [1, 2]
+        assert len(server.seen) <= 30, server.seen  # (before: 81 for the first call alone)
+        with pytest.raises(OSError, match=f"redirect.*{status}"):
+            cache.clear()
+    finally:
+        server.stop()

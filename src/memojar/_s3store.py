@@ -208,6 +208,10 @@ class _Bucket:
             if code in ("AccessDenied", "403", "InvalidAccessKeyId",
                         "SignatureDoesNotMatch", "ExpiredToken"):
                 raise PermissionError(errno.EACCES, message) from exc
+            if status in (301, 302, 307, 308):  # (a proxy's; S3's names the region)
+                raise OSError(errno.EIO, f"{doing} {where}: the server answered with a "
+                              f"redirect ({status}), not with S3's answer: is the "
+                              "endpoint_url right (https://?), and the region?") from exc
             if code in ("SlowDown", "503", "ServiceUnavailable", "RequestTimeout"):
                 raise OSError(errno.EAGAIN, f"{message} (the server asks to slow down)") from exc
             raise OSError(errno.EIO, message) from exc
@@ -1071,6 +1075,13 @@ def _client(options: dict[str, str], timeout: float) -> Any:
 
         client.meta.events.unregister("before-call.s3", expect)
         client.meta.events.register("before-call.s3", expect_for_parts)
+    # botocore's region redirector follows an answer that redirects (a bucket in another
+    # region) to the region the answer names, or else a HeadBucket names; memojar sends no
+    # HeadBucket, so one is that look, whose own redirect is not followed: behind a proxy
+    # redirecting every request (``http://`` to ``https://``), it asked again and again
+    # until a RecursionError (81 requests) ended the call. The redirect is then an error
+    # that says so (``_errors``).
+    client.meta.events.register("before-call.s3.HeadBucket", _no_redirect)
     # Its pools' queues safe from interrupts (``_PoolQueue``): botocore's session keeps the
     # classes its pool managers make pools of (proxies' too) in a dict of its own.
     classes = getattr(getattr(client._endpoint, "http_session", None),
@@ -1080,6 +1091,13 @@ def _client(options: dict[str, str], timeout: float) -> Any:
             if isinstance(pool, type):
                 classes[scheme] = _safe_pool(pool)
     return client
+
+
+def _no_redirect(context: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """A request botocore's region redirector does not redirect (``_client``)."""
+    redirect = (context or {}).get("s3_redirect")
+    if isinstance(redirect, dict):
+        redirect["redirected"] = True
 
 
 def _parse(location: str) -> tuple[str, str, dict[str, str]]:
