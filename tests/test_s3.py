@@ -1020,7 +1020,9 @@ class _Trickling(_LocalServer):
     (a server, proxy or link that crawls), and answers everything else as S3 does when the
     bucket has nothing (honouring ``If-None-Match: *``)."""
 
-    def __init__(self, size: int, every: float, head: bytes = b"") -> None:
+    def __init__(self, size: int, every: float, head: bytes = b"", suffix: str = ".pkl",
+                 ) -> None:
+        """``suffix``: of the objects so sent (others: none there)."""
         stopped = self.stopped = threading.Event()
         created: set[str] = set()  # objects PUT: a conditional creation is honoured
         self.head = head
@@ -1038,10 +1040,13 @@ class _Trickling(_LocalServer):
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
-                if not self.path.split("?")[0].endswith(".pkl"):  # a listing: empty
+                if "?" in self.path:  # a listing: empty
                     self.answer(200, b'<?xml version="1.0" encoding="UTF-8"?>'
                                      b"<ListBucketResult><KeyCount>0</KeyCount>"
                                      b"<IsTruncated>false</IsTruncated></ListBucketResult>")
+                    return
+                if not self.path.endswith(suffix):
+                    self.answer(404, b"<Error><Code>NoSuchKey</Code></Error>")
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(size))
@@ -1760,5 +1765,22 @@ def test_an_endpoint_that_redirects_costs_a_warning_naming_it_not_the_result(
         assert len(server.seen) <= 30, server.seen  # (before: 81 for the first call alone)
         with pytest.raises(OSError, match=f"redirect.*{status}"):
             cache.clear()
+    finally:
+        server.stop()
+
+
+def test_a_sweep_note_said_larger_than_memory_costs_nothing(s3_env: None) -> None:
+    """Anyone who can write to the bucket can put an object at a function's sweep note
+    (``<function>/.swept``) saying it is 2**62 bytes long (so can a server ignoring the
+    Range of a read). Old: the note's buffer raised MemoryError into the first call that
+    stored (its result lost). The note is read as far as a note goes (64 KiB), the rest
+    never."""
+    server = _Trickling(1 << 62, every=0.001, suffix=_s3store.NOTE)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1",
+                      secret=SECRET)
+        double, calls = counted(cache)
+        assert double(1) == 2
+        assert calls == [1]
     finally:
         server.stop()

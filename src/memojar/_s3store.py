@@ -84,6 +84,8 @@ from ._store import (
 SUFFIX = ".pkl"  # of an entry's object name
 LEASE_SUFFIX = ".lease"
 NOTE = ".swept"
+NOTE_MAX = 64 << 10  # bytes of a note read (one is 64 lines of about 50 bytes at most)
+LEASE_MAX = 1 << 10  # bytes of a lease read (its holding's token, a nonce and a pid)
 DEFAULT_TIMEOUT = 5.0  # seconds: no request waits longer than this for the server
 DEFAULT_MULTIPART_THRESHOLD = 16 << 20  # entries above this go up as a multipart upload
 PART_SIZE = 8 << 20  # bytes a part (S3's minimum is 5 MiB, except the last part)
@@ -269,8 +271,17 @@ class _Bucket:
                 response = self.client.get_object(**kwargs)
         except FileNotFoundError:
             return None
-        return _Got(response["Body"], _length(response), response.get("ETag", ""),
-                    _age(response))
+        got = _Got(response["Body"], _length(response), response.get("ETag", ""),
+                   _age(response))
+        if end is not None and got.size > end - start:
+            # The whole object (a server ignoring Range), perhaps saying it is 2**62 bytes
+            # long: read as far as asked (from its start), never all of it into memory
+            if start == 0:
+                return got._replace(size=end)
+            got.body.close()
+            raise OSError(errno.EIO, f"reading s3://{self.bucket}/{name}: bytes {start} to "
+                          f"{end} asked, {got.size:,} said (the server ignores Range)")
+        return got
 
     def read_body(self, name: str, got: _Got, into: bytearray | None = None,
                   at: int = 0) -> bytearray:
@@ -690,8 +701,10 @@ class S3Store(Store):
         return True
 
     def read_note(self, function: str) -> bytes | None:
+        # At most NOTE_MAX bytes: an object there saying it is 2**62 bytes long (anyone who
+        # can write to the bucket can put one) raised MemoryError into the call
         name = self._dir(function) + NOTE
-        got = self._bucket.get(name)
+        got = self._bucket.get(name, 0, NOTE_MAX)
         return None if got is None else bytes(self._bucket.read_body(name, got))
 
     def write_note(self, function: str, note: bytes) -> None:
@@ -794,7 +807,7 @@ class _Lease(KeyLock):
         """The lease's ETag if the object now there was written by the holding of ``token``
         (a write whose reply was lost), else ""."""
         bucket = self.store._bucket
-        got = bucket.get(self.name)
+        got = bucket.get(self.name, 0, LEASE_MAX)  # (at most: see ``read_note``)
         if got is None:
             return ""
         body = bytes(bucket.read_body(self.name, got))
