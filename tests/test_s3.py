@@ -926,7 +926,12 @@ def test_frozen_server_times_out_within_the_timeout(own_server: Callable[[], S3S
 
 
 @pytest.mark.parametrize(("code", "kind", "match"), [
-    ("AccessDenied", PermissionError, "AccessDenied"),
+    ("AccessDenied", PermissionError, "AccessDenied.*s3:PutObject"),
+    # refused credentials say what to do (before: the server's words alone)
+    ("InvalidAccessKeyId", PermissionError, "InvalidAccessKeyId.*AWS_ACCESS_KEY_ID"),
+    ("SignatureDoesNotMatch", PermissionError, "secret key.*AWS_SECRET_ACCESS_KEY"),
+    ("ExpiredToken", PermissionError, "expired: renew them"),
+    ("InvalidToken", PermissionError, "AWS_SESSION_TOKEN"),  # (before: OSError EIO)
     ("SlowDown", OSError, "slow down"),
     ("NoSuchBucket", FileNotFoundError, "never creates buckets"),
     ("PreconditionFailed", FileExistsError, "PreconditionFailed"),

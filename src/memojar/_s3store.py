@@ -108,6 +108,26 @@ _OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
 _BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's rule (AWS's is stricter)
 
 
+# What to do about credentials the server refused, by its error code: the refusal alone
+# ("InvalidAccessKeyId ...") does not say where the credentials came from.
+_WHERE = ("they come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else AWS_PROFILE and "
+          "~/.aws, else the instance's or container's role")
+_CREDENTIAL_ADVICE = {
+    "InvalidAccessKeyId": f"the server knows no such access key: check the credentials; {_WHERE}",
+    "SignatureDoesNotMatch": "the secret key does not match the access key (or a proxy "
+                             f"changes the request): check the credentials; {_WHERE}",
+    "ExpiredToken": "the session's credentials have expired: renew them (aws sso login, or "
+                    "new temporary keys), or unset an old AWS_SESSION_TOKEN",
+    "InvalidToken": "the session token is not valid: renew the credentials, or unset an "
+                    "old AWS_SESSION_TOKEN",
+    "TokenRefreshRequired": "the session's credentials must be renewed (aws sso login, or "
+                            "new temporary keys)",
+}
+_ACCESS_ADVICE = ("these credentials may not do this: the cache needs s3:GetObject, "
+                  "s3:PutObject, s3:DeleteObject and s3:ListBucket under its prefix, "
+                  "s3:AbortMultipartUpload and s3:ListBucketMultipartUploads for prune")
+
+
 class _Listed(NamedTuple):
     name: str  # the object's full name in the bucket
     size: int
@@ -207,9 +227,11 @@ class _Bucket:
                 raise FileNotFoundError(
                     errno.ENOENT, f"{message} (memojar never creates buckets: create it)"
                 ) from exc
-            if code in ("AccessDenied", "403", "InvalidAccessKeyId",
-                        "SignatureDoesNotMatch", "ExpiredToken"):
-                raise PermissionError(errno.EACCES, message) from exc
+            advice = _CREDENTIAL_ADVICE.get(code)
+            if advice is not None:
+                raise PermissionError(errno.EACCES, f"{message} ({advice})") from exc
+            if code in ("AccessDenied", "403"):
+                raise PermissionError(errno.EACCES, f"{message} ({_ACCESS_ADVICE})") from exc
             if status in (301, 302, 307, 308):  # (a proxy's; S3's names the region)
                 raise OSError(errno.EIO, f"{doing} {where}: the server answered with a "
                               f"redirect ({status}), not with S3's answer: is the "
