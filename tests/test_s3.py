@@ -1789,3 +1789,32 @@ def test_a_sweep_note_said_larger_than_memory_costs_nothing(s3_env: None) -> Non
         assert calls == [1]
     finally:
         server.stop()
+
+
+def test_prune_leaves_a_stale_lease_taken_over_after_it_was_listed(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prune`` removes leases nobody renewed for an hour; a waiter takes such a lease over
+    at once (a write conditional on its ETag). Old: the listed stale leases were removed
+    in one unconditional batch, the new holder's too if it took the lease over meanwhile (a
+    third caller then computed the key as well, and the holder's write was refused as if
+    its lease were lost). Now each removal is conditional on the ETag listed."""
+    bucket, prefix = split(s3_location)
+    cache = Cache(s3_location, secret=SECRET)
+    name = f"{prefix}/f/{k(5)}.lease"
+    client.put_object(Bucket=bucket, Key=name, Body=b"old holder")
+    # an hour later, as cleanup sees it (ages are whole seconds: 0 just after a write)
+    monkeypatch.setattr(_s3store, "ORPHAN_AGE", -1.0)
+    monkeypatch.setattr(_s3store, "LEASE_STALE", -1.0)
+    uploads = _Bucket.uploads
+
+    def taken_over_meanwhile(self: _Bucket, *args: Any) -> Any:  # (after leases are listed)
+        client.put_object(Bucket=bucket, Key=name, Body=b"new holder")
+        return uploads(self, *args)
+
+    monkeypatch.setattr(_Bucket, "uploads", taken_over_meanwhile)
+    cache.prune()
+    assert client.get_object(Bucket=bucket, Key=name)["Body"].read() == b"new holder"
+    monkeypatch.setattr(_Bucket, "uploads", uploads)
+    cache.prune()  # not taken over this time: removed
+    assert name not in objects(client, s3_location)
+    cache.close()

@@ -133,6 +133,7 @@ class _Listed(NamedTuple):
     size: int
     modified: float  # seconds since the epoch
     age: float  # seconds since it was modified, by the server's clock (its listing's Date)
+    etag: str = ""
 
 
 class _Got(NamedTuple):
@@ -572,7 +573,8 @@ class _Bucket:
                 now = _server_now(page)
                 for obj in page.get("Contents", []):
                     modified = obj["LastModified"].timestamp()
-                    yield _Listed(obj["Key"], int(obj["Size"]), modified, now - modified)
+                    yield _Listed(obj["Key"], int(obj["Size"]), modified, now - modified,
+                                  str(obj.get("ETag", "")))
 
     def uploads(self, prefix: str) -> Iterator[tuple[str, str, float]]:
         """Unfinished multipart uploads under ``prefix``: (name, upload id, age by the
@@ -785,10 +787,27 @@ class S3Store(Store):
                 self._renewer.attempt(functools.partial(self._bucket.abort, name, upload_id),
                                       LEFTOVER_RETRY)
                 aborted += 1
-        stale = [o.name for o in leases if o.age > max(ORPHAN_AGE, LEASE_STALE)]
-        if stale:
-            self._bucket.delete_many(stale)
+        for lease in leases:
+            if lease.age > max(ORPHAN_AGE, LEASE_STALE):
+                self._drop_stale(lease)
         return aborted
+
+    def _drop_stale(self, lease: _Listed) -> None:
+        """Remove a lease nobody renewed for an hour, unless it changed since it was
+        listed: a waiter takes such a lease over at once (``LEASE_STALE``), and removing
+        the new holder's (before: unconditionally, in a batch) let a third caller compute
+        the key too, and the holder's write be refused as if its lease were lost."""
+        try:
+            self._bucket.delete(lease.name, if_match=lease.etag or None)
+        except (FileNotFoundError, FileExistsError):
+            pass  # gone, or taken over since listed
+        except (ConnectionError, TimeoutError):
+            raise
+        except OSError as exc:  # a server without conditional deletes (see ``_delete_if``)
+            logger.debug("conditional removal of %s refused (%s)", lease.name, exc)
+            got = self._bucket.head(lease.name)
+            if got is not None and got.etag == lease.etag:
+                self._bucket.delete(lease.name)
 
     def close(self) -> None:
         self._renewer.stop()
