@@ -926,7 +926,12 @@ def test_frozen_server_times_out_within_the_timeout(own_server: Callable[[], S3S
 
 
 @pytest.mark.parametrize(("code", "kind", "match"), [
-    ("AccessDenied", PermissionError, "AccessDenied"),
+    ("AccessDenied", PermissionError, "AccessDenied.*s3:PutObject"),
+    # refused credentials say what to do (before: the server's words alone)
+    ("InvalidAccessKeyId", PermissionError, "InvalidAccessKeyId.*AWS_ACCESS_KEY_ID"),
+    ("SignatureDoesNotMatch", PermissionError, "secret key.*AWS_SECRET_ACCESS_KEY"),
+    ("ExpiredToken", PermissionError, "expired: renew them"),
+    ("InvalidToken", PermissionError, "AWS_SESSION_TOKEN"),  # (before: OSError EIO)
     ("SlowDown", OSError, "slow down"),
     ("NoSuchBucket", FileNotFoundError, "never creates buckets"),
     ("PreconditionFailed", FileExistsError, "PreconditionFailed"),
@@ -1020,7 +1025,9 @@ class _Trickling(_LocalServer):
     (a server, proxy or link that crawls), and answers everything else as S3 does when the
     bucket has nothing (honouring ``If-None-Match: *``)."""
 
-    def __init__(self, size: int, every: float, head: bytes = b"") -> None:
+    def __init__(self, size: int, every: float, head: bytes = b"", suffix: str = ".pkl",
+                 ) -> None:
+        """``suffix``: of the objects so sent (others: none there)."""
         stopped = self.stopped = threading.Event()
         created: set[str] = set()  # objects PUT: a conditional creation is honoured
         self.head = head
@@ -1038,10 +1045,13 @@ class _Trickling(_LocalServer):
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
-                if not self.path.split("?")[0].endswith(".pkl"):  # a listing: empty
+                if "?" in self.path:  # a listing: empty
                     self.answer(200, b'<?xml version="1.0" encoding="UTF-8"?>'
                                      b"<ListBucketResult><KeyCount>0</KeyCount>"
                                      b"<IsTruncated>false</IsTruncated></ListBucketResult>")
+                    return
+                if not self.path.endswith(suffix):
+                    self.answer(404, b"<Error><Code>NoSuchKey</Code></Error>")
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(size))
@@ -1578,4 +1588,233 @@ def test_an_interrupt_as_a_request_takes_a_pooled_connection_leaves_the_pool_usa
         monkeypatch.undo()
         for condition in cut:  # (the mutex the old code left held: let its waiters go)
             condition._lock.release()
+    cache.close()
+
+
+# A signal handler calling a cached S3 function (``HANDLER_CALL``: the same key or another)
+# while this thread is inside one of the store's own locks (``HOLD``).
+REENTERED = """
+import os, signal, sys, threading, time, warnings
+from memojar import Cache, MemojarWarning, _s3store
+
+warnings.simplefilter("ignore", MemojarWarning)  # no secret: entries not authenticated
+cache = Cache(sys.argv[1])
+inner = []
+
+
+@cache.cached
+def f(x):
+    return x + 1
+
+
+hold = sys.argv[2]
+signal.signal(signal.SIGUSR1, lambda signum, frame: inner.append(f(int(sys.argv[3]))))
+assert f(1) == 2  # connected: the client's pool holds a connection
+if hold == "pool":  # as urllib3 takes a connection from (or gives one back to) its pool
+    manager = cache.store._bucket.client._endpoint.http_session._manager
+    (pool,) = [manager.pools[key] for key in manager.pools.keys()]
+    with pool.pool.mutex:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)  # the handler runs here, on this thread
+elif hold == "breaker":  # as the store notes a fault; the handler's call faults too
+    breaker = cache.store._bucket._breaker
+    breaker._down = None  # (f(1) found no server: its fault is over)
+    with breaker._mutex:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)
+else:  # "renewal": as the holder renews its lease just before it writes the entry
+    put = _s3store._Lease._put
+    armed = [True]
+
+    def put_then_signal(self, **condition):
+        if condition.get("if_match") and armed and threading.current_thread() is \\
+                threading.main_thread():
+            armed.clear()
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.05)  # the handler runs here, inside the lease's lock
+        return put(self, **condition)
+
+    _s3store._Lease._put = put_then_signal
+    assert f(2) == 3
+print(inner)
+"""
+
+
+@pytest.mark.parametrize(("hold", "key"), [("pool", 100), ("renewal", 2), ("breaker", 100)])
+def test_a_signal_handler_calling_the_function_inside_the_stores_locks_does_not_hang(
+        s3_location: str, hold: str, key: int) -> None:
+    """A signal handler (SIGALRM's, a profiler's) may call a cached function while its
+    thread is anywhere in memojar, the S3 store's own locks included. Before, two of them
+    were plain locks, and the handler's call waited on its own thread for ever:
+    the mutex of the connection pool's queue (``_PoolQueue``: a handler calling a cached S3
+    function every 3 ms from ``setitimer`` hung the process within 15 s, in 2 runs of 3), and
+    the lease's own lock, held while the holder renews it just before the entry's write:
+    a handler calling the function with the key being stored (computed at once, as a
+    function calling itself) renewed that lease too before its own write; and the mutex of
+    the store's ``Breaker`` (shared with Redis), held while it notes a fault, where a
+    handler whose own call faulted (no server) noted it too."""
+    from conftest import run_python
+
+    if hold == "breaker":  # a server that is not there: every request faults
+        s3_location = (s3_location.split("?")[0]
+                       + f"?endpoint_url=http://127.0.0.1:{free_port()}&timeout=1")
+
+    try:
+        out = run_python(REENTERED, s3_location, hold, str(key), timeout=HANG)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the handler's call inside the store's lock ({hold}) hung")
+    assert out.split() == [f"[{key + 1}]"]
+
+
+def test_prune_leaves_objects_named_like_entries_that_memojar_did_not_write(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket's prefix is often shared: another tool's pickles keyed by an MD5 (32 hex
+    digits, ``.pkl``), a folder's level below the prefix, are named as memojar names its
+    entries. ``prune`` read their first bytes, found no entry there, and removed them as
+    unreadable entries. It now removes only what begins as an entry does (this format's,
+    an older or a damaged one of memojar's), and leaves the rest, as it leaves every other
+    object it did not write."""
+    import pickle
+
+    bucket, prefix = split(s3_location)
+    cache = Cache(s3_location, secret=SECRET)
+
+    @cache.cached
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(2) == 4
+    theirs = {f"{prefix}/results/{k(1)}.pkl": pickle.dumps({"rows": [1, 2]}),
+              f"{prefix}/results/{k(2)}.pkl": b"user data"}
+    old_format = f"{prefix}/results/{k(3)}.pkl"  # memojar's format 1 to 3: the magic first
+    for name, body in [*theirs.items(), (old_format, _entry.MAGIC + b"\0" * 200)]:
+        client.put_object(Bucket=bucket, Key=name, Body=body)
+    monkeypatch.setattr(_s3store, "ORPHAN_AGE", 0.0)  # an hour later, as cleanup sees it
+    assert cache.prune() == 1  # the old format's, not theirs
+    left = objects(client, s3_location)
+    assert set(theirs) <= set(left) and old_format not in left
+    assert double(2) == 4 and double.cache_info().hits == 1  # the fresh entry kept
+    cache.close()
+
+
+def test_an_entry_shorter_than_an_old_formats_prefix_is_unreadable_not_a_crash(
+        s3_location: str, client: Any) -> None:
+    """An object at an entry's name of fewer than 16 bytes beginning with memojar's magic
+    (an entry of formats 1 to 3 cut short, on any store) made ``entries()``, ``prune()``
+    (and ``memojar ls``, ``info`` and ``prune``) raise ``struct.error``: the header's
+    reader took its old-format prefix without looking at its length. Now it is an
+    unreadable entry, listed as such and pruned."""
+    bucket, prefix = split(s3_location)
+    cache = Cache(s3_location, secret=SECRET)
+
+    @cache.cached
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(2) == 4
+    client.put_object(Bucket=bucket, Key=f"{prefix}/results/{k(4)}.pkl",
+                      Body=_entry.MAGIC + b"\x01\x00")
+    assert [e.key for e in cache.entries()] == [double.cache_key(2)]
+    assert cache.prune() == 1
+    assert double(2) == 4 and double.cache_info().hits == 1
+    cache.close()
+
+
+class _Redirecting(_LocalServer):
+    """An HTTP server on loopback that answers every request with a redirect elsewhere,
+    as a proxy sending ``http://`` to ``https://`` does (no S3 error, no bucket region)."""
+
+    def __init__(self, status: int) -> None:
+        seen = self.seen = []  # the method of every request
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self) -> None:
+                seen.append(self.command)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b"<html><body>Moved</body></html>"
+                self.send_response(status)
+                self.send_header("Location", f"https://cache.invalid{self.path}")
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.serve(Handler)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_an_endpoint_that_redirects_costs_a_warning_naming_it_not_the_result(
+        s3_env: None, status: int) -> None:
+    """An ``endpoint_url`` whose every answer is a redirect (``http://`` behind a proxy
+    that sends it to ``https://``) made every call raise ``RecursionError``, after 81
+    requests: botocore's region redirector, finding no bucket region in the answer, asks
+    the bucket's with a HeadBucket, whose redirect it follows the same way, and so on. The
+    call now returns its value with a warning that names the redirect and the URL to check,
+    each call a few requests."""
+    server = _Redirecting(status)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=5", secret=SECRET)
+        double, calls = counted(cache)
+        with pytest.warns(MemojarWarning, match=rf"redirect \({status}\).*endpoint_url"):
+            assert double(1) == 2
+            assert double(2) == 4
+        assert calls == [1, 2]
+        assert len(server.seen) <= 30, server.seen  # (before: 81 for the first call alone)
+        with pytest.raises(OSError, match=f"redirect.*{status}"):
+            cache.clear()
+    finally:
+        server.stop()
+
+
+def test_a_sweep_note_said_larger_than_memory_costs_nothing(s3_env: None) -> None:
+    """Anyone who can write to the bucket can put an object at a function's sweep note
+    (``<function>/.swept``) saying it is 2**62 bytes long (so can a server ignoring the
+    Range of a read). Old: the note's buffer raised MemoryError into the first call that
+    stored (its result lost). The note is read as far as a note goes (64 KiB), the rest
+    never."""
+    server = _Trickling(1 << 62, every=0.001, suffix=_s3store.NOTE)
+    try:
+        cache = Cache(f"s3://bucket/p?endpoint_url={server.endpoint}&timeout=1",
+                      secret=SECRET)
+        double, calls = counted(cache)
+        assert double(1) == 2
+        assert calls == [1]
+    finally:
+        server.stop()
+
+
+def test_prune_leaves_a_stale_lease_taken_over_after_it_was_listed(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prune`` removes leases nobody renewed for an hour; a waiter takes such a lease over
+    at once (a write conditional on its ETag). Old: the listed stale leases were removed
+    in one unconditional batch, the new holder's too if it took the lease over meanwhile (a
+    third caller then computed the key as well, and the holder's write was refused as if
+    its lease were lost). Now each removal is conditional on the ETag listed."""
+    bucket, prefix = split(s3_location)
+    cache = Cache(s3_location, secret=SECRET)
+    name = f"{prefix}/f/{k(5)}.lease"
+    client.put_object(Bucket=bucket, Key=name, Body=b"old holder")
+    # an hour later, as cleanup sees it (ages are whole seconds: 0 just after a write)
+    monkeypatch.setattr(_s3store, "ORPHAN_AGE", -1.0)
+    monkeypatch.setattr(_s3store, "LEASE_STALE", -1.0)
+    uploads = _Bucket.uploads
+
+    def taken_over_meanwhile(self: _Bucket, *args: Any) -> Any:  # (after leases are listed)
+        client.put_object(Bucket=bucket, Key=name, Body=b"new holder")
+        return uploads(self, *args)
+
+    monkeypatch.setattr(_Bucket, "uploads", taken_over_meanwhile)
+    cache.prune()
+    assert client.get_object(Bucket=bucket, Key=name)["Body"].read() == b"new holder"
+    monkeypatch.setattr(_Bucket, "uploads", uploads)
+    cache.prune()  # not taken over this time: removed
+    assert name not in objects(client, s3_location)
     cache.close()

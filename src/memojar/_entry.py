@@ -553,6 +553,8 @@ def _refused(view: memoryview) -> str:
 
 def _not_an_entry(view: memoryview) -> str:
     if view[:4] == MAGIC:  # formats 1 to 3: the header bare at offset 0
+        if len(view) < _PREFIX.size:  # (before: struct.error, out of prune, ls, entries)
+            return "a truncated entry of an older format"
         return f"entry format {_PREFIX.unpack_from(view)[1]}, expected {FORMAT_VERSION}"
     return "not a memojar entry"
 
@@ -596,6 +598,13 @@ def load(payload: memoryview, buffers: list[memoryview]) -> Any:
         return pickle.loads(payload, buffers=buffers)
     except Exception as exc:  # any failure to rebuild the value is a miss
         raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
+
+
+def written_as_an_entry(head: bytes) -> bool:
+    """Whether ``head`` (an object's first bytes) begins as memojar begins its entries, in
+    any format (this one's and later: the lead, then the magic; formats 1 to 3: the magic):
+    what does not was written by someone else, whatever its name."""
+    return head[:4] == MAGIC or (head[:3] == _OPEN and head[_LEAD.size : FORMAT_AT] == MAGIC)
 
 
 def newer_format(head: bytes) -> int | None:

@@ -63,6 +63,7 @@ import botocore.loaders
 import botocore.session
 import urllib3.exceptions
 
+from ._entry import written_as_an_entry
 from ._errors import logger, warn
 from ._filestore import function_dir
 from ._location import positive, redact
@@ -83,6 +84,8 @@ from ._store import (
 SUFFIX = ".pkl"  # of an entry's object name
 LEASE_SUFFIX = ".lease"
 NOTE = ".swept"
+NOTE_MAX = 64 << 10  # bytes of a note read (one is 64 lines of about 50 bytes at most)
+LEASE_MAX = 1 << 10  # bytes of a lease read (its holding's token, a nonce and a pid)
 DEFAULT_TIMEOUT = 5.0  # seconds: no request waits longer than this for the server
 DEFAULT_MULTIPART_THRESHOLD = 16 << 20  # entries above this go up as a multipart upload
 PART_SIZE = 8 << 20  # bytes a part (S3's minimum is 5 MiB, except the last part)
@@ -105,11 +108,32 @@ _OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
 _BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's rule (AWS's is stricter)
 
 
+# What to do about credentials the server refused, by its error code: the refusal alone
+# ("InvalidAccessKeyId ...") does not say where the credentials came from.
+_WHERE = ("they come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else AWS_PROFILE and "
+          "~/.aws, else the instance's or container's role")
+_CREDENTIAL_ADVICE = {
+    "InvalidAccessKeyId": f"the server knows no such access key: check the credentials; {_WHERE}",
+    "SignatureDoesNotMatch": "the secret key does not match the access key (or a proxy "
+                             f"changes the request): check the credentials; {_WHERE}",
+    "ExpiredToken": "the session's credentials have expired: renew them (aws sso login, or "
+                    "new temporary keys), or unset an old AWS_SESSION_TOKEN",
+    "InvalidToken": "the session token is not valid: renew the credentials, or unset an "
+                    "old AWS_SESSION_TOKEN",
+    "TokenRefreshRequired": "the session's credentials must be renewed (aws sso login, or "
+                            "new temporary keys)",
+}
+_ACCESS_ADVICE = ("these credentials may not do this: the cache needs s3:GetObject, "
+                  "s3:PutObject, s3:DeleteObject and s3:ListBucket under its prefix, "
+                  "s3:AbortMultipartUpload and s3:ListBucketMultipartUploads for prune")
+
+
 class _Listed(NamedTuple):
     name: str  # the object's full name in the bucket
     size: int
     modified: float  # seconds since the epoch
     age: float  # seconds since it was modified, by the server's clock (its listing's Date)
+    etag: str = ""
 
 
 class _Got(NamedTuple):
@@ -204,9 +228,15 @@ class _Bucket:
                 raise FileNotFoundError(
                     errno.ENOENT, f"{message} (memojar never creates buckets: create it)"
                 ) from exc
-            if code in ("AccessDenied", "403", "InvalidAccessKeyId",
-                        "SignatureDoesNotMatch", "ExpiredToken"):
-                raise PermissionError(errno.EACCES, message) from exc
+            advice = _CREDENTIAL_ADVICE.get(code)
+            if advice is not None:
+                raise PermissionError(errno.EACCES, f"{message} ({advice})") from exc
+            if code in ("AccessDenied", "403"):
+                raise PermissionError(errno.EACCES, f"{message} ({_ACCESS_ADVICE})") from exc
+            if status in (301, 302, 307, 308):  # (a proxy's; S3's names the region)
+                raise OSError(errno.EIO, f"{doing} {where}: the server answered with a "
+                              f"redirect ({status}), not with S3's answer: is the "
+                              "endpoint_url right (https://?), and the region?") from exc
             if code in ("SlowDown", "503", "ServiceUnavailable", "RequestTimeout"):
                 raise OSError(errno.EAGAIN, f"{message} (the server asks to slow down)") from exc
             raise OSError(errno.EIO, message) from exc
@@ -264,8 +294,17 @@ class _Bucket:
                 response = self.client.get_object(**kwargs)
         except FileNotFoundError:
             return None
-        return _Got(response["Body"], _length(response), response.get("ETag", ""),
-                    _age(response))
+        got = _Got(response["Body"], _length(response), response.get("ETag", ""),
+                   _age(response))
+        if end is not None and got.size > end - start:
+            # The whole object (a server ignoring Range), perhaps saying it is 2**62 bytes
+            # long: read as far as asked (from its start), never all of it into memory
+            if start == 0:
+                return got._replace(size=end)
+            got.body.close()
+            raise OSError(errno.EIO, f"reading s3://{self.bucket}/{name}: bytes {start} to "
+                          f"{end} asked, {got.size:,} said (the server ignores Range)")
+        return got
 
     def read_body(self, name: str, got: _Got, into: bytearray | None = None,
                   at: int = 0) -> bytearray:
@@ -534,7 +573,8 @@ class _Bucket:
                 now = _server_now(page)
                 for obj in page.get("Contents", []):
                     modified = obj["LastModified"].timestamp()
-                    yield _Listed(obj["Key"], int(obj["Size"]), modified, now - modified)
+                    yield _Listed(obj["Key"], int(obj["Size"]), modified, now - modified,
+                                  str(obj.get("ETag", "")))
 
     def uploads(self, prefix: str) -> Iterator[tuple[str, str, float]]:
         """Unfinished multipart uploads under ``prefix``: (name, upload id, age by the
@@ -685,8 +725,10 @@ class S3Store(Store):
         return True
 
     def read_note(self, function: str) -> bytes | None:
+        # At most NOTE_MAX bytes: an object there saying it is 2**62 bytes long (anyone who
+        # can write to the bucket can put one) raised MemoryError into the call
         name = self._dir(function) + NOTE
-        got = self._bucket.get(name)
+        got = self._bucket.get(name, 0, NOTE_MAX)
         return None if got is None else bytes(self._bucket.read_body(name, got))
 
     def write_note(self, function: str, note: bytes) -> None:
@@ -709,6 +751,11 @@ class S3Store(Store):
         return None if got is None else bytes(self._bucket.read_body(name, got))
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        # An object named like an entry whose first bytes, read (``prune``'s scan), are not
+        # an entry's is someone else's (a pickle of another tool keyed by an MD5, a user's
+        # file) in a prefix a bucket shares: left alone. (Before, ``prune`` removed it as
+        # an unreadable entry.) ``clear`` and ``max_size`` go by names alone.
+        entries = [e for e in entries if not e.head or written_as_an_entry(e.head)]
         # S3 does not say whether a deleted object existed: count what a listing still
         # shows (one paginated listing per function, not a request per entry)
         names = {self._object(e) for e in entries}
@@ -740,10 +787,27 @@ class S3Store(Store):
                 self._renewer.attempt(functools.partial(self._bucket.abort, name, upload_id),
                                       LEFTOVER_RETRY)
                 aborted += 1
-        stale = [o.name for o in leases if o.age > max(ORPHAN_AGE, LEASE_STALE)]
-        if stale:
-            self._bucket.delete_many(stale)
+        for lease in leases:
+            if lease.age > max(ORPHAN_AGE, LEASE_STALE):
+                self._drop_stale(lease)
         return aborted
+
+    def _drop_stale(self, lease: _Listed) -> None:
+        """Remove a lease nobody renewed for an hour, unless it changed since it was
+        listed: a waiter takes such a lease over at once (``LEASE_STALE``), and removing
+        the new holder's (before: unconditionally, in a batch) let a third caller compute
+        the key too, and the holder's write be refused as if its lease were lost."""
+        try:
+            self._bucket.delete(lease.name, if_match=lease.etag or None)
+        except (FileNotFoundError, FileExistsError):
+            pass  # gone, or taken over since listed
+        except (ConnectionError, TimeoutError):
+            raise
+        except OSError as exc:  # a server without conditional deletes (see ``_delete_if``)
+            logger.debug("conditional removal of %s refused (%s)", lease.name, exc)
+            got = self._bucket.head(lease.name)
+            if got is not None and got.etag == lease.etag:
+                self._bucket.delete(lease.name)
 
     def close(self) -> None:
         self._renewer.stop()
@@ -765,7 +829,12 @@ class _Lease(KeyLock):
         # it was and whatever was refused since (see ``_ours``).
         self._token = ""
         self._ending = False  # released (perhaps cut short): no more renewals
-        self._lock = threading.Lock()  # between the holder's thread and the renewer
+        # Between the holder's thread and the renewer. Reentrant: the holder renews under it
+        # just before it writes the entry, and a signal handler calling the function with
+        # that key there (computed at once, as a function calling itself) renews it before
+        # its own write (a plain lock: waited on its own thread for ever). Such a renewal
+        # inside another finds the lease still this holding's by its token (``_ours``).
+        self._lock = threading.RLock()
         self._seen, self._since = "", 0.0  # the lease's ETag as first seen, and when
         self._delay, self._next_try = LEASE_POLL_MIN, 0.0  # backoff (monotonic)
         self._released = 0  # the store's count of releases when this lease last looked
@@ -779,7 +848,7 @@ class _Lease(KeyLock):
         """The lease's ETag if the object now there was written by the holding of ``token``
         (a write whose reply was lost), else ""."""
         bucket = self.store._bucket
-        got = bucket.get(self.name)
+        got = bucket.get(self.name, 0, LEASE_MAX)  # (at most: see ``read_note``)
         if got is None:
             return ""
         body = bytes(bucket.read_body(self.name, got))
@@ -938,7 +1007,7 @@ class _Lease(KeyLock):
         """In a forked child (``Renewer``): the parent's lease is not this process's, so
         the child's release leaves it alone; ``_lock`` is new (the parent's renewer may
         have held it at the fork)."""
-        self._lock, self.etag, self._token = threading.Lock(), "", ""
+        self._lock, self.etag, self._token = threading.RLock(), "", ""
 
     def renew(self) -> bool:
         """Extend the lease; False if it is no longer ours (it expired and was taken).
@@ -994,24 +1063,28 @@ class _PoolQueue(queue.LifoQueue[Any]):
     KeyboardInterrupt there left the mutex held for good, and every later request of the
     client (this process's next call, the renewer's renewals) blocked on it: a hang (a
     SIGINT loop on ``get`` and ``put`` alone leaves it held at about one interrupt in
-    four, on 3.10 and 3.11). A ``with`` on the C lock itself acquires and enters at once;
-    an interrupt after that loses at most a connection (the pool makes a new one)."""
+    four, on 3.10 and 3.11). Nor may they take the mutex at all: a signal handler calling
+    a cached S3 function while its thread was inside it (between the C acquire and the
+    release) took it again for its own request, and waited on its own thread for ever
+    (``setitimer`` every 3 ms calling one: hung within 15 s in 2 runs of 3). They take no
+    lock: the deque's ``pop`` and ``append`` are single C calls, whole for threads and
+    signal handlers alike; two threads putting back at once may keep one connection more
+    than ``maxsize``, closed with the pool."""
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if block:
             return super().get(block, timeout)
-        with self.mutex:
-            if not self.queue:
-                raise queue.Empty
+        try:
             return self.queue.pop()
+        except IndexError:
+            raise queue.Empty from None
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if block:
             return super().put(item, block, timeout)
-        with self.mutex:
-            if 0 < self.maxsize <= len(self.queue):
-                raise queue.Full
-            self.queue.append(item)
+        if 0 < self.maxsize <= len(self.queue):
+            raise queue.Full
+        self.queue.append(item)
 
 
 @functools.lru_cache(maxsize=8)
@@ -1056,6 +1129,13 @@ def _client(options: dict[str, str], timeout: float) -> Any:
 
         client.meta.events.unregister("before-call.s3", expect)
         client.meta.events.register("before-call.s3", expect_for_parts)
+    # botocore's region redirector follows an answer that redirects (a bucket in another
+    # region) to the region the answer names, or else a HeadBucket names; memojar sends no
+    # HeadBucket, so one is that look, whose own redirect is not followed: behind a proxy
+    # redirecting every request (``http://`` to ``https://``), it asked again and again
+    # until a RecursionError (81 requests) ended the call. The redirect is then an error
+    # that says so (``_errors``).
+    client.meta.events.register("before-call.s3.HeadBucket", _no_redirect)
     # Its pools' queues safe from interrupts (``_PoolQueue``): botocore's session keeps the
     # classes its pool managers make pools of (proxies' too) in a dict of its own.
     classes = getattr(getattr(client._endpoint, "http_session", None),
@@ -1065,6 +1145,13 @@ def _client(options: dict[str, str], timeout: float) -> Any:
             if isinstance(pool, type):
                 classes[scheme] = _safe_pool(pool)
     return client
+
+
+def _no_redirect(context: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """A request botocore's region redirector does not redirect (``_client``)."""
+    redirect = (context or {}).get("s3_redirect")
+    if isinstance(redirect, dict):
+        redirect["redirected"] = True
 
 
 def _parse(location: str) -> tuple[str, str, dict[str, str]]:

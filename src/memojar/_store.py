@@ -577,7 +577,10 @@ class Breaker:
         self._until = 0.0  # without a probe: down until then (monotonic)
         self._prober: threading.Thread | None = None
         self._pid = os.getpid()
-        self._mutex = threading.Lock()  # guards _down, _prober
+        # guards _down, _prober. Reentrant: a signal handler calling a cached function
+        # while this thread notes a fault, whose own call faults too, notes it inside
+        # (a plain lock: waited on its own thread for ever); at worst two probers run.
+        self._mutex = threading.RLock()
         self._closed = threading.Event()
 
     @property
@@ -630,7 +633,7 @@ class Breaker:
     def _forked(self) -> None:
         """In a forked child: no prober thread, and a mutex its parent may have held."""
         if self._pid != os.getpid():
-            self._pid, self._mutex, self._prober = os.getpid(), threading.Lock(), None
+            self._pid, self._mutex, self._prober = os.getpid(), threading.RLock(), None
 
     def _start_prober(self) -> None:  # under _mutex
         if self._prober is None:
