@@ -577,7 +577,13 @@ class Breaker:
         self._until = 0.0  # without a probe: down until then (monotonic)
         self._prober: threading.Thread | None = None
         self._pid = os.getpid()
-        self._mutex = threading.Lock()  # guards _down, _prober
+        # Guards _down, _prober. Reentrant: ``trip`` starts the prober under it, and
+        # ``Thread.start`` waits for the thread to run, where a signal handler in this thread
+        # may call a cached function of the same store: its ``check`` (the server is down)
+        # took the mutex again, and a plain lock hung there for good (a timer's handler,
+        # ``tests/test_remote_interrupts.py::test_a_signal_handler_*_while_the_prober_starts``).
+        # At worst two probers run.
+        self._mutex = threading.RLock()
         self._closed = threading.Event()
 
     @property
@@ -630,7 +636,7 @@ class Breaker:
     def _forked(self) -> None:
         """In a forked child: no prober thread, and a mutex its parent may have held."""
         if self._pid != os.getpid():
-            self._pid, self._mutex, self._prober = os.getpid(), threading.Lock(), None
+            self._pid, self._mutex, self._prober = os.getpid(), threading.RLock(), None
 
     def _start_prober(self) -> None:  # under _mutex
         if self._prober is None:
