@@ -869,13 +869,13 @@ class _Memo:
                 if taken:
                     try:
                         # its holder, noted for waiters (``_waits.let_go``, inline)
-                        if len(taken) > 1 and _HOLDER.get(here) == taken[1]:
+                        if len(taken) > 1 and _HOLDER.get(here) is taken:
                             del _HOLDER[here]
                         taken[0].release()  # a lock not held (a timeout): nothing to do
                     except BaseException:  # interrupted inside: once more (idempotent)
                         taken[0].release()
                         if len(taken) > 1:  # released first: never left held for this
-                            _waits.let_go(here, taken[1])
+                            _waits.let_go(here, taken)
                         raise
             finally:
                 if mark is None:
@@ -937,18 +937,18 @@ class _Memo:
                     if self.store.remote:  # given back even if cancelled meanwhile
                         try:
                             if len(taken) > 1:  # its holder, noted for waiters (``_waits``)
-                                _waits.let_go(here, taken[1])
+                                _waits.let_go(here, taken)
                         finally:
                             await run(taken[0].release, finish=True)
                     else:
                         try:
                             if len(taken) > 1:  # as in ``compute``
-                                _waits.let_go(here, taken[1])
+                                _waits.let_go(here, taken)
                             taken[0].release()  # a lock not held (a timeout): nothing to do
                         except BaseException:  # interrupted inside: once more (idempotent)
                             taken[0].release()
                             if len(taken) > 1:
-                                _waits.let_go(here, taken[1])
+                                _waits.let_go(here, taken)
                             raise
             finally:
                 _held.set(held)
@@ -993,18 +993,23 @@ class _Memo:
             # The usual case first, one try: the key is free, and no deadline is computed.
             if lock.acquire(False):
                 if taken is not None:  # noted held (before: an interrupt leaves no note)
-                    taken.append(who := _waits.owner())
-                    _HOLDER[here] = who  # ``_waits.hold``, inline (a frame less a miss)
+                    taken.append(_waits.owner())
+                    _HOLDER[here] = taken  # ``_waits.hold``, inline (a frame less a miss)
                 return MISSING
             # Held by another caller: wait (from a pause: that try was made), and with
             # ``read`` look for its value before each later try, so that once it is stored
             # every waiter reads it at once, none taking the lock in turn to read it.
             who = _waits.owner()
             before = _waits.waits_for(who)
+            ends: list[Callable[[], None]] = []  # of the notes of this wait for other processes
             try:
                 cycle = _waits.wait(here, who)
                 if cycle is not None:
                     self._cycle(key, cycle, then)
+                    return MISSING
+                cycle = self._cycle_across(lock, here, who, ends)
+                if cycle is not None:
+                    self._cycle(key, cycle, then, "another process")
                     return MISSING
                 found: list[Any] = []
                 if lock.acquire_within(self.lock_timeout, True,
@@ -1012,10 +1017,14 @@ class _Memo:
                                                          time.monotonic()) if read else None):
                     if taken is not None:
                         taken.append(who)
-                        _waits.hold(here, who)
+                        _waits.hold(here, taken)
                     return MISSING
             finally:
-                _waits.done(who, before)
+                try:
+                    for end in ends:
+                        end()
+                finally:
+                    _waits.done(who, before)
             if found:
                 return found[0]
         except OSError as exc:
@@ -1061,16 +1070,21 @@ class _Memo:
             who = _waits.owner()  # the task (``run`` may call the store in a thread)
             if await run(lock.acquire, False, undo=lock.release):
                 taken.append(who)  # noted held, as in ``_lock``
-                _waits.hold(here, who)
+                _waits.hold(here, taken)
                 return MISSING
             found: list[Any] = []  # as ``_lock``: the holder's value, read while waiting
             look = (functools.partial(self._look, key, found, time.monotonic()) if read
                     else None)
             before = _waits.waits_for(who)  # as in ``_lock``
+            ends: list[Callable[[], None]] = []
             try:
                 cycle = _waits.wait(here, who)
                 if cycle is not None:
                     self._cycle(key, cycle, _COMPUTING_HERE)
+                    return MISSING
+                cycle = self._cycle_across(lock, here, who, ends)
+                if cycle is not None:
+                    self._cycle(key, cycle, _COMPUTING_HERE, "another process")
                     return MISSING
                 while True:
                     if time.monotonic() >= deadline:
@@ -1082,10 +1096,14 @@ class _Memo:
                         return found[0]
                     if got:
                         taken.append(who)
-                        _waits.hold(here, who)
+                        _waits.hold(here, taken)
                         return MISSING
             finally:
-                _waits.done(who, before)
+                try:
+                    for end in ends:
+                        end()
+                finally:
+                    _waits.done(who, before)
         except OSError as exc:
             if lock is not None and not self.store.remote:
                 lock.release()
@@ -1116,17 +1134,38 @@ class _Memo:
             f"lock file held by another program, keeps the key locked.{likely}"
         )
 
-    def _cycle(self, key: str, cycle: list[tuple[str, str, str]], then: str) -> None:
+    def _cycle(self, key: str, cycle: list[tuple[str, str, str]], then: str,
+               by: str = "another thread or task of this process") -> None:
         """The wait for ``key`` would close a lock-order cycle (``cycle``: the locks
         waited for along it, the first ``key``'s, the last one this caller holds)."""
         chain = "".join(f", which waits for {name} {k}" for _, name, k in cycle[1:-1])
         _, name, k = cycle[-1]
         warn(
-            f"{self.name} {key} in {self.store.location} is being computed by another "
-            f"thread or task of this process{chain}, which waits for {name} {k}: a "
-            f"computation this caller is in. A lock-order cycle ({self.name} and {name} "
-            f"call each other): waiting would last lock_timeout; {then}."
+            f"{self.name} {key} in {self.store.location} is being computed by {by}"
+            f"{chain}, which waits for {name} {k}: a computation this caller is in. A "
+            f"lock-order cycle ({self.name} and {name} call each other): waiting would "
+            f"last lock_timeout; {then}."
         )
+
+    @staticmethod
+    def _cycle_across(lock: Any, here: tuple[str, str, str], who: Any,
+                      ends: list[Callable[[], None]]) -> list[tuple[str, str, str]] | None:
+        """Before a wait for ``lock`` (``here``) by ``who``, which holds other locks: note
+        it for other processes (``KeyLock.note_waiting``; ``ends`` gets what ends the
+        note), then the cycle [``here``, a lock held] if the holder of ``lock`` noted that
+        it waits for one of them (a cycle of two processes; a longer one waits
+        ``lock_timeout``). Nothing for a caller that holds no other lock."""
+        holding = [(mark, taken[0]) for mark in _held.get() if mark != here
+                   and (taken := _HOLDER.get(mark)) is not None and taken[1] == who]
+        if not holding:
+            return None
+        lock.note_waiting([held for _, held in holding], ends)
+        if not ends:  # this store's locks cannot say
+            return None
+        for mark, held in holding:
+            if held.waited_back(lock):
+                return [here, mark]
+        return None
 
     def _stored_meanwhile(self, key: str) -> Any:
         """The value another caller stored while this one waited for the lock, or MISSING.
@@ -1350,12 +1389,12 @@ class _Memo:
                 if taken:  # inline, as in ``compute``
                     try:
                         if len(taken) > 1:
-                            _waits.let_go(here, taken[1])
+                            _waits.let_go(here, taken)
                         taken[0].release()  # a lock not held: nothing to do
                     except BaseException:  # interrupted inside: once more (idempotent)
                         taken[0].release()
                         if len(taken) > 1:
-                            _waits.let_go(here, taken[1])
+                            _waits.let_go(here, taken)
                         raise
             finally:
                 _held.set(held)

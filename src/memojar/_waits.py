@@ -23,7 +23,9 @@ from typing import Any
 
 Lock = tuple[str, str, str]  # (store location, function, key)
 
-_holder: dict[Lock, Any] = {}  # a lock held in this process -> its owner
+# A lock held in this process -> the decorator's list of the call holding it: [its KeyLock,
+# its owner] (the call's own list, so that noting it allocates nothing).
+_holder: dict[Lock, list[Any]] = {}
 _waiting: dict[Any, Lock] = {}  # an owner waiting -> the lock it waits for
 _ident = threading.get_ident
 
@@ -40,13 +42,15 @@ def owner() -> Any:
     return _ident()
 
 
-def hold(lock: Lock, who: Any) -> None:
-    _holder[lock] = who
+def hold(lock: Lock, taken: list[Any]) -> None:
+    """The call of ``taken`` ([its KeyLock, its owner]) holds ``lock``."""
+    _holder[lock] = taken
 
 
-def let_go(lock: Lock, who: Any) -> None:
-    """``who`` releases ``lock`` (or, not holding it, leaves it to its holder)."""
-    if _holder.get(lock) == who:  # a thread's ident is an int made per call: ``==``
+def let_go(lock: Lock, taken: list[Any]) -> None:
+    """The call of ``taken`` releases ``lock`` (or, not holding it, leaves it to its
+    holder)."""
+    if _holder.get(lock) is taken:
         _holder.pop(lock, None)
 
 
@@ -64,10 +68,11 @@ def wait(lock: Lock, who: Any) -> list[Lock] | None:
     path = [lock]
     at = lock
     for _ in range(len(_waiting) + 1):  # a cycle of others', not through ``who``, ends it
-        holder = _holder.get(at)
-        if holder is None:
+        taken = _holder.get(at)
+        if taken is None:
             return None
-        if holder == who:
+        holder = taken[1]
+        if holder == who:  # a thread's ident is an int made per call: ``==``
             return path
         nxt = _waiting.get(holder)
         if nxt is None:
