@@ -980,9 +980,11 @@ class _Memo:
         its holder (``_waits.owner``), which the caller forgets (``_waits.let_go``) before
         it releases the lock.
 
-        A wait that would close a lock-order cycle in this process (the lock's holder waits,
-        directly or through others, for a lock this caller holds) is not made: the value is
-        computed without the lock at once, with a warning, as after ``lock_timeout``.
+        A wait that would close a lock-order cycle (the lock's holder waits, directly or
+        through others, for a lock this caller holds: ``_waits`` in this process,
+        ``_cycle_across`` between two processes where the store's locks can say) is not
+        made: the value is computed without the lock at once, with a warning, as after
+        ``lock_timeout``.
         """
         lock = None
         here = (self.store.location, self.name, key)
