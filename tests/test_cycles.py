@@ -10,6 +10,7 @@ import asyncio
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,15 @@ def _pair(cache: Cache, meet: Any, calls: list[str]) -> tuple[Any, Any]:
     return f, g
 
 
-def test_a_cycle_between_two_threads_is_broken_at_once(location: str) -> None:
-    cache = Cache(location, lock_timeout=LONG)
+@pytest.fixture
+def cache(location: str) -> Iterator[Cache]:
+    """A cache of each store kind, closed after (its connections with it)."""
+    made = Cache(location, lock_timeout=LONG)
+    yield made
+    made.close()
+
+
+def test_a_cycle_between_two_threads_is_broken_at_once(cache: Cache) -> None:
     barrier = threading.Barrier(2)
     calls: list[str] = []
     f, g = _pair(cache, barrier.wait, calls)
@@ -96,8 +104,7 @@ def test_a_cycle_through_three_threads_is_broken_at_once(tmp_path: Path) -> None
     assert len(out) == 3
 
 
-def test_a_cycle_between_two_tasks_is_broken_at_once(location: str) -> None:
-    cache = Cache(location, lock_timeout=LONG)
+def test_a_cycle_between_two_tasks_is_broken_at_once(cache: Cache) -> None:
     calls: list[str] = []
 
     @cache.cached(ignore=("who",))
