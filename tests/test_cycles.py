@@ -178,45 +178,65 @@ def test_the_same_key_again_in_one_thread_computes_at_once(tmp_path: Path) -> No
 
 
 CROSS = """
-import sys, time, warnings
+import asyncio, sys, time, warnings
 from memojar import Cache
 c = Cache(sys.argv[1], lock_timeout=float(sys.argv[2]))
-@c.cached(ignore=("who",))
-def f(x, who):
-    if who == 1:
-        time.sleep(1); return g(x, who) + 1
-    return 10
-@c.cached(ignore=("who",))
-def g(x, who):
-    if who == 2:
-        time.sleep(1); return f(x, who) + 1
-    return 20
-who = int(sys.argv[3])
+who, mode = int(sys.argv[3]), sys.argv[4]
+if mode == "sync":
+    @c.cached(ignore=("who",))
+    def f(x, who):
+        if who == 1:
+            time.sleep(1); return g(x, who) + 1
+        return 10
+    @c.cached(ignore=("who",))
+    def g(x, who):
+        if who == 2:
+            time.sleep(1); return f(x, who) + 1
+        return 20
+    call = lambda: (f if who == 1 else g)(1, who)
+else:
+    @c.cached(ignore=("who",))
+    async def f(x, who):
+        if who == 1:
+            await asyncio.sleep(1); return await g(x, who) + 1
+        return 10
+    @c.cached(ignore=("who",))
+    async def g(x, who):
+        if who == 2:
+            await asyncio.sleep(1); return await f(x, who) + 1
+        return 20
+    call = lambda: asyncio.run((f if who == 1 else g)(1, who))
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    print((f if who == 1 else g)(1, who))
+    print(call())
 for w in caught:
     print(w.message)
 """
 
 
-def _two_processes(location: str, timeout: float) -> tuple[list[str], float]:
+def _two_processes(location: str, timeout: float, mode: str = "sync"
+                   ) -> tuple[list[str], float]:
     import subprocess
 
     start = time.monotonic()
     procs = [subprocess.Popen([sys.executable, "-c", CROSS, location, str(timeout),
-                               str(who)], stdout=subprocess.PIPE, text=True)
+                               str(who), mode], stdout=subprocess.PIPE, text=True)
              for who in (1, 2)]
     outs = [p.communicate(timeout=LONG * 2)[0] for p in procs]
     return outs, time.monotonic() - start
 
 
-def test_a_cycle_between_processes_is_broken_at_once_on_the_directory_store(
-        tmp_path: Path) -> None:
-    """Each process notes, in the lock file of the key it waits for, the keys it holds
-    (a read lock on a byte above the keys' bytes), then asks the lock files of the keys it
-    holds whether the holder of the key it waits for waits for one of them."""
-    outs, took = _two_processes(str(tmp_path / "c"), LONG)
+@pytest.mark.parametrize(("kind", "mode"), [("file", "sync"), ("file", "async"),
+                                            ("redis", "sync"), ("redis", "async")])
+def test_a_cycle_between_two_processes_is_broken_at_once(
+        kind: str, mode: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Each process notes, where the holder of the key it waits for can see it (a read
+    lock on a byte of that key's lock file above the keys' bytes; a key beside the Redis
+    lease), the keys it holds, then asks whether the holder of the key it waits for noted
+    it waits for one of them."""
+    location = (str(tmp_path / "c") if kind == "file"
+                else request.getfixturevalue("redis_location"))
+    outs, took = _two_processes(location, LONG, mode)
     said = "\n".join(outs)
     assert took < 20, f"{took:.1f} s: {said}"  # before: lock_timeout (60 s here)
     assert said.count("is being computed by another process") == 1, said
@@ -226,26 +246,48 @@ def test_a_cycle_between_processes_is_broken_at_once_on_the_directory_store(
 
 
 @pytest.mark.slow
-def test_a_cycle_between_processes_on_redis_waits_lock_timeout_and_says_why(
-        redis_location: str) -> None:
-    """Measured, not fixed on Redis (see README, Known limits): each process waits
-    ``lock_timeout``; the warning names the lock the caller held while it waited."""
-    outs, took = _two_processes(redis_location, 3)
-    said = "\n".join(outs)
-    assert took >= 3
+def test_a_cycle_of_three_processes_waits_lock_timeout_and_says_why(tmp_path: Path) -> None:
+    """Measured, not fixed (see README, Known limits): notes are looked at pairwise, so a
+    ring of three processes each waits ``lock_timeout``; the warning names the lock the
+    caller held while it waited."""
+    import subprocess
+
+    ring = """
+import sys, time, warnings
+from memojar import Cache
+c = Cache(sys.argv[1], lock_timeout=3)
+@c.cached(ignore=("first",))
+def step(n, first):
+    if first:
+        time.sleep(1); return step((n + 1) % 3, False) + 1
+    return n * 10
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print(step(int(sys.argv[2]), True))
+for w in caught:
+    print(w.message)
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", ring, str(tmp_path / "c"), str(n)],
+                              stdout=subprocess.PIPE, text=True) for n in range(3)]
+    said = "\n".join(p.communicate(timeout=LONG)[0] for p in procs)
     assert "waited 3 s (lock_timeout)" in said
-    assert "This caller holds __main__." in said and "lock-order cycle across processes" in said
+    assert "This caller holds __main__.step" in said
+    assert "lock-order cycle across processes" in said
 
 
-def test_a_wait_noted_for_other_processes_ends_with_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_a_wait_noted_for_other_processes_ends_with_it(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """A caller holding f(1) that waited for g(1) (noted for other processes) and then got
     it is no longer said to wait: a later holder of g(1) waiting for f(1) (held by a caller
-    that waits for nothing) waits for it, with no warning, and nothing stays locked."""
+    that waits for nothing) waits for it, with no warning, and no note is left."""
     import fcntl
     import os
     import struct
 
-    cache = Cache(tmp_path / "c", lock_timeout=LONG)
+    location = (str(tmp_path / "c") if kind == "file"
+                else request.getfixturevalue("redis_location"))
+    cache = Cache(location, lock_timeout=LONG)
     g_started, g_go, f_done_waiting, f_go = (threading.Event() for _ in range(4))
     calls: list[str] = []
 
@@ -288,6 +330,16 @@ def test_a_wait_noted_for_other_processes_ends_with_it(tmp_path: Path) -> None:
     second.join()
     assert calls == ["g3", "f1", "g2"]  # no warning either (filterwarnings = error)
     assert g(1, 0) == 22
+    if kind == "redis":
+        import redis
+
+        client = redis.Redis.from_url(location)
+        try:
+            assert client.keys(b"*:w:*") == []  # removed as each wait ended
+        finally:
+            client.close()
+        cache.close()
+        return
     for lock_file in (tmp_path / "c").rglob(".lock"):  # no byte locked, no wait noted
         fd = os.open(lock_file, os.O_RDWR)
         try:

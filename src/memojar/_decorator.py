@@ -1084,7 +1084,11 @@ class _Memo:
                 if cycle is not None:
                     self._cycle(key, cycle, _COMPUTING_HERE)
                     return MISSING
-                cycle = self._cycle_across(lock, here, who, ends)
+                holding = self._holding(here, who)  # in this task's context, as ``_lock``
+                # the store's part through ``run``, to its end even if cancelled meanwhile:
+                # a note made after this wait ended would never be ended
+                cycle = (await run(self._noted, lock, here, holding, ends, finish=True)
+                         if holding else None)
                 if cycle is not None:
                     self._cycle(key, cycle, _COMPUTING_HERE, "another process")
                     return MISSING
@@ -1102,8 +1106,8 @@ class _Memo:
                         return MISSING
             finally:
                 try:
-                    for end in ends:
-                        end()
+                    if ends:  # a remote store's notes are removed from a worker thread
+                        await run(_end_all, ends, finish=True)
                 finally:
                     _waits.done(who, before)
         except OSError as exc:
@@ -1150,17 +1154,27 @@ class _Memo:
         )
 
     @staticmethod
-    def _cycle_across(lock: Any, here: tuple[str, str, str], who: Any,
+    def _holding(here: tuple[str, str, str], who: Any) -> list[tuple[Any, Any]]:
+        """The locks ``who`` holds (as [its mark, its KeyLock]) but ``here``'s."""
+        return [(mark, taken[0]) for mark in _held.get() if mark != here
+                and (taken := _HOLDER.get(mark)) is not None and taken[1] == who]
+
+    @classmethod
+    def _cycle_across(cls, lock: Any, here: tuple[str, str, str], who: Any,
                       ends: list[Callable[[], None]]) -> list[tuple[str, str, str]] | None:
         """Before a wait for ``lock`` (``here``) by ``who``, which holds other locks: note
         it for other processes (``KeyLock.note_waiting``; ``ends`` gets what ends the
         note), then the cycle [``here``, a lock held] if the holder of ``lock`` noted that
         it waits for one of them (a cycle of two processes; a longer one waits
         ``lock_timeout``). Nothing for a caller that holds no other lock."""
-        holding = [(mark, taken[0]) for mark in _held.get() if mark != here
-                   and (taken := _HOLDER.get(mark)) is not None and taken[1] == who]
-        if not holding:
-            return None
+        holding = cls._holding(here, who)
+        return cls._noted(lock, here, holding, ends) if holding else None
+
+    @staticmethod
+    def _noted(lock: Any, here: tuple[str, str, str], holding: list[tuple[Any, Any]],
+               ends: list[Callable[[], None]]) -> list[tuple[str, str, str]] | None:
+        """``_cycle_across`` once the locks held are known: the store's part (a remote
+        one's in a coroutine's worker thread)."""
         lock.note_waiting([held for _, held in holding], ends)
         if not ends:  # this store's locks cannot say
             return None
@@ -1901,6 +1915,12 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
         return memo.fill(mkey, args, kwargs)
 
     return wrapper
+
+
+def _end_all(ends: list[Callable[[], None]]) -> None:
+    """End the notes of a wait (``_Memo._cycle_across``)."""
+    for end in ends:
+        end()
 
 
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None,
