@@ -1,8 +1,9 @@
 """Lock-order cycles: cached ``f(a)`` calls ``g(b)`` while another thread's (task's,
 process's) ``g(b)`` calls ``f(a)``. Each holds one key's lock and waits for the other's.
-Within a process the waiter that closes the cycle sees it at once (``_waits``) and computes
-without the lock, with a warning; across processes each waits ``lock_timeout``, and the
-warning names the lock the caller held meanwhile."""
+The waiter that closes the cycle sees it at once (within a process by ``_waits``; between
+two processes on the directory store and Redis by the notes of ``KeyLock.note_waiting``)
+and computes without the lock, with a warning; a ring of three processes waits
+``lock_timeout``, and the warning names the lock the caller held meanwhile."""
 
 from __future__ import annotations
 
