@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from interrupt_kit import SUPPORTED, Injector, Points, every_point
-from memojar import Cache, _decorator, _filestore, _locks
+from memojar import Cache, _decorator, _filestore, _locks, _waits
 
 needs_tracing = pytest.mark.skipif(
     not SUPPORTED,
@@ -31,6 +31,10 @@ def _left_behind(func: Any, root: Path) -> list[str]:
     if _decorator._held.get():
         left.append(f"_held {_decorator._held.get()}")
         _decorator._held.set(())
+    if _waits._holder or _waits._waiting:  # a lock or a wait noted for the cycle check
+        left.append(f"_waits {_waits._holder} {_waits._waiting}")
+        _waits._holder.clear()
+        _waits._waiting.clear()
     memo = func.__memojar__
     lock = memo.store.lock(memo.name, func.cache_key(3))
     if lock.acquire(blocking=False):

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from interrupt_kit import SUPPORTED, Points
-from memojar import Cache, MemojarWarning, _decorator
+from memojar import Cache, MemojarWarning, _decorator, _waits
 from memojar._s3store import _Bucket, _PoolQueue
 from memojar._store import CONFIRM_SHARE
 from s3_server import S3Server
@@ -128,6 +128,10 @@ def _left_behind(func: Any, remote: Remote) -> list[str]:
     if _decorator._held.get():
         left.append(f"_held {_decorator._held.get()}")
         _decorator._held.set(())
+    if _waits._holder or _waits._waiting:  # noted for the cycle check (``_waits``)
+        left.append(f"_waits {_waits._holder} {_waits._waiting}")
+        _waits._holder.clear()
+        _waits._waiting.clear()
     store = func.__memojar__.store
     if store._leases:
         left.append(f"leases known to the store {list(store._leases)}")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from types import FrameType, FunctionType
 from typing import Any, NamedTuple, cast
 
-from . import _depends, _entry, _keys, _notebook
+from . import _depends, _entry, _keys, _notebook, _waits
 from ._control import SWITCH
 from ._entry import CLOCK_SKEW, Miss
 from ._errors import DEBUG, at_site, logger, user_site, warn
@@ -131,6 +131,7 @@ _LAMBDAS: set[weakref.ref[_Memo]] = set()
 # Every live memo, for a forked child to give each a lock of its own (``_forked``).
 _MEMOS: weakref.WeakSet[_Memo] = weakref.WeakSet()
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
+_HOLDER = _waits._holder  # key locks held in this process, by owner (see ``_waits``)
 
 # The key locks this thread (or task, for coroutines) holds, as (location, function, key):
 # a cached function calling itself with the same key computes without waiting for itself.
@@ -910,9 +911,14 @@ class _Memo:
                 # Inline, not a helper: an interrupt at a helper's start would escape the try.
                 if taken:
                     try:
+                        # its holder, noted for waiters (``_waits.let_go``, inline)
+                        if len(taken) > 1 and _HOLDER.get(here) is taken:
+                            del _HOLDER[here]
                         taken[0].release()  # a lock not held (a timeout): nothing to do
                     except BaseException:  # interrupted inside: once more (idempotent)
                         taken[0].release()
+                        if len(taken) > 1:  # released first: never left held for this
+                            _waits.let_go(here, taken)
                         raise
             finally:
                 if mark is None:
@@ -972,12 +978,20 @@ class _Memo:
             try:
                 if taken:
                     if self.store.remote:  # given back even if cancelled meanwhile
-                        await run(taken[0].release, finish=True)
+                        try:
+                            if len(taken) > 1:  # its holder, noted for waiters (``_waits``)
+                                _waits.let_go(here, taken)
+                        finally:
+                            await run(taken[0].release, finish=True)
                     else:
                         try:
+                            if len(taken) > 1:  # as in ``compute``
+                                _waits.let_go(here, taken)
                             taken[0].release()  # a lock not held (a timeout): nothing to do
                         except BaseException:  # interrupted inside: once more (idempotent)
                             taken[0].release()
+                            if len(taken) > 1:
+                                _waits.let_go(here, taken)
                             raise
             finally:
                 _held.set(held)
@@ -1005,24 +1019,57 @@ class _Memo:
         raised while waiting, such as the ``TimeoutError`` of the caller's ``SIGALRM``
         handler, propagates with the lock not held. ``taken`` gets the lock as soon as it
         is made, before it is acquired: the caller releases it (a no-op if it is not held)
-        even if an interrupt loses this method's return value.
+        even if an interrupt loses this method's return value; then, once the lock is held,
+        its holder (``_waits.owner``), which the caller forgets (``_waits.let_go``) before
+        it releases the lock.
+
+        A wait that would close a lock-order cycle (the lock's holder waits, directly or
+        through others, for a lock this caller holds: ``_waits`` in this process,
+        ``_cycle_across`` between two processes where the store's locks can say) is not
+        made: the value is computed without the lock at once, with a warning, as after
+        ``lock_timeout``.
         """
         lock = None
+        here = (self.store.location, self.name, key)
         try:
             lock = self.store.lock(self.name, key)
             if taken is not None:
                 taken.append(lock)
             # The usual case first, one try: the key is free, and no deadline is computed.
             if lock.acquire(False):
+                if taken is not None:  # noted held (before: an interrupt leaves no note)
+                    taken.append(_waits.owner())
+                    _HOLDER[here] = taken  # ``_waits.hold``, inline (a frame less a miss)
                 return MISSING
             # Held by another caller: wait (from a pause: that try was made), and with
             # ``read`` look for its value before each later try, so that once it is stored
             # every waiter reads it at once, none taking the lock in turn to read it.
-            found: list[Any] = []
-            if lock.acquire_within(self.lock_timeout, True,
-                                   functools.partial(self._look, key, found,
-                                                     time.monotonic()) if read else None):
-                return MISSING
+            who = _waits.owner()
+            before = _waits.waits_for(who)
+            ends: list[Callable[[], None]] = []  # of the notes of this wait for other processes
+            try:
+                cycle = _waits.wait(here, who)
+                if cycle is not None:
+                    self._cycle(key, cycle, then)
+                    return MISSING
+                cycle = self._cycle_across(lock, here, who, ends)
+                if cycle is not None:
+                    self._cycle(key, cycle, then, "another process")
+                    return MISSING
+                found: list[Any] = []
+                if lock.acquire_within(self.lock_timeout, True,
+                                       functools.partial(self._look, key, found,
+                                                         time.monotonic()) if read else None):
+                    if taken is not None:
+                        taken.append(who)
+                        _waits.hold(here, taken)
+                    return MISSING
+            finally:
+                try:
+                    for end in ends:
+                        end()
+                finally:
+                    _waits.done(who, before)
             if found:
                 return found[0]
         except OSError as exc:
@@ -1061,24 +1108,51 @@ class _Memo:
         timeout = self.lock_timeout
         deadline = time.monotonic() + timeout
         lock = None
+        here = (self.store.location, self.name, key)
         try:
             lock = self.store.lock(self.name, key)
             taken.append(lock)
+            who = _waits.owner()  # the task (``run`` may call the store in a thread)
             if await run(lock.acquire, False, undo=lock.release):
+                taken.append(who)  # noted held, as in ``_lock``
+                _waits.hold(here, taken)
                 return MISSING
             found: list[Any] = []  # as ``_lock``: the holder's value, read while waiting
             look = (functools.partial(self._look, key, found, time.monotonic()) if read
                     else None)
-            while True:
-                if time.monotonic() >= deadline:
-                    self._waited_too_long(key, timeout, _COMPUTING_HERE)
+            before = _waits.waits_for(who)  # as in ``_lock``
+            ends: list[Callable[[], None]] = []
+            try:
+                cycle = _waits.wait(here, who)
+                if cycle is not None:
+                    self._cycle(key, cycle, _COMPUTING_HERE)
                     return MISSING
-                await asyncio.sleep(_LOCK_POLL)
-                got = await run(lock.poll, look, undo=lock.release)
-                if got is None:
-                    return found[0]
-                if got:
+                holding = self._holding(here, who)  # in this task's context, as ``_lock``
+                # the store's part through ``run``, to its end even if cancelled meanwhile:
+                # a note made after this wait ended would never be ended
+                cycle = (await run(self._noted, lock, here, holding, ends, finish=True)
+                         if holding else None)
+                if cycle is not None:
+                    self._cycle(key, cycle, _COMPUTING_HERE, "another process")
                     return MISSING
+                while True:
+                    if time.monotonic() >= deadline:
+                        self._waited_too_long(key, timeout, _COMPUTING_HERE)
+                        return MISSING
+                    await asyncio.sleep(_LOCK_POLL)
+                    got = await run(lock.poll, look, undo=lock.release)
+                    if got is None:
+                        return found[0]
+                    if got:
+                        taken.append(who)
+                        _waits.hold(here, taken)
+                        return MISSING
+            finally:
+                try:
+                    if ends:  # a remote store's notes are removed from a worker thread
+                        await run(_end_all, ends, finish=True)
+                finally:
+                    _waits.done(who, before)
         except OSError as exc:
             if lock is not None and not self.store.remote:
                 lock.release()
@@ -1095,11 +1169,62 @@ class _Memo:
         logger.warning("cannot lock %s %s in %s: %s", self.name, key, self.store.location, exc)
 
     def _waited_too_long(self, key: str, timeout: float, then: str) -> None:
+        here = (self.store.location, self.name, key)
+        mine = [f"{h[1]} {h[2]}" for h in dict.fromkeys(_held.get()) if h != here]
+        likely = (
+            f" This caller holds {', '.join(mine)} meanwhile: if that caller waits for "
+            "one of those (a lock-order cycle across processes: one calls the other's "
+            "function while the other calls its), each of them waits this long."
+            if mine else ""
+        )
         warn(
             f"waited {timeout:g} s (lock_timeout) for another caller computing {self.name} "
             f"{key} in {self.store.location}; {then}. A process stuck while computing, or a "
-            "lock file held by another program, keeps the key locked."
+            f"lock file held by another program, keeps the key locked.{likely}"
         )
+
+    def _cycle(self, key: str, cycle: list[tuple[str, str, str]], then: str,
+               by: str = "another thread or task of this process") -> None:
+        """The wait for ``key`` would close a lock-order cycle (``cycle``: the locks
+        waited for along it, the first ``key``'s, the last one this caller holds)."""
+        chain = "".join(f", which waits for {name} {k}" for _, name, k in cycle[1:-1])
+        _, name, k = cycle[-1]
+        warn(
+            f"{self.name} {key} in {self.store.location} is being computed by {by}"
+            f"{chain}, which waits for {name} {k}: a computation this caller is in. A "
+            f"lock-order cycle ({self.name} and {name} call each other): waiting would "
+            f"last lock_timeout; {then}."
+        )
+
+    @staticmethod
+    def _holding(here: tuple[str, str, str], who: Any) -> list[tuple[Any, Any]]:
+        """The locks ``who`` holds (as [its mark, its KeyLock]) but ``here``'s."""
+        return [(mark, taken[0]) for mark in _held.get() if mark != here
+                and (taken := _HOLDER.get(mark)) is not None and taken[1] == who]
+
+    @classmethod
+    def _cycle_across(cls, lock: Any, here: tuple[str, str, str], who: Any,
+                      ends: list[Callable[[], None]]) -> list[tuple[str, str, str]] | None:
+        """Before a wait for ``lock`` (``here``) by ``who``, which holds other locks: note
+        it for other processes (``KeyLock.note_waiting``; ``ends`` gets what ends the
+        note), then the cycle [``here``, a lock held] if the holder of ``lock`` noted that
+        it waits for one of them (a cycle of two processes; a longer one waits
+        ``lock_timeout``). Nothing for a caller that holds no other lock."""
+        holding = cls._holding(here, who)
+        return cls._noted(lock, here, holding, ends) if holding else None
+
+    @staticmethod
+    def _noted(lock: Any, here: tuple[str, str, str], holding: list[tuple[Any, Any]],
+               ends: list[Callable[[], None]]) -> list[tuple[str, str, str]] | None:
+        """``_cycle_across`` once the locks held are known: the store's part (a remote
+        one's in a coroutine's worker thread)."""
+        lock.note_waiting([held for _, held in holding], ends)
+        if not ends:  # this store's locks cannot say
+            return None
+        for mark, held in holding:
+            if held.waited_back(lock):
+                return [here, mark]
+        return None
 
     def _stored_meanwhile(self, key: str) -> Any:
         """The value another caller stored while this one waited for the lock, or MISSING.
@@ -1322,9 +1447,13 @@ class _Memo:
             try:
                 if taken:  # inline, as in ``compute``
                     try:
+                        if len(taken) > 1:
+                            _waits.let_go(here, taken)
                         taken[0].release()  # a lock not held: nothing to do
                     except BaseException:  # interrupted inside: once more (idempotent)
                         taken[0].release()
+                        if len(taken) > 1:
+                            _waits.let_go(here, taken)
                         raise
             finally:
                 _held.set(held)
@@ -1893,6 +2022,12 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
         return memo.fill(mkey, args, kwargs)
 
     return wrapper
+
+
+def _end_all(ends: list[Callable[[], None]]) -> None:
+    """End the notes of a wait (``_Memo._cycle_across``)."""
+    for end in ends:
+        end()
 
 
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None,

@@ -19,6 +19,7 @@ take, and a fork never keeps a key locked after its holder is done.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import struct
@@ -49,8 +50,10 @@ _O_PROBE = (
 _BUSY = (errno.EAGAIN, errno.EACCES)  # what a non-blocking lock attempt says when held
 if fcntl is not None:
     _WRLCK, _UNLCK, _SEEK_SET = fcntl.F_WRLCK, fcntl.F_UNLCK, os.SEEK_SET
+    _RDLCK = fcntl.F_RDLCK
 if _OFD:  # bound once: a miss locks and unlocks
     _SETLK, _SETLKW, _fcntl = fcntl.F_OFD_SETLK, fcntl.F_OFD_SETLKW, fcntl.fcntl
+    _GETLK = fcntl.F_OFD_GETLK
 _pack, _digest = _FLOCK.pack, xxhash.xxh3_64_intdigest
 
 
@@ -113,6 +116,9 @@ def _drop_inherited() -> None:
     for pool in list(_idle.values()):
         _close_idle(pool)
     _idle.clear()
+    for fd, ident in list(_noting.items()):  # the parent's notes of waits: its own to end
+        _close_if_ours(fd, ident)
+    _noting.clear()
 
 
 def _forget(fd: int, lock: _RangeLock) -> None:
@@ -276,6 +282,71 @@ class _RangeLock(KeyLock):
             pass
         _put_idle(self._path, fd, self._ident, forks)
 
+
+    # --- lock-order cycles between processes (see ``KeyLock.note_waiting``) ------------
+
+    def _edge(self, held: _RangeLock) -> int:
+        """The byte of this lock's file that a caller waiting for it while holding
+        ``held`` read-locks: above every key's byte (those are below 2**62)."""
+        mine, theirs = _FLOCK.unpack(self._range)[2], _FLOCK.unpack(held._range)[2]
+        return _EDGES + (_digest(f"{self._path}\0{mine}\0{held._path}\0{theirs}".encode())
+                         >> 3)
+
+    def note_waiting(self, holding: list[KeyLock], ends: list[Callable[[], None]]) -> None:
+        """A description of this lock's file of its own, with a read lock on the byte of
+        each held range lock (``_edge``): released by the kernel if this process dies,
+        unlocked explicitly by the callable put in ``ends`` (a child forked meanwhile closes
+        its copy: ``_drop_inherited``). A miss that waits for nothing, or holds no other
+        lock, pays nothing for it."""
+        held = [h for h in holding if isinstance(h, _RangeLock) and h._fd is not None]
+        if not held or not _OFD:
+            return
+        fd = -1
+        try:
+            fd = self._open(self._what)
+            ident = _identity(fd)
+        except BaseException as exc:
+            if fd >= 0:
+                os.close(fd)
+            if isinstance(exc, OSError):
+                return  # no note: the cycle, if any, costs lock_timeout
+            raise
+        _noting[fd] = ident
+        ends.append(functools.partial(_end_note, fd, ident))
+        for h in held:
+            try:
+                _fcntl(fd, _SETLK, _pack(_RDLCK, _SEEK_SET, self._edge(h), 1, 0))
+            except OSError:
+                continue  # that one is not noted
+
+    def waited_back(self, waited: KeyLock) -> bool:
+        fd = self._fd
+        if fd is None or not isinstance(waited, _RangeLock) or not _OFD:
+            return False
+        try:
+            got = _fcntl(fd, _GETLK, _pack(_WRLCK, _SEEK_SET, self._edge(waited), 1, 0))
+        except OSError:
+            return False
+        return bool(_FLOCK.unpack(got)[0] != _UNLCK)
+
+
+def _end_note(fd: int, ident: tuple[int, int]) -> None:
+    """The wait ``note_waiting`` noted ended: unlock (a child forked meanwhile may hold a
+    copy of the description) and close."""
+    if _noting.get(fd) != ident:
+        return  # ended already
+    try:
+        if _ours(fd, ident):
+            _fcntl(fd, _SETLK, _pack(_UNLCK, _SEEK_SET, 0, 0, 0))
+    except OSError:
+        pass
+    finally:
+        if _noting.pop(fd, None) is not None:
+            _close_if_ours(fd, ident)
+
+
+_noting: dict[int, tuple[int, int]] = {}  # descriptions noting waits (``note_waiting``)
+_EDGES = 1 << 62  # the bytes of waits noted start here (a key's byte is below)
 
 range_lock = _RangeLock  # made by the file store per miss: a class, no factory call before it
 

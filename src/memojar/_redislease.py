@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import functools
 import secrets
+from collections.abc import Callable
 from typing import Any
+
+import xxhash
 
 from ._errors import logger
 from ._store import KeyLock
@@ -91,6 +94,44 @@ class _RedisKeyLock(KeyLock):
         the child's release leaves it alone and its writes are not conditional on it."""
         self.token = b""
 
+    # --- lock-order cycles between processes (see ``KeyLock.note_waiting``) ------------
+
+    def _edge(self, held: _RedisKeyLock) -> bytes:
+        """The key that says a caller holding ``held`` waits for this lock."""
+        return self.name + b":w:" + xxhash.xxh3_64_hexdigest(held.name).encode()
+
+    def note_waiting(self, holding: list[KeyLock], ends: list[Callable[[], None]]) -> None:
+        """One key per held lease of the same server (``_edge``), PX LOCK_TTL, renewed by
+        the store's renewer while the wait lasts (a process that dies leaves it to expire),
+        removed when it ends (the callable put in ``ends``)."""
+        store = self.store
+        held = [h for h in holding if isinstance(h, _RedisKeyLock) and h.token
+                and h.store is store]
+        if not held:
+            return
+        note = _WaitNote(store, [self._edge(h) for h in held])
+        ends.append(note.end)  # before anything is sent: an interrupt leaves no note
+        try:
+            with store._errors("noting a wait"):
+                pipe = store._client.pipeline(transaction=False)
+                for name in note.names:
+                    pipe.set(name, b"1", px=int(LOCK_TTL * 1000))
+                pipe.execute()
+        except OSError as exc:
+            logger.debug("cannot note a wait for %r: %s", self.name, exc)
+            return
+        store._renewer.add(note)
+
+    def waited_back(self, waited: KeyLock) -> bool:
+        if not self.token or not isinstance(waited, _RedisKeyLock) or waited.store is not \
+                self.store:
+            return False
+        try:
+            with self.store._errors("looking for a wait"):
+                return bool(self.store._client.exists(self._edge(waited)))
+        except OSError:
+            return False
+
     def renew(self) -> bool:
         """Extend the lock; False if it is no longer ours (it expired, maybe taken)."""
         token = self.token
@@ -103,3 +144,56 @@ class _RedisKeyLock(KeyLock):
         except OSError as exc:  # keep trying: the commit checks the token
             logger.debug("cannot renew %r: %s", self.name, exc)
             return True
+
+
+class _WaitNote:
+    """The keys that say a caller waits for a lease while it holds others
+    (``_RedisKeyLock.note_waiting``): renewed with the leases, removed when the wait ends."""
+
+    def __init__(self, store: Any, names: list[bytes]) -> None:
+        self.store = store
+        self.names = names
+        self.name = b"a wait for " + (names[0].rsplit(b":w:", 1)[0] if names else b"")
+
+    def renew(self) -> bool:
+        names = self.names
+        if not names:
+            return False
+        try:
+            with self.store._errors("renewing a wait"):
+                pipe = self.store._client.pipeline(transaction=False)
+                for name in names:
+                    pipe.pexpire(name, int(LOCK_TTL * 1000))
+                pipe.execute()
+        except OSError as exc:
+            logger.debug("cannot renew %r: %s", self.name, exc)
+        return True
+
+    def disown(self) -> None:
+        """In a forked child: the parent's wait, not the child's (it expires unrenewed)."""
+        self.names = []
+
+    def end(self) -> None:
+        """The wait is over: removed now (a coroutine calls this in a worker thread), else
+        by the renewer's thread (cut short by an interrupt, or the server failing: tried
+        again for a while; a note left expires by itself, no longer renewed)."""
+        names, self.names = self.names, []
+        self.store._renewer.discard(self)
+        if not names:
+            return
+        remove = functools.partial(self._remove, names)
+        try:
+            self.store._renewer.attempt(remove, LOCK_TTL)
+        except BaseException:
+            self.store._renewer.finish(remove, LOCK_TTL)
+            raise
+
+    def _remove(self, names: list[bytes]) -> bool:
+        try:
+            with self.store._errors("ending a wait"):
+                self.store._client.delete(*names)
+        except (ConnectionError, TimeoutError):
+            return False
+        except OSError as exc:
+            logger.debug("cannot remove %r (it expires by itself): %s", self.name, exc)
+        return True

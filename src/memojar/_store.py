@@ -247,6 +247,23 @@ class KeyLock(abc.ABC):
     def release(self) -> None:
         """Give the lock back."""
 
+    # A lock-order cycle between processes (one's ``f(a)`` calls ``g(b)`` while the other's
+    # ``g(b)`` calls ``f(a)``): a caller about to wait for a lock while it holds others
+    # notes so (``note_waiting``), then asks each lock it holds whether the holder of the
+    # one it waits for waits for it (``waited_back``). Of two callers closing such a cycle
+    # at once, each notes before it asks, so at least one sees the other's note. A store
+    # whose locks cannot say (the default) leaves such a cycle to ``lock_timeout``.
+
+    def note_waiting(self, holding: list[KeyLock], ends: list[Callable[[], None]]) -> None:
+        """Note, until the callable put in ``ends`` is called, that a caller holding the
+        locks ``holding`` waits for this one; nothing if this store's locks cannot say."""
+        return
+
+    def waited_back(self, waited: KeyLock) -> bool:
+        """Held by the caller, which is about to wait for ``waited``: whether the holder of
+        ``waited`` noted it waits for this lock (``note_waiting``)."""
+        return False
+
     def __enter__(self) -> KeyLock:
         self.acquire()
         return self
@@ -577,9 +594,12 @@ class Breaker:
         self._until = 0.0  # without a probe: down until then (monotonic)
         self._prober: threading.Thread | None = None
         self._pid = os.getpid()
-        # guards _down, _prober. Reentrant: a signal handler calling a cached function
-        # while this thread notes a fault, whose own call faults too, notes it inside
-        # (a plain lock: waited on its own thread for ever); at worst two probers run.
+        # Guards _down, _prober. Reentrant: a signal handler in this thread may call a
+        # cached function of the same store while the mutex is held: while ``trip`` starts
+        # the prober under it (``Thread.start`` waits for the thread to run, and the
+        # handler's ``check`` took it again: ``tests/test_signal_locks.py``), or while a
+        # fault is noted and the handler's own call faults too. A plain lock waited on its
+        # own thread for ever; at worst two probers run.
         self._mutex = threading.RLock()
         self._closed = threading.Event()
 

@@ -1,0 +1,101 @@
+"""Who holds and who waits for which key's lock in this process: a wait-for graph, so that
+a lock-order cycle between threads or tasks (cached ``f(a)`` calls ``g(b)`` while another
+thread's ``g(b)`` calls ``f(a)``: each holds one key's lock and waits for the other's) is
+seen by the waiter that closes it as it starts waiting, instead of after ``lock_timeout``.
+
+An owner is the asyncio task running (a coroutine's miss, and a plain function's miss called
+from it: its thread waits for the task) or else the thread. A lock is noted held by its owner
+once taken (``hold``) and forgotten before it is released (``let_go``); an owner notes the
+lock it waits for (``wait``) before it looks for a cycle, so of the waiters closing a cycle
+at the same moment at least one sees it (both may: each then computes without the lock).
+
+No lock guards the tables: each step is one dict operation, atomic under the GIL, and a
+signal handler calling a cached function in a thread that is noting a lock or waiting
+(``done`` puts back the wait it interrupted) never waits for itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+Lock = tuple[str, str, str]  # (store location, function, key)
+
+# A lock held in this process -> the decorator's list of the call holding it: [its KeyLock,
+# its owner] (the call's own list, so that noting it allocates nothing).
+_holder: dict[Lock, list[Any]] = {}
+_waiting: dict[Any, Lock] = {}  # an owner waiting -> the lock it waits for
+_ident = threading.get_ident
+
+
+def owner() -> Any:
+    """The task or thread calling."""
+    aio = sys.modules.get("asyncio")  # no task runs without it imported
+    if aio is not None:
+        loop = aio._get_running_loop()
+        if loop is not None:
+            task = aio.current_task(loop)
+            if task is not None:
+                return task
+    return _ident()
+
+
+def hold(lock: Lock, taken: list[Any]) -> None:
+    """The call of ``taken`` ([its KeyLock, its owner]) holds ``lock``."""
+    _holder[lock] = taken
+
+
+def let_go(lock: Lock, taken: list[Any]) -> None:
+    """The call of ``taken`` releases ``lock`` (or, not holding it, leaves it to its
+    holder)."""
+    if _holder.get(lock) is taken:
+        _holder.pop(lock, None)
+
+
+def waits_for(who: Any) -> Lock | None:
+    """What ``who`` waits for now: a signal handler's call may interrupt a wait, and the
+    wait goes on after it (``done``). Read before ``wait``, outside the ``try`` whose end
+    calls ``done``: an interrupt then leaves no wait noted."""
+    return _waiting.get(who)
+
+
+def wait(lock: Lock, who: Any) -> list[Lock] | None:
+    """``who`` starts waiting for ``lock``: the cycle the wait would close, if any (the locks
+    waited for along it, from ``lock`` to the one ``who`` holds)."""
+    _waiting[who] = lock
+    path = [lock]
+    at = lock
+    for _ in range(len(_waiting) + 1):  # a cycle of others', not through ``who``, ends it
+        taken = _holder.get(at)
+        if taken is None:
+            return None
+        holder = taken[1]
+        if holder == who:  # a thread's ident is an int made per call: ``==``
+            return path
+        nxt = _waiting.get(holder)
+        if nxt is None:
+            return None
+        path.append(nxt)
+        at = nxt
+    return None
+
+
+def done(who: Any, before: Lock | None) -> None:
+    """``who`` waits no more (for what ``wait`` noted); the wait it interrupted
+    (``before``, from ``waits_for``), if any, goes on."""
+    if before is None:
+        _waiting.pop(who, None)
+    else:
+        _waiting[who] = before
+
+
+def drop_all() -> None:
+    """In a forked child: the parent's threads and tasks are not this process's."""
+    _holder.clear()
+    _waiting.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=drop_all)

@@ -1,0 +1,351 @@
+"""Lock-order cycles: cached ``f(a)`` calls ``g(b)`` while another thread's (task's,
+process's) ``g(b)`` calls ``f(a)``. Each holds one key's lock and waits for the other's.
+The waiter that closes the cycle sees it at once (within a process by ``_waits``; between
+two processes on the directory store and Redis by the notes of ``KeyLock.note_waiting``)
+and computes without the lock, with a warning; a ring of three processes waits
+``lock_timeout``, and the warning names the lock the caller held meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memojar import Cache, MemojarWarning, _waits
+
+LONG = 60  # lock_timeout of these tests: a cycle that is not seen waits it out
+CYCLE = r"lock-order cycle"
+
+
+def _pair(cache: Cache, meet: Any, calls: list[str]) -> tuple[Any, Any]:
+    """``f(x, who=1)`` calls ``g(x)``, ``g(x, who=2)`` calls ``f(x)`` (``who`` is not in the
+    key), each once ``meet()`` says both hold their own key."""
+
+    @cache.cached(ignore=("who",))
+    def f(x: int, who: int) -> int:
+        calls.append(f"f{who}")
+        if who == 1:
+            meet()
+            return g(x, who) + 1
+        return 10
+
+    @cache.cached(ignore=("who",))
+    def g(x: int, who: int) -> int:
+        calls.append(f"g{who}")
+        if who == 2:
+            meet()
+            return f(x, who) + 1
+        return 20
+
+    return f, g
+
+
+@pytest.fixture
+def cache(location: str) -> Iterator[Cache]:
+    """A cache of each store kind, closed after (its connections with it)."""
+    made = Cache(location, lock_timeout=LONG)
+    yield made
+    made.close()
+
+
+def test_a_cycle_between_two_threads_is_broken_at_once(cache: Cache) -> None:
+    barrier = threading.Barrier(2)
+    calls: list[str] = []
+    f, g = _pair(cache, barrier.wait, calls)
+    out: dict[int, int] = {}
+    start = time.monotonic()
+    with pytest.warns(MemojarWarning, match=CYCLE) as caught:
+        threads = [threading.Thread(target=lambda: out.__setitem__(1, f(1, 1))),
+                   threading.Thread(target=lambda: out.__setitem__(2, g(1, 2)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(LONG * 2)
+    took = time.monotonic() - start
+    assert took < 10, f"{took:.1f} s: the cycle was waited out"  # before: lock_timeout
+    messages = [str(w.message) for w in caught if CYCLE in str(w.message)]
+    assert len(messages) == 1, messages
+    assert "f " in messages[0] and ".g " in messages[0]  # both functions named
+    # One of the two computed the other's key itself (what it would do uncached), the other
+    # read that; every result is one the function gives.
+    assert sorted(out.items()) in ([(1, 21), (2, 22)], [(1, 12), (2, 11)])
+    assert f(1, 0) == out[1] and g(1, 0) == out[2]  # stored: hits now
+    assert not _waits._holder and not _waits._waiting
+
+
+def test_a_cycle_through_three_threads_is_broken_at_once(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c", lock_timeout=LONG)
+    barrier = threading.Barrier(3)
+
+    @cache.cached(ignore=("first",))
+    def step(n: int, first: bool) -> int:
+        if first:  # each thread holds its own step, then calls the next one's
+            barrier.wait()
+            return step((n + 1) % 3, False) + 1
+        return n * 10
+
+    out: dict[int, int] = {}
+    start = time.monotonic()
+    with pytest.warns(MemojarWarning, match=CYCLE) as caught:
+        threads = [threading.Thread(target=lambda n=n: out.__setitem__(n, step(n, True)))
+                   for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(LONG * 2)
+    assert time.monotonic() - start < 10
+    cycle = [str(w.message) for w in caught if CYCLE in str(w.message)]
+    assert len(cycle) == 1 and cycle[0].count("which waits for") == 2, cycle
+    assert len(out) == 3
+
+
+def test_a_cycle_between_two_tasks_is_broken_at_once(cache: Cache) -> None:
+    calls: list[str] = []
+
+    @cache.cached(ignore=("who",))
+    async def f(x: int, who: int) -> int:
+        calls.append(f"f{who}")
+        if who == 1:
+            await asyncio.sleep(0.2)
+            return await g(x, who) + 1
+        return 10
+
+    @cache.cached(ignore=("who",))
+    async def g(x: int, who: int) -> int:
+        calls.append(f"g{who}")
+        if who == 2:
+            await asyncio.sleep(0.2)
+            return await f(x, who) + 1
+        return 20
+
+    async def both() -> list[int]:
+        return list(await asyncio.gather(f(1, 1), g(1, 2)))
+
+    start = time.monotonic()
+    with pytest.warns(MemojarWarning, match=CYCLE):
+        out = asyncio.run(asyncio.wait_for(both(), LONG * 2))
+    assert time.monotonic() - start < 10  # before: lock_timeout
+    assert out in ([21, 22], [12, 11])
+    assert not _waits._holder and not _waits._waiting
+
+
+def test_no_cycle_no_shortcut(tmp_path: Path) -> None:
+    """A holder that waits for a key whose holder merely computes (waits for nothing)
+    waits for it: computed once, no warning."""
+    cache = Cache(tmp_path / "c", lock_timeout=LONG)
+    started = threading.Event()
+    runs: list[str] = []
+
+    @cache.cached
+    def slow(x: int) -> int:
+        runs.append("slow")
+        started.set()
+        time.sleep(0.5)
+        return x
+
+    @cache.cached
+    def outer(x: int) -> int:
+        started.wait()
+        return slow(x) + 1
+
+    t = threading.Thread(target=slow, args=(1,))
+    t.start()
+    assert outer(1) == 2
+    t.join()
+    assert runs == ["slow"]
+
+
+def test_the_same_key_again_in_one_thread_computes_at_once(tmp_path: Path) -> None:
+    """f(a) -> g(b) -> f(a) in one thread: the inner f(a) computes at once (recursion)."""
+    cache = Cache(tmp_path / "c", lock_timeout=LONG)
+
+    @cache.cached(ignore=("depth",))
+    def f(x: int, depth: int) -> int:
+        return g(x, depth + 1) + 1 if depth < 2 else 0
+
+    @cache.cached(ignore=("depth",))
+    def g(x: int, depth: int) -> int:
+        return f(x, depth + 1) + 1
+
+    start = time.monotonic()
+    assert f(1, 0) == 2
+    assert time.monotonic() - start < 5
+
+
+CROSS = """
+import asyncio, sys, time, warnings
+from memojar import Cache
+c = Cache(sys.argv[1], lock_timeout=float(sys.argv[2]))
+who, mode = int(sys.argv[3]), sys.argv[4]
+if mode == "sync":
+    @c.cached(ignore=("who",))
+    def f(x, who):
+        if who == 1:
+            time.sleep(1); return g(x, who) + 1
+        return 10
+    @c.cached(ignore=("who",))
+    def g(x, who):
+        if who == 2:
+            time.sleep(1); return f(x, who) + 1
+        return 20
+    call = lambda: (f if who == 1 else g)(1, who)
+else:
+    @c.cached(ignore=("who",))
+    async def f(x, who):
+        if who == 1:
+            await asyncio.sleep(1); return await g(x, who) + 1
+        return 10
+    @c.cached(ignore=("who",))
+    async def g(x, who):
+        if who == 2:
+            await asyncio.sleep(1); return await f(x, who) + 1
+        return 20
+    call = lambda: asyncio.run((f if who == 1 else g)(1, who))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print(call())
+for w in caught:
+    print(w.message)
+"""
+
+
+def _two_processes(location: str, timeout: float, mode: str = "sync"
+                   ) -> tuple[list[str], float]:
+    import subprocess
+
+    start = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", CROSS, location, str(timeout),
+                               str(who), mode], stdout=subprocess.PIPE, text=True)
+             for who in (1, 2)]
+    outs = [p.communicate(timeout=LONG * 2)[0] for p in procs]
+    return outs, time.monotonic() - start
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("file", "sync"), ("file", "async"),
+                                            ("redis", "sync"), ("redis", "async")])
+def test_a_cycle_between_two_processes_is_broken_at_once(
+        kind: str, mode: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Each process notes, where the holder of the key it waits for can see it (a read
+    lock on a byte of that key's lock file above the keys' bytes; a key beside the Redis
+    lease), the keys it holds, then asks whether the holder of the key it waits for noted
+    it waits for one of them."""
+    location = (str(tmp_path / "c") if kind == "file"
+                else request.getfixturevalue("redis_location"))
+    outs, took = _two_processes(location, LONG, mode)
+    said = "\n".join(outs)
+    assert took < 20, f"{took:.1f} s: {said}"  # before: lock_timeout (60 s here)
+    assert said.count("is being computed by another process") == 1, said
+    assert said.count(CYCLE) == 1, said
+    results = sorted(int(out.split()[0]) for out in outs)
+    assert results in ([11, 12], [21, 22])
+
+
+@pytest.mark.slow
+def test_a_cycle_of_three_processes_waits_lock_timeout_and_says_why(tmp_path: Path) -> None:
+    """Measured, not fixed (see README, Known limits): notes are looked at pairwise, so a
+    ring of three processes each waits ``lock_timeout``; the warning names the lock the
+    caller held while it waited."""
+    import subprocess
+
+    ring = """
+import sys, time, warnings
+from memojar import Cache
+c = Cache(sys.argv[1], lock_timeout=3)
+@c.cached(ignore=("first",))
+def step(n, first):
+    if first:
+        time.sleep(1); return step((n + 1) % 3, False) + 1
+    return n * 10
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print(step(int(sys.argv[2]), True))
+for w in caught:
+    print(w.message)
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", ring, str(tmp_path / "c"), str(n)],
+                              stdout=subprocess.PIPE, text=True) for n in range(3)]
+    said = "\n".join(p.communicate(timeout=LONG)[0] for p in procs)
+    assert "waited 3 s (lock_timeout)" in said
+    assert "This caller holds __main__.step" in said
+    assert "lock-order cycle across processes" in said
+
+
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_a_wait_noted_for_other_processes_ends_with_it(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A caller holding f(1) that waited for g(1) (noted for other processes) and then got
+    it is no longer said to wait: a later holder of g(1) waiting for f(1) (held by a caller
+    that waits for nothing) waits for it, with no warning, and no note is left."""
+    import fcntl
+    import os
+    import struct
+
+    location = (str(tmp_path / "c") if kind == "file"
+                else request.getfixturevalue("redis_location"))
+    cache = Cache(location, lock_timeout=LONG)
+    g_started, g_go, f_done_waiting, f_go = (threading.Event() for _ in range(4))
+    calls: list[str] = []
+
+    @cache.cached(ignore=("who",))
+    def f(x: int, who: int) -> int:
+        calls.append(f"f{who}")
+        if who == 1:
+            value = g(x, who)  # waits for the other thread's g(1), holding f(1)
+            f_done_waiting.set()
+            f_go.wait(LONG)
+            return value + 1
+        return 10
+
+    @cache.cached(ignore=("who",))
+    def g(x: int, who: int) -> int:
+        calls.append(f"g{who}")
+        if who == 3:
+            g_started.set()
+            g_go.wait(LONG)
+            return 20
+        if who == 2:
+            return f(x, who) + 1  # waits for f(1), held by the first thread
+        return 30
+
+    first = threading.Thread(target=g, args=(1, 3))
+    first.start()
+    g_started.wait(LONG)
+    holder = threading.Thread(target=f, args=(1, 1))
+    holder.start()
+    time.sleep(0.3)  # the holder of f(1) waits for g(1) (noted)
+    g_go.set()
+    first.join()
+    f_done_waiting.wait(LONG)
+    assert g.cache_delete(1, 0)
+    second = threading.Thread(target=g, args=(1, 2))
+    second.start()  # holds g(1), waits for f(1): no cycle
+    time.sleep(0.3)
+    f_go.set()
+    holder.join()
+    second.join()
+    assert calls == ["g3", "f1", "g2"]  # no warning either (filterwarnings = error)
+    assert g(1, 0) == 22
+    if kind == "redis":
+        import redis
+
+        client = redis.Redis.from_url(location)
+        try:
+            assert client.keys(b"*:w:*") == []  # removed as each wait ended
+        finally:
+            client.close()
+        cache.close()
+        return
+    for lock_file in (tmp_path / "c").rglob(".lock"):  # no byte locked, no wait noted
+        fd = os.open(lock_file, os.O_RDWR)
+        try:
+            probe = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+            got = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, probe)
+            assert struct.unpack("hhqqi4x", got)[0] == fcntl.F_UNLCK, lock_file
+        finally:
+            os.close(fd)

@@ -1,0 +1,55 @@
+"""Signal handlers that call a cached function while their thread is inside the remote
+stores' own locks: a plain lock taken again by the handler in the same thread never comes
+free (a hang). Each case runs in a subprocess with a timeout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from redis_server import free_port
+
+pytest.importorskip("redis")
+
+# The server is down (nothing listens): the first call trips the store's breaker, which
+# starts its prober thread under the breaker's mutex; ``Thread.start`` waits for the thread,
+# and a signal handled there calls a cached function of the same store, whose ``check``
+# (the server is down, and no prober is noted yet) takes the mutex again.
+PROBER_STARTING = r"""
+import os, signal, sys, threading, warnings
+warnings.simplefilter("ignore")
+from memojar import Cache, _store
+
+cache = Cache(sys.argv[1], lock_timeout=1)
+
+@cache.cached
+def f(x):
+    return x + 1
+
+got, sent = [], []
+def handler(signum, frame):
+    got.append(f(2))
+signal.signal(signal.SIGALRM, handler)
+start = threading.Thread.start
+def start_with_a_signal(self):
+    if getattr(self, "_target", None) is _store.Breaker._run and not sent:
+        sent.append(1)
+        os.kill(os.getpid(), signal.SIGALRM)  # handled inside ``start``, under the mutex
+    start(self)
+threading.Thread.start = start_with_a_signal
+print(f(1), got, flush=True)
+"""
+
+
+def test_a_signal_handler_calling_a_cached_function_while_the_prober_starts_does_not_hang(
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBER_STARTING, url],
+                              capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:  # before: the handler waited for its own thread
+        pytest.fail("hung: the handler's call waited for the breaker's mutex its thread held")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "[3]"]
