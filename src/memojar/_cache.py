@@ -31,7 +31,7 @@ from . import _entry
 from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, stored_total
 from ._errors import logger
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
-from ._store import Store, StoredEntry, header_of
+from ._store import Counts, Store, StoredEntry, add_counts, header_of
 
 if TYPE_CHECKING:
     import datetime as _dt  # imported where used: it was 5% of ``import memojar``
@@ -440,7 +440,7 @@ class Cache:
         # (appended to, and only the merge takes from it). Neither attribute is rebound:
         # this cache's finalizer holds them.
         self._merged: list[Merged] = [{}]
-        self._adopted: list[Deltas] = []
+        self._adopted: list[Counts] = []
         _FLUSHER.watch(self)
         # A cache dropped before its counts were merged (made in a function that returned,
         # as ``python -m memojar.demo`` makes its own) leaves them to the next merge: its
@@ -726,7 +726,7 @@ class Cache:
         try:
             self._merged[0] = merged
             del self._adopted[:len(adopted)]  # only appended to meanwhile
-            self.store.merge_stats(_sum(deltas, *adopted))
+            self.store.merge_stats(add_counts(deltas, *adopted))
         except BaseException as exc:
             self._merged[0] = base
             self._adopted[:0] = adopted
@@ -751,19 +751,16 @@ class Cache:
         self.store.close()
 
 
-Deltas = dict[str, tuple[int, int, float]]  # function name -> hits, misses, seconds saved
-
-
 Merged = dict[Tally, tuple[int, int, float]]  # a tally -> its counts merged so far
 _NONE_YET = (0, 0, 0.0)
 
 
 def _deltas_of(
     tallies: list[tuple[Tally, weakref.ref[_Memo], bool]], base: Merged,
-) -> tuple[Deltas, Merged]:
+) -> tuple[Counts, Merged]:
     """The counts of ``tallies`` not merged yet, by function name (``base``: what was), and
     what will have been merged once they are."""
-    deltas: Deltas = {}
+    deltas: Counts = {}
     merged = dict(base)
     for tally, _, _ in list(tallies):
         now = tally.now()
@@ -780,17 +777,17 @@ def _deltas_of(
 # again, deltas). Appended by a dropped cache's finalizer and taken by ``_merge_orphans``
 # with ``list.append`` and ``list.pop``, atomic under the GIL: no lock, so a finalizer run
 # by the cycle collector or inside a signal handler, in any thread, never waits.
-_orphans: list[tuple[str, tuple[str, bytes | None] | None, Deltas]] = []
+_orphans: list[tuple[str, tuple[str, bytes | None] | None, Counts]] = []
 
 
 def _orphan(directory: str, reopen: tuple[str, bytes | None] | None,
             tallies: list[tuple[Tally, weakref.ref[_Memo], bool]], merged: list[Merged],
-            adopted: list[Deltas]) -> None:
+            adopted: list[Counts]) -> None:
     """A dropped cache's finalizer: its functions (dropped with it: each holds its cache)
     count no more, so what they counted since the last merge is final; with the counts
     of other dropped caches it had adopted."""
     deltas, _ = _deltas_of(tallies, merged[0])
-    deltas = _sum(deltas, *adopted)
+    deltas = add_counts(deltas, *adopted)
     if deltas:
         _orphans.append((directory, reopen, deltas))
 
@@ -805,7 +802,7 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
     connection is made every few seconds for them, and a server gone costs its timeout
     once). Counts that cannot be merged yet (a read-only folder) wait for the next merge,
     added up by location. ``only``: of that location only."""
-    pending: dict[str, tuple[tuple[str, bytes | None] | None, Deltas]] = {}
+    pending: dict[str, tuple[tuple[str, bytes | None] | None, Counts]] = {}
     while _orphans:
         try:
             directory, reopen, deltas = _orphans.pop()
@@ -813,7 +810,7 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
             break
         kept = pending.get(directory)
         pending[directory] = (reopen or (kept[0] if kept else None),
-                              _sum(kept[1], deltas) if kept else deltas)
+                              add_counts(kept[1], deltas) if kept else deltas)
     if only is not None:
         for directory, (reopen, deltas) in pending.items():
             if directory != only:
@@ -842,17 +839,6 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
             _orphans.append((directory, reopen, deltas))
         except Exception as exc:  # noqa: BLE001 - statistics never fail the program
             logger.debug("cannot save statistics in %s: %s", directory, exc)
-
-
-def _sum(first: Deltas, *more: Deltas) -> Deltas:
-    if not more:
-        return first
-    total = dict(first)
-    for deltas in more:
-        for name, (hits, misses, saved) in deltas.items():
-            h, m, s = total.get(name, (0, 0, 0.0))
-            total[name] = (h + hits, m + misses, s + saved)
-    return total
 
 
 def _is_folder(location: str) -> bool:

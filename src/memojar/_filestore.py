@@ -55,7 +55,16 @@ from ._locks import (
     remove_if_idle,
     retire,
 )
-from ._store import HEAD_BYTES, SECRET_ADVICE, KeyLock, Store, StoredEntry, complete_head
+from ._store import (
+    HEAD_BYTES,
+    SECRET_ADVICE,
+    KeyLock,
+    Store,
+    StoredEntry,
+    add_counts,
+    complete_head,
+    less_counts,
+)
 
 try:
     import fcntl
@@ -358,24 +367,6 @@ def _identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_ino, st.st_mtime_ns
-
-
-def _plus(counts: dict[str, tuple[int, int, float]],
-          more: dict[str, tuple[int, int, float]]) -> dict[str, tuple[int, int, float]]:
-    both = dict(counts)
-    for name, (hits, misses, saved) in more.items():
-        had = both.get(name, (0, 0, 0.0))
-        both[name] = (had[0] + hits, had[1] + misses, had[2] + saved)
-    return both
-
-
-def _less(counts: tuple[int, int, float],
-          added: tuple[int, int, float] | None) -> tuple[int, int, float]:
-    """``counts`` but what was ``added`` already (never below zero)."""
-    if added is None:
-        return counts
-    return (max(counts[0] - added[0], 0), max(counts[1] - added[1], 0),
-            max(counts[2] - added[2], 0.0))
 
 
 def _count(value: Any, seconds: bool = False) -> bool:
@@ -1098,7 +1089,7 @@ class FileStore(Store):
         landed, self._landed = self._landed, {}
         try:
             if landed:
-                functions = {name: _less(counts, landed.get(name))
+                functions = {name: less_counts(counts, landed.get(name))
                              for name, counts in functions.items()}
             if self._anothers():  # its own calls are not that user's statistics
                 functions = {}
@@ -1134,14 +1125,14 @@ class FileStore(Store):
                 self._restore(tally)
                 self._landed = landed
             else:
-                self._landed = _plus(landed, functions)
+                self._landed = add_counts(landed, functions)
             raise
         finally:
             try:
                 lock.release()
             except BaseException:
                 if written:
-                    self._landed = _plus(landed, functions)
+                    self._landed = add_counts(landed, functions)
                 raise
 
     def _stats_lock(self) -> Any:

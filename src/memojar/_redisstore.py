@@ -87,7 +87,9 @@ from ._store import (
     Renewer,
     Store,
     StoredEntry,
+    add_counts,
     lease_lost,
+    less_counts,
     pieces,
 )
 
@@ -485,9 +487,9 @@ class RedisStore(Store):
             if self._unsure is not None:  # did the merge that raised run?
                 nonce, sent = self._unsure
                 if self._client.get(marker) == nonce:
-                    self._added = _plus(self._added, sent)
+                    self._added = add_counts(self._added, sent)
                 self._unsure = None
-            rest = {name: _less(counts, self._added.get(name)) for name, counts in
+            rest = {name: less_counts(counts, self._added.get(name)) for name, counts in
                     functions.items()}
             nonce = secrets.token_hex(8).encode()
             args: list[Any] = [nonce, int(MERGED_TTL * 1000)]
@@ -698,24 +700,6 @@ def _assemble(client: redis.Redis, chunks: bytes, count: int, size: int) -> byte
             data += piece
     return data if len(data) == size else None
 
-
-
-def _plus(counts: dict[str, tuple[int, int, float]],
-          more: dict[str, tuple[int, int, float]]) -> dict[str, tuple[int, int, float]]:
-    both = dict(counts)
-    for name, (hits, misses, saved) in more.items():
-        had = both.get(name, (0, 0, 0.0))
-        both[name] = (had[0] + hits, had[1] + misses, had[2] + saved)
-    return both
-
-
-def _less(counts: tuple[int, int, float],
-          added: tuple[int, int, float] | None) -> tuple[int, int, float]:
-    """``counts`` but what was ``added`` already (never below zero)."""
-    if added is None:
-        return counts
-    return (max(counts[0] - added[0], 0), max(counts[1] - added[1], 0),
-            max(counts[2] - added[2], 0.0))
 
 
 def _first(views: list[memoryview], limit: int) -> bytes:

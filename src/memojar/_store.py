@@ -575,6 +575,32 @@ class Store(abc.ABC):
         """Release connections or handles; the store may not be used afterwards."""
 
 
+Counts = dict[str, tuple[int, int, float]]  # function name -> hits, misses, seconds saved
+
+
+def add_counts(first: Counts, *more: Counts) -> Counts:
+    """The per-function statistics of ``first`` and ``more`` added up (a new dict, unless
+    there is nothing to add)."""
+    if not more:
+        return first
+    total = dict(first)
+    for counts in more:
+        for name, (hits, misses, saved) in counts.items():
+            had = total.get(name, (0, 0, 0.0))
+            total[name] = (had[0] + hits, had[1] + misses, had[2] + saved)
+    return total
+
+
+def less_counts(counts: tuple[int, int, float],
+                added: tuple[int, int, float] | None) -> tuple[int, int, float]:
+    """``counts`` but what was ``added`` already (never below zero): a merge that raised
+    after the store had written it, handed back with the next one."""
+    if added is None:
+        return counts
+    return (max(counts[0] - added[0], 0), max(counts[1] - added[1], 0),
+            max(counts[2] - added[2], 0.0))
+
+
 class Breaker:
     """Failing fast after a lost or silent server, for every remote store: after a
     connection fault or a timeout (``trip``), every call fails at once with that fault
