@@ -33,6 +33,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MEMOJAR_DIR", str(tmp_path / "default-cache"))
     monkeypatch.delenv("MEMOJAR_SECRET", raising=False)
     monkeypatch.delenv("MEMOJAR_DISABLE", raising=False)
+    # Each test warns of a remote cache without a secret afresh (once per place a process).
+    from memojar import _store
+
+    monkeypatch.setattr(_store, "_UNSIGNED_WARNED", set())
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

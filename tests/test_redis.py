@@ -103,7 +103,6 @@ def test_the_no_secret_warning_comes_once_per_server_not_per_cache(
     printed it at each one's first call."""
     import warnings
 
-    monkeypatch.setattr(_redisstore, "_UNSIGNED_WARNED", set(), raising=False)
     warnings.resetwarnings()  # the fixture ignores this warning for store-level tests
     warnings.simplefilter("always")  # as pytest, IPython or -W default show it: every time
     with pytest.warns(MemojarWarning) as record:

@@ -135,12 +135,7 @@ def test_the_planted_payload_does_run_when_unpickled(tmp_path: Path) -> None:
     assert marker.exists()
 
 
-def test_unsigned_cache_warns_once(remote_location: str,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    if remote_location.startswith("redis"):  # said once per server and prefix per process
-        from memojar import _redisstore
-
-        monkeypatch.setattr(_redisstore, "_UNSIGNED_WARNED", set())
+def test_unsigned_cache_warns_once(remote_location: str) -> None:
     warnings.resetwarnings()  # the fixture ignores this warning for store-level tests
     warnings.simplefilter("error")
     double, _ = counted(Cache(remote_location))
@@ -150,6 +145,19 @@ def test_unsigned_cache_warns_once(remote_location: str,
     assert len(messages) == 1, messages
     assert "has no secret: its entries are not authenticated" in messages[0]
     assert remote_location.partition("?")[0] in messages[0]
+
+
+def test_the_no_secret_warning_comes_once_per_location_not_per_cache(
+        remote_location: str) -> None:
+    """Before: once per Cache object (on S3 until now), so a service making a Cache per
+    request or per task said it at each one's first call."""
+    warnings.resetwarnings()  # the fixture ignores this warning for store-level tests
+    warnings.simplefilter("always")  # as pytest, IPython or -W default show it: every time
+    with pytest.warns(MemojarWarning) as record:
+        for _ in range(3):
+            double, _ = counted(Cache(remote_location))
+            assert double(1) == double(1) == 2
+    assert len(record) == 1, [str(w.message) for w in record]
 
 
 def test_signed_cache_does_not_warn(remote_location: str) -> None:

@@ -111,11 +111,6 @@ _POINTER = re.compile(rb"MJCH 2 ([0-9a-f]{16}) ([0-9]{1,9}) ([0-9]{1,15}) ([0-9a
 _POINTER_KEY = b"memojar redis chunk pointer\0"  # the pointer signature's own HMAC key prefix
 _HEX32 = b"[0-9a-f]" * 32
 _HEX16 = b"[0-9a-f]" * 16
-# Where this process warned that entries are not authenticated (no secret): the server URL
-# (without memojar's options) and the prefix. Once per server, database and prefix, not per
-# store: a Cache made per request or per task repeated it at each one's first read.
-_UNSIGNED_WARNED: set[tuple[str, str]] = set()
-_UNSIGNED_LOCK = threading.Lock()
 
 class RedisStore(Store):
     """Entries in Redis. See the module docstring for the layout and its guarantees.
@@ -203,17 +198,9 @@ class RedisStore(Store):
     def __repr__(self) -> str:
         return f"RedisStore({self.location!r})"
 
-    def _warn_unsigned(self) -> None:
-        """The no-secret warning, once per server, database and prefix in this process."""
-        if not self.signed:
-            where = (self._url, self.prefix)
-            with _UNSIGNED_LOCK:
-                first = where not in _UNSIGNED_WARNED
-                _UNSIGNED_WARNED.add(where)
-            if not first:
-                self._warned = True
-                return
-        super()._warn_unsigned()
+    def unsigned_place(self) -> Any:
+        """The server URL (without memojar's options), database and prefix."""
+        return self._url, self.prefix
 
     def _name(self, function: str, key: str) -> bytes:
         base = self._names.get(function)

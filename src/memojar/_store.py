@@ -272,6 +272,10 @@ class KeyLock(abc.ABC):
         self.release()
 
 
+# Where this process warned that entries are not authenticated: (store kind, place).
+_UNSIGNED_WARNED: set[tuple[str, Any]] = set()
+
+
 class Store(abc.ABC):
     """Bytes in, bytes out, addressed by function name and key: the policy over a backend's
     primitives (a subclass is a backend; see the module docstring)."""
@@ -335,16 +339,27 @@ class Store(abc.ABC):
         raise NotImplementedError
 
     def _warn_unsigned(self) -> None:
-        """Warn once that entries others can write are not authenticated (no secret)."""
+        """Warn that entries others can write are not authenticated (no secret): once per
+        place (``unsigned_place``) in this process, not per store: a ``Cache`` made per
+        request or per task repeated it at each one's first read."""
         if self.signed or self.shared_with is None:
             self._warned = True
             return
+        place = (self.kind, self.unsigned_place())
+        if place in _UNSIGNED_WARNED:  # (no lock: at worst two threads both warn)
+            self._warned = True
+            return
+        _UNSIGNED_WARNED.add(place)
         self._untrusted(
             f"{self.kind} cache {self.location} has no secret: its entries are not "
             f"authenticated, and anyone who can write to {self.shared_with} can make this "
             "process unpickle (run) code of their choosing. Give every user of the cache "
             + SECRET_ADVICE
         )
+
+    def unsigned_place(self) -> Any:
+        """Where entries are not authenticated, for the warning's once (the location)."""
+        return self.location
 
     def _untrusted(self, message: str) -> None:
         """Warn, once per store, that entries are not trusted (another user's, or
