@@ -723,13 +723,17 @@ class Cache:
         base = self._merged[0]
         deltas, merged = _deltas_of(self._tallies, base)
         adopted = self._adopted[:]
+        done = self.store.merges_done
         try:
             self._merged[0] = merged
             del self._adopted[:len(adopted)]  # only appended to meanwhile
             self.store.merge_stats(add_counts(deltas, *adopted))
         except BaseException as exc:
-            self._merged[0] = base
-            self._adopted[:0] = adopted
+            # Unmarked only if the merge did not run to its end: an interrupt landing as it
+            # returned (still inside this ``try``) handed its counts back, added again.
+            if self.store.merges_done == done:
+                self._merged[0] = base
+                self._adopted[:0] = adopted
             if not isinstance(exc, OSError):
                 raise
             logger.debug("cannot save statistics in %s: %s", self.directory, exc)

@@ -1134,6 +1134,7 @@ class FileStore(Store):
                 if written:
                     self._landed = add_counts(landed, functions)
                 raise
+        self.merges_done += 1  # the last statement: merged whole (see Store.merges_done)
 
     def _stats_lock(self) -> Any:
         """The stats file's lock: a ``flock`` on the root directory itself, so no lock file

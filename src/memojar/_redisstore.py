@@ -489,6 +489,7 @@ class RedisStore(Store):
             if len(args) > 2:
                 self._merge(keys=[self._pre + b"stats", marker], args=args)
             self._unsure, self._added = None, {}
+        self.merges_done += 1  # the last statement: merged whole (see Store.merges_done)
 
     # --- listing and housekeeping ------------------------------------------------------
 

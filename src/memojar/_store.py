@@ -572,6 +572,13 @@ class Store(abc.ABC):
         """``{"functions": {name: [hits, misses, saved]}, ...}`` of every process."""
         return {}
 
+    # Merges that ran to their end, counted by ``merge_stats`` as its last statement: the
+    # caller tells an interrupt that landed as it returned (its counts merged: not to be
+    # handed back) from one inside it (handed back, and the store adds only what it did
+    # not add already). Without it, a KeyboardInterrupt landing as a merge returned
+    # counted its calls twice.
+    merges_done = 0
+
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],  # noqa: B027
                     recount: dict[str, tuple[int, int]] | None = None) -> None:
         """Add hits, misses and seconds saved per function (deltas of one process)."""
