@@ -927,28 +927,42 @@ class _Sink:
 
 
 def _plain_bytes(obj: Any) -> bytes:
-    """The hit path's pickle: one reused memo-less pickler per thread (plain data only, so
-    it never re-enters). A small pickle reaches the file in one ``write``."""
-    chunks: list[bytes]
-    pickler: pickle.Pickler
+    """The hit path's pickle: a reused memo-less pickler (plain data only, so pickling
+    never re-enters). A small pickle reaches the file in one ``write``.
+
+    Each thread keeps a list of free picklers, and a call takes one out of it (one
+    ``pop``, atomic) until it is done: a signal handler that runs in the middle of this
+    call (right after ``dump`` returns, before its output is taken) and makes a key of its
+    own takes another one. With one shared pickler, the handler's pickle was appended to
+    the interrupted call's output, and both were taken by the handler: the interrupted
+    call hashed nothing, a key shared by every call so cut short, which read another
+    call's value."""
     try:
-        chunks, pickler = _local.pickler
+        free = _local.free
     except AttributeError:
-        chunks = []
+        free = _local.free = []
+    try:
+        pair = free.pop()
+    except IndexError:
+        chunks: list[bytes] = []
         sink = _Sink()
         sink.write = chunks.append
         pickler = pickle.Pickler(sink, PROTOCOL)
         pickler.fast = True
-        _local.pickler = (chunks, pickler)
+        pair = (chunks, pickler)
+    chunks, pickler = pair
     try:
         pickler.dump(obj)
     except BaseException:
         chunks.clear()
+        free.append(pair)
         raise
     if len(chunks) == 1:
-        return chunks.pop()
-    data = b"".join(chunks)
-    chunks.clear()
+        data = chunks.pop()
+    else:
+        data = b"".join(chunks)
+        chunks.clear()
+    free.append(pair)
     return data
 
 

@@ -11,6 +11,7 @@ given back while an exception other than the server's own error reply propagates
 
 from __future__ import annotations
 
+import codecs
 import re
 import sys
 from typing import Any
@@ -46,6 +47,15 @@ class _Pool(redis.ConnectionPool):
 
 def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     """A client for ``url``; ``ValueError`` if it is not a Redis URL."""
+    # The idna codec, which a connection's address lookup (``getaddrinfo`` of a host given
+    # as a str, an IP address too) loads at its first use, is loaded here, before any call.
+    # Else it loaded at the first connection, inside a call: a signal handler that ran
+    # then and called a cached function found ``encodings.idna`` half imported, and the
+    # ``encodings`` package noted 'idna' as no codec, for good unless the load around it
+    # ended; an interrupt ended it (the handler raising after its call), and every later
+    # call raised ``LookupError: unknown encoding: idna``. A codec found is kept by the
+    # interpreter, never searched again.
+    codecs.lookup("idna")
     parts = urlsplit(url)  # its scheme in lower case, as redis-py wants it ('REDIS://')
     url = parts.scheme + url[url.index(":"):] if ":" in url else url
     if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?[0-9]*", parts.path):
