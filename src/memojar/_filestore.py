@@ -544,36 +544,54 @@ class FileStore(Store):
         expires: float | None,
     ) -> None:
         """A write with ``max_size`` (room reserved first), or where there are no unnamed
-        files: a named temporary file beside the entry, renamed into place."""
-        path = self.path(function, key)
+        files: a named temporary file beside the entry, renamed into place.
+
+        Both are made relative to the shard's descriptor, opened ``O_NOFOLLOW`` from the
+        function folder's (``_open_shard``): a shard or folder swapped for a link after it
+        was opened is never written through. Before, the folders were checked with
+        ``lstat`` and the file created and renamed by path: a shard swapped for a link
+        in between got the temporary file, or the entry."""
+        shard, name = key[:2], f"{key}{SUFFIX}"
+        at = [self._open_shard(function, shard)]  # another if the shard is made again
+        try:
+            self._write_at(function, shard, name, at, views, size)
+        finally:
+            os.close(at[0])
+
+    def _write_at(self, function: str, shard: str, name: str, at: list[int],
+                  views: list[memoryview], size: int) -> None:
+        """``_write`` in the shard whose descriptor is ``at[0]``."""
         made: list[str] = []  # the temporary name once made: an interrupt that loses the
         try:  # return value below still removes it
             written = False
             if self.max_size is not None:  # make room first: the new entry fits under max_size
-                fd, tmp, written = self._reserve(path, size, views, made)
+                fd, tmp, written = self._reserve(function, shard, name, at, size, views, made)
             else:
-                fd, tmp = self._create_temp(path, made)
+                fd, tmp = self._create_temp(function, shard, name, at, made)
         except BaseException:
-            for name in made:
-                _unlink(name)
+            for made_name in made:
+                _unlink(made_name, at[0])
             raise
+        sfd = at[0]
         try:
             try:
                 if not written:
                     _write_all(fd, views)
             finally:
                 os.close(fd)
-            replaced = _size_of(path)  # for the ledger and the entry count
+            try:  # for the ledger and the entry count
+                replaced = os.stat(name, dir_fd=sfd, follow_symlinks=False).st_size
+            except OSError:
+                replaced = 0
             try:
-                os.replace(tmp, path)
-            except FileNotFoundError as exc:  # the temporary file went, or its folder
-                if os.path.isdir(os.path.dirname(path)):
-                    raise OSError(errno.ENOENT, f"the temporary file {tmp} was removed while "
-                                  "memojar was writing it (by another program?); nothing "
-                                  "was stored", tmp) from exc
-                raise _not_a_folder(os.path.dirname(path)) from exc
+                os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
+            except FileNotFoundError as exc:  # the temporary file went (a shard holding it
+                path = os.path.join(self._dirs[function], shard)  # cannot be removed)
+                raise OSError(errno.ENOENT, f"the temporary file {path}{_SEP}{tmp} was "
+                              "removed while memojar was writing it (by another program?); "
+                              "nothing was stored", tmp) from exc
         except BaseException:
-            _unlink(tmp)
+            _unlink(tmp, sfd)
             self._account(-size)
             raise
         self._account(-replaced)
@@ -769,14 +787,48 @@ class FileStore(Store):
             folder = self._open_folder(function, folder)
             return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
 
-    def _create_temp(self, path: str, made: list[str] | None = None) -> tuple[int, str]:
-        """A new temporary file beside ``path`` (created with its directories if missing);
-        its name is appended to ``made`` (see ``_create_new``)."""
-        self._folders(path)
+    def _open_shard(self, function: str, shard: str) -> int:
+        """A descriptor of the function's ``shard``, opened ``O_DIRECTORY | O_NOFOLLOW``
+        from the function folder's (``_folder``; both made if missing): a link there is
+        refused, and what is made through the descriptor stays in the folder it opened."""
+        folder = self._folder(function)
+        for _ in _TRIES:
+            try:
+                fd = os.open(shard, _O_DIR, dir_fd=folder.fd)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:  # a new shard, or the folder was removed
+                    folder = self._make_shard(function, folder, shard)
+                    continue
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _not_a_folder(os.path.join(self._dirs[function], shard),
+                                        dir_fd=folder.fd) from exc
+                raise
+            if self._uid == 0:  # root writes nothing in another user's shard
+                try:
+                    _refuse_others(os.path.join(self._dirs[function], shard),
+                                   os.fstat(fd).st_uid, self._uid, "folder")
+                except BaseException:
+                    os.close(fd)
+                    raise
+            return fd
+        raise OSError(errno.ENOENT, "the function's folder keeps being removed",
+                      self._dirs[function])
+
+    def _create_temp(self, function: str, shard: str, name: str, at: list[int],
+                     made: list[str] | None = None) -> tuple[int, str]:
+        """A new temporary file beside the entry ``name`` in the shard ``at[0]``; a shard
+        removed since it was opened (``clear``, ``prune``) is made and opened again, in
+        ``at[0]``. Its name is appended to ``made`` (see ``_create_new``)."""
         try:
-            return _create_new(path, made)
-        except FileNotFoundError as exc:  # its folder moved away again meanwhile
-            raise _not_a_folder(os.path.dirname(path)) from exc
+            return _create_new(name, made, at[0])
+        except FileNotFoundError:  # the shard was removed since it was opened
+            old = at[0]
+            at[0] = self._open_shard(function, shard)
+            os.close(old)
+        try:
+            return _create_new(name, made, at[0])
+        except FileNotFoundError as exc:  # removed again meanwhile
+            raise _not_a_folder(os.path.join(self._dirs[function], shard)) from exc
 
     def _makedirs(self, path: str, recheck: bool = False) -> None:
         """``_makedirs`` under this store's root; ``recheck``: look at the root's tag even if
@@ -804,17 +856,19 @@ class FileStore(Store):
                 self._makedirs(shard, recheck=True)
         raise _not_a_folder(shard, making=True)
 
-    def _reserve(self, path: str, size: int, views: list[memoryview],
-                 made_here: list[str] | None = None) -> tuple[int, str, bool]:
+    def _reserve(self, function: str, shard: str, name: str, at: list[int], size: int,
+                 views: list[memoryview], made_here: list[str] | None = None,
+                 ) -> tuple[int, str, bool]:
         """The temporary file for an entry of ``size`` bytes, once there is room for it,
         and whether ``views`` were written to it already (``_grow``).
 
         The reservation is the temporary file itself, extended to its final size under the
         ledger's lock: every recount counts it, so writers in flight never overcommit the
-        room between them. While they hold it all, this one waits (``RESERVE_WAIT``)."""
+        room between them. While they hold it all, this one waits (``RESERVE_WAIT``). The
+        file is made in the shard ``at[0]`` (``_write``: opened first, so a root that is no
+        longer memojar's gets no ledger file)."""
         max_size = self.max_size
         assert max_size is not None  # and size <= max_size: ``Store.write`` refused others
-        self._folders(path)  # first: a root that is no longer memojar's gets no ledger file
         deadline = time.monotonic() + RESERVE_WAIT
         delay = 0.005
         while True:
@@ -823,16 +877,13 @@ class FileStore(Store):
             try:
                 with self._ledger() as ledger:
                     if ledger.fits(size):
-                        try:
-                            made = _create_new(path, made_here)
-                        except FileNotFoundError:  # removed since (clear): made again
-                            made = self._create_temp(path, made_here)
+                        made = self._create_temp(function, shard, name, at, made_here)
                         written = self._grow(made[0], size, views)
                         ledger.add(size)
             except BaseException:
                 if made is not None:
                     os.close(made[0])
-                    _unlink(made[1])
+                    _unlink(made[1], at[0])
                 raise
             if made is not None:
                 return made[0], made[1], written
@@ -1784,15 +1835,17 @@ def _temp_name(path: str) -> str:
     return f"{path}.{_PID[0]}-{_HOST}.{next(_SEQUENCE) & 0xFFFFFFFF:08x}{TMP_SUFFIX}"
 
 
-def _create_new(path: str, made: list[str] | None = None) -> tuple[int, str]:
+def _create_new(path: str, made: list[str] | None = None,
+                dir_fd: int | None = None) -> tuple[int, str]:
     """A new private file under a temporary name beside ``path``, created with ``O_EXCL |
     O_NOFOLLOW``: whatever is planted at a name (a link, a file) is never opened; the next
     name is tried instead. The name is appended to ``made`` once the file exists, so that a
-    caller whose return value an interrupt lost can still remove it."""
+    caller whose return value an interrupt lost can still remove it. ``dir_fd``: ``path``
+    and the name made are relative to that folder's descriptor."""
     for attempt in range(_NAME_TRIES):
         tmp = _temp_name(path)
         try:
-            fd = os.open(tmp, _O_CREATE, 0o600)
+            fd = os.open(tmp, _O_CREATE, 0o600, dir_fd=dir_fd)
             if made is not None:
                 made.append(tmp)
             return fd, tmp
@@ -1800,7 +1853,7 @@ def _create_new(path: str, made: list[str] | None = None) -> tuple[int, str]:
             if attempt == _NAME_TRIES - 1:
                 raise
         except BaseException:  # an interrupt just after the file was made: not left there
-            _unlink(tmp)
+            _unlink(tmp, dir_fd)
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 

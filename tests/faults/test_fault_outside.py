@@ -995,3 +995,68 @@ def test_a_folder_replaced_by_a_link_in_a_running_process_is_not_written_through
         warnings.simplefilter("always")
         assert f(-2) == 2
     assert snapshot(victim) == {entry.parent.name: "dir"}
+
+
+
+SWAP = """
+import os, sys, time
+target, aside, victim, seconds = sys.argv[1:5]
+end = time.monotonic() + float(seconds)
+while time.monotonic() < end:
+    try:
+        os.rename(target, aside)
+    except OSError:  # made again by the writer meanwhile, or not yet
+        time.sleep(0.0005)
+        continue
+    os.symlink(victim, target)
+    time.sleep(0.0005)
+    os.unlink(target)
+    try:
+        os.rename(aside, target)
+    except OSError:  # the writer made it again meanwhile: the one moved aside goes
+        os.system(f"rm -rf '{aside}'")
+    time.sleep(0.0005)
+"""
+
+SWAPPED_WRITES = """
+import os, subprocess, sys, time, warnings, memojar
+cache = memojar.Cache(os.environ["CACHE"], max_size=10**8)
+f = cache.cached(abs)
+victim, seconds = os.environ["VICTIM"], os.environ["SECONDS"]
+warnings.simplefilter("ignore", memojar.MemojarWarning)
+f(-1)
+target = os.path.dirname(cache.store.path(f.__memojar__.name, f.cache_key(-1)))
+if os.environ["WHAT"] == "function folder":  # the link leads to a folder with that shard
+    os.mkdir(os.path.join(victim, os.path.basename(target)))
+    target = os.path.dirname(target)
+swapper = subprocess.Popen([sys.executable, "-c", os.environ["SWAP"], target,
+                            target + "-aside", victim, seconds])
+end = time.monotonic() + float(seconds)
+writes = 0
+while time.monotonic() < end and not any(files for _, _, files in os.walk(victim)):
+    f.refresh(-1)
+    writes += 1
+swapper.kill()
+swapper.wait()
+print(writes)
+"""
+
+
+@pytest.mark.parametrize("what", ["shard", "function folder"])
+def test_a_max_size_write_racing_a_folder_swapped_for_a_link_writes_nothing_outside(
+    tmp_path: Path, what: str
+) -> None:
+    """A shard (or the function folder) swapped for a link to a folder outside the cache
+    and back, every half millisecond (by someone who can write the folder above it), while
+    ``max_size`` writes (named temporary files) run for up to 3 s. Before, such a write
+    checked the folders with ``lstat`` and then created and renamed its temporary file by
+    path: it landed in the folder the link led to (within a second here). Now it is made
+    and renamed relative to the shard's descriptor, opened ``O_NOFOLLOW`` from the
+    function folder's."""
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    writes = ok(SWAPPED_WRITES, CACHE=str(tmp_path / "cache"), VICTIM=str(victim),
+                SECONDS="3", WHAT=what, SWAP=SWAP)
+    planted = {name: what for name, what in snapshot(victim).items() if what != "dir"}
+    assert planted == {}, f"after {writes.strip()} writes"
+    assert int(writes) > 100, writes  # the race was run
