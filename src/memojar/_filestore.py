@@ -928,18 +928,25 @@ class FileStore(Store):
         one stays. Under the key's lock, so no writer of the key renames meanwhile; if a
         writer holds it, its new entry replaces the bad one anyway."""
         path = self.path(function, key)
-        lock = key_lock(self._dirs[function], key, path)
+        fdir, shard = self._dirs[function], key[:2]
+        # The key's lock file opened through the folder as this process opened it, and the
+        # entry read through descriptors: before, both went by path after an ``lstat``, and
+        # a folder swapped for a link meanwhile got a lock file where the link led.
         try:
-            _no_links(self._dirs[function], os.path.dirname(path))
+            _no_links(fdir, os.path.dirname(path))  # missing: nothing to discard, none made
+            lock = self.lock(function, key)
             if not lock.acquire(blocking=False):
                 return False
         except OSError:
             return False
         try:
-            try:
-                fd = os.open(path, _O_READ)
-            except OSError:
-                return False
+            with _dir_at(self.root, os.path.basename(fdir), shard) as sfd:
+                try:
+                    if sfd is None:
+                        return False
+                    fd = os.open(f"{key}{SUFFIX}", _O_READ, dir_fd=sfd)
+                except OSError:
+                    return False
             try:
                 st = os.fstat(fd)
                 view = memoryview(judged).cast("B")
@@ -981,44 +988,51 @@ class FileStore(Store):
             os.close(fd)
 
     def write_note(self, function: str, note: bytes) -> None:
+        """Replace the function's sweep note, relative to its folder as this process opened
+        it (``_folder``): a folder swapped for a link after an ``lstat`` took the note (its
+        temporary file, its rename) to where the link led."""
         self._refuse_another_users()
-        self.path(function, "")
-        _no_links(self._dirs[function], uid=self._uid)
-        _replace_small(os.path.join(self._dirs[function], NOTE_FILE), note)
+        folder = self._folder(function)
+        _replace_small(NOTE_FILE, note, dir_fd=folder.fd)
 
     def generation(self, function: str) -> Any | None:
         """The function's ``.gen`` file, mapped read-only (created if missing): another
         process's ``bump`` rewrites its 8 bytes in place, which every mapping sees at once.
         None if it cannot be made or is not a regular 8-byte file of this user."""
-        path = self.path(function, "")
-        fdir = self._dirs[function]
-        gen = os.path.join(fdir, GEN_FILE)
+        self.path(function, "")
+        gen = os.path.join(self._dirs[function], GEN_FILE)  # for messages
         try:
-            self._folders(path)
+            # Relative to the folder as this process opened it: a folder swapped for a link
+            # after an ``lstat`` took the stamp's temporary file and link (and the removal
+            # of a link planted at its name) to where the link led.
+            folder = self._folder(function)
+            dfd = folder.fd
             for tries in range(2):
-                fd, tmp = _create_new(gen)
+                fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
                 try:
                     try:
                         os.write(fd, os.urandom(8))
                     finally:
                         os.close(fd)
-                    os.link(tmp, gen)  # never replaces a stamp others have mapped
+                    # never replaces a stamp others have mapped
+                    os.link(tmp, GEN_FILE, src_dir_fd=dfd, dst_dir_fd=dfd,
+                            follow_symlinks=False)
                 except FileExistsError:
                     pass
                 finally:
-                    _unlink(tmp)
-                kind = stat.S_IFMT(os.lstat(gen).st_mode)
+                    _unlink(tmp, dfd)
+                kind = stat.S_IFMT(os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False).st_mode)
                 if kind in (stat.S_IFLNK, stat.S_IFIFO, stat.S_IFSOCK) and not tries:
                     # A link, FIFO or socket planted at memojar's name: it goes (a link,
                     # not its target), and a stamp is made. Before, memory= was not used,
                     # with a warning blaming the file system.
-                    _unlink(gen)
+                    _unlink(GEN_FILE, dfd)
                     continue
                 break
             try:
-                fd = os.open(gen, _O_READ)
+                fd = os.open(GEN_FILE, _O_READ, dir_fd=dfd)
             except PermissionError:
-                st = os.lstat(gen)
+                st = os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False)
                 self._stamp_why = self._not_a_stamp(gen, st)
                 raise
             try:
@@ -1054,10 +1068,12 @@ class FileStore(Store):
     def _bump(self, fdir: str) -> None:
         """Rewrite a function directory's stamp in place, if it has one (no one maps a
         stamp that does not exist). Never truncates it: mappings stay valid."""
-        try:
-            _no_links(os.path.join(self.root, fdir))
-            fd = os.open(os.path.join(self.root, fdir, GEN_FILE),
-                         os.O_WRONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+        try:  # relative to the folder opened without following links: one swapped for a
+            with _dir_at(self.root, fdir) as ffd:  # link after an ``lstat`` took the write
+                if ffd is None:  # to an 8-byte file where the link led
+                    return
+                fd = os.open(GEN_FILE, os.O_WRONLY | _NOFOLLOW | _CLOEXEC
+                             | getattr(os, "O_NONBLOCK", 0), dir_fd=ffd)
         except OSError:  # no stamp (no memory tier ever used it), or no directory
             return
         try:
@@ -1876,11 +1892,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _replace_small(path: str, data: bytes, mode: int = 0o600) -> None:
+def _replace_small(path: str, data: bytes, mode: int = 0o600,
+                   dir_fd: int | None = None) -> None:
     """Write a small file (a note, the ledger) atomically: a new private temporary file,
-    created without following links, renamed over ``path``; ``mode``: opened to others
-    (``_shared_mode``)."""
-    fd, tmp = _create_new(path)
+    created without following links, renamed over ``path`` (relative to ``dir_fd`` if
+    given); ``mode``: opened to others (``_shared_mode``)."""
+    fd, tmp = _create_new(path, dir_fd=dir_fd)
     try:
         try:
             if mode != 0o600:
@@ -1888,9 +1905,9 @@ def _replace_small(path: str, data: bytes, mode: int = 0o600) -> None:
             _write_all(fd, [data])  # the statistics file grows with the functions
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        _unlink(tmp)
+        _unlink(tmp, dir_fd)
         raise
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultkit import subprocess_env
@@ -1060,3 +1061,64 @@ def test_a_max_size_write_racing_a_folder_swapped_for_a_link_writes_nothing_outs
     planted = {name: what for name, what in snapshot(victim).items() if what != "dir"}
     assert planted == {}, f"after {writes.strip()} writes"
     assert int(writes) > 100, writes  # the race was run
+
+
+@pytest.mark.parametrize("operation", ["sweep note", "generation stamp", "bump", "discard"])
+def test_a_function_folder_swapped_for_a_link_just_after_its_check_is_not_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, operation: str
+) -> None:
+    """The function folder is swapped for a link to a folder outside the cache right after
+    memojar's ``lstat`` of it (the window another user of a shared cache, or a hostile
+    process, races for). Before, the sweep note (its temporary file and rename), the
+    generation stamp (its temporary file, link, and the removal of a link planted at its
+    name), ``bump`` (8 bytes written into an 8-byte ``.gen`` where the link led) and
+    ``discard`` (the key's lock file) then went by path, through the link. Now each is made
+    relative to a descriptor of the folder opened without following links."""
+    from memojar import Cache
+
+    cache = Cache(tmp_path / "cache")
+    f = cache.cached(abs)
+    assert f(-1) == 1
+    name, key = f.__memojar__.name, f.cache_key(-1)
+    entry = Path(cache.store.path(name, key))
+    fdir = entry.parent.parent
+    judged = entry.read_bytes()
+    if operation == "bump":
+        assert cache.store.generation(name) is not None  # a stamp to bump
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    (victim / ".gen").write_bytes(b"12345678")  # a user's 8-byte file, named like a stamp
+    (victim / ".swept").write_bytes(b"mine")
+    before = snapshot(victim)
+    real_lstat = os.lstat
+    swapped: list[bool] = []
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        st = real_lstat(path, *args, **kwargs)
+        if not swapped and not kwargs.get("dir_fd") and os.fspath(path) == str(fdir):
+            swapped.append(True)
+            os.rename(fdir, tmp_path / "aside")
+            fdir.symlink_to(victim)
+        return st
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    store = cache.store
+    if operation == "sweep note":
+        store.write_note(name, b"swept")
+    elif operation == "generation stamp":
+        (victim / ".gen").unlink()
+        (victim / ".gen").symlink_to(victim / ".swept")  # a link planted where it leads
+        before = snapshot(victim)
+        store.generation(name)
+    elif operation == "bump":
+        store.bump(name)
+    else:
+        from memojar import _locks
+
+        (victim / entry.parent.name).mkdir()  # the shard's check passes through the link
+        before = snapshot(victim)
+        # as in a process that has not locked the key yet: no idle lock description kept
+        _locks._close_idle(_locks._idle.pop(str(fdir / _locks.LOCK_FILE), None))
+        store.discard(name, key, judged)
+    monkeypatch.undo()
+    assert snapshot(victim) == before
