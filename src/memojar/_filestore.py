@@ -603,45 +603,57 @@ class FileStore(Store):
         shard (``O_TMPFILE``), which is linked at the entry's name; only if an entry is
         there already is it linked at a temporary name and renamed over it. Its size.
 
-        Everything is relative to the function's folder opened by this process without
-        following links, and the shard is opened ``O_NOFOLLOW`` by the ``O_TMPFILE`` open
-        itself: nothing is written through a link, with no ``lstat`` of the shard. A crash
-        leaves no temporary file: an unnamed one vanishes with its descriptor. The folder
-        is checked now, not when the key's lock was taken: a caller that closed every
+        Everything is relative to the shard's descriptor, opened ``O_DIRECTORY |
+        O_NOFOLLOW`` from the function's folder as this process opened it without following
+        links: nothing is written through a link, with no ``lstat``. Before, the unnamed
+        file was opened in the shard by name, and linked at ``shard/name`` relative to the
+        folder: a shard swapped for a link between the two got the entry. A crash leaves
+        no temporary file: an unnamed one vanishes with its descriptor. The folder is
+        checked now, not when the key's lock was taken: a caller that closed every
         descriptor while the function ran may have opened a folder of its own at its number.
         """
         shard = key[:2]
-        name = f"{shard}{_SEP}{key}{SUFFIX}"
+        name = f"{key}{SUFFIX}"
         folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in _TRIES:
             try:
-                fd = os.open(shard, _O_TMPFILE, 0o600, dir_fd=folder.fd)
+                sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
             except OSError as exc:
                 if exc.errno == errno.ENOENT:  # a new shard, or the folder was removed
                     folder = self._make_shard(function, folder, shard)
                     continue
-                if exc.errno in _NO_TMPFILE:
-                    raise _NoTmpfile from exc
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise _not_a_folder(os.path.join(self._dirs[function], shard),
                                         dir_fd=folder.fd) from exc
                 raise
             try:
-                written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
-                if written != size:  # a short write: the rest after it
-                    _write_rest(fd, chunks, written)
-                source = f"{_PROC_FD}{fd}"
                 try:
-                    os.link(source, name, dst_dir_fd=folder.fd, follow_symlinks=True)
-                    replaced = 0
-                except FileExistsError:  # an entry is there (refresh, cache_set, a race)
-                    replaced = _rename_over(source, folder.fd, name)
-                except FileNotFoundError:  # the shard or folder was removed meanwhile
+                    fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
+                except FileNotFoundError:  # the shard was removed since (an empty one)
                     folder = self._make_shard(function, folder, shard)
                     continue
+                except OSError as exc:
+                    if exc.errno in _NO_TMPFILE:
+                        raise _NoTmpfile from exc
+                    raise
+                try:
+                    written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
+                    if written != size:  # a short write: the rest after it
+                        _write_rest(fd, chunks, written)
+                    source = f"{_PROC_FD}{fd}"
+                    try:
+                        os.link(source, name, dst_dir_fd=sfd, follow_symlinks=True)
+                        replaced = 0
+                    except FileExistsError:  # an entry is there (refresh, cache_set, a race)
+                        replaced = _rename_over(source, sfd, name)
+                    except FileNotFoundError:  # the shard was removed meanwhile
+                        folder = self._make_shard(function, folder, shard)
+                        continue
+                finally:
+                    os.close(fd)
             finally:
-                os.close(fd)
+                os.close(sfd)
             self._count(folder.name, 0 if replaced else 1, size - replaced)
             return size
         raise OSError(errno.ENOENT, "the function's folder keeps being removed",

@@ -1021,7 +1021,7 @@ while time.monotonic() < end:
 
 SWAPPED_WRITES = """
 import os, subprocess, sys, time, warnings, memojar
-cache = memojar.Cache(os.environ["CACHE"], max_size=10**8)
+cache = memojar.Cache(os.environ["CACHE"], max_size=int(os.environ["MAX_SIZE"]) or None)
 f = cache.cached(abs)
 victim, seconds = os.environ["VICTIM"], os.environ["SECONDS"]
 warnings.simplefilter("ignore", memojar.MemojarWarning)
@@ -1043,21 +1043,23 @@ print(writes)
 """
 
 
+@pytest.mark.parametrize("max_size", [0, 10**8], ids=["plain", "max_size"])
 @pytest.mark.parametrize("what", ["shard", "function folder"])
-def test_a_max_size_write_racing_a_folder_swapped_for_a_link_writes_nothing_outside(
-    tmp_path: Path, what: str
+def test_a_write_racing_a_folder_swapped_for_a_link_writes_nothing_outside(
+    tmp_path: Path, what: str, max_size: int
 ) -> None:
     """A shard (or the function folder) swapped for a link to a folder outside the cache
     and back, every half millisecond (by someone who can write the folder above it), while
-    ``max_size`` writes (named temporary files) run for up to 3 s. Before, such a write
-    checked the folders with ``lstat`` and then created and renamed its temporary file by
-    path: it landed in the folder the link led to (within a second here). Now it is made
-    and renamed relative to the shard's descriptor, opened ``O_NOFOLLOW`` from the
-    function folder's."""
+    writes run for up to 3 s. Before, a ``max_size`` write (a named temporary file) checked
+    the folders with ``lstat`` and then created and renamed its temporary file by path, and
+    the plain write opened its unnamed file in the shard by name and linked it at
+    ``shard/name``: the temporary file or the entry landed in the folder the link led to
+    (within a second here). Both now work relative to the shard's descriptor, opened
+    ``O_NOFOLLOW`` from the function folder's."""
     victim = tmp_path / "elsewhere"
     victim.mkdir()
     writes = ok(SWAPPED_WRITES, CACHE=str(tmp_path / "cache"), VICTIM=str(victim),
-                SECONDS="3", WHAT=what, SWAP=SWAP)
+                SECONDS="3", WHAT=what, SWAP=SWAP, MAX_SIZE=str(max_size))
     planted = {name: what for name, what in snapshot(victim).items() if what != "dir"}
     assert planted == {}, f"after {writes.strip()} writes"
     assert int(writes) > 100, writes  # the race was run
