@@ -6,9 +6,10 @@ there is no unnamed file, and with ``max_size``, to a named temporary file besid
 renamed into place). A hit takes no lock: open, fstat (the owner check), read, close. A
 miss takes a per-key lock (released by the kernel if the holder dies), and writes relative
 to the function's folder, opened once per process and used while it is still the folder at
-its path. The total size lives in a small ledger
-file, updated under its own lock, so that ``max_size`` is kept across processes without
-listing the directory on every write.
+its path, and to the entry's shard, opened from it without following links: a shard or
+folder swapped for a link once checked is never written through. The total size lives in
+a small ledger file, updated under its own lock, so that ``max_size`` is kept across
+processes without listing the directory on every write.
 
 What memojar touches: the root is a folder memojar created (it holds memojar's
 ``CACHEDIR.TAG`` and a ``.gitignore``), or an empty one it adopts; a non-empty folder
