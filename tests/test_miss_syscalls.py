@@ -6,8 +6,11 @@ other caller stored the entry meanwhile (one ``access``), the check that the fun
 folder this process opened is still its own descriptor (one ``fstat``, made when the result
 is stored: the caller may have closed every descriptor and reused the number while the
 function ran, after the lock's was checked) and still the folder at its path (one
-``lstat``: not moved aside), the unnamed file (``O_TMPFILE``) opened in its shard, written,
-linked at its name and closed, and the unlock: 11 system calls. The function's folder and
+``lstat``: not moved aside), the shard opened ``O_NOFOLLOW`` from the folder's descriptor
+and closed (the entry is linked relative to it: before 2026-12-02, at ``shard/name``
+relative to the folder, which a shard swapped for a link led outside the cache), the unnamed
+file (``O_TMPFILE``) opened in it, written, linked at its name and closed, and the unlock:
+13 system calls. The function's folder and
 its lock file are opened once per process, not once per miss.
 """
 
@@ -28,7 +31,7 @@ from memojar import Cache, _filestore, _locks
 
 pytestmark = pytest.mark.skipif(not _locks._OFD, reason="byte-range OFD locks (Linux)")
 
-MISS_SYSCALLS = 11
+MISS_SYSCALLS = 13
 
 MISSES = """
 import os, sys
@@ -58,7 +61,7 @@ def _strace() -> str | None:
 
 
 @pytest.mark.skipif(_strace() is None, reason="strace is not installed or cannot trace here")
-def test_a_small_miss_makes_eleven_system_calls(tmp_path: Path) -> None:
+def test_a_small_miss_makes_thirteen_system_calls(tmp_path: Path) -> None:
     script = tmp_path / "misses.py"
     script.write_text(MISSES)
     log = tmp_path / "strace.log"
@@ -92,7 +95,7 @@ def test_a_small_miss_makes_eleven_system_calls(tmp_path: Path) -> None:
     stats = sum(calls.pop(name, 0) for name in ("fstat", "lstat", "newfstatat", "statx"))
     assert stats == 3 * misses, calls
     assert calls == {name: n * misses for name, n in {
-        "openat": 2, "access": 1, "fcntl": 2, "writev": 1, "linkat": 1, "close": 1,
+        "openat": 3, "access": 1, "fcntl": 2, "writev": 1, "linkat": 1, "close": 2,
     }.items()}, calls
 
 
@@ -117,8 +120,8 @@ def test_misses_open_the_lock_file_once(tmp_path: Path, monkeypatch: pytest.Monk
         assert f(i) == i
     monkeypatch.undo()
     assert [p for p in opened if p.endswith(".lock")] == []
-    # per miss: the entry (a miss), the unnamed file in its shard
-    assert len(opened) == 2 * 20
+    # per miss: the entry (a miss), its shard, the unnamed file in it
+    assert len(opened) == 3 * 20
 
 
 def test_a_removed_function_folder_is_made_again(tmp_path: Path) -> None:

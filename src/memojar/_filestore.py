@@ -6,9 +6,10 @@ there is no unnamed file, and with ``max_size``, to a named temporary file besid
 renamed into place). A hit takes no lock: open, fstat (the owner check), read, close. A
 miss takes a per-key lock (released by the kernel if the holder dies), and writes relative
 to the function's folder, opened once per process and used while it is still the folder at
-its path. The total size lives in a small ledger
-file, updated under its own lock, so that ``max_size`` is kept across processes without
-listing the directory on every write.
+its path, and to the entry's shard, opened from it without following links: a shard or
+folder swapped for a link once checked is never written through. The total size lives in
+a small ledger file, updated under its own lock, so that ``max_size`` is kept across
+processes without listing the directory on every write.
 
 What memojar touches: the root is a folder memojar created (it holds memojar's
 ``CACHEDIR.TAG`` and a ``.gitignore``), or an empty one it adopts; a non-empty folder
@@ -544,36 +545,54 @@ class FileStore(Store):
         expires: float | None,
     ) -> None:
         """A write with ``max_size`` (room reserved first), or where there are no unnamed
-        files: a named temporary file beside the entry, renamed into place."""
-        path = self.path(function, key)
+        files: a named temporary file beside the entry, renamed into place.
+
+        Both are made relative to the shard's descriptor, opened ``O_NOFOLLOW`` from the
+        function folder's (``_open_shard``): a shard or folder swapped for a link after it
+        was opened is never written through. Before, the folders were checked with
+        ``lstat`` and the file created and renamed by path: a shard swapped for a link
+        in between got the temporary file, or the entry."""
+        shard, name = key[:2], f"{key}{SUFFIX}"
+        at = [self._open_shard(function, shard)]  # another if the shard is made again
+        try:
+            self._write_at(function, shard, name, at, views, size)
+        finally:
+            os.close(at[0])
+
+    def _write_at(self, function: str, shard: str, name: str, at: list[int],
+                  views: list[memoryview], size: int) -> None:
+        """``_write`` in the shard whose descriptor is ``at[0]``."""
         made: list[str] = []  # the temporary name once made: an interrupt that loses the
         try:  # return value below still removes it
             written = False
             if self.max_size is not None:  # make room first: the new entry fits under max_size
-                fd, tmp, written = self._reserve(path, size, views, made)
+                fd, tmp, written = self._reserve(function, shard, name, at, size, views, made)
             else:
-                fd, tmp = self._create_temp(path, made)
+                fd, tmp = self._create_temp(function, shard, name, at, made)
         except BaseException:
-            for name in made:
-                _unlink(name)
+            for made_name in made:
+                _unlink(made_name, at[0])
             raise
+        sfd = at[0]
         try:
             try:
                 if not written:
                     _write_all(fd, views)
             finally:
                 os.close(fd)
-            replaced = _size_of(path)  # for the ledger and the entry count
+            try:  # for the ledger and the entry count
+                replaced = os.stat(name, dir_fd=sfd, follow_symlinks=False).st_size
+            except OSError:
+                replaced = 0
             try:
-                os.replace(tmp, path)
-            except FileNotFoundError as exc:  # the temporary file went, or its folder
-                if os.path.isdir(os.path.dirname(path)):
-                    raise OSError(errno.ENOENT, f"the temporary file {tmp} was removed while "
-                                  "memojar was writing it (by another program?); nothing "
-                                  "was stored", tmp) from exc
-                raise _not_a_folder(os.path.dirname(path)) from exc
+                os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
+            except FileNotFoundError as exc:  # the temporary file went (a shard holding it
+                path = os.path.join(self._dirs[function], shard)  # cannot be removed)
+                raise OSError(errno.ENOENT, f"the temporary file {path}{_SEP}{tmp} was "
+                              "removed while memojar was writing it (by another program?); "
+                              "nothing was stored", tmp) from exc
         except BaseException:
-            _unlink(tmp)
+            _unlink(tmp, sfd)
             self._account(-size)
             raise
         self._account(-replaced)
@@ -585,45 +604,57 @@ class FileStore(Store):
         shard (``O_TMPFILE``), which is linked at the entry's name; only if an entry is
         there already is it linked at a temporary name and renamed over it. Its size.
 
-        Everything is relative to the function's folder opened by this process without
-        following links, and the shard is opened ``O_NOFOLLOW`` by the ``O_TMPFILE`` open
-        itself: nothing is written through a link, with no ``lstat`` of the shard. A crash
-        leaves no temporary file: an unnamed one vanishes with its descriptor. The folder
-        is checked now, not when the key's lock was taken: a caller that closed every
+        Everything is relative to the shard's descriptor, opened ``O_DIRECTORY |
+        O_NOFOLLOW`` from the function's folder as this process opened it without following
+        links: nothing is written through a link, with no ``lstat``. Before, the unnamed
+        file was opened in the shard by name, and linked at ``shard/name`` relative to the
+        folder: a shard swapped for a link between the two got the entry. A crash leaves
+        no temporary file: an unnamed one vanishes with its descriptor. The folder is
+        checked now, not when the key's lock was taken: a caller that closed every
         descriptor while the function ran may have opened a folder of its own at its number.
         """
         shard = key[:2]
-        name = f"{shard}{_SEP}{key}{SUFFIX}"
+        name = f"{key}{SUFFIX}"
         folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in _TRIES:
             try:
-                fd = os.open(shard, _O_TMPFILE, 0o600, dir_fd=folder.fd)
+                sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
             except OSError as exc:
                 if exc.errno == errno.ENOENT:  # a new shard, or the folder was removed
                     folder = self._make_shard(function, folder, shard)
                     continue
-                if exc.errno in _NO_TMPFILE:
-                    raise _NoTmpfile from exc
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise _not_a_folder(os.path.join(self._dirs[function], shard),
                                         dir_fd=folder.fd) from exc
                 raise
             try:
-                written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
-                if written != size:  # a short write: the rest after it
-                    _write_rest(fd, chunks, written)
-                source = f"{_PROC_FD}{fd}"
                 try:
-                    os.link(source, name, dst_dir_fd=folder.fd, follow_symlinks=True)
-                    replaced = 0
-                except FileExistsError:  # an entry is there (refresh, cache_set, a race)
-                    replaced = _rename_over(source, folder.fd, name)
-                except FileNotFoundError:  # the shard or folder was removed meanwhile
+                    fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
+                except FileNotFoundError:  # the shard was removed since (an empty one)
                     folder = self._make_shard(function, folder, shard)
                     continue
+                except OSError as exc:
+                    if exc.errno in _NO_TMPFILE:
+                        raise _NoTmpfile from exc
+                    raise
+                try:
+                    written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
+                    if written != size:  # a short write: the rest after it
+                        _write_rest(fd, chunks, written)
+                    source = f"{_PROC_FD}{fd}"
+                    try:
+                        os.link(source, name, dst_dir_fd=sfd, follow_symlinks=True)
+                        replaced = 0
+                    except FileExistsError:  # an entry is there (refresh, cache_set, a race)
+                        replaced = _rename_over(source, sfd, name)
+                    except FileNotFoundError:  # the shard was removed meanwhile
+                        folder = self._make_shard(function, folder, shard)
+                        continue
+                finally:
+                    os.close(fd)
             finally:
-                os.close(fd)
+                os.close(sfd)
             self._count(folder.name, 0 if replaced else 1, size - replaced)
             return size
         raise OSError(errno.ENOENT, "the function's folder keeps being removed",
@@ -769,14 +800,48 @@ class FileStore(Store):
             folder = self._open_folder(function, folder)
             return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
 
-    def _create_temp(self, path: str, made: list[str] | None = None) -> tuple[int, str]:
-        """A new temporary file beside ``path`` (created with its directories if missing);
-        its name is appended to ``made`` (see ``_create_new``)."""
-        self._folders(path)
+    def _open_shard(self, function: str, shard: str) -> int:
+        """A descriptor of the function's ``shard``, opened ``O_DIRECTORY | O_NOFOLLOW``
+        from the function folder's (``_folder``; both made if missing): a link there is
+        refused, and what is made through the descriptor stays in the folder it opened."""
+        folder = self._folder(function)
+        for _ in _TRIES:
+            try:
+                fd = os.open(shard, _O_DIR, dir_fd=folder.fd)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:  # a new shard, or the folder was removed
+                    folder = self._make_shard(function, folder, shard)
+                    continue
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _not_a_folder(os.path.join(self._dirs[function], shard),
+                                        dir_fd=folder.fd) from exc
+                raise
+            if self._uid == 0:  # root writes nothing in another user's shard
+                try:
+                    _refuse_others(os.path.join(self._dirs[function], shard),
+                                   os.fstat(fd).st_uid, self._uid, "folder")
+                except BaseException:
+                    os.close(fd)
+                    raise
+            return fd
+        raise OSError(errno.ENOENT, "the function's folder keeps being removed",
+                      self._dirs[function])
+
+    def _create_temp(self, function: str, shard: str, name: str, at: list[int],
+                     made: list[str] | None = None) -> tuple[int, str]:
+        """A new temporary file beside the entry ``name`` in the shard ``at[0]``; a shard
+        removed since it was opened (``clear``, ``prune``) is made and opened again, in
+        ``at[0]``. Its name is appended to ``made`` (see ``_create_new``)."""
         try:
-            return _create_new(path, made)
-        except FileNotFoundError as exc:  # its folder moved away again meanwhile
-            raise _not_a_folder(os.path.dirname(path)) from exc
+            return _create_new(name, made, at[0])
+        except FileNotFoundError:  # the shard was removed since it was opened
+            old = at[0]
+            at[0] = self._open_shard(function, shard)
+            os.close(old)
+        try:
+            return _create_new(name, made, at[0])
+        except FileNotFoundError as exc:  # removed again meanwhile
+            raise _not_a_folder(os.path.join(self._dirs[function], shard)) from exc
 
     def _makedirs(self, path: str, recheck: bool = False) -> None:
         """``_makedirs`` under this store's root; ``recheck``: look at the root's tag even if
@@ -804,17 +869,19 @@ class FileStore(Store):
                 self._makedirs(shard, recheck=True)
         raise _not_a_folder(shard, making=True)
 
-    def _reserve(self, path: str, size: int, views: list[memoryview],
-                 made_here: list[str] | None = None) -> tuple[int, str, bool]:
+    def _reserve(self, function: str, shard: str, name: str, at: list[int], size: int,
+                 views: list[memoryview], made_here: list[str] | None = None,
+                 ) -> tuple[int, str, bool]:
         """The temporary file for an entry of ``size`` bytes, once there is room for it,
         and whether ``views`` were written to it already (``_grow``).
 
         The reservation is the temporary file itself, extended to its final size under the
         ledger's lock: every recount counts it, so writers in flight never overcommit the
-        room between them. While they hold it all, this one waits (``RESERVE_WAIT``)."""
+        room between them. While they hold it all, this one waits (``RESERVE_WAIT``). The
+        file is made in the shard ``at[0]`` (``_write``: opened first, so a root that is no
+        longer memojar's gets no ledger file)."""
         max_size = self.max_size
         assert max_size is not None  # and size <= max_size: ``Store.write`` refused others
-        self._folders(path)  # first: a root that is no longer memojar's gets no ledger file
         deadline = time.monotonic() + RESERVE_WAIT
         delay = 0.005
         while True:
@@ -823,16 +890,13 @@ class FileStore(Store):
             try:
                 with self._ledger() as ledger:
                     if ledger.fits(size):
-                        try:
-                            made = _create_new(path, made_here)
-                        except FileNotFoundError:  # removed since (clear): made again
-                            made = self._create_temp(path, made_here)
+                        made = self._create_temp(function, shard, name, at, made_here)
                         written = self._grow(made[0], size, views)
                         ledger.add(size)
             except BaseException:
                 if made is not None:
                     os.close(made[0])
-                    _unlink(made[1])
+                    _unlink(made[1], at[0])
                 raise
             if made is not None:
                 return made[0], made[1], written
@@ -877,18 +941,25 @@ class FileStore(Store):
         one stays. Under the key's lock, so no writer of the key renames meanwhile; if a
         writer holds it, its new entry replaces the bad one anyway."""
         path = self.path(function, key)
-        lock = key_lock(self._dirs[function], key, path)
+        fdir, shard = self._dirs[function], key[:2]
+        # The key's lock file opened through the folder as this process opened it, and the
+        # entry read through descriptors: before, both went by path after an ``lstat``, and
+        # a folder swapped for a link meanwhile got a lock file where the link led.
         try:
-            _no_links(self._dirs[function], os.path.dirname(path))
+            _no_links(fdir, os.path.dirname(path))  # missing: nothing to discard, none made
+            lock = self.lock(function, key)
             if not lock.acquire(blocking=False):
                 return False
         except OSError:
             return False
         try:
-            try:
-                fd = os.open(path, _O_READ)
-            except OSError:
-                return False
+            with _dir_at(self.root, os.path.basename(fdir), shard) as sfd:
+                try:
+                    if sfd is None:
+                        return False
+                    fd = os.open(f"{key}{SUFFIX}", _O_READ, dir_fd=sfd)
+                except OSError:
+                    return False
             try:
                 st = os.fstat(fd)
                 view = memoryview(judged).cast("B")
@@ -930,44 +1001,51 @@ class FileStore(Store):
             os.close(fd)
 
     def write_note(self, function: str, note: bytes) -> None:
+        """Replace the function's sweep note, relative to its folder as this process opened
+        it (``_folder``): a folder swapped for a link after an ``lstat`` took the note (its
+        temporary file, its rename) to where the link led."""
         self._refuse_another_users()
-        self.path(function, "")
-        _no_links(self._dirs[function], uid=self._uid)
-        _replace_small(os.path.join(self._dirs[function], NOTE_FILE), note)
+        folder = self._folder(function)
+        _replace_small(NOTE_FILE, note, dir_fd=folder.fd)
 
     def generation(self, function: str) -> Any | None:
         """The function's ``.gen`` file, mapped read-only (created if missing): another
         process's ``bump`` rewrites its 8 bytes in place, which every mapping sees at once.
         None if it cannot be made or is not a regular 8-byte file of this user."""
-        path = self.path(function, "")
-        fdir = self._dirs[function]
-        gen = os.path.join(fdir, GEN_FILE)
+        self.path(function, "")
+        gen = os.path.join(self._dirs[function], GEN_FILE)  # for messages
         try:
-            self._folders(path)
+            # Relative to the folder as this process opened it: a folder swapped for a link
+            # after an ``lstat`` took the stamp's temporary file and link (and the removal
+            # of a link planted at its name) to where the link led.
+            folder = self._folder(function)
+            dfd = folder.fd
             for tries in range(2):
-                fd, tmp = _create_new(gen)
+                fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
                 try:
                     try:
                         os.write(fd, os.urandom(8))
                     finally:
                         os.close(fd)
-                    os.link(tmp, gen)  # never replaces a stamp others have mapped
+                    # never replaces a stamp others have mapped
+                    os.link(tmp, GEN_FILE, src_dir_fd=dfd, dst_dir_fd=dfd,
+                            follow_symlinks=False)
                 except FileExistsError:
                     pass
                 finally:
-                    _unlink(tmp)
-                kind = stat.S_IFMT(os.lstat(gen).st_mode)
+                    _unlink(tmp, dfd)
+                kind = stat.S_IFMT(os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False).st_mode)
                 if kind in (stat.S_IFLNK, stat.S_IFIFO, stat.S_IFSOCK) and not tries:
                     # A link, FIFO or socket planted at memojar's name: it goes (a link,
                     # not its target), and a stamp is made. Before, memory= was not used,
                     # with a warning blaming the file system.
-                    _unlink(gen)
+                    _unlink(GEN_FILE, dfd)
                     continue
                 break
             try:
-                fd = os.open(gen, _O_READ)
+                fd = os.open(GEN_FILE, _O_READ, dir_fd=dfd)
             except PermissionError:
-                st = os.lstat(gen)
+                st = os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False)
                 self._stamp_why = self._not_a_stamp(gen, st)
                 raise
             try:
@@ -1003,10 +1081,12 @@ class FileStore(Store):
     def _bump(self, fdir: str) -> None:
         """Rewrite a function directory's stamp in place, if it has one (no one maps a
         stamp that does not exist). Never truncates it: mappings stay valid."""
-        try:
-            _no_links(os.path.join(self.root, fdir))
-            fd = os.open(os.path.join(self.root, fdir, GEN_FILE),
-                         os.O_WRONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+        try:  # relative to the folder opened without following links: one swapped for a
+            with _dir_at(self.root, fdir) as ffd:  # link after an ``lstat`` took the write
+                if ffd is None:  # to an 8-byte file where the link led
+                    return
+                fd = os.open(GEN_FILE, os.O_WRONLY | _NOFOLLOW | _CLOEXEC
+                             | getattr(os, "O_NONBLOCK", 0), dir_fd=ffd)
         except OSError:  # no stamp (no memory tier ever used it), or no directory
             return
         try:
@@ -1785,15 +1865,17 @@ def _temp_name(path: str) -> str:
     return f"{path}.{_PID[0]}-{_HOST}.{next(_SEQUENCE) & 0xFFFFFFFF:08x}{TMP_SUFFIX}"
 
 
-def _create_new(path: str, made: list[str] | None = None) -> tuple[int, str]:
+def _create_new(path: str, made: list[str] | None = None,
+                dir_fd: int | None = None) -> tuple[int, str]:
     """A new private file under a temporary name beside ``path``, created with ``O_EXCL |
     O_NOFOLLOW``: whatever is planted at a name (a link, a file) is never opened; the next
     name is tried instead. The name is appended to ``made`` once the file exists, so that a
-    caller whose return value an interrupt lost can still remove it."""
+    caller whose return value an interrupt lost can still remove it. ``dir_fd``: ``path``
+    and the name made are relative to that folder's descriptor."""
     for attempt in range(_NAME_TRIES):
         tmp = _temp_name(path)
         try:
-            fd = os.open(tmp, _O_CREATE, 0o600)
+            fd = os.open(tmp, _O_CREATE, 0o600, dir_fd=dir_fd)
             if made is not None:
                 made.append(tmp)
             return fd, tmp
@@ -1801,7 +1883,7 @@ def _create_new(path: str, made: list[str] | None = None) -> tuple[int, str]:
             if attempt == _NAME_TRIES - 1:
                 raise
         except BaseException:  # an interrupt just after the file was made: not left there
-            _unlink(tmp)
+            _unlink(tmp, dir_fd)
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -1824,11 +1906,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _replace_small(path: str, data: bytes, mode: int = 0o600) -> None:
+def _replace_small(path: str, data: bytes, mode: int = 0o600,
+                   dir_fd: int | None = None) -> None:
     """Write a small file (a note, the ledger) atomically: a new private temporary file,
-    created without following links, renamed over ``path``; ``mode``: opened to others
-    (``_shared_mode``)."""
-    fd, tmp = _create_new(path)
+    created without following links, renamed over ``path`` (relative to ``dir_fd`` if
+    given); ``mode``: opened to others (``_shared_mode``)."""
+    fd, tmp = _create_new(path, dir_fd=dir_fd)
     try:
         try:
             if mode != 0o600:
@@ -1836,9 +1919,9 @@ def _replace_small(path: str, data: bytes, mode: int = 0o600) -> None:
             _write_all(fd, [data])  # the statistics file grows with the functions
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        _unlink(tmp)
+        _unlink(tmp, dir_fd)
         raise
 
 

@@ -184,15 +184,16 @@ KILLED = """
 import os, signal
 import memojar
 where = os.environ["WHERE"]
-real_replace = os.replace
 
-def replace(src, dst, *args, **kwargs):
-    name = os.path.basename(str(src))
-    if name.endswith(".tmp") and where in name:
-        os.kill(os.getpid(), signal.SIGKILL)  # just before the rename: the file is whole
-    return real_replace(src, dst, *args, **kwargs)
+def killed_before(real):  # os.replace by path; os.rename relative to a folder's descriptor
+    def rename(src, dst, *args, **kwargs):
+        name = os.path.basename(str(src))
+        if name.endswith(".tmp") and where in name:
+            os.kill(os.getpid(), signal.SIGKILL)  # just before the rename: the file is whole
+        return real(src, dst, *args, **kwargs)
+    return rename
 
-os.replace = replace
+os.replace, os.rename = killed_before(os.replace), killed_before(os.rename)
 cache = memojar.Cache(os.environ["CACHE"], max_size=10_000_000)
 f = cache.cached(lambda x: bytes(5000) + bytes([x]))
 for i in range(3):

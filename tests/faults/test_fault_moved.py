@@ -288,26 +288,32 @@ def test_a_storm_of_moves_is_named_a_move_not_a_link(
     assert not any("link" in str(w.message) for w in caught)
 
 
-def test_a_folder_moved_while_a_max_size_write_renames_into_it_is_named_moved(
+def test_a_folder_moved_while_a_max_size_write_renames_into_it_leaves_no_temporary_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With ``max_size`` the entry is written to a named temporary file in its shard and
-    renamed into place by path: a folder moved away between the two took the temporary
-    file with it. The warning says so, naming the folder (it said "No such file")."""
-    from memojar import Cache, MemojarWarning
+    renamed into place. Until 2026-12 the rename was by path: a folder moved away between
+    the two took the temporary file with it, left there for good (with a warning naming the
+    folder). The rename is now relative to the shard's descriptor, as the plain write's link
+    is: the entry is whole in the folder it was written in, wherever that went, with no
+    temporary file anywhere, and the call returns its value; the next call stores again."""
+    from memojar import Cache
 
     cache = Cache(tmp_path / "cache", max_size=10_000_000)
     f = cache.cached(lambda x: x + 100)
     assert f(1) == 101
-    fdir = Path(cache.store.path(f.__memojar__.name, f.cache_key(1))).parent.parent
-    replace = os.replace
+    entry = Path(cache.store.path(f.__memojar__.name, f.cache_key(2)))
+    fdir = entry.parent.parent
+    rename = os.rename
 
     def moved_first(src: Any, dst: Any, **kwargs: Any) -> None:
         if str(dst).endswith(".pkl"):
-            os.rename(fdir, tmp_path / "aside")
-        replace(src, dst, **kwargs)
+            rename(fdir, tmp_path / "aside")
+        rename(src, dst, **kwargs)
 
-    monkeypatch.setattr(os, "replace", moved_first)
-    with pytest.warns(MemojarWarning, match=rf"{fdir}/[0-9a-f]{{2}} was moved or removed "
-                      "while memojar was using it"):
-        assert f(2) == 102
+    monkeypatch.setattr(os, "rename", moved_first)
+    assert f(2) == 102  # no warning (warnings are errors)
+    monkeypatch.undo()
+    assert (tmp_path / "aside" / entry.parent.name / entry.name).is_file()
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert f(2) == 102 and f.cache_contains(2) and entry.is_file()

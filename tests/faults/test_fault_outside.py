@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultkit import subprocess_env
@@ -995,3 +996,131 @@ def test_a_folder_replaced_by_a_link_in_a_running_process_is_not_written_through
         warnings.simplefilter("always")
         assert f(-2) == 2
     assert snapshot(victim) == {entry.parent.name: "dir"}
+
+
+
+SWAP = """
+import os, sys, time
+target, aside, victim, seconds = sys.argv[1:5]
+end = time.monotonic() + float(seconds)
+while time.monotonic() < end:
+    try:
+        os.rename(target, aside)
+    except OSError:  # made again by the writer meanwhile, or not yet
+        time.sleep(0.0005)
+        continue
+    os.symlink(victim, target)
+    time.sleep(0.0005)
+    os.unlink(target)
+    try:
+        os.rename(aside, target)
+    except OSError:  # the writer made it again meanwhile: the one moved aside goes
+        os.system(f"rm -rf '{aside}'")
+    time.sleep(0.0005)
+"""
+
+SWAPPED_WRITES = """
+import os, subprocess, sys, time, warnings, memojar
+cache = memojar.Cache(os.environ["CACHE"], max_size=int(os.environ["MAX_SIZE"]) or None)
+f = cache.cached(abs)
+victim, seconds = os.environ["VICTIM"], os.environ["SECONDS"]
+warnings.simplefilter("ignore", memojar.MemojarWarning)
+f(-1)
+target = os.path.dirname(cache.store.path(f.__memojar__.name, f.cache_key(-1)))
+if os.environ["WHAT"] == "function folder":  # the link leads to a folder with that shard
+    os.mkdir(os.path.join(victim, os.path.basename(target)))
+    target = os.path.dirname(target)
+swapper = subprocess.Popen([sys.executable, "-c", os.environ["SWAP"], target,
+                            target + "-aside", victim, seconds])
+end = time.monotonic() + float(seconds)
+writes = 0
+while time.monotonic() < end and not any(files for _, _, files in os.walk(victim)):
+    f.refresh(-1)
+    writes += 1
+swapper.kill()
+swapper.wait()
+print(writes)
+"""
+
+
+@pytest.mark.parametrize("max_size", [0, 10**8], ids=["plain", "max_size"])
+@pytest.mark.parametrize("what", ["shard", "function folder"])
+def test_a_write_racing_a_folder_swapped_for_a_link_writes_nothing_outside(
+    tmp_path: Path, what: str, max_size: int
+) -> None:
+    """A shard (or the function folder) swapped for a link to a folder outside the cache
+    and back, every half millisecond (by someone who can write the folder above it), while
+    writes run for up to 3 s. Before, a ``max_size`` write (a named temporary file) checked
+    the folders with ``lstat`` and then created and renamed its temporary file by path, and
+    the plain write opened its unnamed file in the shard by name and linked it at
+    ``shard/name``: the temporary file or the entry landed in the folder the link led to
+    (within a second here). Both now work relative to the shard's descriptor, opened
+    ``O_NOFOLLOW`` from the function folder's."""
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    writes = ok(SWAPPED_WRITES, CACHE=str(tmp_path / "cache"), VICTIM=str(victim),
+                SECONDS="3", WHAT=what, SWAP=SWAP, MAX_SIZE=str(max_size))
+    planted = {name: what for name, what in snapshot(victim).items() if what != "dir"}
+    assert planted == {}, f"after {writes.strip()} writes"
+    assert int(writes) > 100, writes  # the race was run
+
+
+@pytest.mark.parametrize("operation", ["sweep note", "generation stamp", "bump", "discard"])
+def test_a_function_folder_swapped_for_a_link_just_after_its_check_is_not_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, operation: str
+) -> None:
+    """The function folder is swapped for a link to a folder outside the cache right after
+    memojar's ``lstat`` of it (the window another user of a shared cache, or a hostile
+    process, races for). Before, the sweep note (its temporary file and rename), the
+    generation stamp (its temporary file, link, and the removal of a link planted at its
+    name), ``bump`` (8 bytes written into an 8-byte ``.gen`` where the link led) and
+    ``discard`` (the key's lock file) then went by path, through the link. Now each is made
+    relative to a descriptor of the folder opened without following links."""
+    from memojar import Cache
+
+    cache = Cache(tmp_path / "cache")
+    f = cache.cached(abs)
+    assert f(-1) == 1
+    name, key = f.__memojar__.name, f.cache_key(-1)
+    entry = Path(cache.store.path(name, key))
+    fdir = entry.parent.parent
+    judged = entry.read_bytes()
+    if operation == "bump":
+        assert cache.store.generation(name) is not None  # a stamp to bump
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    (victim / ".gen").write_bytes(b"12345678")  # a user's 8-byte file, named like a stamp
+    (victim / ".swept").write_bytes(b"mine")
+    before = snapshot(victim)
+    real_lstat = os.lstat
+    swapped: list[bool] = []
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        st = real_lstat(path, *args, **kwargs)
+        if not swapped and not kwargs.get("dir_fd") and os.fspath(path) == str(fdir):
+            swapped.append(True)
+            os.rename(fdir, tmp_path / "aside")
+            fdir.symlink_to(victim)
+        return st
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    store = cache.store
+    if operation == "sweep note":
+        store.write_note(name, b"swept")
+    elif operation == "generation stamp":
+        (victim / ".gen").unlink()
+        (victim / ".gen").symlink_to(victim / ".swept")  # a link planted where it leads
+        before = snapshot(victim)
+        store.generation(name)
+    elif operation == "bump":
+        store.bump(name)
+    else:
+        from memojar import _locks
+
+        (victim / entry.parent.name).mkdir()  # the shard's check passes through the link
+        before = snapshot(victim)
+        # as in a process that has not locked the key yet: no idle lock description kept
+        _locks._close_idle(_locks._idle.pop(str(fdir / _locks.LOCK_FILE), None))
+        store.discard(name, key, judged)
+    monkeypatch.undo()
+    assert snapshot(victim) == before
