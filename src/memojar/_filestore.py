@@ -618,16 +618,7 @@ class FileStore(Store):
         folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in _TRIES:
-            try:
-                sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:  # a new shard, or the folder was removed
-                    folder = self._make_shard(function, folder, shard)
-                    continue
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise _not_a_folder(os.path.join(self._dirs[function], shard),
-                                        dir_fd=folder.fd) from exc
-                raise
+            sfd, folder = self._shard_in(function, folder, shard)
             try:
                 try:
                     fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
@@ -804,10 +795,22 @@ class FileStore(Store):
         """A descriptor of the function's ``shard``, opened ``O_DIRECTORY | O_NOFOLLOW``
         from the function folder's (``_folder``; both made if missing): a link there is
         refused, and what is made through the descriptor stays in the folder it opened."""
-        folder = self._folder(function)
+        fd, _ = self._shard_in(function, self._folder(function), shard)
+        if self._uid == 0:  # root writes nothing in another user's shard
+            try:
+                _refuse_others(os.path.join(self._dirs[function], shard),
+                               os.fstat(fd).st_uid, self._uid, "folder")
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
+
+    def _shard_in(self, function: str, folder: _Folder, shard: str) -> tuple[int, _Folder]:
+        """A descriptor of ``shard`` opened ``O_DIRECTORY | O_NOFOLLOW`` from ``folder``'s,
+        made if missing (with the folder, if that was removed: the folder it is in now)."""
         for _ in _TRIES:
             try:
-                fd = os.open(shard, _O_DIR, dir_fd=folder.fd)
+                return os.open(shard, _O_DIR, dir_fd=folder.fd), folder
             except OSError as exc:
                 if exc.errno == errno.ENOENT:  # a new shard, or the folder was removed
                     folder = self._make_shard(function, folder, shard)
@@ -816,14 +819,6 @@ class FileStore(Store):
                     raise _not_a_folder(os.path.join(self._dirs[function], shard),
                                         dir_fd=folder.fd) from exc
                 raise
-            if self._uid == 0:  # root writes nothing in another user's shard
-                try:
-                    _refuse_others(os.path.join(self._dirs[function], shard),
-                                   os.fstat(fd).st_uid, self._uid, "folder")
-                except BaseException:
-                    os.close(fd)
-                    raise
-            return fd
         raise OSError(errno.ENOENT, "the function's folder keeps being removed",
                       self._dirs[function])
 
