@@ -396,8 +396,9 @@ class _Memo:
         self.code, self.defaults, self.kwdefaults = now
         simple = self.simple  # the memory tier's (``_memory_wrapper``)
         if simple is not None:  # defaults that may change in place: held by key only
-            simple.intersection_update(_simple_types(self))
-            simple.update(_simple_types(self))
+            held = _simple_types(self)
+            simple.intersection_update(held)  # never emptied meanwhile: a set, not rebound
+            simple.update(held)
         if _notebook.cells_started != cells:
             self.code = _notebook.CELL_RAN
         logger.debug("renew %s: %s", self.name, why)
