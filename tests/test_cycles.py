@@ -240,10 +240,14 @@ def test_a_cycle_between_two_processes_is_broken_at_once(
     outs, took = _two_processes(location, LONG, mode)
     said = "\n".join(outs)
     assert took < 20, f"{took:.1f} s: {said}"  # before: lock_timeout (60 s here)
-    assert said.count("is being computed by another process") == 1, said
-    assert said.count(CYCLE) == 1, said
+    # One of them breaks it; both may, when they close it at the same instant (each sees
+    # the other's note): extra work, never a wrong value (README Known limits). Seen once
+    # in the suite on Redis.
+    broke = said.count("is being computed by another process")
+    assert broke in (1, 2), said
+    assert said.count(CYCLE) == broke, said
     results = sorted(int(out.split()[0]) for out in outs)
-    assert results in ([11, 12], [21, 22])
+    assert results in ([11, 12], [21, 22]) or (broke == 2 and results == [11, 21]), said
 
 
 @pytest.mark.slow
