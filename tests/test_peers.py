@@ -43,6 +43,11 @@ from memojar import Cache, MemojarWarning
 np = pytest.importorskip("numpy")
 
 
+# A test of behaviour every store kind shares runs on each (the module's tests run on the
+# file store otherwise).
+EVERY_STORE = pytest.mark.parametrize("cache_dir", STORE_KINDS, indirect=True)
+
+
 def square(x: int) -> int:  # module level: pickles by reference, as in test_pickle
     return x * x
 
@@ -191,6 +196,66 @@ def test_lru_cache_weakrefable(cache_dir: Path) -> None:
     assert weakref.ref(f)() is f
 
 
+def test_lru_with_keyword_args_recursion_counts_and_cache_clear(cache_dir: Path) -> None:
+    # TestLRU.test_lru_with_keyword_args: a recursion by keyword, fib(n=n - 1), is one
+    # entry a value, and cache_clear() empties the entries and the counts.
+    @Cache(cache_dir).cached
+    def fib(n: int) -> int:
+        return n if n < 2 else fib(n=n - 1) + fib(n=n - 2)
+
+    assert [fib(n=n) for n in range(16)] == [_fibiter(n) for n in range(16)]
+    assert fib.cache_info()[:3] == (28, 16, 16)
+    assert fib.cache_clear() == 16
+    assert fib.cache_info()[:3] == (0, 0, 0)
+    assert fib(n=15) == 610
+    assert fib.cache_info()[:3] == (13, 16, 16)
+
+
+@pytest.mark.parametrize("memory", [None, 64])
+def test_lru_cache_threaded_calls_and_cache_clear(cache_dir: Path, memory: int | None) -> None:
+    # TestLRU.test_lru_cache_threaded: threads calling the function (a switch interval of a
+    # microsecond) while another clears it: every call returns its own value, none raises.
+    def orig(x: int, y: int) -> int:
+        return 3 * x + y
+
+    f = Cache(cache_dir).cached(memory=memory)(orig)
+    n, m = 5, 11
+    start, wrong = threading.Event(), []
+
+    def full(k: int) -> None:
+        start.wait(10)
+        for _ in range(m):
+            got = f(k, 0)
+            if got != orig(k, 0):
+                wrong.append((k, got))
+
+    def clear() -> None:
+        start.wait(10)
+        for _ in range(2 * m):
+            f.cache_clear()
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for targets in ([], [clear]):  # filling, then filling while cleared
+            threads = [threading.Thread(target=t) for t in targets]
+            threads += [threading.Thread(target=full, args=(k,)) for k in range(n)]
+            start.clear()
+            for t in threads:
+                t.start()
+            start.set()
+            for t in threads:
+                t.join(60)
+            assert not any(t.is_alive() for t in threads)
+            if not targets:
+                assert f.cache_info()[:3] == (n * m - n, n, n)
+    finally:
+        sys.setswitchinterval(switch)
+    assert wrong == []
+    assert f(1, 0) == 3
+    assert f.cache_contains(1, 0)
+
+
 # --- joblib test_memory -------------------------------------------------------------------
 
 def test_memory_in_memory_function_code_change(cache_dir: Path) -> None:
@@ -241,6 +306,81 @@ def test_memory_results_mutated_by_the_caller_do_not_change_the_cache(cache_dir:
     assert ramp(n)[:3].tolist() == [0.0, 1.0, 2.0]
 
 
+@pytest.mark.parametrize("memory", [None, 4])
+def test_memory_argument_change_a_default_the_function_mutates(cache_dir: Path,
+                                                               memory: int | None) -> None:
+    # test_argument_change: a call binds its default as it is at the call, so a default list
+    # the function appends to is another argument at each call (the memory tier too: a call
+    # of no arguments is not looked up by its arguments alone).
+    def count_and_append(x: list[Any] = []) -> int:  # noqa: B006 - the point of the test
+        len_x = len(x)
+        x.append(None)
+        return len_x
+
+    func = Cache(cache_dir).cached(memory=memory)(count_and_append)
+    assert [func(), func(), func([])] == [0, 1, 0]
+
+
+def test_memory_integration_the_cache_directory_removed_under_a_running_process(
+    cache_dir: Path,
+) -> None:
+    # test_memory_integration: the cache directory is removed (rm -rf) while the process
+    # runs; the next calls compute, store and hit again, and clear removes what they stored.
+    import shutil
+
+    calls: list[int] = []
+
+    @Cache(cache_dir).cached
+    def f(arg: int) -> int:
+        calls.append(arg)
+        return arg
+
+    assert (f(1), f(1), calls) == (1, 1, [1])
+    shutil.rmtree(cache_dir)
+    assert (f(1), f(1), f(2), calls) == (1, 1, 2, [1, 1, 2])
+    assert f.cache_info()[2] == 2
+    assert f.cache_clear() == 2
+    assert (f(1), calls) == (1, [1, 1, 2, 1])
+
+
+@EVERY_STORE
+def test_memory_exception_of_the_computing_caller_never_reaches_its_waiters(
+    cache_dir: Path,
+) -> None:
+    # test_memory_exception with callers waiting (cachier's
+    # test_function_thread_async_exception_handling): the caller computing the key raises;
+    # it alone gets the exception, one waiter computes the value and the others read it.
+    calls: list[int] = []
+    entered, results = threading.Event(), {}
+
+    @Cache(cache_dir).cached
+    def h(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 1:
+            entered.set()
+            time.sleep(0.5)  # the other callers wait for this one meanwhile
+            raise ValueError("the first call fails")
+        return x * 2
+
+    def call(i: int) -> None:
+        try:
+            results[i] = h(3)
+        except ValueError as exc:
+            results[i] = exc
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    assert entered.wait(30)
+    waiters = [threading.Thread(target=call, args=(i,)) for i in range(1, 5)]
+    for t in waiters:
+        t.start()
+    for t in [first, *waiters]:
+        t.join(60)
+    assert isinstance(results.pop(0), ValueError)
+    assert results == {i: 6 for i in range(1, 5)}
+    assert calls == [3, 3]
+
+
 # --- the memory tier (memory=) under the same peer tests -----------------------------------
 
 def test_lru_with_maxsize_negative_memory_tier_holds_no_result_left_unstored(
@@ -280,6 +420,46 @@ def test_memory_tier_holds_no_value_computed_while_its_files_changed(tmp_path: P
     assert read(data) == "first"
 
 
+class _Scaler:
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def value(self) -> int:
+        return self.k * 10
+
+    def __call__(self) -> int:
+        return self.k * 100
+
+
+def _first(factor: list[int]) -> int:
+    return factor[0]
+
+
+@pytest.mark.parametrize("made", ["bound method", "callable instance", "partial", "key="])
+def test_memory_tier_keys_a_call_of_no_arguments_by_what_its_key_covers(
+    tmp_path: Path, made: str,
+) -> None:
+    # test_argument_change's case for the other calls memory= must always key: with no
+    # arguments, the instance or argument bound to the function (changed in place) or what
+    # key= reads is all that tells the calls apart. They were looked up in memory by their
+    # (empty) arguments, so the first value was returned after the change.
+    scaler, factor, data = _Scaler(1), [1], tmp_path / "data.txt"
+    data.write_text("one")
+    if made == "key=":
+        func: Any = Cache(tmp_path / "c").cached(memory=4, key=lambda: data.read_text())(
+            lambda: data.read_text())
+    else:
+        func = Cache(tmp_path / "c").cached(memory=4)(
+            {"bound method": scaler.value, "callable instance": scaler,
+             "partial": functools.partial(_first, factor)}[made])
+    first = func()
+    assert func() == first
+    scaler.k = factor[0] = 2
+    data.write_text("two")
+    assert func() == {"bound method": 20, "callable instance": 200, "partial": 2,
+                      "key=": "two"}[made]
+
+
 # --- cachier ------------------------------------------------------------------------------
 # From python-cachier/cachier tests/pickle_tests/test_pickle_core.py, tests/test_general.py,
 # tests/test_varargs.py, tests/test_caching_regression.py and tests/test_cleanup.py, on the
@@ -289,8 +469,7 @@ def test_memory_tier_holds_no_value_computed_while_its_files_changed(tmp_path: P
 # Its timings (``end - start < 1``) are counted calls here.
 
 # cachier runs these on its redis and s3 cores too (tests/redis_tests, tests/s3_tests): they
-# run on every store kind here.
-EVERY_STORE = pytest.mark.parametrize("cache_dir", STORE_KINDS, indirect=True)
+# run on every store kind here (EVERY_STORE).
 
 
 def _wait_for(condition: Any, timeout: float = 30) -> None:

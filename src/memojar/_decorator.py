@@ -805,10 +805,18 @@ class _Memo:
             expires = began + self.ttl if self.ttl is not None else math.inf
         else:
             self.hit_count.bump()
+        # A call of no arguments of a function whose calls are all keyed (``simple`` empty:
+        # a default the function may change in place, a bound instance, key=) has no value
+        # the wrapper's loop sees, so it is looked up by ``()``: such a value is not held,
+        # and each call reads its entry under the key of the default or instance as it is
+        # then. Before, ``f()`` appending to its default list ``x=[]`` returned its first
+        # value from memory at every call (joblib's test_argument_change); the check is here,
+        # not in the wrapper, so that a memory hit costs what it did.
         with self.revalidating_lock:
             now = time.time()
             if (self.holding and stamp == self.stamp == self.generation[0]
-                    and renewals == self.renewals and expires > now):
+                    and renewals == self.renewals and expires > now
+                    and (type(mkey) is str or self.simple)):
                 # Held from now on: a clock set back past it cannot tell the value's age.
                 since = now - CLOCK_SKEW if expires != math.inf else -math.inf
                 self.recent[mkey] = (value, expires, took, since, classes)
