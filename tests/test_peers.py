@@ -22,6 +22,7 @@ import fractions
 import functools
 import inspect
 import logging
+import os
 import pickle
 import random
 import subprocess
@@ -379,6 +380,43 @@ def test_memory_exception_of_the_computing_caller_never_reaches_its_waiters(
     assert isinstance(results.pop(0), ValueError)
     assert results == {i: 6 for i in range(1, 5)}
     assert calls == [3, 3]
+
+
+def test_memory_integration_a_memory_tier_sees_clears_after_the_cache_directory_is_removed(
+    tmp_path: Path,
+) -> None:
+    # test_memory_integration with memory=: after the cache directory was removed (rm -rf)
+    # under a running process, another process's cache_set and clear went to a new
+    # generation stamp; the running process's memory tier kept the old one mapped and
+    # returned what it held for ever. Its statistics thread (every 5 s) now maps the new one.
+    (tmp_path / "stamped.py").write_text(textwrap.dedent(f"""
+        import os
+        from memojar import Cache
+
+        @Cache({str(tmp_path / "cache")!r}).cached(memory=4)
+        def f(x):
+            return (x, os.getpid(), os.urandom(4).hex())
+    """))
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = run_python(textwrap.dedent(f"""
+        import shutil, subprocess, sys, time
+        import stamped
+
+        def other(code):
+            subprocess.run([sys.executable, "-c", "import stamped; " + code], check=True)
+
+        held = stamped.f(1)
+        shutil.rmtree({str(tmp_path / "cache")!r})
+        assert stamped.f(1) == held  # the memory tier holds it (as a clear of this process's)
+        other("stamped.f.cache_set('seeded', 1)")
+        start = time.monotonic()
+        while stamped.f(1) != "seeded" and time.monotonic() - start < 30:
+            time.sleep(0.05)
+        print(stamped.f(1), time.monotonic() - start < 15)
+        other("stamped.f.cache_clear()")
+        print(stamped.f(1) != "seeded")
+    """), env=env, timeout=120)
+    assert out.split() == ["seeded", "True", "True"]
 
 
 # --- the memory tier (memory=) under the same peer tests -----------------------------------

@@ -774,6 +774,18 @@ class _Memo:
         self.stamp = self.generation[0]
         return True
 
+    def restamp(self) -> None:
+        """Map the store's stamp again if its file was removed (``restamp_all``): another
+        process's clear, refresh or cache_set after the cache directory was removed under
+        this one went to a new stamp, which the old mapping never saw, so its memory tier
+        returned what it held for ever. The wrapper reads ``generation`` at each call: a
+        new view that differs from ``stamp`` makes it forget."""
+        if self.simple is None or self.generation is None:  # no memory tier wrapper
+            return
+        view = self.store.restamp(self.name)
+        if view is not None:
+            self.generation = memoryview(view).cast("Q")
+
     def forget(self) -> None:
         """Drop every result held in memory: the store's stamp changed."""
         with self.revalidating_lock:
@@ -1667,6 +1679,17 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
+
+
+def restamp_all() -> None:
+    """Every few seconds, from the statistics thread: each memory tier maps its stamp
+    again if the file was removed (``_Memo.restamp``), so a clear from another process
+    after an ``rm -rf`` of the cache is seen within that time, at no cost to a call."""
+    for memo in list(_MEMOS):
+        try:
+            memo.restamp()
+        except Exception as exc:  # noqa: BLE001 - never fails the statistics thread
+            logger.debug("cannot map the generation stamp of %s again: %s", memo.name, exc)
 
 
 def _watched(target: Any) -> Any:
