@@ -473,19 +473,26 @@ def _first(factor: list[int]) -> int:
     return factor[0]
 
 
-@pytest.mark.parametrize("made", ["bound method", "callable instance", "partial", "key="])
+@pytest.mark.parametrize("made", ["bound method", "callable instance", "partial", "key=",
+                                  "files= default"])
 def test_memory_tier_keys_a_call_of_no_arguments_by_what_its_key_covers(
     tmp_path: Path, made: str,
 ) -> None:
     # test_argument_change's case for the other calls memory= must always key: with no
-    # arguments, the instance or argument bound to the function (changed in place) or what
-    # key= reads is all that tells the calls apart. They were looked up in memory by their
-    # (empty) arguments, so the first value was returned after the change.
+    # arguments, the instance or argument bound to the function (changed in place), what
+    # key= reads or the content of a files= path given as a default is all that tells the
+    # calls apart. They were looked up in memory by their (empty) arguments, so the first
+    # value was returned after the change.
     scaler, factor, data = _Scaler(1), [1], tmp_path / "data.txt"
     data.write_text("one")
     if made == "key=":
         func: Any = Cache(tmp_path / "c").cached(memory=4, key=lambda: data.read_text())(
             lambda: data.read_text())
+    elif made == "files= default":
+        def read(path: Path = data) -> str:
+            return path.read_text()
+
+        func = Cache(tmp_path / "c").cached(memory=4, files=("path",))(read)
     else:
         func = Cache(tmp_path / "c").cached(memory=4)(
             {"bound method": scaler.value, "callable instance": scaler,
@@ -495,7 +502,7 @@ def test_memory_tier_keys_a_call_of_no_arguments_by_what_its_key_covers(
     scaler.k = factor[0] = 2
     data.write_text("two")
     assert func() == {"bound method": 20, "callable instance": 200, "partial": 2,
-                      "key=": "two"}[made]
+                      "key=": "two", "files= default": "two"}[made]
 
 
 # --- cachier ------------------------------------------------------------------------------
