@@ -419,6 +419,62 @@ def test_memory_integration_a_memory_tier_sees_clears_after_the_cache_directory_
     assert out.split() == ["seeded", "True", "True"]
 
 
+def _with_verbose(f: Any) -> Any:
+    @functools.wraps(f)
+    def wrapper(*args: Any, verbose: bool = False, **kwargs: Any) -> Any:
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def _with_scale(f: Any) -> Any:
+    @functools.wraps(f)
+    def wrapper(x: int, scale: int = 1) -> Any:
+        return f(x) * scale
+
+    return wrapper
+
+
+def test_memory_ignore_decorated_and_a_decorator_taking_parameters_of_its_own(
+    cache_dir: Path,
+) -> None:
+    # test_memory_ignore_decorated: ignore= of a function under a functools.wraps decorator
+    # (its signature is the wrapped one's). And a decorator whose wrapper takes parameters
+    # the wrapped function does not (verbose=, scale=): a call that runs without memojar
+    # (f(1, verbose=True), g(1, 10)) raised the wrapped function's TypeError, as the call was
+    # bound by the wrapped signature only; it is now bound by the wrapper's own (keys apart
+    # from the others), and ignore= may name its parameters.
+    cache, calls = Cache(cache_dir), []
+
+    def load(x: int, y: int = 1) -> int:
+        calls.append((x, y))
+        return x * 2
+
+    ignoring = cache.cached(ignore=("y",))(functools.wraps(load)(
+        lambda *args, **kwargs: load(*args, **kwargs)))
+    assert [ignoring(0, y=1), ignoring(0, y=1), ignoring(0, y=2)] == [0, 0, 0]
+    assert calls == [(0, 1)]
+
+    def double(x: int) -> int:
+        calls.append((x, 0))
+        return x * 2
+
+    verbose = cache.cached(_with_verbose(double))
+    quiet = cache.cached(ignore=("verbose",))(_with_verbose(double))
+    scaled = cache.cached(_with_scale(double))
+    calls.clear()
+    assert [verbose(1, verbose=True), verbose(1, verbose=True), verbose(x=1)] == [2, 2, 2]
+    assert [quiet(3, verbose=True), quiet(3, verbose=False)] == [6, 6]
+    assert [scaled(1, 10), scaled(1, scale=10), scaled(1), scaled(x=1, scale=3)] == [20, 20, 2, 6]
+    # verbose: 2 computed (its two keys); quiet: 1; scaled: 3 (10, none given, 3)
+    assert calls == [(1, 0), (1, 0), (3, 0), (1, 0), (1, 0), (1, 0)]
+    assert scaled.cache_contains(1, 10) and not scaled.cache_contains(2, 10)
+    with pytest.raises(TypeError, match=r"takes from 1 to 2 positional arguments"):
+        scaled(1, 2, 3)  # what the wrapper raises without memojar
+    with pytest.raises(TypeError, match=r"double\(\) takes 1 positional argument"):
+        verbose(1, 2)  # the wrapper takes it, the function it calls does not
+
+
 # --- the memory tier (memory=) under the same peer tests -----------------------------------
 
 def test_lru_with_maxsize_negative_memory_tier_holds_no_result_left_unstored(
