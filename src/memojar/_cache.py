@@ -28,7 +28,7 @@ from typing import (
 )
 
 from . import _entry
-from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, stored_total
+from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, restamp_all, stored_total
 from ._errors import logger
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
 from ._store import Counts, Store, StoredEntry, add_counts, header_of
@@ -1007,6 +1007,7 @@ class _Flusher:
 
     def flush(self) -> None:
         self.merge_all()
+        restamp_all()  # memory tiers whose stamp was removed with the cache (rm -rf)
 
     def merge_all(self, at_exit: bool = False) -> None:  # ``flush``'s, a name not stubbed
         with self.lock:

@@ -267,6 +267,9 @@ class _Memo:
         # else is watched through a stand-in that never changes.
         self.watched = _watched(self.target)
         self.code, self.defaults, self.kwdefaults = _as_it_is(self.watched)
+        # The binder of a decorator's own signature (``_own_binder``), made when a call
+        # first needs it, with the code and defaults it was made for.
+        self.own: tuple[tuple[Any, Any, Any], Callable[..., _Args] | None] | None = None
         self.binder = self._make_binder()
         if sibling and unfilled(func):  # its sibling part is taken again at its first call
             self.binder = _binding_first(weakref.ref(self))
@@ -322,6 +325,10 @@ class _Memo:
         func, ignore = self.func, self.ignore
         bound_args, bound_kwargs = split(func)[1:]
         if self.custom_key is None:
+            own = _own_signature(self.target)
+            if own is not None:  # names only the decorator's own signature has are its
+                inner = parameter_names(self.target, ())
+                ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
             binder = make_binder(self.target, ignore)
         else:
             binder = make_key_caller(func, self.custom_key)
@@ -439,7 +446,7 @@ class _Memo:
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
         dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader",
-                   "known", "code", "defaults", "kwdefaults", "made", "resolved")
+                   "known", "code", "defaults", "kwdefaults", "made", "resolved", "own")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
         state["made_by"] = (_BYTECODE, platform.python_version())
@@ -460,6 +467,7 @@ class _Memo:
         sent, earlier = (state.pop("ident", None), state.pop("rows", None)), state.pop(
             "sent", None)  # a copy of a copy not called yet: what its sender was sent
         self.__dict__.update(state)
+        self.own = None  # made again where it runs (``_own_binder``)
         self.sent = sent if sent[0] is not None else earlier
         # Its keys as this interpreter's: a loky worker of a ``python -OO`` script runs
         # without ``-OO`` (docstrings back), and stored under the script's keys.
@@ -560,7 +568,10 @@ class _Memo:
             values = self.binder(*args, **kwargs)
         except TypeError:
             if not _reassigned(watched, (self.code, self.defaults, self.kwdefaults)):
-                raise
+                own = self._own_binder()
+                if own is None:
+                    raise
+                return self._own_key(own, args, kwargs)
             self.renew()
             values = self.binder(*args, **kwargs)
         for value in values:  # a loop: cheaper than a set operation for a few arguments
@@ -580,6 +591,48 @@ class _Memo:
                 known.clear()  # atomic, unlike evicting one while another thread adds
             known[values] = key
         return key
+
+    def _own_binder(self) -> Callable[..., _Args] | None:
+        """The binder of the signature of the decorator ``functools.wraps`` made, where it
+        has parameters of its own (``def wrapper(*args, verbose=False, **kwargs)``,
+        ``def wrapper(x, scale=1)``): calls are bound by the wrapped function's signature,
+        the one ``inspect.signature`` follows, and one it rejects but the wrapper takes
+        (``f(1, verbose=True)``) is bound by this. Before, memojar raised the wrapped
+        function's TypeError for a call that runs without it (joblib raises too; lru_cache,
+        diskcache and cachier call it). None where that does not apply: no such wrapper,
+        the same signature, ``key=`` (which takes the wrapped function's arguments),
+        ``files=`` or arguments bound to the function. Made once for the wrapper's code
+        and defaults as they are (off the hit path: only calls the other binder rejects)."""
+        target = self.target
+        if (type(target) is not FunctionType or self.custom_key is not None or self.files
+                or any(split(self.func)[1:])):
+            return None
+        made = self.own
+        if made is not None and not _reassigned(target, made[0]):
+            return made[1]
+        binder = None
+        own = _own_signature(target)
+        if own is not None:
+            ignore = tuple(name for name in self.ignore if name in own.parameters)
+            binder = make_binder(_without_wrapped(target), ignore)
+        self.own = (_as_it_is(target), binder)
+        return binder
+
+    def _own_key(self, own: Callable[..., _Args], args: _Args,
+                 kwargs: dict[str, Any]) -> str:
+        """The key of a call bound by the decorator's own signature (``_own_binder``):
+        hashed with another seed, so that it never shares a key with a call bound by the
+        wrapped function's signature, and never remembered in ``known`` (whose keys are of
+        those)."""
+        try:
+            values = own(*args, **kwargs)
+        except TypeError as exc:  # a call neither signature takes: the wrapper's own error
+            raise exc from None  # (not shown as raised while handling the other's)
+        try:
+            return make_key(values, self.seed ^ _OWN_SIGNATURE_SEED)
+        except Exception:
+            self.make_key(values)  # raises what these values raise, named (``make_key``)
+            raise
 
     def make_key(self, values: _Args) -> str:
         try:
@@ -774,6 +827,18 @@ class _Memo:
         self.stamp = self.generation[0]
         return True
 
+    def restamp(self) -> None:
+        """Map the store's stamp again if its file was removed (``restamp_all``): another
+        process's clear, refresh or cache_set after the cache directory was removed under
+        this one went to a new stamp, which the old mapping never saw, so its memory tier
+        returned what it held for ever. The wrapper reads ``generation`` at each call: a
+        new view that differs from ``stamp`` makes it forget."""
+        if self.simple is None or self.generation is None:  # no memory tier wrapper
+            return
+        view = self.store.restamp(self.name)
+        if view is not None:
+            self.generation = memoryview(view).cast("Q")
+
     def forget(self) -> None:
         """Drop every result held in memory: the store's stamp changed."""
         with self.revalidating_lock:
@@ -805,10 +870,18 @@ class _Memo:
             expires = began + self.ttl if self.ttl is not None else math.inf
         else:
             self.hit_count.bump()
+        # A call of no arguments of a function whose calls are all keyed (``simple`` empty:
+        # a default the function may change in place, a bound instance, key=) has no value
+        # the wrapper's loop sees, so it is looked up by ``()``: such a value is not held,
+        # and each call reads its entry under the key of the default or instance as it is
+        # then. Before, ``f()`` appending to its default list ``x=[]`` returned its first
+        # value from memory at every call (joblib's test_argument_change); the check is here,
+        # not in the wrapper, so that a memory hit costs what it did.
         with self.revalidating_lock:
             now = time.time()
             if (self.holding and stamp == self.stamp == self.generation[0]
-                    and renewals == self.renewals and expires > now):
+                    and renewals == self.renewals and expires > now
+                    and (type(mkey) is str or self.simple)):
                 # Held from now on: a clock set back past it cannot tell the value's age.
                 since = now - CLOCK_SKEW if expires != math.inf else -math.inf
                 self.recent[mkey] = (value, expires, took, since, classes)
@@ -1599,7 +1672,14 @@ class _Memo:
             unread = self.store.unread(self.name, key)
             if unread is not None:
                 return f"miss: {unread}"
-            return _depends.explain_absent(self, self.binder(*args, **kwargs))
+            try:
+                values = self.binder(*args, **kwargs)
+            except TypeError:  # bound by a decorator's own signature (``_own_binder``)
+                own = self._own_binder()
+                if own is None:
+                    raise
+                values = own(*args, **kwargs)
+            return _depends.explain_absent(self, values)
         try:
             _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
                           _depends.changed_result_class)
@@ -1659,6 +1739,17 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
+
+
+def restamp_all() -> None:
+    """Every few seconds, from the statistics thread: each memory tier maps its stamp
+    again if the file was removed (``_Memo.restamp``), so a clear from another process
+    after an ``rm -rf`` of the cache is seen within that time, at no cost to a call."""
+    for memo in list(_MEMOS):
+        try:
+            memo.restamp()
+        except Exception as exc:  # noqa: BLE001 - never fails the statistics thread
+            logger.debug("cannot map the generation stamp of %s again: %s", memo.name, exc)
 
 
 def _watched(target: Any) -> Any:
@@ -1741,6 +1832,40 @@ def _agrees_as_sent(sent: tuple[Any, ...], rows: tuple[tuple[str, str, str], ...
         return False
     made = set(rows)
     return all(tuple(row) in made or str(row[1]).startswith("__main__.") for row in sent)
+
+
+# Salts the keys of calls bound by a decorator's own signature (``_Memo._own_key``).
+_OWN_SIGNATURE_SEED = 0x6F776E5F7369676E  # "own_sign"
+
+
+def _own_signature(func: Any) -> Any | None:
+    """The signature of a function a decorator made with ``functools.wraps``, where it is
+    not the wrapped function's (the wrapper takes parameters of its own: ``verbose=``); None
+    for any other callable, and for a pass-through ``(*args, **kwargs)`` (a call the
+    wrapped function rejects, it rejects too)."""
+    if type(func) is not FunctionType or getattr(func, "__wrapped__", None) is None:
+        return None
+    import inspect
+
+    try:
+        own = inspect.signature(func, follow_wrapped=False)
+        if own == inspect.signature(func):
+            return None
+    except (TypeError, ValueError):
+        return None
+    kinds = [p.kind for p in own.parameters.values()]
+    if kinds == [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]:
+        return None
+    return own
+
+
+def _without_wrapped(func: FunctionType) -> FunctionType:
+    """A copy of ``func`` without ``__wrapped__``, whose signature is its own."""
+    copy = FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__,
+                        func.__closure__)
+    copy.__kwdefaults__ = func.__kwdefaults__
+    copy.__qualname__ = func.__qualname__
+    return copy
 
 
 def _as_it_is(func: Any) -> tuple[Any, Any, Any]:

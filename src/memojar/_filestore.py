@@ -405,6 +405,9 @@ class FileStore(Store):
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._root_writable = False  # the root is known to be this user's or root's
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
+        # Function name -> (device, inode) of the generation stamp this process mapped
+        # (``generation``), None once its folder was seen removed (``restamp``).
+        self._stamps: dict[str, tuple[int, int] | None] = {}
         # Function name -> its folder, opened by this process (the miss path writes through
         # it); the path of each function's lock file.
         self._open: dict[str, _Folder] = {}
@@ -1053,12 +1056,39 @@ class FileStore(Store):
                 if not _own_stamp(st) or (self._uid is not None and st.st_uid != self._uid):
                     self._stamp_why = self._not_a_stamp(gen, st)
                     return None
+                self._stamps[function] = (st.st_dev, st.st_ino)
                 return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
             finally:
                 os.close(fd)
         except (OSError, ValueError) as exc:
             logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
             return None
+
+    def restamp(self, function: str) -> Any | None:
+        """A new view of the function's stamp if the file at its name is no longer the one
+        this process mapped: the cache directory or the function's folder was removed
+        (``rm -rf``) while the process ran, and others' bumps now go to a new stamp, or to
+        none. None if it is the same (or this process mapped none). A folder removed and
+        not made again gives random bytes once (what was held was cleared) and makes
+        nothing; one made again gets a stamp, mapped. Called every few seconds from the
+        statistics thread, never on a call's path: a ``stat``."""
+        if function not in self._stamps:
+            return None
+        known = self._stamps[function]
+        fdir = self._dirs[function]
+        try:
+            st = os.stat(os.path.join(fdir, GEN_FILE), follow_symlinks=False)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:  # removed with its folder (or alone)
+            now = None
+        if now is not None and now == known:
+            return None
+        if now is None and not os.path.isdir(fdir):
+            if known is None:  # seen removed before: nothing changed since
+                return None
+            self._stamps[function] = None
+            return bytearray(os.urandom(8))
+        return self.generation(function) or bytearray(os.urandom(8))
 
     def _not_a_stamp(self, gen: str, st: os.stat_result) -> str:
         """Why the file at a stamp's name is not used (``no_stamp_why``)."""

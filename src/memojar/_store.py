@@ -557,6 +557,11 @@ class Store(abc.ABC):
         system call (the file store maps a small file)."""
         return None
 
+    def restamp(self, function: str) -> Any | None:
+        """A new view of the function's stamp if the one ``generation`` gave no longer
+        receives the others' changes (its file was removed), else None."""
+        return None
+
     def no_stamp_why(self) -> str | None:
         """Why ``generation`` gave None, if the store knows better than its kind's usual
         reason (a folder of another user's: nothing is written there)."""
