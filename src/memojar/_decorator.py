@@ -956,24 +956,44 @@ class _Memo:
 
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any],
                  withheld: list[bool] | None = None) -> Any:
-        # ``_started``, inline (a frame less a miss), its ``isEnabledFor`` passed on to
-        # ``put`` (a call less): keep the two alike.
+        # ``_started`` and ``_computed``, inline (two frames less a miss, and no start tuple
+        # made and taken apart), with ``isEnabledFor`` asked once and passed on to ``put``
+        # (a call less): keep the three alike.
         debug = logger.isEnabledFor(DEBUG)
         if debug:
             logger.debug("miss %s %s", self.name, key)
-        call = (args, kwargs)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
                 or watched.__kwdefaults__ is not self.kwdefaults):
             self.renew()  # reassigned since this call's key_of
-        start = (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
-                 self._files_state(call) if self.files else None)
+        began = time.perf_counter()
+        code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
+        ident = self.ident
+        files = self._files_state((args, kwargs)) if self.files else None
         try:
             value = self.func(*args, **kwargs)
         except BaseException:  # it ran, part way: the globals it bound are its own still
             self._ran()
             raise
-        if not self._computed(key, value, start, call, debug) and withheld is not None:
+        self.miss_count.bump()
+        elapsed = time.perf_counter() - began
+        if self.resolved:
+            _notebook.ran(self.resolved)
+        watched = self.watched
+        if (watched.__code__ is not code or watched.__defaults__ is not defaults
+                or watched.__kwdefaults__ is not kwdefaults):
+            logger.debug("not stored %s %s (its code or defaults were reassigned while it "
+                         "ran)", self.name, key)
+            stored = self._unstored(key)
+        elif self.files and self._files_changed(key, (args, kwargs), files):
+            stored = self._unstored(key)
+        elif elapsed < self.min_compute_time:
+            logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
+                         self.name, key, elapsed)
+            stored = self._unstored(key)
+        else:
+            stored = self.put(key, value, elapsed, ident, False, debug) or self._unstored(key)
+        if not stored and withheld is not None:
             withheld.append(True)
         return value
 
@@ -1303,13 +1323,12 @@ class _Memo:
             return None
 
     def _computed(self, key: str, value: Any, start: _Start,
-                  call: tuple[_Args, dict[str, Any]] | None = None,
-                  debug: bool | None = None) -> bool:
+                  call: tuple[_Args, dict[str, Any]] | None = None) -> bool:
         """Store a computed value, unless it must not be kept for ``key``: False then (a
         ``files=`` path changed during the call, it took under ``min_compute_time``, or the
         function's code or defaults were reassigned while it ran), and False if it was not
-        stored after all (it cannot be pickled, or the store failed). ``debug``: whether
-        the logger logs debug records, if the caller asked it (see ``put``)."""
+        stored after all (it cannot be pickled, or the store failed). Inline in
+        ``_compute``: keep the two alike."""
         self.miss_count.bump()
         began, (code, defaults, kwdefaults), ident, files = start
         elapsed = time.perf_counter() - began
@@ -1327,7 +1346,7 @@ class _Memo:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
                          self.name, key, elapsed)
             return self._unstored(key)
-        if not self.put(key, value, elapsed, ident, False, debug):
+        if not self.put(key, value, elapsed, ident):
             return self._unstored(key)
         return True
 
