@@ -52,7 +52,7 @@ from ._keys import (
     parameter_names,
     prebound,
 )
-from ._store import Store, Unconfirmed, header_of
+from ._store import KeyLock, Store, Unconfirmed, header_of
 
 
 class CacheInfo(NamedTuple):
@@ -968,7 +968,26 @@ class _Memo:
         mark = None
         try:
             mark = _held.set((*held, here))
-            value = self._lock(key, taken, not force)
+            # ``_lock``'s usual case, inline (a frame less a miss): the key is free.
+            try:
+                lock = self.store.lock(self.name, key)
+                taken.append(lock)
+                free = lock.acquire(False)
+            except OSError as exc:  # as in ``_lock``: the store's own error costs the lock
+                if taken:
+                    taken[0].release()
+                if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
+                    raise
+                self._cannot_lock(key, exc)
+                free = None
+            if free:  # noted held (before: an interrupt leaves no note)
+                taken.append(_waits.owner())
+                _HOLDER[here] = taken  # ``_waits.hold``, inline
+                value = MISSING
+            elif free is None:
+                value = MISSING
+            else:  # held by another caller: wait (``_lock``, from its pause)
+                value = self._lock(key, taken, not force, lock=lock)
             if value is UNSTORED:  # computed and not stored by the caller it waited for
                 return self._compute(key, args, kwargs, withheld)
             if value is not MISSING:  # stored by the holder while this caller waited
@@ -1010,13 +1029,44 @@ class _Memo:
 
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any],
                  withheld: list[bool] | None = None) -> Any:
-        start = self._started(key, (args, kwargs))
+        # ``_started`` and ``_computed``, inline (two frames less a miss, and no start tuple
+        # made and taken apart), with ``isEnabledFor`` asked once and passed on to ``put``
+        # (a call less): keep the three alike.
+        debug = logger.isEnabledFor(DEBUG)
+        if debug:
+            logger.debug("miss %s %s", self.name, key)
+        watched = self.watched  # ``_reassigned``, inline: a frame less a miss
+        if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
+                or watched.__kwdefaults__ is not self.kwdefaults):
+            self.renew()  # reassigned since this call's key_of
+        began = time.perf_counter()
+        code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
+        ident = self.ident
+        files = self._files_state((args, kwargs)) if self.files else None
         try:
             value = self.func(*args, **kwargs)
         except BaseException:  # it ran, part way: the globals it bound are its own still
             self._ran()
             raise
-        if not self._computed(key, value, start, (args, kwargs)) and withheld is not None:
+        self.miss_count.bump()
+        elapsed = time.perf_counter() - began
+        if self.resolved:
+            _notebook.ran(self.resolved)
+        watched = self.watched
+        if (watched.__code__ is not code or watched.__defaults__ is not defaults
+                or watched.__kwdefaults__ is not kwdefaults):
+            logger.debug("not stored %s %s (its code or defaults were reassigned while it "
+                         "ran)", self.name, key)
+            stored = self._unstored(key)
+        elif self.files and self._files_changed(key, (args, kwargs), files):
+            stored = self._unstored(key)
+        elif elapsed < self.min_compute_time:
+            logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
+                         self.name, key, elapsed)
+            stored = self._unstored(key)
+        else:
+            stored = self.put(key, value, elapsed, ident, False, debug) or self._unstored(key)
+        if not stored and withheld is not None:
             withheld.append(True)
         return value
 
@@ -1083,7 +1133,7 @@ class _Memo:
         return value
 
     def _lock(self, key: str, taken: list[Any] | None = None, read: bool = False,
-              then: str = _COMPUTING_HERE) -> Any:
+              then: str = _COMPUTING_HERE, lock: KeyLock | None = None) -> Any:
         """Take the key's lock, unless the store cannot lock right now (a read-only or
         vanished directory) or another caller held it past ``lock_timeout``: the value is
         then computed without it. MISSING, or with ``read`` the value the lock's holder
@@ -1102,19 +1152,22 @@ class _Memo:
         ``_cycle_across`` between two processes where the store's locks can say) is not
         made: the value is computed without the lock at once, with a warning, as after
         ``lock_timeout``.
+
+        ``lock``: the key's lock, made (and put in ``taken``) and tried once already by the
+        caller (``compute``, which makes the usual case inline): this waits for it.
         """
-        lock = None
         here = (self.store.location, self.name, key)
         try:
-            lock = self.store.lock(self.name, key)
-            if taken is not None:
-                taken.append(lock)
-            # The usual case first, one try: the key is free, and no deadline is computed.
-            if lock.acquire(False):
-                if taken is not None:  # noted held (before: an interrupt leaves no note)
-                    taken.append(_waits.owner())
-                    _HOLDER[here] = taken  # ``_waits.hold``, inline (a frame less a miss)
-                return MISSING
+            if lock is None:
+                lock = self.store.lock(self.name, key)
+                if taken is not None:
+                    taken.append(lock)
+                # The usual case first, one try: the key is free, and no deadline is computed.
+                if lock.acquire(False):
+                    if taken is not None:  # noted held (before: an interrupt leaves no note)
+                        taken.append(_waits.owner())
+                        _HOLDER[here] = taken  # ``_waits.hold``, inline
+                    return MISSING
             # Held by another caller: wait (from a pause: that try was made), and with
             # ``read`` look for its value before each later try, so that once it is stored
             # every waiter reads it at once, none taking the lock in turn to read it.
@@ -1319,7 +1372,8 @@ class _Memo:
         stores under that identity, and nothing if the code or defaults were reassigned
         while it ran (another thread's reassignment and ``renew`` would otherwise have the
         old code's value stored under the new code's identity). With ``files=``, what
-        ``stat`` says of the call's paths too (``_files_changed``)."""
+        ``stat`` says of the call's paths too (``_files_changed``). Inline in ``_compute``:
+        keep the two alike."""
         if logger.isEnabledFor(DEBUG):
             logger.debug("miss %s %s", self.name, key)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
@@ -1346,7 +1400,8 @@ class _Memo:
         """Store a computed value, unless it must not be kept for ``key``: False then (a
         ``files=`` path changed during the call, it took under ``min_compute_time``, or the
         function's code or defaults were reassigned while it ran), and False if it was not
-        stored after all (it cannot be pickled, or the store failed)."""
+        stored after all (it cannot be pickled, or the store failed). Inline in
+        ``_compute``: keep the two alike."""
         self.miss_count.bump()
         began, (code, defaults, kwdefaults), ident, files = start
         elapsed = time.perf_counter() - began
@@ -1425,10 +1480,12 @@ class _Memo:
             return f"files={self.files!r}"  # cannot be shown: the names; never the value lost
 
     def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None,
-            given: bool = False) -> bool:
+            given: bool = False, debug: bool | None = None) -> bool:
         """Store a computed value; a value or a store that fails costs only a warning.
         ``ident``: that of the code which computed it (``_started``), if not the current.
         ``given``: the value was given to ``cache_set``, not returned (the warning says so).
+        ``debug``: ``logger.isEnabledFor(DEBUG)``, if the caller asked it already (a miss
+        asks once, at its start); None: asked here.
         Whether it was stored: the memory tier holds only what the store keeps, and the
         callers waiting for a value not stored compute theirs (``unstored``)."""
         created = time.time()
@@ -1474,7 +1531,7 @@ class _Memo:
                 f"({exc.strerror or exc}); the next call will compute again"
             )
             return False
-        if logger.isEnabledFor(DEBUG):
+        if logger.isEnabledFor(DEBUG) if debug is None else debug:
             logger.debug("store %s %s (%d bytes, computed in %.3f s)", self.name, key, size,
                          compute_time)
         if not self.swept:

@@ -408,6 +408,9 @@ class FileStore(Store):
         # Function name -> (device, inode) of the generation stamp this process mapped
         # (``generation``), None once its folder was seen removed (``restamp``).
         self._stamps: dict[str, tuple[int, int] | None] = {}
+        # The function, key and path of the last entry ``read`` found missing (a tuple,
+        # replaced whole: threads read it without a lock), which ``maybe_stored`` reuses.
+        self._missed: tuple[str, str, str] = ("", "", "")
         # Function name -> its folder, opened by this process (the miss path writes through
         # it); the path of each function's lock file.
         self._open: dict[str, _Folder] = {}
@@ -468,9 +471,13 @@ class FileStore(Store):
     # --- the hit path -------------------------------------------------------------------
 
     def read(self, function: str, key: str) -> Any | None:
+        fdir = self._dirs.get(function)  # ``path``, inline: a frame less a hit
+        path = (self.path(function, key) if fdir is None
+                else f"{fdir}{_SEP}{key[:2]}{_SEP}{key}{SUFFIX}")
         try:
-            fd = os.open(self.path(function, key), _O_READ)
+            fd = os.open(path, _O_READ)
         except OSError:  # missing (the usual miss), a link, unreadable: all a miss
+            self._missed = (function, key, path)  # for the miss's re-check (maybe_stored)
             return None
         try:
             st = os.fstat(fd)
@@ -497,14 +504,19 @@ class FileStore(Store):
         except OSError as exc:
             if exc.errno is None:  # not a system call's: the caller's signal handler's
                 raise
-            logger.debug("read of %s failed: %s", self.path(function, key), exc)
+            logger.debug("read of %s failed: %s", path, exc)
             return None
         finally:
             os.close(fd)
 
     def maybe_stored(self, function: str, key: str) -> bool:
         """False if there is certainly no entry file for ``key``: the re-check of a miss
-        under the key's lock, one ``access`` (no exception raised for the usual answer)."""
+        under the key's lock, one ``access`` (no exception raised for the usual answer).
+        The path is the one ``read`` just failed to open for the same call (the very
+        ``function`` and ``key`` objects: a path depends on nothing else), not made again."""
+        missed = self._missed
+        if missed[1] is key and missed[0] is function:
+            return os.access(missed[2], os.F_OK)
         return os.access(self.path(function, key), os.F_OK)
 
     def unread(self, function: str, key: str) -> str | None:
@@ -621,7 +633,12 @@ class FileStore(Store):
         folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in _TRIES:
-            sfd, folder = self._shard_in(function, folder, shard)
+            try:  # ``_shard_in``'s usual case, inline (a frame less a miss)
+                sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
+            except OSError as exc:  # missing (made), a link (refused), the folder removed:
+                if exc.errno is None:  # (not a system call's: the caller's signal handler's)
+                    raise
+                sfd, folder = self._shard_in(function, folder, shard)  # all in ``_shard_in``
             try:
                 try:
                     fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
@@ -649,7 +666,14 @@ class FileStore(Store):
                     os.close(fd)
             finally:
                 os.close(sfd)
-            self._count(folder.name, 0 if replaced else 1, size - replaced)
+            # ``_count``, inline (a frame less a miss): keep the two alike
+            if self._tally_pid != _PID[0]:
+                self._forked()
+            deltas = self._deltas
+            deltas.append((folder.name, 0 if replaced else 1, size - replaced))
+            if len(deltas) > _DELTAS_KEPT:
+                with self._tally_lock:
+                    self._added_up()
             return size
         raise OSError(errno.ENOENT, "the function's folder keeps being removed",
                       self._dirs[function])
@@ -1136,6 +1160,8 @@ class FileStore(Store):
             self._landed = {}
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
+        """Note a write's change of ``fdir``'s entries and bytes (inline in ``_link_new``:
+        keep the two alike)."""
         if self._tally_pid != _PID[0]:
             self._forked()
         deltas = self._deltas
