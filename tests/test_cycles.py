@@ -1,9 +1,9 @@
 """Lock-order cycles: cached ``f(a)`` calls ``g(b)`` while another thread's (task's,
 process's) ``g(b)`` calls ``f(a)``. Each holds one key's lock and waits for the other's.
 The waiter that closes the cycle sees it at once (within a process by ``_waits``; between
-two processes on the directory store and Redis by the notes of ``KeyLock.note_waiting``)
-and computes without the lock, with a warning; a ring of three processes waits
-``lock_timeout``, and the warning names the lock the caller held meanwhile."""
+processes, on every store, rings too, by the notes of ``KeyLock.note_waiting``) and
+computes without the lock, with a warning; a wait past ``lock_timeout`` names the locks the
+caller held meanwhile."""
 
 from __future__ import annotations
 
@@ -228,7 +228,8 @@ def _two_processes(location: str, timeout: float, mode: str = "sync"
 
 
 @pytest.mark.parametrize(("kind", "mode"), [("file", "sync"), ("file", "async"),
-                                            ("redis", "sync"), ("redis", "async")])
+                                            ("redis", "sync"), ("redis", "async"),
+                                            ("s3", "sync"), ("s3", "async")])
 def test_a_cycle_between_two_processes_is_broken_at_once(
         kind: str, mode: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Each process notes, where the holder of the key it waits for can see it (a read
@@ -236,7 +237,7 @@ def test_a_cycle_between_two_processes_is_broken_at_once(
     lease), the keys it holds, then asks whether the holder of the key it waits for noted
     it waits for one of them."""
     location = (str(tmp_path / "c") if kind == "file"
-                else request.getfixturevalue("redis_location"))
+                else request.getfixturevalue(f"{kind}_location"))
     outs, took = _two_processes(location, LONG, mode)
     said = "\n".join(outs)
     assert took < 20, f"{took:.1f} s: {said}"  # before: lock_timeout (60 s here)
@@ -408,14 +409,15 @@ def _ring_results_right(outs: list[str]) -> bool:
                for n, out in enumerate(outs))
 
 
-@pytest.mark.parametrize(("kind", "size"), [("file", 3), ("file", 4), ("redis", 3)])
+@pytest.mark.parametrize(("kind", "size"), [("file", 3), ("file", 4), ("redis", 3),
+                                            ("s3", 3)])
 def test_a_ring_of_processes_is_broken_at_once(
         kind: str, size: int, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Each waiter notes the locks it holds and those whose holders wait (through others)
     for them, and looks again while it waits: the waiter whose wait closes the ring finds
     the lock it waits for among them (before: each waited lock_timeout, 60 s here)."""
     location = (str(tmp_path / "c") if kind == "file"
-                else request.getfixturevalue("redis_location"))
+                else request.getfixturevalue(f"{kind}_location"))
     outs, took = _ring([[location] * size] * size)
     said = "\n".join(outs)
     assert took < 20, f"{took:.1f} s: {said}"
@@ -493,8 +495,8 @@ def noting(note):  # each looks once both have noted
         note(self, *args)
         meet("noted")
     return noted
-from memojar import _locks, _redislease
-for kind in (_locks._RangeLock, _redislease._RedisKeyLock):
+from memojar import _locks, _redislease, _s3store
+for kind in (_locks._RangeLock, _redislease._RedisKeyLock, _s3store._Lease):
     kind.note_waiting = noting(kind.note_waiting)
 if hasattr(_decorator, "_Across"):  # and acts once both have looked
     looked = _decorator._Across.look
@@ -513,7 +515,7 @@ else:  # before: one call that noted, then looked
 """
 
 
-@pytest.mark.parametrize("kind", ["file", "redis"])
+@pytest.mark.parametrize("kind", ["file", "redis", "s3"])
 def test_two_processes_closing_a_cycle_at_once_break_it_once(
         kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Both hold their key, both note their wait, then both look (each held at each step
@@ -524,7 +526,7 @@ def test_two_processes_closing_a_cycle_at_once_break_it_once(
     import subprocess
 
     location = (str(tmp_path / "c") if kind == "file"
-                else request.getfixturevalue("redis_location"))
+                else request.getfixturevalue(f"{kind}_location"))
     meet_dir = tmp_path / "meet"
     meet_dir.mkdir()
     start = time.monotonic()
@@ -538,3 +540,17 @@ def test_two_processes_closing_a_cycle_at_once_break_it_once(
     assert len(list(meet_dir.iterdir())) == 6, said  # both held, noted, looked
     assert said.count("is being computed by another process") == 1, said
     assert sorted(int(out.split()[0]) for out in outs) in ([11, 12], [21, 22]), said
+
+
+def test_a_cycle_through_a_directory_and_a_redis_cache_is_broken_at_once(
+        tmp_path: Path, redis_location: str) -> None:
+    """Step 0 in a directory cache, step 1 on Redis: a lock's id means the same whatever
+    its store, so a wait for a lease notes the held byte-range lock, and the other way
+    round (before: each store noted only its own locks, and the cycle waited
+    lock_timeout)."""
+    locs = [str(tmp_path / "c"), redis_location]
+    outs, took = _ring([locs, locs])
+    said = "\n".join(outs)
+    assert took < 20, f"{took:.1f} s: {said}"
+    assert said.count("is being computed by another process") >= 1, said
+    assert _ring_results_right(outs), said
