@@ -283,7 +283,7 @@ def test_a_wait_past_lock_timeout_names_the_locks_held_meanwhile(tmp_path: Path)
     assert "lock-order cycle across processes" in said, said
 
 
-@pytest.mark.parametrize("kind", ["file", "redis"])
+@pytest.mark.parametrize("kind", ["file", "redis", "s3"])
 def test_a_wait_noted_for_other_processes_ends_with_it(
         kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """A caller holding f(1) that waited for g(1) (noted for other processes) and then got
@@ -294,7 +294,7 @@ def test_a_wait_noted_for_other_processes_ends_with_it(
     import struct
 
     location = (str(tmp_path / "c") if kind == "file"
-                else request.getfixturevalue("redis_location"))
+                else request.getfixturevalue(f"{kind}_location"))
     cache = Cache(location, lock_timeout=LONG)
     g_started, g_go, f_done_waiting, f_go = (threading.Event() for _ in range(4))
     calls: list[str] = []
@@ -338,6 +338,12 @@ def test_a_wait_noted_for_other_processes_ends_with_it(
     second.join()
     assert calls == ["g3", "f1", "g2"]  # no warning either (filterwarnings = error)
     assert g(1, 0) == 22
+    if kind == "s3":
+        store = cache.store
+        left = [o.name for o in store._bucket.list(store.prefix) if ".lease" in o.name]
+        assert left == []  # no lease, no note of a wait
+        cache.close()
+        return
     if kind == "redis":
         import redis
 
