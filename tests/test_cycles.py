@@ -8,6 +8,7 @@ caller held meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -365,17 +366,22 @@ def test_a_wait_noted_for_other_processes_ends_with_it(
 
 
 RING = """
-import json, sys, time, warnings
+import json, os, sys, time, warnings
 from memojar import Cache
 cfg = json.loads(sys.argv[1])
 me, locs = cfg["n"], cfg["locs"]
 N = len(locs)
 made, by_loc, steps = {}, {}, {}
+def all_hold():  # each holds its own step: then each calls the next one's
+    open(os.path.join(cfg["meet"], str(me)), "w").close()
+    end = time.monotonic() + 60
+    while len(os.listdir(cfg["meet"])) < N and time.monotonic() < end:
+        time.sleep(0.01)
 def make(cache):
     @cache.cached(ignore=("first",))
     def step(n, first):
-        if first:  # holds its own step, then calls the next one's
-            time.sleep(cfg["sleep"]); return steps[(n + 1) % N]((n + 1) % N, False) + 1
+        if first:
+            all_hold(); return steps[(n + 1) % N]((n + 1) % N, False) + 1
         return n * 10
     return step
 for k, loc in enumerate(locs):
@@ -391,19 +397,23 @@ for w in caught:
 """
 
 
-def _ring(locs: list[list[str]], timeout: float = LONG, sleep: float = 1.0
-          ) -> tuple[list[str], float]:
+def _ring(locs: list[list[str]], timeout: float = LONG) -> tuple[list[str], float]:
     """Process ``n`` (one per list of ``locs``: where it keeps step ``k``, its own spelling)
-    holds step ``n`` and calls step ``n + 1`` (the last calls step 0): a ring."""
+    holds step ``n`` and, once every process holds its own, calls step ``n + 1`` (the last
+    calls step 0): a ring. The seconds from then until the last is done."""
     import json
     import subprocess
+    import tempfile
 
-    start = time.monotonic()
-    procs = [subprocess.Popen(
-        [sys.executable, "-c", RING, json.dumps({"n": n, "locs": mine, "timeout": timeout,
-                                                 "sleep": sleep})],
-        stdout=subprocess.PIPE, text=True) for n, mine in enumerate(locs)]
-    outs = [p.communicate(timeout=timeout * 3)[0] for p in procs]
+    with tempfile.TemporaryDirectory() as meet:
+        procs = [subprocess.Popen(
+            [sys.executable, "-c", RING, json.dumps({"n": n, "locs": mine,
+                                                     "timeout": timeout, "meet": meet})],
+            stdout=subprocess.PIPE, text=True) for n, mine in enumerate(locs)]
+        while len(os.listdir(meet)) < len(locs) and all(p.poll() is None for p in procs):
+            time.sleep(0.01)
+        start = time.monotonic()
+        outs = [p.communicate(timeout=timeout * 3)[0] for p in procs]
     return outs, time.monotonic() - start
 
 
@@ -492,7 +502,7 @@ def meet(step):
     if os.path.exists(mine):
         return
     open(mine, "w").close()
-    end = time.monotonic() + 10
+    end = time.monotonic() + 60
     while (len([n for n in os.listdir(meet_dir) if n.startswith(step)]) < 2
            and time.monotonic() < end):
         time.sleep(0.01)
@@ -542,7 +552,8 @@ def test_two_processes_closing_a_cycle_at_once_break_it_once(
                               stdout=subprocess.PIPE, text=True) for who in (1, 2)]
     outs = [p.communicate(timeout=LONG * 2)[0] for p in procs]
     said = "\n".join(outs)
-    assert time.monotonic() - start < 20, said
+    assert time.monotonic() - start < LONG, said  # not waited out (with the start-ups)
+    assert "(lock_timeout)" not in said, said
     assert len(list(meet_dir.iterdir())) == 6, said  # both held, noted, looked
     assert said.count("is being computed by another process") == 1, said
     assert sorted(int(out.split()[0]) for out in outs) in ([11, 12], [21, 22]), said

@@ -2014,7 +2014,11 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     return wrapper
 
 
-NOTE_AGAIN = 0.2  # seconds between looks at a cycle across processes while waiting
+# seconds between looks at a cycle across processes while waiting: doubling up to
+# NOTE_AGAIN_MAX while what is behind the wait stays the same (a long wait for a slow holder
+# costs a remote store a request or two a second at most), back to NOTE_AGAIN when it changes
+NOTE_AGAIN = 0.2
+NOTE_AGAIN_MAX = 2.0
 # seconds a waiter that sees the cycle leaves it to the other waiter that must see it too
 # (``_Across``) before it breaks the cycle itself
 YIELD_FOR = 1.0
@@ -2025,8 +2029,8 @@ class _Across:
     ``lock`` (``here``) by a caller holding the locks ``holding`` ([its mark, its KeyLock];
     ``ends`` gets what ends the notes): ``look`` notes what is behind the wait and says
     the cycle, if any ([``here``, the held lock it goes through]); the waiter looks again
-    every ``NOTE_AGAIN`` seconds while it waits, so that a ring whose waiters noted at
-    the same moment is seen once their notes have gone round it.
+    while it waits (every ``NOTE_AGAIN`` to ``NOTE_AGAIN_MAX`` seconds), so that a ring
+    whose waiters noted at the same moment is seen once their notes have gone round it.
 
     Of the waiters that see one cycle, the one whose wait is for the lock of the smaller
     id than the held one it goes through breaks it; the others wait for it (one extra
@@ -2038,11 +2042,12 @@ class _Across:
         self.lock, self.here, self.ends = lock, here, ends
         self.holding = holding
         self.cycle: list[tuple[str, str, str]] | None = None
-        self.last = 0.0
+        self.last, self.every = 0.0, NOTE_AGAIN
+        self.behind: set[int] = set()  # as of the last look
         self.seen = 0.0  # when a cycle was first seen and left to another waiter
 
     def due(self) -> bool:
-        return time.monotonic() - self.last >= NOTE_AGAIN
+        return time.monotonic() - self.last >= self.every
 
     def meanwhile(self, look: Callable[[], bool] | None) -> bool:
         """``KeyLock.acquire_within``'s look: True once the cycle is seen (``cycle``), or
@@ -2074,6 +2079,10 @@ class _Across:
             for i in held.waiters():
                 behind.setdefault(i, (mark, got))
         lock.note_waiting(behind, self.ends)
+        if behind.keys() == self.behind:
+            self.every = min(self.every * 2, NOTE_AGAIN_MAX)
+        else:
+            self.behind, self.every = set(behind), NOTE_AGAIN
         if me not in behind:
             self.seen = 0.0
             return None
