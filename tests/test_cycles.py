@@ -372,10 +372,12 @@ cfg = json.loads(sys.argv[1])
 me, locs = cfg["n"], cfg["locs"]
 N = len(locs)
 made, by_loc, steps = {}, {}, {}
-def all_hold():  # each holds its own step: then each calls the next one's
-    open(os.path.join(cfg["meet"], str(me)), "w").close()
+os.environ["RING_MEET"], os.environ["RING_ME"] = cfg["meet"], str(me)
+def all_hold():  # each holds its own step: then each calls the next one's (what this
+    meet = os.environ["RING_MEET"]  # reads is the same code and values in every process)
+    open(os.path.join(meet, os.environ["RING_ME"]), "w").close()
     end = time.monotonic() + 60
-    while len(os.listdir(cfg["meet"])) < N and time.monotonic() < end:
+    while len(os.listdir(meet)) < N and time.monotonic() < end:
         time.sleep(0.01)
 def make(cache):
     @cache.cached(ignore=("first",))
@@ -571,3 +573,31 @@ def test_a_cycle_through_a_directory_and_a_redis_cache_is_broken_at_once(
     assert took < 20, f"{took:.1f} s: {said}"
     assert said.count("is being computed by another process") >= 1, said
     assert _ring_results_right(outs), said
+
+
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_a_chain_of_waits_across_processes_is_no_cycle(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Process 0 holds step 0 and waits for step 1, whose holder waits for step 2, whose
+    holder computes for 3 s (it waits for nothing): what is behind each wait grows along
+    the chain and is looked at again while they wait, and nobody breaks anything: each
+    key computed once, no warning."""
+    location = (str(tmp_path / "c") if kind == "file"
+                else request.getfixturevalue(f"{kind}_location"))
+    chain = RING.replace("return steps[(n + 1) % N]((n + 1) % N, False) + 1",
+                         "return 0 if n == N - 1 and not time.sleep(3) else "
+                         "steps[(n + 1) % N]((n + 1) % N, False) + 1")
+    assert chain != RING
+    import json
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as meet:
+        procs = [subprocess.Popen(
+            [sys.executable, "-c", chain, json.dumps({"n": n, "locs": [location] * 3,
+                                                      "timeout": LONG, "meet": meet})],
+            stdout=subprocess.PIPE, text=True) for n in range(3)]
+        outs = [p.communicate(timeout=LONG * 3)[0] for p in procs]
+    said = "\n".join(outs)
+    assert [int(out.split()[0]) for out in outs] == [2, 1, 0], said
+    assert CYCLE not in said and "lock_timeout" not in said, said
