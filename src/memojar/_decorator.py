@@ -2019,9 +2019,10 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
 # costs a remote store a request or two a second at most), back to NOTE_AGAIN when it changes
 NOTE_AGAIN = 0.2
 NOTE_AGAIN_MAX = 2.0
-# seconds a waiter that sees the cycle leaves it to the other waiter that must see it too
-# (``_Across``) before it breaks the cycle itself
-YIELD_FOR = 1.0
+# seconds a waiter that sees a cycle leaves it to another that sees it too (``_Across``),
+# for each id behind its wait smaller than the one it waits for, before it breaks it itself
+YIELD_FOR = 0.5
+YIELD_MAX = 5.0
 
 
 class _Across:
@@ -2032,10 +2033,12 @@ class _Across:
     while it waits (every ``NOTE_AGAIN`` to ``NOTE_AGAIN_MAX`` seconds), so that a ring
     whose waiters noted at the same moment is seen once their notes have gone round it.
 
-    Of the waiters that see one cycle, the one whose wait is for the lock of the smaller
-    id than the held one it goes through breaks it; the others wait for it (one extra
-    computation, not one per waiter), or after ``YIELD_FOR`` seconds break it too (a
-    waiter of the ring that cannot see it, its note having failed)."""
+    The waiters of a ring see the same ids behind their waits (those of the ring, and of
+    callers waiting for it): the one whose wait is for the smallest breaks the ring at
+    once, the others wait for it (one computation without the lock, not one per waiter).
+    One whose wait is for a lock of a larger id breaks it after ``YIELD_FOR`` seconds for
+    each smaller id behind it (``YIELD_MAX`` at most): the smallest may be a caller's
+    waiting for the ring, not of it, or a waiter's whose note failed."""
 
     def __init__(self, lock: Any, here: tuple[str, str, str],
                  holding: list[tuple[Any, Any]], ends: list[Callable[[], None]]) -> None:
@@ -2086,12 +2089,14 @@ class _Across:
         if me not in behind:
             self.seen = 0.0
             return None
+        self.every = NOTE_AGAIN  # a cycle: look again soon, until it is broken
         mark, through = behind[me]
-        if me < through or me == through:  # this one breaks it (or it waits for itself)
+        smaller = sum(1 for i in behind if i < me)
+        if not smaller or me == through:  # this one breaks it (or it waits for itself)
             self.cycle = [self.here, mark]
         elif not self.seen:
             self.seen = self.last
-        elif self.last - self.seen >= YIELD_FOR:
+        elif self.last - self.seen >= min(YIELD_FOR * smaller, YIELD_MAX):
             self.cycle = [self.here, mark]
         return self.cycle
 
