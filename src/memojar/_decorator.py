@@ -1149,7 +1149,7 @@ class _Memo:
 
         A wait that would close a lock-order cycle (the lock's holder waits, directly or
         through others, for a lock this caller holds: ``_waits`` in this process,
-        ``_cycle_across`` between two processes where the store's locks can say) is not
+        ``_Across`` between processes where the store's locks can say) is not
         made: the value is computed without the lock at once, with a warning, as after
         ``lock_timeout``.
 
@@ -1179,17 +1179,24 @@ class _Memo:
                 if cycle is not None:
                     self._cycle(key, cycle, then)
                     return MISSING
-                cycle = self._cycle_across(lock, here, who, ends)
+                holding = self._holding(here, who)
+                across = _Across(lock, here, holding, ends) if holding else None
+                cycle = across.look() if across is not None else None
                 if cycle is not None:
                     self._cycle(key, cycle, then, "another process")
                     return MISSING
                 found: list[Any] = []
-                if lock.acquire_within(self.lock_timeout, True,
-                                       functools.partial(self._look, key, found,
-                                                         time.monotonic()) if read else None):
+                look = (functools.partial(self._look, key, found, time.monotonic()) if read
+                        else None)
+                if across is not None and ends:  # looked at again while it waits
+                    look = functools.partial(across.meanwhile, look)
+                if lock.acquire_within(self.lock_timeout, True, look):
                     if taken is not None:
                         taken.append(who)
                         _waits.hold(here, taken)
+                    return MISSING
+                if across is not None and across.cycle is not None:
+                    self._cycle(key, across.cycle, then, "another process")
                     return MISSING
             finally:
                 try:
@@ -1257,8 +1264,9 @@ class _Memo:
                 holding = self._holding(here, who)  # in this task's context, as ``_lock``
                 # the store's part through ``run``, to its end even if cancelled meanwhile:
                 # a note made after this wait ended would never be ended
-                cycle = (await run(self._noted, lock, here, holding, ends, finish=True)
-                         if holding else None)
+                across = _Across(lock, here, holding, ends) if holding else None
+                cycle = (await run(across.look, finish=True) if across is not None
+                         else None)
                 if cycle is not None:
                     self._cycle(key, cycle, _COMPUTING_HERE, "another process")
                     return MISSING
@@ -1267,6 +1275,11 @@ class _Memo:
                         self._waited_too_long(key, timeout, _COMPUTING_HERE)
                         return MISSING
                     await asyncio.sleep(_LOCK_POLL)
+                    if across is not None and ends and across.due():  # as in ``_lock``
+                        cycle = await run(across.look, finish=True)
+                        if cycle is not None:
+                            self._cycle(key, cycle, _COMPUTING_HERE, "another process")
+                            return MISSING
                     got = await run(lock.poll, look, undo=lock.release)
                     if got is None:
                         return found[0]
@@ -1328,30 +1341,6 @@ class _Memo:
         """The locks ``who`` holds (as [its mark, its KeyLock]) but ``here``'s."""
         return [(mark, taken[0]) for mark in _held.get() if mark != here
                 and (taken := _HOLDER.get(mark)) is not None and taken[1] == who]
-
-    @classmethod
-    def _cycle_across(cls, lock: Any, here: tuple[str, str, str], who: Any,
-                      ends: list[Callable[[], None]]) -> list[tuple[str, str, str]] | None:
-        """Before a wait for ``lock`` (``here``) by ``who``, which holds other locks: note
-        it for other processes (``KeyLock.note_waiting``; ``ends`` gets what ends the
-        note), then the cycle [``here``, a lock held] if the holder of ``lock`` noted that
-        it waits for one of them (a cycle of two processes; a longer one waits
-        ``lock_timeout``). Nothing for a caller that holds no other lock."""
-        holding = cls._holding(here, who)
-        return cls._noted(lock, here, holding, ends) if holding else None
-
-    @staticmethod
-    def _noted(lock: Any, here: tuple[str, str, str], holding: list[tuple[Any, Any]],
-               ends: list[Callable[[], None]]) -> list[tuple[str, str, str]] | None:
-        """``_cycle_across`` once the locks held are known: the store's part (a remote
-        one's in a coroutine's worker thread)."""
-        lock.note_waiting([held for _, held in holding], ends)
-        if not ends:  # this store's locks cannot say
-            return None
-        for mark, held in holding:
-            if held.waited_back(lock):
-                return [here, mark]
-        return None
 
     def _stored_meanwhile(self, key: str) -> Any:
         """The value another caller stored while this one waited for the lock, or MISSING.
@@ -2207,8 +2196,95 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     return wrapper
 
 
+# seconds between looks at a cycle across processes while waiting: doubling up to
+# NOTE_AGAIN_MAX while what is behind the wait stays the same (a long wait for a slow holder
+# costs a remote store a request or two a second at most), back to NOTE_AGAIN when it changes
+NOTE_AGAIN = 0.2
+NOTE_AGAIN_MAX = 2.0
+# seconds a waiter that sees a cycle leaves it to another that sees it too (``_Across``),
+# for each id behind its wait smaller than the one it waits for, before it breaks it itself
+YIELD_FOR = 0.5
+YIELD_MAX = 5.0
+
+
+class _Across:
+    """A lock-order cycle across processes (``KeyLock.note_waiting``), for a wait for
+    ``lock`` (``here``) by a caller holding the locks ``holding`` ([its mark, its KeyLock];
+    ``ends`` gets what ends the notes): ``look`` notes what is behind the wait and says
+    the cycle, if any ([``here``, the held lock it goes through]); the waiter looks again
+    while it waits (every ``NOTE_AGAIN`` to ``NOTE_AGAIN_MAX`` seconds), so that a ring
+    whose waiters noted at the same moment is seen once their notes have gone round it.
+
+    The waiters of a ring see the same ids behind their waits (those of the ring, and of
+    callers waiting for it): the one whose wait is for the smallest breaks the ring at
+    once, the others wait for it (one computation without the lock, not one per waiter).
+    One whose wait is for a lock of a larger id breaks it after ``YIELD_FOR`` seconds for
+    each smaller id behind it (``YIELD_MAX`` at most): the smallest may be a caller's
+    waiting for the ring, not of it, or a waiter's whose note failed."""
+
+    def __init__(self, lock: Any, here: tuple[str, str, str],
+                 holding: list[tuple[Any, Any]], ends: list[Callable[[], None]]) -> None:
+        self.lock, self.here, self.ends = lock, here, ends
+        self.holding = holding
+        self.cycle: list[tuple[str, str, str]] | None = None
+        self.last, self.every = 0.0, NOTE_AGAIN
+        self.behind: set[int] = set()  # as of the last look
+        self.seen = 0.0  # when a cycle was first seen and left to another waiter
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.every
+
+    def meanwhile(self, look: Callable[[], bool] | None) -> bool:
+        """``KeyLock.acquire_within``'s look: True once the cycle is seen (``cycle``), or
+        if ``look`` says so."""
+        if self.due() and self.look() is not None:
+            return True
+        return look() if look is not None else False
+
+    def look(self) -> list[tuple[str, str, str]] | None:
+        self.last = time.monotonic()
+        behind: dict[int, Any] = {}  # an id behind the wait -> the held lock (mark, id)
+        mine = []
+        for mark, held in self.holding:
+            got = held.wait_id()
+            if got is not None:
+                behind.setdefault(got, (mark, got))
+                mine.append((mark, got, held))
+        if not mine:
+            return None
+        for mark, got, held in mine:
+            for i in held.waiters():
+                behind.setdefault(i, (mark, got))
+        lock = self.lock
+        lock.note_waiting(behind, self.ends)
+        me = lock.wait_id() if self.ends else None
+        if me is None:
+            return None
+        for mark, got, held in mine:  # again once noted: a waiter that noted meanwhile
+            for i in held.waiters():
+                behind.setdefault(i, (mark, got))
+        lock.note_waiting(behind, self.ends)
+        if behind.keys() == self.behind:
+            self.every = min(self.every * 2, NOTE_AGAIN_MAX)
+        else:
+            self.behind, self.every = set(behind), NOTE_AGAIN
+        if me not in behind:
+            self.seen = 0.0
+            return None
+        self.every = NOTE_AGAIN  # a cycle: look again soon, until it is broken
+        mark, through = behind[me]
+        smaller = sum(1 for i in behind if i < me)
+        if not smaller or me == through:  # this one breaks it (or it waits for itself)
+            self.cycle = [self.here, mark]
+        elif not self.seen:
+            self.seen = self.last
+        elif self.last - self.seen >= min(YIELD_FOR * smaller, YIELD_MAX):
+            self.cycle = [self.here, mark]
+        return self.cycle
+
+
 def _end_all(ends: list[Callable[[], None]]) -> None:
-    """End the notes of a wait (``_Memo._cycle_across``)."""
+    """End the notes of a wait (``_Across``)."""
     for end in ends:
         end()
 
