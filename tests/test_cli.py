@@ -621,6 +621,64 @@ def test_empty_dir_is_a_usage_error_not_the_default_cache(
     assert len(list(Cache(default).entries())) == 5
 
 
+# --- hints: the command they suggest reaches the cache the user looked at ------------------
+
+def suggested(text: str) -> list[str]:
+    """The commands a report's hints suggest: the words between quotes that start with
+    memojar (``'memojar --dir /x prune --other-pythons' removes them``)."""
+    import shlex
+
+    return [shlex.split(c) for c in re.findall(r"'((?:%)?memojar [^']*)'", text)]
+
+
+def test_a_hint_after_dir_names_that_dir_and_running_it_acts_on_that_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+):
+    # Before, `memojar --dir DIR info` said "'memojar prune --other-pythons' removes them":
+    # copied, that pruned the default cache ($MEMOJAR_DIR), not DIR.
+    default, chosen = tmp_path / "default", tmp_path / "chosen"
+    monkeypatch.setenv("MEMOJAR_DIR", str(default))
+    for where in (default, chosen):
+        plant(where, "mod.old_python", 2, python="2.7")
+    code, out, err = cli(capsys, "--dir", str(chosen), "info")
+    assert code == 0, err
+    (hint,) = suggested(out)
+    assert hint == ["memojar", "--dir", str(chosen), "prune", "--other-pythons"]
+    code, _, err = cli(capsys, *hint[1:])
+    assert code == 0, err
+    assert (count(chosen), count(default)) == (0, 2)
+
+
+def test_a_hint_without_dir_is_the_plain_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+):
+    plant(tmp_path / "default-cache", "mod.old_python", 1, python="2.7")  # $MEMOJAR_DIR
+    code, out, err = cli(capsys, "info")
+    assert code == 0, err
+    assert suggested(out) == [["memojar", "prune", "--other-pythons"]]
+
+
+@pytest.mark.parametrize("argv", [["ls", "mod.g"], ["clear", "mod.g"]])
+def test_an_unknown_functions_hint_lists_the_cache_it_looked_in(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+):
+    plant(tmp_path / "chosen", "mod.f", 1)
+    code, _, err = cli(capsys, "--dir", str(tmp_path / "chosen"), *argv)
+    assert code == 1
+    assert suggested(one_line(err)) == [["memojar", "--dir", str(tmp_path / "chosen"), "ls"]]
+
+
+def test_the_magics_hints_are_magics(tmp_path: Path):
+    # In a notebook, "'memojar ls' lists the functions" named the shell's command.
+    plant(tmp_path / "default-cache", "mod.f", 1)
+    plant(tmp_path / "default-cache", "mod.old_python", 1, python="2.7")
+    report = _cli.execute(["info"], prog="%memojar")
+    assert suggested(report.text()) == [["%memojar", "prune", "--other-pythons"]]
+    with pytest.raises(_cli.CliError) as raised:
+        _cli.execute(["ls", "mod.g"], prog="%memojar")
+    assert suggested(str(raised.value)) == [["%memojar", "ls"]]
+
+
 def test_version(capsys: pytest.CaptureFixture[str]):
     import memojar
 

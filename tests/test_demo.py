@@ -76,6 +76,33 @@ def test_the_demo_touches_no_other_function_of_the_cache(tmp_path: Path) -> None
     ])
 
 
+@pytest.mark.slow
+def test_a_run_after_another_pythons_run_lists_only_its_own_two_entries(
+    tmp_path: Path,
+) -> None:
+    # Before, the demo removed only this Python's entries of an earlier run: after a run
+    # under another Python it listed that run's entries as "its entries on disk" too, and
+    # CacheInfo counted 4 entries where it had made 2.
+    import time
+
+    from memojar import _entry
+    from memojar._filestore import FileStore
+    from memojar._keys import make_key
+
+    function, other = "memojar.demo.slow_stats", "3.99"
+    ident = "\0".join((function, "", "0123456789abcdef", other, str(_entry.PROTOCOL), ""))
+    for n in (100_000, 50_000):  # what a run of that Python leaves
+        key = make_key((function, other, n))
+        FileStore(tmp_path).write(function, key, _entry.encode(
+            {"n": n}, ident=ident.encode(), key=key, created=time.time(), expires=None,
+            compute_time=1.5))
+    proc = run_demo({"MEMOJAR_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "CacheInfo(hits=2, misses=2, entries=2," in proc.stdout
+    listed = [line for line in proc.stdout.splitlines() if " key " in line]
+    assert len(listed) == 2, proc.stdout
+
+
 @pytest.mark.parametrize("kind", ["users-folder", "mistyped-url", "unreachable-server"])
 def test_a_cache_the_demo_cannot_use_is_one_line_not_a_traceback(
     kind: str, tmp_path: Path

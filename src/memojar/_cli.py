@@ -16,6 +16,7 @@ import difflib
 import json
 import os
 import re
+import shlex
 import sys
 import time
 import warnings
@@ -285,8 +286,9 @@ def _whose(path: str) -> str:
             "Redis or S3 cache with a secret")
 
 
-def check_functions(cache: Cache, names: Sequence[str]) -> None:
-    """Raise a ``CliError`` naming close matches for any name with no entries."""
+def check_functions(cache: Cache, names: Sequence[str], again: str = "memojar") -> None:
+    """Raise a ``CliError`` naming close matches for any name with no entries (``again``:
+    the command that reaches this cache, for the hint, see ``_again``)."""
     missing = [n for n in names if next(cache.store.scan(n, heads=False), None) is None]
     if not missing:
         return
@@ -298,7 +300,7 @@ def check_functions(cache: Cache, names: Sequence[str]) -> None:
         if close:
             problem += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
         problems.append(problem)
-    hint = " ('memojar ls' lists the functions)" if known else " (the cache is empty)"
+    hint = f" ('{again} ls' lists the functions)" if known else " (the cache is empty)"
     raise CliError("; ".join(problems) + hint)
 
 
@@ -378,15 +380,16 @@ def _remove(cache: Cache, entries: list[StoredEntry], progress: Progress) -> int
 # --- the commands ---------------------------------------------------------------------------
 
 def cmd_ls(
-    cache: Cache, function: str | None, as_json: bool, progress_stream: IO[str] | None = None
+    cache: Cache, function: str | None, as_json: bool, progress_stream: IO[str] | None = None,
+    again: str = "memojar",
 ) -> Report:
     """One row per function, or (given ``function``) one row per entry."""
     reading = Progress(progress_stream, "memojar: reading entries")
     try:
         if function is not None:
-            return _ls_function(cache, function, as_json, reading.callback())
+            return _ls_function(cache, function, as_json, reading.callback(), again)
         return _ls_census(take_census(cache, reading.callback()), as_json,
-                          _saved_stats(cache))
+                          _saved_stats(cache), again)
     finally:
         reading.close()
 
@@ -400,7 +403,8 @@ def _saved_stats(cache: Cache) -> dict[str, tuple[int, int, float]]:
 
 
 def _ls_census(census: Census, as_json: bool,
-               saved: dict[str, tuple[int, int, float]] | None = None) -> Report:
+               saved: dict[str, tuple[int, int, float]] | None = None,
+               again: str = "memojar") -> Report:
     stats = sorted(census.functions.values(), key=lambda s: s.function)
     saved = saved or {}
     now = time.time()
@@ -413,9 +417,9 @@ def _ls_census(census: Census, as_json: bool,
     ]
     notes = [_summary(census)]
     if census.unreadable:
-        notes.append(f"{census.unreadable:,} unreadable entries ('memojar prune' removes them)")
+        notes.append(f"{census.unreadable:,} unreadable entries ('{again} prune' removes them)")
     if census.newer_format:
-        notes.append(_newer_note(census))
+        notes.append(_newer_note(census, again))
     return Report(
         data=[_with_saved(s.json(), saved.get(s.function, (0, 0, 0.0))) for s in stats],
         table=Table(["FUNCTION", "ENTRIES", "SIZE", "OLDEST", "NEWEST", "STALE",
@@ -432,9 +436,10 @@ def _with_saved(row: dict[str, Any], saved: tuple[int, int, float]) -> dict[str,
 
 
 def _ls_function(
-    cache: Cache, function: str, as_json: bool, progress: Callable[[int], None] | None
+    cache: Cache, function: str, as_json: bool, progress: Callable[[int], None] | None,
+    again: str = "memojar",
 ) -> Report:
-    check_functions(cache, [function])
+    check_functions(cache, [function], again)
     now = time.time()
     entries: Iterable[StoredEntry] = cache.store.scan(function)
     if progress is not None:
@@ -498,18 +503,20 @@ def _reasons(found: list[tuple[Any, StoredEntry, str]]) -> dict[str, str]:
     return reasons
 
 
-def cmd_info(cache: Cache, as_json: bool, progress_stream: IO[str] | None = None) -> Report:
+def cmd_info(cache: Cache, as_json: bool, progress_stream: IO[str] | None = None,
+             again: str = "memojar") -> Report:
     """Totals for the cache."""
     reading = Progress(progress_stream, "memojar: reading entries")
     try:
         return _info_census(take_census(cache, reading.callback()), as_json,
-                            _saved_stats(cache))
+                            _saved_stats(cache), again)
     finally:
         reading.close()
 
 
 def _info_census(census: Census, as_json: bool,
-                 saved: dict[str, tuple[int, int, float]] | None = None) -> Report:
+                 saved: dict[str, tuple[int, int, float]] | None = None,
+                 again: str = "memojar") -> Report:
     now = time.time()
     hits = sum(h for h, _, _ in (saved or {}).values())
     misses = sum(m for _, m, _ in (saved or {}).values())
@@ -540,12 +547,12 @@ def _info_census(census: Census, as_json: bool,
         fields += [("oldest", _ago(oldest, now, " ago")), ("newest", _ago(newest, now, " ago"))]
     notes = []
     if census.stale or census.incompatible or census.unreadable:
-        notes.append("'memojar prune' removes stale, incompatible and unreadable entries")
+        notes.append(f"'{again} prune' removes stale, incompatible and unreadable entries")
     if census.other_python:
         notes.append("entries of other Python versions are kept for them; "
-                     "'memojar prune --other-pythons' removes them")
+                     f"'{again} prune --other-pythons' removes them")
     if census.newer_format:
-        notes.append(_newer_note(census))
+        notes.append(_newer_note(census, again))
     return Report(data=data, fields=fields, notes=notes, as_json=as_json)
 
 
@@ -556,6 +563,7 @@ def cmd_clear(
     dry_run: bool,
     confirm: Callable[[str], bool] | None,
     progress_stream: IO[str] | None = None,
+    again: str = "memojar",
 ) -> Report:
     """Remove the entries of ``functions`` (all when empty), optionally only old ones.
 
@@ -567,7 +575,7 @@ def cmd_clear(
             f"refusing to clear {cache.directory}: it is not a memojar cache (no "
             "CACHEDIR.TAG written by memojar), and memojar never deletes files it did not write"
         )
-    check_functions(cache, functions)
+    check_functions(cache, functions, again)
     cutoff = time.time() - older_than if older_than is not None else None
     heads = cutoff is not None or dry_run  # headers: to test ages, or to name functions
     scanning = Progress(progress_stream, "memojar: listing entries")
@@ -669,9 +677,9 @@ def _home(path: str) -> str:
     return "~" + path[len(home):] if path.startswith(home + os.sep) else path
 
 
-def _newer_note(census: Census) -> str:
+def _newer_note(census: Census, again: str = "memojar") -> str:
     return (f"{_plural(census.newer_format, 'entry')} of a newer memojar's format, kept for "
-            "it ('memojar prune --other-pythons' removes them)")
+            f"it ('{again} prune --other-pythons' removes them)")
 
 
 def _summary(census: Census) -> str:
@@ -748,19 +756,30 @@ def execute(
             cache = open_cache(args.dir)
         except NoCacheYet as missing:
             return _nothing_cached(args, missing.path)
+        again = _again(prog, args.dir, cache)
         try:
             if args.command == "ls":
-                return cmd_ls(cache, args.function, args.json, progress_stream)
+                return cmd_ls(cache, args.function, args.json, progress_stream, again)
             if args.command == "info":
-                return cmd_info(cache, args.json, progress_stream)
+                return cmd_info(cache, args.json, progress_stream, again)
             if args.command == "clear":
                 return cmd_clear(cache, args.functions, args.older_than, args.dry_run,
-                                 confirm, progress_stream)
+                                 confirm, progress_stream, again)
             return cmd_prune(cache, progress_stream, args.other_pythons)
         finally:
             cache.close()
     except OSError as exc:
         raise CliError(_os_error(exc)) from exc
+
+
+def _again(prog: str, given: str | None, cache: Cache) -> str:
+    """The command a hint suggests (``'memojar prune' removes them``), as it reaches this
+    cache: where it runs (``%memojar`` in IPython) and, when ``--dir`` was given, with it
+    (before, a hint after ``--dir /data/cache`` named the default cache's command, which
+    a user copying it ran on the wrong cache). A URL's password stays out (``***``)."""
+    if given is None:
+        return prog
+    return f"{prog} --dir {shlex.quote(cache.directory)}"
 
 
 def _is_text(name: str) -> bool:
