@@ -623,12 +623,14 @@ def test_empty_dir_is_a_usage_error_not_the_default_cache(
 
 # --- hints: the command they suggest reaches the cache the user looked at ------------------
 
-def suggested(text: str) -> list[str]:
+def suggested(text: str) -> list[list[str]]:
     """The commands a report's hints suggest: the words between quotes that start with
-    memojar (``'memojar --dir /x prune --other-pythons' removes them``)."""
+    memojar (``'memojar --dir /x prune --other-pythons' removes them``; in double quotes
+    when the command quotes its ``--dir``)."""
     import shlex
 
-    return [shlex.split(c) for c in re.findall(r"'((?:%)?memojar [^']*)'", text)]
+    found = re.findall(r"'(%?memojar [^']*)'|\"(%?memojar [^\"]*)\"", text)
+    return [shlex.split(single or double) for single, double in found]
 
 
 def test_a_hint_after_dir_names_that_dir_and_running_it_acts_on_that_cache(
@@ -666,6 +668,36 @@ def test_an_unknown_functions_hint_lists_the_cache_it_looked_in(
     code, _, err = cli(capsys, "--dir", str(tmp_path / "chosen"), *argv)
     assert code == 1
     assert suggested(one_line(err)) == [["memojar", "--dir", str(tmp_path / "chosen"), "ls"]]
+
+
+def test_a_redis_servers_password_missing_or_wrong_is_named_and_the_hint_keeps_it_out(
+    capsys: pytest.CaptureFixture[str],
+):
+    # Before: "cannot reach the server (HELLO must be called with the client already
+    # authenticated, ...)" for a server that answered, and wanted a password.
+    pytest.importorskip("redis")
+    from redis_server import RedisServer, redis_server_path
+
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer.start("--requirepass", "s3cret")
+    try:
+        with_password = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+        for url in (server.url(), f"redis://:wrong@127.0.0.1:{server.port}/0"):
+            code, out, err = cli(capsys, "--dir", url, "ls")
+            assert (code, out) == (1, "")
+            line = one_line(err)
+            assert "cannot reach" not in line and "no password or a wrong one" in line
+            assert "redis://:PASSWORD@HOST" in line
+        Cache(with_password, secret="x").cached(square)(2)
+        code, _, err = cli(capsys, "--dir", with_password, "ls", "test_cli.sqare")
+        assert code == 1
+        line = one_line(err)
+        assert "s3cret" not in line
+        assert suggested(line) == [
+            ["memojar", "--dir", f"redis://:***@127.0.0.1:{server.port}/0", "ls"]]
+    finally:
+        server.stop()
 
 
 def test_the_magics_hints_are_magics(tmp_path: Path):

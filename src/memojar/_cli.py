@@ -300,7 +300,7 @@ def check_functions(cache: Cache, names: Sequence[str], again: str = "memojar") 
         if close:
             problem += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
         problems.append(problem)
-    hint = f" ('{again} ls' lists the functions)" if known else " (the cache is empty)"
+    hint = f" ({_said(again, 'ls')} lists the functions)" if known else " (the cache is empty)"
     raise CliError("; ".join(problems) + hint)
 
 
@@ -417,7 +417,8 @@ def _ls_census(census: Census, as_json: bool,
     ]
     notes = [_summary(census)]
     if census.unreadable:
-        notes.append(f"{census.unreadable:,} unreadable entries ('{again} prune' removes them)")
+        notes.append(f"{census.unreadable:,} unreadable entries "
+                     f"({_said(again, 'prune')} removes them)")
     if census.newer_format:
         notes.append(_newer_note(census, again))
     return Report(
@@ -547,10 +548,11 @@ def _info_census(census: Census, as_json: bool,
         fields += [("oldest", _ago(oldest, now, " ago")), ("newest", _ago(newest, now, " ago"))]
     notes = []
     if census.stale or census.incompatible or census.unreadable:
-        notes.append(f"'{again} prune' removes stale, incompatible and unreadable entries")
+        notes.append(f"{_said(again, 'prune')} removes stale, incompatible and unreadable "
+                     "entries")
     if census.other_python:
         notes.append("entries of other Python versions are kept for them; "
-                     f"'{again} prune --other-pythons' removes them")
+                     f"{_said(again, 'prune --other-pythons')} removes them")
     if census.newer_format:
         notes.append(_newer_note(census, again))
     return Report(data=data, fields=fields, notes=notes, as_json=as_json)
@@ -679,7 +681,7 @@ def _home(path: str) -> str:
 
 def _newer_note(census: Census, again: str = "memojar") -> str:
     return (f"{_plural(census.newer_format, 'entry')} of a newer memojar's format, kept for "
-            f"it ('{again} prune --other-pythons' removes them)")
+            f"it ({_said(again, 'prune --other-pythons')} removes them)")
 
 
 def _summary(census: Census) -> str:
@@ -780,6 +782,12 @@ def _again(prog: str, given: str | None, cache: Cache) -> str:
     if given is None:
         return prog
     return f"{prog} --dir {shlex.quote(cache.directory)}"
+
+
+def _said(again: str, words: str) -> str:
+    """A command in a sentence: quoted, in double quotes if it holds a quoted ``--dir``."""
+    command = f"{again} {words}"
+    return f'"{command}"' if "'" in command else f"'{command}'"
 
 
 def _is_text(name: str) -> bool:
