@@ -621,6 +621,45 @@ def test_empty_dir_is_a_usage_error_not_the_default_cache(
     assert len(list(Cache(default).entries())) == 5
 
 
+def test_a_store_that_keeps_no_statistics_shows_them_unknown_not_zero(
+    s3_location: str, capsys: pytest.CaptureFixture[str],
+):
+    # Before, after a hit on an S3 cache, `ls` said HITS 0, SAVED 0 ms and `info` "hits 0
+    # (misses 0, all processes)": S3 keeps no statistics, so none is known.
+    cache = Cache(s3_location)
+    cached_square = cache.cached(square)
+    cached_square(3), cached_square(3)
+    cache.flush_stats()
+    code, out, err = cli(capsys, "--dir", s3_location, "ls")
+    assert code == 0, err
+    row = out.splitlines()[1].split()
+    assert row[0] == SQUARE and row[-2:] == ["-", "-"]
+    assert "hits and time saved are not known: this store keeps no statistics" in out
+    code, out, err = cli(capsys, "--dir", s3_location, "info")
+    assert code == 0, err
+    fields = dict(line.split(None, 1) for line in out.splitlines()[:12])
+    assert (fields["hits"], fields["time"]) == ("-", "saved    -")
+    for argv in (["ls"], ["info"]):
+        code, out, err = cli(capsys, "--dir", s3_location, *argv, "--json")
+        assert code == 0, err
+        data = json.loads(out)
+        row = data[0] if argv == ["ls"] else data
+        assert (row["hits"], row["misses"], row["saved"]) == (None, None, None)
+
+
+def test_a_store_that_keeps_statistics_shows_its_hits(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str],
+):
+    cache = Cache(cache_dir)
+    cached_square = cache.cached(square)
+    cached_square(3), cached_square(3)
+    cache.flush_stats()
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "ls", "--json")
+    assert code == 0, err
+    assert (json.loads(out)[0]["hits"], json.loads(out)[0]["misses"]) == (1, 1)
+    assert "not known" not in cli(capsys, "--dir", str(cache_dir), "info")[1]
+
+
 # --- hints: the command they suggest reaches the cache the user looked at ------------------
 
 def suggested(text: str) -> list[list[str]]:

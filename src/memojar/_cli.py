@@ -389,7 +389,7 @@ def cmd_ls(
         if function is not None:
             return _ls_function(cache, function, as_json, reading.callback(), again)
         return _ls_census(take_census(cache, reading.callback()), as_json,
-                          _saved_stats(cache), again)
+                          _saved_stats(cache), again, _keeps_stats(cache))
     finally:
         reading.close()
 
@@ -404,25 +404,29 @@ def _saved_stats(cache: Cache) -> dict[str, tuple[int, int, float]]:
 
 def _ls_census(census: Census, as_json: bool,
                saved: dict[str, tuple[int, int, float]] | None = None,
-               again: str = "memojar") -> Report:
+               again: str = "memojar", kept: bool = True) -> Report:
     stats = sorted(census.functions.values(), key=lambda s: s.function)
     saved = saved or {}
     now = time.time()
     rows = [
         [s.function, f"{s.entries:,}", human_size(s.bytes), _ago(s.oldest, now, " ago"),
          _ago(s.newest, now, " ago"), f"{s.stale:,}", f"{s.incompatible:,}",
-         f"{s.other_python:,}", f"{saved.get(s.function, (0, 0, 0.0))[0]:,}",
-         human_time(saved.get(s.function, (0, 0, 0.0))[2])]
+         f"{s.other_python:,}"]
+        + ([f"{saved.get(s.function, (0, 0, 0.0))[0]:,}",
+            human_time(saved.get(s.function, (0, 0, 0.0))[2])] if kept else ["-", "-"])
         for s in stats
     ]
     notes = [_summary(census)]
+    if not kept and stats:
+        notes.append(_NOT_KEPT)
     if census.unreadable:
         notes.append(f"{census.unreadable:,} unreadable entries "
                      f"({_said(again, 'prune')} removes them)")
     if census.newer_format:
         notes.append(_newer_note(census, again))
     return Report(
-        data=[_with_saved(s.json(), saved.get(s.function, (0, 0, 0.0))) for s in stats],
+        data=[_with_saved(s.json(), saved.get(s.function, (0, 0, 0.0)) if kept else None)
+              for s in stats],
         table=Table(["FUNCTION", "ENTRIES", "SIZE", "OLDEST", "NEWEST", "STALE",
                      "INCOMPATIBLE", "OTHER PYTHON", "HITS", "SAVED"], rows,
                     frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9})),
@@ -431,9 +435,24 @@ def _ls_census(census: Census, as_json: bool,
     )
 
 
-def _with_saved(row: dict[str, Any], saved: tuple[int, int, float]) -> dict[str, Any]:
-    row.update(hits=saved[0], misses=saved[1], saved=round(saved[2], 6))
+def _with_saved(row: dict[str, Any], saved: tuple[int, int, float] | None) -> dict[str, Any]:
+    if saved is None:  # a store that keeps no statistics: not known, not 0
+        row.update(hits=None, misses=None, saved=None)
+    else:
+        row.update(hits=saved[0], misses=saved[1], saved=round(saved[2], 6))
     return row
+
+
+# Before, a store that keeps no statistics (S3) showed 0 hits and 0 ms saved after hits.
+_NOT_KEPT = "hits and time saved are not known: this store keeps no statistics"
+
+
+def _keeps_stats(cache: Cache) -> bool:
+    """Whether the store keeps hits, misses and time saved (the file store and Redis do;
+    a store that keeps none inherits ``Store.merge_stats``, which drops them)."""
+    from ._store import Store
+
+    return type(cache.store).merge_stats is not Store.merge_stats
 
 
 def _ls_function(
@@ -510,14 +529,14 @@ def cmd_info(cache: Cache, as_json: bool, progress_stream: IO[str] | None = None
     reading = Progress(progress_stream, "memojar: reading entries")
     try:
         return _info_census(take_census(cache, reading.callback()), as_json,
-                            _saved_stats(cache), again)
+                            _saved_stats(cache), again, _keeps_stats(cache))
     finally:
         reading.close()
 
 
 def _info_census(census: Census, as_json: bool,
                  saved: dict[str, tuple[int, int, float]] | None = None,
-                 again: str = "memojar") -> Report:
+                 again: str = "memojar", kept: bool = True) -> Report:
     now = time.time()
     hits = sum(h for h, _, _ in (saved or {}).values())
     misses = sum(m for _, m, _ in (saved or {}).values())
@@ -532,6 +551,8 @@ def _info_census(census: Census, as_json: bool,
         "oldest": iso(oldest), "newest": iso(newest),
         "hits": hits, "misses": misses, "saved": round(seconds, 6),
     }
+    if not kept:
+        data.update(hits=None, misses=None, saved=None)
     fields = [
         ("location", census.directory),
         ("entries", f"{census.entries:,}"),
@@ -541,12 +562,12 @@ def _info_census(census: Census, as_json: bool,
         ("incompatible", f"{census.incompatible:,}"),
         ("other Python", f"{census.other_python:,}"),
         ("unreadable", f"{census.unreadable:,}"),
-        ("hits", f"{hits:,} (misses {misses:,}, all processes)"),
-        ("time saved", human_time(seconds)),
+        ("hits", f"{hits:,} (misses {misses:,}, all processes)" if kept else "-"),
+        ("time saved", human_time(seconds) if kept else "-"),
     ]
     if oldest is not None:
         fields += [("oldest", _ago(oldest, now, " ago")), ("newest", _ago(newest, now, " ago"))]
-    notes = []
+    notes = [] if kept else [_NOT_KEPT]
     if census.stale or census.incompatible or census.unreadable:
         notes.append(f"{_said(again, 'prune')} removes stale, incompatible and unreadable "
                      "entries")
