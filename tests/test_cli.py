@@ -300,6 +300,21 @@ def test_clear_all_without_a_terminal_refuses(cache_dir: Path):
     assert count(cache_dir) == 5
 
 
+@pytest.mark.parametrize(("argv", "says"), [
+    ([], "refusing to clear every entry in"),
+    (["--older-than", "30d"], "refusing to clear every function's entries older than 30d in"),
+])
+def test_clear_all_refused_says_what_it_would_have_cleared(
+    argv: list[str], says: str, cache_dir: Path, capsys: pytest.CaptureFixture[str],
+):
+    # Before, `clear --older-than 30d` was refused as clearing "every entry".
+    fill(cache_dir)
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "clear", *argv)
+    assert (code, out) == (2, "")
+    assert says in one_line(err)
+    assert count(cache_dir) == 5
+
+
 def test_clear_dry_run_removes_nothing(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
     fill(cache_dir)
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "--dry-run")

@@ -770,8 +770,12 @@ def execute(
         confirm = None
     elif confirm is None:
         where = args.dir or default_directory()
+        # Every function's entries older than a duration, when one is given (before,
+        # "every entry" also for `clear --older-than 30d`, which keeps the newer ones).
+        what = ("every entry" if args.older_than is None
+                else f"every function's entries{_older_than(args.older_than)}")
         raise CliError(
-            f"refusing to clear every entry in {where} without confirmation ({refusal}): "
+            f"refusing to clear {what} in {where} without confirmation ({refusal}): "
             "pass --yes to clear them, or name the functions to clear", EXIT_USAGE,
         )
     try:
