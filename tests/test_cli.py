@@ -183,6 +183,21 @@ def test_a_bare_qualname_suggests_the_full_name(
     assert repr(CUBE) in one_line(err)
 
 
+@pytest.mark.parametrize("typed", ["test_cli.Model", "test_cli.make"])
+def test_the_name_of_a_class_or_factory_suggests_the_functions_inside(
+    typed: str, cache_dir: Path, capsys: pytest.CaptureFixture[str],
+):
+    # Before: no suggestion for the name of what holds the function (the class of a
+    # method, the factory of a closure, as `memojar ls` lists them inside it).
+    for function in ("test_cli.Model.predict", "test_cli.make.<locals>.add"):
+        plant(cache_dir, function, 1)
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "ls", typed)
+    assert code == 1
+    inside = {"test_cli.Model": "test_cli.Model.predict",
+              "test_cli.make": "test_cli.make.<locals>.add"}[typed]
+    assert f"did you mean {inside!r}?" in one_line(err)
+
+
 def test_dir_may_follow_the_command(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
     fill(cache_dir)
     code, out, _ = cli(capsys, "ls", "--json", "--dir", str(cache_dir))

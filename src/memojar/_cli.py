@@ -314,9 +314,12 @@ def _known_functions(cache: Cache) -> set[str]:
 
 
 def _close_names(name: str, known: list[str]) -> list[str]:
-    """Known names that end with ``name`` (a bare qualname), then difflib's close ones."""
+    """Known names that end with ``name`` (a bare qualname) or start with it and a dot (a
+    factory's or a class's name: ``mod.make`` for ``mod.make.<locals>.add``, before
+    suggested nothing), then difflib's close ones."""
     lowered = name.lower()
-    tails = [k for k in known if k.lower().endswith("." + lowered) or k.lower() == lowered]
+    tails = [k for k in known if k.lower().endswith("." + lowered) or k.lower() == lowered
+             or k.lower().startswith(lowered.rstrip(".") + ".")]
     by_lower = {k.lower(): k for k in known}
     close = [by_lower[c] for c in difflib.get_close_matches(lowered, list(by_lower), n=3,
                                                            cutoff=0.8)]
