@@ -103,6 +103,36 @@ def test_a_run_after_another_pythons_run_lists_only_its_own_two_entries(
     assert len(listed) == 2, proc.stdout
 
 
+@pytest.mark.slow
+def test_the_commands_it_prints_for_a_url_with_a_password_work_as_printed(
+    tmp_path: Path,
+) -> None:
+    # Before: "memojar --dir 'redis://:***@127.0.0.1:PORT/0' ls", the password redacted,
+    # which failed as run; now the variable that holds the URL, which a shell expands.
+    pytest.importorskip("redis")
+    from redis_server import RedisServer, redis_server_path
+
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer.start("--requirepass", "s3cret")
+    try:
+        env = {"MEMOJAR_DIR": f"redis://:s3cret@127.0.0.1:{server.port}/0",
+               "MEMOJAR_SECRET": "demo-secret"}
+        proc = run_demo(env)
+        assert proc.returncode == 0, proc.stderr
+        assert "s3cret" not in proc.stdout and "***" in proc.stdout  # where it caches
+        (ls_line,) = [line.strip() for line in proc.stdout.splitlines()
+                      if line.strip().endswith(" ls")]
+        assert ls_line.endswith(' --dir "$MEMOJAR_DIR" ls')
+        argv = shlex.split(ls_line.replace('"$MEMOJAR_DIR"', shlex.quote(env["MEMOJAR_DIR"])))
+        listed = subprocess.run([sys.executable, "-m", "memojar", *argv[argv.index("--dir"):]],
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert "memojar.demo.slow_stats        2" in listed.stdout
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("kind", ["users-folder", "mistyped-url", "unreachable-server"])
 def test_a_cache_the_demo_cannot_use_is_one_line_not_a_traceback(
     kind: str, tmp_path: Path

@@ -18,6 +18,7 @@ import time
 
 from memojar import Cache
 from memojar._cache import default_directory, url_scheme
+from memojar._location import redact
 
 DELAY = 1.5  # seconds the "expensive" function takes
 
@@ -55,14 +56,14 @@ def main() -> int:
               "folder to run the demo there", file=sys.stderr)
         return 1
     try:
-        return _show(cache, location, where)
+        return _show(cache, location, where, "MEMOJAR_DEMO_DIR" if chosen else "MEMOJAR_DIR")
     except OSError as exc:  # a server that does not answer, a folder that went read-only
         print(f"memojar demo: the cache in {where}, {cache.directory}, failed: {exc}",
               file=sys.stderr)
         return 1
 
 
-def _show(cache: Cache, location: str, where: str) -> int:
+def _show(cache: Cache, location: str, where: str, variable: str) -> int:
     directory = cache.directory  # a URL without its password
     # The function as the next process will import it (not as ``__main__.slow_stats``).
     from memojar.demo import slow_stats as target
@@ -95,11 +96,14 @@ def _show(cache: Cache, location: str, where: str) -> int:
           f"   (whole process, start-up included: {total:.2f} s)")
     info = stats.cache_info()
     print(f"  {info}")
-    print("Its entries on disk:")
+    print("Its entries on disk:" if url_scheme(location) is None else "Its entries in the cache:")
     for entry in cache.entries(stats):
         print(f"  {entry.function}  key {entry.key[:12]}  {entry.size} bytes, "
               f"computed in {entry.compute_time:.2f} s")
-    command = f"{_memojar_command()} --dir {shlex.quote(directory)}"
+    # A URL's password is not printed: the variable that holds it is (before, the command
+    # shown held "***" for it, and failed as run).
+    shown = f'"${variable}"' if redact(location) != location else shlex.quote(directory)
+    command = f"{_memojar_command()} --dir {shown}"
     print("Look at the cache from the shell:")
     print(f"  {command} ls")
     print("Remove the demo's entries (nothing else):")
