@@ -133,6 +133,16 @@ def test_the_commands_it_prints_for_a_url_with_a_password_work_as_printed(
         server.stop()
 
 
+@pytest.mark.slow
+def test_a_warning_of_the_cache_is_one_line_of_the_demo(redis_location: str) -> None:
+    # Before: "<frozen runpy>:88: MemojarWarning: Redis cache ... has no secret" and the
+    # source line of runpy under it, amid the demo's output.
+    proc = run_demo({"MEMOJAR_DIR": redis_location})
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("memojar demo: warning: Redis cache ") and "has no secret" in line
+
+
 @pytest.mark.parametrize("kind", ["users-folder", "mistyped-url", "unreachable-server"])
 def test_a_cache_the_demo_cannot_use_is_one_line_not_a_traceback(
     kind: str, tmp_path: Path

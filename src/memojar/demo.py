@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
+from typing import TextIO
 
 from memojar import Cache
 from memojar._cache import default_directory, url_scheme
@@ -39,6 +41,20 @@ def _timed(label: str, call) -> None:  # type: ignore[no-untyped-def]
 
 
 def main() -> int:
+    with warnings.catch_warnings():
+        # memojar's warnings (a remote cache without a secret) as lines of the demo's
+        # output: before, "<frozen runpy>:88: MemojarWarning: ...", the demo's own frames
+        # being memojar's, which warnings skip to point at the user's line.
+        warnings.showwarning = _one_line_warning
+        return _main()
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+    print(f"memojar demo: warning: {message}", file=sys.stderr)
+
+
+def _main() -> int:
     chosen = os.environ.get("MEMOJAR_DEMO_DIR", "").strip() and os.environ["MEMOJAR_DEMO_DIR"]
     where = "$MEMOJAR_DEMO_DIR" if chosen else "the default cache directory"
     if not chosen and os.environ.get("MEMOJAR_DIR", "").strip():
