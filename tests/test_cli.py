@@ -1009,6 +1009,22 @@ def test_a_missing_redis_client_names_an_install_line_that_works_from_a_clone(tm
     assert "pip install -e '.[redis]'" in one_line(proc.stderr)
 
 
+def test_a_missing_extras_install_line_names_this_pythons_pip():
+    # Before: a bare "pip install ...", which in a notebook kernel or beside another
+    # activated venv installs where this Python never looks.
+    import shlex
+
+    without_boto3 = ("import sys; sys.modules['boto3'] = None; from memojar import _cli; "
+                     "sys.exit(_cli.main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", without_boto3, "--dir", "s3://bucket/p",
+                           "ls"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    line = one_line(proc.stderr)
+    pip = f"{shlex.quote(sys.executable)} -m pip"
+    assert f"run {pip} install -e '.[s3]' in your memojar clone" in line
+    assert f"(for a published release: {pip} install 'memojar[s3]')" in line
+
+
 def test_every_index_install_line_says_it_is_for_a_published_release():
     # `pip install 'memojar[...]'` fails from a clone: each such line must say where it applies.
     files = [ROOT / "README.md", *sorted((ROOT / "src" / "memojar").glob("*.py"))]

@@ -229,9 +229,15 @@ def file_path(location: str) -> str:
 
 
 def _needs(location: str, extra: str, what: str) -> ImportError:
+    # With this interpreter's pip (before, a bare "pip", which in a notebook or beside an
+    # activated other venv installs where this Python never looks).
+    import shlex
+    import sys
+
+    pip = f"{shlex.quote(sys.executable)} -m pip" if sys.executable else "pip"
     return ImportError(
-        f"cache location {location!r} needs {what}: run pip install -e '.[{extra}]' in your "
-        f"memojar clone (for a published release: pip install 'memojar[{extra}]')"
+        f"cache location {location!r} needs {what}: run {pip} install -e '.[{extra}]' in "
+        f"your memojar clone (for a published release: {pip} install 'memojar[{extra}]')"
     )
 
 
