@@ -229,9 +229,15 @@ def file_path(location: str) -> str:
 
 
 def _needs(location: str, extra: str, what: str) -> ImportError:
+    # With this interpreter's pip (before, a bare "pip", which in a notebook or beside an
+    # activated other venv installs where this Python never looks).
+    import shlex
+    import sys
+
+    pip = f"{shlex.quote(sys.executable)} -m pip" if sys.executable else "pip"
     return ImportError(
-        f"cache location {location!r} needs {what}: run pip install -e '.[{extra}]' in your "
-        f"memojar clone (for a published release: pip install 'memojar[{extra}]')"
+        f"cache location {location!r} needs {what}: run {pip} install -e '.[{extra}]' in "
+        f"your memojar clone (for a published release: {pip} install 'memojar[{extra}]')"
     )
 
 
@@ -536,6 +542,8 @@ class Cache:
                     "(@classmethod, then @cached, then def), so it caches the function and "
                     "the class is part of the key"
                 )
+            if isinstance(f, property):
+                raise TypeError(_above_property(f))
             if isinstance(f, type):
                 raise TypeError(
                     f"cached decorates functions, not classes ({f.__qualname__}): decorate "
@@ -1139,6 +1147,14 @@ def _of_the_environment(exc: ValueError) -> ValueError:
     return exc
 
 
+def _above_property(prop: property) -> str:
+    """What to do about ``@cached`` above ``@property`` (before: "cached needs a function to
+    decorate, not property ...; to set options, call it with keywords")."""
+    name = getattr(prop.fget, "__qualname__", "the property")
+    return (f"@cached is above @property on {name}: put it below (@property, then @cached, "
+            "then def), so it caches the getter and the instance is part of the key")
+
+
 @overload
 def cached(func: Callable[Concatenate[type[T], P], R], /) -> CachedClassmethod[T, P, R]: ...
 @overload
@@ -1196,6 +1212,8 @@ def cached(
     still honours ``ttl`` and another process's clear, delete or prune.
     """
     # A classmethod is not callable before 3.13: ``Cache.cached`` says which order is right.
+    if isinstance(func, property):
+        raise TypeError(_above_property(func))
     if func is not None and not callable(func) and not isinstance(func, classmethod):
         raise TypeError(
             f"cached needs a function to decorate, not {type(func).__name__} ({func!r}); "

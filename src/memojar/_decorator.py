@@ -1744,10 +1744,24 @@ class _Memo:
                 "tuple of str and numbers"
             )
         names = parameter_names(self.target, self.ignore)
-        for name, value in zip(names, values, strict=False):  # a message: never raise here
+        for at, (name, value) in enumerate(zip(names, values, strict=False)):  # never raises
             try:
                 make_key((value,))
             except Exception as inner:  # noqa: BLE001 - as make_key: whatever pickling raises
+                if at == 0 and name in ("self", "cls") and "." in qualname:
+                    # A method's instance: ignore=('self',) (suggested before) hands every
+                    # instance the results of the first one called, whatever its state.
+                    rest = ", ".join(names[1:])
+                    return TypeError(
+                        f"argument {name!r} of {qualname} cannot be pickled to make the cache "
+                        f"key ({type(inner).__name__}: {inner}); the instance is part of the "
+                        "key, so that instances of other state get their own results: make "
+                        "it picklable (a __getstate__ leaving out what cannot be pickled, a "
+                        "lock or a connection), or pass key= a function returning what the "
+                        f"result depends on (key=lambda {name}{', ' if rest else ''}{rest}: "
+                        "...); not ignore=, which would give every instance the results of "
+                        "the first one"
+                    )
                 return TypeError(
                     f"argument {name!r} of {qualname} cannot be pickled to make the cache "
                     f"key ({type(inner).__name__}: {inner}); leave it out with "

@@ -215,6 +215,12 @@ class _Bucket:
         if not again:
             self._breaker.check()
         where = f"s3://{self.bucket}/{name}" if name else f"bucket {self.bucket!r}"
+        # A fault of the whole bucket (none, no credentials) or of a function's folder (a
+        # policy) names that, not the entry: the warning a call gives then reads the same at
+        # every call of a line, and Python shows it once (before, a loop of calls on a
+        # bucket not made yet gave one warning a call, each naming its own key).
+        bucket = f"bucket {self.bucket!r}"
+        folder = f"s3://{self.bucket}/{name.rpartition('/')[0]}/" if "/" in name else where
         try:
             yield
         except botocore.exceptions.ClientError as exc:
@@ -223,20 +229,23 @@ class _Bucket:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            message = f"{doing} {where}: {code or status} {error.get('Message', '')}".strip()
+            said = f"{code or status} {error.get('Message', '')}".strip()
+            message = f"{doing} {where}: {said}"
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise FileNotFoundError(errno.ENOENT, message) from exc
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise FileExistsError(errno.EEXIST, message) from exc
             if code == "NoSuchBucket":
                 raise FileNotFoundError(
-                    errno.ENOENT, f"{message} (memojar never creates buckets: create it)"
+                    errno.ENOENT, f"{doing} {bucket}: {said} (memojar never creates buckets: "
+                    "create it)"
                 ) from exc
             advice = _CREDENTIAL_ADVICE.get(code)
             if advice is not None:
-                raise PermissionError(errno.EACCES, f"{message} ({advice})") from exc
+                raise PermissionError(errno.EACCES, f"{doing} {bucket}: {said} ({advice})") from exc
             if code in ("AccessDenied", "403"):
-                raise PermissionError(errno.EACCES, f"{message} ({_ACCESS_ADVICE})") from exc
+                raise PermissionError(
+                    errno.EACCES, f"{doing} {folder}: {said} ({_ACCESS_ADVICE})") from exc
             if status in (301, 302, 307, 308):  # (a proxy's; S3's names the region)
                 raise OSError(errno.EIO, f"{doing} {where}: the server answered with a "
                               f"redirect ({status}), not with S3's answer: is the "
@@ -266,7 +275,7 @@ class _Bucket:
             ) from exc
         except botocore.exceptions.NoCredentialsError as exc:
             raise PermissionError(
-                errno.EACCES, f"{doing} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID "
+                errno.EACCES, f"{doing} {bucket}: no AWS credentials (set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
         except KeyError as exc:  # an answer without a field S3's always has (a proxy's)
