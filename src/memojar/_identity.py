@@ -73,7 +73,8 @@ def function_name(func: Callable[..., Any]) -> str:
     """
     target, _, _ = split(func)
     module = getattr(target, "__module__", None)
-    qualname = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    qualname = (class_qualname(target) if isinstance(target, type) else None) or getattr(
+        target, "__qualname__", None) or getattr(target, "__name__", None)
     if not isinstance(qualname, str):  # an object without a name: its class's name
         module, qualname = type(target).__module__, type(target).__qualname__
     if not isinstance(module, str) or not module:
@@ -81,6 +82,38 @@ def function_name(func: Callable[..., Any]) -> str:
     if module == "__mp_main__":
         module = "__main__"
     return f"{module}.{qualname}"
+
+
+def class_qualname(cls: type) -> Any:
+    """A class's ``__qualname__``, as where it was defined: a class cloudpickle sent by
+    value (a class a function made, ``make.<locals>.Local``; a class nested in a class of
+    ``__main__``) is made again in a worker with its bare name as qualname (``Local``),
+    while its functions keep theirs (``make.<locals>.Local.m``): a bare qualname is taken
+    from them, the first of its own functions by name whose qualname is the class's,
+    dotted (a class of no function of its own keeps its bare one). Before, such a class was
+    ``__main__.Local`` in a loky or dask worker and ``__main__.make.<locals>.Local`` in its
+    sender, so an instance of it (``self`` of a cached method) keyed differently there and
+    no worker hit the sender's entries; and its data attributes, which count in the
+    fingerprint of a class a function makes (``class_shape``), did not in the worker."""
+    qualname = cls.__qualname__
+    if not isinstance(qualname, str) or "." in qualname:
+        return qualname
+    try:
+        members = sorted(vars(cls).items())
+    except Exception:  # noqa: BLE001 - a class whose members cannot be sorted or read
+        return qualname
+    tail = f".{cls.__name__}"
+    for name, member in members:
+        inner = getattr(member, "fget", None) if isinstance(member, property) else (
+            member.__func__ if isinstance(member, (staticmethod, classmethod)) else member)
+        inner = getattr(inner, "__wrapped__", inner) if getattr(
+            inner, "__memojar__", None) is not None else inner
+        if type(inner) is not FunctionType or inner.__name__ != name:
+            continue
+        owner, _, own = inner.__qualname__.rpartition(".")
+        if own == name and owner.endswith(tail):
+            return owner
+    return qualname
 
 
 def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
@@ -423,7 +456,7 @@ def _type_shape(value: Any) -> tuple[str, str, str]:
     captured there is the script's)."""
     module = type(value).__module__
     return ("type", "__main__" if module == "__mp_main__" else module,
-            type(value).__qualname__)
+            class_qualname(type(value)))
 
 
 _PLAIN = (int, float, complex, str, bytes, bool, type(None), range)
@@ -575,7 +608,7 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                 # a nested class; an Enum member by its value (unpickling finds a member
                 # by value: a changed value must not load as another member)
                 members.append((name, _attribute_shape(member, seen)))
-            elif "<locals>" in klass.__qualname__ and _data_attribute(name, member, klass):
+            elif "<locals>" in class_qualname(klass) and _data_attribute(name, member, klass):
                 # A class a function makes (``make(k)`` running ``class C: K = k``): its
                 # data differs from one such class to another, and no global reaches it
                 members.append((name, ("data", _value_shape(member, seen, by_state=True))))
@@ -700,12 +733,17 @@ def is_user_module(module: str | None) -> bool:
 
 
 def _is_user_module(name: str) -> bool:
-    if name in ("__main__", "__mp_main__"):
+    top = name.partition(".")[0]
+    if top in ("__main__", "__mp_main__"):
         # The user's script or notebook, wherever the running main module lives: in a
         # joblib/loky worker it is loky's launcher in site-packages, while the functions
-        # and classes cloudpickle sent there by value still say ``__main__``.
+        # and classes cloudpickle sent there by value still say ``__main__``. A dotted
+        # name of it too (``__main__.Scaler``, where a class attribute is walked): before,
+        # looked up as the launcher's, a loky worker left out the rows of the script's
+        # class attributes (``FACTOR = 2``, an Enum's ``_member_type_``), and a class
+        # given as an argument keyed alike there whatever its ``FACTOR`` (an edited
+        # script's workers returned the old value).
         return True
-    top = name.partition(".")[0]
     if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
         return False
     if top == "memojar":

@@ -536,3 +536,124 @@ def test_a_copy_of_a_method_in_a_worker_that_imported_the_script_again_follows_i
 
     assert run("send") == ["2", "4"]  # the copy runs the class it came with: x * 2
     assert run("again") == ["6"]  # the edited script: its own value
+
+
+
+def _run_logged(tmp_path: Path, script: str) -> tuple[list[str], list[str]]:
+    """Run ``script`` (argv: the cache, a log) in ``tmp_path``: its output lines and the
+    lines its calls logged, the script's and, after ``workers``, the workers'."""
+    (tmp_path / "job.py").write_text(script)
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run(
+        [sys.executable, "job.py", str(tmp_path / "cache"), str(log)], capture_output=True,
+        text=True, timeout=HANG, cwd=tmp_path,
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines(), log.read_text().splitlines()
+
+
+CLASS_ATTRIBUTES = """\
+import enum, sys
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+def log(what):
+    with open(sys.argv[2], "a") as f:
+        f.write(what + "\\n")
+
+class Scaler:
+    FACTOR = 2
+
+    def apply(self, x):
+        return x * self.FACTOR
+
+class Color(enum.Enum):
+    RED = 1
+
+@cache.cached
+def run(kind, x):
+    return kind().apply(x)
+
+@cache.cached
+def paint(color):
+    log(f"paint {color.name}")
+    return color.value
+
+if __name__ == "__main__":
+    print(paint(Color.RED))
+    log("workers")
+    print(Parallel(n_jobs=2, backend="loky")(
+        [delayed(run)(Scaler, 5), delayed(run)(Scaler, 6), delayed(paint)(Color.RED)]))
+"""
+
+
+def test_a_scripts_class_attributes_count_in_loky_workers(tmp_path: Path) -> None:
+    """A loky worker's ``__main__`` is loky's launcher, in site-packages: the rows of a
+    script's class attributes (``__main__.Scaler.FACTOR``) were taken for a library's
+    there and left out. ``Scaler`` given as an argument keyed alike in the workers
+    whatever its ``FACTOR``: the script edited to ``FACTOR = 3`` got 10 and 12 from them,
+    the old code's values. An Enum's (``_member_type_``) was left out the same way, so an
+    Enum argument never hit the script's entries in a worker."""
+    out, calls = _run_logged(tmp_path, CLASS_ATTRIBUTES)
+    assert out == ["1", "[10, 12, 1]"]
+    assert calls == ["paint RED", "workers"]  # the worker hit the script's entry
+    out, calls = _run_logged(tmp_path, CLASS_ATTRIBUTES.replace("FACTOR = 2", "FACTOR = 3"))
+    assert out == ["1", "[15, 18, 1]"]
+    assert calls == ["workers"]
+
+
+CLASSES_A_FUNCTION_MAKES = """\
+import sys
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+def log(what):
+    with open(sys.argv[2], "a") as f:
+        f.write(what + "\\n")
+
+def make(k):
+    class Local:
+        K = k
+
+        def scale(self, x):
+            return x * self.K
+
+        @cache.cached
+        def twice(self, x):
+            log(f"twice {self.K} {x}")
+            return 2 * x * self.K
+
+    return Local
+
+@cache.cached
+def run(kind, x):
+    return kind().scale(x)
+
+if __name__ == "__main__":
+    Local = make(1)
+    print(Local().twice(1))
+    log("workers")
+    print(Parallel(n_jobs=2, backend="loky", batch_size=1)(
+        [delayed(run)(make(k), 5) for k in (2, 3, 4, 5)]
+        + [delayed(Local().twice)(x) for x in (1, 2)]))
+"""
+
+
+def test_classes_a_function_makes_key_by_what_they_hold_in_loky_workers(
+    tmp_path: Path,
+) -> None:
+    """cloudpickle makes a class a function made (``make.<locals>.Local``) again in a
+    worker under its bare name (``Local``), and the data of such a class counted in its
+    fingerprint only under a ``<locals>`` name: in loky workers ``make(2)``, ``make(3)``,
+    ``make(4)`` and ``make(5)`` keyed alike, and all four calls returned 10. An instance
+    of one (``self`` of a cached method) keyed under the other name in the workers: no
+    worker hit the script's entries."""
+    out, calls = _run_logged(tmp_path, CLASSES_A_FUNCTION_MAKES)
+    assert out == ["2", "[10, 15, 20, 25, 2, 4]"]
+    assert calls == ["twice 1 1", "workers", "twice 1 2"]  # twice(1): the script's entry
