@@ -970,6 +970,10 @@ def _walk_rows(target: Any) -> dict[str, tuple[str, str, str]]:
     _walk_callable(target, rows, set())
     if isinstance(target, type):  # a class in depends_on=: what its methods call too
         _walk_value(target, function_name(target), rows, set())
+        return rows  # not the class it is nested in (what it uses of that class it names,
+        # ``Outer.X``: a global, followed). Before, counted as a method's class is: but
+        # cloudpickle sends a nested class of ``__main__`` without it, so ``Outer.Inner``
+        # given as an argument keyed otherwise in every loky worker (a miss each call).
     cls = _class_of_method(target)
     if cls is not None:
         _walk_value(cls, function_name(cls), rows, set())
@@ -1127,7 +1131,7 @@ def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type |
         return None
     try:
         candidates = [cls for cls in list(classes.values()) if isinstance(cls, type)
-                      and cls.__qualname__ == qualname and cls.__module__ == module]
+                      and class_qualname(cls) == qualname and cls.__module__ == module]
     except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
         return None
     for cls in candidates:

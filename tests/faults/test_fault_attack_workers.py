@@ -514,14 +514,21 @@ if __name__ == "__main__":
 """
 
 
+NESTED = REIMPORTED_MAIN.replace("class Model:", "class Outer:\n  class Model:").replace(
+    "Model()", "Outer.Model()")
+
+
+@pytest.mark.parametrize("script", [REIMPORTED_MAIN, NESTED], ids=["class", "nested"])
 def test_a_copy_of_a_method_in_a_worker_that_imported_the_script_again_follows_its_own_class(
-    tmp_path: Path,
+    tmp_path: Path, script: str
 ) -> None:
     """A spawn worker (dask's are) imports the script again as ``__main__``: a copy of a
     cached method walked the class of that name there, the edited file's, not the one
     sent with it, whose old ``other`` it ran; it stored 4 under the new class's identity,
-    and the edited script's ``predict(2)`` read 4, not 6."""
-    (tmp_path / "job.py").write_text(REIMPORTED_MAIN)
+    and the edited script's ``predict(2)`` read 4, not 6. Still so for a class nested in
+    a class (``Outer.Model``), which cloudpickle makes again as ``Model``: the copy did
+    not know it for its own."""
+    (tmp_path / "job.py").write_text(script)
     (tmp_path / "runner.py").write_text(
         "import cloudpickle\n\ndef run(blob, x):\n    return cloudpickle.loads(blob)(x)\n")
     src = Path(__file__).resolve().parents[2] / "src"
@@ -631,17 +638,23 @@ def make(k):
 
     return Local
 
+class Outer:
+    class Inner:
+        def scale(self, x):
+            return x * 7
+
 @cache.cached
 def run(kind, x):
+    log(f"run {kind.__name__} {x}")
     return kind().scale(x)
 
 if __name__ == "__main__":
     Local = make(1)
-    print(Local().twice(1))
+    print(Local().twice(1), run(Outer.Inner, 1))
     log("workers")
     print(Parallel(n_jobs=2, backend="loky", batch_size=1)(
         [delayed(run)(make(k), 5) for k in (2, 3, 4, 5)]
-        + [delayed(Local().twice)(x) for x in (1, 2)]))
+        + [delayed(Local().twice)(x) for x in (1, 2)] + [delayed(run)(Outer.Inner, 1)]))
 """
 
 
@@ -653,7 +666,10 @@ def test_classes_a_function_makes_key_by_what_they_hold_in_loky_workers(
     fingerprint only under a ``<locals>`` name: in loky workers ``make(2)``, ``make(3)``,
     ``make(4)`` and ``make(5)`` keyed alike, and all four calls returned 10. An instance
     of one (``self`` of a cached method) keyed under the other name in the workers: no
-    worker hit the script's entries."""
+    worker hit the script's entries. Nor did a class nested in a class (``Outer.Inner``,
+    sent without ``Outer``, which counted in its key)."""
     out, calls = _run_logged(tmp_path, CLASSES_A_FUNCTION_MAKES)
-    assert out == ["2", "[10, 15, 20, 25, 2, 4]"]
-    assert calls == ["twice 1 1", "workers", "twice 1 2"]  # twice(1): the script's entry
+    assert out == ["2 7", "[10, 15, 20, 25, 2, 4, 7]"]
+    assert calls[:3] == ["twice 1 1", "run Inner 1", "workers"]
+    # twice(1) and run(Outer.Inner, 1) hit the script's entries
+    assert sorted(calls[3:]) == ["run Local 5"] * 4 + ["twice 1 2"]
