@@ -1193,8 +1193,11 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         record.writes(namespace, _stored_globals(code, set()))
     module = _module_name(func, namespace)
     for name in sorted(names):
-        if name in namespace:
-            _walk_value(namespace[name], f"{module}.{name}", rows, seen, names)
+        if name in namespace and name not in _MODULE_METADATA:
+            value = namespace[name]
+            if name == "__name__" and value == "__mp_main__":
+                value = "__main__"
+            _walk_value(value, f"{module}.{name}", rows, seen, names)
     # What its closure captures and its defaults (``def f(x, g=lambda v: scale(v))``): their
     # own code is in the function's fingerprint already; what they call is followed here.
     captured = [cell.cell_contents for cell in getattr(func, "__closure__", None) or ()
@@ -1220,6 +1223,20 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
             _walk_value(kind, function_name(kind), rows, seen, names)
         for item in _held(value, whole=True):
             _walk_value(item, function_name(item), rows, seen, names)
+
+
+# What Python and the way a module was loaded put in its namespace, not the user's data: a
+# name loaded as an attribute (``func.__doc__``, ``cls.__annotations__``) is looked up among
+# the globals too (``dependencies`` over-approximates), and these differ between a script
+# and its workers (``__loader__``, ``__package__``, ``__builtins__``: a module or a dict; a
+# spawn or forkserver worker's ``__main__`` has no ``__annotations__``, a loky copy's
+# globals no ``__doc__``), so a function reading ``x.__doc__`` missed in every worker.
+# ``__name__`` counts, with ``__mp_main__`` (a spawn or forkserver worker's) as ``__main__``:
+# before, ``type(x).__name__`` made a spawn worker's identity another than its script's.
+_MODULE_METADATA = frozenset({
+    "__annotations__", "__builtins__", "__cached__", "__doc__", "__loader__",
+    "__package__", "__spec__",
+})
 
 
 def _module_name(func: Any, namespace: dict[str, Any]) -> str:

@@ -673,3 +673,44 @@ def test_classes_a_function_makes_key_by_what_they_hold_in_loky_workers(
     assert calls[:3] == ["twice 1 1", "run Inner 1", "workers"]
     # twice(1) and run(Outer.Inner, 1) hit the script's entries
     assert sorted(calls[3:]) == ["run Local 5"] * 4 + ["twice 1 2"]
+
+
+MODULE_METADATA = """\
+\"\"\"A script.\"\"\"
+import multiprocessing, sys
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+def log(what):
+    with open(sys.argv[2], "a") as f:
+        f.write(what + "\\n")
+
+@cache.cached
+def describe(x):
+    log("describe")
+    return (type(x).__name__, describe.__doc__, len(type(x).__annotations__))
+
+class Point:
+    x: int = 0
+
+if __name__ == "__main__":
+    print(describe(Point()))
+    log("workers")
+    for method in ("spawn", "forkserver"):
+        with multiprocessing.get_context(method).Pool(1) as pool:
+            print(pool.apply(describe, (Point(),)))
+"""
+
+
+def test_a_function_reading_dunder_attributes_hits_its_scripts_entries_in_spawned_workers(
+    tmp_path: Path,
+) -> None:
+    """A name loaded as an attribute (``type(x).__name__``) is looked up among the
+    module's globals too, and ``__name__`` there is ``__mp_main__`` in a spawn or
+    forkserver worker (``__package__``, ``__loader__``, ``__annotations__`` differ too):
+    the worker's identity of ``describe`` was another than the script's, and it computed
+    again every call the script had stored."""
+    out, calls = _run_logged(tmp_path, MODULE_METADATA)
+    assert out == ["('Point', None, 1)"] * 3
+    assert calls == ["describe", "workers"]  # both workers hit the script's entry
