@@ -1631,8 +1631,16 @@ def _constant(value: Any) -> bool:
         budget -= len(item)
         if budget < 0:
             return False
-        children = [*item.keys(), *item.values()] if kind is dict else item
-        stack.extend((v, depth + 1) for v in children)
+        # Plain items are not stacked, and the first item neither plain nor a container
+        # ends the look: a global list of 5,000 instances made 5,000 pairs to pop one, a
+        # millisecond of each copy's check in a worker (``copy_dependencies``), each batch.
+        for child in itertools.chain(item.keys(), item.values()) if kind is dict else item:
+            kind = type(child)
+            if kind in _PLAIN_TYPES:
+                continue
+            if kind not in _CONTAINERS:
+                return False
+            stack.append((child, depth + 1))
     return True
 
 
