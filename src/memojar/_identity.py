@@ -749,10 +749,36 @@ def _is_user_module(name: str) -> bool:
     if top == "memojar":
         return False
     module = sys.modules.get(name) or sys.modules.get(top)
+    if module is None:
+        return _found_outside_libraries(top)
     path = getattr(module, "__file__", None)
     if not path:
         return True  # __main__ of a notebook, code exec'd from a string
     return not any(path.startswith(prefix) for prefix in _library_paths())
+
+
+def _found_outside_libraries(top: str) -> bool:
+    """Whether a module this process has not imported is the user's: where the import
+    system would find it (``find_spec`` of a top-level name runs nothing), not in the
+    libraries' folders; the user's if it is found nowhere (code a worker got by value).
+    Before, any module not imported was the user's: a loky worker that got IPython's
+    ``open`` by value (its ``__module__`` says ``io``) walked its globals as the user's
+    code of ``IPython.core.interactiveshell``, which the notebook does not, so each
+    worker made another identity for every cached function of a notebook calling
+    ``open`` and computed again what the notebook had stored."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except Exception:  # noqa: BLE001 - a finder's own failure: not found
+        return True
+    if spec is None:
+        return True
+    paths = [spec.origin] if spec.has_location and spec.origin else list(
+        spec.submodule_search_locations or ())
+    # none (a module a finder makes without a file): the user's, as such a module is
+    # when imported (``__file__`` unset)
+    return not any(path.startswith(prefix) for path in paths for prefix in _library_paths())
 
 
 @functools.lru_cache(maxsize=1)

@@ -714,3 +714,52 @@ def test_a_function_reading_dunder_attributes_hits_its_scripts_entries_in_spawne
     out, calls = _run_logged(tmp_path, MODULE_METADATA)
     assert out == ["('Point', None, 1)"] * 3
     assert calls == ["describe", "workers"]  # both workers hit the script's entry
+
+
+NOTEBOOK_CELL = """\
+import sys
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(CACHE)
+
+def log(what):
+    with open(LOG, "a") as f:
+        f.write(what + "\\n")
+
+@cache.cached
+def load(x):
+    log(f"load {x}")
+    return x * 2
+
+print(load(1))
+log("workers")
+print(Parallel(n_jobs=2, backend="loky")(delayed(load)(x) for x in (1, 1, 2)))
+"""
+
+NOTEBOOK = """\
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+config = Config()
+config.HistoryManager.hist_file = ":memory:"
+shell = InteractiveShell.instance(config=config)
+shell.user_ns.update(CACHE=sys.argv[1], LOG=sys.argv[2])
+shell.run_cell(open("cell.py").read()).raise_error()
+"""
+
+
+def test_a_notebooks_function_calling_open_hits_its_entries_in_loky_workers(
+    tmp_path: Path,
+) -> None:
+    """IPython binds ``open`` in a notebook's namespace to a function of its own whose
+    ``__module__`` says ``io``: cloudpickle sends it by value, and a loky worker, which
+    never imported IPython, took the module its globals name
+    (``IPython.core.interactiveshell``) for the user's code and walked it. Each worker
+    made another identity for every cached function of a notebook that calls ``open``
+    (here through ``log``) and computed again what the notebook had stored."""
+    pytest.importorskip("IPython")
+    (tmp_path / "cell.py").write_text(NOTEBOOK_CELL)
+    out, calls = _run_logged(tmp_path, NOTEBOOK)
+    assert out == ["2", "[2, 2, 4]"]
+    assert calls == ["load 1", "workers", "load 2"]  # load(1) hit the notebook's entry
