@@ -25,6 +25,7 @@ import dis
 import enum
 import functools
 import itertools
+import operator
 import re
 import sys
 import threading
@@ -486,7 +487,11 @@ def _plain(value: Any) -> bool:
 _function_ids: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Any, tuple[str, str]]] = (
     weakref.WeakKeyDictionary()
 )
-_class_ids: weakref.WeakKeyDictionary[type, tuple[str, str] | None] = (
+_Members = tuple[tuple[type, ...], tuple[Any, ...]]  # classes, and their members in order
+# A class's identity, with its members as they were if cloudpickle may set them again
+# (``_resent_members``).
+_class_ids: weakref.WeakKeyDictionary[
+    type, tuple[tuple[str, str] | None, _Members | None]] = (
     weakref.WeakKeyDictionary()
 )
 _user_modules: dict[str, bool] = {}
@@ -512,9 +517,10 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
 
 
 # A function's or class's identity as a call argument, with what it depends on: the code
-# and defaults it was made for, the cell generation it was checked at, and the identity.
+# and defaults it was made for, the cell generation it was checked at, the identity, and a
+# class's members as they were if cloudpickle may set them again (``_resent_members``).
 _argument_ids: weakref.WeakKeyDictionary[
-    Any, tuple[Any, Any, Any, int, tuple[str, str] | None]] = (
+    Any, tuple[Any, Any, Any, int, tuple[str, str] | None, _Members | None]] = (
     weakref.WeakKeyDictionary()
 )
 generation = 0  # bumped by ``_notebook`` when an IPython cell starts: re-check what changed
@@ -533,18 +539,23 @@ def argument_identity(obj: Any) -> tuple[str, str] | None:
     for a fingerprint (``_keys.state_key``) counts by its own identity only."""
     found = _argument_ids.get(obj)
     function = type(obj) is FunctionType
-    if found is not None and found[3] == generation and (not function or (
+    if found is not None and found[3] == generation and ((
             found[0] is obj.__code__ and found[1] is obj.__defaults__
-            and found[2] is obj.__kwdefaults__)):
+            and found[2] is obj.__kwdefaults__) if function else (
+            found[5] is None or _members_unchanged(found[5]))):
         return found[4]
     made: tuple[Any, Any, Any] = ((obj.__code__, obj.__defaults__, obj.__kwdefaults__)
                                   if function else (None, None, None))  # a class: its
-    # members are re-checked in IPython only (``Resolved``), as for a decorated function
+    # members are re-checked in IPython only (``Resolved``), as for a decorated function,
+    # and where cloudpickle may set them again (``_resent_members``)
+    members = None if function else _resent_members(obj)
     if found is not None and found[0] is made[0] and found[1] is made[1] and (
-            found[2] is made[2]):  # a cell ran since: made again if what it read changed
+            found[2] is made[2]) and (members is None or (
+            found[5] is not None and _members_unchanged(found[5]))):
+        # a cell ran since: made again if what it read changed
         record = resolved(obj)
         if record is not None and record.unchanged():
-            _argument_ids[obj] = (*made, generation, found[4])
+            _argument_ids[obj] = (*made, generation, found[4], members)
             return found[4]
     own = class_identity(obj) if isinstance(obj, type) else function_identity(obj)
     ident = own
@@ -555,26 +566,76 @@ def argument_identity(obj: Any) -> tuple[str, str] | None:
         except Exception:  # noqa: BLE001 - a walk that fails costs the helpers, not the call
             return own
     try:
-        _argument_ids[obj] = (*made, generation, ident)
+        _argument_ids[obj] = (*made, generation, ident, members)
     except TypeError:  # not weak-referenceable
         pass
     return ident
 
 
 def class_identity(cls: type) -> tuple[str, str] | None:
-    """``(name, fingerprint)`` of a class of the user's own code, None for library classes."""
+    """``(name, fingerprint)`` of a class of the user's own code, None for library classes.
+
+    Computed once per class and process; again for a class whose members cloudpickle may
+    set again (``_resent_members``) when one is another object than it was."""
     try:
-        return _class_ids[cls]
+        known = _class_ids[cls]
     except KeyError:
         pass
     except TypeError:  # not weak-referenceable
         return None
+    else:
+        if known[1] is None or _members_unchanged(known[1]):
+            return known[0]
     found = None
+    members = None
     if is_user_module(cls.__module__):
+        members = _resent_members(cls)
         shape = class_shape(cls, set())
         found = (function_name(cls), xxhash.xxh3_64_hexdigest(repr(shape).encode()))
-    _class_ids[cls] = found
+    _class_ids[cls] = (found, members)
     return found
+
+
+def _resent_members(cls: type) -> _Members | None:
+    """The members of ``cls`` and of its user bases (``_members_now``) if cloudpickle may
+    set them again in place, else None: a class it made here from a copy sent by value
+    (a worker's class of ``__main__``, which its module does not hold). cloudpickle sends
+    such a class with an id and, when it comes again, sets every member of the class it
+    made the first time (a loky worker lives on from one ``Parallel`` to the next): a
+    notebook's ``Model.predict = triple`` reached the workers, but they kept the
+    identity they had made of ``Model`` and returned the old ``predict``'s values.
+    Compared by identity at each use (each sending makes new functions: one walk a
+    batch); never for a class its module holds (the script's own: no cost there)."""
+    tracker = sys.modules.get("cloudpickle.cloudpickle")
+    tracked = getattr(tracker, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", None)
+    if tracked is None:
+        return None
+    try:
+        if cls not in tracked:
+            return None
+        namespace = getattr(sys.modules.get(cls.__module__), "__dict__", None)
+        if isinstance(namespace, dict) and namespace.get(cls.__name__) is cls:
+            return None
+    except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
+        return None
+    classes = tuple(klass for klass in cls.__mro__ if is_user_module(klass.__module__))
+    return classes, _members_of_classes(classes)
+
+
+def _members_of_classes(classes: tuple[type, ...]) -> tuple[Any, ...]:
+    if len(classes) == 1:
+        return tuple(vars(classes[0]).values())
+    return tuple(itertools.chain.from_iterable(vars(klass).values() for klass in classes))
+
+
+def _members_unchanged(known: _Members) -> bool:
+    """Whether the members of the classes ``known`` holds are the objects they were (a
+    microsecond's look, at each use of a class cloudpickle made here)."""
+    try:
+        now = _members_of_classes(known[0])
+    except Exception:  # noqa: BLE001 - whatever the class raised: made again
+        return False
+    return len(now) == len(known[1]) and all(map(operator.is_, now, known[1]))
 
 
 def class_shape(cls: type, seen: set[int] | None = None) -> Any:

@@ -763,3 +763,53 @@ def test_a_notebooks_function_calling_open_hits_its_entries_in_loky_workers(
     out, calls = _run_logged(tmp_path, NOTEBOOK)
     assert out == ["2", "[2, 2, 4]"]
     assert calls == ["load 1", "workers", "load 2"]  # load(1) hit the notebook's entry
+
+
+CLASS_CHANGED_IN_PLACE = [
+    """\
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(CACHE)
+
+class Model:
+    def predict(self, x):
+        return x * 2
+
+@cache.cached
+def score(model, x):
+    return model.predict(x)
+
+@cache.cached
+def predicted(x):
+    return Model().predict(x)
+
+print(Parallel(n_jobs=2, backend="loky")(delayed(score)(Model(), x) for x in (1, 2)))
+print(Parallel(n_jobs=2, backend="loky")(delayed(predicted)(x) for x in (1, 2)))
+""",
+    """\
+def triple(self, x):
+    return x * 3
+
+Model.predict = triple  # the same class, changed in place
+print(score(Model(), 5), predicted(5))
+print(Parallel(n_jobs=2, backend="loky")(delayed(score)(Model(), x) for x in (1, 2)))
+print(Parallel(n_jobs=2, backend="loky")(delayed(predicted)(x) for x in (1, 2)))
+"""]
+
+
+def test_a_class_a_notebook_changes_in_place_is_made_again_in_loky_workers(
+    tmp_path: Path,
+) -> None:
+    """cloudpickle sends a notebook's class with an id; when it comes again to a worker
+    that has it (loky's workers live from one ``Parallel`` to the next), it sets the
+    members of the class it made the first time. The notebook saw its own
+    ``Model.predict = triple`` (a cell re-checks what identities were made from), but the
+    workers kept the identity they had made of ``Model`` and returned the old
+    ``predict``'s values: 2 and 4 for 3 and 6, as an argument's class and as a class the
+    cached function reads."""
+    pytest.importorskip("IPython")
+    script = NOTEBOOK.replace('open("cell.py").read()', "cell").replace(
+        "shell.run_cell(", "for cell in CELLS:\n    shell.run_cell(")
+    out, _ = _run_logged(tmp_path, f"CELLS = {CLASS_CHANGED_IN_PLACE!r}\n{script}")
+    assert out == ["[2, 4]", "[2, 4]", "15 15", "[3, 6]", "[3, 6]"]
