@@ -196,9 +196,17 @@ def sibling_of(func: Callable[..., Any]) -> str:
 def _sibling_of(target: Any) -> str:
     seen: set[int] = set()
     code = xxhash.xxh3_64_hexdigest(repr(_callable_shape(target, seen, bare=True)).encode())
+    return code + captured_digest(target)
+
+
+def captured_digest(target: Any) -> str:
+    """A 16-digit digest of what ``target`` (and the functions it wraps) captures and its
+    defaults, by state (``sibling_of``'s second part)."""
     captured = []
+    previous: tuple[bool, set[int]] = (getattr(_walk, "by_state", False),
+                                        getattr(_walk, "accumulators", set()))
     _walk.by_state = True  # what the identity counts by type, by state here (_shape_of)
-    _walk.accumulators = accumulators = set()  # but for these: by type (_shape_of)
+    _walk.accumulators = accumulators = set(previous[1])  # but for these: by type
     try:
         for _ in range(100):  # through the wrappers decorators put around it to the function
             accumulators.update(_accumulators(target))
@@ -213,9 +221,8 @@ def _sibling_of(target: Any) -> str:
                 break
             target = inner
     finally:
-        _walk.by_state = False
-        _walk.accumulators = set()
-    return code + xxhash.xxh3_64_hexdigest(repr(captured).encode())
+        _walk.by_state, _walk.accumulators = previous
+    return xxhash.xxh3_64_hexdigest(repr(captured).encode())
 
 
 # Methods that change a list, dict, set or deque in place: a closure calling one on what it
@@ -512,8 +519,28 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
     if not is_user_module(getattr(func, "__module__", None)):
         return None
     ident = (function_name(func), code_fingerprint(func))
+    capturing = _capturing()
+    if func.__closure__ and id(func) not in capturing:
+        # What a closure captures, by state (the fingerprint counts a captured list, dict or
+        # instance by its type, as ``sibling_of`` tells a decorated closure apart): before,
+        # ``PICK = make(["a"])`` edited to ``make(["b"])``, or ``apply(make(["a"]), d)``
+        # then ``apply(make(["b"]), d)``, kept one identity and returned the old value.
+        capturing.add(id(func))  # a closure whose captured state holds it: once
+        try:
+            ident = (ident[0], ident[1] + captured_digest(func))
+        finally:
+            capturing.discard(id(func))
     _function_ids[func] = (code, defaults, kwdefaults, ident)
     return ident
+
+
+def _capturing() -> set[int]:
+    """The closures whose captured state this thread is digesting (``function_identity``)."""
+    try:
+        found: set[int] = _walk.capturing
+    except AttributeError:
+        found = _walk.capturing = set()
+    return found
 
 
 # A function's or class's identity as a call argument, with what it depends on: the code
@@ -562,7 +589,10 @@ def argument_identity(obj: Any) -> tuple[str, str] | None:
     if own is not None:  # else library code (memojar's own markers too): kept as None
         forget_dependencies(obj)
         try:
-            ident = (own[0], identity_digest(dependencies(obj)))
+            rows = dependencies(obj)
+            if len(own[1]) > 16:  # a closure's captured state (``function_identity``)
+                rows = (*rows, ("captured", "", own[1][16:]))
+            ident = (own[0], identity_digest(rows))
         except Exception:  # noqa: BLE001 - a walk that fails costs the helpers, not the call
             return own
     try:

@@ -813,3 +813,45 @@ def test_a_class_a_notebook_changes_in_place_is_made_again_in_loky_workers(
         "shell.run_cell(", "for cell in CELLS:\n    shell.run_cell(")
     out, _ = _run_logged(tmp_path, f"CELLS = {CLASS_CHANGED_IN_PLACE!r}\n{script}")
     assert out == ["[2, 4]", "[2, 4]", "15 15", "[3, 6]", "[3, 6]"]
+
+
+CAPTURED_DATA = """\
+import sys
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+def make(columns):
+    return lambda row: [row[c] for c in columns]
+
+PICK = make(["a"])
+
+@cache.cached
+def picked(row):
+    return PICK(row)
+
+@cache.cached
+def apply(fn, row):
+    return fn(row)
+
+if __name__ == "__main__":
+    row = {"a": 1, "b": 2}
+    print(picked(row), apply(make(["a"]), row), apply(make(["b"]), row))
+    print(Parallel(n_jobs=2, backend="loky")(
+        delayed(apply)(make([c]), row) for c in ("b", "a", "b")))
+"""
+
+
+def test_what_a_closure_captures_counts_as_a_global_and_as_an_argument(
+    tmp_path: Path,
+) -> None:
+    """A closure counted what it captures by type when it was no decorated function (a
+    list, a dict, an instance: ``sibling_of`` tells only decorated closures apart):
+    ``apply(make(["b"]), row)`` keyed as ``apply(make(["a"]), row)`` and returned its
+    value, in the script and in its workers; and ``PICK = make(["a"])`` edited to
+    ``make(["b"])`` kept ``picked``'s identity, which returned the old value."""
+    out, _ = _run_logged(tmp_path, CAPTURED_DATA)
+    assert out == ["[1] [1] [2]", "[[2], [1], [2]]"]
+    out, _ = _run_logged(tmp_path, CAPTURED_DATA.replace('make(["a"])', 'make(["b"])'))
+    assert out == ["[2] [2] [2]", "[[2], [1], [2]]"]
