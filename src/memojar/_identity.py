@@ -90,21 +90,21 @@ def class_qualname(cls: type) -> Any:
     value (a class a function made, ``make.<locals>.Local``; a class nested in a class of
     ``__main__``) is made again in a worker with its bare name as qualname (``Local``),
     while its functions keep theirs (``make.<locals>.Local.m``): a bare qualname is taken
-    from them, the first of its own functions by name whose qualname is the class's,
-    dotted (a class of no function of its own keeps its bare one). Before, such a class was
-    ``__main__.Local`` in a loky or dask worker and ``__main__.make.<locals>.Local`` in its
-    sender, so an instance of it (``self`` of a cached method) keyed differently there and
-    no worker hit the sender's entries; and its data attributes, which count in the
-    fingerprint of a class a function makes (``class_shape``), did not in the worker."""
+    from the first function defined in its body (a class of none keeps its bare one).
+    Before, such a class was ``__main__.Local`` in a loky or dask worker and
+    ``__main__.make.<locals>.Local`` in its sender, so an instance of it (``self`` of a
+    cached method) keyed differently there and no worker hit the sender's entries; and
+    its data attributes, which count in the fingerprint of a class a function makes
+    (``class_shape``), did not in the worker."""
     qualname = cls.__qualname__
     if not isinstance(qualname, str) or "." in qualname:
         return qualname
     try:
-        members = sorted(vars(cls).items())
-    except Exception:  # noqa: BLE001 - a class whose members cannot be sorted or read
+        members = list(vars(cls).items())
+    except Exception:  # noqa: BLE001 - a class whose members cannot be read
         return qualname
     tail = f".{cls.__name__}"
-    for name, member in members:
+    for name, member in members:  # in the order of the class body, which a copy keeps
         inner = getattr(member, "fget", None) if isinstance(member, property) else (
             member.__func__ if isinstance(member, (staticmethod, classmethod)) else member)
         inner = getattr(inner, "__wrapped__", inner) if getattr(
@@ -112,8 +112,8 @@ def class_qualname(cls: type) -> Any:
         if type(inner) is not FunctionType or inner.__name__ != name:
             continue
         owner, _, own = inner.__qualname__.rpartition(".")
-        if own == name and owner.endswith(tail):
-            return owner
+        if own == name:  # the first function defined in its body says where it was
+            return owner if owner.endswith(tail) else qualname
     return qualname
 
 
