@@ -3,6 +3,7 @@ the "memojar" logger."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
@@ -102,6 +103,27 @@ else:
         logger.load()
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class PartlyRemoved(PermissionError):
+    """A removal (``clear``, ``prune``, ``cache_delete``) that left entries this user may not
+    remove (another user's, in a folder of a cache shared by hand that it may not write),
+    after removing the others: ``removed`` is how many it removed, ``left`` the entries left
+    (path, and whose), ``filename`` the first of them."""
+
+    def __init__(self, removed: int, left: list[tuple[str, str]], user: str) -> None:
+        names = sorted({owner for _, owner in left})
+        gone = "1 entry" if removed == 1 else f"{removed:,} entries"
+        kept = "1 entry" if len(left) == 1 else f"{len(left):,} entries"
+        super().__init__(
+            errno.EACCES,
+            f"permission denied: removed {gone}; {kept} of {' and '.join(names)}'s, in folders "
+            f"{user} may not write (a cache shared by hand), were left: remove them as "
+            f"{' or '.join(names)}", left[0][0])
+        self.removed, self.left, self.user = removed, left, user
+
+    def __reduce__(self) -> tuple[Any, tuple[int, list[tuple[str, str]], str]]:
+        return type(self), (self.removed, self.left, self.user)
 
 
 class MemojarWarning(UserWarning):

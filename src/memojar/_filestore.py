@@ -44,7 +44,7 @@ from typing import Any
 import xxhash
 
 from ._entry import Miss, read_header
-from ._errors import logger, warn
+from ._errors import PartlyRemoved, logger, warn
 from ._ledger import Ledger, choose_victims
 from ._locks import (
     LOCK_FILE,
@@ -426,6 +426,8 @@ class FileStore(Store):
         self._stamp_why: str | None = None  # what was found at a stamp's name, if not one
         # Function counts a merge that then raised had written (see ``merge_stats``).
         self._landed: dict[str, tuple[int, int, float]] = {}
+        # Whose the entries the last removal could not remove were (``_unlink_refused``).
+        self._refused_owners: list[int] = []
 
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
@@ -888,6 +890,10 @@ class FileStore(Store):
                         made = self._create_temp(function, shard, name, at, made_here)
                         written = self._grow(made[0], size, views)
                         ledger.add(size)
+                    elif ledger.held + size > max_size:
+                        # Entries this user may not remove hold the room: no wait frees it.
+                        raise OSError(errno.ENOSPC, _held_message(self.root, max_size,
+                                                                  ledger.held, size))
             except BaseException:
                 if made is not None:
                     os.close(made[0])
@@ -922,11 +928,13 @@ class FileStore(Store):
         return True
 
     def delete(self, function: str, key: str) -> bool:
-        path = self.path(function, key)
-        size = _size_of(path) if self.max_size is not None else 0  # for the ledger
-        if not self._unlink_entries([path]):
+        """Remove the entry; its size for the ledger is the one of the file removed, seen
+        through the shard's descriptor. Before, it was looked up by path beforehand (a
+        shard swapped for a link got the ledger the size of a file where the link led)."""
+        freed: list[int] = []
+        if not self._unlink_entries([self.path(function, key)], freed=freed):
             return False
-        self._account(-size)
+        self._account(-sum(freed))
         return True
 
     def discard(self, function: str, key: str, judged: Any) -> bool:
@@ -1439,9 +1447,20 @@ class FileStore(Store):
             return None  # not an entry of this cache: never read nor deleted
         return rel
 
-    def _unlink_entries(self, paths: Sequence[str]) -> list[str]:
-        """Unlink entry files given by path, walking to each by descriptor; the removed."""
+    def _unlink_entries(self, paths: Sequence[str],
+                        refused: list[tuple[str, int]] | None = None,
+                        freed: list[int] | None = None) -> list[str]:
+        """Unlink entry files given by path, walking to each by descriptor; the removed.
+
+        An entry this user may not remove (another user's, in a folder of a cache shared by
+        hand that it may not write) is left, and the others are still removed: with
+        ``refused``, it is appended there (its path and whose it is); without, a
+        ``PartlyRemoved`` at the end says how many were removed and whose were left. Before,
+        the first such entry raised ``PermissionError`` naming only the file, and the
+        entries after it were left too (a ``clear`` that met another user's shard first
+        removed nothing of the user's own). ``freed`` gets the size of each removed."""
         removed: list[str] = []
+        denied: list[tuple[str, int]] = [] if refused is None else refused
         by_dir: dict[tuple[str, str], list[str]] = {}
         for path in paths:
             rel = self._entry_rel(path)
@@ -1472,19 +1491,23 @@ class FileStore(Store):
                             gone = _unlink(file, sfd)
                         except IsADirectoryError:  # a folder made there since the stat
                             continue
-                        except PermissionError as exc:  # a read-only folder: said whole
-                            # (before, the file's name alone: "permission denied: 30f...pkl")
-                            raise PermissionError(
-                                exc.errno, exc.strerror,
-                                os.path.join(self.root, fdir, shard, file)) from exc
+                        except PermissionError:  # a folder this user may not write
+                            folder = os.fstat(sfd).st_uid
+                            denied.append((os.path.join(self.root, fdir, shard, file),
+                                           folder if folder != _euid() else st.st_uid))
+                            continue
                         if gone:
                             removed.append(os.path.join(self.root, fdir, shard, file))
                             self._count(fdir, -1, -st.st_size)
+                            if freed is not None:
+                                freed.append(st.st_size)
         finally:
             # Memory tiers forget what they held: also when an interrupt (Ctrl-C in
             # ``memojar clear``) or an error ends this part way, after some unlinks.
             for fdir in touched:
                 self._bump(fdir)
+        if denied and refused is None:
+            raise _partly_removed(len(removed), denied)
         return removed
 
     def _removed(self, entries: Sequence[StoredEntry]) -> None:
@@ -1594,7 +1617,11 @@ class FileStore(Store):
             entries = list(self._list(None, heads=False))
             victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
                                         self.max_size)
-            return self.remove(victims) if victims else 0
+            try:
+                return self.remove(victims) if victims else 0
+            except PartlyRemoved as exc:  # others' entries: prune says so; a write fails
+                logger.debug("%s", exc)
+                return exc.removed
 
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
@@ -1629,8 +1656,37 @@ class FileStore(Store):
             _unlink(path)
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        """``Store._unlink``; entries this user may not remove are left, the others removed
+        (and accounted, ``_removed``), then ``PartlyRemoved`` says so."""
+        removed, refused = self._unlink_refused(entries)
+        if refused:
+            self._removed(removed)
+            raise _partly_removed(len(removed), [
+                (e.location, uid) for e, uid in zip(refused, self._refused_owners, strict=True)])
+        return removed
+
+    def _unlink_refused(
+        self, entries: Sequence[StoredEntry]
+    ) -> tuple[list[StoredEntry], list[StoredEntry]]:
         by_path = {e.location: e for e in entries}
-        return [by_path[p] for p in self._unlink_entries(list(by_path))]
+        denied: list[tuple[str, int]] = []
+        removed = [by_path[p] for p in self._unlink_entries(list(by_path), denied)]
+        self._refused_owners = [uid for _, uid in denied]
+        return removed, [by_path[p] for p, _ in denied]
+
+
+def _partly_removed(removed: int, refused: list[tuple[str, int]]) -> PartlyRemoved:
+    """The error of a removal that met entries this user may not remove."""
+    return PartlyRemoved(removed, [(path, user_name(uid)) for path, uid in refused],
+                         user_name(_euid()))
+
+
+def _held_message(root: str, max_size: int, held: int, size: int) -> str:
+    """Why a write with max_size is not stored when others' entries hold the room."""
+    return (f"no room under max_size ({max_size:,} bytes) in {root} for an entry of "
+            f"{size:,} bytes: other users' entries there hold {held:,} bytes of it, in "
+            f"folders {user_name(_euid())} may not write (a cache shared by hand), so they "
+            "cannot be evicted: raise max_size, or have their owners clear them")
 
 
 class _NoRoomForLock(OSError):

@@ -484,3 +484,131 @@ def test_the_command_line_says_whose_an_unreadable_cache_directory_is(
                     ", which is root's (memojar keeps a cache private to the user who made it):"
                     " use a folder of your own, or, to share results between users, a Redis "
                     "or S3 cache with a secret\n"), said
+
+
+def _blob(i: int) -> bytes:
+    return bytes([i % 256]) * 1000
+
+
+def _theirs_read_only(shared_folder: Path, ttl: float | None = None) -> tuple[Path, dict]:
+    """A cache of NOBODY's opened to all by hand, where OTHER cached 40 entries (in its own
+    folders, mostly) and then made its folders readable by all but writable by itself
+    alone (``chmod -R go=rX``): NOBODY lists them and may not remove them. The cache, and
+    OTHER's entry files with their contents."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def fill(start: int, n: int) -> str:
+        f = memojar.Cache(cache_dir).cached(ttl=ttl)(_blob)
+        return str(sum(len(f(i)) for i in range(start, start + n)))
+
+    assert as_another_user(lambda: fill(0, 10), NOBODY) == "10000"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: fill(100, 40), OTHER) == "40000"
+    for p in cache_dir.rglob("*"):
+        if p.stat().st_uid == OTHER:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    theirs = {p: p.read_bytes() for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == OTHER}
+    assert len(theirs) == 40
+    return cache_dir, theirs
+
+
+def _pkl_bytes(cache_dir: Path) -> int:
+    return sum(p.stat().st_size for p in cache_dir.rglob("*.pkl"))
+
+
+def test_max_size_evicts_around_entries_the_user_may_not_remove(shared_folder: Path) -> None:
+    """In a cache shared by hand, another user's entries sit in folders this user may read
+    but not write. Writes with ``max_size`` evict the user's own entries in their place and
+    the cache stays under ``max_size``; when the others' entries alone hold the room, a
+    write is returned, not stored, with a warning saying so, at once. Before, the first
+    eviction that chose one of them raised ``PermissionError``: every write was returned
+    but not stored ("Permission denied"), for good."""
+    import time
+
+    import memojar
+
+    cache_dir, theirs = _theirs_read_only(shared_folder)
+    held = sum(map(len, theirs.values()))
+
+    def write(max_size: int) -> str:
+        f = memojar.Cache(cache_dir, max_size=max_size).cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            started = time.monotonic()
+            right = all(f(i) == _blob(i) for i in range(1000, 1060))
+            took = time.monotonic() - started
+        said = {str(w.message).split(" failed (")[-1][:40] for w in caught}
+        mine = sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl"))
+        return f"{right} {took < 10} {mine} {sorted(said)}"
+
+    said = as_another_user(lambda: write(held + 12_000), NOBODY)
+    right, quick, mine, _ = said.split(" ", 3)
+    assert (right, quick) == ("True", "True") and int(mine) >= 5, said
+    assert _pkl_bytes(cache_dir) <= held + 12_000
+    before = {p for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == NOBODY}
+    said = as_another_user(lambda: write(held - 5_000), NOBODY)
+    assert said.startswith(f"True True {len(before)} "), said
+    assert "'no room under max_size" in said, said
+    assert {p for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == NOBODY} == before
+    assert "Permission denied" not in said, said
+    assert {p: p.read_bytes() for p in theirs} == theirs
+
+
+def test_clear_removes_the_users_entries_and_names_whose_it_left(shared_folder: Path) -> None:
+    """``cache_clear()``, ``Cache.clear()`` and ``memojar clear`` in a cache shared by hand
+    where another user's entries sit in folders this user may not write: the user's own
+    entries are removed, and a ``PermissionError`` says how many, how many were left and
+    whose they are. Before, the first such entry raised ``PermissionError`` naming only the
+    file, and the entries after it were not removed: the user's own stayed."""
+    import memojar
+
+    cache_dir, theirs = _theirs_read_only(shared_folder)
+
+    def clear(how: str) -> str:
+        cache = memojar.Cache(cache_dir)
+        f = cache.cached(_blob)
+        try:
+            if how == "cli":
+                return _cli(cache_dir, "clear", "--yes")
+            f.cache_clear() if how == "function" else cache.clear()
+        except PermissionError as exc:
+            return f"{exc.strerror}: {exc.filename}"
+        return "no error"
+
+    for how in ("function", "cache", "cli"):
+        if how != "function":  # a fresh cache of NOBODY's
+            (shared_folder / how).mkdir(mode=0o1777)
+            (shared_folder / how).chmod(0o1777)
+            cache_dir, more = _theirs_read_only(shared_folder / how)
+            theirs.update(more)
+        said = as_another_user(lambda how=how: clear(how), NOBODY)
+        assert "removed 10 entries; 40 entries of user 65533's" in said, (how, said)
+        assert said.rstrip().endswith(".pkl") and "remove them as user 65533" in said, said
+        assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) == 0
+    assert {p: p.read_bytes() for p in theirs} == theirs
+
+
+def test_prune_removes_what_it_may_and_warns_of_the_rest(shared_folder: Path) -> None:
+    """``prune`` in a cache shared by hand where another user's expired entries sit in
+    folders this user may not write: its own expired entries go, theirs stay, and one
+    warning says whose. Before, it raised ``PermissionError`` at the first of theirs."""
+    import time
+
+    import memojar
+
+    cache_dir, theirs = _theirs_read_only(shared_folder, ttl=0.5)
+    time.sleep(0.6)
+
+    def prune() -> str:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            removed = memojar.Cache(cache_dir).prune()
+        return f"{removed} {[str(w.message) for w in caught]}"
+
+    said = as_another_user(prune, NOBODY)
+    assert said.startswith("10 ") and "left entries it may not remove" in said, said
+    assert "40 entries of user 65533's" in said, said
+    assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) == 0
+    assert {p: p.read_bytes() for p in theirs} == theirs
