@@ -428,6 +428,11 @@ class FileStore(Store):
         self._landed: dict[str, tuple[int, int, float]] = {}
         # Whose the entries the last removal could not remove were (``_unlink_refused``).
         self._refused_owners: list[int] = []
+        # The size ledger is another user's, which this one may not replace nor write
+        # (``_write_total``): each use counts the files.
+        self._total_unwritable = False
+        # The ledger's lock file was given the mode of a cache shared by hand (``_flock``).
+        self._lock_mode_set = False
 
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
@@ -1244,8 +1249,15 @@ class FileStore(Store):
             # that user's, so its counts do not keep entries root removed; none is made.
             _rewrite_in_place(os.path.join(self.root, _STATS), json.dumps(data).encode())
             return
-        _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode(),
-                       self._shared_mode())
+        path = os.path.join(self.root, _STATS)
+        try:
+            _replace_small(path, json.dumps(data).encode(), self._shared_mode())
+        except PermissionError:
+            # Another user's file in a cache shared by hand whose root is sticky (1777): it
+            # may not be replaced, only written in place, opened to others as it is. Before,
+            # no user but its owner could save statistics there.
+            if not _rewrite_in_place(path, json.dumps(data).encode()):
+                raise
 
     def _shared_mode(self) -> int:
         """The mode of the cache's statistics and size ledger: private (0600), except in a
@@ -1629,13 +1641,18 @@ class FileStore(Store):
         self._refuse_another_users()
         self._makedirs(self.root)
         try:
-            return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
+            lock = _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX,
+                          None if self._lock_mode_set else self._shared_mode())
+            self._lock_mode_set = True
+            return lock
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _NoRoomForLock(exc.errno, exc.strerror, exc.filename) from exc
             raise
 
     def _read_total(self) -> int | None:
+        if self._total_unwritable:  # another user's, which this one may not keep
+            return None
         return _read_int(os.path.join(self.root, _LEDGER))
 
     def _write_total(self, total: int) -> None:
@@ -1646,6 +1663,18 @@ class FileStore(Store):
             # A folder someone made at the ledger's name: left as it is. With no total to
             # read (``_read_int``), each use counts the files. Before, every write with
             # max_size was not stored, and ``prune`` raised.
+            return
+        except PermissionError:
+            # Another user's total in a cache shared by hand whose root is sticky (1777,
+            # as /tmp): it may not be replaced. Opened to others (``_shared_mode``), it is
+            # written in place, under the ledger's lock that every reader of it holds;
+            # else this store counts the files at each use from now on (a total it read
+            # but could not keep would never grow, and the cache with it). Before, every
+            # write with max_size of every user but the total's owner was returned but
+            # not stored ("Operation not permitted").
+            if not _rewrite_in_place(path, str(total).encode()):
+                logger.debug("the size ledger %s cannot be written: counting instead", path)
+                self._total_unwritable = True
             return
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -1744,10 +1773,17 @@ def _lock_within(fd: int, wait: float, what: str) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def _flock(path: str) -> Any:
+def _flock(path: str, mode: int | None = None) -> Any:
     """The ledger's lock. ``flock`` like filelock's (so tools that take it with filelock
     agree), but a link planted at ``path`` is refused, never truncated or written. Waits
-    at most ``LOCK_WAIT`` seconds."""
+    at most ``LOCK_WAIT`` seconds.
+
+    ``mode``: that of a cache shared by hand (``_shared_mode``), given to the lock file if it
+    is this user's and private. Another user's that this one may read but not write (an
+    older memojar's, 0644) is locked through a read-only descriptor (``flock`` needs no
+    more). Before, the lock file was 0600 whoever made it, and in a cache shared by hand
+    every write with max_size of every other user was returned but not stored
+    ("Permission denied")."""
     if fcntl is None:
         from filelock import FileLock
 
@@ -1775,6 +1811,11 @@ def _flock(path: str) -> Any:
                 lock.release()
                 raise
             return lock
+        except PermissionError as exc:  # another user's (a cache shared by hand)
+            try:
+                fd = os.open(path, _O_READ)
+            except OSError:
+                raise _private_lock(exc, path) from exc
         except OSError as exc:
             if exc.errno == errno.ENXIO:  # a socket planted there: open never opens one
                 _unlink(path)
@@ -1785,16 +1826,31 @@ def _flock(path: str) -> Any:
             continue
         lock = _FlockLock(fd)  # made before the flock: dropped, it gives the lock back
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or socket planted there
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):  # a FIFO or socket planted there
                 lock.release()
                 _unlink(path)
                 continue
+            if (mode is not None and mode != 0o600 and st.st_uid == _euid()
+                    and stat.S_IMODE(st.st_mode) == 0o600):
+                os.fchmod(fd, mode)
             _lock_within(fd, LOCK_WAIT, f"the size ledger's lock {path}")
         except BaseException:
             lock.release()
             raise
         return lock
     raise OSError(errno.EINVAL, "not a regular file", path)
+
+
+def _private_lock(exc: OSError, path: str) -> PermissionError:
+    """The error for a size ledger's lock of another user's this one may not open."""
+    try:
+        owner = user_name(os.stat(path, follow_symlinks=False).st_uid)
+    except OSError:
+        return PermissionError(exc.errno, exc.strerror, path)
+    return PermissionError(
+        exc.errno, f"permission denied (the size ledger's lock of this cache shared by hand "
+        f"is {owner}'s, and private: {owner} may open it to others, chmod a+rw)", path)
 
 
 # The folders kept open, across every store of the process, the earliest first: a process
@@ -2087,19 +2143,21 @@ def _unlink_file(name: str, dir_fd: int) -> None:
         pass
 
 
-def _rewrite_in_place(path: str, data: bytes) -> None:
+def _rewrite_in_place(path: str, data: bytes) -> bool:
     """Write ``data`` over the regular file at ``path``, keeping its owner (nothing if there
-    is none). Not atomic: a reader meeting it half written finds no statistics (a listing
-    counts again)."""
+    is none, or it cannot be written); whether it was. Not atomic: a reader meeting it half
+    written finds no statistics (a listing counts again)."""
     try:
         fd = os.open(path, os.O_WRONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
     except OSError:
-        return
+        return False
     try:
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:  # a hard link: someone else's
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
+            return True
+        return False
     finally:
         os.close(fd)
 

@@ -612,3 +612,39 @@ def test_prune_removes_what_it_may_and_warns_of_the_rest(shared_folder: Path) ->
     assert "40 entries of user 65533's" in said, said
     assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) == 0
     assert {p: p.read_bytes() for p in theirs} == theirs
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777], ids=["open", "sticky"])
+def test_every_user_of_a_cache_shared_by_hand_stores_with_max_size(
+        shared_folder: Path, mode: int) -> None:
+    """A cache opened to all by hand (``chmod -R a+rwX``, or 1777 as /tmp), then used with
+    ``max_size`` by its owner (who makes the ledger, its lock, the statistics) and by
+    another user: the other user's results are stored, counted in the ledger and its
+    statistics saved, with no warning but the one about the owner's private folders. Before,
+    the ledger's lock was 0600 (every max_size write of the other user was returned but
+    not stored, "Permission denied"), and in a sticky root the ledger and the statistics,
+    the owner's, could not be replaced ("Operation not permitted")."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def run(start: int) -> str:
+        cache = memojar.Cache(cache_dir, max_size=200_000)
+        f = cache.cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            right = all(f(i) == _blob(i) for i in range(start, start + 20))
+            hits = sum(f(i) == _blob(i) for i in range(start, start + 20))
+            cache.flush_stats()
+        said = [str(w.message) for w in caught if "cannot be read by" not in str(w.message)]
+        return f"{right} {hits} {said}"
+
+    assert as_another_user(lambda: str(len(memojar.Cache(cache_dir).cached(_blob)(0))),
+                           NOBODY) == "1000"
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        p.chmod(mode if p.is_dir() else 0o666)
+    assert as_another_user(lambda: run(100), NOBODY) == "True 20 []"
+    assert as_another_user(lambda: run(200), OTHER) == "True 20 []"
+    assert sum(p.stat().st_uid == OTHER for p in cache_dir.rglob("*.pkl")) == 20
+    kept = as_another_user(lambda: str(memojar.Cache(cache_dir).saved_stats()), NOBODY)
+    assert "(40, 40, " in kept, kept  # hits and misses of both users
