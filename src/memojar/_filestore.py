@@ -1071,6 +1071,11 @@ class FileStore(Store):
                 os.close(fd)
         except (OSError, ValueError) as exc:
             logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
+            if isinstance(exc, PermissionError) and self._stamp_why is None:
+                # A folder of another user's this one may read but not write (a cache
+                # shared by hand, read-only to others). Before, the warning blamed the
+                # file system ("such as FAT").
+                self._stamp_why = _no_stamp_made(self._dirs[function], exc)
             return None
 
     def _not_a_stamp(self, gen: str, st: os.stat_result) -> str:
@@ -1581,7 +1586,8 @@ class FileStore(Store):
             try:
                 with self._ledger() as ledger:
                     ledger.set(self._census()[1])
-            except _NoRoomForLock as exc:  # a full disk: ``evict`` makes room without it
+            except (_NoRoomForLock, PermissionError) as exc:  # a full disk, or a cache
+                # this user may not write (``evict`` makes room without it)
                 logger.debug("no recount of %s: %s", self.root, exc)
         return removed
 
@@ -1621,10 +1627,12 @@ class FileStore(Store):
             return 0
         try:
             return super().evict(incoming)
-        except _NoRoomForLock:
+        except (_NoRoomForLock, PermissionError):
             # A full disk (or quota) with no lock file yet: evicting is what makes room, so
             # it goes by a listing, as a store without a ledger does; the stored total is
-            # recounted by the next eviction. Before, ``prune`` raised ENOSPC here.
+            # recounted by the next eviction. Before, ``prune`` raised ENOSPC here. Or a
+            # cache this user may read but not write (shared by hand, read-only to others):
+            # no lock file can be made; what it may remove goes (before, prune raised).
             assert self.max_size is not None
             entries = list(self._list(None, heads=False))
             victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
@@ -1840,6 +1848,17 @@ def _flock(path: str, mode: int | None = None) -> Any:
             raise
         return lock
     raise OSError(errno.EINVAL, "not a regular file", path)
+
+
+def _no_stamp_made(fdir: str, exc: OSError) -> str:
+    """Why no generation stamp could be made in the function folder ``fdir``."""
+    try:
+        owner = os.stat(fdir, follow_symlinks=False).st_uid
+    except OSError:
+        return f"{fdir}{_SEP}{GEN_FILE} cannot be made ({exc.strerror})"
+    whose = "this user's" if owner == _euid() else f"{user_name(owner)}'s"
+    return (f"{fdir}{_SEP}{GEN_FILE} cannot be made: the folder is {whose}, and "
+            f"{user_name(_euid())} may not write in it ({exc.strerror})")
 
 
 def _private_lock(exc: OSError, path: str) -> PermissionError:

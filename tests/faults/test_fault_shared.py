@@ -648,3 +648,43 @@ def test_every_user_of_a_cache_shared_by_hand_stores_with_max_size(
     assert sum(p.stat().st_uid == OTHER for p in cache_dir.rglob("*.pkl")) == 20
     kept = as_another_user(lambda: str(memojar.Cache(cache_dir).saved_stats()), NOBODY)
     assert "(40, 40, " in kept, kept  # hits and misses of both users
+
+
+def test_a_user_who_may_only_read_a_shared_cache_computes_and_prunes_nothing(
+        shared_folder: Path) -> None:
+    """A cache its owner opened to others read-only (``chmod -R go=rX``), used by another
+    user with ``max_size`` and ``memory=``: every call computes and returns its value (one
+    warning a line saying it was not stored), the ``memory=`` warning says whose folder it
+    may not write, ``prune`` removes nothing and raises nothing, nothing of the owner's
+    changes. Before, ``prune`` raised ``PermissionError`` for the size ledger's lock it
+    could not make, and the ``memory=`` warning blamed the file system ("such as FAT")."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def fill() -> str:
+        f = memojar.Cache(cache_dir).cached(_blob)
+        return str(sum(len(f(i)) for i in range(10)))
+
+    assert as_another_user(fill, NOBODY) == "10000"
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    before = _files(cache_dir)
+
+    def read_only() -> str:
+        cache = memojar.Cache(cache_dir, max_size=100_000)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            f = cache.cached(memory=4)(_blob)
+            right = all(f(i) == _blob(i) for i in [*range(10), *range(50, 60)] * 2)
+            pruned = cache.prune()
+        said = [str(w.message) for w in caught]
+        stamp = [m for m in said if "memory=" in m]
+        stored = [m for m in said if "was returned but not cached" in m]
+        return f"{right} {pruned} {len(stored)} {stamp}"
+
+    said = as_another_user(read_only, OTHER)
+    assert said.startswith("True 0 1 ["), said
+    assert "cannot be made: the folder is nobody's, and user 65533 may not write" in said
+    assert "FAT" not in said
+    assert _files(cache_dir) == before
