@@ -428,6 +428,7 @@ class FileStore(Store):
         self._landed: dict[str, tuple[int, int, float]] = {}
         # Whose the entries the last removal could not remove were (``_unlink_refused``).
         self._refused_owners: list[int] = []
+        self._unreadable_said = False  # another user's entry it may not read was warned of
         # The size ledger is another user's, which this one may not replace nor write
         # (``_write_total``): each use counts the files.
         self._total_unwritable = False
@@ -474,7 +475,9 @@ class FileStore(Store):
     def read(self, function: str, key: str) -> Any | None:
         try:
             fd = os.open(self.path(function, key), _O_READ)
-        except OSError:  # missing (the usual miss), a link, unreadable: all a miss
+        except OSError as exc:  # missing (the usual miss), a link, unreadable: all a miss
+            if exc.errno == errno.EACCES and not self._unreadable_said:
+                self._unreadable_entry(self.path(function, key))
             return None
         try:
             st = os.fstat(fd)
@@ -527,6 +530,32 @@ class FileStore(Store):
         except OSError as exc:
             return f"the entry cannot be read ({exc.strerror}: {path})"
         return None
+
+    def _unreadable_entry(self, path: str) -> None:
+        """Warn, once per store, that another user's entry (or folder) this user may not
+        read makes its calls compute again: a cache shared between users by hand, where
+        each user's memojar keeps its new entries and folders private (0600, 0700, whatever
+        the umask). Before, nothing was said: with a secret, two users computing the same
+        calls replaced each other's entries at every call, and never hit."""
+        self._unreadable_said = True
+        st, what = None, path
+        for what in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+            try:
+                st = os.stat(what, follow_symlinks=False)
+                break
+            except OSError:
+                continue
+        if st is None or st.st_uid == _euid():
+            return  # its own, made unreadable by hand: a miss, as before
+        if not self.signed:  # never loaded anyway: the usual warning about others' entries
+            if not self._warned:
+                self._foreign(st)
+            return
+        warn(f"{what} is {user_name(st.st_uid)}'s and private to them (memojar keeps each "
+             f"user's entries and folders private, 0600 and 0700, also in a cache opened to "
+             f"all by hand): {user_name(_euid())}'s calls whose entries are another user's "
+             "compute again, whatever the secret. To share results between users, use a "
+             "Redis or S3 cache with a secret")
 
     def _foreign(self, st: os.stat_result) -> None:
         self._untrusted(

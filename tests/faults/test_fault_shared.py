@@ -10,6 +10,7 @@ as root); they skip elsewhere, saying so.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import socket
@@ -688,3 +689,33 @@ def test_a_user_who_may_only_read_a_shared_cache_computes_and_prunes_nothing(
     assert "cannot be made: the folder is nobody's, and user 65533 may not write" in said
     assert "FAT" not in said
     assert _files(cache_dir) == before
+
+
+def test_entries_another_user_may_not_read_are_said_to_recompute(shared_folder: Path) -> None:
+    """Two users with one secret in a cache opened to all by hand: the entries each writes
+    afterwards are private (0600, whatever the umask), so the other's calls of them compute
+    again, and replace them where they may; each user is told once, whose entry it could
+    not read and what to use instead. Before, nothing was said to the owner of the cache,
+    whose calls computed again at every turn."""
+    import memojar
+
+    importlib.import_module("hmac")  # signing's: those users may not read this Python's
+    cache_dir = shared_folder / "c"
+
+    def run(start: int, stop: int) -> str:
+        cache = memojar.Cache(cache_dir, secret="team")
+        f = cache.cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            right = all(f(i) == _blob(i) for i in range(start, stop))
+        said = [str(w.message) for w in caught if "private to them" in str(w.message)]
+        return f"{right} {len(said)} {said}"
+
+    assert as_another_user(lambda: run(0, 300), NOBODY) == "True 0 []"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: run(300, 400), NOBODY) == "True 0 []"
+    said = as_another_user(lambda: run(300, 400), OTHER)
+    assert said.startswith("True 1 ") and "is nobody's and private to them" in said, said
+    assert "use a Redis or S3 cache with a secret" in said
+    said = as_another_user(lambda: run(300, 400), NOBODY)
+    assert said.startswith("True 1 ") and "is user 65533's and private to them" in said, said
