@@ -518,6 +518,19 @@ class FileStore(Store):
         path = self.path(function, key)
         try:
             st = os.stat(path, follow_symlinks=False)
+        except PermissionError:
+            # A shard this user may not enter: another user's, in a cache shared by hand.
+            # Before, "no entry for these arguments", which the entry may well be there.
+            shard = os.path.dirname(path)
+            try:
+                owner = os.stat(shard, follow_symlinks=False).st_uid
+            except OSError:
+                return None
+            if owner == _euid():
+                return (f"the entry's folder {shard} is this user's, but it may not enter it "
+                        "(its permissions changed by hand: chmod u+rwx)")
+            return (f"the entry's folder {shard} is {user_name(owner)}'s and private to "
+                    "them: what is there cannot be read by this user")
         except OSError:
             return None
         if not stat.S_ISREG(st.st_mode):

@@ -719,3 +719,27 @@ def test_entries_another_user_may_not_read_are_said_to_recompute(shared_folder: 
     assert "use a Redis or S3 cache with a secret" in said
     said = as_another_user(lambda: run(300, 400), NOBODY)
     assert said.startswith("True 1 ") and "is user 65533's and private to them" in said, said
+
+
+def test_explain_names_the_private_folder_of_another_users_entry(shared_folder: Path) -> None:
+    """``cache_explain`` of a call whose entry another user keeps in its private folder of
+    a cache shared by hand says whose folder it cannot read. Before: "no entry for these
+    arguments", though the entry is there."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(lambda: str(len(memojar.Cache(cache_dir).cached(_blob)(0))),
+                           NOBODY) == "1000"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: str(sum(map(len, map(
+        memojar.Cache(cache_dir).cached(_blob), range(100, 110))))), OTHER) == "10000"
+
+    def explain() -> str:
+        f = memojar.Cache(cache_dir).cached(_blob)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the warnings about the other user's files
+            return "\n".join(f.cache_explain(i) for i in range(100, 110))
+
+    said = as_another_user(explain, NOBODY).splitlines()
+    private = [s for s in said if "is user 65533's and private to them" in s]
+    assert len(private) >= 8 and not [s for s in said if "no entry" in s], said
