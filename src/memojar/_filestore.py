@@ -1756,8 +1756,9 @@ class FileStore(Store):
 
 def _partly_removed(removed: int, refused: list[tuple[str, int]]) -> PartlyRemoved:
     """The error of a removal that met entries this user may not remove."""
-    return PartlyRemoved(removed, [(path, user_name(uid)) for path, uid in refused],
-                         user_name(_euid()))
+    me = _euid()
+    return PartlyRemoved(removed, [(path, "" if uid == me else user_name(uid))
+                                   for path, uid in refused], user_name(me))
 
 
 def _held_message(root: str, max_size: int, held: int, size: int) -> str:

@@ -585,7 +585,7 @@ def test_clear_removes_the_users_entries_and_names_whose_it_left(shared_folder: 
             cache_dir, more = _theirs_read_only(shared_folder / how)
             theirs.update(more)
         said = as_another_user(lambda how=how: clear(how), NOBODY)
-        assert "removed 10 entries; 40 entries of user 65533's" in said, (how, said)
+        assert "removed 10 entries; 40 entries were left, of user 65533's" in said, (how, said)
         assert said.rstrip().endswith(".pkl") and "remove them as user 65533" in said, said
         assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) == 0
     assert {p: p.read_bytes() for p in theirs} == theirs
@@ -610,7 +610,7 @@ def test_prune_removes_what_it_may_and_warns_of_the_rest(shared_folder: Path) ->
 
     said = as_another_user(prune, NOBODY)
     assert said.startswith("10 ") and "left entries it may not remove" in said, said
-    assert "40 entries of user 65533's" in said, said
+    assert "40 entries were left, of user 65533's" in said, said
     assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) == 0
     assert {p: p.read_bytes() for p in theirs} == theirs
 
