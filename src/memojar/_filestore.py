@@ -1649,7 +1649,7 @@ class FileStore(Store):
                 if not stat.S_ISREG(st.st_mode):
                     continue
                 if match is not None:
-                    if not (_orphaned(match, st, now) and _unlink(file, sfd)):
+                    if not (_orphaned(match, st, now) and _unlink_orphan(file, sfd)):
                         temps += st.st_size
                 elif _is_entry(file, shard):
                     entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
@@ -2672,8 +2672,20 @@ def _remove_orphans(dir_fd: int, now: _Clocks) -> int:
         except FileNotFoundError:
             continue
         if _orphaned(match, st, now):
-            removed += _unlink(name, dir_fd)
+            removed += _unlink_orphan(name, dir_fd)
     return removed
+
+
+def _unlink_orphan(name: str, dir_fd: int) -> bool:
+    """Remove an orphaned temporary file; False if gone already, or if this user may not
+    (another user's killed writer's, in a folder of a cache shared by hand that this user
+    may not write: its bytes still count). Before, that ``PermissionError`` ended every
+    census: every write with max_size was returned but not stored, and ``prune`` raised."""
+    try:
+        return _unlink(name, dir_fd)
+    except PermissionError as exc:
+        logger.debug("cannot remove the orphaned temporary file %s: %s", name, exc)
+        return False
 
 
 def _marked(dir_fd: int) -> bool:

@@ -743,3 +743,35 @@ def test_explain_names_the_private_folder_of_another_users_entry(shared_folder: 
     said = as_another_user(explain, NOBODY).splitlines()
     private = [s for s in said if "is user 65533's and private to them" in s]
     assert len(private) >= 8 and not [s for s in said if "no entry" in s], said
+
+
+def test_another_users_orphaned_temporary_file_does_not_stop_max_size(
+        shared_folder: Path) -> None:
+    """A temporary file another user's killed writer left in its folder of a cache shared
+    by hand, which this user may read but not write: writes with ``max_size`` are stored
+    and ``prune`` finishes, the file left (its bytes counted). Before, every census raised
+    ``PermissionError`` at it: each write was returned but not stored, and ``prune``
+    raised."""
+    import memojar
+
+    cache_dir, theirs = _theirs_read_only(shared_folder)
+    shard = next(p.parent for p in theirs)
+    orphan = shard / f"{shard.name}{'a' * 30}.pkl.4000000.deadbeef.tmp"  # pid 4000000: dead
+    orphan.write_bytes(b"partial")
+    os.chown(orphan, OTHER, OTHER)
+
+    def write() -> str:
+        cache = memojar.Cache(cache_dir, max_size=1_000_000)
+        f = cache.cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            right = all(f(i) == _blob(i) for i in range(1000, 1010))
+            pruned = cache.prune()
+        said = [str(w.message) for w in caught if "not cached" in str(w.message)]
+        return f"{right} {pruned} {said}"
+
+    said = as_another_user(write, NOBODY)
+    assert said.startswith("True 0 "), said
+    assert len([m for m in said.split("', '") if "not cached" in m]) <= 1, said  # its shard
+    assert orphan.read_bytes() == b"partial"
+    assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) >= 19
