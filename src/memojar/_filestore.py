@@ -2203,6 +2203,8 @@ def _unlink_file(name: str, dir_fd: int) -> None:
             _unlink(name, dir_fd)
     except FileNotFoundError:  # removed by another process first
         pass
+    except PermissionError:  # another user's folder this one may not write (a cache
+        pass  # shared by hand): theirs to remove. Before, ``prune`` raised ('.swept')
 
 
 def _rewrite_in_place(path: str, data: bytes) -> bool:

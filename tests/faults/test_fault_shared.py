@@ -775,3 +775,35 @@ def test_another_users_orphaned_temporary_file_does_not_stop_max_size(
     assert len([m for m in said.split("', '") if "not cached" in m]) <= 1, said  # its shard
     assert orphan.read_bytes() == b"partial"
     assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) >= 19
+
+
+def test_prune_leaves_another_users_sweep_note_it_may_not_remove(shared_folder: Path) -> None:
+    """A function folder of another user's in a cache shared by hand, which this user may
+    read but not write, holding only its sweep note (its entries cleared): ``prune`` leaves
+    it and finishes. Before, it raised ``PermissionError: '.swept'`` (the bare name)."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(lambda: str(memojar.Cache(cache_dir).cached(_blob)(0)[:1]),
+                           NOBODY) == "b'\\x00'"
+    _open_to_all(cache_dir)
+
+    def theirs() -> str:
+        f = memojar.Cache(cache_dir).cached(_square)
+        return str([f(i) for i in range(3)] and f.cache_clear())
+
+    assert as_another_user(theirs, OTHER) == "3"
+    folder = next(p for p in cache_dir.iterdir() if p.name.endswith("._square"))
+    for p in folder.iterdir():
+        if p.name != ".swept":
+            p.rmdir() if p.is_dir() else p.unlink()
+    folder.chmod(0o755)
+    note = (folder / ".swept").read_bytes()
+
+    def prune() -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return str(memojar.Cache(cache_dir).prune())
+
+    assert as_another_user(prune, NOBODY) == "0"
+    assert (folder / ".swept").read_bytes() == note
