@@ -1070,11 +1070,19 @@ class FileStore(Store):
             # of a link planted at its name) to where the link led.
             folder = self._folder(function)
             dfd = folder.fd
+            # In a folder opened to others by hand, the stamp gets its write bits: another
+            # user's clear of entries there bumps it, so this user's memory tiers forget
+            # them. Before, it was 0600: their bump failed silently, and this user's
+            # processes kept returning the cleared entries from memory.
+            opened = os.fstat(dfd).st_mode
+            shared = opened & 0o066 if opened & _OPENED_TO_OTHERS else 0
             for tries in range(2):
                 fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
                 try:
                     try:
                         os.write(fd, os.urandom(8))
+                        if shared:
+                            os.fchmod(fd, 0o600 | shared)
                     finally:
                         os.close(fd)
                     # never replaces a stamp others have mapped

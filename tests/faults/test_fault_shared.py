@@ -807,3 +807,55 @@ def test_prune_leaves_another_users_sweep_note_it_may_not_remove(shared_folder: 
 
     assert as_another_user(prune, NOBODY) == "0"
     assert (folder / ".swept").read_bytes() == note
+
+
+def test_another_users_clear_is_seen_by_this_users_memory_tier(shared_folder: Path) -> None:
+    """In a cache opened to all by hand, a process of one user holds a result in its
+    ``memory=`` tier; another user clears the function's entries (which it may: they are in
+    folders open to it): the first process's next call computes again. Before, the stamp
+    was 0600, the other user's bump of it failed silently, and the first process kept
+    returning the cleared result from memory."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(lambda: str(list(map(memojar.Cache(cache_dir).cached(_square),
+                                                [0, 5]))), NOBODY) == "[0, 25]"
+    _open_to_all(cache_dir)  # OTHER's entry of 5 replaces NOBODY's, in a folder open to all
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a process of OTHER's, kept while NOBODY clears
+        status = 1
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            os.setgroups([])
+            os.setgid(OTHER)
+            os.setuid(OTHER)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # NOBODY's files: not this test's point
+                f = memojar.Cache(cache_dir).cached(memory=4)(_square)
+                f(5), f(5)
+                os.write(ready_w, b"1")
+                if os.read(go_r, 1) == b"1":
+                    f(5)
+                    os.write(ready_w, str(f.cache_info().misses).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        import select
+
+        assert select.select([ready_r], [], [], 60)[0] and os.read(ready_r, 1) == b"1"
+        cleared = as_another_user(lambda: str(memojar.Cache(cache_dir).clear()), NOBODY)
+        os.write(go_w, b"1")
+        assert select.select([ready_r], [], [], 60)[0]
+        computed = os.read(ready_r, 16)
+    finally:
+        os.close(go_w)  # a child still waiting reads the end, and ends
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+    assert cleared == "2", cleared
+    assert computed == b"2"  # computed once, and again after the other user's clear
