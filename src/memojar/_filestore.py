@@ -1116,6 +1116,8 @@ class FileStore(Store):
                 if not _own_stamp(st) or (self._uid is not None and st.st_uid != self._uid):
                     self._stamp_why = self._not_a_stamp(gen, st)
                     return None
+                if shared and st.st_mode & shared != shared:  # made before the folder was
+                    os.fchmod(fd, stat.S_IMODE(st.st_mode) | shared)  # opened to others
                 return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
             finally:
                 os.close(fd)

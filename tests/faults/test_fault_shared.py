@@ -809,18 +809,30 @@ def test_prune_leaves_another_users_sweep_note_it_may_not_remove(shared_folder: 
     assert (folder / ".swept").read_bytes() == note
 
 
-def test_another_users_clear_is_seen_by_this_users_memory_tier(shared_folder: Path) -> None:
+@pytest.mark.parametrize("stamp", ["new", "old"])
+def test_another_users_clear_is_seen_by_this_users_memory_tier(
+        shared_folder: Path, stamp: str) -> None:
     """In a cache opened to all by hand, a process of one user holds a result in its
     ``memory=`` tier; another user clears the function's entries (which it may: they are in
     folders open to it): the first process's next call computes again. Before, the stamp
     was 0600, the other user's bump of it failed silently, and the first process kept
-    returning the cleared result from memory."""
+    returning the cleared result from memory. An ``old`` stamp (0600, made by an earlier
+    memojar) is opened to others by its owner's next process."""
     import memojar
 
     cache_dir = shared_folder / "c"
     assert as_another_user(lambda: str(list(map(memojar.Cache(cache_dir).cached(_square),
                                                 [0, 5]))), NOBODY) == "[0, 25]"
     _open_to_all(cache_dir)  # OTHER's entry of 5 replaces NOBODY's, in a folder open to all
+    if stamp == "old":
+        def make_stamp() -> str:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return str(memojar.Cache(cache_dir).cached(memory=4)(_square)(0))
+
+        assert as_another_user(make_stamp, OTHER) == "0"
+        for gen in cache_dir.rglob(".gen"):
+            gen.chmod(0o600)
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     pid = os.fork()
