@@ -28,7 +28,7 @@ from typing import (
 )
 
 from . import _entry
-from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, stored_total
+from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, restamp_all, stored_total
 from ._errors import PartlyRemoved, logger, warn
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
 from ._store import Counts, Store, StoredEntry, add_counts, header_of
@@ -392,12 +392,14 @@ class Cache:
                 )
             max_size = store.max_size
         if max_size is not None:
-            if isinstance(max_size, bool) or not isinstance(max_size, int):
+            whole = _whole(max_size)
+            if whole is None:
                 shown = f" ({max_size!r})" if isinstance(max_size, str) else ""
                 raise TypeError(
                     f"max_size= must be a whole number of bytes, not "
                     f"{type(max_size).__name__}{shown}: e.g. max_size=2**30 for 1 GiB"
                 )
+            max_size = whole
             if max_size <= 0:
                 raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
         self.lock_timeout: float = _lock_timeout(lock_timeout)
@@ -1015,6 +1017,7 @@ class _Flusher:
 
     def flush(self) -> None:
         self.merge_all()
+        restamp_all()  # memory tiers whose stamp was removed with the cache (rm -rf)
 
     def merge_all(self, at_exit: bool = False) -> None:  # ``flush``'s, a name not stubbed
         with self.lock:
@@ -1231,8 +1234,9 @@ def _switched_off() -> bool:
 def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
     if ttl is None:
         return None
-    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-        seconds = _seconds(ttl)
+    number = _real(ttl)
+    if number is not None:
+        seconds = _seconds(number)
     else:
         import datetime as dt  # imported already if ttl is a timedelta
 
@@ -1255,15 +1259,43 @@ def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
 def _min_compute_time(seconds: float | None) -> float | None:
     if seconds is None:
         return None
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+    number = _real(seconds)
+    if number is None:
         raise TypeError(
             f"min_compute_time= must be seconds (int or float), not {type(seconds).__name__}"
         )
+    seconds = number
     if not (seconds >= 0 and math.isfinite(_seconds(seconds))):
         raise ValueError(
             f"min_compute_time= must be a finite number of seconds >= 0, got {seconds!r}"
         )
     return float(seconds)
+
+
+def _whole(value: object) -> int | None:
+    """``value`` as an int if it is a whole number (an int, or any integral type such as
+    numpy's ``int64``: what a size computed with numpy is); None for anything else, a bool
+    included (``max_size=True`` is a mistake, not one byte)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return int(value)
+    import numbers  # only for a number of another type
+
+    return int(value) if isinstance(value, numbers.Integral) else None
+
+
+def _real(value: object) -> float | None:
+    """``value`` if it is an int or a float, as a float if it is another real number
+    (numpy's ``int32`` or ``float32``, a ``Fraction``); None for anything else, a bool
+    included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    import numbers  # only for a number of another type
+
+    return float(value) if isinstance(value, numbers.Real) else None
 
 
 def _seconds(number: float) -> float:
@@ -1278,10 +1310,12 @@ def _seconds(number: float) -> float:
 def _memory(memory: int | None) -> int | None:
     if memory is None:
         return None
-    if isinstance(memory, bool) or not isinstance(memory, int):
+    whole = _whole(memory)
+    if whole is None:
         raise TypeError(
             f"memory= must be a whole number of results, not {type(memory).__name__}"
         )
+    memory = whole
     if memory <= 0:
         raise ValueError(f"memory= must be a positive number of results, got {memory}")
     return memory
@@ -1340,10 +1374,12 @@ def _ignore(ignore: Iterable[str] | str, option: str = "ignore") -> tuple[str, .
 
 
 def _lock_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+    number = _real(timeout)
+    if number is None:
         raise TypeError(
             f"lock_timeout= must be seconds (int or float), not {type(timeout).__name__}"
         )
+    timeout = number
     if not timeout >= 0:  # also NaN
         raise ValueError(
             f"lock_timeout= must be zero or more seconds (math.inf to wait as long as it "

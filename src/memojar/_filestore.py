@@ -405,6 +405,12 @@ class FileStore(Store):
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._root_writable = False  # the root is known to be this user's or root's
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
+        # Function name -> (device, inode) of the generation stamp this process mapped
+        # (``generation``), None once its folder was seen removed (``restamp``).
+        self._stamps: dict[str, tuple[int, int] | None] = {}
+        # The function, key and path of the last entry ``read`` found missing (a tuple,
+        # replaced whole: threads read it without a lock), which ``maybe_stored`` reuses.
+        self._missed: tuple[str, str, str] = ("", "", "")
         # Function name -> its folder, opened by this process (the miss path writes through
         # it); the path of each function's lock file.
         self._open: dict[str, _Folder] = {}
@@ -473,11 +479,15 @@ class FileStore(Store):
     # --- the hit path -------------------------------------------------------------------
 
     def read(self, function: str, key: str) -> Any | None:
+        fdir = self._dirs.get(function)  # ``path``, inline: a frame less a hit
+        path = (self.path(function, key) if fdir is None
+                else f"{fdir}{_SEP}{key[:2]}{_SEP}{key}{SUFFIX}")
         try:
-            fd = os.open(self.path(function, key), _O_READ)
+            fd = os.open(path, _O_READ)
         except OSError as exc:  # missing (the usual miss), a link, unreadable: all a miss
+            self._missed = (function, key, path)  # for the miss's re-check (maybe_stored)
             if exc.errno == errno.EACCES and not self._unreadable_said:
-                self._unreadable_entry(self.path(function, key))
+                self._unreadable_entry(path)
             return None
         try:
             st = os.fstat(fd)
@@ -504,14 +514,19 @@ class FileStore(Store):
         except OSError as exc:
             if exc.errno is None:  # not a system call's: the caller's signal handler's
                 raise
-            logger.debug("read of %s failed: %s", self.path(function, key), exc)
+            logger.debug("read of %s failed: %s", path, exc)
             return None
         finally:
             os.close(fd)
 
     def maybe_stored(self, function: str, key: str) -> bool:
         """False if there is certainly no entry file for ``key``: the re-check of a miss
-        under the key's lock, one ``access`` (no exception raised for the usual answer)."""
+        under the key's lock, one ``access`` (no exception raised for the usual answer).
+        The path is the one ``read`` just failed to open for the same call (the very
+        ``function`` and ``key`` objects: a path depends on nothing else), not made again."""
+        missed = self._missed
+        if missed[1] is key and missed[0] is function:
+            return os.access(missed[2], os.F_OK)
         return os.access(self.path(function, key), os.F_OK)
 
     def unread(self, function: str, key: str) -> str | None:
@@ -667,7 +682,12 @@ class FileStore(Store):
         folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in _TRIES:
-            sfd, folder = self._shard_in(function, folder, shard)
+            try:  # ``_shard_in``'s usual case, inline (a frame less a miss)
+                sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
+            except OSError as exc:  # missing (made), a link (refused), the folder removed:
+                if exc.errno is None:  # (not a system call's: the caller's signal handler's)
+                    raise
+                sfd, folder = self._shard_in(function, folder, shard)  # all in ``_shard_in``
             try:
                 try:
                     fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
@@ -695,7 +715,14 @@ class FileStore(Store):
                     os.close(fd)
             finally:
                 os.close(sfd)
-            self._count(folder.name, 0 if replaced else 1, size - replaced)
+            # ``_count``, inline (a frame less a miss): keep the two alike
+            if self._tally_pid != _PID[0]:
+                self._forked()
+            deltas = self._deltas
+            deltas.append((folder.name, 0 if replaced else 1, size - replaced))
+            if len(deltas) > _DELTAS_KEPT:
+                with self._tally_lock:
+                    self._added_up()
             return size
         raise OSError(errno.ENOENT, "the function's folder keeps being removed",
                       self._dirs[function])
@@ -1118,6 +1145,7 @@ class FileStore(Store):
                     return None
                 if shared and st.st_mode & shared != shared:  # made before the folder was
                     os.fchmod(fd, stat.S_IMODE(st.st_mode) | shared)  # opened to others
+                self._stamps[function] = (st.st_dev, st.st_ino)
                 return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
             finally:
                 os.close(fd)
@@ -1129,6 +1157,32 @@ class FileStore(Store):
                 # file system ("such as FAT").
                 self._stamp_why = _no_stamp_made(self._dirs[function], exc)
             return None
+
+    def restamp(self, function: str) -> Any | None:
+        """A new view of the function's stamp if the file at its name is no longer the one
+        this process mapped: the cache directory or the function's folder was removed
+        (``rm -rf``) while the process ran, and others' bumps now go to a new stamp, or to
+        none. None if it is the same (or this process mapped none). A folder removed and
+        not made again gives random bytes once (what was held was cleared) and makes
+        nothing; one made again gets a stamp, mapped. Called every few seconds from the
+        statistics thread, never on a call's path: a ``stat``."""
+        if function not in self._stamps:
+            return None
+        known = self._stamps[function]
+        fdir = self._dirs[function]
+        try:
+            st = os.stat(os.path.join(fdir, GEN_FILE), follow_symlinks=False)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:  # removed with its folder (or alone)
+            now = None
+        if now is not None and now == known:
+            return None
+        if now is None and not os.path.isdir(fdir):
+            if known is None:  # seen removed before: nothing changed since
+                return None
+            self._stamps[function] = None
+            return bytearray(os.urandom(8))
+        return self.generation(function) or bytearray(os.urandom(8))
 
     def _not_a_stamp(self, gen: str, st: os.stat_result) -> str:
         """Why the file at a stamp's name is not used (``no_stamp_why``)."""
@@ -1176,6 +1230,8 @@ class FileStore(Store):
             self._landed = {}
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
+        """Note a write's change of ``fdir``'s entries and bytes (inline in ``_link_new``:
+        keep the two alike)."""
         if self._tally_pid != _PID[0]:
             self._forked()
         deltas = self._deltas
