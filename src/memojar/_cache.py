@@ -29,7 +29,7 @@ from typing import (
 
 from . import _entry
 from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, restamp_all, stored_total
-from ._errors import logger
+from ._errors import PartlyRemoved, logger, warn
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
 from ._store import Counts, Store, StoredEntry, add_counts, header_of
 
@@ -641,13 +641,23 @@ class Cache:
             entries = _reporting(entries, progress)
         judged = judge(entries, time.time())
         doomed = [stored for stored, _, verdict in judged if verdict not in keep]
-        if progress is None:
-            removed = self.store.remove(doomed)
-        else:
-            removed = 0
-            for start in range(0, len(doomed), _REMOVE_BATCH):
-                removed += self.store.remove(doomed[start : start + _REMOVE_BATCH])
-                progress("removing", min(start + _REMOVE_BATCH, len(doomed)), len(doomed))
+        removed = 0
+        left: list[PartlyRemoved] = []  # other users' entries it may not remove
+        batch = max(len(doomed), 1) if progress is None else _REMOVE_BATCH
+        for start in range(0, len(doomed), batch):
+            try:
+                removed += self.store.remove(doomed[start : start + batch])
+            except PartlyRemoved as exc:  # the others were removed: said once, at the end
+                removed += exc.removed
+                left.append(exc)
+            if progress is not None:
+                progress("removing", min(start + batch, len(doomed)), len(doomed))
+        if left:
+            # Before, prune raised at the first (a ``PermissionError`` naming the file),
+            # and removed nothing more: neither the rest nor what went over ``max_size``.
+            said = PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user)
+            warn(f"prune of {self.directory} left entries it may not remove "
+                 f"({said.strerror}): {said.filename}")
         leftovers = self.store.cleanup()
         removed += self.store.evict()
         try:

@@ -27,7 +27,7 @@ from typing import IO, Any, NoReturn
 from ._cache import SUPERSEDED, Cache, default_directory, file_path, judge, url_scheme
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
-from ._errors import MemojarWarning
+from ._errors import MemojarWarning, PartlyRemoved
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
@@ -373,10 +373,20 @@ def _isatty(stream: IO[str]) -> bool:
 
 
 def _remove(cache: Cache, entries: list[StoredEntry], progress: Progress) -> int:
+    """Remove ``entries`` in batches; entries of other users' it may not remove (a cache
+    shared by hand) are left, the rest removed, and then one ``PartlyRemoved`` for all
+    (before, the first batch that met one ended the clear)."""
     removed = 0
+    left: list[PartlyRemoved] = []
     for start in range(0, len(entries), _REMOVE_BATCH):
-        removed += cache.store.remove(entries[start : start + _REMOVE_BATCH])
+        try:
+            removed += cache.store.remove(entries[start : start + _REMOVE_BATCH])
+        except PartlyRemoved as exc:
+            removed += exc.removed
+            left.append(exc)
         progress.update(min(start + _REMOVE_BATCH, len(entries)), len(entries))
+    if left:  # said once, for the whole clear
+        raise PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user)
     return removed
 
 
