@@ -163,25 +163,38 @@ def _sibling_of(target: Any) -> str:
     seen: set[int] = set()
     code = xxhash.xxh3_64_hexdigest(repr(_callable_shape(target, seen, bare=True)).encode())
     captured = []
-    _walk.by_state = True  # what the identity counts by type, by state here (_shape_of)
-    _walk.accumulators = accumulators = set()  # but for these: by type (_shape_of)
-    try:
-        for _ in range(100):  # through the wrappers decorators put around it to the function
-            accumulators.update(_accumulators(target))
-            inner = getattr(target, "__wrapped__", None)
-            cells = [cell for cell in getattr(target, "__closure__", None) or ()
-                     if not (_filled(cell) and cell.cell_contents is inner)]
-            captured.append((tuple(_cell_shape(cell, set()) for cell in cells),
-                             _value_shape(getattr(target, "__defaults__", None), set(), True),
-                             _value_shape(getattr(target, "__kwdefaults__", None), set(),
-                                          True)))
-            if inner is None or not callable(inner):
-                break
-            target = inner
-    finally:
-        _walk.by_state = False
-        _walk.accumulators = set()
+    accumulators: set[int] = set()
+    for _ in range(100):  # through the wrappers decorators put around it to the function
+        accumulators.update(_accumulators(target))
+        inner = getattr(target, "__wrapped__", None)
+        cells = [cell for cell in getattr(target, "__closure__", None) or ()
+                 if not (_filled(cell) and cell.cell_contents is inner)]
+        captured.append((tuple(_cell_shape(cell, _Captured(accumulators)) for cell in cells),
+                         _value_shape(getattr(target, "__defaults__", None),
+                                      _Captured(accumulators), True),
+                         _value_shape(getattr(target, "__kwdefaults__", None),
+                                      _Captured(accumulators), True)))
+        if inner is None or not callable(inner):
+            break
+        target = inner
     return code + xxhash.xxh3_64_hexdigest(repr(captured).encode())
+
+
+class _Captured(set[int]):
+    """The ``seen`` of ``sibling_of``'s walk of what a function captures, which every step
+    of the walk hands down (``_shape_of``): what the identity counts by type counts by
+    state there, but for the ``accumulators`` (ids). Carried by the walk itself, not by a
+    flag of the thread: a signal handler that decorated a closure while its thread walked
+    another's captures (pickling one for its state) ended its own walk by clearing the
+    thread's flag, and the rest of the interrupted walk counted by type: ``make(["a"])``
+    and ``make(["b"])`` got one scope, and the second returned the first's values; and a
+    handler's walk of another kind (a function's identity) ran with the flag set."""
+
+    __slots__ = ("accumulators",)
+
+    def __init__(self, accumulators: set[int]) -> None:
+        super().__init__()
+        self.accumulators = accumulators
 
 
 # Methods that change a list, dict, set or deque in place: a closure calling one on what it
@@ -235,14 +248,16 @@ def _mutated_names(code: CodeType) -> set[str]:
     return names
 
 
-# While ``sibling_of`` walks what a function captures: a captured object the identity
-# counts by type (a list, dict or set the function only reads, an instance, a Decimal, a
-# date, a numpy array or frame), also inside a captured list, dict or closure, counts by
-# its state when the function is decorated, and a module by its name: ``make(["a"])`` and
+# While ``sibling_of`` walks what a function captures (its ``seen`` is a ``_Captured``):
+# a captured object the identity counts by type (a list, dict or set the function only
+# reads, an instance, a Decimal, a date, a numpy array or frame), also inside a captured
+# list, dict or closure, counts by its state when the function is decorated, and a
+# module by its name: ``make(["a"])`` and
 # ``make(["b"])``, ``make(Config(2))`` and ``make(Config(5))``, ``make(math)`` and
 # ``make(cmath)`` are different functions. An accumulator it changes in place
 # (``_accumulators``), one too large to hash (``state_key``) or that
 # cannot be pickled (a lock, a connection) still counts by type.
+# ``_walk.met``: the objects a global's digest met (``_walk_object``, ``met``).
 _walk = threading.local()
 
 
@@ -359,7 +374,7 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
         return _callable_shape(value, seen)
     if isinstance(value, BuiltinFunctionType):
         owner = getattr(value, "__self__", None)  # "x".join: "x"; a module's function: it
-        if (getattr(_walk, "by_state", False) and owner is not None
+        if (type(seen) is _Captured and owner is not None
                 and not isinstance(owner, ModuleType)):  # sibling_of's walk
             return ("named", function_name(value), _state_shape(owner))
         return ("named", function_name(value))
@@ -374,7 +389,7 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
                                      for k, v in value.items())))
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
         return ("object", class_shape(type(value), seen), _state_shape(value))
-    if getattr(_walk, "by_state", False) and id(value) not in _walk.accumulators:
+    if type(seen) is _Captured and id(value) not in seen.accumulators:
         return ("module", value.__name__) if isinstance(value, ModuleType) else (
             _state_shape(value))  # sibling_of's walk
     return _type_shape(value)
