@@ -53,3 +53,43 @@ def test_a_signal_handler_calling_a_cached_function_while_the_prober_starts_does
         pytest.fail("hung: the handler's call waited for the breaker's mutex its thread held")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "[3]"]
+
+
+# The pool makes its first connection under its lock; a signal handled there (in the
+# connection's constructor, Python code) calls a cached function of the same cache, whose
+# command takes a connection from the same pool. redis-py before 7 guards the pool with a
+# plain lock: the handler waited for its own thread for ever.
+POOL_LOCKED = r"""
+import os, signal, sys, warnings
+warnings.simplefilter("ignore")
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def f(x):
+    return x + 1
+
+got = []
+signal.signal(signal.SIGALRM, lambda signum, frame: got.append(f(100)))
+
+def profile(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "make_connection" and not got:
+        sys.setprofile(None)
+        os.kill(os.getpid(), signal.SIGALRM)  # handled inside the pool's lock
+
+sys.setprofile(profile)
+print(f(1), got, flush=True)
+"""
+
+
+def test_a_signal_handler_calling_a_cached_function_inside_the_pools_lock_does_not_hang(
+    redis_location: str,
+) -> None:
+    try:
+        done = subprocess.run([sys.executable, "-c", POOL_LOCKED, redis_location],
+                              capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:  # before, with redis-py 5 and 6
+        pytest.fail("hung: the handler's call waited for the pool's lock its thread held")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "[101]"]
