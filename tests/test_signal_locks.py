@@ -4,8 +4,10 @@ free (a hang). Each case runs in a subprocess with a timeout."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +95,58 @@ def test_a_signal_handler_calling_a_cached_function_inside_the_pools_lock_does_n
         pytest.fail("hung: the handler's call waited for the pool's lock its thread held")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "[101]"]
+
+
+# Temporary credentials (here from a credential process, as from a role, SSO or an
+# instance's metadata) that expire within ten minutes are refreshed at every request,
+# under botocore's plain refresh lock; a signal handled inside the refresh calls a cached
+# function of the same cache, whose request refreshes them too and waited for that lock.
+CREDENTIALS = r"""
+import datetime, json
+print(json.dumps({"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "testing",
+                  "SessionToken": "token", "Expiration": (datetime.datetime.now(
+                      datetime.timezone.utc) + datetime.timedelta(minutes=5)).isoformat()}))
+"""
+
+REFRESHING = r"""
+import os, signal, sys, warnings
+warnings.simplefilter("ignore")
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def f(x):
+    return x + 1
+
+got = []
+signal.signal(signal.SIGALRM, lambda signum, frame: got.append(f(100)))
+print(f(1), flush=True)
+
+def profile(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "_protected_refresh" and not got:
+        sys.setprofile(None)
+        os.kill(os.getpid(), signal.SIGALRM)  # handled inside the refresh, under its lock
+
+sys.setprofile(profile)
+print(f(2), got, flush=True)
+"""
+
+
+def test_a_signal_handler_calling_a_cached_function_while_credentials_refresh_does_not_hang(
+    s3_location: str, tmp_path: Path,
+) -> None:
+    process = tmp_path / "credentials.py"
+    process.write_text(CREDENTIALS)
+    config = tmp_path / "config"
+    config.write_text(f"[default]\ncredential_process = {sys.executable} {process}\n"
+                      "region = us-east-1\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    try:
+        done = subprocess.run([sys.executable, "-c", REFRESHING, s3_location], env=env,
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:  # before: the handler waited for its own refresh
+        pytest.fail("hung: the handler's request waited for the refresh its thread made")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "3", "[101]"]
