@@ -150,3 +150,24 @@ def test_a_signal_handler_calling_a_cached_function_while_credentials_refresh_do
         pytest.fail("hung: the handler's request waited for the refresh its thread made")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "3", "[101]"]
+
+
+# AWS_RETRY_MODE=adaptive adds botocore's client-side rate limiter, which notes every
+# answer under a plain lock (``ClientRateLimiter.on_receiving_response``); a signal handled
+# there calls a cached function, whose request's answer is noted under the same lock.
+# memojar's clients use standard mode (one attempt) whatever the configuration says, so
+# that moment no longer exists: the signal is then never sent.
+NOTING = REFRESHING.replace("_protected_refresh", "is_throttling_error")
+
+
+def test_a_signal_handler_calling_a_cached_function_in_adaptive_retry_mode_does_not_hang(
+    s3_location: str,
+) -> None:
+    env = dict(os.environ, AWS_RETRY_MODE="adaptive")
+    try:
+        done = subprocess.run([sys.executable, "-c", NOTING, s3_location], env=env,
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:  # before: the handler waited for the rate limiter
+        pytest.fail("hung: the handler's request waited for the rate limiter's lock")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "3", "[]"]

@@ -1099,8 +1099,11 @@ def _client(options: dict[str, str], timeout: float) -> Any:
         connect_timeout=timeout,
         read_timeout=timeout,
         # one attempt: no call waits longer than ``timeout`` for the server (a fault costs
-        # a hit or a store, never the caller's result)
-        retries={"total_max_attempts": 1},
+        # a hit or a store, never the caller's result). Standard mode, whatever the AWS
+        # configuration says: adaptive mode (AWS_RETRY_MODE) adds a client-side rate
+        # limiter, which notes every answer under a plain lock, and a signal handler's
+        # request made while its thread was inside it waited for it for ever
+        retries={"total_max_attempts": 1, "mode": "standard"},
         # entries carry their own checksum, checked before anything is unpickled
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
