@@ -171,3 +171,51 @@ def test_a_signal_handler_calling_a_cached_function_in_adaptive_retry_mode_does_
         pytest.fail("hung: the handler's request waited for the rate limiter's lock")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "3", "[]"]
+
+
+# A miss of a Redis cache takes a lease, which the store's renewer thread keeps renewing
+# while the value is computed. No thread can start (here: a process out of memory for a
+# thread's stack; a signal handler or atexit function while the process ends, on Python
+# 3.12): before, the call raised ``Thread.start``'s RuntimeError, its lease left held.
+NO_THREAD = r"""
+import atexit, sys, threading, warnings
+warnings.simplefilter("ignore")
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def f(x):
+    return x + 1
+
+def call(where, x):
+    try:
+        print(where, f(x), flush=True)
+    except BaseException as exc:
+        print(where, type(exc).__name__, exc, flush=True)
+
+if sys.argv[2] == "out of threads":
+    threading.stack_size(1 << 60)  # no thread's stack fits in memory: none starts
+    call("miss", 1)
+    threading.stack_size(0)
+    call("miss", 2)  # the renewer starts now
+    call("hit", 1)
+else:
+    atexit.register(call, "at exit", 3)  # the process's first call, while it ends
+"""
+
+
+@pytest.mark.parametrize("case", ["out of threads", "at exit"])
+def test_a_remote_miss_computes_when_no_thread_can_renew_its_lease(
+    redis_location: str, case: str,
+) -> None:
+    try:
+        done = subprocess.run([sys.executable, "-c", NO_THREAD, redis_location, case],
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("hung")
+    assert done.returncode == 0, done.stderr
+    # before: "miss RuntimeError can't start new thread" (on Python 3.12: "at exit
+    # RuntimeError can't create new thread at interpreter shutdown")
+    expected = ["miss 2", "miss 3", "hit 2"] if case == "out of threads" else ["at exit 4"]
+    assert done.stdout.splitlines() == expected, done.stdout

@@ -52,7 +52,7 @@ from ._keys import (
     parameter_names,
     prebound,
 )
-from ._store import Store, Unconfirmed, header_of
+from ._store import Store, Unconfirmed, header_of, start_thread
 
 
 class CacheInfo(NamedTuple):
@@ -662,19 +662,17 @@ class _Memo:
             if len(call) == 3:  # a coroutine function: a task on the caller's loop
                 args, kwargs, loop = call
                 loop.call_soon_threadsafe(self._spawn_task, loop, key, args, kwargs)
-            else:
-                threading.Thread(target=self._revalidate, args=(key, *call), daemon=True,
-                                 name=f"memojar-revalidate-{self.name}").start()
-        except BaseException as exc:
+            elif not start_thread(threading.Thread(
+                    target=self._revalidate, args=(key, *call), daemon=True,
+                    name=f"memojar-revalidate-{self.name}")):
+                # No thread can start (``start_thread``): the stale value is still the
+                # call's (before: the call raised the RuntimeError); a later call tries
+                # again.
+                self._revalidated(key)
+                return value
+        except BaseException:
             self._revalidated(key)
-            if not _no_thread(exc):
-                raise
-            # No thread can start: the process ends (Python 3.12 refuses one from an
-            # atexit function, or a signal handler run meanwhile), or has too many. The
-            # stale value is still the call's (before: the call raised the RuntimeError);
-            # a later call tries again.
-            logger.debug("stale %s %s: served, not recomputed (%s)", self.name, key, exc)
-            return value
+            raise
         logger.debug("stale %s %s: served, recomputing in the background", self.name, key)
         return value
 
@@ -2110,18 +2108,6 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
         if returned and outcome[0]:
             threading.Thread(target=undo, name="memojar-undo", daemon=True).start()
         raise
-
-
-def _no_thread(exc: BaseException) -> bool:
-    """Whether ``exc`` is ``Thread.start``'s own refusal to start a thread (at interpreter
-    shutdown, or out of threads), not an exception a signal handler run inside it raised
-    (whose traceback ends in the handler's frame)."""
-    if type(exc) is not RuntimeError:
-        return False
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code is threading.Thread.start.__code__
 
 
 def _near_recursion_limit() -> bool:
