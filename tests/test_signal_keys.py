@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,64 @@ def test_a_handler_making_a_key_while_the_call_it_cut_makes_its_own_gets_no_othe
     assert {y for y, _ in handled} == {"100", "101", "102"}, done.stdout
     assert all(value == f"('g', {y})" for y, value in handled), done.stdout
     assert lines[-1] == "computed again []", done.stdout
+
+
+# A function's first call digests the globals it reads by their state (``state_key``);
+# here ``CONFIG``'s pickling is where the signal arrives, and the handler calls
+# ``f(helper)``. Its key was made in the thread's state mode: ``helper`` by its own code,
+# not with ``dep``, which it calls. Run twice on one cache, ``dep`` edited between (1, then
+# 2): before, the second run's handler got the first run's value, 1.
+DIGESTING = r"""
+import os, signal, sys, warnings
+warnings.simplefilter("ignore")
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+computed = []
+
+def dep():
+    return DEP
+
+def helper():
+    return dep()
+
+@cache.cached
+def f(func):
+    computed.append("f")
+    return func()
+
+class Config:
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGUSR1)  # handled while g's identity digests CONFIG
+        return (Config, ())
+
+CONFIG = Config()
+
+@cache.cached
+def g(x):
+    return (CONFIG is not None, x)
+
+handled = []
+signal.signal(signal.SIGUSR1,
+              lambda signum, frame: handled.append(f(helper)) if not handled else None)
+print(g(1), handled, f(helper), computed, flush=True)
+"""
+
+
+def test_a_handler_calling_while_a_global_is_digested_makes_the_calls_own_key(
+    tmp_path: Path,
+) -> None:
+    outputs = []
+    for dep in (1, 2):  # the script edited between the runs: dep returns 1, then 2
+        script = tmp_path / "script.py"
+        script.write_text(DIGESTING.replace("DEP", str(dep)))
+        try:
+            done = subprocess.run([sys.executable, str(script), str(tmp_path / "cache")],
+                                  capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("hung")
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.strip())
+    # before: "(True, 1) [1] 1 ['f', 'f']" (the handler's call under a key of its own),
+    # then "(True, 1) [1] 2 ['f']" (the old helper's value)
+    assert outputs == ["(True, 1) [1] 1 ['f']", "(True, 1) [2] 2 ['f']"]

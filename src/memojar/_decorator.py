@@ -52,7 +52,7 @@ from ._keys import (
     parameter_names,
     prebound,
 )
-from ._store import KeyLock, Store, Unconfirmed, header_of
+from ._store import KeyLock, Store, Unconfirmed, header_of, start_thread
 
 
 class CacheInfo(NamedTuple):
@@ -715,9 +715,14 @@ class _Memo:
             if len(call) == 3:  # a coroutine function: a task on the caller's loop
                 args, kwargs, loop = call
                 loop.call_soon_threadsafe(self._spawn_task, loop, key, args, kwargs)
-            else:
-                threading.Thread(target=self._revalidate, args=(key, *call), daemon=True,
-                                 name=f"memojar-revalidate-{self.name}").start()
+            elif not start_thread(threading.Thread(
+                    target=self._revalidate, args=(key, *call), daemon=True,
+                    name=f"memojar-revalidate-{self.name}")):
+                # No thread can start (``start_thread``): the stale value is still the
+                # call's (before: the call raised the RuntimeError); a later call tries
+                # again.
+                self._revalidated(key)
+                return value
         except BaseException:
             self._revalidated(key)
             raise

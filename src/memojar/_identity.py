@@ -203,26 +203,38 @@ def captured_digest(target: Any) -> str:
     """A 16-digit digest of what ``target`` (and the functions it wraps) captures and its
     defaults, by state (``sibling_of``'s second part)."""
     captured = []
-    previous: tuple[bool, set[int]] = (getattr(_walk, "by_state", False),
-                                        getattr(_walk, "accumulators", set()))
-    _walk.by_state = True  # what the identity counts by type, by state here (_shape_of)
-    _walk.accumulators = accumulators = set(previous[1])  # but for these: by type
-    try:
-        for _ in range(100):  # through the wrappers decorators put around it to the function
-            accumulators.update(_accumulators(target))
-            inner = getattr(target, "__wrapped__", None)
-            cells = [cell for cell in getattr(target, "__closure__", None) or ()
-                     if not (_filled(cell) and cell.cell_contents is inner)]
-            captured.append((tuple(_cell_shape(cell, set()) for cell in cells),
-                             _value_shape(getattr(target, "__defaults__", None), set(), True),
-                             _value_shape(getattr(target, "__kwdefaults__", None), set(),
-                                          True)))
-            if inner is None or not callable(inner):
-                break
-            target = inner
-    finally:
-        _walk.by_state, _walk.accumulators = previous
+    accumulators: set[int] = set()
+    for _ in range(100):  # through the wrappers decorators put around it to the function
+        accumulators.update(_accumulators(target))
+        inner = getattr(target, "__wrapped__", None)
+        cells = [cell for cell in getattr(target, "__closure__", None) or ()
+                 if not (_filled(cell) and cell.cell_contents is inner)]
+        captured.append((tuple(_cell_shape(cell, _Captured(accumulators)) for cell in cells),
+                         _value_shape(getattr(target, "__defaults__", None),
+                                      _Captured(accumulators), True),
+                         _value_shape(getattr(target, "__kwdefaults__", None),
+                                      _Captured(accumulators), True)))
+        if inner is None or not callable(inner):
+            break
+        target = inner
     return xxhash.xxh3_64_hexdigest(repr(captured).encode())
+
+
+class _Captured(set[int]):
+    """The ``seen`` of ``sibling_of``'s walk of what a function captures, which every step
+    of the walk hands down (``_shape_of``): what the identity counts by type counts by
+    state there, but for the ``accumulators`` (ids). Carried by the walk itself, not by a
+    flag of the thread: a signal handler that decorated a closure while its thread walked
+    another's captures (pickling one for its state) ended its own walk by clearing the
+    thread's flag, and the rest of the interrupted walk counted by type: ``make(["a"])``
+    and ``make(["b"])`` got one scope, and the second returned the first's values; and a
+    handler's walk of another kind (a function's identity) ran with the flag set."""
+
+    __slots__ = ("accumulators",)
+
+    def __init__(self, accumulators: set[int]) -> None:
+        super().__init__()
+        self.accumulators = accumulators
 
 
 # Methods that change a list, dict, set or deque in place: a closure calling one on what it
@@ -276,14 +288,16 @@ def _mutated_names(code: CodeType) -> set[str]:
     return names
 
 
-# While ``sibling_of`` walks what a function captures: a captured object the identity
-# counts by type (a list, dict or set the function only reads, an instance, a Decimal, a
-# date, a numpy array or frame), also inside a captured list, dict or closure, counts by
-# its state when the function is decorated, and a module by its name: ``make(["a"])`` and
+# While ``sibling_of`` walks what a function captures (its ``seen`` is a ``_Captured``):
+# a captured object the identity counts by type (a list, dict or set the function only
+# reads, an instance, a Decimal, a date, a numpy array or frame), also inside a captured
+# list, dict or closure, counts by its state when the function is decorated, and a
+# module by its name: ``make(["a"])`` and
 # ``make(["b"])``, ``make(Config(2))`` and ``make(Config(5))``, ``make(math)`` and
 # ``make(cmath)`` are different functions. An accumulator it changes in place
 # (``_accumulators``), one too large to hash (``state_key``) or that
 # cannot be pickled (a lock, a connection) still counts by type.
+# ``_walk.met``: the objects a global's digest met (``_walk_object``, ``met``).
 _walk = threading.local()
 
 
@@ -400,7 +414,7 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
         return _callable_shape(value, seen)
     if isinstance(value, BuiltinFunctionType):
         owner = getattr(value, "__self__", None)  # "x".join: "x"; a module's function: it
-        if (getattr(_walk, "by_state", False) and owner is not None
+        if (type(seen) is _Captured and owner is not None
                 and not isinstance(owner, ModuleType)):  # sibling_of's walk
             return ("named", function_name(value), _state_shape(owner))
         return ("named", function_name(value))
@@ -415,7 +429,7 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
                                      for k, v in value.items())))
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
         return ("object", class_shape(type(value), seen), _state_shape(value))
-    if getattr(_walk, "by_state", False) and id(value) not in _walk.accumulators:
+    if type(seen) is _Captured and id(value) not in seen.accumulators:
         return ("module", value.__name__) if isinstance(value, ModuleType) else (
             _state_shape(value))  # sibling_of's walk
     return _type_shape(value)
@@ -519,13 +533,15 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
     if not is_user_module(getattr(func, "__module__", None)):
         return None
     ident = (function_name(func), code_fingerprint(func))
-    capturing = _capturing()
-    if func.__closure__ and id(func) not in capturing:
+    if func.__closure__:
         # What a closure captures, by state (the fingerprint counts a captured list, dict or
         # instance by its type, as ``sibling_of`` tells a decorated closure apart): before,
         # ``PICK = make(["a"])`` edited to ``make(["b"])``, or ``apply(make(["a"]), d)``
         # then ``apply(make(["b"]), d)``, kept one identity and returned the old value.
-        capturing.add(id(func))  # a closure whose captured state holds it: once
+        capturing = _capturing()
+        if id(func) in capturing:  # met again inside its own captured state (or by a
+            return ident  # signal handler's call meanwhile): that once, not remembered
+        capturing.add(id(func))
         try:
             ident = (ident[0], ident[1] + captured_digest(func))
         finally:

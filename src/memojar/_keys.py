@@ -1007,10 +1007,26 @@ def make_key(values: tuple[Any, ...], seed: int = 0) -> str:
     """
     for value in values:
         if type(value) not in _ATOMS:
+            if _limits.state:
+                return _outside_state(values, seed)
             return hash_key(normalize(values), seed)
     # Only atoms (the usual call): normalising changes nothing and there are no buffers, so
     # this is the same digest as below, without the walks (a third of a small hit).
     return xxhash.xxh3_128_hexdigest(_plain_bytes(values), seed)
+
+
+def _outside_state(values: tuple[Any, ...], seed: int) -> str:
+    """``make_key`` while this thread digests a state (``state_key``): a key made there is
+    a call's, made by a signal handler (or code an object's pickling runs) calling a cached
+    function, and is made as anywhere else. Before, it was made in state mode: a function
+    or class argument by its own code, not by what it depends on (``argument_identity``),
+    a key no other call made, and the same after an edit of a helper it calls: a later
+    such call returned the value the old helper gave."""
+    _limits.state = False
+    try:
+        return hash_key(normalize(values), seed)
+    finally:
+        _limits.state = True
 
 
 def holds_code(values: tuple[Any, ...]) -> bool:
@@ -1022,7 +1038,7 @@ def holds_code(values: tuple[Any, ...]) -> bool:
     previous = _limits.state
     _limits.state = True  # functions and classes by their own code (``reducer_override``)
     try:
-        own = make_key(values)
+        own = hash_key(normalize(values))  # not ``make_key``, which leaves state mode
     except Exception:  # noqa: BLE001 - over a state's limits: not said
         return False
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import re
 import sys
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,8 +27,27 @@ from redis.retry import Retry
 __all__ = ["connect", "sent"]
 
 
+_RLOCK = type(threading.RLock())
+
+
 class _Pool(redis.ConnectionPool):
-    """Closes a connection given back by an exception raised while it was lent out."""
+    """Closes a connection given back by an exception raised while it was lent out.
+
+    Its locks are reentrant (redis-py's own from 7 on; plain locks before): a signal
+    handler calling a cached function while its thread was inside the pool's lock (making
+    a connection, whose constructor runs Python code) waited there for its own thread for
+    ever. What the lock guards (the lists of free and lent connections, the count made)
+    stays whole when a handler runs inside it: each step is one list or set operation, and
+    the handler's call takes or makes a connection of its own."""
+
+    def reset(self) -> None:
+        super().reset()  # redis-py 5 makes ``_lock`` here, 6 in ``__init__``, before this
+        if not isinstance(self._lock, _RLOCK):
+            self._lock = threading.RLock()
+        if not isinstance(getattr(self, "_fork_lock", None), _RLOCK):
+            # once, from ``__init__``: never while it is held (``_checkpid`` calls
+            # ``reset`` under it after a fork, when it is already an RLock)
+            self._fork_lock = threading.RLock()
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         connection: Any = super().get_connection(*args, **kwargs)

@@ -1231,8 +1231,11 @@ def _client(options: dict[str, str], timeout: float) -> Any:
         connect_timeout=timeout,
         read_timeout=timeout,
         # one attempt: no call waits longer than ``timeout`` for the server (a fault costs
-        # a hit or a store, never the caller's result)
-        retries={"total_max_attempts": 1},
+        # a hit or a store, never the caller's result). Standard mode, whatever the AWS
+        # configuration says: adaptive mode (AWS_RETRY_MODE) adds a client-side rate
+        # limiter, which notes every answer under a plain lock, and a signal handler's
+        # request made while its thread was inside it waited for it for ever
+        retries={"total_max_attempts": 1, "mode": "standard"},
         # entries carry their own checksum, checked before anything is unpickled
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -1268,6 +1271,7 @@ def _client(options: dict[str, str], timeout: float) -> Any:
     # until a RecursionError (81 requests) ended the call. The redirect is then an error
     # that says so (``_errors``).
     client.meta.events.register("before-call.s3.HeadBucket", _no_redirect)
+    _refresh_reentered(getattr(getattr(client, "_request_signer", None), "_credentials", None))
     # Its pools' queues safe from interrupts (``_PoolQueue``): botocore's session keeps the
     # classes its pool managers make pools of (proxies' too) in a dict of its own.
     classes = getattr(getattr(client._endpoint, "http_session", None),
@@ -1277,6 +1281,44 @@ def _client(options: dict[str, str], timeout: float) -> Any:
             if isinstance(pool, type):
                 classes[scheme] = _safe_pool(pool)
     return client
+
+
+_LOCK = type(threading.Lock())
+
+
+class _Refreshing:
+    """Refreshable credentials (botocore's: temporary ones, from a credential process, a
+    role, SSO, an instance's metadata) whose refresh a signal handler's request, run inside
+    it on the same thread, leaves alone. botocore refreshes them under a plain lock, which
+    such a request, its credentials within ten minutes of their expiry, waited for: its
+    own thread's, for ever (a hang). The lock is reentrant here, and a request made while
+    its thread holds it signs with the credentials as they are (valid, or expired: then
+    the server refuses that one request, and the call computes); before, made inside the
+    refresh, it would have refreshed them again in the middle of the first refresh, which
+    sets the key, the secret and the token one at a time (a mix of the two)."""
+
+    _refresh_lock: Any
+
+    def _refresh(self) -> None:
+        if self._refresh_lock._is_owned():  # this thread's refresh, a handler run inside
+            return
+        super()._refresh()  # type: ignore[misc]
+
+
+@functools.lru_cache(maxsize=8)
+def _refreshing(kind: type) -> type:
+    """``kind`` (a class of botocore's refreshable credentials) with ``_Refreshing``."""
+    return type(kind.__name__, (_Refreshing, kind), {})
+
+
+def _refresh_reentered(credentials: Any) -> None:
+    """Make ``credentials`` a ``_Refreshing`` (refreshable ones of a botocore that
+    refreshes them under a plain ``_refresh_lock``; others are left as they are)."""
+    if (type(getattr(credentials, "_refresh_lock", None)) is _LOCK
+            and callable(getattr(credentials, "_refresh", None))
+            and not isinstance(credentials, _Refreshing)):
+        credentials._refresh_lock = threading.RLock()
+        credentials.__class__ = _refreshing(credentials.__class__)
 
 
 def _no_redirect(context: dict[str, Any] | None = None, **kwargs: Any) -> None:

@@ -642,6 +642,27 @@ def less_counts(counts: tuple[int, int, float],
             max(counts[2] - added[2], 0.0))
 
 
+
+def start_thread(thread: threading.Thread) -> bool:
+    """Start ``thread``; False if no thread can start: the process is ending (Python 3.12
+    refuses a new thread from an atexit function, or a signal handler run then) or has too
+    many. The caller goes on without it (before, its call raised ``Thread.start``'s
+    ``RuntimeError``: a lease taken, its renewer not started, the call failed). A
+    ``RuntimeError`` that a signal handler run inside ``start`` raised is not ``start``'s
+    (its traceback ends in the handler's frame): it propagates."""
+    try:
+        thread.start()
+    except RuntimeError as exc:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is None or tb.tb_frame.f_code is not threading.Thread.start.__code__:
+            raise
+        logger.debug("no thread %s: %s", thread.name, exc)
+        return False
+    return True
+
+
 class Breaker:
     """Failing fast after a lost or silent server, for every remote store: after a
     connection fault or a timeout (``trip``), every call fails at once with that fault
@@ -734,8 +755,8 @@ class Breaker:
                 target=Breaker._run, args=(weakref.ref(self), self._closed, self._every),
                 name=self._name, daemon=True,
             )
-            prober.start()
-            self._prober = prober
+            if start_thread(prober):
+                self._prober = prober
 
     @staticmethod
     def _run(ref: weakref.ref[Breaker], closed: threading.Event, every: float) -> None:
@@ -864,8 +885,8 @@ class Renewer:
             # Noted once started, as ``Breaker``'s prober: an interrupt inside ``start``
             # must not leave a renewer noted that never runs (held leases would expire).
             thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
-            thread.start()
-            self._thread = thread
+            if start_thread(thread):  # else the leases held expire unrenewed
+                self._thread = thread
 
     def discard(self, lease: Renewable) -> None:
         with self._mutex:
