@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import glob
+import linecache
 import os
 import subprocess
 import sys
@@ -208,7 +209,9 @@ def _folder_in_a_cycle(path: Path) -> tuple[int, os.stat_result]:
     dropped cache in a reference cycle leaves (its ``__del__`` closes the descriptor)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     st = os.fstat(fd)
-    cycle: list[Any] = [_filestore._Folder(fd, str(path), st)]
+    folder = _filestore._Folder(str(path), st)
+    folder.fd = fd
+    cycle: list[Any] = [folder]
     cycle.append(cycle)
     return fd, st
 
@@ -507,3 +510,50 @@ def test_a_signal_handler_logging_while_the_logger_is_made_does_not_hang(tmp_pat
         pytest.fail("the process hung: the handler waited for the lock its caller held")
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == "[6]", (child.stdout, child.stderr)
+
+
+@needs_tracing
+def test_an_interrupt_while_the_folder_is_opened_leaves_no_descriptor_open(
+        tmp_path: Path) -> None:
+    # An interrupt inside _Folder.__init__ (after its descriptor was set, before its inode)
+    # made its __del__ fail ("Exception ignored ... no attribute 'ino'") and the folder's
+    # descriptor stay open, one a time.
+    @Cache(tmp_path / "cache", lock_timeout=0.5).cached
+    def f(x: int) -> int:
+        return x * 2
+
+    store = f.__memojar__.store
+
+    def before() -> None:
+        f.cache_delete(3)
+        store._open.clear()  # the miss opens the function's folder again
+
+    def folders_open() -> int:
+        folders = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                folders += (os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path))
+                            and os.path.isdir(f"/proc/self/fd/{fd}"))
+            except OSError:  # listdir's own descriptor, closed
+                pass
+        return folders
+
+    assert f(3) == 6
+    ignored: list[Any] = []
+    hook, sys.unraisablehook = sys.unraisablehook, ignored.append
+    try:
+        leaked = []
+        was = folders_open()  # the one the store keeps open
+        for injector in Points(lambda: f(3), before).interrupts():
+            before()
+            assert f(3) == 6, injector.where
+            gc.collect()  # the interrupted run's frames, which may hold a folder
+            line = linecache.getline(_filestore.__file__, int(injector.where.split()[-1]))
+            # (an interrupt as os.open returns loses the number, in any Python code)
+            if folders_open() != was and "= os.open(" not in line:
+                leaked.append(injector.where)
+            was = folders_open()
+    finally:
+        sys.unraisablehook = hook
+    assert [str(u.exc_value) for u in ignored] == []
+    assert leaked == []

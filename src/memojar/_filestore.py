@@ -837,10 +837,11 @@ class FileStore(Store):
             st = os.fstat(fd)
             if self._uid is not None:  # a function's folder in a cache that is root's
                 _refuse_others(fdir, st.st_uid, self._uid, "folder")
-        except BaseException:
+            folder = _Folder(fdir, st)
+        except BaseException:  # an interrupt too: the descriptor is not left open
             os.close(fd)
             raise
-        folder = _Folder(fd, fdir, st)
+        folder.fd = fd  # the folder's from here (no interrupt point between)
         current = self._open.get(function)
         if current is None or current is gone:
             self._open[function] = folder
@@ -2015,15 +2016,19 @@ class _Folder:
 
     __slots__ = ("dev", "fd", "ino", "name", "path")
 
-    def __init__(self, fd: int, path: str, st: os.stat_result) -> None:
-        self.fd = fd
+    def __init__(self, path: str, st: os.stat_result) -> None:
+        # Its descriptor is given by its opener once it is made (``_open_folder``), which
+        # closes it if an interrupt comes first. Before, an interrupt in ``__init__``
+        # between ``fd`` and ``ino`` made ``__del__`` fail ("no attribute 'ino'", printed)
+        # and left the descriptor open.
+        self.fd = -1
         self.path = path  # where it must still be (``FileStore._folder``)
         self.name = os.path.basename(path)  # its name under the root (the tally's key)
         self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
 
     def __del__(self, _close: Callable[[int], None] = os.close,
                 _fstat: Callable[[int], os.stat_result] = os.fstat) -> None:
-        if self.fd < 0:  # disowned: the number is someone else's now
+        if self.fd < 0:  # not given one yet, or disowned: the number is someone else's now
             return
         try:
             st = _fstat(self.fd)
