@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from interrupt_kit import SUPPORTED, Injector, Points
 from memojar import Cache, _cache
 
 TIMEOUT = 60
@@ -332,6 +333,57 @@ def test_merges_interrupted_at_any_moment_count_every_call_once(tmp_path: Path) 
     calls, counted, interrupted = map(int, run(INTERRUPTED_MERGES, tmp_path / "c").split())
     assert interrupted > 100
     assert counted == calls
+
+
+def _merged_calls(cache: Cache) -> int:
+    """The calls the store holds (read without merging)."""
+    return sum(h + m for h, m, _ in cache.store.read_stats().get("functions", {}).values())
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="needs opcode tracing (tests/interrupt_kit.py)")
+def test_a_merge_interrupted_at_every_point_after_one_that_wrote_counts_each_call_once(
+    tmp_path: Path,
+) -> None:
+    """The storm above, point by point: a merge interrupted once it had written (the
+    counts in the file, the merge raising), then the next merge interrupted at each point
+    in turn, then one left to finish: every call counted once. Before, an interrupt at
+    ``merge_stats``' ``os.path.join`` (between its two ``try`` blocks) lost what the first
+    had written, and the next merge added it again."""
+    cache = Cache(tmp_path / "c")
+    f = cache.cached(add_one)
+    calls = [0]
+
+    def call() -> None:
+        f(1)
+        calls[0] += 1
+
+    call()
+    cache.flush_stats()
+    landing = None  # a point where an interrupt leaves the merge written
+    for injector in Points(cache.flush_stats, call).interrupts():
+        if _merged_calls(cache) == calls[0]:
+            landing = injector.at
+            break
+        cache.flush_stats()
+    assert landing is not None
+    cache.flush_stats()
+    assert _merged_calls(cache) == calls[0]
+
+    def after_a_merge_that_wrote() -> None:
+        call()
+        assert Injector(landing).run(cache.flush_stats)
+        assert _merged_calls(cache) == calls[0]  # written, and the merge raised
+        call()
+
+    wrong = []
+    points = Points(cache.flush_stats, after_a_merge_that_wrote)
+    assert points.count > 20
+    for injector in points.interrupts():
+        cache.flush_stats()
+        if _merged_calls(cache) != calls[0]:
+            wrong.append((injector.where, _merged_calls(cache) - calls[0]))
+            calls[0] = _merged_calls(cache)
+    assert wrong == []
 
 
 def test_an_interrupt_while_the_statistics_lock_is_made_leaves_it_free(
