@@ -386,6 +386,65 @@ def test_a_merge_interrupted_at_every_point_after_one_that_wrote_counts_each_cal
     assert wrong == []
 
 
+def _interrupted_once_written(cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's next merge raises ``KeyboardInterrupt`` once the store has written it."""
+    from memojar import _filestore
+
+    store = cache.store  # (not the cache: the test drops it)
+    if cache.directory.startswith("redis"):
+        script = store._merge  # type: ignore[attr-defined]
+
+        def merge(**kwargs: Any) -> Any:
+            monkeypatch.setattr(store, "_merge", script)
+            script(**kwargs)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(store, "_merge", merge)
+        return
+    replace = _filestore._replace_small
+
+    def written(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(_filestore, "_replace_small", replace)
+        replace(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_filestore, "_replace_small", written)
+
+
+@pytest.mark.parametrize("kind", ["folder", "redis"])
+@pytest.mark.parametrize("then", ["a live cache of its location", "no live cache"])
+def test_a_cache_dropped_after_a_merge_that_wrote_and_raised_counts_each_call_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+    kind: str, then: str,
+) -> None:
+    """A cache dropped after its last merge raised once written (an interrupt between the
+    store's write and its return): its finalizer handed on every count since its last
+    merge that returned, merged again where no store remembered the one that wrote (the
+    live cache's store, or one opened for them): counted twice. Now that merge is looked up
+    first (its id, written with the counts)."""
+    location = (request.getfixturevalue("redis_location") if kind == "redis"
+                else str(tmp_path / "c"))
+    live = Cache(location, secret="s") if then == "a live cache of its location" else None
+    cache = Cache(location, secret="s")
+    f = cache.cached(add_one)
+    f(1)
+    f(1)
+    f(1)
+    _interrupted_once_written(cache, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        cache.flush_stats()
+    assert Cache(location, secret="s").store.read_stats()["functions"][NAME][:2] == [2, 1]
+    del cache, f
+    gc.collect()
+    assert _cache._orphans  # dropped, its counts handed on
+    if live is not None:
+        live.flush_stats()
+    else:
+        _cache._FLUSHER.merge_all(at_exit=True)
+    assert Cache(location, secret="s").store.read_stats()["functions"][NAME][:2] == [2, 1]
+    assert _cache._orphans == []
+
+
 def test_an_interrupt_while_the_statistics_lock_is_made_leaves_it_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
