@@ -341,15 +341,17 @@ def _merged_calls(cache: Cache) -> int:
 
 
 @pytest.mark.skipif(not SUPPORTED, reason="needs opcode tracing (tests/interrupt_kit.py)")
+@pytest.mark.parametrize("kind", ["folder", "redis"])
 def test_a_merge_interrupted_at_every_point_after_one_that_wrote_counts_each_call_once(
-    tmp_path: Path,
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str,
 ) -> None:
     """The storm above, point by point: a merge interrupted once it had written (the
     counts in the file, the merge raising), then the next merge interrupted at each point
     in turn, then one left to finish: every call counted once. Before, an interrupt at
     ``merge_stats``' ``os.path.join`` (between its two ``try`` blocks) lost what the first
     had written, and the next merge added it again."""
-    cache = Cache(tmp_path / "c")
+    cache = Cache(request.getfixturevalue("redis_location") if kind == "redis"
+                  else tmp_path / "c", secret="s")
     f = cache.cached(add_one)
     calls = [0]
 
