@@ -81,6 +81,31 @@ def test_a_cache_dropped_before_its_counts_were_merged_keeps_them(tmp_path: Path
     assert ls(cache) == {NAME: (8, 1)}
 
 
+@pytest.mark.parametrize("live_first", [True, False])
+def test_stats_keeps_the_hits_of_a_dropped_cache_of_its_location(tmp_path: Path,
+                                                                 live_first: bool) -> None:
+    """``stats()``: hits and misses of this process for every function of the location. A
+    ``Cache`` made in a function that returned took its hits with it: ``stats()`` of another
+    cache of the location went from (2, 2) down to (0, 1) when it was collected."""
+    folder = tmp_path / "c"
+    live = Cache(folder) if live_first else None
+
+    def job() -> None:
+        f = Cache(folder).cached(add_one)
+        f(1)
+        f(1)
+        f(1)
+
+    job()
+    live = live or Cache(folder)
+    live.cached(double)(1)
+    gc.collect()
+    assert live.stats()[:2] == (2, 2)
+    live.flush_stats()
+    assert live.stats()[:2] == (2, 2)
+    assert live.saved_stats()[NAME][:2] == (2, 1)
+
+
 def test_a_dropped_cache_keeps_neither_its_store_nor_a_cycle(tmp_path: Path) -> None:
     """The first fix (97afc39) handed the store to the flusher: its folders stayed open
     until the next merge, and other stores' cycles moved into later tests."""

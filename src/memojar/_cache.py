@@ -457,7 +457,11 @@ class Cache:
         # (A store that keeps no statistics, S3's, needs none: no client is made at exit.)
         if type(store).merge_stats is not Store.merge_stats:
             weakref.finalize(self, _orphan, self.directory, reopen, self._tallies,
-                             self._merged, self._attempt, self._writer).atexit = False
+                             self._merged, self._attempt, self._writer,
+                             self._dropped).atexit = False
+        else:
+            weakref.finalize(self, _still_counted, self.directory, self._tallies,
+                             self._dropped).atexit = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopened, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
@@ -679,7 +683,7 @@ class Cache:
         with _FLUSHER.lock:
             caches = {id(c): c for c in _FLUSHER.caches if c.directory == self.directory}
         caches[id(self)] = self
-        hits = misses = 0
+        hits, misses = _dropped_counts.get(self.directory, (0, 0))  # of dropped caches
         for cache in caches.values():
             counts = cache._counts()
             hits, misses = hits + counts[0], misses + counts[1]
@@ -845,13 +849,32 @@ Unsure = tuple[str, str, Counts]
 _orphans: list[tuple[str, tuple[str, bytes | None] | None, Counts, list[Unsure]]] = []
 
 
+# The hits and misses of this process's dropped caches, by location, which ``stats()`` of a
+# cache of it adds (before, they left it with the cache: its hits went down).
+_dropped_counts: dict[str, tuple[int, int]] = {}
+
+
+def _still_counted(directory: str, tallies: list[Tallied], dropped: list[int]) -> None:
+    """A dropped cache's finalizer: its hits and misses stay in ``stats()``."""
+    hits, misses = dropped
+    for tally, _, counted in list(tallies):
+        if counted:
+            hits += tally.hit_count.value
+            misses += tally.miss_count.value
+    if hits or misses:
+        had = _dropped_counts.get(directory, (0, 0))
+        _dropped_counts[directory] = (had[0] + hits, had[1] + misses)
+
+
 def _orphan(directory: str, reopen: tuple[str, bytes | None] | None,
             tallies: list[Tallied], merged: list[Merged],
-            attempt: list[tuple[str, Merged] | None], writer: list[str]) -> None:
+            attempt: list[tuple[str, Merged] | None], writer: list[str],
+            dropped: list[int]) -> None:
     """A dropped cache's finalizer: its functions (dropped with it: each holds its cache)
     count no more, so what they counted since the last merge is final (with the counts of
     dropped caches it had adopted). A merge of it that raised is settled by whoever merges
     these: its counts are added only if the store did not write that merge."""
+    _still_counted(directory, tallies, dropped)
     base, tried, unsure = merged[0], attempt[0], []
     if tried is not None:
         merge_id, target = tried
