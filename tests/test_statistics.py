@@ -158,6 +158,46 @@ def test_a_dropped_caches_counts_go_to_a_live_cache_of_its_location(tmp_path: Pa
     assert live.saved_stats()[NAME][:2] == (2, 1)  # once
 
 
+POOL_OF_DROPPED_CACHES = """
+    import multiprocessing, os, sys
+    sys.path.insert(0, {tests!r})
+    import memojar, test_statistics as t
+
+    def job(x):
+        f = memojar.Cache(os.environ["CACHE"], secret="s").cached(t.add_one)
+        return f(x) + f(x) + f(x)
+
+    if __name__ == "__main__":
+        with multiprocessing.get_context({method!r}).Pool(2) as pool:
+            assert pool.map(job, [1, 2, 3, 4]) == [6, 9, 12, 15]
+            pool.close()
+            pool.join()
+"""
+
+
+@pytest.mark.parametrize("kind", ["folder", "redis"])
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_pool_workers_whose_caches_are_dropped_merge_their_counts_when_they_leave(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str, method: str,
+) -> None:
+    """Each job makes its ``Cache`` (dropped when it returns). A worker leaves by
+    ``os._exit``: a ``fork`` worker's exit merge left a Redis cache's counts for an exit
+    merge that never came, and a ``forkserver`` worker (memojar imported after it
+    started, so no after-fork hook) merged nothing at all, in a folder too: ``ls``
+    showed no hit."""
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    location = (request.getfixturevalue("redis_location") if kind == "redis"
+                else str(tmp_path / "c"))
+    script = tmp_path / "pool.py"
+    script.write_text(textwrap.dedent(POOL_OF_DROPPED_CACHES).format(
+        tests=str(Path(__file__).parent), method=method))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=TIMEOUT, env={**os.environ, "CACHE": location})
+    assert done.returncode == 0, done.stderr
+    assert Cache(location, secret="s").saved_stats()[NAME][:2] == (8, 4)
+
+
 # --- signal handlers ---------------------------------------------------------------------
 
 HANDLER_MERGING = """

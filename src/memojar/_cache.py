@@ -1084,12 +1084,26 @@ class _Flusher:
         self.thread: threading.Thread | None = None
         self.stop = threading.Event()
         self.in_children = False  # registered with multiprocessing's after-fork hooks
+        self.exit_merge_pid = 0  # the process whose multiprocessing exit merges
 
     def watch(self, cache: Cache) -> None:
         with self.lock:
             self.caches.add(cache)
             if self.thread is None:
                 self._start(None)
+        if self.exit_merge_pid != os.getpid():
+            self._in_a_worker()
+
+    def _in_a_worker(self) -> None:
+        """A ``multiprocessing`` child that imported memojar after it started (every
+        ``forkserver`` and ``spawn`` worker, a ``fork`` one whose parent had not): it
+        leaves by ``os._exit`` once its finalizers ran, and no ``after_fork`` hook
+        registered its merge there (before, its counts were lost at its exit)."""
+        import sys
+
+        process = sys.modules.get("multiprocessing.process")
+        if process is not None and process.parent_process() is not None:
+            self._merge_at_worker_exit()
 
     def _start(self, replaced: threading.Thread | None) -> None:
         """Start the thread in place of ``replaced``, unless a signal handler run meanwhile
@@ -1166,10 +1180,13 @@ class _Flusher:
             self._start(self.thread)
 
     def _merge_at_worker_exit(self) -> None:
-        """In a multiprocessing child: it leaves by ``os._exit``, after its finalizers."""
+        """In a multiprocessing child: it leaves by ``os._exit``, after its finalizers.
+        Its merge is its exit's: dropped caches' counts on a server too (before, those
+        waited for an exit merge that never came)."""
         from multiprocessing import util
 
-        util.Finalize(None, self.flush, exitpriority=10)
+        self.exit_merge_pid = os.getpid()
+        util.Finalize(None, self.at_exit, exitpriority=10)
 
     def at_exit(self) -> None:
         self.merge_all(at_exit=True)
