@@ -594,6 +594,46 @@ def test_children_forked_while_a_merge_waits_for_the_lock_count_their_own_calls(
     assert run(FORKING_WHILE_MERGING, tmp_path / "c").split() == ["25", "1"]
 
 
+FORKED_AFTER_A_MERGE_THAT_WROTE = """
+    import os
+    import memojar
+    from memojar import _filestore
+    cache = memojar.Cache(os.environ["CACHE"])
+    f = cache.cached(abs)
+    f(-1)
+    f(-1)
+    replace = _filestore._replace_small
+    def written(*args, **kwargs):  # an interrupt once the store wrote the merge
+        _filestore._replace_small = replace
+        replace(*args, **kwargs)
+        raise KeyboardInterrupt
+    _filestore._replace_small = written
+    try:
+        cache.flush_stats()
+    except KeyboardInterrupt:
+        pass
+    pid = os.fork()
+    if pid == 0:
+        f(-1)
+        f(-1)
+        cache.flush_stats()  # the child's own merge, recorded under its own name
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    cache.flush_stats()  # settles the parent's: written
+    print(*cache.saved_stats()["builtins.abs"][:2])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_child_forked_after_a_merge_that_wrote_and_raised_leaves_its_record_alone(
+    tmp_path: Path,
+) -> None:
+    """Held (the merges' records are each cache's, and a forked child's cache records
+    under a name of its own): had the child written under the parent's name, the parent
+    would have taken its merge for one not written and counted its calls twice."""
+    assert run(FORKED_AFTER_A_MERGE_THAT_WROTE, tmp_path / "c").split() == ["3", "1"]
+
+
 MERGING_FOR_EVER = """
     import sys, memojar
     cache = memojar.Cache({folder!r})

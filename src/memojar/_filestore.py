@@ -366,6 +366,11 @@ def _sane_stats(data: Any) -> dict[str, Any]:
     return data
 
 
+# A stats file that cannot be opened for these reasons is read as none by a merge, which
+# replaces it: a merge of it was not written (any other error: asked again later)
+_NOT_READ = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENOTDIR,
+             errno.EISDIR, errno.ENXIO}
+
 # The merges recorded in the stats file (``merge_stats``' ``merge``): each writer's last, with
 # when it was written. A writer asks about its last merge within seconds (its next merge):
 # those of writers silent for an hour, and all but the newest MERGES_KEPT, are dropped.
@@ -1223,13 +1228,15 @@ class FileStore(Store):
         not), False if there is none."""
         try:
             fd = os.open(os.path.join(self.root, _STATS), _O_READ)
-        except FileNotFoundError:
-            return False
-        try:
-            size = os.fstat(fd).st_size
-            if size > _STATS_MAX:
+        except OSError as exc:
+            if exc.errno in _NOT_READ:  # what the merge reads as no statistics, and replaces
                 return False
-            data = json.loads(_read_rest(fd, os.read(fd, size), size))
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _STATS_MAX:
+                return False
+            data = json.loads(_read_rest(fd, os.read(fd, st.st_size), st.st_size))
         except (ValueError, RecursionError):  # damaged: what it held is lost either way
             return False
         finally:
