@@ -453,6 +453,57 @@ def test_a_merge_interrupted_at_every_point_after_one_that_wrote_counts_each_cal
     assert wrong == []
 
 
+@pytest.mark.skipif(not SUPPORTED, reason="needs opcode tracing (tests/interrupt_kit.py)")
+@pytest.mark.parametrize("then", ["a live cache of its location", "no live cache"])
+def test_dropped_caches_counts_merged_with_an_interrupt_at_every_point_count_once(
+    tmp_path: Path, then: str,
+) -> None:
+    """A cache dropped (its counts handed on), then the merge that takes them interrupted
+    at each point in turn, then one left to finish: each call counted once. Before, they
+    were taken off the list of dropped caches' counts before they were handed on or
+    merged, and an interrupt in between (``_merge_orphans`` just after its ``pop``) lost
+    them."""
+    folder = tmp_path / "c"
+    live = Cache(folder) if then == "a live cache of its location" else None
+    calls = [0]
+
+    def dropped() -> None:
+        f = Cache(folder).cached(add_one)
+        f(1)
+        f(1)
+        calls[0] += 2
+        del f
+        gc.collect()
+
+    def merge() -> None:
+        if live is not None:
+            live.flush_stats()
+        else:
+            _cache._FLUSHER.merge_all(at_exit=True)
+
+    def merged() -> int:
+        kept = json.loads((folder / ".stats").read_text())["functions"]
+        return int(sum(h + m for h, m, _ in kept.values()))
+
+    dropped()
+    merge()
+    assert merged() == calls[0]
+    wrong = []
+    points = Points(merge, dropped)
+    # the points of _cache.py's code (the stores' are the tests' above: a store opened at
+    # each merge has hundreds)
+    ours = [i for i, (code, _) in enumerate(points.path)
+            if code.co_filename == _cache.__file__]
+    assert len(ours) > 20
+    for at in ours:
+        injector = next(points.interrupts(start=at))
+        merge()
+        if merged() != calls[0] or _cache._orphans:
+            wrong.append((injector.where, merged() - calls[0], len(_cache._orphans)))
+            calls[0] = merged()
+    assert wrong == []
+
+
 def _interrupted_once_written(cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache's next merge raises ``KeyboardInterrupt`` once the store has written it."""
     from memojar import _filestore

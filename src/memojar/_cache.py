@@ -8,6 +8,7 @@ its size limit, pruning and listing. ``cached`` is ``Cache.cached`` on a cache c
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import math
 import os
@@ -441,8 +442,7 @@ class Cache:
         # store), and the merge under way or that raised: its id and what will have been
         # merged once it is (see ``_merge_tallies``), recorded in the store with this
         # cache's writer name (a forked child gets its own). No attribute is rebound: this
-        # cache's finalizer holds them. Dropped caches' counts on this location come as
-        # tallies that count no more (``_Adopted``), merged with the next merge.
+        # cache's finalizer holds them.
         self._merged: list[Merged] = [{}]
         self._attempt: list[tuple[str, Merged] | None] = [None]
         self._writer = [secrets.token_hex(8)]
@@ -790,25 +790,6 @@ Tallied = tuple[Tally, Callable[[], "_Memo | None"], bool]
 _NONE_YET = (0, 0, 0.0)
 
 
-class _Adopted(Tally):
-    """Counts of a dropped cache handed to a live one of its location: a tally that counts
-    no more, merged with the live one's (exactly once, as its own are) and then let go."""
-
-    __slots__ = ("counts",)
-
-    def __init__(self, name: str, counts: tuple[int, int, float]) -> None:
-        self.name = name
-        self.counts = counts
-
-    def now(self) -> tuple[int, int, float]:
-        return self.counts
-
-
-def _gone() -> None:
-    """The weak reference of an adopted tally: to no function."""
-    return None
-
-
 def _counts_between(base: Merged, target: Merged) -> Counts:
     """What merging ``target`` over ``base`` adds, by function name."""
     counts: Counts = {}
@@ -839,14 +820,33 @@ def _deltas_of(
     return deltas, merged
 
 
-# The counts of caches dropped before they were merged: (directory, how to open its store
-# again, deltas, and the counts of merges that raised, each merged unless the store says it
-# ran: (writer, merge id, counts)). Appended by a dropped cache's finalizer and taken by
-# ``_merge_orphans`` with ``list.append`` and ``list.pop``, atomic under the GIL: no lock, so
-# a finalizer run by the cycle collector or inside a signal handler, in any thread, never
-# waits.
-Unsure = tuple[str, str, Counts]
-_orphans: list[tuple[str, tuple[str, bytes | None] | None, Counts, list[Unsure]]] = []
+Unsure = tuple[str, str, Counts]  # a merge that raised: (writer, merge id, its counts)
+
+
+class _Orphan:
+    """The counts of a cache dropped before they were merged, until they are: its location,
+    how to open its store again, and its ``state``: (counts, the counts of merges of it that
+    raised, each added only if the store did not write that merge), replaced whole.
+    ``tried``: the merge of it under way or that raised (writer, merge id), set before the
+    store merges: a record is taken off ``_orphans`` only once a merge of it is known to be
+    written, so an interrupt at any moment neither loses it nor merges it twice."""
+
+    __slots__ = ("directory", "reopen", "state", "tried")
+
+    def __init__(self, directory: str, reopen: tuple[str, bytes | None] | None,
+                 counts: Counts, unsure: tuple[Unsure, ...]) -> None:
+        self.directory = directory
+        self.reopen = reopen
+        self.state = (counts, unsure)
+        self.tried: tuple[str, str] | None = None
+
+
+# Dropped caches' counts not merged yet. Appended by a dropped cache's finalizer with
+# ``list.append``, atomic under the GIL (a finalizer run by the cycle collector or inside a
+# signal handler, in any thread, never waits), and merged under ``_orphans_lock`` (a signal
+# handler inside this thread's merge of them returns at once).
+_orphans: list[_Orphan] = []
+_orphans_lock = threading.RLock()
 
 
 # The hits and misses of this process's dropped caches, by location, which ``stats()`` of a
@@ -871,93 +871,105 @@ def _orphan(directory: str, reopen: tuple[str, bytes | None] | None,
             attempt: list[tuple[str, Merged] | None], writer: list[str],
             dropped: list[int]) -> None:
     """A dropped cache's finalizer: its functions (dropped with it: each holds its cache)
-    count no more, so what they counted since the last merge is final (with the counts of
-    dropped caches it had adopted). A merge of it that raised is settled by whoever merges
-    these: its counts are added only if the store did not write that merge."""
+    count no more, so what they counted since the last merge is final. A merge of it that
+    raised is settled by whoever merges these: its counts are added only if the store did
+    not write that merge."""
     _still_counted(directory, tallies, dropped)
-    base, tried, unsure = merged[0], attempt[0], []
+    base, tried = merged[0], attempt[0]
+    unsure: tuple[Unsure, ...] = ()
     if tried is not None:
         merge_id, target = tried
         maybe = _counts_between(base, target)
         if maybe:
-            unsure.append((writer[0], merge_id, maybe))
+            unsure = ((writer[0], merge_id, maybe),)
         base = target
     deltas, _ = _deltas_of(tallies, base)
     if deltas or unsure:
-        _orphans.append((directory, reopen, deltas, unsure))
-
-
-def _settled(store: Store, deltas: Counts, unsure: list[Unsure]) -> tuple[Counts, list[Unsure]]:
-    """``deltas`` with the counts of the merges that raised that the store did not write;
-    those it cannot tell now (``OSError``) are kept apart."""
-    left = []
-    for merge in unsure:
-        try:
-            written = store.merged(merge[0], merge[1])
-        except OSError:
-            left.append(merge)
-            continue
-        if not written:
-            deltas = add_counts(deltas, merge[2])
-    return deltas, left
+        _orphans.append(_Orphan(directory, reopen, deltas, unsure))
 
 
 def _merge_orphans(caches: list[Cache], only: str | None = None,
                    at_exit: bool = False) -> None:
-    """Merge the counts of dropped caches: handed to a live cache of the same location (its
-    next merge adds them to its own), or else merged through a store opened for them now,
-    only if the location is still a cache (a removed cache folder is never made again for
-    them); those of a cache made with ``store=`` and no live cache of its location left are
-    dropped. A Redis or S3 store is opened for them only at the exit (``at_exit``: no
-    connection is made every few seconds for them, and a server gone costs its timeout
-    once). Counts that cannot be merged yet (a read-only folder) wait for the next merge,
-    added up by location. ``only``: of that location only."""
-    pending: dict[str, tuple[tuple[str, bytes | None] | None, Counts, list[Unsure]]] = {}
-    while _orphans:
-        try:
-            directory, reopen, deltas, unsure = _orphans.pop()
-        except IndexError:  # another thread took the last
-            break
-        kept = pending.get(directory)
-        pending[directory] = ((reopen or kept[0], add_counts(kept[1], deltas), kept[2] + unsure)
-                              if kept else (reopen, deltas, unsure))
-    if only is not None:
-        for directory, orphan in pending.items():
-            if directory != only:
-                _orphans.append((directory, *orphan))
-        pending = {only: pending[only]} if only in pending else {}
-    live = {cache.directory: cache for cache in caches}
-    for directory, (reopen, deltas, unsure) in pending.items():
-        cache = live.get(directory)
-        if cache is not None:  # merged with its own counts, next (one merge: see Redis's)
-            deltas, unsure = _settled(cache.store, deltas, unsure)
-            if unsure:
-                _orphans.append((directory, reopen, {}, unsure))
-            for name, counts in deltas.items():
-                cache._tallies.append((_Adopted(name, counts), _gone, False))
-            continue
-        if reopen is None:
-            continue
-        if not at_exit and not _is_folder(reopen[0]):
-            _orphans.append((directory, reopen, deltas, unsure))  # merged at the exit
-            continue
-        try:
-            store = _reopen_for_counts(directory, *reopen)
-            if store is not None:
-                try:
-                    deltas, unsure = _settled(store, deltas, unsure)
-                    store.merge_stats(deltas)
-                    deltas = {}
-                finally:
-                    store.close()
-        except OSError as exc:
-            logger.debug("cannot save statistics in %s: %s", directory, exc)
-            _orphans.append((directory, reopen, deltas, unsure))
-        except Exception as exc:  # noqa: BLE001 - statistics never fail the program
-            logger.debug("cannot save statistics in %s: %s", directory, exc)
-        else:
-            if unsure:  # not known yet: asked again at the next merge
-                _orphans.append((directory, reopen, {}, unsure))
+    """Merge the counts of dropped caches: through a live cache of the same location's
+    store, or else through a store opened for them now, only if the location is still a
+    cache (a removed cache folder is never made again for them); those of a cache made with
+    ``store=`` and no live cache of its location left are dropped. A Redis or S3 store is
+    opened for them only at the exit (``at_exit``: no connection is made every few seconds
+    for them, and a server gone costs its timeout once). Counts that cannot be merged yet
+    (a read-only folder) wait for the next merge. ``only``: of that location only.
+
+    (Before, the records were taken off the list first, then handed on or merged: an
+    interrupt in between lost them.)"""
+    if _orphans_lock._is_owned():  # type: ignore[attr-defined]
+        return  # a signal handler inside this thread's merge of them: merged there
+    # (``with``: no interrupt lands between the lock's taking or giving back and the block)
+    with _orphans_lock:
+        live = {cache.directory: cache for cache in caches}
+        by_location: dict[str, list[_Orphan]] = {}
+        for orphan in list(_orphans):
+            if only is None or orphan.directory == only:
+                by_location.setdefault(orphan.directory, []).append(orphan)
+        for directory, orphans in by_location.items():
+            cache = live.get(directory)
+            reopen = next((o.reopen for o in orphans if o.reopen is not None), None)
+            if cache is not None:
+                _merge_orphans_into(cache.store, orphans)
+                continue
+            if reopen is None:  # a ``store=`` cache's, none of it left
+                _forget(orphans)
+                continue
+            if not at_exit and not _is_folder(reopen[0]):
+                continue  # merged at the exit
+            try:
+                store = _reopen_for_counts(directory, *reopen)
+            except Exception as exc:  # noqa: BLE001 - statistics never fail the program
+                logger.debug("cannot save statistics in %s: %s", directory, exc)
+                continue
+            if store is None:  # no cache there now: none is made for them
+                _forget(orphans)
+                continue
+            try:
+                _merge_orphans_into(store, orphans)
+            finally:
+                store.close()
+
+
+def _forget(orphans: list[_Orphan]) -> None:
+    for orphan in orphans:
+        with contextlib.suppress(ValueError):
+            _orphans.remove(orphan)
+
+
+def _merge_orphans_into(store: Store, orphans: list[_Orphan]) -> None:
+    """Merge ``orphans`` (of one location) through ``store``, in one merge, exactly once:
+    each step one store of one attribute, and a step done twice does the same."""
+    try:
+        left = []
+        for orphan in orphans:  # settled first: merges of them that raised
+            if orphan.tried is not None:
+                if store.merged(*orphan.tried):
+                    _forget([orphan])
+                    continue
+                orphan.tried = None
+            counts, unsure = orphan.state
+            for writer, merge_id, maybe in unsure:
+                if not store.merged(writer, merge_id):
+                    counts = add_counts(counts, maybe)
+            orphan.state = (counts, ())
+            left.append(orphan)
+        total = add_counts({}, *(orphan.state[0] for orphan in left))
+        if not total:
+            _forget(left)
+            return
+        merge = (secrets.token_hex(8), "1")
+        for orphan in left:
+            orphan.tried = merge
+        store.merge_stats(total, merge=merge)
+        _forget(left)
+    except OSError as exc:  # tried again with the next merge
+        logger.debug("cannot save statistics in %s: %s", store.location, exc)
+    except Exception as exc:  # noqa: BLE001 - statistics never fail the program
+        logger.debug("cannot save statistics in %s: %s", store.location, exc)
 
 
 def _is_folder(location: str) -> bool:
@@ -1169,7 +1181,9 @@ class _Flusher:
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
+        global _orphans_lock
         del _orphans[:]  # the parent merges them
+        _orphans_lock = threading.RLock()  # (held, perhaps, by a thread the child has not)
         for cache in list(self.caches):
             cache._flush_lock = threading.RLock()
             # the parent merges the counts it inherited (and settles its merge under way)
