@@ -126,6 +126,28 @@ def test_max_size_must_be_a_whole_number(cache_dir: Path, max_size: Any) -> None
         Cache(cache_dir, max_size=max_size)
 
 
+def test_sizes_and_durations_computed_with_numpy_are_taken(cache_dir: Path) -> None:
+    # A size or a duration a data scientist computed with numpy (np.int64, np.int32) was
+    # refused: "max_size= must be a whole number of bytes, not int64".
+    np = pytest.importorskip("numpy")
+    cache = Cache(cache_dir, max_size=np.int64(2**30), lock_timeout=np.int32(5))
+    assert cache.max_size == 2**30 and type(cache.max_size) is int
+    assert cache.lock_timeout == 5.0
+
+    @cache.cached(ttl=np.int32(60), memory=np.int64(10), min_compute_time=np.float32(0))
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(2) == 4 and double(2) == 4
+    assert double.cache_info().hits == 1
+
+
+@pytest.mark.parametrize("option", ["ttl", "memory", "min_compute_time"])
+def test_a_bool_is_not_a_number_of_seconds_or_results(cache_dir: Path, option: str) -> None:
+    with pytest.raises(TypeError, match=rf"{option}= must be .*, not bool"):
+        cached(cache_dir=cache_dir, **{option: True})
+
+
 def test_sizes_and_durations_as_text_say_how_to_write_them(cache_dir: Path) -> None:
     # A data scientist's first try, max_size="1GB" or ttl="1h", was told only "not str".
     with pytest.raises(TypeError, match=r"not str \('1GB'\): e\.g\. max_size=2\*\*30 for 1 GiB"):

@@ -419,6 +419,23 @@ def test_cached_above_classmethod_is_rejected_with_the_fix(cache_dir: Path) -> N
                 return x
 
 
+@pytest.mark.parametrize("bare", [True, False], ids=["bare", "with-options"])
+def test_cached_above_property_is_rejected_with_the_fix(
+    bare: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Before: "cached needs a function to decorate, not property ...; to set options, call
+    # it with keywords: @cached(ttl=60)" (bare), or the same without the hint.
+    monkeypatch.setenv("MEMOJAR_DIR", str(tmp_path))
+    decorate = cached if bare else cached(ttl=60)
+    with pytest.raises(TypeError, match=r"@cached is above @property on .*Bad\.area: put "
+                                        r"it below \(@property, then @cached, then def\)"):
+        class Bad:
+            @decorate
+            @property
+            def area(self):
+                return 1
+
+
 def test_bare_cached_above_classmethod_is_rejected_with_the_fix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

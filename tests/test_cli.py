@@ -183,6 +183,21 @@ def test_a_bare_qualname_suggests_the_full_name(
     assert repr(CUBE) in one_line(err)
 
 
+@pytest.mark.parametrize("typed", ["test_cli.Model", "test_cli.make"])
+def test_the_name_of_a_class_or_factory_suggests_the_functions_inside(
+    typed: str, cache_dir: Path, capsys: pytest.CaptureFixture[str],
+):
+    # Before: no suggestion for the name of what holds the function (the class of a
+    # method, the factory of a closure, as `memojar ls` lists them inside it).
+    for function in ("test_cli.Model.predict", "test_cli.make.<locals>.add"):
+        plant(cache_dir, function, 1)
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "ls", typed)
+    assert code == 1
+    inside = {"test_cli.Model": "test_cli.Model.predict",
+              "test_cli.make": "test_cli.make.<locals>.add"}[typed]
+    assert f"did you mean {inside!r}?" in one_line(err)
+
+
 def test_dir_may_follow_the_command(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
     fill(cache_dir)
     code, out, _ = cli(capsys, "ls", "--json", "--dir", str(cache_dir))
@@ -297,6 +312,21 @@ def test_clear_all_without_a_terminal_refuses(cache_dir: Path):
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert "--yes" in one_line(proc.stderr)
+    assert count(cache_dir) == 5
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    ([], "refusing to clear every entry in"),
+    (["--older-than", "30d"], "refusing to clear every function's entries older than 30d in"),
+])
+def test_clear_all_refused_says_what_it_would_have_cleared(
+    argv: list[str], says: str, cache_dir: Path, capsys: pytest.CaptureFixture[str],
+):
+    # Before, `clear --older-than 30d` was refused as clearing "every entry".
+    fill(cache_dir)
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "clear", *argv)
+    assert (code, out) == (2, "")
+    assert says in one_line(err)
     assert count(cache_dir) == 5
 
 
@@ -621,6 +651,135 @@ def test_empty_dir_is_a_usage_error_not_the_default_cache(
     assert len(list(Cache(default).entries())) == 5
 
 
+def test_a_store_that_keeps_no_statistics_shows_them_unknown_not_zero(
+    s3_location: str, capsys: pytest.CaptureFixture[str],
+):
+    # Before, after a hit on an S3 cache, `ls` said HITS 0, SAVED 0 ms and `info` "hits 0
+    # (misses 0, all processes)": S3 keeps no statistics, so none is known.
+    cache = Cache(s3_location)
+    cached_square = cache.cached(square)
+    cached_square(3), cached_square(3)
+    cache.flush_stats()
+    code, out, err = cli(capsys, "--dir", s3_location, "ls")
+    assert code == 0, err
+    row = out.splitlines()[1].split()
+    assert row[0] == SQUARE and row[-2:] == ["-", "-"]
+    assert "hits and time saved are not known: this store keeps no statistics" in out
+    code, out, err = cli(capsys, "--dir", s3_location, "info")
+    assert code == 0, err
+    fields = dict(line.split(None, 1) for line in out.splitlines()[:12])
+    assert (fields["hits"], fields["time"]) == ("-", "saved    -")
+    for argv in (["ls"], ["info"]):
+        code, out, err = cli(capsys, "--dir", s3_location, *argv, "--json")
+        assert code == 0, err
+        data = json.loads(out)
+        row = data[0] if argv == ["ls"] else data
+        assert (row["hits"], row["misses"], row["saved"]) == (None, None, None)
+
+
+def test_a_store_that_keeps_statistics_shows_its_hits(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str],
+):
+    cache = Cache(cache_dir)
+    cached_square = cache.cached(square)
+    cached_square(3), cached_square(3)
+    cache.flush_stats()
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "ls", "--json")
+    assert code == 0, err
+    assert (json.loads(out)[0]["hits"], json.loads(out)[0]["misses"]) == (1, 1)
+    assert "not known" not in cli(capsys, "--dir", str(cache_dir), "info")[1]
+
+
+# --- hints: the command they suggest reaches the cache the user looked at ------------------
+
+def suggested(text: str) -> list[list[str]]:
+    """The commands a report's hints suggest: the words between quotes that start with
+    memojar (``'memojar --dir /x prune --other-pythons' removes them``; in double quotes
+    when the command quotes its ``--dir``)."""
+    import shlex
+
+    found = re.findall(r"'(%?memojar [^']*)'|\"(%?memojar [^\"]*)\"", text)
+    return [shlex.split(single or double) for single, double in found]
+
+
+def test_a_hint_after_dir_names_that_dir_and_running_it_acts_on_that_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+):
+    # Before, `memojar --dir DIR info` said "'memojar prune --other-pythons' removes them":
+    # copied, that pruned the default cache ($MEMOJAR_DIR), not DIR.
+    default, chosen = tmp_path / "default", tmp_path / "chosen"
+    monkeypatch.setenv("MEMOJAR_DIR", str(default))
+    for where in (default, chosen):
+        plant(where, "mod.old_python", 2, python="2.7")
+    code, out, err = cli(capsys, "--dir", str(chosen), "info")
+    assert code == 0, err
+    (hint,) = suggested(out)
+    assert hint == ["memojar", "--dir", str(chosen), "prune", "--other-pythons"]
+    code, _, err = cli(capsys, *hint[1:])
+    assert code == 0, err
+    assert (count(chosen), count(default)) == (0, 2)
+
+
+def test_a_hint_without_dir_is_the_plain_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+):
+    plant(tmp_path / "default-cache", "mod.old_python", 1, python="2.7")  # $MEMOJAR_DIR
+    code, out, err = cli(capsys, "info")
+    assert code == 0, err
+    assert suggested(out) == [["memojar", "prune", "--other-pythons"]]
+
+
+@pytest.mark.parametrize("argv", [["ls", "mod.g"], ["clear", "mod.g"]])
+def test_an_unknown_functions_hint_lists_the_cache_it_looked_in(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+):
+    plant(tmp_path / "chosen", "mod.f", 1)
+    code, _, err = cli(capsys, "--dir", str(tmp_path / "chosen"), *argv)
+    assert code == 1
+    assert suggested(one_line(err)) == [["memojar", "--dir", str(tmp_path / "chosen"), "ls"]]
+
+
+def test_a_redis_servers_password_missing_or_wrong_is_named_and_the_hint_keeps_it_out(
+    capsys: pytest.CaptureFixture[str],
+):
+    # Before: "cannot reach the server (HELLO must be called with the client already
+    # authenticated, ...)" for a server that answered, and wanted a password.
+    pytest.importorskip("redis")
+    from redis_server import RedisServer, redis_server_path
+
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer.start("--requirepass", "s3cret")
+    try:
+        with_password = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+        for url in (server.url(), f"redis://:wrong@127.0.0.1:{server.port}/0"):
+            code, out, err = cli(capsys, "--dir", url, "ls")
+            assert (code, out) == (1, "")
+            line = one_line(err)
+            assert "cannot reach" not in line and "no password or a wrong one" in line
+            assert "redis://:PASSWORD@HOST" in line
+        Cache(with_password, secret="x").cached(square)(2)
+        code, _, err = cli(capsys, "--dir", with_password, "ls", "test_cli.sqare")
+        assert code == 1
+        line = one_line(err)
+        assert "s3cret" not in line
+        assert suggested(line) == [
+            ["memojar", "--dir", f"redis://:***@127.0.0.1:{server.port}/0", "ls"]]
+    finally:
+        server.stop()
+
+
+def test_the_magics_hints_are_magics(tmp_path: Path):
+    # In a notebook, "'memojar ls' lists the functions" named the shell's command.
+    plant(tmp_path / "default-cache", "mod.f", 1)
+    plant(tmp_path / "default-cache", "mod.old_python", 1, python="2.7")
+    report = _cli.execute(["info"], prog="%memojar")
+    assert suggested(report.text()) == [["%memojar", "prune", "--other-pythons"]]
+    with pytest.raises(_cli.CliError) as raised:
+        _cli.execute(["ls", "mod.g"], prog="%memojar")
+    assert suggested(str(raised.value)) == [["%memojar", "ls"]]
+
+
 def test_version(capsys: pytest.CaptureFixture[str]):
     import memojar
 
@@ -848,6 +1007,22 @@ def test_a_missing_redis_client_names_an_install_line_that_works_from_a_clone(tm
                            "ls"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "pip install -e '.[redis]'" in one_line(proc.stderr)
+
+
+def test_a_missing_extras_install_line_names_this_pythons_pip():
+    # Before: a bare "pip install ...", which in a notebook kernel or beside another
+    # activated venv installs where this Python never looks.
+    import shlex
+
+    without_boto3 = ("import sys; sys.modules['boto3'] = None; from memojar import _cli; "
+                     "sys.exit(_cli.main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", without_boto3, "--dir", "s3://bucket/p",
+                           "ls"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    line = one_line(proc.stderr)
+    pip = f"{shlex.quote(sys.executable)} -m pip"
+    assert f"run {pip} install -e '.[s3]' in your memojar clone" in line
+    assert f"(for a published release: {pip} install 'memojar[s3]')" in line
 
 
 def test_every_index_install_line_says_it_is_for_a_published_release():

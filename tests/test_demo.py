@@ -76,6 +76,73 @@ def test_the_demo_touches_no_other_function_of_the_cache(tmp_path: Path) -> None
     ])
 
 
+@pytest.mark.slow
+def test_a_run_after_another_pythons_run_lists_only_its_own_two_entries(
+    tmp_path: Path,
+) -> None:
+    # Before, the demo removed only this Python's entries of an earlier run: after a run
+    # under another Python it listed that run's entries as "its entries on disk" too, and
+    # CacheInfo counted 4 entries where it had made 2.
+    import time
+
+    from memojar import _entry
+    from memojar._filestore import FileStore
+    from memojar._keys import make_key
+
+    function, other = "memojar.demo.slow_stats", "3.99"
+    ident = "\0".join((function, "", "0123456789abcdef", other, str(_entry.PROTOCOL), ""))
+    for n in (100_000, 50_000):  # what a run of that Python leaves
+        key = make_key((function, other, n))
+        FileStore(tmp_path).write(function, key, _entry.encode(
+            {"n": n}, ident=ident.encode(), key=key, created=time.time(), expires=None,
+            compute_time=1.5))
+    proc = run_demo({"MEMOJAR_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "CacheInfo(hits=2, misses=2, entries=2," in proc.stdout
+    listed = [line for line in proc.stdout.splitlines() if " key " in line]
+    assert len(listed) == 2, proc.stdout
+
+
+@pytest.mark.slow
+def test_the_commands_it_prints_for_a_url_with_a_password_work_as_printed(
+    tmp_path: Path,
+) -> None:
+    # Before: "memojar --dir 'redis://:***@127.0.0.1:PORT/0' ls", the password redacted,
+    # which failed as run; now the variable that holds the URL, which a shell expands.
+    pytest.importorskip("redis")
+    from redis_server import RedisServer, redis_server_path
+
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer.start("--requirepass", "s3cret")
+    try:
+        env = {"MEMOJAR_DIR": f"redis://:s3cret@127.0.0.1:{server.port}/0",
+               "MEMOJAR_SECRET": "demo-secret"}
+        proc = run_demo(env)
+        assert proc.returncode == 0, proc.stderr
+        assert "s3cret" not in proc.stdout and "***" in proc.stdout  # where it caches
+        (ls_line,) = [line.strip() for line in proc.stdout.splitlines()
+                      if line.strip().endswith(" ls")]
+        assert ls_line.endswith(' --dir "$MEMOJAR_DIR" ls')
+        argv = shlex.split(ls_line.replace('"$MEMOJAR_DIR"', shlex.quote(env["MEMOJAR_DIR"])))
+        listed = subprocess.run([sys.executable, "-m", "memojar", *argv[argv.index("--dir"):]],
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert "memojar.demo.slow_stats        2" in listed.stdout
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_warning_of_the_cache_is_one_line_of_the_demo(redis_location: str) -> None:
+    # Before: "<frozen runpy>:88: MemojarWarning: Redis cache ... has no secret" and the
+    # source line of runpy under it, amid the demo's output.
+    proc = run_demo({"MEMOJAR_DIR": redis_location})
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("memojar demo: warning: Redis cache ") and "has no secret" in line
+
+
 @pytest.mark.parametrize("kind", ["users-folder", "mistyped-url", "unreachable-server"])
 def test_a_cache_the_demo_cannot_use_is_one_line_not_a_traceback(
     kind: str, tmp_path: Path

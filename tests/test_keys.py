@@ -286,6 +286,27 @@ def test_numpy_array_of_a_set_does_not_crash() -> None:
 
 # --- unpicklable arguments ----------------------------------------------------------------
 
+def test_an_unpicklable_instance_is_not_told_to_be_ignored(cache_dir: Path) -> None:
+    # Before: "leave it out with ignore=('self',)", which gives every instance the results
+    # of the first one called (Model(2).predict(3) returning Model(5)'s value).
+    import threading
+
+    class Model:
+        def __init__(self, k: int) -> None:
+            self.k, self.lock = k, threading.Lock()
+
+        @cached(cache_dir=cache_dir)
+        def predict(self, x: int, scale: int = 1) -> int:
+            return x * self.k * scale
+
+    with pytest.raises(TypeError, match=r"argument 'self' of .*Model\.predict cannot be "
+                                        r"pickled") as info:
+        Model(2).predict(3)
+    message = str(info.value)
+    assert "ignore=('self',)" not in message and "__getstate__" in message
+    assert "key=lambda self, x, scale: ..." in message
+
+
 def test_unpicklable_argument_is_a_type_error_naming_the_parameter(cache_dir: Path) -> None:
     import threading
 

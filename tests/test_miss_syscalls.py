@@ -267,3 +267,27 @@ def test_a_forked_child_does_not_share_an_idle_lock_description(tmp_path: Path) 
         os.waitpid(pid, 0)
     assert again.acquire(blocking=False)
     again.release()
+
+
+def test_the_recheck_reuses_only_the_path_of_the_same_miss(tmp_path: Path) -> None:
+    """``maybe_stored`` (the re-check of a miss under the key's lock) reuses the path that
+    ``read`` just failed to open only for the very same function and key: an entry stored
+    meanwhile by another process (another store object) is seen, and the path of another
+    key or function missed last is never taken for this one's."""
+    store = _filestore.FileStore(tmp_path / "c")
+    other = _filestore.FileStore(tmp_path / "c")  # another process's store of the cache
+    key, key2 = "ab" + "0" * 30, "cd" + "1" * 30
+    function, function2 = "mod.f", "mod.g"
+    assert store.read(function, key) is None
+    assert not store.maybe_stored(function, key)
+    other.write(function, key, [b"x" * 10])  # stored between the miss's read and its lock
+    assert store.maybe_stored(function, key)
+    assert store.read(function, key2) is None  # the last miss: another key
+    assert store.maybe_stored(function, key)  # its own path, not key2's
+    assert not store.maybe_stored(function2, key)  # another function's: its own path too
+    other.write(function2, key2, [b"y" * 10])
+    assert store.read(function, key2) is None
+    assert not store.maybe_stored(function, key2)
+    assert store.maybe_stored(function2, key2)
+    # An equal key made afresh (not the object read missed with) is answered as well.
+    assert store.maybe_stored(function, "".join(["ab", "0" * 30]))

@@ -219,6 +219,34 @@ def test_missing_bucket_costs_a_warning_not_the_result(s3_server: S3Server,
     assert calls == [1]
 
 
+@pytest.mark.parametrize("fault", ["missing-bucket", "no-credentials"])
+def test_a_bucket_wide_fault_warns_once_for_a_loop_of_calls(
+    fault: str, s3_server: S3Server, s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: each call's warning named its own entry (s3://b/p/mod.f/<key>.pkl), so
+    # Python's once-a-line filter showed one warning a call: a loop of 1,000 calls on a
+    # bucket not made yet, or without credentials, printed 1,000 of them.
+    bucket = "no-such-bucket" if fault == "missing-bucket" else s3_server.bucket("made")
+    if fault == "no-credentials":
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    script = (
+        "from memojar import Cache\n"
+        f"cache = Cache({s3_server.location(bucket, 'p')!r}, secret='s')\n"
+        "double = cache.cached(lambda x: 2 * x)\n"
+        "assert [double(i) for i in range(5)] == [0, 2, 4, 6, 8]\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "MemojarWarning" in line]
+    assert len(said) == 1, proc.stderr
+    why = {"missing-bucket": "never creates buckets", "no-credentials": "no AWS credentials"}
+    assert f"bucket {bucket!r}" in said[0] and why[fault] in said[0]
+
+
 # --- trust ----------------------------------------------------------------------------------
 
 def test_a_flipped_byte_is_a_miss(s3_location: str, client: Any) -> None:

@@ -31,8 +31,8 @@ from typing import (
 )
 
 from . import _entry
-from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, stored_total
-from ._errors import logger
+from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, restamp_all, stored_total
+from ._errors import PartlyRemoved, logger, warn
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
 from ._store import Counts, Store, StoredEntry, add_counts, header_of
 
@@ -232,9 +232,15 @@ def file_path(location: str) -> str:
 
 
 def _needs(location: str, extra: str, what: str) -> ImportError:
+    # With this interpreter's pip (before, a bare "pip", which in a notebook or beside an
+    # activated other venv installs where this Python never looks).
+    import shlex
+    import sys
+
+    pip = f"{shlex.quote(sys.executable)} -m pip" if sys.executable else "pip"
     return ImportError(
-        f"cache location {location!r} needs {what}: run pip install -e '.[{extra}]' in your "
-        f"memojar clone (for a published release: pip install 'memojar[{extra}]')"
+        f"cache location {location!r} needs {what}: run {pip} install -e '.[{extra}]' in "
+        f"your memojar clone (for a published release: {pip} install 'memojar[{extra}]')"
     )
 
 
@@ -395,12 +401,14 @@ class Cache:
                 )
             max_size = store.max_size
         if max_size is not None:
-            if isinstance(max_size, bool) or not isinstance(max_size, int):
+            whole = _whole(max_size)
+            if whole is None:
                 shown = f" ({max_size!r})" if isinstance(max_size, str) else ""
                 raise TypeError(
                     f"max_size= must be a whole number of bytes, not "
                     f"{type(max_size).__name__}{shown}: e.g. max_size=2**30 for 1 GiB"
                 )
+            max_size = whole
             if max_size <= 0:
                 raise ValueError(f"max_size= must be a positive number of bytes, got {max_size}")
         self.lock_timeout: float = _lock_timeout(lock_timeout)
@@ -544,6 +552,8 @@ class Cache:
                     "(@classmethod, then @cached, then def), so it caches the function and "
                     "the class is part of the key"
                 )
+            if isinstance(f, property):
+                raise TypeError(_above_property(f))
             if isinstance(f, type):
                 raise TypeError(
                     f"cached decorates functions, not classes ({f.__qualname__}): decorate "
@@ -641,13 +651,23 @@ class Cache:
             entries = _reporting(entries, progress)
         judged = judge(entries, time.time())
         doomed = [stored for stored, _, verdict in judged if verdict not in keep]
-        if progress is None:
-            removed = self.store.remove(doomed)
-        else:
-            removed = 0
-            for start in range(0, len(doomed), _REMOVE_BATCH):
-                removed += self.store.remove(doomed[start : start + _REMOVE_BATCH])
-                progress("removing", min(start + _REMOVE_BATCH, len(doomed)), len(doomed))
+        removed = 0
+        left: list[PartlyRemoved] = []  # other users' entries it may not remove
+        batch = max(len(doomed), 1) if progress is None else _REMOVE_BATCH
+        for start in range(0, len(doomed), batch):
+            try:
+                removed += self.store.remove(doomed[start : start + batch])
+            except PartlyRemoved as exc:  # the others were removed: said once, at the end
+                removed += exc.removed
+                left.append(exc)
+            if progress is not None:
+                progress("removing", min(start + batch, len(doomed)), len(doomed))
+        if left:
+            # Before, prune raised at the first (a ``PermissionError`` naming the file),
+            # and removed nothing more: neither the rest nor what went over ``max_size``.
+            said = PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user)
+            warn(f"prune of {self.directory} left entries it may not remove "
+                 f"({said.strerror}): {said.filename}")
         leftovers = self.store.cleanup()
         removed += self.store.evict()
         try:
@@ -1146,6 +1166,7 @@ class _Flusher:
 
     def flush(self) -> None:
         self.merge_all()
+        restamp_all()  # memory tiers whose stamp was removed with the cache (rm -rf)
 
     def merge_all(self, at_exit: bool = False) -> None:  # ``flush``'s, a name not stubbed
         with self.lock:
@@ -1284,6 +1305,14 @@ def _of_the_environment(exc: ValueError) -> ValueError:
     return exc
 
 
+def _above_property(prop: property) -> str:
+    """What to do about ``@cached`` above ``@property`` (before: "cached needs a function to
+    decorate, not property ...; to set options, call it with keywords")."""
+    name = getattr(prop.fget, "__qualname__", "the property")
+    return (f"@cached is above @property on {name}: put it below (@property, then @cached, "
+            "then def), so it caches the getter and the instance is part of the key")
+
+
 @overload
 def cached(func: Callable[Concatenate[type[T], P], R], /) -> CachedClassmethod[T, P, R]: ...
 @overload
@@ -1341,6 +1370,8 @@ def cached(
     still honours ``ttl`` and another process's clear, delete or prune.
     """
     # A classmethod is not callable before 3.13: ``Cache.cached`` says which order is right.
+    if isinstance(func, property):
+        raise TypeError(_above_property(func))
     if func is not None and not callable(func) and not isinstance(func, classmethod):
         raise TypeError(
             f"cached needs a function to decorate, not {type(func).__name__} ({func!r}); "
@@ -1369,8 +1400,9 @@ def _switched_off() -> bool:
 def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
     if ttl is None:
         return None
-    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-        seconds = _seconds(ttl)
+    number = _real(ttl)
+    if number is not None:
+        seconds = _seconds(number)
     else:
         import datetime as dt  # imported already if ttl is a timedelta
 
@@ -1393,15 +1425,43 @@ def _ttl(ttl: Ttl, name: str = "ttl") -> float | None:
 def _min_compute_time(seconds: float | None) -> float | None:
     if seconds is None:
         return None
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+    number = _real(seconds)
+    if number is None:
         raise TypeError(
             f"min_compute_time= must be seconds (int or float), not {type(seconds).__name__}"
         )
+    seconds = number
     if not (seconds >= 0 and math.isfinite(_seconds(seconds))):
         raise ValueError(
             f"min_compute_time= must be a finite number of seconds >= 0, got {seconds!r}"
         )
     return float(seconds)
+
+
+def _whole(value: object) -> int | None:
+    """``value`` as an int if it is a whole number (an int, or any integral type such as
+    numpy's ``int64``: what a size computed with numpy is); None for anything else, a bool
+    included (``max_size=True`` is a mistake, not one byte)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return int(value)
+    import numbers  # only for a number of another type
+
+    return int(value) if isinstance(value, numbers.Integral) else None
+
+
+def _real(value: object) -> float | None:
+    """``value`` if it is an int or a float, as a float if it is another real number
+    (numpy's ``int32`` or ``float32``, a ``Fraction``); None for anything else, a bool
+    included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    import numbers  # only for a number of another type
+
+    return float(value) if isinstance(value, numbers.Real) else None
 
 
 def _seconds(number: float) -> float:
@@ -1416,10 +1476,12 @@ def _seconds(number: float) -> float:
 def _memory(memory: int | None) -> int | None:
     if memory is None:
         return None
-    if isinstance(memory, bool) or not isinstance(memory, int):
+    whole = _whole(memory)
+    if whole is None:
         raise TypeError(
             f"memory= must be a whole number of results, not {type(memory).__name__}"
         )
+    memory = whole
     if memory <= 0:
         raise ValueError(f"memory= must be a positive number of results, got {memory}")
     return memory
@@ -1478,10 +1540,12 @@ def _ignore(ignore: Iterable[str] | str, option: str = "ignore") -> tuple[str, .
 
 
 def _lock_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+    number = _real(timeout)
+    if number is None:
         raise TypeError(
             f"lock_timeout= must be seconds (int or float), not {type(timeout).__name__}"
         )
+    timeout = number
     if not timeout >= 0:  # also NaN
         raise ValueError(
             f"lock_timeout= must be zero or more seconds (math.inf to wait as long as it "

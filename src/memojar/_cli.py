@@ -16,6 +16,7 @@ import difflib
 import json
 import os
 import re
+import shlex
 import sys
 import time
 import warnings
@@ -26,7 +27,7 @@ from typing import IO, Any, NoReturn
 from ._cache import SUPERSEDED, Cache, default_directory, file_path, judge, url_scheme
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
-from ._errors import MemojarWarning
+from ._errors import MemojarWarning, PartlyRemoved
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
@@ -285,8 +286,9 @@ def _whose(path: str) -> str:
             "Redis or S3 cache with a secret")
 
 
-def check_functions(cache: Cache, names: Sequence[str]) -> None:
-    """Raise a ``CliError`` naming close matches for any name with no entries."""
+def check_functions(cache: Cache, names: Sequence[str], again: str = "memojar") -> None:
+    """Raise a ``CliError`` naming close matches for any name with no entries (``again``:
+    the command that reaches this cache, for the hint, see ``_again``)."""
     missing = [n for n in names if next(cache.store.scan(n, heads=False), None) is None]
     if not missing:
         return
@@ -298,7 +300,7 @@ def check_functions(cache: Cache, names: Sequence[str]) -> None:
         if close:
             problem += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
         problems.append(problem)
-    hint = " ('memojar ls' lists the functions)" if known else " (the cache is empty)"
+    hint = f" ({_said(again, 'ls')} lists the functions)" if known else " (the cache is empty)"
     raise CliError("; ".join(problems) + hint)
 
 
@@ -312,9 +314,12 @@ def _known_functions(cache: Cache) -> set[str]:
 
 
 def _close_names(name: str, known: list[str]) -> list[str]:
-    """Known names that end with ``name`` (a bare qualname), then difflib's close ones."""
+    """Known names that end with ``name`` (a bare qualname) or start with it and a dot (a
+    factory's or a class's name: ``mod.make`` for ``mod.make.<locals>.add``, before
+    suggested nothing), then difflib's close ones."""
     lowered = name.lower()
-    tails = [k for k in known if k.lower().endswith("." + lowered) or k.lower() == lowered]
+    tails = [k for k in known if k.lower().endswith("." + lowered) or k.lower() == lowered
+             or k.lower().startswith(lowered.rstrip(".") + ".")]
     by_lower = {k.lower(): k for k in known}
     close = [by_lower[c] for c in difflib.get_close_matches(lowered, list(by_lower), n=3,
                                                            cutoff=0.8)]
@@ -368,25 +373,36 @@ def _isatty(stream: IO[str]) -> bool:
 
 
 def _remove(cache: Cache, entries: list[StoredEntry], progress: Progress) -> int:
+    """Remove ``entries`` in batches; entries of other users' it may not remove (a cache
+    shared by hand) are left, the rest removed, and then one ``PartlyRemoved`` for all
+    (before, the first batch that met one ended the clear)."""
     removed = 0
+    left: list[PartlyRemoved] = []
     for start in range(0, len(entries), _REMOVE_BATCH):
-        removed += cache.store.remove(entries[start : start + _REMOVE_BATCH])
+        try:
+            removed += cache.store.remove(entries[start : start + _REMOVE_BATCH])
+        except PartlyRemoved as exc:
+            removed += exc.removed
+            left.append(exc)
         progress.update(min(start + _REMOVE_BATCH, len(entries)), len(entries))
+    if left:  # said once, for the whole clear
+        raise PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user)
     return removed
 
 
 # --- the commands ---------------------------------------------------------------------------
 
 def cmd_ls(
-    cache: Cache, function: str | None, as_json: bool, progress_stream: IO[str] | None = None
+    cache: Cache, function: str | None, as_json: bool, progress_stream: IO[str] | None = None,
+    again: str = "memojar",
 ) -> Report:
     """One row per function, or (given ``function``) one row per entry."""
     reading = Progress(progress_stream, "memojar: reading entries")
     try:
         if function is not None:
-            return _ls_function(cache, function, as_json, reading.callback())
+            return _ls_function(cache, function, as_json, reading.callback(), again)
         return _ls_census(take_census(cache, reading.callback()), as_json,
-                          _saved_stats(cache))
+                          _saved_stats(cache), again, _keeps_stats(cache))
     finally:
         reading.close()
 
@@ -400,24 +416,30 @@ def _saved_stats(cache: Cache) -> dict[str, tuple[int, int, float]]:
 
 
 def _ls_census(census: Census, as_json: bool,
-               saved: dict[str, tuple[int, int, float]] | None = None) -> Report:
+               saved: dict[str, tuple[int, int, float]] | None = None,
+               again: str = "memojar", kept: bool = True) -> Report:
     stats = sorted(census.functions.values(), key=lambda s: s.function)
     saved = saved or {}
     now = time.time()
     rows = [
         [s.function, f"{s.entries:,}", human_size(s.bytes), _ago(s.oldest, now, " ago"),
          _ago(s.newest, now, " ago"), f"{s.stale:,}", f"{s.incompatible:,}",
-         f"{s.other_python:,}", f"{saved.get(s.function, (0, 0, 0.0))[0]:,}",
-         human_time(saved.get(s.function, (0, 0, 0.0))[2])]
+         f"{s.other_python:,}"]
+        + ([f"{saved.get(s.function, (0, 0, 0.0))[0]:,}",
+            human_time(saved.get(s.function, (0, 0, 0.0))[2])] if kept else ["-", "-"])
         for s in stats
     ]
     notes = [_summary(census)]
+    if not kept and stats:
+        notes.append(_NOT_KEPT)
     if census.unreadable:
-        notes.append(f"{census.unreadable:,} unreadable entries ('memojar prune' removes them)")
+        notes.append(f"{census.unreadable:,} unreadable entries "
+                     f"({_said(again, 'prune')} removes them)")
     if census.newer_format:
-        notes.append(_newer_note(census))
+        notes.append(_newer_note(census, again))
     return Report(
-        data=[_with_saved(s.json(), saved.get(s.function, (0, 0, 0.0))) for s in stats],
+        data=[_with_saved(s.json(), saved.get(s.function, (0, 0, 0.0)) if kept else None)
+              for s in stats],
         table=Table(["FUNCTION", "ENTRIES", "SIZE", "OLDEST", "NEWEST", "STALE",
                      "INCOMPATIBLE", "OTHER PYTHON", "HITS", "SAVED"], rows,
                     frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9})),
@@ -426,15 +448,31 @@ def _ls_census(census: Census, as_json: bool,
     )
 
 
-def _with_saved(row: dict[str, Any], saved: tuple[int, int, float]) -> dict[str, Any]:
-    row.update(hits=saved[0], misses=saved[1], saved=round(saved[2], 6))
+def _with_saved(row: dict[str, Any], saved: tuple[int, int, float] | None) -> dict[str, Any]:
+    if saved is None:  # a store that keeps no statistics: not known, not 0
+        row.update(hits=None, misses=None, saved=None)
+    else:
+        row.update(hits=saved[0], misses=saved[1], saved=round(saved[2], 6))
     return row
 
 
+# Before, a store that keeps no statistics (S3) showed 0 hits and 0 ms saved after hits.
+_NOT_KEPT = "hits and time saved are not known: this store keeps no statistics"
+
+
+def _keeps_stats(cache: Cache) -> bool:
+    """Whether the store keeps hits, misses and time saved (the file store and Redis do;
+    a store that keeps none inherits ``Store.merge_stats``, which drops them)."""
+    from ._store import Store
+
+    return type(cache.store).merge_stats is not Store.merge_stats
+
+
 def _ls_function(
-    cache: Cache, function: str, as_json: bool, progress: Callable[[int], None] | None
+    cache: Cache, function: str, as_json: bool, progress: Callable[[int], None] | None,
+    again: str = "memojar",
 ) -> Report:
-    check_functions(cache, [function])
+    check_functions(cache, [function], again)
     now = time.time()
     entries: Iterable[StoredEntry] = cache.store.scan(function)
     if progress is not None:
@@ -498,18 +536,20 @@ def _reasons(found: list[tuple[Any, StoredEntry, str]]) -> dict[str, str]:
     return reasons
 
 
-def cmd_info(cache: Cache, as_json: bool, progress_stream: IO[str] | None = None) -> Report:
+def cmd_info(cache: Cache, as_json: bool, progress_stream: IO[str] | None = None,
+             again: str = "memojar") -> Report:
     """Totals for the cache."""
     reading = Progress(progress_stream, "memojar: reading entries")
     try:
         return _info_census(take_census(cache, reading.callback()), as_json,
-                            _saved_stats(cache))
+                            _saved_stats(cache), again, _keeps_stats(cache))
     finally:
         reading.close()
 
 
 def _info_census(census: Census, as_json: bool,
-                 saved: dict[str, tuple[int, int, float]] | None = None) -> Report:
+                 saved: dict[str, tuple[int, int, float]] | None = None,
+                 again: str = "memojar", kept: bool = True) -> Report:
     now = time.time()
     hits = sum(h for h, _, _ in (saved or {}).values())
     misses = sum(m for _, m, _ in (saved or {}).values())
@@ -524,6 +564,8 @@ def _info_census(census: Census, as_json: bool,
         "oldest": iso(oldest), "newest": iso(newest),
         "hits": hits, "misses": misses, "saved": round(seconds, 6),
     }
+    if not kept:
+        data.update(hits=None, misses=None, saved=None)
     fields = [
         ("location", census.directory),
         ("entries", f"{census.entries:,}"),
@@ -533,19 +575,20 @@ def _info_census(census: Census, as_json: bool,
         ("incompatible", f"{census.incompatible:,}"),
         ("other Python", f"{census.other_python:,}"),
         ("unreadable", f"{census.unreadable:,}"),
-        ("hits", f"{hits:,} (misses {misses:,}, all processes)"),
-        ("time saved", human_time(seconds)),
+        ("hits", f"{hits:,} (misses {misses:,}, all processes)" if kept else "-"),
+        ("time saved", human_time(seconds) if kept else "-"),
     ]
     if oldest is not None:
         fields += [("oldest", _ago(oldest, now, " ago")), ("newest", _ago(newest, now, " ago"))]
-    notes = []
+    notes = [] if kept else [_NOT_KEPT]
     if census.stale or census.incompatible or census.unreadable:
-        notes.append("'memojar prune' removes stale, incompatible and unreadable entries")
+        notes.append(f"{_said(again, 'prune')} removes stale, incompatible and unreadable "
+                     "entries")
     if census.other_python:
         notes.append("entries of other Python versions are kept for them; "
-                     "'memojar prune --other-pythons' removes them")
+                     f"{_said(again, 'prune --other-pythons')} removes them")
     if census.newer_format:
-        notes.append(_newer_note(census))
+        notes.append(_newer_note(census, again))
     return Report(data=data, fields=fields, notes=notes, as_json=as_json)
 
 
@@ -556,6 +599,7 @@ def cmd_clear(
     dry_run: bool,
     confirm: Callable[[str], bool] | None,
     progress_stream: IO[str] | None = None,
+    again: str = "memojar",
 ) -> Report:
     """Remove the entries of ``functions`` (all when empty), optionally only old ones.
 
@@ -567,7 +611,7 @@ def cmd_clear(
             f"refusing to clear {cache.directory}: it is not a memojar cache (no "
             "CACHEDIR.TAG written by memojar), and memojar never deletes files it did not write"
         )
-    check_functions(cache, functions)
+    check_functions(cache, functions, again)
     cutoff = time.time() - older_than if older_than is not None else None
     heads = cutoff is not None or dry_run  # headers: to test ages, or to name functions
     scanning = Progress(progress_stream, "memojar: listing entries")
@@ -669,9 +713,9 @@ def _home(path: str) -> str:
     return "~" + path[len(home):] if path.startswith(home + os.sep) else path
 
 
-def _newer_note(census: Census) -> str:
+def _newer_note(census: Census, again: str = "memojar") -> str:
     return (f"{_plural(census.newer_format, 'entry')} of a newer memojar's format, kept for "
-            "it ('memojar prune --other-pythons' removes them)")
+            f"it ({_said(again, 'prune --other-pythons')} removes them)")
 
 
 def _summary(census: Census) -> str:
@@ -739,8 +783,12 @@ def execute(
         confirm = None
     elif confirm is None:
         where = args.dir or default_directory()
+        # Every function's entries older than a duration, when one is given (before,
+        # "every entry" also for `clear --older-than 30d`, which keeps the newer ones).
+        what = ("every entry" if args.older_than is None
+                else f"every function's entries{_older_than(args.older_than)}")
         raise CliError(
-            f"refusing to clear every entry in {where} without confirmation ({refusal}): "
+            f"refusing to clear {what} in {where} without confirmation ({refusal}): "
             "pass --yes to clear them, or name the functions to clear", EXIT_USAGE,
         )
     try:
@@ -748,19 +796,36 @@ def execute(
             cache = open_cache(args.dir)
         except NoCacheYet as missing:
             return _nothing_cached(args, missing.path)
+        again = _again(prog, args.dir, cache)
         try:
             if args.command == "ls":
-                return cmd_ls(cache, args.function, args.json, progress_stream)
+                return cmd_ls(cache, args.function, args.json, progress_stream, again)
             if args.command == "info":
-                return cmd_info(cache, args.json, progress_stream)
+                return cmd_info(cache, args.json, progress_stream, again)
             if args.command == "clear":
                 return cmd_clear(cache, args.functions, args.older_than, args.dry_run,
-                                 confirm, progress_stream)
+                                 confirm, progress_stream, again)
             return cmd_prune(cache, progress_stream, args.other_pythons)
         finally:
             cache.close()
     except OSError as exc:
         raise CliError(_os_error(exc)) from exc
+
+
+def _again(prog: str, given: str | None, cache: Cache) -> str:
+    """The command a hint suggests (``'memojar prune' removes them``), as it reaches this
+    cache: where it runs (``%memojar`` in IPython) and, when ``--dir`` was given, with it
+    (before, a hint after ``--dir /data/cache`` named the default cache's command, which
+    a user copying it ran on the wrong cache). A URL's password stays out (``***``)."""
+    if given is None:
+        return prog
+    return f"{prog} --dir {shlex.quote(cache.directory)}"
+
+
+def _said(again: str, words: str) -> str:
+    """A command in a sentence: quoted, in double quotes if it holds a quoted ``--dir``."""
+    command = f"{again} {words}"
+    return f'"{command}"' if "'" in command else f"'{command}'"
 
 
 def _is_text(name: str) -> bool:

@@ -52,7 +52,7 @@ from ._keys import (
     parameter_names,
     prebound,
 )
-from ._store import Store, Unconfirmed, header_of
+from ._store import KeyLock, Store, Unconfirmed, header_of
 
 
 class CacheInfo(NamedTuple):
@@ -267,6 +267,9 @@ class _Memo:
         # else is watched through a stand-in that never changes.
         self.watched = _watched(self.target)
         self.code, self.defaults, self.kwdefaults = _as_it_is(self.watched)
+        # The binder of a decorator's own signature (``_own_binder``), made when a call
+        # first needs it, with the code and defaults it was made for.
+        self.own: tuple[tuple[Any, Any, Any], Callable[..., _Args] | None] | None = None
         self.binder = self._make_binder()
         if sibling and unfilled(func):  # its sibling part is taken again at its first call
             self.binder = _binding_first(weakref.ref(self))
@@ -322,6 +325,10 @@ class _Memo:
         func, ignore = self.func, self.ignore
         bound_args, bound_kwargs = split(func)[1:]
         if self.custom_key is None:
+            own = _own_signature(self.target)
+            if own is not None:  # names only the decorator's own signature has are its
+                inner = parameter_names(self.target, ())
+                ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
             binder = make_binder(self.target, ignore)
         else:
             binder = make_key_caller(func, self.custom_key)
@@ -439,7 +446,7 @@ class _Memo:
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
         dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader",
-                   "known", "code", "defaults", "kwdefaults", "made", "resolved")
+                   "known", "code", "defaults", "kwdefaults", "made", "resolved", "own")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
         state["made_by"] = (_BYTECODE, platform.python_version())
@@ -460,6 +467,7 @@ class _Memo:
         sent, earlier = (state.pop("ident", None), state.pop("rows", None)), state.pop(
             "sent", None)  # a copy of a copy not called yet: what its sender was sent
         self.__dict__.update(state)
+        self.own = None  # made again where it runs (``_own_binder``)
         self.sent = sent if sent[0] is not None else earlier
         # Its keys as this interpreter's: a loky worker of a ``python -OO`` script runs
         # without ``-OO`` (docstrings back), and stored under the script's keys.
@@ -560,7 +568,10 @@ class _Memo:
             values = self.binder(*args, **kwargs)
         except TypeError:
             if not _reassigned(watched, (self.code, self.defaults, self.kwdefaults)):
-                raise
+                own = self._own_binder()
+                if own is None:
+                    raise
+                return self._own_key(own, args, kwargs)
             self.renew()
             values = self.binder(*args, **kwargs)
         for value in values:  # a loop: cheaper than a set operation for a few arguments
@@ -580,6 +591,48 @@ class _Memo:
                 known.clear()  # atomic, unlike evicting one while another thread adds
             known[values] = key
         return key
+
+    def _own_binder(self) -> Callable[..., _Args] | None:
+        """The binder of the signature of the decorator ``functools.wraps`` made, where it
+        has parameters of its own (``def wrapper(*args, verbose=False, **kwargs)``,
+        ``def wrapper(x, scale=1)``): calls are bound by the wrapped function's signature,
+        the one ``inspect.signature`` follows, and one it rejects but the wrapper takes
+        (``f(1, verbose=True)``) is bound by this. Before, memojar raised the wrapped
+        function's TypeError for a call that runs without it (joblib raises too; lru_cache,
+        diskcache and cachier call it). None where that does not apply: no such wrapper,
+        the same signature, ``key=`` (which takes the wrapped function's arguments),
+        ``files=`` or arguments bound to the function. Made once for the wrapper's code
+        and defaults as they are (off the hit path: only calls the other binder rejects)."""
+        target = self.target
+        if (type(target) is not FunctionType or self.custom_key is not None or self.files
+                or any(split(self.func)[1:])):
+            return None
+        made = self.own
+        if made is not None and not _reassigned(target, made[0]):
+            return made[1]
+        binder = None
+        own = _own_signature(target)
+        if own is not None:
+            ignore = tuple(name for name in self.ignore if name in own.parameters)
+            binder = make_binder(_without_wrapped(target), ignore)
+        self.own = (_as_it_is(target), binder)
+        return binder
+
+    def _own_key(self, own: Callable[..., _Args], args: _Args,
+                 kwargs: dict[str, Any]) -> str:
+        """The key of a call bound by the decorator's own signature (``_own_binder``):
+        hashed with another seed, so that it never shares a key with a call bound by the
+        wrapped function's signature, and never remembered in ``known`` (whose keys are of
+        those)."""
+        try:
+            values = own(*args, **kwargs)
+        except TypeError as exc:  # a call neither signature takes: the wrapper's own error
+            raise exc from None  # (not shown as raised while handling the other's)
+        try:
+            return make_key(values, self.seed ^ _OWN_SIGNATURE_SEED)
+        except Exception:
+            self.make_key(values)  # raises what these values raise, named (``make_key``)
+            raise
 
     def make_key(self, values: _Args) -> str:
         try:
@@ -774,6 +827,18 @@ class _Memo:
         self.stamp = self.generation[0]
         return True
 
+    def restamp(self) -> None:
+        """Map the store's stamp again if its file was removed (``restamp_all``): another
+        process's clear, refresh or cache_set after the cache directory was removed under
+        this one went to a new stamp, which the old mapping never saw, so its memory tier
+        returned what it held for ever. The wrapper reads ``generation`` at each call: a
+        new view that differs from ``stamp`` makes it forget."""
+        if self.simple is None or self.generation is None:  # no memory tier wrapper
+            return
+        view = self.store.restamp(self.name)
+        if view is not None:
+            self.generation = memoryview(view).cast("Q")
+
     def forget(self) -> None:
         """Drop every result held in memory: the store's stamp changed."""
         with self.revalidating_lock:
@@ -805,10 +870,18 @@ class _Memo:
             expires = began + self.ttl if self.ttl is not None else math.inf
         else:
             self.hit_count.bump()
+        # A call of no arguments of a function whose calls are all keyed (``simple`` empty:
+        # a default the function may change in place, a bound instance, key=) has no value
+        # the wrapper's loop sees, so it is looked up by ``()``: such a value is not held,
+        # and each call reads its entry under the key of the default or instance as it is
+        # then. Before, ``f()`` appending to its default list ``x=[]`` returned its first
+        # value from memory at every call (joblib's test_argument_change); the check is here,
+        # not in the wrapper, so that a memory hit costs what it did.
         with self.revalidating_lock:
             now = time.time()
             if (self.holding and stamp == self.stamp == self.generation[0]
-                    and renewals == self.renewals and expires > now):
+                    and renewals == self.renewals and expires > now
+                    and (type(mkey) is str or self.simple)):
                 # Held from now on: a clock set back past it cannot tell the value's age.
                 since = now - CLOCK_SKEW if expires != math.inf else -math.inf
                 self.recent[mkey] = (value, expires, took, since, classes)
@@ -895,7 +968,26 @@ class _Memo:
         mark = None
         try:
             mark = _held.set((*held, here))
-            value = self._lock(key, taken, not force)
+            # ``_lock``'s usual case, inline (a frame less a miss): the key is free.
+            try:
+                lock = self.store.lock(self.name, key)
+                taken.append(lock)
+                free = lock.acquire(False)
+            except OSError as exc:  # as in ``_lock``: the store's own error costs the lock
+                if taken:
+                    taken[0].release()
+                if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
+                    raise
+                self._cannot_lock(key, exc)
+                free = None
+            if free:  # noted held (before: an interrupt leaves no note)
+                taken.append(_waits.owner())
+                _HOLDER[here] = taken  # ``_waits.hold``, inline
+                value = MISSING
+            elif free is None:
+                value = MISSING
+            else:  # held by another caller: wait (``_lock``, from its pause)
+                value = self._lock(key, taken, not force, lock=lock)
             if value is UNSTORED:  # computed and not stored by the caller it waited for
                 return self._compute(key, args, kwargs, withheld)
             if value is not MISSING:  # stored by the holder while this caller waited
@@ -937,13 +1029,44 @@ class _Memo:
 
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any],
                  withheld: list[bool] | None = None) -> Any:
-        start = self._started(key, (args, kwargs))
+        # ``_started`` and ``_computed``, inline (two frames less a miss, and no start tuple
+        # made and taken apart), with ``isEnabledFor`` asked once and passed on to ``put``
+        # (a call less): keep the three alike.
+        debug = logger.isEnabledFor(DEBUG)
+        if debug:
+            logger.debug("miss %s %s", self.name, key)
+        watched = self.watched  # ``_reassigned``, inline: a frame less a miss
+        if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
+                or watched.__kwdefaults__ is not self.kwdefaults):
+            self.renew()  # reassigned since this call's key_of
+        began = time.perf_counter()
+        code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
+        ident = self.ident
+        files = self._files_state((args, kwargs)) if self.files else None
         try:
             value = self.func(*args, **kwargs)
         except BaseException:  # it ran, part way: the globals it bound are its own still
             self._ran()
             raise
-        if not self._computed(key, value, start, (args, kwargs)) and withheld is not None:
+        self.miss_count.bump()
+        elapsed = time.perf_counter() - began
+        if self.resolved:
+            _notebook.ran(self.resolved)
+        watched = self.watched
+        if (watched.__code__ is not code or watched.__defaults__ is not defaults
+                or watched.__kwdefaults__ is not kwdefaults):
+            logger.debug("not stored %s %s (its code or defaults were reassigned while it "
+                         "ran)", self.name, key)
+            stored = self._unstored(key)
+        elif self.files and self._files_changed(key, (args, kwargs), files):
+            stored = self._unstored(key)
+        elif elapsed < self.min_compute_time:
+            logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
+                         self.name, key, elapsed)
+            stored = self._unstored(key)
+        else:
+            stored = self.put(key, value, elapsed, ident, False, debug) or self._unstored(key)
+        if not stored and withheld is not None:
             withheld.append(True)
         return value
 
@@ -1010,7 +1133,7 @@ class _Memo:
         return value
 
     def _lock(self, key: str, taken: list[Any] | None = None, read: bool = False,
-              then: str = _COMPUTING_HERE) -> Any:
+              then: str = _COMPUTING_HERE, lock: KeyLock | None = None) -> Any:
         """Take the key's lock, unless the store cannot lock right now (a read-only or
         vanished directory) or another caller held it past ``lock_timeout``: the value is
         then computed without it. MISSING, or with ``read`` the value the lock's holder
@@ -1026,22 +1149,25 @@ class _Memo:
 
         A wait that would close a lock-order cycle (the lock's holder waits, directly or
         through others, for a lock this caller holds: ``_waits`` in this process,
-        ``_cycle_across`` between two processes where the store's locks can say) is not
+        ``_Across`` between processes where the store's locks can say) is not
         made: the value is computed without the lock at once, with a warning, as after
         ``lock_timeout``.
+
+        ``lock``: the key's lock, made (and put in ``taken``) and tried once already by the
+        caller (``compute``, which makes the usual case inline): this waits for it.
         """
-        lock = None
         here = (self.store.location, self.name, key)
         try:
-            lock = self.store.lock(self.name, key)
-            if taken is not None:
-                taken.append(lock)
-            # The usual case first, one try: the key is free, and no deadline is computed.
-            if lock.acquire(False):
-                if taken is not None:  # noted held (before: an interrupt leaves no note)
-                    taken.append(_waits.owner())
-                    _HOLDER[here] = taken  # ``_waits.hold``, inline (a frame less a miss)
-                return MISSING
+            if lock is None:
+                lock = self.store.lock(self.name, key)
+                if taken is not None:
+                    taken.append(lock)
+                # The usual case first, one try: the key is free, and no deadline is computed.
+                if lock.acquire(False):
+                    if taken is not None:  # noted held (before: an interrupt leaves no note)
+                        taken.append(_waits.owner())
+                        _HOLDER[here] = taken  # ``_waits.hold``, inline
+                    return MISSING
             # Held by another caller: wait (from a pause: that try was made), and with
             # ``read`` look for its value before each later try, so that once it is stored
             # every waiter reads it at once, none taking the lock in turn to read it.
@@ -1053,17 +1179,24 @@ class _Memo:
                 if cycle is not None:
                     self._cycle(key, cycle, then)
                     return MISSING
-                cycle = self._cycle_across(lock, here, who, ends)
+                holding = self._holding(here, who)
+                across = _Across(lock, here, holding, ends) if holding else None
+                cycle = across.look() if across is not None else None
                 if cycle is not None:
                     self._cycle(key, cycle, then, "another process")
                     return MISSING
                 found: list[Any] = []
-                if lock.acquire_within(self.lock_timeout, True,
-                                       functools.partial(self._look, key, found,
-                                                         time.monotonic()) if read else None):
+                look = (functools.partial(self._look, key, found, time.monotonic()) if read
+                        else None)
+                if across is not None and ends:  # looked at again while it waits
+                    look = functools.partial(across.meanwhile, look)
+                if lock.acquire_within(self.lock_timeout, True, look):
                     if taken is not None:
                         taken.append(who)
                         _waits.hold(here, taken)
+                    return MISSING
+                if across is not None and across.cycle is not None:
+                    self._cycle(key, across.cycle, then, "another process")
                     return MISSING
             finally:
                 try:
@@ -1131,8 +1264,9 @@ class _Memo:
                 holding = self._holding(here, who)  # in this task's context, as ``_lock``
                 # the store's part through ``run``, to its end even if cancelled meanwhile:
                 # a note made after this wait ended would never be ended
-                cycle = (await run(self._noted, lock, here, holding, ends, finish=True)
-                         if holding else None)
+                across = _Across(lock, here, holding, ends) if holding else None
+                cycle = (await run(across.look, finish=True) if across is not None
+                         else None)
                 if cycle is not None:
                     self._cycle(key, cycle, _COMPUTING_HERE, "another process")
                     return MISSING
@@ -1141,6 +1275,11 @@ class _Memo:
                         self._waited_too_long(key, timeout, _COMPUTING_HERE)
                         return MISSING
                     await asyncio.sleep(_LOCK_POLL)
+                    if across is not None and ends and across.due():  # as in ``_lock``
+                        cycle = await run(across.look, finish=True)
+                        if cycle is not None:
+                            self._cycle(key, cycle, _COMPUTING_HERE, "another process")
+                            return MISSING
                     got = await run(lock.poll, look, undo=lock.release)
                     if got is None:
                         return found[0]
@@ -1203,30 +1342,6 @@ class _Memo:
         return [(mark, taken[0]) for mark in _held.get() if mark != here
                 and (taken := _HOLDER.get(mark)) is not None and taken[1] == who]
 
-    @classmethod
-    def _cycle_across(cls, lock: Any, here: tuple[str, str, str], who: Any,
-                      ends: list[Callable[[], None]]) -> list[tuple[str, str, str]] | None:
-        """Before a wait for ``lock`` (``here``) by ``who``, which holds other locks: note
-        it for other processes (``KeyLock.note_waiting``; ``ends`` gets what ends the
-        note), then the cycle [``here``, a lock held] if the holder of ``lock`` noted that
-        it waits for one of them (a cycle of two processes; a longer one waits
-        ``lock_timeout``). Nothing for a caller that holds no other lock."""
-        holding = cls._holding(here, who)
-        return cls._noted(lock, here, holding, ends) if holding else None
-
-    @staticmethod
-    def _noted(lock: Any, here: tuple[str, str, str], holding: list[tuple[Any, Any]],
-               ends: list[Callable[[], None]]) -> list[tuple[str, str, str]] | None:
-        """``_cycle_across`` once the locks held are known: the store's part (a remote
-        one's in a coroutine's worker thread)."""
-        lock.note_waiting([held for _, held in holding], ends)
-        if not ends:  # this store's locks cannot say
-            return None
-        for mark, held in holding:
-            if held.waited_back(lock):
-                return [here, mark]
-        return None
-
     def _stored_meanwhile(self, key: str) -> Any:
         """The value another caller stored while this one waited for the lock, or MISSING.
 
@@ -1246,7 +1361,8 @@ class _Memo:
         stores under that identity, and nothing if the code or defaults were reassigned
         while it ran (another thread's reassignment and ``renew`` would otherwise have the
         old code's value stored under the new code's identity). With ``files=``, what
-        ``stat`` says of the call's paths too (``_files_changed``)."""
+        ``stat`` says of the call's paths too (``_files_changed``). Inline in ``_compute``:
+        keep the two alike."""
         if logger.isEnabledFor(DEBUG):
             logger.debug("miss %s %s", self.name, key)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
@@ -1273,7 +1389,8 @@ class _Memo:
         """Store a computed value, unless it must not be kept for ``key``: False then (a
         ``files=`` path changed during the call, it took under ``min_compute_time``, or the
         function's code or defaults were reassigned while it ran), and False if it was not
-        stored after all (it cannot be pickled, or the store failed)."""
+        stored after all (it cannot be pickled, or the store failed). Inline in
+        ``_compute``: keep the two alike."""
         self.miss_count.bump()
         began, (code, defaults, kwdefaults), ident, files = start
         elapsed = time.perf_counter() - began
@@ -1352,10 +1469,12 @@ class _Memo:
             return f"files={self.files!r}"  # cannot be shown: the names; never the value lost
 
     def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None,
-            given: bool = False) -> bool:
+            given: bool = False, debug: bool | None = None) -> bool:
         """Store a computed value; a value or a store that fails costs only a warning.
         ``ident``: that of the code which computed it (``_started``), if not the current.
         ``given``: the value was given to ``cache_set``, not returned (the warning says so).
+        ``debug``: ``logger.isEnabledFor(DEBUG)``, if the caller asked it already (a miss
+        asks once, at its start); None: asked here.
         Whether it was stored: the memory tier holds only what the store keeps, and the
         callers waiting for a value not stored compute theirs (``unstored``)."""
         created = time.time()
@@ -1401,7 +1520,7 @@ class _Memo:
                 f"({exc.strerror or exc}); the next call will compute again"
             )
             return False
-        if logger.isEnabledFor(DEBUG):
+        if logger.isEnabledFor(DEBUG) if debug is None else debug:
             logger.debug("store %s %s (%d bytes, computed in %.3f s)", self.name, key, size,
                          compute_time)
         if not self.swept:
@@ -1599,7 +1718,14 @@ class _Memo:
             unread = self.store.unread(self.name, key)
             if unread is not None:
                 return f"miss: {unread}"
-            return _depends.explain_absent(self, self.binder(*args, **kwargs))
+            try:
+                values = self.binder(*args, **kwargs)
+            except TypeError:  # bound by a decorator's own signature (``_own_binder``)
+                own = self._own_binder()
+                if own is None:
+                    raise
+                values = own(*args, **kwargs)
+            return _depends.explain_absent(self, values)
         try:
             _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
                           _depends.changed_result_class)
@@ -1618,10 +1744,24 @@ class _Memo:
                 "tuple of str and numbers"
             )
         names = parameter_names(self.target, self.ignore)
-        for name, value in zip(names, values, strict=False):  # a message: never raise here
+        for at, (name, value) in enumerate(zip(names, values, strict=False)):  # never raises
             try:
                 make_key((value,))
             except Exception as inner:  # noqa: BLE001 - as make_key: whatever pickling raises
+                if at == 0 and name in ("self", "cls") and "." in qualname:
+                    # A method's instance: ignore=('self',) (suggested before) hands every
+                    # instance the results of the first one called, whatever its state.
+                    rest = ", ".join(names[1:])
+                    return TypeError(
+                        f"argument {name!r} of {qualname} cannot be pickled to make the cache "
+                        f"key ({type(inner).__name__}: {inner}); the instance is part of the "
+                        "key, so that instances of other state get their own results: make "
+                        "it picklable (a __getstate__ leaving out what cannot be pickled, a "
+                        "lock or a connection), or pass key= a function returning what the "
+                        f"result depends on (key=lambda {name}{', ' if rest else ''}{rest}: "
+                        "...); not ignore=, which would give every instance the results of "
+                        "the first one"
+                    )
                 return TypeError(
                     f"argument {name!r} of {qualname} cannot be pickled to make the cache "
                     f"key ({type(inner).__name__}: {inner}); leave it out with "
@@ -1659,6 +1799,17 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
+
+
+def restamp_all() -> None:
+    """Every few seconds, from the statistics thread: each memory tier maps its stamp
+    again if the file was removed (``_Memo.restamp``), so a clear from another process
+    after an ``rm -rf`` of the cache is seen within that time, at no cost to a call."""
+    for memo in list(_MEMOS):
+        try:
+            memo.restamp()
+        except Exception as exc:  # noqa: BLE001 - never fails the statistics thread
+            logger.debug("cannot map the generation stamp of %s again: %s", memo.name, exc)
 
 
 def _watched(target: Any) -> Any:
@@ -1741,6 +1892,40 @@ def _agrees_as_sent(sent: tuple[Any, ...], rows: tuple[tuple[str, str, str], ...
         return False
     made = set(rows)
     return all(tuple(row) in made or str(row[1]).startswith("__main__.") for row in sent)
+
+
+# Salts the keys of calls bound by a decorator's own signature (``_Memo._own_key``).
+_OWN_SIGNATURE_SEED = 0x6F776E5F7369676E  # "own_sign"
+
+
+def _own_signature(func: Any) -> Any | None:
+    """The signature of a function a decorator made with ``functools.wraps``, where it is
+    not the wrapped function's (the wrapper takes parameters of its own: ``verbose=``); None
+    for any other callable, and for a pass-through ``(*args, **kwargs)`` (a call the
+    wrapped function rejects, it rejects too)."""
+    if type(func) is not FunctionType or getattr(func, "__wrapped__", None) is None:
+        return None
+    import inspect
+
+    try:
+        own = inspect.signature(func, follow_wrapped=False)
+        if own == inspect.signature(func):
+            return None
+    except (TypeError, ValueError):
+        return None
+    kinds = [p.kind for p in own.parameters.values()]
+    if kinds == [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]:
+        return None
+    return own
+
+
+def _without_wrapped(func: FunctionType) -> FunctionType:
+    """A copy of ``func`` without ``__wrapped__``, whose signature is its own."""
+    copy = FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__,
+                        func.__closure__)
+    copy.__kwdefaults__ = func.__kwdefaults__
+    copy.__qualname__ = func.__qualname__
+    return copy
 
 
 def _as_it_is(func: Any) -> tuple[Any, Any, Any]:
@@ -2025,8 +2210,95 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
     return wrapper
 
 
+# seconds between looks at a cycle across processes while waiting: doubling up to
+# NOTE_AGAIN_MAX while what is behind the wait stays the same (a long wait for a slow holder
+# costs a remote store a request or two a second at most), back to NOTE_AGAIN when it changes
+NOTE_AGAIN = 0.2
+NOTE_AGAIN_MAX = 2.0
+# seconds a waiter that sees a cycle leaves it to another that sees it too (``_Across``),
+# for each id behind its wait smaller than the one it waits for, before it breaks it itself
+YIELD_FOR = 0.5
+YIELD_MAX = 5.0
+
+
+class _Across:
+    """A lock-order cycle across processes (``KeyLock.note_waiting``), for a wait for
+    ``lock`` (``here``) by a caller holding the locks ``holding`` ([its mark, its KeyLock];
+    ``ends`` gets what ends the notes): ``look`` notes what is behind the wait and says
+    the cycle, if any ([``here``, the held lock it goes through]); the waiter looks again
+    while it waits (every ``NOTE_AGAIN`` to ``NOTE_AGAIN_MAX`` seconds), so that a ring
+    whose waiters noted at the same moment is seen once their notes have gone round it.
+
+    The waiters of a ring see the same ids behind their waits (those of the ring, and of
+    callers waiting for it): the one whose wait is for the smallest breaks the ring at
+    once, the others wait for it (one computation without the lock, not one per waiter).
+    One whose wait is for a lock of a larger id breaks it after ``YIELD_FOR`` seconds for
+    each smaller id behind it (``YIELD_MAX`` at most): the smallest may be a caller's
+    waiting for the ring, not of it, or a waiter's whose note failed."""
+
+    def __init__(self, lock: Any, here: tuple[str, str, str],
+                 holding: list[tuple[Any, Any]], ends: list[Callable[[], None]]) -> None:
+        self.lock, self.here, self.ends = lock, here, ends
+        self.holding = holding
+        self.cycle: list[tuple[str, str, str]] | None = None
+        self.last, self.every = 0.0, NOTE_AGAIN
+        self.behind: set[int] = set()  # as of the last look
+        self.seen = 0.0  # when a cycle was first seen and left to another waiter
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.every
+
+    def meanwhile(self, look: Callable[[], bool] | None) -> bool:
+        """``KeyLock.acquire_within``'s look: True once the cycle is seen (``cycle``), or
+        if ``look`` says so."""
+        if self.due() and self.look() is not None:
+            return True
+        return look() if look is not None else False
+
+    def look(self) -> list[tuple[str, str, str]] | None:
+        self.last = time.monotonic()
+        behind: dict[int, Any] = {}  # an id behind the wait -> the held lock (mark, id)
+        mine = []
+        for mark, held in self.holding:
+            got = held.wait_id()
+            if got is not None:
+                behind.setdefault(got, (mark, got))
+                mine.append((mark, got, held))
+        if not mine:
+            return None
+        for mark, got, held in mine:
+            for i in held.waiters():
+                behind.setdefault(i, (mark, got))
+        lock = self.lock
+        lock.note_waiting(behind, self.ends)
+        me = lock.wait_id() if self.ends else None
+        if me is None:
+            return None
+        for mark, got, held in mine:  # again once noted: a waiter that noted meanwhile
+            for i in held.waiters():
+                behind.setdefault(i, (mark, got))
+        lock.note_waiting(behind, self.ends)
+        if behind.keys() == self.behind:
+            self.every = min(self.every * 2, NOTE_AGAIN_MAX)
+        else:
+            self.behind, self.every = set(behind), NOTE_AGAIN
+        if me not in behind:
+            self.seen = 0.0
+            return None
+        self.every = NOTE_AGAIN  # a cycle: look again soon, until it is broken
+        mark, through = behind[me]
+        smaller = sum(1 for i in behind if i < me)
+        if not smaller or me == through:  # this one breaks it (or it waits for itself)
+            self.cycle = [self.here, mark]
+        elif not self.seen:
+            self.seen = self.last
+        elif self.last - self.seen >= min(YIELD_FOR * smaller, YIELD_MAX):
+            self.cycle = [self.here, mark]
+        return self.cycle
+
+
 def _end_all(ends: list[Callable[[], None]]) -> None:
-    """End the notes of a wait (``_Memo._cycle_across``)."""
+    """End the notes of a wait (``_Across``)."""
     for end in ends:
         end()
 

@@ -3,6 +3,7 @@ the "memojar" logger."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
@@ -102,6 +103,34 @@ else:
         logger.load()
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class PartlyRemoved(PermissionError):
+    """A removal (``clear``, ``prune``, ``cache_delete``) that left entries this user may not
+    remove (another user's, in a folder of a cache shared by hand that it may not write),
+    after removing the others: ``removed`` is how many it removed, ``left`` the entries left
+    (path, and whose), ``filename`` the first of them."""
+
+    def __init__(self, removed: int, left: list[tuple[str, str]], user: str) -> None:
+        # ``left``: (path, owner's name), the owner "" for the user's own (its folders made
+        # read-only by hand, or another user's folder it may not write)
+        names = sorted({owner for _, owner in left if owner})
+        gone = "1 entry" if removed == 1 else f"{removed:,} entries"
+        kept = "1 entry was" if len(left) == 1 else f"{len(left):,} entries were"
+        if not names:
+            why = (f"in folders {user} may not write (read-only: give them back their "
+                   "permissions, chmod u+w, to remove them)")
+        else:
+            theirs = " and ".join(f"{name}'s" for name in names)
+            mine = " (and this user's)" if any(not owner for _, owner in left) else ""
+            why = (f"of {theirs}{mine}, in folders {user} may not write (a cache shared by "
+                   f"hand): remove them as {' or '.join(names)}")
+        super().__init__(errno.EACCES, f"permission denied: removed {gone}; {kept} left, "
+                         f"{why}", left[0][0])
+        self.removed, self.left, self.user = removed, left, user
+
+    def __reduce__(self) -> tuple[Any, tuple[int, list[tuple[str, str]], str]]:
+        return type(self), (self.removed, self.left, self.user)
 
 
 class MemojarWarning(UserWarning):

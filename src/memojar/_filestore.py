@@ -44,7 +44,7 @@ from typing import Any
 import xxhash
 
 from ._entry import Miss, read_header
-from ._errors import logger, warn
+from ._errors import PartlyRemoved, logger, warn
 from ._ledger import Ledger, choose_victims
 from ._locks import (
     LOCK_FILE,
@@ -432,6 +432,12 @@ class FileStore(Store):
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._root_writable = False  # the root is known to be this user's or root's
         self._dirs: dict[str, str] = {}  # function name -> its directory, computed once
+        # Function name -> (device, inode) of the generation stamp this process mapped
+        # (``generation``), None once its folder was seen removed (``restamp``).
+        self._stamps: dict[str, tuple[int, int] | None] = {}
+        # The function, key and path of the last entry ``read`` found missing (a tuple,
+        # replaced whole: threads read it without a lock), which ``maybe_stored`` reuses.
+        self._missed: tuple[str, str, str] = ("", "", "")
         # Function name -> its folder, opened by this process (the miss path writes through
         # it); the path of each function's lock file.
         self._open: dict[str, _Folder] = {}
@@ -451,6 +457,14 @@ class FileStore(Store):
         # in a cache shared by hand (``_shards``), whose counts are not recorded.
         self._unseen: set[str] = set()
         self._stamp_why: str | None = None  # what was found at a stamp's name, if not one
+        # Whose the entries the last removal could not remove were (``_unlink_refused``).
+        self._refused_owners: list[int] = []
+        self._unreadable_said = False  # another user's entry it may not read was warned of
+        # The size ledger is another user's, which this one may not replace nor write
+        # (``_write_total``): each use counts the files.
+        self._total_unwritable = False
+        # The ledger's lock file was given the mode of a cache shared by hand (``_flock``).
+        self._lock_mode_set = False
 
     def __repr__(self) -> str:
         return f"FileStore({self.root!r})"
@@ -489,9 +503,15 @@ class FileStore(Store):
     # --- the hit path -------------------------------------------------------------------
 
     def read(self, function: str, key: str) -> Any | None:
+        fdir = self._dirs.get(function)  # ``path``, inline: a frame less a hit
+        path = (self.path(function, key) if fdir is None
+                else f"{fdir}{_SEP}{key[:2]}{_SEP}{key}{SUFFIX}")
         try:
-            fd = os.open(self.path(function, key), _O_READ)
-        except OSError:  # missing (the usual miss), a link, unreadable: all a miss
+            fd = os.open(path, _O_READ)
+        except OSError as exc:  # missing (the usual miss), a link, unreadable: all a miss
+            self._missed = (function, key, path)  # for the miss's re-check (maybe_stored)
+            if exc.errno == errno.EACCES and not self._unreadable_said:
+                self._unreadable_entry(path)
             return None
         try:
             st = os.fstat(fd)
@@ -518,20 +538,38 @@ class FileStore(Store):
         except OSError as exc:
             if exc.errno is None:  # not a system call's: the caller's signal handler's
                 raise
-            logger.debug("read of %s failed: %s", self.path(function, key), exc)
+            logger.debug("read of %s failed: %s", path, exc)
             return None
         finally:
             os.close(fd)
 
     def maybe_stored(self, function: str, key: str) -> bool:
         """False if there is certainly no entry file for ``key``: the re-check of a miss
-        under the key's lock, one ``access`` (no exception raised for the usual answer)."""
+        under the key's lock, one ``access`` (no exception raised for the usual answer).
+        The path is the one ``read`` just failed to open for the same call (the very
+        ``function`` and ``key`` objects: a path depends on nothing else), not made again."""
+        missed = self._missed
+        if missed[1] is key and missed[0] is function:
+            return os.access(missed[2], os.F_OK)
         return os.access(self.path(function, key), os.F_OK)
 
     def unread(self, function: str, key: str) -> str | None:
         path = self.path(function, key)
         try:
             st = os.stat(path, follow_symlinks=False)
+        except PermissionError:
+            # A shard this user may not enter: another user's, in a cache shared by hand.
+            # Before, "no entry for these arguments", which the entry may well be there.
+            shard = os.path.dirname(path)
+            try:
+                owner = os.stat(shard, follow_symlinks=False).st_uid
+            except OSError:
+                return None
+            if owner == _euid():
+                return (f"the entry's folder {shard} is this user's, but it may not enter it "
+                        "(its permissions changed by hand: chmod u+rwx)")
+            return (f"the entry's folder {shard} is {user_name(owner)}'s and private to "
+                    "them: what is there cannot be read by this user")
         except OSError:
             return None
         if not stat.S_ISREG(st.st_mode):
@@ -544,6 +582,32 @@ class FileStore(Store):
         except OSError as exc:
             return f"the entry cannot be read ({exc.strerror}: {path})"
         return None
+
+    def _unreadable_entry(self, path: str) -> None:
+        """Warn, once per store, that another user's entry (or folder) this user may not
+        read makes its calls compute again: a cache shared between users by hand, where
+        each user's memojar keeps its new entries and folders private (0600, 0700, whatever
+        the umask). Before, nothing was said: with a secret, two users computing the same
+        calls replaced each other's entries at every call, and never hit."""
+        self._unreadable_said = True
+        st, what = None, path
+        for what in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+            try:
+                st = os.stat(what, follow_symlinks=False)
+                break
+            except OSError:
+                continue
+        if st is None or st.st_uid == _euid():
+            return  # its own, made unreadable by hand: a miss, as before
+        if not self.signed:  # never loaded anyway: the usual warning about others' entries
+            if not self._warned:
+                self._foreign(st)
+            return
+        warn(f"{what} is {user_name(st.st_uid)}'s and private to them (memojar keeps each "
+             f"user's entries and folders private, 0600 and 0700, also in a cache opened to "
+             f"all by hand): {user_name(_euid())}'s calls whose entries are another user's "
+             "compute again, whatever the secret. To share results between users, use a "
+             "Redis or S3 cache with a secret")
 
     def _foreign(self, st: os.stat_result) -> None:
         self._untrusted(
@@ -642,7 +706,12 @@ class FileStore(Store):
         folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in _TRIES:
-            sfd, folder = self._shard_in(function, folder, shard)
+            try:  # ``_shard_in``'s usual case, inline (a frame less a miss)
+                sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
+            except OSError as exc:  # missing (made), a link (refused), the folder removed:
+                if exc.errno is None:  # (not a system call's: the caller's signal handler's)
+                    raise
+                sfd, folder = self._shard_in(function, folder, shard)  # all in ``_shard_in``
             try:
                 try:
                     fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
@@ -670,7 +739,14 @@ class FileStore(Store):
                     os.close(fd)
             finally:
                 os.close(sfd)
-            self._count(folder.name, 0 if replaced else 1, size - replaced)
+            # ``_count``, inline (a frame less a miss): keep the two alike
+            if self._tally_pid != _PID[0]:
+                self._forked()
+            deltas = self._deltas
+            deltas.append((folder.name, 0 if replaced else 1, size - replaced))
+            if len(deltas) > _DELTAS_KEPT:
+                with self._tally_lock:
+                    self._added_up()
             return size
         raise OSError(errno.ENOENT, "the function's folder keeps being removed",
                       self._dirs[function])
@@ -912,6 +988,10 @@ class FileStore(Store):
                         made = self._create_temp(function, shard, name, at, made_here)
                         written = self._grow(made[0], size, views)
                         ledger.add(size)
+                    elif ledger.held + size > max_size:
+                        # Entries this user may not remove hold the room: no wait frees it.
+                        raise OSError(errno.ENOSPC, _held_message(self.root, max_size,
+                                                                  ledger.held, size))
             except BaseException:
                 if made is not None:
                     os.close(made[0])
@@ -946,11 +1026,13 @@ class FileStore(Store):
         return True
 
     def delete(self, function: str, key: str) -> bool:
-        path = self.path(function, key)
-        size = _size_of(path) if self.max_size is not None else 0  # for the ledger
-        if not self._unlink_entries([path]):
+        """Remove the entry; its size for the ledger is the one of the file removed, seen
+        through the shard's descriptor. Before, it was looked up by path beforehand (a
+        shard swapped for a link got the ledger the size of a file where the link led)."""
+        freed: list[int] = []
+        if not self._unlink_entries([self.path(function, key)], freed=freed):
             return False
-        self._account(-size)
+        self._account(-sum(freed))
         return True
 
     def discard(self, function: str, key: str, judged: Any) -> bool:
@@ -1039,11 +1121,19 @@ class FileStore(Store):
             # of a link planted at its name) to where the link led.
             folder = self._folder(function)
             dfd = folder.fd
+            # In a folder opened to others by hand, the stamp gets its write bits: another
+            # user's clear of entries there bumps it, so this user's memory tiers forget
+            # them. Before, it was 0600: their bump failed silently, and this user's
+            # processes kept returning the cleared entries from memory.
+            opened = os.fstat(dfd).st_mode
+            shared = opened & 0o066 if opened & _OPENED_TO_OTHERS else 0
             for tries in range(2):
                 fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
                 try:
                     try:
                         os.write(fd, os.urandom(8))
+                        if shared:
+                            os.fchmod(fd, 0o600 | shared)
                     finally:
                         os.close(fd)
                     # never replaces a stamp others have mapped
@@ -1077,12 +1167,46 @@ class FileStore(Store):
                 if not _own_stamp(st) or (self._uid is not None and st.st_uid != self._uid):
                     self._stamp_why = self._not_a_stamp(gen, st)
                     return None
+                if shared and st.st_mode & shared != shared:  # made before the folder was
+                    os.fchmod(fd, stat.S_IMODE(st.st_mode) | shared)  # opened to others
+                self._stamps[function] = (st.st_dev, st.st_ino)
                 return mmap.mmap(fd, 8, access=mmap.ACCESS_READ)
             finally:
                 os.close(fd)
         except (OSError, ValueError) as exc:
             logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
+            if isinstance(exc, PermissionError) and self._stamp_why is None:
+                # A folder of another user's this one may read but not write (a cache
+                # shared by hand, read-only to others). Before, the warning blamed the
+                # file system ("such as FAT").
+                self._stamp_why = _no_stamp_made(self._dirs[function], exc)
             return None
+
+    def restamp(self, function: str) -> Any | None:
+        """A new view of the function's stamp if the file at its name is no longer the one
+        this process mapped: the cache directory or the function's folder was removed
+        (``rm -rf``) while the process ran, and others' bumps now go to a new stamp, or to
+        none. None if it is the same (or this process mapped none). A folder removed and
+        not made again gives random bytes once (what was held was cleared) and makes
+        nothing; one made again gets a stamp, mapped. Called every few seconds from the
+        statistics thread, never on a call's path: a ``stat``."""
+        if function not in self._stamps:
+            return None
+        known = self._stamps[function]
+        fdir = self._dirs[function]
+        try:
+            st = os.stat(os.path.join(fdir, GEN_FILE), follow_symlinks=False)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:  # removed with its folder (or alone)
+            now = None
+        if now is not None and now == known:
+            return None
+        if now is None and not os.path.isdir(fdir):
+            if known is None:  # seen removed before: nothing changed since
+                return None
+            self._stamps[function] = None
+            return bytearray(os.urandom(8))
+        return self.generation(function) or bytearray(os.urandom(8))
 
     def _not_a_stamp(self, gen: str, st: os.stat_result) -> str:
         """Why the file at a stamp's name is not used (``no_stamp_why``)."""
@@ -1129,6 +1253,8 @@ class FileStore(Store):
             self._tally, self._deltas, self._tally_pid = {}, deque(), _PID[0]
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
+        """Note a write's change of ``fdir``'s entries and bytes (inline in ``_link_new``:
+        keep the two alike)."""
         if self._tally_pid != _PID[0]:
             self._forked()
         deltas = self._deltas
@@ -1269,8 +1395,15 @@ class FileStore(Store):
             # that user's, so its counts do not keep entries root removed; none is made.
             _rewrite_in_place(os.path.join(self.root, _STATS), json.dumps(data).encode())
             return
-        _replace_small(os.path.join(self.root, _STATS), json.dumps(data).encode(),
-                       self._shared_mode())
+        path = os.path.join(self.root, _STATS)
+        try:
+            _replace_small(path, json.dumps(data).encode(), self._shared_mode())
+        except PermissionError:
+            # Another user's file in a cache shared by hand whose root is sticky (1777): it
+            # may not be replaced, only written in place, opened to others as it is. Before,
+            # no user but its owner could save statistics there.
+            if not _rewrite_in_place(path, json.dumps(data).encode()):
+                raise
 
     def _shared_mode(self) -> int:
         """The mode of the cache's statistics and size ledger: private (0600), except in a
@@ -1472,9 +1605,20 @@ class FileStore(Store):
             return None  # not an entry of this cache: never read nor deleted
         return rel
 
-    def _unlink_entries(self, paths: Sequence[str]) -> list[str]:
-        """Unlink entry files given by path, walking to each by descriptor; the removed."""
+    def _unlink_entries(self, paths: Sequence[str],
+                        refused: list[tuple[str, int]] | None = None,
+                        freed: list[int] | None = None) -> list[str]:
+        """Unlink entry files given by path, walking to each by descriptor; the removed.
+
+        An entry this user may not remove (another user's, in a folder of a cache shared by
+        hand that it may not write) is left, and the others are still removed: with
+        ``refused``, it is appended there (its path and whose it is); without, a
+        ``PartlyRemoved`` at the end says how many were removed and whose were left. Before,
+        the first such entry raised ``PermissionError`` naming only the file, and the
+        entries after it were left too (a ``clear`` that met another user's shard first
+        removed nothing of the user's own). ``freed`` gets the size of each removed."""
         removed: list[str] = []
+        denied: list[tuple[str, int]] = [] if refused is None else refused
         by_dir: dict[tuple[str, str], list[str]] = {}
         for path in paths:
             rel = self._entry_rel(path)
@@ -1505,19 +1649,23 @@ class FileStore(Store):
                             gone = _unlink(file, sfd)
                         except IsADirectoryError:  # a folder made there since the stat
                             continue
-                        except PermissionError as exc:  # a read-only folder: said whole
-                            # (before, the file's name alone: "permission denied: 30f...pkl")
-                            raise PermissionError(
-                                exc.errno, exc.strerror,
-                                os.path.join(self.root, fdir, shard, file)) from exc
+                        except PermissionError:  # a folder this user may not write
+                            folder = os.fstat(sfd).st_uid
+                            denied.append((os.path.join(self.root, fdir, shard, file),
+                                           folder if folder != _euid() else st.st_uid))
+                            continue
                         if gone:
                             removed.append(os.path.join(self.root, fdir, shard, file))
                             self._count(fdir, -1, -st.st_size)
+                            if freed is not None:
+                                freed.append(st.st_size)
         finally:
             # Memory tiers forget what they held: also when an interrupt (Ctrl-C in
             # ``memojar clear``) or an error ends this part way, after some unlinks.
             for fdir in touched:
                 self._bump(fdir)
+        if denied and refused is None:
+            raise _partly_removed(len(removed), denied)
         return removed
 
     def _removed(self, entries: Sequence[StoredEntry]) -> None:
@@ -1579,7 +1727,8 @@ class FileStore(Store):
             try:
                 with self._ledger() as ledger:
                     ledger.set(self._census()[1])
-            except _NoRoomForLock as exc:  # a full disk: ``evict`` makes room without it
+            except (_NoRoomForLock, PermissionError) as exc:  # a full disk, or a cache
+                # this user may not write (``evict`` makes room without it)
                 logger.debug("no recount of %s: %s", self.root, exc)
         return removed
 
@@ -1599,7 +1748,7 @@ class FileStore(Store):
                 if not stat.S_ISREG(st.st_mode):
                     continue
                 if match is not None:
-                    if not (_orphaned(match, st, now) and _unlink(file, sfd)):
+                    if not (_orphaned(match, st, now) and _unlink_orphan(file, sfd)):
                         temps += st.st_size
                 elif _is_entry(file, shard):
                     entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
@@ -1619,15 +1768,21 @@ class FileStore(Store):
             return 0
         try:
             return super().evict(incoming)
-        except _NoRoomForLock:
+        except (_NoRoomForLock, PermissionError):
             # A full disk (or quota) with no lock file yet: evicting is what makes room, so
             # it goes by a listing, as a store without a ledger does; the stored total is
-            # recounted by the next eviction. Before, ``prune`` raised ENOSPC here.
+            # recounted by the next eviction. Before, ``prune`` raised ENOSPC here. Or a
+            # cache this user may read but not write (shared by hand, read-only to others):
+            # no lock file can be made; what it may remove goes (before, prune raised).
             assert self.max_size is not None
             entries = list(self._list(None, heads=False))
             victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
                                         self.max_size)
-            return self.remove(victims) if victims else 0
+            try:
+                return self.remove(victims) if victims else 0
+            except PartlyRemoved as exc:  # others' entries: prune says so; a write fails
+                logger.debug("%s", exc)
+                return exc.removed
 
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 
@@ -1635,13 +1790,18 @@ class FileStore(Store):
         self._refuse_another_users()
         self._makedirs(self.root)
         try:
-            return _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX)
+            lock = _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX,
+                          None if self._lock_mode_set else self._shared_mode())
+            self._lock_mode_set = True
+            return lock
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise _NoRoomForLock(exc.errno, exc.strerror, exc.filename) from exc
             raise
 
     def _read_total(self) -> int | None:
+        if self._total_unwritable:  # another user's, which this one may not keep
+            return None
         return _read_int(os.path.join(self.root, _LEDGER))
 
     def _write_total(self, total: int) -> None:
@@ -1653,6 +1813,18 @@ class FileStore(Store):
             # read (``_read_int``), each use counts the files. Before, every write with
             # max_size was not stored, and ``prune`` raised.
             return
+        except PermissionError:
+            # Another user's total in a cache shared by hand whose root is sticky (1777,
+            # as /tmp): it may not be replaced. Opened to others (``_shared_mode``), it is
+            # written in place, under the ledger's lock that every reader of it holds;
+            # else this store counts the files at each use from now on (a total it read
+            # but could not keep would never grow, and the cache with it). Before, every
+            # write with max_size of every user but the total's owner was returned but
+            # not stored ("Operation not permitted").
+            if not _rewrite_in_place(path, str(total).encode()):
+                logger.debug("the size ledger %s cannot be written: counting instead", path)
+                self._total_unwritable = True
+            return
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -1662,8 +1834,38 @@ class FileStore(Store):
             _unlink(path)
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        """``Store._unlink``; entries this user may not remove are left, the others removed
+        (and accounted, ``_removed``), then ``PartlyRemoved`` says so."""
+        removed, refused = self._unlink_refused(entries)
+        if refused:
+            self._removed(removed)
+            raise _partly_removed(len(removed), [
+                (e.location, uid) for e, uid in zip(refused, self._refused_owners, strict=True)])
+        return removed
+
+    def _unlink_refused(
+        self, entries: Sequence[StoredEntry]
+    ) -> tuple[list[StoredEntry], list[StoredEntry]]:
         by_path = {e.location: e for e in entries}
-        return [by_path[p] for p in self._unlink_entries(list(by_path))]
+        denied: list[tuple[str, int]] = []
+        removed = [by_path[p] for p in self._unlink_entries(list(by_path), denied)]
+        self._refused_owners = [uid for _, uid in denied]
+        return removed, [by_path[p] for p, _ in denied]
+
+
+def _partly_removed(removed: int, refused: list[tuple[str, int]]) -> PartlyRemoved:
+    """The error of a removal that met entries this user may not remove."""
+    me = _euid()
+    return PartlyRemoved(removed, [(path, "" if uid == me else user_name(uid))
+                                   for path, uid in refused], user_name(me))
+
+
+def _held_message(root: str, max_size: int, held: int, size: int) -> str:
+    """Why a write with max_size is not stored when others' entries hold the room."""
+    return (f"no room under max_size ({max_size:,} bytes) in {root} for an entry of "
+            f"{size:,} bytes: other users' entries there hold {held:,} bytes of it, in "
+            f"folders {user_name(_euid())} may not write (a cache shared by hand), so they "
+            "cannot be evicted: raise max_size, or have their owners clear them")
 
 
 class _NoRoomForLock(OSError):
@@ -1721,10 +1923,17 @@ def _lock_within(fd: int, wait: float, what: str) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def _flock(path: str) -> Any:
+def _flock(path: str, mode: int | None = None) -> Any:
     """The ledger's lock. ``flock`` like filelock's (so tools that take it with filelock
     agree), but a link planted at ``path`` is refused, never truncated or written. Waits
-    at most ``LOCK_WAIT`` seconds."""
+    at most ``LOCK_WAIT`` seconds.
+
+    ``mode``: that of a cache shared by hand (``_shared_mode``), given to the lock file if it
+    is this user's and private. Another user's that this one may read but not write (an
+    older memojar's, 0644) is locked through a read-only descriptor (``flock`` needs no
+    more). Before, the lock file was 0600 whoever made it, and in a cache shared by hand
+    every write with max_size of every other user was returned but not stored
+    ("Permission denied")."""
     if fcntl is None:
         from filelock import FileLock
 
@@ -1752,6 +1961,11 @@ def _flock(path: str) -> Any:
                 lock.release()
                 raise
             return lock
+        except PermissionError as exc:  # another user's (a cache shared by hand)
+            try:
+                fd = os.open(path, _O_READ)
+            except OSError:
+                raise _private_lock(exc, path) from exc
         except OSError as exc:
             if exc.errno == errno.ENXIO:  # a socket planted there: open never opens one
                 _unlink(path)
@@ -1762,16 +1976,42 @@ def _flock(path: str) -> Any:
             continue
         lock = _FlockLock(fd)  # made before the flock: dropped, it gives the lock back
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or socket planted there
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):  # a FIFO or socket planted there
                 lock.release()
                 _unlink(path)
                 continue
+            if (mode is not None and mode != 0o600 and st.st_uid == _euid()
+                    and stat.S_IMODE(st.st_mode) == 0o600):
+                os.fchmod(fd, mode)
             _lock_within(fd, LOCK_WAIT, f"the size ledger's lock {path}")
         except BaseException:
             lock.release()
             raise
         return lock
     raise OSError(errno.EINVAL, "not a regular file", path)
+
+
+def _no_stamp_made(fdir: str, exc: OSError) -> str:
+    """Why no generation stamp could be made in the function folder ``fdir``."""
+    try:
+        owner = os.stat(fdir, follow_symlinks=False).st_uid
+    except OSError:
+        return f"{fdir}{_SEP}{GEN_FILE} cannot be made ({exc.strerror})"
+    whose = "this user's" if owner == _euid() else f"{user_name(owner)}'s"
+    return (f"{fdir}{_SEP}{GEN_FILE} cannot be made: the folder is {whose}, and "
+            f"{user_name(_euid())} may not write in it ({exc.strerror})")
+
+
+def _private_lock(exc: OSError, path: str) -> PermissionError:
+    """The error for a size ledger's lock of another user's this one may not open."""
+    try:
+        owner = user_name(os.stat(path, follow_symlinks=False).st_uid)
+    except OSError:
+        return PermissionError(exc.errno, exc.strerror, path)
+    return PermissionError(
+        exc.errno, f"permission denied (the size ledger's lock of this cache shared by hand "
+        f"is {owner}'s, and private: {owner} may open it to others, chmod a+rw)", path)
 
 
 # The folders kept open, across every store of the process, the earliest first: a process
@@ -2062,21 +2302,25 @@ def _unlink_file(name: str, dir_fd: int) -> None:
             _unlink(name, dir_fd)
     except FileNotFoundError:  # removed by another process first
         pass
+    except PermissionError:  # another user's folder this one may not write (a cache
+        pass  # shared by hand): theirs to remove. Before, ``prune`` raised ('.swept')
 
 
-def _rewrite_in_place(path: str, data: bytes) -> None:
+def _rewrite_in_place(path: str, data: bytes) -> bool:
     """Write ``data`` over the regular file at ``path``, keeping its owner (nothing if there
-    is none). Not atomic: a reader meeting it half written finds no statistics (a listing
-    counts again)."""
+    is none, or it cannot be written); whether it was. Not atomic: a reader meeting it half
+    written finds no statistics (a listing counts again)."""
     try:
         fd = os.open(path, os.O_WRONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
     except OSError:
-        return
+        return False
     try:
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:  # a hard link: someone else's
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
+            return True
+        return False
     finally:
         os.close(fd)
 
@@ -2529,8 +2773,20 @@ def _remove_orphans(dir_fd: int, now: _Clocks) -> int:
         except FileNotFoundError:
             continue
         if _orphaned(match, st, now):
-            removed += _unlink(name, dir_fd)
+            removed += _unlink_orphan(name, dir_fd)
     return removed
+
+
+def _unlink_orphan(name: str, dir_fd: int) -> bool:
+    """Remove an orphaned temporary file; False if gone already, or if this user may not
+    (another user's killed writer's, in a folder of a cache shared by hand that this user
+    may not write: its bytes still count). Before, that ``PermissionError`` ended every
+    census: every write with max_size was returned but not stored, and ``prune`` raised."""
+    try:
+        return _unlink(name, dir_fd)
+    except PermissionError as exc:
+        logger.debug("cannot remove the orphaned temporary file %s: %s", name, exc)
+        return False
 
 
 def _marked(dir_fd: int) -> bool:

@@ -25,6 +25,7 @@ import dis
 import enum
 import functools
 import itertools
+import operator
 import re
 import sys
 import threading
@@ -73,7 +74,8 @@ def function_name(func: Callable[..., Any]) -> str:
     """
     target, _, _ = split(func)
     module = getattr(target, "__module__", None)
-    qualname = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    qualname = (class_qualname(target) if isinstance(target, type) else None) or getattr(
+        target, "__qualname__", None) or getattr(target, "__name__", None)
     if not isinstance(qualname, str):  # an object without a name: its class's name
         module, qualname = type(target).__module__, type(target).__qualname__
     if not isinstance(module, str) or not module:
@@ -81,6 +83,38 @@ def function_name(func: Callable[..., Any]) -> str:
     if module == "__mp_main__":
         module = "__main__"
     return f"{module}.{qualname}"
+
+
+def class_qualname(cls: type) -> Any:
+    """A class's ``__qualname__``, as where it was defined: a class cloudpickle sent by
+    value (a class a function made, ``make.<locals>.Local``; a class nested in a class of
+    ``__main__``) is made again in a worker with its bare name as qualname (``Local``),
+    while its functions keep theirs (``make.<locals>.Local.m``): a bare qualname is taken
+    from the first function defined in its body (a class of none keeps its bare one).
+    Before, such a class was ``__main__.Local`` in a loky or dask worker and
+    ``__main__.make.<locals>.Local`` in its sender, so an instance of it (``self`` of a
+    cached method) keyed differently there and no worker hit the sender's entries; and
+    its data attributes, which count in the fingerprint of a class a function makes
+    (``class_shape``), did not in the worker."""
+    qualname = cls.__qualname__
+    if not isinstance(qualname, str) or "." in qualname:
+        return qualname
+    try:
+        members = list(vars(cls).items())
+    except Exception:  # noqa: BLE001 - a class whose members cannot be read
+        return qualname
+    tail = f".{cls.__name__}"
+    for name, member in members:  # in the order of the class body, which a copy keeps
+        inner = getattr(member, "fget", None) if isinstance(member, property) else (
+            member.__func__ if isinstance(member, (staticmethod, classmethod)) else member)
+        inner = getattr(inner, "__wrapped__", inner) if getattr(
+            inner, "__memojar__", None) is not None else inner
+        if type(inner) is not FunctionType or inner.__name__ != name:
+            continue
+        owner, _, own = inner.__qualname__.rpartition(".")
+        if own == name:  # the first function defined in its body says where it was
+            return owner if owner.endswith(tail) else qualname
+    return qualname
 
 
 def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
@@ -162,9 +196,17 @@ def sibling_of(func: Callable[..., Any]) -> str:
 def _sibling_of(target: Any) -> str:
     seen: set[int] = set()
     code = xxhash.xxh3_64_hexdigest(repr(_callable_shape(target, seen, bare=True)).encode())
+    return code + captured_digest(target)
+
+
+def captured_digest(target: Any) -> str:
+    """A 16-digit digest of what ``target`` (and the functions it wraps) captures and its
+    defaults, by state (``sibling_of``'s second part)."""
     captured = []
+    previous: tuple[bool, set[int]] = (getattr(_walk, "by_state", False),
+                                        getattr(_walk, "accumulators", set()))
     _walk.by_state = True  # what the identity counts by type, by state here (_shape_of)
-    _walk.accumulators = accumulators = set()  # but for these: by type (_shape_of)
+    _walk.accumulators = accumulators = set(previous[1])  # but for these: by type
     try:
         for _ in range(100):  # through the wrappers decorators put around it to the function
             accumulators.update(_accumulators(target))
@@ -179,9 +221,8 @@ def _sibling_of(target: Any) -> str:
                 break
             target = inner
     finally:
-        _walk.by_state = False
-        _walk.accumulators = set()
-    return code + xxhash.xxh3_64_hexdigest(repr(captured).encode())
+        _walk.by_state, _walk.accumulators = previous
+    return xxhash.xxh3_64_hexdigest(repr(captured).encode())
 
 
 # Methods that change a list, dict, set or deque in place: a closure calling one on what it
@@ -423,7 +464,7 @@ def _type_shape(value: Any) -> tuple[str, str, str]:
     captured there is the script's)."""
     module = type(value).__module__
     return ("type", "__main__" if module == "__mp_main__" else module,
-            type(value).__qualname__)
+            class_qualname(type(value)))
 
 
 _PLAIN = (int, float, complex, str, bytes, bool, type(None), range)
@@ -453,7 +494,11 @@ def _plain(value: Any) -> bool:
 _function_ids: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Any, tuple[str, str]]] = (
     weakref.WeakKeyDictionary()
 )
-_class_ids: weakref.WeakKeyDictionary[type, tuple[str, str] | None] = (
+_Members = tuple[tuple[type, ...], tuple[Any, ...]]  # classes, and their members in order
+# A class's identity, with its members as they were if cloudpickle may set them again
+# (``_resent_members``).
+_class_ids: weakref.WeakKeyDictionary[
+    type, tuple[tuple[str, str] | None, _Members | None]] = (
     weakref.WeakKeyDictionary()
 )
 _user_modules: dict[str, bool] = {}
@@ -474,14 +519,35 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
     if not is_user_module(getattr(func, "__module__", None)):
         return None
     ident = (function_name(func), code_fingerprint(func))
+    capturing = _capturing()
+    if func.__closure__ and id(func) not in capturing:
+        # What a closure captures, by state (the fingerprint counts a captured list, dict or
+        # instance by its type, as ``sibling_of`` tells a decorated closure apart): before,
+        # ``PICK = make(["a"])`` edited to ``make(["b"])``, or ``apply(make(["a"]), d)``
+        # then ``apply(make(["b"]), d)``, kept one identity and returned the old value.
+        capturing.add(id(func))  # a closure whose captured state holds it: once
+        try:
+            ident = (ident[0], ident[1] + captured_digest(func))
+        finally:
+            capturing.discard(id(func))
     _function_ids[func] = (code, defaults, kwdefaults, ident)
     return ident
 
 
+def _capturing() -> set[int]:
+    """The closures whose captured state this thread is digesting (``function_identity``)."""
+    try:
+        found: set[int] = _walk.capturing
+    except AttributeError:
+        found = _walk.capturing = set()
+    return found
+
+
 # A function's or class's identity as a call argument, with what it depends on: the code
-# and defaults it was made for, the cell generation it was checked at, and the identity.
+# and defaults it was made for, the cell generation it was checked at, the identity, and a
+# class's members as they were if cloudpickle may set them again (``_resent_members``).
 _argument_ids: weakref.WeakKeyDictionary[
-    Any, tuple[Any, Any, Any, int, tuple[str, str] | None]] = (
+    Any, tuple[Any, Any, Any, int, tuple[str, str] | None, _Members | None]] = (
     weakref.WeakKeyDictionary()
 )
 generation = 0  # bumped by ``_notebook`` when an IPython cell starts: re-check what changed
@@ -500,48 +566,106 @@ def argument_identity(obj: Any) -> tuple[str, str] | None:
     for a fingerprint (``_keys.state_key``) counts by its own identity only."""
     found = _argument_ids.get(obj)
     function = type(obj) is FunctionType
-    if found is not None and found[3] == generation and (not function or (
+    if found is not None and found[3] == generation and ((
             found[0] is obj.__code__ and found[1] is obj.__defaults__
-            and found[2] is obj.__kwdefaults__)):
+            and found[2] is obj.__kwdefaults__) if function else (
+            found[5] is None or _members_unchanged(found[5]))):
         return found[4]
     made: tuple[Any, Any, Any] = ((obj.__code__, obj.__defaults__, obj.__kwdefaults__)
                                   if function else (None, None, None))  # a class: its
-    # members are re-checked in IPython only (``Resolved``), as for a decorated function
+    # members are re-checked in IPython only (``Resolved``), as for a decorated function,
+    # and where cloudpickle may set them again (``_resent_members``)
+    members = None if function else _resent_members(obj)
     if found is not None and found[0] is made[0] and found[1] is made[1] and (
-            found[2] is made[2]):  # a cell ran since: made again if what it read changed
+            found[2] is made[2]) and (members is None or (
+            found[5] is not None and _members_unchanged(found[5]))):
+        # a cell ran since: made again if what it read changed
         record = resolved(obj)
         if record is not None and record.unchanged():
-            _argument_ids[obj] = (*made, generation, found[4])
+            _argument_ids[obj] = (*made, generation, found[4], members)
             return found[4]
     own = class_identity(obj) if isinstance(obj, type) else function_identity(obj)
     ident = own
     if own is not None:  # else library code (memojar's own markers too): kept as None
         forget_dependencies(obj)
         try:
-            ident = (own[0], identity_digest(dependencies(obj)))
+            rows = dependencies(obj)
+            if len(own[1]) > 16:  # a closure's captured state (``function_identity``)
+                rows = (*rows, ("captured", "", own[1][16:]))
+            ident = (own[0], identity_digest(rows))
         except Exception:  # noqa: BLE001 - a walk that fails costs the helpers, not the call
             return own
     try:
-        _argument_ids[obj] = (*made, generation, ident)
+        _argument_ids[obj] = (*made, generation, ident, members)
     except TypeError:  # not weak-referenceable
         pass
     return ident
 
 
 def class_identity(cls: type) -> tuple[str, str] | None:
-    """``(name, fingerprint)`` of a class of the user's own code, None for library classes."""
+    """``(name, fingerprint)`` of a class of the user's own code, None for library classes.
+
+    Computed once per class and process; again for a class whose members cloudpickle may
+    set again (``_resent_members``) when one is another object than it was."""
     try:
-        return _class_ids[cls]
+        known = _class_ids[cls]
     except KeyError:
         pass
     except TypeError:  # not weak-referenceable
         return None
+    else:
+        if known[1] is None or _members_unchanged(known[1]):
+            return known[0]
     found = None
+    members = None
     if is_user_module(cls.__module__):
+        members = _resent_members(cls)
         shape = class_shape(cls, set())
         found = (function_name(cls), xxhash.xxh3_64_hexdigest(repr(shape).encode()))
-    _class_ids[cls] = found
+    _class_ids[cls] = (found, members)
     return found
+
+
+def _resent_members(cls: type) -> _Members | None:
+    """The members of ``cls`` and of its user bases (``_members_now``) if cloudpickle may
+    set them again in place, else None: a class it made here from a copy sent by value
+    (a worker's class of ``__main__``, which its module does not hold). cloudpickle sends
+    such a class with an id and, when it comes again, sets every member of the class it
+    made the first time (a loky worker lives on from one ``Parallel`` to the next): a
+    notebook's ``Model.predict = triple`` reached the workers, but they kept the
+    identity they had made of ``Model`` and returned the old ``predict``'s values.
+    Compared by identity at each use (each sending makes new functions: one walk a
+    batch); never for a class its module holds (the script's own: no cost there)."""
+    tracker = sys.modules.get("cloudpickle.cloudpickle")
+    tracked = getattr(tracker, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", None)
+    if tracked is None:
+        return None
+    try:
+        if cls not in tracked:
+            return None
+        namespace = getattr(sys.modules.get(cls.__module__), "__dict__", None)
+        if isinstance(namespace, dict) and namespace.get(cls.__name__) is cls:
+            return None
+    except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
+        return None
+    classes = tuple(klass for klass in cls.__mro__ if is_user_module(klass.__module__))
+    return classes, _members_of_classes(classes)
+
+
+def _members_of_classes(classes: tuple[type, ...]) -> tuple[Any, ...]:
+    if len(classes) == 1:
+        return tuple(vars(classes[0]).values())
+    return tuple(itertools.chain.from_iterable(vars(klass).values() for klass in classes))
+
+
+def _members_unchanged(known: _Members) -> bool:
+    """Whether the members of the classes ``known`` holds are the objects they were (a
+    microsecond's look, at each use of a class cloudpickle made here)."""
+    try:
+        now = _members_of_classes(known[0])
+    except Exception:  # noqa: BLE001 - whatever the class raised: made again
+        return False
+    return len(now) == len(known[1]) and all(map(operator.is_, now, known[1]))
 
 
 def class_shape(cls: type, seen: set[int] | None = None) -> Any:
@@ -575,7 +699,7 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                 # a nested class; an Enum member by its value (unpickling finds a member
                 # by value: a changed value must not load as another member)
                 members.append((name, _attribute_shape(member, seen)))
-            elif "<locals>" in klass.__qualname__ and _data_attribute(name, member, klass):
+            elif "<locals>" in class_qualname(klass) and _data_attribute(name, member, klass):
                 # A class a function makes (``make(k)`` running ``class C: K = k``): its
                 # data differs from one such class to another, and no global reaches it
                 members.append((name, ("data", _value_shape(member, seen, by_state=True))))
@@ -700,21 +824,52 @@ def is_user_module(module: str | None) -> bool:
 
 
 def _is_user_module(name: str) -> bool:
-    if name in ("__main__", "__mp_main__"):
+    top = name.partition(".")[0]
+    if top in ("__main__", "__mp_main__"):
         # The user's script or notebook, wherever the running main module lives: in a
         # joblib/loky worker it is loky's launcher in site-packages, while the functions
-        # and classes cloudpickle sent there by value still say ``__main__``.
+        # and classes cloudpickle sent there by value still say ``__main__``. A dotted
+        # name of it too (``__main__.Scaler``, where a class attribute is walked): before,
+        # looked up as the launcher's, a loky worker left out the rows of the script's
+        # class attributes (``FACTOR = 2``, an Enum's ``_member_type_``), and a class
+        # given as an argument keyed alike there whatever its ``FACTOR`` (an edited
+        # script's workers returned the old value).
         return True
-    top = name.partition(".")[0]
     if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
         return False
     if top == "memojar":
         return False
     module = sys.modules.get(name) or sys.modules.get(top)
+    if module is None:
+        return _found_outside_libraries(top)
     path = getattr(module, "__file__", None)
     if not path:
         return True  # __main__ of a notebook, code exec'd from a string
     return not any(path.startswith(prefix) for prefix in _library_paths())
+
+
+def _found_outside_libraries(top: str) -> bool:
+    """Whether a module this process has not imported is the user's: where the import
+    system would find it (``find_spec`` of a top-level name runs nothing), not in the
+    libraries' folders; the user's if it is found nowhere (code a worker got by value).
+    Before, any module not imported was the user's: a loky worker that got IPython's
+    ``open`` by value (its ``__module__`` says ``io``) walked its globals as the user's
+    code of ``IPython.core.interactiveshell``, which the notebook does not, so each
+    worker made another identity for every cached function of a notebook calling
+    ``open`` and computed again what the notebook had stored."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except Exception:  # noqa: BLE001 - a finder's own failure: not found
+        return True
+    if spec is None:
+        return True
+    paths = [spec.origin] if spec.has_location and spec.origin else list(
+        spec.submodule_search_locations or ())
+    # none (a module a finder makes without a file): the user's, as such a module is
+    # when imported (``__file__`` unset)
+    return not any(path.startswith(prefix) for path in paths for prefix in _library_paths())
 
 
 @functools.lru_cache(maxsize=1)
@@ -932,6 +1087,10 @@ def _walk_rows(target: Any) -> dict[str, tuple[str, str, str]]:
     _walk_callable(target, rows, set())
     if isinstance(target, type):  # a class in depends_on=: what its methods call too
         _walk_value(target, function_name(target), rows, set())
+        return rows  # not the class it is nested in (what it uses of that class it names,
+        # ``Outer.X``: a global, followed). Before, counted as a method's class is: but
+        # cloudpickle sends a nested class of ``__main__`` without it, so ``Outer.Inner``
+        # given as an argument keyed otherwise in every loky worker (a miss each call).
     cls = _class_of_method(target)
     if cls is not None:
         _walk_value(cls, function_name(cls), rows, set())
@@ -1089,7 +1248,7 @@ def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type |
         return None
     try:
         candidates = [cls for cls in list(classes.values()) if isinstance(cls, type)
-                      and cls.__qualname__ == qualname and cls.__module__ == module]
+                      and class_qualname(cls) == qualname and cls.__module__ == module]
     except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
         return None
     for cls in candidates:
@@ -1151,8 +1310,11 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         record.writes(namespace, _stored_globals(code, set()))
     module = _module_name(func, namespace)
     for name in sorted(names):
-        if name in namespace:
-            _walk_value(namespace[name], f"{module}.{name}", rows, seen, names)
+        if name in namespace and name not in _MODULE_METADATA:
+            value = namespace[name]
+            if name == "__name__" and value == "__mp_main__":
+                value = "__main__"
+            _walk_value(value, f"{module}.{name}", rows, seen, names)
     # What its closure captures and its defaults (``def f(x, g=lambda v: scale(v))``): their
     # own code is in the function's fingerprint already; what they call is followed here.
     captured = [cell.cell_contents for cell in getattr(func, "__closure__", None) or ()
@@ -1178,6 +1340,20 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
             _walk_value(kind, function_name(kind), rows, seen, names)
         for item in _held(value, whole=True):
             _walk_value(item, function_name(item), rows, seen, names)
+
+
+# What Python and the way a module was loaded put in its namespace, not the user's data: a
+# name loaded as an attribute (``func.__doc__``, ``cls.__annotations__``) is looked up among
+# the globals too (``dependencies`` over-approximates), and these differ between a script
+# and its workers (``__loader__``, ``__package__``, ``__builtins__``: a module or a dict; a
+# spawn or forkserver worker's ``__main__`` has no ``__annotations__``, a loky copy's
+# globals no ``__doc__``), so a function reading ``x.__doc__`` missed in every worker.
+# ``__name__`` counts, with ``__mp_main__`` (a spawn or forkserver worker's) as ``__main__``:
+# before, ``type(x).__name__`` made a spawn worker's identity another than its script's.
+_MODULE_METADATA = frozenset({
+    "__annotations__", "__builtins__", "__cached__", "__doc__", "__loader__",
+    "__package__", "__spec__",
+})
 
 
 def _module_name(func: Any, namespace: dict[str, Any]) -> str:
@@ -1572,8 +1748,16 @@ def _constant(value: Any) -> bool:
         budget -= len(item)
         if budget < 0:
             return False
-        children = [*item.keys(), *item.values()] if kind is dict else item
-        stack.extend((v, depth + 1) for v in children)
+        # Plain items are not stacked, and the first item neither plain nor a container
+        # ends the look: a global list of 5,000 instances made 5,000 pairs to pop one, a
+        # millisecond of each copy's check in a worker (``copy_dependencies``), each batch.
+        for child in itertools.chain(item.keys(), item.values()) if kind is dict else item:
+            kind = type(child)
+            if kind in _PLAIN_TYPES:
+                continue
+            if kind not in _CONTAINERS:
+                return False
+            stack.append((child, depth + 1))
     return True
 
 

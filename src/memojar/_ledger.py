@@ -50,6 +50,13 @@ class SizedBackend(Protocol):
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         """Remove listed entries; the ones removed (another process may have been first)."""
 
+    def _unlink_refused(
+        self, entries: Sequence[StoredEntry]
+    ) -> tuple[list[StoredEntry], list[StoredEntry]]:
+        """``_unlink``, never raising for the entries this user may not remove (another
+        user's, in a folder of a cache shared by hand that it cannot write): the ones
+        removed, and those refused (still there)."""
+
 
 def choose_victims(
     entries: Sequence[StoredEntry], total: int, incoming: int, max_size: int
@@ -88,6 +95,9 @@ class Ledger:
         self.backend = backend
         self.total: int | None = None
         self._dirty = False
+        # Bytes of entries the last eviction could not remove (``evict``): room no
+        # eviction by this user will free.
+        self.held = 0
 
     def __enter__(self) -> Ledger:
         self._lock = self.backend._total_lock()
@@ -146,15 +156,35 @@ class Ledger:
         return self._known() + size <= max_size
 
     def evict(self, incoming: int) -> int:
-        """Remove least-recently-used entries until ``incoming`` bytes fit; recount."""
+        """Remove least-recently-used entries until ``incoming`` bytes fit; recount.
+
+        Entries this user may not remove (another user's, in a cache shared by hand) stay,
+        and count as room taken for good (``held``): others are chosen in their place, and
+        the total keeps them. Before, the first such entry raised ``PermissionError`` (every
+        write with ``max_size`` was returned but not stored, for good), and a total set as
+        if they had gone would let the cache grow without bound."""
         max_size = self.backend.max_size
         assert max_size is not None
         entries, total = self.backend._census()
-        victims, total = choose_victims(entries, total, incoming, max_size)
-        removed = self.backend._unlink(victims) if victims else []
+        removed: list[StoredEntry] = []
+        held: list[StoredEntry] = []
+        while True:
+            kept = sum(e.size for e in held)
+            victims, _ = choose_victims(entries, total - kept, incoming, max_size - kept)
+            if not victims:
+                break
+            gone, refused = self.backend._unlink_refused(victims)
+            removed += gone
+            # Entries another process removed first are gone all the same.
+            total -= sum(e.size for e in victims) - sum(e.size for e in refused)
+            if not refused:
+                break
+            held += refused
+            tried = {id(e) for e in victims}
+            entries = [e for e in entries if id(e) not in tried]
         for entry in removed:
             logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
                          entry.size)
-        # Entries another process removed first are gone all the same.
+        self.held = sum(e.size for e in held)
         self.set(total)
         return len(removed)

@@ -23,11 +23,11 @@ import functools
 import os
 import stat
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import xxhash
 
-from ._store import KeyLock
+from ._store import WAIT_ID_BITS, KeyLock
 
 try:
     import fcntl
@@ -55,6 +55,7 @@ if _OFD:  # bound once: a miss locks and unlocks
     _SETLK, _SETLKW, _fcntl = fcntl.F_OFD_SETLK, fcntl.F_OFD_SETLKW, fcntl.fcntl
     _GETLK = fcntl.F_OFD_GETLK
 _pack, _digest = _FLOCK.pack, xxhash.xxh3_64_intdigest
+_Note = tuple[int, tuple[int, int], set[int]]  # see ``_RangeLock._note``
 
 
 def key_lock(function_dir: str, key: str, entry_path: str) -> KeyLock:
@@ -173,7 +174,8 @@ class _RangeLock(KeyLock):
     hand: a miss then opens nothing. A function and its argument, not a ``partial``: the
     file store makes a lock per miss, and a partial cost it more than a frame."""
 
-    __slots__ = ("_fd", "_ident", "_open", "_path", "_range", "_unlock", "_what")
+    __slots__ = ("_fd", "_ident", "_note", "_open", "_path", "_range", "_unlock", "_what")
+    _note: _Note | None
 
     def __init__(self, path: str, key: str, opener: Callable[[str], int], what: str) -> None:
         self._path = path
@@ -183,6 +185,9 @@ class _RangeLock(KeyLock):
         self._unlock = _pack(_UNLCK, _SEEK_SET, offset, 1, 0)
         self._fd: int | None = None
         self._ident = (0, 0)  # the lock file's (st_dev, st_ino), while held
+        # ``_note``, while this lock is waited for by a caller holding others: the
+        # description noting it (``note_waiting``), the lock file's identity, and the ids
+        # noted. Set only then (read with ``getattr``): a miss pays nothing for it.
 
     def _fresh(self) -> tuple[int, tuple[int, int]]:
         fd = self._open(self._what)
@@ -284,50 +289,104 @@ class _RangeLock(KeyLock):
 
 
     # --- lock-order cycles between processes (see ``KeyLock.note_waiting``) ------------
+    # A key's notes are read locks on the bytes of its region of the lock file, above every
+    # key's byte (those are below 2**62): region ``r`` (30 bits hashed from the key's byte)
+    # spans ``_EDGES + r * 2**31`` and the 2**31 bytes after, a byte for each id a waiter
+    # notes (``WAIT_ID_BITS``). A holder reads its key's region with ``F_OFD_GETLK``, which
+    # names one conflicting lock and its range at a time: the rest are looked for on either
+    # side of it.
 
-    def _edge(self, held: _RangeLock) -> int:
-        """The byte of this lock's file that a caller waiting for it while holding
-        ``held`` read-locks: above every key's byte (those are below 2**62)."""
-        mine, theirs = _FLOCK.unpack(self._range)[2], _FLOCK.unpack(held._range)[2]
-        return _EDGES + (_digest(f"{self._path}\0{mine}\0{held._path}\0{theirs}".encode())
-                         >> 3)
+    def _offset(self) -> int:
+        return int(_FLOCK.unpack(self._range)[2])
 
-    def note_waiting(self, holding: list[KeyLock], ends: list[Callable[[], None]]) -> None:
-        """A description of this lock's file of its own, with a read lock on the byte of
-        each held range lock (``_edge``): released by the kernel if this process dies,
-        unlocked explicitly by the callable put in ``ends`` (a child forked meanwhile closes
-        its copy: ``_drop_inherited``). A miss that waits for nothing, or holds no other
-        lock, pays nothing for it."""
-        held = [h for h in holding if isinstance(h, _RangeLock) and h._fd is not None]
-        if not held or not _OFD:
+    def _region(self) -> int:
+        """The first byte of this key's region of notes."""
+        return _EDGES + ((_digest(struct.pack("<q", self._offset())) >> 34) << _ID_BITS)
+
+    def wait_id(self) -> int | None:
+        """From the lock file's device and inode and the key's byte: the same for every
+        spelling of its path (a symlink, a bind mount's other name)."""
+        note: _Note | None = getattr(self, "_note", None)
+        if note is not None:
+            ident = note[1]
+        elif self._fd is not None:
+            ident = self._ident
+        else:
+            return None
+        return int(_digest(f"{ident[0]}:{ident[1]}:{self._offset()}".encode())
+                   >> (64 - _ID_BITS))
+
+    def note_waiting(self, behind: Collection[int], ends: list[Callable[[], None]]) -> None:
+        """A description of this lock's file of its own for the wait, read-locking the
+        byte of each id ``behind`` in this key's region (and no other): released by the
+        kernel if this process dies, unlocked explicitly by the callable put in ``ends``
+        (a child forked meanwhile closes its copy: ``_drop_inherited``). A miss that
+        waits for nothing, or holds no other lock, pays nothing for it."""
+        if not _OFD:
             return
-        fd = -1
-        try:
-            fd = self._open(self._what)
-            ident = _identity(fd)
-        except BaseException as exc:
-            if fd >= 0:
-                os.close(fd)
-            if isinstance(exc, OSError):
-                return  # no note: the cycle, if any, costs lock_timeout
-            raise
-        _noting[fd] = ident
-        ends.append(functools.partial(_end_note, fd, ident))
-        for h in held:
+        note: _Note | None = getattr(self, "_note", None)
+        if note is None:
+            fd = -1
             try:
-                _fcntl(fd, _SETLK, _pack(_RDLCK, _SEEK_SET, self._edge(h), 1, 0))
+                fd = self._open(self._what)
+                ident = _identity(fd)
+            except BaseException as exc:
+                if fd >= 0:
+                    os.close(fd)
+                if isinstance(exc, OSError):
+                    return  # no note: the cycle, if any, costs lock_timeout
+                raise
+            _noting[fd] = ident
+            note = self._note = (fd, ident, set())
+            ends.append(functools.partial(self._end_note, fd, ident))
+        fd, _, noted = note
+        base = self._region()
+        for i in [i for i in noted if i not in behind]:  # no longer behind it (its waiter
+            try:  # gave up): a cycle through it is not one now
+                _fcntl(fd, _SETLK, _pack(_UNLCK, _SEEK_SET, base + i, 1, 0))
+            except OSError:
+                continue
+            noted.discard(i)
+        for i in behind:
+            if i in noted:
+                continue
+            try:
+                _fcntl(fd, _SETLK, _pack(_RDLCK, _SEEK_SET, base + i, 1, 0))
             except OSError:
                 continue  # that one is not noted
+            noted.add(i)
 
-    def waited_back(self, waited: KeyLock) -> bool:
+    def _end_note(self, fd: int, ident: tuple[int, int]) -> None:
+        note: _Note | None = getattr(self, "_note", None)
+        if note is not None and note[0] == fd:
+            self._note = None
+        _end_note(fd, ident)
+
+    def waiters(self) -> Collection[int]:
         fd = self._fd
-        if fd is None or not isinstance(waited, _RangeLock) or not _OFD:
-            return False
+        if fd is None or not _OFD:
+            return ()
+        base = self._region()
+        found: set[int] = set()
+        spans = [(base, base + (1 << _ID_BITS))]
         try:
-            got = _fcntl(fd, _GETLK, _pack(_WRLCK, _SEEK_SET, self._edge(waited), 1, 0))
+            while spans and len(found) < _WAITERS_MAX:
+                low, high = spans.pop()
+                got = _FLOCK.unpack(_fcntl(fd, _GETLK, _pack(_WRLCK, _SEEK_SET, low,
+                                                              high - low, 0)))
+                if got[0] == _UNLCK:
+                    continue
+                start = max(got[2], low)
+                end = min(got[2] + got[3], high) if got[3] else high
+                if end - start <= _MERGED_MAX:  # a waiter's adjacent bytes merge; a lock
+                    found.update(range(start - base, end - base))  # over the whole file
+                if low < start:  # (``remove_if_idle``'s probe, a moment) says nothing
+                    spans.append((low, start))
+                if end < high:
+                    spans.append((end, high))
         except OSError:
-            return False
-        return bool(_FLOCK.unpack(got)[0] != _UNLCK)
+            pass
+        return found
 
 
 def _end_note(fd: int, ident: tuple[int, int]) -> None:
@@ -347,6 +406,9 @@ def _end_note(fd: int, ident: tuple[int, int]) -> None:
 
 _noting: dict[int, tuple[int, int]] = {}  # descriptions noting waits (``note_waiting``)
 _EDGES = 1 << 62  # the bytes of waits noted start here (a key's byte is below)
+_ID_BITS = WAIT_ID_BITS  # a region of notes per key: 2**30 regions of 2**31 bytes, < 2**63
+_WAITERS_MAX = 4096  # ids read from one key's notes at most
+_MERGED_MAX = 64  # the longest run of adjacent ids one description's locks merge into
 
 range_lock = _RangeLock  # made by the file store per miss: a class, no factory call before it
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import xxhash
 
 from ._errors import logger
-from ._store import KeyLock
+from ._store import WAIT_ID_BITS, KeyLock
 
 LOCK_TTL = 2.0  # seconds a lock outlives its holder's last renewal
 LOCK_RENEW = 0.5  # seconds between renewals of held locks
@@ -33,6 +33,7 @@ class _RedisKeyLock(KeyLock):
         self.token = b""
 
     poll_max = LOCK_POLL_MAX
+    _note: _WaitNote | None = None  # while this lease is waited for (``note_waiting``)
 
     def _try(self) -> bool:
         store = self.store
@@ -95,42 +96,76 @@ class _RedisKeyLock(KeyLock):
         self.token = b""
 
     # --- lock-order cycles between processes (see ``KeyLock.note_waiting``) ------------
+    # ``<lock>:w:<id>`` (PX LOCK_TTL, renewed while the wait lasts) says a caller with the
+    # lock ``<id>`` behind it waits for ``<lock>``; ``<lock>:ws``, the set of those ids, is
+    # what a holder reads (each id checked against its key: one of a process that died
+    # has expired). The ids are those of any store's locks: a cycle through two servers,
+    # or a server and a directory, is seen on each lock's own.
 
-    def _edge(self, held: _RedisKeyLock) -> bytes:
-        """The key that says a caller holding ``held`` waits for this lock."""
-        return self.name + b":w:" + xxhash.xxh3_64_hexdigest(held.name).encode()
+    def wait_id(self) -> int | None:
+        """From the server's ``run_id`` and the lease's name: the same for every URL that
+        reaches the server (``localhost`` or ``127.0.0.1``), different on another server
+        with the same prefix."""
+        server = _server_id(self.store)
+        if server is None:
+            return None
+        return int(xxhash.xxh3_64_intdigest(server + b"\0" + self.name) >> (64 - WAIT_ID_BITS))
 
-    def note_waiting(self, holding: list[KeyLock], ends: list[Callable[[], None]]) -> None:
-        """One key per held lease of the same server (``_edge``), PX LOCK_TTL, renewed by
-        the store's renewer while the wait lasts (a process that dies leaves it to expire),
-        removed when it ends (the callable put in ``ends``)."""
+    def note_waiting(self, behind: Collection[int], ends: list[Callable[[], None]]) -> None:
+        """A key per id ``behind`` (``<lock>:w:<id>``, PX LOCK_TTL) and the id in
+        ``<lock>:ws``, renewed by the store's renewer while the wait lasts (a process that
+        dies leaves them to expire), removed when it ends (the callable put in ``ends``)."""
         store = self.store
-        held = [h for h in holding if isinstance(h, _RedisKeyLock) and h.token
-                and h.store is store]
-        if not held:
+        note = self._note
+        if note is None or note.ended:
+            note = self._note = _WaitNote(store, self.name)
+            ends.append(note.end)  # before anything is sent: an interrupt leaves no note
+            store._renewer.add(note)
+        new = [i for i in behind if i not in note.ids]
+        gone = [i for i in note.ids if i not in behind]  # its waiter gave up: not behind
+        if not new and not gone:
             return
-        note = _WaitNote(store, [self._edge(h) for h in held])
-        ends.append(note.end)  # before anything is sent: an interrupt leaves no note
+        note.ids.update(new)
+        note.ids.difference_update(gone)
         try:
             with store._errors("noting a wait"):
                 pipe = store._client.pipeline(transaction=False)
-                for name in note.names:
-                    pipe.set(name, b"1", px=int(LOCK_TTL * 1000))
+                for i in new:
+                    pipe.set(note.edge(i), b"1", px=int(LOCK_TTL * 1000))
+                if new:
+                    pipe.sadd(note.index, *[b"%08x" % i for i in new])
+                    pipe.pexpire(note.index, int(LOCK_TTL * 1000))
+                if gone:
+                    pipe.delete(*[note.edge(i) for i in gone])
+                    pipe.srem(note.index, *[b"%08x" % i for i in gone])
                 pipe.execute()
         except OSError as exc:
             logger.debug("cannot note a wait for %r: %s", self.name, exc)
-            return
-        store._renewer.add(note)
 
-    def waited_back(self, waited: KeyLock) -> bool:
-        if not self.token or not isinstance(waited, _RedisKeyLock) or waited.store is not \
-                self.store:
-            return False
+    def waiters(self) -> Collection[int]:
+        if not self.token:
+            return ()
+        client = self.store._client
+        index = self.name + b":ws"
         try:
             with self.store._errors("looking for a wait"):
-                return bool(self.store._client.exists(self._edge(waited)))
+                members = [m for m in client.smembers(index) if isinstance(m, bytes)]
+                if not members:
+                    return ()
+                pipe = client.pipeline(transaction=False)
+                for m in members:
+                    pipe.exists(self.name + b":w:" + m)
+                live = pipe.execute()
         except OSError:
-            return False
+            return ()
+        found = set()
+        for m, alive in zip(members, live, strict=True):
+            try:
+                if alive:
+                    found.add(int(m, 16))
+            except ValueError:  # not one of ours
+                continue
+        return found
 
     def renew(self) -> bool:
         """Extend the lock; False if it is no longer ours (it expired, maybe taken)."""
@@ -146,24 +181,47 @@ class _RedisKeyLock(KeyLock):
             return True
 
 
-class _WaitNote:
-    """The keys that say a caller waits for a lease while it holds others
-    (``_RedisKeyLock.note_waiting``): renewed with the leases, removed when the wait ends."""
+def _server_id(store: Any) -> bytes | None:
+    """The server's ``run_id`` (asked once per store; None if it cannot be had now)."""
+    known: bytes | None = store.__dict__.get("_wait_server")
+    if known is not None:
+        return known
+    try:
+        with store._errors("asking the server's id"):
+            info = store._client.info("server")
+        known = str(info.get("run_id") or store.location).encode()
+    except (OSError, AttributeError):
+        return None
+    store.__dict__["_wait_server"] = known
+    return known
 
-    def __init__(self, store: Any, names: list[bytes]) -> None:
+
+class _WaitNote:
+    """The keys that say a caller waits for a lease while it holds others, or waits for
+    such callers (``_RedisKeyLock.note_waiting``): renewed with the leases, removed when
+    the wait ends."""
+
+    def __init__(self, store: Any, lock: bytes) -> None:
         self.store = store
-        self.names = names
-        self.name = b"a wait for " + (names[0].rsplit(b":w:", 1)[0] if names else b"")
+        self.lock = lock
+        self.index = lock + b":ws"
+        self.ids: set[int] = set()
+        self.name = b"a wait for " + lock
+        self.ended = False
+
+    def edge(self, i: int) -> bytes:
+        return self.lock + b":w:%08x" % i
 
     def renew(self) -> bool:
-        names = self.names
-        if not names:
-            return False
+        ids = list(self.ids)
+        if self.ended or not ids:
+            return True  # ended meanwhile (a disowned one is dropped with the fork)
         try:
             with self.store._errors("renewing a wait"):
                 pipe = self.store._client.pipeline(transaction=False)
-                for name in names:
-                    pipe.pexpire(name, int(LOCK_TTL * 1000))
+                for i in ids:
+                    pipe.pexpire(self.edge(i), int(LOCK_TTL * 1000))
+                pipe.pexpire(self.index, int(LOCK_TTL * 1000))
                 pipe.execute()
         except OSError as exc:
             logger.debug("cannot renew %r: %s", self.name, exc)
@@ -171,27 +229,31 @@ class _WaitNote:
 
     def disown(self) -> None:
         """In a forked child: the parent's wait, not the child's (it expires unrenewed)."""
-        self.names = []
+        self.ended, self.ids = True, set()
 
     def end(self) -> None:
         """The wait is over: removed now (a coroutine calls this in a worker thread), else
         by the renewer's thread (cut short by an interrupt, or the server failing: tried
         again for a while; a note left expires by itself, no longer renewed)."""
-        names, self.names = self.names, []
+        ids, self.ids = list(self.ids), set()
+        self.ended = True
         self.store._renewer.discard(self)
-        if not names:
+        if not ids:
             return
-        remove = functools.partial(self._remove, names)
+        remove = functools.partial(self._remove, ids)
         try:
             self.store._renewer.attempt(remove, LOCK_TTL)
         except BaseException:
             self.store._renewer.finish(remove, LOCK_TTL)
             raise
 
-    def _remove(self, names: list[bytes]) -> bool:
+    def _remove(self, ids: list[int]) -> bool:
         try:
             with self.store._errors("ending a wait"):
-                self.store._client.delete(*names)
+                pipe = self.store._client.pipeline(transaction=False)
+                pipe.delete(*[self.edge(i) for i in ids])
+                pipe.srem(self.index, *[b"%08x" % i for i in ids])
+                pipe.execute()
         except (ConnectionError, TimeoutError):
             return False
         except OSError as exc:

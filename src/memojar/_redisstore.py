@@ -6,9 +6,11 @@ Layout (``prefix`` defaults to ``memojar:``; ``<entry>`` is ``<prefix><function>
                          "MJCH 2 <gen> <chunks> <size> <signature>\\n" + the entry's header
     <entry>:c:<gen>      a hash of chunk number -> bytes, written once under a fresh <gen>
     <entry>:lock         the compute lock: a random token, PX 2 s, renewed while held
-    <entry>:lock:w:<h>   a caller holding the lock <h> (a hash of its name) waits for this
-                         one (a lock-order cycle's check, ``_redislease``): PX 2 s, renewed
-                         while it waits, removed when the wait ends
+    <entry>:lock:w:<id>  a caller with the lock <id> behind it (held, or held by a caller
+                         that waits for it) waits for this one (a lock-order cycle's check,
+                         ``_redislease``): PX 2 s, renewed while it waits, removed when the
+                         wait ends
+    <entry>:lock:ws      set: those <id>s (each checked against its key when read)
     <prefix><function>:entries   set: the function's entry keys (what ``scan(function)`` reads)
     <prefix><function>:swept     the identity of the code that last swept old entries
     <prefix>lru          sorted set: entry key -> last read or write (epoch seconds)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 from urllib.parse import parse_qsl, urlencode
 
+from redis.exceptions import AuthenticationError, OutOfMemoryError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._location import positive, redact
@@ -24,6 +24,14 @@ def oserror(exc: RedisError, doing: str, socket_timeout: float) -> OSError:
         return TimeoutError(
             errno.ETIMEDOUT,
             f"no answer within socket_timeout={socket_timeout:g} s ({exc})",
+        )
+    if isinstance(exc, AuthenticationError):  # a ConnectionError too, but reached
+        # Before, "cannot reach the server (HELLO must be called with the client already
+        # authenticated, ...)" for a URL without the password a server wants.
+        return ConnectionError(
+            errno.ECONNREFUSED,
+            f"the server refused the connection: no password or a wrong one ({exc}); give "
+            "the password in the URL, redis://:PASSWORD@HOST, or as ?password=PASSWORD",
         )
     if isinstance(exc, RedisConnectionError):
         return ConnectionError(errno.ECONNREFUSED, f"cannot reach the server ({exc})")

@@ -51,7 +51,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
@@ -62,6 +62,7 @@ import botocore.handlers
 import botocore.loaders
 import botocore.session
 import urllib3.exceptions
+import xxhash
 
 from ._entry import written_as_an_entry
 from ._errors import logger, warn
@@ -71,6 +72,7 @@ from ._store import (
     CONFIRM_SHARE,
     HEAD_BYTES,
     LEFTOVER_RETRY,
+    WAIT_ID_BITS,
     Breaker,
     KeyLock,
     Renewer,
@@ -104,6 +106,8 @@ ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
 FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
 _ENTRY = re.compile(r"([^/]+)/([0-9a-f]{32})" + re.escape(SUFFIX))
 _LEASE = re.compile(r"[^/]+/[0-9a-f]{32}" + re.escape(LEASE_SUFFIX))  # after the prefix
+NOTE_INFIX = ".w."  # ``<lease>.w.<token>``: a wait for the lease (``_Lease.note_waiting``)
+_NOTE = re.compile(r"[^/]+/[0-9a-f]{32}" + re.escape(LEASE_SUFFIX + NOTE_INFIX) + "[0-9a-f]{16}")
 _OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
 _BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's rule (AWS's is stricter)
 
@@ -211,6 +215,12 @@ class _Bucket:
         if not again:
             self._breaker.check()
         where = f"s3://{self.bucket}/{name}" if name else f"bucket {self.bucket!r}"
+        # A fault of the whole bucket (none, no credentials) or of a function's folder (a
+        # policy) names that, not the entry: the warning a call gives then reads the same at
+        # every call of a line, and Python shows it once (before, a loop of calls on a
+        # bucket not made yet gave one warning a call, each naming its own key).
+        bucket = f"bucket {self.bucket!r}"
+        folder = f"s3://{self.bucket}/{name.rpartition('/')[0]}/" if "/" in name else where
         try:
             yield
         except botocore.exceptions.ClientError as exc:
@@ -219,20 +229,23 @@ class _Bucket:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            message = f"{doing} {where}: {code or status} {error.get('Message', '')}".strip()
+            said = f"{code or status} {error.get('Message', '')}".strip()
+            message = f"{doing} {where}: {said}"
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise FileNotFoundError(errno.ENOENT, message) from exc
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise FileExistsError(errno.EEXIST, message) from exc
             if code == "NoSuchBucket":
                 raise FileNotFoundError(
-                    errno.ENOENT, f"{message} (memojar never creates buckets: create it)"
+                    errno.ENOENT, f"{doing} {bucket}: {said} (memojar never creates buckets: "
+                    "create it)"
                 ) from exc
             advice = _CREDENTIAL_ADVICE.get(code)
             if advice is not None:
-                raise PermissionError(errno.EACCES, f"{message} ({advice})") from exc
+                raise PermissionError(errno.EACCES, f"{doing} {bucket}: {said} ({advice})") from exc
             if code in ("AccessDenied", "403"):
-                raise PermissionError(errno.EACCES, f"{message} ({_ACCESS_ADVICE})") from exc
+                raise PermissionError(
+                    errno.EACCES, f"{doing} {folder}: {said} ({_ACCESS_ADVICE})") from exc
             if status in (301, 302, 307, 308):  # (a proxy's; S3's names the region)
                 raise OSError(errno.EIO, f"{doing} {where}: the server answered with a "
                               f"redirect ({status}), not with S3's answer: is the "
@@ -262,7 +275,7 @@ class _Bucket:
             ) from exc
         except botocore.exceptions.NoCredentialsError as exc:
             raise PermissionError(
-                errno.EACCES, f"{doing} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID "
+                errno.EACCES, f"{doing} {bucket}: no AWS credentials (set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
         except KeyError as exc:  # an answer without a field S3's always has (a proxy's)
@@ -780,7 +793,12 @@ class S3Store(Store):
         the prefix are someone else's."""
         aborted = 0
         start = len(self.prefix)
-        leases = [o for o in self._bucket.list(self.prefix) if _LEASE.fullmatch(o.name, start)]
+        leases, notes = [], []
+        for o in self._bucket.list(self.prefix):
+            if _LEASE.fullmatch(o.name, start):
+                leases.append(o)
+            elif _NOTE.fullmatch(o.name, start) and o.age > max(ORPHAN_AGE, LEASE_STALE):
+                notes.append(o.name)  # a wait noted by a process that died
         held = {o.name[: -len(LEASE_SUFFIX)] + SUFFIX for o in leases if o.age <= LEASE_STALE}
         for name, upload_id, age in list(self._bucket.uploads(self.prefix)):
             if age > ORPHAN_AGE and name not in held and _ENTRY.fullmatch(name, start):
@@ -790,6 +808,8 @@ class S3Store(Store):
         for lease in leases:
             if lease.age > max(ORPHAN_AGE, LEASE_STALE):
                 self._drop_stale(lease)
+        if notes:
+            self._bucket.delete_many(notes)
         return aborted
 
     def _drop_stale(self, lease: _Listed) -> None:
@@ -816,6 +836,8 @@ class S3Store(Store):
 class _Lease(KeyLock):
     """A lease object created only if absent and renewed while held; see the module
     docstring for how a dead holder's lease is taken over."""
+
+    _note: _WaitNote | None = None  # while this lease is waited for (``note_waiting``)
 
     def __init__(self, store: S3Store, name: str) -> None:
         self.store = store
@@ -1003,6 +1025,50 @@ class _Lease(KeyLock):
             bucket.delete(self.name)
         return True
 
+    # --- lock-order cycles between processes (see ``KeyLock.note_waiting``) ------------
+    # ``<lease>.w.<token>``, one object per wait, says callers with the locks of the ids in
+    # its body behind them wait for the lease: rewritten every ``LEASE_RENEW`` seconds while
+    # the wait lasts, removed when it ends. A holder lists its lease's notes and reads those
+    # the server dates younger than ``LEASE_TTL`` (one of a process that died is stale: the
+    # first holder that lists it past ``LEASE_STALE`` removes it).
+
+    def wait_id(self) -> int | None:
+        """From the bucket and the lease's name."""
+        return int(xxhash.xxh3_64_intdigest(f"{self.store._bucket.bucket}\0{self.name}".encode())
+                   >> (64 - WAIT_ID_BITS))
+
+    def note_waiting(self, behind: Collection[int], ends: list[Callable[[], None]]) -> None:
+        note = self._note
+        if note is None or note.ended:
+            note = self._note = _WaitNote(self.store, self.name + NOTE_INFIX
+                                          + secrets.token_hex(8))
+            ends.append(note.end)  # before anything is sent: an interrupt leaves no note
+            self.store._renewer.add(note)
+        note.note(behind)
+
+    def waiters(self) -> Collection[int]:
+        if not self.etag:
+            return ()
+        bucket, found = self.store._bucket, set()
+        try:
+            for listed in bucket.list(self.name + NOTE_INFIX):
+                if listed.age > LEASE_STALE:
+                    bucket.delete(listed.name)  # a note of a waiter that died
+                    continue
+                if listed.age > LEASE_TTL or listed.size > LEASE_MAX:
+                    continue  # not renewed: its waiter died, or is stuck
+                got = bucket.get(listed.name, 0, LEASE_MAX)
+                if got is None:
+                    continue
+                for word in bytes(bucket.read_body(listed.name, got)).split():
+                    try:
+                        found.add(int(word, 16))
+                    except ValueError:
+                        continue
+        except OSError as exc:
+            logger.debug("cannot read the waits for %s: %s", self.name, exc)
+        return found
+
     def disown(self) -> None:
         """In a forked child (``Renewer``): the parent's lease is not this process's, so
         the child's release leaves it alone; ``_lock`` is new (the parent's renewer may
@@ -1032,6 +1098,72 @@ class _Lease(KeyLock):
             except OSError as exc:  # keep trying until the lease expires
                 logger.debug("cannot renew %s: %s", self.name, exc)
                 return True
+
+
+class _WaitNote:
+    """A wait for a lease by a caller holding others (``_Lease.note_waiting``): the object
+    ``name``, its body the ids behind the wait, written again at each renewal."""
+
+    def __init__(self, store: S3Store, name: str) -> None:
+        self.store, self.name = store, name
+        self.ids: frozenset[int] = frozenset()
+        self.ended = False
+        self.written = False
+        # the renewer's writes against the end's removal (reentrant: a signal handler's
+        # call may end a wait of its thread's)
+        self._mutex = threading.RLock()
+
+    def note(self, behind: Collection[int]) -> None:
+        ids = frozenset(behind)
+        with self._mutex:
+            if self.ended or (ids == self.ids and self.written):
+                return
+            self.ids = ids
+            self._write()
+
+    def _write(self) -> None:
+        body = " ".join(f"{i:08x}" for i in sorted(self.ids)).encode() + b"\n"
+        try:
+            self.store._bucket.put(self.name, [memoryview(body)], len(body))
+        except OSError as exc:
+            logger.debug("cannot note a wait (%s): %s", self.name, exc)
+            return
+        self.written = True
+
+    def renew(self) -> bool:
+        with self._mutex:
+            if not self.ended:
+                self._write()
+        return True  # ended: dropped (a note is never "lost")
+
+    def disown(self) -> None:
+        """In a forked child: the parent's wait (left to end there, or to go stale)."""
+        self._mutex, self.ended = threading.RLock(), True
+
+    def end(self) -> None:
+        """The wait is over: removed now (a coroutine calls this in a worker thread), else
+        by the renewer's thread (a note left unrenewed is stale after ``LEASE_TTL``)."""
+        with self._mutex:  # no write after this
+            self.ended = True
+        store = self.store
+        store._renewer.discard(self)
+        if not self.written:
+            return
+        remove = functools.partial(self._remove)
+        try:
+            store._renewer.attempt(remove, LEASE_TTL)
+        except BaseException:
+            store._renewer.finish(remove, LEASE_TTL)
+            raise
+
+    def _remove(self) -> bool:
+        try:
+            self.store._bucket.delete(self.name)
+        except (ConnectionError, TimeoutError):
+            return False
+        except OSError as exc:
+            logger.debug("cannot remove %s (it goes stale): %s", self.name, exc)
+        return True
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -48,7 +48,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from . import _entry
@@ -159,6 +159,7 @@ SECRET_ADVICE = ("the same secret= (or $MEMOJAR_SECRET) so entries are signed an
 # for the server (``_confirm``), so that a frozen server costs a call one timeout and a
 # quarter, not two
 CONFIRM_SHARE = 0.25
+WAIT_ID_BITS = 31  # bits of a lock's id in the notes of waits (``KeyLock.wait_id``)
 POLL_MAX = 0.02  # seconds: the longest pause between tries of a held lock (by default)
 # seconds a remote store keeps trying to remove what a failed write left behind (uncommitted
 # chunks, a multipart upload) while the server that failed a moment ago does not answer
@@ -248,21 +249,34 @@ class KeyLock(abc.ABC):
         """Give the lock back."""
 
     # A lock-order cycle between processes (one's ``f(a)`` calls ``g(b)`` while the other's
-    # ``g(b)`` calls ``f(a)``): a caller about to wait for a lock while it holds others
-    # notes so (``note_waiting``), then asks each lock it holds whether the holder of the
-    # one it waits for waits for it (``waited_back``). Of two callers closing such a cycle
-    # at once, each notes before it asks, so at least one sees the other's note. A store
-    # whose locks cannot say (the default) leaves such a cycle to ``lock_timeout``.
+    # ``g(b)`` calls ``f(a)``; or a ring of three or more): a caller about to wait for a
+    # lock while it holds others notes, where that lock's holder can see it, the ids
+    # (``wait_id``) of the locks it holds and of those whose holders wait, directly or
+    # through others, for one of them (``waiters``), its "behind" set (``note_waiting``).
+    # Then it looks again at its held locks' waiters: the wait closes a cycle if the lock
+    # it waits for is behind it. It looks again while it waits (a ring closed by callers
+    # noting at once is seen a round later, ``_decorator.NOTE_AGAIN``). Of two callers
+    # closing a cycle at once, each notes before it looks, so at least one sees the other's
+    # note. A store whose locks cannot say (the default) leaves such a cycle to
+    # ``lock_timeout``. Ids are 31 bits (``WAIT_ID_BITS``): two locks of the same id make a
+    # cycle seen where there is none, an extra computation, never a wrong value.
 
-    def note_waiting(self, holding: list[KeyLock], ends: list[Callable[[], None]]) -> None:
-        """Note, until the callable put in ``ends`` is called, that a caller holding the
-        locks ``holding`` waits for this one; nothing if this store's locks cannot say."""
+    def wait_id(self) -> int | None:
+        """The lock's id for the notes of waits (held: ``waiters``; waited for: after
+        ``note_waiting``), the same in every process that names it however it is spelled;
+        None if this store's locks cannot say."""
+        return None
+
+    def note_waiting(self, behind: Collection[int], ends: list[Callable[[], None]]) -> None:
+        """Note, until the callables put in ``ends`` are called, that callers holding the
+        locks ``behind`` (ids) wait for this one; called again during the wait with more
+        ids (those noted already stay). Nothing if this store's locks cannot say."""
         return
 
-    def waited_back(self, waited: KeyLock) -> bool:
-        """Held by the caller, which is about to wait for ``waited``: whether the holder of
-        ``waited`` noted it waits for this lock (``note_waiting``)."""
-        return False
+    def waiters(self) -> Collection[int]:
+        """Held by the caller: the ids noted as behind a wait for this lock (by its
+        waiters, each with the locks it holds and those behind it)."""
+        return ()
 
     def __enter__(self) -> KeyLock:
         self.acquire()
@@ -555,6 +569,11 @@ class Store(abc.ABC):
         (delete, clear, prune, eviction, a bad entry discarded) or ``bump`` is called, in any
         process. The memory tier compares it on every call, so reading it must cost no
         system call (the file store maps a small file)."""
+        return None
+
+    def restamp(self, function: str) -> Any | None:
+        """A new view of the function's stamp if the one ``generation`` gave no longer
+        receives the others' changes (its file was removed), else None."""
         return None
 
     def no_stamp_why(self) -> str | None:

@@ -3,8 +3,8 @@
 A slow function becomes instant on its second call, in this process and in the next one.
 The demo caches in the default cache directory (``$MEMOJAR_DIR``, else the user cache
 directory), says where, and prints the ``memojar`` command that lists what it stored. It
-first removes its own function's earlier entries (and nothing else), so it shows the same
-thing every run; ``$MEMOJAR_DEMO_DIR`` picks another directory.
+first removes its own function's earlier entries, of any Python (and nothing else), so it
+shows the same thing every run; ``$MEMOJAR_DEMO_DIR`` picks another directory.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
+from typing import TextIO
 
 from memojar import Cache
 from memojar._cache import default_directory, url_scheme
+from memojar._location import redact
 
 DELAY = 1.5  # seconds the "expensive" function takes
 
@@ -38,6 +41,20 @@ def _timed(label: str, call) -> None:  # type: ignore[no-untyped-def]
 
 
 def main() -> int:
+    with warnings.catch_warnings():
+        # memojar's warnings (a remote cache without a secret) as lines of the demo's
+        # output: before, "<frozen runpy>:88: MemojarWarning: ...", the demo's own frames
+        # being memojar's, which warnings skip to point at the user's line.
+        warnings.showwarning = _one_line_warning
+        return _main()
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+    print(f"memojar demo: warning: {message}", file=sys.stderr)
+
+
+def _main() -> int:
     chosen = os.environ.get("MEMOJAR_DEMO_DIR", "").strip() and os.environ["MEMOJAR_DEMO_DIR"]
     where = "$MEMOJAR_DEMO_DIR" if chosen else "the default cache directory"
     if not chosen and os.environ.get("MEMOJAR_DIR", "").strip():
@@ -55,20 +72,23 @@ def main() -> int:
               "folder to run the demo there", file=sys.stderr)
         return 1
     try:
-        return _show(cache, location, where)
+        return _show(cache, location, where, "MEMOJAR_DEMO_DIR" if chosen else "MEMOJAR_DIR")
     except OSError as exc:  # a server that does not answer, a folder that went read-only
         print(f"memojar demo: the cache in {where}, {cache.directory}, failed: {exc}",
               file=sys.stderr)
         return 1
 
 
-def _show(cache: Cache, location: str, where: str) -> int:
+def _show(cache: Cache, location: str, where: str, variable: str) -> int:
     directory = cache.directory  # a URL without its password
     # The function as the next process will import it (not as ``__main__.slow_stats``).
     from memojar.demo import slow_stats as target
 
     stats = cache.cached(target)
-    stats.cache_clear()  # the demo's own entries of an earlier run: every run computes first
+    # The demo's own entries of an earlier run, every Python's: every run computes first,
+    # and lists the two entries it made (before, a run after one of another Python listed
+    # that run's entries too as "its entries", and counted them in CacheInfo).
+    cache.clear(f"{target.__module__}.{target.__qualname__}")
     print(f"memojar demo: caching in {where}, {directory}")
     _timed("first call (computes)", lambda: stats(100_000))
     _timed("second call (cache hit)", lambda: stats(100_000))
@@ -92,11 +112,14 @@ def _show(cache: Cache, location: str, where: str) -> int:
           f"   (whole process, start-up included: {total:.2f} s)")
     info = stats.cache_info()
     print(f"  {info}")
-    print("Its entries on disk:")
+    print("Its entries on disk:" if url_scheme(location) is None else "Its entries in the cache:")
     for entry in cache.entries(stats):
         print(f"  {entry.function}  key {entry.key[:12]}  {entry.size} bytes, "
               f"computed in {entry.compute_time:.2f} s")
-    command = f"{_memojar_command()} --dir {shlex.quote(directory)}"
+    # A URL's password is not printed: the variable that holds it is (before, the command
+    # shown held "***" for it, and failed as run).
+    shown = f'"${variable}"' if redact(location) != location else shlex.quote(directory)
+    command = f"{_memojar_command()} --dir {shown}"
     print("Look at the cache from the shell:")
     print(f"  {command} ls")
     print("Remove the demo's entries (nothing else):")

@@ -514,14 +514,21 @@ if __name__ == "__main__":
 """
 
 
+NESTED = REIMPORTED_MAIN.replace("class Model:", "class Outer:\n  class Model:").replace(
+    "Model()", "Outer.Model()")
+
+
+@pytest.mark.parametrize("script", [REIMPORTED_MAIN, NESTED], ids=["class", "nested"])
 def test_a_copy_of_a_method_in_a_worker_that_imported_the_script_again_follows_its_own_class(
-    tmp_path: Path,
+    tmp_path: Path, script: str
 ) -> None:
     """A spawn worker (dask's are) imports the script again as ``__main__``: a copy of a
     cached method walked the class of that name there, the edited file's, not the one
     sent with it, whose old ``other`` it ran; it stored 4 under the new class's identity,
-    and the edited script's ``predict(2)`` read 4, not 6."""
-    (tmp_path / "job.py").write_text(REIMPORTED_MAIN)
+    and the edited script's ``predict(2)`` read 4, not 6. Still so for a class nested in
+    a class (``Outer.Model``), which cloudpickle makes again as ``Model``: the copy did
+    not know it for its own."""
+    (tmp_path / "job.py").write_text(script)
     (tmp_path / "runner.py").write_text(
         "import cloudpickle\n\ndef run(blob, x):\n    return cloudpickle.loads(blob)(x)\n")
     src = Path(__file__).resolve().parents[2] / "src"
@@ -536,3 +543,315 @@ def test_a_copy_of_a_method_in_a_worker_that_imported_the_script_again_follows_i
 
     assert run("send") == ["2", "4"]  # the copy runs the class it came with: x * 2
     assert run("again") == ["6"]  # the edited script: its own value
+
+
+
+def _run_logged(tmp_path: Path, script: str) -> tuple[list[str], list[str]]:
+    """Run ``script`` (argv: the cache, a log) in ``tmp_path``: its output lines and the
+    lines its calls logged, the script's and, after ``workers``, the workers'."""
+    (tmp_path / "job.py").write_text(script)
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run(
+        [sys.executable, "job.py", str(tmp_path / "cache"), str(log)], capture_output=True,
+        text=True, timeout=HANG, cwd=tmp_path,
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines(), log.read_text().splitlines()
+
+
+CLASS_ATTRIBUTES = """\
+import enum, sys
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+def log(what):
+    with open(sys.argv[2], "a") as f:
+        f.write(what + "\\n")
+
+class Scaler:
+    FACTOR = 2
+
+    def apply(self, x):
+        return x * self.FACTOR
+
+class Color(enum.Enum):
+    RED = 1
+
+@cache.cached
+def run(kind, x):
+    return kind().apply(x)
+
+@cache.cached
+def paint(color):
+    log(f"paint {color.name}")
+    return color.value
+
+if __name__ == "__main__":
+    print(paint(Color.RED))
+    log("workers")
+    print(Parallel(n_jobs=2, backend="loky")(
+        [delayed(run)(Scaler, 5), delayed(run)(Scaler, 6), delayed(paint)(Color.RED)]))
+"""
+
+
+def test_a_scripts_class_attributes_count_in_loky_workers(tmp_path: Path) -> None:
+    """A loky worker's ``__main__`` is loky's launcher, in site-packages: the rows of a
+    script's class attributes (``__main__.Scaler.FACTOR``) were taken for a library's
+    there and left out. ``Scaler`` given as an argument keyed alike in the workers
+    whatever its ``FACTOR``: the script edited to ``FACTOR = 3`` got 10 and 12 from them,
+    the old code's values. An Enum's (``_member_type_``) was left out the same way, so an
+    Enum argument never hit the script's entries in a worker."""
+    out, calls = _run_logged(tmp_path, CLASS_ATTRIBUTES)
+    assert out == ["1", "[10, 12, 1]"]
+    assert calls == ["paint RED", "workers"]  # the worker hit the script's entry
+    out, calls = _run_logged(tmp_path, CLASS_ATTRIBUTES.replace("FACTOR = 2", "FACTOR = 3"))
+    assert out == ["1", "[15, 18, 1]"]
+    assert calls == ["workers"]
+
+
+CLASSES_A_FUNCTION_MAKES = """\
+import sys
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+def log(what):
+    with open(sys.argv[2], "a") as f:
+        f.write(what + "\\n")
+
+def make(k):
+    class Local:
+        K = k
+
+        def scale(self, x):
+            return x * self.K
+
+        @cache.cached
+        def twice(self, x):
+            log(f"twice {self.K} {x}")
+            return 2 * x * self.K
+
+    return Local
+
+class Outer:
+    class Inner:
+        def scale(self, x):
+            return x * 7
+
+@cache.cached
+def run(kind, x):
+    log(f"run {kind.__name__} {x}")
+    return kind().scale(x)
+
+if __name__ == "__main__":
+    Local = make(1)
+    print(Local().twice(1), run(Outer.Inner, 1))
+    log("workers")
+    print(Parallel(n_jobs=2, backend="loky", batch_size=1)(
+        [delayed(run)(make(k), 5) for k in (2, 3, 4, 5)]
+        + [delayed(Local().twice)(x) for x in (1, 2)] + [delayed(run)(Outer.Inner, 1)]))
+"""
+
+
+def test_classes_a_function_makes_key_by_what_they_hold_in_loky_workers(
+    tmp_path: Path,
+) -> None:
+    """cloudpickle makes a class a function made (``make.<locals>.Local``) again in a
+    worker under its bare name (``Local``), and the data of such a class counted in its
+    fingerprint only under a ``<locals>`` name: in loky workers ``make(2)``, ``make(3)``,
+    ``make(4)`` and ``make(5)`` keyed alike, and all four calls returned 10. An instance
+    of one (``self`` of a cached method) keyed under the other name in the workers: no
+    worker hit the script's entries. Nor did a class nested in a class (``Outer.Inner``,
+    sent without ``Outer``, which counted in its key)."""
+    out, calls = _run_logged(tmp_path, CLASSES_A_FUNCTION_MAKES)
+    assert out == ["2 7", "[10, 15, 20, 25, 2, 4, 7]"]
+    assert calls[:3] == ["twice 1 1", "run Inner 1", "workers"]
+    # twice(1) and run(Outer.Inner, 1) hit the script's entries
+    assert sorted(calls[3:]) == ["run Local 5"] * 4 + ["twice 1 2"]
+
+
+MODULE_METADATA = """\
+\"\"\"A script.\"\"\"
+import multiprocessing, sys
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+def log(what):
+    with open(sys.argv[2], "a") as f:
+        f.write(what + "\\n")
+
+@cache.cached
+def describe(x):
+    log("describe")
+    return (type(x).__name__, describe.__doc__, len(type(x).__annotations__))
+
+class Point:
+    x: int = 0
+
+if __name__ == "__main__":
+    print(describe(Point()))
+    log("workers")
+    for method in ("spawn", "forkserver"):
+        with multiprocessing.get_context(method).Pool(1) as pool:
+            print(pool.apply(describe, (Point(),)))
+"""
+
+
+def test_a_function_reading_dunder_attributes_hits_its_scripts_entries_in_spawned_workers(
+    tmp_path: Path,
+) -> None:
+    """A name loaded as an attribute (``type(x).__name__``) is looked up among the
+    module's globals too, and ``__name__`` there is ``__mp_main__`` in a spawn or
+    forkserver worker (``__package__``, ``__loader__``, ``__annotations__`` differ too):
+    the worker's identity of ``describe`` was another than the script's, and it computed
+    again every call the script had stored."""
+    out, calls = _run_logged(tmp_path, MODULE_METADATA)
+    assert out == ["('Point', None, 1)"] * 3
+    assert calls == ["describe", "workers"]  # both workers hit the script's entry
+
+
+NOTEBOOK_CELL = """\
+import sys
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(CACHE)
+
+def log(what):
+    with open(LOG, "a") as f:
+        f.write(what + "\\n")
+
+@cache.cached
+def load(x):
+    log(f"load {x}")
+    return x * 2
+
+print(load(1))
+log("workers")
+print(Parallel(n_jobs=2, backend="loky")(delayed(load)(x) for x in (1, 1, 2)))
+"""
+
+NOTEBOOK = """\
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+config = Config()
+config.HistoryManager.hist_file = ":memory:"
+shell = InteractiveShell.instance(config=config)
+shell.user_ns.update(CACHE=sys.argv[1], LOG=sys.argv[2])
+shell.run_cell(open("cell.py").read()).raise_error()
+"""
+
+
+def test_a_notebooks_function_calling_open_hits_its_entries_in_loky_workers(
+    tmp_path: Path,
+) -> None:
+    """IPython binds ``open`` in a notebook's namespace to a function of its own whose
+    ``__module__`` says ``io``: cloudpickle sends it by value, and a loky worker, which
+    never imported IPython, took the module its globals name
+    (``IPython.core.interactiveshell``) for the user's code and walked it. Each worker
+    made another identity for every cached function of a notebook that calls ``open``
+    (here through ``log``) and computed again what the notebook had stored."""
+    pytest.importorskip("IPython")
+    (tmp_path / "cell.py").write_text(NOTEBOOK_CELL)
+    out, calls = _run_logged(tmp_path, NOTEBOOK)
+    assert out == ["2", "[2, 2, 4]"]
+    assert calls == ["load 1", "workers", "load 2"]  # load(1) hit the notebook's entry
+
+
+CLASS_CHANGED_IN_PLACE = [
+    """\
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(CACHE)
+
+class Model:
+    def predict(self, x):
+        return x * 2
+
+@cache.cached
+def score(model, x):
+    return model.predict(x)
+
+@cache.cached
+def predicted(x):
+    return Model().predict(x)
+
+print(Parallel(n_jobs=2, backend="loky")(delayed(score)(Model(), x) for x in (1, 2)))
+print(Parallel(n_jobs=2, backend="loky")(delayed(predicted)(x) for x in (1, 2)))
+""",
+    """\
+def triple(self, x):
+    return x * 3
+
+Model.predict = triple  # the same class, changed in place
+print(score(Model(), 5), predicted(5))
+print(Parallel(n_jobs=2, backend="loky")(delayed(score)(Model(), x) for x in (1, 2)))
+print(Parallel(n_jobs=2, backend="loky")(delayed(predicted)(x) for x in (1, 2)))
+"""]
+
+
+def test_a_class_a_notebook_changes_in_place_is_made_again_in_loky_workers(
+    tmp_path: Path,
+) -> None:
+    """cloudpickle sends a notebook's class with an id; when it comes again to a worker
+    that has it (loky's workers live from one ``Parallel`` to the next), it sets the
+    members of the class it made the first time. The notebook saw its own
+    ``Model.predict = triple`` (a cell re-checks what identities were made from), but the
+    workers kept the identity they had made of ``Model`` and returned the old
+    ``predict``'s values: 2 and 4 for 3 and 6, as an argument's class and as a class the
+    cached function reads."""
+    pytest.importorskip("IPython")
+    script = NOTEBOOK.replace('open("cell.py").read()', "cell").replace(
+        "shell.run_cell(", "for cell in CELLS:\n    shell.run_cell(")
+    out, _ = _run_logged(tmp_path, f"CELLS = {CLASS_CHANGED_IN_PLACE!r}\n{script}")
+    assert out == ["[2, 4]", "[2, 4]", "15 15", "[3, 6]", "[3, 6]"]
+
+
+CAPTURED_DATA = """\
+import sys
+from joblib import Parallel, delayed
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+def make(columns):
+    return lambda row: [row[c] for c in columns]
+
+PICK = make(["a"])
+
+@cache.cached
+def picked(row):
+    return PICK(row)
+
+@cache.cached
+def apply(fn, row):
+    return fn(row)
+
+if __name__ == "__main__":
+    row = {"a": 1, "b": 2}
+    print(picked(row), apply(make(["a"]), row), apply(make(["b"]), row))
+    print(Parallel(n_jobs=2, backend="loky")(
+        delayed(apply)(make([c]), row) for c in ("b", "a", "b")))
+"""
+
+
+def test_what_a_closure_captures_counts_as_a_global_and_as_an_argument(
+    tmp_path: Path,
+) -> None:
+    """A closure counted what it captures by type when it was no decorated function (a
+    list, a dict, an instance: ``sibling_of`` tells only decorated closures apart):
+    ``apply(make(["b"]), row)`` keyed as ``apply(make(["a"]), row)`` and returned its
+    value, in the script and in its workers; and ``PICK = make(["a"])`` edited to
+    ``make(["b"])`` kept ``picked``'s identity, which returned the old value."""
+    out, _ = _run_logged(tmp_path, CAPTURED_DATA)
+    assert out == ["[1] [1] [2]", "[[2], [1], [2]]"]
+    out, _ = _run_logged(tmp_path, CAPTURED_DATA.replace('make(["a"])', 'make(["b"])'))
+    assert out == ["[2] [2] [2]", "[[2], [1], [2]]"]

@@ -272,7 +272,12 @@ def test_clearing_a_read_only_cache_names_the_whole_path(shared_folder: Path) ->
 
     said = as_another_user(job)
     path = f"{cache_dir}/{__name__}._double/"
-    assert f"clear: {path}" in said and said.count(f"permission denied: {path}") == 1, said
+    assert f"clear: {path}" in said, said
+    # the command line's one line: what was left, why, and the whole path of the first
+    line = said.splitlines()[1]
+    assert line.startswith("memojar: permission denied: removed 0 entries; 1 entry was left"
+                           ", in folders nobody may not write (read-only"), said
+    assert line.count(path) == 1 and line.endswith(".pkl"), said
 
 
 def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(

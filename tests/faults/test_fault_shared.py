@@ -10,6 +10,7 @@ as root); they skip elsewhere, saying so.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import socket
@@ -484,3 +485,389 @@ def test_the_command_line_says_whose_an_unreadable_cache_directory_is(
                     ", which is root's (memojar keeps a cache private to the user who made it):"
                     " use a folder of your own, or, to share results between users, a Redis "
                     "or S3 cache with a secret\n"), said
+
+
+def _blob(i: int) -> bytes:
+    return bytes([i % 256]) * 1000
+
+
+def _theirs_read_only(shared_folder: Path, ttl: float | None = None) -> tuple[Path, dict]:
+    """A cache of NOBODY's opened to all by hand, where OTHER cached 40 entries (in its own
+    folders, mostly) and then made its folders readable by all but writable by itself
+    alone (``chmod -R go=rX``): NOBODY lists them and may not remove them. The cache, and
+    OTHER's entry files with their contents."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def fill(start: int, n: int) -> str:
+        f = memojar.Cache(cache_dir).cached(ttl=ttl)(_blob)
+        return str(sum(len(f(i)) for i in range(start, start + n)))
+
+    assert as_another_user(lambda: fill(0, 10), NOBODY) == "10000"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: fill(100, 40), OTHER) == "40000"
+    for p in cache_dir.rglob("*"):
+        if p.stat().st_uid == OTHER:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    theirs = {p: p.read_bytes() for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == OTHER}
+    assert len(theirs) == 40
+    return cache_dir, theirs
+
+
+def _pkl_bytes(cache_dir: Path) -> int:
+    return sum(p.stat().st_size for p in cache_dir.rglob("*.pkl"))
+
+
+def test_max_size_evicts_around_entries_the_user_may_not_remove(shared_folder: Path) -> None:
+    """In a cache shared by hand, another user's entries sit in folders this user may read
+    but not write. Writes with ``max_size`` evict the user's own entries in their place and
+    the cache stays under ``max_size``; when the others' entries alone hold the room, a
+    write is returned, not stored, with a warning saying so, at once. Before, the first
+    eviction that chose one of them raised ``PermissionError``: every write was returned
+    but not stored ("Permission denied"), for good."""
+    import time
+
+    import memojar
+
+    cache_dir, theirs = _theirs_read_only(shared_folder)
+    held = sum(map(len, theirs.values()))
+
+    def write(max_size: int) -> str:
+        f = memojar.Cache(cache_dir, max_size=max_size).cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            started = time.monotonic()
+            right = all(f(i) == _blob(i) for i in range(1000, 1060))
+            took = time.monotonic() - started
+        said = {str(w.message).split(" failed (")[-1][:40] for w in caught}
+        mine = sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl"))
+        return f"{right} {took < 10} {mine} {sorted(said)}"
+
+    said = as_another_user(lambda: write(held + 12_000), NOBODY)
+    right, quick, mine, _ = said.split(" ", 3)
+    assert (right, quick) == ("True", "True") and int(mine) >= 5, said
+    assert _pkl_bytes(cache_dir) <= held + 12_000
+    before = {p for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == NOBODY}
+    said = as_another_user(lambda: write(held - 5_000), NOBODY)
+    assert said.startswith(f"True True {len(before)} "), said
+    assert "'no room under max_size" in said, said
+    assert {p for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == NOBODY} == before
+    assert "Permission denied" not in said, said
+    assert {p: p.read_bytes() for p in theirs} == theirs
+
+
+def test_clear_removes_the_users_entries_and_names_whose_it_left(shared_folder: Path) -> None:
+    """``cache_clear()``, ``Cache.clear()`` and ``memojar clear`` in a cache shared by hand
+    where another user's entries sit in folders this user may not write: the user's own
+    entries are removed, and a ``PermissionError`` says how many, how many were left and
+    whose they are. Before, the first such entry raised ``PermissionError`` naming only the
+    file, and the entries after it were not removed: the user's own stayed."""
+    import memojar
+
+    cache_dir, theirs = _theirs_read_only(shared_folder)
+
+    def clear(how: str) -> str:
+        cache = memojar.Cache(cache_dir)
+        f = cache.cached(_blob)
+        try:
+            if how == "cli":
+                return _cli(cache_dir, "clear", "--yes")
+            f.cache_clear() if how == "function" else cache.clear()
+        except PermissionError as exc:
+            return f"{exc.strerror}: {exc.filename}"
+        return "no error"
+
+    for how in ("function", "cache", "cli"):
+        if how != "function":  # a fresh cache of NOBODY's
+            (shared_folder / how).mkdir(mode=0o1777)
+            (shared_folder / how).chmod(0o1777)
+            cache_dir, more = _theirs_read_only(shared_folder / how)
+            theirs.update(more)
+        said = as_another_user(lambda how=how: clear(how), NOBODY)
+        assert "removed 10 entries; 40 entries were left, of user 65533's" in said, (how, said)
+        assert said.rstrip().endswith(".pkl") and "remove them as user 65533" in said, said
+        assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) == 0
+    assert {p: p.read_bytes() for p in theirs} == theirs
+
+
+def test_prune_removes_what_it_may_and_warns_of_the_rest(shared_folder: Path) -> None:
+    """``prune`` in a cache shared by hand where another user's expired entries sit in
+    folders this user may not write: its own expired entries go, theirs stay, and one
+    warning says whose. Before, it raised ``PermissionError`` at the first of theirs."""
+    import time
+
+    import memojar
+
+    cache_dir, theirs = _theirs_read_only(shared_folder, ttl=0.5)
+    time.sleep(0.6)
+
+    def prune() -> str:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            removed = memojar.Cache(cache_dir).prune()
+        return f"{removed} {[str(w.message) for w in caught]}"
+
+    said = as_another_user(prune, NOBODY)
+    assert said.startswith("10 ") and "left entries it may not remove" in said, said
+    assert "40 entries were left, of user 65533's" in said, said
+    assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) == 0
+    assert {p: p.read_bytes() for p in theirs} == theirs
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777], ids=["open", "sticky"])
+def test_every_user_of_a_cache_shared_by_hand_stores_with_max_size(
+        shared_folder: Path, mode: int) -> None:
+    """A cache opened to all by hand (``chmod -R a+rwX``, or 1777 as /tmp), then used with
+    ``max_size`` by its owner (who makes the ledger, its lock, the statistics) and by
+    another user: the other user's results are stored, counted in the ledger and its
+    statistics saved, with no warning but the one about the owner's private folders. Before,
+    the ledger's lock was 0600 (every max_size write of the other user was returned but
+    not stored, "Permission denied"), and in a sticky root the ledger and the statistics,
+    the owner's, could not be replaced ("Operation not permitted")."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def run(start: int) -> str:
+        cache = memojar.Cache(cache_dir, max_size=200_000)
+        f = cache.cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            right = all(f(i) == _blob(i) for i in range(start, start + 20))
+            hits = sum(f(i) == _blob(i) for i in range(start, start + 20))
+            cache.flush_stats()
+        said = [str(w.message) for w in caught if "cannot be read by" not in str(w.message)]
+        return f"{right} {hits} {said}"
+
+    assert as_another_user(lambda: str(len(memojar.Cache(cache_dir).cached(_blob)(0))),
+                           NOBODY) == "1000"
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        p.chmod(mode if p.is_dir() else 0o666)
+    assert as_another_user(lambda: run(100), NOBODY) == "True 20 []"
+    assert as_another_user(lambda: run(200), OTHER) == "True 20 []"
+    assert sum(p.stat().st_uid == OTHER for p in cache_dir.rglob("*.pkl")) == 20
+    kept = as_another_user(lambda: str(memojar.Cache(cache_dir).saved_stats()), NOBODY)
+    assert "(40, 40, " in kept, kept  # hits and misses of both users
+
+
+def test_a_user_who_may_only_read_a_shared_cache_computes_and_prunes_nothing(
+        shared_folder: Path) -> None:
+    """A cache its owner opened to others read-only (``chmod -R go=rX``), used by another
+    user with ``max_size`` and ``memory=``: every call computes and returns its value (one
+    warning a line saying it was not stored), the ``memory=`` warning says whose folder it
+    may not write, ``prune`` removes nothing and raises nothing, nothing of the owner's
+    changes. Before, ``prune`` raised ``PermissionError`` for the size ledger's lock it
+    could not make, and the ``memory=`` warning blamed the file system ("such as FAT")."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def fill() -> str:
+        f = memojar.Cache(cache_dir).cached(_blob)
+        return str(sum(len(f(i)) for i in range(10)))
+
+    assert as_another_user(fill, NOBODY) == "10000"
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    before = _files(cache_dir)
+
+    def read_only() -> str:
+        cache = memojar.Cache(cache_dir, max_size=100_000)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            f = cache.cached(memory=4)(_blob)
+            right = all(f(i) == _blob(i) for i in [*range(10), *range(50, 60)] * 2)
+            pruned = cache.prune()
+        said = [str(w.message) for w in caught]
+        stamp = [m for m in said if "memory=" in m]
+        stored = [m for m in said if "was returned but not cached" in m]
+        return f"{right} {pruned} {len(stored)} {stamp}"
+
+    said = as_another_user(read_only, OTHER)
+    assert said.startswith("True 0 1 ["), said
+    assert "cannot be made: the folder is nobody's, and user 65533 may not write" in said
+    assert "FAT" not in said
+    assert _files(cache_dir) == before
+
+
+def test_entries_another_user_may_not_read_are_said_to_recompute(shared_folder: Path) -> None:
+    """Two users with one secret in a cache opened to all by hand: the entries each writes
+    afterwards are private (0600, whatever the umask), so the other's calls of them compute
+    again, and replace them where they may; each user is told once, whose entry it could
+    not read and what to use instead. Before, nothing was said to the owner of the cache,
+    whose calls computed again at every turn."""
+    import memojar
+
+    importlib.import_module("hmac")  # signing's: those users may not read this Python's
+    cache_dir = shared_folder / "c"
+
+    def run(start: int, stop: int) -> str:
+        cache = memojar.Cache(cache_dir, secret="team")
+        f = cache.cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            right = all(f(i) == _blob(i) for i in range(start, stop))
+        said = [str(w.message) for w in caught if "private to them" in str(w.message)]
+        return f"{right} {len(said)} {said}"
+
+    assert as_another_user(lambda: run(0, 300), NOBODY) == "True 0 []"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: run(300, 400), NOBODY) == "True 0 []"
+    said = as_another_user(lambda: run(300, 400), OTHER)
+    assert said.startswith("True 1 ") and "is nobody's and private to them" in said, said
+    assert "use a Redis or S3 cache with a secret" in said
+    said = as_another_user(lambda: run(300, 400), NOBODY)
+    assert said.startswith("True 1 ") and "is user 65533's and private to them" in said, said
+
+
+def test_explain_names_the_private_folder_of_another_users_entry(shared_folder: Path) -> None:
+    """``cache_explain`` of a call whose entry another user keeps in its private folder of
+    a cache shared by hand says whose folder it cannot read. Before: "no entry for these
+    arguments", though the entry is there."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(lambda: str(len(memojar.Cache(cache_dir).cached(_blob)(0))),
+                           NOBODY) == "1000"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: str(sum(map(len, map(
+        memojar.Cache(cache_dir).cached(_blob), range(100, 110))))), OTHER) == "10000"
+
+    def explain() -> str:
+        f = memojar.Cache(cache_dir).cached(_blob)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the warnings about the other user's files
+            return "\n".join(f.cache_explain(i) for i in range(100, 110))
+
+    said = as_another_user(explain, NOBODY).splitlines()
+    private = [s for s in said if "is user 65533's and private to them" in s]
+    assert len(private) >= 8 and not [s for s in said if "no entry" in s], said
+
+
+def test_another_users_orphaned_temporary_file_does_not_stop_max_size(
+        shared_folder: Path) -> None:
+    """A temporary file another user's killed writer left in its folder of a cache shared
+    by hand, which this user may read but not write: writes with ``max_size`` are stored
+    and ``prune`` finishes, the file left (its bytes counted). Before, every census raised
+    ``PermissionError`` at it: each write was returned but not stored, and ``prune``
+    raised."""
+    import memojar
+
+    cache_dir, theirs = _theirs_read_only(shared_folder)
+    shard = next(p.parent for p in theirs)
+    orphan = shard / f"{shard.name}{'a' * 30}.pkl.4000000.deadbeef.tmp"  # pid 4000000: dead
+    orphan.write_bytes(b"partial")
+    os.chown(orphan, OTHER, OTHER)
+
+    def write() -> str:
+        cache = memojar.Cache(cache_dir, max_size=1_000_000)
+        f = cache.cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            right = all(f(i) == _blob(i) for i in range(1000, 1010))
+            pruned = cache.prune()
+        said = [str(w.message) for w in caught if "not cached" in str(w.message)]
+        return f"{right} {pruned} {said}"
+
+    said = as_another_user(write, NOBODY)
+    assert said.startswith("True 0 "), said
+    assert len([m for m in said.split("', '") if "not cached" in m]) <= 1, said  # its shard
+    assert orphan.read_bytes() == b"partial"
+    assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) >= 19
+
+
+def test_prune_leaves_another_users_sweep_note_it_may_not_remove(shared_folder: Path) -> None:
+    """A function folder of another user's in a cache shared by hand, which this user may
+    read but not write, holding only its sweep note (its entries cleared): ``prune`` leaves
+    it and finishes. Before, it raised ``PermissionError: '.swept'`` (the bare name)."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(lambda: str(memojar.Cache(cache_dir).cached(_blob)(0)[:1]),
+                           NOBODY) == "b'\\x00'"
+    _open_to_all(cache_dir)
+
+    def theirs() -> str:
+        f = memojar.Cache(cache_dir).cached(_square)
+        return str([f(i) for i in range(3)] and f.cache_clear())
+
+    assert as_another_user(theirs, OTHER) == "3"
+    folder = next(p for p in cache_dir.iterdir() if p.name.endswith("._square"))
+    for p in folder.iterdir():
+        if p.name != ".swept":
+            p.rmdir() if p.is_dir() else p.unlink()
+    folder.chmod(0o755)
+    note = (folder / ".swept").read_bytes()
+
+    def prune() -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return str(memojar.Cache(cache_dir).prune())
+
+    assert as_another_user(prune, NOBODY) == "0"
+    assert (folder / ".swept").read_bytes() == note
+
+
+@pytest.mark.parametrize("stamp", ["new", "old"])
+def test_another_users_clear_is_seen_by_this_users_memory_tier(
+        shared_folder: Path, stamp: str) -> None:
+    """In a cache opened to all by hand, a process of one user holds a result in its
+    ``memory=`` tier; another user clears the function's entries (which it may: they are in
+    folders open to it): the first process's next call computes again. Before, the stamp
+    was 0600, the other user's bump of it failed silently, and the first process kept
+    returning the cleared result from memory. An ``old`` stamp (0600, made by an earlier
+    memojar) is opened to others by its owner's next process."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(lambda: str(list(map(memojar.Cache(cache_dir).cached(_square),
+                                                [0, 5]))), NOBODY) == "[0, 25]"
+    _open_to_all(cache_dir)  # OTHER's entry of 5 replaces NOBODY's, in a folder open to all
+    if stamp == "old":
+        def make_stamp() -> str:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return str(memojar.Cache(cache_dir).cached(memory=4)(_square)(0))
+
+        assert as_another_user(make_stamp, OTHER) == "0"
+        for gen in cache_dir.rglob(".gen"):
+            gen.chmod(0o600)
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a process of OTHER's, kept while NOBODY clears
+        status = 1
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            os.setgroups([])
+            os.setgid(OTHER)
+            os.setuid(OTHER)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # NOBODY's files: not this test's point
+                f = memojar.Cache(cache_dir).cached(memory=4)(_square)
+                f(5), f(5)
+                os.write(ready_w, b"1")
+                if os.read(go_r, 1) == b"1":
+                    f(5)
+                    os.write(ready_w, str(f.cache_info().misses).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        import select
+
+        assert select.select([ready_r], [], [], 60)[0] and os.read(ready_r, 1) == b"1"
+        cleared = as_another_user(lambda: str(memojar.Cache(cache_dir).clear()), NOBODY)
+        os.write(go_w, b"1")
+        assert select.select([ready_r], [], [], 60)[0]
+        computed = os.read(ready_r, 16)
+    finally:
+        os.close(go_w)  # a child still waiting reads the end, and ends
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+    assert cleared == "2", cleared
+    assert computed == b"2"  # computed once, and again after the other user's clear
