@@ -458,18 +458,19 @@ class Cache:
         _FLUSHER.watch(self)
         # A cache dropped before its counts were merged (made in a function that returned,
         # as ``python -m memojar.demo`` makes its own) leaves them to the next merge: its
-        # finalizer takes the deltas from the tallies (plain Python: no store, no lock, no
-        # reference back to the cache), merged into a live cache of the location or a store
-        # opened for them then, only where the cache still is (see ``_merge_orphans``).
+        # record, made now (no store, no lock, no reference back to the cache: a weak one),
+        # takes the deltas from the tallies once the cache is gone, merged through a live
+        # cache of the location's store or a store opened for them then, only where the
+        # cache still is (see ``_merge_orphans``). (Before, its finalizer made the record:
+        # an interrupt inside it, swallowed there as in any finalizer, lost them.)
         reopen = (self._location, self.secret) if self._made_from_location else None
         # (A store that keeps no statistics, S3's, needs none: no client is made at exit.)
         if type(store).merge_stats is not Store.merge_stats:
-            weakref.finalize(self, _orphan, self.directory, reopen, self._tallies,
-                             self._merged, self._attempt, self._writer,
-                             self._dropped).atexit = False
-        else:
-            weakref.finalize(self, _still_counted, self.directory, self._tallies,
-                             self._dropped).atexit = False
+            _orphans.append(_Orphan(self.directory, reopen, weakref.ref(self),
+                                    (self._tallies, self._merged, self._attempt,
+                                     self._writer)))
+        weakref.finalize(self, _still_counted, self.directory, self._tallies,
+                         self._dropped).atexit = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopened, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
@@ -736,7 +737,7 @@ class Cache:
 
     def flush_stats(self) -> None:
         """Merge this process's new hits, misses and time saved into the store's totals."""
-        if _orphans:  # this location's dropped caches' counts: merged with this one's
+        if _orphans:  # this location's dropped caches' counts, merged before its own
             _merge_orphans([self], only=self.directory)
         if self._flush_lock._is_owned():  # type: ignore[attr-defined]
             return  # a signal handler inside this thread's merge: that merge goes on
@@ -843,28 +844,44 @@ def _deltas_of(
 Unsure = tuple[str, str, Counts]  # a merge that raised: (writer, merge id, its counts)
 
 
-class _Orphan:
-    """The counts of a cache dropped before they were merged, until they are: its location,
-    how to open its store again, and its ``state``: (counts, the counts of merges of it that
-    raised, each added only if the store did not write that merge), replaced whole.
-    ``tried``: the merge of it under way or that raised (writer, merge id), set before the
-    store merges: a record is taken off ``_orphans`` only once a merge of it is known to be
-    written, so an interrupt at any moment neither loses it nor merges it twice."""
+Sources = tuple[list[Tallied], list[Merged], list[tuple[str, Merged] | None], list[str]]
 
-    __slots__ = ("directory", "reopen", "state", "tried")
+
+class _Orphan:
+    """A cache's record for the counts it leaves when dropped, until they are merged: its
+    location, how to open its store again, a weak reference to it, what it counts with
+    (its tallies, what of them was merged, its merge under way, its writer name), and once
+    it is gone, its ``state``: (counts, the counts of merges of it that raised, each added
+    only if the store did not write that merge), replaced whole. ``tried``: the merge of
+    it under way or that raised (writer, merge id), set before the store merges: a record
+    is taken off ``_orphans`` only once a merge of it is known to be written, so an
+    interrupt at any moment neither loses it nor merges it twice."""
+
+    __slots__ = ("directory", "ref", "reopen", "sources", "state", "tried")
 
     def __init__(self, directory: str, reopen: tuple[str, bytes | None] | None,
-                 counts: Counts, unsure: tuple[Unsure, ...]) -> None:
+                 ref: Callable[[], object], sources: Sources) -> None:
         self.directory = directory
         self.reopen = reopen
-        self.state = (counts, unsure)
+        self.ref = ref
+        self.sources = sources
+        self.state: tuple[Counts, tuple[Unsure, ...]] | None = None
         self.tried: tuple[str, str] | None = None
 
+    def final(self) -> tuple[Counts, tuple[Unsure, ...]] | None:
+        """Its counts once its cache is gone (its functions, which hold it, are gone with
+        it: what they counted is final); None while it lives."""
+        state = self.state
+        if state is None:
+            if self.ref() is not None:
+                return None
+            state = self.state = _counts_left(*self.sources)
+        return state
 
-# Dropped caches' counts not merged yet. Appended by a dropped cache's finalizer with
-# ``list.append``, atomic under the GIL (a finalizer run by the cycle collector or inside a
-# signal handler, in any thread, never waits), and merged under ``_orphans_lock`` (a signal
-# handler inside this thread's merge of them returns at once).
+
+# Every cache's record (``_Orphan``), appended when it is made (``list.append``, atomic under
+# the GIL), merged once the cache is gone under ``_orphans_lock`` (a signal handler inside
+# this thread's merge of them returns at once).
 _orphans: list[_Orphan] = []
 _orphans_lock = threading.RLock()
 
@@ -886,15 +903,11 @@ def _still_counted(directory: str, tallies: list[Tallied], dropped: list[int]) -
         _dropped_counts[directory] = (had[0] + hits, had[1] + misses)
 
 
-def _orphan(directory: str, reopen: tuple[str, bytes | None] | None,
-            tallies: list[Tallied], merged: list[Merged],
-            attempt: list[tuple[str, Merged] | None], writer: list[str],
-            dropped: list[int]) -> None:
-    """A dropped cache's finalizer: its functions (dropped with it: each holds its cache)
-    count no more, so what they counted since the last merge is final. A merge of it that
-    raised is settled by whoever merges these: its counts are added only if the store did
-    not write that merge."""
-    _still_counted(directory, tallies, dropped)
+def _counts_left(tallies: list[Tallied], merged: list[Merged],
+                 attempt: list[tuple[str, Merged] | None],
+                 writer: list[str]) -> tuple[Counts, tuple[Unsure, ...]]:
+    """What a dropped cache counted since its last merge, and its merge that raised (its
+    counts added only if the store did not write it)."""
     base, tried = merged[0], attempt[0]
     unsure: tuple[Unsure, ...] = ()
     if tried is not None:
@@ -904,8 +917,7 @@ def _orphan(directory: str, reopen: tuple[str, bytes | None] | None,
             unsure = ((writer[0], merge_id, maybe),)
         base = target
     deltas, _ = _deltas_of(tallies, base)
-    if deltas or unsure:
-        _orphans.append(_Orphan(directory, reopen, deltas, unsure))
+    return deltas, unsure
 
 
 def _merge_orphans(caches: list[Cache], only: str | None = None,
@@ -927,8 +939,15 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
         live = {cache.directory: cache for cache in caches}
         by_location: dict[str, list[_Orphan]] = {}
         for orphan in list(_orphans):
-            if only is None or orphan.directory == only:
-                by_location.setdefault(orphan.directory, []).append(orphan)
+            if only is not None and orphan.directory != only:
+                continue
+            state = orphan.final()
+            if state is None:  # its cache lives
+                continue
+            if not (state[0] or state[1]):
+                _forget([orphan])
+                continue
+            by_location.setdefault(orphan.directory, []).append(orphan)
         for directory, orphans in by_location.items():
             cache = live.get(directory)
             reopen = next((o.reopen for o in orphans if o.reopen is not None), None)
@@ -939,7 +958,8 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
                 _forget(orphans)
                 continue
             if not at_exit and not _is_folder(reopen[0]):
-                continue  # merged at the exit
+                _added_up(orphans)  # merged at the exit: one record per location meanwhile
+                continue
             try:
                 store = _reopen_for_counts(directory, *reopen)
             except Exception as exc:  # noqa: BLE001 - statistics never fail the program
@@ -952,6 +972,17 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
                 _merge_orphans_into(store, orphans)
             finally:
                 store.close()
+
+
+def _added_up(orphans: list[_Orphan]) -> None:
+    """Records of one location, none tried yet, made one: the others emptied in the same
+    store (no signal handler runs between the two), then let go."""
+    first = orphans[0]
+    for other in orphans[1:]:
+        if first.tried is None and other.tried is None and first.state and other.state:
+            (counts, unsure), (more, others) = first.state, other.state
+            first.state, other.state = (add_counts(counts, more), unsure + others), ({}, ())
+            _forget([other])
 
 
 def _forget(orphans: list[_Orphan]) -> None:
@@ -971,13 +1002,15 @@ def _merge_orphans_into(store: Store, orphans: list[_Orphan]) -> None:
                     _forget([orphan])
                     continue
                 orphan.tried = None
+            if orphan.state is None:
+                continue
             counts, unsure = orphan.state
             for writer, merge_id, maybe in unsure:
                 if not store.merged(writer, merge_id):
                     counts = add_counts(counts, maybe)
             orphan.state = (counts, ())
             left.append(orphan)
-        total = add_counts({}, *(orphan.state[0] for orphan in left))
+        total = add_counts({}, *(orphan.state[0] for orphan in left if orphan.state))
         if not total:
             _forget(left)
             return
@@ -1203,7 +1236,8 @@ class _Flusher:
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
         global _orphans_lock
-        del _orphans[:]  # the parent merges them
+        # the parent merges the records of caches gone; the live ones' count from now on
+        _orphans[:] = [o for o in _orphans if o.state is None and o.ref() is not None]
         _orphans_lock = threading.RLock()  # (held, perhaps, by a thread the child has not)
         for cache in list(self.caches):
             cache._flush_lock = threading.RLock()
