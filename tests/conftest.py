@@ -63,6 +63,7 @@ def _no_periodic_stats(monkeypatch: pytest.MonkeyPatch) -> None:
     # ... nor the counts of caches earlier tests dropped (their folders, their servers):
     # a test's merge merges its own.
     monkeypatch.setattr(_cache, "_orphans", [])
+    monkeypatch.setattr(_cache, "_dropped_counts", {})  # (``stats()`` of a reused location)
 
 
 # The key-lock lease of the remote stores in this process's tests (seconds; the products'

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from interrupt_kit import SUPPORTED, Injector, Points
 from memojar import Cache, _cache
 
 TIMEOUT = 60
@@ -36,6 +37,12 @@ def ls(cache: Path) -> dict[str, tuple[int, int]]:
                          capture_output=True, text=True, timeout=TIMEOUT)
     assert out.returncode == 0, out.stderr
     return {row["function"]: (row["hits"], row["misses"]) for row in json.loads(out.stdout)}
+
+
+def _left() -> list[Any]:
+    """The records of dropped caches' counts not merged yet."""
+    gc.collect()
+    return [o for o in _cache._orphans if o.final() not in (None, ({}, ()))]
 
 
 def add_one(x: int) -> int:
@@ -80,6 +87,31 @@ def test_a_cache_dropped_before_its_counts_were_merged_keeps_them(tmp_path: Path
     assert ls(cache) == {NAME: (8, 1)}
 
 
+@pytest.mark.parametrize("live_first", [True, False])
+def test_stats_keeps_the_hits_of_a_dropped_cache_of_its_location(tmp_path: Path,
+                                                                 live_first: bool) -> None:
+    """``stats()``: hits and misses of this process for every function of the location. A
+    ``Cache`` made in a function that returned took its hits with it: ``stats()`` of another
+    cache of the location went from (2, 2) down to (0, 1) when it was collected."""
+    folder = tmp_path / "c"
+    live = Cache(folder) if live_first else None
+
+    def job() -> None:
+        f = Cache(folder).cached(add_one)
+        f(1)
+        f(1)
+        f(1)
+
+    job()
+    live = live or Cache(folder)
+    live.cached(double)(1)
+    gc.collect()
+    assert live.stats()[:2] == (2, 2)
+    live.flush_stats()
+    assert live.stats()[:2] == (2, 2)
+    assert live.saved_stats()[NAME][:2] == (2, 1)
+
+
 def test_a_dropped_cache_keeps_neither_its_store_nor_a_cycle(tmp_path: Path) -> None:
     """The first fix (97afc39) handed the store to the flusher: its folders stayed open
     until the next merge, and other stores' cycles moved into later tests."""
@@ -116,7 +148,7 @@ def test_a_dropped_caches_counts_never_make_its_removed_folder_again(tmp_path: P
     shutil.rmtree(folder)
     _cache._FLUSHER.merge_all(at_exit=True)
     assert not folder.exists()
-    assert _cache._orphans == []  # not kept for ever either
+    assert _left() == []  # not kept for ever either
 
 
 def test_a_dropped_caches_counts_go_to_a_live_cache_of_its_location(tmp_path: Path) -> None:
@@ -130,6 +162,46 @@ def test_a_dropped_caches_counts_go_to_a_live_cache_of_its_location(tmp_path: Pa
     assert live.saved_stats()[NAME][:2] == (2, 1)
     _cache.flush_statistics()
     assert live.saved_stats()[NAME][:2] == (2, 1)  # once
+
+
+POOL_OF_DROPPED_CACHES = """
+    import multiprocessing, os, sys
+    sys.path.insert(0, {tests!r})
+    import memojar, test_statistics as t
+
+    def job(x):
+        f = memojar.Cache(os.environ["CACHE"], secret="s").cached(t.add_one)
+        return f(x) + f(x) + f(x)
+
+    if __name__ == "__main__":
+        with multiprocessing.get_context({method!r}).Pool(2) as pool:
+            assert pool.map(job, [1, 2, 3, 4]) == [6, 9, 12, 15]
+            pool.close()
+            pool.join()
+"""
+
+
+@pytest.mark.parametrize("kind", ["folder", "redis"])
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_pool_workers_whose_caches_are_dropped_merge_their_counts_when_they_leave(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str, method: str,
+) -> None:
+    """Each job makes its ``Cache`` (dropped when it returns). A worker leaves by
+    ``os._exit``: a ``fork`` worker's exit merge left a Redis cache's counts for an exit
+    merge that never came, and a ``forkserver`` worker (memojar imported after it
+    started, so no after-fork hook) merged nothing at all, in a folder too: ``ls``
+    showed no hit."""
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    location = (request.getfixturevalue("redis_location") if kind == "redis"
+                else str(tmp_path / "c"))
+    script = tmp_path / "pool.py"
+    script.write_text(textwrap.dedent(POOL_OF_DROPPED_CACHES).format(
+        tests=str(Path(__file__).parent), method=method))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=TIMEOUT, env={**os.environ, "CACHE": location})
+    assert done.returncode == 0, done.stderr
+    assert Cache(location, secret="s").saved_stats()[NAME][:2] == (8, 4)
 
 
 # --- signal handlers ---------------------------------------------------------------------
@@ -317,18 +389,233 @@ INTERRUPTED_MERGES = """
 """
 
 
-def test_merges_interrupted_at_any_moment_lose_no_count(tmp_path: Path) -> None:
+def test_merges_interrupted_at_any_moment_count_every_call_once(tmp_path: Path) -> None:
     """A ``KeyboardInterrupt`` every millisecond or so while a process calls and merges:
-    once an interrupt had left the stats lock held, none of the later merges was saved.
-    Now no call is lost. (Each call counted exactly once is not asserted: in about one run
-    of fifteen some are still counted twice, a few to 60% more, cause not found: README
-    "Saved statistics". Before, 55,845 for 34,585 calls.)"""
+    once an interrupt had left the stats lock held, none of the later merges was saved;
+    later, in one run of three, up to 5 times as many calls were counted (10,023 calls
+    counted 52,069 times): the store remembered what a merge that raised had written in an
+    attribute its exception handlers set, and an interrupt landing between them (at the
+    ``os.path.join`` between its two ``try`` blocks) lost it, so the counts handed back
+    were added again. Each merge now writes its id with the counts, and the next merge
+    asks whether the one that raised was written before it merges its counts again."""
     if sys.version_info < (3, 11):  # as tests/interrupt_kit.py's SUPPORTED
         pytest.skip("3.10 raises SystemError ('returned a result with an exception set') "
                     "for a handler's exception inside a finalizer (CPython, not memojar)")
     calls, counted, interrupted = map(int, run(INTERRUPTED_MERGES, tmp_path / "c").split())
     assert interrupted > 100
-    assert counted >= calls
+    assert counted == calls
+
+
+def _merged_calls(cache: Cache) -> int:
+    """The calls the store holds (read without merging)."""
+    return sum(h + m for h, m, _ in cache.store.read_stats().get("functions", {}).values())
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="needs opcode tracing (tests/interrupt_kit.py)")
+@pytest.mark.parametrize("kind", ["folder", "redis"])
+def test_a_merge_interrupted_at_every_point_after_one_that_wrote_counts_each_call_once(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str,
+) -> None:
+    """The storm above, point by point: a merge interrupted once it had written (the
+    counts in the file, the merge raising), then the next merge interrupted at each point
+    in turn, then one left to finish: every call counted once. Before, an interrupt at
+    ``merge_stats``' ``os.path.join`` (between its two ``try`` blocks) lost what the first
+    had written, and the next merge added it again."""
+    cache = Cache(request.getfixturevalue("redis_location") if kind == "redis"
+                  else tmp_path / "c", secret="s")
+    f = cache.cached(add_one)
+    calls = [0]
+
+    def call() -> None:
+        f(1)
+        calls[0] += 1
+
+    call()
+    cache.flush_stats()
+    landing = None  # a point where an interrupt leaves the merge written
+    for injector in Points(cache.flush_stats, call).interrupts():
+        if _merged_calls(cache) == calls[0]:
+            landing = injector.at
+            break
+        cache.flush_stats()
+    assert landing is not None
+    cache.flush_stats()
+    assert _merged_calls(cache) == calls[0]
+
+    def after_a_merge_that_wrote() -> None:
+        call()
+        assert Injector(landing).run(cache.flush_stats)
+        assert _merged_calls(cache) == calls[0]  # written, and the merge raised
+        call()
+
+    wrong = []
+    points = Points(cache.flush_stats, after_a_merge_that_wrote)
+    assert points.count > 20
+    for injector in points.interrupts():
+        cache.flush_stats()
+        if _merged_calls(cache) != calls[0]:
+            wrong.append((injector.where, _merged_calls(cache) - calls[0]))
+            calls[0] = _merged_calls(cache)
+    assert wrong == []
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="needs opcode tracing (tests/interrupt_kit.py)")
+@pytest.mark.parametrize("then", ["a live cache of its location", "no live cache"])
+def test_dropped_caches_counts_merged_with_an_interrupt_at_every_point_count_once(
+    tmp_path: Path, then: str,
+) -> None:
+    """A cache dropped (its counts handed on), then the merge that takes them interrupted
+    at each point in turn, then one left to finish: each call counted once. Before, they
+    were taken off the list of dropped caches' counts before they were handed on or
+    merged, and an interrupt in between (``_merge_orphans`` just after its ``pop``) lost
+    them."""
+    folder = tmp_path / "c"
+    live = Cache(folder) if then == "a live cache of its location" else None
+    calls = [0]
+
+    def dropped() -> None:
+        f = Cache(folder).cached(add_one)
+        f(1)
+        f(1)
+        calls[0] += 2
+        del f
+        gc.collect()
+
+    def merge() -> None:
+        if live is not None:
+            live.flush_stats()
+        else:
+            _cache._FLUSHER.merge_all(at_exit=True)
+
+    def merged() -> int:
+        kept = json.loads((folder / ".stats").read_text())["functions"]
+        return int(sum(h + m for h, m, _ in kept.values()))
+
+    dropped()
+    merge()
+    assert merged() == calls[0]
+    wrong = []
+    points = Points(merge, dropped)
+    # the points of _cache.py's code (the stores' are the tests' above: a store opened at
+    # each merge has hundreds)
+    ours = [i for i, (code, _) in enumerate(points.path)
+            if code.co_filename == _cache.__file__]
+    assert len(ours) > 20
+    for at in ours:
+        injector = next(points.interrupts(start=at))
+        merge()
+        if merged() != calls[0] or _left():
+            wrong.append((injector.where, merged() - calls[0], len(_left())))
+            calls[0] = merged()
+    assert wrong == []
+
+
+@pytest.mark.skipif(not SUPPORTED, reason="needs opcode tracing (tests/interrupt_kit.py)")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # (swallowed)
+def test_a_cache_collected_with_an_interrupt_at_every_point_keeps_its_counts(
+    tmp_path: Path,
+) -> None:
+    """A cache dropped and collected, an interrupt landing at each point of what memojar
+    runs then (finalizers), then a merge: each call counted once. Before, the dropped
+    cache's finalizer made the record of its counts, and an interrupt inside it (printed
+    and swallowed, as in any finalizer) lost them. The record is made with the cache now,
+    and read once the cache is gone."""
+    folder = tmp_path / "c"
+    live = Cache(folder)
+    held: list[Any] = []
+    calls = [0]
+
+    def made() -> None:
+        f = Cache(folder).cached(add_one)
+        f(1)
+        f(1)
+        calls[0] += 2
+        held.append(f)
+
+    def collected() -> None:
+        held.clear()
+        gc.collect()
+
+    def merged() -> int:
+        return int(live.saved_stats()[NAME][0] + live.saved_stats()[NAME][1])
+
+    made()
+    collected()
+    assert merged() == calls[0]
+    made()
+    count = Injector(None)
+    count.run(collected)
+    assert count.count > 5
+    wrong = []
+    for at in range(count.count):
+        made()
+        try:
+            Injector(at).run(collected)
+        except AssertionError:  # swallowed: an interrupt inside a finalizer, as CPython does
+            pass
+        if merged() != calls[0]:
+            wrong.append((at, merged() - calls[0]))
+            calls[0] = merged()
+    assert wrong == []
+
+
+def _interrupted_once_written(cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's next merge raises ``KeyboardInterrupt`` once the store has written it."""
+    from memojar import _filestore
+
+    store = cache.store  # (not the cache: the test drops it)
+    if cache.directory.startswith("redis"):
+        script = store._merge  # type: ignore[attr-defined]
+
+        def merge(**kwargs: Any) -> Any:
+            monkeypatch.setattr(store, "_merge", script)
+            script(**kwargs)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(store, "_merge", merge)
+        return
+    replace = _filestore._replace_small
+
+    def written(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(_filestore, "_replace_small", replace)
+        replace(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_filestore, "_replace_small", written)
+
+
+@pytest.mark.parametrize("kind", ["folder", "redis"])
+@pytest.mark.parametrize("then", ["a live cache of its location", "no live cache"])
+def test_a_cache_dropped_after_a_merge_that_wrote_and_raised_counts_each_call_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+    kind: str, then: str,
+) -> None:
+    """A cache dropped after its last merge raised once written (an interrupt between the
+    store's write and its return): its finalizer handed on every count since its last
+    merge that returned, merged again where no store remembered the one that wrote (the
+    live cache's store, or one opened for them): counted twice. Now that merge is looked up
+    first (its id, written with the counts)."""
+    location = (request.getfixturevalue("redis_location") if kind == "redis"
+                else str(tmp_path / "c"))
+    live = Cache(location, secret="s") if then == "a live cache of its location" else None
+    cache = Cache(location, secret="s")
+    f = cache.cached(add_one)
+    f(1)
+    f(1)
+    f(1)
+    _interrupted_once_written(cache, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        cache.flush_stats()
+    assert Cache(location, secret="s").store.read_stats()["functions"][NAME][:2] == [2, 1]
+    del cache, f
+    gc.collect()
+    assert [o for o in _cache._orphans if o.ref() is None]  # dropped
+    if live is not None:
+        live.flush_stats()
+    else:
+        _cache._FLUSHER.merge_all(at_exit=True)
+    assert Cache(location, secret="s").store.read_stats()["functions"][NAME][:2] == [2, 1]
+    assert _left() == []
 
 
 def test_an_interrupt_while_the_statistics_lock_is_made_leaves_it_free(
@@ -411,6 +698,46 @@ def test_children_forked_while_a_merge_waits_for_the_lock_count_their_own_calls(
     """Held: the parent's merge, waiting for the lock when the children were forked, merges
     the parent's counts once; each child merges only what it counted."""
     assert run(FORKING_WHILE_MERGING, tmp_path / "c").split() == ["25", "1"]
+
+
+FORKED_AFTER_A_MERGE_THAT_WROTE = """
+    import os
+    import memojar
+    from memojar import _filestore
+    cache = memojar.Cache(os.environ["CACHE"])
+    f = cache.cached(abs)
+    f(-1)
+    f(-1)
+    replace = _filestore._replace_small
+    def written(*args, **kwargs):  # an interrupt once the store wrote the merge
+        _filestore._replace_small = replace
+        replace(*args, **kwargs)
+        raise KeyboardInterrupt
+    _filestore._replace_small = written
+    try:
+        cache.flush_stats()
+    except KeyboardInterrupt:
+        pass
+    pid = os.fork()
+    if pid == 0:
+        f(-1)
+        f(-1)
+        cache.flush_stats()  # the child's own merge, recorded under its own name
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    cache.flush_stats()  # settles the parent's: written
+    print(*cache.saved_stats()["builtins.abs"][:2])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_child_forked_after_a_merge_that_wrote_and_raised_leaves_its_record_alone(
+    tmp_path: Path,
+) -> None:
+    """Held (the merges' records are each cache's, and a forked child's cache records
+    under a name of its own): had the child written under the parent's name, the parent
+    would have taken its merge for one not written and counted its calls twice."""
+    assert run(FORKED_AFTER_A_MERGE_THAT_WROTE, tmp_path / "c").split() == ["3", "1"]
 
 
 MERGING_FOR_EVER = """

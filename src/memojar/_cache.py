@@ -8,9 +8,12 @@ its size limit, pruning and listing. ``cached`` is ``Cache.cached`` on a cache c
 from __future__ import annotations
 
 import atexit
+import contextlib
+import itertools
 import math
 import os
 import re
+import secrets
 import threading
 import time
 import weakref
@@ -437,29 +440,37 @@ class Cache:
         # decorated function alive. A dropped one's tally goes once merged, its counts kept
         # in ``_dropped`` (hits, misses): a process that decorates a function per request
         # keeps no tally per decoration, nor merges more of them every few seconds.
-        self._tallies: list[tuple[Tally, weakref.ref[_Memo], bool]] = []
+        self._tallies: list[Tallied] = []
         self._dropped = [0, 0]
         # Reentrant, and not taken again by its holder: a signal handler calling
         # ``flush_stats`` (``saved_stats``) while its thread merges returns at once (a plain
         # lock waited for itself for ever; a reentrant one merged the same counts twice).
         self._flush_lock = threading.RLock()
         # What of each tally's counts was merged (the one item: replaced whole, in one
-        # store), and dropped caches' counts on this location, merged with the next merge
-        # (appended to, and only the merge takes from it). Neither attribute is rebound:
-        # this cache's finalizer holds them.
+        # store), and the merge under way or that raised: its id and what will have been
+        # merged once it is (see ``_merge_tallies``), recorded in the store with this
+        # cache's writer name (a forked child gets its own). No attribute is rebound: this
+        # cache's finalizer holds them.
         self._merged: list[Merged] = [{}]
-        self._adopted: list[Counts] = []
+        self._attempt: list[tuple[str, Merged] | None] = [None]
+        self._writer = [secrets.token_hex(8)]
+        self._merge_ids = itertools.count(1)
         _FLUSHER.watch(self)
         # A cache dropped before its counts were merged (made in a function that returned,
         # as ``python -m memojar.demo`` makes its own) leaves them to the next merge: its
-        # finalizer takes the deltas from the tallies (plain Python: no store, no lock, no
-        # reference back to the cache), merged into a live cache of the location or a store
-        # opened for them then, only where the cache still is (see ``_merge_orphans``).
+        # record, made now (no store, no lock, no reference back to the cache: a weak one),
+        # takes the deltas from the tallies once the cache is gone, merged through a live
+        # cache of the location's store or a store opened for them then, only where the
+        # cache still is (see ``_merge_orphans``). (Before, its finalizer made the record:
+        # an interrupt inside it, swallowed there as in any finalizer, lost them.)
         reopen = (self._location, self.secret) if self._made_from_location else None
         # (A store that keeps no statistics, S3's, needs none: no client is made at exit.)
         if type(store).merge_stats is not Store.merge_stats:
-            weakref.finalize(self, _orphan, self.directory, reopen, self._tallies,
-                             self._merged, self._adopted).atexit = False
+            _orphans.append(_Orphan(self.directory, reopen, weakref.ref(self),
+                                    (self._tallies, self._merged, self._attempt,
+                                     self._writer)))
+        weakref.finalize(self, _still_counted, self.directory, self._tallies,
+                         self._dropped).atexit = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopened, (self._location, self.max_size, self._secret_arg, self.lock_timeout))
@@ -693,7 +704,7 @@ class Cache:
         with _FLUSHER.lock:
             caches = {id(c): c for c in _FLUSHER.caches if c.directory == self.directory}
         caches[id(self)] = self
-        hits = misses = 0
+        hits, misses = _dropped_counts.get(self.directory, (0, 0))  # of dropped caches
         for cache in caches.values():
             counts = cache._counts()
             hits, misses = hits + counts[0], misses + counts[1]
@@ -726,7 +737,7 @@ class Cache:
 
     def flush_stats(self) -> None:
         """Merge this process's new hits, misses and time saved into the store's totals."""
-        if _orphans:  # this location's dropped caches' counts: merged with this one's
+        if _orphans:  # this location's dropped caches' counts, merged before its own
             _merge_orphans([self], only=self.directory)
         if self._flush_lock._is_owned():  # type: ignore[attr-defined]
             return  # a signal handler inside this thread's merge: that merge goes on
@@ -736,36 +747,54 @@ class Cache:
     def _merge_tallies(self) -> None:
         """``flush_stats``' work, under ``_flush_lock``.
 
-        What is merged is marked so before the store merges, and unmarked if it raises,
-        each in single stores no signal handler runs between (before, loops over the
-        tallies: an interrupt inside one merged the same counts again, or lost them: a
-        ``KeyboardInterrupt`` every millisecond counted 55,845 calls for 34,585)."""
-        base = self._merged[0]
-        deltas, merged = _deltas_of(self._tallies, base)
-        adopted = self._adopted[:]
-        done = self.store.merges_done
-        try:
+        Exact under an interrupt at any moment (a ``KeyboardInterrupt`` every millisecond),
+        by a write-ahead record instead of exception handlers: before the store merges,
+        ``_attempt`` holds the merge's id and what will have been merged once it is; the
+        store writes the id with the counts (``Store.merged`` reads it back). The merge's
+        end replaces ``_merged`` and clears ``_attempt``; a merge found still attempted
+        (it raised, or an interrupt landed anywhere after it started) is settled first by
+        asking the store whether its id was written. Each step is one store of one
+        attribute, and settling twice settles the same way. (Before, the counts handed back
+        after a merge that raised, less what the store remembered it had written: an
+        interrupt between two of its handlers lost that memory, and the calls were counted
+        again, 5 times as many in one run in three.)"""
+        attempt = self._attempt[0]
+        if attempt is not None:
+            merge_id, target = attempt
+            try:
+                written = self.store.merged(self._writer[0], merge_id)
+            except OSError as exc:  # cannot be told now: nothing is merged before it is
+                logger.debug("cannot save statistics in %s: %s", self.directory, exc)
+                return
+            if written:
+                self._merged[0] = target
+            self._attempt[0] = None
+        deltas, merged = _deltas_of(self._tallies, self._merged[0])
+        if not deltas:  # the store's own counts (of entries written and removed) only
+            try:
+                self.store.merge_stats({})
+            except OSError as exc:
+                logger.debug("cannot save statistics in %s: %s", self.directory, exc)
+                return
+        else:
+            merge_id = str(next(self._merge_ids))
+            self._attempt[0] = (merge_id, merged)
+            try:
+                self.store.merge_stats(deltas, merge=(self._writer[0], merge_id))
+            except OSError as exc:  # settled by the next merge
+                logger.debug("cannot save statistics in %s: %s", self.directory, exc)
+                return
             self._merged[0] = merged
-            del self._adopted[:len(adopted)]  # only appended to meanwhile
-            self.store.merge_stats(add_counts(deltas, *adopted))
-        except BaseException as exc:
-            # Unmarked only if the merge did not run to its end: an interrupt landing as it
-            # returned (still inside this ``try``) handed its counts back, added again.
-            if self.store.merges_done == done:
-                self._merged[0] = base
-                self._adopted[:0] = adopted
-            if not isinstance(exc, OSError):
-                raise
-            logger.debug("cannot save statistics in %s: %s", self.directory, exc)
-            return
+            self._attempt[0] = None
+        merged = self._merged[0]
         for entry in list(self._tallies):
             tally, memo, counted = entry
             if memo() is None and tally.now() == merged.get(tally):  # dropped, all merged
-                self._tallies.remove(entry)
-                merged.pop(tally, None)
                 if counted:
                     self._dropped[0] += tally.hit_count.value
                     self._dropped[1] += tally.miss_count.value
+                self._tallies.remove(entry)
+                merged.pop(tally, None)
 
     def close(self) -> None:
         """Release the store's idle connections and stop its background threads once
@@ -776,11 +805,26 @@ class Cache:
 
 
 Merged = dict[Tally, tuple[int, int, float]]  # a tally -> its counts merged so far
+# A tally of a cache, with a weak reference to its function (None once dropped), and
+# whether ``stats()`` counts it (decorated through this cache)
+Tallied = tuple[Tally, Callable[[], "_Memo | None"], bool]
 _NONE_YET = (0, 0, 0.0)
 
 
+def _counts_between(base: Merged, target: Merged) -> Counts:
+    """What merging ``target`` over ``base`` adds, by function name."""
+    counts: Counts = {}
+    for tally, now in target.items():
+        was = base.get(tally, _NONE_YET)
+        if now != was:
+            hits, misses, saved = counts.get(tally.name, _NONE_YET)
+            counts[tally.name] = (hits + now[0] - was[0], misses + now[1] - was[1],
+                                  saved + now[2] - was[2])
+    return counts
+
+
 def _deltas_of(
-    tallies: list[tuple[Tally, weakref.ref[_Memo], bool]], base: Merged,
+    tallies: list[Tallied], base: Merged,
 ) -> tuple[Counts, Merged]:
     """The counts of ``tallies`` not merged yet, by function name (``base``: what was), and
     what will have been merged once they are."""
@@ -797,72 +841,188 @@ def _deltas_of(
     return deltas, merged
 
 
-# The counts of caches dropped before they were merged: (directory, how to open its store
-# again, deltas). Appended by a dropped cache's finalizer and taken by ``_merge_orphans``
-# with ``list.append`` and ``list.pop``, atomic under the GIL: no lock, so a finalizer run
-# by the cycle collector or inside a signal handler, in any thread, never waits.
-_orphans: list[tuple[str, tuple[str, bytes | None] | None, Counts]] = []
+Unsure = tuple[str, str, Counts]  # a merge that raised: (writer, merge id, its counts)
 
 
-def _orphan(directory: str, reopen: tuple[str, bytes | None] | None,
-            tallies: list[tuple[Tally, weakref.ref[_Memo], bool]], merged: list[Merged],
-            adopted: list[Counts]) -> None:
-    """A dropped cache's finalizer: its functions (dropped with it: each holds its cache)
-    count no more, so what they counted since the last merge is final; with the counts
-    of other dropped caches it had adopted."""
-    deltas, _ = _deltas_of(tallies, merged[0])
-    deltas = add_counts(deltas, *adopted)
-    if deltas:
-        _orphans.append((directory, reopen, deltas))
+Sources = tuple[list[Tallied], list[Merged], list[tuple[str, Merged] | None], list[str]]
+
+
+class _Orphan:
+    """A cache's record for the counts it leaves when dropped, until they are merged: its
+    location, how to open its store again, a weak reference to it, what it counts with
+    (its tallies, what of them was merged, its merge under way, its writer name), and once
+    it is gone, its ``state``: (counts, the counts of merges of it that raised, each added
+    only if the store did not write that merge), replaced whole. ``tried``: the merge of
+    it under way or that raised (writer, merge id), set before the store merges: a record
+    is taken off ``_orphans`` only once a merge of it is known to be written, so an
+    interrupt at any moment neither loses it nor merges it twice."""
+
+    __slots__ = ("directory", "ref", "reopen", "sources", "state", "tried")
+
+    def __init__(self, directory: str, reopen: tuple[str, bytes | None] | None,
+                 ref: Callable[[], object], sources: Sources) -> None:
+        self.directory = directory
+        self.reopen = reopen
+        self.ref = ref
+        self.sources = sources
+        self.state: tuple[Counts, tuple[Unsure, ...]] | None = None
+        self.tried: tuple[str, str] | None = None
+
+    def final(self) -> tuple[Counts, tuple[Unsure, ...]] | None:
+        """Its counts once its cache is gone (its functions, which hold it, are gone with
+        it: what they counted is final); None while it lives."""
+        state = self.state
+        if state is None:
+            if self.ref() is not None:
+                return None
+            state = self.state = _counts_left(*self.sources)
+        return state
+
+
+# Every cache's record (``_Orphan``), appended when it is made (``list.append``, atomic under
+# the GIL), merged once the cache is gone under ``_orphans_lock`` (a signal handler inside
+# this thread's merge of them returns at once).
+_orphans: list[_Orphan] = []
+_orphans_lock = threading.RLock()
+
+
+# The hits and misses of this process's dropped caches, by location, which ``stats()`` of a
+# cache of it adds (before, they left it with the cache: its hits went down).
+_dropped_counts: dict[str, tuple[int, int]] = {}
+
+
+def _still_counted(directory: str, tallies: list[Tallied], dropped: list[int]) -> None:
+    """A dropped cache's finalizer: its hits and misses stay in ``stats()``."""
+    hits, misses = dropped
+    for tally, _, counted in list(tallies):
+        if counted:
+            hits += tally.hit_count.value
+            misses += tally.miss_count.value
+    if hits or misses:
+        had = _dropped_counts.get(directory, (0, 0))
+        _dropped_counts[directory] = (had[0] + hits, had[1] + misses)
+
+
+def _counts_left(tallies: list[Tallied], merged: list[Merged],
+                 attempt: list[tuple[str, Merged] | None],
+                 writer: list[str]) -> tuple[Counts, tuple[Unsure, ...]]:
+    """What a dropped cache counted since its last merge, and its merge that raised (its
+    counts added only if the store did not write it)."""
+    base, tried = merged[0], attempt[0]
+    unsure: tuple[Unsure, ...] = ()
+    if tried is not None:
+        merge_id, target = tried
+        maybe = _counts_between(base, target)
+        if maybe:
+            unsure = ((writer[0], merge_id, maybe),)
+        base = target
+    deltas, _ = _deltas_of(tallies, base)
+    return deltas, unsure
 
 
 def _merge_orphans(caches: list[Cache], only: str | None = None,
                    at_exit: bool = False) -> None:
-    """Merge the counts of dropped caches: handed to a live cache of the same location (its
-    next merge adds them to its own), or else merged through a store opened for them now,
-    only if the location is still a cache (a removed cache folder is never made again for
-    them); those of a cache made with ``store=`` and no live cache of its location left are
-    dropped. A Redis or S3 store is opened for them only at the exit (``at_exit``: no
-    connection is made every few seconds for them, and a server gone costs its timeout
-    once). Counts that cannot be merged yet (a read-only folder) wait for the next merge,
-    added up by location. ``only``: of that location only."""
-    pending: dict[str, tuple[tuple[str, bytes | None] | None, Counts]] = {}
-    while _orphans:
-        try:
-            directory, reopen, deltas = _orphans.pop()
-        except IndexError:  # another thread took the last
-            break
-        kept = pending.get(directory)
-        pending[directory] = (reopen or (kept[0] if kept else None),
-                              add_counts(kept[1], deltas) if kept else deltas)
-    if only is not None:
-        for directory, (reopen, deltas) in pending.items():
-            if directory != only:
-                _orphans.append((directory, reopen, deltas))
-        pending = {only: pending[only]} if only in pending else {}
-    live = {cache.directory: cache for cache in caches}
-    for directory, (reopen, deltas) in pending.items():
-        cache = live.get(directory)
-        if cache is not None:  # merged with its own counts, next (one merge: see Redis's)
-            cache._adopted.append(deltas)
-            continue
-        if reopen is None:
-            continue
-        if not at_exit and not _is_folder(reopen[0]):
-            _orphans.append((directory, reopen, deltas))  # merged at the exit
-            continue
-        try:
-            store = _reopen_for_counts(directory, *reopen)
-            if store is not None:
-                try:
-                    store.merge_stats(deltas)
-                finally:
-                    store.close()
-        except OSError as exc:
-            logger.debug("cannot save statistics in %s: %s", directory, exc)
-            _orphans.append((directory, reopen, deltas))
-        except Exception as exc:  # noqa: BLE001 - statistics never fail the program
-            logger.debug("cannot save statistics in %s: %s", directory, exc)
+    """Merge the counts of dropped caches: through a live cache of the same location's
+    store, or else through a store opened for them now, only if the location is still a
+    cache (a removed cache folder is never made again for them); those of a cache made with
+    ``store=`` and no live cache of its location left are dropped. A Redis or S3 store is
+    opened for them only at the exit (``at_exit``: no connection is made every few seconds
+    for them, and a server gone costs its timeout once). Counts that cannot be merged yet
+    (a read-only folder) wait for the next merge. ``only``: of that location only.
+
+    (Before, the records were taken off the list first, then handed on or merged: an
+    interrupt in between lost them.)"""
+    if _orphans_lock._is_owned():  # type: ignore[attr-defined]
+        return  # a signal handler inside this thread's merge of them: merged there
+    # (``with``: no interrupt lands between the lock's taking or giving back and the block)
+    with _orphans_lock:
+        live = {cache.directory: cache for cache in caches}
+        by_location: dict[str, list[_Orphan]] = {}
+        for orphan in list(_orphans):
+            if only is not None and orphan.directory != only:
+                continue
+            state = orphan.final()
+            if state is None:  # its cache lives
+                continue
+            if not (state[0] or state[1]):
+                _forget([orphan])
+                continue
+            by_location.setdefault(orphan.directory, []).append(orphan)
+        for directory, orphans in by_location.items():
+            cache = live.get(directory)
+            reopen = next((o.reopen for o in orphans if o.reopen is not None), None)
+            if cache is not None:
+                _merge_orphans_into(cache.store, orphans)
+                continue
+            if reopen is None:  # a ``store=`` cache's, none of it left
+                _forget(orphans)
+                continue
+            if not at_exit and not _is_folder(reopen[0]):
+                _added_up(orphans)  # merged at the exit: one record per location meanwhile
+                continue
+            try:
+                store = _reopen_for_counts(directory, *reopen)
+            except Exception as exc:  # noqa: BLE001 - statistics never fail the program
+                logger.debug("cannot save statistics in %s: %s", directory, exc)
+                continue
+            if store is None:  # no cache there now: none is made for them
+                _forget(orphans)
+                continue
+            try:
+                _merge_orphans_into(store, orphans)
+            finally:
+                store.close()
+
+
+def _added_up(orphans: list[_Orphan]) -> None:
+    """Records of one location, none tried yet, made one: the others emptied in the same
+    store (no signal handler runs between the two), then let go."""
+    first = orphans[0]
+    for other in orphans[1:]:
+        if first.tried is None and other.tried is None and first.state and other.state:
+            (counts, unsure), (more, others) = first.state, other.state
+            first.state, other.state = (add_counts(counts, more), unsure + others), ({}, ())
+            _forget([other])
+
+
+def _forget(orphans: list[_Orphan]) -> None:
+    for orphan in orphans:
+        with contextlib.suppress(ValueError):
+            _orphans.remove(orphan)
+
+
+def _merge_orphans_into(store: Store, orphans: list[_Orphan]) -> None:
+    """Merge ``orphans`` (of one location) through ``store``, in one merge, exactly once:
+    each step one store of one attribute, and a step done twice does the same."""
+    try:
+        left = []
+        for orphan in orphans:  # settled first: merges of them that raised
+            if orphan.tried is not None:
+                if store.merged(*orphan.tried):
+                    _forget([orphan])
+                    continue
+                orphan.tried = None
+            if orphan.state is None:
+                continue
+            counts, unsure = orphan.state
+            for writer, merge_id, maybe in unsure:
+                if not store.merged(writer, merge_id):
+                    counts = add_counts(counts, maybe)
+            orphan.state = (counts, ())
+            left.append(orphan)
+        total = add_counts({}, *(orphan.state[0] for orphan in left if orphan.state))
+        if not total:
+            _forget(left)
+            return
+        merge = (secrets.token_hex(8), "1")
+        for orphan in left:
+            orphan.tried = merge
+        store.merge_stats(total, merge=merge)
+        _forget(left)
+    except OSError as exc:  # tried again with the next merge
+        logger.debug("cannot save statistics in %s: %s", store.location, exc)
+    except Exception as exc:  # noqa: BLE001 - statistics never fail the program
+        logger.debug("cannot save statistics in %s: %s", store.location, exc)
 
 
 def _is_folder(location: str) -> bool:
@@ -989,12 +1149,26 @@ class _Flusher:
         self.thread: threading.Thread | None = None
         self.stop = threading.Event()
         self.in_children = False  # registered with multiprocessing's after-fork hooks
+        self.exit_merge_pid = 0  # the process whose multiprocessing exit merges
 
     def watch(self, cache: Cache) -> None:
         with self.lock:
             self.caches.add(cache)
             if self.thread is None:
                 self._start(None)
+        if self.exit_merge_pid != os.getpid():
+            self._in_a_worker()
+
+    def _in_a_worker(self) -> None:
+        """A ``multiprocessing`` child that imported memojar after it started (every
+        ``forkserver`` and ``spawn`` worker, a ``fork`` one whose parent had not): it
+        leaves by ``os._exit`` once its finalizers ran, and no ``after_fork`` hook
+        registered its merge there (before, its counts were lost at its exit)."""
+        import sys
+
+        process = sys.modules.get("multiprocessing.process")
+        if process is not None and process.parent_process() is not None:
+            self._merge_at_worker_exit()
 
     def _start(self, replaced: threading.Thread | None) -> None:
         """Start the thread in place of ``replaced``, unless a signal handler run meanwhile
@@ -1061,19 +1235,27 @@ class _Flusher:
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
-        del _orphans[:]  # the parent merges them
+        global _orphans_lock
+        # the parent merges the records of caches gone; the live ones' count from now on
+        _orphans[:] = [o for o in _orphans if o.state is None and o.ref() is not None]
+        _orphans_lock = threading.RLock()  # (held, perhaps, by a thread the child has not)
         for cache in list(self.caches):
             cache._flush_lock = threading.RLock()
-            del cache._adopted[:]  # the parent merges them, and the counts it inherited
+            # the parent merges the counts it inherited (and settles its merge under way)
             cache._merged[0] = {tally: tally.now() for tally, _, _ in cache._tallies}
+            cache._attempt[0] = None
+            cache._writer[0] = secrets.token_hex(8)
         if self.thread is not None:
             self._start(self.thread)
 
     def _merge_at_worker_exit(self) -> None:
-        """In a multiprocessing child: it leaves by ``os._exit``, after its finalizers."""
+        """In a multiprocessing child: it leaves by ``os._exit``, after its finalizers.
+        Its merge is its exit's: dropped caches' counts on a server too (before, those
+        waited for an exit merge that never came)."""
         from multiprocessing import util
 
-        util.Finalize(None, self.flush, exitpriority=10)
+        self.exit_merge_pid = os.getpid()
+        util.Finalize(None, self.at_exit, exitpriority=10)
 
     def at_exit(self) -> None:
         self.merge_all(at_exit=True)

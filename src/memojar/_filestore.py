@@ -62,9 +62,7 @@ from ._store import (
     KeyLock,
     Store,
     StoredEntry,
-    add_counts,
     complete_head,
-    less_counts,
 )
 
 try:
@@ -352,6 +350,13 @@ def _sane_stats(data: Any) -> dict[str, Any]:
             if isinstance(name, str) and isinstance(row, list) and len(row) == 3
             and _count(row[0]) and _count(row[1]) and _count(row[2], seconds=True)
         }
+    merged = data.get("merged")
+    if "merged" in data:
+        data["merged"] = {
+            writer: row for writer, row in (merged.items() if isinstance(merged, dict) else ())
+            if isinstance(row, list) and len(row) == 2 and isinstance(row[0], str)
+            and _count(row[1], seconds=True)
+        }
     counts = data.get("counts")
     if "counts" in data:
         data["counts"] = {
@@ -359,6 +364,28 @@ def _sane_stats(data: Any) -> dict[str, Any]:
             if isinstance(row, list) and len(row) == 2 and _count(row[0]) and _count(row[1])
         }
     return data
+
+
+# A stats file that cannot be opened for these reasons is read as none by a merge, which
+# replaces it: a merge of it was not written (any other error: asked again later)
+_NOT_READ = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENOTDIR,
+             errno.EISDIR, errno.ENXIO}
+
+# The merges recorded in the stats file (``merge_stats``' ``merge``): each writer's last, with
+# when it was written. A writer asks about its last merge within seconds (its next merge):
+# those of writers silent for an hour, and all but the newest MERGES_KEPT, are dropped.
+MERGED_TTL = 3600.0
+MERGES_KEPT = 256
+
+
+def _merges_kept(merges: dict[str, list[Any]], writer: str,
+                 merge_id: str) -> dict[str, list[Any]]:
+    now = time.time()
+    kept = {w: row for w, row in merges.items() if w != writer and now - row[1] < MERGED_TTL}
+    if len(kept) >= MERGES_KEPT:
+        kept = dict(sorted(kept.items(), key=lambda item: item[1][1])[1 - MERGES_KEPT:])
+    kept[writer] = [merge_id, now]
+    return kept
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -430,8 +457,6 @@ class FileStore(Store):
         # in a cache shared by hand (``_shards``), whose counts are not recorded.
         self._unseen: set[str] = set()
         self._stamp_why: str | None = None  # what was found at a stamp's name, if not one
-        # Function counts a merge that then raised had written (see ``merge_stats``).
-        self._landed: dict[str, tuple[int, int, float]] = {}
         # Whose the entries the last removal could not remove were (``_unlink_refused``).
         self._refused_owners: list[int] = []
         self._unreadable_said = False  # another user's entry it may not read was warned of
@@ -455,7 +480,6 @@ class FileStore(Store):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tally, self._tally_lock, self._tally_pid = {}, threading.RLock(), os.getpid()
-        self._landed = {}
         self._deltas = deque()
         self._open, self._lockers = {}, {}
         self._tagged = False  # another process, perhaps another host: looks at the tag again
@@ -1228,7 +1252,6 @@ class FileStore(Store):
         if self._tally_pid != _PID[0]:
             self._tally_lock = threading.RLock()
             self._tally, self._deltas, self._tally_pid = {}, deque(), _PID[0]
-            self._landed = {}
 
     def _count(self, fdir: str, entries: int, size: int) -> None:
         """Note a write's change of ``fdir``'s entries and bytes (inline in ``_link_new``:
@@ -1276,37 +1299,32 @@ class FileStore(Store):
         return _sane_stats(data)
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
-                    recount: dict[str, tuple[int, int]] | None = None) -> None:
+                    recount: dict[str, tuple[int, int]] | None = None,
+                    merge: tuple[str, str] | None = None) -> None:
         """Add hits, misses and time saved per function, and this process's entry count
         changes, to the stats file, under its lock. ``recount``: exact counts of function
-        directories (from a listing), replacing what was kept.
+        directories (from a listing), replacing what was kept. ``merge``: (writer, id),
+        written in the same file as the counts (``merged`` reads it back).
 
-        As on Redis, a merge that raised may have been written all the same (an interrupt
-        between the file's rename and the return), and the caller hands its counts back
-        with the next ones: what was written is then not added again (before, each such
-        interrupt counted them twice)."""
+        A merge that raised may have been written all the same (an interrupt between the
+        file's rename and the return): the caller asks ``merged`` before it merges those
+        counts again. (Before, the store remembered what such merges had written in an
+        attribute set by its exception handlers, and an interrupt between two of them, at
+        ``os.path.join``, lost it: the next merge added those counts a second time.)"""
         self._forked()
-        with self._tally_lock:
-            tally, self._tally = self._added_up(), {}
-        landed, self._landed = self._landed, {}
+        path = os.path.join(self.root, _STATS)
+        tally: dict[str, list[int]] = {}
+        lock: Any = None
+        before: tuple[int, int] | bool | None = False  # False: not looked at, not written
         try:
-            if landed:
-                functions = {name: less_counts(counts, landed.get(name))
-                             for name, counts in functions.items()}
+            with self._tally_lock:
+                tally, self._tally = self._added_up(), {}
             if self._anothers():  # its own calls are not that user's statistics
-                functions = {}
+                functions, merge = {}, None
             if not (functions or recount or any(t != [0, 0] for t in tally.values())):
                 return
             _no_links(self.root)
             lock = self._stats_lock()
-        except BaseException:
-            self._restore(tally)
-            self._landed = landed
-            raise
-        path = os.path.join(self.root, _STATS)
-        before: tuple[int, int] | bool | None = False  # False: not looked at, not written
-        written = False
-        try:
             before = _identity(path)  # under the lock: only this merge replaces the file
             data = self.read_stats()
             kept = data.setdefault("functions", {})
@@ -1320,23 +1338,38 @@ class FileStore(Store):
                     counts[fdir] = [max(0, old[0] + entries), max(0, old[1] + size)]
             for fdir, exact in (recount or {}).items():
                 counts[fdir] = list(exact)
+            if merge is not None:
+                data["merged"] = _merges_kept(data.get("merged", {}), *merge)
             self._write_stats(data)
-            written = True
         except BaseException:
             if before is False or _identity(path) == before:  # not written
                 self._restore(tally)
-                self._landed = landed
-            else:
-                self._landed = add_counts(landed, functions)
             raise
         finally:
-            try:
+            if lock is not None:
                 lock.release()
-            except BaseException:
-                if written:
-                    self._landed = add_counts(landed, functions)
-                raise
-        self.merges_done += 1  # the last statement: merged whole (see Store.merges_done)
+
+    def merged(self, writer: str, merge_id: str) -> bool:
+        """Whether the stats file holds ``merge_id`` as ``writer``'s last merge: ``OSError``
+        if the file cannot be read now (a merge that ran may not be taken for one that did
+        not), False if there is none."""
+        try:
+            fd = os.open(os.path.join(self.root, _STATS), _O_READ)
+        except OSError as exc:
+            if exc.errno in _NOT_READ:  # what the merge reads as no statistics, and replaces
+                return False
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _STATS_MAX:
+                return False
+            data = json.loads(_read_rest(fd, os.read(fd, st.st_size), st.st_size))
+        except (ValueError, RecursionError):  # damaged: what it held is lost either way
+            return False
+        finally:
+            os.close(fd)
+        row = _sane_stats(data).get("merged", {}).get(writer)
+        return row is not None and row[0] == merge_id
 
     def _stats_lock(self) -> Any:
         """The stats file's lock: a ``flock`` on the root directory itself, so no lock file

@@ -89,9 +89,7 @@ from ._store import (
     Renewer,
     Store,
     StoredEntry,
-    add_counts,
     lease_lost,
-    less_counts,
     pieces,
 )
 
@@ -190,12 +188,8 @@ class RedisStore(Store):
         self._mutex = threading.RLock()  # guards _leases (reentrant: a signal handler's call)
         self._leases: dict[bytes, _RedisKeyLock] = {}  # entry key -> this process's lock on it
         self._names: dict[str, bytes] = {}  # function name -> b"<prefix><function>:"
-        # statistics (``merge_stats``): this store's marker, the merge that raised (its
-        # nonce and counts) and the counts of merges that raised but ran, which the cache
-        # hands back; the store's merges are its cache's, one at a time
-        self._merge_pid, self._merge_id = os.getpid(), secrets.token_hex(8).encode()
-        self._unsure: tuple[bytes, dict[str, tuple[int, int, float]]] | None = None
-        self._added: dict[str, tuple[int, int, float]] = {}
+        # the marker of a merge without a writer's (``merge_stats``): a dropped cache's
+        self._merge_id = secrets.token_hex(8)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.location!r})"
@@ -460,38 +454,34 @@ class RedisStore(Store):
         return {"functions": functions}
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
-                    recount: dict[str, tuple[int, int]] | None = None) -> None:
+                    recount: dict[str, tuple[int, int]] | None = None,
+                    merge: tuple[str, str] | None = None) -> None:
         """Add the counts, each once: a merge sent again by redis-py's retry after its reply
-        was lost is not added again (``lua.MERGE``). A merge that raised may have run all
-        the same (every reply lost, a timeout), and the cache hands its counts back with
-        the next ones: the store's marker (the nonce of its last merge added) says whether
-        it ran, and if so its counts are not added again."""
+        was lost is not added again (``lua.MERGE``). ``merge`` (writer, id): the script sets
+        the writer's marker to the id with the counts, so ``merged`` tells whether a merge
+        that raised (every reply lost, a timeout, an interrupt) ran. Without one (a dropped
+        cache's last counts), this store's marker and a new nonce."""
         if not functions:
             return
-        if self._merge_pid != os.getpid():  # a forked child: the parent's merges are not its
-            self._merge_pid, self._merge_id = os.getpid(), secrets.token_hex(8).encode()
-            self._unsure, self._added = None, {}
-        marker = self._pre + b"merged:" + self._merge_id
-        with self._errors("saving statistics"):
-            if self._unsure is not None:  # did the merge that raised run?
-                nonce, sent = self._unsure
-                if self._client.get(marker) == nonce:
-                    self._added = add_counts(self._added, sent)
-                self._unsure = None
-            rest = {name: less_counts(counts, self._added.get(name)) for name, counts in
-                    functions.items()}
-            nonce = secrets.token_hex(8).encode()
-            args: list[Any] = [nonce, int(MERGED_TTL * 1000)]
-            for name, (hits, misses, saved) in rest.items():
-                field = name.encode() + b"\0"
-                for what, amount in ((b"hits", hits), (b"misses", misses), (b"saved", saved)):
-                    if amount:
-                        args += [field + what, repr(amount)]
-            self._unsure = (nonce, rest)  # until its reply comes
-            if len(args) > 2:
-                self._merge(keys=[self._pre + b"stats", marker], args=args)
-            self._unsure, self._added = None, {}
-        self.merges_done += 1  # the last statement: merged whole (see Store.merges_done)
+        if merge is None:
+            merge = (self._merge_id, secrets.token_hex(8))
+        writer, merge_id = merge
+        args: list[Any] = [merge_id.encode(), int(MERGED_TTL * 1000)]
+        for name, (hits, misses, saved) in functions.items():
+            field = name.encode() + b"\0"
+            for what, amount in ((b"hits", hits), (b"misses", misses), (b"saved", saved)):
+                if amount:
+                    args += [field + what, repr(amount)]
+        if len(args) > 2:
+            with self._errors("saving statistics"):
+                self._merge(keys=[self._pre + b"stats", self._marker(writer)], args=args)
+
+    def merged(self, writer: str, merge_id: str) -> bool:
+        with self._errors("reading statistics"):
+            return bool(self._client.get(self._marker(writer)) == merge_id.encode())
+
+    def _marker(self, writer: str) -> bytes:
+        return self._pre + b"merged:" + writer.encode()
 
     # --- listing and housekeeping ------------------------------------------------------
 

@@ -591,16 +591,18 @@ class Store(abc.ABC):
         """``{"functions": {name: [hits, misses, saved]}, ...}`` of every process."""
         return {}
 
-    # Merges that ran to their end, counted by ``merge_stats`` as its last statement: the
-    # caller tells an interrupt that landed as it returned (its counts merged: not to be
-    # handed back) from one inside it (handed back, and the store adds only what it did
-    # not add already). Without it, a KeyboardInterrupt landing as a merge returned
-    # counted its calls twice.
-    merges_done = 0
-
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],  # noqa: B027
-                    recount: dict[str, tuple[int, int]] | None = None) -> None:
-        """Add hits, misses and seconds saved per function (deltas of one process)."""
+                    recount: dict[str, tuple[int, int]] | None = None,
+                    merge: tuple[str, str] | None = None) -> None:
+        """Add hits, misses and seconds saved per function (deltas of one process).
+        ``merge``: (writer, merge id), recorded in the same write as the counts (the
+        writer's last merge), so that ``merged`` tells afterwards whether a merge that
+        raised was written: a ``KeyboardInterrupt`` may land at any moment of it."""
+
+    def merged(self, writer: str, merge_id: str) -> bool:
+        """Whether ``writer``'s last merge written is ``merge_id`` (raises ``OSError`` when
+        that cannot be known now: the caller asks again later)."""
+        return False
 
     def counted(self, function: str) -> tuple[int, int] | None:
         """The function's entries and bytes from bookkeeping, or None (list them)."""
@@ -630,17 +632,6 @@ def add_counts(first: Counts, *more: Counts) -> Counts:
             had = total.get(name, (0, 0, 0.0))
             total[name] = (had[0] + hits, had[1] + misses, had[2] + saved)
     return total
-
-
-def less_counts(counts: tuple[int, int, float],
-                added: tuple[int, int, float] | None) -> tuple[int, int, float]:
-    """``counts`` but what was ``added`` already (never below zero): a merge that raised
-    after the store had written it, handed back with the next one."""
-    if added is None:
-        return counts
-    return (max(counts[0] - added[0], 0), max(counts[1] - added[1], 0),
-            max(counts[2] - added[2], 0.0))
-
 
 
 def start_thread(thread: threading.Thread) -> bool:
