@@ -799,3 +799,25 @@ def test_a_dropped_caches_counts_go_to_its_folder_after_a_chdir(tmp_path: Path) 
     """)], cwd=tmp_path / "a", check=True, timeout=TIMEOUT)
     assert ls(tmp_path / "a" / "c") == {"builtins.abs": (1, 1)}
     assert ls(tmp_path / "b" / "c") == {"builtins.abs": (0, 0)}
+
+
+def test_a_cache_made_when_no_thread_can_start_caches_and_saves_its_counts(
+        tmp_path: Path) -> None:
+    """A process out of threads (or Python 3.12 at exit, which refuses new threads) could
+    not make a ``Cache``: the statistics thread's ``start`` raised ``RuntimeError`` out of
+    ``Cache()``. Its counts are merged at the exit instead, and the next cache starts the
+    thread."""
+    out = run(f"""
+        import os, sys, threading
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import memojar, test_statistics as t
+
+        threading.stack_size(1 << 60)  # no thread's stack fits in memory: none starts
+        f = memojar.Cache(os.environ["CACHE"]).cached(t.add_one)
+        print(f(1), f(1), f(1))
+        threading.stack_size(0)
+        memojar.Cache(os.environ["CACHE"])
+        print(any(th.name == "memojar-stats" for th in threading.enumerate()))
+    """, tmp_path / "c")
+    assert out.split() == ["2", "2", "2", "True"]
+    assert ls(tmp_path / "c") == {NAME: (2, 1)}

@@ -34,7 +34,7 @@ from . import _entry
 from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, restamp_all, stored_total
 from ._errors import PartlyRemoved, logger, warn
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
-from ._store import Counts, Store, StoredEntry, add_counts, header_of
+from ._store import Counts, Store, StoredEntry, add_counts, header_of, start_thread
 
 if TYPE_CHECKING:
     import datetime as _dt  # imported where used: it was 5% of ``import memojar``
@@ -1183,12 +1183,12 @@ class _Flusher:
             return
         self.stop = stop
         self.thread = thread
+        started = False  # no thread can start (out of threads, Python 3.12 at exit): none
         try:
-            thread.start()
-        except BaseException:
-            if not thread.is_alive() and self.thread is thread:  # the next cache starts one
-                self.thread = None
-            raise
+            started = start_thread(thread)
+        finally:
+            if not started and not thread.is_alive() and self.thread is thread:
+                self.thread = None  # the next cache starts one
 
     def _run(self, stop: threading.Event) -> None:
         me = threading.current_thread()

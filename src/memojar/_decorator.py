@@ -1052,6 +1052,9 @@ class _Memo:
             value = self.func(*args, **kwargs)
         except BaseException:  # it ran, part way: the globals it bound are its own still
             self._ran()
+            # A miss as any (lru_cache, diskcache and cachier count it): before, hits and
+            # misses did not add up to the calls made once one had raised.
+            self.miss_count.bump()
             raise
         self.miss_count.bump()
         elapsed = time.perf_counter() - began
@@ -1131,6 +1134,7 @@ class _Memo:
             value = await self.func(*args, **kwargs)
         except BaseException:  # as in ``_compute``
             self._ran()
+            self.miss_count.bump()
             raise
         # Stored even if the caller is cancelled meanwhile: the value is not lost, and the
         # lock is given back only once it is stored (the next caller then reads it).

@@ -1176,10 +1176,12 @@ class FileStore(Store):
                 os.close(fd)
         except (OSError, ValueError) as exc:
             logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
-            if isinstance(exc, PermissionError) and self._stamp_why is None:
+            if (isinstance(exc, PermissionError) and self._stamp_why is None
+                    and not os.access(self._dirs[function], os.W_OK)):
                 # A folder of another user's this one may read but not write (a cache
                 # shared by hand, read-only to others). Before, the warning blamed the
-                # file system ("such as FAT").
+                # file system ("such as FAT"). (A folder it may write whose file system
+                # refuses hard links, FAT's EPERM, is the file system's.)
                 self._stamp_why = _no_stamp_made(self._dirs[function], exc)
             return None
 
