@@ -1299,6 +1299,10 @@ class _Memo:
                 try:
                     if ends:  # a remote store's notes are removed from a worker thread
                         await run(_end_all, ends, finish=True)
+                except BaseException:
+                    if not self.store.remote:  # ended here: an interrupt as it started
+                        _end_all(ends)
+                    raise
                 finally:
                     _waits.done(who, before)
         except OSError as exc:
