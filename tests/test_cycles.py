@@ -601,3 +601,39 @@ def test_a_chain_of_waits_across_processes_is_no_cycle(
     said = "\n".join(outs)
     assert [int(out.split()[0]) for out in outs] == [2, 1, 0], said
     assert CYCLE not in said and "lock_timeout" not in said, said
+
+
+FIRST_NOTE_REFUSED = """
+import redis
+from memojar import _redislease
+_edge, _refused = _redislease._WaitNote.edge, []
+def edge(self, i):  # the first request noting a wait is refused (a server out of memory)
+    if not _refused:
+        _refused.append(i)
+        raise redis.exceptions.ResponseError("OOM command not allowed when used memory > "
+                                             "'maxmemory'.")
+    return _edge(self, i)
+_redislease._WaitNote.edge = edge
+"""
+
+
+def test_a_cycle_whose_first_notes_were_refused_is_broken_once_they_are_sent_again(
+        redis_location: str) -> None:
+    """Two processes on Redis close a cycle, and the server refuses each one's first
+    request noting its wait: each sends it again at its next look, and the cycle is
+    broken in a second or two. Before, the ids were kept as noted though they never were
+    (the renewer only extends what is there): neither saw the other's wait, and both
+    waited lock_timeout."""
+    import subprocess
+
+    timeout = 20
+    start = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_NOTE_REFUSED + CROSS,
+                               redis_location, str(timeout), str(who), "sync"],
+                              stdout=subprocess.PIPE, text=True) for who in (1, 2)]
+    outs = [p.communicate(timeout=timeout * 3)[0] for p in procs]
+    took = time.monotonic() - start
+    said = "\n".join(outs)
+    assert took < timeout / 2, f"{took:.1f} s: {said}"
+    assert "(lock_timeout)" not in said, said
+    assert said.count("is being computed by another process") in (1, 2), said

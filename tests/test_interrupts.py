@@ -557,3 +557,56 @@ def test_an_interrupt_while_the_folder_is_opened_leaves_no_descriptor_open(
         sys.unraisablehook = hook
     assert [str(u.exc_value) for u in ignored] == []
     assert leaked == []
+
+
+def test_an_interrupt_while_a_wait_is_noted_or_its_note_ended_leaves_no_note(
+        tmp_path: Path) -> None:
+    """A wait noted for other processes (a read lock above 2**62 in the key's lock file, on
+    a description of its own) and ended as ``_lock`` ends it, interrupted at every point:
+    no description is left open, nor noted. Before, an interrupt after the description was
+    opened and before its end was in ``ends`` (a few points), or inside the end (the
+    decorator's loop, the unlock, the close), left it open for the process's life, with
+    the locks it held: other processes saw a wait that was over (a cycle broken where
+    there was none), and ``prune`` kept the lock file."""
+    @Cache(tmp_path / "cache", lock_timeout=0.5).cached
+    def f(x: int) -> int:
+        return x * 2
+
+    assert f(3) == 6
+    memo = f.__memojar__
+    lock = memo.store.lock(memo.name, f.cache_key(3))
+
+    def lock_files_open() -> int:
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                n += os.readlink(f"/proc/self/fd/{fd}").endswith("/.lock")
+            except OSError:  # listdir's own descriptor, closed
+                pass
+        return n
+
+    def call() -> None:
+        ends: list[Any] = []
+        try:
+            lock.note_waiting({5, 7}, ends)
+        finally:  # as ``_lock`` ends the notes of its wait
+            try:
+                if ends:
+                    _decorator._end_all(ends)
+            except BaseException:
+                _decorator._end_all(ends)
+                raise
+
+    call()
+    was = lock_files_open()
+    leaked = []
+    for injector in Points(call, lambda: None).interrupts():
+        lock._note = None
+        line = linecache.getline(_locks.__file__, int(injector.where.split()[-1]))
+        # (an interrupt as the opener returns loses the number, in any Python code)
+        if (_locks._noting or lock_files_open() != was) and "= self._open(" not in line:
+            leaked.append((injector.where, dict(_locks._noting)))
+        for fd, ident in list(_locks._noting.items()):
+            _locks._end_note(fd, ident)
+        was = lock_files_open()
+    assert leaked == []

@@ -1209,8 +1209,11 @@ class _Memo:
                     return MISSING
             finally:
                 try:
-                    for end in ends:
-                        end()
+                    if ends:
+                        _end_all(ends)
+                except BaseException:  # an interrupt as it started: once more
+                    _end_all(ends)
+                    raise
                 finally:
                     _waits.done(who, before)
             if found:
@@ -1300,6 +1303,10 @@ class _Memo:
                 try:
                     if ends:  # a remote store's notes are removed from a worker thread
                         await run(_end_all, ends, finish=True)
+                except BaseException:
+                    if not self.store.remote:  # ended here: an interrupt as it started
+                        _end_all(ends)
+                    raise
                 finally:
                     _waits.done(who, before)
         except OSError as exc:
@@ -2307,9 +2314,17 @@ class _Across:
 
 
 def _end_all(ends: list[Callable[[], None]]) -> None:
-    """End the notes of a wait (``_Across``)."""
-    for end in ends:
-        end()
+    """End the notes of a wait (``_Across``). An interrupt inside one (Ctrl-C as the wait
+    ends) ends it and those after it once more, then goes on: each end is idempotent, and
+    a note left noted said, to every other process, a wait that was over (a cycle broken
+    where there was none, the lock file kept from ``prune``) for the process's life."""
+    for i, end in enumerate(ends):
+        try:
+            end()
+        except BaseException:
+            for again in ends[i:]:
+                again()
+            raise
 
 
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None,

@@ -327,18 +327,25 @@ class _RangeLock(KeyLock):
         note: _Note | None = getattr(self, "_note", None)
         if note is None:
             fd = -1
+            end: functools.partial[None] | None = None
             try:
                 fd = self._open(self._what)
                 ident = _identity(fd)
+                # Given to ``ends`` in this ``try``: an interrupt after the description was
+                # opened and before its end was known left it open for good (and locks
+                # taken on it later, a wait that never ended for other processes).
+                end = functools.partial(self._end_note, fd, ident)
+                _noting[fd] = ident
+                ends.append(end)
             except BaseException as exc:
-                if fd >= 0:
+                if fd >= 0 and (end is None or not ends or ends[-1] is not end):
+                    if end is not None and _noting.get(fd) is end.args[1]:
+                        del _noting[fd]
                     os.close(fd)
                 if isinstance(exc, OSError):
                     return  # no note: the cycle, if any, costs lock_timeout
                 raise
-            _noting[fd] = ident
             note = self._note = (fd, ident, set())
-            ends.append(functools.partial(self._end_note, fd, ident))
         fd, _, noted = note
         base = self._region()
         for i in [i for i in noted if i not in behind]:  # no longer behind it (its waiter
@@ -392,7 +399,7 @@ class _RangeLock(KeyLock):
 def _end_note(fd: int, ident: tuple[int, int]) -> None:
     """The wait ``note_waiting`` noted ended: unlock (a child forked meanwhile may hold a
     copy of the description) and close."""
-    if _noting.get(fd) != ident:
+    if _noting.get(fd) is not ident:  # this very tuple: another note's may have the number
         return  # ended already
     try:
         if _ours(fd, ident):
@@ -400,8 +407,9 @@ def _end_note(fd: int, ident: tuple[int, int]) -> None:
     except OSError:
         pass
     finally:
-        if _noting.pop(fd, None) is not None:
-            _close_if_ours(fd, ident)
+        _close_if_ours(fd, ident)  # then forgotten: one interrupted is ended again
+        if _noting.get(fd) is ident:
+            del _noting[fd]
 
 
 _noting: dict[int, tuple[int, int]] = {}  # descriptions noting waits (``note_waiting``)

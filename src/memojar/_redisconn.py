@@ -28,6 +28,7 @@ __all__ = ["connect", "sent"]
 
 
 _RLOCK = type(threading.RLock())
+_MAX_CONNECTIONS = 2**31  # redis-py's own default up to 5 (see ``connect``)
 
 
 class _Pool(redis.ConnectionPool):
@@ -90,6 +91,13 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         # connection the server closed); never after a timeout, so nothing waits longer
         # than one socket_timeout
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        # A connection per command under way, as many as the threads calling at once:
+        # redis-py 8 (its default 100, where it was 2**31 up to 5) raised "Too many
+        # connections" at the 101st, a ConnectionError, so a program of 100 threads or
+        # more (or fewer, each holding a key and waiting for another's, with the renewer's
+        # requests) found the server "unreachable": nothing stored, every call skipping it
+        # for a while. A ``max_connections`` in the URL's query still wins.
+        max_connections=_MAX_CONNECTIONS,
         **kwargs,
     )
     try:

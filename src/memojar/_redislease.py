@@ -140,6 +140,10 @@ class _RedisKeyLock(KeyLock):
                     pipe.srem(note.index, *[b"%08x" % i for i in gone])
                 pipe.execute()
         except OSError as exc:
+            # Not noted (a refused or lost request): sent again at the next look. Kept as
+            # noted, they never were, and a cycle whose waiters' first notes all failed
+            # waited lock_timeout (the renewer only extends what is there).
+            note.ids.difference_update(new)
             logger.debug("cannot note a wait for %r: %s", self.name, exc)
 
     def waiters(self) -> Collection[int]:

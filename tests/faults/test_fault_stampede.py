@@ -213,3 +213,42 @@ def test_different_arguments_compute_in_parallel(cache_dir: Path) -> None:
     assert results == {0: 2, 1: 4, 2: 6, 3: 8}
     assert sorted(computed) == [0, 1, 2, 3, 4]
     assert took < 2.5 * one_call, (took, one_call)  # serialised, it would take 4x
+
+
+def test_more_threads_than_redis_pys_pool_default_all_store(redis_location: str) -> None:
+    """150 threads missing different keys of a Redis cache at once: every result is
+    stored, nothing said. Before, redis-py 8's pool allowed 100 connections (2**31 up to
+    5): the 101st command under way raised 'Too many connections', a ConnectionError that
+    memojar took for an unreachable server, so results were returned but not stored
+    ('cannot reach the server (Too many connections)') and later calls skipped the server.
+    Found as 100 threads each holding a key and waiting for another process's key."""
+    import warnings
+
+    redis = pytest.importorskip("redis")
+    if int(redis.__version__.split(".")[0]) < 6:  # an unbounded pool by default there
+        pytest.skip("redis-py before 6 has no connection limit by default")
+    cache = Cache(redis_location, secret=b"s")
+    n = 150
+    together = threading.Barrier(n)
+    calls: list[int] = []
+
+    @cache.cached
+    def slow(x: int) -> int:
+        calls.append(x)
+        together.wait(30)  # every thread's miss under way at once, each with its lease
+        return x * 2
+
+    got: dict[int, int] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, slow(i)))
+                   for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert [str(w.message) for w in caught] == []
+    assert got == {i: i * 2 for i in range(n)}
+    assert [slow(i) for i in range(n)] == [i * 2 for i in range(n)]
+    assert len(calls) == n  # each stored: the second pass hit
+    cache.close()
