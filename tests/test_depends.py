@@ -785,6 +785,48 @@ def test_an_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch) -> Non
     assert reads == []
 
 
+def _on_fat(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stat`` of ``path`` as a FAT file system reports it: modification and change times
+    counted in two seconds (ctime is the modification time there, as on sshfs)."""
+    ino = path.stat().st_ino
+    real_stat, real_fstat = os.stat, os.fstat
+
+    def coarse(st: os.stat_result) -> os.stat_result:
+        if st.st_ino != ino:
+            return st
+        tick = st.st_mtime_ns // 2_000_000_000 * 2_000_000_000
+        fields = [st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid,
+                  st.st_size, st.st_atime, tick // 10**9, tick // 10**9]
+        return os.stat_result(fields, {"st_atime_ns": st.st_atime_ns, "st_mtime_ns": tick,
+                                       "st_ctime_ns": tick})
+
+    monkeypatch.setattr(os, "stat", lambda *a, **k: coarse(real_stat(*a, **k)))
+    monkeypatch.setattr(os, "fstat", lambda fd: coarse(real_fstat(fd)))
+
+
+def test_two_writes_in_one_tick_of_a_coarse_clock_are_told_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On FAT, timestamps count two seconds: a file written 1.3 s into a tick, hashed
+    (older than the one second a ctime was not trusted for), then written again with the
+    same size, had the same inode, size, mtime and ctime, and the call returned the value of
+    the first content. A ctime of whole seconds is now not trusted for three."""
+    data = tmp_path / "data.txt"
+    data.write_text("first")
+    _on_fat(data, monkeypatch)
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached(files=("path",))
+    def read(path):
+        return Path(path).read_text()
+
+    while not 1.2 < time.time() % 2 < 1.5:  # 1.2 s into a tick of the FAT clock
+        time.sleep(0.01)
+    data.write_text("alpha")
+    assert read(str(data)) == "alpha"
+    data.write_text("omega")  # same size, same tick: nothing of its stat changed
+    assert read(str(data)) == "omega"
+
+
 def test_the_digests_of_files_kept_are_bounded(tmp_path: Path, monkeypatch) -> None:
     """A long-running process reading ever new files (a pipeline over a growing folder)
     kept the digest of every file it ever hashed. The last ones hashed are kept (checked

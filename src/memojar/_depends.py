@@ -6,7 +6,9 @@ content hash of a file is kept per process by ``(device, inode, size, mtime, cti
 unchanged file costs one ``stat`` per call, an edit that restores the size and the
 modification time still changes the ctime (which no user call can set back), so it is read
 again. A file changed within a second of being hashed is hashed again at the next call (a
-timestamp may not yet tell two writes in the same clock tick apart). A FIFO, device or
+timestamp may not yet tell two writes in the same clock tick apart); within three seconds
+on a file system whose timestamps count whole seconds (FAT counts modification times in
+two, and a FUSE file system such as sshfs reports that time as the ctime). A FIFO, device or
 socket is never read (``NotAFile``); a directory tree follows links, loop-safe.
 """
 
@@ -26,6 +28,9 @@ from ._identity import dependencies, function_name, is_user_module, split
 Row = tuple[str, str, str]
 _CHUNK = 1 << 20
 _RECENT = 1.0  # seconds: a file whose ctime is this recent is not trusted by its stat
+# ... nor, with a ctime of whole seconds (a file system counting in 1 or 2 s: two writes 1.5 s
+# after such a tick have one ctime), one this recent: the tick plus the kernel clock's lag
+_RECENT_COARSE = 3.0
 
 
 def depends_on_rows(depends_on: Any) -> tuple[list[Row], list[Any]]:
@@ -387,7 +392,8 @@ def _file_digest(name: str, st: os.stat_result) -> str | None:
     hexdigest = digest.hexdigest()
     sig = (opened.st_dev, opened.st_ino, opened.st_size, opened.st_mtime_ns,
            opened.st_ctime_ns)
-    if started - opened.st_ctime_ns / 1e9 > _RECENT:
+    ctime = opened.st_ctime_ns
+    if started - ctime / 1e9 > (_RECENT if ctime % 1_000_000_000 else _RECENT_COARSE):
         with _hashes_lock:
             if name not in _hashes and len(_hashes) >= _HASHES_MAX:
                 del _hashes[next(iter(_hashes))]  # the earliest hashed
