@@ -472,6 +472,26 @@ def test_a_file_edited_with_size_and_mtime_restored_recomputes(tmp_path: Path) -
         "paths (path): an edited file is another key")
 
 
+def test_explain_names_a_files_path_that_does_not_exist(tmp_path: Path) -> None:
+    """Before, a deleted input file was explained as "an edited file is another key"."""
+    data = tmp_path / "data.txt"
+    data.write_text("1")
+
+    @Cache(tmp_path / "cache").cached(files=("path", "extra"))
+    def read(path, extra=None):
+        return Path(path).read_text()
+
+    assert read(str(data)) == "1"
+    data.unlink()
+    assert read.cache_explain(str(data)) == (
+        f"miss: no entry for these arguments; the files= path path={str(data)!r} does not "
+        "exist (or cannot be read): the call computes, and the function meets that itself")
+    with pytest.raises(FileNotFoundError):
+        read(str(data))
+    # a pattern matching nothing is no missing path: its matches are the content
+    assert "does not exist" not in read.cache_explain(str(tmp_path / "*.csv"))
+
+
 def test_a_directory_argument_covers_the_files_inside(tmp_path: Path) -> None:
     folder = tmp_path / "d"
     (folder / "sub").mkdir(parents=True)
