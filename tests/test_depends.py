@@ -472,6 +472,27 @@ def test_a_file_edited_with_size_and_mtime_restored_recomputes(tmp_path: Path) -
         "paths (path): an edited file is another key")
 
 
+def test_a_directory_argument_holding_the_cache_hits(tmp_path: Path) -> None:
+    """The cache inside a files= folder (the project's folder, its cache in ".cache"):
+    before, every entry stored and every statistics write changed the folder, so no call
+    ever hit, each stored one more entry, and each warned that a file changed while the
+    function ran. The cache is left out of the folder's content; the user's files count."""
+    (tmp_path / "in.txt").write_text("1")
+    cache = Cache(tmp_path / ".cache")
+
+    @cache.cached(files=("root",))
+    def total(root):
+        return int((Path(root) / "in.txt").read_text())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "changed while it ran": it is memojar's
+        assert [total(str(tmp_path)) for _ in range(3)] == [1, 1, 1]
+    assert total.cache_info().misses == 1
+    assert total.cache_info().entries == 1
+    (tmp_path / "in.txt").write_text("2")
+    assert total(str(tmp_path)) == 2
+
+
 def test_explain_names_a_files_path_that_does_not_exist(tmp_path: Path) -> None:
     """Before, a deleted input file was explained as "an edited file is another key"."""
     data = tmp_path / "data.txt"

@@ -9,7 +9,10 @@ again. A file changed within a second of being hashed is hashed again at the nex
 timestamp may not yet tell two writes in the same clock tick apart); within three seconds
 on a file system whose timestamps count whole seconds (FAT counts modification times in
 two, and a FUSE file system such as sshfs reports that time as the ctime). A FIFO, device or
-socket is never read (``NotAFile``); a directory tree follows links, loop-safe.
+socket is never read (``NotAFile``); a directory tree follows links, loop-safe, and leaves out a
+memojar cache in it. A write through a shared mapping (``mmap``,
+``numpy.memmap``) to a page already written since the kernel last wrote it back changes no
+timestamp: it is not seen until then (on tmpfs, not at all), by this or any ``stat``.
 """
 
 from __future__ import annotations
@@ -222,6 +225,8 @@ def _tree_state(folder: str, rel: str, above: set[tuple[int, int]], out: list[An
         if not stat.S_ISDIR(st.st_mode):
             out.append((rel + name, _stat_state(st)))
             continue
+        if _is_cache(path):
+            continue
         out.append((rel + name, "folder"))  # its names count, not its times (a temporary
         node = (st.st_dev, st.st_ino)  # file made and removed in it changes nothing read)
         if node not in above:
@@ -426,6 +431,8 @@ def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any
             digest.update(here + b"\0missing\0")  # a dangling link, or removed meanwhile
             continue
         if stat.S_ISDIR(st.st_mode):
+            if _is_cache(path):
+                continue
             node = (st.st_dev, st.st_ino)
             if node in above:
                 digest.update(here + b"\0loop\0")
@@ -435,6 +442,18 @@ def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any
             continue
         found = _file_digest(path, st)
         digest.update(here + b"\0" + (found or _kind(st.st_mode)).encode() + b"\0")
+
+
+def _is_cache(folder: str) -> bool:
+    """True if ``folder`` is a memojar cache: left out of a tree, name and all (its
+    entries, locks and statistics are memojar's, not the function's input). Before, a
+    ``files=`` folder holding the cache (``files=("root",)`` called with ".", the cache in
+    "./.cache") changed with every entry stored and every statistics write: no call ever
+    hit, each stored another entry, and each warned that a file changed while the function
+    ran (memojar's own). One ``open`` per folder of a tree."""
+    from ._filestore import is_cache_dir
+
+    return is_cache_dir(folder)
 
 
 # --- result classes -------------------------------------------------------------------
