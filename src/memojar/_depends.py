@@ -208,11 +208,18 @@ def _stat_state(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _tree_state(folder: str, rel: str, above: set[tuple[int, int]], out: list[Any]) -> None:
+def _tree_state(folder: str, rel: str, above: set[tuple[int, int]], out: list[Any],
+                folder_row: Any = None) -> None:
     """``_walk_tree``'s walk, with each name's ``stat`` instead of its content."""
     try:
         names = sorted(os.listdir(folder))
     except OSError:
+        names = None
+    if names is not None and _is_cache(folder, names):
+        return  # left out, name and all (``_is_cache``)
+    if folder_row is not None:
+        out.append(folder_row)
+    if names is None:
         out.append((rel, None))
         return
     for name in names:
@@ -225,12 +232,12 @@ def _tree_state(folder: str, rel: str, above: set[tuple[int, int]], out: list[An
         if not stat.S_ISDIR(st.st_mode):
             out.append((rel + name, _stat_state(st)))
             continue
-        if _is_cache(path):
-            continue
-        out.append((rel + name, "folder"))  # its names count, not its times (a temporary
+        row = (rel + name, "folder")  # its names count, not its times (a temporary
         node = (st.st_dev, st.st_ino)  # file made and removed in it changes nothing read)
-        if node not in above:
-            _tree_state(path, rel + name + "/", above | {node}, out)
+        if node in above:
+            out.append(row)
+        else:
+            _tree_state(path, rel + name + "/", above | {node}, out, row)
 
 
 class NotAFile(Exception):
@@ -416,12 +423,16 @@ def _tree_digest(root: str, st: os.stat_result) -> str:
     return digest.hexdigest()
 
 
-def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any) -> None:
+def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any,
+               folder_row: bytes = b"") -> None:
     try:
         names = sorted(os.listdir(folder))
     except OSError:
-        digest.update(rel + b"\0unreadable\0")
+        digest.update(folder_row + rel + b"\0unreadable\0")
         return
+    if _is_cache(folder, names):
+        return  # left out, name and all
+    digest.update(folder_row)
     for name in names:
         path = os.path.join(folder, name)
         here = rel + os.fsencode(name)
@@ -431,29 +442,31 @@ def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any
             digest.update(here + b"\0missing\0")  # a dangling link, or removed meanwhile
             continue
         if stat.S_ISDIR(st.st_mode):
-            if _is_cache(path):
-                continue
             node = (st.st_dev, st.st_ino)
             if node in above:
                 digest.update(here + b"\0loop\0")
                 continue
-            digest.update(here + b"\0folder\0")
-            _walk_tree(path, here + b"/", above | {node}, digest)
+            _walk_tree(path, here + b"/", above | {node}, digest, here + b"\0folder\0")
             continue
         found = _file_digest(path, st)
         digest.update(here + b"\0" + (found or _kind(st.st_mode)).encode() + b"\0")
 
 
-def _is_cache(folder: str) -> bool:
-    """True if ``folder`` is a memojar cache: left out of a tree, name and all (its
-    entries, locks and statistics are memojar's, not the function's input). Before, a
-    ``files=`` folder holding the cache (``files=("root",)`` called with ".", the cache in
-    "./.cache") changed with every entry stored and every statistics write: no call ever
-    hit, each stored another entry, and each warned that a file changed while the function
-    ran (memojar's own). One ``open`` per folder of a tree."""
+def _is_cache(folder: str, names: list[str]) -> bool:
+    """True if ``folder`` (whose names are ``names``) is a memojar cache: left out of a
+    tree, name and all (its entries, locks and statistics are memojar's, not the function's
+    input). Before, a ``files=`` folder holding the cache (``files=("root",)`` called with
+    ".", the cache in "./.cache") changed with every entry stored and every statistics
+    write: no call ever hit, each stored another entry, and each warned that a file changed
+    while the function ran (memojar's own). No system call for a folder without the tag."""
+    if _CACHE_TAG not in names:
+        return False
     from ._filestore import is_cache_dir
 
     return is_cache_dir(folder)
+
+
+_CACHE_TAG = "CACHEDIR.TAG"  # ``_filestore._TAG``
 
 
 # --- result classes -------------------------------------------------------------------
