@@ -472,6 +472,47 @@ def test_a_file_edited_with_size_and_mtime_restored_recomputes(tmp_path: Path) -
         "paths (path): an edited file is another key")
 
 
+def test_a_directory_argument_holding_the_cache_hits(tmp_path: Path) -> None:
+    """The cache inside a files= folder (the project's folder, its cache in ".cache"):
+    before, every entry stored and every statistics write changed the folder, so no call
+    ever hit, each stored one more entry, and each warned that a file changed while the
+    function ran. The cache is left out of the folder's content; the user's files count."""
+    (tmp_path / "in.txt").write_text("1")
+    cache = Cache(tmp_path / ".cache")
+
+    @cache.cached(files=("root",))
+    def total(root):
+        return int((Path(root) / "in.txt").read_text())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "changed while it ran": it is memojar's
+        assert [total(str(tmp_path)) for _ in range(3)] == [1, 1, 1]
+    assert total.cache_info().misses == 1
+    assert total.cache_info().entries == 1
+    (tmp_path / "in.txt").write_text("2")
+    assert total(str(tmp_path)) == 2
+
+
+def test_explain_names_a_files_path_that_does_not_exist(tmp_path: Path) -> None:
+    """Before, a deleted input file was explained as "an edited file is another key"."""
+    data = tmp_path / "data.txt"
+    data.write_text("1")
+
+    @Cache(tmp_path / "cache").cached(files=("path", "extra"))
+    def read(path, extra=None):
+        return Path(path).read_text()
+
+    assert read(str(data)) == "1"
+    data.unlink()
+    assert read.cache_explain(str(data)) == (
+        f"miss: no entry for these arguments; the files= path path={str(data)!r} does not "
+        "exist (or cannot be read): the call computes, and the function meets that itself")
+    with pytest.raises(FileNotFoundError):
+        read(str(data))
+    # a pattern matching nothing is no missing path: its matches are the content
+    assert "does not exist" not in read.cache_explain(str(tmp_path / "*.csv"))
+
+
 def test_a_directory_argument_covers_the_files_inside(tmp_path: Path) -> None:
     folder = tmp_path / "d"
     (folder / "sub").mkdir(parents=True)
@@ -783,6 +824,48 @@ def test_an_unchanged_file_is_not_read_again(tmp_path: Path, monkeypatch) -> Non
     monkeypatch.setattr(_depends, "open", lambda *a, **k: reads.append(a), raising=False)
     f(data)
     assert reads == []
+
+
+def _on_fat(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stat`` of ``path`` as a FAT file system reports it: modification and change times
+    counted in two seconds (ctime is the modification time there, as on sshfs)."""
+    ino = path.stat().st_ino
+    real_stat, real_fstat = os.stat, os.fstat
+
+    def coarse(st: os.stat_result) -> os.stat_result:
+        if st.st_ino != ino:
+            return st
+        tick = st.st_mtime_ns // 2_000_000_000 * 2_000_000_000
+        fields = [st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid,
+                  st.st_size, st.st_atime, tick // 10**9, tick // 10**9]
+        return os.stat_result(fields, {"st_atime_ns": st.st_atime_ns, "st_mtime_ns": tick,
+                                       "st_ctime_ns": tick})
+
+    monkeypatch.setattr(os, "stat", lambda *a, **k: coarse(real_stat(*a, **k)))
+    monkeypatch.setattr(os, "fstat", lambda fd: coarse(real_fstat(fd)))
+
+
+def test_two_writes_in_one_tick_of_a_coarse_clock_are_told_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On FAT, timestamps count two seconds: a file written 1.3 s into a tick, hashed
+    (older than the one second a ctime was not trusted for), then written again with the
+    same size, had the same inode, size, mtime and ctime, and the call returned the value of
+    the first content. A ctime of whole seconds is now not trusted for three."""
+    data = tmp_path / "data.txt"
+    data.write_text("first")
+    _on_fat(data, monkeypatch)
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached(files=("path",))
+    def read(path):
+        return Path(path).read_text()
+
+    while not 1.2 < time.time() % 2 < 1.5:  # 1.2 s into a tick of the FAT clock
+        time.sleep(0.01)
+    data.write_text("alpha")
+    assert read(str(data)) == "alpha"
+    data.write_text("omega")  # same size, same tick: nothing of its stat changed
+    assert read(str(data)) == "omega"
 
 
 def test_the_digests_of_files_kept_are_bounded(tmp_path: Path, monkeypatch) -> None:

@@ -1484,6 +1484,25 @@ class _Memo:
         except Exception:  # noqa: BLE001 - a signature inspect cannot read, a path that
             return f"files={self.files!r}"  # cannot be shown: the names; never the value lost
 
+    def _files_missing(self, call: tuple[_Args, dict[str, Any]]) -> str:
+        """The ``files=`` arguments of a call that name no readable file or folder (no
+        glob pattern, no ``None``), as ``name='value'``; "" if none (or none can be told)."""
+        paths = getattr(self.binder, "paths", None)
+        if paths is None:
+            return ""
+        try:
+            values = paths(*call[0], **call[1])
+        except Exception:  # noqa: BLE001 - a call that does not bind: it says so itself
+            return ""
+        missing = []
+        for name, value in zip(self.files, values, strict=False):
+            try:
+                if _depends.content_digest(value) == "-" and not _glob_magic(value):
+                    missing.append(f"{name}={_shown_path(value)}")
+            except Exception:  # noqa: BLE001 - not a path (a frame), or a FIFO: not missing
+                continue
+        return ", ".join(missing)
+
     def put(self, key: str, value: Any, compute_time: float, ident: bytes | None = None,
             given: bool = False, debug: bool | None = None) -> bool:
         """Store a computed value; a value or a store that fails costs only a warning.
@@ -1741,7 +1760,14 @@ class _Memo:
                 if own is None:
                     raise
                 values = own(*args, **kwargs)
-            return _depends.explain_absent(self, values)
+            line = _depends.explain_absent(self, values)
+            absent = "miss: no entry for these arguments"
+            missing = self._files_missing((args, kwargs)) if line.startswith(absent) else ""
+            if missing:  # before: "an edited file is another key", of a file not there
+                line = (absent + f"; the files= path {missing} does not "
+                        "exist (or cannot be read): the call computes, and the function meets "
+                        "that itself")
+            return line
         try:
             _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
                           _depends.changed_result_class)
@@ -1966,6 +1992,13 @@ def _clock() -> float:
 def _with_bound(call_key: Callable[..., _Args], args: _Args, kwargs: dict[str, Any],
                 *call_args: Any, **call_kwargs: Any) -> _Args:
     return (args, kwargs, *call_key(*call_args, **call_kwargs))
+
+
+def _glob_magic(value: Any) -> bool:
+    """True if a ``files=`` argument is a glob pattern (matching nothing is not missing)."""
+    import glob
+
+    return bool(glob.has_magic(os.fsdecode(value)))
 
 
 def _shown_path(value: Any) -> str:

@@ -6,8 +6,13 @@ content hash of a file is kept per process by ``(device, inode, size, mtime, cti
 unchanged file costs one ``stat`` per call, an edit that restores the size and the
 modification time still changes the ctime (which no user call can set back), so it is read
 again. A file changed within a second of being hashed is hashed again at the next call (a
-timestamp may not yet tell two writes in the same clock tick apart). A FIFO, device or
-socket is never read (``NotAFile``); a directory tree follows links, loop-safe.
+timestamp may not yet tell two writes in the same clock tick apart); within three seconds
+on a file system whose timestamps count whole seconds (FAT counts modification times in
+two, and a FUSE file system such as sshfs reports that time as the ctime). A FIFO, device or
+socket is never read (``NotAFile``); a directory tree follows links, loop-safe, and leaves out a
+memojar cache in it. A write through a shared mapping (``mmap``,
+``numpy.memmap``) to a page already written since the kernel last wrote it back changes no
+timestamp: it is not seen until then (on tmpfs, not at all), by this or any ``stat``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from ._identity import dependencies, function_name, is_user_module, split
 Row = tuple[str, str, str]
 _CHUNK = 1 << 20
 _RECENT = 1.0  # seconds: a file whose ctime is this recent is not trusted by its stat
+# ... nor, with a ctime of whole seconds (a file system counting in 1 or 2 s: two writes 1.5 s
+# after such a tick have one ctime), one this recent: the tick plus the kernel clock's lag
+_RECENT_COARSE = 3.0
 
 
 def depends_on_rows(depends_on: Any) -> tuple[list[Row], list[Any]]:
@@ -200,11 +208,18 @@ def _stat_state(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _tree_state(folder: str, rel: str, above: set[tuple[int, int]], out: list[Any]) -> None:
+def _tree_state(folder: str, rel: str, above: set[tuple[int, int]], out: list[Any],
+                folder_row: Any = None) -> None:
     """``_walk_tree``'s walk, with each name's ``stat`` instead of its content."""
     try:
         names = sorted(os.listdir(folder))
     except OSError:
+        names = None
+    if names is not None and _is_cache(folder, names):
+        return  # left out, name and all (``_is_cache``)
+    if folder_row is not None:
+        out.append(folder_row)
+    if names is None:
         out.append((rel, None))
         return
     for name in names:
@@ -217,10 +232,12 @@ def _tree_state(folder: str, rel: str, above: set[tuple[int, int]], out: list[An
         if not stat.S_ISDIR(st.st_mode):
             out.append((rel + name, _stat_state(st)))
             continue
-        out.append((rel + name, "folder"))  # its names count, not its times (a temporary
+        row = (rel + name, "folder")  # its names count, not its times (a temporary
         node = (st.st_dev, st.st_ino)  # file made and removed in it changes nothing read)
-        if node not in above:
-            _tree_state(path, rel + name + "/", above | {node}, out)
+        if node in above:
+            out.append(row)
+        else:
+            _tree_state(path, rel + name + "/", above | {node}, out, row)
 
 
 class NotAFile(Exception):
@@ -387,7 +404,8 @@ def _file_digest(name: str, st: os.stat_result) -> str | None:
     hexdigest = digest.hexdigest()
     sig = (opened.st_dev, opened.st_ino, opened.st_size, opened.st_mtime_ns,
            opened.st_ctime_ns)
-    if started - opened.st_ctime_ns / 1e9 > _RECENT:
+    ctime = opened.st_ctime_ns
+    if started - ctime / 1e9 > (_RECENT if ctime % 1_000_000_000 else _RECENT_COARSE):
         with _hashes_lock:
             if name not in _hashes and len(_hashes) >= _HASHES_MAX:
                 del _hashes[next(iter(_hashes))]  # the earliest hashed
@@ -405,12 +423,16 @@ def _tree_digest(root: str, st: os.stat_result) -> str:
     return digest.hexdigest()
 
 
-def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any) -> None:
+def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any,
+               folder_row: bytes = b"") -> None:
     try:
         names = sorted(os.listdir(folder))
     except OSError:
-        digest.update(rel + b"\0unreadable\0")
+        digest.update(folder_row + rel + b"\0unreadable\0")
         return
+    if _is_cache(folder, names):
+        return  # left out, name and all
+    digest.update(folder_row)
     for name in names:
         path = os.path.join(folder, name)
         here = rel + os.fsencode(name)
@@ -424,11 +446,27 @@ def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any
             if node in above:
                 digest.update(here + b"\0loop\0")
                 continue
-            digest.update(here + b"\0folder\0")
-            _walk_tree(path, here + b"/", above | {node}, digest)
+            _walk_tree(path, here + b"/", above | {node}, digest, here + b"\0folder\0")
             continue
         found = _file_digest(path, st)
         digest.update(here + b"\0" + (found or _kind(st.st_mode)).encode() + b"\0")
+
+
+def _is_cache(folder: str, names: list[str]) -> bool:
+    """True if ``folder`` (whose names are ``names``) is a memojar cache: left out of a
+    tree, name and all (its entries, locks and statistics are memojar's, not the function's
+    input). Before, a ``files=`` folder holding the cache (``files=("root",)`` called with
+    ".", the cache in "./.cache") changed with every entry stored and every statistics
+    write: no call ever hit, each stored another entry, and each warned that a file changed
+    while the function ran (memojar's own). No system call for a folder without the tag."""
+    if _CACHE_TAG not in names:
+        return False
+    from ._filestore import is_cache_dir
+
+    return is_cache_dir(folder)
+
+
+_CACHE_TAG = "CACHEDIR.TAG"  # ``_filestore._TAG``
 
 
 # --- result classes -------------------------------------------------------------------
