@@ -303,3 +303,37 @@ def test_a_helper_a_function_in_a_global_deque_calls_is_seen_at_the_next_cell(tm
                  "h(1)", "def g(x):\n    return x + 100", "h(1)", "K = 1", "h(1)",
                  "def g(x):\n    return x + 1000", "h(1)") == [
         "None", "2", "None", "101", "None", "101", "None", "1001"]
+
+
+RELOADED = ("from memojar import Cache\ncache = Cache({directory!r})\n\n"
+            "@cache.cached{options}\ndef f(x):\n    return x * {times}\n\n"
+            "class Model:\n    @cache.cached{options}\n    def predict(self, x):\n"
+            "        return x * {times}\n")
+
+
+def _autoreload_modes() -> list[str]:
+    import IPython
+
+    # IPython 9's %autoreload 2 patches in place (deduperreload); --full, and %autoreload 2
+    # of earlier versions, reloads the whole module (superreload)
+    return ["2", "2 --full"] if IPython.version_info >= (9,) else ["2"]
+
+
+@pytest.mark.parametrize("options", ["", "(memory=10)"])
+@pytest.mark.parametrize("mode", _autoreload_modes())
+def test_a_cached_function_and_method_of_a_module_autoreloaded_run_the_new_code(
+        tmp_path: Path, mode: str, options: str):
+    # The notebook holds the old decorated function and class (imported by name), which
+    # autoreload patches with the new ones. Before: superreload left the old code running
+    # (f(1) and predict(1) were 2, and f(2) computed 4, after the edit to x * 3);
+    # deduperreload left a method keyed for its old code: predict(1) hit its old value, 2.
+    module = tmp_path / "model_rl.py"
+    source = dict(directory=str(tmp_path / "cache"), options=options)
+    module.write_text(RELOADED.format(times=2, **source))
+    edit = (f"import os\nopen({str(module)!r}, 'w').write("
+            f"{RELOADED.format(times=3, **source)!r})\nos.utime({str(module)!r}, (2e9, 2e9))")
+    calls = "(f(1), Model().predict(1), f(2), Model().predict(2))"
+    out = cells(tmp_path, "%load_ext autoreload", f"%autoreload {mode}",
+                f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+                "from model_rl import f, Model", calls, edit, calls, calls)
+    assert out[-4:] == ["(2, 2, 4, 4)", "None", "(3, 3, 6, 6)", "(3, 3, 6, 6)"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from types import FunctionType
 from typing import Any
 
 from . import _identity
@@ -86,3 +87,54 @@ def ran(records: list[Any]) -> None:
     for memo in list(_live):
         for record in memo.resolved or ():
             record.rebind(written)
+
+
+def reloaded() -> None:
+    """A decorated function of a module that ``%autoreload`` reloaded runs the new code.
+
+    Autoreload patches the old decorated function (the one a notebook imported by name,
+    ``from model import predict``, or a class's method) with the new one made by the
+    reload: its ``__dict__`` (``__wrapped__``, ``__memojar__``: the new memo) and, where
+    it can, its closure. The closure is memojar's, and is patched whole or not at all:
+    the classic ``superreload`` (``%autoreload 2 --full``, IPython before 9) cannot write
+    it, so the old function ran its old code (a value of the code the module no longer
+    has); IPython 9's ``deduperreload`` keeps the cells that hold a callable (the old
+    memo's ``key_of`` and ``get``) and takes the others (the new memo), so a method's
+    call was keyed for the old code and hit its old value. Here (at a memo's ``renew``,
+    the first call after a cell started, whatever the callbacks' order) each live memo
+    whose function's ``__memojar__`` is now another memo takes that memo's code and
+    defaults into its own function, as autoreload does for a function it can reach:
+    the code check every call makes then renews its identity, and both memos key, read
+    and compute the new code. Where the code cannot be moved (its closure's variables
+    differ: a method that starts using ``super()``), the memo runs the new function
+    itself."""
+    for memo in list(_live):
+        ref = getattr(memo, "wrapper", None)
+        wrapper = ref() if ref is not None else None
+        if wrapper is None:
+            continue
+        other = wrapper.__dict__.get("__memojar__")
+        if other is None or other is memo or type(other) is not type(memo):
+            continue
+        _adopt(memo, other)
+
+
+def _adopt(memo: Any, other: Any) -> None:
+    """``memo`` runs what ``other`` (made by a reload for the same wrapper) runs."""
+    old, new = memo.target, other.target
+    if type(old) is not FunctionType or type(new) is not FunctionType or old is new:
+        return
+    if (old.__code__ is new.__code__ and old.__defaults__ is new.__defaults__
+            and old.__kwdefaults__ is new.__kwdefaults__):
+        return  # taken already
+    try:
+        old.__code__ = new.__code__
+    except ValueError:  # other free variables: run the new function (its own closure)
+        if memo.func is not old:  # a bound method or partial: its binding stays
+            return
+        memo.func = memo.target = new
+        memo.watched = other.watched
+        memo.code = CELL_RAN  # the identity is made again for it
+        return
+    old.__defaults__ = new.__defaults__
+    old.__kwdefaults__ = new.__kwdefaults__
