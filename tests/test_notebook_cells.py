@@ -337,3 +337,12 @@ def test_a_cached_function_and_method_of_a_module_autoreloaded_run_the_new_code(
                 f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
                 "from model_rl import f, Model", calls, edit, calls, calls)
     assert out[-4:] == ["(2, 2, 4, 4)", "None", "(3, 3, 6, 6)", "(3, 3, 6, 6)"]
+
+
+def test_a_cached_function_wrapped_over_another_keeps_its_own_code(tmp_path: Path):
+    # ``functools.wraps(f)`` gives the decorated ``g`` the ``__memojar__`` of ``f``, as a
+    # reload does: not taken for one (``g`` keeps computing its own code).
+    define = ("import functools\n@cache.cached\ndef one(x):\n    return x + 1\n\n"
+              "@functools.wraps(one)\n@cache.cached\ndef two(x):\n    return x + 2")
+    assert cells(tmp_path, define, "two(1)", "K = 2", "two(5)", "(one(1), two(1))") == [
+        "None", "3", "None", "7", "(2, 3)"]

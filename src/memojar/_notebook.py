@@ -124,6 +124,8 @@ def _adopt(memo: Any, other: Any) -> None:
     old, new = memo.target, other.target
     if type(old) is not FunctionType or type(new) is not FunctionType or old is new:
         return
+    if old.__name__ != new.__name__ or old.__module__ != new.__module__:
+        return  # not a reload: ``functools.wraps(f)`` over another cached function
     if (old.__code__ is new.__code__ and old.__defaults__ is new.__defaults__
             and old.__kwdefaults__ is new.__kwdefaults__):
         return  # taken already
