@@ -346,3 +346,14 @@ def test_a_cached_function_wrapped_over_another_keeps_its_own_code(tmp_path: Pat
               "@functools.wraps(one)\n@cache.cached\ndef two(x):\n    return x + 2")
     assert cells(tmp_path, define, "two(1)", "K = 2", "two(5)", "(one(1), two(1))") == [
         "None", "3", "None", "7", "(2, 3)"]
+
+
+def test_what_a_cached_function_prints_or_displays_is_not_shown_again_by_a_hit(tmp_path: Path):
+    # README, Notebooks: output is the computation's, not the value's (documented).
+    define = ("from IPython.display import display\nfrom IPython.utils.capture import "
+              "capture_output\n@cache.cached\ndef shown(x):\n    print('computing', x)\n"
+              "    display('table', x)\n    return x * 2\n\n"
+              "def call(x):\n    with capture_output() as out:\n        value = shown(x)\n"
+              "    return value, out.stdout, len(out.outputs)")
+    assert cells(tmp_path, define, "call(1)", "call(1)") == [
+        "None", "(2, 'computing 1\\n', 2)", "(2, '', 0)"]
