@@ -357,3 +357,28 @@ def test_what_a_cached_function_prints_or_displays_is_not_shown_again_by_a_hit(t
               "    return value, out.stdout, len(out.outputs)")
     assert cells(tmp_path, define, "call(1)", "call(1)") == [
         "None", "(2, 'computing 1\\n', 2)", "(2, '', 0)"]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_core's paths notice
+def test_a_real_kernel_runs_the_new_code_of_an_autoreloaded_cached_method(tmp_path: Path):
+    # The autoreload case above through ipykernel, as Jupyter runs a notebook.
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    module = tmp_path / "model_kernel.py"
+    source = dict(directory=str(tmp_path / "cache"), options="")
+    module.write_text(RELOADED.format(times=2, **source))
+    edit = (f"import os\nopen({str(module)!r}, 'w').write("
+            f"{RELOADED.format(times=3, **source)!r})\nos.utime({str(module)!r}, (2e9, 2e9))")
+    calls = "(f(1), Model().predict(1), f(2), Model().predict(2))"
+    sources = ["%load_ext autoreload\n%autoreload 2",
+               f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+               "from model_kernel import f, Model", calls, edit, calls, calls]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    shown = ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+             for cell in notebook.cells]
+    assert shown[2:] == ["(2, 2, 4, 4)", "", "(3, 3, 6, 6)", "(3, 3, 6, 6)"]
