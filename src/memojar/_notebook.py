@@ -131,28 +131,45 @@ def _patched(memo: Any) -> None:
     if wrapper is None:
         return
     other = wrapper.__dict__.get("__memojar__")
-    if other is not None and other is not memo and type(other) is type(memo):
-        _adopt(memo, other)
+    if (other is not None and other is not memo and type(other) is type(memo)
+            and _adopt(memo, other)):
+        _rewrap(memo, wrapper)
 
 
-def _adopt(memo: Any, other: Any) -> None:
-    """``memo`` runs what ``other`` (made by a reload for the same wrapper) runs."""
+def _rewrap(memo: Any, wrapper: Any) -> None:
+    """``wrapper`` (patched by a reload) made whole again as the wrapper of ``memo``: its
+    closure (deduperreload mixed both memos' cells: a method's entries were stored under
+    the name of its reload's scratch class, ``mod.__autoreload_class__.m``) and its
+    ``__dict__`` (``cache_clear``, ``cache_info``: the other memo's). Left as it is where
+    the reload changed its kind (``memory=`` added or dropped): the new code runs anyway."""
+    from ._decorator import make_wrapper
+
+    fresh = make_wrapper(memo, False)
+    memo.wrapper = weakref.ref(wrapper)
+    if fresh.__code__ is not wrapper.__code__ or not wrapper.__closure__:
+        return
+    for cell, made in zip(wrapper.__closure__, fresh.__closure__ or (), strict=True):
+        cell.cell_contents = made.cell_contents
+    wrapper.__dict__ = fresh.__dict__
+
+
+def _adopt(memo: Any, other: Any) -> bool:
+    """``memo`` runs what ``other`` (made by a reload for the same wrapper) runs; False if
+    ``other`` is no reload of its function, or it cannot."""
     old, new = memo.target, other.target
     if type(old) is not FunctionType or type(new) is not FunctionType or old is new:
-        return
+        return False
     if old.__name__ != new.__name__ or old.__module__ != new.__module__:
-        return  # not a reload: ``functools.wraps(f)`` over another cached function
-    if (old.__code__ is new.__code__ and old.__defaults__ is new.__defaults__
-            and old.__kwdefaults__ is new.__kwdefaults__):
-        return  # taken already
+        return False  # not a reload: ``functools.wraps(f)`` over another cached function
     try:
         old.__code__ = new.__code__
     except ValueError:  # other free variables: run the new function (its own closure)
         if memo.func is not old:  # a bound method or partial: its binding stays
-            return
+            return False
         memo.func = memo.target = new
         memo.watched = other.watched
         memo.code = CELL_RAN  # the identity is made again for it
-        return
+        return True
     old.__defaults__ = new.__defaults__
     old.__kwdefaults__ = new.__kwdefaults__
+    return True
