@@ -303,3 +303,98 @@ def test_a_helper_a_function_in_a_global_deque_calls_is_seen_at_the_next_cell(tm
                  "h(1)", "def g(x):\n    return x + 100", "h(1)", "K = 1", "h(1)",
                  "def g(x):\n    return x + 1000", "h(1)") == [
         "None", "2", "None", "101", "None", "101", "None", "1001"]
+
+
+RELOADED = ("from memojar import Cache\ncache = Cache({directory!r})\n\n"
+            "@cache.cached{options}\ndef f(x):\n    return x * {times}\n\n"
+            "class Model:\n    @cache.cached{options}\n    def predict(self, x):\n"
+            "        return x * {times}\n")
+
+
+def _autoreload_modes() -> list[str]:
+    import IPython
+
+    # IPython 9's %autoreload 2 patches in place (deduperreload); --full, and %autoreload 2
+    # of earlier versions, reloads the whole module (superreload)
+    return ["2", "2 --full"] if IPython.version_info >= (9,) else ["2"]
+
+
+@pytest.mark.parametrize("options", ["", "(memory=10)"])
+@pytest.mark.parametrize("mode", _autoreload_modes())
+def test_a_cached_function_and_method_of_a_module_autoreloaded_run_the_new_code(
+        tmp_path: Path, mode: str, options: str):
+    # The notebook holds the old decorated function and class (imported by name), which
+    # autoreload patches with the new ones. Before: superreload left the old code running
+    # (f(1) and predict(1) were 2, and f(2) computed 4, after the edit to x * 3);
+    # deduperreload left a method keyed for its old code: predict(1) hit its old value, 2.
+    module = tmp_path / "model_rl.py"
+    source = dict(directory=str(tmp_path / "cache"), options=options)
+    module.write_text(RELOADED.format(times=2, **source))
+    edit = (f"import os\nopen({str(module)!r}, 'w').write("
+            f"{RELOADED.format(times=3, **source)!r})\nos.utime({str(module)!r}, (2e9, 2e9))")
+    calls = "(f(1), Model().predict(1), f(2), Model().predict(2))"
+    out = cells(tmp_path, "%load_ext autoreload", f"%autoreload {mode}",
+                f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+                "from model_rl import f, Model", calls, edit, calls, calls,
+                "sorted({e.function for e in cache.entries()})")
+    assert out[-5:] == ["(2, 2, 4, 4)", "None", "(3, 3, 6, 6)", "(3, 3, 6, 6)",
+                        "['model_rl.Model.predict', 'model_rl.f']"]  # (not the name of
+    # deduperreload's scratch class, model_rl.__autoreload_class__.predict)
+
+
+def test_a_cached_function_wrapped_over_another_keeps_its_own_code(tmp_path: Path):
+    # ``functools.wraps(f)`` gives the decorated ``g`` the ``__memojar__`` of ``f``, as a
+    # reload does: not taken for one (``g`` keeps computing its own code).
+    define = ("import functools\n@cache.cached\ndef one(x):\n    return x + 1\n\n"
+              "@functools.wraps(one)\n@cache.cached\ndef two(x):\n    return x + 2")
+    assert cells(tmp_path, define, "two(1)", "K = 2", "two(5)", "(one(1), two(1))") == [
+        "None", "3", "None", "7", "(2, 3)"]
+
+
+def test_what_a_cached_function_prints_or_displays_is_not_shown_again_by_a_hit(tmp_path: Path):
+    # README, Notebooks: output is the computation's, not the value's (documented).
+    define = ("from IPython.display import display\nfrom IPython.utils.capture import "
+              "capture_output\n@cache.cached\ndef shown(x):\n    print('computing', x)\n"
+              "    display('table', x)\n    return x * 2\n\n"
+              "def call(x):\n    with capture_output() as out:\n        value = shown(x)\n"
+              "    return value, out.stdout, len(out.outputs)")
+    assert cells(tmp_path, define, "call(1)", "call(1)") == [
+        "None", "(2, 'computing 1\\n', 2)", "(2, '', 0)"]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_core's paths notice
+def test_a_real_kernel_runs_the_new_code_of_an_autoreloaded_cached_method(tmp_path: Path):
+    # The autoreload case above through ipykernel, as Jupyter runs a notebook.
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    module = tmp_path / "model_kernel.py"
+    source = dict(directory=str(tmp_path / "cache"), options="")
+    module.write_text(RELOADED.format(times=2, **source))
+    edit = (f"import os\nopen({str(module)!r}, 'w').write("
+            f"{RELOADED.format(times=3, **source)!r})\nos.utime({str(module)!r}, (2e9, 2e9))")
+    calls = "(f(1), Model().predict(1), f(2), Model().predict(2))"
+    sources = ["%load_ext autoreload\n%autoreload 2",
+               f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+               "from model_kernel import f, Model", calls, edit, calls, calls]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    shown = ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+             for cell in notebook.cells]
+    assert shown[2:] == ["(2, 2, 4, 4)", "", "(3, 3, 6, 6)", "(3, 3, 6, 6)"]
+
+
+def test_looking_for_reloaded_functions_walks_the_live_ones_once_a_cell(tmp_path: Path):
+    # Cost guard: 50 functions called after a cell look at themselves, and all of them are
+    # looked at once (a walk per function would be 2,500).
+    define = ("import memojar._notebook as notebook\nlooks = []\n_patched = notebook._patched\n"
+              "def counting(memo):\n    looks.append(1)\n    return _patched(memo)\n"
+              "notebook._patched = counting\nfs = []\nfor i in range(50):\n"
+              "    exec(f'@cache.cached\\ndef f{i}(x):\\n    return x + {i}\\nfs.append(f{i})')\n"
+              "sum(f(1) for f in fs)")
+    out = cells(tmp_path, define, "looks.clear()", "sum(f(1) for f in fs)", "len(looks)")
+    assert out[0] == out[2] == "1275"
+    assert 50 <= int(out[3]) <= 102  # the 51 live memos (f of the first cell too), and 50

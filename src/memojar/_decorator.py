@@ -309,6 +309,9 @@ class _Memo:
         # In IPython, a cell that starts sets ``code`` to ``CELL_RAN`` (see ``renew``):
         self.made = _as_it_is(self.watched)  # what the binder and identity were made for
         self.resolved: list[Any] | None = None  # what the identity was made from (ident)
+        # The decorated function (``make_wrapper``), weakly: ``_notebook.reloaded`` finds
+        # a wrapper that ``%autoreload`` patched in place to hold another memo's functions.
+        self.wrapper: Callable[[], Any] | None = None
         _notebook.watch(self)  # in IPython: re-checked at its first call after each cell
         if sibling and self.name.endswith("<lambda>"):
             _LAMBDAS.add(weakref.ref(self, _LAMBDAS.discard))
@@ -375,6 +378,8 @@ class _Memo:
         In IPython a cell that starts marks the memo (``_notebook``: ``code`` is then
         ``CELL_RAN``): its function's helpers, classes and constants are compared with what
         its identity was made from, and all this is made again only if one changed."""
+        if _notebook.cells_started:  # in IPython: a module %autoreload reloaded?
+            _notebook.reloaded(self)
         now = _as_it_is(self.watched)
         cells = _notebook.cells_started  # a cell that starts meanwhile marks it again
         if self.code is _notebook.CELL_RAN and not _reassigned(self.watched, self.made):
@@ -446,7 +451,8 @@ class _Memo:
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
         dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader",
-                   "known", "code", "defaults", "kwdefaults", "made", "resolved", "own")
+                   "known", "code", "defaults", "kwdefaults", "made", "resolved", "own",
+                   "wrapper")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
         state["made_by"] = (_BYTECODE, platform.python_version())
@@ -2145,6 +2151,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     wrapper.refresh = refresh  # type: ignore[union-attr]
     wrapper.cache_set = cache_set  # type: ignore[union-attr]
     wrapper.__memojar__ = memo  # type: ignore[union-attr]
+    memo.wrapper = weakref.ref(wrapper)
     return wrapper
 
 
