@@ -841,3 +841,46 @@ def test_lock_on_a_dead_server_does_not_block_the_caller(
     with pytest.raises(OSError):
         store.lock(FN, k(2)).acquire()
     store.close()
+
+
+# --- a fault of the server's configuration: the same message on every key, naming the cause
+
+def _big(x: int) -> bytes:
+    return bytes([x]) * 1000
+
+
+def _refusing_server(own_redis: Callable[..., RedisServer], fault: str) -> str:
+    """A server (its URL) on which every write fails for one reason of its configuration."""
+    if fault == "out of memory":
+        server = own_redis("--maxmemory-policy", "noeviction")
+        server.client().config_set("maxmemory", 1)
+        return server.url(0, chunk_size=64)  # chunked: the pipeline's error names its key
+    if fault == "no command 'EVALSHA'":
+        server = own_redis("--rename-command", "EVALSHA", "", "--rename-command", "EVAL", "")
+        return server.url(0)
+    server = own_redis()
+    server.client().execute_command("ACL", "SETUSER", "writer", "on", ">pw", "~*",
+                                     "+@all", "-evalsha", "-eval")
+    return f"redis://writer:pw@127.0.0.1:{server.port}/0"
+
+
+@pytest.mark.parametrize("fault", ["out of memory", "no command 'EVALSHA'",
+                                   "ACL refuses this user"])
+def test_a_write_refused_on_every_key_is_one_message_naming_its_cause(
+    own_redis: Callable[..., RedisServer], fault: str,
+) -> None:
+    """Before, each key's warning named the key (and redis-py's pipeline position, the
+    server's echo of the command's arguments): as many warnings as keys written."""
+    cache = Cache(_refusing_server(own_redis, fault), secret=SECRET)
+    big = cache.cached(_big)  # a short name: redis-py's message shows the whole key
+
+    with pytest.warns(MemojarWarning) as caught:
+        assert [big(x) for x in range(5)] == [bytes([x]) * 1000 for x in range(5)]
+    said = {str(w.message) for w in caught}
+    assert len(said) == 1, said
+    message = said.pop()
+    assert fault in message
+    assert "memojar:" not in message.replace("'memojar:'", "")  # no key, only the prefix
+    if fault != "out of memory":
+        assert "EVALSHA" in message  # what the store needs
+    cache.close()

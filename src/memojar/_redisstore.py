@@ -293,7 +293,7 @@ class RedisStore(Store):
         drop = functools.partial(self._drop_chunks, name, chunks)
         committing = False
         try:
-            with self._errors(f"writing {name!r}"):
+            with self._errors("writing an entry"):  # no key named: see ``oserror``
                 count = 0
                 if not chunks:
                     value: Any = b"".join(views)
@@ -669,7 +669,7 @@ class RedisStore(Store):
             self._pid, self._mutex, self._leases = os.getpid(), threading.RLock(), {}
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
-        return oserror(exc, doing, self.socket_timeout)
+        return oserror(exc, doing, self.socket_timeout, self.prefix)
 
 
 # --- helpers ---------------------------------------------------------------------------
