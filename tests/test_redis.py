@@ -884,3 +884,31 @@ def test_a_write_refused_on_every_key_is_one_message_naming_its_cause(
     if fault != "out of memory":
         assert "EVALSHA" in message  # what the store needs
     cache.close()
+
+
+def test_prune_puts_back_into_the_index_the_entries_an_allkeys_policy_left_unlisted(
+    redis_location: str, client: Any,
+) -> None:
+    """A server with maxmemory-policy allkeys-lru evicts any key: memojar's index too
+    (``sizes``, which no hit touches, first), and the entries it listed stay, read by every
+    hit but seen by no listing, clear or max_size. Before, prune left them unlisted: clear
+    removed none of them, and they were read again after it."""
+    cache = Cache(redis_location + "?chunk_size=1000", secret=SECRET)
+    double, calls = counted(cache)
+    double(1)
+    double(b"x" * 5000)  # chunked
+    for index in ("memojar:sizes", "memojar:lru", "memojar:total",
+                  f"memojar:{double.__memojar__.name}:entries"):
+        client.delete(index)  # what the server's eviction did
+    assert cache.stats().entries == 0  # unlisted, though both are there
+    cache.prune()
+    info = cache.stats()
+    assert info.entries == 2
+    chunks = b"".join(client.hvals(next(iter(names(client, "*:c:*")))))
+    assert info.bytes == len(client.get(entry_name(double, 1))) + len(chunks)
+    assert int(client.get("memojar:total")) == info.bytes  # max_size counts them again
+    assert double.cache_info().entries == 2
+    assert cache.clear() == 2
+    assert client.dbsize() == 0
+    assert double(1) == 2 and calls == [1, b"x" * 5000, 1]  # computed again: cleared
+    cache.close()

@@ -158,6 +158,26 @@ drop(KEYS[4])
 return 1
 """
 
+# KEYS[4] a key named like an entry, found in the keyspace (``cleanup``); ARGV now -> 1 if
+# it was an entry missing from the index, now back in it. A server whose maxmemory-policy
+# is allkeys-* evicts any key, memojar's index too (``sizes`` is not touched by a hit, so
+# under allkeys-lru it goes first): the entries it listed stayed in the server, read by
+# every hit, but no listing, clear or max_size saw them again. The total is recounted after.
+REINDEX = COMMON + """
+local entry = KEYS[4]
+if redis.call('HEXISTS', sizes, entry) == 1 then return 0 end
+local kind = redis.call('TYPE', entry)
+if type(kind) == 'table' then kind = kind.ok end
+if kind ~= 'string' then return 0 end
+local size = redis.call('STRLEN', entry)
+local pointed = string.match(redis.call('GETRANGE', entry, 0, 95), '^MJCH 2 %x+ %d+ (%d+) ')
+if pointed then size = tonumber(pointed) end
+redis.call('HSET', sizes, entry, size)
+redis.call('ZADD', lru, 'NX', ARGV[1], entry)
+redis.call('SADD', base_of(entry) .. 'entries', entry)
+return 1
+"""
+
 # -> sets the total to the sum of the recorded sizes (no total: no entries)
 RECOUNT = COMMON + """
 local sum = 0

@@ -177,6 +177,7 @@ class RedisStore(Store):
         self._evict_script = register(lua.EVICT)
         self._forget = register(lua.FORGET)
         self._recount = register(lua.RECOUNT)
+        self._reindex = register(lua.REINDEX)
         self._reap = register(lua.REAP)
         self._acquire = register(lua.ACQUIRE)
         self._release = register(lua.RELEASE)
@@ -583,12 +584,25 @@ class RedisStore(Store):
         return [entry for entry, removed in zip(entries, done, strict=True) if removed]
 
     def cleanup(self) -> int:
-        """Remove orphaned chunks (of writers that died), forget entries Redis expired,
-        recount the total. Returns the number of orphaned chunk sets removed."""
+        """Remove orphaned chunks (of writers that died), index entries the index lost (a
+        server evicting with an allkeys-* policy evicts the index's keys too), forget
+        entries Redis expired, recount the total. Returns the number of orphaned chunk sets
+        removed."""
         removed = 0
         pattern = _glob_escape(self._pre) + b"*:" + _HEX32 + b":c:" + _HEX16
         threshold = int((INFLIGHT_TTL - ORPHAN_AGE) * 1000)
         with self._errors("cleaning up"):
+            for batch in self._scan_keys(_glob_escape(self._pre) + b"*:" + _HEX32):
+                if batch:
+                    pipe = self._client.pipeline(transaction=False)
+                    for entry in batch:
+                        self._reindex(keys=[*self._index, entry], args=[time.time()],
+                                      client=pipe)
+                    reindexed = sum(pipe.execute())
+                    if reindexed:
+                        logger.info("%s: %d entries were missing from the index (evicted "
+                                    "by the server's maxmemory-policy?)", self.location,
+                                    reindexed)
             for batch in self._scan_keys(pattern):
                 if not batch:
                     continue
