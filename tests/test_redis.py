@@ -912,3 +912,27 @@ def test_prune_puts_back_into_the_index_the_entries_an_allkeys_policy_left_unlis
     assert client.dbsize() == 0
     assert double(1) == 2 and calls == [1, b"x" * 5000, 1]  # computed again: cleared
     cache.close()
+
+
+def test_a_redis_cluster_is_refused_by_name(own_redis: Callable[..., RedisServer],
+                                            tmp_path: Path) -> None:
+    """Before: "ClusterCrossSlotError: Keys in request don't hash to the same slot" on
+    each write, "MovedError: 13613 127.0.0.1:40707" from clear (a slot, a node: another
+    message for each key)."""
+    nodes = [own_redis("--cluster-enabled", "yes", "--cluster-config-file",
+                       str(tmp_path / f"nodes{i}.conf")) for i in range(2)]
+    first, second = (node.client() for node in nodes)
+    first.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 8191)
+    second.execute_command("CLUSTER", "ADDSLOTSRANGE", 8192, 16383)
+    first.execute_command("CLUSTER", "MEET", "127.0.0.1", nodes[1].port)
+    deadline = time.monotonic() + 10
+    while b"cluster_state:ok" not in first.execute_command("CLUSTER", "INFO"):
+        assert time.monotonic() < deadline, "the two nodes did not make a cluster"
+        time.sleep(0.05)
+    cache = Cache(nodes[0].url(0), secret=SECRET)
+    double, calls = counted(cache)
+    with pytest.warns(MemojarWarning, match="a node of a Redis Cluster.*needs a single server"):
+        assert [double(x) for x in (1, 2, 3, 1, 2, 3)] == [2, 4, 6, 2, 4, 6]  # never wrong
+    with pytest.raises(OSError, match="a node of a Redis Cluster"):
+        cache.clear()
+    cache.close()

@@ -8,11 +8,15 @@ import re
 from urllib.parse import parse_qsl, urlencode
 
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
+    ClusterCrossSlotError,
+    ClusterError,
     NoPermissionError,
     OutOfMemoryError,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -73,6 +77,16 @@ def oserror(exc: RedisError, doing: str, socket_timeout: float, prefix: str = ""
             f"{doing} failed: the server's ACL refuses this user: {said}; memojar's Redis "
             f"store needs the @read, @write and @scripting commands (EVALSHA, SCRIPT LOAD) "
             f"on every key beginning with {prefix!r}",
+        )
+    if isinstance(exc, (AskError, ClusterCrossSlotError, ClusterError, TryAgainError)) or (
+        said.startswith(("MOVED ", "ASK ", "CROSSSLOT ", "CLUSTERDOWN ", "TRYAGAIN "))
+    ):  # (MovedError is an AskError; its message, the slot and node, differs for each key)
+        return OSError(
+            errno.EIO,
+            f"{doing} failed: the server is a node of a Redis Cluster "
+            f"({type(exc).__name__}); memojar's Redis store needs a single server (or a "
+            "primary with replicas): its scripts change an entry and its index together, "
+            "keys of different slots",
         )
     unknown = _UNKNOWN.search(said) if isinstance(exc, ResponseError) else None
     if unknown is not None:
