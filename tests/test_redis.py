@@ -930,7 +930,7 @@ def test_a_redis_cluster_is_refused_by_name(own_redis: Callable[..., RedisServer
         assert time.monotonic() < deadline, "the two nodes did not make a cluster"
         time.sleep(0.05)
     cache = Cache(nodes[0].url(0), secret=SECRET)
-    double, calls = counted(cache)
+    double, _ = counted(cache)
     with pytest.warns(MemojarWarning, match="a node of a Redis Cluster.*needs a single server"):
         assert [double(x) for x in (1, 2, 3, 1, 2, 3)] == [2, 4, 6, 2, 4, 6]  # never wrong
     with pytest.raises(OSError, match="a node of a Redis Cluster"):
