@@ -170,8 +170,17 @@ local kind = redis.call('TYPE', entry)
 if type(kind) == 'table' then kind = kind.ok end
 if kind ~= 'string' then return 0 end
 local size = redis.call('STRLEN', entry)
-local pointed = string.match(redis.call('GETRANGE', entry, 0, 95), '^MJCH 2 %x+ %d+ (%d+) ')
-if pointed then size = tonumber(pointed) end
+local head = redis.call('GETRANGE', entry, 0, 511)
+local pointed = string.match(head, '^MJCH 2 %x+ %d+ (%d+) ')
+if pointed then
+  size = tonumber(pointed)
+  head = string.sub(head, (string.find(head, '\\n', 1, true) or #head) + 1)
+end
+-- an entry's own first bytes (PROTO 5, BINBYTES, its length, "MJAR"), so that a key of
+-- someone else's that only looks like one (an empty prefix) is never taken in, nor removed
+if string.sub(head, 1, 3) ~= '\\128\\005B' or string.sub(head, 8, 11) ~= 'MJAR' then
+  return 0
+end
 redis.call('HSET', sizes, entry, size)
 redis.call('ZADD', lru, 'NX', ARGV[1], entry)
 redis.call('SADD', base_of(entry) .. 'entries', entry)
