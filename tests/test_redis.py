@@ -938,3 +938,19 @@ def test_a_redis_cluster_is_refused_by_name(own_redis: Callable[..., RedisServer
     with pytest.raises(OSError, match="a node of a Redis Cluster"):
         cache.clear()
     cache.close()
+
+
+def test_a_command_disabled_under_a_script_is_named_as_disabled(
+    own_redis: Callable[..., RedisServer],
+) -> None:
+    """Before: "ResponseError: Unknown Redis command called from script script: <sha>,
+    on @user_script:20." from clear, with UNLINK renamed away in the server's configuration."""
+    server = own_redis("--rename-command", "UNLINK", "")
+    cache = Cache(server.url(0), secret=SECRET)
+    double, calls = counted(cache)
+    assert double(1) == 2
+    with pytest.raises(OSError, match="no command that one of memojar's Lua scripts calls "
+                                      r"\(renamed or disabled by rename-command"):
+        cache.clear()
+    assert double(1) == 2 and calls == [1]  # still a hit: nothing half removed
+    cache.close()

@@ -89,12 +89,15 @@ def oserror(exc: RedisError, doing: str, socket_timeout: float, prefix: str = ""
             "keys of different slots",
         )
     unknown = _UNKNOWN.search(said) if isinstance(exc, ResponseError) else None
-    if unknown is not None:
+    if unknown is not None or "Unknown Redis command called from script" in said:
+        what = (f"no command {unknown[1]!r}" if unknown is not None else
+                "no command that one of memojar's Lua scripts calls")
         return OSError(
             errno.EIO,
-            f"{doing} failed: the server has no command {unknown[1]!r} (renamed or "
-            "disabled by rename-command in its configuration?); memojar's Redis store needs "
-            "EVAL, EVALSHA and SCRIPT (its Lua scripts) besides the plain commands",
+            f"{doing} failed: the server has {what} (renamed or disabled by "
+            "rename-command in its configuration?); memojar's Redis store needs the plain "
+            "commands on strings, hashes, sets and sorted sets, SCAN, and EVAL, EVALSHA "
+            "and SCRIPT for its Lua scripts",
         )
     return OSError(errno.EIO, f"{doing} failed: {type(exc).__name__}: {said}")
 
