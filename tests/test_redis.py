@@ -377,10 +377,28 @@ def test_a_url_scheme_in_capitals_is_the_same_cache(redis_location: str) -> None
     assert Cache(redis_location, secret=SECRET).cached(len).cache_contains("abc")
 
 
-@pytest.mark.parametrize("query", ["socket_timeout=0", "socket_timeout=soon", "chunk_size=-1"])
+@pytest.mark.parametrize("query", ["socket_timeout=0", "socket_timeout=soon", "chunk_size=-1",
+                                   "prefix="])
 def test_bad_options_are_refused(redis_location: str, query: str) -> None:
     with pytest.raises(ValueError, match=query.split("=")[0]):
         Cache(f"{redis_location}?{query}", secret=SECRET)
+
+
+def test_an_empty_prefix_is_refused_so_no_key_of_others_is_taken_for_the_index(
+    redis_location: str, client: Any,
+) -> None:
+    """Before, an empty prefix made the index 'sizes', 'total', 'lru': another application's
+    'total' counted memojar's bytes, and a key its 'sizes' hash named like an entry
+    ('<anything>:<32 hex digits>') was removed by clear."""
+    theirs = b"session:" + b"0" * 32
+    client.hset("sizes", theirs, 10)
+    client.set(theirs, b"alice's session")
+    client.set("total", 7)
+    with pytest.raises(ValueError, match="prefix must not be empty"):
+        RedisStore(redis_location, prefix="")
+    with pytest.raises(ValueError, match="prefix must not be empty"):
+        Cache(redis_location + "?prefix=", secret=SECRET)
+    assert client.get(theirs) == b"alice's session" and client.get("total") == b"7"
 
 
 def test_password_in_the_url(own_redis: Callable[..., RedisServer]) -> None:

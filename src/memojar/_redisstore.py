@@ -144,6 +144,13 @@ class RedisStore(Store):
     ) -> None:
         url, options = split_location(location)
         self.prefix = prefix if prefix is not None else options.get("prefix", DEFAULT_PREFIX)
+        if not self.prefix:
+            # Before, taken: the index keys were then 'lru', 'sizes', 'total' and 'stats',
+            # names any application may use: its 'total' counted memojar's bytes (and prune
+            # overwrote it), and clear removed the keys its 'sizes' hash named like entries.
+            raise ValueError("prefix must not be empty: every key memojar writes, its "
+                             "index's too ('<prefix>sizes', '<prefix>total'), begins with "
+                             f"it (the default is {DEFAULT_PREFIX!r})")
         self.socket_timeout = positive(
             "socket_timeout", socket_timeout, options.get("socket_timeout"),
             DEFAULT_SOCKET_TIMEOUT, float,
