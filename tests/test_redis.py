@@ -972,3 +972,16 @@ def test_a_command_disabled_under_a_script_is_named_as_disabled(
         cache.clear()
     assert double(1) == 2 and calls == [1]  # still a hit: nothing half removed
     cache.close()
+
+
+def test_a_chunk_evicted_is_one_read_and_a_miss(redis_location: str, client: Any) -> None:
+    """A server evicting by its maxmemory-policy (allkeys-*) may take one chunk of an entry:
+    a miss, never a wrong value; and the chunks are read once, not three times over."""
+    store = RedisStore(redis_location, chunk_size=1000, signed=True)
+    store.write(FN, k(1), [b"a" * 5000])
+    (chunks,) = names(client, "*:c:*")
+    client.hdel(chunks, "4")  # the last of five, as the server's eviction may
+    client.config_resetstat()
+    assert store.read(FN, k(1)) is None
+    assert client.info("commandstats")["cmdstat_hget"]["calls"] == 5  # before: 15
+    store.close()

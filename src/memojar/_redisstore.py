@@ -254,7 +254,10 @@ class RedisStore(Store):
             if data is not None:
                 return data
             again = cast("bytes | None", self._client.get(name))
-            if again is None:
+            if again is None or again == pointer:
+                # the same pointer: its chunk is gone for good (evicted by the server's
+                # maxmemory-policy, removed by hand), not replaced. Before, read twice more
+                # in full (three times an entry's size, sent for a miss).
                 return None
             if again[:5] != b"MJCH ":
                 return again
