@@ -359,6 +359,7 @@ def test_keyword_options_override_the_url(redis_location: str, client: Any) -> N
     ("/0?timeout=3", "unknown option 'timeout' in its query string"),
     ("/abc", "the database after the host must be a number .*not 'abc'"),
     ("/1/2", "the database after the host must be a number .*not '1/2'"),
+    ("/3?db=5", "the database is given twice"),  # before: database 5, silently
 ])
 def test_a_mistyped_url_is_refused_when_the_cache_is_made(path: str, said: str) -> None:
     # Before, '?timeout=3' (redis-py's is socket_timeout) made every call raise redis-py's
