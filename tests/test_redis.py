@@ -986,3 +986,25 @@ def test_a_chunk_evicted_is_one_read_and_a_miss(redis_location: str, client: Any
     assert store.read(FN, k(1)) is None
     assert client.info("commandstats")["cmdstat_hget"]["calls"] == 5  # before: 15
     store.close()
+
+
+def test_a_lock_the_server_removed_is_not_blamed_on_a_stall(redis_location: str,
+                                                            client: Any) -> None:
+    """A server near maxmemory with a volatile-* policy evicts the 2 s leases first (and
+    FLUSHALL, a restart without persistence, remove them): the value is returned, not
+    stored, and the warning says the server may have removed the lock. Before, it said only
+    that the lock expired in a stall of the server or the process, which never happened."""
+    cache = Cache(redis_location, secret=SECRET)
+    lock: list[bytes] = []
+
+    @cache.cached
+    def square(x: int) -> int:
+        client.delete(lock[0])  # what the server's eviction does meanwhile
+        return x * x
+
+    lock.append(entry_name(square, 3) + b":lock")
+    with pytest.warns(MemojarWarning, match=r"or the server removed it \(evicted by a "
+                                            "volatile-. maxmemory-policy"):
+        assert square(3) == 9
+    assert not client.exists(entry_name(square, 3))  # not stored: another may have taken it
+    cache.close()

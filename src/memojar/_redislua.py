@@ -75,12 +75,17 @@ end
 
 # KEYS[4] entry, KEYS[5] its lock; ARGV value, px (0: none), chunks key ('' : none), size,
 # now, max_size (0), the lock's token ('': written without the lock), the number of chunks
-# -> entries evicted, or -1 when the lock is no longer this writer's (nothing written)
+# -> entries evicted, or (nothing written) -1 when the lock is another's, -2 when it is gone
+# (expired, or removed by the server: evicted, flushed, lost in a restart)
 COMMIT = COMMON + """
 local entry, lock = KEYS[4], KEYS[5]
 local value, px, chunks = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local size, now, max_size = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-if ARGV[7] ~= '' and redis.call('GET', lock) ~= ARGV[7] then return -1 end
+if ARGV[7] ~= '' then
+  local held = redis.call('GET', lock)
+  if not held then return -2 end
+  if held ~= ARGV[7] then return -1 end
+end
 -- every chunk there: a set removed meanwhile (expired, or reaped as an orphan while its
 -- writer stalled) is made again by the writer's later chunks, without its first ones
 if chunks ~= '' and redis.call('HLEN', chunks) ~= tonumber(ARGV[8]) then

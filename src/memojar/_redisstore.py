@@ -330,9 +330,23 @@ class RedisStore(Store):
                 # is read back (``Store.write``). Before, "not cached", though stored.
                 raise ConnectionResetError(errno.ECONNRESET, exc.strerror) from exc
             raise
-        if evicted == -1:
+        if evicted < 0:
             if chunks:
                 self._renewer.attempt(drop, LEFTOVER_RETRY)
+            if evicted == -2:  # gone, not taken: perhaps no stall at all
+                # Before, a lock the server evicted (a volatile-* maxmemory-policy takes the
+                # keys nearest their expiry first: the 2 s leases) blamed a stall that never
+                # was, on nearly every write of a server near its maxmemory.
+                raise OSError(
+                    errno.ENOLCK,
+                    "this caller's lock on the key expired while it computed (the server or "
+                    f"this process stalled for longer than the lock's {LOCK_TTL:g} s lease), "
+                    "or the server removed it (evicted by a volatile-* maxmemory-policy, "
+                    "which takes the keys nearest their expiry first; FLUSHALL; a restart "
+                    "without persistence), so another caller may have computed the same "
+                    "value: this one is returned, and stored only by the caller that holds "
+                    "the lock",
+                )
             raise lease_lost(LOCK_TTL)
 
     def _write_chunks(self, name: bytes, chunks: bytes, views: list[memoryview],
