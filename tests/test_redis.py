@@ -1008,3 +1008,24 @@ def test_a_lock_the_server_removed_is_not_blamed_on_a_stall(redis_location: str,
         assert square(3) == 9
     assert not client.exists(entry_name(square, 3))  # not stored: another may have taken it
     cache.close()
+
+
+def test_chunks_the_server_evicted_before_the_commit_are_named_as_evicted(
+    redis_location: str, client: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full server with a volatile-* policy evicts the chunks being written (the only keys
+    with an expiry, with the locks). Before, the refusal said they 'expired or were removed
+    as orphans', which never happened."""
+    store = RedisStore(redis_location, chunk_size=1000, signed=True)
+    written = store._write_chunks
+
+    def evicted(name: bytes, chunks: bytes, *args: Any) -> Any:
+        done = written(name, chunks, *args)
+        client.delete(chunks)  # what the server's eviction does meanwhile
+        return done
+
+    monkeypatch.setattr(store, "_write_chunks", evicted)
+    with pytest.raises(OSError, match=r"evicted by the server \(a maxmemory-policy"):
+        store.write(FN, k(1), [b"a" * 5000])
+    assert store.read(FN, k(1)) is None
+    store.close()

@@ -89,8 +89,8 @@ end
 -- every chunk there: a set removed meanwhile (expired, or reaped as an orphan while its
 -- writer stalled) is made again by the writer's later chunks, without its first ones
 if chunks ~= '' and redis.call('HLEN', chunks) ~= tonumber(ARGV[8]) then
-  return redis.error_reply('the chunks of this write expired or were removed as orphans '
-    .. 'before they were committed')
+  return redis.error_reply('the chunks of this write were gone before they were committed: '
+    .. 'evicted by the server (a maxmemory-policy: it is full), expired, or removed as orphans')
 end
 local before = size_of(entry)
 local evicted = 0
