@@ -359,6 +359,7 @@ def test_keyword_options_override_the_url(redis_location: str, client: Any) -> N
     ("/0?timeout=3", "unknown option 'timeout' in its query string"),
     ("/abc", "the database after the host must be a number .*not 'abc'"),
     ("/1/2", "the database after the host must be a number .*not '1/2'"),
+    ("/3?db=5", "the database is given twice"),  # before: database 5, silently
 ])
 def test_a_mistyped_url_is_refused_when_the_cache_is_made(path: str, said: str) -> None:
     # Before, '?timeout=3' (redis-py's is socket_timeout) made every call raise redis-py's
@@ -377,10 +378,28 @@ def test_a_url_scheme_in_capitals_is_the_same_cache(redis_location: str) -> None
     assert Cache(redis_location, secret=SECRET).cached(len).cache_contains("abc")
 
 
-@pytest.mark.parametrize("query", ["socket_timeout=0", "socket_timeout=soon", "chunk_size=-1"])
+@pytest.mark.parametrize("query", ["socket_timeout=0", "socket_timeout=soon", "chunk_size=-1",
+                                   "prefix="])
 def test_bad_options_are_refused(redis_location: str, query: str) -> None:
     with pytest.raises(ValueError, match=query.split("=")[0]):
         Cache(f"{redis_location}?{query}", secret=SECRET)
+
+
+def test_an_empty_prefix_is_refused_so_no_key_of_others_is_taken_for_the_index(
+    redis_location: str, client: Any,
+) -> None:
+    """Before, an empty prefix made the index 'sizes', 'total', 'lru': another application's
+    'total' counted memojar's bytes, and a key its 'sizes' hash named like an entry
+    ('<anything>:<32 hex digits>') was removed by clear."""
+    theirs = b"session:" + b"0" * 32
+    client.hset("sizes", theirs, 10)
+    client.set(theirs, b"alice's session")
+    client.set("total", 7)
+    with pytest.raises(ValueError, match="prefix must not be empty"):
+        RedisStore(redis_location, prefix="")
+    with pytest.raises(ValueError, match="prefix must not be empty"):
+        Cache(redis_location + "?prefix=", secret=SECRET)
+    assert client.get(theirs) == b"alice's session" and client.get("total") == b"7"
 
 
 def test_password_in_the_url(own_redis: Callable[..., RedisServer]) -> None:
@@ -840,4 +859,173 @@ def test_lock_on_a_dead_server_does_not_block_the_caller(
     lock.release()  # never raises: the lock expires by itself
     with pytest.raises(OSError):
         store.lock(FN, k(2)).acquire()
+    store.close()
+
+
+# --- a fault of the server's configuration: the same message on every key, naming the cause
+
+def _big(x: int) -> bytes:
+    return bytes([x]) * 1000
+
+
+def _refusing_server(own_redis: Callable[..., RedisServer], fault: str) -> str:
+    """A server (its URL) on which every write fails for one reason of its configuration."""
+    if fault == "out of memory":
+        server = own_redis("--maxmemory-policy", "noeviction")
+        server.client().config_set("maxmemory", 1)
+        return server.url(0, chunk_size=64)  # chunked: the pipeline's error names its key
+    if fault == "no command 'EVALSHA'":
+        server = own_redis("--rename-command", "EVALSHA", "", "--rename-command", "EVAL", "")
+        return server.url(0)
+    server = own_redis()
+    server.client().execute_command("ACL", "SETUSER", "writer", "on", ">pw", "~*",
+                                     "+@all", "-evalsha", "-eval")
+    return f"redis://writer:pw@127.0.0.1:{server.port}/0"
+
+
+@pytest.mark.parametrize("fault", ["out of memory", "no command 'EVALSHA'",
+                                   "ACL refuses this user"])
+def test_a_write_refused_on_every_key_is_one_message_naming_its_cause(
+    own_redis: Callable[..., RedisServer], fault: str,
+) -> None:
+    """Before, each key's warning named the key (and redis-py's pipeline position, the
+    server's echo of the command's arguments): as many warnings as keys written."""
+    cache = Cache(_refusing_server(own_redis, fault), secret=SECRET)
+    big = cache.cached(_big)  # a short name: redis-py's message shows the whole key
+
+    with pytest.warns(MemojarWarning) as caught:
+        assert [big(x) for x in range(5)] == [bytes([x]) * 1000 for x in range(5)]
+    said = {str(w.message) for w in caught}
+    assert len(said) == 1, said
+    message = said.pop()
+    assert fault in message
+    assert "memojar:" not in message.replace("'memojar:'", "")  # no key, only the prefix
+    if fault != "out of memory":
+        assert "EVALSHA" in message  # what the store needs
+    cache.close()
+
+
+def test_prune_puts_back_into_the_index_the_entries_an_allkeys_policy_left_unlisted(
+    redis_location: str, client: Any,
+) -> None:
+    """A server with maxmemory-policy allkeys-lru evicts any key: memojar's index too
+    (``sizes``, which no hit touches, first), and the entries it listed stay, read by every
+    hit but seen by no listing, clear or max_size. Before, prune left them unlisted: clear
+    removed none of them, and they were read again after it."""
+    cache = Cache(redis_location + "?chunk_size=1000", secret=SECRET)
+    double, calls = counted(cache)
+    double(1)
+    double(b"x" * 5000)  # chunked
+    for index in ("memojar:sizes", "memojar:lru", "memojar:total",
+                  f"memojar:{double.__memojar__.name}:entries"):
+        client.delete(index)  # what the server's eviction did
+    planted = b"memojar:someone.else:" + b"a" * 32  # named like an entry, not one
+    client.set(planted, b"not memojar's")
+    assert cache.stats().entries == 0  # unlisted, though both are there
+    cache.prune()
+    info = cache.stats()
+    assert info.entries == 2
+    chunks = b"".join(client.hvals(next(iter(names(client, "*:c:*")))))
+    assert info.bytes == len(client.get(entry_name(double, 1))) + len(chunks)
+    assert int(client.get("memojar:total")) == info.bytes  # max_size counts them again
+    assert double.cache_info().entries == 2
+    assert cache.clear() == 2
+    assert set(client.scan_iter()) == {planted}  # not taken in, so not removed
+    assert double(1) == 2 and calls == [1, b"x" * 5000, 1]  # computed again: cleared
+    cache.close()
+
+
+def test_a_redis_cluster_is_refused_by_name(own_redis: Callable[..., RedisServer],
+                                            tmp_path: Path) -> None:
+    """Before: "ClusterCrossSlotError: Keys in request don't hash to the same slot" on
+    each write, "MovedError: 13613 127.0.0.1:40707" from clear (a slot, a node: another
+    message for each key)."""
+    nodes = [own_redis("--cluster-enabled", "yes", "--cluster-config-file",
+                       str(tmp_path / f"nodes{i}.conf")) for i in range(2)]
+    first, second = (node.client() for node in nodes)
+    first.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 8191)
+    second.execute_command("CLUSTER", "ADDSLOTSRANGE", 8192, 16383)
+    first.execute_command("CLUSTER", "MEET", "127.0.0.1", nodes[1].port)
+    deadline = time.monotonic() + 10
+    while b"cluster_state:ok" not in first.execute_command("CLUSTER", "INFO"):
+        assert time.monotonic() < deadline, "the two nodes did not make a cluster"
+        time.sleep(0.05)
+    cache = Cache(nodes[0].url(0), secret=SECRET)
+    double, _ = counted(cache)
+    with pytest.warns(MemojarWarning, match="a node of a Redis Cluster.*needs a single server"):
+        assert [double(x) for x in (1, 2, 3, 1, 2, 3)] == [2, 4, 6, 2, 4, 6]  # never wrong
+    with pytest.raises(OSError, match="a node of a Redis Cluster"):
+        cache.clear()
+    cache.close()
+
+
+def test_a_command_disabled_under_a_script_is_named_as_disabled(
+    own_redis: Callable[..., RedisServer],
+) -> None:
+    """Before: "ResponseError: Unknown Redis command called from script script: <sha>,
+    on @user_script:20." from clear, with UNLINK renamed away in the server's configuration."""
+    server = own_redis("--rename-command", "UNLINK", "")
+    cache = Cache(server.url(0), secret=SECRET)
+    double, calls = counted(cache)
+    assert double(1) == 2
+    with pytest.raises(OSError, match="no command that one of memojar's Lua scripts calls "
+                                      r"\(renamed or disabled by rename-command"):
+        cache.clear()
+    assert double(1) == 2 and calls == [1]  # still a hit: nothing half removed
+    cache.close()
+
+
+def test_a_chunk_evicted_is_one_read_and_a_miss(redis_location: str, client: Any) -> None:
+    """A server evicting by its maxmemory-policy (allkeys-*) may take one chunk of an entry:
+    a miss, never a wrong value; and the chunks are read once, not three times over."""
+    store = RedisStore(redis_location, chunk_size=1000, signed=True)
+    store.write(FN, k(1), [b"a" * 5000])
+    (chunks,) = names(client, "*:c:*")
+    client.hdel(chunks, "4")  # the last of five, as the server's eviction may
+    client.config_resetstat()
+    assert store.read(FN, k(1)) is None
+    assert client.info("commandstats")["cmdstat_hget"]["calls"] == 5  # before: 15
+    store.close()
+
+
+def test_a_lock_the_server_removed_is_not_blamed_on_a_stall(redis_location: str,
+                                                            client: Any) -> None:
+    """A server near maxmemory with a volatile-* policy evicts the 2 s leases first (and
+    FLUSHALL, a restart without persistence, remove them): the value is returned, not
+    stored, and the warning says the server may have removed the lock. Before, it said only
+    that the lock expired in a stall of the server or the process, which never happened."""
+    cache = Cache(redis_location, secret=SECRET)
+    lock: list[bytes] = []
+
+    @cache.cached
+    def square(x: int) -> int:
+        client.delete(lock[0])  # what the server's eviction does meanwhile
+        return x * x
+
+    lock.append(entry_name(square, 3) + b":lock")
+    with pytest.warns(MemojarWarning, match=r"or the server removed it \(evicted by a "
+                                            "volatile-. maxmemory-policy"):
+        assert square(3) == 9
+    assert not client.exists(entry_name(square, 3))  # not stored: another may have taken it
+    cache.close()
+
+
+def test_chunks_the_server_evicted_before_the_commit_are_named_as_evicted(
+    redis_location: str, client: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full server with a volatile-* policy evicts the chunks being written (the only keys
+    with an expiry, with the locks). Before, the refusal said they 'expired or were removed
+    as orphans', which never happened."""
+    store = RedisStore(redis_location, chunk_size=1000, signed=True)
+    written = store._write_chunks
+
+    def evicted(name: bytes, chunks: bytes, *args: Any) -> Any:
+        done = written(name, chunks, *args)
+        client.delete(chunks)  # what the server's eviction does meanwhile
+        return done
+
+    monkeypatch.setattr(store, "_write_chunks", evicted)
+    with pytest.raises(OSError, match=r"evicted by the server \(a maxmemory-policy"):
+        store.write(FN, k(1), [b"a" * 5000])
+    assert store.read(FN, k(1)) is None
     store.close()

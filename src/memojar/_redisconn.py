@@ -83,6 +83,11 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         # redis-py takes '/abc' for database 0 and '/1/2' for 12, silently
         raise ValueError(f"the database after the host must be a number (e.g. "
                          f"{parts.scheme}://HOST:PORT/0), not {parts.path[1:]!r}")
+    if (parts.scheme in ("redis", "rediss") and parts.path.strip("/")
+            and re.search(r"(^|&)db=", parts.query)):
+        # redis-py takes the query's silently ('/3?db=5' is database 5)
+        raise ValueError(f"the database is given twice, after the host "
+                         f"({parts.path[1:]!r}) and as ?db=: give it once")
     pool = _Pool.from_url(
         url,
         socket_timeout=socket_timeout,

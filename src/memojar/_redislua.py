@@ -75,17 +75,22 @@ end
 
 # KEYS[4] entry, KEYS[5] its lock; ARGV value, px (0: none), chunks key ('' : none), size,
 # now, max_size (0), the lock's token ('': written without the lock), the number of chunks
-# -> entries evicted, or -1 when the lock is no longer this writer's (nothing written)
+# -> entries evicted, or (nothing written) -1 when the lock is another's, -2 when it is gone
+# (expired, or removed by the server: evicted, flushed, lost in a restart)
 COMMIT = COMMON + """
 local entry, lock = KEYS[4], KEYS[5]
 local value, px, chunks = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local size, now, max_size = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-if ARGV[7] ~= '' and redis.call('GET', lock) ~= ARGV[7] then return -1 end
+if ARGV[7] ~= '' then
+  local held = redis.call('GET', lock)
+  if not held then return -2 end
+  if held ~= ARGV[7] then return -1 end
+end
 -- every chunk there: a set removed meanwhile (expired, or reaped as an orphan while its
 -- writer stalled) is made again by the writer's later chunks, without its first ones
 if chunks ~= '' and redis.call('HLEN', chunks) ~= tonumber(ARGV[8]) then
-  return redis.error_reply('the chunks of this write expired or were removed as orphans '
-    .. 'before they were committed')
+  return redis.error_reply('the chunks of this write were gone before they were committed: '
+    .. 'evicted by the server (a maxmemory-policy: it is full), expired, or removed as orphans')
 end
 local before = size_of(entry)
 local evicted = 0
@@ -155,6 +160,35 @@ return make_room(tonumber(ARGV[1]), tonumber(ARGV[2]), '', 0, used)
 FORGET = COMMON + """
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 drop(KEYS[4])
+return 1
+"""
+
+# KEYS[4] a key named like an entry, found in the keyspace (``cleanup``); ARGV now -> 1 if
+# it was an entry missing from the index, now back in it. A server whose maxmemory-policy
+# is allkeys-* evicts any key, memojar's index too (``sizes`` is not touched by a hit, so
+# under allkeys-lru it goes first): the entries it listed stayed in the server, read by
+# every hit, but no listing, clear or max_size saw them again. The total is recounted after.
+REINDEX = COMMON + """
+local entry = KEYS[4]
+if redis.call('HEXISTS', sizes, entry) == 1 then return 0 end
+local kind = redis.call('TYPE', entry)
+if type(kind) == 'table' then kind = kind.ok end
+if kind ~= 'string' then return 0 end
+local size = redis.call('STRLEN', entry)
+local head = redis.call('GETRANGE', entry, 0, 511)
+local pointed = string.match(head, '^MJCH 2 %x+ %d+ (%d+) ')
+if pointed then
+  size = tonumber(pointed)
+  head = string.sub(head, (string.find(head, '\\n', 1, true) or #head) + 1)
+end
+-- an entry's own first bytes (PROTO 5, BINBYTES, its length, "MJAR"), so that a key of
+-- someone else's that only looks like one (an empty prefix) is never taken in, nor removed
+if string.sub(head, 1, 3) ~= '\\128\\005B' or string.sub(head, 8, 11) ~= 'MJAR' then
+  return 0
+end
+redis.call('HSET', sizes, entry, size)
+redis.call('ZADD', lru, 'NX', ARGV[1], entry)
+redis.call('SADD', base_of(entry) .. 'entries', entry)
 return 1
 """
 

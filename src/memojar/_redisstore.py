@@ -142,6 +142,13 @@ class RedisStore(Store):
     ) -> None:
         url, options = split_location(location)
         self.prefix = prefix if prefix is not None else options.get("prefix", DEFAULT_PREFIX)
+        if not self.prefix:
+            # Before, taken: the index keys were then 'lru', 'sizes', 'total' and 'stats',
+            # names any application may use: its 'total' counted memojar's bytes (and prune
+            # overwrote it), and clear removed the keys its 'sizes' hash named like entries.
+            raise ValueError("prefix must not be empty: every key memojar writes, its "
+                             "index's too ('<prefix>sizes', '<prefix>total'), begins with "
+                             f"it (the default is {DEFAULT_PREFIX!r})")
         self.socket_timeout = positive(
             "socket_timeout", socket_timeout, options.get("socket_timeout"),
             DEFAULT_SOCKET_TIMEOUT, float,
@@ -175,6 +182,7 @@ class RedisStore(Store):
         self._evict_script = register(lua.EVICT)
         self._forget = register(lua.FORGET)
         self._recount = register(lua.RECOUNT)
+        self._reindex = register(lua.REINDEX)
         self._reap = register(lua.REAP)
         self._acquire = register(lua.ACQUIRE)
         self._release = register(lua.RELEASE)
@@ -240,7 +248,10 @@ class RedisStore(Store):
             if data is not None:
                 return data
             again = cast("bytes | None", self._client.get(name))
-            if again is None:
+            if again is None or again == pointer:
+                # the same pointer: its chunk is gone for good (evicted by the server's
+                # maxmemory-policy, removed by hand), not replaced. Before, read twice more
+                # in full (three times an entry's size, sent for a miss).
                 return None
             if again[:5] != b"MJCH ":
                 return again
@@ -287,7 +298,7 @@ class RedisStore(Store):
         drop = functools.partial(self._drop_chunks, name, chunks)
         committing = False
         try:
-            with self._errors(f"writing {name!r}"):
+            with self._errors("writing an entry"):  # no key named: see ``oserror``
                 count = 0
                 if not chunks:
                     value: Any = b"".join(views)
@@ -313,9 +324,23 @@ class RedisStore(Store):
                 # is read back (``Store.write``). Before, "not cached", though stored.
                 raise ConnectionResetError(errno.ECONNRESET, exc.strerror) from exc
             raise
-        if evicted == -1:
+        if evicted < 0:
             if chunks:
                 self._renewer.attempt(drop, LEFTOVER_RETRY)
+            if evicted == -2:  # gone, not taken: perhaps no stall at all
+                # Before, a lock the server evicted (a volatile-* maxmemory-policy takes the
+                # keys nearest their expiry first: the 2 s leases) blamed a stall that never
+                # was, on nearly every write of a server near its maxmemory.
+                raise OSError(
+                    errno.ENOLCK,
+                    "this caller's lock on the key expired while it computed (the server or "
+                    f"this process stalled for longer than the lock's {LOCK_TTL:g} s lease), "
+                    "or the server removed it (evicted by a volatile-* maxmemory-policy, "
+                    "which takes the keys nearest their expiry first; FLUSHALL; a restart "
+                    "without persistence), so another caller may have computed the same "
+                    "value: this one is returned, and stored only by the caller that holds "
+                    "the lock",
+                )
             raise lease_lost(LOCK_TTL)
 
     def _write_chunks(self, name: bytes, chunks: bytes, views: list[memoryview],
@@ -573,12 +598,25 @@ class RedisStore(Store):
         return [entry for entry, removed in zip(entries, done, strict=True) if removed]
 
     def cleanup(self) -> int:
-        """Remove orphaned chunks (of writers that died), forget entries Redis expired,
-        recount the total. Returns the number of orphaned chunk sets removed."""
+        """Remove orphaned chunks (of writers that died), index entries the index lost (a
+        server evicting with an allkeys-* policy evicts the index's keys too), forget
+        entries Redis expired, recount the total. Returns the number of orphaned chunk sets
+        removed."""
         removed = 0
         pattern = _glob_escape(self._pre) + b"*:" + _HEX32 + b":c:" + _HEX16
         threshold = int((INFLIGHT_TTL - ORPHAN_AGE) * 1000)
         with self._errors("cleaning up"):
+            for batch in self._scan_keys(_glob_escape(self._pre) + b"*:" + _HEX32):
+                if batch:
+                    pipe = self._client.pipeline(transaction=False)
+                    for entry in batch:
+                        self._reindex(keys=[*self._index, entry], args=[time.time()],
+                                      client=pipe)
+                    reindexed = sum(pipe.execute())
+                    if reindexed:
+                        logger.info("%s: %d entries were missing from the index (evicted "
+                                    "by the server's maxmemory-policy?)", self.location,
+                                    reindexed)
             for batch in self._scan_keys(pattern):
                 if not batch:
                     continue
@@ -659,7 +697,7 @@ class RedisStore(Store):
             self._pid, self._mutex, self._leases = os.getpid(), threading.RLock(), {}
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
-        return oserror(exc, doing, self.socket_timeout)
+        return oserror(exc, doing, self.socket_timeout, self.prefix)
 
 
 # --- helpers ---------------------------------------------------------------------------
