@@ -1929,3 +1929,21 @@ def test_prune_keeps_an_entry_rewritten_after_it_was_judged(
     assert len(calls) == 2
     assert double(3) == 6 and len(calls) == 2  # the fresh entry is still there
     cache.close()
+
+
+def test_clear_leaves_an_object_it_cannot_read_and_removes_the_rest(
+        s3_location: str, client: Any) -> None:
+    """Whose an object is, is told by its first bytes: one whose GET the server refuses
+    (archived by a lifecycle rule: InvalidObjectState) cannot be told memojar's, so it
+    stays, and the entries beside it are still removed (not an error for the whole clear)."""
+    cache = Cache(s3_location, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    double(2)
+    bucket, _ = split(s3_location)
+    archived = entry_object(s3_location, double, 1)
+    client.copy_object(Bucket=bucket, Key=archived, StorageClass="GLACIER",
+                       CopySource={"Bucket": bucket, "Key": archived})
+    assert cache.clear() == 1
+    assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == [archived]
+    cache.close()
