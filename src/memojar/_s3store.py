@@ -19,7 +19,9 @@ errors into ``OSError`` (and fails fast after a fault). ``S3Store`` maps
 the ``Store`` primitives onto it; the policy (the unsigned-cache warning, whole headers for
 ``scan``, least-recently-written eviction for ``max_size``) is ``Store``'s. What is S3's own:
 the entry and lease layout, the header-first read of a large entry, aborting orphaned
-multipart uploads and the lease (``_Lease``, renewed by ``Renewer``).
+multipart uploads, the lease (``_Lease``, renewed by ``Renewer``), and removing only what
+begins as an entry (``_unlink`` reads each object's first bytes: a name is no proof, as a
+prefix may be shared), which eviction's total leaves out.
 
 The lease is judged without trusting anyone's clock: a waiter that sees the same lease
 (same ETag) for ``LEASE_TTL`` seconds of its own monotonic clock takes it over with a write
