@@ -1947,3 +1947,36 @@ def test_clear_leaves_an_object_it_cannot_read_and_removes_the_rest(
     assert cache.clear() == 1
     assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == [archived]
     cache.close()
+
+
+def test_a_server_frozen_while_clear_checks_its_objects_costs_one_timeout(
+        own_server: Callable[[], S3Server]) -> None:
+    """``clear`` reads the first bytes of every object it removes, several at a time: a
+    server that freezes then fails the clear after one timeout (the checks not begun are
+    not made, the others fail fast), never a wait per object, never a hang."""
+    server = own_server()
+    bucket = server.bucket("memojar-own")
+    cache = Cache(server.location(bucket, "p", timeout="1"), secret=SECRET)
+    store = cache.store
+    assert isinstance(store, S3Store)
+    for i in range(40):
+        store.write(FN, k(i), entry(k(i)))
+    real = store._bucket.get
+
+    def frozen_first(*args: Any, **kwargs: Any) -> Any:
+        server.pause()
+        return real(*args, **kwargs)
+
+    store._bucket.get = frozen_first  # type: ignore[method-assign]
+    try:
+        start = time.monotonic()
+        with pytest.raises(OSError):
+            cache.clear()
+        took = time.monotonic() - start
+    finally:
+        server.resume()
+    assert took < 1 + 1.5, took  # one timeout (room for a loaded machine)
+    store._bucket.get = real  # type: ignore[method-assign]
+    time.sleep(FAULT_BACKOFF)
+    assert cache.clear() == 40
+    cache.close()
