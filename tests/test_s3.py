@@ -65,6 +65,12 @@ def client(s3_server: S3Server) -> Any:
     return s3_server.client()
 
 
+def entry(key: str, size: int = 10) -> list[Any]:
+    """An entry as memojar writes it (what removals remove: other objects are left)."""
+    return _entry.encode(b"x" * size, ident=_entry.make_ident(FN, None, "0" * 16), key=key,
+                         created=time.time(), expires=None, compute_time=0.0)
+
+
 def objects(client: Any, location: str) -> dict[str, int]:
     bucket, prefix = split(location)
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -1312,10 +1318,10 @@ def test_a_single_put_does_not_wait_for_100_continue(s3_env: None) -> None:
 def test_max_size_evicts_the_least_recently_written(s3_location: str) -> None:
     store = open_store(s3_location, 10_000, True)
     for i in range(3):
-        store.write(FN, k(i), [bytes(3000)])
+        store.write(FN, k(i), entry(k(i), 2500))
         time.sleep(1.1)  # S3 dates objects to the second
     assert store.read(FN, k(0)) is not None  # a read is no use: S3 keeps no access times
-    store.write(FN, k(3), [bytes(3000)])
+    store.write(FN, k(3), entry(k(3), 2500))
     assert sorted(e.key for e in store.scan(heads=False)) == [k(1), k(2), k(3)]
     store.close()
 
@@ -1330,7 +1336,7 @@ def test_listing_and_clearing_page_past_1000_objects(s3_location: str, client: A
     assert isinstance(store, S3Store)
     n = 1001
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: store.write(FN, k(i), [b"entry"]), range(n)))
+        list(pool.map(lambda i: store.write(FN, k(i), entry(k(i))), range(n)))
     requests: list[str] = []
     events = store._bucket.client.meta.events
     for operation in ("ListObjectsV2", "DeleteObjects"):
@@ -1845,4 +1851,132 @@ def test_prune_leaves_a_stale_lease_taken_over_after_it_was_listed(
     monkeypatch.setattr(_Bucket, "uploads", uploads)
     cache.prune()  # not taken over this time: removed
     assert name not in objects(client, s3_location)
+    cache.close()
+
+
+def _plant_theirs(client: Any, location: str, folder: str) -> dict[str, bytes]:
+    """Objects named as memojar names entries that another tool wrote (a pickle keyed by
+    an MD5, a user's file)."""
+    import pickle
+
+    bucket, prefix = split(location)
+    theirs = {f"{prefix}/{folder}/{k(1)}.pkl": pickle.dumps({"rows": [1, 2]}),
+              f"{prefix}/{folder}/{k(2)}.pkl": b"user data " * 500}
+    for name, body in theirs.items():
+        client.put_object(Bucket=bucket, Key=name, Body=body)
+    return theirs
+
+
+def test_clear_leaves_objects_named_like_entries_that_memojar_did_not_write(
+        s3_location: str, client: Any) -> None:
+    """Old: ``Cache.clear()`` (and ``memojar clear``) removed every object named
+    ``<folder>/<32 hex>.pkl`` under the prefix, another tool's pickles too, by their names
+    alone. Now it reads each one's first bytes and removes only memojar's entries."""
+    cache = Cache(s3_location, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    theirs = _plant_theirs(client, s3_location, "results")
+    assert cache.clear() == 1
+    left = objects(client, s3_location)
+    assert set(theirs) <= set(left)
+    assert not [n for n in left if n not in theirs and n.endswith(SUFFIX)]
+    cache.close()
+
+
+def test_max_size_evicts_only_what_memojar_wrote(s3_location: str, client: Any) -> None:
+    """Old: eviction listed every object named as an entry and removed the least recently
+    written to make room: another tool's, written first, went first. Now they are left,
+    and only entries are evicted (the others still count in the listing's total)."""
+    theirs = _plant_theirs(client, s3_location, "tests.module.function")
+    time.sleep(1.1)  # S3 dates objects to the second: theirs are the oldest
+    store = open_store(s3_location, 12_000, True)
+    for i in range(10, 15):  # the fifth entry's write goes over 12 kB
+        store.write(FN, k(i), entry(k(i), 2500))
+        time.sleep(1.1)
+    assert set(theirs) <= set(objects(client, s3_location))
+    keys = {e.key for e in store.scan(heads=False)}
+    assert k(10) not in keys and k(14) in keys  # the oldest entry went instead
+    store.close()
+
+
+def test_prune_keeps_an_entry_rewritten_after_it_was_judged(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prune`` judges every entry, then removes the doomed. An entry found stale and
+    written again meanwhile (its caller's miss computed a fresh value) was removed with
+    the stale one's verdict: a lost result. Now the removal reads the first bytes again
+    and leaves an entry that is not the one judged."""
+    from memojar import _cache
+
+    cache = Cache(s3_location, secret=SECRET)
+    calls: list[int] = []
+
+    @cache.cached(ttl=0.5)
+    def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    assert double(3) == 6
+    time.sleep(0.6)  # stale
+    real_judge = _cache.judge
+
+    def judge_then_a_writer(*args: Any, **kwargs: Any) -> Any:
+        judged = list(real_judge(*args, **kwargs))
+        assert double(3) == 6  # a miss, between the judging and the removal: stored fresh
+        return judged
+
+    monkeypatch.setattr(_cache, "judge", judge_then_a_writer)
+    cache.prune()
+    assert len(calls) == 2
+    assert double(3) == 6 and len(calls) == 2  # the fresh entry is still there
+    cache.close()
+
+
+def test_clear_leaves_an_object_it_cannot_read_and_removes_the_rest(
+        s3_location: str, client: Any) -> None:
+    """Whose an object is, is told by its first bytes: one whose GET the server refuses
+    (archived by a lifecycle rule: InvalidObjectState) cannot be told memojar's, so it
+    stays, and the entries beside it are still removed (not an error for the whole clear)."""
+    cache = Cache(s3_location, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    double(2)
+    bucket, _ = split(s3_location)
+    archived = entry_object(s3_location, double, 1)
+    client.copy_object(Bucket=bucket, Key=archived, StorageClass="GLACIER",
+                       CopySource={"Bucket": bucket, "Key": archived})
+    assert cache.clear() == 1
+    assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == [archived]
+    cache.close()
+
+
+def test_a_server_frozen_while_clear_checks_its_objects_costs_one_timeout(
+        own_server: Callable[[], S3Server]) -> None:
+    """``clear`` reads the first bytes of every object it removes, several at a time: a
+    server that freezes then fails the clear after one timeout (the checks not begun are
+    not made, the others fail fast), never a wait per object, never a hang."""
+    server = own_server()
+    bucket = server.bucket("memojar-own")
+    cache = Cache(server.location(bucket, "p", timeout="1"), secret=SECRET)
+    store = cache.store
+    assert isinstance(store, S3Store)
+    for i in range(40):
+        store.write(FN, k(i), entry(k(i)))
+    real = store._bucket.get
+
+    def frozen_first(*args: Any, **kwargs: Any) -> Any:
+        server.pause()
+        return real(*args, **kwargs)
+
+    store._bucket.get = frozen_first  # type: ignore[method-assign]
+    try:
+        start = time.monotonic()
+        with pytest.raises(OSError):
+            cache.clear()
+        took = time.monotonic() - start
+    finally:
+        server.resume()
+    assert took < 1 + 1.5, took  # one timeout (room for a loaded machine)
+    store._bucket.get = real  # type: ignore[method-assign]
+    time.sleep(FAULT_BACKOFF)
+    assert cache.clear() == 40
     cache.close()

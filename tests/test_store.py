@@ -226,7 +226,7 @@ def test_scan_without_heads_still_gives_sizes(store: Store) -> None:
 
 def test_remove_removes_listed_entries(store: Store) -> None:
     for i in range(4):
-        store.write(FN, k(i), [b"x"])
+        store.write(FN, k(i), real_entry(k(i), 10))
     victims = [e for e in store.scan(FN, heads=False) if e.key in (k(1), k(3))]
     assert store.remove(victims) == 2
     assert {e.key for e in store.scan(heads=False)} == {k(0), k(2)}

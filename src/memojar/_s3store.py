@@ -19,7 +19,9 @@ errors into ``OSError`` (and fails fast after a fault). ``S3Store`` maps
 the ``Store`` primitives onto it; the policy (the unsigned-cache warning, whole headers for
 ``scan``, least-recently-written eviction for ``max_size``) is ``Store``'s. What is S3's own:
 the entry and lease layout, the header-first read of a large entry, aborting orphaned
-multipart uploads and the lease (``_Lease``, renewed by ``Renewer``).
+multipart uploads, the lease (``_Lease``, renewed by ``Renewer``), and removing only what
+begins as an entry (``_unlink`` reads each object's first bytes: a name is no proof, as a
+prefix may be shared), which eviction's total leaves out.
 
 The lease is judged without trusting anyone's clock: a waiter that sees the same lease
 (same ETag) for ``LEASE_TTL`` seconds of its own monotonic clock takes it over with a write
@@ -39,6 +41,7 @@ objects after some days is a fine complement (it only removes, and a removed ent
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import email.utils
@@ -67,6 +70,7 @@ import xxhash
 from ._entry import written_as_an_entry
 from ._errors import logger, warn
 from ._filestore import function_dir
+from ._ledger import choose_victims
 from ._location import positive, redact
 from ._store import (
     CONFIRM_SHARE,
@@ -103,6 +107,9 @@ LEASE_STALE = 60.0
 LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
 LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles up to it)
 ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
+# bytes read of an object at an entry's name to tell whether memojar wrote it (the magic)
+ENTRY_SNIFF = 16
+UNLINK_THREADS = 8  # objects checked at a time by a removal (below the client's 10 connections)
 FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
 _ENTRY = re.compile(r"([^/]+)/([0-9a-f]{32})" + re.escape(SUFFIX))
 _LEASE = re.compile(r"[^/]+/[0-9a-f]{32}" + re.escape(LEASE_SUFFIX))  # after the prefix
@@ -652,6 +659,9 @@ class S3Store(Store):
         self._conditions_checked = False  # the server honours conditional writes? (once)
         self._leases: dict[str, _Lease] = {}  # entry object -> this process's lease on it
         self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
+        # objects at entries' names found not to be entries (``_unlink``), as listed (name,
+        # size, date): eviction leaves them out of the total and does not read them again
+        self._foreign: set[tuple[str, int, float]] = set()
 
     def __repr__(self) -> str:
         return f"S3Store({self.location!r})"
@@ -763,22 +773,76 @@ class S3Store(Store):
         got = self._bucket.get(name, start, end)
         return None if got is None else bytes(self._bucket.read_body(name, got))
 
+    def evict(self, incoming: int = 0) -> int:
+        """``Store.evict`` by a listing, but only of entries: an object named as one that
+        memojar did not write is neither removed nor counted (before: chosen first, as the
+        oldest, and removed; once left alone, the total stayed over ``max_size``)."""
+        if self.max_size is None:
+            return 0
+        entries = [e for e in self._list(None, heads=False)
+                   if self._as_listed(e) not in self._foreign]
+        removed = 0
+        while True:
+            victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
+                                        self.max_size)
+            if not victims:
+                return removed
+            removed += self.remove(victims)
+            if not any(self._as_listed(v) in self._foreign for v in victims):
+                return removed
+            chosen = {self._as_listed(v) for v in victims}  # removed, gone or not entries
+            entries = [e for e in entries if self._as_listed(e) not in chosen]
+
+    def _as_listed(self, entry: StoredEntry) -> tuple[str, int, float]:
+        return self._object(entry), entry.size, entry.accessed
+
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
-        # An object named like an entry whose first bytes, read (``prune``'s scan), are not
-        # an entry's is someone else's (a pickle of another tool keyed by an MD5, a user's
-        # file) in a prefix a bucket shares: left alone. (Before, ``prune`` removed it as
-        # an unreadable entry.) ``clear`` and ``max_size`` go by names alone.
-        entries = [e for e in entries if not e.head or written_as_an_entry(e.head)]
-        # S3 does not say whether a deleted object existed: count what a listing still
-        # shows (one paginated listing per function, not a request per entry)
-        names = {self._object(e) for e in entries}
-        present: set[str] = set()
-        for fdir in {e.function_dir for e in entries}:
-            present.update(o.name for o in self._bucket.list(f"{self.prefix}{fdir}/")
-                           if o.name in names)
-        if present:
-            present -= self._bucket.delete_many(sorted(present))  # what it removed
-        return [e for e in entries if self._object(e) in present]
+        # Only what memojar wrote: an object at an entry's name is someone else's (a pickle
+        # of another tool keyed by an MD5, a user's file in a prefix a bucket shares) unless
+        # its first bytes are an entry's. Before, ``clear`` and ``max_size`` went by names
+        # alone and removed such objects. Each object's first bytes are read just before
+        # the removal (a ranged GET, several at a time), which also says it is there (S3
+        # does not say whether a deleted object existed); an entry whose head was read
+        # before (``prune``'s scan) goes only if it still begins so: one written since it
+        # was judged (a fresh value of a stale key) stays.
+        if not entries:
+            return []
+        if len(entries) == 1:
+            still = [self._still_an_entry(entries[0])]
+        else:
+            pool = concurrent.futures.ThreadPoolExecutor(min(UNLINK_THREADS, len(entries)),
+                                                         "memojar-s3-unlink")
+            try:
+                still = list(pool.map(self._still_an_entry, entries))
+            finally:  # an error or an interrupt: the checks not begun are not made
+                pool.shutdown(cancel_futures=True)
+        present = [e for e, yes in zip(entries, still, strict=True) if yes]
+        if not present:
+            return []
+        refused = self._bucket.delete_many([self._object(e) for e in present])
+        return [e for e in present if self._object(e) not in refused]
+
+    def _still_an_entry(self, entry: StoredEntry) -> bool:
+        """Whether the object begins as an entry (as ``entry.head``, if that was read):
+        not gone, nor someone else's, nor another entry now."""
+        name = self._object(entry)
+        head = entry.head[:HEAD_BYTES]
+        try:
+            got = self._bucket.get(name, 0, len(head) if head else ENTRY_SNIFF)
+            if got is None:
+                return False
+            first = bytes(self._bucket.read_body(name, got))
+        except (ConnectionError, TimeoutError):
+            raise  # no server: the removal fails as it did
+        except OSError as exc:
+            # unreadable here (archived by a lifecycle rule: InvalidObjectState; a GET
+            # refused): whose it is cannot be told, so it stays, and is not counted
+            logger.debug("not removing %s: its first bytes cannot be read (%s)", name, exc)
+            first = b""
+        if not written_as_an_entry(first):
+            self._foreign.add(self._as_listed(entry))
+            return False
+        return not head or first == head
 
     def cleanup(self) -> int:
         """Abort multipart uploads of writers that died (older than ORPHAN_AGE) and remove
