@@ -24,6 +24,19 @@ from redis_server import free_port
 
 pytest.importorskip("redis")
 
+# A script's start: a cache at its first argument, and a cached ``f``.
+CACHED_F = r"""
+import atexit, os, signal, sys, threading, warnings
+warnings.simplefilter("ignore")
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def f(x):
+    return x + 1
+"""
+
 # The server is down (nothing listens): the first call trips the store's breaker, which
 # starts its prober thread under the breaker's mutex; ``Thread.start`` waits for the thread,
 # and a signal handled there calls a cached function of the same store, whose ``check``
@@ -70,16 +83,7 @@ def test_a_signal_handler_calling_a_cached_function_while_the_prober_starts_does
 # connection's constructor, Python code) calls a cached function of the same cache, whose
 # command takes a connection from the same pool. redis-py before 7 guards the pool with a
 # plain lock: the handler waited for its own thread for ever.
-POOL_LOCKED = r"""
-import os, signal, sys, warnings
-warnings.simplefilter("ignore")
-from memojar import Cache
-
-cache = Cache(sys.argv[1])
-
-@cache.cached
-def f(x):
-    return x + 1
+POOL_LOCKED = CACHED_F + r"""
 
 got = []
 signal.signal(signal.SIGALRM, lambda signum, frame: got.append(f(100)))
@@ -117,16 +121,7 @@ print(json.dumps({"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "te
                       datetime.timezone.utc) + datetime.timedelta(minutes=5)).isoformat()}))
 """
 
-REFRESHING = r"""
-import os, signal, sys, warnings
-warnings.simplefilter("ignore")
-from memojar import Cache
-
-cache = Cache(sys.argv[1])
-
-@cache.cached
-def f(x):
-    return x + 1
+REFRESHING = CACHED_F + r"""
 
 got = []
 signal.signal(signal.SIGALRM, lambda signum, frame: got.append(f(100)))
@@ -186,16 +181,7 @@ def test_a_signal_handler_calling_a_cached_function_in_adaptive_retry_mode_does_
 # while the value is computed. No thread can start (here: a process out of memory for a
 # thread's stack; a signal handler or atexit function while the process ends, on Python
 # 3.12): before, the call raised ``Thread.start``'s RuntimeError, its lease left held.
-NO_THREAD = r"""
-import atexit, sys, threading, warnings
-warnings.simplefilter("ignore")
-from memojar import Cache
-
-cache = Cache(sys.argv[1])
-
-@cache.cached
-def f(x):
-    return x + 1
+NO_THREAD = CACHED_F + r"""
 
 def call(where, x):
     try:
