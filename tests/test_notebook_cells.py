@@ -391,7 +391,7 @@ def test_looking_for_reloaded_functions_walks_the_live_ones_once_a_cell(tmp_path
     # Cost guard: 50 functions called after a cell look at themselves, and all of them are
     # looked at once (a walk per function would be 2,500).
     define = ("import memojar._notebook as notebook\nlooks = []\n_patched = notebook._patched\n"
-              "def counting(memo):\n    looks.append(1)\n    return _patched(memo)\n"
+              "def counting(memo, make):\n    looks.append(1)\n    return _patched(memo, make)\n"
               "notebook._patched = counting\nfs = []\nfor i in range(50):\n"
               "    exec(f'@cache.cached\\ndef f{i}(x):\\n    return x + {i}\\nfs.append(f{i})')\n"
               "sum(f(1) for f in fs)")

@@ -379,7 +379,7 @@ class _Memo:
         ``CELL_RAN``): its function's helpers, classes and constants are compared with what
         its identity was made from, and all this is made again only if one changed."""
         if _notebook.cells_started:  # in IPython: a module %autoreload reloaded?
-            _notebook.reloaded(self)
+            _notebook.reloaded(self, make_wrapper)
         now = _as_it_is(self.watched)
         cells = _notebook.cells_started  # a cell that starts meanwhile marks it again
         if self.code is _notebook.CELL_RAN and not _reassigned(self.watched, self.made):

@@ -168,19 +168,31 @@ class Ledger:
         entries, total = self.backend._census()
         removed: list[StoredEntry] = []
         held: list[StoredEntry] = []
-        while True:
+        full = False  # the others' entries alone hold the room
+        while not full:
             kept = sum(e.size for e in held)
             victims, _ = choose_victims(entries, total - kept, incoming, max_size - kept)
             if not victims:
                 break
-            gone, refused = self.backend._unlink_refused(victims)
-            removed += gone
-            # Entries another process removed first are gone all the same.
-            total -= sum(e.size for e in victims) - sum(e.size for e in refused)
-            if not refused:
+            tried: set[int] = set()
+            any_refused = False
+            for victim in victims:  # oldest first, one at a time: see ``full``
+                tried.add(id(victim))
+                gone, refused = self.backend._unlink_refused([victim])
+                removed += gone
+                if not refused:  # removed (or by another process first: gone all the same)
+                    total -= victim.size
+                    continue
+                any_refused = True
+                held += refused
+                kept += victim.size
+                if kept + incoming > max_size:
+                    # No eviction can make room: the user's own entries stay (before, they
+                    # went too when the others' were older, for a write not stored).
+                    full = True
+                    break
+            if not any_refused:
                 break
-            held += refused
-            tried = {id(e) for e in victims}
             entries = [e for e in entries if id(e) not in tried]
         for entry in removed:
             logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,

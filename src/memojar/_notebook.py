@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from collections.abc import Callable
 from types import FunctionType
 from typing import Any
 
@@ -90,7 +91,7 @@ def ran(records: list[Any]) -> None:
             record.rebind(written)
 
 
-def reloaded(memo: Any) -> None:
+def reloaded(memo: Any, make_wrapper: Callable[[Any, bool], Any]) -> None:
     """A decorated function of a module that ``%autoreload`` reloaded runs the new code.
 
     Autoreload patches the old decorated function (the one a notebook imported by name,
@@ -116,15 +117,15 @@ def reloaded(memo: Any) -> None:
     walk, not one per function (measured, 300 functions called after a cell: 111 ms a walk
     per renew, 12 to 32 ms once a cell as without any, on a loaded 2-core machine)."""
     global _looked
-    _patched(memo)
+    _patched(memo, make_wrapper)
     if _looked == cells_started:
         return
     _looked = cells_started
     for each in list(_live):
-        _patched(each)
+        _patched(each, make_wrapper)
 
 
-def _patched(memo: Any) -> None:
+def _patched(memo: Any, make_wrapper: Callable[[Any, bool], Any]) -> None:
     """If autoreload patched the wrapper of ``memo`` with another memo's: take its code."""
     ref = getattr(memo, "wrapper", None)
     wrapper = ref() if ref is not None else None
@@ -133,17 +134,16 @@ def _patched(memo: Any) -> None:
     other = wrapper.__dict__.get("__memojar__")
     if (other is not None and other is not memo and type(other) is type(memo)
             and _adopt(memo, other)):
-        _rewrap(memo, wrapper)
+        _rewrap(memo, wrapper, make_wrapper)
 
 
-def _rewrap(memo: Any, wrapper: Any) -> None:
+def _rewrap(memo: Any, wrapper: Any, make_wrapper: Callable[[Any, bool], Any]) -> None:
     """``wrapper`` (patched by a reload) made whole again as the wrapper of ``memo``: its
     closure (deduperreload mixed both memos' cells: a method's entries were stored under
     the name of its reload's scratch class, ``mod.__autoreload_class__.m``) and its
     ``__dict__`` (``cache_clear``, ``cache_info``: the other memo's). Left as it is where
-    the reload changed its kind (``memory=`` added or dropped): the new code runs anyway."""
-    from ._decorator import make_wrapper
-
+    the reload changed its kind (``memory=`` added or dropped): the new code runs anyway.
+    ``make_wrapper`` is ``_decorator``'s (handed down: this module is below it)."""
     fresh = make_wrapper(memo, False)
     memo.wrapper = weakref.ref(wrapper)
     if fresh.__code__ is not wrapper.__code__ or not wrapper.__closure__:
