@@ -22,6 +22,17 @@ from memojar import Cache, _cache
 TIMEOUT = 60
 
 
+@pytest.fixture(autouse=True)
+def _frozen_heap() -> Any:
+    """What earlier tests left on the heap set aside (``gc.freeze``): these tests collect
+    after each of hundreds of interrupt points, and in the full suite a collection of its
+    whole heap took most of a second each (one test ran over ten minutes)."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
 def run(code: str, cache: Path, timeout: float = TIMEOUT) -> str:
     """``code`` in a new interpreter with ``CACHE`` its cache folder; its output."""
     done = subprocess.run(
