@@ -1846,6 +1846,20 @@ class FileStore(Store):
                 (e.location, uid) for e, uid in zip(refused, self._refused_owners, strict=True)])
         return removed
 
+    def _removable(self, entries: Sequence[StoredEntry]) -> list[bool]:
+        """One ``access`` a shard (of the effective user, as unlink checks), not a try."""
+        writable: dict[str, bool] = {}
+        effective = os.access in os.supports_effective_ids
+        found = []
+        for entry in entries:
+            shard = os.path.dirname(entry.location)
+            if shard not in writable:
+                writable[shard] = (os.access(shard, os.W_OK | os.X_OK,
+                                             effective_ids=effective)
+                                   or not os.path.isdir(shard))  # gone: nothing held
+            found.append(writable[shard])
+        return found
+
     def _unlink_refused(
         self, entries: Sequence[StoredEntry]
     ) -> tuple[list[StoredEntry], list[StoredEntry]]:

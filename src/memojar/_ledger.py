@@ -50,6 +50,10 @@ class SizedBackend(Protocol):
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         """Remove listed entries; the ones removed (another process may have been first)."""
 
+    def _removable(self, entries: Sequence[StoredEntry]) -> list[bool]:
+        """For each entry, False if this user certainly may not remove it (its folder is
+        not writable to it: another user's, in a cache shared by hand)."""
+
     def _unlink_refused(
         self, entries: Sequence[StoredEntry]
     ) -> tuple[list[StoredEntry], list[StoredEntry]]:
@@ -174,25 +178,29 @@ class Ledger:
             victims, _ = choose_victims(entries, total - kept, incoming, max_size - kept)
             if not victims:
                 break
-            tried: set[int] = set()
-            any_refused = False
-            for victim in victims:  # oldest first, one at a time: see ``full``
-                tried.add(id(victim))
-                gone, refused = self.backend._unlink_refused([victim])
-                removed += gone
-                if not refused:  # removed (or by another process first: gone all the same)
-                    total -= victim.size
+            batch: list[StoredEntry] = []
+            foreseen: list[StoredEntry] = []  # in folders this user may not write
+            for victim, removable in zip(victims, self.backend._removable(victims),
+                                         strict=True):
+                if removable:
+                    batch.append(victim)
                     continue
-                any_refused = True
-                held += refused
+                foreseen.append(victim)
                 kept += victim.size
                 if kept + incoming > max_size:
-                    # No eviction can make room: the user's own entries stay (before, they
-                    # went too when the others' were older, for a write not stored).
+                    # No eviction can make room: the user's own entries after it in LRU
+                    # order stay (before, they went too when the others' were older, for a
+                    # write then not stored).
                     full = True
                     break
-            if not any_refused:
+            gone, refused = self.backend._unlink_refused(batch) if batch else ([], [])
+            removed += gone
+            # Entries another process removed first are gone all the same.
+            total -= sum(e.size for e in batch) - sum(e.size for e in refused)
+            if not foreseen and not refused:
                 break
+            held += foreseen + refused
+            tried = {id(e) for e in batch} | {id(e) for e in foreseen}
             entries = [e for e in entries if id(e) not in tried]
         for entry in removed:
             logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
