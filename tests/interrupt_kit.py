@@ -174,6 +174,9 @@ class Points:
 
     def __init__(self, call: Callable[[], Any], before: Callable[[], Any] = lambda: None
                  ) -> None:
+        if not SUPPORTED:  # a test without the mark fails clearly, not in ``dis``
+            raise RuntimeError("Points needs opcode tracing: mark the test with "
+                               "skipif(not SUPPORTED) (see _traces_opcodes)")
         self.call, self.before = call, before
         self.path = self._uninterrupted()
         self.recounts = 0  # points run again after a run that went another way

@@ -559,6 +559,7 @@ def test_an_interrupt_while_the_folder_is_opened_leaves_no_descriptor_open(
     assert leaked == []
 
 
+@needs_tracing
 def test_an_interrupt_while_a_wait_is_noted_or_its_note_ended_leaves_no_note(
         tmp_path: Path) -> None:
     """A wait noted for other processes (a read lock above 2**62 in the key's lock file, on
