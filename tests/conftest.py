@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -288,11 +288,12 @@ def run_python(code: str, *args: str, env: dict[str, str] | None = None,
 NOBODY = 65534
 
 
-def as_another_user(job: Callable[[], str], uid: int = NOBODY) -> str:
-    """What ``job()`` returns, run as another user (uid and gid ``uid``; by default 65534,
-    ``nobody``) in a forked child of this process (or the traceback of its exception):
-    memojar is imported already, so nothing that user cannot reach (this interpreter, the
-    sources) is needed. Only root can act as another user: CI runs as root, so CI never
+def as_another_user(job: Callable[[], str], uid: int = NOBODY,
+                    groups: Sequence[int] = ()) -> str:
+    """What ``job()`` returns, run as another user (uid and gid ``uid``, in the
+    supplementary ``groups``; by default 65534, ``nobody``, in none) in a forked child of
+    this process (or the traceback of its exception): memojar is imported already, so
+    nothing that user cannot reach (this interpreter, the sources) is needed. Only root can act as another user: CI runs as root, so CI never
     skips these."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("acting as another user needs root (CI runs as root)")
@@ -309,7 +310,7 @@ def as_another_user(job: Callable[[], str], uid: int = NOBODY) -> str:
         status = 1
         try:
             os.close(read)
-            os.setgroups([])
+            os.setgroups(list(groups))
             os.setgid(uid)
             os.setuid(uid)
             said = job()

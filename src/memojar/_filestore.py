@@ -457,8 +457,6 @@ class FileStore(Store):
         # in a cache shared by hand (``_shards``), whose counts are not recorded.
         self._unseen: set[str] = set()
         self._stamp_why: str | None = None  # what was found at a stamp's name, if not one
-        # Whose the entries the last removal could not remove were (``_unlink_refused``).
-        self._refused_owners: list[int] = []
         self._unreadable_said = False  # another user's entry it may not read was warned of
         # The size ledger is another user's, which this one may not replace nor write
         # (``_write_total``): each use counts the files.
@@ -585,10 +583,12 @@ class FileStore(Store):
 
     def _unreadable_entry(self, path: str) -> None:
         """Warn, once per store, that another user's entry (or folder) this user may not
-        read makes its calls compute again: a cache shared between users by hand, where
-        each user's memojar keeps its new entries and folders private (0600, 0700, whatever
-        the umask). Before, nothing was said: with a secret, two users computing the same
-        calls replaced each other's entries at every call, and never hit."""
+        read makes its calls compute again: a cache shared between users by hand where
+        that user's entries or folders are private (made so by hand, or by a memojar before
+        2026-12, which made every new folder and entry private, 0700 and 0600, also in a
+        folder shared by hand; now they take the shared folder's bits). Before, nothing was
+        said: with a secret, two users computing the same calls replaced each other's
+        entries at every call, and never hit."""
         self._unreadable_said = True
         st, what = None, path
         for what in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
@@ -603,11 +603,13 @@ class FileStore(Store):
             if not self._warned:
                 self._foreign(st)
             return
-        warn(f"{what} is {user_name(st.st_uid)}'s and private to them (memojar keeps each "
-             f"user's entries and folders private, 0600 and 0700, also in a cache opened to "
-             f"all by hand): {user_name(_euid())}'s calls whose entries are another user's "
-             "compute again, whatever the secret. To share results between users, use a "
-             "Redis or S3 cache with a secret")
+        owner = user_name(st.st_uid)
+        warn(f"{what} is {owner}'s and private to them: {user_name(_euid())}'s calls whose "
+             f"entries are {owner}'s private ones compute again, whatever the secret. "
+             f"{owner} may open them to others (chmod -R go+rX, or g+rX for a group, in "
+             "that cache: memojar's new folders and entries then take their folder's "
+             "bits); or, to share results between users, use a Redis or S3 cache with a "
+             "secret")
 
     def _foreign(self, st: os.stat_result) -> None:
         self._untrusted(
@@ -664,6 +666,9 @@ class FileStore(Store):
         sfd = at[0]
         try:
             try:
+                folder = self._open.get(function)
+                if folder is not None and folder.shared & 0o044:  # as ``_link_new``
+                    os.fchmod(fd, _entry_mode(folder.shared))
                 if not written:
                     _write_all(fd, views)
             finally:
@@ -723,6 +728,8 @@ class FileStore(Store):
                         raise _NoTmpfile from exc
                     raise
                 try:
+                    if folder.shared & 0o044:  # others may read it (``_entry_mode``)
+                        os.fchmod(fd, _entry_mode(folder.shared))
                     written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
                     if written != size:  # a short write: the rest after it
                         _write_rest(fd, chunks, written)
@@ -881,16 +888,31 @@ class FileStore(Store):
             pass
         except FileNotFoundError:  # the folder itself was removed (clear, prune)
             return self._open_folder(function, folder)
+        else:
+            if folder.shared:  # a folder shared by hand: its new shards stay shared
+                _share_folder(shard, folder.fd, folder.shared)
         return folder
 
     def _open_lock_file(self, function: str) -> int:
         """Open (creating it) the function folder's lock file, never through a link."""
         folder = self._folder(function)
         try:
-            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+            fd = os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
         except FileNotFoundError:  # the folder was removed since this process opened it
             folder = self._open_folder(function, folder)
-            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+            fd = os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+        if folder.shared & 0o066:
+            # In a folder shared by hand, others take their compute-once locks in it too
+            # (a lock needs the file open for writing). Before, it was 0600: another user's
+            # open failed, and that user computed every key this one was computing,
+            # unlocked ("cannot lock ... Permission denied", logged). Also one an older
+            # memojar made private is opened to them by its owner's next process.
+            try:
+                _share_file(fd, 0o600 | (folder.shared & 0o066))
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
 
     def _open_shard(self, function: str, shard: str) -> int:
         """A descriptor of the function's ``shard``, opened ``O_DIRECTORY | O_NOFOLLOW``
@@ -1108,7 +1130,7 @@ class FileStore(Store):
         temporary file, its rename) to where the link led."""
         self._refuse_another_users()
         folder = self._folder(function)
-        _replace_small(NOTE_FILE, note, dir_fd=folder.fd)
+        _replace_small(NOTE_FILE, note, _entry_mode(folder.shared), dir_fd=folder.fd)
 
     def generation(self, function: str) -> Any | None:
         """The function's ``.gen`` file, mapped read-only (created if missing): another
@@ -1756,7 +1778,8 @@ class FileStore(Store):
                 elif _is_entry(file, shard):
                     entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
                                                _used(st), b"",
-                                               os.path.join(self.root, name, shard, file)))
+                                               os.path.join(self.root, name, shard, file),
+                                               st.st_uid))
         return entries, sum(e.size for e in entries) + temps
 
     def _ledger(self) -> Ledger:
@@ -1839,35 +1862,60 @@ class FileStore(Store):
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         """``Store._unlink``; entries this user may not remove are left, the others removed
         (and accounted, ``_removed``), then ``PartlyRemoved`` says so."""
-        removed, refused = self._unlink_refused(entries)
-        if refused:
+        removed, denied = self._unlink_owned(entries)
+        if denied:
             self._removed(removed)
-            raise _partly_removed(len(removed), [
-                (e.location, uid) for e, uid in zip(refused, self._refused_owners, strict=True)])
+            raise _partly_removed(len(removed), denied)
         return removed
 
     def _removable(self, entries: Sequence[StoredEntry]) -> list[bool]:
-        """One ``access`` a shard (of the effective user, as unlink checks), not a try."""
-        writable: dict[str, bool] = {}
+        """One ``stat`` and one ``access`` a shard (of the effective user, as unlink
+        checks), not a try. In a sticky shard (``chmod +t``, 1777 as /tmp) only the file's
+        owner, the shard's or root may remove a file: the entry's owner, from the census,
+        says which (no system call an entry). Before, a sticky shard this user may write
+        said every entry in it removable: eviction chose other users' entries, whose
+        removal was refused, together with this user's own next in LRU order, which went
+        though the others' alone held the room (the write then not stored all the same)."""
+        shards: dict[str, tuple[bool, bool]] = {}  # shard -> (writable, only own files)
         effective = os.access in os.supports_effective_ids
+        me = _euid()
         found = []
         for entry in entries:
             shard = os.path.dirname(entry.location)
-            if shard not in writable:
-                writable[shard] = (os.access(shard, os.W_OK | os.X_OK,
-                                             effective_ids=effective)
-                                   or not os.path.isdir(shard))  # gone: nothing held
-            found.append(writable[shard])
+            known = shards.get(shard)
+            if known is None:
+                try:
+                    st = os.stat(shard, follow_symlinks=False)
+                except OSError:  # gone: nothing held
+                    st = None
+                if st is None or not stat.S_ISDIR(st.st_mode):
+                    known = (True, False)
+                else:
+                    known = (os.access(shard, os.W_OK | os.X_OK, effective_ids=effective),
+                             bool(st.st_mode & stat.S_ISVTX) and me not in (0, st.st_uid))
+                shards[shard] = known
+            writable, own_only = known
+            found.append(writable and (not own_only or entry.owner in (None, me)))
         return found
 
     def _unlink_refused(
         self, entries: Sequence[StoredEntry]
     ) -> tuple[list[StoredEntry], list[StoredEntry]]:
+        removed, denied = self._unlink_owned(entries)
+        by_path = {e.location: e for e in entries}
+        return removed, [by_path[p] for p, _ in denied]
+
+    def _unlink_owned(
+        self, entries: Sequence[StoredEntry]
+    ) -> tuple[list[StoredEntry], list[tuple[str, int]]]:
+        """The entries removed, and the path and owner of each this user may not remove:
+        kept per call. Before, the owners were kept on the store, so two threads removing
+        at once (two ``clear``s, an eviction and a ``prune``) read each other's: a
+        ``ValueError`` from ``zip`` when the counts differed, else the wrong owners named."""
         by_path = {e.location: e for e in entries}
         denied: list[tuple[str, int]] = []
         removed = [by_path[p] for p in self._unlink_entries(list(by_path), denied)]
-        self._refused_owners = [uid for _, uid in denied]
-        return removed, [by_path[p] for p, _ in denied]
+        return removed, denied
 
 
 def _partly_removed(removed: int, refused: list[tuple[str, int]]) -> PartlyRemoved:
@@ -2063,7 +2111,7 @@ class _Folder:
     path creates, links and locks files relative to it. Closed when the last thread holding
     it drops it, so a thread still writing through it never sees its descriptor reused."""
 
-    __slots__ = ("dev", "fd", "ino", "name", "path")
+    __slots__ = ("dev", "fd", "ino", "name", "path", "shared")
 
     def __init__(self, path: str, st: os.stat_result) -> None:
         # Its descriptor is given by its opener once it is made (``_open_folder``), which
@@ -2074,6 +2122,9 @@ class _Folder:
         self.path = path  # where it must still be (``FileStore._folder``)
         self.name = os.path.basename(path)  # its name under the root (the tally's key)
         self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
+        # What the shards and files made in it get of its mode (``_shared_bits``): 0 in a
+        # private folder.
+        self.shared = _shared_bits(st.st_mode)
 
     def __del__(self, _close: Callable[[int], None] = os.close,
                 _fstat: Callable[[int], os.stat_result] = os.fstat) -> None:
@@ -2404,8 +2455,8 @@ def _open_listed(name: str, dir_fd: int, parent: str,
     a ``PermissionError`` naming it whole, its owner and what to do, where the walk stops
     (another user's folder left in a private cache by an older memojar run with ``sudo``,
     or put there by hand); except, given ``skipped``, another user's folder in a folder
-    opened to others (a cache shared by hand, ``chmod -R a+rwX``, where each user's memojar
-    makes its new folders private): that is appended to ``skipped`` (its path and owner)
+    opened to others (a cache shared by hand, ``chmod -R a+rwX``, where a user made its
+    folders private, or an older memojar did): that is appended to ``skipped`` (its path and owner)
     and passed over (None), as the folders a walk cannot see."""
     try:
         return _open_dir(name, dir_fd)
@@ -2428,6 +2479,55 @@ def _open_listed(name: str, dir_fd: int, parent: str,
 
 
 _OPENED_TO_OTHERS = stat.S_IWGRP | stat.S_IWOTH  # a folder others may write in: shared
+
+
+def _shared_bits(mode: int) -> int:
+    """What a folder of ``mode`` gives the folders and files memojar makes in it: its
+    group's and others' permission bits and its setgid bit if its user shared it by hand
+    (``chmod -R a+rwX``, ``g+rwXs``: others may write in it, or it is setgid), else 0 (a
+    private folder, 0700, memojar's own: what it makes there stays private). As setgid and
+    default ACLs would: a cache shared by hand stays shared as it grows. Before, every
+    folder made after the sharing was 0700, so other users' entries whose keys fell in it
+    were returned but not stored ("Permission denied"): one shard in 256 more with each
+    one made. The sticky bit is not passed on (folders made in a sticky one are open to
+    the group or all as it is: a cache's entries are for any user to replace)."""
+    if mode & (_OPENED_TO_OTHERS | stat.S_ISGID):
+        return mode & (0o077 | stat.S_ISGID)
+    return 0
+
+
+def _entry_mode(shared: int) -> int:
+    """The mode of an entry (or sweep note) made in a folder whose ``_shared_bits`` are
+    ``shared``: the folder's read bits, never its write bits (without a secret memojar
+    trusts its user's own files: one others may write would be theirs to plant in)."""
+    return 0o600 | (shared & 0o044)
+
+
+def _share_folder(name: str, dir_fd: int | None, shared: int) -> None:
+    """Give the folder ``name`` that memojar just made (relative to ``dir_fd``) the mode
+    of its shared parent (``_shared_bits``: ``shared``), whatever the umask; opened without
+    following links (one swapped in since is never changed). A folder it may not change
+    (another user's, put there meanwhile) is left as it is."""
+    try:
+        fd = os.open(name, _O_DIR, dir_fd=dir_fd)
+    except OSError as exc:
+        logger.debug("cannot open the folder %s just made to share it: %s", name, exc)
+        return
+    try:
+        os.fchmod(fd, 0o700 | shared)
+    except OSError as exc:
+        logger.debug("cannot share the folder %s: %s", name, exc)
+    finally:
+        os.close(fd)
+
+
+def _share_file(fd: int, mode: int) -> None:
+    """Give this user's file ``fd`` (a lock file) ``mode`` if it lacks some of its bits
+    (the umask took them, or an older memojar made it private)."""
+    st = os.fstat(fd)
+    if (st.st_uid == _euid() and stat.S_ISREG(st.st_mode)
+            and stat.S_IMODE(st.st_mode) & mode != mode):
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) | mode)
 
 
 def _euid() -> int:
@@ -2463,9 +2563,10 @@ def _skipped_warning(root: str, skipped: list[tuple[str, int]]) -> str:
     folders = "1 folder" if len(skipped) == 1 else f"{len(skipped):,} folders"
     return (f"{folders} of {owners} in {root} cannot be read by {user_name(_euid())} (the "
             f"first: {skipped[0][0]}): the entries there are not counted here, and are left "
-            "as they are. memojar makes each user's folders private (0700), also in a cache "
-            "opened to all by hand; to share results between users, use a Redis or S3 cache "
-            "with a secret")
+            "as they are. Folders made private (by hand, or by a memojar before 2026-12, which "
+            "made every new folder 0700 also in a cache opened to all) can be opened again by "
+            "their owner (chmod -R go+rwX, or g+rwX for a group); or, to share results "
+            "between users, use a Redis or S3 cache with a secret")
 
 
 @contextlib.contextmanager
@@ -2667,10 +2768,11 @@ def _link_tag(root: str) -> None:
 
 def _makedirs(path: str, root: str, tagged: bool) -> None:
     """Create ``path`` (the root or a folder under it) and any missing parents, each private
-    to the user (0700); the root is claimed before anything goes in (``_claim``: tagged if
-    memojar made it or it is empty, ``NotACacheDirectory`` if it holds files of someone
-    else's), unless it is known to be memojar's (``tagged``: its store claimed it, or tagged
-    it since).
+    to the user (0700), except that one made under the root in a folder shared by hand
+    takes that folder's group and other bits (``_shared_bits``); the root is claimed before
+    anything goes in (``_claim``: tagged if memojar made it or it is empty,
+    ``NotACacheDirectory`` if it holds files of someone else's), unless it is known to be
+    memojar's (``tagged``: its store claimed it, or tagged it since).
 
     ``os.makedirs`` applies its mode to the last directory only; this applies it to all.
     """
@@ -2703,27 +2805,32 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
         return
     d = root
     for part in below.split(os.sep):
-        d = os.path.join(d, part)
-        _mkdir(d)
+        parent, d = d, os.path.join(d, part)
+        if _mkdir(d):
+            # Under the root (never the root itself: a cache made in a shared folder, as
+            # /tmp, stays its user's), a folder made in one shared by hand stays shared.
+            shared = _shared_bits(os.stat(parent).st_mode)
+            if shared:
+                _share_folder(d, None, shared)
 
 
-def _mkdir(d: str, links_ok: bool = False) -> None:
+def _mkdir(d: str, links_ok: bool = False) -> bool:
     """Create the directory ``d`` (0700) unless one is there (``links_ok``: or a link to
-    one: the root and the folders above it are the user's to link). One found there and
-    moved or removed again before it could be looked at (another program renaming it
-    meanwhile) is made again, a few times; anything else there is an error saying what it
-    is."""
+    one: the root and the folders above it are the user's to link); True if this made it.
+    One found there and moved or removed again before it could be looked at (another
+    program renaming it meanwhile) is made again, a few times; anything else there is an
+    error saying what it is."""
     for _ in range(_WRITE_TRIES):
         try:
             os.mkdir(d, 0o700)
-            return
+            return True
         except FileExistsError:  # another process made it first (or moved one here)
             try:
                 mode = os.stat(d, follow_symlinks=links_ok).st_mode
             except FileNotFoundError:  # and it is gone again: make it
                 continue
             if stat.S_ISDIR(mode):
-                return
+                return False
             raise _not_a_folder(d, mode) from None
     raise _not_a_folder(d, making=True)
 

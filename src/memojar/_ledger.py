@@ -159,6 +159,11 @@ class Ledger:
         self.evict(size)
         return self._known() + size <= max_size
 
+    def _stuck(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        """The ``entries`` this user may not remove (``SizedBackend._removable``)."""
+        return [e for e, removable in zip(entries, self.backend._removable(entries),
+                                          strict=True) if not removable]
+
     def evict(self, incoming: int) -> int:
         """Remove least-recently-used entries until ``incoming`` bytes fit; recount.
 
@@ -173,6 +178,7 @@ class Ledger:
         removed: list[StoredEntry] = []
         held: list[StoredEntry] = []
         full = False  # the others' entries alone hold the room
+        weighed = False  # all the others' entries were weighed (``_stuck``)
         while not full:
             kept = sum(e.size for e in held)
             victims, _ = choose_victims(entries, total - kept, incoming, max_size - kept)
@@ -188,11 +194,24 @@ class Ledger:
                 foreseen.append(victim)
                 kept += victim.size
                 if kept + incoming > max_size:
-                    # No eviction can make room: the user's own entries after it in LRU
-                    # order stay (before, they went too when the others' were older, for a
-                    # write then not stored).
                     full = True
                     break
+            if foreseen and not full and not weighed:
+                # A cache shared by hand: before removing anything of the user's, all the
+                # entries it may not remove are weighed, once (a stat and an access a
+                # shard); a private cache never gets here.
+                weighed = True
+                stuck = self._stuck(entries)  # the foreseen among them
+                unmoved = sum(e.size for e in held) + sum(e.size for e in stuck)
+                if unmoved + incoming > max_size:
+                    foreseen, full = stuck, True
+            if full:
+                # No eviction can make room: none of the user's own entries goes (before,
+                # those in LRU order before the others' that hold it went, and those after
+                # them too when the others' were taken for removable in a sticky folder,
+                # for a write then not stored all the same).
+                held += foreseen
+                break
             gone, refused = self.backend._unlink_refused(batch) if batch else ([], [])
             removed += gone
             # Entries another process removed first are gone all the same.

@@ -66,6 +66,9 @@ class StoredEntry(NamedTuple):
     accessed: float  # when it was last read or written (seconds since the epoch)
     head: bytes  # at least the entry's header, when the listing asked for heads
     location: str  # a path or URL, for messages
+    # Whose the entry's file is, where the listing learnt it at no cost (the file store's
+    # ``stat``): in a sticky folder only its owner (or the folder's) may remove it.
+    owner: int | None = None
 
 
 def complete_head(head: bytes, read_more: Callable[[int, int], bytes]) -> bytes:

@@ -38,6 +38,19 @@ def _open_to_all(folder: Path) -> None:
             os.chmod(os.path.join(dirpath, name), 0o666)
 
 
+def _made_private(folder: Path, uid: int) -> None:
+    """``uid``'s folders and files under ``folder`` made private by their owner (``chmod
+    -R go=`` on its own): memojar makes them shared in a folder shared by hand."""
+
+    def private() -> str:
+        mine = [p for p in folder.rglob("*") if p.stat().st_uid == uid]
+        for p in mine:
+            p.chmod(0o700 if p.is_dir() else 0o600)
+        return str(len(mine))
+
+    assert as_another_user(private, uid) != "0"
+
+
 def _socket_at(path: Path) -> socket.socket:
     """A listening Unix socket at ``path`` (bound at a short name, then moved there: a
     test's folder is longer than a socket's address may be)."""
@@ -65,10 +78,11 @@ def _cli(cache_dir: Path, *argv: str) -> str:
 
 
 def test_a_cache_shared_by_hand_counts_what_the_user_can_read(shared_folder: Path) -> None:
-    """One user's cache opened to all by hand; another user caches there (its new shards
-    are 0700). The first user's ``cache_info()``, ``stats()``, ``entries()``, ``prune()``,
-    ``memojar ls``, ``info`` and ``prune`` count what it can read and say, in one warning,
-    whose folders it could not; nothing of the other user's is removed. Before, each raised
+    """One user's cache opened to all by hand; another user caches there, and makes its
+    folders private (0700, by hand: memojar made them shared). The first user's
+    ``cache_info()``, ``stats()``, ``entries()``, ``prune()``, ``memojar ls``, ``info`` and
+    ``prune`` count what it can read and say, in one warning, whose folders it could not;
+    nothing of the other user's is removed. Before, each raised
     ``PermissionError`` naming the other user's folder."""
     import memojar
 
@@ -81,6 +95,7 @@ def test_a_cache_shared_by_hand_counts_what_the_user_can_read(shared_folder: Pat
     assert as_another_user(lambda: fill(0), NOBODY)
     _open_to_all(cache_dir)
     assert as_another_user(lambda: fill(100), OTHER)
+    _made_private(cache_dir, OTHER)
     theirs = [p for p in cache_dir.rglob("*") if p.is_dir() and p.stat().st_uid == OTHER]
     assert theirs and all(p.stat().st_mode & 0o777 == 0o700 for p in theirs)
     listed = [p for p in cache_dir.rglob("*.pkl") if p.parent.stat().st_uid == NOBODY]
@@ -710,11 +725,11 @@ def test_a_user_who_may_only_read_a_shared_cache_computes_and_prunes_nothing(
 
 
 def test_entries_another_user_may_not_read_are_said_to_recompute(shared_folder: Path) -> None:
-    """Two users with one secret in a cache opened to all by hand: the entries each writes
-    afterwards are private (0600, whatever the umask), so the other's calls of them compute
-    again, and replace them where they may; each user is told once, whose entry it could
-    not read and what to use instead. Before, nothing was said to the owner of the cache,
-    whose calls computed again at every turn."""
+    """Two users with one secret in a cache opened to all by hand, whose entries each makes
+    private (0600, by hand, as a memojar before 2026-12 made them): the other's calls of
+    them compute again, and replace them where they may; each user is told once, whose
+    entry it could not read and what to do. Before, nothing was said to the owner of the
+    cache, whose calls computed again at every turn."""
     import memojar
 
     importlib.import_module("hmac")  # signing's: those users may not read this Python's
@@ -729,20 +744,33 @@ def test_entries_another_user_may_not_read_are_said_to_recompute(shared_folder: 
         said = [str(w.message) for w in caught if "private to them" in str(w.message)]
         return f"{right} {len(said)} {said}"
 
+    def entries_made_private(uid: int) -> None:
+        def private() -> str:
+            mine = [p for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == uid]
+            for p in mine:
+                p.chmod(0o600)
+            return str(len(mine))
+
+        assert as_another_user(private, uid) != "0"
+
     assert as_another_user(lambda: run(0, 300), NOBODY) == "True 0 []"
     _open_to_all(cache_dir)
     assert as_another_user(lambda: run(300, 400), NOBODY) == "True 0 []"
+    entries_made_private(NOBODY)
     said = as_another_user(lambda: run(300, 400), OTHER)
     assert said.startswith("True 1 ") and "is nobody's and private to them" in said, said
+    assert "nobody may open them to others (chmod -R go+rX" in said, said
     assert "use a Redis or S3 cache with a secret" in said
+    entries_made_private(OTHER)
     said = as_another_user(lambda: run(300, 400), NOBODY)
     assert said.startswith("True 1 ") and "is user 65533's and private to them" in said, said
 
 
 def test_explain_names_the_private_folder_of_another_users_entry(shared_folder: Path) -> None:
     """``cache_explain`` of a call whose entry another user keeps in its private folder of
-    a cache shared by hand says whose folder it cannot read. Before: "no entry for these
-    arguments", though the entry is there."""
+    a cache shared by hand (made private by that user: memojar made it shared) says whose
+    folder it cannot read. Before: "no entry for these arguments", though the entry is
+    there."""
     import memojar
 
     cache_dir = shared_folder / "c"
@@ -751,6 +779,7 @@ def test_explain_names_the_private_folder_of_another_users_entry(shared_folder: 
     _open_to_all(cache_dir)
     assert as_another_user(lambda: str(sum(map(len, map(
         memojar.Cache(cache_dir).cached(_blob), range(100, 110))))), OTHER) == "10000"
+    _made_private(cache_dir, OTHER)
 
     def explain() -> str:
         f = memojar.Cache(cache_dir).cached(_blob)
@@ -889,3 +918,260 @@ def test_another_users_clear_is_seen_by_this_users_memory_tier(
         os.close(ready_r)
     assert cleared == "2", cleared
     assert computed == b"2"  # computed once, and again after the other user's clear
+
+
+# --- what memojar makes in a cache shared by hand stays shared ----------------------------
+
+TEAM = NOBODY - 4  # a group both users are in (no name: "group 65530")
+
+
+def _share(cache_dir: Path, how: str) -> None:
+    """The owner shares its cache by hand: with a group (``chgrp -R``, ``chmod -R
+    g+rwXs``, nothing for others) or with all (``chmod -R a+rwX``)."""
+    if how == "all":
+        _open_to_all(cache_dir)
+        return
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        os.chown(p, -1, TEAM)
+        p.chmod(0o2770 if p.is_dir() else 0o660)
+
+
+@pytest.mark.parametrize("how", ["group", "all"])
+def test_what_memojar_makes_in_a_cache_shared_by_hand_stays_shared(
+        shared_folder: Path, how: str) -> None:
+    """A cache its owner shared by hand with a group (setgid) or with all; another user of
+    the same secret caches there, making new shards (and entries): they take the shared
+    folder's bits (2770 and 0640 in the group's, 0777 and 0644 in one open to all; entries
+    never writable by others), so the owner hits the other's entries and stores its own
+    where the other's shards are. Before, every folder made after the sharing was 0700 and
+    every entry 0600: the owner's calls whose keys fell in the other's shards computed
+    again, and were returned but not stored ("Permission denied"), for good. The cache
+    itself, made in a folder open to all (as /tmp), stays private until shared."""
+    import memojar
+
+    importlib.import_module("hmac")  # signing's: those users may not read this Python's
+    cache_dir = shared_folder / "c"
+    groups = [TEAM] if how == "group" else []
+
+    def run(start: int, stop: int) -> str:
+        f = memojar.Cache(cache_dir, secret="team").cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            right = all(f(i) == _blob(i) for i in range(start, stop))
+        said = {str(w.message)[:120] for w in caught}
+        return f"{right} {f.cache_info().hits} {sorted(said)}"
+
+    assert as_another_user(lambda: run(0, 10), NOBODY, groups) == "True 0 []"
+    assert cache_dir.stat().st_mode & 0o7777 == 0o700  # in a folder open to all
+    _share(cache_dir, how)
+    assert as_another_user(lambda: run(0, 300), OTHER, groups) == "True 10 []"
+    folder = next(cache_dir.glob("*._blob"))
+    theirs = [p for p in folder.iterdir() if p.is_dir() and p.stat().st_uid == OTHER]
+    assert len(theirs) > 100
+    made = 0o2770 if how == "group" else 0o777
+    assert {p.stat().st_mode & 0o7777 for p in theirs} == {made}
+    entries = {p.stat().st_mode & 0o777 for p in folder.rglob("*.pkl")
+               if p.stat().st_uid == OTHER}
+    assert entries == {0o640 if how == "group" else 0o644}
+    assert as_another_user(lambda: run(0, 300), NOBODY, groups) == "True 300 []"
+    assert as_another_user(lambda: run(300, 600), NOBODY, groups) == "True 0 []"
+    assert sum(p.stat().st_uid == NOBODY for p in folder.rglob("*.pkl")) >= 300
+
+
+def test_a_folder_its_owner_keeps_private_in_a_shared_cache_stays_private(
+        shared_folder: Path) -> None:
+    """In a cache opened to all by hand, a function's folder its owner made private again
+    (``chmod 700``): its new shards and entries are private (0700, 0600), as in a cache
+    never shared."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def fill(start: int, stop: int) -> str:
+        f = memojar.Cache(cache_dir).cached(_blob)
+        return str(sum(len(f(i)) for i in range(start, stop)))
+
+    assert as_another_user(lambda: fill(0, 5), NOBODY) == "5000"
+    _open_to_all(cache_dir)
+    folder = next(cache_dir.glob("*._blob"))
+    folder.chmod(0o700)
+    before = {p for p in folder.iterdir() if p.is_dir()}
+    assert as_another_user(lambda: fill(5, 100), NOBODY) == "95000"
+    made = {p for p in folder.iterdir() if p.is_dir()} - before
+    assert made and {p.stat().st_mode & 0o7777 for p in made} == {0o700}
+    assert {p.stat().st_mode & 0o777 for p in made for p in p.iterdir()} == {0o600}
+
+
+_CALLS: list[int] = []  # the computations of ``_slow`` in this process
+_STARTED: list[int] = []  # a pipe's write end: ``_slow`` says there when it starts, and waits
+
+
+def _slow(x: int) -> int:
+    _CALLS.append(x)
+    if _STARTED:
+        os.write(_STARTED[0], b"1")
+        import time
+
+        time.sleep(1.5)
+    return 2 * x
+
+
+def test_another_user_waits_for_the_compute_once_lock_in_a_shared_cache(
+        shared_folder: Path) -> None:
+    """In a cache opened to all by hand, another user's function folder made after the
+    sharing, whose lock file an older memojar made private (0600): while that user computes
+    a key, the owner's call of the same key (same secret) waits, and reads the value stored,
+    computing nothing. The lock file is opened to others by its owner's next process.
+    Before, the folder was 0700 and the lock file 0600: the owner could not take the key's
+    lock, and computed at once ("cannot lock ... Permission denied", logged only)."""
+    import select
+
+    import memojar
+
+    importlib.import_module("hmac")
+    cache_dir = shared_folder / "c"
+
+    def call(x: int) -> str:
+        f = memojar.Cache(cache_dir, secret="team").cached(_slow)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the other user's statistics: not this point
+            return f"{f(x)} {len(_CALLS)}"
+
+    assert as_another_user(lambda: str(len(memojar.Cache(cache_dir).cached(_blob)(0))),
+                           NOBODY) == "1000"
+    _open_to_all(cache_dir)
+    assert as_another_user(lambda: call(1), OTHER) == "2 1"  # its folder and lock file
+    (lock,) = cache_dir.glob("*._slow/.lock")
+    lock.chmod(0o600)  # as an older memojar made it
+    started_r, started_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # OTHER computes _slow(3), holding its lock for 1.5 s
+        status = 1
+        try:
+            os.close(started_r)
+            os.setgroups([])
+            os.setgid(OTHER)
+            os.setuid(OTHER)
+            _STARTED.append(started_w)
+            call(3)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(started_w)
+    try:
+        assert select.select([started_r], [], [], 60)[0] and os.read(started_r, 1) == b"1"
+        said = as_another_user(lambda: call(3), NOBODY)
+    finally:
+        os.waitpid(pid, 0)
+        os.close(started_r)
+    assert said == "6 0", said  # the value OTHER stored; computed nothing
+    assert lock.stat().st_mode & 0o777 == 0o666
+
+
+@pytest.mark.parametrize("older", ["theirs", "mine"])
+def test_eviction_in_a_sticky_shared_cache_keeps_the_users_entries(
+        shared_folder: Path, older: str) -> None:
+    """A cache shared by hand whose folders are sticky (``chmod -R 1777``, as /tmp): another
+    user's entries in its own folders there are ones this user may write beside but not
+    remove. Writes with ``max_size`` evict this user's entries in their place and stay
+    under it; when the others' alone hold the room, a write is returned, not stored, and
+    none of this user's entries goes, whichever are the least recently used. Before,
+    eviction took the others' entries for removable (their folders are writable) and
+    removed this user's own next in LRU order with them; and, in any cache shared by hand,
+    this user's own entries older than the others' went before the others' were found to
+    hold the room: for a write then not stored all the same, results lost for nothing."""
+    import time
+
+    import memojar
+
+    cache_dir = shared_folder / "c"
+
+    def fill(start: int, n: int) -> str:
+        f = memojar.Cache(cache_dir).cached(_blob)
+        return str(sum(len(f(i)) for i in _apart(f, cache_dir, start, n)))
+
+    assert as_another_user(lambda: fill(0, 10), NOBODY) == "10000"
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        p.chmod(0o1777 if p.is_dir() else 0o666)
+    assert as_another_user(lambda: fill(100, 40), OTHER) == "40000"
+    theirs = {p: p.read_bytes() for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == OTHER}
+    assert len(theirs) == 40
+    held = sum(p.stat().st_size for p in theirs)
+    now = time.time()
+    for p in cache_dir.rglob("*"):  # as OTHER would, sharing its folders the same way
+        if p.stat().st_uid == OTHER:
+            p.chmod(0o1777 if p.is_dir() else 0o644)
+        if p.suffix == ".pkl":  # used an hour ago, or two: ``older`` the least recently
+            ago = 7200 if (p.stat().st_uid == OTHER) == (older == "theirs") else 3600
+            os.utime(p, (now - ago, now - ago))
+
+    def write(max_size: int) -> str:
+        f = memojar.Cache(cache_dir, max_size=max_size).cached(_blob)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            right = all(f(i) == _blob(i) for i in range(1000, 1020))
+        said = {str(w.message).split(" failed (")[-1][:22] for w in caught}
+        return f"{right} {sorted(said)}"
+
+    mine = {p for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == NOBODY}
+    said = as_another_user(lambda: write(held - 5_000), NOBODY)
+    assert said == "True ['no room under max_size']", said
+    assert {p for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == NOBODY} == mine
+    said = as_another_user(lambda: write(held + 12_000), NOBODY)
+    assert said == "True []", said
+    assert _pkl_bytes(cache_dir) <= held + 12_000
+    assert sum(p.stat().st_uid == NOBODY for p in cache_dir.rglob("*.pkl")) >= 5
+    assert {p: p.read_bytes() for p in theirs} == theirs
+
+
+def test_two_threads_clearing_a_shared_cache_name_each_its_own_left_entries(
+        shared_folder: Path) -> None:
+    """Two threads of one process clear two functions at once in a cache shared by hand
+    where another user's entries of each sit in folders this user may not write (40 of
+    one, 1 of the other): each ``cache_clear()`` raises ``PermissionError`` saying how many
+    of its own were left, whose. Before, whose they were was kept on the store between the
+    removal and the error: the other thread's removal replaced it meanwhile, and a clear
+    raised ``ValueError`` (``zip``: lengths differ)."""
+    import sys
+    import threading
+
+    import memojar
+    from memojar._errors import PartlyRemoved
+
+    cache_dir, _ = _theirs_read_only(shared_folder)  # 40 of OTHER's entries of _blob
+    assert as_another_user(lambda: str(memojar.Cache(cache_dir).cached(_cube)(2)),
+                           OTHER) == "8"
+    for p in cache_dir.rglob("*"):
+        if p.stat().st_uid == OTHER:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+    def clear_at_once() -> str:
+        cache = memojar.Cache(cache_dir)
+        functions = {"blob": cache.cached(_blob), "cube": cache.cached(_cube)}
+        said: dict[str, set[str]] = {name: set() for name in functions}
+
+        def clear(name: str) -> None:
+            for _ in range(150):
+                try:
+                    functions[name].cache_clear()
+                    said[name].add("no error")
+                except PartlyRemoved as exc:  # what was left, and whose
+                    said[name].add(f"{len(exc.left)} left, {sorted({o for _, o in exc.left})}")
+                except Exception as exc:  # noqa: BLE001 (what each said, for the test)
+                    said[name].add(f"{type(exc).__name__}: {exc}")
+
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            threads = [threading.Thread(target=clear, args=(name,)) for name in functions]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(old)
+        return str(sorted((name, sorted(s)) for name, s in said.items()))
+
+    said = as_another_user(clear_at_once, NOBODY)
+    assert said == str([("blob", ["40 left, ['user 65533']"]),
+                        ("cube", ["1 left, ['user 65533']"])]), said
