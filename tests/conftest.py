@@ -293,8 +293,8 @@ def as_another_user(job: Callable[[], str], uid: int = NOBODY,
     """What ``job()`` returns, run as another user (uid and gid ``uid``, in the
     supplementary ``groups``; by default 65534, ``nobody``, in none) in a forked child of
     this process (or the traceback of its exception): memojar is imported already, so
-    nothing that user cannot reach (this interpreter, the sources) is needed. Only root can act as another user: CI runs as root, so CI never
-    skips these."""
+    nothing that user cannot reach (this interpreter, the sources) is needed. Only root can
+    act as another user: CI runs as root, so CI never skips these."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         pytest.skip("acting as another user needs root (CI runs as root)")
     import traceback
