@@ -936,14 +936,16 @@ def _share(cache_dir: Path, how: str) -> None:
         p.chmod(0o2770 if p.is_dir() else 0o660)
 
 
-@pytest.mark.parametrize("how", ["group", "all"])
+@pytest.mark.parametrize(("how", "max_size"), [("group", None), ("all", None),
+                                               ("all", 10**7)])
 def test_what_memojar_makes_in_a_cache_shared_by_hand_stays_shared(
-        shared_folder: Path, how: str) -> None:
+        shared_folder: Path, how: str, max_size: int | None) -> None:
     """A cache its owner shared by hand with a group (setgid) or with all; another user of
     the same secret caches there, making new shards (and entries): they take the shared
     folder's bits (2770 and 0640 in the group's, 0777 and 0644 in one open to all; entries
     never writable by others), so the owner hits the other's entries and stores its own
-    where the other's shards are. Before, every folder made after the sharing was 0700 and
+    where the other's shards are (also with ``max_size``, whose writes rename a temporary
+    file into place). Before, every folder made after the sharing was 0700 and
     every entry 0600: the owner's calls whose keys fell in the other's shards computed
     again, and were returned but not stored ("Permission denied"), for good. The cache
     itself, made in a folder open to all (as /tmp), stays private until shared."""
@@ -954,7 +956,7 @@ def test_what_memojar_makes_in_a_cache_shared_by_hand_stays_shared(
     groups = [TEAM] if how == "group" else []
 
     def run(start: int, stop: int) -> str:
-        f = memojar.Cache(cache_dir, secret="team").cached(_blob)
+        f = memojar.Cache(cache_dir, secret="team", max_size=max_size).cached(_blob)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             right = all(f(i) == _blob(i) for i in range(start, stop))
@@ -1042,6 +1044,8 @@ def test_another_user_waits_for_the_compute_once_lock_in_a_shared_cache(
     _open_to_all(cache_dir)
     assert as_another_user(lambda: call(1), OTHER) == "2 1"  # its folder and lock file
     (lock,) = cache_dir.glob("*._slow/.lock")
+    assert {p.stat().st_mode & 0o7777 for p in [lock.parent, *lock.parent.glob("??")]} == {
+        0o777}  # the function's folder and its shard, made after the sharing
     lock.chmod(0o600)  # as an older memojar made it
     started_r, started_w = os.pipe()
     pid = os.fork()
@@ -1068,14 +1072,15 @@ def test_another_user_waits_for_the_compute_once_lock_in_a_shared_cache(
     assert lock.stat().st_mode & 0o777 == 0o666
 
 
-@pytest.mark.parametrize("older", ["theirs", "mine"])
+@pytest.mark.parametrize("older", ["some of theirs", "mine"])
 def test_eviction_in_a_sticky_shared_cache_keeps_the_users_entries(
         shared_folder: Path, older: str) -> None:
     """A cache shared by hand whose folders are sticky (``chmod -R 1777``, as /tmp): another
     user's entries in its own folders there are ones this user may write beside but not
     remove. Writes with ``max_size`` evict this user's entries in their place and stay
     under it; when the others' alone hold the room, a write is returned, not stored, and
-    none of this user's entries goes, whichever are the least recently used. Before,
+    none of this user's entries goes, whichever are the least recently used (some of the
+    other's, then this user's; or this user's). Before,
     eviction took the others' entries for removable (their folders are writable) and
     removed this user's own next in LRU order with them; and, in any cache shared by hand,
     this user's own entries older than the others' went before the others' were found to
@@ -1097,13 +1102,15 @@ def test_eviction_in_a_sticky_shared_cache_keeps_the_users_entries(
     theirs = {p: p.read_bytes() for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == OTHER}
     assert len(theirs) == 40
     held = sum(p.stat().st_size for p in theirs)
-    now = time.time()
     for p in cache_dir.rglob("*"):  # as OTHER would, sharing its folders the same way
         if p.stat().st_uid == OTHER:
             p.chmod(0o1777 if p.is_dir() else 0o644)
-        if p.suffix == ".pkl":  # used an hour ago, or two: ``older`` the least recently
-            ago = 7200 if (p.stat().st_uid == OTHER) == (older == "theirs") else 3600
-            os.utime(p, (now - ago, now - ago))
+    # Used one, two or three hours ago: ``older`` the least recently.
+    first = set(sorted(theirs)[:5]) if older == "some of theirs" else set()
+    now = time.time()
+    for p in cache_dir.rglob("*.pkl"):
+        ago = 3 if p in first else 1 if p in theirs else 2
+        os.utime(p, (now - ago * 3600, now - ago * 3600))
 
     def write(max_size: int) -> str:
         f = memojar.Cache(cache_dir, max_size=max_size).cached(_blob)
@@ -1128,15 +1135,18 @@ def test_two_threads_clearing_a_shared_cache_name_each_its_own_left_entries(
         shared_folder: Path) -> None:
     """Two threads of one process clear two functions at once in a cache shared by hand
     where another user's entries of each sit in folders this user may not write (40 of
-    one, 1 of the other): each ``cache_clear()`` raises ``PermissionError`` saying how many
-    of its own were left, whose. Before, whose they were was kept on the store between the
-    removal and the error: the other thread's removal replaced it meanwhile, and a clear
-    raised ``ValueError`` (``zip``: lengths differ)."""
-    import sys
+    one, 1 of the other): each ``cache_clear()`` raises ``PermissionError`` naming its own
+    40 or 1 entries left, and whose. Before, whose they were was kept on the store between
+    the removal and the error, so the other thread's removal could replace it meanwhile: a
+    clear then raised ``ValueError`` (``zip``: lengths differ), or named the other's owners.
+    That moment is forced here: where that code kept them (``_refused_owners``), each
+    thread waits until the other has kept its own (a store that keeps nothing there never
+    waits)."""
     import threading
 
     import memojar
     from memojar._errors import PartlyRemoved
+    from memojar._filestore import FileStore
 
     cache_dir, _ = _theirs_read_only(shared_folder)  # 40 of OTHER's entries of _blob
     assert as_another_user(lambda: str(memojar.Cache(cache_dir).cached(_cube)(2)),
@@ -1146,32 +1156,35 @@ def test_two_threads_clearing_a_shared_cache_name_each_its_own_left_entries(
             p.chmod(0o755 if p.is_dir() else 0o644)
 
     def clear_at_once() -> str:
+        both = threading.Barrier(2, timeout=10)
+
+        def keep(store: Any, owners: list[int]) -> None:
+            store.__dict__["_refused_owners"] = owners
+            if owners:  # a removal's refusals, not the store's first empty list
+                both.wait()
+
+        FileStore._refused_owners = property(  # type: ignore[attr-defined]
+            lambda store: store.__dict__["_refused_owners"], keep)
         cache = memojar.Cache(cache_dir)
         functions = {"blob": cache.cached(_blob), "cube": cache.cached(_cube)}
-        said: dict[str, set[str]] = {name: set() for name in functions}
+        said: dict[str, str] = {}
 
         def clear(name: str) -> None:
-            for _ in range(150):
-                try:
-                    functions[name].cache_clear()
-                    said[name].add("no error")
-                except PartlyRemoved as exc:  # what was left, and whose
-                    said[name].add(f"{len(exc.left)} left, {sorted({o for _, o in exc.left})}")
-                except Exception as exc:  # noqa: BLE001 (what each said, for the test)
-                    said[name].add(f"{type(exc).__name__}: {exc}")
+            try:
+                functions[name].cache_clear()
+                said[name] = "no error"
+            except PartlyRemoved as exc:  # what was left, and whose
+                said[name] = f"{len(exc.left)} left, {sorted({o for _, o in exc.left})}"
+            except Exception as exc:  # noqa: BLE001 (what each said, for the test)
+                said[name] = f"{type(exc).__name__}: {exc}"
 
-        old = sys.getswitchinterval()
-        sys.setswitchinterval(1e-6)
-        try:
-            threads = [threading.Thread(target=clear, args=(name,)) for name in functions]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        finally:
-            sys.setswitchinterval(old)
-        return str(sorted((name, sorted(s)) for name, s in said.items()))
+        threads = [threading.Thread(target=clear, args=(name,)) for name in functions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return str(sorted(said.items()))
 
     said = as_another_user(clear_at_once, NOBODY)
-    assert said == str([("blob", ["40 left, ['user 65533']"]),
-                        ("cube", ["1 left, ['user 65533']"])]), said
+    assert said == str([("blob", "40 left, ['user 65533']"),
+                        ("cube", "1 left, ['user 65533']")]), said
