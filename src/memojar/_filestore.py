@@ -668,7 +668,7 @@ class FileStore(Store):
             try:
                 folder = self._open.get(function)
                 if folder is not None and folder.shared & 0o044:  # as ``_link_new``
-                    os.fchmod(fd, _entry_mode(folder.shared))
+                    _share_entry(fd, folder)
                 if not written:
                     _write_all(fd, views)
             finally:
@@ -729,7 +729,7 @@ class FileStore(Store):
                     raise
                 try:
                     if folder.shared & 0o044:  # others may read it (``_entry_mode``)
-                        os.fchmod(fd, _entry_mode(folder.shared))
+                        _share_entry(fd, folder)
                     written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
                     if written != size:  # a short write: the rest after it
                         _write_rest(fd, chunks, written)
@@ -889,8 +889,10 @@ class FileStore(Store):
         except FileNotFoundError:  # the folder itself was removed (clear, prune)
             return self._open_folder(function, folder)
         else:
-            if folder.shared:  # a folder shared by hand: its new shards stay shared
-                _share_folder(shard, folder.fd, folder.shared)
+            # A folder shared by hand: its new shards stay shared (unless the file system
+            # refuses modes: FAT shown 0777).
+            if folder.shared and not _share_folder(shard, folder.fd, folder.shared):
+                folder.shared = 0
         return folder
 
     def _open_lock_file(self, function: str) -> int:
@@ -909,6 +911,11 @@ class FileStore(Store):
             # memojar made private is opened to them by its owner's next process.
             try:
                 _share_file(fd, 0o600 | (folder.shared & 0o066))
+            except OSError as exc:  # modes refused (FAT shows every file as 0777)
+                if exc.errno is None:
+                    os.close(fd)
+                    raise
+                _modes_refused(folder, exc)
             except BaseException:
                 os.close(fd)
                 raise
@@ -2255,7 +2262,12 @@ def _replace_small(path: str, data: bytes, mode: int = 0o600,
     try:
         try:
             if mode != 0o600:
-                os.fchmod(fd, mode)
+                try:
+                    os.fchmod(fd, mode)
+                except OSError as exc:  # modes refused (FAT shown 0777): written as is
+                    if exc.errno is None:
+                        raise
+                    logger.debug("cannot give %s the mode %o: %s", path, mode, exc)
             _write_all(fd, [data])  # the statistics file grows with the functions
         finally:
             os.close(fd)
@@ -2503,22 +2515,43 @@ def _entry_mode(shared: int) -> int:
     return 0o600 | (shared & 0o044)
 
 
-def _share_folder(name: str, dir_fd: int | None, shared: int) -> None:
+def _share_folder(name: str, dir_fd: int | None, shared: int) -> bool:
     """Give the folder ``name`` that memojar just made (relative to ``dir_fd``) the mode
     of its shared parent (``_shared_bits``: ``shared``), whatever the umask; opened without
     following links (one swapped in since is never changed). A folder it may not change
-    (another user's, put there meanwhile) is left as it is."""
+    (another user's, put there meanwhile; a file system that refuses modes) is left as it
+    is: False if the mode was refused."""
     try:
         fd = os.open(name, _O_DIR, dir_fd=dir_fd)
     except OSError as exc:
         logger.debug("cannot open the folder %s just made to share it: %s", name, exc)
-        return
+        return True
     try:
         os.fchmod(fd, 0o700 | shared)
     except OSError as exc:
         logger.debug("cannot share the folder %s: %s", name, exc)
+        return False
     finally:
         os.close(fd)
+    return True
+
+
+def _share_entry(fd: int, folder: _Folder) -> None:
+    """Give a new entry file ``fd`` the mode of its folder shared by hand (``_entry_mode``),
+    whatever the umask. A file system that refuses modes (FAT or SMB mounted with every
+    file shown 0777, where ``chmod`` fails) stores the entry all the same, and the folder
+    is taken for private from then on (no ``chmod`` a write)."""
+    try:
+        os.fchmod(fd, _entry_mode(folder.shared))
+    except OSError as exc:
+        if exc.errno is None:  # not a system call's: the caller's signal handler's
+            raise
+        _modes_refused(folder, exc)
+
+
+def _modes_refused(folder: _Folder, exc: OSError) -> None:
+    logger.debug("modes refused in %s (%s): memojar gives none there", folder.path, exc)
+    folder.shared = 0
 
 
 def _share_file(fd: int, mode: int) -> None:
