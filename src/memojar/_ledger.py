@@ -52,7 +52,8 @@ class SizedBackend(Protocol):
 
     def _removable(self, entries: Sequence[StoredEntry]) -> list[bool]:
         """For each entry, False if this user certainly may not remove it (its folder is
-        not writable to it: another user's, in a cache shared by hand)."""
+        not writable to it, or sticky and neither the file nor the folder is the user's:
+        another user's, in a cache shared by hand)."""
 
     def _unlink_refused(
         self, entries: Sequence[StoredEntry]
