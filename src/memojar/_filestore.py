@@ -2530,7 +2530,10 @@ def _share_folder(name: str, dir_fd: int | None, shared: int) -> bool:
         os.fchmod(fd, 0o700 | shared)
     except OSError as exc:
         logger.debug("cannot share the folder %s: %s", name, exc)
-        return False
+        try:  # refused for a folder of this user's: the file system's doing
+            return os.fstat(fd).st_uid != _euid()
+        except OSError:
+            return True
     finally:
         os.close(fd)
     return True
@@ -2555,11 +2558,14 @@ def _modes_refused(folder: _Folder, exc: OSError) -> None:
 
 
 def _share_file(fd: int, mode: int) -> None:
-    """Give this user's file ``fd`` (a lock file) ``mode`` if it lacks some of its bits
-    (the umask took them, or an older memojar made it private)."""
+    """Give this user's lock file ``fd`` ``mode`` if it lacks some of its bits (the umask
+    took them, or an older memojar made it private). Only an empty file of one name, as
+    memojar's lock files are: another user who may write in the folder could hard-link
+    a private file of this user's at the lock's name (where the system lets users link
+    files they do not own), which is never opened to others."""
     st = os.fstat(fd)
-    if (st.st_uid == _euid() and stat.S_ISREG(st.st_mode)
-            and stat.S_IMODE(st.st_mode) & mode != mode):
+    if (st.st_uid == _euid() and stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+            and not st.st_size and stat.S_IMODE(st.st_mode) & mode != mode):
         os.fchmod(fd, stat.S_IMODE(st.st_mode) | mode)
 
 

@@ -1245,3 +1245,35 @@ def test_a_file_system_that_shows_all_open_and_refuses_modes_still_stores(
         assert [f(i) for i in range(20)] == [f(i) for i in range(20)]
         cache.flush_stats()
     assert f.cache_info()[:3] == (20, 20, 20)
+
+
+def test_a_private_file_linked_at_the_lock_files_name_is_never_opened_to_others(
+        shared_folder: Path) -> None:
+    """In a cache opened to all by hand, a private file of the user's (0600) hard-linked
+    at a function folder's lock file name before the user's first call there (another
+    user who may write in the folder, where the system lets users link files they do not
+    own): the call computes and returns its value, and the file keeps its mode and bytes.
+    memojar opens its own lock files to others there, never one with content or another
+    name."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(lambda: str(len(memojar.Cache(cache_dir).cached(_blob)(0))),
+                           NOBODY) == "1000"
+    _open_to_all(cache_dir)
+    secret = shared_folder / "secret"
+    secret.write_bytes(b"private")
+    os.chown(secret, NOBODY, NOBODY)
+    secret.chmod(0o600)
+    (lock,) = cache_dir.glob("*._blob/.lock")
+    lock.unlink()
+    os.link(secret, lock)
+
+    def call() -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return str(len(memojar.Cache(cache_dir).cached(_blob)(1)))
+
+    assert as_another_user(call, NOBODY) == "1000"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert secret.read_bytes() == b"private"
