@@ -2468,8 +2468,8 @@ def _open_listed(name: str, dir_fd: int, parent: str,
     (another user's folder left in a private cache by an older memojar run with ``sudo``,
     or put there by hand); except, given ``skipped``, another user's folder in a folder
     opened to others (a cache shared by hand, ``chmod -R a+rwX``, where a user made its
-    folders private, or an older memojar did): that is appended to ``skipped`` (its path and owner)
-    and passed over (None), as the folders a walk cannot see."""
+    folders private, or an older memojar did): that is appended to ``skipped`` (its path
+    and owner) and passed over (None), as the folders a walk cannot see."""
     try:
         return _open_dir(name, dir_fd)
     except PermissionError as exc:
@@ -2848,7 +2848,10 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
         if _mkdir(d):
             # Under the root (never the root itself: a cache made in a shared folder, as
             # /tmp, stays its user's), a folder made in one shared by hand stays shared.
-            shared = _shared_bits(os.stat(parent).st_mode)
+            try:
+                shared = _shared_bits(os.stat(parent).st_mode)
+            except OSError:  # removed meanwhile: the write that follows says so
+                continue
             if shared:
                 _share_folder(d, None, shared)
 
