@@ -2494,17 +2494,22 @@ _OPENED_TO_OTHERS = stat.S_IWGRP | stat.S_IWOTH  # a folder others may write in:
 
 
 def _shared_bits(mode: int) -> int:
-    """What a folder of ``mode`` gives the folders and files memojar makes in it: its
-    group's and others' permission bits and its setgid bit if its user shared it by hand
-    (``chmod -R a+rwX``, ``g+rwXs``: others may write in it, or it is setgid), else 0 (a
-    private folder, 0700, memojar's own: what it makes there stays private). As setgid and
-    default ACLs would: a cache shared by hand stays shared as it grows. Before, every
+    """What a folder of ``mode`` gives the folders and files memojar makes in it, if its
+    user shared it by hand, as setgid and default ACLs would: one opened to all (others
+    may write in it: ``chmod -R a+rwX``) its group's and others' permission bits; one
+    shared with its group (the group may write in it, or it is setgid: ``chmod -R
+    g+rwXs``) its group's bits alone; and its setgid bit. Else 0: a private folder (0700,
+    memojar's own), whose new folders and files stay private. A folder only its group may
+    write gives others nothing: ``mkdir`` under a umask of 002 (a user's own group, as
+    many systems give each user) makes one 0775, which shares nothing. Before, every
     folder made after the sharing was 0700, so other users' entries whose keys fell in it
     were returned but not stored ("Permission denied"): one shard in 256 more with each
     one made. The sticky bit is not passed on (folders made in a sticky one are open to
     the group or all as it is: a cache's entries are for any user to replace)."""
-    if mode & (_OPENED_TO_OTHERS | stat.S_ISGID):
+    if mode & stat.S_IWOTH:
         return mode & (0o077 | stat.S_ISGID)
+    if mode & (stat.S_IWGRP | stat.S_ISGID):
+        return mode & (0o070 | stat.S_ISGID)
     return 0
 
 

@@ -1277,3 +1277,22 @@ def test_a_private_file_linked_at_the_lock_files_name_is_never_opened_to_others(
     assert as_another_user(call, NOBODY) == "1000"
     assert secret.stat().st_mode & 0o777 == 0o600
     assert secret.read_bytes() == b"private"
+
+
+def test_a_folder_only_the_users_own_group_may_write_gives_others_nothing(
+        shared_folder: Path) -> None:
+    """A cache folder the user made with ``mkdir`` under a umask of 002 (0775, its own
+    group, as many systems give each user): what memojar makes there gets the group's bits
+    alone (0770, 0640): other users read nothing, as in a private cache."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    cache_dir.mkdir()
+    os.chown(cache_dir, NOBODY, NOBODY)
+    cache_dir.chmod(0o775)
+    assert as_another_user(lambda: str(sum(map(len, map(
+        memojar.Cache(cache_dir).cached(_blob), range(20))))), NOBODY) == "20000"
+    (folder,) = cache_dir.glob("*._blob")
+    made = [folder, *folder.rglob("*")]
+    assert {p.stat().st_mode & 0o7777 for p in made if p.is_dir()} == {0o770}
+    assert {p.stat().st_mode & 0o777 for p in made if p.suffix == ".pkl"} == {0o640}
