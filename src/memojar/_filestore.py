@@ -583,12 +583,10 @@ class FileStore(Store):
 
     def _unreadable_entry(self, path: str) -> None:
         """Warn, once per store, that another user's entry (or folder) this user may not
-        read makes its calls compute again: a cache shared between users by hand where
-        that user's entries or folders are private (made so by hand, or by a memojar before
-        2026-12, which made every new folder and entry private, 0700 and 0600, also in a
-        folder shared by hand; now they take the shared folder's bits). Before, nothing was
-        said: with a secret, two users computing the same calls replaced each other's
-        entries at every call, and never hit."""
+        read makes its calls compute again: a cache shared between users by hand, where
+        each user's memojar keeps its new entries and folders private (0600, 0700, whatever
+        the umask). Before, nothing was said: with a secret, two users computing the same
+        calls replaced each other's entries at every call, and never hit."""
         self._unreadable_said = True
         st, what = None, path
         for what in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
@@ -603,13 +601,11 @@ class FileStore(Store):
             if not self._warned:
                 self._foreign(st)
             return
-        owner = user_name(st.st_uid)
-        warn(f"{what} is {owner}'s and private to them: {user_name(_euid())}'s calls whose "
-             f"entries are {owner}'s private ones compute again, whatever the secret. "
-             f"{owner} may open them to others (chmod -R go+rX, or g+rX for a group, in "
-             "that cache: memojar's new folders and entries then take their folder's "
-             "bits); or, to share results between users, use a Redis or S3 cache with a "
-             "secret")
+        warn(f"{what} is {user_name(st.st_uid)}'s and private to them (memojar keeps each "
+             f"user's entries and folders private, 0600 and 0700, also in a cache opened to "
+             f"all by hand): {user_name(_euid())}'s calls whose entries are another user's "
+             "compute again, whatever the secret. To share results between users, use a "
+             "Redis or S3 cache with a secret")
 
     def _foreign(self, st: os.stat_result) -> None:
         self._untrusted(
@@ -666,9 +662,6 @@ class FileStore(Store):
         sfd = at[0]
         try:
             try:
-                folder = self._open.get(function)
-                if folder is not None and folder.shared & 0o044:  # as ``_link_new``
-                    _share_entry(fd, folder)
                 if not written:
                     _write_all(fd, views)
             finally:
@@ -728,8 +721,6 @@ class FileStore(Store):
                         raise _NoTmpfile from exc
                     raise
                 try:
-                    if folder.shared & 0o044:  # others may read it (``_entry_mode``)
-                        _share_entry(fd, folder)
                     written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
                     if written != size:  # a short write: the rest after it
                         _write_rest(fd, chunks, written)
@@ -888,38 +879,16 @@ class FileStore(Store):
             pass
         except FileNotFoundError:  # the folder itself was removed (clear, prune)
             return self._open_folder(function, folder)
-        else:
-            # A folder shared by hand: its new shards stay shared (unless the file system
-            # refuses modes: FAT shown 0777).
-            if folder.shared and not _share_folder(shard, folder.fd, folder.shared):
-                folder.shared = 0
         return folder
 
     def _open_lock_file(self, function: str) -> int:
         """Open (creating it) the function folder's lock file, never through a link."""
         folder = self._folder(function)
         try:
-            fd = os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
+            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
         except FileNotFoundError:  # the folder was removed since this process opened it
             folder = self._open_folder(function, folder)
-            fd = os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
-        if folder.shared & 0o066:
-            # In a folder shared by hand, others take their compute-once locks in it too
-            # (a lock needs the file open for writing). Before, it was 0600: another user's
-            # open failed, and that user computed every key this one was computing,
-            # unlocked ("cannot lock ... Permission denied", logged). Also one an older
-            # memojar made private is opened to them by its owner's next process.
-            try:
-                _share_file(fd, 0o600 | (folder.shared & 0o066))
-            except OSError as exc:  # modes refused (FAT shows every file as 0777)
-                if exc.errno is None:
-                    os.close(fd)
-                    raise
-                _modes_refused(folder, exc)
-            except BaseException:
-                os.close(fd)
-                raise
-        return fd
+            return os.open(LOCK_FILE, O_LOCK, 0o600, dir_fd=folder.fd)
 
     def _open_shard(self, function: str, shard: str) -> int:
         """A descriptor of the function's ``shard``, opened ``O_DIRECTORY | O_NOFOLLOW``
@@ -1137,7 +1106,7 @@ class FileStore(Store):
         temporary file, its rename) to where the link led."""
         self._refuse_another_users()
         folder = self._folder(function)
-        _replace_small(NOTE_FILE, note, _entry_mode(folder.shared), dir_fd=folder.fd)
+        _replace_small(NOTE_FILE, note, dir_fd=folder.fd)
 
     def generation(self, function: str) -> Any | None:
         """The function's ``.gen`` file, mapped read-only (created if missing): another
@@ -2118,7 +2087,7 @@ class _Folder:
     path creates, links and locks files relative to it. Closed when the last thread holding
     it drops it, so a thread still writing through it never sees its descriptor reused."""
 
-    __slots__ = ("dev", "fd", "ino", "name", "path", "shared")
+    __slots__ = ("dev", "fd", "ino", "name", "path")
 
     def __init__(self, path: str, st: os.stat_result) -> None:
         # Its descriptor is given by its opener once it is made (``_open_folder``), which
@@ -2129,9 +2098,6 @@ class _Folder:
         self.path = path  # where it must still be (``FileStore._folder``)
         self.name = os.path.basename(path)  # its name under the root (the tally's key)
         self.dev, self.ino = st.st_dev, st.st_ino  # what the function's path must still be
-        # What the shards and files made in it get of its mode (``_shared_bits``): 0 in a
-        # private folder.
-        self.shared = _shared_bits(st.st_mode)
 
     def __del__(self, _close: Callable[[int], None] = os.close,
                 _fstat: Callable[[int], os.stat_result] = os.fstat) -> None:
@@ -2467,9 +2433,9 @@ def _open_listed(name: str, dir_fd: int, parent: str,
     a ``PermissionError`` naming it whole, its owner and what to do, where the walk stops
     (another user's folder left in a private cache by an older memojar run with ``sudo``,
     or put there by hand); except, given ``skipped``, another user's folder in a folder
-    opened to others (a cache shared by hand, ``chmod -R a+rwX``, where a user made its
-    folders private, or an older memojar did): that is appended to ``skipped`` (its path
-    and owner) and passed over (None), as the folders a walk cannot see."""
+    opened to others (a cache shared by hand, ``chmod -R a+rwX``, where each user's memojar
+    makes its new folders private): that is appended to ``skipped`` (its path and owner)
+    and passed over (None), as the folders a walk cannot see."""
     try:
         return _open_dir(name, dir_fd)
     except PermissionError as exc:
@@ -2491,87 +2457,6 @@ def _open_listed(name: str, dir_fd: int, parent: str,
 
 
 _OPENED_TO_OTHERS = stat.S_IWGRP | stat.S_IWOTH  # a folder others may write in: shared
-
-
-def _shared_bits(mode: int) -> int:
-    """What a folder of ``mode`` gives the folders and files memojar makes in it, if its
-    user shared it by hand, as setgid and default ACLs would: one opened to all (others
-    may write in it: ``chmod -R a+rwX``) its group's and others' permission bits; one
-    shared with its group (the group may write in it, or it is setgid: ``chmod -R
-    g+rwXs``) its group's bits alone; and its setgid bit. Else 0: a private folder (0700,
-    memojar's own), whose new folders and files stay private. A folder only its group may
-    write gives others nothing: ``mkdir`` under a umask of 002 (a user's own group, as
-    many systems give each user) makes one 0775, which shares nothing. Before, every
-    folder made after the sharing was 0700, so other users' entries whose keys fell in it
-    were returned but not stored ("Permission denied"): one shard in 256 more with each
-    one made. The sticky bit is not passed on (folders made in a sticky one are open to
-    the group or all as it is: a cache's entries are for any user to replace)."""
-    if mode & stat.S_IWOTH:
-        return mode & (0o077 | stat.S_ISGID)
-    if mode & (stat.S_IWGRP | stat.S_ISGID):
-        return mode & (0o070 | stat.S_ISGID)
-    return 0
-
-
-def _entry_mode(shared: int) -> int:
-    """The mode of an entry (or sweep note) made in a folder whose ``_shared_bits`` are
-    ``shared``: the folder's read bits, never its write bits (without a secret memojar
-    trusts its user's own files: one others may write would be theirs to plant in)."""
-    return 0o600 | (shared & 0o044)
-
-
-def _share_folder(name: str, dir_fd: int | None, shared: int) -> bool:
-    """Give the folder ``name`` that memojar just made (relative to ``dir_fd``) the mode
-    of its shared parent (``_shared_bits``: ``shared``), whatever the umask; opened without
-    following links (one swapped in since is never changed). A folder it may not change
-    (another user's, put there meanwhile; a file system that refuses modes) is left as it
-    is: False if the mode was refused."""
-    try:
-        fd = os.open(name, _O_DIR, dir_fd=dir_fd)
-    except OSError as exc:
-        logger.debug("cannot open the folder %s just made to share it: %s", name, exc)
-        return True
-    try:
-        os.fchmod(fd, 0o700 | shared)
-    except OSError as exc:
-        logger.debug("cannot share the folder %s: %s", name, exc)
-        try:  # refused for a folder of this user's: the file system's doing
-            return os.fstat(fd).st_uid != _euid()
-        except OSError:
-            return True
-    finally:
-        os.close(fd)
-    return True
-
-
-def _share_entry(fd: int, folder: _Folder) -> None:
-    """Give a new entry file ``fd`` the mode of its folder shared by hand (``_entry_mode``),
-    whatever the umask. A file system that refuses modes (FAT or SMB mounted with every
-    file shown 0777, where ``chmod`` fails) stores the entry all the same, and the folder
-    is taken for private from then on (no ``chmod`` a write)."""
-    try:
-        os.fchmod(fd, _entry_mode(folder.shared))
-    except OSError as exc:
-        if exc.errno is None:  # not a system call's: the caller's signal handler's
-            raise
-        _modes_refused(folder, exc)
-
-
-def _modes_refused(folder: _Folder, exc: OSError) -> None:
-    logger.debug("modes refused in %s (%s): memojar gives none there", folder.path, exc)
-    folder.shared = 0
-
-
-def _share_file(fd: int, mode: int) -> None:
-    """Give this user's lock file ``fd`` ``mode`` if it lacks some of its bits (the umask
-    took them, or an older memojar made it private). Only an empty file of one name, as
-    memojar's lock files are: another user who may write in the folder could hard-link
-    a private file of this user's at the lock's name (where the system lets users link
-    files they do not own), which is never opened to others."""
-    st = os.fstat(fd)
-    if (st.st_uid == _euid() and stat.S_ISREG(st.st_mode) and st.st_nlink == 1
-            and not st.st_size and stat.S_IMODE(st.st_mode) & mode != mode):
-        os.fchmod(fd, stat.S_IMODE(st.st_mode) | mode)
 
 
 def _euid() -> int:
@@ -2607,10 +2492,9 @@ def _skipped_warning(root: str, skipped: list[tuple[str, int]]) -> str:
     folders = "1 folder" if len(skipped) == 1 else f"{len(skipped):,} folders"
     return (f"{folders} of {owners} in {root} cannot be read by {user_name(_euid())} (the "
             f"first: {skipped[0][0]}): the entries there are not counted here, and are left "
-            "as they are. Folders made private (by hand, or by a memojar before 2026-12, which "
-            "made every new folder 0700 also in a cache opened to all) can be opened again by "
-            "their owner (chmod -R go+rwX, or g+rwX for a group); or, to share results "
-            "between users, use a Redis or S3 cache with a secret")
+            "as they are. memojar makes each user's folders private (0700), also in a cache "
+            "opened to all by hand; to share results between users, use a Redis or S3 cache "
+            "with a secret")
 
 
 @contextlib.contextmanager
@@ -2812,11 +2696,10 @@ def _link_tag(root: str) -> None:
 
 def _makedirs(path: str, root: str, tagged: bool) -> None:
     """Create ``path`` (the root or a folder under it) and any missing parents, each private
-    to the user (0700), except that one made under the root in a folder shared by hand
-    takes that folder's group and other bits (``_shared_bits``); the root is claimed before
-    anything goes in (``_claim``: tagged if memojar made it or it is empty,
-    ``NotACacheDirectory`` if it holds files of someone else's), unless it is known to be
-    memojar's (``tagged``: its store claimed it, or tagged it since).
+    to the user (0700); the root is claimed before anything goes in (``_claim``: tagged if
+    memojar made it or it is empty, ``NotACacheDirectory`` if it holds files of someone
+    else's), unless it is known to be memojar's (``tagged``: its store claimed it, or tagged
+    it since).
 
     ``os.makedirs`` applies its mode to the last directory only; this applies it to all.
     """
@@ -2849,35 +2732,27 @@ def _makedirs(path: str, root: str, tagged: bool) -> None:
         return
     d = root
     for part in below.split(os.sep):
-        parent, d = d, os.path.join(d, part)
-        if _mkdir(d):
-            # Under the root (never the root itself: a cache made in a shared folder, as
-            # /tmp, stays its user's), a folder made in one shared by hand stays shared.
-            try:
-                shared = _shared_bits(os.stat(parent).st_mode)
-            except OSError:  # removed meanwhile: the write that follows says so
-                continue
-            if shared:
-                _share_folder(d, None, shared)
+        d = os.path.join(d, part)
+        _mkdir(d)
 
 
-def _mkdir(d: str, links_ok: bool = False) -> bool:
+def _mkdir(d: str, links_ok: bool = False) -> None:
     """Create the directory ``d`` (0700) unless one is there (``links_ok``: or a link to
-    one: the root and the folders above it are the user's to link); True if this made it.
-    One found there and moved or removed again before it could be looked at (another
-    program renaming it meanwhile) is made again, a few times; anything else there is an
-    error saying what it is."""
+    one: the root and the folders above it are the user's to link). One found there and
+    moved or removed again before it could be looked at (another program renaming it
+    meanwhile) is made again, a few times; anything else there is an error saying what it
+    is."""
     for _ in range(_WRITE_TRIES):
         try:
             os.mkdir(d, 0o700)
-            return True
+            return
         except FileExistsError:  # another process made it first (or moved one here)
             try:
                 mode = os.stat(d, follow_symlinks=links_ok).st_mode
             except FileNotFoundError:  # and it is gone again: make it
                 continue
             if stat.S_ISDIR(mode):
-                return False
+                return
             raise _not_a_folder(d, mode) from None
     raise _not_a_folder(d, making=True)
 

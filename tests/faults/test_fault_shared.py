@@ -38,19 +38,6 @@ def _open_to_all(folder: Path) -> None:
             os.chmod(os.path.join(dirpath, name), 0o666)
 
 
-def _made_private(folder: Path, uid: int) -> None:
-    """``uid``'s folders and files under ``folder`` made private by their owner (``chmod
-    -R go=`` on its own): memojar makes them shared in a folder shared by hand."""
-
-    def private() -> str:
-        mine = [p for p in folder.rglob("*") if p.stat().st_uid == uid]
-        for p in mine:
-            p.chmod(0o700 if p.is_dir() else 0o600)
-        return str(len(mine))
-
-    assert as_another_user(private, uid) != "0"
-
-
 def _socket_at(path: Path) -> socket.socket:
     """A listening Unix socket at ``path`` (bound at a short name, then moved there: a
     test's folder is longer than a socket's address may be)."""
@@ -78,11 +65,10 @@ def _cli(cache_dir: Path, *argv: str) -> str:
 
 
 def test_a_cache_shared_by_hand_counts_what_the_user_can_read(shared_folder: Path) -> None:
-    """One user's cache opened to all by hand; another user caches there, and makes its
-    folders private (0700, by hand: memojar made them shared). The first user's
-    ``cache_info()``, ``stats()``, ``entries()``, ``prune()``, ``memojar ls``, ``info`` and
-    ``prune`` count what it can read and say, in one warning, whose folders it could not;
-    nothing of the other user's is removed. Before, each raised
+    """One user's cache opened to all by hand; another user caches there (its new shards
+    are 0700). The first user's ``cache_info()``, ``stats()``, ``entries()``, ``prune()``,
+    ``memojar ls``, ``info`` and ``prune`` count what it can read and say, in one warning,
+    whose folders it could not; nothing of the other user's is removed. Before, each raised
     ``PermissionError`` naming the other user's folder."""
     import memojar
 
@@ -95,7 +81,6 @@ def test_a_cache_shared_by_hand_counts_what_the_user_can_read(shared_folder: Pat
     assert as_another_user(lambda: fill(0), NOBODY)
     _open_to_all(cache_dir)
     assert as_another_user(lambda: fill(100), OTHER)
-    _made_private(cache_dir, OTHER)
     theirs = [p for p in cache_dir.rglob("*") if p.is_dir() and p.stat().st_uid == OTHER]
     assert theirs and all(p.stat().st_mode & 0o777 == 0o700 for p in theirs)
     listed = [p for p in cache_dir.rglob("*.pkl") if p.parent.stat().st_uid == NOBODY]
@@ -725,11 +710,11 @@ def test_a_user_who_may_only_read_a_shared_cache_computes_and_prunes_nothing(
 
 
 def test_entries_another_user_may_not_read_are_said_to_recompute(shared_folder: Path) -> None:
-    """Two users with one secret in a cache opened to all by hand, whose entries each makes
-    private (0600, by hand, as a memojar before 2026-12 made them): the other's calls of
-    them compute again, and replace them where they may; each user is told once, whose
-    entry it could not read and what to do. Before, nothing was said to the owner of the
-    cache, whose calls computed again at every turn."""
+    """Two users with one secret in a cache opened to all by hand: the entries each writes
+    afterwards are private (0600, whatever the umask), so the other's calls of them compute
+    again, and replace them where they may; each user is told once, whose entry it could
+    not read and what to use instead. Before, nothing was said to the owner of the cache,
+    whose calls computed again at every turn."""
     import memojar
 
     importlib.import_module("hmac")  # signing's: those users may not read this Python's
@@ -744,33 +729,20 @@ def test_entries_another_user_may_not_read_are_said_to_recompute(shared_folder: 
         said = [str(w.message) for w in caught if "private to them" in str(w.message)]
         return f"{right} {len(said)} {said}"
 
-    def entries_made_private(uid: int) -> None:
-        def private() -> str:
-            mine = [p for p in cache_dir.rglob("*.pkl") if p.stat().st_uid == uid]
-            for p in mine:
-                p.chmod(0o600)
-            return str(len(mine))
-
-        assert as_another_user(private, uid) != "0"
-
     assert as_another_user(lambda: run(0, 300), NOBODY) == "True 0 []"
     _open_to_all(cache_dir)
     assert as_another_user(lambda: run(300, 400), NOBODY) == "True 0 []"
-    entries_made_private(NOBODY)
     said = as_another_user(lambda: run(300, 400), OTHER)
     assert said.startswith("True 1 ") and "is nobody's and private to them" in said, said
-    assert "nobody may open them to others (chmod -R go+rX" in said, said
     assert "use a Redis or S3 cache with a secret" in said
-    entries_made_private(OTHER)
     said = as_another_user(lambda: run(300, 400), NOBODY)
     assert said.startswith("True 1 ") and "is user 65533's and private to them" in said, said
 
 
 def test_explain_names_the_private_folder_of_another_users_entry(shared_folder: Path) -> None:
     """``cache_explain`` of a call whose entry another user keeps in its private folder of
-    a cache shared by hand (made private by that user: memojar made it shared) says whose
-    folder it cannot read. Before: "no entry for these arguments", though the entry is
-    there."""
+    a cache shared by hand says whose folder it cannot read. Before: "no entry for these
+    arguments", though the entry is there."""
     import memojar
 
     cache_dir = shared_folder / "c"
@@ -779,7 +751,6 @@ def test_explain_names_the_private_folder_of_another_users_entry(shared_folder: 
     _open_to_all(cache_dir)
     assert as_another_user(lambda: str(sum(map(len, map(
         memojar.Cache(cache_dir).cached(_blob), range(100, 110))))), OTHER) == "10000"
-    _made_private(cache_dir, OTHER)
 
     def explain() -> str:
         f = memojar.Cache(cache_dir).cached(_blob)
@@ -920,156 +891,54 @@ def test_another_users_clear_is_seen_by_this_users_memory_tier(
     assert computed == b"2"  # computed once, and again after the other user's clear
 
 
-# --- what memojar makes in a cache shared by hand stays shared ----------------------------
+# --- what memojar makes in a cache shared by hand -------------------------------------------
 
 TEAM = NOBODY - 4  # a group both users are in (no name: "group 65530")
 
 
-def _share(cache_dir: Path, how: str) -> None:
-    """The owner shares its cache by hand: with a group (``chgrp -R``, ``chmod -R
-    g+rwXs``, nothing for others) or with all (``chmod -R a+rwX``)."""
-    if how == "all":
-        _open_to_all(cache_dir)
-        return
-    for p in [cache_dir, *cache_dir.rglob("*")]:
-        os.chown(p, -1, TEAM)
-        p.chmod(0o2770 if p.is_dir() else 0o660)
-
-
-@pytest.mark.parametrize(("how", "max_size"), [("group", None), ("all", None),
-                                               ("all", 10**7)])
-def test_what_memojar_makes_in_a_cache_shared_by_hand_stays_shared(
-        shared_folder: Path, how: str, max_size: int | None) -> None:
-    """A cache its owner shared by hand with a group (setgid) or with all; another user of
-    the same secret caches there, making new shards (and entries): they take the shared
-    folder's bits (2770 and 0640 in the group's, 0777 and 0644 in one open to all; entries
-    never writable by others), so the owner hits the other's entries and stores its own
-    where the other's shards are (also with ``max_size``, whose writes rename a temporary
-    file into place). Before, every folder made after the sharing was 0700 and
-    every entry 0600: the owner's calls whose keys fell in the other's shards computed
-    again, and were returned but not stored ("Permission denied"), for good. The cache
-    itself, made in a folder open to all (as /tmp), stays private until shared."""
-    import memojar
-
-    importlib.import_module("hmac")  # signing's: those users may not read this Python's
-    cache_dir = shared_folder / "c"
-    groups = [TEAM] if how == "group" else []
-
-    def run(start: int, stop: int) -> str:
-        f = memojar.Cache(cache_dir, secret="team", max_size=max_size).cached(_blob)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            right = all(f(i) == _blob(i) for i in range(start, stop))
-        said = {str(w.message)[:120] for w in caught}
-        return f"{right} {f.cache_info().hits} {sorted(said)}"
-
-    assert as_another_user(lambda: run(0, 10), NOBODY, groups) == "True 0 []"
-    assert cache_dir.stat().st_mode & 0o7777 == 0o700  # in a folder open to all
-    _share(cache_dir, how)
-    assert as_another_user(lambda: run(0, 300), OTHER, groups) == "True 10 []"
-    folder = next(cache_dir.glob("*._blob"))
-    theirs = [p for p in folder.iterdir() if p.is_dir() and p.stat().st_uid == OTHER]
-    assert len(theirs) > 100
-    made = 0o2770 if how == "group" else 0o777
-    assert {p.stat().st_mode & 0o7777 for p in theirs} == {made}
-    entries = {p.stat().st_mode & 0o777 for p in folder.rglob("*.pkl")
-               if p.stat().st_uid == OTHER}
-    assert entries == {0o640 if how == "group" else 0o644}
-    assert as_another_user(lambda: run(0, 300), NOBODY, groups) == "True 300 []"
-    assert as_another_user(lambda: run(300, 600), NOBODY, groups) == "True 0 []"
-    assert sum(p.stat().st_uid == NOBODY for p in folder.rglob("*.pkl")) >= 300
-
-
-def test_a_folder_its_owner_keeps_private_in_a_shared_cache_stays_private(
-        shared_folder: Path) -> None:
-    """In a cache opened to all by hand, a function's folder its owner made private again
-    (``chmod 700``): its new shards and entries are private (0700, 0600), as in a cache
-    never shared."""
+@pytest.mark.parametrize("max_size", [None, 10**7])
+def test_what_memojar_makes_in_a_group_shared_setgid_folder_stays_private(
+        shared_folder: Path, max_size: int | None) -> None:
+    """A cache its owner shared by hand with a group (``chgrp -R``, ``chmod -R g+rwXs``:
+    every folder 2770, group-writable and setgid); two users of that group cache there
+    under a umask of 0, making new function folders, shards, entries (also with
+    ``max_size``, whose writes rename a temporary file into place), lock files and sweep
+    notes. Each is private to the user who made it, as the contract says: folders 0700
+    (the setgid bit is the kernel's, passed on by ``mkdir``), files 0600. A memojar that
+    gave them the shared folder's bits (2770, 0640) broke that promise."""
     import memojar
 
     cache_dir = shared_folder / "c"
 
     def fill(start: int, stop: int) -> str:
-        f = memojar.Cache(cache_dir).cached(_blob)
-        return str(sum(len(f(i)) for i in range(start, stop)))
-
-    assert as_another_user(lambda: fill(0, 5), NOBODY) == "5000"
-    _open_to_all(cache_dir)
-    folder = next(cache_dir.glob("*._blob"))
-    folder.chmod(0o700)
-    before = {p for p in folder.iterdir() if p.is_dir()}
-    assert as_another_user(lambda: fill(5, 100), NOBODY) == "95000"
-    made = {p for p in folder.iterdir() if p.is_dir()} - before
-    assert made and {p.stat().st_mode & 0o7777 for p in made} == {0o700}
-    assert {p.stat().st_mode & 0o777 for p in made for p in p.iterdir()} == {0o600}
-
-
-_CALLS: list[int] = []  # the computations of ``_slow`` in this process
-_STARTED: list[int] = []  # a pipe's write end: ``_slow`` says there when it starts, and waits
-
-
-def _slow(x: int) -> int:
-    _CALLS.append(x)
-    if _STARTED:
-        os.write(_STARTED[0], b"1")
-        import time
-
-        time.sleep(1.5)
-    return 2 * x
-
-
-def test_another_user_waits_for_the_compute_once_lock_in_a_shared_cache(
-        shared_folder: Path) -> None:
-    """In a cache opened to all by hand, another user's function folder made after the
-    sharing, whose lock file an older memojar made private (0600): while that user computes
-    a key, the owner's call of the same key (same secret) waits, and reads the value stored,
-    computing nothing. The lock file is opened to others by its owner's next process.
-    Before, the folder was 0700 and the lock file 0600: the owner could not take the key's
-    lock, and computed at once ("cannot lock ... Permission denied", logged only)."""
-    import select
-
-    import memojar
-
-    importlib.import_module("hmac")
-    cache_dir = shared_folder / "c"
-
-    def call(x: int) -> str:
-        f = memojar.Cache(cache_dir, secret="team").cached(_slow)
+        os.umask(0)
+        cache = memojar.Cache(cache_dir, max_size=max_size)
+        f = cache.cached(_blob)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the other user's statistics: not this point
-            return f"{f(x)} {len(_CALLS)}"
+            warnings.simplefilter("ignore")  # the other user's folders: not this point
+            done = sum(len(f(i)) for i in range(start, stop))
+            cache.prune()  # a sweep note in each function folder it may write
+        return str(done)
 
-    assert as_another_user(lambda: str(len(memojar.Cache(cache_dir).cached(_blob)(0))),
-                           NOBODY) == "1000"
-    _open_to_all(cache_dir)
-    assert as_another_user(lambda: call(1), OTHER) == "2 1"  # its folder and lock file
-    (lock,) = cache_dir.glob("*._slow/.lock")
-    assert {p.stat().st_mode & 0o7777 for p in [lock.parent, *lock.parent.glob("??")]} == {
-        0o777}  # the function's folder and its shard, made after the sharing
-    lock.chmod(0o600)  # as an older memojar made it
-    started_r, started_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # OTHER computes _slow(3), holding its lock for 1.5 s
-        status = 1
-        try:
-            os.close(started_r)
-            os.setgroups([])
-            os.setgid(OTHER)
-            os.setuid(OTHER)
-            _STARTED.append(started_w)
-            call(3)
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(started_w)
-    try:
-        assert select.select([started_r], [], [], 60)[0] and os.read(started_r, 1) == b"1"
-        said = as_another_user(lambda: call(3), NOBODY)
-    finally:
-        os.waitpid(pid, 0)
-        os.close(started_r)
-    assert said == "6 0", said  # the value OTHER stored; computed nothing
-    assert lock.stat().st_mode & 0o777 == 0o666
+    assert as_another_user(lambda: fill(0, 5), NOBODY, [TEAM]) == "5000"
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        os.chown(p, -1, TEAM)
+        p.chmod(0o2770 if p.is_dir() else 0o660)
+    before = set(cache_dir.rglob("*"))
+    assert as_another_user(lambda: fill(5, 300), OTHER, [TEAM]) == "295000"
+    assert as_another_user(lambda: str(memojar.Cache(cache_dir).cached(_cube)(3)), OTHER,
+                           [TEAM]) == "27"  # a function folder, its lock file
+    assert as_another_user(lambda: fill(300, 600), NOBODY, [TEAM]) == "300000"
+    made = set(cache_dir.rglob("*")) - before
+    owners = {p.stat().st_uid for p in made}
+    assert owners == {NOBODY, OTHER}, owners
+    folders = {p for p in made if p.is_dir()}
+    assert len(folders) > 100 and next(cache_dir.glob("*._cube")) in folders
+    assert {p.stat().st_mode & 0o777 for p in folders} == {0o700}
+    files = {p for p in made if not p.is_dir()}
+    assert {p.name for p in files} >= {".lock", ".swept"}
+    assert any(p.suffix == ".pkl" for p in files)
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o600}
 
 
 @pytest.mark.parametrize("older", ["some of theirs", "mine"])
@@ -1231,10 +1100,11 @@ def fat_shown_open_to_all(tmp_path: Path) -> Iterator[Path]:
 def test_a_file_system_that_shows_all_open_and_refuses_modes_still_stores(
         fat_shown_open_to_all: Path, max_size: int | None) -> None:
     """A FAT drive mounted with every file shown 0777 (``umask=000``), where ``chmod``
-    fails ("Function not implemented"): it looks shared by hand, and what memojar makes
-    there cannot be given modes. Every result is stored, hits after, with no warning, with
-    and without ``max_size``. Before, with ``max_size`` every write was returned but not
-    stored: the size ledger, given the root's bits, failed its ``chmod``."""
+    fails ("Function not implemented"): it looks shared by hand, and the statistics file
+    and size ledger, which memojar gives the root's bits there, cannot be given modes.
+    Every result is stored, hits after, with no warning, with and without ``max_size``.
+    Before, with ``max_size`` every write was returned but not stored: the size ledger,
+    given the root's bits, failed its ``chmod``."""
     import memojar
 
     assert fat_shown_open_to_all.stat().st_mode & 0o777 == 0o777
@@ -1245,54 +1115,3 @@ def test_a_file_system_that_shows_all_open_and_refuses_modes_still_stores(
         assert [f(i) for i in range(20)] == [f(i) for i in range(20)]
         cache.flush_stats()
     assert f.cache_info()[:3] == (20, 20, 20)
-
-
-def test_a_private_file_linked_at_the_lock_files_name_is_never_opened_to_others(
-        shared_folder: Path) -> None:
-    """In a cache opened to all by hand, a private file of the user's (0600) hard-linked
-    at a function folder's lock file name before the user's first call there (another
-    user who may write in the folder, where the system lets users link files they do not
-    own): the call computes and returns its value, and the file keeps its mode and bytes.
-    memojar opens its own lock files to others there, never one with content or another
-    name."""
-    import memojar
-
-    cache_dir = shared_folder / "c"
-    assert as_another_user(lambda: str(len(memojar.Cache(cache_dir).cached(_blob)(0))),
-                           NOBODY) == "1000"
-    _open_to_all(cache_dir)
-    secret = shared_folder / "secret"
-    secret.write_bytes(b"private")
-    os.chown(secret, NOBODY, NOBODY)
-    secret.chmod(0o600)
-    (lock,) = cache_dir.glob("*._blob/.lock")
-    lock.unlink()
-    os.link(secret, lock)
-
-    def call() -> str:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return str(len(memojar.Cache(cache_dir).cached(_blob)(1)))
-
-    assert as_another_user(call, NOBODY) == "1000"
-    assert secret.stat().st_mode & 0o777 == 0o600
-    assert secret.read_bytes() == b"private"
-
-
-def test_a_folder_only_the_users_own_group_may_write_gives_others_nothing(
-        shared_folder: Path) -> None:
-    """A cache folder the user made with ``mkdir`` under a umask of 002 (0775, its own
-    group, as many systems give each user): what memojar makes there gets the group's bits
-    alone (0770, 0640): other users read nothing, as in a private cache."""
-    import memojar
-
-    cache_dir = shared_folder / "c"
-    cache_dir.mkdir()
-    os.chown(cache_dir, NOBODY, NOBODY)
-    cache_dir.chmod(0o775)
-    assert as_another_user(lambda: str(sum(map(len, map(
-        memojar.Cache(cache_dir).cached(_blob), range(20))))), NOBODY) == "20000"
-    (folder,) = cache_dir.glob("*._blob")
-    made = [folder, *folder.rglob("*")]
-    assert {p.stat().st_mode & 0o7777 for p in made if p.is_dir()} == {0o770}
-    assert {p.stat().st_mode & 0o777 for p in made if p.suffix == ".pkl"} == {0o640}
