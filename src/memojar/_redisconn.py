@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
-__all__ = ["connect", "sent"]
+__all__ = ["connect", "connections", "sent"]
 
 
 _RLOCK = type(threading.RLock())
@@ -66,6 +66,25 @@ class _Pool(redis.ConnectionPool):
         super().release(connection)
 
 
+class _Connected:
+    """Counts the connections its pool made, a reconnection too (``connections``): the
+    one sign that the server behind the address may have changed (a restart, a failover),
+    had at no cost to any command. Runs redis-py's own handshake first."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, connection: Any) -> None:
+        connection.on_connect()
+        self.count += 1
+
+
+def connections(client: redis.Redis) -> int:
+    """How many connections ``client`` (made by ``connect``) has made so far."""
+    made: _Connected = client.connection_pool.connection_kwargs["redis_connect_func"]
+    return made.count
+
+
 def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     """A client for ``url``; ``ValueError`` if it is not a Redis URL."""
     # The idna codec, which a connection's address lookup (``getaddrinfo`` of a host given
@@ -103,6 +122,7 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         # requests) found the server "unreachable": nothing stored, every call skipping it
         # for a while. A ``max_connections`` in the URL's query still wins.
         max_connections=_MAX_CONNECTIONS,
+        redis_connect_func=_Connected(),
         **kwargs,
     )
     try:

@@ -266,3 +266,30 @@ RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+
+# The notes of waits (``_redislease``): KEYS[1] ``<lock>:wz``, a sorted set of one member per
+# waiter and id behind its wait ("<id>:<waiter's token>"), scored by when it expires (the
+# server's clock, in ms). ARGV[1] the lifetime (ms), ARGV[2] the number n of members to set
+# (added, or renewed), ARGV[3..2+n] those, the rest members to remove. Members past their
+# time (a waiter killed, never renewed again) are dropped here and skipped by WAITERS; the
+# key itself expires a lifetime after the last note. Before, a set of ids beside a key per
+# id: a killed waiter's id stayed in the set as long as live waiters renewed it, and two
+# waiters noting one id shared its key, which the first to end removed under the other.
+NOTE_WAIT = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[2])
+for i = 3, 2 + n do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i]) end
+if #ARGV > 2 + n then redis.call('ZREM', KEYS[1], unpack(ARGV, 3 + n)) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if n > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+# KEYS[1] ``<lock>:wz`` -> the members not past their time
+WAITERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""

@@ -1,0 +1,157 @@
+"""The Redis store against servers that restart, fail over, freeze or fill up, and against
+waiters killed mid-wait: what the cycle check, the connection pool and clear see then."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
+
+from memojar._redislease import LOCK_TTL, _RedisKeyLock
+from memojar._redisstore import RedisStore
+from redis_server import RedisServer
+
+pytestmark = pytest.mark.filterwarnings("ignore:Redis cache .* has no secret")
+
+
+def _holding(store: RedisStore, key: str) -> _RedisKeyLock:
+    lock = store.lock("f", key)
+    assert isinstance(lock, _RedisKeyLock)
+    assert lock._try()
+    return lock
+
+
+@pytest.mark.real_leases
+def test_a_store_that_named_its_locks_before_a_restart_names_them_as_a_new_one_after(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A lock's id in the notes of waits (the cycle check across processes) comes from
+    the server's run_id: a process that asked it before the server restarted (or failed
+    over to another server at the same address) asks again once its client reconnected,
+    so it names each lock as a process started after the restart does. Before, it kept
+    the old id, and a lock-order cycle between the two was not seen (lock_timeout)."""
+    server = own_redis()
+    port = server.port
+    old = RedisStore(server.url())
+    try:
+        before = _holding(old, "a" * 32)
+        assert before.wait_id() is not None
+        before.release()
+        server.stop()
+        own_redis(port=port)
+        new = RedisStore(f"redis://127.0.0.1:{port}/0")
+        try:
+            # each holds a lock on the new server: the old store has reconnected
+            mine, theirs = _holding(old, "b" * 32), _holding(new, "c" * 32)
+            assert mine.wait_id() == old.lock("f", "b" * 32).wait_id()
+            assert new.lock("f", "b" * 32).wait_id() == mine.wait_id()
+            assert old.lock("f", "c" * 32).wait_id() == theirs.wait_id()
+            mine.release()
+            theirs.release()
+        finally:
+            new.close()
+    finally:
+        old.close()
+
+
+KILLED_WAITER = """
+import sys, time
+from memojar._redisstore import RedisStore
+store = RedisStore(sys.argv[1])
+ends = []
+store.lock("f", sys.argv[2]).note_waiting({int(sys.argv[3], 16)}, ends)
+print("noted", flush=True)
+time.sleep(600)
+"""
+
+
+def _everything_said(server: RedisServer) -> bytes:
+    """Every key of the server with every member of it, one text."""
+    client = server.client()
+    try:
+        said = []
+        for name in client.scan_iter():
+            kind = client.type(name)
+            said.append(name)
+            if kind == b"set":
+                said += client.smembers(name)
+            elif kind == b"zset":
+                said += client.zrange(name, 0, -1)
+        return b" ".join(said)
+    finally:
+        client.close()
+
+
+@pytest.mark.real_leases
+def test_a_killed_waiters_note_expires_while_a_live_ones_stays(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A waiter killed (kill -9) while it waits for a lock leaves its note of the wait
+    (the id behind it) to expire within the lease's time, though a live waiter for the
+    same lock renews its own all along. Before, the killed one's id stayed in the lock's
+    set of ids as long as anyone renewed that set: forever, under a busy lock."""
+    server = own_redis()
+    key = "d" * 32
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WAITER, server.url(), key,
+                             "0badcafe"], stdout=subprocess.PIPE, text=True)
+    live, holder = RedisStore(server.url()), RedisStore(server.url())
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "noted\n"
+        held = _holding(holder, key)
+        ends: list[Callable[[], None]] = []
+        live.lock("f", key).note_waiting({0x5EED}, ends)
+        assert held.waiters() == {0xBADCAFE, 0x5EED}
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(LOCK_TTL * 2)  # the live one renewed its note three times meanwhile
+        assert held.waiters() == {0x5EED}
+        assert b"0badcafe" not in _everything_said(server)
+        assert b"00005eed" in _everything_said(server)
+        for end in ends:
+            end()
+        held.release()
+        assert _everything_said(server) == b""  # the live one's note removed as it ended
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        live.close()
+        holder.close()
+
+
+@pytest.mark.real_leases
+def test_a_waiter_ending_leaves_another_waiters_note_of_the_same_id(
+        redis_location: str) -> None:
+    """Two callers wait for one lock with the same lock behind them (one id): the first
+    whose wait ends removes its note, not the other's, which the holder still sees.
+    Before, both noted one key per id, and the first to end removed it for both: the
+    other's wait went unseen until it looked again with something new behind it, and a
+    cycle through it cost lock_timeout."""
+    one, two, holder = (RedisStore(redis_location) for _ in range(3))
+    try:
+        key = "e" * 32
+        held = _holding(holder, key)
+        first: list[Callable[[], None]] = []
+        second: list[Callable[[], None]] = []
+        one.lock("f", key).note_waiting({0x77}, first)
+        two.lock("f", key).note_waiting({0x77}, second)
+        assert held.waiters() == {0x77}
+        for end in first:
+            end()
+        assert held.waiters() == {0x77}
+        time.sleep(LOCK_TTL * 1.5)  # renewed meanwhile
+        assert held.waiters() == {0x77}
+        for end in second:
+            end()
+        assert held.waiters() == set()
+        held.release()
+    finally:
+        for store in (one, two, holder):
+            store.close()
