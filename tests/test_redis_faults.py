@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +17,11 @@ import pytest
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
 
+from memojar import Cache, MemojarWarning
 from memojar._redislease import LOCK_TTL, _RedisKeyLock
 from memojar._redisstore import RedisStore
 from redis_server import RedisServer
+from remote_kit import SECRET
 
 pytestmark = pytest.mark.filterwarnings("ignore:Redis cache .* has no secret")
 
@@ -155,3 +159,61 @@ def test_a_waiter_ending_leaves_another_waiters_note_of_the_same_id(
     finally:
         for store in (one, two, holder):
             store.close()
+
+
+def test_threads_beyond_a_set_max_connections_wait_for_one_and_are_cached(
+        redis_location: str) -> None:
+    """``max_connections=2`` in the URL and eight threads calling at once: each waits for
+    a connection given back (for socket_timeout at most), and every result is stored.
+    Before, the third at once failed with redis-py's "Too many connections", taken for a
+    server it cannot reach: results not stored, warned about, and every call skipping the
+    server for a while."""
+    cache = Cache(redis_location + "?max_connections=2", lock_timeout=30, secret=SECRET)
+
+    @cache.cached
+    def slow(x: int) -> int:
+        time.sleep(0.2)
+        return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        threads = [threading.Thread(target=slow, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [slow.cache_contains(i) for i in range(8)] == [True] * 8
+    cache.close()
+
+
+def test_a_set_max_connections_all_in_use_is_named_and_the_server_not_skipped(
+        redis_location: str) -> None:
+    """Every connection a ``max_connections=1`` lets the process open stays in use for
+    longer than socket_timeout: the call's result is returned and the warning names the
+    pool and what to do, and the next call, the connection given back, is cached (the
+    server was never marked down). Before: "cannot reach the server (Too many
+    connections)", and the server was skipped until it answered a ping."""
+    cache = Cache(redis_location + "?max_connections=1&socket_timeout=0.5", secret=SECRET)
+
+    @cache.cached
+    def f(x: int) -> int:
+        return x
+
+    pool = cache.store._client.connection_pool  # type: ignore[attr-defined]
+    taken = pool.get_connection()
+    try:
+        start = time.monotonic()
+        with pytest.warns(MemojarWarning) as caught:
+            assert f(1) == 1
+        took = time.monotonic() - start
+    finally:
+        pool.release(taken)
+    said = " ".join(str(w.message) for w in caught)
+    assert "max_connections=1" in said and "raise max_connections" in said, said
+    assert "cannot reach" not in said, said
+    assert took < 0.5 * 4, took  # socket_timeout for each request, no more than a few
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f(2) == 2
+        assert f.cache_contains(2)
+    cache.close()

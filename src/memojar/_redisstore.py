@@ -77,7 +77,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import _redislua as lua
 from ._entry import Miss, header_length
 from ._errors import logger
-from ._redisconn import connect, sent
+from ._redisconn import connect, exhausted, sent
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
 from ._store import (
@@ -677,7 +677,8 @@ class RedisStore(Store):
         try:
             yield
         except RedisError as exc:
-            if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+            if (isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+                    and not exhausted(exc)):  # (this process's connections all in use)
                 down = self._oserror(exc, "")
                 # A ConnectionError, also after a timeout: a call skipped while the server
                 # is down sent nothing, so it did not time out (``Store.write`` reads back
@@ -699,7 +700,8 @@ class RedisStore(Store):
             self._pid, self._mutex, self._leases = os.getpid(), threading.RLock(), {}
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
-        return oserror(exc, doing, self.socket_timeout, self.prefix)
+        return oserror(exc, doing, self.socket_timeout, self.prefix,
+                       self._client.connection_pool.max_connections)
 
 
 # --- helpers ---------------------------------------------------------------------------
