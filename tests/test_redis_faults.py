@@ -217,3 +217,48 @@ def test_a_set_max_connections_all_in_use_is_named_and_the_server_not_skipped(
         assert f(2) == 2
         assert f.cache_contains(2)
     cache.close()
+
+
+def _entries(client: Any) -> list[bytes]:
+    return [n for n in client.scan_iter(match=b"memojar:*") if len(n.rsplit(b":", 1)[1]) == 32]
+
+
+@pytest.mark.parametrize("how", ["cache", "function"])
+def test_clear_finds_the_entries_of_an_index_the_server_evicted(
+        own_redis: Callable[..., RedisServer], how: str) -> None:
+    """A server with maxmemory-policy allkeys-lru evicts memojar's index (which hits do
+    not touch) and keeps the entries (which they do): ``clear`` (of the cache, or of the
+    function) finds them all the same, and no call reads them after it. Before, clear
+    listed the index only: it removed none of them until a prune put them back in it."""
+    server = own_redis("--maxmemory-policy", "allkeys-lru", "--maxmemory-samples", "64")
+    cache = Cache(server.url(), secret=SECRET)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    for i in range(20):
+        f(i)
+    client = server.client()
+    try:
+        # idle the longest: the index; then an application's key; then the entries, read
+        time.sleep(2.1)  # (the server's LRU clock counts seconds)
+        client.set(b"application", b"x" * 50_000)
+        time.sleep(1.1)
+        assert [f(i) for i in range(20)] == list(range(20))
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", str(used - 20_000))  # evicts: exact LRU (64 samples)
+        client.config_set("maxmemory", "0")
+        assert not client.exists(b"memojar:sizes", b"application")  # (the test's premise)
+        assert len(_entries(client)) == 20
+        calls.clear()
+        removed = cache.clear() if how == "cache" else f.cache_clear()  # type: ignore[attr-defined]
+        assert removed == 20
+        assert _entries(client) == []
+        assert [f(i) for i in range(20)] == list(range(20))
+        assert calls == list(range(20))  # computed again: all cleared
+    finally:
+        client.close()
+        cache.close()
