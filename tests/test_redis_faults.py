@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,3 +263,66 @@ def test_clear_finds_the_entries_of_an_index_the_server_evicted(
     finally:
         client.close()
         cache.close()
+
+
+RESTART_CYCLE = """
+import os, sys, time, warnings
+from memojar import Cache
+c = Cache(sys.argv[1], lock_timeout=float(sys.argv[2]), secret="test-secret")
+who, meet = int(sys.argv[3]), sys.argv[4]
+def both_hold():  # each holds its own key, then calls the other's
+    open(os.path.join(meet, str(who)), "w").close()
+    while len(os.listdir(meet)) < 2:
+        time.sleep(0.01)
+@c.cached(ignore=("who",))
+def f(x, who):
+    if who == 1:
+        both_hold(); return g(x, who) + 1
+    return 10
+@c.cached(ignore=("who",))
+def g(x, who):
+    if who == 2:
+        both_hold(); return f(x, who) + 1
+    return 20
+if who == 1:  # a wait before the restart: the server's id asked, as a long-lived process's
+    from memojar._redislease import _server_id
+    assert _server_id(c.store) is not None
+    print("asked", flush=True)
+    sys.stdin.readline()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print((f if who == 1 else g)(1, who))
+for w in caught:
+    print(w.message)
+"""
+
+
+@pytest.mark.real_leases
+def test_a_cycle_between_processes_from_before_and_after_a_restart_is_broken_at_once(
+        own_redis: Callable[..., RedisServer], tmp_path: Path) -> None:
+    """One process asked the server's id (a wait it noted) before the server restarted,
+    another starts after: each holds a key and calls the other's, a lock-order cycle,
+    broken at once. Before, the first named its locks by the old server's id: neither
+    saw the cycle, and both waited lock_timeout."""
+    server = own_redis()
+    port, timeout = server.port, 20
+    first = subprocess.Popen([sys.executable, "-c", RESTART_CYCLE, server.url(),
+                              str(timeout), "1", str(tmp_path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert first.stdin is not None and first.stdout is not None
+    assert first.stdout.readline() == "asked\n"
+    server.stop()
+    own_redis(port=port)
+    start = time.monotonic()
+    second = subprocess.Popen([sys.executable, "-c", RESTART_CYCLE, server.url(),
+                               str(timeout), "2", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    first.stdin.write("go\n")
+    first.stdin.close()
+    outs = [first.stdout.read(), second.communicate(timeout=timeout * 3)[0]]
+    first.stdout.close()
+    first.wait(timeout * 3)
+    took = time.monotonic() - start
+    said = "\n".join(outs)
+    assert took < timeout / 2, f"{took:.1f} s: {said}"
+    assert "(lock_timeout)" not in said, said
+    assert said.count("is being computed by another process") in (1, 2), said
