@@ -18,8 +18,10 @@ import pytest
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
 
+import redis
+
 from memojar import Cache, MemojarWarning
-from memojar._redislease import LOCK_TTL, _RedisKeyLock
+from memojar._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from memojar._redisstore import RedisStore
 from redis_server import RedisServer
 from remote_kit import SECRET
@@ -326,3 +328,62 @@ def test_a_cycle_between_processes_from_before_and_after_a_restart_is_broken_at_
     assert took < timeout / 2, f"{took:.1f} s: {said}"
     assert "(lock_timeout)" not in said, said
     assert said.count("is being computed by another process") in (1, 2), said
+
+
+@pytest.mark.real_leases
+def test_a_note_of_a_wait_the_server_lost_is_noted_again_at_the_next_look(
+        redis_location: str) -> None:
+    """The server drops a live waiter's note (a volatile-* maxmemory-policy evicts the keys
+    nearest their expiry first: the notes' 2 s keys; a stall past their lifetime): its
+    renewal finds it gone, and the waiter's next look notes it again, so the holder sees
+    the wait. Before, the renewer extended a key that was no more, the waiter took it for
+    noted, and a cycle through it was not seen until what was behind the wait changed."""
+    waiter, holder = RedisStore(redis_location), RedisStore(redis_location)
+    client = redis.Redis.from_url(redis_location)
+    try:
+        key = "f" * 32
+        held = _holding(holder, key)
+        ends: list[Callable[[], None]] = []
+        waiting = waiter.lock("f", key)
+        waiting.note_waiting({0x99}, ends)
+        assert held.waiters() == {0x99}
+        client.delete(*client.keys(b"*:w:*"))  # what an eviction did
+        time.sleep(LOCK_RENEW * 3)  # a renewal meanwhile
+        waiting.note_waiting({0x99}, ends)  # the waiter's next look
+        assert held.waiters() == {0x99}
+        for end in ends:
+            end()
+        held.release()
+    finally:
+        client.close()
+        waiter.close()
+        holder.close()
+
+
+@pytest.mark.real_leases
+def test_a_wait_noted_before_the_server_ran_out_of_memory_stays_noted(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A server out of memory (noeviction) refuses new notes, but the ones made before
+    are renewed all the same (only commands that may grow the data are refused): the
+    holder keeps seeing the wait."""
+    server = own_redis()
+    waiter, holder = RedisStore(server.url()), RedisStore(server.url())
+    client = server.client()
+    try:
+        key = "0" * 32
+        held = _holding(holder, key)
+        ends: list[Callable[[], None]] = []
+        waiter.lock("f", key).note_waiting({0x42}, ends)
+        client.config_set("maxmemory", "1")  # out of memory from now on
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.set(b"more", b"x")
+        time.sleep(LOCK_TTL * 2)
+        assert held.waiters() == {0x42}
+        client.config_set("maxmemory", "0")
+        for end in ends:
+            end()
+        held.release()
+    finally:
+        client.close()
+        waiter.close()
+        holder.close()

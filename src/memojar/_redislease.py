@@ -97,12 +97,12 @@ class _RedisKeyLock(KeyLock):
         self.token = b""
 
     # --- lock-order cycles between processes (see ``KeyLock.note_waiting``) ------------
-    # ``<lock>:wz`` (a sorted set, ``_redislua.NOTE_WAIT``) holds a member per waiter and
-    # id behind its wait, "<id>:<the waiter's token>", scored by when it expires (the
-    # server's clock): renewed while the wait lasts, removed when it ends, dropped once
-    # past its time (a waiter that died); what a holder reads (``WAITERS``) is the ids of
-    # the members not past their time. The ids are those of any store's locks: a cycle
-    # through two servers, or a server and a directory, is seen on each lock's own.
+    # ``<lock>:ws`` holds a member per waiter and id behind its wait, "<id>:<the waiter's
+    # token>", and ``<lock>:w:<member>`` (PX LOCK_TTL, renewed while the wait lasts) says
+    # it is alive: a holder reads the ids of the live members (``_redislua.WAITERS``), and
+    # a member whose waiter died is dropped from the set. The ids are those of any store's
+    # locks: a cycle through two servers, or a server and a directory, is seen on each
+    # lock's own.
 
     def wait_id(self) -> int | None:
         """From the server's ``run_id`` and the lease's name: the same for every URL that
@@ -114,8 +114,8 @@ class _RedisKeyLock(KeyLock):
         return int(xxhash.xxh3_64_intdigest(server + b"\0" + self.name) >> (64 - WAIT_ID_BITS))
 
     def note_waiting(self, behind: Collection[int], ends: list[Callable[[], None]]) -> None:
-        """A member per id ``behind`` in ``<lock>:wz``, renewed by the store's renewer
-        while the wait lasts (a process that dies leaves them to expire), removed when it
+        """A member per id ``behind`` in ``<lock>:ws`` and its key, renewed by the store's
+        renewer while the wait lasts (a process that dies leaves them to expire), removed when it
         ends (the callable put in ``ends``)."""
         store = self.store
         note = self._note
@@ -145,7 +145,7 @@ class _RedisKeyLock(KeyLock):
         store = self.store
         try:
             with store._errors("looking for a wait"):
-                members = store._waiters(keys=[self.name + b":wz"])
+                members = store._waiters(keys=[self.name + b":ws"])
         except OSError:
             return ()
         found = set()
@@ -194,15 +194,15 @@ def _server_id(store: Any) -> bytes | None:
 
 
 class _WaitNote:
-    """The members of ``<lock>:wz`` that say a caller waits for a lease while it holds
+    """The members of ``<lock>:ws`` that say a caller waits for a lease while it holds
     others, or waits for such callers (``_RedisKeyLock.note_waiting``): its own (its
     token's, however many other waiters note the same ids), renewed with the leases,
-    removed when the wait ends, past their time if it dies."""
+    removed when the wait ends, left to expire if it dies."""
 
     def __init__(self, store: Any, lock: bytes) -> None:
         self.store = store
         self.lock = lock
-        self.index = lock + b":wz"
+        self.index = lock + b":ws"
         self.token = secrets.token_hex(8).encode()
         self.ids: set[int] = set()
         self.name = b"a wait for " + lock
@@ -213,7 +213,7 @@ class _WaitNote:
         return b"%08x:%s" % (i, self.token)
 
     def send(self, noted: list[bytes], removed: list[bytes]) -> None:
-        """Set (or renew) ``noted``, remove ``removed``: one script (``NOTE_WAIT``)."""
+        """Note ``noted``, remove ``removed``: one script (``NOTE_WAIT``)."""
         if noted or removed:
             self.store._note_wait(keys=[self.index],
                                   args=[int(LOCK_TTL * 1000), len(noted), *noted, *removed])
@@ -224,9 +224,15 @@ class _WaitNote:
             return True  # ended meanwhile (a disowned one is dropped with the fork)
         try:
             with self.store._errors("renewing a wait"):
-                self.send([self.edge(i) for i in ids], [])
+                lost = self.store._renew_wait(
+                    keys=[self.index], args=[int(LOCK_TTL * 1000), *map(self.edge, ids)])
         except OSError as exc:
             logger.debug("cannot renew %r: %s", self.name, exc)
+            return True
+        # Gone (this process stalled past LOCK_TTL, or the server lost them): noted again
+        # at the waiter's next look. Before, renewed though gone, that is not at all.
+        gone = {int(m.partition(b":")[0], 16) for m in lost if isinstance(m, bytes)}
+        self.ids.difference_update(gone)
         return True
 
     def disown(self) -> None:

@@ -6,11 +6,11 @@ Layout (``prefix`` defaults to ``memojar:``; ``<entry>`` is ``<prefix><function>
                          "MJCH 2 <gen> <chunks> <size> <signature>\\n" + the entry's header
     <entry>:c:<gen>      a hash of chunk number -> bytes, written once under a fresh <gen>
     <entry>:lock         the compute lock: a random token, PX 2 s, renewed while held
-    <entry>:lock:wz      sorted set: a member "<id>:<waiter>" per caller that waits for
-                         this lock with the lock <id> behind it (held, or held by a caller
-                         that waits for it; a lock-order cycle's check, ``_redislease``),
-                         scored by when it expires (2 s, renewed while it waits, removed
-                         when the wait ends); the key expires 2 s after the last note
+    <entry>:lock:ws      set: a member "<id>:<waiter>" per caller that waits for this
+                         lock with the lock <id> behind it (held, or held by a caller that
+                         waits for it; a lock-order cycle's check, ``_redislease``)
+    <entry>:lock:w:<id>:<waiter>  that member's life: PX 2 s, renewed while it waits,
+                         removed when the wait ends (a member without it is dropped)
     <prefix><function>:entries   set: the function's entry keys (what ``scan(function)`` reads)
     <prefix><function>:swept     the identity of the code that last swept old entries
     <prefix>lru          sorted set: entry key -> last read or write (epoch seconds)
@@ -188,6 +188,7 @@ class RedisStore(Store):
         self._release = register(lua.RELEASE)
         self._renew = register(lua.RENEW)
         self._note_wait = register(lua.NOTE_WAIT)
+        self._renew_wait = register(lua.RENEW_WAIT)
         self._waiters = register(lua.WAITERS)
         self._note = register(lua.NOTE)
         self._merge = register(lua.MERGE)
