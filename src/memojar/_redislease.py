@@ -115,8 +115,8 @@ class _RedisKeyLock(KeyLock):
 
     def note_waiting(self, behind: Collection[int], ends: list[Callable[[], None]]) -> None:
         """A member per id ``behind`` in ``<lock>:ws`` and its key, renewed by the store's
-        renewer while the wait lasts (a process that dies leaves them to expire), removed when it
-        ends (the callable put in ``ends``)."""
+        renewer while the wait lasts (a process that dies leaves them to expire), removed
+        when it ends (the callable put in ``ends``)."""
         store = self.store
         note = self._note
         if note is None or note.ended:
