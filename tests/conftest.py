@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import itertools
 import os
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,10 +62,24 @@ def _no_periodic_stats(monkeypatch: pytest.MonkeyPatch) -> None:
     from memojar import _cache
 
     monkeypatch.setattr(_cache._FLUSHER, "flush", lambda: None)
-    # ... nor the counts of caches earlier tests dropped (their folders, their servers):
-    # a test's merge merges its own.
+    # ... nor the caches earlier tests left alive, nor the counts of those they dropped
+    # (their folders, their servers): a test's merge (``merge_all``) merges its own. (In
+    # the full suite test_statistics' merges at every interrupt point merged hundreds of
+    # earlier caches each: one test ran over fifteen minutes.)
+    monkeypatch.setattr(_cache._FLUSHER, "caches", weakref.WeakSet())
     monkeypatch.setattr(_cache, "_orphans", [])
     monkeypatch.setattr(_cache, "_dropped_counts", {})  # (``stats()`` of a reused location)
+
+
+@pytest.fixture
+def frozen_heap() -> Iterator[None]:
+    """What earlier tests left on the heap set aside (``gc.freeze``) while the test runs,
+    for a test that collects at each of hundreds of interrupt points: in the full suite a
+    collection of the whole heap took most of a second each (a test ran two minutes)."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 # The key-lock lease of the remote stores in this process's tests (seconds; the products'

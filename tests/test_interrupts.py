@@ -513,6 +513,7 @@ def test_a_signal_handler_logging_while_the_logger_is_made_does_not_hang(tmp_pat
 
 
 @needs_tracing
+@pytest.mark.usefixtures("frozen_heap")  # it collects at each point
 def test_an_interrupt_while_the_folder_is_opened_leaves_no_descriptor_open(
         tmp_path: Path) -> None:
     # An interrupt inside _Folder.__init__ (after its descriptor was set, before its inode)

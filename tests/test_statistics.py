@@ -22,15 +22,8 @@ from memojar import Cache, _cache
 TIMEOUT = 60
 
 
-@pytest.fixture(autouse=True)
-def _frozen_heap() -> Any:
-    """What earlier tests left on the heap set aside (``gc.freeze``): these tests collect
-    after each of hundreds of interrupt points, and in the full suite a collection of its
-    whole heap took most of a second each (one test ran over ten minutes)."""
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
+# These tests collect after each of hundreds of interrupt points (see conftest's fixture).
+pytestmark = pytest.mark.usefixtures("frozen_heap")
 
 
 def run(code: str, cache: Path, timeout: float = TIMEOUT) -> str:

@@ -15,6 +15,7 @@ import codecs
 import re
 import sys
 import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,11 +25,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
-__all__ = ["connect", "sent"]
+__all__ = ["connect", "connections", "exhausted", "sent"]
 
 
 _RLOCK = type(threading.RLock())
 _MAX_CONNECTIONS = 2**31  # redis-py's own default up to 5 (see ``connect``)
+_FREED_POLL = 0.005  # seconds between looks for a connection given back (``get_connection``)
 
 
 class _Pool(redis.ConnectionPool):
@@ -51,19 +53,62 @@ class _Pool(redis.ConnectionPool):
             self._fork_lock = threading.RLock()
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        connection: Any = super().get_connection(*args, **kwargs)
+        # A ``max_connections`` set in the URL, all lent out (as many threads calling at
+        # once): the call waits for one given back, for socket_timeout at most, as for a
+        # server's answer. Before, it failed at once with redis-py's "Too many
+        # connections", a ConnectionError, which the store took for a server it cannot
+        # reach: the result not stored, and every call skipping the server for a while.
+        # Once a wait ran out, later requests fail at once until a connection is given
+        # back (``release``): a call of several requests waits one socket_timeout in all.
+        deadline = None
+        while True:
+            try:
+                connection: Any = super().get_connection(*args, **kwargs)
+                break
+            except RedisConnectionError as exc:
+                if not exhausted(exc) or self._memojar_starved:
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + (self.connection_kwargs.get("socket_timeout") or 0)
+                if now >= deadline:
+                    self._memojar_starved = True
+                    raise
+                time.sleep(min(_FREED_POLL, deadline - now))
         # an exception already being handled when the command starts (memojar talking to
         # the server from an ``except`` block) is not one that cut the command short
         connection._memojar_around = sys.exc_info()[1]
         return connection
 
+    _memojar_starved = False  # a wait for a connection ran out, none given back since
+
     def release(self, connection: Any) -> None:
+        self._memojar_starved = False
         raised = sys.exc_info()[1]
         around = getattr(connection, "_memojar_around", None)
         connection._memojar_around = None
         if raised is not None and raised is not around and not isinstance(raised, ResponseError):
             connection.disconnect()  # it may hold a reply: never read as another's
         super().release(connection)
+
+
+class _Connected:
+    """Counts the connections its pool made, a reconnection too (``connections``): the
+    one sign that the server behind the address may have changed (a restart, a failover),
+    had at no cost to any command. Runs redis-py's own handshake first."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, connection: Any) -> None:
+        connection.on_connect()
+        self.count += 1
+
+
+def connections(client: redis.Redis) -> int:
+    """How many connections ``client`` (made by ``connect``) has made so far."""
+    made: _Connected = client.connection_pool.connection_kwargs["redis_connect_func"]
+    return made.count
 
 
 def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
@@ -103,6 +148,7 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         # requests) found the server "unreachable": nothing stored, every call skipping it
         # for a while. A ``max_connections`` in the URL's query still wins.
         max_connections=_MAX_CONNECTIONS,
+        redis_connect_func=_Connected(),
         **kwargs,
     )
     try:
@@ -119,6 +165,13 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # close() closes the pool, as from_url's does
     return client
+
+
+def exhausted(exc: BaseException) -> bool:
+    """Whether ``exc`` is redis-py's "Too many connections": every connection the pool may
+    open (its ``max_connections``) is lent out; the server is not at fault."""
+    return isinstance(exc, getattr(redis.exceptions, "MaxConnectionsError", ())) or (
+        isinstance(exc, RedisConnectionError) and str(exc) == "Too many connections")
 
 
 def sent(exc: BaseException | None) -> bool:

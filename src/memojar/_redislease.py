@@ -13,6 +13,7 @@ from typing import Any
 import xxhash
 
 from ._errors import logger
+from ._redisconn import connections
 from ._store import WAIT_ID_BITS, KeyLock
 
 LOCK_TTL = 2.0  # seconds a lock outlives its holder's last renewal
@@ -96,11 +97,12 @@ class _RedisKeyLock(KeyLock):
         self.token = b""
 
     # --- lock-order cycles between processes (see ``KeyLock.note_waiting``) ------------
-    # ``<lock>:w:<id>`` (PX LOCK_TTL, renewed while the wait lasts) says a caller with the
-    # lock ``<id>`` behind it waits for ``<lock>``; ``<lock>:ws``, the set of those ids, is
-    # what a holder reads (each id checked against its key: one of a process that died
-    # has expired). The ids are those of any store's locks: a cycle through two servers,
-    # or a server and a directory, is seen on each lock's own.
+    # ``<lock>:ws`` holds a member per waiter and id behind its wait, "<id>:<the waiter's
+    # token>", and ``<lock>:w:<member>`` (PX LOCK_TTL, renewed while the wait lasts) says
+    # it is alive: a holder reads the ids of the live members (``_redislua.WAITERS``), and
+    # a member whose waiter died is dropped from the set. The ids are those of any store's
+    # locks: a cycle through two servers, or a server and a directory, is seen on each
+    # lock's own.
 
     def wait_id(self) -> int | None:
         """From the server's ``run_id`` and the lease's name: the same for every URL that
@@ -112,9 +114,9 @@ class _RedisKeyLock(KeyLock):
         return int(xxhash.xxh3_64_intdigest(server + b"\0" + self.name) >> (64 - WAIT_ID_BITS))
 
     def note_waiting(self, behind: Collection[int], ends: list[Callable[[], None]]) -> None:
-        """A key per id ``behind`` (``<lock>:w:<id>``, PX LOCK_TTL) and the id in
-        ``<lock>:ws``, renewed by the store's renewer while the wait lasts (a process that
-        dies leaves them to expire), removed when it ends (the callable put in ``ends``)."""
+        """A member per id ``behind`` in ``<lock>:ws`` and its key, renewed by the store's
+        renewer while the wait lasts (a process that dies leaves them to expire), removed
+        when it ends (the callable put in ``ends``)."""
         store = self.store
         note = self._note
         if note is None or note.ended:
@@ -129,16 +131,7 @@ class _RedisKeyLock(KeyLock):
         note.ids.difference_update(gone)
         try:
             with store._errors("noting a wait"):
-                pipe = store._client.pipeline(transaction=False)
-                for i in new:
-                    pipe.set(note.edge(i), b"1", px=int(LOCK_TTL * 1000))
-                if new:
-                    pipe.sadd(note.index, *[b"%08x" % i for i in new])
-                    pipe.pexpire(note.index, int(LOCK_TTL * 1000))
-                if gone:
-                    pipe.delete(*[note.edge(i) for i in gone])
-                    pipe.srem(note.index, *[b"%08x" % i for i in gone])
-                pipe.execute()
+                note.send([note.edge(i) for i in new], [note.edge(i) for i in gone])
         except OSError as exc:
             # Not noted (a refused or lost request): sent again at the next look. Kept as
             # noted, they never were, and a cycle whose waiters' first notes all failed
@@ -149,25 +142,17 @@ class _RedisKeyLock(KeyLock):
     def waiters(self) -> Collection[int]:
         if not self.token:
             return ()
-        client = self.store._client
-        index = self.name + b":ws"
+        store = self.store
         try:
-            with self.store._errors("looking for a wait"):
-                members = [m for m in client.smembers(index) if isinstance(m, bytes)]
-                if not members:
-                    return ()
-                pipe = client.pipeline(transaction=False)
-                for m in members:
-                    pipe.exists(self.name + b":w:" + m)
-                live = pipe.execute()
+            with store._errors("looking for a wait"):
+                members = store._waiters(keys=[self.name + b":ws"])
         except OSError:
             return ()
         found = set()
-        for m, alive in zip(members, live, strict=True):
+        for m in members:
             try:
-                if alive:
-                    found.add(int(m, 16))
-            except ValueError:  # not one of ours
+                found.add(int(m.partition(b":")[0], 16))
+            except (TypeError, ValueError, AttributeError):  # not one of ours
                 continue
         return found
 
@@ -186,35 +171,52 @@ class _RedisKeyLock(KeyLock):
 
 
 def _server_id(store: Any) -> bytes | None:
-    """The server's ``run_id`` (asked once per store; None if it cannot be had now)."""
-    known: bytes | None = store.__dict__.get("_wait_server")
-    if known is not None:
-        return known
+    """The server's ``run_id``; None if it cannot be had now. Asked again once the store's
+    client has made a connection since it last asked (``connections``, counted by redis-py's
+    connect: nothing is asked of the server to know it): a restarted server, or another one
+    at the same address after a failover, has another ``run_id``. Before, asked once per
+    store: a process that had asked before a restart named its locks by the old id, one
+    started after it by the new, and a lock-order cycle between them was not seen (it cost
+    lock_timeout). A connection made while the id is asked makes the next call ask again,
+    so that an answer from the server before the change is not kept after it."""
+    made = connections(store._client)
+    known: tuple[int, bytes] | None = store.__dict__.get("_wait_server")
+    if known is not None and known[0] == made:
+        return known[1]
     try:
         with store._errors("asking the server's id"):
             info = store._client.info("server")
-        known = str(info.get("run_id") or store.location).encode()
+        server = str(info.get("run_id") or store.location).encode()
     except (OSError, AttributeError):
         return None
-    store.__dict__["_wait_server"] = known
-    return known
+    store.__dict__["_wait_server"] = (made, server)
+    return server
 
 
 class _WaitNote:
-    """The keys that say a caller waits for a lease while it holds others, or waits for
-    such callers (``_RedisKeyLock.note_waiting``): renewed with the leases, removed when
-    the wait ends."""
+    """The members of ``<lock>:ws`` that say a caller waits for a lease while it holds
+    others, or waits for such callers (``_RedisKeyLock.note_waiting``): its own (its
+    token's, however many other waiters note the same ids), renewed with the leases,
+    removed when the wait ends, left to expire if it dies."""
 
     def __init__(self, store: Any, lock: bytes) -> None:
         self.store = store
         self.lock = lock
         self.index = lock + b":ws"
+        self.token = secrets.token_hex(8).encode()
         self.ids: set[int] = set()
         self.name = b"a wait for " + lock
         self.ended = False
 
     def edge(self, i: int) -> bytes:
-        return self.lock + b":w:%08x" % i
+        """This waiter's member for the id ``i``."""
+        return b"%08x:%s" % (i, self.token)
+
+    def send(self, noted: list[bytes], removed: list[bytes]) -> None:
+        """Note ``noted``, remove ``removed``: one script (``NOTE_WAIT``)."""
+        if noted or removed:
+            self.store._note_wait(keys=[self.index],
+                                  args=[int(LOCK_TTL * 1000), len(noted), *noted, *removed])
 
     def renew(self) -> bool:
         ids = list(self.ids)
@@ -222,13 +224,15 @@ class _WaitNote:
             return True  # ended meanwhile (a disowned one is dropped with the fork)
         try:
             with self.store._errors("renewing a wait"):
-                pipe = self.store._client.pipeline(transaction=False)
-                for i in ids:
-                    pipe.pexpire(self.edge(i), int(LOCK_TTL * 1000))
-                pipe.pexpire(self.index, int(LOCK_TTL * 1000))
-                pipe.execute()
+                lost = self.store._renew_wait(
+                    keys=[self.index], args=[int(LOCK_TTL * 1000), *map(self.edge, ids)])
         except OSError as exc:
             logger.debug("cannot renew %r: %s", self.name, exc)
+            return True
+        # Gone (this process stalled past LOCK_TTL, or the server lost them): noted again
+        # at the waiter's next look. Before, renewed though gone, that is not at all.
+        gone = {int(m.partition(b":")[0], 16) for m in lost if isinstance(m, bytes)}
+        self.ids.difference_update(gone)
         return True
 
     def disown(self) -> None:
@@ -254,10 +258,7 @@ class _WaitNote:
     def _remove(self, ids: list[int]) -> bool:
         try:
             with self.store._errors("ending a wait"):
-                pipe = self.store._client.pipeline(transaction=False)
-                pipe.delete(*[self.edge(i) for i in ids])
-                pipe.srem(self.index, *[b"%08x" % i for i in ids])
-                pipe.execute()
+                self.send([], [self.edge(i) for i in ids])
         except (ConnectionError, TimeoutError):
             return False
         except OSError as exc:

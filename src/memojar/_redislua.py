@@ -266,3 +266,57 @@ RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+
+# The notes of waits (``_redislease``). KEYS[1] ``<lock>:ws``, the set of the members noted
+# for the lock, one per waiter and id behind its wait, "<id>:<the waiter's token>"; each
+# member's key ``<lock>:w:<member>`` (PX the lifetime) says it is alive. A member whose key
+# is gone (its waiter died: never renewed) is removed from the set by the next renewal of
+# any waiter's note (RENEW_WAIT) or look at them (WAITERS). Before, a member was the id
+# alone, with one key per id: a killed waiter's id stayed in the set as long as live
+# waiters renewed it, and two waiters noting the same id shared its key, which the first
+# to end removed under the other. (A member "<id>" of an older memojar is read the same.)
+# Only NOTE_WAIT's first write (SET) is one a server out of memory refuses: renewing and
+# ending a note (PEXPIRE, DEL, SREM) go on under a full server, as the leases' do.
+WAIT_COMMON = """
+local ws = KEYS[1]
+local edge = string.sub(ws, 1, -2) .. ':'
+local function prune()
+  for _, m in ipairs(redis.call('SMEMBERS', ws)) do
+    if redis.call('EXISTS', edge .. m) == 0 then redis.call('SREM', ws, m) end
+  end
+end
+"""
+
+# ARGV[1] the lifetime (ms), ARGV[2] the number n of members to note, ARGV[3..2+n] those,
+# the rest members to remove
+NOTE_WAIT = WAIT_COMMON + """
+local n = tonumber(ARGV[2])
+for i = 3, 2 + n do redis.call('SET', edge .. ARGV[i], '1', 'PX', ARGV[1]) end
+for i = 3 + n, #ARGV do
+  redis.call('DEL', edge .. ARGV[i])
+  redis.call('SREM', ws, ARGV[i])
+end
+if n > 0 then
+  redis.call('SADD', ws, unpack(ARGV, 3, 2 + n))
+  redis.call('PEXPIRE', ws, ARGV[1])
+end
+return 1
+"""
+
+# ARGV[1] the lifetime (ms), ARGV[2..] a waiter's members -> those whose key was gone (to be
+# noted again: the waiter stalled past their lifetime, or the server lost them)
+RENEW_WAIT = WAIT_COMMON + """
+local lost = {}
+for i = 2, #ARGV do
+  if redis.call('PEXPIRE', edge .. ARGV[i], ARGV[1]) == 0 then lost[#lost + 1] = ARGV[i] end
+end
+prune()
+redis.call('PEXPIRE', ws, ARGV[1])
+return lost
+"""
+
+# -> the members alive (their key there)
+WAITERS = WAIT_COMMON + """
+prune()
+return redis.call('SMEMBERS', ws)
+"""

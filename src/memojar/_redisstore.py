@@ -6,11 +6,11 @@ Layout (``prefix`` defaults to ``memojar:``; ``<entry>`` is ``<prefix><function>
                          "MJCH 2 <gen> <chunks> <size> <signature>\\n" + the entry's header
     <entry>:c:<gen>      a hash of chunk number -> bytes, written once under a fresh <gen>
     <entry>:lock         the compute lock: a random token, PX 2 s, renewed while held
-    <entry>:lock:w:<id>  a caller with the lock <id> behind it (held, or held by a caller
-                         that waits for it) waits for this one (a lock-order cycle's check,
-                         ``_redislease``): PX 2 s, renewed while it waits, removed when the
-                         wait ends
-    <entry>:lock:ws      set: those <id>s (each checked against its key when read)
+    <entry>:lock:ws      set: a member "<id>:<waiter>" per caller that waits for this
+                         lock with the lock <id> behind it (held, or held by a caller that
+                         waits for it; a lock-order cycle's check, ``_redislease``)
+    <entry>:lock:w:<id>:<waiter>  that member's life: PX 2 s, renewed while it waits,
+                         removed when the wait ends (a member without it is dropped)
     <prefix><function>:entries   set: the function's entry keys (what ``scan(function)`` reads)
     <prefix><function>:swept     the identity of the code that last swept old entries
     <prefix>lru          sorted set: entry key -> last read or write (epoch seconds)
@@ -71,13 +71,13 @@ from typing import Any, cast
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _redislua as lua
 from ._entry import Miss, header_length
 from ._errors import logger
-from ._redisconn import connect, sent
+from ._redisconn import connect, exhausted, sent
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
 from ._store import (
@@ -187,6 +187,9 @@ class RedisStore(Store):
         self._acquire = register(lua.ACQUIRE)
         self._release = register(lua.RELEASE)
         self._renew = register(lua.RENEW)
+        self._note_wait = register(lua.NOTE_WAIT)
+        self._renew_wait = register(lua.RENEW_WAIT)
+        self._waiters = register(lua.WAITERS)
         self._note = register(lua.NOTE)
         self._merge = register(lua.MERGE)
         self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
@@ -196,6 +199,9 @@ class RedisStore(Store):
         self._mutex = threading.RLock()  # guards _leases (reentrant: a signal handler's call)
         self._leases: dict[bytes, _RedisKeyLock] = {}  # entry key -> this process's lock on it
         self._names: dict[str, bytes] = {}  # function name -> b"<prefix><function>:"
+        # function (None: all) -> the server's run_id and evicted_keys when its entries were
+        # last put back into the index (``_complete_index``)
+        self._reindexed: dict[str | None, str] = {}
         # the marker of a merge without a writer's (``merge_stats``): a dropped cache's
         self._merge_id = secrets.token_hex(8)
 
@@ -517,6 +523,7 @@ class RedisStore(Store):
         span = HEAD_BYTES + 96 if heads else 95  # 96 bytes cover a pointer's first line
         seen: set[bytes] = set()
         with self._errors("listing entries"):
+            self._complete_index(function)
             for batch in self._index_members(function):
                 names = [n for n in batch if n not in seen]
                 seen.update(names)
@@ -541,6 +548,46 @@ class RedisStore(Store):
                     for name in gone:
                         self._forget(keys=[*self._index, name], client=pipe)
                     pipe.execute()
+
+    def _complete_index(self, function: str | None) -> None:
+        """Put back into the index the entries (of one function) a server evicting with an
+        ``allkeys-*`` maxmemory-policy left out of it, if it evicted any key since this
+        store last did so: the keyspace is scanned for the entries' names (``REINDEX``).
+        Else (no eviction since, another policy, or INFO refused) nothing more than the
+        INFO, in the listing's first round trip. Before, only ``cleanup`` (prune) did it:
+        ``clear`` (and every listing) missed the entries the evicted index had listed, and
+        they were read by later calls as if never cleared."""
+        pipe = self._client.pipeline(transaction=False)
+        for section in ("server", "memory", "stats"):
+            pipe.info(section)
+        try:
+            server, memory, stats = pipe.execute()
+        except ResponseError as exc:  # INFO refused (an ACL, rename-command): not known
+            logger.debug("%s: cannot read INFO: %s", self.location, exc)
+            return
+        if not str(memory.get("maxmemory_policy", "")).startswith("allkeys"):
+            return
+        since = f"{server.get('run_id')}:{stats.get('evicted_keys')}"
+        if since in (self._reindexed.get(None), self._reindexed.get(function)):
+            return
+        which = b"*" if function is None else _glob_escape(function.encode())
+        self._reindex_keys(_glob_escape(self._pre) + which + b":" + _HEX32)
+        self._reindexed[function] = since  # as read before the scan: one during it counts
+
+    def _reindex_keys(self, pattern: bytes) -> None:
+        """Put the entries named by ``pattern`` found in the keyspace but not in the index
+        back into it (``REINDEX``); the total is recounted if any was."""
+        reindexed = 0
+        for batch in self._scan_keys(pattern):
+            if batch:
+                pipe = self._client.pipeline(transaction=False)
+                for entry in batch:
+                    self._reindex(keys=[*self._index, entry], args=[time.time()], client=pipe)
+                reindexed += sum(pipe.execute())
+        if reindexed:
+            logger.info("%s: %d entries were missing from the index (evicted by the "
+                        "server's maxmemory-policy?)", self.location, reindexed)
+            self._recount(keys=self._index)
 
     def _index_members(self, function: str | None) -> Iterator[list[bytes]]:
         cursor = 0
@@ -606,17 +653,7 @@ class RedisStore(Store):
         pattern = _glob_escape(self._pre) + b"*:" + _HEX32 + b":c:" + _HEX16
         threshold = int((INFLIGHT_TTL - ORPHAN_AGE) * 1000)
         with self._errors("cleaning up"):
-            for batch in self._scan_keys(_glob_escape(self._pre) + b"*:" + _HEX32):
-                if batch:
-                    pipe = self._client.pipeline(transaction=False)
-                    for entry in batch:
-                        self._reindex(keys=[*self._index, entry], args=[time.time()],
-                                      client=pipe)
-                    reindexed = sum(pipe.execute())
-                    if reindexed:
-                        logger.info("%s: %d entries were missing from the index (evicted "
-                                    "by the server's maxmemory-policy?)", self.location,
-                                    reindexed)
+            self._reindex_keys(_glob_escape(self._pre) + b"*:" + _HEX32)
             for batch in self._scan_keys(pattern):
                 if not batch:
                     continue
@@ -675,7 +712,8 @@ class RedisStore(Store):
         try:
             yield
         except RedisError as exc:
-            if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+            if (isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+                    and not exhausted(exc)):  # (this process's connections all in use)
                 down = self._oserror(exc, "")
                 # A ConnectionError, also after a timeout: a call skipped while the server
                 # is down sent nothing, so it did not time out (``Store.write`` reads back
@@ -697,7 +735,8 @@ class RedisStore(Store):
             self._pid, self._mutex, self._leases = os.getpid(), threading.RLock(), {}
 
     def _oserror(self, exc: RedisError, doing: str) -> OSError:
-        return oserror(exc, doing, self.socket_timeout, self.prefix)
+        return oserror(exc, doing, self.socket_timeout, self.prefix,
+                       self._client.connection_pool.max_connections)
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._location import positive, redact
+from ._redisconn import exhausted
 
 __all__ = ["OPTIONS", "oserror", "positive", "redact", "split_location"]
 
@@ -43,7 +44,8 @@ def _said(exc: RedisError) -> str:
     return _ARGS.sub("", _PIPELINE.sub("", str(exc))).strip()
 
 
-def oserror(exc: RedisError, doing: str, socket_timeout: float, prefix: str = "") -> OSError:
+def oserror(exc: RedisError, doing: str, socket_timeout: float, prefix: str = "",
+            max_connections: int | None = None) -> OSError:
     """The ``OSError`` for a Redis error, the one place they are mapped: callers catch
     ``OSError`` alone. Its message names no key: the same fault on every key is the same
     message (before, a server out of memory, a disabled command or a user's missing
@@ -61,6 +63,16 @@ def oserror(exc: RedisError, doing: str, socket_timeout: float, prefix: str = ""
             errno.ECONNREFUSED,
             f"the server refused the connection: no password or a wrong one ({exc}); give "
             "the password in the URL, redis://:PASSWORD@HOST, or as ?password=PASSWORD",
+        )
+    if isinstance(exc, RedisConnectionError) and exhausted(exc):
+        # not a ConnectionError: the server is not down, nor skipped by later calls
+        return OSError(
+            errno.EBUSY,
+            f"{doing} failed: all {max_connections} connections this process may open to "
+            f"the server (max_connections={max_connections} in the URL) stayed in use by "
+            f"other calls for socket_timeout={socket_timeout:g} s; raise max_connections "
+            "to the number of threads that call at once, or leave it out (memojar opens "
+            "as many as there are calls under way)",
         )
     if isinstance(exc, RedisConnectionError):
         return ConnectionError(errno.ECONNREFUSED, f"cannot reach the server ({exc})")

@@ -1,0 +1,389 @@
+"""The Redis store against servers that restart, fail over, freeze or fill up, and against
+waiters killed mid-wait: what the cycle check, the connection pool and clear see then."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
+
+import redis
+
+from memojar import Cache, MemojarWarning
+from memojar._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
+from memojar._redisstore import RedisStore
+from redis_server import RedisServer
+from remote_kit import SECRET
+
+pytestmark = pytest.mark.filterwarnings("ignore:Redis cache .* has no secret")
+
+
+def _holding(store: RedisStore, key: str) -> _RedisKeyLock:
+    lock = store.lock("f", key)
+    assert isinstance(lock, _RedisKeyLock)
+    assert lock._try()
+    return lock
+
+
+@pytest.mark.real_leases
+def test_a_store_that_named_its_locks_before_a_restart_names_them_as_a_new_one_after(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A lock's id in the notes of waits (the cycle check across processes) comes from
+    the server's run_id: a process that asked it before the server restarted (or failed
+    over to another server at the same address) asks again once its client reconnected,
+    so it names each lock as a process started after the restart does. Before, it kept
+    the old id, and a lock-order cycle between the two was not seen (lock_timeout)."""
+    server = own_redis()
+    port = server.port
+    old = RedisStore(server.url())
+    try:
+        before = _holding(old, "a" * 32)
+        assert before.wait_id() is not None
+        before.release()
+        server.stop()
+        own_redis(port=port)
+        new = RedisStore(f"redis://127.0.0.1:{port}/0")
+        try:
+            # each holds a lock on the new server: the old store has reconnected
+            mine, theirs = _holding(old, "b" * 32), _holding(new, "c" * 32)
+            assert mine.wait_id() == old.lock("f", "b" * 32).wait_id()
+            assert new.lock("f", "b" * 32).wait_id() == mine.wait_id()
+            assert old.lock("f", "c" * 32).wait_id() == theirs.wait_id()
+            mine.release()
+            theirs.release()
+        finally:
+            new.close()
+    finally:
+        old.close()
+
+
+KILLED_WAITER = """
+import sys, time
+from memojar._redisstore import RedisStore
+store = RedisStore(sys.argv[1])
+ends = []
+store.lock("f", sys.argv[2]).note_waiting({int(sys.argv[3], 16)}, ends)
+print("noted", flush=True)
+time.sleep(600)
+"""
+
+
+def _everything_said(server: RedisServer) -> bytes:
+    """Every key of the server with every member of it, one text."""
+    client = server.client()
+    try:
+        said = []
+        for name in client.scan_iter():
+            kind = client.type(name)
+            said.append(name)
+            if kind == b"set":
+                said += client.smembers(name)
+            elif kind == b"zset":
+                said += client.zrange(name, 0, -1)
+        return b" ".join(said)
+    finally:
+        client.close()
+
+
+@pytest.mark.real_leases
+def test_a_killed_waiters_note_expires_while_a_live_ones_stays(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A waiter killed (kill -9) while it waits for a lock leaves its note of the wait
+    (the id behind it) to expire within the lease's time, though a live waiter for the
+    same lock renews its own all along. Before, the killed one's id stayed in the lock's
+    set of ids as long as anyone renewed that set: forever, under a busy lock."""
+    server = own_redis()
+    key = "d" * 32
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WAITER, server.url(), key,
+                             "0badcafe"], stdout=subprocess.PIPE, text=True)
+    live, holder = RedisStore(server.url()), RedisStore(server.url())
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "noted\n"
+        held = _holding(holder, key)
+        ends: list[Callable[[], None]] = []
+        live.lock("f", key).note_waiting({0x5EED}, ends)
+        assert held.waiters() == {0xBADCAFE, 0x5EED}
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(LOCK_TTL * 2)  # the live one renewed its note three times meanwhile
+        assert held.waiters() == {0x5EED}
+        assert b"0badcafe" not in _everything_said(server)
+        assert b"00005eed" in _everything_said(server)
+        for end in ends:
+            end()
+        held.release()
+        assert _everything_said(server) == b""  # the live one's note removed as it ended
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        live.close()
+        holder.close()
+
+
+@pytest.mark.real_leases
+def test_a_waiter_ending_leaves_another_waiters_note_of_the_same_id(
+        redis_location: str) -> None:
+    """Two callers wait for one lock with the same lock behind them (one id): the first
+    whose wait ends removes its note, not the other's, which the holder still sees.
+    Before, both noted one key per id, and the first to end removed it for both: the
+    other's wait went unseen until it looked again with something new behind it, and a
+    cycle through it cost lock_timeout."""
+    one, two, holder = (RedisStore(redis_location) for _ in range(3))
+    try:
+        key = "e" * 32
+        held = _holding(holder, key)
+        first: list[Callable[[], None]] = []
+        second: list[Callable[[], None]] = []
+        one.lock("f", key).note_waiting({0x77}, first)
+        two.lock("f", key).note_waiting({0x77}, second)
+        assert held.waiters() == {0x77}
+        for end in first:
+            end()
+        assert held.waiters() == {0x77}
+        time.sleep(LOCK_TTL * 1.5)  # renewed meanwhile
+        assert held.waiters() == {0x77}
+        for end in second:
+            end()
+        assert held.waiters() == set()
+        held.release()
+    finally:
+        for store in (one, two, holder):
+            store.close()
+
+
+def test_threads_beyond_a_set_max_connections_wait_for_one_and_are_cached(
+        redis_location: str) -> None:
+    """``max_connections=2`` in the URL and eight threads calling at once: each waits for
+    a connection given back (for socket_timeout at most), and every result is stored.
+    Before, the third at once failed with redis-py's "Too many connections", taken for a
+    server it cannot reach: results not stored, warned about, and every call skipping the
+    server for a while."""
+    cache = Cache(redis_location + "?max_connections=2", lock_timeout=30, secret=SECRET)
+
+    @cache.cached
+    def slow(x: int) -> int:
+        time.sleep(0.2)
+        return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        threads = [threading.Thread(target=slow, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [slow.cache_contains(i) for i in range(8)] == [True] * 8
+    cache.close()
+
+
+def test_a_set_max_connections_all_in_use_is_named_and_the_server_not_skipped(
+        redis_location: str) -> None:
+    """Every connection a ``max_connections=1`` lets the process open stays in use for
+    longer than socket_timeout: the call's result is returned and the warning names the
+    pool and what to do, and the next call, the connection given back, is cached (the
+    server was never marked down). Before: "cannot reach the server (Too many
+    connections)", and the server was skipped until it answered a ping."""
+    cache = Cache(redis_location + "?max_connections=1&socket_timeout=0.5", secret=SECRET)
+
+    @cache.cached
+    def f(x: int) -> int:
+        return x
+
+    pool = cache.store._client.connection_pool  # type: ignore[attr-defined]
+    taken = pool.get_connection()
+    try:
+        start = time.monotonic()
+        with pytest.warns(MemojarWarning) as caught:
+            assert f(1) == 1
+        took = time.monotonic() - start
+    finally:
+        pool.release(taken)
+    said = " ".join(str(w.message) for w in caught)
+    assert "max_connections=1" in said and "raise max_connections" in said, said
+    assert "cannot reach" not in said, said
+    assert took < 0.5 * 4, took  # socket_timeout for each request, no more than a few
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f(2) == 2
+        assert f.cache_contains(2)
+    cache.close()
+
+
+def _entries(client: Any) -> list[bytes]:
+    return [n for n in client.scan_iter(match=b"memojar:*") if len(n.rsplit(b":", 1)[1]) == 32]
+
+
+@pytest.mark.parametrize("how", ["cache", "function"])
+def test_clear_finds_the_entries_of_an_index_the_server_evicted(
+        own_redis: Callable[..., RedisServer], how: str) -> None:
+    """A server with maxmemory-policy allkeys-lru evicts memojar's index (which hits do
+    not touch) and keeps the entries (which they do): ``clear`` (of the cache, or of the
+    function) finds them all the same, and no call reads them after it. Before, clear
+    listed the index only: it removed none of them until a prune put them back in it."""
+    server = own_redis("--maxmemory-policy", "allkeys-lru", "--maxmemory-samples", "64")
+    cache = Cache(server.url(), secret=SECRET)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    for i in range(20):
+        f(i)
+    client = server.client()
+    try:
+        # idle the longest: the index; then an application's key; then the entries, read
+        time.sleep(2.1)  # (the server's LRU clock counts seconds)
+        client.set(b"application", b"x" * 50_000)
+        time.sleep(1.1)
+        assert [f(i) for i in range(20)] == list(range(20))
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", str(used - 20_000))  # evicts: exact LRU (64 samples)
+        client.config_set("maxmemory", "0")
+        assert not client.exists(b"memojar:sizes", b"application")  # (the test's premise)
+        assert len(_entries(client)) == 20
+        calls.clear()
+        removed = cache.clear() if how == "cache" else f.cache_clear()  # type: ignore[attr-defined]
+        assert removed == 20
+        assert _entries(client) == []
+        assert [f(i) for i in range(20)] == list(range(20))
+        assert calls == list(range(20))  # computed again: all cleared
+    finally:
+        client.close()
+        cache.close()
+
+
+RESTART_CYCLE = """
+import os, sys, time, warnings
+from memojar import Cache
+c = Cache(sys.argv[1], lock_timeout=float(sys.argv[2]), secret="test-secret")
+who, meet = int(sys.argv[3]), sys.argv[4]
+def both_hold():  # each holds its own key, then calls the other's
+    open(os.path.join(meet, str(who)), "w").close()
+    while len(os.listdir(meet)) < 2:
+        time.sleep(0.01)
+@c.cached(ignore=("who",))
+def f(x, who):
+    if who == 1:
+        both_hold(); return g(x, who) + 1
+    return 10
+@c.cached(ignore=("who",))
+def g(x, who):
+    if who == 2:
+        both_hold(); return f(x, who) + 1
+    return 20
+if who == 1:  # a wait before the restart: the server's id asked, as a long-lived process's
+    from memojar._redislease import _server_id
+    assert _server_id(c.store) is not None
+    print("asked", flush=True)
+    sys.stdin.readline()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print((f if who == 1 else g)(1, who))
+for w in caught:
+    print(w.message)
+"""
+
+
+@pytest.mark.real_leases
+def test_a_cycle_between_processes_from_before_and_after_a_restart_is_broken_at_once(
+        own_redis: Callable[..., RedisServer], tmp_path: Path) -> None:
+    """One process asked the server's id (a wait it noted) before the server restarted,
+    another starts after: each holds a key and calls the other's, a lock-order cycle,
+    broken at once. Before, the first named its locks by the old server's id: neither
+    saw the cycle, and both waited lock_timeout."""
+    server = own_redis()
+    port, timeout = server.port, 20
+    first = subprocess.Popen([sys.executable, "-c", RESTART_CYCLE, server.url(),
+                              str(timeout), "1", str(tmp_path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert first.stdin is not None and first.stdout is not None
+    assert first.stdout.readline() == "asked\n"
+    server.stop()
+    own_redis(port=port)
+    start = time.monotonic()
+    second = subprocess.Popen([sys.executable, "-c", RESTART_CYCLE, server.url(),
+                               str(timeout), "2", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    first.stdin.write("go\n")
+    first.stdin.close()
+    outs = [first.stdout.read(), second.communicate(timeout=timeout * 3)[0]]
+    first.stdout.close()
+    first.wait(timeout * 3)
+    took = time.monotonic() - start
+    said = "\n".join(outs)
+    assert took < timeout / 2, f"{took:.1f} s: {said}"
+    assert "(lock_timeout)" not in said, said
+    assert said.count("is being computed by another process") in (1, 2), said
+
+
+@pytest.mark.real_leases
+def test_a_note_of_a_wait_the_server_lost_is_noted_again_at_the_next_look(
+        redis_location: str) -> None:
+    """The server drops a live waiter's note (a volatile-* maxmemory-policy evicts the keys
+    nearest their expiry first: the notes' 2 s keys; a stall past their lifetime): its
+    renewal finds it gone, and the waiter's next look notes it again, so the holder sees
+    the wait. Before, the renewer extended a key that was no more, the waiter took it for
+    noted, and a cycle through it was not seen until what was behind the wait changed."""
+    waiter, holder = RedisStore(redis_location), RedisStore(redis_location)
+    client = redis.Redis.from_url(redis_location)
+    try:
+        key = "f" * 32
+        held = _holding(holder, key)
+        ends: list[Callable[[], None]] = []
+        waiting = waiter.lock("f", key)
+        waiting.note_waiting({0x99}, ends)
+        assert held.waiters() == {0x99}
+        client.delete(*client.keys(b"*:w:*"))  # what an eviction did
+        time.sleep(LOCK_RENEW * 3)  # a renewal meanwhile
+        waiting.note_waiting({0x99}, ends)  # the waiter's next look
+        assert held.waiters() == {0x99}
+        for end in ends:
+            end()
+        held.release()
+    finally:
+        client.close()
+        waiter.close()
+        holder.close()
+
+
+@pytest.mark.real_leases
+def test_a_wait_noted_before_the_server_ran_out_of_memory_stays_noted(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A server out of memory (noeviction) refuses new notes, but the ones made before
+    are renewed all the same (only commands that may grow the data are refused): the
+    holder keeps seeing the wait."""
+    server = own_redis()
+    waiter, holder = RedisStore(server.url()), RedisStore(server.url())
+    client = server.client()
+    try:
+        key = "0" * 32
+        held = _holding(holder, key)
+        ends: list[Callable[[], None]] = []
+        waiter.lock("f", key).note_waiting({0x42}, ends)
+        client.config_set("maxmemory", "1")  # out of memory from now on
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.set(b"more", b"x")
+        time.sleep(LOCK_TTL * 2)
+        assert held.waiters() == {0x42}
+        client.config_set("maxmemory", "0")
+        for end in ends:
+            end()
+        held.release()
+    finally:
+        client.close()
+        waiter.close()
+        holder.close()
