@@ -701,8 +701,10 @@ class FileStore(Store):
         The usual case opens the shard by its path and checks that its parent (``..``, one
         ``fstatat``) is the function's folder this process opened: still at its path, so not
         moved aside (a folder moved, or the whole cache, would take every result where no
-        process reads it, this one included), and reached through no link swapped in for it
-        (a link's target is another folder). The folder's descriptor is not used, so a
+        process reads it, this one included), and not a folder a link swapped in for it leads
+        to (another folder: the long way refuses the link). The entry goes into that very
+        folder however the path reached it (a link to it, once it was moved aside, leads to
+        it as the path does for readers). The folder's descriptor is not used, so a
         caller that closed every descriptor while the function ran and opened its own at
         its number changes nothing. Before, the folder's descriptor was checked (``fstat``)
         and its path (``lstat``), and the shard opened from it: a system call more a miss.
