@@ -21,18 +21,15 @@ Example::
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
-import itertools
 import os
-import resource
 import statistics
 import sys
 import tempfile
-import time
 from types import ModuleType
 
 import compare  # this folder's (the script's own): its floor and its workload
+import miss_syscalls  # this folder's: its interleaved rounds
 
 
 def load(name: str, tree: str) -> ModuleType:
@@ -70,24 +67,8 @@ def main() -> None:
         for f in contenders.values():
             for i in range(300):  # every shard made
                 f(-1 - i, "warm")
-        samples: dict[str, list[float]] = {name: [] for name in contenders}
-        cpu = {name: [0.0, 0.0] for name in contenders}  # user, system: seconds in all
-        counters = {name: itertools.count() for name in contenders}
-        for round_ in range(args.rounds):
-            order = list(contenders.items())
-            for name, f in order if round_ % 2 else reversed(order):
-                counter = counters[name]
-                gc.collect()
-                gc.disable()
-                usage = resource.getrusage(resource.RUSAGE_SELF)
-                start = time.perf_counter()
-                for _ in range(args.n):
-                    f(next(counter), "m")
-                samples[name].append((time.perf_counter() - start) / args.n * 1e6)
-                after = resource.getrusage(resource.RUSAGE_SELF)
-                gc.enable()
-                cpu[name][0] += after.ru_utime - usage.ru_utime
-                cpu[name][1] += after.ru_stime - usage.ru_stime
+        samples, cpu = miss_syscalls.interleaved(contenders, args.n, args.rounds,
+                                                 alternate=True)
     floor = statistics.median(samples["floor"])
     misses = args.n * args.rounds
     for name, xs in samples.items():

@@ -118,6 +118,32 @@ def floor_with_checks(root: str, flat: bool = False
     return decorate
 
 
+def interleaved(contenders: dict[str, Callable[..., Any]], n: int, rounds: int,
+                alternate: bool = False) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``rounds`` rounds of ``n`` fresh misses of each contender in turn (the order reversed
+    every other round if ``alternate``): each round's microseconds a miss, by contender, and
+    each one's CPU seconds (user, system) over all rounds (``getrusage``)."""
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu = {name: [0.0, 0.0] for name in contenders}
+    counters = {name: itertools.count() for name in contenders}
+    for round_ in range(rounds):
+        order = list(contenders.items())
+        for name, f in reversed(order) if alternate and round_ % 2 else order:
+            counter = counters[name]
+            gc.collect()
+            gc.disable()
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            start = time.perf_counter()
+            for _ in range(n):
+                f(next(counter), "m")
+            samples[name].append((time.perf_counter() - start) / n * 1e6)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            gc.enable()
+            cpu[name][0] += after.ru_utime - usage.ru_utime
+            cpu[name][1] += after.ru_stime - usage.ru_stime
+    return samples, cpu
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tmp", default="/dev/shm", help="where all write (default: tmpfs)")
@@ -140,23 +166,7 @@ def main() -> None:
         for f in contenders.values():
             for i in range(100):
                 f(-1 - i, "warm")
-        samples: dict[str, list[float]] = {name: [] for name in contenders}
-        cpu = {name: [0.0, 0.0] for name in contenders}  # user, system: seconds in all
-        counters = {name: itertools.count() for name in contenders}
-        for _ in range(args.rounds):
-            for name, f in contenders.items():
-                counter = counters[name]
-                gc.collect()
-                gc.disable()
-                usage = resource.getrusage(resource.RUSAGE_SELF)
-                start = time.perf_counter()
-                for _ in range(args.n):
-                    f(next(counter), "m")
-                samples[name].append((time.perf_counter() - start) / args.n * 1e6)
-                after = resource.getrusage(resource.RUSAGE_SELF)
-                gc.enable()
-                cpu[name][0] += after.ru_utime - usage.ru_utime
-                cpu[name][1] += after.ru_stime - usage.ru_stime
+        samples, cpu = interleaved(contenders, args.n, args.rounds)
     floor = statistics.median(samples["floor"])
     misses = args.n * args.rounds
     for name, xs in samples.items():
