@@ -7,12 +7,13 @@ directory:
 
 - ``floor``: compare.py's floor (hash, a failed ``open``, ``open``/``writev``/``close`` of a
   temporary file, ``rename``: 5 system calls).
-- ``floor+checks``: the floor's Python, making memojar's 13 system calls of a small miss
-  instead (``tests/test_miss_syscalls.py``; 11 before 2026-12-02): the failed ``open``, the
-  key's byte-range lock (``fcntl``) and its ``fstat``, the re-check (``access``), the
-  function folder's ``fstat`` and ``lstat``, the shard opened ``O_NOFOLLOW`` (and closed),
-  the unnamed file (``O_TMPFILE``) opened in it and written,
-  ``linkat``, ``close`` and the unlock. No header, no bookkeeping: what the calls alone cost.
+- ``floor+checks``: the floor's Python, making memojar's 12 system calls of a small miss
+  instead (``tests/test_miss_syscalls.py``; 11, then 13 earlier on 2026-12-02): the failed
+  ``open``, the key's byte-range lock (``fcntl``) and its ``fstat``, the re-check
+  (``access``), the shard opened by its path ``O_NOFOLLOW`` (and closed) and its parent's
+  ``fstatat`` (``..``: the function's folder, not moved nor a link), the unnamed file
+  (``O_TMPFILE``) opened in it and written, ``linkat``, ``close`` and the unlock. No
+  header, no bookkeeping: what the calls alone cost.
 - ``flat``: ``floor+checks`` with memojar's own key (``make_key``: the bound arguments,
   the seed) and entry (``encode``: the header, the checksum, the classes the result holds),
   inlined in one function: what memojar's miss would cost with none of its layers (the
@@ -76,7 +77,6 @@ def floor_with_checks(root: str, flat: bool = False
     encode = memojar_encode if flat else floor_encode
     for i in range(256):
         os.makedirs(os.path.join(root, f"{i:02x}"), exist_ok=True)
-    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     lock = os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -92,10 +92,9 @@ def floor_with_checks(root: str, flat: bool = False
                     os.fstat(lock)
                     os.access(path, os.F_OK)
                     value = func(*args)
-                    os.fstat(folder)
-                    os.stat(root, follow_symlinks=False)
-                    sfd = os.open(key[:2], _O_SHARD, dir_fd=folder)
+                    sfd = os.open(f"{root}/{key[:2]}", _O_SHARD)
                     try:
+                        os.stat("..", dir_fd=sfd, follow_symlinks=False)
                         wfd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
                         try:
                             os.writev(wfd, encode(value, key))
@@ -117,6 +116,32 @@ def floor_with_checks(root: str, flat: bool = False
         return wrapper
 
     return decorate
+
+
+def interleaved(contenders: dict[str, Callable[..., Any]], n: int, rounds: int,
+                alternate: bool = False) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``rounds`` rounds of ``n`` fresh misses of each contender in turn (the order reversed
+    every other round if ``alternate``): each round's microseconds a miss, by contender, and
+    each one's CPU seconds (user, system) over all rounds (``getrusage``)."""
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu = {name: [0.0, 0.0] for name in contenders}
+    counters = {name: itertools.count() for name in contenders}
+    for round_ in range(rounds):
+        order = list(contenders.items())
+        for name, f in reversed(order) if alternate and round_ % 2 else order:
+            counter = counters[name]
+            gc.collect()
+            gc.disable()
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            start = time.perf_counter()
+            for _ in range(n):
+                f(next(counter), "m")
+            samples[name].append((time.perf_counter() - start) / n * 1e6)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            gc.enable()
+            cpu[name][0] += after.ru_utime - usage.ru_utime
+            cpu[name][1] += after.ru_stime - usage.ru_stime
+    return samples, cpu
 
 
 def main() -> None:
@@ -141,23 +166,7 @@ def main() -> None:
         for f in contenders.values():
             for i in range(100):
                 f(-1 - i, "warm")
-        samples: dict[str, list[float]] = {name: [] for name in contenders}
-        cpu = {name: [0.0, 0.0] for name in contenders}  # user, system: seconds in all
-        counters = {name: itertools.count() for name in contenders}
-        for _ in range(args.rounds):
-            for name, f in contenders.items():
-                counter = counters[name]
-                gc.collect()
-                gc.disable()
-                usage = resource.getrusage(resource.RUSAGE_SELF)
-                start = time.perf_counter()
-                for _ in range(args.n):
-                    f(next(counter), "m")
-                samples[name].append((time.perf_counter() - start) / args.n * 1e6)
-                after = resource.getrusage(resource.RUSAGE_SELF)
-                gc.enable()
-                cpu[name][0] += after.ru_utime - usage.ru_utime
-                cpu[name][1] += after.ru_stime - usage.ru_stime
+        samples, cpu = interleaved(contenders, args.n, args.rounds)
     floor = statistics.median(samples["floor"])
     misses = args.n * args.rounds
     for name, xs in samples.items():

@@ -2,16 +2,13 @@
 
 A small miss costs: the entry's open (the miss), the key's lock (one ``fcntl``, an
 ``fstat`` that the lock file was not removed meanwhile), the re-check under the lock that no
-other caller stored the entry meanwhile (one ``access``), the check that the function's
-folder this process opened is still its own descriptor (one ``fstat``, made when the result
-is stored: the caller may have closed every descriptor and reused the number while the
-function ran, after the lock's was checked) and still the folder at its path (one
-``lstat``: not moved aside), the shard opened ``O_NOFOLLOW`` from the folder's descriptor
-and closed (the entry is linked relative to it: before 2026-12-02, at ``shard/name``
-relative to the folder, which a shard swapped for a link led outside the cache), the unnamed
-file (``O_TMPFILE``) opened in it, written, linked at its name and closed, and the unlock:
-13 system calls. The function's folder and
-its lock file are opened once per process, not once per miss.
+other caller stored the entry meanwhile (one ``access``), the shard opened by its path
+``O_NOFOLLOW`` and its parent checked (one ``fstatat`` of ``..``: still the function's
+folder this process opened, so neither moved aside nor a link swapped in; before
+2026-12-02, an ``fstat`` of the folder's descriptor and an ``lstat`` of its path, and the
+shard opened from the descriptor), the unnamed file (``O_TMPFILE``) opened in it, written,
+linked at its name and closed, the shard closed, and the unlock: 12 system calls. The
+function's folder and its lock file are opened once per process, not once per miss.
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from memojar import Cache, _filestore, _locks
 
 pytestmark = pytest.mark.skipif(not _locks._OFD, reason="byte-range OFD locks (Linux)")
 
-MISS_SYSCALLS = 13
+MISS_SYSCALLS = 12
 
 MISSES = """
 import os, sys
@@ -61,7 +58,7 @@ def _strace() -> str | None:
 
 
 @pytest.mark.skipif(_strace() is None, reason="strace is not installed or cannot trace here")
-def test_a_small_miss_makes_thirteen_system_calls(tmp_path: Path) -> None:
+def test_a_small_miss_makes_twelve_system_calls(tmp_path: Path) -> None:
     script = tmp_path / "misses.py"
     script.write_text(MISSES)
     log = tmp_path / "strace.log"
@@ -90,10 +87,9 @@ def test_a_small_miss_makes_thirteen_system_calls(tmp_path: Path) -> None:
     # futex calls that belong to no miss.
     calls.pop("futex", None)
     assert sum(calls.values()) == MISS_SYSCALLS * misses, calls
-    # The lock file's and the folder's fstat and the folder's lstat, however the libc
-    # spells them.
+    # The lock file's fstat and the shard's parent's, however the libc spells them.
     stats = sum(calls.pop(name, 0) for name in ("fstat", "lstat", "newfstatat", "statx"))
-    assert stats == 3 * misses, calls
+    assert stats == 2 * misses, calls
     assert calls == {name: n * misses for name, n in {
         "openat": 3, "access": 1, "fcntl": 2, "writev": 1, "linkat": 1, "close": 2,
     }.items()}, calls
@@ -291,3 +287,50 @@ def test_the_recheck_reuses_only_the_path_of_the_same_miss(tmp_path: Path) -> No
     assert store.maybe_stored(function2, key2)
     # An equal key made afresh (not the object read missed with) is answered as well.
     assert store.maybe_stored(function, "".join(["ab", "0" * 30]))
+
+
+HOLD_KEY = """
+import sys
+from memojar._filestore import FileStore
+store = FileStore(sys.argv[1])
+if sys.argv[2] == "write":
+    store.write("fn", sys.argv[3], [b"theirs"])
+else:
+    print("locked" if store.lock("fn", sys.argv[3]).acquire(blocking=False) else "excluded")
+"""
+
+
+def test_a_folder_moved_aside_and_made_again_by_another_process_is_seen_by_a_write(
+    tmp_path: Path,
+) -> None:
+    """A miss opens its shard by path and checks that the shard's parent is the function
+    folder this process opened. The folder moved aside and made again at its path by
+    another process's write, the next write here lands at the path, and this process's
+    keys are locked in the new folder's lock file from then on, which the other process
+    locks too (not in the moved one's, which this process kept open)."""
+    root = tmp_path / "c"
+    store = _filestore.FileStore(root)
+    key1, key2, key3, key4 = ("aa" + "0" * 30, "bb" + "1" * 30, "bb" + "2" * 30,
+                              "cc" + "3" * 30)
+    store.write("fn", key1, [b"mine"])  # the folder opened by this process
+    lock = store.lock("fn", key1)
+    assert lock.acquire(blocking=False)
+    lock.release()  # its lock file's description kept idle
+    fdir = Path(store.path("fn", key1)).parent.parent
+    fdir.rename(tmp_path / "aside")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    def other(*args: str) -> str:
+        return subprocess.run([sys.executable, "-c", HOLD_KEY, str(root), *args], env=env,
+                              check=True, capture_output=True, text=True, timeout=120).stdout
+
+    other("write", key2)  # the folder and the shard made again at the path
+    store.write("fn", key3, [b"mine too"])  # the shard there opens by path: a new folder
+    assert Path(store.path("fn", key3)).read_bytes() == b"mine too"
+    assert not list((tmp_path / "aside").rglob(f"{key3}*"))
+    lock = store.lock("fn", key4)
+    assert lock.acquire(blocking=False)
+    try:
+        assert other("lock", key4).strip() == "excluded"  # the same lock file
+    finally:
+        lock.release()

@@ -132,6 +132,7 @@ _LAMBDAS: set[weakref.ref[_Memo]] = set()
 _MEMOS: weakref.WeakSet[_Memo] = weakref.WeakSet()
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 _HOLDER = _waits._holder  # key locks held in this process, by owner (see ``_waits``)
+_MODULES, _thread = sys.modules, threading.get_ident  # ``_waits.owner``'s, for ``compute``
 
 # The key locks this thread (or task, for coroutines) holds, as (location, function, key):
 # a cached function calling itself with the same key computes without waiting for itself.
@@ -962,7 +963,8 @@ class _Memo:
         decides it too) is not known to the memory tier, which reads it at the next call.
         """
         held = _held.get()
-        here = (self.store.location, self.name, key)
+        store = self.store
+        here = (store.location, self.name, key)
         if here in held:
             return self._compute(key, args, kwargs, withheld)
         # An interrupt (KeyboardInterrupt, a signal handler's exception) may land between
@@ -981,7 +983,7 @@ class _Memo:
             mark = _held.set((*held, here))
             # ``_lock``'s usual case, inline (a frame less a miss): the key is free.
             try:
-                lock = self.store.lock(self.name, key)
+                lock = store.lock(self.name, key)
                 taken.append(lock)
                 free = lock.acquire(False)
             except OSError as exc:  # as in ``_lock``: the store's own error costs the lock
@@ -991,8 +993,9 @@ class _Memo:
                     raise
                 self._cannot_lock(key, exc)
                 free = None
-            if free:  # noted held (before: an interrupt leaves no note)
-                taken.append(_waits.owner())
+            if free:  # noted held (before: an interrupt leaves no note), by its owner
+                # (``_waits.owner``: without asyncio imported, the thread; inline)
+                taken.append(_thread() if "asyncio" not in _MODULES else _waits.owner())
                 _HOLDER[here] = taken  # ``_waits.hold``, inline
                 value = MISSING
             elif free is None:
@@ -1004,7 +1007,7 @@ class _Memo:
             if value is not MISSING:  # stored by the holder while this caller waited
                 return self._read_meanwhile(value, withheld)
             # ``_stored_meanwhile``, inline (a frame less a miss); also after a timeout
-            if not force and self.store.maybe_stored(self.name, key):
+            if not force and store.maybe_stored(self.name, key):
                 value = self.get(key)
                 if value is not MISSING:
                     self.hit_count.bump()

@@ -691,25 +691,53 @@ class FileStore(Store):
         there already is it linked at a temporary name and renamed over it. Its size.
 
         Everything is relative to the shard's descriptor, opened ``O_DIRECTORY |
-        O_NOFOLLOW`` from the function's folder as this process opened it without following
-        links: nothing is written through a link, with no ``lstat``. Before, the unnamed
-        file was opened in the shard by name, and linked at ``shard/name`` relative to the
-        folder: a shard swapped for a link between the two got the entry. A crash leaves
-        no temporary file: an unnamed one vanishes with its descriptor. The folder is
-        checked now, not when the key's lock was taken: a caller that closed every
-        descriptor while the function ran may have opened a folder of its own at its number.
+        O_NOFOLLOW``: nothing is written through a link. Before, the unnamed file was opened
+        in the shard by name, and linked at ``shard/name`` relative to the folder: a shard
+        swapped for a link between the two got the entry. A crash leaves no temporary
+        file: an unnamed one vanishes with its descriptor.
+
+        The usual case opens the shard by its path and checks that its parent (``..``, one
+        ``fstatat``) is the function's folder this process opened: still at its path, so not
+        moved aside (a folder moved, or the whole cache, would take every result where no
+        process reads it, this one included), and not a folder a link swapped in for it leads
+        to (another folder: the long way refuses the link). The entry goes into that very
+        folder however the path reached it (a link to it, once it was moved aside, leads to
+        it as the path does for readers). The folder's descriptor is not used, so a
+        caller that closed every descriptor while the function ran and opened its own at
+        its number changes nothing. Before, the folder's descriptor was checked (``fstat``)
+        and its path (``lstat``), and the shard opened from it: a system call more a miss.
+        Anything else (the first write, a shard to make, a folder moved or a link) goes
+        the long way, through ``_folder`` and ``_shard_in``.
         """
         shard = key[:2]
         name = f"{key}{SUFFIX}"
-        folder = self._folder(function)
+        folder = self._open.get(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in _TRIES:
-            try:  # ``_shard_in``'s usual case, inline (a frame less a miss)
-                sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
-            except OSError as exc:  # missing (made), a link (refused), the folder removed:
-                if exc.errno is None:  # (not a system call's: the caller's signal handler's)
-                    raise
-                sfd, folder = self._shard_in(function, folder, shard)  # all in ``_shard_in``
+            sfd = -1
+            if folder is not None:
+                try:
+                    sfd = os.open(f"{folder.path}{_SEP}{shard}", _O_DIR)
+                    up = os.stat("..", dir_fd=sfd, follow_symlinks=False)
+                except BaseException as exc:  # missing, a link, the folder moved (or gone)
+                    if sfd >= 0:
+                        os.close(sfd)
+                    # (``errno`` None: not a system call's, the caller's signal handler's)
+                    if not isinstance(exc, OSError) or exc.errno is None:
+                        raise
+                    sfd = -1
+                else:
+                    if up.st_ino != folder.ino or up.st_dev != folder.dev:
+                        os.close(sfd)  # not in the folder this process opened: the long
+                        sfd = -1  # way, which sees what happened to it
+            if sfd < 0 or folder is None:  # the long way: the folder checked (``_folder``)
+                folder = self._folder(function)
+                try:  # ``_shard_in``'s usual case, inline (a descriptor no return can lose)
+                    sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
+                except OSError as exc:  # missing (made), a link (refused), the folder removed:
+                    if exc.errno is None:  # (not a system call's: the caller's signal handler's)
+                        raise
+                    sfd, folder = self._shard_in(function, folder, shard)  # in ``_shard_in``
             try:
                 try:
                     fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)

@@ -55,6 +55,8 @@ if _OFD:  # bound once: a miss locks and unlocks
     _SETLK, _SETLKW, _fcntl = fcntl.F_OFD_SETLK, fcntl.F_OFD_SETLKW, fcntl.fcntl
     _GETLK = fcntl.F_OFD_GETLK
 _pack, _digest = _FLOCK.pack, xxhash.xxh3_64_intdigest
+if fcntl is not None:  # the type of a ``struct flock`` that unlocks: its first field
+    _UNLOCK = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, 0, 0, 0)[:2]
 _Note = tuple[int, tuple[int, int], set[int]]  # see ``_RangeLock._note``
 
 
@@ -174,20 +176,21 @@ class _RangeLock(KeyLock):
     hand: a miss then opens nothing. A function and its argument, not a ``partial``: the
     file store makes a lock per miss, and a partial cost it more than a frame."""
 
-    __slots__ = ("_fd", "_ident", "_note", "_open", "_path", "_range", "_unlock", "_what")
+    __slots__ = ("_fd", "_ident", "_note", "_open", "_path", "_range", "_what")
     _note: _Note | None
+    _path: str  # the lock file's
+    _open: Callable[[str], int]  # its opener, called with ``_what``
+    _what: str
+    _range: bytes  # the ``struct flock`` write-locking the key's byte
+    _fd: int | None
+    _ident: tuple[int, int]  # the lock file's (st_dev, st_ino), while held
+    # ``_note``, while this lock is waited for by a caller holding others: the description
+    # noting it (``note_waiting``), the lock file's identity, and the ids noted. Set only
+    # then (read with ``getattr``): a miss pays nothing for it.
 
-    def __init__(self, path: str, key: str, opener: Callable[[str], int], what: str) -> None:
-        self._path = path
-        self._open, self._what = opener, what
-        offset = _digest(key.encode()) >> 2  # < 2**62: a valid off_t
-        self._range = _pack(_WRLCK, _SEEK_SET, offset, 1, 0)
-        self._unlock = _pack(_UNLCK, _SEEK_SET, offset, 1, 0)
-        self._fd: int | None = None
-        self._ident = (0, 0)  # the lock file's (st_dev, st_ino), while held
-        # ``_note``, while this lock is waited for by a caller holding others: the
-        # description noting it (``note_waiting``), the lock file's identity, and the ids
-        # noted. Set only then (read with ``getattr``): a miss pays nothing for it.
+    def __new__(cls, path: str, key: str, opener: Callable[[str], int],
+                what: str) -> _RangeLock:
+        return range_lock(path, key, opener, what)
 
     def _fresh(self) -> tuple[int, tuple[int, int]]:
         fd = self._open(self._what)
@@ -229,7 +232,7 @@ class _RangeLock(KeyLock):
                 _fcntl(fd, command, self._range)
                 st = os.fstat(fd)
                 if (st.st_dev, st.st_ino) != ident:  # an idle number the caller reused
-                    _fcntl(fd, _SETLK, self._unlock)  # its file: left as it was
+                    _fcntl(fd, _SETLK, _UNLOCK + self._range[2:])  # its file: left as it was
                     _forget(fd, self)
                     continue  # and never closed here
                 if st.st_nlink:
@@ -266,7 +269,7 @@ class _RangeLock(KeyLock):
         try:
             # Unlock explicitly: a child forked while the lock was held may still have a
             # descriptor of this description, and closing ours alone would release nothing.
-            _fcntl(fd, _SETLK, self._unlock)
+            _fcntl(fd, _SETLK, _UNLOCK + self._range[2:])
         except OSError as exc:
             self._fd = None
             _held.pop(fd, None)
@@ -278,14 +281,27 @@ class _RangeLock(KeyLock):
             _close_if_ours(fd, self._ident)
             raise
         # No call from here until the description is idle again: nothing can cut this short
-        # but the ``_put_idle`` call itself (a descriptor without a lock left open).
+        # but an interrupt before it is kept (a descriptor without a lock left open).
         self._fd = None
         forks = _forks[0]
         try:
             del _held[fd]
         except KeyError:  # dropped by a fork handler meanwhile
             pass
-        _put_idle(self._path, fd, self._ident, forks)
+        # ``_put_idle``'s usual case, inline (a frame less a miss): keep the two alike.
+        path, ident = self._path, self._ident
+        pool = _idle.get(path)
+        if (pool is None or len(pool) >= _IDLE_MAX
+                or (_retired and ident in _retired)):
+            _put_idle(path, fd, ident, forks)
+            return
+        pool.append((fd, ident))
+        if _idle.get(path) is not pool or _forks[0] != forks:  # see ``_put_idle``
+            try:
+                pool.remove((fd, ident))
+            except ValueError:
+                return
+            _close_if_ours(fd, ident)
 
 
     # --- lock-order cycles between processes (see ``KeyLock.note_waiting``) ------------
@@ -418,7 +434,18 @@ _ID_BITS = WAIT_ID_BITS  # a region of notes per key: 2**30 regions of 2**31 byt
 _WAITERS_MAX = 4096  # ids read from one key's notes at most
 _MERGED_MAX = 64  # the longest run of adjacent ids one description's locks merge into
 
-range_lock = _RangeLock  # made by the file store per miss: a class, no factory call before it
+def range_lock(path: str, key: str, opener: Callable[[str], int], what: str) -> _RangeLock:
+    """A ``_RangeLock`` (made by the file store per miss): made without a call of the class,
+    whose ``__init__`` cost a miss the type's call and a frame more."""
+    lock = _new(_RangeLock)
+    lock._path = path
+    lock._open, lock._what = opener, what
+    lock._range = _pack(_WRLCK, _SEEK_SET, _digest(key.encode()) >> 2, 1, 0)  # < 2**62: an
+    lock._fd = None  # off_t; its unlock is this with the type ``_UNLOCK`` (``release``)
+    return lock
+
+
+_new = object.__new__
 
 
 # Open descriptions of lock files that hold no lock, kept for the next acquire of the same
