@@ -743,8 +743,10 @@ class FileStore(Store):
             try:
                 try:
                     fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
-                except FileNotFoundError:  # the shard was removed since (an empty one)
-                    folder = self._make_shard(function, folder, shard)
+                except FileNotFoundError:  # the shard was removed since (an empty one):
+                    # made in the folder checked (the usual case never looked at the
+                    # descriptor: a caller may have closed it and opened its own at its number)
+                    folder = self._make_shard(function, self._folder(function), shard)
                     continue
                 except OSError as exc:
                     if exc.errno in _NO_TMPFILE:
@@ -760,8 +762,8 @@ class FileStore(Store):
                         replaced = 0
                     except FileExistsError:  # an entry is there (refresh, cache_set, a race)
                         replaced = _rename_over(source, sfd, name)
-                    except FileNotFoundError:  # the shard was removed meanwhile
-                        folder = self._make_shard(function, folder, shard)
+                    except FileNotFoundError:  # the shard was removed meanwhile (as above)
+                        folder = self._make_shard(function, self._folder(function), shard)
                         continue
                 finally:
                     os.close(fd)
