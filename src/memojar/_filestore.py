@@ -751,6 +751,9 @@ class FileStore(Store):
                 except OSError as exc:
                     if exc.errno in _NO_TMPFILE:
                         raise _NoTmpfile from exc
+                    if exc.errno == errno.EPERM and _removed(sfd):  # ext4's word for it
+                        folder = self._make_shard(function, self._folder(function), shard)
+                        continue
                     raise
                 try:
                     written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
@@ -2119,6 +2122,15 @@ class _Folder:
 
 class _NoTmpfile(Exception):
     """The file system cannot make unnamed temporary files (``O_TMPFILE``)."""
+
+
+def _removed(dfd: int) -> bool:
+    """Whether the directory ``dfd`` was removed since it was opened: ext4 refuses an unnamed
+    file in it with ``EPERM`` (``ENOENT`` elsewhere, as for a named one)."""
+    try:
+        return os.fstat(dfd).st_nlink == 0
+    except OSError:
+        return False
 
 
 def _not_a_folder(path: str, mode: int | None = None, dir_fd: int | None = None,
