@@ -709,7 +709,9 @@ class FileStore(Store):
         its number changes nothing. Before, the folder's descriptor was checked (``fstat``)
         and its path (``lstat``), and the shard opened from it: a system call more a miss.
         Anything else (the first write, a shard to make, a folder moved or a link) goes
-        the long way, through ``_folder`` and ``_shard_in``.
+        the long way, through ``_folder`` and ``_shard_in``; so does a shard removed after
+        it was opened (``clear``, ``prune``), made again in the folder ``_folder`` checked:
+        before, it was made relative to the descriptor the usual case never looked at.
         """
         shard = key[:2]
         name = f"{key}{SUFFIX}"
