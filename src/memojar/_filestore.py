@@ -763,11 +763,13 @@ class FileStore(Store):
                         _write_rest(fd, chunks, written)
                     source = f"{_PROC_FD}{fd}"
                     try:
-                        os.link(source, name, dst_dir_fd=sfd, follow_symlinks=True)
-                        replaced = 0
-                    except FileExistsError:  # an entry is there (refresh, cache_set, a race)
-                        replaced = _rename_over(source, sfd, name)
-                    except FileNotFoundError:  # the shard was removed meanwhile (as above)
+                        try:
+                            os.link(source, name, dst_dir_fd=sfd, follow_symlinks=True)
+                            replaced = 0
+                        except FileExistsError:  # an entry is there (refresh, cache_set,
+                            replaced = _rename_over(source, sfd, name)  # a race)
+                    except FileNotFoundError:  # the shard was removed meanwhile (as above),
+                        # also once the entry there was seen (before: the result was lost)
                         folder = self._make_shard(function, self._folder(function), shard)
                         continue
                 finally:
