@@ -707,7 +707,9 @@ class FileStore(Store):
         its number changes nothing. Before, the folder's descriptor was checked (``fstat``)
         and its path (``lstat``), and the shard opened from it: a system call more a miss.
         Anything else (the first write, a shard to make, a folder moved or a link) goes
-        the long way, through ``_folder`` and ``_shard_in``.
+        the long way, through ``_folder`` and ``_shard_in``; so does a shard removed after
+        it was opened (``clear``, ``prune``), made again in the folder ``_folder`` checked:
+        before, it was made relative to the descriptor the usual case never looked at.
         """
         shard = key[:2]
         name = f"{key}{SUFFIX}"
@@ -741,12 +743,17 @@ class FileStore(Store):
             try:
                 try:
                     fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
-                except FileNotFoundError:  # the shard was removed since (an empty one)
-                    folder = self._make_shard(function, folder, shard)
+                except FileNotFoundError:  # the shard was removed since (an empty one):
+                    # made in the folder checked (the usual case never looked at the
+                    # descriptor: a caller may have closed it and opened its own at its number)
+                    folder = self._make_shard(function, self._folder(function), shard)
                     continue
                 except OSError as exc:
                     if exc.errno in _NO_TMPFILE:
                         raise _NoTmpfile from exc
+                    if exc.errno == errno.EPERM and _removed(sfd):  # ext4's word for it
+                        folder = self._make_shard(function, self._folder(function), shard)
+                        continue
                     raise
                 try:
                     written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
@@ -754,12 +761,14 @@ class FileStore(Store):
                         _write_rest(fd, chunks, written)
                     source = f"{_PROC_FD}{fd}"
                     try:
-                        os.link(source, name, dst_dir_fd=sfd, follow_symlinks=True)
-                        replaced = 0
-                    except FileExistsError:  # an entry is there (refresh, cache_set, a race)
-                        replaced = _rename_over(source, sfd, name)
-                    except FileNotFoundError:  # the shard was removed meanwhile
-                        folder = self._make_shard(function, folder, shard)
+                        try:
+                            os.link(source, name, dst_dir_fd=sfd, follow_symlinks=True)
+                            replaced = 0
+                        except FileExistsError:  # an entry is there (refresh, cache_set,
+                            replaced = _rename_over(source, sfd, name)  # a race)
+                    except FileNotFoundError:  # the shard was removed meanwhile (as above),
+                        # also once the entry there was seen (before: the result was lost)
+                        folder = self._make_shard(function, self._folder(function), shard)
                         continue
                 finally:
                     os.close(fd)
@@ -2141,6 +2150,15 @@ class _Folder:
 
 class _NoTmpfile(Exception):
     """The file system cannot make unnamed temporary files (``O_TMPFILE``)."""
+
+
+def _removed(dfd: int) -> bool:
+    """Whether the directory ``dfd`` was removed since it was opened: ext4 refuses an unnamed
+    file in it with ``EPERM`` (``ENOENT`` elsewhere, as for a named one)."""
+    try:
+        return os.fstat(dfd).st_nlink == 0
+    except OSError:
+        return False
 
 
 def _not_a_folder(path: str, mode: int | None = None, dir_fd: int | None = None,

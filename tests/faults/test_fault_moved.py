@@ -112,6 +112,134 @@ def test_descriptors_closed_and_reused_by_the_caller_are_not_written_through(
     assert out[1] == "['notes.txt'] True"  # nothing written there, its descriptors still open
 
 
+# A caller that closes a number it had closed before (a double close), memojar's folder's
+# by then, and opens a folder of its own at it (``dup2``), before each miss in one shard,
+# while another process clears that shard (its entries removed, then the shard) in a
+# tight loop.
+CLEARER = """
+import os, sys
+shard = sys.argv[1]
+while True:
+    try:
+        os.mkdir(shard, 0o700)
+    except OSError:
+        pass
+    try:
+        for name in os.listdir(shard):
+            try:
+                os.unlink(os.path.join(shard, name))
+            except OSError:
+                pass
+        os.rmdir(shard)
+    except OSError:
+        pass
+"""
+
+REUSED_WHILE_CLEARED = """
+import itertools, os, subprocess, sys, time
+from memojar import Cache
+
+cache = Cache(os.environ["CACHE"])
+f = cache.cached(abs)
+f(-1)
+shard = os.path.dirname(cache.store.path(f.__memojar__.name, f.cache_key(-1)))
+xs = list(itertools.islice((x for x in itertools.count(-2, -1)
+                            if f.cache_key(x)[:2] == os.path.basename(shard)), 300))
+mine = os.open(os.environ["MINE"], os.O_RDONLY | os.O_DIRECTORY)
+clearer = subprocess.Popen([sys.executable, "-c", os.environ["CLEARER"], shard])
+time.sleep(0.5)  # the clearer runs
+end = time.monotonic() + float(os.environ["SECONDS"])
+misses = 0
+try:
+    for x in xs * 100:
+        if time.monotonic() > end or os.listdir(os.environ["MINE"]) != ["notes.txt"]:
+            break
+        for n in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{n}") == os.path.dirname(shard):
+                    os.dup2(mine, int(n))  # the folder's number is the caller's folder now
+            except OSError:  # listdir's own descriptor, closed
+                pass
+        assert f(x) == -x
+        misses += 1
+finally:
+    clearer.kill()
+    clearer.wait()
+print(misses, sorted(os.listdir(os.environ["MINE"])))
+"""
+
+
+def test_a_shard_cleared_while_the_folders_number_is_the_callers_is_not_made_in_its_folder(
+    tmp_path: Path,
+) -> None:
+    """The small miss opens the shard by its path and checks its parent, without looking at
+    the folder's descriptor. When the shard was then removed by another process's ``clear``
+    (before its unnamed file was made, or before it was linked), the shard was made again
+    with ``mkdir`` relative to that descriptor, unchecked: a caller that had closed it and
+    opened a folder of its own at its number got a shard folder made in its folder (within a
+    second here). The shard is now made in the folder checked first (``_folder``)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    out = finish(spawn(REUSED_WHILE_CLEARED, CACHE=str(tmp_path / "cache"), MINE=str(mine),
+                       CLEARER=CLEARER, SECONDS="4"), TIMEOUT).split(maxsplit=1)
+    assert out[1].strip() == "['notes.txt']", f"after {out[0]} misses"
+    assert int(out[0]) > 100  # the race was run
+
+
+# Misses in one shard while another process clears that shard in a tight loop: the reasons
+# of the results not cached, one a line.
+CLEARED = """
+import itertools, os, subprocess, sys, time, warnings
+from memojar import Cache, MemojarWarning
+
+cache = Cache(os.environ["CACHE"])
+f = cache.cached(abs)
+f(-1)
+shard = os.path.dirname(cache.store.path(f.__memojar__.name, f.cache_key(-1)))
+xs = list(itertools.islice((x for x in itertools.count(-2, -1)
+                            if f.cache_key(x)[:2] == os.path.basename(shard)), 300))
+clearer = subprocess.Popen([sys.executable, "-c", os.environ["CLEARER"], shard])
+time.sleep(0.5)  # the clearer runs
+end = time.monotonic() + float(os.environ["SECONDS"])
+misses = 0
+try:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MemojarWarning)
+        for x in xs * 100:
+            if time.monotonic() > end:
+                break
+            if os.environ["OP"] == "refresh":  # an entry there, replaced
+                assert f.refresh(-1) == 1
+            else:
+                assert f(x) == -x
+            misses += 1
+finally:
+    clearer.kill()
+    clearer.wait()
+print(misses)
+for w in caught:
+    print(str(w.message).rsplit("(", 1)[-1].split(")")[0])
+"""
+
+
+@pytest.mark.parametrize("op", ["miss", "refresh"])
+def test_a_shard_cleared_by_another_process_while_misses_write_in_it_loses_no_result(
+    tmp_path: Path, op: str
+) -> None:
+    """The unnamed file of an entry is made in the shard's descriptor; a shard removed since
+    it was opened is made again and the write tried again. ext4 refuses an unnamed file in a
+    removed folder with ``EPERM``, not ``ENOENT``: the result was not stored, with a
+    warning ("Operation not permitted"), hundreds of times in 3 s here. A removed shard is
+    now told by its link count. A refresh whose entry was there (linked at a temporary name,
+    renamed over it) lost its result to a shard removed between the two ("No such file or
+    directory", dozens of times): it is made again and the write tried again too."""
+    out = finish(spawn(CLEARED, CACHE=str(tmp_path / "cache"), CLEARER=CLEARER, SECONDS="3",
+                       OP=op), TIMEOUT).splitlines()
+    assert int(out[0]) > 100  # the race was run
+    assert set(out[1:]) <= {"the function's folder keeps being removed"}, out[:10]
+
+
 WORK = """
 import os, time
 
