@@ -20,7 +20,7 @@ stores its entry) after 2,000 warm-up misses (every shard made, so no measured m
 one), in a temporary directory under ``--tmp`` (default ``/dev/shm``: tmpfs, as
 compare.py's miss). Three TREEs name the rows of ``miss_syscalls.py`` instead of a
 checkout: ``floor`` is compare.py's floor (hash, open, write, rename; no header, no lock),
-``checks`` the floor's Python making memojar's 12 system calls, ``flat`` those with
+``checks`` the floor's Python making memojar's 13 system calls, ``flat`` those with
 memojar's own key and entry inlined (this checkout's ``_keys`` and ``_entry``): the least a
 miss keeping memojar's promises costs with memojar's key and entry, for the ratio::
 

@@ -7,11 +7,12 @@ directory:
 
 - ``floor``: compare.py's floor (hash, a failed ``open``, ``open``/``writev``/``close`` of a
   temporary file, ``rename``: 5 system calls).
-- ``floor+checks``: the floor's Python, making memojar's 12 system calls of a small miss
-  instead (``tests/test_miss_syscalls.py``; 11, then 13 earlier on 2026-12-02): the failed
+- ``floor+checks``: the floor's Python, making memojar's 13 system calls of a small miss
+  instead (``tests/test_miss_syscalls.py``; 11 before 2026-12-02): the failed
   ``open``, the key's byte-range lock (``fcntl``) and its ``fstat``, the re-check
-  (``access``), the shard opened by its path ``O_NOFOLLOW`` (and closed) and its parent's
-  ``fstatat`` (``..``: the function's folder, not moved nor a link), the unnamed file
+  (``access``), the shard opened by its path ``O_NOFOLLOW`` (and closed), its parent's
+  ``fstatat`` (``..``: the function's folder) and the folder path's ``lstat`` (not moved,
+  not a link), the unnamed file
   (``O_TMPFILE``) opened in it and written, ``linkat``, ``close`` and the unlock. No
   header, no bookkeeping: what the calls alone cost.
 - ``flat``: ``floor+checks`` with memojar's own key (``make_key``: the bound arguments,
@@ -95,6 +96,7 @@ def floor_with_checks(root: str, flat: bool = False
                     sfd = os.open(f"{root}/{key[:2]}", _O_SHARD)
                     try:
                         os.stat("..", dir_fd=sfd, follow_symlinks=False)
+                        os.lstat(root)
                         wfd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
                         try:
                             os.writev(wfd, encode(value, key))

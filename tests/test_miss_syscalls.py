@@ -3,11 +3,12 @@
 A small miss costs: the entry's open (the miss), the key's lock (one ``fcntl``, an
 ``fstat`` that the lock file was not removed meanwhile), the re-check under the lock that no
 other caller stored the entry meanwhile (one ``access``), the shard opened by its path
-``O_NOFOLLOW`` and its parent checked (one ``fstatat`` of ``..``: still the function's
-folder this process opened, so neither moved aside nor a link swapped in; before
-2026-12-02, an ``fstat`` of the folder's descriptor and an ``lstat`` of its path, and the
-shard opened from the descriptor), the unnamed file (``O_TMPFILE``) opened in it, written,
-linked at its name and closed, the shard closed, and the unlock: 12 system calls. The
+``O_NOFOLLOW`` and its parent checked (one ``fstatat`` of ``..``: the function's folder
+this process opened, and one ``lstat`` of the folder's path: still that folder, neither
+moved aside, nor a link swapped in, nor the folder moved out and linked back; before, an
+``fstat`` of the folder's descriptor and an ``lstat`` of its path, and the shard opened
+from the descriptor), the unnamed file (``O_TMPFILE``) opened in it, written, linked at
+its name and closed, the shard closed, and the unlock: 13 system calls. The
 function's folder and its lock file are opened once per process, not once per miss.
 """
 
@@ -28,7 +29,7 @@ from memojar import Cache, _filestore, _locks
 
 pytestmark = pytest.mark.skipif(not _locks._OFD, reason="byte-range OFD locks (Linux)")
 
-MISS_SYSCALLS = 12
+MISS_SYSCALLS = 13
 
 MISSES = """
 import os, sys
@@ -58,7 +59,7 @@ def _strace() -> str | None:
 
 
 @pytest.mark.skipif(_strace() is None, reason="strace is not installed or cannot trace here")
-def test_a_small_miss_makes_twelve_system_calls(tmp_path: Path) -> None:
+def test_a_small_miss_makes_thirteen_system_calls(tmp_path: Path) -> None:
     script = tmp_path / "misses.py"
     script.write_text(MISSES)
     log = tmp_path / "strace.log"
@@ -87,9 +88,10 @@ def test_a_small_miss_makes_twelve_system_calls(tmp_path: Path) -> None:
     # futex calls that belong to no miss.
     calls.pop("futex", None)
     assert sum(calls.values()) == MISS_SYSCALLS * misses, calls
-    # The lock file's fstat and the shard's parent's, however the libc spells them.
+    # The lock file's fstat, the shard's parent's and the folder's path's, however the libc
+    # spells them.
     stats = sum(calls.pop(name, 0) for name in ("fstat", "lstat", "newfstatat", "statx"))
-    assert stats == 2 * misses, calls
+    assert stats == 3 * misses, calls
     assert calls == {name: n * misses for name, n in {
         "openat": 3, "access": 1, "fcntl": 2, "writev": 1, "linkat": 1, "close": 2,
     }.items()}, calls

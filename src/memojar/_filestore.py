@@ -697,15 +697,16 @@ class FileStore(Store):
         file: an unnamed one vanishes with its descriptor.
 
         The usual case opens the shard by its path and checks that its parent (``..``, one
-        ``fstatat``) is the function's folder this process opened: still at its path, so not
-        moved aside (a folder moved, or the whole cache, would take every result where no
-        process reads it, this one included), and not a folder a link swapped in for it leads
-        to (another folder: the long way refuses the link). The entry goes into that very
-        folder however the path reached it (a link to it, once it was moved aside, leads to
-        it as the path does for readers). The folder's descriptor is not used, so a
-        caller that closed every descriptor while the function ran and opened its own at
-        its number changes nothing. Before, the folder's descriptor was checked (``fstat``)
-        and its path (``lstat``), and the shard opened from it: a system call more a miss.
+        ``fstatat``) is the function's folder this process opened, and that the folder's
+        path (``lstat``) is that folder, not a link: so not moved aside (a folder moved, or
+        the whole cache, would take every result where no process reads it, this one
+        included), not a folder a link swapped in for it leads to (the long way refuses the
+        link), nor the folder itself moved out of the cache and linked back (listings,
+        ``prune`` and ``max_size`` never follow a link: what went there would be out of
+        their reach). The folder's descriptor is not used, so a caller that closed every
+        descriptor while the function ran and opened its own at its number changes
+        nothing. (Before, the folder's descriptor was checked, ``fstat``, and its path,
+        ``lstat``, and the shard opened from it: as many system calls.)
         Anything else (the first write, a shard to make, a folder moved or a link) goes
         the long way, through ``_folder`` and ``_shard_in``; so does a shard removed after
         it was opened (``clear``, ``prune``), made again in the folder ``_folder`` checked:
@@ -721,6 +722,7 @@ class FileStore(Store):
                 try:
                     sfd = os.open(f"{folder.path}{_SEP}{shard}", _O_DIR)
                     up = os.stat("..", dir_fd=sfd, follow_symlinks=False)
+                    at = os.lstat(folder.path)  # not a link to it (once it was moved)
                 except BaseException as exc:  # missing, a link, the folder moved (or gone)
                     if sfd >= 0:
                         os.close(sfd)
@@ -729,7 +731,8 @@ class FileStore(Store):
                         raise
                     sfd = -1
                 else:
-                    if up.st_ino != folder.ino or up.st_dev != folder.dev:
+                    if (up.st_ino != folder.ino or up.st_dev != folder.dev
+                            or at.st_ino != folder.ino or at.st_dev != folder.dev):
                         os.close(sfd)  # not in the folder this process opened: the long
                         sfd = -1  # way, which sees what happened to it
             if sfd < 0 or folder is None:  # the long way: the folder checked (``_folder``)

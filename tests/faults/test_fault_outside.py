@@ -1004,6 +1004,33 @@ def test_a_folder_replaced_by_a_link_in_a_running_process_is_not_written_through
 
 
 
+def test_a_function_folder_moved_out_of_the_cache_and_linked_back_is_not_written_through(
+        tmp_path: Path) -> None:
+    """The function's folder moved out of the cache while the process runs, and a link to
+    it put at its name: the folder is the one this process opened, but reached through a
+    link, where listings, ``prune`` and ``max_size`` never look (links are not followed):
+    nothing is written there. (A miss that opened the shard by its path and checked only
+    its parent's inode wrote through the link into every shard that was there.)"""
+    import warnings
+
+    from memojar import Cache
+
+    cache = Cache(tmp_path / "cache")
+    f = cache.cached(abs)
+    assert f(-1) == 1  # the folder opened
+    entry = Path(cache.store.path(f.__memojar__.name, f.cache_key(-2)))
+    f.refresh(-2)  # its shard made
+    entry.unlink()
+    folder = entry.parent.parent
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    folder.symlink_to(moved)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert f(-2) == 2
+    assert not (moved / entry.parent.name / entry.name).exists()
+
+
 SWAP = """
 import os, sys, time
 target, aside, victim, seconds = sys.argv[1:5]
