@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import itertools
@@ -221,12 +222,13 @@ def s3_location(s3_server: Any, s3_env: None, request: pytest.FixtureRequest,
     yield s3_server.location(bucket, "cache", timeout=str(S3_TIMEOUT))
 
 
-@pytest.fixture(scope="session")
-def fat_mount(tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
-    """A FAT file system mounted through FUSE for the session (case-insensitive, no links,
-    no ``O_TMPFILE``, no ``chmod``, a ``ftruncate`` that cannot grow a file), as on a USB
-    drive. .ci/run installs fusefat and dosfstools and runs as root, so CI never skips."""
+@contextlib.contextmanager
+def _mounted_fat(base: Path, size: int, options: str
+                 ) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A FAT image of ``size`` bytes in ``base``, mounted through FUSE (fusefat ``-o
+    options``) at ``base / "mnt"`` while the block runs: the mount and its driver. Skipped,
+    saying why, without root, /dev/fuse, fusefat or dosfstools (.ci/run installs the tools
+    and runs as root, so CI never skips)."""
     import shutil
 
     if os.geteuid() != 0:
@@ -238,18 +240,18 @@ def fat_mount(tmp_path_factory: pytest.TempPathFactory
     missing = [tool for tool, found in tools.items() if found is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (apt-get install fusefat dosfstools)")
-    base = tmp_path_factory.mktemp("fat")
     image, mount = base / "fat.img", base / "mnt"
     with open(image, "wb") as f:
-        f.truncate(64 << 20)
+        f.truncate(size)
     mount.mkdir()
-    subprocess.run([tools["mkfs.vfat"], str(image)], check=True, capture_output=True,
+    subprocess.run([str(tools["mkfs.vfat"]), str(image)], check=True, capture_output=True,
                    timeout=30)
     # In the foreground, as a child of the tests: a driver that locks up (fusefat has, under
     # the fault tests) is killed by ``fat_dir``'s watchdog, which fails the file system
     # calls waiting on it (ENOTCONN) instead of leaving the suite hanging.
-    driver = subprocess.Popen([tools["fusefat"], "-f", "-o", "rw+", str(image), str(mount)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen([str(tools["fusefat"]), "-f", "-o", options, str(image),
+                               str(mount)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not os.path.ismount(mount):
         if driver.poll() is not None or time.monotonic() > deadline:
@@ -259,11 +261,30 @@ def fat_mount(tmp_path_factory: pytest.TempPathFactory
     try:
         yield mount, driver
     finally:
-        # Lazily: stores of the session still hold their folders open.
-        subprocess.run([tools["fusermount"], "-u", "-z", str(mount)], check=True,
+        # Lazily: stores still hold their folders open.
+        subprocess.run([str(tools["fusermount"]), "-u", "-z", str(mount)], check=True,
                        capture_output=True, timeout=30)
         driver.kill()
         driver.wait(30)
+
+
+@pytest.fixture(scope="session")
+def fat_mount(tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A FAT file system mounted through FUSE for the session (case-insensitive, no links,
+    no ``O_TMPFILE``, no ``chmod``, a ``ftruncate`` that cannot grow a file), as on a USB
+    drive."""
+    with _mounted_fat(tmp_path_factory.mktemp("fat"), 64 << 20, "rw+") as mounted:
+        yield mounted
+
+
+@pytest.fixture
+def fat_shown_open_to_all(tmp_path: Path) -> Iterator[Path]:
+    """A FAT file system mounted through FUSE with every file shown 0777 (``umask=000``,
+    as a USB drive is often mounted), where ``chmod`` fails: a folder that looks shared by
+    hand."""
+    with _mounted_fat(tmp_path, 16 << 20, "rw+,umask=000") as (mount, _):
+        yield mount
 
 
 _fat_dirs = itertools.count()

@@ -15,7 +15,7 @@ import io
 import os
 import socket
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -1057,43 +1057,6 @@ def test_two_threads_clearing_a_shared_cache_name_each_its_own_left_entries(
     said = as_another_user(clear_at_once, NOBODY)
     assert said == str([("blob", "40 left, ['user 65533']"),
                         ("cube", "1 left, ['user 65533']")]), said
-
-
-@pytest.fixture
-def fat_shown_open_to_all(tmp_path: Path) -> Iterator[Path]:
-    """A FAT file system mounted through FUSE with every file shown 0777 (``umask=000``,
-    as a USB drive is often mounted), where ``chmod`` fails: a folder that looks shared by
-    hand. Skipped, saying so, where FUSE or fusefat is missing (CI has both, as root)."""
-    import shutil
-    import subprocess
-    import time
-
-    path = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
-    tools = {t: shutil.which(t, path=path) for t in ("fusefat", "mkfs.vfat", "fusermount")}
-    if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or None in tools.values():
-        pytest.skip("a FAT mount needs root, /dev/fuse, fusefat and dosfstools")
-    image, mount = tmp_path / "fat.img", tmp_path / "mnt"
-    with open(image, "wb") as f:
-        f.truncate(16 << 20)
-    mount.mkdir()
-    subprocess.run([str(tools["mkfs.vfat"]), str(image)], check=True, capture_output=True,
-                   timeout=30)
-    driver = subprocess.Popen([str(tools["fusefat"]), "-f", "-o", "rw+,umask=000",
-                               str(image), str(mount)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not os.path.ismount(mount):
-        if driver.poll() is not None or time.monotonic() > deadline:
-            driver.kill()
-            pytest.fail(f"fusefat did not mount {mount} (exit code {driver.poll()})")
-        time.sleep(0.05)
-    try:
-        yield mount
-    finally:
-        subprocess.run([str(tools["fusermount"]), "-u", "-z", str(mount)], check=True,
-                       capture_output=True, timeout=30)
-        driver.kill()
-        driver.wait(30)
 
 
 @pytest.mark.parametrize("max_size", [None, 10**6])
