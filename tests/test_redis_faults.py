@@ -3,6 +3,7 @@ waiters killed mid-wait: what the cycle check, the connection pool and clear see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +331,27 @@ def test_a_cycle_between_processes_from_before_and_after_a_restart_is_broken_at_
     assert said.count("is being computed by another process") in (1, 2), said
 
 
+@contextlib.contextmanager
+def _a_wait(url: str, key: str, behind: set[int]
+            ) -> Iterator[tuple[_RedisKeyLock, Any, list[Callable[[], None]]]]:
+    """A holder of ``key`` and a waiter for it that noted its wait behind ``behind`` (two
+    stores of ``url``), for the block: the held lock, the waiter's, and the ends of its
+    wait; the wait ended, the lock released and the stores closed after."""
+    waiter, holder = RedisStore(url), RedisStore(url)
+    try:
+        held = _holding(holder, key)
+        ends: list[Callable[[], None]] = []
+        waiting = waiter.lock("f", key)
+        waiting.note_waiting(behind, ends)
+        yield held, waiting, ends
+        for end in ends:
+            end()
+        held.release()
+    finally:
+        waiter.close()
+        holder.close()
+
+
 @pytest.mark.real_leases
 def test_a_note_of_a_wait_the_server_lost_is_noted_again_at_the_next_look(
         redis_location: str) -> None:
@@ -338,26 +360,13 @@ def test_a_note_of_a_wait_the_server_lost_is_noted_again_at_the_next_look(
     renewal finds it gone, and the waiter's next look notes it again, so the holder sees
     the wait. Before, the renewer extended a key that was no more, the waiter took it for
     noted, and a cycle through it was not seen until what was behind the wait changed."""
-    waiter, holder = RedisStore(redis_location), RedisStore(redis_location)
-    client = redis.Redis.from_url(redis_location)
-    try:
-        key = "f" * 32
-        held = _holding(holder, key)
-        ends: list[Callable[[], None]] = []
-        waiting = waiter.lock("f", key)
-        waiting.note_waiting({0x99}, ends)
+    with contextlib.closing(redis.Redis.from_url(redis_location)) as client, \
+            _a_wait(redis_location, "f" * 32, {0x99}) as (held, waiting, ends):
         assert held.waiters() == {0x99}
         client.delete(*client.keys(b"*:w:*"))  # what an eviction did
         time.sleep(LOCK_RENEW * 3)  # a renewal meanwhile
         waiting.note_waiting({0x99}, ends)  # the waiter's next look
         assert held.waiters() == {0x99}
-        for end in ends:
-            end()
-        held.release()
-    finally:
-        client.close()
-        waiter.close()
-        holder.close()
 
 
 @pytest.mark.real_leases
@@ -367,23 +376,11 @@ def test_a_wait_noted_before_the_server_ran_out_of_memory_stays_noted(
     are renewed all the same (only commands that may grow the data are refused): the
     holder keeps seeing the wait."""
     server = own_redis()
-    waiter, holder = RedisStore(server.url()), RedisStore(server.url())
-    client = server.client()
-    try:
-        key = "0" * 32
-        held = _holding(holder, key)
-        ends: list[Callable[[], None]] = []
-        waiter.lock("f", key).note_waiting({0x42}, ends)
+    with contextlib.closing(server.client()) as client, \
+            _a_wait(server.url(), "0" * 32, {0x42}) as (held, _, _):
         client.config_set("maxmemory", "1")  # out of memory from now on
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             client.set(b"more", b"x")
         time.sleep(LOCK_TTL * 2)
         assert held.waiters() == {0x42}
         client.config_set("maxmemory", "0")
-        for end in ends:
-            end()
-        held.release()
-    finally:
-        client.close()
-        waiter.close()
-        holder.close()
