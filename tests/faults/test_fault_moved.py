@@ -135,9 +135,11 @@ while True:
         pass
 """
 
-REUSED_WHILE_CLEARED = """
-import itertools, os, subprocess, sys, time
-from memojar import Cache
+# The start of a script whose misses all fall in one shard (``xs``), which another process
+# (``CLEARER``) clears in a tight loop for the ``SECONDS`` after ``end``.
+IN_A_CLEARED_SHARD = """
+import itertools, os, subprocess, sys, time, warnings
+from memojar import Cache, MemojarWarning
 
 cache = Cache(os.environ["CACHE"])
 f = cache.cached(abs)
@@ -145,11 +147,14 @@ f(-1)
 shard = os.path.dirname(cache.store.path(f.__memojar__.name, f.cache_key(-1)))
 xs = list(itertools.islice((x for x in itertools.count(-2, -1)
                             if f.cache_key(x)[:2] == os.path.basename(shard)), 300))
-mine = os.open(os.environ["MINE"], os.O_RDONLY | os.O_DIRECTORY)
 clearer = subprocess.Popen([sys.executable, "-c", os.environ["CLEARER"], shard])
 time.sleep(0.5)  # the clearer runs
 end = time.monotonic() + float(os.environ["SECONDS"])
 misses = 0
+"""
+
+REUSED_WHILE_CLEARED = IN_A_CLEARED_SHARD + """
+mine = os.open(os.environ["MINE"], os.O_RDONLY | os.O_DIRECTORY)
 try:
     for x in xs * 100:
         if time.monotonic() > end or os.listdir(os.environ["MINE"]) != ["notes.txt"]:
@@ -189,20 +194,7 @@ def test_a_shard_cleared_while_the_folders_number_is_the_callers_is_not_made_in_
 
 # Misses in one shard while another process clears that shard in a tight loop: the reasons
 # of the results not cached, one a line.
-CLEARED = """
-import itertools, os, subprocess, sys, time, warnings
-from memojar import Cache, MemojarWarning
-
-cache = Cache(os.environ["CACHE"])
-f = cache.cached(abs)
-f(-1)
-shard = os.path.dirname(cache.store.path(f.__memojar__.name, f.cache_key(-1)))
-xs = list(itertools.islice((x for x in itertools.count(-2, -1)
-                            if f.cache_key(x)[:2] == os.path.basename(shard)), 300))
-clearer = subprocess.Popen([sys.executable, "-c", os.environ["CLEARER"], shard])
-time.sleep(0.5)  # the clearer runs
-end = time.monotonic() + float(os.environ["SECONDS"])
-misses = 0
+CLEARED = IN_A_CLEARED_SHARD + """
 try:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MemojarWarning)
