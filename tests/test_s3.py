@@ -913,8 +913,10 @@ def test_a_server_frozen_at_a_multipart_completion_costs_a_timeout_and_a_quarter
     assert isinstance(store, S3Store)
     real = store._bucket.client.complete_multipart_upload
     timers: list[threading.Timer] = []
+    frozen_at: list[float] = []
 
     def frozen_first(**kwargs: Any) -> Any:
+        frozen_at.append(time.monotonic())
         server.pause()
         if resumed is not None:
             timers.append(threading.Timer(resumed, server.resume))
@@ -926,9 +928,9 @@ def test_a_server_frozen_at_a_multipart_completion_costs_a_timeout_and_a_quarter
     try:
         with warnings.catch_warnings(record=True) as warned:
             warnings.simplefilter("always", MemojarWarning)
-            start = time.monotonic()
             assert double(value) == value * 2
-            took = time.monotonic() - start
+            took = time.monotonic() - frozen_at[0]  # from the freeze: the parts' upload
+            # before it takes what the machine's load makes it (1-2 s with three suites)
     finally:
         for timer in timers:
             timer.join()
