@@ -8,13 +8,11 @@ directory:
 - ``floor``: compare.py's floor (hash, a failed ``open``, ``open``/``writev``/``close`` of a
   temporary file, ``rename``: 5 system calls).
 - ``floor+checks``: the floor's Python, making memojar's 13 system calls of a small miss
-  instead (``tests/test_miss_syscalls.py``; 11 before 2026-12-02): the failed
-  ``open``, the key's byte-range lock (``fcntl``) and its ``fstat``, the re-check
-  (``access``), the shard opened by its path ``O_NOFOLLOW`` (and closed), its parent's
-  ``fstatat`` (``..``: the function's folder) and the folder path's ``lstat`` (not moved,
-  not a link), the unnamed file
-  (``O_TMPFILE``) opened in it and written, ``linkat``, ``close`` and the unlock. No
-  header, no bookkeeping: what the calls alone cost.
+  instead (``tests/test_miss_syscalls.py``; 11 before 2026-12-02): the failed ``open``, the
+  key's byte-range lock (``fcntl``) and its ``fstat``, the re-check (``access``), the
+  function folder's ``fstat`` and ``lstat``, the shard opened ``O_NOFOLLOW`` (and closed),
+  the unnamed file (``O_TMPFILE``) opened in it and written,
+  ``linkat``, ``close`` and the unlock. No header, no bookkeeping: what the calls alone cost.
 - ``flat``: ``floor+checks`` with memojar's own key (``make_key``: the bound arguments,
   the seed) and entry (``encode``: the header, the checksum, the classes the result holds),
   inlined in one function: what memojar's miss would cost with none of its layers (the
@@ -78,6 +76,7 @@ def floor_with_checks(root: str, flat: bool = False
     encode = memojar_encode if flat else floor_encode
     for i in range(256):
         os.makedirs(os.path.join(root, f"{i:02x}"), exist_ok=True)
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     lock = os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,10 +92,10 @@ def floor_with_checks(root: str, flat: bool = False
                     os.fstat(lock)
                     os.access(path, os.F_OK)
                     value = func(*args)
-                    sfd = os.open(f"{root}/{key[:2]}", _O_SHARD)
+                    os.fstat(folder)
+                    os.stat(root, follow_symlinks=False)
+                    sfd = os.open(key[:2], _O_SHARD, dir_fd=folder)
                     try:
-                        os.stat("..", dir_fd=sfd, follow_symlinks=False)
-                        os.lstat(root)
                         wfd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
                         try:
                             os.writev(wfd, encode(value, key))

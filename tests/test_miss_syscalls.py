@@ -2,14 +2,16 @@
 
 A small miss costs: the entry's open (the miss), the key's lock (one ``fcntl``, an
 ``fstat`` that the lock file was not removed meanwhile), the re-check under the lock that no
-other caller stored the entry meanwhile (one ``access``), the shard opened by its path
-``O_NOFOLLOW`` and its parent checked (one ``fstatat`` of ``..``: the function's folder
-this process opened, and one ``lstat`` of the folder's path: still that folder, neither
-moved aside, nor a link swapped in, nor the folder moved out and linked back; before, an
-``fstat`` of the folder's descriptor and an ``lstat`` of its path, and the shard opened
-from the descriptor), the unnamed file (``O_TMPFILE``) opened in it, written, linked at
-its name and closed, the shard closed, and the unlock: 13 system calls. The
-function's folder and its lock file are opened once per process, not once per miss.
+other caller stored the entry meanwhile (one ``access``), the check that the function's
+folder this process opened is still its own descriptor (one ``fstat``, made when the result
+is stored: the caller may have closed every descriptor and reused the number while the
+function ran, after the lock's was checked) and still the folder at its path (one
+``lstat``: not moved aside), the shard opened ``O_NOFOLLOW`` from the folder's descriptor
+and closed (the entry is linked relative to it: before 2026-12-02, at ``shard/name``
+relative to the folder, which a shard swapped for a link led outside the cache), the unnamed
+file (``O_TMPFILE``) opened in it, written, linked at its name and closed, and the unlock:
+13 system calls. The function's folder and
+its lock file are opened once per process, not once per miss.
 """
 
 from __future__ import annotations

@@ -691,64 +691,31 @@ class FileStore(Store):
         there already is it linked at a temporary name and renamed over it. Its size.
 
         Everything is relative to the shard's descriptor, opened ``O_DIRECTORY |
-        O_NOFOLLOW``: nothing is written through a link. Before, the unnamed file was opened
-        in the shard by name, and linked at ``shard/name`` relative to the folder: a shard
-        swapped for a link between the two got the entry. A crash leaves no temporary
-        file: an unnamed one vanishes with its descriptor.
-
-        The usual case opens the shard by its path and checks that its parent (``..``, one
-        ``fstatat``) is the function's folder this process opened, and that the folder's
-        path (``lstat``) is that folder, not a link: so not moved aside (a folder moved, or
-        the whole cache, would take every result where no process reads it, this one
-        included), not a folder a link swapped in for it leads to (the long way refuses the
-        link), nor the folder itself moved out of the cache and linked back (listings,
-        ``prune`` and ``max_size`` never follow a link: what went there would be out of
-        their reach). The folder's descriptor is not used, so a caller that closed every
-        descriptor while the function ran and opened its own at its number changes
-        nothing. (Before, the folder's descriptor was checked, ``fstat``, and its path,
-        ``lstat``, and the shard opened from it: as many system calls.)
-        Anything else (the first write, a shard to make, a folder moved or a link) goes
-        the long way, through ``_folder`` and ``_shard_in``; so does a shard removed after
-        it was opened (``clear``, ``prune``), made again in the folder ``_folder`` checked:
-        before, it was made relative to the descriptor the usual case never looked at.
+        O_NOFOLLOW`` from the function's folder as this process opened it without following
+        links: nothing is written through a link, with no ``lstat``. Before, the unnamed
+        file was opened in the shard by name, and linked at ``shard/name`` relative to the
+        folder: a shard swapped for a link between the two got the entry. A crash leaves
+        no temporary file: an unnamed one vanishes with its descriptor. The folder is
+        checked now, not when the key's lock was taken: a caller that closed every
+        descriptor while the function ran may have opened a folder of its own at its number.
+        A shard removed after it was opened (``clear``, ``prune``) is made again in the
+        folder checked again, and the write tried again (ext4 says ``EPERM`` for it).
         """
         shard = key[:2]
         name = f"{key}{SUFFIX}"
-        folder = self._open.get(function)
+        folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
         for _ in _TRIES:
-            sfd = -1
-            if folder is not None:
-                try:
-                    sfd = os.open(f"{folder.path}{_SEP}{shard}", _O_DIR)
-                    up = os.stat("..", dir_fd=sfd, follow_symlinks=False)
-                    at = os.lstat(folder.path)  # not a link to it (once it was moved)
-                except BaseException as exc:  # missing, a link, the folder moved (or gone)
-                    if sfd >= 0:
-                        os.close(sfd)
-                    # (``errno`` None: not a system call's, the caller's signal handler's)
-                    if not isinstance(exc, OSError) or exc.errno is None:
-                        raise
-                    sfd = -1
-                else:
-                    if (up.st_ino != folder.ino or up.st_dev != folder.dev
-                            or at.st_ino != folder.ino or at.st_dev != folder.dev):
-                        os.close(sfd)  # not in the folder this process opened: the long
-                        sfd = -1  # way, which sees what happened to it
-            if sfd < 0 or folder is None:  # the long way: the folder checked (``_folder``)
-                folder = self._folder(function)
-                try:  # ``_shard_in``'s usual case, inline (a descriptor no return can lose)
-                    sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
-                except OSError as exc:  # missing (made), a link (refused), the folder removed:
-                    if exc.errno is None:  # (not a system call's: the caller's signal handler's)
-                        raise
-                    sfd, folder = self._shard_in(function, folder, shard)  # in ``_shard_in``
+            try:  # ``_shard_in``'s usual case, inline (a frame less a miss)
+                sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
+            except OSError as exc:  # missing (made), a link (refused), the folder removed:
+                if exc.errno is None:  # (not a system call's: the caller's signal handler's)
+                    raise
+                sfd, folder = self._shard_in(function, folder, shard)  # all in ``_shard_in``
             try:
                 try:
                     fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
-                except FileNotFoundError:  # the shard was removed since (an empty one):
-                    # made in the folder checked (the usual case never looked at the
-                    # descriptor: a caller may have closed it and opened its own at its number)
+                except FileNotFoundError:  # the shard was removed since (an empty one)
                     folder = self._make_shard(function, self._folder(function), shard)
                     continue
                 except OSError as exc:
