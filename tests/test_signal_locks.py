@@ -14,6 +14,7 @@ once seen under nested handlers, not reproduced without the watchdog."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,28 @@ cache = Cache(sys.argv[1])
 def f(x):
     return x + 1
 """
+
+
+def run_or_hang(script: str, *args: str, hang: str, timeout: float,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with ``args`` in a subprocess; past ``timeout`` seconds the test fails
+    with ``hang`` (what the old code waited for) and every thread's stack of the script as
+    it hung (faulthandler, asked by SIGUSR1 only then: not its watchdog, see above), so a
+    hang seen once in CI says where it was."""
+    watched = "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1)\n" + script
+    with subprocess.Popen([sys.executable, "-c", watched, *args], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)
+            try:
+                stdout, stderr = process.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, stderr = process.communicate()
+            pytest.fail(f"hung: {hang}\nits output: {stdout}\nits threads:\n{stderr}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 # The server is down (nothing listens): the first call trips the store's breaker, which
 # starts its prober thread under the breaker's mutex; ``Thread.start`` waits for the thread,
@@ -70,11 +93,8 @@ print(f(1), got, flush=True)
 def test_a_signal_handler_calling_a_cached_function_while_the_prober_starts_does_not_hang(
 ) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    try:
-        done = subprocess.run([sys.executable, "-c", PROBER_STARTING, url],
-                              capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:  # before: the handler waited for its own thread
-        pytest.fail("hung: the handler's call waited for the breaker's mutex its thread held")
+    done = run_or_hang(PROBER_STARTING, url, timeout=30,
+                       hang="the handler's call waited for the breaker's mutex its thread held")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "[3]"]
 
@@ -101,11 +121,8 @@ print(f(1), got, flush=True)
 def test_a_signal_handler_calling_a_cached_function_inside_the_pools_lock_does_not_hang(
     redis_location: str,
 ) -> None:
-    try:
-        done = subprocess.run([sys.executable, "-c", POOL_LOCKED, redis_location],
-                              capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:  # before, with redis-py 5 and 6
-        pytest.fail("hung: the handler's call waited for the pool's lock its thread held")
+    done = run_or_hang(POOL_LOCKED, redis_location, timeout=30,  # redis-py 5, 6:
+                       hang="the handler's call waited for the pool's lock its thread held")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "[101]"]
 
@@ -147,11 +164,8 @@ def test_a_signal_handler_calling_a_cached_function_while_credentials_refresh_do
                       "region = us-east-1\n")
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    try:
-        done = subprocess.run([sys.executable, "-c", REFRESHING, s3_location], env=env,
-                              capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:  # before: the handler waited for its own refresh
-        pytest.fail("hung: the handler's request waited for the refresh its thread made")
+    done = run_or_hang(REFRESHING, s3_location, timeout=60, env=env,
+                       hang="the handler's request waited for the refresh its thread made")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "3", "[101]"]
 
@@ -168,11 +182,8 @@ def test_a_signal_handler_calling_a_cached_function_in_adaptive_retry_mode_does_
     s3_location: str,
 ) -> None:
     env = dict(os.environ, AWS_RETRY_MODE="adaptive")
-    try:
-        done = subprocess.run([sys.executable, "-c", NOTING, s3_location], env=env,
-                              capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:  # before: the handler waited for the rate limiter
-        pytest.fail("hung: the handler's request waited for the rate limiter's lock")
+    done = run_or_hang(NOTING, s3_location, timeout=60, env=env,
+                       hang="the handler's request waited for the rate limiter's lock")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "3", "[]"]
 
@@ -204,11 +215,8 @@ else:
 def test_a_remote_miss_computes_when_no_thread_can_renew_its_lease(
     redis_location: str, case: str,
 ) -> None:
-    try:
-        done = subprocess.run([sys.executable, "-c", NO_THREAD, redis_location, case],
-                              capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail("hung")
+    done = run_or_hang(NO_THREAD, redis_location, case, timeout=60,
+                       hang="the call or its lease waited for a thread that never started")
     assert done.returncode == 0, done.stderr
     # before: "miss RuntimeError can't start new thread" (on Python 3.12: "at exit
     # RuntimeError can't create new thread at interpreter shutdown")
