@@ -915,19 +915,19 @@ class _Lease(KeyLock):
         # it was and whatever was refused since (see ``_ours``).
         self._token = ""
         self._ending = False  # released (perhaps cut short): no more renewals
-        # Between the holder's thread and the renewer. Reentrant: the holder renews under it
-        # just before it writes the entry, and a signal handler calling the function with
-        # that key there (computed at once, as a function calling itself) renews it before
-        # its own write (a plain lock: waited on its own thread for ever). Such a renewal
-        # inside another finds the lease still this holding's by its token (``_ours``).
+        # The ETag, the token and ``_ending`` read and set together, between the holder's
+        # thread and the renewer's; never held over a request (``renew``). Reentrant: a
+        # signal handler's call may take it inside its thread's. A renewal inside another
+        # (a handler calling the function with that key just before its holder's write)
+        # finds the lease still this holding's by its token (``_ours``).
         self._lock = threading.RLock()
         self._seen, self._since = "", 0.0  # the lease's ETag as first seen, and when
         self._delay, self._next_try = LEASE_POLL_MIN, 0.0  # backoff (monotonic)
         self._released = 0  # the store's count of releases when this lease last looked
 
-    def _put(self, **condition: Any) -> str:
+    def _put(self, token: str, **condition: Any) -> str:
         """Write the lease: the holding's token and a fresh nonce (a new ETag each time)."""
-        body = f"{self._token} {secrets.token_hex(8)} pid {os.getpid()}\n".encode()
+        body = f"{token} {secrets.token_hex(8)} pid {os.getpid()}\n".encode()
         return self.store._bucket.put(self.name, [memoryview(body)], len(body), **condition)
 
     def _ours(self, token: str) -> str:
@@ -964,7 +964,7 @@ class _Lease(KeyLock):
         self._released = self.store._releases
         token = self._token = secrets.token_hex(16)  # a new holding's, before any write
         try:
-            self.etag = self._put(if_none_match=True)
+            self.etag = self._put(token, if_none_match=True)
         except FileExistsError:
             self._token = ""  # not written: nothing of ours to release
         else:
@@ -981,7 +981,7 @@ class _Lease(KeyLock):
         if now - self._since >= LEASE_TTL or got.age > LEASE_STALE:
             try:  # its holder is gone: take it over, unless someone renewed it meanwhile
                 self._token = token
-                self.etag = self._put(if_match=got.etag)
+                self.etag = self._put(token, if_match=got.etag)
                 logger.debug("took over lease %s (its holder stopped renewing it)", self.name)
                 return self._taken()
             except (FileExistsError, FileNotFoundError):
@@ -1000,7 +1000,7 @@ class _Lease(KeyLock):
         store = self.store
         store._conditions_checked = True
         try:
-            self.etag = self._put(if_none_match=True)
+            self.etag = self._put(self._token, if_none_match=True)
         except FileExistsError:
             return  # refused, as it must be
         except OSError as exc:  # no answer now: check at a later lease
@@ -1144,24 +1144,43 @@ class _Lease(KeyLock):
 
         A refused renewal is looked at before the lease is given up: a write of this
         holding whose reply was lost (an interrupt in the holder's renewal, a timeout)
-        changed the ETag, and the lease is still ours: renewed from its new ETag."""
+        changed the ETag, and the lease is still ours: renewed from its new ETag.
+
+        The requests are made outside ``_lock``. A request may wait for more than the
+        server: botocore signs it under the credentials' refresh lock, which a signal
+        handler's call in the refreshing thread keeps held while it runs; that call's
+        release and its write's renewal took ``_lock``, held by the renewer's thread
+        waiting for the refresh (a hang). Renewals, writes and a release at once are told
+        apart by the holding's token: each is conditional on the ETag it read, and one
+        refused finds the lease by the token (here and in ``_remove``)."""
         with self._lock:
-            if not self.etag or self._ending:
+            etag, token = self.etag, self._token
+            if not etag or self._ending:
                 return True  # released meanwhile
+        try:
             try:
-                try:
-                    self.etag = self._put(if_match=self.etag)
-                except FileExistsError:
-                    etag = self._ours(self._token)
-                    if not etag:
-                        return False  # expired and taken over
-                    self.etag = self._put(if_match=etag)
-                return True
-            except (FileExistsError, FileNotFoundError):
-                return False
-            except OSError as exc:  # keep trying until the lease expires
-                logger.debug("cannot renew %s: %s", self.name, exc)
-                return True
+                etag = self._put(token, if_match=etag)
+            except FileExistsError:
+                etag = self._ours(token)
+                if not etag:
+                    return self._moved_on(token)  # expired and taken over, or released
+                etag = self._put(token, if_match=etag)
+        except (FileExistsError, FileNotFoundError):
+            return self._moved_on(token)
+        except OSError as exc:  # keep trying until the lease expires
+            logger.debug("cannot renew %s: %s", self.name, exc)
+            return True
+        with self._lock:
+            if self._token == token and not self._ending:
+                self.etag = etag
+        return True
+
+    def _moved_on(self, token: str) -> bool:
+        """A renewal of the holding of ``token`` refused: True if that holding ended while
+        it was made (released, or the lease taken again since: not this renewal's to give
+        up), False if the lease was lost."""
+        with self._lock:
+            return self._ending or self._token != token
 
 
 class _WaitNote:
