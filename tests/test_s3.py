@@ -2085,3 +2085,33 @@ def test_a_server_frozen_while_clear_checks_its_objects_costs_one_timeout(
     time.sleep(FAULT_BACKOFF)
     assert cache.clear() == 40
     cache.close()
+
+
+def test_a_versioned_bucket_works_as_any_other(s3_location: str, client: Any) -> None:
+    """With versioning on, a removal leaves a delete marker on top of the old version:
+    a lease created again over its marker (``If-None-Match: *``), held against others,
+    entries cleared and pruned (the conditional removals too), all as on a plain bucket.
+    What stays is old versions, for a lifecycle rule (README)."""
+    bucket, _ = split(s3_location)
+    client.put_bucket_versioning(Bucket=bucket,
+                                 VersioningConfiguration={"Status": "Enabled"})
+    cache = Cache(s3_location, secret=SECRET)
+    double, calls = counted(cache)
+    assert double(1) == double(1) == 2 and calls == [1]
+    store, other = cache.store, open_store(s3_location, None, True)
+    for _ in range(2):  # the second time over the first's delete marker
+        lease = store.lock(FN, k(1))
+        assert lease.acquire(blocking=False)
+        assert not other.lock(FN, k(1)).acquire(blocking=False)
+        lease.release()
+    assert cache.clear() == 1
+    assert double(1) == 2 and calls == [1, 1]
+    stale, stale_calls = _stale_soon(cache)
+    assert stale(3) == 6
+    time.sleep(0.6)
+    assert cache.prune() == 1
+    assert stale(3) == 6 and stale_calls == [3, 3]
+    versions = client.list_object_versions(Bucket=bucket)
+    assert versions.get("DeleteMarkers")  # removals kept the old versions
+    cache.close()
+    other.close()
