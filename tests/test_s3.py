@@ -1888,6 +1888,25 @@ def test_clear_leaves_objects_named_like_entries_that_memojar_did_not_write(
     cache.close()
 
 
+def test_ls_and_info_count_no_object_that_memojar_did_not_write(
+        s3_location: str, client: Any) -> None:
+    """Old: objects named as entries that another tool wrote (a pickle keyed by an MD5, a
+    user's file) were counted by ``memojar ls`` and ``info`` as memojar's entries,
+    "unreadable", with the advice that ``prune`` removes them: it leaves them (they are
+    not memojar's), and the advice stayed after every prune. Now a listing that reads
+    each object's first bytes leaves out what does not begin as an entry."""
+    from memojar._census import take_census
+
+    cache = Cache(s3_location, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    _plant_theirs(client, s3_location, function_dir(double.__memojar__.name))
+    census = take_census(cache)
+    assert (census.entries, census.unreadable) == (1, 0)
+    assert cache.prune() == 0
+    cache.close()
+
+
 def test_max_size_evicts_only_what_memojar_wrote(s3_location: str, client: Any) -> None:
     """Old: eviction listed every object named as an entry and removed the least recently
     written to make room: another tool's, written first, went first. Now they are left,

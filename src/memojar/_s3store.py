@@ -787,6 +787,20 @@ class S3Store(Store):
     def lock(self, function: str, key: str) -> KeyLock:
         return _Lease(self, self._dir(function) + key + LEASE_SUFFIX)
 
+    def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
+        """``Store.scan``, without the objects at entries' names that memojar did not write
+        (a prefix may be shared): told by their first bytes when ``heads`` (before, ``ls``
+        and ``info`` counted them as unreadable entries that ``prune`` would remove, and
+        it leaves them), else those this process found so."""
+        for entry in super().scan(function, heads):
+            if heads:
+                if written_as_an_entry(entry.head):
+                    yield entry
+                else:
+                    self._foreign.add(self._as_listed(entry))
+            elif self._as_listed(entry) not in self._foreign:
+                yield entry
+
     def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
         prefix = self.prefix if function is None else self._dir(function)
         for listed in self._bucket.list(prefix):
@@ -807,8 +821,7 @@ class S3Store(Store):
         oldest, and removed; once left alone, the total stayed over ``max_size``)."""
         if self.max_size is None:
             return 0
-        entries = [e for e in self._list(None, heads=False)
-                   if self._as_listed(e) not in self._foreign]
+        entries = list(self.scan(None, heads=False))
         removed = 0
         while True:
             victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
