@@ -212,6 +212,11 @@ class _Bucket:
     def _forked(self) -> None:
         self._client = self._checker = None
 
+    @property
+    def failing(self) -> bool:
+        """Whether requests fail fast now (after a fault, until the server answers)."""
+        return self._breaker.down
+
     @contextlib.contextmanager
     def _errors(self, doing: str, name: str = "", again: bool = False) -> Iterator[None]:
         """The one error map: every client error becomes the ``OSError`` that says it.
@@ -849,18 +854,29 @@ class S3Store(Store):
         # (``prune``'s scan: another header), stays, a fresh value of a stale key too.
         # Before, every object was looked at, then all were removed in one batch: an
         # entry written between its look and the batch (seconds, on a large removal) went.
-        if not entries:
-            return []
-        if len(entries) == 1:
-            removed = [self._remove(entries[0])]
-        else:
-            pool = concurrent.futures.ThreadPoolExecutor(min(UNLINK_THREADS, len(entries)),
-                                                         "memojar-s3-unlink")
-            try:
-                removed = list(pool.map(self._remove, entries))
-            finally:  # an error or an interrupt: the removals not begun are not made
-                pool.shutdown(cancel_futures=True)
-        return [e for e, yes in zip(entries, removed, strict=True) if yes]
+        if len(entries) <= 1:
+            return [e for e in entries if self._remove(e)]
+        pool = concurrent.futures.ThreadPoolExecutor(min(UNLINK_THREADS, len(entries)),
+                                                     "memojar-s3-unlink")
+        try:
+            removed = list(pool.map(self._try_removing, entries))
+        finally:  # an error or an interrupt: the removals not begun are not made
+            pool.shutdown(cancel_futures=True)
+        # A removal whose answer a dropped connection lost is sent again at once, and the
+        # store fails fast until it is answered: removals made meanwhile by the other
+        # threads failed (before, clear raised ConnectionError). Made again now, one by
+        # one, unless the server is still failing (then the removal fails, as it did).
+        faults = [r for r in removed if isinstance(r, ConnectionError)]
+        if faults and self._bucket.failing:
+            raise faults[0]
+        return [e for e, r in zip(entries, removed, strict=True)
+                if r is True or (isinstance(r, ConnectionError) and self._remove(e))]
+
+    def _try_removing(self, entry: StoredEntry) -> bool | ConnectionError:
+        try:
+            return self._remove(entry)
+        except ConnectionError as exc:
+            return exc
 
     def _remove(self, entry: StoredEntry) -> bool:
         """Remove the object if it is still the entry listed; True if it did."""
