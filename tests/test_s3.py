@@ -26,6 +26,7 @@ import pytest
 
 from memojar import Cache, MemojarWarning, UnknownStoreError, _cli, _entry, _s3store, cached
 from memojar._cache import open_store
+from memojar._filestore import function_dir
 from memojar._s3store import (
     CONFIRM_SHARE,
     FAULT_BACKOFF,
@@ -807,19 +808,22 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(
         s3_location: str, client: Any, dropper: ReplyDropper) -> None:
     """``cache_delete`` says whether it removed the entry, ``cache_clear`` how many, also
     when the connection dropped after the server removed them: the delete is sent again
-    (S3 answers a DELETE, and DeleteObjects, of what is gone as done), counted once. Before,
-    both raised ``ConnectionError`` (the client makes one attempt) though the entries were
-    gone, as did ``prune`` and ``Cache.clear``."""
+    (S3 answers a DELETE of what is gone as done; a conditional one, that it is gone: the
+    first removed it), counted once. Before, both raised ``ConnectionError`` (the client
+    makes one attempt) though the entries were gone, as did ``prune`` and ``Cache.clear``."""
     double, _ = counted(Cache(dropper.front(s3_location), secret=SECRET))
-    for i in range(4):
+    for i in range(10):
         double(i)
     bucket, _ = split(s3_location)
     dropper.drop(f"DELETE /{bucket}/{entry_object(s3_location, double, 0)} ".encode())
     deleted = double.cache_delete(0)
-    dropper.drop(f"POST /{bucket}?delete ".encode())  # DeleteObjects
+    # a removal by clear (conditional on the ETag its look at the object gave), among
+    # others made side by side: those made while the store failed fast after the drop
+    # (until the delete sent again was answered) are made again
+    dropper.drop(f"DELETE /{bucket}/{entry_object(s3_location, double, 1)} ".encode())
     cleared = double.cache_clear()
     assert len(dropper.dropped) == 2
-    assert (deleted, cleared) == (True, 3)
+    assert (deleted, cleared) == (True, 9)
     assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
 
 
@@ -1329,8 +1333,8 @@ def test_max_size_evicts_the_least_recently_written(s3_location: str) -> None:
 
 
 def test_listing_and_clearing_page_past_1000_objects(s3_location: str, client: Any) -> None:
-    """S3 lists and deletes at most 1000 objects a request: 1001 entries take two pages of
-    ``ListObjectsV2`` and two ``DeleteObjects``."""
+    """S3 lists at most 1000 objects a request: 1001 entries take two pages of
+    ``ListObjectsV2``, and are removed one conditional ``DeleteObject`` each."""
     from concurrent.futures import ThreadPoolExecutor
 
     cache = Cache(s3_location, secret=SECRET)
@@ -1341,14 +1345,14 @@ def test_listing_and_clearing_page_past_1000_objects(s3_location: str, client: A
         list(pool.map(lambda i: store.write(FN, k(i), entry(k(i))), range(n)))
     requests: list[str] = []
     events = store._bucket.client.meta.events
-    for operation in ("ListObjectsV2", "DeleteObjects"):
+    for operation in ("ListObjectsV2", "DeleteObject"):
         events.register(f"before-call.s3.{operation}",
                         lambda operation=operation, **_: requests.append(operation))
     assert len(list(store.scan(heads=False))) == n
     assert requests == ["ListObjectsV2"] * 2
     requests.clear()
     assert cache.clear() == n
-    assert requests.count("ListObjectsV2") >= 2 and requests.count("DeleteObjects") == 2
+    assert requests.count("ListObjectsV2") >= 2 and requests.count("DeleteObject") == n
     assert objects(client, s3_location) == {}
     cache.close()
 
@@ -1398,7 +1402,7 @@ def test_an_answer_missing_a_field_costs_a_warning_not_the_result(s3_location: s
 
 
 class _RefusingSomeDeletes:
-    """A client whose DeleteObjects refuses the entries of one key (AccessDenied, as for
+    """A client that refuses to delete the entries of one key (AccessDenied, as for
     objects under a legal hold or a bucket policy) and removes the others."""
 
     def __init__(self, real: Any, refused: str) -> None:
@@ -1408,17 +1412,16 @@ class _RefusingSomeDeletes:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
-    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> Any:
-        keep = [o for o in Delete["Objects"] if self.refused in o["Key"]]
-        gone = [o for o in Delete["Objects"] if self.refused not in o["Key"]]
-        if gone:
-            self.real.delete_objects(Bucket=Bucket, Delete={**Delete, "Objects": gone})
-        return {"Errors": [{"Key": o["Key"], "Code": "AccessDenied", "Message": "Access Denied"}
-                           for o in keep]}
+    def delete_object(self, **kwargs: Any) -> Any:
+        if self.refused in kwargs["Key"]:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}},
+                "DeleteObject")
+        return self.real.delete_object(**kwargs)
 
 
 def test_clear_counts_only_what_the_server_removed(s3_location: str, client: Any) -> None:
-    """Old: entries whose removal DeleteObjects refused were counted (and logged) as
+    """Old: entries whose removal the server refused were counted (and logged) as
     removed: ``clear()`` said 3 and ``memojar clear`` "removed 3 entries" while one was
     still there. Now only what the server removed counts."""
     plain = Cache(s3_location, secret=SECRET)
@@ -1885,6 +1888,25 @@ def test_clear_leaves_objects_named_like_entries_that_memojar_did_not_write(
     cache.close()
 
 
+def test_ls_and_info_count_no_object_that_memojar_did_not_write(
+        s3_location: str, client: Any) -> None:
+    """Old: objects named as entries that another tool wrote (a pickle keyed by an MD5, a
+    user's file) were counted by ``memojar ls`` and ``info`` as memojar's entries,
+    "unreadable", with the advice that ``prune`` removes them: it leaves them (they are
+    not memojar's), and the advice stayed after every prune. Now a listing that reads
+    each object's first bytes leaves out what does not begin as an entry."""
+    from memojar._census import take_census
+
+    cache = Cache(s3_location, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    _plant_theirs(client, s3_location, function_dir(double.__memojar__.name))
+    census = take_census(cache)
+    assert (census.entries, census.unreadable) == (1, 0)
+    assert cache.prune() == 0
+    cache.close()
+
+
 def test_max_size_evicts_only_what_memojar_wrote(s3_location: str, client: Any) -> None:
     """Old: eviction listed every object named as an entry and removed the least recently
     written to make room: another tool's, written first, went first. Now they are left,
@@ -1901,6 +1923,18 @@ def test_max_size_evicts_only_what_memojar_wrote(s3_location: str, client: Any) 
     store.close()
 
 
+def _stale_soon(cache: Cache) -> tuple[Any, list[int]]:
+    """A cached ``double`` whose entries are stale after 0.5 s, and its calls."""
+    calls: list[int] = []
+
+    @cache.cached(ttl=0.5)
+    def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    return double, calls
+
+
 def test_prune_keeps_an_entry_rewritten_after_it_was_judged(
         s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """``prune`` judges every entry, then removes the doomed. An entry found stale and
@@ -1910,13 +1944,7 @@ def test_prune_keeps_an_entry_rewritten_after_it_was_judged(
     from memojar import _cache
 
     cache = Cache(s3_location, secret=SECRET)
-    calls: list[int] = []
-
-    @cache.cached(ttl=0.5)
-    def double(x: int) -> int:
-        calls.append(x)
-        return 2 * x
-
+    double, calls = _stale_soon(cache)
     assert double(3) == 6
     time.sleep(0.6)  # stale
     real_judge = _cache.judge
@@ -1931,6 +1959,100 @@ def test_prune_keeps_an_entry_rewritten_after_it_was_judged(
     assert len(calls) == 2
     assert double(3) == 6 and len(calls) == 2  # the fresh entry is still there
     cache.close()
+
+
+def _rewritten_while_checked(monkeypatch: pytest.MonkeyPatch, name: str,
+                            rewrite: Callable[[], object]) -> list[str]:
+    """Make ``rewrite`` run once, just after a removal's look at the object ``name`` (its
+    first bytes read: a ranged GET) and before the removal acts on it; returns the
+    names of the looks made (one, when it ran)."""
+    read_body, looked = _Bucket.read_body, []
+
+    def then_a_writer(self: _Bucket, got_name: str, got: Any, *args: Any) -> Any:
+        body = read_body(self, got_name, got, *args)
+        if got_name == name and not looked and 0 < got.size <= HEAD_BYTES:
+            looked.append(got_name)
+            rewrite()
+        return body
+
+    monkeypatch.setattr(_Bucket, "read_body", then_a_writer)
+    return looked
+
+
+def test_prune_keeps_an_entry_rewritten_after_its_last_look(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prune`` reads each doomed entry's first bytes again just before removing it, but
+    removed them all in one batch once every look was made: an entry written again
+    between its look and the batch (its caller's miss computed a fresh value; on a large
+    prune the looks take seconds) was removed with the stale one's verdict, a lost
+    result. Now each is removed only if it is still the object looked at (``If-Match``
+    on its ETag)."""
+    from memojar import _cache
+
+    cache = Cache(s3_location, secret=SECRET)
+    double, calls = _stale_soon(cache)
+    assert double(3) == 6 and double(4) == 8
+    time.sleep(0.6)  # both stale
+    real_judge = _cache.judge
+    looked: list[list[str]] = []
+
+    def judge_then_arm(*args: Any, **kwargs: Any) -> Any:
+        judged = list(real_judge(*args, **kwargs))
+        looked.append(_rewritten_while_checked(  # a miss, once the removal looked
+            monkeypatch, entry_object(s3_location, double, 3), lambda: double(3)))
+        return judged
+
+    monkeypatch.setattr(_cache, "judge", judge_then_arm)
+    assert cache.prune() == 1  # the entry of 4
+    assert looked[0] and sorted(calls) == [3, 3, 4]
+    assert double(3) == 6 and sorted(calls) == [3, 3, 4]  # the fresh entry is there
+    cache.close()
+
+
+def test_max_size_keeps_an_entry_rewritten_after_it_was_listed(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eviction lists the entries and removes the least recently written: the oldest,
+    written again after the listing (a ``refresh``, a ``cache_set``), was removed as the
+    oldest, the newest entry of all lost. Now the removal leaves an object that is not the
+    one listed (its ETag)."""
+    store = open_store(s3_location, 12_000, True)
+    for i in range(10, 14):
+        store.write(FN, k(i), entry(k(i), 2500))
+        time.sleep(1.1)  # S3 dates objects to the second
+    bucket, prefix = split(s3_location)
+    oldest = f"{prefix}/{function_dir(FN)}/{k(10)}{SUFFIX}"
+    list_ = _Bucket.list
+
+    def listed_then_rewritten(self: _Bucket, prefix: str) -> Any:
+        yield from list_(self, prefix)
+        if prefix == store.prefix:  # eviction's listing: the oldest written again
+            monkeypatch.setattr(_Bucket, "list", list_)
+            client.put_object(Bucket=bucket, Key=oldest, Body=b"".join(entry(k(10), 2500)))
+
+    monkeypatch.setattr(_Bucket, "list", listed_then_rewritten)
+    store.write(FN, k(14), entry(k(14), 2500))  # over 12 kB: evicts
+    keys = {e.key for e in store.scan(heads=False)}
+    assert k(10) in keys and k(14) in keys
+    store.close()
+
+
+def test_max_size_keeps_an_entry_rewritten_after_its_last_look(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above, the rewrite coming between the removal's look at the object's first
+    bytes and its removal."""
+    store = open_store(s3_location, 12_000, True)
+    for i in range(10, 14):
+        store.write(FN, k(i), entry(k(i), 2500))
+        time.sleep(1.1)
+    bucket, prefix = split(s3_location)
+    oldest = f"{prefix}/{function_dir(FN)}/{k(10)}{SUFFIX}"
+    looked = _rewritten_while_checked(monkeypatch, oldest, lambda: client.put_object(
+        Bucket=bucket, Key=oldest, Body=b"".join(entry(k(10), 2500))))
+    store.write(FN, k(14), entry(k(14), 2500))
+    assert looked
+    keys = {e.key for e in store.scan(heads=False)}
+    assert k(10) in keys and k(14) in keys
+    store.close()
 
 
 def test_clear_leaves_an_object_it_cannot_read_and_removes_the_rest(
@@ -1982,3 +2104,33 @@ def test_a_server_frozen_while_clear_checks_its_objects_costs_one_timeout(
     time.sleep(FAULT_BACKOFF)
     assert cache.clear() == 40
     cache.close()
+
+
+def test_a_versioned_bucket_works_as_any_other(s3_location: str, client: Any) -> None:
+    """With versioning on, a removal leaves a delete marker on top of the old version:
+    a lease created again over its marker (``If-None-Match: *``), held against others,
+    entries cleared and pruned (the conditional removals too), all as on a plain bucket.
+    What stays is old versions, for a lifecycle rule (README)."""
+    bucket, _ = split(s3_location)
+    client.put_bucket_versioning(Bucket=bucket,
+                                 VersioningConfiguration={"Status": "Enabled"})
+    cache = Cache(s3_location, secret=SECRET)
+    double, calls = counted(cache)
+    assert double(1) == double(1) == 2 and calls == [1]
+    store, other = cache.store, open_store(s3_location, None, True)
+    for _ in range(2):  # the second time over the first's delete marker
+        lease = store.lock(FN, k(1))
+        assert lease.acquire(blocking=False)
+        assert not other.lock(FN, k(1)).acquire(blocking=False)
+        lease.release()
+    assert cache.clear() == 1
+    assert double(1) == 2 and calls == [1, 1]
+    stale, stale_calls = _stale_soon(cache)
+    assert stale(3) == 6
+    time.sleep(0.6)
+    assert cache.prune() == 1
+    assert stale(3) == 6 and stale_calls == [3, 3]
+    versions = client.list_object_versions(Bucket=bucket)
+    assert versions.get("DeleteMarkers")  # removals kept the old versions
+    cache.close()
+    other.close()

@@ -13,7 +13,8 @@ file store makes it)::
 
 ``_Bucket`` holds the S3 calls and nothing else: get an object (streamed), a byte range of
 it, put atomically (multipart above a threshold), put only if absent, put only if unchanged,
-delete (sent again if a dropped connection lost its answer: ``_idempotent``), a paginated
+delete (sent again if a dropped connection lost its answer: ``_idempotent``), delete only if
+unchanged (``delete_unchanged``: an object rewritten since it was read stays), a paginated
 listing with size and modification time, and ``_errors``, the one place that turns client
 errors into ``OSError`` (and fails fast after a fault). ``S3Store`` maps
 the ``Store`` primitives onto it; the policy (the unsigned-cache warning, whole headers for
@@ -21,7 +22,8 @@ the ``Store`` primitives onto it; the policy (the unsigned-cache warning, whole 
 the entry and lease layout, the header-first read of a large entry, aborting orphaned
 multipart uploads, the lease (``_Lease``, renewed by ``Renewer``), and removing only what
 begins as an entry (``_unlink`` reads each object's first bytes: a name is no proof, as a
-prefix may be shared), which eviction's total leaves out.
+prefix may be shared, and removes it only if still the object read), which eviction's total
+leaves out.
 
 The lease is judged without trusting anyone's clock: a waiter that sees the same lease
 (same ETag) for ``LEASE_TTL`` seconds of its own monotonic clock takes it over with a write
@@ -209,6 +211,11 @@ class _Bucket:
 
     def _forked(self) -> None:
         self._client = self._checker = None
+
+    @property
+    def failing(self) -> bool:
+        """Whether requests fail fast now (after a fault, until the server answers)."""
+        return self._breaker.down
 
     @contextlib.contextmanager
     def _errors(self, doing: str, name: str = "", again: bool = False) -> Iterator[None]:
@@ -494,6 +501,40 @@ class _Bucket:
         with self._errors("removing", name):
             self.client.delete_object(Bucket=self.bucket, Key=name, IfMatch=if_match)
 
+    def delete_unchanged(self, name: str, etag: str) -> bool:
+        """Remove the object only if it still has ``etag`` (``If-Match``): True if removed,
+        False if it is gone or another object now (written since). Sent again at once if
+        the connection dropped before the answer: gone then, the first removed it. A server
+        that refuses conditional deletes (on AWS since 2025; missing from some compatibles)
+        gets a look at the ETag and a plain delete; one that ignores them, a plain delete."""
+        if not etag:  # (a server that gives no ETags)
+            self.delete(name)
+            return True
+        again = False
+        while True:
+            try:
+                with self._errors("removing", name, again=again):
+                    self.client.delete_object(Bucket=self.bucket, Key=name, IfMatch=etag)
+                return True
+            except ConnectionResetError as exc:
+                if again:
+                    raise
+                logger.debug("%s: sending it again", exc)
+                again = True
+            except FileNotFoundError:
+                return again
+            except FileExistsError:
+                return False
+            except (ConnectionError, TimeoutError, PermissionError):
+                raise
+            except OSError as exc:
+                logger.debug("conditional delete of %s refused (%s)", name, exc)
+                got = self.head(name)
+                if got is None or got.etag != etag:
+                    return False
+                self.delete(name)
+                return True
+
     def delete_many(self, names: Sequence[str]) -> set[str]:
         """Remove objects, 1000 a request; return the names the server refused to remove
         (each object's own error: access denied, a legal hold)."""
@@ -736,16 +777,7 @@ class S3Store(Store):
         got = self._bucket.get(name, 0, len(head))
         if got is None or self._bucket.read_body(name, got) != head:
             return False  # gone, or another entry now
-        try:
-            self._bucket.delete(name, if_match=got.etag)
-        except (FileNotFoundError, FileExistsError):  # removed, or replaced, since
-            return False
-        except (ConnectionError, TimeoutError):
-            raise
-        except OSError as exc:  # a server without conditional deletes (see ``_delete_if``)
-            logger.debug("conditional delete of %s refused (%s)", name, exc)
-            self._bucket.delete(name)
-        return True
+        return self._bucket.delete_unchanged(name, got.etag)
 
     def read_note(self, function: str) -> bytes | None:
         # At most NOTE_MAX bytes: an object there saying it is 2**62 bytes long (anyone who
@@ -760,13 +792,28 @@ class S3Store(Store):
     def lock(self, function: str, key: str) -> KeyLock:
         return _Lease(self, self._dir(function) + key + LEASE_SUFFIX)
 
+    def scan(self, function: str | None = None, heads: bool = True) -> Iterator[StoredEntry]:
+        """``Store.scan``, without the objects at entries' names that memojar did not write
+        (a prefix may be shared): told by their first bytes when ``heads`` (before, ``ls``
+        and ``info`` counted them as unreadable entries that ``prune`` would remove, and
+        it leaves them), else those this process found so."""
+        for entry in super().scan(function, heads):
+            if heads:
+                if written_as_an_entry(entry.head):
+                    yield entry
+                else:
+                    self._foreign.add(self._as_listed(entry))
+            elif self._as_listed(entry) not in self._foreign:
+                yield entry
+
     def _list(self, function: str | None, heads: bool) -> Iterator[StoredEntry]:
         prefix = self.prefix if function is None else self._dir(function)
         for listed in self._bucket.list(prefix):
             match = _ENTRY.fullmatch(listed.name, len(self.prefix))
             if match is not None:
                 yield StoredEntry(match[1], match[2], listed.size, listed.modified, b"",
-                                  f"s3://{self._bucket.bucket}/{listed.name}")
+                                  f"s3://{self._bucket.bucket}/{listed.name}",
+                                  etag=listed.etag)
 
     def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
         name = self._object(entry)
@@ -779,8 +826,7 @@ class S3Store(Store):
         oldest, and removed; once left alone, the total stayed over ``max_size``)."""
         if self.max_size is None:
             return 0
-        entries = [e for e in self._list(None, heads=False)
-                   if self._as_listed(e) not in self._foreign]
+        entries = list(self.scan(None, heads=False))
         removed = 0
         while True:
             victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
@@ -801,48 +847,73 @@ class S3Store(Store):
         # of another tool keyed by an MD5, a user's file in a prefix a bucket shares) unless
         # its first bytes are an entry's. Before, ``clear`` and ``max_size`` went by names
         # alone and removed such objects. Each object's first bytes are read just before
-        # the removal (a ranged GET, several at a time), which also says it is there (S3
-        # does not say whether a deleted object existed); an entry whose head was read
-        # before (``prune``'s scan) goes only if it still begins so: one written since it
-        # was judged (a fresh value of a stale key) stays.
-        if not entries:
-            return []
-        if len(entries) == 1:
-            still = [self._still_an_entry(entries[0])]
-        else:
-            pool = concurrent.futures.ThreadPoolExecutor(min(UNLINK_THREADS, len(entries)),
-                                                         "memojar-s3-unlink")
-            try:
-                still = list(pool.map(self._still_an_entry, entries))
-            finally:  # an error or an interrupt: the checks not begun are not made
-                pool.shutdown(cancel_futures=True)
-        present = [e for e, yes in zip(entries, still, strict=True) if yes]
-        if not present:
-            return []
-        refused = self._bucket.delete_many([self._object(e) for e in present])
-        return [e for e in present if self._object(e) not in refused]
+        # its removal (a ranged GET, several at a time), which also says it is there (S3
+        # does not say whether a deleted object existed), and the removal is conditional
+        # on the ETag that read gave (``If-Match``): only the object looked at goes. One
+        # written since it was listed (another ETag), or since its head was judged
+        # (``prune``'s scan: another header), stays, a fresh value of a stale key too.
+        # Before, every object was looked at, then all were removed in one batch: an
+        # entry written between its look and the batch (seconds, on a large removal) went.
+        if len(entries) <= 1:
+            return [e for e in entries if self._remove(e)]
+        pool = concurrent.futures.ThreadPoolExecutor(min(UNLINK_THREADS, len(entries)),
+                                                     "memojar-s3-unlink")
+        try:
+            removed = list(pool.map(self._try_removing, entries))
+        finally:  # an error or an interrupt: the removals not begun are not made
+            pool.shutdown(cancel_futures=True)
+        # A removal whose answer a dropped connection lost is sent again at once, and the
+        # store fails fast until it is answered: removals made meanwhile by the other
+        # threads failed (before, clear raised ConnectionError). Made again now, one by
+        # one, unless the server is still failing (then the removal fails, as it did).
+        faults = [r for r in removed if isinstance(r, ConnectionError)]
+        if faults and self._bucket.failing:
+            raise faults[0]
+        return [e for e, r in zip(entries, removed, strict=True)
+                if r is True or (isinstance(r, ConnectionError) and self._remove(e))]
 
-    def _still_an_entry(self, entry: StoredEntry) -> bool:
-        """Whether the object begins as an entry (as ``entry.head``, if that was read):
-        not gone, nor someone else's, nor another entry now."""
+    def _try_removing(self, entry: StoredEntry) -> bool | ConnectionError:
+        try:
+            return self._remove(entry)
+        except ConnectionError as exc:
+            return exc
+
+    def _remove(self, entry: StoredEntry) -> bool:
+        """Remove the object if it is still the entry listed; True if it did."""
         name = self._object(entry)
+        etag = self._still_an_entry(name, entry)
+        if etag is None:
+            return False
+        try:
+            return self._bucket.delete_unchanged(name, etag)
+        except PermissionError as exc:  # this object's (a legal hold): the others go on
+            logger.debug("cannot remove %s: %s", name, exc)
+            return False
+
+    def _still_an_entry(self, name: str, entry: StoredEntry) -> str | None:
+        """The ETag of the object ``name`` if it is still the entry listed (as
+        ``entry.head``, if that was read), else None: gone, someone else's, rewritten."""
         head = entry.head[:HEAD_BYTES]
         try:
             got = self._bucket.get(name, 0, len(head) if head else ENTRY_SNIFF)
             if got is None:
-                return False
-            first = bytes(self._bucket.read_body(name, got))
+                return None
+            etag, first = got.etag, bytes(self._bucket.read_body(name, got))
         except (ConnectionError, TimeoutError):
             raise  # no server: the removal fails as it did
         except OSError as exc:
             # unreadable here (archived by a lifecycle rule: InvalidObjectState; a GET
             # refused): whose it is cannot be told, so it stays, and is not counted
             logger.debug("not removing %s: its first bytes cannot be read (%s)", name, exc)
-            first = b""
+            etag, first = "", b""
         if not written_as_an_entry(first):
             self._foreign.add(self._as_listed(entry))
-            return False
-        return not head or first == head
+            return None
+        if head and first != head:
+            return None  # another entry now
+        if entry.etag and etag and entry.etag.strip('"') != etag.strip('"'):
+            return None  # written again since it was listed
+        return etag
 
     def cleanup(self) -> int:
         """Abort multipart uploads of writers that died (older than ORPHAN_AGE) and remove
@@ -881,17 +952,7 @@ class S3Store(Store):
         listed: a waiter takes such a lease over at once (``LEASE_STALE``), and removing
         the new holder's (before: unconditionally, in a batch) let a third caller compute
         the key too, and the holder's write be refused as if its lease were lost."""
-        try:
-            self._bucket.delete(lease.name, if_match=lease.etag or None)
-        except (FileNotFoundError, FileExistsError):
-            pass  # gone, or taken over since listed
-        except (ConnectionError, TimeoutError):
-            raise
-        except OSError as exc:  # a server without conditional deletes (see ``_delete_if``)
-            logger.debug("conditional removal of %s refused (%s)", lease.name, exc)
-            got = self._bucket.head(lease.name)
-            if got is not None and got.etag == lease.etag:
-                self._bucket.delete(lease.name)
+        self._bucket.delete_unchanged(lease.name, lease.etag)  # (not: gone, taken over)
 
     def close(self) -> None:
         self._renewer.stop()
@@ -1066,28 +1127,12 @@ class _Lease(KeyLock):
         return bool(etag) and self._delete_if(etag)
 
     def _delete_if(self, etag: str) -> bool:
-        """Delete the lease if it still has ``etag``; True if it is gone."""
+        """Delete the lease if it still has ``etag``; True if it is gone (now or before),
+        False if renewed (by a renewal whose reply was lost) or not ours any more. A
+        server without conditional deletes would have left every waiter ``LEASE_TTL``
+        seconds: ``delete_unchanged`` deletes unconditionally there, unless it changed."""
         bucket = self.store._bucket
-        try:
-            bucket.delete(self.name, if_match=etag)
-        except FileNotFoundError:
-            return True
-        except FileExistsError:
-            return False  # renewed (by a renewal whose reply was lost), or not ours any more
-        except (ConnectionError, TimeoutError):
-            raise  # no server: nothing more to do
-        except OSError as exc:
-            # a server without conditional deletes (If-Match on DELETE is recent in
-            # S3 and missing from some compatibles) would leave every waiter LEASE_TTL
-            # seconds: delete unconditionally, unless the lease is not ours any more
-            logger.debug("conditional release of %s refused (%s)", self.name, exc)
-            got = bucket.head(self.name)
-            if got is None:
-                return True
-            if got.etag != etag:
-                return False
-            bucket.delete(self.name)
-        return True
+        return bucket.delete_unchanged(self.name, etag) or bucket.head(self.name) is None
 
     # --- lock-order cycles between processes (see ``KeyLock.note_waiting``) ------------
     # ``<lease>.w.<token>``, one object per wait, says callers with the locks of the ids in

@@ -69,6 +69,9 @@ class StoredEntry(NamedTuple):
     # Whose the entry's file is, where the listing learnt it at no cost (the file store's
     # ``stat``): in a sticky folder only its owner (or the folder's) may remove it.
     owner: int | None = None
+    # The object's ETag as the listing gave it (S3): a removal leaves an object that is
+    # not the one listed any more (rewritten since), "" where the store has none.
+    etag: str = ""
 
 
 def complete_head(head: bytes, read_more: Callable[[int, int], bytes]) -> bytes:
