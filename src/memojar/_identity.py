@@ -263,29 +263,74 @@ def _accumulators(func: Any) -> set[int]:
             and isinstance(cell.cell_contents, _MUTABLE)}
 
 
-def _mutated_names(code: CodeType) -> set[str]:
-    """The free or cell variables ``code`` (and code it defines) changes in place: one
-    loaded and then a mutating method looked up on it, or a subscript stored or deleted
-    before the next line starts."""
+def _mutated_names(code: CodeType, loads: frozenset[str] = frozenset({"LOAD_DEREF"}),
+                   ) -> frozenset[str]:
+    """The variables ``code`` (and code it defines) changes in place, of those loaded by
+    ``loads`` (free and cell variables; globals): one loaded and then a mutating method
+    looked up on it (``calls.append``), or itself (or an item of it) the container of a
+    subscript stored, deleted or updated (``count[k] += 1``, ``memo[a, b] = v``,
+    ``memo[k].append(v)``). Followed on the stack: before, any subscript store on its line
+    counted, so a closure storing what it captures (``out["cols"] = cols``) or an item of
+    it (``out[cfg["k"]] = x``) took it for an accumulator, counted it by type, and
+    ``make(["b"])`` returned ``make(["a"])``'s value. Once per code object."""
     names: set[str] = set()
-    instructions = list(dis.get_instructions(code))
-    for i, instruction in enumerate(instructions):
-        if instruction.opname != "LOAD_DEREF":
-            continue
-        for after in instructions[i + 1:i + 12]:
-            if after.opname in ("LOAD_ATTR", "LOAD_METHOD"):
-                if after.argval in _MUTATORS:
-                    names.add(instruction.argval)
-                break
-            if after.opname in ("STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE"):
-                names.add(instruction.argval)
-                break
-            if after.starts_line or after.opname == "LOAD_DEREF":
-                break
+    instructions = [i for i in dis.get_instructions(code) if i.opname not in _SKIPPED]
+    for at, instruction in enumerate(instructions):
+        if instruction.opname in loads and _pushes(instruction) == 1 and _changes_in_place(
+                instructions, at + 1):
+            names.add(instruction.argval)
     for constant in code.co_consts:
         if isinstance(constant, CodeType):
-            names |= _mutated_names(constant)
-    return names
+            names |= _mutated_names(constant, loads)
+    return frozenset(names)
+
+
+_SKIPPED = frozenset({"CACHE", "NOP", "EXTENDED_ARG", "PRECALL"})
+# Instructions that only push: what a subscript's key is made of.
+_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_LOAD_FAST", "LOAD_CONST",
+                    "LOAD_SMALL_INT", "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_NAME",
+                    "LOAD_FAST_BORROW", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"})
+_BINARY = frozenset({"BINARY_OP", "BINARY_ADD", "BINARY_SUBTRACT", "BINARY_MULTIPLY",
+                     "BINARY_TRUE_DIVIDE", "BINARY_FLOOR_DIVIDE", "BINARY_MODULO"})
+
+
+def _pushes(instruction: dis.Instruction) -> int:
+    return dis.stack_effect(instruction.opcode, instruction.arg) if (
+        instruction.opcode >= dis.HAVE_ARGUMENT) else dis.stack_effect(instruction.opcode)
+
+
+def _changes_in_place(instructions: list[dis.Instruction], at: int) -> bool:
+    """Whether the value just pushed (before ``instructions[at]``) is changed in place by
+    what follows: ``above`` counts what is on the stack above it (or above the item of it
+    that a subscript took, ``memo[k]``)."""
+    above = 0
+    for instruction in instructions[at:at + 40]:
+        name = instruction.opname
+        if name in ("LOAD_ATTR", "LOAD_METHOD"):
+            if above == 0:  # an attribute of it: a mutating method, or nothing of ours
+                return instruction.argval in _MUTATORS
+            above += _pushes(instruction)
+        elif name in _LOADS:
+            above += _pushes(instruction)
+        elif name in ("STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE"):
+            container = 2 if name == "STORE_SLICE" else 1  # below the key (and end)
+            return above == container
+        elif name in ("COPY", "DUP_TOP_TWO"):  # ``x[k] += v``: the container and key copied
+            return above == 1 and (name == "DUP_TOP_TWO" or instruction.arg == 2)
+        elif name in ("BUILD_TUPLE", "BUILD_SLICE") and (instruction.arg or 0) <= above:
+            above -= (instruction.arg or 0) - 1
+        elif name == "BINARY_SUBSCR" or (name == "BINARY_OP" and instruction.argrepr == "[]"):
+            if above == 1:  # an item of it (``memo[k]``): changing that changes it
+                above = 0
+            elif above >= 2:
+                above -= 1
+            else:  # it is the key
+                return False
+        elif name in _BINARY and above >= 2:
+            above -= 1
+        else:  # anything else (a call, a jump, a store) ends the look: not changed here
+            return False
+    return False
 
 
 # While ``sibling_of`` walks what a function captures (its ``seen`` is a ``_Captured``):
