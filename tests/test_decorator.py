@@ -517,6 +517,28 @@ def test_closures_over_different_lists_are_different_functions(cache_dir: Path) 
     assert make(["a"], {"w": 1})(1) == ["a1"]
 
 
+def test_closures_storing_what_they_capture_in_their_result_are_different_functions(
+        cache_dir: Path) -> None:
+    """A captured list or dict only stored (``out["cols"] = cols``) or read as a key
+    (``out[cfg["k"]] = x``) is read, not changed: it counts by its contents. Before, any
+    subscript store on its line took it for an accumulator, counted by type, and
+    ``make(["b"])`` returned ``make(["a"])``'s value."""
+
+    def make(cols: list[str], cfg: dict[str, str]) -> Any:
+        @cached(cache_dir=cache_dir)
+        def pick(x: int) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            out["cols"] = cols
+            out[cfg["k"]] = x
+            return out
+
+        return pick
+
+    assert make(["a"], {"k": "a"})(1) == {"cols": ["a"], "a": 1}
+    assert make(["b"], {"k": "a"})(1) == {"cols": ["b"], "a": 1}
+    assert make(["a"], {"k": "b"})(1) == {"cols": ["a"], "b": 1}
+
+
 def test_a_closure_counting_in_a_dict_keeps_its_entries(cache_dir: Path) -> None:
     """A dict the closure changes (``count[k] += 1``, also in a function it defines) is an
     accumulator: counted by type, so the closure made again after it changed hits."""

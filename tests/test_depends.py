@@ -237,6 +237,97 @@ def test_a_method_depends_on_its_class(tmp_path: Path) -> None:
     assert second["explain"] == "incompatible: class shapes.Shape changed"
 
 
+# --- a global the function changes in place --------------------------------------------
+
+ACCUMULATORS = {
+    "a list it appends to": ("LOG = []", "LOG.append(x)"),
+    "a memo it stores into": ("_memo = {}", "_memo[x, 1] = x"),
+    "a counter it bumps": ("COUNT = {'n': 0}", "COUNT['n'] += 1"),
+    "a set it adds to": ("SEEN = set()", "SEEN.add(x)"),
+    "another module's list": ("import store", "store.LOG.append(x)"),
+    "a class attribute": ("class Registry:\n    items = []",
+                          "Registry.items.append(x)"),
+}
+
+
+@pytest.mark.parametrize("made, change", ACCUMULATORS.values(), ids=ACCUMULATORS.keys())
+def test_a_global_the_functions_change_in_place_does_not_cost_other_processes_their_entries(
+        tmp_path: Path, made: str, change: str) -> None:
+    """A list, dict or set the function and another function change in place (a log, a
+    memo, a counter) is their accumulator: it counts by type. Before, by its contents at
+    the first call, which depend on what ran before: a run that called ``g`` first made
+    another identity for ``f``, missed, and its store swept the other run's entry as older
+    code, so every run recomputed."""
+    write(tmp_path, {"store.py": "LOG = []\n", "main.py": f"""
+        import sys
+        from memojar import cached
+
+        {textwrap.indent(made, " " * 8).lstrip()}
+
+        def note(x):
+            {change}
+
+        @cached
+        def g(x):
+            note(x)
+            return x
+
+        @cached
+        def f(x):
+            note(x)
+            return x * 2
+
+        if __name__ == "__main__":
+            for x in sys.argv[1:]:
+                g(int(x))
+            print(f(5), f.cache_info().misses)
+    """})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((SRC, str(tmp_path))),
+           "MEMOJAR_DIR": str(tmp_path / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def run_main(*args: str) -> str:
+        done = subprocess.run([sys.executable, "main.py", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert run_main() == "10 1"
+    assert run_main("1", "2") == "10 0"
+    assert run_main("3") == "10 0"
+    assert run_main() == "10 0"
+
+
+def test_a_global_table_the_function_only_reads_still_counts_by_its_contents(
+        tmp_path: Path) -> None:
+    """Only what the walked code changes in place is an accumulator: a table it reads,
+    filled by code it does not run (``configure``), still counts by its contents."""
+    write(tmp_path, {"main.py": """
+        import sys
+        from memojar import cached
+
+        SETTINGS = {}
+        OUT = {}
+
+        def configure(scale):
+            SETTINGS["scale"] = scale
+
+        @cached
+        def f(x):
+            OUT["scale"] = SETTINGS["scale"]
+            return x * SETTINGS["scale"]
+
+        if __name__ == "__main__":
+            configure(int(sys.argv[1]))
+            print(f(5))
+    """})
+    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    for scale, value in (("2", "10"), ("3", "15"), ("2", "10")):
+        done = subprocess.run([sys.executable, "main.py", scale], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == value, done.stderr
+
+
 # --- globals defined after the decorated function ---------------------------------------
 
 def test_globals_defined_after_the_function_count_and_resolve_once(tmp_path: Path) -> None:

@@ -263,29 +263,94 @@ def _accumulators(func: Any) -> set[int]:
             and isinstance(cell.cell_contents, _MUTABLE)}
 
 
-def _mutated_names(code: CodeType) -> set[str]:
-    """The free or cell variables ``code`` (and code it defines) changes in place: one
-    loaded and then a mutating method looked up on it, or a subscript stored or deleted
-    before the next line starts."""
+def _mutated_names(code: CodeType, loads: frozenset[str] = frozenset({"LOAD_DEREF"}),
+                   ) -> frozenset[str]:
+    """The variables ``code`` (and code it defines) changes in place, of those loaded by
+    ``loads`` (free and cell variables; globals): one loaded and then a mutating method
+    looked up on it (``calls.append``), or itself (or an item of it) the container of a
+    subscript stored, deleted or updated (``count[k] += 1``, ``memo[a, b] = v``,
+    ``memo[k].append(v)``). Followed on the stack: before, any subscript store on its line
+    counted, so a closure storing what it captures (``out["cols"] = cols``) or an item of
+    it (``out[cfg["k"]] = x``) took it for an accumulator, counted it by type, and
+    ``make(["b"])`` returned ``make(["a"])``'s value. For globals, an attribute of one
+    changed so is named with it (``helpers.LOG.append``: ``helpers.LOG``)."""
     names: set[str] = set()
-    instructions = list(dis.get_instructions(code))
-    for i, instruction in enumerate(instructions):
-        if instruction.opname != "LOAD_DEREF":
-            continue
-        for after in instructions[i + 1:i + 12]:
-            if after.opname in ("LOAD_ATTR", "LOAD_METHOD"):
-                if after.argval in _MUTATORS:
-                    names.add(instruction.argval)
-                break
-            if after.opname in ("STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE"):
-                names.add(instruction.argval)
-                break
-            if after.starts_line or after.opname == "LOAD_DEREF":
-                break
+    instructions = [i for i in dis.get_instructions(code) if i.opname not in _SKIPPED]
+    chained = "LOAD_DEREF" not in loads
+    for at, instruction in enumerate(instructions):
+        if instruction.opname in loads and _pushes(instruction) == 1:
+            attribute = _changes_in_place(instructions, at + 1, chained)
+            if attribute is not None:
+                names.add(instruction.argval + attribute)
     for constant in code.co_consts:
         if isinstance(constant, CodeType):
-            names |= _mutated_names(constant)
-    return names
+            names |= _mutated_names(constant, loads)
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mutated_globals(code: CodeType) -> frozenset[str]:
+    """The globals (``LOG``, ``helpers.LOG``) ``code`` changes in place, once per code."""
+    return _mutated_names(code, frozenset({"LOAD_GLOBAL", "LOAD_NAME"}))
+
+
+_SKIPPED = frozenset({"CACHE", "NOP", "EXTENDED_ARG", "PRECALL"})
+# Instructions that only push: what a subscript's key is made of.
+_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_LOAD_FAST", "LOAD_CONST",
+                    "LOAD_SMALL_INT", "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_NAME",
+                    "LOAD_FAST_BORROW", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"})
+_BINARY = frozenset({"BINARY_OP", "BINARY_ADD", "BINARY_SUBTRACT", "BINARY_MULTIPLY",
+                     "BINARY_TRUE_DIVIDE", "BINARY_FLOOR_DIVIDE", "BINARY_MODULO"})
+
+
+def _pushes(instruction: dis.Instruction) -> int:
+    return dis.stack_effect(instruction.opcode, instruction.arg) if (
+        instruction.opcode >= dis.HAVE_ARGUMENT) else dis.stack_effect(instruction.opcode)
+
+
+def _changes_in_place(instructions: list[dis.Instruction], at: int, chained: bool,
+                      ) -> str | None:
+    """Whether the value just pushed (before ``instructions[at]``) is changed in place by
+    what follows: ``""`` if so, ``".name"`` if an attribute of it is (``chained``: looked
+    up on it directly, ``helpers.LOG.append``), None if not. ``above`` counts what is on the
+    stack above it (or above the item of it that a subscript took, ``memo[k]``)."""
+    above = 0
+    attribute = ""
+    subscripted = False
+    for instruction in instructions[at:at + 40]:
+        name = instruction.opname
+        if name in ("LOAD_ATTR", "LOAD_METHOD"):
+            if above == 0:  # an attribute of it: a mutating method, or nothing of ours
+                if instruction.argval in _MUTATORS:
+                    return attribute
+                if not (chained and not subscripted and _pushes(instruction) == 0):
+                    return None
+                attribute += f".{instruction.argval}"  # ``helpers.LOG``: that one's then
+                continue
+            above += _pushes(instruction)
+        elif name in _LOADS:
+            above += _pushes(instruction)
+        elif name in ("STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE"):
+            container = 2 if name == "STORE_SLICE" else 1  # below the key (and end)
+            return attribute if above == container else None
+        elif name in ("COPY", "DUP_TOP_TWO"):  # ``x[k] += v``: the container and key copied
+            copied = above == 1 and (name == "DUP_TOP_TWO" or instruction.arg == 2)
+            return attribute if copied else None
+        elif name in ("BUILD_TUPLE", "BUILD_SLICE") and (instruction.arg or 0) <= above:
+            above -= (instruction.arg or 0) - 1
+        elif name == "BINARY_SUBSCR" or (name == "BINARY_OP" and instruction.argrepr == "[]"):
+            if above == 1:  # an item of it (``memo[k]``): changing that changes it
+                above = 0
+                subscripted = True
+            elif above >= 2:
+                above -= 1
+            else:  # it is the key
+                return None
+        elif name in _BINARY and above >= 2:
+            above -= 1
+        else:  # anything else (a call, a jump, a store) ends the look: not changed here
+            return None
+    return None
 
 
 # While ``sibling_of`` walks what a function captures (its ``seen`` is a ``_Captured``):
@@ -1098,7 +1163,36 @@ def _walk_dependencies(target: Any) -> tuple[tuple[str, str, str], ...]:
     return _finished(target, _walk_rows(target))
 
 
+# The globals (``module.name``, ``module.Class.name``) that the functions walked change in
+# place (``_mutated_globals``): a list, dict, set or deque among them is an accumulator of
+# theirs (``LOG.append(x)``, ``_memo[k] = v``, ``SEEN.add(x)``), counted by type as a
+# closure's is. Before, by its contents at the first call, which differ with what ran
+# before it: a process that had called another cached function filling the same ``LOG``
+# made another identity, missed, and its store swept the other processes' entries as
+# older code (each run recomputed).
+_accumulated: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "memojar_accumulated", default=None)
+
+
 def _walk_rows(target: Any) -> dict[str, tuple[str, str, str]]:
+    """The rows of ``target``'s dependencies, walked again (at most a few times) while the
+    walk finds accumulators it had walked by their contents before it met the code that
+    changes them (a helper reached after the function that reads the global)."""
+    known: set[str] = set()
+    for _ in range(4):
+        found = set(known)
+        token = _accumulated.set(found)
+        try:
+            rows = _walk_rows_once(target)
+        finally:
+            _accumulated.reset(token)
+        if found == known:
+            break
+        known = found
+    return rows
+
+
+def _walk_rows_once(target: Any) -> dict[str, tuple[str, str, str]]:
     rows: dict[str, tuple[str, str, str]] = {}
     _walk_callable(target, rows, set())
     if isinstance(target, type):  # a class in depends_on=: what its methods call too
@@ -1325,6 +1419,12 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         record.lookups(namespace, names)
         record.writes(namespace, _stored_globals(code, set()))
     module = _module_name(func, namespace)
+    accumulated = _accumulated.get()
+    if accumulated is not None and _reads_mutable(names, namespace):
+        for name in _mutated_globals(code):
+            where = _where_of(name, namespace, module)
+            if where is not None:
+                accumulated.add(where)
     for name in sorted(names):
         if name in namespace and name not in _MODULE_METADATA:
             value = namespace[name]
@@ -1375,6 +1475,50 @@ _MODULE_METADATA = frozenset({
 def _module_name(func: Any, namespace: dict[str, Any]) -> str:
     module = namespace.get("__name__") or getattr(func, "__module__", None) or "__main__"
     return "__main__" if module == "__mp_main__" else str(module)
+
+
+def _reads_mutable(names: set[str], namespace: dict[str, Any]) -> bool:
+    """Whether any of ``names`` is a global list, dict, set or deque of ``namespace``, or
+    one of a module or class it holds: only then is the code read for what it changes in
+    place (``_mutated_globals``, about a millisecond a function)."""
+    try:
+        for name in names:
+            value = namespace.get(name)
+            if isinstance(value, _MUTABLE):
+                return True
+            if isinstance(value, ModuleType):
+                tables: Any = (vars(value),)
+            elif isinstance(value, type):
+                tables = [vars(klass) for klass in value.__mro__]
+            else:
+                continue
+            if any(isinstance(table.get(other), _MUTABLE) for table in tables
+                   for other in names):
+                return True
+    except Exception:  # noqa: BLE001 - whatever an odd object raised: read the code
+        return True
+    return False
+
+
+def _where_of(name: str, namespace: dict[str, Any], module: str) -> str | None:
+    """The ``module.name`` (``module.Class.name``) of the walk's rows that a global
+    ``name`` (``LOG``, ``helpers.LOG``, ``Model.instances``) read in ``namespace`` has,
+    through modules and classes; None for anything else."""
+    first, *rest = name.split(".")
+    if first not in namespace:
+        return None
+    where, value = f"{module}.{first}", namespace[first]
+    for part in rest:
+        if isinstance(value, ModuleType):
+            where, value = f"{value.__name__}.{part}", vars(value).get(part, _ABSENT)
+        elif isinstance(value, type):
+            owner = next((k for k in value.__mro__ if part in vars(k)), None)
+            if owner is None:
+                return None
+            where, value = f"{function_name(owner)}.{part}", vars(owner)[part]
+        else:
+            return None
+    return where
 
 
 def _filled(cell: Any) -> bool:
@@ -1490,6 +1634,16 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             if name in namespace:
                 _walk_value(namespace[name], f"{value.__name__}.{name}", rows, seen, names)
         seen.discard(id(value))  # another function may reach other names of it
+    elif isinstance(value, _MUTABLE) and where in (_accumulated.get() or ()):
+        # an accumulator of the functions walked: by its type, and the functions and
+        # classes it holds (a registry they fill) by their code
+        if is_user_module(where.rpartition(".")[0]):
+            shape = _type_shape(value)
+            _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
+        if id(value) not in seen:
+            seen.add(id(value))
+            for item in _held(value):
+                _walk_value(item, function_name(item), rows, seen, names)
     elif _constant(value):
         if is_user_module(where.rpartition(".")[0]):
             _add(rows, ("constant", where, _constant_digest(value)))
