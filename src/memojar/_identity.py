@@ -20,6 +20,7 @@ the function, never from a ``repr`` (which holds a memory address).
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import dis
 import enum
@@ -30,7 +31,7 @@ import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import (
     BuiltinFunctionType,
     ClassMethodDescriptorType,
@@ -1041,6 +1042,12 @@ _deps_of: weakref.WeakKeyDictionary[Any, tuple[tuple[str, str, str], ...]] = (
 # ``Resolved``); kept past ``forget_dependencies``, so that the walk that makes them again
 # reuses the state of the objects that did not change.
 _resolved_of: weakref.WeakKeyDictionary[Any, Resolved] = weakref.WeakKeyDictionary()
+# The namespaces of the modules each function's dependencies were read from, with the
+# ``__spec__`` each held then (``reloaded``): in a script too, where nothing else is kept.
+Loaded = tuple[tuple[dict[str, Any], Any], ...]
+_loaded_of: weakref.WeakKeyDictionary[Any, Loaded] = weakref.WeakKeyDictionary()
+_reading: contextvars.ContextVar[dict[int, tuple[dict[str, Any], Any]] | None] = (
+    contextvars.ContextVar("memojar_reading", default=None))
 _SEPARATORS = str.maketrans({"\0": "?", "\n": "?", " ": "_", "\x1e": "?", "\x1f": "?"})
 
 
@@ -1081,7 +1088,8 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
             pass
     token = _recording.set(record)
     try:
-        found = _walk_dependencies(target)
+        with _noting_modules(target):
+            found = _walk_dependencies(target)
     finally:
         _recording.reset(token)
     try:
@@ -1092,6 +1100,44 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     except TypeError:  # not weak-referenceable
         pass
     return found
+
+
+@contextlib.contextmanager
+def _noting_modules(target: Any) -> Iterator[None]:
+    """Note in ``_loaded_of[target]`` the module namespaces a walk of ``target`` reads."""
+    read: dict[int, tuple[dict[str, Any], Any]] = {}
+    token = _reading.set(read)
+    try:
+        yield
+    finally:
+        _reading.reset(token)
+    try:
+        _loaded_of[target] = tuple(read.values())
+    except TypeError:  # not weak-referenceable
+        pass
+
+
+def _read(namespace: dict[str, Any]) -> None:
+    read = _reading.get()
+    if read is not None and id(namespace) not in read:
+        read[id(namespace)] = (namespace, namespace.get("__spec__"))
+
+
+def loaded_from(func: Any) -> Loaded:
+    """The module namespaces ``dependencies(func)`` (or ``copy_dependencies``) last read,
+    each with its ``__spec__`` then; empty if not known."""
+    try:
+        return _loaded_of.get(split(func)[0], ())
+    except TypeError:
+        return ()
+
+
+def reloaded(loaded: Loaded) -> bool:
+    """Whether a module of ``loaded`` (``loaded_from``) was reloaded since: ``importlib.reload``
+    runs the module again in its namespace (its functions and classes are new objects
+    there, which a function reading ``helpers.scale`` runs) and binds a new ``__spec__``
+    in it. A script or a dask worker (``client.upload_file``) does so."""
+    return any(namespace.get("__spec__") is not spec for namespace, spec in loaded)
 
 
 def _walk_dependencies(target: Any) -> tuple[tuple[str, str, str], ...]:
@@ -1181,16 +1227,18 @@ def copy_dependencies(func: Callable[..., Any], sent: tuple[tuple[str, str, str]
         return None
     token = _as_sent.set(taken)
     try:
-        rows = _walk_rows(target)
-        made = {row[1].translate(_SEPARATORS) for row in rows.values()}
-        for kind, name, _ in sent:
-            if kind not in _NAMED_KINDS or name in made or name.startswith("__main__."):
-                continue
-            value = _by_name(name)
-            if value is _ABSENT:
-                return None
-            _walk_value(value, name, rows, set())
-            made.update(row[1].translate(_SEPARATORS) for row in rows.values())
+        with _noting_modules(target):
+            rows = _walk_rows(target)
+            made = {row[1].translate(_SEPARATORS) for row in rows.values()}
+            for kind, name, _ in sent:
+                if (kind not in _NAMED_KINDS or name in made
+                        or name.startswith("__main__.")):
+                    continue
+                value = _by_name(name)
+                if value is _ABSENT:
+                    return None
+                _walk_value(value, name, rows, set())
+                made.update(row[1].translate(_SEPARATORS) for row in rows.values())
         return _finished(target, rows)
     finally:
         _as_sent.reset(token)
@@ -1226,7 +1274,9 @@ def forget_dependencies(func: Any) -> None:
     """Drop what ``dependencies`` found for ``func``: its code or defaults were reassigned
     (``func.__code__ = other.__code__``), so the next ``dependencies(func)`` walks it again."""
     try:
-        del _deps_of[split(func)[0]]
+        target = split(func)[0]
+        _loaded_of.pop(target, None)
+        del _deps_of[target]
     except (KeyError, TypeError):
         pass
 
@@ -1319,6 +1369,7 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     if not isinstance(code, CodeType) or not isinstance(namespace, dict):
         return
     names = _code_names(code, set())
+    _read(namespace)
     record = _recording.get()
     if record is not None:
         record.function(func)
@@ -1483,6 +1534,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             return
         seen.add(id(value))
         namespace = vars(value)
+        _read(namespace)
         record = _recording.get()
         if record is not None:
             record.lookups(namespace, names)
