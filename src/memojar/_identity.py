@@ -852,20 +852,23 @@ def _is_user_module(name: str) -> bool:
         # given as an argument keyed alike there whatever its ``FACTOR`` (an edited
         # script's workers returned the old value).
         return True
-    if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+    if top in sys.builtin_module_names or top == "memojar":
         return False
-    if top == "memojar":
-        return False
+    # A name of the standard library's is its module only where no file says otherwise: a
+    # project's own ``statistics.py`` or ``secrets.py``, found first from the project's
+    # folder, is the user's (before, taken for the library by its name: its edits were not
+    # seen). One without a file (a frozen module) is the library's.
+    stdlib = top in getattr(sys, "stdlib_module_names", ())
     module = sys.modules.get(name) or sys.modules.get(top)
     if module is None:
-        return _found_outside_libraries(top)
+        return _found_outside_libraries(top, stdlib)
     path = getattr(module, "__file__", None)
     if not path:
-        return True  # __main__ of a notebook, code exec'd from a string
+        return not stdlib  # __main__ of a notebook, code exec'd from a string
     return not any(path.startswith(prefix) for prefix in _library_paths())
 
 
-def _found_outside_libraries(top: str) -> bool:
+def _found_outside_libraries(top: str, stdlib: bool = False) -> bool:
     """Whether a module this process has not imported is the user's: where the import
     system would find it (``find_spec`` of a top-level name runs nothing), not in the
     libraries' folders; the user's if it is found nowhere (code a worker got by value).
@@ -881,11 +884,13 @@ def _found_outside_libraries(top: str) -> bool:
     except Exception:  # noqa: BLE001 - a finder's own failure: not found
         return True
     if spec is None:
-        return True
+        return not stdlib
     paths = [spec.origin] if spec.has_location and spec.origin else list(
         spec.submodule_search_locations or ())
-    # none (a module a finder makes without a file): the user's, as such a module is
-    # when imported (``__file__`` unset)
+    if not paths:
+        # a module a finder makes without a file: the user's, as such a module is when
+        # imported (``__file__`` unset), unless it is the standard library's (frozen)
+        return not stdlib
     return not any(path.startswith(prefix) for path in paths for prefix in _library_paths())
 
 
