@@ -127,6 +127,36 @@ def test_a_helper_of_a_helper_edited_recomputes(project: Path) -> None:
     assert second["explain"] == "incompatible: helper helpers.deeper changed"
 
 
+SHADOWING_MAIN = """
+    from memojar import cached
+    from statistics import robust_mean
+
+    @cached
+    def f(x):
+        return robust_mean([x, x + 1, x + 5])
+"""
+SHADOWING_STATISTICS = """
+    def robust_mean(xs):
+        return sum(xs) / len(xs)
+"""
+
+
+def test_a_helper_in_a_module_named_like_a_standard_library_one_edited_recomputes(
+    tmp_path: Path,
+) -> None:
+    """A project's own ``statistics.py`` (found before the standard library's, from the
+    project's folder) is the user's code by its file, as any module outside the libraries'
+    folders. Before, it was taken for the standard library by its name: its edit returned
+    the old value."""
+    write(tmp_path, {"main.py": SHADOWING_MAIN, "statistics.py": SHADOWING_STATISTICS})
+    assert run(tmp_path)["value"] == "5.0"
+    write(tmp_path, {"statistics.py": SHADOWING_STATISTICS.replace(
+        "return sum(xs) / len(xs)", "return sorted(xs)[1]")})
+    second = run(tmp_path)
+    assert second["value"] == "4"  # before: 5.0, the old code's
+    assert second["explain"] == "incompatible: helper statistics.robust_mean changed"
+
+
 def test_library_functions_are_not_tracked_and_stay_stable(project: Path) -> None:
     first = run(project)
     rows = _entry.parse_rows(first["ident"].partition(_entry.MANIFEST.decode())[2])

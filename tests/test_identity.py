@@ -409,6 +409,98 @@ def test_entries_of_reassigned_code_are_never_another_process_s_values(
     assert run("reassign") == "[['f', 1, 1], ['other', 2, 5]] 1"  # f(1) hits
 
 
+_RELOADING_SCRIPT = '''
+import importlib, sys
+sys.path.insert(0, {folder!r})
+from memojar import cached
+import relmod
+
+@cached(cache_dir={cache!r})
+def f(x):
+    return relmod.scale(x)
+
+out = [f(1)]
+if sys.argv[1] == "reload":  # relmod.py edited, then reloaded in this process
+    with open(relmod.__file__, "w") as fh:
+        fh.write(sys.argv[2])
+    importlib.invalidate_caches()
+    importlib.reload(relmod)
+out.append(f(2))
+out.append(f(1))
+print(out)
+'''
+
+_RELMOD = """
+def scale(x):
+    return x * {k}
+"""
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_a_helper_module_reloaded_after_the_first_call_never_stores_for_the_old_code(
+    tmp_path: Path, memory: int | None,
+) -> None:
+    """A script (or a dask worker: ``client.upload_file``) reloads an edited helper module
+    after the function's first call: the next miss makes the identity again, so its value
+    (of the new code) is stored under the new code's identity, and the calls after it check
+    their entries against it. Before, it was stored under the identity of the first call,
+    and a process running the old code (the edit undone) got ``f(2) == 20`` for ``x * 2``."""
+    (tmp_path / "relmod.py").write_text(_RELMOD.format(k=2))
+    script = _RELOADING_SCRIPT.format(folder=str(tmp_path), cache=str(tmp_path / "c"))
+    if memory is not None:
+        script = script.replace("@cached(cache_dir=", f"@cached(memory={memory}, cache_dir=")
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+
+    assert run_python(script, "reload", _RELMOD.format(k=10), env=env).strip() == (
+        "[2, 20, 10]")  # f(1) after the miss: the new code's value (before: 2)
+    (tmp_path / "relmod.py").write_text(_RELMOD.format(k=2))  # the edit undone
+    assert run_python(script, "plain", env=env).strip() == "[2, 4, 2]"  # before: [2, 20, 2]
+
+
+_RELOADED_PIPELINE = """
+from memojar import cached
+K = {k}
+
+@cached(cache_dir={cache!r})
+def f(x):
+    return x * K
+"""
+
+_IMPORTING_SCRIPT = '''
+import importlib, sys
+sys.path.insert(0, {folder!r})
+import pipemod
+from pipemod import f  # held here: the old function, run in the reloaded module
+
+out = [f(1)]
+if sys.argv[1] == "reload":
+    with open(pipemod.__file__, "w") as fh:
+        fh.write(sys.argv[2])
+    importlib.invalidate_caches()
+    importlib.reload(pipemod)
+out += [f(2), pipemod.f(3), f(3)]
+print(out)
+'''
+
+
+def test_a_function_whose_own_module_is_reloaded_never_stores_for_its_old_globals(
+    tmp_path: Path,
+) -> None:
+    """The module defining a cached function is reloaded with a constant edited: the
+    function imported before (``from pipemod import f``) keeps its code and reads the new
+    constant. Before, its misses stored ``x * 30`` under the identity made for ``K = 2``,
+    and a process running ``K = 2`` got ``f(3) == 90``."""
+    cache = str(tmp_path / "c")
+    (tmp_path / "pipemod.py").write_text(_RELOADED_PIPELINE.format(k=2, cache=cache))
+    script = _IMPORTING_SCRIPT.format(folder=str(tmp_path))
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+
+    edited = _RELOADED_PIPELINE.format(k=30, cache=cache)
+    assert run_python(script, "reload", edited, env=env).strip() == "[2, 60, 90, 90]"
+    (tmp_path / "pipemod.py").write_text(_RELOADED_PIPELINE.format(k=2, cache=cache))
+    assert run_python(script, "plain", env=env).strip() == "[2, 4, 6, 6]"  # before: 90s
+
+
 def test_a_function_argument_whose_code_is_reassigned_is_another_key(tmp_path: Path) -> None:
     from memojar import cached
 

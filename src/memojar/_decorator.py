@@ -30,6 +30,7 @@ from ._entry import CLOCK_SKEW, Miss
 from ._errors import DEBUG, at_site, logger, user_site, warn
 from ._identity import (
     SIBLING,
+    Loaded,
     code_fingerprint,
     copy_dependencies,
     dependencies,
@@ -37,7 +38,9 @@ from ._identity import (
     forget_dependencies,
     function_name,
     identity_digest,
+    loaded_from,
     place_of,
+    reloaded,
     resolved,
     scope_of,
     sibling_of,
@@ -390,6 +393,8 @@ class _Memo:
                 self.code = now[0] if _notebook.cells_started == cells else self.code
                 return
             why = "what it depends on changed"
+        elif reloaded(self.loaded()):
+            why = "a module it depends on was reloaded"
         else:
             why = "its code or defaults were reassigned"
         forget_dependencies(self.target)
@@ -547,6 +552,16 @@ class _Memo:
         self.resolved = None  # no record: kept only in IPython, where this is not used
         self.rows = sent[1]
         return bytes(sent[0])
+
+    def loaded(self) -> Loaded:
+        """The modules its identity was read from, each with its spec then: a miss after one
+        of them was reloaded (``importlib.reload``, ``_identity.reloaded``) makes the
+        identity again. Kept by ``_identity``, not here: what a cached method's memo holds
+        is walked with its class."""
+        loaded = loaded_from(self.target)
+        for item in self.depends_on[1]:
+            loaded += loaded_from(item)
+        return loaded
 
     @property
     def hits(self) -> int:
@@ -1051,11 +1066,13 @@ class _Memo:
             logger.debug("miss %s %s", self.name, key)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
-                or watched.__kwdefaults__ is not self.kwdefaults):
-            self.renew()  # reassigned since this call's key_of
+                or watched.__kwdefaults__ is not self.kwdefaults
+                or reloaded(self.loaded())):
+            self.renew()  # reassigned since this call's key_of, or a module reloaded
         began = time.perf_counter()
         code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
         ident = self.ident
+        loaded = self.loaded()
         files = self._files_state((args, kwargs)) if self.files else None
         try:
             value = self.func(*args, **kwargs)
@@ -1073,6 +1090,10 @@ class _Memo:
         if (watched.__code__ is not code or watched.__defaults__ is not defaults
                 or watched.__kwdefaults__ is not kwdefaults):
             logger.debug("not stored %s %s (its code or defaults were reassigned while it "
+                         "ran)", self.name, key)
+            stored = self._unstored(key)
+        elif reloaded(loaded):
+            logger.debug("not stored %s %s (a module it depends on was reloaded while it "
                          "ran)", self.name, key)
             stored = self._unstored(key)
         elif self.files and self._files_changed(key, (args, kwargs), files):
@@ -1392,11 +1413,12 @@ class _Memo:
             logger.debug("miss %s %s", self.name, key)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
-                or watched.__kwdefaults__ is not self.kwdefaults):
-            self.renew()  # reassigned since this call's key_of
+                or watched.__kwdefaults__ is not self.kwdefaults
+                or reloaded(self.loaded())):
+            self.renew()  # reassigned since this call's key_of, or a module reloaded
         files = self._files_state(call) if self.files and call is not None else None
         return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
-                files)
+                files, self.loaded())
 
     def _files_state(self, call: tuple[_Args, dict[str, Any]]) -> tuple[Any, ...] | None:
         """``_depends.files_state`` of a call's ``files=`` paths; None if they cannot be
@@ -1417,7 +1439,7 @@ class _Memo:
         stored after all (it cannot be pickled, or the store failed). Inline in
         ``_compute``: keep the two alike."""
         self.miss_count.bump()
-        began, (code, defaults, kwdefaults), ident, files = start
+        began, (code, defaults, kwdefaults), ident, files, loaded = start
         elapsed = time.perf_counter() - began
         if self.resolved:  # (inline: a frame less a miss in a script, where it is None)
             _notebook.ran(self.resolved)
@@ -1425,6 +1447,10 @@ class _Memo:
         if (watched.__code__ is not code or watched.__defaults__ is not defaults
                 or watched.__kwdefaults__ is not kwdefaults):
             logger.debug("not stored %s %s (its code or defaults were reassigned while it "
+                         "ran)", self.name, key)
+            return self._unstored(key)
+        if reloaded(loaded):
+            logger.debug("not stored %s %s (a module it depends on was reloaded while it "
                          "ran)", self.name, key)
             return self._unstored(key)
         if self.files and call is not None and self._files_changed(key, call, files):
@@ -1830,8 +1856,9 @@ class _Memo:
 _keys.call_key_code = _Memo.key_of.__code__
 
 
-# perf_counter, code and defaults, ident, the files= paths' stat (``_files_state``)
-_Start = tuple[float, tuple[Any, Any, Any], bytes, tuple[Any, ...] | None]
+# perf_counter, code and defaults, ident, the files= paths' stat (``_files_state``), the modules
+# the identity was read from (``loaded``)
+_Start = tuple[float, tuple[Any, Any, Any], bytes, tuple[Any, ...] | None, Any]
 
 
 # The bytecode a copy's code was compiled to (``_Memo.__getstate__``).

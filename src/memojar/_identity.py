@@ -20,6 +20,7 @@ the function, never from a ``repr`` (which holds a memory address).
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import dis
 import enum
@@ -30,7 +31,7 @@ import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import (
     BuiltinFunctionType,
     ClassMethodDescriptorType,
@@ -916,20 +917,23 @@ def _is_user_module(name: str) -> bool:
         # given as an argument keyed alike there whatever its ``FACTOR`` (an edited
         # script's workers returned the old value).
         return True
-    if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+    if top in sys.builtin_module_names or top == "memojar":
         return False
-    if top == "memojar":
-        return False
+    # A name of the standard library's is its module only where no file says otherwise: a
+    # project's own ``statistics.py`` or ``secrets.py``, found first from the project's
+    # folder, is the user's (before, taken for the library by its name: its edits were not
+    # seen). One without a file (a frozen module) is the library's.
+    stdlib = top in getattr(sys, "stdlib_module_names", ())
     module = sys.modules.get(name) or sys.modules.get(top)
     if module is None:
-        return _found_outside_libraries(top)
+        return _found_outside_libraries(top, stdlib)
     path = getattr(module, "__file__", None)
     if not path:
-        return True  # __main__ of a notebook, code exec'd from a string
+        return not stdlib  # __main__ of a notebook, code exec'd from a string
     return not any(path.startswith(prefix) for prefix in _library_paths())
 
 
-def _found_outside_libraries(top: str) -> bool:
+def _found_outside_libraries(top: str, stdlib: bool = False) -> bool:
     """Whether a module this process has not imported is the user's: where the import
     system would find it (``find_spec`` of a top-level name runs nothing), not in the
     libraries' folders; the user's if it is found nowhere (code a worker got by value).
@@ -945,11 +949,13 @@ def _found_outside_libraries(top: str) -> bool:
     except Exception:  # noqa: BLE001 - a finder's own failure: not found
         return True
     if spec is None:
-        return True
+        return not stdlib
     paths = [spec.origin] if spec.has_location and spec.origin else list(
         spec.submodule_search_locations or ())
-    # none (a module a finder makes without a file): the user's, as such a module is
-    # when imported (``__file__`` unset)
+    if not paths:
+        # a module a finder makes without a file: the user's, as such a module is when
+        # imported (``__file__`` unset), unless it is the standard library's (frozen)
+        return not stdlib
     return not any(path.startswith(prefix) for path in paths for prefix in _library_paths())
 
 
@@ -1106,6 +1112,12 @@ _deps_of: weakref.WeakKeyDictionary[Any, tuple[tuple[str, str, str], ...]] = (
 # ``Resolved``); kept past ``forget_dependencies``, so that the walk that makes them again
 # reuses the state of the objects that did not change.
 _resolved_of: weakref.WeakKeyDictionary[Any, Resolved] = weakref.WeakKeyDictionary()
+# The namespaces of the modules each function's dependencies were read from, with the
+# ``__spec__`` each held then (``reloaded``): in a script too, where nothing else is kept.
+Loaded = tuple[tuple[dict[str, Any], Any], ...]
+_loaded_of: weakref.WeakKeyDictionary[Any, Loaded] = weakref.WeakKeyDictionary()
+_reading: contextvars.ContextVar[dict[int, tuple[dict[str, Any], Any]] | None] = (
+    contextvars.ContextVar("memojar_reading", default=None))
 _SEPARATORS = str.maketrans({"\0": "?", "\n": "?", " ": "_", "\x1e": "?", "\x1f": "?"})
 
 
@@ -1146,7 +1158,8 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
             pass
     token = _recording.set(record)
     try:
-        found = _walk_dependencies(target)
+        with _noting_modules(target):
+            found = _walk_dependencies(target)
     finally:
         _recording.reset(token)
     try:
@@ -1157,6 +1170,44 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     except TypeError:  # not weak-referenceable
         pass
     return found
+
+
+@contextlib.contextmanager
+def _noting_modules(target: Any) -> Iterator[None]:
+    """Note in ``_loaded_of[target]`` the module namespaces a walk of ``target`` reads."""
+    read: dict[int, tuple[dict[str, Any], Any]] = {}
+    token = _reading.set(read)
+    try:
+        yield
+    finally:
+        _reading.reset(token)
+    try:
+        _loaded_of[target] = tuple(read.values())
+    except TypeError:  # not weak-referenceable
+        pass
+
+
+def _read(namespace: dict[str, Any]) -> None:
+    read = _reading.get()
+    if read is not None and id(namespace) not in read:
+        read[id(namespace)] = (namespace, namespace.get("__spec__"))
+
+
+def loaded_from(func: Any) -> Loaded:
+    """The module namespaces ``dependencies(func)`` (or ``copy_dependencies``) last read,
+    each with its ``__spec__`` then; empty if not known."""
+    try:
+        return _loaded_of.get(split(func)[0], ())
+    except TypeError:
+        return ()
+
+
+def reloaded(loaded: Loaded) -> bool:
+    """Whether a module of ``loaded`` (``loaded_from``) was reloaded since: ``importlib.reload``
+    runs the module again in its namespace (its functions and classes are new objects
+    there, which a function reading ``helpers.scale`` runs) and binds a new ``__spec__``
+    in it. A script or a dask worker (``client.upload_file``) does so."""
+    return any(namespace.get("__spec__") is not spec for namespace, spec in loaded)
 
 
 def _walk_dependencies(target: Any) -> tuple[tuple[str, str, str], ...]:
@@ -1275,16 +1326,18 @@ def copy_dependencies(func: Callable[..., Any], sent: tuple[tuple[str, str, str]
         return None
     token = _as_sent.set(taken)
     try:
-        rows = _walk_rows(target)
-        made = {row[1].translate(_SEPARATORS) for row in rows.values()}
-        for kind, name, _ in sent:
-            if kind not in _NAMED_KINDS or name in made or name.startswith("__main__."):
-                continue
-            value = _by_name(name)
-            if value is _ABSENT:
-                return None
-            _walk_value(value, name, rows, set())
-            made.update(row[1].translate(_SEPARATORS) for row in rows.values())
+        with _noting_modules(target):
+            rows = _walk_rows(target)
+            made = {row[1].translate(_SEPARATORS) for row in rows.values()}
+            for kind, name, _ in sent:
+                if (kind not in _NAMED_KINDS or name in made
+                        or name.startswith("__main__.")):
+                    continue
+                value = _by_name(name)
+                if value is _ABSENT:
+                    return None
+                _walk_value(value, name, rows, set())
+                made.update(row[1].translate(_SEPARATORS) for row in rows.values())
         return _finished(target, rows)
     finally:
         _as_sent.reset(token)
@@ -1320,7 +1373,9 @@ def forget_dependencies(func: Any) -> None:
     """Drop what ``dependencies`` found for ``func``: its code or defaults were reassigned
     (``func.__code__ = other.__code__``), so the next ``dependencies(func)`` walks it again."""
     try:
-        del _deps_of[split(func)[0]]
+        target = split(func)[0]
+        _loaded_of.pop(target, None)
+        del _deps_of[target]
     except (KeyError, TypeError):
         pass
 
@@ -1413,6 +1468,7 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     if not isinstance(code, CodeType) or not isinstance(namespace, dict):
         return
     names = _code_names(code, set())
+    _read(namespace)
     record = _recording.get()
     if record is not None:
         record.function(func)
@@ -1627,6 +1683,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             return
         seen.add(id(value))
         namespace = vars(value)
+        _read(namespace)
         record = _recording.get()
         if record is not None:
             record.lookups(namespace, names)
