@@ -558,7 +558,7 @@ class _Memo:
         of them was reloaded (``importlib.reload``, ``_identity.reloaded``) makes the
         identity again. Kept by ``_identity``, not here: what a cached method's memo holds
         is walked with its class."""
-        loaded = loaded_from(self.target)
+        loaded = loaded_from(self.target, target=True)
         for item in self.depends_on[1]:
             loaded += loaded_from(item)
         return loaded
@@ -1065,14 +1065,14 @@ class _Memo:
         if debug:
             logger.debug("miss %s %s", self.name, key)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
+        loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
-                or watched.__kwdefaults__ is not self.kwdefaults
-                or reloaded(self.loaded())):
+                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)):
             self.renew()  # reassigned since this call's key_of, or a module reloaded
+            loaded = self.loaded()
         began = time.perf_counter()
         code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
         ident = self.ident
-        loaded = self.loaded()
         files = self._files_state((args, kwargs)) if self.files else None
         try:
             value = self.func(*args, **kwargs)
@@ -1412,13 +1412,14 @@ class _Memo:
         if logger.isEnabledFor(DEBUG):
             logger.debug("miss %s %s", self.name, key)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
+        loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
-                or watched.__kwdefaults__ is not self.kwdefaults
-                or reloaded(self.loaded())):
+                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)):
             self.renew()  # reassigned since this call's key_of, or a module reloaded
+            loaded = self.loaded()
         files = self._files_state(call) if self.files and call is not None else None
         return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
-                files, self.loaded())
+                files, loaded)
 
     def _files_state(self, call: tuple[_Args, dict[str, Any]]) -> tuple[Any, ...] | None:
         """``_depends.files_state`` of a call's ``files=`` paths; None if they cannot be

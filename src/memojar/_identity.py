@@ -1182,7 +1182,9 @@ def _noting_modules(target: Any) -> Iterator[None]:
     finally:
         _reading.reset(token)
     try:
-        _loaded_of[target] = tuple(read.values())
+        # (a namespace without a spec, a script's ``__main__``, is never reloaded: a miss
+        # of a script's function looks at nothing)
+        _loaded_of[target] = tuple(item for item in read.values() if item[1] is not None)
     except TypeError:  # not weak-referenceable
         pass
 
@@ -1193,11 +1195,12 @@ def _read(namespace: dict[str, Any]) -> None:
         read[id(namespace)] = (namespace, namespace.get("__spec__"))
 
 
-def loaded_from(func: Any) -> Loaded:
+def loaded_from(func: Any, target: bool = False) -> Loaded:
     """The module namespaces ``dependencies(func)`` (or ``copy_dependencies``) last read,
-    each with its ``__spec__`` then; empty if not known."""
+    each with its ``__spec__`` then; empty if not known. ``target``: ``func`` is the callable
+    that runs already (``split``'s first), as a memo's ``target``: a miss splits nothing."""
     try:
-        return _loaded_of.get(split(func)[0], ())
+        return _loaded_of.get(func if target else split(func)[0], ())
     except TypeError:
         return ()
 
@@ -1207,7 +1210,10 @@ def reloaded(loaded: Loaded) -> bool:
     runs the module again in its namespace (its functions and classes are new objects
     there, which a function reading ``helpers.scale`` runs) and binds a new ``__spec__``
     in it. A script or a dask worker (``client.upload_file``) does so."""
-    return any(namespace.get("__spec__") is not spec for namespace, spec in loaded)
+    for namespace, spec in loaded:  # noqa: SIM110 - ``any`` of a generator costs a miss more
+        if namespace.get("__spec__") is not spec:
+            return True
+    return False
 
 
 def _walk_dependencies(target: Any) -> tuple[tuple[str, str, str], ...]:
