@@ -513,6 +513,57 @@ def test_a_lease_whose_renewal_reply_was_lost_is_still_held(s3_location: str) ->
     other.close()
 
 
+def _renewer_renews_between(store: S3Store) -> list[int]:
+    """Make each renewal the holder's thread sends (an If-Match PUT) wait, before it is
+    sent, until the store's renewer thread has written the lease once more: the holder's
+    renewal before its write and the renewer's rounds at once, each round landing between
+    the holder's reading of the ETag and its PUT (a slow server, a loaded machine). Return
+    the count of the renewer's writes."""
+    client = store._bucket.client
+    real = client.put_object
+    renewed = [0]
+    holder = threading.current_thread()
+
+    def put_object(**kwargs: Any) -> Any:
+        if "IfMatch" in kwargs and threading.current_thread() is holder:
+            before = renewed[0]
+            store._renewer.wake()
+            deadline = time.monotonic() + HANG
+            while renewed[0] == before:
+                assert time.monotonic() < deadline, "the renewer did not renew"
+                time.sleep(0.01)
+        answer = real(**kwargs)
+        if "IfMatch" in kwargs and threading.current_thread() is not holder:
+            renewed[0] += 1
+        return answer
+
+    client.put_object = put_object
+    return renewed
+
+
+def test_a_renewal_before_the_write_is_not_lost_to_the_renewers_rounds(
+        s3_location: str) -> None:
+    """The holder renews just before it writes the entry (``_write``) while the renewer
+    renews the same lease: the holder's renewal is refused (the renewer's changed the
+    ETag), it finds the lease its own and renews from the new ETag, and the renewer's next
+    round changes it again first. The lease is held all along: the renewal succeeds and
+    the lease stays. Before, that second refusal was taken for a lost lease: the value
+    computed was not stored (every later caller computed it again)."""
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    lease = store.lock(FN, k(1))
+    assert lease.acquire()
+    renewed = _renewer_renews_between(store)
+    assert lease.renew()  # as ``_write`` does, in the holder's thread
+    assert renewed[0] == 2
+    other = open_store(s3_location, None, True)
+    assert not other.lock(FN, k(1)).acquire(blocking=False)  # still held
+    lease.release()
+    store.close()
+    other.close()
+    store._bucket.client.close()  # the two threads' connections (else a ResourceWarning)
+
+
 @pytest.fixture
 def dropper(s3_server: S3Server) -> Iterator[ReplyDropper]:
     """A proxy in front of the session's server that loses chosen replies."""

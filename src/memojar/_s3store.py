@@ -1209,7 +1209,15 @@ class _Lease(KeyLock):
                 etag = self._ours(token)
                 if not etag:
                     return self._moved_on(token)  # expired and taken over, or released
-                etag = self._put(token, if_match=etag)
+                try:
+                    etag = self._put(token, if_match=etag)
+                except FileExistsError:
+                    # Written again since that look: by this holding (the holder's renewal
+                    # before its write and the renewer's at once), the lease is as fresh
+                    # as this write would have made it. Before, taken for a lost lease.
+                    refused, etag = etag, self._ours(token)
+                    if not etag or etag == refused:
+                        return self._moved_on(token)
         except (FileExistsError, FileNotFoundError):
             return self._moved_on(token)
         except OSError as exc:  # keep trying until the lease expires
