@@ -1716,13 +1716,13 @@ else:  # "renewal": as the holder renews its lease just before it writes the ent
     put = _s3store._Lease._put
     armed = [True]
 
-    def put_then_signal(self, **condition):
+    def put_then_signal(self, token, **condition):
         if condition.get("if_match") and armed and threading.current_thread() is \\
                 threading.main_thread():
             armed.clear()
             os.kill(os.getpid(), signal.SIGUSR1)
-            time.sleep(0.05)  # the handler runs here, inside the lease's lock
-        return put(self, **condition)
+            time.sleep(0.05)  # the handler runs here, inside the holder's renewal
+        return put(self, token, **condition)
 
     _s3store._Lease._put = put_then_signal
     assert f(2) == 3
