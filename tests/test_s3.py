@@ -466,20 +466,6 @@ def _renewal_reply_lost(store: S3Store) -> list[int]:
     return sent
 
 
-def _held_after_a_lost_renewal_reply(s3_location: str) -> tuple[S3Store, Any, list[int]]:
-    """A store holding ``FN``'s lease of ``k(1)``, whose renewal the server wrote and whose
-    reply an interrupt lost (``_renewal_reply_lost``; the renewal as ``_write`` makes it, in
-    the holder's thread): the store, the lease, and the count of If-Match PUTs sent."""
-    store = open_store(s3_location, None, True)
-    assert isinstance(store, S3Store)
-    lease = store.lock(FN, k(1))
-    assert lease.acquire()
-    sent = _renewal_reply_lost(store)
-    with pytest.raises(KeyboardInterrupt, match="just after the server wrote the renewal"):
-        lease.renew()
-    return store, lease, sent
-
-
 def test_a_lease_whose_renewal_reply_was_lost_is_released_after_the_renewer_ran(
         s3_location: str, client: Any) -> None:
     """The holder's renewal is written but its reply lost to an interrupt; the renewer
@@ -489,7 +475,13 @@ def test_a_lease_whose_renewal_reply_was_lost_is_released_after_the_renewer_ran(
     stayed on the server (every caller of the key waited for it to be taken over): seen in
     the full suite under load (test_remote_interrupts, s3-cache_set and s3-miss of a large
     value, the interrupt at ``put`` just after the PUT returned)."""
-    store, lease, sent = _held_after_a_lost_renewal_reply(s3_location)
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    lease = store.lock(FN, k(1))
+    assert lease.acquire()
+    sent = _renewal_reply_lost(store)
+    with pytest.raises(KeyboardInterrupt, match="just after the server wrote the renewal"):
+        lease.renew()  # as ``_write`` does, in the holder's thread
     store._renewer.wake()  # its next round now, before the holder's release
     deadline = time.monotonic() + HANG
     while sent[0] < 2:
@@ -505,7 +497,13 @@ def test_a_lease_whose_renewal_reply_was_lost_is_still_held(s3_location: str) ->
     """The next renewal after one whose reply was lost (refused: the ETag changed) finds
     the lease still this holder's and renews it: the holder keeps it, its store is not
     refused, and no other caller takes it. Before, the lease was given up as expired."""
-    store, lease, _ = _held_after_a_lost_renewal_reply(s3_location)
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    lease = store.lock(FN, k(1))
+    assert lease.acquire()
+    _renewal_reply_lost(store)
+    with pytest.raises(KeyboardInterrupt, match="just after the server wrote the renewal"):
+        lease.renew()
     assert lease.renew()
     other = open_store(s3_location, None, True)
     assert not other.lock(FN, k(1)).acquire(blocking=False)
@@ -584,7 +582,13 @@ def test_a_release_after_a_lost_renewal_reply_removes_the_lease_the_renewer_rene
     looks again and removes it. Before, that second refusal ended the release: the lease,
     just renewed, stayed on the server, and every caller of the key waited ``LEASE_TTL``
     for it."""
-    store, lease, _ = _held_after_a_lost_renewal_reply(s3_location)
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    lease = store.lock(FN, k(1))
+    assert lease.acquire()
+    _renewal_reply_lost(store)
+    with pytest.raises(KeyboardInterrupt, match="just after the server wrote the renewal"):
+        lease.renew()  # as ``_write`` does, in the holder's thread
     bucket_client = store._bucket.client
     put, delete = bucket_client.put_object, bucket_client.delete_object
     holder = threading.current_thread()
