@@ -106,9 +106,6 @@ LEASE_RENEW = 1.0  # seconds between renewals of held leases
 # Last-Modified) is taken over at once. Far above LEASE_TTL: a Date from another clock than
 # the objects' (a proxy, another node of the server) must not make a live lease look dead.
 LEASE_STALE = 60.0
-# Looks by the token a release makes at most when its delete is refused each time: renewals
-# begun before it, each writing the lease once, rewrite it meanwhile (``_Lease._remove``)
-RELEASE_LOOKS = 4
 LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
 LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles up to it)
 ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
@@ -1123,25 +1120,11 @@ class _Lease(KeyLock):
 
     def _remove(self, etag: str, token: str) -> bool:
         """Remove the lease if it is still the one written with ``etag``, or any write of
-        the holding of ``token``; True if removed.
-
-        A renewal begun before the release (the renewer's round, outside ``_lock``) may
-        write the lease between the look by the token and the delete: looked at again
-        then. Each look finds a write of the holding made since the last; renewals begun
-        before the release are few, each writing at most once (``RELEASE_LOOKS``). Before,
-        that delete refused ended the release: the lease, just renewed, kept waiters
-        ``LEASE_TTL``."""
+        the holding of ``token``; True if removed."""
         if etag and self._delete_if(etag):
             return True
-        refused = ""
-        for _ in range(RELEASE_LOOKS):
-            etag = self._ours(token)  # whose is it? (a write whose reply was lost is ours)
-            if not etag or etag == refused:
-                return False
-            if self._delete_if(etag):
-                return True
-            refused = etag
-        return False  # (a server whose ETags differ at each look: the lease expires)
+        etag = self._ours(token)  # whose is it? (a write whose reply was lost is ours)
+        return bool(etag) and self._delete_if(etag)
 
     def _delete_if(self, etag: str) -> bool:
         """Delete the lease if it still has ``etag``; True if it is gone (now or before),
@@ -1226,15 +1209,7 @@ class _Lease(KeyLock):
                 etag = self._ours(token)
                 if not etag:
                     return self._moved_on(token)  # expired and taken over, or released
-                try:
-                    etag = self._put(token, if_match=etag)
-                except FileExistsError:
-                    # Written again since that look: by this holding (the holder's renewal
-                    # before its write and the renewer's at once), the lease is as fresh
-                    # as this write would have made it. Before, taken for a lost lease.
-                    refused, etag = etag, self._ours(token)
-                    if not etag or etag == refused:
-                        return self._moved_on(token)
+                etag = self._put(token, if_match=etag)
         except (FileExistsError, FileNotFoundError):
             return self._moved_on(token)
         except OSError as exc:  # keep trying until the lease expires
