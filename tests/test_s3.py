@@ -827,6 +827,15 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(
     assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
 
 
+def _close_client(store: S3Store) -> None:
+    """Close the store's client once its renewer's thread ended (idle): the connections of
+    two threads at once, else closed by the collector with a ResourceWarning."""
+    thread = store._renewer._thread
+    if thread is not None:
+        thread.join(HANG)
+    store._bucket.client.close()
+
+
 def test_release_on_a_server_without_conditional_deletes(s3_location: str) -> None:
     store = open_store(s3_location, None, True)
     assert isinstance(store, S3Store)
