@@ -8,6 +8,7 @@ the absence of one must hit.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from conftest import as_another_user
 from memojar import Cache, MemojarWarning, _decorator, _entry
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -632,6 +634,34 @@ def test_explain_names_a_files_path_that_does_not_exist(tmp_path: Path) -> None:
         read(str(data))
     # a pattern matching nothing is no missing path: its matches are the content
     assert "does not exist" not in read.cache_explain(str(tmp_path / "*.csv"))
+
+
+def test_a_files_path_this_user_cannot_read_is_not_keyed_as_a_missing_one(
+        shared_folder: Path) -> None:
+    """A function that answers a missing file itself (``except FileNotFoundError``) stored
+    that answer; the file was then made, unreadable to this user. Before, an unreadable
+    path was keyed as a missing one: the call returned the missing file's answer, where the
+    function raises ``PermissionError``."""
+    data = shared_folder / "data.txt"
+
+    def job() -> str:
+        @Cache(shared_folder / "cache").cached(files=("path",))
+        def read(path):
+            try:
+                return Path(path).read_text()
+            except FileNotFoundError:
+                return "no file"
+
+        assert read(str(data)) == "no file"
+        data.write_text("secret")
+        data.chmod(0)
+        try:
+            return f"returned {read(str(data))!r}"
+        except PermissionError:
+            return "raised PermissionError"
+
+    importlib.import_module("sysconfig")  # read by the identity's walk; that user cannot
+    assert as_another_user(job) == "raised PermissionError"
 
 
 def test_a_directory_argument_covers_the_files_inside(tmp_path: Path) -> None:

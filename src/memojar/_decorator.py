@@ -1533,7 +1533,8 @@ class _Memo:
         missing = []
         for name, value in zip(self.files, values, strict=False):
             try:
-                if _depends.content_digest(value) == "-" and not _glob_magic(value):
+                if (_depends.content_digest(value) in ("-", _depends.UNREADABLE)
+                        and not _glob_magic(value)):
                     missing.append(f"{name}={_shown_path(value)}")
             except Exception:  # noqa: BLE001 - not a path (a frame), or a FIFO: not missing
                 continue

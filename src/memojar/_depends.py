@@ -17,6 +17,7 @@ timestamp: it is not seen until then (on tmpfs, not at all), by this or any ``st
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -269,6 +270,8 @@ def _unlock_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_unlock_in_child)
 _OPEN = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_ABSENT = (errno.ENOENT, errno.ENOTDIR)  # no such path (other errors: there, unreadable)
+UNREADABLE = "unreadable"  # the content digest of a path this user cannot read
 
 
 def _kind(mode: int) -> str:
@@ -313,7 +316,9 @@ def content_digest(path: Any, depth: int = 0) -> str:
         name = os.fsdecode(name)
     try:
         st = os.stat(name)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in _ABSENT:
+            return UNREADABLE  # there, behind a folder this user may not enter
         if name.startswith("~") and os.path.expanduser(name) != name:
             # "~/data.csv": what pandas.read_csv and Path.expanduser read (before: "-",
             # and an edited file was never in the key)
@@ -375,9 +380,12 @@ def _glob_digest(name: str) -> str:
 
 
 def _file_digest(name: str, st: os.stat_result) -> str | None:
-    """The content digest of the regular file ``name`` (whose ``stat`` is ``st``), "-" if
-    it cannot be read, None if it is not a regular file (checked on the open descriptor, so
-    a FIFO swapped in after the ``stat`` is never read: opened without blocking)."""
+    """The content digest of the regular file ``name`` (whose ``stat`` is ``st``): "-" if
+    it was removed since, ``UNREADABLE`` if this user cannot read it, None if it is not a
+    regular file (checked on the open descriptor, so a FIFO swapped in after the ``stat``
+    is never read: opened without blocking). Before, an unreadable file was "-", keyed as
+    a missing one: a function answering a missing file itself (``except
+    FileNotFoundError``) had that answer returned for a file there, which it cannot read."""
     sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     found = _hashes.get(name)
     if found is not None and found[0] == sig:
@@ -388,8 +396,8 @@ def _file_digest(name: str, st: os.stat_result) -> str | None:
     digest = xxhash.xxh3_128()
     try:
         fd = os.open(name, _OPEN)
-    except OSError:
-        return "-"
+    except OSError as exc:
+        return "-" if exc.errno in _ABSENT else UNREADABLE
     try:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
@@ -398,7 +406,7 @@ def _file_digest(name: str, st: os.stat_result) -> str | None:
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
     except OSError:
-        return "-"
+        return UNREADABLE
     finally:
         os.close(fd)
     hexdigest = digest.hexdigest()
