@@ -526,7 +526,10 @@ class FileStore(Store):
                 data = os.read(fd, size)
                 if len(data) != size:
                     data = _read_rest(fd, data, size)
-            if self.max_size is not None:  # least-recently-used order: stamp the access
+            # Least-recently-used order: stamp the access, on a file with no other name (one
+            # hard-linked there is a file of someone's, not an entry memojar wrote: its times
+            # stay; before, they were stamped before the entry was checked).
+            if self.max_size is not None and st.st_nlink == 1:
                 try:  # both times: FAT keeps no access time (``_used``)
                     now = time.time_ns()
                     os.utime(fd, ns=(now, now))
