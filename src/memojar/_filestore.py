@@ -2346,13 +2346,18 @@ def _named(head: bytes) -> str | None:
         return None
 
 
-def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
-    # O_NOATIME: listing is not use. With relatime, reading a never-read entry stamps its
-    # access time, and least-recently-used eviction goes by it.
+def _open_to_look(name: str, dir_fd: int) -> int:
+    """Open an entry file to look at it: ``O_NOATIME``, listing is not use. With relatime,
+    reading a never-read entry stamps its access time, and least-recently-used eviction
+    goes by it."""
     try:
-        fd = os.open(name, _O_READ_HEAD, dir_fd=dir_fd)
+        return os.open(name, _O_READ_HEAD, dir_fd=dir_fd)
     except PermissionError:  # O_NOATIME needs the file's owner: another user's entry
-        fd = os.open(name, _O_READ, dir_fd=dir_fd)
+        return os.open(name, _O_READ, dir_fd=dir_fd)
+
+
+def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
+    fd = _open_to_look(name, dir_fd)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -2367,10 +2372,7 @@ def _starts_with(name: str, dir_fd: int, head: bytes) -> bool:
     """Whether the file ``name`` still starts with ``head`` (what a judgement read of it);
     False if it cannot be read (then it is not removed either)."""
     try:
-        try:
-            fd = os.open(name, _O_READ_HEAD, dir_fd=dir_fd)  # a look, not a use (_read_head)
-        except PermissionError:
-            fd = os.open(name, _O_READ, dir_fd=dir_fd)
+        fd = _open_to_look(name, dir_fd)
     except OSError:
         return False
     try:
