@@ -526,7 +526,10 @@ class FileStore(Store):
                 data = os.read(fd, size)
                 if len(data) != size:
                     data = _read_rest(fd, data, size)
-            if self.max_size is not None:  # least-recently-used order: stamp the access
+            # Least-recently-used order: stamp the access, on a file with no other name (one
+            # hard-linked there is a file of someone's, not an entry memojar wrote: its times
+            # stay; before, they were stamped before the entry was checked).
+            if self.max_size is not None and st.st_nlink == 1:
                 try:  # both times: FAT keeps no access time (``_used``)
                     now = time.time_ns()
                     os.utime(fd, ns=(now, now))
@@ -1615,7 +1618,8 @@ class FileStore(Store):
 
     def _unlink_entries(self, paths: Sequence[str],
                         refused: list[tuple[str, int]] | None = None,
-                        freed: list[int] | None = None) -> list[str]:
+                        freed: list[int] | None = None,
+                        listed: dict[str, bytes] | None = None) -> list[str]:
         """Unlink entry files given by path, walking to each by descriptor; the removed.
 
         An entry this user may not remove (another user's, in a folder of a cache shared by
@@ -1624,7 +1628,15 @@ class FileStore(Store):
         ``PartlyRemoved`` at the end says how many were removed and whose were left. Before,
         the first such entry raised ``PermissionError`` naming only the file, and the
         entries after it were left too (a ``clear`` that met another user's shard first
-        removed nothing of the user's own). ``freed`` gets the size of each removed."""
+        removed nothing of the user's own). ``freed`` gets the size of each removed.
+
+        ``listed``: the first bytes (the header) each path's file had when it was read
+        for a judgement (``prune``, ``cache_clear``, a sweep), by path: a file there now
+        that starts otherwise was written since (a stale key computed again, a
+        ``refresh``) and stays, a fresh entry. Before, ``prune`` removed it when it had
+        judged the file it replaced: an expired entry computed again while prune read the
+        rest of the cache. (Its inode tells nothing: an expired entry is removed on its
+        read, and its number is often the new file's.)"""
         removed: list[str] = []
         denied: list[tuple[str, int]] = [] if refused is None else refused
         by_dir: dict[tuple[str, str], list[str]] = {}
@@ -1649,6 +1661,10 @@ class FileStore(Store):
                             st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
                         except OSError:  # removed by another process first, unreadable
                             continue
+                        head = listed.get(os.path.join(self.root, fdir, shard, file)
+                                          ) if listed else None
+                        if head and not _starts_with(file, sfd, head):
+                            continue  # written again since it was judged: a fresh entry
                         if not stat.S_ISREG(st.st_mode):
                             # A folder, link or FIFO put at an entry's name is not an entry:
                             # left as it is (a folder made ``cache_delete`` raise EISDIR).
@@ -1897,7 +1913,9 @@ class FileStore(Store):
         ``ValueError`` from ``zip`` when the counts differed, else the wrong owners named."""
         by_path = {e.location: e for e in entries}
         denied: list[tuple[str, int]] = []
-        removed = [by_path[p] for p in self._unlink_entries(list(by_path), denied)]
+        listed = {e.location: e.head for e in entries if e.head}
+        removed = [by_path[p] for p in self._unlink_entries(list(by_path), denied,
+                                                            listed=listed)]
         return removed, denied
 
 
@@ -2328,19 +2346,39 @@ def _named(head: bytes) -> str | None:
         return None
 
 
-def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
-    # O_NOATIME: listing is not use. With relatime, reading a never-read entry stamps its
-    # access time, and least-recently-used eviction goes by it.
+def _open_to_look(name: str, dir_fd: int) -> int:
+    """Open an entry file to look at it: ``O_NOATIME``, listing is not use. With relatime,
+    reading a never-read entry stamps its access time, and least-recently-used eviction
+    goes by it."""
     try:
-        fd = os.open(name, _O_READ_HEAD, dir_fd=dir_fd)
+        return os.open(name, _O_READ_HEAD, dir_fd=dir_fd)
     except PermissionError:  # O_NOATIME needs the file's owner: another user's entry
-        fd = os.open(name, _O_READ, dir_fd=dir_fd)
+        return os.open(name, _O_READ, dir_fd=dir_fd)
+
+
+def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
+    fd = _open_to_look(name, dir_fd)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None, b""
         head = complete_head(os.read(fd, HEAD_BYTES), lambda start, end: os.read(fd, end - start))
         return st, head
+    finally:
+        os.close(fd)
+
+
+def _starts_with(name: str, dir_fd: int, head: bytes) -> bool:
+    """Whether the file ``name`` still starts with ``head`` (what a judgement read of it);
+    False if it cannot be read (then it is not removed either)."""
+    try:
+        fd = _open_to_look(name, dir_fd)
+    except OSError:
+        return False
+    try:
+        return os.pread(fd, len(head), 0) == head
+    except OSError:
+        return False
     finally:
         os.close(fd)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from faultkit import finish, ledger_lock, spawn, subprocess_env
 
+import memojar
+
 MB = 1_000_000
 TIMEOUT = 120
 
@@ -176,6 +178,42 @@ def test_discarding_a_bad_entry_keeps_a_fresh_one_stored_meanwhile(tmp_path: Pat
     computed = log.read_text().split()
     assert len(computed) == 2, computed  # the first store, and the other process's repair
     assert out.strip() == "True"  # the entry on disk is the other process's, not a rewrite
+
+
+EXPIRING = """
+import os, memojar
+cache = memojar.Cache(os.environ["CACHE"])
+
+@cache.cached(ttl=float(os.environ["TTL"]))
+def f(x):
+    with open(os.environ["LOG"], "a") as log:
+        log.write(f"{x}\\n")
+    return x
+
+assert f(1) == 1
+"""
+
+
+def test_prune_keeps_an_entry_written_again_after_it_was_judged(tmp_path: Path) -> None:
+    """prune reads every entry, judges them, then removes the doomed: an expired entry that
+    another process computed again in between is a fresh one, and stays."""
+    root, log = tmp_path / "cache", tmp_path / "computed"
+    env = subprocess_env(CACHE=str(root), LOG=str(log))
+    subprocess.run([sys.executable, "-c", EXPIRING], env={**env, "TTL": "0.2"}, check=True,
+                   timeout=TIMEOUT)
+    time.sleep(0.3)  # expired (its expiry is in its header: prune judges it so)
+    rewrites: list[int] = []
+
+    def rewrite_once_read(stage: str, n: int, total: int | None) -> None:
+        if stage == "checking" and not rewrites:  # read: a fresh value is stored now
+            rewrites.append(n)
+            subprocess.run([sys.executable, "-c", EXPIRING], env={**env, "TTL": "3600"},
+                           check=True, timeout=TIMEOUT)
+
+    assert memojar.Cache(root).prune(progress=rewrite_once_read) == 0
+    subprocess.run([sys.executable, "-c", EXPIRING], env={**env, "TTL": "3600"}, check=True,
+                   timeout=TIMEOUT)
+    assert log.read_text().split() == ["1", "1"]  # the first, the fresh one; then a hit
 
 
 # --- 16. kill -9 in the middle of any update ----------------------------------------------------

@@ -816,6 +816,30 @@ def test_a_hard_link_at_the_generation_stamp_is_never_written_in_place(
     assert victim.read_bytes() == before
 
 
+def test_a_hard_link_at_an_entrys_name_keeps_its_times_on_a_read_with_max_size(
+    tmp_path: Path,
+) -> None:
+    """A file of the user's hard-linked at an entry's name, in a cache with ``max_size``
+    (whose hits stamp their entry's times, for least-recently-used order): the call reads
+    it, finds no entry and computes; the file keeps its modification time. Before, the
+    read stamped it before the entry was checked (a build tool then took the file for
+    edited)."""
+    from memojar import Cache
+
+    f = Cache(tmp_path / "cache", max_size=1_000_000).cached(abs)
+    assert f(-1) == 1
+    (entry,) = (tmp_path / "cache").glob("*/*/*.pkl")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"the user's own file")
+    os.utime(victim, ns=(1_000_000_000 * 10**9, 1_000_000_000 * 10**9))
+    entry.unlink()
+    os.link(victim, entry)
+    assert f(-1) == 1
+    assert victim.stat().st_mtime_ns == 1_000_000_000 * 10**9  # (its access time is the
+    # kernel's to move on a read, relatime)
+    assert victim.read_bytes() == b"the user's own file"
+
+
 def test_a_folder_at_the_ledgers_name_is_left_and_max_size_still_holds(tmp_path: Path) -> None:
     """A folder of the user's at ``.size``, the size ledger's name: writes with ``max_size``
     are stored and evicted down to it (each counts the files), ``prune`` works, the folder
