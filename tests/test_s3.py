@@ -583,6 +583,54 @@ def test_a_renewal_before_the_write_is_not_lost_to_the_renewers_rounds(
     _close_client(store)
 
 
+def test_a_release_after_a_lost_renewal_reply_removes_the_lease_the_renewer_renews_meanwhile(
+        s3_location: str, client: Any) -> None:
+    """The holder's renewal is written but its reply lost to an interrupt (its ETag is
+    stale), and the decorator releases while the renewer's round, begun before, renews the
+    same lease: the release's delete is refused (the stale ETag), it finds the lease its
+    own by the token, and the renewal lands between that look and the delete. The release
+    looks again and removes it. Before, that second refusal ended the release: the lease,
+    just renewed, stayed on the server, and every caller of the key waited ``LEASE_TTL``
+    for it."""
+    store, lease, _ = _held_after_a_lost_renewal_reply(s3_location)
+    bucket_client = store._bucket.client
+    put, delete = bucket_client.put_object, bucket_client.delete_object
+    holder = threading.current_thread()
+    renewing, looked, renewed = threading.Event(), threading.Event(), threading.Event()
+    renewals = [0]
+
+    def put_object(**kwargs: Any) -> Any:  # the renewer's: its second, after its look
+        if threading.current_thread() is not holder and "IfMatch" in kwargs:
+            renewals[0] += 1
+            if renewals[0] == 2:
+                renewing.set()
+                looked.wait(HANG)
+                try:
+                    return put(**kwargs)
+                finally:
+                    renewed.set()
+        return put(**kwargs)
+
+    deletes = [0]
+
+    def delete_object(**kwargs: Any) -> Any:  # the release's: its second, after its look
+        deletes[0] += 1
+        if deletes[0] == 2:
+            looked.set()
+            renewed.wait(HANG)
+        return delete(**kwargs)
+
+    bucket_client.put_object, bucket_client.delete_object = put_object, delete_object
+    store._renewer.wake()
+    assert renewing.wait(HANG), "the renewer did not renew"
+    lease.release()  # as the decorator does after the interrupt
+    assert renewed.is_set()  # the race was run
+    bucket, prefix = split(s3_location)
+    assert objects(client, s3_location) == {}, f"left in {bucket}/{prefix}"
+    store.close()
+    _close_client(store)
+
+
 @pytest.fixture
 def dropper(s3_server: S3Server) -> Iterator[ReplyDropper]:
     """A proxy in front of the session's server that loses chosen replies."""

@@ -1125,11 +1125,12 @@ class _Lease(KeyLock):
 
     def _remove(self, etag: str, token: str) -> bool:
         """Remove the lease if it is still the one written with ``etag``, or any write of
-        the holding of ``token``; True if removed."""
-        if etag and self._delete_if(etag):
-            return True
-        etag = self._ours(token)  # whose is it? (a write whose reply was lost is ours)
-        return bool(etag) and self._delete_if(etag)
+        the holding of ``token``; True if removed. Refused, it looks again while each look
+        finds a newer write of the holding (``_rewrites``): a renewal begun before the
+        release (the renewer's round, outside ``_lock``) writes between the look and the
+        delete. Before, that delete refused ended the release: the lease, just renewed,
+        kept every caller of the key waiting ``LEASE_TTL``."""
+        return any(self._delete_if(etag) for etag in self._rewrites(token, etag))
 
     def _delete_if(self, etag: str) -> bool:
         """Delete the lease if it still has ``etag``; True if it is gone (now or before),
