@@ -187,7 +187,10 @@ def _known_limit(kind: str, where: str, left: list[str]) -> bool:
     connection put back in its pool, in ``_PoolQueue.put`` (memojar's code, so the kit
     interrupts it too)."""
     lines, first = inspect.getsourcelines(_Bucket._put_multipart)
-    line = first + next(i for i, text in enumerate(lines) if '"UploadId"]' in text)
+    at_id = [first + i for i, text in enumerate(lines) if '"UploadId"]' in text]
+    # (none: the file on disk is not the code this process imported, changed since)
+    assert at_id, f"the source of _Bucket._put_multipart read is not the code run: {lines}"
+    line = at_id[0]
     put, put_first = inspect.getsourcelines(_PoolQueue.put)
     at = {f"_put_multipart line {line}"} | {f"put line {put_first + i}" for i in range(len(put))}
     return (kind == "s3" and where in at

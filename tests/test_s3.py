@@ -446,6 +446,28 @@ def test_release_leaves_a_lease_taken_over_by_another(s3_location: str, client: 
     store.close()
 
 
+def _close_client(store: S3Store) -> None:
+    """Close the store's client once its renewer's thread ended (idle): the connections of
+    two threads at once, else closed by the collector with a ResourceWarning."""
+    thread = store._renewer._thread
+    if thread is not None:
+        thread.join(HANG)
+    store._bucket.client.close()
+
+
+def _lease_held(s3_location: str) -> tuple[S3Store, Any]:
+    """A store holding ``FN``'s lease of ``k(1)``, whose renewer renews only when the test
+    wakes it (``wake``), not every ``LEASE_RENEW`` seconds: a race a test runs with the
+    renewer's round lands where the test puts it, however slow the machine (a round of its
+    own, before the test's hooks were set, would run another race or none)."""
+    store = open_store(s3_location, None, True)
+    assert isinstance(store, S3Store)
+    store._renewer._every = HANG * 10
+    lease = store.lock(FN, k(1))
+    assert lease.acquire()
+    return store, lease
+
+
 def _renewal_reply_lost(store: S3Store) -> list[int]:
     """Make the store's next renewal (a PUT with If-Match) reach the server and its reply be
     lost to an interrupt, as a Ctrl-C just after the server answered the renewal that
@@ -466,6 +488,18 @@ def _renewal_reply_lost(store: S3Store) -> list[int]:
     return sent
 
 
+def _held_after_a_lost_renewal_reply(s3_location: str) -> tuple[S3Store, Any, list[int]]:
+    """A store holding ``FN``'s lease of ``k(1)`` (``_lease_held``), whose renewal the
+    server wrote and whose reply an interrupt lost (``_renewal_reply_lost``; the renewal as
+    ``_write`` makes it, in the holder's thread): the store, the lease, and the count of
+    If-Match PUTs sent."""
+    store, lease = _lease_held(s3_location)
+    sent = _renewal_reply_lost(store)
+    with pytest.raises(KeyboardInterrupt, match="just after the server wrote the renewal"):
+        lease.renew()
+    return store, lease, sent
+
+
 def test_a_lease_whose_renewal_reply_was_lost_is_released_after_the_renewer_ran(
         s3_location: str, client: Any) -> None:
     """The holder's renewal is written but its reply lost to an interrupt; the renewer
@@ -475,13 +509,7 @@ def test_a_lease_whose_renewal_reply_was_lost_is_released_after_the_renewer_ran(
     stayed on the server (every caller of the key waited for it to be taken over): seen in
     the full suite under load (test_remote_interrupts, s3-cache_set and s3-miss of a large
     value, the interrupt at ``put`` just after the PUT returned)."""
-    store = open_store(s3_location, None, True)
-    assert isinstance(store, S3Store)
-    lease = store.lock(FN, k(1))
-    assert lease.acquire()
-    sent = _renewal_reply_lost(store)
-    with pytest.raises(KeyboardInterrupt, match="just after the server wrote the renewal"):
-        lease.renew()  # as ``_write`` does, in the holder's thread
+    store, lease, sent = _held_after_a_lost_renewal_reply(s3_location)
     store._renewer.wake()  # its next round now, before the holder's release
     deadline = time.monotonic() + HANG
     while sent[0] < 2:
@@ -497,13 +525,7 @@ def test_a_lease_whose_renewal_reply_was_lost_is_still_held(s3_location: str) ->
     """The next renewal after one whose reply was lost (refused: the ETag changed) finds
     the lease still this holder's and renews it: the holder keeps it, its store is not
     refused, and no other caller takes it. Before, the lease was given up as expired."""
-    store = open_store(s3_location, None, True)
-    assert isinstance(store, S3Store)
-    lease = store.lock(FN, k(1))
-    assert lease.acquire()
-    _renewal_reply_lost(store)
-    with pytest.raises(KeyboardInterrupt, match="just after the server wrote the renewal"):
-        lease.renew()
+    store, lease, _ = _held_after_a_lost_renewal_reply(s3_location)
     assert lease.renew()
     other = open_store(s3_location, None, True)
     assert not other.lock(FN, k(1)).acquire(blocking=False)
@@ -511,6 +533,102 @@ def test_a_lease_whose_renewal_reply_was_lost_is_still_held(s3_location: str) ->
     assert other.lock(FN, k(1)).acquire(blocking=False)  # released: free at once
     store.close()
     other.close()
+
+
+def _renewer_renews_between(store: S3Store) -> list[int]:
+    """Make each renewal the holder's thread sends (an If-Match PUT) wait, before it is
+    sent, until the store's renewer thread has written the lease once more: the holder's
+    renewal before its write and the renewer's rounds at once, each round landing between
+    the holder's reading of the ETag and its PUT (a slow server, a loaded machine). Return
+    the count of the renewer's writes."""
+    client = store._bucket.client
+    real = client.put_object
+    renewed = [0]
+    holder = threading.current_thread()
+
+    def put_object(**kwargs: Any) -> Any:
+        if "IfMatch" in kwargs and threading.current_thread() is holder:
+            before = renewed[0]
+            store._renewer.wake()
+            deadline = time.monotonic() + HANG
+            while renewed[0] == before:
+                assert time.monotonic() < deadline, "the renewer did not renew"
+                time.sleep(0.01)
+        answer = real(**kwargs)
+        if "IfMatch" in kwargs and threading.current_thread() is not holder:
+            renewed[0] += 1
+        return answer
+
+    client.put_object = put_object
+    return renewed
+
+
+def test_a_renewal_before_the_write_is_not_lost_to_the_renewers_rounds(
+        s3_location: str) -> None:
+    """The holder renews just before it writes the entry (``_write``) while the renewer
+    renews the same lease: the holder's renewal is refused (the renewer's changed the
+    ETag), it finds the lease its own and renews from the new ETag, and the renewer's next
+    round changes it again first. The lease is held all along: the renewal succeeds and
+    no other caller takes it. Before, that second refusal was taken for a lost lease: the
+    value computed was not stored (every later caller computed it again)."""
+    store, lease = _lease_held(s3_location)
+    renewed = _renewer_renews_between(store)
+    assert lease.renew()  # as ``_write`` does, in the holder's thread
+    assert renewed[0] == 2
+    other = open_store(s3_location, None, True)
+    assert not other.lock(FN, k(1)).acquire(blocking=False)  # still held
+    lease.release()
+    store.close()
+    other.close()
+    _close_client(store)
+
+
+def test_a_release_after_a_lost_renewal_reply_removes_the_lease_the_renewer_renews_meanwhile(
+        s3_location: str, client: Any) -> None:
+    """The holder's renewal is written but its reply lost to an interrupt (its ETag is
+    stale), and the decorator releases while the renewer's round, begun before, renews the
+    same lease: the release's delete is refused (the stale ETag), it finds the lease its
+    own by the token, and the renewal lands between that look and the delete. The release
+    looks again and removes it. Before, that second refusal ended the release: the lease,
+    just renewed, stayed on the server, and every caller of the key waited ``LEASE_TTL``
+    for it."""
+    store, lease, _ = _held_after_a_lost_renewal_reply(s3_location)
+    bucket_client = store._bucket.client
+    put, delete = bucket_client.put_object, bucket_client.delete_object
+    holder = threading.current_thread()
+    renewing, looked, renewed = threading.Event(), threading.Event(), threading.Event()
+    renewals = [0]
+
+    def put_object(**kwargs: Any) -> Any:  # the renewer's: its second, after its look
+        if threading.current_thread() is not holder and "IfMatch" in kwargs:
+            renewals[0] += 1
+            if renewals[0] == 2:
+                renewing.set()
+                looked.wait(HANG)
+                try:
+                    return put(**kwargs)
+                finally:
+                    renewed.set()
+        return put(**kwargs)
+
+    deletes = [0]
+
+    def delete_object(**kwargs: Any) -> Any:  # the release's: its second, after its look
+        deletes[0] += 1
+        if deletes[0] == 2:
+            looked.set()
+            renewed.wait(HANG)
+        return delete(**kwargs)
+
+    bucket_client.put_object, bucket_client.delete_object = put_object, delete_object
+    store._renewer.wake()
+    assert renewing.wait(HANG), "the renewer did not renew"
+    lease.release()  # as the decorator does after the interrupt
+    assert renewed.is_set()  # the race was run
+    bucket, prefix = split(s3_location)
+    assert objects(client, s3_location) == {}, f"left in {bucket}/{prefix}"
+    store.close()
+    _close_client(store)
 
 
 @pytest.fixture
@@ -825,15 +943,6 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(
     assert len(dropper.dropped) == 2
     assert (deleted, cleared) == (True, 9)
     assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
-
-
-def _close_client(store: S3Store) -> None:
-    """Close the store's client once its renewer's thread ended (idle): the connections of
-    two threads at once, else closed by the collector with a ResourceWarning."""
-    thread = store._renewer._thread
-    if thread is not None:
-        thread.join(HANG)
-    store._bucket.client.close()
 
 
 def test_release_on_a_server_without_conditional_deletes(s3_location: str) -> None:

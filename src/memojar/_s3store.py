@@ -106,6 +106,11 @@ LEASE_RENEW = 1.0  # seconds between renewals of held leases
 # Last-Modified) is taken over at once. Far above LEASE_TTL: a Date from another clock than
 # the objects' (a proxy, another node of the server) must not make a live lease look dead.
 LEASE_STALE = 60.0
+# Looks by its holding's token a lease request refused each time makes at most (``_Lease.
+# _rewrites``): renewals made at once by the holder and the renewer, or begun before a
+# release, write the lease at most twice each (and renewals accept a write since their
+# first look); a server whose ETags change at every look is left to the lease's expiry.
+LEASE_LOOKS = 4
 LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
 LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles up to it)
 ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
@@ -1120,11 +1125,12 @@ class _Lease(KeyLock):
 
     def _remove(self, etag: str, token: str) -> bool:
         """Remove the lease if it is still the one written with ``etag``, or any write of
-        the holding of ``token``; True if removed."""
-        if etag and self._delete_if(etag):
-            return True
-        etag = self._ours(token)  # whose is it? (a write whose reply was lost is ours)
-        return bool(etag) and self._delete_if(etag)
+        the holding of ``token``; True if removed. Refused, it looks again while each look
+        finds a newer write of the holding (``_rewrites``): a renewal begun before the
+        release (the renewer's round, outside ``_lock``) writes between the look and the
+        delete. Before, that delete refused ended the release: the lease, just renewed,
+        kept every caller of the key waiting ``LEASE_TTL``."""
+        return any(self._delete_if(etag) for etag in self._rewrites(token, etag))
 
     def _delete_if(self, etag: str) -> bool:
         """Delete the lease if it still has ``etag``; True if it is gone (now or before),
@@ -1197,28 +1203,55 @@ class _Lease(KeyLock):
         release and its write's renewal took ``_lock``, held by the renewer's thread
         waiting for the refresh (a hang). Renewals, writes and a release at once are told
         apart by the holding's token: each is conditional on the ETag it read, and one
-        refused finds the lease by the token (here and in ``_remove``)."""
+        refused finds the lease by the token (``_rewrites``, here and in ``_remove``).
+
+        A second refusal whose look finds a newer write of the holding (the holder's renewal
+        before its write and the renewer's round at once, the renewer's write landing
+        before each of the holder's) is a write made since this renewal's first look: the
+        lease is as fresh as this renewal would have made it. Before, it was taken for a
+        lost lease (the value not stored; the renewer stopped renewing a held lease)."""
         with self._lock:
             etag, token = self.etag, self._token
             if not etag or self._ending:
                 return True  # released meanwhile
+        renewed = ""
         try:
-            try:
-                etag = self._put(token, if_match=etag)
-            except FileExistsError:
-                etag = self._ours(token)
-                if not etag:
-                    return self._moved_on(token)  # expired and taken over, or released
-                etag = self._put(token, if_match=etag)
-        except (FileExistsError, FileNotFoundError):
+            for look, found in enumerate(self._rewrites(token, etag)):
+                if look == 2:  # written by the holding since the first look
+                    renewed = found
+                    break
+                try:
+                    renewed = self._put(token, if_match=found)
+                    break
+                except FileExistsError:
+                    continue  # written since: whose is it now?
+        except FileNotFoundError:
             return self._moved_on(token)
         except OSError as exc:  # keep trying until the lease expires
             logger.debug("cannot renew %s: %s", self.name, exc)
             return True
+        if not renewed:  # expired and taken over, or released
+            return self._moved_on(token)
         with self._lock:
             if self._token == token and not self._ending:
-                self.etag = etag
+                self.etag = renewed
         return True
+
+    def _rewrites(self, token: str, etag: str) -> Iterator[str]:
+        """The ETags a request of the holding of ``token``, conditional on the lease's ETag,
+        is made with: ``etag`` (when known), then, each time the caller asks for the next
+        (its request was refused: the lease was written since), the lease's ETag at a new
+        look while the lease is a write of that holding newer than the last refused one (a
+        write whose reply was lost; a renewal at once, each made outside ``_lock``). Ends
+        when the lease is not that holding's any more, or unchanged since the refusal, or
+        after ``LEASE_LOOKS`` looks. Every request is made outside ``_lock``."""
+        if etag:
+            yield etag
+        for _ in range(LEASE_LOOKS):
+            found = self._ours(token)  # whose is it? (a write whose reply was lost is ours)
+            if not found or found == etag:
+                return
+            yield (etag := found)
 
     def _moved_on(self, token: str) -> bool:
         """A renewal of the holding of ``token`` refused: True if that holding ended while
