@@ -2058,8 +2058,11 @@ def _flock(path: str, mode: int | None = None) -> Any:
                 lock.release()
                 _unlink(path)
                 continue
+            # Opened to others only if it is a lock file memojar made: this user's, private
+            # and with no other name (a file of the user's hard-linked at the lock's name is
+            # locked through, and keeps its mode; before, it was opened to all).
             if (mode is not None and mode != 0o600 and st.st_uid == _euid()
-                    and stat.S_IMODE(st.st_mode) == 0o600):
+                    and stat.S_IMODE(st.st_mode) == 0o600 and st.st_nlink == 1):
                 os.fchmod(fd, mode)
             _lock_within(fd, LOCK_WAIT, f"the size ledger's lock {path}")
         except BaseException:
