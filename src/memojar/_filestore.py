@@ -1586,7 +1586,7 @@ class FileStore(Store):
                 path = os.path.join(self.root, name, shard, file)
                 key = file[: file.rindex(".")]
                 yield StoredEntry(name, key, st.st_size, _used(st), head if heads else b"",
-                                  path)
+                                  path, etag=_as_seen(st))
 
     def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
         """Bytes of a listed entry, walking to it by descriptor (``_list`` reads whole
@@ -1619,7 +1619,8 @@ class FileStore(Store):
     def _unlink_entries(self, paths: Sequence[str],
                         refused: list[tuple[str, int]] | None = None,
                         freed: list[int] | None = None,
-                        listed: dict[str, bytes] | None = None) -> list[str]:
+                        listed: dict[str, StoredEntry] | None = None,
+                        kept: list[str] | None = None) -> list[str]:
         """Unlink entry files given by path, walking to each by descriptor; the removed.
 
         An entry this user may not remove (another user's, in a folder of a cache shared by
@@ -1630,13 +1631,18 @@ class FileStore(Store):
         entries after it were left too (a ``clear`` that met another user's shard first
         removed nothing of the user's own). ``freed`` gets the size of each removed.
 
-        ``listed``: the first bytes (the header) each path's file had when it was read
-        for a judgement (``prune``, ``cache_clear``, a sweep), by path: a file there now
-        that starts otherwise was written since (a stale key computed again, a
-        ``refresh``) and stays, a fresh entry. Before, ``prune`` removed it when it had
-        judged the file it replaced: an expired entry computed again while prune read the
-        rest of the cache. (Its inode tells nothing: an expired entry is removed on its
-        read, and its number is often the new file's.)"""
+        ``listed``: each path's entry as a listing gave it. A file there now that is not
+        the one listed was written since (a stale key computed again, a ``refresh``) and
+        stays, a fresh entry (its path goes to ``kept``). Where the listing read the
+        header (``prune``, ``cache_clear``, a sweep judge by it), the file must still start
+        with it; before, ``prune`` removed an expired entry computed again while it read
+        the rest of the cache. Else (``max_size`` eviction, ``Cache.clear``) the ``stat``
+        made here must show the inode, size and times the listing's did (``_as_seen``):
+        before, an entry written again between the listing and the unlink was removed, the
+        newest taken for the least recently used. (The inode alone tells nothing: an
+        expired entry is removed on its read, and its number is often the new file's; the
+        new file's times are then its write's, after the listing.) A hit's stamp in between
+        keeps an entry too: used since, it is not the least recently used any more."""
         removed: list[str] = []
         denied: list[tuple[str, int]] = [] if refused is None else refused
         by_dir: dict[tuple[str, str], list[str]] = {}
@@ -1661,10 +1667,14 @@ class FileStore(Store):
                             st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
                         except OSError:  # removed by another process first, unreadable
                             continue
-                        head = listed.get(os.path.join(self.root, fdir, shard, file)
+                        seen = listed.get(os.path.join(self.root, fdir, shard, file)
                                           ) if listed else None
-                        if head and not _starts_with(file, sfd, head):
-                            continue  # written again since it was judged: a fresh entry
+                        if seen is not None and (
+                                not _starts_with(file, sfd, seen.head) if seen.head
+                                else seen.etag and seen.etag != _as_seen(st)):
+                            if kept is not None:  # written again since it was listed
+                                kept.append(os.path.join(self.root, fdir, shard, file))
+                            continue
                         if not stat.S_ISREG(st.st_mode):
                             # A folder, link or FIFO put at an entry's name is not an entry:
                             # left as it is (a folder made ``cache_delete`` raise EISDIR).
@@ -1778,7 +1788,7 @@ class FileStore(Store):
                     entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
                                                _used(st), b"",
                                                os.path.join(self.root, name, shard, file),
-                                               st.st_uid))
+                                               st.st_uid, _as_seen(st)))
         return entries, sum(e.size for e in entries) + temps
 
     def _ledger(self) -> Ledger:
@@ -1861,7 +1871,7 @@ class FileStore(Store):
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         """``Store._unlink``; entries this user may not remove are left, the others removed
         (and accounted, ``_removed``), then ``PartlyRemoved`` says so."""
-        removed, denied = self._unlink_owned(entries)
+        removed, denied, _ = self._unlink_owned(entries)
         if denied:
             self._removed(removed)
             raise _partly_removed(len(removed), denied)
@@ -1899,24 +1909,25 @@ class FileStore(Store):
 
     def _unlink_refused(
         self, entries: Sequence[StoredEntry]
-    ) -> tuple[list[StoredEntry], list[StoredEntry]]:
-        removed, denied = self._unlink_owned(entries)
+    ) -> tuple[list[StoredEntry], list[StoredEntry], list[StoredEntry]]:
+        removed, denied, kept = self._unlink_owned(entries)
         by_path = {e.location: e for e in entries}
-        return removed, [by_path[p] for p, _ in denied]
+        return removed, [by_path[p] for p, _ in denied], kept
 
     def _unlink_owned(
         self, entries: Sequence[StoredEntry]
-    ) -> tuple[list[StoredEntry], list[tuple[str, int]]]:
-        """The entries removed, and the path and owner of each this user may not remove:
-        kept per call. Before, the owners were kept on the store, so two threads removing
-        at once (two ``clear``s, an eviction and a ``prune``) read each other's: a
-        ``ValueError`` from ``zip`` when the counts differed, else the wrong owners named."""
+    ) -> tuple[list[StoredEntry], list[tuple[str, int]], list[StoredEntry]]:
+        """The entries removed, the path and owner of each this user may not remove (kept
+        per call: before, the owners were kept on the store, so two threads removing at
+        once, two ``clear``s, an eviction and a ``prune``, read each other's: a
+        ``ValueError`` from ``zip`` when the counts differed, else the wrong owners named),
+        and the entries left as written again since they were listed."""
         by_path = {e.location: e for e in entries}
         denied: list[tuple[str, int]] = []
-        listed = {e.location: e.head for e in entries if e.head}
+        kept: list[str] = []
         removed = [by_path[p] for p in self._unlink_entries(list(by_path), denied,
-                                                            listed=listed)]
-        return removed, denied
+                                                            listed=by_path, kept=kept)]
+        return removed, denied, [by_path[p] for p in kept]
 
 
 def _partly_removed(removed: int, refused: list[tuple[str, int]]) -> PartlyRemoved:
@@ -2047,8 +2058,11 @@ def _flock(path: str, mode: int | None = None) -> Any:
                 lock.release()
                 _unlink(path)
                 continue
+            # Opened to others only if it is a lock file memojar made: this user's, private
+            # and with no other name (a file of the user's hard-linked at the lock's name is
+            # locked through, and keeps its mode; before, it was opened to all).
             if (mode is not None and mode != 0o600 and st.st_uid == _euid()
-                    and stat.S_IMODE(st.st_mode) == 0o600):
+                    and stat.S_IMODE(st.st_mode) == 0o600 and st.st_nlink == 1):
                 os.fchmod(fd, mode)
             _lock_within(fd, LOCK_WAIT, f"the size ledger's lock {path}")
         except BaseException:
@@ -2381,6 +2395,12 @@ def _starts_with(name: str, dir_fd: int, head: bytes) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _as_seen(st: os.stat_result) -> str:
+    """Which file a listing saw at an entry's name (``StoredEntry.etag``): one written there
+    since has another inode, or the same number given again with its own write's times."""
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _size_of(path: str) -> int:

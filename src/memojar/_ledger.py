@@ -57,10 +57,11 @@ class SizedBackend(Protocol):
 
     def _unlink_refused(
         self, entries: Sequence[StoredEntry]
-    ) -> tuple[list[StoredEntry], list[StoredEntry]]:
+    ) -> tuple[list[StoredEntry], list[StoredEntry], list[StoredEntry]]:
         """``_unlink``, never raising for the entries this user may not remove (another
         user's, in a folder of a cache shared by hand that it cannot write): the ones
-        removed, and those refused (still there)."""
+        removed, those refused (still there), and those left because they were written
+        again since they were listed (fresh entries, whose writers account for them)."""
 
 
 def choose_victims(
@@ -213,11 +214,16 @@ class Ledger:
                 # for a write then not stored all the same).
                 held += foreseen
                 break
-            gone, refused = self.backend._unlink_refused(batch) if batch else ([], [])
+            gone, refused, rewritten = (self.backend._unlink_refused(batch) if batch
+                                        else ([], [], []))
             removed += gone
-            # Entries another process removed first are gone all the same.
-            total -= sum(e.size for e in batch) - sum(e.size for e in refused)
-            if not foreseen and not refused:
+            # Entries another process removed first are gone all the same. One written
+            # again since the census is there, not held: others are chosen in its place,
+            # and the total keeps its bytes (its writer settles what its rename replaced:
+            # taken off here as well, the total would fall short of the files).
+            total -= (sum(e.size for e in batch) - sum(e.size for e in refused)
+                      - sum(e.size for e in rewritten))
+            if not foreseen and not refused and not rewritten:
                 break
             held += foreseen + refused
             tried = {id(e) for e in batch} | {id(e) for e in foreseen}

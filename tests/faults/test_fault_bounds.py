@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultkit import finish, ledger_lock, spawn, subprocess_env
@@ -214,6 +215,119 @@ def test_prune_keeps_an_entry_written_again_after_it_was_judged(tmp_path: Path) 
     subprocess.run([sys.executable, "-c", EXPIRING], env={**env, "TTL": "3600"}, check=True,
                    timeout=TIMEOUT)
     assert log.read_text().split() == ["1", "1"]  # the first, the fresh one; then a hit
+
+
+SIZED = """
+import os, memojar
+cache = memojar.Cache(os.environ["CACHE"], max_size=int(os.environ.get("MAX") or 0) or None)
+
+@cache.cached(ttl=float(os.environ.get("TTL") or 3600))
+def f(x):
+    with open(os.environ["LOG"], "a") as log:
+        log.write(f"{x}\\n")
+    return bytes(100_000)
+
+for x in os.environ["CALLS"].split():
+    f(int(x))
+if os.environ.get("REFRESH"):
+    f.refresh(int(os.environ["REFRESH"]))
+"""
+
+
+def evict_while_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          victims: list[list[str]], expired: bool = False,
+                          ) -> tuple[Path, Path, dict[str, str]]:
+    """Entries of f(1), f(2), f(3) (f(1) the least recently used) in a cache that a write
+    here then evicts from; once the eviction has chosen its victims, another process (one
+    without ``max_size``) computes f(1) again (``refresh``; or, ``expired``, a call that
+    finds its entry expired, removes it and computes)."""
+    from memojar import _ledger
+
+    root, log = tmp_path / "cache", tmp_path / "computed"
+    env = subprocess_env(CACHE=str(root), LOG=str(log), MAX="350000")
+    for x in "123":  # one process each: f(1) is used first
+        subprocess.run([sys.executable, "-c", SIZED],
+                       env={**env, "CALLS": x, "TTL": "0.2" if expired else ""}, check=True,
+                       timeout=TIMEOUT)
+        time.sleep(0.05)
+    time.sleep(0.3 if expired else 0)
+    again = {"CALLS": "1"} if expired else {"CALLS": "", "REFRESH": "1"}
+    choose = _ledger.choose_victims
+
+    def rewrite_once_chosen(*args: Any, **kwargs: Any) -> Any:
+        chosen = choose(*args, **kwargs)
+        if chosen[0] and not victims:
+            victims.append([e.location for e in chosen[0]])
+            subprocess.run([sys.executable, "-c", SIZED],
+                           env={**env, "MAX": "", **again}, check=True, timeout=TIMEOUT)
+        return chosen
+
+    monkeypatch.setattr(_ledger, "choose_victims", rewrite_once_chosen)
+    cache = memojar.Cache(root, max_size=350_000)
+    assert cache.cached(lambda: bytes(100_000))() == bytes(100_000)  # evicts: no room
+    return root, log, env
+
+
+def test_max_size_keeps_an_entry_written_again_after_it_was_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An eviction lists the cache, chooses the least recently used, then removes them: an
+    entry written again in between (by a process without ``max_size``, or one whose
+    reservation came before) is the newest, and stays."""
+    victims: list[list[str]] = []
+    _, log, env = evict_while_rewritten(tmp_path, monkeypatch, victims)
+    assert len(victims[0]) == 1  # f(1)'s, the least recently used
+    subprocess.run([sys.executable, "-c", SIZED], env={**env, "CALLS": "1"}, check=True,
+                   timeout=TIMEOUT)
+    assert log.read_text().split() == ["1", "2", "3", "1"]  # the refresh; then a hit
+
+
+def test_max_size_keeps_an_entry_written_again_at_the_inode_number_of_the_one_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The entry listed expired, and another process removed it on its read and computed
+    it again: ext4 gives the new file the freed inode number, and the eviction still
+    tells it apart (its times are its write's) and keeps it."""
+    victims: list[list[str]] = []
+    _, log, env = evict_while_rewritten(tmp_path, monkeypatch, victims, expired=True)
+    assert victims  # the eviction ran
+    subprocess.run([sys.executable, "-c", SIZED], env={**env, "CALLS": "1"}, check=True,
+                   timeout=TIMEOUT)
+    assert log.read_text().split() == ["1", "2", "3", "1"]  # computed again; then a hit
+
+
+def test_max_size_counts_an_entry_written_again_after_it_was_listed_as_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The size ledger after an eviction that kept an entry written again since it was
+    listed holds the bytes on disk: the kept entry is not taken for removed (the eviction
+    chose another in its place)."""
+    root, _, _ = evict_while_rewritten(tmp_path, monkeypatch, [])
+    assert int((root / ".size").read_text()) == on_disk(root) <= 350_000
+
+
+def test_clear_keeps_an_entry_written_again_after_it_was_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Cache.clear()`` lists the entries, then removes them: one written again in
+    between by another process (its result computed after the clear began) stays."""
+    from memojar._filestore import FileStore
+
+    root, log = tmp_path / "cache", tmp_path / "computed"
+    env = subprocess_env(CACHE=str(root), LOG=str(log), CALLS="1")
+    subprocess.run([sys.executable, "-c", SIZED], env=env, check=True, timeout=TIMEOUT)
+    unlink = FileStore._unlink
+
+    def rewrite_first(store: FileStore, entries: Any) -> Any:
+        subprocess.run([sys.executable, "-c", SIZED], env={**env, "CALLS": "",
+                                                           "REFRESH": "1"},
+                       check=True, timeout=TIMEOUT)
+        return unlink(store, entries)
+
+    monkeypatch.setattr(FileStore, "_unlink", rewrite_first)
+    assert memojar.Cache(root).clear() == 0
+    subprocess.run([sys.executable, "-c", SIZED], env=env, check=True, timeout=TIMEOUT)
+    assert log.read_text().split() == ["1", "1"]  # the refresh; then a hit
 
 
 # --- 16. kill -9 in the middle of any update ----------------------------------------------------

@@ -669,6 +669,34 @@ def test_every_user_of_a_cache_shared_by_hand_stores_with_max_size(
     assert "(40, 40, " in kept, kept  # hits and misses of both users
 
 
+def test_a_hard_link_at_the_ledgers_lock_keeps_its_mode_in_a_cache_opened_to_others(
+        shared_folder: Path) -> None:
+    """A private file of the user's hard-linked at ``.size.lock`` (the size ledger's lock)
+    of a cache the user opened to others by hand: writes with ``max_size`` lock through it
+    but leave its mode, so another user still may not read it. Before, memojar opened it
+    to others as it does the lock file it makes itself (0666 here): the file was anyone's
+    to read and write."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert memojar.Cache(cache_dir).cached(_square)(2) == 4
+    cache_dir.chmod(0o777)
+    private = shared_folder / "private"
+    private.write_text("the user's own")
+    private.chmod(0o600)
+    os.link(private, cache_dir / ".size.lock")
+    assert memojar.Cache(cache_dir, max_size=100_000).cached(_square)(3) == 9
+    assert (private.stat().st_mode & 0o777, private.read_text()) == (0o600, "the user's own")
+
+    def read_it() -> str:
+        try:
+            return private.read_text()
+        except PermissionError:
+            return "refused"
+
+    assert as_another_user(read_it, NOBODY) == "refused"
+
+
 def test_a_user_who_may_only_read_a_shared_cache_computes_and_prunes_nothing(
         shared_folder: Path) -> None:
     """A cache its owner opened to others read-only (``chmod -R go=rX``), used by another
