@@ -1586,7 +1586,7 @@ class FileStore(Store):
                 path = os.path.join(self.root, name, shard, file)
                 key = file[: file.rindex(".")]
                 yield StoredEntry(name, key, st.st_size, _used(st), head if heads else b"",
-                                  path, etag=_as_seen(st))
+                                  path, etag=_as_seen(st, times=False))
 
     def _read_range(self, entry: StoredEntry, start: int, end: int) -> bytes | None:
         """Bytes of a listed entry, walking to it by descriptor (``_list`` reads whole
@@ -1636,13 +1636,15 @@ class FileStore(Store):
         stays, a fresh entry (its path goes to ``kept``). Where the listing read the
         header (``prune``, ``cache_clear``, a sweep judge by it), the file must still start
         with it; before, ``prune`` removed an expired entry computed again while it read
-        the rest of the cache. Else (``max_size`` eviction, ``Cache.clear``) the ``stat``
-        made here must show the inode, size and times the listing's did (``_as_seen``):
-        before, an entry written again between the listing and the unlink was removed, the
-        newest taken for the least recently used. (The inode alone tells nothing: an
-        expired entry is removed on its read, and its number is often the new file's; the
-        new file's times are then its write's, after the listing.) A hit's stamp in between
-        keeps an entry too: used since, it is not the least recently used any more."""
+        the rest of the cache. Else the ``stat`` made here must show what the listing's did
+        (``_as_seen``): for ``max_size`` eviction the inode, size and times (before, an
+        entry written again between the listing and the unlink was removed, the newest
+        taken for the least recently used; the inode alone tells nothing: an expired entry
+        is removed on its read, and its number is often the new file's, whose times are
+        then its write's; a hit's stamp in between keeps an entry too, used since), for
+        ``Cache.clear`` the inode and size (a hit's stamp keeps nothing from a clear; an
+        entry written again at the number of the expired one it replaced, with its size,
+        goes with the rest)."""
         removed: list[str] = []
         denied: list[tuple[str, int]] = [] if refused is None else refused
         by_dir: dict[tuple[str, str], list[str]] = {}
@@ -1671,7 +1673,8 @@ class FileStore(Store):
                                           ) if listed else None
                         if seen is not None and (
                                 not _starts_with(file, sfd, seen.head) if seen.head
-                                else seen.etag and seen.etag != _as_seen(st)):
+                                else seen.etag and seen.etag != _as_seen(
+                                    st, times=seen.etag.count(":") > 1)):
                             if kept is not None:  # written again since it was listed
                                 kept.append(os.path.join(self.root, fdir, shard, file))
                             continue
@@ -1788,7 +1791,7 @@ class FileStore(Store):
                     entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
                                                _used(st), b"",
                                                os.path.join(self.root, name, shard, file),
-                                               st.st_uid, _as_seen(st)))
+                                               st.st_uid, _as_seen(st, times=True)))
         return entries, sum(e.size for e in entries) + temps
 
     def _ledger(self) -> Ledger:
@@ -2397,10 +2400,16 @@ def _starts_with(name: str, dir_fd: int, head: bytes) -> bool:
         os.close(fd)
 
 
-def _as_seen(st: os.stat_result) -> str:
+def _as_seen(st: os.stat_result, times: bool) -> str:
     """Which file a listing saw at an entry's name (``StoredEntry.etag``): one written there
-    since has another inode, or the same number given again with its own write's times."""
-    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    since has another inode or size, or the same number given again with its own write's
+    times. ``times`` for eviction's census (a hit's stamp since, with ``max_size``, keeps
+    the entry: used since, it is not the least recently used), not for ``Cache.clear``'s
+    listing: an entry only read since goes with the rest (kept, it served the value from
+    before the clear afterwards)."""
+    if times:
+        return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    return f"{st.st_ino}:{st.st_size}"
 
 
 def _size_of(path: str) -> int:

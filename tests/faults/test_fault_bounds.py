@@ -330,6 +330,29 @@ def test_clear_keeps_an_entry_written_again_after_it_was_listed(
     assert log.read_text().split() == ["1", "1"]  # the refresh; then a hit
 
 
+def test_clear_removes_an_entry_read_after_it_was_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Cache.clear()`` lists the entries, then removes them: one only read in between by
+    another process of a ``max_size`` cache (whose hit stamps the file's times) goes too.
+    A clear keeping it served the value from before the clear afterwards."""
+    from memojar._filestore import FileStore
+
+    root, log = tmp_path / "cache", tmp_path / "computed"
+    env = subprocess_env(CACHE=str(root), LOG=str(log), CALLS="1", MAX="10000000")
+    subprocess.run([sys.executable, "-c", SIZED], env=env, check=True, timeout=TIMEOUT)
+    unlink = FileStore._unlink
+
+    def read_first(store: FileStore, entries: Any) -> Any:
+        subprocess.run([sys.executable, "-c", SIZED], env=env, check=True, timeout=TIMEOUT)
+        return unlink(store, entries)
+
+    monkeypatch.setattr(FileStore, "_unlink", read_first)
+    assert memojar.Cache(root).clear() == 1
+    subprocess.run([sys.executable, "-c", SIZED], env=env, check=True, timeout=TIMEOUT)
+    assert log.read_text().split() == ["1", "1"]  # the hit between computed nothing
+
+
 # --- 16. kill -9 in the middle of any update ----------------------------------------------------
 
 KILLED = """
