@@ -491,8 +491,10 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     if type(value) in (tuple, list) and any(map(callable, value)):
         return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
     if type(value) is dict and any(map(callable, value.values())):
-        return ("dict", tuple(sorted((_key_text(k), repr(_value_shape(v, seen)))
-                                     for k, v in value.items())))
+        shape = tuple(sorted((_key_text(k), repr(_value_shape(v, seen)))
+                             for k, v in value.items()))
+        orders = _dict_orders(value)  # a pipeline of steps run in its order
+        return ("dict", shape, orders) if orders else ("dict", shape)
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
         return ("object", class_shape(type(value), seen), _state_shape(value))
     if type(seen) is _Captured and id(value) not in seen.accumulators:
@@ -523,10 +525,44 @@ def _plain_key(value: Any) -> str:
     return value_key((value,))
 
 
+def _dict_orders(value: Any) -> str:
+    """The order of the keys of each dict of two or more items in ``value`` (a dict, list
+    or tuple, and those in them or in the attributes of an instance of the user's class
+    there, up to ``_HELD_LIMIT`` items in all), or ``""`` where there is none. Keys hash a dict whatever its order (equal arguments key alike), but the code
+    reading a global, a default or a captured table may follow its order: a pipeline
+    ``STEPS = {"clean": clean, "scale": scale}`` run in turn, the columns of a frame built
+    from ``COLUMNS = {"a": int, "b": float}``. Before, reordering one in the source returned
+    the old order's value. Sets keep no order of the source's (a set of strings iterates in
+    the hash seed's), so they add none."""
+    if type(value) in _PLAIN_TYPES:
+        return ""  # the common case (a number, a string): no walk
+    orders: list[str] = []
+    stack = [value]
+    left = _HELD_LIMIT
+    while stack and left > 0:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is MappingProxyType:
+            left -= len(item)
+            if len(item) > 1:
+                orders.append(repr([_key_text(k) for k in item]))
+            stack.extend(reversed(list(item.values())))
+        elif kind is list or kind is tuple:
+            left -= len(item)
+            stack.extend(reversed(item))
+        elif kind not in _PLAIN_TYPES and is_user_module(kind.__module__):
+            attributes = getattr(item, "__dict__", None)  # ``Config(cols={...})``
+            if type(attributes) is dict:
+                left -= len(attributes)
+                stack.extend(attributes[name] for name in sorted(attributes, reverse=True)
+                             if type(name) is str)
+    return "\n".join(orders)
+
+
 def _state_shape(value: Any) -> Any:
     """An object's state (``state_key``); its type if it cannot be pickled (a lock, a
     connection) or is too large to hash at every process's first call (a model of
-    gigabytes: see ``_keys.STATE_LIMIT``)."""
+    gigabytes: see ``_keys.STATE_LIMIT``). A table's order counts too (``_dict_orders``)."""
     try:
         key = state_key(value)
     except (KeyboardInterrupt, SystemExit):  # the user's, not the value's
@@ -535,7 +571,8 @@ def _state_shape(value: Any) -> Any:
         key = None  # own BaseException too: gevent, pytest): count it by its type
     if key is None:
         return _type_shape(value)
-    return ("state", key)
+    orders = _dict_orders(value)
+    return ("state", key, orders) if orders else ("state", key)
 
 
 def _type_shape(value: Any) -> tuple[str, str, str]:
@@ -1995,7 +2032,9 @@ def _constant(value: Any) -> bool:
 
 
 def _constant_digest(value: Any) -> str:
-    return value_key((value,))[:16]
+    digest = value_key((value,))[:16]
+    orders = _dict_orders(value)  # ``COLUMNS = {"a": int, "b": float}`` reordered
+    return xxhash.xxh3_64_hexdigest(f"{digest}\n{orders}".encode()) if orders else digest
 
 
 def identity_digest(rows: tuple[tuple[str, str, str], ...]) -> str:
