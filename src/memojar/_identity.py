@@ -528,12 +528,13 @@ def _plain_key(value: Any) -> str:
 def _dict_orders(value: Any) -> str:
     """The order of the keys of each dict of two or more items in ``value`` (a dict, list
     or tuple, and those in them or in the attributes of an instance of the user's class
-    there, up to ``_HELD_LIMIT`` items in all), or ``""`` where there is none. Keys hash a dict whatever its order (equal arguments key alike), but the code
-    reading a global, a default or a captured table may follow its order: a pipeline
-    ``STEPS = {"clean": clean, "scale": scale}`` run in turn, the columns of a frame built
-    from ``COLUMNS = {"a": int, "b": float}``. Before, reordering one in the source returned
-    the old order's value. Sets keep no order of the source's (a set of strings iterates in
-    the hash seed's), so they add none."""
+    there, up to ``_HELD_LIMIT`` items in all), or ``""`` where there is none. Keys hash a
+    dict whatever its order (equal arguments key alike), but the code reading a global, a
+    default or a captured table may follow its order: a pipeline ``STEPS = {"clean":
+    clean, "scale": scale}`` run in turn, the columns of a frame built from ``COLUMNS =
+    {"a": int, "b": float}``. Before, reordering one in the source returned the old order's
+    value. Sets keep no order of the source's (a set of strings iterates in the hash
+    seed's), so they add none."""
     if type(value) in _PLAIN_TYPES:
         return ""  # the common case (a number, a string): no walk
     orders: list[str] = []
@@ -551,7 +552,10 @@ def _dict_orders(value: Any) -> str:
             left -= len(item)
             stack.extend(reversed(item))
         elif kind not in _PLAIN_TYPES and is_user_module(kind.__module__):
-            attributes = getattr(item, "__dict__", None)  # ``Config(cols={...})``
+            try:
+                attributes = object.__getattribute__(item, "__dict__")  # Config(cols={})
+            except Exception:  # noqa: BLE001 - none (``__slots__``), or a broken class's
+                continue
             if type(attributes) is dict:
                 left -= len(attributes)
                 stack.extend(attributes[name] for name in sorted(attributes, reverse=True)
