@@ -31,7 +31,7 @@ import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import (
     BuiltinFunctionType,
     ClassMethodDescriptorType,
@@ -547,19 +547,27 @@ def _dict_orders(value: Any) -> str:
             left -= len(item)
             if len(item) > 1:
                 orders.append(repr([_key_text(k) for k in item]))
-            stack.extend(reversed(list(item.values())))
+            children: Iterable[Any] = item.values()
         elif kind is list or kind is tuple:
             left -= len(item)
-            stack.extend(reversed(item))
-        elif kind not in _PLAIN_TYPES and is_user_module(kind.__module__):
+            children = item
+        elif is_user_module(kind.__module__):
             try:
                 attributes = object.__getattribute__(item, "__dict__")  # Config(cols={})
             except Exception:  # noqa: BLE001 - none (``__slots__``), or a broken class's
                 continue
-            if type(attributes) is dict:
-                left -= len(attributes)
-                stack.extend(attributes[name] for name in sorted(attributes, reverse=True)
-                             if type(name) is str)
+            if type(attributes) is not dict:
+                continue
+            left -= len(attributes)
+            names = [name for name, child in attributes.items()
+                     if type(child) not in _PLAIN_TYPES and type(name) is str]
+            if len(names) > 1:
+                names.sort()  # the attributes' order is their assignments': not counted
+            children = [attributes[name] for name in names]
+        else:
+            continue
+        stack.extend(reversed([child for child in children  # numbers and strings hold none
+                               if type(child) not in _PLAIN_TYPES]))
     return "\n".join(orders)
 
 
