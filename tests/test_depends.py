@@ -142,6 +142,14 @@ REORDERED = {
                 x = step(x)
             return x
     """, '{"inc": inc, "dbl": dbl}', '{"dbl": dbl, "inc": inc}', "7"),
+    "Counter": ("""
+        import collections
+
+        COUNTS = collections.Counter(["a", "b"])
+
+        def f(x):
+            return [name * x for name, _ in COUNTS.most_common()]
+    """, '["a", "b"]', '["b", "a"]', "['bbb', 'aaa']"),
     "default": ("""
         def f(x, columns={"a": 1, "b": 2}):
             return [name * x for name in columns]

@@ -526,15 +526,15 @@ def _plain_key(value: Any) -> str:
 
 
 def _dict_orders(value: Any) -> str:
-    """The order of the keys of each dict of two or more items in ``value`` (a dict, list
-    or tuple, and those in them or in the attributes of an instance of the user's class
-    there, up to ``_HELD_LIMIT`` items in all), or ``""`` where there is none. Keys hash a
-    dict whatever its order (equal arguments key alike), but the code reading a global, a
-    default or a captured table may follow its order: a pipeline ``STEPS = {"clean":
-    clean, "scale": scale}`` run in turn, the columns of a frame built from ``COLUMNS =
-    {"a": int, "b": float}``. Before, reordering one in the source returned the old order's
-    value. Sets keep no order of the source's (a set of strings iterates in the hash
-    seed's), so they add none."""
+    """The order of the keys of each dict of two or more items in ``value`` (a dict, or a
+    subclass's, list or tuple, and those in them or in the attributes of an instance of the
+    user's class there, up to ``_HELD_LIMIT`` items in all), or ``""`` where there is none.
+    Keys hash a dict whatever its order (equal arguments key alike), but the code reading a
+    global, a default or a captured table may follow its order: a pipeline ``STEPS =
+    {"clean": clean, "scale": scale}`` run in turn, the columns of a frame built from
+    ``COLUMNS = {"a": int, "b": float}``. Before, reordering one in the source returned the
+    old order's value. Sets keep no order of the source's (a set of strings iterates in the
+    hash seed's), so they add none."""
     if type(value) in _PLAIN_TYPES:
         return ""  # the common case (a number, a string): no walk
     orders: list[str] = []
@@ -543,11 +543,13 @@ def _dict_orders(value: Any) -> str:
     while stack and left > 0:
         item = stack.pop()
         kind = type(item)
-        if kind is dict or kind is MappingProxyType:
-            left -= len(item)
-            if len(item) > 1:
-                orders.append(repr([_key_text(k) for k in item]))
-            children: Iterable[Any] = item.values()
+        if kind is MappingProxyType:  # a class's namespace, a read-only table: its dict
+            item, kind = dict(item), dict
+        if issubclass(kind, dict):  # a Counter's ties and a defaultdict iterate so too
+            left -= dict.__len__(item)
+            if dict.__len__(item) > 1:
+                orders.append(repr([_key_text(k) for k in dict.keys(item)]))
+            children: Iterable[Any] = dict.values(item)
         elif kind is list or kind is tuple:
             left -= len(item)
             children = item
