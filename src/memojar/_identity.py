@@ -540,18 +540,22 @@ def _dict_orders(value: Any) -> str:
     orders: list[str] = []
     stack = [value]
     left = _HELD_LIMIT
-    while stack and left > 0:
+    while stack:
         item = stack.pop()
         kind = type(item)
         if kind is MappingProxyType:  # a class's namespace, a read-only table: its dict
             item, kind = dict(item), dict
         if issubclass(kind, dict):  # a Counter's ties and a defaultdict iterate so too
             left -= dict.__len__(item)
+            if left < 0:  # past the budget: nothing of it read (a table of millions)
+                break
             if dict.__len__(item) > 1:
                 orders.append(repr([_key_text(k) for k in dict.keys(item)]))
             children: Iterable[Any] = dict.values(item)
         elif kind is list or kind is tuple:
             left -= len(item)
+            if left < 0:
+                break
             children = item
         elif is_user_module(kind.__module__):
             try:
@@ -561,6 +565,8 @@ def _dict_orders(value: Any) -> str:
             if type(attributes) is not dict:
                 continue
             left -= len(attributes)
+            if left < 0:
+                break
             names = [name for name, child in attributes.items()
                      if type(child) not in _PLAIN_TYPES and type(name) is str]
             if len(names) > 1:
