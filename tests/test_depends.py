@@ -115,6 +115,79 @@ def test_a_constant_edited_recomputes(project: Path) -> None:
     assert second["explain"] == "incompatible: constant helpers.FACTOR changed"
 
 
+# A table whose order the code follows, reordered in the source: keys hash a dict
+# whatever its order, and so did the fingerprint of one a function reads.
+REORDERED = {
+    "constant": ("""
+        COLUMNS = {"a": int, "b": float}
+
+        def f(x):
+            return [name * x for name in COLUMNS]
+    """, '{"a": int, "b": float}', '{"b": float, "a": int}', "['bbb', 'aaa']"),
+    "nested constant": ("""
+        SCHEMA = [{"a": 1, "b": 2}]
+
+        def f(x):
+            return [name * x for name in SCHEMA[0]]
+    """, '{"a": 1, "b": 2}', '{"b": 2, "a": 1}', "['bbb', 'aaa']"),
+    "table of functions": ("""
+        def inc(x):
+            return x + 1
+
+        def dbl(x):
+            return x * 2
+
+        STEPS = {"inc": inc, "dbl": dbl}
+
+        def f(x):
+            for step in STEPS.values():
+                x = step(x)
+            return x
+    """, '{"inc": inc, "dbl": dbl}', '{"dbl": dbl, "inc": inc}', "7"),
+    "Counter": ("""
+        import collections
+
+        COUNTS = collections.Counter(["a", "b"])
+
+        def f(x):
+            return [name * x for name, _ in COUNTS.most_common()]
+    """, '["a", "b"]', '["b", "a"]', "['bbb', 'aaa']"),
+    "default": ("""
+        def f(x, columns={"a": 1, "b": 2}):
+            return [name * x for name in columns]
+    """, '{"a": 1, "b": 2}', '{"b": 2, "a": 1}', "['bbb', 'aaa']"),
+    "instance": ("""
+        class Config:
+            def __init__(self, columns):
+                self.columns = columns
+
+        CONFIG = Config({"a": 1, "b": 2})
+
+        def f(x):
+            return [name * x for name in CONFIG.columns]
+    """, '{"a": 1, "b": 2}', '{"b": 2, "a": 1}', "['bbb', 'aaa']"),
+    "captured": ("""
+        def make(columns):
+            def f(x):
+                return [name * x for name in columns]
+            return f
+
+        f = make({"a": 1, "b": 2})
+    """, '{"a": 1, "b": 2}', '{"b": 2, "a": 1}', "['bbb', 'aaa']"),
+}
+
+
+@pytest.mark.parametrize("source, old, new, value", REORDERED.values(), ids=REORDERED.keys())
+def test_a_table_reordered_in_the_source_recomputes(tmp_path: Path, source: str, old: str,
+                                                    new: str, value: str) -> None:
+    main = "from memojar import cached\nimport helpers\nf = cached(helpers.f)\n"
+    write(tmp_path, {"helpers.py": source, "main.py": main})
+    run(tmp_path)
+    write(tmp_path, {"helpers.py": source.replace(old, new)})
+    second = run(tmp_path)
+    assert (second["misses"], second["value"]) == (1, value)
+
+
 def test_a_constant_the_function_does_not_read_is_not_tracked(project: Path) -> None:
     run(project)
     write(project, {"helpers.py": HELPERS.replace("UNUSED = 5", "UNUSED = 6")})

@@ -31,7 +31,7 @@ import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import (
     BuiltinFunctionType,
     ClassMethodDescriptorType,
@@ -491,8 +491,10 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     if type(value) in (tuple, list) and any(map(callable, value)):
         return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
     if type(value) is dict and any(map(callable, value.values())):
-        return ("dict", tuple(sorted((_key_text(k), repr(_value_shape(v, seen)))
-                                     for k, v in value.items())))
+        shape = tuple(sorted((_key_text(k), repr(_value_shape(v, seen)))
+                             for k, v in value.items()))
+        orders = _dict_orders(value)  # a pipeline of steps run in its order
+        return ("dict", shape, orders) if orders else ("dict", shape)
     if callable(value) and isinstance(_call_of(type(value)), FunctionType):
         return ("object", class_shape(type(value), seen), _state_shape(value))
     if type(seen) is _Captured and id(value) not in seen.accumulators:
@@ -523,10 +525,64 @@ def _plain_key(value: Any) -> str:
     return value_key((value,))
 
 
+def _dict_orders(value: Any) -> str:
+    """The order of the keys of each dict of two or more items in ``value`` (a dict, or a
+    subclass's, list or tuple, and those in them or in the attributes of an instance of the
+    user's class there, up to ``_HELD_LIMIT`` items in all), or ``""`` where there is none.
+    Keys hash a dict whatever its order (equal arguments key alike), but the code reading a
+    global, a default or a captured table may follow its order: a pipeline ``STEPS =
+    {"clean": clean, "scale": scale}`` run in turn, the columns of a frame built from
+    ``COLUMNS = {"a": int, "b": float}``. Before, reordering one in the source returned the
+    old order's value. Sets keep no order of the source's (a set of strings iterates in the
+    hash seed's), so they add none."""
+    if type(value) in _PLAIN_TYPES:
+        return ""  # the common case (a number, a string): no walk
+    orders: list[str] = []
+    stack = [value]
+    left = _HELD_LIMIT
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is MappingProxyType:  # a class's namespace, a read-only table: its dict
+            item, kind = dict(item), dict
+        if issubclass(kind, dict):  # a Counter's ties and a defaultdict iterate so too
+            left -= dict.__len__(item)
+            if left < 0:  # past the budget: nothing of it read (a table of millions)
+                break
+            if dict.__len__(item) > 1:
+                orders.append(repr([_key_text(k) for k in dict.keys(item)]))
+            children: Iterable[Any] = dict.values(item)
+        elif kind is list or kind is tuple:
+            left -= len(item)
+            if left < 0:
+                break
+            children = item
+        elif is_user_module(kind.__module__):
+            try:
+                attributes = object.__getattribute__(item, "__dict__")  # Config(cols={})
+            except Exception:  # noqa: BLE001 - none (``__slots__``), or a broken class's
+                continue
+            if type(attributes) is not dict:
+                continue
+            left -= len(attributes)
+            if left < 0:
+                break
+            names = [name for name, child in attributes.items()
+                     if type(child) not in _PLAIN_TYPES and type(name) is str]
+            if len(names) > 1:
+                names.sort()  # the attributes' order is their assignments': not counted
+            children = [attributes[name] for name in names]
+        else:
+            continue
+        stack.extend(reversed([child for child in children  # numbers and strings hold none
+                               if type(child) not in _PLAIN_TYPES]))
+    return "\n".join(orders)
+
+
 def _state_shape(value: Any) -> Any:
     """An object's state (``state_key``); its type if it cannot be pickled (a lock, a
     connection) or is too large to hash at every process's first call (a model of
-    gigabytes: see ``_keys.STATE_LIMIT``)."""
+    gigabytes: see ``_keys.STATE_LIMIT``). A table's order counts too (``_dict_orders``)."""
     try:
         key = state_key(value)
     except (KeyboardInterrupt, SystemExit):  # the user's, not the value's
@@ -535,7 +591,8 @@ def _state_shape(value: Any) -> Any:
         key = None  # own BaseException too: gevent, pytest): count it by its type
     if key is None:
         return _type_shape(value)
-    return ("state", key)
+    orders = _dict_orders(value)
+    return ("state", key, orders) if orders else ("state", key)
 
 
 def _type_shape(value: Any) -> tuple[str, str, str]:
@@ -1995,7 +2052,9 @@ def _constant(value: Any) -> bool:
 
 
 def _constant_digest(value: Any) -> str:
-    return value_key((value,))[:16]
+    digest = value_key((value,))[:16]
+    orders = _dict_orders(value)  # ``COLUMNS = {"a": int, "b": float}`` reordered
+    return xxhash.xxh3_64_hexdigest(f"{digest}\n{orders}".encode()) if orders else digest
 
 
 def identity_digest(rows: tuple[tuple[str, str, str], ...]) -> str:
