@@ -501,6 +501,69 @@ def test_an_argument_the_caller_changes_after_a_stale_hit_is_not_stored_for_the_
     assert total([1, 2]) == 3 and total([1, 2, 100]) == 103
 
 
+def test_a_background_recomputation_calling_itself_does_not_wait_for_itself(
+    tmp_path: Path,
+) -> None:
+    """A background recomputation that calls its function with its own key (through an
+    ignored argument) once the window has ended computes the inner call at once, as a
+    function calling itself does.
+
+    Old: the recomputation held the key's lock unmarked, so the inner call waited
+    ``lock_timeout`` for its own thread, and then warned."""
+    took: list[float] = []
+
+    @Cache(tmp_path / "cache", lock_timeout=60).cached(
+        ttl=0.2, stale_while_revalidate=0.3, ignore=("inner",))
+    def f(x: int, inner: bool = False) -> str:
+        if inner:
+            return "inner"
+        if f.cache_info().misses:  # the recomputation: the window ends while it runs
+            time.sleep(0.4)
+            start = time.monotonic()
+            assert f(x, inner=True) == "inner"
+            took.append(time.monotonic() - start)
+        return "v"
+
+    assert f(1) == "v"
+    time.sleep(0.25)
+    assert f(1) == "v"  # stale: recomputed in the background
+    wait_for(lambda: took, timeout=120)
+    assert took[0] < 30  # lock_timeout is 60 s
+
+
+def test_a_background_recomputation_awaiting_itself_does_not_wait_for_itself(
+    tmp_path: Path,
+) -> None:
+    """The same for an ``async def`` function, whose recomputation is a task of the
+    caller's loop."""
+    import asyncio
+
+    took: list[float] = []
+
+    @Cache(tmp_path / "cache", lock_timeout=60).cached(
+        ttl=0.2, stale_while_revalidate=0.3, ignore=("inner",))
+    async def f(x: int, inner: bool = False) -> str:
+        if inner:
+            return "inner"
+        if f.cache_info().misses:
+            await asyncio.sleep(0.4)
+            start = time.monotonic()
+            assert await f(x, inner=True) == "inner"
+            took.append(time.monotonic() - start)
+        return "v"
+
+    async def main() -> None:
+        assert await f(1) == "v"
+        await asyncio.sleep(0.25)
+        assert await f(1) == "v"  # stale: recomputed in a task of this loop
+        deadline = time.monotonic() + 120
+        while not took and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert took and took[0] < 30  # lock_timeout is 60 s
+
+
 def test_swr_in_a_coroutine_function(cache_dir: Path) -> None:
     import asyncio
 
