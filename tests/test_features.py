@@ -501,6 +501,69 @@ def test_an_argument_the_caller_changes_after_a_stale_hit_is_not_stored_for_the_
     assert total([1, 2]) == 3 and total([1, 2, 100]) == 103
 
 
+def test_a_background_recomputation_calling_itself_does_not_wait_for_itself(
+    tmp_path: Path,
+) -> None:
+    """A background recomputation that calls its function with its own key (through an
+    ignored argument) once the window has ended computes the inner call at once, as a
+    function calling itself does.
+
+    Old: the recomputation held the key's lock unmarked, so the inner call waited
+    ``lock_timeout`` for its own thread, and then warned."""
+    took: list[float] = []
+
+    @Cache(tmp_path / "cache", lock_timeout=60).cached(
+        ttl=0.2, stale_while_revalidate=0.3, ignore=("inner",))
+    def f(x: int, inner: bool = False) -> str:
+        if inner:
+            return "inner"
+        if f.cache_info().misses:  # the recomputation: the window ends while it runs
+            time.sleep(0.4)
+            start = time.monotonic()
+            assert f(x, inner=True) == "inner"
+            took.append(time.monotonic() - start)
+        return "v"
+
+    assert f(1) == "v"
+    time.sleep(0.25)
+    assert f(1) == "v"  # stale: recomputed in the background
+    wait_for(lambda: took, timeout=120)
+    assert took[0] < 30  # lock_timeout is 60 s
+
+
+def test_a_background_recomputation_awaiting_itself_does_not_wait_for_itself(
+    tmp_path: Path,
+) -> None:
+    """The same for an ``async def`` function, whose recomputation is a task of the
+    caller's loop."""
+    import asyncio
+
+    took: list[float] = []
+
+    @Cache(tmp_path / "cache", lock_timeout=60).cached(
+        ttl=0.2, stale_while_revalidate=0.3, ignore=("inner",))
+    async def f(x: int, inner: bool = False) -> str:
+        if inner:
+            return "inner"
+        if f.cache_info().misses:
+            await asyncio.sleep(0.4)
+            start = time.monotonic()
+            assert await f(x, inner=True) == "inner"
+            took.append(time.monotonic() - start)
+        return "v"
+
+    async def main() -> None:
+        assert await f(1) == "v"
+        await asyncio.sleep(0.25)
+        assert await f(1) == "v"  # stale: recomputed in a task of this loop
+        deadline = time.monotonic() + 120
+        while not took and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert took and took[0] < 30  # lock_timeout is 60 s
+
+
 def test_swr_in_a_coroutine_function(cache_dir: Path) -> None:
     import asyncio
 
@@ -819,6 +882,92 @@ def test_the_memory_tier_sees_another_process_without_one_replace_the_entry(
     assert m.held(1) == (["s"] if how == "cache_set" else [1])
     assert m.held(1) is not first
     assert len(notes(m, "held")) == (2 if how == "refresh" else 1)
+
+
+def test_the_memory_tier_sees_another_process_revalidate_the_entry_in_the_background(
+    tmp_path: Path, shared_dir: Path,
+) -> None:
+    """Another process with a shorter ``ttl`` and ``stale_while_revalidate`` serves the
+    entry stale and replaces it in the background: a process holding the old value in
+    memory forgets it, as after a ``refresh``.
+
+    Old: the background recomputation bumped no stamp, so the holder served the replaced
+    value for good (its own ``ttl`` had none), while every other reader got the new one."""
+    m = make_module(tmp_path)
+    first = m.held(1)
+    assert m.held(1) is first
+    code = """
+        import time
+        from memojar import cached
+        g = cached(ttl=0.2, stale_while_revalidate=60)(m.held.__wrapped__)  # the same function
+        time.sleep(0.3)
+        print(g(1))  # stale: served, replaced in the background
+        while g.__memojar__.revalidating:
+            time.sleep(0.02)
+    """
+    assert finish(spawn(m, code, shared_dir)) == "[1]"
+    assert len(notes(m, "held")) == 2
+    assert m.held(1) is not first
+
+
+LATE_HOLDER = """
+import sys, time, warnings
+from pathlib import Path
+from memojar import Cache
+
+HERE = Path({here!r})
+cache = Cache(HERE / "cache", max_size={max_size}, lock_timeout=1)
+
+
+@cache.cached(memory=8)
+def f(x):
+    if sys.argv[1] == "holder":
+        (HERE / "computing").touch()
+        while not (HERE / "go").exists():  # finishes after the caller that timed out
+            time.sleep(0.02)
+    return sys.argv[1]
+
+
+if sys.argv[1] == "holder":
+    print(f(1))
+else:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # waited past lock_timeout
+        print(f(1))
+    (HERE / "go").touch()  # (held, or the holder's once stored)
+    input()  # the holder has stored its value
+    print(f(1))
+"""
+
+
+@pytest.mark.parametrize("max_size", [None, 10**9], ids=["plain", "max_size"])
+def test_the_memory_tier_sees_a_holder_that_stores_after_a_caller_that_timed_out(
+    tmp_path: Path, max_size: int | None,
+) -> None:
+    """A caller that waited past ``lock_timeout`` computes and stores its value; the holder
+    it gave up on stores its own afterwards, over it: the caller's memory tier forgets its
+    value, as every other reader gets the holder's.
+
+    Old: a write that replaced an entry bumped no stamp, so the caller served its own
+    value for good while the entry held the holder's."""
+    script = tmp_path / "late.py"
+    script.write_text(LATE_HOLDER.format(here=str(tmp_path), max_size=max_size))
+
+    def run(role: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, str(script), role], text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    holder = run("holder")
+    try:
+        wait_for(lambda: (tmp_path / "computing").exists())
+        caller = run("caller")
+        assert finish(holder) == "holder"
+        out, err = caller.communicate("\n", timeout=60)
+        assert caller.returncode == 0, err
+    finally:
+        holder.kill()
+    assert out.split() == ["caller", "holder"]
 
 
 def test_the_memory_tier_sees_another_process_s_clear_that_was_interrupted(

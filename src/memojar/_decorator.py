@@ -756,24 +756,38 @@ class _Memo:
             self.revalidating.discard(key)
 
     def _revalidate(self, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
-        """Recompute a stale entry in a background thread, if no one else is doing it."""
+        """Recompute a stale entry in a background thread, if no one else is doing it.
+
+        The key is marked held by this thread and its lock noted (as ``compute`` does): the
+        function calling itself with the key computes at once, and a lock-order cycle
+        through it is seen at once. Before, such a call (made once the window had ended)
+        waited ``lock_timeout`` for the lock its own thread held."""
+        here = (self.store.location, self.name, key)
+        taken: list[Any] = []
         try:
+            _held.set((here,))  # a thread of its own: nothing held before
             lock = self.store.lock(self.name, key)
+            taken.append(lock)
             if not lock.acquire(blocking=False):
                 return  # another thread or process recomputes it
-            try:
-                if not self.contains(key):  # not recomputed by another caller meanwhile
-                    start = self._started(key, (args, kwargs))
-                    value = self.func(*args, **kwargs)
-                    if not self._arguments_changed(key, args, kwargs):
-                        self._computed(key, value, start, (args, kwargs))
-            finally:
-                lock.release()
+            taken.append(_waits.owner())
+            _waits.hold(here, taken)
+            if not self.contains(key):  # not recomputed by another caller meanwhile
+                start = self._started(key, (args, kwargs))
+                value = self.func(*args, **kwargs)
+                if not self._arguments_changed(key, args, kwargs):
+                    self._computed(key, value, start, (args, kwargs))
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
         finally:
-            self._revalidated(key)
+            try:
+                if taken:
+                    _waits.let_go(here, taken)
+                    taken[0].release()  # a lock not held: nothing to do
+            finally:
+                _held.set(())
+                self._revalidated(key)
 
     def _arguments_changed(self, key: str, args: _Args, kwargs: dict[str, Any]) -> bool:
         """Whether a background recomputation's arguments no longer make ``key``: they are
@@ -812,11 +826,15 @@ class _Memo:
         """``_revalidate`` for coroutine functions, as a task on the caller's loop."""
         run = _in_thread if self.store.remote else _inline
         taken: list[Any] = []  # as in ``acompute``: released whatever interrupts this
+        here = (self.store.location, self.name, key)
         try:
+            _held.set((here,))  # the task's own context; marked and noted as in ``_revalidate``
             lock = await run(self.store.lock, self.name, key)
             taken.append(lock)
             if not await run(lock.acquire, False, undo=lock.release):
                 return
+            taken.append(_waits.owner())
+            _waits.hold(here, taken)
             if not await run(self.contains, key):
                 start = self._started(key, (args, kwargs))
                 value = await self.func(*args, **kwargs)
@@ -827,6 +845,7 @@ class _Memo:
                            "served until its window ends", self.name, key, exc_info=True)
         finally:
             if taken:
+                _waits.let_go(here, taken)
                 if self.store.remote:
                     await run(taken[0].release, finish=True)
                 else:

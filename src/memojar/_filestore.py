@@ -685,8 +685,15 @@ class FileStore(Store):
             self._account(-size)
             raise
         self._account(-replaced)
-        self._count(os.path.basename(self._dirs[function]), 0 if replaced else 1,
-                    size - replaced)
+        fdir = os.path.basename(self._dirs[function])
+        if replaced:
+            # An entry replaced, not only removed, is another value under the key (a
+            # stale_while_revalidate recomputation, a caller that waited past lock_timeout,
+            # or its holder finishing after it): every process's memory tier holding the
+            # old one forgets it, as at a removal. After the rename: a value read before
+            # it and held with the stamp of before is then forgotten at the next call.
+            self._bump(fdir)
+        self._count(fdir, 0 if replaced else 1, size - replaced)
 
     def _link_new(self, function: str, key: str, chunks: Sequence[Any]) -> int:
         """The plain write (no ``max_size``): the entry goes into an unnamed file in its
@@ -747,6 +754,8 @@ class FileStore(Store):
                     os.close(fd)
             finally:
                 os.close(sfd)
+            if replaced:  # memory tiers holding the old value forget it (see ``_write_at``)
+                self._bump(folder.name)
             # ``_count``, inline (a frame less a miss): keep the two alike
             if self._tally_pid != _PID[0]:
                 self._forked()
