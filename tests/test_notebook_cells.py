@@ -168,6 +168,43 @@ def test_cache_explain_names_the_constant_a_cell_changed(tmp_path: Path):
     assert out[-1] == "'incompatible: constant __main__.K changed'"
 
 
+# A call started in one cell and still running in a later one: a thread of the notebook's, or
+# a task on the kernel's event loop (which runs between cells).
+RUNNING = """
+import asyncio, threading
+go, started = threading.Event(), threading.Event()
+@cache.cached
+def slow(x):
+    started.set()
+    go.wait(60)
+    return g(x)
+@cache.cached
+async def aslow(x):
+    started.set()
+    while not go.is_set():
+        await asyncio.sleep(0.01)
+    return g(x)
+"""
+START = {"thread": "out = []\nt = threading.Thread(target=lambda: out.append(slow(1)))\n"
+                   "t.start()\nstarted.wait(60)",
+         "task": "t = asyncio.ensure_future(aslow(1))\nawait asyncio.sleep(0)\nstarted.is_set()"}
+FINISH = {"thread": "go.set()\nt.join()\nout[0]", "task": "go.set()\nawait t"}
+
+
+@pytest.mark.parametrize("running", ["thread", "task"])
+def test_a_call_running_while_a_cell_redefines_its_helper_stores_nothing_under_the_old_one(
+        tmp_path: Path, running: str) -> None:
+    # Before: the call's identity was made with the old ``g`` as it started, its value
+    # computed with the new one (defined by a cell while it ran) and stored under that
+    # identity: a kernel with the old ``g`` (the next day's, the first cells run again) got
+    # 101 from ``slow(1)`` where ``g(1) * K`` is 2.
+    edited = cells(tmp_path, RUNNING, START[running],
+                   "def g(x):\n    return x + 100\ngo.set()", FINISH[running])
+    assert edited[-1] == "101"
+    again = cells(tmp_path, RUNNING, START[running], FINISH[running])
+    assert again[-1] == "2"
+
+
 HELPERS = "FACTOR = {factor}\n\ndef scale(x):\n    return x * {times}\n"
 
 

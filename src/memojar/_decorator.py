@@ -442,6 +442,20 @@ class _Memo:
             for mkey in gone:
                 self.recent.pop(mkey, None)
 
+    def _crossed(self, key: str, ident: bytes) -> bool:
+        """Whether a cell that started while the call ran (a thread's or a task's call that
+        outlived its cell: the kernel's event loop runs tasks between cells) changed what its
+        identity ``ident`` was made from: a helper defined again, a constant bound again. Its
+        value may be of the new ones, and is not stored under ``ident`` (before, it was: a
+        kernel with the old ones, the next day's, got it)."""
+        resolved = self.resolved
+        if self.__dict__.get("ident") is ident and (resolved is None or all(
+                record.unchanged() for record in resolved)):
+            return False  # (``ident`` made again meanwhile: what it was made of changed)
+        logger.debug("not stored %s %s (a cell changed what it depends on while it ran)",
+                     self.name, key)
+        return True
+
     def dependencies_changed(self) -> bool:
         """Whether what the identity was made from changed since (False before the first
         call, which makes it; True if it was made without a record)."""
@@ -1083,6 +1097,7 @@ class _Memo:
         debug = logger.isEnabledFor(DEBUG)
         if debug:
             logger.debug("miss %s %s", self.name, key)
+        marked = _notebook.cells_marked  # before the code check (``_crossed``)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
@@ -1115,7 +1130,8 @@ class _Memo:
             logger.debug("not stored %s %s (a module it depends on was reloaded while it "
                          "ran)", self.name, key)
             stored = self._unstored(key)
-        elif self.files and self._files_changed(key, (args, kwargs), files):
+        elif ((_notebook.cells_marked != marked and self._crossed(key, ident))
+              or (self.files and self._files_changed(key, (args, kwargs), files))):
             stored = self._unstored(key)
         elif elapsed < self.min_compute_time:
             logger.debug("not stored %s %s (computed in %.3f s, under min_compute_time)",
@@ -1430,6 +1446,7 @@ class _Memo:
         keep the two alike."""
         if logger.isEnabledFor(DEBUG):
             logger.debug("miss %s %s", self.name, key)
+        marked = _notebook.cells_marked  # before the code check (``_crossed``)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
@@ -1438,7 +1455,7 @@ class _Memo:
             loaded = self.loaded()
         files = self._files_state(call) if self.files and call is not None else None
         return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
-                files, loaded)
+                files, loaded, marked)
 
     def _files_state(self, call: tuple[_Args, dict[str, Any]]) -> tuple[Any, ...] | None:
         """``_depends.files_state`` of a call's ``files=`` paths; None if they cannot be
@@ -1459,7 +1476,7 @@ class _Memo:
         stored after all (it cannot be pickled, or the store failed). Inline in
         ``_compute``: keep the two alike."""
         self.miss_count.bump()
-        began, (code, defaults, kwdefaults), ident, files, loaded = start
+        began, (code, defaults, kwdefaults), ident, files, loaded, marked = start
         elapsed = time.perf_counter() - began
         if self.resolved:  # (inline: a frame less a miss in a script, where it is None)
             _notebook.ran(self.resolved)
@@ -1472,6 +1489,8 @@ class _Memo:
         if reloaded(loaded):
             logger.debug("not stored %s %s (a module it depends on was reloaded while it "
                          "ran)", self.name, key)
+            return self._unstored(key)
+        if _notebook.cells_marked != marked and self._crossed(key, ident):
             return self._unstored(key)
         if self.files and call is not None and self._files_changed(key, call, files):
             return self._unstored(key)
@@ -1879,7 +1898,7 @@ _keys.call_key_code = _Memo.key_of.__code__
 
 # perf_counter, code and defaults, ident, the files= paths' stat (``_files_state``), the modules
 # the identity was read from (``loaded``)
-_Start = tuple[float, tuple[Any, Any, Any], bytes, tuple[Any, ...] | None, Any]
+_Start = tuple[float, tuple[Any, Any, Any], bytes, tuple[Any, ...] | None, Any, int]
 
 
 # The bytecode a copy's code was compiled to (``_Memo.__getstate__``).

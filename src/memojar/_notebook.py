@@ -40,6 +40,9 @@ _live: weakref.WeakSet[Any] = weakref.WeakSet()  # the memos to mark, while they
 _looked = 0  # the cell whose start ``reloaded`` looked after (all live memos)
 cells_started = 0  # counted before the memos are marked: a re-check that a cell's start
 # overlapped (a call in another thread) sees it changed, and leaves its memo marked
+cells_marked = 0  # counted after: a call (a thread's, a task's) that read it before a cell
+# started, which then changed what the call's identity was made from, sees it changed as it
+# ends, and does not store its value under that identity (``_decorator``'s ``_crossed``)
 
 
 def watch(memo: Any) -> None:
@@ -68,11 +71,12 @@ def _shell() -> Any:
 
 def _cell_starts(*_info: Any) -> None:
     """``pre_run_cell``: each live memo re-checks its identity at its next call."""
-    global cells_started
+    global cells_started, cells_marked
     cells_started += 1
     _identity.generation += 1  # functions and classes given as arguments: re-checked too
     for memo in list(_live):
         memo.code = CELL_RAN
+    cells_marked += 1
 
 
 def ran(records: list[Any]) -> None:
