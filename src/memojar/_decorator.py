@@ -395,8 +395,10 @@ class _Memo:
             why = "what it depends on changed"
         elif reloaded(self.loaded()):
             why = "a module it depends on was reloaded"
-        else:
+        elif _reassigned(self.watched, self.made):
             why = "its code or defaults were reassigned"
+        else:  # a miss in IPython: bound again within the cell (``_compute``)
+            why = "what it depends on changed"
         forget_dependencies(self.target)
         for item in self.depends_on[1]:
             forget_dependencies(item)
@@ -1101,8 +1103,12 @@ class _Memo:
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
-                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)):
-            self.renew()  # reassigned since this call's key_of, or a module reloaded
+                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)
+                or (self.resolved is not None and self.dependencies_changed())):
+            # reassigned since this call's key_of, a module reloaded, or (in IPython, where
+            # records are kept) a helper or constant bound again since the identity was
+            # made, in this cell: the value computed now is of the new ones
+            self.renew()
             loaded = self.loaded()
         began = time.perf_counter()
         code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
@@ -1450,8 +1456,12 @@ class _Memo:
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
-                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)):
-            self.renew()  # reassigned since this call's key_of, or a module reloaded
+                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)
+                or (self.resolved is not None and self.dependencies_changed())):
+            # reassigned since this call's key_of, a module reloaded, or (in IPython, where
+            # records are kept) a helper or constant bound again since the identity was
+            # made, in this cell: the value computed now is of the new ones
+            self.renew()
             loaded = self.loaded()
         files = self._files_state(call) if self.files and call is not None else None
         return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
