@@ -465,6 +465,14 @@ class _Memo:
             return False
         return self.resolved is None or not all(r.unchanged() for r in self.resolved)
 
+    def rebound(self) -> bool:
+        """Whether a name the identity was made from is bound to another object since
+        (``Resolved.bound_as_made``: the names only, a check for every miss in IPython;
+        ``dependencies_changed`` compares functions and classes too, 300 µs for the function
+        of ``benchmarks/notebook_miss.py``)."""
+        return "ident" in self.__dict__ and not all(
+            record.bound_as_made() for record in self.resolved or ())
+
     def __getstate__(self) -> dict[str, Any]:
         """A copy (cloudpickle sends a function of ``__main__`` by value) starts with an
         empty memory tier and no recomputation running; it maps the stamp itself. Its
@@ -1104,7 +1112,7 @@ class _Memo:
         loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
                 or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)
-                or (self.resolved is not None and self.dependencies_changed())):
+                or (self.resolved is not None and self.rebound())):
             # reassigned since this call's key_of, a module reloaded, or (in IPython, where
             # records are kept) a helper or constant bound again since the identity was
             # made, in this cell: the value computed now is of the new ones
@@ -1457,7 +1465,7 @@ class _Memo:
         loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
                 or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)
-                or (self.resolved is not None and self.dependencies_changed())):
+                or (self.resolved is not None and self.rebound())):
             # reassigned since this call's key_of, a module reloaded, or (in IPython, where
             # records are kept) a helper or constant bound again since the identity was
             # made, in this cell: the value computed now is of the new ones
