@@ -205,6 +205,17 @@ def test_a_call_running_while_a_cell_redefines_its_helper_stores_nothing_under_t
     assert again[-1] == "2"
 
 
+@pytest.mark.parametrize("change", ["def g(x):\n    return x + 100", "K = 100"])
+def test_a_miss_after_a_change_within_its_cell_stores_nothing_under_the_old_identity(
+        tmp_path: Path, change: str) -> None:
+    # Before: ``f(2)``, computed with the new ``g`` (or ``K``) in the cell that changed it
+    # after ``f(1)`` had made the identity, was stored under the old one's identity: a
+    # kernel with the old ``g`` (the next day's, the first cell run alone) got its value.
+    edited = cells(tmp_path, f"f(1)\n{change}\nf(2)")
+    assert edited[-1] in ("102", "300")
+    assert cells(tmp_path, "f(2)") == ["3"]
+
+
 HELPERS = "FACTOR = {factor}\n\ndef scale(x):\n    return x * {times}\n"
 
 

@@ -395,8 +395,10 @@ class _Memo:
             why = "what it depends on changed"
         elif reloaded(self.loaded()):
             why = "a module it depends on was reloaded"
-        else:
+        elif _reassigned(self.watched, self.made):
             why = "its code or defaults were reassigned"
+        else:  # a miss in IPython: bound again within the cell (``_compute``)
+            why = "what it depends on changed"
         forget_dependencies(self.target)
         for item in self.depends_on[1]:
             forget_dependencies(item)
@@ -462,6 +464,14 @@ class _Memo:
         if "ident" not in self.__dict__:
             return False
         return self.resolved is None or not all(r.unchanged() for r in self.resolved)
+
+    def rebound(self) -> bool:
+        """Whether a name the identity was made from is bound to another object since
+        (``Resolved.bound_as_made``: the names only, a check for every miss in IPython;
+        ``dependencies_changed`` compares functions and classes too, 300 µs for the function
+        of ``benchmarks/notebook_miss.py``)."""
+        return "ident" in self.__dict__ and not all(
+            record.bound_as_made() for record in self.resolved or ())
 
     def __getstate__(self) -> dict[str, Any]:
         """A copy (cloudpickle sends a function of ``__main__`` by value) starts with an
@@ -1101,8 +1111,12 @@ class _Memo:
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
-                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)):
-            self.renew()  # reassigned since this call's key_of, or a module reloaded
+                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)
+                or (self.resolved is not None and self.rebound())):
+            # reassigned since this call's key_of, a module reloaded, or (in IPython, where
+            # records are kept) a helper or constant bound again since the identity was
+            # made, in this cell: the value computed now is of the new ones
+            self.renew()
             loaded = self.loaded()
         began = time.perf_counter()
         code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
@@ -1450,8 +1464,12 @@ class _Memo:
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         loaded = self.loaded()
         if (watched.__code__ is not self.code or watched.__defaults__ is not self.defaults
-                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)):
-            self.renew()  # reassigned since this call's key_of, or a module reloaded
+                or watched.__kwdefaults__ is not self.kwdefaults or reloaded(loaded)
+                or (self.resolved is not None and self.rebound())):
+            # reassigned since this call's key_of, a module reloaded, or (in IPython, where
+            # records are kept) a helper or constant bound again since the identity was
+            # made, in this cell: the value computed now is of the new ones
+            self.renew()
             loaded = self.loaded()
         files = self._files_state(call) if self.files and call is not None else None
         return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,

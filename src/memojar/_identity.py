@@ -2169,6 +2169,13 @@ class Resolved:
         except Exception:  # noqa: BLE001 - whatever an object raised
             return False
 
+    def bound_as_made(self) -> bool:
+        """Whether every name is bound to the object it was: ``unchanged`` without its
+        functions' and classes' members, cheap enough for every miss in a notebook (a
+        helper or constant bound again within a cell, ``mock.patch`` of one)."""
+        return all(_holds(held, namespace.get(name, _ABSENT))
+                   for namespace, name, held in self.names.values())
+
     def state_of(self, value: Any) -> tuple[str, tuple[Any, ...]] | None:
         """The digest the previous record took of ``value``, if it is the same object, and
         the functions and classes met making it."""
