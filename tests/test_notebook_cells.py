@@ -205,6 +205,18 @@ def test_a_call_running_while_a_cell_redefines_its_helper_stores_nothing_under_t
     assert again[-1] == "2"
 
 
+@pytest.mark.parametrize("running", ["thread", "task"])
+def test_a_call_running_while_its_own_cell_redefines_its_helper_stores_nothing_under_the_old_one(
+        tmp_path: Path, running: str) -> None:
+    # As above, within one cell: no cell starts while the call runs. Before: 101 stored
+    # under the identity made with the old ``g``, and a kernel with it got 101 for 2.
+    edited = cells(tmp_path, RUNNING, "\n".join((
+        START[running], "def g(x):\n    return x + 100\ngo.set()", FINISH[running])))
+    assert edited[-1] == "101"
+    call = {"thread": "slow(1)", "task": "await aslow(1)"}[running]
+    assert cells(tmp_path, RUNNING, f"go.set()\n{call}")[-1] == "2"
+
+
 @pytest.mark.parametrize("change", ["def g(x):\n    return x + 100", "K = 100"])
 def test_a_miss_after_a_change_within_its_cell_stores_nothing_under_the_old_identity(
         tmp_path: Path, change: str) -> None:
