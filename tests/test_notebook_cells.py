@@ -205,6 +205,18 @@ def test_a_call_running_while_a_cell_redefines_its_helper_stores_nothing_under_t
     assert again[-1] == "2"
 
 
+@pytest.mark.parametrize("running", ["thread", "task"])
+def test_a_call_running_while_its_own_cell_redefines_its_helper_stores_nothing_under_the_old_one(
+        tmp_path: Path, running: str) -> None:
+    # As above, within one cell: no cell starts while the call runs. Before: 101 stored
+    # under the identity made with the old ``g``, and a kernel with it got 101 for 2.
+    edited = cells(tmp_path, RUNNING, "\n".join((
+        START[running], "def g(x):\n    return x + 100\ngo.set()", FINISH[running])))
+    assert edited[-1] == "101"
+    call = {"thread": "slow(1)", "task": "await aslow(1)"}[running]
+    assert cells(tmp_path, RUNNING, f"go.set()\n{call}")[-1] == "2"
+
+
 @pytest.mark.parametrize("change", ["def g(x):\n    return x + 100", "K = 100"])
 def test_a_miss_after_a_change_within_its_cell_stores_nothing_under_the_old_identity(
         tmp_path: Path, change: str) -> None:
@@ -446,3 +458,33 @@ def test_looking_for_reloaded_functions_walks_the_live_ones_once_a_cell(tmp_path
     out = cells(tmp_path, define, "looks.clear()", "sum(f(1) for f in fs)", "len(looks)")
     assert out[0] == out[2] == "1275"
     assert 50 <= int(out[3]) <= 102  # the 51 live memos (f of the first cell too), and 50
+
+
+WRAPPED = ("import functools\nfrom memojar import Cache\ncache = Cache({directory!r})\n\n"
+           "def deco(fn):\n    @functools.wraps(fn)\n    def inner(*a, **k):\n"
+           "        return fn(*a, **k)\n    return inner\n\n"
+           "@deco\n@cache.cached\ndef above(x):\n    return x * {times}\n\n"
+           "@cache.cached\n@deco\ndef below(x):\n    return x * {times}\n\n"
+           "class Model:\n    @deco\n    @cache.cached\n    def above(self, x):\n"
+           "        return x * {times}\n\n    @cache.cached\n    @deco\n"
+           "    def below(self, x):\n        return x * {times}\n")
+
+
+@pytest.mark.parametrize("mode", [*_autoreload_modes(), "3"])
+def test_a_function_under_another_decorator_autoreloaded_never_stores_old_code_as_new(
+        tmp_path: Path, mode: str):
+    # README: autoreload may leave such a function running its old code (as it does the
+    # same functions without memojar); its values stay under the old code's identity, and
+    # a kernel started with the new source computes the new code's.
+    module = tmp_path / "model_wrapped.py"
+    source = dict(directory=str(tmp_path / "cache"))
+    module.write_text(WRAPPED.format(times=2, **source))
+    edit = (f"import os\nopen({str(module)!r}, 'w').write("
+            f"{WRAPPED.format(times=3, **source)!r})\nos.utime({str(module)!r}, (2e9, 2e9))")
+    calls = "[(above(x), below(x), Model().above(x), Model().below(x)) for x in {xs}]"
+    path = f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+    cells(tmp_path, "%load_ext autoreload", f"%autoreload {mode}",
+          f"{path}from model_wrapped import above, below, Model", calls.format(xs=(1,)), edit,
+          calls.format(xs=(1, 2)), calls.format(xs=(1, 2)))  # 2: computed after the edit
+    assert cells(tmp_path, f"{path}from model_wrapped import above, below, Model",
+                 calls.format(xs=(1, 2)))[-1] == "[(3, 3, 3, 3), (6, 6, 6, 6)]"

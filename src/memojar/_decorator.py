@@ -444,17 +444,21 @@ class _Memo:
             for mkey in gone:
                 self.recent.pop(mkey, None)
 
-    def _crossed(self, key: str, ident: bytes) -> bool:
-        """Whether a cell that started while the call ran (a thread's or a task's call that
-        outlived its cell: the kernel's event loop runs tasks between cells) changed what its
-        identity ``ident`` was made from: a helper defined again, a constant bound again. Its
-        value may be of the new ones, and is not stored under ``ident`` (before, it was: a
-        kernel with the old ones, the next day's, got it)."""
+    def _crossed(self, key: str, ident: bytes, marked: int) -> bool:
+        """Whether what the call's identity ``ident`` was made from changed while it ran: a
+        helper defined again, a constant bound again, by a cell that started meanwhile (a
+        thread's or a task's call that outlived its cell: the kernel's event loop runs tasks
+        between cells; ``marked``: ``cells_marked`` as it began), or by its own cell (a
+        thread of the cell's, a task it awaits with the call: the names only, as at the
+        call's start, ``rebound``). Its value may be of the new ones, and is not stored
+        under ``ident`` (before, it was: a kernel with the old ones, the next day's, got
+        it). Asked in IPython only (records kept, or a cell started)."""
         resolved = self.resolved
-        if self.__dict__.get("ident") is ident and (resolved is None or all(
-                record.unchanged() for record in resolved)):
+        if self.__dict__.get("ident") is ident and (resolved is None or (
+                all(record.unchanged() for record in resolved)
+                if _notebook.cells_marked != marked else not self.rebound())):
             return False  # (``ident`` made again meanwhile: what it was made of changed)
-        logger.debug("not stored %s %s (a cell changed what it depends on while it ran)",
+        logger.debug("not stored %s %s (what it depends on changed while it ran)",
                      self.name, key)
         return True
 
@@ -1144,7 +1148,8 @@ class _Memo:
             logger.debug("not stored %s %s (a module it depends on was reloaded while it "
                          "ran)", self.name, key)
             stored = self._unstored(key)
-        elif ((_notebook.cells_marked != marked and self._crossed(key, ident))
+        elif (((self.resolved is not None or _notebook.cells_marked != marked)
+               and self._crossed(key, ident, marked))
               or (self.files and self._files_changed(key, (args, kwargs), files))):
             stored = self._unstored(key)
         elif elapsed < self.min_compute_time:
@@ -1508,7 +1513,8 @@ class _Memo:
             logger.debug("not stored %s %s (a module it depends on was reloaded while it "
                          "ran)", self.name, key)
             return self._unstored(key)
-        if _notebook.cells_marked != marked and self._crossed(key, ident):
+        if ((self.resolved is not None or _notebook.cells_marked != marked)
+                and self._crossed(key, ident, marked)):
             return self._unstored(key)
         if self.files and call is not None and self._files_changed(key, call, files):
             return self._unstored(key)
