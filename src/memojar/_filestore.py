@@ -438,6 +438,9 @@ class FileStore(Store):
         # The function, key and path of the last entry ``read`` found missing (a tuple,
         # replaced whole: threads read it without a lock), which ``maybe_stored`` reuses.
         self._missed: tuple[str, str, str] = ("", "", "")
+        # The path, inode, access and modification times before, and the stamp, of the
+        # last entry a hit stamped (a tuple, replaced whole), which ``unstamp`` takes back.
+        self._stamped: tuple[str, int, int, int, int] = ("", 0, 0, 0, 0)
         # Function name -> its folder, opened by this process (the miss path writes through
         # it); the path of each function's lock file.
         self._open: dict[str, _Folder] = {}
@@ -528,11 +531,13 @@ class FileStore(Store):
                     data = _read_rest(fd, data, size)
             # Least-recently-used order: stamp the access, on a file with no other name (one
             # hard-linked there is a file of someone's, not an entry memojar wrote: its times
-            # stay; before, they were stamped before the entry was checked).
+            # stay; before, they were stamped before the entry was checked). The times of
+            # before are kept: an entry its reader then rejects is no use (``unstamp``).
             if self.max_size is not None and st.st_nlink == 1:
                 try:  # both times: FAT keeps no access time (``_used``)
                     now = time.time_ns()
                     os.utime(fd, ns=(now, now))
+                    self._stamped = (path, st.st_ino, st.st_atime_ns, st.st_mtime_ns, now)
                 except OSError:  # a read-only cache still serves its hits
                     pass
             return data
@@ -541,6 +546,30 @@ class FileStore(Store):
                 raise
             logger.debug("read of %s failed: %s", path, exc)
             return None
+        finally:
+            os.close(fd)
+
+    def unstamp(self, function: str, key: str) -> None:
+        """``Store.unstamp``: the times the entry had before this thread's ``read`` stamped
+        it are put back, if the file is still the one stamped and has that stamp (nobody
+        read it or wrote it again since: a time of another's stays). Before, an entry
+        rejected (expired, damaged, another secret's) and left where it was (seen by
+        ``cache_contains``, or its discard waiting on a writer of the key) kept the stamp
+        of a use: eviction took live entries before it."""
+        path, ino, accessed, modified, now = self._stamped
+        if path != self.path(function, key):  # no stamp of it (another thread's since)
+            return
+        try:
+            fd = os.open(path, _O_READ)
+        except OSError:
+            return
+        try:
+            st = os.fstat(fd)
+            if (stat.S_ISREG(st.st_mode) and st.st_ino == ino and st.st_nlink == 1
+                    and st.st_mtime_ns == now and st.st_uid == _euid()):
+                os.utime(fd, ns=(accessed, modified))
+        except OSError:
+            pass
         finally:
             os.close(fd)
 
