@@ -477,6 +477,31 @@ def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
 
 
 @pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
+@pytest.mark.parametrize("look", ["cache_contains", "cache_explain"])
+def test_an_expired_entry_looked_at_is_evicted_before_live_ones(cache_dir: Path,
+                                                                look: str) -> None:
+    """A look at an entry that is then rejected (expired) is no use of it: before, the
+    read's stamp made it the most recently used, and eviction removed a live entry in its
+    place, keeping the dead one."""
+    cache = Cache(cache_dir, max_size=13_000)  # ten entries of about 1.28 kB fit, not 11
+
+    @cache.cached(ttl=1)
+    def f(i):
+        return bytes(1000) + i.to_bytes(4, "little")
+
+    f(0)
+    time.sleep(1.1)  # f(0) has expired
+    for i in range(1, 10):
+        f(i)
+        time.sleep(0.012)  # past the kernel's coarse file clock
+    getattr(f, look)(0)  # rejected, left in place
+    time.sleep(0.012)
+    f(10)  # no room: the least recently used go (two: eviction frees a tenth)
+    assert not f.cache_contains(0)
+    assert f.cache_contains(2)
+
+
+@pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
     cache = Cache(cache_dir, max_size=13_000)  # ten entries of about 1.28 kB fit, not 11
 

@@ -64,6 +64,9 @@ SCENARIOS = {
     "miss with memory": ({}, {"memory": 8}, lambda f: f.cache_delete(3), lambda f: f(3)),
     "hit": ({}, {}, lambda f: f(3), lambda f: f(3)),
     "refresh": ({}, {}, lambda f: f(3), lambda f: f.refresh(3)),
+    "refresh with max_size": ({"max_size": 10**6}, {}, lambda f: f(3), lambda f: f.refresh(3)),
+    "delete with max_size": ({"max_size": 10**6}, {}, lambda f: f(3),
+                             lambda f: f.cache_delete(3)),
     "cache_set": ({}, {}, lambda f: f.cache_delete(3), lambda f: f.cache_set(6, 3)),
 }
 

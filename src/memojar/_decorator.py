@@ -726,6 +726,8 @@ class _Memo:
                     return value
             if not isinstance(cause, _NOT_THE_ENTRY):
                 self.discard(key, miss.reason, data)
+            else:  # kept for a process that can load it: not used by this one
+                self.store.unstamp(self.name, key)
             return MISSING
         self.tally.saved += saved
         if logger.isEnabledFor(DEBUG):
@@ -991,6 +993,8 @@ class _Memo:
                     return value, 0.0, 0.0, None
             if not isinstance(cause, _NOT_THE_ENTRY):
                 self.discard(key, miss.reason, data)
+            else:  # kept (see ``get``)
+                self.store.unstamp(self.name, key)
             return MISSING, 0.0, 0.0, None
         expires = math.inf if header.expires is None else header.expires
         if self.ttl is not None:
@@ -1786,7 +1790,8 @@ class _Memo:
         secret: they recompute and replace each other's entries in turn, silently but for
         a warning, once per store and process (a miss's, never the hit path's)."""
         try:
-            self.store.discard(self.name, key, judged)
+            if not self.store.discard(self.name, key, judged):  # left (a writer of the key
+                self.store.unstamp(self.name, key)  # holds its lock): no use of it
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
@@ -1838,6 +1843,7 @@ class _Memo:
             _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
                           _depends.changed_result_class)
         except Miss:
+            self.store.unstamp(self.name, key)  # looked at, rejected: not used
             return False
         return True
 
@@ -1871,6 +1877,7 @@ class _Memo:
             _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
                           _depends.changed_result_class)
         except Miss as miss:
+            self.store.unstamp(self.name, key)  # looked at, rejected: not used
             return _depends.explain_miss(self, data, miss.reason)
         header = _entry.read_header(data)
         return (f"hit: stored {_depends.utc(header.created)}, computed in "

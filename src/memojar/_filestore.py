@@ -438,6 +438,9 @@ class FileStore(Store):
         # The function, key and path of the last entry ``read`` found missing (a tuple,
         # replaced whole: threads read it without a lock), which ``maybe_stored`` reuses.
         self._missed: tuple[str, str, str] = ("", "", "")
+        # The path, inode, access and modification times before, and the stamp, of the
+        # last entry a hit stamped (a tuple, replaced whole), which ``unstamp`` takes back.
+        self._stamped: tuple[str, int, int, int, int] = ("", 0, 0, 0, 0)
         # Function name -> its folder, opened by this process (the miss path writes through
         # it); the path of each function's lock file.
         self._open: dict[str, _Folder] = {}
@@ -528,11 +531,13 @@ class FileStore(Store):
                     data = _read_rest(fd, data, size)
             # Least-recently-used order: stamp the access, on a file with no other name (one
             # hard-linked there is a file of someone's, not an entry memojar wrote: its times
-            # stay; before, they were stamped before the entry was checked).
+            # stay; before, they were stamped before the entry was checked). The times of
+            # before are kept: an entry its reader then rejects is no use (``unstamp``).
             if self.max_size is not None and st.st_nlink == 1:
                 try:  # both times: FAT keeps no access time (``_used``)
                     now = time.time_ns()
                     os.utime(fd, ns=(now, now))
+                    self._stamped = (path, st.st_ino, st.st_atime_ns, st.st_mtime_ns, now)
                 except OSError:  # a read-only cache still serves its hits
                     pass
             return data
@@ -541,6 +546,30 @@ class FileStore(Store):
                 raise
             logger.debug("read of %s failed: %s", path, exc)
             return None
+        finally:
+            os.close(fd)
+
+    def unstamp(self, function: str, key: str) -> None:
+        """``Store.unstamp``: the times the entry had before this thread's ``read`` stamped
+        it are put back, if the file is still the one stamped and has that stamp (nobody
+        read it or wrote it again since: a time of another's stays). Before, an entry
+        rejected (expired, damaged, another secret's) and left where it was (seen by
+        ``cache_contains``, or its discard waiting on a writer of the key) kept the stamp
+        of a use: eviction took live entries before it."""
+        path, ino, accessed, modified, now = self._stamped
+        if path != self.path(function, key):  # no stamp of it (another thread's since)
+            return
+        try:
+            fd = os.open(path, _O_READ)
+        except OSError:
+            return
+        try:
+            st = os.fstat(fd)
+            if (stat.S_ISREG(st.st_mode) and st.st_ino == ino and st.st_nlink == 1
+                    and st.st_mtime_ns == now and st.st_uid == _euid()):
+                os.utime(fd, ns=(accessed, modified))
+        except OSError:
+            pass
         finally:
             os.close(fd)
 
@@ -669,22 +698,26 @@ class FileStore(Store):
                     _write_all(fd, views)
             finally:
                 os.close(fd)
-            try:  # for the ledger and the entry count
-                replaced = os.stat(name, dir_fd=sfd, follow_symlinks=False).st_size
-            except OSError:
-                replaced = 0
+            replaced = _size_at(name, sfd)  # for the ledger and the entry count
             try:
-                os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
+                if replaced:  # an entry there goes: replaced and recorded under the ledger's
+                    with self._settling() as ledger:  # lock, as a removal (``_settling``)
+                        replaced = _size_at(name, sfd)
+                        os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
+                        if ledger is not None:
+                            ledger.settle(-replaced)
+                else:
+                    os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
             except FileNotFoundError as exc:  # the temporary file went (a shard holding it
                 path = os.path.join(self._dirs[function], shard)  # cannot be removed)
                 raise OSError(errno.ENOENT, f"the temporary file {path}{_SEP}{tmp} was "
                               "removed while memojar was writing it (by another program?); "
                               "nothing was stored", tmp) from exc
         except BaseException:
-            _unlink(tmp, sfd)
-            self._account(-size)
+            with self._settling() as ledger:  # the reservation given back
+                if _unlink(tmp, sfd) and ledger is not None:
+                    ledger.settle(-size)
             raise
-        self._account(-replaced)
         fdir = os.path.basename(self._dirs[function])
         if replaced:
             # An entry replaced, not only removed, is another value under the key (a
@@ -1047,11 +1080,7 @@ class FileStore(Store):
         """Remove the entry; its size for the ledger is the one of the file removed, seen
         through the shard's descriptor. Before, it was looked up by path beforehand (a
         shard swapped for a link got the ledger the size of a file where the link led)."""
-        freed: list[int] = []
-        if not self._unlink_entries([self.path(function, key)], freed=freed):
-            return False
-        self._account(-sum(freed))
-        return True
+        return bool(self._unlink_entries([self.path(function, key)], settle=True))
 
     def discard(self, function: str, key: str, judged: Any) -> bool:
         """Delete the entry if it is still the file whose content ``judged`` is.
@@ -1089,22 +1118,34 @@ class FileStore(Store):
                     return False
             finally:
                 os.close(fd)
-            if not self._unlink_entries([path]):
-                return False
-            self._account(-st.st_size if self.max_size is not None else 0)
-            return True
+            return bool(self._unlink_entries([path], settle=True))
         finally:
             lock.release()
 
-    def _account(self, delta: int) -> None:
-        """Record a size change already made on disk in the ledger (``Ledger.settle``);
-        only caches with a max_size keep one."""
-        if delta and self.max_size is not None and not self._anothers():
-            try:
-                with self._ledger() as ledger:
-                    ledger.settle(delta)
-            except _NoRoomForLock as exc:  # the total over-states: the next eviction
-                logger.debug("no ledger update in %s: %s", self.root, exc)  # recounts
+    @contextlib.contextmanager
+    def _settling(self) -> Iterator[Ledger | None]:
+        """The ledger, locked, for a removal made under its lock and recorded there
+        (``Ledger.settle``); None where none is kept (no max_size) or its lock cannot be
+        made (a full disk, a cache shared by hand that this user may not write: the total
+        over-states until the next eviction recounts).
+
+        Made and recorded under one holding of the lock, a removal is never seen by a
+        recount (another process's eviction, ``prune``) and then subtracted once more:
+        before, a removal made outside it and recorded after such a recount made the total
+        say less than the files by the entry's size, each time, and the cache grew past
+        max_size by as much."""
+        if self.max_size is None or self._anothers():
+            yield None
+            return
+        ledger = None
+        try:
+            with self._ledger() as ledger:
+                yield ledger
+        except (_NoRoomForLock, PermissionError) as exc:  # a full disk; a cache this user
+            if ledger is not None:  # may not write (its lock another user's, private); or
+                raise  # raised by the removal itself
+            logger.debug("no ledger update in %s: %s", self.root, exc)
+            yield None
 
     def read_note(self, function: str) -> bytes | None:
         self.path(function, "")  # fills the function's directory in
@@ -1627,9 +1668,8 @@ class FileStore(Store):
 
     def _unlink_entries(self, paths: Sequence[str],
                         refused: list[tuple[str, int]] | None = None,
-                        freed: list[int] | None = None,
                         listed: dict[str, StoredEntry] | None = None,
-                        kept: list[str] | None = None) -> list[str]:
+                        kept: list[str] | None = None, settle: bool = False) -> list[str]:
         """Unlink entry files given by path, walking to each by descriptor; the removed.
 
         An entry this user may not remove (another user's, in a folder of a cache shared by
@@ -1638,7 +1678,7 @@ class FileStore(Store):
         ``PartlyRemoved`` at the end says how many were removed and whose were left. Before,
         the first such entry raised ``PermissionError`` naming only the file, and the
         entries after it were left too (a ``clear`` that met another user's shard first
-        removed nothing of the user's own). ``freed`` gets the size of each removed.
+        removed nothing of the user's own).
 
         ``listed``: each path's entry as a listing gave it. A file there now that is not
         the one listed was written since (a stale key computed again, a ``refresh``) and
@@ -1653,7 +1693,10 @@ class FileStore(Store):
         then its write's; a hit's stamp in between keeps an entry too, used since), for
         ``Cache.clear`` the inode and size (a hit's stamp keeps nothing from a clear; an
         entry written again at the number of the expired one it replaced, with its size,
-        goes with the rest)."""
+        goes with the rest).
+
+        ``settle``: each shard's files are removed and recorded in the ledger under its lock
+        (``_settling``); an eviction, which holds it already, records its own."""
         removed: list[str] = []
         denied: list[tuple[str, int]] = [] if refused is None else refused
         by_dir: dict[tuple[str, str], list[str]] = {}
@@ -1670,7 +1713,8 @@ class FileStore(Store):
             self._bump(fdir)
         try:
             for (fdir, shard), files in by_dir.items():
-                with _dir_at(self.root, fdir, shard) as sfd:
+                with (self._settling() if settle else contextlib.nullcontext()) as ledger, \
+                        _dir_at(self.root, fdir, shard) as sfd:
                     if sfd is None:
                         continue
                     for file in files:
@@ -1701,10 +1745,10 @@ class FileStore(Store):
                                            folder if folder != _euid() else st.st_uid))
                             continue
                         if gone:
+                            if ledger is not None:
+                                ledger.settle(-st.st_size)
                             removed.append(os.path.join(self.root, fdir, shard, file))
                             self._count(fdir, -1, -st.st_size)
-                            if freed is not None:
-                                freed.append(st.st_size)
         finally:
             # Memory tiers forget what they held: also when an interrupt (Ctrl-C in
             # ``memojar clear``) or an error ends this part way, after some unlinks.
@@ -1713,9 +1757,6 @@ class FileStore(Store):
         if denied and refused is None:
             raise _partly_removed(len(removed), denied)
         return removed
-
-    def _removed(self, entries: Sequence[StoredEntry]) -> None:
-        self._account(-sum(e.size for e in entries))
 
     def cleanup(self) -> int:
         """Remove orphaned temporary files and idle lock files; recount the ledger.
@@ -1882,10 +1923,9 @@ class FileStore(Store):
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         """``Store._unlink``; entries this user may not remove are left, the others removed
-        (and accounted, ``_removed``), then ``PartlyRemoved`` says so."""
-        removed, denied, _ = self._unlink_owned(entries)
+        (and recorded in the ledger), then ``PartlyRemoved`` says so."""
+        removed, denied, _ = self._unlink_owned(entries, settle=True)
         if denied:
-            self._removed(removed)
             raise _partly_removed(len(removed), denied)
         return removed
 
@@ -1927,7 +1967,7 @@ class FileStore(Store):
         return removed, [by_path[p] for p, _ in denied], kept
 
     def _unlink_owned(
-        self, entries: Sequence[StoredEntry]
+        self, entries: Sequence[StoredEntry], settle: bool = False,
     ) -> tuple[list[StoredEntry], list[tuple[str, int]], list[StoredEntry]]:
         """The entries removed, the path and owner of each this user may not remove (kept
         per call: before, the owners were kept on the store, so two threads removing at
@@ -1938,7 +1978,8 @@ class FileStore(Store):
         denied: list[tuple[str, int]] = []
         kept: list[str] = []
         removed = [by_path[p] for p in self._unlink_entries(list(by_path), denied,
-                                                            listed=by_path, kept=kept)]
+                                                            listed=by_path, kept=kept,
+                                                            settle=settle)]
         return removed, denied, [by_path[p] for p in kept]
 
 
@@ -2424,6 +2465,14 @@ def _as_seen(st: os.stat_result, times: bool) -> str:
 def _size_of(path: str) -> int:
     try:
         return os.stat(path, follow_symlinks=False).st_size
+    except OSError:
+        return 0
+
+
+def _size_at(name: str, dir_fd: int) -> int:
+    """The size of the file at ``name`` (not followed), 0 if there is none."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
     except OSError:
         return 0
 

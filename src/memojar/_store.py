@@ -344,6 +344,11 @@ class Store(abc.ABC):
             logger.debug("read of %s %s from %s failed: %s", function, key, self.location, exc)
             return None
 
+    def unstamp(self, function: str, key: str) -> None:  # noqa: B027 - optional
+        """The entry this thread just read (``read``) was not used (its reader rejected it)
+        and is still there: the mark of a use its read left in the least-recently-used
+        order, if any, is taken back. Nothing by default."""
+
     def maybe_stored(self, function: str, key: str) -> bool:
         """False only if there is certainly no entry for ``key``, told more cheaply than by
         ``read`` (the re-check of a miss under the key's lock); True: read to know."""

@@ -468,6 +468,83 @@ def test_a_removal_in_a_new_process_is_counted_once(tmp_path: Path, removal: str
     assert int((root / ".size").read_text()) == on_disk(root)
 
 
+RECOUNT = """
+import os, memojar
+from memojar import _filestore
+_filestore.LOCK_WAIT = 1.0  # a ledger held throughout by the remover: given up
+try:
+    memojar.Cache(os.environ["CACHE"], max_size=1_000_000).prune()  # recounts the ledger
+except OSError as exc:
+    assert "held by another process" in str(exc), exc
+"""
+
+RECOUNTED_MEANWHILE = """
+import glob, os, subprocess, sys
+import memojar
+cache = memojar.Cache(os.environ["CACHE"], max_size=1_000_000)
+
+@cache.cached
+def f(i):
+    return bytes([i]) * 10_000
+
+@cache.cached
+def g(i):
+    return bytes([i]) * 20_000
+
+if os.environ["REMOVAL"] == "write":  # the first process's entries
+    f(1), f(2), f(3), g(10)
+    sys.exit()
+f(4)  # this process has used the ledger: its next update is a difference, not a recount
+
+def recounted_after(real):  # another process recounts once the first entry file goes
+    def change(src, *args, **kwargs):
+        real(src, *args, **kwargs)
+        if ".pkl" in str(src) and not recounted:
+            recounted.append(src)
+            subprocess.run([sys.executable, "-c", os.environ["RECOUNT"]], check=True,
+                           timeout=60)
+    return change
+
+recounted = []
+
+removal = os.environ["REMOVAL"]
+if removal == "discard":  # a damaged entry: discarded on read
+    [path] = glob.glob(os.path.join(cache.directory, "*", "*", f.cache_key(1) + ".pkl"))
+    with open(path, "r+b") as damaged:
+        damaged.seek(-1, os.SEEK_END)
+        damaged.write(b"!")
+os.unlink, os.rename = recounted_after(os.unlink), recounted_after(os.rename)
+if removal == "delete":
+    assert f.cache_delete(1)
+elif removal == "discard":
+    f(1)
+elif removal == "clear":  # f's entries; g's stays
+    assert f.cache_clear() == 4
+else:  # a refresh renames its entry over the one there
+    f.refresh(1)
+"""
+
+
+@pytest.mark.parametrize("removal", ["delete", "discard", "clear", "refresh"])
+def test_a_removal_is_counted_once_when_the_ledger_is_recounted_meanwhile(
+    tmp_path: Path, removal: str,
+) -> None:
+    """Another process's recount of the ledger (its eviction, ``prune``) between a removal
+    and the remover's ledger update already misses the removed entry: subtracting its size
+    then as well made the ledger say less than the files on disk (an entry's size each
+    time), and the cache could grow past max_size by as much. A removal is now made and
+    recorded under the ledger's lock."""
+    root = tmp_path / "cache"
+    env = subprocess_env(CACHE=str(root), RECOUNT=RECOUNT)
+    subprocess.run([sys.executable, "-c", RECOUNTED_MEANWHILE], env={**env, "REMOVAL": "write"},
+                   check=True, timeout=TIMEOUT)
+    proc = subprocess.run([sys.executable, "-c", RECOUNTED_MEANWHILE],
+                          env={**env, "REMOVAL": removal}, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert int((root / ".size").read_text()) == on_disk(root)
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
 def test_a_process_going_through_many_caches_keeps_few_files_open(tmp_path: Path) -> None:
     """A process that uses a hundred caches' functions once each (a pipeline of cached steps,
