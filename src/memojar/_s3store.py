@@ -1269,24 +1269,28 @@ class _Lease(KeyLock):
 
 class _WaitNote:
     """A wait for a lease by a caller holding others (``_Lease.note_waiting``): the object
-    ``name``, its body the ids behind the wait, written again at each renewal."""
+    ``name``, its body the ids behind the wait, written again at each renewal.
+
+    No lock is held over a request. Before, the renewer's writes and the caller's notes and
+    end took a mutex held over the write: a request may wait for the credentials' refresh
+    lock, which a signal handler's call in the refreshing thread keeps held while it runs
+    (as ``_Lease.renew`` says), and that call, noting or ending its wait, waited for the
+    renewer's thread, which waited for the refresh: a hang. Writes made at once carry the
+    ids each read (the renewer's next round writes the latest); a write that lands after
+    the end removes the note again (``_write``)."""
 
     def __init__(self, store: S3Store, name: str) -> None:
         self.store, self.name = store, name
         self.ids: frozenset[int] = frozenset()
         self.ended = False
         self.written = False
-        # the renewer's writes against the end's removal (reentrant: a signal handler's
-        # call may end a wait of its thread's)
-        self._mutex = threading.RLock()
 
     def note(self, behind: Collection[int]) -> None:
         ids = frozenset(behind)
-        with self._mutex:
-            if self.ended or (ids == self.ids and self.written):
-                return
-            self.ids = ids
-            self._write()
+        if self.ended or (ids == self.ids and self.written):
+            return
+        self.ids = ids
+        self._write()
 
     def _write(self) -> None:
         body = " ".join(f"{i:08x}" for i in sorted(self.ids)).encode() + b"\n"
@@ -1296,22 +1300,22 @@ class _WaitNote:
             logger.debug("cannot note a wait (%s): %s", self.name, exc)
             return
         self.written = True
+        if self.ended:  # ended while this write was under way: perhaps after its removal
+            self.store._renewer.attempt(self._remove, LEASE_TTL)
 
     def renew(self) -> bool:
-        with self._mutex:
-            if not self.ended:
-                self._write()
+        if not self.ended:
+            self._write()
         return True  # ended: dropped (a note is never "lost")
 
     def disown(self) -> None:
         """In a forked child: the parent's wait (left to end there, or to go stale)."""
-        self._mutex, self.ended = threading.RLock(), True
+        self.ended = True
 
     def end(self) -> None:
         """The wait is over: removed now (a coroutine calls this in a worker thread), else
         by the renewer's thread (a note left unrenewed is stale after ``LEASE_TTL``)."""
-        with self._mutex:  # no write after this
-            self.ended = True
+        self.ended = True  # no write from now on (one under way removes it: ``_write``)
         store = self.store
         store._renewer.discard(self)
         if not self.written:
