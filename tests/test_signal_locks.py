@@ -205,7 +205,8 @@ def test_a_signal_handlers_call_renewed_while_credentials_refresh_does_not_hang(
 # processes would be seen), and the renewer's thread rewrites the note every round. That
 # write waited for the refresh the interrupted thread holds, under the note's mutex, which
 # the handler's call took again to note its wait anew: a hang (every run).
-WAIT_NOTED = CACHED_F + r"""
+WAIT_NOTED = REFRESHING.replace("got.append(f(100))", "got.append(outer(7))").replace(
+    "got = []", """got = []
 import time
 files = Cache(sys.argv[2])
 
@@ -222,23 +223,11 @@ def outer(x):
 
 PARENT = os.getpid()
 R, W = os.pipe()
-print(f(1), flush=True)
 if os.fork() == 0:
     inner(7)
     os._exit(0)
 assert os.read(R, 4) == b"held"
-got = []
-signal.signal(signal.SIGALRM, lambda signum, frame: got.append(outer(7)))
-
-def profile(frame, event, arg):
-    if event == "call" and frame.f_code.co_name == "_protected_refresh" and not got:
-        sys.setprofile(None)
-        os.kill(os.getpid(), signal.SIGALRM)  # handled inside the refresh, under its lock
-
-sys.setprofile(profile)
-print(f(2), got, flush=True)
-os.wait()
-"""
+""") + "os.wait()\n"
 
 
 def test_a_signal_handlers_call_whose_wait_is_noted_while_credentials_refresh_does_not_hang(
