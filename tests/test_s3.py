@@ -7,6 +7,7 @@ faults, trust, large results and the command line.
 
 from __future__ import annotations
 
+import gc
 import http.server
 import json
 import queue
@@ -929,7 +930,8 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(
     (S3 answers a DELETE of what is gone as done; a conditional one, that it is gone: the
     first removed it), counted once. Before, both raised ``ConnectionError`` (the client
     makes one attempt) though the entries were gone, as did ``prune`` and ``Cache.clear``."""
-    double, _ = counted(Cache(dropper.front(s3_location), secret=SECRET))
+    cache = Cache(dropper.front(s3_location), secret=SECRET)
+    double, _ = counted(cache)
     for i in range(10):
         double(i)
     bucket, _ = split(s3_location)
@@ -940,6 +942,13 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(
     # (until the delete sent again was answered) are made again
     dropper.drop(f"DELETE /{bucket}/{entry_object(s3_location, double, 1)} ".encode())
     cleared = double.cache_clear()
+    cache.close()
+    # A socket of a connection the dropper cut is left to the collector (botocore's or
+    # urllib3's: not traced to memojar yet, see the closing notes): collected here, so
+    # that its ResourceWarning is not raised in whichever later test the collector runs.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     assert len(dropper.dropped) == 2
     assert (deleted, cleared) == (True, 9)
     assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
