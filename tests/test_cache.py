@@ -717,7 +717,7 @@ def test_judge_gives_each_entry_the_verdict_prune_acts_on(cache_dir: Path) -> No
     write_entry(cache, "m.f", k(3), fingerprint="b" * 16, created=now - 30, expires=now - 1)
     # damaged (an S3 object named like an entry, not beginning as one, is someone else's:
     # test_s3.py::test_prune_leaves_objects_named_like_entries_that_memojar_did_not_write)
-    cache.store.write("m.f", k(4), [_entry.MAGIC + b" damaged"])
+    cache.store.write("m.f", k(4), [_entry.MAGIC + b"\3\0 damaged"])  # format 3
     verdicts = {s.key: v for s, _, v in judge(cache.store.scan(), now)}
     assert verdicts == {k(1): SUPERSEDED, k(2): FRESH, k(3): STALE, k(4): UNREADABLE}
     assert cache.prune() == 3

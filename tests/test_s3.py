@@ -7,6 +7,7 @@ faults, trust, large results and the command line.
 
 from __future__ import annotations
 
+import gc
 import http.server
 import json
 import queue
@@ -929,7 +930,8 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(
     (S3 answers a DELETE of what is gone as done; a conditional one, that it is gone: the
     first removed it), counted once. Before, both raised ``ConnectionError`` (the client
     makes one attempt) though the entries were gone, as did ``prune`` and ``Cache.clear``."""
-    double, _ = counted(Cache(dropper.front(s3_location), secret=SECRET))
+    cache = Cache(dropper.front(s3_location), secret=SECRET)
+    double, _ = counted(cache)
     for i in range(10):
         double(i)
     bucket, _ = split(s3_location)
@@ -940,6 +942,13 @@ def test_deletes_whose_reply_was_lost_count_what_they_removed(
     # (until the delete sent again was answered) are made again
     dropper.drop(f"DELETE /{bucket}/{entry_object(s3_location, double, 1)} ".encode())
     cleared = double.cache_clear()
+    cache.close()
+    # A socket of a connection the dropper cut is left to the collector (botocore's or
+    # urllib3's: not traced to memojar yet, see the closing notes): collected here, so
+    # that its ResourceWarning is not raised in whichever later test the collector runs.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     assert len(dropper.dropped) == 2
     assert (deleted, cleared) == (True, 9)
     assert [n for n in objects(client, s3_location) if n.endswith(SUFFIX)] == []
@@ -1848,7 +1857,7 @@ def test_prune_leaves_objects_named_like_entries_that_memojar_did_not_write(
     theirs = {f"{prefix}/results/{k(1)}.pkl": pickle.dumps({"rows": [1, 2]}),
               f"{prefix}/results/{k(2)}.pkl": b"user data"}
     old_format = f"{prefix}/results/{k(3)}.pkl"  # memojar's format 1 to 3: the magic first
-    for name, body in [*theirs.items(), (old_format, _entry.MAGIC + b"\0" * 200)]:
+    for name, body in [*theirs.items(), (old_format, _entry.MAGIC + b"\3\0" + b"\0" * 200)]:
         client.put_object(Bucket=bucket, Key=name, Body=body)
     monkeypatch.setattr(_s3store, "ORPHAN_AGE", 0.0)  # an hour later, as cleanup sees it
     assert cache.prune() == 1  # the old format's, not theirs
@@ -1952,6 +1961,11 @@ def test_a_sweep_note_said_larger_than_memory_costs_nothing(s3_env: None) -> Non
         server.stop()
 
 
+def _lease_body(token: str) -> bytes:
+    """A lease's body as memojar writes it: its holding's token, a nonce, the pid."""
+    return f"{token} {'0' * 16} pid 4242\n".encode()
+
+
 def test_prune_leaves_a_stale_lease_taken_over_after_it_was_listed(
         s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """``prune`` removes leases nobody renewed for an hour; a waiter takes such a lease over
@@ -1962,19 +1976,19 @@ def test_prune_leaves_a_stale_lease_taken_over_after_it_was_listed(
     bucket, prefix = split(s3_location)
     cache = Cache(s3_location, secret=SECRET)
     name = f"{prefix}/f/{k(5)}.lease"
-    client.put_object(Bucket=bucket, Key=name, Body=b"old holder")
+    client.put_object(Bucket=bucket, Key=name, Body=_lease_body(k(7)))
     # an hour later, as cleanup sees it (ages are whole seconds: 0 just after a write)
     monkeypatch.setattr(_s3store, "ORPHAN_AGE", -1.0)
     monkeypatch.setattr(_s3store, "LEASE_STALE", -1.0)
     uploads = _Bucket.uploads
 
     def taken_over_meanwhile(self: _Bucket, *args: Any) -> Any:  # (after leases are listed)
-        client.put_object(Bucket=bucket, Key=name, Body=b"new holder")
+        client.put_object(Bucket=bucket, Key=name, Body=_lease_body(k(8)))
         return uploads(self, *args)
 
     monkeypatch.setattr(_Bucket, "uploads", taken_over_meanwhile)
     cache.prune()
-    assert client.get_object(Bucket=bucket, Key=name)["Body"].read() == b"new holder"
+    assert client.get_object(Bucket=bucket, Key=name)["Body"].read() == _lease_body(k(8))
     monkeypatch.setattr(_Bucket, "uploads", uploads)
     cache.prune()  # not taken over this time: removed
     assert name not in objects(client, s3_location)
@@ -2027,6 +2041,74 @@ def test_ls_and_info_count_no_object_that_memojar_did_not_write(
     assert (census.entries, census.unreadable) == (1, 0)
     assert cache.prune() == 0
     cache.close()
+
+
+def test_an_object_beginning_with_the_magic_alone_is_not_taken_for_an_entry(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old: whatever began with the four letters ``MJAR`` at an entry's name (a user's note
+    "MJAR ...") was taken for an entry of formats 1 to 3, unreadable: ``prune`` and
+    ``clear`` removed it. An entry of those formats has its format (1 to 3) after the
+    magic; only such an object is memojar's."""
+    bucket, prefix = split(s3_location)
+    cache = Cache(s3_location, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    theirs = f"{prefix}/results/{k(1)}.pkl"
+    client.put_object(Bucket=bucket, Key=theirs, Body=b"MJAR jars: 3 in the cellar\n" * 20)
+    monkeypatch.setattr(_s3store, "ORPHAN_AGE", 0.0)  # an hour later, as cleanup sees it
+    assert cache.prune() == 0
+    assert cache.clear() == 1  # double(1)'s entry
+    left = objects(client, s3_location)
+    assert theirs in left and not [n for n in left if n != theirs and n.endswith(SUFFIX)]
+    cache.close()
+
+
+def test_prune_removes_only_the_stale_leases_and_waits_that_memojar_wrote(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old: ``prune`` removed every object named ``<folder>/<32 hex>.lease`` or
+    ``<folder>/<32 hex>.lease.w.<16 hex>`` an hour old by its name alone (the waits in one
+    unconditional batch): a user's file so named went. Now each one's body is read first
+    (a lease holds a token and a pid, a wait the ids behind it) and only memojar's go."""
+    bucket, prefix = split(s3_location)
+    mine = {f"{prefix}/f/{k(1)}.lease": _lease_body(k(7)),
+            f"{prefix}/f/{k(2)}.lease.w.{'1' * 16}": b"0badcafe 00005eed\n"}
+    theirs = {f"{prefix}/f/{k(3)}.lease": b"lease of flat 3, signed 2024\n",
+              f"{prefix}/f/{k(4)}.lease.w.{'2' * 16}": b"waiting list\n"}
+    for name, body in {**mine, **theirs}.items():
+        client.put_object(Bucket=bucket, Key=name, Body=body)
+    monkeypatch.setattr(_s3store, "ORPHAN_AGE", -1.0)  # an hour later, as cleanup sees it
+    monkeypatch.setattr(_s3store, "LEASE_STALE", -1.0)
+    cache = Cache(s3_location, secret=SECRET)
+    cache.prune()
+    assert set(objects(client, s3_location)) == set(theirs)
+    cache.close()
+
+
+def test_a_holder_reads_and_removes_only_the_waits_that_memojar_wrote(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old: a lease's holder, looking for callers waiting for it, removed every object
+    under ``<lease>.w.`` the server dated older than a minute, whatever its name and body,
+    and read the ids behind a wait from any other (a user's "cafe babe" was two waiters).
+    Now only objects named and written as memojar's waits are read or removed."""
+    bucket, _ = split(s3_location)
+    store = open_store(s3_location, None, True)
+    held = store.lock(FN, k(1))
+    assert held.acquire(blocking=False)
+    assert isinstance(held, _s3store._Lease)
+    names = {"fresh": f"{held.name}.w.{'1' * 16}", "second": f"{held.name}.w.{'2' * 16}",
+             "theirs": f"{held.name}.w.{'3' * 16}", "odd": f"{held.name}.w.notes.txt"}
+    for what, body in [("fresh", b"00000077\n"), ("second", b"00000099\n"),
+                       ("theirs", b"cafe babe\n"), ("odd", b"00000055\n")]:
+        client.put_object(Bucket=bucket, Key=names[what], Body=body)
+    assert held.waiters() == {0x77, 0x99}
+    monkeypatch.setattr(_s3store, "LEASE_STALE", -1.0)  # a minute later, as holders see it
+    monkeypatch.setattr(_s3store, "LEASE_TTL", 1e9)  # (the fresh one read still)
+    assert held.waiters() == set()  # all stale now: memojar's removed, the others left
+    left = set(objects(client, s3_location))
+    assert {names["theirs"], names["odd"]} <= left
+    assert names["fresh"] not in left and names["second"] not in left
+    held.release()
+    store.close()
 
 
 def test_max_size_evicts_only_what_memojar_wrote(s3_location: str, client: Any) -> None:

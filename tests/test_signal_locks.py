@@ -200,6 +200,47 @@ def test_a_signal_handlers_call_renewed_while_credentials_refresh_does_not_hang(
     assert done.stdout.split() == ["2", "3", "[101]"]
 
 
+# The same, the handler's call waiting for a lease another process holds while it holds a
+# lock of a directory cache: its wait is noted in the bucket (a lock-order cycle across
+# processes would be seen), and the renewer's thread rewrites the note every round. That
+# write waited for the refresh the interrupted thread holds, under the note's mutex, which
+# the handler's call took again to note its wait anew: a hang (every run).
+WAIT_NOTED = REFRESHING.replace("got.append(f(100))", "got.append(outer(7))").replace(
+    "got = []", """got = []
+import time
+files = Cache(sys.argv[2])
+
+@cache.cached
+def inner(x):
+    if os.getpid() != PARENT:  # the other process: holds the lease a while
+        os.write(W, b"held")
+        time.sleep(4)
+    return x * 10
+
+@files.cached
+def outer(x):
+    return inner(x) + 1
+
+PARENT = os.getpid()
+R, W = os.pipe()
+if os.fork() == 0:
+    inner(7)
+    os._exit(0)
+assert os.read(R, 4) == b"held"
+""") + "os.wait()\n"
+
+
+def test_a_signal_handlers_call_whose_wait_is_noted_while_credentials_refresh_does_not_hang(
+    s3_location: str, tmp_path: Path,
+) -> None:
+    done = run_or_hang(WAIT_NOTED, s3_location, str(tmp_path / "files"), timeout=60,
+                       env=_refreshing_env(tmp_path),
+                       hang="the handler's note of its wait waited for the renewer, which "
+                            "waited for the refresh its thread made")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "3", "[71]"]
+
+
 # AWS_RETRY_MODE=adaptive adds botocore's client-side rate limiter, which notes every
 # answer under a plain lock (``ClientRateLimiter.on_receiving_response``); a signal handled
 # there calls a cached function, whose request's answer is noted under the same lock.

@@ -600,11 +600,16 @@ def load(payload: memoryview, buffers: list[memoryview]) -> Any:
         raise Miss(f"payload does not load: {type(exc).__name__}: {exc}") from exc
 
 
+_OLD_FORMATS = tuple(MAGIC + fmt.to_bytes(2, "little") for fmt in (1, 2, 3))
+
+
 def written_as_an_entry(head: bytes) -> bool:
-    """Whether ``head`` (an object's first bytes) begins as memojar begins its entries, in
-    any format (this one's and later: the lead, then the magic; formats 1 to 3: the magic):
-    what does not was written by someone else, whatever its name."""
-    return head[:4] == MAGIC or (head[:3] == _OPEN and head[_LEAD.size : FORMAT_AT] == MAGIC)
+    """Whether ``head`` (an object's first 6 bytes or more) begins as memojar begins its
+    entries, in any format (this one's and later: the lead, then the magic; formats 1 to 3:
+    the magic, then the format): what does not was written by someone else, whatever its
+    name (before, the magic alone was an old format's: a user's note "MJAR ..." went)."""
+    return head[:6] in _OLD_FORMATS or (head[:3] == _OPEN
+                                        and head[_LEAD.size : FORMAT_AT] == MAGIC)
 
 
 def newer_format(head: bytes) -> int | None:

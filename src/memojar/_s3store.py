@@ -122,6 +122,11 @@ _ENTRY = re.compile(r"([^/]+)/([0-9a-f]{32})" + re.escape(SUFFIX))
 _LEASE = re.compile(r"[^/]+/[0-9a-f]{32}" + re.escape(LEASE_SUFFIX))  # after the prefix
 NOTE_INFIX = ".w."  # ``<lease>.w.<token>``: a wait for the lease (``_Lease.note_waiting``)
 _NOTE = re.compile(r"[^/]+/[0-9a-f]{32}" + re.escape(LEASE_SUFFIX + NOTE_INFIX) + "[0-9a-f]{16}")
+# What memojar writes in a lease (``_Lease._put``: its holding's token, a nonce, the pid; an
+# older memojar's, the token and the pid) and in a wait for one (``_WaitNote._write``: the
+# ids behind the wait): an object named as one that holds anything else is someone else's.
+_LEASE_BODY = re.compile(rb"(?:[0-9a-f]{32})?(?: [0-9a-f]{16})? pid [0-9]+\n")
+_NOTE_BODY = re.compile(rb"(?:[0-9a-f]{8}(?: [0-9a-f]{8})*)?\n")
 _OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
 _BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's rule (AWS's is stricter)
 
@@ -540,23 +545,6 @@ class _Bucket:
                 self.delete(name)
                 return True
 
-    def delete_many(self, names: Sequence[str]) -> set[str]:
-        """Remove objects, 1000 a request; return the names the server refused to remove
-        (each object's own error: access denied, a legal hold)."""
-        refused: set[str] = set()
-        for start in range(0, len(names), 1000):
-            batch = [{"Key": n} for n in names[start : start + 1000]]
-            # Quiet: the answer lists only what was refused, so a batch sent again (its
-            # answer lost) answers as the first would have (S3 reports the removal of an
-            # object already gone as done)
-            response = self._idempotent("removing objects in", "", "delete_objects",
-                                        Delete={"Objects": batch, "Quiet": True})
-            for failed in response.get("Errors", []):
-                logger.debug("cannot remove %s: %s %s", failed.get("Key"),
-                             failed.get("Code"), failed.get("Message"))
-                refused.add(str(failed.get("Key")))
-        return refused
-
     def _idempotent(self, doing: str, name: str, operation: str, **params: Any) -> Any:
         """The answer to the client's ``operation``, a request that does the same when sent
         twice (a removal), sent once more, at once, if the connection dropped before its
@@ -938,7 +926,7 @@ class S3Store(Store):
             if _LEASE.fullmatch(o.name, start):
                 leases.append(o)
             elif _NOTE.fullmatch(o.name, start) and o.age > max(ORPHAN_AGE, LEASE_STALE):
-                notes.append(o.name)  # a wait noted by a process that died
+                notes.append(o)  # a wait noted by a process that died
         held = {o.name[: -len(LEASE_SUFFIX)] + SUFFIX for o in leases if o.age <= LEASE_STALE}
         for name, upload_id, age in list(self._bucket.uploads(self.prefix)):
             if age > ORPHAN_AGE and name not in held and _ENTRY.fullmatch(name, start):
@@ -947,17 +935,31 @@ class S3Store(Store):
                 aborted += 1
         for lease in leases:
             if lease.age > max(ORPHAN_AGE, LEASE_STALE):
-                self._drop_stale(lease)
-        if notes:
-            self._bucket.delete_many(notes)
+                self._drop_stale(lease, _LEASE_BODY)
+        for note in notes:
+            self._drop_stale(note, _NOTE_BODY)
         return aborted
 
-    def _drop_stale(self, lease: _Listed) -> None:
-        """Remove a lease nobody renewed for an hour, unless it changed since it was
-        listed: a waiter takes such a lease over at once (``LEASE_STALE``), and removing
-        the new holder's (before: unconditionally, in a batch) let a third caller compute
-        the key too, and the holder's write be refused as if its lease were lost."""
-        self._bucket.delete_unchanged(lease.name, lease.etag)  # (not: gone, taken over)
+    def _drop_stale(self, listed: _Listed, written: re.Pattern[bytes]) -> None:
+        """Remove a lease (or a wait for one) nobody renewed for long, if its body is as
+        memojar writes one (``written``) and it is unchanged since it was listed.
+
+        Its body is read first: a name is no proof (before, a user's ``<32 hex>.lease`` an
+        hour old went). The removal is conditional on the ETag listed: a waiter takes a
+        stale lease over at once (``LEASE_STALE``), and removing the new holder's (before:
+        unconditionally, in a batch) let a third caller compute the key too, and the
+        holder's write be refused as if its lease were lost."""
+        bucket = self._bucket
+        got = bucket.get(listed.name, 0, LEASE_MAX)  # (at most: see ``read_note``)
+        if got is None:
+            return
+        body = bytes(bucket.read_body(listed.name, got))
+        if not written.fullmatch(body):
+            logger.debug("not removing %s: memojar did not write it", listed.name)
+            return
+        if listed.etag and got.etag and listed.etag.strip('"') != got.etag.strip('"'):
+            return  # written since it was listed: taken over, or renewed
+        bucket.delete_unchanged(listed.name, listed.etag or got.etag)
 
     def close(self) -> None:
         self._renewer.stop()
@@ -1164,22 +1166,26 @@ class _Lease(KeyLock):
     def waiters(self) -> Collection[int]:
         if not self.etag:
             return ()
-        bucket, found = self.store._bucket, set()
+        # Only objects named and written as memojar notes waits: before, every object under
+        # ``<lease>.w.`` dated older than LEASE_STALE was removed, whatever it was, and the
+        # hex words of any other read as the ids of waiters
+        store, found = self.store, set[int]()
+        bucket, start = store._bucket, len(store.prefix)
         try:
             for listed in bucket.list(self.name + NOTE_INFIX):
+                if not _NOTE.fullmatch(listed.name, start) or listed.size > LEASE_MAX:
+                    continue  # not a wait memojar noted
                 if listed.age > LEASE_STALE:
-                    bucket.delete(listed.name)  # a note of a waiter that died
+                    store._drop_stale(listed, _NOTE_BODY)  # a note of a waiter that died
                     continue
-                if listed.age > LEASE_TTL or listed.size > LEASE_MAX:
+                if listed.age > LEASE_TTL:
                     continue  # not renewed: its waiter died, or is stuck
                 got = bucket.get(listed.name, 0, LEASE_MAX)
                 if got is None:
                     continue
-                for word in bytes(bucket.read_body(listed.name, got)).split():
-                    try:
-                        found.add(int(word, 16))
-                    except ValueError:
-                        continue
+                body = bytes(bucket.read_body(listed.name, got))
+                if _NOTE_BODY.fullmatch(body):
+                    found.update(int(word, 16) for word in body.split())
         except OSError as exc:
             logger.debug("cannot read the waits for %s: %s", self.name, exc)
         return found
@@ -1263,24 +1269,28 @@ class _Lease(KeyLock):
 
 class _WaitNote:
     """A wait for a lease by a caller holding others (``_Lease.note_waiting``): the object
-    ``name``, its body the ids behind the wait, written again at each renewal."""
+    ``name``, its body the ids behind the wait, written again at each renewal.
+
+    No lock is held over a request. Before, the renewer's writes and the caller's notes and
+    end took a mutex held over the write: a request may wait for the credentials' refresh
+    lock, which a signal handler's call in the refreshing thread keeps held while it runs
+    (as ``_Lease.renew`` says), and that call, noting or ending its wait, waited for the
+    renewer's thread, which waited for the refresh: a hang. Writes made at once carry the
+    ids each read (the renewer's next round writes the latest); a write that lands after
+    the end removes the note again (``_write``)."""
 
     def __init__(self, store: S3Store, name: str) -> None:
         self.store, self.name = store, name
         self.ids: frozenset[int] = frozenset()
         self.ended = False
         self.written = False
-        # the renewer's writes against the end's removal (reentrant: a signal handler's
-        # call may end a wait of its thread's)
-        self._mutex = threading.RLock()
 
     def note(self, behind: Collection[int]) -> None:
         ids = frozenset(behind)
-        with self._mutex:
-            if self.ended or (ids == self.ids and self.written):
-                return
-            self.ids = ids
-            self._write()
+        if self.ended or (ids == self.ids and self.written):
+            return
+        self.ids = ids
+        self._write()
 
     def _write(self) -> None:
         body = " ".join(f"{i:08x}" for i in sorted(self.ids)).encode() + b"\n"
@@ -1290,22 +1300,22 @@ class _WaitNote:
             logger.debug("cannot note a wait (%s): %s", self.name, exc)
             return
         self.written = True
+        if self.ended:  # ended while this write was under way: perhaps after its removal
+            self.store._renewer.attempt(self._remove, LEASE_TTL)
 
     def renew(self) -> bool:
-        with self._mutex:
-            if not self.ended:
-                self._write()
+        if not self.ended:
+            self._write()
         return True  # ended: dropped (a note is never "lost")
 
     def disown(self) -> None:
         """In a forked child: the parent's wait (left to end there, or to go stale)."""
-        self._mutex, self.ended = threading.RLock(), True
+        self.ended = True
 
     def end(self) -> None:
         """The wait is over: removed now (a coroutine calls this in a worker thread), else
         by the renewer's thread (a note left unrenewed is stale after ``LEASE_TTL``)."""
-        with self._mutex:  # no write after this
-            self.ended = True
+        self.ended = True  # no write from now on (one under way removes it: ``_write``)
         store = self.store
         store._renewer.discard(self)
         if not self.written:
