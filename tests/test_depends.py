@@ -1421,6 +1421,26 @@ def test_a_result_rebuilt_by_a_function_of_the_users_code_is_checked_too(
     assert run(tmp_path)["misses"] == 0
 
 
+def test_a_result_holding_a_compiled_library_function_hits_in_a_new_process(
+        tmp_path: Path) -> None:
+    # A pandas frame pickles with a Cython function (its blocks' rebuilder), whose type
+    # lives in Cython's shared module ``_cython_3_X_Y``: no ``__file__``, so taken for the
+    # user's. Its row in the entry's result classes could not be looked up in a process
+    # that had not imported pandas yet (the function imports it), so every new process
+    # missed and computed again.
+    write(tmp_path, {"main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import pandas as pd
+            return pd.DataFrame({"a": [x, 2]})
+    """})
+    assert run(tmp_path)["misses"] == 1
+    second = run(tmp_path)
+    assert second["explain"].startswith("hit:") and second["misses"] == 0
+
+
 def test_a_result_without_user_classes_carries_no_class_section(tmp_path: Path) -> None:
     f = Cache(tmp_path).cached(lambda x: {"a": [x, 1.5, "s", (None,)]})
     f(1)
