@@ -1472,6 +1472,25 @@ def test_explain_says_stale_since_when(tmp_path: Path) -> None:
     assert f.cache_explain(1).startswith("stale: expired 20")
 
 
+def test_explain_says_a_stale_entry_that_fails_its_checks_is_not_served(
+        tmp_path: Path) -> None:
+    # stale_while_revalidate serves a stale entry only if it passes every other check:
+    # before, explain said "returned at once" of an expired entry whose checksum fails,
+    # and the call computed.
+    calls = []
+    f = Cache(tmp_path).cached(ttl=0.05, stale_while_revalidate=60)(
+        lambda x: calls.append(x) or x)
+    f(1)
+    (entry,) = [p for p in tmp_path.rglob("*.pkl") if p.is_file()]
+    damaged = bytearray(entry.read_bytes())
+    damaged[-3] ^= 0xFF
+    entry.write_bytes(damaged)
+    time.sleep(0.1)
+    explained = f.cache_explain(1)
+    assert f(1) == 1 and len(calls) == 2  # computed, not served
+    assert "returned at once" not in explained and "checksum" in explained
+
+
 def test_explain_names_a_version_change(tmp_path: Path) -> None:
     def g(x):
         return x

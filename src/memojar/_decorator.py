@@ -1867,11 +1867,22 @@ class _Memo:
                         "exist (or cannot be read): the call computes, and the function meets "
                         "that itself")
             return line
+        now = time.time()
         try:
-            _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
+            _entry.verify(data, self.ident, key.encode(), now, self.ttl, self.secret,
                           _depends.changed_result_class)
         except Miss as miss:
-            return _depends.explain_miss(self, data, miss.reason)
+            reason = miss.reason
+            if reason == "stale" and self.swr:
+                # Served stale only if it passes every check after the expiry's (``_stale``):
+                # before, "returned at once" of an entry whose checksum fails, which the
+                # call computed.
+                try:
+                    _entry.verify(data, self.ident, key.encode(), now, self.ttl,
+                                  self.secret, _depends.changed_result_class, grace=self.swr)
+                except Miss as late:
+                    reason = late.reason
+            return _depends.explain_miss(self, data, reason)
         header = _entry.read_header(data)
         return (f"hit: stored {_depends.utc(header.created)}, computed in "
                 f"{header.compute_time:.3g} s")
