@@ -7,6 +7,7 @@ the absence of one must hit.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -1489,6 +1490,29 @@ def test_explain_says_a_stale_entry_that_fails_its_checks_is_not_served(
     explained = f.cache_explain(1)
     assert f(1) == 1 and len(calls) == 2  # computed, not served
     assert "returned at once" not in explained and "checksum" in explained
+
+
+@pytest.mark.parametrize("how", ["all", "this function", "MEMOJAR_DISABLE"])
+def test_explain_says_a_disabled_function_computes(tmp_path: Path, monkeypatch,
+                                                   how: str) -> None:
+    import memojar
+
+    calls = []
+
+    def g(x):
+        calls.append(x)
+        return x
+
+    Cache(tmp_path).cached(g)(1)  # an entry the call would hit were memojar on
+    if how == "MEMOJAR_DISABLE":
+        monkeypatch.setenv("MEMOJAR_DISABLE", "1")
+    f = Cache(tmp_path).cached(g)
+    off = (memojar.disabled() if how == "all" else memojar.disabled(f)
+           if how == "this function" else contextlib.nullcontext())
+    with off:
+        explained = f.cache_explain(1)
+        assert f(1) == 1 and len(calls) == 2  # computed, not read
+    assert explained.startswith("miss: ") and "disabled" in explained.lower()
 
 
 def test_explain_names_a_version_change(tmp_path: Path) -> None:

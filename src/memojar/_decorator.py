@@ -2244,6 +2244,11 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         what changed: the function's code, a helper, constant or class, the version, a
         package version, the Python version)."""
         call_key(args, kwargs)  # a call that does not bind says so, as the others do
+        if disabled or (switch.active and switch.off(memo)):
+            # The call runs the function and touches nothing: before, "hit" of its entry
+            return ("miss: " + ("disabled by MEMOJAR_DISABLE" if disabled else
+                                "disabled by memojar.disabled()")
+                    + ": the call runs the function, reading and storing nothing")
         return memo.explain(args, kwargs)
 
     # a function takes attributes; mypy does not model that (wrapper is one of the defs)
