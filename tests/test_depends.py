@@ -1442,6 +1442,30 @@ def test_a_result_holding_a_compiled_library_function_hits_in_a_new_process(
     assert second["explain"].startswith("hit:") and second["misses"] == 0
 
 
+def test_explain_says_an_entry_that_no_longer_loads_is_a_miss(tmp_path: Path) -> None:
+    # A library's class moved to another module by an upgrade (its pickle path changed, its
+    # public name did not): the entry passes every check but no longer unpickles, so the
+    # call computes. Before, explain said "hit" of it.
+    site = tmp_path / "site-packages"  # a library's folder: its code is not tracked
+    write(site, {"fakelib/__init__.py": "from fakelib.core import Thing\n",
+                 "fakelib/core.py": "class Thing:\n    def __init__(self, v):\n"
+                                    "        self.v = v\n"})
+    write(tmp_path, {"main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import fakelib
+            return fakelib.Thing(x)
+    """})
+    assert run(tmp_path, extra_path=str(site))["misses"] == 1
+    (site / "fakelib" / "core.py").rename(site / "fakelib" / "impl.py")
+    write(site, {"fakelib/__init__.py": "from fakelib.impl import Thing\n"})
+    second = run(tmp_path, extra_path=str(site))
+    assert second["misses"] == 1
+    assert second["explain"].startswith("miss: payload does not load: ModuleNotFoundError")
+
+
 def test_a_result_without_user_classes_carries_no_class_section(tmp_path: Path) -> None:
     f = Cache(tmp_path).cached(lambda x: {"a": [x, 1.5, "s", (None,)]})
     f(1)

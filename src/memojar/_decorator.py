@@ -1869,9 +1869,15 @@ class _Memo:
             return line
         now = time.time()
         try:
-            _entry.verify(data, self.ident, key.encode(), now, self.ttl, self.secret,
-                          _depends.changed_result_class)
+            # Loaded as the call loads it: an entry passing every check may still not
+            # unpickle (a library's class moved by an upgrade), and the call computes.
+            # Before, "hit" of it.
+            _entry.load(*_entry.verify(data, self.ident, key.encode(), now, self.ttl,
+                                       self.secret, _depends.changed_result_class))
         except Miss as miss:
+            cause = miss.__cause__
+            if isinstance(cause, OSError) and cause.errno is None:
+                raise cause from None  # the caller's signal handler's (see ``get``)
             reason = miss.reason
             if reason == "stale" and self.swr:
                 # Served stale only if it passes every check after the expiry's (``_stale``):
