@@ -7,6 +7,7 @@ the absence of one must hit.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -1421,6 +1422,50 @@ def test_a_result_rebuilt_by_a_function_of_the_users_code_is_checked_too(
     assert run(tmp_path)["misses"] == 0
 
 
+def test_a_result_holding_a_compiled_library_function_hits_in_a_new_process(
+        tmp_path: Path) -> None:
+    # A pandas frame pickles with a Cython function (its blocks' rebuilder), whose type
+    # lives in Cython's shared module ``_cython_3_X_Y``: no ``__file__``, so taken for the
+    # user's. Its row in the entry's result classes could not be looked up in a process
+    # that had not imported pandas yet (the function imports it), so every new process
+    # missed and computed again.
+    write(tmp_path, {"main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import pandas as pd
+            return pd.DataFrame({"a": [x, 2]})
+    """})
+    assert run(tmp_path)["misses"] == 1
+    second = run(tmp_path)
+    assert second["explain"].startswith("hit:") and second["misses"] == 0
+
+
+def test_explain_says_an_entry_that_no_longer_loads_is_a_miss(tmp_path: Path) -> None:
+    # A library's class moved to another module by an upgrade (its pickle path changed, its
+    # public name did not): the entry passes every check but no longer unpickles, so the
+    # call computes. Before, explain said "hit" of it.
+    site = tmp_path / "site-packages"  # a library's folder: its code is not tracked
+    write(site, {"fakelib/__init__.py": "from fakelib.core import Thing\n",
+                 "fakelib/core.py": "class Thing:\n    def __init__(self, v):\n"
+                                    "        self.v = v\n"})
+    write(tmp_path, {"main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import fakelib
+            return fakelib.Thing(x)
+    """})
+    assert run(tmp_path, extra_path=str(site))["misses"] == 1
+    (site / "fakelib" / "core.py").rename(site / "fakelib" / "impl.py")
+    write(site, {"fakelib/__init__.py": "from fakelib.impl import Thing\n"})
+    second = run(tmp_path, extra_path=str(site))
+    assert second["misses"] == 1
+    assert second["explain"].startswith("miss: payload does not load: ModuleNotFoundError")
+
+
 def test_a_result_without_user_classes_carries_no_class_section(tmp_path: Path) -> None:
     f = Cache(tmp_path).cached(lambda x: {"a": [x, 1.5, "s", (None,)]})
     f(1)
@@ -1450,6 +1495,48 @@ def test_explain_says_stale_since_when(tmp_path: Path) -> None:
     f(1)
     time.sleep(0.1)
     assert f.cache_explain(1).startswith("stale: expired 20")
+
+
+def test_explain_says_a_stale_entry_that_fails_its_checks_is_not_served(
+        tmp_path: Path) -> None:
+    # stale_while_revalidate serves a stale entry only if it passes every other check:
+    # before, explain said "returned at once" of an expired entry whose checksum fails,
+    # and the call computed.
+    calls = []
+    f = Cache(tmp_path).cached(ttl=0.05, stale_while_revalidate=60)(
+        lambda x: calls.append(x) or x)
+    f(1)
+    (entry,) = [p for p in tmp_path.rglob("*.pkl") if p.is_file()]
+    damaged = bytearray(entry.read_bytes())
+    damaged[-3] ^= 0xFF
+    entry.write_bytes(damaged)
+    time.sleep(0.1)
+    explained = f.cache_explain(1)
+    assert f(1) == 1 and len(calls) == 2  # computed, not served
+    assert "returned at once" not in explained and "checksum" in explained
+
+
+@pytest.mark.parametrize("how", ["all", "this function", "MEMOJAR_DISABLE"])
+def test_explain_says_a_disabled_function_computes(tmp_path: Path, monkeypatch,
+                                                   how: str) -> None:
+    import memojar
+
+    calls = []
+
+    def g(x):
+        calls.append(x)
+        return x
+
+    Cache(tmp_path).cached(g)(1)  # an entry the call would hit were memojar on
+    if how == "MEMOJAR_DISABLE":
+        monkeypatch.setenv("MEMOJAR_DISABLE", "1")
+    f = Cache(tmp_path).cached(g)
+    off = (memojar.disabled() if how == "all" else memojar.disabled(f)
+           if how == "this function" else contextlib.nullcontext())
+    with off:
+        explained = f.cache_explain(1)
+        assert f(1) == 1 and len(calls) == 2  # computed, not read
+    assert explained.startswith("miss: ") and "disabled" in explained.lower()
 
 
 def test_explain_names_a_version_change(tmp_path: Path) -> None:

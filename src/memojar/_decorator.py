@@ -1873,12 +1873,29 @@ class _Memo:
                         "exist (or cannot be read): the call computes, and the function meets "
                         "that itself")
             return line
+        now = time.time()
         try:
-            _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
-                          _depends.changed_result_class)
+            # Loaded as the call loads it: an entry passing every check may still not
+            # unpickle (a library's class moved by an upgrade), and the call computes.
+            # Before, "hit" of it.
+            _entry.load(*_entry.verify(data, self.ident, key.encode(), now, self.ttl,
+                                       self.secret, _depends.changed_result_class))
         except Miss as miss:
+            cause = miss.__cause__
+            if isinstance(cause, OSError) and cause.errno is None:
+                raise cause from None  # the caller's signal handler's (see ``get``)
             self.store.unstamp(self.name, key)  # looked at, rejected: not used
-            return _depends.explain_miss(self, data, miss.reason)
+            reason = miss.reason
+            if reason == "stale" and self.swr:
+                # Served stale only if it passes every check after the expiry's (``_stale``):
+                # before, "returned at once" of an entry whose checksum fails, which the
+                # call computed.
+                try:
+                    _entry.verify(data, self.ident, key.encode(), now, self.ttl,
+                                  self.secret, _depends.changed_result_class, grace=self.swr)
+                except Miss as late:
+                    reason = late.reason
+            return _depends.explain_miss(self, data, reason)
         header = _entry.read_header(data)
         return (f"hit: stored {_depends.utc(header.created)}, computed in "
                 f"{header.compute_time:.3g} s")
@@ -2240,6 +2257,11 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
         what changed: the function's code, a helper, constant or class, the version, a
         package version, the Python version)."""
         call_key(args, kwargs)  # a call that does not bind says so, as the others do
+        if disabled or (switch.active and switch.off(memo)):
+            # The call runs the function and touches nothing: before, "hit" of its entry
+            return ("miss: " + ("disabled by MEMOJAR_DISABLE" if disabled else
+                                "disabled by memojar.disabled()")
+                    + ": the call runs the function, reading and storing nothing")
         return memo.explain(args, kwargs)
 
     # a function takes attributes; mypy does not model that (wrapper is one of the defs)

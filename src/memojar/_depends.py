@@ -496,6 +496,8 @@ def result_classes(classes: set[Any]) -> bytes:
     for cls in classes:
         if not is_user_module(getattr(cls, "__module__", None) or "__main__"):
             continue
+        if type(cls) is not FunctionType and not _of_python_code(cls):
+            continue
         if type(cls) is FunctionType:
             found = function_identity(cls)
             if found is not None:
@@ -507,6 +509,21 @@ def result_classes(classes: set[Any]) -> bytes:
     if not rows:
         return b""
     return CLASSES + "\n".join(sorted(rows)).encode()
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: made at run time (a class statement, or C)
+_IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: a C extension's, never a class statement's
+
+
+def _of_python_code(cls: Any) -> bool:
+    """Whether ``cls`` is a class a ``class`` statement can have made: not a compiled
+    extension's type, whose module may have no file and so pass for the user's (Cython's
+    shared ``_cython_3_X_Y``, whose function type every pandas frame pickles). Before, such
+    a type was a result class: a process that had not imported its module found the row
+    could not be imported and missed, so a function importing pandas in its body never
+    hit across processes."""
+    flags = getattr(cls, "__flags__", 0)
+    return bool(flags & _HEAPTYPE) and not flags & _IMMUTABLETYPE
 
 
 _sections: dict[bytes, list[tuple[str, str, str]]] = {}
