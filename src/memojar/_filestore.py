@@ -976,18 +976,23 @@ class FileStore(Store):
     def _create_temp(self, function: str, shard: str, name: str, at: list[int],
                      made: list[str] | None = None) -> tuple[int, str]:
         """A new temporary file beside the entry ``name`` in the shard ``at[0]``; a shard
-        removed since it was opened (``clear``, ``prune``) is made and opened again, in
-        ``at[0]``. Its name is appended to ``made`` (see ``_create_new``)."""
-        try:
-            return _create_new(name, made, at[0])
-        except FileNotFoundError:  # the shard was removed since it was opened
+        removed since it was opened (``prune``'s ``cleanup``) is made and opened again, in
+        ``at[0]``, as often as ``_link_new`` makes it (before: once, and a shard removed
+        again meanwhile lost the result). Its name is appended to ``made`` (see
+        ``_create_new``).
+
+        A max_size write calls this under the ledger's lock (``_reserve``), under which
+        ``cleanup`` removes shards (``_unsharing``): the shard made again here stays."""
+        for attempt in _TRIES:
+            try:
+                return _create_new(name, made, at[0])
+            except FileNotFoundError as exc:  # the shard was removed since it was opened
+                if attempt == _WRITE_TRIES - 1:  # by someone else each time
+                    raise _not_a_folder(os.path.join(self._dirs[function], shard)) from exc
             old = at[0]
             at[0] = self._open_shard(function, shard)
             os.close(old)
-        try:
-            return _create_new(name, made, at[0])
-        except FileNotFoundError as exc:  # removed again meanwhile
-            raise _not_a_folder(os.path.join(self._dirs[function], shard)) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _makedirs(self, path: str, recheck: bool = False) -> None:
         """``_makedirs`` under this store's root; ``recheck``: look at the root's tag even if
@@ -1770,6 +1775,7 @@ class FileStore(Store):
         try:
             removed += _remove_orphans(root_fd, now)  # the ledger's, the tag's
             skipped: list[tuple[str, int]] = []  # said by the listing before this
+            given_up: list[bool] = []  # the ledger's lock, for empty folders (``_unsharing``)
             for name in _listdir(self.root):
                 ffd = _open_listed(name, root_fd, self.root, skipped)
                 if ffd is None:
@@ -1798,16 +1804,19 @@ class FileStore(Store):
                         if _SHARD.fullmatch(shard):
                             empty.append(shard)
                     if ours:
-                        for shard in empty:
-                            _rmdir_if_empty(shard, ffd)
-                        remove_if_idle(LOCK_FILE, ffd)
-                        if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries left: nor the note
-                            _unlink_file(NOTE_FILE, ffd)
-                    # A generation stamp (GEN_FILE) stays: a process may have it mapped.
+                        with self._unsharing(given_up) as unshare:
+                            if unshare:
+                                for shard in empty:
+                                    _rmdir_if_empty(shard, ffd)
+                            remove_if_idle(LOCK_FILE, ffd)
+                            if set(_listdir(ffd)) <= {NOTE_FILE}:  # no entries: nor the note
+                                _unlink_file(NOTE_FILE, ffd)
+                            # A generation stamp (GEN_FILE) stays: a process may have it
+                            # mapped. The folder goes if empty (open here: Linux removes it).
+                            if unshare:
+                                _rmdir_if_empty(name, root_fd)
                 finally:
                     os.close(ffd)
-                if ours:
-                    _rmdir_if_empty(name, root_fd)
         finally:
             os.close(root_fd)
         if self.max_size is not None and not self._anothers():
@@ -1818,6 +1827,32 @@ class FileStore(Store):
                 # this user may not write (``evict`` makes room without it)
                 logger.debug("no recount of %s: %s", self.root, exc)
         return removed
+
+    @contextlib.contextmanager
+    def _unsharing(self, given_up: list[bool]) -> Iterator[bool]:
+        """Held while ``cleanup`` removes a function's empty shards and its folder: the
+        ledger's lock, if the cache has one (whatever this store's max_size: a max_size
+        writer made it), under which every max_size write makes its temporary file
+        (``_reserve``). So a shard goes before such a write looks into it (it makes the
+        shard again, and nothing removes that one while it holds the lock) or after its
+        temporary file is in it (then it is not empty). Before, a shard removed between a
+        write's opening it and its temporary file, twice, cost the write its result, with a
+        warning blaming "another program". True if they may be removed; False if the lock
+        could not be had (held past ``LOCK_WAIT``, unreadable): empty folders then stay, and
+        ``given_up`` says so to the next function's (one wait a ``cleanup``, not one each)."""
+        path = os.path.join(self.root, _LEDGER) + LOCK_SUFFIX
+        lock = None
+        if not given_up and os.path.lexists(path):  # else no max_size write made it yet
+            try:
+                lock = _flock(path)
+            except OSError as exc:
+                logger.debug("empty folders of %s left: %s", self.root, exc)
+                given_up.append(True)
+        try:
+            yield not given_up
+        finally:
+            if lock is not None:
+                lock.release()
 
     def _census(self) -> tuple[list[StoredEntry], int]:
         """Every entry, and the bytes on disk: entries plus writers' reservations (their
