@@ -714,9 +714,18 @@ class FileStore(Store):
                               "removed while memojar was writing it (by another program?); "
                               "nothing was stored", tmp) from exc
         except BaseException:
-            with self._settling() as ledger:  # the reservation given back
-                if _unlink(tmp, sfd) and ledger is not None:
-                    ledger.settle(-size)
+            try:
+                with self._settling() as ledger:  # the reservation given back
+                    if _unlink(tmp, sfd) and ledger is not None:
+                        ledger.settle(-size)
+            except OSError as exc:  # its lock held past LOCK_WAIT: the total over-states
+                logger.debug("no ledger update in %s: %s", self.root, exc)  # (recounted)
+            finally:
+                # The file goes also when the lock was not had (that error, or a second
+                # interrupt while waiting for it): before, it stayed, counted as a writer's
+                # reservation for the life of the process, and the lock's error replaced
+                # the write's own.
+                _unlink(tmp, sfd)
             raise
         fdir = os.path.basename(self._dirs[function])
         if replaced:

@@ -838,3 +838,41 @@ def test_a_process_whose_first_ledger_use_removes_nothing_still_recounts(
                               capture_output=True, text=True, timeout=TIMEOUT)
         assert proc.returncode == 0, proc.stderr
     assert int((root / ".size").read_text()) == on_disk(root)
+
+
+def test_a_failed_max_size_write_leaves_no_temporary_file_when_the_ledger_is_held(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write with max_size that fails after its reservation (a disk error writing the
+    sparse reservation; an interrupt) gives the reservation back under the ledger's lock.
+    When that lock cannot be had (held past ``LOCK_WAIT`` by a stopped process; a second
+    Ctrl-C while waiting), the temporary file still goes: before, it stayed, its bytes
+    counted as a writer's in flight for the life of the process."""
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    cache = memojar.Cache(root, max_size=MB)
+
+    @cache.cached
+    def f(i: int) -> bytes:
+        return bytes([i]) * 10_000
+
+    f(1)  # the ledger's lock file made
+    monkeypatch.setattr(_filestore, "LOCK_WAIT", 0.2)
+
+    def failing_write(fd: int, chunks: Any) -> None:
+        if sum(map(len, chunks)) < 10_000:  # the ledger's own file, under its lock
+            write_all(fd, chunks)
+            return
+        held.__enter__()  # another process takes the ledger, and keeps it
+        raise OSError(5, "Input/output error")  # the entry's write fails
+
+    write_all = _filestore._write_all
+
+    held = ledger_lock(root)
+    monkeypatch.setattr(_filestore, "_write_all", failing_write)
+    try:
+        with pytest.warns(memojar.MemojarWarning):
+            assert f(2) == bytes([2]) * 10_000
+    finally:
+        held.__exit__(None, None, None)
+    assert temporary_files(root) == []
