@@ -1710,7 +1710,9 @@ class FileStore(Store):
         goes with the rest).
 
         ``settle``: each shard's files are removed and recorded in the ledger under its lock
-        (``_settling``); an eviction, which holds it already, records its own."""
+        (``_settling``), taken at the first file found there (before: for every shard, so
+        a ``cache_delete`` of a key with no entry made a cache not made yet, and raised
+        EROFS on a read-only one); an eviction, which holds it already, records its own."""
         removed: list[str] = []
         denied: list[tuple[str, int]] = [] if refused is None else refused
         by_dir: dict[tuple[str, str], list[str]] = {}
@@ -1727,12 +1729,15 @@ class FileStore(Store):
             self._bump(fdir)
         try:
             for (fdir, shard), files in by_dir.items():
-                with (self._settling() if settle else contextlib.nullcontext()) as ledger, \
-                        _dir_at(self.root, fdir, shard) as sfd:
+                with contextlib.ExitStack() as held, _dir_at(self.root, fdir, shard) as sfd:
                     if sfd is None:
                         continue
+                    ledger, settling = None, settle
                     for file in files:
                         try:
+                            if settling:  # the ledger's lock, for a file there only:
+                                os.stat(file, dir_fd=sfd, follow_symlinks=False)
+                                ledger, settling = held.enter_context(self._settling()), False
                             st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
                         except OSError:  # removed by another process first, unreadable
                             continue
