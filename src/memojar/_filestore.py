@@ -2048,13 +2048,27 @@ def _held_message(root: str, max_size: int, held: int, size: int) -> str:
 
 
 class _NoRoomForLock(OSError):
-    """The size ledger's lock file cannot be made: the disk (or quota) is full."""
+    """The size ledger's lock cannot be had now: its file cannot be made (the disk, or
+    quota, is full), or this thread holds it (``_HeldHere``). The total then over-states
+    until the next recount."""
+
+
+class _HeldHere(_NoRoomForLock):
+    """The size ledger's lock is held by this thread: a signal handler's call made while
+    its thread updates the ledger (``flock`` on a new descriptor waits for its own thread's
+    holding). Before, that call waited ``LOCK_WAIT`` (60 s) and then failed its write."""
+
+
+_ledgers_held = threading.local()  # .paths: the ledger locks this thread holds
+if hasattr(os, "register_at_fork"):  # a child holds none (``_FlockLock.__del__``: its
+    os.register_at_fork(after_in_child=lambda: _ledgers_held.__dict__.clear())  # parent's)
 
 
 class _FlockLock:
     """An exclusive ``flock`` on a file opened without following links or blocking."""
 
     _fd = -1  # until set (an interrupt inside ``__init__``: nothing for ``__del__`` to do)
+    _held: tuple[set[str], str] | None = None  # the holding thread's mark (``_flock``)
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -2069,6 +2083,9 @@ class _FlockLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: a forked child may share the fd
             finally:
                 self._fd = -1
+                held = self._held
+                if held is not None:
+                    held[0].discard(held[1])
                 os.close(fd)
 
     def __del__(self) -> None:
@@ -2113,6 +2130,19 @@ def _flock(path: str, mode: int | None = None) -> Any:
     more). Before, the lock file was 0600 whoever made it, and in a cache shared by hand
     every write with max_size of every other user was returned but not stored
     ("Permission denied")."""
+    held = _ledgers_held.__dict__.setdefault("paths", set())
+    if path in held:
+        raise _HeldHere(errno.EDEADLK, "the size ledger's lock is held by this thread (a "
+                        "signal handler's call made while its thread updates it)", path)
+    lock = _flock_within(path, mode)
+    if isinstance(lock, _FlockLock):  # (filelock's, elsewhere than POSIX: its own rules)
+        held.add(path)
+        lock._held = (held, path)
+    return lock
+
+
+def _flock_within(path: str, mode: int | None) -> Any:
+    """``_flock``, without the check for this thread's own holding."""
     if fcntl is None:
         from filelock import FileLock
 
