@@ -2059,7 +2059,7 @@ class _HeldHere(_NoRoomForLock):
     holding). Before, that call waited ``LOCK_WAIT`` (60 s) and then failed its write."""
 
 
-_ledgers_held = threading.local()  # .paths: the ledger locks this thread holds
+_ledgers_held = threading.local()  # .locks: path -> the ledger lock this thread took last
 if hasattr(os, "register_at_fork"):  # a child holds none (``_FlockLock.__del__``: its
     os.register_at_fork(after_in_child=lambda: _ledgers_held.__dict__.clear())  # parent's)
 
@@ -2068,7 +2068,6 @@ class _FlockLock:
     """An exclusive ``flock`` on a file opened without following links or blocking."""
 
     _fd = -1  # until set (an interrupt inside ``__init__``: nothing for ``__del__`` to do)
-    _held: tuple[set[str], str] | None = None  # the holding thread's mark (``_flock``)
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -2083,9 +2082,6 @@ class _FlockLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: a forked child may share the fd
             finally:
                 self._fd = -1
-                held = self._held
-                if held is not None:
-                    held[0].discard(held[1])
                 os.close(fd)
 
     def __del__(self) -> None:
@@ -2130,14 +2126,16 @@ def _flock(path: str, mode: int | None = None) -> Any:
     more). Before, the lock file was 0600 whoever made it, and in a cache shared by hand
     every write with max_size of every other user was returned but not stored
     ("Permission denied")."""
-    held = _ledgers_held.__dict__.setdefault("paths", set())
-    if path in held:
+    held: dict[str, Callable[[], _FlockLock | None]] = _ledgers_held.__dict__.setdefault(
+        "locks", {})
+    mine = held.get(path)
+    holding = mine() if mine is not None else None
+    if holding is not None and holding._fd >= 0:  # (a mark left by an interrupt: not held)
         raise _HeldHere(errno.EDEADLK, "the size ledger's lock is held by this thread (a "
                         "signal handler's call made while its thread updates it)", path)
     lock = _flock_within(path, mode)
     if isinstance(lock, _FlockLock):  # (filelock's, elsewhere than POSIX: its own rules)
-        held.add(path)
-        lock._held = (held, path)
+        held[path] = weakref.ref(lock)  # weakly: one its holder lost is given back (__del__)
     return lock
 
 
