@@ -299,6 +299,22 @@ def test_prune_with_max_size_of_a_cache_not_made_yet_creates_nothing(cache_dir: 
     assert not cache_dir.exists()
 
 
+@pytest.mark.file_only("it looks at the directory")
+def test_cache_delete_with_max_size_of_a_cache_not_made_yet_creates_nothing(
+        cache_dir: Path) -> None:
+    # A removal takes the ledger's lock only for a file it removes: before, every shard's
+    # removal took it, and the lock's file made the cache (and its parents), or raised
+    # where it cannot be written (a read-only mount: EROFS, where the answer is False).
+    cache = Cache(cache_dir / "team", max_size=2**30)
+
+    @cache.cached
+    def f(x):
+        return x
+
+    assert not f.cache_delete(1)
+    assert not cache_dir.exists()
+
+
 # --- entries ------------------------------------------------------------------------------
 
 @pytest.mark.file_only("it looks at the entry files")

@@ -293,3 +293,47 @@ def test_a_remote_miss_computes_when_no_thread_can_renew_its_lease(
     # RuntimeError can't create new thread at interpreter shutdown")
     expected = ["miss 2", "miss 3", "hit 2"] if case == "out of threads" else ["at exit 4"]
     assert done.stdout.splitlines() == expected, done.stdout
+
+
+# The size ledger's lock is a ``flock`` on a descriptor opened for each holding: a signal
+# handler's call that needs it while its own thread holds it (here: as ``cache_delete``
+# records its removal) waited for its thread, ``LOCK_WAIT`` (60 s), then failed its write.
+LEDGER_HELD = """
+import signal, sys, warnings
+from memojar import Cache, _ledger
+
+cache = Cache(sys.argv[1], max_size=10**6)
+
+@cache.cached
+def f(x):
+    return x * 2
+
+f(1)
+settle = _ledger.Ledger.settle
+got = []
+
+def handler(signum, frame):
+    _ledger.Ledger.settle = settle
+    got.append(f(100))
+
+def settle_then_signal(self, delta):
+    settle(self, delta)
+    signal.raise_signal(signal.SIGALRM)
+
+signal.signal(signal.SIGALRM, handler)
+_ledger.Ledger.settle = settle_then_signal
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    deleted = f.cache_delete(1)
+f(5)
+print(deleted, got, f.cache_contains(5))
+"""
+
+
+def test_a_signal_handlers_max_size_call_while_its_thread_holds_the_ledger_does_not_wait(
+        tmp_path: Path) -> None:
+    done = run_or_hang(LEDGER_HELD, str(tmp_path), timeout=30,
+                       hang="the handler's write waited LOCK_WAIT for the ledger's lock its "
+                            "own thread held")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "[200]", "True"]

@@ -714,9 +714,18 @@ class FileStore(Store):
                               "removed while memojar was writing it (by another program?); "
                               "nothing was stored", tmp) from exc
         except BaseException:
-            with self._settling() as ledger:  # the reservation given back
-                if _unlink(tmp, sfd) and ledger is not None:
-                    ledger.settle(-size)
+            try:
+                with self._settling() as ledger:  # the reservation given back
+                    if _unlink(tmp, sfd) and ledger is not None:
+                        ledger.settle(-size)
+            except OSError as exc:  # its lock held past LOCK_WAIT: the total over-states
+                logger.debug("no ledger update in %s: %s", self.root, exc)  # (recounted)
+            finally:
+                # The file goes also when the lock was not had (that error, or a second
+                # interrupt while waiting for it): before, it stayed, counted as a writer's
+                # reservation for the life of the process, and the lock's error replaced
+                # the write's own.
+                _unlink(tmp, sfd)
             raise
         fdir = os.path.basename(self._dirs[function])
         if replaced:
@@ -1701,7 +1710,9 @@ class FileStore(Store):
         goes with the rest).
 
         ``settle``: each shard's files are removed and recorded in the ledger under its lock
-        (``_settling``); an eviction, which holds it already, records its own."""
+        (``_settling``), taken at the first file found there (before: for every shard, so
+        a ``cache_delete`` of a key with no entry made a cache not made yet, and raised
+        EROFS on a read-only one); an eviction, which holds it already, records its own."""
         removed: list[str] = []
         denied: list[tuple[str, int]] = [] if refused is None else refused
         by_dir: dict[tuple[str, str], list[str]] = {}
@@ -1718,12 +1729,15 @@ class FileStore(Store):
             self._bump(fdir)
         try:
             for (fdir, shard), files in by_dir.items():
-                with (self._settling() if settle else contextlib.nullcontext()) as ledger, \
-                        _dir_at(self.root, fdir, shard) as sfd:
+                with contextlib.ExitStack() as held, _dir_at(self.root, fdir, shard) as sfd:
                     if sfd is None:
                         continue
+                    ledger, settling = None, settle
                     for file in files:
                         try:
+                            if settling:  # the ledger's lock, for a file there only:
+                                os.stat(file, dir_fd=sfd, follow_symlinks=False)
+                                ledger, settling = held.enter_context(self._settling()), False
                             st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
                         except OSError:  # removed by another process first, unreadable
                             continue
@@ -2034,7 +2048,20 @@ def _held_message(root: str, max_size: int, held: int, size: int) -> str:
 
 
 class _NoRoomForLock(OSError):
-    """The size ledger's lock file cannot be made: the disk (or quota) is full."""
+    """The size ledger's lock cannot be had now: its file cannot be made (the disk, or
+    quota, is full), or this thread holds it (``_HeldHere``). The total then over-states
+    until the next recount."""
+
+
+class _HeldHere(_NoRoomForLock):
+    """The size ledger's lock is held by this thread: a signal handler's call made while
+    its thread updates the ledger (``flock`` on a new descriptor waits for its own thread's
+    holding). Before, that call waited ``LOCK_WAIT`` (60 s) and then failed its write."""
+
+
+_ledgers_held = threading.local()  # .locks: path -> the ledger lock this thread took last
+if hasattr(os, "register_at_fork"):  # a child holds none (``_FlockLock.__del__``: its
+    os.register_at_fork(after_in_child=lambda: _ledgers_held.__dict__.clear())  # parent's)
 
 
 class _FlockLock:
@@ -2099,6 +2126,21 @@ def _flock(path: str, mode: int | None = None) -> Any:
     more). Before, the lock file was 0600 whoever made it, and in a cache shared by hand
     every write with max_size of every other user was returned but not stored
     ("Permission denied")."""
+    held: dict[str, Callable[[], _FlockLock | None]] = _ledgers_held.__dict__.setdefault(
+        "locks", {})
+    mine = held.get(path)
+    holding = mine() if mine is not None else None
+    if holding is not None and holding._fd >= 0:  # (a mark left by an interrupt: not held)
+        raise _HeldHere(errno.EDEADLK, "the size ledger's lock is held by this thread (a "
+                        "signal handler's call made while its thread updates it)", path)
+    lock = _flock_within(path, mode)
+    if isinstance(lock, _FlockLock):  # (filelock's, elsewhere than POSIX: its own rules)
+        held[path] = weakref.ref(lock)  # weakly: one its holder lost is given back (__del__)
+    return lock
+
+
+def _flock_within(path: str, mode: int | None) -> Any:
+    """``_flock``, without the check for this thread's own holding."""
     if fcntl is None:
         from filelock import FileLock
 

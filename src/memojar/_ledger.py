@@ -109,9 +109,11 @@ class Ledger:
         self._lock = self.backend._total_lock()
         try:
             self.total = self.backend._read_total()
+            # Not trusted until this process recounts it (``set`` says it did). Before, the
+            # first holding said so even if it counted nothing (a ``cache_delete`` of a key
+            # with no entry): the process then trusted a total left behind for good.
             if not self.backend._recounted:
                 self.total = None
-                self.backend._recounted = True
             self._dirty = False
         except BaseException:
             self._lock.release()
@@ -131,7 +133,8 @@ class Ledger:
 
     def _known(self) -> int:
         if self.total is None:
-            self.total = self.backend._census()[1]
+            self.set(self.backend._census()[1])
+        assert self.total is not None
         return self.total
 
     def add(self, delta: int) -> None:
@@ -149,8 +152,11 @@ class Ledger:
             self.add(delta)
 
     def set(self, total: int) -> None:
+        """Store ``total``, the bytes as counted now: the recount of the process's first use
+        is made."""
         self.total = total
         self._dirty = True
+        self.backend._recounted = True
 
     def fits(self, size: int) -> bool:
         """True if ``size`` more bytes fit under max_size, after evicting if needed."""

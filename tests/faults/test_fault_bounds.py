@@ -800,3 +800,79 @@ def test_a_process_forking_often_keeps_one_merge_at_its_childrens_exit(tmp_path:
 
     hits = Cache(tmp_path / "c").store.read_stats()["functions"]["__main__.f"][0]
     assert hits == 1  # the child's, merged at its exit
+
+
+DRIFTED = """
+import os, sys
+import memojar
+cache = memojar.Cache(os.environ["CACHE"], max_size=None if sys.argv[1] == "unsized" else MB)
+
+@cache.cached
+def f(i):
+    return bytes([i % 256]) * 10_000
+
+if sys.argv[1] == "sized":
+    f(1), f(2)
+elif sys.argv[1] == "unsized":  # keeps no ledger: the stored total falls behind the files
+    for i in range(10, 20):
+        f(i)
+else:
+    assert not f.cache_delete(99)  # the process's first ledger holding: nothing removed
+    f(3)
+""".replace("MB", str(MB))
+
+
+def test_a_process_whose_first_ledger_use_removes_nothing_still_recounts(
+        tmp_path: Path) -> None:
+    """A process trusts the stored total only after recounting it once (a store without
+    max_size writes without counting). A ``cache_delete`` of a key with no entry, its first
+    holding of the ledger, counted nothing but marked the total recounted: its writes then
+    added to the total left behind, 30 kB where 132 kB were on disk, and the cache could grow
+    past max_size by the difference."""
+    root = tmp_path / "cache"
+    script = tmp_path / "drifted.py"
+    script.write_text(DRIFTED)
+    env = {**subprocess_env(), "CACHE": str(root)}
+    for step in ("sized", "unsized", "deleter"):
+        proc = subprocess.run([sys.executable, str(script), step], env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        assert proc.returncode == 0, proc.stderr
+    assert int((root / ".size").read_text()) == on_disk(root)
+
+
+def test_a_failed_max_size_write_leaves_no_temporary_file_when_the_ledger_is_held(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write with max_size that fails after its reservation (a disk error writing the
+    sparse reservation; an interrupt) gives the reservation back under the ledger's lock.
+    When that lock cannot be had (held past ``LOCK_WAIT`` by a stopped process; a second
+    Ctrl-C while waiting), the temporary file still goes: before, it stayed, its bytes
+    counted as a writer's in flight for the life of the process."""
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    cache = memojar.Cache(root, max_size=MB)
+
+    @cache.cached
+    def f(i: int) -> bytes:
+        return bytes([i]) * 10_000
+
+    f(1)  # the ledger's lock file made
+    monkeypatch.setattr(_filestore, "LOCK_WAIT", 0.2)
+
+    def failing_write(fd: int, chunks: Any) -> None:
+        if sum(map(len, chunks)) < 10_000:  # the ledger's own file, under its lock
+            write_all(fd, chunks)
+            return
+        held.__enter__()  # another process takes the ledger, and keeps it
+        raise OSError(5, "Input/output error")  # the entry's write fails
+
+    write_all = _filestore._write_all
+
+    held = ledger_lock(root)
+    monkeypatch.setattr(_filestore, "_write_all", failing_write)
+    try:
+        with pytest.warns(memojar.MemojarWarning):
+            assert f(2) == bytes([2]) * 10_000
+    finally:
+        held.__exit__(None, None, None)
+    assert temporary_files(root) == []
