@@ -526,15 +526,11 @@ class Store(abc.ABC):
         removed = self._unlink(entries)
         for entry in removed:
             logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
-        self._removed(removed)
         return len(removed)
 
     @abc.abstractmethod
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         """Remove listed entries; the ones removed (another process may have been first)."""
-
-    def _removed(self, entries: Sequence[StoredEntry]) -> None:  # noqa: B027 - optional
-        """Account for removed entries (the file store's ledger); nothing by default."""
 
     def cleanup(self) -> int:
         """Remove what crashed writers left behind (temporary files, idle locks); return
