@@ -1883,7 +1883,11 @@ class _Memo:
         except Miss as miss:
             cause = miss.__cause__
             if isinstance(cause, OSError) and cause.errno is None:
-                raise cause from None  # the caller's signal handler's (see ``get``)
+                miss.__cause__ = None  # no cycle (see ``get``)
+                try:
+                    raise cause from None  # the caller's (see ``get``)
+                finally:
+                    del cause, data
             self.store.unstamp(self.name, key)  # looked at, rejected: not used
             reason = miss.reason
             if reason == "stale" and self.swr:
