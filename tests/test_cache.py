@@ -518,6 +518,29 @@ def test_an_expired_entry_looked_at_is_evicted_before_live_ones(cache_dir: Path,
 
 
 @pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
+@pytest.mark.not_on("redis", "a Redis read scores the entry's use in the store's own script")
+@pytest.mark.parametrize("look", ["cache_contains", "cache_explain"])
+def test_a_look_at_a_live_entry_is_not_a_use_of_it(cache_dir: Path, look: str) -> None:
+    """``cache_contains`` and ``cache_explain`` ask about an entry without using it (as
+    diskcache's ``in`` and joblib's ``check_call_in_cache``): before, the read's stamp made
+    the entry looked at the most recently used, and eviction removed another in its place."""
+    cache = Cache(cache_dir, max_size=13_000)  # ten entries of about 1.28 kB fit, not 11
+
+    @cache.cached
+    def f(i):
+        return bytes(1000) + i.to_bytes(4, "little")
+
+    for i in range(10):
+        f(i)
+        time.sleep(0.012)  # past the kernel's coarse file clock
+    assert getattr(f, look)(0)  # looked at, not used: still the least recently used
+    time.sleep(0.012)
+    f(10)  # no room: the least recently used go (two: eviction frees a tenth)
+    assert not f.cache_contains(0)
+    assert f.cache_contains(2)
+
+
+@pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
     cache = Cache(cache_dir, max_size=13_000)  # ten entries of about 1.28 kB fit, not 11
 

@@ -1839,11 +1839,13 @@ class _Memo:
         data = self.store.read(self.name, key)
         if data is None:
             return False
+        # Looked at, not used (as diskcache's ``in``): the read's mark of a use is taken back,
+        # so that a look never keeps an entry from eviction. Before, only of one rejected.
+        self.store.unstamp(self.name, key)
         try:
             _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
                           _depends.changed_result_class)
         except Miss:
-            self.store.unstamp(self.name, key)  # looked at, rejected: not used
             return False
         return True
 
@@ -1873,6 +1875,7 @@ class _Memo:
                         "exist (or cannot be read): the call computes, and the function meets "
                         "that itself")
             return line
+        self.store.unstamp(self.name, key)  # looked at, not used (see ``contains``)
         now = time.time()
         try:
             # Loaded as the call loads it: an entry passing every check may still not
@@ -1888,7 +1891,6 @@ class _Memo:
                     raise cause from None  # the caller's (see ``get``)
                 finally:
                     del cause, data
-            self.store.unstamp(self.name, key)  # looked at, rejected: not used
             reason = miss.reason
             if reason == "stale" and self.swr:
                 # Served stale only if it passes every check after the expiry's (``_stale``):

@@ -555,7 +555,7 @@ class FileStore(Store):
         read it or wrote it again since: a time of another's stays). Before, an entry
         rejected (expired, damaged, another secret's) and left where it was (seen by
         ``cache_contains``, or its discard waiting on a writer of the key) kept the stamp
-        of a use: eviction took live entries before it."""
+        of a use: eviction took live entries before it. So too an entry only looked at."""
         path, ino, accessed, modified, now = self._stamped
         if path != self.path(function, key):  # no stamp of it (another thread's since)
             return

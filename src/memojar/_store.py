@@ -345,9 +345,10 @@ class Store(abc.ABC):
             return None
 
     def unstamp(self, function: str, key: str) -> None:  # noqa: B027 - optional
-        """The entry this thread just read (``read``) was not used (its reader rejected it)
-        and is still there: the mark of a use its read left in the least-recently-used
-        order, if any, is taken back. Nothing by default."""
+        """The entry this thread just read (``read``) was not used (its reader rejected it,
+        or ``cache_contains`` and ``cache_explain`` only looked at it) and is still there:
+        the mark of a use its read left in the least-recently-used order, if any, is taken
+        back. Nothing by default."""
 
     def maybe_stored(self, function: str, key: str) -> bool:
         """False only if there is certainly no entry for ``key``, told more cheaply than by
