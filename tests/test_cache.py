@@ -492,6 +492,22 @@ def test_max_size_evicts_least_recently_used(cache_dir: Path) -> None:
     assert f.cache_contains(15)
 
 
+def _ten_written_in_turn(cache_dir: Path, ttl: float | None = None) -> tuple[Cache, Any]:
+    """The cache and ``f``: ``f(0)`` to ``f(9)`` written in turn, each past the kernel's
+    coarse file clock, in a cache where ten entries of about 1.28 kB fit and eleven do not;
+    with ``ttl``, ``f(0)`` has expired by the time the others are written."""
+    cache = Cache(cache_dir, max_size=13_000)
+
+    @cache.cached(ttl=ttl)
+    def f(i):
+        return bytes(1000) + i.to_bytes(4, "little")
+
+    for i in range(10):
+        f(i)
+        time.sleep(1.1 if ttl and i == 0 else 0.012)
+    return cache, f
+
+
 @pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 @pytest.mark.parametrize("look", ["cache_contains", "cache_explain"])
 def test_an_expired_entry_looked_at_is_evicted_before_live_ones(cache_dir: Path,
@@ -499,17 +515,7 @@ def test_an_expired_entry_looked_at_is_evicted_before_live_ones(cache_dir: Path,
     """A look at an entry that is then rejected (expired) is no use of it: before, the
     read's stamp made it the most recently used, and eviction removed a live entry in its
     place, keeping the dead one."""
-    cache = Cache(cache_dir, max_size=13_000)  # ten entries of about 1.28 kB fit, not 11
-
-    @cache.cached(ttl=1)
-    def f(i):
-        return bytes(1000) + i.to_bytes(4, "little")
-
-    f(0)
-    time.sleep(1.1)  # f(0) has expired
-    for i in range(1, 10):
-        f(i)
-        time.sleep(0.012)  # past the kernel's coarse file clock
+    _, f = _ten_written_in_turn(cache_dir, ttl=1)
     getattr(f, look)(0)  # rejected, left in place
     time.sleep(0.012)
     f(10)  # no room: the least recently used go (two: eviction frees a tenth)
@@ -524,33 +530,17 @@ def test_a_look_at_a_live_entry_is_not_a_use_of_it(cache_dir: Path, look: str) -
     """``cache_contains`` and ``cache_explain`` ask about an entry without using it (as
     diskcache's ``in`` and joblib's ``check_call_in_cache``): before, the read's stamp made
     the entry looked at the most recently used, and eviction removed another in its place."""
-    cache = Cache(cache_dir, max_size=13_000)  # ten entries of about 1.28 kB fit, not 11
-
-    @cache.cached
-    def f(i):
-        return bytes(1000) + i.to_bytes(4, "little")
-
-    for i in range(10):
-        f(i)
-        time.sleep(0.012)  # past the kernel's coarse file clock
+    _, f = _ten_written_in_turn(cache_dir)
     assert getattr(f, look)(0)  # looked at, not used: still the least recently used
     time.sleep(0.012)
-    f(10)  # no room: the least recently used go (two: eviction frees a tenth)
+    f(10)
     assert not f.cache_contains(0)
     assert f.cache_contains(2)
 
 
 @pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
-    cache = Cache(cache_dir, max_size=13_000)  # ten entries of about 1.28 kB fit, not 11
-
-    @cache.cached
-    def f(i):
-        return bytes(1000) + i.to_bytes(4, "little")
-
-    for i in range(10):
-        f(i)
-        time.sleep(0.012)  # past the kernel's coarse file clock
+    cache, f = _ten_written_in_turn(cache_dir)
     f(0)  # read again: the most recently used entry
     time.sleep(0.012)
     assert len(list(cache.entries())) == 10  # reads every header
