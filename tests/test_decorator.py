@@ -894,6 +894,94 @@ def test_refresh_recomputes_stores_and_returns(cache_dir: Path) -> None:
     assert len(calls) == 3
 
 
+# A refresh, a cache_set and a background recomputation replace the call's entry: a value
+# of theirs that is not stored (computed under min_compute_time, unpicklable) is not
+# followed by the value it replaced. Before, the old entry stayed and the next call
+# returned it (for good, or, for a stale entry, until its window ended).
+
+def test_a_refresh_computed_faster_than_min_compute_time_leaves_no_older_value(
+        cache_dir: Path) -> None:
+    source = {"value": "old", "delay": 0.3}
+
+    @cached(cache_dir=cache_dir, min_compute_time=0.2)
+    def read(x: int) -> str:
+        time.sleep(source["delay"])
+        return str(source["value"])
+
+    assert read(1) == "old"  # slow: stored
+    source.update(value="new", delay=0.0)
+    assert read.refresh(1) == "new"  # quick: returned, not stored
+    assert read(1) == "new"
+    assert not read.cache_contains(1)
+
+
+def test_an_async_refresh_computed_faster_than_min_compute_time_leaves_no_older_value(
+        cache_dir: Path) -> None:
+    source = {"value": "old", "delay": 0.3}
+
+    @cached(cache_dir=cache_dir, min_compute_time=0.2)
+    async def read(x: int) -> str:
+        await asyncio.sleep(source["delay"])
+        return str(source["value"])
+
+    assert asyncio.run(read(1)) == "old"
+    source.update(value="new", delay=0.0)
+    assert asyncio.run(read.refresh(1)) == "new"
+    assert asyncio.run(read(1)) == "new"
+
+
+def test_a_refresh_whose_value_cannot_be_pickled_leaves_no_older_value(
+        cache_dir: Path) -> None:
+    values: list[Any] = ["old", threading.Lock(), "new"]
+
+    @cached(cache_dir=cache_dir)
+    def f(x: int) -> Any:
+        return values.pop(0)
+
+    assert f(1) == "old"
+    with pytest.warns(MemojarWarning, match="cannot be pickled"):
+        f.refresh(1)
+    assert f(1) == "new"
+
+
+def test_cache_set_of_a_value_that_cannot_be_pickled_leaves_no_older_value(
+        cache_dir: Path) -> None:
+    calls: list[Any] = []
+    f = cached(cache_dir=cache_dir)(counting(calls))
+    f.cache_set(10, 1)
+    with pytest.warns(MemojarWarning, match="cannot be pickled"):
+        f.cache_set(threading.Lock(), 1)
+    assert not f.cache_contains(1)
+    assert f(1) == 2  # computed
+    assert calls == [(1, 0)]
+
+
+def test_a_background_recomputation_too_quick_to_store_ends_the_stale_value(
+        cache_dir: Path) -> None:
+    """The stale entry is removed: the next call computes the value in the call. Before,
+    the stale value was served for the whole window, each call recomputing it in the
+    background and throwing the result away."""
+    source = {"value": "old", "delay": 0.3}
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir, ttl=0.5, stale_while_revalidate=600, min_compute_time=0.2)
+    def f(x: int) -> str:
+        calls.append(x)
+        time.sleep(source["delay"])
+        return str(source["value"])
+
+    assert f(1) == "old"  # slow: stored
+    time.sleep(0.6)
+    source.update(value="new", delay=0.0)
+    assert f(1) == "old"  # stale, at once; recomputed quickly in the background
+    deadline = time.monotonic() + 20
+    while f.cache_info().entries:
+        assert time.monotonic() < deadline, "the stale entry stayed"
+        time.sleep(0.02)
+    assert len(calls) == 2
+    assert f(1) == "new"
+
+
 @pytest.mark.file_only("it looks at the entry files")
 def test_cache_key_is_a_hex_string(cache_dir: Path) -> None:
     f = cached(cache_dir=cache_dir)(counting([]))

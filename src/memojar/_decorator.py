@@ -805,8 +805,9 @@ class _Memo:
             if not self.contains(key):  # not recomputed by another caller meanwhile
                 start = self._started(key, (args, kwargs))
                 value = self.func(*args, **kwargs)
-                if not self._arguments_changed(key, args, kwargs):
-                    self._computed(key, value, start, (args, kwargs))
+                if (not self._arguments_changed(key, args, kwargs)
+                        and not self._computed(key, value, start, (args, kwargs))):
+                    self._unreplaced(key)
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
@@ -868,8 +869,10 @@ class _Memo:
             if not await run(self.contains, key):
                 start = self._started(key, (args, kwargs))
                 value = await self.func(*args, **kwargs)
-                if not self._arguments_changed(key, args, kwargs):
-                    await run(self._computed, key, value, start, (args, kwargs), finish=True)
+                if (not self._arguments_changed(key, args, kwargs)
+                        and not await run(self._computed, key, value, start, (args, kwargs),
+                                          finish=True)):
+                    await run(self._unreplaced, key, finish=True)
         except Exception:  # noqa: BLE001 - whatever the function raised: logged, not lost
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
@@ -1032,7 +1035,7 @@ class _Memo:
         store = self.store
         here = (store.location, self.name, key)
         if here in held:
-            return self._compute(key, args, kwargs, withheld)
+            return self._compute(key, args, kwargs, withheld, force)
         # An interrupt (KeyboardInterrupt, a signal handler's exception) may land between
         # any two calls, also between a call's return and the assignment of its result:
         # the lock is known by ``taken`` as soon as it is made, and ``_held`` is set back
@@ -1069,7 +1072,7 @@ class _Memo:
             else:  # held by another caller: wait (``_lock``, from its pause)
                 value = self._lock(key, taken, not force, lock=lock)
             if value is UNSTORED:  # computed and not stored by the caller it waited for
-                return self._compute(key, args, kwargs, withheld)
+                return self._compute(key, args, kwargs, withheld, force)
             if value is not MISSING:  # stored by the holder while this caller waited
                 return self._read_meanwhile(value, withheld)
             # ``_stored_meanwhile``, inline (a frame less a miss); also after a timeout
@@ -1078,7 +1081,7 @@ class _Memo:
                 if value is not MISSING:
                     self.hit_count.bump()
                     return self._read_meanwhile(value, withheld)
-            return self._compute(key, args, kwargs, withheld)
+            return self._compute(key, args, kwargs, withheld, force)
         finally:
             try:
                 # Inline, not a helper: an interrupt at a helper's start would escape the try.
@@ -1108,7 +1111,7 @@ class _Memo:
         return value
 
     def _compute(self, key: str, args: _Args, kwargs: dict[str, Any],
-                 withheld: list[bool] | None = None) -> Any:
+                 withheld: list[bool] | None = None, replacing: bool = False) -> Any:
         # ``_started`` and ``_computed``, inline (two frames less a miss, and no start tuple
         # made and taken apart), with ``isEnabledFor`` asked once and passed on to ``put``
         # (a call less): keep the three alike.
@@ -1162,8 +1165,11 @@ class _Memo:
             stored = self._unstored(key)
         else:
             stored = self.put(key, value, elapsed, ident, False, debug) or self._unstored(key)
-        if not stored and withheld is not None:
-            withheld.append(True)
+        if not stored:
+            if withheld is not None:
+                withheld.append(True)
+            if replacing:  # a refresh: its entry is not the old value's either
+                self._unreplaced(key)
         return value
 
     async def acompute(
@@ -1177,7 +1183,7 @@ class _Memo:
         held = _held.get()
         here = (self.store.location, self.name, key)
         if here in held:  # the coroutine awaits itself with the same key
-            return await self._acompute(key, args, kwargs, run)
+            return await self._acompute(key, args, kwargs, run, force)
         # As in ``compute``: an interrupt (a KeyboardInterrupt in a notebook's running
         # cell) may land between any two calls, so the lock is known by ``taken`` as soon
         # as it is made and is released, twice if interrupted inside, inline; ``_held`` is
@@ -1186,13 +1192,13 @@ class _Memo:
         try:
             value = await self._alock(key, run, taken, not force)
             if value is UNSTORED:  # computed and not stored by the caller it waited for
-                return await self._acompute(key, args, kwargs, run)
+                return await self._acompute(key, args, kwargs, run, force)
             if value is not MISSING:  # stored by the holder while this caller waited
                 return value
             _held.set((*held, here))
             value = MISSING if force else await run(self._stored_meanwhile, key)
             if value is MISSING:
-                value = await self._acompute(key, args, kwargs, run)
+                value = await self._acompute(key, args, kwargs, run, force)
             return value
         finally:
             try:
@@ -1216,7 +1222,8 @@ class _Memo:
             finally:
                 _held.set(held)
 
-    async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any) -> Any:
+    async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any,
+                        replacing: bool = False) -> Any:
         start = self._started(key, (args, kwargs))
         try:
             value = await self.func(*args, **kwargs)
@@ -1226,7 +1233,9 @@ class _Memo:
             raise
         # Stored even if the caller is cancelled meanwhile: the value is not lost, and the
         # lock is given back only once it is stored (the next caller then reads it).
-        await run(self._computed, key, value, start, (args, kwargs), finish=True)
+        if (not await run(self._computed, key, value, start, (args, kwargs), finish=True)
+                and replacing):  # a refresh (as in ``_compute``)
+            await run(self._unreplaced, key, finish=True)
         return value
 
     def _lock(self, key: str, taken: list[Any] | None = None, read: bool = False,
@@ -1542,6 +1551,22 @@ class _Memo:
                 break
         return False
 
+    def _unreplaced(self, key: str) -> None:
+        """A value meant to replace the entry of ``key`` (a refresh, a ``cache_set``, a
+        background recomputation of a stale entry) was not stored: the entry it was to
+        replace is removed, so that no later call returns the value the caller replaced
+        (before, the next call did: a refresh computed under ``min_compute_time`` gave
+        the new value, and the call after it the old one again). Made holding the key's
+        lock (but for a coroutine function's ``cache_set``), so a value another caller
+        stores later stays."""
+        try:
+            self.store.delete(self.name, key)
+        except OSError as exc:
+            if exc.errno is None:  # not the store's system call: the caller's signal handler
+                raise
+            logger.debug("cannot remove %s %s: %s", self.name, key, exc)
+        logger.debug("evict %s %s (its replacement was not stored)", self.name, key)
+
     def _ran(self) -> None:
         """The function ran (to its end or not): in IPython, the globals it binds itself
         (``global calls; calls += 1``) are its own state, not a cell's change
@@ -1700,7 +1725,8 @@ class _Memo:
                     except OSError as exc:  # the store cannot lock now: ``put`` says why
                         if exc.errno is None:
                             raise
-            self.put(key, value, 0.0, given=True)
+            if not self.put(key, value, 0.0, given=True):
+                self._unreplaced(key)
         finally:
             try:
                 if taken:  # inline, as in ``compute``
