@@ -179,6 +179,7 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # O_NONBLOCK: opening a FIFO planted at an entry's name must not wait for a writer. It costs
 # nothing on a regular file, and the fstat that follows rejects anything else.
 _O_READ = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+_O_STAMP = os.O_RDWR | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _O_READ_HEAD = _O_READ | getattr(os, "O_NOATIME", 0)
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
@@ -1225,11 +1226,19 @@ class FileStore(Store):
                     continue
                 break
             try:
-                fd = os.open(GEN_FILE, _O_READ, dir_fd=dfd)
-            except PermissionError:
-                st = os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False)
-                self._stamp_why = self._not_a_stamp(gen, st)
-                raise
+                # Opened for writing where it may be (then mapped read-only all the same):
+                # on an overlay (a cache baked into a container's image), a stamp of the
+                # lower layer is then copied up first, and mapped where bumps write. Before,
+                # the mapping kept the lower file's bytes, and the first bump wrote a copy
+                # it never saw: memory= returned cleared values for good.
+                fd = os.open(GEN_FILE, _O_STAMP, dir_fd=dfd)
+            except OSError:  # not this user's to write, a read-only cache, not a file
+                try:
+                    fd = os.open(GEN_FILE, _O_READ, dir_fd=dfd)
+                except PermissionError:
+                    st = os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False)
+                    self._stamp_why = self._not_a_stamp(gen, st)
+                    raise
             try:
                 st = os.fstat(fd)
                 for _ in range(_LINKED_TRIES):  # made by another process, which is

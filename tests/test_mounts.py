@@ -1,0 +1,91 @@
+"""Caches on the mounts containers use: a cache baked into an image (an overlay's read-only
+lower layer, written to through the merged mount: copy-up) and a warm cache mounted
+read-only (a bind mount remounted ``ro``). Real mounts, so these need root (CI runs as
+root) and a kernel that lets this machine mount; each skips, saying why, where it cannot.
+Every mount is undone when its test ends."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import run_python
+
+Mounter = Callable[[Path], "contextlib.AbstractContextManager[Path]"]
+
+
+def _mount(*args: str) -> None:
+    proc = subprocess.run(["mount", *args], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount here (mount {' '.join(args)}: {proc.stderr.strip()}): "
+                    "needs root and a kernel that allows it")
+
+
+def _umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def container(tmp_path: Path) -> Mounter:
+    """``with container(lower) as merged``: ``lower`` (an image's layer, written before)
+    seen through an overlay at ``merged``, with a new upper layer on a tmpfs (another file
+    system than the lower's, as a container's writable layer often is)."""
+    count = iter(range(100))
+
+    @contextlib.contextmanager
+    def mount(lower: Path) -> Iterator[Path]:
+        n = next(count)
+        disk, merged = tmp_path / f"upper{n}", tmp_path / f"merged{n}"
+        disk.mkdir()
+        merged.mkdir()
+        _mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk))
+        try:
+            (disk / "u").mkdir()
+            (disk / "w").mkdir()
+            _mount("-t", "overlay", "overlay", "-o",
+                   f"lowerdir={lower},upperdir={disk / 'u'},workdir={disk / 'w'}", str(merged))
+            try:
+                yield merged
+            finally:
+                _umount(merged)
+        finally:
+            _umount(disk)
+
+    return mount
+
+
+COUNTING = """
+import sys
+from pathlib import Path
+from memojar import Cache
+calls = Path(sys.argv[2])
+
+@Cache(sys.argv[1]).cached(memory=4)
+def f(x):
+    calls.write_text(str(int(calls.read_text()) + 1))
+    return int(calls.read_text())
+"""
+
+
+def test_a_clear_in_a_container_reaches_the_memory_tier_of_a_baked_cache(
+        tmp_path: Path, container: Mounter) -> None:
+    """The image's build left the function's generation stamp in the lower layer. A
+    process mapping it maps the lower file; the clear's bump copies it up and writes the
+    copy. Before, the mapping never saw the bump: after ``clear()`` (in this process or
+    another one of the container), ``memory=`` returned the cleared value for good."""
+    calls = tmp_path / "calls"
+    calls.write_text("0")
+    image = tmp_path / "image"
+    run_python(COUNTING + "print(f(1))", str(image / "c"), str(calls))
+    with container(image) as merged:
+        out = run_python(COUNTING + """
+print(f(1))  # the image's entry, now held in memory too
+Cache(sys.argv[1]).clear()
+print(f(1))
+""", str(merged / "c"), str(calls))
+    assert out.split() == ["1", "2"]
+
