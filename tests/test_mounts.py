@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_python
+from memojar import Cache
 
 Mounter = Callable[[Path], "contextlib.AbstractContextManager[Path]"]
 
@@ -58,6 +59,37 @@ def container(tmp_path: Path) -> Mounter:
     return mount
 
 
+@pytest.fixture
+def read_only(tmp_path: Path) -> Mounter:
+    """``with read_only(folder) as view``: ``folder`` bind-mounted read-only at ``view``
+    (a warm cache handed to a container with ``:ro``)."""
+    count = iter(range(100))
+
+    @contextlib.contextmanager
+    def mount(folder: Path) -> Iterator[Path]:
+        view = tmp_path / f"ro{next(count)}"
+        view.mkdir()
+        _mount("--bind", str(folder), str(view))
+        try:
+            _mount("-o", "remount,bind,ro", str(view))
+            yield view
+        finally:
+            _umount(view)
+
+    return mount
+
+
+def _warm(root: Path, max_size: int | None = None) -> Callable[[int], bytes]:
+    """A function of a cache at ``root`` with entries for 0, 1 and 2."""
+    def f(x: int) -> bytes:
+        return bytes(1000) + bytes([x])
+
+    cached = Cache(root, max_size=max_size).cached(f)
+    for x in range(3):
+        cached(x)
+    return cached
+
+
 COUNTING = """
 import sys
 from pathlib import Path
@@ -89,3 +121,19 @@ print(f(1))
 """, str(merged / "c"), str(calls))
     assert out.split() == ["1", "2"]
 
+
+def test_removing_from_a_read_only_cache_with_max_size_says_so(
+        tmp_path: Path, read_only: Mounter) -> None:
+    """Before, the ledger lock's EROFS was taken for each file being removed by another
+    process first: ``clear()`` answered 0 and ``cache_delete`` False, removing nothing,
+    with nothing said; without max_size both raised EROFS, as they do now."""
+    f = _warm(tmp_path / "c", max_size=1_000_000)
+    with read_only(tmp_path / "c") as view:
+        cache = Cache(view, max_size=1_000_000)
+        g = cache.cached(f.__wrapped__)
+        with pytest.raises(OSError, match="Read-only file system"):
+            cache.clear()
+        with pytest.raises(OSError, match="Read-only file system"):
+            g.cache_delete(0)
+        assert g.cache_info().entries == 3
+        assert cache.prune() == 0  # nothing to remove: before, EROFS from the ledger's lock

@@ -1941,7 +1941,7 @@ class FileStore(Store):
             self._lock_mode_set = True
             return lock
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                 raise _NoRoomForLock(exc.errno, exc.strerror, exc.filename) from exc
             raise
 
@@ -2058,8 +2058,13 @@ def _held_message(root: str, max_size: int, held: int, size: int) -> str:
 
 class _NoRoomForLock(OSError):
     """The size ledger's lock cannot be had now: its file cannot be made (the disk, or
-    quota, is full), or this thread holds it (``_HeldHere``). The total then over-states
-    until the next recount."""
+    quota, is full; a cache mounted read-only, where nothing is removed either), or this
+    thread holds it (``_HeldHere``). The total then over-states until the next recount.
+
+    On a read-only cache with max_size, ``clear``, ``cache_clear`` and ``cache_delete``
+    took the lock's EROFS for a file removed by another process first: they answered 0
+    (or False) and removed nothing, silently; ``prune`` raised it with nothing to remove.
+    Now they go on without the ledger, as without max_size: the removal's own EROFS."""
 
 
 class _HeldHere(_NoRoomForLock):
