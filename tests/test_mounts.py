@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -137,3 +138,19 @@ def test_removing_from_a_read_only_cache_with_max_size_says_so(
             g.cache_delete(0)
         assert g.cache_info().entries == 3
         assert cache.prune() == 0  # nothing to remove: before, EROFS from the ledger's lock
+
+
+def test_clearing_a_read_only_cache_names_the_entry_by_its_path(
+        tmp_path: Path, read_only: Mounter) -> None:
+    """Before, the error named the entry's file alone ('memojar: read-only file system:
+    676c...pkl'): no cache, no folder."""
+    _warm(tmp_path / "c")
+    with read_only(tmp_path / "c") as view:
+        with pytest.raises(OSError, match="Read-only file system") as caught:
+            Cache(view).clear()
+        assert caught.value.filename.startswith(f"{view}/")
+        proc = subprocess.run([sys.executable, "-m", "memojar", "--dir", str(view), "clear",
+                               "--yes"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0
+        assert f"memojar: read-only file system: {view}/" in proc.stderr
+        assert Cache(view).stats().entries == 3

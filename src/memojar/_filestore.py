@@ -1772,6 +1772,11 @@ class FileStore(Store):
                             denied.append((os.path.join(self.root, fdir, shard, file),
                                            folder if folder != _euid() else st.st_uid))
                             continue
+                        except OSError as exc:  # EROFS (a cache mounted read-only), EIO:
+                            # named by its whole path (before, by the entry's file name
+                            # alone: 'memojar: read-only file system: 676c...pkl')
+                            raise OSError(exc.errno, exc.strerror, os.path.join(
+                                self.root, fdir, shard, file)) from exc
                         if gone:
                             if ledger is not None:
                                 ledger.settle(-st.st_size)
