@@ -154,3 +154,29 @@ def test_clearing_a_read_only_cache_names_the_entry_by_its_path(
         assert proc.returncode != 0
         assert f"memojar: read-only file system: {view}/" in proc.stderr
         assert Cache(view).stats().entries == 3
+
+
+def test_memory_tier_on_a_read_only_warm_cache_sees_a_clear_made_elsewhere(
+        tmp_path: Path, read_only: Mounter) -> None:
+    """The cache's stamp is there: it is mapped, and a clear through the writable mount
+    (the host's, while the container reads) reaches it. Before, memory= was not used, with
+    a warning blaming the file system ('a file system without [hard links], such as
+    FAT')."""
+    calls = tmp_path / "calls"
+    calls.write_text("0")
+    run_python(COUNTING + "print(f(1))", str(tmp_path / "c"), str(calls))
+    with read_only(tmp_path / "c") as view:
+        out = run_python("""
+import warnings
+warnings.simplefilter("always")
+warnings.showwarning = lambda message, *_, **__: print("warning:", message)
+""" + COUNTING + """
+print(f(1), f(1))
+Cache(sys.argv[3]).clear()
+print(f(1))  # computed, returned, not stored: read-only
+""", str(view), str(calls), str(tmp_path / "c"))
+    warned = "".join(line for line in out.splitlines() if line.startswith("warning:"))
+    values = [line for line in out.splitlines() if not line.startswith("warning:")]
+    assert " ".join(values).split() == ["1", "1", "2"]
+    assert "memory=" not in warned
+    assert "Read-only file system" in warned

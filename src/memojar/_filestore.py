@@ -1202,7 +1202,18 @@ class FileStore(Store):
             opened = os.fstat(dfd).st_mode
             shared = opened & 0o066 if opened & _OPENED_TO_OTHERS else 0
             for tries in range(2):
-                fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
+                try:
+                    fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
+                except OSError as exc:
+                    # A cache mounted read-only (a warm cache bind-mounted ro into a
+                    # container), a full disk: a stamp already there is mapped, and a
+                    # clear through a writable mount reaches it. Before, memory= was not
+                    # used, with a warning blaming the file system's hard links.
+                    try:
+                        os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False)
+                    except OSError:
+                        raise exc from None
+                    break
                 try:
                     try:
                         os.write(fd, os.urandom(8))
@@ -1257,6 +1268,8 @@ class FileStore(Store):
                 os.close(fd)
         except (OSError, ValueError) as exc:
             logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
+            if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+                self._stamp_why = f"{gen} cannot be made ({exc.strerror})"
             if (isinstance(exc, PermissionError) and self._stamp_why is None
                     and not os.access(self._dirs[function], os.W_OK)):
                 # A folder of another user's this one may read but not write (a cache
