@@ -179,6 +179,7 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # O_NONBLOCK: opening a FIFO planted at an entry's name must not wait for a writer. It costs
 # nothing on a regular file, and the fstat that follows rejects anything else.
 _O_READ = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+_O_STAMP = os.O_RDWR | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _O_READ_HEAD = _O_READ | getattr(os, "O_NOATIME", 0)
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
@@ -1201,7 +1202,18 @@ class FileStore(Store):
             opened = os.fstat(dfd).st_mode
             shared = opened & 0o066 if opened & _OPENED_TO_OTHERS else 0
             for tries in range(2):
-                fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
+                try:
+                    fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
+                except OSError as exc:
+                    # A cache mounted read-only (a warm cache bind-mounted ro into a
+                    # container), a full disk: a stamp already there is mapped, and a
+                    # clear through a writable mount reaches it. Before, memory= was not
+                    # used, with a warning blaming the file system's hard links.
+                    try:
+                        os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False)
+                    except OSError:
+                        raise exc from None
+                    break
                 try:
                     try:
                         os.write(fd, os.urandom(8))
@@ -1225,11 +1237,19 @@ class FileStore(Store):
                     continue
                 break
             try:
-                fd = os.open(GEN_FILE, _O_READ, dir_fd=dfd)
-            except PermissionError:
-                st = os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False)
-                self._stamp_why = self._not_a_stamp(gen, st)
-                raise
+                # Opened for writing where it may be (then mapped read-only all the same):
+                # on an overlay (a cache baked into a container's image), a stamp of the
+                # lower layer is then copied up first, and mapped where bumps write. Before,
+                # the mapping kept the lower file's bytes, and the first bump wrote a copy
+                # it never saw: memory= returned cleared values for good.
+                fd = os.open(GEN_FILE, _O_STAMP, dir_fd=dfd)
+            except OSError:  # not this user's to write, a read-only cache, not a file
+                try:
+                    fd = os.open(GEN_FILE, _O_READ, dir_fd=dfd)
+                except PermissionError:
+                    st = os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False)
+                    self._stamp_why = self._not_a_stamp(gen, st)
+                    raise
             try:
                 st = os.fstat(fd)
                 for _ in range(_LINKED_TRIES):  # made by another process, which is
@@ -1248,6 +1268,8 @@ class FileStore(Store):
                 os.close(fd)
         except (OSError, ValueError) as exc:
             logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
+            if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+                self._stamp_why = f"{gen} cannot be made ({exc.strerror})"
             if (isinstance(exc, PermissionError) and self._stamp_why is None
                     and not os.access(self._dirs[function], os.W_OK)):
                 # A folder of another user's this one may read but not write (a cache
@@ -1763,6 +1785,11 @@ class FileStore(Store):
                             denied.append((os.path.join(self.root, fdir, shard, file),
                                            folder if folder != _euid() else st.st_uid))
                             continue
+                        except OSError as exc:  # EROFS (a cache mounted read-only), EIO:
+                            # named by its whole path (before, by the entry's file name
+                            # alone: 'memojar: read-only file system: 676c...pkl')
+                            raise OSError(exc.errno, exc.strerror, os.path.join(
+                                self.root, fdir, shard, file)) from exc
                         if gone:
                             if ledger is not None:
                                 ledger.settle(-st.st_size)
@@ -1932,7 +1959,7 @@ class FileStore(Store):
             self._lock_mode_set = True
             return lock
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                 raise _NoRoomForLock(exc.errno, exc.strerror, exc.filename) from exc
             raise
 
@@ -2049,8 +2076,13 @@ def _held_message(root: str, max_size: int, held: int, size: int) -> str:
 
 class _NoRoomForLock(OSError):
     """The size ledger's lock cannot be had now: its file cannot be made (the disk, or
-    quota, is full), or this thread holds it (``_HeldHere``). The total then over-states
-    until the next recount."""
+    quota, is full; a cache mounted read-only, where nothing is removed either), or this
+    thread holds it (``_HeldHere``). The total then over-states until the next recount.
+
+    On a read-only cache with max_size, ``clear``, ``cache_clear`` and ``cache_delete``
+    took the lock's EROFS for a file removed by another process first: they answered 0
+    (or False) and removed nothing, silently; ``prune`` raised it with nothing to remove.
+    Now they go on without the ledger, as without max_size: the removal's own EROFS."""
 
 
 class _HeldHere(_NoRoomForLock):
