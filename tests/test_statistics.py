@@ -825,3 +825,34 @@ def test_a_cache_made_when_no_thread_can_start_caches_and_saves_its_counts(
     """, tmp_path / "c")
     assert out.split() == ["2", "2", "2", "True"]
     assert ls(tmp_path / "c") == {NAME: (2, 1)}
+
+
+def test_an_entry_count_merged_below_zero_is_listed_again_not_stuck_high(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each process merges its entries' ups and downs now and then: a removal merged before
+    the write it undoes took the kept count below zero, which was clamped at zero, and the
+    write's +1 then merged on top. A writer and a ``cache_delete`` loop in two processes
+    left ``cache_info()`` counting 12,856 entries over 2 files, for good. Below zero, the
+    count is known to be out of step: it is dropped, and the next look lists the folder."""
+    cache_dir = tmp_path / "c"
+    (tmp_path / "jobs.py").write_text(textwrap.dedent(f"""
+        from memojar import Cache
+
+        @Cache({str(cache_dir)!r}).cached
+        def f(i):
+            return i
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import jobs
+
+    jobs.f(0)
+    assert jobs.f.cache_info().entries == 1  # a listing: the kept count starts at 1
+    jobs.f(1)  # +1 noted in this process, not merged yet
+    run(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import jobs
+        assert jobs.f.cache_delete(0) and jobs.f.cache_delete(1)  # -2, merged at exit
+    """, cache_dir)
+    assert list(cache_dir.glob("*/*/*.pkl")) == []
+    assert jobs.f.cache_info().entries == 0

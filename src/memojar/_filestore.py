@@ -1431,7 +1431,15 @@ class FileStore(Store):
             for fdir, (entries, size) in tally.items():
                 if fdir in counts:  # else no listing counted it yet: the next one will
                     old = counts[fdir]
-                    counts[fdir] = [max(0, old[0] + entries), max(0, old[1] + size)]
+                    now = [old[0] + entries, old[1] + size]
+                    if now[0] < 0 or now[1] < 0:
+                        # Out of step: a removal merged before the write it undid (each
+                        # process merges now and then). Dropped, the next look lists;
+                        # before, clamped at 0, the write's +1 came on top: a writer and a
+                        # delete loop left 12,856 entries counted over 2 files, for good.
+                        del counts[fdir]
+                    else:
+                        counts[fdir] = now
             for fdir, exact in (recount or {}).items():
                 counts[fdir] = list(exact)
             if merge is not None:
@@ -1533,7 +1541,9 @@ class FileStore(Store):
         self._forked()
         with self._tally_lock:
             entries, size = self._added_up().get(fdir, (0, 0))
-        return max(0, kept[0] + entries), max(0, kept[1] + size)
+        if kept[0] + entries < 0 or kept[1] + size < 0:  # out of step (see ``merge_stats``)
+            return None
+        return kept[0] + entries, kept[1] + size
 
     def recount(self, function: str, entries: int, size: int) -> None:
         """Record a listing's exact count of the function's entries (what this process
