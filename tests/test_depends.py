@@ -844,6 +844,23 @@ def test_an_empty_folder_added_to_a_directory_recomputes(tmp_path: Path) -> None
     assert f(str(folder)) == 2
 
 
+def test_an_empty_folder_and_an_empty_file_at_one_path_are_two_keys(tmp_path: Path) -> None:
+    # A folder's digest and a file's were each xxh3 of the bytes hashed: nothing, for an
+    # empty folder and an empty file. A function telling them apart (a path to a file or
+    # to a folder of files) had the empty file's value returned for the empty folder.
+    path = tmp_path / "x"
+    path.touch()
+
+    @Cache(tmp_path / "cache").cached(files=("p",))
+    def kind(p: str) -> str:
+        return "folder" if os.path.isdir(p) else "file"
+
+    assert kind(str(path)) == "file"
+    path.unlink()
+    path.mkdir()
+    assert kind(str(path)) == "folder"
+
+
 def test_a_link_loop_and_an_undecodable_name_in_a_directory_are_keyed(tmp_path: Path) -> None:
     folder = tmp_path / "d"
     folder.mkdir()

@@ -435,10 +435,12 @@ def _tree_digest(root: str, st: os.stat_result) -> str:
     """A digest of a directory tree: every name in it (an empty folder too), and each
     regular file's content. Links are followed, to files and to folders (a folder reached
     twice on one path, a link loop, counts by name only); a FIFO, device or socket in the
-    tree counts by its name and kind, never read."""
+    tree counts by its name and kind, never read. Marked as a folder's: a file's digest is
+    bare hex (before, both were the hex digest of the bytes hashed, and an empty folder was
+    keyed as an empty file)."""
     digest = xxhash.xxh3_128()
     _walk_tree(root, b"", {(st.st_dev, st.st_ino)}, digest)
-    return digest.hexdigest()
+    return "folder:" + digest.hexdigest()
 
 
 def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any,
