@@ -692,7 +692,9 @@ def _code_named(values: tuple[Any, ...]) -> list[str]:
 
     class _Noting(pickle.Pickler):
         def reducer_override(self, obj: Any) -> Any:
-            found = obj if isinstance(obj, (type, FunctionType)) else type(obj)
+            wrapped = getattr(obj, "__wrapped__", None)  # functools.cache's wrapper
+            found = (obj if isinstance(obj, (type, FunctionType)) else
+                     wrapped if type(wrapped) is FunctionType else type(obj))
             if is_user_module(getattr(found, "__module__", None) or "__main__"):
                 names.add(function_name(found))
             return NotImplemented
