@@ -604,6 +604,7 @@ ARGUMENTS = """
     fn, args = {call}
 """
 ARG_MODELS = """
+    import functools
     from helpers import scale
 
     class Model:
@@ -612,16 +613,32 @@ ARG_MODELS = """
 
     def transform(x):
         return scale(x) - 1
+
+    @functools.cache
+    def cached_transform(x):
+        return scale(x) - 2
+
+    class Singleton(Model):
+        def __reduce__(self):  # pickled as its global name
+            return "SINGLETON"
+
+    SINGLETON = Singleton()
 """
 
 
-@pytest.mark.parametrize("call", ["fit, (models.Model(), 3)", "apply, (models.transform, 3)"],
-                         ids=["instance", "function"])
+@pytest.mark.parametrize(("call", "held"), [
+    ("fit, (models.Model(), 3)", "models.Model"),
+    ("apply, (models.transform, 3)", "models.transform"),
+    ("apply, (models.cached_transform, 3)", "models.cached_transform"),
+    ("fit, (models.SINGLETON, 3)", "models.Singleton"),
+], ids=["instance", "function", "functools-cache-wrapper", "instance-pickled-by-its-name"])
 def test_a_helper_of_a_function_or_instance_given_as_an_argument_edited_recomputes(
-        tmp_path: Path, call: str) -> None:
+        tmp_path: Path, call: str, held: str) -> None:
     # fit(model, x) runs Model.predict, apply(transform, x) runs transform: an argument
     # keys with what it depends on (before: its own code only, and the edited scale's
-    # calls returned the old scale's value).
+    # calls returned the old scale's value). Also one that pickle writes as its global
+    # name alone (a functools.cache wrapper, an instance whose __reduce__ returns its
+    # name): before, the key held no code at all, and a new process got the old value.
     write(tmp_path, {"helpers.py": HELPERS, "models.py": ARG_MODELS,
                      "main.py": ARGUMENTS.format(call=call)})
     first = run(tmp_path)
@@ -631,7 +648,6 @@ def test_a_helper_of_a_function_or_instance_given_as_an_argument_edited_recomput
     assert second["misses"] == 1 and second["value"] != first["value"]
     # The function's own code is unchanged, so its entries cannot say what changed; the
     # explanation names the code the arguments hold (before: a bare "no entry").
-    held = "models.Model" if call.startswith("fit") else "models.transform"
     assert second["explain"] == (
         f"miss: no entry for these arguments; they hold {held} of your code, and the key "
         "covers it and what it calls: an edit of either is another key")
@@ -842,6 +858,23 @@ def test_an_empty_folder_added_to_a_directory_recomputes(tmp_path: Path) -> None
     assert f(str(folder)) == 1 and f(str(folder)) == 1
     (folder / "new").mkdir()
     assert f(str(folder)) == 2
+
+
+def test_an_empty_folder_and_an_empty_file_at_one_path_are_two_keys(tmp_path: Path) -> None:
+    # A folder's digest and a file's were each xxh3 of the bytes hashed: nothing, for an
+    # empty folder and an empty file. A function telling them apart (a path to a file or
+    # to a folder of files) had the empty file's value returned for the empty folder.
+    path = tmp_path / "x"
+    path.touch()
+
+    @Cache(tmp_path / "cache").cached(files=("p",))
+    def kind(p: str) -> str:
+        return "folder" if os.path.isdir(p) else "file"
+
+    assert kind(str(path)) == "file"
+    path.unlink()
+    path.mkdir()
+    assert kind(str(path)) == "folder"
 
 
 def test_a_link_loop_and_an_undecodable_name_in_a_directory_are_keyed(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ file, names that differ only in case are one name."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -104,3 +105,27 @@ def test_memory_tier_off_without_hard_links_says_why(fat_dir: Path) -> None:
 
     assert [double(2), double(2)] == [4, 4]
     assert double.cache_info()[:2] == (1, 1)  # the hit from the directory
+
+
+def test_a_files_path_edited_with_its_size_and_mtime_kept_recomputes(
+        fat_dir: Path, tmp_path: Path) -> None:
+    # FAT keeps no change time: its ctime is the modification time, which os.utime sets
+    # back (and fusefat does not even move it on a write). The digest kept by stat was
+    # trusted, and the edited file's call returned the value of its old content.
+    data = fat_dir / "data.txt"
+    data.write_text("alpha")
+    old = time.time() - 60
+    os.utime(data, (old, old))  # hashed long after its last change: a digest kept by stat
+
+    @Cache(tmp_path / "cache").cached(files=("path",))
+    def read(path: str) -> str:
+        return Path(path).read_text()
+
+    assert read(str(data)) == "alpha"
+    before = data.stat()
+    data.write_text("omega")  # same size
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = data.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+        before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+    assert read(str(data)) == "omega"

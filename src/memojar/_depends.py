@@ -8,7 +8,10 @@ modification time still changes the ctime (which no user call can set back), so 
 again. A file changed within a second of being hashed is hashed again at the next call (a
 timestamp may not yet tell two writes in the same clock tick apart); within three seconds
 on a file system whose timestamps count whole seconds (FAT counts modification times in
-two, and a FUSE file system such as sshfs reports that time as the ctime). A FIFO, device or
+two, and a FUSE file system such as sshfs reports that time as the ctime). A file whose
+ctime is whole seconds and equal to its mtime has no change time of its own (FAT, sshfs:
+``os.utime`` sets it back, and fusefat does not move it on a write): its digest is not
+kept, and it is read at each call. A FIFO, device or
 socket is never read (``NotAFile``); a directory tree follows links, loop-safe, and leaves out a
 memojar cache in it. A write through a shared mapping (``mmap``,
 ``numpy.memmap``) to a page already written since the kernel last wrote it back changes no
@@ -413,7 +416,14 @@ def _file_digest(name: str, st: os.stat_result) -> str | None:
     sig = (opened.st_dev, opened.st_ino, opened.st_size, opened.st_mtime_ns,
            opened.st_ctime_ns)
     ctime = opened.st_ctime_ns
-    if started - ctime / 1e9 > (_RECENT if ctime % 1_000_000_000 else _RECENT_COARSE):
+    coarse = not ctime % 1_000_000_000
+    if coarse and ctime == opened.st_mtime_ns:
+        # No change time of its own (FAT, sshfs: the modification time, which os.utime
+        # sets back, and fusefat does not move on a write): its stat cannot tell an edit
+        # that keeps the size. Before, the digest was kept, and the edited file's calls
+        # returned the value of its old content. Read at each call.
+        return hexdigest
+    if started - ctime / 1e9 > (_RECENT_COARSE if coarse else _RECENT):
         with _hashes_lock:
             if name not in _hashes and len(_hashes) >= _HASHES_MAX:
                 del _hashes[next(iter(_hashes))]  # the earliest hashed
@@ -425,10 +435,12 @@ def _tree_digest(root: str, st: os.stat_result) -> str:
     """A digest of a directory tree: every name in it (an empty folder too), and each
     regular file's content. Links are followed, to files and to folders (a folder reached
     twice on one path, a link loop, counts by name only); a FIFO, device or socket in the
-    tree counts by its name and kind, never read."""
+    tree counts by its name and kind, never read. Marked as a folder's: a file's digest is
+    bare hex (before, both were the hex digest of the bytes hashed, and an empty folder was
+    keyed as an empty file)."""
     digest = xxhash.xxh3_128()
     _walk_tree(root, b"", {(st.st_dev, st.st_ino)}, digest)
-    return digest.hexdigest()
+    return "folder:" + digest.hexdigest()
 
 
 def _walk_tree(folder: str, rel: bytes, above: set[tuple[int, int]], digest: Any,
@@ -680,7 +692,9 @@ def _code_named(values: tuple[Any, ...]) -> list[str]:
 
     class _Noting(pickle.Pickler):
         def reducer_override(self, obj: Any) -> Any:
-            found = obj if isinstance(obj, (type, FunctionType)) else type(obj)
+            wrapped = getattr(obj, "__wrapped__", None)  # functools.cache's wrapper
+            found = (obj if isinstance(obj, (type, FunctionType)) else
+                     wrapped if type(wrapped) is FunctionType else type(obj))
             if is_user_module(getattr(found, "__module__", None) or "__main__"):
                 names.add(function_name(found))
             return NotImplemented

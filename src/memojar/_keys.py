@@ -64,6 +64,10 @@ class _Class:
     """Marker: a class of the user's code, by name and the fingerprint of its methods."""
 
 
+class _Named:
+    """Marker: an argument pickled by its global name, with the user's code it runs."""
+
+
 class _Array:
     """Marker: a numpy array by dtype, shape and its bytes in C order."""
 
@@ -74,7 +78,8 @@ class _Frame:
 
 # The markers above, pickled by reference in every key that holds them: library classes,
 # answered before any identity is looked up.
-_MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Array, _Frame})
+_MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Named, _Array,
+                      _Frame})
 
 
 _ATOMS = frozenset({int, float, complex, str, bool, type(None), type(Ellipsis), range, slice})
@@ -364,7 +369,7 @@ class _CanonicalPickler(pickle.Pickler):
                 raise  # pickle would only run the same endless recursion again
             return NotImplemented
         if isinstance(rv, str):
-            return NotImplemented
+            return NotImplemented if _limits.state else _by_name(obj, rv)
         rv = list(rv)
         if isinstance(obj, (set, frozenset)):  # a subclass: its items, sorted
             rv[1] = (list(_sorted(obj)),)
@@ -380,6 +385,25 @@ class _CanonicalPickler(pickle.Pickler):
             else:
                 rv[4] = iter(_sorted_items(list(rv[4])))
         return tuple(rv)
+
+
+def _by_name(obj: Any, name: str) -> Any:
+    """The reduction of a call's argument that pickles as its global name (``name``): with
+    the identity of the user's code it runs, a library wrapper's function
+    (``functools.cache``, ``lru_cache``: ``__wrapped__``) or the object's own class (a
+    singleton whose ``__reduce__`` returns its name), as ``argument_identity`` gives it
+    for a function or an instance passed. Before, the name alone: an edit of that code, or
+    of a helper it calls, kept the key, and a new process got the old code's value. An
+    object with no user code behind it is pickled by its name, as before (its key is
+    unchanged)."""
+    try:
+        wrapped, module = getattr(obj, "__wrapped__", None), getattr(obj, "__module__", None)
+    except Exception:  # noqa: BLE001 - whatever its __getattr__ raised: pickled by name
+        return NotImplemented
+    ident = argument_identity(wrapped if type(wrapped) is FunctionType else type(obj))
+    if ident is None:
+        return NotImplemented
+    return _Named, (module, name, ident)
 
 
 class _StatePickler(_CanonicalPickler):
