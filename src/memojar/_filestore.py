@@ -416,14 +416,20 @@ class FileStore(Store):
         trust_foreign: bool = False,
     ) -> None:
         root = os.path.abspath(os.path.expanduser(os.fspath(directory)))
-        if os.path.exists(root) and not os.path.isdir(root):
+        # One look: before, ``exists`` then ``isdir``, and a folder removed between the two
+        # (or a second look failing, EIO) was reported as a file.
+        try:
+            is_dir = stat.S_ISDIR(os.stat(root).st_mode)
+        except OSError:  # missing (made on the first write), or a fault met on use
+            is_dir = None
+        if is_dir is False:
             raise ValueError(
                 f"cache_dir {root!r} is a file, not a directory: pass a directory path "
                 "(memojar creates it if missing)"
             )
         # Whether the root is known to hold memojar's tag (claimed now, or tagged by this
         # store's first ``_makedirs``): until then, creating a folder checks the tag first.
-        self._tagged = os.path.isdir(root)
+        self._tagged = bool(is_dir)
         if self._tagged:
             _claim(root)
         self.root = self.location = root

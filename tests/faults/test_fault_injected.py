@@ -1,0 +1,82 @@
+"""System call faults injected by strace into a real process (Linux, strace installed).
+
+``strace -P PATH -e inject=CALLS:error=ERRNO:when=N`` fails the N-th of those calls that
+name PATH (or a descriptor open on it), whatever Python does at start-up: the faults land
+exactly where memojar's code makes them. Found by ``tests/faults/inject/driver.py``, which
+fails every call an operation makes in the cache, one at a time, with each errno and with
+SIGKILL; each case here is one it found broken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from faultkit import subprocess_env
+
+
+def _strace() -> str | None:
+    path = shutil.which("strace")
+    if path is None:
+        return None
+    probe = subprocess.run([path, "-o", os.devnull, "true"], capture_output=True, timeout=30)
+    return path if probe.returncode == 0 else None
+
+
+pytestmark = pytest.mark.skipif(_strace() is None,
+                                reason="strace is not installed or cannot trace here")
+
+STAT = "newfstatat,stat,lstat,statx,fstat"
+
+
+def injected(tmp_path: Path, code: str, path: Path, calls: str, fault: str, when: int,
+             *args: str) -> dict[str, object]:
+    """Run ``code`` (which prints one JSON line last) with the ``when``-th of ``calls``
+    naming ``path`` failing with ``fault``; its report, and the injected calls seen."""
+    log = tmp_path / "strace.log"
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [str(_strace()), "-f", "-qq", "-o", str(log), "-P", str(path), "-e", f"trace={calls}",
+         "-e", f"inject={calls}:error={fault}:when={when}", sys.executable, str(script),
+         *args],
+        capture_output=True, text=True, timeout=120, env=subprocess_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    report["injected"] = [line for line in log.read_text().splitlines() if "INJECTED" in line]
+    return report
+
+
+OPEN_AND_CALL = """
+import json, sys, warnings
+from memojar import Cache
+
+try:
+    cache = Cache(sys.argv[1])
+except ValueError as exc:
+    print(json.dumps({"raised": str(exc)}))
+    raise SystemExit
+f = cache.cached(lambda x: x * 2)
+print(json.dumps({"value": f(21)}))
+"""
+
+
+@pytest.mark.parametrize("fault", ["ENOENT", "EIO"])
+def test_a_cache_folder_whose_second_look_fails_is_not_taken_for_a_file(
+    tmp_path: Path, fault: str
+) -> None:
+    """Opening a cache looked at its folder twice (exists, then isdir): a folder removed in
+    between (another process's ``rm -rf``) or a look failing with an I/O error was reported
+    as 'is a file, not a directory'."""
+    root = tmp_path / "c"
+    Cache = __import__("memojar").Cache
+    Cache(root).cached(lambda x: x)(1)  # a cache with an entry
+    report = injected(tmp_path, OPEN_AND_CALL, root, STAT, fault, 2, str(root))
+    assert report["injected"], "the fault was not injected"
+    assert report == {"value": 42, "injected": report["injected"]}
