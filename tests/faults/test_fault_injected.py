@@ -80,3 +80,42 @@ def test_a_cache_folder_whose_second_look_fails_is_not_taken_for_a_file(
     report = injected(tmp_path, OPEN_AND_CALL, root, STAT, fault, 2, str(root))
     assert report["injected"], "the fault was not injected"
     assert report == {"value": 42, "injected": report["injected"]}
+
+
+CALL = """
+import json, sys, warnings
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def double(x):
+    return x * 2
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    value = double(int(sys.argv[2]))
+print(json.dumps({"value": value, "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+def test_a_key_lock_whose_unlock_fails_loses_no_result(tmp_path: Path) -> None:
+    """The key's lock is a byte-range lock, released by ``fcntl(F_OFD_SETLK, F_UNLCK)``.
+    An unlock failing (EIO: an NFS server that lost its locks) raised from the call after the
+    value was computed and stored: the caller lost it. The lock file's descriptor is closed
+    (which releases its locks), the value returned, with a warning naming the fault."""
+    root = tmp_path / "c"
+    script = tmp_path / "call.py"
+    script.write_text(CALL)
+    subprocess.run([sys.executable, str(script), str(root), "0"], check=True, timeout=120,
+                   env=subprocess_env())  # the function's folder and lock file
+    (lock,) = root.glob("*/.lock")
+    # the lock file's fcntl calls: the key's lock, then its unlock
+    report = injected(tmp_path, CALL, lock, "fcntl", "EIO", 2, str(root), "21")
+    assert report["injected"], "the fault was not injected"
+    assert report["value"] == 42
+    assert [w for w in report["warnings"] if "Input/output error" in w], report
+    # stored, and the key free: another process hits at once
+    again = subprocess.run([sys.executable, str(script), str(root), "21"], check=True,
+                           capture_output=True, text=True, timeout=60, env=subprocess_env())
+    assert json.loads(again.stdout) == {"value": 42, "warnings": []}
