@@ -454,6 +454,7 @@ class FileStore(Store):
         self._tmpfile = _TMPFILE  # unnamed temporary files work here (until one fails)
         self._truncate_grows = True  # ftruncate extends a file here (until it refuses)
         self._recounted = False  # the ledger is recounted once per process before trusting it
+        self._census_whole = True  # the last census saw the size of every file it listed
         # Entries and bytes this process added (+) or removed (-), by function directory,
         # not yet merged into the stats file: each write appends its change to ``_deltas``
         # (``deque.append`` is atomic: a miss takes no lock for it, which cost it as much
@@ -1880,12 +1881,16 @@ class FileStore(Store):
         entries: list[StoredEntry] = []
         temps = 0
         now = _Clocks(self.root)
+        whole = True
         for name, _, shard, sfd, files in self._shards(quiet=True):
             for file in files:
                 match = _TEMP.fullmatch(file)
                 try:
                     st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
-                except OSError:
+                except FileNotFoundError:  # removed since the listing: not there
+                    continue
+                except OSError:  # there, of a size unknown (EIO): counted again next time
+                    whole = False
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     continue
@@ -1897,6 +1902,7 @@ class FileStore(Store):
                                                _used(st), b"",
                                                os.path.join(self.root, name, shard, file),
                                                st.st_uid, _as_seen(st, times=True)))
+        self._census_whole = whole
         return entries, sum(e.size for e in entries) + temps
 
     def _ledger(self) -> Ledger:

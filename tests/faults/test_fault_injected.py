@@ -119,3 +119,52 @@ def test_a_key_lock_whose_unlock_fails_loses_no_result(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, str(script), str(root), "21"], check=True,
                            capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert json.loads(again.stdout) == {"value": 42, "warnings": []}
+
+
+MAX_SIZE_MISSES = """
+import json, sys
+from memojar import Cache
+
+cache = Cache(sys.argv[1], max_size=10**7)
+
+@cache.cached
+def pad(x):
+    return "p" * 1000 + str(x)
+
+for x in sys.argv[2:]:
+    pad(int(x))
+print(json.dumps({}))
+"""
+
+
+def _entries_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*.pkl"))
+
+
+def test_a_recount_that_could_not_stat_an_entry_is_not_trusted(tmp_path: Path) -> None:
+    """A process's first write with max_size recounts the files into the size ledger; an
+    entry whose ``stat`` failed (EIO) was left out of the count, and the total, short by
+    its size, was trusted by every later write of the process (the cache could grow past
+    max_size by as much). Such a count is used once, and the next write counts again."""
+    root = tmp_path / "c"
+    script = tmp_path / "misses.py"
+    script.write_text(MAX_SIZE_MISSES)
+    subprocess.run([sys.executable, str(script), str(root), "0"], check=True, timeout=120,
+                   env=subprocess_env())
+    (entry,) = root.rglob("*.pkl")
+    # The recount stats the entry through its shard: which of the shard's stats it is,
+    # counted on a copy.
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    log = tmp_path / "plain.log"
+    subprocess.run([str(_strace()), "-f", "-qq", "-o", str(log), "-P",
+                    str(copy / entry.relative_to(root).parent), "-e", "trace=newfstatat",
+                    sys.executable, str(script), str(copy), "1", "2"],
+                   check=True, capture_output=True, timeout=120, env=subprocess_env())
+    stats = log.read_text().splitlines()
+    when = next(i for i, line in enumerate(stats, 1) if entry.name in line)
+    report = injected(tmp_path, MAX_SIZE_MISSES, entry.parent, "newfstatat", "EIO", when,
+                      str(root), "1", "2")
+    assert report["injected"], "the fault was not injected"
+    assert entry.name in report["injected"][0], report["injected"]
+    assert (root / ".size").read_text() == str(_entries_bytes(root))
