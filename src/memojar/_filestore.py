@@ -1158,13 +1158,25 @@ class FileStore(Store):
         if self.max_size is None or self._anothers():
             yield None
             return
-        ledger = None
+        ledger, done = None, False
         try:
             with self._ledger() as ledger:
                 yield ledger
-        except (_NoRoomForLock, PermissionError) as exc:  # a full disk; a cache this user
-            if ledger is not None:  # may not write (its lock another user's, private); or
-                raise  # raised by the removal itself
+                done = True
+        except OSError as exc:
+            if done:
+                # The removal is made; only its record failed (the new total not written,
+                # the lock's unlock: EIO). Before, the caller was told the removal failed
+                # (``cache_delete`` raised after removing). The total is counted again at
+                # this process's next use.
+                self._recounted = False
+                warn(f"memojar could not update the size ledger of {self.root} ({exc}); "
+                     "it is counted again at the next write")
+                return
+            # A full disk; a cache this user may not write (its lock another user's,
+            # private); or raised by the removal itself.
+            if ledger is not None or not isinstance(exc, (_NoRoomForLock, PermissionError)):
+                raise
             logger.debug("no ledger update in %s: %s", self.root, exc)
             yield None
 

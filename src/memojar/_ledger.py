@@ -148,7 +148,13 @@ class Ledger:
         stored) counts the files as they are now, the change included: it is not applied
         once more on top."""
         if self.total is None:
-            self.set(self.backend._census()[1])
+            try:
+                self.set(self.backend._census()[1])
+            except OSError as exc:
+                # The files cannot be counted now (EIO listing them): the change is made,
+                # and the total, left as it is, is counted at the next use (not recounted
+                # yet). Before, the error was raised by the removal that was already made.
+                logger.debug("no recount of the size ledger: %s", exc)
         else:
             self.add(delta)
 

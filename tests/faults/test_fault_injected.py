@@ -105,7 +105,7 @@ def test_a_key_lock_whose_unlock_fails_loses_no_result(tmp_path: Path) -> None:
     value was computed and stored: the caller lost it. The lock file's descriptor is closed
     (which releases its locks), the value returned, with a warning naming the fault."""
     root = tmp_path / "c"
-    script = tmp_path / "call.py"
+    script = tmp_path / "script.py"  # as ``injected`` runs it: the same scope
     script.write_text(CALL)
     subprocess.run([sys.executable, str(script), str(root), "0"], check=True, timeout=120,
                    env=subprocess_env())  # the function's folder and lock file
@@ -147,7 +147,7 @@ def test_a_recount_that_could_not_stat_an_entry_is_not_trusted(tmp_path: Path) -
     its size, was trusted by every later write of the process (the cache could grow past
     max_size by as much). Such a count is used once, and the next write counts again."""
     root = tmp_path / "c"
-    script = tmp_path / "misses.py"
+    script = tmp_path / "script.py"  # as ``injected`` runs it: the same scope
     script.write_text(MAX_SIZE_MISSES)
     subprocess.run([sys.executable, str(script), str(root), "0"], check=True, timeout=120,
                    env=subprocess_env())
@@ -168,3 +168,45 @@ def test_a_recount_that_could_not_stat_an_entry_is_not_trusted(tmp_path: Path) -
     assert report["injected"], "the fault was not injected"
     assert entry.name in report["injected"][0], report["injected"]
     assert (root / ".size").read_text() == str(_entries_bytes(root))
+
+
+DELETE = """
+import json, sys, warnings
+from memojar import Cache
+
+cache = Cache(sys.argv[1], max_size=10**7)
+
+@cache.cached
+def pad(x):
+    return "p" * 1000 + str(x)
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    removed = pad.cache_delete(int(sys.argv[2])) if len(sys.argv) > 2 else pad(0)
+print(json.dumps({"removed": removed, "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+@pytest.mark.parametrize(("target", "calls", "when", "warns"), [
+    (".size.lock", "flock", 2, True),  # the ledger's unlock: a write fault
+    ("", "getdents64", 1, False),  # the recount's listing (a read): counted next time
+], ids=["unlock", "recount"])
+def test_a_removal_whose_ledger_update_fails_still_says_it_removed(
+    tmp_path: Path, target: str, calls: str, when: int, warns: bool
+) -> None:
+    """``cache_delete`` with max_size removes the entry, then records it in the size
+    ledger (a recount at the process's first use, the new total, the ledger's unlock). A
+    fault there (EIO) raised from ``cache_delete`` after the entry was gone: the caller was
+    told it failed. The removal stands (with a warning if the ledger could not be written or
+    unlocked); the total is counted again at the next use."""
+    root = tmp_path / "c"
+    script = tmp_path / "script.py"  # as ``injected`` runs it: the same scope
+    script.write_text(DELETE)
+    subprocess.run([sys.executable, str(script), str(root)], check=True, timeout=120,
+                   env=subprocess_env())  # pad(0) stored
+    report = injected(tmp_path, DELETE, root / target if target else root, calls, "EIO",
+                      when, str(root), "0")
+    assert report["injected"], "the fault was not injected"
+    assert report["removed"] is True, report
+    assert bool([w for w in report["warnings"] if "Input/output error" in w]) == warns, report
+    assert list(root.rglob("*.pkl")) == []
