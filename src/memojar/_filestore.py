@@ -417,14 +417,20 @@ class FileStore(Store):
         trust_foreign: bool = False,
     ) -> None:
         root = os.path.abspath(os.path.expanduser(os.fspath(directory)))
-        if os.path.exists(root) and not os.path.isdir(root):
+        # One look: before, ``exists`` then ``isdir``, and a folder removed between the two
+        # (or a second look failing, EIO) was reported as a file.
+        try:
+            is_dir = stat.S_ISDIR(os.stat(root).st_mode)
+        except OSError:  # missing (made on the first write), or a fault met on use
+            is_dir = None
+        if is_dir is False:
             raise ValueError(
                 f"cache_dir {root!r} is a file, not a directory: pass a directory path "
                 "(memojar creates it if missing)"
             )
         # Whether the root is known to hold memojar's tag (claimed now, or tagged by this
         # store's first ``_makedirs``): until then, creating a folder checks the tag first.
-        self._tagged = os.path.isdir(root)
+        self._tagged = bool(is_dir)
         if self._tagged:
             _claim(root)
         self.root = self.location = root
@@ -449,6 +455,7 @@ class FileStore(Store):
         self._tmpfile = _TMPFILE  # unnamed temporary files work here (until one fails)
         self._truncate_grows = True  # ftruncate extends a file here (until it refuses)
         self._recounted = False  # the ledger is recounted once per process before trusting it
+        self._census_whole = True  # the last census saw the size of every file it listed
         # Entries and bytes this process added (+) or removed (-), by function directory,
         # not yet merged into the stats file: each write appends its change to ``_deltas``
         # (``deque.append`` is atomic: a miss takes no lock for it, which cost it as much
@@ -1152,13 +1159,25 @@ class FileStore(Store):
         if self.max_size is None or self._anothers():
             yield None
             return
-        ledger = None
+        ledger, done = None, False
         try:
             with self._ledger() as ledger:
                 yield ledger
-        except (_NoRoomForLock, PermissionError) as exc:  # a full disk; a cache this user
-            if ledger is not None:  # may not write (its lock another user's, private); or
-                raise  # raised by the removal itself
+                done = True
+        except OSError as exc:
+            if done and exc.errno is not None:  # (None: the caller's signal handler's)
+                # The removal is made; only its record failed (the new total not written,
+                # the lock's unlock: EIO). Before, the caller was told the removal failed
+                # (``cache_delete`` raised after removing). The total is counted again at
+                # this process's next use.
+                self._recounted = False
+                warn(f"memojar could not update the size ledger of {self.root} ({exc}); "
+                     "it is counted again at the next write")
+                return
+            # A full disk; a cache this user may not write (its lock another user's,
+            # private); or raised by the removal itself.
+            if ledger is not None or not isinstance(exc, (_NoRoomForLock, PermissionError)):
+                raise
             logger.debug("no ledger update in %s: %s", self.root, exc)
             yield None
 
@@ -1911,12 +1930,16 @@ class FileStore(Store):
         entries: list[StoredEntry] = []
         temps = 0
         now = _Clocks(self.root)
+        whole = True
         for name, _, shard, sfd, files in self._shards(quiet=True):
             for file in files:
                 match = _TEMP.fullmatch(file)
                 try:
                     st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
-                except OSError:
+                except FileNotFoundError:  # removed since the listing: not there
+                    continue
+                except OSError:  # there, of a size unknown (EIO): counted again next time
+                    whole = False
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     continue
@@ -1928,6 +1951,7 @@ class FileStore(Store):
                                                _used(st), b"",
                                                os.path.join(self.root, name, shard, file),
                                                st.st_uid, _as_seen(st, times=True)))
+        self._census_whole = whole
         return entries, sum(e.size for e in entries) + temps
 
     def _ledger(self) -> Ledger:

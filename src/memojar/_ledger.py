@@ -33,6 +33,7 @@ class SizedBackend(Protocol):
 
     max_size: int | None
     _recounted: bool  # the total was recounted in this process (set by the ledger)
+    _census_whole: bool  # the last ``_census`` saw every entry's size (not: a stat failed)
 
     def _total_lock(self) -> Releasable:
         """Take the exclusive lock of the total (shared by processes); blocks."""
@@ -147,16 +148,24 @@ class Ledger:
         stored) counts the files as they are now, the change included: it is not applied
         once more on top."""
         if self.total is None:
-            self.set(self.backend._census()[1])
+            try:
+                self.set(self.backend._census()[1])
+            except OSError as exc:
+                # The files cannot be counted now (EIO listing them): the change is made,
+                # and the total, left as it is, is counted at the next use (not recounted
+                # yet). Before, the error was raised by the removal that was already made.
+                logger.debug("no recount of the size ledger: %s", exc)
         else:
             self.add(delta)
 
     def set(self, total: int) -> None:
         """Store ``total``, the bytes as counted now: the recount of the process's first use
-        is made."""
+        is made, unless the count missed the size of a file it listed (a ``stat`` failing:
+        EIO): then the next use counts again. Before, the total, short by that file, was
+        trusted by every later write of the process."""
         self.total = total
         self._dirty = True
-        self.backend._recounted = True
+        self.backend._recounted = self.backend._census_whole
 
     def fits(self, size: int) -> bool:
         """True if ``size`` more bytes fit under max_size, after evicting if needed."""

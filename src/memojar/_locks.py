@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection
 
 import xxhash
 
+from ._errors import warn
 from ._store import WAIT_ID_BITS, KeyLock
 
 try:
@@ -279,7 +280,15 @@ class _RangeLock(KeyLock):
                 # the caller's result is not lost for it. Whatever is there now is not ours.
                 return
             _close_if_ours(fd, self._ident)
-            raise
+            if exc.errno is None:  # not the system call's: the caller's signal handler's
+                raise
+            # The unlock failed (EIO: an NFS server that lost its locks): the description is
+            # closed, which releases its locks (a forked child's copy keeps them until it
+            # ends: a delay for waiters, ``lock_timeout``). The caller's value is computed
+            # and stored by now; raising would lose it.
+            warn(f"memojar could not unlock {self._path} ({exc}); the lock's file was "
+                 "closed instead")
+            return
         # No call from here until the description is idle again: nothing can cut this short
         # but an interrupt before it is kept (a descriptor without a lock left open).
         self._fd = None

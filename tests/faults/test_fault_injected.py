@@ -1,0 +1,212 @@
+"""System call faults injected by strace into a real process (Linux, strace installed).
+
+``strace -P PATH -e inject=CALLS:error=ERRNO:when=N`` fails the N-th of those calls that
+name PATH (or a descriptor open on it), whatever Python does at start-up: the faults land
+exactly where memojar's code makes them. Found by ``tests/faults/inject/driver.py``, which
+fails every call an operation makes in the cache, one at a time, with each errno and with
+SIGKILL; each case here is one it found broken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from faultkit import subprocess_env
+
+
+def _strace() -> str | None:
+    path = shutil.which("strace")
+    if path is None:
+        return None
+    probe = subprocess.run([path, "-o", os.devnull, "true"], capture_output=True, timeout=30)
+    return path if probe.returncode == 0 else None
+
+
+pytestmark = pytest.mark.skipif(_strace() is None,
+                                reason="strace is not installed or cannot trace here")
+
+STAT = "newfstatat,stat,lstat,statx,fstat"
+
+
+def injected(tmp_path: Path, code: str, path: Path, calls: str, fault: str, when: int,
+             *args: str) -> dict[str, object]:
+    """Run ``code`` (which prints one JSON line last) with the ``when``-th of ``calls``
+    naming ``path`` failing with ``fault``; its report, and the injected calls seen."""
+    log = tmp_path / "strace.log"
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [str(_strace()), "-f", "-qq", "-o", str(log), "-P", str(path), "-e", f"trace={calls}",
+         "-e", f"inject={calls}:error={fault}:when={when}", sys.executable, str(script),
+         *args],
+        capture_output=True, text=True, timeout=120, env=subprocess_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    report["injected"] = [line for line in log.read_text().splitlines() if "INJECTED" in line]
+    return report
+
+
+OPEN_AND_CALL = """
+import json, sys, warnings
+from memojar import Cache
+
+try:
+    cache = Cache(sys.argv[1])
+except ValueError as exc:
+    print(json.dumps({"raised": str(exc)}))
+    raise SystemExit
+f = cache.cached(lambda x: x * 2)
+print(json.dumps({"value": f(21)}))
+"""
+
+
+@pytest.mark.parametrize("fault", ["ENOENT", "EIO"])
+def test_a_cache_folder_whose_second_look_fails_is_not_taken_for_a_file(
+    tmp_path: Path, fault: str
+) -> None:
+    """Opening a cache looked at its folder twice (exists, then isdir): a folder removed in
+    between (another process's ``rm -rf``) or a look failing with an I/O error was reported
+    as 'is a file, not a directory'."""
+    root = tmp_path / "c"
+    Cache = __import__("memojar").Cache
+    Cache(root).cached(lambda x: x)(1)  # a cache with an entry
+    report = injected(tmp_path, OPEN_AND_CALL, root, STAT, fault, 2, str(root))
+    assert report["injected"], "the fault was not injected"
+    assert report == {"value": 42, "injected": report["injected"]}
+
+
+CALL = """
+import json, sys, warnings
+from memojar import Cache
+
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def double(x):
+    return x * 2
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    value = double(int(sys.argv[2]))
+print(json.dumps({"value": value, "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+def test_a_key_lock_whose_unlock_fails_loses_no_result(tmp_path: Path) -> None:
+    """The key's lock is a byte-range lock, released by ``fcntl(F_OFD_SETLK, F_UNLCK)``.
+    An unlock failing (EIO: an NFS server that lost its locks) raised from the call after the
+    value was computed and stored: the caller lost it. The lock file's descriptor is closed
+    (which releases its locks), the value returned, with a warning naming the fault."""
+    root = tmp_path / "c"
+    script = tmp_path / "script.py"  # as ``injected`` runs it: the same scope
+    script.write_text(CALL)
+    subprocess.run([sys.executable, str(script), str(root), "0"], check=True, timeout=120,
+                   env=subprocess_env())  # the function's folder and lock file
+    (lock,) = root.glob("*/.lock")
+    # the lock file's fcntl calls: the key's lock, then its unlock
+    report = injected(tmp_path, CALL, lock, "fcntl", "EIO", 2, str(root), "21")
+    assert report["injected"], "the fault was not injected"
+    assert report["value"] == 42
+    assert [w for w in report["warnings"] if "Input/output error" in w], report
+    # stored, and the key free: another process hits at once
+    again = subprocess.run([sys.executable, str(script), str(root), "21"], check=True,
+                           capture_output=True, text=True, timeout=60, env=subprocess_env())
+    assert json.loads(again.stdout) == {"value": 42, "warnings": []}
+
+
+MAX_SIZE_MISSES = """
+import json, sys
+from memojar import Cache
+
+cache = Cache(sys.argv[1], max_size=10**7)
+
+@cache.cached
+def pad(x):
+    return "p" * 1000 + str(x)
+
+for x in sys.argv[2:]:
+    pad(int(x))
+print(json.dumps({}))
+"""
+
+
+def _entries_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*.pkl"))
+
+
+def test_a_recount_that_could_not_stat_an_entry_is_not_trusted(tmp_path: Path) -> None:
+    """A process's first write with max_size recounts the files into the size ledger; an
+    entry whose ``stat`` failed (EIO) was left out of the count, and the total, short by
+    its size, was trusted by every later write of the process (the cache could grow past
+    max_size by as much). Such a count is used once, and the next write counts again."""
+    root = tmp_path / "c"
+    script = tmp_path / "script.py"  # as ``injected`` runs it: the same scope
+    script.write_text(MAX_SIZE_MISSES)
+    subprocess.run([sys.executable, str(script), str(root), "0"], check=True, timeout=120,
+                   env=subprocess_env())
+    (entry,) = root.rglob("*.pkl")
+    # The recount stats the entry through its shard: which of the shard's stats it is,
+    # counted on a copy.
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    log = tmp_path / "plain.log"
+    subprocess.run([str(_strace()), "-f", "-qq", "-o", str(log), "-P",
+                    str(copy / entry.relative_to(root).parent), "-e", "trace=newfstatat",
+                    sys.executable, str(script), str(copy), "1", "2"],
+                   check=True, capture_output=True, timeout=120, env=subprocess_env())
+    stats = log.read_text().splitlines()
+    when = next(i for i, line in enumerate(stats, 1) if entry.name in line)
+    report = injected(tmp_path, MAX_SIZE_MISSES, entry.parent, "newfstatat", "EIO", when,
+                      str(root), "1", "2")
+    assert report["injected"], "the fault was not injected"
+    assert entry.name in report["injected"][0], report["injected"]
+    assert (root / ".size").read_text() == str(_entries_bytes(root))
+
+
+DELETE = """
+import json, sys, warnings
+from memojar import Cache
+
+cache = Cache(sys.argv[1], max_size=10**7)
+
+@cache.cached
+def pad(x):
+    return "p" * 1000 + str(x)
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    removed = pad.cache_delete(int(sys.argv[2])) if len(sys.argv) > 2 else pad(0)
+print(json.dumps({"removed": removed, "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+@pytest.mark.parametrize(("target", "calls", "when", "warns"), [
+    (".size.lock", "flock", 2, True),  # the ledger's unlock: a write fault
+    ("", "getdents64", 1, False),  # the recount's listing (a read): counted next time
+], ids=["unlock", "recount"])
+def test_a_removal_whose_ledger_update_fails_still_says_it_removed(
+    tmp_path: Path, target: str, calls: str, when: int, warns: bool
+) -> None:
+    """``cache_delete`` with max_size removes the entry, then records it in the size
+    ledger (a recount at the process's first use, the new total, the ledger's unlock). A
+    fault there (EIO) raised from ``cache_delete`` after the entry was gone: the caller was
+    told it failed. The removal stands (with a warning if the ledger could not be written or
+    unlocked); the total is counted again at the next use."""
+    root = tmp_path / "c"
+    script = tmp_path / "script.py"  # as ``injected`` runs it: the same scope
+    script.write_text(DELETE)
+    subprocess.run([sys.executable, str(script), str(root)], check=True, timeout=120,
+                   env=subprocess_env())  # pad(0) stored
+    report = injected(tmp_path, DELETE, root / target if target else root, calls, "EIO",
+                      when, str(root), "0")
+    assert report["injected"], "the fault was not injected"
+    assert report["removed"] is True, report
+    assert bool([w for w in report["warnings"] if "Input/output error" in w]) == warns, report
+    assert list(root.rglob("*.pkl")) == []
