@@ -14,10 +14,14 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultkit import subprocess_env
+
+from memojar import Cache, _locks
 
 
 def _strace() -> str | None:
@@ -119,6 +123,30 @@ def test_a_key_lock_whose_unlock_fails_loses_no_result(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, str(script), str(root), "21"], check=True,
                            capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert json.loads(again.stdout) == {"value": 42, "warnings": []}
+
+
+def test_a_signal_handlers_exception_at_the_key_locks_unlock_is_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller's own exception (a ``SIGALRM`` handler's ``TimeoutError``: an ``OSError``
+    with no errno) landing in the unlock is the caller's, raised, not taken for the lock
+    file's fault and warned about (as an EIO there is, above)."""
+    cache = Cache(tmp_path / "c")
+    double = cache.cached(lambda x: 2 * x)
+    double(0)  # the folder and its lock file made
+    real = _locks._fcntl
+
+    def fcntl(fd: int, command: int, arg: bytes) -> Any:
+        if arg[:2] == _locks._UNLOCK[:2]:
+            raise TimeoutError("the caller's deadline")
+        return real(fd, command, arg)
+
+    monkeypatch.setattr(_locks, "_fcntl", fcntl)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TimeoutError, match="the caller's deadline"):
+            double(21)
+    monkeypatch.setattr(_locks, "_fcntl", real)
+    assert double(21) == 42
 
 
 MAX_SIZE_MISSES = """
