@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import stat
 import sys
 import time
 import warnings
@@ -246,10 +247,27 @@ def open_cache(location: str | None) -> Cache:
         raise CliError(f"cannot open the cache at {redact(location)}: {exc}") from exc
     if scheme is None:
         path = os.path.abspath(os.path.expanduser(location))
-        if not os.path.lexists(path):
-            raise NoCacheYet(path)
-        if not os.path.isdir(path):
+        # One look, its error said as it is: before, ``lexists`` then ``isdir`` then
+        # ``access``, each taking any failure for an answer (an I/O error said "no cache
+        # yet", "is a file" or "permission denied").
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise NoCacheYet(path) from None
+        except OSError as exc:
+            if not isinstance(exc, PermissionError):
+                raise CliError(f"cannot look at the cache directory {path}: "
+                               f"{exc.strerror}") from exc
+            mode = stat.S_IFDIR  # a folder above it not searchable: said just below
+        if not stat.S_ISDIR(mode):
             raise CliError(f"{path} is a file, not a cache directory: pass --dir a directory")
+        try:
+            os.scandir(path).close()
+        except PermissionError:
+            raise CliError(f"permission denied: cannot read the cache directory {path}"
+                           + _whose(path)) from None
+        except OSError as exc:
+            raise CliError(f"cannot read the cache directory {path}: {exc.strerror}") from exc
         if not os.access(path, os.R_OK | os.X_OK):
             raise CliError(f"permission denied: cannot read the cache directory {path}"
                            + _whose(path))

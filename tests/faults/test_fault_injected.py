@@ -79,11 +79,37 @@ def test_a_cache_folder_whose_second_look_fails_is_not_taken_for_a_file(
     between (another process's ``rm -rf``) or a look failing with an I/O error was reported
     as 'is a file, not a directory'."""
     root = tmp_path / "c"
-    Cache = __import__("memojar").Cache
     Cache(root).cached(lambda x: x)(1)  # a cache with an entry
     report = injected(tmp_path, OPEN_AND_CALL, root, STAT, fault, 2, str(root))
     assert report["injected"], "the fault was not injected"
     assert report == {"value": 42, "injected": report["injected"]}
+
+
+CLI = """
+import contextlib, io, json, sys
+from memojar._cli import main
+
+err = io.StringIO()
+with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    status = main(["--dir", sys.argv[1], "ls"])
+print(json.dumps({"status": status, "said": err.getvalue()}))
+"""
+
+
+@pytest.mark.parametrize("when", [1, 2])
+def test_the_command_line_says_a_fault_looking_at_the_cache_as_it_is(
+    tmp_path: Path, when: int
+) -> None:
+    """``memojar ls`` looked at the cache's folder three times (``lexists``, ``isdir``,
+    ``access``), each taking a failure for an answer: an I/O error at the first said there
+    was no cache yet (exit 0, nothing listed), at the second that the folder was a file."""
+    root = tmp_path / "c"
+    Cache(root).cached(lambda x: x)(1)
+    report = injected(tmp_path, CLI, root, STAT, "EIO", when, str(root))
+    assert report["injected"], "the fault was not injected"
+    assert report["status"] == 1
+    said = str(report["said"])
+    assert "Input/output error" in said and "is a file" not in said, said
 
 
 CALL = """
