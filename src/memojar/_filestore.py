@@ -1817,6 +1817,8 @@ class FileStore(Store):
                         except OSError as exc:  # EROFS (a cache mounted read-only), EIO:
                             # named by its whole path (before, by the entry's file name
                             # alone: 'memojar: read-only file system: 676c...pkl')
+                            if exc.errno is None:  # the caller's signal handler's: as it is
+                                raise
                             raise OSError(exc.errno, exc.strerror, os.path.join(
                                 self.root, fdir, shard, file)) from exc
                         if gone:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from faultkit import subprocess_env
 
-from memojar import Cache, _locks
+from memojar import Cache, _filestore, _locks
 
 
 def _strace() -> str | None:
@@ -264,3 +264,27 @@ def test_a_removal_whose_ledger_update_fails_still_says_it_removed(
     assert report["removed"] is True, report
     assert bool([w for w in report["warnings"] if "Input/output error" in w]) == warns, report
     assert list(root.rglob("*.pkl")) == []
+
+
+def test_a_signal_handlers_exception_at_an_entrys_unlink_is_raised_as_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller's own exception (a ``SIGALRM`` handler's ``TimeoutError``: an ``OSError``
+    with no errno) landing in the unlink of an entry is raised as it is. Before, it was
+    raised again as a plain ``OSError(None, None, path)`` (meant for the unlink's own faults,
+    EROFS, EIO, to name the entry's path): the caller's ``except TimeoutError`` missed it."""
+    cache = Cache(tmp_path / "c")
+    double = cache.cached(lambda x: 2 * x)
+    double(21)
+    real = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if str(path).endswith(".pkl"):
+            raise TimeoutError("the caller's deadline")
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(TimeoutError, match="the caller's deadline"):
+        double.cache_delete(21)
+    monkeypatch.setattr(os, "unlink", real)
+    assert double.cache_delete(21) is True
+
