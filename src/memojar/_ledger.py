@@ -154,6 +154,8 @@ class Ledger:
                 # The files cannot be counted now (EIO listing them): the change is made,
                 # and the total, left as it is, is counted at the next use (not recounted
                 # yet). Before, the error was raised by the removal that was already made.
+                if exc.errno is None:  # not the file system's: the caller's signal handler's
+                    raise
                 logger.debug("no recount of the size ledger: %s", exc)
         else:
             self.add(delta)

@@ -288,3 +288,20 @@ def test_a_signal_handlers_exception_at_an_entrys_unlink_is_raised_as_it_is(
     monkeypatch.setattr(os, "unlink", real)
     assert double.cache_delete(21) is True
 
+
+def test_a_signal_handlers_exception_in_a_removals_recount_is_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A removal with max_size in a process that has not recounted the size ledger yet
+    counts the files (``Ledger.settle``); a fault there (EIO) is the ledger's, counted again
+    later, but the caller's own exception (a signal handler's ``TimeoutError``, no errno)
+    landing in that count is raised. Before, it was logged as a failed recount and lost."""
+    root = tmp_path / "c"
+    Cache(root, max_size=10**7).cached(lambda x: 2 * x)(21)
+    double = Cache(root, max_size=10**7).cached(lambda x: 2 * x)  # a store not recounted
+
+    def census(self: Any) -> Any:
+        raise TimeoutError("the caller's deadline")
+
+    monkeypatch.setattr(_filestore.FileStore, "_census", census)
+    with pytest.raises(TimeoutError, match="the caller's deadline"):
+        double.cache_delete(21)
