@@ -1785,12 +1785,15 @@ class FileStore(Store):
                         continue
                     ledger, settling = None, settle
                     for file in files:
-                        try:
-                            if settling:  # the ledger's lock, for a file there only:
-                                os.stat(file, dir_fd=sfd, follow_symlinks=False)
-                                ledger, settling = held.enter_context(self._settling()), False
-                            st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
-                        except OSError:  # removed by another process first, unreadable
+                        st = _stat_at(file, sfd)
+                        if st is not None and settling:
+                            # The ledger's lock, for a file there only (its own faults
+                            # raised: before, caught as for a file removed first, an EIO
+                            # taking it made ``cache_delete`` answer False, silently), and
+                            # the file looked at again under it.
+                            ledger, settling = held.enter_context(self._settling()), False
+                            st = _stat_at(file, sfd)
+                        if st is None:  # removed by another process first, unreadable
                             continue
                         seen = listed.get(os.path.join(self.root, fdir, shard, file)
                                           ) if listed else None
@@ -2388,6 +2391,17 @@ def _not_a_folder(path: str, mode: int | None = None, dir_fd: int | None = None,
                        "nothing is written through it", path)
     return OSError(errno.ENOTDIR, f"{path} is not a directory but a file (or another kind); "
                    "nothing is written in it", path)
+
+
+def _stat_at(name: str, dir_fd: int) -> os.stat_result | None:
+    """``lstat`` of ``name`` in the folder ``dir_fd``; None if it cannot be had (removed,
+    unreadable). The caller's signal handler's exception (no errno) is raised."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        return None
 
 
 def _rename_over(source: str, dir_fd: int, name: str) -> int:

@@ -9,6 +9,7 @@ SIGKILL; each case here is one it found broken.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -305,3 +306,25 @@ def test_a_signal_handlers_exception_in_a_removals_recount_is_raised(
     monkeypatch.setattr(_filestore.FileStore, "_census", census)
     with pytest.raises(TimeoutError, match="the caller's deadline"):
         double.cache_delete(21)
+
+
+@pytest.mark.parametrize("fault", [OSError(errno.EIO, "Input/output error"),
+                                   TimeoutError("the caller's deadline")],
+                         ids=["EIO", "signal-handler"])
+def test_a_removal_whose_ledger_lock_fails_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: OSError) -> None:
+    """With max_size, a removal takes the size ledger's lock at the first file it finds in
+    a shard. That lock failing (EIO), or the caller's signal handler raising while it is
+    taken, was caught as 'the file was removed by another process first': ``cache_delete``
+    answered False, removing nothing, silently, and the caller's exception was lost."""
+    double = Cache(tmp_path / "c", max_size=10**7).cached(lambda x: 2 * x)
+    double(21)
+
+    def total_lock(self: Any) -> Any:
+        raise fault
+
+    monkeypatch.setattr(_filestore.FileStore, "_total_lock", total_lock)
+    with pytest.raises(type(fault), match=str(fault.args[-1])):
+        double.cache_delete(21)
+    monkeypatch.undo()
+    assert double.cache_contains(21)  # nothing removed
