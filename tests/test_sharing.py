@@ -366,3 +366,39 @@ def test_runs_with_and_without_optimize_flags_keep_their_own_values(tmp_path: Pa
             for flags in ([], ["-OO"], [], ["-OO"], ["-O"])]
     assert outs == ["'Rows of the sales table.'", "None", "'Rows of the sales table.'", "None",
                     "'Rows of the sales table.'"]
+
+
+ASSERTING = """
+from memojar import cached
+
+@cached
+def check(x):
+    assert x >= 0, "negative"
+    print("computed")
+    return x
+
+check(1)
+"""
+
+
+def test_runs_with_and_without_o_keep_each_others_entries(tmp_path: Path, location: str) -> None:
+    """``-O`` strips a function's ``assert``, so its code's fingerprint differs from a plain
+    run's. Old: the header named the same Python for both, so the ``-O`` run's first store
+    swept the plain run's entry as older code of its scope and Python, and ``prune`` in
+    either run removed the other's as superseded: the two recomputed each other's keys."""
+    path = tmp_path / "asserting.py"
+    path.write_text(ASSERTING)
+    env = {"MEMOJAR_SECRET": "team"}
+
+    def call(*flags: str) -> str:
+        return outcome(run(sys.executable, [*flags, str(path)], location, env))
+
+    def prune(*flags: str) -> None:
+        run(sys.executable, [*flags, "-c", "from memojar import Cache; Cache().prune()"],
+            location, env)
+
+    assert [call(), call("-O"), call(), call("-O")] == ["computed", "computed", "hit", "hit"]
+    prune("-O")
+    assert call() == "hit"
+    prune()
+    assert call("-O") == "hit"

@@ -62,8 +62,13 @@ FORMAT_VERSION = 4  # 3: no pickle lead, the header bare at offset 0; 2: no scop
 # ident; 1: the checksum also covered the prefix
 PROTOCOL = 5
 SIGNED = 1
-PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
-OPTIMIZE = sys.flags.optimize  # -O: 1, -OO: 2 (see key_seed)
+# The Python an entry is written by, in its header and identity: the version, and the
+# optimisation flag of a run with one (``3.11 -O``, ``3.11 -OO``). ``-O`` strips a function's
+# ``assert`` (and ``if __debug__:``) from its code, so its fingerprint is another than a plain
+# run's: named the same Python, the first store of either swept the other's entries as older
+# code, and ``prune`` removed them as superseded. Another Python's are kept (``judge``).
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}" + (
+    f" -{'O' * sys.flags.optimize}" if sys.flags.optimize else "")
 KEY_LEN = 32
 SIG_LEN = 32
 ALIGN = 64
@@ -177,8 +182,7 @@ def make_ident(function: str, version: object, fingerprint: str, scope: str = ""
     return "\0".join(parts).encode()
 
 
-def key_seed(scope: str, python: str = PYTHON, fmt: int = FORMAT_VERSION,
-             optimize: int = OPTIMIZE) -> int:
+def key_seed(scope: str, python: str = PYTHON, fmt: int = FORMAT_VERSION) -> int:
     """The seed that salts a function's keys: the entry format, Python version and scope.
 
     Entries of two Python versions, or of two scripts or notebooks defining the same
@@ -187,15 +191,17 @@ def key_seed(scope: str, python: str = PYTHON, fmt: int = FORMAT_VERSION,
     another entry format (an older or newer memojar sharing the cache). Picked once per
     decorated function: a seeded hash costs what an unseeded one does.
 
-    An interpreter run with ``-O`` or ``-OO`` (``optimize``) keys apart too: ``-OO`` strips
-    docstrings, which the code's fingerprint leaves out, so a function returning one
+    An interpreter run with ``-O`` or ``-OO`` (``python``'s flag) keys apart too: ``-OO``
+    strips docstrings, which the code's fingerprint leaves out, so a function returning one
     (``Model.__doc__``, a schema built from them) returned ``None`` to a plain run sharing
     the cache, or the docstring to an ``-OO`` run; ``-O`` strips assertions of library code,
-    which is not fingerprinted. A plain run's keys are as before.
+    which is not fingerprinted. A plain run's keys are as before (and so are an ``-O``
+    run's, salted with its flag as they were before it was in ``PYTHON``).
     """
-    text = f"{fmt}\0{python}\0{scope}"
-    if optimize:
-        text += f"\0-O{optimize}"
+    version, _, flag = python.partition(" ")
+    text = f"{fmt}\0{version}\0{scope}"
+    if flag:
+        text += f"\0-O{flag.count('O')}"
     return xxhash.xxh3_64_intdigest(text.encode())
 
 

@@ -32,7 +32,10 @@ conditional on that ETag, so of several waiters exactly one wins; a holder renew
 ``LEASE_STALE`` (a minute: its ``Last-Modified`` against its ``Date``, which may come from
 another clock) is taken over at once. A holder
 renews its lease once more just before it writes the entry: a lease lost while it stalled
-(taken over) refuses the write (``ENOLCK``), so the late value is returned, not stored.
+(taken over) refuses the write (``ENOLCK``), so the late value is returned, not stored. The
+write itself is conditional on the entry the holder saw under its lease (``If-None-Match``,
+``If-Match``): one frozen after that renewal, within its upload, finds the newer holder's
+entry when it resumes, and is refused the same way.
 Waiters read the entry before each look at the lease (``_due``: at the lease's backoff), so
 once it is stored they have it without taking the lease in turn.
 
@@ -712,6 +715,9 @@ class S3Store(Store):
     def _read(self, function: str, key: str) -> Any | None:
         name = self._dir(function) + key + SUFFIX
         got = self._bucket.get(name)
+        lease = self._leases.get(name)
+        if lease is not None and not lease.entry_known:  # under this process's lease
+            lease.saw_entry(None if got is None else got.etag)
         if got is None:
             return None
         if got.size <= HEADER_FIRST:  # small: the whole body in one read
@@ -741,12 +747,35 @@ class S3Store(Store):
         # ``expires`` is in the header, which decides; S3 has no per-object expiry
         name = self._dir(function) + key + SUFFIX
         lease = self._leases.get(name)
-        # written under this process's lease: only if it is still ours, renewed just now, so
+        if lease is None:  # no lease held here (``lock_timeout`` passed): as it comes
+            self._bucket.put(name, views, size)
+            return
+        # Written under this process's lease: only if it is still ours, renewed just now, so
         # that no waiter takes it over for LEASE_TTL (S3 has no write conditional on another
-        # object; the renewer keeps renewing during a long upload)
-        if lease is not None and not lease.renew():
+        # object; the renewer keeps renewing during a long upload), and only over the entry
+        # this holder saw: a holder frozen after that renewal (within a multipart upload's
+        # parts, or just before its PUT) past LEASE_TTL, whose lease a waiter took over and
+        # stored under, is refused when it resumes. Before, it completed its write over the
+        # newer holder's value, silently.
+        if not lease.entry_known:  # not read under the lease (refresh, cache_set): now
+            got = self._bucket.head(name)
+            lease.saw_entry(None if got is None else got.etag)
+        if not lease.renew():
             raise lease_lost(LEASE_TTL)
-        self._bucket.put(name, views, size)
+        seen, lease.entry_known = lease.entry_etag, False  # until this write is answered
+        try:
+            etag = self._bucket.put(name, views, size, if_none_match=seen is None,
+                                    if_match=seen)
+        except (FileExistsError, FileNotFoundError) as exc:
+            if isinstance(exc, FileNotFoundError) and seen is None:
+                raise  # not the condition's (no such bucket)
+            # Written or removed since by another caller: one that took the lease over
+            # (lost: not stored over its value), or one without it (a removal, a caller
+            # past ``lock_timeout``: the lease still ours, replaced as before)
+            if not lease.renew():
+                raise lease_lost(LEASE_TTL) from None
+            etag = self._bucket.put(name, views, size)
+        lease.saw_entry(etag)
 
     def _holds(self, function: str, key: str, head: bytes, timed_out: bool) -> bool:
         return self._bucket.starts_with(self._dir(function) + key + SUFFIX, head, timed_out)
@@ -768,9 +797,15 @@ class S3Store(Store):
         if not head:
             return self.delete(function, key)
         got = self._bucket.get(name, 0, len(head))
+        lease = self._leases.get(name)
         if got is None or self._bucket.read_body(name, got) != head:
+            if got is None and lease is not None:
+                lease.saw_entry(None)  # gone: this holder's write finds no entry
             return False  # gone, or another entry now
-        return self._bucket.delete_unchanged(name, got.etag)
+        removed = self._bucket.delete_unchanged(name, got.etag)
+        if removed and lease is not None:
+            lease.saw_entry(None)
+        return removed
 
     def read_note(self, function: str) -> bytes | None:
         # At most NOTE_MAX bytes: an object there saying it is 2**62 bytes long (anyone who
@@ -990,6 +1025,10 @@ class _Lease(KeyLock):
         # finds the lease still this holding's by its token (``_ours``).
         self._lock = threading.RLock()
         self._seen, self._since = "", 0.0  # the lease's ETag as first seen, and when
+        # The entry as this holding last saw it (its ETag; None: none), once ``entry_known``:
+        # its write is conditional on it (``S3Store._write``)
+        self.entry_etag: str | None = None
+        self.entry_known = False
         self._delay, self._next_try = LEASE_POLL_MIN, 0.0  # backoff (monotonic)
         self._released = 0  # the store's count of releases when this lease last looked
 
@@ -1008,12 +1047,16 @@ class _Lease(KeyLock):
         body = bytes(bucket.read_body(self.name, got))
         return got.etag if token and body.startswith(f"{token} ".encode()) else ""
 
+    def saw_entry(self, etag: str | None) -> None:
+        """The entry as this holding sees it now: its ETag, or None (there is none)."""
+        self.entry_etag, self.entry_known = etag, True
+
     def _pause(self, pause: float) -> float:
         return max(self._next_try - time.monotonic(), 0.0)  # the lease's own backoff
 
     def _taken(self) -> bool:
         self._seen, self._delay, self._next_try = "", LEASE_POLL_MIN, 0.0
-        self._ending = False
+        self._ending, self.entry_known = False, False
         self.store._leases[self.entry] = self
         self.store._renewer.add(self)
         return True
