@@ -1125,3 +1125,30 @@ def test_a_root_whose_tagging_was_killed_is_an_empty_cache(
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     assert says in proc.stdout
     assert os.listdir(root) == [orphan]
+
+
+def test_ls_and_info_hold_no_memory_per_entry(tmp_path: Path) -> None:
+    """``memojar ls`` and ``info`` total the headers as they read them: their memory does
+    not grow with the cache (before: every entry and its header were held until the last
+    was read, 1.6 GB for ``memojar info`` of 1,000,000 entries)."""
+    import tracemalloc
+
+    from memojar._census import take_census
+
+    cache = Cache(tmp_path)
+    double = cache.cached(_double)
+    for x in range(20_000):
+        double(x)
+    tracemalloc.start()
+    try:
+        census = take_census(cache)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    stats, = census.functions.values()
+    assert (census.entries, stats.entries, stats.bytes) == (20_000, 20_000, census.bytes)
+    assert peak < 2_000_000, f"{peak:,} bytes at the peak of a census of 20,000 entries"
+
+
+def _double(x: int) -> int:
+    return 2 * x

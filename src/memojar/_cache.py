@@ -1086,34 +1086,51 @@ def judge(
     unless asked). FRESH: everything else.
     """
     judged: list[tuple[StoredEntry, _entry.Header | None, str]] = []
-    newest: dict[tuple[str, str, str], tuple[float, str, str]] = {}  # by group: its newest
+    newest: Newest = {}
     for stored in entries:
         header = header_of(stored)
-        if header is None:
-            newer = _entry.newer_format(stored.head)
-            judged.append((stored, None, UNREADABLE if newer is None else NEWER_FORMAT))
-            continue
-        if header.stale(now):
-            judged.append((stored, header, STALE))
-            continue
-        if header.incompatible():
-            judged.append((stored, header, OTHER_PYTHON))
-        elif SIBLING not in header.scope and ambiguous(header.function):
-            judged.append((stored, header, SUPERSEDED))  # an older memojar's, never read
-            continue
-        else:
-            judged.append((stored, header, FRESH))
-        for group, code in _groups(header):
-            seen = newest.get(group)
-            if seen is None or header.created > seen[0]:
-                newest[group] = (header.created, code, header.version)
-    return [
-        (stored, header, SUPERSEDED)
-        if verdict in (FRESH, OTHER_PYTHON) and header is not None
-        and any((code, header.version) != newest[group][1:] for group, code in _groups(header))
-        else (stored, header, verdict)
-        for stored, header, verdict in judged
-    ]
+        verdict = first_verdict(stored, header, now)
+        if header is not None and verdict in PROVISIONAL:
+            note_newest(newest, header)
+        judged.append((stored, header, verdict))
+    return [(stored, header, final_verdict(header, verdict, newest))
+            for stored, header, verdict in judged]
+
+
+# By group (``_groups``): the creation time, code and version of its newest entry.
+Newest = dict[tuple[str, str, str], tuple[float, str, str]]
+PROVISIONAL = frozenset({FRESH, OTHER_PYTHON})  # superseded if not their group's newest's
+
+
+def first_verdict(stored: StoredEntry, header: _entry.Header | None, now: float) -> str:
+    """``judge``'s verdict on one entry alone; one of ``PROVISIONAL`` becomes SUPERSEDED
+    (``final_verdict``) once every entry's header was noted (``note_newest``)."""
+    if header is None:
+        return UNREADABLE if _entry.newer_format(stored.head) is None else NEWER_FORMAT
+    if header.stale(now):
+        return STALE
+    if header.incompatible():
+        return OTHER_PYTHON
+    if SIBLING not in header.scope and ambiguous(header.function):
+        return SUPERSEDED  # an older memojar's, never read
+    return FRESH
+
+
+def note_newest(newest: Newest, header: _entry.Header) -> None:
+    """Count an entry of a ``PROVISIONAL`` verdict in its groups' newest."""
+    for group, code in _groups(header):
+        seen = newest.get(group)
+        if seen is None or header.created > seen[0]:
+            newest[group] = (header.created, code, header.version)
+
+
+def final_verdict(header: _entry.Header | None, verdict: str, newest: Newest) -> str:
+    """An entry's verdict once ``newest`` noted every entry: the first one, or SUPERSEDED
+    for a provisional one whose code or version is not its group's newest's."""
+    if verdict in PROVISIONAL and header is not None and any(
+            (code, header.version) != newest[group][1:] for group, code in _groups(header)):
+        return SUPERSEDED
+    return verdict
 
 
 def _groups(header: _entry.Header) -> list[tuple[tuple[str, str, str], str]]:
