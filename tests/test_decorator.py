@@ -1228,6 +1228,26 @@ def test_switching_back_sweeps_again(cache_dir: Path) -> None:
     assert [e.version for e in Cache(cache_dir).entries()] == [1]
 
 
+def test_the_sweep_holds_no_memory_per_entry_it_removes(tmp_path: Path) -> None:
+    """The first store of new code removes the old code's entries as it finds them, in
+    batches: its memory does not grow with them (before: 960 MB of RSS for that one call
+    over 1,000,000 old entries)."""
+    import tracemalloc
+
+    old = cached(cache_dir=tmp_path, version=1)(square)
+    for x in range(20_000):
+        old(x)
+    new = cached(cache_dir=tmp_path, version=2)(square)
+    tracemalloc.start()
+    try:
+        assert new(-1) == 1  # the first store: the sweep
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [e.version for e in Cache(tmp_path).entries()] == [2]
+    assert peak < 4_000_000, f"{peak:,} bytes at the peak of a sweep of 20,000 entries"
+
+
 def test_an_unchanged_function_does_not_list_its_entries_again(
     location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
