@@ -1248,6 +1248,27 @@ def test_the_sweep_holds_no_memory_per_entry_it_removes(tmp_path: Path) -> None:
     assert peak < 4_000_000, f"{peak:,} bytes at the peak of a sweep of 20,000 entries"
 
 
+@pytest.mark.parametrize("how", ["Cache.clear", "cache_clear"])
+def test_clear_holds_no_memory_per_entry_it_removes(tmp_path: Path, how: str) -> None:
+    """``Cache.clear()`` and ``f.cache_clear()`` remove entries as they list them, in
+    batches (before: every entry listed was held first, 234 MB of RSS for ``Cache.clear()``
+    of 300,000 entries)."""
+    import tracemalloc
+
+    cache = Cache(tmp_path)
+    f = cache.cached(square)
+    for x in range(20_000):
+        f(x)
+    tracemalloc.start()
+    try:
+        removed = cache.clear() if how == "Cache.clear" else f.cache_clear()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (removed, Cache(tmp_path).stats().entries) == (20_000, 0)
+    assert peak < 4_000_000, f"{peak:,} bytes at the peak of a clear of 20,000 entries"
+
+
 def test_an_unchanged_function_does_not_list_its_entries_again(
     location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

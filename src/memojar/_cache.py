@@ -605,7 +605,7 @@ class Cache:
             return memo.clear(None if memo.store.location == self.store.location
                               else self.store)
         name = _function_name(function)
-        return self.store.remove(list(self.store.scan(name, heads=False)))
+        return self.store.remove_listed(self.store.scan(name, heads=False))
 
     def prune(
         self, *, other_pythons: bool = False,

@@ -55,7 +55,7 @@ from ._keys import (
     parameter_names,
     prebound,
 )
-from ._store import KeyLock, Store, Unconfirmed, header_of, start_thread
+from ._store import KeyLock, Store, StoredEntry, Unconfirmed, header_of, start_thread
 
 
 class CacheInfo(NamedTuple):
@@ -201,8 +201,16 @@ class Tally:
         return (self.hit_count._now(), self.miss_count._now(), self.saved)
 
 
-_SWEEP_BATCH = 1000  # superseded entries a sweep holds before removing them
 _NOTE_GROUPS = 64  # (Python, scope) groups a sweep note remembers, most recent first
+
+
+def _header_or_none(stored: StoredEntry) -> _entry.Header | None:
+    """A listed entry's header; None if it has none whole (being written, or damaged:
+    ``prune``'s business, not a sweep's)."""
+    try:
+        return _entry.read_header(stored.head)
+    except Miss:
+        return None
 
 
 def _read_sweep_note(note: bytes | None) -> dict[str, str]:
@@ -1773,24 +1781,15 @@ class _Memo:
                 live = {family_of(m.name, m.scope)[1] for m in lambdas
                         if m.name == self.name and m.place == self.place
                         and m.store.location == self.store.location}
-            doomed = []
-            for stored in self.store.scan(self.name):
-                try:
-                    header = _entry.read_header(stored.head)
-                except Miss:
-                    continue  # being written, or damaged: prune's business
-                if (header.function == self.name and header.python == _entry.PYTHON
-                        and self.superseded(header, ident, (family, code, version), live)):
-                    doomed.append(stored)
-                    if len(doomed) == _SWEEP_BATCH:
-                        # Removed as found: memory for a batch, not for every entry the
-                        # old code left (before: 960 MB of RSS for the first store after a
-                        # code change over 1,000,000 entries). Interrupted, the note is not
-                        # written: the next process's first store sweeps the rest.
-                        self.store.remove(doomed)
-                        doomed = []
-            if doomed:
-                self.store.remove(doomed)
+            # Removed as found, a batch at a time: memory for a batch, not for every entry
+            # the old code left (before: 960 MB of RSS for the first store after a code
+            # change over 1,000,000 entries). Interrupted, the note is not written: the
+            # next process's first store sweeps the rest.
+            self.store.remove_listed(
+                stored for stored in self.store.scan(self.name)
+                if (header := _header_or_none(stored)) is not None
+                and header.function == self.name and header.python == _entry.PYTHON
+                and self.superseded(header, ident, (family, code, version), live))
             swept.pop(group, None)
             notes = [f"{group} {done}", *(f"{g} {c}" for g, c in swept.items())]
             self.store.write_note(self.name, "\n".join(notes[:_NOTE_GROUPS]).encode())
@@ -1845,11 +1844,11 @@ class _Memo:
         its own store or the one given (``Cache.clear`` of another cache)."""
         store = self.store if store is None else store
         try:
-            return store.remove([
+            return store.remove_listed(
                 stored for stored in store.scan(self.name)
                 if (header := header_of(stored)) is not None and header.function == self.name
                 and header.scope == self.scope and header.python == _entry.PYTHON
-            ])
+            )
         finally:
             self.forget_here()
 

@@ -48,12 +48,12 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from . import _entry
 from ._entry import Miss, header_length
-from ._errors import logger, warn
+from ._errors import PartlyRemoved, logger, warn
 from ._ledger import Ledger, choose_victims
 
 
@@ -159,6 +159,7 @@ def header_of(stored: StoredEntry) -> _entry.Header | None:
 
 
 HEAD_BYTES = 4096  # what ``scan`` reads first of each entry: the header and then some
+REMOVE_BATCH = 1000  # entries ``remove_listed`` holds before removing them
 SECRET_ADVICE = ("the same secret= (or $MEMOJAR_SECRET) so entries are signed and "
                  "checked.")
 # of a remote store's timeout: how long the look at an entry whose write timed out waits
@@ -528,6 +529,34 @@ class Store(abc.ABC):
         for entry in removed:
             logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
         return len(removed)
+
+    def remove_listed(self, entries: Iterable[StoredEntry]) -> int:
+        """``remove`` the entries of a listing as it yields them, ``REMOVE_BATCH`` at a time:
+        memory for a batch, not for the listing (before, ``Cache.clear`` and
+        ``cache_clear`` held every entry listed: 234 MB of RSS to clear 300,000 files).
+        Entries this user may not remove are said once, at the end (``PartlyRemoved``), as
+        ``remove`` says them; an interrupt leaves the rest, which a clear run again removes."""
+        left: list[PartlyRemoved] = []
+
+        def remove(batch: list[StoredEntry]) -> int:
+            try:
+                return self.remove(batch)
+            except PartlyRemoved as exc:
+                left.append(exc)
+                return exc.removed
+
+        removed = 0
+        batch: list[StoredEntry] = []
+        for entry in entries:
+            batch.append(entry)
+            if len(batch) == REMOVE_BATCH:
+                removed += remove(batch)
+                batch = []
+        if batch:
+            removed += remove(batch)
+        if left:
+            raise PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user)
+        return removed
 
     @abc.abstractmethod
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
