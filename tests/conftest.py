@@ -7,10 +7,12 @@ import gc
 import importlib
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -318,6 +320,28 @@ def run_python(code: str, *args: str, env: dict[str, str] | None = None,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def traced_peak(call: Callable[[], Any]) -> tuple[Any, int]:
+    """``call()``'s result, and the most memory Python held meanwhile beyond what it held
+    before (``tracemalloc``): what an operation's memory grows with."""
+    tracemalloc.start()
+    try:
+        result = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def strace_path() -> str | None:
+    """The ``strace`` that can trace here (installed, and allowed to: not in every
+    container), or None."""
+    path = shutil.which("strace")
+    if path is None:
+        return None
+    probe = subprocess.run([path, "-o", os.devnull, "true"], capture_output=True, timeout=30)
+    return path if probe.returncode == 0 else None
 
 
 # --- another user --------------------------------------------------------------------------

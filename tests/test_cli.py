@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_another_user
+from conftest import as_another_user, traced_peak
 from memojar import Cache, _cli, _entry, _filestore, _report
 from memojar._filestore import FileStore
 from memojar._keys import make_key
@@ -1131,20 +1131,13 @@ def test_ls_and_info_hold_no_memory_per_entry(tmp_path: Path) -> None:
     """``memojar ls`` and ``info`` total the headers as they read them: their memory does
     not grow with the cache (before: every entry and its header were held until the last
     was read, 1.6 GB for ``memojar info`` of 1,000,000 entries)."""
-    import tracemalloc
-
     from memojar._census import take_census
 
     cache = Cache(tmp_path)
     double = cache.cached(_double)
     for x in range(20_000):
         double(x)
-    tracemalloc.start()
-    try:
-        census = take_census(cache)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    census, peak = traced_peak(lambda: take_census(cache))
     stats, = census.functions.values()
     assert (census.entries, stats.entries, stats.bytes) == (20_000, 20_000, census.bytes)
     assert peak < 2_000_000, f"{peak:,} bytes at the peak of a census of 20,000 entries"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import memojar._decorator
+from conftest import traced_peak
 from memojar import Cache, CacheInfo, MemojarWarning, cached
 
 
@@ -1232,18 +1233,12 @@ def test_the_sweep_holds_no_memory_per_entry_it_removes(tmp_path: Path) -> None:
     """The first store of new code removes the old code's entries as it finds them, in
     batches: its memory does not grow with them (before: 960 MB of RSS for that one call
     over 1,000,000 old entries)."""
-    import tracemalloc
-
     old = cached(cache_dir=tmp_path, version=1)(square)
     for x in range(20_000):
         old(x)
     new = cached(cache_dir=tmp_path, version=2)(square)
-    tracemalloc.start()
-    try:
-        assert new(-1) == 1  # the first store: the sweep
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    value, peak = traced_peak(lambda: new(-1))  # the first store: the sweep
+    assert value == 1
     assert [e.version for e in Cache(tmp_path).entries()] == [2]
     assert peak < 4_000_000, f"{peak:,} bytes at the peak of a sweep of 20,000 entries"
 
@@ -1253,18 +1248,11 @@ def test_clear_holds_no_memory_per_entry_it_removes(tmp_path: Path, how: str) ->
     """``Cache.clear()`` and ``f.cache_clear()`` remove entries as they list them, in
     batches (before: every entry listed was held first, 234 MB of RSS for ``Cache.clear()``
     of 300,000 entries)."""
-    import tracemalloc
-
     cache = Cache(tmp_path)
     f = cache.cached(square)
     for x in range(20_000):
         f(x)
-    tracemalloc.start()
-    try:
-        removed = cache.clear() if how == "Cache.clear" else f.cache_clear()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    removed, peak = traced_peak(cache.clear if how == "Cache.clear" else f.cache_clear)
     assert (removed, Cache(tmp_path).stats().entries) == (20_000, 0)
     assert peak < 4_000_000, f"{peak:,} bytes at the peak of a clear of 20,000 entries"
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from conftest import strace_path
 from memojar import Cache, _filestore, _locks
 
 pytestmark = pytest.mark.skipif(not _locks._OFD, reason="byte-range OFD locks (Linux)")
@@ -52,22 +53,14 @@ os.write(2, b"=====end\\n")
 """
 
 
-def _strace() -> str | None:
-    path = shutil.which("strace")
-    if path is None:
-        return None
-    probe = subprocess.run([path, "-o", os.devnull, "true"], capture_output=True, timeout=30)
-    return path if probe.returncode == 0 else None
-
-
-@pytest.mark.skipif(_strace() is None, reason="strace is not installed or cannot trace here")
+@pytest.mark.skipif(strace_path() is None, reason="strace is not installed or cannot trace here")
 def test_a_small_miss_makes_thirteen_system_calls(tmp_path: Path) -> None:
     script = tmp_path / "misses.py"
     script.write_text(MISSES)
     log = tmp_path / "strace.log"
     misses = 200
     subprocess.run(
-        [str(_strace()), "-o", str(log), sys.executable, str(script), str(tmp_path / "c"),
+        [str(strace_path()), "-o", str(log), sys.executable, str(script), str(tmp_path / "c"),
          str(misses)],
         check=True, capture_output=True, timeout=300,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},

@@ -22,18 +22,10 @@ from typing import Any
 import pytest
 from faultkit import subprocess_env
 
+from conftest import strace_path
 from memojar import Cache, _filestore, _locks
 
-
-def _strace() -> str | None:
-    path = shutil.which("strace")
-    if path is None:
-        return None
-    probe = subprocess.run([path, "-o", os.devnull, "true"], capture_output=True, timeout=30)
-    return path if probe.returncode == 0 else None
-
-
-pytestmark = pytest.mark.skipif(_strace() is None,
+pytestmark = pytest.mark.skipif(strace_path() is None,
                                 reason="strace is not installed or cannot trace here")
 
 STAT = "newfstatat,stat,lstat,statx,fstat"
@@ -47,7 +39,7 @@ def injected(tmp_path: Path, code: str, path: Path, calls: str, fault: str, when
     script = tmp_path / "script.py"
     script.write_text(code)
     done = subprocess.run(
-        [str(_strace()), "-f", "-qq", "-o", str(log), "-P", str(path), "-e", f"trace={calls}",
+        [str(strace_path()), "-f", "-qq", "-o", str(log), "-P", str(path), "-e", f"trace={calls}",
          "-e", f"inject={calls}:error={fault}:when={when}", sys.executable, str(script),
          *args],
         capture_output=True, text=True, timeout=120, env=subprocess_env(),
@@ -212,7 +204,7 @@ def test_a_recount_that_could_not_stat_an_entry_is_not_trusted(tmp_path: Path) -
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     log = tmp_path / "plain.log"
-    subprocess.run([str(_strace()), "-f", "-qq", "-o", str(log), "-P",
+    subprocess.run([str(strace_path()), "-f", "-qq", "-o", str(log), "-P",
                     str(copy / entry.relative_to(root).parent), "-e", "trace=newfstatat",
                     sys.executable, str(script), str(copy), "1", "2"],
                    check=True, capture_output=True, timeout=120, env=subprocess_env())
