@@ -55,7 +55,7 @@ from ._keys import (
     parameter_names,
     prebound,
 )
-from ._store import KeyLock, Store, StoredEntry, Unconfirmed, header_of, start_thread
+from ._store import KeyLock, Store, Unconfirmed, header_of, start_thread
 
 
 class CacheInfo(NamedTuple):
@@ -202,15 +202,6 @@ class Tally:
 
 
 _NOTE_GROUPS = 64  # (Python, scope) groups a sweep note remembers, most recent first
-
-
-def _header_or_none(stored: StoredEntry) -> _entry.Header | None:
-    """A listed entry's header; None if it has none whole (being written, or damaged:
-    ``prune``'s business, not a sweep's)."""
-    try:
-        return _entry.read_header(stored.head)
-    except Miss:
-        return None
 
 
 def _read_sweep_note(note: bytes | None) -> dict[str, str]:
@@ -1574,7 +1565,8 @@ class _Memo:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
             logger.debug("cannot remove %s %s: %s", self.name, key, exc)
-        logger.debug("evict %s %s (its replacement was not stored)", self.name, key)
+        else:
+            logger.debug("evict %s %s (its replacement was not stored)", self.name, key)
 
     def _ran(self) -> None:
         """The function ran (to its end or not): in IPython, the globals it binds itself
@@ -1787,7 +1779,7 @@ class _Memo:
             # next process's first store sweeps the rest.
             self.store.remove_listed(
                 stored for stored in self.store.scan(self.name)
-                if (header := _header_or_none(stored)) is not None
+                if (header := header_of(stored)) is not None  # (damaged: prune's business)
                 and header.function == self.name and header.python == _entry.PYTHON
                 and self.superseded(header, ident, (family, code, version), live))
             swept.pop(group, None)

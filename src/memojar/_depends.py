@@ -11,7 +11,8 @@ on a file system whose timestamps count whole seconds (FAT counts modification t
 two, and a FUSE file system such as sshfs reports that time as the ctime). A file whose
 ctime is whole seconds and equal to its mtime has no change time of its own (FAT, sshfs:
 ``os.utime`` sets it back, and fusefat does not move it on a write): its digest is not
-kept, and it is read at each call. A FIFO, device or
+kept, and it is read at each call (so too, for want of telling them apart, on a file system
+that only counts whole seconds, ext3 or HFS+, a file last changed by a write). A FIFO, device or
 socket is never read (``NotAFile``); a directory tree follows links, loop-safe, and leaves out a
 memojar cache in it. A write through a shared mapping (``mmap``,
 ``numpy.memmap``) to a page already written since the kernel last wrote it back changes no
@@ -30,7 +31,7 @@ from typing import Any
 
 import xxhash
 
-from ._identity import dependencies, function_name, is_user_module, split
+from ._identity import code_behind, dependencies, function_name, is_user_module, split
 
 Row = tuple[str, str, str]
 _CHUNK = 1 << 20
@@ -686,15 +687,12 @@ def _code_named(values: tuple[Any, ...]) -> list[str]:
     instance's class too), sorted, at most three; empty if they cannot be listed."""
     import io
     import pickle
-    from types import FunctionType
 
     names: set[str] = set()
 
     class _Noting(pickle.Pickler):
         def reducer_override(self, obj: Any) -> Any:
-            wrapped = getattr(obj, "__wrapped__", None)  # functools.cache's wrapper
-            found = (obj if isinstance(obj, (type, FunctionType)) else
-                     wrapped if type(wrapped) is FunctionType else type(obj))
+            found = code_behind(obj)
             if is_user_module(getattr(found, "__module__", None) or "__main__"):
                 names.add(function_name(found))
             return NotImplemented

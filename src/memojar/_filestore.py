@@ -421,7 +421,9 @@ class FileStore(Store):
         # (or a second look failing, EIO) was reported as a file.
         try:
             is_dir = stat.S_ISDIR(os.stat(root).st_mode)
-        except OSError:  # missing (made on the first write), or a fault met on use
+        except OSError as exc:  # missing (made on the first write), or a fault met on use
+            if exc.errno is None:  # not the file system's: the caller's signal handler's
+                raise
             is_dir = None
         if is_dir is False:
             raise ValueError(
@@ -1943,7 +1945,9 @@ class FileStore(Store):
                     st = os.stat(file, dir_fd=sfd, follow_symlinks=False)
                 except FileNotFoundError:  # removed since the listing: not there
                     continue
-                except OSError:  # there, of a size unknown (EIO): counted again next time
+                except OSError as exc:  # there, of a size unknown (EIO): counted again
+                    if exc.errno is None:  # (the caller's signal handler's: raised)
+                        raise
                     whole = False
                     continue
                 if not stat.S_ISREG(st.st_mode):

@@ -692,6 +692,20 @@ _argument_ids: weakref.WeakKeyDictionary[
 generation = 0  # bumped by ``_notebook`` when an IPython cell starts: re-check what changed
 
 
+def code_behind(obj: Any) -> Any:
+    """The user's code an object given as an argument runs, as keys and ``cache_explain``
+    name it: a function or class itself, a library wrapper's function (``functools.cache``,
+    ``lru_cache``: ``__wrapped__``), else the object's class (a singleton's, an
+    instance's)."""
+    if isinstance(obj, (type, FunctionType)):
+        return obj
+    try:
+        wrapped = getattr(obj, "__wrapped__", None)
+    except Exception:  # noqa: BLE001 - whatever its __getattr__ raised: its class, then
+        return type(obj)
+    return wrapped if type(wrapped) is FunctionType else type(obj)
+
+
 def argument_identity(obj: Any) -> tuple[str, str] | None:
     """``(name, fingerprint)`` of a function or class of the user's code given as a call
     argument, None for library code: its own fingerprint and what it depends on

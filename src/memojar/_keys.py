@@ -397,10 +397,10 @@ def _by_name(obj: Any, name: str) -> Any:
     object with no user code behind it is pickled by its name, as before (its key is
     unchanged)."""
     try:
-        wrapped, module = getattr(obj, "__wrapped__", None), getattr(obj, "__module__", None)
+        module = getattr(obj, "__module__", None)
     except Exception:  # noqa: BLE001 - whatever its __getattr__ raised: pickled by name
         return NotImplemented
-    ident = argument_identity(wrapped if type(wrapped) is FunctionType else type(obj))
+    ident = argument_identity(_identity.code_behind(obj))
     if ident is None:
         return NotImplemented
     return _Named, (module, name, ident)

@@ -320,3 +320,25 @@ def test_a_removal_whose_ledger_lock_fails_says_so(
         double.cache_delete(21)
     monkeypatch.undo()
     assert double.cache_contains(21)  # nothing removed
+
+
+def test_a_signal_handlers_exception_opening_a_cache_or_counting_it_is_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The look at the cache's folder when it is opened, and the size ledger's count of its
+    files, take a failing ``stat`` for a folder not made yet or a file of unknown size; the
+    caller's own exception (no errno) landing there is raised, not taken for either."""
+    root = tmp_path / "c"
+    cache = Cache(root, max_size=10**7)
+    cache.cached(lambda x: 2 * x)(21)
+    real = os.stat
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if os.fspath(path) == str(root) or str(path).endswith(".pkl"):
+            raise TimeoutError("the caller's deadline")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    with pytest.raises(TimeoutError, match="the caller's deadline"):
+        Cache(root)
+    with pytest.raises(TimeoutError, match="the caller's deadline"):
+        cache.store._census()
