@@ -272,6 +272,25 @@ def test_the_memory_tier_drops_a_value_when_the_clock_is_set_back(tmp_path: Path
     assert len(calls) == 2
 
 
+def test_the_memory_tier_does_not_hold_a_value_past_its_entry_when_the_clock_steps_back(
+        tmp_path: Path, clock: Clock) -> None:
+    """The clock set back an hour while the function runs: its entry's ttl counts from its
+    creation, after the step, and so must the value held in memory (before, its expiry was
+    counted from the call's start: served from memory for an hour past the entry's)."""
+    calls: list[Any] = []
+
+    def stepping(x):
+        calls.append(x)
+        clock.now -= 3600  # an NTP step, or a suspended machine's clock set right
+        return x
+
+    f = cached(cache_dir=tmp_path, ttl=60, memory=8)(stepping)
+    f(1)
+    clock.now += 61
+    f(1)
+    assert len(calls) == 2
+
+
 def test_a_stale_value_is_not_served_from_an_entry_created_ahead_of_the_clock(
         cache_dir: Path, clock: Clock) -> None:
     """``stale_while_revalidate`` serves an entry that expired a little while ago, never one

@@ -934,7 +934,7 @@ class _Memo:
         # reassignment) is not held: the stamp alone does not tell, as the next call's
         # ``forget`` sets it back.
         renewals = self.renewals
-        value, expires, took, classes = self.get_expiring(key, (args, kwargs))
+        value, expires, took, classes, born = self.get_expiring(key, (args, kwargs))
         if value is MISSING:
             start, began = time.perf_counter(), time.time()
             withheld: list[bool] = []
@@ -947,6 +947,7 @@ class _Memo:
             # expiry by the time pickling and writing it took. Held a little less instead
             # (the compute time); the next call then reads the entry, with its own expiry.
             expires = began + self.ttl if self.ttl is not None else math.inf
+            born = began
         else:
             self.hit_count.bump()
         # A call of no arguments of a function whose calls are all keyed (``simple`` empty:
@@ -960,21 +961,26 @@ class _Memo:
             now = time.time()
             if (self.holding and stamp == self.stamp == self.generation[0]
                     and renewals == self.renewals and expires > now
-                    and (type(mkey) is str or self.simple)):
+                    and (type(mkey) is str or self.simple)
+                    and (expires == math.inf or now >= born - CLOCK_SKEW)):
                 # Held from now on: a clock set back past it cannot tell the value's age.
+                # Not held if it was set back since the value's age began (while the
+                # function ran, or since its entry was read): its expiry, counted from
+                # then, is later than its entry's (before, held up to the step past it).
                 since = now - CLOCK_SKEW if expires != math.inf else -math.inf
                 self.recent[mkey] = (value, expires, took, since, classes)
                 if len(self.recent) > cast("int", self.memory):  # set: fill needs memory=
                     self.recent.popitem(last=False)
         return value
 
-    def get_expiring(self, key: str, call: _Args) -> tuple[Any, float, float, str | None]:
+    def get_expiring(self, key: str,
+                     call: _Args) -> tuple[Any, float, float, str | None, float]:
         """``get``, and when the value's entry expires (``inf``: never; 0 for a stale
-        value served while it is recomputed, which is not held), and the result classes
-        its entry names (``""``: none; None for a computed value)."""
+        value served while it is recomputed, which is not held), the result classes its
+        entry names (``""``: none; None for a computed value), and when it was created."""
         data = self.store.read(self.name, key)
         if data is None:
-            return MISSING, 0.0, 0.0, None
+            return MISSING, 0.0, 0.0, None, 0.0
         try:
             payload, buffers = _entry.verify(
                 data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
@@ -993,19 +999,19 @@ class _Memo:
             if self.swr is not None and miss.reason == "stale":
                 value = self._stale(key, data, call)
                 if value is not MISSING:
-                    return value, 0.0, 0.0, None
+                    return value, 0.0, 0.0, None, 0.0
             if not isinstance(cause, _NOT_THE_ENTRY):
                 self.discard(key, miss.reason, data)
             else:  # kept (see ``get``)
                 self.store.unstamp(self.name, key)
-            return MISSING, 0.0, 0.0, None
+            return MISSING, 0.0, 0.0, None, 0.0
         expires = math.inf if header.expires is None else header.expires
         if self.ttl is not None:
             expires = min(expires, header.created + self.ttl)
         logger.debug("hit %s %s (%d bytes, saved %.3f s)", self.name, key, len(data),
                      header.compute_time)
         self.tally.saved += header.compute_time
-        return value, expires, header.compute_time, header.classes
+        return value, expires, header.compute_time, header.classes, header.created
 
     def replaced(self) -> None:
         """An entry was replaced (refresh, cache_set): memory tiers of every process forget,
