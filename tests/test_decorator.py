@@ -318,6 +318,20 @@ def test_explain_names_an_entry_created_ahead_of_the_clock(cache_dir: Path,
     assert "later than this clock" in f.cache_explain(1)
 
 
+@pytest.mark.parametrize("ttl", [None, 60])
+def test_explain_says_the_date_of_an_entry_stamped_past_year_9999(cache_dir: Path,
+                                                                   clock: Clock,
+                                                                   ttl: Any) -> None:
+    """A header's times are whatever the writer's clock read: one far off (or a crafted
+    entry) is explained with the latest date there is, as ``Cache.entries()`` and ``memojar
+    ls`` show it (before, ``cache_explain`` raised OverflowError or ValueError)."""
+    f = cached(cache_dir=cache_dir, ttl=ttl)(counting([]))
+    clock.now = 1e12  # year 33658
+    f(1)
+    clock.now = time.time()
+    assert "9999-12-31" in f.cache_explain(1)
+
+
 def test_without_ttl_entries_do_not_expire(cache_dir: Path, clock: Clock) -> None:
     calls: list[Any] = []
     f = cached(cache_dir=cache_dir)(counting(calls))

@@ -679,6 +679,8 @@ class Cache:
 
     def entries(self, function: str | Callable[..., Any] | None = None) -> Iterator[EntryInfo]:
         """Every readable entry (of one function), from headers only: nothing is unpickled."""
+        from ._report import utc  # imports datetime: not at ``import memojar``
+
         for stored in self.store.scan(_function_name(function)):
             header = header_of(stored)
             if header is None:
@@ -687,10 +689,10 @@ class Cache:
                 function=header.function,
                 key=header.key,
                 size=stored.size,
-                created=_utc(header.created),
-                expires=_utc(header.expires) if header.expires is not None else None,
+                created=utc(header.created),
+                expires=utc(header.expires) if header.expires is not None else None,
                 compute_time=header.compute_time,
-                accessed=_utc(stored.accessed),
+                accessed=utc(stored.accessed),
                 version=_user_version(header.version),
                 python=header.python,
                 fingerprint=header.fingerprint,
@@ -1647,15 +1649,5 @@ def _function_name(function: str | Callable[..., Any] | None) -> str | None:
 
         return function_name(function)
     return memo.name
-
-
-def _utc(timestamp: float) -> _dt.datetime:
-    import datetime as dt
-
-    try:
-        return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
-    except (OverflowError, ValueError, OSError):  # a header's time past year 9999
-        return (dt.datetime.max if timestamp > 0 else dt.datetime.min).replace(
-            tzinfo=dt.timezone.utc)
 
 

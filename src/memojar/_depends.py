@@ -617,9 +617,9 @@ _KIND_WORDS = {"function": "helper", "class": "class", "constant": "constant",
 
 
 def utc(timestamp: float) -> str:
-    import datetime as dt
+    from ._report import utc  # imports datetime: not at ``import memojar``
 
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc(timestamp).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:

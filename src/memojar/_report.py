@@ -51,15 +51,19 @@ def human_time(seconds: float) -> str:
     return human_duration(seconds)
 
 
+def utc(timestamp: float) -> _dt.datetime:
+    """``timestamp`` as a UTC datetime: one past year 9999, or before year 1 (a header's
+    expiry, or a time a clock far off or a crafted entry stamped), as the last or first
+    there is."""
+    try:
+        return _dt.datetime.fromtimestamp(timestamp, _UTC)
+    except (OverflowError, ValueError, OSError):
+        return (_dt.datetime.max if timestamp > 0 else _dt.datetime.min).replace(tzinfo=_UTC)
+
+
 def iso(timestamp: float | None) -> str | None:
     """ISO 8601 in UTC, as ``--json`` prints times."""
-    if timestamp is None:
-        return None
-    try:
-        return _dt.datetime.fromtimestamp(timestamp, _UTC).isoformat()
-    except (OverflowError, ValueError, OSError):  # past year 9999 (a header's expiry)
-        return (_dt.datetime.max if timestamp > 0 else _dt.datetime.min).replace(
-            tzinfo=_UTC).isoformat()
+    return None if timestamp is None else utc(timestamp).isoformat()
 
 
 # --- reports ------------------------------------------------------------------------------
