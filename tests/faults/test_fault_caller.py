@@ -254,23 +254,6 @@ def test_a_load_that_fails_for_its_content_still_discards_the_entry(tmp_path: Pa
     assert entry_files(cache.directory) == []  # an entry that cannot load is gone
 
 
-class Heavy:
-    """A value of 2 MiB (an entry the file store maps) whose unpickling raises whatever
-    ``_fail_load`` holds."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __reduce__(self) -> tuple[object, tuple[bytes]]:
-        return _rebuild_heavy_or_fail, (self.data,)
-
-
-def _rebuild_heavy_or_fail(data: bytes) -> Heavy:
-    if _fail_load:
-        raise _fail_load[0]
-    return Heavy(data)
-
-
 def _mapped(entry: Path) -> bool:
     with open("/proc/self/maps") as maps:
         return any(str(entry) in line for line in maps)
@@ -294,7 +277,7 @@ def test_an_entry_that_fails_to_load_is_let_go_before_the_recomputation(
     def make(x):
         if held:
             held.append(_mapped(entry))
-        return Heavy(bytes(2 << 20))
+        return Fragile(bytes(2 << 20))  # 2 MiB: an entry the file store maps
 
     make(1)
     [entry] = entry_files(cache.directory)
@@ -302,7 +285,7 @@ def test_an_entry_that_fails_to_load_is_let_go_before_the_recomputation(
     _fail_load.append(exc)
     gc.disable()  # the collector would break the cycle at a moment of its own
     try:
-        assert len(make(1).data) == 2 << 20
+        assert len(make(1).value) == 2 << 20
     finally:
         gc.enable()
         _fail_load.clear()
