@@ -385,6 +385,31 @@ def test_bad_options_are_refused(redis_location: str, query: str) -> None:
         Cache(f"{redis_location}?{query}", secret=SECRET)
 
 
+def test_a_chunk_size_above_the_largest_string_is_refused(
+    redis_location: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis keeps no string over 512 MiB (``MAX_CHUNK``, made small here). Before, a larger
+    chunk_size was taken: every result above 512 MiB was returned but not cached ('cannot
+    reach the server': the server drops the connection), and on a server set up for longer
+    strings its chunks made a pointer that no reader accepts: a miss every time, silently
+    (here: a result of 3 chunks of 2,000 bytes, recomputed at each call)."""
+    monkeypatch.setattr(_redisstore, "MAX_CHUNK", 2000)
+    with pytest.raises(ValueError, match="chunk_size must be at most 2,000 bytes"):
+        Cache(f"{redis_location}?chunk_size=2001", secret=SECRET)
+    with pytest.raises(ValueError, match="chunk_size must be at most 2,000 bytes"):
+        RedisStore(redis_location, chunk_size=2001)
+    cache = Cache(f"{redis_location}?chunk_size=2000", secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def blob(n: int) -> bytes:
+        calls.append(n)
+        return os.urandom(n)
+
+    assert blob(5000) == blob(5000)  # chunks of the largest size there is: a hit
+    assert calls == [5000]
+
+
 def test_an_empty_prefix_is_refused_so_no_key_of_others_is_taken_for_the_index(
     redis_location: str, client: Any,
 ) -> None:

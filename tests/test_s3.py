@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import http.server
 import json
+import os
 import queue
 import re
 import signal
@@ -819,6 +820,39 @@ def test_a_put_that_lands_after_the_look_was_never_called_not_cached(
     time.sleep(FAULT_BACKOFF + 0.2)  # past the store's fail-fast pause after the fault
     assert double(2) == 4
     assert calls == [2]  # a hit
+
+
+def test_an_entry_of_more_parts_than_s3_takes_goes_up_in_larger_parts(
+    s3_location: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 takes at most 10,000 parts an upload (moto too), so parts of 8 MiB carried entries
+    of up to 78 GiB. Before, a larger result was uploaded up to its 10,001st part, refused,
+    and returned but not cached, at every call. Scaled down here: the server takes 4 parts
+    (and memojar's MAX_PARTS says so), parts are 1,000 bytes and so is S3's smallest."""
+    from moto.s3 import models, responses
+
+    real = responses.S3Response.upload_part
+
+    def upload_part(self: Any) -> Any:
+        number = self._get_int_param("partNumber")
+        if number > 4:
+            raise responses.InvalidMaxPartNumberArgument(number)
+        return real(self)
+
+    monkeypatch.setattr(responses.S3Response, "upload_part", upload_part)
+    monkeypatch.setattr(models, "S3_UPLOAD_PART_MIN_SIZE", 1000)
+    monkeypatch.setattr(_s3store, "PART_SIZE", 1000)
+    monkeypatch.setattr(_s3store, "MAX_PARTS", 4, raising=False)  # (not in the old code)
+    cache = Cache(s3_location + "&multipart_threshold=2000", secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def blob(n: int) -> bytes:
+        calls.append(n)
+        return os.urandom(n)
+
+    assert blob(10_000) == blob(10_000)  # 4 parts of 2,5xx bytes, not 11 of 1,000
+    assert calls == [10_000]
 
 
 def test_a_multipart_completion_still_running_when_read_back_is_never_called_not_cached(

@@ -116,6 +116,23 @@ _LOCK_POLL = 0.01  # seconds between tries of a held lock in an async caller
 # Failures to load an entry that say something about this process, not about the entry:
 # the call recomputes, and the entry stays for the processes that can load it.
 _NOT_THE_ENTRY = (MemoryError, ImportError, RecursionError)
+
+
+def _let_go(miss: BaseException) -> None:
+    """Drop the tracebacks of an entry's failed load before the call recomputes: their
+    frames hold the entry (its mapping, its buffers), and a frame that holds its own
+    exception (``except ... as exc: raise Miss(...) from exc``, and ``cause`` here), with
+    the frames' links to their callers, makes a cycle only the collector frees. Before, a
+    large entry that did not load (out of memory: the very case where the memory is
+    needed) stayed mapped throughout the recomputation."""
+    seen: set[int] = set()
+    exc: BaseException | None = miss
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+
+
 _FILES_WARNED: set[str] = set()  # functions warned of a files= path changed while they ran
 # Why an entry is refused when it was written under another secret (or none), as
 # ``_entry.verify`` says it, and what the warning says of it (once per store and process).
@@ -728,6 +745,7 @@ class _Memo:
                 self.discard(key, miss.reason, data)
             else:  # kept for a process that can load it: not used by this one
                 self.store.unstamp(self.name, key)
+            _let_go(miss)
             return MISSING
         self.tally.saved += saved
         if logger.isEnabledFor(DEBUG):
@@ -756,7 +774,8 @@ class _Memo:
                                              _depends.changed_result_class,
                                              grace=self.swr or 0.0)
             value = _entry.load(payload, buffers)
-        except Miss:
+        except Miss as miss:
+            _let_go(miss)
             return MISSING
         self.tally.saved += _compute_time(data, _COMPUTE_TIME_AT)[0]
         with self.revalidating_lock:
@@ -1004,6 +1023,7 @@ class _Memo:
                 self.discard(key, miss.reason, data)
             else:  # kept (see ``get``)
                 self.store.unstamp(self.name, key)
+            _let_go(miss)
             return MISSING, 0.0, 0.0, None, 0.0
         expires = math.inf if header.expires is None else header.expires
         if self.ttl is not None:

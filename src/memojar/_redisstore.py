@@ -156,6 +156,12 @@ class RedisStore(Store):
         self.chunk_size = int(positive(
             "chunk_size", chunk_size, options.get("chunk_size"), DEFAULT_CHUNK_SIZE, int
         ))
+        if self.chunk_size > MAX_CHUNK:
+            # Before, taken: every result above 512 MiB failed ("cannot reach the server":
+            # Redis drops the connection of a longer string), and on a server that keeps
+            # longer strings its chunks made a pointer no reader accepts: a miss each time.
+            raise ValueError(f"chunk_size must be at most {MAX_CHUNK:,} bytes (Redis's "
+                             f"largest string), got {self.chunk_size:,}")
         password = password if password is not None else options.get("password")
         self.location = redact(location)
         self.max_size = max_size

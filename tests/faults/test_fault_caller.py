@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import os
 import signal
 import time
@@ -251,6 +252,44 @@ def test_a_load_that_fails_for_its_content_still_discards_the_entry(tmp_path: Pa
     finally:
         _fail_load.clear()
     assert entry_files(cache.directory) == []  # an entry that cannot load is gone
+
+
+def _mapped(entry: Path) -> bool:
+    with open("/proc/self/maps") as maps:
+        return any(str(entry) in line for line in maps)
+
+
+@pytest.mark.parametrize(
+    "exc", [MemoryError(), ImportError("no module named 'extra'"), ValueError("bad state")],
+    ids=lambda e: type(e).__name__)
+def test_an_entry_that_fails_to_load_is_let_go_before_the_recomputation(
+    tmp_path: Path, exc: BaseException
+) -> None:
+    # The recomputation of a large entry that did not load (out of memory in this
+    # process: the very case where the memory is needed) runs with the entry's buffer
+    # released. Before, the failed load's traceback held the entry's mapping in a
+    # reference cycle (the exception, its frames, their locals), until the cyclic
+    # collector ran: a recomputation that fits in memory alone raised MemoryError.
+    cache = Cache(tmp_path / "cache")
+    held = []
+
+    @cache.cached
+    def make(x):
+        if held:
+            held.append(_mapped(entry))
+        return Fragile(bytes(2 << 20))  # 2 MiB: an entry the file store maps
+
+    make(1)
+    [entry] = entry_files(cache.directory)
+    held.append("recomputing")
+    _fail_load.append(exc)
+    gc.disable()  # the collector would break the cycle at a moment of its own
+    try:
+        assert len(make(1).value) == 2 << 20
+    finally:
+        gc.enable()
+        _fail_load.clear()
+    assert held == ["recomputing", False]
 
 
 MODULE = """
