@@ -490,6 +490,24 @@ def test_unpicklable_result_is_returned_with_a_warning_and_not_stored(cache_dir:
     assert len(calls) == 2
 
 
+class _TooBigToPickle:
+    def __reduce__(self) -> Any:
+        raise MemoryError
+
+
+def test_a_result_that_runs_out_of_memory_pickling_is_returned_with_a_warning_saying_so(
+        cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir)
+    def f():
+        return _TooBigToPickle()
+
+    with pytest.warns(MemojarWarning, match=r"not cached: there was not memory enough to "
+                      r"pickle it") as seen:
+        assert type(f()) is _TooBigToPickle
+    assert not any("cannot be pickled" in str(w.message) for w in seen)
+    assert not f.cache_contains()
+
+
 def test_unpicklable_result_warning_names_the_function(cache_dir: Path) -> None:
     @cached(cache_dir=cache_dir)
     def make_callback():

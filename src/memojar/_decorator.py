@@ -1683,8 +1683,9 @@ class _Memo:
         except Exception as exc:  # whatever pickling raised, the value stands
             if isinstance(exc, OSError) and exc.errno is None:
                 raise  # the caller's signal handler (a TimeoutError), not the value's fault
-            warn(f"{self._what(given)} not cached: it cannot be pickled "
-                 f"({type(exc).__name__}: {exc})")
+            why = ("there was not memory enough to pickle it" if isinstance(exc, MemoryError)
+                   else f"it cannot be pickled ({type(exc).__name__}: {exc})")
+            warn(f"{self._what(given)} not cached: {why}")
             return False
         try:
             # A store with its own expiry (Redis) keeps the entry through the window in
