@@ -51,6 +51,7 @@ from ._locks import (
     LOCK_SUFFIX,
     LOCKS_IN_FUNCTION_DIR,
     O_LOCK,
+    kept_at_most,
     key_lock,
     range_lock,
     remove_if_idle,
@@ -2314,7 +2315,8 @@ _FOLDERS_MAX = 64
 def _keep_open(store: FileStore, function: str) -> None:
     _kept.pop((id(store), function), None)  # now the latest
     _kept[id(store), function] = weakref.ref(store)
-    while len(_kept) > _FOLDERS_MAX:
+    kept = kept_at_most(_FOLDERS_MAX, 16)
+    while len(_kept) > kept:
         try:
             earliest = next(iter(_kept))
             ref = _kept.pop(earliest)

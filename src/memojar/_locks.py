@@ -472,6 +472,22 @@ _IDLE_MAX = 8  # idle descriptions kept per lock file (about the threads that mi
 _FILES_MAX = 32  # lock files with idle descriptions kept, the earliest let go first
 
 
+def kept_at_most(most: int, share: int) -> int:
+    """How many descriptors of a kind to keep open: ``most``, or under a low limit of open
+    files (``RLIMIT_NOFILE``) a ``share``th of it, at least 2. Before, 64 folders and 32
+    lock files were kept whatever the limit: under a soft limit of 80 (300 cached functions)
+    they filled it, and both memojar's own reads and the user's ``open`` failed. Read when
+    a new one is kept (not at import: ``resource`` is not imported at ``import memojar``),
+    so a limit changed by the program counts from then on."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # no ``resource`` (not POSIX)
+        return most
+    return most if soft < 0 else max(2, min(most, soft // share))  # < 0: RLIM_INFINITY
+
+
 def retire(path: str, ident: tuple[int, int]) -> None:
     """The lock file ``ident`` (st_dev, st_ino) is no longer the one at ``path`` (its folder
     was moved aside): its descriptions are closed, the idle ones now, the held ones when
@@ -488,7 +504,8 @@ def _put_idle(path: str, fd: int, ident: tuple[int, int], forks: int) -> None:
     the description was in no table then, so the child may have kept a copy of it."""
     pool = _idle.get(path)
     if pool is None:
-        while len(_idle) >= _FILES_MAX:
+        kept = kept_at_most(_FILES_MAX, 32)
+        while len(_idle) >= kept:
             _let_go_earliest()
         pool = _idle.setdefault(path, [])
     if len(pool) < _IDLE_MAX and ident not in _retired:

@@ -681,6 +681,31 @@ print(sum({str(tmp_path)!r} in os.path.realpath("/proc/self/fd/" + fd)
     assert int(done.stdout) <= 40, f"{done.stdout.strip()} files of the caches still open"
 
 
+def test_a_process_under_a_low_limit_of_open_files_keeps_room_for_its_own(
+        tmp_path: Path) -> None:
+    """Under a soft limit of 64 open files, a process using a hundred caches' functions
+    (all kept) still stores every result and can open files of its own. Before, memojar
+    kept 64 folders and 32 lock files open whatever the limit: they filled it, its own
+    writes failed ("Too many open files", every result returned but not stored) and so did
+    the user's ``open``."""
+    script = f"""
+import resource, warnings
+from memojar import Cache
+warnings.simplefilter("error")  # a result not stored is a failure here
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+steps = [Cache({str(tmp_path)!r} + "/cache-%d" % i).cached(lambda x: x + 1)
+         for i in range(100)]
+for i, step in enumerate(steps):
+    assert step(i) == i + 1
+mine = [open(__import__("os").devnull) for _ in range(40)]
+print(sum(step.cache_info().entries for step in steps))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=subprocess_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["100"]
+
+
 def test_a_cache_dropped_while_its_redis_server_is_down_leaves_no_prober_behind(
         tmp_path: Path) -> None:
     """Caches made and dropped while their Redis server is down (a Cache per job, per
