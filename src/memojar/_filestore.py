@@ -661,12 +661,15 @@ class FileStore(Store):
     def write(
         self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
     ) -> int:
-        if self.max_size is None and self._tmpfile:  # the plain write: the usual miss's
-            try:
-                return self._link_new(function, key, chunks)
-            except _NoTmpfile:  # this file system has no unnamed files: temporary names
-                self._tmpfile = False
-        return super().write(function, key, chunks, expires)
+        try:
+            if self.max_size is None and self._tmpfile:  # the plain write: the usual miss's
+                try:
+                    return self._link_new(function, key, chunks)
+                except _NoTmpfile:  # this file system has no unnamed files: temporary names
+                    self._tmpfile = False
+            return super().write(function, key, chunks, expires)
+        except PermissionError as exc:
+            raise _refused(exc, self.root, self.path(function, key)) from exc
 
     def _write(
         self, function: str, key: str, views: list[memoryview], size: int,
@@ -2761,6 +2764,56 @@ def _open_listed(name: str, dir_fd: int, parent: str,
 
 
 _OPENED_TO_OTHERS = stat.S_IWGRP | stat.S_IWOTH  # a folder others may write in: shared
+
+
+def _refused(exc: PermissionError, root: str, entry: str) -> PermissionError:
+    """A write's bare ``PermissionError`` (the system's words only) as one naming the
+    folder of the entry's path that refused it (the cache's root, the function's folder or
+    the shard: the first this user may not enter or write in), whose it is and what to do.
+    Before, "Permission denied" alone, after the cache's name: another user's private cache
+    (0700: ``Cache(...)`` cannot read its tag to say so), a shard another user made in a
+    cache shared by hand, or the user's own folder made under a umask that takes the
+    owner's bits (0277) or changed by hand. Any other error (memojar's own words, a
+    refusal no folder's permissions explain) is returned as it is."""
+    if exc.errno not in (errno.EACCES, errno.EPERM) or exc.strerror != os.strerror(exc.errno):
+        return exc
+    shard = os.path.dirname(entry)
+    above = 0  # the mode of the folder holding this one (none for the root)
+    for folder in (root, os.path.dirname(shard), shard):
+        try:
+            st = os.stat(folder)
+            allowed = os.access(folder, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE)
+        except OSError:  # missing (made by the write, which its folder allows), or gone
+            return exc
+        if allowed:
+            above = st.st_mode
+            continue
+        owner = user_name(st.st_uid)
+        if st.st_uid == _euid() and st.st_mode & stat.S_IRWXU == stat.S_IRWXU:
+            why = (f"the folder {folder} is this user's and its modes let it write, but the "
+                   "file system refuses: an immutable folder (lsattr -d; chattr -i as root)")
+        elif st.st_uid == _euid():
+            why = (f"the folder {folder} is this user's, but it may not write in it (made "
+                   "under a umask that takes the owner's bits, as 0277, or changed by hand: "
+                   "chmod u+rwx it)")
+        elif folder == root:
+            why = f"the folder {folder} {others_cache(owner)}"
+        elif above & _OPENED_TO_OTHERS:  # a cache shared by hand: the words the same for
+            fdir = os.path.dirname(shard)  # every shard, so the warning is said once
+            why = (f"folders in {os.path.dirname(folder)} that {owner} made are {owner}'s "
+                   "alone (memojar keeps each user's folders 0700, also in a cache opened "
+                   "to all by hand), so this user's results whose keys fall there are not "
+                   f"stored: {owner} may open them to others (chmod -R go+rwX {fdir}), or "
+                   "use a Redis or S3 cache with a secret")
+        else:  # in the user's own private cache: left by a run as root (sudo), or by hand
+            why = (f"the folder {folder} is {owner}'s, in this user's cache (left by an "
+                   f"older memojar run as {owner}, or put there by hand): remove it as "
+                   f"{owner}")
+        return PermissionError(exc.errno, f"permission denied: {why}", folder)
+    return exc
+
+
+_EFFECTIVE = os.access in os.supports_effective_ids  # judged as this process's user
 
 
 def _euid() -> int:
