@@ -2783,8 +2783,11 @@ def _refused(exc: PermissionError, root: str, entry: str) -> PermissionError:
         try:
             st = os.stat(folder)
             allowed = os.access(folder, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE)
-        except OSError:  # missing (made by the write, which its folder allows), or gone
-            return exc
+        except OSError:  # missing (made by the write, which its folder allows), or gone;
+            if folder != root:  # the root missing or out of reach: a folder above it
+                return exc
+            barred = _barred_above(root, making=True)
+            return exc if barred is None else PermissionError(exc.errno, barred, root)
         if allowed:
             above = st.st_mode
             continue
@@ -2816,6 +2819,38 @@ def _refused(exc: PermissionError, root: str, entry: str) -> PermissionError:
 _EFFECTIVE = os.access in os.supports_effective_ids  # judged as this process's user
 
 
+def _barred_above(root: str, making: bool = False) -> str | None:
+    """Why this user cannot reach the cache directory ``root`` (``making``: nor make it),
+    when a folder above it bars the way: the first one it may not enter, or the one it
+    would be made in and may not write in; whose that is and what to do. A process run as
+    another user with this user's ``$HOME`` (``sudo -u`` keeping it) has its default cache
+    in a home it may not enter: before, a bare "Permission denied". None if no folder
+    above bars it (or it cannot be told)."""
+    chain = [root]
+    while os.path.dirname(chain[0]) != chain[0]:
+        chain.insert(0, os.path.dirname(chain[0]))
+    for folder, below in itertools.pairwise(chain):  # from the top
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return None
+        if not os.access(folder, os.X_OK, effective_ids=_EFFECTIVE):
+            why = "may not enter it"
+        elif os.path.lexists(below):
+            continue
+        elif making and not os.access(folder, os.W_OK, effective_ids=_EFFECTIVE):
+            why = "may not make folders in it"
+        else:  # the rest is made here
+            return None
+        me = user_name(_euid())
+        owner = "this user's" if st.st_uid == _euid() else f"{user_name(st.st_uid)}'s"
+        return (f"permission denied: the folder {folder} is {owner}, and {me} {why}, so the "
+                f"cache directory {root} cannot be reached (a process run as {me} with "
+                "another user's $HOME, as sudo -u keeping it?): give this process a cache "
+                "directory of its own (cache_dir=, or $MEMOJAR_DIR)")
+    return None
+
+
 def _euid() -> int:
     """This process's user now (a process may change it after importing memojar)."""
     return os.geteuid() if hasattr(os, "geteuid") else -1
@@ -2836,7 +2871,8 @@ def _unreadable_root(exc: OSError, root: str) -> PermissionError:
     try:
         owner = os.stat(root).st_uid
     except OSError:
-        return PermissionError(exc.errno, exc.strerror, root)
+        barred = _barred_above(root)
+        return PermissionError(exc.errno, exc.strerror if barred is None else barred, root)
     if owner == _euid():
         return _unreadable(exc, root, owner, "which this user cannot read")
     return PermissionError(

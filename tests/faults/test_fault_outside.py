@@ -1293,3 +1293,40 @@ def test_a_write_in_a_folder_root_left_in_the_users_cache_says_to_remove_it_as_r
     assert said.startswith("14\n") and said.count("not cached") == 1, said
     assert (f"permission denied: the folder {function_folder / key[:2]} is root's, in this "
             "user's cache" in said and "remove it as root" in said), said
+
+
+@pytest.mark.parametrize("home_mode", [0o700, 0o755], ids=["closed", "readable"])
+def test_a_cache_in_another_users_home_names_the_folder_barring_it(
+        shared_folder: Path, home_mode: int) -> None:
+    """A process run as another user keeping this user's ``$HOME`` (``sudo -u``, as
+    Ubuntu's did): its default cache is in a home it may not enter (0700) or make folders
+    in (0755). Each value is returned with a warning naming that folder, whose it is and
+    what to do, and ``cache_info()`` raises with the same words; before, both said only
+    "Permission denied" after the cache's path."""
+    import memojar
+
+    home = shared_folder / "home"
+    home.mkdir(mode=home_mode)  # root's
+    cache_dir = home / ".cache" / "memojar"
+    said = as_another_user(_warnings_of_calls(cache_dir))
+    lines = said.splitlines()
+    assert lines[0] == "[0, 2]" and len(lines) == 3, said
+    why = "may not enter it" if home_mode == 0o700 else "may not make folders in it"
+    assert all(f"permission denied: the folder {home} is root's, and nobody {why}" in line
+               and "give this process a cache directory of its own" in line
+               for line in lines[1:]), said
+    assert not cache_dir.parent.exists()
+
+    def info() -> str:
+        try:
+            memojar.Cache(cache_dir).cached(_double).cache_info()
+        except PermissionError as exc:
+            return str(exc)
+        return "no error"
+
+    said = as_another_user(info)
+    if home_mode == 0o755:  # missing, and seen to be: nothing stored, no error
+        assert said == "no error", said
+    else:
+        assert said.startswith(f"[Errno 13] permission denied: the folder {home} is root's, "
+                               "and nobody may not enter it"), said
