@@ -2894,15 +2894,20 @@ def _skipped_warning(root: str, skipped: list[tuple[str, int]]) -> str:
 def _dir_at(root: str, *names: str) -> Iterator[int | None]:
     """A descriptor of ``root/names...``, each directory opened by the descriptor of the
     one before it (never through a link); None if any is missing, a link, or not a
-    directory. Every descriptor is closed on leaving."""
+    directory. One this user may not read is a ``PermissionError`` naming it whole, whose it
+    is and what to do (``_open_listed``; before, a ``cache_delete`` of a key in another
+    user's private shard raised "Permission denied: 'd2'"). Every descriptor is closed on
+    leaving."""
     fds: list[int] = []
     try:
         fd = _open_dir(root)
+        parent = root
         for name in names:
             if fd is None:
                 break
             fds.append(fd)
-            fd = _open_dir(name, fd)
+            fd = _open_listed(name, fd, parent)
+            parent = os.path.join(parent, name)
         if fd is not None:
             fds.append(fd)
         yield fd
