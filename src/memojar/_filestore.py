@@ -2799,6 +2799,10 @@ def _refused(exc: PermissionError, root: str, entry: str) -> PermissionError:
             why = (f"the folder {folder} is this user's, but it may not write in it (made "
                    "under a umask that takes the owner's bits, as 0277, or changed by hand: "
                    "chmod u+rwx it)")
+        elif folder == root and os.access(root, os.R_OK | os.X_OK, effective_ids=_EFFECTIVE):
+            why = (f"the folder {folder} is {owner}'s memojar cache, which this user may read "
+                   f"but not write in (opened to others read-only): {owner} may open it to "
+                   f"writing (chmod -R go+rwX {folder}), or pass a folder of this user's")
         elif folder == root:
             why = f"the folder {folder} {others_cache(owner)}"
         elif above & _OPENED_TO_OTHERS:  # a cache shared by hand: the words the same for

@@ -1223,6 +1223,25 @@ def test_a_write_in_another_users_private_cache_names_it_as_theirs(
                and "Use a folder of your own" in line for line in lines[1:]), said
 
 
+def test_a_write_in_another_users_cache_opened_read_only_says_so(shared_folder: Path) -> None:
+    """Another user's cache its owner opened to others to read only (``chmod -R go+rX``, or
+    an ACL granting read): this user's new results are returned, not stored, and the
+    warning says the cache may be read but not written, not that it cannot be read."""
+    import memojar
+
+    cache_dir = shared_folder / "team-cache"
+    memojar.Cache(cache_dir).cached(_double)(5)
+    for dirpath, _dirs, files in os.walk(cache_dir):
+        os.chmod(dirpath, 0o755)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    said = as_another_user(_warnings_of_calls(cache_dir))
+    lines = said.splitlines()
+    assert lines[0] == "[0, 2]" and len(lines) == 3, said
+    assert all(f"the folder {cache_dir} is root's memojar cache, which this user may read "
+               "but not write in" in line for line in lines[1:]), said
+
+
 def test_a_cache_made_under_a_umask_taking_the_owners_bits_says_to_give_them_back(
         shared_folder: Path) -> None:
     """A process whose umask takes the owner's write bit (0200, 0277) makes the cache's
