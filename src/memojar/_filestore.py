@@ -662,12 +662,15 @@ class FileStore(Store):
     def write(
         self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
     ) -> int:
-        if self.max_size is None and self._tmpfile:  # the plain write: the usual miss's
-            try:
-                return self._link_new(function, key, chunks)
-            except _NoTmpfile:  # this file system has no unnamed files: temporary names
-                self._tmpfile = False
-        return super().write(function, key, chunks, expires)
+        try:
+            if self.max_size is None and self._tmpfile:  # the plain write: the usual miss's
+                try:
+                    return self._link_new(function, key, chunks)
+                except _NoTmpfile:  # this file system has no unnamed files: temporary names
+                    self._tmpfile = False
+            return super().write(function, key, chunks, expires)
+        except PermissionError as exc:
+            raise _refused(exc, self.root, self.path(function, key)) from exc
 
     def _write(
         self, function: str, key: str, views: list[memoryview], size: int,
@@ -2765,6 +2768,95 @@ def _open_listed(name: str, dir_fd: int, parent: str,
 _OPENED_TO_OTHERS = stat.S_IWGRP | stat.S_IWOTH  # a folder others may write in: shared
 
 
+def _refused(exc: PermissionError, root: str, entry: str) -> PermissionError:
+    """A write's bare ``PermissionError`` (the system's words only) as one naming the
+    folder of the entry's path that refused it (the cache's root, the function's folder or
+    the shard: the first this user may not enter or write in), whose it is and what to do.
+    Before, "Permission denied" alone, after the cache's name: another user's private cache
+    (0700: ``Cache(...)`` cannot read its tag to say so), a shard another user made in a
+    cache shared by hand, or the user's own folder made under a umask that takes the
+    owner's bits (0277) or changed by hand. Any other error (memojar's own words, a
+    refusal no folder's permissions explain) is returned as it is."""
+    if exc.errno not in (errno.EACCES, errno.EPERM) or exc.strerror != os.strerror(exc.errno):
+        return exc
+    shard = os.path.dirname(entry)
+    above = 0  # the mode of the folder holding this one (none for the root)
+    for folder in (root, os.path.dirname(shard), shard):
+        try:
+            st = os.stat(folder)
+            allowed = os.access(folder, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE)
+        except OSError:  # missing (made by the write, which its folder allows), or gone;
+            if folder != root:  # the root missing or out of reach: a folder above it
+                return exc
+            barred = _barred_above(root, making=True)
+            return exc if barred is None else PermissionError(exc.errno, barred, root)
+        if allowed:
+            above = st.st_mode
+            continue
+        owner = user_name(st.st_uid)
+        if st.st_uid == _euid() and st.st_mode & stat.S_IRWXU == stat.S_IRWXU:
+            why = (f"the folder {folder} is this user's and its modes let it write, but the "
+                   "file system refuses: an immutable folder (lsattr -d; chattr -i as root)")
+        elif st.st_uid == _euid():
+            why = (f"the folder {folder} is this user's, but it may not write in it (made "
+                   "under a umask that takes the owner's bits, as 0277, or changed by hand: "
+                   "chmod u+rwx it)")
+        elif folder == root and os.access(root, os.R_OK | os.X_OK, effective_ids=_EFFECTIVE):
+            why = (f"the folder {folder} is {owner}'s memojar cache, which this user may read "
+                   f"but not write in (opened to others read-only): {owner} may open it to "
+                   f"writing (chmod -R go+rwX {folder}), or pass a folder of this user's")
+        elif folder == root:
+            why = f"the folder {folder} {others_cache(owner)}"
+        elif above & _OPENED_TO_OTHERS:  # a cache shared by hand: the words the same for
+            fdir = os.path.dirname(shard)  # every shard, so the warning is said once
+            why = (f"folders in {os.path.dirname(folder)} that {owner} made are {owner}'s "
+                   "alone (memojar keeps each user's folders 0700, also in a cache opened "
+                   "to all by hand), so this user's results whose keys fall there are not "
+                   f"stored: {owner} may open them to others (chmod -R go+rwX {fdir}), or "
+                   "use a Redis or S3 cache with a secret")
+        else:  # in the user's own private cache: left by a run as root (sudo), or by hand
+            why = (f"the folder {folder} is {owner}'s, in this user's cache (left by an "
+                   f"older memojar run as {owner}, or put there by hand): remove it as "
+                   f"{owner}")
+        return PermissionError(exc.errno, f"permission denied: {why}", folder)
+    return exc
+
+
+_EFFECTIVE = os.access in os.supports_effective_ids  # judged as this process's user
+
+
+def _barred_above(root: str, making: bool = False) -> str | None:
+    """Why this user cannot reach the cache directory ``root`` (``making``: nor make it),
+    when a folder above it bars the way: the first one it may not enter, or the one it
+    would be made in and may not write in; whose that is and what to do. A process run as
+    another user with this user's ``$HOME`` (``sudo -u`` keeping it) has its default cache
+    in a home it may not enter: before, a bare "Permission denied". None if no folder
+    above bars it (or it cannot be told)."""
+    chain = [root]
+    while os.path.dirname(chain[0]) != chain[0]:
+        chain.insert(0, os.path.dirname(chain[0]))
+    for folder, below in itertools.pairwise(chain):  # from the top
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return None
+        if not os.access(folder, os.X_OK, effective_ids=_EFFECTIVE):
+            why = "may not enter it"
+        elif os.path.lexists(below):
+            continue
+        elif making and not os.access(folder, os.W_OK, effective_ids=_EFFECTIVE):
+            why = "may not make folders in it"
+        else:  # the rest is made here
+            return None
+        me = user_name(_euid())
+        owner = "this user's" if st.st_uid == _euid() else f"{user_name(st.st_uid)}'s"
+        return (f"permission denied: the folder {folder} is {owner}, and {me} {why}, so the "
+                f"cache directory {root} cannot be reached (a process run as {me} with "
+                "another user's $HOME, as sudo -u keeping it?): give this process a cache "
+                "directory of its own (cache_dir=, or $MEMOJAR_DIR)")
+    return None
+
+
 def _euid() -> int:
     """This process's user now (a process may change it after importing memojar)."""
     return os.geteuid() if hasattr(os, "geteuid") else -1
@@ -2785,7 +2877,8 @@ def _unreadable_root(exc: OSError, root: str) -> PermissionError:
     try:
         owner = os.stat(root).st_uid
     except OSError:
-        return PermissionError(exc.errno, exc.strerror, root)
+        barred = _barred_above(root)
+        return PermissionError(exc.errno, exc.strerror if barred is None else barred, root)
     if owner == _euid():
         return _unreadable(exc, root, owner, "which this user cannot read")
     return PermissionError(
@@ -2807,15 +2900,20 @@ def _skipped_warning(root: str, skipped: list[tuple[str, int]]) -> str:
 def _dir_at(root: str, *names: str) -> Iterator[int | None]:
     """A descriptor of ``root/names...``, each directory opened by the descriptor of the
     one before it (never through a link); None if any is missing, a link, or not a
-    directory. Every descriptor is closed on leaving."""
+    directory. One this user may not read is a ``PermissionError`` naming it whole, whose it
+    is and what to do (``_open_listed``; before, a ``cache_delete`` of a key in another
+    user's private shard raised "Permission denied: 'd2'"). Every descriptor is closed on
+    leaving."""
     fds: list[int] = []
     try:
         fd = _open_dir(root)
+        parent = root
         for name in names:
             if fd is None:
                 break
             fds.append(fd)
-            fd = _open_dir(name, fd)
+            fd = _open_listed(name, fd, parent)
+            parent = os.path.join(parent, name)
         if fd is not None:
             fds.append(fd)
         yield fd

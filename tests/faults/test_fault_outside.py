@@ -1180,3 +1180,172 @@ def test_a_function_folder_swapped_for_a_link_just_after_its_check_is_not_writte
         store.discard(name, key, judged)
     monkeypatch.undo()
     assert snapshot(victim) == before
+
+
+# --- 4. a write refused by a folder's permissions says which folder, whose, what to do -----
+
+
+def _warnings_of_calls(cache_dir: Path, umask: int | None = None) -> Callable[[], str]:
+    """A job for ``as_another_user``: ``_double`` of 0 and 1 on ``cache_dir`` (under
+    ``umask``, if given), the values and what memojar warned, one line each."""
+
+    def run() -> str:
+        import warnings
+
+        import memojar
+
+        if umask is not None:
+            os.umask(umask)
+        f = memojar.Cache(cache_dir).cached(_double)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = [f(0), f(1)]
+        return "\n".join([str(values), *(str(w.message) for w in caught)])
+
+    return run
+
+
+def test_a_write_in_another_users_private_cache_names_it_as_theirs(
+        shared_folder: Path) -> None:
+    """Another user's cache (memojar's folders are 0700: this user may not even list it), in
+    a folder both reach (a team's). ``Cache(...)`` cannot read its tag, so each call's
+    warning is the place to say whose cache it is and what to do. Before, only "writing to
+    <cache> failed (Permission denied)", naming no owner; the command line named it."""
+    import memojar
+
+    cache_dir = shared_folder / "team-cache"
+    memojar.Cache(cache_dir).cached(_double)(5)  # root's cache, 0700
+    said = as_another_user(_warnings_of_calls(cache_dir))
+    lines = said.splitlines()
+    assert lines[0] == "[0, 2]", said
+    assert len(lines) == 3, said  # one warning a call: the value returned, not stored
+    assert all(f"(permission denied: the folder {cache_dir} is root's memojar cache" in line
+               and "Use a folder of your own" in line for line in lines[1:]), said
+
+
+def test_a_write_in_another_users_cache_opened_read_only_says_so(shared_folder: Path) -> None:
+    """Another user's cache its owner opened to others to read only (``chmod -R go+rX``, or
+    an ACL granting read): this user's new results are returned, not stored, and the
+    warning says the cache may be read but not written, not that it cannot be read."""
+    import memojar
+
+    cache_dir = shared_folder / "team-cache"
+    memojar.Cache(cache_dir).cached(_double)(5)
+    for dirpath, _dirs, files in os.walk(cache_dir):
+        os.chmod(dirpath, 0o755)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    said = as_another_user(_warnings_of_calls(cache_dir))
+    lines = said.splitlines()
+    assert lines[0] == "[0, 2]" and len(lines) == 3, said
+    assert all(f"the folder {cache_dir} is root's memojar cache, which this user may read "
+               "but not write in" in line for line in lines[1:]), said
+
+
+def test_a_cache_made_under_a_umask_taking_the_owners_bits_says_to_give_them_back(
+        shared_folder: Path) -> None:
+    """A process whose umask takes the owner's write bit (0200, 0277) makes the cache's
+    folder ``dr-x------``: memojar can write nothing in the cache it made, in that process
+    and every later one. Each value is returned with a warning; before, it said only
+    "Permission denied", not which folder, that it is the user's own, nor what to do."""
+    cache_dir = shared_folder / "c"
+    said = as_another_user(_warnings_of_calls(cache_dir, umask=0o277))
+    lines = said.splitlines()
+    assert lines[0] == "[0, 2]", said
+    assert len(lines) == 3, said
+    assert all(f"the folder {cache_dir} is this user's, but it may not write in it" in line
+               and "chmod u+rwx" in line for line in lines[1:]), said
+    said = as_another_user(_warnings_of_calls(cache_dir))  # the usual umask: still so
+    assert said.count("chmod u+rwx") == 2, said
+
+
+def test_a_write_in_another_users_shard_names_it_and_its_owner(shared_folder: Path) -> None:
+    """A cache shared by hand (``chmod -R a+rwX``) where root, after the sharing, made a
+    shard (0700): another user's calls whose keys fall there are returned, not stored.
+    Before, the warning said "Permission denied" naming only the cache; now the shard,
+    whose it is, and what to do."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    f = memojar.Cache(cache_dir).cached(_double)
+    f(0)
+    for dirpath, _dirs, files in os.walk(cache_dir):
+        os.chmod(dirpath, 0o777)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o666)
+    (function_folder,) = (p for p in cache_dir.iterdir() if p.is_dir())
+    shard = function_folder / f.cache_key(1)[:2]
+    assert f.cache_key(0)[:2] != shard.name
+    shard.mkdir(mode=0o700)  # root's, private
+    said = as_another_user(_warnings_of_calls(cache_dir))
+    lines = said.splitlines()
+    assert lines[0] == "[0, 2]", said
+    (refused,) = (line for line in lines if "not cached" in line)  # f(1)'s: f(0) is stored
+    assert (f"permission denied: folders in {function_folder} that root made are root's "
+            "alone" in refused and f"chmod -R go+rwX {function_folder})" in refused), said
+
+
+def test_a_write_in_a_folder_root_left_in_the_users_cache_says_to_remove_it_as_root(
+        shared_folder: Path) -> None:
+    """A user's own cache holding a shard root made (an older memojar run with ``sudo``, or
+    by hand): the user's calls whose keys fall there are returned, not stored, with a
+    warning naming the shard and what to do (before: "Permission denied" after the
+    cache's name)."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    assert as_another_user(_warnings_of_calls(cache_dir)) == "[0, 2]"
+    (function_folder,) = (p for p in cache_dir.iterdir() if p.is_dir())
+    key = memojar.Cache(cache_dir).cached(_double).cache_key(7)
+    (function_folder / key[:2]).mkdir(mode=0o700)  # root's
+
+    def users_run() -> str:
+        import warnings
+
+        f = memojar.Cache(cache_dir).cached(_double)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = f(7)
+        return "\n".join([str(value), *(str(w.message) for w in caught)])
+
+    said = as_another_user(users_run)
+    assert said.startswith("14\n") and said.count("not cached") == 1, said
+    assert (f"permission denied: the folder {function_folder / key[:2]} is root's, in this "
+            "user's cache" in said and "remove it as root" in said), said
+
+
+@pytest.mark.parametrize("home_mode", [0o700, 0o755], ids=["closed", "readable"])
+def test_a_cache_in_another_users_home_names_the_folder_barring_it(
+        shared_folder: Path, home_mode: int) -> None:
+    """A process run as another user keeping this user's ``$HOME`` (``sudo -u``, as
+    Ubuntu's did): its default cache is in a home it may not enter (0700) or make folders
+    in (0755). Each value is returned with a warning naming that folder, whose it is and
+    what to do, and ``cache_info()`` raises with the same words; before, both said only
+    "Permission denied" after the cache's path."""
+    import memojar
+
+    home = shared_folder / "home"
+    home.mkdir(mode=home_mode)  # root's
+    cache_dir = home / ".cache" / "memojar"
+    said = as_another_user(_warnings_of_calls(cache_dir))
+    lines = said.splitlines()
+    assert lines[0] == "[0, 2]" and len(lines) == 3, said
+    why = "may not enter it" if home_mode == 0o700 else "may not make folders in it"
+    assert all(f"permission denied: the folder {home} is root's, and nobody {why}" in line
+               and "give this process a cache directory of its own" in line
+               for line in lines[1:]), said
+    assert not cache_dir.parent.exists()
+
+    def info() -> str:
+        try:
+            memojar.Cache(cache_dir).cached(_double).cache_info()
+        except PermissionError as exc:
+            return str(exc)
+        return "no error"
+
+    said = as_another_user(info)
+    if home_mode == 0o755:  # missing, and seen to be: nothing stored, no error
+        assert said == "no error", said
+    else:
+        assert said.startswith(f"[Errno 13] permission denied: the folder {home} is root's, "
+                               "and nobody may not enter it"), said

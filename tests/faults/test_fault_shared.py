@@ -1106,3 +1106,37 @@ def test_a_file_system_that_shows_all_open_and_refuses_modes_still_stores(
         assert [f(i) for i in range(20)] == [f(i) for i in range(20)]
         cache.flush_stats()
     assert f.cache_info()[:3] == (20, 20, 20)
+
+
+def test_cache_delete_of_a_key_in_another_users_private_folder_names_it_whole(
+        shared_folder: Path) -> None:
+    """A cache shared by hand where another user made the key's shard after the sharing
+    (0700): ``cache_delete`` of that key cannot reach its entry. Before, it raised
+    "Permission denied: 'd2'", the shard's bare name; now the shard's whole path, whose it
+    is and what to do; the keys in folders the user may write are deleted."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    f = memojar.Cache(cache_dir).cached(_square)
+    f(0)
+    _open_to_all(cache_dir)
+    f(1)  # root's shard, made after the sharing: 0700
+    (function_folder,) = (p for p in cache_dir.iterdir() if p.is_dir())
+    shard = function_folder / f.cache_key(1)[:2]
+    assert shard.stat().st_mode & 0o777 == 0o700 and shard.name not in (
+        f.cache_key(0)[:2], f.cache_key(2)[:2])
+
+    def delete() -> str:
+        g = memojar.Cache(cache_dir).cached(_square)
+        g(2)
+        said = [str(g.cache_delete(2))]
+        try:
+            g.cache_delete(1)
+        except PermissionError as exc:
+            said.append(f"{exc.strerror}: {exc.filename}")
+        return "\n".join(said)
+
+    said = as_another_user(delete)
+    assert said.splitlines()[0] == "True", said
+    assert said.splitlines()[1] == (f"permission denied (a folder of root's, which this user "
+                                    f"cannot read: remove it as root): {shard}"), said
