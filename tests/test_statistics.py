@@ -74,6 +74,29 @@ DROPPED = """
 """
 
 
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_two_caches_of_one_location_in_a_process_count_each_others_entries(
+        location: str) -> None:
+    """Entries written and removed through one ``Cache`` are counted by another of the same
+    location in the same process (a program making ``Cache(dir)`` in two modules). Before,
+    on a folder, each counted the kept count and its own unmerged changes only: a
+    ``cache_clear`` through one and five writes through the other said 11 entries (of 5)
+    to the second, and 0 to the first."""
+    first = Cache(location).cached(_square)
+    for i in range(6):
+        first(i)
+    assert first.cache_info().entries == 6  # counted by a listing, kept
+    assert first.cache_clear() == 6
+    second = Cache(location, max_size=10**6).cached(_square)
+    for i in range(5):
+        second(i)
+    assert second.cache_info().entries == 5
+    assert first.cache_info().entries == 5
+
+
 def test_a_cache_dropped_before_its_counts_were_merged_keeps_them(tmp_path: Path) -> None:
     """A ``Cache`` made in a function that returned (as ``python -m memojar.demo`` makes its
     own) lost what it had not merged: the demo's ``memojar ls`` showed 1 hit of 3. Its

@@ -459,14 +459,9 @@ class FileStore(Store):
         self._truncate_grows = True  # ftruncate extends a file here (until it refuses)
         self._recounted = False  # the ledger is recounted once per process before trusting it
         self._census_whole = True  # the last census saw the size of every file it listed
-        # Entries and bytes this process added (+) or removed (-), by function directory,
-        # not yet merged into the stats file: each write appends its change to ``_deltas``
-        # (``deque.append`` is atomic: a miss takes no lock for it, which cost it as much
-        # as a system call), added up into ``_tally`` under ``_tally_lock`` when read.
-        self._tally: dict[str, list[int]] = {}
-        self._deltas: deque[tuple[str, int, int]] = deque()
-        self._tally_lock = threading.RLock()
-        self._tally_pid = os.getpid()  # a forked child starts with none: its parent's
+        # Entries and bytes this process added or removed, not yet merged into the stats
+        # file: one tally for every store of this folder in the process (``_Tally``).
+        self._tallied = _tally_of(root)
         # Function folders the last walk of them could not see whole: other users' shards
         # in a cache shared by hand (``_shards``), whose counts are not recorded.
         self._unseen: set[str] = set()
@@ -485,14 +480,12 @@ class FileStore(Store):
         """A copy (a function sent to a worker by value) starts with no tally of its own and
         opens the folders itself."""
         state = self.__dict__.copy()
-        del state["_tally"], state["_deltas"], state["_tally_lock"], state["_open"]
-        del state["_lockers"]
+        del state["_tallied"], state["_open"], state["_lockers"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._tally, self._tally_lock, self._tally_pid = {}, threading.RLock(), os.getpid()
-        self._deltas = deque()
+        self._tallied = _tally_of(self.root)
         self._open, self._lockers = {}, {}
         self._tagged = False  # another process, perhaps another host: looks at the tag again
         # run perhaps by another user: trusts that user's entries, and writes only where
@@ -813,13 +806,14 @@ class FileStore(Store):
             if replaced:  # memory tiers holding the old value forget it (see ``_write_at``)
                 self._bump(folder.name)
             # ``_count``, inline (a frame less a miss): keep the two alike
-            if self._tally_pid != _PID[0]:
-                self._forked()
-            deltas = self._deltas
+            tallied = self._tallied
+            if tallied.pid != _PID[0]:
+                tallied.forked()
+            deltas = tallied.deltas
             deltas.append((folder.name, 0 if replaced else 1, size - replaced))
             if len(deltas) > _DELTAS_KEPT:
-                with self._tally_lock:
-                    self._added_up()
+                with tallied.lock:
+                    tallied.added_up()
             return size
         raise OSError(errno.ENOENT, "the function's folder keeps being removed",
                       self._dirs[function])
@@ -1368,35 +1362,17 @@ class FileStore(Store):
     # function directory, its entries and bytes. Processes count in memory and merge their
     # deltas now and then (``merge_stats``); the counts start from one listing (``count``).
 
-    def _forked(self) -> None:
-        """In a forked child, the inherited tally is the parent's to merge."""
-        if self._tally_pid != _PID[0]:
-            self._tally_lock = threading.RLock()
-            self._tally, self._deltas, self._tally_pid = {}, deque(), _PID[0]
-
     def _count(self, fdir: str, entries: int, size: int) -> None:
         """Note a write's change of ``fdir``'s entries and bytes (inline in ``_link_new``:
         keep the two alike)."""
-        if self._tally_pid != _PID[0]:
-            self._forked()
-        deltas = self._deltas
+        tallied = self._tallied
+        if tallied.pid != _PID[0]:
+            tallied.forked()
+        deltas = tallied.deltas
         deltas.append((fdir, entries, size))
         if len(deltas) > _DELTAS_KEPT:  # merged every few seconds; a store alone is not
-            with self._tally_lock:
-                self._added_up()
-
-    def _added_up(self) -> dict[str, list[int]]:
-        """The tally, with the changes written since added to it; ``_tally_lock`` held
-        (the only place that takes from ``_deltas``, so one that is not empty gives)."""
-        deltas, tally = self._deltas, self._tally
-        while deltas:
-            fdir, entries, size = deltas.popleft()
-            counts = tally.get(fdir)
-            if counts is None:
-                counts = tally[fdir] = [0, 0]
-            counts[0] += entries
-            counts[1] += size
-        return tally
+            with tallied.lock:
+                tallied.added_up()
 
     def read_stats(self) -> dict[str, Any]:
         """The merged statistics: ``{"functions": {name: [hits, misses, saved]}, "counts":
@@ -1432,14 +1408,15 @@ class FileStore(Store):
         counts again. (Before, the store remembered what such merges had written in an
         attribute set by its exception handlers, and an interrupt between two of them, at
         ``os.path.join``, lost it: the next merge added those counts a second time.)"""
-        self._forked()
+        tallied = self._tallied
+        tallied.forked()
         path = os.path.join(self.root, _STATS)
         tally: dict[str, list[int]] = {}
         lock: Any = None
         before: tuple[int, int] | bool | None = False  # False: not looked at, not written
         try:
-            with self._tally_lock:
-                tally, self._tally = self._added_up(), {}
+            with tallied.lock:
+                tally, tallied.counts = tallied.added_up(), {}
             if self._anothers():  # its own calls are not that user's statistics
                 functions, merge = {}, None
             if not (functions or recount or any(t != [0, 0] for t in tally.values())):
@@ -1563,9 +1540,10 @@ class FileStore(Store):
         kept = self.read_stats().get("counts", {}).get(fdir)
         if not kept:
             return None
-        self._forked()
-        with self._tally_lock:
-            entries, size = self._added_up().get(fdir, (0, 0))
+        tallied = self._tallied
+        tallied.forked()
+        with tallied.lock:
+            entries, size = tallied.added_up().get(fdir, (0, 0))
         if kept[0] + entries < 0 or kept[1] + size < 0:  # out of step (see ``merge_stats``)
             return None
         return kept[0] + entries, kept[1] + size
@@ -1577,14 +1555,14 @@ class FileStore(Store):
         fdir = os.path.basename(self._dirs[function])
         if fdir in self._unseen:  # a listing that could not see all: a partial count
             return
-        with self._tally_lock:
-            self._added_up().pop(fdir, None)
+        with self._tallied.lock:
+            self._tallied.added_up().pop(fdir, None)
         self.merge_stats({}, {fdir: (entries, size)})
 
     def forget_counts(self) -> None:
         """Drop every kept count (after ``prune``): the next ``counted`` lists again."""
-        with self._tally_lock:
-            self._added_up().clear()
+        with self._tallied.lock:
+            self._tallied.added_up().clear()
         try:
             _no_links(self.root)
         except OSError:
@@ -2471,6 +2449,67 @@ def _create_new(path: str, made: list[str] | None = None,
 
 
 _PID = [os.getpid()]  # this process's pid, without a system call per write
+
+
+class _Tally:
+    """Entries and bytes a process added (+) or removed (-) in a cache, by function
+    folder, not yet merged into its stats file: each write appends its change to ``deltas``
+    (``deque.append`` is atomic: a miss takes no lock for it, which cost it as much as a
+    system call), added up into ``counts`` under ``lock`` when read. One for every store of
+    the folder in the process (``_tally_of``): before, one a store, so a count (``counted``:
+    the file's plus this process's changes) left out the changes of another ``Cache`` of the
+    same folder: a ``cache_clear`` through one and five writes through the other said 11
+    entries of 5 files to the second, and 0 to the first."""
+
+    __slots__ = ("__weakref__", "counts", "deltas", "lock", "pid")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+        self.deltas: deque[tuple[str, int, int]] = deque()
+        self.lock = threading.RLock()
+        self.pid = _PID[0]  # a forked child starts with none: its parent's to merge
+
+    def forked(self) -> None:
+        """In a forked child, the inherited tally is the parent's to merge."""
+        if self.pid != _PID[0]:
+            self.lock = threading.RLock()
+            self.counts, self.deltas, self.pid = {}, deque(), _PID[0]
+
+    def added_up(self) -> dict[str, list[int]]:
+        """The counts, with the changes written since added to them; ``lock`` held (the
+        only place that takes from ``deltas``, so one that is not empty gives)."""
+        deltas, counts = self.deltas, self.counts
+        while deltas:
+            fdir, entries, size = deltas.popleft()
+            kept = counts.get(fdir)
+            if kept is None:
+                kept = counts[fdir] = [0, 0]
+            kept[0] += entries
+            kept[1] += size
+        return counts
+
+
+_TALLIES: dict[str, weakref.ref[_Tally]] = {}  # by cache folder, held by its stores
+
+
+def _tally_of(root: str) -> _Tally:
+    """The tally of the cache at ``root`` this process's stores share (made if none). No
+    lock: a signal handler making a ``Cache`` runs inside this in its thread (a lock would
+    hang it); two threads making the first stores of a folder at once may each make one,
+    and the earlier one's store then counts alone, as every store did before."""
+    ref = _TALLIES.get(root)
+    tally = None if ref is None else ref()
+    if tally is None:
+        tally = _Tally()
+        if len(_TALLIES) >= _TALLIES_MAX:  # the folders no store holds any longer go
+            for name, dead in list(_TALLIES.items()):
+                if dead() is None:
+                    _TALLIES.pop(name, None)
+        _TALLIES[root] = weakref.ref(tally)
+    return tally
+
+
+_TALLIES_MAX = 64
 # Temporary names number from a random start: a name is the host, the pid and this number,
 # so no two live writers pick the same one, and no system call is made per name.
 _SEQUENCE = itertools.count(int.from_bytes(os.urandom(4), "little"))
