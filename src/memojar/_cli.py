@@ -355,6 +355,7 @@ class Progress:
         self.start = time.monotonic()
         self.last = 0.0
         self.shown = False
+        self.suffix = ""  # after the count: ``(1,000 removed)``
 
     def update(self, done: int, total: int | None = None) -> None:
         if self.stream is None:
@@ -367,6 +368,7 @@ class Progress:
         text = f"{self.what} {done:,}"
         if total:
             text += f"/{total:,} ({100 * done // total}%)"
+        text += self.suffix
         self.stream.write(f"\r\033[K{text}")
         self.stream.flush()
 
@@ -699,11 +701,13 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
     removing = Progress(progress_stream, "memojar: removing")
 
     def progress(stage: str, done: int, total: int | None) -> None:
-        if stage == "removing":
+        if stage == "checking":
+            checking.update(done)
+        elif total is None:  # removed while entries are read: said on the checking line
+            checking.suffix = f" ({done:,} removed)"
+        else:
             checking.close()
             removing.update(done, total)
-        else:
-            checking.update(done)
 
     try:
         # Cache.prune owns the rules; the command line only draws the counter it reports.
