@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import stat
 import struct
 import subprocess
@@ -337,6 +338,49 @@ def test_prune_removes_least_recently_used_entries_over_max_size(cache_dir: Path
     small = Cache(cache_dir, max_size=4000)
     assert small.prune() > 0
     assert small.stats().bytes <= 4000
+
+
+def test_a_write_far_over_max_size_holds_no_memory_per_entry_it_evicts(tmp_path: Path) -> None:
+    """A write that evicts most of a cache keeps a batch of the oldest entries at a time,
+    not the whole listing (before: every entry listed and sorted, 246 MB of RSS for a
+    write that evicted 274,000 entries of 300,000)."""
+    f = Cache(tmp_path).cached(identity)
+    for x in range(20_000):
+        f(x)
+    size = Cache(tmp_path).stats().bytes
+    limited = Cache(tmp_path, max_size=size // 10).cached(identity)
+    value, peak = traced_peak(lambda: limited(-1))
+    assert value == -1
+    assert 0 < Cache(tmp_path).stats().bytes <= size // 10
+    assert peak < 4_000_000, f"{peak:,} bytes at the peak of a write evicting 18,000 entries"
+
+
+@pytest.mark.file_only("it sets the entry files' access times")
+@pytest.mark.parametrize("batch", [1_000, 7], ids=["one-batch", "batches"])
+def test_eviction_far_over_max_size_keeps_exactly_the_most_recently_used(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    """However many listings an eviction takes (a batch of the oldest at a time, and those
+    surely among the victims removed as a listing finds them), it removes the least
+    recently used entries and no other."""
+    from memojar import _ledger
+
+    monkeypatch.setattr(_ledger, "EVICT_BATCH", batch)
+    monkeypatch.setattr(_ledger, "TIME_BINS", 5)
+    f = Cache(cache_dir).cached(identity)
+    for x in range(300):
+        f(x)
+    order = list(range(300))
+    random.Random(5).shuffle(order)  # used in this order, an hour ago and on
+    now = time.time()
+    used = {f.cache_key(x): now - 3600 + 10 * n for n, x in enumerate(order)}
+    for path in entry_files(cache_dir):
+        os.utime(path, (used[path.stem], used[path.stem]))
+    size = Cache(cache_dir).stats().bytes
+    assert Cache(cache_dir, max_size=size // 3).prune() > 0
+    kept = {e.key for e in Cache(cache_dir).entries()}
+    newest = sorted(used, key=used.__getitem__)[-len(kept):]
+    assert kept == set(newest)
+    assert Cache(cache_dir).stats().bytes <= size // 3 * _ledger.EVICT_TO
 
 
 @pytest.mark.file_only("it looks at the directory")
