@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import stat
 import struct
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 import memojar._decorator
+from conftest import traced_peak
 from memojar import Cache, CacheInfo, EntryInfo, MemojarWarning, _entry, cached
 from memojar._cache import _cache_for
 
@@ -219,6 +221,55 @@ def test_prune_removes_entries_of_a_superseded_version(cache_dir: Path) -> None:
     assert [e.key for e in cache.entries()] == [k(2)]
 
 
+def test_prune_holds_no_memory_per_entry_it_reads(tmp_path: Path) -> None:
+    """``prune`` removes what it finds doomed as it reads, and keeps only each group's
+    newest entry (before: every entry with its header until the last was read, 1.6 GB of
+    RSS to prune 1,000,000 entries)."""
+    cache = Cache(tmp_path)
+    now = time.time()
+    for n in range(10_000):  # stale, superseded code, and the newest code's, kept
+        write_entry(cache, "mod.f", k(n), fingerprint="a" * 16, created=now - 100,
+                    expires=now - 1 if n % 2 else None)
+        write_entry(cache, "mod.f", k(10_000 + n), fingerprint="b" * 16, created=now - 10)
+    removed, peak = traced_peak(cache.prune)
+    assert removed == 10_000
+    assert {e.fingerprint for e in cache.entries()} == {"b" * 16}
+    assert peak < 4_000_000, f"{peak:,} bytes at the peak of a prune of 20,000 entries"
+
+
+def test_prune_removes_an_older_codes_entries_whatever_order_it_reads_them_in(
+        cache_dir: Path) -> None:
+    """The newest code is known only once every entry was read: entries read before it
+    was seen, and after, are judged against it."""
+    cache = Cache(cache_dir)
+    now = time.time()
+    for n in range(30):
+        code = "b" if n == 15 else "a"
+        write_entry(cache, "mod.f", k(n), fingerprint=code * 16,
+                    created=now - (10 if code == "b" else 100 + n))
+    write_entry(cache, "mod.g", k(1), fingerprint="c" * 16, version=1, created=now - 50)
+    write_entry(cache, "mod.g", k(2), fingerprint="c" * 16, version=2, created=now - 20)
+    write_entry(cache, "mod.h", k(1), fingerprint="c" * 16, created=now - 50)
+    assert cache.prune() == 30
+    left = {(e.function, e.key) for e in cache.entries()}
+    assert left == {("mod.f", k(15)), ("mod.g", k(2)), ("mod.h", k(1))}
+
+
+@pytest.mark.file_only("it moves an entry file")
+def test_prune_finds_an_older_codes_entry_in_another_functions_folder(cache_dir: Path) -> None:
+    """An entry moved into another function's folder is judged by what its header names,
+    as every entry: the second look at superseded code reads that folder too."""
+    cache = Cache(cache_dir)
+    now = time.time()
+    write_entry(cache, "mod.f", k(1), fingerprint="a" * 16, created=now - 100)
+    write_entry(cache, "mod.f", k(2), fingerprint="b" * 16, created=now - 10)
+    write_entry(cache, "mod.g", k(3), fingerprint="b" * 16, created=now - 10)
+    (moved,) = [p for p in entry_files(cache_dir) if p.name.startswith(k(1))]
+    moved.rename(cache_dir / "mod.g" / moved.parent.name / moved.name)
+    assert cache.prune() == 1
+    assert sorted(p.name[:32] for p in entry_files(cache_dir)) == [k(2), k(3)]
+
+
 def test_edited_function_supersedes_its_old_entries(cache_dir: Path) -> None:
     cache = Cache(cache_dir)
     namespace: dict[str, Any] = {"__name__": "edited_module"}
@@ -287,6 +338,49 @@ def test_prune_removes_least_recently_used_entries_over_max_size(cache_dir: Path
     small = Cache(cache_dir, max_size=4000)
     assert small.prune() > 0
     assert small.stats().bytes <= 4000
+
+
+def test_a_write_far_over_max_size_holds_no_memory_per_entry_it_evicts(tmp_path: Path) -> None:
+    """A write that evicts most of a cache keeps a batch of the oldest entries at a time,
+    not the whole listing (before: every entry listed and sorted, 246 MB of RSS for a
+    write that evicted 274,000 entries of 300,000)."""
+    f = Cache(tmp_path).cached(identity)
+    for x in range(20_000):
+        f(x)
+    size = Cache(tmp_path).stats().bytes
+    limited = Cache(tmp_path, max_size=size // 10).cached(identity)
+    value, peak = traced_peak(lambda: limited(-1))
+    assert value == -1
+    assert 0 < Cache(tmp_path).stats().bytes <= size // 10
+    assert peak < 4_000_000, f"{peak:,} bytes at the peak of a write evicting 18,000 entries"
+
+
+@pytest.mark.file_only("it sets the entry files' access times")
+@pytest.mark.parametrize("batch", [1_000, 7], ids=["one-batch", "batches"])
+def test_eviction_far_over_max_size_keeps_exactly_the_most_recently_used(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    """However many listings an eviction takes (a batch of the oldest at a time, and those
+    surely among the victims removed as a listing finds them), it removes the least
+    recently used entries and no other."""
+    from memojar import _ledger
+
+    monkeypatch.setattr(_ledger, "EVICT_BATCH", batch)
+    monkeypatch.setattr(_ledger, "TIME_BINS", 5)
+    f = Cache(cache_dir).cached(identity)
+    for x in range(300):
+        f(x)
+    order = list(range(300))
+    random.Random(5).shuffle(order)  # used in this order, an hour ago and on
+    now = time.time()
+    used = {f.cache_key(x): now - 3600 + 10 * n for n, x in enumerate(order)}
+    for path in entry_files(cache_dir):
+        os.utime(path, (used[path.stem], used[path.stem]))
+    size = Cache(cache_dir).stats().bytes
+    assert Cache(cache_dir, max_size=size // 3).prune() > 0
+    kept = {e.key for e in Cache(cache_dir).entries()}
+    newest = sorted(used, key=used.__getitem__)[-len(kept):]
+    assert kept == set(newest)
+    assert Cache(cache_dir).stats().bytes <= size // 3 * _ledger.EVICT_TO
 
 
 @pytest.mark.file_only("it looks at the directory")

@@ -1143,5 +1143,28 @@ def test_ls_and_info_hold_no_memory_per_entry(tmp_path: Path) -> None:
     assert peak < 2_000_000, f"{peak:,} bytes at the peak of a census of 20,000 entries"
 
 
+@pytest.mark.parametrize("asked", [False, True], ids=["--yes", "asked"])
+def test_clear_holds_no_memory_per_entry_it_removes(tmp_path: Path, asked: bool) -> None:
+    """``memojar clear`` counts the entries for its question and report, then removes them
+    as a second listing finds them (before: every entry listed was held until the last was
+    removed)."""
+    cache = Cache(tmp_path)
+    double = cache.cached(_double)
+    for x in range(20_000):
+        double(x)
+    questions: list[str] = []
+
+    def confirm(question: str) -> bool:
+        questions.append(question)
+        return True
+
+    report, peak = traced_peak(lambda: _cli.cmd_clear(
+        Cache(tmp_path), [], None, False, confirm if asked else None))
+    assert report.data == {"removed": 20_000, "bytes": report.data["bytes"]}
+    assert report.data["bytes"] > 0 and Cache(tmp_path).stats().entries == 0
+    assert [q.split(" (")[0] for q in questions] == ["remove 20,000 entries"] * asked
+    assert peak < 2_000_000, f"{peak:,} bytes at the peak of a clear of 20,000 entries"
+
+
 def _double(x: int) -> int:
     return 2 * x

@@ -2174,26 +2174,21 @@ def _stale_soon(cache: Cache) -> tuple[Any, list[int]]:
 
 
 def test_prune_keeps_an_entry_rewritten_after_it_was_judged(
-        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``prune`` judges every entry, then removes the doomed. An entry found stale and
+        s3_location: str, client: Any) -> None:
+    """``prune`` judges an entry, then removes it in a batch. An entry found stale and
     written again meanwhile (its caller's miss computed a fresh value) was removed with
     the stale one's verdict: a lost result. Now the removal reads the first bytes again
     and leaves an entry that is not the one judged."""
-    from memojar import _cache
-
     cache = Cache(s3_location, secret=SECRET)
     double, calls = _stale_soon(cache)
     assert double(3) == 6
     time.sleep(0.6)  # stale
-    real_judge = _cache.judge
 
-    def judge_then_a_writer(*args: Any, **kwargs: Any) -> Any:
-        judged = list(real_judge(*args, **kwargs))
-        assert double(3) == 6  # a miss, between the judging and the removal: stored fresh
-        return judged
+    def then_a_writer(stage: str, n: int, total: int | None) -> None:
+        if stage == "checking":  # read and judged: a miss, stored fresh before the removal
+            assert double(3) == 6
 
-    monkeypatch.setattr(_cache, "judge", judge_then_a_writer)
-    cache.prune()
+    cache.prune(progress=then_a_writer)
     assert len(calls) == 2
     assert double(3) == 6 and len(calls) == 2  # the fresh entry is still there
     cache.close()
@@ -2225,23 +2220,18 @@ def test_prune_keeps_an_entry_rewritten_after_its_last_look(
     prune the looks take seconds) was removed with the stale one's verdict, a lost
     result. Now each is removed only if it is still the object looked at (``If-Match``
     on its ETag)."""
-    from memojar import _cache
-
     cache = Cache(s3_location, secret=SECRET)
     double, calls = _stale_soon(cache)
     assert double(3) == 6 and double(4) == 8
     time.sleep(0.6)  # both stale
-    real_judge = _cache.judge
     looked: list[list[str]] = []
 
-    def judge_then_arm(*args: Any, **kwargs: Any) -> Any:
-        judged = list(real_judge(*args, **kwargs))
-        looked.append(_rewritten_while_checked(  # a miss, once the removal looked
-            monkeypatch, entry_object(s3_location, double, 3), lambda: double(3)))
-        return judged
+    def arm_once_both_were_read(stage: str, n: int, total: int | None) -> None:
+        if stage == "checking" and n == 2:  # both judged: a miss, once the removal looked
+            looked.append(_rewritten_while_checked(
+                monkeypatch, entry_object(s3_location, double, 3), lambda: double(3)))
 
-    monkeypatch.setattr(_cache, "judge", judge_then_arm)
-    assert cache.prune() == 1  # the entry of 4
+    assert cache.prune(progress=arm_once_both_were_read) == 1  # the entry of 4
     assert looked[0] and sorted(calls) == [3, 3, 4]
     assert double(3) == 6 and sorted(calls) == [3, 3, 4]  # the fresh entry is there
     cache.close()

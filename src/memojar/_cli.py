@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import difflib
+import itertools
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, NoReturn
 
 from ._cache import SUPERSEDED, Cache, default_directory, file_path, judge, url_scheme
@@ -355,6 +356,7 @@ class Progress:
         self.start = time.monotonic()
         self.last = 0.0
         self.shown = False
+        self.suffix = ""  # after the count: ``(1,000 removed)``
 
     def update(self, done: int, total: int | None = None) -> None:
         if self.stream is None:
@@ -367,6 +369,7 @@ class Progress:
         text = f"{self.what} {done:,}"
         if total:
             text += f"/{total:,} ({100 * done // total}%)"
+        text += self.suffix
         self.stream.write(f"\r\033[K{text}")
         self.stream.flush()
 
@@ -390,25 +393,30 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def _remove(cache: Cache, entries: list[StoredEntry], progress: Progress) -> int:
-    """Remove ``entries`` in batches; entries of other users' it may not remove (a cache
-    shared by hand) are left, the rest removed, and then one ``PartlyRemoved`` for all
-    (before, the first batch that met one ended the clear)."""
-    removed = 0
+def _remove(cache: Cache, entries: Iterable[StoredEntry], progress: Progress,
+            total: int | None) -> tuple[int, int]:
+    """Remove ``entries`` in batches as they are listed; entries of other users' it may not
+    remove (a cache shared by hand) are left, the rest removed, and then one
+    ``PartlyRemoved`` for all (before, the first batch that met one ended the clear).
+    Returns the entries removed and their bytes (a batch that removed fewer than it held:
+    its first ones')."""
+    removed = freed = taken = 0
     left: list[PartlyRemoved] = []
-    for start in range(0, len(entries), _REMOVE_BATCH):
+    listing = iter(entries)
+    while batch := list(itertools.islice(listing, _REMOVE_BATCH)):
         try:
-            removed += cache.store.remove(entries[start : start + _REMOVE_BATCH])
+            done = cache.store.remove(batch)
         except PartlyRemoved as exc:
-            removed += exc.removed
+            done = exc.removed
             left.append(exc)
-        progress.update(min(start + _REMOVE_BATCH, len(entries)), len(entries))
+        removed += done
+        freed += sum(e.size for e in batch[:done])
+        taken += len(batch)
+        progress.update(taken, total)
     if left:  # said once, for the whole clear
         raise PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user)
-    return removed
+    return removed, freed
 
-
-# --- the commands ---------------------------------------------------------------------------
 
 def cmd_ls(
     cache: Cache, function: str | None, as_json: bool, progress_stream: IO[str] | None = None,
@@ -632,44 +640,66 @@ def cmd_clear(
     check_functions(cache, functions, again)
     cutoff = time.time() - older_than if older_than is not None else None
     heads = cutoff is not None or dry_run  # headers: to test ages, or to name functions
-    scanning = Progress(progress_stream, "memojar: listing entries")
-    doomed: list[StoredEntry] = []
-    by_function: Counter[str] = Counter()
     scopes: list[str | None] = list(functions) or [None]
+    scope = _older_than(older_than)
+    total: int | None = None
+    removing = Progress(progress_stream, "memojar: removing")
+    asked = not functions and confirm is not None
+    if dry_run or asked or removing.stream is not None:
+        # Counted first, for the dry run, the question or the counter (``n/total``), and
+        # removed as a second listing finds them. Before, every entry listed was held until
+        # the last was removed: memory that grew with the cache.
+        scanning = Progress(progress_stream, "memojar: listing entries")
+        total = size = 0
+        by_function: Counter[str] = Counter()
+        for stored, function in _clearing(cache, scopes, heads, cutoff):
+            scanning.update(total)
+            total += 1
+            size += stored.size
+            by_function[function] += 1
+        scanning.close()
+        what = f"{_plural(total, 'entry')}{scope} ({human_size(size)})"
+        if not total:
+            return Report(data={"removed": 0, "bytes": 0},
+                          notes=[f"nothing to clear{scope}"])
+        if dry_run:
+            rows = [[name, f"{n:,}"] for name, n in sorted(by_function.items())]
+            return Report(
+                data={"would_remove": total, "bytes": size},
+                table=Table(["FUNCTION", "ENTRIES"], rows, frozenset({1})),
+                notes=[f"would remove {what} from {cache.directory} (dry run: nothing "
+                       "removed)"],
+            )
+        question = f"remove {what} from {cache.directory}?"
+        if asked and confirm is not None and not confirm(question):
+            raise CliError("not confirmed: nothing removed")
+    try:
+        removed, freed = _remove(
+            cache, (stored for stored, _ in _clearing(cache, scopes, heads, cutoff)),
+            removing, total)
+    finally:
+        removing.close()
+    if not removed and total is None:
+        return Report(data={"removed": 0, "bytes": 0}, notes=[f"nothing to clear{scope}"])
+    cache.store.cleanup()  # empty directories, and what crashed writers left
+    return Report(data={"removed": removed, "bytes": freed},
+                  notes=[f"removed {_plural(removed, 'entry')}{scope} ({human_size(freed)})"])
+
+
+def _clearing(cache: Cache, scopes: Sequence[str | None], heads: bool,
+              cutoff: float | None) -> Iterator[tuple[StoredEntry, str]]:
+    """The entries ``clear`` removes, each with its function (its folder's name without
+    ``heads``), as the listing finds them."""
     for name in scopes:
         for stored in cache.store.scan(name, heads=heads):
-            scanning.update(len(doomed))
+            function = stored.function_dir
             if heads:
                 header = header_of(stored)
                 if cutoff is not None and (header is None or header.created >= cutoff):
                     continue
-                by_function[header.function if header else stored.function_dir] += 1
-            doomed.append(stored)
-    scanning.close()
-    size = sum(e.size for e in doomed)
-    scope = _older_than(older_than)
-    what = f"{_plural(len(doomed), 'entry')}{scope} ({human_size(size)})"
-    if not doomed:
-        return Report(data={"removed": 0, "bytes": 0}, notes=[f"nothing to clear{scope}"])
-    if dry_run:
-        rows = [[name, f"{n:,}"] for name, n in sorted(by_function.items())]
-        return Report(
-            data={"would_remove": len(doomed), "bytes": size},
-            table=Table(["FUNCTION", "ENTRIES"], rows, frozenset({1})),
-            notes=[f"would remove {what} from {cache.directory} (dry run: nothing removed)"],
-        )
-    question = f"remove {what} from {cache.directory}?"
-    if not functions and confirm is not None and not confirm(question):
-        raise CliError("not confirmed: nothing removed")
-    removing = Progress(progress_stream, "memojar: removing")
-    try:
-        removed = _remove(cache, doomed, removing)
-    finally:
-        removing.close()
-    cache.store.cleanup()  # empty directories, and what crashed writers left
-    freed = size if removed == len(doomed) else sum(e.size for e in doomed[:removed])
-    return Report(data={"removed": removed, "bytes": freed},
-                  notes=[f"removed {_plural(removed, 'entry')}{scope} ({human_size(freed)})"])
+                if header is not None:
+                    function = header.function
+            yield stored, function
 
 
 def _older_than(older_than: float | None) -> str:
@@ -699,11 +729,13 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
     removing = Progress(progress_stream, "memojar: removing")
 
     def progress(stage: str, done: int, total: int | None) -> None:
-        if stage == "removing":
+        if stage == "checking":
+            checking.update(done)
+        elif total is None:  # removed while entries are read: said on the checking line
+            checking.suffix = f" ({done:,} removed)"
+        else:
             checking.close()
             removing.update(done, total)
-        else:
-            checking.update(done)
 
     try:
         # Cache.prune owns the rules; the command line only draws the counter it reports.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
 import itertools
 import json
 import math
@@ -38,14 +39,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from typing import Any
 
 import xxhash
 
 from ._entry import Miss, read_header
 from ._errors import PartlyRemoved, logger, warn
-from ._ledger import Ledger, choose_victims
+from ._ledger import Ledger, Oldest, choose_victims
 from ._locks import (
     LOCK_FILE,
     LOCK_SUFFIX,
@@ -1881,7 +1882,7 @@ class FileStore(Store):
         if self.max_size is not None and not self._anothers():
             try:
                 with self._ledger() as ledger:
-                    ledger.set(self._census()[1])
+                    ledger.set(self._census())
             except (_NoRoomForLock, PermissionError) as exc:  # a full disk, or a cache
                 # this user may not write (``evict`` makes room without it)
                 logger.debug("no recount of %s: %s", self.root, exc)
@@ -1913,14 +1914,45 @@ class FileStore(Store):
             if lock is not None:
                 lock.release()
 
-    def _census(self) -> tuple[list[StoredEntry], int]:
-        """Every entry, and the bytes on disk: entries plus writers' reservations (their
-        temporary files; those of dead writers are removed)."""
-        entries: list[StoredEntry] = []
-        temps = 0
+    def _census(self) -> int:
+        """The bytes on disk: entries plus writers' reservations (their temporary files;
+        those of dead writers are removed). Memory for none of the entries."""
+        return self._oldest(0, frozenset()).total
+
+    def _oldest(self, limit: int, skip: Container[str]) -> Oldest:
+        """The ``limit`` least recently used entries not at a path in ``skip``, oldest
+        first (ties in listing order, as a stable sort), and what the census counted:
+        memory for ``limit`` entries, not for all."""
+        counts = [0, 0]  # bytes of entries, of reservations
+        newest = [0.0]
+
+        def noted(listing: Iterator[StoredEntry]) -> Iterator[StoredEntry]:
+            for entry in listing:
+                if entry.accessed > newest[0]:
+                    newest[0] = entry.accessed
+                if not skip or entry.location not in skip:
+                    yield entry
+
+        listing = noted(self._walk(counts))
+        if limit:
+            oldest = heapq.nsmallest(limit, listing, key=lambda e: e.accessed)
+        else:
+            oldest = []
+            for _ in listing:
+                pass
+        return Oldest(oldest, counts[0] + counts[1], counts[1], newest[0])
+
+    def _entries(self) -> Iterator[StoredEntry]:
+        """Every entry, as ``_census`` counts them."""
+        return self._walk([0, 0])
+
+    def _walk(self, counts: list[int]) -> Iterator[StoredEntry]:
+        """Every entry, as the census lists it, adding its bytes to ``counts[0]`` and those
+        of writers' reservations to ``counts[1]`` (those of dead writers are removed)."""
         now = _Clocks(self.root)
         whole = True
         for name, _, shard, sfd, files in self._shards(quiet=True):
+            folder = os.path.join(self.root, name, shard) + os.sep  # joined once a shard
             for file in files:
                 match = _TEMP.fullmatch(file)
                 try:
@@ -1936,14 +1968,12 @@ class FileStore(Store):
                     continue
                 if match is not None:
                     if not (_orphaned(match, st, now) and _unlink_orphan(file, sfd)):
-                        temps += st.st_size
+                        counts[1] += st.st_size
                 elif _is_entry(file, shard):
-                    entries.append(StoredEntry(name, file[: file.rindex(".")], st.st_size,
-                                               _used(st), b"",
-                                               os.path.join(self.root, name, shard, file),
-                                               st.st_uid, _as_seen(st, times=True)))
+                    counts[0] += st.st_size
+                    yield StoredEntry(name, file[: file.rindex(".")], st.st_size, _used(st),
+                                      b"", folder + file, st.st_uid, _as_seen(st, times=True))
         self._census_whole = whole
-        return entries, sum(e.size for e in entries) + temps
 
     def _ledger(self) -> Ledger:
         return Ledger(self)

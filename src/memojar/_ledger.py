@@ -13,8 +13,9 @@ out would let two clients evict and count at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+import itertools
+from collections.abc import Container, Iterator, MutableSet, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ._errors import logger
 
@@ -22,6 +23,21 @@ if TYPE_CHECKING:  # the store imports the ledger, never the other way at run ti
     from ._store import StoredEntry
 
 EVICT_TO = 0.9  # eviction frees room down to this fraction of max_size, so it runs rarely
+# Least-recently-used entries an eviction holds at once: one listing for each so many removed
+EVICT_BATCH = 1_000
+STUCK_BATCH = 1_000  # entries weighed (or removed) at once, as a listing is read
+# Bins of access times by which an eviction far over the limit finds the entries surely
+# among its victims (``Ledger._drop_oldest``)
+TIME_BINS = 4096
+
+
+class Oldest(NamedTuple):
+    """What ``SizedBackend._oldest`` found."""
+
+    entries: list[StoredEntry]  # the least recently used, oldest first
+    total: int  # bytes held: entries plus writers' reservations (``_census``)
+    in_flight: int  # bytes of the reservations
+    newest: float  # the latest access time of an entry listed (0.0: none)
 
 
 class Releasable(Protocol):
@@ -44,9 +60,16 @@ class SizedBackend(Protocol):
     def _write_total(self, total: int) -> None:
         """Store the total (atomically: a reader sees the old or the new one)."""
 
-    def _census(self) -> tuple[list[StoredEntry], int]:
-        """Every entry, and the bytes held: entries plus writers' reservations in flight
-        (what dead writers left is removed on the way)."""
+    def _census(self) -> int:
+        """The bytes held: entries plus writers' reservations in flight (what dead writers
+        left is removed on the way)."""
+
+    def _oldest(self, limit: int, skip: Container[str]) -> Oldest:
+        """The ``limit`` least recently used entries not at a location in ``skip``, oldest
+        first (ties in listing order), and what the listing counted (``Oldest``)."""
+
+    def _entries(self) -> Iterator[StoredEntry]:
+        """Every entry (what dead writers left is removed on the way)."""
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
         """Remove listed entries; the ones removed (another process may have been first)."""
@@ -66,20 +89,23 @@ class SizedBackend(Protocol):
 
 
 def choose_victims(
-    entries: Sequence[StoredEntry], total: int, incoming: int, max_size: int
+    entries: Sequence[StoredEntry], total: int, incoming: int, max_size: int,
+    in_flight: int | None = None, going: bool = False,
 ) -> tuple[list[StoredEntry], int]:
     """The least-recently-used entries to remove so that ``incoming`` more bytes fit, and
-    the total after removing them. ``total`` counts entries and reservations in flight.
+    the total after removing them. ``total`` counts entries and reservations in flight;
+    ``entries`` are all the entries, or the oldest of them with ``in_flight`` given;
+    ``going``: an eviction is under way (its first batch went), down to its target even if
+    there is room now.
 
     Nothing is evicted when there is room, or when writers in flight hold so much of it that
     evicting every entry would not help; otherwise entries go oldest access first down to
     ``EVICT_TO`` of ``max_size`` (just enough, when reservations hold most of it)."""
-    in_flight = total - sum(e.size for e in entries)
-    if total + incoming <= max_size or in_flight + incoming > max_size:
+    if in_flight is None:
+        in_flight = total - sum(e.size for e in entries)
+    target = _target(total, incoming, max_size, in_flight, going)
+    if target is None:
         return [], total
-    target = int(max_size * EVICT_TO) - incoming
-    if target < in_flight:  # writers in flight hold most of it: evict just enough
-        target = max_size - incoming
     victims = []
     for entry in sorted(entries, key=lambda e: e.accessed):
         if total <= target:
@@ -87,6 +113,17 @@ def choose_victims(
         victims.append(entry)
         total -= entry.size
     return victims, total
+
+
+def _target(total: int, incoming: int, max_size: int, in_flight: int,
+            going: bool) -> int | None:
+    """The total an eviction frees room down to (``choose_victims``), None for none."""
+    if (total + incoming <= max_size and not going) or in_flight + incoming > max_size:
+        return None
+    target = int(max_size * EVICT_TO) - incoming
+    if target < in_flight:  # writers in flight hold most of it: evict just enough
+        target = max_size - incoming
+    return target
 
 
 class Ledger:
@@ -134,7 +171,7 @@ class Ledger:
 
     def _known(self) -> int:
         if self.total is None:
-            self.set(self.backend._census()[1])
+            self.set(self.backend._census())
         assert self.total is not None
         return self.total
 
@@ -149,7 +186,7 @@ class Ledger:
         once more on top."""
         if self.total is None:
             try:
-                self.set(self.backend._census()[1])
+                self.set(self.backend._census())
             except OSError as exc:
                 # The files cannot be counted now (EIO listing them): the change is made,
                 # and the total, left as it is, is counted at the next use (not recounted
@@ -178,10 +215,21 @@ class Ledger:
         self.evict(size)
         return self._known() + size <= max_size
 
-    def _stuck(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
-        """The ``entries`` this user may not remove (``SizedBackend._removable``)."""
-        return [e for e, removable in zip(entries, self.backend._removable(entries),
-                                          strict=True) if not removable]
+    def _stuck(self, passed: Container[str]) -> list[StoredEntry]:
+        """Every entry this user may not remove (``SizedBackend._removable``) but those at
+        a location in ``passed``, weighed as the listing is read, a batch at a time."""
+        stuck: list[StoredEntry] = []
+        for chunk, removable in self._weighed(passed):
+            stuck += [e for e, ok in zip(chunk, removable, strict=True) if not ok]
+        return stuck
+
+    def _weighed(self, passed: Container[str], weigh: bool = True
+                 ) -> Iterator[tuple[list[StoredEntry], list[bool]]]:
+        """The entries not at a location in ``passed``, ``STUCK_BATCH`` at a time, each
+        with whether this user may remove it (all True unless ``weigh``)."""
+        listing = (e for e in self.backend._entries() if e.location not in passed)
+        while chunk := list(itertools.islice(listing, STUCK_BATCH)):
+            yield chunk, self.backend._removable(chunk) if weigh else [True] * len(chunk)
 
     def evict(self, incoming: int) -> int:
         """Remove least-recently-used entries until ``incoming`` bytes fit; recount.
@@ -189,65 +237,158 @@ class Ledger:
         Entries this user may not remove (another user's, in a cache shared by hand) stay,
         and count as room taken for good (``held``): others are chosen in their place, and
         the total keeps them. Before, the first such entry raised ``PermissionError`` (every
-        write with ``max_size`` was returned but not stored, for good), and a total set as
-        if they had gone would let the cache grow without bound."""
+        write with max_size was returned but not stored, for good), and a total set as
+        if they had gone would let the cache grow without bound.
+
+        A listing keeps only the ``EVICT_BATCH`` oldest entries (``_oldest``). When all of
+        them are to go and room is still short (a cache far over its limit), the entries
+        surely among the victims go as two more listings find them (``_drop_oldest``), and
+        the next listing's oldest settle the rest: memory for a batch, not for the cache,
+        in exact LRU order. Before, every entry was listed and sorted: 246 MB of RSS for a
+        write that evicted 274,000 entries of 300,000."""
         max_size = self.backend.max_size
         assert max_size is not None
-        entries, total = self.backend._census()
-        removed: list[StoredEntry] = []
+        removed = 0
         held: list[StoredEntry] = []
+        passed: set[str] = set()  # entries left where they are: not listed again
         full = False  # the others' entries alone hold the room
-        weighed = False  # all the others' entries were weighed (``_stuck``)
+        weighed = False  # all the others' entries were weighed
+        going = False  # a first batch went: the rest goes down to the same target
+        total = 0
         while not full:
-            kept = sum(e.size for e in held)
-            victims, _ = choose_victims(entries, total - kept, incoming, max_size - kept)
-            if not victims:
-                break
-            batch: list[StoredEntry] = []
-            foreseen: list[StoredEntry] = []  # in folders this user may not write
-            for victim, removable in zip(victims, self.backend._removable(victims),
-                                         strict=True):
-                if removable:
-                    batch.append(victim)
-                    continue
-                foreseen.append(victim)
-                kept += victim.size
-                if kept + incoming > max_size:
-                    full = True
+            listing = self.backend._oldest(EVICT_BATCH, passed)
+            entries, total, in_flight = listing.entries, listing.total, listing.in_flight
+            more = len(entries) == EVICT_BATCH  # the listing holds others after these
+            far = False  # the victims reach past this batch
+            while not full:
+                kept = sum(e.size for e in held)
+                victims, _ = choose_victims(entries, total - kept, incoming, max_size - kept,
+                                            in_flight, going)
+                if not victims:
                     break
-            if foreseen and not full and not weighed:
-                # A cache shared by hand: before removing anything of the user's, all the
-                # entries it may not remove are weighed, once (a stat and an access a
-                # shard); a private cache never gets here.
-                weighed = True
-                stuck = self._stuck(entries)  # the foreseen among them
-                unmoved = sum(e.size for e in held) + sum(e.size for e in stuck)
-                if unmoved + incoming > max_size:
-                    foreseen, full = stuck, True
-            if full:
-                # No eviction can make room: none of the user's own entries goes (before,
-                # those in LRU order before the others' that hold it went, and those after
-                # them too when the others' were taken for removable in a sticky folder,
-                # for a write then not stored all the same).
-                held += foreseen
+                if more and len(victims) == len(entries):
+                    far = True
+                    if not weighed:  # the others' entries are weighed first, with the bins
+                        break
+                batch: list[StoredEntry] = []
+                foreseen: list[StoredEntry] = []  # in folders this user may not write
+                for victim, removable in zip(victims, self.backend._removable(victims),
+                                             strict=True):
+                    if removable:
+                        batch.append(victim)
+                        continue
+                    foreseen.append(victim)
+                    kept += victim.size
+                    if kept + incoming > max_size:
+                        full = True
+                        break
+                if foreseen and not full and not weighed:
+                    # A cache shared by hand: before removing anything of the user's, all
+                    # the entries it may not remove are weighed, once (a stat and an access
+                    # a shard); a private cache never gets here.
+                    weighed = True
+                    stuck = self._stuck(passed)  # the foreseen among them
+                    unmoved = sum(e.size for e in held) + sum(e.size for e in stuck)
+                    if unmoved + incoming > max_size:
+                        foreseen, full = stuck, True
+                if full:
+                    # No eviction can make room: none of the user's own entries goes
+                    # (before, those in LRU order before the others' that hold it went,
+                    # and those after them too when the others' were taken for removable
+                    # in a sticky folder, for a write then not stored all the same).
+                    held += foreseen
+                    break
+                gone, refused, rewritten = (self.backend._unlink_refused(batch) if batch
+                                            else ([], [], []))
+                removed += self._gone(gone)
+                # Entries another process removed first are gone all the same. One written
+                # again since the census is there, not held: others are chosen in its
+                # place, and the total keeps its bytes (its writer settles what its rename
+                # replaced: taken off here as well, the total would fall short of the files).
+                total -= (sum(e.size for e in batch) - sum(e.size for e in refused)
+                          - sum(e.size for e in rewritten))
+                if not foreseen and not refused and not rewritten:
+                    break
+                held += foreseen + refused
+                passed.update(e.location for e in foreseen + refused + rewritten)
+                tried = {id(e) for e in batch} | {id(e) for e in foreseen}
+                entries = [e for e in entries if id(e) not in tried]
+            if full or not far:
                 break
-            gone, refused, rewritten = (self.backend._unlink_refused(batch) if batch
-                                        else ([], [], []))
-            removed += gone
-            # Entries another process removed first are gone all the same. One written
-            # again since the census is there, not held: others are chosen in its place,
-            # and the total keeps its bytes (its writer settles what its rename replaced:
-            # taken off here as well, the total would fall short of the files).
-            total -= (sum(e.size for e in batch) - sum(e.size for e in refused)
-                      - sum(e.size for e in rewritten))
-            if not foreseen and not refused and not rewritten:
-                break
-            held += foreseen + refused
-            tried = {id(e) for e in batch} | {id(e) for e in foreseen}
-            entries = [e for e in entries if id(e) not in tried]
-        for entry in removed:
-            logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
-                         entry.size)
+            going = True
+            dropped, full = self._drop_oldest(
+                listing._replace(total=total), incoming, passed, held, weigh=not weighed)
+            weighed = True
+            removed += dropped
         self.held = sum(e.size for e in held)
         self.set(total)
-        return len(removed)
+        return removed
+
+    def _drop_oldest(self, listed: Oldest, incoming: int, passed: MutableSet[str],
+                     held: list[StoredEntry], weigh: bool) -> tuple[int, bool]:
+        """Remove the entries (not at a location in ``passed``) surely among the victims
+        of an eviction whose batch ``listed`` was all chosen: those of the access times
+        (``TIME_BINS`` bins from the batch's newest to the listing's) before the one in
+        which the oldest reach the bytes still to free. One listing weighs the bins (and,
+        if ``weigh``, the entries this user may not remove: when they alone hold the room,
+        they are ``held`` and nothing goes), another removes, ``STUCK_BATCH`` at a time;
+        entries this user may not remove, and those written again since, are left
+        (``held``, ``passed``). Returns how many were removed, and whether the room is
+        held."""
+        max_size = self.backend.max_size
+        assert max_size is not None
+        low = listed.entries[-1].accessed
+        width = (listed.newest - low) / TIME_BINS
+
+        def bin_of(entry: StoredEntry) -> int:
+            return min(TIME_BINS - 1, max(0, int((entry.accessed - low) / width)))
+
+        bins = [0] * TIME_BINS
+        stuck: list[StoredEntry] = []
+        for chunk, removable in self._weighed(passed, weigh):
+            for entry, ok in zip(chunk, removable, strict=True):
+                if not ok:
+                    stuck.append(entry)
+                elif width > 0:
+                    bins[bin_of(entry)] += entry.size
+        kept = sum(e.size for e in held) + sum(e.size for e in stuck)
+        if stuck and kept + incoming > max_size:
+            held += stuck
+            return 0, True
+        # The bytes still to free, counting every entry this user may not remove as kept:
+        # never more than the victims hold.
+        target = _target(listed.total - kept, incoming, max_size - kept, listed.in_flight,
+                         True)
+        if target is None or width <= 0:
+            return 0, False
+        excess = listed.total - kept - target
+        below, sure = 0, 0  # bytes, bins
+        while sure < TIME_BINS and below + bins[sure] < excess:
+            below += bins[sure]
+            sure += 1
+        if not sure:
+            return 0, False
+        removed = 0
+        for chunk, removable in self._weighed(passed):
+            batch = []
+            for entry, ok in zip(chunk, removable, strict=True):
+                if bin_of(entry) >= sure:
+                    continue
+                if ok:
+                    batch.append(entry)
+                else:
+                    held.append(entry)
+                    passed.add(entry.location)
+            gone, refused, rewritten = self.backend._unlink_refused(batch) if batch else (
+                [], [], [])
+            removed += self._gone(gone)
+            held += refused
+            passed |= {e.location for e in refused + rewritten}
+        return removed, False
+
+    @staticmethod
+    def _gone(gone: list[StoredEntry]) -> int:
+        for entry in gone:
+            logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
+                         entry.size)
+        return len(gone)

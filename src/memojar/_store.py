@@ -530,12 +530,15 @@ class Store(abc.ABC):
             logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
         return len(removed)
 
-    def remove_listed(self, entries: Iterable[StoredEntry]) -> int:
+    def remove_listed(self, entries: Iterable[StoredEntry],
+                      progress: Callable[[int], None] | None = None) -> int:
         """``remove`` the entries of a listing as it yields them, ``REMOVE_BATCH`` at a time:
         memory for a batch, not for the listing (before, ``Cache.clear`` and
         ``cache_clear`` held every entry listed: 234 MB of RSS to clear 300,000 files).
         Entries this user may not remove are said once, at the end (``PartlyRemoved``), as
-        ``remove`` says them; an interrupt leaves the rest, which a clear run again removes."""
+        ``remove`` says them; an interrupt leaves the rest, which a clear run again removes.
+        ``progress``, if given, is called with the number of entries taken so far after
+        each batch."""
         left: list[PartlyRemoved] = []
 
         def remove(batch: list[StoredEntry]) -> int:
@@ -545,15 +548,20 @@ class Store(abc.ABC):
                 left.append(exc)
                 return exc.removed
 
-        removed = 0
+        removed = taken = 0
         batch: list[StoredEntry] = []
         for entry in entries:
             batch.append(entry)
             if len(batch) == REMOVE_BATCH:
                 removed += remove(batch)
+                taken += len(batch)
                 batch = []
+                if progress is not None:
+                    progress(taken)
         if batch:
             removed += remove(batch)
+            if progress is not None:
+                progress(taken + len(batch))
         if left:
             raise PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user)
         return removed
