@@ -124,10 +124,21 @@ def _let_go(miss: BaseException) -> None:
     exception (``except ... as exc: raise Miss(...) from exc``, and ``cause`` here), with
     the frames' links to their callers, makes a cycle only the collector frees. Before, a
     large entry that did not load (out of memory: the very case where the memory is
-    needed) stayed mapped throughout the recomputation."""
+    needed) stayed mapped throughout the recomputation. The chain ends at an exception
+    caught in a caller of the miss's frame: one the caller was handling when it called
+    (the load's error's ``__context__``), whose traceback is its own (before, dropped too,
+    for the caller's ``raise`` or logging)."""
+    callers: set[int] = set()
+    frame: FrameType | None = sys._getframe(2)  # above the frame that caught ``miss``
+    while frame is not None:
+        callers.add(id(frame))
+        frame = frame.f_back
     seen: set[int] = set()
     exc: BaseException | None = miss
     while exc is not None and id(exc) not in seen:
+        tb = exc.__traceback__
+        if tb is not None and id(tb.tb_frame) in callers:
+            break
         seen.add(id(exc))
         exc.__traceback__ = None
         exc = exc.__cause__ or exc.__context__

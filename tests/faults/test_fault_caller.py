@@ -292,6 +292,28 @@ def test_an_entry_that_fails_to_load_is_let_go_before_the_recomputation(
     assert held == ["recomputing", False]
 
 
+def test_a_failed_load_leaves_the_exception_its_caller_handles_whole(tmp_path: Path) -> None:
+    # Letting go of a failed load's tracebacks stops at the load's own exceptions: the one
+    # the caller was handling when it called (the load's error's __context__) keeps its
+    # traceback, for its own `raise` or logging. Before, it was dropped too.
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    def make(x):
+        return Fragile(x)
+
+    make(1)
+    _fail_load.append(ImportError("no module named 'extra'"))
+    try:
+        try:
+            raise KeyError("the caller's own")
+        except KeyError as caught:
+            assert make(1).value == 1  # the entry did not load: recomputed
+            assert caught.__traceback__ is not None
+    finally:
+        _fail_load.clear()
+
+
 MODULE = """
 class Point:
     def __init__(self, x):
