@@ -1168,3 +1168,39 @@ def test_clear_holds_no_memory_per_entry_it_removes(tmp_path: Path, asked: bool)
 
 def _double(x: int) -> int:
     return 2 * x
+
+
+# --- what the output's encoding cannot hold ---------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["ls"], ["ls", "données.charger"], ["info"],
+                                  ["clear", "--dry-run"], ["prune"]],
+                         ids=" ".join)
+def test_names_and_paths_an_ascii_output_cannot_hold_are_escaped_not_an_error(
+    tmp_path: Path, argv: list[str],
+):
+    # An output of another encoding (PYTHONIOENCODING=ascii, a C locale without UTF-8 mode,
+    # a Windows console's code page): before, "unexpected error: UnicodeEncodeError ...
+    # (please report it)", status 1, also after clear and prune had removed their entries.
+    cache_dir = tmp_path / "café"
+    plant(cache_dir, "données.charger", 1)
+    proc = memojar_command("--dir", str(cache_dir), *argv,
+                           env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.isascii()
+    if argv == ["ls"]:
+        assert "donn\\xe9es.charger" in proc.stdout and "caf\\xe9" in proc.stdout
+
+
+def test_a_cache_path_that_is_not_utf8_is_written_as_its_bytes(tmp_path: Path):
+    # A folder named by bytes that are not UTF-8 (os.fsdecode gives lone surrogates), on a
+    # strict UTF-8 output: before, every text report failed as an unexpected error, also
+    # after prune removed. Its bytes are written as they are, as ls and find write them.
+    cache_dir = os.path.join(os.fsencode(tmp_path), b"bad\xff")
+    plant(Path(os.fsdecode(cache_dir)), SQUARE, 1)
+    for argv in (["ls"], ["info"], ["prune"]):
+        proc = subprocess.run([sys.executable, "-m", "memojar", "--dir", cache_dir, *argv],
+                              capture_output=True, timeout=60,
+                              env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+        assert proc.returncode == 0, proc.stderr
+        assert cache_dir in proc.stdout

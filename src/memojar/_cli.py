@@ -11,6 +11,8 @@ Exit status: 0 success, 1 error, 2 bad usage. Errors are one line on stderr.
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
 import datetime as _dt
 import difflib
 import itertools
@@ -931,7 +933,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     confirm = _ask_on_terminal if _isatty(sys.stdin) else None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _writing_what_it_cannot_encode(sys.stdout):
             warnings.showwarning = _one_line_warning
             # memojar's warnings are lines of the report (what a listing could not read),
             # whatever the interpreter's filters (``-W error``): never a traceback.
@@ -961,6 +963,38 @@ def main(argv: list[str] | None = None) -> int:
               "(please report it)", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _unencodable(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """An encoding error handler for the report: a file name's undecodable bytes (lone
+    surrogates) written as they are, as ``ls`` and ``find`` write them; any other character
+    the output's encoding lacks (``données`` on ASCII) as a backslash escape."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    try:
+        return codecs.lookup_error("surrogateescape")(exc)
+    except UnicodeEncodeError:
+        return codecs.backslashreplace_errors(exc)
+
+
+codecs.register_error("memojar.report", _unencodable)
+
+
+@contextlib.contextmanager
+def _writing_what_it_cannot_encode(stream: Any) -> Iterator[None]:
+    """``stream`` writing names and paths its encoding cannot hold (a function
+    ``données.charger`` on ASCII, a folder named by bytes that are not UTF-8) by
+    ``_unencodable``, not failing. Before: "unexpected error: UnicodeEncodeError",
+    status 1, after ``clear`` and ``prune`` had removed their entries."""
+    errors = getattr(stream, "errors", None)  # None: no stdout (closed), or not a text file
+    if errors is None or not hasattr(stream, "reconfigure"):
+        yield
+        return
+    stream.reconfigure(errors="memojar.report")
+    try:
+        yield
+    finally:
+        stream.reconfigure(errors=errors)
 
 
 def _one_line_warning(message: Any, category: Any, filename: str, lineno: int,
