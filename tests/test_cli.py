@@ -1204,3 +1204,45 @@ def test_a_cache_path_that_is_not_utf8_is_written_as_its_bytes(tmp_path: Path):
                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})
         assert proc.returncode == 0, proc.stderr
         assert cache_dir in proc.stdout
+
+
+# --- interrupted -----------------------------------------------------------------------------
+
+def interrupt_the_second_removal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C as the second batch of entries is being removed."""
+    remove = FileStore.remove
+    batches = []
+
+    def interrupted(self: FileStore, entries: list[object]) -> int:
+        batches.append(len(entries))
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        return remove(self, entries)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FileStore, "remove", interrupted)
+
+
+@pytest.mark.parametrize("argv", [["clear", SQUARE], ["clear", "--yes"]], ids=" ".join)
+def test_an_interrupted_clear_says_how_many_entries_it_removed(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+):
+    # Before: "memojar: interrupted", and nothing said of the 500 entries already gone.
+    plant(cache_dir, SQUARE, 1_200)
+    interrupt_the_second_removal(monkeypatch)
+    code, out, err = cli(capsys, "--dir", str(cache_dir), *argv)
+    assert code == 130 and out == ""
+    assert count(cache_dir) == 700
+    assert "interrupted: removed at least 500 entries" in err
+    assert "the rest are kept" in err
+
+
+def test_an_interrupted_prune_says_how_many_entries_it_removed(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+):
+    plant(cache_dir, SQUARE, 2_500, expires=time.time() - 60)
+    interrupt_the_second_removal(monkeypatch)
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "prune")
+    assert code == 130 and out == ""
+    assert count(cache_dir) == 1_500
+    assert "interrupted: removed at least 1,000 entries" in err

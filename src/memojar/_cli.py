@@ -92,6 +92,25 @@ class CliError(Exception):
         self.status = status
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a removal, saying what was removed before it (before: "interrupted"
+    alone, and a user could not tell whether any entry had gone)."""
+
+    def __init__(self, removed: int, freed: int | None = None, exact: bool = False,
+                 done: bool = False) -> None:
+        if exact and not removed:
+            said = "nothing removed"
+        elif not removed:
+            said = ("it may have removed some of the entries it was removing; the others "
+                    "are kept (run the command again to finish)")
+        else:  # a batch being removed when it came: some of it may have gone too
+            said = (f"removed {'' if exact else 'at least '}{_plural(removed, 'entry')}"
+                    + (f" ({human_size(freed)})" if freed is not None else "")
+                    + ("" if done else
+                       "; the rest are kept (run the command again to remove them)"))
+        super().__init__(said)
+
+
 class NoCacheYet(Exception):
     """The cache directory does not exist: nothing was cached there yet (a fresh machine,
     or --dir / $MEMOJAR_DIR pointing at a new place). Every command reports an empty cache."""
@@ -405,16 +424,22 @@ def _remove(cache: Cache, entries: Iterable[StoredEntry], progress: Progress,
     removed = freed = taken = 0
     left: list[PartlyRemoved] = []
     listing = iter(entries)
-    while batch := list(itertools.islice(listing, _REMOVE_BATCH)):
-        try:
-            done = cache.store.remove(batch)
-        except PartlyRemoved as exc:
-            done = exc.removed
-            left.append(exc)
-        removed += done
-        freed += sum(e.size for e in batch[:done])
-        taken += len(batch)
-        progress.update(taken, total)
+    removing = False
+    try:
+        while batch := list(itertools.islice(listing, _REMOVE_BATCH)):
+            removing = True
+            try:
+                done = cache.store.remove(batch)
+            except PartlyRemoved as exc:
+                done = exc.removed
+                left.append(exc)
+            removing = False
+            removed += done
+            freed += sum(e.size for e in batch[:done])
+            taken += len(batch)
+            progress.update(taken, total)
+    except KeyboardInterrupt:
+        raise Interrupted(removed, freed, exact=not removing) from None
     if left:  # said once, for the whole clear
         raise PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user)
     return removed, freed
@@ -654,12 +679,16 @@ def cmd_clear(
         scanning = Progress(progress_stream, "memojar: listing entries")
         total = size = 0
         by_function: Counter[str] = Counter()
-        for stored, function in _clearing(cache, scopes, heads, cutoff):
-            scanning.update(total)
-            total += 1
-            size += stored.size
-            by_function[function] += 1
-        scanning.close()
+        try:
+            for stored, function in _clearing(cache, scopes, heads, cutoff):
+                scanning.update(total)
+                total += 1
+                size += stored.size
+                by_function[function] += 1
+        except KeyboardInterrupt:
+            raise Interrupted(0, exact=True) from None
+        finally:
+            scanning.close()
         what = f"{_plural(total, 'entry')}{scope} ({human_size(size)})"
         if not total:
             return Report(data={"removed": 0, "bytes": 0},
@@ -683,7 +712,10 @@ def cmd_clear(
         removing.close()
     if not removed and total is None:
         return Report(data={"removed": 0, "bytes": 0}, notes=[f"nothing to clear{scope}"])
-    cache.store.cleanup()  # empty directories, and what crashed writers left
+    try:
+        cache.store.cleanup()  # empty directories, and what crashed writers left
+    except KeyboardInterrupt:  # every entry went: said so (before, "interrupted" alone)
+        raise Interrupted(removed, freed, exact=True, done=True) from None
     return Report(data={"removed": removed, "bytes": freed},
                   notes=[f"removed {_plural(removed, 'entry')}{scope} ({human_size(freed)})"])
 
@@ -729,8 +761,14 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
         )
     checking = Progress(progress_stream, "memojar: checking entries")
     removing = Progress(progress_stream, "memojar: removing")
+    taken = 0  # entries handed to removal, in batches removed whole: for an interrupt
 
     def progress(stage: str, done: int, total: int | None) -> None:
+        nonlocal taken
+        if stage != "checking":
+            taken = done
+        if checking.stream is None:
+            return
         if stage == "checking":
             checking.update(done)
         elif total is None:  # removed while entries are read: said on the checking line
@@ -741,8 +779,9 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
 
     try:
         # Cache.prune owns the rules; the command line only draws the counter it reports.
-        removed, leftovers = cache._prune(
-            other_pythons, progress if checking.stream is not None else None)
+        removed, leftovers = cache._prune(other_pythons, progress)
+    except KeyboardInterrupt:
+        raise Interrupted(taken) from None
     finally:
         checking.close()
         removing.close()
@@ -951,8 +990,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.status
     except SystemExit as exc:  # --help, --version: argparse printed them
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    except KeyboardInterrupt:
-        print("\nmemojar: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        said = f": {exc}" if isinstance(exc, Interrupted) else ""
+        print(f"\nmemojar: interrupted{said}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `memojar ls | head`: the reader left, which is fine
         devnull = os.open(os.devnull, os.O_WRONLY)
