@@ -1246,3 +1246,25 @@ def test_an_interrupted_prune_says_how_many_entries_it_removed(
     assert code == 130 and out == ""
     assert count(cache_dir) == 1_500
     assert "interrupted: removed at least 1,000 entries" in err
+
+
+# --- an output that cannot be written ---------------------------------------------------------
+
+@pytest.mark.parametrize("stdout", [">/dev/full", ">&-"], ids=["full", "closed"])
+def test_a_report_that_cannot_be_written_says_why_and_what_was_done(
+    cache_dir: Path, stdout: str,
+):
+    # Before: "unexpected error: OSError: [Errno 28] No space left on device (please report
+    # it)" (or "AttributeError: 'NoneType' object has no attribute 'flush'" with stdout
+    # closed), and nothing said of the entries the clear had removed.
+    if not os.path.exists("/dev/full") and stdout == ">/dev/full":
+        pytest.skip("no /dev/full")
+    plant(cache_dir, SQUARE, 3)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", f'exec "$0" -m memojar --dir "$1" clear {SQUARE} {stdout}',
+         sys.executable, str(cache_dir)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert count(cache_dir) == 0
+    line = one_line(proc.stderr)
+    assert "cannot write to stdout" in line and "please report" not in line
+    assert "removed 3 entries" in line

@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import datetime as _dt
 import difflib
+import errno
 import itertools
 import json
 import os
@@ -978,13 +979,13 @@ def main(argv: list[str] | None = None) -> int:
             # whatever the interpreter's filters (``-W error``): never a traceback.
             warnings.simplefilter("default", MemojarWarning)
             report = execute(argv, confirm=confirm, progress_stream=sys.stderr)
-            if report.as_json:
-                print(json.dumps(report.data, indent=2))
-            else:
-                text = report.text()
-                if text:
-                    print(text)
-            sys.stdout.flush()
+            try:
+                _print_report(report)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:  # a full disk, stdout closed: said with what was done
+                raise CliError(f"cannot write to stdout ({exc.strerror or exc}): "
+                               + "; ".join(report.notes)) from exc
     except CliError as exc:
         print(f"memojar: {exc}", file=sys.stderr)
         return exc.status
@@ -1003,6 +1004,16 @@ def main(argv: list[str] | None = None) -> int:
               "(please report it)", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _print_report(report: Report) -> None:
+    out = sys.stdout
+    if out is None:  # started with stdout closed (``>&-``)
+        raise OSError(errno.EBADF, "it is closed")
+    text = json.dumps(report.data, indent=2) if report.as_json else report.text()
+    if text:
+        out.write(text + "\n")
+    out.flush()
 
 
 def _unencodable(exc: UnicodeError) -> tuple[str | bytes, int]:
