@@ -1268,3 +1268,18 @@ def test_a_report_that_cannot_be_written_says_why_and_what_was_done(
     line = one_line(proc.stderr)
     assert "cannot write to stdout" in line and "please report" not in line
     assert "removed 3 entries" in line
+
+
+def test_a_function_name_typed_in_an_ascii_locale_is_read_as_utf8(tmp_path: Path):
+    # In a C locale without UTF-8 mode, Python decodes argv as ASCII with surrogateescape:
+    # before, 'memojar ls données.charger' said the name "holds a byte that is not valid
+    # text" (status 2), and 'clear' could not name the function at all.
+    plant(tmp_path, "données.charger", 2)
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    listed = memojar_command("--dir", str(tmp_path), "ls", "données.charger", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "2 entries" in listed.stdout
+    cleared = memojar_command("--dir", str(tmp_path), "clear", "données.charger", env=env)
+    assert cleared.returncode == 0, cleared.stderr
+    assert count(tmp_path) == 0

@@ -864,6 +864,10 @@ def execute(
         # would clear the wrong one.
         raise CliError(f"--dir is empty: pass a cache directory or URL, or leave --dir out "
                        f"for the default (see '{prog} --help')", EXIT_USAGE)
+    if args.command == "clear":
+        args.functions = [_as_typed(name) for name in args.functions]
+    elif getattr(args, "function", None) is not None:
+        args.function = _as_typed(args.function)
     named = args.functions if args.command == "clear" else [getattr(args, "function", None)]
     for name in named:
         if name is not None and not _is_text(name):  # an undecodable byte in argv
@@ -918,6 +922,18 @@ def _said(again: str, words: str) -> str:
     """A command in a sentence: quoted, in double quotes if it holds a quoted ``--dir``."""
     command = f"{again} {words}"
     return f'"{command}"' if "'" in command else f"'{command}'"
+
+
+def _as_typed(name: str) -> str:
+    """A function's name as typed in a shell: its UTF-8 bytes, where argv was decoded by a
+    locale without UTF-8 (``LC_ALL=C`` with ``PYTHONUTF8=0``, which made ``données`` a
+    name with two undecodable bytes); as Python decoded it otherwise."""
+    if _is_text(name):
+        return name
+    try:
+        return os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:  # bytes that are no text at all: said by the caller
+        return name
 
 
 def _is_text(name: str) -> bool:
