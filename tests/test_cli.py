@@ -1283,3 +1283,16 @@ def test_a_function_name_typed_in_an_ascii_locale_is_read_as_utf8(tmp_path: Path
     cleared = memojar_command("--dir", str(tmp_path), "clear", "données.charger", env=env)
     assert cleared.returncode == 0, cleared.stderr
     assert count(tmp_path) == 0
+
+
+def test_ctrl_c_at_the_question_says_nothing_was_removed(cache_dir: Path):
+    # Before: "memojar: interrupted" alone, after a question about removing every entry.
+    fill(cache_dir)
+
+    def ctrl_c(question: str) -> bool:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        _cli.execute(["--dir", str(cache_dir), "clear"], confirm=ctrl_c)
+    assert str(interrupted.value) == "nothing removed"  # main: "interrupted: nothing removed"
+    assert count(cache_dir) == 5

@@ -703,7 +703,11 @@ def cmd_clear(
                        "removed)"],
             )
         question = f"remove {what} from {cache.directory}?"
-        if asked and confirm is not None and not confirm(question):
+        try:
+            confirmed = not asked or confirm is None or confirm(question)
+        except KeyboardInterrupt:  # Ctrl-C as the answer: said as a "no" is
+            raise Interrupted(0, exact=True) from None
+        if not confirmed:
             raise CliError("not confirmed: nothing removed")
     try:
         removed, freed = _remove(
