@@ -86,6 +86,12 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.fixture(autouse=True)
+def a_terminal_that_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress tests draw on a terminal, also where the tests run under TERM=dumb."""
+    monkeypatch.delenv("TERM", raising=False)
+
+
 def parse_utc(text: str) -> dt.datetime:
     when = dt.datetime.fromisoformat(text)
     assert when.utcoffset() == dt.timedelta(0)
@@ -993,6 +999,20 @@ def test_no_progress_when_not_a_terminal(
     monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
     code, _, err = cli(capsys, "--dir", str(cache_dir), "clear", "mod.f")
     assert code == 0 and err == ""
+
+
+def test_no_progress_on_a_dumb_terminal(cache_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    # TERM=dumb (Emacs' M-x shell, some CI logs) draws no escape sequences: before, each
+    # update wrote "\r\033[K", shown there as "^[[K" garbage before the report.
+    plant(cache_dir, "mod.f", 30)
+    monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_cli, "_PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(_cli, "_REMOVE_BATCH", 10)
+    monkeypatch.setenv("TERM", "dumb")
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert _cli.main(["--dir", str(cache_dir), "clear", "mod.f"]) == 0
+    assert terminal.getvalue() == ""
 
 
 # --- install lines, help and docstrings ---------------------------------------------------------

@@ -373,7 +373,10 @@ class Progress:
     """A one-line counter on a terminal for long operations; silent anywhere else."""
 
     def __init__(self, stream: IO[str] | None, what: str) -> None:
-        self.stream = stream if stream is not None and _isatty(stream) else None
+        # A dumb terminal (Emacs' shell) would show the line's escape sequences as text.
+        drawn = (stream is not None and _isatty(stream)
+                 and os.environ.get("TERM") != "dumb")
+        self.stream = stream if drawn else None
         self.what = what
         self.start = time.monotonic()
         self.last = 0.0
