@@ -399,7 +399,7 @@ def test_a_fractional_duration_cuts_off_where_typed(cache_dir: Path):
     assert count(cache_dir) == 3
 
 
-@pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", "", "6M", "1.5 M"])
+@pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", "", "6M", "1.5 M", "\u0663d"])
 def test_bad_duration_is_a_usage_error(
     bad: str, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ):

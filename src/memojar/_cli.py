@@ -48,7 +48,7 @@ from ._store import StoredEntry, header_of
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhdw])")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhdw])")  # ASCII digits
 _REMOVE_BATCH = 500  # entries removed between progress updates
 _PROGRESS_DELAY = 1.0  # seconds before a progress line appears: quick commands show none
 _PROGRESS_EVERY = 0.1  # seconds between progress updates
