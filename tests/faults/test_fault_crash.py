@@ -23,12 +23,20 @@ from memojar import Cache
 
 cache = Cache(os.environ["CACHE"])
 
-if os.environ.get("ANNOUNCE_WRITES"):  # say "writing" as each write starts, to aim the kill
+if os.environ.get("ANNOUNCE_WRITES"):  # say "writing" in each write, to aim the kill
+    import time
     _writev = os.writev
 
     def _announce(fd, buffers):
+        # Half the first buffer, a short write (as writev may make), then the line and a
+        # pause: the kill aimed just after the line lands with the entry half written.
+        # Before, the line came first and the whole write after it: on XFS it was often
+        # done before the kill, and no trial killed a writer mid-write.
+        first = memoryview(buffers[0]).cast("B")
+        written = _writev(fd, [first[:max(1, first.nbytes // 2)]])
         print("writing", flush=True)
-        return _writev(fd, buffers)
+        time.sleep(0.05)
+        return written
 
     os.writev = _announce
 

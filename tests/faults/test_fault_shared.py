@@ -39,15 +39,15 @@ def _open_to_all(folder: Path) -> None:
 
 
 def _socket_at(path: Path) -> socket.socket:
-    """A listening Unix socket at ``path`` (bound at a short name, then moved there: a
-    test's folder is longer than a socket's address may be)."""
-    import tempfile
-
-    short = tempfile.mkdtemp(dir="/tmp")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(os.path.join(short, "s"))
-    os.rename(os.path.join(short, "s"), path)
-    os.rmdir(short)
+    """A listening Unix socket at ``path``, bound through its folder's descriptor: a test's
+    folder is longer than a socket's address may be. (Before, it was bound in /tmp and
+    renamed there, which fails where the test's folder is on another file system.)"""
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(f"/proc/self/fd/{folder}/{path.name}")
+    finally:
+        os.close(folder)
     return server
 
 
