@@ -2047,9 +2047,19 @@ class FileStore(Store):
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            # A full disk has no room for the new total, and the old one is wrong now:
-            # removed (which needs no room), so the next use counts the files again. Before,
-            # ``prune`` on a full disk raised here, before evicting what would make room.
+            # A full disk has no room for a new file: the total is written over the old one
+            # in place (under the ledger's lock, which every reader holds; its block is the
+            # file's already). Before, it was removed at once, and every later write with
+            # max_size counted the cache again while the disk stayed full (1.2 s a miss at
+            # 65,000 entries on a full btrfs, each miss's own write failing). Only if that
+            # fails too is the old total, wrong now, removed (which needs no room), so the
+            # next use counts the files again. Before that, ``prune`` on a full disk raised
+            # here, before evicting what would make room.
+            try:
+                if _rewrite_in_place(path, str(total).encode()):
+                    return
+            except OSError:  # no room even for that
+                pass
             _unlink(path)
 
     def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
