@@ -257,6 +257,19 @@ print(cache.prune(), len(list(cache.entries())))
 """
 
 
+def _cache_filling_the_disk(mount: Path, entries: int) -> Path:
+    """A cache of ``entries`` entries of 20 KB (``max_size`` 600 KB) on ``mount``, then the
+    rest of the file system filled with a file of the user's."""
+    root = mount / "cache"
+    fill = FULL_DISK_JOB.replace("for i in (1, 2):", f"for i in range({entries}):")
+    proc = subprocess.run([sys.executable, "-c", fill], capture_output=True, text=True,
+                          env=subprocess_env(CACHE=str(root), MAX="600000"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(entry_files(root)) == entries
+    _fill(mount, 0)
+    return root
+
+
 MISSES_ON_A_FULL_DISK = """
 import os, warnings
 from memojar import Cache, _filestore
@@ -284,13 +297,8 @@ def test_misses_with_max_size_on_a_full_disk_count_the_cache_once(small_tmpfs: P
     the room back: the new total is written over the old in place. Before, the total (which
     a new file has no room for) was removed, and every later miss counted the whole cache
     again (1.2 s a miss at 65,000 entries on a full btrfs)."""
-    root = small_tmpfs / "cache"
+    root = _cache_filling_the_disk(small_tmpfs, 5)
     env = subprocess_env(CACHE=str(root), MAX="600000")
-    fill = FULL_DISK_JOB.replace("for i in (1, 2):", "for i in range(5):")
-    proc = subprocess.run([sys.executable, "-c", fill], env=env, capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    _fill(small_tmpfs, 0)
     proc = subprocess.run([sys.executable, "-c", MISSES_ON_A_FULL_DISK], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -304,14 +312,7 @@ def test_prune_on_a_full_disk_evicts_down_to_max_size(small_tmpfs: Path) -> None
     ``max_size`` to make room: the ledger's new total has no room to be written. Before,
     ``prune`` raised ``OSError: No space left on device`` there, before evicting anything;
     now the stale total is removed (the next use counts again) and entries are evicted."""
-    root = small_tmpfs / "cache"
-    env = subprocess_env(CACHE=str(root), MAX="600000")
-    fill = FULL_DISK_JOB.replace("for i in (1, 2):", "for i in range(20):")
-    proc = subprocess.run([sys.executable, "-c", fill], env=env, capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert len(entry_files(root)) == 20
-    _fill(small_tmpfs, 0)
+    root = _cache_filling_the_disk(small_tmpfs, 20)
     proc = subprocess.run([sys.executable, "-c", PRUNE_FULL], capture_output=True, text=True,
                           env=subprocess_env(CACHE=str(root), MAX="100000"), timeout=60)
     assert proc.returncode == 0, proc.stderr
