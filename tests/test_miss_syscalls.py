@@ -181,7 +181,7 @@ def test_a_store_used_alone_keeps_few_uncounted_changes(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "c")
     for i in range(_DELTAS_KEPT + 500):
         store.write("fn", f"{i:032x}", [b"x" * 10])
-        assert len(store._deltas) <= _DELTAS_KEPT
+        assert len(store._tallied.deltas) <= _DELTAS_KEPT
     store.recount("fn", 0, 0)  # the listing's count: none before these (merged after it)
     for i in range(_DELTAS_KEPT + 500, _DELTAS_KEPT + 700):
         store.write("fn", f"{i:032x}", [b"x" * 10])

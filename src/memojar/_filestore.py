@@ -2537,6 +2537,7 @@ def _tally_of(root: str) -> _Tally:
     lock: a signal handler making a ``Cache`` runs inside this in its thread (a lock would
     hang it); two threads making the first stores of a folder at once may each make one,
     and the earlier one's store then counts alone, as every store did before."""
+    root = os.fspath(root)  # a Path (a test's store) names the same folder as its text
     ref = _TALLIES.get(root)
     tally = None if ref is None else ref()
     if tally is None:
