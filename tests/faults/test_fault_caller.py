@@ -188,6 +188,16 @@ def test_the_coroutines_oserrors_reach_the_caller(tmp_path: Path, exc: OSError) 
 _fail_load: list[BaseException] = []
 
 
+@contextmanager
+def _loads_failing(exc: BaseException) -> Iterator[None]:
+    """Within it, every ``Fragile`` loaded raises ``exc``."""
+    _fail_load.append(exc)
+    try:
+        yield
+    finally:
+        _fail_load.clear()
+
+
 def _rebuild_or_fail(value: int) -> Fragile:
     if _fail_load:
         raise _fail_load[0]
@@ -221,12 +231,8 @@ def test_a_load_that_fails_for_this_process_recomputes_but_keeps_the_entry(
 
     assert make(1).value == 1
     entry = entry_files(cache.directory)
-    _fail_load.append(exc)
-    try:
-        with pytest.raises(RuntimeError, match="recomputation fails"):
-            make(1)
-    finally:
-        _fail_load.clear()
+    with _loads_failing(exc), pytest.raises(RuntimeError, match="recomputation fails"):
+        make(1)
     assert calls == [1, 1]  # recomputed
     assert entry_files(cache.directory) == entry  # and the entry is still there for others
     assert make(1).value == 1  # once the process can load it again, it hits
@@ -245,12 +251,9 @@ def test_a_load_that_fails_for_its_content_still_discards_the_entry(tmp_path: Pa
         return Fragile(x)
 
     make(1)
-    _fail_load.append(ValueError("bad state"))
-    try:
-        with pytest.raises(RuntimeError, match="recomputation fails"):
-            make(1)
-    finally:
-        _fail_load.clear()
+    with _loads_failing(ValueError("bad state")), pytest.raises(RuntimeError,
+                                                                match="recomputation fails"):
+        make(1)
     assert entry_files(cache.directory) == []  # an entry that cannot load is gone
 
 
@@ -282,13 +285,12 @@ def test_an_entry_that_fails_to_load_is_let_go_before_the_recomputation(
     make(1)
     [entry] = entry_files(cache.directory)
     held.append("recomputing")
-    _fail_load.append(exc)
     gc.disable()  # the collector would break the cycle at a moment of its own
     try:
-        assert len(make(1).value) == 2 << 20
+        with _loads_failing(exc):
+            assert len(make(1).value) == 2 << 20
     finally:
         gc.enable()
-        _fail_load.clear()
     assert held == ["recomputing", False]
 
 
@@ -303,15 +305,12 @@ def test_a_failed_load_leaves_the_exception_its_caller_handles_whole(tmp_path: P
         return Fragile(x)
 
     make(1)
-    _fail_load.append(ImportError("no module named 'extra'"))
-    try:
+    with _loads_failing(ImportError("no module named 'extra'")):
         try:
             raise KeyError("the caller's own")
         except KeyError as caught:
             assert make(1).value == 1  # the entry did not load: recomputed
             assert caught.__traceback__ is not None
-    finally:
-        _fail_load.clear()
 
 
 MODULE = """
