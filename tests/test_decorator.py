@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import memojar._decorator
+import memojar._identity
 from conftest import traced_peak
 from memojar import Cache, CacheInfo, MemojarWarning, cached
 
@@ -1237,6 +1238,41 @@ def test_threads_with_different_arguments_do_not_wait_for_each_other(cache_dir: 
     assert broken == []
     assert slow.cache_info().entries == 8
 
+
+
+def test_threads_making_the_first_calls_at_once_make_one_identity_and_store_each_value(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Python 3.12 took the lock out of functools.cached_property: threads making the first
+    # calls at once each made the function's identity (equal objects, not the same one), and
+    # where records are kept (IPython) a call whose identity another thread replaced while
+    # it ran was taken for one that crossed a change of what it depends on: its value was
+    # not stored, and the thread's next call computed it again (CI, Python 3.13).
+    monkeypatch.setattr(memojar._identity, "RECORD", True)
+    walk, walks = memojar._identity._walk_dependencies, []
+    together = threading.Barrier(5, timeout=0.5)  # all five walking at once, if they can
+
+    def walking(target: Any) -> Any:
+        walks.append(target)
+        try:
+            together.wait()
+        except threading.BrokenBarrierError:  # one walks at a time: nobody else comes
+            pass
+        return walk(target)
+
+    monkeypatch.setattr(memojar._identity, "_walk_dependencies", walking)
+
+    @Cache(cache_dir).cached
+    def triple(x: int) -> int:
+        return 3 * x
+
+    threads = [threading.Thread(target=lambda k=k: [triple(k) for _ in range(11)])
+               for k in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(walks) == 1
+    assert triple.cache_info()[:3] == (50, 5, 5)
 
 # --- numpy results ---------------------------------------------------------------------
 

@@ -246,6 +246,29 @@ def _read_sweep_note(note: bytes | None) -> dict[str, str]:
     return swept
 
 
+class _MadeOnce:
+    """``functools.cached_property`` as Python 3.11 had it: made once, under a lock, then
+    read from the instance's dict (a non-data descriptor: no later lookup comes here).
+    From 3.12 it has no lock, so threads making a memo's first calls at once each made an
+    identity: equal, but not the same object, and a call whose own was replaced meanwhile
+    was judged to have crossed a change of what it depends on (``_crossed`` compares by
+    ``is``): its value was not stored, and the next call computed it again. One lock for
+    every memo (a memo's identity is made once a process): given anew in a forked child."""
+
+    lock = threading.RLock()  # reentrant: a walk may make another memo's identity
+
+    def __init__(self, make: Callable[[Any], bytes]) -> None:
+        self.make, self.name = make, make.__name__
+        self.__doc__ = make.__doc__
+
+    def __get__(self, memo: Any, owner: type | None = None) -> bytes:
+        with self.lock:
+            made = memo.__dict__.get(self.name)
+            if made is None:
+                made = memo.__dict__[self.name] = self.make(memo)
+            return cast("bytes", made)
+
+
 class _Memo:
     """A function's entries in a store: its name, identity, key function and counters.
 
@@ -431,7 +454,7 @@ class _Memo:
         for item in self.depends_on[1]:
             forget_dependencies(item)
         self.binder = self._make_binder()
-        self.__dict__.pop("ident", None)  # made again at its next use (``cached_property``)
+        self.__dict__.pop("ident", None)  # made again at its next use (``_MadeOnce``)
         self.__dict__.pop("reader", None)  # the class's method: makes one for the new ident
         self.swept = False
         if self.generation is not None:
@@ -556,11 +579,11 @@ class _Memo:
         if self.register is not None:
             self.register(self)
 
-    @functools.cached_property
+    @_MadeOnce
     def ident(self) -> bytes:
         """The header's identity, made at its first use (the first call): the function's code
         and what it depends on, so globals defined after the decorated function count. Kept
-        in the instance's dict then (``cached_property``), so no later call comes here, and
+        in the instance's dict then (``_MadeOnce``), so no later call comes here, and
         no other attribute lookup pays for it (a ``__getattr__`` would slow them all)."""
         sent = self.__dict__.pop("sent", None)
         if sent is not None:
@@ -2030,6 +2053,7 @@ def _forked() -> None:
     none of those threads runs here."""
     for memo in list(_MEMOS):
         memo.revalidating, memo.revalidating_lock = set(), threading.RLock()
+    _MadeOnce.lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -163,7 +163,8 @@ def _held_by_a_thread(lock: Any) -> Callable[[], None]:
 
 @pytest.mark.parametrize("moment", ["making a cache", "filling the memory tier",
                                     "marking a background recomputation",
-                                    "opening a disabled() block", "noting a file's digest"])
+                                    "opening a disabled() block", "noting a file's digest",
+                                    "making a function's identity"])
 def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
         tmp_path: Path, moment: str) -> None:
     """Old: a module's (or a function's) ``threading.Lock``, held by another thread of the
@@ -171,9 +172,11 @@ def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
     took it hung: ``cached(cache_dir=...)`` while another thread made a cache (held across
     the making of its folder: a fork from a thread pool hit it one time in six), a miss with
     ``memory=`` while another thread filled the tier, a stale hit while another marked a
-    background recomputation, ``memojar.disabled()``, a ``files=`` call."""
+    background recomputation, ``memojar.disabled()``, a ``files=`` call, the first call of
+    a function while another thread made the identity of one (a lock since Python 3.12's
+    ``cached_property`` has none)."""
     import memojar
-    from memojar import _cache, _control, _depends
+    from memojar import _cache, _control, _decorator, _depends
 
     cache = memojar.Cache(tmp_path / "c")
     data = tmp_path / "data.txt"
@@ -193,7 +196,8 @@ def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
             "filling the memory tier": memo.revalidating_lock,
             "marking a background recomputation": memo.revalidating_lock,
             "opening a disabled() block": _control.SWITCH._lock,
-            "noting a file's digest": _depends._hashes_lock}[moment]
+            "noting a file's digest": _depends._hashes_lock,
+            "making a function's identity": _decorator._MadeOnce.lock}[moment]
     if moment == "marking a background recomputation":
         memo.revalidating.add(f.cache_key(0))  # the parent's thread recomputes it now
 
@@ -204,6 +208,9 @@ def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
         elif moment == "opening a disabled() block":
             with memojar.disabled():
                 assert f(5) == 6
+        elif moment == "making a function's identity":
+            g = cache.cached(lambda x: x * 3)
+            assert g(2) == 6
         elif moment == "marking a background recomputation":
             time.sleep(0.05)  # f(0) is stale now
             assert f(0) == 1  # the stale value, recomputed in the background here
