@@ -1228,14 +1228,16 @@ def test_a_cache_path_that_is_not_utf8_is_written_as_its_bytes(tmp_path: Path):
 
 # --- interrupted -----------------------------------------------------------------------------
 
-def interrupt_the_second_removal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C as the second batch of entries is being removed."""
+def interrupt_the_second_removal(monkeypatch: pytest.MonkeyPatch, term: bool = False) -> None:
+    """Ctrl-C (or a SIGTERM: ``term``) as the second batch of entries is being removed."""
     remove = FileStore.remove
     batches = []
 
     def interrupted(self: FileStore, entries: list[object]) -> int:
         batches.append(len(entries))
         if len(batches) == 2:
+            if term:
+                os.kill(os.getpid(), signal.SIGTERM)
             raise KeyboardInterrupt
         return remove(self, entries)  # type: ignore[arg-type]
 
@@ -1267,6 +1269,23 @@ def test_an_interrupted_prune_says_how_many_entries_it_removed(
     assert count(cache_dir) == 1_500
     assert "interrupted: removed at least 1,000 entries" in err
 
+
+
+@pytest.mark.parametrize(("argv", "removed"), [(["clear", "--yes"], 500), (["prune"], 1_000)],
+                         ids=["clear", "prune"])
+def test_a_clear_or_prune_ended_by_sigterm_says_how_many_entries_it_removed(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str], removed: int,
+):
+    # `timeout 60 memojar clear --yes`, a CI job cancelled: before, the process died at
+    # once, status 143, and nothing said of the entries already gone.
+    plant(cache_dir, SQUARE, 2_500, expires=time.time() - 60)
+    interrupt_the_second_removal(monkeypatch, term=True)
+    code, out, err = cli(capsys, "--dir", str(cache_dir), *argv)
+    assert code == 128 + signal.SIGTERM and out == ""
+    assert count(cache_dir) == 2_500 - removed
+    assert one_line(err).startswith(f"memojar: terminated: removed at least {removed:,} entries")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 # --- an output that cannot be written ---------------------------------------------------------
 

@@ -21,8 +21,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import stat
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -995,8 +997,10 @@ def main(argv: list[str] | None = None) -> int:
     """The ``memojar`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     confirm = _ask_on_terminal if _isatty(sys.stdin) else None
+    terminated: list[int] = []
     try:
-        with warnings.catch_warnings(), _writing_what_it_cannot_encode(sys.stdout):
+        with (warnings.catch_warnings(), _writing_what_it_cannot_encode(sys.stdout),
+              _terminated_as_interrupted(terminated)):
             warnings.showwarning = _one_line_warning
             # memojar's warnings are lines of the report (what a listing could not read),
             # whatever the interpreter's filters (``-W error``): never a traceback.
@@ -1016,6 +1020,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except KeyboardInterrupt as exc:
         said = f": {exc}" if isinstance(exc, Interrupted) else ""
+        if terminated:  # by SIGTERM: said so, with the status a shell gives a TERM's end
+            print(f"memojar: terminated{said}", file=sys.stderr)
+            return 128 + terminated[0]
         print(f"\nmemojar: interrupted{said}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `memojar ls | head`: the reader left, which is fine
@@ -1052,6 +1059,29 @@ def _unencodable(exc: UnicodeError) -> tuple[str | bytes, int]:
 
 
 codecs.register_error("memojar.report", _unencodable)
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupted(terminated: list[int]) -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, a container or a CI job stopped) ends a command as
+    Ctrl-C does, saying what it had removed; ``terminated`` gets the signal's number. Before,
+    the process died silently with status 143 in the middle of a clear or prune, and nobody
+    could tell how many entries had gone. Only where TERM would have ended the process at
+    once (its default action, in the main thread): a handler of the caller's stays."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
