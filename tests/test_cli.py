@@ -9,11 +9,13 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -1286,6 +1288,37 @@ def test_a_clear_or_prune_ended_by_sigterm_says_how_many_entries_it_removed(
     assert count(cache_dir) == 2_500 - removed
     assert one_line(err).startswith(f"memojar: terminated: removed at least {removed:,} entries")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """``chattr +i path`` for the block (root, on a file system that has the mark)."""
+    chattr = shutil.which("chattr")
+    if chattr is None or os.geteuid() != 0:
+        pytest.skip("marks a file immutable: needs chattr, as root")
+    made = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"this file system has no immutable mark: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_a_clear_that_met_an_immutable_entry_says_to_remove_the_mark(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str],
+):
+    # Before: "in folders root may not write (read-only: give them back their permissions,
+    # chmod u+w, to remove them)", of a folder whose mode let its owner write all along.
+    plant(cache_dir, SQUARE, 3)
+    entry = next(cache_dir.rglob("*.pkl"))
+    with immutable(entry):
+        code, out, err = cli(capsys, "--dir", str(cache_dir), "clear", "--yes")
+        assert code == 1 and out == ""
+        line = one_line(err)
+        assert "removed 2 entries; 1 entry was left, marked immutable or append-only" in line
+        assert "chattr -i" in line and "chmod" not in line
+        assert count(cache_dir) == 1
 
 # --- an output that cannot be written ---------------------------------------------------------
 

@@ -111,13 +111,20 @@ class PartlyRemoved(PermissionError):
     after removing the others: ``removed`` is how many it removed, ``left`` the entries left
     (path, and whose), ``filename`` the first of them."""
 
-    def __init__(self, removed: int, left: list[tuple[str, str]], user: str) -> None:
+    def __init__(self, removed: int, left: list[tuple[str, str]], user: str,
+                 marked: bool = False) -> None:
         # ``left``: (path, owner's name), the owner "" for the user's own (its folders made
-        # read-only by hand, or another user's folder it may not write)
+        # read-only by hand, or another user's folder it may not write); ``marked``: the
+        # user's own were refused in folders whose mode lets them write (``chattr +i``/``+a``
+        # on the entries or their folders)
         names = sorted({owner for _, owner in left if owner})
         gone = "1 entry" if removed == 1 else f"{removed:,} entries"
         kept = "1 entry was" if len(left) == 1 else f"{len(left):,} entries were"
-        if not names:
+        if not names and marked:  # before: "chmod u+w", which changes nothing for these
+            why = ("marked immutable or append-only (chattr +i or +a, on them or their "
+                   "folders: lsattr shows it); remove the mark as root, chattr -i -a, to "
+                   "remove them")
+        elif not names:
             why = (f"in folders {user} may not write (read-only: give them back their "
                    "permissions, chmod u+w, to remove them)")
         else:
@@ -127,10 +134,10 @@ class PartlyRemoved(PermissionError):
                    f"hand): remove them as {' or '.join(names)}")
         super().__init__(errno.EACCES, f"permission denied: removed {gone}; {kept} left, "
                          f"{why}", left[0][0])
-        self.removed, self.left, self.user = removed, left, user
+        self.removed, self.left, self.user, self.marked = removed, left, user, marked
 
-    def __reduce__(self) -> tuple[Any, tuple[int, list[tuple[str, str]], str]]:
-        return type(self), (self.removed, self.left, self.user)
+    def __reduce__(self) -> tuple[Any, tuple[int, list[tuple[str, str]], str, bool]]:
+        return type(self), (self.removed, self.left, self.user, self.marked)
 
 
 class MemojarWarning(UserWarning):

@@ -2128,7 +2128,19 @@ def _partly_removed(removed: int, refused: list[tuple[str, int]]) -> PartlyRemov
     """The error of a removal that met entries this user may not remove."""
     me = _euid()
     return PartlyRemoved(removed, [(path, "" if uid == me else user_name(uid))
-                                   for path, uid in refused], user_name(me))
+                                   for path, uid in refused], user_name(me),
+                         marked=all(_writable_by_mode(os.path.dirname(path), me)
+                                    for path, uid in refused if uid == me))
+
+
+def _writable_by_mode(folder: str, me: int) -> bool:
+    """Whether ``folder``'s mode lets ``me`` remove what is in it (root: always): an entry
+    refused there was refused for a mark (``chattr +i``/``+a``), not for the mode."""
+    try:
+        st = os.stat(folder, follow_symlinks=False)
+    except OSError:
+        return False
+    return me == 0 or (st.st_uid == me and st.st_mode & 0o300 == 0o300)
 
 
 def _held_message(root: str, max_size: int, held: int, size: int) -> str:
