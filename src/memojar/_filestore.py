@@ -1520,14 +1520,16 @@ class FileStore(Store):
         unpickled), and every user's processes read and replace them: before, each user's
         were 0600, so another user's merge could not read them and replaced them with its
         own alone (every user's hits, misses and time saved wiped the others'), and each
-        use of the ledger by another user counted every file again."""
+        use of the ledger by another user counted every file again. In a cache opened to
+        be read only (``chmod -R go=rX``) they get the root's read bits: before, the
+        owner's next merge made them 0600 again, and the readers' ``memojar info`` said
+        "hits 0 (misses 0, all processes)" of a cache with thousands."""
         try:
             st = os.stat(self.root)
         except OSError:
             return 0o600
-        if not st.st_mode & _OPENED_TO_OTHERS:
-            return 0o600
-        return 0o600 | (st.st_mode & 0o066)
+        opened = 0o066 if st.st_mode & _OPENED_TO_OTHERS else 0o044
+        return 0o600 | (st.st_mode & opened)
 
     def _restore(self, tally: dict[str, list[int]]) -> None:
         for fdir, (entries, size) in tally.items():

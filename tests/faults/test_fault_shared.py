@@ -342,6 +342,37 @@ def test_users_of_a_cache_shared_by_hand_keep_each_others_statistics(
     assert (cache_dir / ".size").stat().st_mode & 0o777 == 0o666
 
 
+def test_readers_of_a_cache_opened_read_only_see_its_statistics(shared_folder: Path) -> None:
+    """A cache its owner opened to be read (``chmod -R go=rX``): the owner's later merges
+    keep the statistics readable to the readers, whose ``memojar info`` counts the hits.
+    Before, each merge made the file 0600 again: "hits 0 (misses 0, all processes)"."""
+    import memojar
+    from memojar._cli import main
+
+    cache_dir = shared_folder / "c"
+
+    def run() -> str:
+        cache = memojar.Cache(cache_dir)
+        f = cache.cached(_square)
+        for _ in range(3):
+            f(4)
+        cache.flush_stats()
+        return "ok"
+
+    assert as_another_user(run, NOBODY) == "ok"
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    assert as_another_user(run, NOBODY) == "ok"  # a merge: the file replaced
+
+    def info() -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["--dir", str(cache_dir), "info"]) == 0
+        return out.getvalue()
+
+    assert "hits          5 (misses 1, all processes)" in as_another_user(info, OTHER)
+    assert (cache_dir / ".stats").stat().st_mode & 0o777 == 0o644
+
 def test_a_private_caches_statistics_and_ledger_stay_private(tmp_path: Path) -> None:
     import memojar
 
