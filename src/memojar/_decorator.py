@@ -413,8 +413,7 @@ class _Memo:
         self.scope = f"{self.place}{SIBLING}{sibling_of(self.func)}"
         self.seed = _entry.key_seed(self.scope)
         self.known.clear()
-        self.__dict__.pop("ident", None)  # made for the scope it had, if asked already
-        self.__dict__.pop("reader", None)
+        self._unmake()  # made for the scope it had, if asked already
         self.binder = binder = self._make_binder()
         return binder
 
@@ -454,8 +453,7 @@ class _Memo:
         for item in self.depends_on[1]:
             forget_dependencies(item)
         self.binder = self._make_binder()
-        self.__dict__.pop("ident", None)  # made again at its next use (``_MadeOnce``)
-        self.__dict__.pop("reader", None)  # the class's method: makes one for the new ident
+        self._unmake()
         self.swept = False
         if self.generation is not None:
             with self.revalidating_lock:
@@ -473,6 +471,16 @@ class _Memo:
         if _notebook.cells_started != cells:
             self.code = _notebook.CELL_RAN
         logger.debug("renew %s: %s", self.name, why)
+
+    def _unmake(self) -> None:
+        """The identity and the reader made for it are made again at their next use, by
+        ``_MadeOnce`` and the class's ``reader``. Under their lock: another thread making
+        either meanwhile finishes first (it was keeping what it made from the code of
+        before, after this: the next call's ``key_of`` found the code it was renewed for,
+        and every call then hit the entries of the old code: its values)."""
+        with _MadeOnce.lock:
+            self.__dict__.pop("ident", None)
+            self.__dict__.pop("reader", None)
 
     def _forget_changed_classes(self) -> None:
         """A cell started: results held in memory that hold a class of the user's code a
@@ -791,10 +799,18 @@ class _Memo:
         """The entry's value and compute time (``_entry.make_reader``), or ``Miss``.
 
         The first call makes the reader for this function's ident and keeps it in the
-        instance, where every later call finds it before this method."""
-        self.reader = _entry.make_reader(  # type: ignore[method-assign,assignment]
-            self.ident, self.ttl, self.secret, _depends.changed_result_class, _clock)
-        return self.reader(data, key)
+        instance, where every later call finds it before this method; unless a ``renew``
+        of another thread's call (for code reassigned) took the identity away meanwhile:
+        this call's read is made for the identity it began with, and the next call makes
+        the reader for the new one. Before, the reader of the old code was kept, and every
+        call after the renew returned what the old code had stored."""
+        ident = self.ident
+        reader = _entry.make_reader(ident, self.ttl, self.secret,
+                                    _depends.changed_result_class, _clock)
+        with _MadeOnce.lock:  # as ``_unmake``: none taken away between the look and the set
+            if self.__dict__.get("ident") is ident:
+                self.reader = reader  # type: ignore[method-assign,assignment]
+        return reader(data, key)
 
     def _stale(self, key: str, data: Any, call: _Args) -> Any:
         """The value of an entry expired less than ``swr`` seconds ago, or MISSING; a
