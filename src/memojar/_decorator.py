@@ -159,8 +159,17 @@ _SECRET_WARNED: set[str] = set()  # store locations warned of entries of another
 # Weak references in a plain set: adding and copying it are each one C call, safe against
 # other threads without a lock (which a fork could leave held); a dead one removes itself.
 _LAMBDAS: set[weakref.ref[_Memo]] = set()
-# Every live memo, for a forked child to give each a lock of its own (``_forked``).
-_MEMOS: weakref.WeakSet[_Memo] = weakref.WeakSet()
+# Every live memo, for a forked child to give each a lock of its own (``_forked``) and for
+# the statistics thread to map stamps again (``restamp_all``): weak references in a plain
+# set, as ``_LAMBDAS``. Before, a ``WeakSet``, whose iteration (a generator: other threads
+# run between its items) raised "Set changed size during iteration" when another thread
+# decorated a function meanwhile, and the statistics thread died of it.
+_MEMOS: set[weakref.ref[_Memo]] = set()
+
+
+def _live_memos() -> list[_Memo]:
+    """The memos alive now: the set copied in one C call, then each reference followed."""
+    return [memo for memo in map(weakref.ref.__call__, list(_MEMOS)) if memo is not None]
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 _HOLDER = _waits._holder  # key locks held in this process, by owner (see ``_waits``)
 _MODULES, _thread = sys.modules, threading.get_ident  # ``_waits.owner``'s, for ``compute``
@@ -350,7 +359,7 @@ class _Memo:
         # Reentrant: a signal handler, or a finalizer (an evicted result's ``__del__``, run
         # by the cycle collector), may call the function while this thread holds it.
         self.revalidating_lock = threading.RLock()
-        _MEMOS.add(self)
+        _MEMOS.add(weakref.ref(self, _MEMOS.discard))
         self.memory = memory  # results kept in this process, most recent last
         self.simple: set[type] | None = None  # the types it holds calls by (``renew``)
         # value, expiry, compute time, held since, and the result classes its entry names
@@ -574,7 +583,7 @@ class _Memo:
         if self.reopen is not None:
             self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.RLock()
-        _MEMOS.add(self)
+        _MEMOS.add(weakref.ref(self, _MEMOS.discard))
         self.recent, self.generation, self.known, self.unstored = OrderedDict(), None, {}, {}
         self.made = _as_it_is(self.watched)
         self.code, self.defaults, self.kwdefaults = self.made
@@ -2067,7 +2076,7 @@ def _forked() -> None:
     child lacks, so the child's first fill or stale hit waited on it for ever. Each gets a
     new lock, and the keys the parent's threads were recomputing are no longer marked:
     none of those threads runs here."""
-    for memo in list(_MEMOS):
+    for memo in _live_memos():
         memo.revalidating, memo.revalidating_lock = set(), threading.RLock()
     _MadeOnce.lock = threading.RLock()
 
@@ -2080,7 +2089,7 @@ def restamp_all() -> None:
     """Every few seconds, from the statistics thread: each memory tier maps its stamp
     again if the file was removed (``_Memo.restamp``), so a clear from another process
     after an ``rm -rf`` of the cache is seen within that time, at no cost to a call."""
-    for memo in list(_MEMOS):
+    for memo in _live_memos():
         try:
             memo.restamp()
         except Exception as exc:  # noqa: BLE001 - never fails the statistics thread
