@@ -107,3 +107,84 @@ def test_the_memory_tier_holds_no_value_read_for_the_code_of_before(tmp_path):
     memo.get_expiring = read_then_reassigned
     assert f(1) == ("A", 1)  # started under the old code: its value
     assert f(1) == ("B", 1)
+
+
+def _c_but_2(x):
+    if x == 2:
+        raise ValueError("no value for 2")  # stores nothing: nothing is swept
+    return ("C", x)
+
+
+def _renewed_by_another_thread(f):
+    """Another thread's call, after the code was reassigned: it renews the memo (its own
+    call raises, so nothing is stored and no entry of the old code is swept)."""
+    f.__wrapped__.__code__ = _c_but_2.__code__
+
+    def call():
+        with pytest.raises(ValueError, match="no value for 2"):
+            f(2)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread
+
+
+def test_a_reader_made_while_another_thread_renews_is_not_kept(tmp_path, monkeypatch):
+    """The reader (made at a memo's first hit, for its identity) made for the old code while
+    another thread's call renewed the memo for the new code: it was kept, and every later
+    call of the new code returned the old code's stored values."""
+    _go.set()
+    memojar.cached(cache_dir=tmp_path)(_copy(_b))(1)  # the old code's entry
+    f = memojar.cached(cache_dir=tmp_path)(_copy(_b))
+    make_reader = memojar._entry.make_reader
+
+    def made_meanwhile(*args):
+        monkeypatch.setattr(memojar._entry, "make_reader", make_reader)
+        thread = _renewed_by_another_thread(f)
+        thread.join(10)
+        assert not thread.is_alive()
+        return make_reader(*args)
+
+    monkeypatch.setattr(memojar._entry, "make_reader", made_meanwhile)
+    assert f(1) == ("B", 1)  # began under the old code: its value
+    assert [f(1), f(1)] == [("C", 1), ("C", 1)]
+    assert f.cache_info()[:2] == (2, 2)  # f(1) read, f(2) raised, f(1) stored, then read
+
+
+class _NotingLock:
+    """An RLock that notes when a thread but the main one comes to take it."""
+
+    def __init__(self):
+        self.lock, self.tried = threading.RLock(), threading.Event()
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            self.tried.set()
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+
+def test_an_identity_made_while_another_thread_renews_is_not_kept(tmp_path, monkeypatch):
+    """The identity made for the old code (at the first call) while another thread's call
+    renewed the memo for the new code: it was kept, and every later call of the new code
+    returned the old code's stored values, and stored its own under the old identity."""
+    _go.set()
+    memojar.cached(cache_dir=tmp_path)(_copy(_b))(1)  # the old code's entry
+    f = memojar.cached(cache_dir=tmp_path)(_copy(_b))
+    lock = _NotingLock()
+    monkeypatch.setattr(memojar._decorator._MadeOnce, "lock", lock)
+    digest, threads = memojar._decorator.identity_digest, []
+
+    def made_meanwhile(rows):
+        monkeypatch.setattr(memojar._decorator, "identity_digest", digest)
+        threads.append(_renewed_by_another_thread(f))
+        assert lock.tried.wait(10)  # it renewed, or waits to (where the renew takes it)
+        return digest(rows)
+
+    monkeypatch.setattr(memojar._decorator, "identity_digest", made_meanwhile)
+    assert f(1) == ("B", 1)  # began under the old code: its value
+    threads[0].join(10)
+    assert not threads[0].is_alive()
+    assert [f(1), f(1)] == [("C", 1), ("C", 1)]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from interrupt_kit import SUPPORTED, Injector, Points
-from memojar import Cache, _cache
+from memojar import Cache, _cache, _decorator
 
 TIMEOUT = 60
 
@@ -879,3 +879,29 @@ def test_an_entry_count_merged_below_zero_is_listed_again_not_stuck_high(
     """, cache_dir)
     assert list(cache_dir.glob("*/*/*.pkl")) == []
     assert jobs.f.cache_info().entries == 0
+
+
+def test_a_function_decorated_while_the_statistics_thread_maps_stamps_again_stops_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The statistics thread's flush goes through every memo (``restamp_all``): another
+    thread decorating a function meanwhile made it raise "Set changed size during
+    iteration" (the memos were in a ``WeakSet``, iterated by a generator between whose
+    items other threads run), and the thread died of it: no statistics were merged and no
+    stamp mapped again until the process ended. The other thread comes between the items
+    here (as any thread's switch may)."""
+    cache = Cache(tmp_path)
+    kept = [cache.cached(memory=4)(lambda x, n=n: x + n) for n in range(3)]
+    for f in kept:
+        f(1)
+    iterate = weakref.WeakSet.__iter__
+
+    def decorated_meanwhile(self: weakref.WeakSet[Any]) -> Any:
+        for n, item in enumerate(iterate(self)):
+            if n == 1:
+                kept.append(cache.cached(lambda x: 2 * x))
+                kept[-1](1)
+            yield item
+
+    monkeypatch.setattr(weakref.WeakSet, "__iter__", decorated_meanwhile)
+    _decorator.restamp_all()  # the statistics thread's, every FLUSH_EVERY seconds: no raise

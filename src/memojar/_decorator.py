@@ -159,8 +159,17 @@ _SECRET_WARNED: set[str] = set()  # store locations warned of entries of another
 # Weak references in a plain set: adding and copying it are each one C call, safe against
 # other threads without a lock (which a fork could leave held); a dead one removes itself.
 _LAMBDAS: set[weakref.ref[_Memo]] = set()
-# Every live memo, for a forked child to give each a lock of its own (``_forked``).
-_MEMOS: weakref.WeakSet[_Memo] = weakref.WeakSet()
+# Every live memo, for a forked child to give each a lock of its own (``_forked``) and for
+# the statistics thread to map stamps again (``restamp_all``): weak references in a plain
+# set, as ``_LAMBDAS``. Before, a ``WeakSet``, whose iteration (a generator: other threads
+# run between its items) raised "Set changed size during iteration" when another thread
+# decorated a function meanwhile, and the statistics thread died of it.
+_MEMOS: set[weakref.ref[_Memo]] = set()
+
+
+def _live_memos() -> list[_Memo]:
+    """The memos alive now: the set copied in one C call, then each reference followed."""
+    return [memo for memo in map(weakref.ref.__call__, list(_MEMOS)) if memo is not None]
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 _HOLDER = _waits._holder  # key locks held in this process, by owner (see ``_waits``)
 _MODULES, _thread = sys.modules, threading.get_ident  # ``_waits.owner``'s, for ``compute``
@@ -350,7 +359,7 @@ class _Memo:
         # Reentrant: a signal handler, or a finalizer (an evicted result's ``__del__``, run
         # by the cycle collector), may call the function while this thread holds it.
         self.revalidating_lock = threading.RLock()
-        _MEMOS.add(self)
+        _MEMOS.add(weakref.ref(self, _MEMOS.discard))
         self.memory = memory  # results kept in this process, most recent last
         self.simple: set[type] | None = None  # the types it holds calls by (``renew``)
         # value, expiry, compute time, held since, and the result classes its entry names
@@ -413,8 +422,7 @@ class _Memo:
         self.scope = f"{self.place}{SIBLING}{sibling_of(self.func)}"
         self.seed = _entry.key_seed(self.scope)
         self.known.clear()
-        self.__dict__.pop("ident", None)  # made for the scope it had, if asked already
-        self.__dict__.pop("reader", None)
+        self._unmake()  # made for the scope it had, if asked already
         self.binder = binder = self._make_binder()
         return binder
 
@@ -454,8 +462,7 @@ class _Memo:
         for item in self.depends_on[1]:
             forget_dependencies(item)
         self.binder = self._make_binder()
-        self.__dict__.pop("ident", None)  # made again at its next use (``_MadeOnce``)
-        self.__dict__.pop("reader", None)  # the class's method: makes one for the new ident
+        self._unmake()
         self.swept = False
         if self.generation is not None:
             with self.revalidating_lock:
@@ -473,6 +480,16 @@ class _Memo:
         if _notebook.cells_started != cells:
             self.code = _notebook.CELL_RAN
         logger.debug("renew %s: %s", self.name, why)
+
+    def _unmake(self) -> None:
+        """The identity and the reader made for it are made again at their next use, by
+        ``_MadeOnce`` and the class's ``reader``. Under their lock: another thread making
+        either meanwhile finishes first (it was keeping what it made from the code of
+        before, after this: the next call's ``key_of`` found the code it was renewed for,
+        and every call then hit the entries of the old code: its values)."""
+        with _MadeOnce.lock:
+            self.__dict__.pop("ident", None)
+            self.__dict__.pop("reader", None)
 
     def _forget_changed_classes(self) -> None:
         """A cell started: results held in memory that hold a class of the user's code a
@@ -566,7 +583,7 @@ class _Memo:
         if self.reopen is not None:
             self.store = self.reopen()
         self.revalidating, self.revalidating_lock = set(), threading.RLock()
-        _MEMOS.add(self)
+        _MEMOS.add(weakref.ref(self, _MEMOS.discard))
         self.recent, self.generation, self.known, self.unstored = OrderedDict(), None, {}, {}
         self.made = _as_it_is(self.watched)
         self.code, self.defaults, self.kwdefaults = self.made
@@ -791,10 +808,18 @@ class _Memo:
         """The entry's value and compute time (``_entry.make_reader``), or ``Miss``.
 
         The first call makes the reader for this function's ident and keeps it in the
-        instance, where every later call finds it before this method."""
-        self.reader = _entry.make_reader(  # type: ignore[method-assign,assignment]
-            self.ident, self.ttl, self.secret, _depends.changed_result_class, _clock)
-        return self.reader(data, key)
+        instance, where every later call finds it before this method; unless a ``renew``
+        of another thread's call (for code reassigned) took the identity away meanwhile:
+        this call's read is made for the identity it began with, and the next call makes
+        the reader for the new one. Before, the reader of the old code was kept, and every
+        call after the renew returned what the old code had stored."""
+        ident = self.ident
+        reader = _entry.make_reader(ident, self.ttl, self.secret,
+                                    _depends.changed_result_class, _clock)
+        with _MadeOnce.lock:  # as ``_unmake``: none taken away between the look and the set
+            if self.__dict__.get("ident") is ident:
+                self.reader = reader  # type: ignore[method-assign,assignment]
+        return reader(data, key)
 
     def _stale(self, key: str, data: Any, call: _Args) -> Any:
         """The value of an entry expired less than ``swr`` seconds ago, or MISSING; a
@@ -2051,7 +2076,7 @@ def _forked() -> None:
     child lacks, so the child's first fill or stale hit waited on it for ever. Each gets a
     new lock, and the keys the parent's threads were recomputing are no longer marked:
     none of those threads runs here."""
-    for memo in list(_MEMOS):
+    for memo in _live_memos():
         memo.revalidating, memo.revalidating_lock = set(), threading.RLock()
     _MadeOnce.lock = threading.RLock()
 
@@ -2064,7 +2089,7 @@ def restamp_all() -> None:
     """Every few seconds, from the statistics thread: each memory tier maps its stamp
     again if the file was removed (``_Memo.restamp``), so a clear from another process
     after an ``rm -rf`` of the cache is seen within that time, at no cost to a call."""
-    for memo in list(_MEMOS):
+    for memo in _live_memos():
         try:
             memo.restamp()
         except Exception as exc:  # noqa: BLE001 - never fails the statistics thread
