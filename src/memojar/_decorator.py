@@ -170,6 +170,8 @@ _MEMOS: set[weakref.ref[_Memo]] = set()
 def _live_memos() -> list[_Memo]:
     """The memos alive now: the set copied in one C call, then each reference followed."""
     return [memo for memo in map(weakref.ref.__call__, list(_MEMOS)) if memo is not None]
+
+
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 _HOLDER = _waits._holder  # key locks held in this process, by owner (see ``_waits``)
 _MODULES, _thread = sys.modules, threading.get_ident  # ``_waits.owner``'s, for ``compute``
