@@ -2613,11 +2613,15 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
     waited for whatever happens to the caller, and a cancellation that arrives meanwhile is
     raised once it has returned. Cancelling a plain ``asyncio.to_thread`` while its call is
     still queued for a worker drops the call: a lock then stayed held, renewed by this
-    process for nobody, and every caller of the key waited ``lock_timeout``."""
+    process for nobody, and every caller of the key waited ``lock_timeout``. In a coroutine
+    closed unfinished (``GeneratorExit``: its task collected after its loop was closed) such
+    a call is made here, the only place left to make it."""
     import asyncio
     import threading
 
     if finish:
+        if sys.exc_info()[0] is GeneratorExit:  # see above: nothing can be awaited now
+            return call(*args)
         made = asyncio.get_running_loop().run_in_executor(
             None, functools.partial(contextvars.copy_context().run, call, *args))
         cancelled: BaseException | None = None
