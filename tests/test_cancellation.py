@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import glob
 import threading
 import time
@@ -343,6 +344,31 @@ def test_waiters_of_a_cancelled_leader_go_on_and_compute_once(location: str) -> 
     assert took < (1 if "://" not in location else 12)
     assert started == [3, 3]  # the leader, then one waiter
     assert left_behind(location, f, 3) == []
+
+
+def test_a_call_whose_loop_is_closed_under_it_gives_its_lock_back(location: str) -> None:
+    """A loop closed while one of its tasks computes a key (a test's loop closed at its end, a
+    thread's loop at shutdown): the task is collected unfinished ("Task was destroyed but it
+    is pending") and the key's lock goes with it: the next caller, here or elsewhere,
+    computes at once. Before, memojar's note of the lock's holder kept the task alive, so the
+    lock stayed held for the process's life; on Redis and S3 the release, awaited in the
+    coroutine the collector closed, could not run, and the lease was renewed for nobody."""
+    entered: list[int] = []
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def slow(x: int) -> int:
+        entered.append(x)
+        await asyncio.sleep(HANG)
+        return x
+
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # the "destroyed" report
+    loop.create_task(slow(1))  # noqa: RUF006 - no reference kept: the loop's only
+    loop.run_until_complete(until(lambda: bool(entered), "the computation to start"))
+    loop.close()
+    gc.collect()
+    assert lock_is_free(location, slow, 1)
+    assert left_behind(location, slow, 1) == []
 
 
 # --- stale-while-revalidate: the background task of a loop that ends ----------------------

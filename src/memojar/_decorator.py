@@ -24,7 +24,7 @@ from collections.abc import Callable
 from types import FrameType, FunctionType
 from typing import Any, NamedTuple, cast
 
-from . import _depends, _entry, _keys, _notebook, _waits
+from . import _depends, _entry, _keys, _notebook, _trio, _waits
 from ._control import SWITCH
 from ._entry import CLOCK_SKEW, Miss
 from ._errors import DEBUG, at_site, logger, user_site, warn
@@ -1439,6 +1439,7 @@ class _Memo:
         deadline = time.monotonic() + timeout
         lock = None
         here = (self.store.location, self.name, key)
+        sleep = asyncio.sleep if _trio.running() is None else _trio.sleep
         try:
             lock = self.store.lock(self.name, key)
             taken.append(lock)
@@ -1470,7 +1471,7 @@ class _Memo:
                     if time.monotonic() >= deadline:
                         self._waited_too_long(key, timeout, _COMPUTING_HERE)
                         return MISSING
-                    await asyncio.sleep(_LOCK_POLL)
+                    await sleep(_LOCK_POLL)
                     if across is not None and ends and across.due():  # as in ``_lock``
                         cycle = await run(across.look, finish=True)
                         if cycle is not None:
@@ -2290,9 +2291,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                     return await func(*args, **kwargs)
                 key = key_of(args, kwargs)
                 if swr:
-                    import asyncio
-
-                    call = (args, kwargs, asyncio.get_running_loop())
+                    call = (args, kwargs, _running_loop())
                     value = await _in_thread(get, key, call) if remote else get(key, call)
                 else:
                     value = await _in_thread(get, key) if remote else get(key)
@@ -2640,9 +2639,21 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
     waited for whatever happens to the caller, and a cancellation that arrives meanwhile is
     raised once it has returned. Cancelling a plain ``asyncio.to_thread`` while its call is
     still queued for a worker drops the call: a lock then stayed held, renewed by this
-    process for nobody, and every caller of the key waited ``lock_timeout``."""
+    process for nobody, and every caller of the key waited ``lock_timeout``. In a coroutine
+    closed unfinished (``GeneratorExit``: its task collected after its loop was closed) such
+    a call is made here, the only place left to make it."""
+    if finish and sys.exc_info()[0] is GeneratorExit:  # see above: nothing can be awaited
+        return call(*args)
+    if undo is not None:
+        job = _Undoable(call, args, undo)
+        try:
+            return await _in_thread(job)
+        except BaseException:  # cancelled while the call was queued or ran
+            job.left()
+            raise
+    if _trio.running() is not None:
+        return await _trio.in_thread(call, args, finish)
     import asyncio
-    import threading
 
     if finish:
         made = asyncio.get_running_loop().run_in_executor(
@@ -2659,29 +2670,47 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
             finally:  # this frame is in its traceback: no cycle through the call's arguments
                 del cancelled, made, args
         return made.result()
-    if undo is None:
-        return await asyncio.to_thread(call, *args)
-    mutex = threading.Lock()
-    outcome: list[Any] = []  # the call's result, and/or None once the caller has left
+    return await asyncio.to_thread(call, *args)
 
-    def job() -> Any:
-        result = call(*args)
-        with mutex:
-            left = bool(outcome)
-            outcome.append(result)
+
+class _Undoable:
+    """A call in a worker thread (``_in_thread``) whose caller may leave before it returns:
+    ``undo`` runs if it returns true after the caller left (``left``), in the worker thread,
+    or, if it had returned already, in another."""
+
+    __slots__ = ("args", "call", "mutex", "outcome", "undo")
+
+    def __init__(self, call: Callable[..., Any], args: tuple[Any, ...], undo: Any) -> None:
+        self.call, self.args, self.undo = call, args, undo
+        self.mutex = threading.Lock()
+        self.outcome: list[Any] = []  # the call's result, and/or None once the caller left
+
+    def __call__(self) -> Any:
+        result = self.call(*self.args)
+        with self.mutex:
+            left = bool(self.outcome)
+            self.outcome.append(result)
         if left and result:
-            undo()
+            self.undo()
         return result
 
-    try:
-        return await asyncio.to_thread(job)
-    except asyncio.CancelledError:
-        with mutex:
-            returned = bool(outcome)
-            outcome.append(None)
-        if returned and outcome[0]:
-            threading.Thread(target=undo, name="memojar-undo", daemon=True).start()
-        raise
+    def left(self) -> None:
+        with self.mutex:
+            returned = bool(self.outcome)
+            self.outcome.append(None)
+        if returned and self.outcome[0]:
+            threading.Thread(target=self.undo, name="memojar-undo", daemon=True).start()
+
+
+def _running_loop() -> Any:
+    """The caller's event loop, for a stale hit's background recomputation: asyncio's, or
+    under trio the run's (``_trio.Loop``)."""
+    import asyncio
+
+    loop = asyncio._get_running_loop()
+    if loop is None and _trio.running() is not None:
+        return _trio.Loop()
+    return loop if loop is not None else asyncio.get_running_loop()  # its error, if none
 
 
 def _near_recursion_limit() -> bool:

@@ -3,11 +3,14 @@ a lock-order cycle between threads or tasks (cached ``f(a)`` calls ``g(b)`` whil
 thread's ``g(b)`` calls ``f(a)``: each holds one key's lock and waits for the other's) is
 seen by the waiter that closes it as it starts waiting, instead of after ``lock_timeout``.
 
-An owner is the asyncio task running (a coroutine's miss, and a plain function's miss called
-from it: its thread waits for the task) or else the thread. A lock is noted held by its owner
-once taken (``hold``) and forgotten before it is released (``let_go``); an owner notes the
-lock it waits for (``wait``) before it looks for a cycle, so of the waiters closing a cycle
-at the same moment at least one sees it (both may: each then computes without the lock).
+An owner is the asyncio (or trio) task running (a coroutine's miss, and a plain function's
+miss called from it: its thread waits for the task), by a weak reference, or else the thread.
+Weak: a task whose loop is closed under it is collected unfinished, and its coroutine's
+clean-up then releases the lock it holds (a note holding the task kept the lock held for the
+process's life). A lock is noted held by its owner once taken (``hold``) and forgotten before
+it is released (``let_go``); an owner notes the lock it waits for (``wait``) before it looks
+for a cycle, so of the waiters closing a cycle at the same moment at least one sees it (both
+may: each then computes without the lock).
 
 No lock guards the tables: each step is one dict operation, atomic under the GIL, and a
 signal handler calling a cached function in a thread that is noting a lock or waiting
@@ -19,7 +22,10 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from typing import Any
+
+from . import _trio
 
 Lock = tuple[str, str, str]  # (store location, function, key)
 
@@ -28,6 +34,7 @@ Lock = tuple[str, str, str]  # (store location, function, key)
 _holder: dict[Lock, list[Any]] = {}
 _waiting: dict[Any, Lock] = {}  # an owner waiting -> the lock it waits for
 _ident = threading.get_ident
+_weak = weakref.ref
 
 
 def owner() -> Any:
@@ -38,8 +45,9 @@ def owner() -> Any:
         if loop is not None:
             task = aio.current_task(loop)
             if task is not None:
-                return task
-    return _ident()
+                return _weak(task)
+    task = _trio.current_task()
+    return _ident() if task is None else _weak(task)
 
 
 def hold(lock: Lock, taken: list[Any]) -> None:
