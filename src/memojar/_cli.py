@@ -447,8 +447,7 @@ def _remove(cache: Cache, entries: Iterable[StoredEntry], progress: Progress,
     except KeyboardInterrupt:
         raise Interrupted(removed, freed, exact=not removing) from None
     if left:  # said once, for the whole clear
-        raise PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user,
-                             marked=all(exc.marked for exc in left))
+        raise PartlyRemoved.joined(removed, left)
     return removed, freed
 
 

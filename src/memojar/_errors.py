@@ -136,6 +136,13 @@ class PartlyRemoved(PermissionError):
                          f"{why}", left[0][0])
         self.removed, self.left, self.user, self.marked = removed, left, user, marked
 
+    @classmethod
+    def joined(cls, removed: int, parts: list[PartlyRemoved]) -> PartlyRemoved:
+        """One error for a removal done in batches, each of which left some: said once, at
+        its end (``removed``: by the whole removal)."""
+        return cls(removed, [e for part in parts for e in part.left], parts[0].user,
+                   marked=all(part.marked for part in parts))
+
     def __reduce__(self) -> tuple[Any, tuple[int, list[tuple[str, str]], str, bool]]:
         return type(self), (self.removed, self.left, self.user, self.marked)
 

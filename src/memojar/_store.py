@@ -563,8 +563,7 @@ class Store(abc.ABC):
             if progress is not None:
                 progress(taken + len(batch))
         if left:
-            raise PartlyRemoved(removed, [e for exc in left for e in exc.left], left[0].user,
-                                marked=all(exc.marked for exc in left))
+            raise PartlyRemoved.joined(removed, left)
         return removed
 
     @abc.abstractmethod
