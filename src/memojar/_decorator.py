@@ -1729,6 +1729,9 @@ class _Memo:
         asks once, at its start); None: asked here.
         Whether it was stored: the memory tier holds only what the store keeps, and the
         callers waiting for a value not stored compute theirs (``unstored``)."""
+        resume = resume_after_fork
+        if resume is not None:
+            resume()
         created = time.time()
         expires = created + self.ttl if self.ttl is not None else None
         try:
@@ -2086,6 +2089,12 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
+
+
+# Called by the next ``put`` (a miss's store, already slow): the statistics thread's restart
+# in a parent whose fork left it stopped (``_cache._Flusher.after_fork_in_parent``); None
+# otherwise. Not a check on the hit path.
+resume_after_fork: Callable[[], None] | None = None
 
 
 def restamp_all() -> None:
