@@ -1150,8 +1150,10 @@ class _Memo:
                 self._cannot_lock(key, exc)
                 free = None
             if free:  # noted held (before: an interrupt leaves no note), by its owner
-                # (``_waits.owner``: without asyncio imported, the thread; inline)
-                taken.append(_thread() if "asyncio" not in _MODULES else _waits.owner())
+                # (``_waits.owner``: with neither asyncio nor trio imported, the thread;
+                # inline. trio does not import asyncio: a trio task's, else)
+                taken.append(_thread() if "asyncio" not in _MODULES
+                             and "trio" not in _MODULES else _waits.owner())
                 _HOLDER[here] = taken  # ``_waits.hold``, inline
                 value = MISSING
             elif free is None:
