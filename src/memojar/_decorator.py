@@ -501,10 +501,11 @@ class _Memo:
 
     def _unmake(self) -> None:
         """The identity and the reader made for it are made again at their next use, by
-        ``_MadeOnce`` and the class's ``reader``. Under their lock: another thread making
-        either meanwhile finishes first (it was keeping what it made from the code of
-        before, after this: the next call's ``key_of`` found the code it was renewed for,
-        and every call then hit the entries of the old code: its values)."""
+        ``_MadeOnce`` and the class's ``reader``. Under the lock that publishes them, and
+        counted (``unmade``): another thread making either meanwhile does not keep it (it
+        was keeping what it made from the code of before, after this: the next call's
+        ``key_of`` found the code it was renewed for, and every call then hit the entries
+        of the old code: its values)."""
         with _MadeOnce.lock:
             self.unmade += 1
             self.__dict__.pop("ident", None)
