@@ -346,6 +346,18 @@ def test_waiters_of_a_cancelled_leader_go_on_and_compute_once(location: str) -> 
     assert left_behind(location, f, 3) == []
 
 
+def collected_unfinished(call: Any, started: Callable[[], bool]) -> None:
+    """``call`` run as a task of a loop until ``started()``, the loop then closed and the
+    task (its loop's only reference) collected unfinished."""
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # the "destroyed" report
+    loop.create_task(call)  # noqa: RUF006 - no reference kept: the loop's only
+    del call  # (nor here)
+    loop.run_until_complete(until(started, "the computation to start"))
+    loop.close()
+    gc.collect()
+
+
 def test_a_call_whose_loop_is_closed_under_it_gives_its_lock_back(location: str) -> None:
     """A loop closed while one of its tasks computes a key (a test's loop closed at its end, a
     thread's loop at shutdown): the task is collected unfinished ("Task was destroyed but it
@@ -361,14 +373,50 @@ def test_a_call_whose_loop_is_closed_under_it_gives_its_lock_back(location: str)
         await asyncio.sleep(HANG)
         return x
 
-    loop = asyncio.new_event_loop()
-    loop.set_exception_handler(lambda loop, context: None)  # the "destroyed" report
-    loop.create_task(slow(1))  # noqa: RUF006 - no reference kept: the loop's only
-    loop.run_until_complete(until(lambda: bool(entered), "the computation to start"))
-    loop.close()
-    gc.collect()
+    collected_unfinished(slow(1), lambda: bool(entered))
     assert lock_is_free(location, slow, 1)
     assert left_behind(location, slow, 1) == []
+
+
+def test_a_call_waiting_while_a_collected_tasks_coroutine_closes_waits_for_it(
+        tmp_path: Path) -> None:
+    """A task holding a key is collected unfinished (its loop closed), and while its
+    coroutine's clean-up runs (the function's own ``finally``, before memojar's releases
+    the lock) another thread's call of the key starts waiting: it waits, then computes.
+    Before, the lock's note named the task by a weak reference the collector had already
+    cleared, never hashed (the task had not waited), and the waiter's look for a
+    lock-order cycle hashed it: ``TypeError: weak object has gone away`` from its call."""
+    entered: list[int] = []
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def other_call() -> None:
+        try:
+            outcome.append(asyncio.run(slow(1)))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcome.append(exc)
+        done.set()
+
+    @Cache(tmp_path / "cache", lock_timeout=HANG).cached
+    async def slow(x: int) -> int:
+        entered.append(x)
+        if len(entered) > 1:
+            return x
+        try:
+            await asyncio.sleep(HANG)
+        finally:  # closed by the collector: the other call waits meanwhile
+            threading.Thread(target=other_call).start()
+            deadline = time.monotonic() + HANG
+            while not done.is_set() and not _waits._waiting:
+                assert time.monotonic() < deadline, "the other call never waited"
+                time.sleep(0.001)
+            done.wait(0.5)  # its look for a cycle, after its note
+        return x
+
+    collected_unfinished(slow(1), lambda: bool(entered))
+    assert done.wait(HANG)
+    assert outcome == [1]  # before: [TypeError('weak object has gone away')]
+    assert len(entered) == 2
 
 
 # --- stale-while-revalidate: the background task of a loop that ends ----------------------

@@ -1271,8 +1271,63 @@ def test_threads_making_the_first_calls_at_once_make_one_identity_and_store_each
         t.start()
     for t in threads:
         t.join(30)
-    assert len(walks) == 1
+    assert walks  # each thread may walk (none waits for another's walk): one is kept
     assert triple.cache_info()[:3] == (50, 5, 5)
+
+
+def test_making_an_identity_never_waits_for_a_thread_making_another(tmp_path: Path) -> None:
+    # ``f``'s identity pickles the object of its depends_on method (by state, as a key
+    # would), whose ``__getstate__`` takes the object's lock; another thread holds that
+    # lock and makes ``g``'s first call meanwhile. Before, the identity was made under one
+    # lock for every memo (as 3.11's cached_property made it under its own): ``g`` waited
+    # for it, held by the thread walking ``f``, which waited for the object's lock: both for
+    # ever (here the walk gives up on the object's lock after 10 s).
+    holding, walking = threading.Event(), threading.Event()
+    got: list[bool] = []
+    cache = Cache(tmp_path / "cache")
+
+    @cache.cached
+    def g(w: int) -> int:
+        return w + 1
+
+    class Model:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.w = 1
+
+        def __getstate__(self) -> dict[str, int]:
+            if holding.is_set() and not got:  # the walk of f's first call
+                walking.set()
+                got.append(self.lock.acquire(timeout=10))
+            else:
+                self.lock.acquire()
+            try:
+                return {"w": self.w}
+            finally:
+                self.lock.release()
+
+        def predict(self, x: int) -> int:
+            return x * self.w
+
+        def update(self) -> None:
+            with self.lock:
+                holding.set()
+                walking.wait(30)
+                self.w = g(self.w)
+
+    model = Model()
+
+    @cache.cached(depends_on=[model.predict])
+    def f(x: int) -> int:
+        return model.predict(x)
+
+    updating = threading.Thread(target=model.update)
+    updating.start()
+    holding.wait(30)
+    assert f(3) == 3 * model.w
+    updating.join(30)
+    assert got == [True]  # before: [False], after 10 s
+    assert model.w == 2
 
 # --- numpy results ---------------------------------------------------------------------
 

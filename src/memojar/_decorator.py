@@ -258,26 +258,39 @@ def _read_sweep_note(note: bytes | None) -> dict[str, str]:
 
 
 class _MadeOnce:
-    """``functools.cached_property`` as Python 3.11 had it: made once, under a lock, then
-    read from the instance's dict (a non-data descriptor: no later lookup comes here).
-    From 3.12 it has no lock, so threads making a memo's first calls at once each made an
-    identity: equal, but not the same object, and a call whose own was replaced meanwhile
-    was judged to have crossed a change of what it depends on (``_crossed`` compares by
-    ``is``): its value was not stored, and the next call computed it again. One lock for
-    every memo (a memo's identity is made once a process): given anew in a forked child."""
+    """A memo's identity (``_Memo.ident``): made at its first use, then read from the
+    instance's dict (a non-data descriptor: no later lookup comes here), the same object in
+    every thread. ``functools.cached_property`` of Python 3.12+ has no lock: threads making
+    a memo's first calls at once each kept the identity they made (equal, but not the same
+    object), and a call whose own was replaced meanwhile was judged to have crossed a
+    change of what it depends on (``_crossed`` compares by ``is``): its value was not
+    stored. The lock publishes the identity, its rows and records; it is not held while
+    they are made: the walk runs the user's code (a ``depends_on`` method's object pickled
+    by ``__getstate__``, a ``repr``), and a thread holding it there (as 3.11's
+    ``cached_property`` held its own) waited for the user's lock that a thread waiting for
+    this one held: both for ever. Threads making it at once each walk; the first to
+    publish gives every one its identity, unless a ``renew`` (``_Memo._unmake``) came
+    between: the code it was made for is gone, and it serves only the call that made it.
+    One lock for every memo: given anew in a forked child."""
 
-    lock = threading.RLock()  # reentrant: a walk may make another memo's identity
+    lock = threading.RLock()  # reentrant: a signal handler's call may come while it is held
 
-    def __init__(self, make: Callable[[Any], bytes]) -> None:
+    def __init__(self, make: Callable[[Any], tuple[bytes, Any, list[Any] | None]]) -> None:
         self.make, self.name = make, make.__name__
         self.__doc__ = make.__doc__
 
     def __get__(self, memo: Any, owner: type | None = None) -> bytes:
+        unmade = memo.unmade
+        made, rows, records = self.make(memo)  # the user's code runs here: no lock held
         with self.lock:
-            made = memo.__dict__.get(self.name)
-            if made is None:
-                made = memo.__dict__[self.name] = self.make(memo)
-            return cast("bytes", made)
+            memo.__dict__.pop("sent", None)  # used (the walk reads it, ``_Memo.ident``)
+            if memo.unmade != unmade:  # renewed meanwhile: for the code before, this call's
+                return made
+            kept = memo.__dict__.get(self.name)
+            if kept is None:
+                memo.rows, memo.resolved = rows, records
+                kept = memo.__dict__[self.name] = made
+            return cast("bytes", kept)
 
 
 class _Memo:
@@ -285,6 +298,8 @@ class _Memo:
 
     Built from what it needs (the store, the secret, the function and its options), not from
     the ``Cache`` that made it: nothing here reaches back up."""
+
+    rows: Any  # what the identity was made from (``ident``): set with it, by ``_MadeOnce``
 
     def __init__(
         self,
@@ -372,6 +387,7 @@ class _Memo:
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
         self.renewals = 0  # renew()s so far: a fill that started before one holds nothing
+        self.unmade = 0  # identities taken away so far (``_unmake``): see ``_MadeOnce``
         # In IPython, a cell that starts sets ``code`` to ``CELL_RAN`` (see ``renew``):
         self.made = _as_it_is(self.watched)  # what the binder and identity were made for
         self.resolved: list[Any] | None = None  # what the identity was made from (ident)
@@ -485,11 +501,13 @@ class _Memo:
 
     def _unmake(self) -> None:
         """The identity and the reader made for it are made again at their next use, by
-        ``_MadeOnce`` and the class's ``reader``. Under their lock: another thread making
-        either meanwhile finishes first (it was keeping what it made from the code of
-        before, after this: the next call's ``key_of`` found the code it was renewed for,
-        and every call then hit the entries of the old code: its values)."""
+        ``_MadeOnce`` and the class's ``reader``. Under the lock that publishes them, and
+        counted (``unmade``): another thread making either meanwhile does not keep it (it
+        was keeping what it made from the code of before, after this: the next call's
+        ``key_of`` found the code it was renewed for, and every call then hit the entries
+        of the old code: its values)."""
         with _MadeOnce.lock:
+            self.unmade += 1
             self.__dict__.pop("ident", None)
             self.__dict__.pop("reader", None)
 
@@ -599,16 +617,19 @@ class _Memo:
             self.register(self)
 
     @_MadeOnce
-    def ident(self) -> bytes:
+    def ident(self) -> tuple[bytes, Any, list[Any] | None]:
         """The header's identity, made at its first use (the first call): the function's code
         and what it depends on, so globals defined after the decorated function count. Kept
         in the instance's dict then (``_MadeOnce``), so no later call comes here, and
-        no other attribute lookup pays for it (a ``__getattr__`` would slow them all)."""
-        sent = self.__dict__.pop("sent", None)
+        no other attribute lookup pays for it (a ``__getattr__`` would slow them all).
+        Made with the rows and records it was made from (``rows``, ``resolved``), which
+        ``_MadeOnce`` keeps with it."""
+        sent = self.__dict__.get("sent")
         if sent is not None:
             taken = self._as_sent(sent)
             if taken is not None:
                 return taken
+        records: list[Any] | None
         try:
             rows = (*dependencies(self.target), *self.depends_on[0],
                     *_depends.callable_rows(self.depends_on[1]))
@@ -616,22 +637,20 @@ class _Memo:
             warn(f"cannot follow what {self.name} depends on ({type(exc).__name__}: {exc}); "
                  "only its own code is tracked: name what it depends on in version=")
             rows = (("code", "", code_fingerprint(self.target)), *self.depends_on[0])
-            self.resolved = None
+            records = None
         else:
             # The function's record, and those of the depends_on callables of the user's
             # code (a library's is tracked by its name: it has none).
             own = resolved(self.target)
-            self.resolved = None if own is None else [own, *filter(None, map(
+            records = None if own is None else [own, *filter(None, map(
                 resolved, self.depends_on[1]))]
         if sent is not None and _agrees(sent[1], rows):
-            self.rows = sent[1]
-            return bytes(sent[0])
-        self.rows = rows
+            return bytes(sent[0]), sent[1], records
         fingerprint = identity_digest(rows)
         ident = _entry.make_ident(self.name, self.version, fingerprint, self.scope)
-        return ident + _entry.manifest(rows)
+        return ident + _entry.manifest(rows), rows, records
 
-    def _as_sent(self, sent: Any) -> bytes | None:
+    def _as_sent(self, sent: Any) -> tuple[bytes, Any, None] | None:
         """A copy's sender's identity, if it holds here by a walk that takes the data
         globals sent inside the copy as the sender hashed them (``copy_dependencies``),
         else None (the full walk decides)."""
@@ -647,9 +666,8 @@ class _Memo:
             return None
         if not _agrees_as_sent(sent[1], rows):
             return None
-        self.resolved = None  # no record: kept only in IPython, where this is not used
-        self.rows = sent[1]
-        return bytes(sent[0])
+        # no record (resolved): kept only in IPython, where this is not used
+        return bytes(sent[0]), sent[1], None
 
     def loaded(self) -> Loaded:
         """The modules its identity was read from, each with its spec then: a miss after one
@@ -1150,8 +1168,10 @@ class _Memo:
                 self._cannot_lock(key, exc)
                 free = None
             if free:  # noted held (before: an interrupt leaves no note), by its owner
-                # (``_waits.owner``: without asyncio imported, the thread; inline)
-                taken.append(_thread() if "asyncio" not in _MODULES else _waits.owner())
+                # (``_waits.owner``: with neither asyncio nor trio imported, the thread;
+                # inline. trio does not import asyncio: a trio task's, else)
+                taken.append(_thread() if "asyncio" not in _MODULES
+                             and "trio" not in _MODULES else _waits.owner())
                 _HOLDER[here] = taken  # ``_waits.hold``, inline
                 value = MISSING
             elif free is None:

@@ -7,10 +7,13 @@ An owner is the asyncio (or trio) task running (a coroutine's miss, and a plain 
 miss called from it: its thread waits for the task), by a weak reference, or else the thread.
 Weak: a task whose loop is closed under it is collected unfinished, and its coroutine's
 clean-up then releases the lock it holds (a note holding the task kept the lock held for the
-process's life). A lock is noted held by its owner once taken (``hold``) and forgotten before
-it is released (``let_go``); an owner notes the lock it waits for (``wait``) before it looks
-for a cycle, so of the waiters closing a cycle at the same moment at least one sees it (both
-may: each then computes without the lock).
+process's life). The collector clears the reference before that clean-up runs: a cleared
+one that was never hashed (the task never waited) cannot be looked up, and waits for
+nothing (before, the look of another caller starting to wait meanwhile raised
+``TypeError: weak object has gone away`` from its call). A lock is noted held by its owner
+once taken (``hold``) and forgotten before it is released (``let_go``); an owner notes the
+lock it waits for (``wait``) before it looks for a cycle, so of the waiters closing a cycle
+at the same moment at least one sees it (both may: each then computes without the lock).
 
 No lock guards the tables: each step is one dict operation, atomic under the GIL, and a
 signal handler calling a cached function in a thread that is noting a lock or waiting
@@ -82,7 +85,10 @@ def wait(lock: Lock, who: Any) -> list[Lock] | None:
         holder = taken[1]
         if holder == who:  # a thread's ident is an int made per call: ``==``
             return path
-        nxt = _waiting.get(holder)
+        try:
+            nxt = _waiting.get(holder)
+        except TypeError:  # a task's weak reference, cleared (see below) and never hashed
+            return None
         if nxt is None:
             return None
         path.append(nxt)
