@@ -1265,13 +1265,20 @@ def test_threads_making_the_first_calls_at_once_make_one_identity_and_store_each
     def triple(x: int) -> int:
         return 3 * x
 
-    threads = [threading.Thread(target=lambda k=k: [triple(k) for _ in range(11)])
-               for k in range(5)]
+    memo, idents = triple.__memojar__, []  # type: ignore[attr-defined]
+
+    def calls(k: int) -> None:
+        idents.append(memo.ident)  # what the first call's key_of asks first
+        for _ in range(11):
+            triple(k)
+
+    threads = [threading.Thread(target=calls, args=(k,)) for k in range(5)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
     assert walks  # each thread may walk (none waits for another's walk): one is kept
+    assert len(idents) == 5 and all(i is idents[0] for i in idents)
     assert triple.cache_info()[:3] == (50, 5, 5)
 
 
