@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -1145,6 +1146,30 @@ def test_the_digests_of_files_kept_are_bounded(tmp_path: Path, monkeypatch) -> N
     assert len(_depends._hashes) == 50
     assert str(files[-1]) in _depends._hashes  # the latest kept: not read again
     assert [_depends.content_digest(path) for path in files] == digests  # and all still right
+
+
+def test_the_parsed_result_class_records_kept_are_bounded(tmp_path: Path, monkeypatch) -> None:
+    """A notebook that runs a cell defining a class and a function returning it again and
+    again kept, per run, the record of the classes its stored results hold: one table entry
+    per class version hit, for the life of the kernel. The latest are kept (checked with
+    the bound lowered: the real one is thousands)."""
+    from memojar import _depends
+
+    monkeypatch.setattr(_depends, "_SECTIONS_MAX", 20, raising=False)
+    monkeypatch.setattr(_depends, "_sections", {})
+    cell = types.ModuleType("cells_of_a_notebook")
+    monkeypatch.setitem(sys.modules, cell.__name__, cell)
+    cache = Cache(tmp_path / "c")
+    for run in range(60):  # the cell run again, its class edited each time
+        exec(f"class Point:\n    def norm(self):\n        return {run}\n", vars(cell))
+
+        @cache.cached
+        def make() -> Any:
+            return cell.Point()
+
+        assert make().norm() == run  # a miss, then a hit through the class's record
+        assert make().norm() == run
+    assert 0 < len(_depends._sections) <= 20
 
 
 def test_files_names_a_parameter_the_function_has(tmp_path: Path) -> None:

@@ -178,6 +178,23 @@ def test_a_dropped_caches_counts_never_make_its_removed_folder_again(tmp_path: P
     assert _left() == []  # not kept for ever either
 
 
+def test_the_counts_of_dropped_caches_of_removed_folders_are_not_kept(tmp_path: Path) -> None:
+    """A service making a ``Cache`` in a temporary folder per job, removed after it, kept
+    the hits and misses of every such folder (one row each) for the life of the process:
+    a row whose folder is gone is let go once the table grows."""
+    import shutil
+
+    for job in range(300):
+        folder = tmp_path / f"job-{job}"
+        f = Cache(folder).cached(add_one)
+        f(1)
+        f(1)
+        del f
+        gc.collect()
+        shutil.rmtree(folder)
+    assert len(_cache._dropped_counts) < 150  # (300 before)
+
+
 def test_a_dropped_caches_counts_go_to_a_live_cache_of_its_location(tmp_path: Path) -> None:
     live = Cache(tmp_path / "c")
     f = Cache(str(tmp_path / "c")).cached(add_one)

@@ -887,8 +887,13 @@ _orphans_lock = threading.RLock()
 
 
 # The hits and misses of this process's dropped caches, by location, which ``stats()`` of a
-# cache of it adds (before, they left it with the cache: its hits went down).
+# cache of it adds (before, they left it with the cache: its hits went down). Those of a
+# folder removed since are let go once the table has grown past ``_dropped_prune_at``
+# (doubled from what is left each time): a service making a ``Cache`` in a temporary folder
+# per job kept one row per folder for good.
 _dropped_counts: dict[str, tuple[int, int]] = {}
+_DROPPED_KEPT = 64
+_dropped_prune_at = [_DROPPED_KEPT]
 
 
 def _still_counted(directory: str, tallies: list[Tallied], dropped: list[int]) -> None:
@@ -901,6 +906,11 @@ def _still_counted(directory: str, tallies: list[Tallied], dropped: list[int]) -
     if hits or misses:
         had = _dropped_counts.get(directory, (0, 0))
         _dropped_counts[directory] = (had[0] + hits, had[1] + misses)
+        if len(_dropped_counts) >= _dropped_prune_at[0]:
+            for location in list(_dropped_counts):
+                if _is_folder(location) and not os.path.isdir(location):  # removed
+                    _dropped_counts.pop(location, None)
+            _dropped_prune_at[0] = max(_DROPPED_KEPT, 2 * len(_dropped_counts))
 
 
 def _counts_left(tallies: list[Tallied], merged: list[Merged],

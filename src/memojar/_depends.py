@@ -21,6 +21,7 @@ timestamp: it is not seen until then (on tmpfs, not at all), by this or any ``st
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -540,6 +541,9 @@ def _of_python_code(cls: Any) -> bool:
 
 
 _sections: dict[bytes, list[tuple[str, str, str]]] = {}
+# Bounded: a notebook cell defining a class, run again and again, made a new record (its
+# fingerprint) per run, each kept for the life of the kernel. The latest parsed are kept.
+_SECTIONS_MAX = 1024
 
 
 def changed_result_class(section: bytes) -> str | None:
@@ -558,8 +562,11 @@ def changed_result_class(section: bytes) -> str | None:
     rows = _sections.get(section)
     if rows is None:
         parsed = parse_rows(section.decode(errors="replace"))
-        rows = _sections[section] = sorted(
-            (name, kind, fp) for name, (kind, fp) in parsed.items())
+        rows = sorted((name, kind, fp) for name, (kind, fp) in parsed.items())
+        if len(_sections) >= _SECTIONS_MAX:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # emptied, or
+                del _sections[next(iter(_sections))]  # changed by another thread meanwhile
+        _sections[section] = rows
     for name, kind, fingerprint in rows:
         what = "result function" if kind == "function" else "result class"
         try:
