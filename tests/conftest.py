@@ -349,6 +349,22 @@ def strace_path() -> str | None:
 NOBODY = 65534
 
 
+@contextlib.contextmanager
+def immutable(path: Path, why: str = "marks a file immutable") -> Iterator[None]:
+    """``chattr +i path`` for the block: as root, on a file system that has the mark (CI
+    runs as root on ext4); else the test says why it skips."""
+    chattr = shutil.which("chattr")
+    if chattr is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip(f"{why}: needs chattr, as root")
+    made = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"{why}: this file system has no immutable mark ({made.stderr.strip()})")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
 def as_another_user(job: Callable[[], str], uid: int = NOBODY,
                     groups: Sequence[int] = ()) -> str:
     """What ``job()`` returns, run as another user (uid and gid ``uid``, in the

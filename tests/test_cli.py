@@ -9,18 +9,16 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import as_another_user, traced_peak
+from conftest import as_another_user, immutable, traced_peak
 from memojar import Cache, _cli, _entry, _filestore, _report
 from memojar._filestore import FileStore
 from memojar._keys import make_key
@@ -1288,21 +1286,6 @@ def test_a_clear_or_prune_ended_by_sigterm_says_how_many_entries_it_removed(
     assert count(cache_dir) == 2_500 - removed
     assert one_line(err).startswith(f"memojar: terminated: removed at least {removed:,} entries")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-
-
-@contextlib.contextmanager
-def immutable(path: Path) -> Iterator[None]:
-    """``chattr +i path`` for the block (root, on a file system that has the mark)."""
-    chattr = shutil.which("chattr")
-    if chattr is None or os.geteuid() != 0:
-        pytest.skip("marks a file immutable: needs chattr, as root")
-    made = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"this file system has no immutable mark: {made.stderr.strip()}")
-    try:
-        yield
-    finally:
-        subprocess.run([chattr, "-i", str(path)], check=True)
 
 
 def test_a_clear_that_met_an_immutable_entry_says_to_remove_the_mark(

@@ -6,7 +6,6 @@ import contextlib
 import errno
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_python
+from conftest import immutable, run_python
 
 MODULE = '''
 import time
@@ -245,16 +244,8 @@ def read_only(folder: Path) -> Iterator[None]:
         return
     # Root ignores permissions (the brief's chmod 0500 proves nothing): an immutable
     # directory is read-only even for root, where the file system and capabilities allow it.
-    chattr = shutil.which("chattr")
-    if chattr is None:
-        pytest.skip("running as root, which ignores permissions, and chattr is missing")
-    made = subprocess.run([chattr, "+i", str(folder)], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"running as root, which ignores permissions: {made.stderr.strip()}")
-    try:
+    with immutable(folder, "running as root, which ignores permissions"):
         yield
-    finally:
-        subprocess.run([chattr, "-i", str(folder)], check=True)
 
 
 def test_a_read_only_cache_directory_still_returns_the_value(tmp_path: Path) -> None:

@@ -163,16 +163,21 @@ def test_a_dropped_cache_keeps_neither_its_store_nor_a_cycle(tmp_path: Path) -> 
     assert Cache(tmp_path / "c").saved_stats()[NAME] == (1, 1, pytest.approx(0, abs=1))
 
 
-def test_a_dropped_caches_counts_never_make_its_removed_folder_again(tmp_path: Path) -> None:
+def _a_job_in_a_folder_removed_after_it(folder: Path) -> None:
+    """A hit and a miss through a ``Cache`` of ``folder``, dropped, then the folder removed."""
     import shutil
 
-    folder = tmp_path / "c"
     f = Cache(folder).cached(add_one)
     f(1)
     f(1)
     del f
     gc.collect()
     shutil.rmtree(folder)
+
+
+def test_a_dropped_caches_counts_never_make_its_removed_folder_again(tmp_path: Path) -> None:
+    folder = tmp_path / "c"
+    _a_job_in_a_folder_removed_after_it(folder)
     _cache._FLUSHER.merge_all(at_exit=True)
     assert not folder.exists()
     assert _left() == []  # not kept for ever either
@@ -182,16 +187,8 @@ def test_the_counts_of_dropped_caches_of_removed_folders_are_not_kept(tmp_path: 
     """A service making a ``Cache`` in a temporary folder per job, removed after it, kept
     the hits and misses of every such folder (one row each) for the life of the process:
     a row whose folder is gone is let go once the table grows."""
-    import shutil
-
     for job in range(300):
-        folder = tmp_path / f"job-{job}"
-        f = Cache(folder).cached(add_one)
-        f(1)
-        f(1)
-        del f
-        gc.collect()
-        shutil.rmtree(folder)
+        _a_job_in_a_folder_removed_after_it(tmp_path / f"job-{job}")
     assert len(_cache._dropped_counts) < 150  # (300 before)
 
 
