@@ -87,7 +87,7 @@ def wait(lock: Lock, who: Any) -> list[Lock] | None:
             return path
         try:
             nxt = _waiting.get(holder)
-        except TypeError:  # a task's weak reference, cleared (see below) and never hashed
+        except TypeError:  # a task's weak reference, cleared and never hashed (module docstring)
             return None
         if nxt is None:
             return None
