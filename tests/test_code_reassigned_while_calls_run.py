@@ -188,3 +188,70 @@ def test_an_identity_made_while_another_thread_renews_is_not_kept(tmp_path, monk
     threads[0].join(10)
     assert not threads[0].is_alive()
     assert [f(1), f(1)] == [("C", 1), ("C", 1)]
+
+
+def _scaling(fn):
+    """A decorator whose wrapper takes parameters of its own (bound by its own signature)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(x, scale=1, verbose=False):
+        return fn(x) * scale
+
+    return wrapper
+
+
+def _plain(x):
+    return x
+
+
+def test_a_decorator_binder_made_while_its_defaults_are_reassigned_is_not_kept(
+        tmp_path, monkeypatch):
+    """The binder of a decorator's own signature (a ``functools.wraps`` wrapper taking
+    ``scale=`` and ``verbose=``), made while another thread reassigned the wrapper's
+    defaults: it was kept as made for the new ones, so every later call it bound applied
+    the old default (``f(3, verbose=True)`` keyed as ``scale=1``, computed with
+    ``scale=10``), and ``f(3, scale=1, verbose=True)`` got 30."""
+    f = memojar.cached(cache_dir=tmp_path)(_scaling(_plain))
+    wrapper = f.__wrapped__
+    make_binder = memojar._decorator.make_binder
+
+    def made_meanwhile(*args, **kwargs):
+        monkeypatch.setattr(memojar._decorator, "make_binder", make_binder)
+        thread = threading.Thread(target=setattr, args=(wrapper, "__defaults__", (10, False)))
+        thread.start()  # another thread, while the binder is made
+        thread.join(10)
+        return make_binder(*args, **kwargs)
+
+    monkeypatch.setattr(memojar._decorator, "make_binder", made_meanwhile)
+    f(2, verbose=True)  # the first call its own signature binds: the binder is made
+    assert wrapper.__defaults__ == (10, False)
+    assert f(3, verbose=True) == 30
+    assert f(3, scale=1, verbose=True) == 3
+
+
+def _adding(x, y=1):
+    return x + y
+
+
+def test_a_value_of_defaults_reassigned_after_its_key_was_made_is_not_stored(tmp_path):
+    """A call whose key was made (its default applied) before another thread reassigned the
+    function's defaults, and which then ran with the new default: its value was stored
+    under the key of the old one, and ``f(1, 1)`` got ``1 + 2``."""
+    func = _copy(_adding)
+    func.__defaults__ = (1,)
+    f = memojar.cached(cache_dir=tmp_path)(func)
+    store = f.__memojar__.store
+    read = store.read
+
+    def reassigned_meanwhile(name, key):
+        del store.read  # once
+        thread = threading.Thread(target=setattr, args=(func, "__defaults__", (2,)))
+        thread.start()  # another thread, after this call's key was made
+        thread.join(10)
+        return read(name, key)
+
+    store.read = reassigned_meanwhile
+    assert f(1) == 3  # began with y=1, ran with y=2: its value, not stored as y=1's
+    assert f(1, 1) == 2
+    assert f(1) == 3

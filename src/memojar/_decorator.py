@@ -748,12 +748,16 @@ class _Memo:
         made = self.own
         if made is not None and not _reassigned(target, made[0]):
             return made[1]
+        # What it is made for is read before it is made: code or defaults reassigned by
+        # another thread meanwhile are then seen by the next call, which makes it again
+        # (read after, they were taken as seen, and the old defaults applied for good).
+        seen = _as_it_is(target)
         binder = None
         own = _own_signature(target)
         if own is not None:
             ignore = tuple(name for name in self.ignore if name in own.parameters)
             binder = make_binder(_without_wrapped(target), ignore)
-        self.own = (_as_it_is(target), binder)
+        self.own = (seen, binder)
         return binder
 
     def _own_key(self, own: Callable[..., _Args], args: _Args,
@@ -1236,8 +1240,13 @@ class _Memo:
             # made, in this cell: the value computed now is of the new ones
             self.renew()
             loaded = self.loaded()
+            rekeyed = self._rekeyed(key, args, kwargs)
+        else:
+            rekeyed = False
         began = time.perf_counter()
         code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
+        if rekeyed:  # not stored, as if reassigned while it ran (no code is None)
+            code = None
         ident = self.ident
         files = self._files_state((args, kwargs)) if self.files else None
         try:
@@ -1597,9 +1606,23 @@ class _Memo:
             # made, in this cell: the value computed now is of the new ones
             self.renew()
             loaded = self.loaded()
+            if call is not None and self._rekeyed(key, *call):
+                # not stored, as if reassigned while it ran (no code is None)
+                return (time.perf_counter(), (None, None, None), self.ident, None, loaded,
+                        marked)
         files = self._files_state(call) if self.files and call is not None else None
         return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
                 files, loaded, marked)
+
+    def _rekeyed(self, key: str, args: _Args, kwargs: dict[str, Any]) -> bool:
+        """After a miss's ``renew``: whether the call's key is no longer ``key``. Defaults
+        reassigned after its ``key_of`` applied them: the function runs with the new ones,
+        and its value was stored under the key of the old (``f(1, 1)`` then got the value of
+        ``f(1)`` with ``y=2``). Its value is returned, not stored."""
+        try:
+            return self.key_of(args, kwargs) != key
+        except Exception:  # noqa: BLE001 - no longer binds: not this value's key either
+            return True
 
     def _files_state(self, call: tuple[_Args, dict[str, Any]]) -> tuple[Any, ...] | None:
         """``_depends.files_state`` of a call's ``files=`` paths; None if they cannot be
