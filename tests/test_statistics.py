@@ -1006,3 +1006,37 @@ def test_a_function_decorated_while_the_statistics_thread_maps_stamps_again_stop
 
     monkeypatch.setattr(weakref.WeakSet, "__iter__", decorated_meanwhile)
     _decorator.restamp_all()  # the statistics thread's, every FLUSH_EVERY seconds: no raise
+
+
+def _slow_add_one(x: int) -> int:
+    import time
+
+    time.sleep(0.05)
+    return x + 1
+
+
+def test_the_time_a_stale_hit_saved_is_not_lost_to_a_hit_of_another_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale hit (``stale_while_revalidate``) added the time it saved with the entry's
+    compute time read in between: the read is a call, where another thread runs, and a hit
+    that thread counted meanwhile was lost (the sum written back was of before it)."""
+    import threading
+    import time
+
+    f = Cache(tmp_path).cached(ttl=0.2, stale_while_revalidate=60)(_slow_add_one)
+    f(1)
+    time.sleep(0.3)  # f(1) is stale now
+    f(2)  # fresh
+    tally = f.__memojar__.tally  # type: ignore[attr-defined]
+    before, read = tally.saved, _decorator._compute_time
+
+    def read_meanwhile(*args: Any) -> Any:
+        monkeypatch.setattr(_decorator, "_compute_time", read)
+        thread = threading.Thread(target=f, args=(2,))  # a hit, in another thread
+        thread.start()
+        thread.join(10)
+        return read(*args)
+
+    monkeypatch.setattr(_decorator, "_compute_time", read_meanwhile)
+    assert f(1) == 2  # stale: served, recomputed in the background
+    assert tally.saved - before >= 0.09  # both hits' (0.05 s each)

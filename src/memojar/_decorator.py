@@ -860,7 +860,12 @@ class _Memo:
         except Miss as miss:
             _let_go(miss)
             return MISSING
-        self.tally.saved += _compute_time(data, _COMPUTE_TIME_AT)[0]
+        # Read first, then added in one statement: ``+=`` loads the sum before it evaluates
+        # its right side, and another thread runs at a call (this read) and added its hit's
+        # time meanwhile, which the sum written back lost. With no call in between, none
+        # runs there (the GIL switches threads at calls and backward jumps).
+        saved = _compute_time(data, _COMPUTE_TIME_AT)[0]
+        self.tally.saved += saved
         with self.revalidating_lock:
             if key in self.revalidating:
                 return value
