@@ -811,6 +811,36 @@ def test_a_fifo_or_device_path_is_an_error_never_a_hang(tmp_path: Path, kind: st
     assert f"files= parameter 'path' of __main__.read is '{path}', {what}" in done.stdout
 
 
+def _what_is_there(path: str) -> str:
+    return "a folder" if os.path.isdir(path) else Path(path).read_text()
+
+
+def test_a_file_made_a_folder_while_its_key_is_made_is_keyed_as_the_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``files=`` path that another thread (or process) replaced by a folder between the
+    key's ``stat`` (a file) and its ``open`` (a folder): the call raised memojar's
+    ValueError that the path is 'not a regular file'. It is looked at again, and keyed as
+    what it is now."""
+    from memojar import _depends
+
+    path = tmp_path / "input"
+    path.write_text("text")
+    f = Cache(tmp_path / "cache").cached(files=("path",))(_what_is_there)
+    digest = _depends._file_digest
+
+    def made_a_folder_meanwhile(name: str, st: os.stat_result) -> str | None:
+        monkeypatch.setattr(_depends, "_file_digest", digest)
+        os.unlink(name)
+        os.mkdir(name)
+        return digest(name, st)
+
+    monkeypatch.setattr(_depends, "_file_digest", made_a_folder_meanwhile)
+    assert f(str(path)) == "a folder"
+    os.rmdir(path)
+    path.write_text("text")
+    assert f(str(path)) == "text"
+
+
 def test_a_fifo_inside_a_directory_is_never_read(tmp_path: Path) -> None:
     folder = tmp_path / "d"
     folder.mkdir()

@@ -289,7 +289,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def content_digest(path: Any, depth: int = 0) -> str:
+def content_digest(path: Any, depth: int = 0, again: bool = False) -> str:
     """A digest of a file's or a directory tree's content ("-" if it does not exist: the
     function meets the error itself, and an exception is never cached).
 
@@ -333,6 +333,11 @@ def content_digest(path: Any, depth: int = 0) -> str:
         return _tree_digest(name, st)
     found = _file_digest(name, st)
     if found is None:
+        if stat.S_ISREG(st.st_mode) and not again:
+            # A file at the stat and something else at the open: replaced meanwhile (a
+            # folder made at the path by another thread or process). Looked at again, as
+            # what it is now; before, the call raised that it is 'not a regular file'.
+            return content_digest(path, depth, again=True)
         raise NotAFile(name, _kind(st.st_mode))
     return found
 
