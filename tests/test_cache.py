@@ -633,6 +633,35 @@ def test_a_look_at_a_live_entry_is_not_a_use_of_it(cache_dir: Path, look: str) -
 
 
 @pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
+@pytest.mark.not_on("redis", "a Redis read scores the entry's use in the store's own script")
+def test_a_look_keeps_no_stamp_when_another_thread_hits_meanwhile(cache_dir: Path) -> None:
+    """The stamp a look took back (``unstamp``) was the store's last, of any thread: a hit
+    of another entry in another thread between the look's read and its take-back left the
+    entry looked at stamped as used, and eviction removed another in its place. A look
+    leaves no stamp now."""
+    import threading
+
+    _, f = _ten_written_in_turn(cache_dir)
+    store = f.__memojar__.store
+    read = store.read
+
+    def hit_meanwhile(name: str, key: str, *stamp: bool) -> Any:
+        del store.read  # once
+        data = read(name, key, *stamp)
+        thread = threading.Thread(target=f, args=(5,))  # a hit, in another thread
+        thread.start()
+        thread.join(10)
+        return data
+
+    store.read = hit_meanwhile
+    assert f.cache_contains(0)  # looked at, not used: still the least recently used
+    time.sleep(0.012)
+    f(10)
+    assert not f.cache_contains(0)
+    assert f.cache_contains(2)
+
+
+@pytest.mark.not_on("s3", "S3 keeps no access times: max_size evicts the least recently written")
 def test_listing_entries_does_not_count_as_use(cache_dir: Path) -> None:
     cache, f = _ten_written_in_turn(cache_dir)
     f(0)  # read again: the most recently used entry

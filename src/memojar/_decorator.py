@@ -2001,12 +2001,11 @@ class _Memo:
         return CacheInfo(self.hits, self.misses, *stored_total(self.store, self.name))
 
     def contains(self, key: str) -> bool:
-        data = self.store.read(self.name, key)
+        # Looked at, not used (as diskcache's ``in``): no mark of a use is left, so that a
+        # look never keeps an entry from eviction. Before, only of one rejected.
+        data = self.store.look(self.name, key)
         if data is None:
             return False
-        # Looked at, not used (as diskcache's ``in``): the read's mark of a use is taken back,
-        # so that a look never keeps an entry from eviction. Before, only of one rejected.
-        self.store.unstamp(self.name, key)
         try:
             _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
                           _depends.changed_result_class)
@@ -2018,7 +2017,7 @@ class _Memo:
         """Why this call would hit or miss, in one line (see ``_depends.explain_miss``)."""
         key = self.key_of(args, kwargs)
         try:
-            data = self.store.read(self.name, key)
+            data = self.store.look(self.name, key)  # looked at, not used (see ``contains``)
         except OSError as exc:
             return f"miss: the entry cannot be read ({exc})"
         if data is None:
@@ -2040,7 +2039,6 @@ class _Memo:
                         "exist (or cannot be read): the call computes, and the function meets "
                         "that itself")
             return line
-        self.store.unstamp(self.name, key)  # looked at, not used (see ``contains``)
         now = time.time()
         try:
             # Loaded as the call loads it: an entry passing every check may still not

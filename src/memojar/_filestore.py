@@ -554,6 +554,39 @@ class FileStore(Store):
         finally:
             os.close(fd)
 
+    def look(self, function: str, key: str) -> Any | None:
+        """``Store.look``: read, with the entry's times as they were before put back. Before,
+        ``unstamp`` took them from the store's record of its last stamp, which another
+        thread's hit of another entry had replaced meanwhile: the entry looked at was left
+        the most recently used, and eviction removed another in its place. ``read`` stays
+        as it is (the hit path); the times are taken here, one ``stat`` before it."""
+        if self.max_size is None:  # nothing stamped
+            return self.read(function, key)
+        path = self.path(function, key)
+        try:
+            before = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return self.read(function, key)
+        data = self.read(function, key)
+        if data is None:
+            return None
+        try:
+            fd = os.open(path, _O_READ)
+        except OSError:
+            return data
+        try:
+            st = os.fstat(fd)
+            # The file stat'ed (not replaced since), stamped since (by this read; a hit of
+            # it in another thread meanwhile is taken back too, a use as near as this look)
+            if (stat.S_ISREG(st.st_mode) and st.st_ino == before.st_ino and st.st_nlink == 1
+                    and st.st_mtime_ns > before.st_mtime_ns and st.st_uid == _euid()):
+                os.utime(fd, ns=(before.st_atime_ns, before.st_mtime_ns))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return data
+
     def unstamp(self, function: str, key: str) -> None:
         """``Store.unstamp``: the times the entry had before this thread's ``read`` stamped
         it are put back, if the file is still the one stamped and has that stamp (nobody

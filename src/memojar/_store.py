@@ -345,11 +345,19 @@ class Store(abc.ABC):
             logger.debug("read of %s %s from %s failed: %s", function, key, self.location, exc)
             return None
 
+    def look(self, function: str, key: str) -> Any | None:
+        """``read``, for a look at the entry that is no use of it (``cache_contains``,
+        ``cache_explain``): the mark of a use its read left, if any, is taken back
+        (``unstamp``). A store whose read marks it in a way it can skip overrides this."""
+        data = self.read(function, key)
+        if data is not None:
+            self.unstamp(function, key)
+        return data
+
     def unstamp(self, function: str, key: str) -> None:  # noqa: B027 - optional
-        """The entry this thread just read (``read``) was not used (its reader rejected it,
-        or ``cache_contains`` and ``cache_explain`` only looked at it) and is still there:
-        the mark of a use its read left in the least-recently-used order, if any, is taken
-        back. Nothing by default."""
+        """The entry this thread just read (``read``) was not used (its reader rejected it)
+        and is still there: the mark of a use its read left in the least-recently-used
+        order, if any, is taken back. Nothing by default."""
 
     def maybe_stored(self, function: str, key: str) -> bool:
         """False only if there is certainly no entry for ``key``, told more cheaply than by
