@@ -423,6 +423,42 @@ def test_a_call_waiting_while_a_collected_tasks_coroutine_closes_waits_for_it(
 # --- stale-while-revalidate: the background task of a loop that ends ----------------------
 
 
+def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back(location: str
+                                                                         ) -> None:
+    """A stale hit's background recomputation, a task of the caller's loop, is left
+    computing when that loop is closed: it is collected unfinished and gives back the key's
+    lock and its mark of being recomputed, so another store's caller gets the lock at once
+    and a stale hit here starts the recomputation again. Before, memojar's set of
+    background tasks kept the task alive for the process's life, with both: every later
+    caller here or elsewhere waited lock_timeout, and this process never refreshed the key."""
+    entered: list[int] = []
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached(ttl=0.5,
+                                                           stale_while_revalidate=HANG)
+    async def f(x: int) -> int:
+        entered.append(x)
+        if len(entered) == 2:  # the first recomputation: its loop is closed under it
+            await asyncio.sleep(HANG)
+        return len(entered)
+
+    assert asyncio.run(f(1)) == 1
+    time.sleep(0.6)  # stale, within the window
+    collected_unfinished(lambda: f(1), lambda: len(entered) == 2)
+    assert lock_is_free(location, f, 1)
+
+    async def main() -> list[int]:
+        seen = [await f(1)]
+        deadline = time.monotonic() + HANG
+        while seen[-1] == 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            seen.append(await f(1))
+        return seen
+
+    assert asyncio.run(main())[-1] == 3  # recomputed in the background again
+    assert left_behind(location, f, 1) == []
+
+
+
 def test_a_revalidation_cancelled_with_its_loop_lets_the_next_loop_revalidate(tmp_path: Path
                                                                               ) -> None:
     """A stale hit in ``asyncio.run`` starts the recomputation as a task of that loop; the

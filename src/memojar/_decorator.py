@@ -104,7 +104,7 @@ MISSING: Any = _Missing()
 UNSTORED: Any = object()
 _UNSTORED_MAX = 256  # keys noted as unstored, per function: the latest kept
 _Args = tuple[Any, ...]  # bound or call arguments
-_TASKS: set[Any] = set()  # background recomputations of coroutine functions, kept alive
+_FOREVER = 1e9  # seconds: the delay of a timer that never fires (``_keep_alive``)
 _compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIME_AT
 # Types whose values equal only values of their own type (not bool, float or complex:
 # ``True == 1 == 1.0``), so a tuple of them finds in a dict only a tuple of the same types
@@ -943,13 +943,14 @@ class _Memo:
         except BaseException:
             self._revalidated(key)
             raise
-        _TASKS.add(task)
-        task.add_done_callback(_TASKS.discard)
         # The key is let go when the task is done, not in its body: a task cancelled before
         # its first step (its loop ended at once: ``asyncio.run`` cancels the tasks left)
         # never runs its body, and the key stayed marked, never recomputed in the
-        # background again by this process.
-        task.add_done_callback(lambda _: self._revalidated(key))
+        # background again by this process. Or when the task is collected unfinished (its
+        # loop closed under it, ``_keep_alive``): it is never done.
+        revalidated = weakref.finalize(task, self._revalidated, key)
+        task.add_done_callback(lambda _: revalidated())
+        _keep_alive(loop, task)
 
     async def _arevalidate(self, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         """``_revalidate`` for coroutine functions, as a task on the caller's loop."""
@@ -2636,6 +2637,24 @@ def _end_all(ends: list[Callable[[], None]]) -> None:
             for again in ends[i:]:
                 again()
             raise
+
+
+def _keep_alive(loop: Any, task: Any) -> None:
+    """Keep a background task alive while its loop can run it (an asyncio loop holds its
+    tasks by weak references only): by a timer of the loop that never fires, cancelled once
+    the task is done. A loop closed under the task drops its timers, and the task is then
+    collected unfinished: its coroutine's clean-up gives back the key's lock. Before, a set
+    of memojar's held the task, which was never collected: the lock (the directory's flock,
+    a Redis or S3 lease renewed for nobody) and the key's mark of being recomputed stayed
+    for the process's life, and every later caller here or elsewhere waited
+    ``lock_timeout``. A trio system task is held by its run."""
+    if not isinstance(loop, _trio.Loop):
+        timer = loop.call_later(_FOREVER, _nothing, task)
+        task.add_done_callback(lambda _: timer.cancel())
+
+
+def _nothing(*_: Any) -> None:
+    pass
 
 
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None,
