@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import gc
 import glob
+import itertools
 import threading
 import time
 import warnings
@@ -418,6 +419,58 @@ def test_a_call_waiting_while_a_collected_tasks_coroutine_closes_waits_for_it(
     assert done.wait(HANG)
     assert outcome == [1]  # before: [TypeError('weak object has gone away')]
     assert len(entered) == 2
+
+
+@remote
+def test_a_cached_call_in_an_async_generators_aclose_keeps_the_loop_free(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote store's calls of a cached call awaited in an async generator's ``finally``
+    while ``aclose()`` closes it (on a running loop) run in worker threads, as anywhere
+    else: the loop runs its other tasks meanwhile. Before, the shortcut for a coroutine
+    closed by the collector took the ``GeneratorExit`` being handled for one and made
+    those calls on the loop's thread: here the store's write, slowed to a second, stopped
+    every other task of the loop for that second."""
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def f(x: int) -> int:
+        return x
+
+    memo = f.__memojar__
+    computed = memo._computed
+
+    def slowly_computed(*args: Any) -> Any:
+        time.sleep(1.0)  # a slow server
+        return computed(*args)
+
+    monkeypatch.setattr(memo, "_computed", slowly_computed)
+
+    async def numbers() -> Any:
+        try:
+            yield 1
+        finally:
+            assert await f(1) == 1
+
+    async def main() -> list[float]:
+        ticks: list[float] = []
+
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        generator = numbers()
+        assert await generator.__anext__() == 1
+        start = time.monotonic()
+        await generator.aclose()
+        end = time.monotonic()
+        ticker.cancel()
+        return [start, *[t for t in ticks if start < t < end], end]
+
+    seen = asyncio.run(main())
+    assert seen[-1] - seen[0] >= 1.0
+    assert max(b - a for a, b in itertools.pairwise(seen)) < 0.5  # before: a whole second
+    assert f.cache_contains(1)
+    assert left_behind(location, f, 1) == []
 
 
 # --- stale-while-revalidate: the background task of a loop that ends ----------------------

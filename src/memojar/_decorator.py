@@ -2688,9 +2688,9 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
     raised once it has returned. Cancelling a plain ``asyncio.to_thread`` while its call is
     still queued for a worker drops the call: a lock then stayed held, renewed by this
     process for nobody, and every caller of the key waited ``lock_timeout``. In a coroutine
-    closed unfinished (``GeneratorExit``: its task collected after its loop was closed) such
-    a call is made here, the only place left to make it."""
-    if finish and sys.exc_info()[0] is GeneratorExit:  # see above: nothing can be awaited
+    closed unfinished (``_closing``: its task collected after its loop was closed) such a
+    call is made here, the only place left to make it."""
+    if finish and sys.exc_info()[0] is GeneratorExit and _closing():  # see above
         return call(*args)
     if undo is not None:
         job = _Undoable(call, args, undo)
@@ -2719,6 +2719,22 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
                 del cancelled, made, args
         return made.result()
     return await asyncio.to_thread(call, *args)
+
+
+def _closing() -> bool:
+    """Whether the ``GeneratorExit`` being handled closes the coroutine making this call,
+    which can then await nothing: thrown into a coroutine (only ``close`` does that: the
+    collector's, of a task whose loop was closed), or with no loop running in this thread.
+    Not one thrown into an async generator by an ``aclose`` awaited on a running loop (a
+    cached call in its ``finally``): that call awaits as any other. Before, it too was
+    made here, on the loop's thread, which ran no other task until the server answered."""
+    handling = sys.exc_info()[1]
+    trace = handling.__traceback__ if handling is not None else None
+    if trace is None or trace.tb_frame.f_code.co_flags & 0x80:  # inspect.CO_COROUTINE
+        return True
+    asyncio = sys.modules.get("asyncio")
+    return ((asyncio is None or asyncio._get_running_loop() is None)
+            and _trio.running() is None)
 
 
 class _Undoable:
