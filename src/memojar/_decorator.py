@@ -2322,9 +2322,9 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                 key = key_of(args, kwargs)
                 if swr:
                     call = (args, kwargs, _running_loop())
-                    value = await _in_thread(get, key, call) if remote else get(key, call)
+                    value = await _read(memo, get, key, call) if remote else get(key, call)
                 else:
-                    value = await _in_thread(get, key) if remote else get(key)
+                    value = await _read(memo, get, key) if remote else get(key)
                 if value is not MISSING:
                     hit()
                     return value
@@ -2660,6 +2660,16 @@ def _nothing(*_: Any) -> None:
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None,
                   finish: bool = False) -> Any:
     return call(*args)
+
+
+def _read(memo: _Memo, get: Callable[..., Any], *args: Any) -> Any:
+    """``get(*args)`` in a worker thread (awaited: a remote store's read of a coroutine's
+    call). The store's first read warns if it has no secret: that read is given the
+    awaiting line (``at_site``), where the warning points. Before, it pointed at
+    ``concurrent/futures/thread.py``, the worker's first frame outside memojar."""
+    if memo.store._warned:
+        return _in_thread(get, *args)
+    return _in_thread(at_site, user_site(), get, *args)
 
 
 def _at_site_in_thread(site: Any) -> Callable[..., Any]:
