@@ -158,3 +158,24 @@ def test_a_plain_function_called_from_a_trio_task_closes_a_cycle_seen_at_once(
     out, took = done.stdout.rsplit(" ", 1)
     assert out in ("[(1, 21), (2, 22)]", "[(1, 12), (2, 11)]")
     assert float(took) < 30, f"{float(took):.1f} s: the cycle was waited out"
+
+
+def test_a_warning_of_a_call_trio_runs_itself_points_at_the_line_that_ran_it(tmp_path: Path
+                                                                            ) -> None:
+    """``trio.run(f, x)`` of a cached function whose result cannot be pickled: the warning
+    points at the line that called ``trio.run``, past trio's frames, as one of
+    ``asyncio.run(f(x))`` points past asyncio's. Before, it pointed inside trio's run loop
+    (only asyncio's frames were passed over)."""
+    import threading
+
+    from memojar import MemojarWarning
+
+    @Cache(tmp_path / "cache").cached
+    async def unpicklable(x: int) -> Any:
+        return threading.Lock()
+
+    with pytest.warns(MemojarWarning, match="cannot be pickled") as caught:
+        trio.run(unpicklable, 1)  # RAN-BY-TRIO
+    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1)
+                if text.endswith("# RAN-BY-TRIO"))
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
