@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from memojar import Cache
-from test_cancellation import HANG, lock_is_free
+from test_cancellation import HANG, lock_is_free, remote
 from test_cancellation import location as location  # the fixture: file, Redis, S3
 
 trio = pytest.importorskip("trio", reason="trio is a dev dependency (pip install -e '.[dev]')")
@@ -178,4 +178,28 @@ def test_a_warning_of_a_call_trio_runs_itself_points_at_the_line_that_ran_it(tmp
         trio.run(unpicklable, 1)  # RAN-BY-TRIO
     line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1)
                 if text.endswith("# RAN-BY-TRIO"))
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
+
+
+@remote
+def test_the_no_secret_warning_of_a_first_read_under_trio_points_at_the_awaiting_line(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under trio too, a Redis or S3 cache without a secret warns at its first read at the
+    line that awaited the call. Before, the read ran in trio's worker thread with no site
+    given, and the warning pointed inside trio (``trio/_threads.py``)."""
+    from memojar import MemojarWarning, _store
+
+    monkeypatch.setattr(_store, "_UNSIGNED_WARNED", set())  # once per place: this test's
+
+    @Cache(location).cached
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async def main() -> int:
+        return await double(1)  # AWAIT-UNDER-TRIO
+
+    with pytest.warns(MemojarWarning, match="has no secret") as caught:
+        assert trio.run(main) == 2
+    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1)
+                if text.endswith("# AWAIT-UNDER-TRIO"))
     assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
