@@ -421,15 +421,10 @@ def test_a_call_waiting_while_a_collected_tasks_coroutine_closes_waits_for_it(
     assert len(entered) == 2
 
 
-@remote
-def test_a_cached_call_in_an_async_generators_aclose_keeps_the_loop_free(
-        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A remote store's calls of a cached call awaited in an async generator's ``finally``
-    while ``aclose()`` closes it (on a running loop) run in worker threads, as anywhere
-    else: the loop runs its other tasks meanwhile. Before, the shortcut for a coroutine
-    closed by the collector took the ``GeneratorExit`` being handled for one and made
-    those calls on the loop's thread: here the store's write, slowed to a second, stopped
-    every other task of the loop for that second."""
+def storing_slowly_in_a_finally(location: str, monkeypatch: pytest.MonkeyPatch
+                                ) -> tuple[Any, Callable[[], Any]]:
+    """A cached ``f`` whose store of a computed value takes a second (a slow server), and
+    an async generator whose ``finally`` awaits ``f(1)`` (a miss): ``aclose()`` stores."""
     @Cache(location, lock_timeout=HANG, secret="s").cached
     async def f(x: int) -> int:
         return x
@@ -438,7 +433,7 @@ def test_a_cached_call_in_an_async_generators_aclose_keeps_the_loop_free(
     computed = memo._computed
 
     def slowly_computed(*args: Any) -> Any:
-        time.sleep(1.0)  # a slow server
+        time.sleep(1.0)
         return computed(*args)
 
     monkeypatch.setattr(memo, "_computed", slowly_computed)
@@ -449,31 +444,82 @@ def test_a_cached_call_in_an_async_generators_aclose_keeps_the_loop_free(
         finally:
             assert await f(1) == 1
 
-    async def main() -> list[float]:
+    return f, numbers
+
+
+async def tick(ticks: list[float], sleep: Callable[[float], Any]) -> None:
+    """Note the time every 0.01 s, until cancelled (``ran_throughout``)."""
+    while True:
+        ticks.append(time.monotonic())
+        await sleep(0.01)
+
+
+def ran_throughout(ticks: list[float], start: float, end: float) -> bool:
+    """Whether the ticks of a task sleeping 0.01 s at a time went on from ``start`` to
+    ``end``, a second or more later (a loop that waited on the store: no tick for it)."""
+    seen = [start, *[t for t in ticks if start < t < end], end]
+    return end - start >= 1.0 and max(b - a for a, b in itertools.pairwise(seen)) < 0.5
+
+
+@remote
+def test_a_cached_call_in_an_async_generators_aclose_keeps_the_loop_free(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote store's calls of a cached call awaited in an async generator's ``finally``
+    while ``aclose()`` closes it (on a running loop) run in worker threads, as anywhere
+    else: the loop runs its other tasks meanwhile. Before, the shortcut for a coroutine
+    closed by the collector took the ``GeneratorExit`` being handled for one and made
+    those calls on the loop's thread: here the store's write, slowed to a second, stopped
+    every other task of the loop for that second."""
+    f, numbers = storing_slowly_in_a_finally(location, monkeypatch)
+
+    async def main() -> bool:
         ticks: list[float] = []
 
-        async def tick() -> None:
-            while True:
-                ticks.append(time.monotonic())
-                await asyncio.sleep(0.01)
-
-        ticker = asyncio.create_task(tick())
+        ticker = asyncio.create_task(tick(ticks, asyncio.sleep))
         generator = numbers()
         assert await generator.__anext__() == 1
         start = time.monotonic()
         await generator.aclose()
-        end = time.monotonic()
         ticker.cancel()
-        return [start, *[t for t in ticks if start < t < end], end]
+        return ran_throughout(ticks, start, time.monotonic())
 
-    seen = asyncio.run(main())
-    assert seen[-1] - seen[0] >= 1.0
-    assert max(b - a for a, b in itertools.pairwise(seen)) < 0.5  # before: a whole second
+    assert asyncio.run(main())  # before: no tick for a second
     assert f.cache_contains(1)
     assert left_behind(location, f, 1) == []
 
 
 # --- stale-while-revalidate: the background task of a loop that ends ----------------------
+
+
+def a_stale_entry(location: Path) -> Any:
+    """A cached ``f`` whose entry of ``f(1)`` ("old") is stale, within its window, and
+    whose next computation of it returns "new"."""
+    value = ["old"]
+
+    @Cache(location).cached(ttl=0.2, stale_while_revalidate=HANG)
+    async def f(x: int) -> str:
+        await asyncio.sleep(0.01)
+        return value[0]
+
+    assert asyncio.run(f(1)) == "old"
+    time.sleep(0.3)  # stale, within the window
+    value[0] = "new"
+    return f
+
+
+def revalidated_in_a_new_loop(f: Any) -> bool:
+    """Whether stale hits of ``f(1)`` in a new loop start its recomputation: "old" served,
+    then "new" (within HANG seconds)."""
+    async def main() -> list[str]:
+        seen = []
+        for _ in range(int(HANG / 0.02)):
+            seen.append(await f(1))
+            if seen[-1] == "new":
+                break
+            await asyncio.sleep(0.02)
+        return seen
+
+    return asyncio.run(main())[-2:] == ["old", "new"]
 
 
 def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back(location: str
@@ -511,34 +557,36 @@ def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back(locatio
     assert left_behind(location, f, 1) == []
 
 
+def test_a_revalidation_whose_loop_is_closed_before_it_starts_lets_the_next_loop_revalidate(
+        tmp_path: Path) -> None:
+    """A stale hit in ``loop.run_until_complete``, the loop closed right after (as a test's
+    loop is at its end): the recomputation's task never took its first step. It is
+    collected, the key's mark of being recomputed goes with it, and a stale hit in the next
+    loop starts a recomputation; nothing is said of memojar's coroutine (not "coroutine
+    ... was never awaited"). Before, memojar's set of background tasks kept the task, and
+    the key stayed marked for the process's life: never recomputed in the background by
+    this process again."""
+    f = a_stale_entry(tmp_path / "cache")
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # "Task was destroyed"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert loop.run_until_complete(f(1)) == "old"  # its recomputation never started
+        loop.close()
+        del loop
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    assert revalidated_in_a_new_loop(f)
+
 
 def test_a_revalidation_cancelled_with_its_loop_lets_the_next_loop_revalidate(tmp_path: Path
                                                                               ) -> None:
     """A stale hit in ``asyncio.run`` starts the recomputation as a task of that loop; the
     loop ends at once and cancels the task before its first step. The key must not stay
     marked as being recomputed: a stale hit in the next loop starts a recomputation."""
-    value = ["old"]
-
-    @Cache(tmp_path / "cache").cached(ttl=0.2, stale_while_revalidate=HANG)
-    async def f(x: int) -> str:
-        await asyncio.sleep(0.01)
-        return value[0]
-
-    assert asyncio.run(f(1)) == "old"
-    time.sleep(0.3)  # stale, within the window
-    value[0] = "new"
+    f = a_stale_entry(tmp_path / "cache")
     assert asyncio.run(f(1)) == "old"  # served stale; its recomputation cancelled unrun
-
-    async def main() -> list[str]:
-        seen = []
-        for _ in range(200):
-            seen.append(await f(1))
-            if seen[-1] == "new":
-                break
-            await asyncio.sleep(0.02)
-        return seen
-
-    assert asyncio.run(main())[-2:] == ["old", "new"]
+    assert revalidated_in_a_new_loop(f)
 
 
 # --- an interrupt (not a cancellation) inside an async miss -------------------------------

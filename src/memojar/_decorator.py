@@ -938,22 +938,35 @@ class _Memo:
         return changed
 
     def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
+        unstarted: list[Any] = []  # the task's coroutine until its first step
         try:
-            task = loop.create_task(self._arevalidate(key, args, kwargs))
+            unstarted.append(self._arevalidate(key, args, kwargs, unstarted))
+            task = loop.create_task(unstarted[0])
         except BaseException:
-            self._revalidated(key)
+            self._abandoned(key, unstarted)
             raise
         # The key is let go when the task is done, not in its body: a task cancelled before
         # its first step (its loop ended at once: ``asyncio.run`` cancels the tasks left)
         # never runs its body, and the key stayed marked, never recomputed in the
         # background again by this process. Or when the task is collected unfinished (its
         # loop closed under it, ``_keep_alive``): it is never done.
-        revalidated = weakref.finalize(task, self._revalidated, key)
+        revalidated = weakref.finalize(task, self._abandoned, key, unstarted)
         task.add_done_callback(lambda _: revalidated())
         _keep_alive(loop, task)
 
-    async def _arevalidate(self, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
+    def _abandoned(self, key: str, unstarted: list[Any]) -> None:
+        """A background recomputation's task is done or was collected: the key is let go.
+        A coroutine never started (its loop closed before the task's first step) is closed
+        here, not reported by Python as "never awaited": the caller's code awaited its own
+        call, and memojar's task was the one left."""
+        for coroutine in unstarted:
+            coroutine.close()
+        self._revalidated(key)
+
+    async def _arevalidate(self, key: str, args: _Args, kwargs: dict[str, Any],
+                           unstarted: list[Any]) -> None:
         """``_revalidate`` for coroutine functions, as a task on the caller's loop."""
+        unstarted.clear()  # started: a started coroutine is closed by the collector
         run = _in_thread if self.store.remote else _inline
         taken: list[Any] = []  # as in ``acompute``: released whatever interrupts this
         here = (self.store.location, self.name, key)
