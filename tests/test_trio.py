@@ -18,10 +18,23 @@ from typing import Any
 import pytest
 
 from memojar import Cache
-from test_cancellation import HANG, lock_is_free, remote
+from test_cancellation import (
+    HANG,
+    lock_is_free,
+    ran_throughout,
+    remote,
+    storing_slowly_in_a_finally,
+    tick,
+)
 from test_cancellation import location as location  # the fixture: file, Redis, S3
 
 trio = pytest.importorskip("trio", reason="trio is a dev dependency (pip install -e '.[dev]')")
+
+
+def line_of(marker: str) -> int:
+    """The number of the line of this file that ends with ``marker``."""
+    lines = Path(__file__).read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if text.endswith(marker))
 
 
 def test_trio_tasks_compute_each_key_once(location: str) -> None:
@@ -176,9 +189,7 @@ def test_a_warning_of_a_call_trio_runs_itself_points_at_the_line_that_ran_it(tmp
 
     with pytest.warns(MemojarWarning, match="cannot be pickled") as caught:
         trio.run(unpicklable, 1)  # RAN-BY-TRIO
-    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1)
-                if text.endswith("# RAN-BY-TRIO"))
-    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line_of("# RAN-BY-TRIO"))]
 
 
 @remote
@@ -200,6 +211,29 @@ def test_the_no_secret_warning_of_a_first_read_under_trio_points_at_the_awaiting
 
     with pytest.warns(MemojarWarning, match="has no secret") as caught:
         assert trio.run(main) == 2
-    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1)
-                if text.endswith("# AWAIT-UNDER-TRIO"))
-    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line_of("# AWAIT-UNDER-TRIO"))]
+
+
+@remote
+def test_a_cached_call_in_an_async_generators_aclose_under_trio_keeps_the_run_free(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under trio too, a remote store's calls of a cached call awaited in an async
+    generator's ``finally`` during ``aclose()`` run in worker threads: the run's other
+    tasks go on meanwhile. Before, they were made on the run's thread (the shortcut for a
+    coroutine closed by the collector), which stopped every task for the store's write."""
+    f, numbers = storing_slowly_in_a_finally(location, monkeypatch)
+
+    async def main() -> bool:
+        ticks: list[float] = []
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tick, ticks, trio.sleep)
+            generator = numbers()
+            assert await generator.__anext__() == 1
+            start = time.monotonic()
+            await generator.aclose()
+            nursery.cancel_scope.cancel()
+        return ran_throughout(ticks, start, time.monotonic())
+
+    assert trio.run(main)  # before: no tick for a second
+    assert lock_is_free(location, f, 1)
