@@ -7,6 +7,7 @@ check its header, unpickle. The hit path is ``_Memo.get`` and ``FileStore.read``
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import importlib.util
@@ -2730,11 +2731,12 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
         made = asyncio.get_running_loop().run_in_executor(
             None, functools.partial(contextvars.copy_context().run, call, *args))
         cancelled: BaseException | None = None
-        while not made.done():
-            try:
-                await asyncio.wait((made,))  # cancelling the wait leaves the call alone
-            except asyncio.CancelledError as exc:
-                cancelled = exc
+        with _anyio_shield():
+            while not made.done():
+                try:
+                    await asyncio.wait((made,))  # cancelling the wait leaves the call alone
+                except asyncio.CancelledError as exc:
+                    cancelled = exc
         if cancelled is not None:
             try:
                 raise cancelled
@@ -2742,6 +2744,16 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
                 del cancelled, made, args
         return made.result()
     return await asyncio.to_thread(call, *args)
+
+
+def _anyio_shield() -> Any:
+    """A shielded cancel scope of anyio if it is imported, else nothing. A cancelled scope
+    of anyio's asyncio backend cancels its task again at every turn of the loop until the
+    task leaves it: ``_in_thread``'s wait for a finishing call, which goes on waiting, was
+    woken at each, the loop's thread busy for as long as the call took (a slow server's
+    store: a core). Shielded, the scope's cancellation comes at the caller's next await."""
+    anyio = sys.modules.get("anyio")
+    return contextlib.nullcontext() if anyio is None else anyio.CancelScope(shield=True)
 
 
 def _closing() -> bool:
