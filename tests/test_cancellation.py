@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import gc
 import glob
+import itertools
 import threading
 import time
 import warnings
@@ -420,17 +421,107 @@ def test_a_call_waiting_while_a_collected_tasks_coroutine_closes_waits_for_it(
     assert len(entered) == 2
 
 
+def storing_slowly_in_a_finally(location: str, monkeypatch: pytest.MonkeyPatch
+                                ) -> tuple[Any, Callable[[], Any]]:
+    """A cached ``f`` whose store of a computed value takes a second (a slow server), and
+    an async generator whose ``finally`` awaits ``f(1)`` (a miss): ``aclose()`` stores."""
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def f(x: int) -> int:
+        return x
+
+    memo = f.__memojar__
+    computed = memo._computed
+
+    def slowly_computed(*args: Any) -> Any:
+        time.sleep(1.0)
+        return computed(*args)
+
+    monkeypatch.setattr(memo, "_computed", slowly_computed)
+
+    async def numbers() -> Any:
+        try:
+            yield 1
+        finally:
+            assert await f(1) == 1
+
+    return f, numbers
+
+
+async def tick(ticks: list[float], sleep: Callable[[float], Any]) -> None:
+    """Note the time every 0.01 s, until cancelled (``ran_throughout``)."""
+    while True:
+        ticks.append(time.monotonic())
+        await sleep(0.01)
+
+
+def ran_throughout(ticks: list[float], start: float, end: float) -> bool:
+    """Whether the ticks of a task sleeping 0.01 s at a time went on from ``start`` to
+    ``end``, a second or more later (a loop that waited on the store: no tick for it)."""
+    seen = [start, *[t for t in ticks if start < t < end], end]
+    return end - start >= 1.0 and max(b - a for a, b in itertools.pairwise(seen)) < 0.5
+
+
+@remote
+def test_a_cached_call_in_an_async_generators_aclose_keeps_the_loop_free(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote store's calls of a cached call awaited in an async generator's ``finally``
+    while ``aclose()`` closes it (on a running loop) run in worker threads, as anywhere
+    else: the loop runs its other tasks meanwhile. Before, the shortcut for a coroutine
+    closed by the collector took the ``GeneratorExit`` being handled for one and made
+    those calls on the loop's thread: here the store's write, slowed to a second, stopped
+    every other task of the loop for that second."""
+    f, numbers = storing_slowly_in_a_finally(location, monkeypatch)
+
+    async def main() -> bool:
+        ticks: list[float] = []
+
+        ticker = asyncio.create_task(tick(ticks, asyncio.sleep))
+        generator = numbers()
+        assert await generator.__anext__() == 1
+        start = time.monotonic()
+        await generator.aclose()
+        ticker.cancel()
+        return ran_throughout(ticks, start, time.monotonic())
+
+    assert asyncio.run(main())  # before: no tick for a second
+    assert f.cache_contains(1)
+    assert left_behind(location, f, 1) == []
+
+
+@remote
+def test_an_anyio_cancel_scope_cancelling_a_store_keeps_the_loop_idle(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """anyio's cancel scope (asyncio backend) ends a cached call while its store of the
+    computed value runs: the store is finished, then the scope's cancellation is raised,
+    and meanwhile the loop's thread waits idle. anyio cancels a task in a cancelled scope
+    again at every turn of the loop until it leaves the scope: before, memojar's wait for
+    the store, which goes on waiting, was woken at each, a core busy for the store's
+    length (here 0.85 s of CPU in the loop's thread for a second's store)."""
+    anyio = pytest.importorskip("anyio", reason="anyio is not installed")
+    f, _ = storing_slowly_in_a_finally(location, monkeypatch)
+
+    async def main() -> tuple[float, float]:
+        start, busy = time.monotonic(), time.thread_time()
+        with anyio.move_on_after(0.1):
+            await f(1)
+        return time.monotonic() - start, time.thread_time() - busy
+
+    took, busy = anyio.run(main, backend="asyncio")
+    assert took >= 1.0  # the store finished
+    assert busy < 0.3
+    assert f.cache_contains(1)
+    assert left_behind(location, f, 1) == []
+
+
 # --- stale-while-revalidate: the background task of a loop that ends ----------------------
 
 
-def test_a_revalidation_cancelled_with_its_loop_lets_the_next_loop_revalidate(tmp_path: Path
-                                                                              ) -> None:
-    """A stale hit in ``asyncio.run`` starts the recomputation as a task of that loop; the
-    loop ends at once and cancels the task before its first step. The key must not stay
-    marked as being recomputed: a stale hit in the next loop starts a recomputation."""
+def a_stale_entry(location: Path) -> Any:
+    """A cached ``f`` whose entry of ``f(1)`` ("old") is stale, within its window, and
+    whose next computation of it returns "new"."""
     value = ["old"]
 
-    @Cache(tmp_path / "cache").cached(ttl=0.2, stale_while_revalidate=HANG)
+    @Cache(location).cached(ttl=0.2, stale_while_revalidate=HANG)
     async def f(x: int) -> str:
         await asyncio.sleep(0.01)
         return value[0]
@@ -438,18 +529,89 @@ def test_a_revalidation_cancelled_with_its_loop_lets_the_next_loop_revalidate(tm
     assert asyncio.run(f(1)) == "old"
     time.sleep(0.3)  # stale, within the window
     value[0] = "new"
-    assert asyncio.run(f(1)) == "old"  # served stale; its recomputation cancelled unrun
+    return f
 
+
+def revalidated_in_a_new_loop(f: Any) -> bool:
+    """Whether stale hits of ``f(1)`` in a new loop start its recomputation: "old" served,
+    then "new" (within HANG seconds)."""
     async def main() -> list[str]:
         seen = []
-        for _ in range(200):
+        for _ in range(int(HANG / 0.02)):
             seen.append(await f(1))
             if seen[-1] == "new":
                 break
             await asyncio.sleep(0.02)
         return seen
 
-    assert asyncio.run(main())[-2:] == ["old", "new"]
+    return asyncio.run(main())[-2:] == ["old", "new"]
+
+
+def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back(location: str
+                                                                         ) -> None:
+    """A stale hit's background recomputation, a task of the caller's loop, is left
+    computing when that loop is closed: it is collected unfinished and gives back the key's
+    lock and its mark of being recomputed, so another store's caller gets the lock at once
+    and a stale hit here starts the recomputation again. Before, memojar's set of
+    background tasks kept the task alive for the process's life, with both: every later
+    caller here or elsewhere waited lock_timeout, and this process never refreshed the key."""
+    entered: list[int] = []
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached(ttl=0.5,
+                                                           stale_while_revalidate=HANG)
+    async def f(x: int) -> int:
+        entered.append(x)
+        if len(entered) == 2:  # the first recomputation: its loop is closed under it
+            await asyncio.sleep(HANG)
+        return len(entered)
+
+    assert asyncio.run(f(1)) == 1
+    time.sleep(0.6)  # stale, within the window
+    collected_unfinished(lambda: f(1), lambda: len(entered) == 2)
+    assert lock_is_free(location, f, 1)
+
+    async def main() -> list[int]:
+        seen = [await f(1)]
+        deadline = time.monotonic() + HANG
+        while seen[-1] == 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            seen.append(await f(1))
+        return seen
+
+    assert asyncio.run(main())[-1] == 3  # recomputed in the background again
+    assert left_behind(location, f, 1) == []
+
+
+def test_a_revalidation_whose_loop_is_closed_before_it_starts_lets_the_next_loop_revalidate(
+        tmp_path: Path) -> None:
+    """A stale hit in ``loop.run_until_complete``, the loop closed right after (as a test's
+    loop is at its end): the recomputation's task never took its first step. It is
+    collected, the key's mark of being recomputed goes with it, and a stale hit in the next
+    loop starts a recomputation; nothing is said of memojar's coroutine (not "coroutine
+    ... was never awaited"). Before, memojar's set of background tasks kept the task, and
+    the key stayed marked for the process's life: never recomputed in the background by
+    this process again."""
+    f = a_stale_entry(tmp_path / "cache")
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # "Task was destroyed"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert loop.run_until_complete(f(1)) == "old"  # its recomputation never started
+        loop.close()
+        del loop
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    assert revalidated_in_a_new_loop(f)
+
+
+def test_a_revalidation_cancelled_with_its_loop_lets_the_next_loop_revalidate(tmp_path: Path
+                                                                              ) -> None:
+    """A stale hit in ``asyncio.run`` starts the recomputation as a task of that loop; the
+    loop ends at once and cancels the task before its first step. The key must not stay
+    marked as being recomputed: a stale hit in the next loop starts a recomputation."""
+    f = a_stale_entry(tmp_path / "cache")
+    assert asyncio.run(f(1)) == "old"  # served stale; its recomputation cancelled unrun
+    assert revalidated_in_a_new_loop(f)
 
 
 # --- an interrupt (not a cancellation) inside an async miss -------------------------------

@@ -18,10 +18,23 @@ from typing import Any
 import pytest
 
 from memojar import Cache
-from test_cancellation import HANG, lock_is_free
+from test_cancellation import (
+    HANG,
+    lock_is_free,
+    ran_throughout,
+    remote,
+    storing_slowly_in_a_finally,
+    tick,
+)
 from test_cancellation import location as location  # the fixture: file, Redis, S3
 
 trio = pytest.importorskip("trio", reason="trio is a dev dependency (pip install -e '.[dev]')")
+
+
+def line_of(marker: str) -> int:
+    """The number of the line of this file that ends with ``marker``."""
+    lines = Path(__file__).read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if text.endswith(marker))
 
 
 def test_trio_tasks_compute_each_key_once(location: str) -> None:
@@ -158,3 +171,69 @@ def test_a_plain_function_called_from_a_trio_task_closes_a_cycle_seen_at_once(
     out, took = done.stdout.rsplit(" ", 1)
     assert out in ("[(1, 21), (2, 22)]", "[(1, 12), (2, 11)]")
     assert float(took) < 30, f"{float(took):.1f} s: the cycle was waited out"
+
+
+def test_a_warning_of_a_call_trio_runs_itself_points_at_the_line_that_ran_it(tmp_path: Path
+                                                                            ) -> None:
+    """``trio.run(f, x)`` of a cached function whose result cannot be pickled: the warning
+    points at the line that called ``trio.run``, past trio's frames, as one of
+    ``asyncio.run(f(x))`` points past asyncio's. Before, it pointed inside trio's run loop
+    (only asyncio's frames were passed over)."""
+    import threading
+
+    from memojar import MemojarWarning
+
+    @Cache(tmp_path / "cache").cached
+    async def unpicklable(x: int) -> Any:
+        return threading.Lock()
+
+    with pytest.warns(MemojarWarning, match="cannot be pickled") as caught:
+        trio.run(unpicklable, 1)  # RAN-BY-TRIO
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line_of("# RAN-BY-TRIO"))]
+
+
+@remote
+def test_the_no_secret_warning_of_a_first_read_under_trio_points_at_the_awaiting_line(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under trio too, a Redis or S3 cache without a secret warns at its first read at the
+    line that awaited the call. Before, the read ran in trio's worker thread with no site
+    given, and the warning pointed inside trio (``trio/_threads.py``)."""
+    from memojar import MemojarWarning, _store
+
+    monkeypatch.setattr(_store, "_UNSIGNED_WARNED", set())  # once per place: this test's
+
+    @Cache(location).cached
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async def main() -> int:
+        return await double(1)  # AWAIT-UNDER-TRIO
+
+    with pytest.warns(MemojarWarning, match="has no secret") as caught:
+        assert trio.run(main) == 2
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line_of("# AWAIT-UNDER-TRIO"))]
+
+
+@remote
+def test_a_cached_call_in_an_async_generators_aclose_under_trio_keeps_the_run_free(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under trio too, a remote store's calls of a cached call awaited in an async
+    generator's ``finally`` during ``aclose()`` run in worker threads: the run's other
+    tasks go on meanwhile. Before, they were made on the run's thread (the shortcut for a
+    coroutine closed by the collector), which stopped every task for the store's write."""
+    f, numbers = storing_slowly_in_a_finally(location, monkeypatch)
+
+    async def main() -> bool:
+        ticks: list[float] = []
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tick, ticks, trio.sleep)
+            generator = numbers()
+            assert await generator.__anext__() == 1
+            start = time.monotonic()
+            await generator.aclose()
+            nursery.cancel_scope.cancel()
+        return ran_throughout(ticks, start, time.monotonic())
+
+    assert trio.run(main)  # before: no tick for a second
+    assert lock_is_free(location, f, 1)

@@ -196,3 +196,33 @@ def test_an_error_filter_on_a_plain_call_releases_the_lock_for_other_processes(
                            timeout=60)
     assert child.stdout.strip() == "True", child.stderr  # and in another
     assert list((tmp_path / "cache").rglob("*.pkl")) == []
+
+
+def test_the_no_secret_warning_of_a_first_hit_points_at_the_awaiting_line(
+        remote_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache without a secret warns at its first read (a hit here, the entry stored by
+    another ``Cache`` of the same place): at the line that awaited the call. Before, the
+    hit's read ran in a worker thread with no site given, and the warning pointed at
+    ``concurrent/futures/thread.py``."""
+    from memojar import _store
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    async def stored(x: int) -> int:
+        return double(x)
+
+    with pytest.warns(MemojarWarning, match="has no secret"):
+        assert asyncio.run(Cache(remote_location).cached(stored)(1)) == 2
+    monkeypatch.setattr(_store, "_UNSIGNED_WARNED", set())  # once per place: again
+
+    hit = Cache(remote_location).cached(stored)
+
+    async def main() -> int:
+        return await hit(1)  # AWAIT-FIRST-HIT
+
+    with pytest.warns(MemojarWarning, match="has no secret") as caught:
+        assert asyncio.run(main()) == 2
+    assert hit.cache_info().hits == 1
+    assert [(w.filename, w.lineno) for w in caught] == \
+        [(__file__, _line_of("# AWAIT-FIRST-HIT"))]

@@ -7,6 +7,7 @@ check its header, unpickle. The hit path is ``_Memo.get`` and ``FileStore.read``
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import importlib.util
@@ -104,7 +105,7 @@ MISSING: Any = _Missing()
 UNSTORED: Any = object()
 _UNSTORED_MAX = 256  # keys noted as unstored, per function: the latest kept
 _Args = tuple[Any, ...]  # bound or call arguments
-_TASKS: set[Any] = set()  # background recomputations of coroutine functions, kept alive
+_FOREVER = 1e9  # seconds: the delay of a timer that never fires (``_keep_alive``)
 _compute_time, _COMPUTE_TIME_AT = _entry.unpack_compute_time, _entry.COMPUTE_TIME_AT
 # Types whose values equal only values of their own type (not bool, float or complex:
 # ``True == 1 == 1.0``), so a tuple of them finds in a dict only a tuple of the same types
@@ -947,21 +948,35 @@ class _Memo:
         return changed
 
     def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
+        unstarted: list[Any] = []  # the task's coroutine until its first step
         try:
-            task = loop.create_task(self._arevalidate(key, args, kwargs))
+            unstarted.append(self._arevalidate(key, args, kwargs, unstarted))
+            task = loop.create_task(unstarted[0])
         except BaseException:
-            self._revalidated(key)
+            self._abandoned(key, unstarted)
             raise
-        _TASKS.add(task)
-        task.add_done_callback(_TASKS.discard)
         # The key is let go when the task is done, not in its body: a task cancelled before
         # its first step (its loop ended at once: ``asyncio.run`` cancels the tasks left)
         # never runs its body, and the key stayed marked, never recomputed in the
-        # background again by this process.
-        task.add_done_callback(lambda _: self._revalidated(key))
+        # background again by this process. Or when the task is collected unfinished (its
+        # loop closed under it, ``_keep_alive``): it is never done.
+        revalidated = weakref.finalize(task, self._abandoned, key, unstarted)
+        task.add_done_callback(lambda _: revalidated())
+        _keep_alive(loop, task)
 
-    async def _arevalidate(self, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
+    def _abandoned(self, key: str, unstarted: list[Any]) -> None:
+        """A background recomputation's task is done or was collected: the key is let go.
+        A coroutine never started (its loop closed before the task's first step) is closed
+        here, not reported by Python as "never awaited": the caller's code awaited its own
+        call, and memojar's task was the one left."""
+        for coroutine in unstarted:
+            coroutine.close()
+        self._revalidated(key)
+
+    async def _arevalidate(self, key: str, args: _Args, kwargs: dict[str, Any],
+                           unstarted: list[Any]) -> None:
         """``_revalidate`` for coroutine functions, as a task on the caller's loop."""
+        unstarted.clear()  # started: a started coroutine is closed by the collector
         run = _in_thread if self.store.remote else _inline
         taken: list[Any] = []  # as in ``acompute``: released whatever interrupts this
         here = (self.store.location, self.name, key)
@@ -2347,9 +2362,9 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                 key = key_of(args, kwargs)
                 if swr:
                     call = (args, kwargs, _running_loop())
-                    value = await _in_thread(get, key, call) if remote else get(key, call)
+                    value = await _read(memo, get, key, call) if remote else get(key, call)
                 else:
-                    value = await _in_thread(get, key) if remote else get(key)
+                    value = await _read(memo, get, key) if remote else get(key)
                 if value is not MISSING:
                     hit()
                     return value
@@ -2664,9 +2679,37 @@ def _end_all(ends: list[Callable[[], None]]) -> None:
             raise
 
 
+def _keep_alive(loop: Any, task: Any) -> None:
+    """Keep a background task alive while its loop can run it (an asyncio loop holds its
+    tasks by weak references only): by a timer of the loop that never fires, cancelled once
+    the task is done. A loop closed under the task drops its timers, and the task is then
+    collected unfinished: its coroutine's clean-up gives back the key's lock. Before, a set
+    of memojar's held the task, which was never collected: the lock (the directory's flock,
+    a Redis or S3 lease renewed for nobody) and the key's mark of being recomputed stayed
+    for the process's life, and every later caller here or elsewhere waited
+    ``lock_timeout``. A trio system task is held by its run."""
+    if not isinstance(loop, _trio.Loop):
+        timer = loop.call_later(_FOREVER, _nothing, task)
+        task.add_done_callback(lambda _: timer.cancel())
+
+
+def _nothing(*_: Any) -> None:
+    pass
+
+
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None,
                   finish: bool = False) -> Any:
     return call(*args)
+
+
+def _read(memo: _Memo, get: Callable[..., Any], *args: Any) -> Any:
+    """``get(*args)`` in a worker thread (awaited: a remote store's read of a coroutine's
+    call). The store's first read warns if it has no secret: that read is given the
+    awaiting line (``at_site``), where the warning points. Before, it pointed at
+    ``concurrent/futures/thread.py``, the worker's first frame outside memojar."""
+    if memo.store._warned:
+        return _in_thread(get, *args)
+    return _in_thread(at_site, user_site(), get, *args)
 
 
 def _at_site_in_thread(site: Any) -> Callable[..., Any]:
@@ -2695,9 +2738,9 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
     raised once it has returned. Cancelling a plain ``asyncio.to_thread`` while its call is
     still queued for a worker drops the call: a lock then stayed held, renewed by this
     process for nobody, and every caller of the key waited ``lock_timeout``. In a coroutine
-    closed unfinished (``GeneratorExit``: its task collected after its loop was closed) such
-    a call is made here, the only place left to make it."""
-    if finish and sys.exc_info()[0] is GeneratorExit:  # see above: nothing can be awaited
+    closed unfinished (``_closing``: its task collected after its loop was closed) such a
+    call is made here, the only place left to make it."""
+    if finish and sys.exc_info()[0] is GeneratorExit and _closing():  # see above
         return call(*args)
     if undo is not None:
         job = _Undoable(call, args, undo)
@@ -2714,11 +2757,12 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
         made = asyncio.get_running_loop().run_in_executor(
             None, functools.partial(contextvars.copy_context().run, call, *args))
         cancelled: BaseException | None = None
-        while not made.done():
-            try:
-                await asyncio.wait((made,))  # cancelling the wait leaves the call alone
-            except asyncio.CancelledError as exc:
-                cancelled = exc
+        with _anyio_shield():
+            while not made.done():
+                try:
+                    await asyncio.wait((made,))  # cancelling the wait leaves the call alone
+                except asyncio.CancelledError as exc:
+                    cancelled = exc
         if cancelled is not None:
             try:
                 raise cancelled
@@ -2726,6 +2770,32 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
                 del cancelled, made, args
         return made.result()
     return await asyncio.to_thread(call, *args)
+
+
+def _anyio_shield() -> Any:
+    """A shielded cancel scope of anyio if it is imported, else nothing. A cancelled scope
+    of anyio's asyncio backend cancels its task again at every turn of the loop until the
+    task leaves it: ``_in_thread``'s wait for a finishing call, which goes on waiting, was
+    woken at each, the loop's thread busy for as long as the call took (a slow server's
+    store: a core). Shielded, the scope's cancellation comes at the caller's next await."""
+    anyio = sys.modules.get("anyio")
+    return contextlib.nullcontext() if anyio is None else anyio.CancelScope(shield=True)
+
+
+def _closing() -> bool:
+    """Whether the ``GeneratorExit`` being handled closes the coroutine making this call,
+    which can then await nothing: thrown into a coroutine (only ``close`` does that: the
+    collector's, of a task whose loop was closed), or with no loop running in this thread.
+    Not one thrown into an async generator by an ``aclose`` awaited on a running loop (a
+    cached call in its ``finally``): that call awaits as any other. Before, it too was
+    made here, on the loop's thread, which ran no other task until the server answered."""
+    handling = sys.exc_info()[1]
+    trace = handling.__traceback__ if handling is not None else None
+    if trace is None or trace.tb_frame.f_code.co_flags & 0x80:  # inspect.CO_COROUTINE
+        return True
+    asyncio = sys.modules.get("asyncio")
+    return ((asyncio is None or asyncio._get_running_loop() is None)
+            and _trio.running() is None)
 
 
 class _Undoable:

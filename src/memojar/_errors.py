@@ -216,20 +216,29 @@ def _user_stacklevel() -> int | Site:
                 return site
         frame = frame.f_back
         level += 1
-    # A coroutine the event loop runs itself (``asyncio.run(f(x))``): past asyncio's
-    # frames, the line that ran it; asyncio's first frame if no caller's is above them.
-    loop = _asyncio_dir()
+    # A coroutine the event loop runs itself (``asyncio.run(f(x))``, ``trio.run(f, x)``):
+    # past the loop's frames, the line that ran it; the loop's first frame if no caller's
+    # is above them. Before, only asyncio's were passed: under trio (anyio's trio backend
+    # too) the warning pointed inside trio's run loop.
+    loops = _loop_dirs()
     found = level
-    while frame is not None and loop and frame.f_code.co_filename.startswith(loop):
+    while frame is not None and frame.f_code.co_filename.startswith(loops):
         frame = frame.f_back
         level += 1
     return level if frame is not None else found
 
 
-def _asyncio_dir() -> str | None:
-    asyncio = sys.modules.get("asyncio")
-    module = getattr(asyncio, "__file__", None)
-    return os.path.dirname(module) + os.sep if isinstance(module, str) else None
+_LOOPS = ("asyncio", "trio", "anyio")  # event loops' packages: their frames are passed over
+
+
+def _loop_dirs() -> tuple[str, ...]:
+    """The folders of the event loops' packages imported (none: nothing to pass over)."""
+    dirs = []
+    for name in _LOOPS:
+        module = getattr(_MODULES.get(name), "__file__", None)
+        if isinstance(module, str):
+            dirs.append(os.path.dirname(module) + os.sep)
+    return tuple(dirs)
 
 
 def _ours(frame: FrameType) -> bool:

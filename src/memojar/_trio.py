@@ -85,7 +85,7 @@ class Loop:
 
 
 class _Task:
-    __slots__ = ("callbacks",)
+    __slots__ = ("__weakref__", "callbacks")  # weak: ``_Memo._spawn_task``'s finalizer
 
     def __init__(self) -> None:
         self.callbacks: list[Callable[[Any], None]] | None = []  # None once done
