@@ -15,11 +15,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import as_another_user, immutable, traced_peak
-from memojar import Cache, _cli, _entry, _filestore, _report
+from memojar import Cache, _cli, _entry, _filestore, _report, _store
 from memojar._filestore import FileStore
 from memojar._keys import make_key
 
@@ -969,7 +970,7 @@ def test_long_clear_shows_progress_on_a_terminal(
     plant(cache_dir, "mod.f", 30)
     monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
     monkeypatch.setattr(_cli, "_PROGRESS_EVERY", 0.0)
-    monkeypatch.setattr(_cli, "_REMOVE_BATCH", 10)
+    monkeypatch.setattr(_store, "REMOVE_BATCH", 10)
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     code = _cli.main(["--dir", str(cache_dir), "clear", "mod.f"])
@@ -1007,7 +1008,7 @@ def test_no_progress_on_a_dumb_terminal(cache_dir: Path, monkeypatch: pytest.Mon
     plant(cache_dir, "mod.f", 30)
     monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
     monkeypatch.setattr(_cli, "_PROGRESS_EVERY", 0.0)
-    monkeypatch.setattr(_cli, "_REMOVE_BATCH", 10)
+    monkeypatch.setattr(_store, "REMOVE_BATCH", 10)
     monkeypatch.setenv("TERM", "dumb")
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
@@ -1226,6 +1227,7 @@ def test_a_cache_path_that_is_not_utf8_is_written_as_its_bytes(tmp_path: Path):
         assert cache_dir in proc.stdout
 
 
+
 # --- interrupted -----------------------------------------------------------------------------
 
 def interrupt_the_second_removal(monkeypatch: pytest.MonkeyPatch, term: bool = False) -> None:
@@ -1249,13 +1251,13 @@ def test_an_interrupted_clear_says_how_many_entries_it_removed(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     argv: list[str],
 ):
-    # Before: "memojar: interrupted", and nothing said of the 500 entries already gone.
+    # Before: "memojar: interrupted", and nothing said of the 1,000 entries already gone.
     plant(cache_dir, SQUARE, 1_200)
     interrupt_the_second_removal(monkeypatch)
     code, out, err = cli(capsys, "--dir", str(cache_dir), *argv)
     assert code == 130 and out == ""
-    assert count(cache_dir) == 700
-    assert "interrupted: removed at least 500 entries" in err
+    assert count(cache_dir) == 200
+    assert "interrupted: removed at least 1,000 entries" in err
     assert "the rest are kept" in err
 
 
@@ -1271,7 +1273,51 @@ def test_an_interrupted_prune_says_how_many_entries_it_removed(
 
 
 
-@pytest.mark.parametrize(("argv", "removed"), [(["clear", "--yes"], 500), (["prune"], 1_000)],
+def test_an_interrupted_prune_counts_only_the_entries_it_removed_itself(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+):
+    # A shared cache pruned by two processes at once: the other one removed this one's
+    # first batch before it did. Before: "removed at least 2 entries", of entries this
+    # process had only handed to removal (it removed none).
+    plant(cache_dir, SQUARE, 5, expires=time.time() - 60)
+    monkeypatch.setattr(_store, "REMOVE_BATCH", 2)
+    cache = Cache(cache_dir)
+    unlink = type(cache.store)._unlink
+    batches = []
+
+    def raced(self: FileStore, entries: list[Any]) -> list[Any]:
+        batches.append(len(entries))
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        for entry in entries:  # the other process's prune, first
+            os.unlink(entry.location)
+        return unlink(self, entries)
+
+    monkeypatch.setattr(type(cache.store), "_unlink", raced)
+    with pytest.raises(_cli.Interrupted) as interrupted:
+        _cli.cmd_prune(cache)
+    assert "at least" not in str(interrupted.value), str(interrupted.value)
+
+
+def test_prune_reports_the_entries_it_removed_not_those_another_process_did(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+):
+    plant(cache_dir, SQUARE, 4, expires=time.time() - 60)
+    cache = Cache(cache_dir)
+    unlink = type(cache.store)._unlink
+
+    def raced(self: FileStore, entries: list[Any]) -> list[Any]:
+        os.unlink(entries[0].location)  # the other process's prune, first to one
+        return unlink(self, entries)
+
+    monkeypatch.setattr(type(cache.store), "_unlink", raced)
+    calls: list[tuple[str, int, int | None]] = []
+    assert cache.prune(progress=lambda *call: calls.append(call)) == 3
+    assert [c for c in calls if c[0] == "removing"] == [("removing", 3, None),
+                                                        ("removing", 3, 3)]
+
+
+@pytest.mark.parametrize(("argv", "removed"), [(["clear", "--yes"], 1_000), (["prune"], 1_000)],
                          ids=["clear", "prune"])
 def test_a_clear_or_prune_ended_by_sigterm_says_how_many_entries_it_removed(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

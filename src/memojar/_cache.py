@@ -35,7 +35,15 @@ from . import _decorator, _entry
 from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, restamp_all, stored_total
 from ._errors import PartlyRemoved, logger, warn
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
-from ._store import Counts, Store, StoredEntry, add_counts, header_of, start_thread
+from ._store import (
+    Counts,
+    Removal,
+    Store,
+    StoredEntry,
+    add_counts,
+    header_of,
+    start_thread,
+)
 
 if TYPE_CHECKING:
     import datetime as _dt  # imported where used: it was 5% of ``import memojar``
@@ -626,9 +634,10 @@ class Cache:
         ``progress``, if given, is called as ``progress("checking", n, None)`` for each entry
         read (n counts on through the second look at functions whose entries differ in
         code or version), ``progress("removing", n, None)`` as entries are removed while
-        the cache is read (n so far: the total is not known until the last is read), and
-        once at the end ``progress("removing", n, n)`` with all of them (the command line
-        draws its counter with it). Returns how many entries were removed (temporary files
+        the cache is read (n removed so far, not those another process removed first:
+        the total is not known until the last is read), and once at the end
+        ``progress("removing", n, n)`` with all of them (the command line draws its
+        counter with it). Returns how many entries were removed (temporary files
         left by interrupted writes are removed too, and not counted: they were never
         entries; ``memojar prune`` reports them apart).
         """
@@ -666,7 +675,7 @@ class Cache:
             warn(f"prune of {self.directory} left entries it may not remove "
                  f"({said.strerror}): {said.filename}")
         if progress is not None and pruning.found:
-            progress("removing", pruning.found, pruning.found)
+            progress("removing", removed, removed)
         leftovers = self.store.cleanup()
         removed += self.store.evict()
         try:
@@ -1186,10 +1195,11 @@ class Pruning:
         if astray:
             yield from self._second_look(self.store.scan(), seen, astray)
 
-    def removing(self, done: int) -> None:
-        """``remove_listed``'s progress: entries taken so far (the total is not known)."""
+    def removing(self, removal: Removal) -> None:
+        """``remove_listed``'s progress: entries removed so far (the total is not known;
+        before, those taken, with any another process removed first)."""
         if self.progress is not None:
-            self.progress("removing", done, None)
+            self.progress("removing", removal.removed, None)
 
     def _read(self, entries: Iterable[StoredEntry]) -> Iterator[StoredEntry]:
         for stored in entries:

@@ -16,7 +16,6 @@ import contextlib
 import datetime as _dt
 import difflib
 import errno
-import itertools
 import json
 import os
 import re
@@ -34,7 +33,7 @@ from typing import IO, Any, NoReturn
 from ._cache import SUPERSEDED, Cache, default_directory, file_path, judge, url_scheme
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
-from ._errors import MemojarWarning, PartlyRemoved
+from ._errors import MemojarWarning
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
@@ -46,12 +45,11 @@ from ._filestore import (
 from ._identity import SIBLING, family_of, place_of
 from ._location import redact
 from ._report import Report, Table, human_duration, human_size, human_time, iso
-from ._store import StoredEntry, header_of
+from ._store import Removal, StoredEntry, header_of
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhdw])")  # ASCII digits
-_REMOVE_BATCH = 500  # entries removed between progress updates
 _PROGRESS_DELAY = 1.0  # seconds before a progress line appears: quick commands show none
 _PROGRESS_EVERY = 0.1  # seconds between progress updates
 _UTC = _dt.timezone.utc
@@ -422,33 +420,17 @@ def _isatty(stream: IO[str]) -> bool:
 
 def _remove(cache: Cache, entries: Iterable[StoredEntry], progress: Progress,
             total: int | None) -> tuple[int, int]:
-    """Remove ``entries`` in batches as they are listed; entries of other users' it may not
+    """``Store.remove_listed``, counted on the terminal: entries of other users' it may not
     remove (a cache shared by hand) are left, the rest removed, and then one
-    ``PartlyRemoved`` for all (before, the first batch that met one ended the clear).
-    Returns the entries removed and their bytes (a batch that removed fewer than it held:
-    its first ones')."""
-    removed = freed = taken = 0
-    left: list[PartlyRemoved] = []
-    listing = iter(entries)
-    removing = False
+    ``PartlyRemoved`` for all. Returns the entries removed and their bytes; interrupted,
+    says how many it had removed (``Interrupted``)."""
+    removal = Removal()
     try:
-        while batch := list(itertools.islice(listing, _REMOVE_BATCH)):
-            removing = True
-            try:
-                done = cache.store.remove(batch)
-            except PartlyRemoved as exc:
-                done = exc.removed
-                left.append(exc)
-            removing = False
-            removed += done
-            freed += sum(e.size for e in batch[:done])
-            taken += len(batch)
-            progress.update(taken, total)
+        removed = cache.store.remove_listed(
+            entries, lambda done: progress.update(done.taken, total), removal)
     except KeyboardInterrupt:
-        raise Interrupted(removed, freed, exact=not removing) from None
-    if left:  # said once, for the whole clear
-        raise PartlyRemoved.joined(removed, left)
-    return removed, freed
+        raise Interrupted(removal.removed, removal.freed, exact=not removal.busy) from None
+    return removed, removal.freed
 
 
 def cmd_ls(
@@ -771,12 +753,12 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
         )
     checking = Progress(progress_stream, "memojar: checking entries")
     removing = Progress(progress_stream, "memojar: removing")
-    taken = 0  # entries handed to removal, in batches removed whole: for an interrupt
+    so_far = 0  # entries this process removed (not another first): for an interrupt
 
     def progress(stage: str, done: int, total: int | None) -> None:
-        nonlocal taken
+        nonlocal so_far
         if stage != "checking":
-            taken = done
+            so_far = done
         if checking.stream is None:
             return
         if stage == "checking":
@@ -791,7 +773,7 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
         # Cache.prune owns the rules; the command line only draws the counter it reports.
         removed, leftovers = cache._prune(other_pythons, progress)
     except KeyboardInterrupt:
-        raise Interrupted(taken) from None
+        raise Interrupted(so_far) from None
     finally:
         checking.close()
         removing.close()
