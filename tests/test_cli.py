@@ -1371,6 +1371,45 @@ def test_a_report_that_cannot_be_written_says_why_and_what_was_done(
     assert "removed 3 entries" in line
 
 
+def to_a_reader_gone(cache_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``memojar ARGV | head -0``, its reader gone before the report is written (the pipe's
+    read end closed before the command starts: with ``head -0`` it depends on which ends
+    first)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", "memojar", "--dir", str(cache_dir),
+                               *argv], stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize("argv", [["clear", "--yes"], ["clear", SQUARE], ["prune"]],
+                         ids=" ".join)
+def test_a_removal_whose_reader_left_says_what_it_removed_on_stderr(
+    cache_dir: Path, argv: list[str],
+):
+    # `memojar clear --yes | head -0`: before, status 0 and not a word, the entries gone
+    # and nobody told how many, or whether all went.
+    plant(cache_dir, SQUARE, 3, expires=time.time() - 60)
+    proc = to_a_reader_gone(cache_dir, *argv)
+    assert proc.returncode == 0
+    assert count(cache_dir) == 0
+    line = one_line(proc.stderr)
+    assert line.startswith("memojar: removed 3 entries") and "stdout" in line, line
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["ls", SQUARE], ["info"], ["clear", "--dry-run"]],
+                         ids=" ".join)
+def test_a_report_whose_reader_left_is_dropped_quietly(cache_dir: Path, argv: list[str]):
+    # `memojar ls | head -1`: the reader had what it wanted; nothing was changed to say.
+    plant(cache_dir, SQUARE, 3)
+    proc = to_a_reader_gone(cache_dir, *argv)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert count(cache_dir) == 3
+
+
 def test_a_function_name_typed_in_an_ascii_locale_is_read_as_utf8(tmp_path: Path):
     # In a C locale without UTF-8 mode, Python decodes argv as ASCII with surrogateescape:
     # before, 'memojar ls données.charger' said the name "holds a byte that is not valid

@@ -878,6 +878,14 @@ def execute(
             f"refusing to clear {what} in {where} without confirmation ({refusal}): "
             "pass --yes to clear them, or name the functions to clear", EXIT_USAGE,
         )
+    report = _run(args, prog, confirm, progress_stream)
+    report.removal = args.command == "prune" or (args.command == "clear" and not args.dry_run)
+    return report
+
+
+def _run(args: argparse.Namespace, prog: str, confirm: Callable[[str], bool] | None,
+         progress_stream: IO[str] | None) -> Report:
+    """``execute``'s command, run on the cache it names."""
     try:
         try:
             cache = open_cache(args.dir)
@@ -991,6 +999,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 _print_report(report)
             except BrokenPipeError:
+                # The reader left (`memojar clear --yes | head -0`), which is fine; but what
+                # a removal did is said, not lost with the pipe (before: not a word, the
+                # entries gone). A report of what was only read is the reader's to leave.
+                if report.removal:
+                    print(f"memojar: {'; '.join(report.notes)} (not written to stdout: its "
+                          "reader had left)", file=sys.stderr)
                 raise
             except OSError as exc:  # a full disk, stdout closed: said with what was done
                 raise CliError(f"cannot write to stdout ({exc.strerror or exc}): "
