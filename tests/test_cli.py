@@ -1213,10 +1213,10 @@ def test_names_and_paths_an_ascii_output_cannot_hold_are_escaped_not_an_error(
         assert "donn\\xe9es.charger" in proc.stdout and "caf\\xe9" in proc.stdout
 
 
-def test_a_cache_path_that_is_not_utf8_is_written_as_its_bytes(tmp_path: Path):
+def test_a_cache_path_that_is_not_utf8_is_not_an_error(tmp_path: Path):
     # A folder named by bytes that are not UTF-8 (os.fsdecode gives lone surrogates), on a
     # strict UTF-8 output: before, every text report failed as an unexpected error, also
-    # after prune removed. Its bytes are written as they are, as ls and find write them.
+    # after prune removed. Its bytes are shown quoted, as GNU ls shows them on a terminal.
     cache_dir = os.path.join(os.fsencode(tmp_path), b"bad\xff")
     plant(Path(os.fsdecode(cache_dir)), SQUARE, 1)
     for argv in (["ls"], ["info"], ["prune"]):
@@ -1224,8 +1224,32 @@ def test_a_cache_path_that_is_not_utf8_is_written_as_its_bytes(tmp_path: Path):
                               capture_output=True, timeout=60,
                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})
         assert proc.returncode == 0, proc.stderr
-        assert cache_dir in proc.stdout
+        assert b"/bad\\377'" in proc.stdout
 
+
+
+def test_a_cache_path_that_is_not_utf8_is_shown_as_a_shell_reads_it_back(tmp_path: Path):
+    # Before: stderr said '/tmp/.../bad\udcff' (a name that is nowhere, in the hint's command
+    # too) while stdout wrote the raw byte (a replacement character on a terminal, which a
+    # copy does not give back). Now the path is quoted as GNU ls shows it, $'...\377', in
+    # every message and hint, on both outputs.
+    cache_dir = os.path.join(os.fsencode(tmp_path), b"bad\xff")
+    plant(Path(os.fsdecode(cache_dir)), SQUARE, 1, expires=time.time() - 60)
+    quoted = "$'" + os.fsdecode(tmp_path) + "/bad\\377'"
+    seen = []
+    for argv in (["ls", "nosuch"], ["clear"], ["info"], ["ls"], ["prune"]):
+        proc = subprocess.run([sys.executable, "-m", "memojar", "--dir", cache_dir, *argv],
+                              capture_output=True, timeout=60,
+                              env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+        said = (proc.stdout + proc.stderr).decode()
+        assert "udcff" not in said and "\ufffd" not in said, said
+        assert quoted in said, said
+        seen.append(said)
+    hint = re.search(r"\"memojar --dir (.*) ls\"", seen[0])
+    assert hint is not None, seen[0]
+    word = subprocess.run(["bash", "-c", f"printf %s {hint[1]}"], capture_output=True,
+                          timeout=60).stdout
+    assert word == cache_dir
 
 
 # --- interrupted -----------------------------------------------------------------------------
