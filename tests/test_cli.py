@@ -337,6 +337,15 @@ def test_clear_all_refused_says_what_it_would_have_cleared(
     assert count(cache_dir) == 5
 
 
+
+def test_clear_all_refused_keeps_a_urls_password_out(capsys: pytest.CaptureFixture[str]):
+    # Before: "refusing to clear every entry in redis://:hunter2@db:6379/0 ...", the
+    # password on stderr (a terminal, a CI log). Refused before any connection is made.
+    code, out, err = cli(capsys, "--dir", "redis://:hunter2@db.invalid:6379/0", "clear")
+    assert (code, out) == (2, "")
+    line = one_line(err)
+    assert "hunter2" not in line and "redis://:***@db.invalid:6379/0" in line
+
 def test_clear_dry_run_removes_nothing(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
     fill(cache_dir)
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "--dry-run")

@@ -871,7 +871,7 @@ def execute(
     if not clears_all:
         confirm = None
     elif confirm is None:
-        where = shown(args.dir or default_directory())
+        where = shown(redact(args.dir or default_directory()))  # a URL: no password
         # Every function's entries older than a duration, when one is given (before,
         # "every entry" also for `clear --older-than 30d`, which keeps the newer ones).
         what = ("every entry" if args.older_than is None
