@@ -15,11 +15,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import as_another_user, immutable, traced_peak
-from memojar import Cache, _cli, _entry, _filestore, _report
+from memojar import Cache, _cli, _entry, _filestore, _report, _store
 from memojar._filestore import FileStore
 from memojar._keys import make_key
 
@@ -335,6 +336,15 @@ def test_clear_all_refused_says_what_it_would_have_cleared(
     assert says in one_line(err)
     assert count(cache_dir) == 5
 
+
+
+def test_clear_all_refused_keeps_a_urls_password_out(capsys: pytest.CaptureFixture[str]):
+    # Before: "refusing to clear every entry in redis://:hunter2@db:6379/0 ...", the
+    # password on stderr (a terminal, a CI log). Refused before any connection is made.
+    code, out, err = cli(capsys, "--dir", "redis://:hunter2@db.invalid:6379/0", "clear")
+    assert (code, out) == (2, "")
+    line = one_line(err)
+    assert "hunter2" not in line and "redis://:***@db.invalid:6379/0" in line
 
 def test_clear_dry_run_removes_nothing(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
     fill(cache_dir)
@@ -969,7 +979,7 @@ def test_long_clear_shows_progress_on_a_terminal(
     plant(cache_dir, "mod.f", 30)
     monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
     monkeypatch.setattr(_cli, "_PROGRESS_EVERY", 0.0)
-    monkeypatch.setattr(_cli, "_REMOVE_BATCH", 10)
+    monkeypatch.setattr(_store, "REMOVE_BATCH", 10)
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     code = _cli.main(["--dir", str(cache_dir), "clear", "mod.f"])
@@ -1007,7 +1017,7 @@ def test_no_progress_on_a_dumb_terminal(cache_dir: Path, monkeypatch: pytest.Mon
     plant(cache_dir, "mod.f", 30)
     monkeypatch.setattr(_cli, "_PROGRESS_DELAY", 0.0)
     monkeypatch.setattr(_cli, "_PROGRESS_EVERY", 0.0)
-    monkeypatch.setattr(_cli, "_REMOVE_BATCH", 10)
+    monkeypatch.setattr(_store, "REMOVE_BATCH", 10)
     monkeypatch.setenv("TERM", "dumb")
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
@@ -1212,10 +1222,10 @@ def test_names_and_paths_an_ascii_output_cannot_hold_are_escaped_not_an_error(
         assert "donn\\xe9es.charger" in proc.stdout and "caf\\xe9" in proc.stdout
 
 
-def test_a_cache_path_that_is_not_utf8_is_written_as_its_bytes(tmp_path: Path):
+def test_a_cache_path_that_is_not_utf8_is_not_an_error(tmp_path: Path):
     # A folder named by bytes that are not UTF-8 (os.fsdecode gives lone surrogates), on a
     # strict UTF-8 output: before, every text report failed as an unexpected error, also
-    # after prune removed. Its bytes are written as they are, as ls and find write them.
+    # after prune removed. Its bytes are shown quoted, as GNU ls shows them on a terminal.
     cache_dir = os.path.join(os.fsencode(tmp_path), b"bad\xff")
     plant(Path(os.fsdecode(cache_dir)), SQUARE, 1)
     for argv in (["ls"], ["info"], ["prune"]):
@@ -1223,7 +1233,32 @@ def test_a_cache_path_that_is_not_utf8_is_written_as_its_bytes(tmp_path: Path):
                               capture_output=True, timeout=60,
                               env={**os.environ, "PYTHONIOENCODING": "utf-8"})
         assert proc.returncode == 0, proc.stderr
-        assert cache_dir in proc.stdout
+        assert b"/bad\\377'" in proc.stdout
+
+
+
+def test_a_cache_path_that_is_not_utf8_is_shown_as_a_shell_reads_it_back(tmp_path: Path):
+    # Before: stderr said '/tmp/.../bad\udcff' (a name that is nowhere, in the hint's command
+    # too) while stdout wrote the raw byte (a replacement character on a terminal, which a
+    # copy does not give back). Now the path is quoted as GNU ls shows it, $'...\377', in
+    # every message and hint, on both outputs.
+    cache_dir = os.path.join(os.fsencode(tmp_path), b"bad\xff")
+    plant(Path(os.fsdecode(cache_dir)), SQUARE, 1, expires=time.time() - 60)
+    quoted = "$'" + os.fsdecode(tmp_path) + "/bad\\377'"
+    seen = []
+    for argv in (["ls", "nosuch"], ["clear"], ["info"], ["ls"], ["prune"]):
+        proc = subprocess.run([sys.executable, "-m", "memojar", "--dir", cache_dir, *argv],
+                              capture_output=True, timeout=60,
+                              env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+        said = (proc.stdout + proc.stderr).decode()
+        assert "udcff" not in said and "\ufffd" not in said, said
+        assert quoted in said, said
+        seen.append(said)
+    hint = re.search(r"\"memojar --dir (.*) ls\"", seen[0])
+    assert hint is not None, seen[0]
+    word = subprocess.run(["bash", "-c", f"printf %s {hint[1]}"], capture_output=True,
+                          timeout=60).stdout
+    assert word == cache_dir
 
 
 # --- interrupted -----------------------------------------------------------------------------
@@ -1249,13 +1284,13 @@ def test_an_interrupted_clear_says_how_many_entries_it_removed(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     argv: list[str],
 ):
-    # Before: "memojar: interrupted", and nothing said of the 500 entries already gone.
+    # Before: "memojar: interrupted", and nothing said of the 1,000 entries already gone.
     plant(cache_dir, SQUARE, 1_200)
     interrupt_the_second_removal(monkeypatch)
     code, out, err = cli(capsys, "--dir", str(cache_dir), *argv)
     assert code == 130 and out == ""
-    assert count(cache_dir) == 700
-    assert "interrupted: removed at least 500 entries" in err
+    assert count(cache_dir) == 200
+    assert "interrupted: removed at least 1,000 entries" in err
     assert "the rest are kept" in err
 
 
@@ -1271,7 +1306,51 @@ def test_an_interrupted_prune_says_how_many_entries_it_removed(
 
 
 
-@pytest.mark.parametrize(("argv", "removed"), [(["clear", "--yes"], 500), (["prune"], 1_000)],
+def test_an_interrupted_prune_counts_only_the_entries_it_removed_itself(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+):
+    # A shared cache pruned by two processes at once: the other one removed this one's
+    # first batch before it did. Before: "removed at least 2 entries", of entries this
+    # process had only handed to removal (it removed none).
+    plant(cache_dir, SQUARE, 5, expires=time.time() - 60)
+    monkeypatch.setattr(_store, "REMOVE_BATCH", 2)
+    cache = Cache(cache_dir)
+    unlink = type(cache.store)._unlink
+    batches = []
+
+    def raced(self: FileStore, entries: list[Any]) -> list[Any]:
+        batches.append(len(entries))
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        for entry in entries:  # the other process's prune, first
+            os.unlink(entry.location)
+        return unlink(self, entries)
+
+    monkeypatch.setattr(type(cache.store), "_unlink", raced)
+    with pytest.raises(_cli.Interrupted) as interrupted:
+        _cli.cmd_prune(cache)
+    assert "at least" not in str(interrupted.value), str(interrupted.value)
+
+
+def test_prune_reports_the_entries_it_removed_not_those_another_process_did(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+):
+    plant(cache_dir, SQUARE, 4, expires=time.time() - 60)
+    cache = Cache(cache_dir)
+    unlink = type(cache.store)._unlink
+
+    def raced(self: FileStore, entries: list[Any]) -> list[Any]:
+        os.unlink(entries[0].location)  # the other process's prune, first to one
+        return unlink(self, entries)
+
+    monkeypatch.setattr(type(cache.store), "_unlink", raced)
+    calls: list[tuple[str, int, int | None]] = []
+    assert cache.prune(progress=lambda *call: calls.append(call)) == 3
+    assert [c for c in calls if c[0] == "removing"] == [("removing", 3, None),
+                                                        ("removing", 3, 3)]
+
+
+@pytest.mark.parametrize(("argv", "removed"), [(["clear", "--yes"], 1_000), (["prune"], 1_000)],
                          ids=["clear", "prune"])
 def test_a_clear_or_prune_ended_by_sigterm_says_how_many_entries_it_removed(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -1323,6 +1402,45 @@ def test_a_report_that_cannot_be_written_says_why_and_what_was_done(
     line = one_line(proc.stderr)
     assert "cannot write to stdout" in line and "please report" not in line
     assert "removed 3 entries" in line
+
+
+def to_a_reader_gone(cache_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``memojar ARGV | head -0``, its reader gone before the report is written (the pipe's
+    read end closed before the command starts: with ``head -0`` it depends on which ends
+    first)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", "memojar", "--dir", str(cache_dir),
+                               *argv], stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize("argv", [["clear", "--yes"], ["clear", SQUARE], ["prune"]],
+                         ids=" ".join)
+def test_a_removal_whose_reader_left_says_what_it_removed_on_stderr(
+    cache_dir: Path, argv: list[str],
+):
+    # `memojar clear --yes | head -0`: before, status 0 and not a word, the entries gone
+    # and nobody told how many, or whether all went.
+    plant(cache_dir, SQUARE, 3, expires=time.time() - 60)
+    proc = to_a_reader_gone(cache_dir, *argv)
+    assert proc.returncode == 0
+    assert count(cache_dir) == 0
+    line = one_line(proc.stderr)
+    assert line.startswith("memojar: removed 3 entries") and "stdout" in line, line
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["ls", SQUARE], ["info"], ["clear", "--dry-run"]],
+                         ids=" ".join)
+def test_a_report_whose_reader_left_is_dropped_quietly(cache_dir: Path, argv: list[str]):
+    # `memojar ls | head -1`: the reader had what it wanted; nothing was changed to say.
+    plant(cache_dir, SQUARE, 3)
+    proc = to_a_reader_gone(cache_dir, *argv)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert count(cache_dir) == 3
 
 
 def test_a_function_name_typed_in_an_ascii_locale_is_read_as_utf8(tmp_path: Path):

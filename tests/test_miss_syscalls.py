@@ -331,3 +331,35 @@ def test_a_folder_moved_aside_and_made_again_by_another_process_is_seen_by_a_wri
         assert other("lock", key4).strip() == "excluded"  # the same lock file
     finally:
         lock.release()
+
+
+@pytest.mark.skipif(not _locks.LOCKS_IN_FUNCTION_DIR, reason="one lock file a folder: Linux")
+def test_the_lock_files_of_folders_moved_aside_are_not_remembered_for_good(
+    tmp_path: Path,
+) -> None:
+    """A function folder moved aside under the process (another process's clear, a user's
+    ``mv``) retires its lock file: its descriptions are never kept idle again. Before, each
+    retired lock file was remembered for the life of the process (one row per folder moved
+    aside); now only while a lock of it is held, and a lock held across many others' retires
+    is still not kept idle once released (it would lock the old file)."""
+    store = _filestore.FileStore(tmp_path / "c")
+    key = "aa" + "0" * 30
+    store.write("held", key, [b"x"])
+    held = store.lock("held", key)
+    assert held.acquire(blocking=False)
+    held_dir = Path(store.path("held", key)).parent.parent
+    held_dir.rename(tmp_path / "held-aside")
+    store.write("held", key, [b"x"])  # retires the held lock's file
+    for i in range(300):
+        store.write("fn", key, [b"x"])
+        lock = store.lock("fn", key)
+        assert lock.acquire(blocking=False)
+        lock.release()
+        fdir = Path(store.path("fn", key)).parent.parent
+        fdir.rename(tmp_path / f"aside{i}")
+    store.write("fn", key, [b"x"])
+    assert len(_locks._retired) < 150
+    path = os.path.join(held_dir, _locks.LOCK_FILE)
+    old = os.stat(tmp_path / "held-aside" / _locks.LOCK_FILE)
+    held.release()
+    assert (old.st_dev, old.st_ino) not in [ident for _, ident in _locks._idle.get(path, [])]

@@ -1040,3 +1040,55 @@ def test_the_time_a_stale_hit_saved_is_not_lost_to_a_hit_of_another_thread(
     monkeypatch.setattr(_decorator, "_compute_time", read_meanwhile)
     assert f(1) == 2  # stale: served, recomputed in the background
     assert tally.saved - before >= 0.09  # both hits' (0.05 s each)
+
+
+def test_the_tallies_of_redefined_functions_are_not_kept_one_each_while_counts_cannot_be_saved(
+    tmp_path: Path,
+) -> None:
+    # A read-only cache (a mount, chattr +i): every merge fails. Before, the tally of each
+    # dropped decoration (a function defined again per request, a notebook cell run again)
+    # waited for a merge that never came: 300 redefinitions, 300 tallies of about 600 bytes.
+    # The dropped ones of one name are added into one, their counts kept: stats() says the
+    # same, and once the cache can be written again the totals are exact.
+    from conftest import immutable
+
+    cache = Cache(tmp_path / "c")
+
+    def decorated() -> Any:
+        def load(x: int) -> int:
+            return x
+
+        return cache.cached(load)
+
+    first = decorated()
+    first(1)
+    cache.flush_stats()  # the stats file made: it is then marked immutable too
+    del first
+    stats_file = tmp_path / "c" / ".stats"
+    with immutable(tmp_path / "c"), immutable(stats_file):
+        for _ in range(300):
+            again = decorated()
+            again(1)
+            again(2)
+            del again
+            gc.collect()
+            cache.flush_stats()
+        assert len(cache._tallies) < 10
+        assert (cache.stats().hits, cache.stats().misses) == (599, 2)
+    saved = cache.saved_stats()
+    assert [counts[:2] for counts in saved.values()] == [(599, 2)]
+
+
+def test_the_tallies_of_functions_dropped_before_any_call_are_let_go(tmp_path: Path) -> None:
+    # Before: a dropped tally went once "all merged", which one never called never was
+    # (nothing to merge): 300 decorations dropped uncalled, 300 tallies kept for good.
+    cache = Cache(tmp_path / "c")
+    for _ in range(300):
+        def load(x: int) -> int:
+            return x
+
+        decorated = cache.cached(load)
+        del decorated, load
+    gc.collect()
+    cache.flush_stats()
+    assert cache._tallies == []

@@ -35,7 +35,15 @@ from . import _decorator, _entry
 from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, restamp_all, stored_total
 from ._errors import PartlyRemoved, logger, warn
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
-from ._store import Counts, Store, StoredEntry, add_counts, header_of, start_thread
+from ._store import (
+    Counts,
+    Removal,
+    Store,
+    StoredEntry,
+    add_counts,
+    header_of,
+    start_thread,
+)
 
 if TYPE_CHECKING:
     import datetime as _dt  # imported where used: it was 5% of ``import memojar``
@@ -626,9 +634,10 @@ class Cache:
         ``progress``, if given, is called as ``progress("checking", n, None)`` for each entry
         read (n counts on through the second look at functions whose entries differ in
         code or version), ``progress("removing", n, None)`` as entries are removed while
-        the cache is read (n so far: the total is not known until the last is read), and
-        once at the end ``progress("removing", n, n)`` with all of them (the command line
-        draws its counter with it). Returns how many entries were removed (temporary files
+        the cache is read (n removed so far, not those another process removed first:
+        the total is not known until the last is read), and once at the end
+        ``progress("removing", n, n)`` with all of them (the command line draws its
+        counter with it). Returns how many entries were removed (temporary files
         left by interrupted writes are removed too, and not counted: they were never
         entries; ``memojar prune`` reports them apart).
         """
@@ -666,7 +675,7 @@ class Cache:
             warn(f"prune of {self.directory} left entries it may not remove "
                  f"({said.strerror}): {said.filename}")
         if progress is not None and pruning.found:
-            progress("removing", pruning.found, pruning.found)
+            progress("removing", removed, removed)
         leftovers = self.store.cleanup()
         removed += self.store.evict()
         try:
@@ -765,10 +774,12 @@ class Cache:
                 written = self.store.merged(self._writer[0], merge_id)
             except OSError as exc:  # cannot be told now: nothing is merged before it is
                 logger.debug("cannot save statistics in %s: %s", self.directory, exc)
+                self._fold_dropped()
                 return
             if written:
                 self._merged[0] = target
             self._attempt[0] = None
+        self._fold_dropped()
         deltas, merged = _deltas_of(self._tallies, self._merged[0])
         if not deltas:  # the store's own counts (of entries written and removed) only
             try:
@@ -789,12 +800,48 @@ class Cache:
         merged = self._merged[0]
         for entry in list(self._tallies):
             tally, memo, counted = entry
-            if memo() is None and tally.now() == merged.get(tally):  # dropped, all merged
+            if memo() is None and tally.now() == merged.get(tally, _NONE_YET):  # all merged
                 if counted:
                     self._dropped[0] += tally.hit_count.value
                     self._dropped[1] += tally.miss_count.value
                 self._tallies.remove(entry)
                 merged.pop(tally, None)
+
+    def _fold_dropped(self) -> None:
+        """Add the tallies of dropped functions of one name (and counted or not by
+        ``stats()``) into one, under ``_flush_lock``: their counts not merged yet, and
+        what ``stats()`` says of them, are kept. Before, where counts could not be saved (a
+        read-only cache, a Redis server down) every dropped decoration's tally waited for
+        a merge that never came: one of about 600 bytes per function defined again (per
+        request, per notebook cell run). A tally in a merge not settled yet (``_attempt``)
+        is left as it is.
+
+        Exact under an interrupt at any moment: the folded tallies are replaced by the new
+        one in one slice assignment (other threads only append, at the end, and only this
+        merge removes), then taken out of what was merged, the attempt's first (a key
+        without a tally counts nothing, except in the attempt over a base without it)."""
+        tallies, base = self._tallies, self._merged[0]
+        attempt = self._attempt[0]
+        target = attempt[1] if attempt is not None else None
+        listed = list(tallies)
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for i, (tally, memo, counted) in enumerate(listed):
+            if memo() is None and (target is None or target.get(tally) == base.get(tally)):
+                groups.setdefault((tally.name, counted), []).append(i)
+        groups = {key: found for key, found in groups.items() if len(found) > 1}
+        if not groups:
+            return
+        folded = {i for found in groups.values() for i in found}
+        first, last = min(folded), max(folded) + 1
+        tallies[first:last] = (
+            [(_sum_of([listed[i][0] for i in found], base), _gone, counted)
+             for (_, counted), found in groups.items()]
+            + [entry for i, entry in enumerate(listed[first:last], first) if i not in folded])
+        for i in folded:
+            if target is not None:
+                target.pop(listed[i][0], None)
+        for i in folded:
+            base.pop(listed[i][0], None)
 
     def close(self) -> None:
         """Release the store's idle connections and stop its background threads once
@@ -809,6 +856,26 @@ Merged = dict[Tally, tuple[int, int, float]]  # a tally -> its counts merged so 
 # whether ``stats()`` counts it (decorated through this cache)
 Tallied = tuple[Tally, Callable[[], "_Memo | None"], bool]
 _NONE_YET = (0, 0, 0.0)
+
+
+def _gone() -> None:
+    """The function of a tally of dropped ones (``_fold_dropped``): none."""
+
+
+def _sum_of(tallies: list[Tally], base: Merged) -> Tally:
+    """One tally of dropped functions of one name: their counts not merged yet (``base``:
+    what was), and as ``stats()`` counts them (after a ``cache_clear``)."""
+    hits = misses = hits_now = misses_now = 0
+    saved = 0.0
+    for tally in tallies:
+        now, was = tally.now(), base.get(tally, _NONE_YET)
+        hits, misses = hits + tally.hit_count.value, misses + tally.miss_count.value
+        hits_now, misses_now = hits_now + now[0] - was[0], misses_now + now[1] - was[1]
+        saved += now[2] - was[2]
+    total = Tally(tallies[0].name, _decorator.Counter.at(hits_now, hits),
+                  _decorator.Counter.at(misses_now, misses))
+    total.saved = saved
+    return total
 
 
 def _counts_between(base: Merged, target: Merged) -> Counts:
@@ -1186,10 +1253,11 @@ class Pruning:
         if astray:
             yield from self._second_look(self.store.scan(), seen, astray)
 
-    def removing(self, done: int) -> None:
-        """``remove_listed``'s progress: entries taken so far (the total is not known)."""
+    def removing(self, removal: Removal) -> None:
+        """``remove_listed``'s progress: entries removed so far (the total is not known;
+        before, those taken, with any another process removed first)."""
         if self.progress is not None:
-            self.progress("removing", done, None)
+            self.progress("removing", removal.removed, None)
 
     def _read(self, entries: Iterable[StoredEntry]) -> Iterator[StoredEntry]:
         for stored in entries:

@@ -16,7 +16,6 @@ import contextlib
 import datetime as _dt
 import difflib
 import errno
-import itertools
 import json
 import os
 import re
@@ -34,7 +33,7 @@ from typing import IO, Any, NoReturn
 from ._cache import SUPERSEDED, Cache, default_directory, file_path, judge, url_scheme
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
-from ._errors import MemojarWarning, PartlyRemoved
+from ._errors import MemojarWarning
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
@@ -46,12 +45,11 @@ from ._filestore import (
 from ._identity import SIBLING, family_of, place_of
 from ._location import redact
 from ._report import Report, Table, human_duration, human_size, human_time, iso
-from ._store import StoredEntry, header_of
+from ._store import Removal, StoredEntry, header_of
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhdw])")  # ASCII digits
-_REMOVE_BATCH = 500  # entries removed between progress updates
 _PROGRESS_DELAY = 1.0  # seconds before a progress line appears: quick commands show none
 _PROGRESS_EVERY = 0.1  # seconds between progress updates
 _UTC = _dt.timezone.utc
@@ -281,30 +279,32 @@ def open_cache(location: str | None) -> Cache:
             raise NoCacheYet(path) from None
         except OSError as exc:
             if not isinstance(exc, PermissionError):
-                raise CliError(f"cannot look at the cache directory {path}: "
+                raise CliError(f"cannot look at the cache directory {shown(path)}: "
                                f"{exc.strerror}") from exc
             mode = stat.S_IFDIR  # a folder above it not searchable: said just below
         if not stat.S_ISDIR(mode):
-            raise CliError(f"{path} is a file, not a cache directory: pass --dir a directory")
+            raise CliError(f"{shown(path)} is a file, not a cache directory: pass --dir a "
+                           "directory")
         try:
             os.scandir(path).close()
         except PermissionError:
-            raise CliError(f"permission denied: cannot read the cache directory {path}"
+            raise CliError(f"permission denied: cannot read the cache directory {shown(path)}"
                            + _whose(path)) from None
         except OSError as exc:
-            raise CliError(f"cannot read the cache directory {path}: {exc.strerror}") from exc
+            raise CliError(f"cannot read the cache directory {shown(path)}: "
+                           f"{exc.strerror}") from exc
         if not os.access(path, os.R_OK | os.X_OK):
-            raise CliError(f"permission denied: cannot read the cache directory {path}"
+            raise CliError(f"permission denied: cannot read the cache directory {shown(path)}"
                            + _whose(path))
         if not is_cache_dir(path):
             if not_tagged_yet(path):  # empty, or being tagged: nothing created by looking
                 raise NoCacheYet(path)
             owner = owner_of_unreadable_tag(path)
             if owner is not None:
-                raise CliError(f"{path} {others_cache(owner)}")
+                raise CliError(f"{shown(path)} {others_cache(owner)}")
             if not is_cache_dir(path):  # else tagged between the two looks
                 raise CliError(
-                    f"{path} is not a memojar cache ({why_not_ours(path)}); memojar only "
+                    f"{shown(path)} is not a memojar cache ({why_not_ours(path)}); memojar only "
                     "lists and deletes files in its own directories"
                 )
         location = path
@@ -338,7 +338,7 @@ def check_functions(cache: Cache, names: Sequence[str], again: str = "memojar") 
     known = sorted(_known_functions(cache))
     problems = []
     for name in missing:
-        problem = f"no entries for function {name!r} in {cache.directory}"
+        problem = f"no entries for function {name!r} in {shown(cache.directory)}"
         close = _close_names(name, known)
         if close:
             problem += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
@@ -422,33 +422,17 @@ def _isatty(stream: IO[str]) -> bool:
 
 def _remove(cache: Cache, entries: Iterable[StoredEntry], progress: Progress,
             total: int | None) -> tuple[int, int]:
-    """Remove ``entries`` in batches as they are listed; entries of other users' it may not
+    """``Store.remove_listed``, counted on the terminal: entries of other users' it may not
     remove (a cache shared by hand) are left, the rest removed, and then one
-    ``PartlyRemoved`` for all (before, the first batch that met one ended the clear).
-    Returns the entries removed and their bytes (a batch that removed fewer than it held:
-    its first ones')."""
-    removed = freed = taken = 0
-    left: list[PartlyRemoved] = []
-    listing = iter(entries)
-    removing = False
+    ``PartlyRemoved`` for all. Returns the entries removed and their bytes; interrupted,
+    says how many it had removed (``Interrupted``)."""
+    removal = Removal()
     try:
-        while batch := list(itertools.islice(listing, _REMOVE_BATCH)):
-            removing = True
-            try:
-                done = cache.store.remove(batch)
-            except PartlyRemoved as exc:
-                done = exc.removed
-                left.append(exc)
-            removing = False
-            removed += done
-            freed += sum(e.size for e in batch[:done])
-            taken += len(batch)
-            progress.update(taken, total)
+        removed = cache.store.remove_listed(
+            entries, lambda done: progress.update(done.taken, total), removal)
     except KeyboardInterrupt:
-        raise Interrupted(removed, freed, exact=not removing) from None
-    if left:  # said once, for the whole clear
-        raise PartlyRemoved.joined(removed, left)
-    return removed, freed
+        raise Interrupted(removal.removed, removal.freed, exact=not removal.busy) from None
+    return removed, removal.freed
 
 
 def cmd_ls(
@@ -626,7 +610,7 @@ def _info_census(census: Census, as_json: bool,
     if not kept:
         data.update(hits=None, misses=None, saved=None)
     fields = [
-        ("location", census.directory),
+        ("location", shown(census.directory)),
         ("entries", f"{census.entries:,}"),
         ("size", f"{human_size(census.bytes)} ({census.bytes:,} bytes)"),
         ("functions", f"{len(census.functions):,}"),
@@ -667,7 +651,7 @@ def cmd_clear(
     """
     if not _removable(cache):
         raise CliError(
-            f"refusing to clear {cache.directory}: it is not a memojar cache (no "
+            f"refusing to clear {shown(cache.directory)}: it is not a memojar cache (no "
             "CACHEDIR.TAG written by memojar), and memojar never deletes files it did not write"
         )
     check_functions(cache, functions, again)
@@ -704,10 +688,10 @@ def cmd_clear(
             return Report(
                 data={"would_remove": total, "bytes": size},
                 table=Table(["FUNCTION", "ENTRIES"], rows, frozenset({1})),
-                notes=[f"would remove {what} from {cache.directory} (dry run: nothing "
+                notes=[f"would remove {what} from {shown(cache.directory)} (dry run: nothing "
                        "removed)"],
             )
-        question = f"remove {what} from {cache.directory}?"
+        question = f"remove {what} from {shown(cache.directory)}?"
         try:
             confirmed = not asked or confirm is None or confirm(question)
         except KeyboardInterrupt:  # Ctrl-C as the answer: said as a "no" is
@@ -766,17 +750,17 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
     """``Cache.prune``, watched: on a terminal, a counter of entries checked and removed."""
     if not _removable(cache):
         raise CliError(
-            f"refusing to prune {cache.directory}: it is not a memojar cache (no "
+            f"refusing to prune {shown(cache.directory)}: it is not a memojar cache (no "
             "CACHEDIR.TAG written by memojar), and memojar never deletes files it did not write"
         )
     checking = Progress(progress_stream, "memojar: checking entries")
     removing = Progress(progress_stream, "memojar: removing")
-    taken = 0  # entries handed to removal, in batches removed whole: for an interrupt
+    so_far = 0  # entries this process removed (not another first): for an interrupt
 
     def progress(stage: str, done: int, total: int | None) -> None:
-        nonlocal taken
+        nonlocal so_far
         if stage != "checking":
-            taken = done
+            so_far = done
         if checking.stream is None:
             return
         if stage == "checking":
@@ -791,7 +775,7 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
         # Cache.prune owns the rules; the command line only draws the counter it reports.
         removed, leftovers = cache._prune(other_pythons, progress)
     except KeyboardInterrupt:
-        raise Interrupted(taken) from None
+        raise Interrupted(so_far) from None
     finally:
         checking.close()
         removing.close()
@@ -804,7 +788,7 @@ def cmd_prune(cache: Cache, progress_stream: IO[str] | None = None,
         data={"removed": removed, "leftovers": leftovers, "entries": left.entries,
               "bytes": left.bytes},
         notes=[f"removed {what}; {_plural(left.entries, 'entry')} "
-               f"({human_size(left.bytes)}) left in {cache.directory}"],
+               f"({human_size(left.bytes)}) left in {shown(cache.directory)}"],
     )
 
 
@@ -821,9 +805,9 @@ def _newer_note(census: Census, again: str = "memojar") -> str:
 
 def _summary(census: Census) -> str:
     if not census.entries:
-        return f"no entries in {census.directory}"
+        return f"no entries in {shown(census.directory)}"
     return (f"{_plural(len(census.functions), 'function')}, {_plural(census.entries, 'entry')}, "
-            f"{human_size(census.bytes)} in {census.directory}")
+            f"{human_size(census.bytes)} in {shown(census.directory)}")
 
 
 def _ago(timestamp: float | None, now: float, suffix: str = "") -> str:
@@ -887,7 +871,7 @@ def execute(
     if not clears_all:
         confirm = None
     elif confirm is None:
-        where = args.dir or default_directory()
+        where = shown(redact(args.dir or default_directory()))  # a URL: no password
         # Every function's entries older than a duration, when one is given (before,
         # "every entry" also for `clear --older-than 30d`, which keeps the newer ones).
         what = ("every entry" if args.older_than is None
@@ -896,6 +880,14 @@ def execute(
             f"refusing to clear {what} in {where} without confirmation ({refusal}): "
             "pass --yes to clear them, or name the functions to clear", EXIT_USAGE,
         )
+    report = _run(args, prog, confirm, progress_stream)
+    report.removal = args.command == "prune" or (args.command == "clear" and not args.dry_run)
+    return report
+
+
+def _run(args: argparse.Namespace, prog: str, confirm: Callable[[str], bool] | None,
+         progress_stream: IO[str] | None) -> Report:
+    """``execute``'s command, run on the cache it names."""
     try:
         try:
             cache = open_cache(args.dir)
@@ -924,7 +916,31 @@ def _again(prog: str, given: str | None, cache: Cache) -> str:
     a user copying it ran on the wrong cache). A URL's password stays out (``***``)."""
     if given is None:
         return prog
-    return f"{prog} --dir {shlex.quote(cache.directory)}"
+    quoted = shown(cache.directory)
+    return f"{prog} --dir {shlex.quote(quoted) if quoted == cache.directory else quoted}"
+
+
+def shown(path: str) -> str:
+    """``path`` as every message shows it: as it is, unless it holds bytes that are not
+    UTF-8 (a folder named in another encoding, which Python reads as lone surrogates) or
+    characters a terminal does not print (a newline): then quoted as GNU ``ls`` shows such a
+    name and a shell reads it back, ``$'/data/caf\\351'``. Before, stderr said
+    ``/data/caf\\udce9``, a name that is nowhere (in the hints' commands too), and stdout
+    wrote the raw byte, which a terminal shows as a replacement character that a copy does
+    not give back."""
+    if path.isprintable():  # (a lone surrogate is not)
+        return path
+    quoted = []
+    for char in os.fsencode(path).decode("utf-8", "surrogateescape"):
+        if char in "\\'":
+            quoted.append("\\" + char)
+        elif "\udc80" <= char <= "\udcff":  # a byte that is not UTF-8
+            quoted.append(f"\\{ord(char) - 0xDC00:03o}")
+        elif not char.isprintable():
+            quoted.extend(f"\\{byte:03o}" for byte in char.encode())
+        else:
+            quoted.append(char)
+    return "$'" + "".join(quoted) + "'"
 
 
 def _said(again: str, words: str) -> str:
@@ -956,9 +972,10 @@ def _is_text(name: str) -> bool:
 def _nothing_cached(args: argparse.Namespace, path: str) -> Report:
     """What each command reports for a cache directory that does not exist yet: an empty
     cache (a cron job's clear must not fail on a fresh machine). Nothing is created."""
-    fresh = f"no cache at {path} yet (nothing was cached there)"
+    fresh = f"no cache at {shown(path)} yet (nothing was cached there)"
     if args.command == "ls" and args.function:  # a lookup: a typo must not pass silently
-        raise CliError(f"no entries for function {args.function!r} in {path} ({fresh})")
+        raise CliError(f"no entries for function {args.function!r} in {shown(path)} "
+                       f"({fresh})")
     census = Census(path)
     if args.command == "ls":
         report = _ls_census(census, args.json)
@@ -979,7 +996,8 @@ def _nothing_cached(args: argparse.Namespace, path: str) -> Report:
 def _os_error(exc: OSError) -> str:
     reason = exc.strerror or str(exc)
     if exc.filename is not None:
-        return f"{reason.lower() if reason[:1].isupper() else reason}: {exc.filename}"
+        name = shown(exc.filename) if isinstance(exc.filename, str) else exc.filename
+        return f"{reason.lower() if reason[:1].isupper() else reason}: {name}"
     return reason
 
 
@@ -1000,6 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
     terminated: list[int] = []
     try:
         with (warnings.catch_warnings(), _writing_what_it_cannot_encode(sys.stdout),
+              _writing_what_it_cannot_encode(sys.stderr),
               _terminated_as_interrupted(terminated)):
             warnings.showwarning = _one_line_warning
             # memojar's warnings are lines of the report (what a listing could not read),
@@ -1009,6 +1028,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 _print_report(report)
             except BrokenPipeError:
+                # The reader left (`memojar clear --yes | head -0`), which is fine; but what
+                # a removal did is said, not lost with the pipe (before: not a word, the
+                # entries gone). A report of what was only read is the reader's to leave.
+                if report.removal:
+                    print(f"memojar: {'; '.join(report.notes)} (not written to stdout: its "
+                          "reader had left)", file=sys.stderr)
                 raise
             except OSError as exc:  # a full disk, stdout closed: said with what was done
                 raise CliError(f"cannot write to stdout ({exc.strerror or exc}): "

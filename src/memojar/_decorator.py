@@ -212,6 +212,15 @@ class Counter:
     def reset(self) -> None:
         self._base = self._now()
 
+    @classmethod
+    def at(cls, now: int, value: int) -> Counter:
+        """A counter at ``now`` whose ``value`` is ``value`` (a sum of dropped ones')."""
+        counter = cls()
+        counter._count = _Count(now)
+        counter.bump = functools.partial(next, counter._count)
+        counter._base = now - value
+        return counter
+
 
 class _Count(itertools.count):  # type: ignore[type-arg]  # not subscriptable at runtime
     """An ``itertools.count`` whose copy (a wrapper sent by cloudpickle) starts again at 0:

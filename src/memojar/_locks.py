@@ -494,9 +494,39 @@ def retire(path: str, ident: tuple[int, int]) -> None:
     released, and the next lock opens the file now at ``path``."""
     _retired.add(ident)
     _close_idle(_idle.pop(path, None))
+    if len(_retired) >= _retired_prune_at[0]:
+        _let_go_retired()
 
 
-_retired: set[tuple[int, int]] = set()  # lock files moved away with their folder
+# Lock files moved away with their folder. Before, kept for good: one row per function folder
+# moved aside under the process (another process's clear, a service's folder per job). A
+# lock file is forgotten once no lock of this process holds (or waits for) it, checked when
+# the set has grown past ``_retired_prune_at`` (doubled from what is left each time).
+_retired: set[tuple[int, int]] = set()
+_RETIRED_KEPT = 64
+_retired_prune_at = [_RETIRED_KEPT]
+_unheld: set[tuple[int, int]] = set()  # retired lock files no lock held at the last look
+
+
+def _let_go_retired() -> None:
+    """Forget the retired lock files no description of this process refers to: none held
+    (nor waited for: ``acquire`` notes it in ``_held`` first) at two looks in a row. One
+    found unheld once is kept until the next look, as many retires later as the set holds:
+    a release between its ``del _held`` and its look at ``_retired`` (a few bytecodes, in
+    another thread) must still find it there, or it would keep the old file's description
+    idle for the path's next lock. So at most about twice ``_RETIRED_KEPT`` and the lock
+    files held are remembered."""
+    held = {lock._ident for lock in list(_held.values())}
+    for ident in list(_retired):
+        if ident in held:
+            _unheld.discard(ident)
+        elif ident in _unheld:
+            _retired.discard(ident)
+            _unheld.discard(ident)
+        else:
+            _unheld.add(ident)
+    _unheld.intersection_update(_retired)
+    _retired_prune_at[0] = max(_RETIRED_KEPT, 2 * len(_retired))  # the next look: later
 
 
 def _put_idle(path: str, fd: int, ident: tuple[int, int], forks: int) -> None:

@@ -86,6 +86,9 @@ class Report:
     table: Table | None = None
     notes: list[str] = field(default_factory=list)
     as_json: bool = False
+    # A report of a removal (clear, prune): its notes say what was removed, which the
+    # command line says on stderr when stdout's reader left before it was written.
+    removal: bool = False
 
     def text(self) -> str:
         lines: list[str] = []
