@@ -1173,6 +1173,73 @@ def test_ls_and_info_hold_no_memory_per_entry(tmp_path: Path) -> None:
     assert peak < 2_000_000, f"{peak:,} bytes at the peak of a census of 20,000 entries"
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_ls_function_holds_no_memory_per_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    """``memojar ls FUNCTION`` prints its rows as it reads them back, sorted, from runs
+    of ``_runs.RUN`` rows: its memory does not grow with the function's entries (before:
+    every entry and its header were held, sorted and formatted whole: 2.3 GB of RSS for
+    1,000,000 entries). Measured for 1,500 and 6,000 entries, runs of 500 read back 10
+    rows at a time."""
+    from memojar import _runs
+
+    monkeypatch.setattr(_runs, "RUN", 500)
+    monkeypatch.setattr(_runs, "CHUNK", 10)
+    out = open(os.devnull, "w")  # noqa: SIM115 - closed below
+    monkeypatch.setattr(sys, "stdout", out)
+    peaks = []
+    try:
+        for n in (1_500, 6_000):
+            plant(tmp_path / str(n), "mod.f", n)
+            argv = ["--dir", str(tmp_path / str(n)), "ls", "mod.f"] + ["--json"] * as_json
+            _cli.main(argv)  # imports and first-use caches, outside the measure
+            code, peak = traced_peak(lambda argv=argv: _cli.main(argv))
+            assert code == 0
+            peaks.append(peak)
+    finally:
+        out.close()
+    assert peaks[1] < peaks[0] * 1.3 + 100_000, f"{peaks} bytes at the peaks"
+    assert peaks[1] < 1_500_000, f"{peaks[1]:,} bytes at the peak of 6,000 entries"
+
+
+def test_ls_function_rows_sorted_in_runs_keep_their_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows sorted in runs on a temporary file and merged come out as one stable sort of
+    them all: newest first, entries created at the same moment in listing order, the
+    WHY column of another version's entries as before."""
+    from memojar import _runs
+
+    plant(tmp_path, "mod.f", 5, created=1000.0)
+    plant(tmp_path, "mod.f", 7, start=5)
+    plant(tmp_path, "mod.f", 4, created=1000.0, start=20)
+    store = FileStore(tmp_path)
+    ident = _entry.make_ident("mod.f", "2", "0123456789abcdef")
+    for i in range(30, 33):
+        key = make_key(("mod.f", i))
+        store.write("mod.f", key, _entry.encode(i, ident=ident, key=key, created=time.time(),
+                                                expires=None, compute_time=0.25))
+    said = {}
+    for run in (_runs.RUN, 3):
+        monkeypatch.setattr(_runs, "RUN", run)
+        code, out, _ = cli(capsys, "--dir", str(tmp_path), "ls", "mod.f", "--json")
+        assert code == 0
+        said[run] = json.loads(out)
+        code, out, _ = cli(capsys, "--dir", str(tmp_path), "ls", "mod.f")
+        assert code == 0
+        assert out.splitlines()[0].split() == ["KEY", "SIZE", "AGE", "EXPIRES", "COMPUTE",
+                                               "STATUS", "WHY"]
+        assert [line.split()[0] for line in out.splitlines()[1:-1]] == [
+            row["key"][:12] for row in said[run]]
+    rows = said[3]
+    assert rows == said[_runs.RUN] and len(rows) == 19
+    created = [parse_utc(row["created"]) for row in rows]
+    assert created == sorted(created, reverse=True)
+    assert [row["reason"] for row in rows if row["status"] == "incompatible"] == [
+        "another version"] * 16
+
+
 @pytest.mark.parametrize("asked", [False, True], ids=["--yes", "asked"])
 def test_clear_holds_no_memory_per_entry_it_removes(tmp_path: Path, asked: bool) -> None:
     """``memojar clear`` counts the entries for its question and report, then removes them

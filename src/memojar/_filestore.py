@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import heapq
 import itertools
 import json
 import math
@@ -46,7 +45,7 @@ import xxhash
 
 from ._entry import Miss, read_header
 from ._errors import PartlyRemoved, logger, warn
-from ._ledger import Ledger, Oldest, choose_victims
+from ._ledger import Ledger, Oldest, evict_listed, least_recent
 from ._locks import (
     LOCK_FILE,
     LOCK_SUFFIX,
@@ -1959,23 +1958,8 @@ class FileStore(Store):
         first (ties in listing order, as a stable sort), and what the census counted:
         memory for ``limit`` entries, not for all."""
         counts = [0, 0]  # bytes of entries, of reservations
-        newest = [0.0]
-
-        def noted(listing: Iterator[StoredEntry]) -> Iterator[StoredEntry]:
-            for entry in listing:
-                if entry.accessed > newest[0]:
-                    newest[0] = entry.accessed
-                if not skip or entry.location not in skip:
-                    yield entry
-
-        listing = noted(self._walk(counts))
-        if limit:
-            oldest = heapq.nsmallest(limit, listing, key=lambda e: e.accessed)
-        else:
-            oldest = []
-            for _ in listing:
-                pass
-        return Oldest(oldest, counts[0] + counts[1], counts[1], newest[0])
+        oldest, newest = least_recent(self._walk(counts), limit, skip)
+        return Oldest(oldest, counts[0] + counts[1], counts[1], newest)
 
     def _entries(self) -> Iterator[StoredEntry]:
         """Every entry, as ``_census`` counts them."""
@@ -2028,15 +2012,10 @@ class FileStore(Store):
             # recounted by the next eviction. Before, ``prune`` raised ENOSPC here. Or a
             # cache this user may read but not write (shared by hand, read-only to others):
             # no lock file can be made; what it may remove goes (before, prune raised).
-            assert self.max_size is not None
-            entries = list(self._list(None, heads=False))
-            victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
-                                        self.max_size)
-            try:
-                return self.remove(victims) if victims else 0
-            except PartlyRemoved as exc:  # others' entries: prune says so; a write fails
-                logger.debug("%s", exc)
-                return exc.removed
+            # Exact LRU, a batch at a time (``evict_listed``), as the ledger evicts: before,
+            # every entry was listed into memory and sorted. Entries this user may not
+            # remove are left, as the ledger leaves them.
+            return evict_listed(self, incoming)
 
     # --- the ledger's primitives (see _ledger.SizedBackend) ------------------------------
 

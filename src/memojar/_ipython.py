@@ -39,7 +39,10 @@ def memojar_magic(line: str) -> Any:
         raise UsageError(f"%memojar: {exc}") from None
     except SystemExit:  # --help or --version: argparse printed them
         return None
-    return report.data if report.as_json else report
+    if not report.as_json:
+        return report
+    # ``ls FUNCTION``'s rows are read back from a temporary file: a list, for the notebook
+    return report.data if isinstance(report.data, (dict, list)) else list(report.data)
 
 
 def _without_comment(line: str) -> str:

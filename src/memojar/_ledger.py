@@ -13,9 +13,10 @@ out would let two clients evict and count at once.
 
 from __future__ import annotations
 
+import heapq
 import itertools
-from collections.abc import Container, Iterator, MutableSet, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from collections.abc import Container, Iterable, Iterator, MutableSet, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._errors import logger
 
@@ -86,6 +87,30 @@ class SizedBackend(Protocol):
         user's, in a folder of a cache shared by hand that it cannot write): the ones
         removed, those refused (still there), and those left because they were written
         again since they were listed (fresh entries, whose writers account for them)."""
+
+
+def least_recent(listing: Iterable[StoredEntry], limit: int, skip: Container[str]
+                 ) -> tuple[list[StoredEntry], float]:
+    """The ``limit`` least recently used entries of ``listing`` not at a location in
+    ``skip``, oldest first (ties in listing order, as a stable sort), and the latest access
+    time of any entry listed (0.0: none): memory for ``limit`` entries, not for all."""
+    newest = 0.0
+
+    def noted() -> Iterator[StoredEntry]:
+        nonlocal newest
+        for entry in listing:
+            if entry.accessed > newest:
+                newest = entry.accessed
+            if not skip or entry.location not in skip:
+                yield entry
+
+    if limit:
+        oldest = heapq.nsmallest(limit, noted(), key=lambda e: e.accessed)
+    else:
+        oldest = []
+        for _ in noted():
+            pass
+    return oldest, newest
 
 
 def choose_victims(
@@ -392,3 +417,65 @@ class Ledger:
             logger.debug("evict %s %s (%d bytes, lru)", entry.function_dir, entry.key,
                          entry.size)
         return len(gone)
+
+
+class _NoLock:
+    def release(self) -> None:
+        pass
+
+
+class Unledgered:
+    """A backend's ledger primitives (``SizedBackend``) with no total kept and no lock to
+    take: each use counts a listing. ``Ledger.evict`` over it is the eviction of a store that
+    keeps no total (S3: ``Store.evict`` by a listing) and of a file store whose ledger lock
+    cannot be made (a full disk, a cache this user may not write): the same least-recently-
+    used order, with memory for a batch, not for the cache (before, each of them listed
+    every entry into memory and sorted them all)."""
+
+    _census_whole = True  # nothing is stored for the recount to vouch for
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self.max_size: int | None = backend.max_size
+        self._recounted = False
+
+    def _total_lock(self) -> Releasable:
+        return _NoLock()
+
+    def _read_total(self) -> int | None:
+        return None
+
+    def _write_total(self, total: int) -> None:
+        pass
+
+    def _census(self) -> int:
+        return int(self._backend._census())
+
+    def _oldest(self, limit: int, skip: Container[str]) -> Oldest:
+        oldest: Oldest = self._backend._oldest(limit, skip)
+        return oldest
+
+    def _entries(self) -> Iterator[StoredEntry]:
+        entries: Iterator[StoredEntry] = self._backend._entries()
+        return entries
+
+    def _unlink(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        removed: list[StoredEntry] = self._backend._unlink(entries)
+        return removed
+
+    def _removable(self, entries: Sequence[StoredEntry]) -> list[bool]:
+        removable: list[bool] = self._backend._removable(entries)
+        return removable
+
+    def _unlink_refused(
+        self, entries: Sequence[StoredEntry]
+    ) -> tuple[list[StoredEntry], list[StoredEntry], list[StoredEntry]]:
+        done: tuple[list[StoredEntry], list[StoredEntry], list[StoredEntry]] = (
+            self._backend._unlink_refused(entries))
+        return done
+
+
+def evict_listed(backend: Any, incoming: int) -> int:
+    """``Ledger.evict`` by listings alone (``Unledgered``): how many entries were removed."""
+    with Ledger(Unledgered(backend)) as ledger:
+        return ledger.evict(incoming)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,11 +71,16 @@ def iso(timestamp: float | None) -> str | None:
 
 @dataclass
 class Table:
-    """Rows of strings under column names; ``right`` holds the right-aligned columns."""
+    """Rows of strings under column names; ``right`` holds the right-aligned columns.
+
+    ``rows`` may be any sized iterable that can be read more than once (a listing read
+    back from a temporary file, ``memojar ls FUNCTION``): given ``widths`` (each column's,
+    its name's included), the text is made as the rows are read, never held whole."""
 
     columns: list[str]
-    rows: list[list[str]]
+    rows: Collection[list[str]]
     right: frozenset[int] = frozenset()
+    widths: list[int] | None = None
 
 
 @dataclass
@@ -91,14 +97,34 @@ class Report:
     removal: bool = False
 
     def text(self) -> str:
-        lines: list[str] = []
+        return "\n".join(self.lines())
+
+    def lines(self) -> Iterator[str]:
+        """The lines of ``text``, made as they are read (the command line prints them so)."""
         if self.fields:
             width = max(len(k) for k, _ in self.fields)
-            lines += [f"{k:<{width}}  {v}" for k, v in self.fields]
+            yield from (f"{k:<{width}}  {v}" for k, v in self.fields)
         if self.table is not None and self.table.rows:
-            lines += _text_table(self.table)
-        lines += self.notes
-        return "\n".join(lines)
+            yield from _text_table(self.table)
+        yield from self.notes
+
+    def json_lines(self) -> Iterator[str]:
+        """``json.dumps(self.data, indent=2)``, a list's items made and dumped one by one
+        as they are read (``data`` as ``Table.rows`` can be: read back from a file)."""
+        if isinstance(self.data, (dict, str, int, float, bool, type(None))):
+            yield json.dumps(self.data, indent=2)
+            return
+        items = iter(self.data)
+        first = next(items, _NONE)
+        if first is _NONE:
+            yield "[]"
+            return
+        yield "["
+        for item in items:
+            yield _indented(json.dumps(first, indent=2)) + ","
+            first = item
+        yield _indented(json.dumps(first, indent=2))
+        yield "]"
 
     def html(self) -> str:
         parts = []
@@ -122,10 +148,19 @@ class Report:
         printer.text(self.text())
 
 
-def _text_table(table: Table) -> list[str]:
-    widths = [len(c) for c in table.columns]
-    for row in table.rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+_NONE = object()
+
+
+def _indented(text: str) -> str:
+    return "  " + text.replace("\n", "\n  ")
+
+
+def _text_table(table: Table) -> Iterator[str]:
+    widths = table.widths
+    if widths is None:
+        widths = [len(c) for c in table.columns]
+        for row in table.rows:
+            widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
         out = [
@@ -134,7 +169,8 @@ def _text_table(table: Table) -> list[str]:
         ]
         return "  ".join(out).rstrip()
 
-    return [line(table.columns), *(line(row) for row in table.rows)]
+    yield line(table.columns)
+    yield from map(line, table.rows)
 
 
 def _html_table(table: Table) -> str:

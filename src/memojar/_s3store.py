@@ -75,7 +75,6 @@ import xxhash
 from ._entry import written_as_an_entry
 from ._errors import logger, warn
 from ._filestore import function_dir
-from ._ledger import choose_victims
 from ._location import positive, redact
 from ._store import (
     CONFIRM_SHARE,
@@ -829,7 +828,10 @@ class S3Store(Store):
         """``Store.scan``, without the objects at entries' names that memojar did not write
         (a prefix may be shared): told by their first bytes when ``heads`` (before, ``ls``
         and ``info`` counted them as unreadable entries that ``prune`` would remove, and
-        it leaves them), else those this process found so."""
+        it leaves them), else those this process found so: eviction (``Store.evict``, whose
+        listing this is) neither removes nor counts an object once ``_unlink`` found it not
+        an entry (before: chosen first, as the oldest, and removed; once left alone, the
+        total stayed over ``max_size``)."""
         for entry in super().scan(function, heads):
             if heads:
                 if written_as_an_entry(entry.head):
@@ -852,25 +854,6 @@ class S3Store(Store):
         name = self._object(entry)
         got = self._bucket.get(name, start, end)
         return None if got is None else bytes(self._bucket.read_body(name, got))
-
-    def evict(self, incoming: int = 0) -> int:
-        """``Store.evict`` by a listing, but only of entries: an object named as one that
-        memojar did not write is neither removed nor counted (before: chosen first, as the
-        oldest, and removed; once left alone, the total stayed over ``max_size``)."""
-        if self.max_size is None:
-            return 0
-        entries = list(self.scan(None, heads=False))
-        removed = 0
-        while True:
-            victims, _ = choose_victims(entries, sum(e.size for e in entries), incoming,
-                                        self.max_size)
-            if not victims:
-                return removed
-            removed += self.remove(victims)
-            if not any(self._as_listed(v) in self._foreign for v in victims):
-                return removed
-            chosen = {self._as_listed(v) for v in victims}  # removed, gone or not entries
-            entries = [e for e in entries if self._as_listed(e) not in chosen]
 
     def _as_listed(self, entry: StoredEntry) -> tuple[str, int, float]:
         return self._object(entry), entry.size, entry.accessed
