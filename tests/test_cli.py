@@ -1325,6 +1325,39 @@ def test_a_report_that_cannot_be_written_says_why_and_what_was_done(
     assert "removed 3 entries" in line
 
 
+@pytest.mark.parametrize("stdout", [">/dev/full", ">&-"], ids=["full", "closed"])
+@pytest.mark.parametrize("command", ["info", "info --json"])
+def test_a_report_of_nothing_done_that_cannot_be_written_ends_with_why(
+    cache_dir: Path, stdout: str, command: str,
+):
+    # Before: "memojar: cannot write to stdout (No space left on device): ", its colon
+    # announcing what the command did, of a command that did nothing and has no notes.
+    if not os.path.exists("/dev/full") and stdout == ">/dev/full":
+        pytest.skip("no /dev/full")
+    plant(cache_dir, SQUARE, 3)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", f'exec "$0" -m memojar --dir "$1" {command} {stdout}',
+         sys.executable, str(cache_dir)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    line = one_line(proc.stderr)
+    assert "cannot write to stdout" in line
+    assert not line.rstrip().endswith(":"), line
+
+
+@pytest.mark.parametrize("option", ["--help", "--version", "clear --help"])
+def test_help_or_version_that_cannot_be_written_is_an_error(tmp_path: Path, option: str):
+    # Before: argparse swallows the OSError of its write: nothing was printed, and the
+    # status was 0 (success) on a full disk.
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    proc = subprocess.run(
+        ["/bin/sh", "-c", f'exec "$0" -m memojar --dir "$1" {option} >/dev/full',
+         sys.executable, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    line = one_line(proc.stderr)
+    assert "cannot write to stdout (No space left on device)" in line, line
+
+
 def test_a_function_name_typed_in_an_ascii_locale_is_read_as_utf8(tmp_path: Path):
     # In a C locale without UTF-8 mode, Python decodes argv as ASCII with surrogateescape:
     # before, 'memojar ls données.charger' said the name "holds a byte that is not valid

@@ -133,6 +133,19 @@ class _Parser(argparse.ArgumentParser):
             message += " (a DURATION: a number and a unit s, m, h, d or w, as 90s, 15m, 2h, 7d)"
         raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
 
+    def _print_message(self, message: str, file: Any = None) -> None:
+        """argparse's, but a ``--help`` or ``--version`` that cannot be written (a full
+        disk) is an error: argparse drops the ``OSError``, and the status was 0."""
+        if not message:
+            return
+        file = file or sys.stderr  # argparse's: stdout closed (``>&-``), said on stderr
+        try:
+            file.write(message)
+            file.flush()
+        except OSError as exc:
+            stream = "stdout" if file is sys.stdout else "stderr"
+            raise CliError(f"cannot write to {stream} ({exc.strerror or exc})") from exc
+
 
 class Duration(float):
     """Seconds, remembering how the user wrote them (``"1.5h"``) to echo them back so."""
@@ -1011,8 +1024,9 @@ def main(argv: list[str] | None = None) -> int:
             except BrokenPipeError:
                 raise
             except OSError as exc:  # a full disk, stdout closed: said with what was done
-                raise CliError(f"cannot write to stdout ({exc.strerror or exc}): "
-                               + "; ".join(report.notes)) from exc
+                done = "; ".join(report.notes)  # none for info: no colon announcing it
+                raise CliError(f"cannot write to stdout ({exc.strerror or exc})"
+                               + (f": {done}" if done else "")) from exc
     except CliError as exc:
         print(f"memojar: {exc}", file=sys.stderr)
         return exc.status
