@@ -1305,6 +1305,14 @@ def test_a_clear_that_met_an_immutable_entry_says_to_remove_the_mark(
 
 # --- an output that cannot be written ---------------------------------------------------------
 
+def redirected(directory: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """``memojar --dir DIRECTORY COMMAND`` run by a shell, so that COMMAND may redirect
+    stdout (``>/dev/full``, ``>&-``)."""
+    return subprocess.run(
+        ["/bin/sh", "-c", f'exec "$0" -m memojar --dir "$1" {command}', sys.executable,
+         str(directory)], capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize("stdout", [">/dev/full", ">&-"], ids=["full", "closed"])
 def test_a_report_that_cannot_be_written_says_why_and_what_was_done(
     cache_dir: Path, stdout: str,
@@ -1315,9 +1323,7 @@ def test_a_report_that_cannot_be_written_says_why_and_what_was_done(
     if not os.path.exists("/dev/full") and stdout == ">/dev/full":
         pytest.skip("no /dev/full")
     plant(cache_dir, SQUARE, 3)
-    proc = subprocess.run(
-        ["/bin/sh", "-c", f'exec "$0" -m memojar --dir "$1" clear {SQUARE} {stdout}',
-         sys.executable, str(cache_dir)], capture_output=True, text=True, timeout=60)
+    proc = redirected(cache_dir, f"clear {SQUARE} {stdout}")
     assert proc.returncode == 1
     assert count(cache_dir) == 0
     line = one_line(proc.stderr)
@@ -1335,9 +1341,7 @@ def test_a_report_of_nothing_done_that_cannot_be_written_ends_with_why(
     if not os.path.exists("/dev/full") and stdout == ">/dev/full":
         pytest.skip("no /dev/full")
     plant(cache_dir, SQUARE, 3)
-    proc = subprocess.run(
-        ["/bin/sh", "-c", f'exec "$0" -m memojar --dir "$1" {command} {stdout}',
-         sys.executable, str(cache_dir)], capture_output=True, text=True, timeout=60)
+    proc = redirected(cache_dir, f"{command} {stdout}")
     assert proc.returncode == 1
     line = one_line(proc.stderr)
     assert "cannot write to stdout" in line
@@ -1350,9 +1354,7 @@ def test_help_or_version_that_cannot_be_written_is_an_error(tmp_path: Path, opti
     # status was 0 (success) on a full disk.
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    proc = subprocess.run(
-        ["/bin/sh", "-c", f'exec "$0" -m memojar --dir "$1" {option} >/dev/full',
-         sys.executable, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    proc = redirected(tmp_path, f"{option} >/dev/full")
     assert proc.returncode == 1
     line = one_line(proc.stderr)
     assert "cannot write to stdout (No space left on device)" in line, line
