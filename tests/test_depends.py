@@ -1592,6 +1592,32 @@ def test_explain_says_stale_since_when(tmp_path: Path) -> None:
     assert f.cache_explain(1).startswith("stale: expired 20")
 
 
+_LOAD_FAILS: list[bool] = []
+
+
+class LoadsInTwoLines:
+    def __init__(self, x):
+        self.x = x
+
+    def __setstate__(self, state):
+        if _LOAD_FAILS:
+            raise ValueError("the first line\nthe second line")
+        self.__dict__.update(state)
+
+
+def test_explain_is_one_line_of_an_entry_whose_load_error_has_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: "miss: payload does not load: ValueError: the first line\nthe second line",
+    # two lines of a method promised to answer in one.
+    f = Cache(tmp_path).cached(lambda x: LoadsInTwoLines(x))
+    f(1)
+    monkeypatch.setattr(sys.modules[__name__], "_LOAD_FAILS", [True])
+    line = f.cache_explain(1)
+    assert len(line.splitlines()) == 1, line
+    assert line == r"miss: payload does not load: ValueError: the first line\nthe second line"
+
+
 def test_explain_says_a_stale_entry_that_fails_its_checks_is_not_served(
         tmp_path: Path) -> None:
     # stale_while_revalidate serves a stale entry only if it passes every other check:
