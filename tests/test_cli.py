@@ -579,6 +579,22 @@ def test_dir_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert code == 1 and "is a file" in one_line(err)
 
 
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_an_error_naming_a_path_with_a_line_break_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str,
+):
+    # Before: "memojar: /tmp/.../bad" and "dir is a file, ..." on two lines.
+    path = tmp_path / "bad\ndir"
+    if what == "file":
+        path.write_text("x")
+    else:
+        path.mkdir()
+        (path / "mine.txt").write_text("x")  # a folder of the user's: not a cache
+    code, _, err = cli(capsys, "--dir", str(path), "ls")
+    assert code == 1
+    assert "bad\\ndir" in one_line(err)
+
+
 def test_another_users_cache_directory(shared_folder: Path):
     """A cache another user made (0700): reading it is denied, in one line. (Root reads
     any directory: the command runs as another user.)"""

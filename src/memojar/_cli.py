@@ -34,7 +34,7 @@ from typing import IO, Any, NoReturn
 from ._cache import SUPERSEDED, Cache, default_directory, file_path, judge, url_scheme
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
-from ._errors import MemojarWarning, PartlyRemoved
+from ._errors import MemojarWarning, PartlyRemoved, one_line
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
@@ -1028,7 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise CliError(f"cannot write to stdout ({exc.strerror or exc})"
                                + (f": {done}" if done else "")) from exc
     except CliError as exc:
-        print(f"memojar: {exc}", file=sys.stderr)
+        print(f"memojar: {one_line(str(exc))}", file=sys.stderr)
         return exc.status
     except SystemExit as exc:  # --help, --version: argparse printed them
         return exc.code if isinstance(exc.code, int) else EXIT_OK
@@ -1044,7 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
-        print(f"memojar: unexpected error: {type(exc).__name__}: {exc} "
+        print(f"memojar: unexpected error: {type(exc).__name__}: {one_line(str(exc))} "
               "(please report it)", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
@@ -1117,4 +1117,4 @@ def _writing_what_it_cannot_encode(stream: Any) -> Iterator[None]:
 
 def _one_line_warning(message: Any, category: Any, filename: str, lineno: int,
                       file: Any = None, line: str | None = None) -> None:
-    print(f"memojar: warning: {message}", file=sys.stderr)
+    print(f"memojar: warning: {one_line(str(message))}", file=sys.stderr)

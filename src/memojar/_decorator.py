@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, cast
 from . import _depends, _entry, _keys, _notebook, _trio, _waits
 from ._control import SWITCH
 from ._entry import CLOCK_SKEW, Miss
-from ._errors import DEBUG, at_site, logger, user_site, warn
+from ._errors import DEBUG, at_site, logger, one_line, user_site, warn
 from ._identity import (
     SIBLING,
     Loaded,
@@ -2410,7 +2410,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
             return ("miss: " + ("disabled by MEMOJAR_DISABLE" if disabled else
                                 "disabled by memojar.disabled()")
                     + ": the call runs the function, reading and storing nothing")
-        return _one_line(memo.explain(args, kwargs))
+        return one_line(memo.explain(args, kwargs))
 
     # a function takes attributes; mypy does not model that (wrapper is one of the defs)
     wrapper.cache_info = cache_info  # type: ignore[union-attr]
@@ -2424,17 +2424,6 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     wrapper.__memojar__ = memo  # type: ignore[union-attr]
     memo.wrapper = weakref.ref(wrapper)
     return wrapper
-
-
-# What ``str.splitlines`` breaks a line at, each as its escape (``\\n``).
-_LINE_BREAKS = {ord(brk): repr(brk)[1:-1] for brk in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
-
-
-def _one_line(text: str) -> str:
-    """``text`` with its line breaks escaped (``\\n``): an explanation quotes an exception's
-    message or a path, which may hold them. Before, ``cache_explain`` answered in two lines
-    of an entry whose ``__setstate__`` raised a two-line error."""
-    return text.translate(_LINE_BREAKS)
 
 
 def _takes_self(exc: TypeError, func: Callable[..., Any]) -> TypeError:
