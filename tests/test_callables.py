@@ -410,15 +410,18 @@ def test_classes_are_rejected(cache_dir: Path) -> None:
         cached(cache_dir=cache_dir)(Point)
 
 
-@pytest.mark.parametrize("bare", [True, False], ids=["bare", "with-options"])
-def test_cached_above_classmethod_keys_on_the_class(
-    bare: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+@pytest.fixture(params=[True, False], ids=["bare", "with-options"])
+def decorate(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+             tmp_path: Path) -> Any:
+    """``@cached`` as written bare and with options, on the default cache (in tmp_path)."""
+    monkeypatch.setenv("MEMOJAR_DIR", str(tmp_path))
+    return cached if request.param else cached(ttl=60)
+
+
+def test_cached_above_classmethod_keys_on_the_class(decorate: Any) -> None:
     # Before: "@cached is above @classmethod ...: put it below", a TypeError at the class's
     # definition, of the order the types accept (tests/test_typing.py's Model.build) and
     # that works for @staticmethod.
-    monkeypatch.setenv("MEMOJAR_DIR", str(tmp_path))
-    decorate = cached if bare else cached(ttl=60)
     calls = []
 
     class Base:
@@ -439,14 +442,9 @@ def test_cached_above_classmethod_keys_on_the_class(
     assert Base.build.cache_info().hits == 1
 
 
-@pytest.mark.parametrize("bare", [True, False], ids=["bare", "with-options"])
-def test_cached_above_property_is_rejected_with_the_fix(
-    bare: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_cached_above_property_is_rejected_with_the_fix(decorate: Any) -> None:
     # Before: "cached needs a function to decorate, not property ...; to set options, call
     # it with keywords: @cached(ttl=60)" (bare), or the same without the hint.
-    monkeypatch.setenv("MEMOJAR_DIR", str(tmp_path))
-    decorate = cached if bare else cached(ttl=60)
     with pytest.raises(TypeError, match=r"@cached is above @property on .*Bad\.area: put "
                                         r"it below \(@property, then @cached, then def\)"):
         class Bad:
