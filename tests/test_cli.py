@@ -589,6 +589,22 @@ def test_dir_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert code == 1 and "is a file" in one_line(err)
 
 
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_an_error_naming_a_path_with_a_line_break_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str,
+):
+    # Before: "memojar: /tmp/.../bad" and "dir is a file, ..." on two lines.
+    path = tmp_path / "bad\ndir"
+    if what == "file":
+        path.write_text("x")
+    else:
+        path.mkdir()
+        (path / "mine.txt").write_text("x")  # a folder of the user's: not a cache
+    code, _, err = cli(capsys, "--dir", str(path), "ls")
+    assert code == 1
+    assert "bad\\ndir" in one_line(err)
+
+
 def test_another_users_cache_directory(shared_folder: Path):
     """A cache another user made (0700): reading it is denied, in one line. (Root reads
     any directory: the command runs as another user.)"""
@@ -1451,6 +1467,14 @@ def test_a_clear_that_met_an_immutable_entry_says_to_remove_the_mark(
 
 # --- an output that cannot be written ---------------------------------------------------------
 
+def redirected(directory: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """``memojar --dir DIRECTORY COMMAND`` run by a shell, so that COMMAND may redirect
+    stdout (``>/dev/full``, ``>&-``)."""
+    return subprocess.run(
+        ["/bin/sh", "-c", f'exec "$0" -m memojar --dir "$1" {command}', sys.executable,
+         str(directory)], capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize("stdout", [">/dev/full", ">&-"], ids=["full", "closed"])
 def test_a_report_that_cannot_be_written_says_why_and_what_was_done(
     cache_dir: Path, stdout: str,
@@ -1461,9 +1485,7 @@ def test_a_report_that_cannot_be_written_says_why_and_what_was_done(
     if not os.path.exists("/dev/full") and stdout == ">/dev/full":
         pytest.skip("no /dev/full")
     plant(cache_dir, SQUARE, 3)
-    proc = subprocess.run(
-        ["/bin/sh", "-c", f'exec "$0" -m memojar --dir "$1" clear {SQUARE} {stdout}',
-         sys.executable, str(cache_dir)], capture_output=True, text=True, timeout=60)
+    proc = redirected(cache_dir, f"clear {SQUARE} {stdout}")
     assert proc.returncode == 1
     assert count(cache_dir) == 0
     line = one_line(proc.stderr)
@@ -1508,6 +1530,35 @@ def test_a_report_whose_reader_left_is_dropped_quietly(cache_dir: Path, argv: li
     proc = to_a_reader_gone(cache_dir, *argv)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert count(cache_dir) == 3
+
+
+@pytest.mark.parametrize("stdout", [">/dev/full", ">&-"], ids=["full", "closed"])
+@pytest.mark.parametrize("command", ["info", "info --json"])
+def test_a_report_of_nothing_done_that_cannot_be_written_ends_with_why(
+    cache_dir: Path, stdout: str, command: str,
+):
+    # Before: "memojar: cannot write to stdout (No space left on device): ", its colon
+    # announcing what the command did, of a command that did nothing and has no notes.
+    if not os.path.exists("/dev/full") and stdout == ">/dev/full":
+        pytest.skip("no /dev/full")
+    plant(cache_dir, SQUARE, 3)
+    proc = redirected(cache_dir, f"{command} {stdout}")
+    assert proc.returncode == 1
+    line = one_line(proc.stderr)
+    assert "cannot write to stdout" in line
+    assert not line.rstrip().endswith(":"), line
+
+
+@pytest.mark.parametrize("option", ["--help", "--version", "clear --help"])
+def test_help_or_version_that_cannot_be_written_is_an_error(tmp_path: Path, option: str):
+    # Before: argparse swallows the OSError of its write: nothing was printed, and the
+    # status was 0 (success) on a full disk.
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    proc = redirected(tmp_path, f"{option} >/dev/full")
+    assert proc.returncode == 1
+    line = one_line(proc.stderr)
+    assert "cannot write to stdout (No space left on device)" in line, line
 
 
 def test_a_function_name_typed_in_an_ascii_locale_is_read_as_utf8(tmp_path: Path):

@@ -465,7 +465,9 @@ def test_globals_defined_after_the_function_count_and_resolve_once(tmp_path: Pat
 
 # --- depends_on= ------------------------------------------------------------------------
 
-def _dist(site: Path, name: str, version: str) -> None:
+def _dist(site: Path, name: str, version: str, imports: str = "") -> None:
+    """A distribution ``name`` installed in ``site``, providing the top-level import
+    ``imports`` if given (as PyYAML provides ``yaml``)."""
     for old in site.glob(f"{name}-*.dist-info"):
         for f in old.iterdir():
             f.unlink()
@@ -473,6 +475,8 @@ def _dist(site: Path, name: str, version: str) -> None:
     info = site / f"{name}-{version}.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    if imports:
+        (info / "top_level.txt").write_text(f"{imports}\n")
 
 
 def test_a_package_version_bump_recomputes(tmp_path: Path) -> None:
@@ -491,6 +495,39 @@ def test_a_package_version_bump_recomputes(tmp_path: Path) -> None:
     second = run(tmp_path, extra_path=str(site))
     assert second["misses"] == 1
     assert second["explain"] == "incompatible: package memojar_fakepkg 1.0 -> 1.1"
+
+
+def test_depends_on_an_import_name_counts_its_distribution_s_version(tmp_path: Path) -> None:
+    # depends_on=("yaml",) (PyYAML's import name, as "sklearn", "cv2", "PIL") was a
+    # ValueError saying the package "is not installed", of a package the program imports.
+    site = tmp_path / "site"
+    _dist(site, "memojar_fake_dist", "1.0", imports="memojar_fakeimport")
+    write(tmp_path, {"main.py": """
+        from memojar import cached
+
+        @cached(depends_on=("memojar_fakeimport",))
+        def f(x):
+            return x
+    """})
+    assert run(tmp_path, extra_path=str(site))["misses"] == 1
+    assert run(tmp_path, extra_path=str(site))["misses"] == 0
+    _dist(site, "memojar_fake_dist", "1.1", imports="memojar_fakeimport")
+    second = run(tmp_path, extra_path=str(site))
+    assert second["misses"] == 1
+    assert second["explain"] == "incompatible: package memojar_fakeimport 1.0 -> 1.1"
+
+
+def test_depends_on_an_import_name_of_several_distributions_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    site = tmp_path / "site"
+    _dist(site, "memojar_fake_a", "1.0", imports="memojar_shared_ns")
+    _dist(site, "memojar_fake_b", "2.0", imports="memojar_shared_ns")
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(ValueError, match=r"'memojar_shared_ns', which is imported from several "
+                                         r"distributions \('memojar_fake_a', "
+                                         r"'memojar_fake_b'\): name the one"):
+        Cache(tmp_path / "cache").cached(depends_on=("memojar_shared_ns",))(lambda x: x)
 
 
 def test_depends_on_a_package_that_is_not_installed_is_an_error(tmp_path: Path) -> None:
@@ -1583,6 +1620,32 @@ def test_explain_says_stale_since_when(tmp_path: Path) -> None:
     f(1)
     time.sleep(0.1)
     assert f.cache_explain(1).startswith("stale: expired 20")
+
+
+_LOAD_FAILS: list[bool] = []
+
+
+class LoadsInTwoLines:
+    def __init__(self, x):
+        self.x = x
+
+    def __setstate__(self, state):
+        if _LOAD_FAILS:
+            raise ValueError("the first line\nthe second line")
+        self.__dict__.update(state)
+
+
+def test_explain_is_one_line_of_an_entry_whose_load_error_has_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: "miss: payload does not load: ValueError: the first line\nthe second line",
+    # two lines of a method promised to answer in one.
+    f = Cache(tmp_path).cached(lambda x: LoadsInTwoLines(x))
+    f(1)
+    monkeypatch.setattr(sys.modules[__name__], "_LOAD_FAILS", [True])
+    line = f.cache_explain(1)
+    assert len(line.splitlines()) == 1, line
+    assert line == r"miss: payload does not load: ValueError: the first line\nthe second line"
 
 
 def test_explain_says_a_stale_entry_that_fails_its_checks_is_not_served(

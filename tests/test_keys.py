@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import Counter, OrderedDict, defaultdict
@@ -542,3 +543,41 @@ def test_classes_made_at_run_time_are_not_kept_by_the_keys() -> None:
     gc.collect()
     alive = sum(ref() is not None for ref in made)
     assert alive <= 1100, f"{alive} classes made at run time still alive"
+
+
+def test_a_partial_keys_alike_once_its_dict_was_read(cache_dir: Path) -> None:
+    # functools.partial's __reduce__ gives its __dict__ as it is: None until something
+    # reads ``p.__dict__`` (vars(), memojar's own identity walk of a default), then {}.
+    # Before, the key of the same partial changed then.
+    p = functools.partial(max, 1)
+    f = cached(cache_dir=cache_dir)(lambda x, p: x)
+    before = f.cache_key(1, p)
+    vars(p)
+    assert f.cache_key(1, p) == before
+    assert f.cache_key(1, functools.partial(max, 1)) == before
+
+
+_PARTIAL_DEFAULT = """
+import functools, json, sys
+from memojar import cached
+calls = []
+
+@cached(cache_dir=sys.argv[1])
+def f(x, pick=functools.partial(max, 0)):
+    calls.append(x)
+    return pick(x)
+
+f(1), f(1)
+print(json.dumps([calls, f.cache_explain(1), f.cache_info().entries]))
+"""
+
+
+def test_a_module_function_with_a_partial_default_computes_once(tmp_path: Path) -> None:
+    # Before: the first call keyed the default before the identity walk (at that call, for
+    # a function of a module) read its __dict__, the next calls after: the second call
+    # computed again and stored a second entry, and cache_explain said "no entry" of the
+    # call just stored.
+    calls, explained, entries = json.loads(run_python(_PARTIAL_DEFAULT, str(tmp_path)))
+    assert calls == [1]
+    assert explained.startswith("hit:")
+    assert entries == 1

@@ -555,13 +555,6 @@ class Cache:
         disabled = _switched_off()
 
         def memoize(f: Callable[..., Any]) -> Any:
-            if isinstance(f, classmethod):
-                name = getattr(f.__func__, "__qualname__", "the method")
-                raise TypeError(
-                    f"@cached is above @classmethod on {name}: put it below "
-                    "(@classmethod, then @cached, then def), so it caches the function and "
-                    "the class is part of the key"
-                )
             if isinstance(f, property):
                 raise TypeError(_above_property(f))
             if isinstance(f, type):
@@ -594,6 +587,11 @@ class Cache:
         def decorate(f: Callable[..., Any]) -> Any:
             if isinstance(f, staticmethod):
                 return staticmethod(memoize(f.__func__))
+            if isinstance(f, classmethod):
+                # The function cached, with the class its first argument (in the key), as
+                # below @classmethod. Before, a TypeError saying to put it there, of the
+                # order the types accept.
+                return classmethod(memoize(f.__func__))
             return memoize(f)
 
         return decorate if func is None else decorate(func)
@@ -1624,7 +1622,7 @@ def cached(
     object is returned each time (mutating it mutates the cached copy). The memory tier
     still honours ``ttl`` and another process's clear, delete or prune.
     """
-    # A classmethod is not callable before 3.13: ``Cache.cached`` says which order is right.
+    # A classmethod is not callable before 3.13: ``Cache.cached`` unwraps it.
     if isinstance(func, property):
         raise TypeError(_above_property(func))
     if func is not None and not callable(func) and not isinstance(func, classmethod):

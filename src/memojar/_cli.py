@@ -44,7 +44,7 @@ from ._cache import (
 )
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
-from ._errors import MemojarWarning
+from ._errors import MemojarWarning, one_line
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
@@ -142,6 +142,19 @@ class _Parser(argparse.ArgumentParser):
         if message == "argument --older-than: expected one argument":
             message += " (a DURATION: a number and a unit s, m, h, d or w, as 90s, 15m, 2h, 7d)"
         raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        """argparse's, but a ``--help`` or ``--version`` that cannot be written (a full
+        disk) is an error: argparse drops the ``OSError``, and the status was 0."""
+        if not message:
+            return
+        file = file or sys.stderr  # argparse's: stdout closed (``>&-``), said on stderr
+        try:
+            file.write(message)
+            file.flush()
+        except OSError as exc:
+            stream = "stdout" if file is sys.stdout else "stderr"
+            raise CliError(f"cannot write to {stream} ({exc.strerror or exc})") from exc
 
 
 class Duration(float):
@@ -1121,10 +1134,11 @@ def main(argv: list[str] | None = None) -> int:
                           "reader had left)", file=sys.stderr)
                 raise
             except OSError as exc:  # a full disk, stdout closed: said with what was done
-                raise CliError(f"cannot write to stdout ({exc.strerror or exc}): "
-                               + "; ".join(report.notes)) from exc
+                done = "; ".join(report.notes)  # none for info: no colon announcing it
+                raise CliError(f"cannot write to stdout ({exc.strerror or exc})"
+                               + (f": {done}" if done else "")) from exc
     except CliError as exc:
-        print(f"memojar: {exc}", file=sys.stderr)
+        print(f"memojar: {one_line(str(exc))}", file=sys.stderr)
         return exc.status
     except SystemExit as exc:  # --help, --version: argparse printed them
         return exc.code if isinstance(exc.code, int) else EXIT_OK
@@ -1140,7 +1154,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
-        print(f"memojar: unexpected error: {type(exc).__name__}: {exc} "
+        print(f"memojar: unexpected error: {type(exc).__name__}: {one_line(str(exc))} "
               "(please report it)", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
@@ -1213,4 +1227,4 @@ def _writing_what_it_cannot_encode(stream: Any) -> Iterator[None]:
 
 def _one_line_warning(message: Any, category: Any, filename: str, lineno: int,
                       file: Any = None, line: str | None = None) -> None:
-    print(f"memojar: warning: {message}", file=sys.stderr)
+    print(f"memojar: warning: {one_line(str(message))}", file=sys.stderr)

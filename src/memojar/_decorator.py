@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, cast
 from . import _depends, _entry, _keys, _notebook, _trio, _waits
 from ._control import SWITCH
 from ._entry import CLOCK_SKEW, Miss
-from ._errors import DEBUG, at_site, logger, user_site, warn
+from ._errors import DEBUG, at_site, logger, one_line, user_site, warn
 from ._identity import (
     SIBLING,
     Loaded,
@@ -2460,7 +2460,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
             return ("miss: " + ("disabled by MEMOJAR_DISABLE" if disabled else
                                 "disabled by memojar.disabled()")
                     + ": the call runs the function, reading and storing nothing")
-        return memo.explain(args, kwargs)
+        return one_line(memo.explain(args, kwargs))
 
     # a function takes attributes; mypy does not model that (wrapper is one of the defs)
     wrapper.cache_info = cache_info  # type: ignore[union-attr]

@@ -91,12 +91,25 @@ def _package_version(name: str) -> str:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
+        pass
+    # An import name ("yaml", "sklearn", "PIL") is what a user writes as often as the
+    # distribution's ("PyYAML"): count the version of the one distribution providing it.
+    # Listing every distribution's top-level names costs a scan, on this path only.
+    providers = sorted(set(metadata.packages_distributions().get(name, ())))
+    if len(providers) == 1:
+        return metadata.version(providers[0])
+    if providers:
         raise ValueError(
+            f"depends_on= names {name!r}, which is imported from several distributions "
+            f"({', '.join(map(repr, providers))}): name the one the results depend on, "
+            f"depends_on=({providers[0]!r},), or each of them"
+        )
+    raise ValueError(
             f"depends_on= names the package {name!r}, which is not installed (no "
             "distribution of that name on sys.path); name an installed distribution, or, "
             f"to depend on the string itself, put it in a tuple of its own: "
             f"depends_on=[({name!r},)]"
-        ) from None
+        )
 
 
 def callable_rows(callables: Iterable[Any]) -> list[Row]:

@@ -24,6 +24,19 @@ _MODULES = sys.modules
 _LOADING = threading.RLock()
 
 
+# What ``str.splitlines`` breaks a line at, each as its escape (``\\n``).
+_LINE_BREAKS = {ord(brk): repr(brk)[1:-1] for brk in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped (``\\n``), for what is promised as one line (an
+    error of the command line, ``cache_explain``) and quotes a path or an exception's
+    message, which may hold them. Before, a folder named with a line break made the command
+    line's error two lines, and an entry whose ``__setstate__`` raised a two-line error made
+    ``cache_explain``'s answer two."""
+    return text.translate(_LINE_BREAKS)
+
+
 def _forward(name: str) -> Callable[..., None]:
     """A logging call of the stand-in: nothing before ``logging`` is imported, else the real
     logger's (the record names the caller's line: ``stacklevel`` counts this frame)."""

@@ -376,7 +376,14 @@ class _CanonicalPickler(pickle.Pickler):
         else:
             rv[1] = _readonly(normalize(rv[1]))
         if len(rv) > 2:
-            rv[2] = normalize(rv[2])
+            state = rv[2]
+            if (isinstance(obj, functools.partial) and type(state) is tuple
+                    and len(state) == 4 and state[3] == {}):
+                # A partial's __reduce__ gives its __dict__ as it is: None until something
+                # reads ``p.__dict__`` (``vars``, the identity walk of a default), then {}:
+                # both no attributes. Before, the same partial's key changed then.
+                state = (*state[:3], None)
+            rv[2] = normalize(state)
         if len(rv) > 3 and rv[3] is not None:
             rv[3] = iter(normalize(list(rv[3])))
         if len(rv) > 4 and rv[4] is not None:
