@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import io
 import json
 import os
@@ -1254,6 +1255,61 @@ def test_ls_function_rows_sorted_in_runs_keep_their_order(
     assert created == sorted(created, reverse=True)
     assert [row["reason"] for row in rows if row["status"] == "incompatible"] == [
         "another version"] * 16
+
+
+def test_ls_function_whose_temporary_file_fills_lists_every_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``$TMPDIR`` that fills while ``ls FUNCTION`` spills its runs (a small tmpfs)
+    lists every row as a listing held in memory does, status 0, nothing said of an
+    ignored exception: before, the last bytes of a run waited in the temporary file's
+    buffer and their write failed as the rows were printed, 'cannot write to stdout (No
+    space left on device)', status 1, where stdout had room."""
+    import gc
+    import tempfile
+
+    from memojar import _runs
+
+    plant(tmp_path / "cache", "mod.f", 5, created=1000.0)
+    plant(tmp_path / "cache", "mod.f", 9, start=5)
+    argv = ("--dir", str(tmp_path / "cache"), "ls", "mod.f")
+    expected = [cli(capsys, *argv), cli(capsys, *argv, "--json")]
+    made, real_pwrite = tempfile.TemporaryFile, os.pwrite
+    room = [0]  # bytes the temporary files may still take
+    full: set[int] = set()  # their descriptors
+
+    class Full(io.FileIO):
+        def write(self, data: Any) -> int:
+            return small_pwrite(self.fileno(), data, None)
+
+    def small_pwrite(fd: int, data: Any, at: int | None) -> int:
+        if fd not in full:
+            return real_pwrite(fd, data, at)  # type: ignore[arg-type]
+        if room[0] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        data = bytes(data)[:room[0]]
+        done = os.write(fd, data) if at is None else real_pwrite(fd, data, at)
+        room[0] -= done
+        return done
+
+    def small_tmpfs(*args: Any, buffering: int = -1, **kwargs: Any) -> Any:
+        with made() as real:  # a file of its own, whose writes fill
+            raw = Full(os.dup(real.fileno()), "r+b")
+        full.add(raw.fileno())
+        return raw if buffering == 0 else io.BufferedRandom(raw)
+
+    monkeypatch.setattr(_runs.tempfile, "TemporaryFile", small_tmpfs)
+    monkeypatch.setattr(os, "pwrite", small_pwrite)
+    monkeypatch.setattr(_runs, "RUN", 3)
+    monkeypatch.setattr(_runs, "CHUNK", 2)
+    ignored: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    for bytes_free in (0, 50, 150, 400, 1000):
+        for as_json, want in zip((False, True), expected, strict=True):
+            room[0] = bytes_free
+            assert cli(capsys, *argv, *["--json"] * as_json) == want, (bytes_free, as_json)
+    gc.collect()
+    assert not ignored, [hook.exc_value for hook in ignored]
 
 
 @pytest.mark.parametrize("asked", [False, True], ids=["--yes", "asked"])

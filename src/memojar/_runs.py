@@ -10,8 +10,11 @@ the runs, a chunk of each in memory. The order is that of a stable sort of every
 
 from __future__ import annotations
 
+import errno
 import heapq
 import marshal
+import os
+import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -20,6 +23,7 @@ from ._errors import logger
 
 RUN = 10_000  # rows sorted in memory at once; more go to the temporary file a run at a time
 CHUNK = 100  # rows of a run written (and read back) together
+_LENGTH = struct.Struct("<I")  # before each chunk written: its length
 
 
 class SortedRuns:
@@ -33,7 +37,8 @@ class SortedRuns:
         self._run = RUN if run is None else run
         self._rows: list[Any] = []  # the rows not written, in the order added
         self._sorted = True  # ``_rows`` is sorted (it is, once read)
-        self._file: IO[bytes] | None = None
+        self._file: IO[bytes] | None = None  # unbuffered: nothing left to write later
+        self._end = 0  # where the next run goes (past a run not written whole)
         self._runs: list[tuple[int, int]] = []  # (start, end) of each run in the file
 
     def add(self, row: Any) -> None:
@@ -44,17 +49,25 @@ class SortedRuns:
 
     def _spill(self) -> None:
         self._rows.sort(key=self._key)
+        start = self._end
         try:
             if self._file is None:
-                self._file = tempfile.TemporaryFile()  # noqa: SIM115 - kept until closed
-            start = self._file.seek(0, 2)
+                # Unbuffered: a full disk is met here, by the write, with the rows still in
+                # memory. Before, the last bytes of a run waited in the file's buffer, and
+                # its write failed as the rows were read back (printed): the listing ended
+                # 'cannot write to stdout (No space left on device)', status 1, its closing
+                # said an ignored exception, where a listing held in memory had room.
+                self._file = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 - closed
+            fd = self._file.fileno()
             for at in range(0, len(self._rows), CHUNK):
-                marshal.dump(self._rows[at : at + CHUNK], self._file)
-            self._runs.append((start, self._file.tell()))
+                data = marshal.dumps(self._rows[at : at + CHUNK])
+                self._end += _write_at(fd, _LENGTH.pack(len(data)) + data, self._end)
+            self._runs.append((start, self._end))
         except OSError as exc:
             # No room for it: the rows stay in memory (the runs written are whole and
             # read as they are; a part of this one written is never read).
             logger.debug("listing kept in memory: no temporary file (%s)", exc)
+            self._end = start
             self._run = 2**62
             self._sorted = True
             return
@@ -76,10 +89,9 @@ class SortedRuns:
         assert file is not None
         at = start
         while at < end:
-            file.seek(at)
-            chunk = marshal.load(file)
-            at = file.tell()
-            yield from chunk
+            (length,) = _LENGTH.unpack(_read_at(file.fileno(), _LENGTH.size, at))
+            yield from marshal.loads(_read_at(file.fileno(), length, at + _LENGTH.size))
+            at += _LENGTH.size + length
 
     def close(self) -> None:
         if self._file is not None:
@@ -89,3 +101,26 @@ class SortedRuns:
     # The rows are read (printed) after the listing that made them returns, by whoever
     # holds them: the file goes with them, closed, never left to the interpreter's warning.
     __del__ = close
+
+
+def _write_at(fd: int, data: bytes, at: int) -> int:
+    """All of ``data`` written at offset ``at`` of ``fd`` (a write may write part of it),
+    or the ``OSError`` that stopped it: its length."""
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, at)
+        if not done:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, at = view[done:], at + done
+    return len(data)
+
+
+def _read_at(fd: int, length: int, at: int) -> bytes:
+    """``length`` bytes at offset ``at`` of ``fd``, written there by ``_write_at``."""
+    data = b""
+    while len(data) < length:
+        got = os.pread(fd, length - len(data), at + len(data))
+        if not got:
+            raise OSError(f"the temporary file of a listing ends at {at + len(data)}")
+        data += got
+    return data
