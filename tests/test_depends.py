@@ -530,6 +530,36 @@ def test_depends_on_an_import_name_of_several_distributions_names_them(
         Cache(tmp_path / "cache").cached(depends_on=("memojar_shared_ns",))(lambda x: x)
 
 
+def test_depends_on_an_import_name_lists_the_distributions_once_for_many_functions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each decoration naming an import name (``depends_on=("yaml",)``) listed every
+    distribution's top-level names, a scan of all installed (130 ms for 140: 20 such
+    functions took 3.3 s to import). They are listed once, and again for a name not
+    found (installed since) or a distribution gone."""
+    from importlib import metadata
+
+    site = tmp_path / "site"
+    _dist(site, "memojar_fake_once", "1.0", imports="memojar_fake_once_import")
+    monkeypatch.syspath_prepend(str(site))
+    listed = []
+    real = metadata.packages_distributions
+
+    def counted() -> Any:
+        listed.append(1)
+        return real()
+
+    monkeypatch.setattr(metadata, "packages_distributions", counted)
+    cache = Cache(tmp_path / "cache")
+    for i in range(5):
+        f = cache.cached(depends_on=("memojar_fake_once_import",))(lambda x, i=i: x + i)
+        assert f(1) == 1 + i
+    assert len(listed) == 1
+    _dist(site, "memojar_fake_later", "3.0", imports="memojar_fake_later_import")
+    f = cache.cached(depends_on=("memojar_fake_later_import",))(lambda x: -x)
+    assert f(2) == -2 and len(listed) == 2  # installed since: listed again
+
+
 def test_depends_on_a_package_that_is_not_installed_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'no_such_dist_xyz', which is not installed"):
         Cache(tmp_path).cached(depends_on=("no_such_dist_xyz",))(lambda x: x)
