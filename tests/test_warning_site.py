@@ -226,3 +226,26 @@ def test_the_no_secret_warning_of_a_first_hit_points_at_the_awaiting_line(
     assert hit.cache_info().hits == 1
     assert [(w.filename, w.lineno) for w in caught] == \
         [(__file__, _line_of("# AWAIT-FIRST-HIT"))]
+
+
+def test_a_warning_at_a_line_of_python_c_is_shown_not_raised(remote_location: str) -> None:
+    """A warning pointed at the awaiting line of a ``python -c`` program (whose ``__main__``
+    is loaded by the built-in importer, which has no source to give) is shown. Before, the
+    first read's "no secret" warning raised ``ImportError: '__main__' is not a built-in
+    module`` out of the call: ``warnings.warn_explicit`` asks the module's loader for the
+    line it shows, and that loader raises."""
+    import subprocess
+    import sys
+
+    program = (
+        "import asyncio\n"
+        "from memojar import Cache\n"
+        f"cache = Cache({remote_location!r})\n"
+        "async def twice(x):\n"
+        "    return 2 * x\n"
+        "print(asyncio.run(cache.cached(twice)(1)))\n"
+    )
+    child = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                           timeout=120)
+    assert child.stdout.strip() == "2", child.stderr
+    assert "has no secret" in child.stderr and "<string>:6" in child.stderr, child.stderr

@@ -179,12 +179,18 @@ def warn(message: str) -> None:
         warnings.warn(message, MemojarWarning, stacklevel=level)
         return
     filename, lineno, module_globals = level
-    warnings.warn_explicit(
-        message, MemojarWarning, filename, lineno,
-        module=module_globals.get("__name__", "<string>"),
-        registry=module_globals.setdefault("__warningregistry__", {}),
-        module_globals=module_globals,
-    )
+    module = module_globals.get("__name__", "<string>")
+    registry = module_globals.setdefault("__warningregistry__", {})
+    try:
+        warnings.warn_explicit(message, MemojarWarning, filename, lineno, module=module,
+                               registry=registry, module_globals=module_globals)
+    except ImportError:
+        # The module's loader has no source for the line shown (``python -c``'s
+        # ``__main__``, loaded by the built-in importer, raises): asked before anything
+        # else is done, so the warning is given again without it. Before, the ImportError
+        # came out of the user's call.
+        warnings.warn_explicit(message, MemojarWarning, filename, lineno, module=module,
+                               registry=registry)
 
 
 Site = tuple[str, int, dict[str, Any]]  # a line of the caller's: file, number, its globals

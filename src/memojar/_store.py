@@ -158,6 +158,10 @@ class Removal:
     have removed some of it too)."""
 
     __slots__ = ("busy", "freed", "removed", "taken")
+    taken: int
+    removed: int
+    freed: int
+    busy: bool
 
     def __init__(self) -> None:
         self.taken = self.removed = self.freed = 0
