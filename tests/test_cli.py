@@ -1532,6 +1532,16 @@ def test_a_report_whose_reader_left_is_dropped_quietly(cache_dir: Path, argv: li
     assert count(cache_dir) == 3
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["clear", "--help"]],
+                         ids=" ".join)
+def test_help_or_version_whose_reader_left_is_dropped_quietly(tmp_path: Path,
+                                                              argv: list[str]):
+    # `memojar --help | head -1`: the reader had what it wanted, as of ls. On lead (d7ba8f3
+    # made help's OSError an error) it said 'cannot write to stdout (Broken pipe)', status 1.
+    proc = to_a_reader_gone(tmp_path, *argv)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
 @pytest.mark.parametrize("stdout", [">/dev/full", ">&-"], ids=["full", "closed"])
 @pytest.mark.parametrize("command", ["info", "info --json"])
 def test_a_report_of_nothing_done_that_cannot_be_written_ends_with_why(
