@@ -18,6 +18,7 @@ import itertools
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -601,6 +602,36 @@ def test_a_revalidation_whose_loop_is_closed_before_it_starts_lets_the_next_loop
         del loop
         gc.collect()
     assert [str(w.message) for w in caught] == []
+    assert revalidated_in_a_new_loop(f)
+
+
+def test_an_interrupt_as_a_revalidations_task_is_made_lets_the_next_loop_revalidate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``KeyboardInterrupt`` in the loop's callback that starts a stale hit's background
+    recomputation, just after its task was made (a Ctrl-C lands between any two calls; the
+    finalizer's making is the next one): the key must not stay marked as being recomputed.
+    Before, the task's end was never reported to memojar (its callbacks not added yet), and
+    the key stayed marked for the process's life: never recomputed in the background by this
+    process again."""
+    f = a_stale_entry(tmp_path / "cache")
+    made = weakref.finalize
+
+    def interrupted(*args: Any) -> Any:
+        monkeypatch.setattr(weakref, "finalize", made)  # once
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weakref, "finalize", interrupted)
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # "Task was destroyed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a task never started, its coroutine never awaited
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(f(1))
+        loop.close()  # the program goes on in another loop (a REPL, the next asyncio.run)
+        del loop
+        gc.collect()
+    assert weakref.finalize is made  # the interrupt came where it was meant to
+    assert not f.__memojar__.revalidating  # (else served stale until its window ends)
     assert revalidated_in_a_new_loop(f)
 
 

@@ -958,20 +958,32 @@ class _Memo:
 
     def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
         unstarted: list[Any] = []  # the task's coroutine until its first step
+        task = None
         try:
             unstarted.append(self._arevalidate(key, args, kwargs, unstarted))
             task = loop.create_task(unstarted[0])
+            # The key is let go when the task is done, not in its body: a task cancelled
+            # before its first step (its loop ended at once: ``asyncio.run`` cancels the
+            # tasks left) never runs its body, and the key stayed marked, never recomputed
+            # in the background again by this process. Or when the task is collected
+            # unfinished (its loop closed under it, ``_keep_alive``): it is never done.
+            revalidated = weakref.finalize(task, self._abandoned, key, unstarted)
+            task.add_done_callback(lambda _: revalidated())
+            _keep_alive(loop, task)
         except BaseException:
-            self._abandoned(key, unstarted)
+            if task is None:
+                self._abandoned(key, unstarted)
+            else:
+                # Interrupted once the task was made (a Ctrl-C in this callback), before its
+                # end was sure to be reported: the key is let go now, and an asyncio task,
+                # not started yet, cancelled (its body never runs). Before, the key stayed
+                # marked for the process's life. (A trio task runs: the key's lock, tried
+                # without waiting, keeps the recomputation one.)
+                self._revalidated(key)
+                cancel = getattr(task, "cancel", None)
+                if cancel is not None:
+                    cancel()
             raise
-        # The key is let go when the task is done, not in its body: a task cancelled before
-        # its first step (its loop ended at once: ``asyncio.run`` cancels the tasks left)
-        # never runs its body, and the key stayed marked, never recomputed in the
-        # background again by this process. Or when the task is collected unfinished (its
-        # loop closed under it, ``_keep_alive``): it is never done.
-        revalidated = weakref.finalize(task, self._abandoned, key, unstarted)
-        task.add_done_callback(lambda _: revalidated())
-        _keep_alive(loop, task)
 
     def _abandoned(self, key: str, unstarted: list[Any]) -> None:
         """A background recomputation's task is done or was collected: the key is let go.
