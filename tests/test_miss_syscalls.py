@@ -363,3 +363,34 @@ def test_the_lock_files_of_folders_moved_aside_are_not_remembered_for_good(
     old = os.stat(tmp_path / "held-aside" / _locks.LOCK_FILE)
     held.release()
     assert (old.st_dev, old.st_ino) not in [ident for _, ident in _locks._idle.get(path, [])]
+
+
+def test_two_looks_at_the_retired_lock_files_at_once_forget_none_being_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two threads retiring lock files at once both pass ``retire``'s check of the set's
+    size and look at it one after the other: the second look must not forget a lock file
+    the first found unheld a few bytecodes ago, which a release between its ``del _held``
+    and its look at ``_retired`` still needs. Before, it did: that release kept the old
+    file's description idle for the path, and the key's next lock here locked the file
+    moved aside, not the one other processes lock."""
+    store = _filestore.FileStore(tmp_path / "c")
+    key = "aa" + "0" * 30
+    store.write("held", key, [b"x"])
+    held = store.lock("held", key)
+    assert held.acquire(blocking=False)
+    held_dir = Path(store.path("held", key)).parent.parent
+    held_dir.rename(tmp_path / "held-aside")
+    store.write("held", key, [b"x"])  # retires the held lock's file
+    fd = held._fd
+    assert fd is not None
+    del _locks._held[fd]  # its release, up to its look at _retired
+    monkeypatch.setattr(_locks, "_retired_prune_at", [1])  # the set has grown past it
+    _locks._let_go_retired()  # a thread's look
+    assert _locks._retired_prune_at[0] > 1  # (it looked)
+    _locks._let_go_retired()  # another's, past the same check of the size
+    _locks._held[fd] = held  # the release goes on
+    held.release()
+    path = os.path.join(held_dir, _locks.LOCK_FILE)
+    old = os.stat(tmp_path / "held-aside" / _locks.LOCK_FILE)
+    assert (old.st_dev, old.st_ino) not in [ident for _, ident in _locks._idle.get(path, [])]
