@@ -602,7 +602,8 @@ def test_an_error_naming_a_path_with_a_line_break_is_one_line(
         (path / "mine.txt").write_text("x")  # a folder of the user's: not a cache
     code, _, err = cli(capsys, "--dir", str(path), "ls")
     assert code == 1
-    assert "bad\\ndir" in one_line(err)
+    assert err.count("\n") == 1, err
+    assert f"$'{tmp_path}/bad\\012dir'" in err  # as a shell reads it back (``_cli.shown``)
 
 
 def test_another_users_cache_directory(shared_folder: Path):
