@@ -616,7 +616,9 @@ def test_an_interrupt_as_a_revalidations_task_is_made_lets_the_next_loop_revalid
     f = a_stale_entry(tmp_path / "cache")
     made = weakref.finalize
 
-    def interrupted(*args: Any) -> Any:
+    def interrupted(target: Any, *args: Any) -> Any:
+        if not isinstance(target, asyncio.Task):  # (the queued callback's, in _stale)
+            return made(target, *args)
         monkeypatch.setattr(weakref, "finalize", made)  # once
         raise KeyboardInterrupt
 
@@ -632,6 +634,51 @@ def test_an_interrupt_as_a_revalidations_task_is_made_lets_the_next_loop_revalid
         gc.collect()
     assert weakref.finalize is made  # the interrupt came where it was meant to
     assert not f.__memojar__.revalidating  # (else served stale until its window ends)
+    assert revalidated_in_a_new_loop(f)
+
+
+@remote
+def test_a_stale_hit_read_as_its_loop_stops_lets_the_key_go_when_the_loop_is_closed(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale hit on Redis or S3 is read in a worker thread; its caller gave up meanwhile
+    (``wait_for``'s timeout), and the worker's callback that starts the recomputation is
+    queued on a loop that no longer runs and is then closed (a test's loop at its end):
+    the callback never runs. The key must not stay marked as being recomputed: a stale hit
+    in the next loop starts a recomputation. Before, it stayed marked for the process's
+    life, served stale until its window ended."""
+    value = ["old"]
+
+    @Cache(location, secret="s").cached(ttl=0.2, stale_while_revalidate=HANG)
+    async def f(x: int) -> str:
+        await asyncio.sleep(0.01)
+        return value[0]
+
+    assert asyncio.run(f(1)) == "old"
+    time.sleep(0.3)  # stale, within the window
+    value[0] = "new"
+    memo = f.__memojar__
+    go = threading.Event()
+    read = memo.store.read
+
+    def slow_read(*args: Any) -> Any:
+        go.wait(HANG)
+        return read(*args)
+
+    monkeypatch.setattr(memo.store, "read", slow_read)
+    loop = asyncio.new_event_loop()
+    with pytest.raises(asyncio.TimeoutError):
+        loop.run_until_complete(asyncio.wait_for(f(1), 0.2))
+    go.set()
+    deadline = time.monotonic() + HANG
+    while not memo.revalidating and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert memo.revalidating  # marked; its callback queued on the stopped loop
+    time.sleep(0.2)
+    loop.close()
+    del loop
+    gc.collect()
+    monkeypatch.setattr(memo.store, "read", read)
+    assert not memo.revalidating
     assert revalidated_in_a_new_loop(f)
 
 
