@@ -517,12 +517,12 @@ def test_an_anyio_cancel_scope_cancelling_a_store_keeps_the_loop_idle(
 # --- stale-while-revalidate: the background task of a loop that ends ----------------------
 
 
-def a_stale_entry(location: Path) -> Any:
-    """A cached ``f`` whose entry of ``f(1)`` ("old") is stale, within its window, and
-    whose next computation of it returns "new"."""
+def a_stale_entry(location: Path | str, **options: Any) -> Any:
+    """A cached ``f`` (in ``Cache(location, **options)``) whose entry of ``f(1)`` ("old")
+    is stale, within its window, and whose next computation of it returns "new"."""
     value = ["old"]
 
-    @Cache(location).cached(ttl=0.2, stale_while_revalidate=HANG)
+    @Cache(location, **options).cached(ttl=0.2, stale_while_revalidate=HANG)
     async def f(x: int) -> str:
         await asyncio.sleep(0.01)
         return value[0]
@@ -646,16 +646,7 @@ def test_a_stale_hit_read_as_its_loop_stops_lets_the_key_go_when_the_loop_is_clo
     the callback never runs. The key must not stay marked as being recomputed: a stale hit
     in the next loop starts a recomputation. Before, it stayed marked for the process's
     life, served stale until its window ended."""
-    value = ["old"]
-
-    @Cache(location, secret="s").cached(ttl=0.2, stale_while_revalidate=HANG)
-    async def f(x: int) -> str:
-        await asyncio.sleep(0.01)
-        return value[0]
-
-    assert asyncio.run(f(1)) == "old"
-    time.sleep(0.3)  # stale, within the window
-    value[0] = "new"
+    f = a_stale_entry(location, secret="s")
     memo = f.__memojar__
     go = threading.Event()
     read = memo.store.read
