@@ -18,6 +18,7 @@ import itertools
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -516,12 +517,12 @@ def test_an_anyio_cancel_scope_cancelling_a_store_keeps_the_loop_idle(
 # --- stale-while-revalidate: the background task of a loop that ends ----------------------
 
 
-def a_stale_entry(location: Path) -> Any:
-    """A cached ``f`` whose entry of ``f(1)`` ("old") is stale, within its window, and
-    whose next computation of it returns "new"."""
+def a_stale_entry(location: Path | str, **options: Any) -> Any:
+    """A cached ``f`` (in ``Cache(location, **options)``) whose entry of ``f(1)`` ("old")
+    is stale, within its window, and whose next computation of it returns "new"."""
     value = ["old"]
 
-    @Cache(location).cached(ttl=0.2, stale_while_revalidate=HANG)
+    @Cache(location, **options).cached(ttl=0.2, stale_while_revalidate=HANG)
     async def f(x: int) -> str:
         await asyncio.sleep(0.01)
         return value[0]
@@ -601,6 +602,74 @@ def test_a_revalidation_whose_loop_is_closed_before_it_starts_lets_the_next_loop
         del loop
         gc.collect()
     assert [str(w.message) for w in caught] == []
+    assert revalidated_in_a_new_loop(f)
+
+
+def test_an_interrupt_as_a_revalidations_task_is_made_lets_the_next_loop_revalidate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``KeyboardInterrupt`` in the loop's callback that starts a stale hit's background
+    recomputation, just after its task was made (a Ctrl-C lands between any two calls; the
+    finalizer's making is the next one): the key must not stay marked as being recomputed.
+    Before, the task's end was never reported to memojar (its callbacks not added yet), and
+    the key stayed marked for the process's life: never recomputed in the background by this
+    process again."""
+    f = a_stale_entry(tmp_path / "cache")
+    made = weakref.finalize
+
+    def interrupted(target: Any, *args: Any) -> Any:
+        if not isinstance(target, asyncio.Task):  # (the queued callback's, in _stale)
+            return made(target, *args)
+        monkeypatch.setattr(weakref, "finalize", made)  # once
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weakref, "finalize", interrupted)
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # "Task was destroyed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a task never started, its coroutine never awaited
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(f(1))
+        loop.close()  # the program goes on in another loop (a REPL, the next asyncio.run)
+        del loop
+        gc.collect()
+    assert weakref.finalize is made  # the interrupt came where it was meant to
+    assert not f.__memojar__.revalidating  # (else served stale until its window ends)
+    assert revalidated_in_a_new_loop(f)
+
+
+@remote
+def test_a_stale_hit_read_as_its_loop_stops_lets_the_key_go_when_the_loop_is_closed(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale hit on Redis or S3 is read in a worker thread; its caller gave up meanwhile
+    (``wait_for``'s timeout), and the worker's callback that starts the recomputation is
+    queued on a loop that no longer runs and is then closed (a test's loop at its end):
+    the callback never runs. The key must not stay marked as being recomputed: a stale hit
+    in the next loop starts a recomputation. Before, it stayed marked for the process's
+    life, served stale until its window ended."""
+    f = a_stale_entry(location, secret="s")
+    memo = f.__memojar__
+    go = threading.Event()
+    read = memo.store.read
+
+    def slow_read(*args: Any) -> Any:
+        go.wait(HANG)
+        return read(*args)
+
+    monkeypatch.setattr(memo.store, "read", slow_read)
+    loop = asyncio.new_event_loop()
+    with pytest.raises(asyncio.TimeoutError):
+        loop.run_until_complete(asyncio.wait_for(f(1), 0.2))
+    go.set()
+    deadline = time.monotonic() + HANG
+    while not memo.revalidating and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert memo.revalidating  # marked; its callback queued on the stopped loop
+    time.sleep(0.2)
+    loop.close()
+    del loop
+    gc.collect()
+    monkeypatch.setattr(memo.store, "read", read)
+    assert not memo.revalidating
     assert revalidated_in_a_new_loop(f)
 
 

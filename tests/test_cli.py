@@ -603,8 +603,8 @@ def test_an_error_naming_a_path_with_a_line_break_is_one_line(
         (path / "mine.txt").write_text("x")  # a folder of the user's: not a cache
     code, _, err = cli(capsys, "--dir", str(path), "ls")
     assert code == 1
-    # One line, the path as a shell reads it back (_cli.shown: eed8abe)
-    assert err.count("\n") == 1 and "bad\\012dir'" in err
+    assert err.count("\n") == 1, err
+    assert f"$'{tmp_path}/bad\\012dir'" in err  # as a shell reads it back (``_cli.shown``)
 
 
 def test_another_users_cache_directory(shared_folder: Path):
@@ -1587,6 +1587,16 @@ def test_a_report_whose_reader_left_is_dropped_quietly(cache_dir: Path, argv: li
     proc = to_a_reader_gone(cache_dir, *argv)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert count(cache_dir) == 3
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["clear", "--help"]],
+                         ids=" ".join)
+def test_help_or_version_whose_reader_left_is_dropped_quietly(tmp_path: Path,
+                                                              argv: list[str]):
+    # `memojar --help | head -1`: the reader had what it wanted, as of ls. On lead (d7ba8f3
+    # made help's OSError an error) it said 'cannot write to stdout (Broken pipe)', status 1.
+    proc = to_a_reader_gone(tmp_path, *argv)
+    assert (proc.returncode, proc.stderr) == (0, "")
 
 
 @pytest.mark.parametrize("stdout", [">/dev/full", ">&-"], ids=["full", "closed"])

@@ -333,6 +333,27 @@ def test_a_folder_moved_aside_and_made_again_by_another_process_is_seen_by_a_wri
         lock.release()
 
 
+def held_in_a_folder_moved_aside(tmp_path: Path) -> tuple[_filestore.FileStore, str, Any]:
+    """A store, a key, and its lock held while its function's folder was moved aside to
+    ``tmp_path / "held-aside"`` (its lock file retired by the next write)."""
+    store = _filestore.FileStore(tmp_path / "c")
+    key = "aa" + "0" * 30
+    store.write("held", key, [b"x"])
+    held = store.lock("held", key)
+    assert held.acquire(blocking=False)
+    Path(store.path("held", key)).parent.parent.rename(tmp_path / "held-aside")
+    store.write("held", key, [b"x"])  # retires the held lock's file
+    return store, key, held
+
+
+def kept_idle(tmp_path: Path, store: _filestore.FileStore, key: str) -> bool:
+    """Whether a description of the lock file moved aside is kept idle for the key's path
+    (its next lock would lock that file, not the one other processes lock)."""
+    path = os.path.join(Path(store.path("held", key)).parent.parent, _locks.LOCK_FILE)
+    old = os.stat(tmp_path / "held-aside" / _locks.LOCK_FILE)
+    return (old.st_dev, old.st_ino) in [ident for _, ident in _locks._idle.get(path, [])]
+
+
 @pytest.mark.skipif(not _locks.LOCKS_IN_FUNCTION_DIR, reason="one lock file a folder: Linux")
 def test_the_lock_files_of_folders_moved_aside_are_not_remembered_for_good(
     tmp_path: Path,
@@ -342,14 +363,7 @@ def test_the_lock_files_of_folders_moved_aside_are_not_remembered_for_good(
     retired lock file was remembered for the life of the process (one row per folder moved
     aside); now only while a lock of it is held, and a lock held across many others' retires
     is still not kept idle once released (it would lock the old file)."""
-    store = _filestore.FileStore(tmp_path / "c")
-    key = "aa" + "0" * 30
-    store.write("held", key, [b"x"])
-    held = store.lock("held", key)
-    assert held.acquire(blocking=False)
-    held_dir = Path(store.path("held", key)).parent.parent
-    held_dir.rename(tmp_path / "held-aside")
-    store.write("held", key, [b"x"])  # retires the held lock's file
+    store, key, held = held_in_a_folder_moved_aside(tmp_path)
     for i in range(300):
         store.write("fn", key, [b"x"])
         lock = store.lock("fn", key)
@@ -359,7 +373,28 @@ def test_the_lock_files_of_folders_moved_aside_are_not_remembered_for_good(
         fdir.rename(tmp_path / f"aside{i}")
     store.write("fn", key, [b"x"])
     assert len(_locks._retired) < 150
-    path = os.path.join(held_dir, _locks.LOCK_FILE)
-    old = os.stat(tmp_path / "held-aside" / _locks.LOCK_FILE)
     held.release()
-    assert (old.st_dev, old.st_ino) not in [ident for _, ident in _locks._idle.get(path, [])]
+    assert not kept_idle(tmp_path, store, key)
+
+
+@pytest.mark.skipif(not _locks.LOCKS_IN_FUNCTION_DIR, reason="one lock file a folder: Linux")
+def test_two_looks_at_the_retired_lock_files_at_once_forget_none_being_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two threads retiring lock files at once both pass ``retire``'s check of the set's
+    size and look at it one after the other: the second look must not forget a lock file
+    the first found unheld a few bytecodes ago, which a release between its ``del _held``
+    and its look at ``_retired`` still needs. Before, it did: that release kept the old
+    file's description idle for the path, and the key's next lock here locked the file
+    moved aside, not the one other processes lock."""
+    store, key, held = held_in_a_folder_moved_aside(tmp_path)
+    fd = held._fd
+    assert fd is not None
+    del _locks._held[fd]  # its release, up to its look at _retired
+    monkeypatch.setattr(_locks, "_retired_prune_at", [1])  # the set has grown past it
+    _locks._let_go_retired()  # a thread's look
+    assert _locks._retired_prune_at[0] > 1  # (it looked)
+    _locks._let_go_retired()  # another's, past the same check of the size
+    _locks._held[fd] = held  # the release goes on
+    held.release()
+    assert not kept_idle(tmp_path, store, key)

@@ -145,13 +145,16 @@ class _Parser(argparse.ArgumentParser):
 
     def _print_message(self, message: str, file: Any = None) -> None:
         """argparse's, but a ``--help`` or ``--version`` that cannot be written (a full
-        disk) is an error: argparse drops the ``OSError``, and the status was 0."""
+        disk) is an error: argparse drops the ``OSError``, and the status was 0. Its
+        reader gone (a broken pipe) is not: dropped quietly, as a report's is."""
         if not message:
             return
         file = file or sys.stderr  # argparse's: stdout closed (``>&-``), said on stderr
         try:
             file.write(message)
             file.flush()
+        except BrokenPipeError:  # the reader left (``--help | head -1``): quiet, as ls's
+            raise
         except OSError as exc:
             stream = "stdout" if file is sys.stdout else "stderr"
             raise CliError(f"cannot write to {stream} ({exc.strerror or exc})") from exc

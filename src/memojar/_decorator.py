@@ -883,7 +883,10 @@ class _Memo:
         try:
             if len(call) == 3:  # a coroutine function: a task on the caller's loop
                 args, kwargs, loop = call
-                loop.call_soon_threadsafe(self._spawn_task, loop, key, args, kwargs)
+                queued = [key]  # until the loop runs the callback (``_spawn_task``)
+                handle = loop.call_soon_threadsafe(self._spawn_task, loop, key, args, kwargs,
+                                                   queued)
+                _unless_run(handle, self._unqueued, queued)
             elif not start_thread(threading.Thread(
                     target=self._revalidate, args=(key, *call), daemon=True,
                     name=f"memojar-revalidate-{self.name}")):
@@ -956,22 +959,44 @@ class _Memo:
                          "in the background)", self.name, key)
         return changed
 
-    def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any]) -> None:
+    def _unqueued(self, queued: list[str]) -> None:
+        """The callback starting a recomputation (``_spawn_task``) was dropped unrun: its
+        loop was closed first (a remote store's stale hit, read in a worker thread while the
+        caller gave up and the loop stopped). Its key is let go; before, it stayed marked
+        as being recomputed for the process's life."""
+        for key in queued:
+            self._revalidated(key)
+
+    def _spawn_task(self, loop: Any, key: str, args: _Args, kwargs: dict[str, Any],
+                    queued: list[str]) -> None:
+        queued.clear()  # run: the key is this callback's to let go (``_unqueued``)
         unstarted: list[Any] = []  # the task's coroutine until its first step
+        task = None
         try:
             unstarted.append(self._arevalidate(key, args, kwargs, unstarted))
             task = loop.create_task(unstarted[0])
+            # The key is let go when the task is done, not in its body: a task cancelled
+            # before its first step (its loop ended at once: ``asyncio.run`` cancels the
+            # tasks left) never runs its body, and the key stayed marked, never recomputed
+            # in the background again by this process. Or when the task is collected
+            # unfinished (its loop closed under it, ``_keep_alive``): it is never done.
+            revalidated = weakref.finalize(task, self._abandoned, key, unstarted)
+            task.add_done_callback(lambda _: revalidated())
+            _keep_alive(loop, task)
         except BaseException:
-            self._abandoned(key, unstarted)
+            if task is None:
+                self._abandoned(key, unstarted)
+            else:
+                # Interrupted once the task was made (a Ctrl-C in this callback), before its
+                # end was sure to be reported: the key is let go now, and an asyncio task,
+                # not started yet, cancelled (its body never runs). Before, the key stayed
+                # marked for the process's life. (A trio task runs: the key's lock, tried
+                # without waiting, keeps the recomputation one.)
+                self._revalidated(key)
+                cancel = getattr(task, "cancel", None)
+                if cancel is not None:
+                    cancel()
             raise
-        # The key is let go when the task is done, not in its body: a task cancelled before
-        # its first step (its loop ended at once: ``asyncio.run`` cancels the tasks left)
-        # never runs its body, and the key stayed marked, never recomputed in the
-        # background again by this process. Or when the task is collected unfinished (its
-        # loop closed under it, ``_keep_alive``): it is never done.
-        revalidated = weakref.finalize(task, self._abandoned, key, unstarted)
-        task.add_done_callback(lambda _: revalidated())
-        _keep_alive(loop, task)
 
     def _abandoned(self, key: str, unstarted: list[Any]) -> None:
         """A background recomputation's task is done or was collected: the key is let go.
@@ -2704,6 +2729,16 @@ def _keep_alive(loop: Any, task: Any) -> None:
 
 def _nothing(*_: Any) -> None:
     pass
+
+
+def _unless_run(handle: Any, dropped: Callable[[list[str]], None], queued: list[str]) -> None:
+    """Call ``dropped(queued)`` when ``handle`` (a callback an asyncio loop queued) is let
+    go; its callback empties ``queued`` when it runs, so only one never run (its loop
+    closed first) is told. A trio run's callbacks have no handle (trio runs them or
+    raises); a loop's handle that takes no weak reference is left to run."""
+    if handle is not None:
+        with contextlib.suppress(TypeError):
+            weakref.finalize(handle, dropped, queued)
 
 
 async def _inline(call: Callable[..., Any], *args: Any, undo: Any = None,

@@ -109,11 +109,11 @@ def _package_version(name: str) -> str:
             f"depends_on=({providers[0]!r},), or each of them"
         )
     raise ValueError(
-            f"depends_on= names the package {name!r}, which is not installed (no "
-            "distribution of that name on sys.path); name an installed distribution, or, "
-            f"to depend on the string itself, put it in a tuple of its own: "
-            f"depends_on=[({name!r},)]"
-        )
+        f"depends_on= names the package {name!r}, which is not installed (no "
+        "distribution of that name on sys.path); name an installed distribution, or, "
+        f"to depend on the string itself, put it in a tuple of its own: "
+        f"depends_on=[({name!r},)]"
+    )
 
 
 # Every distribution's top-level import names (``packages_distributions``), listed once for

@@ -23,6 +23,7 @@ import functools
 import os
 import stat
 import struct
+import threading
 from collections.abc import Callable, Collection
 
 import xxhash
@@ -506,6 +507,17 @@ _retired: set[tuple[int, int]] = set()
 _RETIRED_KEPT = 64
 _retired_prune_at = [_RETIRED_KEPT]
 _unheld: set[tuple[int, int]] = set()  # retired lock files no lock held at the last look
+_looking = threading.Lock()  # one look at a time (a fork's child makes its own)
+
+
+def _new_looking() -> None:
+    """In a forked child: a lock of its own (another thread may have held the parent's)."""
+    global _looking
+    _looking = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_looking)
 
 
 def _let_go_retired() -> None:
@@ -516,6 +528,20 @@ def _let_go_retired() -> None:
     another thread) must still find it there, or it would keep the old file's description
     idle for the path's next lock. So at most about twice ``_RETIRED_KEPT`` and the lock
     files held are remembered."""
+    if not _looking.acquire(blocking=False):
+        return  # another thread looks now
+    try:
+        # Looked at by another thread just now (both past ``retire``'s check at once): a
+        # second look in a row would forget one found unheld a few bytecodes ago, which a
+        # release between its ``del _held`` and its look at ``_retired`` still needs.
+        if len(_retired) >= _retired_prune_at[0]:
+            _look_at_retired()
+    finally:
+        _looking.release()
+
+
+def _look_at_retired() -> None:
+    """``_let_go_retired``'s look, one thread at a time."""
     held = {lock._ident for lock in list(_held.values())}
     for ident in list(_retired):
         if ident in held:

@@ -167,6 +167,7 @@ class Removal:
         self.taken = self.removed = self.freed = 0
         self.busy = False
 
+
 def header_of(stored: StoredEntry) -> _entry.Header | None:
     """A listed entry's header, or None if it is unreadable or not the length it promises."""
     try:
