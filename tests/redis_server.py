@@ -12,6 +12,7 @@ Importable by tests and by the subprocesses they start::
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,10 +32,29 @@ def redis_server_path() -> str | None:
     )
 
 
-def free_port() -> int:
+def free_port(below: int | None = None) -> int:
+    """A port free on 127.0.0.1 now; ``below``: under that number (the kernel's choice,
+    from its ephemeral range, runs up to 60999, and successive choices are near each other,
+    so a port under a limit is looked for at random, not asked again)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        if below is None:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(1000):
+        chosen = random.randrange(20_000, below)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", chosen))
+            except OSError:
+                continue
+            return chosen
+    raise OSError(f"no free port under {below}")
+
+
+# A cluster node also listens 10,000 ports above its own (its bus): redis-server refuses a
+# port over 55535 with cluster-enabled ("Redis port number too high"), which the kernel's
+# choice of a free port gave one start in five.
+_CLUSTER_PORT_MAX = 55_535
 
 
 class RedisServer:
@@ -55,7 +75,8 @@ class RedisServer:
             raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
         last = ""
         for _ in range(5):
-            chosen = port or free_port()
+            chosen = port or free_port(
+                _CLUSTER_PORT_MAX + 1 if "--cluster-enabled" in args else None)
             workdir = tempfile.mkdtemp(prefix="memojar-redis-")
             proc = subprocess.Popen(
                 [exe, "--port", str(chosen), "--bind", "127.0.0.1", "--save", "",
