@@ -210,15 +210,25 @@ def test_bad_arguments_create_no_directory(tmp_path: Path) -> None:
 # --- options given None, the wrong type or an empty value ---------------------------------
 
 @pytest.mark.parametrize("option", ["ignore", "files"])
-@pytest.mark.parametrize("value", [None, b"x", 3], ids=repr)
+@pytest.mark.parametrize("value", [b"x", 3], ids=repr)
 def test_names_option_of_another_type_names_the_option(
     cache_dir: Path, option: str, value: Any
 ) -> None:
-    # None said "'NoneType' object is not iterable", naming no argument; b"x" said
-    # "takes parameter names (str), got 120" (its first byte).
+    # b"x" said "takes parameter names (str), got 120" (its first byte).
     with pytest.raises(TypeError, match=rf"{option}= takes parameter names .* not "
                                         rf"{type(value).__name__}; pass \(\) for none"):
         cached(cache_dir=cache_dir, **{option: value})
+
+
+@pytest.mark.parametrize("option", ["ignore", "files", "depends_on"])
+def test_none_for_ignore_files_or_depends_on_means_none(cache_dir: Path, option: str) -> None:
+    # joblib's Memory.cache(ignore=None) is its default. Before, ignore=None and files=None
+    # raised TypeError while depends_on=None was taken as a plain value the function
+    # depends on: another identity, so it never hit the entries of the same function
+    # decorated without it.
+    cached(cache_dir=cache_dir)(f)(1)
+    g = cached(cache_dir=cache_dir, **{option: None})(f)
+    assert g.cache_explain(1).startswith("hit"), g.cache_explain(1)
 
 
 def test_files_naming_an_ignored_parameter(cache_dir: Path) -> None:

@@ -503,10 +503,10 @@ class Cache:
         *,
         ttl: Ttl = None,
         version: str | int | None = None,
-        ignore: Iterable[str] | str = (),
+        ignore: Iterable[str] | str | None = (),
         key: Callable[..., Any] | None = None,
         depends_on: Any = (),
-        files: Iterable[str] | str = (),
+        files: Iterable[str] | str | None = (),
         stale_while_revalidate: Ttl = None,
         min_compute_time: float | None = None,
         memory: int | None = None,
@@ -519,10 +519,10 @@ class Cache:
         *,
         ttl: Ttl = None,
         version: str | int | None = None,
-        ignore: Iterable[str] | str = (),
+        ignore: Iterable[str] | str | None = (),
         key: Callable[..., Any] | None = None,
         depends_on: Any = (),
-        files: Iterable[str] | str = (),
+        files: Iterable[str] | str | None = (),
         stale_while_revalidate: Ttl = None,
         min_compute_time: float | None = None,
         memory: int | None = None,
@@ -1578,10 +1578,10 @@ def cached(
     cache_dir: str | os.PathLike[str] | None = None,
     ttl: Ttl = None,
     version: str | int | None = None,
-    ignore: Iterable[str] | str = (),
+    ignore: Iterable[str] | str | None = (),
     key: Callable[..., Any] | None = None,
     depends_on: Any = (),
-    files: Iterable[str] | str = (),
+    files: Iterable[str] | str | None = (),
     stale_while_revalidate: Ttl = None,
     min_compute_time: float | None = None,
     memory: int | None = None,
@@ -1595,10 +1595,10 @@ def cached(
     cache_dir: str | os.PathLike[str] | None = None,
     ttl: Ttl = None,
     version: str | int | None = None,
-    ignore: Iterable[str] | str = (),
+    ignore: Iterable[str] | str | None = (),
     key: Callable[..., Any] | None = None,
     depends_on: Any = (),
-    files: Iterable[str] | str = (),
+    files: Iterable[str] | str | None = (),
     stale_while_revalidate: Ttl = None,
     min_compute_time: float | None = None,
     memory: int | None = None,
@@ -1612,7 +1612,7 @@ def cached(
     picklable result is hashed instead of the arguments. ``depends_on``: package names,
     callables or plain values the results also depend on (part of the function's identity).
     ``files``: names of parameters whose values are paths to files or directories; the key
-    covers their content.
+    covers their content. ``None`` for ``ignore``, ``depends_on`` or ``files`` is none.
 
     ``stale_while_revalidate``: seconds or a timedelta after an entry expires during which
     a call returns the stale value at once and one background recomputation (across threads
@@ -1776,7 +1776,9 @@ def _encodable(version: object) -> None:
             ) from None
 
 
-def _ignore(ignore: Iterable[str] | str, option: str = "ignore") -> tuple[str, ...]:
+def _ignore(ignore: Iterable[str] | str | None, option: str = "ignore") -> tuple[str, ...]:
+    if ignore is None:  # none, as joblib's Memory.cache(ignore=None); before, a TypeError
+        return ()
     try:
         if isinstance(ignore, (bytes, bytearray)):  # iterates as ints: "got 120"
             raise TypeError

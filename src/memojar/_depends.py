@@ -46,11 +46,15 @@ def depends_on_rows(depends_on: Any) -> tuple[list[Row], list[Any]]:
     """``depends_on=`` as rows known now (package versions, plain values) and callables,
     whose identity is taken with the function's own at the first call.
 
-    Raises ``ValueError`` for a package that is not installed, ``TypeError`` for a value
-    that is neither a package name, a callable nor plain data.
+    ``None`` is none. Raises ``ValueError`` for a package that is not installed,
+    ``TypeError`` for a value that is neither a package name, a callable nor plain data.
     """
     from ._identity import _constant, _constant_digest
 
+    if depends_on is None:
+        # None is none, as for ignore= and files=; before, the plain value None, a
+        # dependency that made another identity than the same function's without it
+        return [], []
     items = (depends_on,) if isinstance(depends_on, str) or callable(depends_on) else depends_on
     try:
         items = tuple(items)
