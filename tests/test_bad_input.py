@@ -305,6 +305,26 @@ def test_clear_and_entries_of_something_not_a_function(cache_dir: Path, function
     assert len(list(cache.entries())) == 1
 
 
+class Loader:
+    pass
+
+
+@pytest.mark.parametrize("function", [len, f, Loader], ids=["builtin", "undecorated", "class"])
+def test_clear_and_entries_of_a_callable_not_decorated(cache_dir: Path, function: Any) -> None:
+    # cache.clear(len) returned 0 and entries(len) yielded nothing, silently: API.md takes
+    # a 'module.qualname' str or the decorated function itself.
+    cache = Cache(cache_dir)
+    cache.cached(f)(1)
+    with pytest.raises(TypeError, match=r"function= takes a 'module.qualname' str or a "
+                                        r"function decorated with @cached, not .* which is "
+                                        r"not decorated: pass the function @cached returned, "
+                                        r"or its name '"):
+        cache.clear(function)
+    with pytest.raises(TypeError, match=r"which is not decorated"):
+        list(cache.entries(function))
+    assert len(list(cache.entries())) == 1
+
+
 def test_empty_package_name_in_depends_on(cache_dir: Path) -> None:
     # importlib.metadata's "A distribution name is required." named no argument.
     with pytest.raises(ValueError, match=r"depends_on\[1\] is an empty package name"):

@@ -1846,10 +1846,15 @@ def _function_name(function: str | Callable[..., Any] | None) -> str | None:
             f"not {type(function).__name__} ({function!r})"
         )
     memo: _Memo | None = getattr(function, "__memojar__", None)
-    if memo is None:
+    if memo is None:  # before: its name looked up, and cache.clear(len) said 0, silently
         from ._identity import function_name
 
-        return function_name(function)
+        name = function_name(function)
+        raise TypeError(
+            f"function= takes a 'module.qualname' str or a function decorated with @cached, "
+            f"not {function!r}, which is not decorated: pass the function @cached returned, "
+            f"or its name {name!r}"
+        )
     return memo.name
 
 
