@@ -89,6 +89,22 @@ def test_ignore_with_a_name_that_is_not_a_str(cache_dir: Path) -> None:
         cached(cache_dir=cache_dir, ignore=(1,))  # type: ignore[arg-type]
 
 
+def test_ignore_naming_a_keyword_of_var_keyword_says_what_to_do(cache_dir: Path) -> None:
+    # ignore= takes parameter names, as joblib's: a keyword passed through **options is not
+    # one (and a typo must not pass). Before, the error listed 'options' as allowed and said
+    # no more.
+    def g(x, **options):
+        return x
+
+    with pytest.raises(ValueError, match=r"ignore= names 'verbose', which is not a parameter "
+                                         r".*; a keyword passed through \*\*options is not a "
+                                         r"parameter: ignore=\('options',\) leaves out all of "
+                                         r"them, or pass key= a function of the same arguments "
+                                         r"returning what to hash \(options without "
+                                         r"'verbose'\)"):
+        cached(cache_dir=cache_dir, ignore=("verbose",))(g)
+
+
 def test_key_that_is_not_callable(cache_dir: Path) -> None:
     with pytest.raises(TypeError, match="key= must be a callable, not str"):
         cached(cache_dir=cache_dir, key="x")  # type: ignore[arg-type]

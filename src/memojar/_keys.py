@@ -119,13 +119,26 @@ def make_binder(
             f"ignore= names {', '.join(map(repr, unknown))}, which "
             f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
             f"{getattr(func, '__qualname__', type(func).__qualname__)}{sig}; allowed: "
-            f"{', '.join(map(repr, names)) or 'none'}"
+            f"{', '.join(map(repr, names)) or 'none'}" + _through_var_keyword(sig, unknown)
         )
     if any(name.startswith("__memojar_") for name in names):
         return _signature_binder(sig, ignore)
     kept = [name for name in names if name not in ignore]
     body = f"({', '.join(kept)},)" if kept else "()"
     return _generate(func, sig, body, {})
+
+
+def _through_var_keyword(sig: Any, unknown: list[str]) -> str:
+    """What to do instead of ignoring keywords a ``**kwargs`` takes: ignore= takes parameter
+    names only, as joblib's (so that a typo is still an error). Before, the error listed
+    ``kwargs`` as allowed and said no more."""
+    var = [p.name for p in sig.parameters.values() if p.kind is p.VAR_KEYWORD]
+    if not var:
+        return ""
+    return (f"; a keyword passed through **{var[0]} is not a parameter: ignore="
+            f"({var[0]!r},) leaves out all of them, or pass key= a function of the same "
+            f"arguments returning what to hash ({var[0]} without "
+            f"{', '.join(map(repr, unknown))})")
 
 
 def _raw_binder(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
