@@ -1401,6 +1401,21 @@ def test_a_cache_path_that_is_not_utf8_is_shown_as_a_shell_reads_it_back(tmp_pat
     assert word == cache_dir
 
 
+def test_info_json_of_a_cache_path_that_is_not_utf8_is_valid_json_and_utf8(tmp_path: Path):
+    # Before: "directory": "/tmp/.../bad\\udcff", a lone surrogate: a name that is nowhere,
+    # which strict JSON readers refuse (jq made it a replacement character). It is the
+    # path as every other output shows it, $'.../bad\377', as a shell reads it back.
+    cache_dir = os.path.join(os.fsencode(tmp_path), b"bad\xff")
+    plant(Path(os.fsdecode(cache_dir)), SQUARE, 1)
+    proc = subprocess.run([sys.executable, "-m", "memojar", "--dir", cache_dir, "info",
+                           "--json"], capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.decode("utf-8"))
+    assert info["directory"] == "$'" + os.fsdecode(tmp_path) + "/bad\\377'"
+    assert info["entries"] == 1
+
+
 # --- interrupted -----------------------------------------------------------------------------
 
 def interrupt_the_second_removal(monkeypatch: pytest.MonkeyPatch, term: bool = False) -> None:

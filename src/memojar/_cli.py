@@ -701,7 +701,11 @@ def _info_census(census: Census, as_json: bool,
     oldest = min((s.oldest for s in census.functions.values() if s.oldest), default=None)
     newest = max((s.newest for s in census.functions.values() if s.newest), default=None)
     data = {
-        "directory": census.directory, "entries": census.entries, "bytes": census.bytes,
+        # A path that is not UTF-8 as the text shows it, $'...\351': before, as Python
+        # decoded it, a lone surrogate (a name that is nowhere, refused by strict readers)
+        "directory": census.directory if _is_text(census.directory) else shown(
+            census.directory),
+        "entries": census.entries, "bytes": census.bytes,
         "functions": len(census.functions), "stale": census.stale,
         "incompatible": census.incompatible, "other_python": census.other_python,
         "unreadable": census.unreadable, "newer_format": census.newer_format,
