@@ -1416,6 +1416,21 @@ def test_info_json_of_a_cache_path_that_is_not_utf8_is_valid_json_and_utf8(tmp_p
     assert info["entries"] == 1
 
 
+def test_a_function_name_with_a_line_break_is_one_line_in_ls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+):
+    # Before: ls FUNCTION's summary wrote the name as it is, "mod.two\nlines: 2 entries",
+    # on two lines, and ls's table row of it was two rows. Shown as a shell reads it back.
+    plant(tmp_path, "mod.two\nlines", 2)
+    code, out, err = cli(capsys, "--dir", str(tmp_path), "ls", "mod.two\nlines")
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("$'mod.two\\012lines': 2 entries, ")
+    code, out, err = cli(capsys, "--dir", str(tmp_path), "ls")
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:2] == ["$'mod.two\\012lines'", "2"]
+    assert "lines" not in out.splitlines()[2], out
+
+
 # --- interrupted -----------------------------------------------------------------------------
 
 def interrupt_the_second_removal(monkeypatch: pytest.MonkeyPatch, term: bool = False) -> None:

@@ -493,7 +493,7 @@ def _ls_census(census: Census, as_json: bool,
     saved = saved or {}
     now = time.time()
     rows = [
-        [s.function, f"{s.entries:,}", human_size(s.bytes), _ago(s.oldest, now, " ago"),
+        [shown(s.function), f"{s.entries:,}", human_size(s.bytes), _ago(s.oldest, now, " ago"),
          _ago(s.newest, now, " ago"), f"{s.stale:,}", f"{s.incompatible:,}",
          f"{s.other_python:,}"]
         + ([f"{saved.get(s.function, (0, 0, 0.0))[0]:,}",
@@ -626,7 +626,7 @@ def _ls_function(
         table=Table(columns, table_rows, frozenset({1, 2, 3, 4}),
                     [max(w, len(c)) for w, c in zip(widths, columns, strict=True)]
                     if count and not as_json else None),
-        notes=[f"{function}: {_plural(count, 'entry')}, {human_size(total)}"],
+        notes=[f"{shown(function)}: {_plural(count, 'entry')}, {human_size(total)}"],
         as_json=as_json,
     )
 
