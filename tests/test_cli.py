@@ -1431,6 +1431,23 @@ def test_a_function_name_with_a_line_break_is_one_line_in_ls(
     assert "lines" not in out.splitlines()[2], out
 
 
+@pytest.mark.parametrize("argv", [[b"ls", b"caf\xe9.f"], [b"clear", b"caf\xe9.f"],
+                                  [b"clear", b"--older-than", b"caf\xe9"], [b"caf\xe9"]],
+                         ids=lambda argv: b" ".join(argv).decode("latin-1"))
+def test_an_error_quoting_an_argument_that_is_not_utf8_shows_it_as_typed(
+    tmp_path: Path, argv: list[bytes],
+):
+    # A word typed with a byte that is not UTF-8 (Latin-1's é): before, the error quoted it
+    # as Python decoded it, 'caf\udce9', a name that is nowhere. As a shell reads it back.
+    fill(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "memojar", "--dir", str(tmp_path), *argv],
+                          capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert proc.returncode == 2
+    line = one_line(proc.stderr.decode("utf-8"))
+    assert "udce9" not in line and "$'caf\\351" in line, line
+
+
 # --- interrupted -----------------------------------------------------------------------------
 
 def interrupt_the_second_removal(monkeypatch: pytest.MonkeyPatch, term: bool = False) -> None:

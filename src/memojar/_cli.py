@@ -143,6 +143,17 @@ class _Parser(argparse.ArgumentParser):
             message += " (a DURATION: a number and a unit s, m, h, d or w, as 90s, 15m, 2h, 7d)"
         raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
 
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's, but an invalid choice typed with a byte that is not UTF-8 (the
+        command: ``memojar $'caf\\351'``) is quoted as ``quoted`` quotes it."""
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            if not isinstance(value, str) or value.isprintable():
+                raise
+            raise argparse.ArgumentError(
+                action, exc.message.replace(repr(value), quoted(value))) from None
+
     def _print_message(self, message: str, file: Any = None) -> None:
         """argparse's, but a ``--help`` or ``--version`` that cannot be written (a full
         disk) is an error: argparse drops the ``OSError``, and the status was 0. Its
@@ -182,18 +193,18 @@ def parse_duration(text: str) -> Duration:
         # Not minutes: "6M" is read as months (as by pandas and ISO 8601) as often, and a
         # clear of everything older than 6 minutes cannot be undone.
         raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: M is not a unit (minutes are m; for months, count "
+            f"invalid duration {quoted(text)}: M is not a unit (minutes are m; for months, count "
             "days: 180d)"
         )
     if match is None and _DURATION.fullmatch(text.strip().lower().lstrip("-")):
         raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: a duration counts back from now and cannot be "
+            f"invalid duration {quoted(text)}: a duration counts back from now and cannot be "
             f"negative (--older-than {text.strip().lstrip('-')} removes entries created "
             "longer ago than that)"
         )
     if match is None:
         raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use a number and a unit s, m, h, d or w "
+            f"invalid duration {quoted(text)}: use a number and a unit s, m, h, d or w "
             "(90s, 15m, 2h, 7d)"
         )
     return Duration(float(match[1]) * _UNITS[match[2]], text.strip())
@@ -366,10 +377,10 @@ def check_functions(cache: Cache, names: Sequence[str], again: str = "memojar") 
     known = sorted(_known_functions(cache))
     problems = []
     for name in missing:
-        problem = f"no entries for function {name!r} in {shown(cache.directory)}"
+        problem = f"no entries for function {quoted(name)} in {shown(cache.directory)}"
         close = _close_names(name, known)
         if close:
-            problem += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+            problem += "; did you mean " + " or ".join(map(quoted, close)) + "?"
         problems.append(problem)
     hint = f" ({_said(again, 'ls')} lists the functions)" if known else " (the cache is empty)"
     raise CliError("; ".join(problems) + hint)
@@ -969,8 +980,8 @@ def execute(
     named = args.functions if args.command == "clear" else [getattr(args, "function", None)]
     for name in named:
         if name is not None and not _is_text(name):  # an undecodable byte in argv
-            raise CliError(f"FUNCTION {name!r} is not a function's name (it holds a byte that "
-                           f"is not valid text; see '{prog} ls')", EXIT_USAGE)
+            raise CliError(f"FUNCTION {quoted(name)} is not a function's name (it holds a byte "
+                           f"that is not valid text; see '{prog} ls')", EXIT_USAGE)
     clears_all = (args.command == "clear" and not args.functions and not args.yes
                   and not args.dry_run)
     if not clears_all:
@@ -1048,6 +1059,14 @@ def shown(path: str) -> str:
     return "$'" + "".join(quoted) + "'"
 
 
+def quoted(word: str) -> str:
+    """A word typed on the command line (a function's name, a duration, a command), quoted
+    in a message: as ``repr`` quotes it, unless ``shown`` would quote it (a byte that is not
+    UTF-8, a line break): then as a shell reads it back, ``$'caf\\351'``. Before, as Python
+    decoded it, ``'caf\\udce9'``, a word that is nowhere."""
+    return repr(word) if word.isprintable() else shown(word)
+
+
 def _said(again: str, words: str) -> str:
     """A command in a sentence: quoted, in double quotes if it holds a quoted ``--dir``."""
     command = f"{again} {words}"
@@ -1079,7 +1098,7 @@ def _nothing_cached(args: argparse.Namespace, path: str) -> Report:
     cache (a cron job's clear must not fail on a fresh machine). Nothing is created."""
     fresh = f"no cache at {shown(path)} yet (nothing was cached there)"
     if args.command == "ls" and args.function:  # a lookup: a typo must not pass silently
-        raise CliError(f"no entries for function {args.function!r} in {shown(path)} "
+        raise CliError(f"no entries for function {quoted(args.function)} in {shown(path)} "
                        f"({fresh})")
     census = Census(path)
     if args.command == "ls":
@@ -1091,7 +1110,7 @@ def _nothing_cached(args: argparse.Namespace, path: str) -> Report:
         report.notes = [fresh]
         return report
     if args.command == "clear":  # named functions too: a cron job's clear on a fresh machine
-        of = f" of {', '.join(map(repr, args.functions))}" if args.functions else ""
+        of = f" of {', '.join(map(quoted, args.functions))}" if args.functions else ""
         return Report(data={"removed": 0, "bytes": 0},
                       notes=[f"nothing to clear{of}{_older_than(args.older_than)}: {fresh}"])
     return Report(data={"removed": 0, "entries": 0, "bytes": 0},
