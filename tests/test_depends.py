@@ -1704,6 +1704,29 @@ def test_explain_says_a_stale_entry_that_fails_its_checks_is_not_served(
     assert "returned at once" not in explained and "checksum" in explained
 
 
+@pytest.mark.parametrize("where", ["key", "function name", "python", "expiry", "payload"])
+def test_explain_says_an_entry_with_a_flipped_byte_is_damaged(tmp_path: Path,
+                                                              where: str) -> None:
+    # Every byte after the checksum is covered by it, but explain judged the header's
+    # fields first: a flipped byte of the key said "holds another key", of the ident "the
+    # code changed" or "written by Python 2.11", of the expiry "stale: expired 1970".
+    def g(x):
+        return "a result" * 10
+
+    f = Cache(tmp_path).cached(g)
+    f(1)
+    (entry,) = [p for p in tmp_path.rglob("*.pkl") if p.is_file()]
+    data = bytearray(entry.read_bytes())
+    at = {"key": data.index(f.cache_key(1).encode()) + 5,
+          "function name": data.index(f.__memojar__.name.encode()) + 2,
+          "python": data.index(f"\0{_entry.PYTHON}\0".encode()) + 1,
+          "expiry": _entry.COMPUTE_TIME_AT - 1,
+          "payload": len(data) - 5}[where]
+    data[at] ^= 0x01
+    entry.write_bytes(data)
+    assert f.cache_explain(1) == "miss: the entry is damaged (checksum mismatch)"
+
+
 @pytest.mark.parametrize("how", ["all", "this function", "MEMOJAR_DISABLE"])
 def test_explain_says_a_disabled_function_computes(tmp_path: Path, monkeypatch,
                                                    how: str) -> None:

@@ -2103,6 +2103,8 @@ class _Memo:
                     raise cause from None  # the caller's (see ``get``)
                 finally:
                     del cause, data
+            if _entry.damaged(data):
+                return "miss: the entry is damaged (checksum mismatch)"
             reason = miss.reason
             if reason == "stale" and self.swr:
                 # Served stale only if it passes every check after the expiry's (``_stale``):

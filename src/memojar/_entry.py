@@ -578,6 +578,19 @@ def checksum_of(entry: Any) -> int:
     return xxhash.xxh3_64_intdigest(memoryview(entry)[_SUMMED_AT:])
 
 
+def damaged(entry: Any) -> bool:
+    """Whether ``entry``, of this format, fails its checksum: a byte changed anywhere
+    after it (the expiry, ident, key or payload). For ``cache_explain``, which said what
+    the changed field said ("holds another key", "the code changed", "written by Python
+    2.11", "stale: expired 1970") of an entry ``verify`` checks those fields of first."""
+    with memoryview(entry) as view:
+        if len(view) < HEAD:
+            return False
+        opening, _, head, checksum, *_ = _HEAD.unpack_from(view)
+        return (opening == _OPEN and head in (_PLAIN, _SIGNED)
+                and checksum_of(view) != checksum)
+
+
 def _check_signature(secret: bytes, view: memoryview, sig_at: int) -> None:
     import hashlib
     import hmac
