@@ -1313,6 +1313,26 @@ def test_ls_function_whose_temporary_file_fills_lists_every_row(
     assert not ignored, [hook.exc_value for hook in ignored]
 
 
+def test_ls_function_raises_a_signal_handlers_exception_met_writing_its_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception of the caller's signal handler (an alarm's ``TimeoutError``, no errno)
+    raised as ``ls FUNCTION``'s rows are written to its temporary file is raised: before,
+    it was taken for a full ``$TMPDIR`` and the listing went on in memory, the caller's
+    timeout lost."""
+    from memojar import _runs
+
+    def alarm(*args: Any) -> int:
+        raise TimeoutError("the caller's alarm")
+
+    monkeypatch.setattr(os, "pwrite", alarm)
+    rows = _runs.SortedRuns(key=lambda row: row, run=3)
+    with pytest.raises(TimeoutError, match="the caller's alarm"):
+        for row in range(9):
+            rows.add(row)
+    rows.close()
+
+
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
 def test_ls_function_whose_temporary_file_cannot_be_read_back_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

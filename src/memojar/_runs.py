@@ -69,6 +69,8 @@ class SortedRuns:
                 self._end += _write_at(fd, _LENGTH.pack(len(data)) + data, self._end)
             self._runs.append((start, self._end))
         except OSError as exc:
+            if exc.errno is None:  # not the file system's: the caller's signal handler's
+                raise
             # No room for it: the rows stay in memory (the runs written are whole and
             # read as they are; a part of this one written is never read).
             logger.debug("listing kept in memory: no temporary file (%s)", exc)
