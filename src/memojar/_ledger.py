@@ -352,7 +352,7 @@ class Ledger:
                 break
             going = True
             dropped, full = self._drop_oldest(
-                listing._replace(total=total), incoming, passed, held, weigh=not weighed)
+                listing, incoming, passed, held, weigh=not weighed)
             weighed = True
             removed += dropped
         self.held = sum(e.size for e in held)
