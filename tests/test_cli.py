@@ -1313,6 +1313,54 @@ def test_ls_function_whose_temporary_file_fills_lists_every_row(
     assert not ignored, [hook.exc_value for hook in ignored]
 
 
+def test_ls_function_raises_a_signal_handlers_exception_met_writing_its_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception of the caller's signal handler (an alarm's ``TimeoutError``, no errno)
+    raised as ``ls FUNCTION``'s rows are written to its temporary file is raised: before,
+    it was taken for a full ``$TMPDIR`` and the listing went on in memory, the caller's
+    timeout lost."""
+    from memojar import _runs
+
+    def alarm(*args: Any) -> int:
+        raise TimeoutError("the caller's alarm")
+
+    monkeypatch.setattr(os, "pwrite", alarm)
+    rows = _runs.SortedRuns(key=lambda row: row, run=3)
+    with pytest.raises(TimeoutError, match="the caller's alarm"):
+        for row in range(9):
+            rows.add(row)
+    rows.close()
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_ls_function_whose_temporary_file_cannot_be_read_back_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    as_json: bool,
+) -> None:
+    """A read of ``ls FUNCTION``'s temporary file that fails (EIO on the disk under
+    ``$TMPDIR``) is said as that, naming the file's folder, status 1: before, 'cannot
+    write to stdout (Input/output error)', where stdout was fine."""
+    import tempfile
+
+    from memojar import _runs
+
+    plant(tmp_path, "mod.f", 9)
+    monkeypatch.setattr(_runs, "RUN", 3)
+
+    def failing_pread(fd: int, length: int, at: int) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "pread", failing_pread)
+    code, _, err = cli(capsys, "--dir", str(tmp_path), "ls", "mod.f",
+                         *["--json"] * as_json)
+    assert code == 1
+    assert "stdout" not in err
+    assert err == (f"memojar: cannot read back the listing from its temporary file in "
+                   f"{tempfile.gettempdir()} (Input/output error): mod.f: 9 entries, "
+                   f"{err.rsplit(', ', 1)[1]}")
+
+
 @pytest.mark.parametrize("asked", [False, True], ids=["--yes", "asked"])
 def test_clear_holds_no_memory_per_entry_it_removes(tmp_path: Path, asked: bool) -> None:
     """``memojar clear`` counts the entries for its question and report, then removes them

@@ -403,6 +403,61 @@ def test_eviction_without_the_ledgers_lock_removes_the_least_recently_used_first
     assert total(small) <= 5_000
 
 
+def test_two_evictions_without_the_ledgers_lock_at_once_keep_the_most_recently_used(
+    location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes evicting a cache far over its limit by listings alone (the file store
+    without its ledger's lock: a full disk; S3's eviction before each write), one of them
+    done between the other's listings, leave the most recently used entries down to the
+    limit's target, as one alone does: before, the second removed as many bytes as its
+    first listing had been over, from what the first had left (every entry went: 50,000
+    of 50,000, three processes at once)."""
+    import errno
+
+    from memojar import _filestore, _ledger
+
+    root = file_only(location)
+    monkeypatch.setattr(_ledger, "EVICT_BATCH", 4)
+    writer = open_store(location, None, False)
+    for i in range(40):
+        writer.write(FN, k(i), real_entry(k(i)))
+    entries = sorted(writer.scan(heads=False), key=lambda e: e.key)
+    for i, entry in enumerate(entries):  # entry i last used at i
+        os.utime(entry.location, (1_700_000_000 + i, 1_700_000_000 + i))
+    size = entries[0].size
+    program = (
+        "import errno, sys\n"
+        "from memojar import _filestore\n"
+        "store = _filestore.FileStore(sys.argv[1], max_size=int(sys.argv[2]))\n"
+        "def no_room():\n"
+        "    raise _filestore._NoRoomForLock(errno.ENOSPC, 'No space left on device')\n"
+        "store._total_lock = no_room\n"
+        "print(store.evict(0))\n"
+    )
+    small = open_store(location, 10 * size, False)
+
+    def no_room() -> Any:
+        raise _filestore._NoRoomForLock(errno.ENOSPC, "No space left on device")
+
+    listed, others = small._oldest, []
+
+    def oldest_then_another_evicts(limit: int, skip: Any) -> Any:
+        found = listed(limit, skip)
+        if not others:  # the other process evicts between this one's listings
+            others.append(subprocess.run(
+                [sys.executable, "-c", program, str(root), str(10 * size)],
+                capture_output=True, text=True, timeout=120))
+        return found
+
+    monkeypatch.setattr(small, "_total_lock", no_room)
+    monkeypatch.setattr(small, "_oldest", oldest_then_another_evicts)
+    removed = small.evict(0)
+    assert others[0].returncode == 0, others[0].stderr
+    left = sorted(e.key for e in small.scan(heads=False))
+    assert left == [e.key for e in entries[31:]], (removed, others[0].stdout)
+    assert int(others[0].stdout) + removed == 31
+
+
 class _Listed(Store):
     """A store of ``n`` entries of 100 bytes made as they are listed (none held: what a
     listing eviction holds is its own), entry ``i`` last used at ``i``."""

@@ -56,7 +56,7 @@ from ._filestore import (
 from ._identity import SIBLING, family_of, place_of
 from ._location import redact
 from ._report import Report, Table, human_duration, human_size, human_time, iso
-from ._runs import SortedRuns
+from ._runs import SortedRuns, Unreadable
 from ._store import Removal, StoredEntry, header_of
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -1161,8 +1161,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             except OSError as exc:  # a full disk, stdout closed: said with what was done
                 done = "; ".join(report.notes)  # none for info: no colon announcing it
-                raise CliError(f"cannot write to stdout ({exc.strerror or exc})"
-                               + (f": {done}" if done else "")) from exc
+                # Or the rows of ``ls FUNCTION`` read back from its temporary file, which
+                # failed (EIO): said as that, not as stdout's fault.
+                said = (exc.strerror or str(exc) if isinstance(exc, Unreadable)
+                        else f"cannot write to stdout ({exc.strerror or exc})")
+                raise CliError(said + (f": {done}" if done else "")) from exc
     except CliError as exc:
         print(f"memojar: {one_line(str(exc))}", file=sys.stderr)
         return exc.status

@@ -248,11 +248,21 @@ class Ledger:
             stuck += [e for e, ok in zip(chunk, removable, strict=True) if not ok]
         return stuck
 
-    def _weighed(self, passed: Container[str], weigh: bool = True
+    def _weighed(self, passed: Container[str], weigh: bool = True,
+                 seen: list[int] | None = None
                  ) -> Iterator[tuple[list[StoredEntry], list[bool]]]:
         """The entries not at a location in ``passed``, ``STUCK_BATCH`` at a time, each
-        with whether this user may remove it (all True unless ``weigh``)."""
-        listing = (e for e in self.backend._entries() if e.location not in passed)
+        with whether this user may remove it (all True unless ``weigh``); ``seen[0]`` adds
+        up the bytes of every entry listed, those in ``passed`` too."""
+
+        def listed() -> Iterator[StoredEntry]:
+            for entry in self.backend._entries():
+                if seen is not None:
+                    seen[0] += entry.size
+                if entry.location not in passed:
+                    yield entry
+
+        listing = listed()
         while chunk := list(itertools.islice(listing, STUCK_BATCH)):
             yield chunk, self.backend._removable(chunk) if weigh else [True] * len(chunk)
 
@@ -342,7 +352,7 @@ class Ledger:
                 break
             going = True
             dropped, full = self._drop_oldest(
-                listing._replace(total=total), incoming, passed, held, weigh=not weighed)
+                listing, incoming, passed, held, weigh=not weighed)
             weighed = True
             removed += dropped
         self.held = sum(e.size for e in held)
@@ -370,7 +380,8 @@ class Ledger:
 
         bins = [0] * TIME_BINS
         stuck: list[StoredEntry] = []
-        for chunk, removable in self._weighed(passed, weigh):
+        seen = [0]
+        for chunk, removable in self._weighed(passed, weigh, seen):
             for entry, ok in zip(chunk, removable, strict=True):
                 if not ok:
                     stuck.append(entry)
@@ -380,13 +391,18 @@ class Ledger:
         if stuck and kept + incoming > max_size:
             held += stuck
             return 0, True
+        # The bytes as this listing found them: with no lock shared (by listings alone: S3,
+        # a file store whose ledger lock cannot be made), another process may have evicted
+        # since the batch was listed. Before, the batch listing's total was taken: the
+        # bytes it was over were removed again from what the other had left (every entry
+        # went, three processes evicting at once).
+        total = listed.in_flight + seen[0]
         # The bytes still to free, counting every entry this user may not remove as kept:
         # never more than the victims hold.
-        target = _target(listed.total - kept, incoming, max_size - kept, listed.in_flight,
-                         True)
+        target = _target(total - kept, incoming, max_size - kept, listed.in_flight, True)
         if target is None or width <= 0:
             return 0, False
-        excess = listed.total - kept - target
+        excess = total - kept - target
         below, sure = 0, 0  # bytes, bins
         while sure < TIME_BINS and below + bins[sure] < excess:
             below += bins[sure]

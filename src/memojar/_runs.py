@@ -26,6 +26,11 @@ CHUNK = 100  # rows of a run written (and read back) together
 _LENGTH = struct.Struct("<I")  # before each chunk written: its length
 
 
+class Unreadable(OSError):
+    """The temporary file of a ``SortedRuns`` could not be read back (EIO on the disk under
+    ``$TMPDIR``): the rows after the last read are lost to this reading."""
+
+
 class SortedRuns:
     """Rows added one by one and read back sorted by ``key``, as often as asked, with memory
     for ``RUN`` rows and a chunk of each run. A cache of under ``RUN`` rows writes no file;
@@ -64,6 +69,8 @@ class SortedRuns:
                 self._end += _write_at(fd, _LENGTH.pack(len(data)) + data, self._end)
             self._runs.append((start, self._end))
         except OSError as exc:
+            if exc.errno is None:  # not the file system's: the caller's signal handler's
+                raise
             # No room for it: the rows stay in memory (the runs written are whole and
             # read as they are; a part of this one written is never read).
             logger.debug("listing kept in memory: no temporary file (%s)", exc)
@@ -89,8 +96,18 @@ class SortedRuns:
         assert file is not None
         at = start
         while at < end:
-            (length,) = _LENGTH.unpack(_read_at(file.fileno(), _LENGTH.size, at))
-            yield from marshal.loads(_read_at(file.fileno(), length, at + _LENGTH.size))
+            try:
+                (length,) = _LENGTH.unpack(_read_at(file.fileno(), _LENGTH.size, at))
+                chunk = marshal.loads(_read_at(file.fileno(), length, at + _LENGTH.size))
+            except OSError as exc:
+                # Told from a write's error by whoever prints the rows as they are read:
+                # before, ``memojar ls`` said 'cannot write to stdout (Input/output error)'.
+                if exc.errno is None and not isinstance(exc, Unreadable):
+                    raise  # not the file system's: the caller's signal handler's
+                raise Unreadable(exc.errno, f"cannot read back the listing from its "
+                                 f"temporary file in {tempfile.gettempdir()} "
+                                 f"({exc.strerror or exc})") from exc
+            yield from chunk
             at += _LENGTH.size + length
 
     def close(self) -> None:
@@ -121,6 +138,6 @@ def _read_at(fd: int, length: int, at: int) -> bytes:
     while len(data) < length:
         got = os.pread(fd, length - len(data), at + len(data))
         if not got:
-            raise OSError(f"the temporary file of a listing ends at {at + len(data)}")
+            raise Unreadable(f"it ends at {at + len(data)}")
         data += got
     return data
