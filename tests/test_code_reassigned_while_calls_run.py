@@ -255,3 +255,27 @@ def test_a_value_of_defaults_reassigned_after_its_key_was_made_is_not_stored(tmp
     assert f(1) == 3  # began with y=1, ran with y=2: its value, not stored as y=1's
     assert f(1, 1) == 2
     assert f(1) == 3
+
+
+def test_a_value_of_a_decorators_defaults_reassigned_after_its_key_was_made_is_not_stored(
+        tmp_path):
+    """A call bound by a decorator's own signature (``f(3, verbose=True)``: the wrapper's
+    ``scale=`` default applied to its key), whose wrapper's defaults another thread
+    reassigned after its key was made, and which then ran with the new default: its value
+    was stored under the key of the old one, and ``f(3, scale=1, verbose=True)`` got 30."""
+    f = memojar.cached(cache_dir=tmp_path)(_scaling(_plain))
+    wrapper = f.__wrapped__
+    store = f.__memojar__.store
+    read = store.read
+
+    def reassigned_meanwhile(name, key):
+        del store.read  # once
+        thread = threading.Thread(target=setattr, args=(wrapper, "__defaults__", (10, False)))
+        thread.start()  # another thread, after this call's key was made
+        thread.join(10)
+        return read(name, key)
+
+    store.read = reassigned_meanwhile
+    assert f(3, verbose=True) == 30  # began with scale=1, ran with 10: not stored as 1's
+    assert f(3, scale=1, verbose=True) == 3
+    assert f(3, verbose=True) == 30

@@ -346,6 +346,32 @@ def test_defaults_reassigned_under_another_decorator_bind_the_new_default(
     assert f.cache_key(2) == f.cache_key(2, 5)
 
 
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_a_decorators_own_defaults_reassigned_are_seen_by_the_calls_it_passes_on(
+    tmp_path: Path, memory: int | None
+) -> None:
+    """A wrapper of ``functools.wraps`` with parameters of its own (``scale=1``): ``f(2)``
+    binds by the wrapped function's signature, and runs with the wrapper's default.
+    Before, only the wrapped function's defaults were watched: after
+    ``f.__wrapped__.__defaults__ = (10,)`` f(2) kept returning the value of ``scale=1``."""
+    import functools
+
+    from memojar import cached
+
+    def double(x):
+        return x * 2
+
+    @functools.wraps(double)
+    def scaling(x, scale=1):
+        return double(x) * scale
+
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(scaling)
+    assert f(2) == f(2) == 4
+    scaling.__defaults__ = (10,)
+    assert f(2) == f(2) == 40  # before: 4
+    assert f(2, 1) == 4
+
+
 def test_defaults_given_to_a_function_without_any_make_the_short_call_bind(
     tmp_path: Path,
 ) -> None:

@@ -2223,12 +2223,23 @@ class _Wrapping:
     watches it: its own code, and the defaults of the function it wraps, which its binder
     applies (``inspect.signature`` follows ``__wrapped__``). Before, the wrapper's were
     watched, and ``f.__wrapped__.__wrapped__.__defaults__ = (2,)`` left ``f(1)`` keyed,
-    and answered, as ``f(1, 1)``."""
+    and answered, as ``f(1, 1)``.
 
-    __slots__ = ("inner", "outer")
+    And the wrapper's own defaults, where it has any (``def wrapper(x, scale=1)``): the
+    calls it passes on run with them, and the calls bound by its own signature are keyed
+    with them (``_own_binder``). ``__kwdefaults__`` is then the wrapped function's and the
+    wrapper's two together, the same object while none is reassigned (a pass-through
+    wrapper's stays the wrapped function's, usually None, which a hit does not read).
+    Before, the wrapper's were not watched: after ``wrapper.__defaults__ = (10,)`` f(2)
+    kept the value of ``scale=1``; and a call bound by the wrapper's signature, whose
+    defaults another thread reassigned between its key and its run, stored the new
+    default's value under the old one's key (its miss saw no change: ``_rekeyed``)."""
+
+    __slots__ = ("inner", "outer", "seen")
 
     def __init__(self, outer: FunctionType, inner: FunctionType) -> None:
         self.outer, self.inner = outer, inner
+        self.seen: tuple[Any, Any, Any] = (None, None, None)
 
     @property
     def __code__(self) -> Any:
@@ -2240,7 +2251,23 @@ class _Wrapping:
 
     @property
     def __kwdefaults__(self) -> Any:
-        return self.inner.__kwdefaults__
+        inner, outer = self.inner.__kwdefaults__, self.outer
+        own, kw = outer.__defaults__, outer.__kwdefaults__
+        if own is None and kw is None:  # a pass-through (``*args, **kwargs``): the usual,
+            return inner  # None, which the hit path then does not read (``key_of``)
+        seen = self.seen
+        if seen[0] is inner and seen[1] is own and seen[2] is kw:
+            return seen
+        with _SEEN_LOCK:  # one new object for all threads (two would renew once more)
+            seen = self.seen
+            if not (seen[0] is inner and seen[1] is own and seen[2] is kw):
+                self.seen = seen = (inner, own, kw)
+        return seen
+
+
+# Taken only when a wrapper's defaults were reassigned (``_Wrapping.__defaults__``);
+# reentrant: a signal handler calling the function may land while this thread holds it.
+_SEEN_LOCK = threading.RLock()
 
 
 def _unwatched() -> None:
@@ -2538,6 +2565,8 @@ _FIXED = frozenset({int, float, complex, bool, str, bytes, type(None), type(...)
 def _fixed_defaults(func: Any) -> bool:
     """Whether the defaults of ``func`` (positional and keyword-only) cannot change in
     place (see ``_fixed``); True for a callable that is no plain function."""
+    if type(func) is _Wrapping:  # the wrapped function's, which bind the usual call
+        func = func.inner
     defaults = getattr(func, "__defaults__", None) or ()
     kwdefaults = getattr(func, "__kwdefaults__", None) or {}
     return all(_fixed(value) for value in (*defaults, *kwdefaults.values()))
