@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -542,3 +544,48 @@ def test_a_function_argument_whose_code_is_reassigned_is_another_key(tmp_path: P
     arg.__defaults__ = (7,)
     assert apply(arg, 2) == ("times", 14)
     assert len({before, apply.cache_key(arg, 2)}) == 2
+
+
+def test_a_global_deleted_by_another_thread_as_the_walk_reads_it_leaves_the_rest_tracked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A global of the function's module deleted by another thread between the walk's
+    look for it and its read (a ``del`` of a module's temporary): the KeyError ended the
+    walk, a warning said only its own code was tracked, and the identity left out its
+    helper (an edit of it returned the old value). The global is read once: absent, it
+    counts for nothing; the rest of the walk goes on."""
+    import importlib
+    import threading
+
+    from memojar import _identity
+
+    (tmp_path / "deleted_meanwhile.py").write_text(
+        "GONE = 1\n"
+        "def helper(x):\n"
+        "    return x\n"
+        "def f(x):\n"
+        "    return helper(x) + (GONE if 'GONE' in globals() else 0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("deleted_meanwhile")
+    walk, seen = _identity._walk_callable.__code__, []
+
+    def deleting(frame: Any, event: str, arg: Any) -> Any:
+        # the second line the walk runs with ``name`` bound to GONE: after its look
+        if event == "line" and frame.f_locals.get("name") == "GONE":
+            seen.append(frame.f_lineno)
+            if len(seen) == 2:
+                thread = threading.Thread(target=delattr, args=(module, "GONE"))
+                thread.start()  # another thread, between the look and the read
+                thread.join(10)
+        return deleting
+
+    def calls(frame: Any, event: str, arg: Any) -> Any:
+        return deleting if event == "call" and frame.f_code is walk else None
+
+    sys.settrace(calls)
+    try:
+        rows = _identity.dependencies(module.f)  # (the decorator's identity warned)
+    finally:
+        sys.settrace(None)
+    assert not hasattr(module, "GONE")
+    assert "deleted_meanwhile.helper" in [row[1] for row in rows]

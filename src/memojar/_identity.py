@@ -1626,8 +1626,10 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
             if where is not None:
                 accumulated.add(where)
     for name in sorted(names):
-        if name in namespace and name not in _MODULE_METADATA:
-            value = namespace[name]
+        # read once: a global another thread deletes between a look and a read raised
+        # KeyError, which ended the walk (only the function's own code was tracked)
+        value = namespace.get(name, _ABSENT)
+        if value is not _ABSENT and name not in _MODULE_METADATA:
             if name == "__name__" and value == "__mp_main__":
                 value = "__main__"
             _walk_value(value, f"{module}.{name}", rows, seen, names)
@@ -1705,17 +1707,19 @@ def _where_of(name: str, namespace: dict[str, Any], module: str) -> str | None:
     ``name`` (``LOG``, ``helpers.LOG``, ``Model.instances``) read in ``namespace`` has,
     through modules and classes; None for anything else."""
     first, *rest = name.split(".")
-    if first not in namespace:
+    value = namespace.get(first, _ABSENT)  # each read once (as ``_walk_callable``)
+    if value is _ABSENT:
         return None
-    where, value = f"{module}.{first}", namespace[first]
+    where = f"{module}.{first}"
     for part in rest:
         if isinstance(value, ModuleType):
             where, value = f"{value.__name__}.{part}", vars(value).get(part, _ABSENT)
         elif isinstance(value, type):
-            owner = next((k for k in value.__mro__ if part in vars(k)), None)
+            owner, value = next(((k, found) for k in value.__mro__ if (
+                found := vars(k).get(part, _ABSENT)) is not _ABSENT), (None, None))
             if owner is None:
                 return None
-            where, value = f"{function_name(owner)}.{part}", vars(owner)[part]
+            where = f"{function_name(owner)}.{part}"
         else:
             return None
     return where
@@ -1838,8 +1842,9 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         if record is not None:
             record.lookups(namespace, names)
         for name in sorted(names):
-            if name in namespace:
-                _walk_value(namespace[name], f"{value.__name__}.{name}", rows, seen, names)
+            found = namespace.get(name, _ABSENT)  # read once (as ``_walk_callable``)
+            if found is not _ABSENT:
+                _walk_value(found, f"{value.__name__}.{name}", rows, seen, names)
         seen.discard(id(value))  # another function may reach other names of it
     elif isinstance(value, _MUTABLE) and where in (_accumulated.get() or ()):
         # an accumulator of the functions walked: by its type, and the functions and
