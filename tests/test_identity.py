@@ -485,6 +485,45 @@ def test_a_helper_module_reloaded_after_the_first_call_never_stores_for_the_old_
     assert run_python(script, "plain", env=env).strip() == "[2, 4, 2]"  # before: [2, 20, 2]
 
 
+_RELOADED_MEANWHILE = '''
+import importlib, sys, threading
+sys.path.insert(0, {folder!r})
+from memojar import cached
+import relmod
+
+def edit_and_reload():
+    with open(relmod.__file__, "w") as fh:
+        fh.write(sys.argv[2])
+    importlib.invalidate_caches()
+    importlib.reload(relmod)
+
+@cached(cache_dir={cache!r})
+def f(x):
+    if sys.argv[1] == "reload":  # another thread reloads the edited helper meanwhile
+        thread = threading.Thread(target=edit_and_reload)
+        thread.start()
+        thread.join()
+    return relmod.scale(x)
+
+print(f(1))
+'''
+
+
+def test_a_helper_module_reloaded_during_the_first_call_never_stores_for_the_old_code(
+    tmp_path: Path,
+) -> None:
+    """Another thread reloads an edited helper module while the function's first call
+    runs: that call's identity was walked (the old helper) after it had looked for the
+    modules to watch (none yet), so the reload went unseen and the new code's value was
+    stored under the old code's identity: a process running the old code got it."""
+    (tmp_path / "relmod.py").write_text(_RELMOD.format(k=2))
+    script = _RELOADED_MEANWHILE.format(folder=str(tmp_path), cache=str(tmp_path / "c"))
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+
+    assert run_python(script, "reload", _RELMOD.format(k=10), env=env).strip() == "10"
+    (tmp_path / "relmod.py").write_text(_RELMOD.format(k=2))  # the edit undone
+    assert run_python(script, "plain", env=env).strip() == "2"  # before: 10
+
 _RELOADED_PIPELINE = """
 from memojar import cached
 K = {k}

@@ -31,6 +31,7 @@ from ._entry import CLOCK_SKEW, Miss
 from ._errors import DEBUG, at_site, logger, one_line, user_site, warn
 from ._identity import (
     SIBLING,
+    UNWALKED,
     Loaded,
     code_fingerprint,
     copy_dependencies,
@@ -683,8 +684,11 @@ class _Memo:
         """The modules its identity was read from, each with its spec then: a miss after one
         of them was reloaded (``importlib.reload``, ``_identity.reloaded``) makes the
         identity again. Kept by ``_identity``, not here: what a cached method's memo holds
-        is walked with its class."""
+        is walked with its class. ``UNWALKED`` if the identity was not made yet (its walk
+        notes them: ``_compute`` asks again)."""
         loaded = loaded_from(self.target, target=True)
+        if loaded is UNWALKED:
+            return loaded
         for item in self.depends_on[1]:
             loaded += loaded_from(item)
         return loaded
@@ -1302,6 +1306,8 @@ class _Memo:
         if rekeyed:  # not stored, as if reassigned while it ran (no code is None)
             code = None
         ident = self.ident
+        if loaded is UNWALKED:  # read before the identity's walk, which noted them now
+            loaded = self.loaded()
         files = self._files_state((args, kwargs)) if self.files else None
         try:
             value = self.func(*args, **kwargs)
@@ -1665,8 +1671,10 @@ class _Memo:
                 return (time.perf_counter(), (None, None, None), self.ident, None, loaded,
                         marked)
         files = self._files_state(call) if self.files and call is not None else None
-        return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
-                files, loaded, marked)
+        code, ident = (self.code, self.defaults, self.kwdefaults), self.ident
+        if loaded is UNWALKED:  # read before the identity's walk (as in ``_compute``)
+            loaded = self.loaded()
+        return (time.perf_counter(), code, ident, files, loaded, marked)
 
     def _rekeyed(self, key: str, args: _Args, kwargs: dict[str, Any]) -> bool:
         """After a miss's ``renew``: whether the call's key is no longer ``key``. Defaults

@@ -1305,12 +1305,26 @@ def _read(namespace: dict[str, Any]) -> None:
 
 def loaded_from(func: Any, target: bool = False) -> Loaded:
     """The module namespaces ``dependencies(func)`` (or ``copy_dependencies``) last read,
-    each with its ``__spec__`` then; empty if not known. ``target``: ``func`` is the callable
-    that runs already (``split``'s first), as a memo's ``target``: a miss splits nothing."""
+    each with its ``__spec__`` then; empty if not known (``UNWALKED`` if not walked yet).
+    ``target``: ``func`` is the callable that runs already (``split``'s first), as a memo's
+    ``target``: a miss splits nothing."""
     try:
-        return _loaded_of.get(func if target else split(func)[0], ())
+        return _loaded_of.get(func if target else split(func)[0], UNWALKED)
     except TypeError:
         return ()
+
+
+class _Unwalked(tuple[tuple[dict[str, Any], Any], ...]):
+    """An empty ``Loaded`` that is not ``()``: ``loaded_from`` of a function not walked yet."""
+
+    __slots__ = ()
+
+
+# A miss that read it before its identity was made (the first call, or the first after a
+# ``renew``) reads the modules again once the identity is made (``_Memo._compute``): else a
+# reload by another thread while it ran went unseen, and the new code's value was stored
+# under the identity of the old.
+UNWALKED: Loaded = _Unwalked()
 
 
 def reloaded(loaded: Loaded) -> bool:
