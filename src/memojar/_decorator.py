@@ -33,6 +33,7 @@ from ._identity import (
     SIBLING,
     UNWALKED,
     Loaded,
+    changed_during_iteration,
     code_fingerprint,
     copy_dependencies,
     dependencies,
@@ -786,7 +787,9 @@ class _Memo:
             raise exc from None  # (not shown as raised while handling the other's)
         try:
             return make_key(values, self.seed ^ _OWN_SIGNATURE_SEED)
-        except Exception:
+        except Exception as exc:
+            if changed_during_iteration(exc):  # by another thread (``make_key``)
+                return self._keyed_again(values, self.seed ^ _OWN_SIGNATURE_SEED, exc)
             self.make_key(values)  # raises what these values raise, named (``make_key``)
             raise
 
@@ -802,7 +805,27 @@ class _Memo:
             if isinstance(exc, MemoryError) or (isinstance(exc, OSError)
                                                 and exc.errno is None):
                 raise  # out of memory, or the caller's signal handler (a TimeoutError)
+            if changed_during_iteration(exc):
+                return self._keyed_again(values, self.seed, exc)
             raise self._unpicklable(values, exc) from exc
+
+    def _keyed_again(self, values: _Args, seed: int, exc: BaseException) -> str:
+        """The key of arguments one of which another thread changed while it was read for
+        the key ("dictionary changed size during iteration"), made again as they are now.
+        Before, the call raised TypeError ("cannot be pickled ...; use ignore= or key=",
+        and ignore= would have given every value of it one result)."""
+        for _ in range(_KEY_TRIES):
+            try:
+                return make_key(values, seed)
+            except RuntimeError as again:
+                if not changed_during_iteration(again):
+                    raise
+                exc = again
+        qualname = getattr(self.target, "__qualname__", self.name)
+        raise RuntimeError(
+            f"an argument of {qualname} changed in another thread while its cache key was "
+            f"made, {_KEY_TRIES + 1} times running ({type(exc).__name__}: {exc}); change it "
+            "under a lock that the call also holds, or pass a copy") from exc
 
     def get(self, key: str, call: _Args | None = None) -> Any:
         """The stored value for ``key``, or MISSING. Never raises for a bad entry.
@@ -2318,6 +2341,10 @@ def _agrees_as_sent(sent: tuple[Any, ...], rows: tuple[tuple[str, str, str], ...
         return False
     made = set(rows)
     return all(tuple(row) in made or str(row[1]).startswith("__main__.") for row in sent)
+
+
+# Keys made again of arguments another thread changed as they were read (``_keyed_again``).
+_KEY_TRIES = 2
 
 
 # Salts the keys of calls bound by a decorator's own signature (``_Memo._own_key``).

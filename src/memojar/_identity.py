@@ -378,9 +378,16 @@ def _changed_meanwhile(exc: BaseException) -> None:
     nothing made of it is kept (``function_identity``, ``class_identity``). Before, the
     object counted by its type, silently: its state was missing from the identity (a later
     change of it returned the old value), and from what tells closures apart."""
-    if isinstance(exc, RuntimeError) and str(exc).endswith("during iteration"):
+    if changed_during_iteration(exc):
         _walk.changes = _changes() + 1
         _walk.change = f"{type(exc).__name__}: {exc}"
+
+
+def changed_during_iteration(exc: BaseException) -> bool:
+    """Whether ``exc`` is a table's, set's or deque's iteration meeting a change of it
+    ("dictionary changed size during iteration", "deque mutated during iteration"): by
+    another thread, while Python code ran between its items (pickling it, normalising it)."""
+    return isinstance(exc, RuntimeError) and str(exc).endswith("during iteration")
 
 
 def _changes() -> int:
