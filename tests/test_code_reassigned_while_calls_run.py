@@ -279,3 +279,63 @@ def test_a_value_of_a_decorators_defaults_reassigned_after_its_key_was_made_is_n
     assert f(3, verbose=True) == 30  # began with scale=1, ran with 10: not stored as 1's
     assert f(3, scale=1, verbose=True) == 3
     assert f(3, verbose=True) == 30
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_a_value_of_defaults_another_threads_call_renewed_after_its_key_was_made_is_not_stored(
+        tmp_path, memory):
+    """As above, and the other thread then called the function (its call renewed the
+    memo for the new default before this one's miss looked): the miss found nothing
+    reassigned since the renew, and stored ``1 + 2`` under the key of ``f(1, 1)``."""
+    func = _copy(_adding)
+    func.__defaults__ = (1,)
+    f = memojar.cached(cache_dir=tmp_path, memory=memory)(func)
+    store = f.__memojar__.store
+    read = store.read
+
+    def reassigned_and_called(name, key):
+        del store.read  # once
+
+        def other():
+            func.__defaults__ = (2,)
+            assert f(5) == 7  # renews the memo for y=2
+
+        thread = threading.Thread(target=other)
+        thread.start()  # another thread, after this call's key was made
+        thread.join(10)
+        return read(name, key)
+
+    store.read = reassigned_and_called
+    assert f(1) == 3  # began with y=1, ran with y=2: its value, not stored as y=1's
+    assert f(1, 1) == 2
+    assert f(1) == 3
+
+
+async def _aadding(x, y=1):
+    return x + y
+
+
+def test_an_async_value_of_defaults_another_threads_call_renewed_meanwhile_is_not_stored(
+        tmp_path):
+    """The same for a coroutine function (``_started``, not ``_compute``)."""
+    func = _copy(_aadding)
+    func.__defaults__ = (1,)
+    f = memojar.cached(cache_dir=tmp_path)(func)
+    store = f.__memojar__.store
+    read = store.read
+
+    def reassigned_and_called(name, key):
+        del store.read  # once
+
+        def other():
+            func.__defaults__ = (2,)
+            assert asyncio.run(f(5)) == 7  # renews the memo for y=2
+
+        thread = threading.Thread(target=other)
+        thread.start()  # another thread, after this call's key was made
+        thread.join(10)
+        return read(name, key)
+
+    store.read = reassigned_and_called
+    assert asyncio.run(f(1)) == 3
+    assert asyncio.run(f(1, 1)) == 2

@@ -399,6 +399,7 @@ class _Memo:
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
         self.renewals = 0  # renew()s so far: a fill that started before one holds nothing
+        self.rekeying = False  # defaults reassigned once: each miss checks its key then
         self.unmade = 0  # identities taken away so far (``_unmake``): see ``_MadeOnce``
         # In IPython, a cell that starts sets ``code`` to ``CELL_RAN`` (see ``renew``):
         self.made = _as_it_is(self.watched)  # what the binder and identity were made for
@@ -500,6 +501,8 @@ class _Memo:
                 self.recent.clear()
                 self.stamp = -1  # no fill started before holds its value; the next call
                 # finds the store's stamp differs and forgets (sets it back)
+        if now[1] is not self.made[1] or now[2] is not self.made[2]:
+            self.rekeying = True  # keys made before may be of the old ones (``_rekeyed``)
         self.made = now
         self.code, self.defaults, self.kwdefaults = now
         simple = self.simple  # the memory tier's (``_memory_wrapper``)
@@ -1321,13 +1324,13 @@ class _Memo:
             # made, in this cell: the value computed now is of the new ones
             self.renew()
             loaded = self.loaded()
-            rekeyed = self._rekeyed(key, args, kwargs)
+            rekey = True
         else:
-            rekeyed = False
+            rekey = self.rekeying
         began = time.perf_counter()
         code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
-        if rekeyed:  # not stored, as if reassigned while it ran (no code is None)
-            code = None
+        if rekey and self._rekeyed(key, args, kwargs):  # (after the code and defaults read)
+            code = None  # not stored, as if reassigned while it ran (no code is None)
         ident = self.ident
         if loaded is UNWALKED:  # read before the identity's walk, which noted them now
             loaded = self.loaded()
@@ -1689,12 +1692,15 @@ class _Memo:
             # made, in this cell: the value computed now is of the new ones
             self.renew()
             loaded = self.loaded()
-            if call is not None and self._rekeyed(key, *call):
-                # not stored, as if reassigned while it ran (no code is None)
-                return (time.perf_counter(), (None, None, None), self.ident, None, loaded,
-                        marked)
+            rekey = True
+        else:
+            rekey = self.rekeying
+        code = (self.code, self.defaults, self.kwdefaults)
+        if rekey and call is not None and self._rekeyed(key, *call):  # (after ``code``)
+            # not stored, as if reassigned while it ran (no code is None)
+            return (time.perf_counter(), (None, None, None), self.ident, None, loaded, marked)
         files = self._files_state(call) if self.files and call is not None else None
-        code, ident = (self.code, self.defaults, self.kwdefaults), self.ident
+        ident = self.ident
         if loaded is UNWALKED:  # read before the identity's walk (as in ``_compute``)
             loaded = self.loaded()
         return (time.perf_counter(), code, ident, files, loaded, marked)
@@ -1703,7 +1709,12 @@ class _Memo:
         """After a miss's ``renew``: whether the call's key is no longer ``key``. Defaults
         reassigned after its ``key_of`` applied them: the function runs with the new ones,
         and its value was stored under the key of the old (``f(1, 1)`` then got the value of
-        ``f(1)`` with ``y=2``). Its value is returned, not stored."""
+        ``f(1)`` with ``y=2``). Its value is returned, not stored.
+
+        Asked at every miss once the defaults were reassigned (``rekeying``), after the code
+        and defaults the miss stores for were read: another thread's call could renew the
+        memo between this call's ``key_of`` and its miss, which then found nothing changed,
+        and stored the new default's value under the old one's key (``f(1, 1)`` got 3)."""
         try:
             return self.key_of(args, kwargs) != key
         except Exception:  # noqa: BLE001 - no longer binds: not this value's key either
