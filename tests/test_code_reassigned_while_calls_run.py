@@ -234,6 +234,22 @@ def _adding(x, y=1):
     return x + y
 
 
+def _after_its_key(f, meanwhile):
+    """Once: ``meanwhile()`` runs in another thread after the next call's key was made
+    (as its entry is read), and that call goes on once the thread is done."""
+    store = f.__memojar__.store
+    read = store.read
+
+    def then_read(name, key):
+        del store.read  # once
+        thread = threading.Thread(target=meanwhile)
+        thread.start()
+        thread.join(10)
+        return read(name, key)
+
+    store.read = then_read
+
+
 def test_a_value_of_defaults_reassigned_after_its_key_was_made_is_not_stored(tmp_path):
     """A call whose key was made (its default applied) before another thread reassigned the
     function's defaults, and which then ran with the new default: its value was stored
@@ -241,17 +257,61 @@ def test_a_value_of_defaults_reassigned_after_its_key_was_made_is_not_stored(tmp
     func = _copy(_adding)
     func.__defaults__ = (1,)
     f = memojar.cached(cache_dir=tmp_path)(func)
-    store = f.__memojar__.store
-    read = store.read
-
-    def reassigned_meanwhile(name, key):
-        del store.read  # once
-        thread = threading.Thread(target=setattr, args=(func, "__defaults__", (2,)))
-        thread.start()  # another thread, after this call's key was made
-        thread.join(10)
-        return read(name, key)
-
-    store.read = reassigned_meanwhile
+    _after_its_key(f, lambda: setattr(func, "__defaults__", (2,)))
     assert f(1) == 3  # began with y=1, ran with y=2: its value, not stored as y=1's
     assert f(1, 1) == 2
     assert f(1) == 3
+
+
+def test_a_value_of_a_decorators_defaults_reassigned_after_its_key_was_made_is_not_stored(
+        tmp_path):
+    """A call bound by a decorator's own signature (``f(3, verbose=True)``: the wrapper's
+    ``scale=`` default applied to its key), whose wrapper's defaults another thread
+    reassigned after its key was made, and which then ran with the new default: its value
+    was stored under the key of the old one, and ``f(3, scale=1, verbose=True)`` got 30."""
+    f = memojar.cached(cache_dir=tmp_path)(_scaling(_plain))
+    _after_its_key(f, lambda: setattr(f.__wrapped__, "__defaults__", (10, False)))
+    assert f(3, verbose=True) == 30  # began with scale=1, ran with 10: not stored as 1's
+    assert f(3, scale=1, verbose=True) == 3
+    assert f(3, verbose=True) == 30
+
+
+def _reassigned_and_called(func, call):
+    """Another thread's work: ``func``'s default set to 2, then a call of the cached
+    function (``call``), which renews its memo for it."""
+
+    def other():
+        func.__defaults__ = (2,)
+        assert call(5) == 7
+
+    return other
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_a_value_of_defaults_another_threads_call_renewed_after_its_key_was_made_is_not_stored(
+        tmp_path, memory):
+    """As above, and the other thread then called the function (its call renewed the
+    memo for the new default before this one's miss looked): the miss found nothing
+    reassigned since the renew, and stored ``1 + 2`` under the key of ``f(1, 1)``."""
+    func = _copy(_adding)
+    func.__defaults__ = (1,)
+    f = memojar.cached(cache_dir=tmp_path, memory=memory)(func)
+    _after_its_key(f, _reassigned_and_called(func, f))
+    assert f(1) == 3  # began with y=1, ran with y=2: its value, not stored as y=1's
+    assert f(1, 1) == 2
+    assert f(1) == 3
+
+
+async def _aadding(x, y=1):
+    return x + y
+
+
+def test_an_async_value_of_defaults_another_threads_call_renewed_meanwhile_is_not_stored(
+        tmp_path):
+    """The same for a coroutine function (``_started``, not ``_compute``)."""
+    func = _copy(_aadding)
+    func.__defaults__ = (1,)
+    f = memojar.cached(cache_dir=tmp_path)(func)
+    _after_its_key(f, _reassigned_and_called(func, lambda x: asyncio.run(f(x))))
+    assert asyncio.run(f(1)) == 3
+    assert asyncio.run(f(1, 1)) == 2

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -346,6 +348,32 @@ def test_defaults_reassigned_under_another_decorator_bind_the_new_default(
     assert f.cache_key(2) == f.cache_key(2, 5)
 
 
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_a_decorators_own_defaults_reassigned_are_seen_by_the_calls_it_passes_on(
+    tmp_path: Path, memory: int | None
+) -> None:
+    """A wrapper of ``functools.wraps`` with parameters of its own (``scale=1``): ``f(2)``
+    binds by the wrapped function's signature, and runs with the wrapper's default.
+    Before, only the wrapped function's defaults were watched: after
+    ``f.__wrapped__.__defaults__ = (10,)`` f(2) kept returning the value of ``scale=1``."""
+    import functools
+
+    from memojar import cached
+
+    def double(x):
+        return x * 2
+
+    @functools.wraps(double)
+    def scaling(x, scale=1):
+        return double(x) * scale
+
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(scaling)
+    assert f(2) == f(2) == 4
+    scaling.__defaults__ = (10,)
+    assert f(2) == f(2) == 40  # before: 4
+    assert f(2, 1) == 4
+
+
 def test_defaults_given_to_a_function_without_any_make_the_short_call_bind(
     tmp_path: Path,
 ) -> None:
@@ -457,6 +485,45 @@ def test_a_helper_module_reloaded_after_the_first_call_never_stores_for_the_old_
     assert run_python(script, "plain", env=env).strip() == "[2, 4, 2]"  # before: [2, 20, 2]
 
 
+_RELOADED_MEANWHILE = '''
+import importlib, sys, threading
+sys.path.insert(0, {folder!r})
+from memojar import cached
+import relmod
+
+def edit_and_reload():
+    with open(relmod.__file__, "w") as fh:
+        fh.write(sys.argv[2])
+    importlib.invalidate_caches()
+    importlib.reload(relmod)
+
+@cached(cache_dir={cache!r})
+def f(x):
+    if sys.argv[1] == "reload":  # another thread reloads the edited helper meanwhile
+        thread = threading.Thread(target=edit_and_reload)
+        thread.start()
+        thread.join()
+    return relmod.scale(x)
+
+print(f(1))
+'''
+
+
+def test_a_helper_module_reloaded_during_the_first_call_never_stores_for_the_old_code(
+    tmp_path: Path,
+) -> None:
+    """Another thread reloads an edited helper module while the function's first call
+    runs: that call's identity was walked (the old helper) after it had looked for the
+    modules to watch (none yet), so the reload went unseen and the new code's value was
+    stored under the old code's identity: a process running the old code got it."""
+    (tmp_path / "relmod.py").write_text(_RELMOD.format(k=2))
+    script = _RELOADED_MEANWHILE.format(folder=str(tmp_path), cache=str(tmp_path / "c"))
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+
+    assert run_python(script, "reload", _RELMOD.format(k=10), env=env).strip() == "10"
+    (tmp_path / "relmod.py").write_text(_RELMOD.format(k=2))  # the edit undone
+    assert run_python(script, "plain", env=env).strip() == "2"  # before: 10
+
 _RELOADED_PIPELINE = """
 from memojar import cached
 K = {k}
@@ -516,3 +583,48 @@ def test_a_function_argument_whose_code_is_reassigned_is_another_key(tmp_path: P
     arg.__defaults__ = (7,)
     assert apply(arg, 2) == ("times", 14)
     assert len({before, apply.cache_key(arg, 2)}) == 2
+
+
+def test_a_global_deleted_by_another_thread_as_the_walk_reads_it_leaves_the_rest_tracked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A global of the function's module deleted by another thread between the walk's
+    look for it and its read (a ``del`` of a module's temporary): the KeyError ended the
+    walk, a warning said only its own code was tracked, and the identity left out its
+    helper (an edit of it returned the old value). The global is read once: absent, it
+    counts for nothing; the rest of the walk goes on."""
+    import importlib
+    import threading
+
+    from memojar import _identity
+
+    (tmp_path / "deleted_meanwhile.py").write_text(
+        "GONE = 1\n"
+        "def helper(x):\n"
+        "    return x\n"
+        "def f(x):\n"
+        "    return helper(x) + (GONE if 'GONE' in globals() else 0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("deleted_meanwhile")
+    walk, seen = _identity._walk_callable.__code__, []
+
+    def deleting(frame: Any, event: str, arg: Any) -> Any:
+        # the second line the walk runs with ``name`` bound to GONE: after its look
+        if event == "line" and frame.f_locals.get("name") == "GONE":
+            seen.append(frame.f_lineno)
+            if len(seen) == 2:
+                thread = threading.Thread(target=delattr, args=(module, "GONE"))
+                thread.start()  # another thread, between the look and the read
+                thread.join(10)
+        return deleting
+
+    def calls(frame: Any, event: str, arg: Any) -> Any:
+        return deleting if event == "call" and frame.f_code is walk else None
+
+    sys.settrace(calls)
+    try:
+        rows = _identity.dependencies(module.f)  # (the decorator's identity warned)
+    finally:
+        sys.settrace(None)
+    assert not hasattr(module, "GONE")
+    assert "deleted_meanwhile.helper" in [row[1] for row in rows]

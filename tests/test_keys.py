@@ -581,3 +581,31 @@ def test_a_module_function_with_a_partial_default_computes_once(tmp_path: Path) 
     assert calls == [1]
     assert explained.startswith("hit:")
     assert entries == 1
+
+
+def test_an_argument_changed_by_another_thread_while_keyed_is_keyed_again(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A table given as an argument, which another thread added to while its key was made
+    ("dictionary changed size during iteration"): the call raised TypeError, "the arguments
+    cannot be pickled ...; use ignore= or key=" (ignore= would have given every table one
+    value). It is keyed again, as it is then."""
+    import memojar._keys as keys
+
+    normalize, probe = keys.normalize, [0]
+    table: dict[str, Any] = {"probe": probe, "k": 1}
+    left = [1]
+
+    def changed_meanwhile(obj: Any) -> Any:
+        if obj is probe and left[0]:
+            left[0] -= 1
+            thread = threading.Thread(target=table.__setitem__, args=("late", 2))
+            thread.start()  # another thread, while the key iterates the table
+            thread.join(10)
+        return normalize(obj)
+
+    monkeypatch.setattr(keys, "normalize", changed_meanwhile)
+    f = cached(cache_dir=cache_dir)(lambda t: sorted(t))
+    assert f(table) == ["k", "late", "probe"]
+    assert f({"probe": [0], "k": 1, "late": 2}) == ["k", "late", "probe"]
+    assert f.cache_info()[:2] == (1, 1)

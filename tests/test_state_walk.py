@@ -225,3 +225,99 @@ def test_a_state_met_inside_a_state_leaves_the_outer_one_as_it_was(tmp_path: Pat
         "ITEMS = [WithConfig(), After()]\n")
     assert (run_python(NESTED, str(tmp_path), "first here")
             == run_python(NESTED, str(tmp_path), "met before"))
+
+
+def _changing_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+                    times: int) -> Any:
+    """A module of ``f`` reading ``TABLE``, whose state another thread adds a key to
+    while the identity's walk normalises it (``_keys.normalize``, at its ``probe``),
+    ``times`` times."""
+    import importlib
+    import threading
+
+    (tmp_path / f"{name}.py").write_text(
+        "TABLE = {'probe': [0], 'k': 1}\n"
+        "def f():\n"
+        "    return TABLE['k']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    normalize, left = _keys.normalize, [times]
+
+    def changed_meanwhile(obj: Any) -> Any:
+        if obj is module.TABLE["probe"] and left[0]:
+            left[0] -= 1
+            thread = threading.Thread(target=module.TABLE.__setitem__,
+                                      args=(f"late{left[0]}", 2))
+            thread.start()  # another thread, while the walk iterates the table
+            thread.join(10)
+        return normalize(obj)
+
+    monkeypatch.setattr(_keys, "normalize", changed_meanwhile)
+    return module
+
+
+def test_a_global_changed_by_another_thread_while_its_state_is_hashed_is_hashed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A global table that another thread added to while the identity's walk hashed it
+    ("dictionary changed size during iteration"): it counted by its type, silently, and
+    a later change of it did not change the identity (an old value returned). It is
+    hashed again, as it is then."""
+    import warnings
+
+    module = _changing_table(tmp_path, monkeypatch, "changing_once", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        raced = _identity.dependencies(module.f)
+    assert len(module.TABLE) == 3  # it was changed meanwhile
+    _identity.forget_dependencies(module.f)
+    assert _identity.dependencies(module.f) == raced  # as a walk of it as it is now
+
+
+def test_a_global_changing_at_each_walk_of_its_state_is_named_in_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A global that another thread changes at each try of the walk counts by its type,
+    and a warning names it (before: nothing said so)."""
+    from memojar import MemojarWarning
+
+    module = _changing_table(tmp_path, monkeypatch, "changing_always", 100)
+    with pytest.warns(MemojarWarning, match=r"changing_always\.TABLE .*changed size"):
+        _identity.dependencies(module.f)
+
+
+def test_closures_whose_tables_another_thread_changed_as_they_were_told_apart_keep_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two closures of one factory, told apart by the table each captures, which another
+    thread added to while it was hashed (``sibling_of``, at decoration): both counted by
+    their type, silently, shared their keys, and ``fb(1)`` returned ``fa(1)``'s value.
+    Each table is hashed again, as it is then."""
+    import threading
+
+    import memojar
+
+    normalize, probes = _keys.normalize, {}
+
+    def changed_meanwhile(obj: Any) -> Any:
+        table = probes.pop(id(obj), None)
+        if table is not None:
+            thread = threading.Thread(target=table.__setitem__, args=("late", 2))
+            thread.start()  # another thread, while the walk iterates the table
+            thread.join(10)
+        return normalize(obj)
+
+    def make(table: dict[str, Any]) -> Any:
+        def f(x: Any) -> Any:
+            return (table["k"], x)
+        return f
+
+    def probed(k: int) -> dict[str, Any]:
+        table: dict[str, Any] = {"probe": [0], "k": k}
+        probes[id(table["probe"])] = table
+        return table
+
+    monkeypatch.setattr(_keys, "normalize", changed_meanwhile)
+    cache = memojar.Cache(tmp_path / "c")
+    fa, fb = cache.cached(make(probed(1))), cache.cached(make(probed(2)))
+    assert (fa(1), fb(1)) == ((1, 1), (2, 1))

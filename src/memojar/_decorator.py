@@ -31,7 +31,9 @@ from ._entry import CLOCK_SKEW, Miss
 from ._errors import DEBUG, at_site, logger, one_line, user_site, warn
 from ._identity import (
     SIBLING,
+    UNWALKED,
     Loaded,
+    changed_during_iteration,
     code_fingerprint,
     copy_dependencies,
     dependencies,
@@ -397,6 +399,7 @@ class _Memo:
         self.stamp = 0  # the stamp when ``recent`` was filled
         self.holding = True  # False in a copy that could not map the stamp: hold nothing
         self.renewals = 0  # renew()s so far: a fill that started before one holds nothing
+        self.rekeying = False  # defaults reassigned once: each miss checks its key then
         self.unmade = 0  # identities taken away so far (``_unmake``): see ``_MadeOnce``
         # In IPython, a cell that starts sets ``code`` to ``CELL_RAN`` (see ``renew``):
         self.made = _as_it_is(self.watched)  # what the binder and identity were made for
@@ -498,6 +501,8 @@ class _Memo:
                 self.recent.clear()
                 self.stamp = -1  # no fill started before holds its value; the next call
                 # finds the store's stamp differs and forgets (sets it back)
+        if now[1] is not self.made[1] or now[2] is not self.made[2]:
+            self.rekeying = True  # keys made before may be of the old ones (``_rekeyed``)
         self.made = now
         self.code, self.defaults, self.kwdefaults = now
         simple = self.simple  # the memory tier's (``_memory_wrapper``)
@@ -683,8 +688,11 @@ class _Memo:
         """The modules its identity was read from, each with its spec then: a miss after one
         of them was reloaded (``importlib.reload``, ``_identity.reloaded``) makes the
         identity again. Kept by ``_identity``, not here: what a cached method's memo holds
-        is walked with its class."""
+        is walked with its class. ``UNWALKED`` if the identity was not made yet (its walk
+        notes them: ``_compute`` asks again)."""
         loaded = loaded_from(self.target, target=True)
+        if loaded is UNWALKED:
+            return loaded
         for item in self.depends_on[1]:
             loaded += loaded_from(item)
         return loaded
@@ -782,7 +790,9 @@ class _Memo:
             raise exc from None  # (not shown as raised while handling the other's)
         try:
             return make_key(values, self.seed ^ _OWN_SIGNATURE_SEED)
-        except Exception:
+        except Exception as exc:
+            if changed_during_iteration(exc):  # by another thread (``make_key``)
+                return self._keyed_again(values, self.seed ^ _OWN_SIGNATURE_SEED, exc)
             self.make_key(values)  # raises what these values raise, named (``make_key``)
             raise
 
@@ -798,7 +808,27 @@ class _Memo:
             if isinstance(exc, MemoryError) or (isinstance(exc, OSError)
                                                 and exc.errno is None):
                 raise  # out of memory, or the caller's signal handler (a TimeoutError)
+            if changed_during_iteration(exc):
+                return self._keyed_again(values, self.seed, exc)
             raise self._unpicklable(values, exc) from exc
+
+    def _keyed_again(self, values: _Args, seed: int, exc: BaseException) -> str:
+        """The key of arguments one of which another thread changed while it was read for
+        the key ("dictionary changed size during iteration"), made again as they are now.
+        Before, the call raised TypeError ("cannot be pickled ...; use ignore= or key=",
+        and ignore= would have given every value of it one result)."""
+        for _ in range(_KEY_TRIES):
+            try:
+                return make_key(values, seed)
+            except RuntimeError as again:
+                if not changed_during_iteration(again):
+                    raise
+                exc = again
+        qualname = getattr(self.target, "__qualname__", self.name)
+        raise RuntimeError(
+            f"an argument of {qualname} changed in another thread while its cache key was "
+            f"made, {_KEY_TRIES + 1} times running ({type(exc).__name__}: {exc}); change it "
+            "under a lock that the call also holds, or pass a copy") from exc
 
     def get(self, key: str, call: _Args | None = None) -> Any:
         """The stored value for ``key``, or MISSING. Never raises for a bad entry.
@@ -1294,14 +1324,16 @@ class _Memo:
             # made, in this cell: the value computed now is of the new ones
             self.renew()
             loaded = self.loaded()
-            rekeyed = self._rekeyed(key, args, kwargs)
+            rekey = True
         else:
-            rekeyed = False
+            rekey = self.rekeying
         began = time.perf_counter()
         code, defaults, kwdefaults = self.code, self.defaults, self.kwdefaults
-        if rekeyed:  # not stored, as if reassigned while it ran (no code is None)
-            code = None
+        if rekey and self._rekeyed(key, args, kwargs):  # (after the code and defaults read)
+            code = None  # not stored, as if reassigned while it ran (no code is None)
         ident = self.ident
+        if loaded is UNWALKED:  # read before the identity's walk, which noted them now
+            loaded = self.loaded()
         files = self._files_state((args, kwargs)) if self.files else None
         try:
             value = self.func(*args, **kwargs)
@@ -1660,19 +1692,29 @@ class _Memo:
             # made, in this cell: the value computed now is of the new ones
             self.renew()
             loaded = self.loaded()
-            if call is not None and self._rekeyed(key, *call):
-                # not stored, as if reassigned while it ran (no code is None)
-                return (time.perf_counter(), (None, None, None), self.ident, None, loaded,
-                        marked)
+            rekey = True
+        else:
+            rekey = self.rekeying
+        code = (self.code, self.defaults, self.kwdefaults)
+        if rekey and call is not None and self._rekeyed(key, *call):  # (after ``code``)
+            # not stored, as if reassigned while it ran (no code is None)
+            return (time.perf_counter(), (None, None, None), self.ident, None, loaded, marked)
         files = self._files_state(call) if self.files and call is not None else None
-        return (time.perf_counter(), (self.code, self.defaults, self.kwdefaults), self.ident,
-                files, loaded, marked)
+        ident = self.ident
+        if loaded is UNWALKED:  # read before the identity's walk (as in ``_compute``)
+            loaded = self.loaded()
+        return (time.perf_counter(), code, ident, files, loaded, marked)
 
     def _rekeyed(self, key: str, args: _Args, kwargs: dict[str, Any]) -> bool:
         """After a miss's ``renew``: whether the call's key is no longer ``key``. Defaults
         reassigned after its ``key_of`` applied them: the function runs with the new ones,
         and its value was stored under the key of the old (``f(1, 1)`` then got the value of
-        ``f(1)`` with ``y=2``). Its value is returned, not stored."""
+        ``f(1)`` with ``y=2``). Its value is returned, not stored.
+
+        Asked at every miss once the defaults were reassigned (``rekeying``), after the code
+        and defaults the miss stores for were read: another thread's call could renew the
+        memo between this call's ``key_of`` and its miss, which then found nothing changed,
+        and stored the new default's value under the old one's key (``f(1, 1)`` got 3)."""
         try:
             return self.key_of(args, kwargs) != key
         except Exception:  # noqa: BLE001 - no longer binds: not this value's key either
@@ -2225,12 +2267,23 @@ class _Wrapping:
     watches it: its own code, and the defaults of the function it wraps, which its binder
     applies (``inspect.signature`` follows ``__wrapped__``). Before, the wrapper's were
     watched, and ``f.__wrapped__.__wrapped__.__defaults__ = (2,)`` left ``f(1)`` keyed,
-    and answered, as ``f(1, 1)``."""
+    and answered, as ``f(1, 1)``.
 
-    __slots__ = ("inner", "outer")
+    And the wrapper's own defaults, where it has any (``def wrapper(x, scale=1)``): the
+    calls it passes on run with them, and the calls bound by its own signature are keyed
+    with them (``_own_binder``). ``__kwdefaults__`` is then the wrapped function's and the
+    wrapper's two together, the same object while none is reassigned (a pass-through
+    wrapper's stays the wrapped function's, usually None, which a hit does not read).
+    Before, the wrapper's were not watched: after ``wrapper.__defaults__ = (10,)`` f(2)
+    kept the value of ``scale=1``; and a call bound by the wrapper's signature, whose
+    defaults another thread reassigned between its key and its run, stored the new
+    default's value under the old one's key (its miss saw no change: ``_rekeyed``)."""
+
+    __slots__ = ("inner", "outer", "seen")
 
     def __init__(self, outer: FunctionType, inner: FunctionType) -> None:
         self.outer, self.inner = outer, inner
+        self.seen: tuple[Any, Any, Any] = (None, None, None)
 
     @property
     def __code__(self) -> Any:
@@ -2242,7 +2295,23 @@ class _Wrapping:
 
     @property
     def __kwdefaults__(self) -> Any:
-        return self.inner.__kwdefaults__
+        inner, outer = self.inner.__kwdefaults__, self.outer
+        own, kw = outer.__defaults__, outer.__kwdefaults__
+        if own is None and kw is None:  # a pass-through (``*args, **kwargs``): the usual,
+            return inner  # None, which the hit path then does not read (``key_of``)
+        seen = self.seen
+        if seen[0] is inner and seen[1] is own and seen[2] is kw:
+            return seen
+        with _SEEN_LOCK:  # one new object for all threads (two would renew once more)
+            seen = self.seen
+            if not (seen[0] is inner and seen[1] is own and seen[2] is kw):
+                self.seen = seen = (inner, own, kw)
+        return seen
+
+
+# Taken only when a wrapper's defaults were reassigned (``_Wrapping.__defaults__``);
+# reentrant: a signal handler calling the function may land while this thread holds it.
+_SEEN_LOCK = threading.RLock()
 
 
 def _unwatched() -> None:
@@ -2285,6 +2354,10 @@ def _agrees_as_sent(sent: tuple[Any, ...], rows: tuple[tuple[str, str, str], ...
         return False
     made = set(rows)
     return all(tuple(row) in made or str(row[1]).startswith("__main__.") for row in sent)
+
+
+# Keys made again of arguments another thread changed as they were read (``_keyed_again``).
+_KEY_TRIES = 2
 
 
 # Salts the keys of calls bound by a decorator's own signature (``_Memo._own_key``).
@@ -2540,6 +2613,8 @@ _FIXED = frozenset({int, float, complex, bool, str, bytes, type(None), type(...)
 def _fixed_defaults(func: Any) -> bool:
     """Whether the defaults of ``func`` (positional and keyword-only) cannot change in
     place (see ``_fixed``); True for a callable that is no plain function."""
+    if type(func) is _Wrapping:  # the wrapped function's, which bind the usual call
+        func = func.inner
     defaults = getattr(func, "__defaults__", None) or ()
     kwdefaults = getattr(func, "__kwdefaults__", None) or {}
     return all(_fixed(value) for value in (*defaults, *kwdefaults.values()))

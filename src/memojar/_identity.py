@@ -44,7 +44,7 @@ from types import (
     ModuleType,
     WrapperDescriptorType,
 )
-from typing import Any
+from typing import Any, TypeVar
 
 import xxhash
 
@@ -188,8 +188,10 @@ def sibling_of(func: Callable[..., Any]) -> str:
     """
     if not ambiguous(function_name(func)):
         return ""
+    target = split(func)[0]
     try:
-        return _sibling_of(split(func)[0])
+        return _walked(lambda: _sibling_of(target),
+                       f"telling {function_name(func)} apart from its siblings")
     except Exception:  # noqa: BLE001 - decorating must not fail for a fingerprint (as
         return "0" * 32  # ``ident``): siblings then share keys, as before, never a value
 
@@ -364,7 +366,43 @@ def _changes_in_place(instructions: list[dis.Instruction], at: int, chained: boo
 # (``_accumulators``), one too large to hash (``state_key``) or that
 # cannot be pickled (a lock, a connection) still counts by type.
 # ``_walk.met``: the objects a global's digest met (``_walk_object``, ``met``).
+# ``_walk.changes``: the tables and sets this thread's walks met changed by another thread
+# (``_changed_meanwhile``), and ``_walk.named`` the globals they were in (``_named``).
 _walk = threading.local()
+
+
+def _changed_meanwhile(exc: BaseException) -> None:
+    """Note ``exc`` if it is a table's or set's iteration meeting another thread's change of
+    it ("dictionary changed size during iteration": the walk runs Python code between its
+    items, where another thread may run), so that the walk is made again (``_walked``) and
+    nothing made of it is kept (``function_identity``, ``class_identity``). Before, the
+    object counted by its type, silently: its state was missing from the identity (a later
+    change of it returned the old value), and from what tells closures apart."""
+    if changed_during_iteration(exc):
+        _walk.changes = _changes() + 1
+        _walk.change = f"{type(exc).__name__}: {exc}"
+
+
+def changed_during_iteration(exc: BaseException) -> bool:
+    """Whether ``exc`` is a table's, set's or deque's iteration meeting a change of it
+    ("dictionary changed size during iteration", "deque mutated during iteration"): by
+    another thread, while Python code ran between its items (pickling it, normalising it)."""
+    return isinstance(exc, RuntimeError) and str(exc).endswith("during iteration")
+
+
+def _changes() -> int:
+    """How many changes by another thread this thread's walks met (``_changed_meanwhile``)."""
+    return getattr(_walk, "changes", 0)
+
+
+def _named() -> list[str]:
+    """The globals of those changes, innermost first (``_walk_value``; ``_walk.named_at``:
+    the count of changes when the last was named)."""
+    try:
+        found: list[str] = _walk.named
+    except AttributeError:
+        found = _walk.named = []
+    return found
 
 
 def unfilled(func: Callable[..., Any]) -> bool:
@@ -461,7 +499,8 @@ def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
     raise it."""
     try:
         return _shape_of(value, seen, by_state)
-    except Exception:  # noqa: BLE001 - whatever the object raised
+    except Exception as exc:  # noqa: BLE001 - whatever the object raised
+        _changed_meanwhile(exc)
         return _type_shape(value)
 
 
@@ -587,8 +626,9 @@ def _state_shape(value: Any) -> Any:
         key = state_key(value)
     except (KeyboardInterrupt, SystemExit):  # the user's, not the value's
         raise
-    except BaseException:  # noqa: BLE001 - whatever the value's pickling raised (a library's
-        key = None  # own BaseException too: gevent, pytest): count it by its type
+    except BaseException as exc:  # noqa: BLE001 - whatever the value's pickling raised (a
+        _changed_meanwhile(exc)  # library's own BaseException too: gevent, pytest): count it
+        key = None  # by its type (changed by another thread meanwhile: walked again)
     if key is None:
         return _type_shape(value)
     orders = _dict_orders(value)
@@ -655,6 +695,7 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
         return found[3]
     if not is_user_module(getattr(func, "__module__", None)):
         return None
+    changes = _changes()
     ident = (function_name(func), code_fingerprint(func))
     if func.__closure__:
         # What a closure captures, by state (the fingerprint counts a captured list, dict or
@@ -669,7 +710,8 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
             ident = (ident[0], ident[1] + captured_digest(func))
         finally:
             capturing.discard(id(func))
-    _function_ids[func] = (code, defaults, kwdefaults, ident)
+    if _changes() == changes:  # else made of what another thread changed: not kept
+        _function_ids[func] = (code, defaults, kwdefaults, ident)
     return ident
 
 
@@ -771,11 +813,13 @@ def class_identity(cls: type) -> tuple[str, str] | None:
             return known[0]
     found = None
     members = None
+    changes = _changes()
     if is_user_module(cls.__module__):
         members = _resent_members(cls)
         shape = class_shape(cls, set())
         found = (function_name(cls), xxhash.xxh3_64_hexdigest(repr(shape).encode()))
-    _class_ids[cls] = (found, members)
+    if _changes() == changes:  # else made of what another thread changed: not kept
+        _class_ids[cls] = (found, members)
     return found
 
 
@@ -1268,12 +1312,26 @@ def _read(namespace: dict[str, Any]) -> None:
 
 def loaded_from(func: Any, target: bool = False) -> Loaded:
     """The module namespaces ``dependencies(func)`` (or ``copy_dependencies``) last read,
-    each with its ``__spec__`` then; empty if not known. ``target``: ``func`` is the callable
-    that runs already (``split``'s first), as a memo's ``target``: a miss splits nothing."""
+    each with its ``__spec__`` then; empty if not known (``UNWALKED`` if not walked yet).
+    ``target``: ``func`` is the callable that runs already (``split``'s first), as a memo's
+    ``target``: a miss splits nothing."""
     try:
-        return _loaded_of.get(func if target else split(func)[0], ())
+        return _loaded_of.get(func if target else split(func)[0], UNWALKED)
     except TypeError:
         return ()
+
+
+class _Unwalked(tuple[tuple[dict[str, Any], Any], ...]):
+    """An empty ``Loaded`` that is not ``()``: ``loaded_from`` of a function not walked yet."""
+
+    __slots__ = ()
+
+
+# A miss that read it before its identity was made (the first call, or the first after a
+# ``renew``) reads the modules again once the identity is made (``_Memo._compute``): else a
+# reload by another thread while it ran went unseen, and the new code's value was stored
+# under the identity of the old.
+UNWALKED: Loaded = _Unwalked()
 
 
 def reloaded(loaded: Loaded) -> bool:
@@ -1287,8 +1345,38 @@ def reloaded(loaded: Loaded) -> bool:
     return False
 
 
+_TRIES = 3  # walks met by other threads' changes before ``_walked`` warns
+_T = TypeVar("_T")
+
+
 def _walk_dependencies(target: Any) -> tuple[tuple[str, str, str], ...]:
-    return _finished(target, _walk_rows(target))
+    return _walked(lambda: _finished(target, _walk_rows(target)),
+                   f"the identity of {function_name(target)}")
+
+
+def _walked(walk: Callable[[], _T], purpose: str) -> _T:
+    """``walk()``, made again while it meets a table or set that another thread changed as
+    it was read (``_changed_meanwhile``): then counted by its type. After ``_TRIES`` such
+    walks, a warning names the globals (before: nothing said so, and a later change of one
+    returned the old value)."""
+    named = len(_named())
+    try:
+        for _ in range(_TRIES):
+            changes = _changes()
+            found = walk()
+            if _changes() == changes:
+                return found
+        changed = ", ".join(dict.fromkeys(_named()[named:])) or (
+            "what it captures or its defaults")
+        from memojar._errors import warn  # (this module imports none of memojar's)
+
+        warn(f"{changed} changed in another thread while memojar hashed it for {purpose} "
+             f"({getattr(_walk, 'change', '')}), {_TRIES} times running: it counts by its "
+             "type, so a later change of it is not seen; change it before the function "
+             "is decorated and first called, or not while that runs")
+        return found
+    finally:
+        del _named()[named:]
 
 
 # The globals (``module.name``, ``module.Class.name``) that the functions walked change in
@@ -1559,8 +1647,10 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
             if where is not None:
                 accumulated.add(where)
     for name in sorted(names):
-        if name in namespace and name not in _MODULE_METADATA:
-            value = namespace[name]
+        # read once: a global another thread deletes between a look and a read raised
+        # KeyError, which ended the walk (only the function's own code was tracked)
+        value = namespace.get(name, _ABSENT)
+        if value is not _ABSENT and name not in _MODULE_METADATA:
             if name == "__name__" and value == "__mp_main__":
                 value = "__main__"
             _walk_value(value, f"{module}.{name}", rows, seen, names)
@@ -1638,17 +1728,19 @@ def _where_of(name: str, namespace: dict[str, Any], module: str) -> str | None:
     ``name`` (``LOG``, ``helpers.LOG``, ``Model.instances``) read in ``namespace`` has,
     through modules and classes; None for anything else."""
     first, *rest = name.split(".")
-    if first not in namespace:
+    value = namespace.get(first, _ABSENT)  # each read once (as ``_walk_callable``)
+    if value is _ABSENT:
         return None
-    where, value = f"{module}.{first}", namespace[first]
+    where = f"{module}.{first}"
     for part in rest:
         if isinstance(value, ModuleType):
             where, value = f"{value.__name__}.{part}", vars(value).get(part, _ABSENT)
         elif isinstance(value, type):
-            owner = next((k for k in value.__mro__ if part in vars(k)), None)
+            owner, value = next(((k, found) for k in value.__mro__ if (
+                found := vars(k).get(part, _ABSENT)) is not _ABSENT), (None, None))
             if owner is None:
                 return None
-            where, value = f"{function_name(owner)}.{part}", vars(owner)[part]
+            where = f"{function_name(owner)}.{part}"
         else:
             return None
     return where
@@ -1681,13 +1773,19 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     A global that raises when looked at (a context proxy, ``flask.current_app`` outside its
     context, raises at any attribute, ``__class__`` for ``isinstance`` too) counts by its
     type: the rest of the walk goes on (it stopped, and the function's helpers went
-    untracked)."""
+    untracked). One that another thread changed meanwhile is named (the innermost such
+    global) for the warning of a walk made again in vain (``_walked``)."""
+    changes = getattr(_walk, "changes", 0)  # (``_changes``, inline: once a global)
     try:
         _walk_global(value, where, rows, seen, names)
-    except Exception:  # noqa: BLE001 - whatever the object raised
+    except Exception as exc:  # noqa: BLE001 - whatever the object raised
+        _changed_meanwhile(exc)
         if is_user_module(where.rpartition(".")[0]):
             shape = _type_shape(value)
             _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
+    if getattr(_walk, "changes", 0) != changes and getattr(_walk, "named_at", -1) <= changes:
+        _named().append(where)  # none inside it was named: the innermost
+        _walk.named_at = _changes()
 
 
 def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
@@ -1765,8 +1863,9 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         if record is not None:
             record.lookups(namespace, names)
         for name in sorted(names):
-            if name in namespace:
-                _walk_value(namespace[name], f"{value.__name__}.{name}", rows, seen, names)
+            found = namespace.get(name, _ABSENT)  # read once (as ``_walk_callable``)
+            if found is not _ABSENT:
+                _walk_value(found, f"{value.__name__}.{name}", rows, seen, names)
         seen.discard(id(value))  # another function may reach other names of it
     elif isinstance(value, _MUTABLE) and where in (_accumulated.get() or ()):
         # an accumulator of the functions walked: by its type, and the functions and
@@ -1863,6 +1962,7 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     record = _recording.get()
     found = record.state_of(value) if record is not None else None
     if found is None:
+        changes = _changes()
         held: dict[int, Any] = {}  # each function and class whose code the digest counts
         previous, _walk.met = getattr(_walk, "met", None), held
         try:
@@ -1873,7 +1973,7 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         finally:
             _walk.met = previous
         found = (xxhash.xxh3_64_hexdigest(repr(shape).encode()), tuple(held.values()))
-        if record is not None and data:
+        if record is not None and data and _changes() == changes:  # (else: walked again)
             record.states[id(value)] = (_hold(value), *found)
     digest, counted = found
     _add(rows, ("constant", where, digest))
@@ -1991,7 +2091,8 @@ def _children(item: Any, whole: bool = False) -> list[Any]:
                 if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
                     found.append(getattr(item, name, None))
         return found
-    except Exception:  # noqa: BLE001 - whatever the object raised: nothing more of it
+    except Exception as exc:  # noqa: BLE001 - whatever the object raised: nothing more of it
+        _changed_meanwhile(exc)
         return []
 
 
