@@ -1443,11 +1443,12 @@ class FileStore(Store):
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
                     recount: dict[str, tuple[int, int]] | None = None,
-                    merge: tuple[str, str] | None = None, listed_from: int = 0) -> None:
+                    merge: tuple[str, str] | None = None,
+                    listed_from: int | None = None) -> None:
         """Add hits, misses and time saved per function, and this process's entry count
         changes, to the stats file, under its lock. ``recount``: exact counts of function
         directories (from a listing begun when the file's merge number was
-        ``listed_from``), replacing what was kept. ``merge``: (writer, id), written in the
+        ``listed_from``, if given), replacing what was kept. ``merge``: (writer, id), written in the
         same file as the counts (``merged`` reads it back).
 
         Changes and listings meet by the file's merge number (``merges``, one more each
@@ -1510,7 +1511,7 @@ class FileStore(Store):
                     else:
                         counts[fdir] = now
             for fdir, exact in (recount or {}).items():
-                if changed.get(fdir, 0) <= listed_from:
+                if listed_from is None or changed.get(fdir, 0) <= listed_from:
                     counts[fdir] = list(exact)
                     listed[fdir] = merges
             if merge is not None:
@@ -1630,9 +1631,9 @@ class FileStore(Store):
         changed before it is in the listing)."""
         self.path(function, "")
         fdir = os.path.basename(self._dirs[function])
-        since = self._listing_from.pop(fdir, None)
-        if fdir in self._unseen or since is None:  # a partial count; or one not known to
-            return                                # be a listing made after ``counted``
+        since = self._listing_from.pop(fdir, None)  # (None: a count given as exact)
+        if fdir in self._unseen:  # a listing that could not see all: a partial count
+            return
         with self._tallied.lock:
             self._tallied.added_up().pop(fdir, None)
         self.merge_stats({}, {fdir: (entries, size)}, listed_from=since)
@@ -2582,6 +2583,7 @@ def _create_new(path: str, made: list[str] | None = None,
 
 _PID = [os.getpid()]  # this process's pid, without a system call per write
 _START = [int(_started(_PID[0]) or 0)]  # its start (``_started``), 0 if not known
+_LEFT: dict[str, dict[str, list[int]]] = {}  # root -> changes of dropped tallies, by folder
 
 
 class _Tally:
@@ -2631,15 +2633,17 @@ class _Tally:
         """Whether changes are noted that no merge took yet."""
         return bool(self.deltas) or any(row != [0, 0] for row in self.counts.values())
 
-    def __del__(self) -> None:
+    def __del__(self, _pid: list[int] = _PID,
+                _left: dict[str, dict[str, list[int]]] = _LEFT) -> None:
         """A tally dropped with changes not merged (every store of its cache dropped
         before a merge: a ``Cache`` made in a function that returned) leaves them to the
         process's next tally of the cache (``_tally_of``), which merges them. Before, they
         were lost: that function's ``cache_info()`` said too few entries in every process,
         for good. Left there at the exit, the process's writer file stays, so that the next
         reader lists the folders again."""
-        if self.pid == _PID[0] and self.unmerged():
-            left = _LEFT.setdefault(self.root, {})
+        # (the module's names as defaults: it may be torn down before the last tally)
+        if self.pid == _pid[0] and self.unmerged():
+            left = _left.setdefault(self.root, {})
             for fdir, (entries, size) in self.added_up().items():
                 row = left.setdefault(fdir, [0, 0])
                 row[0] += entries
@@ -2676,7 +2680,6 @@ _WRITERS = ".writers"
 # makes but the statistics'), is judged by its process where that is of this machine.
 _WRITER = re.compile(r"(?P<machine>[0-9a-f]{6})-(?P<pid>[0-9]+)-(?P<start>[0-9]+)-[0-9a-f]{16}")
 _ENLISTED: dict[str, tuple[int, str]] = {}  # root -> this process's file: its fd and name
-_LEFT: dict[str, dict[str, list[int]]] = {}  # root -> changes of dropped tallies, by folder
 _ENLIST_TRIES = 3
 
 
