@@ -1470,14 +1470,18 @@ class FileStore(Store):
         lock: Any = None
         before: tuple[int, int] | bool | None = False  # False: not looked at, not written
         try:
-            with tallied.lock:
-                tally, tallied.counts = tallied.added_up(), {}
             if self._anothers():  # its own calls are not that user's statistics
                 functions, merge = {}, None
-            if not (functions or recount or any(t != [0, 0] for t in tally.values())):
-                return
+            with tallied.lock:
+                if not (functions or recount or tallied.unmerged()):
+                    return
             _no_links(self.root)
             lock = self._stats_lock()
+            # The changes are taken under the file's lock: every listing recorded before has
+            # a lower merge number than this merge's (``since`` from here), and every change
+            # noted after them was made after those listings.
+            with tallied.lock:
+                tally, tallied.counts = tallied.added_up(), {}
             before = _identity(path)  # under the lock: only this merge replaces the file
             data = self.read_stats()
             kept = data.setdefault("functions", {})
