@@ -1092,3 +1092,204 @@ def test_the_tallies_of_functions_dropped_before_any_call_are_let_go(tmp_path: P
     gc.collect()
     cache.flush_stats()
     assert cache._tallies == []
+
+
+KILLED_AFTER = """
+    import os, sys, time
+    sys.path.insert(0, {tests!r})
+    import memojar, test_statistics as t
+
+    f = memojar.Cache(os.environ["CACHE"]).cached(t.double)
+    {job}
+    print("done", flush=True)
+    time.sleep(600)
+"""
+
+
+def _killed_after(cache_dir: Path, job: str) -> None:
+    """``job`` (with ``f`` the cache's ``double``) in a new process, killed with SIGKILL
+    once it is done: nothing it counted since its start is merged (one merge in 5 s)."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KILLED_AFTER).format(
+            tests=str(Path(__file__).parent), job=job)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "CACHE": str(cache_dir)})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "done\n"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=TIMEOUT)
+
+
+def _listed(cache_dir: Path) -> tuple[int, int]:
+    """The entries and bytes of ``double``'s folder, counted from a listing."""
+    files = list(cache_dir.glob(f"{__name__}.double*/*/*.pkl"))
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def _counted_in_a_new_process(cache_dir: Path) -> tuple[int, int]:
+    out = run(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import memojar, test_statistics as t
+        info = memojar.Cache(os.environ["CACHE"]).cached(t.double).cache_info()
+        print(info.entries, info.bytes)
+    """, cache_dir)
+    entries, size = map(int, out.split())
+    return entries, size
+
+
+def test_entries_written_by_a_process_killed_before_it_merged_them_are_counted(
+        tmp_path: Path) -> None:
+    """A process killed (SIGKILL, the OOM killer, a spawn pool's ``terminate()``) before
+    it merged its entries' counts into the statistics file: before, ``cache_info()`` of
+    every process said the count kept before it (1 entry of 6) until a ``prune``. Each
+    writing process registers itself (a file it holds locked while it lives): a count read
+    finds it dead, and the folder is listed again; its file goes."""
+    cache_dir = tmp_path / "c"
+    f = Cache(cache_dir).cached(double)
+    f(0)
+    assert (f.cache_info().entries, f.cache_info().bytes) == _listed(cache_dir)  # kept
+    _killed_after(cache_dir, "for x in range(1, 6): f(x)")
+    listed = _listed(cache_dir)
+    assert listed[0] == 6
+    assert (f.cache_info().entries, f.cache_info().bytes) == listed
+    assert _counted_in_a_new_process(cache_dir) == listed
+    # the dead one's file went; this process's stays while it lives
+    assert [name.split("-")[1] for name in os.listdir(cache_dir / ".writers")] == [
+        str(os.getpid())]
+
+
+def test_entries_removed_by_a_process_killed_before_it_merged_them_are_not_counted(
+        tmp_path: Path) -> None:
+    """The same for removals (``cache_delete``): before, the count stayed too high."""
+    cache_dir = tmp_path / "c"
+    f = Cache(cache_dir).cached(double)
+    for x in range(4):
+        f(x)
+    assert f.cache_info().entries == 4
+    _killed_after(cache_dir, "assert f.cache_delete(0) and f.cache_delete(1)")
+    assert _listed(cache_dir)[0] == 2
+    assert (f.cache_info().entries, f.cache_info().bytes) == _listed(cache_dir)
+
+
+def test_entries_written_by_a_forked_child_killed_before_it_merged_them_are_counted(
+        tmp_path: Path) -> None:
+    """A forked child registers itself (its parent's file stays the parent's): killed,
+    its writes are counted by the parent, which lives on."""
+    out = run(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import memojar, test_statistics as t
+
+        f = memojar.Cache(os.environ["CACHE"]).cached(t.double)
+        f(0)
+        print(f.cache_info().entries)
+        pid = os.fork()
+        if pid == 0:
+            for x in range(1, 4):
+                f(x)
+            os.kill(os.getpid(), signal.SIGKILL)
+        assert os.waitpid(pid, 0)[1] == signal.SIGKILL
+        f(4)
+        print(f.cache_info().entries)
+    """, tmp_path / "c")
+    assert out.split() == ["1", "5"]
+    assert _listed(tmp_path / "c")[0] == 5
+
+
+def test_entries_of_a_cache_dropped_before_its_merge_are_counted(tmp_path: Path) -> None:
+    """A ``Cache`` made in a function that returned before its counts were merged: its
+    entries' changes went with its store. Before, ``cache_info()`` said 1 entry of 3 in
+    every process for good; its changes now go to the process's next store of the cache,
+    and, at its exit, are listed again by the next reader."""
+    out = run(f"""
+        import gc, os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import memojar, test_statistics as t
+
+        def job(*xs):
+            f = memojar.Cache(os.environ["CACHE"]).cached(t.double)
+            for x in xs:
+                f(x)
+            return f.cache_info().entries
+
+        print(job(0))
+        gc.collect()
+        job(1)
+        gc.collect()
+        print(job())
+        job(2)
+        gc.collect()
+    """, tmp_path / "c")
+    assert out.split() == ["1", "2"]
+    assert _counted_in_a_new_process(tmp_path / "c") == _listed(tmp_path / "c")
+    assert _listed(tmp_path / "c")[0] == 3
+
+
+WRITES_THEN_MERGES = """
+    import os, sys
+    sys.path.insert(0, {tests!r})
+    import memojar, test_statistics as t
+
+    cache = memojar.Cache(os.environ["CACHE"])
+    f = cache.cached(t.double)
+    for x in {xs!r}:
+        f(x)
+    print("written", flush=True)
+    sys.stdin.readline()
+    cache.flush_stats()
+"""
+
+
+def test_a_count_listed_while_another_process_wrote_is_not_added_its_writes_again(
+        tmp_path: Path) -> None:
+    """A listing made while another process had written entries it had not merged yet:
+    its later merge added them to the listing's count, which held them already (before:
+    7 entries of 4, for good). Its changes now meet the listing by the statistics file's
+    merge number: the count is dropped, and the next look lists again."""
+    cache_dir = tmp_path / "c"
+    f = Cache(cache_dir).cached(double)
+    f(0)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(WRITES_THEN_MERGES).format(
+            tests=str(Path(__file__).parent), xs=[1, 2, 3])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "CACHE": str(cache_dir)})
+    assert writer.stdout is not None and writer.stdout.readline() == "written\n"
+    assert f.cache_info().entries == 4  # listed (the count kept from here, before)
+    writer.communicate("\n", timeout=TIMEOUT)  # its merge of +3
+    assert writer.returncode == 0
+    assert (f.cache_info().entries, f.cache_info().bytes) == _listed(cache_dir)
+    # its writer file went at its exit, which merged all: no process lists for it
+    assert [name.split("-")[1] for name in os.listdir(cache_dir / ".writers")] == [
+        str(os.getpid())]
+
+
+def test_a_listing_another_process_merged_writes_into_meanwhile_is_not_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process wrote and merged between the start of a listing, which missed its entry,
+    and the recording of the listing's count: before, the count stayed one short for good
+    (its merge had gone to no count, the listing then recorded without it)."""
+    from memojar import _filestore
+
+    cache_dir = tmp_path / "c"
+    f = Cache(cache_dir).cached(double)
+    f(0)
+    scan = _filestore.FileStore.scan
+
+    def then_another_writes(self: Any, *args: Any, **kwargs: Any) -> Any:
+        yield from scan(self, *args, **kwargs)
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(WRITES_THEN_MERGES).format(
+                tests=str(Path(__file__).parent), xs=[1])],
+            input="\n", capture_output=True, text=True, timeout=TIMEOUT,
+            env={**os.environ, "CACHE": str(cache_dir)})
+        assert done.returncode == 0, done.stderr
+
+    monkeypatch.setattr(_filestore.FileStore, "scan", then_another_writes)
+    assert f.cache_info().entries == 1  # the listing, made before the other's write
+    monkeypatch.undo()
+    assert (f.cache_info().entries, f.cache_info().bytes) == _listed(cache_dir)
+    assert _listed(cache_dir)[0] == 2

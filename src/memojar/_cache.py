@@ -1469,6 +1469,9 @@ class _Flusher:
 
     def at_exit(self) -> None:
         self.merge_all(at_exit=True)
+        filestore = sys.modules.get(f"{__package__}._filestore")  # (imported when used)
+        if filestore is not None:
+            filestore.withdraw()  # its writer files: what they changed is merged
 
 
 def _wait_for_the_system_thread(thread: threading.Thread) -> None:

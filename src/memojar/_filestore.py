@@ -365,6 +365,13 @@ def _sane_stats(data: Any) -> dict[str, Any]:
             fdir: row for fdir, row in (counts.items() if isinstance(counts, dict) else ())
             if isinstance(row, list) and len(row) == 2 and _count(row[0]) and _count(row[1])
         }
+    if "merges" in data and not _count(data["merges"]):
+        data["merges"] = 0
+    for key in ("listed", "changed"):  # folder -> a merge number
+        if key in data:
+            kept = data[key]
+            data[key] = {fdir: at for fdir, at in (kept.items() if isinstance(kept, dict)
+                                                   else ()) if _count(at)}
     return data
 
 
@@ -458,6 +465,10 @@ class FileStore(Store):
         self._tmpfile = _TMPFILE  # unnamed temporary files work here (until one fails)
         self._truncate_grows = True  # ftruncate extends a file here (until it refuses)
         self._recounted = False  # the ledger is recounted once per process before trusting it
+        # Function folder -> the stats file's merge number when ``counted`` found no count
+        # (the listing that follows is recorded by ``recount`` only if no merged change
+        # of the folder came since)
+        self._listing_from: dict[str, int] = {}
         self._census_whole = True  # the last census saw the size of every file it listed
         # Entries and bytes this process added or removed, not yet merged into the stats
         # file: one tally for every store of this folder in the process (``_Tally``).
@@ -492,7 +503,7 @@ class FileStore(Store):
         # that user may
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._root_writable = False
-        self._unseen, self._stamp_why = set(), None
+        self._unseen, self._stamp_why, self._listing_from = set(), None, {}
 
     def close(self) -> None:
         """Close the folders this process opened (a later call opens them again)."""
@@ -713,6 +724,8 @@ class FileStore(Store):
         shard, name = key[:2], f"{key}{SUFFIX}"
         at = [self._open_shard(function, shard)]  # another if the shard is made again
         try:
+            if self._tallied.writer != _PID[0]:  # registered before the entry is there
+                self._tallied.enlist(self)
             self._write_at(function, shard, name, at, views, size)
         finally:
             os.close(at[0])
@@ -797,6 +810,9 @@ class FileStore(Store):
         name = f"{key}{SUFFIX}"
         folder = self._folder(function)
         size = sum(map(len, chunks))  # bytes, or byte views (``Store.write``)
+        tallied = self._tallied  # (``_count``'s test, before the entry is there)
+        if tallied.writer != _PID[0]:
+            tallied.enlist(self)
         for _ in _TRIES:
             try:  # ``_shard_in``'s usual case, inline (a frame less a miss)
                 sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
@@ -839,9 +855,6 @@ class FileStore(Store):
             if replaced:  # memory tiers holding the old value forget it (see ``_write_at``)
                 self._bump(folder.name)
             # ``_count``, inline (a frame less a miss): keep the two alike
-            tallied = self._tallied
-            if tallied.pid != _PID[0]:
-                tallied.forked()
             deltas = tallied.deltas
             deltas.append((folder.name, 0 if replaced else 1, size - replaced))
             if len(deltas) > _DELTAS_KEPT:
@@ -1399,8 +1412,8 @@ class FileStore(Store):
         """Note a write's change of ``fdir``'s entries and bytes (inline in ``_link_new``:
         keep the two alike)."""
         tallied = self._tallied
-        if tallied.pid != _PID[0]:
-            tallied.forked()
+        if tallied.writer != _PID[0]:  # (the writes test before: see ``enlist``)
+            tallied.enlist(self)
         deltas = tallied.deltas
         deltas.append((fdir, entries, size))
         if len(deltas) > _DELTAS_KEPT:  # merged every few seconds; a store alone is not
@@ -1430,11 +1443,20 @@ class FileStore(Store):
 
     def merge_stats(self, functions: dict[str, tuple[int, int, float]],
                     recount: dict[str, tuple[int, int]] | None = None,
-                    merge: tuple[str, str] | None = None) -> None:
+                    merge: tuple[str, str] | None = None,
+                    listed_from: int | None = None) -> None:
         """Add hits, misses and time saved per function, and this process's entry count
         changes, to the stats file, under its lock. ``recount``: exact counts of function
-        directories (from a listing), replacing what was kept. ``merge``: (writer, id),
-        written in the same file as the counts (``merged`` reads it back).
+        directories (from a listing begun when the file's merge number was
+        ``listed_from``, if given), replacing what was kept. ``merge``: (writer, id), written in the
+        same file as the counts (``merged`` reads it back).
+
+        Changes and listings meet by the file's merge number (``merges``, one more each
+        write): a process's changes merged after a listing began may be in it or not (the
+        listing is not recorded: the next look lists again), and a listing recorded since
+        a process's last merge may hold its changes not merged yet (they are not added:
+        the count is dropped, the next look lists). Before, both were taken as they came:
+        a listing while another process wrote counted its changes twice, or not at all.
 
         A merge that raised may have been written all the same (an interrupt between the
         file's rename and the return): the caller asks ``merged`` before it merges those
@@ -1448,14 +1470,18 @@ class FileStore(Store):
         lock: Any = None
         before: tuple[int, int] | bool | None = False  # False: not looked at, not written
         try:
-            with tallied.lock:
-                tally, tallied.counts = tallied.added_up(), {}
             if self._anothers():  # its own calls are not that user's statistics
                 functions, merge = {}, None
-            if not (functions or recount or any(t != [0, 0] for t in tally.values())):
-                return
+            with tallied.lock:
+                if not (functions or recount or tallied.unmerged()):
+                    return
             _no_links(self.root)
             lock = self._stats_lock()
+            # The changes are taken under the file's lock: every listing recorded before has
+            # a lower merge number than this merge's (``since`` from here), and every change
+            # noted after them was made after those listings.
+            with tallied.lock:
+                tally, tallied.counts = tallied.added_up(), {}
             before = _identity(path)  # under the lock: only this merge replaces the file
             data = self.read_stats()
             kept = data.setdefault("functions", {})
@@ -1463,8 +1489,21 @@ class FileStore(Store):
                 old = kept.get(name) or [0, 0, 0.0]
                 kept[name] = [old[0] + hits, old[1] + misses, old[2] + saved]
             counts = data.setdefault("counts", {})
+            listed = data.setdefault("listed", {})  # folder -> merge number of its listing
+            changed = data.setdefault("changed", {})  # -> of the last changes merged
+            merges = data["merges"] = data.get("merges", 0) + 1
             for fdir, (entries, size) in tally.items():
-                if fdir in counts:  # else no listing counted it yet: the next one will
+                if not (entries or size):
+                    continue
+                changed[fdir] = merges
+                if listed.get(fdir, 0) > tallied.since:
+                    # Listed by another process since this one's last merge: its changes
+                    # since may be in the listing, or not. Dropped, the next look lists.
+                    # Before, they were added to it: a count made while this process
+                    # wrote said 818 entries of 649, for good.
+                    counts.pop(fdir, None)
+                    listed.pop(fdir, None)
+                elif fdir in counts:  # else no listing counted it yet: the next one will
                     old = counts[fdir]
                     now = [old[0] + entries, old[1] + size]
                     if now[0] < 0 or now[1] < 0:
@@ -1476,10 +1515,13 @@ class FileStore(Store):
                     else:
                         counts[fdir] = now
             for fdir, exact in (recount or {}).items():
-                counts[fdir] = list(exact)
+                if listed_from is None or changed.get(fdir, 0) <= listed_from:
+                    counts[fdir] = list(exact)
+                    listed[fdir] = merges
             if merge is not None:
                 data["merged"] = _merges_kept(data.get("merged", {}), *merge)
             self._write_stats(data)
+            tallied.since = merges
         except BaseException:
             if before is False or _identity(path) == before:  # not written
                 self._restore(tally)
@@ -1572,8 +1614,12 @@ class FileStore(Store):
         not merged yet; None if no listing counted them yet."""
         self.path(function, "")
         fdir = os.path.basename(self._dirs[function])
-        kept = self.read_stats().get("counts", {}).get(fdir)
-        if not kept:
+        data = self.read_stats()
+        # (a listing follows a None: ``recount`` records it unless merged changes of the
+        # folder came meanwhile)
+        self._listing_from.setdefault(fdir, data.get("merges", 0))
+        kept = data.get("counts", {}).get(fdir)
+        if not kept or self._writers_died():
             return None
         tallied = self._tallied
         tallied.forked()
@@ -1581,6 +1627,7 @@ class FileStore(Store):
             entries, size = tallied.added_up().get(fdir, (0, 0))
         if kept[0] + entries < 0 or kept[1] + size < 0:  # out of step (see ``merge_stats``)
             return None
+        self._listing_from.pop(fdir, None)
         return kept[0] + entries, kept[1] + size
 
     def recount(self, function: str, entries: int, size: int) -> None:
@@ -1588,11 +1635,33 @@ class FileStore(Store):
         changed before it is in the listing)."""
         self.path(function, "")
         fdir = os.path.basename(self._dirs[function])
+        since = self._listing_from.pop(fdir, None)  # (None: a count given as exact)
         if fdir in self._unseen:  # a listing that could not see all: a partial count
             return
         with self._tallied.lock:
             self._tallied.added_up().pop(fdir, None)
-        self.merge_stats({}, {fdir: (entries, size)})
+        self.merge_stats({}, {fdir: (entries, size)}, listed_from=since)
+
+    def _writers_died(self) -> bool:
+        """Whether a process that wrote in the cache died before merging all it changed
+        (its writer file found unlocked: see ``_enlist``): then every kept count is dropped
+        (the next look at each function lists its folder) and its file removed. Before,
+        ``cache_info()`` of every process said the count merged before (too low after
+        writes, too high after removals) until a ``prune``."""
+        if fcntl is None:
+            return False
+        dfd, dead = _dead_writers(self.root)
+        if dfd < 0:
+            return False
+        try:
+            if dead:
+                self.forget_counts()
+                for name, _, ino in dead:  # (the inode looked at, not one made since)
+                    _remove_writer(name, ino, dfd)
+        finally:
+            _close_all(dead)
+            os.close(dfd)
+        return bool(dead)
 
     def forget_counts(self) -> None:
         """Drop every kept count (after ``prune``): the next ``counted`` lists again."""
@@ -1607,7 +1676,7 @@ class FileStore(Store):
             data = self.read_stats()
             if not data.get("counts"):
                 return
-            data["counts"] = {}
+            data["counts"], data["listed"] = {}, {}  # ("changed" kept: a listing under way)
             self._write_stats(data)
         finally:
             lock.release()
@@ -1797,6 +1866,8 @@ class FileStore(Store):
         # other processes' memory tiers then returned those removed entries' values for good.
         for fdir in touched:
             self._bump(fdir)
+        if touched and self._tallied.writer != _PID[0]:  # registered before the first unlink
+            self._tallied.enlist(self)
         try:
             for (fdir, shard), files in by_dir.items():
                 with contextlib.ExitStack() as held, _dir_at(self.root, fdir, shard) as sfd:
@@ -2515,6 +2586,8 @@ def _create_new(path: str, made: list[str] | None = None,
 
 
 _PID = [os.getpid()]  # this process's pid, without a system call per write
+_START = [int(_started(_PID[0]) or 0)]  # its start (``_started``), 0 if not known
+_LEFT: dict[str, dict[str, list[int]]] = {}  # root -> changes of dropped tallies, by folder
 
 
 class _Tally:
@@ -2525,21 +2598,60 @@ class _Tally:
     the folder in the process (``_tally_of``): before, one a store, so a count (``counted``:
     the file's plus this process's changes) left out the changes of another ``Cache`` of the
     same folder: a ``cache_clear`` through one and five writes through the other said 11
-    entries of 5 files to the second, and 0 to the first."""
+    entries of 5 files to the second, and 0 to the first.
 
-    __slots__ = ("__weakref__", "counts", "deltas", "lock", "pid")
+    ``writer`` is the pid that registered as a writer of the cache (``enlist``) before its
+    first change: the miss path's one test, as ``pid``'s before."""
 
-    def __init__(self) -> None:
+    __slots__ = ("__weakref__", "counts", "deltas", "lock", "pid", "root", "since", "writer")
+
+    def __init__(self, root: str = "") -> None:
         self.counts: dict[str, list[int]] = {}
         self.deltas: deque[tuple[str, int, int]] = deque()
         self.lock = threading.RLock()
         self.pid = _PID[0]  # a forked child starts with none: its parent's to merge
+        self.root = root
+        self.writer = 0  # no change noted yet: registered at the first (``enlist``)
+        # The statistics file's merge number when this process last merged (or registered):
+        # a listing recorded after it may hold changes of its not merged yet (``merge_stats``)
+        self.since = 0
 
     def forked(self) -> None:
         """In a forked child, the inherited tally is the parent's to merge."""
         if self.pid != _PID[0]:
             self.lock = threading.RLock()
             self.counts, self.deltas, self.pid = {}, deque(), _PID[0]
+
+    def enlist(self, store: FileStore) -> None:
+        """Before this process's first change of the cache (a forked child's too): it
+        registers as a writer (``_enlist``), so that a reader of the counts finds out if it
+        dies before merging them. Once a process: never on the miss path again."""
+        self.forked()
+        with self.lock:
+            if self.writer != _PID[0]:
+                self.since = store.read_stats().get("merges", 0)
+                _enlist(store)
+                self.writer = _PID[0]
+
+    def unmerged(self) -> bool:
+        """Whether changes are noted that no merge took yet."""
+        return bool(self.deltas) or any(row != [0, 0] for row in self.counts.values())
+
+    def __del__(self, _pid: list[int] = _PID,
+                _left: dict[str, dict[str, list[int]]] = _LEFT) -> None:
+        """A tally dropped with changes not merged (every store of its cache dropped
+        before a merge: a ``Cache`` made in a function that returned) leaves them to the
+        process's next tally of the cache (``_tally_of``), which merges them. Before, they
+        were lost: that function's ``cache_info()`` said too few entries in every process,
+        for good. Left there at the exit, the process's writer file stays, so that the next
+        reader lists the folders again."""
+        # (the module's names as defaults: it may be torn down before the last tally)
+        if self.pid == _pid[0] and self.unmerged():
+            left = _left.setdefault(self.root, {})
+            for fdir, (entries, size) in self.added_up().items():
+                row = left.setdefault(fdir, [0, 0])
+                row[0] += entries
+                row[1] += size
 
     def added_up(self) -> dict[str, list[int]]:
         """The counts, with the changes written since added to them; ``lock`` held (the
@@ -2555,6 +2667,184 @@ class _Tally:
         return counts
 
 
+# --- the processes writing in a cache ---------------------------------------------------
+# A process's changes of the entry counts are merged into the stats file every few seconds
+# and at its exit: one killed before (SIGKILL, the OOM killer, a spawn pool's
+# ``terminate()``) took its last ones with it, and every process's ``cache_info()`` then
+# said too few entries (or too many, of removals) until a ``prune``. Before its first
+# change, a process registers: a file of its own in ``<root>/.writers``, which it holds
+# locked (``flock``) while it lives, and removes at an exit that merged everything
+# (``withdraw``). A reader of the counts (``FileStore.counted``) that can lock one knows
+# its writer died, perhaps with changes not merged (another user's, which it may not
+# open: by its pid and start, on this machine): the counts are dropped, and each
+# function's next look lists its folder (exact, off the hit and miss paths).
+_WRITERS = ".writers"
+# Its name: the machine (``_MACHINE``), pid, start (``_started``; 0: not known) and a
+# random token. Another user's, which this one may not open (0600, as every file memojar
+# makes but the statistics'), is judged by its process where that is of this machine.
+_WRITER = re.compile(r"(?P<machine>[0-9a-f]{6})-(?P<pid>[0-9]+)-(?P<start>[0-9]+)-[0-9a-f]{16}")
+_ENLISTED: dict[str, tuple[int, str]] = {}  # root -> this process's file: its fd and name
+_ENLIST_TRIES = 3
+
+
+def _enlist(store: FileStore) -> None:
+    """Register this process as a writer of ``store``'s cache (see above); nothing where
+    locks or the folder cannot be had (then its death goes unseen, as before)."""
+    root = store.root
+    # (root writes no file in another user's cache; none is made in a folder not memojar's)
+    if fcntl is None or store._anothers() or not is_cache_dir(root):
+        return
+    held = _ENLISTED.get(root)
+    if held is not None:
+        try:
+            if os.fstat(held[0]).st_nlink:  # still there (not removed with the cache)
+                return
+        except OSError:
+            pass
+        _ENLISTED.pop(root, None)
+        _close_quietly(held[0])
+    try:
+        dfd = _writers_folder(store)
+    except OSError as exc:
+        logger.debug("cannot register as a writer of %s: %s", root, exc)
+        return
+    try:
+        for _ in range(_ENLIST_TRIES):
+            name = f"{_MACHINE}-{_PID[0]}-{_START[0]}-{os.urandom(8).hex()}"
+            fd = os.open(name, os.O_RDONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC,
+                         0o600, dir_fd=dfd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # A reader may have locked it between the two, taken it for a dead
+                # writer's and removed it: a new one then.
+                if os.fstat(fd).st_nlink:
+                    _ENLISTED[root] = (fd, name)
+                    fd = -1
+                    return
+            except BlockingIOError:
+                pass
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+    except OSError as exc:
+        logger.debug("cannot register as a writer of %s: %s", root, exc)
+    finally:
+        os.close(dfd)
+
+
+def _writers_folder(store: FileStore) -> int:
+    """``<root>/.writers``, opened (made if missing: 0700, as every folder memojar makes;
+    a cache opened to others by hand afterwards (``chmod -R``) opens it to them too)."""
+    path = os.path.join(store.root, _WRITERS)
+    try:
+        return os.open(path, _O_DIR)
+    except FileNotFoundError:
+        pass
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    return os.open(path, _O_DIR)
+
+
+def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:
+    """The folder of ``root``'s writers (-1: none) and the writers found dead: (name, fd
+    holding its lock, inode) each. A writer another user's reader may not open is taken
+    for alive."""
+    try:
+        dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
+    except OSError:
+        return -1, []
+    dead: list[tuple[str, int, int]] = []
+    try:
+        mine = _ENLISTED.get(root, (-1, ""))[1]
+        for name in os.listdir(dfd):
+            named = _WRITER.fullmatch(name)
+            if name == mine or not named:
+                continue
+            try:
+                fd = os.open(name, _O_READ, dir_fd=dfd)
+            except PermissionError:  # another user's (0600)
+                st = _stat_at(name, dfd)
+                if st is not None and stat.S_ISREG(st.st_mode) and _writer_gone(named):
+                    dead.append((name, -1, st.st_ino))
+                continue
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode) and st.st_nlink:
+                    dead.append((name, fd, st.st_ino))
+                    fd = -1
+            except OSError:  # alive: it holds its lock
+                pass
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+    except BaseException:
+        _close_all(dead)
+        os.close(dfd)
+        raise
+    return dfd, dead
+
+
+def _writer_gone(named: re.Match[str]) -> bool:
+    """Whether the process a writer file names is gone: known only of this machine's."""
+    if named["machine"] != _MACHINE:
+        return False
+    pid = int(named["pid"])
+    started = _started(pid)
+    return started is None or (named["start"] != "0" and started not in (
+        b"", named["start"].encode()))
+
+
+def _close_all(dead: list[tuple[str, int, int]]) -> None:
+    for _, fd, _ in dead:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _remove_writer(name: str, ino: int, dfd: int) -> None:
+    """Remove a writer's file, if it is still the one looked at (``ino``)."""
+    try:
+        if os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ino == ino:
+            os.unlink(name, dir_fd=dfd)
+    except OSError as exc:  # another user's, in a folder this one may not write
+        logger.debug("cannot remove the record of a writer gone, %s: %s", name, exc)
+
+
+def withdraw() -> None:
+    """At an exit that merged every change (``_Flusher.at_exit``): this process's writer
+    files go. One with changes not merged (a merge that failed, a tally dropped unmerged)
+    stays, so that the next reader lists the folders again."""
+    for root, (fd, name) in list(_ENLISTED.items()):
+        ref = _TALLIES.get(root)
+        tally = None if ref is None else ref()
+        if root in _LEFT or (tally is not None and tally.unmerged()):
+            continue
+        _ENLISTED.pop(root, None)
+        try:
+            dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
+        except OSError:
+            _close_quietly(fd)
+            continue
+        try:
+            _remove_writer(name, os.fstat(fd).st_ino, dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+            _close_quietly(fd)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 _TALLIES: dict[str, weakref.ref[_Tally]] = {}  # by cache folder, held by its stores
 
 
@@ -2567,7 +2857,11 @@ def _tally_of(root: str) -> _Tally:
     ref = _TALLIES.get(root)
     tally = None if ref is None else ref()
     if tally is None:
-        tally = _Tally()
+        tally = _Tally(root)
+        left = _LEFT.pop(root, None)
+        if left is not None:  # a dropped tally's changes (``_Tally.__del__``)
+            tally.counts = left
+            tally.writer = _PID[0]  # (it registered)
         if len(_TALLIES) >= _TALLIES_MAX:  # the folders no store holds any longer go
             for name, dead in list(_TALLIES.items()):
                 if dead() is None:
@@ -2584,10 +2878,18 @@ _NAME_TRIES = 3
 
 
 def _forked() -> None:
-    """A forked child: its own pid and start in the names it writes."""
+    """A forked child: its own pid and start in the names it writes; its copies of the
+    parent's writer files closed (the parent's locks stay the parent's: a parent killed is
+    seen dead while its child lives), its own made at its first change."""
     global _HOST
     _PID[0] = os.getpid()
-    _HOST = _MACHINE + _process_tag(_started(_PID[0]) or b"")
+    started = _started(_PID[0]) or b""
+    _HOST = _MACHINE + _process_tag(started)
+    _START[0] = int(started or 0)
+    for fd, _ in _ENLISTED.values():
+        _close_quietly(fd)
+    _ENLISTED.clear()
+    _LEFT.clear()  # the parent's to merge
 
 
 if hasattr(os, "register_at_fork"):

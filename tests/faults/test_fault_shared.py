@@ -184,7 +184,7 @@ def test_an_empty_folder_of_the_users_named_like_a_functions_is_left(tmp_path: P
     assert (tmp_path / "c" / "my.proj" / "ab").is_dir()
     assert (tmp_path / "c" / "my.proj2" / "ab").is_dir()
     assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.is_dir()) == [
-        "my.proj", "my.proj2"]
+        ".writers", "my.proj", "my.proj2"]  # (memojar's: the processes writing, this one)
 
 
 @pytest.mark.parametrize("kind", ["folder", "socket"])
@@ -340,6 +340,56 @@ def test_users_of_a_cache_shared_by_hand_keep_each_others_statistics(
     assert as_another_user(saved, NOBODY) == "[('_cube', 15, 5), ('_square', 15, 5)]"
     assert (cache_dir / ".stats").stat().st_mode & 0o777 == 0o666
     assert (cache_dir / ".size").stat().st_mode & 0o777 == 0o666
+
+
+def test_entries_another_user_wrote_before_being_killed_are_counted(
+        shared_folder: Path) -> None:
+    """In a cache opened to all, a process of another user killed (SIGKILL) before it
+    merged its entries' counts: this user's ``cache_info()`` finds its writer file's
+    process gone (the file is 0600, as every file memojar makes: judged by its pid and
+    start), lists the folder again and removes the file. Before, the count stayed 64 of
+    67."""
+    import signal
+
+    import memojar
+    from memojar import _filestore
+
+    cache_dir = shared_folder / "c"
+
+    def first() -> str:
+        cache = memojar.Cache(cache_dir)
+        f = cache.cached(_square)
+        for x in range(64):
+            f(x)
+        count = f.cache_info().entries  # a listing: the count kept from here
+        cache.flush_stats()
+        _filestore.withdraw()  # as at an exit (the job leaves by ``os._exit``)
+        return str(count)
+
+    def killed() -> str:
+        pid = os.fork()
+        if pid == 0:
+            f = memojar.Cache(cache_dir).cached(_square)
+            shards = set(os.listdir(next(cache_dir.glob("*_square*"))))
+            new = [x for x in range(64, 1000) if f.cache_key(x)[:2] in shards][:3]
+            for x in new:  # (in shards this user may write in)
+                f(x)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return str(os.waitpid(pid, 0)[1] == signal.SIGKILL)
+
+    def counted() -> str:
+        info = memojar.Cache(cache_dir).cached(_square).cache_info()
+        return f"{info.entries} {info.bytes}"
+
+    assert as_another_user(first, NOBODY) == "64"
+    assert os.listdir(cache_dir / ".writers") == []
+    _open_to_all(cache_dir)
+    assert as_another_user(killed, OTHER) == "True"
+    assert [p.stat().st_uid for p in (cache_dir / ".writers").iterdir()] == [OTHER]
+    files = list(cache_dir.glob("*_square*/*/*.pkl"))
+    assert len(files) == 67
+    assert as_another_user(counted, NOBODY) == f"67 {sum(p.stat().st_size for p in files)}"
+    assert os.listdir(cache_dir / ".writers") == []
 
 
 def test_readers_of_a_cache_opened_read_only_see_its_statistics(shared_folder: Path) -> None:
@@ -1152,7 +1202,7 @@ def test_cache_delete_of_a_key_in_another_users_private_folder_names_it_whole(
     f(0)
     _open_to_all(cache_dir)
     f(1)  # root's shard, made after the sharing: 0700
-    (function_folder,) = (p for p in cache_dir.iterdir() if p.is_dir())
+    (function_folder,) = cache_dir.glob("*._square")
     shard = function_folder / f.cache_key(1)[:2]
     assert shard.stat().st_mode & 0o777 == 0o700 and shard.name not in (
         f.cache_key(0)[:2], f.cache_key(2)[:2])
