@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 __all__ = ["connect", "connections", "exhausted", "sent"]
@@ -67,6 +68,11 @@ class _Pool(redis.ConnectionPool):
         self._memojar_waiters: collections.deque[queue.SimpleQueue[None]] = (
             collections.deque())
         self._memojar_starved = False
+        # A connection given back by a timeout or a lost connection (the server silent or
+        # gone): counted, with the fault, so that a thread that waited for a connection
+        # meanwhile fails at once (``_given_back``)
+        self._memojar_faults = 0
+        self._memojar_fault: tuple[type[RedisError], str] | None = None
         _pools.add(self)
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
@@ -94,6 +100,7 @@ class _Pool(redis.ConnectionPool):
         waiter at once; before, each looked again every 5 ms (a wait of 2.5 ms on average
         for a connection free all along)."""
         deadline = time.monotonic() + (self.connection_kwargs.get("socket_timeout") or 0)
+        faults = self._memojar_faults
         while True:
             # in line before looking again: a connection given back after the look wakes
             # this waiter, one given back before it is found by it
@@ -101,6 +108,14 @@ class _Pool(redis.ConnectionPool):
             self._memojar_waiters.append(waiter)
             woken = False
             try:
+                fault = self._memojar_fault
+                if self._memojar_faults != faults and fault is not None:
+                    # The server timed out (or was lost) on a request of another thread
+                    # while this one waited: the store marks it down, and this request
+                    # would wait a socket_timeout more on the connection given back (two
+                    # in all for the call, before).
+                    raise fault[0](f"{fault[1]} (a request of another thread, while this "
+                                   "one waited for a connection)")
                 try:
                     connection = super().get_connection(*args, **kwargs)
                 except RedisConnectionError as exc:
@@ -145,6 +160,12 @@ class _Pool(redis.ConnectionPool):
         connection._memojar_around = None
         if raised is not None and raised is not around and not isinstance(raised, ResponseError):
             connection.disconnect()  # it may hold a reply: never read as another's
+            if (isinstance(raised, (RedisConnectionError, RedisTimeoutError))
+                    and not exhausted(raised)):
+                self._memojar_fault = (
+                    RedisTimeoutError if isinstance(raised, RedisTimeoutError)
+                    else RedisConnectionError, str(raised))
+                self._memojar_faults += 1
         super().release(connection)
         if self._memojar_waiters:  # (one look for a release that nobody waits for)
             self._wake_one()
