@@ -102,12 +102,13 @@ class _Pool(redis.ConnectionPool):
         deadline = time.monotonic() + (self.connection_kwargs.get("socket_timeout") or 0)
         faults = self._memojar_faults
         while True:
-            # in line before looking again: a connection given back after the look wakes
-            # this waiter, one given back before it is found by it
+            # In line before each look: a connection given back after the look wakes this
+            # waiter, one given back before it is found by it. An interrupt anywhere may
+            # wake a waiter for nothing (it looks, and waits again), never leave a
+            # connection free while another waits.
             waiter: queue.SimpleQueue[None] = queue.SimpleQueue()
-            self._memojar_waiters.append(waiter)
-            woken = False
             try:
+                self._memojar_waiters.append(waiter)
                 fault = self._memojar_fault
                 if self._memojar_faults != faults and fault is not None:
                     # The server timed out (or was lost) on a request of another thread
@@ -121,24 +122,22 @@ class _Pool(redis.ConnectionPool):
                 except RedisConnectionError as exc:
                     if not exhausted(exc):
                         raise
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:  # out of time, after a last look (which finds one
+                        # given back by a release interrupted before it woke anyone)
+                        self._memojar_starved = True
+                        raise
                 else:
                     if not self._leave(waiter):  # woken as well: for another connection
                         self._wake_one()
                     return connection
-                remaining = deadline - time.monotonic()
-                if remaining > 0:
-                    with contextlib.suppress(queue.Empty):
-                        waiter.get(timeout=remaining)
-                        woken = True
-            except BaseException:  # (an interrupt, a connection refused)
+                with contextlib.suppress(queue.Empty):
+                    waiter.get(timeout=remaining)
+            except BaseException:  # (an interrupt, a connection refused, out of time)
                 if not self._leave(waiter):  # woken for a connection it will not take:
                     self._wake_one()  # the next waiter takes it
                 raise
-            # timed out and still in line: no connection given back meanwhile (a release
-            # takes the waiter it wakes out of the line: then it looks again)
-            if not woken and self._leave(waiter):
-                self._memojar_starved = True
-                raise _TooMany("Too many connections")
+            self._leave(waiter)  # (a waiter woken is out of the line already)
 
     def _leave(self, waiter: queue.SimpleQueue[None]) -> bool:
         """Take ``waiter`` out of the line; False if a release took it out already (and
@@ -171,8 +170,6 @@ class _Pool(redis.ConnectionPool):
             self._wake_one()
 
 
-_TooMany: type[RedisConnectionError] = getattr(
-    redis.exceptions, "MaxConnectionsError", RedisConnectionError)  # (``exhausted``)
 _pools: weakref.WeakSet[_Pool] = weakref.WeakSet()
 
 
