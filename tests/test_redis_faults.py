@@ -314,6 +314,42 @@ def test_threads_beyond_a_pools_size_take_turns_without_a_refusal_or_a_deadlock(
     assert pool._memojar_waiters == collections.deque()  # nobody left in line
 
 
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="setitimer")
+def test_a_signal_handler_waiting_for_a_connection_while_its_thread_waits_gets_one(
+        redis_location: str) -> None:
+    """``max_connections=1``, lent to another thread for 0.5 s: this thread waits for it,
+    and a signal handler that runs meanwhile (its own call of a cached function) waits too,
+    on top of it. The handler takes the connection when it is given back: its thread's
+    wait, further down the stack, cannot run until the handler returns. (Woken first in
+    line, that wait would have left the handler waiting socket_timeout, 5 s.)"""
+    store = RedisStore(redis_location + "?max_connections=1")
+    pool = store._client.connection_pool
+    held = pool.get_connection()
+    handled: list[float] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        start = time.monotonic()
+        pool.release(pool.get_connection())
+        handled.append(time.monotonic() - start)
+
+    def give_back() -> None:
+        time.sleep(0.5)
+        pool.release(held)
+
+    old = signal.signal(signal.SIGALRM, handler)
+    other = threading.Thread(target=give_back)
+    try:
+        other.start()
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        pool.release(pool.get_connection())  # waits; the handler runs inside this wait
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        other.join(10)
+        store.close()
+    assert len(handled) == 1 and handled[0] < 1.5, handled  # about 0.3 s
+
+
 POOL_FORK = """
 import os, signal, sys, threading, time
 import redis

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import collections
 import contextlib
+import math
 import os
 import queue
 import re
@@ -36,6 +37,7 @@ __all__ = ["connect", "connections", "exhausted", "sent"]
 
 _RLOCK = type(threading.RLock())
 _MAX_CONNECTIONS = 2**31  # redis-py's own default up to 5 (see ``connect``)
+_NESTED_LOOK = 0.005  # seconds between looks of a wait nested in another (``_given_back``)
 
 
 class _Pool(redis.ConnectionPool):
@@ -72,6 +74,7 @@ class _Pool(redis.ConnectionPool):
         # gone): counted, with the fault, so that a thread that waited for a connection
         # meanwhile fails at once (``_given_back``)
         self._memojar_faults = 0
+        self._memojar_local = threading.local()  # this thread's waits under way (nested)
         self._memojar_fault: tuple[type[RedisError], str] | None = None
         _pools.add(self)
 
@@ -101,6 +104,21 @@ class _Pool(redis.ConnectionPool):
         for a connection free all along)."""
         deadline = time.monotonic() + (self.connection_kwargs.get("socket_timeout") or 0)
         faults = self._memojar_faults
+        # A signal handler's request waiting while its own thread waits further down the
+        # stack: the release may wake that wait, which cannot run until the handler
+        # returns, so the handler looks again every _NESTED_LOOK instead (before, it
+        # waited out its socket_timeout with the connection free)
+        nested = self._memojar_local.__dict__
+        depth = nested.get("depth", 0)
+        nested["depth"] = depth + 1
+        try:
+            return self._in_line(args, kwargs, deadline, faults,
+                                 _NESTED_LOOK if depth else math.inf)
+        finally:
+            nested["depth"] = depth
+
+    def _in_line(self, args: Any, kwargs: Any, deadline: float, faults: int,
+                 look_every: float) -> Any:
         while True:
             # In line before each look: a connection given back after the look wakes this
             # waiter, one given back before it is found by it. An interrupt anywhere may
@@ -132,7 +150,7 @@ class _Pool(redis.ConnectionPool):
                         self._wake_one()
                     return connection
                 with contextlib.suppress(queue.Empty):
-                    waiter.get(timeout=remaining)
+                    waiter.get(timeout=min(remaining, look_every))
             except BaseException:  # (an interrupt, a connection refused, out of time)
                 if not self._leave(waiter):  # woken for a connection it will not take:
                     self._wake_one()  # the next waiter takes it
