@@ -282,7 +282,7 @@ def test_threads_beyond_a_pools_size_take_turns_without_a_refusal_or_a_deadlock(
     """Eight threads take and give back connections of a pool of two, 60 times each,
     holding each for 1 ms: every thread ends, none is ever refused (socket_timeout 10 s),
     and no more than two are lent at once, with waiters woken by the releases
-    (``_Pool._given_back``), each taking its turn out of the line as it leaves it."""
+    (``_Pool.get_connection``), each taking its turn out of the line as it leaves it."""
     store = RedisStore(redis_location + "?max_connections=2&socket_timeout=10")
     pool = store._client.connection_pool
     lent, most, refused = [0], [0], []
