@@ -960,6 +960,53 @@ def test_prune_puts_back_into_the_index_the_entries_an_allkeys_policy_left_unlis
     cache.close()
 
 
+GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN_NAMES = {  # case: the function and key make_golden.py wrote it for
+    "plain": "golden.square:00112233445566778899aabbccddeeff",
+    "versioned-signed": "golden.signed:ffeeddccbbaa99887766554433221100",
+    "buffers": "golden.buffers:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f",
+    "expired": "golden.expired:a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0",
+}
+
+
+@pytest.mark.parametrize("fmt", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["whole", "chunked"])
+@pytest.mark.parametrize("how", ["prune", "clear"])
+def test_old_format_entries_the_index_lost_are_counted_and_removed(
+    own_redis: Callable[..., RedisServer], fmt: int, layout: str, how: str,
+) -> None:
+    """Entries an older memojar wrote (formats 1 to 3: the golden files; ``chunked``: that
+    memojar's chunk pointer, ``MJCH 1``, before its chunks) which the index no longer lists
+    (a server evicting with an allkeys-* policy evicts the index first): the listing puts
+    them back in the index, so they are counted, and prune (or clear) removes them with
+    their chunks, and nothing else. Before, the look for entries missing from the index
+    took in only this format's: the old ones were never listed, counted, pruned nor
+    cleared, kept for good."""
+    server = own_redis("--maxmemory-policy", "allkeys-lru")
+    client = server.client()
+    cache = Cache(server.url(), secret=SECRET)
+    try:
+        size = 0
+        for golden in sorted(GOLDEN.glob(f"format{fmt}-*.mj")):
+            data = golden.read_bytes()
+            size += len(data)
+            name = b"memojar:" + GOLDEN_NAMES[golden.stem.split("-", 1)[1]].encode()
+            if layout == "chunked":  # as that memojar wrote it: the chunks, the pointer
+                gen = b"0123456789abcdef"
+                client.hset(name + b":c:" + gen, mapping={"0": data[:100], "1": data[100:]})
+                data = b"MJCH 1 %s 2 %d\n" % (gen, len(data)) + data[:4096]
+            client.set(name, data)
+        other = b"memojar:someone.else:" + b"b" * 32  # named like an entry, not one
+        client.set(other, b"MJAR\x09\x00 not memojar's")
+        info = cache.stats()
+        assert (info.entries, info.bytes) == (4, size)
+        assert (cache.prune() if how == "prune" else cache.clear()) == 4
+        assert set(client.scan_iter()) == {other}  # their chunks gone too
+    finally:
+        client.close()
+        cache.close()
+
+
 def test_a_redis_cluster_is_refused_by_name(own_redis: Callable[..., RedisServer],
                                             tmp_path: Path) -> None:
     """Before: "ClusterCrossSlotError: Keys in request don't hash to the same slot" on

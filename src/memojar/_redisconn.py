@@ -12,17 +12,24 @@ given back while an exception other than the server's own error reply propagates
 from __future__ import annotations
 
 import codecs
+import collections
+import contextlib
+import math
+import os
+import queue
 import re
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 __all__ = ["connect", "connections", "exhausted", "sent"]
@@ -30,7 +37,7 @@ __all__ = ["connect", "connections", "exhausted", "sent"]
 
 _RLOCK = type(threading.RLock())
 _MAX_CONNECTIONS = 2**31  # redis-py's own default up to 5 (see ``connect``)
-_FREED_POLL = 0.005  # seconds between looks for a connection given back (``get_connection``)
+_NESTED_LOOK = 0.005  # seconds between looks of a wait nested in another (``get_connection``)
 
 
 class _Pool(redis.ConnectionPool):
@@ -41,7 +48,12 @@ class _Pool(redis.ConnectionPool):
     a connection, whose constructor runs Python code) waited there for its own thread for
     ever. What the lock guards (the lists of free and lent connections, the count made)
     stays whole when a handler runs inside it: each step is one list or set operation, and
-    the handler's call takes or makes a connection of its own."""
+    the handler's call takes or makes a connection of its own.
+
+    A forked child gets locks of its own (``_pools_after_fork``): a thread of the parent
+    inside one at the fork (lending or making a connection) left it held in the child,
+    whose first command waited on it for ever (redis-py's ``reset`` after a fork takes the
+    pool's lock first)."""
 
     def reset(self) -> None:
         super().reset()  # redis-py 5 makes ``_lock`` here, 6 in ``__init__``, before this
@@ -51,36 +63,102 @@ class _Pool(redis.ConnectionPool):
             # once, from ``__init__``: never while it is held (``_checkpid`` calls
             # ``reset`` under it after a fork, when it is already an RLock)
             self._fork_lock = threading.RLock()
+        # The threads waiting for a connection given back (``get_connection``), first come
+        # first woken: each a queue, woken by one C call (``put``), so that neither a
+        # release (every command's) nor an interrupt in it can leave a lock held. A forked
+        # child starts with none: its parent's waiters are not its threads.
+        self._memojar_waiters: collections.deque[tuple[int, queue.SimpleQueue[None]]] = (
+            collections.deque())
+        self._memojar_starved = False
+        # A connection given back by a timeout or a lost connection (the server silent or
+        # gone): counted, with the fault, so that a thread that waited for a connection
+        # meanwhile fails at once (``get_connection``)
+        self._memojar_faults = 0
+        self._memojar_fault: tuple[type[RedisError], str] | None = None
+        _pools.add(self)
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        # A ``max_connections`` set in the URL, all lent out (as many threads calling at
-        # once): the call waits for one given back, for socket_timeout at most, as for a
-        # server's answer. Before, it failed at once with redis-py's "Too many
-        # connections", a ConnectionError, which the store took for a server it cannot
-        # reach: the result not stored, and every call skipping the server for a while.
-        # Once a wait ran out, later requests fail at once until a connection is given
-        # back (``release``): a call of several requests waits one socket_timeout in all.
-        deadline = None
-        while True:
-            try:
-                connection: Any = super().get_connection(*args, **kwargs)
-                break
-            except RedisConnectionError as exc:
-                if not exhausted(exc) or self._memojar_starved:
+        try:
+            connection: Any = super().get_connection(*args, **kwargs)
+        except RedisConnectionError as exc:
+            if not exhausted(exc) or self._memojar_starved:
+                raise
+            connection = None
+        if connection is None:
+            # A ``max_connections`` set in the URL, all lent out (as many threads calling
+            # at once): the call waits for one given back, for socket_timeout at most, as
+            # for a server's answer. Before, it failed at once with redis-py's "Too many
+            # connections", a ConnectionError, which the store took for a server it cannot
+            # reach: the result not stored, and every call skipping the server for a
+            # while. Once a wait ran out, later requests fail at once until a connection
+            # is given back (``release``): a call of several requests waits one
+            # socket_timeout in all. A release wakes the first waiter at once; before,
+            # each looked again every 5 ms (a wait of 2.5 ms on average for a connection
+            # free all along). The wait is here, not in a function of its own: a
+            # connection taken and then interrupted on its way back is given back
+            # (below), and each return more would be a moment to lose it.
+            deadline = time.monotonic() + (self.connection_kwargs.get("socket_timeout") or 0)
+            faults = self._memojar_faults
+            me = threading.get_ident()
+            # A signal handler's request waiting while its own thread waits further down
+            # the stack: a release may wake that wait, which cannot run until the handler
+            # returns, so the handler looks again every _NESTED_LOOK instead (else it
+            # waited out its socket_timeout with the connection free).
+            look_every = (_NESTED_LOOK if any(w[0] == me for w in list(self._memojar_waiters))
+                          else math.inf)
+            while connection is None:
+                # In line before each look: a connection given back after the look wakes
+                # this waiter, one given back before it is found by it. An interrupt
+                # anywhere may wake a waiter for nothing (it looks, and waits again),
+                # never leave a connection free while another waits.
+                waiter: tuple[int, queue.SimpleQueue[None]] = (me, queue.SimpleQueue())
+                try:
+                    self._memojar_waiters.append(waiter)
+                    fault = self._memojar_fault
+                    if self._memojar_faults != faults and fault is not None:
+                        # The server timed out (or was lost) on a request of another
+                        # thread while this one waited: the store marks it down, and this
+                        # request would wait a socket_timeout more on the connection
+                        # given back (two in all for the call, before).
+                        raise fault[0](f"{fault[1]} (a request of another thread, while "
+                                       "this one waited for a connection)")
+                    try:
+                        connection = super().get_connection(*args, **kwargs)
+                    except RedisConnectionError as exc:
+                        if not exhausted(exc):
+                            raise
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:  # out of time, after a last look (which finds
+                            # one given back by a release interrupted before it woke anyone)
+                            self._memojar_starved = True
+                            raise
+                        with contextlib.suppress(queue.Empty):
+                            waiter[1].get(timeout=min(remaining, look_every))
+                    if not self._leave(waiter) and connection is not None:
+                        self._wake_one()  # woken as well: for another connection
+                except BaseException:  # (an interrupt, a connection refused, out of time)
+                    if connection is not None:  # taken, then interrupted: not lent for good
+                        self.release(connection)
+                    if not self._leave(waiter):  # woken for a connection it will not take:
+                        self._wake_one()  # the next waiter takes it
                     raise
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + (self.connection_kwargs.get("socket_timeout") or 0)
-                if now >= deadline:
-                    self._memojar_starved = True
-                    raise
-                time.sleep(min(_FREED_POLL, deadline - now))
         # an exception already being handled when the command starts (memojar talking to
         # the server from an ``except`` block) is not one that cut the command short
         connection._memojar_around = sys.exc_info()[1]
         return connection
 
-    _memojar_starved = False  # a wait for a connection ran out, none given back since
+    def _leave(self, waiter: tuple[int, queue.SimpleQueue[None]]) -> bool:
+        """Take ``waiter`` out of the line; False if a release took it out already (and
+        woke it, or is about to)."""
+        try:
+            self._memojar_waiters.remove(waiter)
+        except ValueError:
+            return False
+        return True
+
+    def _wake_one(self) -> None:
+        with contextlib.suppress(IndexError):
+            self._memojar_waiters.popleft()[1].put(None)
 
     def release(self, connection: Any) -> None:
         self._memojar_starved = False
@@ -89,7 +167,30 @@ class _Pool(redis.ConnectionPool):
         connection._memojar_around = None
         if raised is not None and raised is not around and not isinstance(raised, ResponseError):
             connection.disconnect()  # it may hold a reply: never read as another's
+            if (isinstance(raised, (RedisConnectionError, RedisTimeoutError))
+                    and not exhausted(raised)):
+                self._memojar_fault = (
+                    RedisTimeoutError if isinstance(raised, RedisTimeoutError)
+                    else RedisConnectionError, str(raised))
+                self._memojar_faults += 1
         super().release(connection)
+        if self._memojar_waiters:  # (one look for a release that nobody waits for)
+            self._wake_one()
+
+
+_pools: weakref.WeakSet[_Pool] = weakref.WeakSet()
+
+
+def _pools_after_fork() -> None:
+    """In a forked child (one thread): every pool's locks its own, and nobody waiting."""
+    for pool in list(_pools):
+        pool._lock = threading.RLock()
+        pool._fork_lock = threading.RLock()
+        pool._memojar_waiters = collections.deque()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pools_after_fork)
 
 
 class _Connected:

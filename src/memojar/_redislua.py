@@ -176,14 +176,19 @@ if type(kind) == 'table' then kind = kind.ok end
 if kind ~= 'string' then return 0 end
 local size = redis.call('STRLEN', entry)
 local head = redis.call('GETRANGE', entry, 0, 511)
-local pointed = string.match(head, '^MJCH 2 %x+ %d+ (%d+) ')
+-- (MJCH 1: an older memojar's pointer, "MJCH 1 <gen> <chunks> <size>\\n", no signature)
+local pointed = string.match(head, '^MJCH [12] %x+ %d+ (%d+)[ \\n]')
 if pointed then
   size = tonumber(pointed)
   head = string.sub(head, (string.find(head, '\\n', 1, true) or #head) + 1)
 end
--- an entry's own first bytes (PROTO 5, BINBYTES, its length, "MJAR"), so that a key of
--- someone else's that only looks like one (an empty prefix) is never taken in, nor removed
-if string.sub(head, 1, 3) ~= '\\128\\005B' or string.sub(head, 8, 11) ~= 'MJAR' then
+-- an entry's own first bytes (PROTO 5, BINBYTES, its length, "MJAR"; formats 1 to 3 of an
+-- older memojar: "MJAR" and the format), so that a key of someone else's that only looks
+-- like one (an empty prefix) is never taken in, nor removed. Before, the older formats'
+-- were not taken in either: never listed, counted, cleared nor pruned, kept for good.
+local old = string.sub(head, 1, 6)
+if (string.sub(head, 1, 3) ~= '\\128\\005B' or string.sub(head, 8, 11) ~= 'MJAR')
+    and old ~= 'MJAR\\001\\000' and old ~= 'MJAR\\002\\000' and old ~= 'MJAR\\003\\000' then
   return 0
 end
 redis.call('HSET', sizes, entry, size)

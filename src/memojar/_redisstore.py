@@ -107,7 +107,11 @@ _ANY_AGE = int(INFLIGHT_TTL * 1000) + 1  # REAP's threshold (ms) that takes chun
 _SCAN_COUNT = 1000  # keys SCAN looks at per call (and entries one DELETE script removes)
 MERGED_TTL = 3600.0  # seconds a store's merge marker outlives its last merge of statistics
 DELETED_TTL = 60.0  # seconds a delete's marker keeps its answer (for redis-py's one retry)
-_POINTER = re.compile(rb"MJCH 2 ([0-9a-f]{16}) ([0-9]{1,9}) ([0-9]{1,15}) ([0-9a-f]{32}|-)\n")
+_POINTER = re.compile(
+    rb"MJCH 2 ([0-9a-f]{16}) ([0-9]{1,9}) (?P<size>[0-9]{1,15}) ([0-9a-f]{32}|-)\n")
+# an older memojar's pointer (formats 1 to 3): listed (its size, the entry's first bytes
+# after it) so that prune and clear remove it with its chunks, never read
+_OLD_POINTER = re.compile(rb"MJCH 1 [0-9a-f]{16} [0-9]{1,9} (?P<size>[0-9]{1,15})\n")
 _POINTER_KEY = b"memojar redis chunk pointer\0"  # the pointer signature's own HMAC key prefix
 _HEX32 = b"[0-9a-f]" * 32
 _HEX16 = b"[0-9a-f]" * 16
@@ -621,9 +625,9 @@ class RedisStore(Store):
         if not isinstance(head, bytes) or not head or not isinstance(length, int):
             return None  # removed since listed, or not a string: not an entry
         size = length
-        match = _POINTER.match(head)
+        match = _POINTER.match(head) or _OLD_POINTER.match(head)
         if match is not None:
-            size = int(match[3])
+            size = int(match["size"])
             head = head[match.end() :]
         try:
             function = name[len(self._pre) : -33].decode()

@@ -7,6 +7,7 @@ Each test starts its own redis-server, since it freezes or floods it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -20,6 +21,8 @@ from faultkit import LEASE_HOLDER as HOLDER
 from faultkit import finish, read_line, spawn
 
 pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[dev]')")
+
+import redis
 
 from memojar import Cache, MemojarWarning
 from memojar._redisstore import CONFIRM_SHARE, LOCK_TTL, RedisStore
@@ -78,6 +81,42 @@ def test_a_frozen_server_costs_a_call_one_socket_timeout_at_most(
         server.resume()
     allowed = TIMEOUT * (1 if when == "before-the-call" else 1 + CONFIRM_SHARE)
     assert waited < allowed + SLACK, f"waited {waited:.2f} s for a frozen server"
+
+
+def test_a_call_waiting_for_a_connection_of_a_frozen_server_waits_one_timeout_at_most(
+    server: RedisServer,
+) -> None:
+    """``max_connections=1``: another thread's request holds the one connection when the
+    server freezes, and a call then waits for that connection. When the other request
+    times out, the call fails over to computing at once (warned, not cached), one
+    socket_timeout at most in all. Before, it took the connection given back and sent its
+    read to the frozen server: a socket_timeout more, nearly two in all."""
+    cache = Cache(server.url(0, socket_timeout=TIMEOUT, max_connections=1), secret=SECRET)
+
+    @cache.cached
+    def work(x: int) -> int:
+        return x * 2
+
+    client = cache.store._client  # type: ignore[attr-defined]
+    client.ping()
+    server.pause()
+
+    def another_request() -> None:
+        with contextlib.suppress(redis.RedisError):
+            client.get("x")  # times out
+
+    other = threading.Thread(target=another_request)
+    try:
+        other.start()
+        time.sleep(0.3)  # its GET sent, on the pool's one connection
+        with pytest.warns(MemojarWarning, match="not cached"):
+            start = time.monotonic()
+            assert work(1) == 2
+            took = time.monotonic() - start
+    finally:
+        server.resume()
+        other.join(HANG)
+    assert took < TIMEOUT - 0.3 + SLACK, f"waited {took:.2f} s for a frozen server"
 
 
 def test_the_store_answers_again_once_the_server_does(server: RedisServer) -> None:
