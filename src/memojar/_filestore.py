@@ -2968,16 +2968,17 @@ def _home_guess(root: str, me: str) -> str:
     service's user), or another user's ``$HOME`` (``sudo -u`` keeping it); "" for a
     directory under neither. Before, the ``sudo -u`` guess was given for every directory,
     with ``$HOME`` unset too."""
-    home = os.environ.get("HOME", "").strip()
+    home = os.environ.get("HOME")
     try:
         import pwd
 
         own: str | None = pwd.getpwuid(_euid()).pw_dir
     except (ImportError, KeyError, OSError):  # no password database, or no entry in it
         own = None
-    if not home:
+    if home is None or not home.strip():
         if own and _within(root, own):
-            return f" ($HOME is unset, and {me}'s home in the password database is {own})"
+            said = "unset" if home is None else "empty"
+            return f" ($HOME is {said}, and {me}'s home in the password database is {own})"
         return ""
     if _within(root, home) and own and not _within(own, home):
         return f" (a process run as {me} with another user's $HOME, as sudo -u keeping it?)"
