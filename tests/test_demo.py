@@ -172,3 +172,23 @@ def test_a_cache_the_demo_cannot_use_is_one_line_not_a_traceback(
     assert why in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my files"]
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_a_cache_the_demo_cannot_write_is_said_not_shown_as_hits(tmp_path: Path) -> None:
+    # Before: a cache directory it could not write ($HOME unset for a user whose home is
+    # /nonexistent, a path under a file, a read-only mount) printed the store's warning, then
+    # "second call (cache hit)  1.530 s" and "a new Python process (cache hit)  1522.68 ms",
+    # each call computing again, and exited 0.
+    (tmp_path / "a file").write_text("mine")
+    proc = run_demo({"MEMOJAR_DEMO_DIR": str(tmp_path / "a file" / "cache")})
+    assert proc.returncode == 1
+    assert "(cache hit)" not in proc.stdout
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("memojar demo: warning: result of memojar.demo.slow_stats was "
+                               "returned but not cached: ")
+    assert lines[1] == (f"memojar demo: the first call's result was not stored in "
+                        f"{tmp_path / 'a file' / 'cache'} (the warning above says why), so "
+                        "there are no hits to show; set $MEMOJAR_DEMO_DIR to a folder this "
+                        "user may write to run the demo there")
+    assert (tmp_path / "a file").read_text() == "mine"

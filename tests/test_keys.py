@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
@@ -319,6 +320,27 @@ def test_unpicklable_argument_is_a_type_error_naming_the_parameter(cache_dir: Pa
         f(1, threading.Lock())
     assert "ignore=('conn',)" in str(info.value)
     assert "key=" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "named"), [(lambda f: f(1, 2, threading.Lock()), "args[1]"),
+                        (lambda f: f(1, a=2, conn=threading.Lock()), "options['conn']")],
+    ids=["star-args", "star-star-options"])
+def test_an_unpicklable_item_of_star_args_is_named_and_ignore_is_not_suggested(
+        cache_dir: Path, call: Any, named: str) -> None:
+    # Before: "argument 'args' of f cannot be pickled ...; leave it out with
+    # ignore=('args',)": ignoring *args (or **options) whole keys every call on the other
+    # arguments alone, so f(1, 2, lock) and f(1, 3, lock) would share one result.
+    @cached(cache_dir=cache_dir)
+    def f(x, *args, **options):
+        return x
+
+    with pytest.raises(TypeError, match=rf"argument {re.escape(named)} of .*f cannot be "
+                                        "pickled") as info:
+        call(f)
+    message = str(info.value)
+    assert "leave it out with" not in message and "key=lambda x, *args, **options: ..." in message
+    assert "share one result" in message
 
 
 def test_unpicklable_argument_error_names_a_nested_one(cache_dir: Path) -> None:

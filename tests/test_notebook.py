@@ -53,6 +53,17 @@ def run(shell: InteractiveShell, cell: str) -> object:
     return result.result
 
 
+def shown(shell: InteractiveShell, cell: str) -> dict[str, str]:
+    """What the one report ``cell`` shows (a magic shows its report: it returns None), by
+    format."""
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as captured:
+        assert run(shell, cell) is None
+    (output,) = captured.outputs
+    return dict(output.data)
+
+
 def cache_root() -> Path:
     return Path(os.environ["MEMOJAR_DIR"])
 
@@ -127,10 +138,35 @@ def test_load_ext_registers_the_line_magic(shell: InteractiveShell):
 def test_magic_ls_renders_an_html_table(shell: InteractiveShell):
     run(shell, CELL_V1)
     run(shell, "f(1); f(2)")
-    report = run(shell, "%memojar ls")
-    formats, _ = shell.display_formatter.format(report)
+    formats = shown(shell, "%memojar ls")
     assert "<table" in formats["text/html"] and "__main__.f" in formats["text/html"]
     assert "__main__.f" in formats["text/plain"]
+
+
+def test_magic_shows_its_report_in_a_cell_of_several(shell: InteractiveShell):
+    # The README's block as one cell: before, a report was the magic's value, shown only as
+    # a cell's last line, so that cell (ending in `rows = %memojar ls --json`) showed
+    # nothing at all; one ending in `%memojar prune` showed only prune's line.
+    run(shell, CELL_V1)
+    run(shell, "f(1); f(2)")
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as shown:
+        run(shell, "%memojar ls                      # functions, as a table\n"
+                   "%memojar ls __main__.f           # one function's entries\n"
+                   "%memojar info\n"
+                   "rows = %memojar ls --json        # with --json the magic returns the data\n"
+                   "%memojar clear __main__.f        # one function\n"
+                   "%memojar prune")
+    texts = [o.data["text/plain"] for o in shown.outputs]
+    htmls = [o.data.get("text/html", "") for o in shown.outputs]
+    assert len(texts) == 5, texts
+    assert "FUNCTION" in texts[0] and "__main__.f" in texts[0] and "<table" in htmls[0]
+    assert "KEY" in texts[1] and "<table" in htmls[1]
+    assert str(cache_root()) in texts[2]
+    assert "removed 2 entries" in texts[3] and "removed 0 entries" in texts[4]
+    assert shown.stdout == ""
+    assert [r["function"] for r in run(shell, "rows")] == ["__main__.f"]
 
 
 def test_magic_ls_json_returns_the_rows(shell: InteractiveShell):
@@ -172,8 +208,7 @@ def test_magic_takes_dir(shell: InteractiveShell, tmp_path: Path):
 def test_magic_clear_function(shell: InteractiveShell):
     run(shell, CELL_V1)
     run(shell, "f(1); f(2)")
-    report = run(shell, "%memojar clear __main__.f")
-    assert "removed 2 entries" in report.text()
+    assert "removed 2 entries" in shown(shell, "%memojar clear __main__.f")["text/plain"]
     assert entries_of("__main__.f") == []
 
 
@@ -185,8 +220,8 @@ def test_magic_ignores_a_comment_as_the_shell_does(shell: InteractiveShell):
     rows = run(shell, "%memojar ls --json   # with --json the magic returns the data")
     assert [(r["function"], r["entries"]) for r in rows] == [("__main__.f", 2)]
     assert len(run(shell, "%memojar ls __main__.f --json  # one function's entries")) == 2
-    report = run(shell, "%memojar clear __main__.f   # one function")
-    assert "removed 2 entries" in report.text()
+    report = shown(shell, "%memojar clear __main__.f   # one function")
+    assert "removed 2 entries" in report["text/plain"]
 
 
 def test_magic_keeps_a_hash_inside_a_word_or_quotes(shell: InteractiveShell, tmp_path: Path):
@@ -212,15 +247,15 @@ def test_magic_clear_everything_needs_yes(shell: InteractiveShell):
 def test_magic_clear_dry_run_and_older_than(shell: InteractiveShell):
     run(shell, CELL_V1)
     run(shell, "f(1)")
-    assert "would remove 1 entry" in run(shell, "%memojar clear --dry-run").text()
-    assert "nothing to clear" in run(shell, "%memojar clear --older-than 1d --yes").text()
+    assert "would remove 1 entry" in shown(shell, "%memojar clear --dry-run")["text/plain"]
+    assert "nothing to clear" in shown(shell, "%memojar clear --older-than 1d --yes")["text/plain"]
     assert len(entries_of("__main__.f")) == 1
 
 
 def test_magic_prune(shell: InteractiveShell):
     run(shell, CELL_V1)
     run(shell, "f(1)")
-    assert "removed 0 entries" in run(shell, "%memojar prune").text()
+    assert "removed 0 entries" in shown(shell, "%memojar prune")["text/plain"]
 
 
 @pytest.mark.parametrize(

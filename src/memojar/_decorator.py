@@ -2189,6 +2189,18 @@ class _Memo:
                         "...); not ignore=, which would give every instance the results of "
                         "the first one"
                     )
+                item = _unpicklable_item(self.target, name, value)
+                if item is not None:
+                    # An item of *args or **options: ignore= leaves out the whole parameter
+                    # (suggested before), and calls differing there would share one result.
+                    return TypeError(
+                        f"argument {item} of {qualname} cannot be pickled to make the cache "
+                        f"key ({type(inner).__name__}: {inner}); pass key= a function that "
+                        "returns a picklable stand-in for the arguments "
+                        f"(key=lambda {_lambda_parameters(self.target)}: ...); not "
+                        f"ignore=({name!r},), which would leave out every item of {name}: "
+                        "calls differing only there would share one result"
+                    )
                 return TypeError(
                     f"argument {name!r} of {qualname} cannot be pickled to make the cache "
                     f"key ({type(inner).__name__}: {inner}); leave it out with "
@@ -2199,6 +2211,43 @@ class _Memo:
             f"the arguments of {qualname} cannot be pickled to make the cache key "
             f"({type(exc).__name__}: {exc}); use ignore= or key="
         )
+
+
+def _unpicklable_item(func: Callable[..., Any], name: str, value: Any) -> str | None:
+    """``args[1]`` or ``options['conn']``: the first item of ``func``'s ``*args`` or
+    ``**options`` parameter ``name`` (bound to ``value``) that cannot be pickled; None for
+    another parameter, or if no one item is it."""
+    import inspect
+
+    try:
+        kind = inspect.signature(func).parameters[name].kind
+    except (TypeError, ValueError, KeyError):  # no signature: see _raw_binder
+        return None
+    if kind is inspect.Parameter.VAR_POSITIONAL and isinstance(value, tuple):
+        items: list[tuple[str, Any]] = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    elif kind is inspect.Parameter.VAR_KEYWORD and isinstance(value, dict):
+        items = [(f"{name}[{k!r}]", v) for k, v in value.items()]
+    else:
+        return None
+    for shown, item in items:
+        try:
+            make_key((item,))
+        except Exception:  # noqa: BLE001 - as make_key: whatever pickling raises
+            return shown
+    return None
+
+
+def _lambda_parameters(func: Callable[..., Any]) -> str:
+    """``func``'s parameters as a ``key=`` lambda takes them: ``x, *args, **options``."""
+    import inspect
+
+    shown: list[str] = []
+    for p in inspect.signature(func).parameters.values():
+        if p.kind is p.KEYWORD_ONLY and not any(s.startswith("*") for s in shown):
+            shown.append("*")
+        stars = "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else ""
+        shown.append(stars + p.name)
+    return ", ".join(shown)
 
 
 # A RecursionError raised while a call's key is made inside another call's is endless

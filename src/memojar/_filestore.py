@@ -3259,10 +3259,38 @@ def _barred_above(root: str, making: bool = False) -> str | None:
         me = user_name(_euid())
         owner = "this user's" if st.st_uid == _euid() else f"{user_name(st.st_uid)}'s"
         return (f"permission denied: the folder {folder} is {owner}, and {me} {why}, so the "
-                f"cache directory {root} cannot be reached (a process run as {me} with "
-                "another user's $HOME, as sudo -u keeping it?): give this process a cache "
-                "directory of its own (cache_dir=, or $MEMOJAR_DIR)")
+                f"cache directory {root} cannot be reached{_home_guess(root, me)}: give this "
+                "process a cache directory of its own (cache_dir=, or $MEMOJAR_DIR)")
     return None
+
+
+def _home_guess(root: str, me: str) -> str:
+    """Why a cache directory under a home may be one this user cannot reach, in parentheses:
+    ``$HOME`` unset (cron, systemd: the password database's home, ``/nonexistent`` for a
+    service's user), or another user's ``$HOME`` (``sudo -u`` keeping it); "" for a
+    directory under neither. Before, the ``sudo -u`` guess was given for every directory,
+    with ``$HOME`` unset too."""
+    home = os.environ.get("HOME")
+    try:
+        import pwd
+
+        own: str | None = pwd.getpwuid(_euid()).pw_dir
+    except (ImportError, KeyError, OSError):  # no password database, or no entry in it
+        own = None
+    if home is None or not home.strip():
+        if own and _within(root, own):
+            said = "unset" if home is None else "empty"
+            return f" ($HOME is {said}, and {me}'s home in the password database is {own})"
+        return ""
+    if _within(root, home) and own and not _within(own, home):
+        return f" (a process run as {me} with another user's $HOME, as sudo -u keeping it?)"
+    return ""
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or under it (a relative one: from here)."""
+    folder = os.path.abspath(folder)
+    return os.path.commonpath([os.path.abspath(path), folder]) == folder
 
 
 def _euid() -> int:

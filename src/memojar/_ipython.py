@@ -1,8 +1,9 @@
 """``%load_ext memojar``: the ``%memojar`` line magic, the command line inside IPython.
 
 ``%memojar ls|info|clear|prune`` takes the same options as the ``memojar`` command and acts
-on the default cache directory (or ``--dir``). Reports render as HTML tables in a notebook
-and as text in a terminal; with ``--json`` the magic returns the data, so
+on the default cache directory (or ``--dir``). Reports are shown where the magic is typed (a
+cell of several shows each), as HTML tables in a notebook and as text in a terminal; with
+``--json`` the magic shows nothing and returns the data, so
 ``rows = %memojar ls --json`` gives a list of dicts. Clearing every entry needs ``--yes``:
 a notebook cell is no place for an interactive prompt.
 """
@@ -40,7 +41,13 @@ def memojar_magic(line: str) -> Any:
     except SystemExit:  # --help or --version: argparse printed them
         return None
     if not report.as_json:
-        return report
+        # Shown where it is typed, as the command line prints it: before, the report was the
+        # magic's value, shown only as a cell's last line (the README's block of magics, as
+        # one cell, showed nothing).
+        from IPython.display import display
+
+        display(report)  # type: ignore[no-untyped-call]
+        return None
     # ``ls FUNCTION``'s rows are read back from a temporary file: a list, for the notebook
     return report.data if isinstance(report.data, (dict, list)) else list(report.data)
 

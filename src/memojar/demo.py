@@ -91,6 +91,13 @@ def _show(cache: Cache, location: str, where: str, variable: str) -> int:
     cache.clear(f"{target.__module__}.{target.__qualname__}")
     print(f"memojar demo: caching in {where}, {directory}")
     _timed("first call (computes)", lambda: stats(100_000))
+    if not stats.cache_contains(100_000):
+        # A cache it cannot write (a $HOME of /nonexistent, a read-only mount): the store's
+        # warning says why. Before, the calls that computed again were shown as cache hits.
+        print(f"memojar demo: the first call's result was not stored in {directory} (the "
+              "warning above says why), so there are no hits to show; set $MEMOJAR_DEMO_DIR "
+              "to a folder this user may write to run the demo there", file=sys.stderr)
+        return 1
     _timed("second call (cache hit)", lambda: stats(100_000))
     _timed("same arguments, by keyword", lambda: stats(n=100_000))
     _timed("new arguments (computes)", lambda: stats(50_000))

@@ -1349,3 +1349,61 @@ def test_a_cache_in_another_users_home_names_the_folder_barring_it(
     else:
         assert said.startswith(f"[Errno 13] permission denied: the folder {home} is root's, "
                                "and nobody may not enter it"), said
+
+
+def test_a_default_cache_unreachable_with_home_unset_says_home_is_unset() -> None:
+    """A service's process with ``$HOME`` unset (cron, systemd, ``env -u HOME``) whose user's
+    home in the password database does not exist (nobody's ``/nonexistent``): its default
+    cache cannot be made there. Each value is returned with a warning saying ``$HOME`` is
+    unset and which home was used; before, it guessed "a process run as nobody with another
+    user's $HOME, as sudo -u keeping it?", with no $HOME at all."""
+    import pwd
+
+    home = pwd.getpwuid(NOBODY).pw_dir
+    if os.path.lexists(home):
+        pytest.skip(f"nobody's home, {home}, exists here")
+    cache_dir = os.path.join(home, ".cache", "memojar")
+
+    def run() -> str:
+        for name in ("HOME", "MEMOJAR_DIR", "XDG_CACHE_HOME"):
+            os.environ.pop(name, None)
+        import warnings
+
+        import memojar
+
+        f = memojar.Cache().cached(_double)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = [f(0), f(1)]
+        return "\n".join([str(values), *(str(w.message) for w in caught)])
+
+    said = as_another_user(run)
+    lines = said.splitlines()
+    assert lines[0] == "[0, 2]" and len(lines) == 3, said
+    assert all(f"the cache directory {cache_dir} cannot be reached ($HOME is unset, and "
+               f"nobody's home in the password database is {home})" in line
+               and "give this process a cache directory of its own" in line
+               and "sudo" not in line for line in lines[1:]), said
+
+
+def test_a_default_cache_in_another_users_home_asks_about_sudo_keeping_home(
+        shared_folder: Path) -> None:
+    """``sudo -u nobody`` keeping this user's ``$HOME``: the default cache is in a home
+    nobody may not enter, and the warning asks whether that is what happened (as before)."""
+    home = shared_folder / "home"
+    home.mkdir(mode=0o700)  # root's
+
+    def run() -> str:
+        os.environ["HOME"] = str(home)
+        for name in ("MEMOJAR_DIR", "XDG_CACHE_HOME"):
+            os.environ.pop(name, None)
+        from memojar._cache import default_directory
+
+        return _warnings_of_calls(Path(default_directory()))()
+
+    said = as_another_user(run)
+    lines = said.splitlines()
+    assert lines[0] == "[0, 2]" and len(lines) == 3, said
+    assert all(f"the cache directory {home}/.cache/memojar cannot be reached (a process run "
+               "as nobody with another user's $HOME, as sudo -u keeping it?)" in line
+               for line in lines[1:]), said
