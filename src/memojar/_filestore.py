@@ -1068,6 +1068,12 @@ class FileStore(Store):
             self._tagged = False
             raise OSError(errno.EEXIST, str(exc), self.root) from None
         self._tagged = True
+        tallied = self._tallied
+        if recheck and tallied.writer == _PID[0] and _unlisted(self.root):
+            # (a folder found missing) The cache was removed with this process's writer
+            # file (``rm -rf``) and is made again: registered again at the next change.
+            # Before, once a process: killed, its later changes went uncounted for good.
+            tallied.writer = 0
 
     def _folders(self, path: str) -> None:
         """Make sure the function folder and shard of ``path`` exist as real directories
@@ -2696,11 +2702,8 @@ def _enlist(store: FileStore) -> None:
         return
     held = _ENLISTED.get(root)
     if held is not None:
-        try:
-            if os.fstat(held[0]).st_nlink:  # still there (not removed with the cache)
-                return
-        except OSError:
-            pass
+        if not _unlisted(root):  # still there (not removed with the cache)
+            return
         _ENLISTED.pop(root, None)
         _close_quietly(held[0])
     try:
@@ -2730,6 +2733,17 @@ def _enlist(store: FileStore) -> None:
         logger.debug("cannot register as a writer of %s: %s", root, exc)
     finally:
         os.close(dfd)
+
+
+def _unlisted(root: str) -> bool:
+    """Whether this process's writer file of ``root`` was removed (with the cache)."""
+    held = _ENLISTED.get(root)
+    if held is None:  # none (or none could be made: not tried again)
+        return False
+    try:
+        return not os.fstat(held[0]).st_nlink
+    except OSError:
+        return True
 
 
 def _writers_folder(store: FileStore) -> int:
@@ -2766,7 +2780,7 @@ def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:
                 fd = os.open(name, _O_READ, dir_fd=dfd)
             except PermissionError:  # another user's (0600)
                 st = _stat_at(name, dfd)
-                if st is not None and stat.S_ISREG(st.st_mode) and _writer_gone(named):
+                if st is not None and _a_writers(st) and _writer_gone(named):
                     dead.append((name, -1, st.st_ino))
                 continue
             except OSError:
@@ -2774,7 +2788,7 @@ def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 st = os.fstat(fd)
-                if stat.S_ISREG(st.st_mode) and st.st_nlink:
+                if _a_writers(st):
                     dead.append((name, fd, st.st_ino))
                     fd = -1
             except OSError:  # alive: it holds its lock
@@ -2787,6 +2801,12 @@ def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:
         os.close(dfd)
         raise
     return dfd, dead
+
+
+def _a_writers(st: os.stat_result) -> bool:
+    """Whether a file in ``.writers`` can be a writer's: a regular file of one link (memojar
+    never links one). Before, a hard link to a user's file named like one was removed."""
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 
 def _writer_gone(named: re.Match[str]) -> bool:
@@ -2808,7 +2828,8 @@ def _close_all(dead: list[tuple[str, int, int]]) -> None:
 def _remove_writer(name: str, ino: int, dfd: int) -> None:
     """Remove a writer's file, if it is still the one looked at (``ino``)."""
     try:
-        if os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ino == ino:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if st.st_ino == ino and _a_writers(st):
             os.unlink(name, dir_fd=dfd)
     except OSError as exc:  # another user's, in a folder this one may not write
         logger.debug("cannot remove the record of a writer gone, %s: %s", name, exc)
