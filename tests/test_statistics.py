@@ -1211,6 +1211,42 @@ def test_entries_written_in_a_cache_removed_and_made_again_by_a_process_killed_a
     assert _counted_in_a_new_process(cache_dir) == _listed(cache_dir)
 
 
+def test_a_process_writing_in_many_caches_one_after_another_keeps_no_file_open_for_each(
+        tmp_path: Path) -> None:
+    """A ``Cache`` a folder, dropped after use (a test suite's ``Cache(tmp_path)``), in a
+    process that lives on: its writer file goes with its last store (its lock let go, the
+    file left where changes were not merged yet, for the next reader to list). Before,
+    each stayed open until the exit: past the limit of open files (64 here, 1024 by
+    default), every write of the process failed ('Too many open files')."""
+    out = run(f"""
+        import gc, os, resource, sys, warnings
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import memojar, test_statistics as t
+
+        warnings.simplefilter("error")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        root = os.environ["CACHE"]
+
+        def job(i, merged):
+            cache = memojar.Cache(os.path.join(root, str(i)))
+            f = cache.cached(t.double)
+            f(i)
+            if merged:
+                cache.flush_stats()
+
+        for i in range(100):
+            job(i, i % 2)
+            gc.collect()
+        print(len(os.listdir("/proc/self/fd")))
+    """, tmp_path / "c")
+    assert int(out) < 20
+    assert [len(os.listdir(tmp_path / "c" / str(i) / ".writers")) for i in range(100)] == [
+        1, 0] * 50  # an unmerged one's left, unlocked: the next reader lists its folder
+    for i in (98, 99):
+        assert _counted_in_a_new_process(tmp_path / "c" / str(i)) == _listed(
+            tmp_path / "c" / str(i))
+
+
 @pytest.mark.parametrize("kind", ["hard link", "symlink", "fifo", "folder"])
 def test_what_the_user_put_in_the_writers_folder_under_a_writers_name_is_left(
         tmp_path: Path, kind: str) -> None:

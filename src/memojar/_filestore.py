@@ -2635,7 +2635,8 @@ class _Tally:
         self.forked()
         with self.lock:
             if self.writer != _PID[0]:
-                self.since = store.read_stats().get("merges", 0)
+                if not self.unmerged():  # (a dropped tally's changes: any listing may
+                    self.since = store.read_stats().get("merges", 0)  # hold them)
                 _enlist(store)
                 self.writer = _PID[0]
 
@@ -2649,15 +2650,23 @@ class _Tally:
         before a merge: a ``Cache`` made in a function that returned) leaves them to the
         process's next tally of the cache (``_tally_of``), which merges them. Before, they
         were lost: that function's ``cache_info()`` said too few entries in every process,
-        for good. Left there at the exit, the process's writer file stays, so that the next
-        reader lists the folders again."""
+        for good. The process's writer file of the cache is let go (``_let_go``): left,
+        unlocked, where changes were not merged, so that the next reader lists the
+        folders again."""
         # (the module's names as defaults: it may be torn down before the last tally)
-        if self.pid == _pid[0] and self.unmerged():
+        if self.pid != _pid[0]:
+            return
+        unmerged = self.unmerged()
+        if unmerged:
             left = _left.setdefault(self.root, {})
             for fdir, (entries, size) in self.added_up().items():
                 row = left.setdefault(fdir, [0, 0])
                 row[0] += entries
                 row[1] += size
+        try:
+            _let_go(self, unmerged)
+        except (AttributeError, TypeError, OSError):  # (at the interpreter's end: names gone)
+            pass
 
     def added_up(self) -> dict[str, list[int]]:
         """The counts, with the changes written since added to them; ``lock`` held (the
@@ -2839,24 +2848,52 @@ def withdraw() -> None:
     """At an exit that merged every change (``_Flusher.at_exit``): this process's writer
     files go. One with changes not merged (a merge that failed, a tally dropped unmerged)
     stays, so that the next reader lists the folders again."""
-    for root, (fd, name) in list(_ENLISTED.items()):
+    for root in list(_ENLISTED):
         ref = _TALLIES.get(root)
         tally = None if ref is None else ref()
         if root in _LEFT or (tally is not None and tally.unmerged()):
             continue
-        _ENLISTED.pop(root, None)
-        try:
-            dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
-        except OSError:
-            _close_quietly(fd)
-            continue
-        try:
-            _remove_writer(name, os.fstat(fd).st_ino, dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
-            _close_quietly(fd)
+        _withdraw(root)
+
+
+def _let_go(tally: _Tally, unmerged: bool) -> None:
+    """The last store of ``tally``'s cache dropped: this process's writer file of it goes,
+    or, with changes not merged, is left unlocked (a dead writer's to a reader, which lists
+    the folders again): its next tally registers again. Before, it stayed open until the
+    exit, one a cache: a process using a cache a folder in turn (a test suite's
+    ``Cache(tmp_path)``) ran out of open files (every write then failed)."""
+    ref = _TALLIES.get(tally.root)
+    other = None if ref is None else ref()
+    if other is not None and other is not tally:  # made since: the file is its now
+        return
+    held = _ENLISTED.get(tally.root) if tally.writer == _PID[0] else None
+    if held is None:
+        return
+    if unmerged:
+        _ENLISTED.pop(tally.root, None)
+        _close_quietly(held[0])
+    else:
+        _withdraw(tally.root)
+
+
+def _withdraw(root: str) -> None:
+    """Remove this process's writer file of ``root`` and let its lock go."""
+    held = _ENLISTED.pop(root, None)
+    if held is None:
+        return
+    fd, name = held
+    try:
+        dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
+    except OSError:
+        _close_quietly(fd)
+        return
+    try:
+        _remove_writer(name, os.fstat(fd).st_ino, dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+        _close_quietly(fd)
 
 
 def _close_quietly(fd: int) -> None:
@@ -2881,8 +2918,7 @@ def _tally_of(root: str) -> _Tally:
         tally = _Tally(root)
         left = _LEFT.pop(root, None)
         if left is not None:  # a dropped tally's changes (``_Tally.__del__``)
-            tally.counts = left
-            tally.writer = _PID[0]  # (it registered)
+            tally.counts = left  # (its writer file let go: registered at the next change)
         if len(_TALLIES) >= _TALLIES_MAX:  # the folders no store holds any longer go
             for name, dead in list(_TALLIES.items()):
                 if dead() is None:
