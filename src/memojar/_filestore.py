@@ -2656,15 +2656,14 @@ class _Tally:
         # (the module's names as defaults: it may be torn down before the last tally)
         if self.pid != _pid[0]:
             return
-        unmerged = self.unmerged()
-        if unmerged:
+        if self.unmerged():
             left = _left.setdefault(self.root, {})
             for fdir, (entries, size) in self.added_up().items():
                 row = left.setdefault(fdir, [0, 0])
                 row[0] += entries
                 row[1] += size
         try:
-            _let_go(self, unmerged)
+            _let_go(self)
         except (AttributeError, TypeError, OSError):  # (at the interpreter's end: names gone)
             pass
 
@@ -2699,6 +2698,9 @@ _WRITERS = ".writers"
 # makes but the statistics'), is judged by its process where that is of this machine.
 _WRITER = re.compile(r"(?P<machine>[0-9a-f]{6})-(?P<pid>[0-9]+)-(?P<start>[0-9]+)-[0-9a-f]{16}")
 _ENLISTED: dict[str, tuple[int, str]] = {}  # root -> this process's file: its fd and name
+# The roots whose last tally was dropped, their writer file kept (``_let_go``), oldest first
+_KEPT: dict[str, None] = {}
+_KEPT_MAX = 8
 _ENLIST_TRIES = 3
 
 
@@ -2856,24 +2858,30 @@ def withdraw() -> None:
         _withdraw(root)
 
 
-def _let_go(tally: _Tally, unmerged: bool) -> None:
-    """The last store of ``tally``'s cache dropped: this process's writer file of it goes,
-    or, with changes not merged, is left unlocked (a dead writer's to a reader, which lists
-    the folders again): its next tally registers again. Before, it stayed open until the
-    exit, one a cache: a process using a cache a folder in turn (a test suite's
-    ``Cache(tmp_path)``) ran out of open files (every write then failed)."""
-    ref = _TALLIES.get(tally.root)
+def _let_go(tally: _Tally) -> None:
+    """The last store of ``tally``'s cache dropped: this process's writer file of it is
+    kept for the next store (a ``Cache`` made a call registers once), for the last
+    ``_KEPT_MAX`` caches so dropped; an older one's goes, or, with changes not merged, is
+    left unlocked (a dead writer's to a reader, which lists the folders again), and its
+    next tally registers again. Before, each stayed open until the exit: a process using
+    a cache a folder in turn (a test suite's ``Cache(tmp_path)``) ran out of open files
+    (every write then failed)."""
+    root = tally.root
+    ref = _TALLIES.get(root)
     other = None if ref is None else ref()
     if other is not None and other is not tally:  # made since: the file is its now
         return
-    held = _ENLISTED.get(tally.root) if tally.writer == _PID[0] else None
-    if held is None:
+    if tally.writer != _PID[0] or root not in _ENLISTED:
         return
-    if unmerged:
-        _ENLISTED.pop(tally.root, None)
-        _close_quietly(held[0])
-    else:
-        _withdraw(tally.root)
+    _KEPT.pop(root, None)
+    _KEPT[root] = None
+    while len(_KEPT) > _KEPT_MAX:
+        oldest = next(iter(_KEPT))
+        del _KEPT[oldest]
+        if oldest in _LEFT:
+            _close_quietly(_ENLISTED.pop(oldest, (-1, ""))[0])
+        else:
+            _withdraw(oldest)
 
 
 def _withdraw(root: str) -> None:
@@ -2916,9 +2924,12 @@ def _tally_of(root: str) -> _Tally:
     tally = None if ref is None else ref()
     if tally is None:
         tally = _Tally(root)
+        _KEPT.pop(root, None)  # (its writer file, if kept, is this one's)
         left = _LEFT.pop(root, None)
         if left is not None:  # a dropped tally's changes (``_Tally.__del__``)
-            tally.counts = left  # (its writer file let go: registered at the next change)
+            tally.counts = left
+            if root in _ENLISTED:  # registered (else its file was let go: at the next change)
+                tally.writer = _PID[0]
         if len(_TALLIES) >= _TALLIES_MAX:  # the folders no store holds any longer go
             for name, dead in list(_TALLIES.items()):
                 if dead() is None:
@@ -2946,6 +2957,7 @@ def _forked() -> None:
     for fd, _ in _ENLISTED.values():
         _close_quietly(fd)
     _ENLISTED.clear()
+    _KEPT.clear()
     _LEFT.clear()  # the parent's to merge
 
 
