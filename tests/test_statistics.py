@@ -1248,6 +1248,27 @@ def test_a_process_writing_in_many_caches_one_after_another_keeps_no_file_open_f
             tmp_path / "c" / str(i))
 
 
+def test_a_writers_file_linked_by_a_copy_of_the_cache_goes_at_its_exit(
+        tmp_path: Path) -> None:
+    """A copy of the cache made with hard links (``cp -al``) while a process writes: at its
+    exit its writer file goes from the cache (its own: the one it holds), though linked
+    twice; the copy's link is left."""
+    out = run(f"""
+        import os, subprocess, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import memojar, test_statistics as t
+
+        cache = memojar.Cache(os.environ["CACHE"])
+        cache.cached(t.double)(1)
+        subprocess.run(["cp", "-al", os.environ["CACHE"], os.environ["CACHE"] + "-copy"],
+                       check=True)
+        print(len(os.listdir(os.path.join(os.environ["CACHE"], ".writers"))))
+    """, tmp_path / "c")
+    assert out.split() == ["1"]
+    assert os.listdir(tmp_path / "c" / ".writers") == []
+    assert len(os.listdir(tmp_path / "c-copy" / ".writers")) == 1
+
+
 @pytest.mark.parametrize("kind", ["hard link", "symlink", "fifo", "folder"])
 def test_what_the_user_put_in_the_writers_folder_under_a_writers_name_is_left(
         tmp_path: Path, kind: str) -> None:

@@ -2836,11 +2836,13 @@ def _close_all(dead: list[tuple[str, int, int]]) -> None:
             os.close(fd)
 
 
-def _remove_writer(name: str, ino: int, dfd: int) -> None:
-    """Remove a writer's file, if it is still the one looked at (``ino``)."""
+def _remove_writer(name: str, ino: int, dfd: int, own: bool = False) -> None:
+    """Remove a writer's file, if it is still the one looked at (``ino``): this process's
+    (``own``: linked elsewhere too by a ``cp -al`` of the cache, still its), or one that
+    can be a writer's (``_a_writers``)."""
     try:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        if st.st_ino == ino and _a_writers(st):
+        if st.st_ino == ino and (own or _a_writers(st)):
             os.unlink(name, dir_fd=dfd)
     except OSError as exc:  # another user's, in a folder this one may not write
         logger.debug("cannot remove the record of a writer gone, %s: %s", name, exc)
@@ -2878,6 +2880,9 @@ def _let_go(tally: _Tally) -> None:
     while len(_KEPT) > _KEPT_MAX:
         oldest = next(iter(_KEPT))
         del _KEPT[oldest]
+        ref = _TALLIES.get(oldest)
+        if ref is not None and ref() is not None:  # a store of it made since: its file
+            continue
         if oldest in _LEFT:
             _close_quietly(_ENLISTED.pop(oldest, (-1, ""))[0])
         else:
@@ -2896,7 +2901,7 @@ def _withdraw(root: str) -> None:
         _close_quietly(fd)
         return
     try:
-        _remove_writer(name, os.fstat(fd).st_ino, dfd)
+        _remove_writer(name, os.fstat(fd).st_ino, dfd, own=True)
     except OSError:
         pass
     finally:
