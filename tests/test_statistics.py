@@ -1199,6 +1199,102 @@ def test_entries_written_by_a_forked_child_killed_before_it_merged_them_are_coun
     assert _listed(tmp_path / "c")[0] == 5
 
 
+def test_entries_written_in_a_cache_removed_and_made_again_by_a_process_killed_are_counted(
+        tmp_path: Path) -> None:
+    """A process's cache removed while it lives (``rm -rf``, with its writer file) and
+    made again by its next write: it registers again. Before, it stayed unregistered
+    (once a process): killed, its later writes went uncounted (1 entry of 4, for good)."""
+    cache_dir = tmp_path / "c"
+    _killed_after(cache_dir, "f(0); import shutil; shutil.rmtree(os.environ['CACHE']); "
+                             "f(1); f.cache_info(); f(2); f(3); f(4)")
+    assert _listed(cache_dir)[0] == 4
+    assert _counted_in_a_new_process(cache_dir) == _listed(cache_dir)
+
+
+def test_a_process_writing_in_many_caches_one_after_another_keeps_no_file_open_for_each(
+        tmp_path: Path) -> None:
+    """A ``Cache`` a folder, dropped after use (a test suite's ``Cache(tmp_path)``), in a
+    process that lives on: its writer file goes with its last store, past the last 8
+    caches so dropped (its lock let go, the file left where changes were not merged yet,
+    for the next reader to list). Before,
+    each stayed open until the exit: past the limit of open files (64 here, 1024 by
+    default), every write of the process failed ('Too many open files')."""
+    out = run(f"""
+        import gc, os, resource, sys, warnings
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import memojar, test_statistics as t
+
+        warnings.simplefilter("error")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        root = os.environ["CACHE"]
+
+        def job(i, merged):
+            cache = memojar.Cache(os.path.join(root, str(i)))
+            f = cache.cached(t.double)
+            f(i)
+            if merged:
+                cache.flush_stats()
+
+        for i in range(100):
+            job(i, i % 2)
+            gc.collect()
+        print(len(os.listdir("/proc/self/fd")))
+    """, tmp_path / "c")
+    assert int(out) < 20
+    assert [len(os.listdir(tmp_path / "c" / str(i) / ".writers")) for i in range(92)] == [
+        1, 0] * 46  # an unmerged one's left, unlocked: the next reader lists its folder
+    for i in (98, 99):
+        assert _counted_in_a_new_process(tmp_path / "c" / str(i)) == _listed(
+            tmp_path / "c" / str(i))
+
+
+def test_a_writers_file_linked_by_a_copy_of_the_cache_goes_at_its_exit(
+        tmp_path: Path) -> None:
+    """A copy of the cache made with hard links (``cp -al``) while a process writes: at its
+    exit its writer file goes from the cache (its own: the one it holds), though linked
+    twice; the copy's link is left."""
+    out = run(f"""
+        import os, subprocess, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import memojar, test_statistics as t
+
+        cache = memojar.Cache(os.environ["CACHE"])
+        cache.cached(t.double)(1)
+        subprocess.run(["cp", "-al", os.environ["CACHE"], os.environ["CACHE"] + "-copy"],
+                       check=True)
+        print(len(os.listdir(os.path.join(os.environ["CACHE"], ".writers"))))
+    """, tmp_path / "c")
+    assert out.split() == ["1"]
+    assert os.listdir(tmp_path / "c" / ".writers") == []
+    assert len(os.listdir(tmp_path / "c-copy" / ".writers")) == 1
+
+
+@pytest.mark.parametrize("kind", ["hard link", "symlink", "fifo", "folder"])
+def test_what_the_user_put_in_the_writers_folder_under_a_writers_name_is_left(
+        tmp_path: Path, kind: str) -> None:
+    """A hard link to a user's file, a symlink, a FIFO or a folder in ``.writers`` named as
+    a dead writer's file: a count read passes them by (never follows, opens to wait on,
+    or removes them). Before, the hard link was taken for a dead writer's file and
+    removed (its writer files have one link: memojar never links them)."""
+    from memojar import _filestore
+
+    cache_dir = tmp_path / "c"
+    f = Cache(cache_dir).cached(double)
+    f(0)
+    assert f.cache_info().entries == 1
+    mine = tmp_path / "notes.txt"
+    mine.write_text("the user's")
+    planted = cache_dir / ".writers" / f"{_filestore._MACHINE}-4194304-1-{'0' * 16}"
+    {"hard link": lambda: os.link(mine, planted),
+     "symlink": lambda: planted.symlink_to(mine),
+     "fifo": lambda: os.mkfifo(planted),
+     "folder": planted.mkdir}[kind]()
+    f(1)
+    assert (f.cache_info().entries, f.cache_info().bytes) == _listed(cache_dir)
+    assert os.path.lexists(planted) and mine.read_text() == "the user's"
+    assert mine.stat().st_nlink == (2 if kind == "hard link" else 1)
+
+
 def test_entries_of_a_cache_dropped_before_its_merge_are_counted(tmp_path: Path) -> None:
     """A ``Cache`` made in a function that returned before its counts were merged: its
     entries' changes went with its store. Before, ``cache_info()`` said 1 entry of 3 in

@@ -1068,6 +1068,12 @@ class FileStore(Store):
             self._tagged = False
             raise OSError(errno.EEXIST, str(exc), self.root) from None
         self._tagged = True
+        tallied = self._tallied
+        if recheck and tallied.writer == _PID[0] and _unlisted(self.root):
+            # (a folder found missing) The cache was removed with this process's writer
+            # file (``rm -rf``) and is made again: registered again at the next change.
+            # Before, once a process: killed, its later changes went uncounted for good.
+            tallied.writer = 0
 
     def _folders(self, path: str) -> None:
         """Make sure the function folder and shard of ``path`` exist as real directories
@@ -2629,7 +2635,8 @@ class _Tally:
         self.forked()
         with self.lock:
             if self.writer != _PID[0]:
-                self.since = store.read_stats().get("merges", 0)
+                if not self.unmerged():  # (a dropped tally's changes: any listing may
+                    self.since = store.read_stats().get("merges", 0)  # hold them)
                 _enlist(store)
                 self.writer = _PID[0]
 
@@ -2643,15 +2650,22 @@ class _Tally:
         before a merge: a ``Cache`` made in a function that returned) leaves them to the
         process's next tally of the cache (``_tally_of``), which merges them. Before, they
         were lost: that function's ``cache_info()`` said too few entries in every process,
-        for good. Left there at the exit, the process's writer file stays, so that the next
-        reader lists the folders again."""
+        for good. The process's writer file of the cache is let go (``_let_go``): left,
+        unlocked, where changes were not merged, so that the next reader lists the
+        folders again."""
         # (the module's names as defaults: it may be torn down before the last tally)
-        if self.pid == _pid[0] and self.unmerged():
+        if self.pid != _pid[0]:
+            return
+        if self.unmerged():
             left = _left.setdefault(self.root, {})
             for fdir, (entries, size) in self.added_up().items():
                 row = left.setdefault(fdir, [0, 0])
                 row[0] += entries
                 row[1] += size
+        try:
+            _let_go(self)
+        except (AttributeError, TypeError, OSError):  # (at the interpreter's end: names gone)
+            pass
 
     def added_up(self) -> dict[str, list[int]]:
         """The counts, with the changes written since added to them; ``lock`` held (the
@@ -2684,6 +2698,9 @@ _WRITERS = ".writers"
 # makes but the statistics'), is judged by its process where that is of this machine.
 _WRITER = re.compile(r"(?P<machine>[0-9a-f]{6})-(?P<pid>[0-9]+)-(?P<start>[0-9]+)-[0-9a-f]{16}")
 _ENLISTED: dict[str, tuple[int, str]] = {}  # root -> this process's file: its fd and name
+# The roots whose last tally was dropped, their writer file kept (``_let_go``), oldest first
+_KEPT: dict[str, None] = {}
+_KEPT_MAX = 8
 _ENLIST_TRIES = 3
 
 
@@ -2696,11 +2713,8 @@ def _enlist(store: FileStore) -> None:
         return
     held = _ENLISTED.get(root)
     if held is not None:
-        try:
-            if os.fstat(held[0]).st_nlink:  # still there (not removed with the cache)
-                return
-        except OSError:
-            pass
+        if not _unlisted(root):  # still there (not removed with the cache)
+            return
         _ENLISTED.pop(root, None)
         _close_quietly(held[0])
     try:
@@ -2730,6 +2744,17 @@ def _enlist(store: FileStore) -> None:
         logger.debug("cannot register as a writer of %s: %s", root, exc)
     finally:
         os.close(dfd)
+
+
+def _unlisted(root: str) -> bool:
+    """Whether this process's writer file of ``root`` was removed (with the cache)."""
+    held = _ENLISTED.get(root)
+    if held is None:  # none (or none could be made: not tried again)
+        return False
+    try:
+        return not os.fstat(held[0]).st_nlink
+    except OSError:
+        return True
 
 
 def _writers_folder(store: FileStore) -> int:
@@ -2766,7 +2791,7 @@ def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:
                 fd = os.open(name, _O_READ, dir_fd=dfd)
             except PermissionError:  # another user's (0600)
                 st = _stat_at(name, dfd)
-                if st is not None and stat.S_ISREG(st.st_mode) and _writer_gone(named):
+                if st is not None and _a_writers(st) and _writer_gone(named):
                     dead.append((name, -1, st.st_ino))
                 continue
             except OSError:
@@ -2774,7 +2799,7 @@ def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 st = os.fstat(fd)
-                if stat.S_ISREG(st.st_mode) and st.st_nlink:
+                if _a_writers(st):
                     dead.append((name, fd, st.st_ino))
                     fd = -1
             except OSError:  # alive: it holds its lock
@@ -2787,6 +2812,12 @@ def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:
         os.close(dfd)
         raise
     return dfd, dead
+
+
+def _a_writers(st: os.stat_result) -> bool:
+    """Whether a file in ``.writers`` can be a writer's: a regular file of one link (memojar
+    never links one). Before, a hard link to a user's file named like one was removed."""
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 
 def _writer_gone(named: re.Match[str]) -> bool:
@@ -2805,10 +2836,13 @@ def _close_all(dead: list[tuple[str, int, int]]) -> None:
             os.close(fd)
 
 
-def _remove_writer(name: str, ino: int, dfd: int) -> None:
-    """Remove a writer's file, if it is still the one looked at (``ino``)."""
+def _remove_writer(name: str, ino: int, dfd: int, own: bool = False) -> None:
+    """Remove a writer's file, if it is still the one looked at (``ino``): this process's
+    (``own``: linked elsewhere too by a ``cp -al`` of the cache, still its), or one that
+    can be a writer's (``_a_writers``)."""
     try:
-        if os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ino == ino:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if st.st_ino == ino and (own or _a_writers(st)):
             os.unlink(name, dir_fd=dfd)
     except OSError as exc:  # another user's, in a folder this one may not write
         logger.debug("cannot remove the record of a writer gone, %s: %s", name, exc)
@@ -2818,24 +2852,61 @@ def withdraw() -> None:
     """At an exit that merged every change (``_Flusher.at_exit``): this process's writer
     files go. One with changes not merged (a merge that failed, a tally dropped unmerged)
     stays, so that the next reader lists the folders again."""
-    for root, (fd, name) in list(_ENLISTED.items()):
+    for root in list(_ENLISTED):
         ref = _TALLIES.get(root)
         tally = None if ref is None else ref()
         if root in _LEFT or (tally is not None and tally.unmerged()):
             continue
-        _ENLISTED.pop(root, None)
-        try:
-            dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
-        except OSError:
-            _close_quietly(fd)
+        _withdraw(root)
+
+
+def _let_go(tally: _Tally) -> None:
+    """The last store of ``tally``'s cache dropped: this process's writer file of it is
+    kept for the next store (a ``Cache`` made a call registers once), for the last
+    ``_KEPT_MAX`` caches so dropped; an older one's goes, or, with changes not merged, is
+    left unlocked (a dead writer's to a reader, which lists the folders again), and its
+    next tally registers again. Before, each stayed open until the exit: a process using
+    a cache a folder in turn (a test suite's ``Cache(tmp_path)``) ran out of open files
+    (every write then failed)."""
+    root = tally.root
+    ref = _TALLIES.get(root)
+    other = None if ref is None else ref()
+    if other is not None and other is not tally:  # made since: the file is its now
+        return
+    if tally.writer != _PID[0] or root not in _ENLISTED:
+        return
+    _KEPT.pop(root, None)
+    _KEPT[root] = None
+    while len(_KEPT) > _KEPT_MAX:
+        oldest = next(iter(_KEPT))
+        del _KEPT[oldest]
+        ref = _TALLIES.get(oldest)
+        if ref is not None and ref() is not None:  # a store of it made since: its file
             continue
-        try:
-            _remove_writer(name, os.fstat(fd).st_ino, dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
-            _close_quietly(fd)
+        if oldest in _LEFT:
+            _close_quietly(_ENLISTED.pop(oldest, (-1, ""))[0])
+        else:
+            _withdraw(oldest)
+
+
+def _withdraw(root: str) -> None:
+    """Remove this process's writer file of ``root`` and let its lock go."""
+    held = _ENLISTED.pop(root, None)
+    if held is None:
+        return
+    fd, name = held
+    try:
+        dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
+    except OSError:
+        _close_quietly(fd)
+        return
+    try:
+        _remove_writer(name, os.fstat(fd).st_ino, dfd, own=True)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+        _close_quietly(fd)
 
 
 def _close_quietly(fd: int) -> None:
@@ -2858,10 +2929,12 @@ def _tally_of(root: str) -> _Tally:
     tally = None if ref is None else ref()
     if tally is None:
         tally = _Tally(root)
+        _KEPT.pop(root, None)  # (its writer file, if kept, is this one's)
         left = _LEFT.pop(root, None)
         if left is not None:  # a dropped tally's changes (``_Tally.__del__``)
             tally.counts = left
-            tally.writer = _PID[0]  # (it registered)
+            if root in _ENLISTED:  # registered (else its file was let go: at the next change)
+                tally.writer = _PID[0]
         if len(_TALLIES) >= _TALLIES_MAX:  # the folders no store holds any longer go
             for name, dead in list(_TALLIES.items()):
                 if dead() is None:
@@ -2889,6 +2962,7 @@ def _forked() -> None:
     for fd, _ in _ENLISTED.values():
         _close_quietly(fd)
     _ENLISTED.clear()
+    _KEPT.clear()
     _LEFT.clear()  # the parent's to merge
 
 
