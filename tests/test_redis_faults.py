@@ -243,6 +243,18 @@ def _one_connection_lent(store: RedisStore) -> tuple[Any, Any, threading.Event]:
     return pool, pool.get_connection(), looked
 
 
+def _given_back_later(pool: Any, held: Any, after: float) -> threading.Thread:
+    """A thread, started, that gives ``held`` back to ``pool`` ``after`` seconds from now."""
+
+    def give_back() -> None:
+        time.sleep(after)
+        pool.release(held)
+
+    other = threading.Thread(target=give_back)
+    other.start()
+    return other
+
+
 def test_a_connection_given_back_wakes_a_thread_waiting_for_one_at_once(
         redis_location: str) -> None:
     """A thread waiting for a connection (every one a ``max_connections`` allows lent
@@ -314,6 +326,97 @@ def test_threads_beyond_a_pools_size_take_turns_without_a_refusal_or_a_deadlock(
     assert pool._memojar_waiters == collections.deque()  # nobody left in line
 
 
+def test_a_thread_waiting_for_a_connection_is_not_passed_over_by_threads_calling_again(
+        redis_location: str) -> None:
+    """Seven threads send commands back to back through a pool of two (socket_timeout 1 s)
+    for 2.5 s: none is ever refused. Before, a connection given back went to the pool, and
+    the thread that gave it back, asking again at once, took it before the waiter woken
+    for it ran; that waiter, back in line, was passed over until its socket_timeout ran
+    out ('Too many connections', and every request of every thread failed at once until
+    the next release): hundreds of refusals a run, with the server answering in 50 us."""
+    store = RedisStore(redis_location + "?max_connections=2&socket_timeout=1")
+    client = store._client
+    refused: list[BaseException] = []
+    stop = threading.Event()
+
+    def call_again_and_again() -> None:
+        while not stop.is_set():
+            try:
+                client.get("k")
+            except redis.ConnectionError as exc:
+                refused.append(exc)
+
+    threads = [threading.Thread(target=call_again_and_again) for _ in range(7)]
+    for t in threads:
+        t.start()
+    time.sleep(2.5)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    pool = client.connection_pool
+    store.close()
+    assert not any(t.is_alive() for t in threads)
+    assert refused == [], (len(refused), refused[0])
+    assert pool._memojar_waiters == collections.deque()
+
+
+def test_a_connection_lent_to_a_request_interrupted_in_redis_py_is_not_lost_for_good(
+        redis_location: str) -> None:
+    """``max_connections=1``: a request interrupted in redis-py's own code after the pool
+    lent it the connection and before its ``try`` (a thread's request that ended there,
+    here) leaves the connection lent to no one, and the next request takes it, after one
+    socket_timeout at most (at once when no cycle of references holds it: redis-py 8's
+    connections over TCP are held by their own handlers until a collection). Before,
+    every later request waited out its socket_timeout and failed 'Too many connections',
+    for good (a SIGINT every few ms on one thread of seven did it, 3 runs of 6, in 6 s)."""
+    store = RedisStore(redis_location + "?max_connections=1&socket_timeout=0.5")
+    client = store._client
+    client.set("k", "v")
+    pool = client.connection_pool
+
+    def interrupted() -> None:
+        pool.get_connection()  # and never given back: the reference is gone
+
+    t = threading.Thread(target=interrupted)
+    t.start()
+    t.join(10)
+    start = time.monotonic()
+    try:
+        assert client.get("k") == b"v"
+        assert client.get("k") == b"v"
+    finally:
+        store.close()
+    assert time.monotonic() - start < 2
+
+
+def test_a_connection_whose_making_was_interrupted_is_not_counted_for_good(
+        redis_location: str) -> None:
+    """``max_connections=1``: a KeyboardInterrupt raised while the pool makes its
+    connection (the connection class's constructor, Python code) leaves no connection
+    made, and the next request makes one at once. Before, redis-py had counted it, and
+    every later request waited out its socket_timeout and failed 'Too many connections',
+    for good."""
+    store = RedisStore(redis_location + "?max_connections=1&socket_timeout=2")
+    client = store._client
+    pool = client.connection_pool
+    make = pool.connection_class
+
+    def interrupted(**kwargs: Any) -> Any:
+        pool.connection_class = make
+        raise KeyboardInterrupt
+
+    pool.connection_class = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        client.get("k")
+    start = time.monotonic()
+    try:
+        client.set("k", "v")
+        assert client.get("k") == b"v"
+    finally:
+        store.close()
+    assert time.monotonic() - start < 0.5
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="setitimer")
 def test_a_signal_handler_waiting_for_a_connection_while_its_thread_waits_gets_one(
         redis_location: str) -> None:
@@ -332,14 +435,9 @@ def test_a_signal_handler_waiting_for_a_connection_while_its_thread_waits_gets_o
         pool.release(pool.get_connection())
         handled.append(time.monotonic() - start)
 
-    def give_back() -> None:
-        time.sleep(0.5)
-        pool.release(held)
-
     old = signal.signal(signal.SIGALRM, handler)
-    other = threading.Thread(target=give_back)
+    other = _given_back_later(pool, held, 0.5)
     try:
-        other.start()
         signal.setitimer(signal.ITIMER_REAL, 0.2)
         pool.release(pool.get_connection())  # waits; the handler runs inside this wait
     finally:
@@ -348,6 +446,43 @@ def test_a_signal_handler_waiting_for_a_connection_while_its_thread_waits_gets_o
         other.join(10)
         store.close()
     assert len(handled) == 1 and handled[0] < 1.5, handled  # about 0.3 s
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="SIGALRM")
+def test_a_signal_handler_waiting_for_a_connection_while_its_thread_is_in_the_pool_fails_at_once(
+        redis_location: str) -> None:
+    """``max_connections=1``, lent to another thread that gives it back after 0.2 s: a
+    signal handler runs while its thread is inside the pool's lock (lending or giving back
+    a connection) and asks for one. Nothing can be given back while the handler holds that
+    lock: its request fails at once ('Too many connections', which the store says and
+    computes through). Before, it waited out its socket_timeout (2 s here), the other
+    thread's release blocked behind it."""
+    store = RedisStore(redis_location + "?max_connections=1&socket_timeout=2")
+    pool = store._client.connection_pool
+    held = pool.get_connection()
+    handled: list[tuple[float, str]] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        start = time.monotonic()
+        try:
+            pool.release(pool.get_connection())
+            said = "got one"
+        except redis.ConnectionError as exc:
+            said = str(exc)
+        handled.append((time.monotonic() - start, said))
+
+    old = signal.signal(signal.SIGALRM, handler)
+    other = _given_back_later(pool, held, 0.2)
+    try:
+        with pool._lock:  # as inside redis-py's get_connection or release
+            signal.raise_signal(signal.SIGALRM)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+        other.join(10)
+    pool.release(pool.get_connection())  # the connection given back is free again
+    store.close()
+    assert len(handled) == 1 and handled[0][0] < 0.5, handled
+    assert handled[0][1] == "Too many connections", handled
 
 
 POOL_FORK = """

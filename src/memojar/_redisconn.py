@@ -14,7 +14,7 @@ from __future__ import annotations
 import codecs
 import collections
 import contextlib
-import math
+import gc
 import os
 import queue
 import re
@@ -37,7 +37,6 @@ __all__ = ["connect", "connections", "exhausted", "sent"]
 
 _RLOCK = type(threading.RLock())
 _MAX_CONNECTIONS = 2**31  # redis-py's own default up to 5 (see ``connect``)
-_NESTED_LOOK = 0.005  # seconds between looks of a wait nested in another (``get_connection``)
 
 
 class _Pool(redis.ConnectionPool):
@@ -59,16 +58,21 @@ class _Pool(redis.ConnectionPool):
         super().reset()  # redis-py 5 makes ``_lock`` here, 6 in ``__init__``, before this
         if not isinstance(self._lock, _RLOCK):
             self._lock = threading.RLock()
+        # Lent connections weakly held: one that no request holds any more (an interrupt
+        # in redis-py's code took it from its request before that request's ``try``) is
+        # collected and left out of the count (``_reclaim``), not lent for good.
+        self._in_use_connections = weakref.WeakSet(  # type: ignore[assignment]
+            self._in_use_connections)
         if not isinstance(getattr(self, "_fork_lock", None), _RLOCK):
             # once, from ``__init__``: never while it is held (``_checkpid`` calls
             # ``reset`` under it after a fork, when it is already an RLock)
             self._fork_lock = threading.RLock()
         # The threads waiting for a connection given back (``get_connection``), first come
-        # first woken: each a queue, woken by one C call (``put``), so that neither a
-        # release (every command's) nor an interrupt in it can leave a lock held. A forked
-        # child starts with none: its parent's waiters are not its threads.
-        self._memojar_waiters: collections.deque[tuple[int, queue.SimpleQueue[None]]] = (
-            collections.deque())
+        # first served: each its thread, a queue that wakes it and a list a release hands
+        # it a connection in (``_hand_over``). A forked child starts with none: its
+        # parent's waiters are not its threads.
+        self._memojar_waiters: collections.deque[
+            tuple[int, queue.SimpleQueue[None], list[Any]]] = collections.deque()
         self._memojar_starved = False
         # A connection given back by a timeout or a lost connection (the server silent or
         # gone): counted, with the fault, so that a thread that waited for a connection
@@ -81,7 +85,7 @@ class _Pool(redis.ConnectionPool):
         try:
             connection: Any = super().get_connection(*args, **kwargs)
         except RedisConnectionError as exc:
-            if not exhausted(exc) or self._memojar_starved:
+            if not exhausted(exc) or (self._memojar_starved and not self._reclaim()):
                 raise
             connection = None
         if connection is None:
@@ -92,73 +96,123 @@ class _Pool(redis.ConnectionPool):
             # reach: the result not stored, and every call skipping the server for a
             # while. Once a wait ran out, later requests fail at once until a connection
             # is given back (``release``): a call of several requests waits one
-            # socket_timeout in all. A release wakes the first waiter at once; before,
-            # each looked again every 5 ms (a wait of 2.5 ms on average for a connection
-            # free all along). The wait is here, not in a function of its own: a
-            # connection taken and then interrupted on its way back is given back
+            # socket_timeout in all. A release hands its connection to the first waiter
+            # (``_hand_over``), which wakes at once, and no thread calling again takes it
+            # first: a waiter woken for a connection given back to the pool found it
+            # taken by the thread that gave it back, and waited again, passed over until
+            # its socket_timeout ran out. The wait is here, not in a function of its own:
+            # a connection taken and then interrupted on its way back is given back
             # (below), and each return more would be a moment to lose it.
             deadline = time.monotonic() + (self.connection_kwargs.get("socket_timeout") or 0)
             faults = self._memojar_faults
             me = threading.get_ident()
             # A signal handler's request waiting while its own thread waits further down
-            # the stack: a release may wake that wait, which cannot run until the handler
-            # returns, so the handler looks again every _NESTED_LOOK instead (else it
-            # waited out its socket_timeout with the connection free).
-            look_every = (_NESTED_LOOK if any(w[0] == me for w in list(self._memojar_waiters))
-                          else math.inf)
-            while connection is None:
-                # In line before each look: a connection given back after the look wakes
-                # this waiter, one given back before it is found by it. An interrupt
-                # anywhere may wake a waiter for nothing (it looks, and waits again),
-                # never leave a connection free while another waits.
-                waiter: tuple[int, queue.SimpleQueue[None]] = (me, queue.SimpleQueue())
-                try:
+            # the stack: the handler is this thread's waiter that a release hands a
+            # connection to (``_hand_over``), and it takes one its thread's wait was
+            # handed and has not taken (that wait cannot run until the handler returns)
+            collected = False
+            waiter: tuple[int, queue.SimpleQueue[None], list[Any]] = (
+                me, queue.SimpleQueue(), [])
+            try:
+                with self._lock:
+                    for outer in list(self._memojar_waiters):  # (a copy: see _hand_over)
+                        if outer[0] == me and outer[2]:
+                            waiter[2].append(outer[2].pop())
+                            break
                     self._memojar_waiters.append(waiter)
+                while connection is None:
                     fault = self._memojar_fault
                     if self._memojar_faults != faults and fault is not None:
                         # The server timed out (or was lost) on a request of another
                         # thread while this one waited: the store marks it down, and this
                         # request would wait a socket_timeout more on the connection
-                        # given back (two in all for the call, before).
+                        # given back (two in all for the call, before). A connection
+                        # handed over is passed on (below), to fail the same way.
                         raise fault[0](f"{fault[1]} (a request of another thread, while "
                                        "this one waited for a connection)")
+                    if waiter[2]:  # handed over by a release: taken out of the list before
+                        # anything runs (a signal handler's wait of this thread takes one
+                        # its thread's wait was handed: never the one it connects or uses)
+                        connection = waiter[2].pop()
+                        connection.connect()  # (disconnected if given back by a fault)
+                        break
                     try:
                         connection = super().get_connection(*args, **kwargs)
                     except RedisConnectionError as exc:
                         if not exhausted(exc):
                             raise
+                        if self._lock._is_owned():  # type: ignore[attr-defined]
+                            # A signal handler's request, its thread inside the pool's lock
+                            # (lending or giving back a connection): none can be given back
+                            # until the handler returns. Before, it waited out its
+                            # socket_timeout with every other thread's release blocked.
+                            raise
+                        if self._reclaim():
+                            continue  # (and look again)
                         remaining = deadline - time.monotonic()
-                        if remaining <= 0:  # out of time, after a last look (which finds
-                            # one given back by a release interrupted before it woke anyone)
+                        if remaining <= 0 and not waiter[2]:  # out of time, after a last look
+                            if not collected:  # a connection lost in a cycle of references
+                                collected = gc.collect() >= 0  # (its own handlers') is found
+                                continue
                             self._memojar_starved = True
                             raise
                         with contextlib.suppress(queue.Empty):
-                            waiter[1].get(timeout=min(remaining, look_every))
-                    if not self._leave(waiter) and connection is not None:
-                        self._wake_one()  # woken as well: for another connection
-                except BaseException:  # (an interrupt, a connection refused, out of time)
-                    if connection is not None:  # taken, then interrupted: not lent for good
-                        self.release(connection)
-                    if not self._leave(waiter):  # woken for a connection it will not take:
-                        self._wake_one()  # the next waiter takes it
-                    raise
+                            waiter[1].get(timeout=max(remaining, 0))
+                with self._lock:  # out of the line: nothing handed over from here
+                    self._memojar_waiters.remove(waiter)
+                if waiter[2]:  # handed over as well, after a connection taken or handed:
+                    self.release(waiter[2].pop())  # for another
+            except BaseException:  # (an interrupt, a connection refused, out of time)
+                with self._lock, contextlib.suppress(ValueError):
+                    self._memojar_waiters.remove(waiter)
+                # taken or handed over, then interrupted: not lent for good
+                for held in {id(c): c for c in (connection, *waiter[2]) if c is not None}.values():
+                    self.release(held)
+                raise
         # an exception already being handled when the command starts (memojar talking to
         # the server from an ``except`` block) is not one that cut the command short
         connection._memojar_around = sys.exc_info()[1]
         return connection
 
-    def _leave(self, waiter: tuple[int, queue.SimpleQueue[None]]) -> bool:
-        """Take ``waiter`` out of the line; False if a release took it out already (and
-        woke it, or is about to)."""
-        try:
-            self._memojar_waiters.remove(waiter)
-        except ValueError:
+    def _reclaim(self) -> bool:
+        """Count no more the connections gone; True if there were any. An interrupt
+        (Ctrl-C, a signal handler's exception) landing in redis-py's own code between its
+        books and its caller's ``try`` (the metrics after a connection is lent, the
+        moment before ``execute_command``'s ``try``, ``release`` between its two lists,
+        ``make_connection`` after its count) left a connection lent, or counted, for
+        good: with ``max_connections``, a SIGINT every 0.5 to 4 ms on one thread of seven
+        sending commands through a pool of two left one lost after 6 s in 3 runs of 6,
+        and every later request waited out its socket_timeout and failed 'Too many
+        connections'. A lent connection no request holds any more is dropped from the
+        pool's books when it is collected (``reset``); one counted and in neither list
+        is gone. Looked at only when every connection is lent out."""
+        if self._lock._is_owned():  # type: ignore[attr-defined]  # a signal handler's
+            # request, its thread inside the books (they may be halfway through a change)
             return False
-        return True
+        with self._lock:
+            gone = (self._created_connections - len(self._in_use_connections)
+                    - len(self._available_connections))
+            if gone > 0:
+                self._created_connections -= gone
+        return gone > 0
 
-    def _wake_one(self) -> None:
-        with contextlib.suppress(IndexError):
-            self._memojar_waiters.popleft()[1].put(None)
+    def _hand_over(self, connection: Any) -> bool:
+        """Give ``connection`` (still lent) to the first waiter not handed one yet and
+        wake it; False if there is none. A thread's waiter below its signal handler's,
+        which cannot run until the handler returns, is passed over."""
+        with self._lock:
+            # a copy, in one C call: a signal handler's wait run inside this loop (its lock
+            # is reentrant) adds to the line, and a deque changed while iterated raises
+            waiters = list(self._memojar_waiters)
+            innermost = {waiter[0]: waiter for waiter in waiters}
+            for waiter in waiters:
+                if not waiter[2] and innermost[waiter[0]] is waiter:
+                    try:
+                        waiter[2].append(connection)
+                    finally:  # (woken even if interrupted: it holds the connection)
+                        waiter[1].put(None)
+                    return True
+        return False
 
     def release(self, connection: Any) -> None:
         self._memojar_starved = False
@@ -173,9 +227,8 @@ class _Pool(redis.ConnectionPool):
                     RedisTimeoutError if isinstance(raised, RedisTimeoutError)
                     else RedisConnectionError, str(raised))
                 self._memojar_faults += 1
-        super().release(connection)
-        if self._memojar_waiters:  # (one look for a release that nobody waits for)
-            self._wake_one()
+        if not (self._memojar_waiters and self._hand_over(connection)):
+            super().release(connection)  # (one look for a release that nobody waits for)
 
 
 _pools: weakref.WeakSet[_Pool] = weakref.WeakSet()
