@@ -38,6 +38,7 @@ from memojar._s3store import (
     S3Store,
     _Bucket,
 )
+from memojar._store import StoredEntry
 from remote_kit import (
     FN,
     HANG,
@@ -2055,6 +2056,44 @@ def test_clear_leaves_objects_named_like_entries_that_memojar_did_not_write(
     left = objects(client, s3_location)
     assert set(theirs) <= set(left)
     assert not [n for n in left if n not in theirs and n.endswith(SUFFIX)]
+    cache.close()
+
+
+def _an_entry_among_theirs(client: Any, location: str) -> tuple[Cache, StoredEntry]:
+    """A cache holding one entry, listed after two objects named as entries that another
+    tool wrote."""
+    cache = Cache(location, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    (mine,) = cache.store.scan(heads=False)
+    _plant_theirs(client, location, "0-tool")  # listed before memojar's
+    return cache, mine
+
+
+def test_clear_asks_about_only_what_memojar_wrote(s3_location: str, client: Any) -> None:
+    """Old: ``memojar clear`` asked "remove 3 entries (5.2 KiB)?" of a prefix holding one
+    entry and two objects named as entries that another tool wrote (the question counted a
+    listing by names alone), then removed the one entry. Now the question counts what
+    begins as an entry."""
+    cache, mine = _an_entry_among_theirs(client, s3_location)
+    asked: list[str] = []
+    report = _cli.cmd_clear(Cache(s3_location, secret=SECRET), [], None, False,
+                            lambda question: asked.append(question) or True)
+    assert asked == [f"remove 1 entry ({_cli.human_size(mine.size)}) from "
+                     f"{_cli.shown(cache.directory)}?"]
+    assert report.data["removed"] == 1
+    cache.close()
+
+
+def test_clear_says_the_bytes_of_the_entries_it_removed(s3_location: str,
+                                                        client: Any) -> None:
+    """Old: ``memojar clear --yes`` of a prefix holding one entry and two objects named as
+    entries that another tool wrote said "removed 1 entry (4.9 KiB)": the bytes of the
+    first objects of the listing (another tool's, which it left), as many as it removed.
+    Now it says the bytes of the entries it removed."""
+    cache, mine = _an_entry_among_theirs(client, s3_location)
+    report = _cli.cmd_clear(Cache(s3_location, secret=SECRET), [], None, False, None)
+    assert report.data == {"removed": 1, "bytes": mine.size}
     cache.close()
 
 

@@ -785,8 +785,14 @@ def cmd_clear(
         scanning = Progress(progress_stream, "memojar: listing entries")
         total = size = 0
         by_function: Counter[str] = Counter()
+        # A figure the user reads (the dry run's, the question's) counts only what begins
+        # as an entry where a listing by names holds others' objects too (an S3 prefix).
+        # Before, the question counted them ("remove 3 entries?" of one entry and two of
+        # another tool's objects, which the removal leaves). The counter's total needs
+        # none: the removal's listing takes them as this one does.
+        told = heads or (cache.store.names_shared and (dry_run or asked))
         try:
-            for stored, function in _clearing(cache, scopes, heads, cutoff):
+            for stored, function in _clearing(cache, scopes, told, cutoff):
                 scanning.update(total)
                 total += 1
                 size += stored.size
