@@ -1500,18 +1500,18 @@ def test_an_error_quoting_an_argument_that_is_not_utf8_shows_it_as_typed(
 
 def interrupt_the_second_removal(monkeypatch: pytest.MonkeyPatch, term: bool = False) -> None:
     """Ctrl-C (or a SIGTERM: ``term``) as the second batch of entries is being removed."""
-    remove = FileStore.remove
+    remove = FileStore._removed
     batches = []
 
-    def interrupted(self: FileStore, entries: list[object]) -> int:
+    def interrupted(self: FileStore, entries: list[object]) -> list[object]:
         batches.append(len(entries))
         if len(batches) == 2:
             if term:
                 os.kill(os.getpid(), signal.SIGTERM)
             raise KeyboardInterrupt
-        return remove(self, entries)  # type: ignore[arg-type]
+        return remove(self, entries)  # type: ignore[arg-type,return-value]
 
-    monkeypatch.setattr(FileStore, "remove", interrupted)
+    monkeypatch.setattr(FileStore, "_removed", interrupted)
 
 
 @pytest.mark.parametrize("argv", [["clear", SQUARE], ["clear", "--yes"]], ids=" ".join)

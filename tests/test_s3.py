@@ -7,6 +7,7 @@ faults, trust, large results and the command line.
 
 from __future__ import annotations
 
+import errno
 import gc
 import http.server
 import json
@@ -38,6 +39,7 @@ from memojar._s3store import (
     S3Store,
     _Bucket,
 )
+from memojar._store import StoredEntry
 from remote_kit import (
     FN,
     HANG,
@@ -1695,6 +1697,34 @@ def test_cli_on_an_s3_url(s3_location: str, capsys: pytest.CaptureFixture[str]) 
     assert json.loads(capsys.readouterr().out)["entries"] == 0
 
 
+def test_clear_failing_midway_says_what_it_had_removed(
+        s3_location: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old: ``memojar clear`` whose server stopped answering after some removals said the
+    timeout alone ("memojar: removing s3://...: no answer within timeout=2 s"): 116
+    entries of 600 were gone, and a user could not tell that any had. Now it says how many
+    it had removed, as an interrupted clear does, and that the rest are kept."""
+    from memojar import _store
+
+    double, _ = counted(Cache(s3_location, secret=SECRET))
+    for i in range(6):
+        double(i)
+    monkeypatch.setattr(_store, "REMOVE_BATCH", 2)
+    delete_unchanged, calls = _Bucket.delete_unchanged, []
+
+    def then_silent(self: _Bucket, name: str, etag: str) -> bool:
+        calls.append(name)
+        if len(calls) > 4:  # two batches went
+            raise TimeoutError(errno.ETIMEDOUT, f"removing {name}: no answer")
+        return delete_unchanged(self, name, etag)
+
+    monkeypatch.setattr(_Bucket, "delete_unchanged", then_silent)
+    assert _cli.main(["--dir", s3_location, "clear", "--yes"]) == 1
+    said = capsys.readouterr().err
+    assert "no answer" in said and "removed at least 4 entries (" in said, said
+    assert "the rest are kept (run the command again to remove them)" in said, said
+
+
 def test_magic_on_an_s3_url(s3_location: str) -> None:
     pytest.importorskip("IPython")
     from IPython.core.interactiveshell import InteractiveShell
@@ -2058,6 +2088,44 @@ def test_clear_leaves_objects_named_like_entries_that_memojar_did_not_write(
     left = objects(client, s3_location)
     assert set(theirs) <= set(left)
     assert not [n for n in left if n not in theirs and n.endswith(SUFFIX)]
+    cache.close()
+
+
+def _an_entry_among_theirs(client: Any, location: str) -> tuple[Cache, StoredEntry]:
+    """A cache holding one entry, listed after two objects named as entries that another
+    tool wrote."""
+    cache = Cache(location, secret=SECRET)
+    double, _ = counted(cache)
+    double(1)
+    (mine,) = cache.store.scan(heads=False)
+    _plant_theirs(client, location, "0-tool")  # listed before memojar's
+    return cache, mine
+
+
+def test_clear_asks_about_only_what_memojar_wrote(s3_location: str, client: Any) -> None:
+    """Old: ``memojar clear`` asked "remove 3 entries (5.2 KiB)?" of a prefix holding one
+    entry and two objects named as entries that another tool wrote (the question counted a
+    listing by names alone), then removed the one entry. Now the question counts what
+    begins as an entry."""
+    cache, mine = _an_entry_among_theirs(client, s3_location)
+    asked: list[str] = []
+    report = _cli.cmd_clear(Cache(s3_location, secret=SECRET), [], None, False,
+                            lambda question: asked.append(question) or True)
+    assert asked == [f"remove 1 entry ({_cli.human_size(mine.size)}) from "
+                     f"{_cli.shown(cache.directory)}?"]
+    assert report.data["removed"] == 1
+    cache.close()
+
+
+def test_clear_says_the_bytes_of_the_entries_it_removed(s3_location: str,
+                                                        client: Any) -> None:
+    """Old: ``memojar clear --yes`` of a prefix holding one entry and two objects named as
+    entries that another tool wrote said "removed 1 entry (4.9 KiB)": the bytes of the
+    first objects of the listing (another tool's, which it left), as many as it removed.
+    Now it says the bytes of the entries it removed."""
+    cache, mine = _an_entry_among_theirs(client, s3_location)
+    report = _cli.cmd_clear(Cache(s3_location, secret=SECRET), [], None, False, None)
+    assert report.data == {"removed": 1, "bytes": mine.size}
     cache.close()
 
 

@@ -44,7 +44,7 @@ from ._cache import (
 )
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
-from ._errors import MemojarWarning, one_line
+from ._errors import MemojarWarning, PartlyRemoved, one_line
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
@@ -111,17 +111,21 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, removed: int, freed: int | None = None, exact: bool = False,
                  done: bool = False) -> None:
-        if exact and not removed:
-            said = "nothing removed"
-        elif not removed:
-            said = ("it may have removed some of the entries it was removing; the others "
-                    "are kept (run the command again to finish)")
-        else:  # a batch being removed when it came: some of it may have gone too
-            said = (f"removed {'' if exact else 'at least '}{_plural(removed, 'entry')}"
-                    + (f" ({human_size(freed)})" if freed is not None else "")
-                    + ("" if done else
-                       "; the rest are kept (run the command again to remove them)"))
-        super().__init__(said)
+        super().__init__(_removed_before(removed, freed, exact, done))
+
+
+def _removed_before(removed: int, freed: int | None = None, exact: bool = False,
+                    done: bool = False) -> str:
+    """What a removal ended early (``Interrupted``, a fault) had removed, in words."""
+    if exact and not removed:
+        return "nothing removed"
+    if not removed:
+        return ("it may have removed some of the entries it was removing; the others are "
+                "kept (run the command again to finish)")
+    # a batch being removed when it came: some of it may have gone too
+    return (f"removed {'' if exact else 'at least '}{_plural(removed, 'entry')}"
+            + (f" ({human_size(freed)})" if freed is not None else "")
+            + ("" if done else "; the rest are kept (run the command again to remove them)"))
 
 
 class NoCacheYet(Exception):
@@ -471,6 +475,14 @@ def _remove(cache: Cache, entries: Iterable[StoredEntry], progress: Progress,
             entries, lambda done: progress.update(done.taken, total), removal)
     except KeyboardInterrupt:
         raise Interrupted(removal.removed, removal.freed, exact=not removal.busy) from None
+    except PartlyRemoved:
+        raise  # (it says what it removed)
+    except OSError as exc:
+        # A server that stopped answering, a disk failing: said with what had gone before.
+        # Before, the fault alone ("removing s3://...: no answer within timeout=2 s"), and
+        # a user could not tell that 116 entries of 600 had gone.
+        said = _removed_before(removal.removed, removal.freed, exact=not removal.busy)
+        raise CliError(f"{_os_error(exc)}; {said}") from exc
     return removed, removal.freed
 
 
@@ -785,8 +797,14 @@ def cmd_clear(
         scanning = Progress(progress_stream, "memojar: listing entries")
         total = size = 0
         by_function: Counter[str] = Counter()
+        # A figure the user reads (the dry run's, the question's) counts only what begins
+        # as an entry where a listing by names holds others' objects too (an S3 prefix).
+        # Before, the question counted them ("remove 3 entries?" of one entry and two of
+        # another tool's objects, which the removal leaves). The counter's total needs
+        # none: the removal's listing takes them as this one does.
+        told = heads or (cache.store.names_shared and (dry_run or asked))
         try:
-            for stored, function in _clearing(cache, scopes, heads, cutoff):
+            for stored, function in _clearing(cache, scopes, told, cutoff):
                 scanning.update(total)
                 total += 1
                 size += stored.size

@@ -663,6 +663,7 @@ class S3Store(Store):
     reads_back = True  # a write whose answer was lost or late is read back (``_holds``)
     kind, shared_with = "S3", "the bucket"  # no total to keep under a lock: evicts by listing
     leftover = "partial upload"  # a multipart upload of a writer that died
+    names_shared = True  # a prefix may be shared: ``scan`` with heads tells entries apart
 
     def __init__(self, location: str, max_size: int | None = None, signed: bool = False,
                  *, secret: bytes | None = None, client: Any = None) -> None:

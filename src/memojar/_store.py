@@ -347,6 +347,10 @@ class Store(abc.ABC):
     kind = "this"  # the backend's name in messages ("Redis")
     # What ``cleanup`` counts, in words a user knows: the leftovers of interrupted writes.
     leftover = "temporary file"
+    # Whether objects memojar did not write may sit at entries' names (an S3 prefix shares a
+    # bucket): a listing without heads holds them, and only their first bytes tell (``scan``
+    # with heads leaves them out); removals read those first and leave them.
+    names_shared = False
     _warned = False  # the trust warning was given (once per store)
 
     # --- the hit path -----------------------------------------------------------------
@@ -552,10 +556,14 @@ class Store(abc.ABC):
 
     def remove(self, entries: Sequence[StoredEntry]) -> int:
         """Remove listed entries (as ``scan`` gave them); return how many were removed."""
+        return len(self._removed(entries))
+
+    def _removed(self, entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        """``remove``: the entries it removed."""
         removed = self._unlink(entries)
         for entry in removed:
             logger.debug("evict %s %s (%d bytes)", entry.function_dir, entry.key, entry.size)
-        return len(removed)
+        return removed
 
     def remove_listed(self, entries: Iterable[StoredEntry],
                       progress: Callable[[Removal], None] | None = None,
@@ -574,13 +582,19 @@ class Store(abc.ABC):
         while batch := list(itertools.islice(listing, REMOVE_BATCH)):
             removal.busy = True
             try:
-                done = self.remove(batch)
+                gone = self._removed(batch)
             except PartlyRemoved as exc:
                 left.append(exc)
-                done = exc.removed
-            # (which ones another process removed first is not known here: its first ones')
-            removal.freed += sum(entry.size for entry in batch[:done])
-            removal.removed += done
+                # (which ones another process removed first is not known here: the first
+                # ones of those not left)
+                kept = {path for path, _ in exc.left}
+                gone = [e for e in batch if e.location not in kept][: exc.removed]
+            # The bytes of the entries removed. Before, of the batch's first ones, as many as
+            # were removed: objects of another tool's at entries' names in an S3 prefix,
+            # listed and left, were said removed ("removed 1 entry (4.9 KiB)" of a 249-byte
+            # entry)
+            removal.freed += sum(entry.size for entry in gone)
+            removal.removed += len(gone)
             removal.taken += len(batch)
             removal.busy = False
             if progress is not None:
