@@ -175,6 +175,11 @@ def _triple(x: int) -> int:
     return x * 3
 
 
+def _function_folders(cache_dir: Path) -> list[Path]:
+    """The cache's function folders (not its `.writers` registry)."""
+    return [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
 def _users_run(cache_dir: Path) -> Callable[[], str]:
     """A job for ``as_another_user``: ``_double`` of 0 to 3 on ``cache_dir`` (the user's own
     cache: any warning is an error), the values and the hits."""
@@ -391,7 +396,7 @@ def test_root_writes_nothing_in_another_users_folder_of_its_own_cache(
         assert [f(i) for i in range(8)] == [0, 2, 4, 6, 8, 10, 12, 14]
     assert any("nobody's folder, and this process runs as root: memojar writes nothing "
                "there" in str(w.message) for w in caught)
-    (users,) = (p for p in cache_dir.iterdir() if p.is_dir() and p.owner() == "nobody")
+    (users,) = (p for p in _function_folders(cache_dir) if p.owner() == "nobody")
     assert [p for p in users.rglob("*") if p.lstat().st_uid == os.geteuid()] == []
     assert as_another_user(users_run) == "[0, 2, 4, 6] 4"
     g = memojar.Cache(cache_dir).cached(_triple)
@@ -457,12 +462,14 @@ def test_a_folder_the_user_cannot_read_is_named_whole_with_its_owner(
         return str(f(1))
 
     assert as_another_user(users_run) == "2"
-    (function_folder,) = (p for p in cache_dir.iterdir() if p.is_dir())
+    (function_folder,) = _function_folders(cache_dir)
     (function_folder / "3c").mkdir(mode=0o700)  # root's
-    for argv in (["ls"], ["clear", "--yes"], ["prune"]):
+    for argv, after in ((["ls"], ""), (["clear", "--yes"], "; nothing removed"),
+                        (["prune"], "")):
         said = memojar_as_user(cache_dir, *argv)
         assert said == (f"1 memojar: permission denied (a folder of root's, which this user "
-                        f"cannot read: remove it as root): {function_folder / '3c'}\n"), said
+                        f"cannot read: remove it as root): {function_folder / '3c'}{after}\n"
+                        ), said
 
 
 def memojar_as_user(cache_dir: Path, *argv: str) -> str:
@@ -1273,7 +1280,7 @@ def test_a_write_in_another_users_shard_names_it_and_its_owner(shared_folder: Pa
         os.chmod(dirpath, 0o777)
         for name in files:
             os.chmod(os.path.join(dirpath, name), 0o666)
-    (function_folder,) = (p for p in cache_dir.iterdir() if p.is_dir())
+    (function_folder,) = _function_folders(cache_dir)
     shard = function_folder / f.cache_key(1)[:2]
     assert f.cache_key(0)[:2] != shard.name
     shard.mkdir(mode=0o700)  # root's, private
@@ -1295,7 +1302,7 @@ def test_a_write_in_a_folder_root_left_in_the_users_cache_says_to_remove_it_as_r
 
     cache_dir = shared_folder / "c"
     assert as_another_user(_warnings_of_calls(cache_dir)) == "[0, 2]"
-    (function_folder,) = (p for p in cache_dir.iterdir() if p.is_dir())
+    (function_folder,) = _function_folders(cache_dir)
     key = memojar.Cache(cache_dir).cached(_double).cache_key(7)
     (function_folder / key[:2]).mkdir(mode=0o700)  # root's
 
