@@ -1161,6 +1161,32 @@ def test_entries_written_by_a_process_killed_before_it_merged_them_are_counted(
         str(os.getpid())]
 
 
+def test_a_dead_writers_file_goes_at_the_first_count_read_though_no_count_was_kept(
+        tmp_path: Path) -> None:
+    """A writer killed in a cache whose counts were never listed: the first count read
+    removes its file, and the listing it records is the count of the next. Before, its
+    file was left while no count was kept, and the next read found it dead, dropped the
+    count just recorded and listed every folder again."""
+    from memojar import _filestore
+
+    cache_dir = tmp_path / "c"
+    _killed_after(cache_dir, "for x in range(3): f(x)")
+    f = Cache(cache_dir).cached(double)
+    scans = []
+    scan = _filestore.FileStore.scan
+
+    def spied(self: Any, *args: Any, **kwargs: Any) -> Any:
+        scans.append(args)
+        return scan(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_filestore.FileStore, "scan", spied)
+        assert f.cache_info().entries == 3
+        assert os.listdir(cache_dir / ".writers") == []
+        assert f.cache_info().entries == 3
+    assert len(scans) == 1
+
+
 def test_entries_removed_by_a_process_killed_before_it_merged_them_are_not_counted(
         tmp_path: Path) -> None:
     """The same for removals (``cache_delete``): before, the count stayed too high."""
@@ -1218,7 +1244,8 @@ def test_a_process_writing_in_many_caches_one_after_another_keeps_no_file_open_f
     caches so dropped (its lock let go, the file left where changes were not merged yet,
     for the next reader to list). Before,
     each stayed open until the exit: past the limit of open files (64 here, 1024 by
-    default), every write of the process failed ('Too many open files')."""
+    default), every write of the process failed ('Too many open files'). At its exit the
+    changes left are merged, and those files go too."""
     out = run(f"""
         import gc, os, resource, sys, warnings
         sys.path.insert(0, {str(Path(__file__).parent)!r})
@@ -1239,11 +1266,15 @@ def test_a_process_writing_in_many_caches_one_after_another_keeps_no_file_open_f
             job(i, i % 2)
             gc.collect()
         print(len(os.listdir("/proc/self/fd")))
+        print(*(len(os.listdir(os.path.join(root, str(i), ".writers"))) for i in range(92)))
     """, tmp_path / "c")
-    assert int(out) < 20
-    assert [len(os.listdir(tmp_path / "c" / str(i) / ".writers")) for i in range(92)] == [
-        1, 0] * 46  # an unmerged one's left, unlocked: the next reader lists its folder
-    for i in (98, 99):
+    opened, *files = out.split()
+    assert int(opened) < 20
+    # an unmerged one's left, unlocked (the next reader lists its folder) while it lives
+    assert files == ["1", "0"] * 46
+    assert [len(os.listdir(tmp_path / "c" / str(i) / ".writers")) for i in range(100)] == [
+        0] * 100
+    for i in (0, 2, 98, 99):
         assert _counted_in_a_new_process(tmp_path / "c" / str(i)) == _listed(
             tmp_path / "c" / str(i))
 

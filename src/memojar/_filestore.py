@@ -1625,7 +1625,9 @@ class FileStore(Store):
         # folder came meanwhile)
         self._listing_from.setdefault(fdir, data.get("merges", 0))
         kept = data.get("counts", {}).get(fdir)
-        if not kept or self._writers_died():
+        # (dead writers looked for first, with no count kept too: before, their files were
+        # left, and found at the next read, which dropped the listing just recorded)
+        if self._writers_died() or not kept:
             return None
         tallied = self._tallied
         tallied.forked()
@@ -2594,6 +2596,8 @@ def _create_new(path: str, made: list[str] | None = None,
 _PID = [os.getpid()]  # this process's pid, without a system call per write
 _START = [int(_started(_PID[0]) or 0)]  # its start (``_started``), 0 if not known
 _LEFT: dict[str, dict[str, list[int]]] = {}  # root -> changes of dropped tallies, by folder
+# root -> the lowest ``since`` of those tallies: listings recorded after it may hold them
+_LEFT_SINCE: dict[str, int] = {}
 
 
 class _Tally:
@@ -2645,7 +2649,8 @@ class _Tally:
         return bool(self.deltas) or any(row != [0, 0] for row in self.counts.values())
 
     def __del__(self, _pid: list[int] = _PID,
-                _left: dict[str, dict[str, list[int]]] = _LEFT) -> None:
+                _left: dict[str, dict[str, list[int]]] = _LEFT,
+                _left_since: dict[str, int] = _LEFT_SINCE) -> None:
         """A tally dropped with changes not merged (every store of its cache dropped
         before a merge: a ``Cache`` made in a function that returned) leaves them to the
         process's next tally of the cache (``_tally_of``), which merges them. Before, they
@@ -2657,6 +2662,9 @@ class _Tally:
         if self.pid != _pid[0]:
             return
         if self.unmerged():
+            # (the lowest: a listing recorded since either tally's last merge may hold its
+            # changes; before, none was kept and their merge dropped every listed count)
+            _left_since[self.root] = min(_left_since.get(self.root, self.since), self.since)
             left = _left.setdefault(self.root, {})
             for fdir, (entries, size) in self.added_up().items():
                 row = left.setdefault(fdir, [0, 0])
@@ -2701,6 +2709,9 @@ _ENLISTED: dict[str, tuple[int, str]] = {}  # root -> this process's file: its f
 # The roots whose last tally was dropped, their writer file kept (``_let_go``), oldest first
 _KEPT: dict[str, None] = {}
 _KEPT_MAX = 8
+# root -> the writer files of it this process let go unmerged (``_unhold``): name and inode
+_UNHELD: dict[str, list[tuple[str, int]]] = {}
+_UNHELD_MAX = 64
 _ENLIST_TRIES = 3
 
 
@@ -2849,15 +2860,46 @@ def _remove_writer(name: str, ino: int, dfd: int, own: bool = False) -> None:
 
 
 def withdraw() -> None:
-    """At an exit that merged every change (``_Flusher.at_exit``): this process's writer
-    files go. One with changes not merged (a merge that failed, a tally dropped unmerged)
-    stays, so that the next reader lists the folders again."""
-    for root in list(_ENLISTED):
+    """At the exit (``_Flusher.at_exit``, once every live cache merged): the changes of
+    dropped tallies are merged (``_merge_left``), and this process's writer files go,
+    those it let go (``_let_go``) too. One with changes not merged (a merge that failed)
+    stays, so that the next reader lists the folders again. Before, a tally dropped
+    unmerged (the ``Cache`` of ``memojar clear``, of a function that returned) left its
+    file at every exit: one more in ``.writers`` for every run of the command, for good
+    where no count was read, and each found dead by the next count read, which listed
+    every folder again."""
+    for root in list(_LEFT):
+        _merge_left(root)
+    for root in list(_ENLISTED) + list(_UNHELD):
         ref = _TALLIES.get(root)
         tally = None if ref is None else ref()
         if root in _LEFT or (tally is not None and tally.unmerged()):
             continue
-        _withdraw(root)
+        if root in _ENLISTED:
+            _withdraw(root)
+        unheld = _UNHELD.pop(root, None)
+        if unheld is not None:
+            _remove_at(root, unheld)
+
+
+def _merge_left(root: str) -> None:
+    """Merge the changes of ``root``'s dropped tallies (``_LEFT``) through a store opened
+    for them, where ``root`` is still a cache (none is made for them); left as they are if
+    the merge fails."""
+    if not is_cache_dir(root):
+        return
+    try:
+        store = FileStore(root)
+        left = _LEFT.pop(root, None)  # (a live tally's store: its tally takes them)
+        if left is not None:
+            tally = store._tallied
+            with tally.lock:
+                tally.since = min(tally.since, _LEFT_SINCE.pop(root, 0))
+                for fdir, (entries, size) in left.items():
+                    tally.deltas.append((fdir, entries, size))
+        store.merge_stats({})
+    except Exception as exc:  # noqa: BLE001 - statistics never fail the program
+        logger.debug("cannot save the entry counts in %s: %s", root, exc)
 
 
 def _let_go(tally: _Tally) -> None:
@@ -2884,9 +2926,41 @@ def _let_go(tally: _Tally) -> None:
         if ref is not None and ref() is not None:  # a store of it made since: its file
             continue
         if oldest in _LEFT:
-            _close_quietly(_ENLISTED.pop(oldest, (-1, ""))[0])
+            _unhold(oldest)
         else:
             _withdraw(oldest)
+
+
+def _unhold(root: str) -> None:
+    """Let this process's writer file of ``root`` go unlocked, left for a reader (a dead
+    writer's: it lists the folders again), noted to be removed at the exit once the
+    changes are merged (``withdraw``), for the last ``_UNHELD_MAX`` caches."""
+    fd, name = _ENLISTED.pop(root, (-1, ""))
+    if fd < 0:
+        return
+    try:
+        held = _UNHELD.setdefault(root, [])
+        held.append((name, os.fstat(fd).st_ino))
+        del held[:-_KEPT_MAX]
+        while len(_UNHELD) > _UNHELD_MAX:
+            del _UNHELD[next(iter(_UNHELD))]
+    except OSError:
+        pass
+    finally:
+        _close_quietly(fd)
+
+
+def _remove_at(root: str, held: list[tuple[str, int]]) -> None:
+    """Remove the writer files ``_unhold`` let go, each if still the one it was."""
+    try:
+        dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
+    except OSError:
+        return
+    try:
+        for name, ino in held:
+            _remove_writer(name, ino, dfd)
+    finally:
+        os.close(dfd)
 
 
 def _withdraw(root: str) -> None:
@@ -2933,6 +3007,7 @@ def _tally_of(root: str) -> _Tally:
         left = _LEFT.pop(root, None)
         if left is not None:  # a dropped tally's changes (``_Tally.__del__``)
             tally.counts = left
+            tally.since = _LEFT_SINCE.pop(root, 0)
             if root in _ENLISTED:  # registered (else its file was let go: at the next change)
                 tally.writer = _PID[0]
         if len(_TALLIES) >= _TALLIES_MAX:  # the folders no store holds any longer go
@@ -2963,7 +3038,9 @@ def _forked() -> None:
         _close_quietly(fd)
     _ENLISTED.clear()
     _KEPT.clear()
+    _UNHELD.clear()
     _LEFT.clear()  # the parent's to merge
+    _LEFT_SINCE.clear()
 
 
 if hasattr(os, "register_at_fork"):
