@@ -2769,18 +2769,39 @@ def _unlisted(root: str) -> bool:
 
 
 def _writers_folder(store: FileStore) -> int:
-    """``<root>/.writers``, opened (made if missing: 0700, as every folder memojar makes;
-    a cache opened to others by hand afterwards (``chmod -R``) opens it to them too)."""
+    """``<root>/.writers``, opened (made if missing), with the root's bits for its group and
+    others where it is this user's (``_opened_as_root``)."""
     path = os.path.join(store.root, _WRITERS)
     try:
-        return os.open(path, _O_DIR)
+        dfd = os.open(path, _O_DIR)
     except FileNotFoundError:
-        pass
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        dfd = os.open(path, _O_DIR)
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    return os.open(path, _O_DIR)
+        _opened_as_root(dfd, store.root)
+    except OSError as exc:
+        logger.debug("cannot open %s to the cache's other users: %s", path, exc)
+    return dfd
+
+
+def _opened_as_root(dfd: int, root: str) -> None:
+    """Give the writers' folder (``dfd``, if this user's) the root's read, write and search
+    bits for its group and others, whatever the umask: every process writing in the cache
+    registers there, and every reader lists it. In a private cache that is 0700, as every
+    folder memojar makes. Before, it was always 0700 (and the umask's): in a cache its
+    owner had shared with a group by hand (``chmod -R g+rwXs``) before it was made, the
+    others of the group could neither register nor see the dead writers of the one who
+    made it, and their counts went wrong silently, for good. (Not the root's sticky bit:
+    a dead writer's file is removed by whoever finds it.)"""
+    st = os.fstat(dfd)
+    if st.st_uid != os.getuid():
+        return
+    wanted = os.stat(root).st_mode & 0o077
+    if stat.S_IMODE(st.st_mode) & wanted != wanted:
+        os.fchmod(dfd, stat.S_IMODE(st.st_mode) | wanted)
 
 
 def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:

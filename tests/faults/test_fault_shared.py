@@ -392,6 +392,66 @@ def test_entries_another_user_wrote_before_being_killed_are_counted(
     assert os.listdir(cache_dir / ".writers") == []
 
 
+def test_entries_another_user_of_a_group_wrote_before_being_killed_are_counted(
+        shared_folder: Path) -> None:
+    """A cache its owner shared with a group by hand (``chgrp -R``, ``chmod -R g+rwXs``)
+    before any process registered in it (an older memojar's cache): the first user to
+    write makes ``.writers``, with the root's bits for the group (2770 here), whatever its
+    umask; another user of the group registers there, and, killed before merging, is
+    found dead by the first. Before, the folder was 0700: the second user could not
+    register, the first could not list it, and its ``cache_info()`` said 64 entries of
+    67, silently, for good."""
+    import signal
+
+    import memojar
+    from memojar import _filestore
+
+    cache_dir = shared_folder / "c"
+
+    def first() -> str:
+        os.umask(0o022)
+        cache = memojar.Cache(cache_dir)
+        f = cache.cached(_square)
+        for x in range(64):
+            f(x)
+        count = f.cache_info().entries  # a listing: the count kept from here
+        cache.flush_stats()
+        _filestore.withdraw()  # as at an exit (the job leaves by ``os._exit``)
+        return str(count)
+
+    def killed() -> str:
+        pid = os.fork()
+        if pid == 0:
+            os.umask(0o077)
+            f = memojar.Cache(cache_dir).cached(_square)
+            shards = set(os.listdir(next(cache_dir.glob("*_square*"))))
+            new = [x for x in range(64, 1000) if f.cache_key(x)[:2] in shards][:3]
+            for x in new:  # (in shards of the group's: its own are its alone)
+                f(x)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return str(os.waitpid(pid, 0)[1] == signal.SIGKILL)
+
+    def counted() -> str:
+        info = memojar.Cache(cache_dir).cached(_square).cache_info()
+        return f"{info.entries} {info.bytes}"
+
+    assert as_another_user(first, NOBODY, [TEAM]) == "64"
+    (cache_dir / ".writers").rmdir()
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        os.chown(p, -1, TEAM)
+        p.chmod(0o2770 if p.is_dir() else 0o660)
+    assert as_another_user(killed, OTHER, [TEAM]) == "True"
+    writers = (cache_dir / ".writers").stat()
+    assert (writers.st_uid, writers.st_gid, oct(writers.st_mode & 0o7777)) == (
+        OTHER, TEAM, oct(0o2770))
+    assert [p.stat().st_uid for p in (cache_dir / ".writers").iterdir()] == [OTHER]
+    files = list(cache_dir.glob("*_square*/*/*.pkl"))
+    assert len(files) == 67
+    assert as_another_user(counted, NOBODY, [TEAM]) == (
+        f"67 {sum(p.stat().st_size for p in files)}")
+    assert os.listdir(cache_dir / ".writers") == []
+
+
 def test_readers_of_a_cache_opened_read_only_see_its_statistics(shared_folder: Path) -> None:
     """A cache its owner opened to be read (``chmod -R go=rX``): the owner's later merges
     keep the statistics readable to the readers, whose ``memojar info`` counts the hits.
