@@ -1187,6 +1187,64 @@ def test_a_dead_writers_file_goes_at_the_first_count_read_though_no_count_was_ke
     assert len(scans) == 1
 
 
+def test_removals_of_a_process_whose_listing_another_merge_made_ambiguous_are_counted(
+        tmp_path: Path) -> None:
+    """A process removed more entries than its cache's kept count (another process's
+    writes not merged yet: ``clear()`` of 25 against a count of 5), so its next count read
+    lists the folder; another process merges its writes during the listing, which is then
+    not recorded. Before, the listing took this process's removals with it all the same:
+    the count stayed 25 of an empty folder, and every later merge added to it (377 of 2
+    in an attack of four processes writing, deleting and clearing)."""
+    from memojar import _filestore
+
+    cache_dir = tmp_path / "c"
+    cache = Cache(cache_dir)
+    f = cache.cached(double)
+    for x in range(5):
+        f(x)
+    assert f.cache_info().entries == 5  # a count kept
+    cache.flush_stats()
+    other = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import os, sys
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            import memojar, test_statistics as t
+
+            cache = memojar.Cache(os.environ["CACHE"])
+            f = cache.cached(t.double)
+            for x in range(10, 30):
+                f(x)
+            print("written", flush=True)
+            sys.stdin.readline()
+            cache.flush_stats()
+            print("merged", flush=True)
+            sys.stdin.readline()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "CACHE": str(cache_dir)})
+    assert other.stdin is not None and other.stdout is not None
+    try:
+        assert other.stdout.readline() == "written\n"
+        assert cache.clear() == 25
+        scan = _filestore.FileStore.scan
+
+        def merged_meanwhile(self: Any, *args: Any, **kwargs: Any) -> Any:
+            assert other.stdin is not None and other.stdout is not None
+            other.stdin.write("merge\n")
+            other.stdin.flush()
+            assert other.stdout.readline() == "merged\n"
+            return scan(self, *args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_filestore.FileStore, "scan", merged_meanwhile)
+            assert f.cache_info().entries == 0  # listed
+        assert f.cache_info().entries == 0
+    finally:
+        other.communicate("\n", timeout=TIMEOUT)
+    assert _counted_in_a_new_process(cache_dir) == (0, 0)
+    cache.flush_stats()
+    assert _counted_in_a_new_process(cache_dir) == (0, 0)
+
+
 def test_entries_removed_by_a_process_killed_before_it_merged_them_are_not_counted(
         tmp_path: Path) -> None:
     """The same for removals (``cache_delete``): before, the count stayed too high."""

@@ -1504,8 +1504,15 @@ class FileStore(Store):
             listed = data.setdefault("listed", {})  # folder -> merge number of its listing
             changed = data.setdefault("changed", {})  # -> of the last changes merged
             merges = data["merges"] = data.get("merges", 0) + 1
+            # The listings recorded: no merged change of their folders since they began.
+            # This process's changes of those folders are in them; of the others, not
+            # recorded, they are merged as any. (Before, ``recount`` dropped them first
+            # either way: a listing not recorded took them with it, and a clear's removals
+            # were lost, the count too high for good.)
+            exact = {fdir: listing for fdir, listing in (recount or {}).items()
+                     if listed_from is None or changed.get(fdir, 0) <= listed_from}
             for fdir, (entries, size) in tally.items():
-                if not (entries or size):
+                if not (entries or size) or fdir in exact:
                     continue
                 changed[fdir] = merges
                 if listed.get(fdir, 0) > tallied.since:
@@ -1526,10 +1533,9 @@ class FileStore(Store):
                         del counts[fdir]
                     else:
                         counts[fdir] = now
-            for fdir, exact in (recount or {}).items():
-                if listed_from is None or changed.get(fdir, 0) <= listed_from:
-                    counts[fdir] = list(exact)
-                    listed[fdir] = merges
+            for fdir, listing in exact.items():
+                counts[fdir] = list(listing)
+                listed[fdir] = merges
             if merge is not None:
                 data["merged"] = _merges_kept(data.get("merged", {}), *merge)
             self._write_stats(data)
@@ -1660,10 +1666,10 @@ class FileStore(Store):
         since = self._listing_from.pop(fdir, None)  # (None: a count given as exact)
         if fdir in self._unseen:  # a listing that could not see all: a partial count
             return
-        with self._tallied.lock:
-            self._tallied.added_up().pop(fdir, None)
         self._listed_here.pop(fdir, None)
         try:
+            # (this process's changes of the folder, in the listing, are dropped with its
+            # recording: see ``merge_stats``)
             self.merge_stats({}, {fdir: (entries, size)}, listed_from=since)
         except OSError:
             # Not recorded (a cache this user may only read, a read-only mount): kept here,
@@ -1671,6 +1677,8 @@ class FileStore(Store):
             # listed the folder again (46 ms each at 12,000 entries).
             if since is not None:
                 self._listed_here[fdir] = ((since, self._dead_found), entries, size)
+                with self._tallied.lock:  # (in the listing)
+                    self._tallied.added_up().pop(fdir, None)
             raise
 
     def _writers_died(self) -> bool:
