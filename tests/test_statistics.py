@@ -1245,6 +1245,40 @@ def test_removals_of_a_process_whose_listing_another_merge_made_ambiguous_are_co
     assert _counted_in_a_new_process(cache_dir) == (0, 0)
 
 
+def test_a_listing_begun_before_a_writer_was_found_dead_is_not_recorded(
+        tmp_path: Path) -> None:
+    """A count read lists the folder; meanwhile another process writes an entry where the
+    listing has passed and is killed, and a third finds it dead, lists and records the
+    count (6). The first listing (5), begun before, must not be recorded over it: no merge
+    says the folder changed (the dead one merged nothing). Before, it was, and the count
+    said 5 entries of 6 for good (1 to 3 entries short after rounds of writers killed)."""
+    from memojar import _filestore
+
+    cache_dir = tmp_path / "c"
+    cache = Cache(cache_dir)
+    f = cache.cached(double)
+    for x in range(5):
+        f(x)
+    cache.flush_stats()  # no listing: no count kept
+    scan = _filestore.FileStore.scan
+
+    def passed_then_killed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        listed = list(scan(self, *args, **kwargs))
+        _killed_after(cache_dir, "f(10)")
+        for _ in range(2):  # (found dead by the first or, with a count kept, the second)
+            assert _counted_in_a_new_process(cache_dir) == _listed(cache_dir)
+        assert [name.split("-")[1] for name in os.listdir(cache_dir / ".writers")] == [
+            str(os.getpid())]  # the dead one's went
+        return iter(listed)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_filestore.FileStore, "scan", passed_then_killed)
+        assert f.cache_info().entries == 5  # its listing's
+    assert _listed(cache_dir)[0] == 6
+    assert (f.cache_info().entries, f.cache_info().bytes) == _listed(cache_dir)
+    assert _counted_in_a_new_process(cache_dir) == _listed(cache_dir)
+
+
 def test_entries_removed_by_a_process_killed_before_it_merged_them_are_not_counted(
         tmp_path: Path) -> None:
     """The same for removals (``cache_delete``): before, the count stayed too high."""

@@ -365,8 +365,9 @@ def _sane_stats(data: Any) -> dict[str, Any]:
             fdir: row for fdir, row in (counts.items() if isinstance(counts, dict) else ())
             if isinstance(row, list) and len(row) == 2 and _count(row[0]) and _count(row[1])
         }
-    if "merges" in data and not _count(data["merges"]):
-        data["merges"] = 0
+    for key in ("merges", "forgot"):  # a merge number
+        if key in data and not _count(data[key]):
+            data[key] = 0
     for key in ("listed", "changed"):  # folder -> a merge number
         if key in data:
             kept = data[key]
@@ -474,6 +475,7 @@ class FileStore(Store):
         # bytes), its count while those stay (``_unrecorded``)
         self._listed_here: dict[str, tuple[tuple[int, frozenset[tuple[str, int]]], int, int]] = {}
         self._dead_found: frozenset[tuple[str, int]] = frozenset()  # by the last count read
+        self._forgotten: frozenset[tuple[str, int]] = frozenset()  # their counts dropped
         self._census_whole = True  # the last census saw the size of every file it listed
         # Entries and bytes this process added or removed, not yet merged into the stats
         # file: one tally for every store of this folder in the process (``_Tally``).
@@ -509,7 +511,7 @@ class FileStore(Store):
         self._uid = os.getuid() if hasattr(os, "getuid") else None
         self._root_writable = False
         self._unseen, self._stamp_why, self._listing_from = set(), None, {}
-        self._listed_here, self._dead_found = {}, frozenset()
+        self._listed_here, self._dead_found, self._forgotten = {}, frozenset(), frozenset()
 
     def close(self) -> None:
         """Close the folders this process opened (a later call opens them again)."""
@@ -1510,7 +1512,8 @@ class FileStore(Store):
             # either way: a listing not recorded took them with it, and a clear's removals
             # were lost, the count too high for good.)
             exact = {fdir: listing for fdir, listing in (recount or {}).items()
-                     if listed_from is None or changed.get(fdir, 0) <= listed_from}
+                     if listed_from is None or max(changed.get(fdir, 0),
+                                                   data.get("forgot", 0)) <= listed_from}
             for fdir, (entries, size) in tally.items():
                 if not (entries or size) or fdir in exact:
                     continue
@@ -1636,14 +1639,18 @@ class FileStore(Store):
         # (a listing follows a None: ``recount`` records it unless merged changes of the
         # folder came meanwhile)
         merges = data.get("merges", 0)
-        self._listing_from.setdefault(fdir, merges)
         kept = data.get("counts", {}).get(fdir)
         # (dead writers looked for first, with no count kept too: before, their files were
         # left, and found at the next read, which dropped the listing just recorded)
         try:
-            died = self._writers_died()
+            forgot = self._writers_died()
         except OSError:  # found dead, the counts not dropped (a cache it may only read)
-            died = True
+            forgot = -1
+        died = forgot != 0
+        if forgot > 0:  # the listing that follows begins after that
+            self._listing_from[fdir] = forgot
+        else:
+            self._listing_from.setdefault(fdir, merges)
         if died or not kept:
             listed = self._listed_here.get(fdir)
             if listed is None or listed[0] != (merges, self._dead_found):
@@ -1681,48 +1688,60 @@ class FileStore(Store):
                     self._tallied.added_up().pop(fdir, None)
             raise
 
-    def _writers_died(self) -> bool:
+    def _writers_died(self) -> int:
         """Whether a process that wrote in the cache died before merging all it changed
         (its writer file found unlocked: see ``_enlist``): then every kept count is dropped
         (the next look at each function lists its folder) and its file removed. Before,
         ``cache_info()`` of every process said the count merged before (too low after
-        writes, too high after removals) until a ``prune``."""
+        writes, too high after removals) until a ``prune``. The merge number that dropped
+        them (``_drop_counts``; 0: no writer found dead since this store last dropped
+        them, -1: not written). A dead writer's file found again (one this user may not
+        remove) drops them only once a store: before, at every count read, each of which
+        then listed the folder again."""
         self._dead_found = frozenset()
         if fcntl is None:
-            return False
+            return 0
         dfd, dead = _dead_writers(self.root)
         if dfd < 0:
-            return False
+            return 0
         try:
-            if dead:
-                self._dead_found = frozenset((name, ino) for name, _, ino in dead)
-                self._drop_counts()
-                for name, _, ino in dead:  # (the inode looked at, not one made since)
-                    _remove_writer(name, ino, dfd)
+            found = self._dead_found = frozenset((name, ino) for name, _, ino in dead)
+            if found <= self._forgotten:
+                return 0
+            forgot = self._drop_counts() or -1
+            self._forgotten = found
+            for name, _, ino in dead:  # (the inode looked at, not one made since)
+                _remove_writer(name, ino, dfd)
+            return forgot
         finally:
             _close_all(dead)
             os.close(dfd)
-        return bool(dead)
 
     def forget_counts(self) -> None:
         """Drop every kept count (after ``prune``): the next ``counted`` lists again."""
         self._listed_here.clear()
         self._drop_counts()
 
-    def _drop_counts(self) -> None:
+    def _drop_counts(self) -> int:
+        """Drop every kept count and this process's changes not merged; the merge number
+        written (0: none), from which listings may be recorded again: one begun before
+        may have passed where a dead writer, or this process, changed since (those
+        changes are in no count now), and is not recorded (``merge_stats``). Before, it
+        was, over the listing of the process that found the writer dead: 5 entries of 6."""
         with self._tallied.lock:
             self._tallied.added_up().clear()
         try:
             _no_links(self.root)
         except OSError:
-            return
+            return 0
         lock = self._stats_lock()
         try:
             data = self.read_stats()
-            if not data.get("counts"):
-                return
             data["counts"], data["listed"] = {}, {}  # ("changed" kept: a listing under way)
+            merges: int = data.get("merges", 0) + 1
+            data["merges"] = data["forgot"] = merges
             self._write_stats(data)
+            return merges
         finally:
             lock.release()
 
