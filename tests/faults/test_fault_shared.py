@@ -342,21 +342,20 @@ def test_users_of_a_cache_shared_by_hand_keep_each_others_statistics(
     assert (cache_dir / ".size").stat().st_mode & 0o777 == 0o666
 
 
-def test_entries_another_user_wrote_before_being_killed_are_counted(
-        shared_folder: Path) -> None:
-    """In a cache opened to all, a process of another user killed (SIGKILL) before it
-    merged its entries' counts: this user's ``cache_info()`` finds its writer file's
-    process gone (the file is 0600, as every file memojar makes: judged by its pid and
-    start), lists the folder again and removes the file. Before, the count stayed 64 of
-    67."""
+def _killed_writer_jobs(cache_dir: Path, umasks: tuple[int, int] | None = None,
+                       ) -> tuple[Callable[[], str], Callable[[], str], Callable[[], str]]:
+    """Jobs for ``as_another_user`` (under ``umasks``, if given): the first writes 64
+    entries and keeps their count, then leaves as at an exit; the second forks a writer of
+    3 more (in shards already there: a user's own are its alone), killed before merging;
+    the third says the count read (entries and bytes)."""
     import signal
 
     import memojar
     from memojar import _filestore
 
-    cache_dir = shared_folder / "c"
-
     def first() -> str:
+        if umasks is not None:
+            os.umask(umasks[0])
         cache = memojar.Cache(cache_dir)
         f = cache.cached(_square)
         for x in range(64):
@@ -369,10 +368,12 @@ def test_entries_another_user_wrote_before_being_killed_are_counted(
     def killed() -> str:
         pid = os.fork()
         if pid == 0:
+            if umasks is not None:
+                os.umask(umasks[1])
             f = memojar.Cache(cache_dir).cached(_square)
             shards = set(os.listdir(next(cache_dir.glob("*_square*"))))
             new = [x for x in range(64, 1000) if f.cache_key(x)[:2] in shards][:3]
-            for x in new:  # (in shards this user may write in)
+            for x in new:
                 f(x)
             os.kill(os.getpid(), signal.SIGKILL)
         return str(os.waitpid(pid, 0)[1] == signal.SIGKILL)
@@ -381,6 +382,18 @@ def test_entries_another_user_wrote_before_being_killed_are_counted(
         info = memojar.Cache(cache_dir).cached(_square).cache_info()
         return f"{info.entries} {info.bytes}"
 
+    return first, killed, counted
+
+
+def test_entries_another_user_wrote_before_being_killed_are_counted(
+        shared_folder: Path) -> None:
+    """In a cache opened to all, a process of another user killed (SIGKILL) before it
+    merged its entries' counts: this user's ``cache_info()`` finds its writer file's
+    process gone (the file is 0600, as every file memojar makes: judged by its pid and
+    start), lists the folder again and removes the file. Before, the count stayed 64 of
+    67."""
+    cache_dir = shared_folder / "c"
+    first, killed, counted = _killed_writer_jobs(cache_dir)
     assert as_another_user(first, NOBODY) == "64"
     assert os.listdir(cache_dir / ".writers") == []
     _open_to_all(cache_dir)
@@ -401,40 +414,8 @@ def test_entries_another_user_of_a_group_wrote_before_being_killed_are_counted(
     found dead by the first. Before, the folder was 0700: the second user could not
     register, the first could not list it, and its ``cache_info()`` said 64 entries of
     67, silently, for good."""
-    import signal
-
-    import memojar
-    from memojar import _filestore
-
     cache_dir = shared_folder / "c"
-
-    def first() -> str:
-        os.umask(0o022)
-        cache = memojar.Cache(cache_dir)
-        f = cache.cached(_square)
-        for x in range(64):
-            f(x)
-        count = f.cache_info().entries  # a listing: the count kept from here
-        cache.flush_stats()
-        _filestore.withdraw()  # as at an exit (the job leaves by ``os._exit``)
-        return str(count)
-
-    def killed() -> str:
-        pid = os.fork()
-        if pid == 0:
-            os.umask(0o077)
-            f = memojar.Cache(cache_dir).cached(_square)
-            shards = set(os.listdir(next(cache_dir.glob("*_square*"))))
-            new = [x for x in range(64, 1000) if f.cache_key(x)[:2] in shards][:3]
-            for x in new:  # (in shards of the group's: its own are its alone)
-                f(x)
-            os.kill(os.getpid(), signal.SIGKILL)
-        return str(os.waitpid(pid, 0)[1] == signal.SIGKILL)
-
-    def counted() -> str:
-        info = memojar.Cache(cache_dir).cached(_square).cache_info()
-        return f"{info.entries} {info.bytes}"
-
+    first, killed, counted = _killed_writer_jobs(cache_dir, umasks=(0o022, 0o077))
     assert as_another_user(first, NOBODY, [TEAM]) == "64"
     (cache_dir / ".writers").rmdir()
     for p in [cache_dir, *cache_dir.rglob("*")]:
