@@ -410,6 +410,29 @@ def test_a_fractional_duration_cuts_off_where_typed(cache_dir: Path):
     assert count(cache_dir) == 3
 
 
+@pytest.mark.parametrize("argv", [["clear", SQUARE, "--yes"], ["clear", "--yes"],
+                                  ["clear", "--older-than", "0s", "--yes"]], ids=" ".join)
+def test_a_command_that_removed_entries_leaves_no_writer_file_at_its_exit(
+        cache_dir: Path, argv: list[str]):
+    """``memojar clear`` registers as a writer of the cache (``.writers``) and merges its
+    removals at its exit: its file goes then, and the counts kept stay exact (no listing
+    needed). Before, its removals were dropped with its ``Cache`` unmerged, so its file was
+    left for good: one more for every run (50 after 50), and the next count read found
+    them dead and listed every folder again."""
+    for _ in range(3):
+        fill(cache_dir)
+        assert Cache(cache_dir).cached(square).cache_info().entries == 3  # a count kept
+        proc = memojar_command("--dir", str(cache_dir), *argv)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("removed "), proc.stdout
+    others = [name for name in os.listdir(cache_dir / ".writers")
+              if name.split("-")[1] != str(os.getpid())]
+    assert others == []
+    kept = FileStore(cache_dir).read_stats()["counts"]
+    assert kept[_filestore.function_dir(SQUARE, case_safe=True)] == [0, 0]  # exact, kept
+    assert Cache(cache_dir).cached(square).cache_info().entries == 0
+
+
 @pytest.mark.parametrize("bad", ["7", "d", "3x", "-1d", "1 d 2h", "", "6M", "1.5 M", "\u0663d"])
 def test_bad_duration_is_a_usage_error(
     bad: str, cache_dir: Path, capsys: pytest.CaptureFixture[str]

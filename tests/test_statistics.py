@@ -1161,6 +1161,124 @@ def test_entries_written_by_a_process_killed_before_it_merged_them_are_counted(
         str(os.getpid())]
 
 
+def test_a_dead_writers_file_goes_at_the_first_count_read_though_no_count_was_kept(
+        tmp_path: Path) -> None:
+    """A writer killed in a cache whose counts were never listed: the first count read
+    removes its file, and the listing it records is the count of the next. Before, its
+    file was left while no count was kept, and the next read found it dead, dropped the
+    count just recorded and listed every folder again."""
+    from memojar import _filestore
+
+    cache_dir = tmp_path / "c"
+    _killed_after(cache_dir, "for x in range(3): f(x)")
+    f = Cache(cache_dir).cached(double)
+    scans = []
+    scan = _filestore.FileStore.scan
+
+    def spied(self: Any, *args: Any, **kwargs: Any) -> Any:
+        scans.append(args)
+        return scan(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_filestore.FileStore, "scan", spied)
+        assert f.cache_info().entries == 3
+        assert os.listdir(cache_dir / ".writers") == []
+        assert f.cache_info().entries == 3
+    assert len(scans) == 1
+
+
+def test_removals_of_a_process_whose_listing_another_merge_made_ambiguous_are_counted(
+        tmp_path: Path) -> None:
+    """A process removed more entries than its cache's kept count (another process's
+    writes not merged yet: ``clear()`` of 25 against a count of 5), so its next count read
+    lists the folder; another process merges its writes during the listing, which is then
+    not recorded. Before, the listing took this process's removals with it all the same:
+    the count stayed 25 of an empty folder, and every later merge added to it (377 of 2
+    in an attack of four processes writing, deleting and clearing)."""
+    from memojar import _filestore
+
+    cache_dir = tmp_path / "c"
+    cache = Cache(cache_dir)
+    f = cache.cached(double)
+    for x in range(5):
+        f(x)
+    assert f.cache_info().entries == 5  # a count kept
+    cache.flush_stats()
+    other = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import os, sys
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            import memojar, test_statistics as t
+
+            cache = memojar.Cache(os.environ["CACHE"])
+            f = cache.cached(t.double)
+            for x in range(10, 30):
+                f(x)
+            print("written", flush=True)
+            sys.stdin.readline()
+            cache.flush_stats()
+            print("merged", flush=True)
+            sys.stdin.readline()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "CACHE": str(cache_dir)})
+    assert other.stdin is not None and other.stdout is not None
+    try:
+        assert other.stdout.readline() == "written\n"
+        assert cache.clear() == 25
+        scan = _filestore.FileStore.scan
+
+        def merged_meanwhile(self: Any, *args: Any, **kwargs: Any) -> Any:
+            assert other.stdin is not None and other.stdout is not None
+            other.stdin.write("merge\n")
+            other.stdin.flush()
+            assert other.stdout.readline() == "merged\n"
+            return scan(self, *args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_filestore.FileStore, "scan", merged_meanwhile)
+            assert f.cache_info().entries == 0  # listed
+        assert f.cache_info().entries == 0
+    finally:
+        other.communicate("\n", timeout=TIMEOUT)
+    assert _counted_in_a_new_process(cache_dir) == (0, 0)
+    cache.flush_stats()
+    assert _counted_in_a_new_process(cache_dir) == (0, 0)
+
+
+def test_a_listing_begun_before_a_writer_was_found_dead_is_not_recorded(
+        tmp_path: Path) -> None:
+    """A count read lists the folder; meanwhile another process writes an entry where the
+    listing has passed and is killed, and a third finds it dead, lists and records the
+    count (6). The first listing (5), begun before, must not be recorded over it: no merge
+    says the folder changed (the dead one merged nothing). Before, it was, and the count
+    said 5 entries of 6 for good (1 to 3 entries short after rounds of writers killed)."""
+    from memojar import _filestore
+
+    cache_dir = tmp_path / "c"
+    cache = Cache(cache_dir)
+    f = cache.cached(double)
+    for x in range(5):
+        f(x)
+    cache.flush_stats()  # no listing: no count kept
+    scan = _filestore.FileStore.scan
+
+    def passed_then_killed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        listed = list(scan(self, *args, **kwargs))
+        _killed_after(cache_dir, "f(10)")
+        for _ in range(2):  # (found dead by the first or, with a count kept, the second)
+            assert _counted_in_a_new_process(cache_dir) == _listed(cache_dir)
+        assert [name.split("-")[1] for name in os.listdir(cache_dir / ".writers")] == [
+            str(os.getpid())]  # the dead one's went
+        return iter(listed)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_filestore.FileStore, "scan", passed_then_killed)
+        assert f.cache_info().entries == 5  # its listing's
+    assert _listed(cache_dir)[0] == 6
+    assert (f.cache_info().entries, f.cache_info().bytes) == _listed(cache_dir)
+    assert _counted_in_a_new_process(cache_dir) == _listed(cache_dir)
+
+
 def test_entries_removed_by_a_process_killed_before_it_merged_them_are_not_counted(
         tmp_path: Path) -> None:
     """The same for removals (``cache_delete``): before, the count stayed too high."""
@@ -1218,7 +1336,8 @@ def test_a_process_writing_in_many_caches_one_after_another_keeps_no_file_open_f
     caches so dropped (its lock let go, the file left where changes were not merged yet,
     for the next reader to list). Before,
     each stayed open until the exit: past the limit of open files (64 here, 1024 by
-    default), every write of the process failed ('Too many open files')."""
+    default), every write of the process failed ('Too many open files'). At its exit the
+    changes left are merged, and those files go too."""
     out = run(f"""
         import gc, os, resource, sys, warnings
         sys.path.insert(0, {str(Path(__file__).parent)!r})
@@ -1239,11 +1358,15 @@ def test_a_process_writing_in_many_caches_one_after_another_keeps_no_file_open_f
             job(i, i % 2)
             gc.collect()
         print(len(os.listdir("/proc/self/fd")))
+        print(*(len(os.listdir(os.path.join(root, str(i), ".writers"))) for i in range(92)))
     """, tmp_path / "c")
-    assert int(out) < 20
-    assert [len(os.listdir(tmp_path / "c" / str(i) / ".writers")) for i in range(92)] == [
-        1, 0] * 46  # an unmerged one's left, unlocked: the next reader lists its folder
-    for i in (98, 99):
+    opened, *files = out.split()
+    assert int(opened) < 20
+    # an unmerged one's left, unlocked (the next reader lists its folder) while it lives
+    assert files == ["1", "0"] * 46
+    assert [len(os.listdir(tmp_path / "c" / str(i) / ".writers")) for i in range(100)] == [
+        0] * 100
+    for i in (0, 2, 98, 99):
         assert _counted_in_a_new_process(tmp_path / "c" / str(i)) == _listed(
             tmp_path / "c" / str(i))
 
