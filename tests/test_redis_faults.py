@@ -360,6 +360,46 @@ def test_a_thread_waiting_for_a_connection_is_not_passed_over_by_threads_calling
     assert pool._memojar_waiters == collections.deque()
 
 
+def test_one_timeout_fails_the_threads_then_waiting_and_not_those_after_it(
+        redis_location: str) -> None:
+    """Eight threads send commands back to back through a pool of two; one request times
+    out once (a BLPOP the server holds past socket_timeout 0.3 s). The threads waiting for
+    a connection then fail at once, as they should; from 1 s after it none fails. Before,
+    each such waiter gave back the connection it had been handed with its own error
+    running, which the pool counted as one more timeout, failing the next waiter, and so
+    on: thousands of requests failed 'Timeout reading from socket (a request of another
+    thread...)' for as long as the threads kept calling (10 s and more), with the server
+    answering in 50 us."""
+    store = RedisStore(redis_location + "?max_connections=2&socket_timeout=0.3")
+    client = store._client
+    failed: list[tuple[float, BaseException]] = []
+    stop = threading.Event()
+
+    def call_again_and_again(n: int) -> None:
+        while not stop.is_set():
+            try:
+                client.set(f"k{n}", n)
+                client.get(f"k{n}")
+            except redis.RedisError as exc:
+                failed.append((time.monotonic(), exc))
+
+    threads = [threading.Thread(target=call_again_and_again, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    with pytest.raises(redis.TimeoutError):
+        client.blpop(["nothing"], 0)  # the server holds it: timed out by the client
+    timed_out = time.monotonic()
+    time.sleep(2.5)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    store.close()
+    assert not any(t.is_alive() for t in threads)
+    later = [exc for at, exc in failed if at > timed_out + 1]
+    assert later == [], (len(later), later[0])
+
+
 def test_a_connection_lent_to_a_request_interrupted_in_redis_py_is_not_lost_for_good(
         redis_location: str) -> None:
     """``max_connections=1``: a request interrupted in redis-py's own code after the pool

@@ -111,6 +111,7 @@ class _Pool(redis.ConnectionPool):
             # connection to (``_hand_over``), and it takes one its thread's wait was
             # handed and has not taken (that wait cannot run until the handler returns)
             collected = False
+            told: RedisError | None = None  # another thread's fault, raised here
             waiter: tuple[int, queue.SimpleQueue[None], list[Any]] = (
                 me, queue.SimpleQueue(), [])
             try:
@@ -128,8 +129,9 @@ class _Pool(redis.ConnectionPool):
                         # request would wait a socket_timeout more on the connection
                         # given back (two in all for the call, before). A connection
                         # handed over is passed on (below), to fail the same way.
-                        raise fault[0](f"{fault[1]} (a request of another thread, while "
-                                       "this one waited for a connection)")
+                        told = fault[0](f"{fault[1]} (a request of another thread, while "
+                                        "this one waited for a connection)")
+                        raise told
                     if waiter[2]:  # handed over by a release: taken out of the list before
                         # anything runs (a signal handler's wait of this thread takes one
                         # its thread's wait was handed: never the one it connects or uses)
@@ -167,6 +169,11 @@ class _Pool(redis.ConnectionPool):
                     self._memojar_waiters.remove(waiter)
                 # taken or handed over, then interrupted: not lent for good
                 for held in {id(c): c for c in (connection, *waiter[2]) if c is not None}.values():
+                    if told is not None:  # no request ran on it: not a fault of its own.
+                        # Before, counted as one more (``release``), which failed the next
+                        # waiter, which gave back its own the same way: every waiter
+                        # failed, for as long as threads kept calling, the server answering.
+                        held._memojar_around = told
                     self.release(held)
                 raise
         # an exception already being handled when the command starts (memojar talking to
