@@ -429,6 +429,53 @@ def test_a_connection_lent_to_a_request_interrupted_in_redis_py_is_not_lost_for_
     assert time.monotonic() - start < 2
 
 
+CROWDED_WAITS = """
+import gc, sys, threading, time
+from memojar._redisstore import RedisStore
+
+heap = [[i] for i in range(1_500_000)]  # a process of many objects: a collection takes long
+began = time.monotonic()
+gc.collect()
+collection = time.monotonic() - began
+store = RedisStore(sys.argv[1] + "?max_connections=1&socket_timeout=0.3")
+pool = store._client.connection_pool
+held = pool.get_connection()  # a request under way past every waiter's socket_timeout
+waited = []
+
+def wait_for_one():
+    began = time.monotonic()
+    try:
+        pool.release(pool.get_connection())
+    except Exception:
+        pass
+    waited.append(time.monotonic() - began)
+
+threads = [threading.Thread(target=wait_for_one) for _ in range(24)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+pool.release(held)
+store.close()
+print(collection, max(waited))
+"""
+
+
+def test_threads_out_of_time_for_a_connection_at_once_wait_one_collection_in_all(
+        redis_location: str) -> None:
+    """24 threads of a process of many objects wait for the one connection of a pool,
+    lent past their socket_timeout (0.3 s): each fails after its socket_timeout and one
+    collection of the garbage at most (it looks for a connection a request dropped,
+    ``_reclaim``). Before, each ran a collection of its own, back to back, the GIL held:
+    the last waited 24 collections (9 s for 20 waiters in a process of 6 million objects,
+    socket_timeout 1 s)."""
+    proc = subprocess.run([sys.executable, "-c", CROWDED_WAITS, redis_location],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    collection, longest = map(float, proc.stdout.split())
+    assert longest < 0.3 + 4 * collection + 0.3, (longest, collection)
+
+
 def test_a_connection_whose_making_was_interrupted_is_not_counted_for_good(
         redis_location: str) -> None:
     """``max_connections=1``: a KeyboardInterrupt raised while the pool makes its
