@@ -476,6 +476,125 @@ def test_threads_out_of_time_for_a_connection_at_once_wait_one_collection_in_all
     assert longest < 0.3 + 4 * collection + 0.3, (longest, collection)
 
 
+LOOK_INTERRUPTED = """
+import faulthandler, queue, signal, sys, time
+from memojar._redisstore import RedisStore
+
+faulthandler.dump_traceback_later(30, exit=True)  # a hang: said, not waited for
+store = RedisStore(sys.argv[1] + "?max_connections=2&socket_timeout=1")
+pool = store._client.connection_pool
+connection = pool.get_connection()
+# other threads' waits, each handed a connection already: a release's look passes them over
+pool._memojar_waiters.extend((-n, queue.SimpleQueue(), [None]) for n in range(1, 60))
+armed = [False]
+
+def interrupt(*_):
+    if armed[0]:  # only inside the look: the rest of this script is not the test's
+        armed[0] = False
+        raise KeyboardInterrupt
+
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.001, 0.0003)
+interrupted, stop = 0, time.monotonic() + 2
+while time.monotonic() < stop and not pool._lock._is_owned():
+    try:
+        armed[0] = True
+        pool._hand_over(connection)
+    except KeyboardInterrupt:
+        interrupted += 1
+    armed[0] = False
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(interrupted, pool._lock._is_owned(), len(pool._memojar_waiters))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="setitimer")
+def test_an_interrupt_while_a_release_looks_for_a_waiter_leaves_the_pools_lock_free(
+        redis_location: str) -> None:
+    """A signal handler raising KeyboardInterrupt every 0.3 ms for 2 s while a release
+    looks for a waiter to hand its connection to (``_hand_over``), 59 waiters in the
+    line: the pool's lock is free after each, and the line as it was. Before, on Python
+    3.13 (which runs a signal handler at a loop's jump back outside the ``with`` around
+    the loop), one interrupt in the first dozen left the lock held for good: every other
+    thread's request then waited for it for ever."""
+    proc = subprocess.run([sys.executable, "-c", LOOK_INTERRUPTED, redis_location],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    interrupted, owned, waiting = proc.stdout.split()
+    assert int(interrupted) > 100 and owned == "False" and waiting == "59", proc.stdout
+
+
+SIGNAL_STORM = """
+import faulthandler, gc, random, signal, sys, threading, time
+import redis
+from memojar._redisstore import RedisStore
+
+faulthandler.dump_traceback_later(30, exit=True)  # a hang: said, not waited for
+store = RedisStore(sys.argv[1] + "?max_connections=2&socket_timeout=1")
+client, pool = store._client, store._client.connection_pool
+stop = time.monotonic() + 4
+armed = [False]
+
+def interrupt(*_):
+    if armed[0]:  # only inside a request: the rest of this script is not the test's
+        armed[0] = False
+        raise KeyboardInterrupt
+
+def call_again_and_again(n):
+    while time.monotonic() < stop:
+        try:
+            client.set(f"k{n}", n)
+            assert client.get(f"k{n}") == str(n).encode()
+        except redis.ConnectionError:  # a connection an interrupt cut from its request,
+            pass  # not collected yet: one socket_timeout's wait (see ``_reclaim``)
+
+threads = [threading.Thread(target=call_again_and_again, args=(n,)) for n in range(12)]
+for t in threads:
+    t.start()
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001 + random.random() * 0.0005)
+interrupted = 0
+while time.monotonic() < stop:
+    try:
+        armed[0] = True
+        client.set("main", 1)
+        client.get("main")
+    except KeyboardInterrupt:
+        interrupted += 1
+    except redis.ConnectionError:
+        pass
+    armed[0] = False
+signal.setitimer(signal.ITIMER_REAL, 0)
+for t in threads:
+    t.join()
+assert not pool._lock._is_owned(), pool._lock
+assert not pool._memojar_waiters, len(pool._memojar_waiters)
+gc.collect()  # (redis-py's TCP connections are held by their own handlers)
+began = time.monotonic()
+client.set("after", 1)
+client.set("after", 2)
+print(interrupted, time.monotonic() - began)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="setitimer")
+def test_requests_interrupted_again_and_again_leave_the_pool_whole(
+        redis_location: str) -> None:
+    """Twelve threads send commands through a pool of two while the main thread's requests
+    are interrupted every 1 to 1.5 ms (a signal handler raising KeyboardInterrupt), 4 s:
+    every thread ends, nobody is left in the line of waiters, the pool's lock is free, and
+    requests after take no wait. Before, on Python 3.13 (which runs a signal handler at a
+    loop's jump back outside the ``try`` or ``with`` around the loop), an interrupt in
+    ``_hand_over``'s loop left the pool's lock held for good (the other threads' requests
+    waited for it for ever), and one in the wait's loop left the waiter in the line, where
+    a release handed it a connection, lost for good."""
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_STORM, redis_location],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    interrupted, after = map(float, proc.stdout.split())
+    assert interrupted > 100 and after < 0.5, proc.stdout
+
+
 def test_a_connection_whose_making_was_interrupted_is_not_counted_for_good(
         redis_location: str) -> None:
     """``max_connections=1``: a KeyboardInterrupt raised while the pool makes its
