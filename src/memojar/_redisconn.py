@@ -154,12 +154,13 @@ class _Pool(redis.ConnectionPool):
         handed over, or one free; raises as the wait ends without one. A loop of its own:
         Python 3.13 runs a signal handler at a loop's jump back outside the ``try`` around
         it (the jump after an ``if`` is in no handler's range), and an interrupt there
-        skipped ``get_connection``'s clean-up: the waiter stayed in the line, a release
-        handed its connection to it, lost for good (a SIGALRM every 1 to 4 ms, raising
-        in one thread of seven through a pool of two: every connection lost within 6 s),
-        and inside the pool's lock (``_hand_over``'s loop) the lock was never given back:
-        every other thread's request waited for it for ever. Here the handler's exception
-        leaves this frame to the call in ``get_connection``'s ``try``."""
+        skipped ``get_connection``'s clean-up: the waiter stayed in the line, where a
+        release could hand it a connection, lost for good; and inside the pool's lock
+        (``_hand_over``'s loop) the lock was never given back: every other thread's
+        request waited for it for ever (a SIGALRM raising every 1 to 4 ms in one thread
+        of seven through a pool of two: within 6 s, the lock held and 20 to 100 of that
+        thread's waits left in the line). Here the handler's exception leaves this frame
+        at the call in ``get_connection``'s ``try``."""
         collected = False
         while True:
             fault = self._memojar_fault
