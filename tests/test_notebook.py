@@ -124,6 +124,34 @@ def test_a_new_process_running_the_same_cell_hits(shell: InteractiveShell):
     assert out.split() == ["6", "(1,", "0)"]
 
 
+def test_classes_made_at_run_time_are_not_kept_alive_in_a_notebook(shell: InteractiveShell):
+    """A cell that makes a class per call (a namedtuple, a dataclass factory) and passes
+    its instances to a cached function: each class's identity kept a record of what it was
+    made from (its MRO, which holds the class), under the class itself, weakly: the record
+    kept its own key alive, and every such class for good (as many as the key maker's
+    bounded table holds stay: test_keys::test_classes_made_at_run_time_are_not_kept_by_the_keys,
+    which failed after this file for it)."""
+    run(shell, """
+import gc, weakref
+from memojar import cached
+
+@cached
+def g(x):
+    return x.value
+
+made = []
+for i in range(2000):
+    cls = type(f"Made{i}", (), {"value": i})
+    made.append(weakref.ref(cls))
+    g.cache_key(cls())
+assert g(cls()) == 1999
+del cls
+gc.collect()
+alive = sum(ref() is not None for ref in made)
+""")
+    assert run(shell, "alive") <= 1100
+
+
 # --- the magic -------------------------------------------------------------------------------
 
 def test_import_memojar_does_not_import_ipython():

@@ -360,6 +360,46 @@ def test_a_thread_waiting_for_a_connection_is_not_passed_over_by_threads_calling
     assert pool._memojar_waiters == collections.deque()
 
 
+def test_one_timeout_fails_the_threads_then_waiting_and_not_those_after_it(
+        redis_location: str) -> None:
+    """Eight threads send commands back to back through a pool of two; one request times
+    out once (a BLPOP the server holds past socket_timeout 0.3 s). The threads waiting for
+    a connection then fail at once, as they should; from 1 s after it none fails. Before,
+    each such waiter gave back the connection it had been handed with its own error
+    running, which the pool counted as one more timeout, failing the next waiter, and so
+    on: thousands of requests failed 'Timeout reading from socket (a request of another
+    thread...)' for as long as the threads kept calling (10 s and more), with the server
+    answering in 50 us."""
+    store = RedisStore(redis_location + "?max_connections=2&socket_timeout=0.3")
+    client = store._client
+    failed: list[tuple[float, BaseException]] = []
+    stop = threading.Event()
+
+    def call_again_and_again(n: int) -> None:
+        while not stop.is_set():
+            try:
+                client.set(f"k{n}", n)
+                client.get(f"k{n}")
+            except redis.RedisError as exc:
+                failed.append((time.monotonic(), exc))
+
+    threads = [threading.Thread(target=call_again_and_again, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    with pytest.raises(redis.TimeoutError):
+        client.blpop(["nothing"], 0)  # the server holds it: timed out by the client
+    timed_out = time.monotonic()
+    time.sleep(2.5)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    store.close()
+    assert not any(t.is_alive() for t in threads)
+    later = [exc for at, exc in failed if at > timed_out + 1]
+    assert later == [], (len(later), later[0])
+
+
 def test_a_connection_lent_to_a_request_interrupted_in_redis_py_is_not_lost_for_good(
         redis_location: str) -> None:
     """``max_connections=1``: a request interrupted in redis-py's own code after the pool
@@ -387,6 +427,172 @@ def test_a_connection_lent_to_a_request_interrupted_in_redis_py_is_not_lost_for_
     finally:
         store.close()
     assert time.monotonic() - start < 2
+
+
+CROWDED_WAITS = """
+import gc, sys, threading, time
+from memojar._redisstore import RedisStore
+
+heap = [[i] for i in range(1_500_000)]  # a process of many objects: a collection takes long
+began = time.monotonic()
+gc.collect()
+collection = time.monotonic() - began
+store = RedisStore(sys.argv[1] + "?max_connections=1&socket_timeout=0.3")
+pool = store._client.connection_pool
+held = pool.get_connection()  # a request under way past every waiter's socket_timeout
+waited = []
+
+def wait_for_one():
+    began = time.monotonic()
+    try:
+        pool.release(pool.get_connection())
+    except Exception:
+        pass
+    waited.append(time.monotonic() - began)
+
+threads = [threading.Thread(target=wait_for_one) for _ in range(24)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+pool.release(held)
+store.close()
+print(collection, max(waited))
+"""
+
+
+def test_threads_out_of_time_for_a_connection_at_once_wait_one_collection_in_all(
+        redis_location: str) -> None:
+    """24 threads of a process of many objects wait for the one connection of a pool,
+    lent past their socket_timeout (0.3 s): each fails after its socket_timeout and one
+    collection of the garbage at most (it looks for a connection a request dropped,
+    ``_reclaim``). Before, each ran a collection of its own, back to back, the GIL held:
+    the last waited 24 collections (9 s for 20 waiters in a process of 6 million objects,
+    socket_timeout 1 s)."""
+    proc = subprocess.run([sys.executable, "-c", CROWDED_WAITS, redis_location],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    collection, longest = map(float, proc.stdout.split())
+    assert longest < 0.3 + 4 * collection + 0.3, (longest, collection)
+
+
+LOOK_INTERRUPTED = """
+import faulthandler, queue, signal, sys, time
+from memojar._redisstore import RedisStore
+
+faulthandler.dump_traceback_later(30, exit=True)  # a hang: said, not waited for
+store = RedisStore(sys.argv[1] + "?max_connections=2&socket_timeout=1")
+pool = store._client.connection_pool
+connection = pool.get_connection()
+# other threads' waits, each handed a connection already: a release's look passes them over
+pool._memojar_waiters.extend((-n, queue.SimpleQueue(), [None]) for n in range(1, 60))
+armed = [False]
+
+def interrupt(*_):
+    if armed[0]:  # only inside the look: the rest of this script is not the test's
+        armed[0] = False
+        raise KeyboardInterrupt
+
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.001, 0.0003)
+interrupted, stop = 0, time.monotonic() + 2
+while time.monotonic() < stop and not pool._lock._is_owned():
+    try:
+        armed[0] = True
+        pool._hand_over(connection)
+    except KeyboardInterrupt:
+        interrupted += 1
+    armed[0] = False
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(interrupted, pool._lock._is_owned(), len(pool._memojar_waiters))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="setitimer")
+def test_an_interrupt_while_a_release_looks_for_a_waiter_leaves_the_pools_lock_free(
+        redis_location: str) -> None:
+    """A signal handler raising KeyboardInterrupt every 0.3 ms for 2 s while a release
+    looks for a waiter to hand its connection to (``_hand_over``), 59 waiters in the
+    line: the pool's lock is free after each, and the line as it was. Before, on Python
+    3.13 (which runs a signal handler at a loop's jump back outside the ``with`` around
+    the loop), one interrupt in the first dozen left the lock held for good: every other
+    thread's request then waited for it for ever."""
+    proc = subprocess.run([sys.executable, "-c", LOOK_INTERRUPTED, redis_location],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    interrupted, owned, waiting = proc.stdout.split()
+    assert int(interrupted) > 100 and owned == "False" and waiting == "59", proc.stdout
+
+
+SIGNAL_STORM = """
+import faulthandler, gc, random, signal, sys, threading, time
+import redis
+from memojar._redisstore import RedisStore
+
+faulthandler.dump_traceback_later(30, exit=True)  # a hang: said, not waited for
+store = RedisStore(sys.argv[1] + "?max_connections=2&socket_timeout=1")
+client, pool = store._client, store._client.connection_pool
+stop = time.monotonic() + 4
+armed = [False]
+
+def interrupt(*_):
+    if armed[0]:  # only inside a request: the rest of this script is not the test's
+        armed[0] = False
+        raise KeyboardInterrupt
+
+def call_again_and_again(n):
+    while time.monotonic() < stop:
+        try:
+            client.set(f"k{n}", n)
+            assert client.get(f"k{n}") == str(n).encode()
+        except redis.ConnectionError:  # a connection an interrupt cut from its request,
+            pass  # not collected yet: one socket_timeout's wait (see ``_reclaim``)
+
+threads = [threading.Thread(target=call_again_and_again, args=(n,)) for n in range(12)]
+for t in threads:
+    t.start()
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001 + random.random() * 0.0005)
+interrupted = 0
+while time.monotonic() < stop:
+    try:
+        armed[0] = True
+        client.set("main", 1)
+        client.get("main")
+    except KeyboardInterrupt:
+        interrupted += 1
+    except redis.ConnectionError:
+        pass
+    armed[0] = False
+signal.setitimer(signal.ITIMER_REAL, 0)
+for t in threads:
+    t.join()
+assert not pool._lock._is_owned(), pool._lock
+assert not pool._memojar_waiters, len(pool._memojar_waiters)
+gc.collect()  # (redis-py's TCP connections are held by their own handlers)
+began = time.monotonic()
+client.set("after", 1)
+client.set("after", 2)
+print(interrupted, time.monotonic() - began)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="setitimer")
+def test_requests_interrupted_again_and_again_leave_the_pool_whole(
+        redis_location: str) -> None:
+    """Twelve threads send commands through a pool of two while the main thread's requests
+    are interrupted every 1 to 1.5 ms (a signal handler raising KeyboardInterrupt), 4 s:
+    every thread ends, nobody is left in the line of waiters, the pool's lock is free, and
+    requests after take no wait. Before, on Python 3.13 (which runs a signal handler at a
+    loop's jump back outside the ``try`` or ``with`` around the loop), an interrupt in
+    ``_hand_over``'s loop left the pool's lock held for good (the other threads' requests
+    waited for it for ever), and one in the wait's loop left the waiter in the line, where
+    a release handed it a connection, lost for good."""
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_STORM, redis_location],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    interrupted, after = map(float, proc.stdout.split())
+    assert interrupted > 100 and after < 0.5, proc.stdout
 
 
 def test_a_connection_whose_making_was_interrupted_is_not_counted_for_good(

@@ -2358,7 +2358,8 @@ class _Wrapping:
         return seen
 
 
-# Taken only when a wrapper's defaults were reassigned (``_Wrapping.__defaults__``);
+# Taken by ``_Wrapping.__kwdefaults__`` only for a wrapper with defaults of its own, at its
+# first read and after they were reassigned;
 # reentrant: a signal handler calling the function may land while this thread holds it.
 _SEEN_LOCK = threading.RLock()
 

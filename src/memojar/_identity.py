@@ -2340,7 +2340,11 @@ def _class_state(cls: type) -> tuple[Any, ...]:
 
 
 def _members_of(cls: type) -> tuple[Any, ...]:
-    state: list[Any] = [cls.__mro__]
+    # The MRO by weak references (one a class: ``weakref.ref`` gives the one it made while
+    # it lives, so the same class compares ``is``): its tuple holds the class itself, and a
+    # record kept under the class (``_resolved_of``, weakly) kept its own key alive, every
+    # class made at run time whose instances a notebook's call took, for good.
+    state: list[Any] = [*map(weakref.ref, cls.__mro__)]
     for klass in cls.__mro__:
         if not is_user_module(klass.__module__):
             continue

@@ -15,6 +15,7 @@ import codecs
 import collections
 import contextlib
 import gc
+import operator
 import os
 import queue
 import re
@@ -36,6 +37,7 @@ __all__ = ["connect", "connections", "exhausted", "sent"]
 
 
 _RLOCK = type(threading.RLock())
+_THREAD = operator.itemgetter(0)  # a waiter's thread (``_Pool._memojar_waiters``)
 _MAX_CONNECTIONS = 2**31  # redis-py's own default up to 5 (see ``connect``)
 
 
@@ -74,6 +76,7 @@ class _Pool(redis.ConnectionPool):
         self._memojar_waiters: collections.deque[
             tuple[int, queue.SimpleQueue[None], list[Any]]] = collections.deque()
         self._memojar_starved = False
+        self._memojar_collections = 0  # begun by waits out of time (``get_connection``)
         # A connection given back by a timeout or a lost connection (the server silent or
         # gone): counted, with the fault, so that a thread that waited for a connection
         # meanwhile fails at once (``get_connection``)
@@ -100,64 +103,29 @@ class _Pool(redis.ConnectionPool):
             # (``_hand_over``), which wakes at once, and no thread calling again takes it
             # first: a waiter woken for a connection given back to the pool found it
             # taken by the thread that gave it back, and waited again, passed over until
-            # its socket_timeout ran out. The wait is here, not in a function of its own:
-            # a connection taken and then interrupted on its way back is given back
-            # (below), and each return more would be a moment to lose it.
+            # its socket_timeout ran out. The wait itself is ``_wait``'s; a connection
+            # taken and then interrupted on its way back is given back (below), or, cut
+            # from its caller by an interrupt at its return, collected and counted gone
+            # (``_reclaim``).
             deadline = time.monotonic() + (self.connection_kwargs.get("socket_timeout") or 0)
-            faults = self._memojar_faults
+            faults, collections_then = self._memojar_faults, self._memojar_collections
             me = threading.get_ident()
             # A signal handler's request waiting while its own thread waits further down
             # the stack: the handler is this thread's waiter that a release hands a
             # connection to (``_hand_over``), and it takes one its thread's wait was
             # handed and has not taken (that wait cannot run until the handler returns)
-            collected = False
+            told: list[RedisError] = []  # another thread's fault, raised by ``_wait``
             waiter: tuple[int, queue.SimpleQueue[None], list[Any]] = (
                 me, queue.SimpleQueue(), [])
             try:
-                with self._lock:
-                    for outer in list(self._memojar_waiters):  # (a copy: see _hand_over)
-                        if outer[0] == me and outer[2]:
-                            waiter[2].append(outer[2].pop())
-                            break
+                with self._lock:  # (no loop of Python's inside: see ``_wait``)
+                    outer = next(filter(lambda w: w[0] == me and w[2],
+                                        list(self._memojar_waiters)), None)  # (a copy: see
+                    if outer is not None:  # ``_hand_over``)
+                        waiter[2].append(outer[2].pop())
                     self._memojar_waiters.append(waiter)
-                while connection is None:
-                    fault = self._memojar_fault
-                    if self._memojar_faults != faults and fault is not None:
-                        # The server timed out (or was lost) on a request of another
-                        # thread while this one waited: the store marks it down, and this
-                        # request would wait a socket_timeout more on the connection
-                        # given back (two in all for the call, before). A connection
-                        # handed over is passed on (below), to fail the same way.
-                        raise fault[0](f"{fault[1]} (a request of another thread, while "
-                                       "this one waited for a connection)")
-                    if waiter[2]:  # handed over by a release: taken out of the list before
-                        # anything runs (a signal handler's wait of this thread takes one
-                        # its thread's wait was handed: never the one it connects or uses)
-                        connection = waiter[2].pop()
-                        connection.connect()  # (disconnected if given back by a fault)
-                        break
-                    try:
-                        connection = super().get_connection(*args, **kwargs)
-                    except RedisConnectionError as exc:
-                        if not exhausted(exc):
-                            raise
-                        if self._lock._is_owned():  # type: ignore[attr-defined]
-                            # A signal handler's request, its thread inside the pool's lock
-                            # (lending or giving back a connection): none can be given back
-                            # until the handler returns. Before, it waited out its
-                            # socket_timeout with every other thread's release blocked.
-                            raise
-                        if self._reclaim():
-                            continue  # (and look again)
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0 and not waiter[2]:  # out of time, after a last look
-                            if not collected:  # a connection lost in a cycle of references
-                                collected = gc.collect() >= 0  # (its own handlers') is found
-                                continue
-                            self._memojar_starved = True
-                            raise
-                        with contextlib.suppress(queue.Empty):
-                            waiter[1].get(timeout=max(remaining, 0))
+                connection = self._wait(waiter, deadline, faults, collections_then, told,
+                                        args, kwargs)
                 with self._lock:  # out of the line: nothing handed over from here
                     self._memojar_waiters.remove(waiter)
                 if waiter[2]:  # handed over as well, after a connection taken or handed:
@@ -167,12 +135,83 @@ class _Pool(redis.ConnectionPool):
                     self._memojar_waiters.remove(waiter)
                 # taken or handed over, then interrupted: not lent for good
                 for held in {id(c): c for c in (connection, *waiter[2]) if c is not None}.values():
+                    if told:  # no request ran on it: not a fault of its own.
+                        # Before, counted as one more (``release``), which failed the next
+                        # waiter, which gave back its own the same way: every waiter
+                        # failed, for as long as threads kept calling, the server answering.
+                        held._memojar_around = told[0]
                     self.release(held)
                 raise
         # an exception already being handled when the command starts (memojar talking to
         # the server from an ``except`` block) is not one that cut the command short
         connection._memojar_around = sys.exc_info()[1]
         return connection
+
+    def _wait(self, waiter: tuple[int, queue.SimpleQueue[None], list[Any]], deadline: float,
+              faults: int, collections_then: int, told: list[RedisError], args: Any,
+              kwargs: Any) -> Any:
+        """``get_connection``'s wait for a connection (``waiter`` in the line): the one
+        handed over, or one free; raises as the wait ends without one. A loop of its own:
+        Python 3.13 runs a signal handler at a loop's jump back outside the ``try`` around
+        it (the jump after an ``if`` is in no handler's range), and an interrupt there
+        skipped ``get_connection``'s clean-up: the waiter stayed in the line, where a
+        release could hand it a connection, lost for good; and inside the pool's lock
+        (``_hand_over``'s loop) the lock was never given back: every other thread's
+        request waited for it for ever (a SIGALRM raising every 1 to 4 ms in one thread
+        of seven through a pool of two: within 6 s, the lock held and 20 to 100 of that
+        thread's waits left in the line). Here the handler's exception leaves this frame
+        at the call in ``get_connection``'s ``try``."""
+        collected = False
+        while True:
+            fault = self._memojar_fault
+            if self._memojar_faults != faults and fault is not None:
+                # The server timed out (or was lost) on a request of another
+                # thread while this one waited: the store marks it down, and this
+                # request would wait a socket_timeout more on the connection
+                # given back (two in all for the call, before). A connection
+                # handed over is passed on (below), to fail the same way.
+                told.append(fault[0](f"{fault[1]} (a request of another thread, while "
+                                     "this one waited for a connection)"))
+                raise told[0]
+            if waiter[2]:  # handed over by a release: taken out of the list before
+                # anything runs (a signal handler's wait of this thread takes one
+                # its thread's wait was handed: never the one it connects or uses)
+                connection = waiter[2].pop()
+                try:
+                    connection.connect()  # (disconnected if given back by a fault)
+                except BaseException:
+                    self.release(connection)
+                    raise
+                return connection
+            try:
+                return super().get_connection(*args, **kwargs)
+            except RedisConnectionError as exc:
+                if not exhausted(exc):
+                    raise
+                if self._lock._is_owned():  # type: ignore[attr-defined]
+                    # A signal handler's request, its thread inside the pool's lock
+                    # (lending or giving back a connection): none can be given back
+                    # until the handler returns. Before, it waited out its
+                    # socket_timeout with every other thread's release blocked.
+                    raise
+                if self._reclaim():
+                    continue  # (and look again)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and not waiter[2]:  # out of time, after a last look
+                    if not collected:  # a connection lost in a cycle of references
+                        # (its own handlers') is found: by one collection a wave of
+                        # waits out of time, the first's. Before, one each, back to
+                        # back, the GIL held: 20 waiters of a process of 6 million
+                        # objects (0.4 s a collection) waited 9 s, socket_timeout 1 s.
+                        collected = True
+                        if self._memojar_collections == collections_then:
+                            self._memojar_collections += 1
+                            gc.collect()
+                        continue
+                    self._memojar_starved = True
+                    raise
+                with contextlib.suppress(queue.Empty):
+                    waiter[1].get(timeout=max(remaining, 0))
 
     def _reclaim(self) -> bool:
         """Count no more the connections gone; True if there were any. An interrupt
@@ -200,19 +239,19 @@ class _Pool(redis.ConnectionPool):
         """Give ``connection`` (still lent) to the first waiter not handed one yet and
         wake it; False if there is none. A thread's waiter below its signal handler's,
         which cannot run until the handler returns, is passed over."""
-        with self._lock:
-            # a copy, in one C call: a signal handler's wait run inside this loop (its lock
+        with self._lock:  # (no loop of Python's inside: see ``_wait``; C's look alone)
+            # a copy, in one C call: a signal handler's wait run inside this look (its lock
             # is reentrant) adds to the line, and a deque changed while iterated raises
             waiters = list(self._memojar_waiters)
-            innermost = {waiter[0]: waiter for waiter in waiters}
-            for waiter in waiters:
-                if not waiter[2] and innermost[waiter[0]] is waiter:
-                    try:
-                        waiter[2].append(connection)
-                    finally:  # (woken even if interrupted: it holds the connection)
-                        waiter[1].put(None)
-                    return True
-        return False
+            innermost = dict(zip(map(_THREAD, waiters), waiters, strict=True))  # its last
+            waiter = next(filter(lambda w: not w[2] and innermost[w[0]] is w, waiters), None)
+            if waiter is None:
+                return False
+            try:
+                waiter[2].append(connection)
+            finally:  # (woken even if interrupted: it holds the connection)
+                waiter[1].put(None)
+            return True
 
     def release(self, connection: Any) -> None:
         self._memojar_starved = False
