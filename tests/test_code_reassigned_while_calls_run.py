@@ -230,6 +230,33 @@ def test_a_decorator_binder_made_while_its_defaults_are_reassigned_is_not_kept(
     assert f(3, scale=1, verbose=True) == 3
 
 
+def test_a_call_bound_by_a_decorators_signature_as_its_defaults_are_reassigned_is_bound(
+        tmp_path):
+    """A call only the decorator's own signature binds (``f(3, verbose=True)``), made as
+    another thread reassigned the wrapper's defaults (between the call's look at them and
+    its binding): its binding failed by the wrapped function's signature, the memo was
+    renewed for the new defaults, and the wrapped function's binder was asked again,
+    not the wrapper's: the call raised the wrapped function's TypeError ("got an
+    unexpected keyword argument 'verbose'"), 1 call in about 1,000 with a thread
+    flipping the defaults."""
+    f = memojar.cached(cache_dir=tmp_path)(_scaling(_plain))
+    memo = f.__memojar__
+    bind = memo.binder
+
+    def reassigned_meanwhile(*args, **kwargs):
+        memo.binder = bind  # once
+        thread = threading.Thread(
+            target=setattr, args=(f.__wrapped__, "__defaults__", (10, False)))
+        thread.start()
+        thread.join(10)
+        return bind(*args, **kwargs)
+
+    memo.binder = reassigned_meanwhile
+    assert f(3, verbose=True) == 30  # before: TypeError
+    assert f(3, scale=1, verbose=True) == 3
+    assert f.cache_info().misses == 2
+
+
 def _adding(x, y=1):
     return x + y
 
