@@ -407,6 +407,41 @@ def test_code_of_a_function_under_another_decorator_reassigned_is_seen(
         assert f(2, 3) == f(2, 3) == ("middle", ("times", 6))
 
 
+class _Through:
+    """A decorator of a class (``functools.update_wrapper``), as wrapt's and others are."""
+
+    def __init__(self, fn):
+        import functools
+
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_code_and_defaults_of_a_function_under_a_wrapper_object_reassigned_are_seen(
+    tmp_path: Path, memory: int | None
+) -> None:
+    """A decorator that is an object, not a function (wrapt's ``FunctionWrapper``, a class
+    of ``functools.update_wrapper``): the function it wraps runs, and binds the call.
+    Before, nothing was watched: after ``inner.__code__ = other.__code__`` f(2, 3) kept
+    returning the old code's value, and after ``inner.__defaults__ = (5,)`` f(2) was
+    keyed, and answered, as f(2, 1)."""
+    from memojar import cached
+
+    inner = _fresh(f"wrapped_by_object_{memory}")
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(_Through(inner))
+    assert f(2, 3) == f(2, 3) == ("plus", 5)
+    assert f(2) == ("plus", 3)
+    inner.__code__ = _times.__code__
+    assert f(2, 3) == f(2, 3) == ("times", 6)  # before: ("plus", 5)
+    inner.__defaults__ = (5,)
+    assert f(2) == f(2) == ("times", 10)  # before: ("times", 2)
+    assert f.cache_key(2) == f.cache_key(2, 5)
+
+
 @pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
 @pytest.mark.parametrize("kind", ["positional", "keyword"])
 def test_a_decorators_own_default_changed_in_place_is_keyed_by_its_content(

@@ -2318,10 +2318,11 @@ def restamp_all() -> None:
 
 
 def _watched(target: Any) -> Any:
-    """What ``key_of`` compares the code and defaults of: the function, a stand-in that
-    never changes for what is no plain function, or ``_Wrapping``."""
+    """What ``key_of`` compares the code and defaults of: the function, ``_Wrapping``, the
+    function a decorator that is an object wraps (``_wrapped_function``), or a stand-in
+    that never changes for anything else."""
     if type(target) is not FunctionType:
-        return _unwatched
+        return _wrapped_function(target)
     import inspect
 
     chain: list[Any] = []  # the functions from the outer wrapper to the one it wraps
@@ -2455,6 +2456,23 @@ def _changing_defaults(watched: Any, ignore: tuple[str, ...]) -> tuple[Any, ...]
 def _with_defaults(binder: Callable[..., _Args], defaults: tuple[Any, ...], *args: Any,
                    **kwargs: Any) -> _Args:
     return (*binder(*args, **kwargs), *defaults)
+
+
+def _wrapped_function(target: Any) -> Any:
+    """For a decorator that is an object, not a function (wrapt's ``FunctionWrapper``, a
+    class of ``functools.update_wrapper``, ``lru_cache``), the function it wraps, whose
+    code runs and whose signature and defaults bind the call (``inspect.signature`` follows
+    ``__wrapped__``); ``_unwatched`` for anything else. Before, nothing was watched there:
+    after ``inner.__code__ = other.__code__`` f(1) kept returning the old code's value."""
+    if isinstance(target, type):  # rejected when decorated
+        return _unwatched
+    import inspect
+
+    try:  # as inspect.signature, whose parameters and defaults the binder applies
+        inner = inspect.unwrap(target, stop=lambda f: hasattr(f, "__signature__"))
+    except Exception:  # noqa: BLE001 - a __wrapped__ loop, or what a __getattr__ raised
+        return _unwatched
+    return inner if type(inner) is FunctionType else _unwatched
 
 
 def _unwatched() -> None:
