@@ -190,6 +190,51 @@ def test_an_identity_made_while_another_thread_renews_is_not_kept(tmp_path, monk
     assert [f(1), f(1)] == [("C", 1), ("C", 1)]
 
 
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "wrapped"])
+def test_a_walk_of_code_reassigned_while_it_ran_is_not_kept(tmp_path, monkeypatch, wrapped):
+    """The walk of what a function depends on (``_identity.dependencies``), made for the old
+    code while another thread reassigned it and renewed the memo (which forgot the walks
+    made before): it was kept, the next identity was made of it, and the new code's value
+    was stored under the old code's identity; the old code, set again, then got the new
+    code's value (in an attack of three threads calling a wrapped function while a fourth
+    flipped its code, every entry of one code, in 2 runs of 40)."""
+    from memojar import _identity
+
+    inner = _copy(_b)
+    f = memojar.cached(cache_dir=tmp_path)(_passing(inner) if wrapped else inner)
+    walk = _identity._walk_dependencies
+
+    def reassigned_meanwhile(target):
+        monkeypatch.setattr(_identity, "_walk_dependencies", walk)  # once
+        rows = walk(target)
+        inner.__code__ = _a.__code__
+        thread = threading.Thread(target=f.cache_key, args=(1,))  # renews
+        thread.start()
+        thread.join(10)
+        return rows
+
+    monkeypatch.setattr(_identity, "_walk_dependencies", reassigned_meanwhile)
+    assert f(1) == ("A", 1)
+    assert f(1) == ("A", 1)
+    inner.__code__ = _b.__code__
+    assert f(1) == ("B", 1)  # before: ("A", 1), stored under the identity of B's code
+
+
+def _a(x):
+    return ("A", x)
+
+
+def _passing(fn):
+    """A decorator of ``functools.wraps`` that passes the call on."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _scaling(fn):
     """A decorator whose wrapper takes parameters of its own (bound by its own signature)."""
     import functools

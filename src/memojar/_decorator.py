@@ -2376,7 +2376,7 @@ class _Wrapping:
     def __code__(self) -> Any:
         codes = self.codes
         if (codes[0] is self.outer.__code__ and codes[1] is self.inner.__code__
-                and (not self.between or _same_made(codes[2:], self.between))):
+                and (not self.between or _same_made(codes, self.between))):
             return codes
         with _SEEN_LOCK:  # one new object for all threads (as ``__kwdefaults__``)
             now = (self.outer.__code__, self.inner.__code__,
@@ -2412,12 +2412,15 @@ class _Wrapping:
 _SEEN_LOCK = threading.RLock()
 
 
-def _same_made(made: tuple[Any, ...], functions: tuple[FunctionType, ...]) -> bool:
-    """Whether ``made`` is the code, defaults and keyword defaults of ``functions`` in turn,
-    the same objects."""
+def _same_made(codes: tuple[Any, ...], functions: tuple[FunctionType, ...]) -> bool:
+    """Whether ``codes`` holds, after its first two, the code, defaults and keyword defaults
+    of ``functions`` in turn, the same objects (``_Wrapping.__code__``)."""
+    if len(codes) != 2 + 3 * len(functions):
+        return False
     for at, func in enumerate(functions):
-        if (made[3 * at] is not func.__code__ or made[3 * at + 1] is not func.__defaults__
-                or made[3 * at + 2] is not func.__kwdefaults__):
+        base = 2 + 3 * at
+        if (codes[base] is not func.__code__ or codes[base + 1] is not func.__defaults__
+                or codes[base + 2] is not func.__kwdefaults__):
             return False
     return True
 

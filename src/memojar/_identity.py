@@ -1309,13 +1309,19 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     global counts): an extra dependency costs a recomputation, a missed one a stale value.
     Cycles (mutually recursive helpers) stop at what was seen. Computed once per function
     object and process, when first needed: globals defined after the decorated function are
-    seen.
+    seen. Not kept if the code or defaults of the function (or of a function it wraps) were
+    reassigned while it was walked: a walk of the old code that ended after the renew for
+    the new one (``forget_dependencies``) was kept, the next identity was made of it, and
+    the new code's values were stored under the old code's identity (a wrapped function's
+    code flipped by another thread while three threads called: in 2 runs of 40, every
+    entry of one code held the other's values).
     """
     target, _, _ = split(func)
     try:
         return _deps_of[target]
     except (KeyError, TypeError):
         pass
+    made = (*_made_of(target), *wrapped_made(target))  # read before the walk
     record = None
     if RECORD:
         try:
@@ -1328,6 +1334,8 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
             found = _walk_dependencies(target)
     finally:
         _recording.reset(token)
+    if not _same(made, (*_made_of(target), *wrapped_made(target))):
+        return found  # made of code or defaults reassigned meanwhile: this call's only
     try:
         _deps_of[target] = found
         if record is not None:
