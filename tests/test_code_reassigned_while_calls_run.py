@@ -220,6 +220,38 @@ def test_a_walk_of_code_reassigned_while_it_ran_is_not_kept(tmp_path, monkeypatc
     assert f(1) == ("B", 1)  # before: ("A", 1), stored under the identity of B's code
 
 
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "wrapped"])
+def test_an_identity_walked_while_the_code_was_reassigned_and_back_is_not_kept(
+        tmp_path, monkeypatch, wrapped):
+    """The identity made at a first call, walked while another thread reassigned the code
+    and set it back (A, B, A) before any call looked: made of B's code, it was kept for A,
+    every value of A was stored under B's identity, and B, set later, got A's values (in
+    an attack of three threads calling while a fourth flipped the code, 3 runs of 80 of a
+    plain function, every entry of one code)."""
+    from memojar import _identity
+
+    inner = _copy(_b)
+    f = memojar.cached(cache_dir=tmp_path)(_passing(inner) if wrapped else inner)
+    walk = _identity._walk_dependencies
+
+    def reassigned_and_back(target):
+        monkeypatch.setattr(_identity, "_walk_dependencies", walk)  # once
+        code = inner.__code__
+        inner.__code__ = _a.__code__
+        try:
+            return walk(target)
+        finally:
+            inner.__code__ = code
+
+    monkeypatch.setattr(_identity, "_walk_dependencies", reassigned_and_back)
+    assert f(1) == ("B", 1)
+    assert f(1) == ("B", 1)
+    inner.__code__ = _a.__code__
+    assert f(1) == ("A", 1)  # before: ("B", 1), stored under the identity of A's code
+    inner.__code__ = _b.__code__
+    assert f(1) == ("B", 1)
+
+
 def _a(x):
     return ("A", x)
 

@@ -663,6 +663,13 @@ class _Memo:
             own = resolved(self.target)
             records = None if own is None else [own, *filter(None, map(
                 resolved, self.depends_on[1]))]
+            if rows[0][2] != code_fingerprint(self.target):
+                # Walked while another thread reassigned the code (or a wrapped function's)
+                # and back, A, B, A, unseen by the calls' checks: made of B's, it was kept
+                # for A, and every value of A was stored under B's identity. This call's
+                # only (not stored: ``_compute``), and walked again at the next.
+                forget_dependencies(self.target)
+                self._unmake()
         if sent is not None and _agrees(sent[1], rows):
             return bytes(sent[0]), sent[1], records
         fingerprint = identity_digest(rows)
@@ -1353,6 +1360,8 @@ class _Memo:
         if rekey and self._rekeyed(key, args, kwargs):  # (after the code and defaults read)
             code = None  # not stored, as if reassigned while it ran (no code is None)
         ident = self.ident
+        if self.__dict__.get("ident") is not ident:  # made for this call only (``_MadeOnce``)
+            code = None
         if loaded is UNWALKED:  # read before the identity's walk, which noted them now
             loaded = self.loaded()
         files = self._files_state((args, kwargs)) if self.files else None
@@ -1722,6 +1731,8 @@ class _Memo:
             return (time.perf_counter(), (None, None, None), self.ident, None, loaded, marked)
         files = self._files_state(call) if self.files and call is not None else None
         ident = self.ident
+        if self.__dict__.get("ident") is not ident:  # made for this call only (``_MadeOnce``)
+            code = (None, None, None)
         if loaded is UNWALKED:  # read before the identity's walk (as in ``_compute``)
             loaded = self.loaded()
         return (time.perf_counter(), code, ident, files, loaded, marked)
