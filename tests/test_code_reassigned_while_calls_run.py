@@ -190,6 +190,83 @@ def test_an_identity_made_while_another_thread_renews_is_not_kept(tmp_path, monk
     assert [f(1), f(1)] == [("C", 1), ("C", 1)]
 
 
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "wrapped"])
+def test_a_walk_of_code_reassigned_while_it_ran_is_not_kept(tmp_path, monkeypatch, wrapped):
+    """The walk of what a function depends on (``_identity.dependencies``), made for the old
+    code while another thread reassigned it and renewed the memo (which forgot the walks
+    made before): it was kept, the next identity was made of it, and the new code's value
+    was stored under the old code's identity; the old code, set again, then got the new
+    code's value (in an attack of three threads calling a wrapped function while a fourth
+    flipped its code, every entry of one code, in 2 runs of 40)."""
+    from memojar import _identity
+
+    inner = _copy(_b)
+    f = memojar.cached(cache_dir=tmp_path)(_passing(inner) if wrapped else inner)
+    walk = _identity._walk_dependencies
+
+    def reassigned_meanwhile(target):
+        monkeypatch.setattr(_identity, "_walk_dependencies", walk)  # once
+        rows = walk(target)
+        inner.__code__ = _a.__code__
+        thread = threading.Thread(target=f.cache_key, args=(1,))  # renews
+        thread.start()
+        thread.join(10)
+        return rows
+
+    monkeypatch.setattr(_identity, "_walk_dependencies", reassigned_meanwhile)
+    assert f(1) == ("A", 1)
+    assert f(1) == ("A", 1)
+    inner.__code__ = _b.__code__
+    assert f(1) == ("B", 1)  # before: ("A", 1), stored under the identity of B's code
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "wrapped"])
+def test_an_identity_walked_while_the_code_was_reassigned_and_back_is_not_kept(
+        tmp_path, monkeypatch, wrapped):
+    """The identity made at a first call, walked while another thread reassigned the code
+    and set it back (A, B, A) before any call looked: made of B's code, it was kept for A,
+    every value of A was stored under B's identity, and B, set later, got A's values (in
+    an attack of three threads calling while a fourth flipped the code, 3 runs of 80 of a
+    plain function, every entry of one code)."""
+    from memojar import _identity
+
+    inner = _copy(_b)
+    f = memojar.cached(cache_dir=tmp_path)(_passing(inner) if wrapped else inner)
+    walk = _identity._walk_dependencies
+
+    def reassigned_and_back(target):
+        monkeypatch.setattr(_identity, "_walk_dependencies", walk)  # once
+        code = inner.__code__
+        inner.__code__ = _a.__code__
+        try:
+            return walk(target)
+        finally:
+            inner.__code__ = code
+
+    monkeypatch.setattr(_identity, "_walk_dependencies", reassigned_and_back)
+    assert f(1) == ("B", 1)
+    assert f(1) == ("B", 1)
+    inner.__code__ = _a.__code__
+    assert f(1) == ("A", 1)  # before: ("B", 1), stored under the identity of A's code
+    inner.__code__ = _b.__code__
+    assert f(1) == ("B", 1)
+
+
+def _a(x):
+    return ("A", x)
+
+
+def _passing(fn):
+    """A decorator of ``functools.wraps`` that passes the call on."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _scaling(fn):
     """A decorator whose wrapper takes parameters of its own (bound by its own signature)."""
     import functools
@@ -228,6 +305,33 @@ def test_a_decorator_binder_made_while_its_defaults_are_reassigned_is_not_kept(
     assert wrapper.__defaults__ == (10, False)
     assert f(3, verbose=True) == 30
     assert f(3, scale=1, verbose=True) == 3
+
+
+def test_a_call_bound_by_a_decorators_signature_as_its_defaults_are_reassigned_is_bound(
+        tmp_path):
+    """A call only the decorator's own signature binds (``f(3, verbose=True)``), made as
+    another thread reassigned the wrapper's defaults (between the call's look at them and
+    its binding): its binding failed by the wrapped function's signature, the memo was
+    renewed for the new defaults, and the wrapped function's binder was asked again,
+    not the wrapper's: the call raised the wrapped function's TypeError ("got an
+    unexpected keyword argument 'verbose'"), 1 call in about 1,000 with a thread
+    flipping the defaults."""
+    f = memojar.cached(cache_dir=tmp_path)(_scaling(_plain))
+    memo = f.__memojar__
+    bind = memo.binder
+
+    def reassigned_meanwhile(*args, **kwargs):
+        memo.binder = bind  # once
+        thread = threading.Thread(
+            target=setattr, args=(f.__wrapped__, "__defaults__", (10, False)))
+        thread.start()
+        thread.join(10)
+        return bind(*args, **kwargs)
+
+    memo.binder = reassigned_meanwhile
+    assert f(3, verbose=True) == 30  # before: TypeError
+    assert f(3, scale=1, verbose=True) == 3
+    assert f.cache_info().misses == 2
 
 
 def _adding(x, y=1):

@@ -330,6 +330,16 @@ def _passing(fn):  # a decorator of functools.wraps under @cached
     return through
 
 
+def _tagging(fn):  # as _passing, tagging the value: its code fits _passing's closure
+    import functools
+
+    @functools.wraps(fn)
+    def through(*args, **kwargs):
+        return ("middle", fn(*args, **kwargs))
+
+    return through
+
+
 @pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
 def test_defaults_reassigned_under_another_decorator_bind_the_new_default(
     tmp_path: Path, memory: int | None
@@ -372,6 +382,122 @@ def test_a_decorators_own_defaults_reassigned_are_seen_by_the_calls_it_passes_on
     scaling.__defaults__ = (10,)
     assert f(2) == f(2) == 40  # before: 4
     assert f(2, 1) == 4
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_code_of_a_function_under_another_decorator_reassigned_is_seen(
+    tmp_path: Path, memory: int | None, layers: int
+) -> None:
+    """The code of the function a ``functools.wraps`` decorator wraps (and of a decorator
+    between it and ``@cached``) runs in every call. Before, only the outer wrapper's code
+    was watched: after ``inner.__code__ = other.__code__`` f(2) kept returning the value of
+    the old code, from the disk and from memory."""
+    from memojar import cached
+
+    inner = _fresh(f"wrapped_code_{memory}_{layers}")
+    middle = _passing(inner)
+    outer = _passing(middle) if layers == 2 else middle
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(outer)
+    assert f(2, 3) == f(2, 3) == ("plus", 5)
+    inner.__code__ = _times.__code__
+    assert f(2, 3) == f(2, 3) == ("times", 6)  # before: ("plus", 5)
+    if layers == 2:  # the decorator between: its code runs too
+        middle.__code__ = _tagging(inner).__code__
+        assert f(2, 3) == f(2, 3) == ("middle", ("times", 6))
+
+
+class _Through:
+    """A decorator of a class (``functools.update_wrapper``), as wrapt's and others are."""
+
+    def __init__(self, fn):
+        import functools
+
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_code_and_defaults_of_a_function_under_a_wrapper_object_reassigned_are_seen(
+    tmp_path: Path, memory: int | None
+) -> None:
+    """A decorator that is an object, not a function (wrapt's ``FunctionWrapper``, a class
+    of ``functools.update_wrapper``): the function it wraps runs, and binds the call.
+    Before, nothing was watched: after ``inner.__code__ = other.__code__`` f(2, 3) kept
+    returning the old code's value, and after ``inner.__defaults__ = (5,)`` f(2) was
+    keyed, and answered, as f(2, 1)."""
+    from memojar import cached
+
+    inner = _fresh(f"wrapped_by_object_{memory}")
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(_Through(inner))
+    assert f(2, 3) == f(2, 3) == ("plus", 5)
+    assert f(2) == ("plus", 3)
+    inner.__code__ = _times.__code__
+    assert f(2, 3) == f(2, 3) == ("times", 6)  # before: ("plus", 5)
+    inner.__defaults__ = (5,)
+    assert f(2) == f(2) == ("times", 10)  # before: ("times", 2)
+    assert f.cache_key(2) == f.cache_key(2, 5)
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+@pytest.mark.parametrize("kind", ["positional", "keyword"])
+def test_a_decorators_own_default_changed_in_place_is_keyed_by_its_content(
+    tmp_path: Path, memory: int | None, kind: str
+) -> None:
+    """A wrapper's own default that may change in place (``def wrapper(x, opts=OPTS)``, a
+    dict or list) counts in the key of every call, as a plain function's default does (its
+    binder applies it). Before, a call bound by the wrapped function's signature left it
+    out: after ``OPTS["scale"] = 10`` f(2) kept returning the value of ``scale=1``."""
+    import functools
+
+    from memojar import cached
+
+    opts = {"scale": 1}
+
+    def double(x):
+        return x * 2
+
+    if kind == "positional":
+        @functools.wraps(double)
+        def scaling(x, opts=opts):
+            return double(x) * opts["scale"]
+    else:
+        @functools.wraps(double)
+        def scaling(*args, opts=opts, **kwargs):  # type: ignore[misc]
+            return double(*args, **kwargs) * opts["scale"]
+
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(scaling)
+    assert f(2) == f(2) == 4
+    opts["scale"] = 10
+    assert f(2) == f(2) == 40  # before: 4
+    opts["scale"] = 1
+    assert f(2) == 4
+    assert f.cache_info().misses == 2
+
+
+def test_a_decorators_own_default_it_fills_itself_is_not_keyed(tmp_path: Path) -> None:
+    """A wrapper's default it changes itself (a table of its own, ``_seen[key] = value``;
+    ``calls.append(x)``) is not keyed by its content, which changes with each call: the
+    second call hits."""
+    import functools
+
+    from memojar import cached
+
+    def double(x):
+        return x * 2
+
+    @functools.wraps(double)
+    def counting(x, _seen={}, calls=[]):  # noqa: B006 - its own tables, as in the test
+        _seen[x] = len(calls)
+        calls.append(x)
+        return double(x)
+
+    f = cached(cache_dir=tmp_path / "c")(counting)
+    assert f(2) == f(2) == f(2) == 4
+    assert f.cache_info()[:2] == (2, 1)
 
 
 def test_defaults_given_to_a_function_without_any_make_the_short_call_bind(
@@ -583,6 +709,30 @@ def test_a_function_argument_whose_code_is_reassigned_is_another_key(tmp_path: P
     arg.__defaults__ = (7,)
     assert apply(arg, 2) == ("times", 14)
     assert len({before, apply.cache_key(arg, 2)}) == 2
+
+
+def test_a_wrapped_function_argument_whose_inner_code_is_reassigned_is_another_key(
+    tmp_path: Path,
+) -> None:
+    """A function of ``functools.wraps`` given as an argument runs the function it wraps:
+    its identity covers that function's code and defaults. Before, only the wrapper's own
+    were compared with those its identity was made for: after ``inner.__code__ =
+    other.__code__`` apply(wrapped, 2) kept the key, and the old code's value."""
+    from memojar import cached
+
+    @cached(cache_dir=tmp_path / "c")
+    def apply(fn, x):
+        return fn(x)
+
+    inner = _fresh("wrapped_argument")
+    wrapped = _passing(inner)
+    assert apply(wrapped, 2) == ("plus", 3)
+    before = apply.cache_key(wrapped, 2)
+    inner.__code__ = _times.__code__
+    assert apply(wrapped, 2) == ("times", 2)  # before: ("plus", 3), the old code's entry
+    inner.__defaults__ = (7,)
+    assert apply(wrapped, 2) == ("times", 14)  # before: ("times", 2)
+    assert len({before, apply.cache_key(wrapped, 2)}) == 2
 
 
 def test_a_global_deleted_by_another_thread_as_the_walk_reads_it_leaves_the_rest_tracked(

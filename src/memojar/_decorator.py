@@ -42,6 +42,7 @@ from ._identity import (
     function_name,
     identity_digest,
     loaded_from,
+    mutated_locals,
     place_of,
     reloaded,
     resolved,
@@ -428,6 +429,9 @@ class _Memo:
                 inner = parameter_names(self.target, ())
                 ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
             binder = make_binder(self.target, ignore)
+            changing = _changing_defaults(self.watched, self.ignore)
+            if changing:  # the wrapper's own defaults that may change in place, keyed too
+                binder = functools.partial(_with_defaults, binder, changing)
         else:
             binder = make_key_caller(func, self.custom_key)
             if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
@@ -659,6 +663,13 @@ class _Memo:
             own = resolved(self.target)
             records = None if own is None else [own, *filter(None, map(
                 resolved, self.depends_on[1]))]
+            if rows[0][2] != code_fingerprint(self.target):
+                # Walked while another thread reassigned the code (or a wrapped function's)
+                # and back, A, B, A, unseen by the calls' checks: made of B's, it was kept
+                # for A, and every value of A was stored under B's identity. This call's
+                # only (not stored: ``_compute``), and walked again at the next.
+                forget_dependencies(self.target)
+                self._unmake()
         if sent is not None and _agrees(sent[1], rows):
             return bytes(sent[0]), sent[1], records
         fingerprint = identity_digest(rows)
@@ -728,8 +739,11 @@ class _Memo:
                 if own is None:
                     raise
                 return self._own_key(own, args, kwargs)
-            self.renew()
-            values = self.binder(*args, **kwargs)
+            self.renew()  # reassigned by another thread since the look above
+            bound = self._bound_again(args, kwargs)
+            if isinstance(bound, str):
+                return bound
+            values = bound
         for value in values:  # a loop: cheaper than a set operation for a few arguments
             if type(value) not in _PLAIN:
                 return self.make_key(values)
@@ -747,6 +761,20 @@ class _Memo:
                 known.clear()  # atomic, unlike evicting one while another thread adds
             known[values] = key
         return key
+
+    def _bound_again(self, args: _Args, kwargs: dict[str, Any]) -> _Args | str:
+        """A call's values by the binder made again for the code and defaults another thread
+        reassigned as the call was bound (the binder of before raised TypeError), or its
+        key if only the decorator's own signature binds it (``_own_binder``). Before, the
+        wrapped function's signature was asked again alone: ``f(3, verbose=True)`` raised
+        its TypeError ("unexpected keyword argument 'verbose'")."""
+        try:
+            return self.binder(*args, **kwargs)
+        except TypeError:
+            own = self._own_binder()
+            if own is None:
+                raise
+        return self._own_key(own, args, kwargs)
 
     def _own_binder(self) -> Callable[..., _Args] | None:
         """The binder of the signature of the decorator ``functools.wraps`` made, where it
@@ -1332,6 +1360,8 @@ class _Memo:
         if rekey and self._rekeyed(key, args, kwargs):  # (after the code and defaults read)
             code = None  # not stored, as if reassigned while it ran (no code is None)
         ident = self.ident
+        if self.__dict__.get("ident") is not ident:  # made for this call only (``_MadeOnce``)
+            code = None
         if loaded is UNWALKED:  # read before the identity's walk, which noted them now
             loaded = self.loaded()
         files = self._files_state((args, kwargs)) if self.files else None
@@ -1701,6 +1731,8 @@ class _Memo:
             return (time.perf_counter(), (None, None, None), self.ident, None, loaded, marked)
         files = self._files_state(call) if self.files and call is not None else None
         ident = self.ident
+        if self.__dict__.get("ident") is not ident:  # made for this call only (``_MadeOnce``)
+            code = (None, None, None)
         if loaded is UNWALKED:  # read before the identity's walk (as in ``_compute``)
             loaded = self.loaded()
         return (time.perf_counter(), code, ident, files, loaded, marked)
@@ -2297,18 +2329,27 @@ def restamp_all() -> None:
 
 
 def _watched(target: Any) -> Any:
-    """What ``key_of`` compares the code and defaults of: the function, a stand-in that
-    never changes for what is no plain function, or ``_Wrapping``."""
+    """What ``key_of`` compares the code and defaults of: the function, ``_Wrapping``, the
+    function a decorator that is an object wraps (``_wrapped_function``), or a stand-in
+    that never changes for anything else."""
     if type(target) is not FunctionType:
-        return _unwatched
+        return _wrapped_function(target)
     import inspect
 
+    chain: list[Any] = []  # the functions from the outer wrapper to the one it wraps
+
+    def stop(func: Any) -> bool:
+        chain.append(func)
+        return hasattr(func, "__signature__")
+
     try:  # as inspect.signature, whose parameters and defaults the binder applies
-        inner = inspect.unwrap(target, stop=lambda f: hasattr(f, "__signature__"))
+        inner = inspect.unwrap(target, stop=stop)
     except ValueError:  # a __wrapped__ loop: the signature is the function's own
         return target
-    return target if inner is target or type(inner) is not FunctionType else _Wrapping(
-        target, inner)
+    if inner is target or type(inner) is not FunctionType:
+        return target
+    return _Wrapping(target, inner, tuple(
+        f for f in chain[1:] if type(f) is FunctionType and f is not inner))
 
 
 class _Wrapping:
@@ -2317,6 +2358,12 @@ class _Wrapping:
     applies (``inspect.signature`` follows ``__wrapped__``). Before, the wrapper's were
     watched, and ``f.__wrapped__.__wrapped__.__defaults__ = (2,)`` left ``f(1)`` keyed,
     and answered, as ``f(1, 1)``.
+
+    Its ``__code__`` is the code of each function of the chain, the wrapper's, those of
+    the decorators between (with their defaults, which they run with) and the wrapped
+    function's, as one tuple, the same object while none is reassigned. Before, the
+    wrapper's alone: after ``f.__wrapped__.__wrapped__.__code__ = g.__code__`` f(1) kept
+    returning the old code's value, from the disk and from memory.
 
     And the wrapper's own defaults, where it has any (``def wrapper(x, scale=1)``): the
     calls it passes on run with them, and the calls bound by its own signature are keyed
@@ -2328,15 +2375,28 @@ class _Wrapping:
     defaults another thread reassigned between its key and its run, stored the new
     default's value under the old one's key (its miss saw no change: ``_rekeyed``)."""
 
-    __slots__ = ("inner", "outer", "seen")
+    __slots__ = ("between", "codes", "inner", "outer", "seen")
 
-    def __init__(self, outer: FunctionType, inner: FunctionType) -> None:
-        self.outer, self.inner = outer, inner
+    def __init__(self, outer: FunctionType, inner: FunctionType,
+                 between: tuple[FunctionType, ...] = ()) -> None:
+        self.outer, self.inner, self.between = outer, inner, between
         self.seen: tuple[Any, Any, Any] = (None, None, None)
+        self.codes: tuple[Any, ...] = (None, None)
 
     @property
     def __code__(self) -> Any:
-        return self.outer.__code__
+        codes = self.codes
+        if (codes[0] is self.outer.__code__ and codes[1] is self.inner.__code__
+                and (not self.between or _same_made(codes, self.between))):
+            return codes
+        with _SEEN_LOCK:  # one new object for all threads (as ``__kwdefaults__``)
+            now = (self.outer.__code__, self.inner.__code__,
+                   *(made for func in self.between for made in _as_it_is(func)))
+            codes = self.codes
+            if len(codes) != len(now) or not all(
+                    a is b for a, b in zip(codes, now, strict=True)):
+                self.codes = codes = now
+        return codes
 
     @property
     def __defaults__(self) -> Any:
@@ -2358,10 +2418,75 @@ class _Wrapping:
         return seen
 
 
-# Taken by ``_Wrapping.__kwdefaults__`` only for a wrapper with defaults of its own, at its
-# first read and after they were reassigned;
-# reentrant: a signal handler calling the function may land while this thread holds it.
+# Taken only when a wrapper's code or defaults were reassigned (``_Wrapping``); reentrant:
+# a signal handler calling the function may land while this thread holds it.
 _SEEN_LOCK = threading.RLock()
+
+
+def _same_made(codes: tuple[Any, ...], functions: tuple[FunctionType, ...]) -> bool:
+    """Whether ``codes`` holds, after its first two, the code, defaults and keyword defaults
+    of ``functions`` in turn, the same objects (``_Wrapping.__code__``)."""
+    if len(codes) != 2 + 3 * len(functions):
+        return False
+    for at, func in enumerate(functions):
+        base = 2 + 3 * at
+        if (codes[base] is not func.__code__ or codes[base + 1] is not func.__defaults__
+                or codes[base + 2] is not func.__kwdefaults__):
+            return False
+    return True
+
+
+def _changing_defaults(watched: Any, ignore: tuple[str, ...]) -> tuple[Any, ...]:
+    """The defaults of a ``functools.wraps`` wrapper (and of the decorators between it and
+    the function it wraps) that may change in place (``def wrapper(x, opts=OPTIONS)``, a
+    dict or list; not ``_fixed``), but for those of names in ``ignore``, those the wrapper
+    changes itself (an accumulator or a table of its own, ``_seen[key] = value``: its
+    content would make each call another key) and those that cannot be pickled (which
+    count by type in the identity, as before). The calls it passes on run with them, and a
+    plain function's binder applies its own (a call's key covers their content): these are
+    keyed with every call bound by the wrapped function's signature, which does not have
+    them. Before, none was: after ``OPTIONS["scale"] = 10`` f(2) kept returning the value
+    of ``scale=1``."""
+    if type(watched) is not _Wrapping:
+        return ()
+    changing = []
+    for func in (watched.outer, *watched.between):
+        code, defaults = func.__code__, func.__defaults__ or ()
+        positional = code.co_varnames[:code.co_argcount]
+        named = [*zip(positional[len(positional) - len(defaults):], defaults, strict=True),
+                 *(func.__kwdefaults__ or {}).items()]
+        changed = mutated_locals(code)
+        for name, value in named:
+            if name in ignore or name in changed or _fixed(value):
+                continue
+            try:
+                make_key((value,))
+            except Exception:  # noqa: BLE001 - as make_key: whatever pickling raises
+                continue
+            changing.append(value)
+    return tuple(changing)
+
+
+def _with_defaults(binder: Callable[..., _Args], defaults: tuple[Any, ...], *args: Any,
+                   **kwargs: Any) -> _Args:
+    return (*binder(*args, **kwargs), *defaults)
+
+
+def _wrapped_function(target: Any) -> Any:
+    """For a decorator that is an object, not a function (wrapt's ``FunctionWrapper``, a
+    class of ``functools.update_wrapper``, ``lru_cache``), the function it wraps, whose
+    code runs and whose signature and defaults bind the call (``inspect.signature`` follows
+    ``__wrapped__``); ``_unwatched`` for anything else. Before, nothing was watched there:
+    after ``inner.__code__ = other.__code__`` f(1) kept returning the old code's value."""
+    if isinstance(target, type):  # rejected when decorated
+        return _unwatched
+    import inspect
+
+    try:  # as inspect.signature, whose parameters and defaults the binder applies
+        inner = inspect.unwrap(target, stop=lambda f: hasattr(f, "__signature__"))
+    except Exception:  # noqa: BLE001 - a __wrapped__ loop, or what a __getattr__ raised
+        return _unwatched
+    return inner if type(inner) is FunctionType else _unwatched
 
 
 def _unwatched() -> None:
@@ -2663,8 +2788,9 @@ _FIXED = frozenset({int, float, complex, bool, str, bytes, type(None), type(...)
 def _fixed_defaults(func: Any) -> bool:
     """Whether the defaults of ``func`` (positional and keyword-only) cannot change in
     place (see ``_fixed``); True for a callable that is no plain function."""
-    if type(func) is _Wrapping:  # the wrapped function's, which bind the usual call
-        func = func.inner
+    if type(func) is _Wrapping:  # the wrapped function's, which bind the usual call, and
+        # the wrapper's own, which its key covers too (``_changing_defaults``)
+        return all(map(_fixed_defaults, (func.inner, func.outer, *func.between)))
     defaults = getattr(func, "__defaults__", None) or ()
     kwdefaults = getattr(func, "__kwdefaults__", None) or {}
     return all(_fixed(value) for value in (*defaults, *kwdefaults.values()))

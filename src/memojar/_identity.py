@@ -281,14 +281,35 @@ def _mutated_names(code: CodeType, loads: frozenset[str] = frozenset({"LOAD_DERE
     instructions = [i for i in dis.get_instructions(code) if i.opname not in _SKIPPED]
     chained = "LOAD_DEREF" not in loads
     for at, instruction in enumerate(instructions):
-        if instruction.opname in loads and _pushes(instruction) == 1:
-            attribute = _changes_in_place(instructions, at + 1, chained)
+        if instruction.opname not in loads:
+            continue
+        pushed, loaded = _pushes(instruction), instruction.argval
+        pairs: tuple[tuple[str, int], ...]
+        if pushed == 2 and type(loaded) is tuple and len(loaded) == 2:
+            # 3.13's LOAD_FAST_LOAD_FAST: the second on top, the first below it
+            pairs = ((loaded[1], 0), (loaded[0], 1))
+        elif pushed == 1:
+            pairs = ((loaded, 0),)
+        else:
+            continue
+        for name, above in pairs:
+            attribute = _changes_in_place(instructions, at + 1, chained, above)
             if attribute is not None:
-                names.add(instruction.argval + attribute)
+                names.add(name + attribute)
     for constant in code.co_consts:
         if isinstance(constant, CodeType):
             names |= _mutated_names(constant, loads)
     return frozenset(names)
+
+
+def mutated_locals(code: CodeType) -> frozenset[str]:
+    """The parameters and local variables ``code`` (and code it defines) changes in place
+    (``_cache[key] = value``, ``calls.append(x)``): a decorator's accumulators."""
+    return _mutated_names(code, _LOCAL_LOADS)
+
+
+_LOCAL_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_LOAD_FAST",
+                          "LOAD_FAST_BORROW", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -312,12 +333,12 @@ def _pushes(instruction: dis.Instruction) -> int:
 
 
 def _changes_in_place(instructions: list[dis.Instruction], at: int, chained: bool,
-                      ) -> str | None:
+                      above: int = 0) -> str | None:
     """Whether the value just pushed (before ``instructions[at]``) is changed in place by
     what follows: ``""`` if so, ``".name"`` if an attribute of it is (``chained``: looked
     up on it directly, ``helpers.LOG.append``), None if not. ``above`` counts what is on the
-    stack above it (or above the item of it that a subscript took, ``memo[k]``)."""
-    above = 0
+    stack above it (or above the item of it that a subscript took, ``memo[k]``): at first,
+    what the instruction that pushed it pushed after it."""
     attribute = ""
     subscripted = False
     for instruction in instructions[at:at + 40]:
@@ -668,7 +689,8 @@ def _plain(value: Any) -> bool:
 # --- identity of functions and classes passed as arguments ------------------------------
 
 # A function's identity, with the code, defaults and keyword defaults it was made for.
-_function_ids: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Any, tuple[str, str]]] = (
+_function_ids: weakref.WeakKeyDictionary[
+    Any, tuple[Any, Any, Any, tuple[str, str], tuple[Any, ...]]] = (
     weakref.WeakKeyDictionary()
 )
 _Members = tuple[tuple[type, ...], tuple[Any, ...]]  # classes, and their members in order
@@ -691,11 +713,12 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
     code, defaults, kwdefaults = func.__code__, func.__defaults__, func.__kwdefaults__
     found = _function_ids.get(func)
     if (found is not None and found[0] is code and found[1] is defaults
-            and found[2] is kwdefaults):
+            and found[2] is kwdefaults and _same(found[4], wrapped_made(func))):
         return found[3]
     if not is_user_module(getattr(func, "__module__", None)):
         return None
     changes = _changes()
+    wrapped = wrapped_made(func)  # read before: a reassignment meanwhile is seen next time
     ident = (function_name(func), code_fingerprint(func))
     if func.__closure__:
         # What a closure captures, by state (the fingerprint counts a captured list, dict or
@@ -711,8 +734,33 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
         finally:
             capturing.discard(id(func))
     if _changes() == changes:  # else made of what another thread changed: not kept
-        _function_ids[func] = (code, defaults, kwdefaults, ident)
+        _function_ids[func] = (code, defaults, kwdefaults, ident, wrapped)
     return ident
+
+
+def wrapped_made(func: Any) -> tuple[Any, ...]:
+    """The code, defaults and keyword defaults of each function ``func`` wraps
+    (``functools.wraps``: ``__wrapped__``, followed through the decorators between), in
+    turn: ``()`` for a function that wraps none. Its identity covers them (the fingerprint
+    follows ``__wrapped__``): made for others, it is made again. Before, only the
+    wrapper's own were compared, and ``apply(wrapped, 2)`` kept the key of the wrapped
+    function's old code after ``inner.__code__ = other.__code__``."""
+    wrapped = getattr(func, "__wrapped__", None)
+    if wrapped is None:
+        return ()
+    made: list[Any] = []
+    for _ in range(_DEPTH):  # a __wrapped__ loop ends here
+        if type(wrapped) is FunctionType:
+            made.extend((wrapped.__code__, wrapped.__defaults__, wrapped.__kwdefaults__))
+        else:
+            made.append(wrapped)  # a callable object: its state counts, not watched here
+        try:
+            wrapped = getattr(wrapped, "__wrapped__", None)
+        except Exception:  # noqa: BLE001 - whatever its __getattr__ raised: the end
+            break
+        if wrapped is None:
+            break
+    return tuple(made)
 
 
 def _capturing() -> set[int]:
@@ -725,10 +773,12 @@ def _capturing() -> set[int]:
 
 
 # A function's or class's identity as a call argument, with what it depends on: the code
-# and defaults it was made for, the cell generation it was checked at, the identity, and a
-# class's members as they were if cloudpickle may set them again (``_resent_members``).
+# and defaults it was made for, the cell generation it was checked at, the identity, a
+# class's members as they were if cloudpickle may set them again (``_resent_members``),
+# and the code and defaults of the functions a function wraps (``wrapped_made``).
 _argument_ids: weakref.WeakKeyDictionary[
-    Any, tuple[Any, Any, Any, int, tuple[str, str] | None, _Members | None]] = (
+    Any, tuple[Any, Any, Any, int, tuple[str, str] | None, _Members | None,
+               tuple[Any, ...]]] = (
     weakref.WeakKeyDictionary()
 )
 generation = 0  # bumped by ``_notebook`` when an IPython cell starts: re-check what changed
@@ -761,10 +811,11 @@ def argument_identity(obj: Any) -> tuple[str, str] | None:
     for a fingerprint (``_keys.state_key``) counts by its own identity only."""
     found = _argument_ids.get(obj)
     function = type(obj) is FunctionType
+    wrapped = wrapped_made(obj) if function else ()
     if found is not None and found[3] == generation and ((
             found[0] is obj.__code__ and found[1] is obj.__defaults__
-            and found[2] is obj.__kwdefaults__) if function else (
-            found[5] is None or _members_unchanged(found[5]))):
+            and found[2] is obj.__kwdefaults__ and _same(found[6], wrapped)) if function
+            else (found[5] is None or _members_unchanged(found[5]))):
         return found[4]
     made: tuple[Any, Any, Any] = ((obj.__code__, obj.__defaults__, obj.__kwdefaults__)
                                   if function else (None, None, None))  # a class: its
@@ -772,12 +823,12 @@ def argument_identity(obj: Any) -> tuple[str, str] | None:
     # and where cloudpickle may set them again (``_resent_members``)
     members = None if function else _resent_members(obj)
     if found is not None and found[0] is made[0] and found[1] is made[1] and (
-            found[2] is made[2]) and (members is None or (
+            found[2] is made[2]) and _same(found[6], wrapped) and (members is None or (
             found[5] is not None and _members_unchanged(found[5]))):
         # a cell ran since: made again if what it read changed
         record = resolved(obj)
         if record is not None and record.unchanged():
-            _argument_ids[obj] = (*made, generation, found[4], members)
+            _argument_ids[obj] = (*made, generation, found[4], members, wrapped)
             return found[4]
     own = class_identity(obj) if isinstance(obj, type) else function_identity(obj)
     ident = own
@@ -791,7 +842,7 @@ def argument_identity(obj: Any) -> tuple[str, str] | None:
         except Exception:  # noqa: BLE001 - a walk that fails costs the helpers, not the call
             return own
     try:
-        _argument_ids[obj] = (*made, generation, ident, members)
+        _argument_ids[obj] = (*made, generation, ident, members, wrapped)
     except TypeError:  # not weak-referenceable
         pass
     return ident
@@ -1258,13 +1309,19 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
     global counts): an extra dependency costs a recomputation, a missed one a stale value.
     Cycles (mutually recursive helpers) stop at what was seen. Computed once per function
     object and process, when first needed: globals defined after the decorated function are
-    seen.
+    seen. Not kept if the code or defaults of the function (or of a function it wraps) were
+    reassigned while it was walked: a walk of the old code that ended after the renew for
+    the new one (``forget_dependencies``) was kept, the next identity was made of it, and
+    the new code's values were stored under the old code's identity (a wrapped function's
+    code flipped by another thread while three threads called: in 2 runs of 40, every
+    entry of one code held the other's values).
     """
     target, _, _ = split(func)
     try:
         return _deps_of[target]
     except (KeyError, TypeError):
         pass
+    made = (*_made_of(target), *wrapped_made(target))  # read before the walk
     record = None
     if RECORD:
         try:
@@ -1277,6 +1334,8 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
             found = _walk_dependencies(target)
     finally:
         _recording.reset(token)
+    if not _same(made, (*_made_of(target), *wrapped_made(target))):
+        return found  # made of code or defaults reassigned meanwhile: this call's only
     try:
         _deps_of[target] = found
         if record is not None:
@@ -2366,7 +2425,7 @@ def _members_of(cls: type) -> tuple[Any, ...]:
 
 
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+    return a is b or (len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True)))
 
 
 def resolved(func: Any) -> Resolved | None:
