@@ -2765,6 +2765,7 @@ _ENLISTED: dict[str, tuple[int, str]] = {}  # root -> this process's file: its f
 # The roots whose last tally was dropped, their writer file kept (``_let_go``), oldest first
 _KEPT: dict[str, None] = {}
 _KEPT_MAX = 8
+_ENLISTED_MAX = 64  # writer files held open at once (``_let_go_earliest``)
 # root -> the writer files of it this process let go unmerged (``_unhold``): name and inode
 _UNHELD: dict[str, list[tuple[str, int]]] = {}
 _UNHELD_MAX = 64
@@ -2790,10 +2791,12 @@ def _enlist(store: FileStore) -> None:
         logger.debug("cannot register as a writer of %s: %s", root, exc)
         return
     try:
-        for _ in range(_ENLIST_TRIES):
-            name = f"{_MACHINE}-{_PID[0]}-{_START[0]}-{os.urandom(8).hex()}"
-            fd = os.open(name, os.O_RDONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC,
-                         0o600, dir_fd=dfd)
+        for attempt in range(_ENLIST_TRIES):
+            fd, name = _unheld_again(root, dfd) if attempt == 0 else (-1, "")
+            if fd < 0:
+                name = f"{_MACHINE}-{_PID[0]}-{_START[0]}-{os.urandom(8).hex()}"
+                fd = os.open(name, os.O_RDONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+                             | _CLOEXEC, 0o600, dir_fd=dfd)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 # A reader may have locked it between the two, taken it for a dead
@@ -2801,6 +2804,7 @@ def _enlist(store: FileStore) -> None:
                 if os.fstat(fd).st_nlink:
                     _ENLISTED[root] = (fd, name)
                     fd = -1
+                    _let_go_earliest()
                     return
             except BlockingIOError:
                 pass
@@ -2811,6 +2815,66 @@ def _enlist(store: FileStore) -> None:
         logger.debug("cannot register as a writer of %s: %s", root, exc)
     finally:
         os.close(dfd)
+
+
+def _unheld_again(root: str, dfd: int) -> tuple[int, str]:
+    """This process's last writer file of ``root`` that ``_unhold`` let go, opened to be
+    held again, if it is still the one it was; (-1, "") if none. Before, a process that
+    changed more caches in turn than it holds files of (``_let_go_earliest``) made a new
+    file at each registration: 4,080 in ``.writers`` after 4,000 misses over 80 caches."""
+    unheld = _UNHELD.get(root)
+    if not unheld:
+        return -1, ""
+    name, ino = unheld.pop()
+    try:  # (O_NONBLOCK: a FIFO planted at its name never blocks the open)
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC, dir_fd=dfd)
+    except OSError:  # removed by a reader that found it unlocked
+        return -1, ""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        st = None
+    if st is None or st.st_ino != ino or not _a_writers(st):
+        os.close(fd)
+        return -1, ""
+    return fd, name
+
+
+def _let_go_earliest() -> None:
+    """Past ``_ENLISTED_MAX`` caches registered (fewer under a low limit of open files:
+    ``kept_at_most``), a writer file goes, as a dropped cache's does (``_let_go``): the
+    earliest registered whose changes are all merged is removed (its next change
+    registers again, at the cost of a file made); if every one has changes not merged
+    yet (each changed since the last merge, ``FLUSH_EVERY``), the earliest is left
+    unlocked (a reader then lists its folders again). Before, every cache a process ever
+    changed kept its file open: 200 functions kept for good (``cached(cache_dir=...)``
+    each) held 200 descriptors, and under a soft limit of 64 a process of 100 caches
+    failed to store its results ("Too many open files").
+    A thread that noted a change of that cache just as its file went is not covered
+    until its next change registers again: if killed before it merges, that change is
+    counted by no one until the folder is listed again (a prune, a clear)."""
+    most = kept_at_most(_ENLISTED_MAX, 16)
+    while len(_ENLISTED) > most:
+        try:
+            roots = list(_ENLISTED)
+        except RuntimeError:  # changed meanwhile
+            return
+        tallies = {}
+        for root in roots[:-1]:  # (not the one registered now)
+            ref = _TALLIES.get(root)
+            tally = tallies[root] = None if ref is None else ref()
+            if root not in _LEFT and (tally is None or not tally.unmerged()):
+                break
+        else:
+            root = roots[0]
+        _KEPT.pop(root, None)
+        tally = tallies.get(root)
+        if tally is not None:
+            tally.writer = 0  # (first: a change noted from now on registers again)
+        if root in _LEFT or (tally is not None and tally.unmerged()):
+            _unhold(root)
+        else:
+            _withdraw(root)
 
 
 def _unlisted(root: str) -> bool:
