@@ -214,6 +214,51 @@ def test_magic_info_json(shell: InteractiveShell):
     assert (info["entries"], info["functions"]) == (1, 1)
 
 
+def _deleted_files_open() -> list[str]:
+    """What this process holds open of files removed (a temporary file is one at once)."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the descriptor listdir itself held
+            continue
+        if target.endswith(" (deleted)"):
+            held.append(target)
+    return held
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
+@pytest.mark.parametrize("json", ["", " --json"])
+def test_magic_ls_interrupted_leaves_no_temporary_file_open(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch, json: str
+):
+    # ``%memojar ls FUNCTION`` of more rows than RUN reads them back from a temporary file.
+    # Interrupted while shown (Ctrl-C in a long listing), the report stayed in the frames of
+    # the notebook's last traceback, its file open until the next error replaced it.
+    import memojar._cli
+    import memojar._runs
+
+    run(shell, CELL_V1)
+    run(shell, "[f(i) for i in range(30)]")
+    monkeypatch.setattr(memojar._runs, "RUN", 5)
+    rows_of = memojar._cli._Rows.__iter__
+
+    def interrupted(self):  # type: ignore[no-untyped-def]
+        for at, row in enumerate(rows_of(self)):
+            if at == 3:
+                raise KeyboardInterrupt
+            yield row
+
+    held = _deleted_files_open()
+    monkeypatch.setattr(memojar._cli._Rows, "__iter__", interrupted)
+    assert isinstance(shell.run_cell(f"%memojar ls __main__.f{json}").error_in_exec,
+                      KeyboardInterrupt)
+    assert _deleted_files_open() == held
+    monkeypatch.setattr(memojar._cli._Rows, "__iter__", rows_of)
+    assert len(run(shell, "%memojar ls __main__.f --json")) == 30
+    assert _deleted_files_open() == held
+
+
 def test_magic_counts_the_hits_of_its_own_kernel(shell: InteractiveShell):
     # `%memojar ls` and `info` counted the hits other processes had merged, not those of the
     # kernel running them until its next merge (every 5 s): examples/tour.ipynb's

@@ -667,6 +667,9 @@ class _Rows:
     def __len__(self) -> int:
         return self._count
 
+    def close(self) -> None:
+        self._rows.close()
+
 
 def _status(verdict: str) -> str:
     return "incompatible" if verdict == SUPERSEDED else verdict

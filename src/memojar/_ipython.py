@@ -40,16 +40,21 @@ def memojar_magic(line: str) -> Any:
         raise UsageError(f"%memojar: {exc}") from None
     except SystemExit:  # --help or --version: argparse printed them
         return None
-    if not report.as_json:
-        # Shown where it is typed, as the command line prints it: before, the report was the
-        # magic's value, shown only as a cell's last line (the README's block of magics, as
-        # one cell, showed nothing).
-        from IPython.display import display
+    try:
+        if not report.as_json:
+            # Shown where it is typed, as the command line prints it: before, the report was
+            # the magic's value, shown only as a cell's last line (the README's block of
+            # magics, as one cell, showed nothing).
+            from IPython.display import display
 
-        display(report)  # type: ignore[no-untyped-call]
-        return None
-    # ``ls FUNCTION``'s rows are read back from a temporary file: a list, for the notebook
-    return report.data if isinstance(report.data, (dict, list)) else list(report.data)
+            display(report)  # type: ignore[no-untyped-call]
+            return None
+        # ``ls FUNCTION``'s rows are read back from a temporary file: a list, for the notebook
+        return report.data if isinstance(report.data, (dict, list)) else list(report.data)
+    finally:
+        # Its file closed now, not when the report goes: a reading interrupted (Ctrl-C in a
+        # long listing) left the report to the notebook's last traceback, the file open.
+        report.close()
 
 
 def _without_comment(line: str) -> str:

@@ -99,6 +99,15 @@ class Report:
     def text(self) -> str:
         return "\n".join(self.lines())
 
+    def close(self) -> None:
+        """Let go of what the rows are read back from (``ls FUNCTION``'s temporary file), at
+        once: a report kept by an interrupted reading's traceback (a notebook keeps the last)
+        kept its file open until the next error replaced it."""
+        for rows in (self.data, self.table.rows if self.table is not None else None):
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+
     def lines(self) -> Iterator[str]:
         """The lines of ``text``, made as they are read (the command line prints them so)."""
         if self.fields:
