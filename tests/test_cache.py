@@ -809,6 +809,29 @@ def test_default_directory_without_memojar_dir_is_the_user_cache_dir(
         assert expected == str(tmp_path / "xdg" / "memojar")
 
 
+@pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="XDG_CACHE_HOME is Unix's")
+def test_a_relative_xdg_cache_home_is_ignored_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The XDG spec has a relative value ignored, and it was, silently: the user's setting had
+    # no effect and nothing said why.
+    import memojar._cache
+
+    monkeypatch.setattr(memojar._cache, "_XDG_RELATIVE_SAID", set(), raising=False)
+    monkeypatch.delenv("MEMOJAR_DIR")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative-cache")
+    used = str(tmp_path / "home" / ".cache" / "memojar")
+    with pytest.warns(MemojarWarning) as record:
+        assert Cache().directory == used
+        assert Cache().directory == used  # said once
+    [warning] = record
+    assert "XDG_CACHE_HOME='relative-cache' is ignored" in str(warning.message)
+    assert f"caches in {used} instead" in str(warning.message)
+    assert not (tmp_path / "relative-cache").exists()
+
+
 def test_empty_memojar_dir_means_the_default(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMOJAR_DIR", "")

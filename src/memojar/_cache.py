@@ -216,7 +216,23 @@ def default_directory() -> str:
         return env
     from platformdirs import user_cache_dir
 
-    return user_cache_dir("memojar", appauthor=False)
+    folder = user_cache_dir("memojar", appauthor=False)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg.strip() and not os.path.isabs(xdg) and sys.platform not in ("darwin", "win32"):
+        # The XDG spec has a relative value ignored (platformdirs' releases since its #540
+        # do; before, it was a folder of the current directory): ignored silently, the
+        # user's setting had no effect and nothing said why. Said once a value.
+        if not os.path.isabs(folder):
+            folder = os.path.join(os.path.expanduser("~"), ".cache", "memojar")
+        if xdg not in _XDG_RELATIVE_SAID:
+            _XDG_RELATIVE_SAID.add(xdg)
+            warn(f"XDG_CACHE_HOME={xdg!r} is ignored: it is a relative path, which the XDG "
+                 f"Base Directory spec says to ignore; memojar caches in {folder} instead "
+                 "(set XDG_CACHE_HOME to an absolute path, or MEMOJAR_DIR)")
+    return folder
+
+
+_XDG_RELATIVE_SAID: set[str] = set()  # the relative XDG_CACHE_HOME values warned of
 
 
 StoreFactory = Callable[[str, "int | None", "bytes | None", bool], Store]
