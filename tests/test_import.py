@@ -8,6 +8,8 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from conftest import run_python
 
 
@@ -178,3 +180,18 @@ def test_the_first_log_neither_loads_nor_fails_on_a_users_lazy_module(tmp_path: 
         print(f(1), f(1))
     """)
     assert out.split() == ["2", "2"]
+
+
+def test_the_all_extra_is_the_union_of_the_other_extras_but_dev() -> None:
+    # ``pip install 'memojar[all]'``: every store and the notebook magic at once; an extra
+    # added later and left out of it would be missed silently.
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    others = {name: set(extras[name]) for name in extras if name not in ("all", "dev")}
+    assert "all" in extras
+    assert set(extras["all"]) == set().union(*others.values())
+    assert len(extras["all"]) == len(set(extras["all"]))
