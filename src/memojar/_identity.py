@@ -37,7 +37,9 @@ from types import (
     ClassMethodDescriptorType,
     CodeType,
     FunctionType,
+    GetSetDescriptorType,
     MappingProxyType,
+    MemberDescriptorType,
     MethodDescriptorType,
     MethodType,
     MethodWrapperType,
@@ -693,7 +695,8 @@ _function_ids: weakref.WeakKeyDictionary[
     Any, tuple[Any, Any, Any, tuple[str, str], tuple[Any, ...]]] = (
     weakref.WeakKeyDictionary()
 )
-_Members = tuple[tuple[type, ...], tuple[Any, ...]]  # classes, and their members in order
+# Classes (weakly), and their members in order (``_members_of_classes``)
+_Members = tuple[tuple[weakref.ref[type], ...], tuple[Any, ...]]
 # A class's identity, with its members as they were if cloudpickle may set them again
 # (``_resent_members``).
 _class_ids: weakref.WeakKeyDictionary[
@@ -875,7 +878,7 @@ def class_identity(cls: type) -> tuple[str, str] | None:
 
 
 def _resent_members(cls: type) -> _Members | None:
-    """The members of ``cls`` and of its user bases (``_members_now``) if cloudpickle may
+    """The members of ``cls`` and of its user bases (``_members_of_classes``) if cloudpickle may
     set them again in place, else None: a class it made here from a copy sent by value
     (a worker's class of ``__main__``, which its module does not hold). cloudpickle sends
     such a class with an id and, when it comes again, sets every member of the class it
@@ -897,23 +900,65 @@ def _resent_members(cls: type) -> _Members | None:
     except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
         return None
     classes = tuple(klass for klass in cls.__mro__ if is_user_module(klass.__module__))
-    return classes, _members_of_classes(classes)
+    return tuple(map(weakref.ref, classes)), _members_of_classes(classes)
 
 
 def _members_of_classes(classes: tuple[type, ...]) -> tuple[Any, ...]:
-    if len(classes) == 1:
-        return tuple(vars(classes[0]).values())
-    return tuple(itertools.chain.from_iterable(vars(klass).values() for klass in classes))
+    """The members of ``classes``, in order, as ``_member_held`` holds them: the identity
+    kept under the class (``_class_ids``, weakly) held them, and the classes, strongly, so
+    it kept its own key alive: every class cloudpickle made here (a worker's, of each batch
+    of a notebook's classes) that a cached call took, for good."""
+    state: list[Any] = []
+    for klass in classes:
+        for name, member in vars(klass).items():
+            _member_held(klass, name, member, state)
+    return tuple(state)
 
 
 def _members_unchanged(known: _Members) -> bool:
     """Whether the members of the classes ``known`` holds are the objects they were (a
     microsecond's look, at each use of a class cloudpickle made here)."""
+    classes = tuple(ref() for ref in known[0])
+    if None in classes:
+        return False
     try:
-        now = _members_of_classes(known[0])
+        now = _members_of_classes(classes)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - whatever the class raised: made again
         return False
     return len(now) == len(known[1]) and all(map(operator.is_, now, known[1]))
+
+
+def _member_held(klass: type, name: str, member: Any, state: list[Any]) -> None:
+    """Appends to ``state`` what tells ``member`` of ``klass`` from any other object by
+    identity (``is``), holding nothing that holds the class: a record kept under the class,
+    weakly, that held its members kept the class alive (an Enum's members, its member map,
+    a method using ``super()``, the class's ``__dict__`` descriptor all hold it). A member
+    is held by a weak reference (one an object while it lives: the same member gives the
+    same reference); a staticmethod, classmethod or property by its type and its functions'
+    references; the descriptors made with the class (set by no one) by their type; an
+    Enum's tables of its members (``_member_map_``: made of the members, each compared
+    already) not at all; another object (a number, a str, a tuple) strongly, so that a new
+    object at its address is never taken for it."""
+    try:
+        state.append(weakref.ref(member))
+        return
+    except TypeError:
+        pass
+    if isinstance(member, (staticmethod, classmethod)):
+        parts: tuple[Any, ...] = (member.__func__,)
+    elif isinstance(member, property):
+        parts = (member.fget, member.fset, member.fdel)
+    elif isinstance(member, (GetSetDescriptorType, MemberDescriptorType)):
+        state.append(type(member))
+        return
+    elif isinstance(klass, enum.EnumMeta) and enum._is_sunder(name):  # type: ignore[attr-defined]
+        return
+    else:
+        state.append(member)
+        return
+    state.append(type(member))
+    for part in parts:
+        _member_held(klass, name, part, state)
 
 
 def class_shape(cls: type, seen: set[int] | None = None) -> Any:
@@ -2411,7 +2456,7 @@ def _members_of(cls: type) -> tuple[Any, ...]:
             if (name.startswith("__") and name.endswith("__") and not isinstance(
                     member, (FunctionType, staticmethod, classmethod, property))):
                 continue
-            state.append(member)
+            _member_held(klass, name, member, state)  # (not the member: it may hold the class)
             inner = member.__func__ if isinstance(member, (staticmethod, classmethod)) else (
                 member)
             if isinstance(inner, property):
