@@ -1458,13 +1458,18 @@ def test_a_writers_file_linked_by_a_copy_of_the_cache_goes_at_its_exit(
     assert len(os.listdir(tmp_path / "c-copy" / ".writers")) == 1
 
 
-@pytest.mark.parametrize("kind", ["hard link", "symlink", "fifo", "folder"])
+@pytest.mark.parametrize("kind", ["hard link", "symlink", "fifo", "folder", "moved"])
 def test_what_the_user_put_in_the_writers_folder_under_a_writers_name_is_left(
-        tmp_path: Path, kind: str) -> None:
-    """A hard link to a user's file, a symlink, a FIFO or a folder in ``.writers`` named as
-    a dead writer's file: a count read passes them by (never follows, opens to wait on,
-    or removes them). Before, the hard link was taken for a dead writer's file and
-    removed (its writer files have one link: memojar never links them)."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """A hard link to a user's file, a symlink, a FIFO, a folder or a user's file moved
+    there in ``.writers`` named as a dead writer's file: a count read passes them by (never
+    follows, opens to wait on, locks or removes them). Before, the hard link was taken for
+    a dead writer's file and removed (its writer files have one link: memojar never links
+    them); then it had an fcntl lock taken on it at every count read (the user's program
+    locking its file failed meanwhile); and the moved file (its only link) was removed,
+    with what it held (memojar writes nothing in a writer's file)."""
+    import fcntl
+
     from memojar import _filestore
 
     cache_dir = tmp_path / "c"
@@ -1477,11 +1482,19 @@ def test_what_the_user_put_in_the_writers_folder_under_a_writers_name_is_left(
     {"hard link": lambda: os.link(mine, planted),
      "symlink": lambda: planted.symlink_to(mine),
      "fifo": lambda: os.mkfifo(planted),
-     "folder": planted.mkdir}[kind]()
+     "folder": planted.mkdir,
+     "moved": lambda: mine.rename(planted)}[kind]()
+    if kind == "moved":
+        mine = planted
+    locked: list[int] = []
+    flock = fcntl.flock
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (locked.append(os.fstat(fd).st_ino),
+                                                        flock(fd, op))[1])
     f(1)
     assert (f.cache_info().entries, f.cache_info().bytes) == _listed(cache_dir)
     assert os.path.lexists(planted) and mine.read_text() == "the user's"
     assert mine.stat().st_nlink == (2 if kind == "hard link" else 1)
+    assert mine.stat().st_ino not in locked
 
 
 def test_entries_of_a_cache_dropped_before_its_merge_are_counted(tmp_path: Path) -> None:
