@@ -2789,6 +2789,8 @@ def _enlist(store: FileStore) -> None:
     try:
         dfd = _writers_folder(store)
     except OSError as exc:
+        if isinstance(exc, PermissionError):
+            _writers_closed(root, "register there")
         logger.debug("cannot register as a writer of %s: %s", root, exc)
         return
     try:
@@ -2931,6 +2933,9 @@ def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:
     for alive."""
     try:
         dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
+    except PermissionError:
+        _writers_closed(root, "see those that died")
+        return -1, []
     except OSError:
         return -1, []
     dead: list[tuple[str, int, int]] = []
@@ -2969,6 +2974,33 @@ def _dead_writers(root: str) -> tuple[int, list[tuple[str, int, int]]]:
         os.close(dfd)
         raise
     return dfd, dead
+
+
+def _writers_closed(root: str, what: str) -> None:
+    """Say, once a folder, that ``root``'s ``.writers`` is closed to this user (``what``
+    it cannot do): a process of its killed before merging, or one it cannot see die,
+    leaves counts wrong for every process until a prune. Before, this was logged at debug
+    level only: another user's 0700 ``.writers`` in a cache shared with a group (made so
+    by an older memojar, or by hand), and the counts went wrong silently."""
+    path = os.path.join(root, _WRITERS)
+    if path in _CLOSED_SAID:
+        return
+    _CLOSED_SAID.add(path)
+    try:
+        st, mode = os.stat(path), stat.S_IMODE(os.stat(root).st_mode)
+    except OSError:
+        return
+    if st.st_uid == _euid():
+        fix = f"chmod u+rwx {path}"
+    else:
+        fix = f"{user_name(st.st_uid)} may open it as the cache folder is, chmod {mode:o} {path}"
+    warn(f"{path}, where the processes writing in the cache register, is closed to "
+         f"{user_name(_euid())}, who may not {what}: a process killed before merging its "
+         "counts goes unseen, and cache_info() and memojar info say too few or too many "
+         f"entries until a prune ({fix})")
+
+
+_CLOSED_SAID: set[str] = set()  # the writers' folders said closed (``_writers_closed``)
 
 
 def _a_writers(st: os.stat_result) -> bool:
