@@ -696,7 +696,8 @@ _function_ids: weakref.WeakKeyDictionary[
     weakref.WeakKeyDictionary()
 )
 # Classes (weakly), and their members in order (``_members_of_classes``)
-_Members = tuple[tuple[weakref.ref[type], ...], tuple[Any, ...]]
+_Members = tuple[tuple[weakref.ref[type], ...], tuple[int, ...], tuple[int, ...],
+                 tuple[tuple[int, int, str, tuple[Any, ...]], ...], tuple[Any, ...], list[bool]]
 # A class's identity, with its members as they were if cloudpickle may set them again
 # (``_resent_members``).
 _class_ids: weakref.WeakKeyDictionary[
@@ -899,33 +900,77 @@ def _resent_members(cls: type) -> _Members | None:
             return None
     except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
         return None
-    classes = tuple(klass for klass in cls.__mro__ if is_user_module(klass.__module__))
-    return tuple(map(weakref.ref, classes)), _members_of_classes(classes)
+    return _members_of_classes(
+        tuple(klass for klass in cls.__mro__ if is_user_module(klass.__module__)))
 
 
-def _members_of_classes(classes: tuple[type, ...]) -> tuple[Any, ...]:
-    """The members of ``classes``, in order, as ``_member_held`` holds them: the identity
-    kept under the class (``_class_ids``, weakly) held them, and the classes, strongly, so
-    it kept its own key alive: every class cloudpickle made here (a worker's, of each batch
-    of a notebook's classes) that a cached call took, for good."""
-    state: list[Any] = []
-    for klass in classes:
+def _members_of_classes(classes: tuple[type, ...]) -> _Members:
+    """The members of ``classes``, in order, by their ids, each kept so that no other
+    object takes its id while the record lives, and none holding a class: the identity
+    kept under the class (``_class_ids``, weakly) held the members and the classes,
+    strongly, so it kept its own key alive: every class cloudpickle made here (a worker's,
+    of each batch of a notebook's classes) that a cached call took, for good. A member is
+    kept by a weak reference (its death, the class's member set again, makes the record
+    stale) or held (a number, a str); the class's descriptors (set by no one) by their
+    types; a staticmethod, classmethod or property is compared as ``_member_held`` holds
+    it, one by one; an Enum's tables not at all."""
+    stale = [False]
+
+    def went(_: Any) -> None:
+        stale[0] = True
+
+    ids: list[int] = []
+    kept: list[Any] = []
+    typed: list[int] = []
+    apart: list[tuple[int, int, str, tuple[Any, ...]]] = []
+    for index, klass in enumerate(classes):
         for name, member in vars(klass).items():
-            _member_held(klass, name, member, state)
-    return tuple(state)
+            try:
+                kept.append(weakref.ref(member, went))
+            except TypeError:
+                form: list[Any] = []
+                _member_held(klass, name, member, form)
+                if len(form) == 1 and form[0] is member:
+                    kept.append(member)
+                elif len(form) == 1 and form[0] is type(member):  # a descriptor: its type
+                    typed.append(len(ids))
+                    member = form[0]
+                else:  # (by the class's place, not the class; an Enum's table: no form)
+                    apart.append((len(ids), index, name, tuple(form)))
+                    member = None
+            ids.append(id(member))
+    return (tuple(map(weakref.ref, classes)), tuple(ids), tuple(typed), tuple(apart),
+            tuple(kept), stale)
 
 
 def _members_unchanged(known: _Members) -> bool:
     """Whether the members of the classes ``known`` holds are the objects they were (a
     microsecond's look, at each use of a class cloudpickle made here)."""
-    classes = tuple(ref() for ref in known[0])
+    class_refs, ids, typed, apart, _, stale = known
+    if stale[0]:
+        return False
+    classes = tuple(map(_deref, class_refs))
     if None in classes:
         return False
     try:
-        now = _members_of_classes(classes)  # type: ignore[arg-type]
+        now = (list(vars(classes[0]).values()) if len(classes) == 1 else list(
+            itertools.chain.from_iterable(vars(klass).values() for klass in classes)))
+        if len(now) != len(ids):
+            return False
+        for position, index, name, form in apart:
+            found: list[Any] = []
+            _member_held(classes[index], name, now[position], found)  # type: ignore[arg-type]
+            if len(found) != len(form) or not all(map(operator.is_, found, form)):
+                return False
+            now[position] = None
+        for position in typed:
+            now[position] = type(now[position])
     except Exception:  # noqa: BLE001 - whatever the class raised: made again
         return False
-    return len(now) == len(known[1]) and all(map(operator.is_, now, known[1]))
+    return tuple(map(id, now)) == ids
+
+
+_deref = weakref.ref.__call__  # (C: the referent, or None)
 
 
 def _member_held(klass: type, name: str, member: Any, state: list[Any]) -> None:
