@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -1371,6 +1372,71 @@ def test_a_process_writing_in_many_caches_one_after_another_keeps_no_file_open_f
             tmp_path / "c" / str(i))
 
 
+@pytest.mark.parametrize("step", ["looked", "taken"])
+def test_a_cache_dropped_while_another_thread_makes_a_store_of_a_kept_one_says_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """A thread drops a cache's last store, past the 8 caches whose writer files are kept
+    (``_filestore._KEPT``), just as another thread makes a store of the oldest kept one
+    (a Cache made a call): both took it out of the table, and the dropping thread's
+    KeyError (a RuntimeError where the table changed as it looked) went to the user's
+    stderr, "Exception ignored in _Tally.__del__" (8 threads using 24 caches in turn: 3 in
+    6 s). The other thread runs here where the dropping one looked at the oldest or is
+    about to take it."""
+    from memojar import _filestore
+
+    class Switching(dict[str, None]):
+        """The kept table, whose oldest name another thread's ``Cache`` takes out just as
+        this thread's ``_let_go`` looks at it (``step``)."""
+
+        armed = False
+
+        def other_thread_makes_a_store_of_the_oldest(self) -> None:
+            if self.armed:
+                self.armed = False
+                other = threading.Thread(target=made_by_another_thread,
+                                         args=(next(iter(dict(self))),))
+                other.start()
+                other.join()
+
+        def __iter__(self) -> Any:
+            found = super().__iter__()
+            if step == "looked":
+                self.other_thread_makes_a_store_of_the_oldest()
+            return found
+
+        def pop(self, *args: Any) -> Any:
+            if step == "taken" and args[0] == next(iter(dict(self)), None):
+                self.other_thread_makes_a_store_of_the_oldest()
+            return super().pop(*args)
+
+        def __delitem__(self, key: str) -> None:
+            if step == "taken":
+                self.other_thread_makes_a_store_of_the_oldest()
+            super().__delitem__(key)
+
+    ignored: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    stored: list[int] = []
+    held: list[Cache] = []
+
+    def made_by_another_thread(root: str) -> None:
+        held.append(Cache(root))  # (held: its store's tally too)
+        stored.append(held[0].cached(add_one)(0))
+
+    kept = Switching()
+    monkeypatch.setattr(_filestore, "_KEPT", kept)
+    for i in range(_filestore._KEPT_MAX + 1):
+        cache = Cache(tmp_path / str(i))
+        assert cache.cached(add_one)(i) == i + 1
+        if i == _filestore._KEPT_MAX:
+            kept.armed = True
+        del cache
+        gc.collect()
+    assert stored == [1]  # the other thread ran
+    assert [str(exc.exc_value) for exc in ignored] == []
+    assert len(kept) <= _filestore._KEPT_MAX
+
+
 def test_a_writers_file_linked_by_a_copy_of_the_cache_goes_at_its_exit(
         tmp_path: Path) -> None:
     """A copy of the cache made with hard links (``cp -al``) while a process writes: at its
@@ -1392,13 +1458,18 @@ def test_a_writers_file_linked_by_a_copy_of_the_cache_goes_at_its_exit(
     assert len(os.listdir(tmp_path / "c-copy" / ".writers")) == 1
 
 
-@pytest.mark.parametrize("kind", ["hard link", "symlink", "fifo", "folder"])
+@pytest.mark.parametrize("kind", ["hard link", "symlink", "fifo", "folder", "moved"])
 def test_what_the_user_put_in_the_writers_folder_under_a_writers_name_is_left(
-        tmp_path: Path, kind: str) -> None:
-    """A hard link to a user's file, a symlink, a FIFO or a folder in ``.writers`` named as
-    a dead writer's file: a count read passes them by (never follows, opens to wait on,
-    or removes them). Before, the hard link was taken for a dead writer's file and
-    removed (its writer files have one link: memojar never links them)."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """A hard link to a user's file, a symlink, a FIFO, a folder or a user's file moved
+    there in ``.writers`` named as a dead writer's file: a count read passes them by (never
+    follows, opens to wait on, locks or removes them). Before, the hard link was taken for
+    a dead writer's file and removed (its writer files have one link: memojar never links
+    them); then it had an fcntl lock taken on it at every count read (the user's program
+    locking its file failed meanwhile); and the moved file (its only link) was removed,
+    with what it held (memojar writes nothing in a writer's file)."""
+    import fcntl
+
     from memojar import _filestore
 
     cache_dir = tmp_path / "c"
@@ -1411,11 +1482,19 @@ def test_what_the_user_put_in_the_writers_folder_under_a_writers_name_is_left(
     {"hard link": lambda: os.link(mine, planted),
      "symlink": lambda: planted.symlink_to(mine),
      "fifo": lambda: os.mkfifo(planted),
-     "folder": planted.mkdir}[kind]()
+     "folder": planted.mkdir,
+     "moved": lambda: mine.rename(planted)}[kind]()
+    if kind == "moved":
+        mine = planted
+    locked: list[int] = []
+    flock = fcntl.flock
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (locked.append(os.fstat(fd).st_ino),
+                                                        flock(fd, op))[1])
     f(1)
     assert (f.cache_info().entries, f.cache_info().bytes) == _listed(cache_dir)
     assert os.path.lexists(planted) and mine.read_text() == "the user's"
     assert mine.stat().st_nlink == (2 if kind == "hard link" else 1)
+    assert mine.stat().st_ino not in locked
 
 
 def test_entries_of_a_cache_dropped_before_its_merge_are_counted(tmp_path: Path) -> None:

@@ -37,7 +37,9 @@ from types import (
     ClassMethodDescriptorType,
     CodeType,
     FunctionType,
+    GetSetDescriptorType,
     MappingProxyType,
+    MemberDescriptorType,
     MethodDescriptorType,
     MethodType,
     MethodWrapperType,
@@ -693,7 +695,9 @@ _function_ids: weakref.WeakKeyDictionary[
     Any, tuple[Any, Any, Any, tuple[str, str], tuple[Any, ...]]] = (
     weakref.WeakKeyDictionary()
 )
-_Members = tuple[tuple[type, ...], tuple[Any, ...]]  # classes, and their members in order
+# Classes (weakly), and their members in order (``_members_of_classes``)
+_Members = tuple[tuple[weakref.ref[type], ...], tuple[int, ...], tuple[int, ...],
+                 tuple[tuple[int, int, str, tuple[Any, ...]], ...], tuple[Any, ...], list[bool]]
 # A class's identity, with its members as they were if cloudpickle may set them again
 # (``_resent_members``).
 _class_ids: weakref.WeakKeyDictionary[
@@ -875,7 +879,7 @@ def class_identity(cls: type) -> tuple[str, str] | None:
 
 
 def _resent_members(cls: type) -> _Members | None:
-    """The members of ``cls`` and of its user bases (``_members_now``) if cloudpickle may
+    """The members of ``cls`` and of its user bases (``_members_of_classes``) if cloudpickle may
     set them again in place, else None: a class it made here from a copy sent by value
     (a worker's class of ``__main__``, which its module does not hold). cloudpickle sends
     such a class with an id and, when it comes again, sets every member of the class it
@@ -896,24 +900,110 @@ def _resent_members(cls: type) -> _Members | None:
             return None
     except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
         return None
-    classes = tuple(klass for klass in cls.__mro__ if is_user_module(klass.__module__))
-    return classes, _members_of_classes(classes)
+    return _members_of_classes(
+        tuple(klass for klass in cls.__mro__ if is_user_module(klass.__module__)))
 
 
-def _members_of_classes(classes: tuple[type, ...]) -> tuple[Any, ...]:
-    if len(classes) == 1:
-        return tuple(vars(classes[0]).values())
-    return tuple(itertools.chain.from_iterable(vars(klass).values() for klass in classes))
+def _members_of_classes(classes: tuple[type, ...]) -> _Members:
+    """The members of ``classes``, in order, by their ids, each kept so that no other
+    object takes its id while the record lives, and none holding a class: the identity
+    kept under the class (``_class_ids``, weakly) held the members and the classes,
+    strongly, so it kept its own key alive: every class cloudpickle made here (a worker's,
+    of each batch of a notebook's classes) that a cached call took, for good. A member is
+    kept by a weak reference (its death, the class's member set again, makes the record
+    stale) or held (a number, a str); the class's descriptors (set by no one) by their
+    types; a staticmethod, classmethod or property is compared as ``_member_held`` holds
+    it, one by one; an Enum's tables not at all."""
+    stale = [False]
+
+    def went(_: Any) -> None:
+        stale[0] = True
+
+    ids: list[int] = []
+    kept: list[Any] = []
+    typed: list[int] = []
+    apart: list[tuple[int, int, str, tuple[Any, ...]]] = []
+    for index, klass in enumerate(classes):
+        for name, member in vars(klass).items():
+            try:
+                kept.append(weakref.ref(member, went))
+            except TypeError:
+                form: list[Any] = []
+                _member_held(klass, name, member, form)
+                if len(form) == 1 and form[0] is member:
+                    kept.append(member)
+                elif len(form) == 1 and form[0] is type(member):  # a descriptor: its type
+                    typed.append(len(ids))
+                    member = form[0]
+                else:  # (by the class's place, not the class; an Enum's table: no form)
+                    apart.append((len(ids), index, name, tuple(form)))
+                    member = None
+            ids.append(id(member))
+    return (tuple(map(weakref.ref, classes)), tuple(ids), tuple(typed), tuple(apart),
+            tuple(kept), stale)
 
 
 def _members_unchanged(known: _Members) -> bool:
     """Whether the members of the classes ``known`` holds are the objects they were (a
     microsecond's look, at each use of a class cloudpickle made here)."""
+    class_refs, ids, typed, apart, _, stale = known
+    if stale[0]:
+        return False
+    classes = tuple(map(_deref, class_refs))
+    if None in classes:
+        return False
     try:
-        now = _members_of_classes(known[0])
+        now = (list(vars(classes[0]).values()) if len(classes) == 1 else list(
+            itertools.chain.from_iterable(vars(klass).values() for klass in classes)))
+        if len(now) != len(ids):
+            return False
+        for position, index, name, form in apart:
+            found: list[Any] = []
+            _member_held(classes[index], name, now[position], found)  # type: ignore[arg-type]
+            if len(found) != len(form) or not all(map(operator.is_, found, form)):
+                return False
+            now[position] = None
+        for position in typed:
+            now[position] = type(now[position])
     except Exception:  # noqa: BLE001 - whatever the class raised: made again
         return False
-    return len(now) == len(known[1]) and all(map(operator.is_, now, known[1]))
+    return tuple(map(id, now)) == ids
+
+
+_deref = weakref.ref.__call__  # (C: the referent, or None)
+
+
+def _member_held(klass: type, name: str, member: Any, state: list[Any]) -> None:
+    """Appends to ``state`` what tells ``member`` of ``klass`` from any other object by
+    identity (``is``), holding nothing that holds the class: a record kept under the class,
+    weakly, that held its members kept the class alive (an Enum's members, its member map,
+    a method using ``super()``, the class's ``__dict__`` descriptor all hold it). A member
+    is held by a weak reference (one an object while it lives: the same member gives the
+    same reference); a staticmethod, classmethod or property by its type and its functions'
+    references; the descriptors made with the class (set by no one) by their type; an
+    Enum's tables of its members (``_member_map_``: made of the members, each compared
+    already) not at all; another object (a number, a str, a tuple) strongly, so that a new
+    object at its address is never taken for it."""
+    try:
+        state.append(weakref.ref(member))
+        return
+    except TypeError:
+        pass
+    if isinstance(member, (staticmethod, classmethod)):
+        parts: tuple[Any, ...] = (member.__func__,)
+    elif isinstance(member, property):
+        parts = (member.fget, member.fset, member.fdel)
+    elif isinstance(member, (GetSetDescriptorType, MemberDescriptorType)):
+        state.append(type(member))
+        return
+    elif isinstance(klass, enum.EnumMeta) and enum._is_sunder(name):  # type: ignore[attr-defined]
+        return
+    else:
+        state.append(member)
+        return
+    state.append(type(member))
+    for part in parts:
+        _member_held(klass, name, part, state)
 
 
 def class_shape(cls: type, seen: set[int] | None = None) -> Any:
@@ -2411,7 +2501,7 @@ def _members_of(cls: type) -> tuple[Any, ...]:
             if (name.startswith("__") and name.endswith("__") and not isinstance(
                     member, (FunctionType, staticmethod, classmethod, property))):
                 continue
-            state.append(member)
+            _member_held(klass, name, member, state)  # (not the member: it may hold the class)
             inner = member.__func__ if isinstance(member, (staticmethod, classmethod)) else (
                 member)
             if isinstance(inner, property):

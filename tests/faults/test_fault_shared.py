@@ -433,6 +433,58 @@ def test_entries_another_user_of_a_group_wrote_before_being_killed_are_counted(
     assert os.listdir(cache_dir / ".writers") == []
 
 
+@pytest.mark.parametrize("closed_by", ["another user", "this user"])
+@pytest.mark.parametrize("job", ["writes", "reads the counts"])
+def test_a_writers_folder_closed_to_a_user_of_the_cache_is_said(
+        shared_folder: Path, closed_by: str, job: str) -> None:
+    """A cache shared with a group whose ``.writers`` (where each process writing in it
+    registers, to be found dead if killed before merging its counts) is closed to a user of
+    it: another user's 0700 (made so by hand, by an older memojar, or before the cache was
+    shared with ``chmod g+rwx`` of the folder alone), or the user's own left unreadable.
+    That user's process can neither register nor see others' deaths: killed before
+    merging, its 3 entries were counted by no one, and ``cache_info()`` said 64 entries of
+    67 in every process, silently, until a prune; one that only reads the counts does not
+    see a writer die. It is said now, once, naming the folder and the chmod that opens
+    it."""
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    first, _, counted = _killed_writer_jobs(cache_dir, umasks=(0o022, 0o077))
+    assert as_another_user(first, NOBODY, [TEAM]) == "64"
+    for p in [cache_dir, *cache_dir.rglob("*")]:
+        os.chown(p, -1, TEAM)
+        p.chmod(0o2770 if p.is_dir() else 0o660)
+    writers = cache_dir / ".writers"
+    if closed_by == "another user":
+        writers.chmod(0o700)  # NOBODY's
+    else:
+        os.chown(writers, OTHER, TEAM)
+        writers.chmod(0o2070)  # OTHER's, closed to OTHER itself
+
+    def written_unmerged() -> str:
+        """3 entries written (in shards already there), their counts left unmerged (the
+        job leaves by ``os._exit``, as a process killed), and the warnings given."""
+        os.umask(0o077)
+        f = memojar.Cache(cache_dir).cached(_square)
+        shards = set(os.listdir(next(cache_dir.glob("*_square*"))))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            if job == "writes":
+                for x in [x for x in range(64, 1000) if f.cache_key(x)[:2] in shards][:3]:
+                    f(x)
+            f.cache_info()
+            f.cache_info()
+        return "|".join(f"{w.category.__name__}: {w.message}" for w in seen)
+
+    warned = as_another_user(written_unmerged, OTHER, [TEAM]).split("|")
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("MemojarWarning: ") and str(writers) in warned[0]
+    assert ("chmod 2770" if closed_by == "another user" else "chmod u+rwx") in warned[0]
+    if job == "writes":
+        assert len(list(cache_dir.glob("*_square*/*/*.pkl"))) == 67
+        assert as_another_user(counted, NOBODY, [TEAM]).split()[0] == "64"  # what was said
+
+
 def test_readers_of_a_cache_opened_read_only_see_its_statistics(shared_folder: Path) -> None:
     """A cache its owner opened to be read (``chmod -R go=rX``): the owner's later merges
     keep the statistics readable to the readers, whose ``memojar info`` counts the hits.
