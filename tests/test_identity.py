@@ -442,6 +442,23 @@ def test_code_and_defaults_of_a_function_under_a_wrapper_object_reassigned_are_s
     assert f.cache_key(2) == f.cache_key(2, 5)
 
 
+def test_a_function_cached_again_after_its_code_was_reassigned_runs_the_new_code(
+    tmp_path: Path,
+) -> None:
+    """A second ``cached`` of a function, made after its ``__code__`` was reassigned
+    (the first's calls had walked what it depends on, for the old code): its first call
+    returns the new code's value. Before, it read the old code's entry with an identity
+    made of the walk of the old code, and returned its value."""
+    from memojar import cached
+
+    inner = _fresh("cached_again")
+    assert cached(cache_dir=tmp_path / "c")(inner)(2, 3) == ("plus", 5)
+    inner.__code__ = _times.__code__
+    g = cached(cache_dir=tmp_path / "c")(inner)
+    assert g(2, 3) == ("times", 6)  # before: ("plus", 5)
+    assert g(2, 3) == ("times", 6)
+
+
 @pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
 @pytest.mark.parametrize("kind", ["positional", "keyword"])
 def test_a_decorators_own_default_changed_in_place_is_keyed_by_its_content(
