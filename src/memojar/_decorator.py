@@ -2485,16 +2485,30 @@ def _wrapped_function(target: Any) -> Any:
     class of ``functools.update_wrapper``, ``lru_cache``), the function it wraps, whose
     code runs and whose signature and defaults bind the call (``inspect.signature`` follows
     ``__wrapped__``); ``_unwatched`` for anything else. Before, nothing was watched there:
-    after ``inner.__code__ = other.__code__`` f(1) kept returning the old code's value."""
+    after ``inner.__code__ = other.__code__`` f(1) kept returning the old code's value.
+
+    Where it wraps a function of ``functools.wraps`` (wrapt's proxy around ``@my_decorator``),
+    that function as ``_watched`` makes it (``_Wrapping``: the codes and defaults of the
+    whole chain). Before, the innermost function's alone: after
+    ``middle.__code__ = other_decorator.__code__`` f(1) kept the old decorator's value."""
     if isinstance(target, type):  # rejected when decorated
         return _unwatched
     import inspect
 
+    first: list[FunctionType] = []  # the first function from the object inwards
+
+    def stop(func: Any) -> bool:
+        if not first and type(func) is FunctionType:
+            first.append(func)
+        return hasattr(func, "__signature__")
+
     try:  # as inspect.signature, whose parameters and defaults the binder applies
-        inner = inspect.unwrap(target, stop=lambda f: hasattr(f, "__signature__"))
+        inner = inspect.unwrap(target, stop=stop)
     except Exception:  # noqa: BLE001 - a __wrapped__ loop, or what a __getattr__ raised
         return _unwatched
-    return inner if type(inner) is FunctionType else _unwatched
+    if type(inner) is not FunctionType:
+        return _unwatched
+    return _watched(first[0]) if first and first[0] is not inner else inner
 
 
 def _unwatched() -> None:
