@@ -442,6 +442,73 @@ def test_code_and_defaults_of_a_function_under_a_wrapper_object_reassigned_are_s
     assert f.cache_key(2) == f.cache_key(2, 5)
 
 
+def _tagging_a(fn):
+    """A decorator of ``functools.wraps`` whose calls return ``("a", *what fn returns)``."""
+    import functools
+
+    @functools.wraps(fn)
+    def tagged(*args, **kwargs):
+        return ("a", *fn(*args, **kwargs))
+
+    return tagged
+
+
+def _tagging_b(fn):
+    """``_tagging_a`` of another code: ``("b", *what fn returns)``."""
+    import functools
+
+    @functools.wraps(fn)
+    def tagged(*args, **kwargs):
+        return ("b", *fn(*args, **kwargs))
+
+    return tagged
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+@pytest.mark.parametrize("proxy", ["class", "wrapt"])
+def test_code_of_a_decorator_under_a_wrapper_object_reassigned_is_seen(
+    tmp_path: Path, memory: int | None, proxy: str
+) -> None:
+    """A decorator that is an object around a function of ``functools.wraps`` (wrapt's
+    proxy around ``@my_decorator``): the code of that function runs too. Before, only the
+    innermost function was watched: after ``middle.__code__ = other.__code__`` f(2, 3)
+    kept returning the old decorator's value, from the disk and from memory, and so did
+    another ``cached`` of the same object (the identity of the old code)."""
+    from memojar import cached
+
+    inner = _fresh(f"under_a_decorator_{memory}_{proxy}")
+    middle = _tagging_a(inner)
+    if proxy == "wrapt":
+        wrapt = pytest.importorskip("wrapt")
+        obj = wrapt.FunctionWrapper(middle, lambda wrapped, instance, args, kwargs:
+                                    wrapped(*args, **kwargs))
+    else:
+        obj = _Through(middle)
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(obj)
+    assert f(2, 3) == f(2, 3) == ("a", "plus", 5)
+    middle.__code__ = _tagging_b(_plus).__code__
+    assert f(2, 3) == f(2, 3) == ("b", "plus", 5)  # before: ("a", "plus", 5)
+    g = cached(cache_dir=tmp_path / "c", memory=memory)(obj)
+    assert g(2, 3) == ("b", "plus", 5)
+
+
+def test_a_function_cached_again_after_its_code_was_reassigned_runs_the_new_code(
+    tmp_path: Path,
+) -> None:
+    """A second ``cached`` of a function, made after its ``__code__`` was reassigned
+    (the first's calls had walked what it depends on, for the old code): its first call
+    returns the new code's value. Before, it read the old code's entry with an identity
+    made of the walk of the old code, and returned its value."""
+    from memojar import cached
+
+    inner = _fresh("cached_again")
+    assert cached(cache_dir=tmp_path / "c")(inner)(2, 3) == ("plus", 5)
+    inner.__code__ = _times.__code__
+    g = cached(cache_dir=tmp_path / "c")(inner)
+    assert g(2, 3) == ("times", 6)  # before: ("plus", 5)
+    assert g(2, 3) == ("times", 6)
+
+
 @pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
 @pytest.mark.parametrize("kind", ["positional", "keyword"])
 def test_a_decorators_own_default_changed_in_place_is_keyed_by_its_content(

@@ -649,27 +649,35 @@ class _Memo:
             if taken is not None:
                 return taken
         records: list[Any] | None
-        try:
-            rows = (*dependencies(self.target), *self.depends_on[0],
-                    *_depends.callable_rows(self.depends_on[1]))
-        except Exception as exc:  # noqa: BLE001 - a call must not fail for its fingerprint
-            warn(f"cannot follow what {self.name} depends on ({type(exc).__name__}: {exc}); "
-                 "only its own code is tracked: name what it depends on in version=")
-            rows = (("code", "", code_fingerprint(self.target)), *self.depends_on[0])
-            records = None
-        else:
+        for walk in range(2):
+            try:
+                rows = (*dependencies(self.target), *self.depends_on[0],
+                        *_depends.callable_rows(self.depends_on[1]))
+            except Exception as exc:  # noqa: BLE001 - a call must not fail for its fingerprint
+                warn(f"cannot follow what {self.name} depends on ({type(exc).__name__}: "
+                     f"{exc}); only its own code is tracked: name what it depends on in "
+                     "version=")
+                rows = (("code", "", code_fingerprint(self.target)), *self.depends_on[0])
+                records = None
+                break
             # The function's record, and those of the depends_on callables of the user's
             # code (a library's is tracked by its name: it has none).
             own = resolved(self.target)
             records = None if own is None else [own, *filter(None, map(
                 resolved, self.depends_on[1]))]
-            if rows[0][2] != code_fingerprint(self.target):
-                # Walked while another thread reassigned the code (or a wrapped function's)
-                # and back, A, B, A, unseen by the calls' checks: made of B's, it was kept
-                # for A, and every value of A was stored under B's identity. This call's
-                # only (not stored: ``_compute``), and walked again at the next.
-                forget_dependencies(self.target)
-                self._unmake()
+            if rows[0][2] == code_fingerprint(self.target):
+                break
+            # Walked while another thread reassigned the code (or a wrapped function's)
+            # and back, A, B, A, unseen by the calls' checks: made of B's, it was kept for
+            # A, and every value of A was stored under B's identity. Or a walk kept from
+            # before the code was reassigned (another ``cached`` of the same function, made
+            # after): this call read the old code's entries with it, and returned their
+            # value. This call's only (not stored: ``_compute``), walked again now, for
+            # what it reads; and if the code changes still, an identity no entry has.
+            forget_dependencies(self.target)
+            self._unmake()
+            if walk:
+                rows = (*rows, ("unsettled", "", os.urandom(8).hex()))
         if sent is not None and _agrees(sent[1], rows):
             return bytes(sent[0]), sent[1], records
         fingerprint = identity_digest(rows)
@@ -2477,16 +2485,30 @@ def _wrapped_function(target: Any) -> Any:
     class of ``functools.update_wrapper``, ``lru_cache``), the function it wraps, whose
     code runs and whose signature and defaults bind the call (``inspect.signature`` follows
     ``__wrapped__``); ``_unwatched`` for anything else. Before, nothing was watched there:
-    after ``inner.__code__ = other.__code__`` f(1) kept returning the old code's value."""
+    after ``inner.__code__ = other.__code__`` f(1) kept returning the old code's value.
+
+    Where it wraps a function of ``functools.wraps`` (wrapt's proxy around ``@my_decorator``),
+    that function as ``_watched`` makes it (``_Wrapping``: the codes and defaults of the
+    whole chain). Before, the innermost function's alone: after
+    ``middle.__code__ = other_decorator.__code__`` f(1) kept the old decorator's value."""
     if isinstance(target, type):  # rejected when decorated
         return _unwatched
     import inspect
 
+    first: list[FunctionType] = []  # the first function from the object inwards
+
+    def stop(func: Any) -> bool:
+        if not first and type(func) is FunctionType:
+            first.append(func)
+        return hasattr(func, "__signature__")
+
     try:  # as inspect.signature, whose parameters and defaults the binder applies
-        inner = inspect.unwrap(target, stop=lambda f: hasattr(f, "__signature__"))
+        inner = inspect.unwrap(target, stop=stop)
     except Exception:  # noqa: BLE001 - a __wrapped__ loop, or what a __getattr__ raised
         return _unwatched
-    return inner if type(inner) is FunctionType else _unwatched
+    if type(inner) is not FunctionType:
+        return _unwatched
+    return _watched(first[0]) if first and first[0] is not inner else inner
 
 
 def _unwatched() -> None:
