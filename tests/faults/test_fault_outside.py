@@ -386,8 +386,9 @@ def test_root_writes_nothing_in_another_users_folder_of_its_own_cache(
 
     cache_dir = shared_folder / "c"
     memojar.Cache(cache_dir).cached(_triple)(1)  # root's cache, with a function of root's
-    cache_dir.chmod(0o1777)  # opened to all by hand
-    (cache_dir / "CACHEDIR.TAG").chmod(0o644)
+    cache_dir.chmod(0o1777)  # opened to all by hand (and its writers' registry, as
+    (cache_dir / ".writers").chmod(0o1777)  # ``chmod -R`` does: else the user is told
+    (cache_dir / "CACHEDIR.TAG").chmod(0o644)  # that it may not register there)
 
     users_run = _users_run(cache_dir)
     assert as_another_user(users_run) == "[0, 2, 4, 6] 0"
