@@ -2807,7 +2807,7 @@ def _enlist(store: FileStore) -> None:
                 if os.fstat(fd).st_nlink:
                     _ENLISTED[root] = (fd, name)
                     fd = -1
-                    _let_go_earliest()
+                    _let_go_earliest(root)
                     return
             except BlockingIOError:
                 pass
@@ -2843,7 +2843,7 @@ def _unheld_again(root: str, dfd: int) -> tuple[int, str]:
     return fd, name
 
 
-def _let_go_earliest() -> None:
+def _let_go_earliest(registered: str) -> None:
     """Past ``_ENLISTED_MAX`` caches registered (fewer under a low limit of open files:
     ``kept_at_most``), a writer file goes, as a dropped cache's does (``_let_go``): the
     earliest registered whose changes are all merged is removed (its next change
@@ -2853,31 +2853,58 @@ def _let_go_earliest() -> None:
     changed kept its file open: 200 functions kept for good (``cached(cache_dir=...)``
     each) held 200 descriptors, and under a soft limit of 64 a process of 100 caches
     failed to store its results ("Too many open files").
+    Never ``registered`` (the cache this thread registers now), nor one whose tally
+    another thread holds (registering it): each is let go under its tally's lock, so
+    that a registration is never marked (``writer``) once its file went. Before, a
+    thread letting go the file another had just made left that cache marked registered
+    with no file: its later changes went unseen at a SIGKILL, for good (12 caches of 100
+    with 8 threads in 3 s).
     A thread that noted a change of that cache just as its file went is not covered
     until its next change registers again: if killed before it merges, that change is
     counted by no one until the folder is listed again (a prune, a clear)."""
     most = kept_at_most(_ENLISTED_MAX, 16)
     while len(_ENLISTED) > most:
         try:
-            roots = list(_ENLISTED)
+            roots = [root for root in _ENLISTED if root != registered]
         except RuntimeError:  # changed meanwhile
             return
-        tallies = {}
-        for root in roots[:-1]:  # (not the one registered now)
-            ref = _TALLIES.get(root)
-            tally = tallies[root] = None if ref is None else ref()
+        for root in roots:
+            tally = _live_tally(root)
             if root not in _LEFT and (tally is None or not tally.unmerged()):
+                roots.insert(0, root)  # (tried first)
+                break
+        for root in roots:
+            tally = _live_tally(root)
+            if tally is None:
+                _let_go_one(root, None)
+                break
+            if tally.lock.acquire(blocking=False):  # (else another thread's, registering it)
+                try:
+                    _let_go_one(root, tally)
+                finally:
+                    tally.lock.release()
                 break
         else:
-            root = roots[0]
-        _KEPT.pop(root, None)
-        tally = tallies.get(root)
-        if tally is not None:
-            tally.writer = 0  # (first: a change noted from now on registers again)
-        if root in _LEFT or (tally is not None and tally.unmerged()):
-            _unhold(root)
-        else:
-            _withdraw(root)
+            return
+
+
+def _live_tally(root: str) -> _Tally | None:
+    ref = _TALLIES.get(root)
+    return None if ref is None else ref()
+
+
+def _let_go_one(root: str, tally: _Tally | None) -> None:
+    """``_let_go_earliest``'s, of ``root`` (``tally``'s lock held): removed if its changes
+    are merged, else left unlocked (``_unhold``)."""
+    if root not in _ENLISTED:  # let go by another thread meanwhile
+        return
+    _KEPT.pop(root, None)
+    if tally is not None:
+        tally.writer = 0  # (first: a change noted from now on registers again)
+    if root in _LEFT or (tally is not None and tally.unmerged()):
+        _unhold(root)
+    else:
+        _withdraw(root)
 
 
 def _unlisted(root: str) -> bool:
