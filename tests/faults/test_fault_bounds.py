@@ -857,6 +857,49 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert done.stdout.split() == ["2"], "an entry of c1 counted by no one"
 
 
+def test_a_cache_whose_registration_wanted_descriptors_registers_at_its_next_change(
+        tmp_path: Path) -> None:
+    """A process out of open files (``RLIMIT_NOFILE``) at its first change of a cache, its
+    writer file not made, registers at its next change: killed after a later change, its
+    counts stay exact to the next reader. Before, the cache was marked registered all the
+    same, never tried again: under a soft limit of 32, 8 threads changing 100 caches left
+    97 unregistered, and a SIGKILL left every process saying too few entries, for good."""
+    script = COUNTED_STEP.replace("range(3)", "range(8)") + """
+import resource, warnings
+warnings.simplefilter("ignore")  # (the results not stored for want of descriptors)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+for free, step_of in enumerate(steps):  # the want strikes at each open of a first change
+    fillers = []
+    try:
+        while True:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    for fd in fillers[:free]:
+        os.close(fd)
+    step_of(-1)
+    for fd in fillers[free:]:
+        os.close(fd)
+for cache, step_of in zip(caches, steps):
+    step_of(0)
+    cache.flush_stats()
+    step_of.cache_info()  # a look: the counts recorded
+    step_of(1)  # not merged: killed before
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                            text=True, timeout=TIMEOUT, env=subprocess_env())
+    assert killed.returncode == -9, killed.stderr
+    reader = COUNTED_STEP.replace("range(3)", "range(8)") + """
+for i, step_of in enumerate(steps):
+    print(step_of.cache_info().entries == len(glob.glob(root + "/c%d/*/*/*.pkl" % i)))
+"""
+    done = subprocess.run([sys.executable, "-c", "import glob" + reader, str(tmp_path)],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=subprocess_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"] * 8, "entries counted by no one"
+
+
 def test_threads_changing_many_caches_in_turn_store_every_result(tmp_path: Path) -> None:
     """Eight threads changing 140 caches in turn (past ``_ENLISTED_MAX``: writer files let
     go at most misses, and past ``_UNHELD_MAX`` caches let go unmerged) store every
