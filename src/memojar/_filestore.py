@@ -2769,7 +2769,7 @@ _GONE: Any = object()  # a name another thread took out of ``_KEPT`` (``_let_go`
 _ENLISTED_MAX = 64  # writer files held open at once (``_let_go_earliest``)
 # root -> the writer files of it this process let go unmerged (``_unhold``): name and inode
 _UNHELD: dict[str, list[tuple[str, int]]] = {}
-_UNHELD_MAX = 64
+_UNHELD_MAX = 1024  # (past it, a record dropped leaves its file to the readers: one a run)
 _ENLIST_TRIES = 3
 
 
@@ -2839,6 +2839,8 @@ def _unheld_again(root: str, dfd: int) -> tuple[int, str]:
     if not unheld:
         return -1, ""
     name, ino = unheld.pop()
+    if not unheld:  # (kept, an empty list counted past ``_UNHELD_MAX`` and dropped the
+        _UNHELD.pop(root, None)  # records of files still let go: never removed, 40 left)
     try:  # (O_NONBLOCK: a FIFO planted at its name never blocks the open)
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC, dir_fd=dfd)
     except OSError:  # removed by a reader that found it unlocked
@@ -3173,9 +3175,13 @@ def _unhold(root: str) -> None:
             # RuntimeError failed the user's call, and its result was not stored (8 threads
             # changing 140 caches: 2 or 3 calls in 4,800).
             try:
-                _UNHELD.pop(next(iter(_UNHELD)), None)
+                oldest = next(iter(_UNHELD))
             except (RuntimeError, StopIteration):
                 continue
+            dropped = _UNHELD.pop(oldest, None)
+            tally = _live_tally(oldest)
+            if dropped and oldest not in _LEFT and (tally is None or not tally.unmerged()):
+                _remove_at(oldest, dropped)  # merged since: no reader needs them
     except OSError:
         pass
     finally:
