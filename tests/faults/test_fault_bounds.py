@@ -926,10 +926,10 @@ for i, step_of in enumerate(steps):
 
 def test_threads_changing_many_caches_in_turn_store_every_result(tmp_path: Path) -> None:
     """Eight threads changing 140 caches in turn (past ``_ENLISTED_MAX``: writer files let
-    go at most misses, and past ``_UNHELD_MAX`` caches let go unmerged) store every
-    result, and no call fails. Before, two threads trimming the record of the files let
-    go at once raised in the user's call ("dictionary changed size during iteration", a
-    KeyError): 2 or 3 calls in 4,800, the result lost."""
+    go at most misses) store every result, and no call fails. Before, past 64 caches let
+    go (``_UNHELD_MAX`` then), two threads trimming the record of the files let go at once
+    raised in the user's call ("dictionary changed size during iteration", a KeyError):
+    2 or 3 calls in 4,800, the result lost."""
     script = f"""
 import random, sys, threading
 from memojar import Cache
