@@ -873,13 +873,27 @@ def test_a_multipart_completion_still_running_when_read_back_is_never_called_not
     double, calls = counted(cache)
     store = cache.store
     assert isinstance(store, S3Store)
-    real = store._bucket.client.complete_multipart_upload
+    bucket = store._bucket
+    real = bucket.client.complete_multipart_upload
+    bucket._checker = checker = bucket.checker  # the look's client, and the abort's
+    real_abort = checker.abort_multipart_upload
+    aborted = threading.Event()
     late: list[threading.Thread] = []
     outcome: list[Any] = []
 
+    def abort(**kwargs: Any) -> Any:
+        try:
+            return real_abort(**kwargs)
+        finally:
+            aborted.set()
+
+    checker.abort_multipart_upload = abort
+
     def complete_later(**kwargs: Any) -> Any:
         def complete() -> None:
-            time.sleep(0.5)  # after the look
+            # After the look and the abort that follows it (before, a sleep of 0.5 s: on a
+            # loaded machine the look came later, found the entry, and nothing was said)
+            aborted.wait(HANG)
             try:
                 outcome.append(real(**kwargs))
             except botocore.exceptions.ClientError as exc:
