@@ -2836,9 +2836,12 @@ def _unheld_again(root: str, dfd: int) -> tuple[int, str]:
     changed more caches in turn than it holds files of (``_let_go_earliest``) made a new
     file at each registration: 4,080 in ``.writers`` after 4,000 misses over 80 caches."""
     unheld = _UNHELD.get(root)
-    if not unheld:
+    try:
+        name, ino = unheld.pop() if unheld else ("", 0)
+    except IndexError:  # another thread's registration of it (two tallies) took the last
         return -1, ""
-    name, ino = unheld.pop()
+    if not name:
+        return -1, ""
     if not unheld:  # (kept, an empty list counted past ``_UNHELD_MAX`` and dropped the
         _UNHELD.pop(root, None)  # records of files still let go: never removed, 40 left)
     try:  # (O_NONBLOCK: a FIFO planted at its name never blocks the open)

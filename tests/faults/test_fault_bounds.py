@@ -881,6 +881,28 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert done.stdout.split() == ["2"], "an entry of c1 counted by no one"
 
 
+def test_a_registration_whose_let_go_file_another_thread_took_makes_its_own(
+        tmp_path: Path) -> None:
+    """A cache registering again (its writer file let go past ``_ENLISTED_MAX``) whose
+    record of that file another thread's registration of it took first (two tallies of
+    one folder at once) makes a file of its own, and the call stores. Before, the record
+    found empty as it was taken raised ``IndexError`` into the user's call."""
+    script = COUNTED_STEP + """
+class Taken(list):  # seen with one record, taken by the other thread before this pop
+    def __bool__(self):
+        return True
+
+
+_filestore._UNHELD[caches[0].directory] = Taken()
+assert steps[0](1) == 1
+print(steps[0].cache_info().entries, len(os.listdir(caches[0].directory + "/.writers")))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=TIMEOUT, env=subprocess_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]
+
+
 def test_a_cache_whose_registration_wanted_descriptors_registers_at_its_next_change(
         tmp_path: Path) -> None:
     """A process out of open files (``RLIMIT_NOFILE``) at its first change of a cache, its
