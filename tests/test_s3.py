@@ -807,13 +807,31 @@ def test_a_put_that_lands_after_the_look_was_never_called_not_cached(
     double, calls = counted(cache)
     store = cache.store
     assert isinstance(store, S3Store)
-    real = store._bucket.client.put_object
+    bucket = store._bucket
+    real = bucket.client.put_object
+    bucket._checker = checker = bucket.checker  # the look's client
+    real_get = checker.get_object
+    looked = threading.Event()
     late: list[threading.Thread] = []
+
+    def get_object(**kwargs: Any) -> Any:
+        try:
+            return real_get(**kwargs)
+        finally:
+            looked.set()
+
+    checker.get_object = get_object
+
+    def land(**kwargs: Any) -> None:
+        # After the look (before, a timer of 0.5 s: on a loaded machine, CI of d100c59,
+        # the look came later, found the entry, and nothing was said)
+        looked.wait(HANG)
+        real(**kwargs)
 
     def put_later(**kwargs: Any) -> Any:
         if not kwargs["Key"].endswith(SUFFIX):
             return real(**kwargs)
-        late.append(threading.Timer(0.5, real, kwargs=kwargs))  # after the look
+        late.append(threading.Thread(target=land, kwargs=kwargs))
         late[-1].start()
         raise botocore.exceptions.ReadTimeoutError(endpoint_url="storing later")
 
