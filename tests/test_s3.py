@@ -796,6 +796,24 @@ def test_a_put_unanswered_and_not_there_may_still_be_cached(s3_location: str, cl
     assert calls == [2]
 
 
+def _done_event(bucket: Any, method: str) -> threading.Event:
+    """An event set once the store's checking client (the look after a write's timeout,
+    and the abort that fences a late upload) has returned from, or raised in, ``method``:
+    a late write made to wait for it lands after that step, on a loaded machine too."""
+    bucket._checker = checker = bucket.checker
+    real = getattr(checker, method)
+    done = threading.Event()
+
+    def call(**kwargs: Any) -> Any:
+        try:
+            return real(**kwargs)
+        finally:
+            done.set()
+
+    setattr(checker, method, call)
+    return done
+
+
 def test_a_put_that_lands_after_the_look_was_never_called_not_cached(
         s3_location: str, client: Any) -> None:
     """The entry's PUT times out and the server stores it only after it has answered the
@@ -809,18 +827,8 @@ def test_a_put_that_lands_after_the_look_was_never_called_not_cached(
     assert isinstance(store, S3Store)
     bucket = store._bucket
     real = bucket.client.put_object
-    bucket._checker = checker = bucket.checker  # the look's client
-    real_get = checker.get_object
-    looked = threading.Event()
+    looked = _done_event(bucket, "get_object")  # the look at the entry
     late: list[threading.Thread] = []
-
-    def get_object(**kwargs: Any) -> Any:
-        try:
-            return real_get(**kwargs)
-        finally:
-            looked.set()
-
-    checker.get_object = get_object
 
     def land(**kwargs: Any) -> None:
         # After the look (before, a timer of 0.5 s: on a loaded machine, CI of d100c59,
@@ -893,19 +901,9 @@ def test_a_multipart_completion_still_running_when_read_back_is_never_called_not
     assert isinstance(store, S3Store)
     bucket = store._bucket
     real = bucket.client.complete_multipart_upload
-    bucket._checker = checker = bucket.checker  # the look's client, and the abort's
-    real_abort = checker.abort_multipart_upload
-    aborted = threading.Event()
+    aborted = _done_event(bucket, "abort_multipart_upload")  # after the look, the fence
     late: list[threading.Thread] = []
     outcome: list[Any] = []
-
-    def abort(**kwargs: Any) -> Any:
-        try:
-            return real_abort(**kwargs)
-        finally:
-            aborted.set()
-
-    checker.abort_multipart_upload = abort
 
     def complete_later(**kwargs: Any) -> Any:
         def complete() -> None:
