@@ -936,6 +936,7 @@ class Renewer:
         self._held: dict[int, Renewable] = {}
         # releases to finish or try again (``later``), each with its deadline (monotonic)
         self._jobs: list[tuple[Callable[[], bool], float]] = []
+        self._running = 0  # jobs of the round under way (``pending``)
         # Reentrant: a signal handler may call a cached function (take or release a lease)
         # while this thread holds it, starting the thread or noting a lease; at worst two
         # threads renew for a while.
@@ -954,7 +955,7 @@ class Renewer:
 
     def _after_fork(self) -> None:
         """In the forked child (single-threaded): no thread, no lease of the parent's."""
-        held, self._held, self._jobs = self._held, {}, []
+        held, self._held, self._jobs, self._running = self._held, {}, [], 0
         self._mutex, self._thread, self._wake = threading.RLock(), None, queue.SimpleQueue()
         for lease in held.values():
             lease.disown()
@@ -988,6 +989,13 @@ class Renewer:
         """Run the next round now (interrupt-safe: see ``_wake``)."""
         self._wake.put(None)
 
+    def pending(self) -> int:
+        """The jobs (releases to finish or try again) queued or being run now: none once
+        every release an interrupt cut short is finished or given up (a job the server
+        keeps failing is dropped after its ``within``)."""
+        with self._mutex:
+            return len(self._jobs) + self._running
+
     def _start(self) -> None:  # under _mutex
         if self._thread is None:
             # Noted once started, as ``Breaker``'s prober: an interrupt inside ``start``
@@ -1020,6 +1028,7 @@ class Renewer:
             with self._mutex:
                 leases = list(self._held.values())
                 jobs, self._jobs = self._jobs, []
+                self._running = len(jobs)
                 if not leases and not jobs:
                     if self._thread is threading.current_thread():
                         self._thread = None
@@ -1033,6 +1042,7 @@ class Renewer:
                 if not done and time.monotonic() < deadline:  # again at the next round
                     with self._mutex:
                         self._jobs.append((job, deadline))
+            self._running = 0  # (those to run again are queued)
             for lease in leases:
                 try:
                     renewed = lease.renew()
