@@ -393,11 +393,12 @@ def test_a_cache_method_reached_through_an_instance_says_it_takes_self(tmp_path:
     model = Model()
     model.predict(3)
     for method in ("cache_contains", "cache_key", "cache_delete", "cache_explain", "refresh"):
+        # each names itself: before, every hint showed cache_contains
         with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'x' "
                                             r"\(the cache methods of a method take self too: "
-                                            r"obj.predict.cache_contains\(obj, ...\)"):
+                                            rf"obj.predict.{method}\(obj, ...\)"):
             getattr(model.predict, method)(3)
-    with pytest.raises(TypeError, match=r"take self too"):
+    with pytest.raises(TypeError, match=r"take self too: obj.predict.cache_set\(value, obj, "):
         model.predict.cache_set(9, 3)
     assert model.predict.cache_contains(model, 3)  # as the message says
     with pytest.raises(TypeError) as raised:  # a plain function's error is Python's alone

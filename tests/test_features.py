@@ -207,6 +207,19 @@ def test_disabled_calls_every_function_straight_through(cache_dir: Path) -> None
     assert calls == [1, 1, 5]  # and the cache is back
 
 
+def test_disabled_leaves_the_cache_methods_acting(cache_dir: Path) -> None:
+    # Only calls go straight through (README: "Off switch"); a method is an explicit ask.
+    f, calls = counting(cache_dir)
+    with memojar.disabled():
+        assert f.refresh(1) == 2
+        f.cache_set(9, 2)
+        assert f.cache_contains(1) and f.cache_contains(2)
+        assert f(2) == 3  # the call itself reads nothing
+        assert f.cache_delete(1)
+    assert calls == [1, 2]
+    assert f(2) == 9 and not f.cache_contains(1)
+
+
 def test_disabled_with_functions_turns_off_only_those(cache_dir: Path) -> None:
     f, calls = counting(cache_dir)
     g, g_calls = counting(cache_dir / "other")

@@ -678,6 +678,153 @@ def test_a_helper_module_reloaded_after_the_first_call_never_stores_for_the_old_
     assert run_python(script, "plain", env=env).strip() == "[2, 4, 2]"  # before: [2, 20, 2]
 
 
+_RELMOD_CLASS = """
+class Scale:
+    def of(self, x):
+        return x * {k}
+"""
+
+
+_RELMOD_CACHED = """
+import os
+from memojar import cached
+
+@cached(cache_dir=os.path.join(os.path.dirname(__file__), "helper-cache"))
+def scale(x):
+    return x * {k}
+"""
+
+
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+@pytest.mark.parametrize("kind", ["function", "class", "cached function"])
+def test_a_depends_on_helper_whose_module_is_reloaded_is_followed_to_its_new_code(
+    tmp_path: Path, memory: int | None, kind: str,
+) -> None:
+    """A helper the function finds by a name it computes (``getattr(relmod, NAME)``), so
+    named in ``depends_on=``, whose module the script edits and reloads after the first
+    call: the next miss makes the identity of the helper's new code, as for a helper the
+    function calls by name. Before, the reload was seen but the identity was made again
+    of the object ``depends_on`` held, the old code: ``f(2)`` of the new code was stored
+    under the old identity, ``f(1)`` kept returning the old code's value, and a process
+    running the old code (the edit undone) got ``f(2) == 20`` for ``x * 2``."""
+    source, named, run = {
+        "function": (_RELMOD, "scale", "getattr(relmod, NAME)(x)"),
+        "class": (_RELMOD_CLASS, "Scale", "getattr(relmod, NAME)().of(x)"),
+        "cached function": (_RELMOD_CACHED, "scale", "getattr(relmod, NAME).__wrapped__(x)"),
+    }[kind]
+    (tmp_path / "relmod.py").write_text(source.format(k=2))
+    script = _RELOADING_SCRIPT.format(folder=str(tmp_path), cache=str(tmp_path / "c"))
+    script = script.replace(
+        "@cached(cache_dir=", f"NAME = {named!r}\n\n@cached(memory={memory}, "
+        f"depends_on=(relmod.{named},), cache_dir=",
+    ).replace("return relmod.scale(x)", f"return {run}")
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+
+    assert run_python(script, "reload", source.format(k=10), env=env).strip() == (
+        "[2, 20, 10]")  # before: [2, 20, 2]
+    (tmp_path / "relmod.py").write_text(source.format(k=2))  # the edit undone
+    assert run_python(script, "plain", env=env).strip() == "[2, 4, 2]"  # before: [2, 20, 2]
+
+
+_KEYED_SCRIPT = """
+import sys
+from memojar import cached
+
+if sys.argv[1] == "coarse":
+    @cached(cache_dir={cache!r}, key=lambda x: x % 10)
+    def f(x):
+        return x * 2
+else:  # the key function edited: calls it took for one (1 and 11) are two now
+    @cached(cache_dir={cache!r}, key=lambda x: x % 100)
+    def f(x):
+        return x * 2
+
+print(f(int(sys.argv[2])))
+"""
+
+
+def test_an_edited_key_function_never_returns_what_its_old_code_stored(
+    tmp_path: Path,
+) -> None:
+    """``key=`` decides which calls share an entry: its code (and what it reads) is part of
+    the function's identity, as ``depends_on=``'s callables are, so entries its old code
+    stored are incompatible after an edit. Before, ``f(1)`` under ``x % 100`` returned 22,
+    the value ``f(11)`` stored under ``x % 10``, which keys both calls as 1."""
+    script = _KEYED_SCRIPT.format(cache=str(tmp_path / "c"))
+    assert run_python(script, "coarse", "11").strip() == "22"
+    assert run_python(script, "fine", "1").strip() == "2"  # before: 22
+    assert run_python(script, "fine", "11").strip() == "22"
+
+
+_BOUND_KEY_SCRIPT = """
+import functools, sys
+from memojar import cached
+
+def key_mod(x, mod):
+    return x % mod
+
+class Modulo:
+    def __init__(self, mod):
+        self.mod = mod
+
+    def __call__(self, x):
+        return x % self.mod
+
+    def key_of(self, x):
+        return x % self.mod
+
+mod = int(sys.argv[2])
+key = {{"partial": functools.partial(key_mod, mod=mod), "instance": Modulo(mod),
+        "method": Modulo(mod).key_of}}[sys.argv[1]]
+del mod
+
+@cached(cache_dir={cache!r}, key=key)
+def f(x):
+    return x * 2
+
+print(f(int(sys.argv[3])))
+"""
+
+
+@pytest.mark.parametrize("bound", ["partial", "instance", "method"])
+def test_a_key_function_bound_otherwise_never_returns_what_it_stored_bound_before(
+    tmp_path: Path, bound: str,
+) -> None:
+    """What is bound to a ``key=`` callable (a partial's arguments, a callable instance's
+    or a bound method's object) decides which calls share an entry as its code does.
+    Before, only the code was in the identity: ``f(1)`` under ``partial(key_mod,
+    mod=100)`` returned 22, the value ``f(11)`` stored under ``mod=10`` (both keyed 1)."""
+    script = _BOUND_KEY_SCRIPT.format(cache=str(tmp_path / "c"))
+    assert run_python(script, bound, "10", "11").strip() == "22"
+    assert run_python(script, bound, "100", "1").strip() == "2"  # before: 22
+    assert run_python(script, bound, "100", "11").strip() == "22"
+
+
+_IGNORING_SCRIPT = """
+import sys
+from memojar import cached
+
+@cached(cache_dir={cache!r}, ignore=(sys.argv[1],))
+def f(a, b):
+    return a * 10 + b
+
+print(f(int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def test_another_parameter_ignored_never_returns_what_the_old_ignore_stored(
+    tmp_path: Path,
+) -> None:
+    """``ignore=`` decides which arguments a key hashes: which names it takes is part of the
+    identity, so that ``ignore=("a",)`` never reads what ``ignore=("b",)`` stored. Before,
+    both hashed one value, ``f(5, 1)`` under ``ignore=("a",)`` hashed ``b=1`` as ``f(1, 9)``
+    under ``ignore=("b",)`` hashed ``a=1``, and returned its 19."""
+    script = _IGNORING_SCRIPT.format(cache=str(tmp_path / "c"))
+    assert run_python(script, "b", "1", "9").strip() == "19"
+    assert run_python(script, "a", "5", "1").strip() == "51"  # before: 19
+    assert run_python(script, "a", "7", "1").strip() == "51"  # a is ignored: a hit
+
+
 _RELOADED_MEANWHILE = '''
 import importlib, sys, threading
 sys.path.insert(0, {folder!r})

@@ -346,6 +346,9 @@ class _Memo:
         self.scope = f"{place}{SIBLING}{sibling}" if sibling else place
         self.version = version  # self.ident: at the first call (see ident)
         self.depends_on = _depends.depends_on_rows(depends_on)
+        rows, callables = _depends.option_rows(key, ignore)  # (what decides the keys)
+        self.depends_on[0].extend(rows)
+        self.depends_on[1].extend(callables)
         self.seed = _entry.key_seed(self.scope)  # entries of other Pythons/scopes live apart
         self.ttl = ttl
         self.ignore = ignore
@@ -2645,12 +2648,13 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     wrapper: Callable[..., Any]
     coroutine = _is_coroutine_function(memo.target)  # a bound method or partial: what runs
 
-    def call_key(args: _Args, kwargs: dict[str, Any]) -> str:
-        """``key_of`` for the cache methods (not the call): a method's take ``self`` too."""
+    def call_key(args: _Args, kwargs: dict[str, Any], method: str) -> str:
+        """``key_of`` for the cache method named ``method`` (not the call): a method's
+        take ``self`` too."""
         try:
             return key_of(args, kwargs)
         except TypeError as exc:
-            raise _takes_self(exc, func) from exc
+            raise _takes_self(exc, func, method) from exc
 
     if coroutine:
         if memo.memory:
@@ -2678,7 +2682,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
         async def refresh(*args: Any, **kwargs: Any) -> Any:
             """Recompute this call, store the result and return it (the entry is replaced)."""
-            value = await memo.acompute(call_key(args, kwargs), args, kwargs, force=True)
+            value = await memo.acompute(call_key(args, kwargs, "refresh"), args, kwargs, force=True)
             memo.replaced()
             return value
     else:
@@ -2710,7 +2714,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
         def refresh(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             """Recompute this call, store the result and return it (the entry is replaced)."""
-            value = memo.compute(call_key(args, kwargs), args, kwargs, force=True)
+            value = memo.compute(call_key(args, kwargs, "refresh"), args, kwargs, force=True)
             memo.replaced()
             return value
 
@@ -2725,7 +2729,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
     def cache_delete(*args: Any, **kwargs: Any) -> bool:
         """Remove the entry of this call, if any; return True if one was removed."""
-        return memo.delete(call_key(args, kwargs))
+        return memo.delete(call_key(args, kwargs, "cache_delete"))
 
     def cache_info() -> CacheInfo:
         """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
@@ -2734,24 +2738,24 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
 
     def cache_contains(*args: Any, **kwargs: Any) -> bool:
         """True if this call has a valid (fresh, compatible) entry; computes nothing."""
-        return memo.contains(call_key(args, kwargs))
+        return memo.contains(call_key(args, kwargs, "cache_contains"))
 
     def cache_key(*args: Any, **kwargs: Any) -> str:
         """The key of this call as a hex string (as ``memojar ls FUNCTION`` lists it)."""
-        return call_key(args, kwargs)
+        return call_key(args, kwargs, "cache_key")
 
     def cache_set(value: Any, /, *args: Any, **kwargs: Any) -> None:
         """Store ``value`` as the result of this call (seeding a cache, tests); the next
         call with these arguments returns it. Its compute time is recorded as 0.
         ``value`` is positional-only: the function may have a parameter named so."""
-        memo.set_value(call_key(args, kwargs), value, wait=not coroutine)
+        memo.set_value(call_key(args, kwargs, "cache_set"), value, wait=not coroutine)
         memo.replaced()
 
     def cache_explain(*args: Any, **kwargs: Any) -> str:
         """One line: would this call hit, and if not why (no entry, stale since when, or
         what changed: the function's code, a helper, constant or class, the version, a
         package version, the Python version)."""
-        call_key(args, kwargs)  # a call that does not bind says so, as the others do
+        call_key(args, kwargs, "cache_explain")  # a call that does not bind says so
         if disabled or (switch.active and switch.off(memo)):
             # The call runs the function and touches nothing: before, "hit" of its entry
             return ("miss: " + ("disabled by MEMOJAR_DISABLE" if disabled else
@@ -2773,10 +2777,11 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     return wrapper
 
 
-def _takes_self(exc: TypeError, func: Callable[..., Any]) -> TypeError:
-    """``exc`` (the arguments of a cache method do not bind), with how to call it for a
-    method: ``obj.f.cache_contains(3)`` bound 3 to ``self`` and said only "missing 1
-    required positional argument: 'x'"."""
+def _takes_self(exc: TypeError, func: Callable[..., Any], method: str) -> TypeError:
+    """``exc`` (the arguments of the cache method ``method`` do not bind), with how to call
+    it for a method: ``obj.f.cache_contains(3)`` bound 3 to ``self`` and said only "missing
+    1 required positional argument: 'x'". Named as called: before, every method's hint
+    showed ``cache_contains``."""
     import inspect
 
     try:
@@ -2787,8 +2792,10 @@ def _takes_self(exc: TypeError, func: Callable[..., Any]) -> TypeError:
         return exc
     name = getattr(func, "__name__", "f")
     obj = "obj" if first == "self" else "Cls"
+    value = "value, " if method == "cache_set" else ""  # (its value comes first)
     return TypeError(f"{exc} (the cache methods of a method take {first} too: "
-                     f"{obj}.{name}.cache_contains({obj}, ...) for the call {obj}.{name}(...))")
+                     f"{obj}.{name}.{method}({value}{obj}, ...) for the call "
+                     f"{obj}.{name}(...))")
 
 
 _SIMPLE = frozenset({int, str, bytes, type(None)})  # equal only to their own type's values

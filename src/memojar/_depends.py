@@ -25,9 +25,11 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from types import FunctionType
 from typing import Any
 
 import xxhash
@@ -86,6 +88,38 @@ def depends_on_rows(depends_on: Any) -> tuple[list[Row], list[Any]]:
                 "callables, or plain values (numbers, str, bytes, and tuples, lists, dicts "
                 "of them)"
             )
+    return rows, callables
+
+
+def option_rows(key: Any, ignore: tuple[str, ...]) -> tuple[list[Row], list[Any]]:
+    """What ``key=`` and ``ignore=`` add to the identity, as ``depends_on_rows``: they
+    decide which calls share an entry.
+
+    - ``key=``'s code (and what it reads), as a ``depends_on=`` callable's. Before, an
+      edited key function (``x % 10`` made ``x % 100``) returned for f(1) what f(11)
+      stored under the old.
+    - What is bound to it (a partial's arguments, a callable instance's or a bound
+      method's object), which decides the keys as its code does. Before, under
+      ``partial(key_mod, mod=100)`` f(1) returned what f(11) stored under ``mod=10``. An
+      object that cannot be hashed (holding a connection, a lock) counts by its code alone.
+    - The names ``ignore=`` leaves out: a key hashes the other arguments' values, not
+      their names. Before, f(5, 1) under ``ignore=("a",)`` hashed b=1 as f(1, 9) under
+      ``ignore=("b",)`` had hashed a=1, and returned its value.
+    """
+    from ._identity import _constant_digest, split
+
+    rows: list[Row] = []
+    callables: list[Any] = []
+    if key is not None:
+        target, bound, keywords = split(key)
+        callables.append(target)
+        if bound or keywords:
+            try:
+                rows.append(("option", "key= bound", _constant_digest((bound, keywords))))
+            except Exception:  # noqa: BLE001 - unpicklable, or its pickling raises
+                pass
+    if ignore:
+        rows.append(("option", "ignore=", _constant_digest(tuple(sorted(ignore)))))
     return rows, callables
 
 
@@ -162,7 +196,59 @@ def callable_rows(callables: Iterable[Any]) -> list[Row]:
         own, *deps = dependencies(target)
         rows.append(("function", name, own[2]))
         rows.extend(deps)
+        now = _reloaded_as(target)
+        if now is not None:  # the code at its name now counts too (see _reloaded_as)
+            own, *deps = dependencies(now)
+            rows.append(("function", f"{name}(reloaded)", own[2]))
+            rows.extend(deps)
     return rows
+
+
+def _reloaded_as(target: Any) -> Any:
+    """What the module of ``target`` (a function or class of ``depends_on=``) binds at its
+    name now, if that is another object made in the same namespace: the module was reloaded
+    (``importlib.reload`` runs it again, its functions and classes new objects), else None.
+
+    ``depends_on=`` holds the object it was given, the old code, while a call finding the
+    helper by name (``getattr(helpers, name)``, why it is named there) runs the new: both
+    count, so a value is never stored under an identity of the old code alone. Before, the
+    reload was seen, and the identity made again of the old object: ``f(2)`` of the new
+    code was stored under the old identity, and a process running the old code got it.
+    A copy sent by value (cloudpickle: its own globals) and ``__main__`` (never reloaded;
+    a notebook cell's redefinition: see the README) are left as they are."""
+    qualname = getattr(target, "__qualname__", None)
+    module = getattr(target, "__module__", None)
+    if (not isinstance(qualname, str) or "<locals>" in qualname
+            or module in (None, "__main__", "__mp_main__")):
+        return None
+    namespace = getattr(sys.modules.get(module), "__dict__", None)
+    if namespace is None or _globals_of(target) is not namespace:
+        return None
+    found: Any = namespace
+    try:
+        found = namespace[qualname.split(".")[0]]
+        for part in qualname.split(".")[1:]:
+            found = getattr(found, part)
+    except Exception:  # noqa: BLE001 - gone from the module, or a member that raises
+        return None
+    if (found is target or type(found) is not type(target)
+            or getattr(found, "__qualname__", None) != qualname
+            or _globals_of(found) is not namespace):
+        return None
+    return found
+
+
+def _globals_of(item: Any) -> Any:
+    """The globals of a function (of the one a decorator wraps: a cached helper's), or of a
+    class's first function (None: none)."""
+    if isinstance(item, type):
+        item = next((v for v in vars(item).values() if isinstance(v, FunctionType)), None)
+    for _ in range(8):  # (a chain of functools.wraps decorators)
+        inner = getattr(item, "__wrapped__", None)
+        if not isinstance(inner, FunctionType):
+            break
+        item = inner
+    return getattr(item, "__globals__", None) if isinstance(item, FunctionType) else None
 
 
 # --- files= ---------------------------------------------------------------------------
