@@ -350,6 +350,24 @@ def test_pickle_load_of_an_entry_with_out_of_band_buffers_asks_for_them(
         pickle.loads(data)
 
 
+def test_which_results_plain_pickle_load_reads(cache_dir: Path) -> None:
+    """As the README says: bytes and a bytearray stay in the stream, which ``pickle.load``
+    reads; a numpy array of any size goes after it (before, the README said "large")."""
+    @cached(cache_dir=cache_dir)
+    def make(kind: str) -> Any:
+        return {"bytes": b"x" * 100_000, "bytearray": bytearray(100_000),
+                "small array": np.arange(10)}[kind]
+
+    for kind in ("bytes", "bytearray", "small array"):
+        make(kind)
+        (path,) = cache_dir.rglob(f"{make.cache_key(kind)}.pkl")
+        if kind == "small array":
+            with pytest.raises(pickle.UnpicklingError, match="refers to out-of-band data"):
+                pickle.loads(path.read_bytes())
+        else:
+            assert pickle.loads(path.read_bytes()) == make(kind)
+
+
 def _planted(cache_dir: Path, marker: Path) -> tuple[Any, Path]:
     """A cached function with one entry whose payload is replaced by one that runs code,
     its payload length fixed but its checksum left as it was."""

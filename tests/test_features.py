@@ -7,6 +7,7 @@ import importlib
 import logging
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -920,6 +921,49 @@ def test_the_memory_tier_sees_another_process_revalidate_the_entry_in_the_backgr
     """
     assert finish(spawn(m, code, shared_dir)) == "[1]"
     assert len(notes(m, "held")) == 2
+    assert m.held(1) is not first
+
+
+@pytest.mark.parametrize("how", ["refresh", "cache_set"])
+@pytest.mark.parametrize("written", ["unnamed file", "named temporary file"])
+def test_the_memory_tier_sees_a_replacement_whose_writer_was_killed_before_the_bump(
+    tmp_path: Path, shared_dir: Path, how: str, written: str,
+) -> None:
+    """Another process replaces the entry (``refresh``, ``cache_set``) and is killed
+    (SIGKILL, the OOM killer) after the rename, before it bumps the stamp: a process
+    holding the old value in memory forgets it, as every reader of the disk gets the new
+    one. Before, it served the replaced value for good (no ttl), until a later bump or its
+    eviction from memory: the stamp was bumped after the rename only."""
+    m = make_module(tmp_path)
+    first = m.held(1)
+    assert m.held(1) is first
+    call = "m.held.refresh(1)" if how == "refresh" else "m.held.cache_set(['s'], 1)"
+    killed = spawn(m, f"""
+        import os, signal
+        from memojar import _filestore
+
+        renamed, rename, bump = [], os.rename, _filestore.FileStore._bump
+
+        def noted(src, dst, **kwargs):
+            rename(src, dst, **kwargs)
+            renamed.append(str(dst).endswith(".pkl"))  # the entry's rename
+
+        def killed_after_the_rename(self, fdir):  # its first bump after it: killed instead
+            if any(renamed):
+                os.kill(os.getpid(), signal.SIGKILL)
+            bump(self, fdir)
+
+        os.rename = noted
+        _filestore.FileStore._bump = killed_after_the_rename
+        m.held.__memojar__.store._tmpfile = {written == "unnamed file"}  # (else max_size's)
+        {call}
+    """, shared_dir)
+    killed.communicate(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    new = "[1]" if how == "refresh" else "['s']"
+    reader = "print(__import__('memojar').cached(m.held.__wrapped__)(1))"  # no memory tier
+    assert finish(spawn(m, reader, shared_dir)) == new  # the entry was replaced
+    assert len(notes(m, "held")) == (2 if how == "refresh" else 1)  # read, not computed
     assert m.held(1) is not first
 
 

@@ -1124,11 +1124,13 @@ def _is_folder(location: str) -> bool:
 def _reopen_for_counts(directory: str, location: str, secret: bytes | None) -> Store | None:
     """The store of a dropped cache, for its last counts; None for a folder that is no
     cache now (removed, or never written to: nothing is created for counts). A folder is
-    opened by its absolute path (a relative one given may name another since a chdir)."""
+    opened by its absolute path (a relative one given may name another since a chdir).
+    ``OSError`` if its tag could not be opened for want of descriptors: the counts wait for
+    the next merge (before, such a folder was taken for no cache, and its counts dropped)."""
     if _is_folder(location):
-        from ._filestore import is_cache_dir
+        from ._filestore import holds_tag
 
-        if not is_cache_dir(directory):
+        if not holds_tag(directory):
             return None
         location = directory
     return open_store(location, None, signed=secret is not None, secret=secret)

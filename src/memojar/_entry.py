@@ -4,11 +4,12 @@ An entry is a valid pickle stream (the file store names it ``<key>.pkl``): it op
 ``PROTO 5``, pushes the whole header as one ``BINBYTES`` object and drops it with ``POP``,
 then runs the payload's own opcodes. ``pickle.load(open(entry, "rb"))`` on an entry without
 out-of-band buffers gives the value (the header is pushed and popped, the bytes after
-``STOP`` are never read). An entry with out-of-band buffers (large numpy arrays, bytes and
-bytearrays of protocol 5) keeps them after the stream, each at a 64-byte aligned offset so
-that a mapped entry is loaded without copying them; ``pickle.load`` on such an entry raises
-``pickle.UnpicklingError`` ("pickle stream refers to out-of-band data but no *buffers*
-argument was given"): memojar reads them, or pass ``buffers=`` the spans the header lists.
+``STOP`` are never read). An entry with out-of-band buffers (numpy arrays of any size, so
+pandas frames, and ``pickle.PickleBuffer``; bytes and bytearrays are pickled in band) keeps
+them after the stream, each at a 64-byte aligned offset so that a mapped entry is loaded
+without copying them; ``pickle.load`` on such an entry raises ``pickle.UnpicklingError``
+("pickle stream refers to out-of-band data but no *buffers* argument was given"): memojar
+reads them, or pass ``buffers=`` the spans the header lists.
 Writing them in band (``BYTEARRAY8``) would cost the alignment, hence the zero-copy hit.
 
 memojar itself never runs the stream to read it: it parses the header at fixed offsets, and

@@ -37,9 +37,10 @@ import stat
 import threading
 import time
 import weakref
+from _weakref import _remove_dead_weakref  # type: ignore[attr-defined]  # (WeakValueDictionary's)
 from collections import deque
 from collections.abc import Callable, Container, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import xxhash
 
@@ -221,8 +222,20 @@ def function_dir(function: str, case_safe: bool = False) -> str:
 def is_cache_dir(path: str) -> bool:
     """True if ``path`` holds memojar's tag: the only kind of directory memojar deletes in."""
     try:
+        return holds_tag(path)
+    except OSError:  # out of descriptors: not known to be one
+        return False
+
+
+def holds_tag(path: str) -> bool:
+    """``is_cache_dir``, raising the ``OSError`` of a tag that could not be opened for want
+    of descriptors (``EMFILE``, ``ENFILE``): where a folder not memojar's is refused, so
+    that a cache of memojar's is not refused as a folder of the user's (``_claim``)."""
+    try:
         fd = os.open(os.path.join(path, _TAG), _O_READ)
-    except OSError:
+    except OSError as exc:
+        if exc.errno in _OUT_OF_FILES:
+            raise
         return False
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -441,9 +454,7 @@ class FileStore(Store):
             )
         # Whether the root is known to hold memojar's tag (claimed now, or tagged by this
         # store's first ``_makedirs``): until then, creating a folder checks the tag first.
-        self._tagged = bool(is_dir)
-        if self._tagged:
-            _claim(root)
+        self._tagged = bool(is_dir) and _claim(root)
         self.root = self.location = root
         self.max_size = max_size
         self.signed = trust_foreign  # with a secret, the signature decides
@@ -762,7 +773,13 @@ class FileStore(Store):
             replaced = _size_at(name, sfd)  # for the ledger and the entry count
             try:
                 if replaced:  # an entry there goes: replaced and recorded under the ledger's
-                    with self._settling() as ledger:  # lock, as a removal (``_settling``)
+                    # lock, as a removal (``_settling``); memory tiers forget the old value
+                    # before the rename as well as after it, as at a removal: a writer
+                    # killed between the two (SIGKILL, the OOM killer) left them serving it
+                    # for good, where every reader of the disk got the new one. (Only one
+                    # that read the old entry between this bump and the rename keeps it.)
+                    self._bump(os.path.basename(self._dirs[function]))
+                    with self._settling() as ledger:
                         replaced = _size_at(name, sfd)
                         os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
                         if ledger is not None:
@@ -793,8 +810,8 @@ class FileStore(Store):
             # An entry replaced, not only removed, is another value under the key (a
             # stale_while_revalidate recomputation, a caller that waited past lock_timeout,
             # or its holder finishing after it): every process's memory tier holding the
-            # old one forgets it, as at a removal. After the rename: a value read before
-            # it and held with the stamp of before is then forgotten at the next call.
+            # old one forgets it, as at a removal. After the rename too: a value read
+            # before it and held with the stamp of before is then forgotten at the next call.
             self._bump(fdir)
         self._count(fdir, 0 if replaced else 1, size - replaced)
 
@@ -851,7 +868,8 @@ class FileStore(Store):
                             os.link(source, name, dst_dir_fd=sfd, follow_symlinks=True)
                             replaced = 0
                         except FileExistsError:  # an entry is there (refresh, cache_set,
-                            replaced = _rename_over(source, sfd, name)  # a race)
+                            self._bump(folder.name)  # a race): as ``_write_at``
+                            replaced = _rename_over(source, sfd, name)
                     except FileNotFoundError:  # the shard was removed meanwhile (as above),
                         # also once the entry there was seen (before: the result was lost)
                         folder = self._make_shard(function, self._folder(function), shard)
@@ -1497,6 +1515,16 @@ class FileStore(Store):
             with tallied.lock:
                 tally, tallied.counts = tallied.added_up(), {}
             before = _identity(path)  # under the lock: only this merge replaces the file
+            root = os.fstat(lock._fd) if fcntl is not None else os.stat(self.root)
+            if before is None and tallied.made == (root.st_dev, root.st_ino):
+                # Removed from the folder this process's last merge wrote in: the cache is
+                # being removed (``rm -rf``, a ``TemporaryDirectory``'s cleanup), whose
+                # ``rmdir`` fails on a file made meanwhile ("Directory not empty": before,
+                # 1 run in 30 of a script removing its cache of 5,000 entries, and every
+                # one with merges 2 ms apart, a later merge making it again while the
+                # removal went on). The file is made again in a folder made again (a new
+                # inode: the cache used after its removal); meanwhile the counts wait.
+                raise FileNotFoundError(errno.ENOENT, "statistics file removed", path)
             data = self.read_stats()
             kept = data.setdefault("functions", {})
             for name, (hits, misses, saved) in functions.items():
@@ -1542,7 +1570,7 @@ class FileStore(Store):
             if merge is not None:
                 data["merged"] = _merges_kept(data.get("merged", {}), *merge)
             self._write_stats(data)
-            tallied.since = merges
+            tallied.since, tallied.made = merges, (root.st_dev, root.st_ino)
         except BaseException:
             if before is False or _identity(path) == before:  # not written
                 self._restore(tally)
@@ -1591,7 +1619,7 @@ class FileStore(Store):
         return lock
 
     def _write_stats(self, data: dict[str, Any]) -> None:
-        if not is_cache_dir(self.root):  # replaced by a folder of the user's since it opened
+        if not holds_tag(self.root):  # replaced by a folder of the user's since it opened
             raise OSError(errno.EEXIST, "not memojar's folder (no CACHEDIR.TAG)", self.root)
         if self._anothers():
             # Another user's cache (root's clear in it): its file rewritten in place, staying
@@ -2669,7 +2697,8 @@ class _Tally:
     ``writer`` is the pid that registered as a writer of the cache (``enlist``) before its
     first change: the miss path's one test, as ``pid``'s before."""
 
-    __slots__ = ("__weakref__", "counts", "deltas", "lock", "pid", "root", "since", "writer")
+    __slots__ = ("__weakref__", "counts", "deltas", "lock", "made", "pid", "root", "since",
+                 "writer")
 
     def __init__(self, root: str = "") -> None:
         self.counts: dict[str, list[int]] = {}
@@ -2681,6 +2710,8 @@ class _Tally:
         # The statistics file's merge number when this process last merged (or registered):
         # a listing recorded after it may hold changes of its not merged yet (``merge_stats``)
         self.since = 0
+        # The folder (device, inode) this process's last merge wrote the statistics file in
+        self.made: tuple[int, int] | None = None
 
     def forked(self) -> None:
         """In a forked child, the inherited tally is the parent's to merge."""
@@ -2697,8 +2728,25 @@ class _Tally:
             if self.writer != _PID[0]:
                 if not self.unmerged():  # (a dropped tally's changes: any listing may
                     self.since = store.read_stats().get("merges", 0)  # hold them)
-                if _enlist(store):  # (else tried again at the next change)
+                enlisted = _enlist(store)
+                if enlisted == _HELD:
+                    self.held()
+                elif enlisted:  # (else tried again at the next change)
                     self.writer = _PID[0]
+
+    def held(self) -> None:
+        """Mark the cache registered with the writer file this process holds of it
+        (``_ENLISTED``), unless that file went meanwhile: a thread letting it go finds this
+        tally and unmarks it (``_unheld``), unless it looked before the tally was there, or
+        is this thread (a signal handler's call registering another cache past
+        ``_ENLISTED_MAX``: the tally's lock is its thread's, ``_let_go_earliest``); then the
+        look after the mark sees the file gone, and the next change registers again.
+        Before, the mark came after: a cache made again while another thread let its kept
+        file go, or one whose registration a signal handler's write interrupted, stayed
+        marked with no file, its changes unseen at a SIGKILL, for good."""
+        self.writer = _PID[0]
+        if self.root not in _ENLISTED:
+            self.writer = 0
 
     def unmerged(self) -> bool:
         """Whether changes are noted that no merge took yet."""
@@ -2765,30 +2813,32 @@ _ENLISTED: dict[str, tuple[int, str]] = {}  # root -> this process's file: its f
 # The roots whose last tally was dropped, their writer file kept (``_let_go``), oldest first
 _KEPT: dict[str, None] = {}
 _KEPT_MAX = 8
-_GONE: Any = object()  # a name another thread took out of ``_KEPT`` (``_let_go``)
 _ENLISTED_MAX = 64  # writer files held open at once (``_let_go_earliest``)
 # root -> the writer files of it this process let go unmerged (``_unhold``): name and inode
 _UNHELD: dict[str, list[tuple[str, int]]] = {}
 _UNHELD_MAX = 1024  # (past it, a record dropped leaves its file to the readers: one a run)
 _ENLIST_TRIES = 3
+# ``_enlist``'s answers: tried again at the next change; a file held (``_ENLISTED``); none
+# can be had (no locks, another user's cache): taken for registered all the same
+_AGAIN, _HELD, _NO_FILE = 0, 1, 2
 
 
-def _enlist(store: FileStore) -> bool:
+def _enlist(store: FileStore) -> int:
     """Register this process as a writer of ``store``'s cache (see above); nothing where
-    locks or the folder cannot be had (then its death goes unseen, as before). False
+    locks or the folder cannot be had (then its death goes unseen, as before). ``_AGAIN``
     where the process was out of open files (``EMFILE``): tried again at the next change.
     Before, the cache was taken for registered all the same, for good: under a soft limit
     of 32, 8 threads changing 100 caches left 97 unregistered."""
     root = store.root
     # (root writes no file in another user's cache; none is made in a folder not memojar's)
     if fcntl is None or store._anothers():
-        return True
+        return _NO_FILE
     if not is_cache_dir(root):  # (its tag there: unread for want of descriptors)
-        return not os.path.lexists(os.path.join(root, _TAG))
+        return _AGAIN if os.path.lexists(os.path.join(root, _TAG)) else _NO_FILE
     held = _ENLISTED.get(root)
     if held is not None:
         if not _unlisted(root):  # still there (not removed with the cache)
-            return True
+            return _HELD
         _ENLISTED.pop(root, None)
         _close_quietly(held[0])
     try:
@@ -2797,10 +2847,11 @@ def _enlist(store: FileStore) -> bool:
         if isinstance(exc, PermissionError):
             _writers_closed(root, "register there")
         logger.debug("cannot register as a writer of %s: %s", root, exc)
-        return exc.errno not in _OUT_OF_FILES
+        return _AGAIN if exc.errno in _OUT_OF_FILES else _NO_FILE
     try:
         for attempt in range(_ENLIST_TRIES):
             fd, name = _unheld_again(root, dfd) if attempt == 0 else (-1, "")
+            again = fd >= 0  # (the file ``_unhold`` let go)
             if fd < 0:
                 name = f"{_MACHINE}-{_PID[0]}-{_START[0]}-{os.urandom(8).hex()}"
                 fd = os.open(name, os.O_RDONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
@@ -2810,21 +2861,37 @@ def _enlist(store: FileStore) -> bool:
                 # A reader may have locked it between the two, taken it for a dead
                 # writer's and removed it: a new one then.
                 if os.fstat(fd).st_nlink:
-                    _ENLISTED[root] = (fd, name)
+                    if _ENLISTED.setdefault(root, (fd, name))[1] != name:
+                        # Registered meanwhile (a signal handler's call in this thread, or
+                        # the tally of the cache made again in another): that file is kept,
+                        # this one goes. Before, it was noted over that one, whose file
+                        # stayed in ``.writers`` for good.
+                        with contextlib.suppress(OSError):
+                            if again:
+                                _UNHELD.setdefault(root, []).append(
+                                    (name, os.fstat(fd).st_ino))
+                            else:
+                                os.unlink(name, dir_fd=dfd)
+                        return _HELD
                     fd = -1
                     _let_go_earliest(root)
-                    return True
+                    return _HELD
             except BlockingIOError:
-                pass
+                if again:
+                    # A reader's look at it (whether its writer died): still this process's
+                    # to remove at the exit. Before, its record was dropped, and the file
+                    # left in ``.writers`` (each costing the next reader a listing).
+                    with contextlib.suppress(OSError):
+                        _UNHELD.setdefault(root, []).append((name, os.fstat(fd).st_ino))
             finally:
                 if fd >= 0:
                     os.close(fd)
     except OSError as exc:
         logger.debug("cannot register as a writer of %s: %s", root, exc)
-        return exc.errno not in _OUT_OF_FILES
+        return _AGAIN if exc.errno in _OUT_OF_FILES else _NO_FILE
     finally:
         os.close(dfd)
-    return True
+    return _NO_FILE
 
 
 _OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)  # (``_enlist``: tried again at the next change)
@@ -2846,7 +2913,15 @@ def _unheld_again(root: str, dfd: int) -> tuple[int, str]:
         _UNHELD.pop(root, None)  # records of files still let go: never removed, 40 left)
     try:  # (O_NONBLOCK: a FIFO planted at its name never blocks the open)
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC, dir_fd=dfd)
-    except OSError:  # removed by a reader that found it unlocked
+    except OSError as exc:  # removed by a reader that found it unlocked
+        if exc.errno in _OUT_OF_FILES:
+            # Out of descriptors: its record is kept for the next registration (``_enlist``
+            # tries again at the next change) and its removal at the exit. Before, it was
+            # dropped: the file was never held again, and was left at a normal exit (one
+            # a time, 1,951 after 4,000 misses over 80 caches out of files at every other),
+            # so that the next reader dropped the counts and listed the folders again.
+            _UNHELD.setdefault(root, []).append((name, ino))
+            raise
         return -1, ""
     try:
         st = os.fstat(fd)
@@ -3141,17 +3216,9 @@ def _let_go(tally: _Tally) -> None:
         return
     _KEPT.pop(root, None)
     _KEPT[root] = None
-    while len(_KEPT) > _KEPT_MAX:
-        # Another thread's store of a cache (``_tally_of``), or its drop of one (here), may
-        # take a name out meanwhile: that one is its. Before, the KeyError (or a
-        # RuntimeError of the changed table) went to the user's stderr, "Exception ignored
-        # in _Tally.__del__" (8 threads using 24 caches in turn: 3 in 6 s).
-        try:
-            oldest = next(iter(_KEPT))
-        except (RuntimeError, StopIteration):
-            continue
-        if _KEPT.pop(oldest, _GONE) is _GONE:
-            continue
+    # (another thread's store of a cache, ``_tally_of``, or its drop of one, here, may take
+    # a name out meanwhile: ``_taken_past``)
+    for oldest, _ in _taken_past(_KEPT, _KEPT_MAX):
         ref = _TALLIES.get(oldest)
         if ref is not None and ref() is not None:  # a store of it made since: its file
             continue
@@ -3168,20 +3235,14 @@ def _unhold(root: str) -> None:
     fd, name = _ENLISTED.pop(root, (-1, ""))
     if fd < 0:
         return
+    _unheld(root)
     try:
         held = _UNHELD.setdefault(root, [])
         held.append((name, os.fstat(fd).st_ino))
         del held[:-_KEPT_MAX]
-        while len(_UNHELD) > _UNHELD_MAX:
-            # Another thread may trim it, or note a file, meanwhile (``_let_go_earliest``,
-            # on the miss path of a process changing many caches): before, the KeyError or
-            # RuntimeError failed the user's call, and its result was not stored (8 threads
-            # changing 140 caches: 2 or 3 calls in 4,800).
-            try:
-                oldest = next(iter(_UNHELD))
-            except (RuntimeError, StopIteration):
-                continue
-            dropped = _UNHELD.pop(oldest, None)
+        # (another thread may trim it, or note a file, meanwhile: ``_let_go_earliest``, on
+        # the miss path of a process changing many caches; ``_taken_past``)
+        for oldest, dropped in _taken_past(_UNHELD, _UNHELD_MAX):
             tally = _live_tally(oldest)
             if dropped and oldest not in _LEFT and (tally is None or not tally.unmerged()):
                 _remove_at(oldest, dropped)  # merged since: no reader needs them
@@ -3189,6 +3250,29 @@ def _unhold(root: str) -> None:
         pass
     finally:
         _close_quietly(fd)
+
+
+_Name = TypeVar("_Name")
+_Held = TypeVar("_Held")
+_GONE: Any = object()  # a name another thread took first (``_taken_past``)
+
+
+def _taken_past(table: dict[_Name, _Held], most: int) -> Iterator[tuple[_Name, _Held]]:
+    """The earliest names of ``table`` (``_KEPT``, ``_UNHELD``), taken out while it holds
+    more than ``most``, with what each held. Another thread may take one first, or change
+    the table meanwhile: that name is its, and the next is tried. Before, the KeyError (or
+    the RuntimeError of a table changed while read) went to the user: "Exception ignored
+    in _Tally.__del__" from ``_let_go`` (8 threads using 24 caches in turn: 3 in 6 s); and
+    from ``_unhold``, on the miss path, the user's call failed, its result not stored (8
+    threads changing 140 caches: 2 or 3 calls in 4,800)."""
+    while len(table) > most:
+        try:
+            name = next(iter(table))
+        except (RuntimeError, StopIteration):
+            continue
+        held = table.pop(name, _GONE)
+        if held is not _GONE:
+            yield name, held
 
 
 def _remove_at(root: str, held: list[tuple[str, int]]) -> None:
@@ -3209,6 +3293,7 @@ def _withdraw(root: str) -> None:
     held = _ENLISTED.pop(root, None)
     if held is None:
         return
+    _unheld(root)
     fd, name = held
     try:
         dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
@@ -3222,6 +3307,16 @@ def _withdraw(root: str) -> None:
     finally:
         os.close(dfd)
         _close_quietly(fd)
+
+
+def _unheld(root: str) -> None:
+    """This process's writer file of ``root`` went (``_unhold``, ``_withdraw``): its tally,
+    if one is there now, registers again at its next change. One made since the file was
+    looked at (``_let_go_earliest``, ``_let_go``: no tally then, a ``Cache`` of the folder
+    made again) found it held (``_HELD``), and was marked registered (``_Tally.held``)."""
+    tally = _live_tally(root)
+    if tally is not None:
+        tally.writer = 0
 
 
 def _close_quietly(fd: int) -> None:
@@ -3249,13 +3344,17 @@ def _tally_of(root: str) -> _Tally:
         if left is not None:  # a dropped tally's changes (``_Tally.__del__``)
             tally.counts = left
             tally.since = _LEFT_SINCE.pop(root, 0)
-            if root in _ENLISTED:  # registered (else its file was let go: at the next change)
-                tally.writer = _PID[0]
         if len(_TALLIES) >= _TALLIES_MAX:  # the folders no store holds any longer go
-            for name, dead in list(_TALLIES.items()):
-                if dead() is None:
-                    _TALLIES.pop(name, None)
+            # Each only if its tally is still dead, in one step (as WeakValueDictionary
+            # drops its dead values): another thread may make a store of it meanwhile (a
+            # ``Cache`` made again). Before, a live tally found in place of a dead one
+            # listed went: no let-go of its writer file found it, and it stayed marked
+            # registered with no file (``_unheld``), for good.
+            for name in list(_TALLIES):
+                _remove_dead_weakref(_TALLIES, name)
         _TALLIES[root] = weakref.ref(tally)
+        if left is not None:  # registered, where its file is held (else at the next change;
+            tally.held()  # once found here: ``_Tally.held``)
     return tally
 
 
@@ -3766,35 +3865,51 @@ def _listdir(path: str | int) -> list[str]:
         return []
 
 
-def _claim(root: str, writing: bool = False) -> None:
-    """Check that an existing ``root`` is memojar's; adopt it if it is empty.
+def _claim(root: str, writing: bool = False) -> bool:
+    """Check that an existing ``root`` is memojar's; adopt it if it is empty. Whether its
+    tag is there now.
 
     Raises ``NotACacheDirectory`` for a folder with files and no memojar tag. A folder that
     cannot be listed is left to fail (or not) on use: that is a storage fault, not a refusal.
     ``writing``: something is about to go in, so a tag that cannot be written (a full disk)
-    raises its ``OSError`` (see ``_mark``).
+    raises its ``OSError`` (see ``_mark``), and so does a listing that failed. Before, the
+    write went on: a thread out of descriptors (``EMFILE``) at the first write of a root
+    another thread had just made, untagged yet, put its entry there, and every later
+    process refused the cache (``NotACacheDirectory``), for good (8 threads over 100 new
+    caches under a soft limit of 32: one so about a run in 15); and a store opened then
+    took the root for tagged, and its ``prune`` put the ledger there, with the same end.
     """
     if is_cache_dir(root):
-        return
+        return True
     try:
         names = os.listdir(root)
     except OSError:
-        return
+        if writing:
+            raise
+        return False
     if names:
         # The memojar that made the root (another thread or process) may have tagged it
         # between the look above and the listing: its tag is the first name it writes. Or
         # it is tagging it now: the root then holds only its temporary tag files
-        # (``_mark``), and is as good as empty.
-        if is_cache_dir(root):
-            return
+        # (``_mark``), and is as good as empty. A tag that cannot be opened for want of
+        # descriptors (another thread closed one for the listing, and took it again) is
+        # that storage fault, not a refusal: before, a cache of memojar's was refused as a
+        # folder of the user's (``NotACacheDirectory``, from ``Cache()`` too).
+        try:
+            if holds_tag(root):
+                return True
+        except OSError:
+            if writing:
+                raise
+            return False
         if not _being_tagged(root, names):
             raise NotACacheDirectory(root)
     if _anothers_folder(root):
         # Another user's empty folder (root by sudo on the user's own cache_dir): a tag of
         # this user's (0600) would make it look like this user's cache to its owner, who
         # could never use it; it is left as it is, and nothing is written there.
-        return
-    _mark(root, writing)
+        return False
+    return _mark(root, writing)
 
 
 def _anothers_folder(path: str) -> bool:
@@ -3856,7 +3971,7 @@ _TAG_TEMP = re.compile(r"CACHEDIR\.TAG\.[0-9]+-[0-9a-f]{8}\.[0-9a-f]{8}\.tmp")
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 
 
-def _mark(root: str, writing: bool = False) -> None:
+def _mark(root: str, writing: bool = False) -> bool:
     """Tag a directory memojar created (or adopted empty): CACHEDIR.TAG, so backup tools
     skip it and memojar knows it as its own, and a .gitignore, so a cache placed in a
     repository is not committed. Never into a folder that was not memojar's.
@@ -3872,7 +3987,8 @@ def _mark(root: str, writing: bool = False) -> None:
     says why (``writing``: this is that write, and the error is raised here): nothing goes
     into the root before its tag, or every later process would refuse it as a folder of
     the user's, also once there is room again. A ``.gitignore`` that cannot be written
-    whole is removed: the cache then has none, as one whose maker was killed between."""
+    whole is removed: the cache then has none, as one whose maker was killed between.
+    Whether the tag is there now."""
     tag = os.path.join(root, _TAG)
     try:
         if not os.path.lexists(tag):  # else another process tagged it
@@ -3880,16 +3996,22 @@ def _mark(root: str, writing: bool = False) -> None:
     except OSError:
         if writing:
             raise
-        return
-    if not is_cache_dir(root):
+        return False
+    try:
+        tagged = holds_tag(root)
+    except OSError:  # out of descriptors (see ``_claim``)
+        if writing:
+            raise
+        return False
+    if not tagged:
         if os.path.lexists(tag):  # else gone again (or the root): the first write says so
             raise NotACacheDirectory(root)
-        return
+        return False
     path = os.path.join(root, _GITIGNORE)
     try:
         fd = os.open(path, _O_CREATE, 0o600)
     except OSError:  # read-only (the first write will say so), or the .gitignore is there
-        return
+        return True
     try:
         data = _GITIGNORE_TEXT.encode()
         while data:
@@ -3898,6 +4020,7 @@ def _mark(root: str, writing: bool = False) -> None:
         _unlink(path)
     finally:
         os.close(fd)
+    return True
 
 
 def _link_tag(root: str) -> None:
