@@ -423,9 +423,10 @@ def test_a_call_waiting_while_a_collected_tasks_coroutine_closes_waits_for_it(
 
 
 def storing_slowly_in_a_finally(location: str, monkeypatch: pytest.MonkeyPatch
-                                ) -> tuple[Any, Callable[[], Any]]:
-    """A cached ``f`` whose store of a computed value takes a second (a slow server), and
-    an async generator whose ``finally`` awaits ``f(1)`` (a miss): ``aclose()`` stores."""
+                                ) -> tuple[Any, Callable[[], Any], threading.Event]:
+    """A cached ``f`` whose store of a computed value takes a second (a slow server), an
+    async generator whose ``finally`` awaits ``f(1)`` (a miss): ``aclose()`` stores, and
+    an event set as that store begins."""
     @Cache(location, lock_timeout=HANG, secret="s").cached
     async def f(x: int) -> int:
         return x
@@ -433,7 +434,10 @@ def storing_slowly_in_a_finally(location: str, monkeypatch: pytest.MonkeyPatch
     memo = f.__memojar__
     computed = memo._computed
 
+    storing = threading.Event()
+
     def slowly_computed(*args: Any) -> Any:
+        storing.set()
         time.sleep(1.0)
         return computed(*args)
 
@@ -445,7 +449,7 @@ def storing_slowly_in_a_finally(location: str, monkeypatch: pytest.MonkeyPatch
         finally:
             assert await f(1) == 1
 
-    return f, numbers
+    return f, numbers, storing
 
 
 async def tick(ticks: list[float], sleep: Callable[[float], Any]) -> None:
@@ -471,7 +475,7 @@ def test_a_cached_call_in_an_async_generators_aclose_keeps_the_loop_free(
     closed by the collector took the ``GeneratorExit`` being handled for one and made
     those calls on the loop's thread: here the store's write, slowed to a second, stopped
     every other task of the loop for that second."""
-    f, numbers = storing_slowly_in_a_finally(location, monkeypatch)
+    f, numbers, _ = storing_slowly_in_a_finally(location, monkeypatch)
 
     async def main() -> bool:
         ticks: list[float] = []
@@ -497,14 +501,25 @@ def test_an_anyio_cancel_scope_cancelling_a_store_keeps_the_loop_idle(
     and meanwhile the loop's thread waits idle. anyio cancels a task in a cancelled scope
     again at every turn of the loop until it leaves the scope: before, memojar's wait for
     the store, which goes on waiting, was woken at each, a core busy for the store's
-    length (here 0.85 s of CPU in the loop's thread for a second's store)."""
+    length (here 0.85 s of CPU in the loop's thread for a second's store). The scope is
+    cancelled once the store has begun (before, 0.1 s after the call: on a loaded machine
+    the key's lock on the server could take longer, and the call was cancelled before it
+    computed anything)."""
     anyio = pytest.importorskip("anyio", reason="anyio is not installed")
-    f, _ = storing_slowly_in_a_finally(location, monkeypatch)
+    f, _, storing = storing_slowly_in_a_finally(location, monkeypatch)
+
+    async def cancel_once_storing(scope: Any) -> None:
+        while not storing.is_set():
+            await anyio.sleep(0.01)
+        scope.cancel()
 
     async def main() -> tuple[float, float]:
         start, busy = time.monotonic(), time.thread_time()
-        with anyio.move_on_after(0.1):
-            await f(1)
+        async with anyio.create_task_group() as tasks:
+            with anyio.CancelScope() as scope:
+                tasks.start_soon(cancel_once_storing, scope)
+                await f(1)
+            tasks.cancel_scope.cancel()  # the canceller, if the call ended first
         return time.monotonic() - start, time.thread_time() - busy
 
     took, busy = anyio.run(main, backend="asyncio")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import as_another_user, immutable, traced_peak
+from conftest import as_another_user, immutable, traced_apart
 from memojar import Cache, _cli, _entry, _filestore, _report, _store
 from memojar._filestore import FileStore
 from memojar._keys import make_key
@@ -1202,44 +1202,46 @@ def test_ls_and_info_hold_no_memory_per_entry(tmp_path: Path) -> None:
     """``memojar ls`` and ``info`` total the headers as they read them: their memory does
     not grow with the cache (before: every entry and its header were held until the last
     was read, 1.6 GB for ``memojar info`` of 1,000,000 entries)."""
-    from memojar._census import take_census
-
     cache = Cache(tmp_path)
     double = cache.cached(_double)
     for x in range(20_000):
         double(x)
-    census, peak = traced_peak(lambda: take_census(cache))
-    stats, = census.functions.values()
-    assert (census.entries, stats.entries, stats.bytes) == (20_000, 20_000, census.bytes)
+    entries, function_entries, function_bytes, total_bytes, peak = traced_apart(
+        "import json, sys\n"
+        "from memojar import Cache\n"
+        "from memojar._census import take_census\n"
+        "cache = Cache(sys.argv[1])  # its imports, outside the measure\n"
+        "census, peak = traced_peak(lambda: take_census(cache))\n"
+        "stats, = census.functions.values()\n"
+        "print(json.dumps([census.entries, stats.entries, stats.bytes, census.bytes, peak]))\n",
+        str(tmp_path))
+    assert (entries, function_entries, function_bytes) == (20_000, 20_000, total_bytes)
     assert peak < 2_000_000, f"{peak:,} bytes at the peak of a census of 20,000 entries"
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
-def test_ls_function_holds_no_memory_per_entry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
-) -> None:
+def test_ls_function_holds_no_memory_per_entry(tmp_path: Path, as_json: bool) -> None:
     """``memojar ls FUNCTION`` prints its rows as it reads them back, sorted, from runs
     of ``_runs.RUN`` rows: its memory does not grow with the function's entries (before:
     every entry and its header were held, sorted and formatted whole: 2.3 GB of RSS for
     1,000,000 entries). Measured for 1,500 and 6,000 entries, runs of 500 read back 10
     rows at a time."""
-    from memojar import _runs
-
-    monkeypatch.setattr(_runs, "RUN", 500)
-    monkeypatch.setattr(_runs, "CHUNK", 10)
-    out = open(os.devnull, "w")  # noqa: SIM115 - closed below
-    monkeypatch.setattr(sys, "stdout", out)
-    peaks = []
-    try:
-        for n in (1_500, 6_000):
-            plant(tmp_path / str(n), "mod.f", n)
-            argv = ["--dir", str(tmp_path / str(n)), "ls", "mod.f"] + ["--json"] * as_json
-            _cli.main(argv)  # imports and first-use caches, outside the measure
-            code, peak = traced_peak(lambda argv=argv: _cli.main(argv))
-            assert code == 0
-            peaks.append(peak)
-    finally:
-        out.close()
+    for n in (1_500, 6_000):
+        plant(tmp_path / str(n), "mod.f", n)
+    peaks = traced_apart(
+        "import json, os, sys\n"
+        "from memojar import _cli, _runs\n"
+        "_runs.RUN, _runs.CHUNK = 500, 10\n"
+        "peaks = []\n"
+        "with open(os.devnull, 'w') as sys.stdout:\n"
+        "    for root in sys.argv[2:]:\n"
+        "        argv = ['--dir', root, 'ls', 'mod.f'] + ['--json'] * (sys.argv[1] == 'json')\n"
+        "        _cli.main(argv)  # imports and first-use caches, outside the measure\n"
+        "        code, peak = traced_peak(lambda: _cli.main(argv))\n"
+        "        assert code == 0, code\n"
+        "        peaks.append(peak)\n"
+        "print(json.dumps(peaks), file=sys.__stdout__)\n",
+        "json" if as_json else "text", str(tmp_path / "1500"), str(tmp_path / "6000"))
     assert peaks[1] < peaks[0] * 1.3 + 100_000, f"{peaks} bytes at the peaks"
     assert peaks[1] < 1_500_000, f"{peaks[1]:,} bytes at the peak of 6,000 entries"
 
@@ -1393,16 +1395,20 @@ def test_clear_holds_no_memory_per_entry_it_removes(tmp_path: Path, asked: bool)
     double = cache.cached(_double)
     for x in range(20_000):
         double(x)
-    questions: list[str] = []
-
-    def confirm(question: str) -> bool:
-        questions.append(question)
-        return True
-
-    report, peak = traced_peak(lambda: _cli.cmd_clear(
-        Cache(tmp_path), [], None, False, confirm if asked else None))
-    assert report.data == {"removed": 20_000, "bytes": report.data["bytes"]}
-    assert report.data["bytes"] > 0 and Cache(tmp_path).stats().entries == 0
+    data, questions, peak = traced_apart(
+        "import json, sys\n"
+        "from memojar import Cache, _cli\n"
+        "questions = []\n"
+        "def confirm(question):\n"
+        "    questions.append(question)\n"
+        "    return True\n"
+        "Cache(sys.argv[1])  # its imports, outside the measure\n"
+        "report, peak = traced_peak(lambda: _cli.cmd_clear(\n"
+        "    Cache(sys.argv[1]), [], None, False, confirm if sys.argv[2] == 'asked' else None))\n"
+        "print(json.dumps([report.data, questions, peak]))\n",
+        str(tmp_path), "asked" if asked else "--yes")
+    assert data == {"removed": 20_000, "bytes": data["bytes"]}
+    assert data["bytes"] > 0 and Cache(tmp_path).stats().entries == 0
     assert [q.split(" (")[0] for q in questions] == ["remove 20,000 entries"] * asked
     assert peak < 2_000_000, f"{peak:,} bytes at the peak of a clear of 20,000 entries"
 

@@ -216,7 +216,9 @@ def test_a_set_max_connections_all_in_use_is_named_and_the_server_not_skipped(
     said = " ".join(str(w.message) for w in caught)
     assert "max_connections=1" in said and "raise max_connections" in said, said
     assert "cannot reach" not in said, said
-    assert took < 0.5 * 4, took  # socket_timeout for each request, no more than a few
+    # socket_timeout for each request, no more than a few: 0.56 s on a quiet machine, 2.09 s
+    # in CI with three suites sharing its 2 cores (the bound was 4 timeouts, 2.0 s)
+    assert took < 0.5 * 8, took
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert f(2) == 2

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from conftest import traced_apart
 from memojar import _entry
 from memojar._cache import open_store
 from memojar._store import KeyLock, Store, StoredEntry
@@ -495,8 +496,8 @@ def test_eviction_by_a_listing_holds_memory_for_a_batch_not_for_the_store() -> N
     (20,000 entries: 6.0 MB at the peak; 1.1 MB now, as for 5,000). Measured in a process
     of its own: in the suite's, a thread or a finalizer left by an earlier test allocated
     meanwhile (10 MB at a peak, once)."""
-    program = (
-        "from conftest import traced_peak\n"
+    peaks = traced_apart(
+        "import json\n"
         "from test_store import _Listed\n"
         "peaks = []\n"
         "for n in (5_000, 20_000):\n"
@@ -505,15 +506,8 @@ def test_eviction_by_a_listing_holds_memory_for_a_batch_not_for_the_store() -> N
         "    assert removed == n - n * 45 // 100, removed\n"
         "    assert store.gone == bytearray([1]) * removed + bytearray(n - removed)\n"
         "    peaks.append(peak)\n"
-        "print(*peaks)\n"
+        "print(json.dumps(peaks))\n"
     )
-    here = Path(__file__).parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(here), str(here.parent / "src"), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                           timeout=120, cwd=here, env=env)
-    assert child.returncode == 0, child.stderr
-    peaks = [int(p) for p in child.stdout.split()]
     assert peaks[1] < peaks[0] * 1.3 + 100_000, f"{peaks} bytes at the peaks"
     assert peaks[1] < 2_000_000, f"{peaks[1]:,} bytes at the peak of 20,000 entries"
 

@@ -221,7 +221,7 @@ def test_a_cached_call_in_an_async_generators_aclose_under_trio_keeps_the_run_fr
     generator's ``finally`` during ``aclose()`` run in worker threads: the run's other
     tasks go on meanwhile. Before, they were made on the run's thread (the shortcut for a
     coroutine closed by the collector), which stopped every task for the store's write."""
-    f, numbers = storing_slowly_in_a_finally(location, monkeypatch)
+    f, numbers, _ = storing_slowly_in_a_finally(location, monkeypatch)
 
     async def main() -> bool:
         ticks: list[float] = []
