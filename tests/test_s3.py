@@ -2262,7 +2262,8 @@ MULTI_DELETE = ["honoured", "ignored"]  # a server's multi-object delete and the
 
 def _multi_delete(monkeypatch: pytest.MonkeyPatch, server: str) -> dict[str, int]:
     """The session's server's multi-object delete honouring ETags (as S3's) or not (as
-    moto's before 5.2.6: ``S3Server``'s own); returns the count of the requests of each kind its clients make from now."""
+    moto's before 5.2.6: ``S3Server``'s own); returns the count of the requests of each
+    kind its clients make from now."""
     if server == "honoured":
         honour_multi_delete_etags(monkeypatch.setattr)
     asked: dict[str, int] = {}

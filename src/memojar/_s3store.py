@@ -979,8 +979,8 @@ class S3Store(Store):
         again after an answer that did not tell): a lease object of no key is written in
         ``entry``'s folder, deleted in a ``DeleteObjects`` with another ETag, and looked
         at. Still there: honoured (AWS S3 since 2025, moto 5.2.6); gone: ignored (moto
-        before; a batch would remove an entry written after its look). The lease is removed after; one an
-        interrupt leaves, ``cleanup`` removes as any stale lease."""
+        before; a batch would remove an entry written after its look). The lease is removed
+        after; one an interrupt leaves, ``cleanup`` removes as any stale lease."""
         if self._batch_checked is not None:
             return self._batch_checked
         bucket = self._bucket
