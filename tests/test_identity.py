@@ -695,8 +695,53 @@ def scale(x):
 """
 
 
+_RELMOD_STATIC = """
+class Scale:
+    @staticmethod
+    def of(x):
+        return x * {k}
+"""
+
+_RELMOD_DATA = """
+class Scale:
+    factor = {k}
+"""
+
+_RELMOD_REBOUND = """
+def scale(x):
+    return x * 2
+
+if {k} != 2:  # the edit binds the name to another function
+    def times(x):
+        return x * {k}
+
+    scale = times
+"""
+
+_RELMOD_WRAPPED = """
+def logged(function):  # a decorator without functools.wraps
+    def wrapper(x):
+        return function(x)
+    return wrapper
+
+@logged
+def scale(x):
+    return x * {k}
+"""
+
+_RELOADED_KINDS = {
+    "function": (_RELMOD, "scale", "getattr(relmod, NAME)(x)"),
+    "class": (_RELMOD_CLASS, "Scale", "getattr(relmod, NAME)().of(x)"),
+    "cached function": (_RELMOD_CACHED, "scale", "getattr(relmod, NAME).__wrapped__(x)"),
+    "class of a staticmethod": (_RELMOD_STATIC, "Scale", "getattr(relmod, NAME).of(x)"),
+    "class of data": (_RELMOD_DATA, "Scale", "x * getattr(relmod, NAME).factor"),
+    "name bound to another function": (_RELMOD_REBOUND, "scale", "getattr(relmod, NAME)(x)"),
+    "wrapper without wraps": (_RELMOD_WRAPPED, "scale", "getattr(relmod, NAME)(x)"),
+}
+
+
 @pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
-@pytest.mark.parametrize("kind", ["function", "class", "cached function"])
+@pytest.mark.parametrize("kind", list(_RELOADED_KINDS))
 def test_a_depends_on_helper_whose_module_is_reloaded_is_followed_to_its_new_code(
     tmp_path: Path, memory: int | None, kind: str,
 ) -> None:
@@ -706,12 +751,11 @@ def test_a_depends_on_helper_whose_module_is_reloaded_is_followed_to_its_new_cod
     function calls by name. Before, the reload was seen but the identity was made again
     of the object ``depends_on`` held, the old code: ``f(2)`` of the new code was stored
     under the old identity, ``f(1)`` kept returning the old code's value, and a process
-    running the old code (the edit undone) got ``f(2) == 20`` for ``x * 2``."""
-    source, named, run = {
-        "function": (_RELMOD, "scale", "getattr(relmod, NAME)(x)"),
-        "class": (_RELMOD_CLASS, "Scale", "getattr(relmod, NAME)().of(x)"),
-        "cached function": (_RELMOD_CACHED, "scale", "getattr(relmod, NAME).__wrapped__(x)"),
-    }[kind]
+    running the old code (the edit undone) got ``f(2) == 20`` for ``x * 2``; and, until
+    the helper was looked for by its module's name for it whatever it is, so too for a
+    class of staticmethods or of data, a name bound to another function by the edit, or a
+    wrapper (``deco.<locals>.wrapper``) the module binds at the helper's name."""
+    source, named, run = _RELOADED_KINDS[kind]
     (tmp_path / "relmod.py").write_text(source.format(k=2))
     script = _RELOADING_SCRIPT.format(folder=str(tmp_path), cache=str(tmp_path / "c"))
     script = script.replace(
@@ -757,15 +801,16 @@ def test_an_edited_key_function_never_returns_what_its_old_code_stored(
 
 
 _BOUND_KEY_SCRIPT = """
-import functools, sys
+import functools, sys, threading
 from memojar import cached
 
-def key_mod(x, mod):
+def key_mod(x, mod, lock=None):
     return x % mod
 
 class Modulo:
-    def __init__(self, mod):
+    def __init__(self, mod, lock=None):
         self.mod = mod
+        self.lock = lock
 
     def __call__(self, x):
         return x % self.mod
@@ -774,8 +819,12 @@ class Modulo:
         return x % self.mod
 
 mod = int(sys.argv[2])
+lock = threading.Lock()  # (cannot be pickled: counts by its type, the others by value)
 key = {{"partial": functools.partial(key_mod, mod=mod), "instance": Modulo(mod),
-        "method": Modulo(mod).key_of}}[sys.argv[1]]
+        "method": Modulo(mod).key_of,
+        "partial and a lock": functools.partial(key_mod, mod=mod, lock=lock),
+        "instance and a lock": Modulo(mod, lock),
+        "method and a lock": Modulo(mod, lock).key_of}}[sys.argv[1]]
 del mod
 
 @cached(cache_dir={cache!r}, key=key)
@@ -786,25 +835,82 @@ print(f(int(sys.argv[3])))
 """
 
 
-@pytest.mark.parametrize("bound", ["partial", "instance", "method"])
+@pytest.mark.parametrize("bound", ["partial", "instance", "method", "partial and a lock",
+                                   "instance and a lock", "method and a lock"])
 def test_a_key_function_bound_otherwise_never_returns_what_it_stored_bound_before(
     tmp_path: Path, bound: str,
 ) -> None:
     """What is bound to a ``key=`` callable (a partial's arguments, a callable instance's
     or a bound method's object) decides which calls share an entry as its code does.
     Before, only the code was in the identity: ``f(1)`` under ``partial(key_mod,
-    mod=100)`` returned 22, the value ``f(11)`` stored under ``mod=10`` (both keyed 1)."""
+    mod=100)`` returned 22, the value ``f(11)`` stored under ``mod=10`` (both keyed 1);
+    and then, with a lock bound beside ``mod``, all that was bound counted by its type."""
     script = _BOUND_KEY_SCRIPT.format(cache=str(tmp_path / "c"))
     assert run_python(script, bound, "10", "11").strip() == "22"
     assert run_python(script, bound, "100", "1").strip() == "2"  # before: 22
     assert run_python(script, bound, "100", "11").strip() == "22"
 
 
+_LIBRARY_KEY_SCRIPT = """
+import operator, sys
+from memojar import cached
+
+field = sys.argv[2]
+key = {{"itemgetter": operator.itemgetter(field),
+        "methodcaller": operator.methodcaller("get", field)}}[sys.argv[1]]
+
+@cached(cache_dir={cache!r}, key=key)
+def f(row):
+    return row["id"] * 10 + row["uuid"]
+
+print(f({{"id": int(sys.argv[3]), "uuid": int(sys.argv[4])}}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["itemgetter", "methodcaller"])
+def test_a_library_key_function_holding_another_field_never_returns_what_it_stored(
+    tmp_path: Path, kind: str,
+) -> None:
+    """A ``key=`` from a library (``operator.itemgetter("id")``) counts by what it holds,
+    not only by its name: under ``itemgetter("uuid")``, a row whose uuid is 1 is not the row
+    whose id was 1. Before, both were ``operator.itemgetter`` to the identity, and ``f``
+    returned 17, the value of ``{"id": 1, "uuid": 7}``."""
+    script = _LIBRARY_KEY_SCRIPT.format(cache=str(tmp_path / "c"))
+    assert run_python(script, kind, "id", "1", "7").strip() == "17"
+    assert run_python(script, kind, "uuid", "3", "1").strip() == "31"  # before: 17
+    assert run_python(script, kind, "uuid", "5", "1").strip() == "31"  # keyed by uuid: a hit
+
+
+_BOUND_BUILTIN_KEY_SCRIPT = """
+import sys
+from memojar import cached
+
+table = {{"a": {{1: "y", 2: "x"}}, "b": {{1: "x", 2: "y"}}}}[sys.argv[1]]
+
+@cached(cache_dir={cache!r}, key=table.get)
+def f(x):
+    return x * 10
+
+print(f(int(sys.argv[2])))
+"""
+
+
+def test_a_builtin_method_key_of_another_object_never_returns_what_it_stored(
+    tmp_path: Path,
+) -> None:
+    """``key=table.get`` counts by its table: another table keys other calls together.
+    Before, ``dict.get`` was all the identity saw, and ``f(2)`` under the second table
+    (keyed "y", as ``f(1)`` under the first) returned 10."""
+    script = _BOUND_BUILTIN_KEY_SCRIPT.format(cache=str(tmp_path / "c"))
+    assert run_python(script, "a", "1").strip() == "10"
+    assert run_python(script, "b", "2").strip() == "20"  # before: 10
+
+
 _IGNORING_SCRIPT = """
 import sys
 from memojar import cached
 
-@cached(cache_dir={cache!r}, ignore=(sys.argv[1],))
+@cached(cache_dir={cache!r}, ignore=tuple(sys.argv[1].split(",")))
 def f(a, b):
     return a * 10 + b
 
@@ -821,6 +927,9 @@ def test_another_parameter_ignored_never_returns_what_the_old_ignore_stored(
     under ``ignore=("b",)`` hashed ``a=1``, and returned its 19."""
     script = _IGNORING_SCRIPT.format(cache=str(tmp_path / "c"))
     assert run_python(script, "b", "1", "9").strip() == "19"
+    # the names as a set: ("b", "b") is ("b",) (before, another identity: recomputed, and
+    # its first store swept the other's entries as older code)
+    assert run_python(script, "b,b", "1", "4").strip() == "19"
     assert run_python(script, "a", "5", "1").strip() == "51"  # before: 19
     assert run_python(script, "a", "7", "1").strip() == "51"  # a is ignored: a hit
 

@@ -28,13 +28,21 @@ import stat
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
-from types import FunctionType
+from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 import xxhash
 
-from ._identity import code_behind, dependencies, function_name, is_user_module, split
+from ._identity import (
+    bound_shape,
+    code_behind,
+    dependencies,
+    function_name,
+    is_user_module,
+    split,
+)
 
 Row = tuple[str, str, str]
 _CHUNK = 1 << 20
@@ -95,32 +103,22 @@ def option_rows(key: Any, ignore: tuple[str, ...]) -> tuple[list[Row], list[Any]
     """What ``key=`` and ``ignore=`` add to the identity, as ``depends_on_rows``: they
     decide which calls share an entry.
 
-    - ``key=``'s code (and what it reads), as a ``depends_on=`` callable's. Before, an
-      edited key function (``x % 10`` made ``x % 100``) returned for f(1) what f(11)
-      stored under the old.
-    - What is bound to it (a partial's arguments, a callable instance's or a bound
-      method's object), which decides the keys as its code does. Before, under
-      ``partial(key_mod, mod=100)`` f(1) returned what f(11) stored under ``mod=10``. An
-      object that cannot be hashed (holding a connection, a lock) counts by its code alone.
-    - The names ``ignore=`` leaves out: a key hashes the other arguments' values, not
-      their names. Before, f(5, 1) under ``ignore=("a",)`` hashed b=1 as f(1, 9) under
-      ``ignore=("b",)`` had hashed a=1, and returned its value.
+    - ``key=`` as a ``depends_on=`` callable (``callable_rows``): its code and what it
+      reads, what is bound to it (a partial's arguments, a callable instance's or a bound
+      method's object, each part that cannot be pickled by its type), and a library
+      callable's state (``operator.itemgetter("id")``). Before, an edited key function
+      (``x % 10`` made ``x % 100``) returned for f(1) what f(11) stored under the old, and
+      so did ``partial(key_mod, mod=100)`` after ``mod=10``.
+    - The names ``ignore=`` leaves out, as a set: a key hashes the other arguments'
+      values, not their names. Before, f(5, 1) under ``ignore=("a",)`` hashed b=1 as
+      f(1, 9) under ``ignore=("b",)`` had hashed a=1, and returned its value.
     """
-    from ._identity import _constant_digest, split
+    from ._identity import _constant_digest
 
     rows: list[Row] = []
-    callables: list[Any] = []
-    if key is not None:
-        target, bound, keywords = split(key)
-        callables.append(target)
-        if bound or keywords:
-            try:
-                rows.append(("option", "key= bound", _constant_digest((bound, keywords))))
-            except Exception:  # noqa: BLE001 - unpicklable, or its pickling raises
-                pass
     if ignore:
-        rows.append(("option", "ignore=", _constant_digest(tuple(sorted(ignore)))))
-    return rows, callables
+        rows.append(("option", "ignore=", _constant_digest(tuple(sorted(set(ignore))))))
+    return rows, [] if key is None else [key]
 
 
 def _package_version(name: str) -> str:
@@ -173,82 +171,132 @@ def _providers(name: str, again: bool = False) -> list[str]:
 
 
 def callable_rows(callables: Iterable[Any]) -> list[Row]:
-    """Rows for the callables of ``depends_on``: a user function with its dependencies, a
-    library callable by its name (its package's version is what to name for it). What a
-    partial, bound method or callable instance binds to it (``partial(g, k=2)``'s ``k``,
-    ``scaler.transform``'s ``scaler``) is a row of its own, by its state, as it is in the
-    key of a function decorated so: a ``k`` or a ``scaler`` made otherwise is another
-    dependency."""
-    from ._identity import _value_shape
-
+    """Rows for the callables of ``depends_on`` (and ``key=``): a user function with its
+    dependencies, a library callable by its name (its package's version is what to name for
+    it) and what it holds (``operator.itemgetter("id")``'s ``"id"``, ``table.get``'s
+    ``table``). What a partial, bound method or callable instance binds to it
+    (``partial(g, k=2)``'s ``k``, ``scaler.transform``'s ``scaler``) is a row of its own, by
+    its state, as it is in the key of a function decorated so: a ``k`` or a ``scaler`` made
+    otherwise is another dependency (``bound_shape``: a lock among them counts by its type,
+    the others by their state)."""
     rows: list[Row] = []
     for item in callables:
         target, args, kwargs = split(item)
         name = function_name(target)
         if args or kwargs:
-            shape = _value_shape((args, kwargs), set(), by_state=True)
             rows.append(("value", f"{name}(bound)".replace(" ", "_"),
-                         xxhash.xxh3_64_hexdigest(repr(shape).encode())))
-        module = getattr(target, "__module__", None) or type(target).__module__
-        if not is_user_module(module):
-            rows.append(("library", name, "-"))
-            continue
-        own, *deps = dependencies(target)
-        rows.append(("function", name, own[2]))
-        rows.extend(deps)
+                         _digest(bound_shape((args, kwargs)))))
+        own = _rows_of(target, name)
+        rows.extend(own)
         now = _reloaded_as(target)
-        if now is not None:  # the code at its name now counts too (see _reloaded_as)
-            own, *deps = dependencies(now)
-            rows.append(("function", f"{name}(reloaded)", own[2]))
-            rows.extend(deps)
+        if now is not None:  # what its module binds at its name now (see _reloaded_as)
+            again = _rows_of(now, name)
+            if again != own:
+                rows.extend((kind, f"{what}(reloaded)" if what == name else what, digest)
+                            for kind, what, digest in again)
     return rows
 
 
+def _rows_of(target: Any, name: str) -> list[Row]:
+    """``callable_rows``' rows of one callable, ``name`` its function's: its code and what it
+    reads, or a library callable's name and state."""
+    module = getattr(target, "__module__", None) or type(target).__module__
+    if not is_user_module(module):
+        return [("library", name, _library_state(target))]
+    own, *deps = dependencies(target)
+    return [("function", name, own[2]), *deps]
+
+
+def _library_state(target: Any) -> str:
+    """What a library callable holds that decides what it does ("-": nothing, a function or
+    class known by its name): ``itemgetter("id")``'s ``"id"``, ``{1: "a"}.get``'s table,
+    ``"{0[1]}".format``'s string. Before, none of it counted: under ``key=itemgetter("id")``
+    and then ``itemgetter("uuid")``, ``f(row)`` returned what another row had stored."""
+    if isinstance(target, (FunctionType, type, ModuleType)) or hasattr(target, "__wrapped__"):
+        return "-"
+    if isinstance(target, BuiltinFunctionType):  # (a module's function: its module)
+        owner = getattr(target, "__self__", None)
+        if owner is None or isinstance(owner, ModuleType):
+            return "-"
+        return _digest(bound_shape(owner))
+    return _digest(bound_shape(target))
+
+
+def _digest(shape: Any) -> str:
+    return xxhash.xxh3_64_hexdigest(repr(shape).encode())
+
+
 def _reloaded_as(target: Any) -> Any:
-    """What the module of ``target`` (a function or class of ``depends_on=``) binds at its
-    name now, if that is another object made in the same namespace: the module was reloaded
-    (``importlib.reload`` runs it again, its functions and classes new objects), else None.
+    """What the module of ``target`` (a function or class of ``depends_on=``, or ``key=``)
+    binds at its name now, if that is another callable (else None): the module was reloaded
+    (``importlib.reload`` runs it again: its functions and classes are new objects, and a
+    name may now bind an alias, a lambda, a wrapper or a name imported from elsewhere).
 
     ``depends_on=`` holds the object it was given, the old code, while a call finding the
     helper by name (``getattr(helpers, name)``, why it is named there) runs the new: both
-    count, so a value is never stored under an identity of the old code alone. Before, the
-    reload was seen, and the identity made again of the old object: ``f(2)`` of the new
-    code was stored under the old identity, and a process running the old code got it.
-    A copy sent by value (cloudpickle: its own globals) and ``__main__`` (never reloaded;
-    a notebook cell's redefinition: see the README) are left as they are."""
-    qualname = getattr(target, "__qualname__", None)
+    count (``callable_rows``, where they differ), so a value is never stored under an
+    identity of the old code alone. Before, the reload was seen, and the identity made again
+    of the old object: ``f(2)`` of the new code was stored under the old identity, and a
+    process running the old code got it; and only a function or a class with a function of
+    its module's namespace, its type and name unchanged, was looked for (a class of
+    staticmethods or data, an alias, a wrapper without ``functools.wraps``: not).
+
+    Its name is its qualified name, or else (a wrapper's ``deco.<locals>.wrapper``) the
+    module's name that bound it when its identity was first made, remembered (``_NAMES``):
+    an object first looked at after the reload has no name there, and is left as it is. A
+    copy sent by value (cloudpickle) is found as its module binds it, the same code, and
+    adds nothing; ``__main__`` (never reloaded; a notebook cell's redefinition: see the
+    README) is left as it is."""
     module = getattr(target, "__module__", None)
-    if (not isinstance(qualname, str) or "<locals>" in qualname
-            or module in (None, "__main__", "__mp_main__")):
+    if not isinstance(module, str) or module in ("__main__", "__mp_main__"):
         return None
     namespace = getattr(sys.modules.get(module), "__dict__", None)
-    if namespace is None or _globals_of(target) is not namespace:
+    if namespace is None:
         return None
-    found: Any = namespace
     try:
-        found = namespace[qualname.split(".")[0]]
-        for part in qualname.split(".")[1:]:
-            found = getattr(found, part)
-    except Exception:  # noqa: BLE001 - gone from the module, or a member that raises
-        return None
-    if (found is target or type(found) is not type(target)
-            or getattr(found, "__qualname__", None) != qualname
-            or _globals_of(found) is not namespace):
+        name = _NAMES.get(target)
+    except TypeError:  # (not weakly referable: looked for each time)
+        name = None
+    if name is None:
+        name = _name_in(namespace, target)
+        if name is None:
+            return None
+        with contextlib.suppress(TypeError):
+            _NAMES[target] = name
+    found = _at(namespace, name)
+    if (found is None or found is target or not callable(found)
+            or isinstance(found, ModuleType)):
         return None
     return found
 
 
-def _globals_of(item: Any) -> Any:
-    """The globals of a function (of the one a decorator wraps: a cached helper's), or of a
-    class's first function (None: none)."""
-    if isinstance(item, type):
-        item = next((v for v in vars(item).values() if isinstance(v, FunctionType)), None)
-    for _ in range(8):  # (a chain of functools.wraps decorators)
-        inner = getattr(item, "__wrapped__", None)
-        if not isinstance(inner, FunctionType):
-            break
-        item = inner
-    return getattr(item, "__globals__", None) if isinstance(item, FunctionType) else None
+# target -> the name its module bound it at (``_reloaded_as``)
+_NAMES: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _name_in(namespace: dict[str, Any], target: Any) -> str | None:
+    """The name ``namespace`` binds ``target`` at: its qualified name, else a module-level
+    name found by looking at each (once an object: ``_NAMES``)."""
+    qualname = getattr(target, "__qualname__", None)
+    if isinstance(qualname, str) and "<" not in qualname and _at(namespace, qualname) is target:
+        return qualname
+    try:
+        bound = list(namespace.items())
+    except RuntimeError:  # changed meanwhile by another thread (an import): not known
+        return None
+    return next((name for name, value in bound if value is target), None)
+
+
+def _at(namespace: dict[str, Any], name: str) -> Any:
+    """What ``namespace`` binds at the dotted ``name`` (None: nothing)."""
+    first, *rest = name.split(".")
+    try:
+        found = namespace[first]
+        for part in rest:
+            found = getattr(found, part)
+    except Exception:  # noqa: BLE001 - gone from the module, or a member that raises
+        return None
+    return found
 
 
 # --- files= ---------------------------------------------------------------------------
@@ -631,8 +679,6 @@ def result_classes(classes: set[Any]) -> bytes:
     method of the class."""
     if not classes:
         return b""
-    from types import FunctionType
-
     from ._entry import CLASSES
     from ._identity import class_identity, function_identity
 
@@ -684,8 +730,6 @@ def changed_result_class(section: bytes) -> str | None:
     new class under the old name) and its fingerprint is computed once per class object and
     process (``class_identity``); a section is parsed once. A result without classes of the
     user's code never comes here."""
-    from types import FunctionType
-
     from ._entry import Miss, parse_rows
     from ._identity import class_identity, function_identity
 

@@ -658,6 +658,35 @@ def _state_shape(value: Any) -> Any:
     return ("state", key, orders) if orders else ("state", key)
 
 
+_PARTS = 64  # parts looked at one by one at most (``bound_shape``): more count by type
+
+
+def bound_shape(value: Any, depth: int = 4) -> Any:
+    """What is bound to a callable (a partial's arguments, a callable instance, a bound
+    method's object, a library callable's own state: ``operator.itemgetter("id")``) as the
+    identity counts it: by its state (``_value_shape``); if that cannot be pickled as a
+    whole, by each of its parts (a tuple's or list's items, a dict's values, an object's
+    attributes, up to ``_PARTS``, ``depth`` levels down), a part that cannot be pickled by
+    its type. Before, the whole counted by its type: under ``partial(key, lock=Lock(),
+    mod=10)`` and ``mod=100`` alike, ``f(1)`` returned what ``f(11)`` had stored."""
+    shape = _value_shape(value, set(), by_state=True)
+    if depth == 0 or not (type(shape) is tuple and shape and shape[0] == "type"):
+        return shape
+    if type(value) in (tuple, list) and len(value) <= _PARTS:
+        return (type(value).__name__, tuple(bound_shape(v, depth - 1) for v in value))
+    if type(value) is dict and len(value) <= _PARTS:
+        return ("dict", tuple(sorted((_key_text(k), repr(bound_shape(v, depth - 1)))
+                                     for k, v in value.items())))
+    try:
+        state = getattr(value, "__dict__", None)
+    except Exception:  # noqa: BLE001 - a proxy's, whatever it raised: by its type
+        return shape
+    if type(state) is dict and len(state) <= _PARTS:
+        return ("object", shape, tuple(sorted((str(k), repr(bound_shape(v, depth - 1)))
+                                              for k, v in state.items())))
+    return shape
+
+
 def _type_shape(value: Any) -> tuple[str, str, str]:
     """A value counted by its type: its class's module and name (``__mp_main__``, a spawn
     or forkserver worker's script, is ``__main__``: an instance of the script's class
