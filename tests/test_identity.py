@@ -801,7 +801,7 @@ def test_an_edited_key_function_never_returns_what_its_old_code_stored(
 
 
 _BOUND_KEY_SCRIPT = """
-import functools, sys, threading
+import collections, functools, sys, threading, types
 from memojar import cached
 
 def key_mod(x, mod, lock=None):
@@ -819,12 +819,39 @@ class Modulo:
         return x % self.mod
 
 mod = int(sys.argv[2])
+class Settings:
+    __slots__ = ("mod", "lock")
+
+    def __init__(self, mod, lock):
+        self.mod, self.lock = mod, lock
+
+class Service:  # the settings three objects down
+    def __init__(self, settings):
+        self.inner = types.SimpleNamespace(config=types.SimpleNamespace(settings=settings))
+
+def key_of_settings(x, settings):
+    return x % settings.mod
+
+def key_of_table(x, table):
+    return x % table["mod"]
+
+def key_of_service(x, service):
+    return x % service.inner.config.settings.mod
+
+Pair = collections.namedtuple("Pair", "mod lock")
 lock = threading.Lock()  # (cannot be pickled: counts by its type, the others by value)
 key = {{"partial": functools.partial(key_mod, mod=mod), "instance": Modulo(mod),
         "method": Modulo(mod).key_of,
         "partial and a lock": functools.partial(key_mod, mod=mod, lock=lock),
         "instance and a lock": Modulo(mod, lock),
-        "method and a lock": Modulo(mod, lock).key_of}}[sys.argv[1]]
+        "method and a lock": Modulo(mod, lock).key_of,
+        "namedtuple and a lock": functools.partial(key_of_settings, settings=Pair(mod, lock)),
+        "slots and a lock": functools.partial(key_of_settings, settings=Settings(mod, lock)),
+        "ordered dict and a lock": functools.partial(
+            key_of_table, table=collections.OrderedDict(mod=mod, lock=lock)),
+        "nested and a lock": functools.partial(key_of_service,
+                                               service=Service(Settings(mod, lock))),
+        }}[sys.argv[1]]
 del mod
 
 @cached(cache_dir={cache!r}, key=key)
@@ -835,8 +862,10 @@ print(f(int(sys.argv[3])))
 """
 
 
-@pytest.mark.parametrize("bound", ["partial", "instance", "method", "partial and a lock",
-                                   "instance and a lock", "method and a lock"])
+@pytest.mark.parametrize("bound", [
+    "partial", "instance", "method", "partial and a lock", "instance and a lock",
+    "method and a lock", "namedtuple and a lock", "slots and a lock",
+    "ordered dict and a lock", "nested and a lock"])
 def test_a_key_function_bound_otherwise_never_returns_what_it_stored_bound_before(
     tmp_path: Path, bound: str,
 ) -> None:
@@ -844,7 +873,8 @@ def test_a_key_function_bound_otherwise_never_returns_what_it_stored_bound_befor
     or a bound method's object) decides which calls share an entry as its code does.
     Before, only the code was in the identity: ``f(1)`` under ``partial(key_mod,
     mod=100)`` returned 22, the value ``f(11)`` stored under ``mod=10`` (both keyed 1);
-    and then, with a lock bound beside ``mod``, all that was bound counted by its type."""
+    and then, with a lock bound beside ``mod``, all that was bound counted by its type (in
+    a namedtuple, ``__slots__`` or three objects down, after the first fix too)."""
     script = _BOUND_KEY_SCRIPT.format(cache=str(tmp_path / "c"))
     assert run_python(script, bound, "10", "11").strip() == "22"
     assert run_python(script, bound, "100", "1").strip() == "2"  # before: 22
@@ -904,6 +934,44 @@ def test_a_builtin_method_key_of_another_object_never_returns_what_it_stored(
     script = _BOUND_BUILTIN_KEY_SCRIPT.format(cache=str(tmp_path / "c"))
     assert run_python(script, "a", "1").strip() == "10"
     assert run_python(script, "b", "2").strip() == "20"  # before: 10
+
+
+_STEADY_KEY_SCRIPT = """
+import functools, random, subprocess, sys, threading
+from memojar import cached
+
+class Client:  # a lock, a running thread and a child process beside the one setting
+    def __init__(self, mod):
+        self.mod = mod
+        self.lock = threading.Lock()
+        self.poller = threading.Thread(target=threading.Event().wait, args=(0.1,))
+        self.poller.start()
+        self.child = subprocess.Popen([sys.executable, "-c", "pass"])
+        self.child.wait()
+
+    def key_of(self, x):
+        return x % self.mod
+
+@cached(cache_dir={cache!r}, key=Client(10).key_of, depends_on=(random.random,))
+def f(x):
+    return x * 2
+
+f(11)
+print(f.cache_info().hits)
+"""
+
+
+def test_a_key_object_holding_a_thread_and_a_process_keys_every_run_alike(
+    tmp_path: Path,
+) -> None:
+    """What a key object holds beside a lock counts by value, but a library's object in it
+    that cannot be pickled (a thread, a process: their ids are this process's) by its type,
+    and ``random.random`` (its module's generator, seeded anew in each process) by its
+    name: the next run hits. After the first fix of a lock beside the settings, each run
+    was an identity of its own, its first store sweeping the last run's entries."""
+    script = _STEADY_KEY_SCRIPT.format(cache=str(tmp_path / "c"))
+    assert run_python(script).strip() == "0"
+    assert run_python(script).strip() == "1"
 
 
 _IGNORING_SCRIPT = """

@@ -40,6 +40,7 @@ from ._identity import (
     code_behind,
     dependencies,
     function_name,
+    has_wrapped,
     is_user_module,
     split,
 )
@@ -183,7 +184,7 @@ def callable_rows(callables: Iterable[Any]) -> list[Row]:
     for item in callables:
         target, args, kwargs = split(item)
         name = function_name(target)
-        if args or kwargs:
+        if (args or kwargs) and not _bound_by_its_module(item):
             rows.append(("value", f"{name}(bound)".replace(" ", "_"),
                          _digest(bound_shape((args, kwargs)))))
         own = _rows_of(target, name)
@@ -212,7 +213,8 @@ def _library_state(target: Any) -> str:
     class known by its name): ``itemgetter("id")``'s ``"id"``, ``{1: "a"}.get``'s table,
     ``"{0[1]}".format``'s string. Before, none of it counted: under ``key=itemgetter("id")``
     and then ``itemgetter("uuid")``, ``f(row)`` returned what another row had stored."""
-    if isinstance(target, (FunctionType, type, ModuleType)) or hasattr(target, "__wrapped__"):
+    if (isinstance(target, (FunctionType, type, ModuleType)) or has_wrapped(target)
+            or _bound_by_its_module(target)):
         return "-"
     if isinstance(target, BuiltinFunctionType):  # (a module's function: its module)
         owner = getattr(target, "__self__", None)
@@ -220,6 +222,25 @@ def _library_state(target: Any) -> str:
             return "-"
         return _digest(bound_shape(owner))
     return _digest(bound_shape(target))
+
+
+def _bound_by_its_module(item: Any) -> bool:
+    """Whether ``item`` is a method bound to an object of a library that its module binds
+    at the method's name (``random.random``, ``random.choice``, ``numpy.random.rand``): it
+    is the library's function, known by its name; its object's state (the module's random
+    generator, seeded anew in each process) is not the user's, and would key each process
+    apart."""
+    try:
+        owner = getattr(item, "__self__", None)
+        if owner is None or isinstance(owner, ModuleType):
+            return False
+        name = getattr(item, "__name__", None)
+        modules = (getattr(item, "__module__", None), type(owner).__module__)
+    except Exception:  # noqa: BLE001 - whatever its __getattr__ raised: the user's object
+        return False
+    return isinstance(name, str) and any(
+        isinstance(module, str) and not is_user_module(module)
+        and getattr(sys.modules.get(module), name, None) is item for module in modules)
 
 
 def _digest(shape: Any) -> str:

@@ -44,6 +44,7 @@ from types import (
     MethodType,
     MethodWrapperType,
     ModuleType,
+    SimpleNamespace,
     WrapperDescriptorType,
 )
 from typing import Any, TypeVar
@@ -135,11 +136,21 @@ def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         return target, (*args, func.__self__), kwargs
     if (
         not isinstance(func, (FunctionType, BuiltinFunctionType, type))
-        and not hasattr(func, "__wrapped__")
+        and not has_wrapped(func)
         and isinstance(_call_of(type(func)), FunctionType)
     ):
         return type(func).__call__, (func,), {}
     return func, (), {}
+
+
+def has_wrapped(func: Any) -> bool:
+    """``hasattr(func, "__wrapped__")``, False where its ``__getattr__`` raises another
+    error (before, it failed the call of a function given such an object in
+    ``depends_on=``)."""
+    try:
+        return hasattr(func, "__wrapped__")
+    except Exception:  # noqa: BLE001 - whatever its __getattr__ raised
+        return False
 
 
 def _call_of(cls: type) -> Any:
@@ -658,33 +669,63 @@ def _state_shape(value: Any) -> Any:
     return ("state", key, orders) if orders else ("state", key)
 
 
-_PARTS = 64  # parts looked at one by one at most (``bound_shape``): more count by type
+_PARTS = 256  # parts of one container or object looked at one by one (``bound_shape``)
 
 
-def bound_shape(value: Any, depth: int = 4) -> Any:
+def bound_shape(value: Any, depth: int = 6) -> Any:
     """What is bound to a callable (a partial's arguments, a callable instance, a bound
     method's object, a library callable's own state: ``operator.itemgetter("id")``) as the
     identity counts it: by its state (``_value_shape``); if that cannot be pickled as a
-    whole, by each of its parts (a tuple's or list's items, a dict's values, an object's
-    attributes, up to ``_PARTS``, ``depth`` levels down), a part that cannot be pickled by
-    its type. Before, the whole counted by its type: under ``partial(key, lock=Lock(),
-    mod=10)`` and ``mod=100`` alike, ``f(1)`` returned what ``f(11)`` had stored."""
+    whole, by each of its parts (``_parts_of``: a container's items, the attributes of an
+    object of the user's code; ``depth`` levels down), a part that cannot be pickled, a
+    library's object among them, by its type. Before, the whole counted by its type: under
+    ``partial(key, lock=Lock(), mod=10)`` and ``mod=100`` alike, ``f(1)`` returned what
+    ``f(11)`` had stored. A part made anew in each process (a time, a random seed) keys
+    each process apart, as it does where nothing beside it stops the pickling."""
     shape = _value_shape(value, set(), by_state=True)
     if depth == 0 or not (type(shape) is tuple and shape and shape[0] == "type"):
         return shape
-    if type(value) in (tuple, list) and len(value) <= _PARTS:
-        return (type(value).__name__, tuple(bound_shape(v, depth - 1) for v in value))
-    if type(value) is dict and len(value) <= _PARTS:
-        return ("dict", tuple(sorted((_key_text(k), repr(bound_shape(v, depth - 1)))
-                                     for k, v in value.items())))
     try:
-        state = getattr(value, "__dict__", None)
-    except Exception:  # noqa: BLE001 - a proxy's, whatever it raised: by its type
+        parts = _parts_of(value)
+    except Exception:  # noqa: BLE001 - whatever looking at it raised (a proxy's getattr,
+        return shape  # a key's broken __repr__): by its type
+    if parts is None:
         return shape
-    if type(state) is dict and len(state) <= _PARTS:
-        return ("object", shape, tuple(sorted((str(k), repr(bound_shape(v, depth - 1)))
-                                              for k, v in state.items())))
-    return shape
+    return ("parts", shape, tuple(sorted((name, repr(bound_shape(part, depth - 1)))
+                                         for name, part in parts)))
+
+
+def _holds_settings(value: Any) -> bool:
+    """A library's object made to hold settings as its attributes (``types.SimpleNamespace``,
+    ``argparse.Namespace``): looked at as an object of the user's code."""
+    argparse = sys.modules.get("argparse")
+    return isinstance(value, SimpleNamespace) or (
+        argparse is not None and isinstance(value, argparse.Namespace))
+
+
+def _parts_of(value: Any) -> list[tuple[str, Any]] | None:
+    """The parts of ``value`` that ``bound_shape`` looks at one by one, each named: a
+    tuple's or list's items (a namedtuple's too), a dict's values (an OrderedDict's too),
+    the attributes of an object of the user's code (its ``__dict__`` and ``__slots__``).
+    None: none (a library's object, a thread or a process holding this process's ids,
+    counts by its type; but a namespace of settings: ``_holds_settings``), or more than
+    ``_PARTS``."""
+    parts: list[tuple[str, Any]]
+    if isinstance(value, (tuple, list)):
+        parts = [(str(at), part) for at, part in enumerate(value[:_PARTS + 1])]
+    elif isinstance(value, dict):
+        parts = [(_key_text(k), part) for k, part in list(value.items())[:_PARTS + 1]]
+    elif is_user_module(type(value).__module__) or _holds_settings(value):
+        state = getattr(value, "__dict__", None)
+        parts = [(_key_text(k), part) for k, part in state.items()] if type(state) is dict else []
+        for klass in type(value).__mro__:
+            slots = vars(klass).get("__slots__", ())
+            for name in [slots] if isinstance(slots, str) else slots:
+                if name not in ("__dict__", "__weakref__") and hasattr(value, name):
+                    parts.append((f".{name}", getattr(value, name)))
+    else:
+        return None
+    return None if len(parts) > _PARTS else parts
 
 
 def _type_shape(value: Any) -> tuple[str, str, str]:
