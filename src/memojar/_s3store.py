@@ -122,6 +122,7 @@ ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
 ENTRY_SNIFF = 16
 UNLINK_THREADS = 8  # objects checked at a time by a removal (below the client's 10 connections)
 DELETE_MANY = 1000  # objects a multi-object delete (DeleteObjects) removes at most (S3's limit)
+BATCH_RECHECK = 600.0  # seconds a store's answer to whether those deletes honour ETags holds
 # a key's error in a DeleteObjects answer that says to try again (S3 answers some keys so)
 _RETRIED = frozenset({"InternalError", "SlowDown", "ServiceUnavailable", "500", "503"})
 FAULT_BACKOFF = 1.0  # seconds of failing fast after a connection fault
@@ -587,22 +588,35 @@ class _Bucket:
         etags = dict(objects)
         for refused in response.get("Errors", []):
             name = str(refused.get("Key", ""))
-            if str(refused.get("Code", "")) in _RETRIED and name in etags:
-                # A key's own passing fault inside an answered batch, which the client's
-                # retries never see (before, it failed the whole removal, the other keys
-                # removed but not counted): that key alone, as one removal (retried)
+            if name not in etags:
+                continue  # (no key of this request's)
+            if str(refused.get("Code", "")) not in _RETRIED:
+                try:
+                    with self._errors("removing", name, again=True):  # (answered)
+                        raise botocore.exceptions.ClientError({"Error": refused},
+                                                              "DeleteObjects")
+                except FileNotFoundError:
+                    if again:
+                        removed.add(name)
+                    continue
+                except FileExistsError:
+                    continue
+                except PermissionError as exc:  # this object's (a legal hold): the others
+                    logger.debug("cannot remove %s: %s", name, exc)  # go on
+                    continue
+                except (ConnectionError, TimeoutError):
+                    raise
+                except OSError as exc:  # a code not known here: as a passing fault
+                    logger.debug("removing %s in a batch: %s; alone now", name, exc)
+            # A key's own passing fault inside an answered batch (InternalError, SlowDown),
+            # which the client's retries never see, or an error not known here: that key
+            # alone, as one removal (retried; a refused condition looked at), its own
+            # refusal then (a legal hold) as above. Before, it failed the whole removal,
+            # the other keys removed but not counted, and the batches after not sent.
+            try:
                 if self.delete_unchanged(name, etags[name]):
                     removed.add(name)
-                continue
-            try:
-                with self._errors("removing", name, again=True):  # (answered)
-                    raise botocore.exceptions.ClientError({"Error": refused}, "DeleteObjects")
-            except FileNotFoundError:
-                if again:
-                    removed.add(name)
-            except FileExistsError:
-                pass
-            except PermissionError as exc:  # this object's (a legal hold): the others go on
+            except PermissionError as exc:
                 logger.debug("cannot remove %s: %s", name, exc)
         return removed
 
@@ -759,8 +773,9 @@ class S3Store(Store):
         self._bucket.attempt = self._renewer.attempt  # an abort the server could not take now
         self._releases = 0  # leases this process released: its waiters look again then
         self._conditions_checked = False  # the server honours conditional writes? (once)
-        # the server honours the ETags of a multi-object delete? (``_batches``: once)
-        self._batch_checked: bool | None = None
+        # the server honours the ETags of a multi-object delete? and when it was asked
+        # (monotonic; ``_batches``: again after BATCH_RECHECK)
+        self._batch_checked: tuple[bool, float] | None = None
         self._leases: dict[str, _Lease] = {}  # entry object -> this process's lease on it
         self._dirs: dict[str, str] = {}  # function -> "PREFIX/<fdir>/"
         # objects at entries' names found not to be entries (``_unlink``), as listed (name,
@@ -975,14 +990,18 @@ class S3Store(Store):
                 for e, r in zip(entries, done, strict=True)]
 
     def _batches(self, entry: StoredEntry) -> bool:
-        """Whether the server honours the ETags of a multi-object delete, asked once (and
-        again after an answer that did not tell): a lease object of no key is written in
-        ``entry``'s folder, deleted in a ``DeleteObjects`` with another ETag, and looked
-        at. Still there: honoured (AWS S3 since 2025, moto 5.2.6); gone: ignored (moto
-        before; a batch would remove an entry written after its look). The lease is removed
-        after; one an interrupt leaves, ``cleanup`` removes as any stale lease."""
-        if self._batch_checked is not None:
-            return self._batch_checked
+        """Whether the server honours the ETags of a multi-object delete, asked once in
+        ``BATCH_RECHECK`` (and again after an answer that did not tell): a lease object of
+        no key is written in ``entry``'s folder, deleted in a ``DeleteObjects`` with another
+        ETag, and looked at. Still there: honoured (AWS S3 since 2025, moto 5.2.6); gone:
+        ignored (moto before; a batch would remove an entry written after its look). The
+        lease is removed after; one an interrupt leaves, ``cleanup`` removes as any stale
+        lease (after ``ORPHAN_AGE``). Asked again in time: before, a long-lived process
+        kept its first answer, and a server put back to one that ignores them (the same
+        endpoint) had its batches remove entries written after their looks."""
+        checked = self._batch_checked
+        if checked is not None and time.monotonic() - checked[1] < BATCH_RECHECK:
+            return checked[0]
         bucket = self._bucket
         name = f"{self.prefix}{entry.function_dir}/{secrets.token_hex(16)}{LEASE_SUFFIX}"
         body = f"{secrets.token_hex(16)} pid {os.getpid()}\n".encode()
@@ -1001,7 +1020,7 @@ class S3Store(Store):
         except OSError as exc:  # refused (no DeleteObjects, no PutObject): one by one
             logger.debug("not removing in batches: %s", exc)
             honoured = False
-        self._batch_checked = honoured
+        self._batch_checked = honoured, time.monotonic()
         return honoured
 
     def _remove(self, entry: StoredEntry) -> bool:
@@ -1543,14 +1562,19 @@ class _PoolQueue(queue.LifoQueue[Any]):
 
 
 def _close_connections(client: Any) -> None:
-    """Close the connections ``client`` pools. Each of its pools is closed first: botocore's
-    ``close`` only drops them from its pool manager, and urllib3 closes a dropped pool's
-    connections when it is freed, which a reference cycle (seen on 3.13: every pool) puts
-    off until the cycle collector runs. A connection a request holds now is closed when
-    it comes back; a later request makes a new pool."""
+    """Close the connections ``client`` holds idle. Its pools are dropped from its pool
+    managers first (botocore's ``close``: a request starting now makes a new pool), then
+    each one's idle connections are closed, their places left for new ones: urllib3 closes
+    a dropped pool's connections only when it is freed, which a reference cycle (seen on
+    3.13: every pool) puts off until the cycle collector runs. The pools are not closed: a
+    request of another thread that took one just before connects anew. Before, they were,
+    first: such a request failed ("Pool is closed", ``ClosedPoolError``), taken for a fault
+    of the server, and every call of the cache stored nothing for ``FAULT_BACKOFF``. A
+    connection a request holds now is closed when its pool is freed."""
     session = getattr(getattr(client, "_endpoint", None), "http_session", None)
     managers = [getattr(session, "_manager", None),
                 *getattr(session, "_proxy_managers", {}).values()]
+    dropped = []
     for manager in managers:
         pools: Any = getattr(manager, "pools", None)
         if pools is None:
@@ -1558,10 +1582,30 @@ def _close_connections(client: Any) -> None:
         for key in list(pools.keys()):
             pool = pools.get(key)  # (one another thread's request dropped meanwhile: None)
             if pool is not None:
-                pool.close()
+                dropped.append(pool)
     close = getattr(client, "close", None)  # (botocore 1.20 and later)
     if callable(close):
         close()
+    for pool in dropped:
+        _close_idle(getattr(pool, "pool", None))
+
+
+def _close_idle(idle: Any) -> None:
+    """Close the connections the queue ``idle`` of a pool holds, a place (None: a new
+    connection) put back for each (``_PoolQueue``: no lock, no wait)."""
+    if idle is None:
+        return
+    taken = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            taken.append(idle.get(block=False))
+    for connection in taken:
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+    with contextlib.suppress(queue.Full):
+        for _ in taken:
+            idle.put(None, block=False)
 
 
 @functools.lru_cache(maxsize=8)
