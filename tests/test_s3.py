@@ -2357,16 +2357,23 @@ def test_clear_keeps_an_entry_rewritten_after_its_look(
     _multi_delete(monkeypatch, server)
     cache = Cache(s3_location, secret=SECRET)
     double, _ = counted(cache)
+    _clear_keeps_an_entry_rewritten_after_its_look(cache, double, client, monkeypatch)
+    cache.close()
+
+
+def _clear_keeps_an_entry_rewritten_after_its_look(cache: Cache, double: Any, client: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store ``double`` of 0 to 4, rewrite the entry of 3 just after the clear's look at
+    it, and check that the clear removes the four others and keeps it."""
     for x in range(5):
         double(x)
-    bucket, _ = split(s3_location)
-    name = entry_object(s3_location, double, 3)
+    bucket, _ = split(cache.store.location)
+    name = entry_object(cache.store.location, double, 3)
     looked = _rewritten_while_checked(monkeypatch, name, lambda: client.put_object(
         Bucket=bucket, Key=name, Body=b"".join(entry(double.cache_key(3)))))
     assert cache.clear() == 4
     assert looked
     assert [e.key for e in cache.entries()] == [double.cache_key(3)]
-    cache.close()
 
 
 def test_a_store_asks_again_in_time_whether_batches_honour_etags(
@@ -2383,15 +2390,7 @@ def test_a_store_asks_again_in_time_whether_batches_honour_etags(
         double(1)
         assert cache.clear() == 2  # (asked: honoured, in one batch)
     monkeypatch.setattr(_s3store, "BATCH_RECHECK", 0.0)
-    for x in range(5):
-        double(x)
-    bucket, _ = split(s3_location)
-    name = entry_object(s3_location, double, 3)
-    looked = _rewritten_while_checked(monkeypatch, name, lambda: client.put_object(
-        Bucket=bucket, Key=name, Body=b"".join(entry(double.cache_key(3)))))
-    assert cache.clear() == 4
-    assert looked
-    assert [e.key for e in cache.entries()] == [double.cache_key(3)]  # (before: [])
+    _clear_keeps_an_entry_rewritten_after_its_look(cache, double, client, monkeypatch)
     cache.close()
 
 
