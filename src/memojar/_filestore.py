@@ -411,6 +411,15 @@ def _merges_kept(merges: dict[str, list[Any]], writer: str,
     return kept
 
 
+def _identity_of(folder: str) -> tuple[int, int] | None:
+    """Which folder is at ``folder`` (its device and inode; None: none)."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     """Which file is at ``path`` (None: none): a file replaced has another inode."""
     try:
@@ -455,6 +464,9 @@ class FileStore(Store):
         # Whether the root is known to hold memojar's tag (claimed now, or tagged by this
         # store's first ``_makedirs``): until then, creating a folder checks the tag first.
         self._tagged = bool(is_dir) and _claim(root)
+        # The root's (st_dev, st_ino) once known tagged: its tag found gone later is put back
+        # only in that folder (``_tag_again``), never in one made at its path since
+        self._root_id = _identity_of(root) if self._tagged else None
         self.root = self.location = root
         self.max_size = max_size
         self.signed = trust_foreign  # with a secret, the signature decides
@@ -1013,14 +1025,31 @@ class FileStore(Store):
         return current  # another thread opened it first (this one closes when dropped)
 
     def _make_shard(self, function: str, folder: _Folder, shard: str) -> _Folder:
-        """Create ``shard`` in the folder; the folder reopened if it was removed."""
+        """Create ``shard`` in the folder; the folder reopened if it was removed. A shard
+        made (rare: 256 a function) looks at the root's tag (``_tag_again``)."""
         try:
             os.mkdir(shard, 0o700, dir_fd=folder.fd)
         except FileExistsError:  # another process made it first
             pass
         except FileNotFoundError:  # the folder itself was removed (clear, prune)
             return self._open_folder(function, folder)
+        else:
+            self._tag_again()
         return folder
+
+    def _tag_again(self) -> None:
+        """Put the root's tag back if it went while this store writes in the root (an
+        ``rm -rf`` of the cache under way, which then fails on what this process writes
+        meanwhile: "Directory not empty"), where the root is still the folder this store
+        found tagged. Before, what was left was a folder of memojar's entries with no tag,
+        which every later process refused as a folder of the user's
+        (``NotACacheDirectory``), for good. A folder made at the root's path since (another
+        inode) is left to ``_claim``."""
+        if self._root_id is None or is_cache_dir(self.root):
+            return
+        if _identity_of(self.root) == self._root_id:
+            with contextlib.suppress(OSError, NotACacheDirectory):
+                _mark(self.root)
 
     def _open_lock_file(self, function: str) -> int:
         """Open (creating it) the function folder's lock file, never through a link."""
@@ -1088,11 +1117,15 @@ class FileStore(Store):
         it was memojar's (a function folder is being made: the root may have been replaced
         by a folder of the user's since). A root that is not memojar's is an ``OSError``
         here, so a call that was storing its result warns and returns it."""
+        if recheck and self._tagged:
+            self._tag_again()
         try:
             _makedirs(path, self.root, self._tagged and not recheck)
         except NotACacheDirectory as exc:
             self._tagged = False
             raise OSError(errno.EEXIST, str(exc), self.root) from None
+        if not self._tagged:
+            self._root_id = _identity_of(self.root)
         self._tagged = True
         tallied = self._tallied
         if recheck and tallied.writer == _PID[0] and _unlisted(self.root):
@@ -3289,7 +3322,11 @@ def _remove_at(root: str, held: list[tuple[str, int]]) -> None:
 
 
 def _withdraw(root: str) -> None:
-    """Remove this process's writer file of ``root`` and let its lock go."""
+    """Remove this process's writer file of ``root`` and let its lock go. One whose folder
+    cannot be opened for want of descriptors is let go as ``_unhold`` lets one go: removed
+    at the exit (or held again at the next registration). Before, it was forgotten, and
+    left in ``.writers`` after a normal exit (a process at its descriptor limit letting an
+    older cache's file go), taken for a dead writer's by the next reader."""
     held = _ENLISTED.pop(root, None)
     if held is None:
         return
@@ -3297,7 +3334,10 @@ def _withdraw(root: str) -> None:
     fd, name = held
     try:
         dfd = os.open(os.path.join(root, _WRITERS), _O_DIR)
-    except OSError:
+    except OSError as exc:
+        if exc.errno in _OUT_OF_FILES:
+            with contextlib.suppress(OSError):
+                _UNHELD.setdefault(root, []).append((name, os.fstat(fd).st_ino))
         _close_quietly(fd)
         return
     try:

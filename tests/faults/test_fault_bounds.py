@@ -863,6 +863,47 @@ print(turns[0])
     assert left == 0, f"{left} writer files left"
 
 
+def test_a_process_out_of_files_as_it_lets_a_merged_writer_file_go_leaves_none_at_its_exit(
+        tmp_path: Path) -> None:
+    """A process letting go the writer file of a cache whose changes are merged (past
+    ``_ENLISTED_MAX``, here 1), out of open files (``EMFILE``) as it opens ``.writers`` to
+    remove it, leaves no writer file at a normal exit. Before, the file was forgotten
+    there: left in ``.writers`` (a process at its descriptor limit: ``ulimit -n 32``, every
+    time at one count of free descriptors), and taken for a dead writer's by the next
+    reader of the counts."""
+    script = f"""
+import errno, os, sys
+from memojar import Cache, _filestore
+root = {str(tmp_path)!r}
+_filestore._ENLISTED_MAX = 1
+opened = os.open
+refused = [0]
+
+
+def out_of_files_in_withdraw(path, *args, **kwargs):
+    if sys._getframe(1).f_code.co_name == "_withdraw":
+        refused[0] += 1
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+    return opened(path, *args, **kwargs)
+
+
+os.open = out_of_files_in_withdraw
+caches = [Cache(root + "/c%d" % i) for i in range(3)]
+steps = [cache.cached(lambda x: x + 1) for cache in caches]
+for j in range(30):
+    assert steps[j % 3](j) == j + 1
+    caches[j % 3].store.merge_stats({{}})  # (merged: its file is removed when let go)
+os.open = opened
+print(refused[0])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=subprocess_env())
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 10  # the test tests something: merged files let go
+    left = sum(len(os.listdir(tmp_path / f"c{i}" / ".writers")) for i in range(3))
+    assert left == 0, f"{left} writer files left"
+
+
 COUNTED_STEP = """
 import os, signal, sys, threading
 from memojar import Cache

@@ -15,12 +15,14 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 from faultkit import entry_files, subprocess_env, temp_files
 
 from memojar import Cache, MemojarWarning
+from memojar._filestore import function_dir
 
 SIZES = [None, 1_000_000]
 
@@ -141,6 +143,41 @@ def test_cache_directory_deleted_while_running(cache_dir: Path, max_size: int | 
     assert calls == [1, 2, 1, 2]
     assert len(entry_files(cache_dir)) == 2
     assert (cache_dir / "CACHEDIR.TAG").is_file()
+
+
+@pytest.mark.file_only("a directory to remove part way")
+@pytest.mark.parametrize("removed", ["its shards", "its function folder"])
+def test_a_cache_whose_removal_fails_on_what_a_process_writes_meanwhile_stays_a_cache(
+        cache_dir: Path, removed: str) -> None:
+    """``rm -rf`` of a cache a process is writing to fails on what the process writes
+    meanwhile ("Directory not empty"), after it took out the tag and some folders: the
+    process puts the tag back as it makes a shard or a function folder again, so what is
+    left is a cache the next process opens. Before, every later process refused it as a
+    folder of the user's (``NotACacheDirectory``), for good (5 runs of 5: a process making
+    a call every 2 ms while the user ran ``rm -rf``)."""
+    cache = Cache(cache_dir)
+
+    @cache.cached
+    def f(x: int) -> int:
+        return x + 100
+
+    @cache.cached
+    def g(x: int) -> int:  # (a folder the removal has not reached)
+        return x + 200
+
+    assert (f(1), g(1)) == (101, 201)
+    (cache_dir / "CACHEDIR.TAG").unlink()  # the removal under way
+    fdir = cache_dir / function_dir(f.__memojar__.name)
+    if removed == "its shards":
+        for shard in [p for p in fdir.iterdir() if p.is_dir()]:
+            shutil.rmtree(shard)
+    else:
+        shutil.rmtree(fdir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (before, for the function folder: "not cached")
+        assert f(2) == 102
+    assert (cache_dir / "CACHEDIR.TAG").is_file()
+    assert Cache(cache_dir).cached(f.__wrapped__)(2) == 102  # the next process's open
 
 
 @pytest.mark.file_only("a directory to replace")
