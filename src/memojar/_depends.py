@@ -189,7 +189,7 @@ def callable_rows(callables: Iterable[Any]) -> list[Row]:
                          _digest(bound_shape((args, kwargs)))))
         own = _rows_of(target, name)
         rows.extend(own)
-        now = _reloaded_as(target)
+        now = _reloaded_as(target) if own[0][0] == "function" else None  # (a user's)
         if now is not None:  # what its module binds at its name now (see _reloaded_as)
             again = _rows_of(now, name)
             if again != own:

@@ -1044,10 +1044,11 @@ class FileStore(Store):
         found tagged. Before, what was left was a folder of memojar's entries with no tag,
         which every later process refused as a folder of the user's
         (``NotACacheDirectory``), for good. A folder made at the root's path since (another
-        inode) is left to ``_claim``."""
+        inode) is left to ``_claim``, and so is another user's root under ``sudo``
+        (``_anothers_folder``: a tag of root's there would lock its owner out)."""
         if self._root_id is None or is_cache_dir(self.root):
             return
-        if _identity_of(self.root) == self._root_id:
+        if _identity_of(self.root) == self._root_id and not _anothers_folder(self.root):
             with contextlib.suppress(OSError, NotACacheDirectory):
                 _mark(self.root)
 
@@ -1124,7 +1125,7 @@ class FileStore(Store):
         except NotACacheDirectory as exc:
             self._tagged = False
             raise OSError(errno.EEXIST, str(exc), self.root) from None
-        if not self._tagged:
+        if recheck or not self._tagged:  # (tagged now: perhaps a root made again)
             self._root_id = _identity_of(self.root)
         self._tagged = True
         tallied = self._tallied
