@@ -948,10 +948,10 @@ def test_the_memory_tier_sees_a_replacement_whose_writer_was_killed_before_the_b
             rename(src, dst, **kwargs)
             renamed.append(str(dst).endswith(".pkl"))  # the entry's rename
 
-        def killed_after_the_rename(self, fdir):  # its first bump after it: killed instead
-            if any(renamed):
+        def killed_after_the_rename(self, fdir, busy=False):  # its first bump after it:
+            if any(renamed):  # killed instead
                 os.kill(os.getpid(), signal.SIGKILL)
-            bump(self, fdir)
+            bump(self, fdir, busy)
 
         os.rename = noted
         _filestore.FileStore._bump = killed_after_the_rename
@@ -965,6 +965,51 @@ def test_the_memory_tier_sees_a_replacement_whose_writer_was_killed_before_the_b
     assert finish(spawn(m, reader, shared_dir)) == new  # the entry was replaced
     assert len(notes(m, "held")) == (2 if how == "refresh" else 1)  # read, not computed
     assert m.held(1) is not first
+
+
+@pytest.mark.parametrize("written", ["unnamed file", "named temporary file"])
+def test_the_memory_tier_holds_nothing_read_while_a_killed_writer_was_replacing_the_entry(
+    tmp_path: Path, shared_dir: Path, written: str,
+) -> None:
+    """Another process begins replacing the entry (``cache_set``): it bumps the stamp; this
+    process reads the old entry then (its memory tier forgot what it held); the writer
+    renames the new entry into place and is killed (SIGKILL) before its second bump. This
+    process returns the new value, as every reader of the disk does. Before, it held the
+    old value read in that window under the stamp of the change, and served it for good
+    (3 of 10 trials of a busy reader, the attack that found it)."""
+    m = make_module(tmp_path)
+    first = m.held(1)
+    assert m.held(1) is first
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    writer = spawn(m, f"""
+        import os, signal, time
+        from pathlib import Path
+        from memojar import _filestore
+
+        flags, bump = Path({str(flags)!r}), _filestore.FileStore._bump
+
+        def paused_then_killed(self, fdir, busy=False):
+            if not busy:  # the bump that ends the replacement: killed instead
+                os.kill(os.getpid(), signal.SIGKILL)
+            bump(self, fdir, busy)
+            (flags / "begun").touch()
+            while not (flags / "go").exists():  # the reader reads the old entry meanwhile
+                time.sleep(0.01)
+
+        _filestore.FileStore._bump = paused_then_killed
+        m.held.__memojar__.store._tmpfile = {written == "unnamed file"}  # (else max_size's)
+        m.held.cache_set(['s'], 1)
+    """, shared_dir)
+    wait_for(lambda: (flags / "begun").exists() or writer.poll() is not None)
+    read_meanwhile = m.held(1)  # the stamp changed: forgotten, and the old entry read
+    assert read_meanwhile == [1] and read_meanwhile is not first
+    (flags / "go").touch()
+    writer.communicate(timeout=60)
+    assert writer.returncode == -signal.SIGKILL
+    assert m.held(1) == ["s"]
+    assert m.held(1) == ["s"]  # held from the disk's stamp on, which stays odd: read again
+    assert len(notes(m, "held")) == 1  # nothing computed again
 
 
 LATE_HOLDER = """

@@ -1184,7 +1184,9 @@ class _Memo:
         # not in the wrapper, so that a memory hit costs what it did.
         with self.revalidating_lock:
             now = time.time()
-            if (self.holding and stamp == self.stamp == self.generation[0]
+            # An odd stamp: another process is changing the entries (``_bump``), and what
+            # was read may be what it replaces; held once the change has ended.
+            if (self.holding and stamp == self.stamp == self.generation[0] and not stamp & 1
                     and renewals == self.renewals and expires > now
                     and (type(mkey) is str or self.simple)
                     and (expires == math.inf or now >= born - CLOCK_SKEW)):

@@ -34,6 +34,7 @@ import os
 import re
 import socket
 import stat
+import sys
 import threading
 import time
 import weakref
@@ -776,6 +777,7 @@ class FileStore(Store):
                 _unlink(made_name, at[0])
             raise
         sfd = at[0]
+        begun = False  # the stamp made odd: made even again whatever happens
         try:
             try:
                 if not written:
@@ -789,8 +791,10 @@ class FileStore(Store):
                     # before the rename as well as after it, as at a removal: a writer
                     # killed between the two (SIGKILL, the OOM killer) left them serving it
                     # for good, where every reader of the disk got the new one. (Only one
-                    # that read the old entry between this bump and the rename keeps it.)
-                    self._bump(os.path.basename(self._dirs[function]))
+                    # that read the old entry between this bump and the rename kept it:
+                    # now the stamp is odd until the bump that ends it, ``_bump``.)
+                    begun = True
+                    self._bump(os.path.basename(self._dirs[function]), busy=True)
                     with self._settling() as ledger:
                         replaced = _size_at(name, sfd)
                         os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
@@ -816,6 +820,8 @@ class FileStore(Store):
                 # reservation for the life of the process, and the lock's error replaced
                 # the write's own.
                 _unlink(tmp, sfd)
+                if begun:
+                    self._bump(os.path.basename(self._dirs[function]))
             raise
         fdir = os.path.basename(self._dirs[function])
         if replaced:
@@ -850,57 +856,61 @@ class FileStore(Store):
         tallied = self._tallied  # (``_count``'s test, before the entry is there)
         if tallied.writer != _PID[0]:
             tallied.enlist(self)
-        for _ in _TRIES:
-            try:  # ``_shard_in``'s usual case, inline (a frame less a miss)
-                sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
-            except OSError as exc:  # missing (made), a link (refused), the folder removed:
-                if exc.errno is None:  # (not a system call's: the caller's signal handler's)
-                    raise
-                sfd, folder = self._shard_in(function, folder, shard)  # all in ``_shard_in``
-            try:
+        begun = ""  # the folder whose stamp a replacement made odd: even again at the end
+        try:
+            for _ in _TRIES:
+                try:  # ``_shard_in``'s usual case, inline (a frame less a miss)
+                    sfd = os.open(shard, _O_DIR, dir_fd=folder.fd)
+                except OSError as exc:  # missing (made), a link (refused), the folder removed:
+                    if exc.errno is None:  # (not a system call's: the caller's signal handler's)
+                        raise
+                    sfd, folder = self._shard_in(function, folder, shard)  # all in ``_shard_in``
                 try:
-                    fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
-                except FileNotFoundError:  # the shard was removed since (an empty one)
-                    folder = self._make_shard(function, self._folder(function), shard)
-                    continue
-                except OSError as exc:
-                    if exc.errno in _NO_TMPFILE:
-                        raise _NoTmpfile from exc
-                    if exc.errno == errno.EPERM and _removed(sfd):  # ext4's word for it
-                        folder = self._make_shard(function, self._folder(function), shard)
-                        continue
-                    raise
-                try:
-                    written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
-                    if written != size:  # a short write: the rest after it
-                        _write_rest(fd, chunks, written)
-                    source = f"{_PROC_FD}{fd}"
                     try:
-                        try:
-                            os.link(source, name, dst_dir_fd=sfd, follow_symlinks=True)
-                            replaced = 0
-                        except FileExistsError:  # an entry is there (refresh, cache_set,
-                            self._bump(folder.name)  # a race): as ``_write_at``
-                            replaced = _rename_over(source, sfd, name)
-                    except FileNotFoundError:  # the shard was removed meanwhile (as above),
-                        # also once the entry there was seen (before: the result was lost)
+                        fd = os.open(".", _O_TMPFILE, 0o600, dir_fd=sfd)
+                    except FileNotFoundError:  # the shard was removed since (an empty one)
                         folder = self._make_shard(function, self._folder(function), shard)
                         continue
+                    except OSError as exc:
+                        if exc.errno in _NO_TMPFILE:
+                            raise _NoTmpfile from exc
+                        if exc.errno == errno.EPERM and _removed(sfd):  # ext4's word for it
+                            folder = self._make_shard(function, self._folder(function), shard)
+                            continue
+                        raise
+                    try:
+                        written = os.writev(fd, chunks) if len(chunks) <= _IOV_MAX else 0
+                        if written != size:  # a short write: the rest after it
+                            _write_rest(fd, chunks, written)
+                        source = f"{_PROC_FD}{fd}"
+                        try:
+                            try:
+                                os.link(source, name, dst_dir_fd=sfd, follow_symlinks=True)
+                                replaced = 0
+                            except FileExistsError:  # an entry is there (refresh, cache_set,
+                                begun = folder.name  # a race): as ``_write_at``
+                                self._bump(begun, busy=True)
+                                replaced = _rename_over(source, sfd, name)
+                        except FileNotFoundError:  # the shard was removed meanwhile (as above),
+                            # also once the entry there was seen (before: the result was lost)
+                            folder = self._make_shard(function, self._folder(function), shard)
+                            continue
+                    finally:
+                        os.close(fd)
                 finally:
-                    os.close(fd)
-            finally:
-                os.close(sfd)
-            if replaced:  # memory tiers holding the old value forget it (see ``_write_at``)
-                self._bump(folder.name)
-            # ``_count``, inline (a frame less a miss): keep the two alike
-            deltas = tallied.deltas
-            deltas.append((folder.name, 0 if replaced else 1, size - replaced))
-            if len(deltas) > _DELTAS_KEPT:
-                with tallied.lock:
-                    tallied.added_up()
-            return size
-        raise OSError(errno.ENOENT, "the function's folder keeps being removed",
-                      self._dirs[function])
+                    os.close(sfd)
+                # ``_count``, inline (a frame less a miss): keep the two alike
+                deltas = tallied.deltas
+                deltas.append((folder.name, 0 if replaced else 1, size - replaced))
+                if len(deltas) > _DELTAS_KEPT:
+                    with tallied.lock:
+                        tallied.added_up()
+                return size
+            raise OSError(errno.ENOENT, "the function's folder keeps being removed",
+                          self._dirs[function])
+        finally:
+            if begun:  # memory tiers holding the old value forget it (see ``_write_at``)
+                self._bump(begun)
 
     def _folder(self, function: str) -> _Folder:
         """The function's folder as this process writes to it (created if missing).
@@ -1347,7 +1357,7 @@ class FileStore(Store):
                     break
                 try:
                     try:
-                        os.write(fd, os.urandom(8))
+                        os.write(fd, _new_stamp())
                         if shared:
                             os.fchmod(fd, 0o600 | shared)
                     finally:
@@ -1433,8 +1443,8 @@ class FileStore(Store):
             if known is None:  # seen removed before: nothing changed since
                 return None
             self._stamps[function] = None
-            return bytearray(os.urandom(8))
-        return self.generation(function) or bytearray(os.urandom(8))
+            return bytearray(_new_stamp())
+        return self.generation(function) or bytearray(_new_stamp())
 
     def _not_a_stamp(self, gen: str, st: os.stat_result) -> str:
         """Why the file at a stamp's name is not used (``no_stamp_why``)."""
@@ -1449,9 +1459,17 @@ class FileStore(Store):
         self.path(function, "")
         self._bump(os.path.basename(self._dirs[function]))
 
-    def _bump(self, fdir: str) -> None:
+    def _bump(self, fdir: str, busy: bool = False) -> None:
         """Rewrite a function directory's stamp in place, if it has one (no one maps a
-        stamp that does not exist). Never truncates it: mappings stay valid."""
+        stamp that does not exist). Never truncates it: mappings stay valid.
+
+        ``busy``: a change of its entries begins (an odd stamp, ``_new_stamp``), which a
+        bump without it ends (an even one), also when the change fails. Memory tiers hold
+        nothing read while the stamp is odd: a value read between the two may be the one
+        the change replaces or removes. Before, a tier that read the old entry then held it
+        under the stamp of the change, and served it for good when the writer was killed
+        (SIGKILL, the OOM killer) before its second bump; now such a writer leaves the
+        tiers holding nothing until the next change ends, never the old value."""
         try:  # relative to the folder opened without following links: one swapped for a
             with _dir_at(self.root, fdir) as ffd:  # link after an ``lstat`` took the write
                 if ffd is None:  # to an 8-byte file where the link led
@@ -1462,7 +1480,7 @@ class FileStore(Store):
             return
         try:
             if _own_stamp(os.fstat(fd)):
-                os.pwrite(fd, os.urandom(8), 0)
+                os.pwrite(fd, _new_stamp(busy), 0)
         except OSError as exc:
             logger.debug("cannot bump the generation of %s: %s", fdir, exc)
         finally:
@@ -1991,7 +2009,7 @@ class FileStore(Store):
         # and a clear run again finds nothing of what it removed, so bumps nothing. Before,
         # other processes' memory tiers then returned those removed entries' values for good.
         for fdir in touched:
-            self._bump(fdir)
+            self._bump(fdir, busy=True)
         if touched and self._tallied.writer != _PID[0]:  # registered before the first unlink
             self._tallied.enlist(self)
         try:
@@ -3625,6 +3643,14 @@ def _rewrite_in_place(path: str, data: bytes) -> bool:
 
 
 _LINKED_TRIES = 20  # a new stamp has its temporary name as a second link for a moment
+
+
+def _new_stamp(busy: bool = False) -> bytes:
+    """8 random bytes for a generation stamp, read as one native unsigned integer by the
+    memory tiers: odd while a change of the function's entries is ``busy`` (``_bump``),
+    even otherwise."""
+    value = int.from_bytes(os.urandom(8), sys.byteorder)
+    return (value | 1 if busy else value & ~1).to_bytes(8, sys.byteorder)
 
 
 def _own_stamp(st: os.stat_result) -> bool:
