@@ -672,6 +672,25 @@ def _state_shape(value: Any) -> Any:
 _PARTS = 256  # parts of one container or object looked at one by one (``bound_shape``)
 
 
+class _Walk(threading.local):
+    """``left``: what the ``bound_shape`` this thread is in may still hash, as ``[items,
+    bytes of pickle, bytes of arrays]`` (``_keys.state_key`` takes from it); None outside
+    one. ``shapes``: the shapes it gave, by the object's id and the depth (the object kept
+    beside: its id stays its own)."""
+
+    left: list[int] | None = None
+    shapes: dict[tuple[int, int], tuple[Any, Any]] | None = None
+
+
+walk = _Walk()
+# What one ``bound_shape`` may hash in all, in every process alike (by what it hashed, never
+# by time): 100 times the items one state may hold, 16 times its bytes (``_keys``: 100,000
+# items, 16 MB of pickle, 1 GB of arrays), about a second each. Before, each part had its own
+# limits and nothing bounded their sum: 64 attributes of 64 lists of 100,000 numbers beside
+# a lock took 45 s at the first call. Parts met once it is spent count by their type.
+WALK_ITEMS, WALK_BYTES, WALK_BUFFERS = 10_000_000, 256 << 20, 16 << 30
+
+
 def bound_shape(value: Any, depth: int = 6) -> Any:
     """What is bound to a callable (a partial's arguments, a callable instance, a bound
     method's object, a library callable's own state: ``operator.itemgetter("id")``) as the
@@ -681,18 +700,38 @@ def bound_shape(value: Any, depth: int = 6) -> Any:
     library's object among them, by its type. Before, the whole counted by its type: under
     ``partial(key, lock=Lock(), mod=10)`` and ``mod=100`` alike, ``f(1)`` returned what
     ``f(11)`` had stored. A part made anew in each process (a time, a random seed) keys
-    each process apart, as it does where nothing beside it stops the pickling."""
-    shape = _value_shape(value, set(), by_state=True)
-    if depth == 0 or not (type(shape) is tuple and shape and shape[0] == "type"):
-        return shape
+    each process apart, as it does where nothing beside it stops the pickling.
+
+    What it hashes in all is bounded (``WALK_ITEMS``...), parts are looked at in the order
+    of their names, and an object met again (a list held by each of many parts) is shaped
+    once."""
+    if walk.left is not None:  # inside another's walk (a callable bound to a callable)
+        return _bound_shape(value, depth)
+    walk.left, walk.shapes = [WALK_ITEMS, WALK_BYTES, WALK_BUFFERS], {}
     try:
-        parts = _parts_of(value)
-    except Exception:  # noqa: BLE001 - whatever looking at it raised (a proxy's getattr,
-        return shape  # a key's broken __repr__): by its type
-    if parts is None:
-        return shape
-    return ("parts", shape, tuple(sorted((name, repr(bound_shape(part, depth - 1)))
-                                         for name, part in parts)))
+        return _bound_shape(value, depth)
+    finally:
+        walk.left = walk.shapes = None
+
+
+def _bound_shape(value: Any, depth: int) -> Any:
+    shapes = walk.shapes
+    known = shapes.get((id(value), depth)) if shapes is not None else None
+    if known is not None:
+        return known[1]
+    shape = _value_shape(value, set(), by_state=True)
+    if depth > 0 and type(shape) is tuple and shape and shape[0] == "type":
+        try:
+            parts = _parts_of(value)
+        except Exception:  # noqa: BLE001 - whatever looking at it raised (a proxy's getattr,
+            parts = None  # a key's broken __repr__): by its type
+        if parts is not None:
+            parts.sort(key=operator.itemgetter(0))
+            shape = ("parts", shape, tuple(sorted(  # walked in order: the same budget
+                (name, repr(_bound_shape(part, depth - 1))) for name, part in parts)))
+    if shapes is not None:
+        shapes[(id(value), depth)] = (value, shape)
+    return shape
 
 
 def _holds_settings(value: Any) -> bool:

@@ -803,11 +803,12 @@ BUFFER_LIMIT = 1 << 30  # bytes of arrays, hashed in place (xxh3: about 0.1 s)
 _ITEMS_LIMIT = 100_000  # items of containers, nested ones too: sorted before any pickling
 
 
-def _items_within(value: Any, left: int) -> bool:
-    """Whether the containers in ``value`` (nested ones, and those in objects' attributes)
-    hold at most ``left`` items in all, counted as ``normalize`` visits them (a container
+def _items_left(value: Any, left: int) -> int:
+    """``left`` less the items the containers in ``value`` (nested ones, and those in
+    objects' attributes) hold in all, counted as ``normalize`` visits them (a container
     held twice counts twice): normalising sorts and copies them before any byte reaches the
-    pickle, so the pickle's limit cannot bound it. Stops once the count passes ``left``.
+    pickle, so the pickle's limit cannot bound it. Stops (below 0) once the count passes
+    ``left``.
 
     Built-in containers (an instance's ``__dict__`` too) are counted where they are met,
     and only what they hold that is not an atom is looked at: the count is the same as
@@ -824,14 +825,14 @@ def _items_within(value: Any, left: int) -> bool:
         if t is list or t is tuple or t is set or t is frozenset:
             left -= len(obj)
             if left < 0:
-                return False
+                return left
             if not atoms.issuperset(map(type, obj)):
                 stack.extend(obj)
             continue
         if t is dict:
             left -= len(obj)
             if left < 0:
-                return False
+                return left
             if not atoms.issuperset(map(type, obj)):
                 stack.extend(obj)
             if not atoms.issuperset(map(type, obj.values())):
@@ -843,13 +844,13 @@ def _items_within(value: Any, left: int) -> bool:
             if isinstance(obj, dict):  # a subclass: by its own keys() and values()
                 left -= len(obj)
                 if left < 0:
-                    return False
+                    return left
                 stack.extend(obj.keys())
                 stack.extend(obj.values())
             elif isinstance(obj, (list, tuple, set, frozenset)):
                 left -= len(obj)
                 if left < 0:
-                    return False
+                    return left
                 stack.extend(obj)
             elif _answers_by_type(t):  # none of the above for each of its instances
                 plain.add(t)
@@ -860,12 +861,12 @@ def _items_within(value: Any, left: int) -> bool:
         if type(attributes) is dict:  # counted here as the dict it is (above)
             left -= len(attributes)
             if left < 0:
-                return False
+                return left
             if not atoms.issuperset(map(type, attributes)):
                 stack.extend(attributes)
             if not atoms.issuperset(map(type, attributes.values())):
                 stack.extend(attributes.values())
-    return True
+    return left
 
 
 def _answers_by_type(t: type) -> bool:
@@ -915,12 +916,31 @@ class _Digest:
 def state_key(value: Any) -> str | None:
     """A digest of ``value``'s state as a call argument is keyed (normalised, pickled
     canonically, arrays in place), or None if it is larger than the limits above: the
-    pickle is hashed as it is written, never held, and stopped at the limit."""
-    if not _items_within(value, _ITEMS_LIMIT):
+    pickle is hashed as it is written, never held, and stopped at the limit. Within a
+    ``bound_shape``, also within what that may still hash, which this takes from."""
+    budget = _identity.walk.left
+    if budget is None:
+        return _state_key(value, [_ITEMS_LIMIT, STATE_LIMIT, BUFFER_LIMIT])
+    limits = [min(_ITEMS_LIMIT, budget[0]), min(STATE_LIMIT, budget[1]),
+              min(BUFFER_LIMIT, budget[2])]
+    left = limits.copy()
+    try:
+        return _state_key(value, left)
+    finally:
+        for at, (limit, unused) in enumerate(zip(limits, left, strict=True)):
+            budget[at] -= limit - max(unused, 0)
+
+
+def _state_key(value: Any, left: list[int]) -> str | None:
+    """``state_key`` within ``left``: ``[items, bytes of pickle, bytes of arrays]``, each
+    lowered by what it takes (below 0: past it, and None)."""
+    left[0] = _items_left(value, left[0])
+    if left[0] < 0:
         return None
     digest = _Digest()
+    digest.left = left[1]
     buffers: list[pickle.PickleBuffer] = []
-    room = [BUFFER_LIMIT]
+    room = left[2:]
 
     def take(buffer: pickle.PickleBuffer) -> None:
         room[0] -= memoryview(buffer).nbytes
@@ -939,6 +959,7 @@ def state_key(value: Any) -> str | None:
         return None
     finally:
         _limits.state = previous
+        left[1], left[2] = digest.left, room[0]
     for buf in buffers:
         try:
             raw = buf.raw()
