@@ -938,6 +938,37 @@ def test_what_a_bound_object_may_hash_is_bounded_the_rest_counting_by_type(
     assert shape("a9") == shape()  # past it: by its type
 
 
+_STATIC_CALL_KEY_SCRIPT = """
+import sys
+from memojar import cached
+
+def by_mod(x):
+    return x % {mod}
+
+class ByMod:
+    __call__ = staticmethod(by_mod)
+
+@cached(cache_dir={cache!r}, key=ByMod())
+def f(x):
+    return x * 2
+
+print(f(int(sys.argv[1])))
+"""
+
+
+def test_a_key_object_whose_call_is_a_staticmethod_is_taken_and_follows_its_code(
+    tmp_path: Path,
+) -> None:
+    """A callable instance whose class says ``__call__ = staticmethod(by_mod)`` is a
+    ``key=`` taking ``f``'s arguments (before, refused: ``inspect.signature`` reports
+    ``()`` for it), and ``by_mod`` edited never returns what its old code stored."""
+    cache = str(tmp_path / "c")
+    tens = _STATIC_CALL_KEY_SCRIPT.format(cache=cache, mod=10)
+    assert run_python(tens, "11").strip() == "22"
+    assert run_python(tens, "1").strip() == "22"  # keyed 1 as f(11): its value
+    assert run_python(_STATIC_CALL_KEY_SCRIPT.format(cache=cache, mod=100), "1").strip() == "2"
+
+
 _LIBRARY_KEY_SCRIPT = """
 import operator, sys
 from memojar import cached

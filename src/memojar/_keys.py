@@ -150,6 +150,17 @@ def _describe(func: Callable[..., Any]) -> str:
     return getattr(func, "__qualname__", None) or type(func).__qualname__
 
 
+def _called(key: Callable[..., Any]) -> Callable[..., Any]:
+    """What runs when ``key`` is called, for its signature: a callable instance whose class
+    says ``__call__ = staticmethod(f)`` runs ``f`` with every argument. Before, it was
+    refused as ``key=`` (``inspect.signature`` reports ``()`` for such an instance)."""
+    for klass in type(key).__mro__:
+        call = vars(klass).get("__call__")
+        if call is not None:
+            return key.__call__ if isinstance(call, staticmethod) else key
+    return key
+
+
 def make_key_caller(
     func: Callable[..., Any], key: Callable[..., Any]
 ) -> Callable[..., tuple[Any, ...]]:
@@ -180,7 +191,7 @@ def make_key_caller(
         else:
             call.append("**" + p.name)
     try:
-        key_sig = inspect.signature(key)
+        key_sig = inspect.signature(_called(key))
     except (TypeError, ValueError):  # a builtin without a signature: cannot check
         key_sig = None
     if key_sig is not None:
