@@ -157,7 +157,7 @@ def _called(key: Callable[..., Any]) -> Callable[..., Any]:
     for klass in type(key).__mro__:
         call = vars(klass).get("__call__")
         if call is not None:
-            return key.__call__ if isinstance(call, staticmethod) else key
+            return call.__func__ if isinstance(call, staticmethod) else key
     return key
 
 
