@@ -938,6 +938,33 @@ def test_what_a_bound_object_may_hash_is_bounded_the_rest_counting_by_type(
     assert shape("a9") == shape()  # past it: by its type
 
 
+def _helper_with(table: list[int]) -> Any:
+    def helper(x: int, table: list[int] = table) -> int:
+        return table[x]
+
+    return helper
+
+
+def test_a_function_met_in_a_bound_objects_walk_keeps_its_own_identity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A function met while a bound object's parts are hashed (a helper in a list beside a
+    lock) gets the identity it has anywhere else, made with its own limits, whatever is
+    left of the object's budget (here 10 items): that identity is kept for the life of
+    the process. Made with what was left, its default table of 1,000 numbers counted by
+    its type, and two helpers differing in it shared one identity from then on."""
+    from memojar import _identity
+
+    monkeypatch.setattr(_identity, "WALK_ITEMS", 10)
+    first, second = _helper_with(list(range(1_000))), _helper_with(list(range(1, 1_001)))
+    _identity.bound_shape(_Held(helpers=[first]))
+    _identity.bound_shape(_Held(helpers=[second]))
+    made_inside = _identity.function_identity(first)
+    assert made_inside != _identity.function_identity(second)
+    _identity._function_ids.pop(first)
+    assert _identity.function_identity(first) == made_inside
+
+
 _STATIC_CALL_KEY_SCRIPT = """
 import sys
 from memojar import cached

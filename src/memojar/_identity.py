@@ -672,7 +672,7 @@ def _state_shape(value: Any) -> Any:
 _PARTS = 256  # parts of one container or object looked at one by one (``bound_shape``)
 
 
-class _Walk(threading.local):
+class _Budget(threading.local):
     """``left``: what the ``bound_shape`` this thread is in may still hash, as ``[items,
     bytes of pickle, bytes of arrays]`` (``_keys.state_key`` takes from it); None outside
     one. ``shapes``: the shapes it gave, by the object's id and the depth (the object kept
@@ -682,7 +682,21 @@ class _Walk(threading.local):
     shapes: dict[tuple[int, int], tuple[Any, Any]] | None = None
 
 
-walk = _Walk()
+budget = _Budget()
+
+
+@contextlib.contextmanager
+def _own_budget() -> Iterator[None]:
+    """Outside the ``bound_shape`` this thread may be in: the identity of a function or
+    class met there (a function bound to a key object) is made with its own limits, the
+    same wherever it is made first, and kept (``_function_ids``): made with what was left
+    of the walk's, it could count a large default by its type for the life of the process."""
+    saved = budget.left, budget.shapes
+    budget.left = budget.shapes = None
+    try:
+        yield
+    finally:
+        budget.left, budget.shapes = saved
 # What one ``bound_shape`` may hash in all, in every process alike (by what it hashed, never
 # by time): 100 times the items one state may hold, 16 times its bytes (``_keys``: 100,000
 # items, 16 MB of pickle, 1 GB of arrays), about a second each. Before, each part had its own
@@ -705,17 +719,17 @@ def bound_shape(value: Any, depth: int = 6) -> Any:
     What it hashes in all is bounded (``WALK_ITEMS``...), parts are looked at in the order
     of their names, and an object met again (a list held by each of many parts) is shaped
     once."""
-    if walk.left is not None:  # inside another's walk (a callable bound to a callable)
+    if budget.left is not None:  # inside another's walk (a callable bound to a callable)
         return _bound_shape(value, depth)
-    walk.left, walk.shapes = [WALK_ITEMS, WALK_BYTES, WALK_BUFFERS], {}
+    budget.left, budget.shapes = [WALK_ITEMS, WALK_BYTES, WALK_BUFFERS], {}
     try:
         return _bound_shape(value, depth)
     finally:
-        walk.left = walk.shapes = None
+        budget.left = budget.shapes = None
 
 
 def _bound_shape(value: Any, depth: int) -> Any:
-    shapes = walk.shapes
+    shapes = budget.shapes
     known = shapes.get((id(value), depth)) if shapes is not None else None
     if known is not None:
         return known[1]
@@ -830,6 +844,13 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
         return found[3]
     if not is_user_module(getattr(func, "__module__", None)):
         return None
+    with _own_budget():
+        return _function_identity(func, code, defaults, kwdefaults)
+
+
+def _function_identity(func: FunctionType, code: Any, defaults: Any, kwdefaults: Any
+                       ) -> tuple[str, str] | None:
+    """``function_identity`` made (and kept)."""
     changes = _changes()
     wrapped = wrapped_made(func)  # read before: a reassignment meanwhile is seen next time
     ident = (function_name(func), code_fingerprint(func))
@@ -948,7 +969,8 @@ def argument_identity(obj: Any) -> tuple[str, str] | None:
     if own is not None:  # else library code (memojar's own markers too): kept as None
         forget_dependencies(obj)
         try:
-            rows = dependencies(obj)
+            with _own_budget():
+                rows = dependencies(obj)
             if len(own[1]) > 16:  # a closure's captured state (``function_identity``)
                 rows = (*rows, ("captured", "", own[1][16:]))
             ident = (own[0], identity_digest(rows))
@@ -980,7 +1002,8 @@ def class_identity(cls: type) -> tuple[str, str] | None:
     changes = _changes()
     if is_user_module(cls.__module__):
         members = _resent_members(cls)
-        shape = class_shape(cls, set())
+        with _own_budget():
+            shape = class_shape(cls, set())
         found = (function_name(cls), xxhash.xxh3_64_hexdigest(repr(shape).encode()))
     if _changes() == changes:  # else made of what another thread changed: not kept
         _class_ids[cls] = (found, members)

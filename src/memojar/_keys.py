@@ -929,7 +929,7 @@ def state_key(value: Any) -> str | None:
     canonically, arrays in place), or None if it is larger than the limits above: the
     pickle is hashed as it is written, never held, and stopped at the limit. Within a
     ``bound_shape``, also within what that may still hash, which this takes from."""
-    budget = _identity.walk.left
+    budget = _identity.budget.left
     if budget is None:
         return _state_key(value, [_ITEMS_LIMIT, STATE_LIMIT, BUFFER_LIMIT])
     limits = [min(_ITEMS_LIMIT, budget[0]), min(STATE_LIMIT, budget[1]),
