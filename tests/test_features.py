@@ -1008,8 +1008,22 @@ def test_the_memory_tier_holds_nothing_read_while_a_killed_writer_was_replacing_
     writer.communicate(timeout=60)
     assert writer.returncode == -signal.SIGKILL
     assert m.held(1) == ["s"]
-    assert m.held(1) == ["s"]  # held from the disk's stamp on, which stays odd: read again
+    assert m.held(1) == ["s"]  # the stamp stays busy: read from disk again, not held
     assert len(notes(m, "held")) == 1  # nothing computed again
+
+
+def test_a_stamp_an_older_memojar_left_odd_still_lets_the_memory_tier_hold(
+    tmp_path: Path, shared_dir: Path,
+) -> None:
+    """A stamp of random bytes, as every memojar wrote before busy stamps (half of them odd),
+    is not taken for a change under way: the memory tier holds what it reads."""
+    m = make_module(tmp_path)
+    m.held(1)
+    gen = next(shared_dir.glob("*held*/.gen"))
+    with open(gen, "r+b") as f:  # rewritten in place, as a bump does
+        f.write((0x12345678_9ABCDEF1).to_bytes(8, sys.byteorder))
+    first = m.held(1)  # the stamp changed: forgotten, read again, and held
+    assert m.held(1) is first
 
 
 LATE_HOLDER = """

@@ -59,7 +59,7 @@ from ._keys import (
     parameter_names,
     prebound,
 )
-from ._store import KeyLock, Store, Unconfirmed, header_of, start_thread
+from ._store import KeyLock, Store, Unconfirmed, header_of, stamp_busy, start_thread
 
 
 class CacheInfo(NamedTuple):
@@ -1184,10 +1184,10 @@ class _Memo:
         # not in the wrapper, so that a memory hit costs what it did.
         with self.revalidating_lock:
             now = time.time()
-            # An odd stamp: another process is changing the entries (``_bump``), and what
-            # was read may be what it replaces; held once the change has ended.
-            if (self.holding and stamp == self.stamp == self.generation[0] and not stamp & 1
-                    and renewals == self.renewals and expires > now
+            # A busy stamp: another process is changing the entries, and what was read may
+            # be what it replaces; held once the change has ended.
+            if (self.holding and stamp == self.stamp == self.generation[0]
+                    and not stamp_busy(stamp) and renewals == self.renewals and expires > now
                     and (type(mkey) is str or self.simple)
                     and (expires == math.inf or now >= born - CLOCK_SKEW)):
                 # Held from now on: a clock set back past it cannot tell the value's age.

@@ -34,7 +34,6 @@ import os
 import re
 import socket
 import stat
-import sys
 import threading
 import time
 import weakref
@@ -66,6 +65,7 @@ from ._store import (
     Store,
     StoredEntry,
     complete_head,
+    new_stamp,
 )
 
 try:
@@ -777,7 +777,7 @@ class FileStore(Store):
                 _unlink(made_name, at[0])
             raise
         sfd = at[0]
-        begun = False  # the stamp made odd: made even again whatever happens
+        begun = False  # the stamp made busy: made otherwise again whatever happens
         try:
             try:
                 if not written:
@@ -792,7 +792,7 @@ class FileStore(Store):
                     # killed between the two (SIGKILL, the OOM killer) left them serving it
                     # for good, where every reader of the disk got the new one. (Only one
                     # that read the old entry between this bump and the rename kept it:
-                    # now the stamp is odd until the bump that ends it, ``_bump``.)
+                    # now the stamp is busy until the bump that ends it, ``_bump``.)
                     begun = True
                     self._bump(os.path.basename(self._dirs[function]), busy=True)
                     with self._settling() as ledger:
@@ -856,7 +856,7 @@ class FileStore(Store):
         tallied = self._tallied  # (``_count``'s test, before the entry is there)
         if tallied.writer != _PID[0]:
             tallied.enlist(self)
-        begun = ""  # the folder whose stamp a replacement made odd: even again at the end
+        begun = ""  # the folder whose stamp a replacement made busy: ended at the end
         try:
             for _ in _TRIES:
                 try:  # ``_shard_in``'s usual case, inline (a frame less a miss)
@@ -1357,7 +1357,7 @@ class FileStore(Store):
                     break
                 try:
                     try:
-                        os.write(fd, _new_stamp())
+                        os.write(fd, new_stamp())
                         if shared:
                             os.fchmod(fd, 0o600 | shared)
                     finally:
@@ -1443,8 +1443,8 @@ class FileStore(Store):
             if known is None:  # seen removed before: nothing changed since
                 return None
             self._stamps[function] = None
-            return bytearray(_new_stamp())
-        return self.generation(function) or bytearray(_new_stamp())
+            return bytearray(new_stamp())
+        return self.generation(function) or bytearray(new_stamp())
 
     def _not_a_stamp(self, gen: str, st: os.stat_result) -> str:
         """Why the file at a stamp's name is not used (``no_stamp_why``)."""
@@ -1463,9 +1463,9 @@ class FileStore(Store):
         """Rewrite a function directory's stamp in place, if it has one (no one maps a
         stamp that does not exist). Never truncates it: mappings stay valid.
 
-        ``busy``: a change of its entries begins (an odd stamp, ``_new_stamp``), which a
-        bump without it ends (an even one), also when the change fails. Memory tiers hold
-        nothing read while the stamp is odd: a value read between the two may be the one
+        ``busy``: a change of its entries begins (a busy stamp, ``_store.new_stamp``), which
+        a bump without it ends, also when the change fails. Memory tiers hold
+        nothing read while the stamp is busy: a value read between the two may be the one
         the change replaces or removes. Before, a tier that read the old entry then held it
         under the stamp of the change, and served it for good when the writer was killed
         (SIGKILL, the OOM killer) before its second bump; now such a writer leaves the
@@ -1480,7 +1480,7 @@ class FileStore(Store):
             return
         try:
             if _own_stamp(os.fstat(fd)):
-                os.pwrite(fd, _new_stamp(busy), 0)
+                os.pwrite(fd, new_stamp(busy), 0)
         except OSError as exc:
             logger.debug("cannot bump the generation of %s: %s", fdir, exc)
         finally:
@@ -3643,14 +3643,6 @@ def _rewrite_in_place(path: str, data: bytes) -> bool:
 
 
 _LINKED_TRIES = 20  # a new stamp has its temporary name as a second link for a moment
-
-
-def _new_stamp(busy: bool = False) -> bytes:
-    """8 random bytes for a generation stamp, read as one native unsigned integer by the
-    memory tiers: odd while a change of the function's entries is ``busy`` (``_bump``),
-    even otherwise."""
-    value = int.from_bytes(os.urandom(8), sys.byteorder)
-    return (value | 1 if busy else value & ~1).to_bytes(8, sys.byteorder)
 
 
 def _own_stamp(st: os.stat_result) -> bool:

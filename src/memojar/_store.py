@@ -47,6 +47,7 @@ import functools
 import itertools
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -685,7 +686,9 @@ class Store(abc.ABC):
         ``view[:8]`` is 8 bytes that change whenever entries of the function are removed
         (delete, clear, prune, eviction, a bad entry discarded) or ``bump`` is called, in any
         process. The memory tier compares it on every call, so reading it must cost no
-        system call (the file store maps a small file)."""
+        system call (the file store maps a small file). While a change is under way, the
+        stamp read as one native unsigned integer is ``busy`` (``stamp_busy``): the memory
+        tier holds nothing read then."""
         return None
 
     def restamp(self, function: str) -> Any | None:
@@ -1067,3 +1070,25 @@ def _renewers_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renewers_after_fork)
+
+
+# --- generation stamps (``Store.generation``) -----------------------------------------------
+# The high half of a stamp while a change of a function's entries is under way: a random one
+# is never taken for it (an older memojar's random stamps included, but for one in 2**32).
+BUSY_STAMP = 0x6D6A6275  # "mjbu"
+
+
+def new_stamp(busy: bool = False) -> bytes:
+    """8 bytes for a generation stamp: random, with ``BUSY_STAMP`` as the high half of its
+    native unsigned integer if ``busy``, and never so otherwise."""
+    value = int.from_bytes(os.urandom(8), sys.byteorder)
+    if busy:
+        value = BUSY_STAMP << 32 | value & 0xFFFFFFFF
+    elif value >> 32 == BUSY_STAMP:
+        value ^= 1 << 32
+    return value.to_bytes(8, sys.byteorder)
+
+
+def stamp_busy(stamp: int) -> bool:
+    """Whether a stamp (read as one native unsigned integer) says a change is under way."""
+    return stamp >> 32 == BUSY_STAMP
