@@ -948,10 +948,10 @@ def test_the_memory_tier_sees_a_replacement_whose_writer_was_killed_before_the_b
             rename(src, dst, **kwargs)
             renamed.append(str(dst).endswith(".pkl"))  # the entry's rename
 
-        def killed_after_the_rename(self, fdir, busy=False):  # its first bump after it:
-            if any(renamed):  # killed instead
+        def killed_after_the_rename(self, fdir, busy=False, make=False):  # its first bump
+            if any(renamed):  # after it: killed instead
                 os.kill(os.getpid(), signal.SIGKILL)
-            bump(self, fdir, busy)
+            bump(self, fdir, busy, make)
 
         os.rename = noted
         _filestore.FileStore._bump = killed_after_the_rename
@@ -989,10 +989,10 @@ def test_the_memory_tier_holds_nothing_read_while_a_killed_writer_was_replacing_
 
         flags, bump = Path({str(flags)!r}), _filestore.FileStore._bump
 
-        def paused_then_killed(self, fdir, busy=False):
+        def paused_then_killed(self, fdir, busy=False, make=False):
             if not busy:  # the bump that ends the replacement: killed instead
                 os.kill(os.getpid(), signal.SIGKILL)
-            bump(self, fdir, busy)
+            bump(self, fdir, busy, make)
             (flags / "begun").touch()
             while not (flags / "go").exists():  # the reader reads the old entry meanwhile
                 time.sleep(0.01)
@@ -1010,6 +1010,150 @@ def test_the_memory_tier_holds_nothing_read_while_a_killed_writer_was_replacing_
     assert m.held(1) == ["s"]
     assert m.held(1) == ["s"]  # the stamp stays busy: read from disk again, not held
     assert len(notes(m, "held")) == 1  # nothing computed again
+
+
+NO_STAMP_YET = """
+import os, signal, sys, time
+from pathlib import Path
+from memojar import _filestore, cached
+
+def g(x):
+    return [x]
+
+flags = Path({flags!r})
+if sys.argv[1] == "seed":  # no memory tier: no stamp made
+    print(cached(g)(1))
+elif sys.argv[1] == "writer":  # no memory tier either; killed after its rename
+    rename_over = _filestore._rename_over
+
+    def paused_then_killed(*args):  # after the busy bump: the reader reads meanwhile
+        (flags / "begun").touch()
+        while not (flags / "read").exists():
+            time.sleep(0.01)
+        rename_over(*args)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    _filestore._rename_over = paused_then_killed
+    cached(g).cache_set(["s"], 1)
+else:  # a memory tier, started while the change is under way
+    held = cached(memory=8)(g)
+    print(held(1), flush=True)
+    (flags / "read").touch()
+    while not (flags / "dead").exists():
+        time.sleep(0.01)
+    print(held(1), held(1))
+"""
+
+
+def test_a_memory_tier_started_during_a_change_that_made_the_stamp_holds_nothing_read_then(
+    tmp_path: Path, shared_dir: Path,
+) -> None:
+    """No process with a memory tier ever ran, so there is no stamp: a process without one
+    begins replacing the entry (``cache_set``), and its busy bump makes the stamp, busy. A
+    process with a memory tier starting then maps that stamp and reads the old entry; the
+    writer is killed after its rename. That process returns the new value. Before, the
+    busy bump found no stamp and wrote nothing, the memory tier made a stamp of its own,
+    held the old value, and served it for good (found by an attack)."""
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    script = tmp_path / "no_stamp_yet.py"
+    script.write_text(NO_STAMP_YET.format(flags=str(flags)))
+
+    def start(role: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, str(script), role], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    assert finish(start("seed")) == "[1]"
+    assert not list(shared_dir.glob("*/.gen"))
+    writer = start("writer")
+    wait_for(lambda: (flags / "begun").exists() or writer.poll() is not None)
+    reader = start("reader")
+    writer.communicate(timeout=60)
+    assert writer.returncode == -signal.SIGKILL
+    (flags / "dead").touch()
+    assert finish(reader).splitlines() == ["[1]", "['s'] ['s']"]
+
+
+@pytest.mark.parametrize("at", ["the second busy bump", "the first closing bump"])
+def test_a_clear_interrupted_leaves_no_stamp_busy(
+    tmp_path: Path, shared_dir: Path, at: str,
+) -> None:
+    """A ``clear`` over several functions interrupted (Ctrl-C) as it marks their stamps
+    busy, or as it ends their changes, ends every change it began: no memory tier of those
+    functions is left holding nothing. Before, the folders after the interrupt kept busy
+    stamps until their next change (2 of 40 real SIGINTs to a clear of 400 functions)."""
+    m = make_module(tmp_path)
+    finish(spawn(m, """
+        from memojar import cached
+
+        for name in ("f1", "f2", "f3"):  # three functions, each with an entry and a stamp
+            exec(f"def {name}(x): return x")
+            cached(memory=4)(globals()[name])(1)
+    """, shared_dir))
+    out = finish(spawn(m, f"""
+        from memojar import Cache, _filestore
+        bump, seen = _filestore.FileStore._bump, []
+
+        def interrupted(self, fdir, busy=False, make=False):
+            seen.append(busy)
+            if ({at == "the second busy bump"} and seen == [True, True]) or (
+                    {at == "the first closing bump"} and seen[-1] is False
+                    and seen.count(False) == 1):
+                raise KeyboardInterrupt
+            bump(self, fdir, busy, make)
+
+        _filestore.FileStore._bump = interrupted
+        try:
+            Cache().clear()
+        except KeyboardInterrupt:
+            print("interrupted")
+    """, shared_dir))
+    assert out == "interrupted"
+    from memojar._store import stamp_busy
+
+    stamps = list(shared_dir.glob("*/.gen"))
+    assert len(stamps) >= 3
+    busy = [gen for gen in stamps
+            if stamp_busy(int.from_bytes(gen.read_bytes(), sys.byteorder))]
+    assert not busy
+
+
+WRITER_SHORT_OF_DESCRIPTORS = """
+import os, resource
+m.held.cache_set(["warm"], 2)  # the process's first changes made (folders, statistics)
+m.held.cache_delete(2)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+for _ in range(2):  # two descriptors free: enough to write the entry, not to bump
+    os.close(held.pop())
+m.held.cache_set(["s"], 1)
+"""
+
+
+def test_a_writer_short_of_descriptors_never_replaces_an_entry_unseen_by_memory_tiers(
+    tmp_path: Path, shared_dir: Path,
+) -> None:
+    """A process with two descriptors left replaces an entry a memory tier holds: the
+    change is refused (its busy bump cannot open the stamp: EMFILE), with the usual
+    warning, so the memory tier's value is still the disk's. Before, the entry was
+    replaced and both bumps failed silently: the memory tier served the old value for good
+    (found by an attack)."""
+    m = make_module(tmp_path)
+    first = m.held(1)
+    assert m.held(1) is first
+    writer = spawn(m, WRITER_SHORT_OF_DESCRIPTORS, shared_dir)
+    _, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err
+    plain = "__import__('memojar').cached(m.held.__wrapped__)"  # no memory tier
+    on_disk = finish(spawn(m, f"print({plain}(1))", shared_dir))
+    assert "Too many open files" in err
+    assert str(m.held(1)) == on_disk == "[1]"
 
 
 def test_a_stamp_an_older_memojar_left_odd_still_lets_the_memory_tier_hold(

@@ -794,7 +794,7 @@ class FileStore(Store):
                     # that read the old entry between this bump and the rename kept it:
                     # now the stamp is busy until the bump that ends it, ``_bump``.)
                     begun = True
-                    self._bump(os.path.basename(self._dirs[function]), busy=True)
+                    self._bump(os.path.basename(self._dirs[function]), busy=True, make=True)
                     with self._settling() as ledger:
                         replaced = _size_at(name, sfd)
                         os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
@@ -889,7 +889,7 @@ class FileStore(Store):
                                 replaced = 0
                             except FileExistsError:  # an entry is there (refresh, cache_set,
                                 begun = folder.name  # a race): as ``_write_at``
-                                self._bump(begun, busy=True)
+                                self._bump(begun, busy=True, make=True)
                                 replaced = _rename_over(source, sfd, name)
                         except FileNotFoundError:  # the shard was removed meanwhile (as above),
                             # also once the entry there was seen (before: the result was lost)
@@ -1340,11 +1340,10 @@ class FileStore(Store):
             # user's clear of entries there bumps it, so this user's memory tiers forget
             # them. Before, it was 0600: their bump failed silently, and this user's
             # processes kept returning the cleared entries from memory.
-            opened = os.fstat(dfd).st_mode
-            shared = opened & 0o066 if opened & _OPENED_TO_OTHERS else 0
+            shared = _shared_bits(dfd)
             for tries in range(2):
                 try:
-                    fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
+                    _link_stamp(dfd, new_stamp(), shared)
                 except OSError as exc:
                     # A cache mounted read-only (a warm cache bind-mounted ro into a
                     # container), a full disk: a stamp already there is mapped, and a
@@ -1355,20 +1354,6 @@ class FileStore(Store):
                     except OSError:
                         raise exc from None
                     break
-                try:
-                    try:
-                        os.write(fd, new_stamp())
-                        if shared:
-                            os.fchmod(fd, 0o600 | shared)
-                    finally:
-                        os.close(fd)
-                    # never replaces a stamp others have mapped
-                    os.link(tmp, GEN_FILE, src_dir_fd=dfd, dst_dir_fd=dfd,
-                            follow_symlinks=False)
-                except FileExistsError:
-                    pass
-                finally:
-                    _unlink(tmp, dfd)
                 kind = stat.S_IFMT(os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False).st_mode)
                 if kind in (stat.S_IFLNK, stat.S_IFIFO, stat.S_IFSOCK) and not tries:
                     # A link, FIFO or socket planted at memojar's name: it goes (a link,
@@ -1459,7 +1444,7 @@ class FileStore(Store):
         self.path(function, "")
         self._bump(os.path.basename(self._dirs[function]))
 
-    def _bump(self, fdir: str, busy: bool = False) -> None:
+    def _bump(self, fdir: str, busy: bool = False, make: bool = False) -> None:
         """Rewrite a function directory's stamp in place, if it has one (no one maps a
         stamp that does not exist). Never truncates it: mappings stay valid.
 
@@ -1469,14 +1454,29 @@ class FileStore(Store):
         the change replaces or removes. Before, a tier that read the old entry then held it
         under the stamp of the change, and served it for good when the writer was killed
         (SIGKILL, the OOM killer) before its second bump; now such a writer leaves the
-        tiers holding nothing until the next change ends, never the old value."""
+        tiers holding nothing until the next change ends, never the old value.
+
+        A busy bump of a replacement (``make``) finding no stamp makes one, busy: a memory
+        tier that maps it while the change is under way holds nothing (before, it made one
+        of its own, held the old value, and kept it when the writer was killed). A removal
+        makes none: a stamp keeps its folder from being removed once empty (``cleanup``).
+        A busy bump that cannot open the stamp for want of descriptors or memory
+        (``_SHORT``) raises: the change is not made unseen (before, a process near its limit
+        of open files replaced an entry with no bump at all)."""
         try:  # relative to the folder opened without following links: one swapped for a
             with _dir_at(self.root, fdir) as ffd:  # link after an ``lstat`` took the write
                 if ffd is None:  # to an 8-byte file where the link led
                     return
-                fd = os.open(GEN_FILE, os.O_WRONLY | _NOFOLLOW | _CLOEXEC
-                             | getattr(os, "O_NONBLOCK", 0), dir_fd=ffd)
-        except OSError:  # no stamp (no memory tier ever used it), or no directory
+                try:
+                    fd = os.open(GEN_FILE, os.O_WRONLY | _NOFOLLOW | _CLOEXEC
+                                 | getattr(os, "O_NONBLOCK", 0), dir_fd=ffd)
+                except FileNotFoundError:  # no memory tier made one yet
+                    if busy and make:  # made busy: a memory tier starting meanwhile maps it
+                        _link_stamp(ffd, new_stamp(True), _shared_bits(ffd))
+                    return
+        except OSError as exc:  # no directory, not this user's, not a stamp
+            if busy and exc.errno in _SHORT:  # the change is not made unseen: refused
+                raise
             return
         try:
             if _own_stamp(os.fstat(fd)):
@@ -2008,11 +2008,11 @@ class FileStore(Store):
         # last: a process killed (SIGKILL, the OOM killer) between them gets no ``finally``,
         # and a clear run again finds nothing of what it removed, so bumps nothing. Before,
         # other processes' memory tiers then returned those removed entries' values for good.
-        for fdir in touched:
-            self._bump(fdir, busy=True)
-        if touched and self._tallied.writer != _PID[0]:  # registered before the first unlink
-            self._tallied.enlist(self)
         try:
+            for fdir in touched:  # (in the try: an interrupt between two ends each)
+                self._bump(fdir, busy=True)
+            if touched and self._tallied.writer != _PID[0]:  # registered before the first
+                self._tallied.enlist(self)  # unlink
             for (fdir, shard), files in by_dir.items():
                 with contextlib.ExitStack() as held, _dir_at(self.root, fdir, shard) as sfd:
                     if sfd is None:
@@ -2065,9 +2065,10 @@ class FileStore(Store):
                             self._count(fdir, -1, -st.st_size)
         finally:
             # Memory tiers forget what they held: also when an interrupt (Ctrl-C in
-            # ``memojar clear``) or an error ends this part way, after some unlinks.
-            for fdir in touched:
-                self._bump(fdir)
+            # ``memojar clear``) or an error ends this part way, after some unlinks; and
+            # each folder's change is ended, also when another interrupt lands meanwhile
+            # (before, the folders after it kept busy stamps: no memory tier held anything)
+            _each(self._bump, list(touched))
         if denied and refused is None:
             raise _partly_removed(len(removed), denied)
         return removed
@@ -3643,6 +3644,58 @@ def _rewrite_in_place(path: str, data: bytes) -> bool:
 
 
 _LINKED_TRIES = 20  # a new stamp has its temporary name as a second link for a moment
+
+
+def _each(act: Callable[[str], None], names: list[str]) -> None:
+    """``act`` on each of ``names`` (taken from the list's end), also when an exception (an
+    interrupt: a second Ctrl-C) is raised meanwhile, the first one raised after the last.
+    A name is acted on again after an exception (``act`` may have been cut short, or not
+    begun), and left after a second one on it."""
+    raised: BaseException | None = None
+    failed: list[str] = []
+    while names:
+        try:
+            while names:
+                act(names[-1])
+                names.pop()
+        except BaseException as exc:  # noqa: BLE001 - raised after the rest are done
+            if raised is None:
+                raised = exc
+            if names and failed and failed[-1] is names[-1]:
+                names.pop()
+            elif names:
+                failed.append(names[-1])
+    if raised is not None:
+        raise raised
+
+
+# Errors of a process short of descriptors or memory, not of the file or folder.
+_SHORT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
+
+def _shared_bits(dfd: int) -> int:
+    """The write bits a stamp in the folder ``dfd`` gives others: those of a folder opened
+    to others by hand, whose users' clears then bump it (``generation``)."""
+    opened = os.fstat(dfd).st_mode
+    return opened & 0o066 if opened & _OPENED_TO_OTHERS else 0
+
+
+def _link_stamp(dfd: int, stamp: bytes, shared: int) -> None:
+    """A stamp holding ``stamp`` at its name in the folder ``dfd``, made whole under a
+    temporary name and linked: never replaces a stamp there, which others have mapped."""
+    fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
+    try:
+        try:
+            os.write(fd, stamp)
+            if shared:
+                os.fchmod(fd, 0o600 | shared)
+        finally:
+            os.close(fd)
+        os.link(tmp, GEN_FILE, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+    except FileExistsError:
+        pass
+    finally:
+        _unlink(tmp, dfd)
 
 
 def _own_stamp(st: os.stat_result) -> bool:
