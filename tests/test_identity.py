@@ -965,6 +965,147 @@ def test_a_function_met_in_a_bound_objects_walk_keeps_its_own_identity(
     assert _identity.function_identity(first) == made_inside
 
 
+def test_an_object_shared_at_every_level_of_a_bound_object_makes_a_small_shape() -> None:
+    """Four lists, each holding the next 256 times, the last a lock: the shape is made once
+    per list and stays small. Before, each parent held the whole shape of each reference
+    to its child: the first call ran for minutes and took 20 GB (found by an attack)."""
+    import threading
+
+    from memojar import _identity
+
+    table = [[[[threading.Lock()]] * 256] * 256] * 256
+    assert len(repr(_identity.bound_shape(table))) < 1_000
+
+
+class _Level:
+    """Data beside a lock, holding the next level."""
+
+    def __init__(self, inner: Any) -> None:
+        import threading
+
+        self.a_data = list(range(200))
+        self.inner = inner
+        self.z_lock = threading.Lock()
+
+
+def test_items_under_a_lock_count_once_toward_a_bound_objects_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ten chains of five levels, each level data beside a lock, hold 10,000 items in all:
+    within a budget of 12,000, the setting after them still counts by value. Before, the
+    attempt to hash each level whole (which the lock stops) was charged too, an item k
+    levels down counted k + 1 times, and the setting counted by its type: a key object
+    under another setting returned the first one's values (found by an attack)."""
+    from memojar import _identity
+
+    monkeypatch.setattr(_identity, "WALK_ITEMS", 12_000)
+
+    def shape(mod: int) -> Any:
+        chains = {}
+        for c in range(10):
+            level = None
+            for _ in range(5):
+                level = _Level(level)
+            chains[f"c{c}"] = level
+        return _identity.bound_shape(_Held(chains=chains, zz_mods={mod}))
+
+    assert shape(10) == shape(10)
+    assert shape(10) != shape(100)
+
+
+_HELD_SETTINGS_KEY_SCRIPT = """
+import functools, sys, threading
+from memojar import cached
+
+def by_mod(x, mod):
+    return x % mod
+
+def by_limit(x, held):
+    return x % held.limit
+
+class Mod:
+    def __init__(self, m):
+        self.m = m
+    def __call__(self, x):
+        return x % self.m
+
+class Settings(dict):
+    pass
+
+class Steps(list):
+    pass
+
+kind, setting = sys.argv[1], int(sys.argv[2])  # (no global the key functions name)
+if kind in ("partial", "object", "builtin"):  # __call__ = staticmethod(what holds it)
+    class Key:
+        __call__ = staticmethod({{"partial": functools.partial(by_mod, mod=setting),
+                                  "object": Mod(setting),
+                                  "builtin": functools.partial(pow, exp=1, mod=setting)}}[kind])
+    key = Key()
+else:  # a subclass of dict or list holding a lock, with the setting as an attribute
+    held = Settings(lock=threading.Lock()) if kind == "dict" else Steps([threading.Lock()])
+    held.limit = setting
+    key = functools.partial(by_limit, held=held)
+
+@cached(cache_dir={cache!r}, key=key)
+def f(x):
+    return x * 2
+
+print(f(int(sys.argv[3])))
+"""
+
+
+@pytest.mark.parametrize("kind", ["partial", "object", "builtin", "dict", "list"])
+def test_a_key_holding_its_setting_in_a_static_call_or_a_containers_attribute_follows_it(
+    tmp_path: Path, kind: str,
+) -> None:
+    """A ``key=`` whose class says ``__call__ = staticmethod(...)`` of a partial, a callable
+    object or a partial of a builtin counts by what that holds; a subclass of dict or list
+    holding a lock counts by its attributes too. Before, the setting counted nowhere, and
+    ``f(1)`` under ``mod=100`` returned 22, the value ``f(11)`` stored under ``mod=10``
+    (found by an attack)."""
+    script = _HELD_SETTINGS_KEY_SCRIPT.format(cache=str(tmp_path / "c"))
+    assert run_python(script, kind, "10", "11").strip() == "22"
+    assert run_python(script, kind, "100", "1").strip() == "2"
+
+
+_CLASS_PARTIAL_SCRIPT = """
+import functools, sys
+from memojar import cached
+
+def _scale(x, k):
+    return x * k
+
+def _mscale(self, x, k):
+    return x * k
+
+class M:
+    op = functools.partial(_scale, k={k})
+    mop = functools.partialmethod(_mscale, k={k})
+
+    def run(self, x):
+        return self.op(x) if sys.argv[1] == "partial" else self.mop(x)
+
+@cached(cache_dir={cache!r})
+def f(x):
+    return M().run(x)
+
+print(f(1))
+"""
+
+
+@pytest.mark.parametrize("kind", ["partial", "partialmethod"])
+def test_a_class_partial_edited_in_its_keywords_never_returns_what_it_stored(
+    tmp_path: Path, kind: str,
+) -> None:
+    """A class attribute ``partial(_scale, k=10)`` (or ``partialmethod``) edited to ``k=100``
+    is another identity for the functions that use the class. Before, only the partial's
+    positional arguments counted, and ``f(1)`` returned 10 (found by an attack)."""
+    cache = str(tmp_path / "c")
+    assert run_python(_CLASS_PARTIAL_SCRIPT.format(cache=cache, k=10), kind).strip() == "10"
+    assert run_python(_CLASS_PARTIAL_SCRIPT.format(cache=cache, k=100), kind).strip() == "100"
+
+
 _STATIC_CALL_KEY_SCRIPT = """
 import sys
 from memojar import cached

@@ -137,9 +137,12 @@ def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     if (
         not isinstance(func, (FunctionType, BuiltinFunctionType, type))
         and not has_wrapped(func)
-        and isinstance(_call_of(type(func)), FunctionType)
     ):
-        return type(func).__call__, (func,), {}
+        call = _call_of(type(func))
+        if isinstance(call, FunctionType):
+            return type(func).__call__, (func,), {}
+        if isinstance(call, staticmethod):  # runs its function alone, the instance unseen
+            return split(call.__func__)
     return func, (), {}
 
 
@@ -674,8 +677,9 @@ _PARTS = 256  # parts of one container or object looked at one by one (``bound_s
 
 class _Budget(threading.local):
     """``left``: what the ``bound_shape`` this thread is in may still hash, as ``[items,
-    bytes of pickle, bytes of arrays]`` (``_keys.state_key`` takes from it); None outside
-    one. ``shapes``: the shapes it gave, by the object's id and the depth (the object kept
+    bytes of pickle, bytes of arrays]`` for the states it keys, then the same for its
+    attempts that gave no key (``_keys.state_key`` takes from them); None outside one.
+    ``shapes``: the shapes it gave, by the object's id and the depth (the object kept
     beside: its id stays its own)."""
 
     left: list[int] | None = None
@@ -699,9 +703,11 @@ def _own_budget() -> Iterator[None]:
         budget.left, budget.shapes = saved
 # What one ``bound_shape`` may hash in all, in every process alike (by what it hashed, never
 # by time): 100 times the items one state may hold, 16 times its bytes (``_keys``: 100,000
-# items, 16 MB of pickle, 1 GB of arrays), about a second each. Before, each part had its own
-# limits and nothing bounded their sum: 64 attributes of 64 lists of 100,000 numbers beside
-# a lock took 45 s at the first call. Parts met once it is spent count by their type.
+# items, 16 MB of pickle, 1 GB of arrays), about a second each; as much again for attempts
+# to hash an object whole that gave no key (a lock in it), after which an object that has
+# parts counts by them at once. Before, each part had its own limits and nothing bounded
+# their sum: 64 attributes of 64 lists of 100,000 numbers beside a lock took 45 s at the
+# first call. Parts met once the states' budget is spent count by their type.
 WALK_ITEMS, WALK_BYTES, WALK_BUFFERS = 10_000_000, 256 << 20, 16 << 30
 
 
@@ -721,7 +727,7 @@ def bound_shape(value: Any, depth: int = 6) -> Any:
     once."""
     if budget.left is not None:  # inside another's walk (a callable bound to a callable)
         return _bound_shape(value, depth)
-    budget.left, budget.shapes = [WALK_ITEMS, WALK_BYTES, WALK_BUFFERS], {}
+    budget.left, budget.shapes = [WALK_ITEMS, WALK_BYTES, WALK_BUFFERS] * 2, {}
     try:
         return _bound_shape(value, depth)
     finally:
@@ -733,7 +739,12 @@ def _bound_shape(value: Any, depth: int) -> Any:
     known = shapes.get((id(value), depth)) if shapes is not None else None
     if known is not None:
         return known[1]
-    shape = _value_shape(value, set(), by_state=True)
+    left = budget.left
+    shape: Any
+    if left is not None and min(left[3:]) <= 0 and depth > 0 and _has_parts(value):
+        shape = _type_shape(value)  # no more attempts at the whole: by its parts at once
+    else:
+        shape = _value_shape(value, set(), by_state=True)
     if depth > 0 and type(shape) is tuple and shape and shape[0] == "type":
         try:
             parts = _parts_of(value)
@@ -741,11 +752,19 @@ def _bound_shape(value: Any, depth: int) -> Any:
             parts = None  # a key's broken __repr__): by its type
         if parts is not None:
             parts.sort(key=operator.itemgetter(0))
-            shape = ("parts", shape, tuple(sorted(  # walked in order: the same budget
-                (name, repr(_bound_shape(part, depth - 1))) for name, part in parts)))
+            shape = ("parts", shape, xxhash.xxh3_128_hexdigest(repr(tuple(sorted(
+                (name, repr(_bound_shape(part, depth - 1))) for name, part in parts))).encode()))
     if shapes is not None:
         shapes[(id(value), depth)] = (value, shape)
     return shape
+
+
+def _has_parts(value: Any) -> bool:
+    """Whether ``_parts_of`` looks at ``value`` part by part."""
+    try:
+        return _parts_of(value) is not None
+    except Exception:  # noqa: BLE001 - whatever looking at it raised: by its type
+        return False
 
 
 def _holds_settings(value: Any) -> bool:
@@ -764,20 +783,25 @@ def _parts_of(value: Any) -> list[tuple[str, Any]] | None:
     counts by its type; but a namespace of settings: ``_holds_settings``), or more than
     ``_PARTS``."""
     parts: list[tuple[str, Any]]
+    user = is_user_module(type(value).__module__)
     if isinstance(value, (tuple, list)):
         parts = [(str(at), part) for at, part in enumerate(value[:_PARTS + 1])]
     elif isinstance(value, dict):
         parts = [(_key_text(k), part) for k, part in list(value.items())[:_PARTS + 1]]
-    elif is_user_module(type(value).__module__) or _holds_settings(value):
+    elif not user and not _holds_settings(value):
+        return None
+    else:
+        parts = []
+    if user or _holds_settings(value):  # a user's subclass of list or dict: its attributes
         state = getattr(value, "__dict__", None)
-        parts = [(_key_text(k), part) for k, part in state.items()] if type(state) is dict else []
+        mark = "@" if parts else ""  # beside a container's items: named apart from them
+        if type(state) is dict:
+            parts += [(f"{mark}{_key_text(k)}", part) for k, part in state.items()]
         for klass in type(value).__mro__:
             slots = vars(klass).get("__slots__", ())
             for name in [slots] if isinstance(slots, str) else slots:
                 if name not in ("__dict__", "__weakref__") and hasattr(value, name):
                     parts.append((f".{name}", getattr(value, name)))
-    else:
-        return None
     return None if len(parts) > _PARTS else parts
 
 
@@ -1164,6 +1188,8 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                 # functools.cached_property, partialmethod: the function they hold
                 members.append((name, ("holds", _callable_shape(member.func, seen),
                                        _value_shape(getattr(member, "args", ()), seen,
+                                                    by_state=True),
+                                       _value_shape(getattr(member, "keywords", None), seen,
                                                     by_state=True))))
             elif isinstance(member, type) or _enum_member(member, klass):
                 # a nested class; an Enum member by its value (unpickling finds a member

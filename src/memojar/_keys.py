@@ -935,11 +935,16 @@ def state_key(value: Any) -> str | None:
     limits = [min(_ITEMS_LIMIT, budget[0]), min(STATE_LIMIT, budget[1]),
               min(BUFFER_LIMIT, budget[2])]
     left = limits.copy()
+    key = None
     try:
-        return _state_key(value, left)
+        key = _state_key(value, left)
+        return key
     finally:
+        # An attempt that gave no key (a lock in it, too large) is charged apart: its parts
+        # are hashed next, each charged once to what keys take (``_identity.bound_shape``)
+        first = 0 if key is not None else 3
         for at, (limit, unused) in enumerate(zip(limits, left, strict=True)):
-            budget[at] -= limit - max(unused, 0)
+            budget[first + at] -= limit - max(unused, 0)
 
 
 def _state_key(value: Any, left: list[int]) -> str | None:
