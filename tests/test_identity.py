@@ -1013,6 +1013,39 @@ def test_items_under_a_lock_count_once_toward_a_bound_objects_budget(
     assert shape(10) != shape(100)
 
 
+_CLASS_CALL_KEY_SCRIPT = """
+import sys
+from memojar import cached
+
+class ByMod:
+    MOD = {mod}
+
+    @classmethod
+    def by_mod(cls, x):
+        return x % cls.MOD
+
+    __call__ = by_mod
+
+@cached(cache_dir={cache!r}, key=ByMod())
+def f(x):
+    return x * 2
+
+print(f(int(sys.argv[1])))
+"""
+
+
+def test_a_key_object_whose_call_is_a_classmethod_is_taken_and_follows_its_class(
+    tmp_path: Path,
+) -> None:
+    """``__call__ = classmethod(...)``: the key takes ``f``'s arguments (before, refused as
+    a key taking none), and its class edited never returns what it stored before."""
+    cache = str(tmp_path / "c")
+    tens = _CLASS_CALL_KEY_SCRIPT.format(cache=cache, mod=10)
+    assert run_python(tens, "11").strip() == "22"
+    assert run_python(tens, "1").strip() == "22"
+    assert run_python(_CLASS_CALL_KEY_SCRIPT.format(cache=cache, mod=100), "1").strip() == "2"
+
+
 _HELD_SETTINGS_KEY_SCRIPT = """
 import functools, sys, threading
 from memojar import cached

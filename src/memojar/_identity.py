@@ -143,6 +143,8 @@ def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
             return type(func).__call__, (func,), {}
         if isinstance(call, staticmethod):  # runs its function alone, the instance unseen
             return split(call.__func__)
+        if isinstance(call, classmethod):  # runs its function with the class
+            return split(call.__get__(func, type(func)))
     return func, (), {}
 
 

@@ -152,12 +152,18 @@ def _describe(func: Callable[..., Any]) -> str:
 
 def _called(key: Callable[..., Any]) -> Callable[..., Any]:
     """What runs when ``key`` is called, for its signature: a callable instance whose class
-    says ``__call__ = staticmethod(f)`` runs ``f`` with every argument. Before, it was
-    refused as ``key=`` (``inspect.signature`` reports ``()`` for such an instance)."""
+    says ``__call__ = staticmethod(f)`` runs ``f`` with every argument, and with
+    ``classmethod(f)``, ``f`` bound to the class. Before, both were refused as ``key=``
+    (``inspect.signature`` reports ``()`` for such an instance)."""
     for klass in type(key).__mro__:
         call = vars(klass).get("__call__")
+        if isinstance(call, staticmethod):
+            return call.__func__
+        if isinstance(call, classmethod):
+            bound: Callable[..., Any] = call.__get__(key, type(key))
+            return bound
         if call is not None:
-            return call.__func__ if isinstance(call, staticmethod) else key
+            return key
     return key
 
 
