@@ -682,10 +682,13 @@ class _Budget(threading.local):
     bytes of pickle, bytes of arrays]`` for the states it keys, then the same for its
     attempts that gave no key (``_keys.state_key`` takes from them); None outside one.
     ``shapes``: the shapes it gave, by the object's id and the depth (the object kept
-    beside: its id stays its own)."""
+    beside: its id stays its own). ``digests``: the states hashed with their own limits
+    while it runs (``_own_budget``: in the identity of a function met there), by the
+    object's id: one array captured by a thousand closures is hashed once."""
 
     left: list[int] | None = None
     shapes: dict[tuple[int, int], tuple[Any, Any]] | None = None
+    digests: dict[int, tuple[Any, str | None]] | None = None
 
 
 budget = _Budget()
@@ -729,11 +732,14 @@ def bound_shape(value: Any, depth: int = 6) -> Any:
     once."""
     if budget.left is not None:  # inside another's walk (a callable bound to a callable)
         return _bound_shape(value, depth)
+    digests = budget.digests  # (a walk inside a function's identity inside a walk: its)
     budget.left, budget.shapes = [WALK_ITEMS, WALK_BYTES, WALK_BUFFERS] * 2, {}
+    budget.digests = {} if digests is None else digests
     try:
         return _bound_shape(value, depth)
     finally:
         budget.left = budget.shapes = None
+        budget.digests = digests
 
 
 def _bound_shape(value: Any, depth: int) -> Any:

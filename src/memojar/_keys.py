@@ -937,7 +937,14 @@ def state_key(value: Any) -> str | None:
     ``bound_shape``, also within what that may still hash, which this takes from."""
     budget = _identity.budget.left
     if budget is None:
-        return _state_key(value, [_ITEMS_LIMIT, STATE_LIMIT, BUFFER_LIMIT])
+        digests = _identity.budget.digests  # (in a function's identity, inside a walk)
+        found = digests.get(id(value)) if digests is not None else None
+        if found is not None:
+            return found[1]
+        key = _state_key(value, [_ITEMS_LIMIT, STATE_LIMIT, BUFFER_LIMIT])
+        if digests is not None:
+            digests[id(value)] = (value, key)
+        return key
     limits = [min(_ITEMS_LIMIT, budget[0]), min(STATE_LIMIT, budget[1]),
               min(BUFFER_LIMIT, budget[2])]
     left = limits.copy()
