@@ -824,7 +824,7 @@ class FileStore(Store):
                     self._bump(os.path.basename(self._dirs[function]))
             raise
         fdir = os.path.basename(self._dirs[function])
-        if replaced:
+        if begun:  # (the entry it replaces may have gone meanwhile: ended all the same)
             # An entry replaced, not only removed, is another value under the key (a
             # stale_while_revalidate recomputation, a caller that waited past lock_timeout,
             # or its holder finishing after it): every process's memory tier holding the
