@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
 import shutil
 import signal
@@ -948,10 +949,10 @@ def test_the_memory_tier_sees_a_replacement_whose_writer_was_killed_before_the_b
             rename(src, dst, **kwargs)
             renamed.append(str(dst).endswith(".pkl"))  # the entry's rename
 
-        def killed_after_the_rename(self, fdir, busy=False, make=False):  # its first bump
-            if any(renamed):  # after it: killed instead
+        def killed_after_the_rename(self, fdir, busy=False):  # its first bump after it:
+            if any(renamed):  # killed instead
                 os.kill(os.getpid(), signal.SIGKILL)
-            bump(self, fdir, busy, make)
+            bump(self, fdir, busy)
 
         os.rename = noted
         _filestore.FileStore._bump = killed_after_the_rename
@@ -989,10 +990,10 @@ def test_the_memory_tier_holds_nothing_read_while_a_killed_writer_was_replacing_
 
         flags, bump = Path({str(flags)!r}), _filestore.FileStore._bump
 
-        def paused_then_killed(self, fdir, busy=False, make=False):
+        def paused_then_killed(self, fdir, busy=False):
             if not busy:  # the bump that ends the replacement: killed instead
                 os.kill(os.getpid(), signal.SIGKILL)
-            bump(self, fdir, busy, make)
+            bump(self, fdir, busy)
             (flags / "begun").touch()
             while not (flags / "go").exists():  # the reader reads the old entry meanwhile
                 time.sleep(0.01)
@@ -1012,66 +1013,52 @@ def test_the_memory_tier_holds_nothing_read_while_a_killed_writer_was_replacing_
     assert len(notes(m, "held")) == 1  # nothing computed again
 
 
-NO_STAMP_YET = """
-import os, signal, sys, time
-from pathlib import Path
-from memojar import _filestore, cached
-
-def g(x):
-    return [x]
-
-flags = Path({flags!r})
-if sys.argv[1] == "seed":  # no memory tier: no stamp made
-    print(cached(g)(1))
-elif sys.argv[1] == "writer":  # no memory tier either; killed after its rename
-    rename_over = _filestore._rename_over
-
-    def paused_then_killed(*args):  # after the busy bump: the reader reads meanwhile
-        (flags / "begun").touch()
-        while not (flags / "read").exists():
-            time.sleep(0.01)
-        rename_over(*args)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    _filestore._rename_over = paused_then_killed
-    cached(g).cache_set(["s"], 1)
-else:  # a memory tier, started while the change is under way
-    held = cached(memory=8)(g)
-    print(held(1), flush=True)
-    (flags / "read").touch()
-    while not (flags / "dead").exists():
-        time.sleep(0.01)
-    print(held(1), held(1))
-"""
-
-
-def test_a_memory_tier_started_during_a_change_that_made_the_stamp_holds_nothing_read_then(
-    tmp_path: Path, shared_dir: Path,
+@pytest.mark.parametrize("max_size", [None, 10**8], ids=["unnamed file", "max_size"])
+def test_a_replacement_interrupted_twice_leaves_no_stamp_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_size: int | None,
 ) -> None:
-    """No process with a memory tier ever ran, so there is no stamp: a process without one
-    begins replacing the entry (``cache_set``), and its busy bump makes the stamp, busy. A
-    process with a memory tier starting then maps that stamp and reads the old entry; the
-    writer is killed after its rename. That process returns the new value. Before, the
-    busy bump found no stamp and wrote nothing, the memory tier made a stamp of its own,
-    held the old value, and served it for good (found by an attack)."""
-    flags = tmp_path / "flags"
-    flags.mkdir()
-    script = tmp_path / "no_stamp_yet.py"
-    script.write_text(NO_STAMP_YET.format(flags=str(flags)))
+    """``cache_set`` interrupted (Ctrl-C) as it renames, then again as it ends its change:
+    the change is ended all the same, and memory tiers hold values again. Before, the
+    stamp stayed busy: every process's memory tier for the function held nothing until
+    another change ended (found by an attack)."""
+    from memojar import _filestore
+    from memojar._store import stamp_busy
 
-    def start(role: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, str(script), role], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def f(x: int) -> int:
+        return x
 
-    assert finish(start("seed")) == "[1]"
-    assert not list(shared_dir.glob("*/.gen"))
-    writer = start("writer")
-    wait_for(lambda: (flags / "begun").exists() or writer.poll() is not None)
-    reader = start("reader")
-    writer.communicate(timeout=60)
-    assert writer.returncode == -signal.SIGKILL
-    (flags / "dead").touch()
-    assert finish(reader).splitlines() == ["[1]", "['s'] ['s']"]
+    reader = Cache(tmp_path).cached(memory=8)(f)
+    reader(1)  # the entry and the stamp
+    writer = Cache(tmp_path, max_size=max_size).cached(f)
+    interrupts = []
+    rename, rename_over, bump = os.rename, _filestore._rename_over, _filestore.FileStore._bump
+
+    def first(*args: Any, **kwargs: Any) -> Any:  # the entry's rename: ``_write_at``'s
+        if not interrupts and str(args[1]).endswith(_filestore.SUFFIX):
+            interrupts.append("rename")
+            raise KeyboardInterrupt
+        return rename(*args, **kwargs)
+
+    def first_over(*args: Any) -> Any:  # ``_link_new``'s
+        if not interrupts:
+            interrupts.append("rename")
+            raise KeyboardInterrupt
+        return rename_over(*args)
+
+    def second(self: Any, fdir: str, busy: bool = False) -> None:
+        if interrupts == ["rename"] and not busy:
+            interrupts.append("end")
+            raise KeyboardInterrupt
+        bump(self, fdir, busy)
+
+    monkeypatch.setattr(os, "rename", first)
+    monkeypatch.setattr(_filestore, "_rename_over", first_over)
+    monkeypatch.setattr(_filestore.FileStore, "_bump", second)
+    with pytest.raises(KeyboardInterrupt):
+        writer.cache_set(2, 1)
+    assert interrupts == ["rename", "end"]
+    gen = next(tmp_path.glob("*/.gen"))
+    assert not stamp_busy(int.from_bytes(gen.read_bytes(), sys.byteorder))
 
 
 @pytest.mark.parametrize("at", ["the second busy bump", "the first closing bump"])
@@ -1094,13 +1081,13 @@ def test_a_clear_interrupted_leaves_no_stamp_busy(
         from memojar import Cache, _filestore
         bump, seen = _filestore.FileStore._bump, []
 
-        def interrupted(self, fdir, busy=False, make=False):
+        def interrupted(self, fdir, busy=False):
             seen.append(busy)
             if ({at == "the second busy bump"} and seen == [True, True]) or (
                     {at == "the first closing bump"} and seen[-1] is False
                     and seen.count(False) == 1):
                 raise KeyboardInterrupt
-            bump(self, fdir, busy, make)
+            bump(self, fdir, busy)
 
         _filestore.FileStore._bump = interrupted
         try:

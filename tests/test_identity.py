@@ -1040,6 +1040,45 @@ def test_a_state_captured_by_many_functions_of_a_bound_object_is_hashed_once(
     assert sum(value is shared for value in hashed) == 1
 
 
+class _Opts(dict):
+    """A user's dict subclass: its items and its attributes are settings."""
+
+
+class _Unviewable(dict):
+    @property
+    def __dict__(self) -> Any:
+        raise RuntimeError("no attribute view")
+
+
+class _Private:
+    __slots__ = ("__mod", "lock")
+
+    def __init__(self, mod: int) -> None:
+        import threading
+
+        self.__mod = mod
+        self.lock = threading.Lock()
+
+
+def test_a_user_dict_counts_its_attributes_apart_from_its_items() -> None:
+    """``Opts()`` with ``mode`` set as an attribute is not ``Opts(mode=...)``, which holds it
+    as an item (``opts.get("mode")`` tells them apart); a dict subclass whose attribute view
+    raises still counts by its items; a private slot (``__mod``, stored mangled) counts. Found
+    by an attack of the first change that looked at a dict subclass's attributes."""
+    import threading
+
+    from memojar import _identity
+
+    lock = threading.Lock()
+    by_attribute = _Opts()
+    by_attribute.mode, by_attribute.lock = "fast", lock
+    assert (_identity.bound_shape(by_attribute)
+            != _identity.bound_shape(_Opts(mode="fast", lock=lock)))
+    assert (_identity.bound_shape(_Unviewable(mod=10, lock=lock))
+            != _identity.bound_shape(_Unviewable(mod=100, lock=lock)))
+    assert _identity.bound_shape(_Private(10)) != _identity.bound_shape(_Private(100))
+
+
 _CLASS_CALL_KEY_SCRIPT = """
 import sys
 from memojar import cached

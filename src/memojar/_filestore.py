@@ -794,7 +794,7 @@ class FileStore(Store):
                     # that read the old entry between this bump and the rename kept it:
                     # now the stamp is busy until the bump that ends it, ``_bump``.)
                     begun = True
-                    self._bump(os.path.basename(self._dirs[function]), busy=True, make=True)
+                    self._bump(os.path.basename(self._dirs[function]), busy=True)
                     with self._settling() as ledger:
                         replaced = _size_at(name, sfd)
                         os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
@@ -820,8 +820,8 @@ class FileStore(Store):
                 # reservation for the life of the process, and the lock's error replaced
                 # the write's own.
                 _unlink(tmp, sfd)
-                if begun:
-                    self._bump(os.path.basename(self._dirs[function]))
+                if begun:  # (also when a second interrupt lands on it: ``_each``)
+                    _each(self._bump, [os.path.basename(self._dirs[function])])
             raise
         fdir = os.path.basename(self._dirs[function])
         if begun:  # (the entry it replaces may have gone meanwhile: ended all the same)
@@ -830,7 +830,7 @@ class FileStore(Store):
             # or its holder finishing after it): every process's memory tier holding the
             # old one forgets it, as at a removal. After the rename too: a value read
             # before it and held with the stamp of before is then forgotten at the next call.
-            self._bump(fdir)
+            _each(self._bump, [fdir])
         self._count(fdir, 0 if replaced else 1, size - replaced)
 
     def _link_new(self, function: str, key: str, chunks: Sequence[Any]) -> int:
@@ -889,7 +889,7 @@ class FileStore(Store):
                                 replaced = 0
                             except FileExistsError:  # an entry is there (refresh, cache_set,
                                 begun = folder.name  # a race): as ``_write_at``
-                                self._bump(begun, busy=True, make=True)
+                                self._bump(begun, busy=True)
                                 replaced = _rename_over(source, sfd, name)
                         except FileNotFoundError:  # the shard was removed meanwhile (as above),
                             # also once the entry there was seen (before: the result was lost)
@@ -909,8 +909,8 @@ class FileStore(Store):
             raise OSError(errno.ENOENT, "the function's folder keeps being removed",
                           self._dirs[function])
         finally:
-            if begun:  # memory tiers holding the old value forget it (see ``_write_at``)
-                self._bump(begun)
+            if begun:  # memory tiers holding the old value forget it (see ``_write_at``;
+                _each(self._bump, [begun])  # also when a second interrupt lands on it)
 
     def _folder(self, function: str) -> _Folder:
         """The function's folder as this process writes to it (created if missing).
@@ -1444,7 +1444,7 @@ class FileStore(Store):
         self.path(function, "")
         self._bump(os.path.basename(self._dirs[function]))
 
-    def _bump(self, fdir: str, busy: bool = False, make: bool = False) -> None:
+    def _bump(self, fdir: str, busy: bool = False) -> None:
         """Rewrite a function directory's stamp in place, if it has one (no one maps a
         stamp that does not exist). Never truncates it: mappings stay valid.
 
@@ -1456,25 +1456,18 @@ class FileStore(Store):
         (SIGKILL, the OOM killer) before its second bump; now such a writer leaves the
         tiers holding nothing until the next change ends, never the old value.
 
-        A busy bump of a replacement (``make``) finding no stamp makes one, busy: a memory
-        tier that maps it while the change is under way holds nothing (before, it made one
-        of its own, held the old value, and kept it when the writer was killed). A removal
-        makes none: a stamp keeps its folder from being removed once empty (``cleanup``).
-        A busy bump that cannot open the stamp for want of descriptors or memory
+        A busy bump finding no stamp makes none: a stamp keeps its folder from being
+        removed once empty (``cleanup``), and is its maker's (another user's memory tier
+        would refuse it). A busy bump that cannot open the stamp for want of descriptors or memory
         (``_SHORT``) raises: the change is not made unseen (before, a process near its limit
         of open files replaced an entry with no bump at all)."""
         try:  # relative to the folder opened without following links: one swapped for a
             with _dir_at(self.root, fdir) as ffd:  # link after an ``lstat`` took the write
                 if ffd is None:  # to an 8-byte file where the link led
                     return
-                try:
-                    fd = os.open(GEN_FILE, os.O_WRONLY | _NOFOLLOW | _CLOEXEC
-                                 | getattr(os, "O_NONBLOCK", 0), dir_fd=ffd)
-                except FileNotFoundError:  # no memory tier made one yet
-                    if busy and make:  # made busy: a memory tier starting meanwhile maps it
-                        _link_stamp(ffd, new_stamp(True), _shared_bits(ffd))
-                    return
-        except OSError as exc:  # no directory, not this user's, not a stamp
+                fd = os.open(GEN_FILE, os.O_WRONLY | _NOFOLLOW | _CLOEXEC
+                             | getattr(os, "O_NONBLOCK", 0), dir_fd=ffd)
+        except OSError as exc:  # no stamp (no memory tier made one), no directory, not ours
             if busy and exc.errno in _SHORT:  # the change is not made unseen: refused
                 raise
             return

@@ -733,9 +733,9 @@ def bound_shape(value: Any, depth: int = 6) -> Any:
     if budget.left is not None:  # inside another's walk (a callable bound to a callable)
         return _bound_shape(value, depth)
     digests = budget.digests  # (a walk inside a function's identity inside a walk: its)
-    budget.left, budget.shapes = [WALK_ITEMS, WALK_BYTES, WALK_BUFFERS] * 2, {}
-    budget.digests = {} if digests is None else digests
-    try:
+    try:  # (set inside: an interrupt right after leaves nothing set for later walks)
+        budget.left, budget.shapes = [WALK_ITEMS, WALK_BYTES, WALK_BUFFERS] * 2, {}
+        budget.digests = {} if digests is None else digests
         return _bound_shape(value, depth)
     finally:
         budget.left = budget.shapes = None
@@ -801,16 +801,33 @@ def _parts_of(value: Any) -> list[tuple[str, Any]] | None:
     else:
         parts = []
     if user or _holds_settings(value):  # a user's subclass of list or dict: its attributes
-        state = getattr(value, "__dict__", None)
-        mark = "@" if parts else ""  # beside a container's items: named apart from them
-        if type(state) is dict:
-            parts += [(f"{mark}{_key_text(k)}", part) for k, part in state.items()]
-        for klass in type(value).__mro__:
-            slots = vars(klass).get("__slots__", ())
-            for name in [slots] if isinstance(slots, str) else slots:
-                if name not in ("__dict__", "__weakref__") and hasattr(value, name):
-                    parts.append((f".{name}", getattr(value, name)))
+        # named apart from a container's items (an empty dict's too: its attributes are not
+        # the items of another of the same names)
+        mark = "@" if isinstance(value, (tuple, list, dict)) else ""
+        try:
+            parts += _parts_named(value, mark)
+        except Exception:  # a __dict__ or slot that raises: the items
+            if not mark:  # counted still, with a part saying so; an object: by its type
+                raise
+            parts.append(("@?", class_qualname(type(value))))
     return None if len(parts) > _PARTS else parts
+
+
+def _parts_named(value: Any, mark: str) -> list[tuple[str, Any]]:
+    """The attributes of an object of the user's code (its ``__dict__`` and ``__slots__``,
+    private ones by their mangled names), each named, after ``mark``."""
+    parts: list[tuple[str, Any]] = []
+    state = getattr(value, "__dict__", None)
+    if type(state) is dict:
+        parts += [(f"{mark}{_key_text(k)}", part) for k, part in state.items()]
+    for klass in type(value).__mro__:
+        slots = vars(klass).get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name.startswith("__") and not name.endswith("__"):  # private: mangled
+                name = f"_{klass.__name__.lstrip('_')}{name}"
+            if name not in ("__dict__", "__weakref__") and hasattr(value, name):
+                parts.append((f".{name}", getattr(value, name)))
+    return parts
 
 
 def _type_shape(value: Any) -> tuple[str, str, str]:
