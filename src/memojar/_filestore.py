@@ -1340,10 +1340,11 @@ class FileStore(Store):
             # user's clear of entries there bumps it, so this user's memory tiers forget
             # them. Before, it was 0600: their bump failed silently, and this user's
             # processes kept returning the cleared entries from memory.
-            shared = _shared_bits(dfd)
+            opened = os.fstat(dfd).st_mode
+            shared = opened & 0o066 if opened & _OPENED_TO_OTHERS else 0
             for tries in range(2):
                 try:
-                    _link_stamp(dfd, new_stamp(), shared)
+                    fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
                 except OSError as exc:
                     # A cache mounted read-only (a warm cache bind-mounted ro into a
                     # container), a full disk: a stamp already there is mapped, and a
@@ -1354,6 +1355,20 @@ class FileStore(Store):
                     except OSError:
                         raise exc from None
                     break
+                try:
+                    try:
+                        os.write(fd, new_stamp())
+                        if shared:
+                            os.fchmod(fd, 0o600 | shared)
+                    finally:
+                        os.close(fd)
+                    # never replaces a stamp others have mapped
+                    os.link(tmp, GEN_FILE, src_dir_fd=dfd, dst_dir_fd=dfd,
+                            follow_symlinks=False)
+                except FileExistsError:
+                    pass
+                finally:
+                    _unlink(tmp, dfd)
                 kind = stat.S_IFMT(os.stat(GEN_FILE, dir_fd=dfd, follow_symlinks=False).st_mode)
                 if kind in (stat.S_IFLNK, stat.S_IFIFO, stat.S_IFSOCK) and not tries:
                     # A link, FIFO or socket planted at memojar's name: it goes (a link,
@@ -3664,31 +3679,6 @@ def _each(act: Callable[[str], None], names: list[str]) -> None:
 
 # Errors of a process short of descriptors or memory, not of the file or folder.
 _SHORT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
-
-
-def _shared_bits(dfd: int) -> int:
-    """The write bits a stamp in the folder ``dfd`` gives others: those of a folder opened
-    to others by hand, whose users' clears then bump it (``generation``)."""
-    opened = os.fstat(dfd).st_mode
-    return opened & 0o066 if opened & _OPENED_TO_OTHERS else 0
-
-
-def _link_stamp(dfd: int, stamp: bytes, shared: int) -> None:
-    """A stamp holding ``stamp`` at its name in the folder ``dfd``, made whole under a
-    temporary name and linked: never replaces a stamp there, which others have mapped."""
-    fd, tmp = _create_new(GEN_FILE, dir_fd=dfd)
-    try:
-        try:
-            os.write(fd, stamp)
-            if shared:
-                os.fchmod(fd, 0o600 | shared)
-        finally:
-            os.close(fd)
-        os.link(tmp, GEN_FILE, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
-    except FileExistsError:
-        pass
-    finally:
-        _unlink(tmp, dfd)
 
 
 def _own_stamp(st: os.stat_result) -> bool:

@@ -748,18 +748,16 @@ def _bound_shape(value: Any, depth: int) -> Any:
     if known is not None:
         return known[1]
     left = budget.left
-    shape: Any
-    if left is not None and min(left[3:]) <= 0 and depth > 0 and _has_parts(value):
-        shape = _type_shape(value)  # no more attempts at the whole: by its parts at once
-    else:
-        shape = _value_shape(value, set(), by_state=True)
+    parts = None
+    if left is not None and min(left[3:]) <= 0 and depth > 0:  # no more attempts at a
+        parts = _looked_at(value)  # whole: an object that has parts counts by them at once
+    shape = _type_shape(value) if parts is not None else _value_shape(value, set(),
+                                                                       by_state=True)
     if depth > 0 and type(shape) is tuple and shape and shape[0] == "type":
-        try:
-            parts = _parts_of(value)
-        except Exception:  # noqa: BLE001 - whatever looking at it raised (a proxy's getattr,
-            parts = None  # a key's broken __repr__): by its type
+        if parts is None:
+            parts = _looked_at(value)
         if parts is not None:
-            parts.sort(key=operator.itemgetter(0))
+            parts.sort(key=operator.itemgetter(0))  # walked in order: the same budget
             shape = ("parts", shape, xxhash.xxh3_128_hexdigest(repr(tuple(sorted(
                 (name, repr(_bound_shape(part, depth - 1))) for name, part in parts))).encode()))
     if shapes is not None:
@@ -767,12 +765,13 @@ def _bound_shape(value: Any, depth: int) -> Any:
     return shape
 
 
-def _has_parts(value: Any) -> bool:
-    """Whether ``_parts_of`` looks at ``value`` part by part."""
+def _looked_at(value: Any) -> list[tuple[str, Any]] | None:
+    """``_parts_of``, or None where looking raises (a proxy's getattr, a key's broken
+    ``__repr__``): by its type then."""
     try:
-        return _parts_of(value) is not None
-    except Exception:  # noqa: BLE001 - whatever looking at it raised: by its type
-        return False
+        return _parts_of(value)
+    except Exception:  # noqa: BLE001 - whatever looking at it raised
+        return None
 
 
 def _holds_settings(value: Any) -> bool:
