@@ -1217,6 +1217,87 @@ def test_the_memory_tier_sees_a_holder_that_stores_after_a_caller_that_timed_out
     assert out.split() == ["caller", "holder"]
 
 
+LOOKED_BEFORE_STORED = """
+import sys, time, warnings
+from pathlib import Path
+from memojar import Cache, _filestore
+
+HERE = Path({here!r})
+cache = Cache(HERE / "cache", max_size=10**9, lock_timeout=1)
+
+
+def wait(name):
+    while not (HERE / name).exists():
+        time.sleep(0.02)
+
+
+if sys.argv[1] == "holder":  # its write looks for an entry before the caller stores one
+    size_at = _filestore._size_at
+
+    def looked_first(name, dir_fd):
+        size = size_at(name, dir_fd)
+        if not (HERE / "looked").exists():
+            (HERE / "looked").touch()
+            wait("stored")
+        return size
+
+    _filestore._size_at = looked_first
+
+
+@cache.cached(memory=8)
+def f(x):
+    if sys.argv[1] == "holder":
+        (HERE / "computing").touch()
+        wait("go")
+    else:
+        (HERE / "go").touch()
+        wait("looked")
+    return sys.argv[1]
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the caller waited past lock_timeout
+    print(f(1), flush=True)
+if sys.argv[1] == "caller":
+    (HERE / "stored").touch()
+    input()  # the holder has stored its value
+    print(f(1))
+"""
+
+
+def test_the_memory_tier_sees_an_entry_replaced_that_was_stored_after_its_writer_looked(
+    tmp_path: Path,
+) -> None:
+    """With ``max_size``, a writer looks for an entry at the key's name (none), and a
+    caller that waited past ``lock_timeout`` stores one there before the writer's file
+    takes the name: the writer replaces it as any entry there, and the caller's memory
+    tier forgets the value it stored.
+
+    Old: the writer renamed its file over the name as if nothing were there, with no bump:
+    the caller served its own value for good while the entry held the holder's."""
+    script = tmp_path / "looked.py"
+    script.write_text(LOOKED_BEFORE_STORED.format(here=str(tmp_path)))
+
+    def run(role: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, str(script), role], text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    holder = run("holder")
+    try:
+        wait_for(lambda: (tmp_path / "computing").exists())
+        caller = run("caller")
+        assert finish(holder) == "holder"
+        out, err = caller.communicate("\n", timeout=60)
+        assert caller.returncode == 0, err
+    finally:
+        holder.kill()
+    assert out.split() == ["caller", "holder"]
+    entries = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()
+               and not p.name.startswith(".") and p.parent.name != "cache"]
+    assert len([p for p in entries if ".tmp" in p.name]) == 0
+
+
 def test_the_memory_tier_sees_another_process_s_clear_that_was_interrupted(
     tmp_path: Path, shared_dir: Path,
 ) -> None:

@@ -489,6 +489,7 @@ class FileStore(Store):
         self._lockers: dict[str, str] = {}
         self._tmpfile = _TMPFILE  # unnamed temporary files work here (until one fails)
         self._truncate_grows = True  # ftruncate extends a file here (until it refuses)
+        self._hard_links = True  # link makes a second name here (until it refuses)
         self._recounted = False  # the ledger is recounted once per process before trusting it
         # Function folder -> the stats file's merge number when ``counted`` found no count
         # (the listing that follows is recorded by ``recount`` only if no merged change
@@ -786,13 +787,17 @@ class FileStore(Store):
                 os.close(fd)
             replaced = _size_at(name, sfd)  # for the ledger and the entry count
             try:
-                if replaced:  # an entry there goes: replaced and recorded under the ledger's
-                    # lock, as a removal (``_settling``); memory tiers forget the old value
-                    # before the rename as well as after it, as at a removal: a writer
-                    # killed between the two (SIGKILL, the OOM killer) left them serving it
-                    # for good, where every reader of the disk got the new one. (Only one
-                    # that read the old entry between this bump and the rename kept it:
-                    # now the stamp is busy until the bump that ends it, ``_bump``.)
+                # An entry there goes: replaced and recorded under the ledger's lock, as a
+                # removal (``_settling``); memory tiers forget the old value before the
+                # rename as well as after it, as at a removal: a writer killed between the
+                # two (SIGKILL, the OOM killer) left them serving it for good, where every
+                # reader of the disk got the new one. (Only one that read the old entry
+                # between this bump and the rename kept it: now the stamp is busy until the
+                # bump that ends it, ``_bump``.) With none there, the file takes the name
+                # only if there is still none: one stored since by a writer not serialised
+                # with this one (past ``lock_timeout``) is replaced as above. Before, the
+                # rename replaced it unseen by memory tiers, and the ledger counted both.
+                if replaced or not self._place_new(tmp, name, sfd):
                     begun = True
                     self._bump(os.path.basename(self._dirs[function]), busy=True)
                     with self._settling() as ledger:
@@ -800,8 +805,6 @@ class FileStore(Store):
                         os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
                         if ledger is not None:
                             ledger.settle(-replaced)
-                else:
-                    os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
             except FileNotFoundError as exc:  # the temporary file went (a shard holding it
                 path = os.path.join(self._dirs[function], shard)  # cannot be removed)
                 raise OSError(errno.ENOENT, f"the temporary file {path}{_SEP}{tmp} was "
@@ -809,8 +812,8 @@ class FileStore(Store):
                               "nothing was stored", tmp) from exc
         except BaseException:
             try:
-                with self._settling() as ledger:  # the reservation given back
-                    if _unlink(tmp, sfd) and ledger is not None:
+                with self._settling() as ledger:  # the reservation given back, unless the
+                    if _unlink_alone(tmp, sfd) and ledger is not None:  # entry is its file
                         ledger.settle(-size)
             except OSError as exc:  # its lock held past LOCK_WAIT: the total over-states
                 logger.debug("no ledger update in %s: %s", self.root, exc)  # (recounted)
@@ -832,6 +835,27 @@ class FileStore(Store):
             # before it and held with the stamp of before is then forgotten at the next call.
             _each(self._bump, [fdir])
         self._count(fdir, 0 if replaced else 1, size - replaced)
+
+    def _place_new(self, tmp: str, name: str, sfd: int) -> bool:
+        """Put the written temporary file ``tmp`` at ``name`` in the shard ``sfd`` if
+        nothing is there: linked, then its temporary name unlinked (an interrupt between
+        leaves it a second name, ``_unlink_alone``). False if something is. Where the file
+        system has no hard links (FAT: learned at the first write), renamed, as before:
+        there a file stored at the name since ``_size_at`` looked is replaced."""
+        if self._hard_links:
+            try:
+                os.link(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd, follow_symlinks=False)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_LINKS:
+                    raise
+                self._hard_links = False
+            else:
+                _unlink(tmp, sfd)
+                return True
+        os.rename(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
+        return True
 
     def _link_new(self, function: str, key: str, chunks: Sequence[Any]) -> int:
         """The plain write (no ``max_size``): the entry goes into an unnamed file in its
@@ -3618,6 +3642,16 @@ def _unlink(path: str, dir_fd: int | None = None) -> bool:
         return True
     except FileNotFoundError:  # removed by another process first: the race we expect
         return False
+
+
+def _unlink_alone(name: str, dir_fd: int) -> bool:
+    """Unlink the temporary file ``name``; whether it was its file's only name (an entry
+    linked from it keeps the file, and its room)."""
+    try:
+        alone = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_nlink == 1
+    except FileNotFoundError:
+        return False
+    return _unlink(name, dir_fd) and alone
 
 
 def _unlink_file(name: str, dir_fd: int) -> None:

@@ -7,6 +7,7 @@ Real processes and real files; every wait is bounded.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -126,6 +127,7 @@ def test_an_entry_larger_than_max_size_is_not_stored_and_evicts_nothing(tmp_path
 # --- 15. discarding a bad entry while another process stores a fresh one --------------------
 
 MODULE = """
+import errno
 import os
 
 def slow(x):
@@ -360,8 +362,8 @@ import os, signal
 import memojar
 where = os.environ["WHERE"]
 
-def killed_before(real):  # os.replace by path; os.rename relative to a folder's descriptor
-    def rename(src, dst, *args, **kwargs):
+def killed_before(real):  # os.replace by path; os.rename, os.link relative to a folder's
+    def rename(src, dst, *args, **kwargs):  # descriptor
         name = os.path.basename(str(src))
         if name.endswith(".tmp") and where in name:
             os.kill(os.getpid(), signal.SIGKILL)  # just before the rename: the file is whole
@@ -369,6 +371,7 @@ def killed_before(real):  # os.replace by path; os.rename relative to a folder's
     return rename
 
 os.replace, os.rename = killed_before(os.replace), killed_before(os.rename)
+os.link = killed_before(os.link)  # (a new entry takes its name by link)
 cache = memojar.Cache(os.environ["CACHE"], max_size=10_000_000)
 f = cache.cached(lambda x: bytes(5000) + bytes([x]))
 for i in range(3):
@@ -548,6 +551,7 @@ def test_a_removal_is_counted_once_when_the_ledger_is_recounted_meanwhile(
 # --- a shard removed by another process's prune under a max_size write ------------------------
 
 PRUNE = """
+import errno
 import os
 from memojar import Cache, _filestore
 _filestore.LOCK_WAIT = 1.0  # a ledger held throughout by the writer: given up
@@ -636,6 +640,7 @@ for w in caught:
 """
 
 CLEAR_AND_PRUNE = """
+import errno
 import os
 from memojar import Cache
 cache = Cache(os.environ["CACHE"], max_size=1_000_000)
@@ -755,6 +760,7 @@ def test_a_process_going_through_many_functions_keeps_few_folders_open(tmp_path:
     the last few, across every store, and so are the caches' writer files (``.writers``:
     one a cache, held while the process may have changes of it to merge)."""
     script = f"""
+import errno
 import os
 from memojar import Cache, cached
 root = {str(tmp_path)!r}
@@ -786,6 +792,7 @@ def test_a_process_changing_many_caches_in_turn_keeps_one_writer_file_a_cache(
     change: one file a cache in ``.writers``, none left at its exit. (Letting a file go
     and making a new one at each registration left 4,080 files after 4,000 misses.)"""
     script = f"""
+import errno
 import os
 from memojar import Cache
 root = {str(tmp_path)!r}
@@ -1573,3 +1580,85 @@ def test_a_dropped_caches_counts_wait_while_its_tag_cannot_be_opened(tmp_path: P
     assert (done.returncode, done.stderr) == (0, "")
     (hits, misses, _), = memojar.Cache(tmp_path).saved_stats().values()
     assert (hits, misses) == (1, 1)
+
+
+def test_an_entry_stored_after_a_writer_looked_for_one_is_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer looks at the key's name (nothing there), and another stores an entry there
+    before the writer's file takes the name: the writer's replaces it, subtracted from the
+    ledger as any entry replaced. Before, the rename replaced it as if nothing were there,
+    and the ledger counted both: the total said more than the files, for good."""
+    from memojar import _filestore
+
+    root = tmp_path / "cache"
+    writer, other = memojar.Cache(root, max_size=MB), memojar.Cache(root, max_size=MB)
+
+    def f(i: int) -> bytes:
+        return b"w" * 10_000
+
+    size_at, stored = _filestore._size_at, []
+
+    def stored_meanwhile(name: str, dir_fd: int) -> int:
+        size = size_at(name, dir_fd)
+        if not stored:
+            stored.append(name)
+            other.cached(f).cache_set(b"o" * 20_000, 1)
+        return size
+
+    monkeypatch.setattr(_filestore, "_size_at", stored_meanwhile)
+    assert writer.cached(f)(1) == b"w" * 10_000
+    monkeypatch.undo()
+    assert stored and other.cached(f)(1) == b"w" * 10_000
+    assert int((root / ".size").read_text()) == on_disk(root)
+
+
+def test_an_interrupt_just_after_the_entry_is_linked_keeps_it_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C just after the new file is linked at the entry's name, before its temporary
+    name goes: the temporary name is removed, and the ledger keeps the entry's room (the
+    file is the entry's; giving its reservation back made the total say less than the
+    files)."""
+    root = tmp_path / "cache"
+    cache = memojar.Cache(root, max_size=MB)
+    link = os.link
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        link(*args, **kwargs)
+        if str(args[1]).endswith(".pkl"):
+            raise KeyboardInterrupt
+
+    @cache.cached
+    def f(i: int) -> bytes:
+        return b"x" * 10_000
+
+    monkeypatch.setattr(os, "link", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        f(1)
+    monkeypatch.undo()
+    assert not list(root.rglob("*.tmp"))
+    assert int((root / ".size").read_text()) == on_disk(root) > 10_000
+    assert f(1) == b"x" * 10_000
+
+
+def test_a_file_system_without_hard_links_stores_under_max_size_by_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where ``link`` fails as on FAT (EPERM), the entry takes its name by rename."""
+    root = tmp_path / "cache"
+    cache = memojar.Cache(root, max_size=MB)
+
+    def no_links(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted", args[1])
+
+    @cache.cached
+    def f(i: int) -> bytes:
+        return bytes([i]) * 10_000
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert [f(1), f(2)] == [b"\x01" * 10_000, b"\x02" * 10_000]
+    monkeypatch.undo()
+    assert not list(root.rglob("*.tmp"))
+    assert len(list(root.rglob("*.pkl"))) == 2
+    assert int((root / ".size").read_text()) == on_disk(root)
