@@ -445,7 +445,7 @@ def test_bad_duration_is_a_usage_error(
 
 
 @pytest.mark.parametrize("argv", [["--older-than", "-5d"], ["--older-than=-5d"],
-                                  ["--older", "-1.5h"], ["-y", "--older-than", "-.5w"]],
+                                  ["--older-than", "-1.5h"], ["-y", "--older-than", "-.5w"]],
                          ids=" ".join)
 def test_a_negative_duration_says_so(
     argv: list[str], cache_dir: Path, capsys: pytest.CaptureFixture[str]
@@ -485,6 +485,20 @@ def test_prune_removes_stale_incompatible_and_unreadable(
     assert code == 0 and "removed 1 entry;" in out
     assert {e.function for e in Cache(cache_dir).entries()} == {SQUARE, CUBE}
     assert count(cache_dir) == 5
+
+
+def test_an_option_typed_short_of_its_name_is_refused_and_its_name_suggested(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    """Before, argparse took ``--other-python`` (a typo) for ``--other-pythons``, and the
+    prune removed the other Pythons' entries."""
+    fill(cache_dir)
+    plant(cache_dir, "mod.old_python", 1, python="2.7")
+    code, _, err = cli(capsys, "--dir", str(cache_dir), "prune", "--other-python")
+    assert code == 2
+    assert "unrecognized arguments: --other-python; did you mean --other-pythons?" in one_line(
+        err)
+    assert "mod.old_python" in {e.function for e in Cache(cache_dir).entries()}
 
 
 def test_prune_of_a_clean_cache_removes_nothing(

@@ -31,6 +31,21 @@ def test_the_demo_computes_once_then_hits_in_this_process_and_the_next(tmp_path:
     assert "CacheInfo(hits=2, misses=2, entries=2" in proc.stdout
 
 
+def test_the_demo_whose_reader_leaves_ends_quietly(tmp_path: Path) -> None:
+    """``python -m memojar.demo | head -1``: before, the cache was said to have failed
+    ("Broken pipe"), with status 1."""
+    environ = {k: v for k, v in os.environ.items() if k != "MEMOJAR_DEMO_DIR"}
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader left before the first line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "memojar.demo"], stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=120,
+                              env={**environ, "MEMOJAR_DEMO_DIR": str(tmp_path / "demo")})
+    finally:
+        os.close(writer)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
 @pytest.mark.slow
 def test_the_demo_uses_the_default_cache_says_where_and_leaves_no_temporary_folder(
     tmp_path: Path,

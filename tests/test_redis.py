@@ -369,6 +369,12 @@ def test_a_mistyped_url_is_refused_when_the_cache_is_made(path: str, said: str) 
         Cache(f"redis://127.0.0.1:{free_port()}{path}", secret=SECRET)
 
 
+def test_an_option_given_twice_is_refused_when_the_cache_is_made() -> None:
+    # Before, the last prefix counted, silently.
+    with pytest.raises(ValueError, match="option prefix is given twice; give it once"):
+        Cache(f"redis://127.0.0.1:{free_port()}/0?prefix=a:&prefix=b:", secret=SECRET)
+
+
 def test_a_url_scheme_in_capitals_is_the_same_cache(redis_location: str) -> None:
     # URL schemes are case-insensitive (as for 'S3://'): 'REDIS://' chose the Redis store,
     # whose redis-py then said the URL "must specify one of the following schemes (redis://,

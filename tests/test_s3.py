@@ -168,6 +168,13 @@ def test_unknown_url_option_is_an_error(s3_env: None) -> None:
         Cache("s3://bucket/prefix?colour=blue")
 
 
+def test_an_option_given_twice_is_an_error(s3_env: None) -> None:
+    # Before, the last one counted, silently: a cache on another server than the first
+    # endpoint_url read.
+    with pytest.raises(ValueError, match="option endpoint_url is given twice; give it once"):
+        Cache("s3://bucket/prefix?endpoint_url=http://a:1&endpoint_url=http://b:2")
+
+
 def test_bad_timeout_is_an_error(s3_env: None) -> None:
     with pytest.raises(ValueError, match="timeout must be a positive number, got '-1'"):
         Cache("s3://bucket/prefix?timeout=-1")

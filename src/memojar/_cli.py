@@ -140,12 +140,37 @@ class NoCacheYet(Exception):
 # --- parsing --------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is a ``CliError`` (one line, status 2), not a print."""
+    """argparse, but a usage error is a ``CliError`` (one line, status 2), not a print, and
+    an option is only its whole name: argparse's prefixes ran ``prune --other-python`` (a
+    typo) as ``--other-pythons``, which removed every other Python's entries."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         if message == "argument --older-than: expected one argument":
             message += " (a DURATION: a number and a unit s, m, h, d or w, as 90s, 15m, 2h, 7d)"
+        elif message.startswith("unrecognized arguments: "):
+            message += self._options_meant(message.split(": ", 1)[1].split())
         raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+
+    def _options_meant(self, words: list[str]) -> str:
+        """"; did you mean ..." for unknown options that are near a known one (this
+        parser's or a command's: argparse reports a command's from the top parser)."""
+        import difflib
+
+        parsers = [self]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += action.choices.values()
+        known = sorted({o for p in parsers for a in p._actions for o in a.option_strings
+                        if o.startswith("--")})
+        close = []
+        for word in (w.split("=")[0] for w in words if w.startswith("--")):
+            longer = [o for o in known if o.startswith(word)]  # a prefix: what it stood for
+            close += longer or difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+        return f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         """argparse's, but an invalid choice typed with a byte that is not UTF-8 (the

@@ -76,7 +76,7 @@ import xxhash
 from ._entry import written_as_an_entry
 from ._errors import logger, warn
 from ._filestore import function_dir
-from ._location import positive, redact
+from ._location import once_each, positive, redact
 from ._store import (
     CONFIRM_SHARE,
     HEAD_BYTES,
@@ -1734,12 +1734,14 @@ def _parse(location: str) -> tuple[str, str, dict[str, str]]:
             f"cache location {shown!r} has a '#': an s3:// URL has none (what follows it, "
             "the query's options too, would be dropped); a prefix cannot hold one"
         )
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    once_each(location, pairs, _OPTIONS)
+    options = dict(pairs)
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise ValueError(f"cache location {shown!r}: unknown option(s) {', '.join(unknown)}"
                          f" (known: {', '.join(_OPTIONS)})")
-    for name in options:  # given twice: the last one counts, as in a dict
+    for name in options:
         if not options[name]:
             raise ValueError(f"cache location {shown!r}: option {name} is empty")
     if not _BUCKET.fullmatch(parts.netloc):

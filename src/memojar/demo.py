@@ -73,6 +73,10 @@ def _main() -> int:
         return 1
     try:
         return _show(cache, location, where, "MEMOJAR_DEMO_DIR" if chosen else "MEMOJAR_DIR")
+    except BrokenPipeError:  # ``python -m memojar.demo | head -1``: the reader left, which
+        # is fine, as for ``memojar ls``. Before, the cache was said to have failed (status 1).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a server that does not answer, a folder that went read-only
         print(f"memojar demo: the cache in {where}, {cache.directory}, failed: {exc}",
               file=sys.stderr)
