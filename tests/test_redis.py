@@ -966,6 +966,25 @@ def test_prune_puts_back_into_the_index_the_entries_an_allkeys_policy_left_unlis
     cache.close()
 
 
+def test_a_cache_never_takes_in_the_entries_of_one_whose_prefix_starts_with_its_own(
+    redis_location: str, client: Any,
+) -> None:
+    """``memojar:team:f:<key>`` is named as an entry of the cache ``memojar:`` would be, of
+    a function ``team:f``; its header names ``f``. Before, the look for entries missing
+    from the index (prune; any listing on a server evicting with an allkeys-* policy)
+    took them in: the default cache's clear and max_size then removed the team's entries,
+    and its listings counted them."""
+    team = Cache(redis_location + "?prefix=memojar:team:", secret=SECRET)
+    double, _ = counted(team)
+    double(1), double(2)
+    mine = Cache(redis_location, secret=SECRET)
+    assert mine.prune() == 0
+    assert mine.stats().entries == 0
+    assert mine.clear() == 0
+    assert sorted(e.key for e in team.entries()) == sorted(map(double.cache_key, (1, 2)))
+    team.close(), mine.close()
+
+
 GOLDEN = Path(__file__).resolve().parent / "golden"
 GOLDEN_NAMES = {  # case: the function and key make_golden.py wrote it for
     "plain": "golden.square:00112233445566778899aabbccddeeff",

@@ -163,8 +163,8 @@ drop(KEYS[4])
 return 1
 """
 
-# KEYS[4] a key named like an entry, found in the keyspace (``cleanup``); ARGV now -> 1 if
-# it was an entry missing from the index, now back in it. A server whose maxmemory-policy
+# KEYS[4] a key named like an entry, found in the keyspace (``cleanup``); ARGV now, the
+# prefix -> 1 if it was an entry of this cache missing from the index, now back in it. A server whose maxmemory-policy
 # is allkeys-* evicts any key, memojar's index too (``sizes`` is not touched by a hit, so
 # under allkeys-lru it goes first): the entries it listed stayed in the server, read by
 # every hit, but no listing, clear or max_size saw them again. The total is recounted after.
@@ -175,7 +175,9 @@ local kind = redis.call('TYPE', entry)
 if type(kind) == 'table' then kind = kind.ok end
 if kind ~= 'string' then return 0 end
 local size = redis.call('STRLEN', entry)
-local head = redis.call('GETRANGE', entry, 0, 511)
+-- the function its name gives: after the prefix, before ':<key>'
+local fn = string.sub(entry, #ARGV[2] + 1, -34)
+local head = redis.call('GETRANGE', entry, 0, 511 + #fn)
 -- (MJCH 1: an older memojar's pointer, "MJCH 1 <gen> <chunks> <size>\\n", no signature)
 local pointed = string.match(head, '^MJCH [12] %x+ %d+ (%d+)[ \\n]')
 if pointed then
@@ -187,10 +189,18 @@ end
 -- like one (an empty prefix) is never taken in, nor removed. Before, the older formats'
 -- were not taken in either: never listed, counted, cleared nor pruned, kept for good.
 local old = string.sub(head, 1, 6)
-if (string.sub(head, 1, 3) ~= '\\128\\005B' or string.sub(head, 8, 11) ~= 'MJAR')
-    and old ~= 'MJAR\\001\\000' and old ~= 'MJAR\\002\\000' and old ~= 'MJAR\\003\\000' then
-  return 0
+local ident = 64  -- where the header's ident, which opens with its function, starts
+if string.sub(head, 1, 3) ~= '\\128\\005B' or string.sub(head, 8, 11) ~= 'MJAR' then
+  if old ~= 'MJAR\\001\\000' and old ~= 'MJAR\\002\\000' and old ~= 'MJAR\\003\\000' then
+    return 0
+  end
+  ident = 57  -- (bare, with no lead)
 end
+-- an entry of this cache's, written under that name: not one of another cache whose
+-- prefix starts with this one's ('memojar:team:f:<key>', read under 'memojar:' as a
+-- function 'team:f', names 'f'). Before, it was taken in, then cleared, evicted and
+-- counted as this cache's.
+if string.sub(head, ident, ident + #fn) ~= fn .. '\\0' then return 0 end
 redis.call('HSET', sizes, entry, size)
 redis.call('ZADD', lru, 'NX', ARGV[1], entry)
 redis.call('SADD', base_of(entry) .. 'entries', entry)

@@ -592,7 +592,8 @@ class RedisStore(Store):
             if batch:
                 pipe = self._client.pipeline(transaction=False)
                 for entry in batch:
-                    self._reindex(keys=[*self._index, entry], args=[time.time()], client=pipe)
+                    self._reindex(keys=[*self._index, entry], args=[time.time(), self._pre],
+                                  client=pipe)
                 reindexed += sum(pipe.execute())
         if reindexed:
             logger.info("%s: %d entries were missing from the index (evicted by the "
