@@ -28,6 +28,7 @@ from remote_kit import (
     counted,
     entry_object,
     evalsha,
+    past_the_fault,
     short_timeout,
     split,
 )
@@ -207,20 +208,6 @@ def _write_and_look(location: str, f: Any, *args: Any) -> tuple[bytes, bytes]:
             b"\r\nRange: bytes=0-")
 
 
-def _past_the_fault(store: Any) -> None:
-    """Wait until ``store`` no longer fails fast after a fault: Redis's until a ping
-    answers, S3's for ``FAULT_BACKOFF``."""
-    if store.kind == "S3":
-        from memojar._s3store import FAULT_BACKOFF
-
-        time.sleep(FAULT_BACKOFF + 0.2)
-        return
-    deadline = time.monotonic() + HANG
-    while store._breaker.down:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def test_a_write_whose_reply_and_check_timed_out_says_it_may_be_cached(
         remote_location: str, remote_dropper: ReplyDropper) -> None:
     """The entry's write and the read that would tell whether it was stored both go
@@ -242,7 +229,7 @@ def test_a_write_whose_reply_and_check_timed_out_says_it_may_be_cached(
     assert re.search(rf"returned; whether it was cached is unknown: {scheme}://.* did not "
                      r"answer its write within the store.s timeout, and reading the entry "
                      r"back failed", message), message
-    _past_the_fault(cache.store)
+    past_the_fault(cache.store)
     assert double(2) == 4
     assert calls == [0, 2]  # a hit: it was stored
     cache.close()

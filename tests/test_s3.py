@@ -33,7 +33,6 @@ from memojar._cache import open_store
 from memojar._filestore import function_dir
 from memojar._s3store import (
     CONFIRM_SHARE,
-    FAULT_BACKOFF,
     HEAD_BYTES,
     LEASE_TTL,
     SUFFIX,
@@ -55,6 +54,7 @@ from remote_kit import (
     k,
     lock_holder,
     names_the_extra,
+    past_the_fault,
     recovers_from_a_frozen_server,
     short_timeout,
     split,
@@ -166,13 +166,6 @@ def test_gcs_and_azure_are_errors_that_say_why(url: str, store: str, tmp_path: P
 def test_unknown_url_option_is_an_error(s3_env: None) -> None:
     with pytest.raises(ValueError, match=r"unknown option.*colour.*known: endpoint_url"):
         Cache("s3://bucket/prefix?colour=blue")
-
-
-def test_an_option_given_twice_is_an_error(s3_env: None) -> None:
-    # Before, the last one counted, silently: a cache on another server than the first
-    # endpoint_url read.
-    with pytest.raises(ValueError, match="option endpoint_url is given twice; give it once"):
-        Cache("s3://bucket/prefix?endpoint_url=http://a:1&endpoint_url=http://b:2")
 
 
 def test_bad_timeout_is_an_error(s3_env: None) -> None:
@@ -816,7 +809,7 @@ def test_a_write_whose_reply_and_check_were_lost_says_it_may_be_cached(
                      r"s3://.* dropped before the server answered its write, and reading "
                      r"the entry back failed", message), message
     assert name in objects(client, s3_location)  # it was
-    time.sleep(FAULT_BACKOFF + 0.2)  # past the store's fail-fast pause after the fault
+    past_the_fault(double.__memojar__.store)
     assert double(2) == 4
     assert calls == [2]  # a hit: the entry read and checked as any other
 
@@ -907,7 +900,7 @@ def test_a_put_that_lands_after_the_look_was_never_called_not_cached(
     late[0].join(HANG)
     name = entry_object(s3_location, double, 2)
     assert name in objects(client, s3_location)  # it was, after the warning
-    time.sleep(FAULT_BACKOFF + 0.2)  # past the store's fail-fast pause after the fault
+    past_the_fault(store)
     assert double(2) == 4
     assert calls == [2]  # a hit
 
@@ -1222,6 +1215,34 @@ def test_frozen_server_times_out_within_the_timeout(own_server: Callable[[], S3S
     # machine)
     recovers_from_a_frozen_server(
         Cache(server.location(bucket, "p", timeout="2"), secret=SECRET), server, 1.75 * 2)
+
+
+def test_a_server_frozen_before_a_long_call_costs_it_one_timeout(
+        own_server: Callable[[], S3Server]) -> None:
+    """The read times out; the function computes for longer than the probe's pause
+    (``FAULT_BACKOFF``); its write fails fast, the server not having answered the probe
+    since. Before, the store failed fast for that pause only: the write waited a second
+    timeout, and a quarter more for its look back (2 + 1.5 + 2 + 0.5 s here)."""
+    server = own_server()
+    bucket = server.bucket("memojar-own")
+    cache = Cache(server.location(bucket, "p", timeout="2"), secret=SECRET)
+
+    @cache.cached
+    def slow(x: int) -> int:
+        time.sleep(1.5)
+        return x
+
+    assert slow(0) == 0
+    server.pause()
+    try:
+        with pytest.warns(MemojarWarning, match="not cached"):
+            value, took = timed(lambda: slow(1))
+    finally:
+        server.resume()
+    assert value == 1
+    assert took < 1.5 + 2 * 1.5, took  # the function and one timeout (room for a stall)
+    past_the_fault(cache.store)
+    assert slow(1) == 1 and slow(1) == 1  # stored, then a hit: no warning
 
 
 @pytest.mark.parametrize(("code", "kind", "match"), [
@@ -2699,7 +2720,7 @@ def test_a_server_frozen_while_clear_checks_its_objects_costs_one_timeout(
         server.resume()
     assert took < 1 + 1.5, took  # one timeout (room for a loaded machine)
     store._bucket.get = real  # type: ignore[method-assign]
-    time.sleep(FAULT_BACKOFF)
+    past_the_fault(store)
     assert cache.clear() == 40
     cache.close()
 

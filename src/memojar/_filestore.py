@@ -2220,6 +2220,10 @@ class FileStore(Store):
         whole = True
         for name, _, shard, sfd, files in self._shards(quiet=True):
             folder = os.path.join(self.root, name, shard) + os.sep  # joined once a shard
+            # A file of two names here, counted once: an entry being placed by a write with
+            # max_size (linked at its name, its temporary name not yet unlinked: ``_place_new``),
+            # its inode -> whether counted as a reservation. Before, counted under both.
+            placed: dict[int, bool] = {}
             for file in files:
                 match = _TEMP.fullmatch(file)
                 try:
@@ -2233,11 +2237,19 @@ class FileStore(Store):
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     continue
+                again = placed.get(st.st_ino) if st.st_nlink > 1 else None
                 if match is not None:
-                    if not (_orphaned(match, st, now) and _unlink_orphan(file, sfd)):
+                    if (again is None
+                            and not (_orphaned(match, st, now) and _unlink_orphan(file, sfd))):
                         counts[1] += st.st_size
+                        if st.st_nlink > 1:
+                            placed[st.st_ino] = True
                 elif _is_entry(file, shard):
+                    if again:  # its bytes were counted as its writer's reservation: moved
+                        counts[1] -= st.st_size
                     counts[0] += st.st_size
+                    if st.st_nlink > 1:
+                        placed[st.st_ino] = False
                     yield StoredEntry(name, file[: file.rindex(".")], st.st_size, _used(st),
                                       b"", folder + file, st.st_uid, _as_seen(st, times=True))
         self._census_whole = whole

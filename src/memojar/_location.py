@@ -1,5 +1,5 @@
 """What every remote store does with its location URL: options given in its query string
-checked once each and as positive numbers, and the URL redacted for messages."""
+checked as positive numbers, and the URL redacted for messages."""
 
 from __future__ import annotations
 
@@ -16,17 +16,6 @@ def redact(location: str) -> str:
     pairs = [(k, "***" if k == "password" else v)
              for k, v in parse_qsl(query, keep_blank_values=True)]
     return f"{base}?{urlencode(pairs, safe='/:*')}" if pairs else base
-
-
-def once_each(location: str, pairs: list[tuple[str, str]], names: Any) -> None:
-    """Raise ``ValueError`` if one of ``names`` is given twice in the query's ``pairs``:
-    which one counts is no guess to leave to a reader (``?prefix=a&prefix=b``)."""
-    seen: set[str] = set()
-    for name, _ in pairs:
-        if name in names and name in seen:
-            raise ValueError(f"cache location {redact(location)!r}: option {name} is given "
-                             "twice; give it once")
-        seen.add(name)
 
 
 def positive(

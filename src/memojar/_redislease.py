@@ -32,6 +32,7 @@ class _RedisKeyLock(KeyLock):
         self.name = name
         self.entry = name[: -len(b":lock")]
         self.token = b""
+        self.seen = b""
 
     poll_max = LOCK_POLL_MAX
     _note: _WaitNote | None = None  # while this lease is waited for (``note_waiting``)
@@ -45,9 +46,12 @@ class _RedisKeyLock(KeyLock):
         with store._errors("locking"):
             # SET NX PX, or held already by this token (a retry of a SET whose reply a
             # dropped connection lost): see ``_redislua.ACQUIRE``
-            if not store._acquire(keys=[self.name], args=[token, int(LOCK_TTL * 1000)]):
+            seen = store._acquire(keys=[self.name, self.entry],
+                                  args=[token, int(LOCK_TTL * 1000)])
+            if not seen:
                 self.token = b""
                 return False
+            self.seen = seen  # the entry as found: see ``_redislua.COMMIT``
         store._forked()
         with store._mutex:
             store._leases[self.entry] = self

@@ -19,6 +19,8 @@ EVICT_LIMIT = 1000  # entries one script call evicts at most (bounds how long it
 
 COMMON = """
 local lru, sizes, total = KEYS[1], KEYS[2], KEYS[3]
+-- <prefix>expiring: the entries written with an expiry, by when (ms, the writer's clock)
+local expiring = string.sub(lru, 1, -4) .. 'expiring'
 local function chunks_of(entry)
   local head = redis.pcall('GETRANGE', entry, 0, 31)
   if type(head) ~= 'string' then return nil end
@@ -40,6 +42,7 @@ local function drop(entry)
   local size = size_of(entry)
   redis.call('HDEL', sizes, entry)
   redis.call('ZREM', lru, entry)
+  redis.call('ZREM', expiring, entry)
   local base = base_of(entry)
   redis.call('SREM', base .. 'entries', entry)
   if redis.call('EXISTS', base .. 'entries') == 0 then redis.call('DEL', base .. 'swept') end
@@ -51,10 +54,20 @@ local function drop(entry)
   return existed, size
 end
 -- Evict least-recently-used entries (never `keep`) until `incoming` more bytes fit
--- max_size, down to the EVICT_TO fraction. `used` excludes `keep`'s own size.
-local function make_room(max_size, incoming, keep, kept, used)
+-- max_size, down to the EVICT_TO fraction. `used` excludes `keep`'s own size. Entries
+-- Redis expired go from the index first (``expiring``, due by `now`, in seconds): before,
+-- they still counted, and live entries used before them were evicted in their place.
+local function make_room(max_size, incoming, keep, kept, used, now)
   local removed, steps = 0, 0
   if used + incoming <= max_size then return 0 end
+  local due = redis.call('ZRANGEBYSCORE', expiring, '-inf', math.floor(now * 1000),
+                         'LIMIT', 0, EVICT_LIMIT)
+  for _, entry in ipairs(due) do
+    if entry ~= keep and redis.call('EXISTS', entry) == 0 then
+      local _, size = drop(entry)
+      used = used - size
+    end
+  end
   local target = math.max(math.floor(max_size * EVICT_TO) - incoming, 0)
   while used > target and steps < EVICT_LIMIT do
     local oldest = redis.call('ZRANGE', lru, 0, 1)
@@ -73,18 +86,33 @@ local function make_room(max_size, incoming, keep, kept, used)
 end
 """.replace("EVICT_TO", repr(EVICT_TO)).replace("EVICT_LIMIT", str(EVICT_LIMIT))
 
+# What a write is known by: "+" and its first 32 bytes (an entry's lead, magic, checksum
+# and creation time; a chunk pointer's generation), "+" alone for no entry.
+SEEN = """
+local function seen(entry)
+  local head = redis.pcall('GETRANGE', entry, 0, 31)
+  if type(head) ~= 'string' then head = '' end
+  return '+' .. head
+end
+"""
+
 # KEYS[4] entry, KEYS[5] its lock; ARGV value, px (0: none), chunks key ('' : none), size,
-# now, max_size (0), the lock's token ('': written without the lock), the number of chunks
-# -> entries evicted, or (nothing written) -1 when the lock is another's, -2 when it is gone
-# (expired, or removed by the server: evicted, flushed, lost in a restart)
-COMMIT = COMMON + """
+# now, max_size (0), the lock's token ('': written without the lock), the number of chunks,
+# the entry as the lock's holder found it (ACQUIRE's) -> entries evicted, or (nothing
+# written) -1 when the lock is another's, -2 when it is gone (expired, or removed by the
+# server: evicted, flushed, lost in a restart) and the entry changed since it was taken.
+# A lock gone with the entry as its holder found it is one nobody used: its holder held the
+# GIL past the lease (a long pickle, a C call such as json.loads of a large file, so no
+# thread renewed it), or the server evicted it. Before, that write was refused too: such a
+# function's results were never stored, at every call.
+COMMIT = COMMON + SEEN + """
 local entry, lock = KEYS[4], KEYS[5]
 local value, px, chunks = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local size, now, max_size = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 if ARGV[7] ~= '' then
   local held = redis.call('GET', lock)
-  if not held then return -2 end
-  if held ~= ARGV[7] then return -1 end
+  if held and held ~= ARGV[7] then return -1 end
+  if not held and seen(entry) ~= ARGV[9] then return -2 end
 end
 -- every chunk there: a set removed meanwhile (expired, or reaped as an orphan while its
 -- writer stalled) is made again by the writer's later chunks, without its first ones
@@ -96,7 +124,7 @@ local before = size_of(entry)
 local evicted = 0
 if max_size > 0 then
   local used = (tonumber(redis.call('GET', total) or 0) or 0) - before
-  evicted = make_room(max_size, size, entry, before, used)
+  evicted = make_room(max_size, size, entry, before, used, tonumber(now))
 end
 local old = chunks_of(entry)
 if px > 0 then
@@ -111,6 +139,11 @@ end
 redis.call('HSET', sizes, entry, size)
 redis.call('INCRBY', total, size - before)
 redis.call('ZADD', lru, now, entry)
+if px > 0 then
+  redis.call('ZADD', expiring, math.floor(tonumber(now) * 1000) + px, entry)
+else
+  redis.call('ZREM', expiring, entry)
+end
 redis.call('SADD', base_of(entry) .. 'entries', entry)
 -- entries Redis expired leave index members: drop one stale member per write
 local oldest = redis.call('ZRANGE', lru, 0, 0)[1]
@@ -150,10 +183,10 @@ local existed = drop(KEYS[4])
 return existed
 """
 
-# ARGV max_size, incoming -> entries evicted
+# ARGV max_size, incoming, now -> entries evicted
 EVICT = COMMON + """
 local used = tonumber(redis.call('GET', total) or 0) or 0
-return make_room(tonumber(ARGV[1]), tonumber(ARGV[2]), '', 0, used)
+return make_room(tonumber(ARGV[1]), tonumber(ARGV[2]), '', 0, used, tonumber(ARGV[3]))
 """
 
 # KEYS[4] entry: drop its index members if Redis expired it -> 1 if dropped
@@ -164,10 +197,11 @@ return 1
 """
 
 # KEYS[4] a key named like an entry, found in the keyspace (``cleanup``); ARGV now, the
-# prefix -> 1 if it was an entry of this cache missing from the index, now back in it. A server whose maxmemory-policy
-# is allkeys-* evicts any key, memojar's index too (``sizes`` is not touched by a hit, so
-# under allkeys-lru it goes first): the entries it listed stayed in the server, read by
-# every hit, but no listing, clear or max_size saw them again. The total is recounted after.
+# prefix -> 1 if it was an entry of this cache missing from the index, now back in it. A
+# server whose maxmemory-policy is allkeys-* evicts any key, memojar's index too (``sizes``
+# is not touched by a hit, so under allkeys-lru it goes first): the entries it listed
+# stayed in the server, read by every hit, but no listing, clear or max_size saw them
+# again. The total is recounted after.
 REINDEX = COMMON + """
 local entry = KEYS[4]
 if redis.call('HEXISTS', sizes, entry) == 1 then return 0 end
@@ -263,13 +297,19 @@ return 1
 
 # The lock's SET NX PX, and the answer to its own retry: redis-py sends a command again after
 # a dropped connection (the store's ``retry``), also one the server ran before the drop, whose
-# retry then finds the lock this token's (held: renewed), not someone else's.
-ACQUIRE = """
+# retry then finds the lock this token's (held: renewed), not someone else's. KEYS[1] the
+# lock, KEYS[2] its entry -> 0 if another holds it, else the entry as its holder found it
+# (``SEEN``, for COMMIT).
+ACQUIRE = SEEN + """
 local held = redis.call('GET', KEYS[1])
-if held == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if held then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
+if held == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+elseif held then
+  return 0
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return seen(KEYS[2])
 """
 
 RELEASE = """

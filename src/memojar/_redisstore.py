@@ -324,7 +324,8 @@ class RedisStore(Store):
                 evicted = self._commit(
                     keys=[*self._index, name, lease.name if lease else name + b":lock"],
                     args=[value, px, chunks, size, time.time(), self.max_size or 0,
-                          lease.token if lease else b"", count],
+                          lease.token if lease else b"", count,
+                          lease.seen if lease else b""],
                 )
         except BaseException as exc:
             if chunks:  # after ``_errors`` marked a lost server down: not asked again
@@ -343,7 +344,7 @@ class RedisStore(Store):
         if evicted < 0:
             if chunks:
                 self._renewer.attempt(drop, LEFTOVER_RETRY)
-            if evicted == -2:  # gone, not taken: perhaps no stall at all
+            if evicted == -2:  # gone, and the entry changed since: perhaps no stall at all
                 # Before, a lock the server evicted (a volatile-* maxmemory-policy takes the
                 # keys nearest their expiry first: the 2 s leases) blamed a stall that never
                 # was, on nearly every write of a server near its maxmemory.
@@ -353,9 +354,8 @@ class RedisStore(Store):
                     f"this process stalled for longer than the lock's {LOCK_TTL:g} s lease), "
                     "or the server removed it (evicted by a volatile-* maxmemory-policy, "
                     "which takes the keys nearest their expiry first; FLUSHALL; a restart "
-                    "without persistence), so another caller may have computed the same "
-                    "value: this one is returned, and stored only by the caller that holds "
-                    "the lock",
+                    "without persistence), and another caller stored or removed the entry "
+                    "meanwhile: this value is returned, not stored over theirs",
                 )
             raise lease_lost(LOCK_TTL)
 
@@ -693,7 +693,8 @@ class RedisStore(Store):
             while True:
                 # evict() calls this only with a max_size
                 n: int = self._evict_script(keys=self._index,
-                                            args=[cast("int", self.max_size), incoming])
+                                            args=[cast("int", self.max_size), incoming,
+                                                  time.time()])
                 removed += n
                 if n == 0:  # done: under max_size, or nothing left to evict
                     return removed

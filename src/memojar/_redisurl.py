@@ -21,7 +21,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._location import once_each, positive, redact
+from ._location import positive, redact
 from ._redisconn import exhausted
 
 __all__ = ["OPTIONS", "oserror", "positive", "redact", "split_location"]
@@ -118,7 +118,6 @@ def split_location(location: str) -> tuple[str, dict[str, str]]:
     """The URL for redis-py, and memojar's own options taken out of its query string."""
     base, _, query = location.partition("?")
     pairs = parse_qsl(query, keep_blank_values=True)
-    once_each(location, pairs, OPTIONS)
     options = {k: v for k, v in pairs if k in OPTIONS}
     rest = urlencode([(k, v) for k, v in pairs if k not in OPTIONS], safe="/:")
     return (f"{base}?{rest}" if rest else base), options

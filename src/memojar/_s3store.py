@@ -76,7 +76,7 @@ import xxhash
 from ._entry import written_as_an_entry
 from ._errors import logger, warn
 from ._filestore import function_dir
-from ._location import once_each, positive, redact
+from ._location import positive, redact
 from ._store import (
     CONFIRM_SHARE,
     HEAD_BYTES,
@@ -180,6 +180,23 @@ class _Got(NamedTuple):
 
 _live: weakref.WeakSet[_Bucket] = weakref.WeakSet()  # buckets whose clients a fork resets
 
+def _prober(ref: weakref.ref[_Bucket]) -> Callable[[], None]:
+    """The look that tells whether the bucket's server is up again: a HEAD of the bucket,
+    which it answers, if only with a refusal (403 without ``s3:ListBucket``; 404). The
+    bucket held weakly: a store dropped while its server is down goes, with its prober."""
+
+    def probe() -> None:
+        bucket = ref()
+        if bucket is None:
+            return
+        try:
+            bucket.client.head_bucket(Bucket=bucket.bucket)
+        except botocore.exceptions.ClientError:  # an answer
+            pass
+
+    return probe
+
+
 class _Bucket:
     """The backend primitives over one bucket; every method raises only ``OSError``.
 
@@ -204,7 +221,12 @@ class _Bucket:
         _live.add(self)
         self.timeout = timeout
         self.threshold = threshold
-        self._breaker = Breaker(f"s3://{bucket}", FAULT_BACKOFF)  # fail fast after a fault
+        # Fail fast after a fault, until the server answers a look at the bucket (tried
+        # every FAULT_BACKOFF s by a thread). Before, for FAULT_BACKOFF only: a server frozen
+        # before a call that computed longer than that cost the call a timeout at its read
+        # and another at its write.
+        self._breaker = Breaker(f"s3://{bucket}", FAULT_BACKOFF, _prober(weakref.ref(self)),
+                                "memojar-s3-probe")
         # runs a job now and, while it returns False, again soon in another thread (the
         # store's ``Renewer.attempt``); a bucket without a store runs it once
         self.attempt: Callable[[Callable[[], bool], float], object] = lambda job, _: job()
@@ -236,6 +258,7 @@ class _Bucket:
         """Close the connections the clients pool (``S3Store.close``), if this bucket made
         them (a client given by the user is theirs). Requests under way finish, their
         connections closed after; a later request connects again."""
+        self._breaker.close()
         if not self._owned:
             return
         for client in (self._client, self._checker):
@@ -338,7 +361,7 @@ class _Bucket:
         """After a lost or silent server, fail fast for a moment instead of waiting again."""
         self._breaker.trip(ConnectionError(
             errno.ECONNREFUSED, f"the server failed a moment ago ({type(exc).__name__}: "
-            f"{exc}); not trying again for {FAULT_BACKOFF:g} s",
+            f"{exc}); calls skip the server until it answers again",
         ))
 
     def get(self, name: str, start: int = 0, end: int | None = None) -> _Got | None:
@@ -1734,14 +1757,12 @@ def _parse(location: str) -> tuple[str, str, dict[str, str]]:
             f"cache location {shown!r} has a '#': an s3:// URL has none (what follows it, "
             "the query's options too, would be dropped); a prefix cannot hold one"
         )
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    once_each(location, pairs, _OPTIONS)
-    options = dict(pairs)
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise ValueError(f"cache location {shown!r}: unknown option(s) {', '.join(unknown)}"
                          f" (known: {', '.join(_OPTIONS)})")
-    for name in options:
+    for name in options:  # given twice: the last one counts, as in a dict
         if not options[name]:
             raise ValueError(f"cache location {shown!r}: option {name} is empty")
     if not _BUCKET.fullmatch(parts.netloc):

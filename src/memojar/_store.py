@@ -389,8 +389,16 @@ class Store(abc.ABC):
         return True
 
     def unread(self, function: str, key: str) -> str | None:
-        """Why ``read`` found no entry it would load for ``key``, when one is there (for
-        ``cache_explain``); None: there is none. Not on any call's path."""
+        """Why ``read`` found no entry it would load for ``key``, when one may be there (for
+        ``cache_explain``); None: there is none. Not on any call's path. Here: the backend's
+        fault, read again (a server down or frozen fails fast after the first one). Before,
+        "no entry for these arguments" of a server that could not be asked."""
+        try:
+            self._read(function, key)
+        except OSError as exc:
+            if exc.errno is None:  # not the backend's: the caller's signal handler's
+                raise
+            return f"the store could not be asked ({exc})"
         return None
 
     def _read(self, function: str, key: str) -> Any | None:

@@ -1662,3 +1662,29 @@ def test_a_file_system_without_hard_links_stores_under_max_size_by_rename(
     assert not list(root.rglob("*.tmp"))
     assert len(list(root.rglob("*.pkl"))) == 2
     assert int((root / ".size").read_text()) == on_disk(root)
+
+
+def test_a_recount_while_an_entry_is_placed_counts_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write with ``max_size`` links its file at the entry's name, then removes the
+    temporary name: a recount between the two (another process's ``prune``, eviction or
+    first ledger update) sees one file under two names, and counts it once (before: as the
+    entry and as a writer's reservation, the total over by the entry until the next)."""
+    root = tmp_path / "cache"
+    writer, other = memojar.Cache(root, max_size=MB), memojar.Cache(root, max_size=MB)
+    link = os.link
+
+    def recounted_meanwhile(*args: Any, **kwargs: Any) -> None:
+        link(*args, **kwargs)
+        if str(args[1]).endswith(".pkl"):
+            other.prune()
+
+    @writer.cached
+    def f(i: int) -> bytes:
+        return b"x" * 10_000
+
+    monkeypatch.setattr(os, "link", recounted_meanwhile)
+    assert f(1) == b"x" * 10_000
+    monkeypatch.undo()
+    assert int((root / ".size").read_text()) == on_disk(root) > 10_000
