@@ -1187,6 +1187,28 @@ else:
 """
 
 
+def holder_then_caller(script: Path) -> list[str]:
+    """Run ``script`` as the key's holder, then, once it computes (it made ``computing``
+    beside the script), as a caller; the caller's lines, its stdin closed once the holder
+    has ended."""
+
+    def run(role: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, str(script), role], text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    holder = run("holder")
+    try:
+        wait_for(lambda: (script.parent / "computing").exists())
+        caller = run("caller")
+        assert finish(holder) == "holder"
+        out, err = caller.communicate("\n", timeout=60)
+        assert caller.returncode == 0, err
+    finally:
+        holder.kill()
+    return out.split()
+
+
 @pytest.mark.parametrize("max_size", [None, 10**9], ids=["plain", "max_size"])
 def test_the_memory_tier_sees_a_holder_that_stores_after_a_caller_that_timed_out(
     tmp_path: Path, max_size: int | None,
@@ -1199,22 +1221,7 @@ def test_the_memory_tier_sees_a_holder_that_stores_after_a_caller_that_timed_out
     value for good while the entry held the holder's."""
     script = tmp_path / "late.py"
     script.write_text(LATE_HOLDER.format(here=str(tmp_path), max_size=max_size))
-
-    def run(role: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, str(script), role], text=True,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-
-    holder = run("holder")
-    try:
-        wait_for(lambda: (tmp_path / "computing").exists())
-        caller = run("caller")
-        assert finish(holder) == "holder"
-        out, err = caller.communicate("\n", timeout=60)
-        assert caller.returncode == 0, err
-    finally:
-        holder.kill()
-    assert out.split() == ["caller", "holder"]
+    assert holder_then_caller(script) == ["caller", "holder"]
 
 
 LOOKED_BEFORE_STORED = """
@@ -1277,25 +1284,8 @@ def test_the_memory_tier_sees_an_entry_replaced_that_was_stored_after_its_writer
     the caller served its own value for good while the entry held the holder's."""
     script = tmp_path / "looked.py"
     script.write_text(LOOKED_BEFORE_STORED.format(here=str(tmp_path)))
-
-    def run(role: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, str(script), role], text=True,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-
-    holder = run("holder")
-    try:
-        wait_for(lambda: (tmp_path / "computing").exists())
-        caller = run("caller")
-        assert finish(holder) == "holder"
-        out, err = caller.communicate("\n", timeout=60)
-        assert caller.returncode == 0, err
-    finally:
-        holder.kill()
-    assert out.split() == ["caller", "holder"]
-    entries = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()
-               and not p.name.startswith(".") and p.parent.name != "cache"]
-    assert len([p for p in entries if ".tmp" in p.name]) == 0
+    assert holder_then_caller(script) == ["caller", "holder"]
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
 
 
 def test_the_memory_tier_sees_another_process_s_clear_that_was_interrupted(
