@@ -117,6 +117,48 @@ def test_a_constant_edited_recomputes(project: Path) -> None:
     assert second["explain"] == "incompatible: constant helpers.FACTOR changed"
 
 
+NESTED = """
+    from memojar import cached
+
+    @cached
+    def load(n):
+        return list(range(n))
+
+    @cached
+    def f(n):
+        return sum(load(n))
+"""
+
+
+def test_a_cached_function_another_calls_counts_by_its_code_not_its_calls(
+    tmp_path: Path,
+) -> None:
+    """``f`` calls ``load``, cached too: whether ``load`` was called first in the process
+    changes nothing of ``f``'s identity. Before, its row held ``load``'s memo state: a
+    script calling ``load`` before ``f`` missed ("the code changed") and swept the other
+    script's entries, each run in turn."""
+    write(tmp_path, {"main.py": NESTED})
+    assert run(tmp_path)["misses"] == 1
+    write(tmp_path, {"main.py": NESTED + "\n    load(3)\n"})  # called first, on import
+    second = run(tmp_path)
+    assert second["misses"] == 0, second["explain"]
+    write(tmp_path, {"main.py": NESTED})
+    assert run(tmp_path)["misses"] == 0
+
+
+def test_explain_names_a_helper_of_two_rows_one_of_which_changed() -> None:
+    """A decorator's wrapper and the function it wraps (``@scale_by(2)`` made
+    ``@scale_by(3)``) are two rows of one name. Before, only the last row of a name was
+    compared: an edit of the other was "the code changed", naming nothing."""
+    from memojar._depends import changes
+
+    old = "function helpers.h aaaa\nfunction helpers.h bbbb"
+    assert changes(old, "function helpers.h cccc\nfunction helpers.h bbbb", "mod.f") == (
+        "helper helpers.h changed")
+    assert changes(old, "function helpers.h bbbb\nfunction helpers.h aaaa", "mod.f") == (
+        "the code changed")  # the same rows (nothing named: another part differs)
+
+
 # A table whose order the code follows, reordered in the source: keys hash a dict
 # whatever its order, and so did the fingerprint of one a function reads.
 REORDERED = {

@@ -411,6 +411,45 @@ CASES = {
 
     f = cached(make())
     """, "import helpers", values=("24", "36")),
+    # Before, a module a method reaches through an attribute was looked up by the names
+    # the cached function loads, not the method's: the edit returned the old value.
+    "a helper of a module a method reaches through its class's or instance's attribute":
+    _case("""
+    class Model:
+        lib = helpers
+
+        def __init__(self):
+            self.own = helpers
+
+        def run(self, x):
+            return self.lib.scale(x) + self.own.scale(x)
+
+        @classmethod
+        def run_class(cls, x):
+            return cls.lib.scale(x)
+
+    MODEL = Model()
+
+    @cached
+    def f(x):
+        return Model().run(x) + MODEL.run(x) + Model.run_class(x)
+    """, "import helpers", values=("30", "45")),
+    # Before, a class's ``__match_args__`` was not in its fingerprint: the edit of what a
+    # ``case Point(x, y)`` binds returned the old value.
+    "a class's __match_args__, which a match statement binds by": _case("""
+    @cached
+    def f(x):
+        match Point(x):
+            case Point(first, second):
+                return first * 2 + second
+    """, "from helpers import Point", """
+    class Point:
+        __match_args__ = ("a", "b")
+
+        def __init__(self, x):
+            self.a, self.b = x, 0
+    """, edit=('("a", "b")', '("b", "a")'), values=("6", "3"),
+        named="class helpers.Point changed"),
     "a helper in a function's attribute": _case("""
     def run(x):
         return x

@@ -777,6 +777,45 @@ def test_statistics_whose_reply_was_lost_are_counted_once(redis_location: str,
     cache.close()
 
 
+def test_a_lease_run_out_whose_commit_reply_was_lost_once_is_stored_without_a_warning(
+        redis_location: str, client: Any, dropper: ReplyDropper) -> None:
+    """The lease runs out unused while the value computes; the commit writes it, and its
+    reply is lost; redis-py sends it again, which finds the entry this very write. Before,
+    the retry took it for another caller's: a warning "not cached" of a value that was."""
+    cache = Cache(dropper.front(redis_location), secret=SECRET)
+    store = cache.store
+    assert isinstance(store, RedisStore)
+
+    def double(x: int) -> int:
+        client.delete(entry_name(cached_double, x) + b":lock")  # ran out, unused
+        return 2 * x
+
+    cached_double = cache.cached(double)
+    assert cached_double(0) == 0  # (the scripts are loaded)
+    dropper.drop(evalsha(store._commit))
+    assert cached_double(1) == 2  # no warning (filterwarnings = error)
+    assert len(dropper.dropped) == 1
+    assert cached_double.cache_contains(1)
+    cache.close()
+
+
+def test_prune_removes_what_an_older_memojar_left_of_the_expiring_list(
+        redis_location: str, client: Any) -> None:
+    """An older memojar's removals (its clear, a sharing fleet upgraded one process at a
+    time) leave the members of ``<prefix>expiring`` they know nothing of: prune removes
+    them, as it forgets the index's entries Redis expired."""
+    cache = Cache(redis_location, secret=SECRET)
+    short = cache.cached(ttl=60)(lambda x: x)
+    short(1), short(2)
+    for name in client.scan_iter():
+        if name != b"memojar:expiring":
+            client.delete(name)  # what an older memojar's clear removes
+    assert client.zcard("memojar:expiring") == 2
+    cache.prune()
+    assert not client.exists("memojar:expiring")
+    cache.close()
+
+
 def test_deletes_whose_reply_was_lost_count_what_they_removed(redis_location: str,
                                                               dropper: ReplyDropper) -> None:
     """``cache_delete`` says whether it removed the entry, ``cache_clear`` how many, also

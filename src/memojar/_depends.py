@@ -958,14 +958,22 @@ def changes(old_manifest: str, new_manifest: str, function: str) -> str:
     """What differs between two manifests (an entry's and the current code's, or an older
     entry's and the newest one's), most telling first: the function's own code, then each
     helper, class, constant, package or value by name."""
-    from ._entry import parse_rows
+    from ._entry import row_list
 
-    old, new = parse_rows(old_manifest), parse_rows(new_manifest)
+    # Every row of a name (a decorator's wrapper and the function it wraps share theirs):
+    # before, the last alone, and an edit of the other was "the code changed", unnamed.
+    old: dict[str, list[tuple[str, str]]] = {}
+    new: dict[str, list[tuple[str, str]]] = {}
+    for rows, manifest in ((old, old_manifest), (new, new_manifest)):
+        for kind, name, fingerprint in row_list(manifest):
+            rows.setdefault(name, []).append((kind, fingerprint))
     found = []
     for name in sorted(old.keys() | new.keys(), key=lambda n: (n != "", n)):
-        was, now = old.get(name), new.get(name)
-        if was == now:
+        was_all, now_all = old.get(name), new.get(name)
+        if was_all is not None and now_all is not None and sorted(was_all) == sorted(now_all):
             continue
+        was = was_all[0] if was_all else None
+        now = now_all[0] if now_all else None
         kind = (now or was)[0]  # type: ignore[index]
         word = _KIND_WORDS.get(kind, kind)
         if kind == "code":

@@ -125,7 +125,14 @@ _SMALL_MANIFEST = 200  # bytes; a function with a few dependencies keeps them re
 
 
 def parse_rows(text: str) -> dict[str, tuple[str, str]]:
-    """A manifest's or result-classes section's lines as ``{name: (kind, fingerprint)}``."""
+    """A manifest's or result-classes section's lines as ``{name: (kind, fingerprint)}``
+    (of rows sharing a name, the last)."""
+    return {name: (kind, fingerprint) for kind, name, fingerprint in row_list(text)}
+
+
+def row_list(text: str) -> list[tuple[str, str, str]]:
+    """A manifest's or result-classes section's lines as ``(kind, name, fingerprint)``,
+    every one (two may share a name: a decorator's wrapper and the function it wraps)."""
     if text.startswith("z"):
         import base64
         import zlib
@@ -133,12 +140,12 @@ def parse_rows(text: str) -> dict[str, tuple[str, str]]:
         try:
             text = zlib.decompress(base64.b85decode(text[1:])).decode()
         except (ValueError, zlib.error):
-            return {}
-    rows: dict[str, tuple[str, str]] = {}
+            return []
+    rows = []
     for line in text.splitlines():
         parts = line.split(" ")
         if len(parts) == 3:
-            rows[parts[1]] = (parts[0], parts[2])
+            rows.append((parts[0], parts[1], parts[2]))
     return rows
 
 

@@ -32,6 +32,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from types import (
     BuiltinFunctionType,
     ClassMethodDescriptorType,
@@ -1226,6 +1227,11 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
         declared = _declared_fields(klass)
         if declared:
             members.append(("", ("fields", declared)))
+        match_args = vars(klass).get("__match_args__")
+        if type(match_args) is tuple and all(type(a) is str for a in match_args):
+            # what a ``case C(x, y)`` binds positionally: before, an edit of it alone
+            # returned the old value
+            members.append(("__match_args__", match_args))
         shape.append((function_name(klass), tuple(members)))
     return ("class", tuple(shape))
 
@@ -1951,14 +1957,17 @@ def _stored_globals(code: CodeType, out: set[str]) -> set[str]:
     return out
 
 
-def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[int]) -> None:
-    """Add what a function of the user's code refers to (not the function itself)."""
+def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[int],
+                   reach: frozenset[str] = frozenset()) -> None:
+    """Add what a function of the user's code refers to (not the function itself).
+    ``reach``: more names looked up in the modules it reaches (a method's: those its
+    class's other methods load, ``_class_names``)."""
     if id(func) in seen:
         return
     seen.add(id(func))
     wrapped = getattr(func, "__wrapped__", None)
     if wrapped is not None and callable(wrapped):
-        _walk_callable(split(wrapped)[0], rows, seen)
+        _walk_callable(split(wrapped)[0], rows, seen, reach)
     code = getattr(func, "__code__", None)
     namespace = getattr(func, "__globals__", None)
     if not isinstance(code, CodeType) or not isinstance(namespace, dict):
@@ -1971,6 +1980,7 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         record.lookups(namespace, names)
         record.writes(namespace, _stored_globals(code, set()))
     module = _module_name(func, namespace)
+    reached = names | reach if reach else names  # looked up in the modules it reaches
     accumulated = _accumulated.get()
     if accumulated is not None and _reads_mutable(names, namespace):
         for name in _mutated_globals(code):
@@ -1984,7 +1994,7 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         if value is not _ABSENT and name not in _MODULE_METADATA:
             if name == "__name__" and value == "__mp_main__":
                 value = "__main__"
-            _walk_value(value, f"{module}.{name}", rows, seen, names)
+            _walk_value(value, f"{module}.{name}", rows, seen, reached)
     # What its closure captures and its defaults (``def f(x, g=lambda v: scale(v))``): their
     # own code is in the function's fingerprint already; what they call is followed here.
     captured = [cell.cell_contents for cell in getattr(func, "__closure__", None) or ()
@@ -1994,10 +2004,10 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     for value in captured:
         # type(): isinstance would ask a proxy for its __class__, which may raise
         if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
-            _walk_value(value, function_name(value), rows, seen, names)
+            _walk_value(value, function_name(value), rows, seen, reached)
             continue
         if issubclass(type(value), ModuleType):  # ``m = helpers`` captured: as a global
-            _walk_value(value, value.__name__, rows, seen, names)
+            _walk_value(value, value.__name__, rows, seen, reached)
             continue
         if type(value) in _PLAIN or issubclass(type(value), _ROUTINES):
             continue
@@ -2007,9 +2017,8 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         kind = type(value)
         if kind not in _CONTAINERS and is_user_module(kind.__module__) and id(kind) not in (
                 seen):
-            _walk_value(kind, function_name(kind), rows, seen, names)
-        for item in _held(value, whole=True):
-            _walk_value(item, function_name(item), rows, seen, names)
+            _walk_value(kind, function_name(kind), rows, seen, reached)
+        _walk_held(_held(value, whole=True), rows, seen, reached)
 
 
 # What Python and the way a module was loaded put in its namespace, not the user's data: a
@@ -2098,7 +2107,7 @@ _ROUTINES = (BuiltinFunctionType, MethodWrapperType, MethodDescriptorType,
 
 
 def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
-                seen: set[int], names: set[str] | None = None) -> None:
+                seen: set[int], names: AbstractSet[str] | None = None) -> None:
     """One global (``where`` is its ``module.name``) a function of the user's code loads.
 
     A global that raises when looked at (a context proxy, ``flask.current_app`` outside its
@@ -2120,7 +2129,15 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
 
 
 def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
-                 seen: set[int], names: set[str] | None = None) -> None:
+                 seen: set[int], names: AbstractSet[str] | None = None) -> None:
+    if isinstance(value, FunctionType) and "__memojar__" in value.__dict__:
+        # A function memojar decorated (another cached function this one calls) counts as
+        # the function it wraps, as in ``_callable_shape``: its wrapper's closure holds the
+        # memo, whose state changes with its calls. Before, its row did: a caller missed
+        # ("the code changed") whenever the other had been called first in its process.
+        wrapped = getattr(value, "__wrapped__", None)
+        if isinstance(wrapped, FunctionType):
+            value = wrapped
     if not isinstance(value, (FunctionType, type, ModuleType)) and callable(value):
         wrapped = getattr(value, "__wrapped__", None)  # functools.lru_cache and the like
         if isinstance(wrapped, (FunctionType, *_ROUTINES)):
@@ -2150,6 +2167,11 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             if record is not None:
                 record.klass(value)
             _add(rows, ("class", *found))
+            # A module its methods reach through an attribute (``lib = helpers``,
+            # ``self.lib = helpers``; ``self.lib.g(x)``) is looked up by the names they
+            # load. Before, by the caller's alone: an edit of ``helpers.g`` returned the
+            # old value.
+            reach = _class_names(value) | (names or frozenset())
             for klass in value.__mro__:
                 if not is_user_module(klass.__module__):
                     continue
@@ -2159,16 +2181,17 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     if isinstance(member, property):
                         for accessor in (member.fget, member.fset, member.fdel):
                             if isinstance(accessor, FunctionType):
-                                _walk_callable(accessor, rows, seen)
+                                _walk_callable(accessor, rows, seen, reach)
                     elif isinstance(member, FunctionType):
-                        _walk_callable(member, rows, seen)
+                        _walk_callable(member, rows, seen, reach)
                     elif isinstance(_member_function(member), FunctionType):
-                        _walk_callable(member.func, rows, seen)
+                        _walk_callable(member.func, rows, seen, reach)
                     elif isinstance(member, type) or _data_attribute(name, member, klass):
                         # a nested class (followed), a class attribute (``self.FACTOR``,
-                        # ``op = partial(scale)``): a constant row, and what it calls
+                        # ``op = partial(scale)``, ``lib = helpers``): a constant row, and
+                        # what it calls
                         _walk_value(member, f"{function_name(klass)}.{name}", rows, seen,
-                                    names)
+                                    reach)
                 # what the fields a library recorded run: a pydantic field's
                 # ``default_factory``, in no method (before, counted by its name only), a
                 # function in a dataclass field's ``metadata``
@@ -2254,7 +2277,7 @@ def _exported(method: Any) -> bool:
 
 
 def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
-                 seen: set[int], names: set[str] | None) -> None:
+                 seen: set[int], names: AbstractSet[str] | None) -> None:
     """Any other global: a partial (``triple = partial(scale, k=3)``), a bound method
     (``predict = model.predict``), a table of functions (``OPS = {"s": scale}``), an
     instance (``CONFIG = Config(k=2)``, a callable one), a numpy array: what it calls is
@@ -2284,8 +2307,7 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # in ``__slots__`` too; ``PIPE = [{"steps": (clean,)}]``; a library's transformer given
     # one of the user's functions; a partial's arguments): what they call. Before, only
     # those at its first level: the state below counts their own code, not their helpers.
-    for item in _held(value):
-        _walk_value(item, function_name(item), rows, seen, names)
+    _walk_held(_held(value), rows, seen, names)
     if not is_user_module(where.rpartition(".")[0]):
         return
     # Data (an array, a frame, an instance, a table without callables) counts by its
@@ -2314,6 +2336,41 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # returned the old value.
     for item in counted:
         _walk_value(item, function_name(item), rows, seen, names)
+
+
+def _walk_held(held: list[Any], rows: dict[str, tuple[str, str, str]], seen: set[int],
+               names: AbstractSet[str] | None) -> None:
+    """Walk the functions, classes and modules an object holds (``_held``): a module by
+    the names its holder's classes load too (``self.lib = helpers``, ``self.lib.g(x)``:
+    before, by the caller's names alone, and an edit of ``helpers.g`` returned the old
+    value)."""
+    reach = frozenset(names or ())
+    for item in held:
+        if isinstance(item, type) and is_user_module(item.__module__):
+            reach |= _class_names(item)
+    for item in held:
+        _walk_value(item, function_name(item), rows, seen, reach)
+
+
+def _class_names(cls: type) -> frozenset[str]:
+    """The names the code of a class of the user's loads, its bases' too (globals and
+    attributes alike: ``self.lib.g`` loads ``lib`` and ``g``)."""
+    out: set[str] = set()
+    for klass in cls.__mro__:
+        if not is_user_module(klass.__module__):
+            continue
+        for member in list(vars(klass).values()):
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            functions = ((member.fget, member.fset, member.fdel)
+                         if isinstance(member, property) else (member,
+                                                               _member_function(member)))
+            for function in functions:
+                code = getattr(function, "__code__", None) if isinstance(
+                    function, FunctionType) else None
+                if isinstance(code, CodeType):
+                    _code_names(code, out)
+    return frozenset(out)
 
 
 def met(obj: Any) -> None:
@@ -2577,7 +2634,7 @@ class Resolved:
         self.reused = reused
         self.written: set[tuple[int, str]] = set()  # names of ``names`` its code binds
 
-    def lookups(self, namespace: Any, names: set[str]) -> None:
+    def lookups(self, namespace: Any, names: AbstractSet[str]) -> None:
         for name in names:
             key = (id(namespace), name)
             if key not in self.names:

@@ -112,7 +112,11 @@ local size, now, max_size = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 if ARGV[7] ~= '' then
   local held = redis.call('GET', lock)
   if held and held ~= ARGV[7] then return -1 end
-  if not held and seen(entry) ~= ARGV[9] then return -2 end
+  if not held then
+    local now_seen = seen(entry)
+    -- (or this very write, run before: a retry whose first run's reply was lost)
+    if now_seen ~= ARGV[9] and now_seen ~= '+' .. string.sub(value, 1, 32) then return -2 end
+  end
 end
 -- every chunk there: a set removed meanwhile (expired, or reaped as an orphan while its
 -- writer stalled) is made again by the writer's later chunks, without its first ones

@@ -674,16 +674,19 @@ class RedisStore(Store):
                     self._reap(keys=[*self._index, entry, chunks, entry + b":lock"],
                                args=[threshold], client=pipe)
                 removed += sum(pipe.execute())
-            cursor = 0
-            while True:
-                cursor, members = self._client.zscan(self._index[0], cursor, count=_SCAN_COUNT)
-                if members:
-                    pipe = self._client.pipeline(transaction=False)
-                    for member, _ in cast("list[tuple[bytes, float]]", members):
-                        self._forget(keys=[*self._index, member], client=pipe)
-                    pipe.execute()
-                if cursor == 0:
-                    break
+            # Entries Redis expired, as the index and its ``expiring`` list name them (an
+            # older memojar's removals left the latter's members behind)
+            for index in (self._index[0], self._pre + b"expiring"):
+                cursor = 0
+                while True:
+                    cursor, members = self._client.zscan(index, cursor, count=_SCAN_COUNT)
+                    if members:
+                        pipe = self._client.pipeline(transaction=False)
+                        for member, _ in cast("list[tuple[bytes, float]]", members):
+                            self._forget(keys=[*self._index, member], client=pipe)
+                        pipe.execute()
+                    if cursor == 0:
+                        break
             self._recount(keys=self._index)
         return removed
 
