@@ -1524,3 +1524,38 @@ def test_a_global_deleted_by_another_thread_as_the_walk_reads_it_leaves_the_rest
         sys.settrace(None)
     assert not hasattr(module, "GONE")
     assert "deleted_meanwhile.helper" in [row[1] for row in rows]
+
+
+def test_modules_that_import_each_other_are_walked_once_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nine modules each importing the eight others, and a function loading a helper of
+    each through the first: a module is looked up once for the names the function loads.
+    Before, each was walked again in every order the others reached it in (9! orders: 1.7 s
+    at nine modules, 150 s at ten)."""
+    from memojar import _identity
+
+    count = 9
+    for i in range(count):
+        others = "".join(f"import cyc{j}\n" for j in range(count) if j != i)
+        (tmp_path / f"cyc{i}.py").write_text(f"{others}def g{i}(x):\n    return x + {i}\n")
+    body = " + ".join(f"cyc0.cyc{i}.g{i}(x)" for i in range(1, count))
+    (tmp_path / "cycmain.py").write_text(f"import cyc0\ndef f(x):\n    return {body}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [n for n in sys.modules if n.startswith("cyc")]:
+        monkeypatch.delitem(sys.modules, name)
+    import cycmain  # type: ignore[import-not-found]
+
+    walked = []
+    real = _identity._walk_global
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        walked.append(args[1])
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(_identity, "_walk_global", counted)
+    rows = {name for _, name, _ in _identity.dependencies(cycmain.f)}
+    assert {f"cyc{i}.g{i}" for i in range(1, count)} <= rows
+    assert len(walked) < 1000, len(walked)
+    for name in [n for n in sys.modules if n.startswith("cyc")]:
+        del sys.modules[name]

@@ -1746,6 +1746,19 @@ def _walk_rows(target: Any) -> dict[str, tuple[str, str, str]]:
 
 
 def _walk_rows_once(target: Any) -> dict[str, tuple[str, str, str]]:
+    token = _modules_walked.set(set())
+    try:
+        return _walk_rows_of(target)
+    finally:
+        _modules_walked.reset(token)
+
+
+# The modules a walk looked up, with the names it looked up in each (``_walk_global``).
+_modules_walked: contextvars.ContextVar[set[tuple[int, frozenset[str]]] | None] = (
+    contextvars.ContextVar("memojar_modules_walked", default=None))
+
+
+def _walk_rows_of(target: Any) -> dict[str, tuple[str, str, str]]:
     rows: dict[str, tuple[str, str, str]] = {}
     _walk_callable(target, rows, set())
     if isinstance(target, type):  # a class in depends_on=: what its methods call too
@@ -1957,17 +1970,14 @@ def _stored_globals(code: CodeType, out: set[str]) -> set[str]:
     return out
 
 
-def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[int],
-                   reach: frozenset[str] = frozenset()) -> None:
-    """Add what a function of the user's code refers to (not the function itself).
-    ``reach``: more names looked up in the modules it reaches (a method's: those its
-    class's other methods load, ``_class_names``)."""
+def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[int]) -> None:
+    """Add what a function of the user's code refers to (not the function itself)."""
     if id(func) in seen:
         return
     seen.add(id(func))
     wrapped = getattr(func, "__wrapped__", None)
     if wrapped is not None and callable(wrapped):
-        _walk_callable(split(wrapped)[0], rows, seen, reach)
+        _walk_callable(split(wrapped)[0], rows, seen)
     code = getattr(func, "__code__", None)
     namespace = getattr(func, "__globals__", None)
     if not isinstance(code, CodeType) or not isinstance(namespace, dict):
@@ -1980,7 +1990,6 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         record.lookups(namespace, names)
         record.writes(namespace, _stored_globals(code, set()))
     module = _module_name(func, namespace)
-    reached = names | reach if reach else names  # looked up in the modules it reaches
     accumulated = _accumulated.get()
     if accumulated is not None and _reads_mutable(names, namespace):
         for name in _mutated_globals(code):
@@ -1994,7 +2003,7 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         if value is not _ABSENT and name not in _MODULE_METADATA:
             if name == "__name__" and value == "__mp_main__":
                 value = "__main__"
-            _walk_value(value, f"{module}.{name}", rows, seen, reached)
+            _walk_value(value, f"{module}.{name}", rows, seen, names)
     # What its closure captures and its defaults (``def f(x, g=lambda v: scale(v))``): their
     # own code is in the function's fingerprint already; what they call is followed here.
     captured = [cell.cell_contents for cell in getattr(func, "__closure__", None) or ()
@@ -2004,10 +2013,10 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     for value in captured:
         # type(): isinstance would ask a proxy for its __class__, which may raise
         if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
-            _walk_value(value, function_name(value), rows, seen, reached)
+            _walk_value(value, function_name(value), rows, seen, names)
             continue
         if issubclass(type(value), ModuleType):  # ``m = helpers`` captured: as a global
-            _walk_value(value, value.__name__, rows, seen, reached)
+            _walk_value(value, value.__name__, rows, seen, names)
             continue
         if type(value) in _PLAIN or issubclass(type(value), _ROUTINES):
             continue
@@ -2017,8 +2026,9 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         kind = type(value)
         if kind not in _CONTAINERS and is_user_module(kind.__module__) and id(kind) not in (
                 seen):
-            _walk_value(kind, function_name(kind), rows, seen, reached)
-        _walk_held(_held(value, whole=True), rows, seen, reached)
+            _walk_value(kind, function_name(kind), rows, seen, names)
+        for item in _held(value, whole=True):
+            _walk_value(item, function_name(item), rows, seen, names)
 
 
 # What Python and the way a module was loaded put in its namespace, not the user's data: a
@@ -2167,11 +2177,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             if record is not None:
                 record.klass(value)
             _add(rows, ("class", *found))
-            # A module its methods reach through an attribute (``lib = helpers``,
-            # ``self.lib = helpers``; ``self.lib.g(x)``) is looked up by the names they
-            # load. Before, by the caller's alone: an edit of ``helpers.g`` returned the
-            # old value.
-            reach = _class_names(value) | (names or frozenset())
+            class_names: frozenset[str] | None = None  # (``_class_names``: made once)
             for klass in value.__mro__:
                 if not is_user_module(klass.__module__):
                     continue
@@ -2181,15 +2187,22 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     if isinstance(member, property):
                         for accessor in (member.fget, member.fset, member.fdel):
                             if isinstance(accessor, FunctionType):
-                                _walk_callable(accessor, rows, seen, reach)
+                                _walk_callable(accessor, rows, seen)
                     elif isinstance(member, FunctionType):
-                        _walk_callable(member, rows, seen, reach)
+                        _walk_callable(member, rows, seen)
                     elif isinstance(_member_function(member), FunctionType):
-                        _walk_callable(member.func, rows, seen, reach)
+                        _walk_callable(member.func, rows, seen)
                     elif isinstance(member, type) or _data_attribute(name, member, klass):
                         # a nested class (followed), a class attribute (``self.FACTOR``,
-                        # ``op = partial(scale)``, ``lib = helpers``): a constant row, and
-                        # what it calls
+                        # ``op = partial(scale)``): a constant row, and what it calls; a
+                        # module (``lib = helpers``) by the names the class's methods load
+                        # too (``self.lib.g(x)``; before, by the caller's alone, and an
+                        # edit of ``helpers.g`` returned the old value)
+                        reach = names
+                        if isinstance(member, ModuleType):
+                            if class_names is None:
+                                class_names = _class_names(value)
+                            reach = class_names | (names or frozenset())
                         _walk_value(member, f"{function_name(klass)}.{name}", rows, seen,
                                     reach)
                 # what the fields a library recorded run: a pydantic field's
@@ -2210,6 +2223,12 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             return
         if names is None or id(value) in seen:
             return
+        walked = _modules_walked.get()
+        if walked is not None:  # once a module and set of names a walk: modules that
+            done = (id(value), frozenset(names))  # import each other were walked in
+            if done in walked:  # every order (minutes at ten of them)
+                return
+            walked.add(done)
         seen.add(id(value))
         namespace = vars(value)
         _read(namespace)
@@ -2307,7 +2326,8 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # in ``__slots__`` too; ``PIPE = [{"steps": (clean,)}]``; a library's transformer given
     # one of the user's functions; a partial's arguments): what they call. Before, only
     # those at its first level: the state below counts their own code, not their helpers.
-    _walk_held(_held(value), rows, seen, names)
+    for item in _held(value):
+        _walk_value(item, function_name(item), rows, seen, names)
     if not is_user_module(where.rpartition(".")[0]):
         return
     # Data (an array, a frame, an instance, a table without callables) counts by its
@@ -2336,20 +2356,6 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # returned the old value.
     for item in counted:
         _walk_value(item, function_name(item), rows, seen, names)
-
-
-def _walk_held(held: list[Any], rows: dict[str, tuple[str, str, str]], seen: set[int],
-               names: AbstractSet[str] | None) -> None:
-    """Walk the functions, classes and modules an object holds (``_held``): a module by
-    the names its holder's classes load too (``self.lib = helpers``, ``self.lib.g(x)``:
-    before, by the caller's names alone, and an edit of ``helpers.g`` returned the old
-    value)."""
-    reach = frozenset(names or ())
-    for item in held:
-        if isinstance(item, type) and is_user_module(item.__module__):
-            reach |= _class_names(item)
-    for item in held:
-        _walk_value(item, function_name(item), rows, seen, reach)
 
 
 def _class_names(cls: type) -> frozenset[str]:
