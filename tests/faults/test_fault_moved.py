@@ -412,11 +412,12 @@ def test_a_folder_moved_while_a_max_size_write_renames_into_it_leaves_no_tempora
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With ``max_size`` the entry is written to a named temporary file in its shard and
-    renamed into place. Until 2026-12 the rename was by path: a folder moved away between
-    the two took the temporary file with it, left there for good (with a warning naming the
-    folder). The rename is now relative to the shard's descriptor, as the plain write's link
-    is: the entry is whole in the folder it was written in, wherever that went, with no
-    temporary file anywhere, and the call returns its value; the next call stores again."""
+    linked (or renamed) into place. Until 2026-12 the rename was by path: a folder moved
+    away between the two took the temporary file with it, left there for good (with a
+    warning naming the folder). The link is now relative to the shard's descriptor, as the
+    plain write's is: the entry is whole in the folder it was written in, wherever that
+    went, with no temporary file anywhere, and the call returns its value; the next call
+    stores again."""
     from memojar import Cache
 
     cache = Cache(tmp_path / "cache", max_size=10_000_000)
@@ -426,12 +427,15 @@ def test_a_folder_moved_while_a_max_size_write_renames_into_it_leaves_no_tempora
     fdir = entry.parent.parent
     rename = os.rename
 
-    def moved_first(src: Any, dst: Any, **kwargs: Any) -> None:
-        if str(dst).endswith(".pkl"):
-            rename(fdir, tmp_path / "aside")
-        rename(src, dst, **kwargs)
+    def moved_first(place: Any) -> Any:  # the entry's link (or rename) at its name
+        def placed(src: Any, dst: Any, **kwargs: Any) -> None:
+            if str(dst).endswith(".pkl"):
+                rename(fdir, tmp_path / "aside")
+            place(src, dst, **kwargs)
+        return placed
 
-    monkeypatch.setattr(os, "rename", moved_first)
+    monkeypatch.setattr(os, "rename", moved_first(os.rename))
+    monkeypatch.setattr(os, "link", moved_first(os.link))
     assert f(2) == 102  # no warning (warnings are errors)
     monkeypatch.undo()
     assert (tmp_path / "aside" / entry.parent.name / entry.name).is_file()
