@@ -2184,14 +2184,9 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 for name, member in vars(klass).items():
                     if isinstance(member, (staticmethod, classmethod)):
                         member = member.__func__
-                    if isinstance(member, property):
-                        for accessor in (member.fget, member.fset, member.fdel):
-                            if isinstance(accessor, FunctionType):
-                                _walk_callable(accessor, rows, seen)
-                    elif isinstance(member, FunctionType):
-                        _walk_callable(member, rows, seen)
-                    elif isinstance(_member_function(member), FunctionType):
-                        _walk_callable(member.func, rows, seen)
+                    if isinstance(member, property) or _runs(member):
+                        for function in _runs(member):
+                            _walk_callable(function, rows, seen)
                     elif isinstance(member, type) or _data_attribute(name, member, klass):
                         # a nested class (followed), a class attribute (``self.FACTOR``,
                         # ``op = partial(scale)``): a constant row, and what it calls; a
@@ -2368,15 +2363,22 @@ def _class_names(cls: type) -> frozenset[str]:
         for member in list(vars(klass).values()):
             if isinstance(member, (staticmethod, classmethod)):
                 member = member.__func__
-            functions = ((member.fget, member.fset, member.fdel)
-                         if isinstance(member, property) else (member,
-                                                               _member_function(member)))
-            for function in functions:
-                code = getattr(function, "__code__", None) if isinstance(
-                    function, FunctionType) else None
-                if isinstance(code, CodeType):
-                    _code_names(code, out)
+            for function in _runs(member):
+                if isinstance(function.__code__, CodeType):
+                    _code_names(function.__code__, out)
     return frozenset(out)
+
+
+def _runs(member: Any) -> list[FunctionType]:
+    """The functions a class member (unwrapped from staticmethod or classmethod) runs: a
+    method itself, a property's accessors, what a cached_property or partialmethod holds."""
+    if isinstance(member, property):
+        found: tuple[Any, ...] = (member.fget, member.fset, member.fdel)
+    elif isinstance(member, FunctionType):
+        found = (member,)
+    else:
+        found = (_member_function(member),)
+    return [f for f in found if isinstance(f, FunctionType)]
 
 
 def met(obj: Any) -> None:
