@@ -430,6 +430,20 @@ CASES = {
     def f(x):
         return Model().run(x) + MODEL.run(x) + Model.run_class(x)
     """, "import helpers", values=("18", "27")),
+    # Before, a class's module was looked up by the names of the first function that
+    # reached the class alone: here ``A_first`` (walked first, in the order of the names),
+    # which loads no ``scale``. The edit returned the old value.
+    "a helper of a module held by a class another function reached first": _case("""
+    class Model:
+        lib = helpers
+
+    def A_first():
+        return Model
+
+    @cached
+    def f(x):
+        return A_first().lib.scale(x) + Model.lib.scale(x)
+    """, "import helpers", values=("12", "18")),
     # Before, a class's ``__match_args__`` was not in its fingerprint: the edit of what a
     # ``case Point(x, y)`` binds returned the old value.
     "a class's __match_args__, which a match statement binds by": _case("""

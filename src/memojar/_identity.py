@@ -1747,9 +1747,11 @@ def _walk_rows(target: Any) -> dict[str, tuple[str, str, str]]:
 
 def _walk_rows_once(target: Any) -> dict[str, tuple[str, str, str]]:
     token = _modules_walked.set(set())
+    classes = _class_modules.set({})
     try:
         return _walk_rows_of(target)
     finally:
+        _class_modules.reset(classes)
         _modules_walked.reset(token)
 
 
@@ -2177,7 +2179,6 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             if record is not None:
                 record.klass(value)
             _add(rows, ("class", *found))
-            class_names: frozenset[str] | None = None  # (``_class_names``: made once)
             for klass in value.__mro__:
                 if not is_user_module(klass.__module__):
                     continue
@@ -2187,19 +2188,13 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     if isinstance(member, property) or _runs(member):
                         for function in _runs(member):
                             _walk_callable(function, rows, seen)
+                    elif isinstance(member, ModuleType):  # ``_reach_class_modules``
+                        continue
                     elif isinstance(member, type) or _data_attribute(name, member, klass):
                         # a nested class (followed), a class attribute (``self.FACTOR``,
-                        # ``op = partial(scale)``): a constant row, and what it calls; a
-                        # module (``lib = helpers``) by the names the class's methods load
-                        # too (``self.lib.g(x)``; before, by the caller's alone, and an
-                        # edit of ``helpers.g`` returned the old value)
-                        reach = names
-                        if isinstance(member, ModuleType):
-                            if class_names is None:
-                                class_names = _class_names(value)
-                            reach = class_names | (names or frozenset())
+                        # ``op = partial(scale)``): a constant row, and what it calls
                         _walk_value(member, f"{function_name(klass)}.{name}", rows, seen,
-                                    reach)
+                                    names)
                 # what the fields a library recorded run: a pydantic field's
                 # ``default_factory``, in no method (before, counted by its name only), a
                 # function in a dataclass field's ``metadata``
@@ -2212,6 +2207,8 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             meta = type(value)
             if meta is not type and is_user_module(meta.__module__):
                 _walk_value(meta, function_name(meta), rows, seen)
+        if found is not None:  # at each function that reaches it, by that one's names
+            _reach_class_modules(value, rows, seen, names)
     elif isinstance(value, ModuleType):
         if not is_user_module(value.__name__):  # ``import math as M``: by its name
             _library_row(value, where, rows)
@@ -2351,6 +2348,43 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # returned the old value.
     for item in counted:
         _walk_value(item, function_name(item), rows, seen, names)
+
+
+def _reach_class_modules(cls: type, rows: dict[str, tuple[str, str, str]], seen: set[int],
+                         names: AbstractSet[str] | None) -> None:
+    """The modules a class of the user's holds as attributes (``lib = helpers``, its bases'
+    too), looked up by the names its methods load (``self.lib.g(x)``) and by those of each
+    function of the walk that reaches the class (``Model.lib.h(x)``), as a module global is
+    by the names of each function that loads it.
+
+    Before, by those of the first function that reached the class alone: an edit of
+    ``helpers.h`` returned the old value when another global, walked first, returned the
+    class (``A_first()``: in the alphabetical order of the names). Before that, by the
+    caller's names alone, and an edit of a helper ``self.lib.g(x)`` called did too."""
+    known = _class_modules.get()
+    held = known.get(id(cls)) if known is not None else None
+    if held is None:
+        modules = [(f"{function_name(klass)}.{name}", member) for klass in cls.__mro__
+                   if is_user_module(klass.__module__)
+                   for name, member in list(vars(klass).items())
+                   if isinstance(member, ModuleType)]
+        held = (cls, modules, set(_class_names(cls)) if modules else set(), set())
+        if known is not None:  # (the class held: its id is not reused during the walk)
+            known[id(cls)] = held
+    _, modules, class_names, reached = held
+    if not modules or (reached and (names is None or reached.issuperset(names))):
+        return
+    reached.update(names or ())
+    reach = frozenset(class_names.union(names or ()))
+    for where, module in modules:
+        _walk_value(module, where, rows, seen, reach)
+
+
+# Per walk: each class's modules (``_reach_class_modules``): (the class, its modules and the
+# ``where`` of each, the names its methods load, the names it was reached by so far).
+_class_modules: contextvars.ContextVar[
+    dict[int, tuple[type, list[tuple[str, ModuleType]], set[str], set[str]]] | None] = (
+    contextvars.ContextVar("memojar_class_modules", default=None))
 
 
 def _class_names(cls: type) -> frozenset[str]:
