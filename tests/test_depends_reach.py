@@ -444,6 +444,30 @@ CASES = {
     def f(x):
         return A_first().lib.scale(x) + Model.lib.scale(x)
     """, "import helpers", values=("12", "18")),
+    "a helper of a module held by the class of an instance another function reached first":
+    _case("""
+    class Model:
+        lib = helpers
+
+    MODEL = Model()
+
+    def A_first():
+        return MODEL
+
+    @cached
+    def f(x):
+        return A_first().lib.scale(x) + MODEL.lib.scale(x)
+    """, "import helpers", values=("12", "18")),
+    "a helper of a module in a table another function reached first": _case("""
+    MODULES = {"lib": helpers}
+
+    def A_first():
+        return MODULES
+
+    @cached
+    def f(x):
+        return A_first()["lib"].scale(x) + MODULES["lib"].scale(x)
+    """, "import helpers", values=("12", "18")),
     # Before, a class's ``__match_args__`` was not in its fingerprint: the edit of what a
     # ``case Point(x, y)`` binds returned the old value.
     "a class's __match_args__, which a match statement binds by": _case("""

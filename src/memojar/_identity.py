@@ -48,7 +48,7 @@ from types import (
     SimpleNamespace,
     WrapperDescriptorType,
 )
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import xxhash
 
@@ -1747,11 +1747,11 @@ def _walk_rows(target: Any) -> dict[str, tuple[str, str, str]]:
 
 def _walk_rows_once(target: Any) -> dict[str, tuple[str, str, str]]:
     token = _modules_walked.set(set())
-    classes = _class_modules.set({})
+    holders = _holders.set({})
     try:
         return _walk_rows_of(target)
     finally:
-        _class_modules.reset(classes)
+        _holders.reset(holders)
         _modules_walked.reset(token)
 
 
@@ -2188,7 +2188,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     if isinstance(member, property) or _runs(member):
                         for function in _runs(member):
                             _walk_callable(function, rows, seen)
-                    elif isinstance(member, ModuleType):  # ``_reach_class_modules``
+                    elif isinstance(member, ModuleType):  # ``_reach``
                         continue
                     elif isinstance(member, type) or _data_attribute(name, member, klass):
                         # a nested class (followed), a class attribute (``self.FACTOR``,
@@ -2208,7 +2208,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             if meta is not type and is_user_module(meta.__module__):
                 _walk_value(meta, function_name(meta), rows, seen)
         if found is not None:  # at each function that reaches it, by that one's names
-            _reach_class_modules(value, rows, seen, names)
+            _reach(value, rows, seen, names)
     elif isinstance(value, ModuleType):
         if not is_user_module(value.__name__):  # ``import math as M``: by its name
             _library_row(value, where, rows)
@@ -2249,6 +2249,8 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         _library_row(value, where, rows)
     elif id(value) not in seen:
         _walk_object(value, where, rows, seen, names)
+    elif names is not None:  # reached again, by another function: the modules it holds
+        _reach(value, rows, seen, names)  # by this one's names too
 
 
 def _library_row(value: Any, where: str, rows: dict[str, tuple[str, str, str]]) -> None:
@@ -2318,8 +2320,16 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # in ``__slots__`` too; ``PIPE = [{"steps": (clean,)}]``; a library's transformer given
     # one of the user's functions; a partial's arguments): what they call. Before, only
     # those at its first level: the state below counts their own code, not their helpers.
-    for item in _held(value):
+    inside = _held(value)
+    for item in inside:
         _walk_value(item, function_name(item), rows, seen, names)
+    holders = _holders.get()
+    if holders is not None:  # for another function that reaches it (``_reach``)
+        classes = [item for item in inside if isinstance(item, type)]
+        if type(value) not in _CONTAINERS and is_user_module(type(value).__module__):
+            classes.append(type(value))
+        modules = [(item.__name__, item) for item in inside if isinstance(item, ModuleType)]
+        holders[id(value)] = _Holder(value, modules, classes, frozenset(), set(names or ()))
     if not is_user_module(where.rpartition(".")[0]):
         return
     # Data (an array, a frame, an instance, a table without callables) counts by its
@@ -2350,41 +2360,59 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         _walk_value(item, function_name(item), rows, seen, names)
 
 
-def _reach_class_modules(cls: type, rows: dict[str, tuple[str, str, str]], seen: set[int],
-                         names: AbstractSet[str] | None) -> None:
-    """The modules a class of the user's holds as attributes (``lib = helpers``, its bases'
-    too), looked up by the names its methods load (``self.lib.g(x)``) and by those of each
-    function of the walk that reaches the class (``Model.lib.h(x)``), as a module global is
-    by the names of each function that loads it.
+def _reach(holder: Any, rows: dict[str, tuple[str, str, str]], seen: set[int],
+           names: AbstractSet[str] | None) -> None:
+    """The modules a class or object walked holds (``lib = helpers`` in a class or its bases,
+    ``MODS = [helpers]``, ``NS = SimpleNamespace(lib=helpers)``; an object's classes' too),
+    looked up by the names of each function of the walk that reaches it (``MODS[0].h(x)``),
+    as a module global is by the names of each function that loads it, and a class's by
+    the names its methods load (``self.lib.g(x)``).
 
-    Before, by those of the first function that reached the class alone: an edit of
-    ``helpers.h`` returned the old value when another global, walked first, returned the
-    class (``A_first()``: in the alphabetical order of the names). Before that, by the
+    Before, by those of the first function that reached it alone: an edit of ``helpers.h``
+    returned the old value when another global, walked first, returned the holder
+    (``A_first()``: in the alphabetical order of the names). Before that, a class's by the
     caller's names alone, and an edit of a helper ``self.lib.g(x)`` called did too."""
-    known = _class_modules.get()
-    held = known.get(id(cls)) if known is not None else None
-    if held is None:
-        modules = [(f"{function_name(klass)}.{name}", member) for klass in cls.__mro__
+    known = _holders.get()
+    record = known.get(id(holder)) if known is not None else None
+    if record is None:
+        if not isinstance(holder, type):  # an object ``_walk_object`` did not note
+            if is_user_module(type(holder).__module__):
+                _reach(type(holder), rows, seen, names)
+            return
+        modules = [(f"{function_name(klass)}.{name}", member) for klass in holder.__mro__
                    if is_user_module(klass.__module__)
                    for name, member in list(vars(klass).items())
                    if isinstance(member, ModuleType)]
-        held = (cls, modules, set(_class_names(cls)) if modules else set(), set())
-        if known is not None:  # (the class held: its id is not reused during the walk)
-            known[id(cls)] = held
-    _, modules, class_names, reached = held
-    if not modules or (reached and (names is None or reached.issuperset(names))):
+        record = _Holder(holder, modules, [], _class_names(holder) if modules else frozenset(),
+                         set())
+        if known is not None:
+            known[id(holder)] = record
+    if record.reached and (names is None or record.reached.issuperset(names)):
         return
-    reached.update(names or ())
-    reach = frozenset(class_names.union(names or ()))
-    for where, module in modules:
-        _walk_value(module, where, rows, seen, reach)
+    record.reached.update(names or ())
+    if record.modules:
+        reach = record.names.union(names or ())
+        for where, module in record.modules:
+            _walk_value(module, where, rows, seen, reach)
+    for klass in record.classes:
+        _reach(klass, rows, seen, names)
 
 
-# Per walk: each class's modules (``_reach_class_modules``): (the class, its modules and the
-# ``where`` of each, the names its methods load, the names it was reached by so far).
-_class_modules: contextvars.ContextVar[
-    dict[int, tuple[type, list[tuple[str, ModuleType]], set[str], set[str]]] | None] = (
-    contextvars.ContextVar("memojar_class_modules", default=None))
+class _Holder(NamedTuple):
+    """A class or object of a walk, for ``_reach``: the modules it holds (with the
+    ``module.name`` of each), the classes it holds, the names a class's methods load, and
+    the names the functions that reached it load, so far."""
+
+    holder: Any  # (held: its id is not reused during the walk)
+    modules: list[tuple[str, ModuleType]]
+    classes: list[type]
+    names: frozenset[str]
+    reached: set[str]
+
+
+# Per walk: each class and object that holds modules, by id (``_reach``).
+_holders: contextvars.ContextVar[dict[int, _Holder] | None] = contextvars.ContextVar(
+    "memojar_holders", default=None)
 
 
 def _class_names(cls: type) -> frozenset[str]:
