@@ -205,6 +205,28 @@ def test_pandas_series_key_by_name_index_and_values() -> None:
         (pd.Series([1, 2], index=["x", "z"]),))
 
 
+def test_pandas_series_differing_in_attrs_differ() -> None:
+    pd, _, _, _ = _frames()
+    metres, kilograms = pd.Series([1, 2]), pd.Series([1, 2])
+    metres.attrs["unit"], kilograms.attrs["unit"] = "m", "kg"
+    assert make_key((metres,)) != make_key((kilograms,))
+
+
+def test_pandas_frames_of_a_subclass_differing_in_its_metadata_differ() -> None:
+    pd, _, _, _ = _frames()
+
+    class UnitFrame(pd.DataFrame):  # pandas' way to subclass: ``_metadata``, pickled too
+        _metadata = ["unit"]
+
+        @property
+        def _constructor(self) -> type:
+            return UnitFrame
+
+    metres, kilometres = UnitFrame({"v": [1, 2]}), UnitFrame({"v": [1, 2]})
+    metres.unit, kilometres.unit = "m", "km"
+    assert make_key((metres,)) != make_key((kilometres,))
+
+
 def test_equal_polars_frames_key_alike_whatever_their_chunks() -> None:
     pl = pytest.importorskip("polars")
     one = pl.DataFrame({"a": [1, 2, 3, 4], "b": ["w", "x", None, "z"]})

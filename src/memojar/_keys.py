@@ -743,8 +743,11 @@ def _reduce_index(index: Any) -> Any:
 
 
 def _reduce_series(s: Any) -> Any:
-    return (_Frame, ("pandas.Series", type(s), normalize(s.name), str(s.dtype),
-                     _reduce_index(s.index), _pandas_values(s)))
+    reduced = ("pandas.Series", type(s), normalize(s.name), str(s.dtype),
+               _reduce_index(s.index), _pandas_values(s))
+    if s.attrs:  # (none: the key it always had)
+        reduced = (*reduced, normalize(dict(s.attrs)))
+    return (_Frame, reduced + _subclass_metadata(s, ("_name",)))
 
 
 def _reduce_frame(df: Any) -> Any:
@@ -752,7 +755,19 @@ def _reduce_frame(df: Any) -> Any:
         (str(df.dtypes.iloc[i]), _pandas_values(df.iloc[:, i])) for i in range(df.shape[1])
     )
     return (_Frame, ("pandas.DataFrame", type(df), _reduce_index(df.columns),
-                     _reduce_index(df.index), columns, normalize(dict(df.attrs))))
+                     _reduce_index(df.index), columns, normalize(dict(df.attrs)),
+                     *_subclass_metadata(df, ())))
+
+
+def _subclass_metadata(obj: Any, own: tuple[str, ...]) -> tuple[Any, ...]:
+    """What a subclass of a pandas frame or series keeps beside its data (``_metadata``,
+    pandas' way to subclass, which pickle keeps: ``unit = "km"``), by name; nothing for
+    pandas' own classes. Before, not in the key: two frames of one subclass that differed
+    only there got the other's value, as did two series by their ``attrs``."""
+    names = [name for name in getattr(type(obj), "_metadata", ()) if name not in own]
+    if not names:
+        return ()
+    return (normalize({name: getattr(obj, name, None) for name in names}),)
 
 
 def _polars_values(s: Any) -> Any:
