@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import OrderedDict
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -216,7 +217,7 @@ def test_pandas_frames_of_a_subclass_differing_in_its_metadata_differ() -> None:
     pd, _, _, _ = _frames()
 
     class UnitFrame(pd.DataFrame):  # pandas' way to subclass: ``_metadata``, pickled too
-        _metadata = ["unit"]
+        _metadata: ClassVar[list[str]] = ["unit"]
 
         @property
         def _constructor(self) -> type:

@@ -98,6 +98,40 @@ def test_two_caches_of_one_location_in_a_process_count_each_others_entries(
     assert first.cache_info().entries == 5
 
 
+def test_a_cache_reached_through_a_link_to_its_folder_keeps_its_statistics(
+        tmp_path: Path) -> None:
+    """``MEMOJAR_DIR=/scratch/cache``, a link to a folder on a big disk: its hits are kept
+    for ``memojar ls``, read through the link or the folder. Before, the statistics were
+    never saved where the root was a link (a debug line said so): 0 hits."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    tests = str(Path(__file__).parent)
+    run(f"""
+        import os, sys
+        sys.path.insert(0, {tests!r})
+        import memojar, test_statistics as t
+        f = memojar.Cache(os.environ["CACHE"]).cached(t.add_one)
+        f(1); f(1); f(1)
+    """, tmp_path / "link")
+    assert ls(tmp_path / "link")[NAME] == (2, 1)
+    assert ls(tmp_path / "real")[NAME] == (2, 1)
+
+
+def test_a_fork_while_another_thread_starts_the_statistics_thread_is_not_hindered() -> None:
+    """The before-fork hook met the thread another thread's miss had made and not started
+    yet (Python 3.13.0 starts it again at the first miss after a fork, on any thread):
+    ``join`` raised "cannot join thread before it is started" out of the hook, printed at
+    each such fork. The thread, once started, finds its stop set and ends."""
+    flusher = _cache._Flusher()
+    made = threading.Thread(target=flusher._run, args=(flusher.stop,), daemon=True)
+    flusher.thread = made
+    flusher.before_fork()
+    assert flusher.stop.is_set()
+    made.start()
+    made.join(timeout=5)
+    assert not made.is_alive()
+
+
 def test_a_cache_dropped_before_its_counts_were_merged_keeps_them(tmp_path: Path) -> None:
     """A ``Cache`` made in a function that returned (as ``python -m memojar.demo`` makes its
     own) lost what it had not merged: the demo's ``memojar ls`` showed 1 hit of 3. Its

@@ -1437,7 +1437,11 @@ class _Flusher:
         if thread is not None:
             self.stop.set()
             if thread is not threading.current_thread():
-                thread.join(timeout=1.0)  # a merge in progress finishes first
+                try:
+                    thread.join(timeout=1.0)  # a merge in progress finishes first
+                except RuntimeError:  # made by another thread's ``_start``, not started yet:
+                    return  # it ends at its first wait, ``stop`` set (before, the hook raised,
+                    # "cannot join thread before it is started", seen on 3.13.0)
                 if _JOIN_LEAVES_THE_SYSTEM_THREAD and not thread.is_alive():
                     _wait_for_the_system_thread(thread)
 

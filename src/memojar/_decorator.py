@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, cast
 from . import _depends, _entry, _keys, _notebook, _trio, _waits
 from ._control import SWITCH
 from ._entry import CLOCK_SKEW, Miss
-from ._errors import DEBUG, at_site, logger, one_line, user_site, warn
+from ._errors import DEBUG, at_site, logger, one_line, the_callers, user_site, warn
 from ._identity import (
     SIBLING,
     UNWALKED,
@@ -844,9 +844,8 @@ class _Memo:
             if isinstance(exc, RecursionError) and (_near_recursion_limit()
                                                    or key_reentered(exc)):
                 raise  # the caller's own recursion ran out of stack, not a deep argument
-            if isinstance(exc, MemoryError) or (isinstance(exc, OSError)
-                                                and exc.errno is None):
-                raise  # out of memory, or the caller's signal handler (a TimeoutError)
+            if isinstance(exc, MemoryError) or the_callers(exc):
+                raise  # out of memory, or the caller's signal handler's (a TimeoutError)
             if changed_during_iteration(exc):
                 return self._keyed_again(values, self.seed, exc)
             raise self._unpicklable(values, exc) from exc
@@ -881,8 +880,8 @@ class _Memo:
             value, saved = self.reader(data, key)
         except Miss as miss:
             cause = miss.__cause__
-            if isinstance(cause, OSError) and cause.errno is None:
-                # Not a system call's error: the caller's signal handler (a TimeoutError)
+            if cause is not None and the_callers(cause):
+                # Not a system call's error: the caller's signal handler's (a TimeoutError)
                 # or code run by the unpickling. It is the caller's to handle.
                 # No cycle through the entry: the cause's context is the miss, whose cause
                 # it is, and this frame, which names it, is in its traceback.
@@ -1217,7 +1216,7 @@ class _Memo:
             header = _entry.read_header(data)
         except Miss as miss:
             cause = miss.__cause__
-            if isinstance(cause, OSError) and cause.errno is None:
+            if cause is not None and the_callers(cause):
                 miss.__cause__ = None  # no cycle (see ``get``)
                 try:
                     raise cause from None  # the caller's (see ``get``)
@@ -1930,8 +1929,8 @@ class _Memo:
                 result_classes=_depends.result_classes,
             )
         except Exception as exc:  # whatever pickling raised, the value stands
-            if isinstance(exc, OSError) and exc.errno is None:
-                raise  # the caller's signal handler (a TimeoutError), not the value's fault
+            if the_callers(exc):
+                raise  # the caller's signal handler's (a TimeoutError), not the value's fault
             why = ("there was not memory enough to pickle it" if isinstance(exc, MemoryError)
                    else f"it cannot be pickled ({type(exc).__name__}: {exc})")
             warn(f"{self._what(given)} not cached: {why}")

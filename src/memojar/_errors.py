@@ -4,6 +4,7 @@ the "memojar" logger."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
 import threading
@@ -15,6 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import logging
+
+try:
+    import signal as _signal
+except ImportError:  # (WASI, Emscripten: no signals, so no handler's exception)
+    _signal = None  # type: ignore[assignment]
 
 DEBUG = 10  # logging.DEBUG
 WARNING = 30  # logging.WARNING: what a logger nobody configured lets through
@@ -35,6 +41,40 @@ def one_line(text: str) -> str:
     line's error two lines, and an entry whose ``__setstate__`` raised a two-line error made
     ``cache_explain``'s answer two."""
     return text.translate(_LINE_BREAKS)
+
+
+def the_callers(exc: BaseException) -> bool:
+    """Whether ``exc``, met while memojar pickled or unpickled, is the caller's, not a failure
+    of the value or the entry: an ``OSError`` no system call raised (``errno`` None: the
+    ``TimeoutError`` a ``SIGALRM`` handler raises), or any exception raised through a
+    Python signal handler installed now (stopit's ``TimeoutException``, a user's
+    ``class Timeout(Exception)``). Before, only the first: the others were taken for the
+    value's (a ``TypeError`` "cannot be pickled", a false warning) or the entry's (a
+    good entry removed and the function run past the caller's deadline)."""
+    if isinstance(exc, OSError) and exc.errno is None:
+        return True
+    tb = exc.__traceback__
+    if tb is None or _signal is None:
+        return False
+    handlers = set()
+    for number in _signal.valid_signals():
+        try:
+            handler = _signal.getsignal(number)
+        except (OSError, ValueError):  # not a signal this platform lets a program handle
+            continue
+        while isinstance(handler, functools.partial):
+            handler = handler.func
+        handler = getattr(handler, "__func__", handler)  # a bound method's function
+        code = getattr(handler, "__code__", None)
+        if code is None:  # a callable instance: its class's ``__call__``
+            code = getattr(vars(type(handler)).get("__call__"), "__code__", None)
+        if code is not None:
+            handlers.add(code)
+    while tb is not None:  # from the frame that caught it to the one that raised it
+        if tb.tb_frame.f_code in handlers:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _forward(name: str) -> Callable[..., None]:

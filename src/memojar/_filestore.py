@@ -462,13 +462,20 @@ class FileStore(Store):
                 f"cache_dir {root!r} is a file, not a directory: pass a directory path "
                 "(memojar creates it if missing)"
             )
+        location = root
+        if is_dir and os.path.islink(root):
+            # The user's link to their cache's folder (``MEMOJAR_DIR=/scratch/cache`` on a
+            # big disk): the folder it leads to now, where links planted later are refused
+            # as in any folder of the cache. Before, the statistics, written only where the
+            # root is no link, were never saved (``memojar ls`` said 0 hits, silently).
+            root = os.path.realpath(root)
         # Whether the root is known to hold memojar's tag (claimed now, or tagged by this
         # store's first ``_makedirs``): until then, creating a folder checks the tag first.
         self._tagged = bool(is_dir) and _claim(root)
         # The root's (st_dev, st_ino) once known tagged: its tag found gone later is put back
         # only in that folder (``_tag_again``), never in one made at its path since
         self._root_id = _identity_of(root) if self._tagged else None
-        self.root = self.location = root
+        self.root, self.location = root, location
         self.max_size = max_size
         self.signed = trust_foreign  # with a secret, the signature decides
         self._uid = os.getuid() if hasattr(os, "getuid") else None

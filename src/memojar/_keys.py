@@ -34,6 +34,7 @@ from typing import Any
 import xxhash
 
 from . import _identity
+from ._errors import the_callers
 from ._identity import argument_identity, class_identity, function_identity, met
 
 PROTOCOL = 5
@@ -395,8 +396,9 @@ class _CanonicalPickler(pickle.Pickler):
         try:
             rv = reduce(obj) if reduce is not None else obj.__reduce_ex__(PROTOCOL)
         except Exception as exc:  # let pickle raise its own, clearer error
-            if isinstance(exc, RecursionError) and key_reentered(exc):
-                raise  # pickle would only run the same endless recursion again
+            if (isinstance(exc, RecursionError) and key_reentered(exc)) or the_callers(exc):
+                raise  # pickle would only run the same endless recursion again; or the
+                # caller's signal handler's: before, pickle ran the reduction again, past it
             return NotImplemented
         if isinstance(rv, str):
             return NotImplemented if _limits.state else _by_name(obj, rv)
@@ -743,8 +745,8 @@ def _reduce_index(index: Any) -> Any:
 
 
 def _reduce_series(s: Any) -> Any:
-    reduced = ("pandas.Series", type(s), normalize(s.name), str(s.dtype),
-               _reduce_index(s.index), _pandas_values(s))
+    reduced: tuple[Any, ...] = ("pandas.Series", type(s), normalize(s.name), str(s.dtype),
+                                _reduce_index(s.index), _pandas_values(s))
     if s.attrs:  # (none: the key it always had)
         reduced = (*reduced, normalize(dict(s.attrs)))
     return (_Frame, reduced + _subclass_metadata(s, ("_name",)))

@@ -27,12 +27,23 @@ from memojar import Cache
 # --- the caller's SIGALRM ------------------------------------------------------------------
 
 
+class Deadline(Exception):
+    """A timeout that is no ``OSError``, as stopit's, interruptingcow's or a user's own."""
+
+
+# Before, only a ``TimeoutError`` was taken for the caller's: a ``Deadline`` raised while
+# the key was made became a ``TypeError`` ("cannot be pickled"), one while an entry loaded
+# removed the entry and ran the function past the deadline, one while the result was
+# pickled gave a false warning and the call returned.
+DEADLINES = pytest.mark.parametrize("deadline", [TimeoutError, Deadline])
+
+
 @contextmanager
-def alarm_in(seconds: float) -> Iterator[None]:
-    """Raise ``TimeoutError("deadline")`` from a SIGALRM handler ``seconds`` from now."""
+def alarm_in(seconds: float, deadline: type[Exception] = TimeoutError) -> Iterator[None]:
+    """Raise ``deadline("deadline")`` from a SIGALRM handler ``seconds`` from now."""
 
     def on_alarm(signum: int, frame: object) -> None:
-        raise TimeoutError("deadline")
+        raise deadline("deadline")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -96,8 +107,9 @@ class SlowToLoad:
         return _rebuild, (self.value,)
 
 
+@DEADLINES
 def test_alarm_while_loading_an_entry_reaches_the_caller_and_keeps_the_entry(
-    tmp_path: Path,
+    tmp_path: Path, deadline: type[Exception],
 ) -> None:
     cache = Cache(tmp_path / "cache")
     calls = []
@@ -112,7 +124,7 @@ def test_alarm_while_loading_an_entry_reaches_the_caller_and_keeps_the_entry(
     _load_delay[0] = 10.0
     try:
         start = time.monotonic()
-        with alarm_in(0.2), pytest.raises(TimeoutError, match="deadline"):
+        with alarm_in(0.2, deadline), pytest.raises(deadline, match="deadline"):
             make(5)
         assert time.monotonic() - start < 8  # the alarm's 0.2 s, not the 10 s: a hang's limit
     finally:
@@ -363,7 +375,9 @@ class SlowToStore:
         return SlowToStore, (self.value,)
 
 
-def test_alarm_while_storing_a_result_reaches_the_caller(tmp_path: Path) -> None:
+@DEADLINES
+def test_alarm_while_storing_a_result_reaches_the_caller(tmp_path: Path,
+                                                        deadline: type[Exception]) -> None:
     cache = Cache(tmp_path / "cache")
 
     @cache.cached
@@ -373,12 +387,33 @@ def test_alarm_while_storing_a_result_reaches_the_caller(tmp_path: Path) -> None
     _dump_delay[0] = 10.0
     try:
         start = time.monotonic()
-        with alarm_in(0.2), pytest.raises(TimeoutError, match="deadline"):
+        with alarm_in(0.2, deadline), pytest.raises(deadline, match="deadline"):
             make(1)  # not a "cannot be pickled" warning: the caller's deadline
         assert time.monotonic() - start < 8  # the alarm's 0.2 s, not the 10 s: a hang's limit
     finally:
         _dump_delay[0] = 0.0
     assert entry_files(cache.directory) == []
+
+
+@DEADLINES
+def test_alarm_while_making_the_key_reaches_the_caller(tmp_path: Path,
+                                                      deadline: type[Exception]) -> None:
+    calls = []
+
+    @Cache(tmp_path / "cache").cached
+    def make(x):
+        calls.append(x)
+        return 1
+
+    _dump_delay[0] = 10.0
+    try:
+        start = time.monotonic()
+        with alarm_in(0.2, deadline), pytest.raises(deadline, match="deadline"):
+            make(SlowToStore(1))  # not a TypeError "cannot be pickled": the deadline
+        assert time.monotonic() - start < 8
+    finally:
+        _dump_delay[0] = 0.0
+    assert calls == []
 
 
 # --- the caller's code run inside memojar's own (a handler, a finalizer) -------------------
