@@ -477,9 +477,14 @@ def test_prune_removes_stale_incompatible_and_unreadable(
     plant(cache_dir, "mod.expired", 2, expires=time.time() - 10)
     plant(cache_dir, "mod.old_python", 1, python="2.7")
     (cache_dir / "mod.junk" / "ab").mkdir(parents=True)
-    (cache_dir / "mod.junk" / "ab" / ("ab" * 16 + ".pkl")).write_bytes(b"not an entry")
+    whole = next((cache_dir / "mod.old_python").glob("*/*.pkl")).read_bytes()
+    torn = cache_dir / "mod.junk" / "ab" / ("ab" * 16 + ".pkl")
+    torn.write_bytes(whole[:40])  # begins as an entry: unreadable, memojar's to remove
+    theirs = cache_dir / "mod.junk" / "ab" / ("ab" * 15 + "cd.pkl")
+    theirs.write_bytes(b"not an entry")  # another tool's: left (as on S3)
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune")
     assert code == 0 and "removed 3 entries" in out  # Python 2.7's entry is 2.7's to keep
+    assert not torn.exists() and theirs.read_bytes() == b"not an entry"
     assert {e.function for e in Cache(cache_dir).entries()} == {SQUARE, CUBE, "mod.old_python"}
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "prune", "--other-pythons")
     assert code == 0 and "removed 1 entry;" in out

@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 
 import xxhash
 
-from ._entry import Miss, read_header
+from ._entry import Miss, read_header, written_as_an_entry
 from ._errors import PartlyRemoved, logger, warn
 from ._ledger import Ledger, Oldest, evict_listed, least_recent
 from ._locks import (
@@ -2081,6 +2081,15 @@ class FileStore(Store):
                             # A folder, link or FIFO put at an entry's name is not an entry:
                             # left as it is (a folder made ``cache_delete`` raise EISDIR).
                             continue
+                        if listed is not None and not (
+                                written_as_an_entry(seen.head) if seen is not None
+                                and seen.head else _begins_as_an_entry(file, sfd)):
+                            # Named like an entry, written by someone else (another tool's
+                            # pickles keyed by an MD5): left by ``clear``, ``prune`` and
+                            # eviction, as on S3 (before, removed, and counted an entry).
+                            # One key's removal (``cache_delete``, a failed read's) is
+                            # asked of that key: as on S3, whatever is at its name goes.
+                            continue
                         try:
                             gone = _unlink(file, sfd)
                         except IsADirectoryError:  # a folder made there since the stat
@@ -3611,6 +3620,27 @@ def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
         return st, head
     finally:
         os.close(fd)
+
+
+def _begins_as_an_entry(name: str, dir_fd: int) -> bool:
+    """Whether the file ``name`` begins as memojar begins its entries (any format); True
+    if this user may not read it (another user's, in a cache shared by hand: theirs to
+    judge, as before), False if it cannot be read otherwise (then it is not removed)."""
+    try:
+        fd = _open_to_look(name, dir_fd)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    try:
+        return written_as_an_entry(os.pread(fd, _HEAD_LOOK, 0))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+_HEAD_LOOK = 16  # bytes: as many as ``written_as_an_entry`` looks at, and more
 
 
 def _starts_with(name: str, dir_fd: int, head: bytes) -> bool:

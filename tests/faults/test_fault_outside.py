@@ -9,6 +9,7 @@ real files, and then checks the victim's files byte for byte.
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -945,6 +946,52 @@ def test_what_is_put_at_an_entrys_name_is_not_deleted_as_the_entry(
     else:
         assert at.is_symlink()
     assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("where", ["a function's folder", "a folder of the user's"])
+def test_a_file_named_like_an_entry_survives_clear_and_prune(tmp_path: Path,
+                                                             where: str) -> None:
+    """Another tool's pickle named as memojar names entries (``<2 hex>/<32 hex>.pkl``), in
+    a function's folder or a folder of the user's in the cache: ``clear``, ``cache_clear``
+    and ``prune`` leave it and do not count it removed, as on S3. Before, they removed it by
+    its name ("removed 4 entries" for 2)."""
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "cache")
+    f = cache.cached(abs)
+    f(-1)
+    fdir = Path(cache.store.path(f.__memojar__.name, f.cache_key(-1))).parent.parent
+    at = (fdir if where == "a function's folder" else tmp_path / "cache" / "my.data"
+          ) / "ab" / ("ab" + "0" * 30 + ".pkl")
+    at.parent.mkdir(parents=True, exist_ok=True)
+    at.write_bytes(pickle.dumps({"precious": 1}))
+    os.utime(at, (time.time() - 30 * 86_400, time.time() - 30 * 86_400))
+    assert cache.prune() == 0
+    assert f.cache_clear() == 1
+    f(-1)
+    assert cache.clear() == 1
+    assert pickle.loads(at.read_bytes()) == {"precious": 1}
+
+
+def test_a_file_named_like_an_entry_is_not_evicted_and_room_is_made_all_the_same(
+        tmp_path: Path) -> None:
+    """Another tool's pickle at an entry's name, older than every entry: ``max_size``
+    eviction leaves it and evicts entries in its place; the cache stays under its size."""
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "cache", max_size=9_000)
+    f = cache.cached(lambda i: bytes(2_000))
+    f(0)
+    at = Path(cache.store.path(f.__memojar__.name, f.cache_key(-1)))
+    at.parent.mkdir(parents=True, exist_ok=True)
+    at.write_bytes(pickle.dumps({"precious": 1}))
+    os.utime(at, (time.time() - 86_400, time.time() - 86_400))
+    for i in range(1, 12):
+        f(i)
+    assert pickle.loads(at.read_bytes()) == {"precious": 1}
+    kept = [e for e in cache.entries() if e.size > 1_000]
+    assert 0 < len(kept) <= 4
+    assert f(11) == bytes(2_000)
 
 
 # --- 5. function names a listing could hide -----------------------------------------------
