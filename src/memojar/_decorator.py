@@ -656,7 +656,9 @@ class _Memo:
             try:
                 rows = (*dependencies(self.target), *self.depends_on[0],
                         *_depends.callable_rows(self.depends_on[1]))
-            except Exception as exc:  # noqa: BLE001 - a call must not fail for its fingerprint
+            except Exception as exc:  # a call must not fail for its fingerprint
+                if the_callers(exc):  # a deadline: no identity made of half a walk
+                    raise
                 warn(f"cannot follow what {self.name} depends on ({type(exc).__name__}: "
                      f"{exc}); only its own code is tracked: name what it depends on in "
                      "version=")
@@ -699,7 +701,9 @@ class _Memo:
                 return None
             rows = (*found, *self.depends_on[0],
                     *_depends.callable_rows(self.depends_on[1]))
-        except Exception:  # noqa: BLE001 - as in ``ident``: the full walk warns
+        except Exception as exc:  # as in ``ident``: the full walk warns
+            if the_callers(exc):
+                raise
             return None
         if not _agrees_as_sent(sent[1], rows):
             return None

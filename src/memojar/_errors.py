@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import itertools
 import os
 import sys
 import threading
@@ -16,11 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import logging
-
-try:
-    import signal as _signal
-except ImportError:  # (WASI, Emscripten: no signals, so no handler's exception)
-    _signal = None  # type: ignore[assignment]
 
 DEBUG = 10  # logging.DEBUG
 WARNING = 30  # logging.WARNING: what a logger nobody configured lets through
@@ -44,37 +40,53 @@ def one_line(text: str) -> str:
 
 
 def the_callers(exc: BaseException) -> bool:
-    """Whether ``exc``, met while memojar pickled or unpickled, is the caller's, not a failure
-    of the value or the entry: an ``OSError`` no system call raised (``errno`` None: the
-    ``TimeoutError`` a ``SIGALRM`` handler raises), or any exception raised through a
-    Python signal handler installed now (stopit's ``TimeoutException``, a user's
-    ``class Timeout(Exception)``). Before, only the first: the others were taken for the
-    value's (a ``TypeError`` "cannot be pickled", a false warning) or the entry's (a
-    good entry removed and the function run past the caller's deadline)."""
+    """Whether ``exc``, met while memojar pickled, unpickled or looked at the user's objects,
+    is the caller's, not a failure of the value or the entry: an ``OSError`` no system call
+    raised (``errno`` None: the ``TimeoutError`` a ``SIGALRM`` handler raises), or any
+    exception raised through a Python signal handler (stopit's ``SignalTimeout``, a user's
+    ``class Timeout(Exception)``; an exception another thread sends, as stopit's
+    ``ThreadingTimeout`` does, cannot be told from the value's). Before, only the first:
+    the others were taken for the value's (a ``TypeError`` "cannot be pickled", a false
+    warning) or the entry's (a good entry removed, the function run past the deadline)."""
     if isinstance(exc, OSError) and exc.errno is None:
         return True
     tb = exc.__traceback__
-    if tb is None or _signal is None:
-        return False
-    handlers = set()
-    for number in _signal.valid_signals():
-        try:
-            handler = _signal.getsignal(number)
-        except (OSError, ValueError):  # not a signal this platform lets a program handle
-            continue
-        while isinstance(handler, functools.partial):
-            handler = handler.func
-        handler = getattr(handler, "__func__", handler)  # a bound method's function
-        code = getattr(handler, "__code__", None)
-        if code is None:  # a callable instance: its class's ``__call__``
-            code = getattr(vars(type(handler)).get("__call__"), "__code__", None)
-        if code is not None:
-            handlers.add(code)
     while tb is not None:  # from the frame that caught it to the one that raised it
-        if tb.tb_frame.f_code in handlers:
+        if _a_signal_handlers(tb.tb_frame):
             return True
         tb = tb.tb_next
     return False
+
+
+def _a_signal_handlers(frame: FrameType) -> bool:
+    """Whether ``frame`` is a signal handler's: a call given a signal's number and then the
+    frame the signal interrupted, as Python calls a handler (a function, a bound method, a
+    partial, a class's ``__init__``, ``lambda *args``, a wrapper). By its arguments, not by
+    the handlers installed now: a one-shot handler puts the previous one back before it
+    raises, and a decorator's wrapper shares its code with the same wrapper elsewhere (in a
+    ``__reduce__``, whose own failure is the value's)."""
+    code = frame.f_code
+    named = code.co_argcount + code.co_kwonlyargcount
+    rest = code.co_flags & 0x04  # CO_VARARGS: ``*args`` is the name after those
+    if code.co_argcount < 2 and not rest:
+        return False
+    local = frame.f_locals
+    values = [local.get(name) for name in code.co_varnames[:code.co_argcount]]
+    if rest:
+        more = local.get(code.co_varnames[named])
+        if type(more) is tuple:
+            values.extend(more)
+    return any(type(at) is FrameType and type(number) is int and number in _signal_numbers()
+               for number, at in itertools.pairwise(values))
+
+
+@functools.cache
+def _signal_numbers() -> frozenset[int]:
+    try:
+        import signal
+    except ImportError:  # (WASI, Emscripten: no signals)
+        return frozenset()
+    return frozenset(map(int, signal.valid_signals()))
 
 
 def _forward(name: str) -> Callable[..., None]:

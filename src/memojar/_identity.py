@@ -52,6 +52,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import xxhash
 
+from ._errors import the_callers
+
 _CO_HAS_DOCSTRING = 0x4000000  # 3.14+: set when the function has a docstring
 _CO_GENERATOR = 0x20 | 0x200  # inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
@@ -106,7 +108,8 @@ def class_qualname(cls: type) -> Any:
         return qualname
     try:
         members = list(vars(cls).items())
-    except Exception:  # noqa: BLE001 - a class whose members cannot be read
+    except Exception as exc:  # noqa: BLE001 - a class whose members cannot be read
+        _passed_over(exc)
         return qualname
     tail = f".{cls.__name__}"
     for name, member in members:  # in the order of the class body, which a copy keeps
@@ -155,7 +158,8 @@ def has_wrapped(func: Any) -> bool:
     ``depends_on=``)."""
     try:
         return hasattr(func, "__wrapped__")
-    except Exception:  # noqa: BLE001 - whatever its __getattr__ raised
+    except Exception as exc:  # noqa: BLE001 - whatever its __getattr__ raised
+        _passed_over(exc)
         return False
 
 
@@ -211,7 +215,8 @@ def sibling_of(func: Callable[..., Any]) -> str:
     try:
         return _walked(lambda: _sibling_of(target),
                        f"telling {function_name(func)} apart from its siblings")
-    except Exception:  # noqa: BLE001 - decorating must not fail for a fingerprint (as
+    except Exception as exc:  # noqa: BLE001 - decorating must not fail for a fingerprint (as
+        _passed_over(exc)
         return "0" * 32  # ``ident``): siblings then share keys, as before, never a value
 
 
@@ -423,6 +428,18 @@ def _changed_meanwhile(exc: BaseException) -> None:
         _walk.change = f"{type(exc).__name__}: {exc}"
 
 
+def _passed_over(exc: BaseException) -> None:
+    """An exception the walk goes on past (counting an object by its type, or skipping
+    it): raised again if it is the caller's (``the_callers``: a signal handler's deadline),
+    noted if it is another thread's change (``_changed_meanwhile``). Before, a deadline
+    landing in the walk of the first call (a global slow to pickle) was passed over: the
+    call ran past it, and the identity counted that global by its type, one later calls of
+    other values of it hit (a wrong value) and whose entries swept the others'."""
+    if the_callers(exc):
+        raise exc
+    _changed_meanwhile(exc)
+
+
 def changed_during_iteration(exc: BaseException) -> bool:
     """Whether ``exc`` is a table's, set's or deque's iteration meeting a change of it
     ("dictionary changed size during iteration", "deque mutated during iteration"): by
@@ -540,7 +557,7 @@ def _value_shape(value: Any, seen: set[int], by_state: bool = False) -> Any:
     try:
         return _shape_of(value, seen, by_state)
     except Exception as exc:  # noqa: BLE001 - whatever the object raised
-        _changed_meanwhile(exc)
+        _passed_over(exc)
         return _type_shape(value)
 
 
@@ -592,7 +609,8 @@ def _key_text(key: Any) -> str:
         return _plain_key(key)
     try:
         text = repr(key)
-    except Exception:  # noqa: BLE001 - a broken __repr__: its type names it
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__: its type names it
+        _passed_over(exc)
         text = ""
     return f"{type(key).__module__}.{type(key).__qualname__} {re.sub(_ADDRESS, '', text)}"
 
@@ -639,7 +657,8 @@ def _dict_orders(value: Any) -> str:
         elif is_user_module(kind.__module__):
             try:
                 attributes = object.__getattribute__(item, "__dict__")  # Config(cols={})
-            except Exception:  # noqa: BLE001 - none (``__slots__``), or a broken class's
+            except Exception as exc:  # noqa: BLE001 - none (``__slots__``), or a broken class's
+                _passed_over(exc)
                 continue
             if type(attributes) is not dict:
                 continue
@@ -667,7 +686,7 @@ def _state_shape(value: Any) -> Any:
     except (KeyboardInterrupt, SystemExit):  # the user's, not the value's
         raise
     except BaseException as exc:  # noqa: BLE001 - whatever the value's pickling raised (a
-        _changed_meanwhile(exc)  # library's own BaseException too: gevent, pytest): count it
+        _passed_over(exc)  # library's own BaseException too: gevent, pytest): count it
         key = None  # by its type (changed by another thread meanwhile: walked again)
     if key is None:
         return _type_shape(value)
@@ -771,7 +790,8 @@ def _looked_at(value: Any) -> list[tuple[str, Any]] | None:
     ``__repr__``): by its type then."""
     try:
         return _parts_of(value)
-    except Exception:  # noqa: BLE001 - whatever looking at it raised
+    except Exception as exc:  # noqa: BLE001 - whatever looking at it raised
+        _passed_over(exc)
         return None
 
 
@@ -806,7 +826,8 @@ def _parts_of(value: Any) -> list[tuple[str, Any]] | None:
         mark = "@" if isinstance(value, (tuple, list, dict)) else ""
         try:
             parts += _parts_named(value, mark)
-        except Exception:  # a __dict__ or slot that raises: the items
+        except Exception as exc:  # a __dict__ or slot that raises: the items
+            _passed_over(exc)
             if not mark:  # counted still, with a part saying so; an object: by its type
                 raise
             parts.append(("@?", class_qualname(type(value))))
@@ -939,7 +960,8 @@ def wrapped_made(func: Any) -> tuple[Any, ...]:
             made.append(wrapped)  # a callable object: its state counts, not watched here
         try:
             wrapped = getattr(wrapped, "__wrapped__", None)
-        except Exception:  # noqa: BLE001 - whatever its __getattr__ raised: the end
+        except Exception as exc:  # noqa: BLE001 - whatever its __getattr__ raised: the end
+            _passed_over(exc)
             break
         if wrapped is None:
             break
@@ -976,7 +998,8 @@ def code_behind(obj: Any) -> Any:
         return obj
     try:
         wrapped = getattr(obj, "__wrapped__", None)
-    except Exception:  # noqa: BLE001 - whatever its __getattr__ raised: its class, then
+    except Exception as exc:  # noqa: BLE001 - whatever its __getattr__ raised: its class, then
+        _passed_over(exc)
         return type(obj)
     return wrapped if type(wrapped) is FunctionType else type(obj)
 
@@ -1023,7 +1046,8 @@ def argument_identity(obj: Any) -> tuple[str, str] | None:
             if len(own[1]) > 16:  # a closure's captured state (``function_identity``)
                 rows = (*rows, ("captured", "", own[1][16:]))
             ident = (own[0], identity_digest(rows))
-        except Exception:  # noqa: BLE001 - a walk that fails costs the helpers, not the call
+        except Exception as exc:  # noqa: BLE001 - a walk that fails costs the helpers, not the call
+            _passed_over(exc)
             return own
     try:
         _argument_ids[obj] = (*made, generation, ident, members, wrapped)
@@ -1079,7 +1103,8 @@ def _resent_members(cls: type) -> _Members | None:
         namespace = getattr(sys.modules.get(cls.__module__), "__dict__", None)
         if isinstance(namespace, dict) and namespace.get(cls.__name__) is cls:
             return None
-    except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
+    except Exception as exc:  # noqa: BLE001 - a private table of cloudpickle: not what we know
+        _passed_over(exc)
         return None
     return _members_of_classes(
         tuple(klass for klass in cls.__mro__ if is_user_module(klass.__module__)))
@@ -1146,7 +1171,8 @@ def _members_unchanged(known: _Members) -> bool:
             now[position] = None
         for position in typed:
             now[position] = type(now[position])
-    except Exception:  # noqa: BLE001 - whatever the class raised: made again
+    except Exception as exc:  # noqa: BLE001 - whatever the class raised: made again
+        _passed_over(exc)
         return False
     return tuple(map(id, now)) == ids
 
@@ -1282,7 +1308,8 @@ def _field_text(value: Any, depth: int = 0) -> str:
                 f"{name}={_field_text(v, depth + 1)}" for name, v in named) + ")"
     try:
         text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__: its type names it
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__: its type names it
+        _passed_over(exc)
         return function_name(type(value))
     return re.sub(_ADDRESS, "", text)
 
@@ -1302,7 +1329,8 @@ def _attributes_of(value: Any) -> list[tuple[str, Any]]:
         if type(attributes) is dict and type(value).__module__ != "typing":
             found.update(attributes)
         return sorted(found.items())
-    except Exception:  # noqa: BLE001 - whatever the object raised: its repr then
+    except Exception as exc:  # noqa: BLE001 - whatever the object raised: its repr then
+        _passed_over(exc)
         return []
 
 
@@ -1390,7 +1418,8 @@ def _found_outside_libraries(top: str, stdlib: bool = False) -> bool:
 
     try:
         spec = importlib.util.find_spec(top)
-    except Exception:  # noqa: BLE001 - a finder's own failure: not found
+    except Exception as exc:  # noqa: BLE001 - a finder's own failure: not found
+        _passed_over(exc)
         return True
     if spec is None:
         return not stdlib
@@ -1931,7 +1960,8 @@ def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type |
     try:
         candidates = [cls for cls in list(classes.values()) if isinstance(cls, type)
                       and class_qualname(cls) == qualname and cls.__module__ == module]
-    except Exception:  # noqa: BLE001 - a private table of cloudpickle: not what we know
+    except Exception as exc:  # noqa: BLE001 - a private table of cloudpickle: not what we know
+        _passed_over(exc)
         return None
     for cls in candidates:
         if _holds_method(cls, name, func):
@@ -2070,7 +2100,8 @@ def _reads_mutable(names: set[str], namespace: dict[str, Any]) -> bool:
             if any(isinstance(table.get(other), _MUTABLE) for table in tables
                    for other in names):
                 return True
-    except Exception:  # noqa: BLE001 - whatever an odd object raised: read the code
+    except Exception as exc:  # noqa: BLE001 - whatever an odd object raised: read the code
+        _passed_over(exc)
         return True
     return False
 
@@ -2131,7 +2162,7 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     try:
         _walk_global(value, where, rows, seen, names)
     except Exception as exc:  # noqa: BLE001 - whatever the object raised
-        _changed_meanwhile(exc)
+        _passed_over(exc)
         if is_user_module(where.rpartition(".")[0]):
             shape = _type_shape(value)
             _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
@@ -2285,7 +2316,8 @@ def _exported(method: Any) -> bool:
         return False
     try:
         return bool(getattr(module, name, None) == method)
-    except Exception:  # noqa: BLE001 - whatever a library's __eq__ raised
+    except Exception as exc:  # noqa: BLE001 - whatever a library's __eq__ raised
+        _passed_over(exc)
         return False
 
 
@@ -2550,7 +2582,7 @@ def _children(item: Any, whole: bool = False) -> list[Any]:
                     found.append(getattr(item, name, None))
         return found
     except Exception as exc:  # noqa: BLE001 - whatever the object raised: nothing more of it
-        _changed_meanwhile(exc)
+        _passed_over(exc)
         return []
 
 
@@ -2572,7 +2604,8 @@ def _layout(kind: type) -> tuple[str, ...] | None:
                 if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
                     names.append(name)
         return tuple(names)
-    except Exception:  # noqa: BLE001 - an odd class: ``_children`` looks at it each time
+    except Exception as exc:  # noqa: BLE001 - an odd class: ``_children`` looks at it each time
+        _passed_over(exc)
         return None
 
 
@@ -2586,7 +2619,8 @@ def _attribute_children(item: Any, slots: tuple[str, ...]) -> list[Any]:
         for name in slots:
             found.append(getattr(item, name, None))
         return found
-    except Exception:  # noqa: BLE001 - whatever the object raised: nothing more of it
+    except Exception as exc:  # noqa: BLE001 - whatever the object raised: nothing more of it
+        _passed_over(exc)
         return []
 
 
@@ -2739,7 +2773,8 @@ class Resolved:
         changed is fingerprinted again by its next ``class_identity``."""
         try:
             return self._unchanged()
-        except Exception:  # noqa: BLE001 - whatever an object raised
+        except Exception as exc:  # noqa: BLE001 - whatever an object raised
+            _passed_over(exc)
             return False
 
     def bound_as_made(self) -> bool:
@@ -2793,7 +2828,8 @@ def _class_state(cls: type) -> tuple[Any, ...]:
     other (its functions' identity is made again at each re-check)."""
     try:
         return _members_of(cls)
-    except Exception:  # noqa: BLE001 - whatever a member raised (a proxy at ``__class__``)
+    except Exception as exc:  # noqa: BLE001 - whatever a member raised (a proxy at ``__class__``)
+        _passed_over(exc)
         return (_Absent(),)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import gc
 import os
 import signal
@@ -18,11 +19,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultkit import entry_files, finish, read_line, spawn
 
-from memojar import Cache
+from memojar import Cache, MemojarWarning
 
 # --- the caller's SIGALRM ------------------------------------------------------------------
 
@@ -414,6 +416,135 @@ def test_alarm_while_making_the_key_reaches_the_caller(tmp_path: Path,
     finally:
         _dump_delay[0] = 0.0
     assert calls == []
+
+
+class SlowGlobal:
+    """A global whose pickling takes ``_dump_delay`` seconds (a big model a function reads):
+    the identity walk of a function's first call pickles it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        time.sleep(_dump_delay[0])
+        return SlowGlobal, (self.n,)
+
+
+SLOW = SlowGlobal(3)
+
+
+@DEADLINES
+def test_alarm_while_the_first_call_walks_its_globals_reaches_the_caller(
+        tmp_path: Path, deadline: type[Exception]) -> None:
+    """Before, the walk passed over the deadline: the function ran past it, stored under an
+    identity that counted ``SLOW`` by its type alone, which calls made with another value of
+    it then hit (a wrong value)."""
+    calls = []
+
+    @Cache(tmp_path / "cache").cached
+    def scaled(x):
+        calls.append(x)
+        return x * SLOW.n
+
+    _dump_delay[0] = 10.0
+    try:
+        start = time.monotonic()
+        with alarm_in(0.2, deadline), pytest.raises(deadline, match="deadline"):
+            scaled(2)
+        assert time.monotonic() - start < 8
+    finally:
+        _dump_delay[0] = 0.0
+    assert calls == []
+    assert scaled(2) == 6
+    assert scaled.cache_explain(2).startswith("hit")
+
+
+def _handled_by(how: str, deadline: type[Exception]) -> Any:
+    """A SIGALRM handler raising ``deadline``, installed ``how`` users install theirs."""
+
+    def raising(signum: int, frame: object) -> None:
+        raise deadline("deadline")
+
+    def one_shot(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the previous one back, then raise
+        raise deadline("deadline")
+
+    class Raising:
+        def __init__(self, signum: int, frame: object) -> None:
+            raise deadline("deadline")
+
+    class Base:
+        def __call__(self, signum: int, frame: object) -> None:
+            raise deadline("deadline")
+
+    class Inherits(Base):
+        pass
+
+    return {"function": raising, "one-shot": one_shot, "lambda": lambda *args: raising(*args),
+            "partial": functools.partial(lambda tag, signum, frame: raising(signum, frame), 1),
+            "class": Raising, "inherited __call__": Inherits()}[how]
+
+
+@pytest.mark.parametrize("how", ["function", "one-shot", "lambda", "partial", "class",
+                                 "inherited __call__"])
+def test_a_deadline_from_any_kind_of_handler_reaches_the_caller(tmp_path: Path,
+                                                                how: str) -> None:
+    """Before (found by its code among the handlers installed), a one-shot handler, a
+    class and an inherited ``__call__`` were missed: the call ran past the deadline."""
+    calls = []
+
+    @Cache(tmp_path / "cache").cached
+    def make(x):
+        calls.append(x)
+        return 1
+
+    previous = signal.signal(signal.SIGALRM, _handled_by(how, Deadline))
+    _dump_delay[0] = 10.0
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Deadline, match="deadline"):
+            make(SlowToStore(1))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        _dump_delay[0] = 0.0
+    assert calls == []
+
+
+def _wrapped(func: Any) -> Any:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:  # one code for every function it wraps
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_wrapped
+def _on_term(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+class _NoPickle:
+    @_wrapped
+    def __reduce__(self) -> Any:
+        raise TypeError("holds a live socket")
+
+
+def test_a_value_whose_reduce_shares_a_handlers_code_is_still_the_values_failure(
+        tmp_path: Path) -> None:
+    """A handler and a ``__reduce__`` decorated by one decorator share its wrapper's code:
+    found by that code, the value's own failure was taken for the caller's, and the call
+    raised instead of returning its value with a warning."""
+    @Cache(tmp_path / "cache").cached
+    def make(x):
+        return _NoPickle()
+
+    previous = signal.signal(signal.SIGTERM, _on_term)
+    try:
+        with pytest.warns(MemojarWarning, match="cannot be pickled"):
+            assert isinstance(make(1), _NoPickle)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- the caller's code run inside memojar's own (a handler, a finalizer) -------------------
