@@ -228,6 +228,24 @@ def test_pandas_frames_of_a_subclass_differing_in_its_metadata_differ() -> None:
     assert make_key((metres,)) != make_key((kilometres,))
 
 
+def test_a_pandas_frame_or_series_naming_itself_in_its_metadata_or_attrs_is_keyed() -> None:
+    """``d.parent = d``, which pickle keeps: the key recursed until Python's limit, and the
+    call raised (since its metadata counted)."""
+    pd, _, _, _ = _frames()
+
+    class Tracked(pd.DataFrame):
+        _metadata: ClassVar[list[str]] = ["parent"]
+
+        @property
+        def _constructor(self) -> type:
+            return Tracked
+
+    frame, series = Tracked({"v": [1, 2]}), pd.Series([1, 2])
+    frame.parent, series.attrs["source"] = frame, series
+    assert make_key((frame,)) != make_key((Tracked({"v": [1, 2]}),))
+    assert make_key((series,)) != make_key((pd.Series([1, 2]),))
+
+
 def test_equal_polars_frames_key_alike_whatever_their_chunks() -> None:
     pl = pytest.importorskip("polars")
     one = pl.DataFrame({"a": [1, 2, 3, 4], "b": ["w", "x", None, "z"]})

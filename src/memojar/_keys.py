@@ -27,7 +27,7 @@ import pickle
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import BuiltinFunctionType, FunctionType, MappingProxyType, ModuleType
 from typing import Any
 
@@ -748,7 +748,7 @@ def _reduce_series(s: Any) -> Any:
     reduced: tuple[Any, ...] = ("pandas.Series", type(s), normalize(s.name), str(s.dtype),
                                 _reduce_index(s.index), _pandas_values(s))
     if s.attrs:  # (none: the key it always had)
-        reduced = (*reduced, normalize(dict(s.attrs)))
+        reduced = (*reduced, normalize(_but_itself(s, s.attrs)))
     return (_Frame, reduced + _subclass_metadata(s, ("_name",)))
 
 
@@ -757,7 +757,7 @@ def _reduce_frame(df: Any) -> Any:
         (str(df.dtypes.iloc[i]), _pandas_values(df.iloc[:, i])) for i in range(df.shape[1])
     )
     return (_Frame, ("pandas.DataFrame", type(df), _reduce_index(df.columns),
-                     _reduce_index(df.index), columns, normalize(dict(df.attrs)),
+                     _reduce_index(df.index), columns, normalize(_but_itself(df, df.attrs)),
                      *_subclass_metadata(df, ())))
 
 
@@ -769,7 +769,14 @@ def _subclass_metadata(obj: Any, own: tuple[str, ...]) -> tuple[Any, ...]:
     names = [name for name in getattr(type(obj), "_metadata", ()) if name not in own]
     if not names:
         return ()
-    return (normalize({name: getattr(obj, name, None) for name in names}),)
+    return (normalize(_but_itself(obj, {name: getattr(obj, name, None) for name in names})),)
+
+
+def _but_itself(obj: Any, table: Mapping[Any, Any]) -> dict[Any, Any]:
+    """``table`` with ``obj`` itself, where a value is it, marked (a frame whose metadata
+    names it: ``d.parent = d``, which pickle keeps by its memo; memojar's keys have none,
+    and it recursed until Python's limit)."""
+    return {name: (_Frame, "itself") if value is obj else value for name, value in table.items()}
 
 
 def _polars_values(s: Any) -> Any:
