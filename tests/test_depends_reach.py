@@ -468,6 +468,19 @@ CASES = {
     def f(x):
         return A_first()["lib"].scale(x) + MODULES["lib"].scale(x)
     """, "import helpers", values=("12", "18")),
+    # Before, a module inside a class's data attribute was looked up by the names of the
+    # function that reached the class, not its methods': the edit returned the old value.
+    "a helper of a module in a class attribute's table a method reads": _case("""
+    class Model:
+        LIBS = {"lib": helpers}
+
+        def run(self, x):
+            return self.LIBS["lib"].scale(x)
+
+    @cached
+    def f(x):
+        return Model().run(x)
+    """, "import helpers"),
     # Before, a class's ``__match_args__`` was not in its fingerprint: the edit of what a
     # ``case Point(x, y)`` binds returned the old value.
     "a class's __match_args__, which a match statement binds by": _case("""

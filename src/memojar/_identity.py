@@ -2361,7 +2361,8 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         if type(value) not in _CONTAINERS and is_user_module(type(value).__module__):
             classes.append(type(value))
         modules = [(item.__name__, item) for item in inside if isinstance(item, ModuleType)]
-        holders[id(value)] = _Holder(value, modules, classes, frozenset(), set(names or ()))
+        if modules or classes:  # (none: nothing to look up again)
+            holders[id(value)] = _Holder(value, modules, classes, frozenset(), set(names or ()))
     if not is_user_module(where.rpartition(".")[0]):
         return
     # Data (an array, a frame, an instance, a table without callables) counts by its
@@ -2411,10 +2412,7 @@ def _reach(holder: Any, rows: dict[str, tuple[str, str, str]], seen: set[int],
             if is_user_module(type(holder).__module__):
                 _reach(type(holder), rows, seen, names)
             return
-        modules = [(f"{function_name(klass)}.{name}", member) for klass in holder.__mro__
-                   if is_user_module(klass.__module__)
-                   for name, member in list(vars(klass).items())
-                   if isinstance(member, ModuleType)]
+        modules = _class_modules(holder)
         record = _Holder(holder, modules, [], _class_names(holder) if modules else frozenset(),
                          set())
         if known is not None:
@@ -2428,6 +2426,24 @@ def _reach(holder: Any, rows: dict[str, tuple[str, str, str]], seen: set[int],
             _walk_value(module, where, rows, seen, reach)
     for klass in record.classes:
         _reach(klass, rows, seen, names)
+
+
+def _class_modules(cls: type) -> list[tuple[str, ModuleType]]:
+    """The modules a class of the user's (its bases too) holds as attributes, or inside its
+    data attributes (``ns = SimpleNamespace(lib=helpers)``, ``LIBS = {"lib": helpers}``:
+    before, those were looked up by the names of the function that reached the class
+    alone, not its methods', and ``self.ns.lib.g(x)`` in a method went untracked)."""
+    found: list[tuple[str, ModuleType]] = []
+    for klass in cls.__mro__:
+        if not is_user_module(klass.__module__):
+            continue
+        for name, member in list(vars(klass).items()):
+            if isinstance(member, ModuleType):
+                found.append((f"{function_name(klass)}.{name}", member))
+            elif type(member) not in _PLAIN and _data_attribute(name, member, klass):
+                found.extend((item.__name__, item) for item in _held(member)
+                             if isinstance(item, ModuleType))
+    return found
 
 
 class _Holder(NamedTuple):
