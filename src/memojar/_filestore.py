@@ -1967,6 +1967,9 @@ class FileStore(Store):
                     continue
                 if st is None or not stat.S_ISREG(st.st_mode):
                     continue
+                if heads and not written_as_an_entry(head):
+                    continue  # another tool's file at an entry's name: not listed, as on S3
+                    # (before, ``ls`` and ``info`` counted it "unreadable", for ``prune``)
                 if mixed and _named(head) != function:
                     continue
                 path = os.path.join(self.root, name, shard, file)
