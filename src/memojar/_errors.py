@@ -41,15 +41,13 @@ def one_line(text: str) -> str:
 
 def the_callers(exc: BaseException) -> bool:
     """Whether ``exc``, met while memojar pickled, unpickled or looked at the user's objects,
-    is the caller's, not a failure of the value or the entry: an ``OSError`` no system call
-    raised (``errno`` None: the ``TimeoutError`` a ``SIGALRM`` handler raises), or any
-    exception raised through a Python signal handler (stopit's ``SignalTimeout``, a user's
-    ``class Timeout(Exception)``; an exception another thread sends, as stopit's
-    ``ThreadingTimeout`` does, cannot be told from the value's). Before, only the first:
-    the others were taken for the value's (a ``TypeError`` "cannot be pickled", a false
-    warning) or the entry's (a good entry removed, the function run past the deadline)."""
-    if isinstance(exc, OSError) and exc.errno is None:
-        return True
+    is the caller's, not a failure of the value or the entry: raised through a Python signal
+    handler (the ``TimeoutError`` of a ``SIGALRM`` handler, stopit's ``SignalTimeout``, a
+    user's ``class Timeout(Exception)``; an exception another thread sends, as stopit's
+    ``ThreadingTimeout`` does, cannot be told from the value's). Before, an ``OSError`` no
+    system call raised (``errno`` None) was taken for a handler's, and any other exception
+    for the value's or the entry's: a ``ConnectionError`` a ``__setstate__`` raised failed
+    every call (the entry kept), and a handler's ``Timeout`` removed a good entry."""
     tb = exc.__traceback__
     while tb is not None:  # from the frame that caught it to the one that raised it
         if _a_signal_handlers(tb.tb_frame):

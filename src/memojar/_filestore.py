@@ -1967,7 +1967,7 @@ class FileStore(Store):
                     continue
                 if st is None or not stat.S_ISREG(st.st_mode):
                     continue
-                if heads and not written_as_an_entry(head):
+                if heads and not _memojars(head):
                     continue  # another tool's file at an entry's name: not listed, as on S3
                     # (before, ``ls`` and ``info`` counted it "unreadable", for ``prune``)
                 if mixed and _named(head) != function:
@@ -2085,7 +2085,7 @@ class FileStore(Store):
                             # left as it is (a folder made ``cache_delete`` raise EISDIR).
                             continue
                         if listed is not None and not (
-                                written_as_an_entry(seen.head) if seen is not None
+                                _memojars(seen.head) if seen is not None
                                 and seen.head else _begins_as_an_entry(file, sfd)):
                             # Named like an entry, written by someone else (another tool's
                             # pickles keyed by an MD5): left by ``clear``, ``prune`` and
@@ -2779,6 +2779,7 @@ def _create_new(path: str, made: list[str] | None = None,
     and the name made are relative to that folder's descriptor."""
     for attempt in range(_NAME_TRIES):
         tmp = _temp_name(path)
+        fd = -1
         try:
             fd = os.open(tmp, _O_CREATE, 0o600, dir_fd=dir_fd)
             if made is not None:
@@ -2788,7 +2789,10 @@ def _create_new(path: str, made: list[str] | None = None,
             if attempt == _NAME_TRIES - 1:
                 raise
         except BaseException:  # an interrupt just after the file was made: not left there
-            _unlink(tmp, dir_fd)
+            if fd != -1:
+                os.close(fd)
+            with contextlib.suppress(OSError):  # (the open's own error, ENAMETOOLONG: the
+                _unlink(tmp, dir_fd)  # unlink raised it again, and hid where it came from)
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -3636,7 +3640,7 @@ def _begins_as_an_entry(name: str, dir_fd: int) -> bool:
     except OSError:
         return False
     try:
-        return written_as_an_entry(os.pread(fd, _HEAD_LOOK, 0))
+        return _memojars(os.pread(fd, _HEAD_LOOK, 0))
     except OSError:
         return False
     finally:
@@ -3644,6 +3648,14 @@ def _begins_as_an_entry(name: str, dir_fd: int) -> bool:
 
 
 _HEAD_LOOK = 16  # bytes: as many as ``written_as_an_entry`` looks at, and more
+
+
+def _memojars(head: bytes) -> bool:
+    """Whether a file at an entry's name that begins with ``head`` is memojar's: it begins
+    as an entry, or it is empty or begins with zeros, as a file system that lost an entry's
+    data in a crash leaves it (memojar does not sync its writes): nobody's data, removed as
+    unreadable. Anything else there is another tool's, and left."""
+    return written_as_an_entry(head) or not head[:_HEAD_LOOK].strip(b"\0")
 
 
 def _starts_with(name: str, dir_fd: int, head: bytes) -> bool:

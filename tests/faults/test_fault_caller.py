@@ -459,6 +459,62 @@ def test_alarm_while_the_first_call_walks_its_globals_reaches_the_caller(
     assert scaled.cache_explain(2).startswith("hit")
 
 
+class Connection:
+    """A live connection: pickling it raises an ``OSError`` of its own (errno None)."""
+
+    def __getstate__(self) -> Any:
+        raise ConnectionError("cannot snapshot a live connection")
+
+
+class Reconnecting:
+    """A client that reconnects when unpickled: with its server down, an ``OSError`` of
+    its own (errno None), not the caller's."""
+
+    down = False
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def __setstate__(self, state: Any) -> None:
+        if Reconnecting.down:
+            raise ConnectionError("cannot reach the server")
+        self.__dict__.update(state)
+
+
+CONNECTION = Connection()
+
+
+def test_a_global_whose_pickling_raises_an_oserror_of_its_own_leaves_calls_working(
+        tmp_path: Path) -> None:
+    """Before, an ``OSError`` with no errno met in the walk was taken for the caller's
+    deadline: every call raised it."""
+    @Cache(tmp_path / "cache").cached
+    def uses(x):
+        return x if CONNECTION is not None else -1
+
+    assert [uses(2), uses(2)] == [2, 2]
+
+
+def test_an_entry_whose_load_raises_an_oserror_of_its_own_is_recomputed(
+        tmp_path: Path) -> None:
+    """Before, a ``ConnectionError`` its ``__setstate__`` raised was taken for the caller's:
+    every call raised it, and the entry stayed."""
+    calls = []
+
+    @Cache(tmp_path / "cache").cached
+    def connect(host):
+        calls.append(host)
+        return Reconnecting(host)
+
+    connect("db1")
+    Reconnecting.down = True
+    try:
+        assert connect("db1").host == "db1"
+    finally:
+        Reconnecting.down = False
+    assert calls == ["db1", "db1"]
+
+
 def _handled_by(how: str, deadline: type[Exception]) -> Any:
     """A SIGALRM handler raising ``deadline``, installed ``how`` users install theirs."""
 
