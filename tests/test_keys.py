@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import re
+import signal
+import sys
 import threading
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
@@ -401,7 +403,14 @@ class _Interrupted:
         self.error = error
 
     def __reduce__(self) -> Any:
-        raise self.error
+        if isinstance(self.error, MemoryError):
+            raise self.error
+
+        def on_alarm(signum: int, frame: Any) -> None:  # as Python calls a signal handler
+            raise self.error
+
+        on_alarm(signal.SIGALRM, sys._getframe())
+        raise AssertionError("unreachable")
 
 
 @pytest.mark.parametrize("error", [TimeoutError("the caller's alarm"), MemoryError()],

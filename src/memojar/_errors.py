@@ -74,7 +74,7 @@ def _a_signal_handlers(frame: FrameType) -> bool:
         more = local.get(code.co_varnames[named])
         if type(more) is tuple:
             values.extend(more)
-    return any(type(at) is FrameType and type(number) is int and number in _signal_numbers()
+    return any(type(at) is FrameType and isinstance(number, int) and number in _signal_numbers()
                for number, at in itertools.pairwise(values))
 
 
