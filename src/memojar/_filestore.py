@@ -2788,11 +2788,11 @@ def _create_new(path: str, made: list[str] | None = None,
         except FileExistsError:  # planted, or left by a dead process of the same pid
             if attempt == _NAME_TRIES - 1:
                 raise
-        except BaseException:  # an interrupt just after the file was made: not left there
+        except BaseException as exc:  # an interrupt just after the file was made: not left
             if fd != -1:
                 os.close(fd)
-            with contextlib.suppress(OSError):  # (the open's own error, ENAMETOOLONG: the
-                _unlink(tmp, dir_fd)  # unlink raised it again, and hid where it came from)
+            if fd != -1 or not isinstance(exc, OSError):  # (else the open's own error:
+                _unlink(tmp, dir_fd)  # nothing made, and the unlink, ENAMETOOLONG too, hid it)
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -3630,21 +3630,11 @@ def _read_head(name: str, dir_fd: int) -> tuple[os.stat_result | None, bytes]:
 
 
 def _begins_as_an_entry(name: str, dir_fd: int) -> bool:
-    """Whether the file ``name`` begins as memojar begins its entries (any format); True
+    """Whether the file ``name`` begins as memojar begins its entries (``_memojars``); True
     if this user may not read it (another user's, in a cache shared by hand: theirs to
     judge, as before), False if it cannot be read otherwise (then it is not removed)."""
-    try:
-        fd = _open_to_look(name, dir_fd)
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    try:
-        return _memojars(os.pread(fd, _HEAD_LOOK, 0))
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    first = _first_bytes(name, dir_fd, _HEAD_LOOK)
+    return first is _UNREADABLE or (first is not None and _memojars(first))
 
 
 _HEAD_LOOK = 16  # bytes: as many as ``written_as_an_entry`` looks at, and more
@@ -3661,14 +3651,25 @@ def _memojars(head: bytes) -> bool:
 def _starts_with(name: str, dir_fd: int, head: bytes) -> bool:
     """Whether the file ``name`` still starts with ``head`` (what a judgement read of it);
     False if it cannot be read (then it is not removed either)."""
+    return _first_bytes(name, dir_fd, len(head)) == head
+
+
+_UNREADABLE = b"\0unreadable"  # (``_first_bytes``: a marker no read returns, by identity)
+
+
+def _first_bytes(name: str, dir_fd: int, n: int) -> bytes | None:
+    """The file ``name``'s first ``n`` bytes, looked at (``_open_to_look``); ``_UNREADABLE``
+    if this user may not open it, None if it cannot be read otherwise."""
     try:
         fd = _open_to_look(name, dir_fd)
+    except PermissionError:
+        return _UNREADABLE
     except OSError:
-        return False
+        return None
     try:
-        return os.pread(fd, len(head), 0) == head
+        return os.pread(fd, n, 0)
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)
 
