@@ -477,6 +477,40 @@ def test_a_global_table_the_function_only_reads_still_counts_by_its_contents(
         assert done.stdout.strip() == value, done.stderr
 
 
+@pytest.mark.parametrize("build", [
+    "SETTINGS = {'scale': int(sys.argv[1])}; SETTINGS['self'] = SETTINGS",
+    "SETTINGS = {'scale': int(sys.argv[1]), 'all': []}; SETTINGS['all'].append(SETTINGS['all'])",
+    "SETTINGS = {'scale': int(sys.argv[1]), 'all': Node()}; SETTINGS['all'].me = SETTINGS",
+], ids=["dict-holding-itself", "list-holding-itself", "through-an-object"])
+def test_a_global_table_that_holds_itself_still_counts_by_its_contents(
+        tmp_path: Path, build: str) -> None:
+    """A global that holds itself was counted by its type: its items were counted again at
+    each way back until past the limit (and normalising recursed), so a run with another
+    value returned the first run's."""
+    write(tmp_path, {"main.py": f"""
+        import sys
+        from memojar import cached
+
+        class Node:
+            pass
+
+        {build}
+
+        @cached
+        def f(x):
+            return x * SETTINGS["scale"]
+
+        if __name__ == "__main__":
+            print(f(5))
+    """})
+    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    for scale, value in (("2", "10"), ("3", "15"), ("2", "10")):
+        done = subprocess.run([sys.executable, "main.py", scale], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == value, done.stderr
+
+
 # --- globals defined after the decorated function ---------------------------------------
 
 def test_globals_defined_after_the_function_count_and_resolve_once(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import mmap
 import subprocess
 import sys
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -108,6 +109,54 @@ class Node:
 def test_an_object_that_contains_itself_still_keys() -> None:
     """Without pickle's memo a cycle never ends: such a value is pickled with the memo."""
     assert make_key((Node(1),)) == make_key((Node(1),)) != make_key((Node(2),))
+
+
+def _list_holding_itself(tag: object) -> list[object]:
+    a: list[object] = [tag, {"s", "t", "u"}]
+    a.append(a)
+    return a
+
+
+def _dict_holding_itself(tag: object) -> dict[str, object]:
+    d: dict[str, object] = {"tag": tag, "names": {"s", "t", "u"}}
+    d["inner"] = {"up": d, "list": [d]}
+    return d
+
+
+class Basket:
+    """An object whose state holds a list holding itself (pickled through its reduce)."""
+
+    def __init__(self, tag: object) -> None:
+        self.tag = tag
+        self.items: list[object] = [{"s", "t"}]
+        self.items.append(self.items)
+
+
+@pytest.mark.parametrize("build", [_list_holding_itself, _dict_holding_itself, Basket],
+                         ids=["list", "dict", "object-state"])
+def test_a_container_that_holds_itself_keys_by_its_contents(
+        build: Callable[[object], object]) -> None:
+    """``a.append(a)``: normalising recursed until Python's limit, and the call raised
+    "cannot be pickled" for a value pickle keeps (joblib and diskcache key it)."""
+    assert make_key((build(1),)) == make_key((build(1),)) != make_key((build(2),))
+
+
+_CYCLE_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_keys_equal import _dict_holding_itself, Basket
+from memojar._keys import make_key
+print(make_key((_dict_holding_itself("x"), Basket("y"))))
+"""
+
+
+def test_a_container_that_holds_itself_keys_alike_under_any_hash_seed() -> None:
+    tests = str(Path(__file__).parent)
+    keys = {subprocess.run([sys.executable, "-c", _CYCLE_SCRIPT.format(tests=tests)],
+                           capture_output=True, text=True, timeout=60, check=True,
+                           env={**_env(), "PYTHONHASHSEED": seed}).stdout
+            for seed in ("0", "1", "2")}
+    assert len(keys) == 1, keys
 
 
 # --- buffers: read-only or writable -------------------------------------------------------

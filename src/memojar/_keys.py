@@ -77,10 +77,14 @@ class _Frame:
     """Marker: a pandas DataFrame or Series (or a polars one) by labels, dtypes, values."""
 
 
+class _Cycle:
+    """Marker: the container this many levels up, which holds itself (``a.append(a)``)."""
+
+
 # The markers above, pickled by reference in every key that holds them: library classes,
 # answered before any identity is looked up.
 _MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Named, _Array,
-                      _Frame})
+                      _Frame, _Cycle})
 
 
 _ATOMS = frozenset({int, float, complex, str, bool, type(None), type(Ellipsis), range, slice})
@@ -319,6 +323,48 @@ def normalize(obj: Any) -> Any:
     return obj
 
 
+def normal(obj: Any) -> Any:
+    """``normalize(obj)``, or, for a value holding a container that holds itself
+    (``a.append(a)``, ``d["self"] = d``), that form with each way back to a container being
+    normalised marked by how many levels up it is (``_Cycle``): a key, as pickle has for it.
+    Before, the call raised "cannot be pickled" (normalising recursed until Python's limit);
+    joblib and diskcache key such values. Looked for only after the plain walk failed."""
+    try:
+        return normalize(obj)
+    except RecursionError as exc:
+        if key_reentered(exc):
+            raise  # the caller's endless recursion through the key's making
+    return _normalize_marking_cycles(obj, {})
+
+
+_CONTAINERS = frozenset({tuple, list, dict, set, frozenset})
+
+
+def _normalize_marking_cycles(obj: Any, within: dict[int, int]) -> Any:
+    """``normalize`` for a value that holds itself; ``within``: the containers being
+    normalised, by id, to their depth."""
+    t = type(obj)
+    if t not in _CONTAINERS:
+        return normalize(obj)
+    depth = within.get(id(obj))
+    if depth is not None:
+        return (_Cycle, len(within) - depth)
+    within[id(obj)] = len(within)
+    try:
+        if t is dict:
+            return (_Dict, _pairs_in_order([(_normalize_marking_cycles(k, within),
+                                              _normalize_marking_cycles(v, within))
+                                             for k, v in obj.items()]))
+        items = [_normalize_marking_cycles(x, within) for x in obj]
+        if t is list:
+            return items
+        if t is tuple:
+            return tuple(items)
+        return (_Set if t is set else _FrozenSet, _in_order(items))
+    finally:
+        del within[id(obj)]
+
+
 def _normalize_memoryview(view: memoryview) -> Any:
     """memoryview does not pickle: key it by format, shape and contents."""
     data: Any = view if view.c_contiguous else view.tobytes()
@@ -330,7 +376,10 @@ def _normalize_memoryview(view: memoryview) -> Any:
 
 
 def _sorted(items: Iterable[Any]) -> tuple[Any, ...]:
-    normal = [normalize(x) for x in items]
+    return _in_order([normalize(x) for x in items])
+
+
+def _in_order(normal: list[Any]) -> tuple[Any, ...]:
     types = {type(x) for x in normal}
     if len(types) == 1 and types <= {str, int, bytes}:
         return tuple(sorted(normal))
@@ -338,7 +387,10 @@ def _sorted(items: Iterable[Any]) -> tuple[Any, ...]:
 
 
 def _sorted_items(items: Iterable[tuple[Any, Any]]) -> tuple[Any, ...]:
-    pairs = [(normalize(k), normalize(v)) for k, v in items]
+    return _pairs_in_order([(normalize(k), normalize(v)) for k, v in items])
+
+
+def _pairs_in_order(pairs: list[tuple[Any, Any]]) -> tuple[Any, ...]:
     types = {type(k) for k, _ in pairs}
     if len(types) == 1 and types <= {str, int, bytes}:
         pairs.sort(key=_first)
@@ -406,7 +458,7 @@ class _CanonicalPickler(pickle.Pickler):
         if isinstance(obj, (set, frozenset)):  # a subclass: its items, sorted
             rv[1] = (list(_sorted(obj)),)
         else:
-            rv[1] = _readonly(normalize(rv[1]))
+            rv[1] = _readonly(normal(rv[1]))
         if len(rv) > 2:
             state = rv[2]
             if (isinstance(obj, functools.partial) and type(state) is tuple
@@ -415,14 +467,13 @@ class _CanonicalPickler(pickle.Pickler):
                 # reads ``p.__dict__`` (``vars``, the identity walk of a default), then {}:
                 # both no attributes. Before, the same partial's key changed then.
                 state = (*state[:3], None)
-            rv[2] = normalize(state)
+            rv[2] = normal(state)  # (a state may hold itself: ``self.items.append(...)``)
         if len(rv) > 3 and rv[3] is not None:
-            rv[3] = iter(normalize(list(rv[3])))
+            rv[3] = iter(normal(list(rv[3])))
         if len(rv) > 4 and rv[4] is not None:
-            if isinstance(obj, OrderedDict):  # its order is part of its equality
-                rv[4] = iter([(normalize(k), normalize(v)) for k, v in rv[4]])
-            else:
-                rv[4] = iter(_sorted_items(list(rv[4])))
+            pairs = [(normal(k), normal(v)) for k, v in rv[4]]
+            # an OrderedDict's order is part of its equality
+            rv[4] = iter(pairs if isinstance(obj, OrderedDict) else _pairs_in_order(pairs))
         return tuple(rv)
 
 
@@ -853,7 +904,18 @@ def _items_left(value: Any, left: int) -> int:
 
     Built-in containers (an instance's ``__dict__`` too) are counted where they are met,
     and only what they hold that is not an atom is looked at: the count is the same as
-    visiting each item (it does not depend on the order), at a third of the time."""
+    visiting each item (it does not depend on the order), at a third of the time.
+    A container that holds itself (``a.append(a)``) is counted once, as ``normal`` marks
+    it: the way back is looked for only when the count passed ``left`` (before, it was
+    counted again at each way back, always past it, and such a global counted by its
+    type)."""
+    counted = _count_items(value, left, None)
+    return counted if counted >= 0 else _count_items(value, left, set())
+
+
+def _count_items(value: Any, left: int, within: set[int] | None) -> int:
+    """``_items_left``; ``within``: the containers being counted, by id (a way back to one
+    counts nothing), or None not to look."""
     stack = [value]
     seen: set[int] = set()  # objects, visited once (pickling one that holds itself ends)
     atoms = _ATOMS
@@ -864,6 +926,8 @@ def _items_left(value: Any, left: int) -> int:
         if t in atoms:
             continue
         if t is list or t is tuple or t is set or t is frozenset:
+            if within is not None and _entered(obj, within, stack):
+                continue
             left -= len(obj)
             if left < 0:
                 return left
@@ -871,6 +935,8 @@ def _items_left(value: Any, left: int) -> int:
                 stack.extend(obj)
             continue
         if t is dict:
+            if within is not None and _entered(obj, within, stack):
+                continue
             left -= len(obj)
             if left < 0:
                 return left
@@ -879,20 +945,23 @@ def _items_left(value: Any, left: int) -> int:
             if not atoms.issuperset(map(type, obj.values())):
                 stack.extend(obj.values())
             continue
+        if t is _Leave:
+            within.discard(obj.id)  # type: ignore[union-attr]
+            continue
         if t not in plain:
             if isinstance(obj, (FunctionType, type, ModuleType)):
                 continue
-            if isinstance(obj, dict):  # a subclass: by its own keys() and values()
+            if isinstance(obj, (dict, list, tuple, set, frozenset)):  # a subclass: by its
+                if within is not None and _entered(obj, within, stack):  # keys() and
+                    continue  # values(), or its items
                 left -= len(obj)
                 if left < 0:
                     return left
-                stack.extend(obj.keys())
-                stack.extend(obj.values())
-            elif isinstance(obj, (list, tuple, set, frozenset)):
-                left -= len(obj)
-                if left < 0:
-                    return left
-                stack.extend(obj)
+                if isinstance(obj, dict):
+                    stack.extend(obj.keys())
+                    stack.extend(obj.values())
+                else:
+                    stack.extend(obj)
             elif _answers_by_type(t):  # none of the above for each of its instances
                 plain.add(t)
         if id(obj) in seen:
@@ -908,6 +977,25 @@ def _items_left(value: Any, left: int) -> int:
             if not atoms.issuperset(map(type, attributes.values())):
                 stack.extend(attributes.values())
     return left
+
+
+class _Leave:
+    """On ``_items_left``'s stack: the container of this id has been counted through."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, id_: int) -> None:
+        self.id = id_
+
+
+def _entered(obj: Any, within: set[int], stack: list[Any]) -> bool:
+    """Whether ``obj`` is being counted (a way back to it: True), else note it so until its
+    ``_Leave``, put on the stack below what it holds, comes off."""
+    if id(obj) in within:
+        return True
+    within.add(id(obj))
+    stack.append(_Leave(id(obj)))
+    return False
 
 
 def _answers_by_type(t: type) -> bool:
@@ -1007,7 +1095,7 @@ def _state_key(value: Any, left: list[int]) -> str | None:
     previous = _limits.state
     _limits.state = True
     try:
-        _dump(normalize((value,)), take, digest, state=True)
+        _dump(normal((value,)), take, digest, state=True)
     except _TooLarge:
         return None
     finally:
@@ -1127,7 +1215,7 @@ def make_key(values: tuple[Any, ...], seed: int = 0) -> str:
         if type(value) not in _ATOMS:
             if _limits.state:
                 return _outside_state(values, seed)
-            return hash_key(normalize(values), seed)
+            return hash_key(normal(values), seed)
     # Only atoms (the usual call): normalising changes nothing and there are no buffers, so
     # this is the same digest as below, without the walks (a third of a small hit).
     return xxhash.xxh3_128_hexdigest(_plain_bytes(values), seed)
@@ -1142,7 +1230,7 @@ def _outside_state(values: tuple[Any, ...], seed: int) -> str:
     such call returned the value the old helper gave."""
     _limits.state = False
     try:
-        return hash_key(normalize(values), seed)
+        return hash_key(normal(values), seed)
     finally:
         _limits.state = True
 
@@ -1156,7 +1244,7 @@ def holds_code(values: tuple[Any, ...]) -> bool:
     previous = _limits.state
     _limits.state = True  # functions and classes by their own code (``reducer_override``)
     try:
-        own = hash_key(normalize(values))  # not ``make_key``, which leaves state mode
+        own = hash_key(normal(values))  # not ``make_key``, which leaves state mode
     except Exception:  # noqa: BLE001 - over a state's limits: not said
         return False
     finally:
