@@ -148,6 +148,23 @@ def _let_go(miss: BaseException) -> None:
         exc = exc.__cause__ or exc.__context__
 
 
+def _callers_again(miss: Miss) -> None:
+    """Raise the cause of ``miss`` again if it is the caller's (``the_callers``: its signal
+    handler's deadline, a ``TimeoutError``, landing in the load): the caller's to handle,
+    not a miss. Any other cause, the entry's or code run by its unpickling (a
+    ``ConnectionError`` of its own from a ``__setstate__``), is a miss. No cycle through
+    the entry: the cause's context is the miss, whose cause it is no longer, and no frame
+    of its traceback names it."""
+    cause = miss.__cause__
+    if cause is None or not the_callers(cause):
+        return
+    miss.__cause__ = None
+    try:
+        raise cause from None
+    finally:
+        del cause
+
+
 _FILES_WARNED: set[str] = set()  # functions warned of a files= path changed while they ran
 # Why an entry is refused when it was written under another secret (or none), as
 # ``_entry.verify`` says it, and what the warning says of it (once per store and process).
@@ -883,17 +900,8 @@ class _Memo:
         try:
             value, saved = self.reader(data, key)
         except Miss as miss:
+            _callers_again(miss)
             cause = miss.__cause__
-            if cause is not None and the_callers(cause):
-                # Not a system call's error: the caller's signal handler's (a TimeoutError)
-                # or code run by the unpickling. It is the caller's to handle.
-                # No cycle through the entry: the cause's context is the miss, whose cause
-                # it is, and this frame, which names it, is in its traceback.
-                miss.__cause__ = None
-                try:
-                    raise cause from None
-                finally:
-                    del cause, data
             if call is not None and miss.reason == "stale":
                 value = self._stale(key, data, call)
                 if value is not MISSING:
@@ -1219,13 +1227,8 @@ class _Memo:
             value = _entry.load(payload, buffers)
             header = _entry.read_header(data)
         except Miss as miss:
+            _callers_again(miss)
             cause = miss.__cause__
-            if cause is not None and the_callers(cause):
-                miss.__cause__ = None  # no cycle (see ``get``)
-                try:
-                    raise cause from None  # the caller's (see ``get``)
-                finally:
-                    del cause, data
             if self.swr is not None and miss.reason == "stale":
                 value = self._stale(key, data, call)
                 if value is not MISSING:
@@ -2186,13 +2189,9 @@ class _Memo:
             _entry.load(*_entry.verify(data, self.ident, key.encode(), now, self.ttl,
                                        self.secret, _depends.changed_result_class))
         except Miss as miss:
-            cause = miss.__cause__
-            if isinstance(cause, OSError) and cause.errno is None:
-                miss.__cause__ = None  # no cycle (see ``get``)
-                try:
-                    raise cause from None  # the caller's (see ``get``)
-                finally:
-                    del cause, data
+            _callers_again(miss)  # before, an OSError with no errno: a value's own
+            # ConnectionError raised out of cache_explain, and a deadline of another kind
+            # was explained as a miss
             if _entry.damaged(data):
                 return "miss: the entry is damaged (checksum mismatch)"
             reason = miss.reason

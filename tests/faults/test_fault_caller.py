@@ -137,6 +137,27 @@ def test_alarm_while_loading_an_entry_reaches_the_caller_and_keeps_the_entry(
     assert calls == [5]
 
 
+@DEADLINES
+def test_alarm_while_cache_explain_loads_an_entry_reaches_the_caller(
+    tmp_path: Path, deadline: type[Exception],
+) -> None:
+    """Before, ``cache_explain`` raised only an ``OSError`` with no errno again: another
+    deadline was explained as "payload does not load"."""
+
+    @Cache(tmp_path / "cache").cached
+    def make(x):
+        return SlowToLoad(x)
+
+    make(5)
+    _load_delay[0] = 10.0
+    try:
+        with alarm_in(0.2, deadline), pytest.raises(deadline, match="deadline"):
+            make.cache_explain(5)
+    finally:
+        _load_delay[0] = 0.0
+    assert make.cache_explain(5).startswith("hit")
+
+
 def test_alarm_while_reading_an_entry_file_reaches_the_caller(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -513,6 +534,24 @@ def test_an_entry_whose_load_raises_an_oserror_of_its_own_is_recomputed(
     finally:
         Reconnecting.down = False
     assert calls == ["db1", "db1"]
+
+
+def test_cache_explain_of_an_entry_whose_load_raises_an_oserror_of_its_own_says_so(
+        tmp_path: Path) -> None:
+    """Before, the ``ConnectionError`` its ``__setstate__`` raised was taken for the
+    caller's and raised out of ``cache_explain``, which the call itself recomputes."""
+
+    @Cache(tmp_path / "cache").cached
+    def connect(host):
+        return Reconnecting(host)
+
+    connect("db1")
+    Reconnecting.down = True
+    try:
+        said = connect.cache_explain("db1")
+    finally:
+        Reconnecting.down = False
+    assert said == "miss: payload does not load: ConnectionError: cannot reach the server"
 
 
 def _handled_by(how: str, deadline: type[Exception]) -> Any:
