@@ -1222,6 +1222,27 @@ def test_a_dead_writers_file_goes_at_the_first_count_read_though_no_count_was_ke
     assert len(scans) == 1
 
 
+@pytest.mark.parametrize("how", ["Cache.prune", "memojar prune"])
+def test_prune_removes_the_files_of_writers_killed_in_the_cache(tmp_path: Path,
+                                                               how: str) -> None:
+    """Before, only a count read (``cache_info()``) removed them: a cache whose processes
+    were killed (``timeout -s KILL``, the OOM killer) and never asked for one kept one file
+    a killed process, through every ``prune``."""
+    cache_dir = tmp_path / "c"
+    for x in range(3):
+        _killed_after(cache_dir, f"f({x})")
+    assert len(os.listdir(cache_dir / ".writers")) == 3
+    if how == "Cache.prune":
+        Cache(cache_dir).prune()
+    else:
+        subprocess.run([sys.executable, "-m", "memojar", "--dir", str(cache_dir), "prune"],
+                       check=True, capture_output=True, timeout=TIMEOUT)
+    assert os.listdir(cache_dir / ".writers") == []
+    listed = _listed(cache_dir)
+    assert listed[0] == 3
+    assert _counted_in_a_new_process(cache_dir) == listed
+
+
 def test_removals_of_a_process_whose_listing_another_merge_made_ambiguous_are_counted(
         tmp_path: Path) -> None:
     """A process removed more entries than its cache's kept count (another process's

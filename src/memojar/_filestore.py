@@ -2134,6 +2134,13 @@ class FileStore(Store):
         if root_fd is None:
             return 0
         try:
+            # The files of writers killed before they exited: before, only a count read
+            # (``cache_info()``) removed them, one a process killed (``kill -9``, the OOM
+            # killer, ``pool.terminate()``), and prune left them all.
+            self._writers_died()
+        except OSError as exc:  # a cache this user may only read
+            logger.debug("dead writers of %s left: %s", self.root, exc)
+        try:
             removed += _remove_orphans(root_fd, now)  # the ledger's, the tag's
             skipped: list[tuple[str, int]] = []  # said by the listing before this
             given_up: list[bool] = []  # the ledger's lock, for empty folders (``_unsharing``)
@@ -2300,14 +2307,17 @@ class FileStore(Store):
 
     def _total_lock(self) -> Any:
         self._refuse_another_users()
-        self._makedirs(self.root)
         try:
+            # (the root made and tagged first: a tag a full disk or a file size limit
+            # refused is written then; before, its ENOSPC or EFBIG was raised out of
+            # ``prune`` as it was, naming no file)
+            self._makedirs(self.root)
             lock = _flock(os.path.join(self.root, _LEDGER) + LOCK_SUFFIX,
                           None if self._lock_mode_set else self._shared_mode())
             self._lock_mode_set = True
             return lock
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
                 raise _NoRoomForLock(exc.errno, exc.strerror, exc.filename) from exc
             raise
 

@@ -573,6 +573,35 @@ def test_a_private_caches_statistics_and_ledger_stay_private(tmp_path: Path) -> 
     assert (tmp_path / "c" / ".size").stat().st_mode & 0o777 == 0o600
 
 
+PRUNE_UNTAGGED = """
+import os, resource, warnings
+from memojar import Cache
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))  # < the tag's size
+cache = Cache(os.environ["CACHE"], max_size=1_000_000)
+f = cache.cached(lambda x: x + 1)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # (the value's: "not stored, File too large")
+    print(f(1), cache.prune(), cache.clear())
+"""
+
+
+def test_prune_of_a_cache_whose_tag_a_file_size_limit_refused_answers(tmp_path: Path) -> None:
+    """A first call made the cache's folder, and its ``CACHEDIR.TAG`` could not be written
+    (a file size limit: EFBIG; a full disk: ENOSPC). Before, ``prune`` with ``max_size``
+    wrote the tag to take the ledger's lock, and raised ``OSError: File too large``,
+    naming no file."""
+    import subprocess
+    import sys
+
+    from faultkit import subprocess_env
+
+    proc = subprocess.run([sys.executable, "-c", PRUNE_UNTAGGED], capture_output=True,
+                          text=True, env=subprocess_env(CACHE=str(tmp_path / "c")), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2", "0", "0"]
+    assert not (tmp_path / "c" / "CACHEDIR.TAG").exists()
+
+
 PRUNE_FULL = """
 import os
 from memojar import Cache
