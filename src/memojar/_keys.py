@@ -379,11 +379,12 @@ def _sorted(items: Iterable[Any]) -> tuple[Any, ...]:
     return _in_order([normalize(x) for x in items])
 
 
-def _in_order(normal: list[Any]) -> tuple[Any, ...]:
-    types = {type(x) for x in normal}
+def _in_order(items: list[Any]) -> tuple[Any, ...]:
+    """Normalised items, sorted as a set's are keyed."""
+    types = {type(x) for x in items}
     if len(types) == 1 and types <= {str, int, bytes}:
-        return tuple(sorted(normal))
-    return tuple(sorted(normal, key=canonical_bytes))
+        return tuple(sorted(items))
+    return tuple(sorted(items, key=canonical_bytes))
 
 
 def _sorted_items(items: Iterable[tuple[Any, Any]]) -> tuple[Any, ...]:
