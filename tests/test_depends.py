@@ -511,6 +511,45 @@ def test_a_global_table_that_holds_itself_still_counts_by_its_contents(
         assert done.stdout.strip() == value, done.stderr
 
 
+LOOK_FIRST = """
+    import sys
+    from memojar import cached
+
+    SCALE = 1
+
+    @cached
+    def f(x):
+        return helper(x) * SCALE
+
+    if sys.argv[1] == "explain":
+        f.cache_explain(3)
+    elif sys.argv[1] == "contains":
+        f.cache_contains(3)
+    SCALE = int(sys.argv[2])  # set before the first call, after the look
+
+    def helper(x):
+        return x * FACTOR
+
+    print(f(3))
+"""
+
+
+@pytest.mark.parametrize("look", ["explain", "contains"])
+def test_a_look_before_the_first_call_leaves_the_identity_to_the_call(
+        tmp_path: Path, look: str) -> None:
+    """``cache_explain`` or ``cache_contains`` at a script's top, before the helper the
+    function calls is defined and a global it reads is set: before, the look made and kept
+    the identity then, without them; the call stored its value under it, and a later run
+    that looked first returned that value after the helper or the global changed."""
+    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    for factor, scale, value in (("10", "1", "30"), ("20", "1", "60"), ("20", "2", "120")):
+        write(tmp_path, {"main.py": LOOK_FIRST.replace("FACTOR", factor)})
+        done = subprocess.run([sys.executable, "main.py", look, scale], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == value, done.stderr
+
+
 # --- globals defined after the decorated function ---------------------------------------
 
 def test_globals_defined_after_the_function_count_and_resolve_once(tmp_path: Path) -> None:

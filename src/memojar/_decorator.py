@@ -50,6 +50,7 @@ from ._identity import (
     sibling_of,
     split,
     unfilled,
+    unkept,
 )
 from ._keys import (
     key_reentered,
@@ -2142,6 +2143,19 @@ class _Memo:
     def info(self) -> CacheInfo:
         return CacheInfo(self.hits, self.misses, *stored_total(self.store, self.name))
 
+    def _ident_to_look(self) -> bytes:
+        """The identity a look (``cache_explain``, ``cache_contains``) judges an entry by:
+        the one the calls made, or, before the first call, one made now and not kept, nor
+        the walk it was made of. What a script defines or sets between a look and its
+        first call (a helper, ``SCALE = 2``) then counts at that call, as without the look.
+        Before, the look kept the identity it made: the call stored its value under one
+        without them, and a later run that looked first hit it (the old helper's value)."""
+        kept = self.__dict__.get("ident")
+        if kept is not None:
+            return cast("bytes", kept)
+        with unkept(self.target):
+            return cast("bytes", _Memo.__dict__["ident"].make(self)[0])
+
     def contains(self, key: str) -> bool:
         # Looked at, not used (as diskcache's ``in``): no mark of a use is left, so that a
         # look never keeps an entry from eviction. Before, only of one rejected.
@@ -2149,8 +2163,8 @@ class _Memo:
         if data is None:
             return False
         try:
-            _entry.verify(data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
-                          _depends.changed_result_class)
+            _entry.verify(data, self._ident_to_look(), key.encode(), time.time(), self.ttl,
+                          self.secret, _depends.changed_result_class)
         except Miss:
             return False
         return True
@@ -2158,6 +2172,7 @@ class _Memo:
     def explain(self, args: _Args, kwargs: dict[str, Any]) -> str:
         """Why this call would hit or miss, in one line (see ``_depends.explain_miss``)."""
         key = self.key_of(args, kwargs)
+        ident = self._ident_to_look()
         try:
             data = self.store.look(self.name, key)  # looked at, not used (see ``contains``)
         except OSError as exc:
@@ -2173,7 +2188,7 @@ class _Memo:
                 if own is None:
                     raise
                 values = own(*args, **kwargs)
-            line = _depends.explain_absent(self, values)
+            line = _depends.explain_absent(self, values, ident)
             absent = "miss: no entry for these arguments"
             missing = self._files_missing((args, kwargs)) if line.startswith(absent) else ""
             if missing:  # before: "an edited file is another key", of a file not there
@@ -2186,7 +2201,7 @@ class _Memo:
             # Loaded as the call loads it: an entry passing every check may still not
             # unpickle (a library's class moved by an upgrade), and the call computes.
             # Before, "hit" of it.
-            _entry.load(*_entry.verify(data, self.ident, key.encode(), now, self.ttl,
+            _entry.load(*_entry.verify(data, ident, key.encode(), now, self.ttl,
                                        self.secret, _depends.changed_result_class))
         except Miss as miss:
             _callers_again(miss)  # before, an OSError with no errno: a value's own
@@ -2200,11 +2215,11 @@ class _Memo:
                 # before, "returned at once" of an entry whose checksum fails, which the
                 # call computed.
                 try:
-                    _entry.verify(data, self.ident, key.encode(), now, self.ttl,
+                    _entry.verify(data, ident, key.encode(), now, self.ttl,
                                   self.secret, _depends.changed_result_class, grace=self.swr)
                 except Miss as late:
                     reason = late.reason
-            return _depends.explain_miss(self, data, reason)
+            return _depends.explain_miss(self, data, reason, ident)
         header = _entry.read_header(data)
         return (f"hit: stored {_depends.utc(header.created)}, computed in "
                 f"{header.compute_time:.3g} s")

@@ -824,7 +824,7 @@ def utc(timestamp: float) -> str:
     return utc(timestamp).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
+def explain_absent(memo: Any, values: tuple[Any, ...], ident: bytes) -> str:
     """No entry for this call: say if another Python version's entry exists for it, or
     another closure's or lambda's of the same name (``_identity.sibling_of``)."""
     from ._entry import PYTHON, key_seed, read_header
@@ -841,11 +841,11 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
             except Exception:  # noqa: BLE001 - an unreadable entry is not this call's
                 continue
             if (header.python == PYTHON and header.scope == memo.scope
-                    and header.ident != memo.ident
+                    and header.ident != ident
                     and (older is None or header.created > older.created)):
                 older = header
             ours = ours or (header.python == PYTHON and header.scope == memo.scope
-                            and header.ident == memo.ident)
+                            and header.ident == ident)
             if (header.python != PYTHON and header.scope == memo.scope
                     and make_key(values, key_seed(memo.scope, header.python)) == header.key):
                 return (f"miss: no entry for this Python ({PYTHON}); Python {header.python} "
@@ -868,7 +868,7 @@ def explain_absent(memo: Any, values: tuple[Any, ...]) -> str:
         # depends on (``_identity.argument_identity``): an edit of it is another key, not an
         # incompatible entry. Say what changed since the entries there are were written.
         return ("miss: no entry for these arguments; the stored ones are of other code: "
-                + _since(memo, older))
+                + _since(memo, older, ident))
     if ours and holds_code(values):
         # The function's own code is the entries', so no stored entry tells what an edit of
         # the code the arguments hold changed: their keys cannot be made again. Say that the
@@ -906,7 +906,7 @@ def _code_named(values: tuple[Any, ...]) -> list[str]:
     return sorted(names)[:3]
 
 
-def _since(memo: Any, header: Any) -> str:
+def _since(memo: Any, header: Any, ident: bytes) -> str:
     """What differs between an entry's identity and the function's now (its version, or
     what its manifest names)."""
     from ._entry import version_tag
@@ -916,10 +916,10 @@ def _since(memo: Any, header: Any) -> str:
         return f"the version changed ({_tag(header.version)} -> {_tag(current)})"
     if not header.manifest:
         return "the code changed"
-    return changes(header.manifest, _manifest_text(memo), memo.name)
+    return changes(header.manifest, _manifest_text(ident), memo.name)
 
 
-def explain_miss(memo: Any, data: Any, reason: str) -> str:
+def explain_miss(memo: Any, data: Any, reason: str, ident: bytes) -> str:
     """Why the entry stored for a call cannot be used, naming what changed."""
     from ._entry import CLOCK_SKEW, PYTHON, Miss, read_header, version_tag
 
@@ -947,10 +947,10 @@ def explain_miss(memo: Any, data: Any, reason: str) -> str:
     if header.version != current:
         return (f"incompatible: the version changed ({_tag(header.version)} -> "
                 f"{_tag(current)})")
-    if header.ident != memo.ident:
+    if header.ident != ident:
         if not header.manifest:
             return "incompatible: the code changed (the entry lists no dependencies)"
-        return "incompatible: " + changes(header.manifest, _manifest_text(memo), memo.name)
+        return "incompatible: " + changes(header.manifest, _manifest_text(ident), memo.name)
     return f"miss: {reason}"
 
 
@@ -994,8 +994,8 @@ def _tag(tag: str) -> str:
         tag.partition(":")[2] or "none")
 
 
-def _manifest_text(memo: Any) -> str:
+def _manifest_text(ident: bytes) -> str:
     from ._entry import MANIFEST
 
-    text: str = memo.ident.partition(MANIFEST)[2].decode(errors="replace")
+    text: str = ident.partition(MANIFEST)[2].decode(errors="replace")
     return text

@@ -1915,6 +1915,29 @@ def _by_name(name: str) -> Any:
     return _ABSENT
 
 
+@contextlib.contextmanager
+def unkept(func: Any) -> Iterator[None]:
+    """Inside, a walk of ``func``'s dependencies is made for the caller alone: unless one
+    was kept before, what it finds (``dependencies``, its record, the modules it read) is
+    dropped after, so the next walk reads the globals as they are then."""
+    try:
+        target = split(func)[0]
+        known = target in _deps_of
+        record = _resolved_of.get(target)
+    except TypeError:  # not weak-referenceable: nothing of it is kept anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        if not known:
+            forget_dependencies(target)
+            if record is None:
+                _resolved_of.pop(target, None)
+            else:
+                _resolved_of[target] = record
+
+
 def forget_dependencies(func: Any) -> None:
     """Drop what ``dependencies`` found for ``func``: its code or defaults were reassigned
     (``func.__code__ = other.__code__``), so the next ``dependencies(func)`` walks it again."""
