@@ -12,6 +12,7 @@ import functools
 import importlib
 import json
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xxhash
 
 from conftest import as_another_user
 from memojar import Cache, MemojarWarning, _decorator, _entry
@@ -1817,6 +1819,56 @@ def test_explain_says_a_stale_entry_that_fails_its_checks_is_not_served(
     explained = f.cache_explain(1)
     assert f(1) == 1 and len(calls) == 2  # computed, not served
     assert "returned at once" not in explained and "checksum" in explained
+
+
+def test_explain_says_a_stale_entry_that_does_not_load_is_not_served(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, "returned at once ... recomputed in the background" of an expired entry
+    within ``stale_while_revalidate`` that no longer unpickles, which the call computed
+    in the foreground."""
+    calls = []
+    f = Cache(tmp_path).cached(ttl=0.05, stale_while_revalidate=60)(
+        lambda x: calls.append(x) or LoadsInTwoLines(x))
+    f(1)
+    time.sleep(0.1)
+    monkeypatch.setattr(sys.modules[__name__], "_LOAD_FAILS", [True])
+    explained = f.cache_explain(1)
+    assert explained.startswith("miss: payload does not load: ValueError"), explained
+    assert f(1).x == 1 and calls == [1, 1]  # computed, not served
+
+
+@pytest.mark.parametrize("change", ["damaged", "removed"])
+def test_explain_says_a_value_the_memory_tier_holds_is_a_hit(tmp_path: Path,
+                                                             change: str) -> None:
+    """Before, the entry on disk's state ("damaged", "no entry"), where the call returned
+    the value the memory tier holds."""
+    calls = []
+    f = Cache(tmp_path).cached(memory=4)(lambda x: calls.append(x) or x * 2)
+    f(1)
+    (entry,) = [p for p in tmp_path.rglob("*.pkl") if p.is_file()]
+    if change == "damaged":
+        data = bytearray(entry.read_bytes())
+        data[-3] ^= 0xFF
+        entry.write_bytes(data)
+    else:
+        entry.unlink()
+    assert f.cache_explain(1).startswith("hit: held in memory (memory=)")
+    assert f(1) == 2 and calls == [1]
+
+
+def test_explain_says_hit_of_an_entry_whose_times_no_clock_gives(tmp_path: Path) -> None:
+    """An entry of this user's made by hand with a creation time of NaN, which the call
+    hits (no check of a hit reads it): before, ``cache_explain`` raised ``Miss``."""
+    f = Cache(tmp_path).cached(lambda x: x * 2)
+    f(1)
+    (entry,) = [p for p in tmp_path.rglob("*.pkl") if p.is_file()]
+    data = bytearray(entry.read_bytes())
+    struct.pack_into("<d", data, _entry._SUMMED_AT, float("nan"))  # its creation time
+    struct.pack_into("<Q", data, _entry.CHECKSUM_AT,
+                     xxhash.xxh3_64_intdigest(bytes(data[_entry._SUMMED_AT:])))
+    entry.write_bytes(data)
+    assert f(1) == 2 and f.cache_info().hits == 1
+    assert f.cache_explain(1) == "hit"
 
 
 @pytest.mark.parametrize("where", ["key", "function name", "python", "expiry", "payload"])

@@ -949,6 +949,7 @@ class _Memo:
                                              grace=self.swr or 0.0)
             value = _entry.load(payload, buffers)
         except Miss as miss:
+            _callers_again(miss)  # (before, a deadline there: recomputed past it)
             _let_go(miss)
             return MISSING
         # Read first, then added in one statement: ``+=`` loads the sum before it evaluates
@@ -2172,6 +2173,9 @@ class _Memo:
     def explain(self, args: _Args, kwargs: dict[str, Any]) -> str:
         """Why this call would hit or miss, in one line (see ``_depends.explain_miss``)."""
         key = self.key_of(args, kwargs)
+        held = self._held_in_memory(args, kwargs, key)
+        if held is not None:  # (before, the entry's state: "damaged", "incompatible")
+            return f"hit: held in memory (memory=), computed in {held[2]:.3g} s"
         ident = self._ident_to_look()
         try:
             data = self.store.look(self.name, key)  # looked at, not used (see ``contains``)
@@ -2214,15 +2218,39 @@ class _Memo:
                 # Served stale only if it passes every check after the expiry's (``_stale``):
                 # before, "returned at once" of an entry whose checksum fails, which the
                 # call computed.
+                # And only if it loads, as ``_stale`` serves it: before, "returned at once"
+                # of one that does not, which the call computed.
                 try:
-                    _entry.verify(data, ident, key.encode(), now, self.ttl,
-                                  self.secret, _depends.changed_result_class, grace=self.swr)
+                    _entry.load(*_entry.verify(data, ident, key.encode(), now, self.ttl,
+                                               self.secret, _depends.changed_result_class,
+                                               grace=self.swr))
                 except Miss as late:
+                    _callers_again(late)
                     reason = late.reason
             return _depends.explain_miss(self, data, reason, ident)
-        header = _entry.read_header(data)
+        try:
+            header = _entry.read_header(data)
+        except Miss:  # times no clock gives (NaN), which no check of a hit reads
+            return "hit"
         return (f"hit: stored {_depends.utc(header.created)}, computed in "
                 f"{header.compute_time:.3g} s")
+
+    def _held_in_memory(self, args: _Args, kwargs: dict[str, Any], key: str
+                        ) -> tuple[Any, float, float, float, str | None] | None:
+        """What the memory tier would return for this call (``_memory_wrapper``: by its
+        arguments if all are of ``simple`` types, else by ``key``), or None: no tier, or
+        nothing it holds now; looked at, not used."""
+        simple = self.simple  # (code reassigned: ``key_of`` renewed, and the tier forgot)
+        if simple is None or self.generation is None or self.generation[0] != self.stamp:
+            return None
+        values = (*args, *kwargs.values())
+        mkey: Any = key
+        if all(type(value) in simple for value in values):
+            mkey = (args, tuple(kwargs.items())) if kwargs else args
+        held = self.recent.get(mkey)
+        if held is None or not held[3] <= time.time() < held[1]:
+            return None
+        return held
 
     def _unpicklable(self, values: _Args, exc: BaseException) -> TypeError:
         qualname = getattr(self.target, "__qualname__", self.name)

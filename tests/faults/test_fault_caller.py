@@ -138,6 +138,32 @@ def test_alarm_while_loading_an_entry_reaches_the_caller_and_keeps_the_entry(
 
 
 @DEADLINES
+def test_alarm_while_loading_a_stale_value_reaches_the_caller(
+    tmp_path: Path, deadline: type[Exception],
+) -> None:
+    """An entry expired within ``stale_while_revalidate``: before, a deadline while its
+    value loaded was taken for the entry's failure, and the call computed past it."""
+    calls = []
+
+    @Cache(tmp_path / "cache").cached(ttl=0.05, stale_while_revalidate=60)
+    def make(x):
+        calls.append(x)
+        return SlowToLoad(x)
+
+    make(5)
+    time.sleep(0.1)
+    _load_delay[0] = 10.0
+    try:
+        start = time.monotonic()
+        with alarm_in(0.2, deadline), pytest.raises(deadline, match="deadline"):
+            make(5)
+        assert time.monotonic() - start < 8
+    finally:
+        _load_delay[0] = 0.0
+    assert calls == [5]
+
+
+@DEADLINES
 def test_alarm_while_cache_explain_loads_an_entry_reaches_the_caller(
     tmp_path: Path, deadline: type[Exception],
 ) -> None:
