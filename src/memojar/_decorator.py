@@ -2154,7 +2154,7 @@ class _Memo:
         kept = self.__dict__.get("ident")
         if kept is not None:
             return cast("bytes", kept)
-        with unkept(self.target):
+        with unkept():
             return cast("bytes", _Memo.__dict__["ident"].make(self)[0])
 
     def contains(self, key: str) -> bool:

@@ -1641,8 +1641,9 @@ def dependencies(func: Callable[..., Any]) -> tuple[tuple[str, str, str], ...]:
             found = _walk_dependencies(target)
     finally:
         _recording.reset(token)
-    if not _same(made, (*_made_of(target), *wrapped_made(target))):
+    if not _same(made, (*_made_of(target), *wrapped_made(target))) or _unkept.get():
         return found  # made of code or defaults reassigned meanwhile: this call's only
+        # (or for a look alone: ``unkept``)
     try:
         _deps_of[target] = found
         if record is not None:
@@ -1662,6 +1663,8 @@ def _noting_modules(target: Any) -> Iterator[None]:
         yield
     finally:
         _reading.reset(token)
+    if _unkept.get():  # a look's walk (``unkept``)
+        return
     try:
         # (a namespace without a spec, a script's ``__main__``, is never reloaded: a miss
         # of a script's function looks at nothing)
@@ -1916,26 +1919,18 @@ def _by_name(name: str) -> Any:
 
 
 @contextlib.contextmanager
-def unkept(func: Any) -> Iterator[None]:
-    """Inside, a walk of ``func``'s dependencies is made for the caller alone: unless one
-    was kept before, what it finds (``dependencies``, its record, the modules it read) is
-    dropped after, so the next walk reads the globals as they are then."""
-    try:
-        target = split(func)[0]
-        known = target in _deps_of
-        record = _resolved_of.get(target)
-    except TypeError:  # not weak-referenceable: nothing of it is kept anyway
-        yield
-        return
+def unkept() -> Iterator[None]:
+    """Inside, a walk ``dependencies`` makes is for the caller alone: what it finds (its
+    rows, its record, the modules it read) is not kept, so the next walk reads the globals
+    as they are then; one kept before is still used."""
+    token = _unkept.set(True)
     try:
         yield
     finally:
-        if not known:
-            forget_dependencies(target)
-            if record is None:
-                _resolved_of.pop(target, None)
-            else:
-                _resolved_of[target] = record
+        _unkept.reset(token)
+
+
+_unkept: contextvars.ContextVar[bool] = contextvars.ContextVar("memojar_unkept", default=False)
 
 
 def forget_dependencies(func: Any) -> None:
