@@ -483,7 +483,10 @@ def test_a_global_table_the_function_only_reads_still_counts_by_its_contents(
     "SETTINGS = {'scale': int(sys.argv[1])}; SETTINGS['self'] = SETTINGS",
     "SETTINGS = {'scale': int(sys.argv[1]), 'all': []}; SETTINGS['all'].append(SETTINGS['all'])",
     "SETTINGS = {'scale': int(sys.argv[1]), 'all': Node()}; SETTINGS['all'].me = SETTINGS",
-], ids=["dict-holding-itself", "list-holding-itself", "through-an-object"])
+    "SETTINGS = {'scale': int(sys.argv[1]), 'cells': [{'nb': []} for _ in range(60)]}\n"
+    "        for i, c in enumerate(SETTINGS['cells']):\n"
+    "            c['nb'] += [SETTINGS['cells'][(i + d) % 60] for d in (1, 2, 59)]",
+], ids=["dict-holding-itself", "list-holding-itself", "through-an-object", "neighbours"])
 def test_a_global_table_that_holds_itself_still_counts_by_its_contents(
         tmp_path: Path, build: str) -> None:
     """A global that holds itself was counted by its type: its items were counted again at

@@ -6,6 +6,7 @@ import json
 import mmap
 import subprocess
 import sys
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -141,6 +142,41 @@ def test_a_container_that_holds_itself_keys_by_its_contents(
     assert make_key((build(1),)) == make_key((build(1),)) != make_key((build(2),))
 
 
+def _grid(n: int, tag: object = 0) -> dict[str, object]:
+    """Cells of an n x n grid, each a dict listing its neighbours: every cell reaches every
+    other by many paths."""
+    cells = [[{"v": (i, j, tag), "nb": []} for j in range(n)] for i in range(n)]
+    for i in range(n):
+        for j in range(n):
+            for di, dj in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+                if 0 <= i + di < n and 0 <= j + dj < n:
+                    cells[i][j]["nb"].append(cells[i + di][j + dj])  # type: ignore[attr-defined]
+    return cells[0][0]
+
+
+def test_neighbours_that_list_each_other_are_keyed_in_time() -> None:
+    """Each list and dict is written once: the first form of the fallback wrote one by
+    every path through it (a 5 x 5 grid took 3 s, a 6 x 6 one did not end)."""
+    start = time.monotonic()
+    assert make_key((_grid(12),)) == make_key((_grid(12),)) != make_key((_grid(12, 1),))
+    assert time.monotonic() - start < 10  # (a hang's bound: 0.01 s here)
+
+
+class Neighbour:
+    def __init__(self) -> None:
+        self.nbrs: set[Neighbour] = set()
+
+
+def test_objects_that_reach_each_other_through_a_set_are_refused_at_once() -> None:
+    """Sorting one's set pickles the other, whose set holds the first: before, each level
+    recursed to Python's limit and was retried, and the call never ended."""
+    a, b = Neighbour(), Neighbour()
+    a.nbrs.add(b)
+    b.nbrs.add(a)
+    with pytest.raises(TypeError, match="reaches itself through a set or a dict's keys"):
+        make_key(([a, b],))
+
+
 _CYCLE_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
@@ -165,6 +201,21 @@ def test_a_container_that_holds_itself_keys_alike_under_any_hash_seed() -> None:
 def test_memoryview_of_bytes_and_of_bytearray_key_alike(size: int) -> None:
     data = bytes(range(256)) * (size // 256 + 1)
     assert make_key((memoryview(data),)) == make_key((memoryview(bytearray(data)),))
+
+
+def test_arrays_holding_objects_differ_by_their_dtype() -> None:
+    """A dtype holding Python objects was left out of the key: a structured array with an
+    object field, one with other field names or sizes, and an object array of the same
+    tuples got each other's value."""
+    np = pytest.importorskip("numpy")
+    rows = [("p", 1), ("q", 2)]
+    named = np.array(rows, dtype=[("a", "O"), ("b", "<i4")])
+    renamed = np.array(rows, dtype=[("name", "O"), ("count", "<i8")])
+    plain = np.empty(2, dtype=object)
+    plain[:] = rows
+    keys = {make_key((named,)), make_key((renamed,)), make_key((plain,))}
+    assert len(keys) == 3
+    assert make_key((named,)) == make_key((named.copy(),))
 
 
 @pytest.mark.parametrize("n", [10, 100_000])

@@ -78,7 +78,7 @@ class _Frame:
 
 
 class _Cycle:
-    """Marker: the container this many levels up, which holds itself (``a.append(a)``)."""
+    """Marker: the list or dict of this number, met before in a value that holds itself."""
 
 
 # The markers above, pickled by reference in every key that holds them: library classes,
@@ -324,11 +324,12 @@ def normalize(obj: Any) -> Any:
 
 
 def normal(obj: Any) -> Any:
-    """``normalize(obj)``, or, for a value holding a container that holds itself
-    (``a.append(a)``, ``d["self"] = d``), that form with each way back to a container being
-    normalised marked by how many levels up it is (``_Cycle``): a key, as pickle has for it.
-    Before, the call raised "cannot be pickled" (normalising recursed until Python's limit);
-    joblib and diskcache key such values. Looked for only after the plain walk failed."""
+    """``normalize(obj)``, or, for a value holding a list or dict that holds itself
+    (``a.append(a)``, ``d["self"] = d``, neighbours that list each other), that form with
+    each list and dict written once, in the order met, and met again as a mark of its
+    number (``_Cycle``), as pickle's memo keeps it. Before, the call raised "cannot be
+    pickled" (normalising recursed until Python's limit); joblib and diskcache key such
+    values. Looked for only after the plain walk failed."""
     try:
         return normalize(obj)
     except RecursionError as exc:
@@ -340,29 +341,31 @@ def normal(obj: Any) -> Any:
 _CONTAINERS = frozenset({tuple, list, dict, set, frozenset})
 
 
-def _normalize_marking_cycles(obj: Any, within: dict[int, int]) -> Any:
-    """``normalize`` for a value that holds itself; ``within``: the containers being
-    normalised, by id, to their depth."""
+def _normalize_marking_cycles(obj: Any, met: dict[int, int]) -> Any:
+    """``normalize`` for a value that holds itself; ``met``: the lists and dicts met so far
+    (the only containers a cycle can go through: others hold no list or dict, or cannot be
+    changed to hold themselves), by id, to their number. Each is written once: a walk by
+    every path through neighbours that list each other took time exponential in their
+    number. The numbers follow the lists' order and the dicts' insertion order (sets hold
+    no list or dict), the same in every process."""
     t = type(obj)
     if t not in _CONTAINERS:
         return normalize(obj)
-    depth = within.get(id(obj))
-    if depth is not None:
-        return (_Cycle, len(within) - depth)
-    within[id(obj)] = len(within)
-    try:
-        if t is dict:
-            return (_Dict, _pairs_in_order([(_normalize_marking_cycles(k, within),
-                                              _normalize_marking_cycles(v, within))
-                                             for k, v in obj.items()]))
-        items = [_normalize_marking_cycles(x, within) for x in obj]
-        if t is list:
-            return items
-        if t is tuple:
-            return tuple(items)
-        return (_Set if t is set else _FrozenSet, _in_order(items))
-    finally:
-        del within[id(obj)]
+    if t is list or t is dict:
+        number = met.get(id(obj))
+        if number is not None:
+            return (_Cycle, number)
+        met[id(obj)] = len(met)
+    if t is dict:
+        return (_Dict, _pairs_in_order([(_normalize_marking_cycles(k, met),
+                                          _normalize_marking_cycles(v, met))
+                                         for k, v in obj.items()]))
+    items = [_normalize_marking_cycles(x, met) for x in obj]
+    if t is list:
+        return items
+    if t is tuple:
+        return tuple(items)
+    return (_Set if t is set else _FrozenSet, _in_order(items))
 
 
 def _normalize_memoryview(view: memoryview) -> Any:
@@ -643,7 +646,7 @@ def _default_reduction(t: type, layout: _Layout, obj: Any) -> Any:
             else:  # every slot, by sorted name: what _attribute_items gives, without a dict
                 values = (got,) if len(layout[2]) == 1 else got
                 if not _ATOMS.issuperset(map(type, values)):
-                    values = [v if type(v) in _ATOMS else normalize(v) for v in values]
+                    values = [v if type(v) in _ATOMS else normal(v) for v in values]
                 items = (_Dict, tuple(zip(layout[2], values, strict=True)))
         if items is None:
             found = _slot_values(obj, layout[1])
@@ -687,7 +690,7 @@ def _attribute_items(attributes: dict[str, Any]) -> Any:
             for name, _ in items:
                 if type(name) is not str or name in _HOOKS:
                     return None
-            return (_Dict, tuple([(name, value if type(value) in _ATOMS else normalize(value))
+            return (_Dict, tuple([(name, value if type(value) in _ATOMS else normal(value))
                                   for name, value in items]))
     return (_Dict, tuple(items))
 
@@ -703,13 +706,13 @@ def _mapping_proxy_state(proxy: Any) -> Any:
     """A read-only view of a table (``CONFIG = MappingProxyType({...})``, a frozen config),
     which pickle refuses: the table it shows. Before, such a global (or default, or
     capture) counted by its type alone, and an edit of the table returned the old value."""
-    return (_MappingProxy, (normalize(dict(proxy)),))
+    return (_MappingProxy, (normal(dict(proxy)),))
 
 
 def _view_state(view: Any) -> Any:
     """A dict's ``keys()``, ``values()`` or ``items()`` (``NAMES = TABLE.keys()``), which
     pickle refuses: its items in their order. Before, counted by its type alone."""
-    return (_MappingProxy, (type(view).__name__, normalize(list(view))))
+    return (_MappingProxy, (type(view).__name__, normal(list(view))))
 
 
 class _MappingProxy:  # names a view's state in a digest; never unpickled
@@ -762,7 +765,14 @@ def _reduce_array(a: Any) -> Any:
             raise _TooLarge
         # Its items are Python objects the C pickler writes itself (a dict, a set): sorted
         # here, as for any argument, or the key would follow insertion order and the seed.
-        return (_Array, ("object", a.shape, normalize(a.ravel().tolist())))
+        items = normal(a.ravel().tolist())
+        if dtype.kind == "O" and dtype.fields is None:  # (the key it always had)
+            return (_Array, ("object", a.shape, items))
+        # Another dtype holding objects: a structured one with an object field, numpy 2's
+        # StringDType. Before, keyed as an object array of its items: fields named or
+        # sized otherwise, and an object array of the same tuples, shared a key.
+        spelled = repr(dtype) if dtype.fields is None else str(dtype.descr)
+        return (_Array, ("object", spelled, a.shape, items))
     np = sys.modules["numpy"]
     if a.flags.c_contiguous:
         c = a
@@ -800,7 +810,7 @@ def _reduce_series(s: Any) -> Any:
     reduced: tuple[Any, ...] = ("pandas.Series", type(s), normalize(s.name), str(s.dtype),
                                 _reduce_index(s.index), _pandas_values(s))
     if s.attrs:  # (none: the key it always had)
-        reduced = (*reduced, normalize(_but_itself(s, s.attrs)))
+        reduced = (*reduced, normal(_but_itself(s, s.attrs)))
     return (_Frame, reduced + _subclass_metadata(s, ("_name",)))
 
 
@@ -809,7 +819,7 @@ def _reduce_frame(df: Any) -> Any:
         (str(df.dtypes.iloc[i]), _pandas_values(df.iloc[:, i])) for i in range(df.shape[1])
     )
     return (_Frame, ("pandas.DataFrame", type(df), _reduce_index(df.columns),
-                     _reduce_index(df.index), columns, normalize(_but_itself(df, df.attrs)),
+                     _reduce_index(df.index), columns, normal(_but_itself(df, df.attrs)),
                      *_subclass_metadata(df, ())))
 
 
@@ -821,7 +831,7 @@ def _subclass_metadata(obj: Any, own: tuple[str, ...]) -> tuple[Any, ...]:
     names = [name for name in getattr(type(obj), "_metadata", ()) if name not in own]
     if not names:
         return ()
-    return (normalize(_but_itself(obj, {name: getattr(obj, name, None) for name in names})),)
+    return (normal(_but_itself(obj, {name: getattr(obj, name, None) for name in names})),)
 
 
 def _but_itself(obj: Any, table: Mapping[Any, Any]) -> dict[Any, Any]:
@@ -846,7 +856,7 @@ def _polars_values(s: Any) -> Any:
         if s.null_count():
             return (s.is_null().to_numpy(), s.fill_null(0).to_numpy())
         return s.to_numpy()
-    return normalize(s.to_list())  # an Object column may hold dicts and sets
+    return normal(s.to_list())  # an Object column may hold dicts and sets
 
 
 def _reduce_polars_series(s: Any) -> Any:
@@ -859,8 +869,27 @@ def _reduce_polars_frame(df: Any) -> Any:
 
 
 def canonical_bytes(obj: Any) -> bytes:
-    """Pickle an already normalised object canonically (in band: used to sort items)."""
-    return bytes(_dump(obj, None))
+    """Pickle an already normalised object canonically (in band: used to sort items).
+
+    An object met again while its own bytes are being made (``a.nbrs = {b}``, ``b.nbrs =
+    {a}``: sorting ``a``'s set pickles ``b``, whose set holds ``a``) has no place in an
+    order: ``ReachedAgain``. Before, its sort recursed until Python's limit at every level,
+    each retried, and the call never ended."""
+    making = _local.__dict__.setdefault("sorting", set())
+    if id(obj) in making:
+        raise ReachedAgain(
+            f"it holds a {type(obj).__qualname__} that reaches itself through a set or a "
+            "dict's keys, which memojar cannot put in an order that is the same in every "
+            "process")
+    making.add(id(obj))
+    try:
+        return bytes(_dump(obj, None))
+    finally:
+        making.discard(id(obj))
+
+
+class ReachedAgain(TypeError):
+    """A value holds an object that reaches itself through a set or a dict's keys."""
 
 
 def _dump(obj: Any, buffer_callback: Callable[[Any], Any] | None,
@@ -906,17 +935,17 @@ def _items_left(value: Any, left: int) -> int:
     Built-in containers (an instance's ``__dict__`` too) are counted where they are met,
     and only what they hold that is not an atom is looked at: the count is the same as
     visiting each item (it does not depend on the order), at a third of the time.
-    A container that holds itself (``a.append(a)``) is counted once, as ``normal`` marks
-    it: the way back is looked for only when the count passed ``left`` (before, it was
-    counted again at each way back, always past it, and such a global counted by its
-    type)."""
+    Past ``left``, counted again with each list and dict once, as ``normal`` writes a
+    value that holds itself (before, such a value was counted again at each way back,
+    always past it, and such a global counted by its type: an edit of it kept the old
+    value)."""
     counted = _count_items(value, left, None)
     return counted if counted >= 0 else _count_items(value, left, set())
 
 
-def _count_items(value: Any, left: int, within: set[int] | None) -> int:
-    """``_items_left``; ``within``: the containers being counted, by id (a way back to one
-    counts nothing), or None not to look."""
+def _count_items(value: Any, left: int, once: set[int] | None) -> int:
+    """``_items_left``; ``once``: the lists and dicts counted so far, by id (met again:
+    nothing more), or None to count them at each meeting."""
     stack = [value]
     seen: set[int] = set()  # objects, visited once (pickling one that holds itself ends)
     atoms = _ATOMS
@@ -927,7 +956,7 @@ def _count_items(value: Any, left: int, within: set[int] | None) -> int:
         if t in atoms:
             continue
         if t is list or t is tuple or t is set or t is frozenset:
-            if within is not None and _entered(obj, within, stack):
+            if once is not None and t is list and _counted(obj, once):
                 continue
             left -= len(obj)
             if left < 0:
@@ -936,7 +965,7 @@ def _count_items(value: Any, left: int, within: set[int] | None) -> int:
                 stack.extend(obj)
             continue
         if t is dict:
-            if within is not None and _entered(obj, within, stack):
+            if once is not None and _counted(obj, once):
                 continue
             left -= len(obj)
             if left < 0:
@@ -946,15 +975,13 @@ def _count_items(value: Any, left: int, within: set[int] | None) -> int:
             if not atoms.issuperset(map(type, obj.values())):
                 stack.extend(obj.values())
             continue
-        if t is _Leave:
-            within.discard(obj.id)  # type: ignore[union-attr]
-            continue
         if t not in plain:
             if isinstance(obj, (FunctionType, type, ModuleType)):
                 continue
             if isinstance(obj, (dict, list, tuple, set, frozenset)):  # a subclass: by its
-                if within is not None and _entered(obj, within, stack):  # keys() and
-                    continue  # values(), or its items
+                if (once is not None and isinstance(obj, (dict, list))  # keys() and
+                        and _counted(obj, once)):  # values(), or its items
+                    continue
                 left -= len(obj)
                 if left < 0:
                     return left
@@ -980,22 +1007,11 @@ def _count_items(value: Any, left: int, within: set[int] | None) -> int:
     return left
 
 
-class _Leave:
-    """On ``_items_left``'s stack: the container of this id has been counted through."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, id_: int) -> None:
-        self.id = id_
-
-
-def _entered(obj: Any, within: set[int], stack: list[Any]) -> bool:
-    """Whether ``obj`` is being counted (a way back to it: True), else note it so until its
-    ``_Leave``, put on the stack below what it holds, comes off."""
-    if id(obj) in within:
+def _counted(obj: Any, once: set[int]) -> bool:
+    """Whether ``obj`` was counted before, else noted as counted now."""
+    if id(obj) in once:
         return True
-    within.add(id(obj))
-    stack.append(_Leave(id(obj)))
+    once.add(id(obj))
     return False
 
 
