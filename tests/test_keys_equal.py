@@ -162,6 +162,34 @@ def test_neighbours_that_list_each_other_are_keyed_in_time() -> None:
     assert time.monotonic() - start < 10  # (a hang's bound: 0.01 s here)
 
 
+def test_dicts_holding_other_lists_in_a_cycle_differ_by_what_each_key_holds() -> None:
+    """The lists and dicts of a value that holds itself were numbered in a dict's insertion
+    order, then its items sorted: ``d2["b"]``, a list holding itself, and ``d1["b"]``, a
+    list holding ``d1["a"]``, both became the mark of number 1 (a wrong value)."""
+    d1: dict[str, object] = {}
+    x1: list[object] = ["x", d1]
+    d1["a"], d1["b"] = x1, ["y", x1]
+    d2: dict[str, object] = {}
+    y2: list[object] = ["y"]
+    y2.append(y2)
+    d2["b"], d2["a"] = y2, ["x", d2]
+    assert make_key((d1,)) != make_key((d2,))
+
+
+def test_a_value_that_holds_itself_keys_alike_whatever_its_dicts_insertion_order() -> None:
+    """(A miss before: the lists were numbered in insertion order.)"""
+
+    def built(order: str) -> dict[str, object]:
+        d: dict[str, object] = {}
+        lists = {name: [name, d] for name in "ab"}
+        for name in order:
+            d[name] = lists[name]
+        d["both"] = [lists["a"], lists["b"]]
+        return d
+
+    assert make_key((built("ab"),)) == make_key((built("ba"),))
+
+
 class Neighbour:
     def __init__(self) -> None:
         self.nbrs: set[Neighbour] = set()

@@ -346,8 +346,9 @@ def _normalize_marking_cycles(obj: Any, met: dict[int, int]) -> Any:
     (the only containers a cycle can go through: others hold no list or dict, or cannot be
     changed to hold themselves), by id, to their number. Each is written once: a walk by
     every path through neighbours that list each other took time exponential in their
-    number. The numbers follow the lists' order and the dicts' insertion order (sets hold
-    no list or dict), the same in every process."""
+    number. The numbers follow the order the form is written in (a list's, a dict's by
+    key; sets hold no list or dict): the same in every process, and each names one list
+    or dict."""
     t = type(obj)
     if t not in _CONTAINERS:
         return normalize(obj)
@@ -356,10 +357,12 @@ def _normalize_marking_cycles(obj: Any, met: dict[int, int]) -> Any:
         if number is not None:
             return (_Cycle, number)
         met[id(obj)] = len(met)
-    if t is dict:
-        return (_Dict, _pairs_in_order([(_normalize_marking_cycles(k, met),
-                                          _normalize_marking_cycles(v, met))
-                                         for k, v in obj.items()]))
+    if t is dict:  # its values walked in the order its items are written (by key), so
+        # that each number names the one list or dict written at that place: numbered in
+        # insertion order, two dicts holding other lists at one key shared a key
+        pairs = _pairs_in_order([(_normalize_marking_cycles(k, met), v)
+                                 for k, v in obj.items()])
+        return (_Dict, tuple([(k, _normalize_marking_cycles(v, met)) for k, v in pairs]))
     items = [_normalize_marking_cycles(x, met) for x in obj]
     if t is list:
         return items
