@@ -448,6 +448,16 @@ def test_a_global_the_functions_change_in_place_does_not_cost_other_processes_th
     assert run_main() == "10 0"
 
 
+def _prints_by_scale(root: Path) -> None:
+    """``main.py`` of ``root`` run with the scales 2, 3, 2 in turn prints 5 times each."""
+    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(root / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    for scale, value in (("2", "10"), ("3", "15"), ("2", "10")):
+        done = subprocess.run([sys.executable, "main.py", scale], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == value, done.stderr
+
+
 def test_a_global_table_the_function_only_reads_still_counts_by_its_contents(
         tmp_path: Path) -> None:
     """Only what the walked code changes in place is an accumulator: a table it reads,
@@ -471,12 +481,7 @@ def test_a_global_table_the_function_only_reads_still_counts_by_its_contents(
             configure(int(sys.argv[1]))
             print(f(5))
     """})
-    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    for scale, value in (("2", "10"), ("3", "15"), ("2", "10")):
-        done = subprocess.run([sys.executable, "main.py", scale], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=60)
-        assert done.stdout.strip() == value, done.stderr
+    _prints_by_scale(tmp_path)
 
 
 @pytest.mark.parametrize("build", [
@@ -508,12 +513,7 @@ def test_a_global_table_that_holds_itself_still_counts_by_its_contents(
         if __name__ == "__main__":
             print(f(5))
     """})
-    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    for scale, value in (("2", "10"), ("3", "15"), ("2", "10")):
-        done = subprocess.run([sys.executable, "main.py", scale], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=60)
-        assert done.stdout.strip() == value, done.stderr
+    _prints_by_scale(tmp_path)
 
 
 LOOK_FIRST = """
