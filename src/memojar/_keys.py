@@ -878,6 +878,8 @@ def canonical_bytes(obj: Any) -> bytes:
     {a}``: sorting ``a``'s set pickles ``b``, whose set holds ``a``) has no place in an
     order: ``ReachedAgain``. Before, its sort recursed until Python's limit at every level,
     each retried, and the call never ended."""
+    if not _needs_pickler(obj):  # plain data holds no object: no guard (10% of a key of
+        return bytes(_dump_plain(obj, None))  # a dict of 1,000 tuple keys)
     making = _local.__dict__.setdefault("sorting", set())
     if id(obj) in making:
         raise ReachedAgain(
