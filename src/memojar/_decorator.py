@@ -444,17 +444,18 @@ class _Memo:
         function's signature and defaults as they are now."""
         func, ignore = self.func, self.ignore
         bound_args, bound_kwargs = split(func)[1:]
+        passed = _defaults_run_elsewhere(self.target)
         if self.custom_key is None:
             own = _own_signature(self.target)
             if own is not None:  # names only the decorator's own signature has are its
                 inner = parameter_names(self.target, ())
                 ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
-            binder = make_binder(self.target, ignore)
+            binder = make_binder(self.target, ignore, passed)
             changing = _changing_defaults(self.watched, self.ignore)
             if changing:  # the wrapper's own defaults that may change in place, keyed too
                 binder = functools.partial(_with_defaults, binder, changing)
         else:
-            binder = make_key_caller(func, self.custom_key)
+            binder = make_key_caller(func, self.custom_key, passed)
             if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
                 binder = functools.partial(_with_bound, binder, bound_args, bound_kwargs)
                 bound_args, bound_kwargs = (), {}
@@ -2636,6 +2637,25 @@ def _own_signature(func: Any) -> Any | None:
     if kinds == [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]:
         return None
     return own
+
+
+def _defaults_run_elsewhere(target: Any) -> bool:
+    """Whether the signature a call of ``target`` is bound by is another function's
+    (``__wrapped__``, which ``inspect.signature`` follows), whose defaults ``target`` need
+    not run it with: a decorator's wrapper that fills a parameter the caller left out
+    (``kwargs.setdefault("seed", CONFIG["seed"])``), ``functools.singledispatch`` (each
+    implementation has its own). The binder then keys which parameters the call passed
+    (``_keys._marking_passed``). Not where the wrapper's own signature is the same (its
+    own defaults, which it runs with)."""
+    if getattr(target, "__wrapped__", None) is None:
+        return False
+    import inspect
+
+    try:
+        return bool(inspect.signature(target, follow_wrapped=False)
+                    != inspect.signature(target))
+    except (TypeError, ValueError):  # no signature of its own (a C wrapper, lru_cache's)
+        return True
 
 
 def _without_wrapped(func: FunctionType) -> FunctionType:
