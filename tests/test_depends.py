@@ -103,6 +103,39 @@ def test_unchanged_code_hits_in_a_new_process(project: Path) -> None:
     assert second["explain"].startswith("hit: stored ")
 
 
+CACHED_HELPER = """
+    import json
+    from memojar import cached
+
+    @cached(version=1, depends_on=[("rates-2025",)])
+    def g(x):
+        return x * json.loads(open("k.json").read())
+"""
+
+
+@pytest.mark.parametrize("bump", ["version=2", "depends_on=[('rates-2026',)]"])
+def test_a_cached_helpers_version_or_depends_on_bumped_recomputes_its_callers(
+    tmp_path: Path, bump: str
+) -> None:
+    """A cached helper's version= (or depends_on=) bumped says its values changed (its
+    data file did): the cached function calling it recomputes too. Before, the caller's
+    identity followed the helper's code alone, and it returned the value computed from
+    the old data (6, not 15)."""
+    write(tmp_path, {"main.py": "from memojar import cached\nfrom helpers import g\n\n"
+                                "@cached\ndef f(x):\n    return g(x)\n",
+                     "helpers.py": CACHED_HELPER, "k.json": "2"})
+    assert run(tmp_path)["value"] == "6"
+    assert run(tmp_path)["misses"] == 0
+    edited = CACHED_HELPER.replace(
+        "version=1" if bump.startswith("version") else "depends_on=[(\"rates-2025\",)]",
+        bump)
+    write(tmp_path, {"helpers.py": edited, "k.json": "5"})
+    second = run(tmp_path)
+    assert second["value"] == "15"  # before: 6
+    what = "version=" if bump.startswith("version") else "depends_on[0]"
+    assert second["explain"] == f"incompatible: cached helper helpers.g({what}) changed"
+
+
 def test_a_helper_edited_recomputes(project: Path) -> None:
     run(project)
     write(project, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 10")})

@@ -815,7 +815,8 @@ def _find_class(name: str) -> Any:
 # --- cache_explain --------------------------------------------------------------------
 
 _KIND_WORDS = {"function": "helper", "class": "class", "constant": "constant",
-               "package": "package", "value": "depends_on value", "library": "library callable"}
+               "package": "package", "value": "depends_on value", "library": "library callable",
+               "cached": "cached helper"}
 
 
 def utc(timestamp: float) -> str:

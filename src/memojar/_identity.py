@@ -508,7 +508,12 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
     if getattr(func, "__memojar__", None) is not None and callable(wrapped):
         # A function memojar decorated counts as the function it wraps: its wrapper's
         # closure holds the memo, whose state (counters, the sweep flag) changes with calls.
-        return ("cached", _callable_shape(wrapped, seen, bare))
+        # And as what it was decorated with (``_cached_options``).
+        rows, callables = _cached_options(func)
+        inner = ("cached", _callable_shape(wrapped, seen, bare))
+        if rows or callables:
+            return (*inner, tuple(rows), tuple(_callable_shape(c, seen) for c in callables))
+        return inner
     if isinstance(func, functools.partial):
         return ("partial", _callable_shape(func.func, seen),
                 _value_shape(func.args, seen, by_state=True),
@@ -2189,6 +2194,26 @@ def _walk_value(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         _walk.named_at = _changes()
 
 
+def _cached_options(func: Any) -> tuple[list[tuple[str, str, str]], list[Any]]:
+    """What a function memojar decorated, which this one calls, was decorated with beside
+    its code: its ``version=`` and ``depends_on=`` (and ``key=``, ``ignore=``), as rows
+    named by it, and the callables it depends on. A bump of a cached helper's version
+    (its data file changed) says its values changed, and so do the values of a cached
+    function computed from them. Before, the caller's identity followed the helper's code
+    alone, and kept returning what it had computed from the old values. None (no rows):
+    a function decorated with neither, whose identity is as before."""
+    memo = getattr(func, "__memojar__", None)
+    version, depends = getattr(memo, "version", None), getattr(memo, "depends_on", None)
+    if not isinstance(depends, tuple) or len(depends) != 2:
+        return [], []
+    name = function_name(func)
+    rows = [(kind, what, digest) if kind == "package" else ("cached", f"{name}({what})", digest)
+            for kind, what, digest in depends[0]]
+    if version is not None:
+        rows.append(("cached", f"{name}(version=)", _constant_digest(version)))
+    return rows, list(depends[1])
+
+
 def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                  seen: set[int], names: AbstractSet[str] | None = None) -> None:
     if isinstance(value, FunctionType) and "__memojar__" in value.__dict__:
@@ -2196,6 +2221,11 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         # the function it wraps, as in ``_callable_shape``: its wrapper's closure holds the
         # memo, whose state changes with its calls. Before, its row did: a caller missed
         # ("the code changed") whenever the other had been called first in its process.
+        options, callables = _cached_options(value)
+        for row in options:
+            _add(rows, row)
+        for item in callables:
+            _walk_value(item, function_name(item), rows, seen, names)
         wrapped = getattr(value, "__wrapped__", None)
         if isinstance(wrapped, FunctionType):
             value = wrapped
