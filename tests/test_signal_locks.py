@@ -337,3 +337,89 @@ def test_a_signal_handlers_max_size_call_while_its_thread_holds_the_ledger_does_
                             "own thread held")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "[200]", "True"]
+
+
+# The signal lands just as the ledger's flock returned, before ``_flock`` noted the lock as
+# this thread's (``fcntl.flock`` wrapped only to time it: memojar's code runs unchanged).
+LEDGER_JUST_TAKEN = """
+import fcntl, os, signal, sys, warnings
+from memojar import Cache, _filestore
+
+cache = Cache(sys.argv[1], max_size=10**7)
+
+@cache.cached
+def f(x):
+    return x * 2
+
+got, sent = [], []
+flock = fcntl.flock
+
+def flock_then_signal(fd, op):
+    flock(fd, op)
+    if (op & fcntl.LOCK_EX and not sent
+            and os.readlink(f"/proc/self/fd/{fd}").endswith(".size.lock")):
+        sent.append(1)
+        signal.raise_signal(signal.SIGALRM)
+
+def handler(signum, frame):
+    got.append(f(100))
+
+signal.signal(signal.SIGALRM, handler)
+_filestore.fcntl.flock = flock_then_signal
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    print(f(1), got, sent, flush=True)
+"""
+
+
+def test_a_signal_handlers_max_size_call_as_its_thread_takes_the_ledger_does_not_wait(
+        tmp_path: Path) -> None:
+    done = run_or_hang(LEDGER_JUST_TAKEN, str(tmp_path), timeout=30,
+                       hang="the handler's write waited LOCK_WAIT (60 s) for the ledger's "
+                            "lock its own thread had just taken, not yet noted")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "[200]", "[1]"]
+
+
+# A stale entry is removed under its key's lock (``discard``); the signal lands then
+# (``_filestore._dir_at`` wrapped only to time it, called by the store's discard).
+DISCARDING = """
+import signal, sys, time, warnings
+from memojar import Cache, _filestore
+
+cache = Cache(sys.argv[1], lock_timeout=20)
+
+@cache.cached(ttl=0.2)
+def f(x):
+    return x * 10
+
+f(1)
+time.sleep(0.4)  # stale: the next call removes it under the key's lock
+got, sent = [], []
+dir_at = _filestore._dir_at
+
+def dir_at_then_signal(*args, **kwargs):
+    if not sent and sys._getframe(1).f_code.co_name == "discard":
+        sent.append(1)
+        signal.raise_signal(signal.SIGALRM)
+    return dir_at(*args, **kwargs)
+
+def handler(signum, frame):
+    got.append(f(1))
+
+signal.signal(signal.SIGALRM, handler)
+_filestore._dir_at = dir_at_then_signal
+start = time.monotonic()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    print(f(1), got, sent, time.monotonic() - start < 10, flush=True)
+"""
+
+
+def test_a_signal_handlers_call_while_its_thread_removes_the_keys_stale_entry_computes(
+        tmp_path: Path) -> None:
+    done = run_or_hang(DISCARDING, str(tmp_path), timeout=40,
+                       hang="the handler's call waited lock_timeout for the key's lock its "
+                            "own thread held to remove the stale entry")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["10", "[10]", "[1]", "True"]

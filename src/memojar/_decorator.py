@@ -2098,14 +2098,25 @@ class _Memo:
 
         An entry of another secret says that processes sharing the store do not share the
         secret: they recompute and replace each other's entries in turn, silently but for
-        a warning, once per store and process (a miss's, never the hit path's)."""
+        a warning, once per store and process (a miss's, never the hit path's).
+
+        The key is marked held meanwhile, as in ``compute``: the store takes its lock to
+        remove the entry, and a signal handler calling the function with this key runs in
+        this thread. Before, the handler's call waited ``lock_timeout`` (600 s) for the
+        lock its own thread held."""
+        held = _held.get()
+        here = (self.store.location, self.name, key)
         try:
+            if here not in held:
+                _held.set((*held, here))
             if not self.store.discard(self.name, key, judged):  # left (a writer of the key
                 self.store.unstamp(self.name, key)  # holds its lock): no use of it
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
             logger.debug("cannot remove %s %s: %s", self.name, key, exc)
+        finally:
+            _held.set(held)
         logger.debug("evict %s %s (%s)", self.name, key, reason)
         if reason in _OTHER_SECRET and self.store.location not in _SECRET_WARNED:
             _SECRET_WARNED.add(self.store.location)

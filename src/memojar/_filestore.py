@@ -2538,17 +2538,45 @@ def _flock(path: str, mode: int | None = None) -> Any:
     more). Before, the lock file was 0600 whoever made it, and in a cache shared by hand
     every write with max_size of every other user was returned but not stored
     ("Permission denied")."""
-    held: dict[str, Callable[[], _FlockLock | None]] = _ledgers_held.__dict__.setdefault(
+    held: dict[str, Callable[[], _FlockLock | _Taking | None]] = _ledgers_held.__dict__.setdefault(
         "locks", {})
     mine = held.get(path)
     holding = mine() if mine is not None else None
     if holding is not None and holding._fd >= 0:  # (a mark left by an interrupt: not held)
         raise _HeldHere(errno.EDEADLK, "the size ledger's lock is held by this thread (a "
                         "signal handler's call made while its thread updates it)", path)
-    lock = _flock_within(path, mode)
-    if isinstance(lock, _FlockLock):  # (filelock's, elsewhere than POSIX: its own rules)
-        held[path] = weakref.ref(lock)  # weakly: one its holder lost is given back (__del__)
+    # Marked taken before it is: a signal handler's call in this thread that ran just as
+    # the flock returned (before the lock was noted) opened its own descriptor and waited
+    # LOCK_WAIT (60 s) for its own thread's lock, and so did every writer with max_size
+    # meanwhile, in every process. Set back if it is not taken.
+    try:
+        held[path] = _taking
+        lock = _flock_within(path, mode)
+        if isinstance(lock, _FlockLock):  # (filelock's, elsewhere than POSIX: its own rules)
+            held[path] = weakref.ref(lock)  # weakly: one its holder lost is given back
+        else:
+            held.pop(path, None)
+    except BaseException:
+        if mine is None:
+            held.pop(path, None)
+        else:
+            held[path] = mine
+        raise
     return lock
+
+
+class _Taking:
+    """What ``_flock`` notes of a ledger's lock it is taking: held, as far as a signal
+    handler's call in the same thread can tell."""
+
+    _fd = 0
+
+
+_TAKING = _Taking()
+
+
+def _taking() -> _Taking:
+    return _TAKING
 
 
 def _flock_within(path: str, mode: int | None) -> Any:
