@@ -330,13 +330,6 @@ print(deleted, got, f.cache_contains(5))
 """
 
 
-def test_a_signal_handlers_max_size_call_while_its_thread_holds_the_ledger_does_not_wait(
-        tmp_path: Path) -> None:
-    done = run_or_hang(LEDGER_HELD, str(tmp_path), timeout=30,
-                       hang="the handler's write waited LOCK_WAIT for the ledger's lock its "
-                            "own thread held")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "[200]", "True"]
 
 
 # The signal lands just as the ledger's flock returned, before ``_flock`` noted the lock as
@@ -372,13 +365,6 @@ with warnings.catch_warnings():
 """
 
 
-def test_a_signal_handlers_max_size_call_as_its_thread_takes_the_ledger_does_not_wait(
-        tmp_path: Path) -> None:
-    done = run_or_hang(LEDGER_JUST_TAKEN, str(tmp_path), timeout=30,
-                       hang="the handler's write waited LOCK_WAIT (60 s) for the ledger's "
-                            "lock its own thread had just taken, not yet noted")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["2", "[200]", "[1]"]
 
 
 # A stale entry is removed under its key's lock (``discard``); the signal lands then
@@ -416,10 +402,24 @@ with warnings.catch_warnings():
 """
 
 
-def test_a_signal_handlers_call_while_its_thread_removes_the_keys_stale_entry_computes(
-        tmp_path: Path) -> None:
-    done = run_or_hang(DISCARDING, str(tmp_path), timeout=40,
-                       hang="the handler's call waited lock_timeout for the key's lock its "
-                            "own thread held to remove the stale entry")
+# Each: a script, what its handler's call waited for before, what the script prints.
+OWN_THREADS_LOCKS = {
+    "ledger-held": (LEDGER_HELD, "LOCK_WAIT for the ledger's lock its own thread held",
+                    ["True", "[200]", "True"]),
+    "ledger-just-taken": (LEDGER_JUST_TAKEN, "LOCK_WAIT (60 s) for the ledger's lock its own "
+                          "thread had just taken, not yet noted", ["2", "[200]", "[1]"]),
+    "stale-entry-removed": (DISCARDING, "lock_timeout for the key's lock its own thread "
+                            "held to remove the stale entry", ["10", "[10]", "[1]", "True"]),
+}
+
+
+@pytest.mark.parametrize("case", list(OWN_THREADS_LOCKS))
+def test_a_signal_handlers_call_inside_its_threads_file_store_lock_does_not_wait(
+        tmp_path: Path, case: str) -> None:
+    """A handler's call made while its thread holds (or is taking) one of the file store's
+    locks: the size ledger's (``max_size``), or a key's while its stale entry is removed."""
+    script, waited, printed = OWN_THREADS_LOCKS[case]
+    done = run_or_hang(script, str(tmp_path), timeout=40, hang=f"the handler's call waited "
+                       f"{waited}")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["10", "[10]", "[1]", "True"]
+    assert done.stdout.split() == printed
