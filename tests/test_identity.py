@@ -348,17 +348,39 @@ def _sample(n, seed=0):
     return (n, seed)
 
 
+def _seeded_by_wrapt(fn):  # _seeded, as a wrapt decorator
+    wrapt = pytest.importorskip("wrapt")
+
+    @wrapt.decorator
+    def filling(wrapped, instance, args, kwargs):
+        kwargs.setdefault("seed", _CONFIG["seed"])
+        return wrapped(*args, **kwargs)
+
+    return filling(fn)
+
+
+def _seeded_with_its_signature(fn):  # _seeded, saying the wrapped function's signature
+    import inspect
+
+    wrapper = _seeded(fn)
+    wrapper.__signature__ = inspect.signature(fn)
+    return wrapper
+
+
 @pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+@pytest.mark.parametrize("decorator", [_seeded, _seeded_by_wrapt, _seeded_with_its_signature],
+                         ids=["wraps", "wrapt", "__signature__"])
 def test_a_wrapper_that_fills_a_parameter_the_call_left_out_keys_the_two_calls_apart(
-    tmp_path: Path, memory: int | None
+    tmp_path: Path, memory: int | None, decorator: Any
 ) -> None:
     """The call is bound by the wrapped function's signature (``inspect.signature``
-    follows ``__wrapped__``), whose defaults the wrapper need not run it with. Before,
+    follows ``__wrapped__``, or reads a ``__signature__`` set on the wrapper, and sees
+    through wrapt's proxy), whose defaults the wrapper need not run it with. Before,
     ``f(5)`` and ``f(5, seed=0)`` were bound alike, with the wrapped function's ``seed=0``:
     the second call returned the first one's value, (5, 42)."""
     from memojar import cached
 
-    f = cached(cache_dir=tmp_path / "c", memory=memory)(_seeded(_sample))
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(decorator(_sample))
     assert f(5) == f(5) == (5, 42)
     assert f(5, seed=0) == f(5, seed=0) == (5, 0)  # before: (5, 42)
     assert f(5, 0) == (5, 0)
@@ -385,6 +407,83 @@ def test_a_wrapper_that_passes_its_own_value_for_a_default_keys_the_two_calls_ap
     f = cached(cache_dir=tmp_path / "c", memory=memory)(doubling)
     assert f(3) == 6
     assert f(3, scale=1) == f(3, 1) == 3  # before: 6
+
+
+def test_a_wrapper_whose_default_equals_the_wrapped_ones_of_another_type_keys_it_apart(
+    tmp_path: Path
+) -> None:
+    """``def wrapper(x, scale=1.0)`` around ``mul(x, scale=1)``: the signatures compare
+    equal (``1.0 == 1``), and the calls differ. Before, f(5, 1) returned f(5)'s 5.0."""
+    import functools
+
+    from memojar import cached
+
+    def mul(x, scale=1):
+        return x * scale
+
+    @functools.wraps(mul)
+    def floating(x, scale=1.0):
+        return mul(x, scale)
+
+    f = cached(cache_dir=tmp_path / "c")(floating)
+    assert repr(f(5)) == "5.0"
+    assert repr(f(5, 1)) == "5"  # before: 5.0
+
+
+def test_a_wrapper_whose_positional_parameters_are_its_own_binds_by_them(
+    tmp_path: Path
+) -> None:
+    """``def wrapper(factor, *args, **kwargs)`` around ``g(x=0, y=1)``: ``f(2, 3)`` and
+    ``f(2, y=3)`` bind alike by ``g``'s signature, and are two calls of the wrapper, bound
+    by its own. Before, the second returned the first one's 62."""
+    import functools
+
+    from memojar import cached
+
+    def g(x=0, y=1):
+        return x * 10 + y
+
+    @functools.wraps(g)
+    def times(factor, *args, **kwargs):
+        return factor * g(*args, **kwargs)
+
+    f = cached(cache_dir=tmp_path / "c")(times)
+    assert f(2, 3) == f(2, 3) == 62
+    assert f(2, y=3) == 6  # before: 62
+    assert f.cache_info().misses == 2
+
+
+@pytest.mark.parametrize("injected", ["keyword", "positional"])
+def test_a_wrapper_that_completes_the_call_itself_is_called(
+    tmp_path: Path, injected: str
+) -> None:
+    """A wrapper that passes an argument of its own (``fn(*args, db=DB, **kwargs)``,
+    ``fn(SESSION, *args, **kwargs)``): a call the wrapped function's signature rejects is
+    keyed as given. Before, it raised that signature's TypeError ("missing 1 required
+    argument"), where the call runs uncached."""
+    import functools
+
+    from memojar import cached
+
+    rates = {"rate": 3}
+
+    def price(db, qty):
+        return db["rate"] * qty
+
+    def through(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if injected == "keyword":
+                return fn(*args, db=rates, **kwargs)
+            return fn(rates, *args, **kwargs)
+        return wrapper
+
+    f = cached(cache_dir=tmp_path / "c")(through(price))
+    call = {"qty": 5} if injected == "keyword" else {}
+    args = () if injected == "keyword" else (5,)
+    assert f(*args, **call) == f(*args, **call) == 15  # before: TypeError
+    assert f.cache_info().misses == 1
+    assert f(*args[:0], qty=7) == 21
 
 
 def test_a_singledispatch_implementations_own_default_is_kept(tmp_path: Path) -> None:

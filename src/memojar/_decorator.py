@@ -59,6 +59,7 @@ from ._keys import (
     make_key_caller,
     parameter_names,
     prebound,
+    raw_binder,
 )
 from ._store import KeyLock, Store, Unconfirmed, header_of, stamp_busy, start_thread
 
@@ -445,12 +446,15 @@ class _Memo:
         func, ignore = self.func, self.ignore
         bound_args, bound_kwargs = split(func)[1:]
         passed = _defaults_run_elsewhere(self.target)
+        bound_by = self.target  # whose signature binds: the wrapped function's (followed)
         if self.custom_key is None:
             own = _own_signature(self.target)
-            if own is not None:  # names only the decorator's own signature has are its
+            if own is not None and not _lines_up(own, self.target):
+                bound_by, passed = _without_wrapped(self.target), False  # the wrapper's own
+            elif own is not None:  # names only the decorator's own signature has are its
                 inner = parameter_names(self.target, ())
                 ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
-            binder = make_binder(self.target, ignore, passed)
+            binder = make_binder(bound_by, ignore, passed)
             changing = _changing_defaults(self.watched, self.ignore)
             if changing:  # the wrapper's own defaults that may change in place, keyed too
                 binder = functools.partial(_with_defaults, binder, changing)
@@ -460,7 +464,7 @@ class _Memo:
                 binder = functools.partial(_with_bound, binder, bound_args, bound_kwargs)
                 bound_args, bound_kwargs = (), {}
         if self.files:  # each path argument keyed with its content
-            binder = _depends.files_binder(binder, parameter_names(self.target, ignore),
+            binder = _depends.files_binder(binder, parameter_names(bound_by, ignore),
                                            self.files, function_name(func))
         if bound_args or bound_kwargs:
             paths = binder.__dict__.get("paths")
@@ -832,11 +836,13 @@ class _Memo:
         # another thread meanwhile are then seen by the next call, which makes it again
         # (read after, they were taken as seen, and the old defaults applied for good).
         seen = _as_it_is(target)
-        binder = None
+        binder: Callable[..., _Args] | None = None
         own = _own_signature(target)
         if own is not None:
             ignore = tuple(name for name in self.ignore if name in own.parameters)
             binder = make_binder(_without_wrapped(target), ignore)
+        elif _passes_through(target):  # it completes the call itself (``fn(*a, db=DB,
+            binder = raw_binder  # **kw)``): keyed as given; before, the TypeError was raised
         self.own = (seen, binder)
         return binder
 
@@ -2329,7 +2335,7 @@ def _unpicklable_item(func: Callable[..., Any], name: str, value: Any) -> str | 
 
     try:
         kind = inspect.signature(func).parameters[name].kind
-    except (TypeError, ValueError, KeyError):  # no signature: see _raw_binder
+    except (TypeError, ValueError, KeyError):  # no signature: see raw_binder
         return None
     if kind is inspect.Parameter.VAR_POSITIONAL and isinstance(value, tuple):
         items: list[tuple[str, Any]] = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
@@ -2629,44 +2635,86 @@ _KEY_TRIES = 2
 _OWN_SIGNATURE_SEED = 0x6F776E5F7369676E  # "own_sign"
 
 
-def _own_signature(func: Any) -> Any | None:
-    """The signature of a function a decorator made with ``functools.wraps``, where it is
-    not the wrapped function's (the wrapper takes parameters of its own: ``verbose=``); None
-    for any other callable, and for a pass-through ``(*args, **kwargs)`` (a call the
-    wrapped function rejects, it rejects too)."""
-    if type(func) is not FunctionType or getattr(func, "__wrapped__", None) is None:
+def _code_signature(func: Any) -> Any | None:
+    """The signature of ``func``'s own code and defaults, for a function whose signature
+    ``inspect.signature`` takes from elsewhere (``__wrapped__``, which ``functools.wraps``
+    sets, or a ``__signature__`` set on it, as makefun's and decorator's wrappers have);
+    None for any other callable."""
+    if type(func) is not FunctionType or (getattr(func, "__wrapped__", None) is None
+                                          and "__signature__" not in func.__dict__):
         return None
     import inspect
 
     try:
-        own = inspect.signature(func, follow_wrapped=False)
+        return inspect.signature(_without_wrapped(func))
+    except (TypeError, ValueError):
+        return None
+
+
+def _passes_through(func: Any) -> bool:
+    """Whether ``func`` is a decorator's ``(*args, **kwargs)`` wrapper (``_code_signature``)."""
+    own = _code_signature(func)
+    if own is None:
+        return False
+    import inspect
+
+    return [p.kind for p in own.parameters.values()] == [inspect.Parameter.VAR_POSITIONAL,
+                                                         inspect.Parameter.VAR_KEYWORD]
+
+
+def _own_signature(func: Any) -> Any | None:
+    """The signature of a function a decorator made with ``functools.wraps``, where it is
+    not the wrapped function's (the wrapper takes parameters of its own: ``verbose=``); None
+    for any other callable, and for a pass-through ``(*args, **kwargs)`` (``_own_binder``).
+    Read from its code, not from a ``__signature__`` set on it."""
+    own = _code_signature(func)
+    if own is None or _passes_through(func):
+        return None
+    import inspect
+
+    try:
         if own == inspect.signature(func):
             return None
     except (TypeError, ValueError):
         return None
-    kinds = [p.kind for p in own.parameters.values()]
-    if kinds == [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]:
-        return None
     return own
+
+
+def _lines_up(own: Any, func: Any) -> bool:
+    """Whether a call bound by the wrapped function's signature (which ``inspect.signature``
+    reports for ``func``) is bound as the wrapper ``func`` (of signature ``own``) takes it:
+    the two name their first positional parameters alike, in order, and a positional
+    argument past the wrapper's reaches its ``*args`` (or there is none: a wrapper's own
+    ones past the wrapped function's, ``def wrapper(x, _seen={})``, bind the calls the
+    wrapped function's signature rejects, ``_own_binder``). Where not (``def
+    wrapper(factor, *args, **kwargs)`` around ``g(x=0, y=1)``: ``g(2, 3)`` and ``g(2,
+    y=3)`` bind alike by ``g``'s signature, and are two calls of the wrapper), the call is
+    bound by the wrapper's own signature: before, the second call returned the first
+    one's value."""
+    import inspect
+
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    mine = [p.name for p in own.parameters.values() if p.kind in positional]
+    try:
+        theirs = [p.name for p in inspect.signature(func).parameters.values()
+                  if p.kind in positional]
+    except (TypeError, ValueError):
+        return False
+    rest = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in own.parameters.values())
+    return mine[:len(theirs)] == theirs[:len(mine)] and (rest or len(mine) >= len(theirs))
 
 
 def _defaults_run_elsewhere(target: Any) -> bool:
     """Whether the signature a call of ``target`` is bound by is another function's
-    (``__wrapped__``, which ``inspect.signature`` follows), whose defaults ``target`` need
-    not run it with: a decorator's wrapper that fills a parameter the caller left out
-    (``kwargs.setdefault("seed", CONFIG["seed"])``), ``functools.singledispatch`` (each
-    implementation has its own). The binder then keys which parameters the call passed
-    (``_keys._marking_passed``). Not where the wrapper's own signature is the same (its
-    own defaults, which it runs with)."""
-    if getattr(target, "__wrapped__", None) is None:
-        return False
-    import inspect
-
-    try:
-        return bool(inspect.signature(target, follow_wrapped=False)
-                    != inspect.signature(target))
-    except (TypeError, ValueError):  # no signature of its own (a C wrapper, lru_cache's)
+    (``__wrapped__``, which ``inspect.signature`` follows, or a ``__signature__`` set on
+    it), whose defaults ``target`` need not run it with: a decorator's wrapper that fills a
+    parameter the caller left out (``kwargs.setdefault("seed", CONFIG["seed"])``, also
+    wrapt's), ``functools.singledispatch`` (each implementation has its own). The binder
+    then keys which parameters the call passed (``_keys._marking_passed``): an extra
+    computation where the wrapper only passes the call on, never another call's value."""
+    if getattr(target, "__wrapped__", None) is not None:
         return True
+    return "__signature__" in getattr(target, "__dict__", ())
 
 
 def _without_wrapped(func: FunctionType) -> FunctionType:

@@ -119,7 +119,7 @@ def make_binder(
                 f"ignore= needs the parameters of {_describe(func)}, which has no signature "
                 f"({exc}); pass key= instead"
             ) from None
-        return _raw_binder
+        return raw_binder
     names = list(sig.parameters)
     unknown = [name for name in ignore if name not in names]
     if unknown:
@@ -188,7 +188,7 @@ def _through_var_keyword(sig: Any, unknown: list[str]) -> str:
             f"{', '.join(map(repr, unknown))})")
 
 
-def _raw_binder(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+def raw_binder(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
     """The binder of a callable without a signature: the call's arguments as given."""
     return (args, kwargs)
 
@@ -349,7 +349,7 @@ def parameter_names(func: Callable[..., Any], ignore: Iterable[str] = ()) -> lis
 
     try:
         return [n for n in inspect.signature(func).parameters if n not in ignore]
-    except (TypeError, ValueError):  # no signature: see _raw_binder
+    except (TypeError, ValueError):  # no signature: see raw_binder
         return ["args", "kwargs"]
 
 
