@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import json
@@ -383,7 +384,8 @@ def test_a_wrapper_that_fills_a_parameter_the_call_left_out_keys_the_two_calls_a
     f = cached(cache_dir=tmp_path / "c", memory=memory)(decorator(_sample))
     assert f(5) == f(5) == (5, 42)
     assert f(5, seed=0) == f(5, seed=0) == (5, 0)  # before: (5, 42)
-    assert f(5, 0) == (5, 0)
+    with pytest.raises(TypeError, match="multiple values"):  # as uncached (seed given
+        f(5, 0)  # twice): not the value of f(5, seed=0)
     assert f(n=5) == (5, 42)
 
 
@@ -430,27 +432,114 @@ def test_a_wrapper_whose_default_equals_the_wrapped_ones_of_another_type_keys_it
     assert repr(f(5, 1)) == "5"  # before: 5.0
 
 
-def test_a_wrapper_whose_positional_parameters_are_its_own_binds_by_them(
+def _multiplying(fn):  # a positional parameter of its own, factor, then the wrapped one's
+    import functools
+
+    @functools.wraps(fn)
+    def times(factor, *args, **kwargs):
+        return factor * fn(*args, **kwargs)
+
+    return times
+
+
+def _scaling(fn):  # a keyword-only parameter named like one of the wrapped function's
+    import functools
+
+    @functools.wraps(fn)
+    def scaling(*args, y=1, **kwargs):
+        return fn(*args, **kwargs) * y
+
+    return scaling
+
+
+def _passing_on(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def through(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return through
+
+
+def _tens(x=0, y=1):
+    return x * 10 + y
+
+
+def _by_type(fn):  # singledispatch: an int implementation with parameters named otherwise
+    import functools
+
+    generic = functools.singledispatch(fn)
+
+    @generic.register
+    def _(x: int, z=1, y=1):
+        return ("int", x, z, y)
+
+    return generic
+
+
+_WRAPPERS = {
+    "own positional": lambda: (_multiplying(_tens), [((2, 3), {}), ((2,), {"y": 3})]),
+    "own keyword named like a positional": lambda: (_scaling(_tens),
+                                                    [((2, 3), {}), ((2,), {"y": 3})]),
+    "under another": lambda: (_passing_on(_multiplying(_tens)), [((2, 3), {}), ((2,), {"y": 3})]),
+    "under lru_cache": lambda: (functools.lru_cache(_multiplying(_tens)),
+                                [((2, 3), {}), ((2,), {"y": 3})]),
+    "singledispatch, named otherwise": lambda: (_by_type(_tens),
+                                                [((1, 2), {}), ((1,), {"y": 2})]),
+}
+
+
+@pytest.mark.parametrize("kind", list(_WRAPPERS))
+def test_calls_bound_alike_by_the_wrapped_signature_are_the_wrappers_own_calls(
+    tmp_path: Path, kind: str
+) -> None:
+    """A call is bound by the wrapped function's signature (``inspect.signature``), which
+    is not the one that runs: ``f(2, 3)`` and ``f(2, y=3)`` bind alike by ``_tens``'s, and
+    the wrapper (``def times(factor, *args, **kwargs)``, ``scaling(*args, y=1,
+    **kwargs)``, an implementation's ``(x: int, z=1, y=1)``) runs them otherwise. How the
+    call gave each parameter is keyed too. Before, the second call returned the first
+    one's value (62 for 6)."""
+    from memojar import cached
+
+    wrapper, calls = _WRAPPERS[kind]()
+    f = cached(cache_dir=tmp_path / "c")(wrapper)
+    for args, kwargs in calls * 2:
+        assert f(*args, **kwargs) == wrapper(*args, **kwargs)
+    assert f.cache_info()[:2] == (len(calls), len(calls))
+
+
+def test_ignore_and_files_under_a_wrapper_with_positional_parameters_of_its_own(
     tmp_path: Path
 ) -> None:
-    """``def wrapper(factor, *args, **kwargs)`` around ``g(x=0, y=1)``: ``f(2, 3)`` and
-    ``f(2, y=3)`` bind alike by ``g``'s signature, and are two calls of the wrapper, bound
-    by its own. Before, the second returned the first one's 62."""
+    """A method's decorator naming the instance otherwise (``wrapper(obj, *args,
+    **kwargs)``): ``ignore=`` and ``files=`` name the method's parameters, as before."""
     import functools
 
     from memojar import cached
 
-    def g(x=0, y=1):
-        return x * 10 + y
+    def logged(fn):
+        @functools.wraps(fn)
+        def wrapper(obj, *args, **kwargs):
+            return fn(obj, *args, **kwargs)
+        return wrapper
 
-    @functools.wraps(g)
-    def times(factor, *args, **kwargs):
-        return factor * g(*args, **kwargs)
+    data = tmp_path / "data.txt"
+    data.write_text("a")
 
-    f = cached(cache_dir=tmp_path / "c")(times)
-    assert f(2, 3) == f(2, 3) == 62
-    assert f(2, y=3) == 6  # before: 62
-    assert f.cache_info().misses == 2
+    class Model:
+        @cached(cache_dir=tmp_path / "c", ignore=("verbose",), files=("path",))
+        @logged
+        def read(self, path, verbose=False):
+            return Path(path).read_text()
+
+        def __getstate__(self):
+            return {}
+
+    assert Model().read(str(data)) == Model().read(str(data), verbose=True) == "a"
+    assert Model.read.cache_info()[:2] == (1, 1)
+    data.write_text("b")
+    assert Model().read(str(data)) == "b"
 
 
 @pytest.mark.parametrize("injected", ["keyword", "positional"])

@@ -445,26 +445,23 @@ class _Memo:
         function's signature and defaults as they are now."""
         func, ignore = self.func, self.ignore
         bound_args, bound_kwargs = split(func)[1:]
-        passed = _defaults_run_elsewhere(self.target)
-        bound_by = self.target  # whose signature binds: the wrapped function's (followed)
+        shaped = _bound_elsewhere(self.target)
         if self.custom_key is None:
             own = _own_signature(self.target)
-            if own is not None and not _lines_up(own, self.target):
-                bound_by, passed = _without_wrapped(self.target), False  # the wrapper's own
-            elif own is not None:  # names only the decorator's own signature has are its
+            if own is not None:  # names only the decorator's own signature has are its
                 inner = parameter_names(self.target, ())
                 ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
-            binder = make_binder(bound_by, ignore, passed)
+            binder = make_binder(self.target, ignore, shaped)
             changing = _changing_defaults(self.watched, self.ignore)
             if changing:  # the wrapper's own defaults that may change in place, keyed too
                 binder = functools.partial(_with_defaults, binder, changing)
         else:
-            binder = make_key_caller(func, self.custom_key, passed)
+            binder = make_key_caller(func, self.custom_key, shaped)
             if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
                 binder = functools.partial(_with_bound, binder, bound_args, bound_kwargs)
                 bound_args, bound_kwargs = (), {}
         if self.files:  # each path argument keyed with its content
-            binder = _depends.files_binder(binder, parameter_names(bound_by, ignore),
+            binder = _depends.files_binder(binder, parameter_names(self.target, ignore),
                                            self.files, function_name(func))
         if bound_args or bound_kwargs:
             paths = binder.__dict__.get("paths")
@@ -821,14 +818,22 @@ class _Memo:
         the one ``inspect.signature`` follows, and one it rejects but the wrapper takes
         (``f(1, verbose=True)``) is bound by this. Before, memojar raised the wrapped
         function's TypeError for a call that runs without it (joblib raises too; lru_cache,
-        diskcache and cachier call it). None where that does not apply: no such wrapper,
-        the same signature, ``key=`` (which takes the wrapped function's arguments),
-        ``files=`` or arguments bound to the function. Made once for the wrapper's code
-        and defaults as they are (off the hit path: only calls the other binder rejects)."""
+        diskcache and cachier call it). A ``(*args, **kwargs)`` wrapper, or one that is not
+        a function (wrapt's, ``lru_cache``'s), whose signature is not known, keys such a
+        call as it was given (it may complete the call itself, ``fn(*args, db=DB,
+        **kwargs)``: before, the wrapped function's TypeError, "missing 1 required
+        argument"). With the arguments bound to the function in front (a partial, a bound
+        method). None where that does not apply: no such wrapper, the same signature,
+        ``key=`` (which takes the wrapped function's arguments) or ``files=``. Made once for
+        the wrapper's code and defaults as they are (off the hit path: only calls the other
+        binder rejects)."""
         target = self.target
-        if (type(target) is not FunctionType or self.custom_key is not None or self.files
-                or any(split(self.func)[1:])):
+        if self.custom_key is not None or self.files:
             return None
+        if type(target) is not FunctionType:
+            if getattr(target, "__wrapped__", None) is None:
+                return None
+            return self._with_bound(raw_binder)
         made = self.own
         if made is not None and not _reassigned(target, made[0]):
             return made[1]
@@ -840,10 +845,18 @@ class _Memo:
         own = _own_signature(target)
         if own is not None:
             ignore = tuple(name for name in self.ignore if name in own.parameters)
-            binder = make_binder(_without_wrapped(target), ignore)
-        elif _passes_through(target):  # it completes the call itself (``fn(*a, db=DB,
-            binder = raw_binder  # **kw)``): keyed as given; before, the TypeError was raised
+            binder = self._with_bound(make_binder(_without_wrapped(target), ignore))
+        elif _passes_through(target):
+            binder = self._with_bound(raw_binder)
         self.own = (seen, binder)
+        return binder
+
+    def _with_bound(self, binder: Callable[..., _Args]) -> Callable[..., _Args]:
+        """``binder`` with the arguments bound to the function (a partial's, a bound
+        method's instance) in front, as ``_make_binder`` puts them."""
+        bound_args, bound_kwargs = split(self.func)[1:]
+        if bound_args or bound_kwargs:
+            return prebound(binder, bound_args, bound_kwargs)
         return binder
 
     def _own_key(self, own: Callable[..., _Args], args: _Args,
@@ -2680,38 +2693,12 @@ def _own_signature(func: Any) -> Any | None:
     return own
 
 
-def _lines_up(own: Any, func: Any) -> bool:
-    """Whether a call bound by the wrapped function's signature (which ``inspect.signature``
-    reports for ``func``) is bound as the wrapper ``func`` (of signature ``own``) takes it:
-    the two name their first positional parameters alike, in order, and a positional
-    argument past the wrapper's reaches its ``*args`` (or there is none: a wrapper's own
-    ones past the wrapped function's, ``def wrapper(x, _seen={})``, bind the calls the
-    wrapped function's signature rejects, ``_own_binder``). Where not (``def
-    wrapper(factor, *args, **kwargs)`` around ``g(x=0, y=1)``: ``g(2, 3)`` and ``g(2,
-    y=3)`` bind alike by ``g``'s signature, and are two calls of the wrapper), the call is
-    bound by the wrapper's own signature: before, the second call returned the first
-    one's value."""
-    import inspect
-
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    mine = [p.name for p in own.parameters.values() if p.kind in positional]
-    try:
-        theirs = [p.name for p in inspect.signature(func).parameters.values()
-                  if p.kind in positional]
-    except (TypeError, ValueError):
-        return False
-    rest = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in own.parameters.values())
-    return mine[:len(theirs)] == theirs[:len(mine)] and (rest or len(mine) >= len(theirs))
-
-
-def _defaults_run_elsewhere(target: Any) -> bool:
-    """Whether the signature a call of ``target`` is bound by is another function's
-    (``__wrapped__``, which ``inspect.signature`` follows, or a ``__signature__`` set on
-    it), whose defaults ``target`` need not run it with: a decorator's wrapper that fills a
-    parameter the caller left out (``kwargs.setdefault("seed", CONFIG["seed"])``, also
-    wrapt's), ``functools.singledispatch`` (each implementation has its own). The binder
-    then keys which parameters the call passed (``_keys._marking_passed``): an extra
-    computation where the wrapper only passes the call on, never another call's value."""
+def _bound_elsewhere(target: Any) -> bool:
+    """Whether a call of ``target`` is bound by a signature that is not its code's: another
+    function's (``__wrapped__``, which ``inspect.signature`` follows: a decorator's
+    wrapper, also wrapt's, ``functools.singledispatch``, ``lru_cache``), or a
+    ``__signature__`` set on it. Its binder then keys the call's shape too
+    (``_keys._shaped``)."""
     if getattr(target, "__wrapped__", None) is not None:
         return True
     return "__signature__" in getattr(target, "__dict__", ())

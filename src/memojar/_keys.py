@@ -95,7 +95,7 @@ _BY_REFERENCE = (BuiltinFunctionType, pickle.PickleBuffer)
 # --- binding ------------------------------------------------------------------------------
 
 def make_binder(
-    func: Callable[..., Any], ignore: Iterable[str] = (), passed: bool = False
+    func: Callable[..., Any], ignore: Iterable[str] = (), shaped: bool = False
 ) -> Callable[..., tuple[Any, ...]]:
     """Return a function taking ``func``'s arguments and returning the bound values as a tuple.
 
@@ -105,8 +105,7 @@ def make_binder(
     then one plain function call, several times faster than ``inspect.Signature.bind``.
     Raises ``ValueError`` if ``ignore`` names a parameter ``func`` does not have.
 
-    ``passed``: the defaults of the signature are not what runs (see ``_marking_passed``):
-    the tuple ends with which of the parameters that have one the call passed.
+    ``shaped``: the signature is not that of the code the call runs (see ``_shaped``).
     """
     import inspect  # at decoration time only: it costs milliseconds to import
 
@@ -130,49 +129,57 @@ def make_binder(
             f"{', '.join(map(repr, names)) or 'none'}" + _through_var_keyword(sig, unknown)
         )
     if any(name.startswith("__memojar_") for name in names):
-        return _signature_binder(sig, ignore, passed)
-    kept = [name for name in names if name not in ignore]
-    namespace: dict[str, Any] = {}
-    if passed:
-        sig, kept = _marking_passed(sig, kept, namespace)
-    body = f"({', '.join(kept)},)" if kept else "()"
-    return _generate(func, sig, body, namespace)
+        binder = _signature_binder(sig, ignore)
+    else:
+        kept = [name for name in names if name not in ignore]
+        body = f"({', '.join(kept)},)" if kept else "()"
+        binder = _generate(func, sig, body, {})
+    return _shaped(binder, sig, ignore) if shaped else binder
 
 
-_UNSET = object()  # a parameter the call did not pass (``_marking_passed``)
-
-
-def _marking_passed(sig: Any, names: list[str], namespace: dict[str, Any]
-                    ) -> tuple[Any, list[str]]:
-    """For a function ``functools.wraps`` made (a decorator under ``@cached``): the
-    signature is the wrapped function's (``inspect.signature`` follows ``__wrapped__``),
-    and its defaults are not what runs: the wrapper may put a value of its own where the
-    caller passed none (``kwargs.setdefault("seed", CONFIG["seed"])``), or call the
-    wrapped function with other values (``fn(x, 2 if scale is None else scale)``). So
-    ``f(5)`` and ``f(5, seed=0)`` are two calls: ``names``'s expressions with each default
-    applied still (so that ``files=`` finds its parameters where they are), and a last
-    one, the number whose bits say which of those parameters the call passed. Before, both
-    bound alike and the second call returned the first one's value (``lru_cache`` keys
-    the call as given, and joblib by the wrapper's own signature, applying no default).
-    The signature it returns takes ``_UNSET`` as each such default."""
-    params: list[Any] = []
-    values: list[str] = []
-    bits: list[str] = []
+def _shaped(binder: Callable[..., tuple[Any, ...]], sig: Any, ignore: Iterable[str] = ()
+            ) -> Callable[..., tuple[Any, ...]]:
+    """``binder``, for a signature that is another function's than the one the call runs
+    (a decorator's wrapper under ``@cached``: ``inspect.signature`` follows its
+    ``__wrapped__``, or reads a ``__signature__`` set on it), with the call's shape
+    after its values: how each parameter of the signature (but those of ``ignore``) was
+    given, positionally, by keyword or not at all, as one number. With the values, the
+    shape tells the call as it was given, which is what the wrapper runs with, whatever
+    it does: fill a parameter the caller left out (``kwargs.setdefault("seed", 42)``), call
+    with defaults of its own (``fn(x, 2 if scale is None else scale)``, a
+    ``functools.singledispatch`` implementation's), take parameters of its own in other
+    places (``def wrapper(factor, *args, **kwargs)``). Before, the values alone: ``f(5)``
+    and ``f(5, seed=0)``, or ``f(2, 3)`` and ``f(2, y=3)``, were bound alike, and the
+    second call returned the first one's value. A call given otherwise than before
+    (``f(x=5)`` after ``f(5)``) computes again where the wrapper only passes it on."""
+    skip = frozenset(ignore)
+    first: list[int] = []  # the weight of each positional parameter, in order (0: ignored)
+    named: dict[str, int] = {}  # the weight of each parameter a keyword may give
+    weight = 1
     for p in sig.parameters.values():
-        if p.name in names and p.default is not p.empty:
-            at = len(bits)
-            namespace[f"__memojar_given_{at}"] = p.default
-            values.append(f"(__memojar_given_{at} if {p.name} is __memojar_unset "
-                          f"else {p.name})")
-            bits.append(f"({p.name} is not __memojar_unset) << {at}")
-            p = p.replace(default=_UNSET)
-        elif p.name in names:
-            values.append(p.name)
-        params.append(p)
-    if not bits:  # every parameter kept is passed: nothing to mark
-        return sig, names
-    namespace["__memojar_unset"] = _UNSET
-    return sig.replace(parameters=params), [*values, " | ".join(bits)]
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue  # (what they take is among the values)
+        positional = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        if p.name in skip:
+            if positional:
+                first.append(0)
+            continue
+        if positional:
+            first.append(weight)
+        if p.kind is not p.POSITIONAL_ONLY:
+            named[p.name] = 2 * weight
+        weight *= 3
+    given = [sum(first[:count]) for count in range(len(first) + 1)]  # by positionals given
+    most = len(first)
+
+    def bind(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        values = binder(*args, **kwargs)  # first: a call it rejects raises its TypeError
+        shape = given[min(len(args), most)]
+        for name in kwargs:
+            shape += named.get(name, 0)
+        return (*values, shape)
+
+    return bind
 
 
 def _through_var_keyword(sig: Any, unknown: list[str]) -> str:
@@ -215,12 +222,11 @@ def _called(key: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def make_key_caller(
-    func: Callable[..., Any], key: Callable[..., Any], passed: bool = False
+    func: Callable[..., Any], key: Callable[..., Any], shaped: bool = False
 ) -> Callable[..., tuple[Any, ...]]:
     """Return a function taking ``func``'s arguments that calls ``key`` with the *bound*
-    arguments (``func``'s defaults applied) and returns ``(key's result,)``; ``passed``:
-    ``(key's result, which parameters with a default the call passed)``, for a signature
-    whose defaults are not what runs (``_marking_passed``).
+    arguments (``func``'s defaults applied) and returns ``(key's result,)``; ``shaped``:
+    with the call's shape after it (``_shaped``).
 
     Raises ``TypeError`` naming ``key=`` and the function if ``key`` cannot take them.
     """
@@ -231,9 +237,20 @@ def make_key_caller(
     except (TypeError, ValueError):  # no signature: key= gets the call's arguments as given
         return lambda *args, **kwargs: (key(*args, **kwargs),)
     qualname = getattr(func, "__qualname__", type(func).__qualname__)
-    params = list(sig.parameters.values())
-    positional = [None for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    keywords = {p.name: None for p in params if p.kind is p.KEYWORD_ONLY}
+    positional: list[None] = []
+    keywords: dict[str, None] = {}
+    call: list[str] = []
+    for p in sig.parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional.append(None)
+            call.append(p.name)
+        elif p.kind is p.VAR_POSITIONAL:
+            call.append("*" + p.name)
+        elif p.kind is p.KEYWORD_ONLY:
+            keywords[p.name] = None
+            call.append(f"{p.name}={p.name}")
+        else:
+            call.append("**" + p.name)
     try:
         key_sig = inspect.signature(_called(key))
     except (TypeError, ValueError):  # a builtin without a signature: cannot check
@@ -248,34 +265,16 @@ def make_key_caller(
                 f"{exc}"
             ) from None
     if any(name.startswith("__memojar_") for name in sig.parameters):
-        defaulted = [p.name for p in params if p.default is not p.empty] if passed else []
-
         def call_key(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
             bound = sig.bind(*args, **kwargs)
-            given = sum((name in bound.arguments) << at for at, name in enumerate(defaulted))
             bound.apply_defaults()
-            result = key(*bound.args, **bound.kwargs)
-            return (result, given) if defaulted else (result,)
+            return (key(*bound.args, **bound.kwargs),)
 
-        return call_key
-    namespace = {"__memojar_key": key}
-    values = [p.name for p in params]
-    if passed:  # each argument as the call gave it or its default, and which were given
-        sig, values = _marking_passed(sig, values, namespace)
-    call = ", ".join(_argument(p, value) for p, value in zip(params, values, strict=False))
-    mark = "".join(f", {value}" for value in values[len(params):])
-    return _generate(func, sig, f"(__memojar_key({call}){mark},)", namespace)
-
-
-def _argument(p: Any, value: str) -> str:
-    """``value`` passed as parameter ``p`` takes it, in generated source."""
-    if p.kind is p.VAR_POSITIONAL:
-        return "*" + value
-    if p.kind is p.VAR_KEYWORD:
-        return "**" + value
-    if p.kind is p.KEYWORD_ONLY:
-        return f"{p.name}={value}"
-    return value
+        caller: Callable[..., tuple[Any, ...]] = call_key
+    else:
+        caller = _generate(func, sig, f"(__memojar_key({', '.join(call)}),)",
+                           {"__memojar_key": key})
+    return _shaped(caller, sig) if shaped else caller
 
 
 def prebound(
@@ -323,22 +322,14 @@ def _generate(func: Callable[..., Any], sig: Any, body: str, namespace: dict[str
     return binder
 
 
-def _signature_binder(sig: Any, ignore: Iterable[str], passed: bool = False
-                      ) -> Callable[..., tuple[Any, ...]]:
-    """The slow, always-correct binder, for signatures the generated one cannot spell
-    (``passed``: as ``_marking_passed``)."""
+def _signature_binder(sig: Any, ignore: Iterable[str]) -> Callable[..., tuple[Any, ...]]:
+    """The slow, always-correct binder, for signatures the generated one cannot spell."""
     skip = frozenset(ignore)
-    defaulted = [name for name, p in sig.parameters.items()
-                 if name not in skip and p.default is not p.empty] if passed else []
 
     def bind(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         bound = sig.bind(*args, **kwargs)
-        given = [name in bound.arguments for name in defaulted]
         bound.apply_defaults()
-        values = tuple(v for k, v in bound.arguments.items() if k not in skip)
-        if not defaulted:
-            return values
-        return (*values, sum(bit << at for at, bit in enumerate(given)))
+        return tuple(v for k, v in bound.arguments.items() if k not in skip)
 
     return bind
 
