@@ -176,6 +176,67 @@ def test_a_signal_handler_calling_a_cached_function_while_credentials_refresh_do
     assert done.stdout.split() == ["2", "3", "[101]"]
 
 
+# A removal of several S3 entries (``cache_clear``, ``clear``, ``prune``, an eviction)
+# runs in a thread pool, whose ``submit`` starts each thread under concurrent.futures'
+# module-wide plain lock; a signal handled there (``Thread.start`` wrapped only to time
+# it) whose call removes several entries too waited for that lock for ever. So did one
+# handled inside a credential refresh, whose removals' threads waited for the refresh.
+CLEARED = CACHED_F + r"""
+
+@cache.cached
+def g(x):
+    return x * 10
+
+print([f(i) for i in range(3)], [g(i) for i in range(3)], flush=True)
+got, sent = [], []
+signal.signal(signal.SIGALRM, lambda signum, frame: got.append(g.cache_clear()))
+start = threading.Thread.start
+
+def start_with_a_signal(self):
+    if self.name.startswith("memojar-s3-unlink") and not sent:
+        sent.append(1)
+        os.kill(os.getpid(), signal.SIGALRM)  # handled inside ``start``, inside ``submit``
+    start(self)
+
+threading.Thread.start = start_with_a_signal
+print(f.cache_clear(), got, flush=True)
+"""
+CLEARED_IN_A_REFRESH = CACHED_F + r"""
+print([f(i) for i in range(3)], flush=True)
+got = []
+signal.signal(signal.SIGALRM, lambda signum, frame: got.append(f.cache_clear()))
+
+def profile(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "_protected_refresh" and not got:
+        sys.setprofile(None)
+        os.kill(os.getpid(), signal.SIGALRM)  # handled inside the refresh, under its lock
+
+sys.setprofile(profile)
+print(f(5), got, flush=True)
+"""
+
+
+def test_a_signal_handlers_removals_inside_the_thread_pools_submit_do_not_hang(
+    s3_location: str,
+) -> None:
+    done = run_or_hang(CLEARED, s3_location, timeout=60,
+                       hang="the handler's removals waited for the thread pool's lock its "
+                            "thread held")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "3 [3]"
+
+
+def test_a_signal_handlers_removals_while_credentials_refresh_do_not_hang(
+    s3_location: str, tmp_path: Path,
+) -> None:
+    done = run_or_hang(CLEARED_IN_A_REFRESH, s3_location, timeout=60,
+                       env=_refreshing_env(tmp_path),
+                       hang="the handler's removal threads waited for the refresh its "
+                            "thread made")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "6 [3]"
+
+
 # The same, the handler's call computing for longer than a renewal round: the renewer's
 # thread, renewing that call's lease under the lease's lock, signs its request and waits for
 # the refresh the interrupted thread holds; the call, done, releases its lease and waited
@@ -402,12 +463,60 @@ with warnings.catch_warnings():
 """
 
 
+# The handler's call is of a key another thread holds, which, its value computed, waits
+# for the ledger's lock the handler's thread holds (``FileStore._write_total`` wrapped only
+# to time the signal, in the main thread's ledger update).
+LEDGER_HELD_KEY_ELSEWHERE = """
+import signal, sys, threading, time, warnings
+from memojar import Cache, _filestore
+
+cache = Cache(sys.argv[1], max_size=10**7)
+inside, go = threading.Event(), threading.Event()
+
+@cache.cached
+def f(x):
+    if x == 1 and threading.current_thread().name == "T":
+        inside.set()
+        go.wait()  # key 1's lock held until the main thread is inside the ledger's
+    return x * 2
+
+f(0)
+t = threading.Thread(target=f, args=(1,), name="T")
+t.start()
+inside.wait()
+write_total, got = _filestore.FileStore._write_total, []
+
+def write_total_then_signal(self, total):
+    write_total(self, total)
+    if threading.current_thread() is threading.main_thread() and not got:
+        _filestore.FileStore._write_total = write_total
+        go.set()  # T stores, and asks for the ledger's lock
+        time.sleep(0.3)
+        signal.raise_signal(signal.SIGALRM)
+
+def handler(signum, frame):
+    got.append(f(1))
+
+signal.signal(signal.SIGALRM, handler)
+_filestore.FileStore._write_total = write_total_then_signal
+start = time.monotonic()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    value = f(2)
+t.join()
+print(value, got, time.monotonic() - start < 10, f.cache_contains(1), flush=True)
+"""
+
+
 # Each: a script, what its handler's call waited for before, what the script prints.
 OWN_THREADS_LOCKS = {
     "ledger-held": (LEDGER_HELD, "LOCK_WAIT for the ledger's lock its own thread held",
                     ["True", "[200]", "True"]),
     "ledger-just-taken": (LEDGER_JUST_TAKEN, "LOCK_WAIT (60 s) for the ledger's lock its own "
                           "thread had just taken, not yet noted", ["2", "[200]", "[1]"]),
+    "ledger-held-key-elsewhere": (LEDGER_HELD_KEY_ELSEWHERE, "lock_timeout for another "
+                                  "thread, which waited 60 s for the ledger's lock its own "
+                                  "thread held", ["4", "[2]", "True", "True"]),
     "stale-entry-removed": (DISCARDING, "lock_timeout for the key's lock its own thread "
                             "held to remove the stale entry", ["10", "[10]", "[1]", "True"]),
 }

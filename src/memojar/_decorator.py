@@ -1550,6 +1550,15 @@ class _Memo:
             # Held by another caller: wait (from a pause: that try was made), and with
             # ``read`` look for its value before each later try, so that once it is stored
             # every waiter reads it at once, none taking the lock in turn to read it.
+            # Not by a signal handler's call made while its thread holds one of the store's
+            # own locks (the size ledger's): the holder may be waiting for that lock to
+            # store its value. Before, both waited 60 s, and every writer with max_size.
+            own = self.store.held_here()
+            if own is not None:
+                warn(f"{self.name} {key} in {self.store.location} is being computed by "
+                     f"another caller, while this thread holds {own} (a signal handler's "
+                     f"call): waiting could last until its timeout; {then}.")
+                return MISSING
             who = _waits.owner()
             before = _waits.waits_for(who)
             ends: list[Callable[[], None]] = []  # of the notes of this wait for other processes

@@ -56,6 +56,18 @@ def the_callers(exc: BaseException) -> bool:
     return False
 
 
+def in_a_signal_handler() -> bool:
+    """Whether this thread runs a Python signal handler now (a frame of its stack is one's:
+    ``_a_signal_handlers``). Its thread may hold any lock where the signal landed, also one
+    of the standard library's that another thread would need."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if _a_signal_handlers(frame):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _a_signal_handlers(frame: FrameType) -> bool:
     """Whether ``frame`` is a signal handler's: a call given a signal's number and then the
     frame the signal interrupted, as Python calls a handler (a function, a bound method, a

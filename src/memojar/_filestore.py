@@ -661,6 +661,15 @@ class FileStore(Store):
         finally:
             os.close(fd)
 
+    def held_here(self) -> str | None:
+        """The size ledger's or the statistics' lock, if this thread holds one (``_flock``)."""
+        locks: dict[str, Callable[[], Any]] = _ledgers_held.__dict__.get("locks", {})
+        for path, held in locks.copy().items():
+            lock = held()
+            if lock is not None and lock._fd >= 0:
+                return path
+        return None
+
     def maybe_stored(self, function: str, key: str) -> bool:
         """False if there is certainly no entry file for ``key``: the re-check of a miss
         under the key's lock, one ``access`` (no exception raised for the usual answer).

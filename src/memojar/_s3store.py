@@ -74,7 +74,7 @@ import urllib3.exceptions
 import xxhash
 
 from ._entry import written_as_an_entry
-from ._errors import logger, warn
+from ._errors import in_a_signal_handler, logger, warn
 from ._filestore import function_dir
 from ._location import positive, redact
 from ._store import (
@@ -995,13 +995,22 @@ class S3Store(Store):
     def _each(self, do: Callable[[StoredEntry], Any], entries: Sequence[StoredEntry],
               ) -> list[Any]:
         """``do`` of each entry, ``UNLINK_THREADS`` at a time; made again, one by one,
-        where it failed with ``ConnectionError`` (see below)."""
-        pool = concurrent.futures.ThreadPoolExecutor(min(UNLINK_THREADS, len(entries)),
-                                                     "memojar-s3-unlink")
-        try:
-            done = list(pool.map(functools.partial(_caught, do), entries))
-        finally:  # an error or an interrupt: the ones not begun are not made
-            pool.shutdown(cancel_futures=True)
+        where it failed with ``ConnectionError`` (see below).
+
+        One by one in this thread in a signal handler's call: its thread may be inside
+        ``ThreadPoolExecutor.submit``, which holds a lock of the module's that the next
+        ``submit`` takes, or refreshing the credentials every other thread's request waits
+        for. Before, the handler's ``cache_clear`` (or a write with ``max_size`` that
+        evicts) waited there for ever."""
+        if in_a_signal_handler():
+            done = [_caught(do, entry) for entry in entries]
+        else:
+            pool = concurrent.futures.ThreadPoolExecutor(min(UNLINK_THREADS, len(entries)),
+                                                         "memojar-s3-unlink")
+            try:
+                done = list(pool.map(functools.partial(_caught, do), entries))
+            finally:  # an error or an interrupt: the ones not begun are not made
+                pool.shutdown(cancel_futures=True)
         # A removal whose answer a dropped connection lost is sent again at once, and the
         # store fails fast until it is answered: removals made meanwhile by the other
         # threads failed (before, clear raised ConnectionError). Made again now, one by

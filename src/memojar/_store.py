@@ -388,6 +388,12 @@ class Store(abc.ABC):
         ``read`` (the re-check of a miss under the key's lock); True: read to know."""
         return True
 
+    def held_here(self) -> str | None:
+        """What lock of the store's own (not a key's) this thread holds, if any: a signal
+        handler's call made while its thread holds it must not wait for another thread,
+        which may be waiting for that lock (``_Memo._lock``). None by default."""
+        return None
+
     def unread(self, function: str, key: str) -> str | None:
         """Why ``read`` found no entry it would load for ``key``, when one may be there (for
         ``cache_explain``); None: there is none. Not on any call's path. Here: the backend's
