@@ -25,7 +25,7 @@ pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memojar import Cache, MemojarWarning, _redisstore
+from memojar import Cache, MemojarWarning, _entry, _redisstore
 from memojar._cache import open_store
 from memojar._redisstore import LOCK_TTL, RedisStore
 from redis_server import RedisServer, free_port, redis_server_path
@@ -298,15 +298,34 @@ def test_cleanup_removes_orphaned_chunks_only(redis_location: str, client: Any) 
     store = RedisStore(redis_location, chunk_size=1000, signed=True)
     store.write(FN, k(1), [b"a" * 5000])  # committed: its chunks are kept
     (committed,) = names(client, "*:c:*")
+    first = _entry._OPEN + bytes(4) + _entry.MAGIC + b"partial"  # as an entry begins
     base = f"memojar:{FN}:{k(2)}:c:".encode()
     crashed, persisted, in_flight = base + b"0" * 16, base + b"1" * 16, base + b"2" * 16
     for key in (crashed, persisted, in_flight):
-        client.hset(key, "0", b"partial")
+        client.hset(key, "0", first)
     client.pexpire(crashed, 60_000)  # an hour-long in-flight expiry, most of it gone
     client.pexpire(in_flight, 3_599_000)  # written a second ago, still being written
     assert store.cleanup() == 2
     assert names(client, "*:c:*") == {committed, in_flight}
     assert bytes(store.read(FN, k(1))) == b"a" * 5000
+    store.close()
+
+
+def test_cleanup_leaves_keys_named_as_chunks_that_memojar_did_not_write(
+        redis_location: str, client: Any) -> None:
+    """A key of the user's sharing the prefix, named as chunks are (``<32 hex>`` a uuid's
+    hex, then ``:c:`` and 16 hex digits), with no expiry: a string, or a hash whose first
+    field is not an entry's beginning. Old: ``prune`` and ``clear`` unlinked it, as an
+    orphan of a writer that died."""
+    store = RedisStore(redis_location, chunk_size=1000, signed=True)
+    store.write(FN, k(1), [b"a" * 5000])
+    session = f"memojar:session:{k(2)}:c:{'0123456789abcdef'}".encode()
+    upload = f"memojar:upload:{k(3)}:c:{'fedcba9876543210'}".encode()
+    client.set(session, b"user 42")
+    client.hset(upload, mapping={"0": b"part one", "1": b"part two"})
+    store.cleanup()
+    assert client.get(session) == b"user 42"
+    assert client.hget(upload, "1") == b"part two"
     store.close()
 
 

@@ -1101,8 +1101,14 @@ class S3Store(Store):
         is live (renewed within LEASE_STALE: its writer is alive, however long the upload
         has run) is never aborted, nor a live lease removed.
 
-        Only uploads and leases named as memojar names them: other objects and uploads under
-        the prefix are someone else's."""
+        Only uploads and leases named as memojar names them, and written by it: other
+        objects and uploads under the prefix are someone else's. An upload is memojar's if
+        the lease its writer held is there, as memojar writes one (a writer that died left
+        it; it goes in this same pass). Before, any upload at an entry's name went (a
+        user's upload of ``models/<uuid hex>.pkl`` beside a cache at the bucket's root,
+        paused for an hour). An upload a writer made without its lease (``cache_set`` of a
+        coroutine function, a write past ``lock_timeout``), or whose lease another writer
+        took over and released since, is left to a bucket lifecycle rule."""
         aborted = 0
         start = len(self.prefix)
         leases, notes = [], []
@@ -1111,9 +1117,12 @@ class S3Store(Store):
                 leases.append(o)
             elif _NOTE.fullmatch(o.name, start) and o.age > max(ORPHAN_AGE, LEASE_STALE):
                 notes.append(o)  # a wait noted by a process that died
-        held = {o.name[: -len(LEASE_SUFFIX)] + SUFFIX for o in leases if o.age <= LEASE_STALE}
+        # the leases nobody renewed, by their entry's name (a live one's writer is alive)
+        stale = {o.name[: -len(LEASE_SUFFIX)] + SUFFIX: o for o in leases
+                 if o.age > LEASE_STALE}
         for name, upload_id, age in list(self._bucket.uploads(self.prefix)):
-            if age > ORPHAN_AGE and name not in held and _ENTRY.fullmatch(name, start):
+            if (age > ORPHAN_AGE and name in stale and _ENTRY.fullmatch(name, start)
+                    and self._memojars(stale[name], _LEASE_BODY)):
                 self._renewer.attempt(functools.partial(self._bucket.abort, name, upload_id),
                                       LEFTOVER_RETRY)
                 aborted += 1
@@ -1133,17 +1142,25 @@ class S3Store(Store):
         stale lease over at once (``LEASE_STALE``), and removing the new holder's (before:
         unconditionally, in a batch) let a third caller compute the key too, and the
         holder's write be refused as if its lease were lost."""
-        bucket = self._bucket
-        got = bucket.get(listed.name, 0, LEASE_MAX)  # (at most: see ``read_note``)
+        got = self._memojars(listed, written)
         if got is None:
-            return
-        body = bytes(bucket.read_body(listed.name, got))
-        if not written.fullmatch(body):
-            logger.debug("not removing %s: memojar did not write it", listed.name)
             return
         if listed.etag and got.etag and listed.etag.strip('"') != got.etag.strip('"'):
             return  # written since it was listed: taken over, or renewed
-        bucket.delete_unchanged(listed.name, listed.etag or got.etag)
+        self._bucket.delete_unchanged(listed.name, listed.etag or got.etag)
+
+    def _memojars(self, listed: _Listed, written: re.Pattern[bytes]) -> Any:
+        """What reading ``listed`` got, if its body is as memojar writes one (``written``),
+        else None."""
+        bucket = self._bucket
+        got = bucket.get(listed.name, 0, LEASE_MAX)  # (at most: see ``read_note``)
+        if got is None:
+            return None
+        body = bytes(bucket.read_body(listed.name, got))
+        if not written.fullmatch(body):
+            logger.debug("not removing %s: memojar did not write it", listed.name)
+            return None
+        return got
 
     def close(self) -> None:
         self._renewer.stop()

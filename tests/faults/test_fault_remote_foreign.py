@@ -74,3 +74,29 @@ def test_s3_prune_an_hour_later_leaves_a_foreign_upload_in_progress(
     uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert [(u["Key"], u["UploadId"]) for u in uploads] == [(name, upload)]
     client.abort_multipart_upload(Bucket=bucket, Key=name, UploadId=upload)
+
+
+def test_s3_prune_aborts_only_the_uploads_of_memojars_writers_that_died(
+    s3_server: Any, s3_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload at an entry's name (``<folder>/<32 hex>.pkl``: a user's upload of
+    ``models/<uuid hex>.pkl``) is memojar's only if the lease its writer held is there, as
+    memojar writes one. Old: every such upload an hour old was aborted by ``prune`` (and
+    ``clear``), the user's next part refused."""
+    client = s3_server.client()
+    bucket, prefix = bucket_and_prefix(s3_location)
+    theirs = f"{prefix}/models/{'ab' * 16}.pkl"
+    mine = f"{prefix}/mod.f/{'cd' * 16}.pkl"  # a writer killed mid-upload: its lease left
+    client.put_object(Bucket=bucket, Key=mine[: -len(".pkl")] + ".lease",
+                      Body=f"{'ef' * 16} {'0' * 16} pid 4242\n".encode())
+    uploads = {name: client.create_multipart_upload(Bucket=bucket, Key=name)["UploadId"]
+               for name in (theirs, mine)}
+    cache = Cache(s3_location, secret=SECRET)
+    monkeypatch.setattr(_s3store, "ORPHAN_AGE", -1.0)  # an hour later, as cleanup sees it
+    monkeypatch.setattr(_s3store, "LEASE_STALE", -1.0)
+    cache.prune()
+    left = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [(u["Key"], u["UploadId"]) for u in left] == [(theirs, uploads[theirs])]
+    assert f"{prefix}/mod.f/{'cd' * 16}.lease" not in s3_objects(client, bucket)
+    client.abort_multipart_upload(Bucket=bucket, Key=theirs, UploadId=uploads[theirs])
+    cache.close()
