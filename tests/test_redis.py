@@ -294,15 +294,21 @@ def test_listing_finds_headers_longer_than_the_head(redis_location: str,
     assert buffers.cache_contains(1000)
 
 
-def test_cleanup_removes_orphaned_chunks_only(redis_location: str, client: Any) -> None:
+@pytest.mark.parametrize("chunk_size", [1000, 3])
+def test_cleanup_removes_orphaned_chunks_only(redis_location: str, client: Any,
+                                              chunk_size: int) -> None:
+    """Orphans begin as an entry does, over as many chunks as that takes (the lead and
+    the magic are 11 bytes)."""
     store = RedisStore(redis_location, chunk_size=1000, signed=True)
     store.write(FN, k(1), [b"a" * 5000])  # committed: its chunks are kept
     (committed,) = names(client, "*:c:*")
     first = _entry._OPEN + bytes(4) + _entry.MAGIC + b"partial"  # as an entry begins
+    chunks = {str(at): first[start:start + chunk_size]
+              for at, start in enumerate(range(0, len(first), chunk_size))}
     base = f"memojar:{FN}:{k(2)}:c:".encode()
     crashed, persisted, in_flight = base + b"0" * 16, base + b"1" * 16, base + b"2" * 16
     for key in (crashed, persisted, in_flight):
-        client.hset(key, "0", first)
+        client.hset(key, mapping=chunks)
     client.pexpire(crashed, 60_000)  # an hour-long in-flight expiry, most of it gone
     client.pexpire(in_flight, 3_599_000)  # written a second ago, still being written
     assert store.cleanup() == 2

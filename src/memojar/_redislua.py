@@ -258,17 +258,23 @@ return sum
 """
 
 # KEYS[4] entry, KEYS[5] one of its chunk hashes, KEYS[6] (cleanup's) the entry's lock;
-# ARGV pttl below which an uncommitted hash is orphaned -> 1 if removed. A hash the entry
-# points to is never removed, nor one of an entry whose lock is held: its writer may be
-# alive, however old its chunks look (a stall, a server clock set forward). Nor a key
-# that is not memojar's chunks: a hash whose first chunk begins as an entry does (its
-# magic after the pickle's lead, or at 0 in the old formats). Before, any key named so
-# (``app:session:<uuid hex>:c:<16 hex>``, a string of the user's sharing the prefix)
-# without an expiry was unlinked by ``prune`` and ``clear``.
+# ARGV pttl below which an uncommitted hash is orphaned, and ``mine`` from the writer of
+# the hash (its own failed write) -> 1 if removed. A hash the entry points to is never
+# removed, nor one of an entry whose lock is held: its writer may be alive, however old
+# its chunks look (a stall, a server clock set forward). Nor, but for its writer, a key
+# that is not memojar's chunks: a hash whose chunks begin as an entry does (its magic
+# after the pickle's lead, or at 0 in the old formats; chunks may be shorter than that).
+# Before, any key named so (``app:session:<uuid hex>:c:<16 hex>``, a string of the user's
+# sharing the prefix) without an expiry was unlinked by ``prune`` and ``clear``.
 REAP = COMMON + """
-local first = redis.pcall('HGET', KEYS[5], '0')
-if type(first) ~= 'string' or (string.sub(first, 8, 11) ~= 'MJAR'
-                               and string.sub(first, 1, 4) ~= 'MJAR') then
+local first, at = '', 0
+while #first < 11 and ARGV[2] ~= 'mine' do  -- the lead and the magic, over as many
+  local part = redis.pcall('HGET', KEYS[5], tostring(at))  -- chunks as they take
+  if type(part) ~= 'string' then break end
+  first, at = first .. part, at + 1
+end
+if ARGV[2] ~= 'mine' and string.sub(first, 8, 11) ~= 'MJAR'
+    and string.sub(first, 1, 4) ~= 'MJAR' then
   return 0
 end
 if chunks_of(KEYS[4]) == KEYS[5] then return 0 end

@@ -426,7 +426,7 @@ class RedisStore(Store):
             # (a connection dropped a moment ago); the chunks expire anyway (INFLIGHT_TTL)
             return False
         try:
-            self._reap(keys=[*self._index, name, chunks], args=[_ANY_AGE])
+            self._reap(keys=[*self._index, name, chunks], args=[_ANY_AGE, "mine"])
         except RedisError as exc:  # uncommitted chunks expire anyway (INFLIGHT_TTL)
             logger.debug("cannot remove %r: %s", chunks, exc)
         return True
