@@ -245,8 +245,9 @@ def test_a_redis_write_whose_chunks_were_reaped_is_refused_not_committed(
 ) -> None:
     """A writer without a lease (a store-level write) stalled past the orphan age has its
     chunks reaped (age is all cleanup can go by): its commit must refuse, not point the
-    entry at a chunk set its later chunks made again without the first ones."""
-    from memojar import _redisstore
+    entry at a chunk set its later chunks made again without the first ones. (The bytes
+    begin as an entry does: cleanup reaps only chunks that are memojar's.)"""
+    from memojar import _entry, _redisstore
 
     paused, resume = _pausing_pieces(monkeypatch, at=12)
     store = _redisstore.RedisStore(redis_location, chunk_size=1000, signed=True)
@@ -255,7 +256,8 @@ def test_a_redis_write_whose_chunks_were_reaped_is_refused_not_committed(
 
     def write() -> None:
         try:
-            store.write("fn", "ab" * 16, [b"\x01" * 50_000])
+            store.write("fn", "ab" * 16,
+                        [_entry._OPEN + bytes(4) + _entry.MAGIC + b"\x01" * 50_000])
         except OSError as exc:
             errors.append(exc)
 
