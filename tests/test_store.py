@@ -174,8 +174,10 @@ def test_no_partial_entry_is_ever_visible(store: Store) -> None:
     finally:
         stop.set()
         reader.join()
-    assert seen
-    assert all(s in whole for s in seen), {len(s or b"") for s in seen} - {300_000, 400_000}
+    # None: a read the server failed, a miss (moto, under a PUT replacing the object the
+    # GET reads, at times answers 500: "I/O operation on closed file"), never a part
+    assert any(s in whole for s in seen)
+    assert all(s is None or s in whole for s in seen), {len(s or b"") for s in seen}
 
 
 # --- scan / remove ------------------------------------------------------------------------
