@@ -2200,8 +2200,8 @@ def _cached_options(func: Any) -> tuple[list[tuple[str, str, str]], list[Any]]:
     named by it, and the callables it depends on. A bump of a cached helper's version
     (its data file changed) says its values changed, and so do the values of a cached
     function computed from them. Before, the caller's identity followed the helper's code
-    alone, and kept returning what it had computed from the old values. None (no rows):
-    a function decorated with neither, whose identity is as before."""
+    alone, and kept returning what it had computed from the old values. No rows for a
+    function decorated with none of them: its callers' identities are as before."""
     memo = getattr(func, "__memojar__", None)
     version, depends = getattr(memo, "version", None), getattr(memo, "depends_on", None)
     if not isinstance(depends, tuple) or len(depends) != 2:
