@@ -542,6 +542,154 @@ def test_ignore_and_files_under_a_wrapper_with_positional_parameters_of_its_own(
     assert Model().read(str(data)) == "b"
 
 
+def _moving(kind: str):
+    """A decorator whose wrapper passes the call's positional arguments on in other places:
+    after one it adds, or in place of one it takes."""
+    import functools
+
+    session = {"rate": 10}
+
+    def moving(fn):
+        if kind == "adds one first":
+            def wrapper(*args, **kwargs):
+                return fn(session, *args, **kwargs)
+        elif kind == "takes one of its own":
+            def wrapper(factor, *args, **kwargs):
+                return fn(*[a * factor for a in args], **kwargs)
+        else:  # "drops the first"
+            def wrapper(*args, **kwargs):
+                return fn(*args[1:], **kwargs)
+        return functools.wraps(fn)(wrapper)
+    return moving
+
+
+@pytest.mark.parametrize(("kind", "ignored", "calls"), [
+    ("adds one first", "session", [(5, 1), (6, 1)]),
+    ("takes one of its own", "session", [(2, 3, 4), (3, 3, 4)]),
+    ("drops the first", "y", [(5, 1, 2), (5, 1, 3)]),
+], ids=["adds one first", "takes one of its own", "drops the first"])
+def test_ignore_under_a_wrapper_that_moves_the_arguments_keys_what_the_call_gave_there(
+    tmp_path: Path, kind: str, ignored: str, calls: list[tuple[int, ...]]
+) -> None:
+    """``ignore=("session",)`` under ``fn(SESSION, *args, **kwargs)``: ``f(5, 1)`` binds 5
+    to ``session`` by the wrapped signature, but runs with it as ``x``. An argument given
+    positionally where an ignored parameter is counts in the key, with a warning, unless
+    the wrapper's code passes its arguments on in place. Before, it was left out, and
+    ``f(6, 1)`` returned ``f(5, 1)``'s value."""
+    from memojar import MemojarWarning, cached
+
+    def load(session, x, y=0):
+        return (session if isinstance(session, int) else "session", x, y)
+
+    moved = _moving(kind)(load)
+    f = cached(cache_dir=tmp_path / "c", ignore=(ignored,))(moved)
+    with pytest.warns(MemojarWarning, match=rf"ignore=\('{ignored}',\) of .*load: the "
+                      rf"call's positional argument .*give '{ignored}' by keyword"):
+        assert f(*calls[0]) == moved(*calls[0])
+    assert f(*calls[1]) == moved(*calls[1]) != moved(*calls[0])  # before: the first's
+    assert f.cache_info().misses == 2
+
+
+@pytest.mark.parametrize("kind", ["(*args, **kwargs)", "logs its arguments",
+                                  "(obj, *args, **kwargs)", "runner(fn, *args)", "wrapt"])
+def test_ignore_under_a_wrapper_that_passes_the_arguments_on_in_place_leaves_them_out(
+    tmp_path: Path, kind: str
+) -> None:
+    """A wrapper whose code calls ``fn(*args, **kwargs)``, ``fn(obj, *args, **kwargs)``
+    with its own positional parameters in order, or ``runner(fn, *args, **kwargs)``
+    (tenacity's), or a wrapt wrapper calling ``wrapped(*args, **kwargs)`` (read from their
+    bytecode): an ignored parameter given positionally is left out, without a warning."""
+    import functools
+    import warnings
+
+    from memojar import cached
+
+    def run(fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+    def through(fn):
+        if kind == "wrapt":
+            wrapt = pytest.importorskip("wrapt")
+
+            @wrapt.decorator
+            def wrapped_call(wrapped, instance, args, kwargs):
+                return wrapped(*args, **kwargs)
+            return wrapped_call(fn)
+        if kind == "runner(fn, *args)":
+            def wrapper(*args, **kwargs):
+                return run(fn, *args, **kwargs)
+        elif kind == "(*args, **kwargs)":
+            def wrapper(*args, **kwargs):
+                return fn(*args, **kwargs)
+        elif kind == "logs its arguments":
+            def wrapper(*args, **kwargs):
+                print(repr(args), kwargs)
+                return fn(*args, **kwargs)
+        else:
+            def wrapper(obj, *args, **kwargs):
+                return fn(obj, *args, **kwargs)
+        return functools.wraps(fn)(wrapper)
+
+    @cached(cache_dir=tmp_path / "c", ignore=("verbose",))
+    @through
+    def f(x, verbose=False):
+        return x * 2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f(3, True) == f(3, False) == f(3, verbose=None) == f(3) == 6
+    assert f.cache_info().misses == 1
+
+
+def test_files_under_a_wrapper_that_moves_the_arguments_warns_at_decoration(
+    tmp_path: Path
+) -> None:
+    """``files=("path",)`` under ``fn(SESSION, *args, **kwargs)``: the argument in
+    ``path``'s place is another parameter, and the file the function reads is not hashed.
+    Said when decorated, naming the parameter and what to do."""
+    from memojar import MemojarWarning, cached
+
+    def read(session, path):
+        return Path(path).read_text()
+
+    with pytest.warns(MemojarWarning, match=r"files=\('path',\) of .*read: .*give 'path' "
+                      r"by keyword"):
+        cached(cache_dir=tmp_path / "c", files=("path",))(_moving("adds one first")(read))
+
+
+def test_key_under_a_wrapper_that_moves_the_arguments_warns_at_decoration(
+    tmp_path: Path
+) -> None:
+    """``key=`` under ``fn(SESSION, *args, **kwargs)`` is called with the arguments where
+    the wrapped signature puts them (``session=5`` for ``f(5, 1)``): one returning less
+    than all of them may leave out what the result depends on. Said when decorated; not
+    under a wrapper that passes them on in place."""
+    import warnings
+
+    from memojar import MemojarWarning, cached
+
+    def load(session, x, y=0):
+        return (x, y)
+
+    with pytest.warns(MemojarWarning, match=r"key= of .*load: .*return every argument"):
+        cached(cache_dir=tmp_path / "c", key=lambda session, x, y: (x, y))(
+            _moving("adds one first")(load))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cached(cache_dir=tmp_path / "c", key=lambda session, x, y: (x, y))(
+            _passing_on(load))
+
+
+def _passing_on(fn):
+    """A ``functools.wraps`` wrapper calling ``fn(*args, **kwargs)``."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
 @pytest.mark.parametrize("injected", ["keyword", "positional"])
 def test_a_wrapper_that_completes_the_call_itself_is_called(
     tmp_path: Path, injected: str

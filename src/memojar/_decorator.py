@@ -371,6 +371,8 @@ class _Memo:
         self.seed = _entry.key_seed(self.scope)  # entries of other Pythons/scopes live apart
         self.ttl = ttl
         self.ignore = ignore
+        # Of ignore: those a positional argument may not be (``_unplaced``), by _make_binder.
+        self.unplaced: tuple[str, ...] = ()
         self.custom_key = key
         self.files = files  # path parameters: the memory tier never skips hashing these
         # A partial, bound method or callable instance is the function that runs plus the
@@ -451,7 +453,8 @@ class _Memo:
             if own is not None:  # names only the decorator's own signature has are its
                 inner = parameter_names(self.target, ())
                 ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
-            binder = make_binder(self.target, ignore, shaped)
+            self.unplaced = _unplaced(self.target, ignore) if shaped else ()
+            binder = make_binder(self.target, ignore, shaped, self.unplaced)
             changing = _changing_defaults(self.watched, self.ignore)
             if changing:  # the wrapper's own defaults that may change in place, keyed too
                 binder = functools.partial(_with_defaults, binder, changing)
@@ -460,15 +463,22 @@ class _Memo:
             if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
                 binder = functools.partial(_with_bound, binder, bound_args, bound_kwargs)
                 bound_args, bound_kwargs = (), {}
+        if shaped and (self.files or self.custom_key is not None):
+            _warn_unplaced(self.target, self.files, self.custom_key is not None)
         if self.files:  # each path argument keyed with its content
-            binder = _depends.files_binder(binder, parameter_names(self.target, ignore),
-                                           self.files, function_name(func))
+            binder = _depends.files_binder(binder, self.keyed_names(ignore), self.files,
+                                           function_name(func))
         if bound_args or bound_kwargs:
             paths = binder.__dict__.get("paths")
             binder = prebound(binder, bound_args, bound_kwargs)
             if paths is not None:
                 binder.__dict__["paths"] = prebound(paths, bound_args, bound_kwargs)
         return binder
+
+    def keyed_names(self, ignore: tuple[str, ...]) -> list[str]:
+        """The parameters whose values the binder's tuple holds, in order: those of
+        ``ignore`` left out, but those a positional argument may not be (``_unplaced``)."""
+        return parameter_names(self.target, [n for n in ignore if n not in self.unplaced])
 
     def retake_sibling(self) -> Callable[..., _Args]:
         """For a closure sharing its name with others, some of whose cells were empty when
@@ -2306,7 +2316,7 @@ class _Memo:
                 f"({type(exc).__name__}: {exc}); return something picklable, such as a "
                 "tuple of str and numbers"
             )
-        names = parameter_names(self.target, self.ignore)
+        names = self.keyed_names(self.ignore)
         for at, (name, value) in enumerate(zip(names, values, strict=False)):  # never raises
             try:
                 make_key((value,))
@@ -2711,6 +2721,160 @@ def _bound_elsewhere(target: Any) -> bool:
     if getattr(target, "__wrapped__", None) is not None:
         return True
     return "__signature__" in getattr(target, "__dict__", ())
+
+
+def _unplaced(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
+    """The positional parameters of ``ignore`` that a call's argument in their place may not
+    be, under a decorator's wrapper (``_bound_elsewhere``): the wrapper may take its own
+    there (``def wrapper(factor, *args, **kwargs)``) or pass its arguments on after one it
+    adds (``fn(SESSION, *args, **kwargs)``), and the argument is then another parameter.
+    Those are left out of the key only where a keyword gives them (``_keys._shaped``).
+    None where the wrapper's code passes its positional arguments on in their places
+    (``_passes_on_in_place``), nor under ``functools``' wrappers (``lru_cache``,
+    ``singledispatch``), which pass every argument on as given; otherwise not one the
+    wrapper's own code takes in the same place by the same name, nor a method's ``self``
+    or ``cls`` first (a wrapper that moved it would break the method)."""
+    if not ignore or isinstance(target, functools._lru_cache_wrapper) or (
+            hasattr(target, "registry") and hasattr(target, "dispatch")):
+        return ()
+    import inspect
+
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    own = _code_signature(target)
+    own_names = [p.name for p in own.parameters.values() if p.kind in kinds] if own else []
+    if _passes_on_in_place(target, own_names):
+        return ()
+    unplaced = []
+    for position, p in enumerate(p for p in params if p.kind in kinds):
+        if p.name not in ignore:
+            continue
+        if position < len(own_names) and own_names[position] == p.name:
+            continue
+        if position == 0 and p.name in ("self", "cls"):
+            continue
+        unplaced.append(p.name)
+    return tuple(unplaced)
+
+
+def _warn_unplaced(target: Any, files: tuple[str, ...], key: bool) -> None:
+    """Warn, at decoration, of ``files=`` parameters a positional argument may not be under
+    the decorator's wrapper (``_unplaced``): the file hashed may be another argument's,
+    and changes of the one the function reads unseen; and of ``key=`` there, which is
+    called with the arguments where the wrapped function's signature puts them."""
+    if key:
+        if _unplaced(target, tuple(parameter_names(target))):
+            warn(f"key= of {function_name(target)}: the decorator's wrapper under @cached "
+                 f"may pass its positional arguments on in other places (fn(SESSION, "
+                 f"*args, **kwargs)), and key= is called with them where the function's "
+                 f"signature puts them: return every argument the result may depend on, "
+                 f"or put that decorator above @cached")
+        return
+    unplaced = _unplaced(target, files)
+    if unplaced:
+        name = unplaced[0]
+        warn(f"files=({name!r},) of {function_name(target)}: the decorator's wrapper under "
+             f"@cached may pass its positional arguments on in other places (fn(SESSION, "
+             f"*args, **kwargs)), so a path given positionally where the signature puts "
+             f"{name!r} may be another parameter's, and the file the function reads "
+             f"unhashed; give {name!r} by keyword ({name}=...), or put that decorator "
+             f"above @cached")
+
+
+# What may come between a wrapper's ``*args`` loaded and the call that takes them: its
+# keywords (``**kwargs``, ``extra=1``), not its positional arguments.
+_KEYWORDS_PART = frozenset({"BUILD_MAP", "DICT_MERGE", "DICT_UPDATE", "LOAD_FAST",
+                            "LOAD_FAST_LOAD_FAST", "LOAD_CONST", "LOAD_GLOBAL", "LOAD_DEREF",
+                            "LOAD_NAME", "EXTENDED_ARG", "CACHE"})
+
+
+def _passes_on_in_place(target: Any, own_names: list[str]) -> bool:
+    """Whether a wrapper's code calls with its positional arguments in their places: every
+    call of its taking ``*args`` is ``fn(a, b, *args, ...)``, with its own positional
+    parameters (``own_names``) in order, ``args`` as it came and nothing between, or
+    ``runner(fn, a, b, *args, ...)`` (tenacity's ``copy(f, *args, **kw)``), and there is
+    one. A wrapt wrapper's function ``wrapper(wrapped, instance, args, kwargs)`` is read
+    for ``wrapped(*args, **kwargs)``. Read from the bytecode (3.10 to 3.13):
+    ``fn(SESSION, *args)``, ``fn(*args[1:])``, ``fn(*[a * k for a in args])`` or ``args``
+    assigned again are not."""
+    import dis
+    import inspect
+
+    func = target if type(target) is FunctionType else getattr(target, "_self_wrapper", None)
+    if type(func) is not FunctionType:
+        return False
+    code = func.__code__
+    if func is target:
+        if not code.co_flags & inspect.CO_VARARGS:
+            return False
+        star = code.co_varnames[code.co_argcount + code.co_kwonlyargcount]
+    elif code.co_argcount == 4 and not own_names:  # wrapt's (wrapped, instance, args, kwargs)
+        star = code.co_varnames[2]
+    else:
+        return False
+    if star in code.co_cellvars:
+        return False  # (a nested function's to change)
+    wrapped = inspect.unwrap(target, stop=lambda f: f is not target)
+    ops = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
+    calls = sum(i.opname == "CALL_FUNCTION_EX" for i in ops)
+    in_place = 0
+    for at, i in enumerate(ops):
+        if i.opname in ("STORE_FAST", "DELETE_FAST") and i.argval == star:
+            return False
+        if i.opname != "LOAD_FAST" or i.argval != star:
+            continue
+        after = at + 1
+        if at and ops[at - 1].opname == "BUILD_LIST":
+            if not (_loaded_before(ops, at, own_names, func, wrapped)
+                    and after + 1 < len(ops) and ops[after].opname == "LIST_EXTEND"
+                    and (ops[after + 1].opname == "LIST_TO_TUPLE"
+                         or ops[after + 1].argrepr == "INTRINSIC_LIST_TO_TUPLE")):
+                continue
+            after += 2
+        elif own_names:
+            continue
+        while after < len(ops) and ops[after].opname in _KEYWORDS_PART:
+            after += 1
+        in_place += after < len(ops) and ops[after].opname == "CALL_FUNCTION_EX"
+    return 0 < in_place == calls
+
+
+def _loaded_before(ops: list[Any], at: int, names: list[str], func: FunctionType,
+                   wrapped: Any) -> bool:
+    """Whether ``ops[at]`` follows, in one list, the loads of ``names`` in order, after
+    the wrapped function's or not (``fn(a, b, *args)``: ``LOAD_FAST a, LOAD_FAST b,
+    BUILD_LIST 2, LOAD_FAST args``; ``runner(fn, *args)``: ``LOAD_DEREF fn, BUILD_LIST
+    1``)."""
+    count = ops[at - 1].arg
+    loaded: list[Any] = []
+    back = at - 2
+    while back >= 0 and len(loaded) < count:
+        op = ops[back]
+        if op.opname == "LOAD_FAST":
+            loaded[:0] = [op.argval]
+        elif op.opname == "LOAD_FAST_LOAD_FAST":
+            loaded[:0] = list(op.argval)
+        elif op.opname in ("LOAD_DEREF", "LOAD_GLOBAL") and _value_of(func, op) is wrapped:
+            loaded[:0] = [wrapped]
+        else:
+            return False
+        back -= 1
+    return loaded == names or loaded == [wrapped, *names]
+
+
+def _value_of(func: FunctionType, op: Any) -> Any:
+    """What ``op`` (``LOAD_DEREF`` of a free variable, ``LOAD_GLOBAL``) loads in ``func``;
+    None where it cannot be told."""
+    code, cells = func.__code__, func.__closure__ or ()
+    try:
+        if op.opname == "LOAD_DEREF":
+            return cells[code.co_freevars.index(op.argval)].cell_contents
+        return func.__globals__.get(op.argval)
+    except (TypeError, ValueError, IndexError):  # (not a free variable; an empty cell)
+        return None
 
 
 def _without_wrapped(func: FunctionType) -> FunctionType:
