@@ -584,7 +584,7 @@ def test_ignore_under_a_wrapper_that_moves_the_arguments_keys_what_the_call_gave
     moved = _moving(kind)(load)
     f = cached(cache_dir=tmp_path / "c", ignore=(ignored,))(moved)
     with pytest.warns(MemojarWarning, match=rf"ignore=\('{ignored}',\) of .*load: the "
-                      rf"call's positional argument .*give '{ignored}' by keyword"):
+                      rf"call gives an argument positionally .*give '{ignored}' by keyword"):
         assert f(*calls[0]) == moved(*calls[0])
     assert f(*calls[1]) == moved(*calls[1]) != moved(*calls[0])  # before: the first's
     assert f.cache_info().misses == 2
@@ -639,6 +639,27 @@ def test_ignore_under_a_wrapper_that_passes_the_arguments_on_in_place_leaves_the
         warnings.simplefilter("error")
         assert f(3, True) == f(3, False) == f(3, verbose=None) == f(3) == 6
     assert f.cache_info().misses == 1
+
+
+def test_an_unpicklable_argument_where_an_ignored_parameter_is_says_to_give_it_by_keyword(
+    tmp_path: Path
+) -> None:
+    """Under a wrapper that may move the arguments, an ignored parameter given positionally
+    counts in the key: where it cannot be pickled (a connection), the error says why it
+    counts and what to do, not "leave it out with ignore=", which the call already has."""
+    import threading
+
+    from memojar import MemojarWarning, cached
+
+    def query(db, sql):
+        return sql.upper()
+
+    f = cached(cache_dir=tmp_path / "c", ignore=("db",))(_moving("drops the first")(query))
+    with pytest.warns(MemojarWarning), pytest.raises(
+            TypeError, match=r"positionally where .*query's signature puts 'db' cannot be "
+                             r"pickled.*give it by keyword \(db=\.\.\.\)"):
+        f(threading.Lock(), "select")
+    assert f(db=threading.Lock(), sql="select") == "SELECT"
 
 
 def test_files_under_a_wrapper_that_moves_the_arguments_warns_at_decoration(

@@ -2335,6 +2335,15 @@ class _Memo:
                         "...); not ignore=, which would give every instance the results of "
                         "the first one"
                     )
+                if name in self.unplaced:
+                    return TypeError(
+                        f"the argument given positionally where {qualname}'s signature puts "
+                        f"{name!r} cannot be pickled to make the cache key "
+                        f"({type(inner).__name__}: {inner}); ignore=({name!r},) leaves it "
+                        "out only when given by keyword, since the decorator's wrapper "
+                        "under @cached may pass it on in another place: give it by keyword "
+                        f"({name}=...), or put that decorator above @cached"
+                    )
                 item = _unpicklable_item(self.target, name, value)
                 if item is not None:
                     # An item of *args or **options: ignore= leaves out the whole parameter
@@ -2817,7 +2826,7 @@ def _passes_on_in_place(target: Any, own_names: list[str]) -> bool:
         return False
     if star in code.co_cellvars:
         return False  # (a nested function's to change)
-    wrapped = inspect.unwrap(target, stop=lambda f: f is not target)
+    wrapped = target.__wrapped__
     ops = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
     calls = sum(i.opname == "CALL_FUNCTION_EX" for i in ops)
     in_place = 0

@@ -219,10 +219,10 @@ def _left_out_unless_placed(values: tuple[Any, ...], positionals: int,
             continue
         if name not in warned:
             warned.add(name)
-            warn(f"ignore=({name!r},) of {what}: the call's positional argument "
-                 f"{position + 1} is where the signature puts {name!r}, but the decorator's "
-                 f"wrapper under @cached may pass it on in another place (fn(SESSION, "
-                 f"*args, **kwargs)), so it counts in the key; give {name!r} by keyword "
+            warn(f"ignore=({name!r},) of {what}: the call gives an argument positionally "
+                 f"where the signature puts {name!r}, but the decorator's wrapper under "
+                 f"@cached may pass it on in another place (fn(SESSION, *args, "
+                 f"**kwargs)), so it counts in the key; give {name!r} by keyword "
                  f"({name}=...) to leave it out, or put that decorator above @cached")
     return tuple(kept)
 
