@@ -543,44 +543,78 @@ def test_ignore_and_files_under_a_wrapper_with_positional_parameters_of_its_own(
 
 
 def _moving(kind: str):
-    """A decorator whose wrapper passes the call's positional arguments on in other places:
-    after one it adds, or in place of one it takes."""
+    """A decorator whose wrapper passes the call's positional arguments on in other places
+    (after one it adds, in place of one it takes), or passes them on in place to a
+    function that does."""
     import functools
 
     session = {"rate": 10}
 
+    def run_in_session(fn, *args, **kwargs):
+        return fn(session, *args, **kwargs)
+
     def moving(fn):
+        bound = functools.partial(fn, session)
         if kind == "adds one first":
             def wrapper(*args, **kwargs):
                 return fn(session, *args, **kwargs)
         elif kind == "takes one of its own":
             def wrapper(factor, *args, **kwargs):
                 return fn(*[a * factor for a in args], **kwargs)
-        else:  # "drops the first"
+        elif kind == "drops the first":
             def wrapper(*args, **kwargs):
                 return fn(*args[1:], **kwargs)
+        elif kind == "swaps its own":
+            def wrapper(a, b, *args, **kwargs):
+                a, b = b, a
+                return fn(a, b, *args, **kwargs)
+        elif kind == "calls a partial":
+            def wrapper(*args, **kwargs):
+                return bound(*args, **kwargs)
+        elif kind == "hands it to a runner":
+            def wrapper(*args, **kwargs):
+                return run_in_session(fn, *args, **kwargs)
+        elif kind == "spells one branch out":
+            def wrapper(*args, **kwargs):
+                if kwargs:
+                    return fn(*args, **kwargs)
+                return fn(session, args[0], args[1])
+        else:  # "under one passing on in place"
+            return _passing_on(_moving("adds one first")(fn))
         return functools.wraps(fn)(wrapper)
     return moving
 
 
-@pytest.mark.parametrize(("kind", "ignored", "calls"), [
-    ("adds one first", "session", [(5, 1), (6, 1)]),
-    ("takes one of its own", "session", [(2, 3, 4), (3, 3, 4)]),
-    ("drops the first", "y", [(5, 1, 2), (5, 1, 3)]),
-], ids=["adds one first", "takes one of its own", "drops the first"])
+_MOVED = {  # kind: the parameter ignored, two calls keyed alike if it were left out
+    "adds one first": ("session", [(5, 1), (6, 1)]),
+    "takes one of its own": ("session", [(2, 3, 4), (3, 3, 4)]),
+    "drops the first": ("y", [(5, 1, 2), (5, 1, 3)]),
+    "swaps its own": ("session", [(5, 1), (6, 1)]),
+    "calls a partial": ("session", [(5, 1), (6, 1)]),
+    "hands it to a runner": ("session", [(5, 1), (6, 1)]),
+    "spells one branch out": ("session", [(5, 1), (6, 1)]),
+    "under one passing on in place": ("session", [(5, 1), (6, 1)]),
+}
+
+
+@pytest.mark.parametrize("kind", list(_MOVED))
 def test_ignore_under_a_wrapper_that_moves_the_arguments_keys_what_the_call_gave_there(
-    tmp_path: Path, kind: str, ignored: str, calls: list[tuple[int, ...]]
+    tmp_path: Path, kind: str
 ) -> None:
     """``ignore=("session",)`` under ``fn(SESSION, *args, **kwargs)``: ``f(5, 1)`` binds 5
     to ``session`` by the wrapped signature, but runs with it as ``x``. An argument given
     positionally where an ignored parameter is counts in the key, with a warning, unless
-    the wrapper's code passes its arguments on in place. Before, it was left out, and
-    ``f(6, 1)`` returned ``f(5, 1)``'s value."""
+    every wrapper's code is read as passing its arguments on in place. Before, it was
+    left out, and ``f(6, 1)`` returned ``f(5, 1)``'s value; and after the first reading
+    of the bytecode, so it did under a partial, a runner, a branch spelling the arguments
+    out, own parameters reassigned, or a wrapper passing them on in place to one that
+    moves them."""
     from memojar import MemojarWarning, cached
 
     def load(session, x, y=0):
         return (session if isinstance(session, int) else "session", x, y)
 
+    ignored, calls = _MOVED[kind]
     moved = _moving(kind)(load)
     f = cached(cache_dir=tmp_path / "c", ignore=(ignored,))(moved)
     with pytest.warns(MemojarWarning, match=rf"ignore=\('{ignored}',\) of .*load: the "
@@ -590,22 +624,9 @@ def test_ignore_under_a_wrapper_that_moves_the_arguments_keys_what_the_call_gave
     assert f.cache_info().misses == 2
 
 
-@pytest.mark.parametrize("kind", ["(*args, **kwargs)", "logs its arguments",
-                                  "(obj, *args, **kwargs)", "runner(fn, *args)", "wrapt"])
-def test_ignore_under_a_wrapper_that_passes_the_arguments_on_in_place_leaves_them_out(
-    tmp_path: Path, kind: str
-) -> None:
-    """A wrapper whose code calls ``fn(*args, **kwargs)``, ``fn(obj, *args, **kwargs)``
-    with its own positional parameters in order, or ``runner(fn, *args, **kwargs)``
-    (tenacity's), or a wrapt wrapper calling ``wrapped(*args, **kwargs)`` (read from their
-    bytecode): an ignored parameter given positionally is left out, without a warning."""
+def _through(kind: str):
+    """A decorator whose wrapper passes the call's arguments on in place."""
     import functools
-    import warnings
-
-    from memojar import cached
-
-    def run(fn, *args, **kwargs):
-        return fn(*args, **kwargs)
 
     def through(fn):
         if kind == "wrapt":
@@ -615,29 +636,81 @@ def test_ignore_under_a_wrapper_that_passes_the_arguments_on_in_place_leaves_the
             def wrapped_call(wrapped, instance, args, kwargs):
                 return wrapped(*args, **kwargs)
             return wrapped_call(fn)
-        if kind == "runner(fn, *args)":
-            def wrapper(*args, **kwargs):
-                return run(fn, *args, **kwargs)
-        elif kind == "(*args, **kwargs)":
+        if kind == "a class of update_wrapper":
+            class Logged:
+                def __init__(self, fn):
+                    self.fn = fn
+                    functools.update_wrapper(self, fn)
+
+                def __call__(self, *args, **kwargs):
+                    return self.fn(*args, **kwargs)
+            return Logged(fn)
+        if kind == "over lru_cache":
+            return _passing_on(functools.lru_cache(fn))
+        if kind == "(*args, **kwargs)":
             def wrapper(*args, **kwargs):
                 return fn(*args, **kwargs)
-        elif kind == "logs its arguments":
+        elif kind == "logs and retries":
             def wrapper(*args, **kwargs):
                 print(repr(args), kwargs)
-                return fn(*args, **kwargs)
+                for _ in range(3):
+                    try:
+                        return fn(*args, **kwargs)
+                    except ConnectionError:
+                        pass
+                raise ConnectionError
         else:
             def wrapper(obj, *args, **kwargs):
                 return fn(obj, *args, **kwargs)
         return functools.wraps(fn)(wrapper)
+    return through
+
+
+@pytest.mark.parametrize("kind", ["(*args, **kwargs)", "logs and retries",
+                                  "(obj, *args, **kwargs)", "wrapt",
+                                  "a class of update_wrapper", "over lru_cache"])
+def test_ignore_under_a_wrapper_that_passes_the_arguments_on_in_place_leaves_them_out(
+    tmp_path: Path, kind: str
+) -> None:
+    """Wrappers whose code calls ``fn(*args, **kwargs)``, or ``fn(obj, *args, **kwargs)``
+    with their own positional parameters in order (a function's, a class's ``__call__``
+    calling ``self.fn``, wrapt's calling ``wrapped``), or ``lru_cache``'s, read from their
+    bytecode down the chain: an ignored parameter given positionally is left out, without
+    a warning."""
+    import warnings
+
+    from memojar import cached
 
     @cached(cache_dir=tmp_path / "c", ignore=("verbose",))
-    @through
+    @_through(kind)
     def f(x, verbose=False):
         return x * 2
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert f(3, True) == f(3, False) == f(3, verbose=None) == f(3) == 6
+    assert f.cache_info().misses == 1
+
+
+def test_a_wrapper_given_more_defaults_than_it_has_parameters_is_cached(
+    tmp_path: Path
+) -> None:
+    """tenacity copies the wrapped function's ``__defaults__`` onto its ``(*args, **kw)``
+    wrapper, whose code never uses them. Before, decorating raised ValueError ("zip()
+    argument 2 is longer than argument 1")."""
+    import functools
+
+    from memojar import cached
+
+    def g(x, y=0):
+        return x + y
+
+    def wrapper(*args, **kw):
+        return g(*args, **kw)
+
+    functools.wraps(g, (*functools.WRAPPER_ASSIGNMENTS, "__defaults__"))(wrapper)
+    f = cached(cache_dir=tmp_path / "c")(wrapper)
+    assert f(1) == f(1) == 1
     assert f.cache_info().misses == 1
 
 

@@ -62,6 +62,7 @@ from ._keys import (
     raw_binder,
 )
 from ._store import KeyLock, Store, Unconfirmed, header_of, stamp_busy, start_thread
+from ._wrappers import passes_on_in_place
 
 
 class CacheInfo(NamedTuple):
@@ -2576,6 +2577,9 @@ def _changing_defaults(watched: Any, ignore: tuple[str, ...]) -> tuple[Any, ...]
     for func in (watched.outer, *watched.between):
         code, defaults = func.__code__, func.__defaults__ or ()
         positional = code.co_varnames[:code.co_argcount]
+        # Defaults past its positional parameters are never used (tenacity copies the
+        # wrapped function's onto its ``(*args, **kw)``): before, decorating raised.
+        defaults = defaults[max(0, len(defaults) - len(positional)):]
         named = [*zip(positional[len(positional) - len(defaults):], defaults, strict=True),
                  *(func.__kwdefaults__ or {}).items()]
         changed = mutated_locals(code)
@@ -2734,17 +2738,15 @@ def _bound_elsewhere(target: Any) -> bool:
 
 def _unplaced(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
     """The positional parameters of ``ignore`` that a call's argument in their place may not
-    be, under a decorator's wrapper (``_bound_elsewhere``): the wrapper may take its own
-    there (``def wrapper(factor, *args, **kwargs)``) or pass its arguments on after one it
-    adds (``fn(SESSION, *args, **kwargs)``), and the argument is then another parameter.
-    Those are left out of the key only where a keyword gives them (``_keys._shaped``).
-    None where the wrapper's code passes its positional arguments on in their places
-    (``_passes_on_in_place``), nor under ``functools``' wrappers (``lru_cache``,
-    ``singledispatch``), which pass every argument on as given; otherwise not one the
-    wrapper's own code takes in the same place by the same name, nor a method's ``self``
-    or ``cls`` first (a wrapper that moved it would break the method)."""
-    if not ignore or isinstance(target, functools._lru_cache_wrapper) or (
-            hasattr(target, "registry") and hasattr(target, "dispatch")):
+    be, under decorators' wrappers (``_bound_elsewhere``): a wrapper may take its own there
+    (``def wrapper(factor, *args, **kwargs)``) or pass its arguments on after one it adds
+    (``fn(SESSION, *args, **kwargs)``), and the argument is then another parameter. Those
+    are left out of the key only where a keyword gives them (``_keys._shaped``). None
+    where every wrapper passes its positional arguments on in their places
+    (``_wrappers.passes_on_in_place``); otherwise not a method's ``self`` or ``cls`` first
+    (a wrapper that moved it would break the method), nor, under one wrapper alone whose
+    code has positional parameters, one it takes in the same place by the same name."""
+    if not ignore or passes_on_in_place(target):
         return ()
     import inspect
 
@@ -2753,10 +2755,11 @@ def _unplaced(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
     except (TypeError, ValueError):
         return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    own = _code_signature(target)
-    own_names = [p.name for p in own.parameters.values() if p.kind in kinds] if own else []
-    if _passes_on_in_place(target, own_names):
-        return ()
+    own = _code_signature(target)  # (a function's, wrapping or with a __signature__)
+    if own is None or getattr(getattr(target, "__wrapped__", None), "__wrapped__", None):
+        own_names = []  # (under several wrappers, the names of the outermost tell nothing)
+    else:
+        own_names = [p.name for p in own.parameters.values() if p.kind in kinds]
     unplaced = []
     for position, p in enumerate(p for p in params if p.kind in kinds):
         if p.name not in ignore:
@@ -2791,99 +2794,6 @@ def _warn_unplaced(target: Any, files: tuple[str, ...], key: bool) -> None:
              f"{name!r} may be another parameter's, and the file the function reads "
              f"unhashed; give {name!r} by keyword ({name}=...), or put that decorator "
              f"above @cached")
-
-
-# What may come between a wrapper's ``*args`` loaded and the call that takes them: its
-# keywords (``**kwargs``, ``extra=1``), not its positional arguments.
-_KEYWORDS_PART = frozenset({"BUILD_MAP", "DICT_MERGE", "DICT_UPDATE", "LOAD_FAST",
-                            "LOAD_FAST_LOAD_FAST", "LOAD_CONST", "LOAD_GLOBAL", "LOAD_DEREF",
-                            "LOAD_NAME", "EXTENDED_ARG", "CACHE"})
-
-
-def _passes_on_in_place(target: Any, own_names: list[str]) -> bool:
-    """Whether a wrapper's code calls with its positional arguments in their places: every
-    call of its taking ``*args`` is ``fn(a, b, *args, ...)``, with its own positional
-    parameters (``own_names``) in order, ``args`` as it came and nothing between, or
-    ``runner(fn, a, b, *args, ...)`` (tenacity's ``copy(f, *args, **kw)``), and there is
-    one. A wrapt wrapper's function ``wrapper(wrapped, instance, args, kwargs)`` is read
-    for ``wrapped(*args, **kwargs)``. Read from the bytecode (3.10 to 3.13):
-    ``fn(SESSION, *args)``, ``fn(*args[1:])``, ``fn(*[a * k for a in args])`` or ``args``
-    assigned again are not."""
-    import dis
-    import inspect
-
-    func = target if type(target) is FunctionType else getattr(target, "_self_wrapper", None)
-    if type(func) is not FunctionType:
-        return False
-    code = func.__code__
-    if func is target:
-        if not code.co_flags & inspect.CO_VARARGS:
-            return False
-        star = code.co_varnames[code.co_argcount + code.co_kwonlyargcount]
-    elif code.co_argcount == 4 and not own_names:  # wrapt's (wrapped, instance, args, kwargs)
-        star = code.co_varnames[2]
-    else:
-        return False
-    if star in code.co_cellvars:
-        return False  # (a nested function's to change)
-    wrapped = target.__wrapped__
-    ops = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
-    calls = sum(i.opname == "CALL_FUNCTION_EX" for i in ops)
-    in_place = 0
-    for at, i in enumerate(ops):
-        if i.opname in ("STORE_FAST", "DELETE_FAST") and i.argval == star:
-            return False
-        if i.opname != "LOAD_FAST" or i.argval != star:
-            continue
-        after = at + 1
-        if at and ops[at - 1].opname == "BUILD_LIST":
-            if not (_loaded_before(ops, at, own_names, func, wrapped)
-                    and after + 1 < len(ops) and ops[after].opname == "LIST_EXTEND"
-                    and (ops[after + 1].opname == "LIST_TO_TUPLE"
-                         or ops[after + 1].argrepr == "INTRINSIC_LIST_TO_TUPLE")):
-                continue
-            after += 2
-        elif own_names:
-            continue
-        while after < len(ops) and ops[after].opname in _KEYWORDS_PART:
-            after += 1
-        in_place += after < len(ops) and ops[after].opname == "CALL_FUNCTION_EX"
-    return 0 < in_place == calls
-
-
-def _loaded_before(ops: list[Any], at: int, names: list[str], func: FunctionType,
-                   wrapped: Any) -> bool:
-    """Whether ``ops[at]`` follows, in one list, the loads of ``names`` in order, after
-    the wrapped function's or not (``fn(a, b, *args)``: ``LOAD_FAST a, LOAD_FAST b,
-    BUILD_LIST 2, LOAD_FAST args``; ``runner(fn, *args)``: ``LOAD_DEREF fn, BUILD_LIST
-    1``)."""
-    count = ops[at - 1].arg
-    loaded: list[Any] = []
-    back = at - 2
-    while back >= 0 and len(loaded) < count:
-        op = ops[back]
-        if op.opname == "LOAD_FAST":
-            loaded[:0] = [op.argval]
-        elif op.opname == "LOAD_FAST_LOAD_FAST":
-            loaded[:0] = list(op.argval)
-        elif op.opname in ("LOAD_DEREF", "LOAD_GLOBAL") and _value_of(func, op) is wrapped:
-            loaded[:0] = [wrapped]
-        else:
-            return False
-        back -= 1
-    return loaded == names or loaded == [wrapped, *names]
-
-
-def _value_of(func: FunctionType, op: Any) -> Any:
-    """What ``op`` (``LOAD_DEREF`` of a free variable, ``LOAD_GLOBAL``) loads in ``func``;
-    None where it cannot be told."""
-    code, cells = func.__code__, func.__closure__ or ()
-    try:
-        if op.opname == "LOAD_DEREF":
-            return cells[code.co_freevars.index(op.argval)].cell_contents
-        return func.__globals__.get(op.argval)
-    except (TypeError, ValueError, IndexError):  # (not a free variable; an empty cell)
-        return None
 
 
 def _without_wrapped(func: FunctionType) -> FunctionType:
