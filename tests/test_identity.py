@@ -579,6 +579,18 @@ def _moving(kind: str):
                 if kwargs:
                     return fn(*args, **kwargs)
                 return fn(session, args[0], args[1])
+        elif kind == "branches to a partial":
+            def wrapper(*args, **kwargs):
+                if args and isinstance(args[0], str):
+                    return fn(*args, **kwargs)
+                return bound(*args, **kwargs)
+        elif kind == "dispatches to another layout":
+            dispatching = functools.singledispatch(fn)
+
+            @dispatching.register
+            def _(session: int, y, x=0):
+                return (session, x, y)
+            return dispatching
         else:  # "under one passing on in place"
             return _passing_on(_moving("adds one first")(fn))
         return functools.wraps(fn)(wrapper)
@@ -593,6 +605,8 @@ _MOVED = {  # kind: the parameter ignored, two calls keyed alike if it were left
     "calls a partial": ("session", [(5, 1), (6, 1)]),
     "hands it to a runner": ("session", [(5, 1), (6, 1)]),
     "spells one branch out": ("session", [(5, 1), (6, 1)]),
+    "branches to a partial": ("session", [(5, 1), (6, 1)]),
+    "dispatches to another layout": ("y", [(5, 1, 2), (5, 1, 3)]),
     "under one passing on in place": ("session", [(5, 1), (6, 1)]),
 }
 
@@ -605,10 +619,11 @@ def test_ignore_under_a_wrapper_that_moves_the_arguments_keys_what_the_call_gave
     to ``session`` by the wrapped signature, but runs with it as ``x``. An argument given
     positionally where an ignored parameter is counts in the key, with a warning, unless
     every wrapper's code is read as passing its arguments on in place. Before, it was
-    left out, and ``f(6, 1)`` returned ``f(5, 1)``'s value; and after the first reading
+    left out, and ``f(6, 1)`` returned ``f(5, 1)``'s value; and after the first readings
     of the bytecode, so it did under a partial, a runner, a branch spelling the arguments
-    out, own parameters reassigned, or a wrapper passing them on in place to one that
-    moves them."""
+    out or calling a partial, own parameters reassigned, a wrapper passing them on in
+    place to one that moves them, or a ``singledispatch`` implementation of another
+    layout."""
     from memojar import MemojarWarning, cached
 
     def load(session, x, y=0):
@@ -636,23 +651,14 @@ def _through(kind: str):
             def wrapped_call(wrapped, instance, args, kwargs):
                 return wrapped(*args, **kwargs)
             return wrapped_call(fn)
-        if kind == "a class of update_wrapper":
-            class Logged:
-                def __init__(self, fn):
-                    self.fn = fn
-                    functools.update_wrapper(self, fn)
-
-                def __call__(self, *args, **kwargs):
-                    return self.fn(*args, **kwargs)
-            return Logged(fn)
         if kind == "over lru_cache":
             return _passing_on(functools.lru_cache(fn))
         if kind == "(*args, **kwargs)":
             def wrapper(*args, **kwargs):
                 return fn(*args, **kwargs)
-        elif kind == "logs and retries":
+        elif kind == "logs its name and retries":
             def wrapper(*args, **kwargs):
-                print(repr(args), kwargs)
+                print("calling", fn.__qualname__)
                 for _ in range(3):
                     try:
                         return fn(*args, **kwargs)
@@ -666,17 +672,15 @@ def _through(kind: str):
     return through
 
 
-@pytest.mark.parametrize("kind", ["(*args, **kwargs)", "logs and retries",
-                                  "(obj, *args, **kwargs)", "wrapt",
-                                  "a class of update_wrapper", "over lru_cache"])
+@pytest.mark.parametrize("kind", ["(*args, **kwargs)", "logs its name and retries",
+                                  "(obj, *args, **kwargs)", "wrapt", "over lru_cache"])
 def test_ignore_under_a_wrapper_that_passes_the_arguments_on_in_place_leaves_them_out(
     tmp_path: Path, kind: str
 ) -> None:
-    """Wrappers whose code calls ``fn(*args, **kwargs)``, or ``fn(obj, *args, **kwargs)``
-    with their own positional parameters in order (a function's, a class's ``__call__``
-    calling ``self.fn``, wrapt's calling ``wrapped``), or ``lru_cache``'s, read from their
-    bytecode down the chain: an ignored parameter given positionally is left out, without
-    a warning."""
+    """Wrappers whose code uses ``*args`` only to call ``fn(*args, **kwargs)``, or
+    ``fn(obj, *args, **kwargs)`` with their own positional parameters in order (wrapt's
+    calling ``wrapped``), or ``lru_cache``'s, read from their bytecode down the chain: an
+    ignored parameter given positionally is left out, without a warning."""
     import warnings
 
     from memojar import cached
@@ -690,6 +694,46 @@ def test_ignore_under_a_wrapper_that_passes_the_arguments_on_in_place_leaves_the
         warnings.simplefilter("error")
         assert f(3, True) == f(3, False) == f(3, verbose=None) == f(3) == 6
     assert f.cache_info().misses == 1
+
+
+@pytest.mark.parametrize("kind", ["logs its arguments", "a class of update_wrapper"])
+def test_ignore_under_a_wrapper_not_read_as_in_place_keys_a_positional_argument(
+    tmp_path: Path, kind: str
+) -> None:
+    """A wrapper that hands its ``*args`` to anything but the call in place (a logger), or
+    is not a function (a class's ``__call__``), is not read as passing them on in place,
+    even where it does: an ignored parameter given positionally counts in the key, with a
+    warning (an extra computation); given by keyword, it is left out."""
+    import functools
+
+    from memojar import MemojarWarning, cached
+
+    def unread(fn):
+        if kind == "logs its arguments":
+            @functools.wraps(fn)
+            def wrapper(*args, **kwargs):
+                print("calling with", args)
+                return fn(*args, **kwargs)
+            return wrapper
+
+        class Logged:
+            def __init__(self, fn):
+                self.fn = fn
+                functools.update_wrapper(self, fn)
+
+            def __call__(self, *args, **kwargs):
+                return self.fn(*args, **kwargs)
+        return Logged(fn)
+
+    @cached(cache_dir=tmp_path / "c", ignore=("verbose",))
+    @unread
+    def f(x, verbose=False):
+        return x * 2
+
+    with pytest.warns(MemojarWarning, match="give 'verbose' by keyword"):
+        assert f(3, True) == 6
+    assert f(3, False) == f(3, verbose=True) == f(3, verbose=False) == 6
+    assert f.cache_info().misses == 3
 
 
 def test_a_wrapper_given_more_defaults_than_it_has_parameters_is_cached(

@@ -8,20 +8,23 @@ not as ``session``. Where each wrapper is read as passing them on in place, the 
 the signature puts at a position is the one the call's argument there is; anywhere else,
 ``ignore=`` leaves out only what a keyword gives (``_keys._shaped``).
 
-A wrapper passes them on in place when:
+A wrapper is read as passing them on in place when it is ``functools.lru_cache``'s (which
+calls with the arguments as given), or a function (wrapt's wrapper function too) whose
+code uses its ``*args`` only as ``fn(*args, ...)`` or ``fn(a, b, *args, ...)``, with its
+own positional parameters in order and nothing between, where ``fn`` holds the function
+it wraps (a free variable or global holding it when decorated; wrapt's ``wrapped``); loads
+``fn`` only for those calls or for its ``__name__``, ``__qualname__``, ``__module__`` or
+``__doc__``; calls it so at least once; never assigns those names, never hands them to a
+nested function (a cell), and never reaches its frame's variables by name (``eval``,
+``locals()``).
 
-- it is ``functools.lru_cache``'s or ``functools.singledispatch``'s (they call with the
-  arguments as given);
-- or its code (a function's, the ``__call__`` of a class of ``functools.update_wrapper``,
-  wrapt's ``wrapper(wrapped, instance, args, kwargs)``) loads the function it wraps only to
-  call it as ``fn(*args, ...)`` or ``fn(a, b, *args, ...)``, with its own positional
-  parameters in order and its ``*args`` as they came, nothing between, and does so at
-  least once; and it never assigns those names, never hands them to a nested function
-  (a cell), and never reaches its frame's variables by name (``eval``, ``locals()``).
-
-Anything else (a partial of the function, a lambda or an inner function calling it, a
-runner it is handed to, a call spelling the arguments out) is not read as in place: the
-cost is an extra computation, never another call's value.
+Anything else is not read as in place: ``*args`` handed to anything else (a partial of the
+function, a lambda, a runner such as tenacity's, a logger), spelled out (``args[0]``), a
+class's ``__call__``, ``singledispatch`` (whose implementations may put their parameters
+elsewhere), a ``__signature__`` declared anywhere on the chain. The cost is an extra
+computation, never another call's value. Not seen: a name holding the function rebound
+after decoration by other code (a sibling closure's ``nonlocal``, a module reassigning the
+global), as a partial of it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import dis
 import functools
 import inspect
+import sys
 from types import FunctionType
 from typing import Any
 
@@ -53,9 +57,12 @@ def passes_on_in_place(target: Any) -> bool:
     a callable that wraps nothing, or one whose chain declares a ``__signature__``."""
     level = target
     for _ in range(_DEPTH):
-        if "__signature__" in getattr(level, "__dict__", ()):
-            return False  # (the call is bound by that, not by the innermost function's)
-        wrapped = getattr(level, "__wrapped__", None)
+        try:
+            if getattr(level, "__signature__", None) is not None:
+                return False  # (the call is bound by that, not by the innermost function's)
+            wrapped = getattr(level, "__wrapped__", None)
+        except Exception:  # noqa: BLE001 - a property of the user's raising: not read
+            return False
         if wrapped is None:
             return level is not target
         if not _wrapper_in_place(level, wrapped):
@@ -68,8 +75,6 @@ def _wrapper_in_place(wrapper: Any, wrapped: Any) -> bool:
     if isinstance(wrapper, functools._lru_cache_wrapper):
         return True
     if type(wrapper) is FunctionType:
-        if hasattr(wrapper, "registry") and hasattr(wrapper, "dispatch"):
-            return True  # functools.singledispatch's
         code = wrapper.__code__
         if not code.co_flags & inspect.CO_VARARGS:
             return False
@@ -77,22 +82,20 @@ def _wrapper_in_place(wrapper: Any, wrapped: Any) -> bool:
         star = code.co_varnames[code.co_argcount + code.co_kwonlyargcount]
         callee = _names_holding(wrapper, wrapped)
         return bool(callee) and _calls_in_place(code, own, star, callee)
-    function = getattr(wrapper, "_self_wrapper", None)  # wrapt's
-    if type(function) is FunctionType and function.__code__.co_argcount == 4:
-        code = function.__code__
-        return _calls_in_place(code, (), code.co_varnames[2], {code.co_varnames[0]})
-    call = vars(type(wrapper)).get("__call__")  # a class of functools.update_wrapper
-    if type(call) is FunctionType and call.__code__.co_flags & inspect.CO_VARARGS:
-        code = call.__code__
-        if code.co_argcount < 1:
-            return False
-        attributes = {name for name, value in getattr(wrapper, "__dict__", {}).items()
-                      if value is wrapped and name != "__wrapped__"}
-        star = code.co_varnames[code.co_argcount + code.co_kwonlyargcount]
-        return bool(attributes) and _calls_in_place(
-            code, code.co_varnames[1:code.co_argcount], star, attributes,
-            holder=code.co_varnames[0])
+    if _is_wrapts(wrapper):
+        function = wrapper._self_wrapper
+        if type(function) is FunctionType and function.__code__.co_argcount == 4:
+            code = function.__code__  # wrapper(wrapped, instance, args, kwargs)
+            return _calls_in_place(code, (), code.co_varnames[2], {code.co_varnames[0]})
     return False
+
+
+def _is_wrapts(wrapper: Any) -> bool:
+    """Whether ``wrapper`` is a wrapt ``FunctionWrapper`` itself (not a subclass, nor an
+    object lending its ``_self_wrapper``)."""
+    wrapt = sys.modules.get("wrapt")
+    return wrapt is not None and type(wrapper) in (
+        getattr(wrapt, "FunctionWrapper", None), getattr(wrapt, "BoundFunctionWrapper", None))
 
 
 def _names_holding(func: FunctionType, value: Any) -> set[str]:
@@ -112,47 +115,59 @@ def _content(cell: Any) -> Any:
         return None
 
 
-def _calls_in_place(code: Any, own: tuple[str, ...], star: str, callee: set[str],
-                    holder: str | None = None) -> bool:
-    """Whether ``code`` loads ``callee`` (variables, or attributes of its parameter
-    ``holder``) only to call it as ``callee(*own, *star, ...)``, at least once, and never
-    assigns ``own``, ``star`` or ``callee`` nor hands them to a nested function."""
+# What a wrapper may read of the function it wraps besides calling it: what a log line says.
+_NAMING = frozenset({"__name__", "__qualname__", "__module__", "__doc__"})
+
+
+def _calls_in_place(code: Any, own: tuple[str, ...], star: str, callee: set[str]) -> bool:
+    """Whether ``code`` uses ``star`` only in calls of ``callee`` as ``callee(*own, *star,
+    ...)``, makes one, loads ``callee`` for nothing else but its name, and never assigns
+    ``own``, ``star`` or ``callee`` nor hands them to a nested function."""
     kept = {*own, star}
     if kept & set(code.co_cellvars) or _FRAME_READERS & set(code.co_names):
         return False
-    if holder is not None and holder in code.co_cellvars:
-        return False
     ops = [op for op in dis.get_instructions(code) if op.opname not in _SKIPPED]
-    calls = 0
+    calls = set()  # the index of each ``star`` load in a call in place
     for at, op in enumerate(ops):
         value = op.argval
         names = tuple(n for n in (value if isinstance(value, tuple) else (value,))
                       if isinstance(n, str))
         if op.opname.startswith(("STORE", "DELETE")):
             stored = names[:1] if op.opname == "STORE_FAST_LOAD_FAST" else names
-            if kept.intersection(stored) or callee.intersection(stored) or (
-                    holder is not None and holder in stored):
+            if kept.intersection(stored) or callee.intersection(stored):
                 return False
             continue
-        if not callee.intersection(names) or op.opname in ("LOAD_CONST", "KW_NAMES"):
+        if op.opname in ("LOAD_CONST", "KW_NAMES") or not callee.intersection(names):
             continue
-        # A load of the function wrapped: only as the callee of the call in place.
-        if holder is None:
-            start = at + 1 if op.opname in ("LOAD_DEREF", "LOAD_GLOBAL", "LOAD_FAST") else -1
-        else:
-            start = at + 1 if (op.opname == "LOAD_ATTR" and at and ops[at - 1].opname
-                               == "LOAD_FAST" and ops[at - 1].argval == holder) else -1
-        if start < 0 or not _passes_in_place(ops, start, own, star):
+        if op.opname not in ("LOAD_DEREF", "LOAD_GLOBAL", "LOAD_FAST"):
+            return False  # (handed to a nested function, or another name's)
+        following = ops[at + 1] if at + 1 < len(ops) else None
+        if following is not None and following.opname == "LOAD_ATTR" \
+                and following.argval in _NAMING:
+            continue
+        loaded = _passes_in_place(ops, at + 1, own, star)
+        if loaded < 0:
             return False
-        calls += 1
-    return calls > 0
+        calls.add(loaded)
+    loads = {at for at, op in enumerate(ops) if star in _loaded(op)}
+    return bool(calls) and loads == calls
 
 
-def _passes_in_place(ops: list[Any], at: int, own: tuple[str, ...], star: str) -> bool:
-    """Whether ``ops[at:]`` is ``own`` and ``*star`` passed positionally, then keywords
-    only, then the call: ``LOAD_FAST a, LOAD_FAST b, BUILD_LIST 2, LOAD_FAST args,
-    LIST_EXTEND, LIST_TO_TUPLE, ..., CALL_FUNCTION_EX`` (``LOAD_FAST args`` alone without
-    ``own``)."""
+def _loaded(op: Any) -> tuple[str, ...]:
+    """The local variables ``op`` loads (one, two for 3.13's ``LOAD_FAST_LOAD_FAST``)."""
+    if not op.opname.startswith("LOAD_FAST") and op.opname != "STORE_FAST_LOAD_FAST":
+        return ()
+    value = op.argval
+    if op.opname == "STORE_FAST_LOAD_FAST":
+        return (value[1],)
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _passes_in_place(ops: list[Any], at: int, own: tuple[str, ...], star: str) -> int:
+    """Where ``ops[at:]`` loads ``star`` if it is ``own`` and ``*star`` passed
+    positionally, then keywords only, then the call (``LOAD_FAST a, LOAD_FAST b,
+    BUILD_LIST 2, LOAD_FAST args, LIST_EXTEND, LIST_TO_TUPLE, ..., CALL_FUNCTION_EX``;
+    ``LOAD_FAST args`` alone without ``own``); -1 if it is not."""
     loaded: list[str] = []
     while at < len(ops) and ops[at].opname in ("LOAD_FAST", "LOAD_FAST_LOAD_FAST") \
             and ops[at].argval != star:
@@ -160,20 +175,21 @@ def _passes_in_place(ops: list[Any], at: int, own: tuple[str, ...], star: str) -
         loaded.extend(value if isinstance(value, tuple) else (value,))
         at += 1
     if tuple(loaded) != own:
-        return False
+        return -1
     if own:
         if at >= len(ops) or ops[at].opname != "BUILD_LIST" or ops[at].arg != len(own):
-            return False
+            return -1
         at += 1
     if at >= len(ops) or ops[at].opname != "LOAD_FAST" or ops[at].argval != star:
-        return False
+        return -1
+    star_at = at
     at += 1
     if own:
         if at + 1 >= len(ops) or ops[at].opname != "LIST_EXTEND" or not (
                 ops[at + 1].opname == "LIST_TO_TUPLE"
                 or ops[at + 1].argrepr == "INTRINSIC_LIST_TO_TUPLE"):
-            return False
+            return -1
         at += 2
     while at < len(ops) and ops[at].opname in _KEYWORDS_PART:
         at += 1
-    return at < len(ops) and ops[at].opname == "CALL_FUNCTION_EX"
+    return star_at if at < len(ops) and ops[at].opname == "CALL_FUNCTION_EX" else -1
