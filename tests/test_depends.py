@@ -136,6 +136,42 @@ def test_a_cached_helpers_version_or_depends_on_bumped_recomputes_its_callers(
     assert second["explain"] == f"incompatible: cached helper helpers.g({what}) changed"
 
 
+SCALED_HELPER = """
+    import functools
+    from memojar import cached
+
+    def scaled(fn):
+        @functools.wraps(fn)  # copies fn.__dict__: the wrapper carries __memojar__ too
+        def wrapper(*args):
+            return fn(*args) * 2
+        return wrapper
+
+    @scaled
+    @cached
+    def g(x):
+        return x + 1
+"""
+
+
+def test_a_decorator_above_a_cached_helper_edited_recomputes_its_callers(
+    tmp_path: Path,
+) -> None:
+    """A ``functools.wraps`` decorator above a cached helper (``@scaled @cached def g``)
+    copies memojar's ``__memojar__`` onto its wrapper, which is still the user's code: an
+    edit of it (``* 2`` made ``* 3``) recomputes the cached function calling ``g``.
+    Before, the wrapper counted as memojar's and the caller returned the old value (8,
+    not 12)."""
+    write(tmp_path, {"main.py": "from memojar import cached\nfrom helpers import g\n\n"
+                                "@cached\ndef f(x):\n    return g(x)\n",
+                     "helpers.py": SCALED_HELPER})
+    assert run(tmp_path)["value"] == "8"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"helpers.py": SCALED_HELPER.replace("* 2", "* 3")})
+    second = run(tmp_path)
+    assert second["value"] == "12"  # before: 8
+    assert second["explain"] == "incompatible: helper helpers.g changed"
+
+
 def test_a_helper_edited_recomputes(project: Path) -> None:
     run(project)
     write(project, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 10")})

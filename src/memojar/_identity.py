@@ -115,8 +115,8 @@ def class_qualname(cls: type) -> Any:
     for name, member in members:  # in the order of the class body, which a copy keeps
         inner = getattr(member, "fget", None) if isinstance(member, property) else (
             member.__func__ if isinstance(member, (staticmethod, classmethod)) else member)
-        inner = getattr(inner, "__wrapped__", inner) if getattr(
-            inner, "__memojar__", None) is not None else inner
+        memo = _memo_of(inner)
+        inner = inner if memo is None else memo.func
         if type(inner) is not FunctionType or inner.__name__ != name:
             continue
         owner, _, own = inner.__qualname__.rpartition(".")
@@ -161,6 +161,22 @@ def has_wrapped(func: Any) -> bool:
     except Exception as exc:  # noqa: BLE001 - whatever its __getattr__ raised
         _passed_over(exc)
         return False
+
+
+def _memo_of(func: Any) -> Any:
+    """The memo of ``func`` if it is memojar's own wrapper (``make_wrapper``), or a method
+    bound of one; else None. Its ``__memojar__`` alone does not say so: ``functools.wraps``
+    copies a function's ``__dict__``, so a user's decorator above ``@cached`` (``@scaled
+    @cached def helper``) makes a wrapper carrying the memo too. Memojar's wrapper wraps
+    the memo's function (``update_wrapper(wrapper, memo.func)``); the user's wraps
+    memojar's. Told by that, not by the memo's ``wrapper`` reference, which a copy
+    cloudpickle sent has not (its ``__wrapped__`` and memo arrive together). Before, the
+    user's wrapper counted as the function it wraps: an edit of its code, or of a global
+    it reads (``return fn(*args) * FACTOR``), left the callers of ``helper`` stale."""
+    memo = getattr(func, "__memojar__", None)
+    if memo is None or getattr(func, "__wrapped__", None) is not getattr(memo, "func", _ABSENT):
+        return None
+    return memo
 
 
 def _call_of(cls: type) -> Any:
@@ -504,13 +520,13 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
         return ("seen", function_name(func))
     seen.add(id(func))
     met(func)
-    wrapped = getattr(func, "__wrapped__", None)
-    if getattr(func, "__memojar__", None) is not None and callable(wrapped):
+    memo = _memo_of(func)
+    if memo is not None:
         # A function memojar decorated counts as the function it wraps: its wrapper's
         # closure holds the memo, whose state (counters, the sweep flag) changes with calls.
         # And as what it was decorated with (``_cached_options``).
         rows, callables = _cached_options(func)
-        inner = ("cached", _callable_shape(wrapped, seen, bare))
+        inner = ("cached", _callable_shape(memo.func, seen, bare))
         if rows or callables:
             return (*inner, tuple(rows), tuple(_callable_shape(c, seen) for c in callables))
         return inner
@@ -523,8 +539,6 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
                 _value_shape(func.__self__, seen, by_state=True))
     if isinstance(func, type):
         return class_shape(func, seen)
-    if getattr(func, "__memojar__", None) is not None:  # a decorated function: what it runs
-        return ("cached", _callable_shape(func.__wrapped__, seen, bare))
     code = getattr(func, "__code__", None)
     shape: list[Any] = [function_name(func)]
     if isinstance(code, CodeType):
@@ -2031,6 +2045,10 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         return
     seen.add(id(func))
     wrapped = getattr(func, "__wrapped__", None)
+    memo = _memo_of(wrapped)
+    if memo is not None:  # memojar's wrapper (``@scaled`` above ``@cached``): what it was
+        _walk_options(wrapped, rows, seen, None)  # decorated with, and the function it
+        wrapped = memo.func  # wraps (not memojar's own code)
     if wrapped is not None and callable(wrapped):
         _walk_callable(split(wrapped)[0], rows, seen)
     code = getattr(func, "__code__", None)
@@ -2202,7 +2220,7 @@ def _cached_options(func: Any) -> tuple[list[tuple[str, str, str]], list[Any]]:
     function computed from them. Before, the caller's identity followed the helper's code
     alone, and kept returning what it had computed from the old values. No rows for a
     function decorated with none of them: its callers' identities are as before."""
-    memo = getattr(func, "__memojar__", None)
+    memo = _memo_of(func)
     version, depends = getattr(memo, "version", None), getattr(memo, "depends_on", None)
     if not isinstance(depends, tuple) or len(depends) != 2:
         return [], []
@@ -2214,19 +2232,27 @@ def _cached_options(func: Any) -> tuple[list[tuple[str, str, str]], list[Any]]:
     return rows, list(depends[1])
 
 
+def _walk_options(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[int],
+                  names: AbstractSet[str] | None) -> None:
+    """The rows of what memojar's wrapper ``func`` was decorated with (``_cached_options``),
+    and what the callables among them call."""
+    options, callables = _cached_options(func)
+    for row in options:
+        _add(rows, row)
+    for item in callables:
+        _walk_value(item, function_name(item), rows, seen, names)
+
+
 def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                  seen: set[int], names: AbstractSet[str] | None = None) -> None:
-    if isinstance(value, FunctionType) and "__memojar__" in value.__dict__:
+    memo = _memo_of(value) if isinstance(value, FunctionType) else None
+    if memo is not None:
         # A function memojar decorated (another cached function this one calls) counts as
         # the function it wraps, as in ``_callable_shape``: its wrapper's closure holds the
         # memo, whose state changes with its calls. Before, its row did: a caller missed
         # ("the code changed") whenever the other had been called first in its process.
-        options, callables = _cached_options(value)
-        for row in options:
-            _add(rows, row)
-        for item in callables:
-            _walk_value(item, function_name(item), rows, seen, names)
-        wrapped = getattr(value, "__wrapped__", None)
+        _walk_options(value, rows, seen, names)
+        wrapped = memo.func
         if isinstance(wrapped, FunctionType):
             value = wrapped
     if not isinstance(value, (FunctionType, type, ModuleType)) and callable(value):
@@ -2241,7 +2267,9 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             attributes = getattr(value, "__dict__", None)
             if attributes and "__memojar__" not in attributes:
                 # what its attributes hold (``scale.impl = inner``, ``run.ops = {...}``):
-                # before, not followed, and an edit of it returned the old value
+                # before, not followed, and an edit of it returned the old value. (Not
+                # those a wrapper of ``functools.wraps`` copied from memojar's: the memo,
+                # ``cache_info``; the function they are about is walked.)
                 for item in _held(attributes):
                     _walk_value(item, function_name(item), rows, seen, names)
         else:  # a library function (``join = os.path.join``): by its name
