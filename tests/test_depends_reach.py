@@ -142,6 +142,28 @@ CASES = {
     def f(x):
         return traced(x)
     """, "from helpers import traced", HELPER + TRACED),
+    # Its own code too, not only the function it wraps: before, an instance with
+    # ``__wrapped__`` counted as that function alone (as ``lru_cache``'s wrapper does)
+    "the __call__ of a decorator class of functools.update_wrapper": _case("""
+    @cached
+    def f(x):
+        return doubled(x)
+    """, "from helpers import doubled", HELPER + """
+    import functools
+
+    class Doubling:
+        def __init__(self, fn):
+            self.fn = fn
+            functools.update_wrapper(self, fn)
+
+        def __call__(self, *args):
+            return self.fn(*args) * 2
+
+    @Doubling
+    def doubled(x):
+        return x + 1
+    """, edit=("self.fn(*args) * 2", "self.fn(*args) * 3"), values=("8", "12"),
+        named="class helpers.Doubling changed"),
     "a lambda default calling a helper": _case("""
     @cached
     def f(x, g=lambda v: scale(v)):

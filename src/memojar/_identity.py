@@ -2255,8 +2255,14 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         wrapped = memo.func
         if isinstance(wrapped, FunctionType):
             value = wrapped
-    if not isinstance(value, (FunctionType, type, ModuleType)) and callable(value):
-        wrapped = getattr(value, "__wrapped__", None)  # functools.lru_cache and the like
+    if not isinstance(value, (FunctionType, type, ModuleType)) and callable(value) and (
+            not is_user_module(type(value).__module__)):
+        # A library's wrapper (``functools.lru_cache`` and the like) counts as the function
+        # it wraps. Not an instance of the user's class (a decorator class of
+        # ``functools.update_wrapper``): its class's code runs too (``__call__``), and its
+        # state says what it wraps (``_walk_object``). Before, it counted as the function
+        # it wraps alone, and an edit of its ``__call__`` returned the old value.
+        wrapped = getattr(value, "__wrapped__", None)
         if isinstance(wrapped, (FunctionType, *_ROUTINES)):
             value = wrapped
     if isinstance(value, FunctionType):
