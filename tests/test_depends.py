@@ -136,6 +136,44 @@ def test_a_cached_helpers_version_or_depends_on_bumped_recomputes_its_callers(
     assert second["explain"] == f"incompatible: cached helper helpers.g({what}) changed"
 
 
+FIELD_HELPER = """
+    import json
+    import operator
+    from memojar import cached
+
+    FIELD = "qty"
+
+    @cached(OPTION)
+    def g(row):
+        return row["qty"] * json.loads(open("k.json").read())
+"""
+
+
+@pytest.mark.parametrize("option", ["depends_on", "key"])
+def test_a_library_callable_of_a_cached_helper_changed_recomputes_its_callers(
+    tmp_path: Path, option: str
+) -> None:
+    """A cached helper's ``depends_on=[operator.itemgetter(FIELD)]`` (or ``key=``) made with
+    another field is another helper: the cached function calling it recomputes too, as
+    the helper does. Before, the caller's identity held the callable's name, not what it
+    holds, and it returned the value computed from the old data (6, not 15)."""
+    helper = FIELD_HELPER.replace("OPTION", {
+        "depends_on": "depends_on=[operator.itemgetter(FIELD)]",
+        "key": "key=operator.itemgetter(FIELD)"}[option])
+    write(tmp_path, {"main.py": "from memojar import cached\nfrom helpers import g\n\n"
+                                "args = ({'qty': 3, 'unit': 1},)\n\n"
+                                "@cached\ndef f(row):\n    return g(row)\n",
+                     "helpers.py": helper, "k.json": "2"})
+    assert run(tmp_path)["value"] == "6"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"helpers.py": helper.replace('FIELD = "qty"', 'FIELD = "unit"'),
+                     "k.json": "5"})
+    second = run(tmp_path)
+    assert second["value"] == "15"  # before: 6
+    assert second["explain"] == (
+        "incompatible: cached helper helpers.g(operator.itemgetter) changed")
+
+
 SCALED_HELPER = """
     import functools
     from memojar import cached

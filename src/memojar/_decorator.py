@@ -49,6 +49,7 @@ from ._identity import (
     scope_of,
     sibling_of,
     split,
+    taking_options,
     unfilled,
     unkept,
 )
@@ -685,8 +686,7 @@ class _Memo:
         records: list[Any] | None
         for walk in range(2):
             try:
-                rows = (*dependencies(self.target), *self.depends_on[0],
-                        *_depends.callable_rows(self.depends_on[1]))
+                rows = (*dependencies(self.target), *self.option_rows())
             except Exception as exc:  # a call must not fail for its fingerprint
                 if the_callers(exc):  # a deadline: no identity made of half a walk
                     raise
@@ -720,6 +720,16 @@ class _Memo:
         ident = _entry.make_ident(self.name, self.version, fingerprint, self.scope)
         return ident + _entry.manifest(rows), rows, records
 
+    def option_rows(self) -> list[tuple[str, str, str]]:
+        """The rows of what it was decorated with beside its code (``depends_on=``,
+        ``key=``, ``ignore=``: package versions, values, the callables' code and state), as
+        its identity holds them, and the identity of a cached function calling it too
+        (``_identity._cached_options``): made by one function, they cannot disagree."""
+        with taking_options(self) as again:
+            if again:  # met again inside its callables' walk (``taking_options``)
+                return list(self.depends_on[0])
+            return [*self.depends_on[0], *_depends.callable_rows(self.depends_on[1])]
+
     def _as_sent(self, sent: Any) -> tuple[bytes, Any, None] | None:
         """A copy's sender's identity, if it holds here by a walk that takes the data
         globals sent inside the copy as the sender hashed them (``copy_dependencies``),
@@ -730,8 +740,7 @@ class _Memo:
             found = copy_dependencies(self.target, sent[1])
             if found is None:
                 return None
-            rows = (*found, *self.depends_on[0],
-                    *_depends.callable_rows(self.depends_on[1]))
+            rows = (*found, *self.option_rows())
         except Exception as exc:  # as in ``ident``: the full walk warns
             if the_callers(exc):
                 raise

@@ -2219,17 +2219,48 @@ def _cached_options(func: Any) -> tuple[list[tuple[str, str, str]], list[Any]]:
     (its data file changed) says its values changed, and so do the values of a cached
     function computed from them. Before, the caller's identity followed the helper's code
     alone, and kept returning what it had computed from the old values. No rows for a
-    function decorated with none of them: its callers' identities are as before."""
+    function decorated with none of them: its callers' identities are as before.
+
+    The rows are those of the helper's own identity (its memo's ``option_rows``:
+    ``_depends.callable_rows`` for the callables), so the two cannot disagree. Before, the
+    caller walked the callables as globals, which gives a library callable no row of its
+    state: under ``depends_on=[operator.itemgetter(K)]`` or ``key=itemgetter("qty")``, a
+    change of ``K`` or of the field made the helper recompute and its callers return the
+    old value."""
     memo = _memo_of(func)
     version, depends = getattr(memo, "version", None), getattr(memo, "depends_on", None)
-    if not isinstance(depends, tuple) or len(depends) != 2:
+    options = getattr(memo, "option_rows", None)
+    if not isinstance(depends, tuple) or len(depends) != 2 or not callable(options):
         return [], []
+    with _own_budget():  # as the helper's identity takes them, outside any walk's
+        own = options()
     name = function_name(func)
     rows = [(kind, what, digest) if kind == "package" else ("cached", f"{name}({what})", digest)
-            for kind, what, digest in depends[0]]
+            for kind, what, digest in own]
     if version is not None:
         rows.append(("cached", f"{name}(version=)", _constant_digest(version)))
     return rows, list(depends[1])
+
+
+@contextlib.contextmanager
+def taking_options(memo: Any) -> Iterator[bool]:
+    """Inside, ``memo``'s option rows are being taken (``_Memo.option_rows``); yields
+    whether they were already, in this context: a callable of its ``depends_on=`` that
+    calls it (``depends_on=[f]``, ``f`` calls the helper) reaches them again, and takes
+    its rows known at decoration only there (else: for ever)."""
+    taking = _options_taken.get()
+    if id(memo) in taking:
+        yield True
+        return
+    token = _options_taken.set(taking | {id(memo)})
+    try:
+        yield False
+    finally:
+        _options_taken.reset(token)
+
+
+_options_taken: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "memojar_options_taken", default=frozenset())
 
 
 def _walk_options(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[int],
