@@ -584,6 +584,13 @@ def _moving(kind: str):
                 if args and isinstance(args[0], str):
                     return fn(*args, **kwargs)
                 return bound(*args, **kwargs)
+        elif kind == "jumps into the call":
+            def wrapper(*args, **kwargs):
+                return (bound if bound is not None else fn)(*args, **kwargs)
+        elif kind == "copies its own into a keyword":
+            def wrapper(a, *args, **kwargs):
+                kwargs["y"] = a
+                return fn(a, *args, **kwargs)
         elif kind == "dispatches to another layout":
             dispatching = functools.singledispatch(fn)
 
@@ -606,6 +613,8 @@ _MOVED = {  # kind: the parameter ignored, two calls keyed alike if it were left
     "hands it to a runner": ("session", [(5, 1), (6, 1)]),
     "spells one branch out": ("session", [(5, 1), (6, 1)]),
     "branches to a partial": ("session", [(5, 1), (6, 1)]),
+    "jumps into the call": ("session", [(5, 1), (6, 1)]),
+    "copies its own into a keyword": ("session", [(5, 1), (6, 1)]),
     "dispatches to another layout": ("y", [(5, 1, 2), (5, 1, 3)]),
     "under one passing on in place": ("session", [(5, 1), (6, 1)]),
 }
@@ -621,7 +630,8 @@ def test_ignore_under_a_wrapper_that_moves_the_arguments_keys_what_the_call_gave
     every wrapper's code is read as passing its arguments on in place. Before, it was
     left out, and ``f(6, 1)`` returned ``f(5, 1)``'s value; and after the first readings
     of the bytecode, so it did under a partial, a runner, a branch spelling the arguments
-    out or calling a partial, own parameters reassigned, a wrapper passing them on in
+    out or calling a partial, own parameters reassigned or copied into a keyword, a jump
+    into the call in place (``(partial_ or fn)(*args)``), a wrapper passing them on in
     place to one that moves them, or a ``singledispatch`` implementation of another
     layout."""
     from memojar import MemojarWarning, cached
@@ -637,6 +647,48 @@ def test_ignore_under_a_wrapper_that_moves_the_arguments_keys_what_the_call_gave
         assert f(*calls[0]) == moved(*calls[0])
     assert f(*calls[1]) == moved(*calls[1]) != moved(*calls[0])  # before: the first's
     assert f.cache_info().misses == 2
+
+
+@pytest.mark.parametrize("kind", ["takes it first", "swaps its own"])
+def test_ignore_of_a_parameter_a_wrapper_has_too_keys_it_however_given(
+    tmp_path: Path, kind: str
+) -> None:
+    """A wrapper with a parameter of its own named as an ignored one takes a call's
+    argument for it, and may pass it on as another parameter (``def wrapper(session=None,
+    *args, **kwargs)`` passes a ``session=5`` on first, where ``a`` is; ``def wrapper(x,
+    session, *args)`` swaps them): it counts in the key, given by keyword too, with a
+    warning when decorated. Before, ``g(session=6)`` returned ``g(session=5)``'s value."""
+    import functools
+
+    from memojar import MemojarWarning, cached
+
+    if kind == "takes it first":
+        def wrapping(fn):
+            def wrapper(session=None, *args, **kwargs):
+                return fn(session, *args, **kwargs)
+            return functools.wraps(fn)(wrapper)
+
+        def load(a=0, session=None):
+            return a
+        calls: list[tuple[tuple[int, ...], dict[str, int]]] = [
+            ((), {"session": 5}), ((), {"session": 6})]
+    else:
+        def wrapping(fn):
+            def wrapper(x, session, *args, **kwargs):
+                return fn(session, x, *args, **kwargs)
+            return functools.wraps(fn)(wrapper)
+
+        def load(x, session):
+            return x
+        calls = [((1, 5), {}), ((1, 6), {})]
+
+    with pytest.warns(MemojarWarning, match=r"ignore=\('session',\) of .*load: a "
+                      r"decorator's wrapper under @cached has a parameter 'session'"):
+        g = cached(cache_dir=tmp_path / "c", ignore=("session",))(wrapping(load))
+    expected = [wrapping(load)(*args, **kwargs) for args, kwargs in calls]
+    assert expected[0] != expected[1]
+    assert [g(*args, **kwargs) for args, kwargs in calls] == expected
+    assert g.cache_info().misses == 2
 
 
 def _through(kind: str):

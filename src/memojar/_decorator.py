@@ -22,7 +22,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from types import FrameType, FunctionType
+from types import CodeType, FrameType, FunctionType
 from typing import Any, NamedTuple, cast
 
 from . import _depends, _entry, _keys, _notebook, _trio, _waits
@@ -373,8 +373,10 @@ class _Memo:
         self.seed = _entry.key_seed(self.scope)  # entries of other Pythons/scopes live apart
         self.ttl = ttl
         self.ignore = ignore
-        # Of ignore: those a positional argument may not be (``_unplaced``), by _make_binder.
+        # Of ignore, by _make_binder: those a positional argument may not be (``_unplaced``),
+        # and those a wrapper has a parameter of its own named as (``_taken_by_wrappers``).
         self.unplaced: tuple[str, ...] = ()
+        self.taken: tuple[str, ...] = ()
         self.custom_key = key
         self.files = files  # path parameters: the memory tier never skips hashing these
         # A partial, bound method or callable instance is the function that runs plus the
@@ -455,7 +457,10 @@ class _Memo:
             if own is not None:  # names only the decorator's own signature has are its
                 inner = parameter_names(self.target, ())
                 ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
-            self.unplaced = _unplaced(self.target, ignore) if shaped else ()
+            if shaped:  # (a wrapper's: see _unplaced)
+                self.taken = _taken_by_wrappers(self.target, ignore)
+                ignore = tuple(name for name in ignore if name not in self.taken)
+                self.unplaced = _unplaced(self.target, ignore)
             binder = make_binder(self.target, ignore, shaped, self.unplaced)
             changing = _changing_defaults(self.watched, self.ignore)
             if changing:  # the wrapper's own defaults that may change in place, keyed too
@@ -479,8 +484,10 @@ class _Memo:
 
     def keyed_names(self, ignore: tuple[str, ...]) -> list[str]:
         """The parameters whose values the binder's tuple holds, in order: those of
-        ``ignore`` left out, but those a positional argument may not be (``_unplaced``)."""
-        return parameter_names(self.target, [n for n in ignore if n not in self.unplaced])
+        ``ignore`` left out, but those a positional argument may not be (``_unplaced``)
+        and those a wrapper takes (``_taken_by_wrappers``)."""
+        kept = (*self.unplaced, *self.taken)
+        return parameter_names(self.target, [n for n in ignore if n not in kept])
 
     def retake_sibling(self) -> Callable[..., _Args]:
         """For a closure sharing its name with others, some of whose cells were empty when
@@ -2752,9 +2759,8 @@ def _unplaced(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
     (``fn(SESSION, *args, **kwargs)``), and the argument is then another parameter. Those
     are left out of the key only where a keyword gives them (``_keys._shaped``). None
     where every wrapper passes its positional arguments on in their places
-    (``_wrappers.passes_on_in_place``); otherwise not a method's ``self`` or ``cls`` first
-    (a wrapper that moved it would break the method), nor, under one wrapper alone whose
-    code has positional parameters, one it takes in the same place by the same name."""
+    (``_wrappers.passes_on_in_place``); otherwise all but a method's ``self`` or ``cls``
+    first (a wrapper that moved it would break the method)."""
     if not ignore or passes_on_in_place(target):
         return ()
     import inspect
@@ -2764,21 +2770,37 @@ def _unplaced(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
     except (TypeError, ValueError):
         return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    own = _code_signature(target)  # (a function's, wrapping or with a __signature__)
-    if own is None or getattr(getattr(target, "__wrapped__", None), "__wrapped__", None):
-        own_names = []  # (under several wrappers, the names of the outermost tell nothing)
-    else:
-        own_names = [p.name for p in own.parameters.values() if p.kind in kinds]
-    unplaced = []
-    for position, p in enumerate(p for p in params if p.kind in kinds):
-        if p.name not in ignore:
-            continue
-        if position < len(own_names) and own_names[position] == p.name:
-            continue
-        if position == 0 and p.name in ("self", "cls"):
-            continue
-        unplaced.append(p.name)
-    return tuple(unplaced)
+    return tuple(p.name for position, p in enumerate(p for p in params if p.kind in kinds)
+                 if p.name in ignore and not (position == 0 and p.name in ("self", "cls")))
+
+
+def _taken_by_wrappers(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
+    """The parameters of ``ignore`` that a wrapper between ``@cached`` and the function has
+    a parameter of its own named as (``def wrapper(session=None, *args, **kwargs)``), where
+    not every wrapper is read as passing the arguments on in place: a call's
+    ``session=5`` is then the wrapper's, which may pass it on as another parameter
+    (``fn(session, *args)`` puts it first). Those count in the key however given, with a
+    warning when decorated. Before, ``g(session=6)`` returned ``g(session=5)``'s value."""
+    if not ignore or passes_on_in_place(target):
+        return ()
+    taken: list[str] = []
+    level = target
+    for _ in range(32):  # (as _wrappers' reading: a __wrapped__ loop ends here)
+        wrapped = getattr(level, "__wrapped__", None)
+        if wrapped is None:
+            break
+        code = getattr(level, "__code__", None)
+        if isinstance(code, CodeType):
+            names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+            taken.extend(name for at, name in enumerate(names) if name in ignore
+                         and name not in taken and not (at == 0 and name in ("self", "cls")))
+        level = wrapped
+    for name in taken:
+        warn(f"ignore=({name!r},) of {function_name(target)}: a decorator's wrapper under "
+             f"@cached has a parameter {name!r} of its own, and may pass a {name}= given "
+             f"to it on as another parameter, so it counts in the key; put that decorator "
+             f"above @cached to leave it out")
+    return tuple(taken)
 
 
 def _warn_unplaced(target: Any, files: tuple[str, ...], key: bool) -> None:

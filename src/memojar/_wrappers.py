@@ -10,13 +10,16 @@ the signature puts at a position is the one the call's argument there is; anywhe
 
 A wrapper is read as passing them on in place when it is ``functools.lru_cache``'s (which
 calls with the arguments as given), or a function (wrapt's wrapper function too) whose
-code uses its ``*args`` only as ``fn(*args, ...)`` or ``fn(a, b, *args, ...)``, with its
-own positional parameters in order and nothing between, where ``fn`` holds the function
-it wraps (a free variable or global holding it when decorated; wrapt's ``wrapped``); loads
-``fn`` only for those calls or for its ``__name__``, ``__qualname__``, ``__module__`` or
-``__doc__``; calls it so at least once; never assigns those names, never hands them to a
-nested function (a cell), and never reaches its frame's variables by name (``eval``,
-``locals()``).
+code uses its ``*args`` and its own positional parameters only as ``fn(*args, ...)`` or
+``fn(a, b, *args, ...)``, in order and nothing between, the keywords loading none of them,
+where ``fn`` holds the function it wraps (a free variable or global holding it when
+decorated; wrapt's ``wrapped``); loads ``fn`` only for those calls or for its
+``__name__``, ``__qualname__``, ``__module__`` or ``__doc__``; calls it so at least once,
+with no jump into such a call (``(partial_ or fn)(*args)``); names its own positional
+parameters as the signature does in their places, if at all (``def wrapper(session=None,
+*args)`` takes a ``session=5`` and passes it on first); never assigns those names, never
+hands them to a nested function (a cell), and never reaches its frame's variables by name
+(``eval``, ``locals()``).
 
 Anything else is not read as in place: ``*args`` handed to anything else (a partial of the
 function, a lambda, a runner such as tenacity's, a logger), spelled out (``args[0]``), a
@@ -55,6 +58,12 @@ def passes_on_in_place(target: Any) -> bool:
     """Whether every wrapper from ``target`` down its ``__wrapped__`` chain passes the
     call's positional arguments on in their places (see the module's docstring); False for
     a callable that wraps nothing, or one whose chain declares a ``__signature__``."""
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    places = {p.name: at for at, p in enumerate(p for p in params if p.kind in kinds)}
     level = target
     for _ in range(_DEPTH):
         try:
@@ -65,13 +74,17 @@ def passes_on_in_place(target: Any) -> bool:
             return False
         if wrapped is None:
             return level is not target
-        if not _wrapper_in_place(level, wrapped):
+        if not _wrapper_in_place(level, wrapped, places):
             return False
         level = wrapped
     return False
 
 
-def _wrapper_in_place(wrapper: Any, wrapped: Any) -> bool:
+def _wrapper_in_place(wrapper: Any, wrapped: Any, places: dict[str, int]) -> bool:
+    """Whether ``wrapper`` passes its positional arguments on to ``wrapped`` in place;
+    ``places``: where the innermost signature puts each positional parameter, which the
+    wrapper's own must keep (``def wrapper(session=None, *args)`` takes ``session=5`` and
+    passes it on first, where ``a`` is)."""
     if isinstance(wrapper, functools._lru_cache_wrapper):
         return True
     if type(wrapper) is FunctionType:
@@ -79,6 +92,8 @@ def _wrapper_in_place(wrapper: Any, wrapped: Any) -> bool:
         if not code.co_flags & inspect.CO_VARARGS:
             return False
         own = code.co_varnames[:code.co_argcount]
+        if any(places.get(name, at) != at for at, name in enumerate(own)):
+            return False
         star = code.co_varnames[code.co_argcount + code.co_kwonlyargcount]
         callee = _names_holding(wrapper, wrapped)
         return bool(callee) and _calls_in_place(code, own, star, callee)
@@ -120,14 +135,17 @@ _NAMING = frozenset({"__name__", "__qualname__", "__module__", "__doc__"})
 
 
 def _calls_in_place(code: Any, own: tuple[str, ...], star: str, callee: set[str]) -> bool:
-    """Whether ``code`` uses ``star`` only in calls of ``callee`` as ``callee(*own, *star,
-    ...)``, makes one, loads ``callee`` for nothing else but its name, and never assigns
-    ``own``, ``star`` or ``callee`` nor hands them to a nested function."""
+    """Whether ``code`` uses ``own`` and ``star`` only in calls of ``callee`` as
+    ``callee(*own, *star, ...)``, makes one, loads ``callee`` for nothing else but its
+    name, never assigns them nor hands them to a nested function, and never jumps into
+    such a call (``(partial_ or fn)(*args)`` calls one or the other)."""
     kept = {*own, star}
     if kept & set(code.co_cellvars) or _FRAME_READERS & set(code.co_names):
         return False
-    ops = [op for op in dis.get_instructions(code) if op.opname not in _SKIPPED]
-    calls = set()  # the index of each ``star`` load in a call in place
+    every = list(dis.get_instructions(code))
+    targets = [op.offset for op in every if op.is_jump_target]
+    ops = [op for op in every if op.opname not in _SKIPPED]
+    in_calls: set[int] = set()  # the indexes of the loads of ``kept`` in calls in place
     for at, op in enumerate(ops):
         value = op.argval
         names = tuple(n for n in (value if isinstance(value, tuple) else (value,))
@@ -145,12 +163,12 @@ def _calls_in_place(code: Any, own: tuple[str, ...], star: str, callee: set[str]
         if following is not None and following.opname == "LOAD_ATTR" \
                 and following.argval in _NAMING:
             continue
-        loaded = _passes_in_place(ops, at + 1, own, star)
-        if loaded < 0:
+        call = _passes_in_place(ops, at + 1, own, star)
+        if call is None or any(op.offset < t <= ops[call[-1]].offset for t in targets):
             return False
-        calls.add(loaded)
-    loads = {at for at, op in enumerate(ops) if star in _loaded(op)}
-    return bool(calls) and loads == calls
+        in_calls.update(call[:-1])
+    loads = {at for at, op in enumerate(ops) if kept.intersection(_loaded(op))}
+    return bool(in_calls) and loads == in_calls
 
 
 def _loaded(op: Any) -> tuple[str, ...]:
@@ -163,33 +181,42 @@ def _loaded(op: Any) -> tuple[str, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _passes_in_place(ops: list[Any], at: int, own: tuple[str, ...], star: str) -> int:
-    """Where ``ops[at:]`` loads ``star`` if it is ``own`` and ``*star`` passed
-    positionally, then keywords only, then the call (``LOAD_FAST a, LOAD_FAST b,
-    BUILD_LIST 2, LOAD_FAST args, LIST_EXTEND, LIST_TO_TUPLE, ..., CALL_FUNCTION_EX``;
-    ``LOAD_FAST args`` alone without ``own``); -1 if it is not."""
+def _passes_in_place(ops: list[Any], at: int, own: tuple[str, ...], star: str
+                     ) -> list[int] | None:
+    """If ``ops[at:]`` is ``own`` and ``*star`` passed positionally, then keywords only,
+    then the call (``LOAD_FAST a, LOAD_FAST b, BUILD_LIST 2, LOAD_FAST args,
+    LIST_EXTEND, LIST_TO_TUPLE, ..., CALL_FUNCTION_EX``; ``LOAD_FAST args`` alone without
+    ``own``): the indexes of its loads of ``own`` and ``star``, and of the call last; else
+    None. The keywords may load no more of them (``y=a``)."""
+    kept = {*own, star}
     loaded: list[str] = []
+    indexes: list[int] = []
     while at < len(ops) and ops[at].opname in ("LOAD_FAST", "LOAD_FAST_LOAD_FAST") \
             and ops[at].argval != star:
         value = ops[at].argval
         loaded.extend(value if isinstance(value, tuple) else (value,))
+        indexes.append(at)
         at += 1
     if tuple(loaded) != own:
-        return -1
+        return None
     if own:
         if at >= len(ops) or ops[at].opname != "BUILD_LIST" or ops[at].arg != len(own):
-            return -1
+            return None
         at += 1
     if at >= len(ops) or ops[at].opname != "LOAD_FAST" or ops[at].argval != star:
-        return -1
-    star_at = at
+        return None
+    indexes.append(at)
     at += 1
     if own:
         if at + 1 >= len(ops) or ops[at].opname != "LIST_EXTEND" or not (
                 ops[at + 1].opname == "LIST_TO_TUPLE"
                 or ops[at + 1].argrepr == "INTRINSIC_LIST_TO_TUPLE"):
-            return -1
+            return None
         at += 2
     while at < len(ops) and ops[at].opname in _KEYWORDS_PART:
+        if kept.intersection(_loaded(ops[at])):
+            return None
         at += 1
-    return star_at if at < len(ops) and ops[at].opname == "CALL_FUNCTION_EX" else -1
+    if at >= len(ops) or ops[at].opname != "CALL_FUNCTION_EX":
+        return None
+    return [*indexes, at]
