@@ -43,6 +43,25 @@ _STAMPED = """
     class Made(metaclass=Stamp):
         pass
 """  # a class whose metaclass calls the helper
+_SCALING = """
+    import functools
+
+    FACTOR = 2
+
+    class Scaling:
+        def __init__(self, fn):
+            self.fn = fn
+            functools.update_wrapper(self, fn)
+
+        def __call__(self, *args):
+            return inner(self.fn(*args)) * FACTOR
+"""  # a decorator class of functools.update_wrapper, put under @cached (_SCALED)
+_SCALED = """
+    @cached
+    @Scaling
+    def f(x):
+        return x + 1
+"""
 
 
 def _main(body: str, imports: str = "from helpers import scale") -> str:
@@ -164,6 +183,19 @@ CASES = {
         return x + 1
     """, edit=("self.fn(*args) * 2", "self.fn(*args) * 3"), values=("8", "12"),
         named="class helpers.Doubling changed"),
+    # The same class under ``@cached``, the cached function itself: before, ``split`` left it
+    # whole and the walk followed the function it wraps alone, not what its class's code
+    # reads and calls (its own code was in the fingerprint: an edit of it recomputed)
+    "a global the __call__ of a decorator class under @cached reads": _case(
+        _SCALED, "from helpers import Scaling", HELPER + _SCALING,
+        edit=("FACTOR = 2", "FACTOR = 3"), values=("16", "24"),
+        named="constant helpers.FACTOR changed"),
+    "a helper the __call__ of a decorator class under @cached calls": _case(
+        _SCALED, "from helpers import Scaling", HELPER + _SCALING, values=("16", "24")),
+    "the __call__ of a decorator class under @cached": _case(
+        _SCALED, "from helpers import Scaling", HELPER + _SCALING,
+        edit=("* FACTOR", "* FACTOR + 1"), values=("16", "17"),
+        named="class helpers.Scaling changed"),
     "a lambda default calling a helper": _case("""
     @cached
     def f(x, g=lambda v: scale(v)):

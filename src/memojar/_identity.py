@@ -2044,6 +2044,18 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
     if id(func) in seen:
         return
     seen.add(id(func))
+    kind = type(func)
+    if not issubclass(kind, (FunctionType, type)) and kind not in _CONTAINERS and (
+            is_user_module(kind.__module__)):
+        # An instance of the user's class that ``split`` leaves whole (a decorator class of
+        # ``functools.update_wrapper`` under ``@cached``, or between it and the function):
+        # what its class's code calls and reads (``return self.fn(*a) * FACTOR``) and what
+        # its state holds, as for such an instance held in a global (``_walk_object``; its
+        # code and state are in the fingerprint already). Before, the function it wraps
+        # alone, and an edit of a global its ``__call__`` reads returned the old value.
+        _walk_value(kind, function_name(kind), rows, seen)
+        for item in _held(func):
+            _walk_value(item, function_name(item), rows, seen)
     wrapped = getattr(func, "__wrapped__", None)
     memo = _memo_of(wrapped)
     if memo is not None:  # memojar's wrapper (``@scaled`` above ``@cached``): what it was
