@@ -543,9 +543,8 @@ def test_ignore_and_files_under_a_wrapper_with_positional_parameters_of_its_own(
 
 
 def _moving(kind: str):
-    """A decorator whose wrapper passes the call's positional arguments on in other places
-    (after one it adds, in place of one it takes), or passes them on in place to a
-    function that does."""
+    """A decorator whose wrapper passes an argument on as another parameter, or passes the
+    call on unchanged to a function that does."""
     import functools
 
     session = {"rate": 10}
@@ -591,6 +590,15 @@ def _moving(kind: str):
             def wrapper(a, *args, **kwargs):
                 kwargs["y"] = a
                 return fn(a, *args, **kwargs)
+        elif kind == "takes a keyword first":
+            def wrapper(y=None, *args, **kwargs):
+                return fn(y, *args, **kwargs)
+        elif kind == "moves a keyword of its own":
+            def wrapper(*args, session=None, **kwargs):
+                return fn(*args, y=session, **kwargs)
+        elif kind == "pops a keyword":
+            def wrapper(*args, **kwargs):
+                return fn(kwargs.pop("session", None), *args, **kwargs)
         elif kind == "dispatches to another layout":
             dispatching = functools.singledispatch(fn)
 
@@ -598,101 +606,65 @@ def _moving(kind: str):
             def _(session: int, y, x=0):
                 return (session, x, y)
             return dispatching
-        else:  # "under one passing on in place"
+        else:  # "under one passing the call on"
             return _passing_on(_moving("adds one first")(fn))
         return functools.wraps(fn)(wrapper)
     return moving
 
 
 _MOVED = {  # kind: the parameter ignored, two calls keyed alike if it were left out
-    "adds one first": ("session", [(5, 1), (6, 1)]),
-    "takes one of its own": ("session", [(2, 3, 4), (3, 3, 4)]),
-    "drops the first": ("y", [(5, 1, 2), (5, 1, 3)]),
-    "swaps its own": ("session", [(5, 1), (6, 1)]),
-    "calls a partial": ("session", [(5, 1), (6, 1)]),
-    "hands it to a runner": ("session", [(5, 1), (6, 1)]),
-    "spells one branch out": ("session", [(5, 1), (6, 1)]),
-    "branches to a partial": ("session", [(5, 1), (6, 1)]),
-    "jumps into the call": ("session", [(5, 1), (6, 1)]),
-    "copies its own into a keyword": ("session", [(5, 1), (6, 1)]),
-    "dispatches to another layout": ("y", [(5, 1, 2), (5, 1, 3)]),
-    "under one passing on in place": ("session", [(5, 1), (6, 1)]),
+    "adds one first": ("session", [((5, 1), {}), ((6, 1), {})]),
+    "takes one of its own": ("session", [((2, 3, 4), {}), ((3, 3, 4), {})]),
+    "drops the first": ("y", [((5, 1, 2), {}), ((5, 1, 3), {})]),
+    "swaps its own": ("session", [((5, 1), {}), ((6, 1), {})]),
+    "calls a partial": ("session", [((5, 1), {}), ((6, 1), {})]),
+    "hands it to a runner": ("session", [((5, 1), {}), ((6, 1), {})]),
+    "spells one branch out": ("session", [((5, 1), {}), ((6, 1), {})]),
+    "branches to a partial": ("session", [((5, 1), {}), ((6, 1), {})]),
+    "jumps into the call": ("session", [((5, 1), {}), ((6, 1), {})]),
+    "copies its own into a keyword": ("session", [((5, 1), {}), ((6, 1), {})]),
+    "takes a keyword first": ("y", [((), {"x": 1, "y": 5}), ((), {"x": 1, "y": 6})]),
+    "moves a keyword of its own": ("session", [((1,), {"session": 5}),
+                                               ((1,), {"session": 6})]),
+    "pops a keyword": ("session", [((1,), {"session": 5}), ((1,), {"session": 6})]),
+    "dispatches to another layout": ("y", [((5, 1, 2), {}), ((5, 1, 3), {})]),
+    "under one passing the call on": ("session", [((5, 1), {}), ((6, 1), {})]),
 }
 
 
 @pytest.mark.parametrize("kind", list(_MOVED))
-def test_ignore_under_a_wrapper_that_moves_the_arguments_keys_what_the_call_gave_there(
+def test_ignore_under_a_decorator_passing_an_argument_on_as_another_keys_it(
     tmp_path: Path, kind: str
 ) -> None:
     """``ignore=("session",)`` under ``fn(SESSION, *args, **kwargs)``: ``f(5, 1)`` binds 5
-    to ``session`` by the wrapped signature, but runs with it as ``x``. An argument given
-    positionally where an ignored parameter is counts in the key, with a warning, unless
-    every wrapper's code is read as passing its arguments on in place. Before, it was
-    left out, and ``f(6, 1)`` returned ``f(5, 1)``'s value; and after the first readings
-    of the bytecode, so it did under a partial, a runner, a branch spelling the arguments
-    out or calling a partial, own parameters reassigned or copied into a keyword, a jump
-    into the call in place (``(partial_ or fn)(*args)``), a wrapper passing them on in
-    place to one that moves them, or a ``singledispatch`` implementation of another
-    layout."""
+    to ``session`` by the wrapped signature, but runs with it as ``x``. Unless every
+    decorator between ``@cached`` and the function is read as passing the call on
+    unchanged, ignored parameters count in the key, with a warning when decorated. Before,
+    they were left out, and ``f(6, 1)`` returned ``f(5, 1)``'s value; and after the first
+    readings of the bytecode, so it did under a partial, a runner, a branch spelling the
+    arguments out or calling a partial, own parameters reassigned or copied into a keyword,
+    a jump into the call (``(partial_ or fn)(*args)``), a keyword taken by the wrapper or
+    popped from its ``**kwargs`` and passed on as another parameter, a wrapper passing the
+    call on to one that moves an argument, or a ``singledispatch`` implementation of
+    another layout."""
     from memojar import MemojarWarning, cached
 
-    def load(session, x, y=0):
+    def load(session=None, x=0, y=0):
         return (session if isinstance(session, int) else "session", x, y)
 
     ignored, calls = _MOVED[kind]
     moved = _moving(kind)(load)
-    f = cached(cache_dir=tmp_path / "c", ignore=(ignored,))(moved)
-    with pytest.warns(MemojarWarning, match=rf"ignore=\('{ignored}',\) of .*load: the "
-                      rf"call gives an argument positionally .*give '{ignored}' by keyword"):
-        assert f(*calls[0]) == moved(*calls[0])
-    assert f(*calls[1]) == moved(*calls[1]) != moved(*calls[0])  # before: the first's
+    with pytest.warns(MemojarWarning, match=rf"ignore=\('{ignored}',\) of .*load: memojar "
+                      r"cannot read the decorator .* put that decorator above @cached"):
+        f = cached(cache_dir=tmp_path / "c", ignore=(ignored,))(moved)
+    expected = [moved(*args, **kwargs) for args, kwargs in calls]
+    assert expected[0] != expected[1]
+    assert [f(*args, **kwargs) for args, kwargs in calls] == expected  # before: 2nd = 1st
     assert f.cache_info().misses == 2
 
 
-@pytest.mark.parametrize("kind", ["takes it first", "swaps its own"])
-def test_ignore_of_a_parameter_a_wrapper_has_too_keys_it_however_given(
-    tmp_path: Path, kind: str
-) -> None:
-    """A wrapper with a parameter of its own named as an ignored one takes a call's
-    argument for it, and may pass it on as another parameter (``def wrapper(session=None,
-    *args, **kwargs)`` passes a ``session=5`` on first, where ``a`` is; ``def wrapper(x,
-    session, *args)`` swaps them): it counts in the key, given by keyword too, with a
-    warning when decorated. Before, ``g(session=6)`` returned ``g(session=5)``'s value."""
-    import functools
-
-    from memojar import MemojarWarning, cached
-
-    if kind == "takes it first":
-        def wrapping(fn):
-            def wrapper(session=None, *args, **kwargs):
-                return fn(session, *args, **kwargs)
-            return functools.wraps(fn)(wrapper)
-
-        def load(a=0, session=None):
-            return a
-        calls: list[tuple[tuple[int, ...], dict[str, int]]] = [
-            ((), {"session": 5}), ((), {"session": 6})]
-    else:
-        def wrapping(fn):
-            def wrapper(x, session, *args, **kwargs):
-                return fn(session, x, *args, **kwargs)
-            return functools.wraps(fn)(wrapper)
-
-        def load(x, session):
-            return x
-        calls = [((1, 5), {}), ((1, 6), {})]
-
-    with pytest.warns(MemojarWarning, match=r"ignore=\('session',\) of .*load: a "
-                      r"decorator's wrapper under @cached has a parameter 'session'"):
-        g = cached(cache_dir=tmp_path / "c", ignore=("session",))(wrapping(load))
-    expected = [wrapping(load)(*args, **kwargs) for args, kwargs in calls]
-    assert expected[0] != expected[1]
-    assert [g(*args, **kwargs) for args, kwargs in calls] == expected
-    assert g.cache_info().misses == 2
-
-
 def _through(kind: str):
-    """A decorator whose wrapper passes the call's arguments on in place."""
+    """A decorator whose wrapper passes the call on unchanged."""
     import functools
 
     def through(fn):
@@ -718,21 +690,21 @@ def _through(kind: str):
                         pass
                 raise ConnectionError
         else:
-            def wrapper(obj, *args, **kwargs):
-                return fn(obj, *args, **kwargs)
+            def wrapper(x, *args, **kwargs):
+                return fn(x, *args, **kwargs)
         return functools.wraps(fn)(wrapper)
     return through
 
 
 @pytest.mark.parametrize("kind", ["(*args, **kwargs)", "logs its name and retries",
-                                  "(obj, *args, **kwargs)", "wrapt", "over lru_cache"])
-def test_ignore_under_a_wrapper_that_passes_the_arguments_on_in_place_leaves_them_out(
+                                  "(x, *args, **kwargs)", "wrapt", "over lru_cache"])
+def test_ignore_under_decorators_passing_the_call_on_unchanged_leaves_it_out(
     tmp_path: Path, kind: str
 ) -> None:
-    """Wrappers whose code uses ``*args`` only to call ``fn(*args, **kwargs)``, or
-    ``fn(obj, *args, **kwargs)`` with their own positional parameters in order (wrapt's
-    calling ``wrapped``), or ``lru_cache``'s, read from their bytecode down the chain: an
-    ignored parameter given positionally is left out, without a warning."""
+    """Wrappers whose code uses ``*args`` and ``**kwargs`` only to call ``fn(*args,
+    **kwargs)``, or ``fn(x, *args, **kwargs)`` with their own positional parameters in
+    order (wrapt's calling ``wrapped``), or ``lru_cache``'s, read from their bytecode down
+    the chain: an ignored parameter is left out however given, without a warning."""
     import warnings
 
     from memojar import cached
@@ -749,13 +721,13 @@ def test_ignore_under_a_wrapper_that_passes_the_arguments_on_in_place_leaves_the
 
 
 @pytest.mark.parametrize("kind", ["logs its arguments", "a class of update_wrapper"])
-def test_ignore_under_a_wrapper_not_read_as_in_place_keys_a_positional_argument(
+def test_ignore_under_a_decorator_not_read_keys_it_though_it_passes_the_call_on(
     tmp_path: Path, kind: str
 ) -> None:
-    """A wrapper that hands its ``*args`` to anything but the call in place (a logger), or
-    is not a function (a class's ``__call__``), is not read as passing them on in place,
-    even where it does: an ignored parameter given positionally counts in the key, with a
-    warning (an extra computation); given by keyword, it is left out."""
+    """A wrapper that hands its ``*args`` to anything but the call (a logger), or is not a
+    function (a class's ``__call__``), is not read as passing the call on unchanged, even
+    where it does: ignored parameters count in the key (an extra computation), with a
+    warning when decorated."""
     import functools
 
     from memojar import MemojarWarning, cached
@@ -777,15 +749,13 @@ def test_ignore_under_a_wrapper_not_read_as_in_place_keys_a_positional_argument(
                 return self.fn(*args, **kwargs)
         return Logged(fn)
 
-    @cached(cache_dir=tmp_path / "c", ignore=("verbose",))
-    @unread
-    def f(x, verbose=False):
+    def double(x, verbose=False):
         return x * 2
 
-    with pytest.warns(MemojarWarning, match="give 'verbose' by keyword"):
-        assert f(3, True) == 6
-    assert f(3, False) == f(3, verbose=True) == f(3, verbose=False) == 6
-    assert f.cache_info().misses == 3
+    with pytest.warns(MemojarWarning, match="cannot read the decorator"):
+        f = cached(cache_dir=tmp_path / "c", ignore=("verbose",))(unread(double))
+    assert f(3, True) == f(3, False) == f(3, False) == 6
+    assert f.cache_info().misses == 2
 
 
 def test_a_wrapper_given_more_defaults_than_it_has_parameters_is_cached(
@@ -810,12 +780,12 @@ def test_a_wrapper_given_more_defaults_than_it_has_parameters_is_cached(
     assert f.cache_info().misses == 1
 
 
-def test_an_unpicklable_argument_where_an_ignored_parameter_is_says_to_give_it_by_keyword(
+def test_an_unpicklable_argument_ignored_under_a_decorator_not_read_says_what_to_do(
     tmp_path: Path
 ) -> None:
-    """Under a wrapper that may move the arguments, an ignored parameter given positionally
-    counts in the key: where it cannot be pickled (a connection), the error says why it
-    counts and what to do, not "leave it out with ignore=", which the call already has."""
+    """An ignored parameter that counts in the key under a decorator not read as passing
+    the call on unchanged: where it cannot be pickled (a connection), the error says why
+    it counts and what to do, not "leave it out with ignore=", which the call has."""
     import threading
 
     from memojar import MemojarWarning, cached
@@ -823,37 +793,34 @@ def test_an_unpicklable_argument_where_an_ignored_parameter_is_says_to_give_it_b
     def query(db, sql):
         return sql.upper()
 
-    f = cached(cache_dir=tmp_path / "c", ignore=("db",))(_moving("drops the first")(query))
-    with pytest.warns(MemojarWarning), pytest.raises(
-            TypeError, match=r"positionally where .*query's signature puts 'db' cannot be "
-                             r"pickled.*give it by keyword \(db=\.\.\.\)"):
+    with pytest.warns(MemojarWarning):
+        f = cached(cache_dir=tmp_path / "c", ignore=("db",))(
+            _moving("drops the first")(query))
+    with pytest.raises(TypeError, match=r"argument 'db' of .*query cannot be pickled.*"
+                                        r"ignore=\('db',\) cannot leave it out.*put that "
+                                        r"decorator above @cached"):
         f(threading.Lock(), "select")
-    assert f(db=threading.Lock(), sql="select") == "SELECT"
 
 
-def test_files_under_a_wrapper_that_moves_the_arguments_warns_at_decoration(
-    tmp_path: Path
-) -> None:
+def test_files_under_a_decorator_not_read_warns_at_decoration(tmp_path: Path) -> None:
     """``files=("path",)`` under ``fn(SESSION, *args, **kwargs)``: the argument in
     ``path``'s place is another parameter, and the file the function reads is not hashed.
-    Said when decorated, naming the parameter and what to do."""
+    Said when decorated, with what to do."""
     from memojar import MemojarWarning, cached
 
     def read(session, path):
         return Path(path).read_text()
 
-    with pytest.warns(MemojarWarning, match=r"files=\('path',\) of .*read: .*give 'path' "
-                      r"by keyword"):
+    with pytest.warns(MemojarWarning, match=r"files=\('path',\) of .*read: .*the file "
+                      r"hashed may be another argument's; put that decorator above"):
         cached(cache_dir=tmp_path / "c", files=("path",))(_moving("adds one first")(read))
 
 
-def test_key_under_a_wrapper_that_moves_the_arguments_warns_at_decoration(
-    tmp_path: Path
-) -> None:
+def test_key_under_a_decorator_not_read_warns_at_decoration(tmp_path: Path) -> None:
     """``key=`` under ``fn(SESSION, *args, **kwargs)`` is called with the arguments where
     the wrapped signature puts them (``session=5`` for ``f(5, 1)``): one returning less
     than all of them may leave out what the result depends on. Said when decorated; not
-    under a wrapper that passes them on in place."""
+    under a wrapper that passes the call on unchanged."""
     import warnings
 
     from memojar import MemojarWarning, cached
@@ -861,23 +828,14 @@ def test_key_under_a_wrapper_that_moves_the_arguments_warns_at_decoration(
     def load(session, x, y=0):
         return (x, y)
 
-    with pytest.warns(MemojarWarning, match=r"key= of .*load: .*return every argument"):
+    with pytest.warns(MemojarWarning, match=r"key= of .*load: .*may leave out what the "
+                      r"result depends on"):
         cached(cache_dir=tmp_path / "c", key=lambda session, x, y: (x, y))(
             _moving("adds one first")(load))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cached(cache_dir=tmp_path / "c", key=lambda session, x, y: (x, y))(
             _passing_on(load))
-
-
-def _passing_on(fn):
-    """A ``functools.wraps`` wrapper calling ``fn(*args, **kwargs)``."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return fn(*args, **kwargs)
-    return wrapper
 
 
 @pytest.mark.parametrize("injected", ["keyword", "positional"])
@@ -939,9 +897,11 @@ def test_key_of_a_wrapped_function_keys_the_call_apart_from_its_defaults(
 ) -> None:
     """``key=`` is called with the wrapped function's defaults applied; which arguments
     the call passed is keyed beside it, as without key=."""
-    from memojar import cached
+    from memojar import MemojarWarning, cached
 
-    f = cached(cache_dir=tmp_path / "c", key=lambda n, seed: (n, seed))(_seeded(_sample))
+    with pytest.warns(MemojarWarning, match="key= of"):  # (kwargs.setdefault: not read)
+        f = cached(cache_dir=tmp_path / "c", key=lambda n, seed: (n, seed))(
+            _seeded(_sample))
     assert f(5) == (5, 42)
     assert f(5, seed=0) == (5, 0)  # before: (5, 42)
 

@@ -22,7 +22,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from types import CodeType, FrameType, FunctionType
+from types import FrameType, FunctionType
 from typing import Any, NamedTuple, cast
 
 from . import _depends, _entry, _keys, _notebook, _trio, _waits
@@ -63,7 +63,7 @@ from ._keys import (
     raw_binder,
 )
 from ._store import KeyLock, Store, Unconfirmed, header_of, stamp_busy, start_thread
-from ._wrappers import passes_on_in_place
+from ._wrappers import passes_on_unchanged
 
 
 class CacheInfo(NamedTuple):
@@ -373,10 +373,9 @@ class _Memo:
         self.seed = _entry.key_seed(self.scope)  # entries of other Pythons/scopes live apart
         self.ttl = ttl
         self.ignore = ignore
-        # Of ignore, by _make_binder: those a positional argument may not be (``_unplaced``),
-        # and those a wrapper has a parameter of its own named as (``_taken_by_wrappers``).
-        self.unplaced: tuple[str, ...] = ()
-        self.taken: tuple[str, ...] = ()
+        # Of ignore, by _make_binder: those that cannot be left out under the decorators
+        # between @cached and the function (``_not_left_out``), which count in the key.
+        self.kept: tuple[str, ...] = ()
         self.custom_key = key
         self.files = files  # path parameters: the memory tier never skips hashing these
         # A partial, bound method or callable instance is the function that runs plus the
@@ -457,11 +456,10 @@ class _Memo:
             if own is not None:  # names only the decorator's own signature has are its
                 inner = parameter_names(self.target, ())
                 ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
-            if shaped:  # (a wrapper's: see _unplaced)
-                self.taken = _taken_by_wrappers(self.target, ignore)
-                ignore = tuple(name for name in ignore if name not in self.taken)
-                self.unplaced = _unplaced(self.target, ignore)
-            binder = make_binder(self.target, ignore, shaped, self.unplaced)
+            if shaped:
+                self.kept = _not_left_out(self.target, ignore)
+                ignore = tuple(name for name in ignore if name not in self.kept)
+            binder = make_binder(self.target, ignore, shaped)
             changing = _changing_defaults(self.watched, self.ignore)
             if changing:  # the wrapper's own defaults that may change in place, keyed too
                 binder = functools.partial(_with_defaults, binder, changing)
@@ -471,7 +469,7 @@ class _Memo:
                 binder = functools.partial(_with_bound, binder, bound_args, bound_kwargs)
                 bound_args, bound_kwargs = (), {}
         if shaped and (self.files or self.custom_key is not None):
-            _warn_unplaced(self.target, self.files, self.custom_key is not None)
+            _warn_unread(self.target, self.files, self.custom_key is not None)
         if self.files:  # each path argument keyed with its content
             binder = _depends.files_binder(binder, self.keyed_names(ignore), self.files,
                                            function_name(func))
@@ -484,10 +482,8 @@ class _Memo:
 
     def keyed_names(self, ignore: tuple[str, ...]) -> list[str]:
         """The parameters whose values the binder's tuple holds, in order: those of
-        ``ignore`` left out, but those a positional argument may not be (``_unplaced``)
-        and those a wrapper takes (``_taken_by_wrappers``)."""
-        kept = (*self.unplaced, *self.taken)
-        return parameter_names(self.target, [n for n in ignore if n not in kept])
+        ``ignore`` left out, but those that cannot be (``_not_left_out``)."""
+        return parameter_names(self.target, [n for n in ignore if n not in self.kept])
 
     def retake_sibling(self) -> Callable[..., _Args]:
         """For a closure sharing its name with others, some of whose cells were empty when
@@ -871,7 +867,8 @@ class _Memo:
         binder: Callable[..., _Args] | None = None
         own = _own_signature(target)
         if own is not None:
-            ignore = tuple(name for name in self.ignore if name in own.parameters)
+            ignore = tuple(name for name in self.ignore if name in own.parameters
+                           and name not in self.kept)
             binder = self._with_bound(make_binder(_without_wrapped(target), ignore))
         elif _passes_through(target):
             binder = self._with_bound(raw_binder)
@@ -2352,14 +2349,14 @@ class _Memo:
                         "...); not ignore=, which would give every instance the results of "
                         "the first one"
                     )
-                if name in self.unplaced:
+                if name in self.kept:
                     return TypeError(
-                        f"the argument given positionally where {qualname}'s signature puts "
-                        f"{name!r} cannot be pickled to make the cache key "
-                        f"({type(inner).__name__}: {inner}); ignore=({name!r},) leaves it "
-                        "out only when given by keyword, since the decorator's wrapper "
-                        "under @cached may pass it on in another place: give it by keyword "
-                        f"({name}=...), or put that decorator above @cached"
+                        f"argument {name!r} of {qualname} cannot be pickled to make the "
+                        f"cache key ({type(inner).__name__}: {inner}); ignore=({name!r},) "
+                        "cannot leave it out under the decorator between @cached and the "
+                        "function, which may pass it on as another argument: put that "
+                        "decorator above @cached, or pass key= a function returning what "
+                        "the result depends on"
                     )
                 item = _unpicklable_item(self.target, name, value)
                 if item is not None:
@@ -2752,79 +2749,41 @@ def _bound_elsewhere(target: Any) -> bool:
     return "__signature__" in getattr(target, "__dict__", ())
 
 
-def _unplaced(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
-    """The positional parameters of ``ignore`` that a call's argument in their place may not
-    be, under decorators' wrappers (``_bound_elsewhere``): a wrapper may take its own there
-    (``def wrapper(factor, *args, **kwargs)``) or pass its arguments on after one it adds
-    (``fn(SESSION, *args, **kwargs)``), and the argument is then another parameter. Those
-    are left out of the key only where a keyword gives them (``_keys._shaped``). None
-    where every wrapper passes its positional arguments on in their places
-    (``_wrappers.passes_on_in_place``); otherwise all but a method's ``self`` or ``cls``
-    first (a wrapper that moved it would break the method)."""
-    if not ignore or passes_on_in_place(target):
+def _not_left_out(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
+    """The parameters of ``ignore`` that a call of ``target``, a decorator's wrapper
+    (``_bound_elsewhere``), cannot leave out of its key, with a warning when decorated: all
+    of them but where every decorator between ``@cached`` and the function is read as
+    passing the call on unchanged (``_wrappers.passes_on_unchanged``). The call is bound by
+    the function's signature, but the wrapper runs it, and may pass an argument on as
+    another parameter: after one it adds (``fn(SESSION, *args, **kwargs)`` runs ``f(5,
+    1)`` with 5 as ``x``, not as ``session``), in place of one it takes (``def
+    wrapper(factor, *args)``), from a keyword it takes (``def wrapper(session=None,
+    *args)``, ``kwargs.pop("session")``). Before, it was left out, and ``f(6, 1)``
+    returned ``f(5, 1)``'s value."""
+    if not ignore or passes_on_unchanged(target):
         return ()
-    import inspect
-
-    try:
-        params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return ()
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return tuple(p.name for position, p in enumerate(p for p in params if p.kind in kinds)
-                 if p.name in ignore and not (position == 0 and p.name in ("self", "cls")))
+    warn(f"ignore={ignore!r} of {function_name(target)}: memojar cannot read the decorator "
+         f"between @cached and the function as passing the call on unchanged (it may pass "
+         f"an argument on as another parameter: fn(SESSION, *args, **kwargs)), so "
+         f"{'they count' if len(ignore) > 1 else 'it counts'} in the key; put that "
+         f"decorator above @cached to leave {'them' if len(ignore) > 1 else 'it'} out")
+    return ignore
 
 
-def _taken_by_wrappers(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
-    """The parameters of ``ignore`` that a wrapper between ``@cached`` and the function has
-    a parameter of its own named as (``def wrapper(session=None, *args, **kwargs)``), where
-    not every wrapper is read as passing the arguments on in place: a call's
-    ``session=5`` is then the wrapper's, which may pass it on as another parameter
-    (``fn(session, *args)`` puts it first). Those count in the key however given, with a
-    warning when decorated. Before, ``g(session=6)`` returned ``g(session=5)``'s value."""
-    if not ignore or passes_on_in_place(target):
-        return ()
-    taken: list[str] = []
-    level = target
-    for _ in range(32):  # (as _wrappers' reading: a __wrapped__ loop ends here)
-        wrapped = getattr(level, "__wrapped__", None)
-        if wrapped is None:
-            break
-        code = getattr(level, "__code__", None)
-        if isinstance(code, CodeType):
-            names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
-            taken.extend(name for at, name in enumerate(names) if name in ignore
-                         and name not in taken and not (at == 0 and name in ("self", "cls")))
-        level = wrapped
-    for name in taken:
-        warn(f"ignore=({name!r},) of {function_name(target)}: a decorator's wrapper under "
-             f"@cached has a parameter {name!r} of its own, and may pass a {name}= given "
-             f"to it on as another parameter, so it counts in the key; put that decorator "
-             f"above @cached to leave it out")
-    return tuple(taken)
-
-
-def _warn_unplaced(target: Any, files: tuple[str, ...], key: bool) -> None:
-    """Warn, at decoration, of ``files=`` parameters a positional argument may not be under
-    the decorator's wrapper (``_unplaced``): the file hashed may be another argument's,
-    and changes of the one the function reads unseen; and of ``key=`` there, which is
-    called with the arguments where the wrapped function's signature puts them."""
-    if key:
-        if _unplaced(target, tuple(parameter_names(target))):
-            warn(f"key= of {function_name(target)}: the decorator's wrapper under @cached "
-                 f"may pass its positional arguments on in other places (fn(SESSION, "
-                 f"*args, **kwargs)), and key= is called with them where the function's "
-                 f"signature puts them: return every argument the result may depend on, "
-                 f"or put that decorator above @cached")
+def _warn_unread(target: Any, files: tuple[str, ...], key: bool) -> None:
+    """Warn, when decorated, of ``files=`` or ``key=`` under a decorator that is not read
+    as passing the call on unchanged (``_not_left_out``): the path hashed, or what
+    ``key=`` returns, may be another argument's."""
+    if passes_on_unchanged(target):
         return
-    unplaced = _unplaced(target, files)
-    if unplaced:
-        name = unplaced[0]
-        warn(f"files=({name!r},) of {function_name(target)}: the decorator's wrapper under "
-             f"@cached may pass its positional arguments on in other places (fn(SESSION, "
-             f"*args, **kwargs)), so a path given positionally where the signature puts "
-             f"{name!r} may be another parameter's, and the file the function reads "
-             f"unhashed; give {name!r} by keyword ({name}=...), or put that decorator "
-             f"above @cached")
+    what = "key=" if key else f"files={files!r}"
+    warn(f"{what} of {function_name(target)}: memojar cannot read the decorator between "
+         f"@cached and the function as passing the call on unchanged (it may pass an "
+         f"argument on as another parameter: fn(SESSION, *args, **kwargs)), and {what} "
+         f"takes the arguments where the function's signature puts them, so "
+         + ("what it returns may leave out what the result depends on"
+            if key else "the file hashed may be another argument's")
+         + "; put that decorator above @cached")
 
 
 def _without_wrapped(func: FunctionType) -> FunctionType:

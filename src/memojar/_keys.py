@@ -34,7 +34,7 @@ from typing import Any
 import xxhash
 
 from . import _identity
-from ._errors import the_callers, warn
+from ._errors import the_callers
 from ._identity import argument_identity, class_identity, function_identity, met
 
 PROTOCOL = 5
@@ -95,8 +95,7 @@ _BY_REFERENCE = (BuiltinFunctionType, pickle.PickleBuffer)
 # --- binding ------------------------------------------------------------------------------
 
 def make_binder(
-    func: Callable[..., Any], ignore: Iterable[str] = (), shaped: bool = False,
-    unplaced: Iterable[str] = (),
+    func: Callable[..., Any], ignore: Iterable[str] = (), shaped: bool = False
 ) -> Callable[..., tuple[Any, ...]]:
     """Return a function taking ``func``'s arguments and returning the bound values as a tuple.
 
@@ -106,8 +105,7 @@ def make_binder(
     then one plain function call, several times faster than ``inspect.Signature.bind``.
     Raises ``ValueError`` if ``ignore`` names a parameter ``func`` does not have.
 
-    ``shaped``: the signature is not that of the code the call runs (see ``_shaped``);
-    ``unplaced``: the names of ``ignore`` left out only where a keyword gives them (there).
+    ``shaped``: the signature is not that of the code the call runs (see ``_shaped``).
     """
     import inspect  # at decoration time only: it costs milliseconds to import
 
@@ -130,19 +128,16 @@ def make_binder(
             f"{getattr(func, '__qualname__', type(func).__qualname__)}{sig}; allowed: "
             f"{', '.join(map(repr, names)) or 'none'}" + _through_var_keyword(sig, unknown)
         )
-    unplaced = frozenset(unplaced) if shaped else frozenset()
-    left_out = [name for name in ignore if name not in unplaced]  # the others: by _shaped
     if any(name.startswith("__memojar_") for name in names):
-        binder = _signature_binder(sig, left_out)
+        binder = _signature_binder(sig, ignore)
     else:
-        kept = [name for name in names if name not in left_out]
+        kept = [name for name in names if name not in ignore]
         body = f"({', '.join(kept)},)" if kept else "()"
         binder = _generate(func, sig, body, {})
-    return _shaped(binder, sig, ignore, unplaced, _describe(func)) if shaped else binder
+    return _shaped(binder, sig, ignore) if shaped else binder
 
 
-def _shaped(binder: Callable[..., tuple[Any, ...]], sig: Any, ignore: Iterable[str] = (),
-            unplaced: frozenset[str] = frozenset(), what: str = ""
+def _shaped(binder: Callable[..., tuple[Any, ...]], sig: Any, ignore: Iterable[str] = ()
             ) -> Callable[..., tuple[Any, ...]]:
     """``binder``, for a signature that is another function's than the one the call runs
     (a decorator's wrapper under ``@cached``: ``inspect.signature`` follows its
@@ -156,36 +151,19 @@ def _shaped(binder: Callable[..., tuple[Any, ...]], sig: Any, ignore: Iterable[s
     places (``def wrapper(factor, *args, **kwargs)``). Before, the values alone: ``f(5)``
     and ``f(5, seed=0)``, or ``f(2, 3)`` and ``f(2, y=3)``, were bound alike, and the
     second call returned the first one's value. A call given otherwise than before
-    (``f(x=5)`` after ``f(5)``) computes again where the wrapper only passes it on.
-
-    ``unplaced``: ignored parameters that a positional argument may not be, where the
-    wrapper passes its arguments on in other places (``fn(SESSION, *args, **kwargs)``
-    under ``ignore=("session",)``: ``f(5, 1)`` binds 5 to ``session``, but runs with it as
-    ``x``). Their binder (``binder``) keeps their values, and they are left out here where
-    no positional argument gives them; one given positionally counts in the key, with a
-    warning once (before, it was left out, and ``f(6, 1)`` returned ``f(5, 1)``'s value)."""
+    (``f(x=5)`` after ``f(5)``) computes again where the wrapper only passes it on."""
     skip = frozenset(ignore)
     first: list[int] = []  # the weight of each positional parameter, in order (0: ignored)
     named: dict[str, int] = {}  # the weight of each parameter a keyword may give
-    unsure: list[tuple[int, int, str]] = []  # of unplaced: (value's index, position, name)
     weight = 1
-    kept = 0
     for p in sig.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            kept += p.name not in skip  # (what they take is among the values)
-            continue
+            continue  # (what they take is among the values)
         positional = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        if p.name in unplaced and positional:
-            unsure.append((kept, len(first), p.name))
-            first.append(weight)
-            weight *= 3
-            kept += 1
-            continue
         if p.name in skip:
             if positional:
                 first.append(0)
             continue
-        kept += 1
         if positional:
             first.append(weight)
         if p.kind is not p.POSITIONAL_ONLY:
@@ -193,38 +171,15 @@ def _shaped(binder: Callable[..., tuple[Any, ...]], sig: Any, ignore: Iterable[s
         weight *= 3
     given = [sum(first[:count]) for count in range(len(first) + 1)]  # by positionals given
     most = len(first)
-    warned: set[str] = set()  # of unplaced: those warned of
 
     def bind(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         values = binder(*args, **kwargs)  # first: a call it rejects raises its TypeError
         shape = given[min(len(args), most)]
         for name in kwargs:
             shape += named.get(name, 0)
-        if unsure:
-            values = _left_out_unless_placed(values, len(args), unsure, warned, what)
         return (*values, shape)
 
     return bind
-
-
-def _left_out_unless_placed(values: tuple[Any, ...], positionals: int,
-                            unsure: list[tuple[int, int, str]], warned: set[str],
-                            what: str) -> tuple[Any, ...]:
-    """``values`` with those of ``unsure`` (``_shaped``) that no positional argument gave
-    left out (None), and a warning once (``warned``) for each one that one gave."""
-    kept = list(values)
-    for index, position, name in unsure:
-        if position >= positionals:
-            kept[index] = None
-            continue
-        if name not in warned:
-            warned.add(name)
-            warn(f"ignore=({name!r},) of {what}: the call gives an argument positionally "
-                 f"where the signature puts {name!r}, but the decorator's wrapper under "
-                 f"@cached may pass it on in another place (fn(SESSION, *args, "
-                 f"**kwargs)), so it counts in the key; give {name!r} by keyword "
-                 f"({name}=...) to leave it out, or put that decorator above @cached")
-    return tuple(kept)
 
 
 def _through_var_keyword(sig: Any, unknown: list[str]) -> str:

@@ -1,33 +1,31 @@
-"""Whether the decorators between ``@cached`` and a function pass a call's positional
-arguments on in their places, read from their bytecode (CPython 3.10 to 3.13).
+"""Whether the decorators between ``@cached`` and a function pass a call on unchanged,
+read from their bytecode (CPython 3.10 to 3.13).
 
 A call of a decorated function is bound by the signature ``inspect.signature`` gives, the
 innermost function's (it follows ``__wrapped__``), but it runs the outermost wrapper, which
-may move the arguments: ``fn(SESSION, *args, **kwargs)`` runs ``f(5, 1)`` with 5 as ``x``,
-not as ``session``. Where each wrapper is read as passing them on in place, the parameter
-the signature puts at a position is the one the call's argument there is; anywhere else,
-``ignore=`` leaves out only what a keyword gives (``_keys._shaped``).
+may pass an argument on as another parameter: ``fn(SESSION, *args, **kwargs)`` runs ``f(5,
+1)`` with 5 as ``x``, not as ``session``. Only where every wrapper passes the call on
+unchanged does ``ignore=`` leave a parameter out of the key (``_decorator._not_left_out``).
 
-A wrapper is read as passing them on in place when it is ``functools.lru_cache``'s (which
-calls with the arguments as given), or a function (wrapt's wrapper function too) whose
-code uses its ``*args`` and its own positional parameters only as ``fn(*args, ...)`` or
-``fn(a, b, *args, ...)``, in order and nothing between, the keywords loading none of them,
-where ``fn`` holds the function it wraps (a free variable or global holding it when
-decorated; wrapt's ``wrapped``); loads ``fn`` only for those calls or for its
-``__name__``, ``__qualname__``, ``__module__`` or ``__doc__``; calls it so at least once,
-with no jump into such a call (``(partial_ or fn)(*args)``); names its own positional
-parameters as the signature does in their places, if at all (``def wrapper(session=None,
-*args)`` takes a ``session=5`` and passes it on first); never assigns those names, never
-hands them to a nested function (a cell), and never reaches its frame's variables by name
-(``eval``, ``locals()``).
+A wrapper is read as passing the call on unchanged when it is ``functools.lru_cache``'s, or
+a function (wrapt's wrapper function too) that has no keyword-only parameters, whose own
+positional parameters are named as the signature names them in their places (if at all),
+and whose code uses them, its ``*args`` and its ``**kwargs`` only as ``fn(a, b, *args,
+**kwargs)`` (or ``fn(*args, **kwargs)``), in order, with nothing between, where ``fn``
+holds the function it wraps (a free variable or global holding it when decorated; wrapt's
+``wrapped``); loads ``fn`` only for those calls or for its ``__name__``, ``__qualname__``,
+``__module__`` or ``__doc__``; calls it so at least once, with no jump into such a call
+(``(partial_ or fn)(*args)``); never assigns those names, never hands them to a nested
+function (a cell), and never reaches its frame's variables by name (``eval``,
+``locals()``).
 
-Anything else is not read as in place: ``*args`` handed to anything else (a partial of the
-function, a lambda, a runner such as tenacity's, a logger), spelled out (``args[0]``), a
-class's ``__call__``, ``singledispatch`` (whose implementations may put their parameters
-elsewhere), a ``__signature__`` declared anywhere on the chain. The cost is an extra
-computation, never another call's value. Not seen: a name holding the function rebound
-after decoration by other code (a sibling closure's ``nonlocal``, a module reassigning the
-global), as a partial of it.
+Anything else is not read so: ``*args`` or ``**kwargs`` handed to anything else (a partial
+of the function, a lambda, a runner such as tenacity's, a logger) or changed
+(``kwargs.pop``), a class's ``__call__``, ``singledispatch`` (whose implementations may
+put their parameters elsewhere), a ``__signature__`` declared anywhere on the chain.
+Ignored parameters then count in the key: an extra computation, never another call's
+value. Not seen: a name holding the function rebound after decoration by other code (a
+sibling closure's ``nonlocal``, a module reassigning the global), as a partial of it.
 """
 
 from __future__ import annotations
@@ -39,12 +37,8 @@ import sys
 from types import FunctionType
 from typing import Any
 
-__all__ = ["passes_on_in_place"]
+__all__ = ["passes_on_unchanged"]
 
-# What may come between a wrapper's ``*args`` loaded and the call that takes them: the
-# call's keywords (``**kwargs``, ``extra=1``), never positional arguments.
-_KEYWORDS_PART = frozenset({"BUILD_MAP", "DICT_MERGE", "DICT_UPDATE", "LOAD_FAST",
-                            "LOAD_FAST_LOAD_FAST", "LOAD_CONST", "LOAD_GLOBAL", "LOAD_DEREF"})
 # Instructions that move nothing on the stack the reading cares about.
 _SKIPPED = frozenset({"CACHE", "PUSH_NULL", "EXTENDED_ARG", "NOP", "RESUME", "COPY_FREE_VARS",
                       "MAKE_CELL"})
@@ -54,10 +48,10 @@ _FRAME_READERS = frozenset({"eval", "exec", "locals", "vars", "globals", "_getfr
 _DEPTH = 32  # decorators read down a ``__wrapped__`` chain at most
 
 
-def passes_on_in_place(target: Any) -> bool:
+def passes_on_unchanged(target: Any) -> bool:
     """Whether every wrapper from ``target`` down its ``__wrapped__`` chain passes the
-    call's positional arguments on in their places (see the module's docstring); False for
-    a callable that wraps nothing, or one whose chain declares a ``__signature__``."""
+    call on unchanged (see the module's docstring); False for a callable that wraps
+    nothing, or one whose chain declares a ``__signature__``."""
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
@@ -81,27 +75,30 @@ def passes_on_in_place(target: Any) -> bool:
 
 
 def _wrapper_in_place(wrapper: Any, wrapped: Any, places: dict[str, int]) -> bool:
-    """Whether ``wrapper`` passes its positional arguments on to ``wrapped`` in place;
-    ``places``: where the innermost signature puts each positional parameter, which the
-    wrapper's own must keep (``def wrapper(session=None, *args)`` takes ``session=5`` and
-    passes it on first, where ``a`` is)."""
+    """Whether ``wrapper`` passes the call on to ``wrapped`` unchanged; ``places``: where
+    the innermost signature puts each positional parameter, which the wrapper's own must
+    keep (``def wrapper(session=None, *args)`` takes a ``session=5`` and passes it on
+    first, where ``a`` is)."""
     if isinstance(wrapper, functools._lru_cache_wrapper):
         return True
     if type(wrapper) is FunctionType:
         code = wrapper.__code__
-        if not code.co_flags & inspect.CO_VARARGS:
+        if not code.co_flags & inspect.CO_VARARGS or code.co_kwonlyargcount:
             return False
         own = code.co_varnames[:code.co_argcount]
         if any(places.get(name, at) != at for at, name in enumerate(own)):
             return False
-        star = code.co_varnames[code.co_argcount + code.co_kwonlyargcount]
+        star = code.co_varnames[code.co_argcount]
+        stars = code.co_varnames[code.co_argcount + 1] \
+            if code.co_flags & inspect.CO_VARKEYWORDS else None
         callee = _names_holding(wrapper, wrapped)
-        return bool(callee) and _calls_in_place(code, own, star, callee)
+        return bool(callee) and _calls_in_place(code, own, star, stars, callee)
     if _is_wrapts(wrapper):
         function = wrapper._self_wrapper
         if type(function) is FunctionType and function.__code__.co_argcount == 4:
             code = function.__code__  # wrapper(wrapped, instance, args, kwargs)
-            return _calls_in_place(code, (), code.co_varnames[2], {code.co_varnames[0]})
+            names = code.co_varnames
+            return _calls_in_place(code, (), names[2], names[3], {names[0]})
     return False
 
 
@@ -134,12 +131,13 @@ def _content(cell: Any) -> Any:
 _NAMING = frozenset({"__name__", "__qualname__", "__module__", "__doc__"})
 
 
-def _calls_in_place(code: Any, own: tuple[str, ...], star: str, callee: set[str]) -> bool:
-    """Whether ``code`` uses ``own`` and ``star`` only in calls of ``callee`` as
-    ``callee(*own, *star, ...)``, makes one, loads ``callee`` for nothing else but its
-    name, never assigns them nor hands them to a nested function, and never jumps into
-    such a call (``(partial_ or fn)(*args)`` calls one or the other)."""
-    kept = {*own, star}
+def _calls_in_place(code: Any, own: tuple[str, ...], star: str, stars: str | None,
+                    callee: set[str]) -> bool:
+    """Whether ``code`` uses ``own``, ``star`` and ``stars`` only in calls of ``callee``
+    as ``callee(*own, *star, **stars)``, makes one, loads ``callee`` for nothing else but
+    its name, never assigns them nor hands them to a nested function, and never jumps
+    into such a call (``(partial_ or fn)(*args)`` calls one or the other)."""
+    kept = {*own, star} | ({stars} if stars else set())
     if kept & set(code.co_cellvars) or _FRAME_READERS & set(code.co_names):
         return False
     every = list(dis.get_instructions(code))
@@ -163,7 +161,7 @@ def _calls_in_place(code: Any, own: tuple[str, ...], star: str, callee: set[str]
         if following is not None and following.opname == "LOAD_ATTR" \
                 and following.argval in _NAMING:
             continue
-        call = _passes_in_place(ops, at + 1, own, star)
+        call = _passes_in_place(ops, at + 1, own, star, stars)
         if call is None or any(op.offset < t <= ops[call[-1]].offset for t in targets):
             return False
         in_calls.update(call[:-1])
@@ -181,14 +179,14 @@ def _loaded(op: Any) -> tuple[str, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _passes_in_place(ops: list[Any], at: int, own: tuple[str, ...], star: str
-                     ) -> list[int] | None:
-    """If ``ops[at:]`` is ``own`` and ``*star`` passed positionally, then keywords only,
-    then the call (``LOAD_FAST a, LOAD_FAST b, BUILD_LIST 2, LOAD_FAST args,
-    LIST_EXTEND, LIST_TO_TUPLE, ..., CALL_FUNCTION_EX``; ``LOAD_FAST args`` alone without
-    ``own``): the indexes of its loads of ``own`` and ``star``, and of the call last; else
-    None. The keywords may load no more of them (``y=a``)."""
-    kept = {*own, star}
+def _passes_in_place(ops: list[Any], at: int, own: tuple[str, ...], star: str,
+                     stars: str | None) -> list[int] | None:
+    """If ``ops[at:]`` is ``own`` and ``*star`` passed positionally, then ``**stars`` as
+    the keywords (``BUILD_MAP 0, LOAD_FAST kwargs, DICT_MERGE``), then the call
+    (``LOAD_FAST a, LOAD_FAST b, BUILD_LIST 2, LOAD_FAST args, LIST_EXTEND,
+    LIST_TO_TUPLE, BUILD_MAP 0, LOAD_FAST kwargs, DICT_MERGE, CALL_FUNCTION_EX``;
+    ``LOAD_FAST args`` alone without ``own``): the indexes of its loads of ``own``,
+    ``star`` and ``stars``, and of the call last; else None. No other keyword."""
     loaded: list[str] = []
     indexes: list[int] = []
     while at < len(ops) and ops[at].opname in ("LOAD_FAST", "LOAD_FAST_LOAD_FAST") \
@@ -213,10 +211,11 @@ def _passes_in_place(ops: list[Any], at: int, own: tuple[str, ...], star: str
                 or ops[at + 1].argrepr == "INTRINSIC_LIST_TO_TUPLE"):
             return None
         at += 2
-    while at < len(ops) and ops[at].opname in _KEYWORDS_PART:
-        if kept.intersection(_loaded(ops[at])):
-            return None
-        at += 1
+    if stars is not None and at + 2 < len(ops) and ops[at].opname == "BUILD_MAP" \
+            and ops[at].arg == 0 and ops[at + 1].opname == "LOAD_FAST" \
+            and ops[at + 1].argval == stars and ops[at + 2].opname == "DICT_MERGE":
+        indexes.append(at + 1)
+        at += 3
     if at >= len(ops) or ops[at].opname != "CALL_FUNCTION_EX":
         return None
     return [*indexes, at]
