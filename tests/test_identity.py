@@ -663,6 +663,74 @@ def test_ignore_under_a_decorator_passing_an_argument_on_as_another_keys_it(
     assert f.cache_info().misses == 2
 
 
+def _chained(kind: str):
+    """A decorated function, its ignored parameter, and two calls whose results differ
+    only through it: where the chain reads as passing the call on unchanged but does not
+    (a fifth attack's)."""
+    import functools
+
+    def same(fn):
+        @functools.wraps(fn)
+        def wrapper(session, *args, **kwargs):
+            return fn(session, *args, **kwargs)
+        return wrapper
+
+    def reversing(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return fn(*args[::-1], **kwargs)
+        return wrapper
+
+    if kind == "own parameter keyword-only there":
+        def keyword(a=0, *, session=None):
+            return (a, session)
+        return same(keyword), "session", [((), {"session": 5}), ((), {"session": 6})]
+    if kind == "lru_cache calling another":
+        def pair(a, b=0, session=None):
+            return (a, b, session)
+
+        def moved(*args, **kwargs):
+            return pair(*args[::-1], **kwargs)
+        cached_pair = functools.wraps(pair)(functools.lru_cache(maxsize=None)(moved))
+        return cached_pair, "session", [((1, 2, 5), {}), ((1, 2, 6), {})]
+    if kind == "__signature__ None":
+        def inner(session, a, b):
+            return (session, a, b)
+
+        @functools.wraps(inner)
+        def wrapper(a, b, session=None, *args, **kwargs):
+            return inner(a, b, session, *args, **kwargs)
+        wrapper.__signature__ = None  # type: ignore[attr-defined]
+        return wrapper, "session", [((1, 2, 5), {}), ((1, 2, 6), {})]
+
+    @reversing
+    def reversed_pair(a, b=0, session=None):  # "a partial at the end"
+        return (a, b, session)
+    partial = _passing_on(functools.partial(reversed_pair))
+    return partial, "session", [((1, 2, 5), {}), ((1, 2, 6), {})]
+
+
+@pytest.mark.parametrize("kind", ["own parameter keyword-only there",
+                                  "lru_cache calling another", "__signature__ None",
+                                  "a partial at the end"])
+def test_ignore_under_a_chain_read_wrongly_before_keys_it(tmp_path: Path, kind: str) -> None:
+    """Chains a fifth attack found read as passing the call on unchanged: a wrapper's own
+    positional parameter named as a keyword-only one of the function (``session=5`` is
+    the wrapper's, passed on first, where ``a`` is); ``lru_cache`` calling another
+    function than the ``__wrapped__`` a ``functools.wraps`` over it names; a
+    ``__signature__`` of None (``inspect`` then reads that wrapper's own code); a partial
+    at the chain's end (``inspect`` goes on into its function's chain). Now each keys the
+    ignored parameter, with a warning when decorated."""
+    from memojar import MemojarWarning, cached
+
+    chained, ignored, calls = _chained(kind)
+    with pytest.warns(MemojarWarning, match="cannot read the decorator"):
+        f = cached(cache_dir=tmp_path / "c", ignore=(ignored,))(chained)
+    expected = [chained(*args, **kwargs) for args, kwargs in calls]
+    assert expected[0] != expected[1]
+    assert [f(*args, **kwargs) for args, kwargs in calls] == expected
+
+
 def _through(kind: str):
     """A decorator whose wrapper passes the call on unchanged."""
     import functools

@@ -25,13 +25,16 @@ of the function, a lambda, a runner such as tenacity's, a logger) or changed
 put their parameters elsewhere), a ``__signature__`` declared anywhere on the chain.
 Ignored parameters then count in the key: an extra computation, never another call's
 value. Not seen: a name holding the function rebound after decoration by other code (a
-sibling closure's ``nonlocal``, a module reassigning the global), as a partial of it.
+sibling closure's ``nonlocal``, a module reassigning the global), as a partial of it; a
+function the wrapper calls that reaches the wrapper's frame (``sys._getframe(1)``) and
+changes its ``kwargs``.
 """
 
 from __future__ import annotations
 
 import dis
 import functools
+import gc
 import inspect
 import sys
 from types import FunctionType
@@ -50,44 +53,69 @@ _DEPTH = 32  # decorators read down a ``__wrapped__`` chain at most
 
 def passes_on_unchanged(target: Any) -> bool:
     """Whether every wrapper from ``target`` down its ``__wrapped__`` chain passes the
-    call on unchanged (see the module's docstring); False for a callable that wraps
-    nothing, or one whose chain declares a ``__signature__``."""
+    call on unchanged (see the module's docstring), down to a plain function; False for a
+    callable that wraps nothing, one whose chain has a ``__signature__`` (even None:
+    ``inspect`` stops there and reads that wrapper's own code), or ends in anything but a
+    function (a partial, an instance, a class: ``inspect`` goes on into their functions'
+    chains, which are not read)."""
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
         return False
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    places = {p.name: at for at, p in enumerate(p for p in params if p.kind in kinds)}
+    places = _places(params)
     level = target
     for _ in range(_DEPTH):
         try:
-            if getattr(level, "__signature__", None) is not None:
+            if hasattr(level, "__signature__"):
                 return False  # (the call is bound by that, not by the innermost function's)
             wrapped = getattr(level, "__wrapped__", None)
         except Exception:  # noqa: BLE001 - a property of the user's raising: not read
             return False
         if wrapped is None:
-            return level is not target
+            return level is not target and type(level) is FunctionType
         if not _wrapper_in_place(level, wrapped, places):
             return False
         level = wrapped
     return False
 
 
-def _wrapper_in_place(wrapper: Any, wrapped: Any, places: dict[str, int]) -> bool:
-    """Whether ``wrapper`` passes the call on to ``wrapped`` unchanged; ``places``: where
-    the innermost signature puts each positional parameter, which the wrapper's own must
-    keep (``def wrapper(session=None, *args)`` takes a ``session=5`` and passes it on
-    first, where ``a`` is)."""
+def _places(params: Any) -> dict[str, tuple[int, bool] | None]:
+    """For each name a wrapper's own positional parameter may have, where the innermost
+    signature's positional parameter of that name is and whether it is only positional:
+    the wrapper's must be the same (``def wrapper(session=None, *args)`` takes a
+    ``session=5`` and passes it on first, where ``a`` is; ``def wrapper(a, *args)`` over
+    ``f(a=0, /, **kw)`` takes the ``a=`` that ``kw`` would). None for a name it must not
+    have: of another parameter (``f(a=0, *, session=None)``), or any name not the
+    signature's where a ``**kw`` takes every keyword; a name absent from the mapping,
+    otherwise (a keyword of it is refused by the signature: ``def wrapper(obj, *args)``
+    over a method's ``self``)."""
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    places: dict[str, tuple[int, bool] | None] = {}
+    for at, p in enumerate(p for p in params if p.kind in kinds):
+        places[p.name] = (at, p.kind is inspect.Parameter.POSITIONAL_ONLY)
+    for p in params:
+        places.setdefault(p.name, None)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        places[""] = None  # (no parameter's name: any other name is refused)
+    return places
+
+
+def _wrapper_in_place(wrapper: Any, wrapped: Any,
+                      places: dict[str, tuple[int, bool] | None]) -> bool:
+    """Whether ``wrapper`` passes the call on to ``wrapped`` unchanged, its own positional
+    parameters named as ``places`` allows (``_places``)."""
     if isinstance(wrapper, functools._lru_cache_wrapper):
-        return True
+        # (the function it calls, which a ``functools.wraps`` over it may not name)
+        return any(held is wrapped for held in gc.get_referents(wrapper))
     if type(wrapper) is FunctionType:
         code = wrapper.__code__
         if not code.co_flags & inspect.CO_VARARGS or code.co_kwonlyargcount:
             return False
         own = code.co_varnames[:code.co_argcount]
-        if any(places.get(name, at) != at for at, name in enumerate(own)):
-            return False
+        for at, name in enumerate(own):
+            mine = (at, at < code.co_posonlyargcount)
+            if places.get(name, places.get("", mine)) != mine:
+                return False
         star = code.co_varnames[code.co_argcount]
         stars = code.co_varnames[code.co_argcount + 1] \
             if code.co_flags & inspect.CO_VARKEYWORDS else None
