@@ -7,10 +7,11 @@ may pass an argument on as another parameter: ``fn(SESSION, *args, **kwargs)`` r
 1)`` with 5 as ``x``, not as ``session``. Only where every wrapper passes the call on
 unchanged does ``ignore=`` leave a parameter out of the key (``_decorator._not_left_out``).
 
-A wrapper is read as passing the call on unchanged when it is ``functools.lru_cache``'s, or
-a function (wrapt's wrapper function too) that has no keyword-only parameters, whose own
-positional parameters are named as the signature names them in their places (if at all),
-and whose code uses them, its ``*args`` and its ``**kwargs`` only as ``fn(a, b, *args,
+A wrapper is read as passing the call on unchanged when it is ``functools.lru_cache``'s
+over the function it names, or a function (wrapt's wrapper function too) that has no
+keyword-only parameters, whose own positional parameters are named as the signature names
+them in their places, or by names it does not take (``_places``), and whose code uses
+them, its ``*args`` and its ``**kwargs`` only as ``fn(a, b, *args,
 **kwargs)`` (or ``fn(*args, **kwargs)``), in order, with nothing between, where ``fn``
 holds the function it wraps (a free variable or global holding it when decorated; wrapt's
 ``wrapped``); loads ``fn`` only for those calls or for its ``__name__``, ``__qualname__``,
