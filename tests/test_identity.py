@@ -703,6 +703,24 @@ def _chained(kind: str):
         wrapper.__signature__ = None  # type: ignore[attr-defined]
         return wrapper, "session", [((1, 2, 5), {}), ((1, 2, 6), {})]
 
+    def rotating(fn):  # a method's last argument passed on first after its instance
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return fn(args[0], args[-1], *args[1:-1], **kwargs)
+        return wrapper
+
+    def method(self, a, b=0, session=None):
+        return (a, b, session)
+
+    if kind == "a partialmethod's function":
+        class Holder:
+            moved = functools.partialmethod(rotating(method))
+        return Holder.moved, "session", [((None, 1, 2, 5), {}), ((None, 1, 2, 6), {})]
+    if kind == "an instance calling by lru_cache":
+        class Calling:
+            __call__ = functools.lru_cache(maxsize=None)(rotating(method))
+        return Calling(), "session", [((1, 2, 5), {}), ((1, 2, 6), {})]
+
     @reversing
     def reversed_pair(a, b=0, session=None):  # "a partial at the end"
         return (a, b, session)
@@ -712,15 +730,18 @@ def _chained(kind: str):
 
 @pytest.mark.parametrize("kind", ["own parameter keyword-only there",
                                   "lru_cache calling another", "__signature__ None",
-                                  "a partial at the end"])
+                                  "a partial at the end", "a partialmethod's function",
+                                  "an instance calling by lru_cache"])
 def test_ignore_under_a_chain_read_wrongly_before_keys_it(tmp_path: Path, kind: str) -> None:
     """Chains a fifth attack found read as passing the call on unchanged: a wrapper's own
     positional parameter named as a keyword-only one of the function (``session=5`` is
     the wrapper's, passed on first, where ``a`` is); ``lru_cache`` calling another
     function than the ``__wrapped__`` a ``functools.wraps`` over it names; a
     ``__signature__`` of None (``inspect`` then reads that wrapper's own code); a partial
-    at the chain's end (``inspect`` goes on into its function's chain). Now each keys the
-    ignored parameter, with a warning when decorated."""
+    at the chain's end (``inspect`` goes on into its function's chain); and, from a sixth,
+    a ``functools.partialmethod``'s function, or an instance whose ``__call__`` is an
+    ``lru_cache`` (bound by the signature of the function down its chain, never checked).
+    Now each keys the ignored parameter, with a warning when decorated."""
     from memojar import MemojarWarning, cached
 
     chained, ignored, calls = _chained(kind)
@@ -743,8 +764,6 @@ def _through(kind: str):
             def wrapped_call(wrapped, instance, args, kwargs):
                 return wrapped(*args, **kwargs)
             return wrapped_call(fn)
-        if kind == "over lru_cache":
-            return _passing_on(functools.lru_cache(fn))
         if kind == "(*args, **kwargs)":
             def wrapper(*args, **kwargs):
                 return fn(*args, **kwargs)
@@ -765,14 +784,14 @@ def _through(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["(*args, **kwargs)", "logs its name and retries",
-                                  "(x, *args, **kwargs)", "wrapt", "over lru_cache"])
+                                  "(x, *args, **kwargs)", "wrapt"])
 def test_ignore_under_decorators_passing_the_call_on_unchanged_leaves_it_out(
     tmp_path: Path, kind: str
 ) -> None:
     """Wrappers whose code uses ``*args`` and ``**kwargs`` only to call ``fn(*args,
     **kwargs)``, or ``fn(x, *args, **kwargs)`` with their own positional parameters in
-    order (wrapt's calling ``wrapped``), or ``lru_cache``'s, read from their bytecode down
-    the chain: an ignored parameter is left out however given, without a warning."""
+    order (wrapt's calling ``wrapped``), read from their bytecode down the chain: an
+    ignored parameter is left out however given, without a warning."""
     import warnings
 
     from memojar import cached
@@ -788,19 +807,23 @@ def test_ignore_under_decorators_passing_the_call_on_unchanged_leaves_it_out(
     assert f.cache_info().misses == 1
 
 
-@pytest.mark.parametrize("kind", ["logs its arguments", "a class of update_wrapper"])
+@pytest.mark.parametrize("kind", ["logs its arguments", "a class of update_wrapper",
+                                  "lru_cache"])
 def test_ignore_under_a_decorator_not_read_keys_it_though_it_passes_the_call_on(
     tmp_path: Path, kind: str
 ) -> None:
     """A wrapper that hands its ``*args`` to anything but the call (a logger), or is not a
-    function (a class's ``__call__``), is not read as passing the call on unchanged, even
-    where it does: ignored parameters count in the key (an extra computation), with a
-    warning when decorated."""
+    function (a class's ``__call__``, ``lru_cache``, whose ``__wrapped__`` may name another
+    function than it calls), is not read as passing the call on unchanged, even where it
+    does: ignored parameters count in the key (an extra computation), with a warning when
+    decorated."""
     import functools
 
     from memojar import MemojarWarning, cached
 
     def unread(fn):
+        if kind == "lru_cache":
+            return functools.lru_cache(fn)
         if kind == "logs its arguments":
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):

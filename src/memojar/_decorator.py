@@ -33,6 +33,7 @@ from ._identity import (
     SIBLING,
     UNWALKED,
     Loaded,
+    call_of,
     changed_during_iteration,
     code_fingerprint,
     copy_dependencies,
@@ -63,7 +64,7 @@ from ._keys import (
     raw_binder,
 )
 from ._store import KeyLock, Store, Unconfirmed, header_of, stamp_busy, start_thread
-from ._wrappers import passes_on_unchanged
+from ._wrappers import made_by_partialmethod, passes_on_unchanged
 
 
 class CacheInfo(NamedTuple):
@@ -2742,10 +2743,19 @@ def _bound_elsewhere(target: Any) -> bool:
     """Whether a call of ``target`` is bound by a signature that is not its code's: another
     function's (``__wrapped__``, which ``inspect.signature`` follows: a decorator's
     wrapper, also wrapt's, ``functools.singledispatch``, ``lru_cache``), or a
-    ``__signature__`` set on it. Its binder then keys the call's shape too
-    (``_keys._shaped``)."""
-    if getattr(target, "__wrapped__", None) is not None:
+    ``__signature__`` set on it; a ``functools.partialmethod``'s function (the signature
+    is its ``func``'s), or an instance whose class's ``__call__`` is one, or wraps another
+    (``__call__ = lru_cache(fn)``). Its binder then keys the call's shape too
+    (``_keys._shaped``), and ``ignore=`` is checked (``_not_left_out``): before, those
+    last were not, and one returned another call's value."""
+    if getattr(target, "__wrapped__", None) is not None or made_by_partialmethod(target):
         return True
+    if not isinstance(target, (FunctionType, type)):
+        call = call_of(type(target))
+        if call is not None and type(call) is not FunctionType and (
+                getattr(call, "__wrapped__", None) is not None
+                or isinstance(call, functools.partialmethod)):
+            return True
     return "__signature__" in getattr(target, "__dict__", ())
 
 

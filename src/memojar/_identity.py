@@ -142,7 +142,7 @@ def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         not isinstance(func, (FunctionType, BuiltinFunctionType, type))
         and not has_wrapped(func)
     ):
-        call = _call_of(type(func))
+        call = call_of(type(func))
         if isinstance(call, FunctionType):
             return type(func).__call__, (func,), {}
         if isinstance(call, staticmethod):  # runs its function alone, the instance unseen
@@ -179,7 +179,7 @@ def _memo_of(func: Any) -> Any:
     return memo
 
 
-def _call_of(cls: type) -> Any:
+def call_of(cls: type) -> Any:
     """The ``__call__`` a class defines or inherits (a plain function for Python classes)."""
     for klass in cls.__mro__:
         if "__call__" in vars(klass):
@@ -610,7 +610,7 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
                              for k, v in value.items()))
         orders = _dict_orders(value)  # a pipeline of steps run in its order
         return ("dict", shape, orders) if orders else ("dict", shape)
-    if callable(value) and isinstance(_call_of(type(value)), FunctionType):
+    if callable(value) and isinstance(call_of(type(value)), FunctionType):
         return ("object", class_shape(type(value), seen), _state_shape(value))
     if type(seen) is _Captured and id(value) not in seen.accumulators:
         return ("module", value.__name__) if isinstance(value, ModuleType) else (

@@ -7,8 +7,8 @@ may pass an argument on as another parameter: ``fn(SESSION, *args, **kwargs)`` r
 1)`` with 5 as ``x``, not as ``session``. Only where every wrapper passes the call on
 unchanged does ``ignore=`` leave a parameter out of the key (``_decorator._not_left_out``).
 
-A wrapper is read as passing the call on unchanged when it is ``functools.lru_cache``'s
-over the function it names, or a function (wrapt's wrapper function too) that has no
+A wrapper is read as passing the call on unchanged when it is a function (wrapt's
+wrapper function too) that has no
 keyword-only parameters, whose own positional parameters are named as the signature names
 them in their places, or by names it does not take (``_places``), and whose code uses
 them, its ``*args`` and its ``**kwargs`` only as ``fn(a, b, *args,
@@ -23,7 +23,9 @@ function (a cell), and never reaches its frame's variables by name (``eval``,
 Anything else is not read so: ``*args`` or ``**kwargs`` handed to anything else (a partial
 of the function, a lambda, a runner such as tenacity's, a logger) or changed
 (``kwargs.pop``), a class's ``__call__``, ``singledispatch`` (whose implementations may
-put their parameters elsewhere), a ``__signature__`` declared anywhere on the chain.
+put their parameters elsewhere), ``lru_cache`` (whose ``__wrapped__`` a
+``functools.wraps`` over it may point elsewhere than the function it calls), a
+``functools.partialmethod``, a ``__signature__`` declared anywhere on the chain.
 Ignored parameters then count in the key: an extra computation, never another call's
 value. Not seen: a name holding the function rebound after decoration by other code (a
 sibling closure's ``nonlocal``, a module reassigning the global), as a partial of it; a
@@ -34,14 +36,12 @@ changes its ``kwargs``.
 from __future__ import annotations
 
 import dis
-import functools
-import gc
 import inspect
 import sys
 from types import FunctionType
 from typing import Any
 
-__all__ = ["passes_on_unchanged"]
+__all__ = ["made_by_partialmethod", "passes_on_unchanged"]
 
 # Instructions that move nothing on the stack the reading cares about.
 _SKIPPED = frozenset({"CACHE", "PUSH_NULL", "EXTENDED_ARG", "NOP", "RESUME", "COPY_FREE_VARS",
@@ -67,7 +67,7 @@ def passes_on_unchanged(target: Any) -> bool:
     level = target
     for _ in range(_DEPTH):
         try:
-            if hasattr(level, "__signature__"):
+            if hasattr(level, "__signature__") or made_by_partialmethod(level):
                 return False  # (the call is bound by that, not by the innermost function's)
             wrapped = getattr(level, "__wrapped__", None)
         except Exception:  # noqa: BLE001 - a property of the user's raising: not read
@@ -78,6 +78,16 @@ def passes_on_unchanged(target: Any) -> bool:
             return False
         level = wrapped
     return False
+
+
+def made_by_partialmethod(func: Any) -> bool:
+    """Whether ``func`` is the function a ``functools.partialmethod`` makes, whose
+    signature ``inspect`` takes from the partialmethod's ``func`` and its chain."""
+    try:
+        return any(name in getattr(func, "__dict__", ())
+                   for name in ("_partialmethod", "__partialmethod__"))
+    except Exception:  # noqa: BLE001 - a __dict__ property of the user's raising
+        return False
 
 
 def _places(params: Any) -> dict[str, tuple[int, bool] | None]:
@@ -105,9 +115,6 @@ def _wrapper_in_place(wrapper: Any, wrapped: Any,
                       places: dict[str, tuple[int, bool] | None]) -> bool:
     """Whether ``wrapper`` passes the call on to ``wrapped`` unchanged, its own positional
     parameters named as ``places`` allows (``_places``)."""
-    if isinstance(wrapper, functools._lru_cache_wrapper):
-        # (the function it calls, which a ``functools.wraps`` over it may not name)
-        return any(held is wrapped for held in gc.get_referents(wrapper))
     if type(wrapper) is FunctionType:
         code = wrapper.__code__
         if not code.co_flags & inspect.CO_VARARGS or code.co_kwonlyargcount:
