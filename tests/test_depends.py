@@ -210,6 +210,20 @@ def test_a_decorator_above_a_cached_helper_edited_recomputes_its_callers(
     assert second["explain"] == "incompatible: helper helpers.g changed"
 
 
+def test_a_caller_of_a_decorated_cached_helper_called_first_hits_in_the_next_process(
+    tmp_path: Path,
+) -> None:
+    """``@scaled @cached def g``, called before its caller in each process: the caller's
+    identity is the same whatever the helper's memo has counted. Before, the digest of
+    what the wrapper captures followed it into memojar's own wrapper and hashed the
+    memo's counters, and the caller missed in the second process."""
+    write(tmp_path, {"main.py": "from memojar import cached\nfrom helpers import g\n\n"
+                                "g(1)\n\n@cached\ndef f(x):\n    return g(x)\n",
+                     "helpers.py": SCALED_HELPER})
+    assert run(tmp_path)["value"] == "8"
+    assert run(tmp_path)["misses"] == 0  # before: 1
+
+
 def test_a_helper_edited_recomputes(project: Path) -> None:
     run(project)
     write(project, {"helpers.py": HELPERS.replace("return x * FACTOR", "return x * FACTOR * 10")})

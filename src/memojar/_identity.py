@@ -244,10 +244,16 @@ def _sibling_of(target: Any) -> str:
 
 def captured_digest(target: Any) -> str:
     """A 16-digit digest of what ``target`` (and the functions it wraps) captures and its
-    defaults, by state (``sibling_of``'s second part)."""
+    defaults, by state (``sibling_of``'s second part). Memojar's own wrapper on the way
+    (``@scaled @cached def helper``) counts as its memo's function: its cells hold the
+    memo, whose counters change with every call. Before, they counted, and a caller of
+    ``helper`` missed in the next process whenever ``helper`` had been called first."""
     captured = []
     accumulators: set[int] = set()
     for _ in range(100):  # through the wrappers decorators put around it to the function
+        memo = _memo_of(target)
+        if memo is not None:
+            target = memo.func
         accumulators.update(_accumulators(target))
         inner = getattr(target, "__wrapped__", None)
         cells = [cell for cell in getattr(target, "__closure__", None) or ()
