@@ -375,7 +375,7 @@ class _Memo:
         self.ttl = ttl
         self.ignore = ignore
         # Of ignore, by _make_binder: those that cannot be left out under the decorators
-        # between @cached and the function (``_not_left_out``), which count in the key.
+        # between @cached and the function (``_warn_unread``), which count in the key.
         self.kept: tuple[str, ...] = ()
         self.custom_key = key
         self.files = files  # path parameters: the memory tier never skips hashing these
@@ -452,14 +452,19 @@ class _Memo:
         func, ignore = self.func, self.ignore
         bound_args, bound_kwargs = split(func)[1:]
         shaped = _bound_elsewhere(self.target)
+        # Whether the decorators under @cached pass the call on unchanged: else ignore=,
+        # files= and key= may take another argument for a parameter (``_warn_unread``).
+        unchanged = not shaped or passes_on_unchanged(self.target)
         if self.custom_key is None:
             own = _own_signature(self.target)
             if own is not None:  # names only the decorator's own signature has are its
                 inner = parameter_names(self.target, ())
                 ignore = tuple(n for n in ignore if n in inner or n not in own.parameters)
-            if shaped:
-                self.kept = _not_left_out(self.target, ignore)
-                ignore = tuple(name for name in ignore if name not in self.kept)
+            self.kept = ()  # (made again for code reassigned: see ``renew``)
+            if shaped and ignore and not unchanged:  # each counts in the key
+                _warn_unread(self.target, f"ignore={ignore!r}", "so they count in the key, "
+                             "an extra computation, never another call's value")
+                self.kept, ignore = ignore, ()
             binder = make_binder(self.target, ignore, shaped)
             changing = _changing_defaults(self.watched, self.ignore)
             if changing:  # the wrapper's own defaults that may change in place, keyed too
@@ -469,8 +474,12 @@ class _Memo:
             if bound_args or bound_kwargs:  # key= sees the call; the instance still counts
                 binder = functools.partial(_with_bound, binder, bound_args, bound_kwargs)
                 bound_args, bound_kwargs = (), {}
-        if shaped and (self.files or self.custom_key is not None):
-            _warn_unread(self.target, self.files, self.custom_key is not None)
+        if not unchanged and self.custom_key is not None:
+            _warn_unread(self.target, "key=", "so what it returns may leave out what the "
+                         "result depends on")
+        elif not unchanged and self.files:
+            _warn_unread(self.target, f"files={self.files!r}", "so the file hashed may be "
+                         "another argument's")
         if self.files:  # each path argument keyed with its content
             binder = _depends.files_binder(binder, self.keyed_names(ignore), self.files,
                                            function_name(func))
@@ -483,7 +492,7 @@ class _Memo:
 
     def keyed_names(self, ignore: tuple[str, ...]) -> list[str]:
         """The parameters whose values the binder's tuple holds, in order: those of
-        ``ignore`` left out, but those that cannot be (``_not_left_out``)."""
+        ``ignore`` left out, but those that cannot be (``_warn_unread``)."""
         return parameter_names(self.target, [n for n in ignore if n not in self.kept])
 
     def retake_sibling(self) -> Callable[..., _Args]:
@@ -2746,7 +2755,7 @@ def _bound_elsewhere(target: Any) -> bool:
     ``__signature__`` set on it; a ``functools.partialmethod``'s function (the signature
     is its ``func``'s), or an instance whose class's ``__call__`` is one, or wraps another
     (``__call__ = lru_cache(fn)``). Its binder then keys the call's shape too
-    (``_keys._shaped``), and ``ignore=`` is checked (``_not_left_out``): before, those
+    (``_keys._shaped``), and ``ignore=`` is checked (``_warn_unread``): before, those
     last were not, and one returned another call's value."""
     if getattr(target, "__wrapped__", None) is not None or made_by_partialmethod(target):
         return True
@@ -2759,41 +2768,21 @@ def _bound_elsewhere(target: Any) -> bool:
     return "__signature__" in getattr(target, "__dict__", ())
 
 
-def _not_left_out(target: Any, ignore: tuple[str, ...]) -> tuple[str, ...]:
-    """The parameters of ``ignore`` that a call of ``target``, a decorator's wrapper
-    (``_bound_elsewhere``), cannot leave out of its key, with a warning when decorated: all
-    of them but where every decorator between ``@cached`` and the function is read as
-    passing the call on unchanged (``_wrappers.passes_on_unchanged``). The call is bound by
-    the function's signature, but the wrapper runs it, and may pass an argument on as
-    another parameter: after one it adds (``fn(SESSION, *args, **kwargs)`` runs ``f(5,
-    1)`` with 5 as ``x``, not as ``session``), in place of one it takes (``def
-    wrapper(factor, *args)``), from a keyword it takes (``def wrapper(session=None,
-    *args)``, ``kwargs.pop("session")``). Before, it was left out, and ``f(6, 1)``
-    returned ``f(5, 1)``'s value."""
-    if not ignore or passes_on_unchanged(target):
-        return ()
-    warn(f"ignore={ignore!r} of {function_name(target)}: memojar cannot read the decorator "
-         f"between @cached and the function as passing the call on unchanged (it may pass "
-         f"an argument on as another parameter: fn(SESSION, *args, **kwargs)), so "
-         f"{'they count' if len(ignore) > 1 else 'it counts'} in the key; put that "
-         f"decorator above @cached to leave {'them' if len(ignore) > 1 else 'it'} out")
-    return ignore
-
-
-def _warn_unread(target: Any, files: tuple[str, ...], key: bool) -> None:
-    """Warn, when decorated, of ``files=`` or ``key=`` under a decorator that is not read
-    as passing the call on unchanged (``_not_left_out``): the path hashed, or what
-    ``key=`` returns, may be another argument's."""
-    if passes_on_unchanged(target):
-        return
-    what = "key=" if key else f"files={files!r}"
-    warn(f"{what} of {function_name(target)}: memojar cannot read the decorator between "
+def _warn_unread(target: Any, option: str, so: str) -> None:
+    """Warn, when decorated, that ``option`` (``ignore=``, ``files=``, ``key=``) takes the
+    arguments where the function's signature puts them, under a decorator that is not read
+    as passing the call on unchanged (``_wrappers.passes_on_unchanged``): the wrapper runs
+    the call, and may pass an argument on as another parameter, after one it adds
+    (``fn(SESSION, *args, **kwargs)`` runs ``f(5, 1)`` with 5 as ``x``, not as
+    ``session``), in place of one it takes (``def wrapper(factor, *args)``), from a
+    keyword it takes (``def wrapper(session=None, *args)``, ``kwargs.pop("session")``).
+    Ignored parameters then count in the key: before, they were left out, and ``f(6,
+    1)`` returned ``f(5, 1)``'s value."""
+    warn(f"{option} of {function_name(target)}: memojar cannot read the decorator between "
          f"@cached and the function as passing the call on unchanged (it may pass an "
-         f"argument on as another parameter: fn(SESSION, *args, **kwargs)), and {what} "
-         f"takes the arguments where the function's signature puts them, so "
-         + ("what it returns may leave out what the result depends on"
-            if key else "the file hashed may be another argument's")
-         + "; put that decorator above @cached")
+         f"argument on as another parameter: fn(SESSION, *args, **kwargs)), and {option} "
+         f"takes the arguments where the function's signature puts them, {so}; put that "
+         f"decorator above @cached")
 
 
 def _without_wrapped(func: FunctionType) -> FunctionType:

@@ -5,7 +5,7 @@ A call of a decorated function is bound by the signature ``inspect.signature`` g
 innermost function's (it follows ``__wrapped__``), but it runs the outermost wrapper, which
 may pass an argument on as another parameter: ``fn(SESSION, *args, **kwargs)`` runs ``f(5,
 1)`` with 5 as ``x``, not as ``session``. Only where every wrapper passes the call on
-unchanged does ``ignore=`` leave a parameter out of the key (``_decorator._not_left_out``).
+unchanged does ``ignore=`` leave a parameter out of the key (``_decorator._warn_unread``).
 
 A wrapper is read as passing the call on unchanged when it is a function (wrapt's
 wrapper function too) that has no
