@@ -23,6 +23,7 @@ pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '
 import redis
 
 from memojar import Cache, MemojarWarning
+from memojar._redisconn import _TooMany
 from memojar._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from memojar._redisstore import RedisStore
 from redis_server import RedisServer
@@ -228,18 +229,17 @@ def test_a_set_max_connections_all_in_use_is_named_and_the_server_not_skipped(
 
 def _one_connection_lent(store: RedisStore) -> tuple[Any, Any, threading.Event]:
     """The store's pool (of one connection), its connection lent out; the event is set
-    each time a thread looks for another and finds none (redis-py's "Too many
-    connections" from ``make_connection``)."""
+    each time a thread looks for another and finds none (``make_connection`` answering
+    with the stand-in that raises redis-py's "Too many connections")."""
     pool = store._client.connection_pool
     looked = threading.Event()
     make = pool.make_connection
 
     def make_or_say() -> Any:
-        try:
-            return make()
-        except redis.ConnectionError:
+        made = make()
+        if type(made) is _TooMany:
             looked.set()
-            raise
+        return made
 
     pool.make_connection = make_or_say
     return pool, pool.get_connection(), looked
@@ -626,6 +626,46 @@ def test_a_connection_whose_making_was_interrupted_is_not_counted_for_good(
     assert time.monotonic() - start < 0.5
 
 
+class _WatchedLock:
+    """A pool's lock that notes each exception leaving a ``with`` block on it."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock, self.left_by = lock, []
+
+    def __enter__(self) -> Any:
+        return self.lock.__enter__()
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> Any:
+        if kind is not None:
+            self.left_by.append(kind)
+        return self.lock.__exit__(kind, exc, tb)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lock, name)
+
+
+def test_a_request_finding_every_connection_lent_raises_nothing_inside_the_pools_lock(
+        redis_location: str) -> None:
+    """``max_connections=1``, lent out: a request waits out its socket_timeout and fails
+    "Too many connections", and no exception leaves a block holding the pool's lock on the
+    way. Python 3.10 runs a pending signal handler at the start of a ``with``'s exception
+    handler, before ``__exit__``: a handler raising there (Ctrl-C) left the lock held for
+    good. redis-py raised "Too many connections" inside its ``with self._lock:``, so
+    under a storm of interrupts every other thread's request, and the interpreter's exit,
+    waited for the lock for ever (the signal-storm test above, on 3.10 under load)."""
+    store = RedisStore(redis_location + "?max_connections=1&socket_timeout=0.2")
+    pool = store._client.connection_pool
+    held = pool.get_connection()
+    pool._lock = watched = _WatchedLock(pool._lock)
+    with pytest.raises(redis.ConnectionError, match="Too many connections"):
+        store._client.get("k")
+    assert watched.left_by == []
+    pool.release(held)
+    store._client.set("k", "v")  # the pool's books whole: the one connection lent again
+    assert store._client.get("k") == b"v"
+    store.close()
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="setitimer")
 def test_a_signal_handler_waiting_for_a_connection_while_its_thread_waits_gets_one(
         redis_location: str) -> None:
@@ -697,6 +737,7 @@ def test_a_signal_handler_waiting_for_a_connection_while_its_thread_is_in_the_po
 POOL_FORK = """
 import os, signal, sys, threading, time
 import redis
+from memojar._redisconn import _TooMany
 from memojar._redisstore import RedisStore
 
 store = RedisStore(sys.argv[1] + "?max_connections=1")
@@ -706,12 +747,11 @@ client.set("k", "parent")
 held = pool.get_connection()
 waiting, got = threading.Event(), []
 make = pool.make_connection
-def make_or_say():
-    try:
-        return make()
-    except redis.ConnectionError:
+def make_or_say():  # none to make: the stand-in that raises "Too many connections"
+    made = make()
+    if type(made) is _TooMany:
         waiting.set()
-        raise
+    return made
 pool.make_connection = make_or_say
 def wait_for_one():
     connection = pool.get_connection()

@@ -84,6 +84,20 @@ class _Pool(redis.ConnectionPool):
         self._memojar_fault: tuple[type[RedisError], str] | None = None
         _pools.add(self)
 
+    def make_connection(self) -> Any:
+        """redis-py's, but a pool with every connection lent out answers with
+        ``_TooMany``, whose ``connect`` raises "Too many connections" after redis-py's
+        ``get_connection`` has left its ``with self._lock:`` (``release`` drops it from the
+        books). redis-py raised it inside that block, and Python 3.10 runs a pending signal
+        handler at the start of a ``with``'s exception handler, before ``__exit__``: a
+        handler raising there (Ctrl-C) left the pool's lock held for good, and every other
+        thread's request waited for it for ever, the interpreter's exit too (twelve threads
+        through a pool of two, SIGALRM raising every 1 to 1.5 ms: a hang in about one run
+        of eight under load)."""
+        if self._created_connections >= self.max_connections:
+            return _TooMany()
+        return super().make_connection()
+
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         try:
             connection: Any = super().get_connection(*args, **kwargs)
@@ -254,6 +268,10 @@ class _Pool(redis.ConnectionPool):
             return True
 
     def release(self, connection: Any) -> None:
+        if type(connection) is _TooMany:  # none was lent (``make_connection``)
+            with self._lock:
+                self._in_use_connections.discard(connection)
+            return
         self._memojar_starved = False
         raised = sys.exc_info()[1]
         around = getattr(connection, "_memojar_around", None)
@@ -270,6 +288,18 @@ class _Pool(redis.ConnectionPool):
             super().release(connection)  # (one look for a release that nobody waits for)
 
 
+class _TooMany:
+    """What ``_Pool.make_connection`` lends when every connection is lent out: connecting
+    it raises redis-py's "Too many connections", outside the pool's lock."""
+
+    __slots__ = ("__weakref__",)  # (the pool's books of lent connections are weak)
+
+    def connect(self) -> None:
+        raise _TOO_MANY("Too many connections")
+
+
+_TOO_MANY: type[RedisConnectionError] = getattr(
+    redis.exceptions, "MaxConnectionsError", RedisConnectionError)
 _pools: weakref.WeakSet[_Pool] = weakref.WeakSet()
 
 
