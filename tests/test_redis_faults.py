@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -664,6 +665,39 @@ def test_a_request_finding_every_connection_lent_raises_nothing_inside_the_pools
     store._client.set("k", "v")  # the pool's books whole: the one connection lent again
     assert store._client.get("k") == b"v"
     store.close()
+
+
+class _CountedLock(_WatchedLock):
+    """A lock that counts the times it is taken."""
+
+    taken = 0
+
+    def __enter__(self) -> Any:
+        self.taken += 1
+        return super().__enter__()
+
+    def acquire(self, *args: Any, **kwargs: Any) -> Any:
+        self.taken += 1
+        return self.lock.acquire(*args, **kwargs)
+
+
+def test_making_a_connection_takes_no_lock_of_loggings(
+        redis_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's first connection is made without taking the logging module's lock.
+    redis-py 8 asks the server for maintenance notifications on every connection, and 8.1
+    logged the refusal of a Redis before 8 through ``logging.getLogger``, which on Python
+    3.10 to 3.12 takes that lock outside the ``try`` that gives it back: a Ctrl-C just
+    after it was taken left it held for good, and every thread that connected or logged
+    waited for ever (a signal storm on one thread of four: 1 run in about 15 on 3.10)."""
+    store = RedisStore(redis_location)
+    counted = _CountedLock(logging._lock)  # type: ignore[attr-defined]
+    monkeypatch.setattr(logging, "_lock", counted)
+    try:
+        assert store._client.ping()  # the pool's first connection, made here
+    finally:
+        monkeypatch.undo()
+        store.close()
+    assert counted.taken == 0
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="setitimer")

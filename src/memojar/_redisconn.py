@@ -372,6 +372,7 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         # for a while. A ``max_connections`` in the URL's query still wins.
         max_connections=_MAX_CONNECTIONS,
         redis_connect_func=_Connected(),
+        **_without_notifications(),
         **kwargs,
     )
     try:
@@ -388,6 +389,25 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # close() closes the pool, as from_url's does
     return client
+
+
+def _without_notifications() -> dict[str, Any]:
+    """redis-py's option that turns its maintenance notifications off (redis-py 7 on).
+
+    Turned on, every connection asks the server for them (``CLIENT MAINT_NOTIFICATIONS``,
+    one round trip more), and a server that refuses (Redis before 8) has it logged, at
+    debug level, through ``logging.getLogger``: Python 3.10 to 3.12 take logging's module
+    lock there outside the ``try`` that gives it back, and an interrupt (Ctrl-C) landing
+    just after it was taken left it held for good. Every thread that then connected or
+    logged waited for ever, and the interpreter's exit with them (a signal storm on one
+    thread of four through a pool: 1 run in about 15 on 3.10). The notifications move
+    connections ahead of a Redis Enterprise maintenance; memojar's requests ride one out
+    as any fault (the call computes, the store is skipped for a while)."""
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # (redis-py before 7: no notifications)
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
 def exhausted(exc: BaseException) -> bool:
