@@ -272,6 +272,203 @@ def test_an_edited_default_with_key_does_not_serve_old_results(tmp_path: Path) -
     assert run_script(tmp_path / "a.py", source.format(cache=cache, default="max")) == "max\n"
 
 
+# --- 6. objects that answer attribute lookups their own way -------------------------------
+
+def _plus_one():
+    """A fresh function (its ``__code__`` is reassigned by the tests below)."""
+    def inner(x):
+        return x + 1
+    return inner
+
+
+def _times_two(x):
+    return x * 2
+
+
+class _RaisingGetattr:
+    """A wrapper object whose ``__getattr__`` raises a RuntimeError for every name it lacks
+    (``__code__``, ``__signature__``...), as werkzeug's ``LocalProxy`` does outside its
+    context; of ``functools.update_wrapper``, or not."""
+
+    def __init__(self, fn, k, wraps=True):
+        self.fn, self.k = fn, k
+        if wraps:
+            functools.update_wrapper(self, fn)
+
+    def __call__(self, *args):
+        return self.k * self.fn(*args)
+
+    def __getattr__(self, name):
+        raise RuntimeError(f"no {name} here")
+
+
+class _AnsweringGetattr(_RaisingGetattr):
+    """A proxy whose ``__getattr__`` answers every name it lacks (``__code__`` is 42)."""
+
+    def __getattr__(self, name):
+        return 42
+
+
+class _RaisingWrapped:
+    """A callable instance whose ``__wrapped__`` is a property that raises."""
+
+    def __init__(self, fn, k):
+        self.fn, self.k = fn, k
+
+    def __call__(self, *args):
+        return self.k * self.fn(*args)
+
+    @property
+    def __wrapped__(self):
+        raise RuntimeError("nothing wrapped")
+
+
+class _RaisingDict:
+    """A wrapper object whose ``__dict__`` is a property that raises (its attributes are
+    set one by one: ``functools.update_wrapper`` reads ``__dict__``)."""
+
+    def __init__(self, fn, k):
+        self.fn, self.k, self.__wrapped__ = fn, k, fn
+
+    def __call__(self, *args):
+        return self.k * self.fn(*args)
+
+    @property
+    def __dict__(self):
+        raise RuntimeError("no dict")
+
+
+class _NumberedModule:
+    """A wrapper object of ``functools.update_wrapper`` whose class's ``__module__`` is no
+    module name (its instances take the function's)."""
+
+    def __init__(self, fn, k):
+        self.fn, self.k = fn, k
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args):
+        return self.k * self.fn(*args)
+
+
+_NumberedModule.__module__ = 5  # type: ignore[assignment]
+
+
+def _adder():
+    """A fresh function of two parameters (its ``__code__`` is reassigned below)."""
+    def add(base, x):
+        return base + x
+    return add
+
+
+def _minus(base, x):
+    return base - x
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="a partial binds as a method there")
+@pytest.mark.filterwarnings("ignore:functools.partial will be a method descriptor")
+def test_an_instance_whose_class_call_is_a_partial_runs_the_partial(tmp_path: Path) -> None:
+    """``class P: __call__ = partial(add, 10)``: ``P()(5)`` runs ``add(10, 5)``, the
+    instance unseen (a partial is no method descriptor before Python 3.14; 3.13 warns), so
+    it is that partial. Before: "function() takes 0 positional arguments but 1 was given":
+    the call was bound by ``inspect.signature``, which drops the partial's first parameter
+    left as if it were ``self``."""
+    add = _adder()
+
+    class P:
+        __call__ = functools.partial(add, 10)
+
+    f = cached(cache_dir=tmp_path)(P())
+    assert f(5) == P()(5) == 15
+    assert f(5) == 15 and f.cache_info().hits == 1
+    assert f.cache_key(5) == cached(cache_dir=tmp_path)(functools.partial(add, 10)).cache_key(5)
+    add.__code__ = _minus.__code__
+    assert f(5) == 5
+
+
+@pytest.mark.parametrize("wraps", [True, False], ids=["update_wrapper", "bare"])
+def test_a_getattr_raising_another_error_than_attributeerror_is_read_as_absent(
+    tmp_path: Path, wraps: bool
+) -> None:
+    """Every name looked up on such an object that it lacks counts as absent, as an
+    AttributeError would, and the object as a wrapper of the function (or as a callable
+    instance). Before, its RuntimeError failed the decoration from inside memojar."""
+    inner = _plus_one()
+    two, three = _RaisingGetattr(inner, 2, wraps), _RaisingGetattr(inner, 3, wraps)
+    if sys.version_info < (3, 11):
+        # pickle asks the instance for __getstate__ there: its state cannot be read, and
+        # instances of other state could not be told apart
+        with pytest.raises(TypeError, match=r"cannot cache .*its state cannot be read "
+                                            r"\(RuntimeError: no __getstate__ here\)"):
+            cached(cache_dir=tmp_path)(two)
+        return
+    f = cached(cache_dir=tmp_path)(two)
+    assert f(5) == f(5) == 12 and f.cache_info().hits == 1
+    inner.__code__ = _times_two.__code__  # what it runs, edited: computed again
+    assert f(5) == 20
+    assert cached(cache_dir=tmp_path)(three)(5) == 30  # another state: another value
+
+
+@pytest.mark.parametrize("wraps", [True, False], ids=["update_wrapper", "bare"])
+def test_a_proxy_whose_getattr_answers_every_name_is_cached_by_what_it_runs(
+    tmp_path: Path, wraps: bool
+) -> None:
+    """A ``__getattr__`` answering every name (a lazy proxy's, a mock's): what it answers
+    where memojar needs a code object, a signature, a name or a table counts as absent.
+    Before: "'int' object has no attribute 'co_flags'" (and "__name__ must be set to a
+    string object") from inside memojar."""
+    inner = _plus_one()
+    two, three = _AnsweringGetattr(inner, 2, wraps), _AnsweringGetattr(inner, 3, wraps)
+    if sys.version_info < (3, 11):  # pickle takes the state from the 42 it answers there
+        with pytest.raises(TypeError, match=r"its state cannot be read \(its __getattr__ "
+                                            r"answers __getstate__ \(int\)\)"):
+            cached(cache_dir=tmp_path)(two)
+        return
+    f = cached(cache_dir=tmp_path)(two)
+    assert f(5) == f(5) == 12 and f.cache_info().hits == 1
+    inner.__code__ = _times_two.__code__  # what it runs, edited: computed again
+    assert f(5) == 20
+    assert cached(cache_dir=tmp_path)(three)(5) == 30  # another state: another value
+
+
+def test_a_wrapped_property_that_raises_is_a_callable_instance(tmp_path: Path) -> None:
+    """``__wrapped__`` a property raising: nothing wrapped, the object its class's
+    ``__call__`` and the instance (in the key). Before: its RuntimeError, from inside
+    memojar (``scope_of``)."""
+    inner = _plus_one()
+    f = cached(cache_dir=tmp_path)(_RaisingWrapped(inner, 2))
+    assert f(5) == f(5) == 12 and f.cache_info().hits == 1
+    inner.__code__ = _times_two.__code__  # the function its state holds: another key
+    assert f(5) == 20
+    assert cached(cache_dir=tmp_path)(_RaisingWrapped(inner, 3))(5) == 30  # another state
+
+
+def test_a_wrapper_whose_class_module_is_no_name_is_followed_as_the_users(
+    tmp_path: Path,
+) -> None:
+    """``Wrapper.__module__ = 5``: where its code lives is not known, so it is the user's,
+    whose methods count in its identity. Before: "'int' object has no attribute
+    'partition'" at its first call, from inside memojar."""
+    inner = _plus_one()
+    f = cached(cache_dir=tmp_path)(_NumberedModule(inner, 2))
+    assert f(5) == f(5) == 12 and f.cache_info().hits == 1
+    inner.__code__ = _times_two.__code__  # what it runs, edited: computed again
+    assert f(5) == 20
+    assert cached(cache_dir=tmp_path)(_NumberedModule(inner, 3))(5) == 30  # another state
+
+
+def test_a_wrapper_whose_dict_property_raises_keys_on_its_state(tmp_path: Path) -> None:
+    """``__dict__`` a property raising: memojar's wrapper takes what it can of it, and its
+    state is read as pickle reads it (from the instance itself). Before: its RuntimeError
+    failed the decoration from inside memojar; and once read past that, instances of
+    other state returned each other's values (its state was not read at all)."""
+    inner = _plus_one()
+    f = cached(cache_dir=tmp_path)(_RaisingDict(inner, 2))
+    assert f(5) == f(5) == 12 and f.cache_info().hits == 1
+    inner.__code__ = _times_two.__code__  # what it runs, edited: computed again
+    assert f(5) == 20
+    assert cached(cache_dir=tmp_path)(_RaisingDict(inner, 3))(5) == 30  # another state
+
+
 # --- copies: pickle, cloudpickle, joblib, multiprocessing ---------------------------------
 
 @cached
@@ -509,3 +706,41 @@ def test_library_callable_objects_key_on_their_state(cache_dir: Path) -> None:
     assert first("ab") == "a"
     assert second("ab") == "b"
     assert " at 0x" not in function_name(first.__wrapped__)
+
+
+class _RaisingClass:
+    """A wrapper object whose ``__class__`` is a property that raises (``isinstance`` and
+    ``pickle`` ask for it)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    @property  # type: ignore[misc]
+    def __class__(self):
+        raise RuntimeError("no class")
+
+
+def test_an_object_whose_class_cannot_be_looked_up_is_rejected_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    # Before: its RuntimeError, from isinstance inside memojar.
+    with pytest.raises(TypeError, match=r"cannot cache this .*_RaisingClass object: looking "
+                                        r"up its __class__ raises RuntimeError \(no class\)"
+                                        r".*decorate the function it calls instead"):
+        cached(cache_dir=tmp_path)(_RaisingClass(_plus_one()))
+
+
+def test_a_mock_with_a_function_spec_is_keyed_with_its_instance(tmp_path: Path) -> None:
+    # Mock(spec=f) says its __class__ is a function's: it was taken for one, and failed
+    # the decoration ("unsupported operand type(s) for &: 'Mock' and 'int'": its __code__ a
+    # Mock). It is a callable instance, whose instance, which decides what it returns, is
+    # in the key: refused as any unpicklable instance is, naming self.
+    from unittest import mock
+
+    f = cached(cache_dir=tmp_path)(mock.Mock(spec=_times_two, return_value=1))
+    with pytest.raises(TypeError, match=r"argument 'self' of .*__call__ cannot be pickled"):
+        f(5)

@@ -33,7 +33,7 @@ from typing import (
 
 from . import _decorator, _entry
 from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, restamp_all, stored_total
-from ._errors import PartlyRemoved, logger, warn
+from ._errors import PartlyRemoved, logger, the_callers, warn
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
 from ._store import (
     Counts,
@@ -601,6 +601,7 @@ class Cache:
         # cache, which a dropped cache (and its open folders) would wait on the cycle
         # collector for.
         def decorate(f: Callable[..., Any]) -> Any:
+            _class_readable(f)
             if isinstance(f, staticmethod):
                 return staticmethod(memoize(f.__func__))
             if isinstance(f, classmethod):
@@ -1583,6 +1584,27 @@ def _of_the_environment(exc: ValueError) -> ValueError:
     return exc
 
 
+def _class_readable(func: Any) -> None:
+    """Raise a TypeError naming ``func`` if looking up its ``__class__`` raises (a property
+    of its class raising): ``isinstance`` asks for it, and so do ``pickle`` and memojar, to
+    tell what kind of callable it is, so neither its identity nor its key can be made.
+    Before, the decoration failed with that error, from inside memojar."""
+    try:
+        func.__class__  # noqa: B018 - what isinstance looks up
+    except AttributeError:  # isinstance goes by type() then
+        pass
+    except Exception as exc:  # whatever the property raised
+        if the_callers(exc):
+            raise
+        kind = type(func)
+        raise TypeError(
+            f"cannot cache this {kind.__module__}.{kind.__qualname__} object: looking up "
+            f"its __class__ raises {type(exc).__name__} ({exc}), and memojar (as isinstance "
+            "and pickle) needs it to tell what kind of callable it is; decorate the "
+            "function it calls instead, or a plain function calling it"
+        ) from exc
+
+
 def _above_property(prop: property) -> str:
     """What to do about ``@cached`` above ``@property`` (before: "cached needs a function to
     decorate, not property ...; to set options, call it with keywords")."""
@@ -1648,6 +1670,8 @@ def cached(
     still honours ``ttl`` and another process's clear, delete or prune.
     """
     # A classmethod is not callable before 3.13: ``Cache.cached`` unwraps it.
+    if func is not None:
+        _class_readable(func)
     if isinstance(func, property):
         raise TypeError(_above_property(func))
     if func is not None and not callable(func) and not isinstance(func, classmethod):

@@ -22,7 +22,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from types import FrameType, FunctionType
+from types import CodeType, FrameType, FunctionType
 from typing import Any, NamedTuple, cast
 
 from . import _depends, _entry, _keys, _notebook, _trio, _waits
@@ -33,6 +33,7 @@ from ._identity import (
     SIBLING,
     UNWALKED,
     Loaded,
+    attribute,
     call_of,
     changed_during_iteration,
     code_fingerprint,
@@ -42,6 +43,7 @@ from ._identity import (
     forget_dependencies,
     function_name,
     identity_digest,
+    is_user_module,
     loaded_from,
     mutated_locals,
     place_of,
@@ -62,6 +64,7 @@ from ._keys import (
     parameter_names,
     prebound,
     raw_binder,
+    signature,
 )
 from ._store import KeyLock, Store, Unconfirmed, header_of, stamp_busy, start_thread
 from ._wrappers import made_by_partialmethod, passes_on_unchanged
@@ -382,6 +385,7 @@ class _Memo:
         # A partial, bound method or callable instance is the function that runs plus the
         # arguments bound to it (the instance, the partial's arguments): they go in the key.
         self.target = split(func)[0]
+        _states_readable(func, self.target, self.name, ignore)
         # The binder applies the function's defaults, and the identity (at the first call)
         # covers its code and defaults: both are made for the function as it is now. A
         # plain function's ``__code__``, ``__defaults__`` and ``__kwdefaults__`` can be
@@ -864,7 +868,7 @@ class _Memo:
         if self.custom_key is not None or self.files:
             return None
         if type(target) is not FunctionType:
-            if getattr(target, "__wrapped__", None) is None:
+            if attribute(target, "__wrapped__") is None:
                 return None
             return self._with_bound(raw_binder)
         made = self.own
@@ -2399,7 +2403,7 @@ def _unpicklable_item(func: Callable[..., Any], name: str, value: Any) -> str | 
     import inspect
 
     try:
-        kind = inspect.signature(func).parameters[name].kind
+        kind = signature(func).parameters[name].kind
     except (TypeError, ValueError, KeyError):  # no signature: see raw_binder
         return None
     if kind is inspect.Parameter.VAR_POSITIONAL and isinstance(value, tuple):
@@ -2487,7 +2491,7 @@ def _watched(target: Any) -> Any:
 
     def stop(func: Any) -> bool:
         chain.append(func)
-        return hasattr(func, "__signature__")
+        return _declares_signature(func)
 
     try:  # as inspect.signature, whose parameters and defaults the binder applies
         inner = inspect.unwrap(target, stop=stop)
@@ -2642,7 +2646,7 @@ def _wrapped_function(target: Any) -> Any:
     def stop(func: Any) -> bool:
         if not first and type(func) is FunctionType:
             first.append(func)
-        return hasattr(func, "__signature__")
+        return _declares_signature(func)
 
     try:  # as inspect.signature, whose parameters and defaults the binder applies
         inner = inspect.unwrap(target, stop=stop)
@@ -2651,6 +2655,88 @@ def _wrapped_function(target: Any) -> Any:
     if type(inner) is not FunctionType:
         return _unwatched
     return _watched(first[0]) if first and first[0] is not inner else inner
+
+
+def _states_readable(func: Any, target: Any, name: str, ignore: tuple[str, ...]) -> None:
+    """Raise a TypeError naming ``func`` where the state of an object it is made of cannot
+    be read (``_state_readable``): the object itself, where memojar takes it whole (a
+    class of ``functools.update_wrapper`` under ``@cached``: its state is part of its
+    identity), or one bound in front of the call (a callable instance, the instance of a
+    bound method, a partial's argument: in the key, unless ``ignore=`` leaves it out)."""
+    _state_readable(target, name, whole=True)
+    bound = split(func)[1]
+    for at, value in enumerate(bound):
+        if _own_lookups(type(value)):
+            names = parameter_names(target)
+            if at >= len(names) or names[at] not in ignore:
+                _state_readable(value, name, whole=False)
+
+
+def _state_readable(obj: Any, name: str, whole: bool) -> None:
+    """Raise a TypeError naming ``obj`` where its class of the user's looks attributes up
+    its own way (a ``__getattr__``) and its state cannot be read: on Python 3.10, where
+    that ``__getattr__`` answers ``__getstate__`` at all (pickle calls what it answers for
+    the state: a proxy answering every name gives every instance the same), and, for an
+    object taken ``whole`` (its state read once, for its identity), where pickling it
+    raises (a ``__getattr__`` raising a RuntimeError on 3.10). Counted alike, instances
+    of other state would return each other's values (for an object in the key, pickling
+    raises at the call, as for any argument that cannot be pickled)."""
+    kind = type(obj)
+    if issubclass(kind, (FunctionType, type, functools.partial)) or not _own_lookups(kind):
+        return
+    problem = None
+    try:
+        if getattr(kind, "__getstate__", None) is None:  # 3.10: pickle asks the instance
+            try:
+                hook = obj.__getstate__
+            except AttributeError:
+                hook = None
+            if hook is not None:
+                problem = f"its __getattr__ answers __getstate__ ({type(hook).__name__})"
+        if problem is None and whole:
+            _keys.state_key(obj)
+    except Exception as exc:  # whatever its lookups or its pickling raised
+        if the_callers(exc):
+            raise
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        raise TypeError(
+            f"cannot cache {name} (a {kind.__module__}.{kind.__qualname__} object): its "
+            f"state cannot be read ({problem}), so its instances of other state could not "
+            "be told apart; make it picklable, or decorate the function it wraps"
+        )
+
+
+def _own_lookups(kind: type) -> bool:
+    """Whether the first class of ``kind``'s that looks attributes up its own way (a
+    ``__getattr__``, a ``__getattribute__``) does so in Python code of the user's (not a
+    library's proxy, such as wrapt's, in C or not: its wrappers count by type as before)."""
+    for klass in kind.__mro__[:-1]:
+        own = vars(klass)
+        lookup = own.get("__getattr__", own.get("__getattribute__"))
+        if lookup is not None:
+            return type(lookup) is FunctionType and is_user_module(klass.__module__)
+    return False
+
+
+def _declares_signature(func: Any) -> bool:
+    """Where ``inspect.signature`` stops following ``__wrapped__`` (it takes the signature
+    from there): ``func`` has a ``__signature__``, a Signature, its text or None. Not where
+    looking it up raises, or answers anything else (a ``__getattr__`` answering every name
+    with 42): ``inspect`` fails on such an object (its calls are keyed as given:
+    ``raw_binder``), and what it wraps, which runs, is watched past it (watching more
+    costs a computation at worst). Before, the error failed the decoration, or nothing
+    was watched, and after ``inner.__code__ = other.__code__`` the old code's value was
+    returned."""
+    import inspect
+
+    try:
+        found = getattr(func, "__signature__", inspect.Parameter.empty)
+    except Exception as exc:  # whatever a __getattr__ or property of the user's raised
+        if the_callers(exc):
+            raise
+        return False
+    return found is None or isinstance(found, (inspect.Signature, str))
 
 
 def _unwatched() -> None:
@@ -2738,10 +2824,8 @@ def _own_signature(func: Any) -> Any | None:
     own = _code_signature(func)
     if own is None or _passes_through(func):
         return None
-    import inspect
-
     try:
-        if own == inspect.signature(func):
+        if own == signature(func):
             return None
     except (TypeError, ValueError):
         return None
@@ -2757,7 +2841,7 @@ def _bound_elsewhere(target: Any) -> bool:
     (``__call__ = lru_cache(fn)``). Its binder then keys the call's shape too
     (``_keys._shaped``), and ``ignore=`` is checked (``_warn_unread``): before, those
     last were not, and one returned another call's value."""
-    if getattr(target, "__wrapped__", None) is not None or made_by_partialmethod(target):
+    if attribute(target, "__wrapped__") is not None or made_by_partialmethod(target):
         return True
     if not isinstance(target, (FunctionType, type)):
         call = call_of(type(target))
@@ -2765,7 +2849,7 @@ def _bound_elsewhere(target: Any) -> bool:
                 getattr(call, "__wrapped__", None) is not None
                 or isinstance(call, functools.partialmethod)):
             return True
-    return "__signature__" in getattr(target, "__dict__", ())
+    return "__signature__" in (attribute(target, "__dict__", dict) or ())
 
 
 def _warn_unread(target: Any, option: str, so: str) -> None:
@@ -2918,7 +3002,7 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
             memo.replaced()
             return value
 
-    functools.update_wrapper(wrapper, func)
+    _wraps(wrapper, func)
 
     def cache_clear() -> int:
         """Remove every entry of this function and zero its counters; return how many
@@ -2977,20 +3061,47 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
     return wrapper
 
 
+_NAMES = ("__module__", "__name__", "__qualname__")  # what a function holds as a str
+
+
+def _wraps(wrapper: Callable[..., Any], func: Any) -> None:
+    """``functools.update_wrapper(wrapper, func)``; for an object of the user's whose
+    lookups raise (a ``__getattr__`` or a property of its class: ``__dict__``, ``__name__``)
+    or answer with what a function cannot hold (``__name__`` 42, from a ``__getattr__``
+    answering every name), what of it a function can take, memojar's own for the rest.
+    Before, either failed the decoration inside memojar."""
+    own = {name: getattr(wrapper, name) for name in _NAMES}
+    try:
+        functools.update_wrapper(wrapper, func)
+        return
+    except Exception as exc:  # whatever the object's lookups raised, or a name not a str
+        if the_callers(exc):
+            raise
+    for name in functools.WRAPPER_ASSIGNMENTS:
+        value = attribute(func, name, str if name in own else object)
+        if value is None:
+            value = own.get(name)
+        if value is not None:
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                setattr(wrapper, name, value)  # (a __type_params__ that is no tuple)
+    with contextlib.suppress(TypeError, ValueError):  # (a mapping that breaks as it is read)
+        wrapper.__dict__.update(attribute(func, "__dict__", dict) or {})
+    wrapper.__wrapped__ = func  # type: ignore[attr-defined]
+
+
 def _takes_self(exc: TypeError, func: Callable[..., Any], method: str) -> TypeError:
     """``exc`` (the arguments of the cache method ``method`` do not bind), with how to call
     it for a method: ``obj.f.cache_contains(3)`` bound 3 to ``self`` and said only "missing
     1 required positional argument: 'x'". Named as called: before, every method's hint
     showed ``cache_contains``."""
-    import inspect
 
     try:
-        first = next(iter(inspect.signature(func).parameters), None)
+        first = next(iter(signature(func).parameters), None)
     except (TypeError, ValueError):  # no signature to read
         return exc
     if first not in ("self", "cls"):
         return exc
-    name = getattr(func, "__name__", "f")
+    name = attribute(func, "__name__", str) or "f"
     obj = "obj" if first == "self" else "Cls"
     value = "value, " if method == "cache_set" else ""  # (its value comes first)
     return TypeError(f"{exc} (the cache methods of a method take {first} too: "
@@ -3375,5 +3486,5 @@ def _near_recursion_limit() -> bool:
 
 
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:
-    code = getattr(func, "__code__", None)
+    code = attribute(func, "__code__", CodeType)  # (a proxy may answer it with anything)
     return code is not None and bool(code.co_flags & 0x80)  # inspect.CO_COROUTINE

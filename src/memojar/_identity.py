@@ -80,9 +80,9 @@ def function_name(func: Callable[..., Any]) -> str:
     ``__main__``, so a script and its workers share entries.
     """
     target, _, _ = split(func)
-    module = getattr(target, "__module__", None)
-    qualname = (class_qualname(target) if isinstance(target, type) else None) or getattr(
-        target, "__qualname__", None) or getattr(target, "__name__", None)
+    module = attribute(target, "__module__", str)
+    qualname = (class_qualname(target) if isinstance(target, type) else None) or attribute(
+        target, "__qualname__", str) or attribute(target, "__name__", str)
     if not isinstance(qualname, str):  # an object without a name: its class's name
         module, qualname = type(target).__module__, type(target).__qualname__
     if not isinstance(module, str) or not module:
@@ -138,8 +138,10 @@ def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     if isinstance(func, MethodType):
         target, args, kwargs = split(func.__func__)
         return target, (*args, func.__self__), kwargs
+    # type(), not isinstance: a ``Mock(spec=f)`` says its ``__class__`` is a function's,
+    # and was taken for one, with what runs it (its ``side_effect``) nowhere in its key.
     if (
-        not isinstance(func, (FunctionType, BuiltinFunctionType, type))
+        not issubclass(type(func), (FunctionType, BuiltinFunctionType, type))
         and not has_wrapped(func)
     ):
         call = call_of(type(func))
@@ -149,18 +151,64 @@ def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
             return split(call.__func__)
         if isinstance(call, classmethod):  # runs its function with the class
             return split(call.__get__(func, type(func)))
+        if isinstance(call, functools.partial) and _binds_as_partial(call):
+            # ``__call__ = partial(f, 0)``: before 3.14 a partial is no method descriptor
+            # (3.13's ``__get__`` returns it as it is, with a FutureWarning), so ``obj(5)``
+            # runs ``f(0, 5)``, the instance unseen; from 3.14 it binds as a function does,
+            # ``f(0, obj, 5)``. Before, the instance was bound by ``inspect.signature``,
+            # which (3.10 to 3.12) drops the partial's first parameter left as if it were
+            # ``self``: ``obj(5)`` was refused, "takes 0 positional arguments".
+            if sys.version_info < (3, 14):
+                return split(call)
+            return split(MethodType(call, func))
     return func, (), {}
+
+
+def _binds_as_partial(call: functools.partial[Any]) -> bool:
+    """Whether a ``partial`` found as a class's ``__call__`` is bound to an instance as
+    ``functools.partial`` itself is (``split``): not a subclass's own ``__get__``."""
+    return getattr(type(call), "__get__", None) is getattr(functools.partial, "__get__", None)
 
 
 def has_wrapped(func: Any) -> bool:
     """``hasattr(func, "__wrapped__")``, False where its ``__getattr__`` raises another
     error (before, it failed the call of a function given such an object in
-    ``depends_on=``)."""
+    ``depends_on=``), and where only its ``__getattr__`` answers it (a proxy answering
+    every name, 42; or passing a lookup on to what it holds): it wraps nothing of its own,
+    and is a callable instance, its class's ``__call__`` plus the instance, in the key.
+    Before, such an object was taken for a wrapper of what it answered (42), whose state
+    was read once, at its first call, and nothing it holds was watched: after
+    ``inner.__code__ = other.__code__`` it returned the old code's value."""
     try:
-        return hasattr(func, "__wrapped__")
-    except Exception as exc:  # noqa: BLE001 - whatever its __getattr__ raised
-        _passed_over(exc)
+        if not hasattr(func, "__wrapped__"):
+            return False
+        mro = type(func).__mro__
+        if not any("__getattr__" in vars(klass) for klass in mro[:-1]):
+            return True
+        if any("__wrapped__" in vars(klass) for klass in mro):
+            return True  # (a descriptor of its class: wrapt's proxies)
+        own = object.__getattribute__(func, "__dict__")  # (not through its __getattr__)
+    except Exception as exc:  # noqa: BLE001 - whatever its __getattr__ or property raised
+        _passed_over(exc)  # (an AttributeError: it has no __dict__ of its own)
         return False
+    return isinstance(own, dict) and "__wrapped__" in own
+
+
+def attribute(obj: Any, name: str, kind: type | tuple[type, ...] = object) -> Any:
+    """``getattr(obj, name, None)`` for what identifies a callable (``__code__``,
+    ``__wrapped__``, ``__module__``...), read from an object of the user's: None where
+    looking it up raises anything (a ``__getattr__`` or property of the user's raising a
+    RuntimeError, as werkzeug's ``LocalProxy`` does outside its context), and where what
+    it answers is not a ``kind`` (a proxy whose ``__getattr__`` answers every name, as a
+    ``Mock(spec=f)`` answers ``__code__``): absent, as for ``has_wrapped``. Before, such
+    an object failed its decoration inside memojar (``'int' object has no attribute
+    'co_flags'``)."""
+    try:
+        value = getattr(obj, name, None)
+    except Exception as exc:  # noqa: BLE001 - whatever its __getattr__ or property raised
+        _passed_over(exc)
+        return None
+    return value if isinstance(value, kind) else None
 
 
 def _memo_of(func: Any) -> Any:
@@ -173,8 +221,8 @@ def _memo_of(func: Any) -> Any:
     cloudpickle sent has not (its ``__wrapped__`` and memo arrive together). Before, the
     user's wrapper counted as the function it wraps: an edit of its code, or of a global
     it reads (``return fn(*args) * FACTOR``), left the callers of ``helper`` stale."""
-    memo = getattr(func, "__memojar__", None)
-    if memo is None or getattr(func, "__wrapped__", None) is not getattr(memo, "func", _ABSENT):
+    memo = attribute(func, "__memojar__")
+    if memo is None or attribute(func, "__wrapped__") is not getattr(memo, "func", _ABSENT):
         return None
     return memo
 
@@ -255,13 +303,13 @@ def captured_digest(target: Any) -> str:
         if memo is not None:
             target = memo.func
         accumulators.update(_accumulators(target))
-        inner = getattr(target, "__wrapped__", None)
-        cells = [cell for cell in getattr(target, "__closure__", None) or ()
+        inner = attribute(target, "__wrapped__")
+        cells = [cell for cell in attribute(target, "__closure__", tuple) or ()
                  if not (_filled(cell) and cell.cell_contents is inner)]
         captured.append((tuple(_cell_shape(cell, _Captured(accumulators)) for cell in cells),
-                         _value_shape(getattr(target, "__defaults__", None),
+                         _value_shape(attribute(target, "__defaults__", tuple),
                                       _Captured(accumulators), True),
-                         _value_shape(getattr(target, "__kwdefaults__", None),
+                         _value_shape(attribute(target, "__kwdefaults__", dict),
                                       _Captured(accumulators), True)))
         if inner is None or not callable(inner):
             break
@@ -302,8 +350,8 @@ def _accumulators(func: Any) -> set[int]:
     counted by type in what tells siblings apart, so that a closure made again after it
     filled one keeps its entries. A container it only reads (``make(["a"])``'s columns)
     counts by its contents."""
-    code = getattr(func, "__code__", None)
-    closure = getattr(func, "__closure__", None)
+    code = attribute(func, "__code__", CodeType)
+    closure = attribute(func, "__closure__", tuple)
     if not isinstance(code, CodeType) or not closure:
         return set()
     mutated = _mutated_names(code)
@@ -491,9 +539,9 @@ def unfilled(func: Callable[..., Any]) -> bool:
     first call, when they are filled."""
     target = split(func)[0]
     for _ in range(100):
-        if not all(_filled(cell) for cell in getattr(target, "__closure__", None) or ()):
+        if not all(_filled(cell) for cell in attribute(target, "__closure__", tuple) or ()):
             return True
-        target = getattr(target, "__wrapped__", None)
+        target = attribute(target, "__wrapped__")
         if target is None or not callable(target):
             return False
     return False
@@ -545,15 +593,15 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
                 _value_shape(func.__self__, seen, by_state=True))
     if isinstance(func, type):
         return class_shape(func, seen)
-    code = getattr(func, "__code__", None)
+    code = attribute(func, "__code__", CodeType)
     shape: list[Any] = [function_name(func)]
     if isinstance(code, CodeType):
         shape.append(_code_shape(code))
-        closure = getattr(func, "__closure__", None)
+        closure = attribute(func, "__closure__", tuple)
         if closure and not bare:
             shape.append(tuple(_cell_shape(cell, seen) for cell in closure))
-        defaults = getattr(func, "__defaults__", None)
-        kwdefaults = getattr(func, "__kwdefaults__", None)
+        defaults = attribute(func, "__defaults__", tuple)
+        kwdefaults = attribute(func, "__kwdefaults__", dict)
         if (defaults or kwdefaults) and not bare:
             shape.append(("defaults", _value_shape(defaults, seen, by_state=True),
                           _value_shape(kwdefaults, seen, by_state=True)))
@@ -561,7 +609,7 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
         # A callable object (a decorator's wrapper class, a captured instance, a library's
         # callable such as operator.itemgetter(1)): its class's code and its state.
         shape.append(("object", class_shape(type(func), seen), _state_shape(func)))
-    wrapped = getattr(func, "__wrapped__", None)
+    wrapped = attribute(func, "__wrapped__")
     if wrapped is not None and callable(wrapped):
         shape.append(("wraps", _callable_shape(wrapped, seen, bare)))
     return tuple(shape)
@@ -600,7 +648,7 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     if isinstance(value, (FunctionType, MethodType, functools.partial, type)):
         return _callable_shape(value, seen)
     if isinstance(value, BuiltinFunctionType):
-        owner = getattr(value, "__self__", None)  # "x".join: "x"; a module's function: it
+        owner = attribute(value, "__self__")  # "x".join: "x"; a module's function: it
         if (type(seen) is _Captured and owner is not None
                 and not isinstance(owner, ModuleType)):  # sibling_of's walk
             return ("named", function_name(value), _state_shape(owner))
@@ -937,7 +985,7 @@ def function_identity(func: FunctionType) -> tuple[str, str] | None:
     if (found is not None and found[0] is code and found[1] is defaults
             and found[2] is kwdefaults and _same(found[4], wrapped_made(func))):
         return found[3]
-    if not is_user_module(getattr(func, "__module__", None)):
+    if not is_user_module(attribute(func, "__module__", str)):
         return None
     with _own_budget():
         return _function_identity(func, code, defaults, kwdefaults)
@@ -974,7 +1022,7 @@ def wrapped_made(func: Any) -> tuple[Any, ...]:
     follows ``__wrapped__``): made for others, it is made again. Before, only the
     wrapper's own were compared, and ``apply(wrapped, 2)`` kept the key of the wrapped
     function's old code after ``inner.__code__ = other.__code__``."""
-    wrapped = getattr(func, "__wrapped__", None)
+    wrapped = attribute(func, "__wrapped__")
     if wrapped is None:
         return ()
     made: list[Any] = []
@@ -983,11 +1031,7 @@ def wrapped_made(func: Any) -> tuple[Any, ...]:
             made.extend((wrapped.__code__, wrapped.__defaults__, wrapped.__kwdefaults__))
         else:
             made.append(wrapped)  # a callable object: its state counts, not watched here
-        try:
-            wrapped = getattr(wrapped, "__wrapped__", None)
-        except Exception as exc:  # noqa: BLE001 - whatever its __getattr__ raised: the end
-            _passed_over(exc)
-            break
+        wrapped = attribute(wrapped, "__wrapped__")  # (what a __getattr__ raised: the end)
         if wrapped is None:
             break
     return tuple(made)
@@ -1021,11 +1065,7 @@ def code_behind(obj: Any) -> Any:
     instance's)."""
     if isinstance(obj, (type, FunctionType)):
         return obj
-    try:
-        wrapped = getattr(obj, "__wrapped__", None)
-    except Exception as exc:  # noqa: BLE001 - whatever its __getattr__ raised: its class, then
-        _passed_over(exc)
-        return type(obj)
+    wrapped = attribute(obj, "__wrapped__")  # (what its __getattr__ raised: its class)
     return wrapped if type(wrapped) is FunctionType else type(obj)
 
 
@@ -1393,8 +1433,11 @@ def _data_attribute(name: str, member: Any, klass: type) -> bool:
 
 
 def is_user_module(module: str | None) -> bool:
-    """True unless ``module`` is of the standard library or an installed distribution."""
-    if not module:
+    """True unless ``module`` is of the standard library or an installed distribution. A
+    ``__module__`` that is no name (``Wrapper.__module__ = 5``) says nothing of where the
+    code lives: the user's, followed (before, it failed the first call: ``'int' object has
+    no attribute 'partition'``)."""
+    if not module or not isinstance(module, str):
         return True
     found = _user_modules.get(module)
     if found is None:
@@ -1555,15 +1598,17 @@ def scope_of(func: Callable[..., Any]) -> str:
     """
     target = func
     for _ in range(100):  # through wrappers, bound methods and partials to the function
-        inner = getattr(target, "__wrapped__", None) or getattr(target, "__func__", None)
+        inner = attribute(target, "__wrapped__") or attribute(target, "__func__")
+        if not callable(inner):  # (a proxy answering every name: 42)
+            inner = None
         if inner is None and isinstance(target, functools.partial):
             inner = target.func
         if inner is None:
             break
         target = inner
-    if getattr(target, "__module__", None) not in _MAIN_MODULES:
+    if attribute(target, "__module__", str) not in _MAIN_MODULES:
         return ""
-    namespace = getattr(target, "__globals__", None)
+    namespace = attribute(target, "__globals__", dict)
     if namespace is None:  # a callable instance: its class's __call__ was defined there
         namespace = getattr(type(target).__call__, "__globals__", None)
     if not isinstance(namespace, dict):
@@ -1595,8 +1640,8 @@ def _resolved(path: str) -> str:
 
 def generator_kind(func: Any) -> str | None:
     """"generator" or "async generator" if ``func`` makes one, else None."""
-    code = getattr(split(func)[0], "__code__", None)
-    if isinstance(code, CodeType) and code.co_flags & _CO_GENERATOR:
+    code = attribute(split(func)[0], "__code__", CodeType)
+    if code is not None and code.co_flags & _CO_GENERATOR:
         return "async generator" if code.co_flags & 0x200 else "generator"
     return None
 
@@ -1870,7 +1915,7 @@ def copy_dependencies(func: Callable[..., Any], sent: tuple[tuple[str, str, str]
     if RECORD:  # IPython: the full walk keeps the record the cells re-check
         return None
     target, _, _ = split(func)
-    namespace = getattr(target, "__globals__", None)
+    namespace = attribute(target, "__globals__", dict)
     if not isinstance(namespace, dict) or any(
             getattr(module, "__dict__", None) is namespace
             for module in list(sys.modules.values())):
@@ -1970,11 +2015,11 @@ def forget_dependencies(func: Any) -> None:
 
 
 def _class_of_method(func: Any) -> type | None:
-    qualname = getattr(func, "__qualname__", "")
+    qualname = attribute(func, "__qualname__", str) or ""
     parts = qualname.split(".")
     if len(parts) < 2 or "<locals>" in parts:
         return None
-    module = getattr(func, "__module__", None) or ""
+    module = attribute(func, "__module__", str) or ""
     owner: Any = sys.modules.get(module)
     for part in parts[:-1]:
         owner = getattr(owner, part, None)
@@ -2015,11 +2060,11 @@ def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type |
 def _holds_method(cls: type, name: str, func: Any) -> bool:
     """Whether ``cls`` holds ``func`` (or a decorated function wrapping it) as ``name``."""
     member = vars(cls).get(name)
-    member = getattr(member, "__func__", member)  # a staticmethod or classmethod
+    member = attribute(member, "__func__") or member  # a staticmethod or classmethod
     for _ in range(10):  # its decorators' ``__wrapped__``, down to the function
         if member is func:
             return True
-        member = getattr(member, "__wrapped__", None)
+        member = attribute(member, "__wrapped__")
         if member is None:
             return False
     return False
@@ -2062,15 +2107,15 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         _walk_value(kind, function_name(kind), rows, seen)
         for item in _held(func):
             _walk_value(item, function_name(item), rows, seen)
-    wrapped = getattr(func, "__wrapped__", None)
+    wrapped = attribute(func, "__wrapped__")
     memo = _memo_of(wrapped)
     if memo is not None:  # memojar's wrapper (``@scaled`` above ``@cached``): what it was
         _walk_options(wrapped, rows, seen, None)  # decorated with, and the function it
         wrapped = memo.func  # wraps (not memojar's own code)
     if wrapped is not None and callable(wrapped):
         _walk_callable(split(wrapped)[0], rows, seen)
-    code = getattr(func, "__code__", None)
-    namespace = getattr(func, "__globals__", None)
+    code = attribute(func, "__code__", CodeType)
+    namespace = attribute(func, "__globals__", dict)
     if not isinstance(code, CodeType) or not isinstance(namespace, dict):
         return
     names = _code_names(code, set())
@@ -2097,10 +2142,10 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
             _walk_value(value, f"{module}.{name}", rows, seen, names)
     # What its closure captures and its defaults (``def f(x, g=lambda v: scale(v))``): their
     # own code is in the function's fingerprint already; what they call is followed here.
-    captured = [cell.cell_contents for cell in getattr(func, "__closure__", None) or ()
+    captured = [cell.cell_contents for cell in attribute(func, "__closure__", tuple) or ()
                 if _filled(cell)]
-    captured.extend(getattr(func, "__defaults__", None) or ())
-    captured.extend((getattr(func, "__kwdefaults__", None) or {}).values())
+    captured.extend(attribute(func, "__defaults__", tuple) or ())
+    captured.extend((attribute(func, "__kwdefaults__", dict) or {}).values())
     for value in captured:
         # type(): isinstance would ask a proxy for its __class__, which may raise
         if issubclass(type(value), (FunctionType, type, functools.partial, MethodType)):
@@ -2137,7 +2182,7 @@ _MODULE_METADATA = frozenset({
 
 
 def _module_name(func: Any, namespace: dict[str, Any]) -> str:
-    module = namespace.get("__name__") or getattr(func, "__module__", None) or "__main__"
+    module = namespace.get("__name__") or attribute(func, "__module__", str) or "__main__"
     return "__main__" if module == "__mp_main__" else str(module)
 
 
@@ -2311,7 +2356,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         # ``functools.update_wrapper``): its class's code runs too (``__call__``), and its
         # state says what it wraps (``_walk_object``). Before, it counted as the function
         # it wraps alone, and an edit of its ``__call__`` returned the old value.
-        wrapped = getattr(value, "__wrapped__", None)
+        wrapped = attribute(value, "__wrapped__")
         if isinstance(wrapped, (FunctionType, *_ROUTINES)):
             value = wrapped
     if isinstance(value, FunctionType):
@@ -2319,7 +2364,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         if found is not None:
             _add(rows, ("function", *found))
             _walk_callable(value, rows, seen)
-            attributes = getattr(value, "__dict__", None)
+            attributes = attribute(value, "__dict__")
             if attributes and "__memojar__" not in attributes:
                 # what its attributes hold (``scale.impl = inner``, ``run.ops = {...}``):
                 # before, not followed, and an edit of it returned the old value. (Not
@@ -2427,7 +2472,7 @@ def _library_row(value: Any, where: str, rows: dict[str, tuple[str, str, str]]) 
         return
     shape: tuple[Any, ...] = (("module", value.__name__) if isinstance(value, ModuleType)
                               else ("named", function_name(value)))
-    owner = getattr(value, "__self__", None)
+    owner = attribute(value, "__self__")
     if owner is not None and not isinstance(owner, (ModuleType, type)):
         shape += ((function_name(type(owner)),) if _exported(value) else _state_shape(owner),)
     elif isinstance(owner, type):
@@ -2440,8 +2485,8 @@ def _exported(method: Any) -> bool:
     hidden instance (``random.random``, ``random.choice``, ``numpy.random.rand``): it counts
     by its name, not by the instance's state, which each process seeds anew (by state, every
     process missed)."""
-    owner = getattr(method, "__self__", None)
-    name = getattr(method, "__name__", None)
+    owner = attribute(method, "__self__")
+    name = attribute(method, "__name__", str)
     module = sys.modules.get(getattr(type(owner), "__module__", None) or "")
     if not isinstance(name, str) or module is None or is_user_module(module.__name__):
         return False
@@ -2963,8 +3008,8 @@ class Resolved:
 
 
 def _made_of(func: Any) -> tuple[Any, Any, Any]:
-    return (getattr(func, "__code__", None), getattr(func, "__defaults__", None),
-            getattr(func, "__kwdefaults__", None))
+    return (attribute(func, "__code__", CodeType), attribute(func, "__defaults__", tuple),
+            attribute(func, "__kwdefaults__", dict))
 
 
 def _class_state(cls: type) -> tuple[Any, ...]:

@@ -107,10 +107,8 @@ def make_binder(
 
     ``shaped``: the signature is not that of the code the call runs (see ``_shaped``).
     """
-    import inspect  # at decoration time only: it costs milliseconds to import
-
     try:
-        sig = inspect.signature(func)
+        sig = signature(func)
     except (TypeError, ValueError) as exc:  # a builtin or C callable without a signature
         ignored = tuple(ignore)
         if ignored:
@@ -125,7 +123,7 @@ def make_binder(
         raise ValueError(
             f"ignore= names {', '.join(map(repr, unknown))}, which "
             f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
-            f"{getattr(func, '__qualname__', type(func).__qualname__)}{sig}; allowed: "
+            f"{_describe(func)}{sig}; allowed: "
             f"{', '.join(map(repr, names)) or 'none'}" + _through_var_keyword(sig, unknown)
         )
     if any(name.startswith("__memojar_") for name in names):
@@ -135,6 +133,25 @@ def make_binder(
         body = f"({', '.join(kept)},)" if kept else "()"
         binder = _generate(func, sig, body, {})
     return _shaped(binder, sig, ignore) if shaped else binder
+
+
+def signature(func: Callable[..., Any]) -> Any:
+    """``inspect.signature(func)``, with a ``TypeError`` (no signature: the call's arguments
+    are keyed as given, ``raw_binder``) where reading it raises anything else: ``inspect``
+    asks the object for ``__signature__`` and ``__wrapped__``, which a ``__getattr__`` or
+    property of the user's may answer with a RuntimeError. Before, that error failed the
+    decoration from inside memojar."""
+    import inspect  # at decoration time only: it costs milliseconds to import
+
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        raise
+    except Exception as exc:  # whatever the object's lookups raised
+        if the_callers(exc):
+            raise
+        raise TypeError(f"reading its signature raised {type(exc).__name__}: {exc}"
+                        ) from exc
 
 
 def _shaped(binder: Callable[..., tuple[Any, ...]], sig: Any, ignore: Iterable[str] = ()
@@ -201,7 +218,7 @@ def raw_binder(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
 
 
 def _describe(func: Callable[..., Any]) -> str:
-    return getattr(func, "__qualname__", None) or type(func).__qualname__
+    return _identity.attribute(func, "__qualname__", str) or type(func).__qualname__
 
 
 def _called(key: Callable[..., Any]) -> Callable[..., Any]:
@@ -233,10 +250,10 @@ def make_key_caller(
     import inspect
 
     try:
-        sig = inspect.signature(func)
+        sig = signature(func)
     except (TypeError, ValueError):  # no signature: key= gets the call's arguments as given
         return lambda *args, **kwargs: (key(*args, **kwargs),)
-    qualname = getattr(func, "__qualname__", type(func).__qualname__)
+    qualname = _describe(func)
     positional: list[None] = []
     keywords: dict[str, None] = {}
     call: list[str] = []
@@ -317,8 +334,8 @@ def _generate(func: Callable[..., Any], sig: Any, body: str, namespace: dict[str
     # Generated source, from parameter names only (identifiers): see make_binder.
     exec(f"def _bind({', '.join(source)}):\n    return {body}\n", namespace)
     binder: Callable[..., tuple[Any, ...]] = namespace.pop("_bind")  # no cycle via globals
-    binder.__name__ = getattr(func, "__name__", "function")
-    binder.__qualname__ = getattr(func, "__qualname__", binder.__name__)
+    binder.__name__ = _identity.attribute(func, "__name__", str) or "function"
+    binder.__qualname__ = _identity.attribute(func, "__qualname__", str) or binder.__name__
     return binder
 
 
@@ -336,10 +353,8 @@ def _signature_binder(sig: Any, ignore: Iterable[str]) -> Callable[..., tuple[An
 
 def parameter_names(func: Callable[..., Any], ignore: Iterable[str] = ()) -> list[str]:
     """The names of the values a binder returns, in order (for error messages)."""
-    import inspect
-
     try:
-        return [n for n in inspect.signature(func).parameters if n not in ignore]
+        return [n for n in signature(func).parameters if n not in ignore]
     except (TypeError, ValueError):  # no signature: see raw_binder
         return ["args", "kwargs"]
 
@@ -1053,7 +1068,12 @@ def _count_items(value: Any, left: int, once: set[int] | None) -> int:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        attributes = getattr(obj, "__dict__", None)
+        try:
+            attributes = getattr(obj, "__dict__", None)
+        except Exception as exc:  # a __dict__ property of the user's raising: none counted
+            if the_callers(exc):  # here (pickle reads the instance's own dict). Before, the
+                raise  # state was not read at all, and a decorated wrapper object of such a
+            attributes = None  # class returned another instance's values
         if type(attributes) is dict:  # counted here as the dict it is (above)
             left -= len(attributes)
             if left < 0:

@@ -61,7 +61,7 @@ def passes_on_unchanged(target: Any) -> bool:
     chains, which are not read)."""
     try:
         params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - none, or what a __getattr__ of the user's raised
         return False
     places = _places(params)
     level = target
