@@ -1,6 +1,7 @@
 """What the tests of the remote stores (``test_redis.py``, ``test_s3.py``) share: a counted
 function, a timer, and the child processes of the compute-once tests (a stampede, a lock
-holder to kill), and a proxy that loses replies."""
+holder to kill), a proxy that loses replies, and a lock that notes the exceptions leaving
+its blocks."""
 
 from __future__ import annotations
 
@@ -354,3 +355,24 @@ def _close(*socks: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             sock.close()
+
+
+class WatchedLock:
+    """A lock (a client library's) that notes each exception leaving a ``with`` block on
+    it: Python 3.10 runs a pending signal handler at the start of a ``with``'s exception
+    handler, before ``__exit__``, so an exception raised there by design and a Ctrl-C
+    landing with it left the lock held for good."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock, self.left_by = lock, []
+
+    def __enter__(self) -> Any:
+        return self.lock.__enter__()
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> Any:
+        if kind is not None:
+            self.left_by.append(kind)
+        return self.lock.__exit__(kind, exc, tb)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lock, name)

@@ -28,7 +28,7 @@ from memojar._redisconn import _TooMany
 from memojar._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from memojar._redisstore import RedisStore
 from redis_server import RedisServer
-from remote_kit import SECRET
+from remote_kit import SECRET, WatchedLock
 
 pytestmark = pytest.mark.filterwarnings("ignore:Redis cache .* has no secret")
 
@@ -627,24 +627,6 @@ def test_a_connection_whose_making_was_interrupted_is_not_counted_for_good(
     assert time.monotonic() - start < 0.5
 
 
-class _WatchedLock:
-    """A pool's lock that notes each exception leaving a ``with`` block on it."""
-
-    def __init__(self, lock: Any) -> None:
-        self.lock, self.left_by = lock, []
-
-    def __enter__(self) -> Any:
-        return self.lock.__enter__()
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> Any:
-        if kind is not None:
-            self.left_by.append(kind)
-        return self.lock.__exit__(kind, exc, tb)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.lock, name)
-
-
 def test_a_request_finding_every_connection_lent_raises_nothing_inside_the_pools_lock(
         redis_location: str) -> None:
     """``max_connections=1``, lent out: a request waits out its socket_timeout and fails
@@ -657,7 +639,7 @@ def test_a_request_finding_every_connection_lent_raises_nothing_inside_the_pools
     store = RedisStore(redis_location + "?max_connections=1&socket_timeout=0.2")
     pool = store._client.connection_pool
     held = pool.get_connection()
-    pool._lock = watched = _WatchedLock(pool._lock)
+    pool._lock = watched = WatchedLock(pool._lock)
     with pytest.raises(redis.ConnectionError, match="Too many connections"):
         store._client.get("k")
     assert watched.left_by == []
@@ -667,7 +649,7 @@ def test_a_request_finding_every_connection_lent_raises_nothing_inside_the_pools
     store.close()
 
 
-class _CountedLock(_WatchedLock):
+class _CountedLock(WatchedLock):
     """A lock that counts the times it is taken."""
 
     taken = 0

@@ -72,6 +72,7 @@ import botocore.loaders
 import botocore.session
 import urllib3.exceptions
 import xxhash
+from urllib3._collections import RecentlyUsedContainer
 
 from ._entry import written_as_an_entry
 from ._errors import in_a_signal_handler, logger, warn
@@ -1610,6 +1611,39 @@ class _PoolQueue(queue.LifoQueue[Any]):
         self.queue.append(item)
 
 
+class _Pools(RecentlyUsedContainer[Any, Any]):
+    """A urllib3 pool manager's pools by host, its ``get`` raising nothing while it holds
+    the lock. urllib3's (``MutableMapping.get`` over ``__getitem__``) raised ``KeyError``
+    inside its ``with self.lock:`` for a host without a pool yet (a client's first request,
+    one after ``close``, or again and again while interrupts cut the pool's making short),
+    and Python 3.10 runs a pending signal handler at the start of a ``with``'s exception
+    handler, before ``__exit__``: a handler raising there (Ctrl-C) left the lock held for
+    good, and every other thread's request, and the interpreter's exit, waited for ever (a
+    signal storm on the main thread of thirteen: a hang in 1 run of about 10)."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self.lock:
+            pool = self._container.pop(key, _ABSENT)
+            if pool is _ABSENT:
+                return default
+            self._container[key] = pool  # (the most recently used, as ``__getitem__``)
+            return pool
+
+
+_ABSENT = object()
+
+
+def _safe_pools(manager: Any) -> Any:
+    """``manager`` (a urllib3 pool manager), its pools kept in ``_Pools``."""
+    pools = getattr(manager, "pools", None)
+    if type(pools) is RecentlyUsedContainer:  # (a manager of another make: as it is)
+        safe = _Pools(pools._maxsize, pools.dispose_func)
+        with pools.lock:
+            safe._container.update(pools._container)
+        manager.pools = safe
+    return manager
+
+
 def _close_connections(client: Any) -> None:
     """Close the connections ``client`` holds idle. Its pools are dropped from its pool
     managers first (botocore's ``close``: a request starting now makes a new pool), then
@@ -1712,12 +1746,18 @@ def _client(options: dict[str, str], timeout: float) -> Any:
     _refresh_reentered(getattr(getattr(client, "_request_signer", None), "_credentials", None))
     # Its pools' queues safe from interrupts (``_PoolQueue``): botocore's session keeps the
     # classes its pool managers make pools of (proxies' too) in a dict of its own.
-    classes = getattr(getattr(client._endpoint, "http_session", None),
-                      "_pool_classes_by_scheme", None)
+    http: Any = getattr(client._endpoint, "http_session", None)
+    classes = getattr(http, "_pool_classes_by_scheme", None)
     if isinstance(classes, dict):
         for scheme, pool in list(classes.items()):
             if isinstance(pool, type):
                 classes[scheme] = _safe_pool(pool)
+    # and its pool managers' tables of pools (``_Pools``): the one made now, and each
+    # proxy's as botocore makes it, at its first request through that proxy
+    _safe_pools(getattr(http, "_manager", None))
+    proxy_manager = getattr(http, "_get_proxy_manager", None)
+    if callable(proxy_manager):
+        http._get_proxy_manager = lambda url: _safe_pools(proxy_manager(url))
     return client
 
 
