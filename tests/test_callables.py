@@ -221,6 +221,112 @@ def test_partials_and_callable_instances_hit_in_a_new_process(tmp_path: Path) ->
     assert second.stdout.strip() == "[[3, 1], [10, 1], [10, 1]]"
 
 
+# --- 4b. decorator classes holding what cannot be pickled ---------------------------------
+
+class _LockedScaler:
+    """A decorator class of ``functools.update_wrapper`` holding a lock beside its state."""
+
+    def __init__(self, fn, k):
+        self.fn, self.k, self.lock = fn, k, threading.Lock()
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, x):
+        with self.lock:
+            return self.fn(x) * self.k
+
+
+class _Settings:
+    """An object of the user's holding a factor beside a lock."""
+
+    def __init__(self, k):
+        self.k, self.lock = k, threading.Lock()
+
+
+class _HoldingSettings:
+    """A decorator class of ``functools.update_wrapper`` whose state is one level down."""
+
+    def __init__(self, fn, k):
+        self.fn, self.settings = fn, _Settings(k)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, x):
+        with self.settings.lock:
+            return self.fn(x) * self.settings.k
+
+
+def _identity_function(x):
+    return x
+
+
+class _Passing:
+    """A decorator class of ``functools.update_wrapper`` around another wrapper object
+    (whose attributes ``update_wrapper`` copies onto it: the lock too)."""
+
+    def __init__(self, fn):
+        functools.update_wrapper(self, fn)
+        self.inner = fn
+
+    def __call__(self, x):
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("held", ["beside", "one level down", "under another wrapper"])
+@pytest.mark.parametrize("memory", [None, 8], ids=["disk", "memory"])
+def test_a_wrapper_object_holding_a_lock_is_told_apart_by_its_other_state(
+    tmp_path: Path, held: str, memory: int | None
+) -> None:
+    """Two instances of a decorator class of ``functools.update_wrapper`` that hold a lock
+    and another factor ``k`` are two functions: their state counts by its parts, the lock
+    by its type. Before, the whole counted by its type (it cannot be pickled): the second
+    returned the first's value, 10 for ``k=3``."""
+    def wrapper(k):
+        if held == "beside":
+            return _LockedScaler(_identity_function, k)
+        if held == "one level down":
+            return _HoldingSettings(_identity_function, k)
+        return _Passing(_LockedScaler(_identity_function, k))
+
+    two = cached(cache_dir=tmp_path / "c", memory=memory)(wrapper(2))
+    three = cached(cache_dir=tmp_path / "c", memory=memory)(wrapper(3))
+    assert two(5) == 10
+    assert three(5) == 15  # before: 10
+    assert [two(5), three(5), two(5)] == [10, 15, 10]
+
+
+_LOCKED_WRAPPER_SCRIPT = """
+import functools, sys, threading
+from memojar import cached
+
+class Scaled:
+    def __init__(self, fn, k):
+        self.fn, self.k, self.lock = fn, k, threading.Lock()
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, x):
+        with self.lock:
+            return self.fn(x) * self.k
+
+def base(x):
+    return x
+
+f = cached(cache_dir=sys.argv[1])(Scaled(base, int(sys.argv[2])))
+print(f(5), f.cache_info().hits)
+"""
+
+
+def test_a_wrapper_object_holding_a_lock_hits_in_another_process_of_the_same_state_only(
+    tmp_path: Path,
+) -> None:
+    """A process whose decorator-class instance holds the same ``k`` beside a lock of its
+    own reads what another stored (the lock counts by its type); one of another ``k``
+    computes its own. Before, the process with ``k=3`` read the value the one with ``k=2``
+    had stored: 10."""
+    script, cache = tmp_path / "scaled.py", str(tmp_path / "c")
+    assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "2").split() == ["10", "0"]
+    assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "2").split() == ["10", "1"]
+    assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "3").split() == ["15", "0"]
+
+
 # --- 5. key= gets the bound arguments; defaults are code ----------------------------------
 
 def test_key_function_receives_the_defaults(cache_dir: Path) -> None:

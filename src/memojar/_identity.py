@@ -607,8 +607,12 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
                           _value_shape(kwdefaults, seen, by_state=True)))
     elif not isinstance(func, BuiltinFunctionType):
         # A callable object (a decorator's wrapper class, a captured instance, a library's
-        # callable such as operator.itemgetter(1)): its class's code and its state.
-        shape.append(("object", class_shape(type(func), seen), _state_shape(func)))
+        # callable such as operator.itemgetter(1)): its class's code and its state, as
+        # what is bound to a callable counts (``bound_shape``: by its parts if it cannot
+        # be pickled whole, a lock among them by its type). Before, such an object holding
+        # a lock counted by its type alone: ``Scaled(f, k=2)`` and ``Scaled(f, k=3)`` of
+        # ``functools.update_wrapper`` returned each other's values, in one process or two.
+        shape.append(("object", class_shape(type(func), seen), bound_shape(func)))
     wrapped = attribute(func, "__wrapped__")
     if wrapped is not None and callable(wrapped):
         shape.append(("wraps", _callable_shape(wrapped, seen, bare)))
@@ -811,14 +815,16 @@ WALK_ITEMS, WALK_BYTES, WALK_BUFFERS = 10_000_000, 256 << 20, 16 << 30
 
 def bound_shape(value: Any, depth: int = 6) -> Any:
     """What is bound to a callable (a partial's arguments, a callable instance, a bound
-    method's object, a library callable's own state: ``operator.itemgetter("id")``) as the
-    identity counts it: by its state (``_value_shape``); if that cannot be pickled as a
-    whole, by each of its parts (``_parts_of``: a container's items, the attributes of an
-    object of the user's code; ``depth`` levels down), a part that cannot be pickled, a
-    library's object among them, by its type. Before, the whole counted by its type: under
-    ``partial(key, lock=Lock(), mod=10)`` and ``mod=100`` alike, ``f(1)`` returned what
-    ``f(11)`` had stored. A part made anew in each process (a time, a random seed) keys
-    each process apart, as it does where nothing beside it stops the pickling.
+    method's object, a library callable's own state: ``operator.itemgetter("id")``), and
+    the state of a callable object taken whole (a decorator class's instance:
+    ``_callable_shape``), as the identity counts it: by its state (``_value_shape``); if
+    that cannot be pickled as a whole, by each of its parts (``_parts_of``: a container's
+    items, the attributes of an object of the user's code; ``depth`` levels down), a part
+    that cannot be pickled, a library's object among them, by its type. Before, the whole
+    counted by its type: under ``partial(key, lock=Lock(), mod=10)`` and ``mod=100``
+    alike, ``f(1)`` returned what ``f(11)`` had stored. A part made anew in each process (a
+    time, a random seed) keys each process apart, as it does where nothing beside it stops
+    the pickling.
 
     What it hashes in all is bounded (``WALK_ITEMS``...), parts are looked at in the order
     of their names, and an object met again (a list held by each of many parts) is shaped
