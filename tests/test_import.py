@@ -26,6 +26,28 @@ def test_import_memojar_imports_neither_logging_nor_datetime() -> None:
     assert out.split() == ["[]"]
 
 
+def test_the_first_miss_and_hit_of_a_function_import_nothing(tmp_path: Path) -> None:
+    """A cached function's first miss and hit import no module: an import takes Python's
+    import lock outside the ``try`` that gives it back, so a Ctrl-C landing just after left
+    it held for good, and every import of every other thread waited for ever. Before, the
+    first miss imported ``resource`` (a storm of interrupts on the main thread of four
+    threads calling cached functions: a hang in 1 run of 8 on Python 3.10)."""
+    out = _run(f"""
+        import sys
+        from memojar import Cache
+        cache = Cache({str(tmp_path)!r})
+
+        @cache.cached
+        def f(x):
+            return x
+
+        before = set(sys.modules)
+        f(1), f(1), f(2)
+        print(sorted(set(sys.modules) - before))
+    """)
+    assert out.split() == ["[]"]
+
+
 def test_a_logger_configured_after_import_memojar_gets_every_record_from_its_line() -> None:
     out = _run("""
         import json, os, sys, tempfile

@@ -449,6 +449,15 @@ class FileStore(Store):
         trust_foreign: bool = False,
     ) -> None:
         root = os.path.abspath(os.path.expanduser(os.fspath(directory)))
+        # What ``kept_at_most`` reads, imported now rather than inside the first call: an
+        # import takes Python's import lock outside the ``try`` that gives it back, so a
+        # Ctrl-C landing just after left it held for good, and every import of every other
+        # thread (their first calls' own) waited for ever (a storm of interrupts on the
+        # main thread of four calling cached functions: a hang in 1 run of 8 on 3.10).
+        try:
+            import resource  # noqa: F401
+        except ImportError:  # (not POSIX: ``kept_at_most`` does without)
+            pass
         # One look: before, ``exists`` then ``isdir``, and a folder removed between the two
         # (or a second look failing, EIO) was reported as a file.
         try:
