@@ -327,6 +327,65 @@ def test_a_wrapper_object_holding_a_lock_hits_in_another_process_of_the_same_sta
     assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "3").split() == ["15", "0"]
 
 
+def _captures(s):
+    """A closure calling what it captures (made anew each call: a factory's function)."""
+    def g(x):
+        return s(x)
+    return g
+
+
+def _reads(settings):
+    """A closure reading the factor of a settings object it captures."""
+    def g(x):
+        return settings.k * x
+    return g
+
+
+class _LockedCall:
+    """A callable instance (no ``functools.update_wrapper``) holding a lock beside ``k``."""
+
+    def __init__(self, fn, k):
+        self.fn, self.k, self.lock = fn, k, threading.Lock()
+
+    def __call__(self, x):
+        with self.lock:
+            return self.fn(x) * self.k
+
+
+class _HoldingItself:
+    """A callable instance holding a lock and a closure that captures the instance."""
+
+    def __init__(self, k):
+        me = self
+        self.k, self.lock, self.f = k, threading.Lock(), lambda x: me.k * x
+
+    def __call__(self, x):
+        return self.f(x)
+
+
+@pytest.mark.parametrize("captured", ["callable", "holding itself", "settings"])
+def test_a_closure_capturing_an_object_holding_a_lock_is_told_apart_by_its_other_state(
+    tmp_path: Path, captured: str
+) -> None:
+    """Two closures of one factory capturing an object that holds a lock and a factor
+    ``k`` (a callable instance it calls, one holding a closure that captures it, settings
+    it reads) are two functions: the object counts by its parts, the lock by its type.
+    Before, the whole counted by its type (it cannot be pickled): the second returned the
+    first's value, 10 for ``k=3``."""
+    def make(k):
+        if captured == "callable":
+            return _captures(_LockedCall(_identity_function, k))
+        if captured == "holding itself":
+            return _captures(_HoldingItself(k))
+        return _reads(_Settings(k))
+
+    two = cached(cache_dir=tmp_path / "c")(make(2))
+    three = cached(cache_dir=tmp_path / "c")(make(3))
+    assert two(5) == 10
+    assert three(5) == 15  # before: 10
+    assert [two(5), three(5), cached(cache_dir=tmp_path / "c")(make(2))(5)] == [10, 15, 10]
+
+
 # --- 5. key= gets the bound arguments; defaults are code ----------------------------------
 
 def test_key_function_receives_the_defaults(cache_dir: Path) -> None:

@@ -668,11 +668,16 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
                              for k, v in value.items()))
         orders = _dict_orders(value)  # a pipeline of steps run in its order
         return ("dict", shape, orders) if orders else ("dict", shape)
+    # A callable instance, and what a closure captures in ``sibling_of``'s walk: by its
+    # state, or by its parts if it cannot be pickled whole (``bound_shape``, a lock among
+    # them by its type). Before, such an object holding a lock counted by its type alone:
+    # closures capturing ``Scaled(f, k=2)`` and ``Scaled(f, k=3)`` returned each other's
+    # values, in one process or two.
     if callable(value) and isinstance(call_of(type(value)), FunctionType):
-        return ("object", class_shape(type(value), seen), _state_shape(value))
+        return ("object", class_shape(type(value), seen), _whole_or_parts(value))
     if type(seen) is _Captured and id(value) not in seen.accumulators:
         return ("module", value.__name__) if isinstance(value, ModuleType) else (
-            _state_shape(value))  # sibling_of's walk
+            _whole_or_parts(value))  # sibling_of's walk
     return _type_shape(value)
 
 
@@ -781,10 +786,13 @@ class _Budget(threading.local):
     ``shapes``: the shapes it gave, by the object's id and the depth (the object kept
     beside: its id stays its own). ``digests``: the states hashed with their own limits
     while it runs (``_own_budget``: in the identity of a function met there), by the
-    object's id: one array captured by a thousand closures is hashed once."""
+    object's id: one array captured by a thousand closures is hashed once. ``active``:
+    the ids of the objects whose shapes it is making (one met again inside its own, held
+    by a closure it holds, counts by its type there)."""
 
     left: list[int] | None = None
     shapes: dict[tuple[int, int], tuple[Any, Any]] | None = None
+    active: set[int] | None = None
     digests: dict[int, tuple[Any, str | None]] | None = None
 
 
@@ -797,12 +805,12 @@ def _own_budget() -> Iterator[None]:
     class met there (a function bound to a key object) is made with its own limits, the
     same wherever it is made first, and kept (``_function_ids``): made with what was left
     of the walk's, it could count a large default by its type for the life of the process."""
-    saved = budget.left, budget.shapes
-    budget.left = budget.shapes = None
+    saved = budget.left, budget.shapes, budget.active
+    budget.left = budget.shapes = budget.active = None
     try:
         yield
     finally:
-        budget.left, budget.shapes = saved
+        budget.left, budget.shapes, budget.active = saved
 # What one ``bound_shape`` may hash in all, in every process alike (by what it hashed, never
 # by time): 100 times the items one state may hold, 16 times its bytes (``_keys``: 100,000
 # items, 16 MB of pickle, 1 GB of arrays), about a second each; as much again for attempts
@@ -834,11 +842,26 @@ def bound_shape(value: Any, depth: int = 6) -> Any:
     digests = budget.digests  # (a walk inside a function's identity inside a walk: its)
     try:  # (set inside: an interrupt right after leaves nothing set for later walks)
         budget.left, budget.shapes = [WALK_ITEMS, WALK_BYTES, WALK_BUFFERS] * 2, {}
+        budget.active = set()
         budget.digests = {} if digests is None else digests
         return _bound_shape(value, depth)
     finally:
-        budget.left = budget.shapes = None
+        budget.left = budget.shapes = budget.active = None
         budget.digests = digests
+
+
+def _whole_or_parts(value: Any) -> Any:
+    """``bound_shape`` of an object that is neither plain data nor a function, the same
+    shape, its state taken first as ``_state_shape`` takes it outside a walk: hashed once
+    for all the identities made inside one walk (``_Budget.digests``: a large value
+    captured by a thousand closures bound to a key object). An object whose state cannot
+    be read and that has no parts counts by its type at once (``bound_shape`` would too)."""
+    if budget.left is not None:  # inside a walk: as the other parts
+        return bound_shape(value)
+    shape = _state_shape(value)
+    if shape[0] != "type" or _looked_at(value) is None:
+        return shape
+    return bound_shape(value)
 
 
 def _bound_shape(value: Any, depth: int) -> Any:
@@ -846,6 +869,20 @@ def _bound_shape(value: Any, depth: int) -> Any:
     known = shapes.get((id(value), depth)) if shapes is not None else None
     if known is not None:
         return known[1]
+    active = budget.active
+    if active is not None and id(value) in active:  # met again inside its own shape (an
+        return ("again", *_type_shape(value))  # object holding a closure that captures it)
+    if active is not None:
+        active.add(id(value))
+    try:
+        return _shaped(value, depth, shapes)
+    finally:
+        if active is not None:
+            active.discard(id(value))
+
+
+def _shaped(value: Any, depth: int, shapes: dict[tuple[int, int], tuple[Any, Any]] | None,
+            ) -> Any:
     left = budget.left
     parts = None
     if left is not None and min(left[3:]) <= 0 and depth > 0:  # no more attempts at a
