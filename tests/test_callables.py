@@ -386,6 +386,119 @@ def test_a_closure_capturing_an_object_holding_a_lock_is_told_apart_by_its_other
     assert [two(5), three(5), cached(cache_dir=tmp_path / "c")(make(2))(5)] == [10, 15, 10]
 
 
+# --- 4c. wrapt proxies: their wrapper and their own state -------------------------------
+
+def _wrapt_proxy(kind: str, k: int) -> Any:
+    """A wrapt proxy around ``_identity_function`` multiplying by ``k``, held as ``kind``
+    says: the wrapper function itself (2 and 3 apart), captured by it, bound to an object
+    holding a lock, a subclass's ``_self_k`` beside a lock."""
+    wrapt = pytest.importorskip("wrapt")
+
+    def double(wrapped, instance, args, kwargs):
+        return wrapped(*args, **kwargs) * 2
+
+    def triple(wrapped, instance, args, kwargs):
+        return wrapped(*args, **kwargs) * 3
+
+    def times(wrapped, instance, args, kwargs):
+        return wrapped(*args, **kwargs) * k
+
+    class Decorator:
+        def __init__(self, k):
+            self.k, self.lock = k, threading.Lock()
+
+        @wrapt.decorator
+        def __call__(self, wrapped, instance, args, kwargs):
+            with self.lock:
+                return wrapped(*args, **kwargs) * self.k
+
+    class Scaling(wrapt.FunctionWrapper):
+        def __init__(self, fn, k):
+            super().__init__(fn, self.scale)
+            self._self_k, self._self_lock = k, threading.Lock()
+
+        def scale(self, wrapped, instance, args, kwargs):
+            return wrapped(*args, **kwargs) * self._self_k
+
+    class Proxy(wrapt.ObjectProxy):
+        def __init__(self, fn, k):
+            super().__init__(fn)
+            self._self_k, self._self_lock = k, threading.Lock()
+
+        def __call__(self, x):
+            return self.__wrapped__(x) * self._self_k
+
+    if kind == "wrapper":
+        return wrapt.FunctionWrapper(_identity_function, {2: double, 3: triple}[k])
+    if kind == "closure":
+        return wrapt.FunctionWrapper(_identity_function, times)
+    if kind == "decorator object":
+        return Decorator(k)(_identity_function)
+    if kind == "FunctionWrapper subclass":
+        return Scaling(_identity_function, k)
+    return Proxy(_identity_function, k)
+
+
+@pytest.mark.parametrize("kind", ["wrapper", "closure", "decorator object",
+                                  "FunctionWrapper subclass", "ObjectProxy subclass"])
+def test_wrapt_proxies_around_one_function_are_told_apart_by_their_wrappers(
+    tmp_path: Path, kind: str
+) -> None:
+    """Two wrapt proxies around one function are two functions: the wrapper (its code,
+    what it captures, the object it is bound to, a lock there by its type) and a
+    subclass's own ``_self_*`` state count beside the function. Before, the proxy passed
+    ``__code__`` and ``__closure__`` on to the function it wraps and counted as it: the
+    second returned the first's value, 10 for ``k=3``."""
+    two = cached(cache_dir=tmp_path / "c")(_wrapt_proxy(kind, 2))
+    three = cached(cache_dir=tmp_path / "c")(_wrapt_proxy(kind, 3))
+    assert two(5) == 10
+    assert three(5) == 15  # before: 10
+    assert [two(5), three(5), cached(cache_dir=tmp_path / "c")(_wrapt_proxy(kind, 2))(5)] == [
+        10, 15, 10]
+
+
+_WRAPT_SCRIPT = """
+import sys
+import wrapt
+from memojar import cached
+
+FACTOR = int(sys.argv[3])
+
+def base(x):
+    return x
+
+def double(wrapped, instance, args, kwargs):
+    return wrapped(*args, **kwargs) * 2
+
+def triple(wrapped, instance, args, kwargs):
+    return wrapped(*args, **kwargs) * 3
+
+def by_factor(wrapped, instance, args, kwargs):
+    return wrapped(*args, **kwargs) * FACTOR
+
+wrapper = {"double": double, "triple": triple, "by_factor": by_factor}[sys.argv[2]]
+f = cached(cache_dir=sys.argv[1])(wrapt.FunctionWrapper(base, wrapper))
+print(f(5), f.cache_info().hits)
+"""
+
+
+def test_a_wrapt_proxy_hits_in_another_process_of_the_same_wrapper_only(
+    tmp_path: Path,
+) -> None:
+    """A process whose wrapt proxy has the same wrapper reads what another stored; one of
+    another wrapper, or whose wrapper reads another value of a global, computes its own.
+    Before, the process with ``triple`` read the value the one with ``double`` had
+    stored: 10."""
+    pytest.importorskip("wrapt")
+    script, cache = tmp_path / "wrapped.py", str(tmp_path / "c")
+    assert run_script(script, _WRAPT_SCRIPT, cache, "double", "0").split() == ["10", "0"]
+    assert run_script(script, _WRAPT_SCRIPT, cache, "double", "0").split() == ["10", "1"]
+    assert run_script(script, _WRAPT_SCRIPT, cache, "triple", "0").split() == ["15", "0"]
+    assert run_script(script, _WRAPT_SCRIPT, cache, "triple", "0").split() == ["15", "1"]
+    assert run_script(script, _WRAPT_SCRIPT, cache, "by_factor", "4").split() == ["20", "0"]
+    assert run_script(script, _WRAPT_SCRIPT, cache, "by_factor", "5").split() == ["25", "0"]
+
+
 # --- 5. key= gets the bound arguments; defaults are code ----------------------------------
 
 def test_key_function_receives_the_defaults(cache_dir: Path) -> None:

@@ -25,6 +25,7 @@ import contextvars
 import dis
 import enum
 import functools
+import gc
 import itertools
 import operator
 import re
@@ -302,8 +303,12 @@ def captured_digest(target: Any) -> str:
         memo = _memo_of(target)
         if memo is not None:
             target = memo.func
-        accumulators.update(_accumulators(target))
         inner = attribute(target, "__wrapped__")
+        if _proxy(target):  # a wrapt proxy: what its wrapper captures and is bound to, its
+            captured.append(_proxy_shape(  # own state (not its wrapped's, passed through)
+                target, _Captured(accumulators), bare=False, inner=False))
+        else:
+            accumulators.update(_accumulators(target))
         cells = [cell for cell in attribute(target, "__closure__", tuple) or ()
                  if not (_filled(cell) and cell.cell_contents is inner)]
         captured.append((tuple(_cell_shape(cell, _Captured(accumulators)) for cell in cells),
@@ -584,6 +589,8 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
         if rows or callables:
             return (*inner, tuple(rows), tuple(_callable_shape(c, seen) for c in callables))
         return inner
+    if _proxy(func):  # (before the others: its ``__class__`` says function, or method)
+        return _proxy_shape(func, seen, bare)
     if isinstance(func, functools.partial):
         return ("partial", _callable_shape(func.func, seen),
                 _value_shape(func.args, seen, by_state=True),
@@ -617,6 +624,68 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
     if wrapped is not None and callable(wrapped):
         shape.append(("wraps", _callable_shape(wrapped, seen, bare)))
     return tuple(shape)
+
+
+def _proxy(func: Any) -> bool:
+    """Whether ``func`` is a wrapt proxy (``FunctionWrapper``, ``@wrapt.decorator``'s, the
+    one bound to an instance, a subclass of the user's, an ``ObjectProxy``): its real type
+    says so, not its ``__class__``, which is what it wraps'."""
+    wrapt = sys.modules.get("wrapt")
+    if wrapt is None:
+        return False
+    bases = tuple(base for base in (
+        getattr(wrapt, "BaseObjectProxy", None), getattr(wrapt, "ObjectProxy", None),
+        getattr(sys.modules.get("wrapt.wrappers"), "ObjectProxy", None),  # (pure Python)
+    ) if isinstance(base, type))
+    return issubclass(type(func), bases)
+
+
+def _proxy_state(proxy: Any) -> list[tuple[str, Any]]:
+    """A wrapt proxy's own attributes, by name: its ``_self_*`` slots (the wrapper, the
+    instance and class it is bound to, its parent) and those a subclass set (``_self_k``,
+    in its instance dict, which its ``__dict__`` hides: it answers the wrapped's)."""
+    names = {name for klass in type(proxy).__mro__ for name, member in vars(klass).items()
+             if name.startswith("_self_")
+             and isinstance(member, (GetSetDescriptorType, MemberDescriptorType))}
+    for held in gc.get_referents(proxy):
+        if type(held) is dict:
+            names.update(name for name in held
+                         if type(name) is str and name.startswith("_self_"))
+    found = []
+    for name in sorted(names):
+        try:
+            found.append((name, getattr(proxy, name)))
+        except AttributeError:  # a slot not set
+            continue
+    return found
+
+
+def _proxy_shape(proxy: Any, seen: set[int], bare: bool, inner: bool = True) -> Any:
+    """A wrapt proxy as the fingerprint sees it: its class, its own attributes (the wrapper
+    function by its code and what it captures, what is bound to it, a method's instance,
+    by ``bound_shape``; a subclass's ``_self_k``), and (``inner``) the function it wraps.
+    ``bare``: the code of the callables among them alone (``sibling_of``).
+
+    Before, the proxy passed ``__code__``, ``__closure__`` and ``__defaults__`` on to the
+    function it wraps, and counted as that function: ``FunctionWrapper(base, double)`` and
+    ``FunctionWrapper(base, triple)`` returned each other's values."""
+    state = []
+    for name, value in _proxy_state(proxy):
+        if callable(value):
+            target, args, kwargs = split(value)
+            shape = _callable_shape(target, seen, bare)
+            if (args or kwargs) and not bare:
+                shape = (shape, bound_shape((args, kwargs)))
+        elif bare:
+            continue
+        else:
+            shape = bound_shape(value)
+        state.append((name, shape))
+    found: tuple[Any, ...] = ("proxy", class_shape(type(proxy), seen), tuple(state))
+    wrapped = attribute(proxy, "__wrapped__")
+    if inner and wrapped is not None and callable(wrapped):
+        found += (("wraps", _callable_shape(wrapped, seen, bare)),)
+    return found
 
 
 def _cell_shape(cell: Any, seen: set[int]) -> Any:
@@ -2149,6 +2218,12 @@ def _walk_callable(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[i
         # alone, and an edit of a global its ``__call__`` reads returned the old value.
         _walk_value(kind, function_name(kind), rows, seen)
         for item in _held(func):
+            _walk_value(item, function_name(item), rows, seen)
+    if _proxy(func):
+        # A wrapt proxy: what its wrapper function calls and reads, and what its own state
+        # holds (a method's instance, a subclass's ``_self_*``), as for a function this one
+        # calls. Before, the function it wraps alone (the proxy passes ``__code__`` on).
+        for item in _held([value for _, value in _proxy_state(func)]):
             _walk_value(item, function_name(item), rows, seen)
     wrapped = attribute(func, "__wrapped__")
     memo = _memo_of(wrapped)
