@@ -363,20 +363,29 @@ class _HoldingItself:
         return self.f(x)
 
 
-@pytest.mark.parametrize("captured", ["callable", "holding itself", "settings"])
+def _scaled_by(settings, x):
+    return settings.k * x
+
+
+@pytest.mark.parametrize("captured", ["callable", "holding itself", "settings",
+                                      "bound method", "partial"])
 def test_a_closure_capturing_an_object_holding_a_lock_is_told_apart_by_its_other_state(
     tmp_path: Path, captured: str
 ) -> None:
     """Two closures of one factory capturing an object that holds a lock and a factor
     ``k`` (a callable instance it calls, one holding a closure that captures it, settings
-    it reads) are two functions: the object counts by its parts, the lock by its type.
-    Before, the whole counted by its type (it cannot be pickled): the second returned the
-    first's value, 10 for ``k=3``."""
+    it reads, a method bound to it, a partial holding it) are two functions: the object
+    counts by its parts, the lock by its type. Before, the whole counted by its type (it
+    cannot be pickled): the second returned the first's value, 10 for ``k=3``."""
     def make(k):
         if captured == "callable":
             return _captures(_LockedCall(_identity_function, k))
         if captured == "holding itself":
             return _captures(_HoldingItself(k))
+        if captured == "bound method":
+            return _captures(_LockedCall(_identity_function, k).__call__)
+        if captured == "partial":
+            return _captures(functools.partial(_scaled_by, _Settings(k)))
         return _reads(_Settings(k))
 
     two = cached(cache_dir=tmp_path / "c")(make(2))

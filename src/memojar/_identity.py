@@ -593,11 +593,9 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
         return _proxy_shape(func, seen, bare)
     if isinstance(func, functools.partial):
         return ("partial", _callable_shape(func.func, seen),
-                _value_shape(func.args, seen, by_state=True),
-                _value_shape(func.keywords, seen, by_state=True))
+                _by_state(func.args, seen), _by_state(func.keywords, seen))
     if isinstance(func, MethodType):
-        return ("method", _callable_shape(func.__func__, seen),
-                _value_shape(func.__self__, seen, by_state=True))
+        return ("method", _callable_shape(func.__func__, seen), _by_state(func.__self__, seen))
     if isinstance(func, type):
         return class_shape(func, seen)
     code = attribute(func, "__code__", CodeType)
@@ -917,6 +915,22 @@ def bound_shape(value: Any, depth: int = 6) -> Any:
     finally:
         budget.left = budget.shapes = budget.active = None
         budget.digests = digests
+
+
+def _by_state(value: Any, seen: set[int]) -> Any:
+    """What is bound to a callable met in an identity (a bound method's instance, a
+    partial's arguments) by its state, ``_value_shape(..., by_state=True)``, but an object
+    that cannot be pickled whole by its parts (``_whole_or_parts``). Before, by its type:
+    ``make(S(2).run)`` and ``make(S(3).run)``, ``S`` holding a lock beside ``k``, returned
+    each other's values."""
+    try:
+        if isinstance(value, (FunctionType, MethodType, functools.partial, type,
+                              BuiltinFunctionType)) or _plain(value):
+            return _value_shape(value, seen, by_state=True)
+    except Exception as exc:  # noqa: BLE001 - whatever looking at it raised
+        _passed_over(exc)
+        return _type_shape(value)
+    return _whole_or_parts(value)
 
 
 def _whole_or_parts(value: Any) -> Any:
