@@ -364,6 +364,10 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         # connection the server closed); never after a timeout, so nothing waits longer
         # than one socket_timeout
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        # ... and named again for redis-py before 6, which retried only the errors in a
+        # connection's retry_on_error (its ``_disconnect_raise``), empty unless given: none,
+        # a reply lost to a dropped connection failed the call and marked the server down
+        retry_on_error=[RedisConnectionError],
         # A connection per command under way, as many as the threads calling at once:
         # redis-py 8 (its default 100, where it was 2**31 up to 5) raised "Too many
         # connections" at the 101st, a ConnectionError, so a program of 100 threads or
