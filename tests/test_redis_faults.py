@@ -691,6 +691,36 @@ def test_making_a_connection_takes_no_lock_of_loggings(
     assert counted.taken == 0
 
 
+def test_a_request_finding_every_connection_lent_leaves_redis_pys_connection_count_whole(
+        redis_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py 7.4 on counts the connections of a pool, idle and used, for its metrics
+    (OpenTelemetry's ``db.client.connection.count``), and counts the one it lends as used
+    before connecting it: the stand-in an exhausted pool lends (``_TooMany``), which never
+    reaches redis-py's ``release``, is taken back. Before, each request that found every
+    connection lent added a used connection to the count for good (8), or moved one from
+    idle to used (7)."""
+    if not hasattr(redis.connection, "record_connection_count"):
+        pytest.skip("redis-py before 7.4 counts no connections")
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def record(pool_name: str, connection_state: Any, counter: int = 1) -> None:
+        counts[pool_name, connection_state.name] += counter  # (other tests' pools too)
+
+    monkeypatch.setattr(redis.connection, "record_connection_count", record)
+    store = RedisStore(redis_location + "?max_connections=1&socket_timeout=0.2")
+    store._client.set("k", "v")
+    pool = store._client.connection_pool
+    held = pool.get_connection(*LEND)
+    with pytest.raises(redis.ConnectionError, match="Too many connections"):
+        store._client.get("k")
+    pool.release(held)
+    assert store._client.get("k") == b"v"
+    name = redis.connection.get_pool_name(pool)  # type: ignore[attr-defined]
+    # the one connection, given back: idle, and none in use
+    assert (counts[name, "IDLE"], counts[name, "USED"]) == (1, 0)
+    store.close()
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="setitimer")
 def test_a_signal_handler_waiting_for_a_connection_while_its_thread_waits_gets_one(
         redis_location: str) -> None:

@@ -271,6 +271,7 @@ class _Pool(redis.ConnectionPool):
         if type(connection) is _TooMany:  # none was lent (``make_connection``)
             with self._lock:
                 self._in_use_connections.discard(connection)
+            _uncount(self)
             return
         self._memojar_starved = False
         raised = sys.exc_info()[1]
@@ -300,6 +301,28 @@ class _TooMany:
 
 _TOO_MANY: type[RedisConnectionError] = getattr(
     redis.exceptions, "MaxConnectionsError", RedisConnectionError)
+# redis-py 7's ``make_connection`` counts the connection it makes idle for its metrics,
+# and its ``get_connection`` every one it lends as taken from the idle ones (8's counts
+# one it made as used, and nothing in ``make_connection``)
+_MADE_IDLE = "record_connection_count" in redis.ConnectionPool.make_connection.__code__.co_names
+
+
+def _uncount(pool: _Pool) -> None:
+    """Takes back what redis-py's metrics (7.4 on, when OpenTelemetry is set up) counted
+    for a ``_TooMany`` lent: its ``get_connection`` counts the connection it lends as used
+    before connecting it, and the stand-in never reaches its ``release``. Left, each
+    request that found every connection lent added one used connection for good to the
+    pool's count (``db.client.connection.count``), and 7 one idle less."""
+    record: Any = getattr(redis.connection, "record_connection_count", None)
+    if record is None:  # (before 7.4: nothing counted)
+        return
+    state: Any = redis.connection.ConnectionState  # type: ignore[attr-defined]
+    name = redis.connection.get_pool_name(pool)  # type: ignore[attr-defined]
+    record(pool_name=name, connection_state=state.USED, counter=-1)
+    if _MADE_IDLE:
+        record(pool_name=name, connection_state=state.IDLE, counter=1)
+
+
 _pools: weakref.WeakSet[_Pool] = weakref.WeakSet()
 
 
