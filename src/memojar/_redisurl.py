@@ -7,13 +7,13 @@ import errno
 import re
 from urllib.parse import parse_qsl, urlencode
 
+import redis.exceptions
 from redis.exceptions import (
     AskError,
     AuthenticationError,
     ClusterCrossSlotError,
     ClusterError,
     NoPermissionError,
-    OutOfMemoryError,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -27,6 +27,11 @@ from ._redisconn import exhausted
 __all__ = ["OPTIONS", "oserror", "positive", "redact", "split_location"]
 
 OPTIONS = ("prefix", "password", "socket_timeout", "chunk_size")
+# redis-py's OutOfMemoryError, from 5.0 on (4.x raises the server's "OOM ..." reply as a
+# plain ResponseError, told by its words in ``oserror``). Imported by name, a redis-py 4.x
+# failed every import of the Redis store, though the extra asks for redis>=4.5.
+_OUT_OF_MEMORY: type[RedisError] | tuple[()] = getattr(
+    redis.exceptions, "OutOfMemoryError", ())
 
 
 # What redis-py puts before a pipeline's error ("Command # 2 (HSET <key> 2 <memory at
@@ -77,7 +82,7 @@ def oserror(exc: RedisError, doing: str, socket_timeout: float, prefix: str = ""
     if isinstance(exc, RedisConnectionError):
         return ConnectionError(errno.ECONNREFUSED, f"cannot reach the server ({exc})")
     said = _said(exc)
-    if isinstance(exc, OutOfMemoryError) or said.startswith("OOM "):
+    if isinstance(exc, _OUT_OF_MEMORY) or said.startswith("OOM "):
         return OSError(
             errno.ENOSPC,
             f"the server is out of memory (maxmemory): {said}; give it more memory, "
