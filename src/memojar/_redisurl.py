@@ -27,9 +27,10 @@ from ._redisconn import exhausted
 __all__ = ["OPTIONS", "oserror", "positive", "redact", "split_location"]
 
 OPTIONS = ("prefix", "password", "socket_timeout", "chunk_size")
-# redis-py's OutOfMemoryError, from 5.0 on (4.x raises the server's "OOM ..." reply as a
-# plain ResponseError, told by its words in ``oserror``). Imported by name, a redis-py 4.x
-# failed every import of the Redis store, though the extra asks for redis>=4.5.
+# redis-py's OutOfMemoryError, from 4.6 on (before, the server's "OOM ..." reply is a
+# plain ResponseError, told by its words in ``oserror``). Imported by name, a redis-py 4.5
+# failed every import of the Redis store (the extra now asks for 5.0; one installed
+# before still imports, and its other gaps show as faults, never as a failed import).
 _OUT_OF_MEMORY: type[RedisError] | tuple[()] = getattr(
     redis.exceptions, "OutOfMemoryError", ())
 
