@@ -658,6 +658,25 @@ def test_a_request_finding_every_connection_lent_raises_nothing_inside_the_pools
     store.close()
 
 
+def test_a_pool_closed_while_a_request_finds_every_connection_lent_closes_whole(
+        redis_location: str) -> None:
+    """The pool's connections are closed (the client's ``close``, or its collection)
+    while a request of another thread holds the stand-in lent when every connection is
+    (``_TooMany``, between its lending and its ``connect``): the close runs whole. Before,
+    it raised AttributeError from inside the pool's lock at the stand-in."""
+    store = RedisStore(redis_location + "?max_connections=1")
+    pool = store._client.connection_pool
+    held = pool.get_connection(*LEND)
+    stand_in = pool.make_connection()  # what a request finding none free is lent
+    pool._in_use_connections.add(stand_in)
+    pool.disconnect()  # every connection, the lent ones too
+    pool.release(stand_in)
+    pool.release(held)
+    store._client.set("k", "v")  # the one connection, connected again
+    assert store._client.get("k") == b"v"
+    store.close()
+
+
 class _CountedLock(WatchedLock):
     """A lock that counts the times it is taken."""
 

@@ -298,6 +298,11 @@ class _TooMany:
     def connect(self) -> None:
         raise _TOO_MANY("Too many connections")
 
+    def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to close: the pool closing every connection lent (redis-py's
+        ``disconnect``, from the client's ``close`` or collection) meets this one too,
+        between its lending and its ``connect``."""
+
 
 _TOO_MANY: type[RedisConnectionError] = getattr(
     redis.exceptions, "MaxConnectionsError", RedisConnectionError)
