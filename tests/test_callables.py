@@ -20,6 +20,7 @@ import pytest
 
 from memojar import cached
 from memojar._identity import function_name
+from scaled_kit import LockedScaler, identity_function
 
 
 def run_script(path: Path, source: str, *args: str, timeout: float = 120) -> str:
@@ -223,18 +224,6 @@ def test_partials_and_callable_instances_hit_in_a_new_process(tmp_path: Path) ->
 
 # --- 4b. decorator classes holding what cannot be pickled ---------------------------------
 
-class _LockedScaler:
-    """A decorator class of ``functools.update_wrapper`` holding a lock beside its state."""
-
-    def __init__(self, fn, k):
-        self.fn, self.k, self.lock = fn, k, threading.Lock()
-        functools.update_wrapper(self, fn)
-
-    def __call__(self, x):
-        with self.lock:
-            return self.fn(x) * self.k
-
-
 class _Settings:
     """An object of the user's holding a factor beside a lock."""
 
@@ -252,10 +241,6 @@ class _HoldingSettings:
     def __call__(self, x):
         with self.settings.lock:
             return self.fn(x) * self.settings.k
-
-
-def _identity_function(x):
-    return x
 
 
 class _Passing:
@@ -281,10 +266,10 @@ def test_a_wrapper_object_holding_a_lock_is_told_apart_by_its_other_state(
     returned the first's value, 10 for ``k=3``."""
     def wrapper(k):
         if held == "beside":
-            return _LockedScaler(_identity_function, k)
+            return LockedScaler(identity_function, k)
         if held == "one level down":
-            return _HoldingSettings(_identity_function, k)
-        return _Passing(_LockedScaler(_identity_function, k))
+            return _HoldingSettings(identity_function, k)
+        return _Passing(LockedScaler(identity_function, k))
 
     two = cached(cache_dir=tmp_path / "c", memory=memory)(wrapper(2))
     three = cached(cache_dir=tmp_path / "c", memory=memory)(wrapper(3))
@@ -294,22 +279,12 @@ def test_a_wrapper_object_holding_a_lock_is_told_apart_by_its_other_state(
 
 
 _LOCKED_WRAPPER_SCRIPT = """
-import functools, sys, threading
+import sys
 from memojar import cached
+sys.path.insert(0, sys.argv[3])
+from scaled_kit import LockedScaler, identity_function
 
-class Scaled:
-    def __init__(self, fn, k):
-        self.fn, self.k, self.lock = fn, k, threading.Lock()
-        functools.update_wrapper(self, fn)
-
-    def __call__(self, x):
-        with self.lock:
-            return self.fn(x) * self.k
-
-def base(x):
-    return x
-
-f = cached(cache_dir=sys.argv[1])(Scaled(base, int(sys.argv[2])))
+f = cached(cache_dir=sys.argv[1])(LockedScaler(identity_function, int(sys.argv[2])))
 print(f(5), f.cache_info().hits)
 """
 
@@ -321,10 +296,10 @@ def test_a_wrapper_object_holding_a_lock_hits_in_another_process_of_the_same_sta
     own reads what another stored (the lock counts by its type); one of another ``k``
     computes its own. Before, the process with ``k=3`` read the value the one with ``k=2``
     had stored: 10."""
-    script, cache = tmp_path / "scaled.py", str(tmp_path / "c")
-    assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "2").split() == ["10", "0"]
-    assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "2").split() == ["10", "1"]
-    assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "3").split() == ["15", "0"]
+    script, cache, kit = tmp_path / "scaled.py", str(tmp_path / "c"), str(Path(__file__).parent)
+    assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "2", kit).split() == ["10", "0"]
+    assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "2", kit).split() == ["10", "1"]
+    assert run_script(script, _LOCKED_WRAPPER_SCRIPT, cache, "3", kit).split() == ["15", "0"]
 
 
 def _captures(s):
@@ -379,11 +354,11 @@ def test_a_closure_capturing_an_object_holding_a_lock_is_told_apart_by_its_other
     cannot be pickled): the second returned the first's value, 10 for ``k=3``."""
     def make(k):
         if captured == "callable":
-            return _captures(_LockedCall(_identity_function, k))
+            return _captures(_LockedCall(identity_function, k))
         if captured == "holding itself":
             return _captures(_HoldingItself(k))
         if captured == "bound method":
-            return _captures(_LockedCall(_identity_function, k).__call__)
+            return _captures(_LockedCall(identity_function, k).__call__)
         if captured == "partial":
             return _captures(functools.partial(_scaled_by, _Settings(k)))
         return _reads(_Settings(k))
@@ -398,7 +373,7 @@ def test_a_closure_capturing_an_object_holding_a_lock_is_told_apart_by_its_other
 # --- 4c. wrapt proxies: their wrapper and their own state -------------------------------
 
 def _wrapt_proxy(kind: str, k: int) -> Any:
-    """A wrapt proxy around ``_identity_function`` multiplying by ``k``, held as ``kind``
+    """A wrapt proxy around ``identity_function`` multiplying by ``k``, held as ``kind``
     says: the wrapper function itself (2 and 3 apart), captured by it, bound to an object
     holding a lock, a subclass's ``_self_k`` beside a lock."""
     wrapt = pytest.importorskip("wrapt")
@@ -438,14 +413,14 @@ def _wrapt_proxy(kind: str, k: int) -> Any:
             return self.__wrapped__(x) * self._self_k
 
     if kind == "wrapper":
-        return wrapt.FunctionWrapper(_identity_function, {2: double, 3: triple}[k])
+        return wrapt.FunctionWrapper(identity_function, {2: double, 3: triple}[k])
     if kind == "closure":
-        return wrapt.FunctionWrapper(_identity_function, times)
+        return wrapt.FunctionWrapper(identity_function, times)
     if kind == "decorator object":
-        return Decorator(k)(_identity_function)
+        return Decorator(k)(identity_function)
     if kind == "FunctionWrapper subclass":
-        return Scaling(_identity_function, k)
-    return Proxy(_identity_function, k)
+        return Scaling(identity_function, k)
+    return Proxy(identity_function, k)
 
 
 @pytest.mark.parametrize("kind", ["wrapper", "closure", "decorator object",

@@ -355,6 +355,54 @@ def test_a_table_reordered_in_the_source_recomputes(tmp_path: Path, source: str,
     assert (second["misses"], second["value"]) == (1, value)
 
 
+UNPICKLABLE_GLOBALS = {
+    "instance holding a lock": """
+        import threading
+
+        class Config:
+            def __init__(self, k):
+                self.k = k
+                self.lock = threading.Lock()
+
+        CONFIG = Config(2)
+
+        def f(x):
+            return x * CONFIG.k
+    """,
+    "list holding a lock": """
+        import threading
+
+        SETTINGS = [2, threading.Lock()]
+
+        def f(x):
+            return x * SETTINGS[0]
+    """,
+    "table holding a lock": """
+        import threading
+
+        SETTINGS = {"k": 2, "lock": threading.Lock()}
+
+        def f(x):
+            return x * SETTINGS["k"]
+    """,
+}
+
+
+@pytest.mark.parametrize("source", UNPICKLABLE_GLOBALS.values(), ids=UNPICKLABLE_GLOBALS.keys())
+def test_a_global_that_cannot_be_pickled_whole_counts_by_its_parts(tmp_path: Path,
+                                                                   source: str) -> None:
+    """A global that cannot be pickled whole (a lock beside the settings) counts by its
+    parts, the lock by its type: the same in every process, and an edited setting
+    recomputes. Before, it counted by its type alone: ``2`` edited to ``3`` returned 6."""
+    main = "from memojar import cached\nimport helpers\nf = cached(helpers.f)\n"
+    write(tmp_path, {"helpers.py": source, "main.py": main})
+    assert run(tmp_path)["value"] == "6"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"helpers.py": source.replace("2", "3")})
+    second = run(tmp_path)
+    assert (second["misses"], second["value"]) == (1, "9")
+
+
 def test_a_constant_the_function_does_not_read_is_not_tracked(project: Path) -> None:
     run(project)
     write(project, {"helpers.py": HELPERS.replace("UNUSED = 5", "UNUSED = 6")})
