@@ -442,8 +442,12 @@ def test_wrapt_proxies_around_one_function_are_told_apart_by_their_wrappers(
 
 
 _WRAPT_SCRIPT = """
-import sys
+import os, sys
+os.environ.pop("WRAPT_DISABLE_EXTENSIONS", None)  # (any value disables them)
+if sys.argv[4] == "1":
+    os.environ["WRAPT_DISABLE_EXTENSIONS"] = "1"
 import wrapt
+assert (wrapt.FunctionWrapper.__module__ == "wrapt.wrappers") == (sys.argv[4] == "1")
 from memojar import cached
 
 FACTOR = int(sys.argv[3])
@@ -466,21 +470,28 @@ print(f(5), f.cache_info().hits)
 """
 
 
+@pytest.mark.parametrize("pure", ["0", "1"], ids=["compiled", "pure Python"])
 def test_a_wrapt_proxy_hits_in_another_process_of_the_same_wrapper_only(
-    tmp_path: Path,
+    tmp_path: Path, pure: str
 ) -> None:
     """A process whose wrapt proxy has the same wrapper reads what another stored; one of
     another wrapper, or whose wrapper reads another value of a global, computes its own.
     Before, the process with ``triple`` read the value the one with ``double`` had
-    stored: 10."""
+    stored: 10. The same with wrapt's proxies of pure Python (``WRAPT_DISABLE_EXTENSIONS``),
+    which before failed the call (taken for a callable instance, the proxy was pickled
+    into the key), then returned each other's values (their ``_self_*`` unseen)."""
     pytest.importorskip("wrapt")
     script, cache = tmp_path / "wrapped.py", str(tmp_path / "c")
-    assert run_script(script, _WRAPT_SCRIPT, cache, "double", "0").split() == ["10", "0"]
-    assert run_script(script, _WRAPT_SCRIPT, cache, "double", "0").split() == ["10", "1"]
-    assert run_script(script, _WRAPT_SCRIPT, cache, "triple", "0").split() == ["15", "0"]
-    assert run_script(script, _WRAPT_SCRIPT, cache, "triple", "0").split() == ["15", "1"]
-    assert run_script(script, _WRAPT_SCRIPT, cache, "by_factor", "4").split() == ["20", "0"]
-    assert run_script(script, _WRAPT_SCRIPT, cache, "by_factor", "5").split() == ["25", "0"]
+
+    def run(wrapper: str, factor: str) -> list[str]:
+        return run_script(script, _WRAPT_SCRIPT, cache, wrapper, factor, pure).split()
+
+    assert run("double", "0") == ["10", "0"]
+    assert run("double", "0") == ["10", "1"]
+    assert run("triple", "0") == ["15", "0"]
+    assert run("triple", "0") == ["15", "1"]
+    assert run("by_factor", "4") == ["20", "0"]
+    assert run("by_factor", "5") == ["25", "0"]
 
 
 # --- 5. key= gets the bound arguments; defaults are code ----------------------------------

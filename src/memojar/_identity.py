@@ -183,6 +183,8 @@ def has_wrapped(func: Any) -> bool:
     try:
         if not hasattr(func, "__wrapped__"):
             return False
+        if _proxy(func):  # wrapt's (its pure Python one keeps ``__wrapped__`` in an instance
+            return True  # dict its ``__dict__`` property hides: before, taken for none)
         mro = type(func).__mro__
         if not any("__getattr__" in vars(klass) for klass in mro[:-1]):
             return True
@@ -647,7 +649,7 @@ def _proxy_state(proxy: Any) -> list[tuple[str, Any]]:
     names = {name for klass in type(proxy).__mro__ for name, member in vars(klass).items()
              if name.startswith("_self_")
              and isinstance(member, (GetSetDescriptorType, MemberDescriptorType))}
-    for held in gc.get_referents(proxy):
+    for held in [*gc.get_referents(proxy), _own_dict(proxy)]:
         if type(held) is dict:
             names.update(name for name in held
                          if type(name) is str and name.startswith("_self_"))
@@ -658,6 +660,20 @@ def _proxy_state(proxy: Any) -> list[tuple[str, Any]]:
         except AttributeError:  # a slot not set
             continue
     return found
+
+
+def _own_dict(proxy: Any) -> Any:
+    """The instance dict of a wrapt proxy of pure Python (``WRAPT_DISABLE_EXTENSIONS``, or
+    no compiled wrapt), where it keeps its ``_self_*`` attributes, through the first
+    ``__dict__`` descriptor of its classes that is not a property (``gc.get_referents``
+    gives no dict of an object whose attributes live inline, 3.11 and later). Before, none
+    were found, and proxies of two wrappers returned each other's values. (The compiled
+    proxy's descriptor gives the wrapped's dict; its own are found by ``get_referents``.)"""
+    for klass in type(proxy).__mro__:
+        member = vars(klass).get("__dict__")
+        if type(member) is GetSetDescriptorType:
+            return member.__get__(proxy, klass)
+    return None
 
 
 def _proxy_shape(proxy: Any, seen: set[int], bare: bool, inner: bool = True) -> Any:
