@@ -658,6 +658,23 @@ def test_an_instance_whose_class_call_is_a_partial_runs_the_partial(tmp_path: Pa
     assert f(5) == 5
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="a partial binds as a method there")
+@pytest.mark.filterwarnings("ignore:functools.partial will be a method descriptor")
+def test_a_key_instance_whose_class_call_is_a_partial_is_taken(tmp_path: Path) -> None:
+    """``key=`` an instance whose class says ``__call__ = partial(first)`` is called as
+    that partial, with the call's arguments. Before, it was refused on 3.10 to 3.12
+    ("key(y) cannot: too many positional arguments"): ``inspect`` dropped the partial's
+    first parameter as if it were ``self``."""
+    def first(x, y):
+        return x
+
+    class Key:
+        __call__ = functools.partial(first)
+
+    f = cached(cache_dir=tmp_path, key=Key())(lambda x, y: x + y)
+    assert [f(1, 2), f(1, 3), f(2, 3)] == [3, 3, 5]
+
+
 @pytest.mark.parametrize("wraps", [True, False], ids=["update_wrapper", "bare"])
 def test_a_getattr_raising_another_error_than_attributeerror_is_read_as_absent(
     tmp_path: Path, wraps: bool

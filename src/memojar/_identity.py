@@ -152,7 +152,7 @@ def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
             return split(call.__func__)
         if isinstance(call, classmethod):  # runs its function with the class
             return split(call.__get__(func, type(func)))
-        if isinstance(call, functools.partial) and _binds_as_partial(call):
+        if isinstance(call, functools.partial) and binds_as_partial(call):
             # ``__call__ = partial(f, 0)``: before 3.14 a partial is no method descriptor
             # (3.13's ``__get__`` returns it as it is, with a FutureWarning), so ``obj(5)``
             # runs ``f(0, 5)``, the instance unseen; from 3.14 it binds as a function does,
@@ -165,7 +165,7 @@ def split(func: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     return func, (), {}
 
 
-def _binds_as_partial(call: functools.partial[Any]) -> bool:
+def binds_as_partial(call: functools.partial[Any]) -> bool:
     """Whether a ``partial`` found as a class's ``__call__`` is bound to an instance as
     ``functools.partial`` itself is (``split``): not a subclass's own ``__get__``."""
     return getattr(type(call), "__get__", None) is getattr(functools.partial, "__get__", None)

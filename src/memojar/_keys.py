@@ -225,7 +225,10 @@ def _called(key: Callable[..., Any]) -> Callable[..., Any]:
     """What runs when ``key`` is called, for its signature: a callable instance whose class
     says ``__call__ = staticmethod(f)`` runs ``f`` with every argument, and with
     ``classmethod(f)``, ``f`` bound to the class. Before, both were refused as ``key=``
-    (``inspect.signature`` reports ``()`` for such an instance)."""
+    (``inspect.signature`` reports ``()`` for such an instance). With ``__call__ =
+    partial(f)``, the partial, which before 3.14 runs with the call's arguments alone
+    (``_identity.split``): before, ``inspect`` (3.10 to 3.12) dropped its first parameter
+    as if it were ``self``, and such a ``key=`` was refused."""
     for klass in type(key).__mro__:
         call = vars(klass).get("__call__")
         if isinstance(call, staticmethod):
@@ -233,6 +236,9 @@ def _called(key: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(call, classmethod):
             bound: Callable[..., Any] = call.__get__(key, type(key))
             return bound
+        if (isinstance(call, functools.partial) and _identity.binds_as_partial(call)
+                and sys.version_info < (3, 14)):
+            return call
         if call is not None:
             return key
     return key
