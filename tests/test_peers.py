@@ -2,10 +2,17 @@
 
 From CPython's ``Lib/test/test_functools.py`` (``TestLRU``): star arguments, bpo-36650
 (``f()`` and ``f(**{})``), exceptions not cached, typed keys, methods of equal-valued
-instances, ``copy``/``deepcopy``/``pickle`` of the decorated function, weak references.
-From joblib's ``joblib/test/test_memory.py``: a function redefined in the same session,
-lambdas that share a name, ``ignore=``, keyword-only arguments, and results the caller
-mutates. (The in-memory parts, ``maxsize`` and ``cache_parameters``, do not apply.)
+instances, ``copy``/``deepcopy``/``pickle`` of the decorated function (and of a cached
+method, staticmethod and partial), weak references (and their collection), counts and
+``__wrapped__``, a call of its own arguments while it computes (bpo-35780), the wrapper
+assignments, types at every depth.
+From joblib's ``joblib/test/test_memory.py``: a function redefined in the same session (or
+its ``__code__`` replaced), lambdas that share a name (also made by ``eval``), lambdas and
+partials over a helper counting its calls, ``ignore=``, keyword-only arguments, results
+the caller mutates, a pickled function, ``cache_contains``, the module file edited, a
+notebook cell's function in ``joblib.Parallel`` and across sessions, racing workers,
+short runs not stored, mapped hits. (The in-memory parts, ``maxsize`` and
+``cache_parameters``, do not apply.)
 From cachier's tests (pickle core, general, varargs, async, metrics, cleanup, entry size;
 the store-agnostic ones on every store kind, as cachier runs them on its redis and s3
 cores) and diskcache's memoize and Cache tests (test_core, test_fanout, test_recipes):
@@ -20,11 +27,13 @@ import datetime
 import decimal
 import fractions
 import functools
+import gc
 import inspect
 import logging
 import os
 import pickle
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -257,6 +266,164 @@ def test_lru_cache_threaded_calls_and_cache_clear(cache_dir: Path, memory: int |
     assert f.cache_contains(1, 0)
 
 
+def test_lru_counts_every_call_and_the_wrapped_function_bypasses_the_cache(
+    cache_dir: Path,
+) -> None:
+    # TestLRU.test_lru: random calls are each a hit or a miss, one entry a miss;
+    # cache_clear() zeroes both; a call of __wrapped__ (the original) counts nothing.
+    def orig(x: int, y: int) -> int:
+        return 3 * x + y
+
+    f = Cache(cache_dir).cached(orig)
+    assert f.cache_info()[:3] == (0, 0, 0)
+    rnd = random.Random(0)
+    for _ in range(200):
+        x, y = rnd.choice(range(5)), rnd.choice(range(5))
+        assert f(x, y) == orig(x, y)
+    hits, misses, entries = f.cache_info()[:3]
+    assert hits > misses and hits + misses == 200 and entries == misses
+    f.cache_clear()
+    assert f.cache_info()[:3] == (0, 0, 0)
+    f(x, y)
+    assert f.cache_info()[:3] == (0, 1, 1)
+    assert f.__wrapped__ is orig
+    assert f.__wrapped__(x, y) == orig(x, y)
+    assert f.cache_info()[:3] == (0, 1, 1)
+
+
+def test_lru_bug_35780_a_call_of_its_own_arguments_while_it_computes_returns_at_once(
+    tmp_path: Path,
+) -> None:
+    # TestLRU.test_lru_bug_35780: the function calls itself with the same arguments (once)
+    # while it computes them; the inner call computes (the key's lock is this caller's),
+    # never waiting for lock_timeout or warning, and the cache stays whole.
+    out = run_python(textwrap.dedent(f"""
+        import time, warnings
+        warnings.simplefilter("error")
+        from memojar import Cache
+
+        def make():
+            once = True
+
+            @Cache({str(tmp_path / "cache")!r}, lock_timeout=30).cached
+            def f(x):
+                nonlocal once
+                rv = f'.{{x}}.'
+                if x == 20 and once:
+                    once = False
+                    rv = f(x)
+                return rv
+
+            return f
+
+        f = make()
+        assert [f(x) for x in range(15)] == [f'.{{x}}.' for x in range(15)]
+        start = time.monotonic()
+        print(f(20), time.monotonic() - start < 10, f.cache_info().entries)
+    """), timeout=120)
+    assert out.split() == [".20.", "True", "16"]
+
+
+def test_lru_cache_decoration_copies_the_wrapper_assignments(cache_dir: Path) -> None:
+    def f(zomg: zomg_annotation) -> int:  # type: ignore[name-defined]  # noqa: F821
+        """f doc string"""
+        return 42
+
+    g = Cache(cache_dir).cached(f)
+    for attr in functools.WRAPPER_ASSIGNMENTS:
+        assert getattr(g, attr) == getattr(f, attr), attr
+
+
+def test_lru_cache_typed_at_every_depth(cache_dir: Path) -> None:
+    # TestLRU.test_lru_cache_typed_is_not_recursive, where lru_cache(typed=True) returns
+    # '(1,)' for (True,): memojar keys types inside tuples (and a tuple subclass) too, so
+    # cached repr returns each value's own.
+    class T(tuple):  # type: ignore[type-arg]
+        pass
+
+    cached_repr = Cache(cache_dir).cached(repr)
+    values = [1, True, 1.0, 0, False, 0.0, (1,), (True,), (1.0,), (0,), (False,), (0.0,),
+              T((1,)), T((True,)), T((1.0,))]
+    for _ in range(2):
+        assert [cached_repr(v) for v in values] == [repr(v) for v in values]
+
+
+def test_lru_type_error_an_argument_that_cannot_be_keyed_counts_nothing(
+    cache_dir: Path,
+) -> None:
+    # TestLRU.test_lru_type_error (an unhashable argument): here one that cannot be pickled.
+    @Cache(cache_dir).cached
+    def infinite_cache(o: Any) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="'o'"):
+        infinite_cache(threading.Lock())
+    assert infinite_cache.cache_info()[:3] == (0, 0, 0)
+
+
+def test_lru_cache_weakrefable_methods_and_dropped_functions_are_collected(
+    cache_dir: Path,
+) -> None:
+    # The rest of TestLRU.test_lru_cache_weakrefable: a cached method and staticmethod take
+    # weak references too, and once the class and function are dropped (after calls),
+    # nothing of memojar's keeps them alive.
+    cache = Cache(cache_dir)
+
+    @cache.cached
+    def test_function(x: int) -> int:
+        return x
+
+    class A:
+        @cache.cached(ignore=("self",))
+        def test_method(self, x: int) -> tuple[int]:
+            return (x,)
+
+        @staticmethod
+        @cache.cached
+        def test_staticmethod(x: int) -> tuple[int]:
+            return (x,)
+
+    assert (test_function(1), A().test_method(1), A.test_staticmethod(1)) == (1, (1,), (1,))
+    refs = [weakref.ref(test_function), weakref.ref(A.test_method),
+            weakref.ref(A.test_staticmethod)]
+    assert all(ref() is not None for ref in refs)
+    del A, test_function
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
+
+
+class _Methods:
+    def meth(self, x: int) -> int:
+        return 3 * x
+
+    @staticmethod
+    def smeth(x: int) -> int:
+        return 3 * x + 1
+
+
+def _orig(x: int, y: int) -> int:
+    return 3 * x + y
+
+
+@pytest.mark.parametrize("duplicate", [copy.copy, copy.deepcopy,
+                                       lambda f: pickle.loads(pickle.dumps(f))])
+def test_pickle_copy_deepcopy_of_a_cached_method_and_staticmethod_give_it_back(
+    duplicate: Any, cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # TestLRU.test_pickle, test_copy, test_deepcopy: a method and a staticmethod cached in
+    # their class, found again by name (the same object), and a cached partial (copied).
+    cache = Cache(cache_dir)
+    monkeypatch.setattr(_Methods, "meth", cache.cached(_Methods.__dict__["meth"]))
+    monkeypatch.setattr(_Methods, "smeth",
+                        staticmethod(cache.cached(_Methods.__dict__["smeth"].__func__)))
+    for f, args, value in [(_Methods.meth, (_Methods(), 2), 6), (_Methods.smeth, (2,), 7)]:
+        assert duplicate(f) is f
+        assert f(*args) == duplicate(f)(*args) == value
+    if duplicate in (copy.copy, copy.deepcopy):  # a partial has no name to pickle it by
+        part = cache.cached(functools.partial(_orig, 2))
+        assert duplicate(part) is part and part(1) == 7
+
+
 # --- joblib test_memory -------------------------------------------------------------------
 
 def test_memory_in_memory_function_code_change(cache_dir: Path) -> None:
@@ -473,6 +640,313 @@ def test_memory_ignore_decorated_and_a_decorator_taking_parameters_of_its_own(
         scaled(1, 2, 3)  # what the wrapper raises without memojar
     with pytest.raises(TypeError, match=r"double\(\) takes 1 positional argument"):
         verbose(1, 2)  # the wrapper takes it, the function it calls does not
+
+
+def _check_identity_lazy(func: Any, accumulator: list[int], cache_dir: Path,
+                         memory: int | None = None) -> None:
+    # joblib's check_identity_lazy: each argument computes once, over two calls.
+    func = Cache(cache_dir).cached(memory=memory)(func)
+    for i in range(3):
+        for _ in range(2):
+            assert func(i) == i
+            assert len(accumulator) == i + 1
+
+
+def test_memory_integration_a_local_function_named_like_a_module_level_one(
+    cache_dir: Path,
+) -> None:
+    # test_memory_integration: a local square is not the module's square, and one whose
+    # __module__ is set to __main__ still caches.
+    accumulator: list[int] = []
+
+    def square(arg: int) -> int:
+        accumulator.append(1)
+        return arg
+
+    _check_identity_lazy(square, accumulator, cache_dir)
+    assert Cache(cache_dir).cached(globals()["square"])(3) == 9
+    square.__module__ = "__main__"
+    assert Cache(cache_dir).cached(square)(7) == 7
+    assert len(accumulator) == 4
+
+
+@pytest.mark.parametrize("memory", [None, 4])
+@pytest.mark.parametrize("made", ["lambda", "partial"])
+def test_memory_lambda_and_partial_over_a_helper_counting_its_calls(
+    cache_dir: Path, made: str, memory: int | None,
+) -> None:
+    # test_memory_lambda, test_memory_partial: the accumulator the helper appends to grows
+    # at each computation; the calls hit all the same.
+    accumulator: list[int] = []
+
+    def helper(x: int) -> int:
+        accumulator.append(1)
+        return x
+
+    def func(x: int, y: int) -> int:
+        return helper(y)
+
+    made_func = (lambda x: helper(x)) if made == "lambda" else functools.partial(func, 1)
+    _check_identity_lazy(made_func, accumulator, cache_dir, memory)
+
+
+@pytest.mark.parametrize("memory", [None, 4])
+def test_memory_eval_lambdas_keep_their_own_entries(cache_dir: Path,
+                                                    memory: int | None) -> None:
+    # test_memory_eval, test_memory_warning_collision_detection: lambdas made by eval (no
+    # source to read) share a name; each returns its own value.
+    cache = Cache(cache_dir)
+    a1 = cache.cached(memory=memory)(eval("lambda x: x"))
+    b1 = cache.cached(memory=memory)(eval("lambda x: x+1"))
+    assert [a1(1), b1(1), a1(0), a1(1), b1(1)] == [1, 2, 0, 1, 2]
+
+
+_PERSISTED: list[int] = []
+
+
+def persisted(x: int) -> int:  # module level: pickles by reference
+    _PERSISTED.append(x)
+    return x * 3
+
+
+def test_memory_persistence_a_pickled_function_hits_the_originals_entries(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # test_persistence: the function pickled and loaded reads what the original stored.
+    g = Cache(cache_dir).cached(persisted)
+    monkeypatch.setattr(sys.modules[__name__], "persisted", g)
+    monkeypatch.setattr(sys.modules[__name__], "_PERSISTED", [])
+    assert g(1) == 3
+    h = pickle.loads(pickle.dumps(g))
+    assert h.cache_contains(1)
+    assert h(1) == 3
+    assert _PERSISTED == [1]
+
+
+@EVERY_STORE
+def test_memory_check_call_in_cache(cache_dir: Path) -> None:
+    # test_check_call_in_cache: cache_contains is a bool, False before the call and after
+    # a clear, and computes nothing.
+    func = Cache(cache_dir).cached(square)
+    assert func.cache_contains(2) is False
+    assert func(2) == 4
+    assert func.cache_contains(2) is True
+    assert func.cache_clear() == 1
+    assert func.cache_contains(2) is False
+    assert func.cache_info()[:3] == (0, 0, 0)
+
+
+def test_memory_file_modification_recomputes_only_once_the_module_is_reloaded(
+    capsys: pytest.CaptureFixture[str], cache_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # test_memory_file_modification: lines added above the function in its file, and its
+    # source edited while the old code still runs, recompute nothing; once the module is
+    # reloaded, the new code computes once.
+    folder = tmp_path / "tmp_import"
+    folder.mkdir()
+    module = folder / "tmp_memojar_peer.py"
+    content = "def f(x):\n    print(x)\n    return x\n"
+    module.write_text(content)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "tmp_memojar_peer", raising=False)
+    cache = Cache(cache_dir)
+    tmp = __import__("tmp_memojar_peer")
+    f = cache.cached(tmp.f)
+    f(1), f(2), f(1)
+    module.write_text("\n\n" + content)
+    f(1), f(1)
+    shutil.rmtree(folder)  # the .pyc files too
+    folder.mkdir()
+    module.write_text('def f(x):\n    print("x=%s" % x)\n    return x\n')
+    f(1), f(1)
+    print("Reloading")
+    del sys.modules["tmp_memojar_peer"]
+    f = cache.cached(__import__("tmp_memojar_peer").f)
+    f(1), f(1)
+    assert capsys.readouterr().out == "1\n2\nReloading\nx=1\n"
+
+
+def _sum(a: int, b: int) -> int:
+    return a + b
+
+
+def _product(a: int, b: int) -> int:
+    return a * b
+
+
+@pytest.mark.parametrize("memory", [None, 4])
+def test_memory_in_memory_function_code_change_of_its_code_object(
+    cache_dir: Path, memory: int | None,
+) -> None:
+    # test_memory_in_memory_function_code_change as joblib writes it: __code__ of the
+    # decorated function itself is replaced; the next calls run (and keep) the new code,
+    # and putting the old code back finds its entry again.
+    def _function_to_cache(a: int, b: int) -> Any:
+        pass
+
+    _function_to_cache.__code__ = _sum.__code__
+    f = Cache(cache_dir).cached(memory=memory)(_function_to_cache)
+    assert f(1, 2) == f(1, 2) == 3
+    _function_to_cache.__code__ = _product.__code__
+    assert f(1, 2) == f(1, 2) == 2
+    _function_to_cache.__code__ = _sum.__code__
+    assert f(1, 2) == 3
+
+
+def func_with_kwonly_args(a: int, b: int, *, kw1: Any = "kw1", kw2: Any = "kw2") -> Any:
+    return a, b, kw1, kw2
+
+
+def test_memory_func_with_kwonly_args(cache_dir: Path) -> None:
+    # test_memory_func_with_kwonly_args: a keyword-only argument given by position raises
+    # the function's own TypeError (joblib: ValueError), before and after a stored call;
+    # ignore= takes a keyword-only name.
+    cache = Cache(cache_dir)
+    func_cached = cache.cached(func_with_kwonly_args)
+    assert func_cached(1, 2, kw1=3) == (1, 2, 3, "kw2")
+    with pytest.raises(TypeError) as expected:
+        func_with_kwonly_args(1, 2, 3, kw2=4)  # type: ignore[misc]
+    for _ in range(2):
+        with pytest.raises(TypeError) as raised:
+            func_cached(1, 2, 3, kw2=4)  # type: ignore[misc]
+        assert str(raised.value) == str(expected.value)
+        func_cached(1, 2, kw1=3, kw2=4)
+    func_cached = cache.cached(ignore=("kw2",))(func_with_kwonly_args)
+    assert func_cached(1, 2, kw1=3, kw2=4) == (1, 2, 3, 4)
+    assert func_cached(1, 2, kw1=3, kw2="ignored") == (1, 2, 3, 4)
+
+
+def fast_func_with_complex_output() -> list[str]:
+    return ["a" * 1000] * 1000
+
+
+def fast_func_with_conditional_complex_output(complex_output: bool = True) -> Any:
+    complex_obj = {str(i): i for i in range(int(1e5))}
+    return complex_obj if complex_output else "simple output"
+
+
+def test_memory_cached_function_race_condition_when_persisting_output(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str],
+) -> None:
+    # test_cached_function_race_condition_when_persisting_output (and _2): joblib.Parallel
+    # workers calling one cached function store and read its entries with no error or
+    # warning, and every result is right.
+    joblib = pytest.importorskip("joblib")
+    cache = Cache(tmp_path / "cache")
+    func_cached = cache.cached(fast_func_with_complex_output)
+    results = joblib.Parallel(n_jobs=2)(joblib.delayed(func_cached)() for _ in range(3))
+    assert results == [fast_func_with_complex_output()] * 3
+    conditional = cache.cached(fast_func_with_conditional_complex_output)
+    results = joblib.Parallel(n_jobs=2)(joblib.delayed(conditional)(i % 2 == 0)
+                                        for i in range(3))
+    assert results == [fast_func_with_conditional_complex_output(i % 2 == 0)
+                       for i in range(3)]
+    stdout, stderr = capfd.readouterr()
+    assert "Warning" not in stdout + stderr and "Error" not in stdout + stderr
+    assert func_cached.cache_contains() and conditional.cache_contains(False)
+
+
+@pytest.mark.parametrize("call_before_reducing", [True, False])
+def test_memory_parallel_call_cached_function_defined_in_jupyter(
+    tmp_path: Path, call_before_reducing: bool,
+) -> None:
+    # test_parallel_call_cached_function_defined_in_jupyter (joblib #1035): a function of
+    # a notebook cell (no source file, __module__ "__main__") sent to Parallel workers
+    # before or after its first call keeps its entries, and a second session's cell (the
+    # same code) hits them.
+    joblib = pytest.importorskip("joblib")
+    cache = Cache(tmp_path / "cache")
+    for session_no in [0, 1]:
+        cell: dict[str, Any] = {}
+        exec(compile("def f(x):\n    return x\n",
+                     f"<ipython-input-{session_no}-000000000000>", "exec"), None, cell)
+        f = cell["f"]
+        f.__module__ = "__main__"
+        cached_f = cache.cached(f)
+        if session_no == 1:
+            assert [cached_f.cache_contains(i) for i in (1, 2, 3)] == [True] * 3
+            assert cached_f(3) == 3
+            assert cached_f.cache_info()[:2] == (1, 0)
+        elif call_before_reducing:
+            assert cached_f(3) == 3
+            assert joblib.Parallel(n_jobs=2)(joblib.delayed(cached_f)(i) for i in [1, 2]) \
+                == [1, 2]
+        else:
+            assert joblib.Parallel(n_jobs=2)(joblib.delayed(cached_f)(i) for i in [1, 2]) \
+                == [1, 2]
+            assert cached_f(3) == 3
+
+
+def test_memory_cached_jupyter_function_persists_across_sessions(tmp_path: Path) -> None:
+    # test_cached_jupyter_function_persists_across_sessions (joblib gh-1498, gh-1694): a
+    # notebook cell's function hits in a new interpreter, whatever PYTHONHASHSEED.
+    witness = tmp_path / "witness"
+    session = textwrap.dedent("""
+        import sys
+        from memojar import Cache
+
+        LOCATION, WITNESS = sys.argv[1], sys.argv[2]
+        cell = {"WITNESS": WITNESS}
+        exec(compile(
+            "def f(x):\\n"
+            "    with open(WITNESS, 'a') as fh:\\n"
+            "        fh.write('ran\\\\n')\\n"
+            "    return x * 2\\n",
+            "<ipython-input-0-000000000000>", "exec"), cell)
+        f = cell["f"]
+        f.__module__ = "__main__"
+        assert Cache(LOCATION).cached(f)(21) == 42
+    """)
+    for seed in ("1", "2"):
+        run_python(session, str(tmp_path / "cache"), str(witness),
+                   env={"PYTHONHASHSEED": seed})
+    assert witness.read_text() == "ran\n"
+
+
+def test_memory_only_cache_long_run(cache_dir: Path) -> None:
+    # TestCacheValidationCallback.test_memory_only_cache_long_run (a callback keeping runs
+    # over 0.1 s) is min_compute_time=0.1: short runs are returned, not stored.
+    runs: list[float] = []
+
+    @Cache(cache_dir).cached(min_compute_time=0.1)
+    def foo(x: int, delay: float = 0) -> int:
+        runs.append(delay)
+        time.sleep(delay)
+        return x * 2
+
+    assert foo(2) == foo(2) == 4
+    assert len(runs) == 2
+    assert foo(2, delay=0.2) == foo(2, delay=0.2) == 4
+    assert len(runs) == 3
+
+
+@pytest.mark.parametrize("op", ["refresh", "cache_set", "cache_clear", "cache_delete"])
+def test_memory_numpy_a_mapped_hit_keeps_its_values_when_the_entry_is_replaced(
+    cache_dir: Path, op: str,
+) -> None:
+    # test_memory_numpy_check_mmap_mode's corruption step done by memojar's own calls: a
+    # hit of over 1 MiB is mapped from its entry file; replacing or removing the entry
+    # leaves the array the caller holds as it was. (Another program writing into the file
+    # in place changes it: README, Known limits.)
+    fill = [0.0]
+
+    @Cache(cache_dir).cached
+    def full(n: int) -> Any:
+        return np.full(n, fill[0])
+
+    n = 300_000
+    full(n)
+    held = full(n)
+    fill[0] = 1.0
+    if op == "refresh":
+        assert (full.refresh(n) == 1.0).all()
+    elif op == "cache_set":
+        full.cache_set(np.full(n, 1.0), n)
+    else:
+        getattr(full, op)(*(() if op == "cache_clear" else (n,)))
+    assert (held == 0.0).all()
+    assert (full(n) == 1.0).all()
 
 
 # --- the memory tier (memory=) under the same peer tests -----------------------------------
@@ -1306,6 +1780,29 @@ def test_cachier_instance_method_skip_cache_and_classmethod(cache_dir: Path) -> 
     assert call_count == [2]
     assert Foo.cmethod(2) == Foo.cmethod(2) == 3
     assert Foo.cmethod.cache_clear() == 1
+
+
+@EVERY_STORE
+def test_cachier_default_kwargs_and_clear_with_a_nonlocal_counter(cache_dir: Path) -> None:
+    """cachier test_default_kwargs_handling, test_order_independent_kwargs_handling and
+    test_smoke's test_clear_cache, counting with ``nonlocal count`` (an int the function
+    rebinds at each computation): the forms of one call hit; clear_cache makes it compute
+    again."""
+    count = 0
+
+    @Cache(cache_dir).cached
+    def dummy_func(a: int, b: int = 2) -> int:
+        nonlocal count
+        count += 1
+        return a + b
+
+    assert dummy_func.cache_clear() == 0
+    assert dummy_func(1) == dummy_func(a=1) == dummy_func(a=1, b=2) == dummy_func(b=2, a=1) \
+        == 3
+    assert count == 1
+    assert dummy_func.cache_clear() == 1
+    assert dummy_func(1) == 3
+    assert count == 2
 
 
 # --- diskcache ----------------------------------------------------------------------------
