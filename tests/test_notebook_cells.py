@@ -228,6 +228,41 @@ def test_a_miss_after_a_change_within_its_cell_stores_nothing_under_the_old_iden
     assert cells(tmp_path, "f(2)") == ["3"]
 
 
+SENT = """
+import subprocess, sys
+import cloudpickle
+
+class Config:
+    def __init__(self, k):
+        self.k = k
+
+CONFIG = Config(1)
+
+@cache.cached
+def scaled(x):
+    return x * CONFIG.k
+
+def in_a_worker(*args):
+    # another process, as a joblib (loky), dask or ray worker gets the function
+    run = ("import cloudpickle, sys; f = cloudpickle.loads(sys.stdin.buffer.read()); "
+           f"print([f(x) for x in {args!r}])")
+    return subprocess.run([sys.executable, "-c", run], input=cloudpickle.dumps(scaled),
+                          capture_output=True, check=True).stdout.decode().strip()
+"""
+
+
+def test_a_copy_sent_after_a_cell_bound_a_global_again_keys_by_the_new_one(tmp_path: Path):
+    # ``CONFIG`` bound again by a cell; the function sent to a worker before its next call
+    # here. Before: the copy carried the identity made with ``Config(1)`` and took its
+    # data global as its sender had hashed it: it returned ``Config(1)``'s values for 1 and
+    # 2 ("[1, 2, 15]") and stored 15 under the old identity, where a kernel with
+    # ``Config(1)`` read it for ``scaled(3)``.
+    pytest.importorskip("cloudpickle")
+    out = cells(tmp_path, SENT, "scaled(1), scaled(2)", "CONFIG = Config(5)",
+                "in_a_worker(1, 2, 3)", "CONFIG = Config(1)", "scaled(3)")
+    assert out[1:] == ["(1, 2)", "None", "'[5, 10, 15]'", "None", "3"]
+
+
 HELPERS = "FACTOR = {factor}\n\ndef scale(x):\n    return x * {times}\n"
 
 

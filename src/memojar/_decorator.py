@@ -648,6 +648,15 @@ class _Memo:
                    "wrapper", "looked")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
+        if "ident" in state and self.resolved is not None and not all(
+                record.unchanged() for record in self.resolved):
+            # In IPython, a cell bound again what the identity was made from (``CONFIG =
+            # Config(5)``) and the function was sent before its next call here renewed it:
+            # the copy takes its data globals as its sender hashed them (``_as_sent``), so
+            # with this identity it read the old global's entries and stored the new one's
+            # values under them. Sent without it, the copy makes its own of what it holds.
+            state.pop("ident")
+            state.pop("rows", None)
         state["made_by"] = (_BYTECODE, platform.python_version())
         return state
 
