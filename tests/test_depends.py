@@ -403,6 +403,41 @@ def test_a_global_that_cannot_be_pickled_whole_counts_by_its_parts(tmp_path: Pat
     assert (second["misses"], second["value"]) == (1, "9")
 
 
+REFUSED_BY_PICKLE = {
+    "struct.Struct": ("""
+        import struct
+
+        PACKER = struct.Struct("<2i")
+
+        def f(x):
+            return PACKER.size * x
+    """, "<2i", "<3i", "24", "36"),
+    "code object": ("""
+        RULE = compile("x * 2", "<rule>", "eval")
+
+        def f(x):
+            return eval(RULE)
+    """, "x * 2", "x * 3", "6", "9"),
+}
+
+
+@pytest.mark.parametrize("source, old, new, first, second", REFUSED_BY_PICKLE.values(),
+                         ids=REFUSED_BY_PICKLE.keys())
+def test_a_global_that_pickle_refuses_counts_by_what_it_holds(
+    tmp_path: Path, source: str, old: str, new: str, first: str, second: str
+) -> None:
+    """A ``struct.Struct`` counts by its format and a code object by its code, the same in
+    every process. Before, each counted by its type (pickle refuses both): edited, the old
+    value was returned."""
+    main = "from memojar import cached\nimport helpers\nf = cached(helpers.f)\n"
+    write(tmp_path, {"helpers.py": source, "main.py": main})
+    assert run(tmp_path)["value"] == first
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"helpers.py": source.replace(old, new)})
+    again = run(tmp_path)
+    assert (again["misses"], again["value"]) == (1, second)
+
+
 def test_a_constant_the_function_does_not_read_is_not_tracked(project: Path) -> None:
     run(project)
     write(project, {"helpers.py": HELPERS.replace("UNUSED = 5", "UNUSED = 6")})

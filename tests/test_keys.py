@@ -205,6 +205,20 @@ def test_str_and_bytes_differ() -> None:
     assert key(b"a") != key(bytearray(b"a"))
 
 
+def test_a_struct_keys_by_its_format() -> None:
+    """Before, refused ("cannot pickle '_struct.Struct' object")."""
+    import struct
+
+    assert key(struct.Struct("<i")) == key(struct.Struct("<i"))
+    assert key(struct.Struct("<i")) != key(struct.Struct(">i"))
+
+
+def test_a_code_object_keys_by_its_code() -> None:
+    """Before, refused ("cannot pickle 'code' object"); its line numbers do not count."""
+    assert key(compile("x * 2", "<a>", "eval")) == key(compile("\nx * 2", "<b>", "eval"))
+    assert key(compile("x * 2", "<a>", "eval")) != key(compile("x * 3", "<a>", "eval"))
+
+
 # --- buffers ------------------------------------------------------------------------------
 
 def test_numpy_arrays_key_by_content_dtype_and_shape() -> None:

@@ -1658,6 +1658,12 @@ def _library_paths() -> tuple[str, ...]:
 
 # --- code ---------------------------------------------------------------------------------
 
+def code_digest(code: CodeType) -> str:
+    """A 32-digit digest of a code object as a function's code counts (``_code_shape``):
+    its bytecode, constants, names, not its line numbers or docstring."""
+    return xxhash.xxh3_128_hexdigest(repr(_code_shape(code)).encode())
+
+
 def _code_shape(code: CodeType) -> tuple[Any, ...]:
     flags = code.co_flags & ~_CO_HAS_DOCSTRING
     return (

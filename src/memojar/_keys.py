@@ -28,7 +28,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from types import BuiltinFunctionType, FunctionType, MappingProxyType, ModuleType
+from types import BuiltinFunctionType, CodeType, FunctionType, MappingProxyType, ModuleType
 from typing import Any
 
 import xxhash
@@ -81,10 +81,14 @@ class _Cycle:
     """Marker: the list or dict of this number, met before in a value that holds itself."""
 
 
+class _Code:
+    """Marker: a code object (``compile()``'s) by its fingerprint, as a function's code."""
+
+
 # The markers above, pickled by reference in every key that holds them: library classes,
 # answered before any identity is looked up.
 _MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Named, _Array,
-                      _Frame, _Cycle})
+                      _Frame, _Cycle, _Code})
 
 
 _ATOMS = frozenset({int, float, complex, str, bool, type(None), type(Ellipsis), range, slice})
@@ -811,10 +815,19 @@ def _readonly(args: Any) -> Any:
 
 
 def _special_reducer(t: type) -> Callable[[Any], Any] | None:
-    """The reduction of numpy arrays and pandas/polars frames, decided once per type.
+    """The reduction of numpy arrays and pandas/polars frames, decided once per type; and
+    of two values of the standard library that pickle refuses: a code object (by its
+    fingerprint) and a ``struct.Struct`` (by its format). Before, a global holding one
+    (``HEADER = struct.Struct("<I")``, ``RULE = compile("x * 2", ...)``) counted by its
+    type: edited to ``">I"`` or ``"x * 3"``, the old value was returned; as an argument,
+    it was refused.
 
     Only modules already imported are consulted: hashing never imports numpy or pandas.
     """
+    if t is CodeType:
+        return _reduce_code
+    if t is getattr(sys.modules.get("struct"), "Struct", None):
+        return _reduce_struct
     np = sys.modules.get("numpy")
     if np is not None and (t is np.ndarray or t is getattr(np, "memmap", None)):
         return _reduce_array
@@ -831,6 +844,14 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
         if issubclass(t, pl.Series):
             return _reduce_polars_series
     return None
+
+
+def _reduce_code(code: CodeType) -> Any:
+    return _Code, (_identity.code_digest(code),)
+
+
+def _reduce_struct(packer: Any) -> Any:
+    return type(packer), (packer.format,)
 
 
 def _reduce_array(a: Any) -> Any:
