@@ -246,6 +246,53 @@ def test_arrays_holding_objects_differ_by_their_dtype() -> None:
     assert make_key((named,)) == make_key((named.copy(),))
 
 
+
+def test_arrays_differing_in_dtype_metadata_or_alignment_differ() -> None:
+    """An array's dtype was keyed by ``dtype.str`` or ``descr``, which leave out its
+    ``metadata`` (h5py keeps its enum and string types there) and the aligned flag: arrays
+    differing only there got each other's value. Arrays of no metadata keep their key."""
+    np = pytest.importorskip("numpy")
+    from memojar._keys import state_key
+
+    metres = np.zeros(3, np.dtype("f8", metadata={"unit": "m"}))
+    seconds = np.zeros(3, np.dtype("f8", metadata={"unit": "s"}))
+    plain = np.zeros(3, "f8")
+    aligned = np.zeros(2, np.dtype([("a", "u1"), ("b", "<i4")], align=True))
+    packed = np.zeros(2, np.dtype({"names": ["a", "b"], "formats": ["u1", "<i4"],
+                                   "offsets": [0, 4], "itemsize": 8}))
+    assert aligned.dtype.isalignedstruct and not packed.dtype.isalignedstruct
+    nested = np.zeros(2, [("x", np.dtype("f8", metadata={"unit": "m"}))])
+    objects = np.array(["a"], dtype=np.dtype("O", metadata={"vlen": str}))
+    for keyed in (lambda a: make_key((a,)), state_key):
+        assert len({keyed(metres), keyed(seconds), keyed(plain)}) == 3
+        assert keyed(aligned) != keyed(packed)
+        assert keyed(nested) != keyed(np.zeros(2, [("x", "f8")]))
+        assert keyed(objects) != keyed(np.array(["a"], dtype=object))
+        assert keyed(metres) == keyed(metres.copy())
+        assert keyed(aligned) == keyed(aligned.copy())
+
+
+def test_structured_arrays_whose_fields_overlap_or_are_out_of_order_are_keyed() -> None:
+    """A structured dtype with fields out of the order of their offsets, or overlapping (a
+    union view), has no ``descr``: numpy raised ValueError, and such an array, which pickle
+    takes, was refused as one that cannot be pickled."""
+    np = pytest.importorskip("numpy")
+    from memojar._keys import state_key
+
+    swapped = np.dtype({"names": ["a", "b"], "formats": ["<i4", "<i4"], "offsets": [4, 0]})
+    ordered = np.dtype({"names": ["a", "b"], "formats": ["<i4", "<i4"], "offsets": [0, 4]})
+    union = np.dtype({"names": ["i", "f"], "formats": ["<i4", "<f4"], "offsets": [0, 0]})
+    one = np.zeros(2, swapped)
+    one["a"] = [1, 2]
+    other = np.zeros(2, ordered)
+    other.view("<i4")[:] = one.view("<i4")  # the same bytes, read otherwise
+    for keyed in (lambda a: make_key((a,)), state_key):
+        assert keyed(one) == keyed(one.copy())
+        assert keyed(one) != keyed(other)
+        assert keyed(np.zeros(2, union)) == keyed(np.zeros(2, union))
+        assert keyed(np.zeros(2, union)) != keyed(np.ones(2, union))
+
+
 @pytest.mark.parametrize("n", [10, 100_000])
 def test_read_only_and_writable_arrays_key_alike(n: int) -> None:
     np = pytest.importorskip("numpy")

@@ -752,8 +752,7 @@ def _state_array(a: Any) -> Any:
             pass  # buffer protocol cannot spell (datetime64): numpy's views, below
         else:
             if raw.nbytes == a.nbytes:
-                spelled = (dtype.str if dtype.fields is None and dtype.subdtype is None
-                           else str(dtype.descr))
+                spelled = _spelled(dtype)
                 return (_Array, (spelled, a.shape, pickle.PickleBuffer(raw.toreadonly())))
     return _reduce_array(a)
 
@@ -864,13 +863,12 @@ def _reduce_array(a: Any) -> Any:
         # Its items are Python objects the C pickler writes itself (a dict, a set): sorted
         # here, as for any argument, or the key would follow insertion order and the seed.
         items = normal(a.ravel().tolist())
-        if dtype.kind == "O" and dtype.fields is None:  # (the key it always had)
-            return (_Array, ("object", a.shape, items))
+        if dtype.kind == "O" and dtype.fields is None and dtype.metadata is None:
+            return (_Array, ("object", a.shape, items))  # (the key it always had)
         # Another dtype holding objects: a structured one with an object field, numpy 2's
         # StringDType. Before, keyed as an object array of its items: fields named or
         # sized otherwise, and an object array of the same tuples, shared a key.
-        spelled = repr(dtype) if dtype.fields is None else str(dtype.descr)
-        return (_Array, ("object", spelled, a.shape, items))
+        return (_Array, ("object", _spelled(dtype, repr), a.shape, items))
     np = sys.modules["numpy"]
     if a.flags.c_contiguous:
         c = a
@@ -879,8 +877,40 @@ def _reduce_array(a: Any) -> Any:
             raise _TooLarge
         c = np.ascontiguousarray(a)
     raw = c.reshape(-1).view(np.uint8) if c.size else b""
-    spelled = dtype.str if dtype.fields is None and dtype.subdtype is None else str(dtype.descr)
-    return (_Array, (spelled, a.shape, pickle.PickleBuffer(memoryview(raw).toreadonly())))
+    return (_Array, (_spelled(dtype), a.shape,
+                     pickle.PickleBuffer(memoryview(raw).toreadonly())))
+
+
+def _spelled(dtype: Any, plain: Callable[[Any], str] | None = None) -> Any:
+    """How an array's dtype is written in its key: ``dtype.str`` (or ``plain(dtype)``) for
+    one of no fields, ``str(dtype.descr)`` for a structured one, as always; the dtype
+    itself (its pickle: byte order, fields by name, format, offset and title, itemsize,
+    alignment, metadata) where those leave out what it says. Before, a dtype's
+    ``metadata`` (h5py's enum and string dtypes keep theirs there) and the aligned flag
+    (``align=True``) were not in the key: arrays differing only there shared a key, and a
+    function reading them got the other's value; and a structured dtype whose fields
+    overlap or are not in the order of their offsets (a union view) has no ``descr``:
+    numpy raised ValueError, and such an array was refused as one that cannot be
+    pickled."""
+    if not _dtype_extras(dtype):
+        if dtype.fields is None and dtype.subdtype is None:
+            return dtype.str if plain is None else plain(dtype)
+        try:
+            return str(dtype.descr)
+        except ValueError:  # overlapping or out-of-order fields
+            pass
+    return dtype
+
+
+def _dtype_extras(dtype: Any) -> bool:
+    """Whether ``dtype``, or a dtype of its fields or items, says more than its ``str`` or
+    ``descr``: metadata, or the aligned flag."""
+    if dtype.metadata is not None or dtype.isalignedstruct:
+        return True
+    if dtype.subdtype is not None and _dtype_extras(dtype.subdtype[0]):
+        return True
+    fields = dtype.fields
+    return fields is not None and any(_dtype_extras(f[0]) for f in fields.values())
 
 
 def _pandas_values(obj: Any) -> Any:
