@@ -25,11 +25,25 @@ class FrozenTags(frozenset):
     pass
 
 
+class Tagged(frozenset):
+    """A frozenset subclass whose reduction passes more than its items."""
+
+    __slots__ = ("tag",)
+
+    def __new__(cls, items: object, tag: str) -> Tagged:
+        made = super().__new__(cls, items)  # type: ignore[arg-type]
+        made.tag = tag
+        return made
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Tagged, (list(self), self.tag))
+
+
 _SEED_SCRIPT = """
 import json, sys
 from collections import OrderedDict
 sys.path.insert(0, {tests!r})
-from test_keys_equal import Tags, FrozenTags
+from test_keys_equal import Tags, FrozenTags, Tagged
 from memojar._keys import make_key
 names = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 print(json.dumps([
@@ -37,6 +51,7 @@ print(json.dumps([
     make_key((Tags(names),)),
     make_key((FrozenTags(names),)),
     make_key(([Tags(names), FrozenTags(names[:3])],)),
+    make_key((Tagged(names, "m"),)),
     list(set(names)),
 ]))
 """
@@ -66,6 +81,16 @@ def test_set_subclasses_differ_from_plain_sets_and_by_content() -> None:
     assert make_key((Tags({"a"}),)) != make_key(({"a"},))
     assert make_key((Tags({"a"}),)) != make_key((Tags({"b"}),))
     assert make_key((FrozenTags({"a"}),)) != make_key((Tags({"a"}),))
+
+
+def test_set_subclasses_whose_reduction_passes_more_than_their_items_differ_by_it() -> None:
+    """The arguments of a set subclass's reduction were replaced by its sorted items: a
+    ``Tagged(items, tag)`` whose ``__reduce__`` passes the tag (pickle keeps it) shared a
+    key with any other tag, and a cached function got the other tag's value."""
+    assert make_key((Tagged({"a"}, "m"),)) != make_key((Tagged({"a"}, "s"),))
+    assert make_key((Tagged({"a"}, "m"),)) == make_key((Tagged({"a"}, "m"),))
+    assert make_key((Tagged({"a"}, "m"),)) != make_key((Tagged({"b"}, "m"),))
+    assert make_key((Tagged({"a", "b"}, "m"),)) == make_key((Tagged(["b", "a"], "m"),))
 
 
 def test_ordered_dict_order_still_counts() -> None:

@@ -541,7 +541,7 @@ class _CanonicalPickler(pickle.Pickler):
             return NotImplemented if _limits.state else _by_name(obj, rv)
         rv = list(rv)
         if isinstance(obj, (set, frozenset)):  # a subclass: its items, sorted
-            rv[1] = (list(_sorted(obj)),)
+            rv[1] = _set_arguments(obj, rv[1])
         else:
             rv[1] = _readonly(normal(rv[1]))
         if len(rv) > 2:
@@ -560,6 +560,34 @@ class _CanonicalPickler(pickle.Pickler):
             # an OrderedDict's order is part of its equality
             rv[4] = iter(pairs if isinstance(obj, OrderedDict) else _pairs_in_order(pairs))
         return tuple(rv)
+
+
+def _set_arguments(obj: set[Any] | frozenset[Any], args: Any) -> Any:
+    """The constructor arguments of a set or frozenset subclass's reduction, normalised:
+    an argument that is a list of the set's own items (``set.__reduce__`` gives
+    ``(list(self),)``), in iteration order, which follows the hash seed) is written as
+    the items sorted; the others as any argument, and the items first where no argument
+    is them. Before, the arguments were replaced by the sorted items whatever they were: a
+    subclass whose ``__reduce__`` passes more (``(Tagged, (list(self), self.tag))``)
+    shared a key with any other tag, and a function reading it got the other's value. The
+    usual reduction, and one of no arguments, keep their key."""
+    if type(args) is not tuple:
+        return (list(_sorted(obj)),)  # (not a reduction pickle takes: as before)
+    members: set[int] | None = None
+    written: list[Any] = []
+    found = False
+    for arg in args:
+        if type(arg) is list and len(arg) == len(obj):
+            if members is None:
+                members = {id(x) for x in obj}
+            if len({id(x) for x in arg}) == len(arg) and all(id(x) in members for x in arg):
+                written.append(list(_sorted(obj)))
+                found = True
+                continue
+        written.append(normal(arg))
+    if not found:
+        written.insert(0, list(_sorted(obj)))
+    return _readonly(tuple(written))
 
 
 def _by_name(obj: Any, name: str) -> Any:
