@@ -219,6 +219,47 @@ def test_a_code_object_keys_by_its_code() -> None:
     assert key(compile("x * 2", "<a>", "eval")) != key(compile("x * 3", "<a>", "eval"))
 
 
+def test_a_slice_is_keyed_by_what_it_holds_as_any_argument() -> None:
+    """A slice was an atom, pickled plain whatever it held: a function of the user's code
+    in it counted by its name alone (an edit kept the key), a dict in it by its insertion
+    order, and a lambda in it was refused. A slice of atoms keeps its key."""
+    import xxhash
+
+    from memojar._keys import _plain_bytes
+
+    assert key(slice({"a": 1, "b": 2})) == key(slice({"b": 2, "a": 1}))
+    assert key(slice(None, [{"a", "b"}])) == key(slice(None, [{"b", "a"}]))
+    double = lambda x: x * 2  # noqa: E731
+    triple = lambda x: x * 3  # noqa: E731
+    assert key(slice(double)) != key(slice(triple))
+    assert key(slice(double)) == key(slice(double))
+    for plain in (slice(1, 2), slice(None, "a", 2.5), slice(None)):
+        assert key(plain) == xxhash.xxh3_128_hexdigest(_plain_bytes((plain,)))
+        assert key(plain, [plain]) == xxhash.xxh3_128_hexdigest(_plain_bytes((plain, [plain])))
+    assert key(slice(1, 2)) != key(slice(1, 3))
+    assert key(slice(1, 2)) != key(slice(1.0, 2))
+
+
+def test_a_function_in_a_slice_counts_by_its_code(tmp_path: Path) -> None:
+    """Before, a new process given an edited function inside a slice got the value the
+    old code computed (keyed by the function's name alone)."""
+    main = tmp_path / "main.py"
+    main.write_text(
+        f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+        "from memojar import cached\n"
+        "from helpers import scale\n"
+        f"@cached(cache_dir={str(tmp_path / 'cache')!r})\n"
+        "def apply(s):\n"
+        "    return s.start(10)\n"
+        "print(apply(slice(scale, None)))\n"
+    )
+    outputs = []
+    for factor in (2, 3):
+        (tmp_path / "helpers.py").write_text(f"def scale(x):\n    return x * {factor}\n")
+        outputs.append(run_python(main.read_text()).strip())
+    assert outputs == ["20", "30"]
+
+
 # --- buffers ------------------------------------------------------------------------------
 
 def test_numpy_arrays_key_by_content_dtype_and_shape() -> None:

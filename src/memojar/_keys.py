@@ -91,7 +91,13 @@ _MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Named
                       _Frame, _Cycle, _Code})
 
 
-_ATOMS = frozenset({int, float, complex, str, bool, type(None), type(Ellipsis), range, slice})
+# Not ``slice``: it holds any objects (a function, a set, a frame), which must be keyed as
+# any argument's (``reducer_override``); a slice of atoms is still pickled plain
+# (``_needs_pickler``), its key the same. Before, a slice was an atom, pickled by the plain
+# pickler whatever it held: a function of the user's code in it counted by its name (an
+# edit of it kept the key, and a new process got the old code's value), a set in it by the
+# hash seed's order, and a local function in it was refused.
+_ATOMS = frozenset({int, float, complex, str, bool, type(None), type(Ellipsis), range})
 _BYTES_LIKE = (bytes, bytearray)
 _BY_REFERENCE = (BuiltinFunctionType, pickle.PickleBuffer)
 
@@ -1359,6 +1365,8 @@ def _needs_pickler(obj: Any) -> bool:
         return False
     if t is tuple or t is list:
         return any(_needs_pickler(x) for x in obj)
+    if t is slice:  # plain if its parts are atoms (``slice(1, 10)``), as it always was
+        return not _ATOMS.issuperset((type(obj.start), type(obj.stop), type(obj.step)))
     return not isinstance(obj, _BY_REFERENCE)
 
 
