@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import gc
 import glob
 import itertools
@@ -381,6 +382,44 @@ def test_a_call_whose_loop_is_closed_under_it_gives_its_lock_back(location: str)
     assert left_behind(location, slow, 1) == []
 
 
+def test_a_call_whose_loop_is_closed_under_it_gives_its_lock_back_without_a_collection(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above, in a process whose cycle collector does not run (an idle one, or one that
+    allocates little: the task, its coroutine and the future it awaits are a cycle, freed
+    only by it): the statistics thread closes the task's coroutine within its period, and
+    the key's lock goes with it. Before, it stayed held until a collection happened to run,
+    and every caller of the key in any process waited lock_timeout (600 s by default)."""
+    from memojar import _cache
+
+    # the statistics thread's round, which the suite's fixture leaves out (``conftest``)
+    monkeypatch.setattr(_cache._FLUSHER, "flush",
+                        functools.partial(_cache._Flusher.flush, _cache._FLUSHER))
+    entered: list[int] = []
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def slow(x: int) -> int:
+        entered.append(x)
+        await asyncio.sleep(HANG)
+        return x
+
+    gc.collect()
+    gc.disable()
+    try:
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(lambda loop, context: None)  # the "destroyed" report
+        loop.create_task(slow(1))  # noqa: RUF006 - no reference kept: the loop's only
+        loop.run_until_complete(until(lambda: bool(entered), "the computation to start"))
+        loop.close()
+        del loop
+        deadline = time.monotonic() + 2 * _cache.FLUSH_EVERY + HANG / 2
+        while not lock_is_free(location, slow, 1):
+            assert time.monotonic() < deadline, "the key's lock stayed held"
+    finally:
+        gc.enable()
+        gc.collect()
+    assert left_behind(location, slow, 1) == []
+
+
 def test_a_call_waiting_while_a_collected_tasks_coroutine_closes_waits_for_it(
         tmp_path: Path) -> None:
     """A task holding a key is collected unfinished (its loop closed), and while its
@@ -595,6 +634,57 @@ def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back(locatio
         return seen
 
     assert asyncio.run(main())[-1] == 3  # recomputed in the background again
+    assert left_behind(location, f, 1) == []
+
+
+def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back_without_a_collection(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above, in a process whose cycle collector does not run: the statistics thread
+    closes the recomputation's coroutine within its period, which gives back the key's
+    lock and its mark of being recomputed. Before, both stayed until a collection
+    happened to run: callers of the key elsewhere waited lock_timeout, and this process
+    served the stale value without recomputing it until its window ended."""
+    from memojar import _cache
+
+    monkeypatch.setattr(_cache._FLUSHER, "flush",  # see the test of a call, above
+                        functools.partial(_cache._Flusher.flush, _cache._FLUSHER))
+    entered: list[int] = []
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached(ttl=0.5,
+                                                           stale_while_revalidate=HANG)
+    async def f(x: int) -> int:
+        entered.append(x)
+        if len(entered) == 2:  # the first recomputation: its loop is closed under it
+            await asyncio.sleep(HANG)
+        return len(entered)
+
+    assert asyncio.run(f(1)) == 1
+    time.sleep(0.6)  # stale, within the window
+    gc.collect()
+    gc.disable()
+    try:
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(lambda loop, context: None)  # the "destroyed" report
+        assert loop.run_until_complete(f(1)) == 1
+        loop.run_until_complete(until(lambda: len(entered) == 2, "the recomputation"))
+        loop.close()
+        del loop
+        deadline = time.monotonic() + 2 * _cache.FLUSH_EVERY + HANG / 2
+        while not lock_is_free(location, f, 1):
+            assert time.monotonic() < deadline, "the key's lock stayed held"
+
+        async def main() -> list[int]:
+            seen = [await f(1)]
+            deadline = time.monotonic() + HANG
+            while seen[-1] == 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+                seen.append(await f(1))
+            return seen
+
+        assert asyncio.run(main())[-1] == 3  # recomputed in the background again
+    finally:
+        gc.enable()
+        gc.collect()
     assert left_behind(location, f, 1) == []
 
 

@@ -32,7 +32,15 @@ from typing import (
 )
 
 from . import _decorator, _entry
-from ._decorator import CacheInfo, Tally, _Memo, make_wrapper, restamp_all, stored_total
+from ._decorator import (
+    CacheInfo,
+    Tally,
+    _Memo,
+    make_wrapper,
+    release_abandoned,
+    restamp_all,
+    stored_total,
+)
 from ._errors import PartlyRemoved, logger, the_callers, warn
 from ._identity import SIBLING, ambiguous, family_of, generator_kind, place_of
 from ._store import (
@@ -1411,6 +1419,7 @@ class _Flusher:
     def flush(self) -> None:
         self.merge_all()
         restamp_all()  # memory tiers whose stamp was removed with the cache (rm -rf)
+        release_abandoned()  # key locks of tasks whose loop was closed under them
 
     def merge_all(self, at_exit: bool = False) -> None:  # ``flush``'s, a name not stubbed
         with self.lock:

@@ -1182,16 +1182,23 @@ class _Memo:
             logger.warning("background recomputation of %s %s failed; the stale value is "
                            "served until its window ends", self.name, key, exc_info=True)
         finally:
-            if taken:
-                _waits.let_go(here, taken)
-                if self.store.remote:
-                    await run(taken[0].release, finish=True)
-                else:
-                    try:
-                        taken[0].release()  # a lock not held: nothing to do
-                    except BaseException:  # interrupted inside: once more (idempotent)
-                        taken[0].release()
-                        raise
+            # Closed unfinished (its loop closed under it: ``release_abandoned``, or the
+            # collector), its task never ends: the key is let go here too.
+            closed = sys.exc_info()[0] is GeneratorExit
+            try:
+                if taken:
+                    _waits.let_go(here, taken)
+                    if self.store.remote:
+                        await run(taken[0].release, finish=True)
+                    else:
+                        try:
+                            taken[0].release()  # a lock not held: nothing to do
+                        except BaseException:  # interrupted inside: once more (idempotent)
+                            taken[0].release()
+                            raise
+            finally:
+                if closed:
+                    self._revalidated(key)
 
     # --- the memory tier ------------------------------------------------------------
 
@@ -2486,6 +2493,42 @@ def restamp_all() -> None:
             memo.restamp()
         except Exception as exc:  # noqa: BLE001 - never fails the statistics thread
             logger.debug("cannot map the generation stamp of %s again: %s", memo.name, exc)
+
+
+def release_abandoned() -> None:
+    """Every few seconds, from the statistics thread: a key's lock held by an asyncio task
+    whose loop was closed under it (a thread's loop at shutdown, a test's loop at its end;
+    also a stale value's background recomputation) is given back now, by closing the
+    task's coroutine here, as the collector would: its clean-up releases the lock.
+
+    Such a task is never run again, but it is only collected by the cycle collector (its
+    coroutine's frame holds the future it awaits, whose callback holds the task), which a
+    process that is idle, or allocates little, may not run for hours: meanwhile the key
+    stayed locked, and every caller of it in any process waited ``lock_timeout`` (600 s by
+    default). The task is held here (a strong reference taken from the note's weak one)
+    while its coroutine closes, so the collector cannot close it at the same time."""
+    try:
+        held = list(_HOLDER.values())
+    except RuntimeError:  # changed by another thread meanwhile: the next round looks
+        return
+    for taken in held:
+        owner = taken[1] if len(taken) > 1 else None
+        if type(owner) is not weakref.ref:
+            continue
+        task: Any = owner()
+        get_loop = getattr(task, "get_loop", None)  # an asyncio task's (trio's end with
+        if get_loop is None:  # their run, which cancels them)
+            continue
+        try:
+            if task.done() or not get_loop().is_closed():
+                continue
+            coroutine = task.get_coro()
+            logger.debug("closing a task whose loop was closed while it held a key's lock")
+            coroutine.close()  # its ``finally`` releases the lock, as the collector's would
+        except Exception as exc:  # noqa: BLE001 - never fails the statistics thread
+            logger.debug("cannot close a task left holding a key's lock: %s", exc)
+        finally:
+            del task
 
 
 def _watched(target: Any) -> Any:
