@@ -362,9 +362,54 @@ def collected_unfinished(call: Callable[[], Any], started: Callable[[], bool]) -
     gc.collect()
 
 
-def test_a_call_whose_loop_is_closed_under_it_gives_its_lock_back(location: str) -> None:
+@pytest.fixture(params=["by the collector", "by the statistics thread"])
+def ends_unfinished(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+                    ) -> Callable[[Callable[[], Any], Callable[[], bool], Callable[[], bool]],
+                                  None]:
+    """``collected_unfinished``, then asserts ``released()``: at once, after the collection;
+    or, in a process whose cycle collector does not run (an idle one, or one that allocates
+    little: the task, its coroutine and the future it awaits are a cycle, freed only by
+    it), within the statistics thread's period, which closes the task's coroutine
+    (``_decorator.release_abandoned``; the suite's fixture leaves its round out:
+    ``conftest``). Before, in such a process, the key stayed held until a collection
+    happened to run, and every caller of it in any process waited lock_timeout (600 s by
+    default)."""
+    from memojar import _cache
+
+    by_thread = request.param == "by the statistics thread"
+    if by_thread:
+        monkeypatch.setattr(_cache._FLUSHER, "flush",
+                            functools.partial(_cache._Flusher.flush, _cache._FLUSHER))
+
+    def ends(call: Callable[[], Any], started: Callable[[], bool],
+             released: Callable[[], bool]) -> None:
+        if not by_thread:
+            collected_unfinished(call, started)
+            assert released()
+            return
+        gc.collect()
+        gc.disable()
+        try:
+            loop = asyncio.new_event_loop()
+            loop.set_exception_handler(lambda loop, context: None)
+            loop.create_task(call())  # noqa: RUF006 - no reference kept: the loop's only
+            loop.run_until_complete(until(started, "the computation to start"))
+            loop.close()
+            del loop
+            deadline = time.monotonic() + 2 * _cache.FLUSH_EVERY + HANG / 2
+            while not released():
+                assert time.monotonic() < deadline, "the key's lock stayed held"
+        finally:
+            gc.enable()
+            gc.collect()
+
+    return ends
+
+
+def test_a_call_whose_loop_is_closed_under_it_gives_its_lock_back(
+        location: str, ends_unfinished: Any) -> None:
     """A loop closed while one of its tasks computes a key (a test's loop closed at its end, a
-    thread's loop at shutdown): the task is collected unfinished ("Task was destroyed but it
+    thread's loop at shutdown): the task is left unfinished ("Task was destroyed but it
     is pending") and the key's lock goes with it: the next caller, here or elsewhere,
     computes at once. Before, memojar's note of the lock's holder kept the task alive, so the
     lock stayed held for the process's life; on Redis and S3 the release, awaited in the
@@ -377,46 +422,8 @@ def test_a_call_whose_loop_is_closed_under_it_gives_its_lock_back(location: str)
         await asyncio.sleep(HANG)
         return x
 
-    collected_unfinished(lambda: slow(1), lambda: bool(entered))
-    assert lock_is_free(location, slow, 1)
-    assert left_behind(location, slow, 1) == []
-
-
-def test_a_call_whose_loop_is_closed_under_it_gives_its_lock_back_without_a_collection(
-        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """As above, in a process whose cycle collector does not run (an idle one, or one that
-    allocates little: the task, its coroutine and the future it awaits are a cycle, freed
-    only by it): the statistics thread closes the task's coroutine within its period, and
-    the key's lock goes with it. Before, it stayed held until a collection happened to run,
-    and every caller of the key in any process waited lock_timeout (600 s by default)."""
-    from memojar import _cache
-
-    # the statistics thread's round, which the suite's fixture leaves out (``conftest``)
-    monkeypatch.setattr(_cache._FLUSHER, "flush",
-                        functools.partial(_cache._Flusher.flush, _cache._FLUSHER))
-    entered: list[int] = []
-
-    @Cache(location, lock_timeout=HANG, secret="s").cached
-    async def slow(x: int) -> int:
-        entered.append(x)
-        await asyncio.sleep(HANG)
-        return x
-
-    gc.collect()
-    gc.disable()
-    try:
-        loop = asyncio.new_event_loop()
-        loop.set_exception_handler(lambda loop, context: None)  # the "destroyed" report
-        loop.create_task(slow(1))  # noqa: RUF006 - no reference kept: the loop's only
-        loop.run_until_complete(until(lambda: bool(entered), "the computation to start"))
-        loop.close()
-        del loop
-        deadline = time.monotonic() + 2 * _cache.FLUSH_EVERY + HANG / 2
-        while not lock_is_free(location, slow, 1):
-            assert time.monotonic() < deadline, "the key's lock stayed held"
-    finally:
-        gc.enable()
-        gc.collect()
+    ends_unfinished(lambda: slow(1), lambda: bool(entered),
+                    lambda: lock_is_free(location, slow, 1))
     assert left_behind(location, slow, 1) == []
 
 
@@ -602,14 +609,14 @@ def revalidated_in_a_new_loop(f: Any) -> bool:
     return asyncio.run(main())[-2:] == ["old", "new"]
 
 
-def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back(location: str
-                                                                         ) -> None:
+def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back(
+        location: str, ends_unfinished: Any) -> None:
     """A stale hit's background recomputation, a task of the caller's loop, is left
-    computing when that loop is closed: it is collected unfinished and gives back the key's
-    lock and its mark of being recomputed, so another store's caller gets the lock at once
-    and a stale hit here starts the recomputation again. Before, memojar's set of
-    background tasks kept the task alive for the process's life, with both: every later
-    caller here or elsewhere waited lock_timeout, and this process never refreshed the key."""
+    computing when that loop is closed: it ends unfinished and gives back the key's lock
+    and its mark of being recomputed, so another store's caller gets the lock at once and a
+    stale hit here starts the recomputation again. Before, memojar's set of background
+    tasks kept the task alive for the process's life, with both: every later caller here
+    or elsewhere waited lock_timeout, and this process never refreshed the key."""
     entered: list[int] = []
 
     @Cache(location, lock_timeout=HANG, secret="s").cached(ttl=0.5,
@@ -622,8 +629,8 @@ def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back(locatio
 
     assert asyncio.run(f(1)) == 1
     time.sleep(0.6)  # stale, within the window
-    collected_unfinished(lambda: f(1), lambda: len(entered) == 2)
-    assert lock_is_free(location, f, 1)
+    ends_unfinished(lambda: f(1), lambda: len(entered) == 2,
+                    lambda: lock_is_free(location, f, 1))
 
     async def main() -> list[int]:
         seen = [await f(1)]
@@ -634,57 +641,6 @@ def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back(locatio
         return seen
 
     assert asyncio.run(main())[-1] == 3  # recomputed in the background again
-    assert left_behind(location, f, 1) == []
-
-
-def test_a_revalidation_whose_loop_is_closed_under_it_gives_its_key_back_without_a_collection(
-        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """As above, in a process whose cycle collector does not run: the statistics thread
-    closes the recomputation's coroutine within its period, which gives back the key's
-    lock and its mark of being recomputed. Before, both stayed until a collection
-    happened to run: callers of the key elsewhere waited lock_timeout, and this process
-    served the stale value without recomputing it until its window ended."""
-    from memojar import _cache
-
-    monkeypatch.setattr(_cache._FLUSHER, "flush",  # see the test of a call, above
-                        functools.partial(_cache._Flusher.flush, _cache._FLUSHER))
-    entered: list[int] = []
-
-    @Cache(location, lock_timeout=HANG, secret="s").cached(ttl=0.5,
-                                                           stale_while_revalidate=HANG)
-    async def f(x: int) -> int:
-        entered.append(x)
-        if len(entered) == 2:  # the first recomputation: its loop is closed under it
-            await asyncio.sleep(HANG)
-        return len(entered)
-
-    assert asyncio.run(f(1)) == 1
-    time.sleep(0.6)  # stale, within the window
-    gc.collect()
-    gc.disable()
-    try:
-        loop = asyncio.new_event_loop()
-        loop.set_exception_handler(lambda loop, context: None)  # the "destroyed" report
-        assert loop.run_until_complete(f(1)) == 1
-        loop.run_until_complete(until(lambda: len(entered) == 2, "the recomputation"))
-        loop.close()
-        del loop
-        deadline = time.monotonic() + 2 * _cache.FLUSH_EVERY + HANG / 2
-        while not lock_is_free(location, f, 1):
-            assert time.monotonic() < deadline, "the key's lock stayed held"
-
-        async def main() -> list[int]:
-            seen = [await f(1)]
-            deadline = time.monotonic() + HANG
-            while seen[-1] == 1 and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-                seen.append(await f(1))
-            return seen
-
-        assert asyncio.run(main())[-1] == 3  # recomputed in the background again
-    finally:
-        gc.enable()
-        gc.collect()
     assert left_behind(location, f, 1) == []
 
 
