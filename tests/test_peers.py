@@ -4,8 +4,8 @@ From CPython's ``Lib/test/test_functools.py`` (``TestLRU``): star arguments, bpo
 (``f()`` and ``f(**{})``), exceptions not cached, typed keys, methods of equal-valued
 instances, ``copy``/``deepcopy``/``pickle`` of the decorated function (and of a cached
 method, staticmethod and partial), weak references (and their collection), counts and
-``__wrapped__``, a call of its own arguments while it computes (bpo-35780), the wrapper
-assignments, types at every depth.
+``__wrapped__``, the wrapper assignments, types at every depth. (bpo-35780, a call of its
+own arguments while it computes, is ``faults/test_fault_locks.py``'s re-entry test.)
 From joblib's ``joblib/test/test_memory.py``: a function redefined in the same session (or
 its ``__code__`` replaced), lambdas that share a name (also made by ``eval``), lambdas and
 partials over a helper counting its calls, ``ignore=``, keyword-only arguments, results
@@ -289,39 +289,6 @@ def test_lru_counts_every_call_and_the_wrapped_function_bypasses_the_cache(
     assert f.__wrapped__ is orig
     assert f.__wrapped__(x, y) == orig(x, y)
     assert f.cache_info()[:3] == (0, 1, 1)
-
-
-def test_lru_bug_35780_a_call_of_its_own_arguments_while_it_computes_returns_at_once(
-    tmp_path: Path,
-) -> None:
-    # TestLRU.test_lru_bug_35780: the function calls itself with the same arguments (once)
-    # while it computes them; the inner call computes (the key's lock is this caller's),
-    # never waiting for lock_timeout or warning, and the cache stays whole.
-    out = run_python(textwrap.dedent(f"""
-        import time, warnings
-        warnings.simplefilter("error")
-        from memojar import Cache
-
-        def make():
-            once = True
-
-            @Cache({str(tmp_path / "cache")!r}, lock_timeout=30).cached
-            def f(x):
-                nonlocal once
-                rv = f'.{{x}}.'
-                if x == 20 and once:
-                    once = False
-                    rv = f(x)
-                return rv
-
-            return f
-
-        f = make()
-        assert [f(x) for x in range(15)] == [f'.{{x}}.' for x in range(15)]
-        start = time.monotonic()
-        print(f(20), time.monotonic() - start < 10, f.cache_info().entries)
-    """), timeout=120)
-    assert out.split() == [".20.", "True", "16"]
 
 
 def test_lru_cache_decoration_copies_the_wrapper_assignments(cache_dir: Path) -> None:

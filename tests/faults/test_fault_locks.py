@@ -268,7 +268,8 @@ def test_forked_child_never_releases_the_parents_lock(tmp_path: Path) -> None:
 # --- re-entry -------------------------------------------------------------------------------
 
 REENTRY = """
-import asyncio, os, sys, threading
+import asyncio, os, sys, threading, warnings
+warnings.simplefilter("error")  # (no lock_timeout warning: the inner call never waits)
 from memojar import Cache
 
 cache = Cache(os.environ["CACHE"])
