@@ -595,11 +595,9 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
         return _proxy_shape(func, seen, bare)
     if isinstance(func, functools.partial):
         return ("partial", _callable_shape(func.func, seen),
-                _value_shape(func.args, seen, by_state=True),
-                _value_shape(func.keywords, seen, by_state=True))
+                _by_state(func.args, seen), _by_state(func.keywords, seen))
     if isinstance(func, MethodType):
-        return ("method", _callable_shape(func.__func__, seen),
-                _value_shape(func.__self__, seen, by_state=True))
+        return ("method", _callable_shape(func.__func__, seen), _by_state(func.__self__, seen))
     if isinstance(func, type):
         return class_shape(func, seen)
     code = attribute(func, "__code__", CodeType)
@@ -729,10 +727,10 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     Callables count by their identity (recursively): a bound method with its instance, a
     partial with its arguments, a callable instance with its class's code and its state.
     Plain data (numbers, strings, tuples of them) counts by value. Any other object counts
-    ``by_state`` (a default, a global, an instance or a partial's argument: its pickled
-    state when the function is decorated, a later mutation not seen; one that cannot be
-    pickled whole by its parts, ``_whole_or_parts``) or else by its type (a captured list or
-    dict: hashing it would change with every mutation of a captured accumulator).
+    ``by_state`` (a default, an instance or a partial's argument: its pickled state when the
+    function is decorated; a later mutation is not seen) or else by its type, like a global
+    (a captured list or dict: hashing it would change with every mutation of a captured
+    accumulator). An object that cannot be pickled (a lock, a connection) counts by type.
     """
     if isinstance(value, (FunctionType, MethodType, functools.partial, type)):
         return _callable_shape(value, seen)
@@ -745,7 +743,7 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     if _plain(value):
         return ("value", _plain_key(value))
     if by_state:
-        return _whole_or_parts(value)
+        return _state_shape(value)
     if type(value) in (tuple, list) and any(map(callable, value)):
         return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
     if type(value) is dict and any(map(callable, value.values())):
@@ -935,6 +933,29 @@ def bound_shape(value: Any, depth: int = 6) -> Any:
         budget.digests = digests
 
 
+def _by_state(value: Any, seen: set[int]) -> Any:
+    """What is bound to a callable met in an identity (a bound method's instance, a
+    partial's arguments) by its state, ``_value_shape(..., by_state=True)``, but an object
+    that cannot be pickled whole by its parts (``_whole_or_parts``). Before, by its type:
+    ``make(S(2).run)`` and ``make(S(3).run)``, ``S`` holding a lock beside ``k``, returned
+    each other's values.
+
+    Only what is bound goes by its parts, on purpose: a global, a default or a class's data
+    that cannot be pickled whole counts by its type (``_shape_of``). Tried on 2026-12-06
+    and taken back: by its parts, a global holding a lock beside a counter its methods bump
+    made each process's identity follow what had run before the first call (a miss in
+    every process), and one holding much data beside a lock took seconds at the first call
+    (200 lists of 50,000 items: 3 s, against 0.07 s by its type)."""
+    try:
+        if isinstance(value, (FunctionType, MethodType, functools.partial, type,
+                              BuiltinFunctionType)) or _plain(value):
+            return _value_shape(value, seen, by_state=True)
+    except Exception as exc:  # noqa: BLE001 - whatever looking at it raised
+        _passed_over(exc)
+        return _type_shape(value)
+    return _whole_or_parts(value)
+
+
 def _whole_or_parts(value: Any) -> Any:
     """``bound_shape`` of an object that is neither plain data nor a function, the same
     shape, its state taken first as ``_state_shape`` takes it outside a walk: hashed once
@@ -972,7 +993,8 @@ def _shaped(value: Any, depth: int, shapes: dict[tuple[int, int], tuple[Any, Any
     parts = None
     if left is not None and min(left[3:]) <= 0 and depth > 0:  # no more attempts at a
         parts = _looked_at(value)  # whole: an object that has parts counts by them at once
-    shape = _type_shape(value) if parts is not None else _whole(value)
+    shape = _type_shape(value) if parts is not None else _value_shape(value, set(),
+                                                                       by_state=True)
     if depth > 0 and type(shape) is tuple and shape and shape[0] == "type":
         if parts is None:
             parts = _looked_at(value)
@@ -983,21 +1005,6 @@ def _shaped(value: Any, depth: int, shapes: dict[tuple[int, int], tuple[Any, Any
     if shapes is not None:
         shapes[(id(value), depth)] = (value, shape)
     return shape
-
-
-_IDENTIFIED = (FunctionType, MethodType, functools.partial, type, BuiltinFunctionType)
-
-
-def _whole(value: Any) -> Any:
-    """What ``bound_shape`` tries before an object's parts: a callable or plain data as
-    ``_shape_of`` counts it, anything else by its state taken whole (``_state_shape``)."""
-    try:
-        if isinstance(value, _IDENTIFIED) or _plain(value):
-            return _value_shape(value, set())
-    except Exception as exc:  # noqa: BLE001 - whatever looking at it raised
-        _passed_over(exc)
-        return _type_shape(value)
-    return _state_shape(value)
 
 
 def _looked_at(value: Any) -> list[tuple[str, Any]] | None:
@@ -2707,7 +2714,7 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
             data = shape[0] in ("state", "type")  # not a callable's code
             if type(value) in _CONTAINERS and shape[0] == "type":  # no callables: its state
-                shape = _whole_or_parts(value)
+                shape = _state_shape(value)
         finally:
             _walk.met = previous
         found = (xxhash.xxh3_64_hexdigest(repr(shape).encode()), tuple(held.values()))
