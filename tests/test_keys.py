@@ -720,3 +720,38 @@ def test_an_argument_changed_by_another_thread_while_keyed_is_keyed_again(
     assert f(table) == ["k", "late", "probe"]
     assert f({"probe": [0], "k": 1, "late": 2}) == ["k", "late", "probe"]
     assert f.cache_info()[:2] == (1, 1)
+
+
+_FAILED_PICKLE_WITH_ARRAYS = """
+import gc, threading
+import numpy as np
+from memojar._keys import make_key, state_key
+
+class Holder:
+    def __init__(self, n):
+        self.lock = threading.Lock()  # after the arrays in the pickle (sorted names)
+        self.arrs = [np.arange(10, dtype=float) + i for i in range(n)]
+
+for _ in range(300):
+    try:
+        state_key(Holder(2))  # a global's or a default's first look
+    except TypeError:
+        pass
+for _ in range(300):
+    try:
+        make_key((Holder(8),))  # an argument
+    except TypeError:
+        pass
+gc.collect()
+print("survived")
+"""
+
+
+def test_a_failed_pickling_of_arrays_beside_a_lock_leaves_nothing_the_collector_crashes_on(
+) -> None:
+    # The arrays' buffers taken before the lock failed the pickling stayed in a cycle (the
+    # traceback's frames, the pickler), each a PickleBuffer of a read-only memoryview; the
+    # collector cleared the view before the buffer exported from it and the interpreter
+    # died (SIGSEGV in memory_dealloc): a global holding a lock beside arrays, read by a
+    # cached function, or such an argument.
+    assert run_python(_FAILED_PICKLE_WITH_ARRAYS).strip() == "survived"

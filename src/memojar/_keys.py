@@ -1283,7 +1283,11 @@ def _state_key(value: Any, left: list[int]) -> str | None:
     try:
         _dump(normal((value,)), take, digest, state=True)
     except _TooLarge:
+        _released(buffers)
         return None
+    except BaseException:
+        _released(buffers)
+        raise
     finally:
         _limits.state = previous
         left[1], left[2] = digest.left, room[0]
@@ -1295,6 +1299,17 @@ def _state_key(value: Any, left: list[int]) -> str | None:
         digest.hash.update(raw.nbytes.to_bytes(8, "little"))
         digest.hash.update(raw)
     return digest.hash.hexdigest()
+
+
+def _released(buffers: list[pickle.PickleBuffer]) -> None:
+    """Let go of the arrays' buffers taken by a pickling that failed (a lock after them).
+    Its traceback's frames and the pickler make a cycle holding them, each a
+    ``PickleBuffer`` of a read-only ``memoryview``: the cycle collector, clearing that
+    view before the buffer exported from it, crashed the interpreter (CPython's
+    ``memory_clear`` drops the view's buffer even while it is exported)."""
+    for buf in buffers:
+        buf.release()
+    buffers.clear()
 
 
 _local = threading.local()
@@ -1378,7 +1393,11 @@ def hash_key(values: Any, seed: int = 0) -> str:
     the parameter. ``seed`` salts the hash (see ``make_key``).
     """
     buffers: list[pickle.PickleBuffer] = []
-    data = _dump(values, buffers.append)
+    try:
+        data = _dump(values, buffers.append)
+    except BaseException:  # (a lock after arrays: ``_released``)
+        _released(buffers)
+        raise
     if not buffers:
         return xxhash.xxh3_128_hexdigest(data, seed)
     h = xxhash.xxh3_128(data, seed)
