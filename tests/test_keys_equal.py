@@ -36,7 +36,20 @@ class Tagged(frozenset):
         return made
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (Tagged, (list(self), self.tag))
+        return (Tagged, (sorted(self), self.tag))  # (sorted: alike under any hash seed)
+
+
+class OrderedTags(frozenset):
+    """A frozenset subclass that keeps the order its items were given in."""
+
+    def __new__(cls, items: object) -> OrderedTags:
+        order = list(items)  # type: ignore[call-overload]
+        made = super().__new__(cls, order)
+        made.order = order  # type: ignore[attr-defined]
+        return made
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (OrderedTags, (self.order,))  # type: ignore[attr-defined]
 
 
 _SEED_SCRIPT = """
@@ -91,6 +104,16 @@ def test_set_subclasses_whose_reduction_passes_more_than_their_items_differ_by_i
     assert make_key((Tagged({"a"}, "m"),)) == make_key((Tagged({"a"}, "m"),))
     assert make_key((Tagged({"a"}, "m"),)) != make_key((Tagged({"b"}, "m"),))
     assert make_key((Tagged({"a", "b"}, "m"),)) == make_key((Tagged(["b", "a"], "m"),))
+
+
+def test_a_set_subclass_keeping_its_order_differs_by_it() -> None:
+    """A list of the set's items that its own reduction passes is keyed in its order.
+    Before, it was sorted as ``set.__reduce__``'s ``list(self)`` is: ``OrderedTags("xyz")``
+    and ``OrderedTags("zyx")`` shared a key, and a function returning the first item got
+    the other's value. ``set.__reduce__``'s own list is still sorted."""
+    assert make_key((OrderedTags("xyz"),)) != make_key((OrderedTags("zyx"),))
+    assert make_key((OrderedTags("xyz"),)) == make_key((OrderedTags("xyz"),))
+    assert make_key((Tags("xyz"),)) == make_key((Tags("zyx"),))
 
 
 def test_ordered_dict_order_still_counts() -> None:

@@ -569,31 +569,26 @@ class _CanonicalPickler(pickle.Pickler):
 
 
 def _set_arguments(obj: set[Any] | frozenset[Any], args: Any) -> Any:
-    """The constructor arguments of a set or frozenset subclass's reduction, normalised:
-    an argument that is a list of the set's own items (``set.__reduce__`` gives
-    ``(list(self),)``), in iteration order, which follows the hash seed) is written as
-    the items sorted; the others as any argument, and the items first where no argument
-    is them. Before, the arguments were replaced by the sorted items whatever they were: a
-    subclass whose ``__reduce__`` passes more (``(Tagged, (list(self), self.tag))``)
-    shared a key with any other tag, and a function reading it got the other's value. The
-    usual reduction, and one of no arguments, keep their key."""
-    if type(args) is not tuple:
-        return (list(_sorted(obj)),)  # (not a reduction pickle takes: as before)
-    members: set[int] | None = None
-    written: list[Any] = []
-    found = False
-    for arg in args:
-        if type(arg) is list and len(arg) == len(obj):
-            if members is None:
-                members = {id(x) for x in obj}
-            if len({id(x) for x in arg}) == len(arg) and all(id(x) in members for x in arg):
-                written.append(list(_sorted(obj)))
-                found = True
-                continue
-        written.append(normal(arg))
-    if not found:
-        written.insert(0, list(_sorted(obj)))
-    return _readonly(tuple(written))
+    """The constructor arguments of a set or frozenset subclass's reduction, normalised.
+    Its class's own reduction (``set.__reduce__``'s ``(list(self),)``, in the hash seed's
+    order): its items, sorted, the key it always had. A reduction the subclass wrote: its
+    arguments as it gives them, as any object's, a list in its order (a set that keeps
+    its insertion order, ``OrderedSet("zyx")``, passes it so). Before, every list of the
+    set's items was sorted, and two such sets of the same items in other orders returned
+    each other's values; and before that, the arguments were replaced by the sorted items,
+    whatever they were (``Tagged(items, tag)`` shared a key with any other tag). A
+    subclass's reduction that passes ``list(self)`` so keys each hash seed apart (a
+    computation per process for items of strings), never another's value: one passing
+    ``sorted(self)`` keys alike in every process."""
+    t = type(obj)
+    if type(args) is not tuple or (copyreg.dispatch_table.get(t) is None
+                                   and t.__reduce_ex__ is object.__reduce_ex__
+                                   and t.__reduce__ in _SETS_REDUCE):
+        return (list(_sorted(obj)),)
+    return _readonly(normal(args))
+
+
+_SETS_REDUCE = (set.__reduce__, frozenset.__reduce__)
 
 
 def _by_name(obj: Any, name: str) -> Any:
