@@ -4427,7 +4427,10 @@ def _remove_orphans(dir_fd: int, now: _Clocks) -> int:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             continue
-        if _orphaned(match, st, now):
+        # Only a file, as memojar's temporary files are (and as the census judges them): a
+        # folder of the user's so named is left. Before, unlinking it raised
+        # ``IsADirectoryError`` out of every ``prune``, which then removed nothing more.
+        if stat.S_ISREG(st.st_mode) and _orphaned(match, st, now):
             removed += _unlink_orphan(name, dir_fd)
     return removed
 

@@ -1462,3 +1462,31 @@ def test_a_default_cache_in_another_users_home_asks_about_sudo_keeping_home(
     assert all(f"the cache directory {home}/.cache/memojar cannot be reached (a process run "
                "as nobody with another user's $HOME, as sudo -u keeping it?)" in line
                for line in lines[1:]), said
+
+
+@pytest.mark.parametrize("where", ["the root", "a function's folder", "a shard"])
+def test_a_folder_at_a_temporary_name_is_left_by_prune(tmp_path: Path, where: str) -> None:
+    """A folder (holding a file of the user's) named as a dead writer's temporary file,
+    at the top of the cache, in a function's folder or in a shard: ``prune()`` and
+    ``memojar prune`` leave it and finish, as the census of a write with ``max_size``
+    does. Before, ``prune`` raised ``IsADirectoryError`` on it (``memojar prune``: exit
+    1, "is a directory"), for every prune after, removing nothing else."""
+    import memojar as mj
+
+    root = tmp_path / "cache"
+    cache = mj.Cache(root, max_size=1_000_000)
+    f = cache.cached(abs)
+    assert f(-1) == 1
+    entry = Path(cache.store.path(f.__memojar__.name, f.cache_key(-1)))
+    pid = _dead_pid()
+    at = {"the root": root / f".size.{pid}.tmp",
+          "a function's folder": entry.parent.parent / f".swept.{pid}.0000000a.tmp",
+          "a shard": entry.parent / f"{entry.name}.{pid}.0000000b.tmp"}[where]
+    at.mkdir()
+    (at / "keep").write_text("mine\n")
+    proc = memojar("--dir", str(root), "prune")
+    assert proc.returncode == 0, proc.stderr
+    assert cache.prune() == 0
+    assert (at / "keep").read_text() == "mine\n"
+    assert f(-1) == 1
+    assert cache.stats().hits == 1
