@@ -1458,7 +1458,9 @@ class FileStore(Store):
                 os.close(fd)
         except (OSError, ValueError) as exc:
             logger.debug("no generation stamp for %s in %s: %s", function, self.root, exc)
-            if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+            # A read-only cache, a full disk (bytes or quota): said so. Before, a full disk
+            # was put down to the file system's lack of hard links ("such as FAT").
+            if isinstance(exc, OSError) and exc.errno in _NO_ROOM_OR_READ_ONLY:
                 self._stamp_why = f"{gen} cannot be made ({exc.strerror})"
             if (isinstance(exc, PermissionError) and self._stamp_why is None
                     and not os.access(self._dirs[function], os.W_OK)):
@@ -3071,6 +3073,9 @@ def _enlist(store: FileStore) -> int:
 
 
 _OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)  # (``_enlist``: tried again at the next change)
+# Why a generation stamp cannot be made that is not the file system's kind (no hard links):
+# a read-only cache, a full disk or quota (``FileStore.generation``)
+_NO_ROOM_OR_READ_ONLY = (errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def _unheld_again(root: str, dfd: int) -> tuple[int, str]:

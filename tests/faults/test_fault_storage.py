@@ -359,3 +359,42 @@ def test_prune_on_a_full_disk_evicts_down_to_max_size(small_tmpfs: Path) -> None
     ledger = root / ".size"
     assert not ledger.exists() or int(ledger.read_text()) == sum(
         p.stat().st_size for p in entry_files(root))
+
+
+MEMORY_ON_A_FULL_DISK = """
+import os, warnings
+from memojar import Cache
+cache = Cache(os.environ["CACHE"])
+
+@cache.cached
+def f(i):
+    return i
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+
+    @cache.cached(memory=10)
+    def g(i):
+        return i + 1
+
+    assert f(1) == 1 and g(1) == 2
+print([str(w.message) for w in caught if "memory=" in str(w.message)])
+"""
+
+
+def test_memory_on_a_full_disk_says_the_disk_is_full(small_tmpfs: Path) -> None:
+    """A function with ``memory=`` whose generation stamp cannot be made because the disk
+    is full: the warning says so (no space left), not that the file system has no hard
+    links. Before, it blamed the file system ("a file system without them, such as
+    FAT"), on a tmpfs that has them."""
+    root = small_tmpfs / "cache"
+    env = subprocess_env(CACHE=str(root))
+    subprocess.run([sys.executable, "-c", "import os, memojar; "
+                    "memojar.Cache(os.environ['CACHE']).cached(abs)(-1)"],
+                   env=env, check=True, timeout=60)
+    _fill(small_tmpfs, 0)
+    proc = subprocess.run([sys.executable, "-c", MEMORY_ON_A_FULL_DISK], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "No space left on device" in proc.stdout, proc.stdout
+    assert "FAT" not in proc.stdout
