@@ -920,15 +920,29 @@ def _spelled(dtype: Any, plain: Callable[[Any], str] | None = None) -> Any:
     function reading them got the other's value; and a structured dtype whose fields
     overlap or are not in the order of their offsets (a union view) has no ``descr``:
     numpy raised ValueError, and such an array was refused as one that cannot be
-    pickled."""
+    pickled. Kept by the dtype object (a key's array's is most often numpy's own
+    ``float64``): looked up by its identity, never its equality, which ignores metadata."""
+    if plain is None:
+        known = _SPELLINGS.get(id(dtype))
+        if known is not None and known[0] is dtype:
+            return known[1]
+    spelled: Any = dtype
     if not _dtype_extras(dtype):
         if dtype.fields is None and dtype.subdtype is None:
-            return dtype.str if plain is None else plain(dtype)
-        try:
-            return str(dtype.descr)
-        except ValueError:  # overlapping or out-of-order fields
-            pass
-    return dtype
+            spelled = dtype.str if plain is None else plain(dtype)
+        else:
+            try:
+                spelled = str(dtype.descr)
+            except ValueError:  # overlapping or out-of-order fields
+                pass
+    if plain is None:
+        if len(_SPELLINGS) >= 256:  # dtypes made at run time: never kept for good
+            _SPELLINGS.clear()
+        _SPELLINGS[id(dtype)] = (dtype, spelled)  # (the dtype held: its id stays its own)
+    return spelled
+
+
+_SPELLINGS: dict[int, tuple[Any, Any]] = {}
 
 
 def _dtype_extras(dtype: Any) -> bool:
