@@ -1799,3 +1799,30 @@ def test_ctrl_c_at_the_question_says_nothing_was_removed(cache_dir: Path):
         _cli.execute(["--dir", str(cache_dir), "clear"], confirm=ctrl_c)
     assert str(interrupted.value) == "nothing removed"  # main: "interrupted: nothing removed"
     assert count(cache_dir) == 5
+
+
+def test_a_function_named_twice_is_counted_once_by_the_dry_run(
+        cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    """``clear mod.f mod.f --dry-run`` would remove mod.f's entries once: it says so.
+    Before: "would remove 6 entries" of 3, each counted once a time its name was typed."""
+    plant(cache_dir, "mod.f", 3)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "mod.f", "mod.f", "--dry-run")
+    assert code == 0 and "would remove 3 entries" in out, out
+    assert re.search(r"^mod\.f +3$", out, re.MULTILINE), out
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "mod.f", "mod.f")
+    assert code == 0 and out.startswith("removed 3 entries"), out
+    assert count(cache_dir) == 0
+
+
+def test_the_dry_run_shows_names_as_ls_does(cache_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]):
+    """A function's name holding a line break or a tab is quoted in the dry run's table as
+    ``ls`` quotes it (``$'mod.a\\012b'``). Before, it was written raw: the row split in two,
+    a function "mod.a" with no count and a function "b" with one."""
+    plant(cache_dir, "mod.a\nb", 2)
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "ls")
+    assert code == 0 and "$'mod.a\\012b'" in out, out
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "--dry-run")
+    assert code == 0 and "would remove 2 entries" in out, out
+    assert re.search(r"^\$'mod\.a\\012b' +2$", out, re.MULTILINE), out
+    assert "\nb " not in out

@@ -810,6 +810,10 @@ def cmd_clear(
             f"refusing to clear {shown(cache.directory)}: it is not a memojar cache (no "
             "CACHEDIR.TAG written by memojar), and memojar never deletes files it did not write"
         )
+    # A name typed twice (``clear mod.f mod.f``, a shell glob and a name) is one function:
+    # listed once. Before, the dry run, the question and the counter counted its entries
+    # once a time it was typed ("would remove 2 entries" of one entry).
+    functions = list(dict.fromkeys(functions))
     check_functions(cache, functions, again)
     cutoff = time.time() - older_than if older_than is not None else None
     heads = cutoff is not None or dry_run  # headers: to test ages, or to name functions
@@ -846,7 +850,9 @@ def cmd_clear(
             return Report(data={"removed": 0, "bytes": 0},
                           notes=[f"nothing to clear{scope}"])
         if dry_run:
-            rows = [[name, f"{n:,}"] for name, n in sorted(by_function.items())]
+            # Names as ``ls`` shows them (``shown``): before, raw, so a line break in a
+            # name split its row in two, and a tab shifted the columns.
+            rows = [[shown(name), f"{n:,}"] for name, n in sorted(by_function.items())]
             return Report(
                 data={"would_remove": total, "bytes": size},
                 table=Table(["FUNCTION", "ENTRIES"], rows, frozenset({1})),
