@@ -1826,3 +1826,28 @@ def test_the_dry_run_shows_names_as_ls_does(cache_dir: Path,
     assert code == 0 and "would remove 2 entries" in out, out
     assert re.search(r"^\$'mod\.a\\012b' +2$", out, re.MULTILINE), out
     assert "\nb " not in out
+
+
+def test_a_hashed_folders_name_is_not_its_functions_name(
+        cache_dir: Path, capsys: pytest.CaptureFixture[str]):
+    """``mod.outer.<locals>.g`` lives in the folder ``mod.outer._locals_.g-<hash>``. That
+    folder's name, typed as a FUNCTION (copied from a listing of the cache directory), names
+    no function: ``ls`` and ``clear`` say so, and nothing is removed. Before, ``clear`` of it
+    removed ``mod.outer.<locals>.g``'s entries ("removed 2 entries") while ``ls`` of it said
+    "0 entries, 0 B", and so did ``Cache.clear``. A function whose own name is so spelled
+    keeps its entries listed and cleared."""
+    plant(cache_dir, "mod.outer.<locals>.g", 2)
+    plant(cache_dir, "mod.x-0123abcd", 3)
+    folder = _filestore.function_dir("mod.outer.<locals>.g", case_safe=True)
+    assert folder != "mod.outer.<locals>.g" and (cache_dir / folder).is_dir()
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "ls", folder)
+    assert code == 1 and "no entries for function" in err, (out, err)
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "clear", folder)
+    assert code == 1 and "no entries for function" in err, (out, err)
+    assert Cache(cache_dir).clear(folder) == 0
+    assert count(cache_dir, "mod.outer.<locals>.g") == 2
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "ls", "mod.x-0123abcd")
+    assert code == 0 and "mod.x-0123abcd: 3 entries" in out, out
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "mod.x-0123abcd")
+    assert code == 0 and out.startswith("removed 3 entries"), out
+    assert count(cache_dir) == 2

@@ -172,6 +172,8 @@ _KEY_LOCK = re.compile(r"[0-9a-f]{32}\.lock")
 # name with 8 hex digits of a hash. Only such a folder's lock file, note and empty shards
 # are removed, and it when empty: a folder ``data/`` of the user's is left as it is.
 _FUNCTION_DIR = re.compile(r"[^.].*\..*|.*-[0-9a-f]{8}", re.DOTALL)
+# A folder name ``function_dir`` made with a hash (or a function's own name so spelled).
+_HASHED_DIR = re.compile(r".*-[0-9a-f]{8}", re.DOTALL)
 _TEMP = re.compile(
     r"(?P<base>[0-9a-f]{32}\.(?:pkl|mj)|\.swept|\.gen|\.size|\.stats|CACHEDIR\.TAG|\.gitignore)"
     r"\.(?P<pid>[0-9]+)(?:-(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp"
@@ -1970,11 +1972,18 @@ class FileStore(Store):
         folders were named case-safely (``function_dir``), if that is another: there only
         those whose header names it, as on a file system that ignores case that folder is
         also the one of another function whose name differs only in case."""
-        legacy = None
+        legacy = shared = None
         if function is not None and function_dir(function) != function_dir(function, True):
             legacy = function_dir(function)
+        if function is not None and _HASHED_DIR.fullmatch(function):
+            # A name spelled as a hashed folder's (``mod.outer._locals_.g-1a66d170``, as a
+            # listing of the cache shows it) is its own folder's name, which is also that
+            # of the function it was hashed from: there only entries whose header names it.
+            # Before, ``clear`` of such a name removed the other function's entries, and
+            # ``ls`` of it said "0 entries" (it filters by header) where ``clear`` removed 3.
+            shared = function
         for name, _, shard, sfd, files in self._shards(function):
-            mixed = name == legacy
+            mixed = name == legacy or name == shared
             for file in files:
                 if not _is_entry(file, shard):
                     continue
