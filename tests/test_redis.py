@@ -395,6 +395,36 @@ def test_a_mistyped_url_is_refused_when_the_cache_is_made(path: str, said: str) 
         Cache(f"redis://127.0.0.1:{free_port()}{path}", secret=SECRET)
 
 
+@pytest.mark.parametrize("query", ["decode_responses=true", "decode_responses=false",
+                                   "decode_responses=true&encoding_errors=replace"])
+def test_a_decode_responses_in_the_url_still_returns_and_caches_every_result(
+    redis_location: str, query: str,
+) -> None:
+    """redis-py's ``decode_responses`` (an option of the query string, which memojar passes
+    on to redis-py) makes replies str. Before, every call raised: UnicodeDecodeError (an
+    entry's bytes decoded as UTF-8: not a RedisError, so not a fault the store absorbs) or
+    TypeError (``encoding_errors=replace``), instead of returning the value its function
+    had computed; and so with ``decode_responses=false`` too (redis-py does not parse that
+    option: the string 'false' is true)."""
+    cache = Cache(f"{redis_location}?chunk_size=1000&{query}", secret=SECRET,
+                  max_size=10**6)
+    calls = []
+
+    @cache.cached
+    def raw(n: int) -> bytes:
+        calls.append(n)
+        return bytes(range(256)) * n
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for n in (2, 20, 2, 20):  # a plain entry and a chunked one, each stored then hit
+            assert raw(n) == bytes(range(256)) * n
+    assert calls == [2, 20]
+    assert raw.cache_info().entries == 2
+    raw.cache_clear()
+    assert raw.cache_info().entries == 0
+
+
 def test_a_url_scheme_in_capitals_is_the_same_cache(redis_location: str) -> None:
     # URL schemes are case-insensitive (as for 'S3://'): 'REDIS://' chose the Redis store,
     # whose redis-py then said the URL "must specify one of the following schemes (redis://,

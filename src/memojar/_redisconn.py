@@ -407,6 +407,13 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         **_without_notifications(),
         **kwargs,
     )
+    # Replies are bytes: entries are binary, and the store compares and slices them as
+    # bytes. redis-py's ``decode_responses`` (from the URL's query, which wins over
+    # keywords) made them str: every call raised UnicodeDecodeError (not a RedisError, so
+    # no fault the store absorbs), or TypeError with ``encoding_errors=replace``, instead of
+    # returning its function's value. redis-py does not parse that option from a URL: its
+    # string, 'false' too, is true. This client is memojar's own: the option is dropped.
+    pool.connection_kwargs["decode_responses"] = False
     try:
         # A query option neither memojar's nor redis-py's goes to the connection's class
         # as a keyword: a TypeError from redis-py's inside at every later call, before.
