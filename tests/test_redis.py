@@ -425,6 +425,18 @@ def test_a_decode_responses_in_the_url_still_returns_and_caches_every_result(
     assert raw.cache_info().entries == 0
 
 
+@pytest.mark.parametrize("host", ["cache..internal", ".local", "a" * 64 + ".example.com"])
+def test_a_host_no_lookup_can_take_is_refused_when_the_cache_is_made(host: str) -> None:
+    """A host name with an empty label (``cache..internal``: a templated URL with a part
+    left empty) or one over 63 characters cannot be looked up at all: Python's idna codec
+    refuses it with ``UnicodeError`` before any lookup. redis-py lets that through its
+    connect (it catches ``OSError``), and it is no ``RedisError``: before, every call raised
+    it from the hit path's read, its function never run, instead of computing and warning
+    as for a server it cannot reach."""
+    with pytest.raises(ValueError, match=f"not a valid Redis URL: the host {host!r}"):
+        Cache(f"redis://{host}:6379/0", secret=SECRET)
+
+
 def test_a_url_scheme_in_capitals_is_the_same_cache(redis_location: str) -> None:
     # URL schemes are case-insensitive (as for 'S3://'): 'REDIS://' chose the Redis store,
     # whose redis-py then said the URL "must specify one of the following schemes (redis://,

@@ -425,6 +425,18 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         raise ValueError(f"unknown option {option!r} in its query string (memojar's: "
                          "prefix, password, socket_timeout, chunk_size; or one of redis-py's "
                          "connection options)") from None
+    host = pool.connection_kwargs.get("host")
+    if isinstance(host, str):
+        # A host Python's lookup cannot even ask for (an empty label, 'cache..internal'
+        # from a template with a part left empty; a label over 63 characters): the idna
+        # codec that ``getaddrinfo`` encodes it with raises ``UnicodeError``, which
+        # redis-py's connect lets through (not an ``OSError``) and which is no
+        # ``RedisError``. Before, every call raised it from the hit path's read, its
+        # function never run, instead of computing as for a server it cannot reach.
+        try:
+            host.encode("idna")
+        except UnicodeError as exc:
+            raise ValueError(f"the host {host!r} is not a valid host name ({exc})") from None
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # close() closes the pool, as from_url's does
     return client
