@@ -1983,7 +1983,7 @@ class FileStore(Store):
             # ``ls`` of it said "0 entries" (it filters by header) where ``clear`` removed 3.
             shared = function
         for name, _, shard, sfd, files in self._shards(function):
-            mixed = name == legacy or name == shared
+            mixed = name in (legacy, shared)
             for file in files:
                 if not _is_entry(file, shard):
                     continue

@@ -414,6 +414,11 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     # returning its function's value. redis-py does not parse that option from a URL: its
     # string, 'false' too, is true. This client is memojar's own: the option is dropped.
     pool.connection_kwargs["decode_responses"] = False
+    # And one try at a request that timed out: redis-py's ``retry_on_timeout`` (from the
+    # URL's query) tried it again, and a call on a frozen server waited two socket_timeouts
+    # (2.0 s with socket_timeout=1), where no call waits more than one in all (the retry
+    # after a dropped connection is memojar's own, ``retry_on_error``).
+    pool.connection_kwargs["retry_on_timeout"] = False
     try:
         # A query option neither memojar's nor redis-py's goes to the connection's class
         # as a keyword: a TypeError from redis-py's inside at every later call, before.

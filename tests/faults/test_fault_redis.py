@@ -45,18 +45,22 @@ def server() -> Iterator[RedisServer]:
 
 # --- no call waits longer than socket_timeout in all --------------------------------------
 
+@pytest.mark.parametrize("options", [{}, {"retry_on_timeout": "yes"}],
+                         ids=["", "retry_on_timeout in the URL"])
 @pytest.mark.parametrize("when", ["before-the-call", "during-the-computation"])
 def test_a_frozen_server_costs_a_call_one_socket_timeout_at_most(
-    server: RedisServer, when: str
+    server: RedisServer, when: str, options: dict[str, str]
 ) -> None:
-    """Old: the read, the write and the lock's release each waited socket_timeout again.
+    """Old: the read, the write and the lock's release each waited socket_timeout again;
+    with redis-py's ``retry_on_timeout`` in the URL, a request that timed out was tried
+    again (two socket_timeouts).
 
     Frozen during the computation, the write may be what times out: it was sent (the
     frozen server may run it once it resumes), so the store reads the entry back, waiting
     a quarter of the timeout more, and the warning says that whether it was cached is
     unknown (before: "not cached", which the resumed server could make false). If the
     lease's renewal timed out first, the write was never sent: "not cached"."""
-    cache = Cache(server.url(0, socket_timeout=TIMEOUT), secret=SECRET)
+    cache = Cache(server.url(0, socket_timeout=TIMEOUT, **options), secret=SECRET)
     computing = 1.5  # longer than a fixed fail-fast pause of 1 s
 
     @cache.cached
