@@ -187,6 +187,23 @@ def test_bad_timeout_is_an_error(s3_env: None) -> None:
     ("s3://bucket/p?endpoint_url=127.0.0.1:9000", r"endpoint_url '127.0.0.1:9000' is not an "
                                                   r"http:// or https:// URL"),
     ("s3://bucket/p?region=", r"option region is empty"),
+    # taken, and then every call warned that the server failed: a timeout no socket can
+    # wait ("timestamp out of range for platform time_t"), an endpoint botocore resolves to
+    # "not a valid URI" at each request, a prefix that is not UTF-8 (a byte the command
+    # line gives as a surrogate: ``test_a_prefix_that_is_not_text_is_an_error_at_once``)
+    ("s3://bucket/p?timeout=inf", r"timeout must be a finite number of seconds"),
+    ("s3://bucket/p?timeout=1e10", r"timeout must be a finite number of seconds"),
+    ("s3://bucket/p?endpoint_url=http://127.0.0.1:99999", r"endpoint_url 'http://127.0.0.1:"
+                                                        r"99999' is not a valid URL.*range"),
+    ("s3://bucket/p?endpoint_url=http://127.0.0.1:abc", r"endpoint_url .* not a valid URL"),
+    ("s3://bucket/p?endpoint_url=http://127.0.0.1:0", r"endpoint_url .* names no server"),
+    # a bare "Invalid IPv6 URL", naming neither the cache nor the option
+    ("s3://bucket/p?endpoint_url=http://[::1:9000", r"cache location .*endpoint_url "
+                                                   r"'http://\[::1:9000' .*Invalid IPv6"),
+    # taken, and its password shown in every warning and in the command line's error
+    ("s3://bucket/p?endpoint_url=http://me:secret@127.0.0.1:9", r"endpoint_url 'http://me:"
+                                                               r"\*\*\*@127.0.0.1:9' has "
+                                                               r"credentials in it"),
 ])
 def test_a_mistyped_s3_url_is_an_error_at_once(s3_env: None, url: str, match: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -223,6 +240,90 @@ def test_a_broken_aws_configuration_is_an_error_naming_it(
     assert _cli.main(["--dir", "s3://bucket/p", "ls"]) == 1
     err = capsys.readouterr().err
     assert "cannot make its S3 client" in err and "please report" not in err, err
+
+
+def test_a_prefix_that_is_not_text_is_an_error_at_once(s3_env: None) -> None:
+    # before: taken, and every request failed (UnicodeEncodeError, "the server failed").
+    # (The command line says it too; pytest's captured stderr cannot show the surrogate.)
+    url = "s3://bucket/p\udc80?endpoint_url=http://127.0.0.1:9"
+    for make in (Cache, lambda url: cached(cache_dir=url)(triple)(1)):
+        with pytest.raises(ValueError, match=r"the prefix 'p\\udc80' is not valid text"):
+            make(url)
+
+
+def _credential_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str) -> Path:
+    """An AWS configuration whose credentials come from a credential process printing what
+    the file ``mode`` names (``output`` first); none from the environment."""
+    mode = tmp_path / "mode"
+    mode.write_text(output)
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 9 * 60))
+    outputs = {  # "soon": within botocore's 10 minutes, refreshed at each request, and
+        # what the refresh raises goes out of it (before 15 minutes, only then)
+        "good": {"AccessKeyId": "testing", "SecretAccessKey": "testing", "Expiration": soon},
+        "null": {"AccessKeyId": None, "SecretAccessKey": None, "Expiration": soon},
+        "past": {"AccessKeyId": "testing", "SecretAccessKey": "testing",
+                 "Expiration": "2001-01-01T00:00:00Z"},
+        "number": {"AccessKeyId": "testing", "SecretAccessKey": "testing", "Expiration": 5},
+        "list": [],
+    }
+    for name, printed in outputs.items():
+        if isinstance(printed, dict):
+            printed = {"Version": 1, **printed}
+        (tmp_path / f"{name}.json").write_text(json.dumps(printed))
+    script = tmp_path / "creds.sh"  # (run at each request: a shell's cat, not a Python)
+    script.write_text(f'exec cat "{tmp_path}/$(cat "{tmp_path}/mode").json"\n')
+    config = tmp_path / "config"
+    config.write_text(f"[default]\ncredential_process = /bin/sh {script}\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    return mode
+
+
+@pytest.mark.parametrize(("output", "match"), [
+    ("null", r"access_key is None"),  # before: Cache() took them, every call raised TypeError
+    ("past", r"still expired"),  # before: Cache() took them, every call raised RuntimeError
+    ("number", r"TypeError"),  # before: Cache() raised TypeError
+    ("list", r"AttributeError"),  # before: Cache() raised AttributeError
+])
+def test_a_credential_process_giving_unusable_credentials_is_an_error_at_once(
+    s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, match: str,
+) -> None:
+    _credential_process(tmp_path, monkeypatch, output)
+    with pytest.raises(ValueError, match=r"cannot make its S3 client from the AWS "
+                                         r"configuration .*" + match):
+        Cache("s3://bucket/p?endpoint_url=http://127.0.0.1:9")
+
+
+def test_a_credential_process_missing_is_an_error_at_once(
+    s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # before: Cache() raised FileNotFoundError, and the command line said "no such file or
+    # directory: /nonexistent/creds" as if of the cache's own
+    _credential_process(tmp_path, monkeypatch, "good")
+    (tmp_path / "config").write_text("[default]\ncredential_process = /nonexistent/creds\n")
+    with pytest.raises(ValueError, match=r"cannot make its S3 client .*FileNotFoundError.*"
+                                         r"/nonexistent/creds"):
+        Cache("s3://bucket/p?endpoint_url=http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("output", ["null", "past", "list"])
+def test_credentials_refreshed_to_unusable_ones_cost_a_warning_not_the_result(
+    s3_server: S3Server, s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    output: str,
+) -> None:
+    """Temporary credentials from a credential process, refreshed at a call: the process
+    now prints null keys (a jq script over a failed lookup), keys already expired, or a
+    list. Before: botocore's signer's TypeError, its RuntimeError ("the refreshed
+    credentials are still expired") went out of every call, the function never run."""
+    mode = _credential_process(tmp_path, monkeypatch, "good")
+    double, calls = counted(Cache(s3_server.location(s3_server.bucket("refreshed"), output),
+                                  secret=SECRET))
+    assert double(1) == 2
+    mode.write_text(output)
+    with pytest.warns(MemojarWarning, match="cannot get AWS credentials"):
+        assert double(2) == 4
+    assert calls == [1, 2]
 
 
 def test_without_boto3_an_s3_url_names_the_extra() -> None:

@@ -3,17 +3,22 @@ checked as positive numbers, and the URL redacted for messages."""
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
+
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://[^:@/]*):[^@/]*@")
 
 
 def redact(location: str) -> str:
     """The location without its password, for messages and ``Cache.directory``."""
     base, _, query = location.partition("?")
-    base = re.sub(r"^([a-z][a-z0-9+.-]*://[^:@/]*):[^@/]*@", r"\1:***@", base)  # s3:// too
-    pairs = [(k, "***" if k == "password" else v)
+    base = _USERINFO.sub(r"\1:***@", base)  # s3:// too
+    # and a URL's in an option (an s3:// cache's endpoint_url=http://user:password@host)
+    pairs = [(k, "***" if k == "password" else _USERINFO.sub(r"\1:***@", v))
              for k, v in parse_qsl(query, keep_blank_values=True)]
     return f"{base}?{urlencode(pairs, safe='/:*')}" if pairs else base
 
@@ -32,5 +37,13 @@ def positive(
         raise ValueError(
             f"{name} must be a positive {'whole ' if kind is int else ''}number, "
             f"got {given if given is not None else in_url!r}"
+        )
+    if kind is float and not (math.isfinite(value) and value <= threading.TIMEOUT_MAX):
+        # a duration a socket can wait: ``inf`` or 1e10 was taken, and every request then
+        # failed at its socket's settimeout ("timestamp out of range for platform time_t"),
+        # each call warning that the server had failed
+        raise ValueError(
+            f"{name} must be a finite number of seconds, at most {threading.TIMEOUT_MAX:.0f}"
+            f" (about 292 years), got {given if given is not None else in_url!r}"
         )
     return value

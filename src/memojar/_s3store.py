@@ -238,7 +238,7 @@ class _Bucket:
         connections it must not share)."""
         client = self._client
         if client is None:
-            client = self._client = self._make_client()
+            client = self._client = self._made(self._make_client)
         return client
 
     @property
@@ -249,8 +249,19 @@ class _Bucket:
             return self.client
         checker = self._checker
         if checker is None:
-            checker = self._checker = self._make_checker()
+            checker = self._checker = self._made(self._make_checker)
         return checker
+
+    def _made(self, make: Callable[[], Any]) -> Any:
+        """A client from ``make``, or the ``OSError`` that says why not: one made during a
+        call (the checker, or the client of a forked child) runs the AWS configuration's
+        credential sources again, and what they raise (botocore's error, a credential
+        process's odd output, a program gone) is a fault of the store, not the call's."""
+        try:
+            return make()
+        except (botocore.exceptions.BotoCoreError, *_SOURCE_FAULTS) as exc:
+            raise OSError(errno.EIO, f"making the S3 client of bucket {self.bucket!r}: "
+                          f"{type(exc).__name__}: {exc}") from exc
 
     def _forked(self) -> None:
         self._client = self._checker = None
@@ -346,6 +357,9 @@ class _Bucket:
                 errno.EACCES, f"{doing} {bucket}: no AWS credentials (set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
+        except botocore.exceptions.CredentialRetrievalError as exc:
+            raise PermissionError(
+                errno.EACCES, f"{doing} {bucket}: cannot get AWS credentials ({exc})") from exc
         except KeyError as exc:  # an answer without a field S3's always has (a proxy's)
             raise OSError(errno.EIO, f"{doing} {where}: the server's answer has no {exc} "
                           "(is a proxy changing it?)") from exc
@@ -786,7 +800,8 @@ class S3Store(Store):
                                owned=client is None)
         try:  # made now, so that a bad configuration says so here
             self._bucket.client  # noqa: B018
-        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+        except OSError as made:  # (``_made``: what making the client raised, as its cause)
+            exc = made.__cause__ or made
             raise ValueError(
                 f"cache location {self.location!r}: cannot make its S3 client from the AWS "
                 f"configuration ({type(exc).__name__}: {exc}); see AWS_PROFILE, "
@@ -1743,7 +1758,11 @@ def _client(options: dict[str, str], timeout: float) -> Any:
     # until a RecursionError (81 requests) ended the call. The redirect is then an error
     # that says so (``_errors``).
     client.meta.events.register("before-call.s3.HeadBucket", _no_redirect)
-    _refresh_reentered(getattr(getattr(client, "_request_signer", None), "_credentials", None))
+    credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
+    _refresh_reentered(credentials)
+    if credentials is not None:  # (none: each request is refused, a warning)
+        _check_credentials(credentials.get_frozen_credentials(),
+                           str(getattr(credentials, "method", "")))
     # Its pools' queues safe from interrupts (``_PoolQueue``): botocore's session keeps the
     # classes its pool managers make pools of (proxies' too) in a dict of its own.
     http: Any = getattr(client._endpoint, "http_session", None)
@@ -1776,11 +1795,29 @@ class _Refreshing:
     sets the key, the secret and the token one at a time (a mix of the two)."""
 
     _refresh_lock: Any
+    method: str
 
     def _refresh(self) -> None:
         if self._refresh_lock._is_owned():  # this thread's refresh, a handler run inside
             return
-        super()._refresh()  # type: ignore[misc]
+        try:
+            super()._refresh()  # type: ignore[misc]
+        except _SOURCE_FAULTS as exc:
+            # what a credential process's odd output raises in botocore (a list:
+            # AttributeError; a numeric Expiration: TypeError; one already past:
+            # RuntimeError; a program gone: FileNotFoundError, taken for a missing
+            # object), said as botocore's own error. (An OSError without an errno is a
+            # signal handler's, the caller's: left as it is.)
+            if isinstance(exc, OSError) and exc.errno is None:
+                raise
+            raise _retrieval_error(self.method, exc) from exc
+
+    def get_frozen_credentials(self) -> Any:
+        # refreshed to unusable ones (a credential process printing "AccessKeyId": null):
+        # the signer's TypeError went out of every call, the function never run
+        frozen = super().get_frozen_credentials()  # type: ignore[misc]
+        _check_credentials(frozen, self.method)
+        return frozen
 
 
 @functools.lru_cache(maxsize=8)
@@ -1797,6 +1834,34 @@ def _refresh_reentered(credentials: Any) -> None:
             and not isinstance(credentials, _Refreshing)):
         credentials._refresh_lock = threading.RLock()
         credentials.__class__ = _refreshing(credentials.__class__)
+
+
+# What a credential source's broken output or a client's making raises besides botocore's
+# own errors (``_Refreshing``, ``_Bucket._made``)
+_SOURCE_FAULTS = (ValueError, TypeError, AttributeError, LookupError, OSError, RuntimeError)
+
+
+def _retrieval_error(method: str, exc: BaseException) -> Exception:
+    error: Exception = botocore.exceptions.CredentialRetrievalError(
+        provider=method or "the AWS configuration", error_msg=f"{type(exc).__name__}: {exc}")
+    return error
+
+
+def _check_credentials(frozen: Any, method: str) -> None:
+    """Raise botocore's ``CredentialRetrievalError`` for credentials no request can be
+    signed with (a key that is not text, or empty): a credential process's JSON with
+    null fields gave them, and the signer's ``TypeError`` went out of every call."""
+    for field in ("access_key", "secret_key"):
+        value = getattr(frozen, field, None)
+        if not isinstance(value, str) or not value:
+            raise botocore.exceptions.CredentialRetrievalError(
+                provider=method or "the AWS configuration",
+                error_msg=f"its {field} is {value!r}, not a key")
+    token = getattr(frozen, "token", None)
+    if token is not None and not isinstance(token, str):
+        raise botocore.exceptions.CredentialRetrievalError(
+            provider=method or "the AWS configuration",
+            error_msg=f"its session token is {type(token).__name__}, not text")
 
 
 def _no_redirect(context: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -1841,12 +1906,39 @@ def _parse(location: str) -> tuple[str, str, dict[str, str]]:
         )
     endpoint = options.get("endpoint_url")
     if endpoint is not None:
-        where = urlsplit(endpoint)
-        if where.scheme not in ("http", "https") or not where.netloc:
-            raise ValueError(f"cache location {shown!r}: endpoint_url {endpoint!r} is not "
-                             "an http:// or https:// URL (e.g. http://127.0.0.1:9000)")
+        _check_endpoint(shown, endpoint)
     prefix = parts.path.strip("/")
+    try:  # object names are UTF-8: a lone surrogate (a byte not UTF-8 on the command line)
+        prefix.encode()  # failed every request ("the server failed")
+    except UnicodeEncodeError:
+        raise ValueError(f"cache location {shown!r}: the prefix {prefix!r} is not valid "
+                         "text (S3 names objects in UTF-8)") from None
     return parts.netloc, (prefix + "/" if prefix else ""), options
+
+
+def _check_endpoint(shown: str, endpoint: str) -> None:
+    """Refuse an ``endpoint_url`` botocore would take and then fail every request with
+    (or one it refuses without saying whose): not http(s), a port out of range or not a
+    number ("Custom endpoint ... was not a valid URI" at each call), port 0, a user and
+    password (shown in every message: they are redacted here), a broken IPv6 address
+    (``urlsplit``'s bare "Invalid IPv6 URL")."""
+    shown_endpoint = redact(endpoint)
+    try:
+        where = urlsplit(endpoint)
+        port = where.port
+    except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL", ...
+        raise ValueError(f"cache location {shown!r}: endpoint_url {shown_endpoint!r} is not "
+                         f"a valid URL ({exc})") from None
+    if where.scheme not in ("http", "https") or not where.netloc:
+        raise ValueError(f"cache location {shown!r}: endpoint_url {shown_endpoint!r} is not "
+                         "an http:// or https:// URL (e.g. http://127.0.0.1:9000)")
+    if where.username is not None or where.password is not None:
+        raise ValueError(f"cache location {shown!r}: endpoint_url {shown_endpoint!r} has "
+                         "credentials in it: they come from the AWS environment "
+                         "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...)")
+    if not where.hostname or port == 0:
+        raise ValueError(f"cache location {shown!r}: endpoint_url {shown_endpoint!r} names "
+                         "no server (e.g. http://127.0.0.1:9000)")
 
 
 def _caught(do: Callable[[StoredEntry], Any], entry: StoredEntry) -> Any:
