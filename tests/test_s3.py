@@ -326,6 +326,28 @@ def test_credentials_refreshed_to_unusable_ones_cost_a_warning_not_the_result(
     assert calls == [1, 2]
 
 
+@pytest.mark.parametrize(("variable", "value", "match"), [
+    ("AWS_ENDPOINT_URL", "http://127.0.0.1:99999", r"is not a valid URL \(Port out of range"),
+    ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:abc", r"is not a valid URL"),
+    ("AWS_ENDPOINT_URL", "ftp://127.0.0.1:9000", r"is not an http:// or https:// URL"),
+    ("AWS_ENDPOINT_URL", "http://me:secret@127.0.0.1:9", r"'http://me:\*\*\*@127.0.0.1:9' "
+                                                         r"has credentials in it"),
+])
+def test_an_aws_configurations_endpoint_that_no_request_can_use_is_an_error_at_once(
+    s3_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    variable: str, value: str, match: str,
+) -> None:
+    """Old: botocore took these, and every call warned that "the server failed"
+    ("Custom endpoint ... was not a valid URI"), or showed the password in every warning."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=r"the AWS configuration's endpoint \(AWS_ENDPOINT_URL"
+                                         r".*" + match):
+        Cache("s3://bucket/p")
+    assert _cli.main(["--dir", "s3://bucket/p", "ls"]) == 1
+    err = capsys.readouterr().err
+    assert "AWS configuration's endpoint" in err and "secret@" not in err, err
+
+
 def test_without_boto3_an_s3_url_names_the_extra() -> None:
     out = names_the_extra("boto3", "s3://bucket/prefix")
     assert "pip install -e '.[s3]'" in out and "memojar[s3]" in out

@@ -808,6 +808,13 @@ class S3Store(Store):
                 "AWS_DEFAULT_REGION, AWS_ENDPOINT_URL and ~/.aws/config, or the URL's "
                 "options"
             ) from exc
+        if client is None and options.get("endpoint_url") is None:
+            # the AWS configuration's, which botocore takes as it is and then fails every
+            # request with ("Custom endpoint ... was not a valid URI": a port out of range,
+            # ftp://), or shows in every message (a password)
+            _check_endpoint(self.location, str(self._bucket.client.meta.endpoint_url),
+                            "the AWS configuration's endpoint (AWS_ENDPOINT_URL, "
+                            "AWS_ENDPOINT_URL_S3 or endpoint_url in ~/.aws/config)")
         self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
         self._bucket.attempt = self._renewer.attempt  # an abort the server could not take now
         self._releases = 0  # leases this process released: its waiters look again then
@@ -1916,7 +1923,7 @@ def _parse(location: str) -> tuple[str, str, dict[str, str]]:
     return parts.netloc, (prefix + "/" if prefix else ""), options
 
 
-def _check_endpoint(shown: str, endpoint: str) -> None:
+def _check_endpoint(shown: str, endpoint: str, name: str = "endpoint_url") -> None:
     """Refuse an ``endpoint_url`` botocore would take and then fail every request with
     (or one it refuses without saying whose): not http(s), a port out of range or not a
     number ("Custom endpoint ... was not a valid URI" at each call), port 0, a user and
@@ -1927,17 +1934,17 @@ def _check_endpoint(shown: str, endpoint: str) -> None:
         where = urlsplit(endpoint)
         port = where.port
     except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL", ...
-        raise ValueError(f"cache location {shown!r}: endpoint_url {shown_endpoint!r} is not "
+        raise ValueError(f"cache location {shown!r}: {name} {shown_endpoint!r} is not "
                          f"a valid URL ({exc})") from None
     if where.scheme not in ("http", "https") or not where.netloc:
-        raise ValueError(f"cache location {shown!r}: endpoint_url {shown_endpoint!r} is not "
+        raise ValueError(f"cache location {shown!r}: {name} {shown_endpoint!r} is not "
                          "an http:// or https:// URL (e.g. http://127.0.0.1:9000)")
     if where.username is not None or where.password is not None:
-        raise ValueError(f"cache location {shown!r}: endpoint_url {shown_endpoint!r} has "
+        raise ValueError(f"cache location {shown!r}: {name} {shown_endpoint!r} has "
                          "credentials in it: they come from the AWS environment "
                          "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...)")
     if not where.hostname or port == 0:
-        raise ValueError(f"cache location {shown!r}: endpoint_url {shown_endpoint!r} names "
+        raise ValueError(f"cache location {shown!r}: {name} {shown_endpoint!r} names "
                          "no server (e.g. http://127.0.0.1:9000)")
 
 
