@@ -282,7 +282,6 @@ def _credential_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output:
 
 @pytest.mark.parametrize(("output", "match"), [
     ("null", r"access_key is None"),  # before: Cache() took them, every call raised TypeError
-    ("past", r"still expired"),  # before: Cache() took them, every call raised RuntimeError
     ("number", r"TypeError"),  # before: Cache() raised TypeError
     ("list", r"AttributeError"),  # before: Cache() raised AttributeError
 ])
@@ -305,6 +304,20 @@ def test_a_credential_process_missing_is_an_error_at_once(
     with pytest.raises(ValueError, match=r"cannot make its S3 client .*FileNotFoundError.*"
                                          r"/nonexistent/creds"):
         Cache("s3://bucket/p?endpoint_url=http://127.0.0.1:9")
+
+
+def test_expired_credentials_of_a_credential_process_cost_a_warning_not_the_result(
+    s3_server: S3Server, s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # before: every call raised botocore's RuntimeError ("the refreshed credentials are
+    # still expired"), the function never run. (Cache() asks nothing more of a credential
+    # source than botocore did making the client: a refresh may be a request to a service)
+    _credential_process(tmp_path, monkeypatch, "past")
+    double, calls = counted(Cache(s3_server.location(s3_server.bucket("refreshed"), "past0"),
+                                  secret=SECRET))
+    with pytest.warns(MemojarWarning, match="cannot get AWS credentials.*still expired"):
+        assert double(1) == 2
+    assert calls == [1]
 
 
 @pytest.mark.parametrize("output", ["null", "past", "list"])

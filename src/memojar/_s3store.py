@@ -59,6 +59,7 @@ import re
 import secrets
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -66,6 +67,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import boto3  # noqa: F401 - the s3 extra (its botocore makes the clients)
 import botocore.config
+import botocore.credentials
 import botocore.exceptions
 import botocore.handlers
 import botocore.loaders
@@ -1767,9 +1769,9 @@ def _client(options: dict[str, str], timeout: float) -> Any:
     client.meta.events.register("before-call.s3.HeadBucket", _no_redirect)
     credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
     _refresh_reentered(credentials)
-    if credentials is not None:  # (none: each request is refused, a warning)
-        _check_credentials(credentials.get_frozen_credentials(),
-                           str(getattr(credentials, "method", "")))
+    current = _fetched(credentials)
+    if current is not None:  # (none: each request is refused, a warning)
+        _check_credentials(current, str(getattr(credentials, "method", "")))
     # Its pools' queues safe from interrupts (``_PoolQueue``): botocore's session keeps the
     # classes its pool managers make pools of (proxies' too) in a dict of its own.
     http: Any = getattr(client._endpoint, "http_session", None)
@@ -1852,6 +1854,21 @@ def _retrieval_error(method: str, exc: BaseException) -> Exception:
     error: Exception = botocore.exceptions.CredentialRetrievalError(
         provider=method or "the AWS configuration", error_msg=f"{type(exc).__name__}: {exc}")
     return error
+
+
+def _fetched(credentials: Any) -> Any:
+    """The credentials as they were fetched, with no refresh and no request (a role's,
+    web identity's or SSO's, fetched at their first use, asked nothing here: a service
+    out of reach now costs the calls a warning, not ``Cache()`` an error); None if none
+    were fetched yet."""
+    if credentials is None or isinstance(
+            credentials, botocore.credentials.DeferredRefreshableCredentials):
+        return None
+    if isinstance(credentials, botocore.credentials.RefreshableCredentials):
+        return types.SimpleNamespace(access_key=getattr(credentials, "_access_key", None),
+                                     secret_key=getattr(credentials, "_secret_key", None),
+                                     token=getattr(credentials, "_token", None))
+    return credentials.get_frozen_credentials()
 
 
 def _check_credentials(frozen: Any, method: str) -> None:
