@@ -77,7 +77,7 @@ import xxhash
 from urllib3._collections import RecentlyUsedContainer
 
 from ._entry import written_as_an_entry
-from ._errors import in_a_signal_handler, logger, warn
+from ._errors import in_a_signal_handler, logger, the_callers, warn
 from ._filestore import function_dir
 from ._location import positive, redact
 from ._store import (
@@ -262,6 +262,8 @@ class _Bucket:
         try:
             return make()
         except (botocore.exceptions.BotoCoreError, *_SOURCE_FAULTS) as exc:
+            if the_callers(exc):  # a signal handler's (its TimeoutError, a Timeout of its own)
+                raise
             raise OSError(errno.EIO, f"making the S3 client of bucket {self.bucket!r}: "
                           f"{type(exc).__name__}: {exc}") from exc
 
@@ -1817,7 +1819,7 @@ class _Refreshing:
             # RuntimeError; a program gone: FileNotFoundError, taken for a missing
             # object), said as botocore's own error. (An OSError without an errno is a
             # signal handler's, the caller's: left as it is.)
-            if isinstance(exc, OSError) and exc.errno is None:
+            if (isinstance(exc, OSError) and exc.errno is None) or the_callers(exc):
                 raise
             raise _retrieval_error(self.method, exc) from exc
 
