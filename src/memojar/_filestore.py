@@ -171,9 +171,9 @@ _KEY_LOCK = re.compile(r"[0-9a-f]{32}\.lock")
 # What ``function_dir`` names a folder: ``module.qualname`` (a dot, never first), or a
 # name with 8 hex digits of a hash. Only such a folder's lock file, note and empty shards
 # are removed, and it when empty: a folder ``data/`` of the user's is left as it is.
-_FUNCTION_DIR = re.compile(r"[^.].*\..*|.*-[0-9a-f]{8}", re.DOTALL)
 # A folder name ``function_dir`` made with a hash (or a function's own name so spelled).
 _HASHED_DIR = re.compile(r".*-[0-9a-f]{8}", re.DOTALL)
+_FUNCTION_DIR = re.compile(rf"[^.].*\..*|{_HASHED_DIR.pattern}", re.DOTALL)
 _TEMP = re.compile(
     r"(?P<base>[0-9a-f]{32}\.(?:pkl|mj)|\.swept|\.gen|\.size|\.stats|CACHEDIR\.TAG|\.gitignore)"
     r"\.(?P<pid>[0-9]+)(?:-(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp"

@@ -1821,7 +1821,7 @@ class _Refreshing:
             # signal handler's, the caller's: left as it is.)
             if (isinstance(exc, OSError) and exc.errno is None) or the_callers(exc):
                 raise
-            raise _retrieval_error(self.method, exc) from exc
+            raise _retrieval_error(self.method, f"{type(exc).__name__}: {exc}") from exc
 
     def get_frozen_credentials(self) -> Any:
         # refreshed to unusable ones (a credential process printing "AccessKeyId": null):
@@ -1852,9 +1852,10 @@ def _refresh_reentered(credentials: Any) -> None:
 _SOURCE_FAULTS = (ValueError, TypeError, AttributeError, LookupError, OSError, RuntimeError)
 
 
-def _retrieval_error(method: str, exc: BaseException) -> Exception:
+def _retrieval_error(method: str, why: str) -> Exception:
+    """botocore's ``CredentialRetrievalError`` for the source ``method``, saying ``why``."""
     error: Exception = botocore.exceptions.CredentialRetrievalError(
-        provider=method or "the AWS configuration", error_msg=f"{type(exc).__name__}: {exc}")
+        provider=method or "the AWS configuration", error_msg=why)
     return error
 
 
@@ -1880,14 +1881,10 @@ def _check_credentials(frozen: Any, method: str) -> None:
     for field in ("access_key", "secret_key"):
         value = getattr(frozen, field, None)
         if not isinstance(value, str) or not value:
-            raise botocore.exceptions.CredentialRetrievalError(
-                provider=method or "the AWS configuration",
-                error_msg=f"its {field} is {value!r}, not a key")
+            raise _retrieval_error(method, f"its {field} is {value!r}, not a key")
     token = getattr(frozen, "token", None)
     if token is not None and not isinstance(token, str):
-        raise botocore.exceptions.CredentialRetrievalError(
-            provider=method or "the AWS configuration",
-            error_msg=f"its session token is {type(token).__name__}, not text")
+        raise _retrieval_error(method, f"its session token is {type(token).__name__}, not text")
 
 
 def _no_redirect(context: dict[str, Any] | None = None, **kwargs: Any) -> None:
