@@ -562,3 +562,15 @@ def test_dicts_inside_object_arrays_key_alike_whatever_their_insertion_order() -
     assert make_key((pd.DataFrame({"c": [one]}),)) == make_key((pd.DataFrame({"c": [two]}),))
     assert make_key((np.array([one, None], dtype=object),)) != make_key(
         (np.array([{"a": 1, "b": 3}, None], dtype=object),))
+
+
+def test_a_structured_dtype_renamed_in_place_keys_by_its_new_names() -> None:
+    """``dtype.names = ...`` renames a structured dtype's fields in place: an array of it
+    keys by the new names. Before (a spelling kept by the dtype object, for speed), the
+    old names' key, and a function reading the names got the other's value."""
+    import numpy as np
+
+    dt = np.dtype([("a", "<i4"), ("b", "<i4")])
+    before = make_key((np.zeros(2, dt),))
+    dt.names = ("c", "d")
+    assert make_key((np.zeros(2, dt),)) != before

@@ -935,7 +935,9 @@ def _spelled(dtype: Any, plain: Callable[[Any], str] | None = None) -> Any:
                 spelled = str(dtype.descr)
             except ValueError:  # overlapping or out-of-order fields
                 pass
-    if plain is None:
+    if plain is None and dtype.names is None:  # (a structured one's field names can be
+        # set in place, ``dtype.names = ("c", "d")``: kept, its old spelling keyed arrays
+        # of the new names as the old ones, another call's value)
         if len(_SPELLINGS) >= 256:  # dtypes made at run time: never kept for good
             _SPELLINGS.clear()
         _SPELLINGS[id(dtype)] = (dtype, spelled)  # (the dtype held: its id stays its own)
