@@ -284,6 +284,41 @@ def test_keyword_defaults_reassigned_bind_the_new_default(tmp_path: Path) -> Non
     assert f(2, y=1) == 3
 
 
+@pytest.mark.parametrize("memory", [None, 8])
+def test_keyword_defaults_changed_in_place_bind_the_new_default(tmp_path: Path,
+                                                                 memory: int | None) -> None:
+    """``__kwdefaults__`` is a dict the function reads at each call: a default changed in
+    it in place is the function's new default. Before, the binder held the defaults of
+    decoration time and f(2) kept its key: the old default's value, from disk and memory."""
+    from memojar import cached
+
+    def kw(x, *, scale=1):
+        return x * scale
+
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(kw)
+    assert f(2) == f(2) == 2
+    kw.__kwdefaults__["scale"] = 100
+    assert f(2) == f(2) == 200 == kw(2)  # before: 2
+    assert f.cache_key(2) == f.cache_key(2, scale=100) != f.cache_key(2, scale=1)
+    assert f(2, scale=1) == 2  # the entry of before
+    kw.__kwdefaults__["scale"] = 1
+    assert f(2) == 2
+
+
+def test_keyword_defaults_changed_in_place_under_a_wrapper_bind_the_new_default(
+    tmp_path: Path
+) -> None:
+    from memojar import cached
+
+    def kw(x, *, scale=1):
+        return x * scale
+
+    f = cached(cache_dir=tmp_path / "c", memory=8)(_passing(kw))
+    assert f(2) == 2
+    kw.__kwdefaults__["scale"] = 100
+    assert f(2) == f(2) == 200  # before: 2
+
+
 @pytest.mark.parametrize("kind", ["positional", "keyword"])
 def test_a_default_reassigned_to_a_list_is_keyed_by_its_content_also_in_memory(
     tmp_path: Path, kind: str

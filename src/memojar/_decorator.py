@@ -338,6 +338,9 @@ class _Memo:
     the ``Cache`` that made it: nothing here reaches back up."""
 
     rows: Any  # what the identity was made from (``ident``): set with it, by ``_MadeOnce``
+    code: Any  # the function's code and defaults as keyed (``hold``)
+    defaults: Any
+    kwdefaults: Any
 
     def __init__(
         self,
@@ -392,7 +395,7 @@ class _Memo:
         # reassigned later, so ``key_of`` compares them with these (``renew``); anything
         # else is watched through a stand-in that never changes.
         self.watched = _watched(self.target)
-        self.code, self.defaults, self.kwdefaults = _as_it_is(self.watched)
+        self.hold(_as_it_is(self.watched))
         # The binder of a decorator's own signature (``_own_binder``), made when a call
         # first needs it, with the code and defaults it was made for.
         self.own: tuple[tuple[Any, Any, Any], Callable[..., _Args] | None] | None = None
@@ -532,7 +535,8 @@ class _Memo:
             _notebook.reloaded(self, make_wrapper)
         now = _as_it_is(self.watched)
         cells = _notebook.cells_started  # a cell that starts meanwhile marks it again
-        if self.code is _notebook.CELL_RAN and not _reassigned(self.watched, self.made):
+        if (self.code is _notebook.CELL_RAN and not _reassigned(self.watched, self.made)
+                and not self.changed_in_place()):
             if not self.dependencies_changed():
                 if self.recent:
                     self._forget_changed_classes()
@@ -543,6 +547,8 @@ class _Memo:
             why = "a module it depends on was reloaded"
         elif _reassigned(self.watched, self.made):
             why = "its code or defaults were reassigned"
+        elif self.changed_in_place():
+            why = "its keyword defaults were changed in place"
         else:  # a miss in IPython: bound again within the cell (``_compute``)
             why = "what it depends on changed"
         forget_dependencies(self.target)
@@ -560,7 +566,7 @@ class _Memo:
         if now[1] is not self.made[1] or now[2] is not self.made[2]:
             self.rekeying = True  # keys made before may be of the old ones (``_rekeyed``)
         self.made = now
-        self.code, self.defaults, self.kwdefaults = now
+        self.hold(now)
         simple = self.simple  # the memory tier's (``_memory_wrapper``)
         if simple is not None:  # defaults that may change in place: held by key only
             held = _simple_types(self)
@@ -569,6 +575,20 @@ class _Memo:
         if _notebook.cells_started != cells:
             self.code = _notebook.CELL_RAN
         logger.debug("renew %s: %s", self.name, why)
+
+    def hold(self, now: tuple[Any, Any, Any]) -> None:
+        """What the function's code and defaults are now (compared by identity per call),
+        and a copy of the keyword defaults' dict, which can change in place
+        (``f.__kwdefaults__["scale"] = 100``): the binder takes that dict itself
+        (``_keys._kwdefaults_of``), so keys see the change; the memory tier, which holds
+        calls of plain arguments by the arguments alone, compares the dict with the copy."""
+        self.code, self.defaults, self.kwdefaults = now
+        self.kwlive = _keyword_defaults(self.watched)
+        self.kwheld = None if self.kwlive is None else dict(self.kwlive)
+
+    def changed_in_place(self) -> bool:
+        """Whether the keyword defaults' dict differs from its copy (``hold``)."""
+        return self.kwlive != self.kwheld
 
     def _unmake(self) -> None:
         """The identity and the reader made for it are made again at their next use, by
@@ -644,8 +664,8 @@ class _Memo:
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
         dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader",
-                   "known", "code", "defaults", "kwdefaults", "made", "resolved", "own",
-                   "wrapper", "looked")
+                   "known", "code", "defaults", "kwdefaults", "kwlive", "kwheld", "made",
+                   "resolved", "own", "wrapper", "looked")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
         if "ident" in state and self.resolved is not None and not all(
@@ -686,7 +706,7 @@ class _Memo:
         _MEMOS.add(weakref.ref(self, _MEMOS.discard))
         self.recent, self.generation, self.known, self.unstored = OrderedDict(), None, {}, {}
         self.made = _as_it_is(self.watched)
-        self.code, self.defaults, self.kwdefaults = self.made
+        self.hold(self.made)
         self.resolved = None
         if self.memory:
             stamp = self.store.generation(self.name)
@@ -2930,6 +2950,14 @@ def _without_wrapped(func: FunctionType) -> FunctionType:
     return copy
 
 
+def _keyword_defaults(watched: Any) -> dict[str, Any] | None:
+    """The ``__kwdefaults__`` dict that binds a call of ``watched`` (``_watched``): its own,
+    or under ``functools.wraps`` wrappers the wrapped function's."""
+    func = watched.inner if type(watched) is _Wrapping else watched
+    kwdefaults = getattr(func, "__kwdefaults__", None) if type(func) is FunctionType else None
+    return kwdefaults if type(kwdefaults) is dict else None
+
+
 def _as_it_is(func: Any) -> tuple[Any, Any, Any]:
     """A function's code, defaults and keyword defaults, compared by identity per call."""
     return func.__code__, func.__defaults__, func.__kwdefaults__
@@ -3229,7 +3257,8 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
         if (watched.__code__ is not memo.code
                 or (memo.defaults is not None and watched.__defaults__ is not memo.defaults)
                 or (memo.kwdefaults is not None
-                    and watched.__kwdefaults__ is not memo.kwdefaults)):
+                    and (watched.__kwdefaults__ is not memo.kwdefaults
+                         or memo.kwlive != memo.kwheld))):  # (``hold``)
             memo.renew()
         if memo.generation[0] != memo.stamp:
             memo.forget()

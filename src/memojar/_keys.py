@@ -350,9 +350,36 @@ def _generate(func: Callable[..., Any], sig: Any, body: str, namespace: dict[str
     # Generated source, from parameter names only (identifiers): see make_binder.
     exec(f"def _bind({', '.join(source)}):\n    return {body}\n", namespace)
     binder: Callable[..., tuple[Any, ...]] = namespace.pop("_bind")  # no cycle via globals
+    shared = _kwdefaults_of(func, params)
+    if shared is not None:
+        binder.__kwdefaults__ = shared
     binder.__name__ = _identity.attribute(func, "__name__", str) or "function"
     binder.__qualname__ = _identity.attribute(func, "__qualname__", str) or binder.__name__
     return binder
+
+
+def _kwdefaults_of(func: Any, params: list[Any]) -> dict[str, Any] | None:
+    """The ``__kwdefaults__`` dict of the function whose signature ``params`` is (``func``,
+    or what it wraps or binds: a ``functools.wraps`` wrapper's, a method's), when it holds
+    those very defaults. The binder takes that dict itself, as the function does at each
+    call: a default changed in it in place (``f.__kwdefaults__["scale"] = 100``) binds
+    the new value, as the call runs with it, at no cost a call. Before, the binder held a
+    copy of decoration time: ``f(2)`` kept its key, and returned the old default's value."""
+    wanted = {p.name: p.default for p in params
+              if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+    if not wanted:
+        return None
+    for _ in range(100):  # (a ``__wrapped__`` loop ends here)
+        if type(func) is FunctionType:
+            kwdefaults = func.__kwdefaults__
+            if (type(kwdefaults) is dict and kwdefaults.keys() == wanted.keys()
+                    and all(kwdefaults[name] is value for name, value in wanted.items())):
+                return kwdefaults
+        try:
+            func = func.__func__ if hasattr(func, "__func__") else func.__wrapped__
+        except Exception:  # noqa: BLE001 - no such attribute, or what a __getattr__ raised
+            return None
+    return None
 
 
 def _signature_binder(sig: Any, ignore: Iterable[str]) -> Callable[..., tuple[Any, ...]]:
