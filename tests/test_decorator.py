@@ -804,6 +804,72 @@ def test_concurrent_async_tasks_compute_once(cache_dir: Path) -> None:
         assert time.perf_counter() - start < 2
 
 
+def _driven(coro: Any) -> Any:
+    """What a coroutine returns, driven by no event loop memojar knows (as Twisted's
+    ``Deferred.fromCoroutine`` on its own reactor, or curio, drive one)."""
+    try:
+        while True:
+            coro.send(None)
+    except StopIteration as done:
+        return done.value
+
+
+def test_a_coroutine_driven_by_no_known_loop_is_cached(cache_dir: Path) -> None:
+    """Before, on a remote store every call raised "no running event loop" from memojar
+    (its reads are made in a worker thread of the loop), the function never run."""
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir)
+    async def f(x: int) -> int:
+        calls.append(x)
+        return x * 2
+
+    assert _driven(f(2)) == _driven(f(2)) == 4
+    assert calls == [2]
+
+
+def test_a_stale_entry_of_a_coroutine_driven_by_no_known_loop_is_recomputed_in_the_call(
+    cache_dir: Path,
+) -> None:
+    """With no loop to recompute it on in the background, a stale entry is a miss.
+    Before, every call raised "no running event loop", on any store."""
+    value = ["old"]
+
+    @cached(cache_dir=cache_dir, ttl=0.2, stale_while_revalidate=60)
+    async def f(x: int) -> str:
+        return value[0]
+
+    assert _driven(f(1)) == "old"
+    time.sleep(0.3)
+    value[0] = "new"
+    assert _driven(f(1)) == "new"
+
+
+def test_a_coroutine_driven_by_no_known_loop_waits_for_a_key_computed_elsewhere(
+    cache_dir: Path,
+) -> None:
+    """Its wait for the key's lock sleeps in its thread. Before, the wait raised "no
+    running event loop" (``asyncio.sleep``)."""
+    calls: list[str] = []
+    started = threading.Event()
+
+    @cached(cache_dir=cache_dir)
+    async def f(x: int) -> int:
+        calls.append(threading.current_thread().name)
+        started.set()
+        await asyncio.sleep(0.5)
+        return x * 3
+
+    other = threading.Thread(target=asyncio.run, args=(f(5),), name="other")
+    other.start()
+    try:
+        assert started.wait(30)
+        assert _driven(f(5)) == 15
+    finally:
+        other.join()
+    assert calls == ["other"]
+
+
 def test_async_exception_propagates_and_is_not_cached(cache_dir: Path) -> None:
     calls: list[Any] = []
 

@@ -1702,13 +1702,10 @@ class _Memo:
         """``_lock`` for coroutines: polls (``KeyLock.poll``), so the event loop keeps
         running meanwhile. ``taken`` gets the lock as soon as it is made, for the caller to
         release."""
-        import asyncio
-
         timeout = self.lock_timeout
         deadline = time.monotonic() + timeout
         lock = None
         here = (self.store.location, self.name, key)
-        sleep = asyncio.sleep if _trio.running() is None else _trio.sleep
         try:
             lock = self.store.lock(self.name, key)
             taken.append(lock)
@@ -1740,7 +1737,7 @@ class _Memo:
                     if time.monotonic() >= deadline:
                         self._waited_too_long(key, timeout, _COMPUTING_HERE)
                         return MISSING
-                    await sleep(_LOCK_POLL)
+                    await _sleep(_LOCK_POLL)
                     if across is not None and ends and across.due():  # as in ``_lock``
                         cycle = await run(across.look, finish=True)
                         if cycle is not None:
@@ -3035,7 +3032,8 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                     return await func(*args, **kwargs)
                 key = key_of(args, kwargs)
                 if swr:
-                    call = (args, kwargs, _running_loop())
+                    loop = _running_loop()  # None: a stale entry is a miss (no background)
+                    call = (args, kwargs, loop) if loop is not None else None
                     value = await _read(memo, get, key, call) if remote else get(key, call)
                 else:
                     value = await _read(memo, get, key) if remote else get(key)
@@ -3460,6 +3458,8 @@ async def _in_thread(call: Callable[..., Any], *args: Any, undo: Any = None,
     call is made here, the only place left to make it."""
     if finish and sys.exc_info()[0] is GeneratorExit and _closing():  # see above
         return call(*args)
+    if _no_loop():  # a coroutine driven by no loop memojar knows: see ``_no_loop``
+        return call(*args)
     if undo is not None:
         job = _Undoable(call, args, undo)
         try:
@@ -3511,9 +3511,34 @@ def _closing() -> bool:
     trace = handling.__traceback__ if handling is not None else None
     if trace is None or trace.tb_frame.f_code.co_flags & 0x80:  # inspect.CO_COROUTINE
         return True
+    return _no_loop()
+
+
+def _no_loop() -> bool:
+    """Whether this thread runs neither an asyncio loop nor a trio run: a coroutine driven
+    by something else (Twisted's ``Deferred.fromCoroutine`` on its own reactor, curio, a
+    test's ``coro.send(None)``), which memojar cannot hand work to. A store's calls are then
+    made in the caller's thread, as a plain function's are, a wait for a key's lock sleeps
+    there, and a stale entry (``stale_while_revalidate``) is a miss, recomputed in the call.
+    Before, every call of such a coroutine with a remote store raised "no running event
+    loop" from memojar, its function never run; with ``stale_while_revalidate``, on any
+    store."""
     asyncio = sys.modules.get("asyncio")
     return ((asyncio is None or asyncio._get_running_loop() is None)
             and _trio.running() is None)
+
+
+async def _sleep(seconds: float) -> None:
+    """A wait of a coroutine: on its loop, or (``_no_loop``) in its thread."""
+    if _trio.running() is not None:
+        await _trio.sleep(seconds)
+        return
+    import asyncio
+
+    if asyncio._get_running_loop() is None:
+        time.sleep(seconds)
+    else:
+        await asyncio.sleep(seconds)
 
 
 class _Undoable:
@@ -3547,13 +3572,13 @@ class _Undoable:
 
 def _running_loop() -> Any:
     """The caller's event loop, for a stale hit's background recomputation: asyncio's, or
-    under trio the run's (``_trio.Loop``)."""
+    under trio the run's (``_trio.Loop``); None under neither (``_no_loop``)."""
     import asyncio
 
     loop = asyncio._get_running_loop()
     if loop is None and _trio.running() is not None:
         return _trio.Loop()
-    return loop if loop is not None else asyncio.get_running_loop()  # its error, if none
+    return loop
 
 
 def _near_recursion_limit() -> bool:
