@@ -1168,6 +1168,21 @@ def test_human_size(size: int, text: str):
     assert _report.human_size(size) == text
 
 
+@pytest.mark.parametrize(("size", "text"), [(1048575, "1.0 MiB"), ((1 << 30) - 1, "1.0 GiB")])
+def test_a_size_that_rounds_up_to_the_next_unit_is_shown_in_it(size: int, text: str):
+    assert _report.human_size(size) == text  # before: "1024.0 KiB", "1024.0 MiB"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0.9996, "1.0 s"), (99.96, "1m")])
+def test_a_compute_time_that_rounds_up_to_the_next_unit_is_shown_in_it(seconds: float,
+                                                                       text: str):
+    assert _report.human_time(seconds) == text  # before: "1000 ms", "100.0 s"
+
+
+def test_a_duration_that_rounds_up_to_a_minute_is_shown_in_minutes():
+    assert _report.human_duration(59.6) == "1m"  # before: "60s"
+
+
 # --- every store kind -------------------------------------------------------------------------
 
 def test_every_command_on_every_store(location: str, capsys: pytest.CaptureFixture[str]):

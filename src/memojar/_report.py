@@ -19,12 +19,13 @@ _UTC = _dt.timezone.utc
 # --- human formats ----------------------------------------------------------------------
 
 def human_size(n: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``."""
+    """``1536`` -> ``"1.5 KiB"``; a size that rounds to 1024 of a unit in the next one (not
+    ``"1024.0 KiB"``)."""
     if n < 1024:
         return f"{int(n)} B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         n /= 1024
-        if n < 1024 or unit == "TiB":
+        if round(n, 1) < 1024 or unit == "TiB":
             return f"{n:.1f} {unit}"
     raise AssertionError("unreachable")
 
@@ -32,10 +33,10 @@ def human_size(n: float) -> str:
 def human_duration(seconds: float) -> str:
     """A short duration in one unit: ``"45s"``, ``"12m"``, ``"3h"``, ``"5d"``, ``"8w"``."""
     seconds = max(seconds, 0.0)
-    if seconds < 60:
+    if round(seconds) < 60:  # 59.7 is "1m", not "60s"
         return f"{seconds:.0f}s"
     if seconds < 3600:
-        return f"{seconds // 60:.0f}m"
+        return f"{max(seconds // 60, 1):.0f}m"
     if seconds < 86400:
         return f"{seconds // 3600:.0f}h"
     if seconds < 14 * 86400:
@@ -45,9 +46,9 @@ def human_duration(seconds: float) -> str:
 
 def human_time(seconds: float) -> str:
     """A compute time: ``"120 ms"``, ``"3.2 s"``."""
-    if seconds < 1:
+    if round(seconds * 1000) < 1000:  # 0.9996 is "1.0 s", not "1000 ms"
         return f"{seconds * 1000:.0f} ms"
-    if seconds < 100:
+    if round(seconds, 1) < 100:
         return f"{seconds:.1f} s"
     return human_duration(seconds)
 
