@@ -150,6 +150,19 @@ def test_ls_function_lists_entries(cache_dir: Path, capsys: pytest.CaptureFixtur
     assert "3 entries" in out
 
 
+def test_ls_function_notes_its_unreadable_entries(cache_dir: Path,
+                                                  capsys: pytest.CaptureFixture[str]):
+    """Before, ``ls FUNCTION`` left them out without a word, where ``ls`` noted them."""
+    fill(cache_dir)
+    (entry,) = itertools.islice(Cache(cache_dir).store.scan(SQUARE), 1)
+    torn = Path(entry.location)
+    torn.write_bytes(torn.read_bytes()[:40])  # begins as an entry: unreadable
+    code, out, _ = cli(capsys, "--dir", str(cache_dir), "ls", SQUARE)
+    assert code == 0
+    assert "2 entries" in out
+    assert f"1 unreadable entry in its folder ('memojar --dir {cache_dir} prune' removes" in out
+
+
 def test_ls_function_json_shape(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
     expires = time.time() + 3600
     plant(cache_dir, "mod.f", 2, expires=expires)

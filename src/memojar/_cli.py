@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, NoReturn
 
 from ._cache import (
+    NEWER_FORMAT,
     PROVISIONAL,
     SUPERSEDED,
     Cache,
@@ -552,10 +553,10 @@ def _ls_census(census: Census, as_json: bool,
     if not kept and stats:
         notes.append(_NOT_KEPT)
     if census.unreadable:
-        notes.append(f"{census.unreadable:,} unreadable entries "
+        notes.append(f"{_plural(census.unreadable, 'unreadable entry')} "
                      f"({_said(again, 'prune')} removes them)")
     if census.newer_format:
-        notes.append(_newer_note(census, again))
+        notes.append(_newer_note(census.newer_format, again))
     return Report(
         data=[_with_saved(s.json(), saved.get(s.function, (0, 0, 0.0)) if kept else None)
               for s in stats],
@@ -612,9 +613,13 @@ def _ls_function(
     rows = SortedRuns(key=operator.itemgetter(0))
     widths = [0] * 5
     count = total = 0
+    unread = [0, 0]  # unreadable entries, of a newer memojar's format: said in notes
     for stored in entries:
         header = header_of(stored)
-        if header is None or header.function != function:
+        if header is None:  # in its folder, of no function that can be told
+            unread[first_verdict(stored, None, now) == NEWER_FORMAT] += 1
+            continue
+        if header.function != function:
             continue
         verdict = first_verdict(stored, header, now)
         if verdict in PROVISIONAL:
@@ -674,7 +679,10 @@ def _ls_function(
         table=Table(columns, table_rows, frozenset({1, 2, 3, 4}),
                     [max(w, len(c)) for w, c in zip(widths, columns, strict=True)]
                     if count and not as_json else None),
-        notes=[f"{shown(function)}: {_plural(count, 'entry')}, {human_size(total)}"],
+        notes=[f"{shown(function)}: {_plural(count, 'entry')}, {human_size(total)}",
+               *([f"{_plural(unread[0], 'unreadable entry')} in its folder "
+                  f"({_said(again, 'prune')} removes them)"] if unread[0] else []),
+               *([_newer_note(unread[1], again)] if unread[1] else [])],
         as_json=as_json,
     )
 
@@ -787,7 +795,7 @@ def _info_census(census: Census, as_json: bool,
         notes.append("entries of other Python versions are kept for them; "
                      f"{_said(again, 'prune --other-pythons')} removes them")
     if census.newer_format:
-        notes.append(_newer_note(census, again))
+        notes.append(_newer_note(census.newer_format, again))
     return Report(data=data, fields=fields, notes=notes, as_json=as_json)
 
 
@@ -966,8 +974,8 @@ def _home(path: str) -> str:
     return "~" + path[len(home):] if path.startswith(home + os.sep) else path
 
 
-def _newer_note(census: Census, again: str = "memojar") -> str:
-    return (f"{_plural(census.newer_format, 'entry')} of a newer memojar's format, kept for "
+def _newer_note(newer: int, again: str = "memojar") -> str:
+    return (f"{_plural(newer, 'entry')} of a newer memojar's format, kept for "
             f"it ({_said(again, 'prune --other-pythons')} removes them)")
 
 
