@@ -193,6 +193,11 @@ def test_bad_timeout_is_an_error(s3_env: None) -> None:
     # line gives as a surrogate: ``test_a_prefix_that_is_not_text_is_an_error_at_once``)
     ("s3://bucket/p?timeout=inf", r"timeout must be a finite number of seconds"),
     ("s3://bucket/p?timeout=1e10", r"timeout must be a finite number of seconds"),
+    # positive, but no server answers within it: every request timed out
+    ("s3://bucket/p?timeout=1e-300", r"timeout must be at least 0.001 seconds .*got '1e-300'"),
+    # "Custom endpoint ... was not a valid URI" at every request
+    ("s3://bucket/p?endpoint_url=http://127.0.0.1:9/?x=1", r"endpoint_url 'http://127.0.0.1:"
+                                                          r"9/\?x=1' has a query string"),
     ("s3://bucket/p?endpoint_url=http://127.0.0.1:99999", r"endpoint_url 'http://127.0.0.1:"
                                                         r"99999' is not a valid URL.*range"),
     ("s3://bucket/p?endpoint_url=http://127.0.0.1:abc", r"endpoint_url .* not a valid URL"),
@@ -264,6 +269,8 @@ def _credential_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output:
         "past": {"AccessKeyId": "testing", "SecretAccessKey": "testing",
                  "Expiration": "2001-01-01T00:00:00Z"},
         "number": {"AccessKeyId": "testing", "SecretAccessKey": "testing", "Expiration": 5},
+        "newline": {"AccessKeyId": "testing", "SecretAccessKey": "testing",
+                    "SessionToken": "tok\nen", "Expiration": soon},
         "list": [],
     }
     for name, printed in outputs.items():
@@ -345,6 +352,8 @@ def test_credentials_refreshed_to_unusable_ones_cost_a_warning_not_the_result(
     ("AWS_ENDPOINT_URL", "ftp://127.0.0.1:9000", r"is not an http:// or https:// URL"),
     ("AWS_ENDPOINT_URL", "http://me:secret@127.0.0.1:9", r"'http://me:\*\*\*@127.0.0.1:9' "
                                                          r"has credentials in it"),
+    ("AWS_ENDPOINT_URL", "http://127.0.0.1:9/?x=1", r"'http://127.0.0.1:9/\?x=1' has a query "
+                                                    r"string in it"),
 ])
 def test_an_aws_configurations_endpoint_that_no_request_can_use_is_an_error_at_once(
     s3_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -359,6 +368,136 @@ def test_an_aws_configurations_endpoint_that_no_request_can_use_is_an_error_at_o
     assert _cli.main(["--dir", "s3://bucket/p", "ls"]) == 1
     err = capsys.readouterr().err
     assert "AWS configuration's endpoint" in err and "secret@" not in err, err
+
+
+@pytest.mark.parametrize("endpoint", ["url", "AWS_ENDPOINT_URL"])
+def test_s3_acceleration_with_a_custom_endpoint_is_an_error_at_once(
+    s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str,
+) -> None:
+    """Old: taken, and every call warned that "the server failed" (EndpointResolutionError:
+    "A custom endpoint cannot be combined with S3 Accelerate")."""
+    config = tmp_path / "config"
+    config.write_text("[default]\ns3 =\n  use_accelerate_endpoint = true\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    url = "s3://bucket/p"
+    if endpoint == "url":
+        url += "?endpoint_url=http://127.0.0.1:9"
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    with pytest.raises(ValueError, match=r"use_accelerate_endpoint is on .*custom endpoint "
+                                         r"cannot be combined with S3 Accelerate.*set "
+                                         r"use_accelerate_endpoint = false"):
+        Cache(url)
+
+
+def test_a_prefix_too_long_for_s3s_object_names_is_an_error_at_once(s3_env: None) -> None:
+    """S3 names an object in at most 1024 bytes: under a longer prefix every request was
+    refused (KeyTooLongError), each call warning. The longest name memojar makes under the
+    prefix (a wait for a lease in the longest function folder) takes 218 bytes of them."""
+    endpoint = "?endpoint_url=http://127.0.0.1:9"
+    Cache("s3://bucket/" + "p" * 806 + endpoint)  # (makes no request)
+    for prefix in ("p" * 807, "é" * 404, "p" * 1100):
+        with pytest.raises(ValueError, match=r"the prefix is [0-9,]+ bytes long .*at most "
+                                             r"1,024 bytes.*use a prefix of at most 806 bytes"):
+            Cache("s3://bucket/" + prefix + endpoint)
+
+
+@pytest.mark.parametrize(("where", "bundle", "match"), [
+    ("AWS_CA_BUNDLE", "missing", r"AWS_CA_BUNDLE '.*missing.pem' is not a file of CA "
+                                 r"certificates \(there is no such file\)"),
+    ("ca_bundle", "missing", r"ca_bundle in the AWS configuration .* is not a file of CA "
+                             r"certificates \(there is no such file\)"),
+    ("AWS_CA_BUNDLE", "garbage", r"AWS_CA_BUNDLE '.*garbage.pem' is not a file of CA "
+                                 r"certificates \(.*no certificate"),
+])
+def test_a_ca_bundle_that_is_not_a_file_of_certificates_is_an_error_at_once(
+    s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, bundle: str,
+    match: str,
+) -> None:
+    """Old: taken, and every request to the https:// endpoint failed loading it, each call
+    warning that "the server failed"."""
+    path = tmp_path / f"{bundle}.pem"
+    if bundle == "garbage":
+        path.write_text("not a certificate\n")
+    if where == "AWS_CA_BUNDLE":
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(path))
+    else:
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+        config = tmp_path / "config"
+        config.write_text(f"[default]\nca_bundle = {path}\n")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    with pytest.raises(ValueError, match=match + r".*name a PEM file of them, or unset it"):
+        Cache("s3://bucket/p?endpoint_url=https://127.0.0.1:9")
+
+
+@pytest.mark.parametrize(("variable", "value", "shown"), [
+    ("AWS_ACCESS_KEY_ID", "testing\n", r"access_key \(AWS_ACCESS_KEY_ID\) has a control "
+                                       r"character in it \('\\n', character 8 of 8\)"),
+    ("AWS_SECRET_ACCESS_KEY", "sec\nret", r"secret_key \(AWS_SECRET_ACCESS_KEY\) has a "
+                                          r"control character in it \('\\n'"),
+    ("AWS_SESSION_TOKEN", "tok\x01en", r"token \(AWS_SESSION_TOKEN\) has a control "
+                                       r"character in it \('\\x01'"),
+])
+def test_a_control_character_in_the_credentials_is_an_error_at_once(
+    s3_env: None, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, shown: str,
+) -> None:
+    """Old: taken; every request was refused by http.client ("Invalid header value", said
+    as "the server failed"), or sent with a key no server knows. The value is never said."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=r"cannot make its S3 client .*" + shown
+                                         + r".*no request can carry: remove it") as raised:
+        Cache("s3://bucket/p?endpoint_url=http://127.0.0.1:9")
+    assert value not in str(raised.value) and repr(value)[1:-1] not in str(raised.value)
+
+
+def test_a_control_character_in_refreshed_credentials_costs_a_warning_naming_it(
+    s3_server: S3Server, s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A credential process whose refreshed session token has a newline in it. Old: each
+    call warned that "the server failed" (http.client's "Invalid header value")."""
+    mode = _credential_process(tmp_path, monkeypatch, "good")
+    double, calls = counted(Cache(s3_server.location(s3_server.bucket("refreshed"), "nl"),
+                                  secret=SECRET))
+    assert double(1) == 2
+    mode.write_text("newline")
+    with pytest.warns(MemojarWarning, match=r"cannot get AWS credentials .*token \(SessionToken "
+                                            r"of its output\) has a control character"):
+        assert double(2) == 4
+    assert calls == [1, 2]
+
+
+@pytest.mark.parametrize(("variable", "value", "scheme", "match"), [
+    ("HTTP_PROXY", "garbage::://", "http", r"Port could not be cast"),
+    ("https_proxy", "http://[::1", "https", r"Invalid IPv6 URL"),
+    # botocore put http:// before it: the host "socks5", at each request
+    ("HTTPS_PROXY", "socks5://127.0.0.1:1080", "https", r"botocore speaks to http:// and "
+                                                        r"https:// proxies only, not socks5"),
+])
+def test_a_proxy_url_that_is_not_one_is_an_error_at_once(
+    s3_env: None, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, scheme: str,
+    match: str,
+) -> None:
+    """Old: taken, and every request failed parsing it ("Failed to parse: ...", "Invalid
+    IPv6 URL"), each call warning that "the server failed"."""
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY",
+                 "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=rf"the proxy {variable} '{re.escape(value)}' is not "
+                                         rf"a proxy's URL \({match}.*set it to "
+                                         r"http://HOST:PORT, unset it, or add"):
+        Cache(f"s3://bucket/p?endpoint_url={scheme}://127.0.0.1:9")
+
+
+def test_a_given_clients_proxy_url_that_is_not_one_is_an_error_at_once(s3_env: None) -> None:
+    import boto3
+    import botocore.config
+
+    client = boto3.client("s3", endpoint_url="http://127.0.0.1:9", config=botocore.config.
+                          Config(proxies={"http": "garbage::://"}))
+    with pytest.raises(ValueError, match=r"the proxy the client's proxies\['http'\] "
+                                         r"'garbage::://' is not a proxy's URL"):
+        S3Store("s3://bucket/p?endpoint_url=http://127.0.0.1:9", client=client)
 
 
 def test_without_boto3_an_s3_url_names_the_extra() -> None:

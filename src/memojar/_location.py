@@ -25,8 +25,10 @@ def redact(location: str) -> str:
 
 def positive(
     name: str, given: float | None, in_url: str | None, default: float,
-    kind: Callable[[Any], float],
+    kind: Callable[[Any], float], least: float = 0.0, why_least: str = "",
 ) -> float:
+    """``given``, else ``in_url`` (the URL's option), as a positive number of ``kind``, or
+    ``default`` if neither is; at least ``least`` (``why_least`` says why, in the error)."""
     if given is None and in_url is None:
         return default
     try:
@@ -45,5 +47,12 @@ def positive(
         raise ValueError(
             f"{name} must be a finite number of seconds, at most {threading.TIMEOUT_MAX:.0f}"
             f" (about 292 years), got {given if given is not None else in_url!r}"
+        )
+    if value < least:
+        # positive, but too small for anything to happen within it (``timeout=1e-300``:
+        # taken, and every request timed out, each call warning that the server had failed)
+        raise ValueError(
+            f"{name} must be at least {least:g} seconds ({why_least}), got "
+            f"{given if given is not None else in_url!r}"
         )
     return value

@@ -57,6 +57,7 @@ import os
 import queue
 import re
 import secrets
+import ssl
 import threading
 import time
 import types
@@ -73,6 +74,7 @@ import botocore.handlers
 import botocore.loaders
 import botocore.session
 import urllib3.exceptions
+import urllib3.util
 import xxhash
 from urllib3._collections import RecentlyUsedContainer
 
@@ -101,6 +103,9 @@ NOTE = ".swept"
 NOTE_MAX = 64 << 10  # bytes of a note read (one is 64 lines of about 50 bytes at most)
 LEASE_MAX = 1 << 10  # bytes of a lease read (its holding's token, a nonce and a pid)
 DEFAULT_TIMEOUT = 5.0  # seconds: no request waits longer than this for the server
+# seconds: the least ``timeout`` taken (no server answers a request sooner; ``1e-300`` was
+# taken, and every request timed out, each call warning that the server had failed)
+MIN_TIMEOUT = 0.001
 DEFAULT_MULTIPART_THRESHOLD = 16 << 20  # entries above this go up as a multipart upload
 PART_SIZE = 8 << 20  # bytes a part (S3's minimum is 5 MiB, except the last part)
 MAX_PARTS = 10_000  # parts an upload takes at most: a larger entry has larger parts
@@ -140,6 +145,15 @@ _LEASE_BODY = re.compile(rb"(?:[0-9a-f]{32})?(?: [0-9a-f]{16})? pid [0-9]+\n")
 _NOTE_BODY = re.compile(rb"(?:[0-9a-f]{8}(?: [0-9a-f]{8})*)?\n")
 _OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
 _BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's rule (AWS's is stricter)
+KEY_MAX = 1024  # bytes of an object's name (UTF-8) S3 takes at most
+# bytes of the longest name memojar gives an object under the prefix: a wait for a lease,
+# ``<fdir>/<32 hex>.lease.w.<16 hex>``, in the longest function folder ``function_dir`` makes
+_LONGEST_NAME = (len(function_dir("x" * 1000)) + len("/") + 32
+                 + len(LEASE_SUFFIX + NOTE_INFIX) + 16)
+# characters no request can carry in a key, secret or token: C0 controls and DEL (a newline
+# read with the key from a file). http.client refused a newline in the headers at every
+# request ("Invalid header value"), blamed on the server; the others were sent, refused
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # What to do about credentials the server refused, by its error code: the refusal alone
@@ -784,7 +798,9 @@ class S3Store(Store):
                  *, secret: bytes | None = None, client: Any = None) -> None:
         # ``secret``: entries are signed above the store (S3 keeps nothing else to sign)
         bucket, prefix, options = _parse(location)
-        timeout = positive("timeout", None, options.get("timeout"), DEFAULT_TIMEOUT, float)
+        timeout = positive("timeout", None, options.get("timeout"), DEFAULT_TIMEOUT, float,
+                           MIN_TIMEOUT, "no server answers a request sooner: every request "
+                                        "would time out")
         threshold = int(positive("multipart_threshold", None,
                                  options.get("multipart_threshold"),
                                  DEFAULT_MULTIPART_THRESHOLD, int))
@@ -819,6 +835,7 @@ class S3Store(Store):
             _check_endpoint(self.location, str(self._bucket.client.meta.endpoint_url),
                             "the AWS configuration's endpoint (AWS_ENDPOINT_URL, "
                             "AWS_ENDPOINT_URL_S3 or endpoint_url in ~/.aws/config)")
+        _check_client(self.location, self._bucket.client, bucket, given=client is not None)
         self._renewer = Renewer(LEASE_RENEW, "memojar-s3-leases")
         self._bucket.attempt = self._renewer.attempt  # an abort the server could not take now
         self._releases = 0  # leases this process released: its waiters look again then
@@ -1877,7 +1894,8 @@ def _fetched(credentials: Any) -> Any:
 def _check_credentials(frozen: Any, method: str) -> None:
     """Raise botocore's ``CredentialRetrievalError`` for credentials no request can be
     signed with (a key that is not text, or empty): a credential process's JSON with
-    null fields gave them, and the signer's ``TypeError`` went out of every call."""
+    null fields gave them, and the signer's ``TypeError`` went out of every call. So
+    too for a control character in a key or the token (never shown: it is a secret)."""
     for field in ("access_key", "secret_key"):
         value = getattr(frozen, field, None)
         if not isinstance(value, str) or not value:
@@ -1885,6 +1903,25 @@ def _check_credentials(frozen: Any, method: str) -> None:
     token = getattr(frozen, "token", None)
     if token is not None and not isinstance(token, str):
         raise _retrieval_error(method, f"its session token is {type(token).__name__}, not text")
+    for field, (variable, output, setting) in _KEY_NAMES.items():
+        value = getattr(frozen, field, None)
+        bad = _CONTROL.search(value) if isinstance(value, str) else None
+        if bad is not None:
+            named = (variable if method == "env" else f"{output} of its output"
+                     if method == "custom-process" else setting)
+            raise _retrieval_error(
+                method, f"its {field} ({named}) has a control character in it "
+                f"({bad.group()!r}, character {bad.start() + 1} of {len(bad.string)}), which "
+                "no request can carry: remove it (a newline read with it from a file?)")
+
+
+# where each part of the credentials is set: its environment variable (botocore's source
+# "env"), its field in a credential process's output ("custom-process"), its setting in
+# ~/.aws/credentials and ~/.aws/config (the others' are not the user's to edit)
+_KEY_NAMES = {"access_key": ("AWS_ACCESS_KEY_ID", "AccessKeyId", "aws_access_key_id"),
+              "secret_key": ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey",
+                             "aws_secret_access_key"),
+              "token": ("AWS_SESSION_TOKEN", "SessionToken", "aws_session_token")}
 
 
 def _no_redirect(context: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -1901,7 +1938,8 @@ def _parse(location: str) -> tuple[str, str, dict[str, str]]:
     call or one on another server than the URL names: the server's host where the bucket
     goes (``s3://minio:9000/bucket``), credentials in it, a ``#`` (which would drop what
     follows it, the query's ``endpoint_url`` too), an empty option, an
-    ``endpoint_url`` that is not an http(s) URL."""
+    ``endpoint_url`` that is not an http(s) URL, a prefix that is not text or too long for
+    S3's object names."""
     shown = redact(location)
     parts = urlsplit(location)
     if parts.scheme != "s3" or not parts.netloc:
@@ -1936,6 +1974,13 @@ def _parse(location: str) -> tuple[str, str, dict[str, str]]:
     except UnicodeEncodeError:
         raise ValueError(f"cache location {shown!r}: the prefix {prefix!r} is not valid "
                          "text (S3 names objects in UTF-8)") from None
+    room = KEY_MAX - _LONGEST_NAME - 1  # bytes of a prefix (its "/" after it)
+    if len(prefix.encode()) > room:  # before: taken, and S3 refused every name under it
+        raise ValueError(
+            f"cache location {shown[:60]!r}...: the prefix is {len(prefix.encode()):,} "
+            f"bytes long (in UTF-8); S3 names an object in at most {KEY_MAX:,} bytes, and "
+            f"the cache's names under the prefix take up to {_LONGEST_NAME + 1} of them: "
+            f"use a prefix of at most {room} bytes")
     return parts.netloc, (prefix + "/" if prefix else ""), options
 
 
@@ -1944,7 +1989,8 @@ def _check_endpoint(shown: str, endpoint: str, name: str = "endpoint_url") -> No
     (or one it refuses without saying whose): not http(s), a port out of range or not a
     number ("Custom endpoint ... was not a valid URI" at each call), port 0, a user and
     password (shown in every message: they are redacted here), a broken IPv6 address
-    (``urlsplit``'s bare "Invalid IPv6 URL")."""
+    (``urlsplit``'s bare "Invalid IPv6 URL"), a query string or a fragment (botocore's "not
+    a valid URI" at each call)."""
     shown_endpoint = redact(endpoint)
     try:
         where = urlsplit(endpoint)
@@ -1962,6 +2008,127 @@ def _check_endpoint(shown: str, endpoint: str, name: str = "endpoint_url") -> No
     if not where.hostname or port == 0:
         raise ValueError(f"cache location {shown!r}: {name} {shown_endpoint!r} names "
                          "no server (e.g. http://127.0.0.1:9000)")
+    if where.query or where.fragment:
+        # botocore took it, then refused every request ("Custom endpoint ... was not a
+        # valid URI"), each call warning that the server had failed
+        raise ValueError(f"cache location {shown!r}: {name} {shown_endpoint!r} has a "
+                         f"{'query string' if where.query else 'fragment (#)'} in it: an "
+                         "endpoint is a server's URL alone, http(s)://HOST[:PORT][/PATH]; "
+                         "remove what follows the path")
+
+
+def _check_client(shown: str, client: Any, bucket: str, given: bool) -> None:
+    """Refuse a client (made from the AWS configuration, or ``given`` by the user) whose
+    every request would fail before it is sent, blamed on the server at each call: an
+    endpoint botocore's rules refuse (S3 Transfer Acceleration with a custom endpoint), a
+    CA bundle that is not a file of certificates, a proxy URL that is not one. No request
+    is made: each is what botocore itself would find at the first request."""
+    endpoint = _resolved_endpoint(shown, client, bucket)
+    http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    if http is None:  # not botocore's client (a wrapper of tests): its requests tell
+        return
+    if endpoint.lower().startswith("https:"):  # (an http:// endpoint's bundle is unused)
+        _check_ca_bundle(shown, getattr(http, "_verify", None), given)
+    _check_proxy(shown, client, endpoint, getattr(http, "_proxy_config", None), given)
+
+
+def _resolved_endpoint(shown: str, client: Any, bucket: str) -> str:
+    """The URL botocore's endpoint rules give a request of ``bucket`` (resolved here, as
+    each request does, without sending one), or the ``ValueError`` that says why none."""
+    meta = getattr(client, "meta", None)
+    endpoint = str(getattr(meta, "endpoint_url", "") or "")
+    resolve = getattr(client, "_resolve_endpoint_ruleset", None)
+    if meta is None or not callable(resolve):
+        return endpoint
+    try:
+        operation = meta.service_model.operation_model("HeadObject")
+        url, _, _ = resolve(operation, {"Bucket": bucket, "Key": "k"}, {})
+    except botocore.exceptions.BotoCoreError as exc:
+        s3 = getattr(meta.config, "s3", None) or {}
+        if s3.get("use_accelerate_endpoint"):
+            raise ValueError(
+                f"cache location {shown!r}: use_accelerate_endpoint is on (the s3 settings "
+                f"of the AWS configuration), and botocore cannot use it here ({exc}): S3 "
+                "Transfer Acceleration is AWS's own endpoint, for a bucket whose name has "
+                "no dots; set use_accelerate_endpoint = false in the profile's s3 "
+                "settings, or leave the endpoint out (endpoint_url, AWS_ENDPOINT_URL)"
+            ) from None
+        raise ValueError(
+            f"cache location {shown!r}: botocore cannot make a request of bucket "
+            f"{bucket!r} from these settings ({type(exc).__name__}: {exc}); see the "
+            "endpoint_url and region options, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION and the "
+            "s3 settings of ~/.aws/config") from None
+    except Exception as exc:  # another botocore's internals: its requests will say
+        if the_callers(exc):
+            raise
+        return endpoint
+    return str(url or endpoint)
+
+
+def _check_ca_bundle(shown: str, verify: Any, given: bool) -> None:
+    """Refuse a CA bundle (``AWS_CA_BUNDLE``, ``ca_bundle``) that is not a file of
+    certificates: botocore took it, and every request to an https:// endpoint failed
+    loading it (a missing file: "the server failed")."""
+    if not isinstance(verify, str):  # True: botocore's own bundle; False: not verified
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=verify)
+    except (OSError, ValueError) as exc:  # (ssl.SSLError is an OSError)
+        if the_callers(exc):  # a signal handler's (its TimeoutError)
+            raise
+        why = ("there is no such file" if isinstance(exc, FileNotFoundError)
+               else getattr(exc, "strerror", None) or str(exc))
+        where = ("the client's verify" if given else "AWS_CA_BUNDLE"
+                 if os.environ.get("AWS_CA_BUNDLE") else "ca_bundle in the AWS configuration "
+                 "(~/.aws/config)")
+        raise ValueError(
+            f"cache location {shown!r}: {where} {verify!r} is not a file of CA certificates "
+            f"({why}), which every https:// request is verified with: name a PEM file of "
+            "them, or unset it (botocore's own bundle is used then)") from None
+
+
+def _check_proxy(shown: str, client: Any, endpoint: str, config: Any, given: bool) -> None:
+    """Refuse a proxy URL (``HTTPS_PROXY`` or ``HTTP_PROXY`` for the endpoint's scheme, or
+    a given client's ``proxies``) that urllib3 cannot connect through: botocore took it,
+    and every request failed parsing it ("Failed to parse: ..."), blamed on the server."""
+    proxy_url_for = getattr(config, "proxy_url_for", None)
+    if not callable(proxy_url_for):
+        return
+    proxy = proxy_url_for(endpoint)  # botocore's: the environment's (NO_PROXY honoured)
+    if not proxy:
+        return
+    scheme = urlsplit(endpoint).scheme.lower()
+    proxies = getattr(getattr(getattr(client, "meta", None), "config", None), "proxies", None)
+    if given and proxies:
+        where, value = f"the client's proxies[{scheme!r}]", str(proxies.get(scheme) or proxy)
+    else:
+        where = next((name for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")
+                      if os.environ.get(name)), f"{scheme.upper()}_PROXY")
+        value = os.environ.get(where) or proxy
+    problem = ""
+    given_scheme = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*)://", value)
+    try:
+        parts = urlsplit(proxy)
+        parts.port  # noqa: B018 - a port out of range or not a number raises
+        urllib3.util.parse_url(proxy)
+    except ValueError as exc:  # (urllib3's LocationParseError is one)
+        if the_callers(exc):
+            raise
+        problem = str(exc)
+    else:
+        if given_scheme is not None and given_scheme.group(1).lower() not in ("http",
+                                                                              "https"):
+            # botocore puts http:// before it: socks5://h:1080 is the host "socks5"
+            problem = ("botocore speaks to http:// and https:// proxies only, not "
+                       f"{given_scheme.group(1)}://")
+        elif parts.scheme not in ("http", "https") or not parts.hostname:
+            problem = "not an http:// or https:// URL of a server"
+    if not problem:
+        return
+    raise ValueError(
+        f"cache location {shown!r}: the proxy {where} {redact(value)!r} is not a proxy's "
+        f"URL ({problem}): set it to http://HOST:PORT, unset it, or add the endpoint's host "
+        "to NO_PROXY")
 
 
 def _caught(do: Callable[[StoredEntry], Any], entry: StoredEntry) -> Any:
