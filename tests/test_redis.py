@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -435,6 +436,153 @@ def test_a_host_no_lookup_can_take_is_refused_when_the_cache_is_made(host: str) 
     as for a server it cannot reach."""
     with pytest.raises(ValueError, match=f"not a valid Redis URL: the host {host!r}"):
         Cache(f"redis://{host}:6379/0", secret=SECRET)
+
+
+# Options of redis-py's that a URL's query string may name, refused by memojar: before,
+# each went to redis-py as it was, and every call raised (socket_keepalive_options:
+# AttributeError; socket_type: TypeError; credential_provider: AttributeError), or the
+# cache failed when made with an error that named no option (retry: AttributeError), or
+# it was taken and broke a promise (retry_on_error=TimeoutError: a call on a frozen server
+# waited two socket_timeouts).
+@pytest.mark.parametrize(("query", "option"), [
+    ("socket_keepalive=yes&socket_keepalive_options=1", "socket_keepalive_options"),
+    ("socket_type=5", "socket_type"),
+    ("retry=1", "retry"),
+    ("retry_on_error=TimeoutError", "retry_on_error"),
+    ("credential_provider=mine", "credential_provider"),
+    ("legacy_responses=no", "legacy_responses"),
+])
+def test_an_option_memojar_does_not_take_is_refused_naming_those_it_does(
+    query: str, option: str,
+) -> None:
+    with pytest.raises(ValueError, match=(
+            f"not a valid Redis URL: (unknown )?option '{option}' in its query string.*"
+            "the options taken are memojar's prefix, password, socket_timeout, chunk_size; "
+            "redis-py's db, username, client_name")):
+        Cache(f"redis://127.0.0.1:{free_port()}/0?{query}", secret=SECRET)
+
+
+@pytest.mark.parametrize(("location", "said"), [
+    # before: ConnectionError('protocol must be either 2 or 3') when the cache was made
+    ("/0?protocol=4", "protocol must be 2 .* or 3"),
+    # before: LookupError('unknown encoding: bogus') when the cache was made
+    ("/0?encoding=bogus", "encoding='bogus' is not taken"),
+    # before: taken, and every write warned (the server refuses the name at each handshake;
+    # a health check's reply misread), nothing ever stored
+    ("/0?client_name=my%20app", "client_name 'my app' is refused by the server"),
+    ("/0?health_check_interval=-1", "health_check_interval must be a whole number of at "
+                                    "least 0"),
+    # before: taken, and every connection failed ('cannot reach the server')
+    ("/0?socket_read_size=0", "socket_read_size must be a whole number of at least 1"),
+    ("/0?socket_connect_timeout=0", "socket_connect_timeout must be seconds above 0"),
+    # before: taken, and a call waited 10 s for a server that does not answer, past its
+    # socket_timeout
+    ("/0?socket_timeout=1&socket_connect_timeout=10",
+     r"socket_connect_timeout must be seconds above 0 and at most socket_timeout \(1 s\)"),
+])
+def test_a_value_of_a_redis_py_option_that_cannot_work_is_refused_naming_it(
+    location: str, said: str,
+) -> None:
+    with pytest.raises(ValueError, match=f"not a valid Redis URL: {said}"):
+        Cache(f"redis://127.0.0.1:{free_port()}{location}", secret=SECRET)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_an_encoding_other_than_utf8_is_refused(encoding: str) -> None:
+    """memojar's keys and the arguments of its Lua scripts are UTF-8 text. Before, redis-py's
+    ``encoding`` from the URL encoded them otherwise: with utf-16 every write warned (the
+    scripts' arguments unreadable) and nothing was ever stored; with latin-1, a prefix outside
+    ASCII named keys other than those its index names."""
+    with pytest.raises(ValueError, match=f"encoding='{encoding}' is not taken: memojar's "
+                                         "keys and Lua scripts are UTF-8"):
+        Cache(f"redis://127.0.0.1:{free_port()}/0?encoding={encoding}", secret=SECRET)
+
+
+@pytest.mark.parametrize(("query", "said"), [
+    # before: taken, and every call raised ValueError('Unsupported TLS/SSL version 0x63')
+    ("ssl_min_version=99", "ssl_min_version must be one of .*TLSv1_2"),
+    # before: RedisError('Invalid SSL Certificate Requirements Flag: bogus')
+    ("ssl_cert_reqs=bogus", "ssl_cert_reqs must be none, optional or required"),
+    # before: taken, and every call warned 'cannot reach the server (Error 2 ...)' and
+    # skipped a healthy server
+    ("ssl_ca_certs=/nonexistent/ca.pem", "ssl_ca_certs: no file '/nonexistent/ca.pem'"),
+    ("ssl_ciphers=bogus", "ssl_ciphers 'bogus' selects no cipher"),
+    # before: taken, and every call raised TypeError('certfile should be a valid ...')
+    ("ssl_keyfile=KEY", "ssl_keyfile is given without ssl_certfile"),
+    ("ssl_ca_certs=KEY", "ssl_ca_certs, ssl_ca_path or ssl_ca_data: the TLS context cannot "
+                         "load them"),
+])
+def test_a_tls_option_that_cannot_work_is_refused_naming_it(
+    query: str, said: str, tmp_path: Path,
+) -> None:
+    key = tmp_path / "key.pem"  # a file that holds no certificate
+    key.write_text("-----BEGIN PRIVATE KEY-----\nnothing\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ValueError, match=f"not a valid Redis URL: {said}"):
+        Cache(f"rediss://127.0.0.1:{free_port()}/0?{query.replace('KEY', str(key))}",
+              secret=SECRET)
+
+
+def test_a_tls_option_without_tls_is_refused_naming_the_scheme() -> None:
+    # before: "unknown option 'ssl_ca_certs' in its query string"
+    with pytest.raises(ValueError, match="option 'ssl_ca_certs' is for a TLS connection: "
+                                         "the URL must begin with rediss://"):
+        Cache(f"redis://127.0.0.1:{free_port()}/0?ssl_ca_certs=/etc/ssl/ca.pem",
+              secret=SECRET)
+
+
+@pytest.mark.parametrize("query", [
+    "protocol=3", "protocol=2", "health_check_interval=1", "client_name=memojar-test",
+    "socket_keepalive=no", "socket_connect_timeout=1", "socket_read_size=4096",
+    "max_connections=8", "encoding=UTF8&encoding_errors=replace", "username=default",
+])
+def test_the_redis_py_options_memojar_takes_still_store_and_hit(
+    redis_location: str, query: str,
+) -> None:
+    cache = Cache(f"{redis_location}?chunk_size=1000&{query}", secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def raw(n: int) -> bytes:
+        calls.append(n)
+        return bytes(range(256)) * n
+
+    for n in (2, 20, 2, 20):  # a plain entry and a chunked one (RESP3 too)
+        assert raw(n) == bytes(range(256)) * n
+    if "health_check_interval" in query:
+        time.sleep(1.1)  # the next request checks the connection first
+        assert raw(2) == bytes(range(256)) * 2
+    assert calls == [2, 20]
+    assert raw.cache_info().entries == 2
+    cache.close()
+
+
+def test_the_tls_options_memojar_takes_reach_the_connection(
+    own_redis: Callable[..., RedisServer], tmp_path: Path,
+) -> None:
+    """A TLS server (its certificate made by openssl) reached with the TLS options memojar
+    reads itself: a TLS version by its name (before, refused: redis-py takes its number
+    alone) and one of ssl.VerifyFlags."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    port = free_port()
+    try:
+        own_redis("--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file",
+                  str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    except RuntimeError as exc:
+        pytest.skip(f"this redis-server has no TLS ({exc})")
+    cache = Cache(f"rediss://localhost:{port}/0?ssl_ca_certs={cert}&ssl_min_version=TLSv1_2"
+                  "&ssl_include_verify_flags=VERIFY_X509_STRICT&ssl_check_hostname=yes",
+                  secret=SECRET)
+    f, calls = counted(cache)
+    assert f(3) == f(3)
+    assert calls == [3]
+    cache.close()
 
 
 def test_a_url_scheme_in_capitals_is_the_same_cache(redis_location: str) -> None:

@@ -33,6 +33,8 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from . import _redisoptions
+
 __all__ = ["connect", "connections", "exhausted", "sent"]
 
 
@@ -384,10 +386,14 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         # redis-py takes the query's silently ('/3?db=5' is database 5)
         raise ValueError(f"the database is given twice, after the host "
                          f"({parts.path[1:]!r}) and as ?db=: give it once")
+    base, _, query = url.partition("?")
+    # Every query option read by memojar (``_redisoptions``): one it does not take, or a
+    # value that cannot work, refused now by name; redis-py is given the URL without them
+    options = _redisoptions.options(parts.scheme, query, socket_timeout)
     pool = _Pool.from_url(
-        url,
+        base,
         socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_timeout,
+        socket_connect_timeout=options.pop("socket_connect_timeout", socket_timeout),
         # one immediate retry after a dropped connection (a restarted server, an idle
         # connection the server closed); never after a timeout, so nothing waits longer
         # than one socket_timeout
@@ -402,34 +408,30 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         # more (or fewer, each holding a key and waiting for another's, with the renewer's
         # requests) found the server "unreachable": nothing stored, every call skipping it
         # for a while. A ``max_connections`` in the URL's query still wins.
-        max_connections=_MAX_CONNECTIONS,
+        max_connections=options.pop("max_connections", _MAX_CONNECTIONS),
         redis_connect_func=_Connected(),
         **_without_notifications(),
+        **options,
         **kwargs,
     )
-    # Replies are bytes: entries are binary, and the store compares and slices them as
-    # bytes. redis-py's ``decode_responses`` (from the URL's query, which wins over
-    # keywords) made them str: every call raised UnicodeDecodeError (not a RedisError, so
-    # no fault the store absorbs), or TypeError with ``encoding_errors=replace``, instead of
-    # returning its function's value. redis-py does not parse that option from a URL: its
-    # string, 'false' too, is true. This client is memojar's own: the option is dropped.
-    pool.connection_kwargs["decode_responses"] = False
-    # And one try at a request that timed out: redis-py's ``retry_on_timeout`` (from the
-    # URL's query) tried it again, and a call on a frozen server waited two socket_timeouts
-    # (2.0 s with socket_timeout=1), where no call waits more than one in all (the retry
-    # after a dropped connection is memojar's own, ``retry_on_error``).
-    pool.connection_kwargs["retry_on_timeout"] = False
+    # Replies are bytes (``decode_responses`` off, redis-py's default): the URL's
+    # ``decode_responses``, passed on before, made them str, and every call raised
+    # UnicodeDecodeError (not a RedisError, so no fault the store absorbs) instead of
+    # returning its function's value. And one try at a request that timed out: the URL's
+    # ``retry_on_timeout`` tried it again, and a call on a frozen server waited two
+    # socket_timeouts. Both are taken from the URL and not passed on (``_redisoptions``).
     try:
-        # A query option neither memojar's nor redis-py's goes to the connection's class
-        # as a keyword: a TypeError from redis-py's inside at every later call, before.
-        # Making one connects nothing.
+        # An option this redis-py's connection does not take (one older than the
+        # options memojar reads) goes to the connection's class as a keyword: a
+        # TypeError from redis-py's inside at every later call, before. Making one
+        # connects nothing.
         pool.connection_class(**pool.connection_kwargs)
     except TypeError as exc:
         said = re.search(r"keyword argument '(\w+)'", str(exc))
         option = said.group(1) if said else str(exc)
-        raise ValueError(f"unknown option {option!r} in its query string (memojar's: "
-                         "prefix, password, socket_timeout, chunk_size; or one of redis-py's "
-                         "connection options)") from None
+        raise ValueError(f"option {option!r} in its query string is not taken by this "
+                         f"redis-py ({redis.__version__}): leave it out, or upgrade "
+                         "redis-py") from None
     host = pool.connection_kwargs.get("host")
     if isinstance(host, str):
         # A host Python's lookup cannot even ask for (an empty label, 'cache..internal'

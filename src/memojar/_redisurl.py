@@ -23,10 +23,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._location import positive, redact
 from ._redisconn import exhausted
+from ._redisoptions import MEMOJARS
 
 __all__ = ["OPTIONS", "oserror", "positive", "redact", "split_location"]
 
-OPTIONS = ("prefix", "password", "socket_timeout", "chunk_size")
+OPTIONS = MEMOJARS  # memojar's own; redis-py's it takes: ``_redisoptions``
 # redis-py's OutOfMemoryError, from 4.6 on (before, the server's "OOM ..." reply is a
 # plain ResponseError, told by its words in ``oserror``). Imported by name, a redis-py 4.5
 # failed every import of the Redis store (the extra now asks for 5.0; one installed
