@@ -585,6 +585,59 @@ def test_the_tls_options_memojar_takes_reach_the_connection(
     cache.close()
 
 
+@pytest.mark.parametrize("where", ["_connect", "on_connect"])
+def test_a_fault_of_another_kind_while_connecting_returns_the_value_with_a_warning(
+    redis_location: str, where: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception that is no RedisError nor OSError raised while a call connects (by a
+    redis-py or a system that fails otherwise than memojar's checks of the URL foresee) is
+    a fault of the store, as a server it cannot reach. Before, it went out of every call,
+    the function's value lost (here a ValueError, as a TLS context that cannot be made)."""
+    import redis.connection
+
+    def fails(self: Any) -> None:
+        raise ValueError("no context")
+
+    monkeypatch.setattr(redis.connection.Connection, where, fails)
+    cache = Cache(f"{redis_location}?prefix=fault:", secret=SECRET)
+    f, calls = counted(cache)
+    with pytest.warns(MemojarWarning, match="connecting raised ValueError: no context"):
+        assert f(2) == 4
+    assert calls == [2]
+    cache.close()
+
+
+def test_the_callers_exception_while_connecting_is_raised_as_it_is(
+    redis_location: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal handler's exception (a deadline) raised while a call connects is the
+    caller's: raised to it as it is, never turned into a fault of the store."""
+    import redis.connection
+
+    class Deadline(Exception):
+        pass
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Deadline
+
+    real = redis.connection.Connection._connect
+
+    def signalled(self: Any) -> Any:
+        signal.raise_signal(signal.SIGUSR1)
+        return real(self)
+
+    monkeypatch.setattr(redis.connection.Connection, "_connect", signalled)
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        cache = Cache(f"{redis_location}?prefix=caller:", secret=SECRET)
+        f, _ = counted(cache)
+        with pytest.raises(Deadline):
+            f(2)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    cache.close()
+
+
 def test_a_url_scheme_in_capitals_is_the_same_cache(redis_location: str) -> None:
     # URL schemes are case-insensitive (as for 'S3://'): 'REDIS://' chose the Redis store,
     # whose redis-py then said the URL "must specify one of the following schemes (redis://,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import collections
 import contextlib
+import functools
 import gc
 import operator
 import os
@@ -34,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from . import _redisoptions
+from ._errors import the_callers
 
 __all__ = ["connect", "connections", "exhausted", "sent"]
 
@@ -354,8 +356,47 @@ class _Connected:
         self.count = 0
 
     def __call__(self, connection: Any) -> None:
-        connection.on_connect()
+        try:
+            connection.on_connect()
+        except (RedisError, OSError):
+            raise
+        except Exception as exc:  # (see ``_guarded``)
+            if the_callers(exc):
+                raise
+            raise _connect_fault(exc) from exc
         self.count += 1
+
+
+def _connect_fault(exc: Exception) -> RedisConnectionError:
+    return RedisConnectionError(f"connecting raised {type(exc).__name__}: {exc}")
+
+
+@functools.cache
+def _guarded(kind: type[Any]) -> type[Any]:
+    """redis-py's connection class ``kind``, whose connecting raises only ``RedisError``s
+    and ``OSError``s (which redis-py makes its ``ConnectionError``), or the caller's own
+    exception (``the_callers``: a signal handler's). Anything else raised while making
+    the socket (``ValueError`` from a TLS context that cannot be made, ``AttributeError``,
+    ``TypeError`` from a socket option) is a fault of the store, as a server that cannot
+    be reached: the call returns its function's value with a warning. Before, it went out
+    of every call, its value lost: what the URL's options can cause is refused when the
+    cache is made (``_redisoptions``), and this is for the rest (a redis-py or a system
+    that fails otherwise)."""
+
+    class Guarded(kind):  # type: ignore[misc]
+        def _connect(self) -> Any:
+            try:
+                return super()._connect()
+            except (RedisError, OSError):
+                raise
+            except Exception as exc:
+                if the_callers(exc):
+                    raise
+                raise _connect_fault(exc) from exc
+
+    Guarded.__name__, Guarded.__qualname__ = kind.__name__, kind.__qualname__
+    Guarded.__module__ = kind.__module__
+    return Guarded
 
 
 def connections(client: redis.Redis) -> int:
@@ -420,6 +461,7 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     # returning its function's value. And one try at a request that timed out: the URL's
     # ``retry_on_timeout`` tried it again, and a call on a frozen server waited two
     # socket_timeouts. Both are taken from the URL and not passed on (``_redisoptions``).
+    pool.connection_class = _guarded(pool.connection_class)
     try:
         # An option this redis-py's connection does not take (one older than the
         # options memojar reads) goes to the connection's class as a keyword: a
