@@ -438,6 +438,17 @@ def test_a_host_no_lookup_can_take_is_refused_when_the_cache_is_made(host: str) 
         Cache(f"redis://{host}:6379/0", secret=SECRET)
 
 
+@pytest.mark.parametrize("location", ["unix://?db=0", "unix://localhost/?db=0", "unix://"])
+def test_a_unix_url_without_the_sockets_path_is_refused_when_the_cache_is_made(
+    location: str,
+) -> None:
+    # before: taken, and every call warned 'cannot reach the server (Error 22 connecting
+    # to . Invalid argument.)'
+    with pytest.raises(ValueError, match="not a valid Redis URL: a unix:// URL needs the "
+                                         "socket's path"):
+        Cache(location, secret=SECRET)
+
+
 # Options of redis-py's that a URL's query string may name, refused by memojar: before,
 # each went to redis-py as it was, and every call raised (socket_keepalive_options:
 # AttributeError; socket_type: TypeError; credential_provider: AttributeError), or the

@@ -427,6 +427,11 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
         # redis-py takes the query's silently ('/3?db=5' is database 5)
         raise ValueError(f"the database is given twice, after the host "
                          f"({parts.path[1:]!r}) and as ?db=: give it once")
+    if parts.scheme == "unix" and not parts.path.strip("/"):
+        # redis-py took it, and every call warned 'cannot reach the server (Error 22
+        # connecting to . Invalid argument.)'
+        raise ValueError("a unix:// URL needs the socket's path after it "
+                         "(unix:///run/redis.sock), not a host")
     base, _, query = url.partition("?")
     # Every query option read by memojar (``_redisoptions``): one it does not take, or a
     # value that cannot work, refused now by name; redis-py is given the URL without them
