@@ -319,6 +319,91 @@ def test_keyword_defaults_changed_in_place_under_a_wrapper_bind_the_new_default(
     assert f(2) == f(2) == 200  # before: 2
 
 
+@pytest.mark.parametrize("value", [1.0, True])
+def test_a_keyword_default_changed_in_place_to_an_equal_value_is_seen_in_memory(
+    tmp_path: Path, value: object
+) -> None:
+    """``scale = 1.0`` for ``scale = 1`` is an equal value of another type: another key,
+    and the function may return another value. Before, the memory tier compared the dict
+    with a copy by ``==``, saw no change, and f(2) returned '2' (of ``scale=1``)."""
+    from memojar import cached
+
+    def kw(x, *, scale=1):
+        return f"{x * scale!r} {type(scale).__name__}"
+
+    f = cached(cache_dir=tmp_path / "c", memory=8)(kw)
+    assert f(2) == "2 int"
+    kw.__kwdefaults__["scale"] = value
+    assert f(2) == f(2) == kw(2) != "2 int"  # before: '2 int'
+
+
+@pytest.mark.parametrize("memory", [None, 8])
+def test_a_keyword_default_changed_in_place_between_a_calls_key_and_its_run_is_not_stored(
+    tmp_path: Path, memory: int | None
+) -> None:
+    """A call keyed with ``scale=1`` that runs with ``scale=100`` (another thread changed
+    the dict in place between the two: here the argument's pickling, as the key is made)
+    returns the value it computed, and stores nothing under the key of ``scale=1``.
+    Before, a miss compared the dict by identity alone, and stored 200 there: f(a, scale=1)
+    returned 200, from the disk."""
+    from memojar import cached
+
+    def kw(x, *, scale=1):
+        return x.n * scale
+
+    changes = [100]
+
+    class Arg:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            if changes:
+                kw.__kwdefaults__["scale"] = changes.pop()
+            return (Arg, (self.n,))
+
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(kw)
+    assert f(Arg(2)) == 200
+    assert f(Arg(2), scale=1) == 2  # before: 200
+    g = cached(cache_dir=tmp_path / "c")(kw)  # as another process reads the disk
+    kw.__kwdefaults__["scale"] = 1
+    assert g(Arg(2)) == 2
+
+
+def _factored(fn):  # a decorator of functools.wraps with a keyword default of its own
+    import functools
+
+    @functools.wraps(fn)
+    def scaled(*args, factor=1, **kwargs):
+        return fn(*args, **kwargs) * factor
+
+    return scaled
+
+
+@pytest.mark.parametrize("memory", [None, 8])
+@pytest.mark.parametrize("layer", ["outer", "between"])
+def test_a_decorators_own_keyword_default_changed_in_place_is_seen(
+    tmp_path: Path, memory: int | None, layer: str
+) -> None:
+    """``scaled.__kwdefaults__["factor"] = 10``: the wrapper's calls run with the new
+    default, under @cached directly or under another decorator of ``functools.wraps``.
+    Before, its dict was compared by identity alone: f(2) kept its key and identity, and
+    returned 2, from the disk and from memory."""
+    from memojar import cached
+
+    def base(x):
+        return x
+
+    scaled = _factored(base)
+    f = cached(cache_dir=tmp_path / "c", memory=memory)(
+        scaled if layer == "outer" else _passing(scaled))
+    assert f(2) == 2
+    scaled.__kwdefaults__["factor"] = 10
+    assert f(2) == f(2) == 20  # before: 2
+    scaled.__kwdefaults__["factor"] = 1.0
+    assert repr(f(2)) == "2.0"
+
+
 @pytest.mark.parametrize("kind", ["positional", "keyword"])
 def test_a_default_reassigned_to_a_list_is_keyed_by_its_content_also_in_memory(
     tmp_path: Path, kind: str
