@@ -319,6 +319,29 @@ def test_keyword_defaults_changed_in_place_under_a_wrapper_bind_the_new_default(
     assert f(2) == f(2) == 200  # before: 2
 
 
+def test_keyword_defaults_changed_in_place_after_the_code_was_reassigned_bind_the_new_default(
+    tmp_path: Path
+) -> None:
+    """Code reassigned to one of fewer keyword names leaves the dict holding a name no
+    parameter has (``mode``), which calls ignore. Before, the binder then took a copy of
+    the dict, and ``scale = 100`` set in it in place kept the key and value of
+    ``scale=1``: f(2) returned 2, from the disk."""
+    from memojar import cached
+
+    def kw(x, *, scale=1, mode="a"):
+        return (x * scale, mode)
+
+    def other(x, *, scale=1):
+        return x * scale
+
+    f = cached(cache_dir=tmp_path / "c")(kw)
+    assert f(2) == (2, "a")
+    kw.__code__ = other.__code__
+    assert f(2) == 2
+    kw.__kwdefaults__["scale"] = 100
+    assert f(2) == f(2) == 200  # before: 2
+
+
 @pytest.mark.parametrize("value", [1.0, True])
 def test_a_keyword_default_changed_in_place_to_an_equal_value_is_seen_in_memory(
     tmp_path: Path, value: object

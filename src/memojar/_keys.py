@@ -358,6 +358,9 @@ def _generate(func: Callable[..., Any], sig: Any, body: str, namespace: dict[str
     return binder
 
 
+_NOT_THERE = object()
+
+
 def _kwdefaults_of(func: Any, params: list[Any]) -> dict[str, Any] | None:
     """The ``__kwdefaults__`` dict of the function whose signature ``params`` is (``func``,
     or what it wraps or binds: a ``functools.wraps`` wrapper's, a method's), when it holds
@@ -372,8 +375,13 @@ def _kwdefaults_of(func: Any, params: list[Any]) -> dict[str, Any] | None:
     for _ in range(100):  # (a ``__wrapped__`` loop ends here)
         if type(func) is FunctionType:
             kwdefaults = func.__kwdefaults__
-            if (type(kwdefaults) is dict and kwdefaults.keys() == wanted.keys()
-                    and all(kwdefaults[name] is value for name, value in wanted.items())):
+            # Those defaults, by identity; a name no parameter has may be there too (a
+            # function's code reassigned to one of other keyword names, a name added):
+            # the call ignores it, as the binder does. Before, such a dict was copied, and
+            # a default changed in it in place kept the old default's key and value.
+            if type(kwdefaults) is dict and all(
+                    kwdefaults.get(name, _NOT_THERE) is value
+                    for name, value in wanted.items()):
                 return kwdefaults
         try:
             func = func.__func__ if hasattr(func, "__func__") else func.__wrapped__
