@@ -620,3 +620,31 @@ def test_an_interrupt_while_a_wait_is_noted_or_its_note_ended_leaves_no_note(
             _locks._end_note(fd, ident)
         was = lock_files_open()
     assert leaked == []
+
+
+def test_a_signal_handlers_timeout_as_a_hit_opens_its_entry_is_the_callers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``SIGALRM`` handler's ``TimeoutError`` (no system call's: no errno) raised as the
+    file store opens an entry goes to the caller, the function not run. Before, the open's
+    ``except OSError`` took it for a missing entry: the call computed on past the caller's
+    deadline."""
+    calls: list[int] = []
+
+    @Cache(tmp_path).cached
+    def double(x: int) -> int:
+        calls.append(x)
+        return x * 2
+
+    assert double(1) == 2
+    real_open = os.open
+
+    def interrupted(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(".pkl"):
+            raise TimeoutError("the caller's deadline")  # as a handler raising in the open
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", interrupted)
+    with pytest.raises(TimeoutError, match="the caller's deadline"):
+        double(1)
+    monkeypatch.undo()
+    assert double(1) == 2 and calls == [1]

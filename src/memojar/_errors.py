@@ -56,6 +56,26 @@ def the_callers(exc: BaseException) -> bool:
     return False
 
 
+def callers_within(exc: BaseException, handled: BaseException | None) -> BaseException | None:
+    """The caller's own exception (``the_callers``) that a library made one of its own, found
+    in ``exc``'s cause or context, or None. redis-py makes a ``SIGALRM`` handler's
+    ``TimeoutError``, raised in a socket read, its ``TimeoutError`` ("Timeout reading from
+    ..."), and urllib3 its ``ReadTimeoutError``: taken for the server's, the caller's
+    deadline was lost (the call went on to compute), and the server was called down.
+
+    ``handled``: the exception the caller was handling when the request began
+    (``sys.exc_info()``), where the chain stops: it and its own context are the caller's
+    past, not raised in the request (a call made in an ``except KeyboardInterrupt:``
+    block, whose request failed, raised that interrupt again)."""
+    seen: set[int] = set()
+    while exc is not None and exc is not handled and id(exc) not in seen and len(seen) < 20:
+        if the_callers(exc):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None
+
+
 def in_a_signal_handler() -> bool:
     """Whether this thread runs a Python signal handler now (a frame of its stack is one's:
     ``_a_signal_handlers``). Its thread may hold any lock where the signal landed, also one

@@ -576,6 +576,8 @@ class FileStore(Store):
         try:
             fd = os.open(path, _O_READ)
         except OSError as exc:  # missing (the usual miss), a link, unreadable: all a miss
+            if exc.errno is None:  # not a system call's: the caller's signal handler's
+                raise
             self._missed = (function, key, path)  # for the miss's re-check (maybe_stored)
             if exc.errno == errno.EACCES and not self._unreadable_said:
                 self._unreadable_entry(path)

@@ -87,6 +87,8 @@ class _RedisKeyLock(KeyLock):
             with self.store._errors("releasing a lock"):
                 self.store._release(keys=[self.name], args=[token])
         except (ConnectionError, TimeoutError) as exc:
+            if exc.errno is None:  # not the server's: the caller's signal handler's
+                raise
             # The server failed a moment ago, and the store fails fast until it answers a
             # ping: perhaps a SET whose replies were lost (the lease is ours all the same).
             logger.debug("cannot release %r now: %s", self.name, exc)
@@ -263,7 +265,9 @@ class _WaitNote:
         try:
             with self.store._errors("ending a wait"):
                 self.send([], [self.edge(i) for i in ids])
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError) as exc:
+            if exc.errno is None:  # not the server's: the caller's signal handler's
+                raise
             return False
         except OSError as exc:
             logger.debug("cannot remove %r (it expires by itself): %s", self.name, exc)

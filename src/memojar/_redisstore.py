@@ -64,6 +64,7 @@ import math
 import os
 import re
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -76,7 +77,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _redislua as lua
 from ._entry import Miss, header_length
-from ._errors import logger
+from ._errors import callers_within, logger
 from ._redisconn import connect, exhausted, sent
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
@@ -724,9 +725,13 @@ class RedisStore(Store):
         the server is up again."""
         if not again:
             self._breaker.check()
+        handled = sys.exc_info()[1]  # the caller's, if any (``callers_within``)
         try:
             yield
         except RedisError as exc:
+            caller = callers_within(exc, handled)
+            if caller is not None:  # a signal handler's, in a socket call: the caller's own
+                raise caller from None  # (the server did not fail: no ``Breaker.trip``)
             if (isinstance(exc, (RedisConnectionError, RedisTimeoutError))
                     and not exhausted(exc)):  # (this process's connections all in use)
                 down = self._oserror(exc, "")

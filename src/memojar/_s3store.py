@@ -58,6 +58,7 @@ import queue
 import re
 import secrets
 import ssl
+import sys
 import threading
 import time
 import types
@@ -79,7 +80,7 @@ import xxhash
 from urllib3._collections import RecentlyUsedContainer
 
 from ._entry import written_as_an_entry
-from ._errors import in_a_signal_handler, logger, the_callers, warn
+from ._errors import callers_within, in_a_signal_handler, logger, the_callers, warn
 from ._filestore import function_dir
 from ._location import positive, redact
 from ._store import (
@@ -318,8 +319,15 @@ class _Bucket:
         # bucket not made yet gave one warning a call, each naming its own key).
         bucket = f"bucket {self.bucket!r}"
         folder = f"s3://{self.bucket}/{name.rpartition('/')[0]}/" if "/" in name else where
+        handled = sys.exc_info()[1]  # the caller's, if any (``callers_within``)
         try:
-            yield
+            try:
+                yield
+            except Exception as exc:
+                caller = callers_within(exc, handled)
+                if caller is not None:  # a signal handler's, in a socket call (urllib3 made
+                    raise caller from None  # its TimeoutError a ReadTimeoutError): the
+                raise  # caller's own, not the server's fault (before, a miss and a warning)
         except botocore.exceptions.ClientError as exc:
             if again:
                 self._breaker.answered()

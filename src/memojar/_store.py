@@ -366,6 +366,9 @@ class Store(abc.ABC):
         try:
             return self._read(function, key)
         except OSError as exc:
+            if exc.errno is None:  # not the backend's: the caller's signal handler's
+                raise  # (before, a SIGALRM handler's TimeoutError was a miss: the call
+                # computed on past the caller's deadline)
             logger.debug("read of %s %s from %s failed: %s", function, key, self.location, exc)
             return None
 
