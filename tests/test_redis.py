@@ -1147,6 +1147,29 @@ def test_a_result_whose_write_timed_out_but_was_stored_is_cached_without_a_warni
     cache.close()
 
 
+def test_a_write_that_timed_out_is_read_back_with_the_urls_socket_connect_timeout(
+        redis_location: str, dropper: ReplyDropper, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL's socket_connect_timeout within socket_timeout but above the share of it that
+    the look at a write that timed out waits (its client's own socket_timeout): the look
+    reads the entry back, bounded by its own share. Before, making that client refused the
+    URL (ValueError 'socket_connect_timeout must be ... at most socket_timeout (1 s)'),
+    which the cache had taken, out of the call: its function's value lost."""
+    monkeypatch.setattr(_redisstore, "CONFIRM_SHARE", 0.5)  # (a loaded machine)
+    location = dropper.front(redis_location) + "?socket_timeout=2&socket_connect_timeout=2"
+    cache = Cache(location, secret=SECRET)
+    double, calls = counted(cache)
+    double(b"warm")  # the commit's script is loaded: the next EVALSHA of it runs
+    store = cache.store
+    assert isinstance(store, RedisStore)
+    dropper.drop(evalsha(store._commit), silent=True)
+    assert double(b"v") == b"vv"  # no warning: filterwarnings = error
+    assert dropper.dropped
+    assert double(b"v") == b"vv"
+    assert calls == [b"warm", b"v"]  # a hit
+    assert store._checker().connection_pool.connection_kwargs["socket_connect_timeout"] == 1
+    cache.close()
+
+
 @pytest.mark.parametrize("size", ["whole", "chunks"])
 def test_a_result_whose_commit_lost_both_replies_but_was_stored_is_cached_without_a_warning(
         redis_location: str, dropper: ReplyDropper, size: str) -> None:

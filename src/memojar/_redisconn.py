@@ -405,8 +405,13 @@ def connections(client: redis.Redis) -> int:
     return made.count
 
 
-def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
-    """A client for ``url``; ``ValueError`` if it is not a Redis URL."""
+def connect(url: str, socket_timeout: float, *, share: float = 1.0,
+            **kwargs: Any) -> redis.Redis:
+    """A client for ``url``; ``ValueError`` if it is not a Redis URL. Its options are
+    checked against ``socket_timeout``, the store's; ``share``: of it, what the client
+    waits for any one answer or connection (the look at a write that timed out waits
+    ``CONFIRM_SHARE``: a URL's socket_connect_timeout taken by the store is cut down to
+    that, never refused there)."""
     # The idna codec, which a connection's address lookup (``getaddrinfo`` of a host given
     # as a str, an IP address too) loads at its first use, is loaded here, before any call.
     # Else it loaded at the first connection, inside a call: a signal handler that ran
@@ -436,10 +441,11 @@ def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
     # Every query option read by memojar (``_redisoptions``): one it does not take, or a
     # value that cannot work, refused now by name; redis-py is given the URL without them
     options = _redisoptions.options(parts.scheme, query, socket_timeout)
+    wait = socket_timeout * share
     pool = _Pool.from_url(
         base,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=options.pop("socket_connect_timeout", socket_timeout),
+        socket_timeout=wait,
+        socket_connect_timeout=min(options.pop("socket_connect_timeout", wait), wait),
         # one immediate retry after a dropped connection (a restarted server, an idle
         # connection the server closed); never after a timeout, so nothing waits longer
         # than one socket_timeout

@@ -414,8 +414,11 @@ class RedisStore(Store):
         """The client of ``_holds`` after a timeout, made at first use."""
         checker = self._checker_client
         if checker is None:
+            # (the URL's options checked against the store's socket_timeout, as when the
+            # store was made: a socket_connect_timeout it took is cut to the share, where
+            # before this client refused it, a ValueError out of the call)
             checker = self._checker_client = connect(
-                self._url, self.socket_timeout * CONFIRM_SHARE, **self._kwargs)
+                self._url, self.socket_timeout, share=CONFIRM_SHARE, **self._kwargs)
         return checker
 
     def _drop_chunks(self, name: bytes, chunks: bytes) -> bool:
