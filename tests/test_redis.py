@@ -567,6 +567,23 @@ def test_the_redis_py_options_memojar_takes_still_store_and_hit(
     cache.close()
 
 
+def test_an_option_given_twice_counts_as_redis_py_read_it_its_first_value(
+    own_redis: Callable[..., RedisServer],
+) -> None:
+    """``?db=3&db=&db=4`` (a URL built by appending to one that had the option): the
+    cache is in database 3, as when redis-py read the query (its first value that is not
+    empty). Before memojar's reading kept that, the last counted: the same URL moved the
+    cache to database 4 on upgrade, its entries left behind, without a word."""
+    server = own_redis()
+    cache = Cache(f"redis://127.0.0.1:{server.port}?db=3&db=&db=4", secret=SECRET)
+    double, calls = counted(cache)
+    assert double(2) == double(2) == 4
+    assert calls == [2]
+    assert server.client(3).dbsize() > 0
+    assert server.client(4).dbsize() == 0
+    cache.close()
+
+
 def test_the_tls_options_memojar_takes_reach_the_connection(
     own_redis: Callable[..., RedisServer], tmp_path: Path,
 ) -> None:

@@ -212,7 +212,10 @@ def options(scheme: str, query: str, socket_timeout: float) -> dict[str, Any]:
     """redis-py's keyword arguments from a Redis URL's ``query`` (memojar's own options
     taken out): each option memojar takes, its value checked and parsed; ``ValueError``
     naming the option for one it does not take or a value that cannot work. A name given
-    twice: the last counts (as for memojar's own options)."""
+    twice: the first value that is not empty counts, as redis-py read the query (its
+    ``parse_qs``, blanks left out, then the first of each), so that a URL names the same
+    database and settings as before memojar read it (``?db=1&db=2``: database 1; memojar's
+    own options, ``_redisurl``, take the last, as they always did)."""
     tls = scheme == "rediss"
     kwargs: dict[str, Any] = {}
     pairs = parse_qsl(query, keep_blank_values=True)
@@ -231,9 +234,11 @@ def options(scheme: str, query: str, socket_timeout: float) -> dict[str, Any]:
                  f"unknown option {name!r} in its query string")
                 + (f" (did you mean {near[0]!r}?)" if near and not why else "")
                 + f"; the options taken are {_taken(tls)}")
-    for name, raw in dict(pairs).items():
-        if raw == "":  # (as redis-py: an option left empty is left out)
-            continue
+    firsts: dict[str, str] = {}
+    for name, raw in pairs:
+        if raw != "":  # (as redis-py: an option left empty is left out)
+            firsts.setdefault(name, raw)
+    for name, raw in firsts.items():
         value = {**TAKEN, **TLS}[name](name, raw, socket_timeout)
         if value is not None:
             kwargs[name] = value
