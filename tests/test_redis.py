@@ -461,7 +461,6 @@ def test_a_unix_url_without_the_sockets_path_is_refused_when_the_cache_is_made(
     ("retry=1", "retry"),
     ("retry_on_error=TimeoutError", "retry_on_error"),
     ("credential_provider=mine", "credential_provider"),
-    ("legacy_responses=no", "legacy_responses"),
 ])
 def test_an_option_memojar_does_not_take_is_refused_naming_those_it_does(
     query: str, option: str,
@@ -567,6 +566,40 @@ def test_the_redis_py_options_memojar_takes_still_store_and_hit(
     cache.close()
 
 
+@pytest.mark.filterwarnings("ignore:.*lib_name and lib_version:DeprecationWarning")
+@pytest.mark.parametrize("query", [
+    "legacy_responses=true", "legacy_responses=false", "lib_name=myapp&lib_version=1.0",
+])
+def test_the_redis_py_options_taken_before_memojar_read_them_still_store_and_hit(
+    redis_location: str, query: str,
+) -> None:
+    """Options redis-py took from the URL before memojar read its query (1e45ac4), which
+    then refused them as unknown ones: a URL that worked stopped at Cache() on upgrade."""
+    cache = Cache(f"{redis_location}?chunk_size=1000&{query}", secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def raw(n: int) -> bytes:
+        calls.append(n)
+        return bytes(range(256)) * n
+
+    for n in (2, 20, 2, 20):  # a plain entry and a chunked one
+        assert raw(n) == bytes(range(256)) * n
+    assert calls == [2, 20]
+    assert raw.cache_info().entries == 2
+    cache.close()
+
+
+@pytest.mark.parametrize("query, said", [
+    ("ssl_validate_ocsp=yes&ssl_validate_ocsp_stapled=yes", "both on"),
+    ("ssl_validate_ocsp_stapled=true", "needs the client's certificate and key|pyOpenSSL"),
+])
+def test_an_ocsp_check_redis_py_cannot_make_is_refused_naming_it(query: str,
+                                                                 said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        Cache(f"rediss://127.0.0.1:9/0?{query}", secret=SECRET)
+
+
 def test_an_option_given_twice_counts_as_redis_py_read_it_its_first_value(
     own_redis: Callable[..., RedisServer],
 ) -> None:
@@ -607,6 +640,34 @@ def test_the_tls_options_memojar_takes_reach_the_connection(
     cache = Cache(f"rediss://localhost:{port}/0?ssl_ca_certs={cert}&ssl_min_version=TLSv1_2"
                   "&ssl_include_verify_flags=VERIFY_X509_STRICT&ssl_check_hostname=yes",
                   secret=SECRET)
+    f, calls = counted(cache)
+    assert f(3) == f(3)
+    assert calls == [3]
+    cache.close()
+
+
+def test_the_ocsp_flags_off_reach_a_tls_server(
+    own_redis: Callable[..., RedisServer], tmp_path: Path,
+) -> None:
+    """redis-py's ssl_validate_ocsp and ssl_validate_ocsp_stapled, which its URL parser
+    reads as flags, turned off as they are by default (a URL listing every setting). Since
+    1e45ac4 refused as unknown options: before, taken."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    port = free_port()
+    try:
+        own_redis("--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file",
+                  str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    except RuntimeError as exc:
+        pytest.skip(f"this redis-server has no TLS ({exc})")
+    cache = Cache(f"rediss://localhost:{port}/0?ssl_ca_certs={cert}&ssl_validate_ocsp=false"
+                  "&ssl_validate_ocsp_stapled=no", secret=SECRET)
     f, calls = counted(cache)
     assert f(3) == f(3)
     assert calls == [3]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import importlib.util
 import math
 import os
 import ssl
@@ -171,6 +172,14 @@ TAKEN: dict[str, Parse] = {
     "encoding_errors": _dropped,
     "decode_responses": _dropped,
     "retry_on_timeout": _dropped,
+    # (redis-py 8: the shapes of its replies, which memojar's client reads as redis-py's
+    # default gives them; taken before, as any string, and passed on)
+    "legacy_responses": _dropped,
+    # what CLIENT SETINFO tells the server of the library (redis-py deprecates them for
+    # driver_info, which a URL cannot give); any text: a value the server refuses is let
+    # go by redis-py. Taken before, and passed on
+    "lib_name": _text,
+    "lib_version": _text,
 }
 # ... and those of a TLS connection (rediss://)
 TLS: dict[str, Parse] = {
@@ -186,6 +195,10 @@ TLS: dict[str, Parse] = {
     "ssl_ciphers": _ciphers,
     "ssl_include_verify_flags": _verify_flags,
     "ssl_exclude_verify_flags": _verify_flags,
+    # redis-py's own flags (its URL parser read them as such): off by default, so that
+    # ``=false`` says what a URL without them does; on, checked in ``_check_tls``
+    "ssl_validate_ocsp": _flag,
+    "ssl_validate_ocsp_stapled": _flag,
 }
 
 # redis-py's, known and refused, with why
@@ -255,6 +268,7 @@ def _check_tls(kwargs: dict[str, Any]) -> None:
         # every call raised TypeError ('certfile should be a valid filesystem path')
         raise ValueError("ssl_keyfile is given without ssl_certfile: give the client's "
                          "certificate as ssl_certfile too")
+    _check_ocsp(kwargs)
     context = ssl.create_default_context()
     try:
         if "ssl_certfile" in kwargs:
@@ -267,3 +281,21 @@ def _check_tls(kwargs: dict[str, Any]) -> None:
                                           kwargs.get("ssl_ca_data"))
     except (OSError, ValueError, TypeError) as exc:  # (ssl.SSLError is an OSError)
         raise ValueError(f"{what}: the TLS context cannot load them ({exc})") from None
+
+
+def _check_ocsp(kwargs: dict[str, Any]) -> None:
+    """An OCSP check asked for that redis-py cannot make: every connection failed (a
+    RedisError: each call warned 'cannot reach the server'), or raised ImportError."""
+    full, stapled = kwargs.get("ssl_validate_ocsp"), kwargs.get("ssl_validate_ocsp_stapled")
+    if full and stapled:
+        raise ValueError("ssl_validate_ocsp and ssl_validate_ocsp_stapled are both on: "
+                         "redis-py validates one kind of OCSP answer, not both; turn one off")
+    needs = ("cryptography", "cryptography") if full else ("OpenSSL", "pyOpenSSL")
+    if (full or stapled) and importlib.util.find_spec(needs[0]) is None:
+        name = "ssl_validate_ocsp" if full else "ssl_validate_ocsp_stapled"
+        raise ValueError(f"{name} is on, and redis-py checks OCSP with {needs[1]}, which "
+                         f"is not installed: pip install {needs[1]}, or leave {name} out")
+    if stapled and not ("ssl_certfile" in kwargs and "ssl_keyfile" in kwargs):
+        raise ValueError("ssl_validate_ocsp_stapled is on: redis-py's check of a stapled "
+                         "OCSP answer needs the client's certificate and key (ssl_certfile "
+                         "and ssl_keyfile)")
