@@ -600,6 +600,14 @@ def test_an_ocsp_check_redis_py_cannot_make_is_refused_naming_it(query: str,
         Cache(f"rediss://127.0.0.1:9/0?{query}", secret=SECRET)
 
 
+def test_the_password_of_a_url_whose_scheme_is_in_capitals_is_redacted() -> None:
+    """``REDIS://:PASSWORD@host`` (a scheme is case-insensitive; the store takes it): its
+    password never shown. Before, messages and ``Cache.directory`` showed it whole."""
+    with pytest.raises(ValueError) as caught:
+        Cache(f"REDIS://:hunter2@127.0.0.1:{free_port()}/0?db=1", secret=SECRET)
+    assert "hunter2" not in str(caught.value) and "REDIS://:***@127.0.0.1" in str(caught.value)
+
+
 def test_an_option_given_twice_counts_as_redis_py_read_it_its_first_value(
     own_redis: Callable[..., RedisServer],
 ) -> None:

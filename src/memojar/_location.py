@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://[^:@/]*):[^@/]*@")
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://[^:@/]*):[^@/]*@", re.IGNORECASE)  # REDIS:// too
 
 
 def redact(location: str) -> str:
