@@ -2073,6 +2073,9 @@ def _resolved_endpoint(shown: str, client: Any, bucket: str) -> str:
     return str(url or endpoint)
 
 
+_BUNDLES_CHECKED: set[tuple[str, int, int, int, int]] = set()  # (``_check_ca_bundle``)
+
+
 def _check_ca_bundle(shown: str, verify: Any, given: bool) -> None:
     """Refuse a CA bundle (``AWS_CA_BUNDLE``, ``ca_bundle``) that is not a file of
     certificates: botocore took it, and every request to an https:// endpoint failed
@@ -2080,7 +2083,16 @@ def _check_ca_bundle(shown: str, verify: Any, given: bool) -> None:
     if not isinstance(verify, str):  # True: botocore's own bundle; False: not verified
         return
     try:
+        # A bundle checked once per process as the file is (a Cache() made again, a
+        # second location, a worker's unpickled cache): loading one of the size of
+        # certifi's or the system's took 20-45 ms each time, on top of botocore's own
+        # load at the first request
+        seen = os.stat(verify)
+        version = (verify, seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns)
+        if version in _BUNDLES_CHECKED:
+            return
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=verify)
+        _BUNDLES_CHECKED.add(version)
     except (OSError, ValueError) as exc:  # (ssl.SSLError is an OSError)
         if the_callers(exc):  # a signal handler's (its TimeoutError)
             raise
