@@ -523,6 +523,24 @@ def test_a_proxy_url_that_is_not_one_is_an_error_at_once(
         Cache(f"s3://bucket/p?endpoint_url={scheme}://127.0.0.1:9")
 
 
+def test_a_proxy_url_refused_never_shows_a_piece_of_its_password(
+    s3_env: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A '#' left as it is in a proxy's password: the URL is refused, saying how to write
+    it, and no piece of the password is shown. Before, urlsplit's words were: "Port could
+    not be cast to integer value as 'S3cretPw'" (what precedes the '#'), beside the URL
+    whose password was redacted."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://alice:S3cretPw#1@proxy.invalid:8080")
+    with pytest.raises(ValueError, match=r"the proxy HTTP_PROXY 'http://alice:\*\*\*@proxy"
+                                         r"\.invalid:8080' is not a proxy's URL \(its user "
+                                         r"name or password cannot be read; '#' in them must "
+                                         r"be written %23\)") as caught:
+        Cache("s3://bucket/p?endpoint_url=http://127.0.0.1:9")
+    assert "S3cret" not in str(caught.value)
+
+
 def test_a_given_clients_proxy_url_that_is_not_one_is_an_error_at_once(s3_env: None) -> None:
     import boto3
     import botocore.config

@@ -2135,6 +2135,24 @@ def _check_proxy(shown: str, client: Any, endpoint: str, config: Any, given: boo
         if the_callers(exc):
             raise
         problem = str(exc)
+        # (the parser's words quote a piece of what it could not read: with a user and
+        # password, a piece of the password, "Port could not be cast to integer value as
+        # 'S3cret'" for http://alice:S3cret#1@proxy:8080; never shown)
+        userinfo = value.partition("://")[2].rpartition("@")[0] if "://" in value else (
+            value.rpartition("@")[0])
+        if userinfo:
+            probe = proxy.replace(userinfo, "user:password", 1)
+            try:  # the same URL with a plain user and password: what else is wrong
+                urlsplit(probe).port  # noqa: B018
+                urllib3.util.parse_url(probe)
+            except ValueError as again:
+                problem = str(again)
+            else:
+                odd = sorted({c for c in userinfo if c in "#?/@ "})
+                problem = ("its user name or password cannot be read; " + (
+                    f"{', '.join(map(repr, odd))} in them must be written "
+                    f"{', '.join(f'%{ord(c):02X}' for c in odd)}" if odd else
+                    "percent-encode what a URL cannot hold as it is"))
     else:
         if given_scheme is not None and given_scheme.group(1).lower() not in ("http",
                                                                               "https"):
