@@ -609,6 +609,16 @@ def test_the_password_of_a_url_whose_scheme_is_in_capitals_is_redacted() -> None
     assert "hunter2" not in str(caught.value) and "REDIS://:***@127.0.0.1" in str(caught.value)
 
 
+def test_the_passphrase_of_the_clients_key_is_redacted(tmp_path: Path) -> None:
+    """``ssl_password``, the passphrase of the client's key (an option memojar takes):
+    never shown. Before, every message naming the cache, Cache.directory and the store's
+    repr showed it."""
+    cache = Cache(f"rediss://127.0.0.1:{free_port()}/0?ssl_password=hunter2", secret=SECRET)
+    assert "hunter2" not in cache.directory + repr(cache.store)
+    assert "ssl_password=***" in cache.directory
+    cache.close()
+
+
 def test_an_option_given_twice_counts_as_redis_py_read_it_its_first_value(
     own_redis: Callable[..., RedisServer],
 ) -> None:

@@ -18,7 +18,8 @@ def redact(location: str) -> str:
     base, _, query = location.partition("?")
     base = _USERINFO.sub(r"\1:***@", base)  # s3:// too
     # and a URL's in an option (an s3:// cache's endpoint_url=http://user:password@host)
-    pairs = [(k, "***" if k == "password" else _USERINFO.sub(r"\1:***@", v))
+    # (ssl_password: a Redis URL's passphrase of the client's key, taken since 1e45ac4)
+    pairs = [(k, "***" if k in ("password", "ssl_password") else _USERINFO.sub(r"\1:***@", v))
              for k, v in parse_qsl(query, keep_blank_values=True)]
     return f"{base}?{urlencode(pairs, safe='/:*')}" if pairs else base
 
