@@ -687,6 +687,28 @@ def test_making_a_tls_cache_loads_none_of_the_systems_ca_certificates(
     assert loads == []
 
 
+def test_an_encrypted_client_key_without_its_passphrase_is_refused_asking_for_it(
+    tmp_path: Path,
+) -> None:
+    """A client key encrypted with a passphrase, and no ssl_password: refused saying so,
+    OpenSSL never asking for it. Before, its check at Cache() let OpenSSL ask: on a
+    terminal Cache() waited for the passphrase to be typed, else "Enter PEM pass phrase:"
+    was printed and the error said "[Errno 22] Invalid argument"."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-days", "1",
+                    "-passout", "pass:kpw", "-keyout", str(key), "-out", str(cert),
+                    "-subj", "/CN=localhost"], check=True, capture_output=True)
+    location = f"rediss://127.0.0.1:{free_port()}/0?ssl_certfile={cert}&ssl_keyfile={key}"
+    with pytest.raises(ValueError, match=r"the client's key \(ssl_keyfile, or in "
+                                         r"ssl_certfile\) is encrypted: give its passphrase "
+                                         r"as ssl_password"):
+        Cache(location, secret=SECRET)
+    Cache(location + "&ssl_password=kpw", secret=SECRET).close()
+
+
 def test_the_ocsp_flags_off_reach_a_tls_server(
     own_redis: Callable[..., RedisServer], tmp_path: Path,
 ) -> None:

@@ -282,14 +282,31 @@ def _check_tls(kwargs: dict[str, Any]) -> None:
     try:
         if "ssl_certfile" in kwargs:
             what = "ssl_certfile and ssl_keyfile"
+            password = kwargs.get("ssl_password")
+            # (without ssl_password, an encrypted key made OpenSSL ask for its passphrase:
+            # on the terminal, Cache() waiting for it; without one, "Enter PEM pass
+            # phrase:" printed and "[Errno 22] Invalid argument")
             context.load_cert_chain(kwargs["ssl_certfile"], kwargs.get("ssl_keyfile"),
-                                    kwargs.get("ssl_password"))
+                                    password if password is not None else _no_passphrase)
         if {"ssl_ca_certs", "ssl_ca_path", "ssl_ca_data"} & kwargs.keys():
             what = "ssl_ca_certs, ssl_ca_path or ssl_ca_data"
             context.load_verify_locations(kwargs.get("ssl_ca_certs"), kwargs.get("ssl_ca_path"),
                                           kwargs.get("ssl_ca_data"))
+    except _Encrypted:
+        raise ValueError("the client's key (ssl_keyfile, or in ssl_certfile) is encrypted: "
+                         "give its passphrase as ssl_password") from None
     except (OSError, ValueError, TypeError) as exc:  # (ssl.SSLError is an OSError)
-        raise ValueError(f"{what}: the TLS context cannot load them ({exc})") from None
+        hint = ("; is ssl_password the key's passphrase?" if what.startswith("ssl_certfile")
+                and "ssl_password" in kwargs and "PEM lib" in str(exc) else "")
+        raise ValueError(f"{what}: the TLS context cannot load them ({exc}{hint})") from None
+
+
+class _Encrypted(Exception):
+    """An encrypted key, and no ssl_password (``_check_tls``)."""
+
+
+def _no_passphrase() -> str:
+    raise _Encrypted
 
 
 def _check_ocsp(kwargs: dict[str, Any]) -> None:
