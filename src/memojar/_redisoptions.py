@@ -61,15 +61,15 @@ def _connect_timeout(name: str, raw: str, socket_timeout: float) -> float:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not 0 < value <= socket_timeout:  # (nan too)
-        # 0 made every connection fail ('cannot reach the server'), and one longer than
-        # socket_timeout let a call wait longer than socket_timeout for a server that does
-        # not answer, which memojar promises it never does
+    if not value > 0:  # (nan too)
+        # 0 made every connection fail ('cannot reach the server')
         raise ValueError(
-            f"{name} must be seconds above 0 and at most socket_timeout "
-            f"({socket_timeout:g} s), not {raw!r}; leave it out: memojar's socket_timeout "
-            "bounds the connection too")
-    return value
+            f"{name} must be seconds above 0, not {raw!r}; leave it out: memojar's "
+            "socket_timeout bounds the connection too")
+    # One longer than socket_timeout would let a call wait longer than socket_timeout for
+    # a server that does not answer, which memojar promises it never does: cut to it (a
+    # URL that worked before memojar read its options keeps working)
+    return min(value, socket_timeout)
 
 
 def _client_name(name: str, raw: str, socket_timeout: float) -> str:
@@ -179,6 +179,9 @@ TAKEN: dict[str, Parse] = {
     "encoding_errors": _dropped,
     "decode_responses": _dropped,
     "retry_on_timeout": _dropped,
+    # (which errors a command is tried again after: memojar's client tries a dropped
+    # connection's command once more and never a timed-out one, whatever the URL says)
+    "retry_on_error": _dropped,
     # (redis-py 8: the shapes of its replies, which memojar's client reads as redis-py's
     # default gives them; taken before, as any string, and passed on)
     "legacy_responses": _dropped,
@@ -215,7 +218,6 @@ _WHY_NOT = {
     "socket_type": "redis-py takes no number from a URL for it (every call raised "
                    "TypeError)",
     "retry": "memojar's client retries a dropped connection once, never a timeout",
-    "retry_on_error": "memojar's client retries a dropped connection once, never a timeout",
     "connection_class": "the scheme chooses it: redis://, rediss:// or unix://",
     "host": "the host goes after redis://", "port": "the port goes after the host",
     "path": "the socket's path goes after unix://",
