@@ -870,6 +870,96 @@ def test_a_coroutine_driven_by_no_known_loop_waits_for_a_key_computed_elsewhere(
     assert calls == ["other"]
 
 
+def test_a_coroutine_driven_in_no_task_of_a_running_loop_is_cached(cache_dir: Path) -> None:
+    """Driven from a running asyncio loop's callbacks, in no task of it (as Twisted's
+    ``asyncioreactor`` drives ``Deferred.fromCoroutine``), a future awaited by memojar
+    is sent back at once: the store's calls and a wait are made in the thread, as with no
+    loop. Before, on a remote store every call raised "await wasn't used with future",
+    the function never run; on the file store, a wait for another caller's lock did."""
+    calls: list[str] = []
+    started = threading.Event()
+
+    @cached(cache_dir=cache_dir)
+    async def f(x: int) -> int:
+        calls.append(threading.current_thread().name)
+        if threading.current_thread().name == "other":
+            started.set()
+            await asyncio.sleep(0.5)
+        return x * 3
+
+    async def in_a_callback(x: int) -> int:  # driven by the loop's callback, not a task
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def drive() -> None:
+            try:
+                done.set_result(_driven(f(x)))
+            except BaseException as exc:  # noqa: BLE001 - the test's outcome
+                done.set_exception(exc)
+
+        asyncio.get_running_loop().call_soon(drive)
+        return await asyncio.wait_for(done, 30)
+
+    assert asyncio.run(in_a_callback(2)) == asyncio.run(in_a_callback(2)) == 6
+    assert calls == ["MainThread"]
+    other = threading.Thread(target=asyncio.run, args=(f(5),), name="other")
+    other.start()
+    try:
+        assert started.wait(30)
+        assert asyncio.run(in_a_callback(5)) == 15  # waits for the other thread's value
+    finally:
+        other.join()
+    assert calls == ["MainThread", "other"]
+
+
+def test_coroutines_interleaved_in_one_context_leave_no_key_marked_held(
+    cache_dir: Path,
+) -> None:
+    """Calls driven by no known loop may share a context (curio's tasks, ``coro.send``)
+    and end in another order than they started. Before, the call ending last set back
+    the marks of held keys it found at its start, the other call's among them: later
+    calls of that key in the context took it for their own and computed at once without
+    its lock, never waiting for another caller computing it (here: computed twice)."""
+    import contextvars
+    import types
+
+    calls: list[str] = []
+    started = threading.Event()
+
+    @types.coroutine
+    def pause() -> Any:
+        yield
+
+    @cached(cache_dir=cache_dir)
+    async def f(x: int) -> int:
+        calls.append(threading.current_thread().name)
+        if threading.current_thread().name == "other":
+            started.set()
+            await asyncio.sleep(0.5)
+        else:
+            await pause()
+        return x * 3
+
+    def interleaved() -> None:
+        first, second = f(1), f(2)
+        first.send(None)
+        second.send(None)  # both computing, in this context
+        for coro in (first, second):  # the first started ends first
+            with pytest.raises(StopIteration):
+                coro.send(None)
+        assert memojar._decorator._held.get() == ()
+        f.cache_delete(1)
+        other = threading.Thread(target=asyncio.run, args=(f(1),), name="other")
+        other.start()
+        try:
+            assert started.wait(30)
+            assert _driven(f(1)) == 3  # waits for the other thread's value
+        finally:
+            other.join()
+
+    contextvars.copy_context().run(interleaved)
+    assert calls == ["MainThread", "MainThread", "other"]
+
+
 def test_async_exception_propagates_and_is_not_cached(cache_dir: Path) -> None:
     calls: list[Any] = []
 

@@ -1536,8 +1536,8 @@ class _Memo:
             return await self._acompute(key, args, kwargs, run, force)
         # As in ``compute``: an interrupt (a KeyboardInterrupt in a notebook's running
         # cell) may land between any two calls, so the lock is known by ``taken`` as soon
-        # as it is made and is released, twice if interrupted inside, inline; ``_held`` is
-        # set back to its value from before. A cancellation lands only at an ``await``.
+        # as it is made and is released, twice if interrupted inside, inline; ``_held`` loses
+        # this call's mark again (``_unmarked``). A cancellation lands only at an ``await``.
         taken: list[Any] = []
         try:
             value = await self._alock(key, run, taken, not force)
@@ -1570,7 +1570,12 @@ class _Memo:
                                 _waits.let_go(here, taken)
                             raise
             finally:
-                _held.set(held)
+                # This call's mark taken out, not the marks of its start set back: calls
+                # driven by no loop memojar knows may share a context (curio's tasks, a
+                # test's ``coro.send``) and end in another order than they started. Before,
+                # the one ending last set back the other's mark: later calls of that key in
+                # the context computed at once, without its lock (``here in held``).
+                _held.set(_unmarked(_held.get(), here))
 
     async def _acompute(self, key: str, args: _Args, kwargs: dict[str, Any], run: Any,
                         replacing: bool = False) -> Any:
@@ -3562,6 +3567,12 @@ def _closing() -> bool:
     return _no_loop()
 
 
+def _unmarked(held: tuple[tuple[str, str, str], ...],
+              here: tuple[str, str, str]) -> tuple[tuple[str, str, str], ...]:
+    """``held`` (``_held``'s marks) without ``here``."""
+    return tuple(mark for mark in held if mark != here) if here in held else held
+
+
 def _no_loop() -> bool:
     """Whether this thread runs neither an asyncio loop nor a trio run: a coroutine driven
     by something else (Twisted's ``Deferred.fromCoroutine`` on its own reactor, curio, a
@@ -3571,9 +3582,23 @@ def _no_loop() -> bool:
     Before, every call of such a coroutine with a remote store raised "no running event
     loop" from memojar, its function never run; with ``stale_while_revalidate``, on any
     store."""
+    return _asyncio_task_loop() is None and _trio.running() is None
+
+
+def _asyncio_task_loop() -> Any:
+    """The running asyncio loop if an asyncio task of it runs this coroutine, else None.
+    A loop running in this thread is not enough: Twisted's ``asyncioreactor`` drives a
+    coroutine (``Deferred.fromCoroutine``, ``ensureDeferred``) from the loop's callbacks,
+    in no task, and a future awaited there is sent back to the coroutine at once (before,
+    every call on a remote store raised "await wasn't used with future", the function
+    never run; on the file store, a wait for another caller's lock did)."""
     asyncio = sys.modules.get("asyncio")
-    return ((asyncio is None or asyncio._get_running_loop() is None)
-            and _trio.running() is None)
+    if asyncio is None:
+        return None
+    loop = asyncio._get_running_loop()
+    if loop is None or asyncio.current_task(loop) is None:
+        return None
+    return loop
 
 
 async def _sleep(seconds: float) -> None:
@@ -3581,11 +3606,11 @@ async def _sleep(seconds: float) -> None:
     if _trio.running() is not None:
         await _trio.sleep(seconds)
         return
-    import asyncio
-
-    if asyncio._get_running_loop() is None:
+    if _asyncio_task_loop() is None:
         time.sleep(seconds)
     else:
+        import asyncio
+
         await asyncio.sleep(seconds)
 
 
@@ -3620,10 +3645,10 @@ class _Undoable:
 
 def _running_loop() -> Any:
     """The caller's event loop, for a stale hit's background recomputation: asyncio's, or
-    under trio the run's (``_trio.Loop``); None under neither (``_no_loop``)."""
-    import asyncio
-
-    loop = asyncio._get_running_loop()
+    under trio the run's (``_trio.Loop``); None under neither (``_no_loop``: a coroutine
+    driven in no asyncio task, as by Twisted's ``asyncioreactor``, would have its function
+    recomputed by an asyncio task, which cannot await what its driver's can)."""
+    loop = _asyncio_task_loop()
     if loop is None and _trio.running() is not None:
         return _trio.Loop()
     return loop
