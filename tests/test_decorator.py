@@ -911,6 +911,40 @@ def test_a_coroutine_driven_in_no_task_of_a_running_loop_is_cached(cache_dir: Pa
     assert calls == ["MainThread", "other"]
 
 
+def test_a_coroutine_driven_by_no_known_loop_finding_its_key_computed_in_its_thread_says_so(
+    tmp_path: Path,
+) -> None:
+    """Coroutines of one thread driven by no loop memojar can wait on (Twisted's default
+    reactor gives each its own context) on one key: the second computes at once, since
+    waiting would block the thread the first needs, and says so. Before, the warning
+    called it a lock-order cycle ("f and f call each other")."""
+    import contextvars
+    import types
+
+    @types.coroutine
+    def pause() -> Any:
+        yield
+
+    @cached(cache_dir=tmp_path)
+    async def f(x: int) -> int:
+        await pause()
+        return x * 3
+
+    first, second = f(1), f(1)
+    own = contextvars.copy_context()  # the second's, as the reactor gives it
+    first.send(None)  # computing, its key locked
+    with pytest.warns(MemojarWarning) as warned:
+        own.run(second.send, None)  # computes at once (paused in the function)
+    assert len(warned) == 1
+    said = str(warned[0].message)
+    assert "being computed by another coroutine of this thread" in said
+    assert "call each other" not in said
+    with pytest.raises(StopIteration):
+        first.send(None)
+    with pytest.raises(StopIteration):
+        own.run(second.send, None)
+
+
 def test_coroutines_interleaved_in_one_context_leave_no_key_marked_held(
     cache_dir: Path,
 ) -> None:

@@ -1730,7 +1730,10 @@ class _Memo:
             try:
                 cycle = _waits.wait(here, who)
                 if cycle is not None:
-                    self._cycle(key, cycle, _COMPUTING_HERE)
+                    if _no_loop():  # (its coroutines are one owner: the thread)
+                        self._unwaitable(key)
+                    else:
+                        self._cycle(key, cycle, _COMPUTING_HERE)
                     return MISSING
                 holding = self._holding(here, who)  # in this task's context, as ``_lock``
                 # the store's part through ``run``, to its end even if cancelled meanwhile:
@@ -1810,6 +1813,16 @@ class _Memo:
             f"lock-order cycle ({self.name} and {name} call each other): waiting would "
             f"last lock_timeout; {then}."
         )
+
+    def _unwaitable(self, key: str) -> None:
+        """A coroutine driven by no loop memojar knows (``_no_loop``) finds its key computed
+        by another coroutine of its thread: waiting would block the thread that computation
+        needs to go on. Before, said as a lock-order cycle ("f and f call each other")."""
+        warn(f"{self.name} {key} in {self.store.location} is being computed by another "
+             "coroutine of this thread, driven by no event loop memojar can wait on "
+             "(Twisted's default reactor, curio): waiting would block the thread that "
+             f"computation needs; {_COMPUTING_HERE} (run the coroutines on asyncio or trio "
+             "to have them wait for each other)")
 
     @staticmethod
     def _holding(here: tuple[str, str, str], who: Any) -> list[tuple[Any, Any]]:
