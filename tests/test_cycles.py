@@ -208,6 +208,15 @@ else:
             await asyncio.sleep(1); return await f(x, who) + 1
         return 20
     call = lambda: asyncio.run((f if who == 1 else g)(1, who))
+# Both ready before either calls: each takes its first key within the other's second of
+# sleep (a process slow to start, importing boto3 on a loaded machine, came a second late:
+# it found the other's value stored, and no cycle was made)
+import pathlib
+ready = pathlib.Path(sys.argv[5])
+(ready / str(who)).touch()
+deadline = time.monotonic() + 60
+while not (ready / str(3 - who)).exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     print(call())
@@ -216,14 +225,17 @@ for w in caught:
 """
 
 
-def _two_processes(location: str, timeout: float, mode: str = "sync"
+def _two_processes(location: str, timeout: float, ready: Path, mode: str = "sync"
                    ) -> tuple[list[str], float]:
     import subprocess
 
-    start = time.monotonic()
+    ready.mkdir()
     procs = [subprocess.Popen([sys.executable, "-c", CROSS, location, str(timeout),
-                               str(who), mode], stdout=subprocess.PIPE, text=True)
+                               str(who), mode, str(ready)], stdout=subprocess.PIPE, text=True)
              for who in (1, 2)]
+    while len(list(ready.iterdir())) < 2 and all(p.poll() is None for p in procs):
+        time.sleep(0.01)
+    start = time.monotonic()  # (from when both are ready: their start is not the wait's)
     outs = [p.communicate(timeout=LONG * 2)[0] for p in procs]
     return outs, time.monotonic() - start
 
@@ -239,7 +251,7 @@ def test_a_cycle_between_two_processes_is_broken_at_once(
     it waits for one of them."""
     location = (str(tmp_path / "c") if kind == "file"
                 else request.getfixturevalue(f"{kind}_location"))
-    outs, took = _two_processes(location, LONG, mode)
+    outs, took = _two_processes(location, LONG, tmp_path / "ready", mode)
     said = "\n".join(outs)
     assert took < 20, f"{took:.1f} s: {said}"  # before: lock_timeout (60 s here)
     # One of them breaks it; both may, when they close it at the same instant (each sees
