@@ -3009,16 +3009,25 @@ def _in_place_check(kwdefaults: dict[Any, Any] | None) -> Callable[[], bool]:
     if kwdefaults is None:
         return _never
     items = tuple(kwdefaults.items())
-    namespace: dict[str, Any] = {"_get": kwdefaults.get, "_absent": _NO_DEFAULT}
-    params, terms = ["_get=_get", "_absent=_absent"], []
-    for at, (name, value) in enumerate(items):
-        namespace[f"_k{at}"], namespace[f"_v{at}"] = name, value
-        params.append(f"_k{at}=_k{at}, _v{at}=_v{at}")
-        terms.append(f"_get(_k{at}, _absent) is not _v{at}")
+    made: Callable[[], bool] = FunctionType(
+        _check_code(len(items)), {}, "changed",
+        (kwdefaults.get, _NO_DEFAULT, *(part for item in items for part in item)))
+    return made
+
+
+@functools.cache
+def _check_code(count: int) -> CodeType:
+    """The code of ``_in_place_check``'s function for a dict of ``count`` names, compiled
+    once per count (each function is this code with its own defaults: before, compiled at
+    each decoration, 90 µs of it for a function with keyword defaults)."""
+    params = ["_get=None", "_absent=None",
+              *(f"_k{at}=None, _v{at}=None" for at in range(count))]
+    terms = [f"_get(_k{at}, _absent) is not _v{at}" for at in range(count)]
+    namespace: dict[str, Any] = {}
     exec(f"def changed({', '.join(params)}):\n    return {' or '.join(terms) or 'False'}\n",
          namespace)
-    changed: Callable[[], bool] = namespace.pop("changed")
-    return changed
+    code: CodeType = namespace["changed"].__code__
+    return code
 
 
 def _as_it_is(func: Any) -> tuple[Any, Any, Any]:
