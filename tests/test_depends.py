@@ -2340,3 +2340,91 @@ def test_a_result_class_redefined_in_the_same_process_is_not_loaded(tmp_path: Pa
         assert f.cache_info().misses == 2  # recomputed, not the old pickle in the new class
     finally:
         sys.modules.pop("memojar_cell", None)
+
+
+# (name, source, the edit, the first Python that has the syntax)
+_TYPING_EDITS = [
+    ("a TypeVar's bound", """
+        from typing import TypeVar
+        T = TypeVar("T", bound=int)
+
+        @cached
+        def f(x):
+            return T.__bound__(x * 1.5)
+    """, ("bound=int", "bound=float"), (3, 10)),
+    ("a NewType's supertype", """
+        from typing import NewType
+        UserId = NewType("UserId", int)
+
+        @cached
+        def f(x):
+            return UserId.__supertype__(x * 1.5)
+    """, ('"UserId", int', '"UserId", float'), (3, 10)),
+    ("a TypeAliasType in a table", """
+        from typing_extensions import TypeAliasType
+        TABLE = {"conv": TypeAliasType("Conv", int)}
+
+        @cached
+        def f(x):
+            return TABLE["conv"].__value__(x * 1.5)
+    """, ("Conv\", int", "Conv\", float"), (3, 10)),
+    ("a type statement", """
+        type Conv = int
+
+        @cached
+        def f(x):
+            return Conv.__value__(x * 1.5)
+    """, ("type Conv = int", "type Conv = float"), (3, 12)),
+    ("a type statement naming a class", """
+        class A:
+            def __init__(self, v):
+                self.v = v + 1
+
+        type Conv = A
+
+        @cached
+        def f(x):
+            return Conv.__value__(x).v
+    """, ("v + 1", "v + 1.5"), (3, 12)),
+    ("a type parameter's bound", """
+        @cached
+        def f[T: int](x: T) -> T:
+            return T.__bound__(x * 1.5)
+    """, ("T: int", "T: float"), (3, 12)),
+    ("a generic class's type parameter", """
+        class Box[T: int]:
+            def conv(self, v):
+                return T.__bound__(v)
+
+        @cached
+        def f(x):
+            return Box().conv(x * 1.5)
+    """, ("T: int", "T: float"), (3, 12)),
+    ("a type parameter's default", """
+        @cached
+        def f[T = int](x):
+            return T.__default__(x * 1.5)
+    """, ("T = int", "T = float"), (3, 13)),
+]
+
+
+@pytest.mark.parametrize(("source", "edit", "since"), [case[1:] for case in _TYPING_EDITS],
+                         ids=[case[0] for case in _TYPING_EDITS])
+def test_a_type_alias_or_type_variable_edited_recomputes(
+    tmp_path: Path, source: str, edit: tuple[str, str], since: tuple[int, int]
+) -> None:
+    """A type alias, a type variable and a ``NewType`` pickle by their name alone, and
+    their values (``__value__``, ``__bound__``, ``__default__``: PEP 695's evaluated
+    lazily) are evaluated from the source when read: they count by what they stand for,
+    and a class an alias names by its code. Before, by their name: ``type Conv = int``
+    edited to ``float`` returned ``Conv.__value__(4.5)``'s old value, 4."""
+    if sys.version_info < since:
+        pytest.skip(f"the syntax is Python {since[0]}.{since[1]}'s")
+    main = "from memojar import cached\n" + textwrap.dedent(source)
+    write(tmp_path, {"main.py": main})
+    first = run(tmp_path)
+    assert first["value"] == "4" and run(tmp_path)["misses"] == 0
+    write(tmp_path, {"main.py": main.replace(*edit)})
+    assert run(tmp_path)["value"] == "4.5"
+    write(tmp_path, {"main.py": "# a comment\n\n" + main.replace(*edit)})
+    assert run(tmp_path)["misses"] == 0  # what it stands for is the same in each process

@@ -734,6 +734,9 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     """
     if isinstance(value, (FunctionType, MethodType, functools.partial, type)):
         return _callable_shape(value, seen)
+    text = typing_text(value)
+    if text is not None:  # ``type Conv = int``, a ``TypeVar``: what it stands for
+        return ("typing", text)
     if isinstance(value, BuiltinFunctionType):
         owner = attribute(value, "__self__")  # "x".join: "x"; a module's function: it
         if (type(seen) is _Captured and owner is not None
@@ -1510,6 +1513,9 @@ def _field_text(value: Any, depth: int = 0) -> str:
         return function_name(value)
     if _constant(value):
         return _constant_digest(value)
+    text = typing_text(value, depth)  # ``value: Conv``, ``type Conv = int``: by its value
+    if text is not None:
+        return text
     if depth < 4:
         if type(value) is dict:
             return "{" + ", ".join(f"{_key_text(k)}: {_field_text(v, depth + 1)}"
@@ -1526,6 +1532,98 @@ def _field_text(value: Any, depth: int = 0) -> str:
         _passed_over(exc)
         return function_name(type(value))
     return re.sub(_ADDRESS, "", text)
+
+
+# Objects of ``typing`` that pickle by their name alone, though what they stand for is
+# evaluated from the user's source when it is read: a type alias (``type Conv = int``, PEP
+# 695, or ``TypeAliasType("Conv", int)``; its ``__value__``), a type variable (its bound,
+# constraints and default: ``def f[T: int]``, PEP 696's ``[T = int]``, ``TypeVar("T",
+# bound=int)``), a ``NewType``'s supertype. Counted by their name, an edit of
+# ``type Conv = int`` to ``float`` returned the old value to ``Conv.__value__(x)``.
+_TYPING_KINDS = frozenset({"TypeVar", "ParamSpec", "TypeVarTuple", "TypeAliasType", "NewType"})
+_TYPING_PARTS = ("__value__", "__type_params__", "__bound__", "__constraints__",
+                 "__default__", "__supertype__", "__covariant__", "__contravariant__",
+                 "__infer_variance__")
+_TYPING_DEPTH = 4
+
+
+def typing_kind(kind: type) -> bool:
+    """Whether ``kind`` is one of ``_TYPING_KINDS`` (of ``typing`` or
+    ``typing_extensions``)."""
+    return (getattr(kind, "__name__", None) in _TYPING_KINDS
+            and getattr(kind, "__module__", None) in ("typing", "typing_extensions"))
+
+
+def _typing_parts(value: Any) -> list[tuple[str, Any]]:
+    """What a ``typing_kind`` object stands for, by name, each evaluated now (a lazy bound
+    or alias value raising, ``NameError`` of a name not defined, counts by the error)."""
+    found: list[tuple[str, Any]] = []
+    for name in _TYPING_PARTS:
+        try:
+            found.append((name, getattr(value, name)))
+        except AttributeError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - whatever evaluating the user's text raised
+            _passed_over(exc)
+            found.append((name, f"raises {type(exc).__name__}"))
+    return found
+
+
+def typing_text(value: Any, depth: int = 0) -> str | None:
+    """A ``typing_kind`` object as text the same in every process: its kind and name, and
+    what it stands for (``_typing_parts``, aliases and type variables in them too, to
+    ``_TYPING_DEPTH`` levels); None for anything else."""
+    if not typing_kind(type(value)):
+        return None
+    head = f"{function_name(type(value))} {attribute(value, '__name__', str)}"
+    if depth >= _TYPING_DEPTH:
+        return head
+    return head + "(" + ", ".join(f"{name}={_typed_text(part, depth + 1)}"
+                                  for name, part in _typing_parts(value)) + ")"
+
+
+def _typed_text(value: Any, depth: int) -> str:
+    """``_field_text`` of a part of a ``typing_kind`` object, with the aliases and type
+    variables inside a generic alias (``tuple[T, int]``, ``list[Conv]``) by what they
+    stand for."""
+    text = typing_text(value, depth)
+    if text is not None:
+        return text
+    if type(value) in (tuple, list) and depth < _TYPING_DEPTH:
+        return "(" + ", ".join(_typed_text(v, depth + 1) for v in value) + ")"
+    text = _field_text(value, depth)
+    args = _alias_args(value)
+    if args and depth < _TYPING_DEPTH:
+        text += "[" + ", ".join(_typed_text(v, depth + 1) for v in args) + "]"
+    return text
+
+
+def _alias_kind(kind: type) -> bool:
+    """Whether ``kind`` is a generic alias's or a union's (``list[T]``, ``int | Conv``,
+    ``typing.Optional[T]``, ``Annotated[...]``)."""
+    name = getattr(kind, "__name__", None)
+    return (isinstance(name, str) and (name.endswith("Alias") or name == "UnionType")
+            and getattr(kind, "__module__", None) in ("types", "typing", "typing_extensions"))
+
+
+def _alias_args(value: Any) -> tuple[Any, ...]:
+    """The arguments of a generic alias or union; none for anything else."""
+    if not _alias_kind(type(value)):
+        return ()
+    args = attribute(value, "__args__", tuple)
+    return args or ()
+
+
+def _typing_children(item: Any) -> list[Any] | None:
+    """For ``_held``: what a ``typing_kind`` object stands for, or a generic alias's origin
+    and arguments (``type Conv = Model``: ``Model``'s code is followed); None for anything
+    else."""
+    if typing_kind(type(item)):
+        return [part for _, part in _typing_parts(item)]
+    args = _alias_args(item)
+    if args:
+        return [attribute(item, "__origin__"), *args]
+    return None
 
 
 def _attributes_of(value: Any) -> list[tuple[str, Any]]:
@@ -2898,6 +2996,9 @@ def _children(item: Any, whole: bool = False) -> list[Any]:
     helper stored after a big table's numbers was not followed)."""
     try:
         kind = type(item)
+        typed = _typing_children(item)
+        if typed is not None:
+            return typed
         parts: tuple[Callable[[], Any], ...] = ()
         if issubclass(kind, (dict, MappingProxyType)):
             view: Any = dict if issubclass(kind, dict) else MappingProxyType
@@ -2948,6 +3049,7 @@ def _layout(kind: type) -> tuple[str, ...] | None:
     try:
         if (issubclass(kind, (dict, MappingProxyType, *_SEQUENCES, functools.partial,
                               MethodType, *_WEAK_TABLES, weakref.WeakSet))
+                or typing_kind(kind) or _alias_kind(kind)
                 or any("__class__" in vars(klass) for klass in kind.__mro__[:-1])):
             return None
         names: list[str] = []

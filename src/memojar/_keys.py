@@ -35,7 +35,13 @@ import xxhash
 
 from . import _identity
 from ._errors import the_callers
-from ._identity import argument_identity, class_identity, function_identity, met
+from ._identity import (
+    argument_identity,
+    class_identity,
+    function_identity,
+    met,
+    typing_text,
+)
 
 PROTOCOL = 5
 BIG_BUFFER = 64 * 1024  # bytes-like values at least this large are hashed out of band
@@ -69,6 +75,10 @@ class _Named:
     """Marker: an argument pickled by its global name, with the user's code it runs."""
 
 
+class _Typing:
+    """Marker: a type alias, type variable or ``NewType`` by name and what it stands for."""
+
+
 class _Array:
     """Marker: a numpy array by dtype, shape and its bytes in C order."""
 
@@ -88,7 +98,7 @@ class _Code:
 # The markers above, pickled by reference in every key that holds them: library classes,
 # answered before any identity is looked up.
 _MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Named, _Array,
-                      _Frame, _Cycle, _Code})
+                      _Frame, _Cycle, _Code, _Typing})
 
 
 # Not ``slice``: it holds any objects (a function, a set, a frame), which must be keyed as
@@ -579,6 +589,9 @@ class _CanonicalPickler(pickle.Pickler):
                 # caller's signal handler's: before, pickle ran the reduction again, past it
             return NotImplemented
         if isinstance(rv, str):
+            text = typing_text(obj)
+            if text is not None:  # ``type Conv = int``, a ``TypeVar``: what it stands for
+                return _Typing, (rv, text)
             return NotImplemented if _limits.state else _by_name(obj, rv)
         rv = list(rv)
         if isinstance(obj, (set, frozenset)):  # a subclass: its items, sorted
