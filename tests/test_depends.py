@@ -2428,3 +2428,37 @@ def test_a_type_alias_or_type_variable_edited_recomputes(
     assert run(tmp_path)["value"] == "4.5"
     write(tmp_path, {"main.py": "# a comment\n\n" + main.replace(*edit)})
     assert run(tmp_path)["misses"] == 0  # what it stands for is the same in each process
+
+
+@pytest.mark.parametrize("use", ["global", "argument"])
+def test_a_singleton_pickled_by_its_name_counts_by_its_attributes(
+    tmp_path: Path, use: str
+) -> None:
+    """An instance of the user's class whose ``__reduce__`` returns its global name (a
+    singleton, pickled by reference) counts by its attributes too, read as a global or
+    passed as an argument, one that holds itself too; a sentinel with none keeps its key.
+    Before, by its name (and its class's code) alone: ``Registry(2)`` edited to
+    ``Registry(5)`` returned the old value."""
+    main = """
+        from memojar import cached
+
+        class Registry:
+            def __init__(self, k):
+                self.k = k
+                self.me = [self]
+
+            def __reduce__(self):
+                return "REG"
+
+        REG = Registry(2)
+
+        @cached
+        def f(r, x):
+            return REG.k * x if r is None else r.k * x
+
+        args = (None, 2) if USE == "global" else (REG, 2)
+    """.replace("USE", repr(use))
+    write(tmp_path, {"main.py": main})
+    assert run(tmp_path)["value"] == "4" and run(tmp_path)["misses"] == 0
+    write(tmp_path, {"main.py": main.replace("Registry(2)", "Registry(5)")})
+    assert run(tmp_path)["value"] == "10"

@@ -1522,7 +1522,7 @@ def _field_text(value: Any, depth: int = 0) -> str:
                                    for k, v in value.items()) + "}"
         if type(value) in (tuple, list):
             return "(" + ", ".join(_field_text(v, depth + 1) for v in value) + ")"
-        named = _attributes_of(value)
+        named = attributes_of(value)
         if named:
             return f"{function_name(type(value))}(" + ", ".join(
                 f"{name}={_field_text(v, depth + 1)}" for name, v in named) + ")"
@@ -1626,7 +1626,7 @@ def _typing_children(item: Any) -> list[Any] | None:
     return None
 
 
-def _attributes_of(value: Any) -> list[tuple[str, Any]]:
+def attributes_of(value: Any) -> list[tuple[str, Any]]:
     """An object's slots and instance attributes, by name; none if looking raises or it has
     neither (a type annotation such as ``list[int]``: its repr names it)."""
     try:

@@ -592,7 +592,11 @@ class _CanonicalPickler(pickle.Pickler):
             text = typing_text(obj)
             if text is not None:  # ``type Conv = int``, a ``TypeVar``: what it stands for
                 return _Typing, (rv, text)
-            return NotImplemented if _limits.state else _by_name(obj, rv)
+            if _limits.state:
+                state = _named_state(obj)
+                return NotImplemented if state is None else (_Named, (type(obj).__module__, rv),
+                                                             state)
+            return _by_name(obj, rv)
         rv = list(rv)
         if isinstance(obj, (set, frozenset)):  # a subclass: its items, sorted
             rv[1] = _set_arguments(obj, rv[1])
@@ -655,7 +659,24 @@ def _by_name(obj: Any, name: str) -> Any:
     ident = argument_identity(_identity.code_behind(obj))
     if ident is None:
         return NotImplemented
-    return _Named, (module, name, ident)
+    state = _named_state(obj)
+    return (_Named, (module, name, ident)) if state is None else (
+        _Named, (module, name, ident), state)
+
+
+def _named_state(obj: Any) -> Any:
+    """The attributes (``__dict__`` and ``__slots__``, by name) of an instance of the
+    user's class that pickles as its global name (a singleton whose ``__reduce__`` returns
+    its name: ``REG = Registry(k=2)``), normalised as a state; None if it has none (a
+    sentinel: its key is the one it had) or is another's. Before, its name alone: an edit
+    of ``Registry(k=2)`` to ``k=5`` kept the key, and returned the old value."""
+    try:
+        if not _identity.is_user_module(type(obj).__module__):
+            return None
+    except Exception:  # noqa: BLE001 - an odd class: by its name, as before
+        return None
+    found = _identity.attributes_of(obj)
+    return normal(tuple(found)) if found else None
 
 
 class _StatePickler(_CanonicalPickler):
