@@ -2400,6 +2400,14 @@ _TYPING_EDITS = [
         def f(x):
             return Box().conv(x * 1.5)
     """, ("T: int", "T: float"), (3, 12)),
+    ("a generic class's type parameters read", """
+        class Box[T: int]:
+            pass
+
+        @cached
+        def f(x):
+            return Box.__type_params__[0].__bound__(x * 1.5)
+    """, ("T: int", "T: float"), (3, 12)),
     ("a type parameter's default", """
         @cached
         def f[T = int](x):

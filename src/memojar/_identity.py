@@ -1500,6 +1500,12 @@ def _declared_fields(klass: type) -> tuple[Any, ...]:
     for record in _FIELD_RECORDS:
         if record in namespace and not callable(namespace[record]):
             found.append((record, _field_text(namespace[record])))
+    params = namespace.get("__type_params__")
+    if type(params) is tuple and params:
+        # ``class Box[T: int]`` (3.12+): its type parameters by what they stand for, read
+        # as ``Box.__type_params__`` (before, not counted: an edit of the bound returned
+        # the old value; a method that names ``T`` captures it, and counted it already)
+        found.append(("__type_params__", _field_text(params)))
     return tuple(found)
 
 
