@@ -2454,6 +2454,7 @@ def test_a_singleton_pickled_by_its_name_counts_by_its_attributes(
             def __init__(self, k):
                 self.k = k
                 self.me = [self]
+                self.files = {"a.csv": k}
 
             def __reduce__(self):
                 return "REG"
@@ -2470,3 +2471,8 @@ def test_a_singleton_pickled_by_its_name_counts_by_its_attributes(
     assert run(tmp_path)["value"] == "4" and run(tmp_path)["misses"] == 0
     write(tmp_path, {"main.py": main.replace("Registry(2)", "Registry(5)")})
     assert run(tmp_path)["value"] == "10"
+    # one holding a lock beside its settings: by its type then, never a failed call
+    lock = "self.k = k\n                self.lock = __import__('threading').Lock()"
+    locked = main.replace("Registry(2)", "Registry(5)").replace("self.k = k", lock)
+    write(tmp_path, {"main.py": locked})
+    assert run(tmp_path)["value"] == "10" and run(tmp_path)["misses"] == 0

@@ -665,8 +665,8 @@ def _by_name(obj: Any, name: str) -> Any:
 
 
 def _named_state(obj: Any) -> Any:
-    """The attributes (``__dict__`` and ``__slots__``, by name) of an instance of the
-    user's class that pickles as its global name (a singleton whose ``__reduce__`` returns
+    """The state of the attributes (``__dict__`` and ``__slots__``, by name) of an instance
+    of the user's class that pickles as its global name (a singleton whose ``__reduce__`` returns
     its name: ``REG = Registry(k=2)``), normalised as a state; None if it has none (a
     sentinel: its key is the one it had) or is another's. Before, its name alone: an edit
     of ``Registry(k=2)`` to ``k=5`` kept the key, and returned the old value."""
@@ -676,7 +676,19 @@ def _named_state(obj: Any) -> Any:
     except Exception:  # noqa: BLE001 - an odd class: by its name, as before
         return None
     found = _identity.attributes_of(obj)
-    return normal(tuple(found)) if found else None
+    # by its digest, taken apart (``_state_shape``): one holding what cannot be pickled (a
+    # lock beside its settings) counts by its type, as a global does, never failing the
+    # call that passes it (keyed by its name before), nor taking the state of the key
+    if not found:
+        return None
+    active = _limits.naming
+    if id(obj) in active:  # met again inside its own state (``self.me = self``): by name
+        return ("again",)
+    active.add(id(obj))
+    try:
+        return _identity.state_shape(tuple(found))
+    finally:
+        active.discard(id(obj))
 
 
 class _StatePickler(_CanonicalPickler):
@@ -1274,9 +1286,14 @@ def _answers_by_type(t: type) -> bool:
 class _Limits(threading.local):
     """``state``: state_key is pickling in this thread (False in a thread that never did:
     a class default, so that the key path reads it without a missed attribute's
-    exception)."""
+    exception). ``naming``: the ids of the objects pickled by their name whose state
+    ``_named_state`` is taking in this thread."""
 
     state = False
+    naming: set[int]
+
+    def __init__(self) -> None:
+        self.naming = set()
 
 
 _limits = _Limits()
