@@ -2368,6 +2368,21 @@ _TYPING_EDITS = [
         def f(x):
             return TABLE["conv"].__value__(x * 1.5)
     """, ("Conv\", int", "Conv\", float"), (3, 10)),
+    ("a TypeVar passed, bound to a class", """
+        from typing import TypeVar
+
+        class A:
+            def __init__(self, v):
+                self.v = v + 1
+
+        T = TypeVar("T", bound=A)
+
+        @cached
+        def f(t, x):
+            return t.__bound__(x).v
+
+        args = (T, 3)
+    """, ("v + 1", "v + 1.5"), (3, 10)),
     ("a type statement", """
         type Conv = int
 

@@ -1620,6 +1620,12 @@ def _alias_args(value: Any) -> tuple[Any, ...]:
     return args or ()
 
 
+def typing_named(value: Any) -> tuple[Any, ...]:
+    """The classes and functions a ``typing_kind`` object names, at any depth (``type Conv =
+    list[Model]``: ``Model``)."""
+    return tuple(item for item in _held(value) if not isinstance(item, ModuleType))
+
+
 def _typing_children(item: Any) -> list[Any] | None:
     """For ``_held``: what a ``typing_kind`` object stands for, or a generic alias's origin
     and arguments (``type Conv = Model``: ``Model``'s code is followed); None for anything

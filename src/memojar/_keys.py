@@ -590,8 +590,10 @@ class _CanonicalPickler(pickle.Pickler):
             return NotImplemented
         if isinstance(rv, str):
             text = typing_text(obj)
-            if text is not None:  # ``type Conv = int``, a ``TypeVar``: what it stands for
-                return _Typing, (rv, text)
+            if text is not None:  # ``type Conv = int``, a ``TypeVar``: what it stands for,
+                # and the code of the classes and functions it names (``type Conv = Model``
+                # passed as an argument: ``Model``'s, as for ``Model`` passed)
+                return _Typing, (rv, text, _identity.typing_named(obj))
             if _limits.state:
                 state = _named_state(obj)
                 return NotImplemented if state is None else (_Named, (type(obj).__module__, rv),
