@@ -741,12 +741,12 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
         owner = attribute(value, "__self__")  # "x".join: "x"; a module's function: it
         if (type(seen) is _Captured and owner is not None
                 and not isinstance(owner, ModuleType)):  # sibling_of's walk
-            return ("named", function_name(value), state_shape(owner))
+            return ("named", function_name(value), _state_shape(owner))
         return ("named", function_name(value))
     if _plain(value):
         return ("value", _plain_key(value))
     if by_state:
-        return state_shape(value)
+        return _state_shape(value)
     if type(value) in (tuple, list) and any(map(callable, value)):
         return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
     if type(value) is dict and any(map(callable, value.values())):
@@ -845,7 +845,7 @@ def _dict_orders(value: Any) -> str:
     return "\n".join(orders)
 
 
-def state_shape(value: Any) -> Any:
+def _state_shape(value: Any) -> Any:
     """An object's state (``state_key``); its type if it cannot be pickled (a lock, a
     connection) or is too large to hash at every process's first call (a model of
     gigabytes: see ``_keys.STATE_LIMIT``). A table's order counts too (``_dict_orders``)."""
@@ -967,7 +967,7 @@ def _whole_or_parts(value: Any) -> Any:
     be read and that has no parts counts by its type at once (``bound_shape`` would too)."""
     if budget.left is not None:  # inside a walk: as the other parts
         return bound_shape(value)
-    shape = state_shape(value)
+    shape = _state_shape(value)
     if shape[0] != "type" or _looked_at(value) is None:
         return shape
     return bound_shape(value)
@@ -1528,7 +1528,7 @@ def _field_text(value: Any, depth: int = 0) -> str:
                                    for k, v in value.items()) + "}"
         if type(value) in (tuple, list):
             return "(" + ", ".join(_field_text(v, depth + 1) for v in value) + ")"
-        named = attributes_of(value)
+        named = _attributes_of(value)
         if named:
             return f"{function_name(type(value))}(" + ", ".join(
                 f"{name}={_field_text(v, depth + 1)}" for name, v in named) + ")"
@@ -1638,7 +1638,7 @@ def _typing_children(item: Any) -> list[Any] | None:
     return None
 
 
-def attributes_of(value: Any) -> list[tuple[str, Any]]:
+def _attributes_of(value: Any) -> list[tuple[str, Any]]:
     """An object's slots and instance attributes, by name; none if looking raises or it has
     neither (a type annotation such as ``list[int]``: its repr names it)."""
     try:
@@ -2745,7 +2745,7 @@ def _library_row(value: Any, where: str, rows: dict[str, tuple[str, str, str]]) 
                               else ("named", function_name(value)))
     owner = attribute(value, "__self__")
     if owner is not None and not isinstance(owner, (ModuleType, type)):
-        shape += ((function_name(type(owner)),) if _exported(value) else state_shape(owner),)
+        shape += ((function_name(type(owner)),) if _exported(value) else _state_shape(owner),)
     elif isinstance(owner, type):
         shape += (function_name(owner),)
     _add(rows, ("constant", where, xxhash.xxh3_64_hexdigest(repr(shape).encode())))
@@ -2824,7 +2824,7 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
             data = shape[0] in ("state", "type")  # not a callable's code
             if type(value) in _CONTAINERS and shape[0] == "type":  # no callables: its state
-                shape = state_shape(value)
+                shape = _state_shape(value)
         finally:
             _walk.met = previous
         found = (xxhash.xxh3_64_hexdigest(repr(shape).encode()), tuple(held.values()))

@@ -677,8 +677,8 @@ def _named_state(obj: Any) -> Any:
             return None
     except Exception:  # noqa: BLE001 - an odd class: by its name, as before
         return None
-    found = _identity.attributes_of(obj)
-    # by its digest, taken apart (``_state_shape``): one holding what cannot be pickled (a
+    found = _identity._attributes_of(obj)
+    # by its digest, taken apart (``_identity._state_shape``): one holding what cannot be pickled (a
     # lock beside its settings) counts by its type, as a global does, never failing the
     # call that passes it (keyed by its name before), nor taking the state of the key
     if not found:
@@ -688,7 +688,7 @@ def _named_state(obj: Any) -> Any:
         return ("again",)
     active.add(id(obj))
     try:
-        return _identity.state_shape(tuple(found))
+        return _identity._state_shape(tuple(found))
     finally:
         active.discard(id(obj))
 
