@@ -546,6 +546,17 @@ def test_the_redis_py_options_memojar_takes_still_store_and_hit(
     redis_location: str, query: str,
 ) -> None:
     cache = Cache(f"{redis_location}?chunk_size=1000&{query}", secret=SECRET)
+    raw = _stores_and_hits(cache)  # (RESP3 too)
+    if "health_check_interval" in query:
+        time.sleep(1.1)  # the next request checks the connection first
+        assert raw(2) == bytes(range(256)) * 2
+        assert raw.cache_info().misses == 2
+    cache.close()
+
+
+def _stores_and_hits(cache: Cache) -> Any:
+    """A function of ``cache`` (its chunk_size 1000) storing a plain entry and a chunked
+    one, each computed once and then hit; returned for more calls."""
     calls = []
 
     @cache.cached
@@ -553,14 +564,11 @@ def test_the_redis_py_options_memojar_takes_still_store_and_hit(
         calls.append(n)
         return bytes(range(256)) * n
 
-    for n in (2, 20, 2, 20):  # a plain entry and a chunked one (RESP3 too)
+    for n in (2, 20, 2, 20):  # a plain entry and a chunked one
         assert raw(n) == bytes(range(256)) * n
-    if "health_check_interval" in query:
-        time.sleep(1.1)  # the next request checks the connection first
-        assert raw(2) == bytes(range(256)) * 2
     assert calls == [2, 20]
     assert raw.cache_info().entries == 2
-    cache.close()
+    return raw
 
 
 @pytest.mark.filterwarnings("ignore:.*lib_name and lib_version:DeprecationWarning")
@@ -574,17 +582,7 @@ def test_the_redis_py_options_taken_before_memojar_read_them_still_store_and_hit
     """Options redis-py took from the URL before memojar read its query (1e45ac4), which
     then refused them as unknown ones: a URL that worked stopped at Cache() on upgrade."""
     cache = Cache(f"{redis_location}?chunk_size=1000&{query}", secret=SECRET)
-    calls = []
-
-    @cache.cached
-    def raw(n: int) -> bytes:
-        calls.append(n)
-        return bytes(range(256)) * n
-
-    for n in (2, 20, 2, 20):  # a plain entry and a chunked one
-        assert raw(n) == bytes(range(256)) * n
-    assert calls == [2, 20]
-    assert raw.cache_info().entries == 2
+    _stores_and_hits(cache)
     # memojar's promises stand: a connection waits socket_timeout at most (before, a
     # connect timeout above it was taken whole, then refused), and a timed-out command is
     # never sent again (retry_on_error=TimeoutError: a frozen server cost two timeouts)
@@ -639,12 +637,9 @@ def test_an_option_given_twice_counts_as_redis_py_read_it_its_first_value(
     cache.close()
 
 
-def test_the_tls_options_memojar_takes_reach_the_connection(
-    own_redis: Callable[..., RedisServer], tmp_path: Path,
-) -> None:
-    """A TLS server (its certificate made by openssl) reached with the TLS options memojar
-    reads itself: a TLS version by its name (before, refused: redis-py takes its number
-    alone) and one of ssl.VerifyFlags."""
+def _tls_server(own_redis: Callable[..., RedisServer], tmp_path: Path) -> tuple[int, Path]:
+    """A redis-server of its own on a TLS port, with a certificate openssl made for
+    localhost (its own CA): the port and the certificate. Skips without openssl or TLS."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("no openssl to make a certificate")
@@ -659,6 +654,16 @@ def test_the_tls_options_memojar_takes_reach_the_connection(
                   str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
     except RuntimeError as exc:
         pytest.skip(f"this redis-server has no TLS ({exc})")
+    return port, cert
+
+
+def test_the_tls_options_memojar_takes_reach_the_connection(
+    own_redis: Callable[..., RedisServer], tmp_path: Path,
+) -> None:
+    """A TLS server (its certificate made by openssl) reached with the TLS options memojar
+    reads itself: a TLS version by its name (before, refused: redis-py takes its number
+    alone) and one of ssl.VerifyFlags."""
+    port, cert = _tls_server(own_redis, tmp_path)
     cache = Cache(f"rediss://localhost:{port}/0?ssl_ca_certs={cert}&ssl_min_version=TLSv1_2"
                   "&ssl_include_verify_flags=VERIFY_X509_STRICT&ssl_check_hostname=yes",
                   secret=SECRET)
@@ -718,20 +723,7 @@ def test_the_ocsp_flags_off_reach_a_tls_server(
     """redis-py's ssl_validate_ocsp and ssl_validate_ocsp_stapled, which its URL parser
     reads as flags, turned off as they are by default (a URL listing every setting). Since
     1e45ac4 refused as unknown options: before, taken."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("no openssl to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
-    port = free_port()
-    try:
-        own_redis("--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file",
-                  str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
-    except RuntimeError as exc:
-        pytest.skip(f"this redis-server has no TLS ({exc})")
+    port, cert = _tls_server(own_redis, tmp_path)
     cache = Cache(f"rediss://localhost:{port}/0?ssl_ca_certs={cert}&ssl_validate_ocsp=false"
                   "&ssl_validate_ocsp_stapled=no", secret=SECRET)
     f, calls = counted(cache)
