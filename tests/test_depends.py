@@ -2383,6 +2383,16 @@ _TYPING_EDITS = [
 
         args = (T, 3)
     """, ("v + 1", "v + 1.5"), (3, 10)),
+    ("an alias nested five levels deep", """
+        from typing import get_args
+        from typing_extensions import TypeAliasType
+        Conv = TypeAliasType("Conv", int)
+        Row = TypeAliasType("Row", dict[str, list[tuple[Conv, ...]]])
+
+        @cached
+        def f(x):
+            return get_args(get_args(get_args(Row.__value__)[1])[0])[0].__value__(x * 1.5)
+    """, ('"Conv", int', '"Conv", float'), (3, 10)),
     ("a type statement", """
         type Conv = int
 

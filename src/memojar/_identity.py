@@ -1550,7 +1550,12 @@ _TYPING_KINDS = frozenset({"TypeVar", "ParamSpec", "TypeVarTuple", "TypeAliasTyp
 _TYPING_PARTS = ("__value__", "__type_params__", "__bound__", "__constraints__",
                  "__default__", "__supertype__", "__covariant__", "__contravariant__",
                  "__infer_variance__")
-_TYPING_DEPTH = 4
+# Levels of nesting read: the aliases and type variables a text names are each spelled out
+# once (``_typed_text``'s ``seen``), so that the depth stops nothing but an absurd nesting.
+# Before, 4 levels of any nesting: ``type Row = dict[str, list[tuple[Conv, ...]]]`` named
+# ``Conv`` at the fifth, by its name alone, and an edit of ``type Conv = int`` to ``float``
+# returned the old value to a function reading ``Row`` (a parser built from it).
+_TYPING_DEPTH = 16
 
 
 def typing_kind(kind: type) -> bool:
@@ -1575,32 +1580,40 @@ def _typing_parts(value: Any) -> list[tuple[str, Any]]:
     return found
 
 
-def typing_text(value: Any, depth: int = 0) -> str | None:
+def typing_text(value: Any, depth: int = 0,
+                seen: dict[int, Any] | None = None) -> str | None:
     """A ``typing_kind`` object as text the same in every process: its kind and name, and
-    what it stands for (``_typing_parts``, aliases and type variables in them too, to
-    ``_TYPING_DEPTH`` levels); None for anything else."""
+    what it stands for (``_typing_parts``, aliases and type variables in them too, each
+    spelled out once: ``seen``, by id, the object kept beside; to ``_TYPING_DEPTH``
+    levels); None for anything else."""
     if not typing_kind(type(value)):
         return None
     head = f"{function_name(type(value))} {attribute(value, '__name__', str)}"
     if depth >= _TYPING_DEPTH:
         return head
-    return head + "(" + ", ".join(f"{name}={_typed_text(part, depth + 1)}"
+    if seen is None:
+        seen = {}
+    if id(value) in seen:  # ``type Tree = list[Tree]``, ``tuple[Conv, Conv]``: spelled out
+        return head
+    seen[id(value)] = value
+    return head + "(" + ", ".join(f"{name}={_typed_text(part, depth + 1, seen)}"
                                   for name, part in _typing_parts(value)) + ")"
 
 
-def _typed_text(value: Any, depth: int) -> str:
+def _typed_text(value: Any, depth: int, seen: dict[int, Any]) -> str:
     """``_field_text`` of a part of a ``typing_kind`` object, with the aliases and type
     variables inside a generic alias (``tuple[T, int]``, ``list[Conv]``) by what they
     stand for."""
-    text = typing_text(value, depth)
+    text = typing_text(value, depth, seen)
     if text is not None:
         return text
     if type(value) in (tuple, list) and depth < _TYPING_DEPTH:
-        return "(" + ", ".join(_typed_text(v, depth + 1) for v in value) + ")"
+        return "(" + ", ".join(_typed_text(v, depth + 1, seen) for v in value) + ")"
     text = _field_text(value, depth)
     args = _alias_args(value)
-    if args and depth < _TYPING_DEPTH:
-        text += "[" + ", ".join(_typed_text(v, depth + 1) for v in args) + "]"
+    if args and depth < _TYPING_DEPTH and id(value) not in seen:
+        seen[id(value)] = value  # a generic alias met again: its arguments spelled out
+        text += "[" + ", ".join(_typed_text(v, depth + 1, seen) for v in args) + "]"
     return text
 
 
