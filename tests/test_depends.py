@@ -2383,6 +2383,18 @@ _TYPING_EDITS = [
 
         args = (T, 3)
     """, ("v + 1", "v + 1.5"), (3, 10)),
+    ("a TypeAliasType passed, naming a built-in class with no importable name", """
+        import types
+        from typing import Callable
+        from typing_extensions import TypeAliasType
+        Hook = TypeAliasType("Hook", Callable[[types.FrameType], int])
+
+        @cached
+        def f(t, x):
+            return t.__value__.__args__[-1](x * 1.5)
+
+        args = (Hook, 3)
+    """, ("], int]", "], float]"), (3, 10)),
     ("an alias nested five levels deep", """
         from typing import get_args
         from typing_extensions import TypeAliasType

@@ -1634,9 +1634,14 @@ def _alias_args(value: Any) -> tuple[Any, ...]:
 
 
 def typing_named(value: Any) -> tuple[Any, ...]:
-    """The classes and functions a ``typing_kind`` object names, at any depth (``type Conv =
-    list[Model]``: ``Model``)."""
-    return tuple(item for item in _held(value) if not isinstance(item, ModuleType))
+    """The classes and functions of the user's code a ``typing_kind`` object names, at any
+    depth (``type Conv = list[Model]``: ``Model``). A library's or a built-in class carries
+    no code of the user's, and its name is in ``typing_text`` already: left out, as it was
+    pickled by reference, and one with no importable name (``types.FunctionType``,
+    ``types.FrameType``: ``TypeVar("T", bound=types.ModuleType)``) failed the call that
+    passed the alias ("Can't pickle <class 'frame'>"), keyed by its name before."""
+    return tuple(item for item in _held(value) if not isinstance(item, ModuleType)
+                 and is_user_module(attribute(item, "__module__", str)))
 
 
 def _typing_children(item: Any) -> list[Any] | None:
