@@ -2475,6 +2475,50 @@ def test_a_type_alias_or_type_variable_edited_recomputes(
     assert run(tmp_path)["misses"] == 0  # what it stands for is the same in each process
 
 
+@pytest.mark.parametrize("held", ["transform", "Model"])
+def test_a_singleton_passed_counts_the_code_its_attributes_hold(
+    tmp_path: Path, held: str
+) -> None:
+    """A singleton pickled by its name, passed as an argument, holding a function or class
+    of the user's code: counted by that code and what it calls, as an instance's attribute
+    is. Before, its attributes' state digest counted the function's own code alone: an
+    edit of the helper it calls returned the old value (read as a global, the walk
+    followed it)."""
+    write(tmp_path, {"main.py": """
+        from memojar import cached
+        from helpers import transform, Model
+
+        class Registry:
+            def __init__(self, fn):
+                self.fn = fn
+
+            def __reduce__(self):
+                return "REG"
+
+        REG = Registry(HELD)
+
+        @cached
+        def f(r, x):
+            return r.fn().go(x) if isinstance(r.fn, type) else r.fn(x)
+
+        args = (REG, 3)
+    """.replace("HELD", held), "helpers.py": """
+        def helper(x):
+            return x + 1
+
+        def transform(x):
+            return helper(x)
+
+        class Model:
+            def go(self, x):
+                return helper(x)
+    """})
+    assert run(tmp_path)["value"] == "4" and run(tmp_path, seed="7")["misses"] == 0
+    helpers = (tmp_path / "helpers.py").read_text()
+    write(tmp_path, {"helpers.py": helpers.replace("x + 1", "x + 2")})
+    assert run(tmp_path)["value"] == "5"
+
+
 @pytest.mark.parametrize("use", ["global", "argument"])
 def test_a_singleton_pickled_by_its_name_counts_by_its_attributes(
     tmp_path: Path, use: str

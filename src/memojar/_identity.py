@@ -1640,6 +1640,12 @@ def typing_named(value: Any) -> tuple[Any, ...]:
     pickled by reference, and one with no importable name (``types.FunctionType``,
     ``types.FrameType``: ``TypeVar("T", bound=types.ModuleType)``) failed the call that
     passed the alias ("Can't pickle <class 'frame'>"), keyed by its name before."""
+    return code_named(value)
+
+
+def code_named(value: Any) -> tuple[Any, ...]:
+    """The functions and classes of the user's code ``value`` holds, at any depth
+    (``_held``), for a key to count them by their code and what it calls."""
     return tuple(item for item in _held(value) if not isinstance(item, ModuleType)
                  and is_user_module(attribute(item, "__module__", str)))
 

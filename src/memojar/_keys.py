@@ -661,17 +661,23 @@ def _by_name(obj: Any, name: str) -> Any:
     ident = argument_identity(_identity.code_behind(obj))
     if ident is None:
         return NotImplemented
-    state = _named_state(obj)
+    state = _named_state(obj, code=True)
     return (_Named, (module, name, ident)) if state is None else (
         _Named, (module, name, ident), state)
 
 
-def _named_state(obj: Any) -> Any:
+def _named_state(obj: Any, code: bool = False) -> Any:
     """The state of the attributes (``__dict__`` and ``__slots__``, by name) of an instance
     of the user's class that pickles as its global name (a singleton whose ``__reduce__`` returns
     its name: ``REG = Registry(k=2)``), normalised as a state; None if it has none (a
     sentinel: its key is the one it had) or is another's. Before, its name alone: an edit
-    of ``Registry(k=2)`` to ``k=5`` kept the key, and returned the old value."""
+    of ``Registry(k=2)`` to ``k=5`` kept the key, and returned the old value.
+
+    ``code`` (a call's argument): with the functions and classes of the user's code its
+    attributes hold, each pickled as an argument is (its code and what it calls), as an
+    instance's attributes are: its state's digest counts their own code alone (a global's
+    walk follows the rest). Before, ``f(REG, x)`` with ``REG.fn = transform`` returned the
+    old value after an edit of the helper ``transform`` calls."""
     try:
         if not _identity.is_user_module(type(obj).__module__):
             return None
@@ -688,9 +694,11 @@ def _named_state(obj: Any) -> Any:
         return ("again",)
     active.add(id(obj))
     try:
-        return _identity._state_shape(tuple(found))
+        state = _identity._state_shape(tuple(found))
     finally:
         active.discard(id(obj))
+    named = _identity.code_named(tuple(value for _, value in found)) if code else ()
+    return (state, named) if named else state
 
 
 class _StatePickler(_CanonicalPickler):
