@@ -2520,6 +2520,43 @@ def test_a_singleton_passed_counts_the_code_its_attributes_hold(
 
 
 @pytest.mark.parametrize("use", ["global", "argument"])
+def test_a_singleton_whose_getstate_leaves_its_lock_out_counts_by_its_settings(
+    tmp_path: Path, use: str
+) -> None:
+    """A singleton pickled by its name whose class's ``__getstate__`` leaves its lock out
+    (the README's advice for a global holding one) counts by what that gives. Before, by
+    its attributes, the lock among them: by its type, and ``Registry(2)`` edited to
+    ``Registry(5)`` returned the old value."""
+    main = """
+        import threading
+        from memojar import cached
+
+        class Registry:
+            def __init__(self, k):
+                self.k = k
+                self.lock = threading.Lock()
+
+            def __reduce__(self):
+                return "REG"
+
+            def __getstate__(self):
+                return {"k": self.k}
+
+        REG = Registry(2)
+
+        @cached
+        def f(r, x):
+            return REG.k * x if r is None else r.k * x
+
+        args = (None, 2) if USE == "global" else (REG, 2)
+    """.replace("USE", repr(use))
+    write(tmp_path, {"main.py": main})
+    assert run(tmp_path)["value"] == "4" and run(tmp_path, seed="5")["misses"] == 0
+    write(tmp_path, {"main.py": main.replace("Registry(2)", "Registry(5)")})
+    assert run(tmp_path)["value"] == "10"
+
+
+@pytest.mark.parametrize("use", ["global", "argument"])
 def test_a_singleton_pickled_by_its_name_counts_by_its_attributes(
     tmp_path: Path, use: str
 ) -> None:

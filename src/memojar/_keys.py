@@ -683,7 +683,7 @@ def _named_state(obj: Any, code: bool = False) -> Any:
             return None
     except Exception:  # noqa: BLE001 - an odd class: by its name, as before
         return None
-    found = _identity._attributes_of(obj)
+    found = _own_state(obj)
     # by its digest, taken apart (``_identity._state_shape``): one holding what cannot be pickled (a
     # lock beside its settings) counts by its type, as a global does, never failing the
     # call that passes it (keyed by its name before), nor taking the state of the key
@@ -699,6 +699,26 @@ def _named_state(obj: Any, code: bool = False) -> Any:
         active.discard(id(obj))
     named = _identity.code_named(tuple(value for _, value in found)) if code else ()
     return (state, named) if named else state
+
+
+def _own_state(obj: Any) -> list[tuple[str, Any]]:
+    """``_named_state``'s attributes: what the class's own ``__getstate__`` gives, if it
+    has one (one leaving a lock out, as the README advises: its settings then count; before,
+    its attributes, the lock among them, counted it by its type, and ``REG = Registry(k=2)``
+    edited to ``k=5`` returned the old value), else its ``__dict__`` and ``__slots__``."""
+    try:
+        getstate = getattr(type(obj), "__getstate__", None)
+    except Exception:  # noqa: BLE001 - an odd metaclass: its attributes
+        getstate = None
+    if getstate is None or getstate is getattr(object, "__getstate__", None):
+        return _identity._attributes_of(obj)
+    try:
+        state = obj.__getstate__()
+    except Exception:  # noqa: BLE001 - a broken __getstate__: its attributes, as before
+        return _identity._attributes_of(obj)
+    if type(state) is dict and all(type(name) is str for name in state):
+        return sorted(state.items())
+    return [] if state is None else [("__getstate__", state)]
 
 
 class _StatePickler(_CanonicalPickler):
