@@ -537,7 +537,7 @@ class _Memo:
         now = _as_it_is(self.watched)
         cells = _notebook.cells_started  # a cell that starts meanwhile marks it again
         if (self.code is _notebook.CELL_RAN and not _reassigned(self.watched, self.made)
-                and not self.changed_in_place()):
+                and not self.kwchanged()):
             if not self.dependencies_changed():
                 if self.recent:
                     self._forget_changed_classes()
@@ -548,7 +548,7 @@ class _Memo:
             why = "a module it depends on was reloaded"
         elif _reassigned(self.watched, self.made):
             why = "its code or defaults were reassigned"
-        elif self.changed_in_place():
+        elif self.kwchanged():
             why = "its keyword defaults were changed in place"
         else:  # a miss in IPython: bound again within the cell (``_compute``)
             why = "what it depends on changed"
@@ -587,10 +587,6 @@ class _Memo:
         self.code, self.defaults, self.kwdefaults = now
         self.kwlive = _keyword_defaults(self.watched)
         self.kwchanged = _in_place_check(self.kwlive)
-
-    def changed_in_place(self) -> bool:
-        """Whether the keyword defaults' dict changed since ``hold``."""
-        return self.kwchanged()
 
     def _unmake(self) -> None:
         """The identity and the reader made for it are made again at their next use, by
