@@ -55,7 +55,9 @@ def run(root: Path, seed: str = "0", extra_path: str = "") -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (SRC, str(root), extra_path)
                                                        if p),
            "MEMOJAR_DIR": str(root / "cache"), "PYTHONHASHSEED": seed,
-           "PYTHONDONTWRITEBYTECODE": "1"}
+           "PYTHONDONTWRITEBYTECODE": "1",
+           # a crash of the script shows its stack (one SIGSEGV on 3.12 CI said nothing)
+           "PYTHONFAULTHANDLER": "1"}
     done = subprocess.run([sys.executable, "-c", RUN], cwd=root, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -2519,6 +2521,19 @@ def test_a_singleton_passed_counts_the_code_its_attributes_hold(
     assert run(tmp_path)["value"] == "5"
 
 
+# The module of the singleton tests after its class ``Registry``: one instance, pickled by
+# its name, read as a global or passed (``USE``)
+_REGISTRY_CALLED = """
+        REG = Registry(2)
+
+        @cached
+        def f(r, x):
+            return REG.k * x if r is None else r.k * x
+
+        args = (None, 2) if USE == "global" else (REG, 2)
+"""
+
+
 @pytest.mark.parametrize("use", ["global", "argument"])
 def test_a_singleton_whose_getstate_leaves_its_lock_out_counts_by_its_settings(
     tmp_path: Path, use: str
@@ -2542,14 +2557,7 @@ def test_a_singleton_whose_getstate_leaves_its_lock_out_counts_by_its_settings(
             def __getstate__(self):
                 return {"k": self.k}
 
-        REG = Registry(2)
-
-        @cached
-        def f(r, x):
-            return REG.k * x if r is None else r.k * x
-
-        args = (None, 2) if USE == "global" else (REG, 2)
-    """.replace("USE", repr(use))
+    """ + _REGISTRY_CALLED.replace("USE", repr(use))
     write(tmp_path, {"main.py": main})
     assert run(tmp_path)["value"] == "4" and run(tmp_path, seed="5")["misses"] == 0
     write(tmp_path, {"main.py": main.replace("Registry(2)", "Registry(5)")})
@@ -2577,14 +2585,7 @@ def test_a_singleton_pickled_by_its_name_counts_by_its_attributes(
             def __reduce__(self):
                 return "REG"
 
-        REG = Registry(2)
-
-        @cached
-        def f(r, x):
-            return REG.k * x if r is None else r.k * x
-
-        args = (None, 2) if USE == "global" else (REG, 2)
-    """.replace("USE", repr(use))
+    """ + _REGISTRY_CALLED.replace("USE", repr(use))
     write(tmp_path, {"main.py": main})
     assert run(tmp_path)["value"] == "4" and run(tmp_path)["misses"] == 0
     write(tmp_path, {"main.py": main.replace("Registry(2)", "Registry(5)")})
