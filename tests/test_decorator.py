@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -850,32 +852,17 @@ def test_a_coroutine_driven_by_no_known_loop_waits_for_a_key_computed_elsewhere(
 ) -> None:
     """Its wait for the key's lock sleeps in its thread. Before, the wait raised "no
     running event loop" (``asyncio.sleep``)."""
-    calls: list[str] = []
-    started = threading.Event()
-
-    @cached(cache_dir=cache_dir)
-    async def f(x: int) -> int:
-        calls.append(threading.current_thread().name)
-        started.set()
-        await asyncio.sleep(0.5)
-        return x * 3
-
-    other = threading.Thread(target=asyncio.run, args=(f(5),), name="other")
-    other.start()
-    try:
-        assert started.wait(30)
+    f, calls, started = _slow_in_the_other_thread(cache_dir)
+    with _computing_in_the_other_thread(f, 5, started):
         assert _driven(f(5)) == 15
-    finally:
-        other.join()
     assert calls == ["other"]
 
 
-def test_a_coroutine_driven_in_no_task_of_a_running_loop_is_cached(cache_dir: Path) -> None:
-    """Driven from a running asyncio loop's callbacks, in no task of it (as Twisted's
-    ``asyncioreactor`` drives ``Deferred.fromCoroutine``), a future awaited by memojar
-    is sent back at once: the store's calls and a wait are made in the thread, as with no
-    loop. Before, on a remote store every call raised "await wasn't used with future",
-    the function never run; on the file store, a wait for another caller's lock did."""
+def _slow_in_the_other_thread(cache_dir: Any, pause: Any = None
+                              ) -> tuple[Any, list[str], threading.Event]:
+    """A cached coroutine of x -> 3x noting the thread of each computation: in the thread
+    named "other" it takes 0.5 s (``started`` set first); elsewhere it awaits ``pause()``
+    if given."""
     calls: list[str] = []
     started = threading.Event()
 
@@ -885,7 +872,33 @@ def test_a_coroutine_driven_in_no_task_of_a_running_loop_is_cached(cache_dir: Pa
         if threading.current_thread().name == "other":
             started.set()
             await asyncio.sleep(0.5)
+        elif pause is not None:
+            await pause()
         return x * 3
+
+    return f, calls, started
+
+
+@contextlib.contextmanager
+def _computing_in_the_other_thread(f: Any, x: int, started: threading.Event
+                                   ) -> Iterator[None]:
+    """While ``f(x)`` computes in a thread named "other", on its own asyncio loop."""
+    other = threading.Thread(target=asyncio.run, args=(f(x),), name="other")
+    other.start()
+    try:
+        assert started.wait(30)
+        yield
+    finally:
+        other.join()
+
+
+def test_a_coroutine_driven_in_no_task_of_a_running_loop_is_cached(cache_dir: Path) -> None:
+    """Driven from a running asyncio loop's callbacks, in no task of it (as Twisted's
+    ``asyncioreactor`` drives ``Deferred.fromCoroutine``), a future awaited by memojar
+    is sent back at once: the store's calls and a wait are made in the thread, as with no
+    loop. Before, on a remote store every call raised "await wasn't used with future",
+    the function never run; on the file store, a wait for another caller's lock did."""
+    f, calls, started = _slow_in_the_other_thread(cache_dir)
 
     async def in_a_callback(x: int) -> int:  # driven by the loop's callback, not a task
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -901,13 +914,8 @@ def test_a_coroutine_driven_in_no_task_of_a_running_loop_is_cached(cache_dir: Pa
 
     assert asyncio.run(in_a_callback(2)) == asyncio.run(in_a_callback(2)) == 6
     assert calls == ["MainThread"]
-    other = threading.Thread(target=asyncio.run, args=(f(5),), name="other")
-    other.start()
-    try:
-        assert started.wait(30)
+    with _computing_in_the_other_thread(f, 5, started):
         assert asyncio.run(in_a_callback(5)) == 15  # waits for the other thread's value
-    finally:
-        other.join()
     assert calls == ["MainThread", "other"]
 
 
@@ -956,22 +964,11 @@ def test_coroutines_interleaved_in_one_context_leave_no_key_marked_held(
     import contextvars
     import types
 
-    calls: list[str] = []
-    started = threading.Event()
-
     @types.coroutine
     def pause() -> Any:
         yield
 
-    @cached(cache_dir=cache_dir)
-    async def f(x: int) -> int:
-        calls.append(threading.current_thread().name)
-        if threading.current_thread().name == "other":
-            started.set()
-            await asyncio.sleep(0.5)
-        else:
-            await pause()
-        return x * 3
+    f, calls, started = _slow_in_the_other_thread(cache_dir, pause)
 
     def interleaved() -> None:
         first, second = f(1), f(2)
@@ -982,13 +979,8 @@ def test_coroutines_interleaved_in_one_context_leave_no_key_marked_held(
                 coro.send(None)
         assert memojar._decorator._held.get() == ()
         f.cache_delete(1)
-        other = threading.Thread(target=asyncio.run, args=(f(1),), name="other")
-        other.start()
-        try:
-            assert started.wait(30)
+        with _computing_in_the_other_thread(f, 1, started):
             assert _driven(f(1)) == 3  # waits for the other thread's value
-        finally:
-            other.join()
 
     contextvars.copy_context().run(interleaved)
     assert calls == ["MainThread", "MainThread", "other"]
