@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -356,19 +357,22 @@ class _Connected:
         self.count = 0
 
     def __call__(self, connection: Any) -> None:
-        try:
-            connection.on_connect()
-        except (RedisError, OSError):
-            raise
-        except Exception as exc:  # (see ``_guarded``)
-            if the_callers(exc):
-                raise
-            raise _connect_fault(exc) from exc
+        _connecting(connection.on_connect)  # (see ``_guarded``)
         self.count += 1
 
 
-def _connect_fault(exc: Exception) -> RedisConnectionError:
-    return RedisConnectionError(f"connecting raised {type(exc).__name__}: {exc}")
+def _connecting(step: Callable[[], Any]) -> Any:
+    """``step()``, a part of connecting, raising only ``RedisError``s and ``OSError``s (which
+    redis-py makes its ``ConnectionError``), or the caller's own exception (``the_callers``);
+    anything else as redis-py's ``ConnectionError``, a fault of the store (``_guarded``)."""
+    try:
+        return step()
+    except (RedisError, OSError):
+        raise
+    except Exception as exc:
+        if the_callers(exc):
+            raise
+        raise RedisConnectionError(f"connecting raised {type(exc).__name__}: {exc}") from exc
 
 
 @functools.cache
@@ -385,14 +389,7 @@ def _guarded(kind: type[Any]) -> type[Any]:
 
     class Guarded(kind):  # type: ignore[misc]
         def _connect(self) -> Any:
-            try:
-                return super()._connect()
-            except (RedisError, OSError):
-                raise
-            except Exception as exc:
-                if the_callers(exc):
-                    raise
-                raise _connect_fault(exc) from exc
+            return _connecting(super()._connect)
 
     Guarded.__name__, Guarded.__qualname__ = kind.__name__, kind.__qualname__
     Guarded.__module__ = kind.__module__
