@@ -585,8 +585,7 @@ class _Memo:
         calls of plain arguments by the arguments alone, and a miss, whose key was made
         before it runs, ask the check (``_in_place_check``)."""
         self.code, self.defaults, self.kwdefaults = now
-        self.kwlive = _keyword_defaults(self.watched)
-        self.kwchanged = _in_place_check(self.kwlive)
+        self.kwchanged = _in_place_check(_keyword_defaults(self.watched))
 
     def _unmake(self) -> None:
         """The identity and the reader made for it are made again at their next use, by
@@ -662,7 +661,7 @@ class _Memo:
         # A store holds live connections (a Redis or S3 client): a copy asks ``reopen`` (its
         # cache's, which unpickles as one Cache per location in the receiving process).
         dropped = ("revalidating_lock", "generation", "recent", "revalidating", "reader",
-                   "known", "code", "defaults", "kwdefaults", "kwlive", "kwchanged", "made",
+                   "known", "code", "defaults", "kwdefaults", "kwchanged", "made",
                    "resolved", "own", "wrapper", "looked")
         for name in (*dropped, "store") if self.reopen is not None else dropped:
             state.pop(name, None)
@@ -3327,7 +3326,7 @@ def _memory_wrapper(memo: _Memo) -> Callable[..., Any]:
                 or (memo.defaults is not None and watched.__defaults__ is not memo.defaults)
                 or (memo.kwdefaults is not None
                     and (watched.__kwdefaults__ is not memo.kwdefaults
-                         or (memo.kwlive is not None and memo.kwchanged())))):  # (``hold``)
+                         or memo.kwchanged()))):  # (``hold``)
             memo.renew()
         if memo.generation[0] != memo.stamp:
             memo.forget()
