@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import pickle
 import re
 import signal
 import sys
@@ -576,6 +577,7 @@ def test_same_number_of_different_types_gives_different_keys(n: int, t1: type, t
 
 _SEED_SCRIPT = """
 import json
+import pickle
 from dataclasses import dataclass
 from memojar._keys import make_key
 
@@ -755,3 +757,90 @@ def test_a_failed_pickling_of_arrays_beside_a_lock_leaves_nothing_the_collector_
     # died (SIGSEGV in memory_dealloc): a global holding a lock beside arrays, read by a
     # cached function, or such an argument.
     assert run_python(_FAILED_PICKLE_WITH_ARRAYS).strip() == "survived"
+
+
+class _Settings:
+    """Pickled by its global name (a singleton), a lock beside its settings."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.lock = threading.Lock()
+
+    def __reduce__(self) -> str:
+        return "SETTINGS"
+
+
+SETTINGS = _Settings(2)
+
+
+@pytest.mark.parametrize("state", [False, True], ids=["argument", "global"])
+def test_a_value_holding_a_lock_is_freed_without_the_collector(state: bool) -> None:
+    # The check of the lock's pickling error (is it the caller's signal handler's?) read
+    # the locals of the frame that caught it, the error among them, and left that frame,
+    # the error and its traceback in a cycle holding the value, the frames that called
+    # it and the bytes pickled so far: only the collector freed them, and on CPython
+    # 3.12.1 it crashed there at exit (SIGSEGV clearing a BytesIO's exported buffer).
+    import gc
+    import weakref
+
+    from memojar import _keys
+
+    value = _Settings(5)
+    freed = weakref.ref(value)
+    gc.collect()
+    gc.disable()
+    try:
+        if state:
+            _keys.state_key((value, 2))
+        else:
+            make_key((value, 2))
+        del value
+        assert freed() is None
+    finally:
+        gc.enable()
+
+
+class _LeavesACycle:
+    """An array-like value whose reduction leaves its own frame in a cycle, as user code
+    does (``except E as e: error = e``): the frames that called it, memojar's, are kept
+    until the collector runs."""
+
+    def __init__(self, data: bytearray) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        try:
+            raise LookupError("no such unit")
+        except LookupError as e:
+            error = e  # noqa: F841 - the cycle
+        return (_LeavesACycle, (pickle.PickleBuffer(self.data),))
+
+
+def test_a_value_whose_reduction_leaves_a_cycle_leaves_no_exported_view_in_it() -> None:
+    # The views memojar hashed (the pickle's BytesIO's, the arrays' buffers) stayed
+    # exported in the kept frames: the collector clearing them crashed CPython 3.12.1
+    # (gh-111049: SIGSEGV at exit, after the call returned).
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        make_key((_LeavesACycle(bytearray(b"x" * 64)), 2))
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kept = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert any(type(o) is memoryview for o in kept)  # the cycle kept memojar's frames
+    assert [o for o in kept if isinstance(o, (memoryview, pickle.PickleBuffer))
+            and _exported(o)] == []
+
+
+def _exported(view: memoryview | pickle.PickleBuffer) -> bool:
+    try:
+        (view if type(view) is memoryview else view.raw()).obj  # noqa: B018
+    except ValueError:  # released
+        return False
+    return True

@@ -12,7 +12,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from contextvars import ContextVar
-from types import FrameType
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,13 +47,35 @@ def the_callers(exc: BaseException) -> bool:
     ``ThreadingTimeout`` does, cannot be told from the value's). Before, an ``OSError`` no
     system call raised (``errno`` None) was taken for a handler's, and any other exception
     for the value's or the entry's: a ``ConnectionError`` a ``__setstate__`` raised failed
-    every call (the entry kept), and a handler's ``Timeout`` removed a good entry."""
+    every call (the entry kept), and a handler's ``Timeout`` removed a good entry.
+
+    The frames still running (the one catching ``exc``) are passed over: a handler's is
+    one the exception left. Reading a running frame's arguments (``f_locals``, 3.12 and
+    before) keeps a copy of its locals in it, ``exc`` among them: a cycle of the frame,
+    ``exc`` and its traceback, holding the value being pickled and the frames that called
+    it until the collector ran (on 3.12.1 it crashed there, clearing a ``BytesIO``'s
+    exported buffer a frame held)."""
     tb = exc.__traceback__
+    running: set[int] | None = None
     while tb is not None:  # from the frame that caught it to the one that raised it
-        if _a_signal_handlers(tb.tb_frame):
-            return True
+        frame = tb.tb_frame
+        if _takes_two(frame.f_code):
+            if running is None:
+                running = _running_frames()
+            if id(frame) not in running and _a_signal_handlers(frame):
+                return True
         tb = tb.tb_next
     return False
+
+
+def _running_frames() -> set[int]:
+    """The ids of this thread's running frames."""
+    found = set()
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        found.add(id(frame))
+        frame = frame.f_back
+    return found
 
 
 def callers_within(exc: BaseException, handled: BaseException | None) -> BaseException | None:
@@ -96,10 +118,10 @@ def _a_signal_handlers(frame: FrameType) -> bool:
     raises, and a decorator's wrapper shares its code with the same wrapper elsewhere (in a
     ``__reduce__``, whose own failure is the value's)."""
     code = frame.f_code
+    if not _takes_two(code):
+        return False
     named = code.co_argcount + code.co_kwonlyargcount
     rest = code.co_flags & 0x04  # CO_VARARGS: ``*args`` is the name after those
-    if code.co_argcount < 2 and not rest:
-        return False
     local = frame.f_locals
     values = [local.get(name) for name in code.co_varnames[:code.co_argcount]]
     if rest:
@@ -108,6 +130,12 @@ def _a_signal_handlers(frame: FrameType) -> bool:
             values.extend(more)
     return any(type(at) is FrameType and isinstance(number, int) and number in _signal_numbers()
                for number, at in itertools.pairwise(values))
+
+
+def _takes_two(code: CodeType) -> bool:
+    """Whether a call of ``code`` may be a signal handler's: two positional arguments or
+    ``*args``."""
+    return code.co_argcount >= 2 or bool(code.co_flags & 0x04)  # CO_VARARGS
 
 
 @functools.cache

@@ -1429,8 +1429,9 @@ def _state_key(value: Any, left: list[int]) -> str | None:
 
 
 def _released(buffers: list[pickle.PickleBuffer]) -> None:
-    """Let go of the arrays' buffers taken by a pickling that failed (a lock after them).
-    Its traceback's frames and the pickler make a cycle holding them, each a
+    """Let go of the arrays' buffers taken by a pickling, hashed or failed (a lock after
+    them). Its traceback's frames and the pickler make a cycle holding them (or one the
+    value's own reduction left, holding the frame that hashed them), each a
     ``PickleBuffer`` of a read-only ``memoryview``: the cycle collector, clearing that
     view before the buffer exported from it, crashed the interpreter (CPython's
     ``memory_clear`` drops the view's buffer even while it is exported)."""
@@ -1525,16 +1526,26 @@ def hash_key(values: Any, seed: int = 0) -> str:
     except BaseException:  # (a lock after arrays: ``_released``)
         _released(buffers)
         raise
+    # The views are released once hashed: a cycle the value's own reduction left (``except
+    # E as e: error = e``) keeps this frame and its locals, and the collector clearing an
+    # exported view crashes the interpreter (CPython 3.12.1 a BytesIO's, gh-111049; an
+    # array's, ``_released``).
     if not buffers:
-        return xxhash.xxh3_128_hexdigest(data, seed)
-    h = xxhash.xxh3_128(data, seed)
-    for buf in buffers:
-        try:
-            raw = buf.raw()
-        except BufferError:  # not contiguous: hash a copy
-            raw = memoryview(bytes(buf))
-        h.update(raw.nbytes.to_bytes(8, "little"))
-        h.update(raw)
+        with data:
+            return xxhash.xxh3_128_hexdigest(data, seed)
+    try:
+        with data:
+            h = xxhash.xxh3_128(data, seed)
+        for buf in buffers:
+            try:
+                raw = buf.raw()
+            except BufferError:  # not contiguous: hash a copy
+                raw = memoryview(bytes(buf))
+            with raw:
+                h.update(raw.nbytes.to_bytes(8, "little"))
+                h.update(raw)
+    finally:
+        _released(buffers)
     return h.hexdigest()
 
 
