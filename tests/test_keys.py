@@ -724,6 +724,54 @@ def test_an_argument_changed_by_another_thread_while_keyed_is_keyed_again(
     assert f.cache_info()[:2] == (1, 1)
 
 
+class _Marker:
+    """A value of a table, to see whether it was freed."""
+
+
+@pytest.mark.parametrize("changes", [2, 3], ids=["keyed-again", "raised"])
+def test_an_argument_changed_twice_while_keyed_is_freed_without_the_collector(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, changes: int,
+) -> None:
+    """A table another thread changed again while its key was made again: the change kept
+    (``_keyed_again``'s ``exc``) held, through its traceback, the frame keeping it, and
+    with it the arguments and the call's frames, until the collector ran; also when the
+    call raised that the table kept changing."""
+    import gc
+    import weakref
+
+    import memojar._keys as keys
+
+    normalize, probe = keys.normalize, [0]
+    marker = _Marker()
+    freed = weakref.ref(marker)
+    tables: list[dict[str, Any]] = [{"probe": probe, "k": 1, "m": marker}]
+    del marker
+    left = [changes]
+
+    def changed_meanwhile(obj: Any) -> Any:
+        if obj is probe and left[0]:
+            left[0] -= 1
+            thread = threading.Thread(target=tables[0].__setitem__,
+                                      args=(f"late{left[0]}", 2))
+            thread.start()
+            thread.join(10)
+        return normalize(obj)
+
+    monkeypatch.setattr(keys, "normalize", changed_meanwhile)
+    f = cached(cache_dir=cache_dir)(lambda t: len(t))
+    gc.collect()
+    gc.disable()
+    try:
+        try:
+            assert f(tables[0]) == 3 + changes
+        except RuntimeError as exc:
+            assert changes == 3 and "changed in another thread" in str(exc)
+        tables.clear()
+        assert freed() is None
+    finally:
+        gc.enable()
+
+
 _FAILED_PICKLE_WITH_ARRAYS = """
 import gc, threading
 import numpy as np

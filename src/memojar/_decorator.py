@@ -960,19 +960,26 @@ class _Memo:
         """The key of arguments one of which another thread changed while it was read for
         the key ("dictionary changed size during iteration"), made again as they are now.
         Before, the call raised TypeError ("cannot be pickled ...; use ignore= or key=",
-        and ignore= would have given every value of it one result)."""
-        for _ in range(_KEY_TRIES):
-            try:
-                return make_key(values, seed)
-            except RuntimeError as again:
-                if not changed_during_iteration(again):
-                    raise
-                exc = again
-        qualname = getattr(self.target, "__qualname__", self.name)
-        raise RuntimeError(
-            f"an argument of {qualname} changed in another thread while its cache key was "
-            f"made, {_KEY_TRIES + 1} times running ({type(exc).__name__}: {exc}); change it "
-            "under a lock that the call also holds, or pass a copy") from exc
+        and ignore= would have given every value of it one result).
+
+        ``exc`` is let go of as this returns or raises: a change met again is kept in it, and
+        its traceback holds this frame, a cycle holding the arguments (and the frames of
+        the call) until the collector ran."""
+        try:
+            for _ in range(_KEY_TRIES):
+                try:
+                    return make_key(values, seed)
+                except RuntimeError as again:
+                    if not changed_during_iteration(again):
+                        raise
+                    exc = again
+            qualname = getattr(self.target, "__qualname__", self.name)
+            raise RuntimeError(
+                f"an argument of {qualname} changed in another thread while its cache key "
+                f"was made, {_KEY_TRIES + 1} times running ({type(exc).__name__}: {exc}); "
+                "change it under a lock that the call also holds, or pass a copy") from exc
+        finally:
+            del exc
 
     def get(self, key: str, call: _Args | None = None) -> Any:
         """The stored value for ``key``, or MISSING. Never raises for a bad entry.
