@@ -1536,6 +1536,100 @@ def test_a_cached_array_comes_back_equal_and_writable(cache_dir: Path, n: int) -
     np.testing.assert_array_equal(ramp(n), first)
 
 
+def _rebuilt(data: Any) -> _LeavesACycle:
+    return _LeavesACycle(bytearray(data))
+
+
+class _LeavesACycle:
+    """A result with a buffer pickled out of band whose reduction leaves its own frame in
+    a cycle, as user code does (``except E as e: error = e``): the frames that called it,
+    memojar's storing it, are kept until the collector runs. A lock after the buffer, if
+    given, fails the pickling."""
+
+    def __init__(self, data: bytearray, lock: Any = None) -> None:
+        self.data, self.lock = data, lock
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        import pickle
+
+        try:
+            raise LookupError("no such unit")
+        except LookupError as e:
+            error = e  # noqa: F841 - the cycle
+        return (_rebuilt, (pickle.PickleBuffer(self.data), *([self.lock] if self.lock else [])))
+
+
+def _views_left_in_a_collection(call: Any) -> tuple[int, list[Any]]:
+    """How many objects a collection after ``call()`` frees, and the views among them
+    not released."""
+    import gc
+    import pickle
+
+    gc.collect()
+    gc.disable()
+    try:
+        call()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kept = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    views = [o for o in kept if isinstance(o, (memoryview, pickle.PickleBuffer))]
+    return len(kept), [v for v in views if _not_released(v)]
+
+
+def _not_released(view: Any) -> bool:
+    try:
+        (view if type(view) is memoryview else view.raw()).obj  # noqa: B018
+    except ValueError:  # released
+        return False
+    return True
+
+
+@pytest.mark.parametrize("how", ["returned", "cache_set"])
+def test_a_stored_result_whose_reduction_leaves_a_cycle_leaves_no_view_exported_in_it(
+    cache_dir: Path, how: str,
+) -> None:
+    """The entry's views of the result's buffers (its ``PickleBuffer``, the raw view
+    written) stayed in the frames the cycle held, exported from the result's own view: the
+    collector clearing that view first crashed the interpreter (SIGSEGV, CPython 3.11 and
+    3.12), after the call returned."""
+
+    @cached(cache_dir=cache_dir)
+    def load(n: int) -> _LeavesACycle:
+        return _LeavesACycle(bytearray(b"x" * 64))
+
+    def call() -> None:
+        if how == "returned":
+            load(1)
+        else:
+            load.cache_set(_LeavesACycle(bytearray(b"y" * 64)), 2)
+
+    kept, views = _views_left_in_a_collection(call)
+    assert kept  # the cycle kept memojar's frames
+    assert views == []
+    assert bytes(load(1 if how == "returned" else 2).data) == (
+        b"x" * 64 if how == "returned" else b"y" * 64)
+
+
+def test_a_result_failing_to_pickle_after_a_buffer_leaves_no_view_exported_in_a_cycle(
+    cache_dir: Path,
+) -> None:
+    """The buffers the failed pickling took stayed with its pickler, in the frames the
+    result's own cycle held: the collector could crash on them (as on a stored one's)."""
+
+    @cached(cache_dir=cache_dir)
+    def load(n: int) -> _LeavesACycle:
+        return _LeavesACycle(bytearray(b"x" * 64), threading.Lock())
+
+    with pytest.warns(MemojarWarning, match="cannot be pickled"):
+        kept, views = _views_left_in_a_collection(lambda: load(1))
+    assert kept
+    assert views == []
+
+
 # --- sweeping entries of other code -------------------------------------------------------
 
 def square(x):

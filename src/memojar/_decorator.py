@@ -2072,7 +2072,10 @@ class _Memo:
             # A store with its own expiry (Redis) keeps the entry through the window in
             # which stale_while_revalidate still serves it; the header's expiry decides.
             kept = expires + self.swr if expires is not None and self.swr else expires
-            size = self.store.write(self.name, key, chunks, kept)
+            try:
+                size = self.store.write(self.name, key, chunks, kept)
+            finally:  # (the value's own cycle may hold this frame: ``_entry.released``)
+                _entry.released(chunks)
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise

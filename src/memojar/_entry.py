@@ -292,6 +292,7 @@ def encode(
             ident += result_classes(classes)
     if buffers:
         raws = [_raw(b) for b in buffers]
+        _released(buffers)  # the raw views hold the arrays' buffers themselves
         variable = ident + key.encode() + b"".join(_LEN.pack(r.nbytes) for r in raws)
     else:
         raws = []
@@ -372,6 +373,7 @@ def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
         pickler.dump(value)
     except BaseException:
         _picklers.pickler = None  # a fresh one next time
+        _released(pickler.buffers)
         raise
     data = pickler.out.getvalue()
     classes = pickler.classes
@@ -388,6 +390,28 @@ def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
     else:  # a large result: its buffer is not kept alive for the thread's next one
         _picklers.pickler = None
     return data, classes
+
+
+def _released(buffers: list[pickle.PickleBuffer]) -> None:
+    """Let go of the buffers a pickling took (``_keys._released``): a cycle the value's own
+    reduction left (``except E as e: error = e``) holds the frames that pickled it, and the
+    collector clearing a view while a buffer is exported from it crashes the interpreter."""
+    for buf in buffers:
+        buf.release()
+    buffers.clear()
+
+
+def released(chunks: list[Any]) -> None:
+    """Let go of the views of an entry's chunks (``encode``'s: the arrays' buffers) once
+    written, or not: a cycle the value's own reduction left holds the frames that made
+    them, with them exported from the value's own views (which the collector, clearing
+    them first, crashed on: SIGSEGV). One a reader still holds stays."""
+    for chunk in chunks:
+        if type(chunk) is memoryview:
+            try:
+                chunk.release()
+            except BufferError:  # exported still: not released, not crashed on either
+                pass
 
 
 def _raw(buf: pickle.PickleBuffer) -> memoryview:
