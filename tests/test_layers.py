@@ -278,6 +278,49 @@ def test_a_write_that_timed_out_is_read_back_only_by_a_backend_that_declares_it(
             store.write("f", "0" * 32, [b"entry"])
 
 
+class _LostDictStore(DictStore):
+    """The connection drops before the entry is stored: the write's answer is lost, and
+    the entry read back is not there."""
+
+    def _write(self, function: str, key: str, views: list[memoryview], size: int,
+               expires: float | None) -> None:
+        raise ConnectionResetError(errno.ECONNRESET, "connection reset by peer")
+
+    def _holds(self, function: str, key: str, head: bytes, timed_out: bool) -> bool:
+        return (function, key) in self.entries
+
+
+class _Value:
+    """An argument or a result, to see whether it was freed."""
+
+
+def test_a_write_whose_answer_was_lost_and_not_stored_frees_the_call_without_the_collector(
+) -> None:
+    """The write's error raised again by the frame that read the entry back (``_confirm``)
+    stayed in it, and its traceback held that frame: a cycle holding the argument, the
+    result and the frames of the call until the collector ran."""
+    import gc
+    import weakref
+
+    @Cache(store=_LostDictStore()).cached
+    def make(value: _Value) -> _Value:
+        return _Value()
+
+    argument = _Value()
+    freed = weakref.ref(argument)
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.warns(memojar.MemojarWarning, match="connection reset by peer"):
+            result = make(argument)
+        returned = weakref.ref(result)
+        del argument, result
+        assert freed() is None
+        assert returned() is None
+    finally:
+        gc.enable()
+
+
 # --- what remote backends share: failing fast after a fault, the lock's waiting loop ---------
 
 def test_a_tripped_breaker_fails_fast_with_the_fault_until_its_pause_is_over() -> None:

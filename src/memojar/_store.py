@@ -506,7 +506,10 @@ class Store(abc.ABC):
             raise Unconfirmed(errno.ETIMEDOUT if timed_out else errno.ECONNRESET,
                               look.strerror or str(look)) from exc
         if not stored:
-            raise exc
+            try:
+                raise exc
+            finally:  # this frame is in its traceback: no cycle through the call's frames
+                del exc
         logger.debug("stored %s %s (its write's answer %s; read back)", function, key,
                      "did not come in time" if timed_out else "was lost")
 
