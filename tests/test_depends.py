@@ -1060,6 +1060,37 @@ def test_a_helper_of_a_function_or_instance_given_as_an_argument_edited_recomput
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+def _a_helper(x: int) -> int:
+    return x + 1
+
+
+def test_explaining_a_miss_of_arguments_holding_code_leaves_nothing_for_the_collector(
+        tmp_path: Path) -> None:
+    # The names of the code the arguments hold were noted by a pickler of a class made at
+    # each explanation: a class is a cycle, and each such line left one to the collector.
+    import gc
+
+    @Cache(tmp_path).cached
+    def apply(fn: Any, x: int) -> int:
+        return fn(x)
+
+    apply(_a_helper, 1)
+    apply.cache_explain(_a_helper, 2)  # what a first explanation imports and makes once
+    gc.collect()
+    gc.disable()
+    try:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        line = apply.cache_explain(_a_helper, 3)
+        gc.collect()
+        kept = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert "they hold test_depends._a_helper of your code" in line
+    assert kept == []
+
+
 # --- files= -----------------------------------------------------------------------------
 
 FILES_MAIN = """

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
+import pickle
 import stat
 import sys
 import threading
@@ -888,23 +890,29 @@ def explain_absent(memo: Any, values: tuple[Any, ...], ident: bytes) -> str:
 def _code_named(values: tuple[Any, ...]) -> list[str]:
     """The names of the functions and classes of the user's code ``values`` hold (an
     instance's class too), sorted, at most three; empty if they cannot be listed."""
-    import io
-    import pickle
-
-    names: set[str] = set()
-
-    class _Noting(pickle.Pickler):
-        def reducer_override(self, obj: Any) -> Any:
-            found = code_behind(obj)
-            if is_user_module(getattr(found, "__module__", None) or "__main__"):
-                names.add(function_name(found))
-            return NotImplemented
-
+    noting = _Noting(io.BytesIO(), 5)
     try:
-        _Noting(io.BytesIO(), 5).dump(values)
+        noting.dump(values)
     except Exception:  # noqa: BLE001 - a value pickle cannot take: the names found so far
         pass
-    return sorted(names)[:3]
+    return sorted(noting.names)[:3]
+
+
+class _Noting(pickle.Pickler):
+    """Notes the names of the user's functions and classes it meets (``_code_named``).
+    A class of its own, not one made at each call: a class is a cycle (its ``__mro__``,
+    its ``__dict__``'s descriptors) only the collector frees, made by every such line of
+    ``cache_explain``."""
+
+    def __init__(self, file: Any, protocol: int) -> None:
+        super().__init__(file, protocol)
+        self.names: set[str] = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        found = code_behind(obj)
+        if is_user_module(getattr(found, "__module__", None) or "__main__"):
+            self.names.add(function_name(found))
+        return NotImplemented
 
 
 def _since(memo: Any, header: Any, ident: bytes) -> str:
