@@ -381,6 +381,44 @@ def test_an_error_raised_by_the_unpickling_leaves_no_cycle(tmp_path: Path,
     assert kept == []
 
 
+class _Argument:
+    """An argument, to see whether it was freed."""
+
+
+def test_an_interrupt_ending_a_replacement_leaves_no_cycle(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """An interrupt raised in the bump that ends a replacement (``_each``, raising it once
+    the rest are done) was kept in the frame raising it again, which its traceback held: a
+    cycle holding the frames of the call, its argument among them, until the collector
+    ran."""
+    import gc
+    import weakref
+
+    bump, left = _filestore.FileStore._bump, [0]
+
+    def interrupted(self: Any, fdir: str, busy: bool = False) -> None:
+        bump(self, fdir, busy)
+        if not busy and left:
+            left.pop()
+            raise KeyboardInterrupt
+
+    step = Cache(tmp_path).cached(memory=4)(lambda x: 2)  # a tier: the folder has a stamp
+    argument = _Argument()
+    step(argument)
+    freed = weakref.ref(argument)
+    monkeypatch.setattr(_filestore.FileStore, "_bump", interrupted)
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            step.refresh(argument)  # replaces the entry
+        del argument
+        assert freed() is None
+    finally:
+        gc.enable()
+
+
 A_HANDLER_MAKING_A_CACHE = r"""
 import signal, sys, weakref
 from memojar import Cache, _cache

@@ -3845,7 +3845,10 @@ def _each(act: Callable[[str], None], names: list[str]) -> None:
             elif names:
                 failed.append(names[-1])
     if raised is not None:
-        raise raised
+        try:
+            raise raised
+        finally:  # this frame is in its traceback: no cycle through the call's frames
+            del raised
 
 
 # Errors of a process short of descriptors or memory, not of the file or folder.
