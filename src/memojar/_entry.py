@@ -292,7 +292,7 @@ def encode(
             ident += result_classes(classes)
     if buffers:
         raws = [_raw(b) for b in buffers]
-        _released(buffers)  # the raw views hold the arrays' buffers themselves
+        release_buffers(buffers)  # the raw views hold the arrays' buffers themselves
         variable = ident + key.encode() + b"".join(_LEN.pack(r.nbytes) for r in raws)
     else:
         raws = []
@@ -373,7 +373,7 @@ def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
         pickler.dump(value)
     except BaseException:
         _picklers.pickler = None  # a fresh one next time
-        _released(pickler.buffers)
+        release_buffers(pickler.buffers)
         raise
     data = pickler.out.getvalue()
     classes = pickler.classes
@@ -392,10 +392,13 @@ def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
     return data, classes
 
 
-def _released(buffers: list[pickle.PickleBuffer]) -> None:
-    """Let go of the buffers a pickling took (``_keys._released``): a cycle the value's own
-    reduction left (``except E as e: error = e``) holds the frames that pickled it, and the
-    collector clearing a view while a buffer is exported from it crashes the interpreter."""
+def release_buffers(buffers: list[pickle.PickleBuffer]) -> None:
+    """Let go of the arrays' buffers a pickling took, done or failed (a lock after them):
+    a cycle holds the frames that pickled them (the traceback's of a failure, with the
+    pickler; or one the value's own reduction left, ``except E as e: error = e``), each a
+    ``PickleBuffer`` of a ``memoryview``, and the collector, clearing that view before the
+    buffer exported from it, crashed the interpreter (CPython's ``memory_clear`` drops the
+    view's buffer even while it is exported: SIGSEGV, 3.11 and 3.12)."""
     for buf in buffers:
         buf.release()
     buffers.clear()

@@ -34,6 +34,7 @@ from typing import Any
 import xxhash
 
 from . import _identity
+from ._entry import release_buffers
 from ._errors import the_callers
 from ._identity import (
     argument_identity,
@@ -1410,10 +1411,10 @@ def _state_key(value: Any, left: list[int]) -> str | None:
     try:
         _dump(normal((value,)), take, digest, state=True)
     except _TooLarge:
-        _released(buffers)
+        release_buffers(buffers)
         return None
     except BaseException:
-        _released(buffers)
+        release_buffers(buffers)
         raise
     finally:
         _limits.state = previous
@@ -1426,18 +1427,6 @@ def _state_key(value: Any, left: list[int]) -> str | None:
         digest.hash.update(raw.nbytes.to_bytes(8, "little"))
         digest.hash.update(raw)
     return digest.hash.hexdigest()
-
-
-def _released(buffers: list[pickle.PickleBuffer]) -> None:
-    """Let go of the arrays' buffers taken by a pickling, hashed or failed (a lock after
-    them). Its traceback's frames and the pickler make a cycle holding them (or one the
-    value's own reduction left, holding the frame that hashed them), each a
-    ``PickleBuffer`` of a read-only ``memoryview``: the cycle collector, clearing that
-    view before the buffer exported from it, crashed the interpreter (CPython's
-    ``memory_clear`` drops the view's buffer even while it is exported)."""
-    for buf in buffers:
-        buf.release()
-    buffers.clear()
 
 
 _local = threading.local()
@@ -1523,13 +1512,13 @@ def hash_key(values: Any, seed: int = 0) -> str:
     buffers: list[pickle.PickleBuffer] = []
     try:
         data = _dump(values, buffers.append)
-    except BaseException:  # (a lock after arrays: ``_released``)
-        _released(buffers)
+    except BaseException:  # (a lock after arrays: ``release_buffers``)
+        release_buffers(buffers)
         raise
     # The views are released once hashed: a cycle the value's own reduction left (``except
     # E as e: error = e``) keeps this frame and its locals, and the collector clearing an
     # exported view crashes the interpreter (CPython 3.12.1 a BytesIO's, gh-111049; an
-    # array's, ``_released``).
+    # array's, ``release_buffers``).
     if not buffers:
         with data:
             return xxhash.xxh3_128_hexdigest(data, seed)
@@ -1545,7 +1534,7 @@ def hash_key(values: Any, seed: int = 0) -> str:
                 h.update(raw.nbytes.to_bytes(8, "little"))
                 h.update(raw)
     finally:
-        _released(buffers)
+        release_buffers(buffers)
     return h.hexdigest()
 
 
