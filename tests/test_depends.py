@@ -2626,3 +2626,21 @@ def test_a_singleton_pickled_by_its_name_counts_by_its_attributes(
     locked = main.replace("Registry(2)", "Registry(5)").replace("self.k = k", lock)
     write(tmp_path, {"main.py": locked})
     assert run(tmp_path)["value"] == "10" and run(tmp_path)["misses"] == 0
+
+
+def test_a_class_whose_module_is_missing_leaves_no_cycle() -> None:
+    """Its ``ImportError`` was raised again from the frame that kept it: the error's
+    traceback held that frame, a cycle only the collector freed (an entry naming a class of
+    a module missing here, at every look)."""
+    import gc
+
+    from memojar._depends import _find_class
+
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(ImportError):
+            _find_class("no_such_module_here.Model")
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

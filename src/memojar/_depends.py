@@ -810,7 +810,10 @@ def _find_class(name: str) -> Any:
             owner = getattr(owner, part, None)
         return owner
     if failure is not None:
-        raise failure
+        try:
+            raise failure
+        finally:  # this frame is in its traceback: no cycle left to the collector
+            del failure
     return None
 
 
