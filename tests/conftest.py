@@ -431,3 +431,33 @@ def shared_folder() -> Iterator[Path]:
     folder.chmod(0o1777)
     yield folder
     shutil.rmtree(folder)
+
+
+def views_left_in_a_collection(call: Callable[[], object]) -> tuple[int, list[Any]]:
+    """How many objects a collection after ``call()`` frees (a cycle left behind), and the
+    views among them still exported: the collector clearing a view while a buffer is
+    exported from it crashes the interpreter (SIGSEGV: CPython 3.11, 3.12)."""
+    import gc
+    import pickle
+
+    gc.collect()
+    gc.disable()
+    try:
+        call()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kept = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    views = [o for o in kept if isinstance(o, (memoryview, pickle.PickleBuffer))]
+    return len(kept), [v for v in views if _exported(v)]
+
+
+def _exported(view: Any) -> bool:
+    try:
+        (view if type(view) is memoryview else view.raw()).obj  # noqa: B018
+    except ValueError:  # released
+        return False
+    return True

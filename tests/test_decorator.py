@@ -18,7 +18,7 @@ import pytest
 
 import memojar._decorator
 import memojar._identity
-from conftest import traced_peak
+from conftest import traced_peak, views_left_in_a_collection
 from memojar import Cache, CacheInfo, MemojarWarning, cached
 
 
@@ -1559,35 +1559,6 @@ class _LeavesACycle:
         return (_rebuilt, (pickle.PickleBuffer(self.data), *([self.lock] if self.lock else [])))
 
 
-def _views_left_in_a_collection(call: Any) -> tuple[int, list[Any]]:
-    """How many objects a collection after ``call()`` frees, and the views among them
-    not released."""
-    import gc
-    import pickle
-
-    gc.collect()
-    gc.disable()
-    try:
-        call()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        gc.collect()
-        kept = list(gc.garbage)
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
-    views = [o for o in kept if isinstance(o, (memoryview, pickle.PickleBuffer))]
-    return len(kept), [v for v in views if _not_released(v)]
-
-
-def _not_released(view: Any) -> bool:
-    try:
-        (view if type(view) is memoryview else view.raw()).obj  # noqa: B018
-    except ValueError:  # released
-        return False
-    return True
-
-
 @pytest.mark.parametrize("how", ["returned", "cache_set"])
 def test_a_stored_result_whose_reduction_leaves_a_cycle_leaves_no_view_exported_in_it(
     cache_dir: Path, how: str,
@@ -1607,7 +1578,7 @@ def test_a_stored_result_whose_reduction_leaves_a_cycle_leaves_no_view_exported_
         else:
             load.cache_set(_LeavesACycle(bytearray(b"y" * 64)), 2)
 
-    kept, views = _views_left_in_a_collection(call)
+    kept, views = views_left_in_a_collection(call)
     assert kept  # the cycle kept memojar's frames
     assert views == []
     assert bytes(load(1 if how == "returned" else 2).data) == (
@@ -1625,7 +1596,7 @@ def test_a_result_failing_to_pickle_after_a_buffer_leaves_no_view_exported_in_a_
         return _LeavesACycle(bytearray(b"x" * 64), threading.Lock())
 
     with pytest.warns(MemojarWarning, match="cannot be pickled"):
-        kept, views = _views_left_in_a_collection(lambda: load(1))
+        kept, views = views_left_in_a_collection(lambda: load(1))
     assert kept
     assert views == []
 
