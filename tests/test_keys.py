@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import pickle
@@ -874,3 +875,30 @@ def test_a_value_whose_reduction_leaves_a_cycle_leaves_no_exported_view_in_it(
     kept, views = views_left_in_a_collection(lambda: make_key((_LeavesACycle(data), 2)))
     assert kept  # the cycle kept memojar's frames
     assert views == []
+
+
+class _HoldsABuffer:
+    def __init__(self, buf: pickle.PickleBuffer, lock: bool = False) -> None:
+        self.buf = buf
+        self.lock = threading.Lock() if lock else None
+
+
+@pytest.mark.parametrize("where", ["argument", "attribute", "beside a lock"])
+def test_a_pickle_buffer_of_the_users_is_usable_after_its_key_is_made(where: str) -> None:
+    # The key's buffers are released once hashed: the user's own PickleBuffer (an argument,
+    # an attribute of one) was released with them, and the argument was unusable after the
+    # call ("operation forbidden on released PickleBuffer object"); beside a lock (a
+    # failed pickling) too, before 4a30506.
+    buf = pickle.PickleBuffer(bytearray(b"abc" * 100))
+    if where == "argument":
+        make_key((buf, 2))
+    else:
+        with contextlib.nullcontext() if where == "attribute" else pytest.raises(TypeError):
+            make_key((_HoldsABuffer(buf, lock=where == "beside a lock"), 2))
+    assert bytes(buf.raw()) == b"abc" * 100
+
+
+def test_a_pickle_buffer_keys_as_its_bytes_read_only_or_not() -> None:
+    data = bytearray(b"abc" * 100)
+    assert make_key((pickle.PickleBuffer(data),)) == make_key(
+        (pickle.PickleBuffer(memoryview(data).toreadonly()),))

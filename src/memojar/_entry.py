@@ -292,7 +292,7 @@ def encode(
             ident += result_classes(classes)
     if buffers:
         raws = [_raw(b) for b in buffers]
-        release_buffers(buffers)  # the raw views hold the arrays' buffers themselves
+        buffers.clear()  # (see ``released``) the raw views hold the arrays' buffers
         variable = ident + key.encode() + b"".join(_LEN.pack(r.nbytes) for r in raws)
     else:
         raws = []
@@ -373,7 +373,7 @@ def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
         pickler.dump(value)
     except BaseException:
         _picklers.pickler = None  # a fresh one next time
-        release_buffers(pickler.buffers)
+        pickler.buffers.clear()  # (see ``released``)
         raise
     data = pickler.out.getvalue()
     classes = pickler.classes
@@ -392,23 +392,13 @@ def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
     return data, classes
 
 
-def release_buffers(buffers: list[pickle.PickleBuffer]) -> None:
-    """Let go of the arrays' buffers a pickling took, done or failed (a lock after them):
-    a cycle holds the frames that pickled them (the traceback's of a failure, with the
-    pickler; or one the value's own reduction left, ``except E as e: error = e``), each a
-    ``PickleBuffer`` of a ``memoryview``, and the collector, clearing that view before the
-    buffer exported from it, crashed the interpreter (CPython's ``memory_clear`` drops the
-    view's buffer even while it is exported: SIGSEGV, 3.11 and 3.12)."""
-    for buf in buffers:
-        buf.release()
-    buffers.clear()
-
-
 def released(chunks: list[Any]) -> None:
     """Let go of the views of an entry's chunks (``encode``'s: the arrays' buffers) once
     written, or not: a cycle the value's own reduction left holds the frames that made
     them, with them exported from the value's own views (which the collector, clearing
-    them first, crashed on: SIGSEGV). One a reader still holds stays."""
+    them first, crashed on: SIGSEGV). One a reader still holds stays. The pickling's
+    ``PickleBuffer``s are only let go of (``buffers.clear()``), never released: they may be
+    the value's own (a result holding one), which the caller gets back."""
     for chunk in chunks:
         if type(chunk) is memoryview:
             try:

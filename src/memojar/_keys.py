@@ -26,6 +26,7 @@ import operator
 import pickle
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from types import BuiltinFunctionType, CodeType, FunctionType, MappingProxyType, ModuleType
@@ -34,7 +35,6 @@ from typing import Any
 import xxhash
 
 from . import _identity
-from ._entry import release_buffers
 from ._errors import the_callers
 from ._identity import (
     argument_identity,
@@ -447,10 +447,40 @@ def normalize(obj: Any) -> Any:
     if t in _BYTES_LIKE:
         if len(obj) < BIG_BUFFER:
             return obj
-        return (_Bytes, t.__name__, pickle.PickleBuffer(memoryview(obj).toreadonly()))
+        return (_Bytes, t.__name__, _own_buffer(obj))
     if t is memoryview:
         return _normalize_memoryview(obj)
+    if t is pickle.PickleBuffer:  # the user's own, kept as it is (never released)
+        return _own_buffer(obj)
     return obj
+
+
+def _own_buffer(data: Any) -> pickle.PickleBuffer:
+    """A read-only ``PickleBuffer`` of ``data``'s bytes, the key's own: a read-only array and
+    an equal writable one pickle alike (pickle writes the flag). Noted (``_OWN``): the
+    key's buffers are released once hashed (``_released``), never the user's."""
+    buf = pickle.PickleBuffer(memoryview(data).toreadonly())
+    _OWN.add(buf)
+    return buf
+
+
+_OWN: weakref.WeakSet[pickle.PickleBuffer] = weakref.WeakSet()
+
+
+def _released(buffers: list[pickle.PickleBuffer]) -> None:
+    """Let go of the buffers a key's pickling took, hashed or failed (a lock after them):
+    a cycle holds the frames that pickled them (a failure's traceback, with the pickler;
+    or one the value's own reduction left, ``except E as e: error = e``), each a
+    ``PickleBuffer`` of a read-only ``memoryview`` of the key's own, and the collector,
+    clearing that view before the buffer exported from it, crashed the interpreter
+    (CPython's ``memory_clear`` drops the view's buffer even while it is exported). The
+    key's own alone (``_own_buffer``): one of the user's (a ``PickleBuffer`` a value
+    holds, or its reduction gives) stays as it is. Before, the user's were released too,
+    and the argument was unusable after the call."""
+    for buf in buffers:
+        if buf in _OWN:
+            buf.release()
+    buffers.clear()
 
 
 def normal(obj: Any) -> Any:
@@ -504,10 +534,8 @@ def _normalize_marking_cycles(obj: Any, met: dict[int, int]) -> Any:
 def _normalize_memoryview(view: memoryview) -> Any:
     """memoryview does not pickle: key it by format, shape and contents."""
     data: Any = view if view.c_contiguous else view.tobytes()
-    if view.nbytes >= BIG_BUFFER:  # read-only or not, equal contents key equally
-        data = pickle.PickleBuffer(memoryview(data).toreadonly())
-    else:
-        data = bytes(data)
+    # read-only or not, equal contents key equally
+    data = _own_buffer(data) if view.nbytes >= BIG_BUFFER else bytes(data)
     return (_Bytes, "memoryview", view.format, view.shape, data)
 
 
@@ -894,7 +922,7 @@ def _state_array(a: Any) -> Any:
         else:
             if raw.nbytes == a.nbytes:
                 spelled = _spelled(dtype)
-                return (_Array, (spelled, a.shape, pickle.PickleBuffer(raw.toreadonly())))
+                return (_Array, (spelled, a.shape, _own_buffer(raw)))
     return _reduce_array(a)
 
 
@@ -948,7 +976,7 @@ def _readonly(args: Any) -> Any:
     writable one must pickle alike (pickle writes the flag)."""
     if type(args) is tuple and any(type(a) is pickle.PickleBuffer for a in args):
         return tuple(
-            pickle.PickleBuffer(memoryview(a).toreadonly()) if type(a) is pickle.PickleBuffer
+            _own_buffer(a) if type(a) is pickle.PickleBuffer
             else a for a in args
         )
     return args
@@ -1019,7 +1047,7 @@ def _reduce_array(a: Any) -> Any:
         c = np.ascontiguousarray(a)
     raw = c.reshape(-1).view(np.uint8) if c.size else b""
     return (_Array, (_spelled(dtype), a.shape,
-                     pickle.PickleBuffer(memoryview(raw).toreadonly())))
+                     _own_buffer(raw)))
 
 
 def _spelled(dtype: Any, plain: Callable[[Any], str] | None = None) -> Any:
@@ -1411,10 +1439,10 @@ def _state_key(value: Any, left: list[int]) -> str | None:
     try:
         _dump(normal((value,)), take, digest, state=True)
     except _TooLarge:
-        release_buffers(buffers)
+        _released(buffers)
         return None
     except BaseException:
-        release_buffers(buffers)
+        _released(buffers)
         raise
     finally:
         _limits.state = previous
@@ -1512,13 +1540,13 @@ def hash_key(values: Any, seed: int = 0) -> str:
     buffers: list[pickle.PickleBuffer] = []
     try:
         data = _dump(values, buffers.append)
-    except BaseException:  # (a lock after arrays: ``release_buffers``)
-        release_buffers(buffers)
+    except BaseException:  # (a lock after arrays: ``_released``)
+        _released(buffers)
         raise
     # The views are released once hashed: a cycle the value's own reduction left (``except
     # E as e: error = e``) keeps this frame and its locals, and the collector clearing an
     # exported view crashes the interpreter (CPython 3.12.1 a BytesIO's, gh-111049; an
-    # array's, ``release_buffers``).
+    # array's, ``_released``).
     if not buffers:
         with data:
             return xxhash.xxh3_128_hexdigest(data, seed)
@@ -1534,7 +1562,7 @@ def hash_key(values: Any, seed: int = 0) -> str:
                 h.update(raw.nbytes.to_bytes(8, "little"))
                 h.update(raw)
     finally:
-        release_buffers(buffers)
+        _released(buffers)
     return h.hexdigest()
 
 
