@@ -450,7 +450,7 @@ def normalize(obj: Any) -> Any:
         return (_Bytes, t.__name__, _own_buffer(obj))
     if t is memoryview:
         return _normalize_memoryview(obj)
-    if t is pickle.PickleBuffer:  # the user's own, kept as it is (never released)
+    if t is pickle.PickleBuffer:  # by a read-only one of the key's: the user's is never released
         return _own_buffer(obj)
     return obj
 
