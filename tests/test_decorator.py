@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import inspect
 import logging
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -1560,15 +1559,6 @@ class _LeavesACycle:
         return (_rebuilt, (pickle.PickleBuffer(self.data), *([self.lock] if self.lock else [])))
 
 
-# On 3.12 and later an S3 miss (NoSuchKey) and a refused conditional write leave a cycle of
-# their own, through contextlib's ``__exit__`` frame of the store's error map (``_errors``),
-# holding the write's frames and the views the store made of the entry: left for the next
-# session (closing41), not this test's subject.
-_S3_CYCLES = pytest.mark.not_on(*(["s3"] if sys.version_info >= (3, 12) else []),
-                                "S3's own error-map cycle on 3.12+ holds the write's views")
-
-
-@_S3_CYCLES
 @pytest.mark.parametrize("how", ["returned", "cache_set"])
 def test_a_stored_result_whose_reduction_leaves_a_cycle_leaves_no_view_exported_in_it(
     cache_dir: Path, how: str,
@@ -1595,7 +1585,6 @@ def test_a_stored_result_whose_reduction_leaves_a_cycle_leaves_no_view_exported_
         b"x" * 64 if how == "returned" else b"y" * 64)
 
 
-@_S3_CYCLES
 def test_a_result_failing_to_pickle_after_a_buffer_leaves_no_view_exported_in_a_cycle(
     cache_dir: Path,
 ) -> None:

@@ -3165,3 +3165,34 @@ def test_a_key_a_batch_answers_to_try_again_is_removed_and_the_others_counted(
     assert cache.clear() == 5
     assert list(cache.entries()) == []
 
+
+
+class _Argument:
+    """An argument, to see whether a call frees it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_a_miss_frees_its_argument_without_the_collector(s3_location: str) -> None:
+    """On 3.12 and later the error map's ``NoSuchKey`` (a miss) was kept by contextlib's
+    ``__exit__`` frame, its traceback holding the map's generator frame, which links back
+    to that frame: a cycle holding the call's frames and its argument until the collector
+    ran, at every miss."""
+    import weakref
+
+    @Cache(s3_location, secret=SECRET).cached
+    def size(argument: _Argument) -> int:
+        return 1
+
+    size(_Argument(1))  # what a first call makes once
+    argument = _Argument(2)
+    freed = weakref.ref(argument)
+    gc.collect()
+    gc.disable()
+    try:
+        assert size(argument) == 1  # a miss (another argument's key: no entry)
+        del argument
+        assert freed() is None
+    finally:
+        gc.enable()

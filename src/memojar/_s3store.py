@@ -329,6 +329,7 @@ class _Bucket:
                     raise caller from None  # its TimeoutError a ReadTimeoutError): the
                 raise  # caller's own, not the server's fault (before, a miss and a warning)
         except botocore.exceptions.ClientError as exc:
+            _unlink(exc)
             if again:
                 self._breaker.answered()
             error = exc.response.get("Error", {})
@@ -361,12 +362,14 @@ class _Bucket:
         except (botocore.exceptions.ConnectTimeoutError,
                 botocore.exceptions.ReadTimeoutError,
                 urllib3.exceptions.ReadTimeoutError) as exc:
+            _unlink(exc)
             self._fault(exc)
             raise TimeoutError(
                 errno.ETIMEDOUT, f"{doing} {where}: no answer within timeout="
                 f"{self.timeout:g} s ({exc})"
             ) from exc
         except botocore.exceptions.ConnectionClosedError as exc:
+            _unlink(exc)
             self._fault(exc)
             raise ConnectionResetError(  # (exc, in the chain, repeats the URL)
                 errno.ECONNRESET, f"{doing} {where}: the connection dropped before the "
@@ -374,23 +377,28 @@ class _Bucket:
             ) from exc
         except (botocore.exceptions.EndpointConnectionError,
                 urllib3.exceptions.ProtocolError) as exc:  # urllib3's: a body read by _fill
+            _unlink(exc)
             self._fault(exc)
             raise ConnectionError(
                 errno.ECONNREFUSED, f"{doing} {where}: cannot reach the server ({exc})"
             ) from exc
         except botocore.exceptions.NoCredentialsError as exc:
+            _unlink(exc)
             raise PermissionError(
                 errno.EACCES, f"{doing} {bucket}: no AWS credentials (set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
         except botocore.exceptions.CredentialRetrievalError as exc:
+            _unlink(exc)
             raise PermissionError(
                 errno.EACCES, f"{doing} {bucket}: cannot get AWS credentials ({exc})") from exc
         except KeyError as exc:  # an answer without a field S3's always has (a proxy's)
+            _unlink(exc)
             raise OSError(errno.EIO, f"{doing} {where}: the server's answer has no {exc} "
                           "(is a proxy changing it?)") from exc
         except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError,
                 ValueError) as exc:
+            _unlink(exc)
             # other client faults (a broken stream, a bad response); ValueError: urllib3's
             # read of a connection that broke mid-body
             self._fault(exc)
@@ -2213,3 +2221,14 @@ def _age(response: dict[str, Any]) -> float:
         return (now - modified).total_seconds()
     except (KeyError, TypeError, ValueError):
         return 0.0
+
+
+def _unlink(exc: BaseException) -> None:
+    """Take the error map's own frame (the generator's: its caller's) out of ``exc``'s
+    traceback before it is raised again as an ``OSError``: on 3.12 and later contextlib's
+    ``__exit__`` keeps ``exc`` in its frame, and the finished generator's frame links back
+    to that one (``f_back``), a cycle holding the request's frames and the call's (its
+    arguments) until the collector ran, at every miss (NoSuchKey)."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame is sys._getframe(1):
+        exc.__traceback__ = tb.tb_next
