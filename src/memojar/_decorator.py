@@ -2074,8 +2074,8 @@ class _Memo:
             kept = expires + self.swr if expires is not None and self.swr else expires
             try:
                 size = self.store.write(self.name, key, chunks, kept)
-            finally:  # (the value's own cycle may hold this frame: ``_entry.released``)
-                _entry.released(chunks)
+            finally:  # (the value's own cycle may hold this frame: ``_entry.release_views``)
+                _entry.release_views(chunks)
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise

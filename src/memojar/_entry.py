@@ -292,7 +292,7 @@ def encode(
             ident += result_classes(classes)
     if buffers:
         raws = [_raw(b) for b in buffers]
-        buffers.clear()  # (see ``released``) the raw views hold the arrays' buffers
+        buffers.clear()  # (see ``release_views``) the raw views hold the arrays' buffers
         variable = ident + key.encode() + b"".join(_LEN.pack(r.nbytes) for r in raws)
     else:
         raws = []
@@ -373,7 +373,7 @@ def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
         pickler.dump(value)
     except BaseException:
         _picklers.pickler = None  # a fresh one next time
-        pickler.buffers.clear()  # (see ``released``)
+        pickler.buffers.clear()  # (see ``release_views``)
         raise
     data = pickler.out.getvalue()
     classes = pickler.classes
@@ -392,7 +392,7 @@ def _dumps_seeing_classes(value: Any, buffers: list[pickle.PickleBuffer]
     return data, classes
 
 
-def released(chunks: list[Any]) -> None:
+def release_views(chunks: list[Any]) -> None:
     """Let go of the views of an entry's chunks (``encode``'s: the arrays' buffers) once
     written, or not: a cycle the value's own reduction left holds the frames that made
     them, with them exported from the value's own views (which the collector, clearing
