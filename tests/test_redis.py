@@ -1661,3 +1661,40 @@ def test_chunks_the_server_evicted_before_the_commit_are_named_as_evicted(
         store.write(FN, k(1), [b"a" * 5000])
     assert store.read(FN, k(1)) is None
     store.close()
+
+
+class _Argument:
+    """An argument, to see whether a call frees it."""
+
+
+def test_a_server_fault_frees_the_calls_argument_without_the_collector(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On 3.12 and later the error map's Redis error (here: no server) was kept by
+    contextlib's ``__exit__`` frame, its traceback holding the map's generator frame, which
+    links back to that frame: a cycle holding the call's frames and its argument until the
+    collector ran, at each fault (as S3's at each miss, ``test_s3.py``)."""
+    import gc
+    import logging
+    import weakref
+
+    # pytest keeps the records it captures: the "cannot lock" one holds the error, whose
+    # traceback holds the call's frames (a handler that keeps records keeps them alive)
+    monkeypatch.setattr(logging.getLogger("memojar"), "propagate", False)
+
+    url = f"redis://127.0.0.1:{free_port()}/0?socket_timeout=1"
+
+    @Cache(url, secret=SECRET).cached
+    def one(argument: _Argument) -> int:
+        return 1
+
+    argument = _Argument()
+    freed = weakref.ref(argument)
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.warns(MemojarWarning, match="cannot reach the server"):
+            assert one(argument) == 1  # the fault: refused, in the read
+        del argument
+        assert freed() is None
+    finally:
+        gc.enable()

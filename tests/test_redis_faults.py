@@ -301,6 +301,43 @@ def test_a_connection_given_back_wakes_a_thread_waiting_for_one_at_once(
     assert handoffs[len(handoffs) // 2] < 0.0025, handoffs  # before: 4.5 ms each
 
 
+def test_a_thread_failed_by_anothers_fault_while_waiting_frees_its_error_without_the_collector(
+        redis_location: str) -> None:
+    """A thread waiting for a connection when another thread's request times out fails at
+    once with that fault. Before, the list the wait put the error in (``told``) stayed in
+    ``get_connection``'s frame, which the error's traceback holds: a cycle keeping the
+    error, the frames of the waiting call and its locals until the collector ran."""
+    import gc
+    import weakref
+
+    store = RedisStore(redis_location + "?max_connections=1&socket_timeout=10")
+    pool, held, looked = _one_connection_lent(store)
+    failed: list[weakref.ref[BaseException]] = []
+
+    def wait_for_one() -> None:
+        try:
+            pool.get_connection(*LEND)
+        except redis.TimeoutError as exc:
+            failed.append(weakref.ref(exc))
+
+    gc.collect()
+    gc.disable()
+    try:
+        waiter = threading.Thread(target=wait_for_one)
+        waiter.start()
+        assert looked.wait(10)
+        try:
+            raise redis.TimeoutError("Timeout reading from socket")
+        except redis.TimeoutError:  # the holder's request timed out: given back so
+            pool.release(held)
+        waiter.join(10)
+        assert len(failed) == 1, "the waiter did not fail with the other thread's fault"
+        assert failed[0]() is None
+    finally:
+        gc.enable()
+        store.close()
+
+
 def test_threads_beyond_a_pools_size_take_turns_without_a_refusal_or_a_deadlock(
         redis_location: str) -> None:
     """Eight threads take and give back connections of a pool of two, 60 times each,

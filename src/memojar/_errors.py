@@ -97,6 +97,18 @@ def callers_within(exc: BaseException, handled: BaseException | None) -> BaseExc
     return None
 
 
+def unlink_map_frame(exc: BaseException) -> None:
+    """Take a store's error map's own frame (the caller's: a ``@contextmanager`` generator's)
+    out of ``exc``'s traceback before the map raises it again as an ``OSError``. On 3.12 and
+    later contextlib's ``__exit__`` keeps ``exc`` in its frame, and the finished generator's
+    frame links back to that one (``f_back``): a cycle holding the request's frames and the
+    call's (its arguments) until the collector ran, at every S3 miss (NoSuchKey) and every
+    Redis fault."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame is sys._getframe(1):
+        exc.__traceback__ = tb.tb_next
+
+
 def in_a_signal_handler() -> bool:
     """Whether this thread runs a Python signal handler now (a frame of its stack is one's:
     ``_a_signal_handlers``). Its thread may hold any lock where the signal landed, also one

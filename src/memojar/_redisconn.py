@@ -150,16 +150,21 @@ class _Pool(redis.ConnectionPool):
                 if waiter[2]:  # handed over as well, after a connection taken or handed:
                     self.release(waiter[2].pop())  # for another
             except BaseException:  # (an interrupt, a connection refused, out of time)
-                with self._lock, contextlib.suppress(ValueError):
-                    self._memojar_waiters.remove(waiter)
-                # taken or handed over, then interrupted: not lent for good
-                for held in {id(c): c for c in (connection, *waiter[2]) if c is not None}.values():
-                    if told:  # no request ran on it: not a fault of its own.
-                        # Before, counted as one more (``release``), which failed the next
-                        # waiter, which gave back its own the same way: every waiter
-                        # failed, for as long as threads kept calling, the server answering.
-                        held._memojar_around = told[0]
-                    self.release(held)
+                try:
+                    with self._lock, contextlib.suppress(ValueError):
+                        self._memojar_waiters.remove(waiter)
+                    # taken or handed over, then interrupted: not lent for good
+                    for held in {id(c): c for c in (connection, *waiter[2])
+                                 if c is not None}.values():
+                        if told:  # no request ran on it: not a fault of its own.
+                            # Before, counted as one more (``release``), which failed the
+                            # next waiter, which gave back its own the same way: every
+                            # waiter failed, for as long as threads kept calling, the
+                            # server answering.
+                            held._memojar_around = told[0]
+                        self.release(held)
+                finally:  # the error raised holds this frame: kept in it, a cycle
+                    told.clear()
                 raise
         # an exception already being handled when the command starts (memojar talking to
         # the server from an ``except`` block) is not one that cut the command short

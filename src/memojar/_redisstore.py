@@ -77,7 +77,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _redislua as lua
 from ._entry import Miss, header_length
-from ._errors import callers_within, logger
+from ._errors import callers_within, logger, unlink_map_frame
 from ._redisconn import connect, exhausted, sent
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
@@ -732,6 +732,7 @@ class RedisStore(Store):
         try:
             yield
         except RedisError as exc:
+            unlink_map_frame(exc)
             caller = callers_within(exc, handled)
             if caller is not None:  # a signal handler's, in a socket call: the caller's own
                 raise caller from None  # (the server did not fail: no ``Breaker.trip``)

@@ -80,7 +80,14 @@ import xxhash
 from urllib3._collections import RecentlyUsedContainer
 
 from ._entry import written_as_an_entry
-from ._errors import callers_within, in_a_signal_handler, logger, the_callers, warn
+from ._errors import (
+    callers_within,
+    in_a_signal_handler,
+    logger,
+    the_callers,
+    unlink_map_frame,
+    warn,
+)
 from ._filestore import function_dir
 from ._location import positive, redact
 from ._store import (
@@ -329,7 +336,7 @@ class _Bucket:
                     raise caller from None  # its TimeoutError a ReadTimeoutError): the
                 raise  # caller's own, not the server's fault (before, a miss and a warning)
         except botocore.exceptions.ClientError as exc:
-            _unlink(exc)
+            unlink_map_frame(exc)
             if again:
                 self._breaker.answered()
             error = exc.response.get("Error", {})
@@ -362,14 +369,14 @@ class _Bucket:
         except (botocore.exceptions.ConnectTimeoutError,
                 botocore.exceptions.ReadTimeoutError,
                 urllib3.exceptions.ReadTimeoutError) as exc:
-            _unlink(exc)
+            unlink_map_frame(exc)
             self._fault(exc)
             raise TimeoutError(
                 errno.ETIMEDOUT, f"{doing} {where}: no answer within timeout="
                 f"{self.timeout:g} s ({exc})"
             ) from exc
         except botocore.exceptions.ConnectionClosedError as exc:
-            _unlink(exc)
+            unlink_map_frame(exc)
             self._fault(exc)
             raise ConnectionResetError(  # (exc, in the chain, repeats the URL)
                 errno.ECONNRESET, f"{doing} {where}: the connection dropped before the "
@@ -377,28 +384,28 @@ class _Bucket:
             ) from exc
         except (botocore.exceptions.EndpointConnectionError,
                 urllib3.exceptions.ProtocolError) as exc:  # urllib3's: a body read by _fill
-            _unlink(exc)
+            unlink_map_frame(exc)
             self._fault(exc)
             raise ConnectionError(
                 errno.ECONNREFUSED, f"{doing} {where}: cannot reach the server ({exc})"
             ) from exc
         except botocore.exceptions.NoCredentialsError as exc:
-            _unlink(exc)
+            unlink_map_frame(exc)
             raise PermissionError(
                 errno.EACCES, f"{doing} {bucket}: no AWS credentials (set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
         except botocore.exceptions.CredentialRetrievalError as exc:
-            _unlink(exc)
+            unlink_map_frame(exc)
             raise PermissionError(
                 errno.EACCES, f"{doing} {bucket}: cannot get AWS credentials ({exc})") from exc
         except KeyError as exc:  # an answer without a field S3's always has (a proxy's)
-            _unlink(exc)
+            unlink_map_frame(exc)
             raise OSError(errno.EIO, f"{doing} {where}: the server's answer has no {exc} "
                           "(is a proxy changing it?)") from exc
         except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError,
                 ValueError) as exc:
-            _unlink(exc)
+            unlink_map_frame(exc)
             # other client faults (a broken stream, a bad response); ValueError: urllib3's
             # read of a connection that broke mid-body
             self._fault(exc)
@@ -2222,13 +2229,3 @@ def _age(response: dict[str, Any]) -> float:
     except (KeyError, TypeError, ValueError):
         return 0.0
 
-
-def _unlink(exc: BaseException) -> None:
-    """Take the error map's own frame (the generator's: its caller's) out of ``exc``'s
-    traceback before it is raised again as an ``OSError``: on 3.12 and later contextlib's
-    ``__exit__`` keeps ``exc`` in its frame, and the finished generator's frame links back
-    to that one (``f_back``), a cycle holding the request's frames and the call's (its
-    arguments) until the collector ran, at every miss (NoSuchKey)."""
-    tb = exc.__traceback__
-    if tb is not None and tb.tb_frame is sys._getframe(1):
-        exc.__traceback__ = tb.tb_next
