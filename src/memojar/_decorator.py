@@ -1786,7 +1786,11 @@ class _Memo:
             raise
 
     def _cannot_lock(self, key: str, exc: OSError) -> None:
-        logger.warning("cannot lock %s %s in %s: %s", self.name, key, self.store.location, exc)
+        # The error's text, not the error: a handler that keeps records (pytest's capture,
+        # a ``MemoryHandler``) kept it, and its traceback every frame of the call, its
+        # arguments too
+        logger.warning("cannot lock %s %s in %s: %s", self.name, key, self.store.location,
+                       str(exc))
 
     def _waited_too_long(self, key: str, timeout: float, then: str) -> None:
         here = (self.store.location, self.name, key)
