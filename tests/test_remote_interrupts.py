@@ -728,3 +728,56 @@ def test_a_call_in_the_handling_of_a_signal_handlers_timeout_is_not_its_timeout(
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class _Argument:
+    """An argument, to see whether a call frees it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_a_signal_handlers_timeout_while_redis_is_read_frees_the_call_without_the_collector(
+        own_redis: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error map raised the caller's ``TimeoutError`` again from its own frame, which
+    kept it under the name ``caller``: that frame is in its traceback, a cycle holding the
+    call's frames and its argument until the collector ran (every Python)."""
+    import gc
+    import logging
+    import signal
+    import weakref
+
+    monkeypatch.setattr(logging.getLogger("memojar"), "propagate", False)  # (no record kept)
+    server = own_redis()
+    cache = Cache(server.url(0, socket_timeout=TIMEOUT * 5), secret="s")
+
+    @cache.cached
+    def size(argument: _Argument) -> int:
+        return 1
+
+    assert size(_Argument(1)) == 1  # what a first call makes once
+
+    def deadline(signum: int, frame: Any) -> None:
+        raise TimeoutError("the caller's deadline")
+
+    argument = _Argument(2)
+    freed = weakref.ref(argument)
+    previous = signal.signal(signal.SIGALRM, deadline)
+    server.pause()
+    gc.collect()
+    gc.disable()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, TIMEOUT / 2)
+        try:
+            size(argument)
+        except TimeoutError:
+            pass
+        else:
+            pytest.fail("the caller's deadline was not raised")
+        del argument
+        assert freed() is None
+    finally:
+        gc.enable()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        server.resume()

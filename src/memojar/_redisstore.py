@@ -735,7 +735,10 @@ class RedisStore(Store):
             unlink_map_frame(exc)
             caller = callers_within(exc, handled)
             if caller is not None:  # a signal handler's, in a socket call: the caller's own
-                raise caller from None  # (the server did not fail: no ``Breaker.trip``)
+                try:
+                    raise caller from None  # (the server did not fail: no ``Breaker.trip``)
+                finally:  # this frame is in its traceback: no cycle through the call's frames
+                    del caller
             if (isinstance(exc, (RedisConnectionError, RedisTimeoutError))
                     and not exhausted(exc)):  # (this process's connections all in use)
                 down = self._oserror(exc, "")
