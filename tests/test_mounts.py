@@ -183,3 +183,46 @@ print(f(1))  # computed, returned, not stored: read-only
     assert " ".join(values).split() == ["1", "1", "2"]
     assert "memory=" not in warned
     assert "Read-only file system" in warned
+
+
+class _Argument:
+    """An argument, to see whether a call frees it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_a_removal_from_a_read_only_cache_with_max_size_frees_its_argument_without_the_collector(
+        tmp_path: Path, read_only: Mounter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The removal's EROFS was thrown into the ledger's context manager (``_settling``)
+    while it handled the EROFS of the ledger's lock: it had that one for its context,
+    whose traceback held the generator's frame, linked back on 3.12 and later to
+    contextlib's ``__exit__``, which kept the removal's error: a cycle holding the call's
+    frames and its argument until the collector ran."""
+    import gc
+    import logging
+    import weakref
+
+    monkeypatch.setattr(logging.getLogger("memojar"), "propagate", False)  # (no record kept)
+
+    def size(argument: _Argument) -> int:
+        return argument.n
+
+    warm = Cache(tmp_path / "c", max_size=1_000_000).cached(size)
+    for n in range(3):
+        warm(_Argument(n))
+    with read_only(tmp_path / "c") as view:
+        delete = Cache(view, max_size=1_000_000).cached(size).cache_delete
+        with pytest.raises(OSError, match="Read-only file system"):
+            delete(_Argument(0))  # what a first call makes once
+        argument = _Argument(1)
+        freed = weakref.ref(argument)
+        gc.collect()
+        gc.disable()
+        try:
+            with pytest.raises(OSError, match="Read-only file system"):
+                delete(argument)
+            del argument
+            assert freed() is None
+        finally:
+            gc.enable()

@@ -1354,7 +1354,14 @@ class FileStore(Store):
             if ledger is not None or not isinstance(exc, (_NoRoomForLock, PermissionError)):
                 raise
             logger.debug("no ledger update in %s: %s", self.root, exc)
-            yield None
+        else:
+            return
+        # Yielded once the lock's error is handled: yielded while handling it, the
+        # removal's own error (a read-only folder), thrown in there, had it for its context,
+        # whose traceback holds this frame, which on 3.12 and later links back (f_back) to
+        # contextlib's __exit__, which keeps the removal's error: a cycle holding the
+        # call's frames and its argument until the collector ran
+        yield None
 
     def read_note(self, function: str) -> bytes | None:
         self.path(function, "")  # fills the function's directory in
