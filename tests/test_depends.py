@@ -1864,6 +1864,44 @@ def test_a_pydantic_field_edited_recomputes(tmp_path: Path, edit: tuple[str, str
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+@pytest.mark.parametrize("edit", [("__tablename__ = 'users'", "__tablename__ = 'accounts'"),
+                                  ("_limit_ = 2", "_limit_ = 5")])
+def test_a_class_attribute_of_a_dunder_or_sunder_name_edited_recomputes(
+        tmp_path: Path, edit: tuple[str, str]) -> None:
+    # A class attribute named as Python names its own (SQLAlchemy's ``__tablename__``)
+    # was left out with Python's: an edit of it alone returned the old value, read by the
+    # function, by a method, or by a helper given the class (before: "users" after
+    # "accounts", 2 rows after 5).
+    models = """
+        class User:
+            __tablename__ = 'users'
+            _limit_ = 2
+
+            def limit(self):
+                return self._limit_
+    """
+    write(tmp_path, {"models.py": models, "main.py": """
+        from memojar import cached
+        from models import User
+
+        def table(model):
+            return model.__tablename__
+
+        @cached
+        def f(x):
+            return x, table(User), User().limit()
+    """})
+    assert run(tmp_path)["value"] == "(3, 'users', 2)"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": models.replace(*edit)})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["value"] == ("(3, 'accounts', 2)" if "tablename" in edit[0] else
+                               "(3, 'users', 5)")
+    assert second["explain"] == f"incompatible: constant models.User.{edit[0].split()[0]} changed"
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
 def test_a_pydantic_model_with_a_set_default_hits_under_every_hash_seed(
         tmp_path: Path) -> None:
     # Its declared fields are fingerprinted by value, a set sorted: by their repr, the

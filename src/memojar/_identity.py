@@ -1708,11 +1708,41 @@ def _data_attribute(name: str, member: Any, klass: type) -> bool:
     differ), a row of its own in the dependencies of a function that reaches the class,
     taken at its first call like a global."""
     if name.startswith("_") and name.endswith("_"):  # dunder and Enum's sunder names
-        return False
+        return False  # (but the user's own: ``_named_data``)
     if isinstance(member, (FunctionType, staticmethod, classmethod, property, type)):
         return False
     return not (_enum_member(member, klass) or isinstance(_member_function(member),
                                                           FunctionType))
+
+
+# Names Python gives a class's own data (``vars(cls)``), whose values no edit of the user's
+# code changes but its docstring and the line it starts at, or which its fingerprint counts
+# already (``__match_args__``, ``__annotations__``): never a row of their own.
+_CLASS_METADATA = frozenset({
+    "__abstractmethods__", "__annotations__", "__dict__", "__doc__", "__firstlineno__",
+    "__hash__", "__match_args__", "__module__", "__mutable_keys__", "__optional_keys__",
+    "__qualname__", "__readonly_keys__", "__required_keys__", "__slots__",
+    "__static_attributes__", "__total__", "__weakref__",
+})
+_LIBRARY_PREFIXES = ("__pydantic_", "__attrs_")  # what pydantic and attrs set (a class of
+# theirs is no base of an attrs class, and pydantic's metaclass sets names its base has not)
+_IMMUTABLE = (str, int, float, bool, complex, bytes, type(None), tuple, frozenset)
+
+
+def _named_data(name: str, member: Any, cls: type) -> bool:
+    """A class attribute of ``cls`` (or of a base of the user's) named as Python names its
+    own, dunder or sunder, that holds a plain value which cannot change in place:
+    ``__tablename__ = "users"``, ``_limit_ = 2``. A row, as ``_data_attribute``'s; before,
+    left out with Python's names, and an edit of one alone returned the old value. Not
+    Python's own (``_CLASS_METADATA``), nor a name a library class of ``cls``'s bases
+    defines (an Enum's ``_all_bits_``), nor pydantic's or attrs': their bookkeeping (a row
+    of it would recompute once every function reaching such a class); nor a table or a
+    list (a cache a library fills under such a name as instances are used, pydantic's
+    ``__pydantic_setattr_handlers__``, would make each process's identity another)."""
+    return (name.startswith("_") and name.endswith("_") and name not in _CLASS_METADATA
+            and not name.startswith(_LIBRARY_PREFIXES) and type(member) in _IMMUTABLE
+            and _constant(member) and not any(name in vars(klass) for klass in cls.__mro__
+                                              if not is_user_module(klass.__module__)))
 
 
 def is_user_module(module: str | None) -> bool:
@@ -2692,9 +2722,11 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                             _walk_callable(function, rows, seen)
                     elif isinstance(member, ModuleType):  # ``_reach``
                         continue
-                    elif isinstance(member, type) or _data_attribute(name, member, klass):
+                    elif isinstance(member, type) or _data_attribute(name, member, klass) or (
+                            _named_data(name, member, value)):
                         # a nested class (followed), a class attribute (``self.FACTOR``,
-                        # ``op = partial(scale)``): a constant row, and what it calls
+                        # ``op = partial(scale)``, ``__tablename__ = "users"``): a constant
+                        # row, and what it calls
                         _walk_value(member, f"{function_name(klass)}.{name}", rows, seen,
                                     names)
                 # what the fields a library recorded run: a pydantic field's
