@@ -331,12 +331,15 @@ class _Bucket:
             try:
                 yield
             except Exception as exc:
+                # Out of the traceback of the client's error at once, for every branch below
+                # (a bare ``raise`` keeps the traceback as it is, since 3.11; the cycle is
+                # 3.12's and later's): ``unlink_map_frame``
+                unlink_map_frame(exc)
                 caller = callers_within(exc, handled)
                 if caller is not None:  # a signal handler's, in a socket call (urllib3 made
                     raise caller from None  # its TimeoutError a ReadTimeoutError): the
                 raise  # caller's own, not the server's fault (before, a miss and a warning)
         except botocore.exceptions.ClientError as exc:
-            unlink_map_frame(exc)
             if again:
                 self._breaker.answered()
             error = exc.response.get("Error", {})
@@ -369,14 +372,12 @@ class _Bucket:
         except (botocore.exceptions.ConnectTimeoutError,
                 botocore.exceptions.ReadTimeoutError,
                 urllib3.exceptions.ReadTimeoutError) as exc:
-            unlink_map_frame(exc)
             self._fault(exc)
             raise TimeoutError(
                 errno.ETIMEDOUT, f"{doing} {where}: no answer within timeout="
                 f"{self.timeout:g} s ({exc})"
             ) from exc
         except botocore.exceptions.ConnectionClosedError as exc:
-            unlink_map_frame(exc)
             self._fault(exc)
             raise ConnectionResetError(  # (exc, in the chain, repeats the URL)
                 errno.ECONNRESET, f"{doing} {where}: the connection dropped before the "
@@ -384,28 +385,23 @@ class _Bucket:
             ) from exc
         except (botocore.exceptions.EndpointConnectionError,
                 urllib3.exceptions.ProtocolError) as exc:  # urllib3's: a body read by _fill
-            unlink_map_frame(exc)
             self._fault(exc)
             raise ConnectionError(
                 errno.ECONNREFUSED, f"{doing} {where}: cannot reach the server ({exc})"
             ) from exc
         except botocore.exceptions.NoCredentialsError as exc:
-            unlink_map_frame(exc)
             raise PermissionError(
                 errno.EACCES, f"{doing} {bucket}: no AWS credentials (set AWS_ACCESS_KEY_ID "
                 "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
         except botocore.exceptions.CredentialRetrievalError as exc:
-            unlink_map_frame(exc)
             raise PermissionError(
                 errno.EACCES, f"{doing} {bucket}: cannot get AWS credentials ({exc})") from exc
         except KeyError as exc:  # an answer without a field S3's always has (a proxy's)
-            unlink_map_frame(exc)
             raise OSError(errno.EIO, f"{doing} {where}: the server's answer has no {exc} "
                           "(is a proxy changing it?)") from exc
         except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError,
                 ValueError) as exc:
-            unlink_map_frame(exc)
             # other client faults (a broken stream, a bad response); ValueError: urllib3's
             # read of a connection that broke mid-body
             self._fault(exc)
