@@ -18,9 +18,10 @@ import sys
 import textwrap
 import time
 import types
+import typing
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 import xxhash
@@ -1900,6 +1901,36 @@ def test_a_class_attribute_of_a_dunder_or_sunder_name_edited_recomputes(
                                "(3, 'users', 5)")
     assert second["explain"] == f"incompatible: constant models.User.{edit[0].split()[0]} changed"
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
+_T = TypeVar("_T")
+
+
+class _Base(Generic[_T]):
+    pass
+
+
+class _Repo(_Base[int]):  # ``__parameters__ = ()`` in its own namespace
+    LIMIT = 3
+
+
+@typing.final
+class _Sealed:  # ``__final__ = True`` (3.11 and later)
+    pass
+
+
+def test_typings_own_names_of_a_class_are_no_rows() -> None:
+    # A class attribute of a dunder name is a row when it is the user's (above), never
+    # when ``typing`` wrote it: a row of those would have made every function reaching
+    # such a class compute again once after the upgrade, for nothing.
+    from memojar._identity import dependencies
+
+    def f(x):
+        return _Repo.LIMIT, _Sealed, x
+
+    names = [row[1] for row in dependencies(f)]
+    assert f"{__name__}._Repo.LIMIT" in names
+    assert not [name for name in names if name.rpartition(".")[2].startswith("__")], names
 
 
 def test_a_pydantic_model_with_a_set_default_hits_under_every_hash_seed(

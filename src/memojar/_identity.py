@@ -1717,12 +1717,16 @@ def _data_attribute(name: str, member: Any, klass: type) -> bool:
 
 # Names Python gives a class's own data (``vars(cls)``), whose values no edit of the user's
 # code changes but its docstring and the line it starts at, or which its fingerprint counts
-# already (``__match_args__``, ``__annotations__``): never a row of their own.
+# already (``__match_args__``, ``__annotations__``): never a row of their own. With
+# ``typing``'s: a subclass of a generic alias (``class Repo(Base[int])``) has
+# ``__parameters__ = ()``, a ``@final`` class ``__final__ = True`` (3.11 and later): rows of
+# them would have recomputed every function reaching such a class once, for nothing.
 _CLASS_METADATA = frozenset({
-    "__abstractmethods__", "__annotations__", "__dict__", "__doc__", "__firstlineno__",
-    "__hash__", "__match_args__", "__module__", "__mutable_keys__", "__optional_keys__",
-    "__qualname__", "__readonly_keys__", "__required_keys__", "__slots__",
-    "__static_attributes__", "__total__", "__weakref__",
+    "__abstractmethods__", "__annotations__", "__dict__", "__doc__", "__final__",
+    "__firstlineno__", "__hash__", "__match_args__", "__module__", "__mutable_keys__",
+    "__optional_keys__", "__orig_bases__", "__parameters__", "__qualname__",
+    "__readonly_keys__", "__required_keys__", "__slots__", "__static_attributes__",
+    "__total__", "__type_params__", "__weakref__",
 })
 _LIBRARY_PREFIXES = ("__pydantic_", "__attrs_")  # what pydantic and attrs set (a class of
 # theirs is no base of an attrs class, and pydantic's metaclass sets names its base has not)
