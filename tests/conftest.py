@@ -433,6 +433,23 @@ def shared_folder() -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
+def freed_without_the_collector(call: Callable[[Any], object], make: Callable[[], Any]) -> bool:
+    """Whether a value ``make()`` made, passed to ``call``, is freed by reference counting
+    alone once ``call`` returns (or raises) and the value's last name is dropped: no
+    reference cycle left holding it (a user's 2 GB argument kept until the collector ran).
+    Made here, not passed in: the caller's expression would hold it until this returns."""
+    value = make()
+    freed = weakref.ref(value)
+    gc.collect()
+    gc.disable()
+    try:
+        call(value)
+        del value
+        return freed() is None
+    finally:
+        gc.enable()
+
+
 def views_left_in_a_collection(call: Callable[[], object]) -> tuple[int, list[Any]]:
     """How many objects a collection after ``call()`` frees (a cycle left behind), and the
     views among them still exported: the collector clearing a view while a buffer is

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from conftest import freed_without_the_collector
 from interrupt_kit import SUPPORTED, Injector, Points, every_point
 from memojar import Cache, _decorator, _filestore, _locks, _waits
 
@@ -392,9 +393,6 @@ def test_an_interrupt_ending_a_replacement_leaves_no_cycle(tmp_path: Path,
     the rest are done) was kept in the frame raising it again, which its traceback held: a
     cycle holding the frames of the call, its argument among them, until the collector
     ran."""
-    import gc
-    import weakref
-
     bump, left = _filestore.FileStore._bump, [0]
 
     def interrupted(self: Any, fdir: str, busy: bool = False) -> None:
@@ -403,20 +401,14 @@ def test_an_interrupt_ending_a_replacement_leaves_no_cycle(tmp_path: Path,
             left.pop()
             raise KeyboardInterrupt
 
-    step = Cache(tmp_path).cached(memory=4)(lambda x: 2)  # a tier: the folder has a stamp
-    argument = _Argument()
-    step(argument)
-    freed = weakref.ref(argument)
-    monkeypatch.setattr(_filestore.FileStore, "_bump", interrupted)
-    gc.collect()
-    gc.disable()
-    try:
+    def replaced(argument: _Argument) -> None:
+        step(argument)
+        monkeypatch.setattr(_filestore.FileStore, "_bump", interrupted)
         with pytest.raises(KeyboardInterrupt):
             step.refresh(argument)  # replaces the entry
-        del argument
-        assert freed() is None
-    finally:
-        gc.enable()
+
+    step = Cache(tmp_path).cached(memory=4)(lambda x: 2)  # a tier: the folder has a stamp
+    assert freed_without_the_collector(replaced, _Argument)
 
 
 A_HANDLER_MAKING_A_CACHE = r"""

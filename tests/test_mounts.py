@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_python
+from conftest import freed_without_the_collector, run_python
 from memojar import Cache
 
 Mounter = Callable[[Path], "contextlib.AbstractContextManager[Path]"]
@@ -199,30 +199,21 @@ def test_a_removal_from_a_read_only_cache_with_max_size_frees_its_argument_witho
     whose traceback held the generator's frame, linked back on 3.12 and later to
     contextlib's ``__exit__``, which kept the removal's error: a cycle holding the call's
     frames and its argument until the collector ran."""
-    import gc
     import logging
-    import weakref
 
     monkeypatch.setattr(logging.getLogger("memojar"), "propagate", False)  # (no record kept)
 
     def size(argument: _Argument) -> int:
         return argument.n
 
+    def refused(argument: _Argument) -> None:
+        with pytest.raises(OSError, match="Read-only file system"):
+            delete(argument)
+
     warm = Cache(tmp_path / "c", max_size=1_000_000).cached(size)
     for n in range(3):
         warm(_Argument(n))
     with read_only(tmp_path / "c") as view:
         delete = Cache(view, max_size=1_000_000).cached(size).cache_delete
-        with pytest.raises(OSError, match="Read-only file system"):
-            delete(_Argument(0))  # what a first call makes once
-        argument = _Argument(1)
-        freed = weakref.ref(argument)
-        gc.collect()
-        gc.disable()
-        try:
-            with pytest.raises(OSError, match="Read-only file system"):
-                delete(argument)
-            del argument
-            assert freed() is None
-        finally:
-            gc.enable()
+        refused(_Argument(0))  # what a first call makes once
+        assert freed_without_the_collector(refused, lambda: _Argument(1))

@@ -29,6 +29,7 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from conftest import freed_without_the_collector
 from memojar import Cache, MemojarWarning, _entry, _redisstore
 from memojar._cache import open_store
 from memojar._redisstore import LOCK_TTL, RedisStore
@@ -1680,23 +1681,14 @@ def test_a_server_fault_frees_the_calls_argument_without_the_collector() -> None
     collector ran, at each fault (as S3's at each miss, ``test_s3.py``). And the "cannot
     lock" record logged the error itself: pytest, which keeps the records it captures,
     kept the argument so on every Python."""
-    import gc
-    import weakref
-
     url = f"redis://127.0.0.1:{free_port()}/0?socket_timeout=1"
 
     @Cache(url, secret=SECRET).cached
     def one(argument: _Argument) -> int:
         return 1
 
-    argument = _Argument()
-    freed = weakref.ref(argument)
-    gc.collect()
-    gc.disable()
-    try:
+    def refused(argument: _Argument) -> None:
         with pytest.warns(MemojarWarning, match="cannot reach the server"):
             assert one(argument) == 1  # the fault: refused, in the read
-        del argument
-        assert freed() is None
-    finally:
-        gc.enable()
+
+    assert freed_without_the_collector(refused, _Argument)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from conftest import freed_without_the_collector
 from interrupt_kit import SUPPORTED, Points
 from memojar import Cache, MemojarWarning, _decorator, _waits
 from memojar._s3store import _Bucket, _PoolQueue
@@ -742,10 +743,8 @@ def test_a_signal_handlers_timeout_while_redis_is_read_frees_the_call_without_th
     """The error map raised the caller's ``TimeoutError`` again from its own frame, which
     kept it under the name ``caller``: that frame is in its traceback, a cycle holding the
     call's frames and its argument until the collector ran (every Python)."""
-    import gc
     import logging
     import signal
-    import weakref
 
     monkeypatch.setattr(logging.getLogger("memojar"), "propagate", False)  # (no record kept)
     server = own_redis()
@@ -760,24 +759,16 @@ def test_a_signal_handlers_timeout_while_redis_is_read_frees_the_call_without_th
     def deadline(signum: int, frame: Any) -> None:
         raise TimeoutError("the caller's deadline")
 
-    argument = _Argument(2)
-    freed = weakref.ref(argument)
+    def cut_short(argument: _Argument) -> None:
+        signal.setitimer(signal.ITIMER_REAL, TIMEOUT / 2)
+        with pytest.raises(TimeoutError, match="the caller's deadline"):
+            size(argument)
+
     previous = signal.signal(signal.SIGALRM, deadline)
     server.pause()
-    gc.collect()
-    gc.disable()
     try:
-        signal.setitimer(signal.ITIMER_REAL, TIMEOUT / 2)
-        try:
-            size(argument)
-        except TimeoutError:
-            pass
-        else:
-            pytest.fail("the caller's deadline was not raised")
-        del argument
-        assert freed() is None
+        assert freed_without_the_collector(cut_short, lambda: _Argument(2))
     finally:
-        gc.enable()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         server.resume()
