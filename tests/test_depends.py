@@ -1903,6 +1903,77 @@ def test_a_class_attribute_of_a_dunder_or_sunder_name_edited_recomputes(
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+DISPATCH = """
+    import functools
+
+    class Convert:
+        @functools.singledispatchmethod
+        def conv(self, x):
+            return "other"
+
+        @conv.register
+        def _(self, x: int):
+            return "int 1"
+
+        @conv.register
+        def _(self, x: str):
+            return "str"
+
+    class Parse:
+        @functools.singledispatchmethod
+        @classmethod
+        def parse(cls, x):
+            return "other"
+
+        @parse.register
+        @classmethod
+        def _(cls, x: int):
+            return "int 2"
+
+        @parse.register
+        @classmethod
+        def _(cls, x: str):
+            return "str"
+"""
+
+
+@pytest.mark.parametrize("edit", [("models.py", "int 1", "int 10"),
+                                  ("models.py", "int 2", "int 20"),
+                                  ("regs.py", "float 3", "float 30")])
+def test_a_singledispatchmethod_implementation_no_name_holds_edited_recomputes(
+        tmp_path: Path, edit: tuple[str, str, str]) -> None:
+    # A ``singledispatchmethod``'s class counted the generic function it holds, and its
+    # implementations only where a name of the class held them: the ``int`` one of two
+    # ``def _`` (the second takes the name, as Python's docs write them), those of a
+    # generic ``classmethod``, one registered outside the class. An edit of one of those
+    # returned the old value.
+    regs = """
+        from models import Convert
+
+        @Convert.conv.register
+        def _(self, x: float):
+            return "float 3"
+    """
+    write(tmp_path, {"models.py": DISPATCH, "regs.py": regs, "main.py": """
+        from memojar import cached
+        from models import Convert, Parse
+        import regs
+
+        @cached
+        def f(x):
+            return Convert().conv(x), Parse.parse(x), Convert().conv(float(x))
+    """})
+    assert run(tmp_path)["value"] == "('int 1', 'int 2', 'float 3')"
+    assert run(tmp_path)["misses"] == 0
+    name, old, new = edit
+    write(tmp_path, {name: (DISPATCH if name == "models.py" else regs).replace(old, new)})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["value"] == "('int 1', 'int 2', 'float 3')".replace(old, new)
+    assert second["explain"].startswith("incompatible: helper ")
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
 _T = TypeVar("_T")
 
 

@@ -2721,6 +2721,8 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 for name, member in vars(klass).items():
                     if isinstance(member, (staticmethod, classmethod)):
                         member = member.__func__
+                    for function in _dispatched(member, value):
+                        _walk_value(function, function_name(function), rows, seen, names)
                     if isinstance(member, property) or _runs(member):
                         for function in _runs(member):
                             _walk_callable(function, rows, seen)
@@ -2996,6 +2998,34 @@ def _runs(member: Any) -> list[FunctionType]:
     else:
         found = (_member_function(member),)
     return [f for f in found if isinstance(f, FunctionType)]
+
+
+def _dispatched(member: Any, cls: type) -> list[FunctionType]:
+    """The implementations a class member that is a ``functools.singledispatchmethod``
+    registered (``cls`` holds it) which no member of ``cls`` or of its bases of the user's
+    code runs (``_runs``: those count in its fingerprint already): the ``int`` one of two
+    ``def _`` (the second takes the name), one registered outside the class
+    (``conv.register(int, helpers.two)`` in its body, ``@C.conv.register`` in another
+    module), each one of a generic ``classmethod`` or ``staticmethod`` (its own
+    function too). Each is a helper of a function reaching the class. Before, the class
+    counted the generic function alone, if a plain one (the ``func`` it holds), and an
+    edit of any other returned the old value. (A ``singledispatch`` function holds its
+    registry in its closure, which counts already.)"""
+    if not isinstance(member, functools.singledispatchmethod):
+        return []
+    registry = attribute(attribute(member, "dispatcher"), "registry", Mapping)
+    if registry is None:
+        return []
+    counted = {id(function) for klass in cls.__mro__ if is_user_module(klass.__module__)
+               for held in list(vars(klass).values()) for function in _runs(
+                   held.__func__ if isinstance(held, (staticmethod, classmethod)) else held)}
+    found = []
+    for implementation in list(registry.values()):
+        if isinstance(implementation, (staticmethod, classmethod)):
+            implementation = implementation.__func__
+        if type(implementation) is FunctionType and id(implementation) not in counted:
+            found.append(implementation)
+    return found
 
 
 def met(obj: Any) -> None:
