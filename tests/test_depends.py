@@ -1974,6 +1974,41 @@ def test_a_singledispatchmethod_implementation_no_name_holds_edited_recomputes(
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+@pytest.mark.parametrize("kind", ["classmethod", "staticmethod"])
+def test_a_partialmethod_of_a_classmethod_or_staticmethod_edited_recomputes(
+        tmp_path: Path, kind: str) -> None:
+    # A ``partialmethod`` (or ``singledispatchmethod``) holding a ``classmethod`` or
+    # ``staticmethod`` counted neither its function nor its arguments (the class's
+    # fingerprint took only a function it holds, the walk found nothing to pickle): an
+    # edit of ``k=2`` returned the old value.
+    args = "cls, x, k" if kind == "classmethod" else "x, k"
+    models = f"""
+        import functools
+
+        class Scaler:
+            @{kind}
+            def _scale({args}):
+                return x * k
+
+            scale = functools.partialmethod(_scale, k=2)
+    """
+    write(tmp_path, {"models.py": models, "main.py": """
+        from memojar import cached
+        from models import Scaler
+
+        @cached
+        def f(x):
+            return Scaler().scale(x)
+    """})
+    assert run(tmp_path)["value"] == "6"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": models.replace("k=2", "k=3")})
+    second = run(tmp_path)
+    assert (second["misses"], second["value"]) == (1, "9")
+    assert second["explain"] == "incompatible: class models.Scaler changed"
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
 _T = TypeVar("_T")
 
 

@@ -1454,7 +1454,7 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                 members.append((name, _callable_shape(member, seen)))
             elif isinstance(_member_function(member), FunctionType):
                 # functools.cached_property, partialmethod: the function they hold
-                members.append((name, ("holds", _callable_shape(member.func, seen),
+                members.append((name, ("holds", _callable_shape(_member_function(member), seen),
                                        _value_shape(getattr(member, "args", ()), seen,
                                                     by_state=True),
                                        _value_shape(getattr(member, "keywords", None), seen,
@@ -1683,10 +1683,15 @@ def _attributes_of(value: Any) -> list[tuple[str, Any]]:
 
 
 def _member_function(member: Any) -> Any:
-    """The function a ``functools.cached_property`` or ``partialmethod`` holds, else None."""
+    """The function a ``functools.cached_property``, ``partialmethod`` or
+    ``singledispatchmethod`` holds, else None; that of a ``staticmethod`` or
+    ``classmethod`` it holds (``partialmethod(_scale, k=2)`` of a ``@classmethod
+    _scale``): before, None, so neither the function nor ``k`` counted, and an edit of
+    ``k`` returned the old value."""
     if isinstance(member, (FunctionType, type)):
         return None
-    return getattr(member, "func", None)
+    found = getattr(member, "func", None)
+    return found.__func__ if isinstance(found, (staticmethod, classmethod)) else found
 
 
 def _enum_member(member: Any, klass: type) -> bool:
@@ -3006,11 +3011,10 @@ def _dispatched(member: Any, cls: type) -> list[FunctionType]:
     code runs (``_runs``: those count in its fingerprint already): the ``int`` one of two
     ``def _`` (the second takes the name), one registered outside the class
     (``conv.register(int, helpers.two)`` in its body, ``@C.conv.register`` in another
-    module), each one of a generic ``classmethod`` or ``staticmethod`` (its own
-    function too). Each is a helper of a function reaching the class. Before, the class
-    counted the generic function alone, if a plain one (the ``func`` it holds), and an
-    edit of any other returned the old value. (A ``singledispatch`` function holds its
-    registry in its closure, which counts already.)"""
+    module), each one of a generic ``classmethod`` or ``staticmethod``. Each is a helper
+    of a function reaching the class. Before, the class counted the generic function
+    alone (the ``func`` it holds), and an edit of any other returned the old value. (A
+    ``singledispatch`` function holds its registry in its closure, which counts already.)"""
     if not isinstance(member, functools.singledispatchmethod):
         return []
     registry = attribute(attribute(member, "dispatcher"), "registry", Mapping)
