@@ -2009,6 +2009,55 @@ def test_a_partialmethod_of_a_classmethod_or_staticmethod_edited_recomputes(
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+@pytest.mark.parametrize("edit", [('attrgetter("_x")', 'attrgetter("_y")'),
+                                  ("itemgetter(0)", "itemgetter(1)"),
+                                  ("k=2", "k=5"), ("K = 1", "K = 5")])
+def test_a_property_of_no_plain_function_edited_recomputes(
+        tmp_path: Path, edit: tuple[str, str]) -> None:
+    # A property's accessors counted only where they were plain functions: an edit of
+    # ``property(attrgetter("_x"))``, ``property(itemgetter(0))`` or of a partial's
+    # argument, or of what the partial's function reads, returned the old value.
+    models = """
+        import functools
+        import operator
+
+        K = 1
+
+        def get(self, k):
+            return k * K
+
+        class Row(tuple):
+            first = property(operator.itemgetter(0))
+
+        class Point:
+            def __init__(self):
+                self._x, self._y = 2, 5
+
+            x = property(operator.attrgetter("_x"))
+            scale = property(functools.partial(get, k=2))
+    """
+    write(tmp_path, {"models.py": models, "main.py": """
+        from memojar import cached
+        from models import Point, Row
+
+        @cached
+        def f(x):
+            return x, Point().x, Row((2, 5)).first, Point().scale
+    """})
+    assert run(tmp_path)["value"] == "(3, 2, 2, 2)"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": models.replace(*edit)})
+    second = run(tmp_path)
+    assert second["misses"] == 1
+    assert second["value"] == {"_x": "(3, 5, 2, 2)", "itemgetter(0)": "(3, 2, 5, 2)",
+                               "k=2": "(3, 2, 2, 5)", "K = 1": "(3, 2, 2, 10)"}[
+        next(key for key in ("_x", "itemgetter(0)", "k=2", "K = 1") if key in edit[0])]
+    assert second["explain"] == ("incompatible: constant models.K changed" if edit[0] == "K = 1"
+                                 else "incompatible: class models."
+                                 f"{'Row' if 'item' in edit[0] else 'Point'} changed")
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
 _T = TypeVar("_T")
 
 

@@ -1447,9 +1447,12 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
             if isinstance(member, (staticmethod, classmethod)):
                 member = member.__func__
             if isinstance(member, property):
+                # its accessors, also those no plain function is (``property(attrgetter(
+                # "_x"))``, ``property(itemgetter(0))``, ``property(partial(get, k=2))``):
+                # before, those counted for nothing, and an edit of one returned the old value
                 accessors = (member.fget, member.fset, member.fdel)
-                members.append((name, tuple(_callable_shape(f, seen) if isinstance(
-                    f, FunctionType) else None for f in accessors)))
+                members.append((name, tuple(None if f is None else _callable_shape(f, seen)
+                                            for f in accessors)))
             elif isinstance(member, FunctionType):
                 members.append((name, _callable_shape(member, seen)))
             elif isinstance(_member_function(member), FunctionType):
@@ -2731,6 +2734,11 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     if isinstance(member, property) or _runs(member):
                         for function in _runs(member):
                             _walk_callable(function, rows, seen)
+                        if isinstance(member, property):  # what a ``partial`` accessor
+                            for item in _held([accessor for accessor in (  # calls
+                                    member.fget, member.fset, member.fdel)
+                                    if not isinstance(accessor, FunctionType)]):
+                                _walk_value(item, function_name(item), rows, seen, names)
                     elif isinstance(member, ModuleType):  # ``_reach``
                         continue
                     elif isinstance(member, type) or _data_attribute(name, member, klass) or (
