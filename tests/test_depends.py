@@ -2058,6 +2058,110 @@ def test_a_property_of_no_plain_function_edited_recomputes(
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+BUILTIN_DUNDERS = """
+    import enum
+    import operator
+
+    class Loud(str):
+        __str__ = str.upper
+
+    class AttrDict(dict):
+        __getattr__ = dict.get
+
+    class Num(int):
+        __add__ = int.__sub__
+
+    class Box:
+        __call__ = operator.neg
+
+    class Color(str, enum.Enum):
+        __str__ = str.__str__
+        RED = "red"
+"""
+
+
+@pytest.mark.parametrize("edit", [
+    ("Loud", "__str__ = str.upper", "__str__ = str.title", "('AbAbAb', 1, 3, -2, 'red')"),
+    ("AttrDict", "__getattr__ = dict.get", "__getattr__ = dict.setdefault",
+     "('ABABAB', 2, 3, -2, 'red')"),
+    ("Num", "__add__ = int.__sub__", "__add__ = int.__mul__", "('ABABAB', 1, 10, -2, 'red')"),
+    ("Box", "__call__ = operator.neg", "__call__ = operator.invert",
+     "('ABABAB', 1, 3, -3, 'red')"),
+    ("Color", "__str__ = str.__str__", "__str__ = str.upper", "('ABABAB', 1, 3, -2, 'RED')")])
+def test_a_dunder_bound_to_a_builtin_edited_recomputes(
+        tmp_path: Path, edit: tuple[str, str, str, str]) -> None:
+    # A class attribute of a dunder name bound to a built-in (a function or method of C)
+    # counted neither in its class's fingerprint (no function of Python's) nor as a row
+    # (no plain value): an edit of ``__str__ = str.upper`` to ``str.title``, of the
+    # AttrDict idiom's ``dict.get``, returned the old value.
+    owner, before, after, value = edit
+    write(tmp_path, {"models.py": BUILTIN_DUNDERS, "main.py": """
+        from memojar import cached
+        from models import AttrDict, Box, Color, Loud, Num
+
+        @cached
+        def f(x):
+            d = AttrDict(a=1)
+            d.zz
+            return str(Loud("ab")) * x, len(d), Num(5) + 2, Box()(2), str(Color.RED)
+    """})
+    assert run(tmp_path)["value"] == "('ABABAB', 1, 3, -2, 'red')"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": BUILTIN_DUNDERS.replace(before, after)})
+    second = run(tmp_path)
+    assert (second["misses"], second["value"]) == (1, value)
+    name = before.split()[0]
+    assert second["explain"] == f"incompatible: constant models.{owner}.{name} changed"
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
+def test_a_builtin_a_library_sets_on_a_class_is_no_row() -> None:
+    # Enum (3.11 and later: an IntEnum's, a StrEnum's, a ReprEnum's ``__format__`` and
+    # ``__str__``), attrs (``__setattr__`` on a subclass of a class with its own) and
+    # typing (``__init__`` on a Protocol's subclass, at its first instance) set dunders to
+    # built-ins on the user's classes: rows of those would have recomputed every function
+    # reaching such a class once after the upgrade, and the Protocol's differed between a
+    # process that had made an instance before the first call and one that had not.
+    attrs = pytest.importorskip("attrs")
+    import enum
+
+    @attrs.define(on_setattr=attrs.setters.validate)
+    class Checked:
+        x: int = attrs.field(default=1, validator=attrs.validators.instance_of(int))
+
+    @attrs.define(on_setattr=attrs.setters.NO_OP)
+    class Sub(Checked):
+        y: int = 2
+
+    @typing.runtime_checkable
+    class Goes(typing.Protocol):
+        def go(self) -> int: ...
+
+    class Goer(Goes):
+        def go(self) -> int:
+            return 1
+
+    Goer()
+    classes: list[type] = [Sub, Goer]
+    if sys.version_info >= (3, 11):
+        classes += [enum.IntEnum("Level", "LOW HIGH"), enum.IntFlag("Perm", "R W"),
+                    enum.StrEnum("Mode", "ON OFF"),
+                    enum.ReprEnum("Ratio", {"HALF": 0.5}, type=float)]
+    from memojar._identity import dependencies
+
+    for cls in classes:
+        assert [name for name, member in vars(cls).items() if name.startswith("__") and (
+            isinstance(member, (types.BuiltinFunctionType, types.MethodDescriptorType,
+                                types.WrapperDescriptorType)))], cls
+
+        def f(x, cls=cls):
+            return cls, x
+
+        rows = [row for row in dependencies(f) if row[1].startswith(
+            f"{cls.__module__}.{cls.__qualname__}.__")]
+        assert not rows, (cls, rows)
+
+
 _T = TypeVar("_T")
 
 

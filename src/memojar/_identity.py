@@ -1757,6 +1757,67 @@ def _named_data(name: str, member: Any, cls: type) -> bool:
                                               if not is_user_module(klass.__module__)))
 
 
+def _named_builtin(name: str, member: Any, klass: type, cls: type) -> bool:
+    """A class attribute of ``klass`` (``cls`` or a base of the user's) named as Python
+    names its own hooks that holds a built-in (a function or method of C: ``__str__ =
+    str.upper``, ``__getattr__ = dict.get``, ``__add__ = operator.add``): a row, as
+    ``_data_attribute``'s, by the name it is bound to (``_library_row``). Before, neither
+    the class's fingerprint nor a row counted it (no plain value, no function of Python's),
+    and an edit of ``str.upper`` to ``str.title`` returned the old value.
+
+    Not one a library or Python put there (a row of it would recompute once every function
+    reaching such a class, or differ between processes): not Python's own names
+    (``_CLASS_METADATA``), pydantic's or attrs'; in an Enum, not what ``EnumType`` copies
+    from the Enum base or sets for a ``ReprEnum`` (``__format__ = int.__format__``,
+    ``__str__ = float.__repr__``, 3.11 and later); elsewhere, not the very built-in a
+    library class of ``cls``'s bases holds under that name, which attrs sets on a subclass
+    of a class with its ``__setattr__`` (``object.__setattr__``) and ``typing`` on a
+    subclass of a ``Protocol`` at its first instance (``__init__ = object.__init__``: one
+    process would have had the row, another not). Such a one restores what a base of
+    Python's does, so that one written by the user (``__setattr__ = object.__setattr__``)
+    counts for nothing either."""
+    if not (len(name) > 4 and name.startswith("__") and name.endswith("__")) or (
+            name in _CLASS_METADATA or name.startswith(_LIBRARY_PREFIXES)
+            or not isinstance(member, _ROUTINES)):
+        return False
+    if isinstance(klass, enum.EnumMeta):
+        return not _enum_made(name, member, klass)
+    return not any(vars(base).get(name) is member for base in cls.__mro__
+                   if not is_user_module(base.__module__))
+
+
+def _enum_made(name: str, member: Any, klass: type) -> bool:
+    """Whether ``EnumType`` itself sets ``member`` as ``name`` of the Enum ``klass``: the
+    ``__str__``, ``__format__``, ``__repr__`` or ``__reduce_ex__`` of its Enum base (the
+    last of its bases), copied in when the class found its data type's; for a class of
+    ``ReprEnum``'s bases (3.11 and later), its data type's ``__format__``, and ``__str__``
+    (or ``__repr__`` where the data type has no ``__str__`` of its own). The same one
+    written by the user is the one it would have had."""
+    bases = klass.__bases__
+    if bases and _static_member(bases[-1], name) is member:
+        return True
+    repr_enum = getattr(enum, "ReprEnum", None)
+    data_type = vars(klass).get("_member_type_")
+    if repr_enum is None or repr_enum not in bases or not isinstance(data_type, type):
+        return False
+    if name == "__format__":
+        return _static_member(data_type, "__format__") is member
+    if name == "__str__":
+        return member in (_static_member(data_type, "__str__"),
+                          _static_member(data_type, "__repr__"))
+    return False
+
+
+def _static_member(cls: type, name: str) -> Any:
+    """What ``cls`` holds as ``name``, its own or a base's, as its class dictionary holds it
+    (no descriptor run); None if none does."""
+    for klass in cls.__mro__:
+        found = vars(klass).get(name, _ABSENT)
+        if found is not _ABSENT:
+            return found
+    return None
+
+
 def is_user_module(module: str | None) -> bool:
     """True unless ``module`` is of the standard library or an installed distribution. A
     ``__module__`` that is no name (``Wrapper.__module__ = 5``) says nothing of where the
@@ -2742,10 +2803,11 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     elif isinstance(member, ModuleType):  # ``_reach``
                         continue
                     elif isinstance(member, type) or _data_attribute(name, member, klass) or (
-                            _named_data(name, member, value)):
+                            _named_data(name, member, value)) or (
+                            _named_builtin(name, member, klass, value)):
                         # a nested class (followed), a class attribute (``self.FACTOR``,
-                        # ``op = partial(scale)``, ``__tablename__ = "users"``): a constant
-                        # row, and what it calls
+                        # ``op = partial(scale)``, ``__tablename__ = "users"``, ``__str__ =
+                        # str.upper``): a constant row, and what it calls
                         _walk_value(member, f"{function_name(klass)}.{name}", rows, seen,
                                     names)
                 # what the fields a library recorded run: a pydantic field's
