@@ -1974,6 +1974,66 @@ def test_a_singledispatchmethod_implementation_no_name_holds_edited_recomputes(
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+DISPATCHED = {"formats.py": """
+    import functools
+
+    import tools
+
+    K = 2
+
+    @functools.singledispatch
+    def fmt(x):
+        return "other"
+
+    @fmt.register
+    def _(x: int):
+        return x * K
+
+    @fmt.register(float)
+    def _(x):
+        return tools.half(x)
+""", "tools.py": """
+    def half(x):
+        return x / 2
+""", "extra.py": """
+    import formats
+
+    SUFFIX = "!"
+
+    @formats.fmt.register
+    def _(x: str):
+        return x + SUFFIX
+"""}
+
+
+@pytest.mark.parametrize("edit", [("formats.py", "K = 2", "K = 3", "(9, 1.5, 'a!')"),
+                                  ("tools.py", "x / 2", "x / 4", "(6, 0.75, 'a!')"),
+                                  ("extra.py", 'SUFFIX = "!"', 'SUFFIX = "?"',
+                                   "(6, 1.5, 'a?')")])
+def test_what_a_singledispatch_registration_calls_edited_recomputes(
+        tmp_path: Path, edit: tuple[str, str, str, str]) -> None:
+    # The functions a ``functools.singledispatch`` function registers are in its closure
+    # (its registry), followed as helpers: what they read and call counts, a constant of
+    # theirs, a helper of another module, one registered in another module. (The README
+    # said what they call was not followed.)
+    write(tmp_path, {**DISPATCHED, "main.py": """
+        from memojar import cached
+        import extra
+        from formats import fmt
+
+        @cached
+        def f(x):
+            return fmt(x), fmt(3.0), fmt("a")
+    """})
+    assert run(tmp_path)["value"] == "(6, 1.5, 'a!')"
+    assert run(tmp_path)["misses"] == 0
+    name, before, after, value = edit
+    write(tmp_path, {name: DISPATCHED[name].replace(before, after)})
+    second = run(tmp_path)
+    assert (second["misses"], second["value"]) == (1, value)
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
 @pytest.mark.parametrize("kind", ["classmethod", "staticmethod"])
 def test_a_partialmethod_of_a_classmethod_or_staticmethod_edited_recomputes(
         tmp_path: Path, kind: str) -> None:
