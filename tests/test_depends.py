@@ -2175,6 +2175,32 @@ def test_a_dunder_bound_to_a_builtin_edited_recomputes(
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+def test_a_frozen_attrs_class_hits_under_every_hash_seed(tmp_path: Path) -> None:
+    # attrs writes into the ``__hash__`` it generates a number hashed from a string, which
+    # differs with PYTHONHASHSEED: a function reaching the class had another identity in
+    # each new process, and missed ("incompatible: class models.P changed").
+    pytest.importorskip("attrs")
+    models = """
+        import attrs
+
+        @attrs.frozen
+        class P:
+            x: int = 1
+    """
+    write(tmp_path, {"models.py": models, "main.py": """
+        from memojar import cached
+        from models import P
+
+        @cached
+        def f(x):
+            return x, P().x
+    """})
+    assert run(tmp_path, "1")["value"] == "(3, 1)"
+    assert [run(tmp_path, seed)["misses"] for seed in ("2", "42")] == [0, 0]
+    write(tmp_path, {"models.py": models.replace("x: int = 1", "x: int = 2")})
+    assert run(tmp_path, "3")["value"] == "(3, 2)"  # its fields still count
+
+
 def test_a_builtin_a_library_sets_on_a_class_is_no_row() -> None:
     # Enum (3.11 and later: an IntEnum's, a StrEnum's, a ReprEnum's ``__format__`` and
     # ``__str__``), attrs (``__setattr__`` on a subclass of a class with its own) and
