@@ -1693,8 +1693,12 @@ def _member_function(member: Any) -> Any:
     ``k`` returned the old value."""
     if isinstance(member, (FunctionType, type)):
         return None
-    found = getattr(member, "func", None)
-    return found.__func__ if isinstance(found, (staticmethod, classmethod)) else found
+    return _unwrapped(getattr(member, "func", None))
+
+
+def _unwrapped(member: Any) -> Any:
+    """The function a ``staticmethod`` or ``classmethod`` holds; anything else as it is."""
+    return member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
 
 
 def _enum_member(member: Any, klass: type) -> bool:
@@ -3103,15 +3107,9 @@ def _dispatched(member: Any, cls: type) -> list[FunctionType]:
     if registry is None:
         return []
     counted = {id(function) for klass in cls.__mro__ if is_user_module(klass.__module__)
-               for held in list(vars(klass).values()) for function in _runs(
-                   held.__func__ if isinstance(held, (staticmethod, classmethod)) else held)}
-    found = []
-    for implementation in list(registry.values()):
-        if isinstance(implementation, (staticmethod, classmethod)):
-            implementation = implementation.__func__
-        if type(implementation) is FunctionType and id(implementation) not in counted:
-            found.append(implementation)
-    return found
+               for held in list(vars(klass).values()) for function in _runs(_unwrapped(held))}
+    implementations = [_unwrapped(f) for f in list(registry.values())]
+    return [f for f in implementations if type(f) is FunctionType and id(f) not in counted]
 
 
 def met(obj: Any) -> None:
