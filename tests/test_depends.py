@@ -2201,6 +2201,53 @@ def test_a_frozen_attrs_class_hits_under_every_hash_seed(tmp_path: Path) -> None
     assert run(tmp_path, "3")["value"] == "(3, 2)"  # its fields still count
 
 
+def test_a_cloudpickle_copy_reaching_a_frozen_attrs_class_hits_under_every_hash_seed(
+        tmp_path: Path) -> None:
+    # cloudpickle copies code by value with ``<dynamic-code>`` for its file name, attrs'
+    # ``<attrs generated ...>`` too: copies sent by processes of other seeds (a scheduler
+    # and its workers, each started afresh) had each another identity, and missed.
+    pytest.importorskip("attrs")
+    pytest.importorskip("cloudpickle")
+    write(tmp_path, {"models.py": """
+        import attrs
+
+        @attrs.frozen
+        class P:
+            x: int = 1
+    """, "main.py": """
+        from memojar import cached
+        from models import P
+
+        @cached
+        def f(x):
+            return x, P().x
+    """, "send.py": """
+        import sys, cloudpickle, main, models
+        cloudpickle.register_pickle_by_value(main)
+        cloudpickle.register_pickle_by_value(models)
+        sys.stdout.buffer.write(cloudpickle.dumps(main.f))
+    """, "receive.py": """
+        import json, pickle, sys
+        copy = pickle.loads(sys.stdin.buffer.read())
+        value = copy(3)
+        print(json.dumps({"value": repr(value), "misses": copy.cache_info().misses}))
+    """})
+
+    def sent_and_called(seed: str) -> dict:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join((SRC, str(tmp_path))),
+               "MEMOJAR_DIR": str(tmp_path / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+        sent = subprocess.run([sys.executable, "send.py"], cwd=tmp_path, capture_output=True,
+                              env={**env, "PYTHONHASHSEED": seed}, timeout=60, check=True)
+        called = subprocess.run([sys.executable, "receive.py"], cwd=tmp_path, text=False,
+                                input=sent.stdout, capture_output=True, timeout=60,
+                                env={**env, "PYTHONHASHSEED": "0"})
+        assert called.returncode == 0, called.stderr.decode()
+        return json.loads(called.stdout.decode().strip().splitlines()[-1])
+
+    assert sent_and_called("1") == {"value": "(3, 1)", "misses": 1}
+    assert [sent_and_called(seed)["misses"] for seed in ("2", "42")] == [0, 0]
+
+
 def test_a_builtin_a_library_sets_on_a_class_is_no_row() -> None:
     # Enum (3.11 and later: an IntEnum's, a StrEnum's, a ReprEnum's ``__format__`` and
     # ``__str__``), attrs (``__setattr__`` on a subclass of a class with its own) and
