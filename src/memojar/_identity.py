@@ -115,7 +115,7 @@ def class_qualname(cls: type) -> Any:
     tail = f".{cls.__name__}"
     for name, member in members:  # in the order of the class body, which a copy keeps
         inner = getattr(member, "fget", None) if isinstance(member, property) else (
-            member.__func__ if isinstance(member, (staticmethod, classmethod)) else member)
+            _unwrapped(member))
         memo = _memo_of(inner)
         inner = inner if memo is None else memo.func
         if type(inner) is not FunctionType or inner.__name__ != name:
@@ -1444,8 +1444,7 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
             continue
         members = []
         for name, member in sorted(vars(klass).items()):
-            if isinstance(member, (staticmethod, classmethod)):
-                member = member.__func__
+            member = _unwrapped(member)
             if isinstance(member, property):
                 # its accessors, also those no plain function is (``property(attrgetter(
                 # "_x"))``, ``property(itemgetter(0))``, ``property(partial(get, k=2))``):
@@ -2396,8 +2395,7 @@ def _by_name(name: str) -> Any:
                 value = vars(value).get(part, _ABSENT)
             except TypeError:  # no namespace: not a module or class
                 return _ABSENT
-            if isinstance(value, (staticmethod, classmethod)):
-                value = value.__func__
+            value = _unwrapped(value)
             if value is _ABSENT:
                 return _ABSENT
         return value
@@ -2812,8 +2810,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 if not is_user_module(klass.__module__):
                     continue
                 for name, member in vars(klass).items():
-                    if isinstance(member, (staticmethod, classmethod)):
-                        member = member.__func__
+                    member = _unwrapped(member)
                     for function in _dispatched(member, value):
                         _walk_value(function, function_name(function), rows, seen, names)
                     if isinstance(member, property) or _runs(member):
@@ -3078,9 +3075,7 @@ def _class_names(cls: type) -> frozenset[str]:
     for klass in cls.__mro__:
         if not is_user_module(klass.__module__):
             continue
-        for member in list(vars(klass).values()):
-            if isinstance(member, (staticmethod, classmethod)):
-                member = member.__func__
+        for member in map(_unwrapped, list(vars(klass).values())):
             for function in _runs(member):
                 if isinstance(function.__code__, CodeType):
                     _code_names(function.__code__, out)
@@ -3496,8 +3491,7 @@ def _members_of(cls: type) -> tuple[Any, ...]:
                     member, (FunctionType, staticmethod, classmethod, property))):
                 continue
             _member_held(klass, name, member, state)  # (not the member: it may hold the class)
-            inner = member.__func__ if isinstance(member, (staticmethod, classmethod)) else (
-                member)
+            inner = _unwrapped(member)
             if isinstance(inner, property):
                 functions: tuple[Any, ...] = (inner.fget, inner.fset, inner.fdel)
             else:
