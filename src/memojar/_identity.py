@@ -1744,6 +1744,16 @@ _LIBRARY_PREFIXES = ("__pydantic_", "__attrs_")  # what pydantic and attrs set (
 _IMMUTABLE = (str, int, float, bool, complex, bytes, type(None), tuple, frozenset)
 
 
+def _hook_name(name: str, sunder: bool) -> bool:
+    """A name as Python names its own hooks, ``__x__`` (or ``_x_`` if ``sunder``: Enum's),
+    that is neither Python's own class data (``_CLASS_METADATA``) nor pydantic's or attrs'
+    bookkeeping (``_LIBRARY_PREFIXES``)."""
+    hooked = (name.startswith("_") and name.endswith("_") if sunder else
+              len(name) > 4 and name.startswith("__") and name.endswith("__"))
+    return (hooked and name not in _CLASS_METADATA
+            and not name.startswith(_LIBRARY_PREFIXES))
+
+
 def _named_data(name: str, member: Any, cls: type) -> bool:
     """A class attribute of ``cls`` (or of a base of the user's) named as Python names its
     own, dunder or sunder, that holds a plain value which cannot change in place:
@@ -1754,8 +1764,7 @@ def _named_data(name: str, member: Any, cls: type) -> bool:
     of it would recompute once every function reaching such a class); nor a table or a
     list (a cache a library fills under such a name as instances are used, pydantic's
     ``__pydantic_setattr_handlers__``, would make each process's identity another)."""
-    return (name.startswith("_") and name.endswith("_") and name not in _CLASS_METADATA
-            and not name.startswith(_LIBRARY_PREFIXES) and type(member) in _IMMUTABLE
+    return (_hook_name(name, sunder=True) and type(member) in _IMMUTABLE
             and _constant(member) and not any(name in vars(klass) for klass in cls.__mro__
                                               if not is_user_module(klass.__module__)))
 
@@ -1779,9 +1788,7 @@ def _named_builtin(name: str, member: Any, klass: type, cls: type) -> bool:
     process would have had the row, another not). Such a one restores what a base of
     Python's does, so that one written by the user (``__setattr__ = object.__setattr__``)
     counts for nothing either."""
-    if not (len(name) > 4 and name.startswith("__") and name.endswith("__")) or (
-            name in _CLASS_METADATA or name.startswith(_LIBRARY_PREFIXES)
-            or not isinstance(member, _ROUTINES)):
+    if not (_hook_name(name, sunder=False) and isinstance(member, _ROUTINES)):
         return False
     if isinstance(klass, enum.EnumMeta):
         return not _enum_made(name, member, klass)
