@@ -738,37 +738,50 @@ class _Argument:
         self.n = n
 
 
-def test_a_signal_handlers_timeout_while_redis_is_read_frees_the_call_without_the_collector(
-        own_redis: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", ["redis", "s3"])
+def test_a_signal_handlers_timeout_while_the_server_is_read_frees_the_call_without_the_collector(
+        own_redis: Callable[..., Any], s3_env: None, kind: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The error map raised the caller's ``TimeoutError`` again from its own frame, which
     kept it under the name ``caller``: that frame is in its traceback, a cycle holding the
-    call's frames and its argument until the collector ran (every Python)."""
+    call's frames and its argument until the collector ran (every Python). On S3 also the
+    client's error, the context the raise gives it, holds the caller's (botocore's
+    ``ReadTimeoutError`` keeps urllib3's, whose cause it is)."""
     import logging
     import signal
 
     monkeypatch.setattr(logging.getLogger("memojar"), "propagate", False)  # (no record kept)
-    server = own_redis()
-    cache = Cache(server.url(0, socket_timeout=TIMEOUT * 5), secret="s")
-
-    @cache.cached
-    def size(argument: _Argument) -> int:
-        return 1
-
-    assert size(_Argument(1)) == 1  # what a first call makes once
-
-    def deadline(signum: int, frame: Any) -> None:
-        raise TimeoutError("the caller's deadline")
-
-    def cut_short(argument: _Argument) -> None:
-        signal.setitimer(signal.ITIMER_REAL, TIMEOUT / 2)
-        with pytest.raises(TimeoutError, match="the caller's deadline"):
-            size(argument)
-
-    previous = signal.signal(signal.SIGALRM, deadline)
-    server.pause()
+    if kind == "redis":
+        server = own_redis()
+        url = server.url(0, socket_timeout=TIMEOUT * 5)
+    else:
+        server = S3Server.process()
+        url = server.location(server.bucket("freed"), "p", timeout=str(TIMEOUT * 5))
     try:
-        assert freed_without_the_collector(cut_short, lambda: _Argument(2))
+        cache = Cache(url, secret="s")
+
+        @cache.cached
+        def size(argument: _Argument) -> int:
+            return 1
+
+        assert size(_Argument(1)) == 1  # what a first call makes once
+
+        def deadline(signum: int, frame: Any) -> None:
+            raise TimeoutError("the caller's deadline")
+
+        def cut_short(argument: _Argument) -> None:
+            signal.setitimer(signal.ITIMER_REAL, TIMEOUT / 2)
+            with pytest.raises(TimeoutError, match="the caller's deadline"):
+                size(argument)
+
+        previous = signal.signal(signal.SIGALRM, deadline)
+        server.pause()
+        try:
+            assert freed_without_the_collector(cut_short, lambda: _Argument(2))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            server.resume()
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        server.resume()
+        if kind == "s3":
+            server.stop()

@@ -97,6 +97,42 @@ def callers_within(exc: BaseException, handled: BaseException | None) -> BaseExc
     return None
 
 
+def raise_the_callers_within(exc: BaseException, handled: BaseException | None) -> None:
+    """Raise the caller's own exception if the library that raised ``exc`` made it one of
+    its own (``callers_within``), as the caller raised it: the library's ``exc`` let go, not
+    made its context. Called in a store's error map (a ``@contextmanager`` generator).
+
+    The library's errors hold the caller's (urllib3's ``ReadTimeoutError`` is caused by
+    it, and its traceback's frames keep it as ``err``), and the caller's holds theirs: the
+    context the raise gives it, contextlib's ``__exit__`` frame (``value``: botocore's,
+    keeping urllib3's in ``kwargs``) and the library's frames (``f_back`` of the one that
+    caught it: urllib3's ``urlopen``, keeping urllib3's as ``new_e``) in its traceback, and
+    the map's own frame. Before, such a cycle held the call's frames and its argument until
+    the collector ran (a ``SIGALRM`` deadline met while S3 was read, every Python). So each
+    error of the chain from ``exc`` to the caller's lets go of its cause, context and
+    traceback (nobody sees them again), the caller's gets back the context it had, and no
+    frame of this function keeps a name of either."""
+    caller = callers_within(exc, handled)
+    if caller is None:
+        return
+    context, suppressed = caller.__context__, caller.__suppress_context__
+    _let_go(exc, caller)
+    try:
+        raise caller  # (the server did not fail: no ``Breaker.trip``)
+    finally:
+        caller.__context__, caller.__suppress_context__ = context, suppressed
+        del caller, context, exc, handled
+
+
+def _let_go(exc: BaseException | None, caller: BaseException) -> None:
+    """Cut each error of the chain from ``exc`` to ``caller`` (as ``callers_within`` walked
+    it) from its cause, context and traceback."""
+    while exc is not None and exc is not caller:
+        following = exc.__cause__ or exc.__context__
+        exc.__traceback__ = exc.__cause__ = exc.__context__ = None
+        exc = following
+
+
 def unlink_map_frame(exc: BaseException) -> None:
     """Take a store's error map's own frame (the caller's: a ``@contextmanager`` generator's)
     out of ``exc``'s traceback before the map raises it again as an ``OSError``. On 3.12 and

@@ -77,7 +77,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _redislua as lua
 from ._entry import Miss, header_length
-from ._errors import callers_within, logger, unlink_map_frame
+from ._errors import logger, raise_the_callers_within, unlink_map_frame
 from ._redisconn import connect, exhausted, sent
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
@@ -733,12 +733,7 @@ class RedisStore(Store):
             yield
         except RedisError as exc:
             unlink_map_frame(exc)
-            caller = callers_within(exc, handled)
-            if caller is not None:  # a signal handler's, in a socket call: the caller's own
-                try:
-                    raise caller from None  # (the server did not fail: no ``Breaker.trip``)
-                finally:  # this frame is in its traceback: no cycle through the call's frames
-                    del caller
+            raise_the_callers_within(exc, handled)  # a signal handler's, in a socket call
             if (isinstance(exc, (RedisConnectionError, RedisTimeoutError))
                     and not exhausted(exc)):  # (this process's connections all in use)
                 down = self._oserror(exc, "")

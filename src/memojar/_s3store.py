@@ -81,9 +81,9 @@ from urllib3._collections import RecentlyUsedContainer
 
 from ._entry import written_as_an_entry
 from ._errors import (
-    callers_within,
     in_a_signal_handler,
     logger,
+    raise_the_callers_within,
     the_callers,
     unlink_map_frame,
     warn,
@@ -335,10 +335,11 @@ class _Bucket:
                 # (a bare ``raise`` keeps the traceback as it is, since 3.11; the cycle is
                 # 3.12's and later's): ``unlink_map_frame``
                 unlink_map_frame(exc)
-                caller = callers_within(exc, handled)
-                if caller is not None:  # a signal handler's, in a socket call (urllib3 made
-                    raise caller from None  # its TimeoutError a ReadTimeoutError): the
-                raise  # caller's own, not the server's fault (before, a miss and a warning)
+                # a signal handler's, in a socket call (urllib3 made its TimeoutError a
+                # ReadTimeoutError): the caller's own, not the server's fault (before, a
+                # miss and a warning)
+                raise_the_callers_within(exc, handled)
+                raise
         except botocore.exceptions.ClientError as exc:
             if again:
                 self._breaker.answered()
