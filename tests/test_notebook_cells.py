@@ -523,3 +523,46 @@ def test_a_function_under_another_decorator_autoreloaded_never_stores_old_code_a
           calls.format(xs=(1, 2)), calls.format(xs=(1, 2)))  # 2: computed after the edit
     assert cells(tmp_path, f"{path}from model_wrapped import above, below, Model",
                  calls.format(xs=(1, 2)))[-1] == "[(3, 3, 3, 3), (6, 6, 6, 6)]"
+
+
+SCALE = ("def scale(x):\n    scale.calls += 1\n    return x * scale.factor\n"
+         "scale.factor = {factor}\nscale.calls = 0")
+
+
+def test_a_helpers_attribute_edited_in_its_cell_recomputes(tmp_path: Path):
+    # ``scale.factor``, a plain value the helper holds as an attribute, counts as a
+    # constant (``scale.calls``, which its code bumps, does not). Before: the cell run
+    # again with ``scale.factor = 3``, and a kernel started after the edit, got 2.
+    define = "@cache.cached\ndef h(x):\n    return scale(x)"
+    out = cells(tmp_path, define, SCALE.format(factor=2), "h(1)", "scale(5)",
+                SCALE.format(factor=3), "h(1)", "h.cache_explain(1)")
+    assert out[2:] == ["2", "10", "None", "3",
+                       out[-1]]
+    assert out[-1].startswith("'hit")
+    assert cells(tmp_path, define, SCALE.format(factor=3), "scale(1)", "h(1)",
+                 "h.cache_info()[:2]")[-2:] == ["3", "(1, 0)"]  # a hit, whatever calls
+    assert cells(tmp_path, define, SCALE.format(factor=4), "h(1)")[-1] == "4"
+
+
+def test_an_attribute_of_the_cached_function_itself_counts(tmp_path: Path):
+    define = "@cache.cached\ndef own(x):\n    return x * own.factor\nown.factor = {factor}"
+    assert cells(tmp_path, define.format(factor=2), "own(1)")[-1] == "2"
+    assert cells(tmp_path, define.format(factor=3), "own(1)")[-1] == "3"  # before: 2
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_core's paths notice
+def test_a_real_kernel_sees_a_helpers_attribute_edited_in_its_cell(tmp_path: Path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    sources = [DEFINE.format(directory=str(tmp_path / "cache"), options=""),
+               "@cache.cached\ndef h(x):\n    return scale(x)", SCALE.format(factor=2),
+               "h(1)", SCALE.format(factor=3), "h(1)"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    shown = ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+             for cell in notebook.cells]
+    assert shown[3::2] == ["2", "3"]  # before: 2, 2

@@ -2767,6 +2767,7 @@ def _walk_options(func: Any, rows: dict[str, tuple[str, str, str]], seen: set[in
 def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                  seen: set[int], names: AbstractSet[str] | None = None) -> None:
     memo = _memo_of(value) if isinstance(value, FunctionType) else None
+    given = value
     if memo is not None:
         # A function memojar decorated (another cached function this one calls) counts as
         # the function it wraps, as in ``_callable_shape``: its wrapper's closure holds the
@@ -2799,6 +2800,9 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 # ``cache_info``; the function they are about is walked.)
                 for item in _held(attributes):
                     _walk_value(item, function_name(item), rows, seen, names)
+                _attribute_rows(value, found[0], attributes, rows)
+            if memo is not None:  # set on memojar's wrapper, ``f.factor = 2`` under ``@cached``
+                _attribute_rows(value, found[0], attribute(given, "__dict__") or {}, rows)
         else:  # a library function (``join = os.path.join``): by its name
             _library_row(value, where, rows)
             if hasattr(value, "__wrapped__"):  # a library decorator's wrapper of user code
@@ -2894,6 +2898,38 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         _walk_object(value, where, rows, seen, names)
     elif names is not None:  # reached again, by another function: the modules it holds
         _reach(value, rows, seen, names)  # by this one's names too
+
+
+def _attribute_rows(func: Any, name: str, attributes: dict[str, Any],
+                    rows: dict[str, tuple[str, str, str]]) -> None:
+    """A constant row for each plain value of no container a function of the user's code
+    holds as an attribute (``scale.factor = 2``, read as ``scale.factor`` in its code), by
+    value, as a module constant. Before, such a value counted for nothing: the cell that
+    defines ``scale`` edited to ``scale.factor = 3`` and run again, a kernel started after
+    the edit, or a module reloaded by ``%autoreload``, returned the old factor's value.
+    Not what the function's own code binds (``scale.calls += 1``, a counter: by its
+    value, each process would make another identity), and not lists, dicts or sets (a
+    memo it fills, ``fib.memo[n] = v``), as a global's accumulators are not."""
+    code = attribute(func, "__code__", CodeType)
+    stored = _stored_attributes(code) if code is not None else frozenset()
+    for attr in sorted(k for k in attributes if isinstance(k, str)):
+        item = attributes[attr]
+        if (attr.startswith("__") and attr.endswith("__")) or attr in stored or (
+                type(item) not in _PLAIN_TYPES and type(item) not in (tuple, frozenset)):
+            continue
+        if _constant(item):
+            _add(rows, ("constant", f"{name}.{attr}", _constant_digest(item)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _stored_attributes(code: CodeType) -> frozenset[str]:
+    """The attribute names ``code`` (and code it defines) binds or deletes on anything."""
+    out = {instruction.argval for instruction in dis.get_instructions(code)
+           if instruction.opname in ("STORE_ATTR", "DELETE_ATTR")}
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            out |= _stored_attributes(const)
+    return frozenset(out)
 
 
 def _library_row(value: Any, where: str, rows: dict[str, tuple[str, str, str]]) -> None:
