@@ -158,6 +158,18 @@ def test_a_global_counter_bound_again_by_a_cell_is_still_seen(tmp_path: Path):
     assert out[1:] == ["2", "2", "None", "12"]
 
 
+def test_a_global_a_cell_bound_again_stays_seen_after_another_function_binding_it_ran(
+        tmp_path: Path):
+    # ``get`` and ``put`` both bind ``MODE`` (a lazy setting); a cell binds it again, then
+    # ``put`` runs before ``get`` is called. Before: ``put``'s run held the cell's value
+    # for ``get`` as the functions' own, and ``get(1)`` hit the old mode's value, 1.
+    define = ("MODE = 1\n@cache.cached\ndef get(x, mode=None):\n    global MODE\n"
+              "    if mode is not None:\n        MODE = mode\n    return x * MODE\n"
+              "@cache.cached\ndef put(x):\n    global MODE\n    MODE = MODE\n    return x")
+    assert cells(tmp_path, define, "get(1)", "MODE = 5", "put(0)", "get(1)") == [
+        "None", "1", "None", "0", "5"]
+
+
 def test_cache_explain_names_the_helper_a_cell_changed(tmp_path: Path):
     out = cells(tmp_path, "f(1)", "def g(x):\n    return x + 100", "f.cache_explain(1)")
     assert out[-1] == "'incompatible: helper __main__.g changed'"

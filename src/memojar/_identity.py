@@ -3434,16 +3434,26 @@ class Resolved:
     def writes(self, namespace: Any, names: set[str]) -> None:
         self.written.update((id(namespace), name) for name in names)
 
-    def rebind(self, written: set[tuple[int, str]]) -> None:
+    def bound(self) -> dict[tuple[int, str], Callable[[], Any]]:
+        """The names its code binds, each with what this record holds it bound to."""
+        return {key: self.names[key][2] for key in self.written & self.names.keys()}
+
+    def rebind(self, written: dict[tuple[int, str], Callable[[], Any]]) -> None:
         """Hold the names of ``written`` (globals a decorated function or its helpers bind
         themselves when they run: ``global calls; calls += 1``) as they are bound now, if
-        this record's code binds them too: such a global is the functions' own state, not a
-        cell's change, and the next cell does not make the identity again for it (in a
-        script, the identity takes it at the first call, as here). Bound again by a cell,
-        or by a function whose code only reads it, it is seen."""
-        for key in written & self.written & self.names.keys():
-            namespace, name, _ = self.names[key]
-            self.names[key] = (namespace, name, _hold(namespace.get(name, _ABSENT)))
+        this record's code binds them too and held them as the function's run began (the
+        holders ``written`` maps them to: a miss's own records hold what its names are
+        bound to as it starts): such a global is the functions' own state, not a cell's
+        change, and the next cell does not make the identity again for it (in a script,
+        the identity takes it at the first call, as here). Bound again by a cell, or by a
+        function whose code only reads it, it is seen: also by a record that had not seen
+        a cell's binding yet when another function binding the name ran (before, that run
+        held the cell's value for it, and its next cell hit the value of the old one)."""
+        for key in written.keys() & self.written & self.names.keys():
+            namespace, name, held = self.names[key]
+            began = written[key]
+            if held is began or _holds(held, began()):
+                self.names[key] = (namespace, name, _hold(namespace.get(name, _ABSENT)))
 
     def function(self, func: Any) -> None:
         if id(func) not in self.functions:

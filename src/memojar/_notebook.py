@@ -84,10 +84,13 @@ def ran(records: list[Any]) -> None:
     globals its code binds (``global calls; calls += 1``) are held as they are now by
     every live memo's record whose code binds them too, so that none of them (another
     function bumping the same counter included) makes its identity again at the next cell
-    for it. A function that only reads such a global sees it changed, as it sees a cell's."""
-    written: set[tuple[int, str]] = set()
+    for it. A function that only reads such a global sees it changed, as it sees a cell's,
+    and so does one whose record held it otherwise than the run found it as it began (a
+    cell bound it again, and that function has not been called since)."""
+    written: dict[tuple[int, str], Any] = {}
     for record in records:
-        written |= record.written
+        for key, held in record.bound().items():
+            written.setdefault(key, held)
     if not written:
         return
     for memo in list(_live):
