@@ -229,6 +229,42 @@ def test_a_call_running_while_its_own_cell_redefines_its_helper_stores_nothing_u
     assert cells(tmp_path, RUNNING, f"go.set()\n{call}")[-1] == "2"
 
 
+BINDING = """
+import asyncio, threading
+go, started = threading.Event(), threading.Event()
+@cache.cached
+def slow(x, reset=False):
+    global K
+    if reset:
+        K = 1
+    if x == 1:
+        started.set()
+        go.wait(60)
+    return x * K
+@cache.cached
+async def aslow(x, reset=False):
+    global K
+    if reset:
+        K = 1
+    if x == 1:
+        started.set()
+        while not go.is_set():
+            await asyncio.sleep(0.01)
+    return x * K
+"""
+
+
+@pytest.mark.parametrize("running", ["thread", "task"])
+def test_a_call_running_while_a_cell_binds_a_global_its_code_binds_keeps_it_seen(
+        tmp_path: Path, running: str) -> None:
+    # ``K``, which the function's code may bind itself, bound again by a cell while a call
+    # runs. Before: the call's end held ``K = 5`` as the function's own, and the next
+    # cell's ``slow(2)`` hit the value of ``K = 1``, 2.
+    call = {"thread": "slow(2)", "task": "await aslow(2)"}[running]
+    out = cells(tmp_path, BINDING, call, START[running], "K = 5\n" + FINISH[running], call)
+    assert out[1:] == ["2", "True", "5", "10"]
+
+
 @pytest.mark.parametrize("change", ["def g(x):\n    return x + 100", "K = 100"])
 def test_a_miss_after_a_change_within_its_cell_stores_nothing_under_the_old_identity(
         tmp_path: Path, change: str) -> None:

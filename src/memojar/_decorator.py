@@ -1488,7 +1488,7 @@ class _Memo:
         try:
             value = self.func(*args, **kwargs)
         except BaseException:  # it ran, part way: the globals it bound are its own still
-            self._ran()
+            self._ran(marked)
             # A miss as any (lru_cache, diskcache and cachier count it): before, hits and
             # misses did not add up to the calls made once one had raised.
             self.miss_count.bump()
@@ -1496,7 +1496,7 @@ class _Memo:
         self.miss_count.bump()
         elapsed = time.perf_counter() - began
         if self.resolved:
-            _notebook.ran(self.resolved)
+            _notebook.ran(self.resolved, marked)
         watched = self.watched
         if (watched.__code__ is not code or watched.__defaults__ is not defaults
                 or watched.__kwdefaults__ is not kwdefaults or kwchanged()):
@@ -1585,7 +1585,7 @@ class _Memo:
         try:
             value = await self.func(*args, **kwargs)
         except BaseException:  # as in ``_compute``
-            self._ran()
+            self._ran(start[-1])
             self.miss_count.bump()
             raise
         # Stored even if the caller is cancelled meanwhile: the value is not lost, and the
@@ -1923,7 +1923,7 @@ class _Memo:
         began, (code, defaults, kwdefaults, kwchanged), ident, files, loaded, marked = start
         elapsed = time.perf_counter() - began
         if self.resolved:  # (inline: a frame less a miss in a script, where it is None)
-            _notebook.ran(self.resolved)
+            _notebook.ran(self.resolved, marked)
         watched = self.watched  # ``_reassigned``, inline: a frame less a miss
         if (watched.__code__ is not code or watched.__defaults__ is not defaults
                 or watched.__kwdefaults__ is not kwdefaults or kwchanged()):
@@ -1976,12 +1976,12 @@ class _Memo:
         else:
             logger.debug("evict %s %s (its replacement was not stored)", self.name, key)
 
-    def _ran(self) -> None:
+    def _ran(self, marked: int | None = None) -> None:
         """The function ran (to its end or not): in IPython, the globals it binds itself
         (``global calls; calls += 1``) are its own state, not a cell's change
-        (``_notebook.ran``)."""
+        (``_notebook.ran``; ``marked``: ``cells_marked`` as it began)."""
         if self.resolved:
-            _notebook.ran(self.resolved)
+            _notebook.ran(self.resolved, marked)
 
     def _files_changed(self, key: str, call: tuple[_Args, dict[str, Any]],
                        before: tuple[Any, ...] | None) -> bool:

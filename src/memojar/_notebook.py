@@ -79,14 +79,19 @@ def _cell_starts(*_info: Any) -> None:
     cells_marked += 1
 
 
-def ran(records: list[Any]) -> None:
+def ran(records: list[Any], marked: int | None = None) -> None:
     """A decorated function ran (with what its identity was made from, ``records``): the
     globals its code binds (``global calls; calls += 1``) are held as they are now by
     every live memo's record whose code binds them too, so that none of them (another
     function bumping the same counter included) makes its identity again at the next cell
     for it. A function that only reads such a global sees it changed, as it sees a cell's,
     and so does one whose record held it otherwise than the run found it as it began (a
-    cell bound it again, and that function has not been called since)."""
+    cell bound it again, and that function has not been called since). Nothing is held
+    after a run that a cell's start overlapped (``marked``, ``cells_marked`` as it began:
+    a thread's call, a task's): what the names are bound to may be that cell's (before,
+    held as the functions' own, and the next cell hit the values of the old ones)."""
+    if marked is not None and cells_marked != marked:
+        return
     written: dict[tuple[int, str], Any] = {}
     for record in records:
         for key, held in record.bound().items():
