@@ -320,6 +320,46 @@ def test_arrays_differing_in_dtype_metadata_or_alignment_differ() -> None:
         assert keyed(aligned) == keyed(aligned.copy())
 
 
+def test_arrays_whose_dtype_str_names_another_scalar_type_differ() -> None:
+    """A dtype was keyed by its ``str``, which for numpy's ``longlong`` is ``<i8`` (as
+    ``int64``'s), and for a record dtype the one of its ``np.void`` twin: arrays of the
+    same bytes shared a key, and a function reading the type got the other's."""
+    np = pytest.importorskip("numpy")
+    from memojar._keys import state_key
+
+    if np.dtype(np.dtype(np.longlong).str).type is np.longlong:
+        pytest.skip("longlong is the type <i8 names on this platform")
+    longs, plain = np.arange(3, dtype=np.longlong), np.arange(3, dtype=np.int64)
+    record = np.zeros(2, np.dtype((np.record, [("a", "<i4")])))
+    fields = np.zeros(2, [("a", np.longlong)])
+    for keyed in (lambda a: make_key((a,)), state_key):
+        assert keyed(longs) != keyed(plain)
+        assert keyed(longs) == keyed(longs.copy())
+        assert keyed(record) != keyed(np.zeros(2, [("a", "<i4")]))
+        assert keyed(fields) != keyed(np.zeros(2, [("a", np.int64)]))
+
+
+def test_arrays_of_dtypes_a_package_registers_differ_by_their_type(cache_dir: Path) -> None:
+    """ml_dtypes' float8 and int4 dtypes are all spelled ``<V1``: the same bytes read as
+    ``float8_e4m3fn`` and as ``float8_e4m3fnuz`` shared a key, and the second call
+    returned the first one's floats (``[1, 2, 448]`` for ``[0.5, 1, 224]``)."""
+    np = pytest.importorskip("numpy")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from memojar import Cache
+
+    @Cache(cache_dir).cached
+    def as_floats(x: object) -> object:
+        return x.astype(np.float32).tolist()  # type: ignore[attr-defined]
+
+    e4m3 = np.array([1.0, 2.0, 448.0], dtype=ml_dtypes.float8_e4m3fn)
+    for other in (e4m3.view(ml_dtypes.float8_e4m3fnuz), e4m3.view(ml_dtypes.int4)):
+        assert as_floats(e4m3) == [1.0, 2.0, 448.0]
+        assert as_floats(other) == as_floats.__wrapped__(other)
+    assert make_key((e4m3,)) == make_key((e4m3.copy(),))
+    pair = np.zeros(2, [("x", ml_dtypes.float8_e4m3fn)])
+    assert make_key((pair,)) != make_key((pair.view([("x", ml_dtypes.int4)]),))
+
+
 def test_structured_arrays_whose_fields_overlap_or_are_out_of_order_are_keyed() -> None:
     """A structured dtype with fields out of the order of their offsets, or overlapping (a
     union view), has no ``descr``: numpy raised ValueError, and such an array, which pickle

@@ -1075,6 +1075,9 @@ def _spelled(dtype: Any, plain: Callable[[Any], str] | None = None) -> Any:
                 spelled = str(dtype.descr)
             except ValueError:  # overlapping or out-of-order fields
                 pass
+    foreign = _scalar_types(dtype)
+    if foreign is not None:
+        spelled = (spelled, foreign)
     if plain is None and dtype.names is None:  # (a structured one's field names can be
         # set in place, ``dtype.names = ("c", "d")``: kept, its old spelling keyed arrays
         # of the new names as the old ones, another call's value)
@@ -1085,6 +1088,37 @@ def _spelled(dtype: Any, plain: Callable[[Any], str] | None = None) -> Any:
 
 
 _SPELLINGS: dict[int, tuple[Any, Any]] = {}
+
+
+def _scalar_types(dtype: Any) -> Any:
+    """The scalar types of ``dtype`` and of its fields, by qualified name, if one of them is
+    not the type its ``str`` names, else None (numpy's own dtypes: the key they had).
+    Before, a dtype was keyed by its ``str``, which for a dtype a package registers
+    (``ml_dtypes``' float8 and int4 types are all ``<V1``) or numpy's ``longlong`` (``<i8``,
+    as ``int64``) names another type: arrays of the same bytes read as ``float8_e4m3fn``
+    and as ``float8_e4m3fnuz`` shared a key, and a function converting them got the
+    other's values. A structured dtype's type (``np.record``, not ``np.void``) too."""
+    np = sys.modules["numpy"]
+    names = dtype.names
+    if names is not None:
+        inner = tuple(_scalar_types(dtype.fields[name][0]) for name in names)
+        if dtype.type is np.void and all(found is None for found in inner):
+            return None
+        return (_qualified(dtype.type), inner)
+    if dtype.subdtype is not None:
+        return _scalar_types(dtype.subdtype[0])
+    if dtype.hasobject:  # (its items are keyed by their own pickle, types and all)
+        return None
+    try:
+        if np.dtype(dtype.str).type is dtype.type:
+            return None
+    except (TypeError, ValueError):  # a str numpy cannot read back (``<f1``)
+        pass
+    return _qualified(dtype.type)
+
+
+def _qualified(t: type) -> str:
+    return f"{t.__module__}.{t.__qualname__}"
 
 
 def _dtype_extras(dtype: Any) -> bool:
