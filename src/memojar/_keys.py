@@ -1158,7 +1158,7 @@ def _reduce_series(s: Any) -> Any:
                                 _reduce_index(s.index), _pandas_values(s))
     if s.attrs:  # (none: the key it always had)
         reduced = (*reduced, normal(_but_itself(s, s.attrs)))
-    return (_Frame, reduced + _subclass_metadata(s, ("_name",)))
+    return (_Frame, reduced + _subclass_metadata(s, ("_name",)) + _pandas_flags(s))
 
 
 def _reduce_frame(df: Any) -> Any:
@@ -1167,7 +1167,19 @@ def _reduce_frame(df: Any) -> Any:
     )
     return (_Frame, ("pandas.DataFrame", type(df), _reduce_index(df.columns),
                      _reduce_index(df.index), columns, normal(_but_itself(df, df.attrs)),
-                     *_subclass_metadata(df, ())))
+                     *_subclass_metadata(df, ()), *_pandas_flags(df)))
+
+
+def _pandas_flags(obj: Any) -> tuple[Any, ...]:
+    """A frame's or series' ``flags`` where they are not pandas' default (which keeps the
+    key it had). ``allows_duplicate_labels=False`` (``set_flags``) makes ``concat``,
+    ``reindex`` and the like raise on duplicate labels, and is carried to their results
+    and kept by pickle. Before, not in the key: a frame with the flag and the same frame
+    without it shared a key, and a function returning ``pd.concat([df, df])`` (or the
+    flag) gave the other's value where it raises."""
+    flags = getattr(obj, "flags", None)
+    allows = getattr(flags, "allows_duplicate_labels", True)
+    return () if allows is True else (("allows_duplicate_labels", allows),)
 
 
 def _subclass_metadata(obj: Any, own: tuple[str, ...]) -> tuple[Any, ...]:

@@ -32,3 +32,31 @@ def test_an_index_frequency_is_in_the_key(cache_dir: Path, wrap: Any) -> None:
     assert daily.equals(unset)  # equal for pandas, not for the function
     for _ in range(2):
         assert [frequency(daily), frequency(unset), frequency(steps)] == ["D", None, "D"]
+
+
+@pytest.mark.parametrize("make", [lambda: pd.DataFrame({"a": [1, 2]}),
+                                  lambda: pd.Series([1, 2], name="a")],
+                         ids=["frame", "series"])
+def test_a_frames_flags_are_in_the_key(cache_dir: Path, make: Any) -> None:
+    """``set_flags(allows_duplicate_labels=False)`` makes ``concat`` refuse duplicate
+    labels, and pickle keeps the flag; a frame with it and the same frame without it
+    keyed alike, and the second call returned the first one's value where it raises."""
+    cache = Cache(cache_dir)
+
+    @cache.cached
+    def doubled(data: Any) -> Any:
+        return len(pd.concat([data, data]))
+
+    @cache.cached
+    def allows(data: Any) -> Any:
+        return data.flags.allows_duplicate_labels
+
+    plain = make()
+    strict = plain.set_flags(allows_duplicate_labels=False)
+    assert plain.equals(strict)  # equal for pandas, not for the function
+    for _ in range(2):
+        assert doubled(plain) == 4
+        with pytest.raises(pd.errors.DuplicateLabelError):
+            doubled(strict)
+        assert [allows(plain), allows(strict)] == [True, False]
+    assert doubled.cache_key(plain) == doubled.cache_key(make())
