@@ -559,6 +559,19 @@ def test_polars_temporal_and_categorical_columns_key_by_value() -> None:
         (pl.Series("a", [1], dtype=pl.Datetime),))
 
 
+def test_polars_128_bit_integer_columns_are_keyed_by_value() -> None:
+    """numpy has no 128-bit integers: ``to_numpy`` raised, and a series or frame with an
+    ``Int128`` column was refused as an argument that cannot be pickled."""
+    pl = pytest.importorskip("polars")
+    if not hasattr(pl, "Int128"):
+        pytest.skip("this polars has no Int128")
+    big = pl.Series("a", [2**100, None], dtype=pl.Int128)
+    assert make_key((big,)) == make_key((big.clone(),))
+    assert make_key((big,)) != make_key((pl.Series("a", [2**100 + 1, None], dtype=pl.Int128),))
+    assert make_key((big,)) != make_key((pl.Series("a", [2**100, 0], dtype=pl.Int128),))
+    assert make_key((pl.DataFrame({"b": big}),)) != make_key((pl.DataFrame({"b": big.reverse()}),))
+
+
 # --- containers inside numpy object arrays and frames -------------------------------------
 
 _ARRAY_SEED_SCRIPT = """

@@ -1211,11 +1211,17 @@ def _polars_values(s: Any) -> Any:
         return s.to_numpy()  # an object array, None for null
     if s.dtype.is_temporal():
         s = s.to_physical()
+    if s.dtype in _wide_integers(pl):  # numpy has no 128-bit integers: as a list. Before,
+        return normal(s.to_list())  # ``to_numpy`` raised, and such a column was refused
     if s.dtype.is_numeric() or s.dtype == pl.Boolean:
         if s.null_count():
             return (s.is_null().to_numpy(), s.fill_null(0).to_numpy())
         return s.to_numpy()
     return normal(s.to_list())  # an Object column may hold dicts and sets
+
+
+def _wide_integers(pl: Any) -> tuple[Any, ...]:
+    return tuple(getattr(pl, name) for name in ("Int128", "UInt128") if hasattr(pl, name))
 
 
 def _reduce_polars_series(s: Any) -> Any:
