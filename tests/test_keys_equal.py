@@ -360,6 +360,30 @@ def test_arrays_of_dtypes_a_package_registers_differ_by_their_type(cache_dir: Pa
     assert make_key((pair,)) != make_key((pair.view([("x", ml_dtypes.int4)]),))
 
 
+def test_a_hard_masked_array_differs_from_the_same_array_soft(cache_dir: Path) -> None:
+    """Pickle leaves a masked array's hard mask out: a hard-masked array and the same one
+    soft shared a key, and assigning to a masked item (which a hard mask ignores)
+    returned the other's values."""
+    np = pytest.importorskip("numpy")
+    from memojar import Cache
+    from memojar._keys import state_key
+
+    @Cache(cache_dir).cached
+    def filled(m: object) -> object:
+        copy = m.copy()  # type: ignore[attr-defined]
+        copy[1] = 9
+        return copy.tolist()
+
+    soft = np.ma.array([1, 2, 3], mask=[0, 1, 0])
+    hard = np.ma.array([1, 2, 3], mask=[0, 1, 0], hard_mask=True)
+    for _ in range(2):
+        assert [filled(soft), filled(hard)] == [[1, 9, 3], [1, None, 3]]
+    assert hard.hardmask  # (keying it leaves it hard)
+    for keyed in (lambda a: make_key((a,)), state_key):
+        assert keyed(hard) == keyed(hard.copy())
+        assert keyed(hard) != keyed(soft)
+
+
 def test_structured_arrays_whose_fields_overlap_or_are_out_of_order_are_keyed() -> None:
     """A structured dtype with fields out of the order of their offsets, or overlapping (a
     union view), has no ``descr``: numpy raised ValueError, and such an array, which pickle

@@ -96,10 +96,14 @@ class _Code:
     """Marker: a code object (``compile()``'s) by its fingerprint, as a function's code."""
 
 
+class _HardMask:
+    """Marker: a numpy masked array whose mask is hard follows, keyed as its soft twin."""
+
+
 # The markers above, pickled by reference in every key that holds them: library classes,
 # answered before any identity is looked up.
 _MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Named, _Array,
-                      _Frame, _Cycle, _Code, _Typing})
+                      _Frame, _Cycle, _Code, _Typing, _HardMask})
 
 
 # Not ``slice``: it holds any objects (a function, a set, a frame), which must be keyed as
@@ -999,6 +1003,9 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
     np = sys.modules.get("numpy")
     if np is not None and (t is np.ndarray or t is getattr(np, "memmap", None)):
         return _reduce_array
+    masked = sys.modules.get("numpy.ma.core")
+    if masked is not None and issubclass(t, masked.MaskedArray):
+        return _reduce_masked
     pd = sys.modules.get("pandas")
     if pd is not None:
         if issubclass(t, pd.DataFrame):
@@ -1048,6 +1055,19 @@ def _reduce_array(a: Any) -> Any:
     raw = c.reshape(-1).view(np.uint8) if c.size else b""
     return (_Array, (_spelled(dtype), a.shape,
                      _own_buffer(raw)))
+
+
+def _reduce_masked(a: Any) -> Any:
+    """A masked array whose mask is hard (``hard_mask=True``: assigning to a masked item
+    leaves it masked), as the marker and a soft view of it; None (pickle's reduction, the
+    key it always had) for a soft one. Before, its pickle, which leaves the flag out: a
+    hard-masked array and the same array soft shared a key, and a function filling it
+    got the other's values."""
+    if not a.hardmask:
+        return None
+    soft = a.view()
+    soft.soften_mask()  # (the view's own flag: ``a`` keeps its hard mask)
+    return (_HardMask, (soft,))
 
 
 def _spelled(dtype: Any, plain: Callable[[Any], str] | None = None) -> Any:
