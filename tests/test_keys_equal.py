@@ -384,6 +384,43 @@ def test_a_hard_masked_array_differs_from_the_same_array_soft(cache_dir: Path) -
         assert keyed(hard) != keyed(soft)
 
 
+def test_arrays_of_a_subclass_differ_by_their_attributes(cache_dir: Path) -> None:
+    """numpy's ``InfoArray`` (an ndarray subclass setting ``info`` in
+    ``__array_finalize__``) pickles as an ndarray, attributes left out: arrays tagged
+    ``"m"`` and ``"km"`` shared a key, and a function reading the tag got the other's."""
+    np = pytest.importorskip("numpy")
+    import threading
+
+    from memojar import Cache
+    from memojar._keys import state_key
+
+    class InfoArray(np.ndarray):  # type: ignore[type-arg]
+        def __new__(cls, values: object, info: object = None) -> InfoArray:
+            array = np.asarray(values).view(cls)
+            array.info = info
+            return array
+
+        def __array_finalize__(self, obj: object) -> None:
+            self.info = getattr(obj, "info", None)
+
+    @Cache(cache_dir).cached
+    def unit(x: object) -> object:
+        return x.info  # type: ignore[attr-defined]
+
+    metres, kilometres = InfoArray([1.0, 2.0], "m"), InfoArray([1.0, 2.0], "km")
+    for _ in range(2):
+        assert [unit(metres), unit(kilometres)] == ["m", "km"]
+    for keyed in (lambda a: make_key((a,)), state_key):
+        assert keyed(metres) == keyed(InfoArray([1.0, 2.0], "m"))
+        assert keyed(metres[::-1]) != keyed(kilometres[::-1])
+    itself = InfoArray([1.0])
+    itself.info = itself
+    assert make_key((itself,)) != make_key((InfoArray([1.0]),))
+    # an attribute pickle refuses is left out, as before: the array is still keyed
+    assert make_key((InfoArray([1.0], threading.Lock()),)) == make_key(
+        (InfoArray([1.0], threading.Lock()),))
+
+
 def test_structured_arrays_whose_fields_overlap_or_are_out_of_order_are_keyed() -> None:
     """A structured dtype with fields out of the order of their offsets, or overlapping (a
     union view), has no ``descr``: numpy raised ValueError, and such an array, which pickle

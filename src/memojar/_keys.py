@@ -100,10 +100,14 @@ class _HardMask:
     """Marker: a numpy masked array whose mask is hard follows, keyed as its soft twin."""
 
 
+class _Subarray:
+    """Marker: an ndarray subclass's instance by class, array and attributes."""
+
+
 # The markers above, pickled by reference in every key that holds them: library classes,
 # answered before any identity is looked up.
 _MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Named, _Array,
-                      _Frame, _Cycle, _Code, _Typing, _HardMask})
+                      _Frame, _Cycle, _Code, _Typing, _HardMask, _Subarray})
 
 
 # Not ``slice``: it holds any objects (a function, a set, a frame), which must be keyed as
@@ -1006,6 +1010,12 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
     masked = sys.modules.get("numpy.ma.core")
     if masked is not None and issubclass(t, masked.MaskedArray):
         return _reduce_masked
+    if (np is not None and issubclass(t, np.ndarray)
+            and t.__module__.partition(".")[0] != "numpy"  # (np.matrix: its pickle's)
+            and not issubclass(t, np.memmap)  # (its attributes: the file's mapping)
+            and t.__reduce__ is np.ndarray.__reduce__
+            and t.__reduce_ex__ is np.ndarray.__reduce_ex__):
+        return _reduce_subarray
     pd = sys.modules.get("pandas")
     if pd is not None:
         if issubclass(t, pd.DataFrame):
@@ -1068,6 +1078,25 @@ def _reduce_masked(a: Any) -> Any:
     soft = a.view()
     soft.soften_mask()  # (the view's own flag: ``a`` keeps its hard mask)
     return (_HardMask, (soft,))
+
+
+def _reduce_subarray(a: Any) -> Any:
+    """An instance of an ndarray subclass of the user's that pickles as ndarray does, and
+    has attributes (numpy's ``InfoArray``, set in ``__array_finalize__``: ``a.unit``): by
+    its class, its array and those attributes; None (pickle's reduction, the key it always
+    had) for one without. Before, its pickle, which leaves the attributes out: arrays
+    tagged ``"m"`` and ``"km"`` shared a key, and a function reading the tag got the
+    other's."""
+    attributes = getattr(a, "__dict__", None)
+    if type(attributes) is not dict or not attributes:
+        return None
+    try:
+        digest = xxhash.xxh3_128_hexdigest(canonical_bytes(normal(_but_itself(a, attributes))))
+    except Exception as exc:  # attributes that cannot be pickled (a lock, a file): left
+        if the_callers(exc):  # out, as pickle leaves them, rather than refuse the array
+            raise
+        return None
+    return (_Subarray, (type(a), a.view(sys.modules["numpy"].ndarray), digest))
 
 
 def _spelled(dtype: Any, plain: Callable[[Any], str] | None = None) -> Any:
