@@ -53,6 +53,20 @@ def cells(tmp_path: Path, *cells: str, options: str = "") -> list[str]:
     return json.loads(out.splitlines()[-1])[1:]
 
 
+def kernel_cells(tmp_path: Path, sources: list[str]) -> list[str]:
+    """What each cell of a notebook of ``sources`` shows (its ``text/plain``), run by a real
+    ipykernel through nbclient, as Jupyter runs a notebook, in ``tmp_path``."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    return ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+            for cell in notebook.cells]
+
+
 def test_a_helper_redefined_in_another_cell_is_seen_at_the_next_cell(tmp_path: Path):
     # Before: 2, the old helper's value, until the cached function's own cell ran again.
     assert cells(tmp_path, "f(1)", "def g(x):\n    return x + 100", "f(1)") == [
@@ -413,17 +427,9 @@ def test_a_script_resolves_once_at_the_first_call(tmp_path: Path):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_core's paths notice
 def test_a_real_kernel_sees_a_helper_redefined_in_another_cell(tmp_path: Path):
     # The same through ipykernel (ZMQInteractiveShell), as Jupyter runs a notebook.
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     sources = [DEFINE.format(directory=str(tmp_path / "cache"), options=""), "f(1)",
                "def g(x):\n    return x + 100", "f(1)", "K = 5", "f(1)"]
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    shown = ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
-             for cell in notebook.cells]
+    shown = kernel_cells(tmp_path, sources)
     assert shown[1::2] == ["2", "101", "505"]
 
 
@@ -509,9 +515,6 @@ def test_what_a_cached_function_prints_or_displays_is_not_shown_again_by_a_hit(t
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_core's paths notice
 def test_a_real_kernel_runs_the_new_code_of_an_autoreloaded_cached_method(tmp_path: Path):
     # The autoreload case above through ipykernel, as Jupyter runs a notebook.
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     module = tmp_path / "model_kernel.py"
     source = dict(directory=str(tmp_path / "cache"), options="")
     module.write_text(RELOADED.format(times=2, **source))
@@ -521,12 +524,7 @@ def test_a_real_kernel_runs_the_new_code_of_an_autoreloaded_cached_method(tmp_pa
     sources = ["%load_ext autoreload\n%autoreload 2",
                f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
                "from model_kernel import f, Model", calls, edit, calls, calls]
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    shown = ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
-             for cell in notebook.cells]
+    shown = kernel_cells(tmp_path, sources)
     assert shown[2:] == ["(2, 2, 4, 4)", "", "(3, 3, 6, 6)", "(3, 3, 6, 6)"]
 
 
@@ -601,16 +599,8 @@ def test_an_attribute_of_the_cached_function_itself_counts(tmp_path: Path):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_core's paths notice
 def test_a_real_kernel_sees_a_helpers_attribute_edited_in_its_cell(tmp_path: Path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     sources = [DEFINE.format(directory=str(tmp_path / "cache"), options=""),
                "@cache.cached\ndef h(x):\n    return scale(x)", SCALE.format(factor=2),
                "h(1)", SCALE.format(factor=3), "h(1)"]
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    shown = ["".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
-             for cell in notebook.cells]
+    shown = kernel_cells(tmp_path, sources)
     assert shown[3::2] == ["2", "3"]  # before: 2, 2

@@ -6,6 +6,7 @@ upload behind; real SIGINTs at random moments do the same; a Redis server frozen
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import subprocess
 import sys
@@ -638,6 +639,22 @@ def test_an_interrupt_as_a_finished_release_wakes_the_renewer_leaves_it_working(
         renewer.stop()
 
 
+@contextlib.contextmanager
+def _own_server(kind: str, own_redis: Callable[..., Any], timeout: float
+                ) -> Iterator[tuple[Any, str]]:
+    """A Redis or S3 server of this test's own (to pause, resume or stop) and a cache's
+    location on it, with the store's ``socket_timeout`` or ``timeout``."""
+    if kind == "redis":
+        server = own_redis()
+        yield server, server.url(0, socket_timeout=timeout)
+        return
+    server = S3Server.process()
+    try:
+        yield server, server.location(server.bucket("own"), "p", timeout=str(timeout))
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("kind", ["redis", "s3"])
 def test_a_signal_handlers_timeout_while_the_server_is_read_is_the_callers(
         own_redis: Callable[..., Any], s3_env: None, kind: str) -> None:
@@ -648,13 +665,7 @@ def test_a_signal_handlers_timeout_while_the_server_is_read_is_the_callers(
     took for the server's: the call computed on past the deadline, with a warning."""
     import signal
 
-    if kind == "redis":
-        server = own_redis()
-        url = server.url(0, socket_timeout=TIMEOUT * 5)
-    else:
-        server = S3Server.process()
-        url = server.location(server.bucket("deadline"), "p", timeout=str(TIMEOUT * 5))
-    try:
+    with _own_server(kind, own_redis, TIMEOUT * 5) as (server, url):
         cache = Cache(url, secret="s")
         calls: list[int] = []
 
@@ -685,9 +696,6 @@ def test_a_signal_handlers_timeout_while_the_server_is_read_is_the_callers(
             warnings.simplefilter("error", MemojarWarning)
             assert double(1) == 2  # a hit: the server was not called down
         assert calls == [1]
-    finally:
-        if kind == "s3":
-            server.stop()
 
 
 @pytest.mark.parametrize("kind", ["redis", "s3"])
@@ -700,35 +708,30 @@ def test_a_call_in_the_handling_of_a_signal_handlers_timeout_is_not_its_timeout(
     again."""
     import signal
 
-    if kind == "redis":
-        server = own_redis()
-        url = server.url(0, socket_timeout=TIMEOUT)
-    else:
-        server = S3Server.process()
-        url = server.location(server.bucket("handled"), "p", timeout=str(TIMEOUT))
-    cache = Cache(url, secret="s")
+    with _own_server(kind, own_redis, TIMEOUT) as (server, url):
+        cache = Cache(url, secret="s")
 
-    @cache.cached
-    def fallback(x: int) -> int:
-        return x * 2
+        @cache.cached
+        def fallback(x: int) -> int:
+            return x * 2
 
-    def deadline(signum: int, frame: Any) -> None:
-        raise TimeoutError("the caller's deadline")
+        def deadline(signum: int, frame: Any) -> None:
+            raise TimeoutError("the caller's deadline")
 
-    server.stop()
-    previous = signal.signal(signal.SIGALRM, deadline)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        server.stop()
+        previous = signal.signal(signal.SIGALRM, deadline)
         try:
-            time.sleep(5)
-        except TimeoutError:
-            with warnings.catch_warnings(record=True) as warned:
-                warnings.simplefilter("always", MemojarWarning)
-                assert fallback(1) == 2
-            assert warned  # the server's fault, said
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            try:
+                time.sleep(5)
+            except TimeoutError:
+                with warnings.catch_warnings(record=True) as warned:
+                    warnings.simplefilter("always", MemojarWarning)
+                    assert fallback(1) == 2
+                assert warned  # the server's fault, said
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 class _Argument:
@@ -744,20 +747,15 @@ def test_a_signal_handlers_timeout_while_the_server_is_read_frees_the_call_witho
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The error map raised the caller's ``TimeoutError`` again from its own frame, which
     kept it under the name ``caller``: that frame is in its traceback, a cycle holding the
-    call's frames and its argument until the collector ran (every Python). On S3 also the
-    client's error, the context the raise gives it, holds the caller's (botocore's
-    ``ReadTimeoutError`` keeps urllib3's, whose cause it is)."""
+    call's frames and its argument until the collector ran (every Python). On S3 also
+    urllib3's error, whose cause the caller's is, kept by urllib3's ``urlopen`` frame (the
+    ``f_back`` of the frame that caught the caller's, in its traceback) and by botocore's
+    error, the context the raise gave it."""
     import logging
     import signal
 
     monkeypatch.setattr(logging.getLogger("memojar"), "propagate", False)  # (no record kept)
-    if kind == "redis":
-        server = own_redis()
-        url = server.url(0, socket_timeout=TIMEOUT * 5)
-    else:
-        server = S3Server.process()
-        url = server.location(server.bucket("freed"), "p", timeout=str(TIMEOUT * 5))
-    try:
+    with _own_server(kind, own_redis, TIMEOUT * 5) as (server, url):
         cache = Cache(url, secret="s")
 
         @cache.cached
@@ -782,6 +780,3 @@ def test_a_signal_handlers_timeout_while_the_server_is_read_frees_the_call_witho
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
             server.resume()
-    finally:
-        if kind == "s3":
-            server.stop()
