@@ -2562,6 +2562,27 @@ def test_explain_says_a_value_the_memory_tier_holds_is_a_hit(tmp_path: Path,
     assert f(1) == 2 and calls == [1]
 
 
+def test_explain_says_a_value_held_in_memory_for_an_old_keyword_default_is_no_hit(
+        tmp_path: Path) -> None:
+    """A keyword default changed in place, ``f.__kwdefaults__["scale"] = 7``: the call
+    computes with the new default. Before, ``cache_explain`` said "hit: held in memory" of
+    the value the tier held for the old one."""
+    calls = []
+
+    def kw(x, *, scale=1):
+        calls.append(x)
+        return x * scale
+
+    f = Cache(tmp_path).cached(memory=4)(kw)
+    assert f(3) == f(3) == 3 and calls == [3]
+    assert f.cache_explain(3).startswith("hit: held in memory (memory=)")
+    kw.__kwdefaults__["scale"] = 7
+    explained = f.cache_explain(3)
+    assert explained == "miss: no entry for these arguments", explained
+    assert f(3) == 21 and calls == [3, 3]
+    assert f.cache_explain(3).startswith("hit: held in memory (memory=)")
+
+
 def test_explain_says_hit_of_an_entry_whose_times_no_clock_gives(tmp_path: Path) -> None:
     """An entry of this user's made by hand with a creation time of NaN, which the call
     hits (no check of a hit reads it): before, ``cache_explain`` raised ``Miss``."""

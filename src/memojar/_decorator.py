@@ -2391,6 +2391,12 @@ class _Memo:
         simple = self.simple  # (code reassigned: ``key_of`` renewed, and the tier forgot)
         if simple is None or self.generation is None or self.generation[0] != self.stamp:
             return None
+        if self.kwdefaults is not None and self.kwchanged():
+            # A keyword default changed in place (``f.__kwdefaults__["scale"] = 100``),
+            # which ``key_of`` does not renew for: the call does, and the tier forgets
+            # (``_memory_wrapper``). Before, "hit: held in memory" of the old default's
+            # value, where the call computed the new one.
+            return None
         values = (*args, *kwargs.values())
         mkey: Any = key
         if all(type(value) in simple for value in values):
