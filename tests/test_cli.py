@@ -51,6 +51,7 @@ def fill(directory: Path, squares: int = 3, cubes: int = 2) -> None:
 def plant(
     directory: Path, function: str, n: int, *, created: float | None = None,
     expires: float | None = None, python: str = _entry.PYTHON, start: int = 0,
+    compute_time: float = 0.25,
 ) -> None:
     """Write ``n`` entries with chosen header fields straight through the entry format."""
     store = FileStore(directory)
@@ -59,7 +60,7 @@ def plant(
         key = make_key((function, i))
         chunks = _entry.encode(
             i, ident=ident.encode(), key=key, created=created or time.time(),
-            expires=expires, compute_time=0.25,
+            expires=expires, compute_time=compute_time,
         )
         store.write(function, key, chunks)
 
@@ -175,6 +176,28 @@ def test_ls_function_json_shape(cache_dir: Path, capsys: pytest.CaptureFixture[s
     assert len(row["key"]) == 32 and row["size"] > 0 and row["compute_time"] == 0.25
     assert abs(parse_utc(row["expires"]).timestamp() - expires) < 1e-3
     parse_utc(row["created"])
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan"), -1.0])
+def test_ls_function_shows_a_compute_time_that_is_no_time_as_unknown(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str], seconds: float
+):
+    """A header's compute time the header's checks let through (written by hand, damaged)
+    but no time: before, 'unexpected error: OverflowError' for the text listing, and
+    Infinity or NaN in --json, which a strict JSON reader refuses."""
+    plant(cache_dir, "mod.f", 1, compute_time=seconds)
+    plant(cache_dir, "mod.f", 1, start=1)
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "ls", "mod.f")
+    assert (code, err) == (0, "")
+    assert sorted(line.split()[5] for line in out.splitlines()[1:3]) == ["-", "250"]
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "ls", "mod.f", "--json")
+    assert (code, err) == (0, "")
+
+    def strict(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    rows = json.loads(out, parse_constant=strict)
+    assert sorted((r["compute_time"] for r in rows), key=str) == [0.25, None]
 
 
 def test_ls_json_of_an_empty_cache_is_an_empty_list(

@@ -16,6 +16,7 @@ import contextlib
 import datetime as _dt
 import difflib
 import errno
+import math
 import operator
 import os
 import re
@@ -636,12 +637,18 @@ def _ls_function(
         verdicts.add((kind, verdict))
         count += 1
         total += stored.size
+        # A compute time that is no time (NaN, infinite or negative: a header written by
+        # hand or damaged, which the header's checks let through) is unknown: before, the
+        # text listing ended in "unexpected error: OverflowError", and --json printed
+        # Infinity or NaN, which no strict JSON reader takes.
+        compute = header.compute_time if 0 <= header.compute_time < math.inf else None
         if as_json:
             row: tuple[Any, ...] = (-header.created, kind, verdict, header.key, stored.size,
-                                    header.created, header.expires, header.compute_time)
+                                    header.created, header.expires, compute)
         else:
             cells = (header.key[:12], human_size(stored.size), _ago(header.created, now),
-                     _expires(header.expires, now), human_time(header.compute_time))
+                     _expires(header.expires, now),
+                     "-" if compute is None else human_time(compute))
             widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
             row = (-header.created, kind, verdict, *cells)
         rows.add(row)
