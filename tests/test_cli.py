@@ -200,6 +200,29 @@ def test_ls_function_shows_a_compute_time_that_is_no_time_as_unknown(
     assert sorted((r["compute_time"] for r in rows), key=str) == [0.25, None]
 
 
+def test_ls_keeps_its_columns_in_line_past_a_name_of_wide_characters(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    """A function named in Japanese (a valid Python identifier) takes two columns of a
+    terminal a character: before, the table padded it by ``len``, and every column after
+    its name stood four columns left of the others' (``clear --dry-run`` too)."""
+    import unicodedata
+
+    def on_screen(text: str) -> int:  # the columns a terminal gives text
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    plant(cache_dir, "mod.load", 1)
+    plant(cache_dir, "mod.読み込み", 2)
+    for argv in (["ls"], ["clear", "--dry-run"]):
+        code, out, _ = cli(capsys, "--dir", str(cache_dir), *argv)
+        assert code == 0
+        head, *rows = out.splitlines()[:3]
+        ends = {on_screen(head[:head.index("ENTRIES") + len("ENTRIES")])}
+        ends |= {on_screen(re.match(r"\S+\s+\d+", row)[0]) for row in rows}  # type: ignore[index]
+        assert len(ends) == 1, out
+    assert _report.text_width("mod.読み込み") == on_screen("mod.読み込み") == 12
+
+
 def test_ls_json_of_an_empty_cache_is_an_empty_list(
     cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ):

@@ -57,7 +57,7 @@ from ._filestore import (
 )
 from ._identity import SIBLING, family_of, place_of
 from ._location import redact
-from ._report import Report, Table, human_duration, human_size, human_time, iso
+from ._report import Report, Table, human_duration, human_size, human_time, iso, text_width
 from ._runs import SortedRuns, Unreadable
 from ._store import Removal, StoredEntry, header_of
 
@@ -649,7 +649,7 @@ def _ls_function(
             cells = (header.key[:12], human_size(stored.size), _ago(header.created, now),
                      _expires(header.expires, now),
                      "-" if compute is None else human_time(compute))
-            widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
+            widths = [max(w, text_width(c)) for w, c in zip(widths, cells, strict=True)]
             row = (-header.created, kind, verdict, *cells)
         rows.add(row)
     status = {(kind, verdict): _status(final_verdict(headers[kind], verdict, newest))
@@ -676,9 +676,9 @@ def _ls_function(
             *([homes[r[1]]] if scoped else [])], count)
         widths += [max((len(s) for s in status.values()), default=0)]
         if why:
-            widths += [max((len(r) for r in reasons.values()), default=0)]
+            widths += [max((text_width(r) for r in reasons.values()), default=0)]
         if scoped:
-            widths += [max(len(h) for h in homes)]
+            widths += [max(text_width(h) for h in homes)]
     columns = (["KEY", "SIZE", "AGE", "EXPIRES", "COMPUTE", "STATUS"]
                + (["WHY"] if why else []) + (["SCRIPT OR NOTEBOOK"] if scoped else []))
     return Report(

@@ -68,6 +68,19 @@ def iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else utc(timestamp).isoformat()
 
 
+def text_width(text: str) -> int:
+    """The columns a terminal gives ``text``: two for an East Asian wide or full-width
+    character (a function ``__main__.読み込み``, a notebook in ``~/データ``, an emoji), none for
+    a combining mark. Tables pad their cells by it: before, by ``len``, and a row naming such
+    a function pushed every column after the name out of line."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(char)
+               else 2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
 # --- reports ------------------------------------------------------------------------------
 
 @dataclass
@@ -168,15 +181,15 @@ def _indented(text: str) -> str:
 def _text_table(table: Table) -> Iterator[str]:
     widths = table.widths
     if widths is None:
-        widths = [len(c) for c in table.columns]
+        widths = [text_width(c) for c in table.columns]
         for row in table.rows:
-            widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+            widths = [max(w, text_width(cell)) for w, cell in zip(widths, row, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
-        out = [
-            cell.rjust(w) if i in table.right else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        ]
+        out = []
+        for i, (cell, w) in enumerate(zip(cells, widths, strict=True)):
+            pad = " " * (w - text_width(cell))
+            out.append(pad + cell if i in table.right else cell + pad)
         return "  ".join(out).rstrip()
 
     yield line(table.columns)
