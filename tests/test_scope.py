@@ -125,6 +125,27 @@ def test_the_same_call_in_two_scopes_has_two_keys_and_entries(cache_dir: Path) -
     assert a.cache_contains(1) and b.cache_contains(1)
 
 
+@pytest.mark.parametrize("variable", ["__file__", "__session__"])
+def test_a_script_in_a_folder_whose_name_is_not_utf8_is_cached(
+    cache_dir: Path, variable: str
+) -> None:
+    """A script or notebook in a folder named in Latin-1 (``caf\\xe9``: Python decodes the
+    byte to a lone surrogate). Before, its scope did not encode, and decorating any of its
+    functions raised ``UnicodeEncodeError``; now its bytes are escaped, ``caf\\xe9``, the
+    scope of that folder and no other."""
+    import os
+
+    folder = os.fsdecode(b"/work/caf\xe9")
+    cache = Cache(cache_dir)
+    load = _decorate(cache, {variable: f"{folder}/run.py"})
+    assert load(1) == 1 and load(1) == 1
+    assert load.cache_info().hits == 1
+    (entry,) = cache.entries("__main__.load")
+    assert entry.scope == "/work/caf\\xe9/run.py"
+    other = _decorate(cache, {variable: f"{os.fsdecode(b'/work/caf')}\u00e9/run.py"})
+    assert other.cache_key(1) != load.cache_key(1)  # the UTF-8 café is another folder
+
+
 # --- the first-store sweep ---------------------------------------------------------------
 
 def _forge_python(cache: Cache, stored: Any, python: str, args: tuple = (1,)) -> None:

@@ -2046,7 +2046,7 @@ def scope_of(func: Callable[..., Any]) -> str:
 
     path = namespace.get("__file__")
     if isinstance(path, str) and path:
-        return os.path.realpath(path)  # a relative one (runpy.run_path) from the cwd
+        return _text(os.path.realpath(path))  # a relative one (runpy.run_path) from the cwd
     return _resolved(os.environ.get("JPY_SESSION_NAME", ""))
 
 
@@ -2056,7 +2056,21 @@ def _resolved(path: str) -> str:
     import os
 
     if os.path.isabs(path):
-        return os.path.realpath(path)
+        return _text(os.path.realpath(path))
+    return _text(path)
+
+
+def _text(path: str) -> str:
+    """A path as text that encodes: one holding bytes that are not UTF-8 (a script in a
+    folder named in Latin-1, which Python decodes to lone surrogates) with those bytes as
+    backslash escapes, ``/data/caf\\xe9/run.py``. Before, the scope did not encode, and
+    decorating any function of such a script raised ``UnicodeEncodeError``."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        import os
+
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
     return path
 
 
