@@ -397,7 +397,7 @@ def open_store(
 
 
 class Cache:
-    """A cache directory (or Redis server) and the functions cached in it.
+    """A cache directory (or Redis server, or S3 bucket) and the functions cached in it.
 
     ``max_size``: bytes for the whole cache; writes evict least-recently-used entries.
     ``secret``: bytes or str (default ``$MEMOJAR_SECRET``); when set, every entry is signed
@@ -1661,8 +1661,8 @@ def cached(
 ) -> Any:
     """Store each result on disk, keyed by the call's arguments; return it on the next call.
 
-    ``cache_dir``: a directory or ``redis://`` URL (default ``$MEMOJAR_DIR``, else the user
-    cache directory). ``ttl``: seconds or a timedelta after which an entry is recomputed.
+    ``cache_dir``: a directory, ``redis://`` or ``s3://`` URL (default ``$MEMOJAR_DIR``, else
+    the user cache directory). ``ttl``: seconds or a timedelta after which an entry is recomputed.
     ``version``: a str or int; entries of other versions are never returned. ``ignore``:
     parameter names left out of the key. ``key``: a function of the same arguments whose
     picklable result is hashed instead of the arguments. ``depends_on``: package names,
