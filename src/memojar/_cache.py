@@ -13,7 +13,6 @@ import itertools
 import math
 import os
 import re
-import secrets
 import sys
 import threading
 import time
@@ -486,7 +485,7 @@ class Cache:
         # cache's finalizer holds them.
         self._merged: list[Merged] = [{}]
         self._attempt: list[tuple[str, Merged] | None] = [None]
-        self._writer = [secrets.token_hex(8)]
+        self._writer = [os.urandom(8).hex()]
         self._merge_ids = itertools.count(1)
         _FLUSHER.watch(self)
         # A cache dropped before its counts were merged (made in a function that returned,
@@ -1114,7 +1113,7 @@ def _merge_orphans_into(store: Store, orphans: list[_Orphan]) -> None:
         if not total:
             _forget(left)
             return
-        merge = (secrets.token_hex(8), "1")
+        merge = (os.urandom(8).hex(), "1")
         for orphan in left:
             orphan.tried = merge
         store.merge_stats(total, merge=merge)
@@ -1484,7 +1483,7 @@ class _Flusher:
             # the parent merges the counts it inherited (and settles its merge under way)
             cache._merged[0] = {tally: tally.now() for tally, _, _ in cache._tallies}
             cache._attempt[0] = None
-            cache._writer[0] = secrets.token_hex(8)
+            cache._writer[0] = os.urandom(8).hex()
         if self.thread is not None or self.paused:
             self.paused = False
             _decorator.resume_after_fork = None

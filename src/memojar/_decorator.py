@@ -15,7 +15,6 @@ import itertools
 import math
 import os
 import pickle
-import platform
 import sys
 import threading
 import time
@@ -674,6 +673,8 @@ class _Memo:
             # values under them. Sent without it, the copy makes its own of what it holds.
             state.pop("ident")
             state.pop("rows", None)
+        import platform  # (not at import: it costs a millisecond, for copies alone)
+
         state["made_by"] = (_BYTECODE, platform.python_version())
         return state
 
@@ -683,6 +684,8 @@ class _Memo:
         # (a segmentation fault), or ran as other instructions. Refused here, by name.
         made_by = state.pop("made_by", None)
         if made_by is not None and made_by[0] != _BYTECODE:
+            import platform
+
             raise pickle.UnpicklingError(
                 f"a copy of the cached function {state.get('name')} was made by Python "
                 f"{made_by[1]} and cannot run in Python {platform.python_version()}: "

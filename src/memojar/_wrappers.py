@@ -36,7 +36,6 @@ changes its ``kwargs``.
 from __future__ import annotations
 
 import dis
-import inspect
 import sys
 from types import FunctionType
 from typing import Any
@@ -52,6 +51,9 @@ _FRAME_READERS = frozenset({"eval", "exec", "locals", "vars", "globals", "_getfr
 _DEPTH = 32  # decorators read down a ``__wrapped__`` chain at most
 
 
+_CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08  # inspect's, without importing it
+
+
 def passes_on_unchanged(target: Any) -> bool:
     """Whether every wrapper from ``target`` down its ``__wrapped__`` chain passes the
     call on unchanged (see the module's docstring), down to a plain function; False for a
@@ -59,6 +61,8 @@ def passes_on_unchanged(target: Any) -> bool:
     ``inspect`` stops there and reads that wrapper's own code), or ends in anything but a
     function (a partial, an instance, a class: ``inspect`` goes on into their functions'
     chains, which are not read)."""
+    import inspect  # at decoration time only: it costs milliseconds to import
+
     try:
         params = inspect.signature(target).parameters.values()
     except Exception:  # noqa: BLE001 - none, or what a __getattr__ of the user's raised
@@ -100,13 +104,15 @@ def _places(params: Any) -> dict[str, tuple[int, bool] | None]:
     signature's where a ``**kw`` takes every keyword; a name absent from the mapping,
     otherwise (a keyword of it is refused by the signature: ``def wrapper(obj, *args)``
     over a method's ``self``)."""
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    from inspect import Parameter
+
+    kinds = (Parameter.POSITIONAL_ONLY, Parameter.POSITIONAL_OR_KEYWORD)
     places: dict[str, tuple[int, bool] | None] = {}
     for at, p in enumerate(p for p in params if p.kind in kinds):
-        places[p.name] = (at, p.kind is inspect.Parameter.POSITIONAL_ONLY)
+        places[p.name] = (at, p.kind is Parameter.POSITIONAL_ONLY)
     for p in params:
         places.setdefault(p.name, None)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+    if any(p.kind is Parameter.VAR_KEYWORD for p in params):
         places[""] = None  # (no parameter's name: any other name is refused)
     return places
 
@@ -117,7 +123,7 @@ def _wrapper_in_place(wrapper: Any, wrapped: Any,
     parameters named as ``places`` allows (``_places``)."""
     if type(wrapper) is FunctionType:
         code = wrapper.__code__
-        if not code.co_flags & inspect.CO_VARARGS or code.co_kwonlyargcount:
+        if not code.co_flags & _CO_VARARGS or code.co_kwonlyargcount:
             return False
         own = code.co_varnames[:code.co_argcount]
         for at, name in enumerate(own):
@@ -126,7 +132,7 @@ def _wrapper_in_place(wrapper: Any, wrapped: Any,
                 return False
         star = code.co_varnames[code.co_argcount]
         stars = code.co_varnames[code.co_argcount + 1] \
-            if code.co_flags & inspect.CO_VARKEYWORDS else None
+            if code.co_flags & _CO_VARKEYWORDS else None
         callee = _names_holding(wrapper, wrapped)
         return bool(callee) and _calls_in_place(code, own, star, stars, callee)
     if _is_wrapts(wrapper):
