@@ -2527,9 +2527,14 @@ def _forked() -> None:
     child lacks, so the child's first fill or stale hit waited on it for ever. Each gets a
     new lock, and the keys the parent's threads were recomputing are no longer marked:
     none of those threads runs here."""
+    global _SEEN_LOCK
     for memo in _live_memos():
         memo.revalidating, memo.revalidating_lock = set(), threading.RLock()
     _MadeOnce.lock = threading.RLock()
+    # Before, the lock of a wrapper's code and defaults (``_Wrapping``), held by another
+    # thread of the parent at the fork (its function's first call or decoration), stayed
+    # held here: the child's first decoration of a ``functools.wraps`` wrapper hung.
+    _SEEN_LOCK = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

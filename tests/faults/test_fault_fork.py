@@ -9,6 +9,7 @@ Children report by exit status (``os._exit``); each is bounded by ``signal.alarm
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -164,7 +165,8 @@ def _held_by_a_thread(lock: Any) -> Callable[[], None]:
 @pytest.mark.parametrize("moment", ["making a cache", "filling the memory tier",
                                     "marking a background recomputation",
                                     "opening a disabled() block", "noting a file's digest",
-                                    "making a function's identity"])
+                                    "making a function's identity",
+                                    "reading a wrapper's code"])
 def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
         tmp_path: Path, moment: str) -> None:
     """Old: a module's (or a function's) ``threading.Lock``, held by another thread of the
@@ -174,7 +176,8 @@ def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
     ``memory=`` while another thread filled the tier, a stale hit while another marked a
     background recomputation, ``memojar.disabled()``, a ``files=`` call, the first call of
     a function while another thread made the identity of one (a lock since Python 3.12's
-    ``cached_property`` has none)."""
+    ``cached_property`` has none), the decoration of a ``functools.wraps`` wrapper while
+    another thread read a wrapper's code or defaults for the first time."""
     import memojar
     from memojar import _cache, _control, _decorator, _depends
 
@@ -197,7 +200,8 @@ def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
             "marking a background recomputation": memo.revalidating_lock,
             "opening a disabled() block": _control.SWITCH._lock,
             "noting a file's digest": _depends._hashes_lock,
-            "making a function's identity": _decorator._MadeOnce.lock}[moment]
+            "making a function's identity": _decorator._MadeOnce.lock,
+            "reading a wrapper's code": _decorator._SEEN_LOCK}[moment]
     if moment == "marking a background recomputation":
         memo.revalidating.add(f.cache_key(0))  # the parent's thread recomputes it now
 
@@ -211,6 +215,15 @@ def test_a_child_forked_while_a_thread_held_one_of_memojars_locks_does_not_hang(
         elif moment == "making a function's identity":
             g = cache.cached(lambda x: x * 3)
             assert g(2) == 6
+        elif moment == "reading a wrapper's code":
+            def triple(x: int) -> int:
+                return x * 3
+
+            @functools.wraps(triple)
+            def wrapper(x: int, scale: int = 1) -> int:
+                return triple(x) * scale
+
+            assert cache.cached(wrapper)(2) == 6
         elif moment == "marking a background recomputation":
             time.sleep(0.05)  # f(0) is stale now
             assert f(0) == 1  # the stale value, recomputed in the background here
