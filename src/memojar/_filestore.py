@@ -2514,6 +2514,17 @@ if hasattr(os, "register_at_fork"):  # a child holds none (``_FlockLock.__del__`
     os.register_at_fork(after_in_child=lambda: _ledgers_held.__dict__.clear())  # parent's)
 
 
+# The descriptors of the ``flock``s this process holds or waits for (the size ledger's, the
+# statistics'), by number. A forked child closes its copies (``_forked``), unlocking nothing:
+# before, it kept them, and the lock of a parent killed while holding it (a ``kill -9`` in
+# a recount) stayed held for as long as the child lived (a worker or server forked
+# meanwhile): every write with max_size, in every process, then waited ``LOCK_WAIT`` (60 s)
+# and stored nothing. (A fork between an ``os.open`` and the lock noting it, a few
+# bytecodes, still leaves the child that copy.)
+# Weakly: a lock its holder lost is given back when dropped (``_FlockLock.__del__``).
+_flocks: dict[int, weakref.ref[_FlockLock]] = {}
+
+
 class _FlockLock:
     """An exclusive ``flock`` on a file opened without following links or blocking."""
 
@@ -2522,6 +2533,7 @@ class _FlockLock:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._pid = _PID[0]
+        _flocks[fd] = weakref.ref(self)  # closed by a child forked while it is held
 
     def release(self) -> None:
         """Unlock and close; forgotten only once unlocked, so that a release cut short by
@@ -2532,6 +2544,9 @@ class _FlockLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: a forked child may share the fd
             finally:
                 self._fd = -1
+                mine = _flocks.get(fd)
+                if mine is not None and mine() in (self, None):
+                    del _flocks[fd]
                 os.close(fd)
 
     def __del__(self) -> None:
@@ -3583,6 +3598,13 @@ def _forked() -> None:
     for fd, _ in _ENLISTED.values():
         _close_quietly(fd)
     _ENLISTED.clear()
+    for fd, ref in list(_flocks.items()):  # the parent's ``flock``s: its own to give back
+        lock = ref()
+        if lock is None or lock._fd == fd:  # (None: dropped with its thread, never released)
+            if lock is not None:
+                lock._fd = -1
+            _close_quietly(fd)
+    _flocks.clear()
     _KEPT.clear()
     _UNHELD.clear()
     _LEFT.clear()  # the parent's to merge

@@ -305,3 +305,75 @@ def _ports(pool: Any) -> set[int]:
         if sock is not None:
             ports.add(sock.getsockname()[1])
     return ports
+
+
+# Holds the size ledger's lock in a thread, forks a long-lived child (a worker, a server),
+# prints its pid and is killed while it still holds the lock.
+KILLED_HOLDING_THE_LEDGER = """
+import os, signal, threading, time
+import memojar
+from memojar import _filestore
+
+root = os.environ["CACHE"]
+f = memojar.Cache(root, max_size=10**7).cached(lambda n: bytes(n))
+f(5)  # the ledger and its lock file are made
+held = threading.Event()
+
+def holding():
+    lock = _filestore._flock(os.path.join(root, ".size.lock"))  # as a recount holds it
+    held.set()
+    time.sleep(60)
+
+threading.Thread(target=holding, daemon=True).start()
+held.wait()
+child = os.fork()
+if child == 0:
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_child_forked_while_the_ledgers_lock_was_held_does_not_keep_it(
+        tmp_path: Path) -> None:
+    """A process is killed while a thread of it holds the size ledger's lock (a recount
+    of a large cache takes seconds), after forking a child that lives on. Before, the
+    child kept its copy of the lock's descriptor, and with it the lock, for its whole
+    life: every write with max_size, in every process, waited 60 s (``LOCK_WAIT``) and
+    returned its value unstored. Now the child closes its copy at the fork (unlocking
+    nothing), so the kernel releases the lock with its holder."""
+    import fcntl
+    import subprocess
+
+    from faultkit import read_line, spawn
+
+    import memojar
+
+    root = tmp_path / "c"
+    proc = spawn(KILLED_HOLDING_THE_LEDGER, CACHE=str(root))
+    child = int(read_line(proc))
+    try:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        assert proc.returncode == -signal.SIGKILL
+        fd = os.open(root / ".size.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if kept held
+        finally:
+            os.close(fd)
+        f = memojar.Cache(root, max_size=10**7).cached(lambda n: bytes(n))
+        start = time.monotonic()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert f(7) == bytes(7)
+        assert time.monotonic() - start < 10
+        assert f.cache_contains(7)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        for pipe in (proc.stdout, proc.stderr):  # (the child had them: not read to the end)
+            if pipe is not None:
+                pipe.close()
