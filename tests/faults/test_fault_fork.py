@@ -362,7 +362,15 @@ def test_a_child_forked_while_the_ledgers_lock_was_held_does_not_keep_it(
         assert proc.returncode == -signal.SIGKILL
         fd = os.open(root / ".size.lock", os.O_RDWR)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if kept held
+            deadline = time.monotonic() + 5  # (the child closes its copy once it runs)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # kept held: before, for the child's whole life
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
         finally:
             os.close(fd)
         f = memojar.Cache(root, max_size=10**7).cached(lambda n: bytes(n))
