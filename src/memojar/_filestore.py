@@ -3605,6 +3605,15 @@ def _forked() -> None:
                 lock._fd = -1
             _close_quietly(fd)
     _flocks.clear()
+    # Each tally's lock, which a thread of the parent may have held at the fork (its first
+    # change of a cache registering it as a writer, a merge): renewed now, not at the
+    # child's first change. Before, a child's ``prune()`` (or ``cache_info()`` once a
+    # writer died) took it first and waited for ever (16 forks in 150 from a process whose
+    # other thread wrote in new caches).
+    for kept in list(_TALLIES.values()):
+        tally = kept()
+        if tally is not None:
+            tally.forked()
     _KEPT.clear()
     _UNHELD.clear()
     _LEFT.clear()  # the parent's to merge
