@@ -3600,9 +3600,8 @@ def _forked() -> None:
     _ENLISTED.clear()
     for fd, ref in list(_flocks.items()):  # the parent's ``flock``s: its own to give back
         lock = ref()
-        if lock is None or lock._fd == fd:  # (None: dropped with its thread, never released)
-            if lock is not None:
-                lock._fd = -1
+        if lock is not None and lock._fd == fd:  # (a dropped lock released its descriptor,
+            lock._fd = -1  # whose number may be another file's now: never closed here)
             _close_quietly(fd)
     _flocks.clear()
     # Each tally's lock, which a thread of the parent may have held at the fork (its first
