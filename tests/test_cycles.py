@@ -472,6 +472,22 @@ def test_a_cycle_through_a_symlinked_directory_is_broken_at_once(tmp_path: Path)
     assert _ring_results_right(outs), said
 
 
+def test_a_cycle_between_two_processes_is_broken_at_once_for_a_user_refused_info(
+        own_redis: Any, tmp_path: Path) -> None:
+    """A Redis user of least privilege (``+@all -@dangerous``: INFO is ``@dangerous``) may
+    not ask the server's ``run_id``, from which a lock's id is made: before, no id, no note
+    of the wait, and the cycle cost lock_timeout (helper-237 found it). The store's URL
+    names the server then."""
+    server = own_redis()
+    server.client().acl_setuser("app", enabled=True, passwords=["+pw"], keys=["*"],
+                                channels=["*"], commands=["+@all", "-@dangerous"])
+    location = server.url(0).replace("redis://", "redis://app:pw@")
+    outs, took = _two_processes(location, LONG, tmp_path / "ready")
+    said = "\n".join(outs)
+    assert took < 20, f"{took:.1f} s: {said}"  # before: lock_timeout (60 s here)
+    assert said.count("is being computed by another process") >= 1, said
+
+
 def test_a_cycle_across_two_redis_servers_is_broken_at_once(own_redis: Any) -> None:
     """Step 0 on one server, step 1 on another: each wait is noted on the server of the
     lock waited for, naming the held one whatever its server (before: notes were made
