@@ -1499,6 +1499,30 @@ def test_prune_puts_back_into_the_index_the_entries_an_allkeys_policy_left_unlis
     cache.close()
 
 
+def test_a_write_under_max_size_once_the_sizes_were_evicted_removes_no_unseen_entry(
+        redis_location: str, client: Any) -> None:
+    """``sizes`` evicted alone (an ``allkeys-*`` policy takes it first): the entries it
+    listed are seen by no listing and no max_size until prune, and still hit. Before, the
+    total still counted them and each was sized 0 when dropped, so one write under
+    max_size evicted every entry in the least-recently-used order (helper-237 found it)."""
+    cache = Cache(redis_location, secret=SECRET, max_size=100_000)
+
+    @cache.cached
+    def tagged(n: int) -> bytes:
+        return bytes(9_000) + n.to_bytes(4, "big")
+
+    for n in range(10):
+        tagged(n)  # ~92 kB: under max_size
+    client.delete("memojar:sizes")  # what the server's eviction did
+    tagged(100)
+    assert all(client.exists(entry_name(tagged, n)) for n in range(10))
+    assert tagged.cache_info().misses == 11  # and they hit
+    for n in range(10):
+        tagged(n)
+    assert tagged.cache_info().misses == 11
+    cache.close()
+
+
 def test_entries_redis_expired_go_before_live_ones_are_evicted(redis_location: str,
                                                                client: Any) -> None:
     """Entries written with a ``ttl`` that Redis expired still counted in the total: a write

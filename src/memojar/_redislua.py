@@ -59,6 +59,14 @@ end
 -- they still counted, and live entries used before them were evicted in their place.
 local function make_room(max_size, incoming, keep, kept, used, now)
   local removed, steps = 0, 0
+  if redis.call('EXISTS', sizes) == 0 then
+    -- No sizes (none written yet, or evicted by an allkeys-* policy, which takes it
+    -- first): the entries it listed are seen by no max_size until prune puts them back.
+    -- Before, the total still counted them and each was dropped as of size 0: one write
+    -- evicted every entry the lru listed.
+    redis.call('DEL', total, lru)
+    return 0
+  end
   if used + incoming <= max_size then return 0 end
   local due = redis.call('ZRANGEBYSCORE', expiring, '-inf', math.floor(now * 1000),
                          'LIMIT', 0, EVICT_LIMIT)
