@@ -1162,18 +1162,27 @@ def test_cachier_being_calc_next_time(cache_dir: Path) -> None:
     """cachier test_being_calc_next_time: two calls in the stale window both get the stale
     value at once while one recomputation runs."""
     calls: list[float] = []
+    go = threading.Event()  # the recomputation runs until both calls in the window returned
 
     @Cache(cache_dir).cached(ttl=0.3, stale_while_revalidate=60)
     def being_calc(arg_1: float, arg_2: float) -> float:
         calls.append(arg_1)
-        time.sleep(0.5 if calls[1:] else 0)
+        if calls[1:]:
+            go.wait(30)
         return random.random() + arg_1 + arg_2
 
     first = being_calc(0.13, 0.02)
     time.sleep(0.4)
+    # (Held by ``go``, not for a fixed 0.5 s: on a loaded machine, or a slow moto or Redis,
+    # the second call came after the recomputation had stored its value, and got it.)
+    start = time.monotonic()
     assert _two_threads(being_calc, 0.13, 0.02, delay=0.1) == [first, first]
+    assert time.monotonic() - start < 20  # at once, not after the recomputation (30 s)
+    _wait_for(lambda: len(calls) >= 2)
+    time.sleep(0.2)  # a second recomputation the two started would have begun by now
+    assert len(calls) == 2  # one recomputation (counted before the new value can be stale)
+    go.set()
     _wait_for(lambda: being_calc(0.13, 0.02) != first)
-    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "overwrite"])
