@@ -686,8 +686,24 @@ def test_the_memory_tier_sees_a_default_changed_in_place(cache_dir: Path,
         OPTIONS["scale"] = 2
 
 
-def test_the_memory_tier_honours_ttl(cache_dir: Path) -> None:
+class _StillClock:
+    """Stands in for the ``time`` module inside memojar._decorator: its ``time()`` moves
+    only when the test moves it (``now``); the rest is the real module's."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_the_memory_tier_honours_ttl(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
+    clock = _StillClock()  # still: on a loaded machine the second call, a hit, could come past ttl
+    monkeypatch.setattr(memojar._decorator, "time", clock)
 
     @cached(cache_dir=cache_dir, ttl=0.2, memory=4)
     def f(x: int) -> list[int]:
@@ -696,7 +712,7 @@ def test_the_memory_tier_honours_ttl(cache_dir: Path) -> None:
 
     f(1)
     f(1)
-    time.sleep(0.25)
+    clock.now += 0.25
     f(1)
     assert calls == [1, 1]
 
@@ -736,7 +752,7 @@ def test_the_memory_tier_drops_a_computed_value_when_its_entry_expires(
 
 @pytest.mark.parametrize("when", ["before the lock", "while waiting"])
 def test_the_memory_tier_honours_the_expiry_of_a_value_another_caller_stored(
-    tmp_path: Path, when: str
+    tmp_path: Path, when: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A miss that finds the value stored by another caller meanwhile (between its look and
     the key's lock, or while it waits for that caller's lock) returns it; the memory tier
@@ -746,6 +762,11 @@ def test_the_memory_tier_honours_the_expiry_of_a_value_another_caller_stored(
     value was served from memory long after its entry had expired on disk."""
     calls: list[int] = []
     started, go, waiting = threading.Event(), threading.Event(), threading.Event()
+    # memojar's clock stands still until the entry is to expire: the steps between the
+    # other caller's write and this one's read (threads handing over, a lock waited for)
+    # took more than its ttl on a loaded machine, and this caller then computed itself.
+    clock = _StillClock()
+    monkeypatch.setattr(memojar._decorator, "time", clock)
 
     def f(x: int) -> list[int]:
         calls.append(x)
@@ -790,7 +811,7 @@ def test_the_memory_tier_honours_the_expiry_of_a_value_another_caller_stored(
         if holder.ident is not None:
             holder.join(30)
     assert calls == [1]
-    time.sleep(0.4)  # its entry expires
+    clock.now += 0.4  # its entry expires
     assert held(1) == [1, 2]
     assert held(1) == [1, 2]  # held from now on (no ttl here)
     assert calls == [1, 1]
