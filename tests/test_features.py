@@ -41,6 +41,8 @@ def _note(tag):
 def fresh(x):
     _note("fresh")
     time.sleep({delay})
+    while os.path.exists(LOG + ".held"):  # a test holds the computation
+        time.sleep(0.01)
     with open(LOG + ".value") as f:
         return f.read()
 
@@ -607,21 +609,33 @@ def test_swr_in_a_coroutine_function(cache_dir: Path) -> None:
 def test_processes_in_the_window_get_the_stale_value_and_one_recomputes(
     tmp_path: Path, shared_dir: Path,
 ) -> None:
-    m = make_module(tmp_path, ttl=0.5, swr=60, delay=1.5)
+    m = make_module(tmp_path, ttl=0.5, swr=60)
     set_value(m, "old")
     assert m.fresh(1) == "old"
     time.sleep(0.6)
     set_value(m, "new")
-    code = """
+    # The recomputation is held until all four were served: with a fixed 1.5 s instead, a
+    # process started late on a loaded machine came after it had stored, and got "new"
+    # (and "at once" was timed, under 1 s). A call that waited for the recomputation now
+    # never returns while it is held.
+    held, served = Path(m.LOG + ".held"), Path(m.LOG + ".served")
+    held.touch()
+    code = f"""
         import time
-        t0 = time.monotonic()
         v = m.fresh(1)
-        print(v, time.monotonic() - t0 < 1.0)
-        time.sleep(2.5)  # the background recomputation of whichever process won runs
+        print(v)
+        with open({str(served)!r}, "a") as f:
+            f.write(v + "\\n")
+        while m.fresh.__memojar__.revalidating:  # the recomputation, if this process won
+            time.sleep(0.02)
     """
     procs = [spawn(m, code, shared_dir) for _ in range(4)]
+    try:
+        wait_for(lambda: served.exists() and len(served.read_text().split()) == 4, 60)
+    finally:
+        held.unlink()
     outs = [finish(p) for p in procs]
-    assert outs == ["old True"] * 4
+    assert outs == ["old"] * 4
     assert len(notes(m, "fresh")) == 2  # the first call here, one recomputation
     assert m.fresh(1) == "new"
 
