@@ -1687,3 +1687,38 @@ def test_a_merge_makes_no_statistics_file_in_a_cache_being_removed(tmp_path: Pat
     assert run(REMOVED_MEANWHILE, cache).split() == ["False", "True"]
     (hits, misses, _), = Cache(cache).saved_stats().values()
     assert (hits, misses) == (0, 2)
+
+
+FORKING_WHILE_DECORATING = """
+    import os, time
+    import memojar
+    from memojar import _cache
+    _cache.FLUSH_EVERY = 0.3
+    cache = memojar.Cache(os.environ["CACHE"])
+    decorated = 0
+    end = time.monotonic() + 3
+    while time.monotonic() < end:  # a fork every 50 ms, functions decorated and dropped
+        for _ in range(20):
+            cache.cached(lambda x: x)
+            decorated += 1
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        time.sleep(0.05)
+    print(decorated, len(cache._tallies))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_process_forking_often_still_merges_and_lets_dropped_functions_go(
+    tmp_path: Path,
+) -> None:
+    """Old: each fork started the statistics thread again, whose first merge was
+    ``FLUSH_EVERY`` seconds off: a process forking more often never merged until its exit,
+    and kept the tally of every function it decorated and dropped (a lambda per request),
+    which each fork's child copied: 100 forks took 6 s, then 24 s, as a thread decorated
+    lambdas. The thread merges when the one it replaced would have."""
+    decorated, listed = map(int, run(FORKING_WHILE_DECORATING, tmp_path / "c").split())
+    assert decorated > 500
+    assert listed < decorated / 2
