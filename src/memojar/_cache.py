@@ -602,6 +602,9 @@ class Cache:
                          files=file_params, register=self._register,
                          reopen=self._store_of)
             self._tallies.append((memo.tally, weakref.ref(memo), True))
+            resume = _decorator.resume_after_fork  # its tally is merged, and dropped with it
+            if resume is not None:
+                resume()
             return make_wrapper(memo, disabled)
 
         # Not a closure that calls itself: that would be a reference cycle through the
@@ -1352,8 +1355,8 @@ class _Flusher:
     the thread started again by the parent's hook), and two forks in a hundred on 3.12 (the
     joined thread not yet gone). Where the count comes after the hooks
     (``_COUNTED_AFTER_THE_HOOKS``) the parent starts it again at its next miss's store
-    (``_decorator.resume_after_fork``) or new ``Cache``, not in the hook: until then it
-    merges its counts at exit only (README, Known limits).
+    (``_decorator.resume_after_fork``), decoration or new ``Cache``, not in the hook: until
+    then it merges its counts at exit only (README, Known limits).
     A ``multiprocessing`` child, which leaves without running ``atexit``, merges through
     ``multiprocessing.util.Finalize``."""
 
