@@ -339,6 +339,49 @@ def test_arrays_whose_dtype_str_names_another_scalar_type_differ() -> None:
         assert keyed(fields) != keyed(np.zeros(2, [("a", np.int64)]))
 
 
+def test_scalars_whose_dtype_str_names_another_type_differ(cache_dir: Path) -> None:
+    """As arrays (above), a scalar: ``np.longlong(1)``'s pickle names ``int64``, and a
+    function reading the type got the other's."""
+    np = pytest.importorskip("numpy")
+    from memojar import Cache
+
+    if np.dtype(np.dtype(np.longlong).str).type is np.longlong:
+        pytest.skip("longlong is the type <i8 names on this platform")
+
+    @Cache(cache_dir).cached
+    def kind(x: object) -> str:
+        return type(x).__name__
+
+    for plain, other in ((np.int64(1), np.longlong(1)), (np.uint64(1), np.ulonglong(1))):
+        assert kind(plain) == type(plain).__name__
+        assert kind(other) == type(other).__name__
+        assert make_key((other,)) == make_key((type(other)(1),))
+    assert make_key((np.longlong(1),)) != make_key((np.longlong(2),))
+
+
+_LONG_DOUBLES = """
+import json, numpy as np
+from memojar._keys import make_key, state_key
+scalar, array = np.longdouble("1.5"), np.array([1.0, 2.0], dtype=np.longdouble)
+print(json.dumps([make_key((scalar,)), make_key((array,)), make_key((np.clongdouble(1 + 2j),)),
+                  make_key((array.astype(">f16"),)), state_key(array)]))
+"""
+
+
+def test_long_doubles_key_alike_in_every_process() -> None:
+    """An x87 long double (x86 Linux) is 10 bytes in 16, the other 6 whatever was in
+    memory: keyed with them, a long double scalar or array had another key in each
+    process, and was never a hit after its first."""
+    np = pytest.importorskip("numpy")
+    if np.finfo(np.longdouble).nmant != 63:
+        pytest.skip("a long double here has no padding")
+    outputs = [subprocess.run([sys.executable, "-c", _LONG_DOUBLES], capture_output=True,
+                              text=True, timeout=60, env=_env(), check=True).stdout
+               for _ in range(3)]
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert make_key((np.longdouble(1),)) != make_key((np.longdouble(2),))
+
+
 def test_arrays_of_dtypes_a_package_registers_differ_by_their_type(cache_dir: Path) -> None:
     """ml_dtypes' float8 and int4 dtypes are all spelled ``<V1``: the same bytes read as
     ``float8_e4m3fn`` and as ``float8_e4m3fnuz`` shared a key, and the second call

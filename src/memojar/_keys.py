@@ -104,10 +104,14 @@ class _Subarray:
     """Marker: an ndarray subclass's instance by class, array and attributes."""
 
 
+class _Scalar:
+    """Marker: a numpy scalar whose pickle names another type, by its type and bytes."""
+
+
 # The markers above, pickled by reference in every key that holds them: library classes,
 # answered before any identity is looked up.
 _MARKERS = frozenset({_Dict, _Set, _FrozenSet, _Bytes, _Function, _Class, _Named, _Array,
-                      _Frame, _Cycle, _Code, _Typing, _HardMask, _Subarray})
+                      _Frame, _Cycle, _Code, _Typing, _HardMask, _Subarray, _Scalar})
 
 
 # Not ``slice``: it holds any objects (a function, a set, a frame), which must be keyed as
@@ -922,7 +926,8 @@ def _state_array(a: Any) -> Any:
     memoryview (the same bytes, read-only, out of band: the same digest) rather than two
     numpy views: 2 µs less an array in a state of many."""
     dtype = a.dtype
-    if a.size and not dtype.hasobject and a.flags.c_contiguous:
+    if (a.size and not dtype.hasobject and a.flags.c_contiguous
+            and dtype.type not in _padded_types()):
         try:
             raw = memoryview(a).cast("B")
         except (TypeError, ValueError, BufferError, NotImplementedError):  # a dtype the
@@ -1016,6 +1021,9 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
             and t.__reduce__ is np.ndarray.__reduce__
             and t.__reduce_ex__ is np.ndarray.__reduce_ex__):
         return _reduce_subarray
+    if np is not None and issubclass(t, np.number) and (
+            np.dtype(np.dtype(t).str).type is not t or t in _padded_types()):
+        return _reduce_scalar
     pd = sys.modules.get("pandas")
     if pd is not None:
         if issubclass(t, pd.DataFrame):
@@ -1029,6 +1037,15 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
         if issubclass(t, pl.Series):
             return _reduce_polars_series
     return None
+
+
+def _reduce_scalar(scalar: Any) -> Any:
+    """A numpy scalar as the array of it: of a type its dtype's ``str`` does not name
+    (``np.longlong``, ``np.ulonglong``: ``<i8``, ``<u8``, as ``int64`` and ``uint64`` on
+    Linux), whose pickle names the other type (before, ``np.longlong(1)`` shared the key
+    of ``np.int64(1)``, and a function telling them apart, ``type(x)``, got the other's
+    value); or a long double, whose pickle holds its padding (``_padded_types``)."""
+    return _Scalar, (_reduce_array(sys.modules["numpy"].asarray(scalar)),)
 
 
 def _reduce_code(code: CodeType) -> Any:
@@ -1062,9 +1079,32 @@ def _reduce_array(a: Any) -> Any:
         if getattr(_limits, "state", False) and a.nbytes > STATE_LIMIT:
             raise _TooLarge
         c = np.ascontiguousarray(a)
-    raw = c.reshape(-1).view(np.uint8) if c.size else b""
+    raw: Any = c.reshape(-1).view(np.uint8) if c.size else b""
+    if c.size and dtype.type in _padded_types():  # each number's bytes, not its padding
+        per = np.dtype(np.longdouble).itemsize
+        rows = raw.reshape(-1, per)
+        raw = np.ascontiguousarray(rows[:, per - 10:] if dtype.byteorder == ">" else
+                                   rows[:, :10])
     return (_Array, (_spelled(dtype), a.shape,
                      _own_buffer(raw)))
+
+
+def _padded_types() -> frozenset[type]:
+    """numpy's long double types, where a number's bytes hold padding that is not the
+    number: x87 extended precision (x86 Linux), 10 bytes in 16, the other 6 whatever was
+    in memory. Before, they were keyed with their padding: a long double array or scalar
+    had another key in each process (never a hit after the first), and two equal ones
+    made apart could differ. (Empty where a long double has no padding: IEEE quad on
+    aarch64, a double on macOS and Windows.)"""
+    global _PADDED
+    if _PADDED is None:
+        np = sys.modules["numpy"]
+        x87 = np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize > 10
+        _PADDED = frozenset({np.longdouble, np.clongdouble}) if x87 else frozenset()
+    return _PADDED
+
+
+_PADDED: frozenset[type] | None = None
 
 
 def _reduce_masked(a: Any) -> Any:
