@@ -1925,3 +1925,31 @@ def test_a_hashed_folders_name_is_not_its_functions_name(
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "mod.x-0123abcd")
     assert code == 0 and out.startswith("removed 3 entries"), out
     assert count(cache_dir) == 2
+
+
+@pytest.mark.file_only("plants entries with a chosen expiry")
+def test_an_entry_of_a_negative_expiry_is_stale_to_ls_prune_and_the_decorator(
+        cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An expiry before 1970 (a header written by hand, or by a clock far off) is a time
+    past: before, ``ls`` called the entry fresh and ``prune`` kept it, while the decorator
+    recomputed over it at every call."""
+    cache = Cache(cache_dir)
+    sq = cache.cached(square)
+    key = sq.cache_key(3)
+    store = FileStore(cache_dir)
+    sq(3)
+    (stored,) = store.scan(SQUARE)
+    header = _entry.read_header(Path(stored.location).read_bytes())
+    store.write(SQUARE, key, _entry.encode(
+        -1, ident=header.ident, key=key, created=header.created, expires=-5.0,
+        compute_time=0.25))
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "ls", SQUARE, "--json")
+    assert code == 0, err
+    assert [row["status"] for row in json.loads(out)] == ["stale"]
+    assert sq.cache_contains(3) is False and sq(3) == 9  # the decorator: stale
+    store.write(SQUARE, key, _entry.encode(
+        -1, ident=header.ident, key=key, created=header.created, expires=-5.0,
+        compute_time=0.25))
+    code, out, err = cli(capsys, "--dir", str(cache_dir), "prune")
+    assert code == 0 and "removed 1 entry" in out, (out, err)
+    assert count(cache_dir) == 0

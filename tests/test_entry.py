@@ -480,3 +480,25 @@ def test_a_value_that_fails_to_pickle_leaves_the_next_result_whole() -> None:
     data = _encode_seeing({"b": 2})
     assert read_header(data).classes == ""
     assert check(data) == {"b": 2}
+
+
+@pytest.mark.parametrize("expires", [-5.0, -NOW, NOW - 5, float("nan"), float("inf"),
+                                     -float("inf")], ids=repr)
+def test_an_expiry_past_or_no_time_is_stale_to_every_reader_of_the_header(
+        expires: float) -> None:
+    """One reading of the expiry field (``_entry.expired``) for the hit path, ``verify``
+    and listings: before, a negative expiry (written by hand, by a clock far off) read as
+    never to ``Header.stale`` (listings, ``prune``) and as expired to the hit path, and a
+    NaN one let both the hit path and ``verify`` serve the entry that ``read_header``
+    refuses."""
+    data = bytes(build(expires=expires))
+    with pytest.raises(Miss, match="stale"):
+        check(data)
+    with pytest.raises(Miss, match="stale"):
+        _entry.make_reader(IDENT, None, None, clock=lambda: NOW + 1)(data, KEY)
+    try:
+        header = read_header(data)
+    except Miss as miss:
+        assert "unreadable" in miss.reason and not np.isfinite(expires)
+    else:
+        assert header.stale(NOW + 1)

@@ -1327,8 +1327,8 @@ class _Memo:
                 data, self.ident, key.encode(), time.time(), self.ttl, self.secret,
                 _depends.changed_result_class,
             )
+            header = _entry.read_header(data)  # its checks before anything is unpickled
             value = _entry.load(payload, buffers)
-            header = _entry.read_header(data)
         except Miss as miss:
             _callers_again(miss)
             cause = miss.__cause__

@@ -252,16 +252,23 @@ class Header(NamedTuple):
 
 def expired(now: float, created: float, expires: float, ttl: float | None = None,
             grace: float = 0.0) -> bool:
-    """Whether an entry created at ``created`` (expiring at ``expires``, 0: never, and
-    ``ttl`` seconds after ``created`` if given) is stale at ``now``, ``grace`` seconds of
-    staleness allowed; one that expires is stale too once created later than ``now`` by
-    more than ``CLOCK_SKEW`` (its age is unknown). The rule of ``verify`` and listings;
-    ``make_reader``'s hit path spells it out inline."""
+    """Whether an entry created at ``created``, expiring at ``expires`` (and ``ttl`` seconds
+    after ``created`` if given), is stale at ``now``, ``grace`` seconds of staleness allowed.
+
+    The one reading of a header's times, for the hit path (``make_reader``), ``verify``,
+    listings, ``prune`` and ``cache_explain`` alike: an ``expires`` of 0 is never; any other
+    is the time the entry is stale from, so one before ``now`` (a negative one: 1969) has
+    expired, and one that is no time (NaN, infinite: a header written by hand or damaged,
+    which ``read_header`` refuses) is stale too. An entry that expires is stale too once
+    created later than ``now`` by more than ``CLOCK_SKEW`` (its age is unknown), or at no
+    time. Before, listings and ``prune`` took an expiry of 0 or less as never, and the hit
+    path took a negative one as expired."""
     if not expires and ttl is None:
         return False
     late = now - grace
-    return ((expires > 0 and late >= expires) or (ttl is not None and late >= created + ttl)
-            or now < created - CLOCK_SKEW)
+    return ((expires != 0.0 and not late < expires < math.inf)
+            or (ttl is not None and not late < created + ttl)
+            or not -math.inf < created - CLOCK_SKEW <= now)
 
 
 def encode(
@@ -519,9 +526,10 @@ def make_reader(
     two comparisons, its checksum, and loaded by unpickling the whole entry (a pickle
     stream: the header is pushed and popped). The same checks as ``verify``, none skipped:
     the lead, magic, format, flags and header length are one 15-byte comparison, the ident
-    and key another; then the length, expiry and checksum. Anything else (a mapped or
-    signed entry, buffers, result classes, a mismatch) goes through ``verify``, which says
-    why it is refused. ``clock``: the time now (default ``time.time``).
+    and key another; then the length, expiry (by ``expired``, as everywhere) and checksum.
+    Anything else (a mapped or signed entry, buffers, result classes, a mismatch) goes
+    through ``verify``, which says why it is refused. ``clock``: the time now (default
+    ``time.time``).
     """
     pop_at = _IDENT_AT + len(ident) + KEY_LEN
     lead = _LEAD.pack(_OPEN, pop_at - _LEAD_LEN) + _PLAIN.to_bytes(8, "little")
@@ -538,11 +546,8 @@ def make_reader(
             )
             if (head == lead and lens == lengths and pop_at + 1 + payload_len == size
                     and data[_IDENT_AT:pop_at] == ident + key.encode()):
-                if expires or ttl is not None:
-                    now = now_of()
-                    if ((expires and now >= expires) or (ttl is not None and now >= created + ttl)
-                            or now < created - CLOCK_SKEW):
-                        raise Miss("stale")
+                if (expires or ttl is not None) and expired(now_of(), created, expires, ttl):
+                    raise Miss("stale")
                 summed = data[_SUMMED_AT:] if size <= _INLINE else memoryview(data)[_SUMMED_AT:]
                 if digest(summed) != checksum:
                     raise Miss("checksum mismatch")
