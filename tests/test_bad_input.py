@@ -429,6 +429,39 @@ def test_a_function_name_that_is_not_valid_text_is_a_clear_error(
     assert len(list(cache.entries())) == 1
 
 
+@pytest.mark.parametrize(("module", "qualname", "escaped"), [
+    ("mod", "a\udcff", "mod.a\\xff"),  # a byte os.fsdecode could not decode
+    (os.fsdecode(b"caf\xe9"), "load", "caf\\xe9.load"),  # a module loaded from such a file
+    ("mod", "a\ud800", "mod.a\\ud800"),  # a surrogate no file name decodes to
+], ids=["qualname", "module", "high-surrogate"])
+def test_a_function_whose_name_is_not_valid_text_is_cached_by_its_escaped_name(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str], module: str, qualname: str,
+    escaped: str,
+) -> None:
+    # Before: UnicodeEncodeError from inside memojar at the first call of a function whose
+    # __qualname__ (set by hand) or __module__ (a file whose name is not UTF-8, loaded by
+    # importlib) held a lone surrogate; its name is now escaped as a script's path is.
+    from memojar import _cli
+
+    def g(x: int) -> int:
+        return x + 1
+
+    g.__module__, g.__qualname__ = module, qualname
+    cache = Cache(cache_dir)
+    h = cache.cached(g)
+    assert h(1) == h(1) == 2
+    assert h.cache_info()[:3] == (1, 1, 1)
+    assert [e.function for e in cache.entries()] == [escaped]
+    assert _cli.main(["--dir", str(cache_dir), "ls", escaped]) == 0
+    assert "1 entry" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="known by its escaped name"):
+        cache.clear(f"{module}.{qualname}")
+    assert _cli.main(["--dir", str(cache_dir), "ls", f"{module}.{qualname}"]) == 2
+    err = capsys.readouterr().err
+    assert f"listed by its escaped name, '{escaped}'" in err and "unexpected" not in err
+    assert cache.clear(h) == 1
+
+
 def test_a_secret_with_undecodable_bytes_is_those_bytes(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1906,9 +1906,12 @@ def _function_name(function: str | Callable[..., Any] | None) -> str | None:
         try:
             function.encode()
         except UnicodeEncodeError:  # before: UnicodeEncodeError from the store's lookup
+            from ._identity import encodable
+
             raise ValueError(
                 f"function= {function!r} is not a function's name: it holds a lone "
-                "surrogate (an undecodable byte), which no module.qualname has"
+                "surrogate (an undecodable byte), which no module.qualname has; a function "
+                f"so named is known by its escaped name, {encodable(function)!r}"
             ) from None
         return function
     if not callable(function):

@@ -55,7 +55,7 @@ from ._filestore import (
     user_name,
     why_not_ours,
 )
-from ._identity import SIBLING, family_of, place_of
+from ._identity import SIBLING, encodable, family_of, place_of
 from ._location import redact
 from ._report import Report, Table, human_duration, human_size, human_time, iso, text_width
 from ._runs import SortedRuns, Unreadable
@@ -1048,7 +1048,9 @@ def execute(
     for name in named:
         if name is not None and not _is_text(name):  # an undecodable byte in argv
             raise CliError(f"FUNCTION {quoted(name)} is not a function's name (it holds a byte "
-                           f"that is not valid text; see '{prog} ls')", EXIT_USAGE)
+                           f"that is not valid text; a function so named is listed by its "
+                           f"escaped name, '{encodable(name)}': see '{prog} ls')",
+                           EXIT_USAGE)
     clears_all = (args.command == "clear" and not args.functions and not args.yes
                   and not args.dry_run)
     if not clears_all:
@@ -1114,13 +1116,17 @@ def shown(path: str) -> str:
     if path.isprintable():  # (a lone surrogate is not)
         return path
     quoted = []
-    for char in os.fsencode(path).decode("utf-8", "surrogateescape"):
+    try:
+        text = os.fsencode(path).decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no byte decodes to (a caller's str, not argv)
+        text = path
+    for char in text:
         if char in "\\'":
             quoted.append("\\" + char)
         elif "\udc80" <= char <= "\udcff":  # a byte that is not UTF-8
             quoted.append(f"\\{ord(char) - 0xDC00:03o}")
-        elif not char.isprintable():
-            quoted.extend(f"\\{byte:03o}" for byte in char.encode())
+        elif not char.isprintable():  # (before: UnicodeEncodeError for "\ud800")
+            quoted.extend(f"\\{byte:03o}" for byte in char.encode("utf-8", "surrogatepass"))
         else:
             quoted.append(char)
     return "$'" + "".join(quoted) + "'"
@@ -1148,8 +1154,8 @@ def _as_typed(name: str) -> str:
         return name
     try:
         return os.fsencode(name).decode("utf-8")
-    except UnicodeDecodeError:  # bytes that are no text at all: said by the caller
-        return name
+    except UnicodeError:  # bytes that are no text at all, or a surrogate no byte decodes
+        return name  # to (a caller's str, "\ud800"; before, "unexpected error"): said by it
 
 
 def _is_text(name: str) -> bool:

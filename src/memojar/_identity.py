@@ -90,7 +90,7 @@ def function_name(func: Callable[..., Any]) -> str:
         module = "__unknown__"
     if module == "__mp_main__":
         module = "__main__"
-    return f"{module}.{qualname}"
+    return encodable(f"{module}.{qualname}")
 
 
 def class_qualname(cls: type) -> Any:
@@ -2046,7 +2046,7 @@ def scope_of(func: Callable[..., Any]) -> str:
 
     path = namespace.get("__file__")
     if isinstance(path, str) and path:
-        return _text(os.path.realpath(path))  # a relative one (runpy.run_path) from the cwd
+        return encodable(os.path.realpath(path))  # a relative one (runpy.run_path) from the cwd
     return _resolved(os.environ.get("JPY_SESSION_NAME", ""))
 
 
@@ -2056,21 +2056,27 @@ def _resolved(path: str) -> str:
     import os
 
     if os.path.isabs(path):
-        return _text(os.path.realpath(path))
-    return _text(path)
+        return encodable(os.path.realpath(path))
+    return encodable(path)
 
 
-def _text(path: str) -> str:
-    """A path as text that encodes: one holding bytes that are not UTF-8 (a script in a
+def encodable(path: str) -> str:
+    r"""A path as text that encodes: one holding bytes that are not UTF-8 (a script in a
     folder named in Latin-1, which Python decodes to lone surrogates) with those bytes as
-    backslash escapes, ``/data/caf\\xe9/run.py``. Before, the scope did not encode, and
-    decorating any function of such a script raised ``UnicodeEncodeError``."""
+    backslash escapes, ``/data/caf\xe9/run.py``. Before, the scope did not encode, and
+    decorating any function of such a script raised ``UnicodeEncodeError``. So too a
+    function's name (``function_name``: a module loaded from a file so named, a
+    ``__qualname__`` set by hand to ``"a\udcff"``, named ``a\xff``), and a surrogate no
+    file name decodes to (``"\ud800"``) as ``\ud800``."""
     try:
         path.encode()
     except UnicodeEncodeError:
         import os
 
-        return os.fsencode(path).decode("utf-8", "backslashreplace")
+        try:
+            return os.fsencode(path).decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate outside surrogateescape's range
+            return path.encode("utf-8", "backslashreplace").decode()
     return path
 
 
