@@ -408,6 +408,22 @@ def test_clear_all_refused_keeps_a_urls_password_out(capsys: pytest.CaptureFixtu
     line = one_line(err)
     assert "hunter2" not in line and "redis://:***@db.invalid:6379/0" in line
 
+
+@pytest.mark.parametrize("given", ["c1", "./c1", "sub/../c1"])
+def test_clear_all_refused_names_a_relative_dir_by_its_absolute_path(
+    given: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    # Before: "refusing to clear every entry in c1", the folder as typed, where every other
+    # message (ls, info, prune, a clear's report) names it by its absolute path.
+    monkeypatch.chdir(tmp_path)
+    fill(tmp_path / "c1")
+    code, out, err = cli(capsys, "--dir", given, "clear")
+    assert (code, out) == (2, "")
+    assert f"refusing to clear every entry in {tmp_path / 'c1'} without" in one_line(err)
+    assert count(tmp_path / "c1") == 5
+
+
 def test_clear_dry_run_removes_nothing(cache_dir: Path, capsys: pytest.CaptureFixture[str]):
     fill(cache_dir)
     code, out, _ = cli(capsys, "--dir", str(cache_dir), "clear", "--dry-run")

@@ -386,6 +386,19 @@ def open_cache(location: str | None) -> Cache:
         raise CliError(f"cannot open the cache at {redact(str(location))}: {exc}") from exc
 
 
+def _named(location: str | None) -> str:
+    """A cache's location (default: the decorator's) as messages name it before it is
+    opened: a folder by its absolute path, as ``open_cache`` and ``Cache.directory`` name
+    it; a URL without its password. Before, the refusal to clear every entry said
+    ``--dir c1`` as typed, "in c1", where every other message said the absolute folder."""
+    location = file_path(location or default_directory())
+    try:
+        local = url_scheme(location) is None
+    except ValueError:  # a mistyped URL: ``open_cache`` says why
+        local = False
+    return shown(os.path.abspath(os.path.expanduser(location)) if local else redact(location))
+
+
 def _whose(path: str) -> str:
     """Whose an unreadable cache directory is and what to do (before: nothing said)."""
     try:
@@ -1056,7 +1069,7 @@ def execute(
     if not clears_all:
         confirm = None
     elif confirm is None:
-        where = shown(redact(args.dir or default_directory()))  # a URL: no password
+        where = _named(args.dir)
         # Every function's entries older than a duration, when one is given (before,
         # "every entry" also for `clear --older-than 30d`, which keeps the newer ones).
         what = ("every entry" if args.older_than is None
