@@ -1082,3 +1082,47 @@ def test_a_wait_noted_before_the_server_ran_out_of_memory_stays_noted(
         time.sleep(LOCK_TTL * 2)
         assert held.waiters() == {0x42}
         client.config_set("maxmemory", "0")
+
+
+EXIT_ON_A_FROZEN_SERVER = """
+import gc, sys, warnings
+from memojar import Cache, MemojarWarning
+
+warnings.simplefilter("ignore", MemojarWarning)
+url, count = sys.argv[1], int(sys.argv[2])
+caches = [Cache(f"{url}&prefix=v{i}:", secret="s") for i in range(count)]
+functions = [cache.cached(lambda x: x) for cache in caches]
+for f in functions:
+    f(1), f(1)  # counts to merge at the exit
+del caches[count // 2:], functions[count // 2:], f  # the others' merged as a dropped cache's
+gc.collect()
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_the_exit_waits_one_timeout_for_a_frozen_server_of_many_caches(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """8 caches (prefixes) on one server, frozen before the exit (socket_timeout 1 s): the
+    exit's merges of statistics wait for the server once, and skip it for the other caches,
+    live or dropped. Before, each cache's merge waited its own timeout: 8 s of exit."""
+    server = own_redis()
+    timeout, count = 1.0, 8
+    with subprocess.Popen(
+            [sys.executable, "-c", EXIT_ON_A_FROZEN_SERVER,
+             server.url(0, socket_timeout=timeout), str(count)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True) as proc:
+        assert proc.stdout is not None and proc.stdin is not None
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            server.pause()
+            started = time.monotonic()
+            proc.stdin.write("\n")
+            proc.stdin.close()
+            assert proc.wait(60) == 0, proc.communicate()[1]
+            took = time.monotonic() - started
+        finally:
+            proc.kill()
+            server.resume()
+    assert took < 2 * timeout + 2.5, took  # one timeout, with slack for a loaded machine

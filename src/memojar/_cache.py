@@ -1023,7 +1023,7 @@ def _counts_left(tallies: list[Tallied], merged: list[Merged],
 
 
 def _merge_orphans(caches: list[Cache], only: str | None = None,
-                   at_exit: bool = False) -> None:
+                   at_exit: bool = False, silent: set[object] | None = None) -> None:
     """Merge the counts of dropped caches: through a live cache of the same location's
     store, or else through a store opened for them now, only if the location is still a
     cache (a removed cache folder is never made again for them); those of a cache made with
@@ -1031,6 +1031,7 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
     opened for them only at the exit (``at_exit``: no connection is made every few seconds
     for them, and a server gone costs its timeout once). Counts that cannot be merged yet
     (a read-only folder) wait for the next merge. ``only``: of that location only.
+    ``silent``: servers found silent at the exit (``_Flusher.merge_all``), not asked again.
 
     (Before, the records were taken off the list first, then handed on or merged: an
     interrupt in between lost them.)"""
@@ -1054,7 +1055,7 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
             cache = live.get(directory)
             reopen = next((o.reopen for o in orphans if o.reopen is not None), None)
             if cache is not None:
-                _merge_orphans_into(cache.store, orphans)
+                _merge_silently(cache.store, orphans, silent)
                 continue
             if reopen is None:  # a ``store=`` cache's, none of it left
                 _forget(orphans)
@@ -1071,9 +1072,26 @@ def _merge_orphans(caches: list[Cache], only: str | None = None,
                 _forget(orphans)
                 continue
             try:
-                _merge_orphans_into(store, orphans)
+                _merge_silently(store, orphans, silent)
             finally:
                 store.close()
+
+
+def _merge_silently(store: Store, orphans: list[_Orphan], silent: set[object] | None) -> None:
+    """``_merge_orphans_into``, unless ``store``'s server is in ``silent`` (at the exit)."""
+    if silent is not None and store.server in silent:
+        logger.debug("statistics in %s not saved: its server is silent", store.location)
+        return
+    failing = store.failing
+    _merge_orphans_into(store, orphans)
+    _note_silent(store, failing, silent)
+
+
+def _note_silent(store: Store, failing: bool, silent: set[object] | None) -> None:
+    """Note in ``silent`` the server of ``store`` if a merge just found it lost or silent
+    (not failing before it: a store failing since earlier may have a server up again)."""
+    if silent is not None and store.server is not None and not failing and store.failing:
+        silent.add(store.server)
 
 
 def _added_up(orphans: list[_Orphan]) -> None:
@@ -1437,13 +1455,24 @@ class _Flusher:
     def merge_all(self, at_exit: bool = False) -> None:  # ``flush``'s, a name not stubbed
         with self.lock:
             caches = list(self.caches)
+        # At the exit, the servers a merge found silent (its timeout spent), not asked
+        # again by the other caches on them. Before, each cache waited its own timeout: six
+        # caches (prefixes) on one frozen server, socket_timeout=2, held the exit 12 s.
+        silent: set[object] | None = set() if at_exit else None
         if _orphans:
-            _merge_orphans(caches, at_exit=at_exit)
+            _merge_orphans(caches, at_exit=at_exit, silent=silent)
         for cache in caches:
+            store = cache.store
+            if silent is not None and store.server in silent:
+                logger.debug("statistics in %s not saved: its server is silent",
+                             cache.directory)
+                continue
+            failing = store.failing  # (since before the exit: not this merge's timeout)
             try:
                 cache.flush_stats()
             except Exception as exc:  # noqa: BLE001 - statistics never fail the program
                 logger.debug("cannot save statistics in %s: %s", cache.directory, exc)
+            _note_silent(store, failing, silent)
 
     def before_fork(self) -> None:
         import sys

@@ -206,6 +206,8 @@ class RedisStore(Store):
         self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
         self._breaker = Breaker(self.location, PROBE_EVERY, self._client.ping,
                                 "memojar-redis-probe")
+        address = self._client.connection_pool.connection_kwargs
+        self.server = (address.get("host"), address.get("port"), address.get("path"))
         self._pid = os.getpid()
         self._mutex = threading.RLock()  # guards _leases (reentrant: a signal handler's call)
         self._leases: dict[bytes, _RedisKeyLock] = {}  # entry key -> this process's lock on it
@@ -705,6 +707,10 @@ class RedisStore(Store):
                 removed += n
                 if n == 0:  # done: under max_size, or nothing left to evict
                     return removed
+
+    @property
+    def failing(self) -> bool:
+        return self._breaker.down
 
     def close(self) -> None:
         self._breaker.close()

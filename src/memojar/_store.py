@@ -352,7 +352,16 @@ class Store(abc.ABC):
     # bucket): a listing without heads holds them, and only their first bytes tell (``scan``
     # with heads leaves them out); removals read those first and leave them.
     names_shared = False
+    # The server that other stores of this process may share (a Redis server's address):
+    # one found silent by a store's merge of statistics at the exit is not asked again by
+    # the others (``_cache._Flusher.merge_all``). None: none shared (a directory).
+    server: object = None
     _warned = False  # the trust warning was given (once per store)
+
+    @property
+    def failing(self) -> bool:
+        """Whether requests fail fast now (a remote store's server lost, ``Breaker``)."""
+        return False
 
     # --- the hit path -----------------------------------------------------------------
 
