@@ -787,6 +787,23 @@ def test_usage_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.Captu
     assert one_line(err).startswith("memojar: ")
 
 
+@pytest.mark.parametrize(("location", "client", "said"), [
+    ("redis://127.0.0.1:1/0?bogus=1", "redis", "unknown option 'bogus' in its query string"),
+    ("redis://127.0.0.1:1/0?ssl_certfile=c", "redis", "option 'ssl_certfile' is for a TLS"),
+    ("s3://bucket/p?colour=red", "boto3", "unknown option(s) colour (known: endpoint_url"),
+], ids=["redis", "redis-tls-only", "s3"])
+def test_an_unknown_option_in_a_dir_url_is_a_usage_error_naming_it(
+    location: str, client: str, said: str, capsys: pytest.CaptureFixture[str],
+):
+    # Before: status 1, as for a cache that cannot be read, where every other mistake in
+    # the command line is 2.
+    pytest.importorskip(client)
+    code, out, err = cli(capsys, "--dir", location, "ls")
+    assert code == 2 and out == ""
+    assert one_line(err).startswith(f"memojar: cannot open the cache at {location}: ")
+    assert said in err
+
+
 @pytest.mark.parametrize("argv", [["--dir", "", "clear", "--yes"], ["clear", "--dir", " ", "--yes"],
                                   ["--dir", "", "info"]], ids=["before", "after", "info"])
 def test_empty_dir_is_a_usage_error_not_the_default_cache(

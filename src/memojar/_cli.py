@@ -46,7 +46,7 @@ from ._cache import (
 )
 from ._census import Census, counted, take_census
 from ._entry import CLOCK_SKEW
-from ._errors import MemojarWarning, PartlyRemoved, one_line
+from ._errors import MemojarWarning, PartlyRemoved, UnknownOption, one_line
 from ._filestore import (
     is_cache_dir,
     not_tagged_yet,
@@ -332,6 +332,7 @@ def open_cache(location: str | None) -> Cache:
     or holds only memojar's temporary tag files (a root being tagged, or left so by a
     process killed then) is an empty cache too: ``NoCacheYet``.
     """
+    given = location is not None  # by --dir (else $MEMOJAR_DIR's or the default)
     location = location or default_directory()
     location = file_path(location)
     try:
@@ -382,6 +383,9 @@ def open_cache(location: str | None) -> Cache:
         return Cache(location)
     except ImportError as exc:
         raise CliError(str(exc)) from exc
+    except UnknownOption as exc:  # in --dir: bad usage (before, status 1)
+        raise CliError(f"cannot open the cache at {redact(str(location))}: {exc}",
+                       EXIT_USAGE if given else EXIT_ERROR) from exc
     except (ValueError, TypeError) as exc:
         raise CliError(f"cannot open the cache at {redact(str(location))}: {exc}") from exc
 

@@ -317,6 +317,18 @@ class PartlyRemoved(PermissionError):
         return type(self), (self.removed, self.left, self.user, self.marked)
 
 
+class UnknownOption(ValueError):
+    """A cache URL's query names an option its store does not take (``option``): a
+    mistake in what the user wrote, which the command line calls bad usage (status 2)."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return type(self), (str(self), self.option)
+
+
 class MemojarWarning(UserWarning):
     """A cache fault that cost a cache hit or a store, never the caller's result."""
 

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ._errors import UnknownOption
+
 __all__ = ["MEMOJARS", "TAKEN", "TLS", "options"]
 
 MEMOJARS = ("prefix", "password", "socket_timeout", "chunk_size")  # (``_redisurl.OPTIONS``)
@@ -243,19 +245,19 @@ def options(scheme: str, query: str, socket_timeout: float) -> dict[str, Any]:
     pairs = parse_qsl(query, keep_blank_values=True)
     for name, _ in pairs:  # every name first: a wrong name says so before a wrong value
         if name in TLS and not tls:
-            raise ValueError(f"option {name!r} is for a TLS connection: the URL must begin "
-                             "with rediss://")
+            raise UnknownOption(f"option {name!r} is for a TLS connection: the URL must "
+                                "begin with rediss://", name)
         if name == "socket_keepalive" and scheme == "unix":
-            raise ValueError(f"option {name!r} is for a TCP connection (redis://, "
-                             "rediss://), not unix://")
+            raise UnknownOption(f"option {name!r} is for a TCP connection (redis://, "
+                                "rediss://), not unix://", name)
         if name not in TAKEN and name not in TLS:
             why = _WHY_NOT.get(name)
             near = difflib.get_close_matches(name, [*MEMOJARS, *TAKEN, *TLS], n=1)
-            raise ValueError(
+            raise UnknownOption(
                 (f"option {name!r} in its query string is not taken: {why}" if why else
                  f"unknown option {name!r} in its query string")
                 + (f" (did you mean {near[0]!r}?)" if near and not why else "")
-                + f"; the options taken are {_taken(tls)}")
+                + f"; the options taken are {_taken(tls)}", name)
     firsts: dict[str, str] = {}
     for name, raw in pairs:
         if raw != "":  # (as redis-py: an option left empty is left out)

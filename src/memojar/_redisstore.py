@@ -77,7 +77,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _redislua as lua
 from ._entry import Miss, header_length
-from ._errors import logger, raise_the_callers_within, unlink_map_frame
+from ._errors import UnknownOption, logger, raise_the_callers_within, unlink_map_frame
 from ._redisconn import connect, exhausted, sent
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
@@ -180,6 +180,9 @@ class RedisStore(Store):
         self._checker_client: redis.Redis | None = None
         try:
             self._client = connect(url, self.socket_timeout, **kwargs)
+        except UnknownOption as exc:  # (its kind kept: the command line's bad usage)
+            raise UnknownOption(f"cache location {self.location!r} is not a valid Redis "
+                                f"URL: {exc}", exc.option) from exc
         except ValueError as exc:
             raise ValueError(f"cache location {self.location!r} is not a valid Redis URL: "
                              f"{exc}") from exc

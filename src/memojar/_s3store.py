@@ -81,6 +81,7 @@ from urllib3._collections import RecentlyUsedContainer
 
 from ._entry import written_as_an_entry
 from ._errors import (
+    UnknownOption,
     in_a_signal_handler,
     logger,
     raise_the_callers_within,
@@ -1972,8 +1973,8 @@ def _parse(location: str) -> tuple[str, str, dict[str, str]]:
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
-        raise ValueError(f"cache location {shown!r}: unknown option(s) {', '.join(unknown)}"
-                         f" (known: {', '.join(_OPTIONS)})")
+        raise UnknownOption(f"cache location {shown!r}: unknown option(s) "
+                            f"{', '.join(unknown)} (known: {', '.join(_OPTIONS)})", unknown[0])
     for name in options:  # given twice: the last one counts, as in a dict
         if not options[name]:
             raise ValueError(f"cache location {shown!r}: option {name} is empty")
