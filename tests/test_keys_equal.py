@@ -382,6 +382,48 @@ def test_long_doubles_key_alike_in_every_process() -> None:
     assert make_key((np.longdouble(1),)) != make_key((np.longdouble(2),))
 
 
+_PADDED_RECORDS = """
+import json, os, numpy as np
+from memojar._keys import make_key, state_key
+junk = [np.random.default_rng(os.getpid()).integers(0, 256, n, dtype=np.uint8)
+        for n in (48, 80, 160, 4096)]  # memory the arrays below may be made in, dirtied
+del junk
+aligned = np.dtype([("a", "u1"), ("b", "f8")], align=True)
+spaced = np.dtype({"names": ["a", "b"], "formats": ["u1", "i4"], "offsets": [0, 8],
+                   "itemsize": 16})
+keys = []
+for dtype in (aligned, spaced, np.dtype([("a", "u1"), ("b", np.longdouble)])):
+    for size in (1, 3, 5):
+        records = np.empty(size, dtype)
+        records["a"], records["b"] = 1, 2
+        for value in (records, records[::2], records[0], records.view(np.recarray),
+                      records.view(np.recarray)[0], [records[0]]):
+            keys.append([make_key((value,)), state_key(value)])
+print(json.dumps(keys))
+"""
+
+
+def test_records_with_padding_key_alike_in_every_process() -> None:
+    """A structured dtype's item may hold bytes no field covers (``align=True``, explicit
+    offsets, a long double field's padding): made by ``np.empty`` and its fields assigned,
+    they are whatever was in memory. Keyed with them, such an array, a view of it, a
+    record of it (``np.void``, ``np.record``) or a ``recarray`` had another key in each
+    process, and was never a hit after its first."""
+    np = pytest.importorskip("numpy")
+    outputs = [subprocess.run([sys.executable, "-c", _PADDED_RECORDS], capture_output=True,
+                              text=True, timeout=60, env=_env(), check=True).stdout
+               for _ in range(3)]
+    assert outputs[0] == outputs[1] == outputs[2]
+    aligned = np.dtype([("a", "u1"), ("b", "f8")], align=True)
+    ones, twos = np.zeros(2, aligned), np.zeros(2, aligned)
+    ones["b"], twos["b"] = 1, [1, 2]
+    packed = np.zeros(2, [("a", "u1"), ("b", "f8")])
+    packed["b"] = 1
+    for one, other in ((ones, twos), (ones[1], twos[1]), (ones, packed), (ones[0], packed[0]),
+                       (ones, ones.view(np.recarray)), (ones[0], ones.view(np.recarray)[0])):
+        assert make_key((one,)) != make_key((other,))
+
+
 def test_arrays_of_dtypes_a_package_registers_differ_by_their_type(cache_dir: Path) -> None:
     """ml_dtypes' float8 and int4 dtypes are all spelled ``<V1``: the same bytes read as
     ``float8_e4m3fn`` and as ``float8_e4m3fnuz`` shared a key, and the second call

@@ -927,7 +927,8 @@ def _state_array(a: Any) -> Any:
     numpy views: 2 µs less an array in a state of many."""
     dtype = a.dtype
     if (a.size and not dtype.hasobject and a.flags.c_contiguous
-            and dtype.type not in _padded_types()):
+            and dtype.type not in _padded_types()
+            and (dtype.names is None or _value_bytes(dtype) is None)):
         try:
             raw = memoryview(a).cast("B")
         except (TypeError, ValueError, BufferError, NotImplementedError):  # a dtype the
@@ -1012,6 +1013,8 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
     np = sys.modules.get("numpy")
     if np is not None and (t is np.ndarray or t is getattr(np, "memmap", None)):
         return _reduce_array
+    if np is not None and t is np.recarray:
+        return _reduce_records
     masked = sys.modules.get("numpy.ma.core")
     if masked is not None and issubclass(t, masked.MaskedArray):
         return _reduce_masked
@@ -1024,6 +1027,8 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
     if np is not None and issubclass(t, np.number) and (
             np.dtype(np.dtype(t).str).type is not t or t in _padded_types()):
         return _reduce_scalar
+    if np is not None and issubclass(t, np.void):
+        return _reduce_void
     pd = sys.modules.get("pandas")
     if pd is not None:
         if issubclass(t, pd.DataFrame):
@@ -1046,6 +1051,27 @@ def _reduce_scalar(scalar: Any) -> Any:
     of ``np.int64(1)``, and a function telling them apart, ``type(x)``, got the other's
     value); or a long double, whose pickle holds its padding (``_padded_types``)."""
     return _Scalar, (_reduce_array(sys.modules["numpy"].asarray(scalar)),)
+
+
+def _reduce_void(scalar: Any) -> Any:
+    """A structured numpy scalar (``a[0]``, ``np.record``) whose items have bytes that hold
+    no value (``_value_bytes``) as the array of it, those bytes left out; None (pickle's
+    reduction, the key it always had) for any other. Before, its pickle, which holds them:
+    such a scalar taken from an array made by ``np.empty`` had another key in each
+    process."""
+    dtype = scalar.dtype
+    if dtype.names is None or dtype.hasobject or _value_bytes(dtype) is None:
+        return None
+    return _Scalar, (_reduce_array(sys.modules["numpy"].asarray(scalar)),)
+
+
+def _reduce_records(a: Any) -> Any:
+    """A ``np.recarray`` whose items have bytes that hold no value, as its class and the
+    array (``_reduce_array``: those bytes left out); None (its pickle, the key it always
+    had) for any other. Before, its pickle: another key in each process (``_reduce_void``)."""
+    if a.dtype.names is None or a.dtype.hasobject or _value_bytes(a.dtype) is None:
+        return None
+    return _Subarray, (type(a), a.view(sys.modules["numpy"].ndarray))
 
 
 def _reduce_code(code: CodeType) -> Any:
@@ -1085,6 +1111,10 @@ def _reduce_array(a: Any) -> Any:
         rows = raw.reshape(-1, per)
         raw = np.ascontiguousarray(rows[:, per - 10:] if dtype.byteorder == ">" else
                                    rows[:, :10])
+    elif c.size and dtype.names is not None:
+        kept = _value_bytes(dtype)
+        if kept is not None:  # each item's values, not the bytes between its fields
+            raw = np.ascontiguousarray(raw.reshape(-1, dtype.itemsize)[:, kept])
     return (_Array, (_spelled(dtype), a.shape,
                      _own_buffer(raw)))
 
@@ -1105,6 +1135,46 @@ def _padded_types() -> frozenset[type]:
 
 
 _PADDED: frozenset[type] | None = None
+
+
+@functools.lru_cache(maxsize=256)
+def _value_bytes(dtype: Any) -> Any:
+    """The offsets of the bytes of a structured dtype's item that hold its fields' values
+    (a read-only array), or None if all of them do. The others are padding (``align=True``,
+    explicit ``offsets`` or ``itemsize``, a long double field's own, ``_padded_types``),
+    whatever was in memory where the array was made (``np.empty``, then the fields
+    assigned), which no field reads. Before, they were keyed: such an array, or a scalar
+    of it, had another key in each process, never a hit after its first. (By equality: it
+    says the fields' formats, offsets and the itemsize, all this depends on.)"""
+    np = sys.modules["numpy"]
+    used = np.zeros(dtype.itemsize, dtype=bool)
+    _mark_values(np, dtype, 0, used)
+    if used.all():
+        return None
+    kept = np.flatnonzero(used)
+    kept.setflags(write=False)
+    return kept
+
+
+def _mark_values(np: Any, dtype: Any, at: int, used: Any) -> None:
+    """Mark in ``used`` the bytes of ``dtype``'s item, at offset ``at``, that hold values."""
+    if dtype.names is not None:
+        for name in dtype.names:
+            field = dtype.fields[name]
+            _mark_values(np, field[0], at + field[1], used)
+    elif dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        one = np.zeros(base.itemsize, dtype=bool)
+        _mark_values(np, base, 0, one)
+        count = int(np.prod(shape))
+        used[at:at + count * base.itemsize] |= np.tile(one, count)
+    elif dtype.type in _padded_types():
+        per = np.dtype(np.longdouble).itemsize  # (a complex one: two of them)
+        for start in range(at, at + dtype.itemsize, per):
+            first = start + per - 10 if dtype.byteorder == ">" else start
+            used[first:first + 10] = True
+    else:
+        used[at:at + dtype.itemsize] = True
 
 
 def _reduce_masked(a: Any) -> Any:
