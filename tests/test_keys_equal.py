@@ -391,13 +391,18 @@ del junk
 aligned = np.dtype([("a", "u1"), ("b", "f8")], align=True)
 spaced = np.dtype({"names": ["a", "b"], "formats": ["u1", "i4"], "offsets": [0, 8],
                    "itemsize": 16})
+class Records(np.ndarray):
+    pass
 keys = []
 for dtype in (aligned, spaced, np.dtype([("a", "u1"), ("b", np.longdouble)])):
     for size in (1, 3, 5):
         records = np.empty(size, dtype)
         records["a"], records["b"] = 1, 2
+        masked = np.ma.array(records, mask=[False] * size)
         for value in (records, records[::2], records[0], records.view(np.recarray),
-                      records.view(np.recarray)[0], [records[0]]):
+                      records.view(np.recarray)[0], [records[0]], masked, masked[0],
+                      np.ma.array(records, mask=[True] * size, hard_mask=True),
+                      records.view(Records)):
             keys.append([make_key((value,)), state_key(value)])
 print(json.dumps(keys))
 """
@@ -407,8 +412,9 @@ def test_records_with_padding_key_alike_in_every_process() -> None:
     """A structured dtype's item may hold bytes no field covers (``align=True``, explicit
     offsets, a long double field's padding): made by ``np.empty`` and its fields assigned,
     they are whatever was in memory. Keyed with them, such an array, a view of it, a
-    record of it (``np.void``, ``np.record``) or a ``recarray`` had another key in each
-    process, and was never a hit after its first."""
+    record of it (``np.void``, ``np.record``), a ``recarray``, a masked array of it or an
+    ndarray subclass's had another key in each process, and was never a hit after its
+    first."""
     np = pytest.importorskip("numpy")
     outputs = [subprocess.run([sys.executable, "-c", _PADDED_RECORDS], capture_output=True,
                               text=True, timeout=60, env=_env(), check=True).stdout
@@ -420,7 +426,10 @@ def test_records_with_padding_key_alike_in_every_process() -> None:
     packed = np.zeros(2, [("a", "u1"), ("b", "f8")])
     packed["b"] = 1
     for one, other in ((ones, twos), (ones[1], twos[1]), (ones, packed), (ones[0], packed[0]),
-                       (ones, ones.view(np.recarray)), (ones[0], ones.view(np.recarray)[0])):
+                       (ones, ones.view(np.recarray)), (ones[0], ones.view(np.recarray)[0]),
+                       (np.ma.array(ones), np.ma.array(twos)), (np.ma.array(ones), ones),
+                       (np.ma.array(ones), np.ma.array(ones, mask=[False, True])),
+                       (np.ma.array(ones), np.ma.array(ones, hard_mask=True))):
         assert make_key((one,)) != make_key((other,))
 
 

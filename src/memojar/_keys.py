@@ -1059,8 +1059,7 @@ def _reduce_void(scalar: Any) -> Any:
     reduction, the key it always had) for any other. Before, its pickle, which holds them:
     such a scalar taken from an array made by ``np.empty`` had another key in each
     process."""
-    dtype = scalar.dtype
-    if dtype.names is None or dtype.hasobject or _value_bytes(dtype) is None:
+    if not _gapped(scalar.dtype):
         return None
     return _Scalar, (_reduce_array(sys.modules["numpy"].asarray(scalar)),)
 
@@ -1069,9 +1068,15 @@ def _reduce_records(a: Any) -> Any:
     """A ``np.recarray`` whose items have bytes that hold no value, as its class and the
     array (``_reduce_array``: those bytes left out); None (its pickle, the key it always
     had) for any other. Before, its pickle: another key in each process (``_reduce_void``)."""
-    if a.dtype.names is None or a.dtype.hasobject or _value_bytes(a.dtype) is None:
+    if not _gapped(a.dtype):
         return None
     return _Subarray, (type(a), a.view(sys.modules["numpy"].ndarray))
+
+
+def _gapped(dtype: Any) -> bool:
+    """Whether ``dtype`` is a structured one of numbers whose items have bytes that hold
+    no value (``_value_bytes``), which its pickle would hold."""
+    return dtype.names is not None and not dtype.hasobject and _value_bytes(dtype) is not None
 
 
 def _reduce_code(code: CodeType) -> Any:
@@ -1182,7 +1187,16 @@ def _reduce_masked(a: Any) -> Any:
     leaves it masked), as the marker and a soft view of it; None (pickle's reduction, the
     key it always had) for a soft one. Before, its pickle, which leaves the flag out: a
     hard-masked array and the same array soft shared a key, and a function filling it
-    got the other's values."""
+    got the other's values.
+
+    A masked array of a structured dtype with padding (``_gapped``), soft or hard (and a
+    record of one, ``mvoid``): by its class, base class, flag, data (``_reduce_array``:
+    the padding left out), mask and fill value, what its pickle holds. Before, its pickle,
+    padding and all: another key in each process (``_reduce_void``)."""
+    if _gapped(a.dtype):
+        np = sys.modules["numpy"]
+        return (_Subarray, (type(a), a._baseclass, a.hardmask, a.view(np.ndarray),
+                            np.ma.getmaskarray(a), a._fill_value))
     if not a.hardmask:
         return None
     soft = a.view()
@@ -1198,7 +1212,9 @@ def _reduce_subarray(a: Any) -> Any:
     tagged ``"m"`` and ``"km"`` shared a key, and a function reading the tag got the
     other's."""
     attributes = getattr(a, "__dict__", None)
-    if type(attributes) is not dict or not attributes:
+    if type(attributes) is not dict or not attributes:  # (of a structured dtype with
+        if _gapped(a.dtype):  # padding: as a recarray, ``_reduce_records``)
+            return _Subarray, (type(a), a.view(sys.modules["numpy"].ndarray))
         return None
     try:
         digest = xxhash.xxh3_128_hexdigest(canonical_bytes(normal(_but_itself(a, attributes))))
