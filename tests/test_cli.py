@@ -583,6 +583,31 @@ def test_an_option_typed_short_of_its_name_is_refused_and_its_name_suggested(
     assert "mod.old_python" in {e.function for e in Cache(cache_dir).entries()}
 
 
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--dri", "x", "ls"], "--dri; did you mean --dir?"),
+    (["--dri", "x"], "--dri; did you mean --dir?"),
+    (["--jsn", "x", "info"], "--jsn; did you mean --json?"),
+    (["--dir", "x", "--dri", "y", "ls"], "--dri; did you mean --dir?"),
+    (["-z", "x", "ls"], "-z ("),
+])
+def test_an_unknown_option_before_the_command_is_named(
+    capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+) -> None:
+    """Before, argparse took the option's value for the command: ``memojar --dri x ls``
+    said "invalid choice: 'x'", and not a word of ``--dri``."""
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert f"memojar: unrecognized arguments: {named}" in one_line(err)
+    assert "invalid choice" not in err
+
+
+def test_a_mistyped_command_after_known_options_is_still_named(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "--dir", "x", "lss")
+    assert code == 2 and "invalid choice: 'lss'" in err
+
+
 def test_prune_of_a_clean_cache_removes_nothing(
     cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ):

@@ -155,7 +155,32 @@ class _Parser(argparse.ArgumentParser):
             message += " (a DURATION: a number and a unit s, m, h, d or w, as 90s, 15m, 2h, 7d)"
         elif message.startswith("unrecognized arguments: "):
             message += self._options_meant(message.split(": ", 1)[1].split())
+        elif message.startswith("argument COMMAND: invalid choice: "):
+            unknown = self._unknown_before_command()
+            if unknown:  # ``--dri x ls``: not 'x' the mistake, the option that left it
+                message = (f"unrecognized arguments: {' '.join(unknown)}"
+                           + self._options_meant(unknown))
         raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._argv = list(sys.argv[1:] if args is None else args)  # for ``error``
+        return super().parse_known_args(args, namespace)
+
+    def _unknown_before_command(self) -> list[str]:
+        """The options this parser does not know in front of the command. argparse leaves
+        one out as unknown and takes the word after it (its value: ``--dri x ls``) for the
+        command, and said only "invalid choice: 'x'"."""
+        unknown = []
+        words = iter(getattr(self, "_argv", ()))
+        for word in words:
+            if word == "--" or not word.startswith("-") or word == "-":
+                break  # the command's place
+            action = self._option_string_actions.get(word.split("=", 1)[0])
+            if action is None:
+                unknown.append(word)
+            elif "=" not in word and action.nargs is None:
+                next(words, None)  # its value (``--dir x``)
+        return unknown
 
     def _options_meant(self, words: list[str]) -> str:
         """"; did you mean ..." for unknown options that are near a known one (this
