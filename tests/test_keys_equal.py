@@ -382,6 +382,43 @@ def test_long_doubles_key_alike_in_every_process() -> None:
     assert make_key((np.longdouble(1),)) != make_key((np.longdouble(2),))
 
 
+_LONG_DOUBLES_WRAPPED = """
+import json, os, warnings, numpy as np
+from memojar._keys import make_key, state_key
+class Numbers(np.ndarray):
+    pass
+numbers = np.frombuffer(bytearray(os.urandom(64)), dtype=np.longdouble).copy()
+numbers[:] = 1.5, 2, 3, 4  # (each number's 6 bytes of padding: left as they were)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PendingDeprecationWarning)  # (np.matrix's)
+    matrix = np.asmatrix(numbers)
+values = (np.ma.array(numbers), np.ma.array(numbers, hard_mask=True), np.ma.array(numbers)[:1],
+          np.ma.array(numbers.view(np.clongdouble)), numbers.view(Numbers),
+          numbers.view(np.recarray), matrix)
+print(json.dumps([[make_key((value,)), state_key(value)] for value in values]))
+"""
+
+
+def test_long_doubles_wrapped_key_alike_in_every_process() -> None:
+    """A masked array (soft or hard), an ndarray subclass's, a ``recarray`` or a matrix of
+    long doubles was keyed by its pickle, each number's padding and all: another key in
+    each process, never a hit after its first, as a long double array before 1b47579."""
+    np = pytest.importorskip("numpy")
+    if np.finfo(np.longdouble).nmant != 63:
+        pytest.skip("a long double here has no padding")
+    outputs = [subprocess.run([sys.executable, "-c", _LONG_DOUBLES_WRAPPED], capture_output=True,
+                              text=True, timeout=60, env=_env(), check=True).stdout
+               for _ in range(3)]
+    assert outputs[0] == outputs[1] == outputs[2]
+    ones, twos = np.ones(2, np.longdouble), np.array([1, 2], np.longdouble)
+    for one, other in ((np.ma.array(ones), np.ma.array(twos)), (np.ma.array(ones), ones),
+                       (np.ma.array(ones), np.ma.array(ones, mask=[False, True])),
+                       (np.ma.array(ones), np.ma.array(ones, hard_mask=True)),
+                       (ones.view(np.recarray), ones), (ones.view(np.recarray),
+                                                        twos.view(np.recarray))):
+        assert make_key((one,)) != make_key((other,))
+
+
 _PADDED_RECORDS = """
 import json, os, numpy as np
 from memojar._keys import make_key, state_key

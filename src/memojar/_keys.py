@@ -1013,7 +1013,7 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
     np = sys.modules.get("numpy")
     if np is not None and (t is np.ndarray or t is getattr(np, "memmap", None)):
         return _reduce_array
-    if np is not None and t is np.recarray:
+    if np is not None and (t is np.recarray or t is np.matrix):
         return _reduce_records
     masked = sys.modules.get("numpy.ma.core")
     if masked is not None and issubclass(t, masked.MaskedArray):
@@ -1065,18 +1065,24 @@ def _reduce_void(scalar: Any) -> Any:
 
 
 def _reduce_records(a: Any) -> Any:
-    """A ``np.recarray`` whose items have bytes that hold no value, as its class and the
-    array (``_reduce_array``: those bytes left out); None (its pickle, the key it always
-    had) for any other. Before, its pickle: another key in each process (``_reduce_void``)."""
+    """A ``np.recarray`` (or ``np.matrix``) whose items have bytes that hold no value, as
+    its class and the array (``_reduce_array``: those bytes left out); None (its pickle,
+    the key it always had) for any other. Before, its pickle: another key in each process
+    (``_reduce_void``)."""
     if not _gapped(a.dtype):
         return None
     return _Subarray, (type(a), a.view(sys.modules["numpy"].ndarray))
 
 
 def _gapped(dtype: Any) -> bool:
-    """Whether ``dtype`` is a structured one of numbers whose items have bytes that hold
-    no value (``_value_bytes``), which its pickle would hold."""
-    return dtype.names is not None and not dtype.hasobject and _value_bytes(dtype) is not None
+    """Whether ``dtype``'s items have bytes that hold no value, which its pickle would
+    hold: a structured one of numbers (``_value_bytes``) or a long double
+    (``_padded_types``). Before, a masked array, a recarray, a matrix or an ndarray
+    subclass's of long doubles was keyed by its pickle, padding and all: another key in
+    each process, never a hit after its first."""
+    if dtype.names is None:
+        return dtype.type in _padded_types()
+    return not dtype.hasobject and _value_bytes(dtype) is not None
 
 
 def _reduce_code(code: CodeType) -> Any:
