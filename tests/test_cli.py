@@ -601,6 +601,24 @@ def test_an_unknown_option_before_the_command_is_named(
     assert "invalid choice" not in err
 
 
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--json", "ls"], "--json; --json is an option of ls and info: after the command, as "
+                       "'memojar ls --json'"),
+    (["--older-than", "1d", "clear"], "--older-than; --older-than is an option of clear: "
+                                      "after the command, as 'memojar clear --older-than "
+                                      "DURATION'"),
+])
+def test_a_commands_option_before_it_is_said_to_go_after_it(
+    capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+) -> None:
+    """Before, ``memojar --json ls`` said "unrecognized arguments: --json; did you mean
+    --json?", the very word typed."""
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert f"memojar: unrecognized arguments: {named}" in one_line(err)
+    assert "did you mean" not in err
+
+
 def test_a_mistyped_command_after_known_options_is_still_named(
     capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -193,11 +193,29 @@ class _Parser(argparse.ArgumentParser):
                 parsers += action.choices.values()
         known = sorted({o for p in parsers for a in p._actions for o in a.option_strings
                         if o.startswith("--")})
-        close = []
+        close, misplaced = [], ""
         for word in (w.split("=")[0] for w in words if w.startswith("--")):
+            owners = [name for name, p in zip(self._commands(), parsers[1:], strict=True)
+                      if word in p._option_string_actions]
+            if word not in self._option_string_actions and owners and not misplaced:
+                # a command's option in front of it (``--json ls``): before, "did you
+                # mean --json?", the very word typed
+                action = parsers[1 + self._commands().index(owners[0])]._option_string_actions[
+                    word]
+                value = f" {action.metavar or action.dest.upper()}" if action.nargs != 0 else ""
+                misplaced = (f"; {word} is an option of {' and '.join(owners)}: after the "
+                             f"command, as '{self.prog} {owners[0]} {word}{value}'")
+                continue
             longer = [o for o in known if o.startswith(word)]  # a prefix: what it stood for
             close += longer or difflib.get_close_matches(word, known, n=1, cutoff=0.6)
-        return f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+        meant = f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+        return meant + misplaced
+
+    def _commands(self) -> list[str]:
+        """The names of this parser's commands, in the order ``_options_meant`` lists their
+        parsers."""
+        return [name for action in self._actions
+                if isinstance(action, argparse._SubParsersAction) for name in action.choices]
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         """argparse's, but an invalid choice typed with a byte that is not UTF-8 (the
