@@ -1126,3 +1126,40 @@ def test_the_exit_waits_one_timeout_for_a_frozen_server_of_many_caches(
             proc.kill()
             server.resume()
     assert took < 2 * timeout + 2.5, took  # one timeout, with slack for a loaded machine
+
+
+EXIT_WITH_A_WRONG_PASSWORD = """
+import gc, sys, warnings
+from memojar import Cache, MemojarWarning
+
+warnings.simplefilter("ignore", MemojarWarning)
+wrong, right = sys.argv[1], sys.argv[2]
+dropped = Cache(wrong, secret="s")
+f = dropped.cached(lambda x: x)
+f(1), f(1)  # refused: counts of a dropped cache, its store reopened at the exit
+del dropped, f
+gc.collect()
+kept = Cache(right, secret="s")
+g = kept.cached(lambda x: x)
+g(1), g(1)  # a miss and a hit, merged at the exit
+"""
+
+
+def test_a_refused_connection_at_the_exit_skips_no_other_cache_of_the_server(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A dropped cache's URL with a wrong password: its store, reopened at the exit, is
+    refused at once. The server answers: the other caches on it merge their counts. Before,
+    the refusal marked the server silent (7d7ac9f) and the live cache's counts were lost."""
+    server = own_redis()
+    server.client().acl_setuser("user", enabled=True, passwords=["+right"], keys=["*"],
+                                commands=["+@all"])
+    address = f"127.0.0.1:{server.port}"
+    wrong = f"redis://user:wrong@{address}/0?prefix=refused:"
+    right = f"redis://user:right@{address}/0?prefix=answered:"
+    done = subprocess.run([sys.executable, "-c", EXIT_WITH_A_WRONG_PASSWORD, wrong, right],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MemojarWarning)
+        stats = Cache(right, secret="s").saved_stats()
+    assert [counts[:2] for counts in stats.values()] == [(1, 1)], stats

@@ -1088,9 +1088,12 @@ def _merge_silently(store: Store, orphans: list[_Orphan], silent: set[object] | 
 
 
 def _note_silent(store: Store, failing: bool, silent: set[object] | None) -> None:
-    """Note in ``silent`` the server of ``store`` if a merge just found it lost or silent
-    (not failing before it: a store failing since earlier may have a server up again)."""
-    if silent is not None and store.server is not None and not failing and store.failing:
+    """Note in ``silent`` the server of ``store`` if a merge just found it silent, its
+    timeout spent (not failing before it: a store failing since earlier may have a server
+    up again). Not a refused connection: it cost no wait, and may be this store's own (a
+    wrong password in its URL): before, a dropped cache's store reopened with a wrong
+    password made the exit skip every other cache of that server, their counts lost."""
+    if silent is not None and store.server is not None and not failing and store.silent:
         silent.add(store.server)
 
 

@@ -715,6 +715,10 @@ class RedisStore(Store):
     def failing(self) -> bool:
         return self._breaker.down
 
+    @property
+    def silent(self) -> bool:
+        return self._breaker.silent
+
     def close(self) -> None:
         self._breaker.close()
         self._renewer.stop()

@@ -363,6 +363,12 @@ class Store(abc.ABC):
         """Whether requests fail fast now (a remote store's server lost, ``Breaker``)."""
         return False
 
+    @property
+    def silent(self) -> bool:
+        """Whether requests fail fast now after one got no answer within the timeout (a
+        frozen or unreachable server), not after a refused connection (``Breaker.silent``)."""
+        return False
+
     # --- the hit path -----------------------------------------------------------------
 
     def read(self, function: str, key: str) -> Any | None:
@@ -834,6 +840,13 @@ class Breaker:
     @property
     def down(self) -> bool:
         return self._down is not None
+
+    @property
+    def silent(self) -> bool:
+        """Down after a timeout: the server gave no answer. A refused connection (a server
+        stopped, a wrong password: this store's own) failed at once, costing no wait."""
+        down = self._down
+        return down is not None and down.errno == errno.ETIMEDOUT
 
     def check(self) -> None:
         """Raise the fault that put the server down, if it is down."""
