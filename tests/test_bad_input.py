@@ -462,6 +462,25 @@ def test_a_function_whose_name_is_not_valid_text_is_cached_by_its_escaped_name(
     assert cache.clear(h) == 1
 
 
+def test_a_function_of_a_module_not_valid_text_that_reads_a_global_is_cached(
+        cache_dir: Path) -> None:
+    # Before: UnicodeEncodeError from inside memojar at the first call of a function of a
+    # module whose name holds a lone surrogate (a file whose name is not UTF-8) reading a
+    # global of it: the fingerprint's rows name the module, and were encoded strictly.
+    import types
+
+    source = "def g(x):\n    return x * K\n"
+    results = []
+    for name, k in ((os.fsdecode(b"m\xff"), 2), ("m\\xff", 3)):  # the same escaped name
+        module = types.ModuleType(name)
+        module.K = k  # type: ignore[attr-defined]
+        exec(source, module.__dict__)
+        module.g.__module__ = name  # type: ignore[attr-defined]
+        h = Cache(cache_dir).cached(module.g)  # type: ignore[attr-defined]
+        results.append((h(5), h(5)))
+    assert results == [(10, 10), (15, 15)]
+
+
 def test_a_secret_with_undecodable_bytes_is_those_bytes(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,7 +112,9 @@ def manifest(rows: Any) -> bytes:
 
     The fingerprint field already covers it; it rides with the ident (compared with it on
     the hit path, in the same single comparison) so that an entry can say what changed."""
-    text = "\n".join(" ".join(row) for row in rows).encode()
+    # (a module named with a lone surrogate, a file's name not UTF-8: escaped, as
+    # ``_identity.encodable`` names it; before, UnicodeEncodeError at the first call)
+    text = "\n".join(" ".join(row) for row in rows).encode("utf-8", "backslashreplace")
     if len(text) > _SMALL_MANIFEST:  # many dependencies: compressed, in base85 (no separator)
         import base64
         import zlib

@@ -3372,8 +3372,13 @@ def _constant_digest(value: Any) -> str:
 
 
 def identity_digest(rows: tuple[tuple[str, str, str], ...]) -> str:
-    """The fingerprint of a function with its dependencies: one digest of all the rows."""
-    return xxhash.xxh3_64_hexdigest("\n".join(" ".join(row) for row in rows).encode())
+    """The fingerprint of a function with its dependencies: one digest of all the rows.
+
+    A row may name a module holding a lone surrogate (loaded from a file whose name is not
+    UTF-8; ``encodable``), the module of a global the function reads: encoded as it is
+    (``surrogatepass``, one bytes per text). Before, UnicodeEncodeError at the first call."""
+    text = "\n".join(" ".join(row) for row in rows)
+    return xxhash.xxh3_64_hexdigest(text.encode("utf-8", "surrogatepass"))
 
 
 # --- what an identity was resolved from: re-checked after a notebook cell -----------------
