@@ -279,6 +279,21 @@ def test_a_call_running_while_a_cell_binds_a_global_its_code_binds_keeps_it_seen
     assert out[1:] == ["2", "True", "5", "10"]
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_core's paths notice
+@pytest.mark.parametrize("running", ["thread", "task"])
+def test_a_real_kernel_sees_a_global_its_own_cell_binds_while_a_call_binding_it_runs(
+        tmp_path: Path, running: str) -> None:
+    # As above, the cell that started the call binds ``K`` itself while it runs: no cell
+    # starts meanwhile. Before: the call's end held ``K = 5`` as the function's own (it
+    # began and ended within the cell), and the next cell's ``slow(2)`` hit the value of
+    # ``K = 1``, 2 (in ipykernel and InteractiveShell alike).
+    call = {"thread": "slow(2)", "task": "await aslow(2)"}[running]
+    sources = [DEFINE.format(directory=str(tmp_path / "cache"), options=""), BINDING, call,
+               "\n".join((START[running], "K = 5", FINISH[running])), call, "K"]
+    assert kernel_cells(tmp_path, sources)[2:] == ["2", "5", "10", "5"]
+
+
 @pytest.mark.parametrize("change", ["def g(x):\n    return x + 100", "K = 100"])
 def test_a_miss_after_a_change_within_its_cell_stores_nothing_under_the_old_identity(
         tmp_path: Path, change: str) -> None:

@@ -18,12 +18,13 @@ IPython is never imported here: only found if the process has imported it.
 from __future__ import annotations
 
 import sys
+import threading
 import weakref
 from collections.abc import Callable
 from types import FunctionType
 from typing import Any
 
-from . import _identity
+from . import _identity, _trio
 
 
 class _CellRan:
@@ -43,6 +44,8 @@ cells_started = 0  # counted before the memos are marked: a re-check that a cell
 cells_marked = 0  # counted after: a call (a thread's, a task's) that read it before a cell
 # started, which then changed what the call's identity was made from, sees it changed as it
 # ends, and does not store its value under that identity (``_decorator``'s ``_crossed``)
+_cell: tuple[int | None, Any] = (threading.main_thread().ident, None)  # where cells run:
+# the thread and task of the latest cell's start (``_context``), or of the first decoration
 
 
 def watch(memo: Any) -> None:
@@ -56,7 +59,28 @@ def watch(memo: Any) -> None:
     except Exception:  # noqa: BLE001 - not IPython's shell after all: nothing to mark
         return
     _identity.RECORD = True
+    if not cells_started and threading.current_thread() is threading.main_thread():
+        _set_cell(_context())  # decorated in the cell that loaded memojar: no start seen
+        # yet (by the cell's code, in the thread IPython runs cells in; a worker thread's
+        # decoration is not taken for the cell's)
     _live.add(memo)
+
+
+def _set_cell(context: tuple[int | None, Any]) -> None:
+    global _cell
+    _cell = context
+
+
+def _context() -> tuple[int | None, Any]:
+    """The thread running now, and the asyncio (or trio) task, if any."""
+    asyncio = sys.modules.get("asyncio")
+    task = None
+    if asyncio is not None:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no event loop runs in this thread
+            task = None
+    return threading.get_ident(), task if task is not None else _trio.current_task()
 
 
 def _shell() -> Any:
@@ -71,7 +95,8 @@ def _shell() -> Any:
 
 def _cell_starts(*_info: Any) -> None:
     """``pre_run_cell``: each live memo re-checks its identity at its next call."""
-    global cells_started, cells_marked
+    global cells_started, cells_marked, _cell
+    _cell = _context()  # the cell's code runs here, after its start
     cells_started += 1
     _identity.generation += 1  # functions and classes given as arguments: re-checked too
     for memo in list(_live):
@@ -89,8 +114,16 @@ def ran(records: list[Any], marked: int | None = None) -> None:
     cell bound it again, and that function has not been called since). Nothing is held
     after a run that a cell's start overlapped (``marked``, ``cells_marked`` as it began:
     a thread's call, a task's): what the names are bound to may be that cell's (before,
-    held as the functions' own, and the next cell hit the values of the old ones)."""
-    if marked is not None and cells_marked != marked:
+    held as the functions' own, and the next cell hit the values of the old ones). Nor
+    after a run that the cell's own code may have run beside: one in another thread than
+    the cell's, or another task (a thread's call, a task the cell awaits later, a
+    background recomputation): the cell that started it may bind the names meanwhile,
+    and nothing tells its binding from the function's (before, ``K = 5`` in that cell
+    was held, and the next cell hit the value of ``K = 1``). A run in the cell's own
+    thread and task (a call of the cell's code, awaited or not) holds: the cell's code
+    waits for it. Bindings a thread or task of the user's makes beside a run are not
+    told apart from the function's."""
+    if (marked is not None and cells_marked != marked) or _context() != _cell:
         return
     written: dict[tuple[int, str], Any] = {}
     for record in records:
