@@ -506,6 +506,36 @@ def test_a_cached_function_and_method_of_a_module_autoreloaded_run_the_new_code(
     # deduperreload's scratch class, model_rl.__autoreload_class__.predict)
 
 
+OPTIONED = ("import os\nfrom memojar import Cache\ncache = Cache({directory!r})\n\n"
+            "@cache.cached{options}\ndef f(x):\n    return sum(x) * int(os.environ['SCALE'])\n")
+
+
+@pytest.mark.parametrize("change", [
+    ("(version=1)", "(version=2)"),  # bumped: the values of version 1 are not read
+    ("(memory=5)", "(memory=5, ttl=0.001)"),  # an expiry added: the old entry is stale
+    ("(key=lambda x: x[0])", "(key=lambda x: tuple(x))"),  # (1, 2) is no longer (1, 5)
+], ids=["version", "ttl", "key"])
+@pytest.mark.parametrize("mode", _autoreload_modes())
+def test_a_cached_function_autoreloaded_with_other_options_runs_with_the_new_ones(
+        tmp_path: Path, mode: str, change: tuple[str, str]):
+    # The module's source edited to other decorator options (and SCALE, which the function
+    # reads from outside, changed beside). Before, with the old wrapper kept (superreload:
+    # --full, and %autoreload 2 before IPython 9), the new code ran with the old options:
+    # f((1, 5)) returned the old value 12 (version 1's entry, an entry past the new ttl)
+    # where 6 * 3 is 18, and f((1, 2)) hit the entry of (1, 5), 12 for 9 (the old key=).
+    module = tmp_path / "options_rl.py"
+    old, new = (OPTIONED.format(directory=str(tmp_path / "cache"), options=o) for o in change)
+    module.write_text(old)
+    edit = (f"open({str(module)!r}, 'w').write({new!r})\n"
+            f"os.utime({str(module)!r}, (2e9, 2e9))\nos.environ['SCALE'] = '3'")
+    call, value = ("f((1, 2))", "9") if "key" in change[0] else ("f((1, 5))", "18")
+    out = cells(tmp_path, "%load_ext autoreload", f"%autoreload {mode}",
+                f"import os, sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+                "os.environ['SCALE'] = '2'\nfrom options_rl import f\nf((1, 5))", edit,
+                f"import time\ntime.sleep(0.01)\n{call}")
+    assert out[-3:] == ["12", "None", value]
+
+
 def test_a_cached_function_wrapped_over_another_keeps_its_own_code(tmp_path: Path):
     # ``functools.wraps(f)`` gives the decorated ``g`` the ``__memojar__`` of ``f``, as a
     # reload does: not taken for one (``g`` keeps computing its own code).

@@ -516,6 +516,30 @@ class _Memo:
         self.binder = binder = self._make_binder()
         return binder
 
+    def take_options(self, other: _Memo) -> None:
+        """The options of ``other``, a memo a reload of this one's module made for the same
+        function (``_notebook._adopt``): ``version=``, ``ttl=``, ``key=``, ``ignore=``,
+        ``depends_on=``, ``files=``, ``stale_while_revalidate=``, ``min_compute_time=``
+        and ``lock_timeout=`` as the module's new source gives them, its keys, identity and
+        memory tier made again for them. Before, a reload that kept the old wrapper
+        (``%autoreload 2`` before IPython 9, ``--full`` since) ran the new code with the
+        old options: a ``key=`` that newly tells two calls apart hit the other call's
+        value, a ``ttl=`` added served an entry past it, a ``version=`` bumped read the
+        old version's values. (The cache itself, ``cache_dir=``, stays the old one's.)"""
+        self.version, self.depends_on, self.ttl = other.version, other.depends_on, other.ttl
+        self.ignore, self.custom_key, self.files = other.ignore, other.custom_key, other.files
+        self.swr, self.min_compute_time = other.swr, other.min_compute_time
+        self.lock_timeout = other.lock_timeout
+        self.known.clear()
+        self._unmake()
+        self.binder = self._make_binder()
+        self.swept = False
+        if self.generation is not None:
+            with self.revalidating_lock:
+                self.renewals += 1
+                self.recent.clear()
+                self.stamp = -1  # as ``renew``: no fill started before holds its value
+
     def renew(self) -> None:
         """The function's ``__code__``, ``__defaults__`` or ``__kwdefaults__`` was reassigned
         (``f.__wrapped__.__code__ = g.__code__``, as joblib's tests do): what was made for

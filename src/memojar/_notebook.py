@@ -214,7 +214,9 @@ def _adopt(memo: Any, other: Any) -> bool:
         memo.func = memo.target = new
         memo.watched = other.watched
         memo.code = CELL_RAN  # the identity is made again for it
+        memo.take_options(other)
         return True
     old.__defaults__ = new.__defaults__
     old.__kwdefaults__ = new.__kwdefaults__
+    memo.take_options(other)  # (after the code: the binder is made for the new defaults)
     return True
