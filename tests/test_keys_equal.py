@@ -359,6 +359,13 @@ def test_scalars_whose_dtype_str_names_another_type_differ(cache_dir: Path) -> N
     assert make_key((np.longlong(1),)) != make_key((np.longlong(2),))
 
 
+def _alike_in_three_processes(script: str) -> None:
+    """``script`` prints the same keys in three processes (memory each fills otherwise)."""
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=60, env=_env(), check=True).stdout for _ in range(3)}
+    assert len(outputs) == 1, outputs
+
+
 _LONG_DOUBLES = """
 import json, numpy as np
 from memojar._keys import make_key, state_key
@@ -375,10 +382,7 @@ def test_long_doubles_key_alike_in_every_process() -> None:
     np = pytest.importorskip("numpy")
     if np.finfo(np.longdouble).nmant != 63:
         pytest.skip("a long double here has no padding")
-    outputs = [subprocess.run([sys.executable, "-c", _LONG_DOUBLES], capture_output=True,
-                              text=True, timeout=60, env=_env(), check=True).stdout
-               for _ in range(3)]
-    assert outputs[0] == outputs[1] == outputs[2]
+    _alike_in_three_processes(_LONG_DOUBLES)
     assert make_key((np.longdouble(1),)) != make_key((np.longdouble(2),))
 
 
@@ -406,10 +410,7 @@ def test_long_doubles_wrapped_key_alike_in_every_process() -> None:
     np = pytest.importorskip("numpy")
     if np.finfo(np.longdouble).nmant != 63:
         pytest.skip("a long double here has no padding")
-    outputs = [subprocess.run([sys.executable, "-c", _LONG_DOUBLES_WRAPPED], capture_output=True,
-                              text=True, timeout=60, env=_env(), check=True).stdout
-               for _ in range(3)]
-    assert outputs[0] == outputs[1] == outputs[2]
+    _alike_in_three_processes(_LONG_DOUBLES_WRAPPED)
     ones, twos = np.ones(2, np.longdouble), np.array([1, 2], np.longdouble)
     for one, other in ((np.ma.array(ones), np.ma.array(twos)), (np.ma.array(ones), ones),
                        (np.ma.array(ones), np.ma.array(ones, mask=[False, True])),
@@ -453,10 +454,7 @@ def test_records_with_padding_key_alike_in_every_process() -> None:
     ndarray subclass's had another key in each process, and was never a hit after its
     first."""
     np = pytest.importorskip("numpy")
-    outputs = [subprocess.run([sys.executable, "-c", _PADDED_RECORDS], capture_output=True,
-                              text=True, timeout=60, env=_env(), check=True).stdout
-               for _ in range(3)]
-    assert outputs[0] == outputs[1] == outputs[2]
+    _alike_in_three_processes(_PADDED_RECORDS)
     aligned = np.dtype([("a", "u1"), ("b", "f8")], align=True)
     ones, twos = np.zeros(2, aligned), np.zeros(2, aligned)
     ones["b"], twos["b"] = 1, [1, 2]
