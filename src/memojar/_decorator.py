@@ -531,14 +531,20 @@ class _Memo:
         self.swr, self.min_compute_time = other.swr, other.min_compute_time
         self.lock_timeout = other.lock_timeout
         self.known.clear()
-        self._unmake()
+        self._remake()
+
+    def _remake(self) -> None:
+        """Made again (``renew``, ``take_options``): the binder, the identity and reader (at
+        the next use), the sweep of other code's entries, and the memory tier's values."""
         self.binder = self._make_binder()
+        self._unmake()
         self.swept = False
         if self.generation is not None:
             with self.revalidating_lock:
                 self.renewals += 1
                 self.recent.clear()
-                self.stamp = -1  # as ``renew``: no fill started before holds its value
+                self.stamp = -1  # no fill started before holds its value; the next call
+                # finds the store's stamp differs and forgets (sets it back)
 
     def renew(self) -> None:
         """The function's ``__code__``, ``__defaults__`` or ``__kwdefaults__`` was reassigned
@@ -578,15 +584,7 @@ class _Memo:
         forget_dependencies(self.target)
         for item in self.depends_on[1]:
             forget_dependencies(item)
-        self.binder = self._make_binder()
-        self._unmake()
-        self.swept = False
-        if self.generation is not None:
-            with self.revalidating_lock:
-                self.renewals += 1
-                self.recent.clear()
-                self.stamp = -1  # no fill started before holds its value; the next call
-                # finds the store's stamp differs and forgets (sets it back)
+        self._remake()
         if now[1] is not self.made[1] or now[2] is not self.made[2] or self.kwchanged():
             self.rekeying = True  # keys made before may be of the old ones (``_rekeyed``)
         self.made = now
