@@ -51,6 +51,7 @@ _cell: tuple[int | None, Any] = (threading.main_thread().ident, None)  # where c
 def watch(memo: Any) -> None:
     """Mark ``memo`` before every cell, if this process runs IPython (once per shell, the
     callback is registered; from then on, identities keep a record of what they read)."""
+    global _cell
     shell = _shell()
     if shell is None:
         return
@@ -60,15 +61,10 @@ def watch(memo: Any) -> None:
         return
     _identity.RECORD = True
     if not cells_started and threading.current_thread() is threading.main_thread():
-        _set_cell(_context())  # decorated in the cell that loaded memojar: no start seen
+        _cell = _context()  # decorated in the cell that loaded memojar: no start seen
         # yet (by the cell's code, in the thread IPython runs cells in; a worker thread's
         # decoration is not taken for the cell's)
     _live.add(memo)
-
-
-def _set_cell(context: tuple[int | None, Any]) -> None:
-    global _cell
-    _cell = context
 
 
 def _context() -> tuple[int | None, Any]:
