@@ -513,6 +513,8 @@ EXPLAIN_NOT_MADE = {
         "(test_a_package_upgrade_*) checks the line with a fake distribution",
     "miss: no entry for this Python ": "needs a second Python: tests/test_depends.py checks "
         "the line with an entry of another Python's",
+    "incompatible: memojar's keying ": "needs an older memojar's entry: "
+        "tests/golden/test_golden.py checks the line with one",
 }
 
 

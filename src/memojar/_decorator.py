@@ -754,14 +754,15 @@ class _Memo:
         records: list[Any] | None
         for walk in range(2):
             try:
-                rows = (*dependencies(self.target), *self.option_rows())
+                rows = (*dependencies(self.target), *self.option_rows(), _KEYING)
             except Exception as exc:  # a call must not fail for its fingerprint
                 if the_callers(exc):  # a deadline: no identity made of half a walk
                     raise
                 warn(f"cannot follow what {self.name} depends on ({type(exc).__name__}: "
                      f"{exc}); only its own code is tracked: name what it depends on in "
                      "version=")
-                rows = (("code", "", code_fingerprint(self.target)), *self.depends_on[0])
+                rows = (("code", "", code_fingerprint(self.target)), *self.depends_on[0],
+                        _KEYING)
                 records = None
                 break
             # The function's record, and those of the depends_on callables of the user's
@@ -808,7 +809,7 @@ class _Memo:
             found = copy_dependencies(self.target, sent[1])
             if found is None:
                 return None
-            rows = (*found, *self.option_rows())
+            rows = (*found, *self.option_rows(), _KEYING)
         except Exception as exc:  # as in ``ident``: the full walk warns
             if the_callers(exc):
                 raise
@@ -2537,6 +2538,11 @@ _keys.call_key_code = _Memo.key_of.__code__
 # the identity was read from (``loaded``)
 _Start = tuple[float, tuple[Any, Any, Any, Callable[[], bool]], bytes,
                tuple[Any, ...] | None, Any, int]
+
+
+# What keys mean (``_keys.KEYING``): a row of every identity, so that an entry an older
+# memojar keyed otherwise is older code's (``cache_explain``: "memojar's keying changed").
+_KEYING = ("memojar", "keying", _keys.KEYING)
 
 
 # The bytecode a copy's code was compiled to (``_Memo.__getstate__``).

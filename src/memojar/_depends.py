@@ -990,6 +990,8 @@ def changes(old_manifest: str, new_manifest: str, function: str) -> str:
         word = _KIND_WORDS.get(kind, kind)
         if kind == "code":
             found.append(f"the code of {name or function} changed")
+        elif kind == "memojar":  # an entry of a memojar whose keys meant otherwise
+            found.append(f"memojar's {name} changed (an upgrade: computed once again)")
         elif kind == "package" and was and now:
             found.append(f"package {name} {was[1]} -> {now[1]}")
         elif was is None:

@@ -47,6 +47,14 @@ from ._identity import (
 PROTOCOL = 5
 BIG_BUFFER = 64 * 1024  # bytes-like values at least this large are hashed out of band
 
+# What keys mean, in every function's identity (a row of it, ``_Memo.ident``): bump it with
+# a change that gives a kind of argument a key of its own where it shared another kind's.
+# The other kind keeps its key, and the entries stored at it were written for either: before
+# this was in the identity, memojar of 40376ef's entry of ``kind(np.longlong(5))`` (keyed as
+# ``np.int64(5)``) was read for ``kind(np.int64(5))`` after the upgrade, a wrong value. A
+# bump makes every entry written before it older code's: computed once again, then swept.
+KEYING = "1"
+
 
 class _Dict:
     """Marker: a dict's items follow, sorted (never instantiated, pickled by reference)."""

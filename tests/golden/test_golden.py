@@ -1,13 +1,18 @@
 """Golden entries: files written by each entry format (``make_golden.py``, Python 3.11).
 Today's reader reads its own format's files, and finds every older format's a clean miss,
-as it does any file on another Python: never an error."""
+as it does any file on another Python: never an error. And an entry an older memojar wrote
+for an argument it keyed as another kind (``make_keying.py``) is not read for that kind."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import pickletools
 import shutil
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +183,45 @@ def test_golden_entries_left_under_their_old_name_are_pruned(tmp_path: Path, fmt
     assert list(cache.entries()) == []
     assert cache.prune() == len(paths) == 4
     assert not any(p.exists() for p in paths)
+
+
+KINDS = r"""
+import sys
+import numpy as np
+import keying_kinds
+print(getattr(keying_kinds.kind, sys.argv[1])(np.int64(5)))
+"""
+
+
+def _in_a_cache_an_older_memojar_filled(tmp_path: Path) -> Callable[[str], str]:
+    """``kind``'s entry of ``np.int64(5)`` replaced by the one memojar of 40376ef wrote for
+    ``kind(np.longlong(5))``, keyed as ``np.int64(5)`` then (``keying0-*.pkl``); and how to
+    ask ``kind`` (or its ``cache_explain``) of ``np.int64(5)`` in a new process."""
+    pytest.importorskip("numpy")
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    env = {**os.environ, "MEMOJAR_KINDS": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+
+    def ask(what: str) -> str:
+        run = subprocess.run([sys.executable, "-c", KINDS, what], env=env,
+                             capture_output=True, text=True, timeout=120, check=True)
+        return run.stdout.strip()
+
+    assert ask("__call__") == "int64"  # stored where the old entry lies in a cache upgraded
+    (entry,) = tmp_path.rglob("*.pkl")
+    shutil.copyfile(HERE / f"keying0-{python}.pkl", entry)
+    return ask
+
+
+def test_an_entry_an_older_memojar_keyed_as_another_kinds_is_not_read(tmp_path: Path) -> None:
+    """Today ``np.longlong`` has a key of its own, and ``np.int64`` kept its key: before
+    ``KEYING`` was in every identity, the old entry was read for ``kind(np.int64(5))``,
+    which returned ``'longlong'`` after the upgrade."""
+    ask = _in_a_cache_an_older_memojar_filled(tmp_path)
+    assert ask("__call__") == "int64"
+
+
+def test_cache_explain_says_an_older_memojars_entry_is_not_read(tmp_path: Path) -> None:
+    ask = _in_a_cache_an_older_memojar_filled(tmp_path)
+    assert ask("cache_explain") == (
+        "incompatible: memojar's keying changed (an upgrade: computed once again)")
