@@ -32,6 +32,7 @@ import math
 import mmap
 import os
 import re
+import signal
 import socket
 import stat
 import threading
@@ -72,6 +73,11 @@ try:
     import fcntl
 except ImportError:  # not POSIX: the ledger falls back to filelock
     fcntl = None  # type: ignore[assignment]
+try:
+    import resource
+except ImportError:  # not POSIX: no file size limit
+    resource = None  # type: ignore[assignment]
+_SIGXFSZ = getattr(signal, "SIGXFSZ", None)
 
 SUFFIX = ".pkl"
 OLD_SUFFIX = ".mj"  # formats 1-3: listed, so that prune removes them
@@ -761,6 +767,8 @@ class FileStore(Store):
     def write(
         self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
     ) -> int:
+        if _SIGXFSZ is not None and signal.getsignal(_SIGXFSZ) is signal.SIG_DFL:
+            _within_file_size_limit(chunks)
         try:
             if self.max_size is None and self._tmpfile:  # the plain write: the usual miss's
                 try:
@@ -3668,6 +3676,23 @@ def _read_rest(fd: int, data: bytes, size: int) -> bytes:
         data = os.read(fd, size - sum(map(len, parts)))
         parts.append(data)
     return b"".join(parts)  # shorter than fstat said, if the file shrank: verify rejects it
+
+
+def _within_file_size_limit(chunks: Sequence[Any]) -> None:
+    """Raise ``EFBIG`` if an entry of ``chunks`` is larger than the process's file size
+    limit (``ulimit -f``). Asked only where SIGXFSZ has its default action (an interpreter
+    embedded without Python's signal handling, or the user's ``SIG_DFL``), which kills the
+    process at the write that passes the limit: before, the result was lost with it. Python
+    ignores SIGXFSZ otherwise, and such a write fails with EFBIG, as any fault does."""
+    if resource is None:
+        return
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return
+    size = sum(memoryview(c).nbytes for c in chunks)
+    if size > limit:
+        raise OSError(errno.EFBIG, f"the entry ({size:,} bytes) is larger than the process's "
+                      f"file size limit (RLIMIT_FSIZE, ulimit -f: {limit:,} bytes)")
 
 
 def _write_all(fd: int, chunks: Sequence[Any]) -> None:

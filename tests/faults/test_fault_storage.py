@@ -398,3 +398,43 @@ def test_memory_on_a_full_disk_says_the_disk_is_full(small_tmpfs: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "No space left on device" in proc.stdout, proc.stdout
     assert "FAT" not in proc.stdout
+
+
+FILE_SIZE_LIMIT_KILLS = """
+import os, resource, signal, warnings
+from memojar import Cache
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # as in an interpreter embedded without signals
+cache = Cache(os.environ["CACHE"], max_size=int(os.environ["MAX"]) if os.environ["MAX"] else None)
+
+@cache.cached
+def f(n):
+    return b"y" * n
+
+f(1)  # the cache made before the limit
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print(len(f(1_000_000)), len(f(1_000_000)), len(f(10_000)), len(f(10_000)), flush=True)
+print([str(w.message) for w in caught])
+print(f.cache_info().hits)
+"""
+
+
+@pytest.mark.parametrize("max_size", SIZES, ids=["unbounded", "max_size"])
+def test_a_result_larger_than_the_file_size_limit_is_returned_not_stored(
+        tmp_path: Path, max_size: int | None) -> None:
+    """A process whose file size limit (``ulimit -f``, RLIMIT_FSIZE) is below a result's
+    entry, with SIGXFSZ at its default action (killing the process), as in an interpreter
+    embedded without Python's signal handling. Before, writing the entry killed the
+    process ("File size limit exceeded"), and the result was lost; now it is returned with
+    a warning naming the limit, and a result under the limit is cached."""
+    root = tmp_path / "c"
+    env = subprocess_env(CACHE=str(root), MAX="" if max_size is None else str(max_size))
+    proc = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT_KILLS], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    sizes, warned, hits = proc.stdout.splitlines()
+    assert sizes.split() == ["1000000", "1000000", "10000", "10000"]
+    assert "file size limit" in warned and "RLIMIT_FSIZE" in warned, warned
+    assert int(hits) == 1  # f(10_000) stored, then hit
+    assert temp_files(root) == []
