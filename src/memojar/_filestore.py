@@ -2394,7 +2394,9 @@ class FileStore(Store):
                 self._total_unwritable = True
             return
         except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            # (EFBIG: a process that may write no file, ``ulimit -f 0``, as a full disk;
+            # before, ``prune`` with max_size raised it, naming no file)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise
             # A full disk has no room for a new file: the total is written over the old one
             # in place (under the ledger's lock, which every reader holds; its block is the

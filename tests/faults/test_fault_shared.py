@@ -602,6 +602,41 @@ def test_prune_of_a_cache_whose_tag_a_file_size_limit_refused_answers(tmp_path: 
     assert not (tmp_path / "c" / "CACHEDIR.TAG").exists()
 
 
+
+PRUNE_UNDER_NO_FILE_SIZE = """
+import os, resource, warnings
+from memojar import Cache
+cache = Cache(os.environ["CACHE"], max_size=1_000_000)
+f = cache.cached(lambda x: x + 1)
+print(f(1), f(2), f.cache_delete(1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))  # ulimit -f 0
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    print(cache.prune(), len(list(cache.entries())), cache.clear())
+"""
+
+
+def test_prune_with_max_size_under_a_file_size_limit_of_nothing_answers(tmp_path: Path) -> None:
+    """A process that may write no file (``ulimit -f 0``, RLIMIT_FSIZE 0: a sandbox) prunes a
+    cache with ``max_size``: the ledger's new total cannot be written, as on a full disk
+    (EFBIG, not ENOSPC). Before, ``prune`` raised ``OSError: File too large``, naming no
+    file; now it answers, and the total, no longer right, is removed (counted again at the
+    next use), as on a full disk."""
+    import subprocess
+    import sys
+
+    from faultkit import entry_files, subprocess_env
+
+    root = tmp_path / "c"
+    proc = subprocess.run([sys.executable, "-c", PRUNE_UNDER_NO_FILE_SIZE], capture_output=True,
+                          text=True, env=subprocess_env(CACHE=str(root)), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2", "3", "True", "0", "1", "1"]
+    assert entry_files(root) == []
+    ledger = root / ".size"
+    assert not ledger.exists() or int(ledger.read_text()) == 0
+
+
 PRUNE_FULL = """
 import os
 from memojar import Cache
