@@ -3800,7 +3800,13 @@ def _first_bytes(name: str, dir_fd: int, n: int) -> bytes | None:
         fd = _open_to_look(name, dir_fd)
     except PermissionError:
         return _UNREADABLE
-    except OSError:
+    except OSError as exc:
+        if exc.errno in _OUT_OF_FILES:
+            # This process's want of descriptors, not the file's: nothing can be told, and
+            # the caller says so. Before, every entry of a process at its ``ulimit -n`` was
+            # taken for another tool's file and left: ``clear()`` answered 0, removing
+            # nothing, and ``memojar clear --yes`` said "nothing to clear".
+            raise
         return None
     try:
         return os.pread(fd, n, 0)

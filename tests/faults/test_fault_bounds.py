@@ -712,6 +712,44 @@ print(sum(step.cache_info().entries for step in steps))
     assert done.stdout.split() == ["100"]
 
 
+CLEAR_OUT_OF_FILES = """
+import os, resource, sys
+from memojar import Cache
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+for extra in range(8):  # a few descriptors to spare: the listing's, not the files' looks
+    for how in ("clear", "cache_clear"):
+        cache = Cache(os.path.join(sys.argv[1], f"{how}-{extra}"))
+        f = cache.cached(lambda x: x + 1)
+        if sys.argv[2] == "fill":
+            for i in range(20):
+                f(i)
+            continue
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + extra, hard))
+        try:
+            removed = cache.clear() if how == "clear" else f.cache_clear()
+        except OSError as exc:
+            removed = exc.errno
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        print(how, extra, removed, f.cache_info().entries)
+"""
+
+
+def test_a_clear_out_of_open_files_says_so_or_clears(tmp_path: Path) -> None:
+    """``clear()`` and ``cache_clear()`` in a process with no descriptor to spare to look at
+    each entry's first bytes (``ulimit -n`` low, or every descriptor in use): they raise
+    "Too many open files", or remove every entry. Before, each entry that could not be
+    opened was taken for another tool's file and left: they answered 0 and removed nothing
+    (``memojar clear --yes`` said "nothing to clear" over a cache of entries)."""
+    for step in ("fill", "clear"):  # (cleared by a process that has not opened its folders)
+        done = subprocess.run([sys.executable, "-c", CLEAR_OUT_OF_FILES, str(tmp_path), step],
+                              capture_output=True, text=True, timeout=TIMEOUT,
+                              env=subprocess_env())
+        assert done.returncode == 0, done.stderr[-2000:]
+    for line in done.stdout.splitlines():
+        _, _, removed, left = line.split()
+        assert (removed, left) == ("20", "0") or (
+            int(removed) == errno.EMFILE and int(left) > 0), line
+
 def test_a_cache_dropped_while_its_redis_server_is_down_leaves_no_prober_behind(
         tmp_path: Path) -> None:
     """Caches made and dropped while their Redis server is down (a Cache per job, per
