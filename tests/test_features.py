@@ -908,6 +908,27 @@ def test_the_memory_tier_sees_another_process_remove_the_entry(
     assert len(notes(m, "held")) == 2
 
 
+def test_the_memory_tier_sees_another_process_clear_after_the_cache_was_copied_with_hard_links(
+    tmp_path: Path, shared_dir: Path,
+) -> None:
+    """``cp -al`` of the cache (a snapshot, an ``rsync --link-dest`` backup) while a process
+    holds a result in memory gives the function's stamp a second name, and a stamp with
+    other names is never written in place. Before, another process's ``clear`` then left it
+    as it was: the holder returned the cleared value for good (every call of a loop 7 s
+    after the clear). Now the clear puts a new stamp at its name, and the holder maps it at
+    its statistics thread's next look (``restamp_all``, every few seconds)."""
+    from memojar import _decorator
+
+    m = make_module(tmp_path)
+    first = m.held(1)
+    assert m.held(1) is first
+    shutil.copytree(shared_dir, tmp_path / "snapshot", copy_function=os.link)
+    finish(spawn(m, "print(m.held.cache_clear())", shared_dir))
+    _decorator.restamp_all()  # what the statistics thread does every few seconds
+    assert m.held(1) is not first
+    assert len(notes(m, "held")) == 2
+
+
 @pytest.mark.parametrize("how", ["refresh", "cache_set"])
 @pytest.mark.parametrize("other", ["without memory=", "MEMOJAR_DISABLE=1"])
 def test_the_memory_tier_sees_another_process_without_one_replace_the_entry(

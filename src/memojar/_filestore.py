@@ -1552,17 +1552,32 @@ class FileStore(Store):
                     return
                 fd = os.open(GEN_FILE, os.O_WRONLY | _NOFOLLOW | _CLOEXEC
                              | getattr(os, "O_NONBLOCK", 0), dir_fd=ffd)
+                try:
+                    st = os.fstat(fd)
+                    for _ in range(_LINKED_TRIES):  # a new stamp's temporary name, going
+                        if st.st_nlink == 1 or not stat.S_ISREG(st.st_mode) or st.st_size != 8:
+                            break
+                        time.sleep(0.001)
+                        st = os.fstat(fd)
+                    if _own_stamp(st):
+                        os.pwrite(fd, new_stamp(busy), 0)
+                    elif stat.S_ISREG(st.st_mode) and st.st_size == 8:
+                        # A stamp with other names (the cache copied with ``cp -al``, or a
+                        # file of the user's linked there) is never written in place: a
+                        # new one is put at its name, which the memory tiers that mapped
+                        # the old one map at their next look (``restamp``). Before, nothing
+                        # was bumped: a process holding a result in memory when the cache
+                        # was copied returned it after every later clear, for good.
+                        _replace_small(GEN_FILE, new_stamp(busy), stat.S_IMODE(st.st_mode),
+                                       dir_fd=ffd)
+                except OSError as exc:
+                    logger.debug("cannot bump the generation of %s: %s", fdir, exc)
+                finally:
+                    os.close(fd)
         except OSError as exc:  # no stamp (no memory tier made one), no directory, not ours
             if busy and exc.errno in _SHORT:  # the change is not made unseen: refused
                 raise
             return
-        try:
-            if _own_stamp(os.fstat(fd)):
-                os.pwrite(fd, new_stamp(busy), 0)
-        except OSError as exc:
-            logger.debug("cannot bump the generation of %s: %s", fdir, exc)
-        finally:
-            os.close(fd)
 
     # --- saved statistics ---------------------------------------------------------------
     # ``<root>/.stats`` (JSON, replaced whole under a lock on the root) holds, per
