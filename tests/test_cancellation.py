@@ -834,3 +834,41 @@ def test_a_cancelled_store_keeps_nothing_of_the_call_for_the_cycle_collector() -
         assert ref() is None, "the cancelled call's argument is kept in a reference cycle"
     finally:
         gc.enable()
+
+
+def test_a_key_held_by_a_task_of_a_loop_ctrl_c_stopped_is_computed_at_once(location: str
+                                                                          ) -> None:
+    """Ctrl-C out of ``loop.run_until_complete`` (IPython's terminal awaits a cell so)
+    lands in the loop's wait, not in the task: the task computing a key is left pending,
+    its loop stopped, not closed. ``asyncio.run`` of that key in the same thread then
+    computes it at once, with a warning saying why; the task, resumed when its loop runs
+    again, ends with the same value. Before, the call waited lock_timeout (600 s by
+    default) for a task only that loop, which the thread was not running, could go on."""
+    entered: list[int] = []
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def slow(x: int) -> int:
+        entered.append(x)
+        if len(entered) == 1:  # raised out of the loop's wait, as SIGINT's is
+            asyncio.get_running_loop().call_soon(ctrl_c)
+        await asyncio.sleep(0.5)
+        return x * 2
+
+    loop = asyncio.new_event_loop()
+    try:
+        pending = loop.create_task(slow(1))
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(pending)
+        assert not pending.done()
+        start = time.monotonic()
+        with pytest.warns(UserWarning, match="event loop that is not running"):
+            assert asyncio.run(slow(1)) == 2
+        assert time.monotonic() - start < QUICK  # before: HANG (lock_timeout)
+        assert loop.run_until_complete(pending) == 2  # its loop run again: it ends
+    finally:
+        loop.close()
+    assert entered == [1, 1]
+    assert left_behind(location, slow, 1) == []

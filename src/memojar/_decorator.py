@@ -1677,6 +1677,9 @@ class _Memo:
                 if cycle is not None:
                     self._cycle(key, cycle, then)
                     return MISSING
+                if _waits.stalled(here):
+                    self._stalled(key, then)
+                    return MISSING
                 holding = self._holding(here, who)
                 across = _Across(lock, here, holding, ends) if holding else None
                 cycle = across.look() if across is not None else None
@@ -1763,6 +1766,9 @@ class _Memo:
                     else:
                         self._cycle(key, cycle, _COMPUTING_HERE)
                     return MISSING
+                if _waits.stalled(here):
+                    self._stalled(key, _COMPUTING_HERE)
+                    return MISSING
                 holding = self._holding(here, who)  # in this task's context, as ``_lock``
                 # the store's part through ``run``, to its end even if cancelled meanwhile:
                 # a note made after this wait ended would never be ended
@@ -1845,6 +1851,13 @@ class _Memo:
             f"lock-order cycle ({self.name} and {name} call each other): waiting would "
             f"last lock_timeout; {then}."
         )
+
+    def _stalled(self, key: str, then: str) -> None:
+        """The key's holder is a task of an event loop that is not running (``_waits.stalled``)."""
+        warn(f"{self.name} {key} in {self.store.location} is being computed by a task of an "
+             "event loop that is not running (left pending: Ctrl-C out of its "
+             "run_until_complete?), which goes on only when that loop runs again: waiting "
+             f"would last lock_timeout; {then}.")
 
     def _unwaitable(self, key: str) -> None:
         """A coroutine driven by no loop memojar knows (``_no_loop``) finds its key computed

@@ -96,6 +96,23 @@ def wait(lock: Lock, who: Any) -> list[Lock] | None:
     return None
 
 
+def stalled(lock: Lock) -> bool:
+    """Whether ``lock`` is held by an asyncio task whose loop runs in no thread now, and
+    is not closed: Ctrl-C out of ``loop.run_until_complete`` (IPython's terminal awaits a
+    cell so) lands in the loop's wait, not in the task, and leaves the task pending. It
+    goes on only when its loop runs again, which the thread that stopped it cannot do
+    while it waits for the task: before, a call of the key there (``asyncio.run``) waited
+    ``lock_timeout``. A closed loop's task is collected, and gives its lock back."""
+    taken = _holder.get(lock)
+    holder = taken[1] if taken is not None else None
+    task = holder() if isinstance(holder, weakref.ref) else None
+    get_loop = getattr(task, "get_loop", None)  # an asyncio task's (not a trio one's)
+    if get_loop is None:
+        return False
+    loop = get_loop()
+    return not loop.is_running() and not loop.is_closed()
+
+
 def done(who: Any, before: Lock | None) -> None:
     """``who`` waits no more (for what ``wait`` noted); the wait it interrupted
     (``before``, from ``waits_for``), if any, goes on."""
