@@ -953,6 +953,48 @@ def test_a_coroutine_driven_by_no_known_loop_finding_its_key_computed_in_its_thr
         own.run(second.send, None)
 
 
+def test_a_coroutine_driven_in_a_loops_callback_finding_its_key_computed_by_a_task_of_it(
+    tmp_path: Path,
+) -> None:
+    """A coroutine driven from a running asyncio loop's callback, in no task of it (as
+    Twisted's ``asyncioreactor`` drives one), finds its key computed by a task of that
+    loop: it computes at once and says so, since waiting would block the thread the task
+    needs. Before, it blocked the loop lock_timeout (600 s by default), the task with it."""
+    import types
+
+    @types.coroutine
+    def pause() -> Any:
+        yield
+
+    @Cache(tmp_path, lock_timeout=20).cached
+    async def f(x: int) -> int:
+        if asyncio.current_task() is not None:
+            await asyncio.sleep(0.2)
+        else:
+            await pause()
+        return x * 3
+
+    async def main() -> tuple[float, Any]:
+        task = asyncio.create_task(f(1))
+        await asyncio.sleep(0.05)  # computing, its key locked
+        driven: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+        def drive() -> None:
+            start = time.monotonic()
+            try:
+                _driven(f(1))
+            finally:
+                driven.set_result(time.monotonic() - start)
+
+        asyncio.get_running_loop().call_soon(drive)
+        return await driven, await task
+
+    with pytest.warns(MemojarWarning, match="a task of the event loop this thread runs"):
+        took, value = asyncio.run(main())
+    assert took < 5  # before: 20 (lock_timeout), the loop and its task stopped
+    assert value == 3
+
+
 def test_coroutines_interleaved_in_one_context_leave_no_key_marked_held(
     cache_dir: Path,
 ) -> None:

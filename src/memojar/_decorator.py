@@ -1677,8 +1677,9 @@ class _Memo:
                 if cycle is not None:
                     self._cycle(key, cycle, then)
                     return MISSING
-                if _waits.stalled(here):
-                    self._stalled(key, then)
+                stalled = _waits.stalled(here, True)
+                if stalled is not None:
+                    self._stalled(key, stalled, then)
                     return MISSING
                 holding = self._holding(here, who)
                 across = _Across(lock, here, holding, ends) if holding else None
@@ -1766,8 +1767,9 @@ class _Memo:
                     else:
                         self._cycle(key, cycle, _COMPUTING_HERE)
                     return MISSING
-                if _waits.stalled(here):
-                    self._stalled(key, _COMPUTING_HERE)
+                stalled = _waits.stalled(here, _no_loop())  # (a wait on no loop blocks)
+                if stalled is not None:
+                    self._stalled(key, stalled, _COMPUTING_HERE)
                     return MISSING
                 holding = self._holding(here, who)  # in this task's context, as ``_lock``
                 # the store's part through ``run``, to its end even if cancelled meanwhile:
@@ -1852,12 +1854,16 @@ class _Memo:
             f"last lock_timeout; {then}."
         )
 
-    def _stalled(self, key: str, then: str) -> None:
-        """The key's holder is a task of an event loop that is not running (``_waits.stalled``)."""
-        warn(f"{self.name} {key} in {self.store.location} is being computed by a task of an "
-             "event loop that is not running (left pending: Ctrl-C out of its "
-             "run_until_complete?), which goes on only when that loop runs again: waiting "
-             f"would last lock_timeout; {then}.")
+    def _stalled(self, key: str, why: str, then: str) -> None:
+        """The key's holder is a task that cannot go on while this caller waits
+        (``_waits.stalled``: ``why``)."""
+        holder = ("a task of an event loop that is not running (left pending: Ctrl-C out of "
+                  "its run_until_complete?), which goes on only when that loop runs again"
+                  if why == "stopped" else
+                  "a task of the event loop this thread runs, which this caller, driven in "
+                  "no task of it, would block")
+        warn(f"{self.name} {key} in {self.store.location} is being computed by {holder}: "
+             f"waiting would last lock_timeout; {then}.")
 
     def _unwaitable(self, key: str) -> None:
         """A coroutine driven by no loop memojar knows (``_no_loop``) finds its key computed

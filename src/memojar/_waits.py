@@ -96,21 +96,29 @@ def wait(lock: Lock, who: Any) -> list[Lock] | None:
     return None
 
 
-def stalled(lock: Lock) -> bool:
-    """Whether ``lock`` is held by an asyncio task whose loop runs in no thread now, and
-    is not closed: Ctrl-C out of ``loop.run_until_complete`` (IPython's terminal awaits a
-    cell so) lands in the loop's wait, not in the task, and leaves the task pending. It
-    goes on only when its loop runs again, which the thread that stopped it cannot do
-    while it waits for the task: before, a call of the key there (``asyncio.run``) waited
-    ``lock_timeout``. A closed loop's task is collected, and gives its lock back."""
+def stalled(lock: Lock, blocking: bool) -> str | None:
+    """What keeps ``lock``'s holder, if an asyncio task, from going on while this caller
+    waits (else None). "stopped": its loop is neither running nor closed. Ctrl-C out of
+    ``loop.run_until_complete`` (IPython's terminal awaits a cell so) lands in the loop's
+    wait, not in the task, and leaves the task pending: it goes on only when its loop
+    runs again, which the thread that stopped it cannot do while it waits for the task
+    (before, ``asyncio.run`` of the key there waited ``lock_timeout``; a closed loop's
+    task is collected, and gives its lock back). "blocked": its loop runs in this thread,
+    which a caller waiting by blocking it (``blocking``: a coroutine driven in a
+    callback of the loop, in no task, as by Twisted's ``asyncioreactor``) stops with the
+    task (before, for ``lock_timeout``)."""
     taken = _holder.get(lock)
     holder = taken[1] if taken is not None else None
     task = holder() if isinstance(holder, weakref.ref) else None
     get_loop = getattr(task, "get_loop", None)  # an asyncio task's (not a trio one's)
     if get_loop is None:
-        return False
+        return None
     loop = get_loop()
-    return not loop.is_running() and not loop.is_closed()
+    if not loop.is_running():
+        return None if loop.is_closed() else "stopped"
+    if blocking and loop is sys.modules["asyncio"]._get_running_loop():
+        return "blocked"
+    return None
 
 
 def done(who: Any, before: Lock | None) -> None:
