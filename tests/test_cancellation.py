@@ -872,3 +872,42 @@ def test_a_key_held_by_a_task_of_a_loop_ctrl_c_stopped_is_computed_at_once(locat
         loop.close()
     assert entered == [1, 1]
     assert left_behind(location, slow, 1) == []
+
+
+@pytest.mark.parametrize("location", ["redis"], indirect=True)
+def test_a_call_cancelled_while_its_lease_is_being_taken_gives_it_back(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task is cancelled while its request for the key's lease is on its way (a slow
+    server): its release, made at once from another worker thread, reaches the server
+    first. Before, that release found no lease, forgot its token, and the request then
+    took the lease, which nobody gave back: every caller of the key waited for it to
+    expire (LOCK_TTL, 2 s by default; 60 s here)."""
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def f(x: int) -> int:
+        return x * 2
+
+    store = f.__memojar__.store
+    acquire = store._acquire
+    sent = threading.Event()
+
+    def slowly(*args: Any, **kwargs: Any) -> Any:
+        sent.set()
+        time.sleep(0.5)  # the request on its way
+        return acquire(*args, **kwargs)
+
+    async def main() -> Any:
+        monkeypatch.setattr(store, "_acquire", slowly)
+        task = asyncio.create_task(f(1))
+        await asyncio.to_thread(sent.wait, HANG)
+        task.cancel()
+        outcome = await outcome_of(task)
+        monkeypatch.setattr(store, "_acquire", acquire)
+        await asyncio.sleep(1.0)  # the request answered
+        return outcome
+
+    assert asyncio.run(main()) == "cancelled"
+    assert left_behind(location, f, 1) == []
+    start = time.monotonic()
+    assert asyncio.run(f(1)) == 2
+    assert time.monotonic() - start < QUICK_REMOTE

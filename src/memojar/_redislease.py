@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import threading
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -34,11 +35,23 @@ class _RedisKeyLock(KeyLock):
         self.entry = name[: -len(b":lock")]
         self.token = b""
         self.seen = b""
+        # Held by a try and by a release: an async caller cancelled while its try is on its
+        # way releases from another worker thread (``_decorator._in_thread``), and that
+        # release must come after the try. Before, it could reach the server first, find
+        # no lease, forget the token, and the try then took a lease nobody gave back:
+        # every caller of the key waited for it to expire. Reentrant: an interrupt in the
+        # caller's thread may leave it held there (Python 3.10's ``with``), where the
+        # decorator then releases.
+        self._turn = threading.RLock()
 
     poll_max = LOCK_POLL_MAX
     _note: _WaitNote | None = None  # while this lease is waited for (``note_waiting``)
 
     def _try(self) -> bool:
+        with self._turn:
+            return self._try_now()
+
+    def _try_now(self) -> bool:
         store = self.store
         # The token is this lock's before the SET is sent: an interrupt (KeyboardInterrupt, a
         # signal handler's exception) between the server's reply and the end of this method
@@ -65,6 +78,10 @@ class _RedisKeyLock(KeyLock):
         removed, so that a release cut short by an interrupt is finished by calling it
         again, as the decorator does (the compare-and-delete is idempotent); and the store's
         renewer thread finishes it too, in case the next call is cut short as well."""
+        with self._turn:  # after a try still on its way (``__init__``)
+            self._release()
+
+    def _release(self) -> None:
         token = self.token
         if not token:
             return
