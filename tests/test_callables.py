@@ -1109,3 +1109,29 @@ def test_a_cloudpickle_copy_of_a_method_of_a_class_a_function_defines_is_sent_an
     copy = cloudpickle.loads(cloudpickle.dumps(Local))
     assert copy().run(3) == 6
     assert _made_class(5, tmp_path)().run(3) == 15
+
+
+def _closure_whose_helper_comes_after(factor: int, cache_dir: Path) -> Any:
+    @cached(cache_dir=cache_dir)
+    def scaled(x):
+        return times(x)
+
+    def times(x):  # an empty cell when ``scaled`` was decorated
+        return x * factor
+
+    return scaled
+
+
+def test_a_cloudpickle_copy_of_a_closure_sent_before_its_helper_was_filled_in_runs(
+    tmp_path: Path,
+) -> None:
+    # Before: such a closure's binder until its first call held its memo by a weak
+    # reference, and cloudpickle refused it ("cannot pickle 'weakref.ReferenceType'
+    # object"): a loky or dask task calling it could not be sent.
+    cloudpickle = pytest.importorskip("cloudpickle")
+    double = _closure_whose_helper_comes_after(2, tmp_path)
+    quintuple = _closure_whose_helper_comes_after(5, tmp_path)
+    copies = cloudpickle.loads(cloudpickle.dumps((double, quintuple)))
+    assert [copies[0](3), copies[1](3)] == [6, 15]
+    assert [double(3), quintuple(3)] == [6, 15]
+    assert double.cache_info().hits == 1  # the copy's entry, kept apart from its sibling's

@@ -403,7 +403,7 @@ class _Memo:
         self.own: tuple[tuple[Any, Any, Any], Callable[..., _Args] | None] | None = None
         self.binder = self._make_binder()
         if sibling and unfilled(func):  # its sibling part is taken again at its first call
-            self.binder = _binding_first(weakref.ref(self))
+            self.binder = _BindingFirst(weakref.ref(self))
         # The keys of recent calls of small plain values, by their bound values: a repeated
         # call is one dict lookup, not a pickle and a hash (see ``_PLAIN``). A key depends
         # on the bound values and the seed only: a reassigned default leaves these right.
@@ -513,7 +513,7 @@ class _Memo:
     def retake_sibling(self) -> Callable[..., _Args]:
         """For a closure sharing its name with others, some of whose cells were empty when
         it was decorated (a helper the factory defines after it, which captures what tells
-        the closures apart), at its first call (``_binding_first``): its sibling part taken
+        the closures apart), at its first call (``_BindingFirst``): its sibling part taken
         again with them filled (else its siblings kept the same keys, and each call replaced
         the other's entry), and the usual binder, which later calls use (nothing is added
         to them)."""
@@ -728,6 +728,8 @@ class _Memo:
         self.own = None  # made again where it runs (``_own_binder``)
         if type(self.binder) is _NotingOwner:  # its class is noted here, at its first call
             self.binder = _NotingOwner(weakref.ref(self), self.binder.binder)
+        elif type(self.binder) is _BindingFirst:  # its sibling part is taken here, too
+            self.binder = _BindingFirst(weakref.ref(self))
         self.sent = sent if sent[0] is not None else earlier
         # Its keys as this interpreter's: a loky worker of a ``python -OO`` script runs
         # without ``-OO`` (docstrings back), and stored under the script's keys.
@@ -2927,22 +2929,33 @@ def _unwatched() -> None:
     class): a function whose code and defaults nobody reassigns."""
 
 
-def _binding_first(memo: weakref.ref[_Memo]) -> Callable[..., _Args]:
+class _BindingFirst:
     """The binder of a memo until its first call (``_Memo.retake_sibling``). It holds the
     memo weakly: a bound method kept in the memo's own dict was a reference cycle, which
-    kept a dropped cache's store (its open folders) until the cycle collector ran."""
+    kept a dropped cache's store (its open folders) until the cycle collector ran. A copy
+    (cloudpickle sends a memo with its binder) is given its own memo by
+    ``_Memo.__setstate__``: before, a closure holding the weak reference was refused
+    ("cannot pickle 'weakref.ReferenceType' object"), and a loky task calling a closure
+    whose helper was defined after it could not be sent."""
 
-    def bind(*args: Any, **kwargs: Any) -> _Args:
+    __slots__ = ("memo",)
+
+    def __init__(self, memo: weakref.ref[_Memo] | None) -> None:
+        self.memo = memo
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Args:
+        memo = cast("weakref.ref[_Memo]", self.memo)  # given in the copy (__setstate__)
         return cast("_Memo", memo()).retake_sibling()(*args, **kwargs)  # alive: calling
 
-    return bind
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _BindingFirst, (None,)
 
 
 class _NotingOwner:
     """The binder of a method of a class a function defines, until its first call, which
     notes the method's class from its first argument (``_identity.note_owner``), before
     the identity is made, then leaves the memo the usual ``binder`` (nothing is added to
-    later calls). It holds the memo weakly, as ``_binding_first``; a copy (cloudpickle
+    later calls). It holds the memo weakly, as ``_BindingFirst``; a copy (cloudpickle
     sends a memo with its binder) is given its own memo by ``_Memo.__setstate__``, and
     notes the class where it runs."""
 
