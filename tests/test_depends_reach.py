@@ -561,6 +561,35 @@ CASES = {
     def f(x):
         return run.steps["scale"](x)
     """),
+    # A table's library callables by what they are and hold, as a global's: before, by
+    # their type (a method descriptor, a built-in's bound method, itemgetter), and an edit
+    # of one returned the old value.
+    "a method descriptor held in a table": _case("""
+    OPS = [scale, int.__mul__]
+
+    @cached
+    def f(x):
+        return OPS[1](x, 2)
+    """, of="main.py", edit=("__mul__", "__add__"), values=("6", "5"),
+        named="constant main.OPS changed"),
+    "an itemgetter held in a table": _case("""
+    import operator
+
+    PICK = {"first": operator.itemgetter(0), "scale": scale}
+
+    @cached
+    def f(x):
+        return PICK["first"]((x * 2, x * 3))
+    """, of="main.py", edit=("itemgetter(0)", "itemgetter(1)"), values=("6", "9"),
+        named="constant main.PICK changed"),
+    "a built-in's bound method held in a table": _case("""
+    FORMATS = ("6".join, scale)
+
+    @cached
+    def f(x):
+        return int(FORMATS[0](["", ""]))
+    """, of="main.py", edit=('"6".join', '"9".join'), values=("6", "9"),
+        named="constant main.FORMATS changed"),
     "a helper in a dataclass field's metadata": _case("""
     @cached
     def f(x):

@@ -748,9 +748,9 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
     if by_state:
         return _state_shape(value)
     if type(value) in (tuple, list) and any(map(callable, value)):
-        return (type(value).__name__, tuple(_value_shape(v, seen) for v in value))
+        return (type(value).__name__, tuple(_item_shape(v, seen) for v in value))
     if type(value) is dict and any(map(callable, value.values())):
-        shape = tuple(sorted((_key_text(k), repr(_value_shape(v, seen)))
+        shape = tuple(sorted((_key_text(k), repr(_item_shape(v, seen)))
                              for k, v in value.items()))
         orders = _dict_orders(value)  # a pipeline of steps run in its order
         return ("dict", shape, orders) if orders else ("dict", shape)
@@ -765,6 +765,37 @@ def _shape_of(value: Any, seen: set[int], by_state: bool = False) -> Any:
         return ("module", value.__name__) if isinstance(value, ModuleType) else (
             _whole_or_parts(value))  # sibling_of's walk
     return _type_shape(value)
+
+
+def _item_shape(value: Any, seen: set[int]) -> Any:
+    """An item of a table of callables (``_shape_of``): a library's callable by what it is
+    and holds, as a global bound to one counts (``_library_row``): a built-in's bound
+    method with its object (``"-".join``), a method descriptor or slot wrapper by its name
+    (``int.__mul__``), a callable object of a library's C type by its state
+    (``operator.itemgetter(0)``). Before, those counted by their type, and an edit of one
+    (``int.__mul__`` to ``int.__add__``, ``itemgetter(0)`` to ``itemgetter(1)``, ``"6".join``
+    to ``"9".join``) returned the old value. Any other item as ``_value_shape``."""
+    kind = type(value)
+    if kind in _ROUTINES and kind is not BuiltinFunctionType:
+        return ("named", function_name(value), *_owner_shape(value))
+    if kind is BuiltinFunctionType:  # a module's function (``max``) by name, as before
+        return (*_value_shape(value, seen), *_owner_shape(value))
+    if (callable(value) and not isinstance(value, (FunctionType, MethodType,
+                                                   functools.partial, type))
+            and not is_user_module(kind.__module__)
+            and not isinstance(call_of(kind), FunctionType)):
+        return ("object", function_name(kind), _state_shape(value))
+    return _value_shape(value, seen)
+
+
+def _owner_shape(routine: Any) -> tuple[Any, ...]:
+    """The object a built-in's bound method belongs to (``"-".join``: ``"-"``), by state,
+    as ``_library_row`` counts it; nothing for a module's function, a class's or a library
+    module's own (``max``, ``dict.fromkeys``, ``random.random``: its name says it)."""
+    owner = attribute(routine, "__self__")
+    if owner is None or isinstance(owner, (ModuleType, type)) or _exported(routine):
+        return ()
+    return (_state_shape(owner),)
 
 
 def _key_text(key: Any) -> str:
