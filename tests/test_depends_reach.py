@@ -7,11 +7,16 @@ real module files, a fresh interpreter per run.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from test_depends import run, write
+from test_depends import SRC, run, write
 
 HELPER = """
     def inner(x):
@@ -783,6 +788,42 @@ def test_a_table_of_helpers_keyed_by_objects_still_hits_in_a_new_process(
     """), "helpers.py": HELPER})
     assert run(tmp_path)["misses"] == 1
     assert run(tmp_path, seed="1")["misses"] == 0
+
+
+def test_a_library_modules_own_method_in_a_table_or_a_closure_still_hits_in_a_new_process(
+        tmp_path: Path) -> None:
+    # ``random.choice`` is a method of random's hidden instance, seeded anew in each
+    # process: it counts by its name, as a global bound to it alone does. Before, in a
+    # table or captured by a closure it counted with the instance's state, and every
+    # process missed.
+    write(tmp_path, {"main.py": _main("""
+    import random
+
+    OPS = {"pick": random.choice, "scale": scale}
+
+    def make(pick):
+        @cached
+        def g(x):
+            return pick([x]) * 2
+        return g
+
+    fn = make(random.choice)
+
+    @cached
+    def f(x):
+        return OPS["scale"](x)
+    """), "helpers.py": HELPER})
+    (tmp_path / "hit.py").write_text(textwrap.dedent("""
+        import json, main
+        main.f(3), main.fn(3)
+        print(json.dumps({"misses": main.f.cache_info().misses + main.fn.cache_info().misses}))
+    """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((SRC, str(tmp_path))),
+           "MEMOJAR_DIR": str(tmp_path / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+    misses = [json.loads(subprocess.run(
+        [sys.executable, "hit.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60, check=True).stdout)["misses"] for _ in range(2)]
+    assert misses == [2, 0]
 
 
 def test_a_global_array_not_in_c_order_is_not_copied_whole_at_the_first_call() -> None:

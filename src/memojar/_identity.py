@@ -597,6 +597,9 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
         return ("partial", _callable_shape(func.func, seen),
                 _by_state(func.args, seen), _by_state(func.keywords, seen))
     if isinstance(func, MethodType):
+        if _exported(func):  # ``random.choice``: by its name, as a global bound to it (its
+            return ("named", function_name(func))  # instance is seeded anew in each process:
+            # before, in a table or a closure, every process missed)
         return ("method", _callable_shape(func.__func__, seen), _by_state(func.__self__, seen))
     if isinstance(func, type):
         return class_shape(func, seen)
