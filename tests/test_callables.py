@@ -105,6 +105,41 @@ def test_a_bound_method_cached_in_init_keys_on_its_instance(cache_dir: Path) -> 
     assert again.calls == 0  # an equal instance: a hit
 
 
+
+SCORER = """
+    import sys
+    from memojar import cached
+
+    calls = []
+
+    class Scorer:
+        def __init__(self, w):
+            self.w = w
+            self.score = cached(cache_dir=sys.argv[1])(self.score)
+
+        def score(self, x):
+            calls.append(self.w)
+            return self.w * x
+
+    first, second = Scorer(2), Scorer(2)
+    print(first.score(1), second.score(1), Scorer(3).score(1), calls)
+    unbound = cached(cache_dir=sys.argv[1])(Scorer.score)
+    print(first.score.cache_key(1) == second.score.cache_key(1)
+          == unbound.cache_key(Scorer(2), 1))
+"""
+
+
+def test_a_bound_method_cached_in_init_without_getstate_keys_on_the_instances_data(
+    tmp_path: Path,
+) -> None:
+    """``self.score = cached(self.score)`` in ``__init__``, no ``__getstate__``: the
+    instance's own cached method, in its ``__dict__``, is no part of its key, so equal
+    instances share one key, in a script too. Before, the wrapper was keyed by what it
+    captures (the instance again, through itself): the first instance of a script keyed
+    apart from the next equal ones, a computation more (``[2, 2, 3]``)."""
+    out = run_script(tmp_path / "scorer.py", SCORER, str(tmp_path / "cache"))
+    assert out.split("\n")[:2] == ["2 2 3 [2, 3]", "True"], out
+
 class Point:
     def __init__(self, x: int) -> None:
         self.x = x

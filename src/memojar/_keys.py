@@ -29,7 +29,14 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from types import BuiltinFunctionType, CodeType, FunctionType, MappingProxyType, ModuleType
+from types import (
+    BuiltinFunctionType,
+    CodeType,
+    FunctionType,
+    MappingProxyType,
+    MethodType,
+    ModuleType,
+)
 from typing import Any
 
 import xxhash
@@ -661,6 +668,8 @@ class _CanonicalPickler(pickle.Pickler):
                 # reads ``p.__dict__`` (``vars``, the identity walk of a default), then {}:
                 # both no attributes. Before, the same partial's key changed then.
                 state = (*state[:3], None)
+            elif type(state) is dict:
+                state = _without_own_cached_methods(obj, state)
             rv[2] = normal(state)  # (a state may hold itself: ``self.items.append(...)``)
         if len(rv) > 3 and rv[3] is not None:
             rv[3] = iter(normal(list(rv[3])))
@@ -669,6 +678,27 @@ class _CanonicalPickler(pickle.Pickler):
             # an OrderedDict's order is part of its equality
             rv[4] = iter(pairs if isinstance(obj, OrderedDict) else _pairs_in_order(pairs))
         return tuple(rv)
+
+
+def _without_own_cached_methods(obj: Any, state: dict[Any, Any]) -> dict[Any, Any]:
+    """An instance's ``__dict__`` without its own methods cached in ``__init__``
+    (``self.predict = cached(self.predict)``, joblib's pattern): such a wrapper is made of
+    the instance and its class's method, which its key counts already, and holds no data.
+    Before, it was keyed by what it captures, the instance again through itself: equal
+    instances keyed apart (the first of a process from the next ones: a computation
+    more), and never as the method decorated in its class, which they share entries with."""
+    for value in state.values():
+        if type(value) is FunctionType and _own_cached_method(obj, value):
+            return {name: value for name, value in state.items()
+                    if not (type(value) is FunctionType and _own_cached_method(obj, value))}
+    return state
+
+
+def _own_cached_method(obj: Any, func: FunctionType) -> bool:
+    attributes = func.__dict__
+    wrapped = attributes.get("__wrapped__")
+    return ("__memojar__" in attributes and type(wrapped) is MethodType
+            and wrapped.__self__ is obj)
 
 
 def _set_arguments(obj: set[Any] | frozenset[Any], args: Any) -> Any:
