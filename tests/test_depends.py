@@ -2407,6 +2407,34 @@ def test_a_result_rebuilt_by_a_function_of_the_users_code_is_checked_too(
     assert run(tmp_path)["misses"] == 0
 
 
+def test_a_result_rebuilt_by_a_functools_cache_function_of_the_users_code_is_checked_too(
+        tmp_path: Path) -> None:
+    # The rebuilder under ``functools.lru_cache`` (interning the instances it makes): the
+    # pickle names the wrapper, a library's object, whose function runs when the entry
+    # loads. Before, it was no row of the result classes, and after an edit of it alone the
+    # hit returned what the new function made of the old entry: Point(3, 20).
+    models = REBUILT.replace("    def rebuild(",
+                             "    import functools\n\n"
+                             "    @functools.lru_cache(maxsize=None)\n"
+                             "    def rebuild(")
+    write(tmp_path, {"models.py": models, "main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import models  # not followed: what the result holds is checked at the hit
+            return models.Point(x, 2)
+    """})
+    assert run(tmp_path)["value"] == "Point(3, 2)"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": models.replace("return Point(x, y)",
+                                                 "return Point(x, y * 10)")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "Point(3, 2)"
+    assert second["explain"] == "incompatible: result function models.rebuild changed"
+    assert run(tmp_path)["misses"] == 0
+
+
 def test_a_result_holding_a_compiled_library_function_hits_in_a_new_process(
         tmp_path: Path) -> None:
     # A pandas frame pickles with a Cython function (its blocks' rebuilder), whose type

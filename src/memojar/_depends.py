@@ -753,7 +753,7 @@ def changed_result_class(section: bytes) -> str | None:
     new class under the old name) and its fingerprint is computed once per class object and
     process (``class_identity``); a section is parsed once. A result without classes of the
     user's code never comes here."""
-    from ._entry import Miss, parse_rows
+    from ._entry import CACHE_WRAPPER, Miss, parse_rows
     from ._identity import class_identity, function_identity
 
     rows = _sections.get(section)
@@ -773,6 +773,8 @@ def changed_result_class(section: bytes) -> str | None:
         except Exception as exc:  # its module fails: a miss, as unpickling would make it
             raise Miss(f"{what} {name} does not load: {type(exc).__name__}: {exc}"
                        ) from exc
+        if type(cls) is CACHE_WRAPPER:  # its function is the row (``_SeeingPickler``)
+            cls = cls.__wrapped__
         if kind == "function":
             found = function_identity(cls) if type(cls) is FunctionType else None
         else:

@@ -45,6 +45,7 @@ every byte but the checksum and itself.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import pickle
@@ -338,6 +339,11 @@ _LEAD_MAGIC = struct.Struct("<3sI4sHH")  # the lead and the prefix without its c
 _JOIN_UNDER = 1 << 16  # bytes: entries this small are checksummed as one joined copy
 
 
+# ``functools.cache``'s and ``lru_cache``'s wrapper type (``_SeeingPickler``, and
+# ``_depends.changed_result_class``, which finds the wrapper under the function's name)
+CACHE_WRAPPER = type(functools.lru_cache(lambda: None))
+
+
 class _SeeingPickler(pickle.Pickler):
     """A pickler that notes the classes (and functions) it meets; dicts, lists, tuples, str,
     numbers and the like never reach ``reducer_override``, so a plain result costs nothing
@@ -354,8 +360,16 @@ class _SeeingPickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         # A function is noted itself, not by its type: one a class's ``__reduce__`` names to
-        # rebuild it runs its code when the entry loads (``_depends.result_classes``)
-        self.classes.add(obj if isinstance(obj, (type, FunctionType)) else type(obj))
+        # rebuild it runs its code when the entry loads (``_depends.result_classes``). So is
+        # the one a ``functools.cache`` or ``lru_cache`` wrapper holds: the wrapper, a
+        # library's object, pickles by its name and runs that function as it loads (before,
+        # it was no row, and an edit of it returned what the new code made of the entry).
+        if isinstance(obj, (type, FunctionType)):
+            self.classes.add(obj)
+        elif type(obj) is CACHE_WRAPPER and isinstance(obj.__wrapped__, (type, FunctionType)):
+            self.classes.add(obj.__wrapped__)
+        else:
+            self.classes.add(type(obj))
         return NotImplemented
 
 
