@@ -1199,6 +1199,44 @@ def test_a_writer_short_of_descriptors_never_replaces_an_entry_unseen_by_memory_
     assert str(m.held(1)) == on_disk == "[1]"
 
 
+WRITER_WHOSE_STAMP_WRITE_FAILS = """
+import errno, os, warnings
+write = os.pwrite
+
+
+def pwrite(fd, data, at):  # the stamp's block cannot be written: a disk's I/O error
+    if os.readlink(f"/proc/self/fd/{{fd}}").endswith(os.sep + ".gen"):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+    return write(fd, data, at)
+
+
+os.pwrite = pwrite
+with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    {change}
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize("change", ["m.held.cache_set(['s'], 1)", "m.held.cache_delete(1)"])
+def test_a_change_whose_stamp_cannot_be_written_reaches_the_memory_tiers(
+    tmp_path: Path, shared_dir: Path, change: str,
+) -> None:
+    """Another process replaces or removes an entry a memory tier holds, and the write of
+    the function's stamp fails (EIO; EFBIG under ``ulimit -f 0``; ENOSPC on a full
+    copy-on-write disk): the stamp is removed instead, and the memory tier forgets at its
+    next look (seconds). Before, the bump's failure was only logged and the change made:
+    the memory tier returned the old value for good (found by an attack)."""
+    m = make_module(tmp_path)
+    first = m.held(1)
+    assert m.held(1) is first
+    finish(spawn(m, WRITER_WHOSE_STAMP_WRITE_FAILS.format(change=change), shared_dir))
+    from memojar import _decorator
+
+    _decorator.restamp_all()  # what the statistics thread does every few seconds
+    assert m.held(1) is not first
+    assert m.held(1) == (["s"] if "cache_set" in change else [1])
+
 def test_a_stamp_an_older_memojar_left_odd_still_lets_the_memory_tier_hold(
     tmp_path: Path, shared_dir: Path,
 ) -> None:

@@ -1545,7 +1545,11 @@ class FileStore(Store):
         removed once empty (``cleanup``), and is its maker's (another user's memory tier
         would refuse it). A busy bump that cannot open the stamp for want of descriptors or memory
         (``_SHORT``) raises: the change is not made unseen (before, a process near its limit
-        of open files replaced an entry with no bump at all)."""
+        of open files replaced an entry with no bump at all). A busy bump whose write fails
+        (EIO, EFBIG under ``ulimit -f 0``, ENOSPC on a copy-on-write file system) removes
+        the stamp instead, so that the memory tiers that mapped it forget at their next
+        look (``restamp``, within seconds), and raises if that fails too. Before, the
+        change went on unseen: they served what it replaced or removed for good."""
         try:  # relative to the folder opened without following links: one swapped for a
             with _dir_at(self.root, fdir) as ffd:  # link after an ``lstat`` took the write
                 if ffd is None:  # to an 8-byte file where the link led
@@ -1571,6 +1575,11 @@ class FileStore(Store):
                         _replace_small(GEN_FILE, new_stamp(busy), stat.S_IMODE(st.st_mode),
                                        dir_fd=ffd)
                 except OSError as exc:
+                    if busy:  # not made unseen: the stamp goes, or the change is refused
+                        try:
+                            os.unlink(GEN_FILE, dir_fd=ffd)
+                        except OSError:
+                            raise exc from None
                     logger.debug("cannot bump the generation of %s: %s", fdir, exc)
                 finally:
                     os.close(fd)
