@@ -2435,6 +2435,47 @@ def test_a_result_rebuilt_by_a_functools_cache_function_of_the_users_code_is_che
     assert run(tmp_path)["misses"] == 0
 
 
+def test_a_result_class_whose_functools_cache_method_is_edited_is_checked(
+        tmp_path: Path) -> None:
+    # A method under ``functools.lru_cache`` (here a classmethod rebuilding the instances,
+    # interning them) is the class's code too. Before, the class's fingerprint left it out:
+    # after an edit of it alone the hit returned what the new code made of the old entry,
+    # Point(3, 20), where the call computes Point(3, 2).
+    models = """
+        import functools
+
+        class Point:
+            def __init__(self, x, y):
+                self.x, self.y = x, y
+
+            @classmethod
+            @functools.lru_cache(maxsize=None)
+            def rebuild(cls, x, y):
+                return cls(x, y)
+
+            def __reduce__(self):
+                return (Point.rebuild, (self.x, self.y))
+
+            def __repr__(self):
+                return f"Point({self.x}, {self.y})"
+    """
+    write(tmp_path, {"models.py": models, "main.py": """
+        from memojar import cached
+
+        @cached
+        def f(x):
+            import models  # not followed: what the result holds is checked at the hit
+            return models.Point(x, 2)
+    """})
+    assert run(tmp_path)["value"] == "Point(3, 2)"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"models.py": models.replace("return cls(x, y)", "return cls(x, y * 10)")})
+    second = run(tmp_path)
+    assert second["misses"] == 1 and second["value"] == "Point(3, 2)"
+    assert second["explain"] == "incompatible: result class models.Point changed"
+    assert run(tmp_path)["misses"] == 0
+
+
 def test_a_result_holding_a_compiled_library_function_hits_in_a_new_process(
         tmp_path: Path) -> None:
     # A pandas frame pickles with a Cython function (its blocks' rebuilder), whose type

@@ -1488,6 +1488,12 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                                             for f in accessors)))
             elif isinstance(member, FunctionType):
                 members.append((name, _callable_shape(member, seen)))
+            elif type(member) is _CACHE_WRAPPER and isinstance(member.__wrapped__,
+                                                               FunctionType):
+                # a method under functools.cache or lru_cache (a classmethod's too): the
+                # function it runs. Before, it counted for nothing, and a result whose
+                # class it rebuilds loaded into the edited code (``_depends.result_classes``)
+                members.append((name, ("cached", _callable_shape(member.__wrapped__, seen))))
             elif isinstance(_member_function(member), FunctionType):
                 # functools.cached_property, partialmethod: the function they hold
                 members.append((name, ("holds", _callable_shape(_member_function(member), seen),
@@ -1727,6 +1733,9 @@ def _member_function(member: Any) -> Any:
     if isinstance(member, (FunctionType, type)):
         return None
     return _unwrapped(getattr(member, "func", None))
+
+
+_CACHE_WRAPPER = type(functools.lru_cache(lambda: None))  # functools.cache's too
 
 
 def _unwrapped(member: Any) -> Any:
