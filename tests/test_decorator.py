@@ -9,6 +9,7 @@ import inspect
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -491,6 +492,33 @@ def test_unpicklable_result_is_returned_with_a_warning_and_not_stored(cache_dir:
     with pytest.warns(MemojarWarning):
         f()
     assert len(calls) == 2
+
+
+class _NotRebuilt(Exception):
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{code}: {text}")  # pickled with one argument, rebuilt with one
+
+
+def test_a_result_stored_that_never_loads_is_warned_of(cache_dir: Path) -> None:
+    """Before, each call computed it, stored it and threw it away, silently."""
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir)
+    def f(x: int) -> _NotRebuilt:
+        calls.append(x)
+        return _NotRebuilt(x, "refused")
+
+    f(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its first failure: perhaps an entry a library's
+        f(1)  # upgrade left, which goes once
+    with pytest.warns(MemojarWarning, match=r"f's value is stored but does not load "
+                      r"\(payload does not load: TypeError.*needs a __reduce__"):
+        assert str(f(1)) == "1: refused"
+    assert len(calls) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once a function
+        f(1)
 
 
 class _TooBigToPickle:

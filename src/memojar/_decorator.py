@@ -184,6 +184,8 @@ _OTHER_SECRET = {
     "secret",
 }
 _SECRET_WARNED: set[str] = set()  # store locations warned of entries of another secret
+_NOT_LOADED = "payload does not load"  # (``_entry``'s reason) a value stored, not rebuilt
+_UNLOADED_KEPT = 64  # keys a function remembers failing to load, until it warns
 # The lambdas decorated in this process, while they live: a lambda's first store sweeps the
 # entries of its name's lambdas whose code none of these has (``_Memo.sweep``).
 # Weak references in a plain set: adding and copying it are each one C call, safe against
@@ -415,6 +417,7 @@ class _Memo:
         self.tally = Tally(self.name, self.hit_count, self.miss_count)
         self.register = register  # hands the tally to the saved statistics (the cache's)
         self.swept = False  # entries of this function's other code/versions evicted yet?
+        self.unloaded: set[str] | None = set()  # keys whose entry did not load (None: warned)
         self.swr = stale_while_revalidate  # seconds after expiry a stale value is served
         self.min_compute_time = min_compute_time or 0.0
         self.revalidating: set[str] = set()  # keys recomputed in the background now
@@ -2305,6 +2308,8 @@ class _Memo:
         finally:
             _held.set(held)
         logger.debug("evict %s %s (%s)", self.name, key, reason)
+        if reason.startswith(_NOT_LOADED):
+            self._not_loaded(key, reason)
         if reason in _OTHER_SECRET and self.store.location not in _SECRET_WARNED:
             _SECRET_WARNED.add(self.store.location)
             warn(f"an entry of {self.name} in {self.store.location} "
@@ -2313,6 +2318,27 @@ class _Memo:
                  "$MEMOJAR_SECRET, or none) never load each other's entries: they compute "
                  "and replace them in turn. Give every process sharing this cache the same "
                  "secret")
+
+    def _not_loaded(self, key: str, reason: str) -> None:
+        """An entry of ``key`` did not load (``discard`` removed it). A second time in this
+        process, it is a value this process stored: it pickles but cannot be rebuilt, so
+        every call computes it, stores it and throws it away. Before, silently: the cache
+        did nothing for the function (an ``Exception`` subclass whose ``__init__`` takes
+        other arguments than it gives ``Exception.__init__``). Warned once a function; an
+        entry a library's upgrade left unloadable goes once, unwarned."""
+        unloaded = self.unloaded
+        if unloaded is None:
+            return
+        if key not in unloaded:
+            if len(unloaded) < _UNLOADED_KEPT:
+                unloaded.add(key)
+            return
+        self.unloaded = None
+        warn(f"{self.name}'s value is stored but does not load ({reason}): every call "
+             "computes it again, so caching it saves nothing. It pickles but cannot be "
+             "rebuilt: an Exception subclass whose __init__ takes other arguments than it "
+             "passes to Exception.__init__ needs a __reduce__ (or passes them all on); a "
+             "class with its own __reduce__ or __getstate__ must rebuild from what it gives")
 
     def clear(self, store: Store | None = None) -> int:
         """Remove the entries this function can read (of its scope, and of this Python), from
