@@ -2062,6 +2062,24 @@ def test_clear_counts_only_what_the_server_removed(s3_location: str, client: Any
     assert [e.key for e in cache.entries()] == [refused]
 
 
+def test_a_policy_without_delete_is_named_when_a_lease_cannot_be_removed(
+        s3_location: str, client: Any) -> None:
+    """Credentials that may write but not delete (a policy without s3:DeleteObject): each
+    miss's lease stays behind, and nothing (``prune``, ``clear``) can remove it. Before,
+    the calls were silent (the refusal logged at debug level only); now the result comes
+    with a warning, once a store, naming the refusal and the permission."""
+    cache = Cache(store=S3Store(s3_location, client=_RefusingSomeDeletes(client, ".lease")),
+                  secret=SECRET)
+    double, calls = counted(cache)
+    with pytest.warns(MemojarWarning, match=r"cannot remove a key.s lease.*AccessDenied.*"
+                                            r"s3:DeleteObject") as said:
+        assert double(1) == 2
+        assert double(2) == 4
+    assert calls == [1, 2]
+    assert len([w for w in said if "cannot remove" in str(w.message)]) == 1
+    assert double(1) == 2 and calls == [1, 2]  # the results were stored all the same
+
+
 def test_a_stale_large_entry_is_not_transferred(s3_location: str) -> None:
     cache = Cache(s3_location, secret=SECRET)
 

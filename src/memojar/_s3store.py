@@ -861,6 +861,7 @@ class S3Store(Store):
         self._bucket.attempt = self._renewer.attempt  # an abort the server could not take now
         self._releases = 0  # leases this process released: its waiters look again then
         self._conditions_checked = False  # the server honours conditional writes? (once)
+        self._delete_refused = False  # a lease's removal refused (no s3:DeleteObject): said
         # the server honours the ETags of a multi-object delete? and when it was asked
         # (monotonic; ``_batches``: again after BATCH_RECHECK)
         self._batch_checked: tuple[bool, float] | None = None
@@ -1406,6 +1407,17 @@ class _Lease(KeyLock):
             # same).
             logger.debug("cannot release %s now: %s", self.name, exc)
             return False
+        except PermissionError as exc:
+            # Credentials that may write but not delete (a policy without s3:DeleteObject):
+            # every miss leaves its lease, and neither prune nor clear can remove one.
+            # Said once a store (before: logged at debug level only, the calls silent).
+            # Not for expired or wrong credentials (their own advice: the next call says it)
+            if not self.store._delete_refused and _ACCESS_ADVICE in str(exc):
+                self.store._delete_refused = True
+                warn(f"S3 cache {self.store.location}: cannot remove a key's lease "
+                     f"({exc.strerror}): each miss leaves its lease object "
+                     "behind (a waiter takes a stale one over), and prune cannot remove "
+                     "them; give these credentials s3:DeleteObject under the prefix")
         except OSError as exc:
             logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
         return True
