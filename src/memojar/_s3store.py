@@ -1345,6 +1345,13 @@ class _Lease(KeyLock):
         does not hold)."""
         store = self.store
         store._conditions_checked = True
+        if not self.etag:
+            # A lease is renewed, taken over and released by its ETag: without one (a
+            # proxy dropping the header) none is renewed or removed, and a waiter takes it
+            # over at once (before, silently: nine threads on three keys computed nine times)
+            warn(f"the server of S3 cache {store.location} answered the write of "
+                 f"{self.name} with no ETag (is a proxy dropping it?): leases can be neither "
+                 "renewed nor removed, and callers may compute the same key at once")
         try:
             self.etag = self._put(self._token, if_none_match=True)
         except FileExistsError:
