@@ -2112,6 +2112,41 @@ def test_a_server_giving_no_etags_is_named(s3_location: str, client: Any) -> Non
     assert calls == [1]
 
 
+class _WithoutConditionalWrites:
+    """A client of a server that does not implement conditional writes (501 NotImplemented
+    to ``If-None-Match``, as AWS S3 answered before 2024, and compatibles still do)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def put_object(self, **kwargs: Any) -> Any:
+        if "IfNoneMatch" in kwargs or "IfMatch" in kwargs:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "NotImplemented", "Message": "A header you provided "
+                           "implies functionality that is not implemented"},
+                 "ResponseMetadata": {"HTTPStatusCode": 501}}, "PutObject")
+        return self.real.put_object(**kwargs)
+
+
+def test_a_server_that_does_not_implement_conditional_writes_is_named(
+        s3_location: str, client: Any) -> None:
+    """No lease can be taken where conditional writes are refused as not implemented:
+    every caller computes without one. Before, silently (a log record at each miss); now
+    a warning, once a store, as for a server that ignores them."""
+    cache = Cache(store=S3Store(s3_location, client=_WithoutConditionalWrites(client)),
+                  secret=SECRET)
+    double, calls = counted(cache)
+    with pytest.warns(MemojarWarning, match=r"does not implement conditional writes.*"
+                                            r"compute the same key at once") as said:
+        assert double(1) == 2
+        assert double(2) == 4
+    assert len([w for w in said if "conditional" in str(w.message)]) == 1
+    assert double(1) == 2 and calls == [1, 2]  # stored all the same
+
+
 def test_a_stale_large_entry_is_not_transferred(s3_location: str) -> None:
     cache = Cache(s3_location, secret=SECRET)
 

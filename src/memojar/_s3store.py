@@ -862,6 +862,7 @@ class S3Store(Store):
         self._releases = 0  # leases this process released: its waiters look again then
         self._conditions_checked = False  # the server honours conditional writes? (once)
         self._delete_refused = False  # a lease's removal refused (no s3:DeleteObject): said
+        self._conditions_refused = False  # conditional writes not implemented: said
         # the server honours the ETags of a multi-object delete? and when it was asked
         # (monotonic; ``_batches``: again after BATCH_RECHECK)
         self._batch_checked: tuple[bool, float] | None = None
@@ -1313,6 +1314,9 @@ class _Lease(KeyLock):
             self.etag = self._put(token, if_none_match=True)
         except FileExistsError:
             self._token = ""  # not written: nothing of ours to release
+        except OSError as exc:
+            self._refused_conditions(exc)
+            raise
         else:
             if not self.store._conditions_checked:
                 self._check_conditions()
@@ -1337,6 +1341,26 @@ class _Lease(KeyLock):
         self._next_try = now + self._delay
         self._delay = min(self._delay * 2, LEASE_POLL_MAX)
         return False
+
+    def _refused_conditions(self, exc: OSError) -> None:
+        """Say once a store that the server does not implement conditional writes (501
+        ``NotImplemented`` to ``If-None-Match``, as AWS S3 answered before 2024): no lease
+        is ever taken, and every caller computes without one. Before, a log record at each
+        miss only."""
+        cause = exc.__cause__
+        if not isinstance(cause, botocore.exceptions.ClientError):
+            return
+        answer = cause.response
+        if (answer.get("Error", {}).get("Code") != "NotImplemented"
+                and answer.get("ResponseMetadata", {}).get("HTTPStatusCode") != 501):
+            return
+        store = self.store
+        if not store._conditions_refused:
+            store._conditions_refused = True
+            warn(f"the server of S3 cache {store.location} does not implement conditional "
+                 f"writes ({exc.strerror}): no lease can be taken, and callers in other "
+                 "threads, processes or machines may compute the same key at once. Use a "
+                 "server that honours them (AWS S3, MinIO, Cloudflare R2; moto 5.0.20+)")
 
     def _check_conditions(self) -> None:
         """Once a process: create the lease just created again (``If-None-Match: *``).
