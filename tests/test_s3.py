@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import gc
 import http.server
+import io
 import json
 import os
 import queue
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
+import botocore.response
 import pytest
 
 from conftest import S3_TIMEOUT, freed_without_the_collector
@@ -2145,6 +2147,47 @@ def test_a_server_that_does_not_implement_conditional_writes_is_named(
         assert double(2) == 4
     assert len([w for w in said if "conditional" in str(w.message)]) == 1
     assert double(1) == 2 and calls == [1, 2]  # stored all the same
+
+
+class _CuttingOneRead:
+    """A client whose next whole read of an object ending in ``suffix`` answers only its
+    first ``keep`` bytes, said to be all of it (a proxy sending a short Content-Length)."""
+
+    def __init__(self, real: Any, suffix: str, keep: int) -> None:
+        self.real, self.suffix, self.keep, self.cut = real, suffix, keep, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def get_object(self, **kwargs: Any) -> Any:
+        answer = self.real.get_object(**kwargs)
+        if self.cut or "Range" in kwargs or not kwargs["Key"].endswith(self.suffix):
+            return answer
+        self.cut += 1
+        data = answer["Body"].read()[: self.keep]
+        answer["Body"] = botocore.response.StreamingBody(io.BytesIO(data), len(data))
+        answer["ContentLength"] = len(data)
+        return answer
+
+
+@pytest.mark.parametrize("keep", [0, 5, 100])
+def test_a_read_cut_short_in_transit_does_not_remove_the_entry(
+        s3_location: str, client: Any, keep: int) -> None:
+    """An entry's body answered short (a proxy's wrong Content-Length, an empty 200) is
+    unreadable as read, but the object is whole: it stays, and the call reads it again.
+    Before, the discard of a bad entry removed it (compared by its first bytes alone, or
+    by nothing for an empty read) and the function ran again."""
+    double, _ = counted(Cache(s3_location, secret=SECRET))
+    assert double(1) == 2
+    bucket, name = split(s3_location)[0], entry_object(s3_location, double, 1)
+    before = client.head_object(Bucket=bucket, Key=name)["ETag"]
+    cutting = _CuttingOneRead(client, SUFFIX, keep)
+    again, calls_again = counted(Cache(store=S3Store(s3_location, client=cutting),
+                                       secret=SECRET))
+    assert again(1) == 2
+    assert cutting.cut == 1
+    assert calls_again == []  # read again, not computed
+    assert client.head_object(Bucket=bucket, Key=name)["ETag"] == before
 
 
 def test_a_stale_large_entry_is_not_transferred(s3_location: str) -> None:

@@ -965,15 +965,26 @@ class S3Store(Store):
         the same) are read again with the object's ETag, and the delete is conditional on
         that ETag, so a fresh entry written since, even just now, stays."""
         name = self._dir(function) + key + SUFFIX
-        head = bytes(memoryview(judged).cast("B")[:HEAD_BYTES])
-        if not head:
-            return self.delete(function, key)
-        got = self._bucket.get(name, 0, len(head))
+        with memoryview(judged) as view:
+            read = view.nbytes
+            head = bytes(view.cast("B")[:HEAD_BYTES])
+        # The object's size: a body answered short (a proxy's wrong Content-Length, an
+        # empty 200) was judged, not the object, which stays. Before, it was removed
+        # (compared by its first bytes alone, an empty read by nothing) and recomputed.
+        # Judged whole, or just its header (a large entry's: ``_read``), it goes.
+        whole = self._bucket.head(name)
         lease = self._leases.get(name)
+        if whole is not None and read not in (whole.size, HEAD_BYTES) and whole.size >= 0:
+            return False
+        if not head:
+            return whole is not None and self._bucket.delete_unchanged(name, whole.etag)
+        got = self._bucket.get(name, 0, len(head))
         if got is None or self._bucket.read_body(name, got) != head:
             if got is None and lease is not None:
                 lease.saw_entry(None)  # gone: this holder's write finds no entry
             return False  # gone, or another entry now
+        if whole is not None and whole.etag and got.etag != whole.etag:
+            return False  # written again between the two looks
         removed = self._bucket.delete_unchanged(name, got.etag)
         if removed and lease is not None:
             lease.saw_entry(None)
