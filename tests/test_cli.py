@@ -619,6 +619,19 @@ def test_a_commands_option_before_it_is_said_to_go_after_it(
     assert "did you mean" not in err
 
 
+@pytest.mark.parametrize("argv", [["clear", "--json"], ["--json", "prune"]])
+def test_an_option_of_other_commands_is_said_to_be_none_of_this_ones(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Before, ``memojar clear --json`` said to put ``--json`` after the command, where it
+    was."""
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert (f"--json is an option of ls and info, not of {argv[argv[0] == '--json']} "
+            in one_line(err))
+    assert "after the command" not in err
+
+
 def test_a_mistyped_command_after_known_options_is_still_named(
     capsys: pytest.CaptureFixture[str]
 ) -> None:

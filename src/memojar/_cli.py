@@ -203,13 +203,23 @@ class _Parser(argparse.ArgumentParser):
                 action = parsers[1 + self._commands().index(owners[0])]._option_string_actions[
                     word]
                 value = f" {action.metavar or action.dest.upper()}" if action.nargs != 0 else ""
-                misplaced = (f"; {word} is an option of {' and '.join(owners)}: after the "
-                             f"command, as '{self.prog} {owners[0]} {word}{value}'")
+                misplaced = f"; {word} is an option of {' and '.join(owners)}"
+                typed = self._command_typed()
+                if typed is not None and typed not in owners:  # ``clear --json``: before,
+                    misplaced += f", not of {typed}"  # "after the command", where it was
+                else:
+                    misplaced += (f": after the command, as "
+                                  f"'{self.prog} {owners[0]} {word}{value}'")
                 continue
             longer = [o for o in known if o.startswith(word)]  # a prefix: what it stood for
             close += longer or difflib.get_close_matches(word, known, n=1, cutoff=0.6)
         meant = f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
         return meant + misplaced
+
+    def _command_typed(self) -> str | None:
+        """The command typed (the first of this parser's commands among the words), if any."""
+        commands = self._commands()
+        return next((w for w in getattr(self, "_argv", ()) if w in commands), None)
 
     def _commands(self) -> list[str]:
         """The names of this parser's commands, in the order ``_options_meant`` lists their
