@@ -16,6 +16,17 @@ def f(x, y=1):
     return x + y
 
 
+def test_a_cache_method_given_arguments_it_takes_none_of_is_named_as_called(
+    cache_dir: Path,
+) -> None:
+    """Before, "make_wrapper.<locals>.cache_clear() takes 0 positional arguments"."""
+    g = cached(cache_dir=cache_dir)(f)
+    with pytest.raises(TypeError, match=r"^f\.cache_clear\(\) takes 0 positional"):
+        g.cache_clear("a")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^f\.cache_info\(\) takes 0 positional"):
+        g.cache_info(1)  # type: ignore[call-arg]
+
+
 # --- ttl ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(

@@ -3345,6 +3345,11 @@ def make_wrapper(memo: _Memo, disabled: bool) -> Callable[..., Any]:
                     + ": the call runs the function, reading and storing nothing")
         return one_line(memo.explain(args, kwargs))
 
+    # Named as the user calls them (``f.cache_clear(1)``: "f.cache_clear() takes 0
+    # positional arguments"; before, "make_wrapper.<locals>.cache_clear()").
+    for method in (cache_info, cache_clear, cache_contains, cache_delete, cache_key,
+                   cache_explain, refresh, cache_set):
+        method.__qualname__ = f"{wrapper.__qualname__}.{method.__name__}"
     # a function takes attributes; mypy does not model that (wrapper is one of the defs)
     wrapper.cache_info = cache_info  # type: ignore[union-attr]
     wrapper.cache_clear = cache_clear  # type: ignore[union-attr]
