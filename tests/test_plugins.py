@@ -34,6 +34,14 @@ def test_a_typo_in_a_redis_url_is_an_error_not_a_folder(
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("location", ["s3://bk\nt/p", "s3://b/p\n", "redis://h\tost:6379/0",
+                                      "rediss://host/0\r\n"])
+def test_a_url_holding_a_tab_or_a_line_break_is_an_error(location: str) -> None:
+    """urllib drops them: before, ``s3://bk\\nt/p`` was the bucket ``bkt``."""
+    with pytest.raises(ValueError, match="holds a tab or a line break"):
+        Cache(location)
+
+
 @pytest.mark.parametrize("location", [
     "redis//localhost:6379/0", "rediss//h:6380/0", "s3//bucket/prefix", "unix//tmp/r.sock",
     "file//tmp/c", "REDIS//h", "s3:/bucket/prefix", "s3:bucket", "redis:localhost",

@@ -392,6 +392,14 @@ def open_store(
     scheme = url_scheme(location)
     if scheme is None:
         return _file_store(location, max_size, secret, signed)
+    if scheme in _BUILTIN and scheme != "file" and re.search(r"[\t\r\n]", location):
+        # urllib drops them: ``s3://bk\nt/p`` was bucket ``bkt``, another cache's perhaps
+        from ._location import redact
+
+        raise ValueError(
+            f"cache location {redact(location)!r} holds a tab or a line break, which a URL "
+            "cannot: urllib would drop it, and the cache be another URL's (read from a file "
+            "with its newline? strip it)")
     return STORES[scheme](location, max_size, secret, signed or secret is not None)
 
 
