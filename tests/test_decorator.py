@@ -494,9 +494,19 @@ def test_unpicklable_result_is_returned_with_a_warning_and_not_stored(cache_dir:
     assert len(calls) == 2
 
 
-class _NotRebuilt(Exception):
+class _NotRebuilt:
+    """Pickled with one argument, rebuilt with one: as an ``Exception`` subclass whose
+    ``__init__`` takes two is (unless a library, tblib through distributed, changed how
+    exceptions pickle)."""
+
     def __init__(self, code: int, text: str) -> None:
-        super().__init__(f"{code}: {text}")  # pickled with one argument, rebuilt with one
+        self.text = f"{code}: {text}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_NotRebuilt, (self.text,))
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def test_a_result_stored_that_never_loads_is_warned_of(cache_dir: Path) -> None:
