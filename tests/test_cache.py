@@ -838,6 +838,37 @@ def test_a_relative_xdg_cache_home_is_ignored_with_one_warning(
     assert not (tmp_path / "relative-cache").exists()
 
 
+RELATIVE_DIR_SCRIPT = """
+import os
+from memojar import cached
+
+@cached
+def f(x):
+    return x
+
+os.makedirs("sub")
+os.chdir("sub")
+
+@cached
+def g(x):
+    return x
+
+f(1), g(1)
+"""
+
+
+def test_a_relative_memojar_dir_is_one_cache_for_a_process_that_changes_directory(
+    tmp_path: Path,
+) -> None:
+    """Before, each decoration took it from the directory it was made in: ``g`` cached in
+    ``sub/relative``."""
+    env = {**os.environ, "MEMOJAR_DIR": "relative", "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", RELATIVE_DIR_SCRIPT], cwd=tmp_path, env=env,
+                   check=True, timeout=120)
+    assert len(entry_files(tmp_path / "relative")) == 2
+    assert not (tmp_path / "sub" / "relative").exists()
+
+
 def test_empty_memojar_dir_means_the_default(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMOJAR_DIR", "")

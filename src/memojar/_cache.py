@@ -220,7 +220,7 @@ def default_directory() -> str:
     """``$MEMOJAR_DIR``, else the platform's user cache directory + ``memojar``."""
     env = os.environ.get("MEMOJAR_DIR")
     if env and env.strip():  # blank as empty: unset (before, " " was a folder named " ")
-        return env
+        return _relative_once(env)
     from platformdirs import user_cache_dir
 
     folder = user_cache_dir("memojar", appauthor=False)
@@ -240,6 +240,23 @@ def default_directory() -> str:
 
 
 _XDG_RELATIVE_SAID: set[str] = set()  # the relative XDG_CACHE_HOME values warned of
+
+
+def _relative_once(env: str) -> str:
+    """``$MEMOJAR_DIR``, a relative path made absolute from the directory this process was
+    in at its first use of that value: one cache for every function of the process. Before,
+    each decoration took it from the directory it was made in, and a script that changed
+    directory between two (``os.chdir``) cached them in two caches. A URL, a mistyped one
+    (its error comes with its use) and an absolute path as they are."""
+    try:
+        if url_scheme(env) is not None or os.path.isabs(os.path.expanduser(env)):
+            return env
+    except ValueError:
+        return env
+    return _RELATIVE_DIRS.setdefault(env, os.path.abspath(os.path.expanduser(env)))
+
+
+_RELATIVE_DIRS: dict[str, str] = {}  # relative $MEMOJAR_DIR values, as first made absolute
 
 
 StoreFactory = Callable[[str, "int | None", "bytes | None", bool], Store]
