@@ -531,6 +531,51 @@ def test_a_result_stored_that_never_loads_is_warned_of(cache_dir: Path) -> None:
         f(1)
 
 
+_LOADS_IN = {"version": 1}  # the version an entry of _Versioned loads in
+
+
+class _Versioned:
+    """An entry of another version (a library's before its upgrade) does not load; the
+    failing loads wait for each other, so that two threads both read the one entry."""
+
+    meet = threading.Barrier(2, timeout=10)
+
+    def __init__(self) -> None:
+        self.version = _LOADS_IN["version"]
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        if state["version"] != _LOADS_IN["version"]:
+            type(self).meet.wait()
+            raise ValueError(f"an entry of version {state['version']}")
+        self.__dict__.update(state)
+
+
+def test_one_entry_that_does_not_load_read_by_two_threads_at_once_is_not_warned_of(
+        cache_dir: Path) -> None:
+    """It is one entry, left by an upgrade, removed once; the value loads. Before, the
+    second thread's failure counted as a second entry of the key failing: 'f's value is
+    stored but does not load ... every call computes it again'."""
+
+    @cached(cache_dir=cache_dir)
+    def f(x: int) -> _Versioned:
+        return _Versioned()
+
+    f(1)
+    _LOADS_IN["version"] = 2
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            threads = [threading.Thread(target=f, args=(1,)) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert f(1).version == 2
+    finally:
+        _LOADS_IN["version"] = 1
+    assert [str(w.message) for w in caught if "does not load" in str(w.message)] == []
+
+
 class _TooBigToPickle:
     def __reduce__(self) -> Any:
         raise MemoryError

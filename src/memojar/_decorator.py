@@ -2296,11 +2296,13 @@ class _Memo:
         lock its own thread held."""
         held = _held.get()
         here = (self.store.location, self.name, key)
+        removed = False
         try:
             if here not in held:
                 _held.set((*held, here))
-            if not self.store.discard(self.name, key, judged):  # left (a writer of the key
-                self.store.unstamp(self.name, key)  # holds its lock): no use of it
+            removed = self.store.discard(self.name, key, judged)
+            if not removed:  # left (a writer of the key holds its lock): no use of it
+                self.store.unstamp(self.name, key)
         except OSError as exc:
             if exc.errno is None:  # not the store's system call: the caller's signal handler
                 raise
@@ -2308,7 +2310,10 @@ class _Memo:
         finally:
             _held.set(held)
         logger.debug("evict %s %s (%s)", self.name, key, reason)
-        if reason.startswith(_NOT_LOADED):
+        # An entry removed, not each failed read of it: threads that read one entry at
+        # once each fail to load it, and only one removes it (before, the second failure
+        # was counted as a second entry failing, and warned of a value that loads)
+        if removed and reason.startswith(_NOT_LOADED):
             self._not_loaded(key, reason)
         if reason in _OTHER_SECRET and self.store.location not in _SECRET_WARNED:
             _SECRET_WARNED.add(self.store.location)
