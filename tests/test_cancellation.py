@@ -911,3 +911,43 @@ def test_a_call_cancelled_while_its_lease_is_being_taken_gives_it_back(
     start = time.monotonic()
     assert asyncio.run(f(1)) == 2
     assert time.monotonic() - start < QUICK_REMOTE
+
+
+def test_a_key_held_by_a_task_of_a_loop_another_thread_runs_in_slices_is_waited_for(
+        location: str) -> None:
+    """A thread running its loop in slices (a GUI's tick: ``loop.stop()``, then
+    ``run_forever()`` again) has a task computing a key; another thread's call of the key,
+    made while that loop is stopped between slices, waits for the task, which that thread
+    goes on with. Before, it was judged left by Ctrl-C: computed a second time, with a
+    warning that waiting would last lock_timeout."""
+    entered: list[str] = []
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def slow(x: int) -> int:
+        entered.append(threading.current_thread().name)
+        await asyncio.sleep(1.0)
+        return x * 2
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def ticks() -> None:
+        task = loop.create_task(slow(1))
+        while not task.done():
+            loop.call_later(0.02, loop.stop)
+            loop.run_forever()
+            if entered:  # the task holds the key
+                started.set()
+            time.sleep(0.2)  # the GUI's own work: the loop stopped meanwhile
+
+    ticking = threading.Thread(target=ticks, name="ticking")
+    ticking.start()
+    try:
+        assert started.wait(HANG)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert asyncio.run(slow(1)) == 2
+    finally:
+        ticking.join(HANG)
+        loop.close()
+    assert entered == ["ticking"]

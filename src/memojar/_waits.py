@@ -36,6 +36,7 @@ Lock = tuple[str, str, str]  # (store location, function, key)
 # its owner] (the call's own list, so that noting it allocates nothing).
 _holder: dict[Lock, list[Any]] = {}
 _waiting: dict[Any, Lock] = {}  # an owner waiting -> the lock it waits for
+_taken_in: dict[Lock, int] = {}  # a lock held in this process -> the thread that took it
 _ident = threading.get_ident
 _weak = weakref.ref
 
@@ -56,6 +57,7 @@ def owner() -> Any:
 def hold(lock: Lock, taken: list[Any]) -> None:
     """The call of ``taken`` ([its KeyLock, its owner]) holds ``lock``."""
     _holder[lock] = taken
+    _taken_in[lock] = _ident()  # a task's: the thread running its loop (``stalled``)
 
 
 def let_go(lock: Lock, taken: list[Any]) -> None:
@@ -63,6 +65,7 @@ def let_go(lock: Lock, taken: list[Any]) -> None:
     holder)."""
     if _holder.get(lock) is taken:
         _holder.pop(lock, None)
+        _taken_in.pop(lock, None)
 
 
 def waits_for(who: Any) -> Lock | None:
@@ -115,7 +118,12 @@ def stalled(lock: Lock, blocking: bool) -> str | None:
         return None
     loop = get_loop()
     if not loop.is_running():
-        return None if loop.is_closed() else "stopped"
+        # Stopped for good only as seen from the thread that ran it: another thread's loop
+        # may be between two runs (a GUI's tick: ``loop.stop()``, then ``run_forever()``
+        # again), and goes on there. Before, a call there computed the key a second time.
+        if loop.is_closed() or _taken_in.get(lock) != _ident():
+            return None
+        return "stopped"
     if blocking and loop is sys.modules["asyncio"]._get_running_loop():
         return "blocked"
     return None
@@ -134,6 +142,7 @@ def drop_all() -> None:
     """In a forked child: the parent's threads and tasks are not this process's."""
     _holder.clear()
     _waiting.clear()
+    _taken_in.clear()
 
 
 if hasattr(os, "register_at_fork"):
