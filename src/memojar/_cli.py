@@ -217,9 +217,17 @@ class _Parser(argparse.ArgumentParser):
         return meant + misplaced
 
     def _command_typed(self) -> str | None:
-        """The command typed (the first of this parser's commands among the words), if any."""
+        """The command typed, if any: the first word of this parser's commands that is no
+        option's value (``--dir ls clear``: ``clear``)."""
         commands = self._commands()
-        return next((w for w in getattr(self, "_argv", ()) if w in commands), None)
+        words: Iterator[str] = iter(getattr(self, "_argv", ()))
+        for word in words:
+            action = self._option_string_actions.get(word.split("=", 1)[0])
+            if action is not None and "=" not in word and action.nargs is None:
+                next(words, None)  # its value
+            elif word in commands:
+                return word
+        return None
 
     def _commands(self) -> list[str]:
         """The names of this parser's commands, in the order ``_options_meant`` lists their
