@@ -42,11 +42,9 @@ from ._identity import (
     forget_dependencies,
     function_name,
     identity_digest,
-    in_local_class,
     is_user_module,
     loaded_from,
     mutated_locals,
-    note_owner,
     place_of,
     reloaded,
     resolved,
@@ -500,12 +498,6 @@ class _Memo:
             binder = prebound(binder, bound_args, bound_kwargs)
             if paths is not None:
                 binder.__dict__["paths"] = prebound(paths, bound_args, bound_kwargs)
-        if in_local_class(self.target):  # a method of a class a function defines: its
-            bound = split(func)[1]
-            if bound:  # class, from the instance bound (``cached(obj.run)``)
-                note_owner(self.target, bound[0])
-            else:  # or at its first call
-                binder = _NotingOwner(weakref.ref(self), binder)
         return binder
 
     def keyed_names(self, ignore: tuple[str, ...]) -> list[str]:
@@ -729,9 +721,7 @@ class _Memo:
             "sent", None)  # a copy of a copy not called yet: what its sender was sent
         self.__dict__.update(state)
         self.own = None  # made again where it runs (``_own_binder``)
-        if type(self.binder) is _NotingOwner:  # its class is noted here, at its first call
-            self.binder = _NotingOwner(weakref.ref(self), self.binder.binder)
-        elif type(self.binder) is _BindingFirst:  # its sibling part is taken here, too
+        if type(self.binder) is _BindingFirst:  # its sibling part is taken here, too
             self.binder = _BindingFirst(weakref.ref(self))
         self.sent = sent if sent[0] is not None else earlier
         # Its keys as this interpreter's: a loky worker of a ``python -OO`` script runs
@@ -2980,32 +2970,6 @@ class _BindingFirst:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _BindingFirst, (None,)
-
-
-class _NotingOwner:
-    """The binder of a method of a class a function defines, until its first call, which
-    notes the method's class from its first argument (``_identity.note_owner``), before
-    the identity is made, then leaves the memo the usual ``binder`` (nothing is added to
-    later calls). It holds the memo weakly, as ``_BindingFirst``; a copy (cloudpickle
-    sends a memo with its binder) is given its own memo by ``_Memo.__setstate__``, and
-    notes the class where it runs."""
-
-    __slots__ = ("__dict__", "binder", "memo")
-
-    def __init__(self, memo: weakref.ref[_Memo] | None, binder: Callable[..., _Args]) -> None:
-        self.memo, self.binder = memo, binder
-        self.__dict__.update(getattr(binder, "__dict__", {}))  # ``paths`` of files=
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Args:
-        held = None if self.memo is None else self.memo()
-        if held is not None and args:
-            note_owner(held.target, args[0])
-            if held.binder is self:
-                held.binder = self.binder
-        return self.binder(*args, **kwargs)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _NotingOwner, (None, self.binder)  # a weak reference cannot be pickled
 
 
 def _agrees(sent: Any, rows: tuple[tuple[str, str, str], ...]) -> bool:

@@ -2501,11 +2501,8 @@ def forget_dependencies(func: Any) -> None:
 def _class_of_method(func: Any) -> type | None:
     qualname = attribute(func, "__qualname__", str) or ""
     parts = qualname.split(".")
-    if len(parts) < 2:
+    if len(parts) < 2 or "<locals>" in parts:
         return None
-    if "<locals>" in parts:  # no module holds it by name: the one its first call met
-        owner_of = _local_owners.get(func) if type(func) is FunctionType else None
-        return None if owner_of is None else owner_of()
     module = attribute(func, "__module__", str) or ""
     owner: Any = sys.modules.get(module)
     for part in parts[:-1]:
@@ -2514,43 +2511,6 @@ def _class_of_method(func: Any) -> type | None:
     if found is not None and _holds_method(found, parts[-1], func):
         return found
     return _copied_class_of(func, module, ".".join(parts[:-1]), parts[-1]) or found
-
-
-# A method of a class a function defines (``make.<locals>.Local.run``) -> its class, weakly,
-# as its first call met it (``note_owner``).
-_local_owners: weakref.WeakKeyDictionary[FunctionType, weakref.ref[type]] = (
-    weakref.WeakKeyDictionary())
-
-
-def in_local_class(func: Any) -> bool:
-    """Whether ``func`` is a method of a class defined inside a function, which no module
-    holds by name (``make.<locals>.Local.run``), so that ``_class_of_method`` cannot find
-    its class: ``note_owner`` does, at its first call."""
-    qualname = attribute(func, "__qualname__", str) or ""
-    return type(func) is FunctionType and "." in qualname.rpartition("<locals>.")[2]
-
-
-def note_owner(func: FunctionType, first: Any) -> None:
-    """The class of ``func``, a method of a class a function defines (``in_local_class``),
-    from its call's first argument (``self``, or a classmethod's ``cls``): the class in its
-    MRO that holds ``func`` at its name. Its identity then counts that class (its other
-    methods, the helpers they call, its attributes), as a method of a module's class
-    counts its own. Before, nothing did: an edit of the method ``run`` calls through
-    ``self`` returned the old value, and the methods of two classes one factory made
-    (``make(2)``, ``make(5)``) had one identity, and one's calls returned the other's."""
-    if func in _local_owners:
-        return
-    owner, _, name = func.__qualname__.rpartition(".")
-    try:
-        mro = first.__mro__ if isinstance(first, type) else type(first).__mro__
-        found = next((cls for cls in mro if class_qualname(cls) == owner
-                      and _holds_method(cls, name, func)), None)
-    except Exception as exc:  # noqa: BLE001 - a first argument of the user's: not a class
-        _passed_over(exc)
-        return
-    if found is not None:
-        _local_owners[func] = weakref.ref(found)
-        forget_dependencies(func)  # walked without it (a look before the call)
 
 
 def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type | None:
