@@ -35,6 +35,7 @@ import re
 import signal
 import socket
 import stat
+import sys
 import threading
 import time
 import weakref
@@ -78,6 +79,10 @@ try:
 except ImportError:  # not POSIX: no file size limit
     resource = None  # type: ignore[assignment]
 _SIGXFSZ = getattr(signal, "SIGXFSZ", None)
+# The C function (imported by ``signal``): ``signal.getsignal`` makes its answer an enum,
+# ten times the cost (some 5,000 instructions, on every miss).
+_getsignal: Callable[[int], Any] = getattr(sys.modules.get("_signal"), "getsignal",
+                                           signal.getsignal)
 
 SUFFIX = ".pkl"
 OLD_SUFFIX = ".mj"  # formats 1-3: listed, so that prune removes them
@@ -767,7 +772,7 @@ class FileStore(Store):
     def write(
         self, function: str, key: str, chunks: Sequence[Any], expires: float | None = None
     ) -> int:
-        if _SIGXFSZ is not None and signal.getsignal(_SIGXFSZ) is signal.SIG_DFL:
+        if _SIGXFSZ is not None and _getsignal(_SIGXFSZ) == signal.SIG_DFL:
             _within_file_size_limit(chunks)
         try:
             if self.max_size is None and self._tmpfile:  # the plain write: the usual miss's
