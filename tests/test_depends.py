@@ -2383,40 +2383,33 @@ REBUILT = """
 """
 
 
+# The rebuilder as it is, or under ``functools.lru_cache`` (interning the instances it
+# makes): then the pickle names the wrapper, a library's object, whose function runs when
+# the entry loads (before, it was no row of the result classes).
+_UNDER_LRU_CACHE = ("    import functools\n\n"
+                    "    @functools.lru_cache(maxsize=None)\n"
+                    "    def rebuild(")
+
+
+@pytest.mark.parametrize("rebuilder", ["plain", "under functools.lru_cache"])
 def test_a_result_rebuilt_by_a_function_of_the_users_code_is_checked_too(
-        tmp_path: Path) -> None:
+        tmp_path: Path, rebuilder: str) -> None:
     # A class whose ``__reduce__`` names a module function to rebuild it: loading runs that
     # function's code, which is no method of the class. Before, an edit of it alone kept the
     # class's fingerprint, and the hit returned what the new function made of the old
     # entry (Point(3, 20)) where a computation gives Point(3, 2).
-    write(tmp_path, {"models.py": REBUILT, "main.py": """
-        from memojar import cached
-
-        @cached
-        def f(x):
-            import models  # not followed: what the result holds is checked at the hit
-            return models.Point(x, 2)
-    """})
-    assert run(tmp_path)["value"] == "Point(3, 2)"
-    assert run(tmp_path)["misses"] == 0
-    write(tmp_path, {"models.py": REBUILT.replace("return Point(x, y)",
-                                                  "return Point(x, y * 10)")})
-    second = run(tmp_path)
-    assert second["misses"] == 1 and second["value"] == "Point(3, 2)"
-    assert second["explain"] == "incompatible: result function models.rebuild changed"
-    assert run(tmp_path)["misses"] == 0
+    models = (REBUILT if rebuilder == "plain"
+              else REBUILT.replace("    def rebuild(", _UNDER_LRU_CACHE))
+    _an_edit_of_what_rebuilds_the_result_is_seen(
+        tmp_path, models, models.replace("return Point(x, y)", "return Point(x, y * 10)"),
+        "incompatible: result function models.rebuild changed")
 
 
-def test_a_result_rebuilt_by_a_functools_cache_function_of_the_users_code_is_checked_too(
-        tmp_path: Path) -> None:
-    # The rebuilder under ``functools.lru_cache`` (interning the instances it makes): the
-    # pickle names the wrapper, a library's object, whose function runs when the entry
-    # loads. Before, it was no row of the result classes, and after an edit of it alone the
-    # hit returned what the new function made of the old entry: Point(3, 20).
-    models = REBUILT.replace("    def rebuild(",
-                             "    import functools\n\n"
-                             "    @functools.lru_cache(maxsize=None)\n"
-                             "    def rebuild(")
+def _an_edit_of_what_rebuilds_the_result_is_seen(
+        tmp_path: Path, models: str, edited: str, explained: str) -> None:
+    """``f(3)`` returns ``models.Point(3, 2)``, rebuilt by code of ``models`` when its
+    entry loads: stored, hit in a new process, then, ``models`` edited (``edited``: the
+    rebuilder makes ``Point(3, 20)``), computed again, said so (``explained``)."""
     write(tmp_path, {"models.py": models, "main.py": """
         from memojar import cached
 
@@ -2427,11 +2420,10 @@ def test_a_result_rebuilt_by_a_functools_cache_function_of_the_users_code_is_che
     """})
     assert run(tmp_path)["value"] == "Point(3, 2)"
     assert run(tmp_path)["misses"] == 0
-    write(tmp_path, {"models.py": models.replace("return Point(x, y)",
-                                                 "return Point(x, y * 10)")})
+    write(tmp_path, {"models.py": edited})
     second = run(tmp_path)
     assert second["misses"] == 1 and second["value"] == "Point(3, 2)"
-    assert second["explain"] == "incompatible: result function models.rebuild changed"
+    assert second["explain"] == explained
     assert run(tmp_path)["misses"] == 0
 
 
@@ -2459,21 +2451,9 @@ def test_a_result_class_whose_functools_cache_method_is_edited_is_checked(
             def __repr__(self):
                 return f"Point({self.x}, {self.y})"
     """
-    write(tmp_path, {"models.py": models, "main.py": """
-        from memojar import cached
-
-        @cached
-        def f(x):
-            import models  # not followed: what the result holds is checked at the hit
-            return models.Point(x, 2)
-    """})
-    assert run(tmp_path)["value"] == "Point(3, 2)"
-    assert run(tmp_path)["misses"] == 0
-    write(tmp_path, {"models.py": models.replace("return cls(x, y)", "return cls(x, y * 10)")})
-    second = run(tmp_path)
-    assert second["misses"] == 1 and second["value"] == "Point(3, 2)"
-    assert second["explain"] == "incompatible: result class models.Point changed"
-    assert run(tmp_path)["misses"] == 0
+    _an_edit_of_what_rebuilds_the_result_is_seen(
+        tmp_path, models, models.replace("return cls(x, y)", "return cls(x, y * 10)"),
+        "incompatible: result class models.Point changed")
 
 
 def test_a_result_holding_a_compiled_library_function_hits_in_a_new_process(

@@ -2072,14 +2072,20 @@ def test_a_policy_without_delete_is_named_when_a_lease_cannot_be_removed(
     with a warning, once a store, naming the refusal and the permission."""
     cache = Cache(store=S3Store(s3_location, client=_RefusingSomeDeletes(client, ".lease")),
                   secret=SECRET)
+    _warned_once_and_stored(cache, r"cannot remove a key.s lease.*AccessDenied.*"
+                                   r"s3:DeleteObject", "cannot remove")
+
+
+def _warned_once_and_stored(cache: Cache, match: str, said_by: str) -> None:
+    """Two misses of ``cache`` warn once (``match``; ``said_by``: a word of that warning
+    alone), and their results are stored all the same."""
     double, calls = counted(cache)
-    with pytest.warns(MemojarWarning, match=r"cannot remove a key.s lease.*AccessDenied.*"
-                                            r"s3:DeleteObject") as said:
+    with pytest.warns(MemojarWarning, match=match) as said:
         assert double(1) == 2
         assert double(2) == 4
     assert calls == [1, 2]
-    assert len([w for w in said if "cannot remove" in str(w.message)]) == 1
-    assert double(1) == 2 and calls == [1, 2]  # the results were stored all the same
+    assert len([w for w in said if said_by in str(w.message)]) == 1
+    assert double(1) == 2 and calls == [1, 2]
 
 
 class _WithoutETags:
@@ -2140,13 +2146,8 @@ def test_a_server_that_does_not_implement_conditional_writes_is_named(
     a warning, once a store, as for a server that ignores them."""
     cache = Cache(store=S3Store(s3_location, client=_WithoutConditionalWrites(client)),
                   secret=SECRET)
-    double, calls = counted(cache)
-    with pytest.warns(MemojarWarning, match=r"does not implement conditional writes.*"
-                                            r"compute the same key at once") as said:
-        assert double(1) == 2
-        assert double(2) == 4
-    assert len([w for w in said if "conditional" in str(w.message)]) == 1
-    assert double(1) == 2 and calls == [1, 2]  # stored all the same
+    _warned_once_and_stored(cache, r"does not implement conditional writes.*"
+                                   r"compute the same key at once", "conditional")
 
 
 class _CuttingOneRead:
