@@ -53,6 +53,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import xxhash
 
+from ._entry import CACHE_WRAPPER
 from ._errors import the_callers
 
 _CO_HAS_DOCSTRING = 0x4000000  # 3.14+: set when the function has a docstring
@@ -1488,8 +1489,8 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                                             for f in accessors)))
             elif isinstance(member, FunctionType):
                 members.append((name, _callable_shape(member, seen)))
-            elif type(member) is _CACHE_WRAPPER and isinstance(member.__wrapped__,
-                                                               FunctionType):
+            elif type(member) is CACHE_WRAPPER and isinstance(member.__wrapped__,
+                                                              FunctionType):
                 # a method under functools.cache or lru_cache (a classmethod's too): the
                 # function it runs. Before, it counted for nothing, and a result whose
                 # class it rebuilds loaded into the edited code (``_depends.result_classes``)
@@ -1735,7 +1736,6 @@ def _member_function(member: Any) -> Any:
     return _unwrapped(getattr(member, "func", None))
 
 
-_CACHE_WRAPPER = type(functools.lru_cache(lambda: None))  # functools.cache's too
 
 
 def _unwrapped(member: Any) -> Any:
