@@ -49,6 +49,11 @@ class Model:
     def norm(x: float) -> float:
         return x
 
+    @cached
+    @staticmethod
+    def scale(x: float, k: int) -> float:
+        return x
+
 m = Model()
 reveal_type(load("a.csv"))  # L1
 reveal_type(load.cache_info().hits)  # L2
@@ -64,6 +69,10 @@ reveal_type(Model.make("a"))  # L10
 reveal_type(m.make("a"))  # L11
 reveal_type(Model.build(2))  # L12
 reveal_type(Model.norm(2.0))  # L13
+# a staticmethod through an instance is not bound (either decorator order):
+reveal_type(m.norm(2.0))  # L14
+reveal_type(m.scale(2.0, 3))  # L15
+reveal_type(m.norm.cache_contains(2.0))  # L16
 m.fit.cache_set([1.0], m, 1)  # seeding through the bound method, as at run time
 load(3)  # E1
 m.fit("x")  # E2
@@ -84,6 +93,9 @@ REVEALED = {
     "L11": "sample.Model",
     "L12": "dict[str, int]",
     "L13": "float",
+    "L14": "float",
+    "L15": "float",
+    "L16": "bool",
 }
 
 

@@ -90,6 +90,12 @@ class EntryInfo(NamedTuple):
     scope: str = ""  # the script or notebook of a __main__ function; "" for modules
 
 
+class _Method(Protocol[T_contra, Q, R_co]):
+    """A function that takes a first argument of type ``T_contra`` (``self``), then ``Q``."""
+
+    def __call__(self, first: T_contra, /, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
+
+
 class CachedFunction(Protocol[P, R_co]):
     """What ``@cached`` returns: the function, with its signature, plus cache methods.
 
@@ -102,13 +108,19 @@ class CachedFunction(Protocol[P, R_co]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
 
+    # The last: a staticmethod reached through an instance (``obj.norm(x)``, either
+    # decorator order), for which mypy and pyright call this ``__get__`` although at run time
+    # the staticmethod returns the function unbound. ``_Method`` rather than
+    # ``CachedFunction[Concatenate[T, Q], R_co]`` as the bound one's self: mypy checks the
+    # instance against a first parameter only so (it would bind ``obj`` to ``x: float``).
     @overload
     def __get__(self: S, instance: None, owner: type[Any] | None = None, /) -> S: ...
     @overload
     def __get__(
-        self: CachedFunction[Concatenate[T, Q], R_co], instance: T,
-        owner: type[Any] | None = None, /,
+        self: _Method[T, Q, R_co], instance: T, owner: type[Any] | None = None, /,
     ) -> BoundCachedFunction[Q, R_co, Concatenate[T, Q]]: ...
+    @overload
+    def __get__(self: S, instance: object, owner: type[Any] | None = None, /) -> S: ...
 
     def cache_info(self) -> CacheInfo:
         """CacheInfo(hits, misses, entries, bytes): hits and misses of this process,
@@ -159,19 +171,22 @@ class CachedClassmethod(
     @overload
     def __call__(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
 
-    # The last: a classmethod reached through an instance (``obj.make(x)``), for which
-    # pyright passes the instance to ``__get__``, not its class.
-    @overload
+    # The third: a classmethod reached through an instance (``obj.make(x)``), for which
+    # pyright passes the instance to ``__get__``, not its class. mypy sees it shadow the
+    # staticmethod case (the last) of ``CachedFunction`` for an instance of ``T_contra``:
+    # it does, as a classmethod's ``obj.make`` is bound where a staticmethod's is not.
+    @overload  # type: ignore[override]
     def __get__(self: S, instance: None, owner: type[Any] | None = None, /) -> S: ...
     @overload
     def __get__(
-        self: CachedFunction[Concatenate[T, P], R_co], instance: T,
-        owner: type[Any] | None = None, /,
+        self: _Method[T, P, R_co], instance: T, owner: type[Any] | None = None, /,
     ) -> BoundCachedFunction[P, R_co, Concatenate[T, P]]: ...
     @overload
     def __get__(
         self, instance: T_contra, owner: type[Any] | None = None, /
     ) -> BoundCachedFunction[Q, R_co, Concatenate[type[T_contra], Q]]: ...
+    @overload
+    def __get__(self: S, instance: object, owner: type[Any] | None = None, /) -> S: ...
 
 
 class Decorator(Protocol):
