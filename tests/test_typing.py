@@ -15,6 +15,7 @@ import pytest
 from memojar import cached
 
 SAMPLE = '''
+from typing import Any, Callable
 from memojar import Cache, cached
 
 @cached
@@ -24,6 +25,19 @@ def load(path: str, sep: str = ",") -> list[str]:
 @Cache().cached(ttl=5)
 async def fetch(url: str) -> bytes:
     return b""
+
+# a first parameter that also takes a class is not taken for a classmethod's cls:
+@cached
+def describe(x: object) -> str:
+    return ""
+
+@cached(ttl=5)
+def run(fn: Callable[[], int], n: int = 1) -> int:
+    return 0
+
+@Cache().cached
+def tag(x: Any, y: int) -> str:
+    return ""
 
 class Model:
     @cached
@@ -73,6 +87,11 @@ reveal_type(Model.norm(2.0))  # L13
 reveal_type(m.norm(2.0))  # L14
 reveal_type(m.scale(2.0, 3))  # L15
 reveal_type(m.norm.cache_contains(2.0))  # L16
+reveal_type(describe(1))  # L17
+reveal_type(describe(x="a"))  # L18
+reveal_type(run(lambda: 1, 2))  # L19
+reveal_type(tag(1, 2))  # L20
+reveal_type(describe.cache_delete(1))  # L21
 m.fit.cache_set([1.0], m, 1)  # seeding through the bound method, as at run time
 load(3)  # E1
 m.fit("x")  # E2
@@ -96,6 +115,11 @@ REVEALED = {
     "L14": "float",
     "L15": "float",
     "L16": "bool",
+    "L17": "str",
+    "L18": "str",
+    "L19": "int",
+    "L20": "str",
+    "L21": "bool",
 }
 
 
@@ -158,7 +182,7 @@ def test_mypy_sees_each_kind_of_function_with_its_signature_and_return_type(
         'error: Argument 1 to "__call__" of "BoundCachedFunction" has incompatible type "str"; '
         'expected "int"  [arg-type]']
     assert by_line[_line("E3")][0] == (  # then the two variants: with cls and without
-        'error: No overload variant of "__call__" of "CachedClassmethod" matches argument type '
+        'error: No overload variant of "__call__" of "CachedFunction" matches argument type '
         '"int"  [call-overload]')
     reported = {_line(t) for t in (*REVEALED, "E1", "E2", "E3")}
     assert set(by_line) == reported, by_line  # nothing else: the sample is accepted

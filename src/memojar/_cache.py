@@ -106,19 +106,37 @@ class CachedFunction(Protocol[P, R_co]):
     @property
     def __wrapped__(self) -> Callable[P, R_co]: ...
 
+    # The second: a classmethod, whose first parameter is a class, also without it. mypy
+    # does not bind ``cls`` to a classmethod whose type is a callable protocol
+    # (python/mypy#21599), so ``Cls.f(x)`` reaches ``__call__`` with ``cls`` unbound. The
+    # price: a plain function whose first parameter takes a class (``type[X]``, ``object``,
+    # ``Any``) may be called without it, unchecked. A self type and not a separate overload
+    # of ``cached``: a ``Callable[Concatenate[type[T], P], R]`` overload also took
+    # ``def f(x: object)`` and ``def f(fn: Callable[[], int])``, then rejected ``f(1)``.
+    @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    @overload
+    def __call__(
+        self: _Method[type[T], Q, R_co], *args: Q.args, **kwargs: Q.kwargs
+    ) -> R_co: ...
 
-    # The last: a staticmethod reached through an instance (``obj.norm(x)``, either
-    # decorator order), for which mypy and pyright call this ``__get__`` although at run time
-    # the staticmethod returns the function unbound. ``_Method`` rather than
-    # ``CachedFunction[Concatenate[T, Q], R_co]`` as the bound one's self: mypy checks the
-    # instance against a first parameter only so (it would bind ``obj`` to ``x: float``).
+    # The third: a classmethod reached through an instance (``obj.make(x)``), for which
+    # pyright passes the instance to ``__get__``, not its class. The last: a staticmethod
+    # reached through an instance (``obj.norm(x)``, either decorator order), for which mypy
+    # and pyright call this ``__get__`` although at run time the staticmethod returns the
+    # function unbound. ``_Method`` rather than ``CachedFunction[Concatenate[T, Q], R_co]``
+    # as the self type: mypy checks the instance against a first parameter only so (it
+    # would bind ``obj`` to ``x: float``).
     @overload
     def __get__(self: S, instance: None, owner: type[Any] | None = None, /) -> S: ...
     @overload
     def __get__(
         self: _Method[T, Q, R_co], instance: T, owner: type[Any] | None = None, /,
     ) -> BoundCachedFunction[Q, R_co, Concatenate[T, Q]]: ...
+    @overload
+    def __get__(
+        self: _Method[type[T], Q, R_co], instance: T, owner: type[Any] | None = None, /,
+    ) -> BoundCachedFunction[Q, R_co, Concatenate[type[T], Q]]: ...
     @overload
     def __get__(self: S, instance: object, owner: type[Any] | None = None, /) -> S: ...
 
@@ -157,46 +175,9 @@ class CachedFunction(Protocol[P, R_co]):
         ...
 
 
-class CachedClassmethod(
-    CachedFunction[Concatenate[type[T_contra], Q], R_co], Protocol[T_contra, Q, R_co]
-):
-    """What ``@cached`` returns for a function whose first parameter is a class, as a
-    classmethod's is: callable without it too. mypy does not bind ``cls`` to a classmethod
-    whose type is a callable protocol (python/mypy#21599), so ``Cls.f(x)`` reaches
-    ``__call__`` with ``cls`` unbound; this type accepts that call. The price: a plain
-    function whose first parameter is a class may be called without it, unchecked."""
-
-    @overload
-    def __call__(self, cls: type[T_contra], /, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
-    @overload
-    def __call__(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co: ...
-
-    # The third: a classmethod reached through an instance (``obj.make(x)``), for which
-    # pyright passes the instance to ``__get__``, not its class. mypy sees it shadow the
-    # staticmethod case (the last) of ``CachedFunction`` for an instance of ``T_contra``:
-    # it does, as a classmethod's ``obj.make`` is bound where a staticmethod's is not.
-    @overload  # type: ignore[override]
-    def __get__(self: S, instance: None, owner: type[Any] | None = None, /) -> S: ...
-    @overload
-    def __get__(
-        self: _Method[T, P, R_co], instance: T, owner: type[Any] | None = None, /,
-    ) -> BoundCachedFunction[P, R_co, Concatenate[T, P]]: ...
-    @overload
-    def __get__(
-        self, instance: T_contra, owner: type[Any] | None = None, /
-    ) -> BoundCachedFunction[Q, R_co, Concatenate[type[T_contra], Q]]: ...
-    @overload
-    def __get__(self: S, instance: object, owner: type[Any] | None = None, /) -> S: ...
-
-
 class Decorator(Protocol):
     """What ``cached(ttl=...)`` returns: applied to a function, a ``CachedFunction``."""
 
-    @overload
-    def __call__(
-        self, func: Callable[Concatenate[type[T], P], R], /
-    ) -> CachedClassmethod[T, P, R]: ...
-    @overload
     def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
 
 
@@ -552,10 +533,6 @@ class Cache:
 
     # --- decorating -------------------------------------------------------------------
 
-    @overload
-    def cached(
-        self, func: Callable[Concatenate[type[T], P], R], /
-    ) -> CachedClassmethod[T, P, R]: ...
     @overload
     def cached(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
     @overload
@@ -1707,8 +1684,6 @@ def _above_property(prop: property) -> str:
             "then def), so it caches the getter and the instance is part of the key")
 
 
-@overload
-def cached(func: Callable[Concatenate[type[T], P], R], /) -> CachedClassmethod[T, P, R]: ...
 @overload
 def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
 @overload
