@@ -77,6 +77,47 @@ def test_bare_form_error_suggests_keywords() -> None:
         cached(60)  # type: ignore[call-overload]
 
 
+# --- options of other names -----------------------------------------------------------
+
+@pytest.mark.parametrize(("make", "said"), [
+    (lambda d: cached(cache_dir=d, tll=5), r"^cached\(\) got an unexpected keyword argument "
+                                          r"'tll': did you mean ttl=\?$"),
+    (lambda d: Cache(d).cached(ignored=("x",)), r"'ignored': did you mean ignore=\?$"),
+    (lambda d: Cache(d, maxsize=10), r"^Cache\(\) .* 'maxsize': did you mean max_size=\?$"),
+])
+def test_a_mistyped_option_is_named_with_the_option_meant(
+    cache_dir: Path, make: Any, said: str
+) -> None:
+    """Before, Python's plain "unexpected keyword argument 'tll'", which names no option."""
+    with pytest.raises(TypeError, match=said):
+        make(cache_dir)
+
+
+@pytest.mark.parametrize(("option", "said"), [
+    ("maxsize", r"'maxsize': memojar calls it memory= \(the results this process also keeps"),
+    ("expire", r"'expire': memojar calls it ttl=$"),
+    ("stale_after", r"'stale_after': memojar calls it ttl=$"),
+    ("location", r"'location': memojar calls it cache_dir=$"),
+    ("typed", r"'typed': memojar needs none: keys always tell 1, 1.0 and True apart$"),
+])
+def test_another_memoizers_option_is_named_as_memojar_calls_it(option: str, said: str) -> None:
+    with pytest.raises(TypeError, match=said):
+        cached(**{option: 1})
+
+
+def test_a_cache_told_another_memoizers_size_option_names_max_size(cache_dir: Path) -> None:
+    with pytest.raises(TypeError, match=r"'size_limit': memojar calls it max_size=$"):
+        Cache(cache_dir, size_limit=2**20)  # diskcache's name
+
+
+def test_an_unknown_option_lists_the_options_there_are() -> None:
+    with pytest.raises(TypeError, match=r"'colour' \(it takes cache_dir=, ttl=, version=, "
+                                        r"ignore=, key=, depends_on=, files=, "
+                                        r"stale_while_revalidate=, min_compute_time=, "
+                                        r"memory=\)$"):
+        cached(colour="blue")
+
+
 # --- ignore / key -------------------------------------------------------------------------
 
 def test_ignore_naming_a_missing_parameter(cache_dir: Path) -> None:

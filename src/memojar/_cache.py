@@ -440,7 +440,10 @@ class Cache:
         lock_timeout: float = 600,
         *,
         store: Store | None = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise _unexpected("Cache()", unknown, _CACHE_OPTIONS)
         if store is not None:
             if not isinstance(store, Store):
                 raise TypeError(
@@ -566,8 +569,11 @@ class Cache:
         stale_while_revalidate: Ttl = None,
         min_compute_time: float | None = None,
         memory: int | None = None,
+        **unknown: Any,
     ) -> Any:
         """Cache a function's results in this cache (see ``memojar.cached``)."""
+        if unknown:
+            raise _unexpected("Cache.cached()", unknown, _DECORATOR_OPTIONS[1:])
         ttl_seconds = _ttl(ttl)
         file_params = _ignore(files, "files")
         swr = _ttl(stale_while_revalidate, "stale_while_revalidate")
@@ -1718,6 +1724,7 @@ def cached(
     stale_while_revalidate: Ttl = None,
     min_compute_time: float | None = None,
     memory: int | None = None,
+    **unknown: Any,
 ) -> Any:
     """Store each result on disk, keyed by the call's arguments; return it on the next call.
 
@@ -1738,6 +1745,8 @@ def cached(
     object is returned each time (mutating it mutates the cached copy). The memory tier
     still honours ``ttl`` and another process's clear, delete or prune.
     """
+    if unknown:
+        raise _unexpected("cached()", unknown, _DECORATOR_OPTIONS)
     # A classmethod is not callable before 3.13: ``Cache.cached`` unwraps it.
     if func is not None:
         _class_readable(func)
@@ -1757,6 +1766,44 @@ def cached(
 
 
 # --- argument checks ------------------------------------------------------------------
+
+_DECORATOR_OPTIONS = ("cache_dir", "ttl", "version", "ignore", "key", "depends_on", "files",
+                      "stale_while_revalidate", "min_compute_time", "memory")
+_CACHE_OPTIONS = ("directory", "max_size", "secret", "lock_timeout", "store")
+# Options of lru_cache, joblib.Memory, diskcache and cachier that users bring along: the
+# names memojar has for them (the first one the call takes), or what to do instead.
+_PLACE = ("cache_dir", "directory")
+_PEERS_OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "maxsize": (("memory",), "the results this process also keeps, as lru_cache's maxsize; "
+                             "the disk's bound is Cache(max_size=...)"),
+    "typed": ((), "memojar needs none: keys always tell 1, 1.0 and True apart"),
+    "verbose": ((), "memojar logs to logging.getLogger('memojar'), a line a hit, miss and "
+                    "store at DEBUG"),
+    **dict.fromkeys(("expire", "expires", "stale_after", "max_age"), (("ttl",), "")),
+    **dict.fromkeys(("location", "cachedir", "path", "cache_dir"), (_PLACE, "")),
+    **dict.fromkeys(("hash_func", "key_func"), (("key",), "")),
+    **dict.fromkeys(("size_limit", "cache_size", "max_bytes"), (("max_size",), "")),
+}
+
+
+def _unexpected(where: str, unknown: dict[str, Any], known: tuple[str, ...]) -> TypeError:
+    """The error for a keyword ``where`` does not take, with memojar's name for it when it is
+    a near miss (``tll``) or another memoizer's (``maxsize``, ``expire``)."""
+    import difflib
+
+    name = next(iter(unknown))
+    close = difflib.get_close_matches(name, known, n=1)
+    names, note = _PEERS_OPTIONS.get(name, ((), ""))
+    ours = [n for n in names if n in known]
+    if close:
+        hint = f": did you mean {close[0]}=?"
+    elif ours:
+        hint = f": memojar calls it {ours[0]}=" + (f" ({note})" if note else "")
+    elif note and not names:
+        hint = f": {note}"
+    else:
+        hint = f" (it takes {', '.join(k + '=' for k in known)})"
+    return TypeError(f"{where} got an unexpected keyword argument {name!r}{hint}")
 
 _LONGEST = 1000 * 365.25 * 86400  # seconds: the longest ttl= (longer ones are this)
 
