@@ -225,3 +225,31 @@ def test_cache_explain_says_an_older_memojars_entry_is_not_read(tmp_path: Path) 
     ask = _in_a_cache_an_older_memojar_filled(tmp_path)
     assert ask("cache_explain") == (
         "incompatible: memojar's keying changed (an upgrade: computed once again)")
+
+
+def test_keys_of_every_kind_are_as_pinned_for_this_keying() -> None:
+    """A keys change that gives a kind a key of its own where it shared another's must bump
+    ``_keys.KEYING`` (see ``test_an_entry_an_older_memojar_keyed_as_another_kinds_is_not_read``):
+    this test fails at any change of a catalogued kind's key, until ``KEYING`` is bumped and
+    ``keys.json`` written again."""
+    pytest.importorskip("numpy")
+    import json
+
+    import keys_catalog
+
+    from memojar import _keys
+
+    pinned = json.loads((HERE / "keys.json").read_text())
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    regenerate = ("on each Python 3.10-3.13: PYTHONPATH=src:tests/golden python "
+                  "tests/golden/make_keys.py")
+    assert pinned["keying"] == _keys.KEYING, (
+        f"KEYING was bumped: write keys.json again, {regenerate}")
+    if python not in pinned:
+        pytest.skip(f"keys.json has no keys of Python {python} ({regenerate})")
+    keys = {name: _keys.make_key((value,)) for name, value in keys_catalog.catalog().items()}
+    changed = sorted(name for name in keys if pinned[python].get(name) != keys[name])
+    assert not changed, (
+        f"the keys of {', '.join(changed)} changed: entries stored under the old keys are "
+        "read for whatever now has them. Bump _keys.KEYING (every entry computes once "
+        f"again), then write keys.json again, {regenerate}")
