@@ -98,6 +98,31 @@ def test_a_file_url_is_a_directory(tmp_path: Path) -> None:
     assert isinstance(store, FileStore) and store.root == str(tmp_path / "c")
 
 
+def test_a_file_url_with_escapes_is_the_directory_they_spell(tmp_path: Path) -> None:
+    """``Path.as_uri()`` writes a space as ``%20``: before, the folder ``my%20cache``."""
+    where = tmp_path / "my cache?#%"
+    assert Cache(where.as_uri()).directory == str(where)
+    g = cached(cache_dir=where.as_uri())(len)
+    assert g([1]) == 1 and g.__memojar__.store.location == str(where)
+    assert _cli.main(["--dir", where.as_uri(), "info", "--json"]) == 0
+
+
+def test_a_file_url_naming_another_host_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before, ``file://server/share/c`` was the folder ``server/share/c`` of the current
+    directory, written there silently."""
+    monkeypatch.chdir(tmp_path)
+    said = r"'file://server/share/c' names the host 'server': a file:// URL is a folder of"
+    with pytest.raises(ValueError, match=said):
+        Cache("file://server/share/c")
+    with pytest.raises(ValueError, match=said):
+        cached(cache_dir="file://server/share/c")(len)
+    assert _cli.main(["--dir", "file://server/share/c", "info"]) == 1
+    assert "names the host 'server'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("spelling", ["FILE://{}", "File://{}", "file://localhost{}",
                                       "file://LOCALHOST{}"])
 def test_a_file_url_in_any_case_or_naming_localhost_is_that_directory(

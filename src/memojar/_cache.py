@@ -268,12 +268,23 @@ def _file_store(
 
 def file_path(location: str) -> str:
     """The directory a ``file://`` URL names (its scheme in any case, as every scheme's;
-    ``file://localhost/path`` is ``/path``); any other location as it is. Before, ``FILE:///c``
-    and ``file://localhost/c`` were the local folders ``FILE:`` and ``localhost``."""
+    ``file://localhost/path`` is ``/path``; ``%20`` a space, as ``Path.as_uri()`` writes it);
+    any other location as it is. Before, ``FILE:///c`` and ``file://localhost/c`` were the
+    local folders ``FILE:`` and ``localhost``, ``file:///tmp/my%20cache`` the folder
+    ``my%20cache``, and ``file://server/c`` the folder ``server/c`` of the current directory.
+
+    Raises ``ValueError`` for a URL naming another host."""
     if location[:7].lower() != "file://":
         return location
-    path = location[7:]
-    return path[9:] if path[:10].lower() == "localhost/" else path
+    from urllib.parse import unquote
+
+    host, slash, path = location[7:].partition("/")
+    if host.lower() not in ("", "localhost"):
+        raise ValueError(
+            f"cache location {location!r} names the host {host!r}: a file:// URL is a folder "
+            f"of this machine, file:///path (three slashes) or file://localhost/path; for a "
+            "share, mount it and pass its path")
+    return unquote(slash + path)
 
 
 def _needs(location: str, extra: str, what: str) -> ImportError:

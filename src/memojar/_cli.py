@@ -395,8 +395,8 @@ def open_cache(location: str | None) -> Cache:
     """
     given = location is not None  # by --dir (else $MEMOJAR_DIR's or the default)
     location = location or default_directory()
-    location = file_path(location)
     try:
+        location = file_path(location)  # (a file:// URL naming another host: an error)
         scheme = url_scheme(location)  # a URL (of another scheme) is Cache's to judge
     except ValueError as exc:  # a mistyped URL (redis//host): never a folder "redis"
         raise CliError(f"cannot open the cache at {redact(location)}: {exc}") from exc
@@ -456,8 +456,9 @@ def _named(location: str | None) -> str:
     opened: a folder by its absolute path, as ``open_cache`` and ``Cache.directory`` name
     it; a URL without its password. Before, the refusal to clear every entry said
     ``--dir c1`` as typed, "in c1", where every other message said the absolute folder."""
-    location = file_path(location or default_directory())
+    location = location or default_directory()
     try:
+        location = file_path(location)
         local = url_scheme(location) is None
     except ValueError:  # a mistyped URL: ``open_cache`` says why
         local = False
