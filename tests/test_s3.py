@@ -2060,8 +2060,37 @@ def test_clear_counts_only_what_the_server_removed(s3_location: str, client: Any
     refused = double.cache_key(2)
     cache = Cache(store=S3Store(s3_location, client=_RefusingSomeDeletes(client, refused)),
                   secret=SECRET)
-    assert cache.clear() == 2
+    with pytest.warns(MemojarWarning, match=r"refused to remove 1 entry \(.*AccessDenied"):
+        assert cache.clear() == 2
     assert [e.key for e in cache.entries()] == [refused]
+
+
+def test_a_clear_the_server_refuses_says_how_many_and_why(s3_location: str,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          ) -> None:
+    """Credentials without s3:DeleteObject: the server refuses every removal. Before,
+    ``clear()`` said 0 and ``memojar clear --yes`` "removed 0 entries", not a word of the
+    refusal, every entry still there. Now one warning says how many were refused and why,
+    and the count stays what the server removed."""
+    from moto.s3.exceptions import AccessDeniedByLock
+    from moto.s3.models import S3Backend
+
+    double, _ = counted(Cache(s3_location, secret=SECRET))
+    for x in (1, 2, 3):
+        double(x)
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AccessDeniedByLock
+
+    monkeypatch.setattr(S3Backend, "delete_object", refused)
+    said = r"refused to remove 3 entries \(.*AccessDenied.*s3:DeleteObject"
+    with pytest.warns(MemojarWarning, match=said) as warned:
+        assert Cache(s3_location, secret=SECRET).clear() == 0
+    assert len(warned) == 1
+    assert _cli.main(["--dir", s3_location, "clear", "--yes"]) == 0
+    assert re.search(r"warning: .*" + said, capsys.readouterr().err)
+    assert len(list(Cache(s3_location, secret=SECRET).entries())) == 3
 
 
 def test_a_policy_without_delete_is_named_when_a_lease_cannot_be_removed(
@@ -3279,7 +3308,8 @@ def test_a_key_a_batch_answers_to_try_again_then_refuses_stays_and_the_others_co
     held = double.cache_key(2)
     cache = Cache(store=S3Store(s3_location, client=_RefusedWhenTriedAgain(client, held)),
                   secret=SECRET)
-    assert cache.clear() == 4
+    with pytest.warns(MemojarWarning, match="refused to remove 1 entry"):
+        assert cache.clear() == 4
     assert [e.key for e in cache.entries()] == [held]
 
 

@@ -63,7 +63,7 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
@@ -98,6 +98,7 @@ from ._store import (
     WAIT_ID_BITS,
     Breaker,
     KeyLock,
+    Removal,
     Renewer,
     Store,
     StoredEntry,
@@ -646,7 +647,8 @@ class _Bucket:
                 self.delete(name)
                 return True
 
-    def delete_unchanged_many(self, objects: Sequence[tuple[str, str]]) -> set[str]:
+    def delete_unchanged_many(self, objects: Sequence[tuple[str, str]],
+                              denied: list[OSError] | None = None) -> set[str]:
         """Remove each object ``(name, etag)`` only if it still has that ETag, up to
         ``DELETE_MANY`` in one request (``DeleteObjects``, each key with its ETag): the
         names removed. Only for a server that honours those ETags (``S3Store._batches``
@@ -654,8 +656,9 @@ class _Bucket:
 
         Sent again at once if the connection dropped before the answer: an object gone
         then was removed by the first. An object refused is not removed: written since
-        (its ETag), gone, or this object's own refusal (a legal hold: ``AccessDenied``,
-        logged); any other refusal of one key is raised as ``_errors`` maps it."""
+        (its ETag), gone, or this object's own refusal (a legal hold, no s3:DeleteObject:
+        ``AccessDenied``, added to ``denied``); any other refusal of one key is raised as
+        ``_errors`` maps it."""
         request = {"Objects": [{"Key": name, "ETag": etag} for name, etag in objects],
                    "Quiet": False}
         where = f"{objects[0][0].rpartition('/')[0]}/"  # (a function's folder)
@@ -680,6 +683,8 @@ class _Bucket:
                     continue
                 except PermissionError as exc:  # this object's (a legal hold): the others
                     logger.debug("cannot remove %s: %s", name, exc)  # go on
+                    if denied is not None:
+                        denied.append(exc)
                     continue
                 except (ConnectionError, TimeoutError):
                     raise
@@ -695,6 +700,8 @@ class _Bucket:
                     removed.add(name)
             except PermissionError as exc:
                 logger.debug("cannot remove %s: %s", name, exc)
+                if denied is not None:
+                    denied.append(exc)
         return removed
 
     def _idempotent(self, doing: str, name: str, operation: str, **params: Any) -> Any:
@@ -862,6 +869,10 @@ class S3Store(Store):
         self._releases = 0  # leases this process released: its waiters look again then
         self._conditions_checked = False  # the server honours conditional writes? (once)
         self._delete_refused = False  # a lease's removal refused (no s3:DeleteObject): said
+        self._removal_refused = False  # an eviction's removal refused: said (``_refused``)
+        # the refusals of the removal (``remove_listed``) this thread is making, if any:
+        # [how many, the first one's error]
+        self._removing = threading.local()
         self._conditions_refused = False  # conditional writes not implemented: said
         # the server honours the ETags of a multi-object delete? and when it was asked
         # (monotonic; ``_batches``: again after BATCH_RECHECK)
@@ -1055,10 +1066,20 @@ class S3Store(Store):
         # (each key with its ETag: one written since stays). 2,000 entries against moto
         # on a loaded machine: 14.5 s and 4,002 requests before, 9.0 s and 2,009 after
         # (benchmarks/results/s3_clear.txt): what is left is the looks.
+        refused: list[OSError] = []  # removals the server refused (AccessDenied)
+        removed = self._unlink_said(entries, refused)
+        if refused:
+            self._refused(refused)
+        return removed
+
+    def _unlink_said(self, entries: Sequence[StoredEntry], refused: list[OSError],
+                     ) -> list[StoredEntry]:
+        """``_unlink``, adding the removals the server refused to ``refused``."""
+        remove = functools.partial(self._remove, refused=refused)
         if len(entries) <= 1:
-            return [e for e in entries if self._remove(e)]
+            return [e for e in entries if remove(e)]
         if not self._batches(entries[0]):
-            return [e for e, r in zip(entries, self._each(self._remove, entries),
+            return [e for e, r in zip(entries, self._each(remove, entries),
                                       strict=True) if r]
         names = [self._object(e) for e in entries]
         etags = self._each(lambda e: self._still_an_entry(self._object(e), e), entries)
@@ -1067,8 +1088,45 @@ class S3Store(Store):
         removed = {n for n, etag in zip(names, etags, strict=True)
                    if etag == "" and self._bucket.delete_unchanged(n, etag)}
         for start in range(0, len(doomed), DELETE_MANY):
-            removed |= self._bucket.delete_unchanged_many(doomed[start : start + DELETE_MANY])
+            removed |= self._bucket.delete_unchanged_many(doomed[start : start + DELETE_MANY],
+                                                          refused)
         return [e for e, n in zip(entries, names, strict=True) if n in removed]
+
+    def remove_listed(self, entries: Iterable[StoredEntry],
+                      progress: Callable[[Removal], None] | None = None,
+                      removal: Removal | None = None) -> int:
+        """``Store.remove_listed``, then one warning for the removals the server refused
+        (``_refused``), with their number in the whole removal."""
+        outer = getattr(self._removing, "said", None)  # (a signal handler's, inside one)
+        said = self._removing.said = [0, None]
+        try:
+            removed = super().remove_listed(entries, progress, removal)
+        finally:
+            self._removing.said = outer
+        if said[0]:
+            self._say_refused(said[0], said[1])
+        return removed
+
+    def _refused(self, refused: list[OSError]) -> None:
+        """Removals the server refused (AccessDenied: credentials without s3:DeleteObject,
+        a legal hold): said once for a whole ``remove_listed`` (``clear``, ``prune``), and
+        once a store for eviction's. Before, only logged at debug level: ``clear()`` said 0
+        and ``memojar clear`` "removed 0 entries", every entry still there, and not a word
+        of why. A warning, not an error: what was removed is still counted, the rest goes on."""
+        said = getattr(self._removing, "said", None)
+        if said is not None:
+            said[0] += len(refused)
+            said[1] = said[1] or refused[0]
+        elif not self._removal_refused:
+            self._removal_refused = True
+            self._say_refused(len(refused), refused[0])
+
+    def _say_refused(self, count: int, first: OSError | None) -> None:
+        what = "1 entry" if count == 1 else f"{count:,} entries"
+        warn(f"S3 cache {self.location}: the server refused to remove {what} "
+             f"({first.strerror if first is not None else 'AccessDenied'}): they are still "
+             "there and not counted as removed; remove them with credentials that have "
+             "s3:DeleteObject under the prefix (or once their legal hold or retention ends)")
 
     def _each(self, do: Callable[[StoredEntry], Any], entries: Sequence[StoredEntry],
               ) -> list[Any]:
@@ -1133,8 +1191,9 @@ class S3Store(Store):
         self._batch_checked = honoured, time.monotonic()
         return honoured
 
-    def _remove(self, entry: StoredEntry) -> bool:
-        """Remove the object if it is still the entry listed; True if it did."""
+    def _remove(self, entry: StoredEntry, refused: list[OSError]) -> bool:
+        """Remove the object if it is still the entry listed; True if it did (one the
+        server refused to remove is added to ``refused``)."""
         name = self._object(entry)
         etag = self._still_an_entry(name, entry)
         if etag is None:
@@ -1143,6 +1202,7 @@ class S3Store(Store):
             return self._bucket.delete_unchanged(name, etag)
         except PermissionError as exc:  # this object's (a legal hold): the others go on
             logger.debug("cannot remove %s: %s", name, exc)
+            refused.append(exc)
             return False
 
     def _still_an_entry(self, name: str, entry: StoredEntry) -> str | None:
