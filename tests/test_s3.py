@@ -2105,6 +2105,22 @@ def test_a_policy_without_delete_is_named_when_a_lease_cannot_be_removed(
                                    r"s3:DeleteObject", "cannot remove")
 
 
+def test_an_object_of_the_users_at_the_sweep_notes_name_stays(s3_location: str,
+                                                               client: Any) -> None:
+    """Old: a user's object at ``<prefix>/<function>/.swept`` (a prefix may be shared) was
+    replaced by memojar's sweep note at the first store of a process. Now a note is
+    written only over none or one memojar wrote (the sweep lists the entries again)."""
+    double, _ = counted(Cache(s3_location, secret=SECRET))
+    double(1)
+    bucket, _ = split(s3_location)
+    [note] = [name for name in objects(client, s3_location) if name.endswith("/.swept")]
+    client.put_object(Bucket=bucket, Key=note, Body=b"the user's own notes\n")
+    again, calls = counted(Cache(s3_location, secret=SECRET))
+    assert again(2) == 4 and again(1) == 2 and calls == [2]
+    kept = client.get_object(Bucket=bucket, Key=note)["Body"].read()
+    assert kept == b"the user's own notes\n"
+
+
 def _warned_once_and_stored(cache: Cache, match: str, said_by: str) -> None:
     """Two misses of ``cache`` warn once (``match``; ``said_by``: a word of that warning
     alone), and their results are stored all the same."""

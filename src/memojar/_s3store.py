@@ -152,6 +152,8 @@ _NOTE = re.compile(r"[^/]+/[0-9a-f]{32}" + re.escape(LEASE_SUFFIX + NOTE_INFIX) 
 # older memojar's, the token and the pid) and in a wait for one (``_WaitNote._write``: the
 # ids behind the wait): an object named as one that holds anything else is someone else's.
 _LEASE_BODY = re.compile(rb"(?:[0-9a-f]{32})?(?: [0-9a-f]{16})? pid [0-9]+\n")
+# What memojar writes in a sweep note (``_Memo.sweep``: lines of a group and a digest)
+_SWEPT_BODY = re.compile(rb"[0-9a-f]{16} [0-9a-f]{16}(?:\n[0-9a-f]{16} [0-9a-f]{16})*")
 _NOTE_BODY = re.compile(rb"(?:[0-9a-f]{8}(?: [0-9a-f]{8})*)?\n")
 _OPTIONS = ("endpoint_url", "region", "timeout", "multipart_threshold")
 _BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's rule (AWS's is stricter)
@@ -1009,7 +1011,17 @@ class S3Store(Store):
         return None if got is None else bytes(self._bucket.read_body(name, got))
 
     def write_note(self, function: str, note: bytes) -> None:
-        self._bucket.put(self._dir(function) + NOTE, [memoryview(note)], len(note))
+        # Only over no note or one memojar wrote (its lines; an older memojar's: the
+        # function's identity): an object of someone else's there (a prefix may be shared)
+        # stays, and the next process lists the entries again. Before, it was replaced.
+        name = self._dir(function) + NOTE
+        got = self._bucket.get(name, 0, NOTE_MAX)
+        if got is not None:
+            there = bytes(self._bucket.read_body(name, got))
+            if not (_SWEPT_BODY.fullmatch(there) or there.startswith(function.encode() + b"\0")):
+                logger.debug("not writing the sweep note %s: memojar did not write it", name)
+                return
+        self._bucket.put(name, [memoryview(note)], len(note))
 
     def lock(self, function: str, key: str) -> KeyLock:
         return _Lease(self, self._dir(function) + key + LEASE_SUFFIX)
