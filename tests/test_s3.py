@@ -2236,6 +2236,26 @@ def test_a_read_cut_short_in_transit_does_not_remove_the_entry(
     assert client.head_object(Bucket=bucket, Key=name)["ETag"] == before
 
 
+def test_a_read_cut_at_a_headers_length_does_not_remove_the_entry(s3_location: str,
+                                                                   client: Any) -> None:
+    """A small entry (read whole, not header first) answered cut at exactly HEAD_BYTES
+    looked like a large entry's header judged alone, which the discard removes: the good
+    object went and the function ran again. Now only an object large enough to be read
+    header first is removed on its header's judgment."""
+    double, _ = counted(Cache(s3_location, secret=SECRET))
+    value = b"v" * 20_000
+    assert double(value) == value * 2
+    bucket, name = split(s3_location)[0], entry_object(s3_location, double, value)
+    before = client.head_object(Bucket=bucket, Key=name)["ETag"]
+    cutting = _CuttingOneRead(client, SUFFIX, HEAD_BYTES)
+    again, calls_again = counted(Cache(store=S3Store(s3_location, client=cutting),
+                                       secret=SECRET))
+    assert again(value) == value * 2
+    assert cutting.cut == 1
+    assert calls_again == []  # read again, not computed
+    assert client.head_object(Bucket=bucket, Key=name)["ETag"] == before
+
+
 def test_a_stale_large_entry_is_not_transferred(s3_location: str) -> None:
     cache = Cache(s3_location, secret=SECRET)
 

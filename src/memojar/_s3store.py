@@ -984,10 +984,13 @@ class S3Store(Store):
         # The object's size: a body answered short (a proxy's wrong Content-Length, an
         # empty 200) was judged, not the object, which stays. Before, it was removed
         # (compared by its first bytes alone, an empty read by nothing) and recomputed.
-        # Judged whole, or just its header (a large entry's: ``_read``), it goes.
+        # Judged whole, or just its header (a large entry's: ``_read``), it goes: a
+        # header's length judged of an object ``_read`` reads whole is a body cut there
+        # (before: taken for a header, and a good entry removed).
         whole = self._bucket.head(name)
         lease = self._leases.get(name)
-        if whole is not None and read not in (whole.size, HEAD_BYTES) and whole.size >= 0:
+        if whole is not None and whole.size >= 0 and read != whole.size and (
+                read != HEAD_BYTES or whole.size <= HEADER_FIRST):
             return False
         if not head:
             return whole is not None and self._bucket.delete_unchanged(name, whole.etag)
