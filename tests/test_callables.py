@@ -1097,3 +1097,78 @@ def test_a_cloudpickle_copy_of_a_closure_sent_before_its_helper_was_filled_in_ru
     assert [copies[0](3), copies[1](3)] == [6, 15]
     assert [double(3), quintuple(3)] == [6, 15]
     assert double.cache_info().hits == 1  # the copy's entry, kept apart from its sibling's
+
+
+# --- methods of a class a function defines -------------------------------------------------
+
+def _made_class(factor: int, cache_dir: Path) -> Any:
+    class Local:  # no module holds it by name: its methods' class is found at the call
+        def scale(self, x):
+            return x * factor
+
+        @cached(cache_dir=cache_dir, ignore=("self",))  # self cannot be pickled
+        def run(self, x):
+            return self.scale(x)
+
+    return Local
+
+
+def test_cached_methods_of_two_classes_one_factory_made_never_share_results(
+    tmp_path: Path,
+) -> None:
+    # Before: the class of a method named ``make.<locals>.Local.run`` was not looked for,
+    # so the identity held ``run``'s code alone, alike in both classes, and the second
+    # class's run(3) returned the first's value: 6, for 15.
+    double, quintuple = _made_class(2, tmp_path)(), _made_class(5, tmp_path)()
+    assert double.run(3) == 6
+    assert quintuple.run(3) == 15
+    assert double.run(3) == 6
+
+
+def test_a_method_of_a_class_a_function_defines_sees_an_edited_sibling_method(
+    tmp_path: Path,
+) -> None:
+    # Before: an edit of ``scale``, which the cached ``run`` calls through ``self``, was not
+    # seen: the edited script's run(3) returned the old value, 6 for 9. A classmethod's
+    # class is found from its first argument alike.
+    source = """
+        import sys
+        from memojar import cached
+
+        def make():
+            class Local:
+                def scale(self, x):
+                    return x * FACTOR
+
+                @cached(cache_dir=sys.argv[1], ignore=("self",))
+                def run(self, x):
+                    return self.scale(x)
+
+                @classmethod
+                @cached(cache_dir=sys.argv[1], key=lambda cls, x: x)
+                def build(cls, x):
+                    return cls().scale(x) + 1
+
+            return Local
+
+        Local = make()
+        print(Local().run(3), Local.build(3))
+    """
+    script = tmp_path / "app.py"
+    cache = str(tmp_path / "cache")
+    assert run_script(script, source.replace("FACTOR", "2"), cache).split() == ["6", "7"]
+    assert run_script(script, source.replace("FACTOR", "3"), cache).split() == ["9", "10"]
+    assert run_script(script, source.replace("FACTOR", "2"), cache).split() == ["6", "7"]
+
+
+def test_a_cloudpickle_copy_of_a_method_of_a_class_a_function_defines_is_sent_and_runs(
+    tmp_path: Path,
+) -> None:
+    # Before its first call, such a method's binder notes its class there: it held the
+    # memo by a weak reference, which cloudpickle refused ("cannot pickle
+    # 'weakref.ReferenceType' object": a loky task calling it could not be sent).
+    cloudpickle = pytest.importorskip("cloudpickle")
+    Local = _made_class(2, tmp_path)
+    copy = cloudpickle.loads(cloudpickle.dumps(Local))
+    assert copy().run(3) == 6
+    assert _made_class(5, tmp_path)().run(3) == 15

@@ -522,6 +522,52 @@ def test_a_cached_method_of_classes_one_function_makes_keys_by_their_data(
     assert runs[0].count("computed") == 2 and "computed" not in runs[1]
 
 
+UNPICKLED_SELF = """
+import sys
+from memojar import Cache
+
+cache = Cache(sys.argv[1], secret={secret!r})
+
+def make_model(k):
+    class Model:
+        K = k
+
+        def scale(self, x):
+            return {body}
+
+        @cache.cached(ignore=("self",))  # its key holds no class: its scope tells them apart
+        def fit(self, x):
+            print("computed", self.K, x)
+            return self.scale(x)
+    return Model
+
+for k in (2, 3):
+    print("value", make_model(k)().fit(int(sys.argv[2])))
+print("entries", len(list(cache.entries())))
+"""
+
+
+def test_a_method_of_classes_one_function_makes_ignoring_self_keeps_each_ones_entries(
+        location: str) -> None:
+    """Under ``ignore=("self",)`` the classes of one factory (``make_model(2)``, ``(3)``)
+    are told apart by their class, which their first call notes: each keeps its own
+    entries, whatever process stores (a new argument each run), and hits in the next;
+    an edit of a method ``fit`` calls through ``self`` supersedes their old entries. Before
+    (c4613a1), each class's first store swept the other's as older code's, and every
+    process computed both again."""
+    def run(body: str, x: int) -> list[str]:
+        return run_python(UNPICKLED_SELF.format(secret=SECRET, body=body), location,
+                          str(x), timeout=120).splitlines()
+
+    assert run("x * self.K", 1) == [
+        "computed 2 1", "value 2", "computed 3 1", "value 3", "entries 2"]
+    assert run("x * self.K", 2)[-1] == "entries 4"
+    assert run("x * self.K", 1) == ["value 2", "value 3", "entries 4"]
+    assert run("x * self.K", 2) == ["value 4", "value 6", "entries 4"]
+    assert run("x * self.K + 1", 1) == [  # edited: the old code's entries are swept
+        "computed 2 1", "value 3", "computed 3 1", "value 4", "entries 2"]
+
+
 HELPER_AFTER = """
 import sys
 from memojar import Cache

@@ -39,12 +39,15 @@ from ._identity import (
     copy_dependencies,
     dependencies,
     family_of,
+    family_rows,
     forget_dependencies,
     function_name,
     identity_digest,
+    in_local_class,
     is_user_module,
     loaded_from,
     mutated_locals,
+    note_owner,
     place_of,
     reloaded,
     resolved,
@@ -372,6 +375,10 @@ class _Memo:
         # Its script or notebook, for a function of __main__ (``place``); for a closure or
         # lambda sharing its name with others (``make(1)``, ``make(2)``), followed by what
         # tells it apart, so it keeps entries of its own.
+        target, bound, _ = split(func)
+        local = in_local_class(target)  # a method of a class a function defines: its class
+        if local and bound:  # counts (``note_owner``), from the instance bound, else at its
+            note_owner(target, bound[0])  # first call (``retake_sibling``)
         place, sibling = scope_of(func), sibling_of(func)
         self.scope = f"{place}{SIBLING}{sibling}" if sibling else place
         self.version = version  # self.ident: at the first call (see ident)
@@ -402,8 +409,8 @@ class _Memo:
         # first needs it, with the code and defaults it was made for.
         self.own: tuple[tuple[Any, Any, Any], Callable[..., _Args] | None] | None = None
         self.binder = self._make_binder()
-        if sibling and unfilled(func):  # its sibling part is taken again at its first call
-            self.binder = _BindingFirst(weakref.ref(self))
+        if sibling and (unfilled(func) or (local and not bound)):  # its sibling part is
+            self.binder = _BindingFirst(weakref.ref(self))  # taken again at its first call
         # The keys of recent calls of small plain values, by their bound values: a repeated
         # call is one dict lookup, not a pickle and a hash (see ``_PLAIN``). A key depends
         # on the bound values and the seed only: a reassigned default leaves these right.
@@ -505,13 +512,19 @@ class _Memo:
         ``ignore`` left out, but those that cannot be (``_warn_unread``)."""
         return parameter_names(self.target, [n for n in ignore if n not in self.kept])
 
-    def retake_sibling(self) -> Callable[..., _Args]:
+    def retake_sibling(self, first: tuple[Any, ...] = ()) -> Callable[..., _Args]:
         """For a closure sharing its name with others, some of whose cells were empty when
         it was decorated (a helper the factory defines after it, which captures what tells
         the closures apart), at its first call (``_BindingFirst``): its sibling part taken
         again with them filled (else its siblings kept the same keys, and each call replaced
         the other's entry), and the usual binder, which later calls use (nothing is added
-        to them)."""
+        to them). For a method of a class a function defines, the same, with its class
+        noted from the call's ``first`` argument (``self`` or ``cls``: ``note_owner``),
+        which its identity and sibling part then count."""
+        if in_local_class(self.target):  # (a bound one's instance, in a copy: its own)
+            first = split(self.func)[1][:1] or first
+            if first:
+                note_owner(self.target, first[0])
         self.scope = f"{self.place}{SIBLING}{sibling_of(self.func)}"
         self.seed = _entry.key_seed(self.scope)
         self.known.clear()
@@ -721,8 +734,9 @@ class _Memo:
             "sent", None)  # a copy of a copy not called yet: what its sender was sent
         self.__dict__.update(state)
         self.own = None  # made again where it runs (``_own_binder``)
-        if type(self.binder) is _BindingFirst:  # its sibling part is taken here, too
-            self.binder = _BindingFirst(weakref.ref(self))
+        if type(self.binder) is _BindingFirst or in_local_class(self.target):  # its sibling
+            self.binder = _BindingFirst(weakref.ref(self))  # part is taken here, too (and
+            # the class of a method of a class a function defines noted: this copy's)
         self.sent = sent if sent[0] is not None else earlier
         # Its keys as this interpreter's: a loky worker of a ``python -OO`` script runs
         # without ``-OO`` (docstrings back), and stored under the script's keys.
@@ -2227,7 +2241,8 @@ class _Memo:
             if code:  # siblings of one family: one note whatever they capture
                 group = f"{_entry.key_seed(family):016x}"
                 done = _entry.ident_digest("\n".join(
-                    [code, version, *(" ".join(row) for row in self.rows[1:])]).encode())
+                    [code, version, *(" ".join(row) for row in family_rows(
+                        self.target, self.rows[1:]))]).encode())
             else:
                 group, done = f"{self.seed:016x}", _entry.ident_digest(ident)
             if swept.get(group) == done:
@@ -2966,7 +2981,7 @@ class _BindingFirst:
 
     def __call__(self, *args: Any, **kwargs: Any) -> _Args:
         memo = cast("weakref.ref[_Memo]", self.memo)  # given in the copy (__setstate__)
-        return cast("_Memo", memo()).retake_sibling()(*args, **kwargs)  # alive: calling
+        return cast("_Memo", memo()).retake_sibling(args[:1])(*args, **kwargs)  # alive
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _BindingFirst, (None,)

@@ -32,7 +32,7 @@ import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from types import (
     BuiltinFunctionType,
@@ -290,8 +290,20 @@ def sibling_of(func: Callable[..., Any]) -> str:
 
 def _sibling_of(target: Any) -> str:
     seen: set[int] = set()
-    code = xxhash.xxh3_64_hexdigest(repr(_callable_shape(target, seen, bare=True)).encode())
-    return code + captured_digest(target)
+    bare = _callable_shape(target, seen, bare=True)
+    owner = _class_of_method(target) if in_local_class(target) else None
+    if owner is None:
+        code = xxhash.xxh3_64_hexdigest(repr(bare).encode())
+        return code + captured_digest(target)
+    # A method of a class a function defines, its class noted at its first call
+    # (``note_owner``): the classes one factory makes (``make(2)``, ``make(5)``) are then
+    # siblings as its closures are, the methods' bare code its family's code, and what
+    # tells them apart (their data, ``K = k``, what their methods capture) the rest.
+    # Before, the class counted in the identity alone: each class's first store swept the
+    # other's entries as older code's, and every process computed both again.
+    code = xxhash.xxh3_64_hexdigest(repr((bare, class_shape(owner, set(), bare=True))).encode())
+    return code + xxhash.xxh3_64_hexdigest(
+        repr((captured_digest(target), class_shape(owner, set()))).encode())
 
 
 def captured_digest(target: Any) -> str:
@@ -1465,9 +1477,11 @@ def _member_held(klass: type, name: str, member: Any, state: list[Any]) -> None:
         _member_held(klass, name, part, state)
 
 
-def class_shape(cls: type, seen: set[int] | None = None) -> Any:
+def class_shape(cls: type, seen: set[int] | None = None, bare: bool = False) -> Any:
     """A class of the user's code by its methods (its own and inherited ones from the
-    user's classes: code, closures, defaults); a library class by its name."""
+    user's classes: code, closures, defaults); a library class by its name. ``bare``: its
+    methods' code alone (``sibling_of``), without what they capture, their defaults or
+    the class's data and other members."""
     if not is_user_module(cls.__module__):
         return ("class", function_name(cls))
     seen = set() if seen is None else seen
@@ -1480,6 +1494,13 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
         members = []
         for name, member in sorted(vars(klass).items()):
             member = _unwrapped(member)
+            if bare:
+                if isinstance(member, property):
+                    members.append((name, tuple(None if f is None else _callable_shape(
+                        f, seen, bare) for f in (member.fget, member.fset, member.fdel))))
+                elif isinstance(member, FunctionType):
+                    members.append((name, _callable_shape(member, seen, bare)))
+                continue
             if isinstance(member, property):
                 # its accessors, also those no plain function is (``property(attrgetter(
                 # "_x"))``, ``property(itemgetter(0))``, ``property(partial(get, k=2))``):
@@ -1510,10 +1531,10 @@ def class_shape(cls: type, seen: set[int] | None = None) -> Any:
                 # A class a function makes (``make(k)`` running ``class C: K = k``): its
                 # data differs from one such class to another, and no global reaches it
                 members.append((name, ("data", _value_shape(member, seen, by_state=True))))
-        declared = _declared_fields(klass)
+        declared = () if bare else _declared_fields(klass)
         if declared:
             members.append(("", ("fields", declared)))
-        match_args = vars(klass).get("__match_args__")
+        match_args = None if bare else vars(klass).get("__match_args__")
         if type(match_args) is tuple and all(type(a) is str for a in match_args):
             # what a ``case C(x, y)`` binds positionally: before, an edit of it alone
             # returned the old value
@@ -2501,8 +2522,11 @@ def forget_dependencies(func: Any) -> None:
 def _class_of_method(func: Any) -> type | None:
     qualname = attribute(func, "__qualname__", str) or ""
     parts = qualname.split(".")
-    if len(parts) < 2 or "<locals>" in parts:
+    if len(parts) < 2:
         return None
+    if "<locals>" in parts:  # no module holds it by name: the one its first call met
+        owner_of = _local_owners.get(func) if type(func) is FunctionType else None
+        return None if owner_of is None else owner_of()
     module = attribute(func, "__module__", str) or ""
     owner: Any = sys.modules.get(module)
     for part in parts[:-1]:
@@ -2511,6 +2535,58 @@ def _class_of_method(func: Any) -> type | None:
     if found is not None and _holds_method(found, parts[-1], func):
         return found
     return _copied_class_of(func, module, ".".join(parts[:-1]), parts[-1]) or found
+
+
+# A method of a class a function defines (``make.<locals>.Local.run``) -> its class, weakly,
+# as its first call met it (``note_owner``).
+_local_owners: weakref.WeakKeyDictionary[FunctionType, weakref.ref[type]] = (
+    weakref.WeakKeyDictionary())
+
+
+def in_local_class(func: Any) -> bool:
+    """Whether ``func`` is a method of a class defined inside a function, which no module
+    holds by name (``make.<locals>.Local.run``), so that ``_class_of_method`` cannot find
+    its class: ``note_owner`` does, at its first call."""
+    qualname = attribute(func, "__qualname__", str) or ""
+    return type(func) is FunctionType and "." in qualname.rpartition("<locals>.")[2]
+
+
+def note_owner(func: FunctionType, first: Any) -> None:
+    """The class of ``func``, a method of a class a function defines (``in_local_class``),
+    from its call's first argument (``self``, or a classmethod's ``cls``): the class in its
+    MRO that holds ``func`` at its name. Its identity then counts that class (its other
+    methods, the helpers they call, its attributes), as a method of a module's class
+    counts its own. Before, nothing did: an edit of the method ``run`` calls through
+    ``self`` returned the old value, and the methods of two classes one factory made
+    (``make(2)``, ``make(5)``) had one identity, and one's calls returned the other's."""
+    if func in _local_owners:
+        return
+    owner, _, name = func.__qualname__.rpartition(".")
+    try:
+        mro = first.__mro__ if isinstance(first, type) else type(first).__mro__
+        found = next((cls for cls in mro if class_qualname(cls) == owner
+                      and _holds_method(cls, name, func)), None)
+    except Exception as exc:  # noqa: BLE001 - a first argument of the user's: not a class
+        _passed_over(exc)
+        return
+    if found is not None:
+        _local_owners[func] = weakref.ref(found)
+        forget_dependencies(func)  # walked without it (a look before the call)
+
+
+def family_rows(func: Any, rows: Sequence[tuple[str, str, str]],
+                ) -> Sequence[tuple[str, str, str]]:
+    """The rows of ``func``'s identity that its siblings share (the sweep's note of its
+    family): for a method of a class a function defines, without those of its class and
+    its attributes, which differ from one class of the factory to another (``K = k``) and
+    count in its sibling part (``_sibling_of``: the methods' code in its family's code).
+    Before, the classes of one factory each wrote their own note, and every process's
+    first store of each swept again."""
+    owner = _class_of_method(func) if in_local_class(func) else None
+    if owner is None:
+        return rows
+    name = function_name(owner).translate(_SEPARATORS)
+    return [row for row in rows if row[1] != name and not row[1].startswith(f"{name}.")]
 
 
 def _copied_class_of(func: Any, module: str, qualname: str, name: str) -> type | None:
