@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from conftest import run_python
 from interrupt_kit import SUPPORTED, Points
 from memojar import Cache, _decorator, _locks, _waits
 from memojar._cache import open_store
@@ -872,6 +873,50 @@ def test_a_key_held_by_a_task_of_a_loop_ctrl_c_stopped_is_computed_at_once(locat
         loop.close()
     assert entered == [1, 1]
     assert left_behind(location, slow, 1) == []
+
+
+CTRL_C_WHILE_ANOTHER_THREAD_WAITS = """
+import asyncio, sys, threading, time
+from memojar import Cache
+
+entered = []
+
+def ctrl_c():
+    raise KeyboardInterrupt
+
+@Cache(sys.argv[1], lock_timeout=60, secret="s").cached
+async def slow(x):
+    entered.append(threading.current_thread().name)
+    if len(entered) == 1:  # raised out of the loop's wait, as SIGINT's is
+        asyncio.get_running_loop().call_later(0.5, ctrl_c)
+    await asyncio.sleep(1.0)
+    return x * 2
+
+def waiter():
+    print("waiter got", asyncio.run(slow(1)), flush=True)
+
+loop = asyncio.new_event_loop()
+task = loop.create_task(slow(1))
+loop.call_later(0.1, threading.Thread(target=waiter, name="waiter").start)
+try:
+    loop.run_until_complete(task)
+except KeyboardInterrupt:
+    print("Ctrl-C", flush=True)  # the program ends: the interpreter joins the waiter
+"""
+
+
+def test_a_thread_waiting_for_a_task_of_the_main_loop_ctrl_c_stopped_lets_the_process_exit(
+        tmp_path: Path) -> None:
+    """A thread's call waits for a key a task of the main thread's loop computes; Ctrl-C
+    out of that loop's ``run_until_complete`` leaves the task pending, and the program
+    ends. The waiter, its wait started while the loop ran, sees the loop stopped for good
+    (the main thread has ended) and computes the key at once, with a warning, so the
+    process exits. Before, only the start of a wait looked: the interpreter's exit joined
+    the waiter, which waited lock_timeout (60 s here, 600 s by default)."""
+    start = time.monotonic()
+    out = run_python(CTRL_C_WHILE_ANOTHER_THREAD_WAITS, str(tmp_path / "cache"), timeout=HANG)
+    assert out.split("\n")[:2] == ["Ctrl-C", "waiter got 2"]
+    assert time.monotonic() - start < HANG / 2
 
 
 @pytest.mark.parametrize("location", ["redis"], indirect=True)

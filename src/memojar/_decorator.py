@@ -1711,10 +1711,15 @@ class _Memo:
                         else None)
                 if across is not None and ends:  # looked at again while it waits
                     look = functools.partial(across.meanwhile, look)
+                why: list[str] = []  # the holder stalled since the wait started
+                look = functools.partial(_waits.stalled_meanwhile, here, True, why, look)
                 if lock.acquire_within(self.lock_timeout, True, look):
                     if taken is not None:
                         taken.append(who)
                         _waits.hold(here, taken)
+                    return MISSING
+                if why:
+                    self._stalled(key, why[0], then)
                     return MISSING
                 if across is not None and across.cycle is not None:
                     self._cycle(key, across.cycle, then, "another process")
@@ -1786,7 +1791,8 @@ class _Memo:
                     else:
                         self._cycle(key, cycle, _COMPUTING_HERE)
                     return MISSING
-                stalled = _waits.stalled(here, _no_loop())  # (a wait on no loop blocks)
+                blocking = _no_loop()  # (a wait on no loop blocks)
+                stalled = _waits.stalled(here, blocking)
                 if stalled is not None:
                     self._stalled(key, stalled, _COMPUTING_HERE)
                     return MISSING
@@ -1804,6 +1810,12 @@ class _Memo:
                         self._waited_too_long(key, timeout, _COMPUTING_HERE)
                         return MISSING
                     await _sleep(_LOCK_POLL)
+                    # looked at again at each try: the holder's loop may stop meanwhile
+                    # (``_waits.stalled_meanwhile``)
+                    stalled = _waits.stalled(here, blocking)
+                    if stalled is not None:
+                        self._stalled(key, stalled, _COMPUTING_HERE)
+                        return MISSING
                     if across is not None and ends and across.due():  # as in ``_lock``
                         cycle = await run(across.look, finish=True)
                         if cycle is not None:

@@ -26,6 +26,7 @@ import os
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from . import _trio
@@ -118,15 +119,45 @@ def stalled(lock: Lock, blocking: bool) -> str | None:
         return None
     loop = get_loop()
     if not loop.is_running():
-        # Stopped for good only as seen from the thread that ran it: another thread's loop
-        # may be between two runs (a GUI's tick: ``loop.stop()``, then ``run_forever()``
-        # again), and goes on there. Before, a call there computed the key a second time.
-        if loop.is_closed() or _taken_in.get(lock) != _ident():
+        # Stopped for good only as seen from the thread that ran it, or once that thread has
+        # ended: another thread's loop may be between two runs (a GUI's tick:
+        # ``loop.stop()``, then ``run_forever()`` again), and goes on there. Before, a call
+        # there computed the key a second time. Ended: Ctrl-C out of the main thread's
+        # ``run_until_complete`` while another thread waited for the key; the process's
+        # exit then joined that thread, which waited ``lock_timeout`` (the main thread is
+        # no longer alive once the interpreter shuts down).
+        if loop.is_closed():
+            return None
+        ran = _taken_in.get(lock)
+        if ran is None or (ran != _ident() and _alive(ran)):
             return None
         return "stopped"
     if blocking and loop is sys.modules["asyncio"]._get_running_loop():
         return "blocked"
     return None
+
+
+def _alive(ident: int) -> bool:
+    """Whether the thread ``ident`` still runs: one the threading module no longer lists
+    has ended (a foreign thread's loop, run in slices, may be taken for ended: its key
+    is then computed a second time, with a warning, not waited for)."""
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return thread.is_alive()
+    return False
+
+
+def stalled_meanwhile(lock: Lock, blocking: bool, why: list[str],
+                      look: Callable[[], bool] | None) -> bool:
+    """A blocking wait's look between its tries (``KeyLock.acquire_within``): True, and in
+    ``why`` what, once ``lock``'s holder is ``stalled``; else ``look``'s. Looked at again at
+    each try, not only as the wait starts: the holder's loop may stop while this caller
+    waits (Ctrl-C out of the main thread's ``run_until_complete``)."""
+    now = stalled(lock, blocking)
+    if now is not None:
+        why.append(now)
+        return True
+    return look is not None and look()
 
 
 def done(who: Any, before: Lock | None) -> None:
