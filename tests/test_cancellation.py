@@ -958,6 +958,50 @@ def test_a_call_cancelled_while_its_lease_is_being_taken_gives_it_back(
     assert time.monotonic() - start < QUICK_REMOTE
 
 
+@pytest.mark.parametrize("location", ["s3"], indirect=True)
+def test_a_call_cancelled_while_its_s3_lease_is_being_written_gives_it_back(
+        location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 store's case of the one above: a task is cancelled while the write creating
+    its key's lease is on its way (a slow server); its release, made at once from another
+    worker thread, reaches the server first and finds no lease. The lease the write then
+    creates is given back all the same (the holding's token is set before the write, and
+    the release looks for it again until it is found): the next call does not wait for it
+    to expire (LEASE_TTL; 60 s here). It holds by two guards, each enough here: the
+    write's worker thread gives the lease back once the write returns after its caller
+    left (``_decorator._Undoable``), and the release looks for the holding's lease by its
+    token again at the renewer's rounds (``_Lease._let_go``); with neither, this fails."""
+    from memojar import _s3store
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def f(x: int) -> int:
+        return x * 2
+
+    put = _s3store._Lease._put
+    sent = threading.Event()
+
+    def slowly(self: Any, token: str, **condition: Any) -> str:
+        if condition.get("if_none_match") and not sent.is_set():
+            sent.set()
+            time.sleep(0.5)  # the write on its way
+        return put(self, token, **condition)
+
+    async def main() -> Any:
+        monkeypatch.setattr(_s3store._Lease, "_put", slowly)
+        task = asyncio.create_task(f(1))
+        await asyncio.to_thread(sent.wait, HANG)
+        task.cancel()
+        outcome = await outcome_of(task)
+        await asyncio.sleep(1.0)  # the write answered
+        monkeypatch.setattr(_s3store._Lease, "_put", put)
+        return outcome
+
+    assert asyncio.run(main()) == "cancelled"
+    assert left_behind(location, f, 1) == []
+    start = time.monotonic()
+    assert asyncio.run(f(1)) == 2
+    assert time.monotonic() - start < QUICK_REMOTE
+
+
 def test_a_key_held_by_a_task_of_a_loop_another_thread_runs_in_slices_is_waited_for(
         location: str) -> None:
     """A thread running its loop in slices (a GUI's tick: ``loop.stop()``, then
