@@ -1668,6 +1668,37 @@ def test_a_list_of_paths_covers_each_file(tmp_path: Path, kind: type) -> None:
     assert total.cache_info()[:2] == (1, 2)
 
 
+def _column(kind: str) -> Any:
+    """A maker of a column of paths as a data scientist holds one: ``df["path"]``, its
+    ``.values``, a ``deque``."""
+    if kind == "deque":
+        import collections
+
+        return collections.deque
+    if kind == "ndarray":
+        np = pytest.importorskip("numpy")
+        return np.array
+    if kind == "polars":
+        return pytest.importorskip("polars").Series
+    pd = pytest.importorskip("pandas")
+    return {"series": pd.Series, "index": pd.Index}[kind]
+
+
+@pytest.mark.parametrize("kind", ["ndarray", "series", "index", "deque", "polars"])
+def test_a_column_of_paths_covers_each_file(tmp_path: Path, kind: str) -> None:
+    # total(df["path"]), total(df["path"].values): before, no list, tuple or set, keyed by
+    # the paths' names only: an edited file returned the old sum, with no warning.
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("1")
+    b.write_text("2")
+    column = _column(kind)
+    total = _summing(tmp_path / "cache")
+    assert total(column([str(a), str(b)])) == 3 and total(column([str(a), str(b)])) == 3
+    b.write_text("50")
+    assert total(column([str(a), str(b)])) == 51
+    assert total.cache_info()[:2] == (1, 2)
+
+
 def test_a_dict_of_paths_covers_each_file(tmp_path: Path) -> None:
     # load({"train": "train.csv", "test": "test.csv"}): before, a dict was no path, keyed
     # by its value only, and an edited file returned the old value.

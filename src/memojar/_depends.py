@@ -21,6 +21,7 @@ timestamp: it is not seen until then (on tmpfs, not at all), by this or any ``st
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import io
@@ -387,7 +388,10 @@ def _path_state(path: Any, depth: int = 0) -> Any:
         if isinstance(name, bytes):
             name = os.fsdecode(name)
     except TypeError:
-        return None
+        column = _column(path) if depth < _NESTING else None
+        if column is None:
+            return None
+        return tuple(_path_state(item, depth + 1) for item in column)
     try:
         st = os.stat(name)
     except (OSError, ValueError):
@@ -512,7 +516,10 @@ def content_digest(path: Any, depth: int = 0, again: bool = False) -> str:
     try:
         name = os.fspath(path)
     except TypeError:
-        raise NotAPath(f"a {type(path).__name__}") from None
+        column = _column(path)
+        if column is None:
+            raise NotAPath(f"a {type(path).__name__}") from None
+        return _many_digest(column, depth)
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     try:
@@ -556,6 +563,32 @@ def _many_digest(paths: Any, depth: int) -> str:
             found = "-"
         digest.update(found.encode() + b"\0")
     return digest.hexdigest()
+
+
+def _column(value: Any) -> list[Any] | None:
+    """The items of a sequence of paths held otherwise than in a list, tuple or set: a
+    ``deque``, a ``UserList``, or a one-dimensional array of strings or objects (numpy's,
+    a pandas Series or Index: ``df["path"]``, ``df["path"].values``; a polars Series of
+    strings); None for anything
+    else (a frame, an array of numbers: data, keyed by its value). Before, such a column
+    was no path, keyed by the names it holds only: an edited file returned the old value,
+    with no warning."""
+    if isinstance(value, (collections.deque, collections.UserList)):
+        return list(value)
+    # Told by their library's module first: no attribute of another object is read (its
+    # ``__getattr__`` may raise anything, or do anything).
+    library = type(value).__module__.partition(".")[0]
+    if library == "polars":  # a Series of paths
+        if (type(value).__name__ == "Series"
+                and str(getattr(value, "dtype", "")) in ("String", "Object", "Categorical")):
+            return list(value)
+        return None
+    if library not in ("numpy", "pandas"):
+        return None
+    if getattr(value, "ndim", None) != 1 or getattr(getattr(value, "dtype", None), "kind",
+                                                     None) not in ("O", "U", "S"):
+        return None  # a frame, an array of numbers: data
+    return list(value)
 
 
 def _sorted_keys(table: dict[Any, Any]) -> list[Any]:
