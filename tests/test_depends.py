@@ -12,6 +12,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -1246,6 +1247,36 @@ def test_a_fifo_or_device_path_is_an_error_never_a_hang(tmp_path: Path, kind: st
     assert done.returncode == 0, done.stderr
     what = "a FIFO" if kind == "fifo" else "a device"
     assert f"files= parameter 'path' of __main__.read is '{path}', {what}" in done.stdout
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/data.parquet", "https://host/data.csv?v=1",
+                                 "file:///data.csv"])
+def test_a_url_given_to_a_files_parameter_is_an_error(tmp_path: Path, url: str) -> None:
+    """Before, keyed as a missing file: stored, and every later call returned the value,
+    whatever became of the object (the URL in a list too)."""
+    calls = []
+
+    def load(path: object) -> None:
+        calls.append(path)
+
+    f = Cache(tmp_path / "cache").cached(files=("path",))(load)
+    said = rf"files= parameter 'path' of .* is the URL '{re.escape(url)}': memojar follows"
+    with pytest.raises(ValueError, match=said):
+        f(url)
+    with pytest.raises(ValueError, match=said):
+        f([str(tmp_path / "local.csv"), url])
+    assert calls == []
+
+
+def test_a_folder_named_as_a_url_is_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            ) -> None:
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("s3:/bucket")
+    Path("s3:/bucket/data.csv").write_text("1")
+    f = Cache(tmp_path / "cache").cached(files=("path",))(_what_is_there)
+    assert f("s3://bucket/data.csv") == "1"
+    Path("s3:/bucket/data.csv").write_text("2")
+    assert f("s3://bucket/data.csv") == "2"
 
 
 def _what_is_there(path: str) -> str:

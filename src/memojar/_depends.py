@@ -359,6 +359,16 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
                     "end or taking it from the function; pass a regular file or a directory, "
                     f"or call {owner} without the cache (memojar.disabled)"
                 ) from None
+            except RemotePath as exc:
+                # Before, keyed as a missing file ("-"): stored, and every later call
+                # returned it, whatever became of the object.
+                raise ValueError(
+                    f"files= parameter {names[i]!r} of {owner} is the URL {exc.args[0]!r}: "
+                    "memojar follows files of this machine, and would never see the object "
+                    f"change; leave {names[i]!r} out of files= and pass ttl= (recomputed "
+                    "after a while) or key= returning the object's version (its ETag), or "
+                    "pass a local copy's path"
+                ) from None
         return tuple(values)
 
     bind.__dict__["paths"] = paths  # the path arguments of a call, unhashed (``files_state``)
@@ -450,6 +460,17 @@ class NotAFile(Exception):
     """A ``files=`` path that is a FIFO, a device or a socket: (path, what it is)."""
 
 
+class RemotePath(Exception):
+    """A ``files=`` path that names no file here and is a URL (``s3://b/data.parquet``):
+    (the URL,)."""
+
+
+def _is_url(name: str) -> bool:
+    scheme, sep, _ = name.partition("://")
+    return bool(sep) and scheme[:1].isalpha() and all(
+        c.isascii() and (c.isalnum() or c in "+.-") for c in scheme)
+
+
 class NotAPath(Exception):
     """A ``files=`` argument that is neither a path, None, nor a list, tuple or set of
     paths: (what it is,)."""
@@ -527,6 +548,8 @@ def content_digest(path: Any, depth: int = 0, again: bool = False) -> str:
     except (OSError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno not in _ABSENT:
             return UNREADABLE  # there, behind a folder this user may not enter
+        if _is_url(name):
+            raise RemotePath(name) from None
         if name.startswith("~") and os.path.expanduser(name) != name:
             # "~/data.csv": what pandas.read_csv and Path.expanduser read (before: "-",
             # and an edited file was never in the key)
