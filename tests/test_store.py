@@ -654,3 +654,31 @@ def test_an_entry_larger_than_max_size_is_refused_by_every_store(small_store: St
         small_store.write(FN, k(2), real_entry(k(2), 20_000))
     assert info.value.errno == errno.EFBIG
     assert [e.key for e in small_store.scan(heads=False)] == [k(1)]  # nothing evicted
+
+
+def test_the_per_key_file_lock_looks_meanwhile_while_it_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock used where byte-range locks are not (macOS) waits by the base's loop, which
+    looks meanwhile (for the value stored, a holder stalled or in a cycle). Before, it waited
+    by filelock's own loop, which looked at nothing: a waiter whose holder's event loop had
+    stopped waited ``lock_timeout``."""
+    from memojar import _locks
+
+    monkeypatch.setattr(_locks, "_OFD", False)
+    entry = str(tmp_path / "ab" / "ab00.pkl")
+    os.makedirs(os.path.dirname(entry))
+    held = _locks.key_lock(str(tmp_path), "ab00", entry)
+    assert held.acquire(False)
+    waiter = _locks.key_lock(str(tmp_path), "ab00", entry)
+    looks: list[float] = []
+
+    def meanwhile() -> bool:
+        looks.append(time.monotonic())
+        return len(looks) == 3  # what the wait was for is there
+
+    start = time.monotonic()
+    assert waiter.acquire_within(60, True, meanwhile) is False
+    assert len(looks) == 3 and time.monotonic() - start < 30
+    held.release()
+    assert waiter.acquire(False)
+    waiter.release()

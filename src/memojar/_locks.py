@@ -601,16 +601,15 @@ class _FileLock(KeyLock):
 
         self._lock = FileLock(path, mode=0o600)
 
-    def acquire(self, blocking: bool = True) -> bool:
-        return self.acquire_within(-1 if blocking else 0)
-
-    def acquire_within(self, timeout: float, tried: bool = False,
-                       meanwhile: Callable[[], bool] | None = None) -> bool:
-        # filelock's own wait: a try first (a system call, not a request), nothing meanwhile
+    # One try; the base's loop waits (``KeyLock.acquire_within``), looking meanwhile for the
+    # value stored and for a holder stalled or in a cycle. Before, filelock's own wait,
+    # which looked at nothing: a waiter whose holder's event loop had stopped waited
+    # ``lock_timeout`` (where the range locks are not available: macOS).
+    def _try(self) -> bool:
         from filelock import Timeout
 
         try:
-            self._lock.acquire(timeout=timeout)
+            self._lock.acquire(timeout=0)
         except Timeout:
             return False
         return True
