@@ -1172,3 +1172,26 @@ def test_a_cloudpickle_copy_of_a_method_of_a_class_a_function_defines_is_sent_an
     copy = cloudpickle.loads(cloudpickle.dumps(Local))
     assert copy().run(3) == 6
     assert _made_class(5, tmp_path)().run(3) == 15
+
+
+def _made_class_reading_its_data(factor: int, cache_dir: Path) -> Any:
+    class Local:
+        K = factor  # read through self alone: only the class's data tells them apart
+
+        @cached(cache_dir=cache_dir, ignore=("self",))
+        def run(self, x):
+            return x * self.K
+
+    return Local
+
+
+def test_a_method_of_a_class_a_function_defines_first_called_with_self_by_keyword(
+    tmp_path: Path,
+) -> None:
+    # Before: a first call passing ``self`` by keyword raised "_BindingFirst.__call__() got
+    # multiple values for argument 'self'"; past that, its class was not noted (it looked at
+    # the positional arguments only), and make(5)'s run(x=3) returned make(2)'s 6 for 15.
+    double, quintuple = (_made_class_reading_its_data(k, tmp_path) for k in (2, 5))
+    assert double.run(self=double(), x=3) == 6
+    assert quintuple.run(self=quintuple(), x=3) == 15
+    assert [double().run(3), quintuple().run(3)] == [6, 15]

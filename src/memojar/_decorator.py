@@ -2991,9 +2991,15 @@ class _BindingFirst:
     def __init__(self, memo: weakref.ref[_Memo] | None) -> None:
         self.memo = memo
 
-    def __call__(self, *args: Any, **kwargs: Any) -> _Args:
-        memo = cast("weakref.ref[_Memo]", self.memo)  # given in the copy (__setstate__)
-        return cast("_Memo", memo()).retake_sibling(args[:1])(*args, **kwargs)  # alive
+    def __call__(self, /, *args: Any, **kwargs: Any) -> _Args:
+        # (positional-only: a parameter named ``self`` passed by keyword is the function's)
+        memo = cast("_Memo", cast("weakref.ref[_Memo]", self.memo)())  # given in the copy
+        first = args[:1]  # (__setstate__); alive: calling
+        if not first and kwargs:  # ``Local.run(self=obj, x=3)``: its class is obj's too
+            code = getattr(memo.target, "__code__", None)
+            name = code.co_varnames[0] if code is not None and code.co_argcount else None
+            first = (kwargs[name],) if name in kwargs else ()
+        return memo.retake_sibling(first)(*args, **kwargs)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _BindingFirst, (None,)
