@@ -1195,3 +1195,32 @@ def test_a_method_of_a_class_a_function_defines_first_called_with_self_by_keywor
     assert double.run(self=double(), x=3) == 6
     assert quintuple.run(self=quintuple(), x=3) == 15
     assert [double().run(3), quintuple().run(3)] == [6, 15]
+
+
+def _classes_sharing_a_method(factor: int, cache_dir: Path) -> Any:
+    class Local:
+        K = factor
+
+        @cached(cache_dir=cache_dir, ignore=("self",))
+        def run(self, x):
+            return x * self.K
+
+    class Other:  # the same method, not inherited: its first call's self is no Local
+        K = factor
+        run = Local.run
+        twice = Local.run
+
+    return Local, Other
+
+
+@pytest.mark.parametrize("name", ["run", "twice"])
+def test_a_method_of_a_class_a_function_defines_first_called_through_another_class(
+    tmp_path: Path, name: str,
+) -> None:
+    # Before: the class was looked for by the method's qualname (``Local``) in the MRO of
+    # the first call's ``self``, an ``Other``: none noted, make(2) and make(5) had one
+    # scope under ignore=("self",), and make(5)'s Other().run(3) returned make(2)'s 6.
+    for factor in (2, 5):
+        Local, Other = _classes_sharing_a_method(factor, tmp_path)
+        assert getattr(Other(), name)(3) == 3 * factor
+        assert Local().run(3) == 3 * factor

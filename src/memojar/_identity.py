@@ -2554,7 +2554,8 @@ def in_local_class(func: Any) -> bool:
 def note_owner(func: FunctionType, first: Any) -> None:
     """The class of ``func``, a method of a class a function defines (``in_local_class``),
     from its call's first argument (``self``, or a classmethod's ``cls``): the class in its
-    MRO that holds ``func`` at its name. Its identity then counts that class (its other
+    MRO that holds ``func`` at its name (else one holding it otherwise: ``run = Local.run``
+    in another class). Its identity then counts that class (its other
     methods, the helpers they call, its attributes), as a method of a module's class
     counts its own. Before, nothing did: an edit of the method ``run`` calls through
     ``self`` returned the old value, and the methods of two classes one factory made
@@ -2565,7 +2566,12 @@ def note_owner(func: FunctionType, first: Any) -> None:
     try:
         mro = first.__mro__ if isinstance(first, type) else type(first).__mro__
         found = next((cls for cls in mro if class_qualname(cls) == owner
-                      and _holds_method(cls, name, func)), None)
+                      and _holds_method(cls, name, func)), None) or next((
+            # the class that holds it as its own: a method of another class of the
+            # factory (``run = Local.run``, ``twice = Local.run``): before, none was noted
+            # and the classes of make(2) and make(5) shared their results
+            cls for cls in mro if any(_holds_method(cls, member, func) for member in vars(cls))
+        ), None)
     except Exception as exc:  # noqa: BLE001 - a first argument of the user's: not a class
         _passed_over(exc)
         return
