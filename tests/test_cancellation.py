@@ -10,6 +10,7 @@ that a task is cancelled while each store call in turn is queued, and while it r
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures
 import functools
@@ -1040,3 +1041,59 @@ def test_a_key_held_by_a_task_of_a_loop_another_thread_runs_in_slices_is_waited_
         ticking.join(HANG)
         loop.close()
     assert entered == ["ticking"]
+
+
+@pytest.mark.parametrize("runner", ["threading", "_thread"])
+def test_a_key_held_by_a_task_of_a_loop_each_slice_of_which_a_new_thread_runs_is_waited_for(
+        location: str, runner: str) -> None:
+    """A loop run in slices, each by a thread started for it (a server's thread per request
+    driving one shared loop; a thread ``_thread`` starts, which ``threading`` never lists),
+    has a task computing a key; another thread's call of the key, made while that loop is
+    stopped between slices and the thread that took the key has ended, waits for the task,
+    which the next slice goes on with. Before, an ended thread of any kind was taken for the
+    Ctrl-C'd main thread of an exiting program: computed a second time, with a warning."""
+    entered: list[str] = []
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def slow(x: int) -> int:
+        entered.append(threading.current_thread().name)
+        await asyncio.sleep(1.0)
+        return x * 2
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(slow(1))
+
+    def run_slice() -> None:  # in a thread of its own, joined
+        done = threading.Event()
+
+        def tick() -> None:
+            loop.call_later(0.02, loop.stop)
+            loop.run_forever()
+            done.set()
+
+        if runner == "threading":
+            threading.Thread(target=tick).start()
+        else:
+            _thread.start_new_thread(tick, ())
+        assert done.wait(HANG)
+
+    got: list[Any] = []
+
+    def waiter() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got.append(asyncio.run(slow(1)))
+
+    try:
+        while not entered:
+            run_slice()
+        waiting = threading.Thread(target=waiter, name="waiter")
+        waiting.start()
+        while not task.done():
+            time.sleep(0.2)  # the loop stopped meanwhile: the waiter looks at each try
+            run_slice()
+        waiting.join(HANG)
+    finally:
+        loop.close()
+    assert got == [2]
+    assert len(entered) == 1

@@ -37,8 +37,10 @@ Lock = tuple[str, str, str]  # (store location, function, key)
 # its owner] (the call's own list, so that noting it allocates nothing).
 _holder: dict[Lock, list[Any]] = {}
 _waiting: dict[Any, Lock] = {}  # an owner waiting -> the lock it waits for
-_taken_in: dict[Lock, int] = {}  # a lock held in this process -> the thread that took it
+# A lock held in this process -> the thread that took it (``_this_thread``)
+_taken_in: dict[Lock, tuple[int, object]] = {}
 _ident = threading.get_ident
+_here = threading.local()
 _weak = weakref.ref
 
 
@@ -58,7 +60,19 @@ def owner() -> Any:
 def hold(lock: Lock, taken: list[Any]) -> None:
     """The call of ``taken`` ([its KeyLock, its owner]) holds ``lock``."""
     _holder[lock] = taken
-    _taken_in[lock] = _ident()  # a task's: the thread running its loop (``stalled``)
+    _taken_in[lock] = _this_thread()  # a task's: the thread running its loop (``stalled``)
+
+
+def _this_thread() -> tuple[int, object]:
+    """The calling thread: its ident, and a mark of its own. An ident alone is given again
+    to a later thread (one started after this one ended, as for each slice of a loop run
+    by a thread per slice): before, that thread took a task's key for its own loop's, left
+    stopped, and computed it a second time."""
+    try:
+        mark: tuple[int, object] = _here.mark
+    except AttributeError:
+        mark = _here.mark = (_ident(), object())
+    return mark
 
 
 def let_go(lock: Lock, taken: list[Any]) -> None:
@@ -125,11 +139,14 @@ def stalled(lock: Lock, blocking: bool) -> str | None:
         # there computed the key a second time. Ended: Ctrl-C out of the main thread's
         # ``run_until_complete`` while another thread waited for the key; the process's
         # exit then joined that thread, which waited ``lock_timeout`` (the main thread is
-        # no longer alive once the interpreter shuts down).
+        # no longer alive once the interpreter shuts down). The main thread's end alone:
+        # a loop run in slices, each by a thread started for it (a thread per request; one
+        # ``_thread`` starts, never listed), goes on with the next one's (before, taken for
+        # stopped: its task's key computed a second time).
         if loop.is_closed():
             return None
         ran = _taken_in.get(lock)
-        if ran is None or (ran != _ident() and _alive(ran)):
+        if ran is None or (ran is not _this_thread() and not _main_ended(ran[0])):
             return None
         return "stopped"
     if blocking and loop is sys.modules["asyncio"]._get_running_loop():
@@ -137,14 +154,10 @@ def stalled(lock: Lock, blocking: bool) -> str | None:
     return None
 
 
-def _alive(ident: int) -> bool:
-    """Whether the thread ``ident`` still runs: one the threading module no longer lists
-    has ended (a foreign thread's loop, run in slices, may be taken for ended: its key
-    is then computed a second time, with a warning, not waited for)."""
-    for thread in threading.enumerate():
-        if thread.ident == ident:
-            return thread.is_alive()
-    return False
+def _main_ended(ident: int) -> bool:
+    """Whether ``ident`` is the main thread and it has ended: the interpreter shuts down."""
+    main = threading.main_thread()
+    return main.ident == ident and not main.is_alive()
 
 
 def stalled_meanwhile(lock: Lock, blocking: bool, why: list[str],
