@@ -123,6 +123,26 @@ def test_a_file_url_naming_another_host_is_an_error(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("location", ["file://", "FILE://", "file://localhost",
+                                      "file://localhost/tmp/a%00b"])
+def test_a_file_url_naming_no_folder_is_an_error(
+    location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before, ``file://`` and ``file://localhost`` were the current directory (tagged as a
+    cache, its .gitignore written, where ``Cache("")`` is refused), and ``%00`` an
+    "embedded null byte" from ``os.stat``."""
+    monkeypatch.chdir(tmp_path)
+    said = "names no folder"
+    with pytest.raises(ValueError, match=said):
+        Cache(location)
+    with pytest.raises(ValueError, match=said):
+        cached(cache_dir=location)(len)
+    assert _cli.main(["--dir", location, "info"]) == 1
+    assert said in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("spelling", ["FILE://{}", "File://{}", "file://localhost{}",
                                       "file://LOCALHOST{}"])
 def test_a_file_url_in_any_case_or_naming_localhost_is_that_directory(

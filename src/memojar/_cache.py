@@ -273,7 +273,7 @@ def file_path(location: str) -> str:
     local folders ``FILE:`` and ``localhost``, ``file:///tmp/my%20cache`` the folder
     ``my%20cache``, and ``file://server/c`` the folder ``server/c`` of the current directory.
 
-    Raises ``ValueError`` for a URL naming another host."""
+    Raises ``ValueError`` for a URL naming another host, or no folder (``file://``)."""
     if location[:7].lower() != "file://":
         return location
     from urllib.parse import unquote
@@ -284,7 +284,14 @@ def file_path(location: str) -> str:
             f"cache location {location!r} names the host {host!r}: a file:// URL is a folder "
             f"of this machine, file:///path (three slashes) or file://localhost/path; for a "
             "share, mount it and pass its path")
-    return unquote(slash + path)
+    path = unquote(slash + path)
+    # before: ``file://`` was the current directory (where ``Cache("")`` is refused), and
+    # ``%00`` os.stat's "embedded null byte"
+    if not path or "\0" in path:
+        raise ValueError(
+            f"cache location {location!r} names no folder: a file:// URL is file:///path "
+            "(three slashes) or file://localhost/path")
+    return path
 
 
 def _needs(location: str, extra: str, what: str) -> ImportError:
