@@ -23,6 +23,7 @@ from typing import (
     Any,
     Concatenate,
     NamedTuple,
+    NoReturn,
     ParamSpec,
     Protocol,
     TypeVar,
@@ -458,7 +459,7 @@ class Cache:
         lock_timeout: float = 600,
         *,
         store: Store | None = None,
-        **unknown: Any,
+        **unknown: NoReturn,  # (none: the types accept no other keyword; ``_unexpected``)
     ) -> None:
         if unknown:
             raise _unexpected("Cache()", unknown, _CACHE_OPTIONS)
