@@ -717,6 +717,34 @@ def test_a_global_too_large_to_fingerprint_counts_by_its_type_in_bounded_memory(
     assert peak < _keys.STATE_LIMIT  # not the 53 MB pickle
 
 
+_LARGE_GLOBAL: list[str] = []
+
+
+def _reads_the_large_global(i: int) -> int:
+    return len(_LARGE_GLOBAL) + i
+
+
+def test_a_function_reading_a_global_too_large_to_follow_says_so_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted by its type, a change of it is not seen: a notebook's ``df = df[df.v > 0]``
+    left ``total('v')`` returning the sum of the whole frame. Before, not a word of it."""
+    import warnings
+
+    from memojar import Cache, MemojarWarning
+
+    monkeypatch.setattr(sys.modules[__name__], "_LARGE_GLOBAL",
+                        [f"{i:050d}" for i in range(200_000)])
+    f = Cache(tmp_path).cached(_reads_the_large_global)
+    said = (r"_reads_the_large_global reads the global .*\._LARGE_GLOBAL \(a list\), too "
+            r"large to follow .* a change of it is not seen, an earlier value returned; pass "
+            r"it as an argument")
+    with pytest.warns(MemojarWarning, match=said):
+        assert f(1) == 200_001
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f(2) == 200_002  # once a function
+
+
 def test_a_global_under_the_limit_counts_by_its_state() -> None:
     from memojar import _identity
 

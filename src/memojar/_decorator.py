@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import CodeType, FrameType, FunctionType
 from typing import Any, NamedTuple, cast
 
@@ -55,6 +55,7 @@ from ._identity import (
     sibling_of,
     split,
     taking_options,
+    too_large,
     unfilled,
     unkept,
 )
@@ -187,6 +188,8 @@ _OTHER_SECRET = {
 _SECRET_WARNED: set[str] = set()  # store locations warned of entries of another secret
 _NOT_LOADED = "payload does not load"  # (``_entry``'s reason) a value stored, not rebuilt
 _UNLOADED_KEPT = 64  # keys a function remembers failing to load, until it warns
+# (function, global) warned of as too large to follow (``_Memo._warn_too_large``)
+_LARGE: set[tuple[str, str]] = set()
 # The lambdas decorated in this process, while they live: a lambda's first store sweeps the
 # entries of its name's lambdas whose code none of these has (``_Memo.sweep``).
 # Weak references in a plain set: adding and copying it are each one C call, safe against
@@ -804,9 +807,26 @@ class _Memo:
                 rows = (*rows, ("unsettled", "", os.urandom(8).hex()))
         if sent is not None and _agrees(sent[1], rows):
             return bytes(sent[0]), sent[1], records
+        self._warn_too_large(rows)
         fingerprint = identity_digest(rows)
         ident = _entry.make_ident(self.name, self.version, fingerprint, self.scope)
         return ident + _entry.manifest(rows), rows, records
+
+    def _warn_too_large(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Warn, once a function and global, of the globals its identity counts by their
+        type, whole or in part, for they are too large to hash at every process's first
+        call (``_identity.too_large``): a change of one is not seen, and the old value is
+        returned. Before, silently: a notebook's ``df = df[df.v > 0]`` left ``total('v')``
+        returning the sum of the whole frame."""
+        for kind, where, _ in rows:
+            if kind != "constant" or where not in too_large or (self.name, where) in _LARGE:
+                continue
+            _LARGE.add((self.name, where))
+            warn(f"{self.name} reads the global {where} (a {too_large[where]}), too large "
+                 "to follow (over 16 MB of pickle, 1 GB of arrays or 100,000 items): it "
+                 "counts by its type, and a change of it is not seen, an earlier value "
+                 "returned; pass it as an argument (hashed at each call), or name what "
+                 "identifies it in version= (its file's date, a model's version)")
 
     def option_rows(self) -> list[tuple[str, str, str]]:
         """The rows of what it was decorated with beside its code (``depends_on=``,

@@ -924,12 +924,18 @@ class _Budget(threading.local):
     by a closure it holds, counts by its type there)."""
 
     left: list[int] | None = None
+    too_large = False  # a state found too large to hash (``_keys.state_key``), since reset
     shapes: dict[tuple[int, int], tuple[Any, Any]] | None = None
     active: set[int] | None = None
     digests: dict[int, tuple[Any, str | None]] | None = None
 
 
 budget = _Budget()
+
+# The globals of the user's code counted by their type, whole or in part, for they are too
+# large to hash at every process's first call (``_walk_object``): their name -> the
+# type's. ``_Memo.ident`` warns of those its identity holds, once a function.
+too_large: dict[str, str] = {}
 
 
 @contextlib.contextmanager
@@ -3166,6 +3172,7 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         changes = _changes()
         held: dict[int, Any] = {}  # each function and class whose code the digest counts
         previous, _walk.met = getattr(_walk, "met", None), held
+        outer, budget.too_large = budget.too_large, False
         try:
             shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
             data = shape[0] in ("state", "type")  # not a callable's code
@@ -3173,6 +3180,11 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                 shape = _state_shape(value)
         finally:
             _walk.met = previous
+            large, budget.too_large = budget.too_large, outer or budget.too_large
+        if large:
+            too_large[where] = type(value).__name__
+        else:
+            too_large.pop(where, None)
         found = (xxhash.xxh3_64_hexdigest(repr(shape).encode()), tuple(held.values()))
         if record is not None and data and _changes() == changes:  # (else: walked again)
             record.states[id(value)] = (_hold(value), *found)

@@ -1662,6 +1662,13 @@ def state_key(value: Any) -> str | None:
     canonically, arrays in place), or None if it is larger than the limits above: the
     pickle is hashed as it is written, never held, and stopped at the limit. Within a
     ``bound_shape``, also within what that may still hash, which this takes from."""
+    key = _limited_state_key(value)
+    if key is None:  # counted by its type: noted for a warning (``_identity.too_large``)
+        _identity.budget.too_large = True
+    return key
+
+
+def _limited_state_key(value: Any) -> str | None:
     budget = _identity.budget.left
     if budget is None:
         digests = _identity.budget.digests  # (in a function's identity, inside a walk)
