@@ -251,5 +251,7 @@ def test_keys_of_every_kind_are_as_pinned_for_this_keying() -> None:
     changed = sorted(name for name in keys if pinned[python].get(name) != keys[name])
     assert not changed, (
         f"the keys of {', '.join(changed)} changed: entries stored under the old keys are "
-        "read for whatever now has them. Bump _keys.KEYING (every entry computes once "
-        f"again), then write keys.json again, {regenerate}")
+        "read for whatever now has them. If memojar's keying changed, bump _keys.KEYING "
+        f"(every entry computes once again), then write keys.json again, {regenerate}. If "
+        "a library's release changed them (its pickling: numpy's, pandas'), leave the kind "
+        "out of keys_catalog.py, as its docstring says")
