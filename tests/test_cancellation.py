@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -952,7 +952,14 @@ def test_a_call_cancelled_while_its_lease_is_being_taken_gives_it_back(
         await asyncio.sleep(1.0)  # the request answered
         return outcome
 
-    assert asyncio.run(main()) == "cancelled"
+    _cancelled_then_not_waited_for(location, f, main)
+
+
+def _cancelled_then_not_waited_for(location: str, f: Any,
+                                   cancelling: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    """``cancelling()`` cancels a call of ``f(1)``; its lease is then gone, and the next
+    call does not wait for it to expire."""
+    assert asyncio.run(cancelling()) == "cancelled"
     assert left_behind(location, f, 1) == []
     start = time.monotonic()
     assert asyncio.run(f(1)) == 2
@@ -996,11 +1003,20 @@ def test_a_call_cancelled_while_its_s3_lease_is_being_written_gives_it_back(
         monkeypatch.setattr(_s3store._Lease, "_put", put)
         return outcome
 
-    assert asyncio.run(main()) == "cancelled"
-    assert left_behind(location, f, 1) == []
-    start = time.monotonic()
-    assert asyncio.run(f(1)) == 2
-    assert time.monotonic() - start < QUICK_REMOTE
+    _cancelled_then_not_waited_for(location, f, main)
+
+
+def _slow_noting_its_threads(location: str) -> tuple[Callable[[int], Any], list[str]]:
+    """A cached coroutine taking a second, and the names of the threads that ran it."""
+    entered: list[str] = []
+
+    @Cache(location, lock_timeout=HANG, secret="s").cached
+    async def slow(x: int) -> int:
+        entered.append(threading.current_thread().name)
+        await asyncio.sleep(1.0)
+        return x * 2
+
+    return slow, entered
 
 
 def test_a_key_held_by_a_task_of_a_loop_another_thread_runs_in_slices_is_waited_for(
@@ -1010,14 +1026,7 @@ def test_a_key_held_by_a_task_of_a_loop_another_thread_runs_in_slices_is_waited_
     made while that loop is stopped between slices, waits for the task, which that thread
     goes on with. Before, it was judged left by Ctrl-C: computed a second time, with a
     warning that waiting would last lock_timeout."""
-    entered: list[str] = []
-
-    @Cache(location, lock_timeout=HANG, secret="s").cached
-    async def slow(x: int) -> int:
-        entered.append(threading.current_thread().name)
-        await asyncio.sleep(1.0)
-        return x * 2
-
+    slow, entered = _slow_noting_its_threads(location)
     loop = asyncio.new_event_loop()
     started = threading.Event()
 
@@ -1052,14 +1061,7 @@ def test_a_key_held_by_a_task_of_a_loop_each_slice_of_which_a_new_thread_runs_is
     stopped between slices and the thread that took the key has ended, waits for the task,
     which the next slice goes on with. Before, an ended thread of any kind was taken for the
     Ctrl-C'd main thread of an exiting program: computed a second time, with a warning."""
-    entered: list[str] = []
-
-    @Cache(location, lock_timeout=HANG, secret="s").cached
-    async def slow(x: int) -> int:
-        entered.append(threading.current_thread().name)
-        await asyncio.sleep(1.0)
-        return x * 2
-
+    slow, entered = _slow_noting_its_threads(location)
     loop = asyncio.new_event_loop()
     task = loop.create_task(slow(1))
 

@@ -107,33 +107,20 @@ def test_a_file_url_with_escapes_is_the_directory_they_spell(tmp_path: Path) -> 
     assert _cli.main(["--dir", where.as_uri(), "info", "--json"]) == 0
 
 
-def test_a_file_url_naming_another_host_is_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Before, ``file://server/share/c`` was the folder ``server/share/c`` of the current
-    directory, written there silently."""
-    monkeypatch.chdir(tmp_path)
-    said = r"'file://server/share/c' names the host 'server': a file:// URL is a folder of"
-    with pytest.raises(ValueError, match=said):
-        Cache("file://server/share/c")
-    with pytest.raises(ValueError, match=said):
-        cached(cache_dir="file://server/share/c")(len)
-    assert _cli.main(["--dir", "file://server/share/c", "info"]) == 1
-    assert "names the host 'server'" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("location", ["file://", "FILE://", "file://localhost",
-                                      "file://localhost/tmp/a%00b"])
-def test_a_file_url_naming_no_folder_is_an_error(
-    location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(("location", "said"), [
+    # before: the folder server/share/c of the current directory, written there silently
+    ("file://server/share/c", "'file://server/share/c' names the host 'server': a file:// "
+                              "URL is a folder of"),
+    # before: the current directory (tagged as a cache, its .gitignore written, where
+    # ``Cache("")`` is refused), and for %00 an "embedded null byte" from ``os.stat``
+    ("file://", "names no folder"), ("FILE://", "names no folder"),
+    ("file://localhost", "names no folder"), ("file://localhost/tmp/a%00b", "names no folder"),
+])
+def test_a_file_url_naming_another_host_or_no_folder_is_an_error(
+    location: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Before, ``file://`` and ``file://localhost`` were the current directory (tagged as a
-    cache, its .gitignore written, where ``Cache("")`` is refused), and ``%00`` an
-    "embedded null byte" from ``os.stat``."""
     monkeypatch.chdir(tmp_path)
-    said = "names no folder"
     with pytest.raises(ValueError, match=said):
         Cache(location)
     with pytest.raises(ValueError, match=said):
