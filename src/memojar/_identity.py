@@ -2554,7 +2554,10 @@ def in_local_class(func: Any) -> bool:
     holds by name (``make.<locals>.Local.run``), so that ``_class_of_method`` cannot find
     its class: ``note_owner`` does, at its first call."""
     qualname = attribute(func, "__qualname__", str) or ""
-    return type(func) is FunctionType and "." in qualname.rpartition("<locals>.")[2]
+    _, local, inside = qualname.rpartition("<locals>.")
+    # (before: any method, ``Model.predict`` too, whose copies in loky workers then took
+    # their sibling part again at their first call, and keyed apart from their sender)
+    return type(func) is FunctionType and bool(local) and "." in inside
 
 
 def note_owner(func: FunctionType, first: Any) -> None:
