@@ -207,8 +207,8 @@ class RedisStore(Store):
         self._note = register(lua.NOTE)
         self._merge = register(lua.MERGE)
         self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
-        self._breaker = Breaker(self.location, PROBE_EVERY, self._client.ping,
-                                "memojar-redis-probe")
+        self._breaker = Breaker(self.location, PROBE_EVERY,
+                                functools.partial(_ping, self._client), "memojar-redis-probe")
         address = self._client.connection_pool.connection_kwargs
         self.server = (address.get("host"), address.get("port"), address.get("path"))
         self._pid = os.getpid()
@@ -792,6 +792,18 @@ def _assemble(client: redis.Redis, chunks: bytes, count: int, size: int) -> byte
             data += piece
     return data if len(data) == size else None
 
+
+
+def _ping(client: redis.Redis) -> None:
+    """The probe of a server that is down: any reply is an answer, also a refusal of PING
+    itself (an ACL user without ``@connection``, ``rename-command PING ""``). Before, such a
+    refusal kept the store down for the process's life: after one timeout, every call
+    computed and stored nothing. A refused login is redis-py's ``ConnectionError``, not a
+    ``ResponseError``: still down."""
+    try:
+        client.ping()
+    except ResponseError:
+        pass
 
 
 def _first(views: list[memoryview], limit: int) -> bytes:

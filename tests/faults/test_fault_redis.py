@@ -143,6 +143,36 @@ def test_the_store_answers_again_once_the_server_does(server: RedisServer) -> No
     assert calls == [1, 2]
 
 
+def test_the_store_answers_again_for_a_user_the_server_refuses_ping(
+    server: RedisServer,
+) -> None:
+    """A user of least privilege may lack PING (an ACL of ``+@read +@write +@scripting``
+    leaves out ``@connection``; ``rename-command PING ""``). The server refusing the
+    probe's ping answers all the same. Before, the probe took that refusal for a server
+    still down: after one timeout, every later call of the process computed and stored
+    nothing, with a warning each."""
+    server.client().acl_setuser("app", enabled=True, passwords=["+pw"], keys=["*"],
+                                channels=["*"], commands=["+@all", "-ping"])
+    url = server.url(0, socket_timeout=TIMEOUT).replace("redis://", "redis://app:pw@")
+    cache = Cache(url, secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def work(x: int) -> int:
+        calls.append(x)
+        return x
+
+    server.pause()
+    try:
+        with pytest.warns(MemojarWarning, match="not cached"):
+            work(1)
+    finally:
+        server.resume()
+    _until_up(cache)
+    assert work(2) == work(2) == 2  # stored and hit: no warning (filterwarnings = error)
+    assert calls == [1, 2]
+
+
 def _until_up(cache: Cache) -> None:
     """Wait until the cache's store answers again after a fault."""
     deadline = time.monotonic() + HANG
