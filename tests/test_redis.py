@@ -1152,13 +1152,15 @@ def test_chunks_of_a_write_whose_replies_were_lost_are_removed(redis_location: s
                                                                 client: Any,
                                                                 dropper: ReplyDropper) -> None:
     """The first chunk of a large entry is stored and the connection drops before its
-    reply, twice (the pipeline and redis-py's retry): the write fails, and its chunks are
+    reply, twice (the script and redis-py's retry): the write fails, and its chunks are
     removed once the server answers again. Before, the store, down until a ping answered,
     skipped their removal: they stayed for INFLIGHT_TTL (an hour), in the server's memory
     but in no size of the index (``max_size``)."""
     store = open_store(dropper.front(redis_location) + "?chunk_size=1000", None, True)
     assert isinstance(store, RedisStore)
-    dropper.drop(b"MULTI", times=2)
+    store.write(FN, k(0), [b"c" * 5000])  # (the scripts are loaded)
+    store.delete(FN, k(0))
+    dropper.drop(evalsha(store._first_chunk), times=2)
     with pytest.raises(ConnectionError):
         store.write(FN, k(1), [b"c" * 5000])
     assert len(dropper.dropped) == 2
@@ -1466,6 +1468,31 @@ def test_a_write_refused_on_every_key_is_one_message_naming_its_cause(
     assert "memojar:" not in message.replace("'memojar:'", "")  # no key, only the prefix
     if fault != "out of memory":
         assert "EVALSHA" in message  # what the store needs
+    cache.close()
+
+
+def test_a_user_with_the_commands_the_store_names_stores_values_in_chunks(
+    own_redis: Callable[..., RedisServer],
+) -> None:
+    """An ACL user given what a refusal's message says the store needs (``+@read
+    +@write +@scripting`` on the prefix's keys) stores a value larger than ``chunk_size``
+    and hits it. Before, the first chunk went with its expiry in a MULTI (``@transaction``,
+    not named): every such value was refused ("no permissions to run the 'multi'
+    command"), computed again at each call, with a warning naming the three categories
+    the user already had."""
+    server = own_redis()
+    server.client().execute_command("ACL", "SETUSER", "app", "on", ">pw", "~memojar:*",
+                                     "+@read", "+@write", "+@scripting")
+    cache = Cache(f"redis://app:pw@127.0.0.1:{server.port}/0?chunk_size=64", secret=SECRET)
+    calls = []
+
+    @cache.cached
+    def big(x: int) -> bytes:
+        calls.append(x)
+        return bytes([x]) * 1000
+
+    assert big(1) == big(1) == bytes([1]) * 1000  # no warning (filterwarnings = error)
+    assert calls == [1]
     cache.close()
 
 

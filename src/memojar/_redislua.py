@@ -339,6 +339,15 @@ end
 return seen(KEYS[2])
 """
 
+# KEYS[1] a write's chunks; ARGV the first chunk, its in-flight PX: the first chunk never
+# lives without an expiry. A script, not a MULTI: MULTI is @transaction, which the store
+# does not ask of an ACL user (@read, @write, @scripting); before, such a user's values
+# above chunk_size were never stored.
+FIRST_CHUNK = """
+redis.call('HSET', KEYS[1], '0', ARGV[1])
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

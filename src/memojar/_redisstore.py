@@ -198,6 +198,7 @@ class RedisStore(Store):
         self._recount = register(lua.RECOUNT)
         self._reindex = register(lua.REINDEX)
         self._reap = register(lua.REAP)
+        self._first_chunk = register(lua.FIRST_CHUNK)
         self._acquire = register(lua.ACQUIRE)
         self._release = register(lua.RELEASE)
         self._renew = register(lua.RENEW)
@@ -373,14 +374,14 @@ class RedisStore(Store):
         gen = chunks[-16:]
         count = 0
         inflight = int(INFLIGHT_TTL * 1000)
-        pipe = self._client.pipeline(transaction=True)  # the first chunk and its expiry
+        pipe = self._client.pipeline(transaction=False)
         for piece in pieces(views, self.chunk_size):
+            if count == 0:  # the first chunk and its expiry, at once (``FIRST_CHUNK``)
+                self._first_chunk(keys=[chunks], args=[piece, inflight])
+                count += 1
+                continue
             pipe.hset(chunks, str(count), piece)
-            if count == 0:
-                pipe.pexpire(chunks, inflight)
-                pipe.execute()
-                pipe = self._client.pipeline(transaction=False)
-            elif count % _READ_BATCH == 0:
+            if count % _READ_BATCH == 0:
                 pipe.pexpire(chunks, inflight)
                 pipe.execute()
             count += 1
