@@ -966,6 +966,58 @@ def test_clear_finds_the_entries_of_an_index_the_server_evicted(
         cache.close()
 
 
+def test_clear_of_a_function_finds_its_entries_when_the_server_evicted_its_set_alone(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """Under allkeys-lru, a function whose entries are only read (hits) while another
+    function writes (each write touches ``<prefix>sizes``) loses its own index set
+    (``<prefix><function>:entries``) first, its entries still in ``sizes``:
+    ``f.cache_clear()`` finds and removes them all the same, and no call reads them after
+    it. Before, the scan that puts evicted entries back into the index skipped every entry
+    still in ``sizes``: the function's clear removed none (``cache_info`` counted none),
+    and each later call returned the value cleared."""
+    server = own_redis("--maxmemory-policy", "allkeys-lru", "--maxmemory-samples", "64")
+    cache = Cache(server.url(), secret=SECRET)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    @cache.cached
+    def g(x: int) -> int:
+        return x
+
+    for i in range(20):
+        f(i)
+    client = server.client()
+    try:
+        # idle the longest: f's set; then an application's key; then the rest, g's writes
+        # touching the index, f's entries read
+        time.sleep(2.1)  # (the server's LRU clock counts seconds)
+        client.set(b"application", b"x" * 50_000)
+        time.sleep(1.1)
+        assert [g(i) for i in range(5)] == list(range(5))
+        assert [f(i) for i in range(20)] == list(range(20))
+        sets = sorted(client.scan_iter(match=b"memojar:*:entries"))  # f's, then g's
+        assert len(sets) == 2 and b".f:" in sets[0]
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", str(used - 20_000))  # evicts: exact LRU (64 samples)
+        client.config_set("maxmemory", "0")
+        # (the test's premise)
+        assert not client.exists(sets[0], b"application")
+        assert client.exists(sets[1])
+        assert client.hlen(b"memojar:sizes") == 25
+        calls.clear()
+        assert f.cache_info().entries == 20  # type: ignore[attr-defined]
+        assert f.cache_clear() == 20  # type: ignore[attr-defined]
+        assert [f(i) for i in range(20)] == list(range(20))
+        assert calls == list(range(20))  # computed again: all cleared
+    finally:
+        client.close()
+        cache.close()
+
+
 RESTART_CYCLE = """
 import os, sys, time, warnings
 from memojar import Cache

@@ -216,7 +216,18 @@ return 1
 # again. The total is recounted after.
 REINDEX = COMMON + """
 local entry = KEYS[4]
-if redis.call('HEXISTS', sizes, entry) == 1 then return 0 end
+if redis.call('HEXISTS', sizes, entry) == 1 then
+  -- indexed, but its function's set may be what the server evicted (a function whose
+  -- entries are only read, while others' writes keep sizes recent): put it back in it.
+  -- Before, that function's clear removed none of them, and later calls read them.
+  -- (Only while the entry is there: one removed since the scan leaves no set behind. No
+  -- write command unless one is missing: a read-only replica refuses any.)
+  if redis.call('EXISTS', entry) == 1 then
+    local set = base_of(entry) .. 'entries'
+    if redis.call('SISMEMBER', set, entry) == 0 then redis.call('SADD', set, entry) end
+  end
+  return 0
+end
 local kind = redis.call('TYPE', entry)
 if type(kind) == 'table' then kind = kind.ok end
 if kind ~= 'string' then return 0 end
