@@ -1526,6 +1526,32 @@ def test_prune_puts_back_into_the_index_the_entries_an_allkeys_policy_left_unlis
     cache.close()
 
 
+def test_prune_puts_back_into_the_lru_order_the_entries_an_allkeys_policy_left_out(
+        redis_location: str, client: Any) -> None:
+    """``lru`` evicted alone (``allkeys-random`` takes any key), ``sizes`` kept: the
+    entries written before count in the total but are in no least-recently-used order, so
+    ``max_size`` evicts only the entries written after. Prune puts them back in it, and
+    later writes evict them, the oldest. Before, prune skipped every entry still in
+    ``sizes``: they stayed for good, taking ``max_size``'s room, and each later write
+    evicted one of the few entries written since."""
+    cache = Cache(redis_location, secret=SECRET, max_size=50_000)
+
+    @cache.cached
+    def tagged(n: int) -> bytes:
+        return bytes(5_000) + n.to_bytes(4, "big")
+
+    for n in range(8):
+        tagged(n)
+    old = client.hkeys("memojar:sizes")
+    client.delete("memojar:lru")  # what the server's eviction did
+    cache.prune()
+    for n in range(8, 30):
+        tagged(n)
+    assert sum(client.exists(name) for name in old) == 0  # the oldest, evicted
+    assert int(client.get("memojar:total")) <= 50_000
+    cache.close()
+
+
 def test_a_write_under_max_size_once_the_sizes_were_evicted_removes_no_unseen_entry(
         redis_location: str, client: Any) -> None:
     """``sizes`` evicted alone (an ``allkeys-*`` policy takes it first): the entries it

@@ -220,11 +220,14 @@ if redis.call('HEXISTS', sizes, entry) == 1 then
   -- indexed, but its function's set may be what the server evicted (a function whose
   -- entries are only read, while others' writes keep sizes recent): put it back in it.
   -- Before, that function's clear removed none of them, and later calls read them.
+  -- So too the lru order (allkeys-random takes any key): before, entries left out of it
+  -- were never evicted by max_size, their room lost for good.
   -- (Only while the entry is there: one removed since the scan leaves no set behind. No
   -- write command unless one is missing: a read-only replica refuses any.)
   if redis.call('EXISTS', entry) == 1 then
     local set = base_of(entry) .. 'entries'
     if redis.call('SISMEMBER', set, entry) == 0 then redis.call('SADD', set, entry) end
+    if not redis.call('ZSCORE', lru, entry) then redis.call('ZADD', lru, ARGV[1], entry) end
   end
   return 0
 end
