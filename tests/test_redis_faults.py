@@ -925,13 +925,10 @@ def _entries(client: Any) -> list[bytes]:
     return [n for n in client.scan_iter(match=b"memojar:*") if len(n.rsplit(b":", 1)[1]) == 32]
 
 
-@pytest.mark.parametrize("how", ["cache", "function"])
-def test_clear_finds_the_entries_of_an_index_the_server_evicted(
-        own_redis: Callable[..., RedisServer], how: str) -> None:
-    """A server with maxmemory-policy allkeys-lru evicts memojar's index (which hits do
-    not touch) and keeps the entries (which they do): ``clear`` (of the cache, or of the
-    function) finds them all the same, and no call reads them after it. Before, clear
-    listed the index only: it removed none of them until a prune put them back in it."""
+def _evicting_server_and_f(own_redis: Callable[..., RedisServer],
+                           ) -> tuple[RedisServer, Cache, Any, list[int]]:
+    """A server evicting by exact LRU (allkeys-lru, 64 samples), a cache on it, and a
+    cached ``f`` returning its argument, with the arguments it computed."""
     server = own_redis("--maxmemory-policy", "allkeys-lru", "--maxmemory-samples", "64")
     cache = Cache(server.url(), secret=SECRET)
     calls: list[int] = []
@@ -941,18 +938,36 @@ def test_clear_finds_the_entries_of_an_index_the_server_evicted(
         calls.append(x)
         return x
 
+    return server, cache, f, calls
+
+
+def _evict_all_but(client: Any, read: Callable[[], bool]) -> None:
+    """What ``read`` does not touch idles the longest, then an application's key of 50 kB,
+    then what ``read`` touches; then the server evicts about 20 kB by its exact LRU (64
+    samples): what ``read`` did not touch, and the application's key."""
+    time.sleep(2.1)  # (the server's LRU clock counts seconds)
+    client.set(b"application", b"x" * 50_000)
+    time.sleep(1.1)
+    assert read()
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", str(used - 20_000))
+    client.config_set("maxmemory", "0")
+
+
+@pytest.mark.parametrize("how", ["cache", "function"])
+def test_clear_finds_the_entries_of_an_index_the_server_evicted(
+        own_redis: Callable[..., RedisServer], how: str) -> None:
+    """A server with maxmemory-policy allkeys-lru evicts memojar's index (which hits do
+    not touch) and keeps the entries (which they do): ``clear`` (of the cache, or of the
+    function) finds them all the same, and no call reads them after it. Before, clear
+    listed the index only: it removed none of them until a prune put them back in it."""
+    server, cache, f, calls = _evicting_server_and_f(own_redis)
     for i in range(20):
         f(i)
     client = server.client()
     try:
         # idle the longest: the index; then an application's key; then the entries, read
-        time.sleep(2.1)  # (the server's LRU clock counts seconds)
-        client.set(b"application", b"x" * 50_000)
-        time.sleep(1.1)
-        assert [f(i) for i in range(20)] == list(range(20))
-        used = int(client.info("memory")["used_memory"])
-        client.config_set("maxmemory", str(used - 20_000))  # evicts: exact LRU (64 samples)
-        client.config_set("maxmemory", "0")
+        _evict_all_but(client, lambda: [f(i) for i in range(20)] == list(range(20)))
         assert not client.exists(b"memojar:sizes", b"application")  # (the test's premise)
         assert len(_entries(client)) == 20
         calls.clear()
@@ -975,15 +990,7 @@ def test_clear_of_a_function_finds_its_entries_when_the_server_evicted_its_set_a
     it. Before, the scan that puts evicted entries back into the index skipped every entry
     still in ``sizes``: the function's clear removed none (``cache_info`` counted none),
     and each later call returned the value cleared."""
-    server = own_redis("--maxmemory-policy", "allkeys-lru", "--maxmemory-samples", "64")
-    cache = Cache(server.url(), secret=SECRET)
-    calls: list[int] = []
-
-    @cache.cached
-    def f(x: int) -> int:
-        calls.append(x)
-        return x
-
+    server, cache, f, calls = _evicting_server_and_f(own_redis)
     @cache.cached
     def g(x: int) -> int:
         return x
@@ -992,21 +999,14 @@ def test_clear_of_a_function_finds_its_entries_when_the_server_evicted_its_set_a
         f(i)
     client = server.client()
     try:
+        (f_set,) = client.scan_iter(match=b"memojar:*:entries")
         # idle the longest: f's set; then an application's key; then the rest, g's writes
         # touching the index, f's entries read
-        time.sleep(2.1)  # (the server's LRU clock counts seconds)
-        client.set(b"application", b"x" * 50_000)
-        time.sleep(1.1)
-        assert [g(i) for i in range(5)] == list(range(5))
-        assert [f(i) for i in range(20)] == list(range(20))
-        sets = sorted(client.scan_iter(match=b"memojar:*:entries"))  # f's, then g's
-        assert len(sets) == 2 and b".f:" in sets[0]
-        used = int(client.info("memory")["used_memory"])
-        client.config_set("maxmemory", str(used - 20_000))  # evicts: exact LRU (64 samples)
-        client.config_set("maxmemory", "0")
+        _evict_all_but(client, lambda: [g(i) for i in range(5)] + [f(i) for i in range(20)]
+                       == [*range(5), *range(20)])
+        (g_set,) = client.scan_iter(match=b"memojar:*:entries")
         # (the test's premise)
-        assert not client.exists(sets[0], b"application")
-        assert client.exists(sets[1])
+        assert g_set != f_set and not client.exists(f_set, b"application")
         assert client.hlen(b"memojar:sizes") == 25
         calls.clear()
         assert f.cache_info().entries == 20  # type: ignore[attr-defined]
