@@ -79,6 +79,50 @@ def test_factories_capturing_different_callables_never_share_results(
     assert first(5) == one()(5) * 2
 
 
+def _reading(table: dict[int, int], cache_dir: Path) -> Any:
+    @cached(cache_dir=cache_dir)
+    def look(x: int) -> int:
+        return table[x]
+
+    return look
+
+
+def test_closures_over_values_too_large_to_hash_never_share_results(cache_dir: Path) -> None:
+    """What tells them apart is counted by its type over 100,000 items (or 16 MB of
+    pickle): each closure's results are its own, with a warning saying so. Before, the
+    closures over two dicts of 200,000 items had one scope, and the second returned the
+    first's value: 3 for -3."""
+    from memojar import MemojarWarning
+
+    positive = {i: i for i in range(200_000)}
+    negative = {i: -i for i in range(200_000)}
+    with pytest.warns(MemojarWarning, match=r"_reading.<locals>.look captures a value too "
+                                            r"large to tell its closures apart by"):
+        first, second = _reading(positive, cache_dir), _reading(negative, cache_dir)
+    assert (first(3), second(3), first(3)) == (3, -3, 3)
+
+
+def test_a_closure_over_a_value_too_large_to_hash_sees_it_change_in_the_next_run(
+        tmp_path: Path) -> None:
+    """Before, the next run's closure over the changed dict returned the first run's 3."""
+    source = """
+        import sys
+        from memojar import cached
+
+        def make(table):
+            @cached(cache_dir=sys.argv[1])
+            def look(x):
+                return table[x]
+            return look
+
+        print(make({i: i * FACTOR for i in range(200_000)})(3))
+    """
+    script = tmp_path / "app.py"
+    cache = str(tmp_path / "cache")
+    assert run_script(script, source.replace("FACTOR", "1"), cache).split() == ["3"]
+    assert run_script(script, source.replace("FACTOR", "2"), cache).split() == ["6"]
+
+
 # --- 2. and identity: bound methods --------------------------------------------------------
 
 class Predictor:

@@ -28,6 +28,7 @@ import functools
 import gc
 import itertools
 import operator
+import os
 import re
 import sys
 import threading
@@ -54,7 +55,7 @@ from typing import Any, NamedTuple, TypeVar
 import xxhash
 
 from ._entry import CACHE_WRAPPER
-from ._errors import the_callers
+from ._errors import the_callers, warn
 
 _CO_HAS_DOCSTRING = 0x4000000  # 3.14+: set when the function has a docstring
 _CO_GENERATOR = 0x20 | 0x200  # inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
@@ -289,6 +290,32 @@ def sibling_of(func: Callable[..., Any]) -> str:
 
 
 def _sibling_of(target: Any) -> str:
+    outer, budget.too_large = budget.too_large, False
+    try:
+        sibling = _sibling_parts(target)
+    finally:
+        large, budget.too_large = budget.too_large, outer or budget.too_large
+    if not large:
+        return sibling
+    # What tells it apart is too large to hash, whole or in part (counted by its type):
+    # this closure's part is its own, random. Before, ``make(A)`` and ``make(B)`` over two
+    # dicts of 200,000 items had one scope, and ``make(B)(3)`` returned ``make(A)(3)``'s
+    # value (a new process too, after the data changed). Its results are this closure's
+    # only: no other closure or process shares them (its copies sent to workers do).
+    name = function_name(target)
+    if name not in _TOO_LARGE_TO_TELL:
+        _TOO_LARGE_TO_TELL.add(name)
+        warn(f"{name} captures a value too large to tell its closures apart by (over 16 MB "
+             "of pickle, 1 GB of arrays or 100,000 items): each closure made keeps results "
+             "of its own, shared with no other closure or process; pass that value as an "
+             "argument (hashed at each call) to share them")
+    return sibling[:16] + os.urandom(8).hex()
+
+
+_TOO_LARGE_TO_TELL: set[str] = set()  # functions warned of (``_sibling_of``)
+
+
+def _sibling_parts(target: Any) -> str:
     seen: set[int] = set()
     bare = _callable_shape(target, seen, bare=True)
     owner = _class_of_method(target) if in_local_class(target) else None
