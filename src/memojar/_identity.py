@@ -290,12 +290,10 @@ def sibling_of(func: Callable[..., Any]) -> str:
 
 
 def _sibling_of(target: Any) -> str:
-    outer, budget.too_large = budget.too_large, False
-    try:
+    large: list[bool] = []
+    with _noting_too_large(large):
         sibling = _sibling_parts(target)
-    finally:
-        large, budget.too_large = budget.too_large, outer or budget.too_large
-    if not large:
+    if not large[0]:
         return sibling
     # What tells it apart is too large to hash, whole or in part (counted by its type):
     # this closure's part is its own, random. Before, ``make(A)`` and ``make(B)`` over two
@@ -958,6 +956,19 @@ class _Budget(threading.local):
 
 
 budget = _Budget()
+
+@contextlib.contextmanager
+def _noting_too_large(large: list[bool]) -> Iterator[None]:
+    """Appends to ``large`` whether a state met inside was too large to hash (counted by
+    its type: ``_keys.state_key`` sets ``budget.too_large``); an outer noting still sees
+    it (a walk inside a walk)."""
+    outer, budget.too_large = budget.too_large, False
+    try:
+        yield
+    finally:
+        large.append(budget.too_large)
+        budget.too_large = outer or budget.too_large
+
 
 # The globals of the user's code counted by their type, whole or in part, for they are too
 # large to hash at every process's first call (``_walk_object``): their name -> the
@@ -3202,16 +3213,16 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         changes = _changes()
         held: dict[int, Any] = {}  # each function and class whose code the digest counts
         previous, _walk.met = getattr(_walk, "met", None), held
-        outer, budget.too_large = budget.too_large, False
+        large: list[bool] = []
         try:
-            shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
-            data = shape[0] in ("state", "type")  # not a callable's code
-            if type(value) in _CONTAINERS and shape[0] == "type":  # no callables: its state
-                shape = _state_shape(value)
+            with _noting_too_large(large):
+                shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
+                data = shape[0] in ("state", "type")  # not a callable's code
+                if type(value) in _CONTAINERS and shape[0] == "type":  # no callables
+                    shape = _state_shape(value)  # its state
         finally:
             _walk.met = previous
-            large, budget.too_large = budget.too_large, outer or budget.too_large
-        if large:
+        if large[0]:
             too_large[where] = type(value).__name__
         else:
             too_large.pop(where, None)
