@@ -1249,8 +1249,7 @@ def test_a_fifo_or_device_path_is_an_error_never_a_hang(tmp_path: Path, kind: st
     assert f"files= parameter 'path' of __main__.read is '{path}', {what}" in done.stdout
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/data.parquet", "https://host/data.csv?v=1",
-                                 "file:///data.csv"])
+@pytest.mark.parametrize("url", ["s3://bucket/data.parquet", "https://host/data.csv?v=1"])
 def test_a_url_given_to_a_files_parameter_is_an_error(tmp_path: Path, url: str) -> None:
     """Before, keyed as a missing file: stored, and every later call returned the value,
     whatever became of the object (the URL in a list too)."""
@@ -1266,6 +1265,22 @@ def test_a_url_given_to_a_files_parameter_is_an_error(tmp_path: Path, url: str) 
     with pytest.raises(ValueError, match=said):
         f([str(tmp_path / "local.csv"), url])
     assert calls == []
+
+
+@pytest.mark.parametrize("url", ["file:///data/my%20table.csv",
+                                 "FILE://localhost/data/my%20table.csv"])
+def test_a_file_url_given_to_a_files_parameter_says_to_pass_its_path(tmp_path: Path,
+                                                                     url: str) -> None:
+    """A file:// URL names a file of this machine: the error says to pass its path. Before,
+    it read as a remote object's ("memojar follows files of this machine, and would never see
+    the object change ... key= returning the object's version (its ETag)")."""
+    f = Cache(tmp_path / "cache").cached(files=("path",))(lambda path: None)
+    with pytest.raises(ValueError) as raised:
+        f(url)
+    said = str(raised.value)
+    assert "files= parameter 'path' of " in said and f"is the URL {url!r}" in said
+    assert "pass its path, '/data/my table.csv'" in said
+    assert "ETag" not in said and "would never see" not in said
 
 
 def test_a_folder_named_as_a_url_is_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

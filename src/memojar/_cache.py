@@ -263,36 +263,9 @@ def _file_store(
     location: str, max_size: int | None, secret: bytes | None, signed: bool
 ) -> Store:
     from ._filestore import FileStore
+    from ._location import file_path
 
     return FileStore(file_path(location), max_size=max_size, trust_foreign=signed)
-
-
-def file_path(location: str) -> str:
-    """The directory a ``file://`` URL names (its scheme in any case, as every scheme's;
-    ``file://localhost/path`` is ``/path``; ``%20`` a space, as ``Path.as_uri()`` writes it);
-    any other location as it is. Before, ``FILE:///c`` and ``file://localhost/c`` were the
-    local folders ``FILE:`` and ``localhost``, ``file:///tmp/my%20cache`` the folder
-    ``my%20cache``, and ``file://server/c`` the folder ``server/c`` of the current directory.
-
-    Raises ``ValueError`` for a URL naming another host, or no folder (``file://``)."""
-    if location[:7].lower() != "file://":
-        return location
-    from urllib.parse import unquote
-
-    host, slash, path = location[7:].partition("/")
-    if host.lower() not in ("", "localhost"):
-        raise ValueError(
-            f"cache location {location!r} names the host {host!r}: a file:// URL is a folder "
-            f"of this machine, file:///path (three slashes) or file://localhost/path; for a "
-            "share, mount it and pass its path")
-    path = unquote(slash + path)
-    # before: ``file://`` was the current directory (where ``Cache("")`` is refused), and
-    # ``%00`` os.stat's "embedded null byte"
-    if not path or "\0" in path:
-        raise ValueError(
-            f"cache location {location!r} names no folder: a file:// URL is file:///path "
-            "(three slashes) or file://localhost/path")
-    return path
 
 
 def _needs(location: str, extra: str, what: str) -> ImportError:
@@ -1658,6 +1631,8 @@ def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
     try:
         # A mistyped URL is an error here: made absolute, "redis//host" was a folder.
         if url_scheme(location) in (None, "file"):  # file:///c and /c: one cache
+            from ._location import file_path
+
             location = os.path.abspath(os.path.expanduser(file_path(location)))
         with _caches_lock:
             cache = _caches.get(location)

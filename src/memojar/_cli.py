@@ -38,7 +38,6 @@ from ._cache import (
     Cache,
     Newest,
     default_directory,
-    file_path,
     final_verdict,
     first_verdict,
     note_newest,
@@ -56,7 +55,7 @@ from ._filestore import (
     why_not_ours,
 )
 from ._identity import SIBLING, encodable, family_of, place_of
-from ._location import redact
+from ._location import file_path, redact
 from ._report import Report, Table, human_duration, human_size, human_time, iso, text_width
 from ._runs import SortedRuns, Unreadable
 from ._store import Removal, StoredEntry, header_of

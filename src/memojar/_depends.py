@@ -362,6 +362,13 @@ def files_binder(binder: Callable[..., tuple[Any, ...]], names: list[str],
             except RemotePath as exc:
                 # Before, keyed as a missing file ("-"): stored, and every later call
                 # returned it, whatever became of the object.
+                local = _file_url_path(exc.args[0])
+                if local is not None:  # a file here: its path is what to pass (before,
+                    raise ValueError(  # told of an object's ETag, as for s3://)
+                        f"files= parameter {names[i]!r} of {owner} is the URL "
+                        f"{exc.args[0]!r}: memojar follows a file by its path, not a "
+                        f"file:// URL; pass its path, {local!r}"
+                    ) from None
                 raise ValueError(
                     f"files= parameter {names[i]!r} of {owner} is the URL {exc.args[0]!r}: "
                     "memojar follows files of this machine, and would never see the object "
@@ -463,6 +470,19 @@ class NotAFile(Exception):
 class RemotePath(Exception):
     """A ``files=`` path that names no file here and is a URL (``s3://b/data.parquet``):
     (the URL,)."""
+
+
+def _file_url_path(url: str) -> str | None:
+    """The local path a ``file://`` URL names, as a cache location's is read
+    (``_location.file_path``), or None for another URL or one naming another host."""
+    if url[:7].lower() != "file://":
+        return None
+    from ._location import file_path
+
+    try:
+        return file_path(url)
+    except ValueError:
+        return None
 
 
 def _is_url(name: str) -> bool:

@@ -1,5 +1,6 @@
-"""What every remote store does with its location URL: options given in its query string
-checked as positive numbers, and the URL redacted for messages."""
+"""What every store does with its location: a ``file://`` URL read as the folder it names;
+a remote store's options given in its query string checked as positive numbers, and the
+URL redacted for messages."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://[^:@/]*):[^@/]*@", re.IGNORECASE)  # REDIS:// too
 
@@ -57,3 +58,29 @@ def positive(
             f"{given if given is not None else in_url!r}"
         )
     return value
+
+
+def file_path(location: str) -> str:
+    """The directory a ``file://`` URL names (its scheme in any case, as every scheme's;
+    ``file://localhost/path`` is ``/path``; ``%20`` a space, as ``Path.as_uri()`` writes it);
+    any other location as it is. Before, ``FILE:///c`` and ``file://localhost/c`` were the
+    local folders ``FILE:`` and ``localhost``, ``file:///tmp/my%20cache`` the folder
+    ``my%20cache``, and ``file://server/c`` the folder ``server/c`` of the current directory.
+
+    Raises ``ValueError`` for a URL naming another host, or no folder (``file://``)."""
+    if location[:7].lower() != "file://":
+        return location
+    host, slash, path = location[7:].partition("/")
+    if host.lower() not in ("", "localhost"):
+        raise ValueError(
+            f"cache location {location!r} names the host {host!r}: a file:// URL is a folder "
+            f"of this machine, file:///path (three slashes) or file://localhost/path; for a "
+            "share, mount it and pass its path")
+    path = unquote(slash + path)
+    # before: ``file://`` was the current directory (where ``Cache("")`` is refused), and
+    # ``%00`` os.stat's "embedded null byte"
+    if not path or "\0" in path:
+        raise ValueError(
+            f"cache location {location!r} names no folder: a file:// URL is file:///path "
+            "(three slashes) or file://localhost/path")
+    return path
