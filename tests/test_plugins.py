@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -67,9 +68,23 @@ def test_a_url_missing_its_colon_or_a_slash_is_an_error_naming_the_schemes(
     assert os.listdir(tmp_path) == []
 
 
-def test_a_mistyped_url_shows_no_password() -> None:
+@pytest.mark.parametrize(("location", "meant"), [
+    ("redis//h:6379/0", "redis://h:6379/0"), ("redis:/h", "redis://h"), ("s3:b/p", "s3://b/p"),
+    ("file:/tmp/c", "file:///tmp/c"), ("file//tmp/c", "file:///tmp/c"),
+    ("unix:/run/r.sock", "unix:///run/r.sock"), ("Rediss:/h", "Rediss://h"),
+])
+def test_a_mistyped_url_is_told_the_url_it_likely_meant(location: str, meant: str) -> None:
+    # Before: "write it as file://...", for file:/tmp/c as for every other scheme.
+    with pytest.raises(UnknownStoreError, match=f"write it as '{re.escape(meant)}', or"):
+        Cache(location)
+
+
+@pytest.mark.parametrize("location", ["redis//:hunter2@host:6379/0", "redis:/u:hunter2@host",
+                                      "redis:u:hunter2@host"])
+def test_a_mistyped_url_shows_no_password(location: str) -> None:
+    # (before, one slash showed it: "redis:/u:hunter2@host")
     with pytest.raises(UnknownStoreError) as caught:
-        Cache("redis//:hunter2@host:6379/0")
+        Cache(location)
     assert "hunter2" not in str(caught.value) and ":***@host" in str(caught.value)
     again = pickle.loads(pickle.dumps(caught.value))
     assert again.malformed and str(again) == str(caught.value)

@@ -340,10 +340,12 @@ class UnknownStoreError(ValueError):
         self.scheme = scheme
         self.malformed = malformed
         if malformed:
-            shown = re.sub(r"(//[^:@/]*):[^@/]*@", r"\1:***@", location)  # no password
+            # no password (after one slash too: ``redis:/user:pw@host``)
+            shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*:?/*[^:@/]*):[^@/]*@", r"\1:***@",
+                           location)
             super().__init__(
                 f"cache location {shown!r} looks like a mistyped {scheme}:// URL (known: "
-                f"{known}): write it as {scheme}://..., or, for a local folder, "
+                f"{known}): write it as {_meant(shown)!r}, or, for a local folder, "
                 f"start the path with ./ ({'./' + shown!r})"
             )
             return
@@ -362,6 +364,17 @@ class UnknownStoreError(ValueError):
 
     def __reduce__(self) -> tuple[Any, tuple[str, str, bool]]:
         return type(self), (self.location, self.scheme, self.malformed)
+
+
+def _meant(location: str) -> str:
+    """The URL a mistyped one (``_NEAR_MISS``) most likely meant: ``redis:/host`` and
+    ``redis//host`` are ``redis://host``; ``file:/tmp/c`` and ``unix:/run/r.sock``, a path
+    after the scheme, ``file:///tmp/c`` and ``unix:///run/r.sock`` (before, the message said
+    only "write it as file://...")."""
+    near = re.match(_NEAR_MISS, location)
+    assert near is not None  # (only a near miss is malformed)
+    path = "/" if near[1].lower() in ("file", "unix") else ""
+    return f"{near[1]}://{path}{location[near.end():].lstrip('/')}"
 
 
 # A location that starts as a built-in scheme does but is no URL of it: the colon or a
