@@ -379,9 +379,11 @@ class _Memo:
         # lambda sharing its name with others (``make(1)``, ``make(2)``), followed by what
         # tells it apart, so it keeps entries of its own.
         target, bound, _ = split(func)
-        local = in_local_class(target)  # a method of a class a function defines: its class
-        if local and bound:  # counts (``note_owner``), from the instance bound, else at its
-            note_owner(target, bound[0])  # first call (``retake_sibling``)
+        # A method of a class a function defines: its class counts (``note_owner``), from
+        # the instance bound, else at its first call (``retake_sibling``)
+        self.local = in_local_class(target)
+        if self.local and bound:
+            note_owner(target, bound[0])
         place, sibling = scope_of(func), sibling_of(func)
         self.scope = f"{place}{SIBLING}{sibling}" if sibling else place
         self.version = version  # self.ident: at the first call (see ident)
@@ -412,7 +414,7 @@ class _Memo:
         # first needs it, with the code and defaults it was made for.
         self.own: tuple[tuple[Any, Any, Any], Callable[..., _Args] | None] | None = None
         self.binder = self._make_binder()
-        if sibling and (unfilled(func) or (local and not bound)):  # its sibling part is
+        if sibling and (unfilled(func) or (self.local and not bound)):  # its sibling part is
             self.binder = _BindingFirst(weakref.ref(self))  # taken again at its first call
         # The keys of recent calls of small plain values, by their bound values: a repeated
         # call is one dict lookup, not a pickle and a hash (see ``_PLAIN``). A key depends
@@ -524,7 +526,7 @@ class _Memo:
         to them). For a method of a class a function defines, the same, with its class
         noted from the call's ``first`` argument (``self`` or ``cls``: ``note_owner``),
         which its identity and sibling part then count."""
-        if in_local_class(self.target):  # (a bound one's instance, in a copy: its own)
+        if self.local:  # (a bound one's instance, in a copy: its own)
             first = split(self.func)[1][:1] or first
             if first:
                 note_owner(self.target, first[0])
@@ -737,7 +739,7 @@ class _Memo:
             "sent", None)  # a copy of a copy not called yet: what its sender was sent
         self.__dict__.update(state)
         self.own = None  # made again where it runs (``_own_binder``)
-        if type(self.binder) is _BindingFirst or in_local_class(self.target):  # its sibling
+        if type(self.binder) is _BindingFirst or self.local:  # its sibling
             self.binder = _BindingFirst(weakref.ref(self))  # part is taken here, too (and
             # the class of a method of a class a function defines noted: this copy's)
         self.sent = sent if sent[0] is not None else earlier

@@ -316,7 +316,7 @@ _TOO_LARGE_TO_TELL: set[str] = set()  # functions warned of (``_sibling_of``)
 def _sibling_parts(target: Any) -> str:
     seen: set[int] = set()
     bare = _callable_shape(target, seen, bare=True)
-    owner = _class_of_method(target) if in_local_class(target) else None
+    owner = _local_class(target)
     if owner is None:
         code = xxhash.xxh3_64_hexdigest(repr(bare).encode())
         return code + captured_digest(target)
@@ -2598,6 +2598,11 @@ def in_local_class(func: Any) -> bool:
     return type(func) is FunctionType and bool(local) and "." in inside
 
 
+def _local_class(func: Any) -> type | None:
+    """The class of ``func`` if it is a method of a class a function defines, else None."""
+    return _class_of_method(func) if in_local_class(func) else None
+
+
 def note_owner(func: FunctionType, first: Any) -> None:
     """The class of ``func``, a method of a class a function defines (``in_local_class``),
     from its call's first argument (``self``, or a classmethod's ``cls``): the class in its
@@ -2635,7 +2640,7 @@ def family_rows(func: Any, rows: Sequence[tuple[str, str, str]],
     count in its sibling part (``_sibling_of``: the methods' code in its family's code).
     Before, the classes of one factory each wrote their own note, and every process's
     first store of each swept again."""
-    owner = _class_of_method(func) if in_local_class(func) else None
+    owner = _local_class(func)
     if owner is None:
         return rows
     name = function_name(owner).translate(_SEPARATORS)
