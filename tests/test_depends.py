@@ -408,6 +408,22 @@ REFUSED_BY_PICKLE = {
         def f(x):
             return eval(RULE)
     """, "x * 2", "x * 3", "6", "9"),
+    "context variable's default": ("""
+        from contextvars import ContextVar
+
+        SCALE = ContextVar("scale", default=2)
+
+        def f(x):
+            return SCALE.get() * x
+    """, "default=2", "default=3", "6", "9"),
+    "context variable's name": ("""
+        from contextvars import ContextVar
+
+        SCALE = ContextVar("scale")
+
+        def f(x):
+            return len(SCALE.name) * x
+    """, '"scale"', '"scale2"', "15", "18"),
 }
 
 
@@ -416,9 +432,9 @@ REFUSED_BY_PICKLE = {
 def test_a_global_that_pickle_refuses_counts_by_what_it_holds(
     tmp_path: Path, source: str, old: str, new: str, first: str, second: str
 ) -> None:
-    """A ``struct.Struct`` counts by its format and a code object by its code, the same in
-    every process. Before, each counted by its type (pickle refuses both): edited, the old
-    value was returned."""
+    """A ``struct.Struct`` counts by its format, a code object by its code and a
+    ``ContextVar`` by its name and default, the same in every process. Before, each counted
+    by its type (pickle refuses them): edited, the old value was returned."""
     main = "from memojar import cached\nimport helpers\nf = cached(helpers.f)\n"
     write(tmp_path, {"helpers.py": source, "main.py": main})
     assert run(tmp_path)["value"] == first

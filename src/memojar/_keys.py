@@ -29,6 +29,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import Context, ContextVar
 from types import (
     BuiltinFunctionType,
     CodeType,
@@ -826,7 +827,8 @@ class _StatePickler(_CanonicalPickler):
         self.fast = True
         # Each class met: how its instances reduce (None: the generic path)
         self._reducers: dict[type, Callable[[Any], Any] | None] = {
-            MappingProxyType: _mapping_proxy_state, **dict.fromkeys(_VIEWS, _view_state)}
+            MappingProxyType: _mapping_proxy_state, ContextVar: _context_var_state,
+            **dict.fromkeys(_VIEWS, _view_state)}
         self._answers: dict[int, tuple[Any, Any, Any, Any, Any]] = {}
 
     def reducer_override(self, obj: Any) -> Any:
@@ -1010,6 +1012,18 @@ def _mapping_proxy_state(proxy: Any) -> Any:
     which pickle refuses: the table it shows. Before, such a global (or default, or
     capture) counted by its type alone, and an edit of the table returned the old value."""
     return (_MappingProxy, (normal(dict(proxy)),))
+
+
+def _context_var_state(var: ContextVar[Any]) -> Any:
+    """A ``ContextVar`` (``SCALE = ContextVar("scale", default=2)``), which pickle refuses:
+    its name and its default, what a call reads where nothing set it. Before, counted by
+    its type alone: an edit of ``default=`` returned the old value. A value ``set`` at run
+    time is not followed, as a global mutated at run time is not (README)."""
+    try:
+        default = Context().run(var.get)  # in a context of its own: nothing set there
+    except LookupError:  # no default
+        return (_MappingProxy, ("ContextVar", var.name))
+    return (_MappingProxy, ("ContextVar", var.name, normal(default)))
 
 
 def _view_state(view: Any) -> Any:
