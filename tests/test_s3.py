@@ -2065,6 +2065,25 @@ def test_clear_counts_only_what_the_server_removed(s3_location: str, client: Any
     assert [e.key for e in cache.entries()] == [refused]
 
 
+def test_a_refused_removal_without_etags_in_a_batched_clear_is_said_not_raised(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server whose multi-object delete honours ETags, behind a proxy dropping them from
+    answers (an entry looked at without one gets a plain delete), refusing to remove one
+    entry (a legal hold). Before, that refusal raised ``PermissionError`` out of
+    ``clear()``, the other entries removed but not counted; now it is said as on the
+    other paths, and the others are counted."""
+    honour_multi_delete_etags(monkeypatch.setattr)
+    double, _ = counted(Cache(s3_location, secret=SECRET))
+    for x in (1, 2, 3):
+        double(x)
+    refused = double.cache_key(2)
+    store = S3Store(s3_location, client=_RefusingSomeDeletes(_WithoutETags(client), refused))
+    cache = Cache(store=store, secret=SECRET)
+    with pytest.warns(MemojarWarning, match=r"refused to remove 1 entry \(.*AccessDenied"):
+        assert cache.clear() == 2
+    assert [e.key for e in cache.entries()] == [refused]
+
+
 def test_a_clear_the_server_refuses_says_how_many_and_why(s3_location: str,
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str],

@@ -1099,9 +1099,11 @@ class S3Store(Store):
         names = [self._object(e) for e in entries]
         etags = self._each(lambda e: self._still_an_entry(self._object(e), e), entries)
         doomed = [(n, etag) for n, etag in zip(names, etags, strict=True) if etag]
-        # (an object looked at without an ETag, "": a plain delete, as ``_remove``'s)
+        # (an object looked at without an ETag, "": a plain delete, as ``_remove``'s, its
+        # refusal too. Before, a refused one raised PermissionError out of ``clear``: the
+        # batches not sent, and what was removed not counted)
         removed = {n for n, etag in zip(names, etags, strict=True)
-                   if etag == "" and self._bucket.delete_unchanged(n, etag)}
+                   if etag == "" and self._delete(n, etag, refused)}
         for start in range(0, len(doomed), DELETE_MANY):
             removed |= self._bucket.delete_unchanged_many(doomed[start : start + DELETE_MANY],
                                                           refused)
@@ -1211,8 +1213,10 @@ class S3Store(Store):
         server refused to remove is added to ``refused``)."""
         name = self._object(entry)
         etag = self._still_an_entry(name, entry)
-        if etag is None:
-            return False
+        return etag is not None and self._delete(name, etag, refused)
+
+    def _delete(self, name: str, etag: str, refused: list[OSError]) -> bool:
+        """``delete_unchanged``, a refusal added to ``refused``."""
         try:
             return self._bucket.delete_unchanged(name, etag)
         except PermissionError as exc:  # this object's (a legal hold): the others go on
