@@ -2112,6 +2112,28 @@ def test_a_clear_the_server_refuses_says_how_many_and_why(s3_location: str,
     assert len(list(Cache(s3_location, secret=SECRET).entries())) == 3
 
 
+def test_a_cache_delete_the_server_refuses_warns_naming_the_entry(
+        s3_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials without s3:DeleteObject: ``cache_delete`` of an entry returns False with
+    a warning naming the entry's object and the permission, as ``clear()`` says its
+    refusals. Before, it raised ``PermissionError`` naming the function's folder."""
+    from moto.s3.exceptions import AccessDeniedByLock
+    from moto.s3.models import S3Backend
+
+    double, calls = counted(Cache(s3_location, secret=SECRET))
+    double(1)
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AccessDeniedByLock
+
+    monkeypatch.setattr(S3Backend, "delete_object", refused)
+    entry = re.escape(f"/{double.cache_key(1)}.pkl")
+    with pytest.warns(MemojarWarning, match=rf"refused to remove the entry s3://\S+{entry} "
+                                            r"\(.*AccessDenied.*s3:DeleteObject"):
+        assert double.cache_delete(1) is False
+    assert double(1) == 2 and calls == [1]  # still there
+
+
 def test_a_policy_without_delete_is_named_when_a_lease_cannot_be_removed(
         s3_location: str, client: Any) -> None:
     """Credentials that may write but not delete (a policy without s3:DeleteObject): each

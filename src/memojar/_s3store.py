@@ -966,10 +966,21 @@ class S3Store(Store):
         return self._bucket.starts_with(self._dir(function) + key + SUFFIX, head, timed_out)
 
     def delete(self, function: str, key: str) -> bool:
+        """``Store.delete``; an entry the server refuses to remove (credentials without
+        s3:DeleteObject, a legal hold) is not removed: False, with a warning naming it, as
+        ``clear`` and ``prune`` say theirs. Before, ``cache_delete`` raised the refusal's
+        ``PermissionError``, which named the function's folder, not the entry."""
         name = self._dir(function) + key + SUFFIX
         if self._bucket.head(name) is None:
             return False
-        self._bucket.delete(name)
+        try:
+            self._bucket.delete(name)
+        except PermissionError as exc:
+            warn(f"S3 cache {self.location}: the server refused to remove the entry "
+                 f"s3://{self._bucket.bucket}/{name} ({exc.strerror}): it is still there; "
+                 "remove it with credentials that have s3:DeleteObject under the prefix (or "
+                 "once its legal hold or retention ends)")
+            return False
         return True
 
     def discard(self, function: str, key: str, judged: Any) -> bool:
