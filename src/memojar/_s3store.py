@@ -1201,11 +1201,23 @@ class S3Store(Store):
         bucket = self._bucket
         name = f"{self.prefix}{entry.function_dir}/{secrets.token_hex(16)}{LEASE_SUFFIX}"
         body = f"{secrets.token_hex(16)} pid {os.getpid()}\n".encode()
+        unlike = '"' + "0" * 32 + '"'  # (no object's ETag)
         try:
+            # Whether these credentials may remove at all, asked before the lease is
+            # written, by a removal of it conditional on an ETag it never has (S3 checks
+            # the permission first: refused, 403; else 404, and nothing is removed, no
+            # delete marker made). Before, credentials without s3:DeleteObject wrote the
+            # lease and could not remove it: each clear or prune of a process left one.
+            try:
+                bucket.delete(name, if_match=unlike)
+            except (PermissionError, ConnectionError, TimeoutError):
+                raise
+            except OSError:
+                pass  # (no such object; or a server refusing conditional deletes)
             etag = bucket.put(name, [memoryview(body)], len(body), if_none_match=True)
             honoured = True  # (until told: the lease is there to remove)
             try:
-                bucket.delete_unchanged_many([(name, '"' + "0" * 32 + '"')])  # not its ETag
+                bucket.delete_unchanged_many([(name, unlike)])  # not its ETag
                 honoured = bucket.head(name) is not None
             finally:
                 if honoured:
