@@ -135,6 +135,7 @@ LEASE_STALE = 60.0
 LEASE_LOOKS = 4
 LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
 LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles up to it)
+LEFT_MAX = 1024  # leases released and left behind (no s3:DeleteObject) a store remembers
 ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
 # bytes read of an object at an entry's name to tell whether memojar wrote it (the magic)
 ENTRY_SNIFF = 16
@@ -871,6 +872,10 @@ class S3Store(Store):
         self._releases = 0  # leases this process released: its waiters look again then
         self._conditions_checked = False  # the server honours conditional writes? (once)
         self._delete_refused = False  # a lease's removal refused (no s3:DeleteObject): said
+        # Leases this process released but could not remove (no s3:DeleteObject), by name:
+        # the ETag each was left with, so that its next caller here takes it over at once
+        # (``_Lease._try``), not after LEASE_TTL; at most LEFT_MAX, the oldest forgotten
+        self._left: dict[str, str] = {}
         self._removal_refused = False  # an eviction's removal refused: said (``_refused``)
         # the refusals of the removal (``remove_listed``) this thread is making, if any:
         # [how many, the first one's error]
@@ -1441,7 +1446,10 @@ class _Lease(KeyLock):
         now = time.monotonic()
         if got.etag != self._seen:
             self._seen, self._since = got.etag, now
-        if now - self._since >= LEASE_TTL or got.age > LEASE_STALE:
+        # (one this process released and could not remove, unchanged since: before, every
+        # refresh, cache_set or stale miss of a key missed before waited LEASE_TTL for it)
+        left = bool(got.etag) and self.store._left.get(self.name) == got.etag
+        if now - self._since >= LEASE_TTL or got.age > LEASE_STALE or left:
             try:  # its holder is gone: take it over, unless someone renewed it meanwhile
                 self._token = token
                 self.etag = self._put(token, if_match=got.etag)
@@ -1550,12 +1558,17 @@ class _Lease(KeyLock):
             # perhaps a write of this lease whose reply was lost (the lease is ours all the
             # same).
             logger.debug("cannot release %s now: %s", self.name, exc)
+            if etag:  # (if the server answers again only after these tries end)
+                self._left_behind(etag)
             return False
         except PermissionError as exc:
             # Credentials that may write but not delete (a policy without s3:DeleteObject):
             # every miss leaves its lease, and neither prune nor clear can remove one.
             # Said once a store (before: logged at debug level only, the calls silent).
             # Not for expired or wrong credentials (their own advice: the next call says it)
+            if etag:  # released all the same: this process's callers take it at once
+                self._left_behind(etag)
+                self.store._releases += 1
             if not self.store._delete_refused and _ACCESS_ADVICE in str(exc):
                 self.store._delete_refused = True
                 warn(f"S3 cache {self.store.location}: cannot remove a key's lease "
@@ -1565,6 +1578,18 @@ class _Lease(KeyLock):
         except OSError as exc:
             logger.debug("cannot release %s (it expires by itself): %s", self.name, exc)
         return True
+
+    def _left_behind(self, etag: str) -> None:
+        """This lease, released, may stay as written with ``etag`` (its removal refused or
+        not answered): this process's next caller of the key takes it over at once, not
+        after LEASE_TTL (``_try``). Before, every refresh of a key missed before waited
+        LEASE_TTL under credentials without s3:DeleteObject, and the first call of a key
+        after an outage that outlasted the release's tries."""
+        left = self.store._left
+        left.pop(self.name, None)
+        left[self.name] = etag
+        while len(left) > LEFT_MAX:
+            left.pop(next(iter(left)), None)
 
     def _remove(self, etag: str, token: str) -> bool:
         """Remove the lease if it is still the one written with ``etag``, or any write of
