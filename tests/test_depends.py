@@ -3268,3 +3268,49 @@ def test_a_class_whose_module_is_missing_leaves_no_cycle() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+ABSTRACT = """
+    import abc
+
+    class Shape(abc.ABC):
+        pass
+
+    class Sub(Shape):
+        pass
+
+    class Square:
+        pass
+
+    class Circle:
+        pass
+
+    Shape.register(Square)
+    Sub.register(Circle)
+"""
+
+
+@pytest.mark.parametrize("before, after, value", [
+    ("Shape.register(Square)", "", "(5, 2)"),
+    ("Sub.register(Circle)", "", "(2, 5)"),
+])
+def test_a_virtual_subclass_registered_or_removed_recomputes(
+        tmp_path: Path, before: str, after: str, value: str) -> None:
+    # What an ABC of the user's ``register``s (its virtual subclasses, and those of its
+    # subclasses, which ``isinstance`` consults too) is no method nor class attribute:
+    # ``Shape.register(Square)`` deleted from the module returned the old value.
+    write(tmp_path, {"shapes.py": ABSTRACT, "main.py": """
+        from memojar import cached
+        from shapes import Circle, Shape, Square
+
+        @cached
+        def f(x):
+            return tuple(2 if isinstance(k(), Shape) else 5 for k in (Square, Circle))
+    """})
+    assert run(tmp_path)["value"] == "(2, 2)"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"shapes.py": ABSTRACT.replace(before, after)})
+    second = run(tmp_path)
+    assert (second["misses"], second["value"]) == (1, value)
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+

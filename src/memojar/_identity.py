@@ -19,6 +19,7 @@ the function, never from a ``repr`` (which holds a memory address).
 
 from __future__ import annotations
 
+import abc
 import collections
 import contextlib
 import contextvars
@@ -3014,6 +3015,10 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             if record is not None:
                 record.klass(value)
             _add(rows, ("class", *found))
+            registered = _registered(value)
+            if registered:  # its virtual subclasses: ``isinstance`` answers by them
+                _add(rows, ("constant", f"{found[0]}.<registered>",
+                            xxhash.xxh3_64_hexdigest(repr(registered).encode())))
             for klass in value.__mro__:
                 if not is_user_module(klass.__module__):
                     continue
@@ -3242,6 +3247,34 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # returned the old value.
     for item in counted:
         _walk_value(item, function_name(item), rows, seen, names)
+
+
+def _registered(cls: type) -> list[str]:
+    """The names of the classes an ABC of the user's (``cls``) and its subclasses, which
+    ``isinstance`` and ``issubclass`` consult too, ``register`` as virtual subclasses,
+    sorted; none for another class. Module code, in no method nor class attribute: before,
+    ``Shape.register(Square)`` deleted returned the old ``isinstance(Square(), Shape)``."""
+    if not isinstance(cls, abc.ABCMeta):
+        return []
+    names: set[str] = set()
+    todo: list[Any] = [cls]
+    seen = {id(cls)}
+    while todo:
+        klass = todo.pop()
+        try:
+            dump = getattr(abc, "_get_dump", None)  # the C ``_abc``'s; else ``_py_abc``'s
+            refs = dump(klass)[0] if dump is not None else klass._abc_registry.data
+            subclasses: list[Any] = type.__subclasses__(klass)
+        except Exception as exc:  # noqa: BLE001 - a metaclass of the user's in the way
+            _passed_over(exc)
+            continue
+        names.update(function_name(found) for ref in list(refs)
+                     if isinstance(found := ref(), type))
+        for sub in subclasses:
+            if id(sub) not in seen:
+                seen.add(id(sub))
+                todo.append(sub)
+    return sorted(names)
 
 
 def _reach(holder: Any, rows: dict[str, tuple[str, str, str]], seen: set[int],
