@@ -3314,3 +3314,74 @@ def test_a_virtual_subclass_registered_or_removed_recomputes(
     assert (second["misses"], second["value"]) == (1, value)
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
+
+REGISTRIES = {
+    "__init_subclass__": """
+        class Plugin:
+            registry = {}
+
+            def __init_subclass__(cls, key, **kwargs):
+                super().__init_subclass__(**kwargs)
+                Plugin.registry[key] = cls
+
+        class Double(Plugin, key="a"):
+            def run(self, x):
+                return x * 2
+
+        class Triple(Plugin, key="b"):
+            def run(self, x):
+                return x * 3
+
+        def get(key):
+            return Plugin.registry[key]
+    """,
+    "metaclass": """
+        REGISTRY = {}
+
+        class Registering(type):
+            def __new__(mcls, name, bases, namespace, key=None):
+                cls = super().__new__(mcls, name, bases, namespace)
+                if key is not None:
+                    REGISTRY[key] = cls
+                return cls
+
+        class Plugin(metaclass=Registering):
+            pass
+
+        class Double(Plugin, key="a"):
+            def run(self, x):
+                return x * 2
+
+        class Triple(Plugin, key="b"):
+            def run(self, x):
+                return x * 3
+
+        def get(key):
+            return REGISTRY[key]
+    """,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRIES))
+def test_a_registry_filled_as_classes_are_made_counts_its_keys(
+        tmp_path: Path, kind: str) -> None:
+    # A table a class's ``__init_subclass__`` (or its metaclass's ``__new__``) fills, as
+    # each subclass is made, was taken for an accumulator of the function reaching the
+    # class (counted by type, the classes it holds by their code): the keys swapped in the
+    # module, ``get("a")`` returned the old class's value.
+    source = REGISTRIES[kind]
+    write(tmp_path, {"plugins.py": source, "main.py": """
+        from memojar import cached
+        from plugins import Plugin, get
+
+        @cached
+        def f(x):
+            return get("a")().run(x)
+    """})
+    assert run(tmp_path)["value"] == "6"
+    assert run(tmp_path)["misses"] == 0
+    swapped = source.replace('key="a"', 'key="_"').replace('key="b"', 'key="a"')
+    write(tmp_path, {"plugins.py": swapped})
+    second = run(tmp_path)
+    assert (second["misses"], second["value"]) == (1, "9")
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]

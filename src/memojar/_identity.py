@@ -3027,8 +3027,20 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     for function in _dispatched(member, value):
                         _walk_value(function, function_name(function), rows, seen, names)
                     if isinstance(member, property) or _runs(member):
-                        for function in _runs(member):
-                            _walk_callable(function, rows, seen)
+                        # A hook that runs as classes are made (``__init_subclass__``, a
+                        # metaclass's ``__new__``) fills a registry once, at import: what
+                        # it changes in place is no accumulator of the function's, and
+                        # counts by its contents (before, by type: the keys swapped in the
+                        # module, ``registry["a"]`` returned the old class's value).
+                        hook = name in _CLASS_HOOKS or (
+                            name in _METACLASS_HOOKS and issubclass(value, type))
+                        token = _accumulated.set(set()) if hook else None
+                        try:
+                            for function in _runs(member):
+                                _walk_callable(function, rows, seen)
+                        finally:
+                            if token is not None:
+                                _accumulated.reset(token)
                         if isinstance(member, property):  # what a ``partial`` accessor
                             for item in _held([accessor for accessor in (  # calls
                                     member.fget, member.fset, member.fdel)
@@ -3247,6 +3259,10 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # returned the old value.
     for item in counted:
         _walk_value(item, function_name(item), rows, seen, names)
+
+
+_CLASS_HOOKS = frozenset({"__init_subclass__", "__set_name__"})
+_METACLASS_HOOKS = frozenset({"__new__", "__init__", "__prepare__"})
 
 
 def _registered(cls: type) -> list[str]:
