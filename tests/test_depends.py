@@ -3385,3 +3385,41 @@ def test_a_registry_filled_as_classes_are_made_counts_its_keys(
     second = run(tmp_path)
     assert (second["misses"], second["value"]) == (1, "9")
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
+
+
+@pytest.mark.parametrize("lookup", [
+    "sum(kind().run(x) for kind in Plugin.__subclasses__())",
+    "Plugin.run_all(x)",
+])
+def test_a_subclass_found_by_subclasses_edited_recomputes(
+        tmp_path: Path, lookup: str) -> None:
+    # A plugin class found by ``Plugin.__subclasses__()`` (in the function, or in a method
+    # of the class), defined in a module the function names nowhere, was not followed: an
+    # edit of its method returned the old value.
+    plugin = """
+        from base import Plugin
+
+        class Double(Plugin):
+            def run(self, x):
+                return x * 2
+    """
+    write(tmp_path, {"base.py": """
+        class Plugin:
+            @classmethod
+            def run_all(cls, x):
+                return sum(kind().run(x) for kind in cls.__subclasses__())
+    """, "plugin.py": plugin, "main.py": f"""
+        from memojar import cached
+        from base import Plugin
+        import plugin
+
+        @cached
+        def f(x):
+            return {lookup}
+    """})
+    assert run(tmp_path)["value"] == "6"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"plugin.py": plugin.replace("x * 2", "x * 5")})
+    second = run(tmp_path)
+    assert (second["misses"], second["value"]) == (1, "15")
+    assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]

@@ -3019,6 +3019,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
             if registered:  # its virtual subclasses: ``isinstance`` answers by them
                 _add(rows, ("constant", f"{found[0]}.<registered>",
                             xxhash.xxh3_64_hexdigest(repr(registered).encode())))
+            discovers = names is not None and "__subclasses__" in names
             for klass in value.__mro__:
                 if not is_user_module(klass.__module__):
                     continue
@@ -3037,6 +3038,7 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                         token = _accumulated.set(set()) if hook else None
                         try:
                             for function in _runs(member):
+                                discovers = discovers or _discovers(function.__code__)
                                 _walk_callable(function, rows, seen)
                         finally:
                             if token is not None:
@@ -3064,6 +3066,13 @@ def _walk_global(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     if fields is not None and not callable(fields):
                         for item in _held(fields):
                             _walk_value(item, function_name(item), rows, seen)
+            if discovers:
+                # ``Base.__subclasses__()`` (in the function or a method of the class): the
+                # subclasses it finds run, wherever they are defined (a plugin module the
+                # function names nowhere). Before, not followed: an edit of a plugin's
+                # method returned the old value.
+                for sub in _subclasses(value):
+                    _walk_value(sub, function_name(sub), rows, seen, names)
             # its metaclass, whose ``__call__`` makes its instances (before: not followed)
             meta = type(value)
             if meta is not type and is_user_module(meta.__module__):
@@ -3259,6 +3268,31 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
     # returned the old value.
     for item in counted:
         _walk_value(item, function_name(item), rows, seen, names)
+
+
+def _discovers(code: CodeType) -> bool:
+    """Whether ``code`` (or code it defines) looks up ``__subclasses__``."""
+    return "__subclasses__" in _code_names(code, set())
+
+
+def _subclasses(cls: type) -> list[type]:
+    """The subclasses of ``cls`` of the user's code, at any depth, in the order made."""
+    found: list[type] = []
+    todo: list[Any] = [cls]
+    seen = {id(cls)}
+    while todo:
+        try:
+            subclasses: list[Any] = type.__subclasses__(todo.pop(0))
+        except Exception as exc:  # noqa: BLE001 - a metaclass of the user's in the way
+            _passed_over(exc)
+            continue
+        for sub in subclasses:
+            if id(sub) not in seen:
+                seen.add(id(sub))
+                todo.append(sub)
+                if is_user_module(sub.__module__):
+                    found.append(sub)
+    return found
 
 
 _CLASS_HOOKS = frozenset({"__init_subclass__", "__set_name__"})
