@@ -1215,3 +1215,81 @@ def test_a_refused_connection_at_the_exit_skips_no_other_cache_of_the_server(
         warnings.simplefilter("ignore", MemojarWarning)
         stats = Cache(right, secret="s").saved_stats()
     assert [counts[:2] for counts in stats.values()] == [(1, 1)], stats
+
+
+def test_a_hit_of_a_server_paused_for_writes_returns_at_once_and_stamps_after(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A server paused for writes (``CLIENT PAUSE <ms> WRITE``, as ``FAILOVER`` and a
+    replica's promotion pause it) still answers reads: each hit of a cache with
+    ``max_size`` returns its value at once, its access stamp not waited for, and the stamp
+    lands once the pause ends; a miss waits one socket_timeout (its lease, a write) and
+    returns its value. Before, the stamp was pipelined with the GET, and the paused server
+    held both replies: each hit waited socket_timeout, then computed its value."""
+    server = own_redis()
+    cache = Cache(server.url(socket_timeout=2), secret=SECRET, max_size=10**9)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    client = server.client()
+    try:
+        assert f(1) == 2
+        assert f(1) == 2  # (the stamp's connection made)
+        [name] = client.zrange(b"memojar:lru", 0, -1)
+        before = client.zscore(b"memojar:lru", name)
+        client.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+        started = time.monotonic()
+        assert [f(1) for _ in range(3000)] == [2] * 3000  # (more than the buffers take)
+        assert time.monotonic() - started < 1.5
+        assert calls == [1]
+        started = time.monotonic()
+        with pytest.warns(MemojarWarning, match="not cached"):
+            assert f(2) == 4
+        assert time.monotonic() - started < 2 + 1.5
+        assert client.zscore(b"memojar:lru", name) == before
+        client.execute_command("CLIENT", "UNPAUSE")
+        deadline = time.monotonic() + 5
+        while client.zscore(b"memojar:lru", name) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client.zscore(b"memojar:lru", name) > before  # type: ignore[operator]
+        assert calls == [1, 2]
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+        cache.close()
+
+
+def test_hits_of_a_user_refused_client_reply_are_stamped_all_the_same(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A user whose ACL refuses CLIENT (so no connection that asks for no replies) has
+    each hit's access stamp pipelined with its GET, as before: stamped, and no reply
+    left unread for a later command (the first hit learns it: its stamp is lost)."""
+    server = own_redis()
+    client = server.client()
+    client.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-client")
+    cache = Cache(f"redis://app:pw@127.0.0.1:{server.port}/0", secret=SECRET,
+                  max_size=10**9)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    try:
+        assert f(1) == 2
+        assert f(1) == 2
+        [name] = client.zrange(b"memojar:lru", 0, -1)
+        for _ in range(3):
+            before = client.zscore(b"memojar:lru", name)
+            time.sleep(0.01)
+            assert f(1) == 2
+            assert client.zscore(b"memojar:lru", name) > before  # type: ignore[operator]
+        assert f(2) == 4
+        assert calls == [1, 2]
+    finally:
+        client.close()
+        cache.close()

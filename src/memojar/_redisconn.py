@@ -20,6 +20,7 @@ import operator
 import os
 import queue
 import re
+import ssl
 import sys
 import threading
 import time
@@ -36,9 +37,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from . import _redisoptions
-from ._errors import the_callers
+from ._errors import logger, raise_the_callers_within, the_callers
 
-__all__ = ["connect", "connections", "exhausted", "sent"]
+__all__ = ["Stamps", "connect", "connections", "exhausted", "sent"]
 
 
 _RLOCK = type(threading.RLock())
@@ -502,6 +503,112 @@ def connect(url: str, socket_timeout: float, *, share: float = 1.0,
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # close() closes the pool, as from_url's does
     return client
+
+
+class Stamps:
+    """Commands nobody waits for (a hit's access stamp, ``ZADD XX``), sent on a connection
+    of their own that asks the server for no replies (``CLIENT REPLY OFF``), without
+    blocking.
+
+    A server paused for writes (``CLIENT PAUSE <ms> WRITE``: a ``FAILOVER``, a replica's
+    promotion) holds a write, and every later command of its connection, until the pause
+    ends. Pipelined with the hit's GET, the stamp held the GET's reply with it: each hit
+    of a cache with ``max_size`` waited socket_timeout, then computed its value with the
+    store called down. Here a held stamp holds only this connection, whose replies nobody
+    reads (none is left for another command to read as its own; the server keeps what
+    comes meanwhile, and runs it once the pause ends), and a stamp the socket cannot take
+    at once (a server frozen or too slow to read: the buffers are full) is dropped, not
+    waited for; what a send left of a command is sent first, whole, before any other. A
+    stamp is lost (the LRU order misses one access, as when the server refused it) then,
+    while another's is being sent (a thread's, or the code a signal handler interrupted),
+    for ``retry_every`` after the connection failed, and for good where the server refuses
+    CLIENT REPLY (``supported`` false: the store stamps as before)."""
+
+    def __init__(self, pool: redis.ConnectionPool, retry_every: float) -> None:
+        kwargs = dict(pool.connection_kwargs)
+        # redis-py's own handshake, not counted by ``connections`` (which tells the lease
+        # code the pool reconnected); and no pool's: its max_connections is the requests'
+        kwargs["redis_connect_func"] = None
+        self._make = functools.partial(pool.connection_class, **kwargs)
+        self._retry_every = retry_every
+        self._connection: Any = None
+        self._unsent = b""  # what a send left of a command
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._retry_at = 0.0
+        self.supported = True
+
+    def send(self, packed: bytes) -> None:
+        """Send one packed command if the socket takes it now; else drop it."""
+        if self._pid != os.getpid():  # a forked child: the parent's socket is not its own
+            self._pid, self._lock, self._connection = os.getpid(), threading.Lock(), None
+        if not self._lock.acquire(blocking=False):
+            return
+        handled = sys.exc_info()[1]  # the caller's, if any (``callers_within``)
+        try:
+            connection = self._connection
+            if connection is None:
+                if time.monotonic() < self._retry_at:
+                    return
+                connection = self._connection = self._connect()
+                if connection is None:
+                    return
+            if self._unsent:
+                self._unsent = _push(connection._sock, self._unsent)
+                if self._unsent:
+                    return
+            self._unsent = _push(connection._sock, packed)
+        except BaseException as exc:
+            # failed or interrupted: closed, as a command may be half sent (and the part
+            # left not known)
+            self._drop()
+            if not isinstance(exc, (RedisError, OSError)):
+                raise
+            raise_the_callers_within(exc, handled)  # a signal handler's
+            self._retry_at = time.monotonic() + self._retry_every
+            logger.debug("cannot send an access stamp: %s", exc)
+        finally:
+            self._lock.release()
+
+    def _connect(self) -> Any:
+        connection = self._make()
+        try:
+            _connecting(connection.connect)  # (see ``_guarded``)
+            # OFF, then ON, whose OK is the one reply (then OFF again): a server refusing
+            # CLIENT REPLY (an ACL, rename-command) answers the first with an error
+            connection.send_packed_command(connection.pack_commands(
+                [("CLIENT", "REPLY", "OFF"), ("CLIENT", "REPLY", "ON"),
+                 ("CLIENT", "REPLY", "OFF")]), check_health=False)
+            try:
+                connection.read_response()
+            except ResponseError as exc:
+                logger.debug("no CLIENT REPLY OFF: %s", exc)
+                self.supported = False
+                connection.disconnect()
+                return None
+            connection._sock.settimeout(0)  # never read again; sends never wait
+        except BaseException:
+            connection.disconnect()
+            raise
+        self._unsent = b""
+        return connection
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.disconnect()
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            self._drop()
+
+
+def _push(sock: Any, data: bytes) -> bytes:
+    """What of ``data`` a send that does not wait left unsent."""
+    try:
+        return data[sock.send(data):]
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return data  # (TLS: sent again as it is, as OpenSSL wants)
 
 
 def _without_notifications() -> dict[str, Any]:

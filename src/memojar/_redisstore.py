@@ -40,11 +40,13 @@ Entries that Redis expires (``ttl`` and the stale window -> ``PX``) leave index 
 behind until a listing, an eviction or ``cleanup`` drops them. The scripts name keys they
 build, so the store needs a single server (or a replica set), not Redis Cluster.
 
-A hit is one round trip (a GET; with ``max_size``, pipelined with a ZADD XX that stamps the
-access) and takes no lock. A value computed under a lock is stored only if the lock is still
-this caller's (checked by the commit script): a stall of the server or of the process longer
-than the lock's lease lets another caller compute the same key, and the late one's value is
-returned but not stored, with a warning.
+A hit is one round trip (a GET; with ``max_size``, followed by a ZADD XX that stamps the
+access, sent on a connection of its own whose replies nobody waits for, ``Stamps``: a
+server paused for writes answers the hit at once) and takes no lock. A value computed
+under a lock is stored only if the lock is still this caller's (checked by the commit
+script): a stall of the server or of the process longer than the lock's lease lets
+another caller compute the same key, and the late one's value is returned but not stored,
+with a warning.
 
 Every Redis error becomes an ``OSError`` (``ConnectionError``, ``TimeoutError``, ``ENOSPC``
 for "OOM command not allowed"). After a connection fault or a timeout the store is down:
@@ -78,7 +80,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import _redislua as lua
 from ._entry import Miss, header_length
 from ._errors import UnknownOption, logger, raise_the_callers_within, unlink_map_frame
-from ._redisconn import connect, exhausted, sent
+from ._redisconn import Stamps, connect, exhausted, sent
 from ._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from ._redisurl import oserror, positive, redact, split_location
 from ._store import (
@@ -207,6 +209,10 @@ class RedisStore(Store):
         self._waiters = register(lua.WAITERS)
         self._note = register(lua.NOTE)
         self._merge = register(lua.MERGE)
+        # a hit's access stamp, ZADD <lru> XX <score> <entry>: its first three arguments
+        self._stamp_head = b"*5\r\n$4\r\nZADD\r\n$%d\r\n%s\r\n$2\r\nXX\r\n" % (
+            len(self._index[0]), self._index[0])
+        self._stamps = Stamps(self._client.connection_pool, PROBE_EVERY)
         self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
         self._breaker = Breaker(self.location, PROBE_EVERY,
                                 functools.partial(_ping, self._client), "memojar-redis-probe")
@@ -242,6 +248,14 @@ class RedisStore(Store):
         with self._errors("reading"):
             if self.max_size is None:  # no eviction, so no access order to keep: one GET
                 value = cast("bytes | None", self._client.get(name))
+            elif self._stamps.supported:
+                # The GET alone, the access stamp sent after it on a connection of its own,
+                # not waited for (``Stamps``): a server paused for writes answers the GET
+                value = cast("bytes | None", self._client.get(name))
+                if value is not None:  # (ZADD XX stamps only an indexed entry)
+                    score = b"%r" % time.time()  # (as redis-py sends a float: its repr)
+                    self._stamps.send(b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                        self._stamp_head, len(score), score, len(name), name))
             else:
                 pipe = self._client.pipeline(transaction=False)
                 pipe.get(name)
@@ -723,6 +737,7 @@ class RedisStore(Store):
     def close(self) -> None:
         self._breaker.close()
         self._renewer.stop()
+        self._stamps.close()
         # Idle connections only: one lent out is in use by a call of another thread (or
         # the renewer's), which closing it under them failed with redis-py's ValueError or
         # AttributeError, raised to the caller instead of its result. A later call
