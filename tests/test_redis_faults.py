@@ -1293,3 +1293,36 @@ def test_hits_of_a_user_refused_client_reply_are_stamped_all_the_same(
     finally:
         client.close()
         cache.close()
+
+
+def test_prune_drops_a_chunked_entry_whose_chunks_the_server_evicted(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A chunked entry whose chunks are gone (a server evicting with an allkeys-* policy
+    took its chunk hash and left its pointer, or they were removed by hand) is no value:
+    ``prune`` removes its pointer and its bytes leave the total that ``max_size``
+    counts. Before, both stayed until that key was called again."""
+    server = own_redis()
+    cache = Cache(server.url() + "?chunk_size=1000", secret=SECRET, max_size=10**9)
+
+    @cache.cached
+    def f(x: int) -> bytes:
+        return bytes([x]) * 5000
+
+    client = server.client()
+    try:
+        f(1)
+        f(2)
+        assert sorted(e.size > 5000 for e in cache.entries()) == [True, True]
+        chunks = sorted(client.scan_iter(match=b"memojar:*:c:*"))
+        assert len(chunks) == 2
+        client.delete(chunks[0])
+        total = int(client.get(b"memojar:total"))  # type: ignore[arg-type]
+        cache.prune()
+        assert len(list(cache.entries())) == 1
+        assert not client.exists(chunks[0].split(b":c:")[0])
+        assert client.exists(chunks[1], chunks[1].split(b":c:")[0]) == 2
+        assert int(client.get(b"memojar:total")) < total - 5000  # type: ignore[arg-type]
+        assert [f(1), f(2)] == [bytes([1]) * 5000, bytes([2]) * 5000]
+    finally:
+        client.close()
+        cache.close()

@@ -201,9 +201,17 @@ local used = tonumber(redis.call('GET', total) or 0) or 0
 return make_room(tonumber(ARGV[1]), tonumber(ARGV[2]), '', 0, used, tonumber(ARGV[3]))
 """
 
-# KEYS[4] entry: drop its index members if Redis expired it -> 1 if dropped
+# KEYS[4] entry: drop its index members if Redis expired it, or it and its index members
+# if it is a chunk pointer whose chunks are gone -> 1 if dropped
 FORGET = COMMON + """
-if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  -- A chunk pointer whose chunks are gone (a server evicting with an allkeys-* policy
+  -- took its chunk hash, or it was removed by hand) is no value either: a commit writes
+  -- the chunks first, and they expire with the pointer. Before, it was listed and
+  -- counted in the total (max_size) until its key was called again.
+  local chunks = chunks_of(KEYS[4])
+  if not chunks or redis.call('EXISTS', chunks) == 1 then return 0 end
+end
 drop(KEYS[4])
 return 1
 """

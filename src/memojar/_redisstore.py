@@ -682,8 +682,8 @@ class RedisStore(Store):
     def cleanup(self) -> int:
         """Remove orphaned chunks (of writers that died), index entries the index lost (a
         server evicting with an allkeys-* policy evicts the index's keys too), forget
-        entries Redis expired, recount the total. Returns the number of orphaned chunk sets
-        removed."""
+        entries Redis expired and chunk pointers whose chunks are gone, recount the
+        total. Returns the number of orphaned chunk sets removed."""
         removed = 0
         pattern = _glob_escape(self._pre) + b"*:" + _HEX32 + b":c:" + _HEX16
         threshold = int((INFLIGHT_TTL - ORPHAN_AGE) * 1000)
