@@ -735,7 +735,7 @@ def test_a_function_reading_a_global_too_large_to_follow_says_so_once(
     monkeypatch.setattr(sys.modules[__name__], "_LARGE_GLOBAL",
                         [f"{i:050d}" for i in range(200_000)])
     f = Cache(tmp_path).cached(_reads_the_large_global)
-    said = (r"_reads_the_large_global reads the global .*\._LARGE_GLOBAL \(a list\), too "
+    said = (r"_reads_the_large_global depends on the global .*\._LARGE_GLOBAL \(a list\), too "
             r"large to follow .* a change of it is not seen, an earlier value returned; pass "
             r"it as an argument")
     with pytest.warns(MemojarWarning, match=said):

@@ -824,9 +824,11 @@ class _Memo:
             if kind != "constant" or where not in too_large or (self.name, where) in _LARGE:
                 continue
             _LARGE.add((self.name, where))
-            warn(f"{self.name} reads the global {where} (a {too_large[where]}), too large "
-                 "to follow (over 16 MB of pickle, 1 GB of arrays or 100,000 items): it "
-                 "counts by its type, and a change of it is not seen, an earlier value "
+            # ("depends on": a class's attribute counts whether the function reads it or
+            # not, as library code may read it by name; "reads" named one it never read)
+            warn(f"{self.name} depends on the global {where} (a {too_large[where]}), too "
+                 "large to follow (over 16 MB of pickle, 1 GB of arrays or 100,000 items): "
+                 "it counts by its type, and a change of it is not seen, an earlier value "
                  "returned; pass it as an argument (hashed at each call), or name what "
                  "identifies it in version= (its file's date, a model's version)")
 
