@@ -2010,6 +2010,8 @@ def _library_paths() -> tuple[str, ...]:
     import os
     import sysconfig
 
+    global _library_paths_begun
+    _library_paths_begun = True
     paths = sysconfig.get_paths()
     found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     found.update(p for p in sys.path if p.rstrip(os.sep).endswith(("site-packages",
@@ -2017,6 +2019,23 @@ def _library_paths() -> tuple[str, ...]:
     return tuple(os.path.join(os.path.realpath(p), "") for p in found) + tuple(
         os.path.join(p, "") for p in found
     )
+
+
+# Python 3.12+ reads its configuration once, under a lock of sysconfig's: a fork while
+# another thread's first identity was in there (a cached function's first call) left the
+# child that lock held for ever, and the child's own first call hung. A fork waits for that
+# reading to end instead (a fork once the paths are known, or before memojar asked, costs
+# nothing more).
+_library_paths_begun = False
+
+
+def _paths_read_before_fork() -> None:
+    if _library_paths_begun:
+        _library_paths()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_paths_read_before_fork)
 
 
 # --- code ---------------------------------------------------------------------------------

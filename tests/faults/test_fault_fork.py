@@ -394,3 +394,54 @@ def test_a_child_forked_while_the_ledgers_lock_was_held_does_not_keep_it(
         for pipe in (proc.stdout, proc.stderr):  # (the child had them: not read to the end)
             if pipe is not None:
                 pipe.close()
+
+
+FORKED_WHILE_THE_FIRST_IDENTITY_READS_SYSCONFIG = """
+import os, signal, sys, sysconfig, threading, time, warnings
+
+sys.path.insert(0, os.environ["WORK"])
+begun = threading.Event()
+# Python 3.12+ reads its configuration under a lock of sysconfig's (3.11: no lock)
+name = "_init_config_vars" if hasattr(sysconfig, "_init_config_vars") else "get_paths"
+read = getattr(sysconfig, name)
+
+
+def slowly(*args, **kwargs):  # the configuration read from a slow disk
+    begun.set()
+    time.sleep(1)
+    return read(*args, **kwargs)
+
+
+setattr(sysconfig, name, slowly)
+import work
+
+first = threading.Thread(target=work.f, args=(1,))
+first.start()  # its identity asks sysconfig where the libraries are
+assert begun.wait(10)
+warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded", the attack
+pid = os.fork()
+if pid == 0:
+    signal.alarm(10)
+    os._exit(0 if work.f(2) == 3 else 1)
+first.join()
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_child_forked_while_a_thread_makes_the_first_identity_does_not_hang(
+        tmp_path: Path) -> None:
+    """A thread's first call of a cached function asks ``sysconfig`` where the libraries
+    are (its identity follows only the user's code), which on Python 3.12+ reads the
+    configuration once under a lock of its own; another thread forks meanwhile. Before,
+    the child got that lock held by a thread it does not have, and its own first call of
+    the function hung (a fork-from-a-thread storm: a forked child stuck in
+    ``sysconfig.get_config_vars`` for good). Now the fork waits for the reading to end."""
+    from faultkit import finish, spawn
+
+    (tmp_path / "work.py").write_text(
+        "import os\nimport memojar\n\ncache = memojar.Cache(os.environ['CACHE'])\n\n\n"
+        "def helper(x):\n    return x + 1\n\n\n@cache.cached\ndef f(x):\n    return helper(x)\n"
+    )
+    proc = spawn(FORKED_WHILE_THE_FIRST_IDENTITY_READS_SYSCONFIG, WORK=str(tmp_path),
+                 CACHE=str(tmp_path / "c"))
+    assert finish(proc, 60).strip() == "0"  # before: -14, the child's SIGALRM
