@@ -1634,6 +1634,30 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_unlock_in_child)
 
 
+# memojar's modules imported when first used (a store's, the reports'), by their full name
+_IMPORTED_WHEN_USED = tuple(f"{__package__}.{name}" for name in (
+    "_filestore", "_location", "_locks", "_census", "_report", "_runs", "_redisconn",
+    "_redislease", "_redislua", "_redisoptions", "_redisstore", "_redisurl", "_s3store"))
+
+
+def _imports_done_before_fork() -> None:
+    """A fork waits for another thread's import of one of memojar's modules to end. A
+    module being imported is locked by the importing thread, which a forked child lacks:
+    before, a fork while another thread made the process's first ``Cache`` (importing
+    ``_filestore``, tens of milliseconds) left the child's own first ``Cache`` waiting on
+    that import for ever. One dict look-up a module a fork otherwise."""
+    for name in _IMPORTED_WHEN_USED:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module.__spec__, "_initializing", False):
+            import importlib
+
+            importlib.import_module(name)  # returns once the other thread's import ends
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_imports_done_before_fork)
+
+
 def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
     """One shared ``Cache`` per location, for ``@cached(cache_dir=...)``.
 

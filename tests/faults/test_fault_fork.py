@@ -445,3 +445,49 @@ def test_a_child_forked_while_a_thread_makes_the_first_identity_does_not_hang(
     proc = spawn(FORKED_WHILE_THE_FIRST_IDENTITY_READS_SYSCONFIG, WORK=str(tmp_path),
                  CACHE=str(tmp_path / "c"))
     assert finish(proc, 60).strip() == "0"  # before: -14, the child's SIGALRM
+
+
+FORKED_WHILE_THE_FIRST_CACHE_IMPORTS_ITS_STORE = """
+import os, signal, sys, threading, time, warnings
+import memojar
+
+begun = threading.Event()
+
+
+class Slow:  # the file store's module on a slow disk: one of its imports takes a second
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "memojar._locks":
+            begun.set()
+            time.sleep(1)
+        return None  # found by the usual finders
+
+
+sys.meta_path.insert(0, Slow)
+root = os.environ["CACHE"]
+first = threading.Thread(target=memojar.Cache, args=(os.path.join(root, "a"),))
+first.start()  # the process's first Cache imports memojar._filestore
+assert begun.wait(10)
+warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded", the attack
+pid = os.fork()
+if pid == 0:
+    signal.alarm(10)
+    f = memojar.Cache(os.path.join(root, "b")).cached(lambda x: x + 1)
+    os._exit(0 if f(2) == 3 else 1)
+first.join()
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_child_forked_while_a_thread_makes_the_first_cache_does_not_hang(
+        tmp_path: Path) -> None:
+    """A thread makes the process's first ``Cache``, which imports the file store's
+    module (tens of milliseconds); another thread forks meanwhile. Before, the child got
+    that module locked by the importing thread, which it lacks, and its own first
+    ``Cache`` waited for the import for ever (a fork-from-a-thread storm: a child stuck in
+    ``_ModuleLock.acquire`` under ``_cache._file_store``). Now the fork waits for the
+    import to end."""
+    from faultkit import finish, spawn
+
+    proc = spawn(FORKED_WHILE_THE_FIRST_CACHE_IMPORTS_ITS_STORE, CACHE=str(tmp_path))
+    assert finish(proc, 60).strip() == "0"  # before: -14, the child's SIGALRM
