@@ -3315,6 +3315,16 @@ def test_a_virtual_subclass_registered_or_removed_recomputes(
     assert [run(tmp_path, seed)["misses"] for seed in ("1", "42")] == [0, 0]
 
 
+# Two subclasses of a ``Plugin`` registering by ``key=`` (each registry's source below).
+_TWO_PLUGINS = """
+        class Double(Plugin, key="a"):
+            def run(self, x):
+                return x * 2
+
+        class Triple(Plugin, key="b"):
+            def run(self, x):
+                return x * 3
+"""
 REGISTRIES = {
     "__init_subclass__": """
         class Plugin:
@@ -3323,15 +3333,7 @@ REGISTRIES = {
             def __init_subclass__(cls, key, **kwargs):
                 super().__init_subclass__(**kwargs)
                 Plugin.registry[key] = cls
-
-        class Double(Plugin, key="a"):
-            def run(self, x):
-                return x * 2
-
-        class Triple(Plugin, key="b"):
-            def run(self, x):
-                return x * 3
-
+    """ + _TWO_PLUGINS + """
         def get(key):
             return Plugin.registry[key]
     """,
@@ -3347,15 +3349,7 @@ REGISTRIES = {
 
         class Plugin(metaclass=Registering):
             pass
-
-        class Double(Plugin, key="a"):
-            def run(self, x):
-                return x * 2
-
-        class Triple(Plugin, key="b"):
-            def run(self, x):
-                return x * 3
-
+    """ + _TWO_PLUGINS + """
         def get(key):
             return REGISTRY[key]
     """,
