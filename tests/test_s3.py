@@ -30,7 +30,16 @@ import botocore.response
 import pytest
 
 from conftest import S3_TIMEOUT, freed_without_the_collector
-from memojar import Cache, MemojarWarning, UnknownStoreError, _cli, _entry, _s3store, cached
+from memojar import (
+    Cache,
+    MemojarWarning,
+    UnknownStoreError,
+    _cli,
+    _entry,
+    _ledger,
+    _s3store,
+    cached,
+)
 from memojar._cache import open_store
 from memojar._filestore import function_dir
 from memojar._s3store import (
@@ -2171,6 +2180,60 @@ def test_a_key_locked_again_by_credentials_without_delete_does_not_wait_for_its_
     assert double.refresh(1) == 2
     assert time.monotonic() - started < _s3store.LEASE_TTL
     assert calls == [1, 1, 1]
+
+
+class _CountingRefusals(_RefusingSomeDeletes):
+    """``_RefusingSomeDeletes`` counting the removals asked of the refused key's objects."""
+
+    def __init__(self, real: Any, refused: str) -> None:
+        super().__init__(real, refused)
+        self.asked = 0
+
+    def delete_object(self, **kwargs: Any) -> Any:
+        self.asked += self.refused in kwargs["Key"]
+        return super().delete_object(**kwargs)
+
+    def delete_objects(self, **kwargs: Any) -> Any:
+        self.asked += sum(self.refused in o["Key"] for o in kwargs["Delete"]["Objects"])
+        return super().delete_objects(**kwargs)
+
+
+def test_max_size_without_delete_permission_keeps_refused_entries_as_room_taken(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials without s3:DeleteObject and ``max_size``: the entries eviction was
+    refused to remove count as room taken and are not tried again at every write. Before,
+    each write tried every entry over the limit again, a GET and a refused DELETE each, so
+    a miss cost more requests with every write (7 at the first, 123 at the 60th): a
+    cache of 10,000 entries, 20,000 a miss. Once ``REFUSED_RECHECK`` has passed, one is
+    tried again; removed (the permission given), the others go too."""
+    refusing = _CountingRefusals(client, SUFFIX)  # entries only: leases are removed
+    cache = Cache(store=S3Store(s3_location, 5000, client=refusing), secret=SECRET)
+    requests: list[str] = []
+    client.meta.events.register("before-call.s3", lambda event_name, **_: requests.append(
+        event_name))
+
+    @cache.cached
+    def kilobyte(i: int) -> bytes:
+        return bytes(1000)
+
+    per_miss = []
+    with pytest.warns(MemojarWarning, match=r"refused to remove") as said:
+        for i in range(40):
+            requests.clear()
+            asked = refusing.asked
+            kilobyte(i)
+            per_miss.append((len(requests), refusing.asked - asked))
+    assert len([w for w in said if "refused to remove" in str(w.message)]) == 1
+    # (a miss: its look, lease, write, release, one listing; before: 40 GETs and 40 refused
+    # DELETEs at the 40th)
+    assert max(n for n, _ in per_miss[20:]) <= 12, per_miss
+    assert sum(asked for _, asked in per_miss[20:]) == 0, per_miss
+    assert len(list(cache.entries())) == 40  # all still there: stored, none removed
+    refusing.refused = "(none)"  # the permission given
+    monkeypatch.setattr(_ledger, "REFUSED_RECHECK", 0.0)
+    kilobyte(40)
+    assert 0 < sum(e.size for e in cache.entries()) <= 5000
+    cache.close()
 
 
 class _LeaseRemovalsUnanswered:

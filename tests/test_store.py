@@ -6,6 +6,7 @@ needed for eviction order or listing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -17,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from conftest import traced_apart
-from memojar import _entry
+from conftest import immutable, traced_apart
+from memojar import _entry, _ledger
 from memojar._cache import open_store
 from memojar._store import KeyLock, Store, StoredEntry
 
@@ -340,6 +341,41 @@ def test_evict_on_demand_frees_room(small_store: Store) -> None:
     removed = small_store.evict(5000)
     assert removed > 0
     assert total(small_store) + 5000 <= 10_000
+
+
+def test_entries_whose_removal_was_refused_are_not_tried_at_every_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries eviction was refused to remove (marked immutable, ``chattr +i``: unforeseen
+    by the folder's permissions) count as room taken and are not tried again at every
+    write, as on S3 without s3:DeleteObject (``test_s3.py::test_max_size_without_delete_*``).
+    Before, each write's eviction tried them all again (196 refused unlinks in 30 writes
+    with 14 of them). Once ``REFUSED_RECHECK`` has passed, one is tried again; removed (the
+    mark taken off), the others go too."""
+    store = open_store(str(tmp_path / "cache"), 10_000, False)
+    for i in range(6):
+        store.write(FN, k(i), real_entry(k(i)))
+        time.sleep(0.012)
+    marked = sorted(store.scan(heads=False), key=lambda e: e.accessed)[:5]
+    tried: list[str] = []
+    unlink_refused = store._unlink_refused
+
+    def counted(entries: Any) -> Any:
+        tried.extend(e.key for e in entries)
+        return unlink_refused(entries)
+
+    monkeypatch.setattr(store, "_unlink_refused", counted)
+    with contextlib.ExitStack() as marks:
+        for entry in marked:
+            marks.enter_context(immutable(Path(entry.location)))
+        for i in range(6, 20):
+            store.write(FN, k(i), real_entry(k(i)))
+            time.sleep(0.012)
+        assert {e.key for e in marked} <= {e.key for e in store.scan(heads=False)}
+        assert max(tried.count(e.key) for e in marked) == 1, tried
+    monkeypatch.setattr(_ledger, "REFUSED_RECHECK", 0.0)
+    store.write(FN, k(20), real_entry(k(20)))
+    assert k(0) not in {e.key for e in store.scan(heads=False)}  # the oldest went again
+    store.close()
 
 
 @pytest.mark.parametrize("batch", [1000, 2], ids=["one-batch", "batches-of-2"])

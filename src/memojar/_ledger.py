@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections.abc import Container, Iterable, Iterator, MutableSet, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -30,6 +31,12 @@ STUCK_BATCH = 1_000  # entries weighed (or removed) at once, as a listing is rea
 # Bins of access times by which an eviction far over the limit finds the entries surely
 # among its victims (``Ledger._drop_oldest``)
 TIME_BINS = 4096
+# Entries whose removal was refused a store remembers (``Refusals``): the oldest refused are
+# forgotten past it (and tried again)
+REFUSED_MAX = 100_000
+# seconds after which one entry of those is tried again (``Refusals``): removed, the others
+# are too (the credentials, the hold or the mark changed)
+REFUSED_RECHECK = 600.0
 
 
 class Oldest(NamedTuple):
@@ -39,6 +46,49 @@ class Oldest(NamedTuple):
     total: int  # bytes held: entries plus writers' reservations (``_census``)
     in_flight: int  # bytes of the reservations
     newest: float  # the latest access time of an entry listed (0.0: none)
+
+
+class Refusals:
+    """Entries whose removal was refused (``SizedBackend._unlink_refused``: no
+    s3:DeleteObject, a legal hold, a file marked immutable, ``chattr +i``), as listed
+    (location, size, time: one written since is another), kept by the store across
+    evictions: each eviction keeps them as room taken, as the entries it foresees it may not
+    remove (``Ledger._removable``), instead of trying them all again. Before, they were
+    tried at every write: on S3 without s3:DeleteObject a GET and a refused DELETE each,
+    the entries all refused and the cache growing (max_size=5000 and 1 kB values: 7
+    requests a miss at the first write, 123 at the 60th; a cache of 10,000 entries, 20,000
+    a miss). Once in ``REFUSED_RECHECK`` one of them is tried again (``due``); removed, all
+    are forgotten. At most ``REFUSED_MAX``, the oldest refused forgotten first. No lock:
+    each change is one dict operation (a signal handler's eviction inside another's never
+    waits)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, int, float], None] = {}
+        self.since = 0.0  # when one was last refused (monotonic)
+
+    @staticmethod
+    def listed(entry: StoredEntry) -> tuple[str, int, float]:
+        return entry.location, entry.size, entry.accessed
+
+    def add(self, refused: Sequence[StoredEntry]) -> None:
+        entries = self.entries
+        for entry in refused:
+            listed = self.listed(entry)
+            entries.pop(listed, None)
+            entries[listed] = None
+        self.since = time.monotonic()
+        try:
+            while len(entries) > REFUSED_MAX:
+                entries.pop(next(iter(entries)), None)
+        except (RuntimeError, StopIteration):  # another thread's change meanwhile
+            pass
+
+    def due(self) -> bool:
+        """Whether one of them is to be tried again now."""
+        return time.monotonic() - self.since >= REFUSED_RECHECK
+
+    def forget(self) -> None:
+        self.entries = {}
 
 
 class Releasable(Protocol):
@@ -51,6 +101,10 @@ class SizedBackend(Protocol):
     max_size: int | None
     _recounted: bool  # the total was recounted in this process (set by the ledger)
     _census_whole: bool  # the last ``_census`` saw every entry's size (not: a stat failed)
+
+    @property
+    def _refusals(self) -> Refusals:
+        """The entries whose removal was refused, kept by the store across evictions."""
 
     def _total_lock(self) -> Releasable:
         """Take the exclusive lock of the total (shared by processes); blocks."""
@@ -264,7 +318,31 @@ class Ledger:
 
         listing = listed()
         while chunk := list(itertools.islice(listing, STUCK_BATCH)):
-            yield chunk, self.backend._removable(chunk) if weigh else [True] * len(chunk)
+            yield chunk, self._removable(chunk) if weigh else [True] * len(chunk)
+
+    def _removable(self, entries: Sequence[StoredEntry]) -> list[bool]:
+        """``SizedBackend._removable``, False also for the entries whose removal was refused
+        before (``Refusals``); once in ``REFUSED_RECHECK`` the first of them is tried again
+        here: removed (or gone), all are forgotten."""
+        removable = self.backend._removable(entries)
+        refusals = self.backend._refusals
+        if not refusals.entries:
+            return removable
+        refused = [refusals.listed(e) in refusals.entries for e in entries]
+        if refusals.due() and any(refused):
+            probe = entries[refused.index(True)]
+            if self.backend._unlink_refused([probe])[1]:
+                refusals.since = time.monotonic()
+            else:
+                logger.debug("removals refused before are tried again: %s went",
+                              probe.location)
+                refusals.forget()
+                return removable
+        return [ok and not no for ok, no in zip(removable, refused, strict=True)]
+
+    def _refused(self, refused: Sequence[StoredEntry]) -> None:
+        if refused:
+            self.backend._refusals.add(refused)
 
     def evict(self, incoming: int) -> int:
         """Remove least-recently-used entries until ``incoming`` bytes fit; recount.
@@ -307,7 +385,7 @@ class Ledger:
                         break
                 batch: list[StoredEntry] = []
                 foreseen: list[StoredEntry] = []  # in folders this user may not write
-                for victim, removable in zip(victims, self.backend._removable(victims),
+                for victim, removable in zip(victims, self._removable(victims),
                                              strict=True):
                     if removable:
                         batch.append(victim)
@@ -335,6 +413,7 @@ class Ledger:
                     break
                 gone, refused, rewritten = (self.backend._unlink_refused(batch) if batch
                                             else ([], [], []))
+                self._refused(refused)
                 removed += self._gone(gone)
                 # Entries another process removed first are gone all the same. One written
                 # again since the census is there, not held: others are chosen in its
@@ -422,6 +501,7 @@ class Ledger:
                     passed.add(entry.location)
             gone, refused, rewritten = self.backend._unlink_refused(batch) if batch else (
                 [], [], [])
+            self._refused(refused)
             removed += self._gone(gone)
             held += refused
             passed |= {e.location for e in refused + rewritten}
@@ -454,6 +534,7 @@ class Unledgered:
         self._backend = backend
         self.max_size: int | None = backend.max_size
         self._recounted = False
+        self._refusals: Refusals = backend._refusals
 
     def _total_lock(self) -> Releasable:
         return _NoLock()

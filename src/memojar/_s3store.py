@@ -79,6 +79,7 @@ import urllib3.util
 import xxhash
 from urllib3._collections import RecentlyUsedContainer
 
+from . import _ledger
 from ._entry import written_as_an_entry
 from ._errors import (
     UnknownOption,
@@ -651,7 +652,7 @@ class _Bucket:
                 return True
 
     def delete_unchanged_many(self, objects: Sequence[tuple[str, str]],
-                              denied: list[OSError] | None = None) -> set[str]:
+                              denied: list[tuple[str, OSError]] | None = None) -> set[str]:
         """Remove each object ``(name, etag)`` only if it still has that ETag, up to
         ``DELETE_MANY`` in one request (``DeleteObjects``, each key with its ETag): the
         names removed. Only for a server that honours those ETags (``S3Store._batches``
@@ -687,7 +688,7 @@ class _Bucket:
                 except PermissionError as exc:  # this object's (a legal hold): the others
                     logger.debug("cannot remove %s: %s", name, exc)  # go on
                     if denied is not None:
-                        denied.append(exc)
+                        denied.append((name, exc))
                     continue
                 except (ConnectionError, TimeoutError):
                     raise
@@ -704,7 +705,7 @@ class _Bucket:
             except PermissionError as exc:
                 logger.debug("cannot remove %s: %s", name, exc)
                 if denied is not None:
-                    denied.append(exc)
+                    denied.append((name, exc))
         return removed
 
     def _idempotent(self, doing: str, name: str, operation: str, **params: Any) -> Any:
@@ -1097,13 +1098,24 @@ class S3Store(Store):
         # (each key with its ETag: one written since stays). 2,000 entries against moto
         # on a loaded machine: 14.5 s and 4,002 requests before, 9.0 s and 2,009 after
         # (benchmarks/results/s3_clear.txt): what is left is the looks.
-        refused: list[OSError] = []  # removals the server refused (AccessDenied)
-        removed = self._unlink_said(entries, refused)
-        if refused:
-            self._refused(refused)
-        return removed
+        return self._unlink_refused(entries)[0]
 
-    def _unlink_said(self, entries: Sequence[StoredEntry], refused: list[OSError],
+    def _unlink_refused(
+        self, entries: Sequence[StoredEntry]
+    ) -> tuple[list[StoredEntry], list[StoredEntry], list[StoredEntry]]:
+        """``_unlink``: the entries removed, and those the server refused to remove (which
+        eviction then keeps as room taken, and does not try again at every write:
+        ``_ledger.Refusals``). Before, none were said refused: eviction by credentials
+        without s3:DeleteObject took them for gone, and the next write tried them all again."""
+        refused: list[tuple[str, OSError]] = []  # removals the server refused (AccessDenied)
+        removed = self._unlink_said(entries, refused)
+        if not refused:
+            return removed, [], []
+        self._refused([exc for _, exc in refused])
+        names = {name for name, _ in refused}
+        return removed, [e for e in entries if self._object(e) in names], []
+
+    def _unlink_said(self, entries: Sequence[StoredEntry], refused: list[tuple[str, OSError]],
                      ) -> list[StoredEntry]:
         """``_unlink``, adding the removals the server refused to ``refused``."""
         remove = functools.partial(self._remove, refused=refused)
@@ -1152,13 +1164,16 @@ class S3Store(Store):
             said[1] = said[1] or refused[0]
         elif not self._removal_refused:
             self._removal_refused = True
-            self._say_refused(len(refused), refused[0])
+            self._say_refused(len(refused), refused[0], evicting=True)
 
-    def _say_refused(self, count: int, first: OSError | None) -> None:
+    def _say_refused(self, count: int, first: OSError | None, evicting: bool = False) -> None:
         what = "1 entry" if count == 1 else f"{count:,} entries"
+        # (eviction's: what max_size is then, ``_ledger.Refusals``)
+        room = ("; max_size counts them as room taken, and they are not tried again for "
+                f"{_ledger.REFUSED_RECHECK / 60:g} minutes" if evicting else "")
         warn(f"S3 cache {self.location}: the server refused to remove {what} "
              f"({first.strerror if first is not None else 'AccessDenied'}): they are still "
-             "there and not counted as removed; remove them with credentials that have "
+             f"there and not counted as removed{room}; remove them with credentials that have "
              "s3:DeleteObject under the prefix (or once their legal hold or retention ends)")
 
     def _each(self, do: Callable[[StoredEntry], Any], entries: Sequence[StoredEntry],
@@ -1236,20 +1251,20 @@ class S3Store(Store):
         self._batch_checked = honoured, time.monotonic()
         return honoured
 
-    def _remove(self, entry: StoredEntry, refused: list[OSError]) -> bool:
+    def _remove(self, entry: StoredEntry, refused: list[tuple[str, OSError]]) -> bool:
         """Remove the object if it is still the entry listed; True if it did (one the
         server refused to remove is added to ``refused``)."""
         name = self._object(entry)
         etag = self._still_an_entry(name, entry)
         return etag is not None and self._delete(name, etag, refused)
 
-    def _delete(self, name: str, etag: str, refused: list[OSError]) -> bool:
-        """``delete_unchanged``, a refusal added to ``refused``."""
+    def _delete(self, name: str, etag: str, refused: list[tuple[str, OSError]]) -> bool:
+        """``delete_unchanged``, a refusal added to ``refused`` (with the object's name)."""
         try:
             return self._bucket.delete_unchanged(name, etag)
         except PermissionError as exc:  # this object's (a legal hold): the others go on
             logger.debug("cannot remove %s: %s", name, exc)
-            refused.append(exc)
+            refused.append((name, exc))
             return False
 
     def _still_an_entry(self, name: str, entry: StoredEntry) -> str | None:

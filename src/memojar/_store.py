@@ -57,7 +57,7 @@ from typing import Any, NamedTuple, Protocol
 from . import _entry
 from ._entry import Miss, header_length
 from ._errors import PartlyRemoved, logger, warn
-from ._ledger import Ledger, Oldest, evict_listed, least_recent
+from ._ledger import Ledger, Oldest, Refusals, evict_listed, least_recent
 
 
 class StoredEntry(NamedTuple):
@@ -695,6 +695,14 @@ class Store(abc.ABC):
     def _removable(self, entries: Sequence[StoredEntry]) -> list[bool]:
         """All: a backend that cannot tell says so as it removes (``_unlink``)."""
         return [True] * len(entries)
+
+    @property
+    def _refusals(self) -> Refusals:
+        """The entries whose removal was refused, kept for eviction (``Refusals``)."""
+        refusals = self.__dict__.get("_refusals_kept")
+        if refusals is None:
+            refusals = self.__dict__.setdefault("_refusals_kept", Refusals())
+        return refusals  # type: ignore[no-any-return]
 
     def _unlink_refused(
         self, entries: Sequence[StoredEntry]
