@@ -1262,6 +1262,103 @@ def test_a_hit_of_a_server_paused_for_writes_returns_at_once_and_stamps_after(
         cache.close()
 
 
+HITS_WHILE_THE_STATISTICS_THREAD_MERGES = """
+import sys, time, warnings
+import memojar._cache
+from memojar import Cache, MemojarWarning
+
+memojar._cache.FLUSH_EVERY = 0.5  # the statistics thread's merges, every half second
+cache = Cache(sys.argv[1], secret="s")
+calls = []
+
+@cache.cached
+def f(x):
+    calls.append(x)
+    return 2 * x
+
+assert f(1) == 2
+print("ready", flush=True)
+sys.stdin.readline()  # the server paused for writes meanwhile
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", MemojarWarning)
+    started = time.monotonic()
+    while time.monotonic() - started < float(sys.argv[2]):
+        assert f(1) == 2
+print(len(calls) - 1, len(caught), flush=True)
+"""
+
+
+def test_hits_of_a_server_paused_for_writes_hit_while_the_statistics_thread_merges(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A process hitting one key for three socket_timeouts while the server is paused for
+    writes (``CLIENT PAUSE <ms> WRITE``, as ``FAILOVER`` pauses it), its statistics thread
+    merging every half second: each merge (a write) times out, and every call still hits,
+    without a warning. Before, a merge's timeout made calls skip the server until a ping
+    answered (a quarter second): the hits then computed their value again, "not cached",
+    and one of those computations' lock timed out in turn, for as long as the pause."""
+    server = own_redis()
+    timeout = 1.0
+    client = server.client()
+    with subprocess.Popen(
+            [sys.executable, "-c", HITS_WHILE_THE_STATISTICS_THREAD_MERGES,
+             server.url(0, socket_timeout=timeout), str(3 * timeout)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True) as proc:
+        assert proc.stdout is not None and proc.stdin is not None
+        try:
+            assert proc.stdout.readline() == "ready\n", proc.communicate()[1]
+            client.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+            proc.stdin.write("\n")
+            proc.stdin.close()
+            assert proc.wait(60) == 0, proc.communicate()[1]
+            computed_again, warned = proc.stdout.read().split()
+        finally:
+            proc.kill()
+            client.execute_command("CLIENT", "UNPAUSE")
+            client.close()
+    assert (computed_again, warned) == ("0", "0")
+
+
+def test_a_miss_of_a_server_paused_for_writes_waits_one_timeout_and_hits_go_on_hitting(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A miss while the server is paused for writes waits one socket_timeout (its lock, a
+    write), returns its value and warns "not cached"; the hits of another key made after
+    it, and while a second miss waits in another thread, still hit. Before, the lock's
+    timeout made every call skip the server until a ping answered: those hits computed
+    again, and the lock of one of them then timed out, for as long as the pause lasted."""
+    server = own_redis()
+    timeout = 1.0
+    cache = Cache(server.url(socket_timeout=timeout), secret=SECRET)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    client = server.client()
+    try:
+        assert f(1) == 2
+        client.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+        started = time.monotonic()
+        with pytest.warns(MemojarWarning, match="not cached"):
+            assert f(2) == 4
+        assert time.monotonic() - started < timeout + 1.5
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemojarWarning)  # the other thread's miss
+            other = threading.Thread(target=f, args=(3,))
+            other.start()
+            started = time.monotonic()
+            while time.monotonic() - started < 2 * timeout:
+                assert f(1) == 2
+            other.join()
+        assert calls == [1, 2, 3]
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+        cache.close()
+
+
 def test_hits_of_a_user_refused_client_reply_are_stamped_all_the_same(
         own_redis: Callable[..., RedisServer]) -> None:
     """A user whose ACL refuses CLIENT (so no connection that asks for no replies) has

@@ -52,7 +52,9 @@ Every Redis error becomes an ``OSError`` (``ConnectionError``, ``TimeoutError``,
 for "OOM command not allowed"). After a connection fault or a timeout the store is down:
 every call fails at once with that fault, and a background thread pings the server until it
 answers again. So a call waits at most one ``socket_timeout`` for a stopped server in all,
-however many round trips it makes (read, lock, write, release).
+however many round trips it makes (read, lock, write, release). After a timeout of a write
+(which a server paused for writes gives while it answers reads) only writes fail at once:
+hits still read, and the first read that times out too puts the server down whole.
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ class RedisStore(Store):
 
     def _read(self, function: str, key: str) -> Any | None:
         name = self._name(function, key)
-        with self._errors("reading"):
+        with self._errors("reading", read=True):
             if self.max_size is None:  # no eviction, so no access order to keep: one GET
                 value = cast("bytes | None", self._client.get(name))
             elif self._stamps.supported:
@@ -416,7 +418,7 @@ class RedisStore(Store):
         name = self._name(function, key)
         client = self._checker() if timed_out else self._client
         try:
-            with self._errors("reading the entry back", again=True):
+            with self._errors("reading the entry back", again=True, read=True):
                 if not head:
                     return bool(client.exists(name))
                 value = cast("bytes", client.getrange(name, 0,
@@ -749,14 +751,21 @@ class RedisStore(Store):
     # --- faults -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _errors(self, doing: str, again: bool = False) -> Iterator[None]:
+    def _errors(self, doing: str, again: bool = False, read: bool = False) -> Iterator[None]:
         """The one place Redis errors become ``OSError`` (``_redisurl.oserror``): fails at
         once while the server is down (``Breaker``), and marks a lost or silent server
         down until it answers a ping again. ``again``: the one request that learns what a
         write that timed out did (``_holds``), made although the server is down; answered,
-        the server is up again."""
+        the server is up again. ``read``: a request that only reads (a hit's, ``_holds``),
+        which a server paused for writes still answers (``CLIENT PAUSE WRITE``, as
+        ``FAILOVER`` pauses it): only a read's timeout (or a connection fault) makes reads
+        skip the server, not a write's. Before, a write timing out in such a pause (a
+        miss's lock, the statistics thread's merge every 5 s) made every hit skip the
+        server and compute its value again until a ping answered, and the lock of one of
+        those computations then timed out in turn: hits computed again for as long as the
+        pause lasted."""
         if not again:
-            self._breaker.check()
+            self._breaker.check(read)
         handled = sys.exc_info()[1]  # the caller's, if any (``callers_within``)
         try:
             yield
@@ -766,13 +775,17 @@ class RedisStore(Store):
             if (isinstance(exc, (RedisConnectionError, RedisTimeoutError))
                     and not exhausted(exc)):  # (this process's connections all in use)
                 down = self._oserror(exc, "")
+                # Writes only after a timeout of anything but a read: the server may be
+                # paused for writes; a frozen one times out the next read too (one wait
+                # more in all, never more than one a call)
+                writes = isinstance(exc, RedisTimeoutError) and not read
                 # A ConnectionError, also after a timeout: a call skipped while the server
                 # is down sent nothing, so it did not time out (``Store.write`` reads back
                 # a write that timed out, and must not for one never sent)
                 self._breaker.trip(ConnectionError(
-                    down.errno, f"{down.strerror}; calls skip the server until it answers "
-                    f"a ping (tried every {PROBE_EVERY:g} s)",
-                ))
+                    down.errno, f"{down.strerror}; {'writes' if writes else 'calls'} skip "
+                    f"the server until it answers a ping (tried every {PROBE_EVERY:g} s)",
+                ), writes)
             # Raised without a name here: this frame (which holds the store) is in the
             # error's traceback, and a local naming the error would make a cycle that
             # keeps the store, its client and its prober until the cycle collector runs.

@@ -823,7 +823,12 @@ class Breaker:
     (``check``), so a call waits at most one timeout for a server that is down, however
     many requests it makes. The server is up again when ``probe`` (a ping, tried every
     ``every`` seconds by one thread per store and process) answers, or, without a probe,
-    ``every`` seconds later."""
+    ``every`` seconds later.
+
+    ``trip(..., writes=True)``: a write that timed out, which a server paused for writes
+    (Redis's ``CLIENT PAUSE WRITE``, as ``FAILOVER`` pauses it) does while it answers
+    reads: only writes fail at once, ``check(read=True)`` lets reads through, and the first
+    read that times out too puts the server down whole."""
 
     def __init__(self, location: str, every: float,
                  probe: Callable[[], object] | None = None, name: str = "memojar-probe",
@@ -833,6 +838,7 @@ class Breaker:
         self._every = every
         self._probe = probe
         self._down: OSError | None = None
+        self._writes = False  # down for writes only (``trip``'s ``writes``)
         self._until = 0.0  # without a probe: down until then (monotonic)
         self._prober: threading.Thread | None = None
         self._pid = os.getpid()
@@ -856,10 +862,11 @@ class Breaker:
         down = self._down
         return down is not None and down.errno == errno.ETIMEDOUT
 
-    def check(self) -> None:
-        """Raise the fault that put the server down, if it is down."""
+    def check(self, read: bool = False) -> None:
+        """Raise the fault that put the server down, if it is down (for writes only: not
+        for a ``read``)."""
         down = self._down
-        if down is None:
+        if down is None or (read and self._writes):
             return
         if self._probe is None:
             if time.monotonic() >= self._until:
@@ -879,12 +886,14 @@ class Breaker:
         whose answer was lost did) was answered: the server is up again."""
         self._forked()
         with self._mutex:
-            self._down = None
+            self._down, self._writes = None, False
 
-    def trip(self, error: OSError) -> None:
-        """The server is down with ``error`` (a store's message of the fault)."""
+    def trip(self, error: OSError, writes: bool = False) -> None:
+        """The server is down with ``error`` (a store's message of the fault); ``writes``:
+        for writes only, unless it is down whole already."""
         self._forked()
         with self._mutex:
+            self._writes = writes and (self._down is None or self._writes)
             self._down = error
             self._until = time.monotonic() + self._every
             if self._probe is not None:
@@ -936,7 +945,7 @@ class Breaker:
             logger.debug("%s is still down: %s", self._location, exc)
             return False
         with self._mutex:
-            self._down = None
+            self._down, self._writes = None, False
             if self._prober is threading.current_thread():
                 self._prober = None
         logger.debug("%s answers again", self._location)
