@@ -1385,7 +1385,25 @@ def _reduce_index(index: Any) -> Any:
     # A DatetimeIndex's or TimedeltaIndex's frequency is not compared by ``equals`` but read
     # by ``asfreq``, ``to_period`` and models: in the key (other indexes keep their keys).
     freq = getattr(index, "freqstr", None)
-    return reduced if freq is None else (*reduced, freq)
+    return reduced if freq is None else (*reduced, freq, *_beyond_freqstr(index.freq, freq))
+
+
+def _beyond_freqstr(offset: Any, freqstr: str) -> tuple[Any, ...]:
+    """Nothing for a frequency its ``freqstr`` names whole (``"D"``, ``"W-WED"``, ``"B+1h"``:
+    the key it always had); else the offset itself, pickled with its parameters. A
+    ``CustomBusinessDay``'s holidays and weekmask, a ``BusinessHour``'s opening hours, a
+    ``normalize=True`` and a ``DateOffset``'s are not in its ``freqstr`` (``"C"``,
+    ``"bh"``, ``"ME"``), but move ``shift``, ``asfreq`` and date arithmetic. Before,
+    keyed by its ``freqstr`` alone: the same dates under ``CustomBusinessDay()`` and
+    under one with a holiday shared a key, and ``index.shift(10)`` returned the other
+    frame's date."""
+    try:
+        if sys.modules["pandas"].tseries.frequencies.to_offset(freqstr) == offset:
+            return ()
+    except Exception as exc:  # a ``freqstr`` that is only a repr (``<DateOffset: ...>``)
+        if the_callers(exc):
+            raise
+    return (offset,)
 
 
 def _reduce_series(s: Any) -> Any:

@@ -34,6 +34,27 @@ def test_an_index_frequency_is_in_the_key(cache_dir: Path, wrap: Any) -> None:
         assert [frequency(daily), frequency(unset), frequency(steps)] == ["D", None, "D"]
 
 
+@pytest.mark.parametrize("wrap", [lambda i: pd.DataFrame({"a": [1, 2, 3]}, index=i),
+                                  lambda i: pd.Series([1, 2, 3], index=i)],
+                         ids=["frame", "series"])
+def test_an_index_frequency_counts_by_what_its_freqstr_leaves_out(
+        cache_dir: Path, wrap: Any) -> None:
+    """A ``CustomBusinessDay``'s holidays (and a ``BusinessHour``'s hours, a
+    ``normalize=True``) are not in its ``freqstr``, ``"C"``, but move ``shift``: the same
+    three days under ``CustomBusinessDay()`` and under one with a holiday keyed alike, and
+    the second frame got the first one's date."""
+    @Cache(cache_dir).cached
+    def tenth_day_after(data: Any) -> Any:
+        return str(data.index.shift(10)[-1].date())
+
+    plain = wrap(pd.date_range("2020-01-06", periods=3, freq=pd.offsets.CustomBusinessDay()))
+    holiday = wrap(pd.date_range("2020-01-06", periods=3,
+                                 freq=pd.offsets.CustomBusinessDay(holidays=["2020-01-20"])))
+    assert plain.equals(holiday) and plain.index.freqstr == holiday.index.freqstr == "C"
+    for _ in range(2):
+        assert [tenth_day_after(plain), tenth_day_after(holiday)] == ["2020-01-22", "2020-01-23"]
+
+
 @pytest.mark.parametrize("make", [lambda: pd.DataFrame({"a": [1, 2]}),
                                   lambda: pd.Series([1, 2], name="a")],
                          ids=["frame", "series"])
