@@ -359,6 +359,29 @@ def test_scalars_whose_dtype_str_names_another_type_differ(cache_dir: Path) -> N
     assert make_key((np.longlong(1),)) != make_key((np.longlong(2),))
 
 
+def test_dtypes_that_pickle_as_another_differ(cache_dir: Path) -> None:
+    """As arrays and scalars (above), a dtype passed itself: ``np.dtype(np.longlong)``
+    pickles as ``"i8"``, which reads back as ``int64``, and a function making an array of
+    it got the other's type."""
+    np = pytest.importorskip("numpy")
+    from memojar import Cache
+    from memojar._keys import state_key
+
+    if np.dtype(np.dtype(np.longlong).str).type is np.longlong:
+        pytest.skip("longlong is the type <i8 names on this platform")
+
+    @Cache(cache_dir).cached
+    def kind(dtype: object) -> str:
+        return type(np.zeros(1, dtype)[0]).__name__
+
+    for plain, other in ((np.int64, np.longlong), (np.uint64, np.ulonglong)):
+        assert kind(np.dtype(plain)) == plain.__name__
+        assert kind(np.dtype(other)) == other.__name__
+    for keyed in (lambda a: make_key((a,)), state_key):
+        assert keyed(np.dtype([("a", np.longlong)])) != keyed(np.dtype([("a", np.int64)]))
+        assert keyed(np.dtype(np.longlong)) == keyed(np.dtype("q"))
+
+
 def _alike_in_three_processes(script: str) -> None:
     """``script`` prints the same keys in three processes (memory each fills otherwise)."""
     outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

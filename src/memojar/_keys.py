@@ -1078,6 +1078,8 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
             and t.__reduce__ is np.ndarray.__reduce__
             and t.__reduce_ex__ is np.ndarray.__reduce_ex__):
         return _reduce_subarray
+    if np is not None and issubclass(t, np.dtype) and _pickles_as_another(np, t):
+        return _reduce_dtype
     if np is not None and issubclass(t, np.number) and (
             np.dtype(np.dtype(t).str).type is not t or t in _padded_types()):
         return _reduce_scalar
@@ -1105,6 +1107,30 @@ def _reduce_scalar(scalar: Any) -> Any:
     of ``np.int64(1)``, and a function telling them apart, ``type(x)``, got the other's
     value); or a long double, whose pickle holds its padding (``_padded_types``)."""
     return _Scalar, (_reduce_array(sys.modules["numpy"].asarray(scalar)),)
+
+
+def _pickles_as_another(np: Any, t: type) -> bool:
+    """Whether the dtypes of DType class ``t`` pickle as another's: numpy's ``longlong`` and
+    ``ulonglong`` (``np.dtype(np.longlong)`` pickles as ``"i8"``, which reads back as
+    ``int64``, on Linux), as ``_reduce_scalar`` says of their scalars; and a package's
+    (``ml_dtypes``), whose ``str`` names ``void``."""
+    scalar = getattr(t, "type", None)
+    try:
+        return (isinstance(scalar, type) and issubclass(scalar, np.generic)
+                and np.dtype(np.dtype(scalar).str).type is not scalar)
+    except (TypeError, ValueError):  # a str numpy cannot read back: pickled by its class
+        return False
+
+
+def _reduce_dtype(dtype: Any) -> Any:
+    """A dtype that pickles as another's (``_pickles_as_another``): its pickle and its
+    scalar type. Before, its pickle alone: ``f(np.dtype(np.longlong))`` shared the key of
+    ``f(np.dtype(np.int64))``, and a function making an array of it (``np.zeros(3,
+    dtype)[0]``, ``dtype.type``) got the other's value."""
+    rv = dtype.__reduce__()
+    if type(rv[1][0]) is not str:  # pickled by its class (``ml_dtypes``'): the key it had
+        return None
+    return _Scalar, (rv[1], normal(rv[2]), _qualified(dtype.type))
 
 
 def _reduce_void(scalar: Any) -> Any:
