@@ -515,10 +515,12 @@ def reordered(value: object, rnd) -> object:
     if t in (set, frozenset):
         items = [reordered(x, rnd) for x in value]
         rnd.shuffle(items)
-        # Rebuild through an intermediate set of another size so the hash table differs.
-        out = set(range(-1000, -1000 - 3 * len(items), -1))
+        # Rebuild through an intermediate set of another size so the hash table differs
+        # (fillers no value holds: numbers could be the value's own items).
+        fillers = [object() for _ in range(3 * len(items))]
+        out = set(fillers)
         out.update(items)
-        out.difference_update(range(-1000, -1000 - 3 * len(items), -1))
+        out.difference_update(fillers)
         return t(out)
     if t is list:
         return [reordered(x, rnd) for x in value]
