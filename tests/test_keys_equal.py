@@ -840,3 +840,35 @@ def test_a_structured_dtype_renamed_in_place_keys_by_its_new_names() -> None:
     before = make_key((np.zeros(2, dt),))
     dt.names = ("c", "d")
     assert make_key((np.zeros(2, dt),)) != before
+
+
+_BUILTIN_METHODS = """
+import sys
+from memojar import Cache
+
+ALLOWED = {"alpha", "beta", "gamma", "delta", "epsilon"}
+TABLE = {"tags": {"x", "y", "z"}, "name": "t"}
+
+@Cache(sys.argv[1]).cached
+def keep(rows, allowed):
+    print("computed", file=sys.stderr)
+    return [r for r in rows if allowed(r)]
+
+print(keep(["alpha", "zeta"], ALLOWED.__contains__), keep(["tags", "x"], TABLE.get))
+"""
+
+
+def test_a_builtin_method_of_a_set_or_dict_hits_in_every_process(tmp_path: Path) -> None:
+    """``allowed.__contains__`` or ``table.get`` passed as an argument: its set or dict is
+    keyed as anywhere else, whatever the hash seed. Before, pickle's own reduction of the
+    method wrote it as it was (a set in the seed's order): every process missed."""
+    import os
+
+    runs = [subprocess.run([sys.executable, "-c", _BUILTIN_METHODS, str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed})
+            for seed in ("1", "2", "3")]
+    assert [r.stdout for r in runs] == ["['alpha'] ['tags']\n"] * 3
+    assert [r.stderr.count("computed") for r in runs] == [2, 0, 0]
+    assert make_key(({"a": 1, "b": 2}.get,)) == make_key(({"b": 2, "a": 1}.get,))
+    assert make_key(({"a"}.__contains__,)) != make_key(({"b"}.__contains__,))

@@ -629,6 +629,13 @@ class _CanonicalPickler(pickle.Pickler):
             ident = class_identity(obj) if _limits.state else argument_identity(obj)
             return NotImplemented if ident is None else (_Class, ident)
         if isinstance(obj, _BY_REFERENCE):
+            if t is BuiltinFunctionType and _bound_to_data(obj):
+                # ``allowed.__contains__``, ``table.get``: its holder, normalised. Before,
+                # pickle's own reduction wrote the set or dict as it was (a set in the hash
+                # seed's order): a key each process, never a hit after its first.
+                bound: Any = obj.__reduce_ex__(PROTOCOL)
+                if type(bound) is tuple and len(bound) == 2:
+                    return bound[0], normal(bound[1])
             return NotImplemented
         special = _SPECIAL.get(t, _UNKNOWN)
         if special is _UNKNOWN:
@@ -1865,7 +1872,19 @@ def _needs_pickler(obj: Any) -> bool:
         return any(_needs_pickler(x) for x in obj)
     if t is slice:  # plain if its parts are atoms (``slice(1, 10)``), as it always was
         return not _ATOMS.issuperset((type(obj.start), type(obj.stop), type(obj.step)))
+    if t is BuiltinFunctionType:
+        return _bound_to_data(obj)
     return not isinstance(obj, _BY_REFERENCE)
+
+
+def _bound_to_data(method: Any) -> bool:
+    """Whether a builtin method is bound to a value holding more than plain data (a set,
+    a dict: ``allowed.__contains__``), which its holder's normalising must key; a
+    module's function (``len``, ``math.sqrt``) or a method of plain data (``", ".join``)
+    pickles as it always did."""
+    holder = getattr(method, "__self__", None)
+    return (holder is not None and type(holder) is not ModuleType
+            and not isinstance(holder, type) and _needs_pickler(holder))
 
 
 def hash_key(values: Any, seed: int = 0) -> str:
