@@ -872,3 +872,34 @@ def test_a_builtin_method_of_a_set_or_dict_hits_in_every_process(tmp_path: Path)
     assert [r.stderr.count("computed") for r in runs] == [2, 0, 0]
     assert make_key(({"a": 1, "b": 2}.get,)) == make_key(({"b": 2, "a": 1}.get,))
     assert make_key(({"a"}.__contains__,)) != make_key(({"b"}.__contains__,))
+
+
+_SENTINELS = """
+import sys
+from memojar import Cache
+
+MISSING = object()
+ALL = object()
+
+@Cache(sys.argv[1]).cached
+def pick(rows=MISSING):
+    print("computed", file=sys.stderr)
+    return "default" if rows is MISSING else "all" if rows is ALL else "other"
+
+print(pick(), pick(ALL), pick(rows=MISSING))
+"""
+
+
+def test_two_sentinels_key_apart_and_each_alike_in_every_process(tmp_path: Path) -> None:
+    """A bare ``object()`` (a sentinel) keys by the global naming it. Before, every one
+    pickled as ``object()`` did: ``pick(ALL)`` returned ``pick()``'s "default"."""
+    runs = [subprocess.run([sys.executable, "-c", _SENTINELS, str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60, check=True)
+            for _ in range(2)]
+    assert [r.stdout for r in runs] == ["default all default\n"] * 2
+    assert [r.stderr.count("computed") for r in runs] == [2, 0]
+
+
+def test_a_sentinel_no_module_names_keys_apart_from_others_in_its_process() -> None:
+    first, second = object(), object()  # (locals: a token of this process's each)
+    assert make_key((first,)) == make_key((first,)) != make_key((second,))

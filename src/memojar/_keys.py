@@ -23,6 +23,7 @@ import copyreg
 import functools
 import io
 import operator
+import os
 import pickle
 import sys
 import threading
@@ -1069,6 +1070,8 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
     """
     if t is CodeType:
         return _reduce_code
+    if t is object:
+        return _reduce_sentinel
     if t is getattr(sys.modules.get("struct"), "Struct", None):
         return _reduce_struct
     np = sys.modules.get("numpy")
@@ -1114,6 +1117,39 @@ def _reduce_scalar(scalar: Any) -> Any:
     of ``np.int64(1)``, and a function telling them apart, ``type(x)``, got the other's
     value); or a long double, whose pickle holds its padding (``_padded_types``)."""
     return _Scalar, (_reduce_array(sys.modules["numpy"].asarray(scalar)),)
+
+
+# The bare ``object()``s keyed as arguments (``_reduce_sentinel``), by id: each with the
+# global naming it (the object held, so that its id is never another's), at most
+# ``_SENTINELS_MAX``
+_sentinels: dict[int, tuple[object, tuple[str, ...]]] = {}
+_SENTINELS_MAX = 1024
+
+
+def _reduce_sentinel(obj: object) -> Any:
+    """A bare ``object()`` passed as an argument (a sentinel: ``MISSING = object()``,
+    ``ALL = object()``), which every other pickles as: by the global that names it (its
+    module's first name for it, the same in every process), else by a token of this
+    process's own (a sentinel no module names: its calls hit in this process only). Before,
+    by pickle's ``object()``, shared by all: ``pick(ALL)`` returned ``pick()``'s value,
+    the default ``MISSING``'s. In a global's state (the identity), as it always was."""
+    if _limits.state:
+        return None
+    known = _sentinels.get(id(obj))
+    if known is None or known[0] is not obj:
+        # (modules only: reading a lazy module's ``__dict__`` would import it)
+        named = sorted((name, key) for name, module in list(sys.modules.items())
+                       if type(module) is ModuleType
+                       for key, value in list(module.__dict__.items()) if value is obj)
+        found = named[0] if named else ("", os.urandom(16).hex())
+        if len(_sentinels) >= _SENTINELS_MAX:
+            _sentinels.clear()
+        known = _sentinels[id(obj)] = (obj, found)
+    return _Sentinel, known[1]
+
+
+class _Sentinel:  # names a bare ``object()``'s key; never unpickled
+    pass
 
 
 def _pickles_as_another(np: Any, t: type) -> bool:
