@@ -378,6 +378,21 @@ def test_entries_whose_removal_was_refused_are_not_tried_at_every_write(
     store.close()
 
 
+def test_no_room_left_by_entries_marked_immutable_says_so(tmp_path: Path) -> None:
+    """Entries eviction may not remove (``chattr +i``) holding the room: the write is not
+    stored, and the error names the mark. Before, it said they were other users' entries
+    in folders this user may not write (a cache shared by hand)."""
+    store = open_store(str(tmp_path / "cache"), 10_000, False)
+    for i in range(4):
+        store.write(FN, k(i), real_entry(k(i)))
+    with contextlib.ExitStack() as marks:
+        for entry in store.scan(heads=False):
+            marks.enter_context(immutable(Path(entry.location)))
+        with pytest.raises(OSError, match=r"no room under max_size .* chattr \+i"):
+            store.write(FN, k(9), real_entry(k(9), 9_000))
+    store.close()
+
+
 @pytest.mark.parametrize("batch", [1000, 2], ids=["one-batch", "batches-of-2"])
 def test_eviction_far_over_the_limit_removes_the_least_recently_used_first(
     location: str, batch: int, monkeypatch: pytest.MonkeyPatch

@@ -2525,10 +2525,13 @@ def _writable_by_mode(folder: str, me: int) -> bool:
 
 def _held_message(root: str, max_size: int, held: int, size: int) -> str:
     """Why a write with max_size is not stored when others' entries hold the room."""
+    # (or entries whose removal was refused, ``_ledger.Refusals``: before, those too
+    # were said to be other users', of a file marked immutable)
     return (f"no room under max_size ({max_size:,} bytes) in {root} for an entry of "
-            f"{size:,} bytes: other users' entries there hold {held:,} bytes of it, in "
-            f"folders {user_name(_euid())} may not write (a cache shared by hand), so they "
-            "cannot be evicted: raise max_size, or have their owners clear them")
+            f"{size:,} bytes: entries {user_name(_euid())} may not remove hold {held:,} "
+            "bytes of it (other users' entries, in folders this user may not write: a "
+            "cache shared by hand; or files marked immutable, chattr +i), so they cannot be "
+            "evicted: raise max_size, or have them removed (their owners clear them)")
 
 
 class _NoRoomForLock(OSError):
