@@ -1634,18 +1634,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_unlock_in_child)
 
 
-# memojar's modules imported when first used (a store's, the reports'), by their full name
-_IMPORTED_WHEN_USED = tuple(f"{__package__}.{name}" for name in (
+# The modules memojar imports when first used, by their full name: its own (a store's, the
+# reports'), and those of the standard library and its dependencies it imports inside a
+# call (the default folder's platformdirs, a secret's hmac, ``inspect``): none of them,
+# imported, waits for another thread, so a fork waiting for one cannot wait for ever
+_IMPORTED_WHEN_USED = (*(f"{__package__}.{name}" for name in (
     "_filestore", "_location", "_locks", "_census", "_report", "_runs", "_redisconn",
-    "_redislease", "_redislua", "_redisoptions", "_redisstore", "_redisurl", "_s3store"))
+    "_redislease", "_redislua", "_redisoptions", "_redisstore", "_redisurl", "_s3store")),
+    "platformdirs", "filelock", "inspect", "asyncio", "platform", "hmac", "hashlib",
+    "base64", "zlib", "difflib", "datetime", "sysconfig", "resource", "glob", "pwd",
+    "numbers", "unicodedata", "shlex", "traceback", "logging")
 
 
 def _imports_done_before_fork() -> None:
-    """A fork waits for another thread's import of one of memojar's modules to end. A
-    module being imported is locked by the importing thread, which a forked child lacks:
-    before, a fork while another thread made the process's first ``Cache`` (importing
-    ``_filestore``, tens of milliseconds) left the child's own first ``Cache`` waiting on
-    that import for ever. One dict look-up a module a fork otherwise."""
+    """A fork waits for another thread's import of one of the modules memojar imports when
+    first used to end. A module being imported is locked by the importing thread, which a
+    forked child lacks: before, a fork while another thread made the process's first
+    ``Cache`` (importing ``_filestore``, tens of milliseconds) or its first default folder
+    (``platformdirs``) left the child's own first ``Cache`` waiting on that import for
+    ever. One dict look-up a module a fork otherwise."""
     for name in _IMPORTED_WHEN_USED:
         module = sys.modules.get(name)
         if module is not None and getattr(module.__spec__, "_initializing", False):

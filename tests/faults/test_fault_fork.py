@@ -449,15 +449,15 @@ def test_a_child_forked_while_a_thread_makes_the_first_identity_does_not_hang(
 
 FORKED_WHILE_THE_FIRST_CACHE_IMPORTS_ITS_STORE = """
 import os, signal, sys, threading, time, warnings
-import memojar
+import memojar, memojar._cache
 
 begun = threading.Event()
 
 
-class Slow:  # the file store's module on a slow disk: one of its imports takes a second
+class Slow:  # a module on a slow disk: its import takes a second
     @staticmethod
     def find_spec(name, path=None, target=None):
-        if name == "memojar._locks":
+        if name == os.environ["SLOW"]:
             begun.set()
             time.sleep(1)
         return None  # found by the usual finders
@@ -465,29 +465,36 @@ class Slow:  # the file store's module on a slow disk: one of its imports takes 
 
 sys.meta_path.insert(0, Slow)
 root = os.environ["CACHE"]
-first = threading.Thread(target=memojar.Cache, args=(os.path.join(root, "a"),))
-first.start()  # the process's first Cache imports memojar._filestore
+os.environ["XDG_CACHE_HOME"] = os.path.join(root, "default")
+os.environ.pop("MEMOJAR_DIR", None)  # (the default folder: platformdirs')
+if os.environ["SLOW"] == "platformdirs.api":  # the first default folder imports it
+    first = threading.Thread(target=memojar._cache.default_directory)
+else:  # the process's first Cache imports memojar._filestore
+    first = threading.Thread(target=memojar.Cache, args=(os.path.join(root, "a"),))
+first.start()
 assert begun.wait(10)
 warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded", the attack
 pid = os.fork()
 if pid == 0:
     signal.alarm(10)
-    f = memojar.Cache(os.path.join(root, "b")).cached(lambda x: x + 1)
+    f = memojar.cached(lambda x: x + 1)
     os._exit(0 if f(2) == 3 else 1)
 first.join()
 print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 """
 
 
+@pytest.mark.parametrize("slow", ["memojar._locks", "platformdirs.api"])
 def test_a_child_forked_while_a_thread_makes_the_first_cache_does_not_hang(
-        tmp_path: Path) -> None:
+        tmp_path: Path, slow: str) -> None:
     """A thread makes the process's first ``Cache``, which imports the file store's
     module (tens of milliseconds); another thread forks meanwhile. Before, the child got
     that module locked by the importing thread, which it lacks, and its own first
     ``Cache`` waited for the import for ever (a fork-from-a-thread storm: a child stuck in
-    ``_ModuleLock.acquire`` under ``_cache._file_store``). Now the fork waits for the
-    import to end."""
+    ``_ModuleLock.acquire`` under ``_cache._file_store``); so too for the default
+    folder's ``platformdirs``. Now the fork waits for the import to end."""
     from faultkit import finish, spawn
 
-    proc = spawn(FORKED_WHILE_THE_FIRST_CACHE_IMPORTS_ITS_STORE, CACHE=str(tmp_path))
+    proc = spawn(FORKED_WHILE_THE_FIRST_CACHE_IMPORTS_ITS_STORE, CACHE=str(tmp_path),
+                 SLOW=slow)
     assert finish(proc, 60).strip() == "0"  # before: -14, the child's SIGALRM
