@@ -352,6 +352,32 @@ def test_a_bad_memojar_dir_is_named_as_the_variable(
         cached(cache_dir=project)
 
 
+def test_a_bad_default_directory_is_named_as_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ~/.cache/memojar a file (or a link to a folder of the user's), no cache_dir= and no
+    # $MEMOJAR_DIR: a bare @cached raised "cache_dir '...' is a file", of an argument the
+    # user had never passed, saying nothing of how to cache elsewhere.
+    monkeypatch.delenv("MEMOJAR_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "xdg").mkdir()
+    (tmp_path / "xdg" / "memojar").write_text("not a directory")
+    said = (r"^the default cache directory '.*xdg/memojar' is a file, not a directory.*"
+            r"set \$MEMOJAR_DIR, or pass cache_dir=, to cache elsewhere")
+    with pytest.raises(ValueError, match=said):
+        Cache()
+    with pytest.raises(ValueError, match=said):
+        cached(f)
+    (tmp_path / "xdg" / "memojar").unlink()
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "data.csv").write_text("a,b\n")
+    (tmp_path / "xdg" / "memojar").symlink_to(tmp_path / "project")
+    with pytest.raises(ValueError, match=r"^the default cache directory '.*project' is an "
+                                         r"existing folder"):
+        cached()
+    assert (tmp_path / "project" / "data.csv").read_text() == "a,b\n"
+
+
 def test_bytes_location_is_a_path(tmp_path: Path) -> None:
     # A bytes path failed deep inside ("cannot use a string pattern on a bytes-like object").
     target = tmp_path / "c"

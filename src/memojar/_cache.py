@@ -482,7 +482,7 @@ class Cache:
                 store = open_store(location, max_size, signed=self.secret is not None,
                                    secret=self.secret)
             except ValueError as exc:
-                if given is not None or not os.environ.get("MEMOJAR_DIR"):
+                if given is not None:
                     raise
                 raise _of_the_environment(exc) from exc.__cause__
         else:
@@ -1684,17 +1684,25 @@ def _cache_for(cache_dir: str | os.PathLike[str] | None) -> Cache:
                 cache = _caches[location] = Cache(location)
             return cache
     except ValueError as exc:
-        if cache_dir is not None or not os.environ.get("MEMOJAR_DIR"):
+        if cache_dir is not None:
             raise
         raise _of_the_environment(exc) from exc.__cause__
 
 
 def _of_the_environment(exc: ValueError) -> ValueError:
     """``exc`` about the default location, said of ``$MEMOJAR_DIR`` that the user set (not
-    of ``cache_dir``, which they never passed: ``MEMOJAR_DIR=.`` in a project folder)."""
+    of ``cache_dir``, which they never passed: ``MEMOJAR_DIR=.`` in a project folder), or
+    of the default directory, with how to cache elsewhere. Before, ``~/.cache/memojar``
+    a file made a bare ``@cached`` raise "cache_dir '...' is a file", of an argument the
+    user had never passed."""
     said = str(exc)
-    said = (f"$MEMOJAR_DIR {said[len('cache_dir '):]}" if said.startswith("cache_dir ")
-            else f"$MEMOJAR_DIR: {said}")
+    if not (os.environ.get("MEMOJAR_DIR") or "").strip():  # (blank: unset, as there)
+        said = (f"the default cache directory {said[len('cache_dir '):]}"
+                if said.startswith("cache_dir ") else f"the default cache directory: {said}")
+        said += " (set $MEMOJAR_DIR, or pass cache_dir=, to cache elsewhere)"
+    else:
+        said = (f"$MEMOJAR_DIR {said[len('cache_dir '):]}" if said.startswith("cache_dir ")
+                else f"$MEMOJAR_DIR: {said}")
     exc.args = (said,)  # the same error, its attributes kept (a path, a scheme)
     return exc
 
