@@ -2287,6 +2287,12 @@ class FileStore(Store):
         lock = None
         if not given_up and os.path.lexists(path):  # else no max_size write made it yet
             try:
+                if self._anothers() and stat.S_IFMT(os.lstat(path).st_mode) not in (
+                        stat.S_IFREG, stat.S_IFDIR):
+                    # Root in another user's cache: ``_flock`` would replace the link or
+                    # FIFO there with a lock file of root's, private, refusing every later
+                    # max_size write of the owner's (before, for good). Left as it is.
+                    raise OSError(errno.EPERM, "not replaced in another user's cache", path)
                 lock = _flock(path)
             except OSError as exc:
                 logger.debug("empty folders of %s left: %s", self.root, exc)

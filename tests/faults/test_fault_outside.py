@@ -331,6 +331,49 @@ def test_root_removing_in_another_users_cache_leaves_no_ledger_or_statistics(
     assert as_another_user(users_run) == "[0, 2, 4, 6] 4 0"
 
 
+@pytest.mark.parametrize("planted", ["link", "fifo"])
+def test_root_removing_in_another_users_cache_never_replaces_its_ledgers_lock(
+        shared_folder: Path, planted: str) -> None:
+    """Root's ``prune`` and ``clear`` in a user's cache whose size ledger's lock
+    (``.size.lock``) is a link or a FIFO (a dangling link restored from a backup, say):
+    the removal's cleanup took the ledger's lock, and so replaced what was there with a
+    lock file of root's, private; every later write of that user's with a ``max_size`` was
+    then returned but not cached ("the size ledger's lock ... is root's"), for good. Now
+    root leaves it as it is (the empty folders stay), and the user caches as before."""
+    import warnings
+
+    import memojar
+
+    cache_dir = shared_folder / "c"
+    lock = cache_dir / ".size.lock"
+
+    def users_run() -> str:
+        f = memojar.Cache(cache_dir, max_size=10**6).cached(_double)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            values = [f(i) for i in range(4)] + [f(i) for i in range(4)]
+        return f"{values[4:]} {f.cache_info().hits}"
+
+    def users_plant() -> str:
+        lock.unlink()
+        if planted == "link":
+            lock.symlink_to(shared_folder / "nowhere")
+        else:
+            os.mkfifo(lock)
+        return ""
+
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4"
+    as_another_user(users_plant)
+    cache = memojar.Cache(cache_dir, max_size=10**6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cache.prune()
+        assert cache.clear() == 4
+    mine = [path for path in cache_dir.rglob("*") if path.lstat().st_uid == os.geteuid()]
+    assert mine == []
+    assert as_another_user(users_run) == "[0, 2, 4, 6] 4"
+
+
 def test_memory_in_another_users_cache_says_why_it_is_not_used(shared_folder: Path) -> None:
     """``memory=`` in a script run by root on a user's cache: its warning blamed the file
     system ("made with a hard link: ... such as FAT"), when the stamp is not made because
