@@ -2194,9 +2194,14 @@ class _Memo:
                     "if it was stored, the next call hits, else it computes again"
                 )
                 return False
+            # the file it names, if any (a folder made at the entry's name: before, the
+            # cache's folder alone was named, "Is a directory")
+            named = exc.filename2 or exc.filename
+            said = f"{exc.strerror}: {named}" if exc.strerror and isinstance(named, str) else (
+                exc.strerror or exc)
             warn(
                 f"{self._what(given)} not cached: writing to {self.store.location} failed "
-                f"({exc.strerror or exc}); the next call will compute again"
+                f"({said}); the next call will compute again"
             )
             return False
         if logger.isEnabledFor(DEBUG) if debug is None else debug:

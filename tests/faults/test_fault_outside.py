@@ -1533,3 +1533,22 @@ def test_a_folder_at_a_temporary_name_is_left_by_prune(tmp_path: Path, where: st
     assert (at / "keep").read_text() == "mine\n"
     assert f(-1) == 1
     assert cache.stats().hits == 1
+
+
+def test_a_folder_at_an_entrys_name_is_named_in_the_warning(tmp_path: Path) -> None:
+    """A folder planted at an entry's name: the value is returned, the folder left, and the
+    warning names the entry's file. Before, only the cache's folder ("writing to <cache>
+    failed (Is a directory)")."""
+    import warnings
+
+    import memojar
+
+    cache = memojar.Cache(tmp_path / "cache")
+    f = cache.cached(lambda x: x + 1)
+    entry = Path(cache.store.path(f.__memojar__.name, f.cache_key(1)))
+    entry.mkdir(parents=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert f(1) == 2
+    assert entry.is_dir() and list(entry.iterdir()) == []
+    assert [f"(Is a directory: {entry.name})" in str(w.message) for w in caught] == [True]
