@@ -295,6 +295,24 @@ def test_the_memory_tier_does_not_hold_a_value_past_its_entry_when_the_clock_ste
     assert len(calls) == 2
 
 
+def test_the_memory_tier_reads_the_clock_a_test_patches_after_decorating(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``time.time`` patched once the function is decorated (``mock.patch("time.time")``,
+    freezegun), an hour past its ttl: a value held in memory is as stale as its entry, as
+    ``cache_explain`` says. Before, the memory tier read the ``time.time`` it found when
+    decorated, and returned the held value while ``cache_explain`` said stale."""
+    calls: list[Any] = []
+    f = cached(cache_dir=tmp_path, ttl=60, memory=8)(counting(calls))
+    f(1)
+    f(1)
+    assert len(calls) == 1
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert f.cache_explain(1).startswith("stale")
+    f(1)
+    assert len(calls) == 2
+
+
 def test_a_stale_value_is_not_served_from_an_entry_created_ahead_of_the_clock(
         cache_dir: Path, clock: Clock) -> None:
     """``stale_while_revalidate`` serves an entry that expired a little while ago, never one
