@@ -2236,6 +2236,66 @@ def test_max_size_without_delete_permission_keeps_refused_entries_as_room_taken(
     cache.close()
 
 
+def test_a_fresh_store_without_delete_permission_does_not_try_each_entry_over_the_limit(
+        s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials without s3:DeleteObject and ``max_size`` on a prefix already over it
+    (the earlier processes' entries, which none could remove): a new process's store
+    remembers no refusal. Before, its first miss tried each entry over the limit once, a
+    GET and a refused DELETE each (100 entries: about 200 requests; 2,000: 3,970 and 10 s
+    against moto; 10,000: 20,000, minutes). Now one removal of an entry's name never
+    written tells it that it may not remove: the entries stay as room taken, untried
+    (asked again with the refused ones, after ``REFUSED_RECHECK``)."""
+    filling = Cache(s3_location, secret=SECRET)
+
+    @filling.cached
+    def kilobyte(i: int) -> bytes:
+        return bytes(1000)
+
+    for i in range(100):
+        kilobyte(i)
+    refusing = _CountingRefusals(client, "")  # every removal refused, leases' too
+    cache = Cache(store=S3Store(s3_location, 5000, client=refusing), secret=SECRET)
+    kilobyte = cache.cached(kilobyte.__wrapped__)
+    requests: list[str] = []
+    client.meta.events.register("before-call.s3", lambda event_name, **_: requests.append(
+        event_name))
+    with pytest.warns(MemojarWarning) as said:  # (and that its lease stays)
+        kilobyte(100)
+    assert any(re.search(r"refused to remove 9\d entries", str(w.message)) for w in said)
+    # (its look, lease, write, the question, the lease's removal, one listing)
+    assert len(requests) + refusing.asked <= 15, (requests, refusing.asked)
+    assert len(list(cache.entries())) == 101  # all still there: stored, none removed
+    refusing.refused = "(none)"  # the permission given: asked again after REFUSED_RECHECK
+    monkeypatch.setattr(_ledger, "REFUSED_RECHECK", 0.0)
+    kilobyte(101)
+    assert 0 < sum(e.size for e in cache.entries()) <= 5000
+    cache.close()
+
+
+def test_eviction_goes_around_an_entry_under_a_legal_hold(s3_location: str,
+                                                          client: Any) -> None:
+    """Credentials that may remove, one entry the server refuses to remove (a legal hold):
+    eviction keeps it as room taken and removes the others down to ``max_size``."""
+    filling = Cache(s3_location, secret=SECRET)
+
+    @filling.cached
+    def kilobyte(i: int) -> bytes:
+        return bytes(1000)
+
+    for i in range(10):
+        kilobyte(i)
+    held = kilobyte.cache_key(0)
+    store = S3Store(s3_location, 5000, client=_RefusingSomeDeletes(client, held))
+    cache = Cache(store=store, secret=SECRET)
+    kilobyte = cache.cached(kilobyte.__wrapped__)
+    with pytest.warns(MemojarWarning, match=r"refused to remove 1 entry"):
+        kilobyte(10)
+    left = list(cache.entries())
+    assert held in {e.key for e in left}
+    assert 3 <= len(left) <= 5 and sum(e.size for e in left) <= 5000
+    cache.close()
+
+
 class _LeaseRemovalsUnanswered:
     """A client whose removals of leases find no server while ``down`` (an outage that
     outlasts a release's tries)."""
