@@ -3217,6 +3217,38 @@ def test_clears_without_delete_permission_leave_no_object_behind(
     assert objects(client, s3_location) == before
 
 
+@pytest.mark.parametrize("asking", ["clear", "eviction"])
+def test_a_signal_handlers_timeout_while_asking_whether_removals_are_allowed_is_the_callers(
+        s3_location: str, monkeypatch: pytest.MonkeyPatch, asking: str) -> None:
+    """The caller's ``SIGALRM`` handler raising ``TimeoutError`` (no errno) while the store
+    asks whether its credentials may remove (``S3Store._delete_denied``: a clear's batch
+    question, an eviction's) reaches the caller. Before, it was taken for a server that
+    did not answer: the clear or the write went on past the caller's deadline."""
+    from memojar import _s3store
+
+    cache = Cache(s3_location, secret=SECRET, max_size=3_000 if asking == "eviction" else None)
+    f = cache.cached(lambda x: b"v" * 1_000 + bytes([x]))
+    for x in range(2):
+        f(x)
+    real = _s3store._Bucket.delete
+
+    def on_alarm(signum: int, frame: Any) -> None:  # as a handler is called
+        raise TimeoutError("the caller's deadline")
+
+    def deadline(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("if_match") == _s3store._NO_ETAG:
+            on_alarm(signal.SIGALRM, sys._getframe())
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(_s3store._Bucket, "delete", deadline)
+    with pytest.raises(TimeoutError, match="the caller's deadline"):
+        if asking == "clear":
+            cache.clear()
+        else:
+            for x in range(2, 6):
+                f(x)
+
+
 def test_a_store_asks_again_in_time_whether_batches_honour_etags(
         s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store asks again, past ``BATCH_RECHECK``, whether the server's multi-object

@@ -137,6 +137,7 @@ LEASE_LOOKS = 4
 LEASE_POLL_MIN = 0.02  # seconds, the first wait between tries of a held lease
 LEASE_POLL_MAX = 0.5  # seconds, the longest wait between tries (backoff doubles up to it)
 LEFT_MAX = 1024  # leases released and left behind (no s3:DeleteObject) a store remembers
+_NO_ETAG = '"' + "0" * 32 + '"'  # an ETag no object has (conditions that never hold)
 ORPHAN_AGE = 3600.0  # ``cleanup`` aborts multipart uploads older than this
 # bytes read of an object at an entry's name to tell whether memojar wrote it (the magic)
 ENTRY_SNIFF = 16
@@ -1136,19 +1137,33 @@ class S3Store(Store):
         if checked is not None and time.monotonic() - checked[1] < _ledger.REFUSED_RECHECK:
             return checked[0]
         name = f"{self.prefix}{entry.function_dir}/{secrets.token_hex(16)}{SUFFIX}"
-        denied: OSError | None = None
         try:
-            self._bucket.delete(name, if_match='"' + "0" * 32 + '"')
-        except PermissionError as exc:
-            logger.debug("these credentials may not remove entries: %s", exc)
-            denied = exc
+            denied = self._delete_denied(name)
         except (ConnectionError, TimeoutError) as exc:
+            if the_callers(exc):  # a signal handler's (its TimeoutError): the caller's
+                raise
             logger.debug("cannot tell whether entries may be removed: %s", exc)
             return None
-        except OSError:
-            pass  # (no such object; or a server refusing conditional deletes)
+        if denied is not None:
+            logger.debug("these credentials may not remove entries: %s", denied)
         self._delete_checked = denied, time.monotonic()
         return denied
+
+    def _delete_denied(self, name: str) -> PermissionError | None:
+        """Whether these credentials may remove ``name`` (an object never written), asked
+        by a removal conditional on an ETag no object has: S3 checks the permission first,
+        refused, the 403 (``PermissionError``); else None (404: nothing is removed, no
+        delete marker made; or a server refusing conditional deletes). Raises
+        ``ConnectionError`` or ``TimeoutError`` when not told."""
+        try:
+            self._bucket.delete(name, if_match=_NO_ETAG)
+        except PermissionError as exc:
+            return exc
+        except (ConnectionError, TimeoutError):
+            raise
+        except OSError:
+            pass  # (no such object; or a server refusing conditional deletes)
+        return None
 
     def _unlink_tried(
         self, entries: Sequence[StoredEntry]
@@ -1268,28 +1283,25 @@ class S3Store(Store):
         bucket = self._bucket
         name = f"{self.prefix}{entry.function_dir}/{secrets.token_hex(16)}{LEASE_SUFFIX}"
         body = f"{secrets.token_hex(16)} pid {os.getpid()}\n".encode()
-        unlike = '"' + "0" * 32 + '"'  # (no object's ETag)
         try:
             # Whether these credentials may remove at all, asked before the lease is
-            # written, by a removal of it conditional on an ETag it never has (S3 checks
-            # the permission first: refused, 403; else 404, and nothing is removed, no
-            # delete marker made). Before, credentials without s3:DeleteObject wrote the
-            # lease and could not remove it: each clear or prune of a process left one.
-            try:
-                bucket.delete(name, if_match=unlike)
-            except (PermissionError, ConnectionError, TimeoutError):
-                raise
-            except OSError:
-                pass  # (no such object; or a server refusing conditional deletes)
+            # written (``_delete_denied``). Before, credentials without s3:DeleteObject
+            # wrote the lease and could not remove it: each clear or prune of a process
+            # left one.
+            refused = self._delete_denied(name)
+            if refused is not None:
+                raise refused
             etag = bucket.put(name, [memoryview(body)], len(body), if_none_match=True)
             honoured = True  # (until told: the lease is there to remove)
             try:
-                bucket.delete_unchanged_many([(name, unlike)])  # not its ETag
+                bucket.delete_unchanged_many([(name, _NO_ETAG)])  # not its ETag
                 honoured = bucket.head(name) is not None
             finally:
                 if honoured:
                     bucket.delete_unchanged(name, etag)
         except (ConnectionError, TimeoutError) as exc:  # not told: asked again next time
+            if the_callers(exc):  # a signal handler's (its TimeoutError): the caller's
+                raise
             logger.debug("cannot tell whether multi-object deletes honour ETags: %s", exc)
             return False
         except OSError as exc:  # refused (no DeleteObjects, no PutObject): one by one
