@@ -29,7 +29,7 @@ from memojar._redisconn import _TooMany
 from memojar._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from memojar._redisstore import RedisStore
 from redis_server import RedisServer
-from remote_kit import SECRET, WatchedLock
+from remote_kit import SECRET, WatchedLock, counted
 
 pytestmark = pytest.mark.filterwarnings("ignore:Redis cache .* has no secret")
 
@@ -1227,12 +1227,7 @@ def test_a_hit_of_a_server_paused_for_writes_returns_at_once_and_stamps_after(
     held both replies: each hit waited socket_timeout, then computed its value."""
     server = own_redis()
     cache = Cache(server.url(socket_timeout=2), secret=SECRET, max_size=10**9)
-    calls: list[int] = []
-
-    @cache.cached
-    def f(x: int) -> int:
-        calls.append(x)
-        return 2 * x
+    f, calls = counted(cache)
 
     client = server.client()
     try:
@@ -1329,12 +1324,7 @@ def test_a_miss_of_a_server_paused_for_writes_waits_one_timeout_and_hits_go_on_h
     server = own_redis()
     timeout = 1.0
     cache = Cache(server.url(socket_timeout=timeout), secret=SECRET)
-    calls: list[int] = []
-
-    @cache.cached
-    def f(x: int) -> int:
-        calls.append(x)
-        return 2 * x
+    f, calls = counted(cache)
 
     client = server.client()
     try:

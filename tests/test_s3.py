@@ -2198,6 +2198,18 @@ class _CountingRefusals(_RefusingSomeDeletes):
         return super().delete_objects(**kwargs)
 
 
+def _kilobyte(i: int) -> bytes:
+    return bytes(1000)
+
+
+def _kilobytes(location: str, count: int) -> Callable[[int], bytes]:
+    """``_kilobyte`` cached in ``location``'s cache, called for 0 .. ``count - 1``."""
+    kilobyte = Cache(location, secret=SECRET).cached(_kilobyte)
+    for i in range(count):
+        kilobyte(i)
+    return kilobyte
+
+
 def test_max_size_without_delete_permission_keeps_refused_entries_as_room_taken(
         s3_location: str, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials without s3:DeleteObject and ``max_size``: the entries eviction was
@@ -2212,10 +2224,7 @@ def test_max_size_without_delete_permission_keeps_refused_entries_as_room_taken(
     client.meta.events.register("before-call.s3", lambda event_name, **_: requests.append(
         event_name))
 
-    @cache.cached
-    def kilobyte(i: int) -> bytes:
-        return bytes(1000)
-
+    kilobyte = cache.cached(_kilobyte)
     per_miss = []
     with pytest.warns(MemojarWarning, match=r"refused to remove") as said:
         for i in range(40):
@@ -2245,17 +2254,10 @@ def test_a_fresh_store_without_delete_permission_does_not_try_each_entry_over_th
     against moto; 10,000: 20,000, minutes). Now one removal of an entry's name never
     written tells it that it may not remove: the entries stay as room taken, untried
     (asked again with the refused ones, after ``REFUSED_RECHECK``)."""
-    filling = Cache(s3_location, secret=SECRET)
-
-    @filling.cached
-    def kilobyte(i: int) -> bytes:
-        return bytes(1000)
-
-    for i in range(100):
-        kilobyte(i)
+    _kilobytes(s3_location, 100)
     refusing = _CountingRefusals(client, "")  # every removal refused, leases' too
     cache = Cache(store=S3Store(s3_location, 5000, client=refusing), secret=SECRET)
-    kilobyte = cache.cached(kilobyte.__wrapped__)
+    kilobyte = cache.cached(_kilobyte)
     requests: list[str] = []
     client.meta.events.register("before-call.s3", lambda event_name, **_: requests.append(
         event_name))
@@ -2276,18 +2278,10 @@ def test_eviction_goes_around_an_entry_under_a_legal_hold(s3_location: str,
                                                           client: Any) -> None:
     """Credentials that may remove, one entry the server refuses to remove (a legal hold):
     eviction keeps it as room taken and removes the others down to ``max_size``."""
-    filling = Cache(s3_location, secret=SECRET)
-
-    @filling.cached
-    def kilobyte(i: int) -> bytes:
-        return bytes(1000)
-
-    for i in range(10):
-        kilobyte(i)
-    held = kilobyte.cache_key(0)
+    held = _kilobytes(s3_location, 10).cache_key(0)
     store = S3Store(s3_location, 5000, client=_RefusingSomeDeletes(client, held))
     cache = Cache(store=store, secret=SECRET)
-    kilobyte = cache.cached(kilobyte.__wrapped__)
+    kilobyte = cache.cached(_kilobyte)
     with pytest.warns(MemojarWarning, match=r"refused to remove 1 entry"):
         kilobyte(10)
     left = list(cache.entries())
