@@ -110,6 +110,28 @@ def test_a_cache_told_another_memoizers_size_option_names_max_size(cache_dir: Pa
         Cache(cache_dir, size_limit=2**20)  # diskcache's name
 
 
+@pytest.mark.parametrize(("option", "said"), [
+    # joblib's Memory(location=): before, "did you mean lock_timeout=?"
+    ("location", r"'location': memojar calls it directory=$"),
+    # cachier's max_age: before, "did you mean max_size=?", a bound in bytes
+    ("max_age", r"'max_age': memojar calls it ttl=, an option of each function: "
+                r"@cache.cached\(ttl=\.\.\.\)$"),
+    ("expire", r"'expire': memojar calls it ttl=, an option of each function: "
+               r"@cache.cached\(ttl=\.\.\.\)$"),
+])
+def test_a_cache_told_another_memoizers_option_names_memojars_never_a_lookalike(
+    cache_dir: Path, option: str, said: str
+) -> None:
+    with pytest.raises(TypeError, match=said):
+        Cache(cache_dir, **{option: 3600})
+
+
+def test_cached_told_a_caches_option_of_another_memoizer_names_where_it_goes() -> None:
+    with pytest.raises(TypeError, match=r"'size_limit': memojar calls it max_size=, an option "
+                                        r"of the cache: Cache\(directory, max_size=\.\.\.\)$"):
+        cached(size_limit=2**20)
+
+
 def test_an_unknown_option_lists_the_options_there_are() -> None:
     with pytest.raises(TypeError, match=r"'colour' \(it takes cache_dir=, ttl=, version=, "
                                         r"ignore=, key=, depends_on=, files=, "

@@ -1820,8 +1820,8 @@ _CACHE_OPTIONS = ("directory", "max_size", "secret", "lock_timeout", "store")
 # names memojar has for them (the first one the call takes), or what to do instead.
 _PLACE = ("cache_dir", "directory")
 _PEERS_OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "maxsize": (("memory",), "the results this process also keeps, as lru_cache's maxsize; "
-                             "the disk's bound is Cache(max_size=...)"),
+    "maxsize": (("memory", "max_size"), "the results this process also keeps, as lru_cache's "
+                                        "maxsize; the disk's bound is Cache(max_size=...)"),
     "typed": ((), "memojar needs none: keys always tell 1, 1.0 and True apart"),
     "verbose": ((), "memojar logs to logging.getLogger('memojar'), a line a hit, miss and "
                     "store at DEBUG"),
@@ -1841,10 +1841,18 @@ def _unexpected(where: str, unknown: dict[str, Any], known: tuple[str, ...]) -> 
     close = difflib.get_close_matches(name, known, n=1)
     names, note = _PEERS_OPTIONS.get(name, ((), ""))
     ours = [n for n in names if n in known]
-    if close:
+    # Another memoizer's option is named as memojar calls it, not by its spelling: joblib's
+    # Memory(location=) looks like lock_timeout=, cachier's max_age like max_size= (bytes).
+    if close and (name not in _PEERS_OPTIONS or close[0] in ours):
         hint = f": did you mean {close[0]}=?"
     elif ours:
         hint = f": memojar calls it {ours[0]}=" + (f" ({note})" if note else "")
+    elif names and names[0] in _CACHE_OPTIONS:  # size_limit= given to cached()
+        hint = (f": memojar calls it {names[0]}=, an option of the cache: "
+                f"Cache(directory, {names[0]}=...)")
+    elif names:  # expire= given to Cache()
+        hint = (f": memojar calls it {names[0]}=, an option of each function: "
+                f"@cache.cached({names[0]}=...)")
     elif note and not names:
         hint = f": {note}"
     else:
