@@ -117,6 +117,9 @@ MISSING: Any = _Missing()
 # What a waiter finds when the caller it waited for computed the key in this process and
 # did not store the value (``_Memo.unstored``): it computes its own at once, not in turn.
 UNSTORED: Any = object()
+# What ``_lock`` and ``_alock`` return when the store could not be asked for the lock (its
+# fault: ``_cannot_lock``): the call computes without it, reading nothing again first.
+UNLOCKED: Any = object()
 _UNSTORED_MAX = 256  # keys noted as unstored, per function: the latest kept
 _Args = tuple[Any, ...]  # bound or call arguments
 _FOREVER = 1e9  # seconds: the delay of a timer that never fires (``_keep_alive``)
@@ -1482,12 +1485,19 @@ class _Memo:
                 value = MISSING
             else:  # held by another caller: wait (``_lock``, from its pause)
                 value = self._lock(key, taken, not force, lock=lock)
+                if value is UNLOCKED:  # the store's fault, while waiting
+                    free, value = None, MISSING
             if value is UNSTORED:  # computed and not stored by the caller it waited for
                 return self._compute(key, args, kwargs, withheld, force)
             if value is not MISSING:  # stored by the holder while this caller waited
                 return self._read_meanwhile(value, withheld)
-            # ``_stored_meanwhile``, inline (a frame less a miss); also after a timeout
-            if not force and store.maybe_stored(self.name, key):
+            # ``_stored_meanwhile``, inline (a frame less a miss); also after a timeout.
+            # Not when the lock could not be asked (``free`` None, the store's fault): the
+            # read just missed, and a server whose lock timed out times this read out too
+            # (one paused for writes answers it, with nothing stored since); before, a
+            # server frozen at the lock cost its call two timeouts once reads went on
+            # past a write's timeout (``Breaker.trip``'s ``writes``).
+            if not force and free is not None and store.maybe_stored(self.name, key):
                 value = self.get(key)
                 if value is not MISSING:
                     self.hit_count.bump()
@@ -1614,10 +1624,13 @@ class _Memo:
             value = await self._alock(key, run, taken, not force)
             if value is UNSTORED:  # computed and not stored by the caller it waited for
                 return await self._acompute(key, args, kwargs, run, force)
-            if value is not MISSING:  # stored by the holder while this caller waited
+            # (not read again when the lock could not be asked: as ``compute``)
+            unlocked = value is UNLOCKED
+            if value is not MISSING and not unlocked:  # stored by the holder meanwhile
                 return value
             _held.set((*held, here))
-            value = MISSING if force else await run(self._stored_meanwhile, key)
+            value = (MISSING if force or unlocked
+                     else await run(self._stored_meanwhile, key))
             if value is MISSING:
                 value = await self._acompute(key, args, kwargs, run, force)
             return value
@@ -1668,8 +1681,9 @@ class _Memo:
               then: str = _COMPUTING_HERE, lock: KeyLock | None = None) -> Any:
         """Take the key's lock, unless the store cannot lock right now (a read-only or
         vanished directory) or another caller held it past ``lock_timeout``: the value is
-        then computed without it. MISSING, or with ``read`` the value the lock's holder
-        stored while this caller waited, read without taking the lock.
+        then computed without it. MISSING (UNLOCKED where the store could not be asked),
+        or with ``read`` the value the lock's holder stored while this caller waited, read
+        without taking the lock.
 
         Only the store's own errors (an ``OSError`` with an errno) are caught; anything else
         raised while waiting, such as the ``TimeoutError`` of the caller's ``SIGALRM``
@@ -1765,7 +1779,7 @@ class _Memo:
             if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
                 raise
             self._cannot_lock(key, exc)
-            return MISSING
+            return UNLOCKED
         except BaseException:
             if lock is not None:
                 lock.release()  # taken just before the exception, perhaps: never leak it
@@ -1868,7 +1882,7 @@ class _Memo:
             if exc.errno is None:  # not a system call's: the caller's (a signal handler's)
                 raise
             self._cannot_lock(key, exc)
-            return MISSING
+            return UNLOCKED
         except BaseException:  # cancelled, or the caller's exception: never leak the lock
             if lock is not None and not self.store.remote:  # a remote one: ``undo`` does
                 lock.release()
