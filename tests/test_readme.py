@@ -120,7 +120,7 @@ def excluded_command(command: str) -> str | None:
 
 
 # Blocks checked by a test of their own, by their first line.
-CHECKED = {"hit: stored 2026-11-29T21:33:18Z, computed in 0.012 s":
+CHECKED = {"hit: stored 2026-11-29T21:33:18Z, computed in 12 ms":
            "test_the_cache_explain_lines_are_what_cache_explain_says"}
 
 

@@ -211,6 +211,12 @@ def _live_memos() -> list[_Memo]:
     return [memo for memo in map(weakref.ref.__call__, list(_MEMOS)) if memo is not None]
 
 
+def _took(seconds: float) -> str:
+    """A compute time for ``cache_explain``: ``"12 ms"``, ``"0.00674 ms"``, ``"3.2 s"``
+    (before, ``"6.74e-06 s"`` and ``"0.000229 s"``)."""
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
 _COMPUTING_HERE = "computing it here instead"  # what a miss does after lock_timeout
 _HOLDER = _waits._holder  # key locks held in this process, by owner (see ``_waits``)
 _MODULES, _thread = sys.modules, threading.get_ident  # ``_waits.owner``'s, for ``compute``
@@ -2471,7 +2477,7 @@ class _Memo:
         key = self.key_of(args, kwargs)
         held = self._held_in_memory(args, kwargs, key)
         if held is not None:  # (before, the entry's state: "damaged", "incompatible")
-            return f"hit: held in memory (memory=), computed in {held[2]:.3g} s"
+            return f"hit: held in memory (memory=), computed in {_took(held[2])}"
         ident = self._ident_to_look()
         try:
             data = self.store.look(self.name, key)  # looked at, not used (see ``contains``)
@@ -2529,7 +2535,7 @@ class _Memo:
         except Miss:  # times no clock gives (NaN), which no check of a hit reads
             return "hit"
         return (f"hit: stored {_depends.utc(header.created)}, computed in "
-                f"{header.compute_time:.3g} s")
+                f"{_took(header.compute_time)}")
 
     def _held_in_memory(self, args: _Args, kwargs: dict[str, Any], key: str
                         ) -> tuple[Any, float, float, float, str | None] | None:
