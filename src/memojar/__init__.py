@@ -9,8 +9,6 @@ See ``Cache`` for a cache with a size limit or a secret, and ``memojar --help`` 
 command line.
 """
 
-from __future__ import annotations
-
 from ._cache import Cache, CachedFunction, EntryInfo, UnknownStoreError, cached
 from ._control import disabled
 from ._decorator import CacheInfo
