@@ -649,3 +649,44 @@ def test_a_real_kernel_sees_a_helpers_attribute_edited_in_its_cell(tmp_path: Pat
                "h(1)", SCALE.format(factor=3), "h(1)"]
     shown = kernel_cells(tmp_path, sources)
     assert shown[3::2] == ["2", "3"]  # before: 2, 2
+
+
+SILENT = r"""
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+from comm.base_comm import BaseComm
+
+config = Config()
+config.HistoryManager.hist_file = ":memory:"
+shell = InteractiveShell.instance(config=config)
+
+class Comm(BaseComm):  # a front end's comm (an ipywidget's): no kernel to publish to
+    def publish_msg(self, *args, **kwargs):
+        pass
+
+shown = []
+for how, cell in json.loads(sys.argv[1]):
+    if how == "comm":  # a message from the front end, as ipykernel hands it over
+        comm = Comm(target_name="t")
+        comm.on_msg(lambda msg: exec(cell, shell.user_ns))  # a handler's code, no cell
+        comm.handle_msg({"content": {"data": {}}})
+    else:
+        shell.run_cell(cell, silent=how == "silent").raise_error()
+    shown.append(repr(shell.user_ns.get("out")))
+print(json.dumps(shown))
+"""
+
+
+@pytest.mark.parametrize("how", ["silent", "comm"])
+def test_a_global_bound_by_a_silent_execution_or_a_comm_message_is_seen(
+        tmp_path: Path, how: str) -> None:
+    # A front end's silent execute (a classic notebook's ``kernel.execute``, an extension's
+    # request) and a comm message (an ipywidget's ``observe`` handler) run no cell: IPython
+    # starts them with ``pre_execute`` only. Before, ``K = 5`` bound there was not seen by
+    # the calls after it until a cell ran: ``f(1)`` hit the value of ``K = 1``, 2.
+    first = DEFINE.format(directory=str(tmp_path / "cache"), options="")
+    steps = [["cell", first], ["cell", "out = f(1)"], [how, "K = 5"], [how, "out = f(1)"],
+             [how, "K = 7\nout = f(1)"], ["silent", "out = f(1)"]]
+    out = run_python(SILENT, json.dumps(steps), env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert json.loads(out.splitlines()[-1])[1:] == ["2", "2", "10", "14", "14"]

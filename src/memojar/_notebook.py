@@ -3,7 +3,7 @@
 A function's identity covers its helpers and the module constants it reads; they are
 resolved at its first call. A cell can define a helper again, bind a constant to another
 value, or (``%autoreload``, in its own ``pre_run_cell`` callback) reload a module and replace
-its functions' ``__code__`` in place. So before each cell (the ``pre_run_cell`` event), every
+its functions' ``__code__`` in place. So before each cell (the ``pre_execute`` event), every
 live decorated function is marked: its next call re-checks what its identity was resolved
 from (``_identity.Resolved``: objects by identity, functions' code and defaults, classes'
 members) and makes it again only if something changed. The check runs at that next call,
@@ -56,7 +56,10 @@ def watch(memo: Any) -> None:
     if shell is None:
         return
     try:
-        shell.events.register("pre_run_cell", _cell_starts)  # registered once: kept once
+        # ``pre_execute``, not ``pre_run_cell``: IPython starts a silent execution (a front
+        # end's ``kernel.execute``) and ipykernel a comm message (an ipywidget's handler)
+        # with it alone; before, a global they bound was not seen until a cell ran
+        shell.events.register("pre_execute", _cell_starts)  # registered once: kept once
     except Exception:  # noqa: BLE001 - not IPython's shell after all: nothing to mark
         return
     _identity.RECORD = True
@@ -90,7 +93,8 @@ def _shell() -> Any:
 
 
 def _cell_starts(*_info: Any) -> None:
-    """``pre_run_cell``: each live memo re-checks its identity at its next call."""
+    """``pre_execute`` (a cell, a silent execution, a comm message): each live memo
+    re-checks its identity at its next call."""
     global cells_started, cells_marked, _cell
     _cell = _context()  # the cell's code runs here, after its start
     cells_started += 1
