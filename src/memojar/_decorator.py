@@ -567,8 +567,15 @@ class _Memo:
         """Made again (``renew``, ``take_options``): the binder, the identity and reader (at
         the next use), the sweep of other code's entries, and the memory tier's values."""
         self.binder = self._make_binder()
-        self._unmake()
         self.swept = False
+        # The memory tier emptied before the identity is dropped, and again after (a fill
+        # meanwhile): an interrupt (Ctrl-C in a notebook's cell) between the two left the
+        # old code's values held, returned by every later call.
+        self._forget_held()
+        self._unmake()
+        self._forget_held()
+
+    def _forget_held(self) -> None:
         if self.generation is not None:
             with self.revalidating_lock:
                 self.renewals += 1
@@ -647,8 +654,11 @@ class _Memo:
         of the old code: its values)."""
         with _MadeOnce.lock:
             self.unmade += 1
-            self.__dict__.pop("ident", None)
+            # the reader first: an interrupt between the two (Ctrl-C in a notebook's cell)
+            # left the old identity's reader, whose entries every later call then read
+            # (the identity, dropped last, is made again with its reader)
             self.__dict__.pop("reader", None)
+            self.__dict__.pop("ident", None)
 
     def _forget_changed_classes(self) -> None:
         """A cell started: results held in memory that hold a class of the user's code a
