@@ -378,6 +378,40 @@ def test_entries_whose_removal_was_refused_are_not_tried_at_every_write(
     store.close()
 
 
+@pytest.mark.parametrize("at", ["acquire", "release"])
+def test_an_interrupt_as_discard_takes_or_gives_back_the_keys_lock_leaves_it_free(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: str) -> None:
+    """Ctrl-C as ``discard``'s ``acquire`` returns (the lock taken) or inside its
+    ``release`` (the lock still held): the lock is free afterwards. Before, the first left
+    it held by this process for good (a notebook cell interrupted while its first store
+    swept the old code's entries: every later call of the key waited lock_timeout)."""
+    store = open_store(str(tmp_path / "cache"), None, False)
+    entry = real_entry(k(1))
+    store.write(FN, k(1), entry)
+    kind = type(store.lock(FN, k(1)))
+    real = getattr(kind, at)
+    interrupted: list[str] = []
+
+    def once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if at == "release" and not interrupted:  # the unlock not made yet
+            interrupted.append(at)
+            raise KeyboardInterrupt
+        result = real(self, *args, **kwargs)
+        if not interrupted:  # as the call returns
+            interrupted.append(at)
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(kind, at, once)
+    with pytest.raises(KeyboardInterrupt):
+        store.discard(FN, k(1), store.read(FN, k(1)))
+    monkeypatch.undo()
+    lock = store.lock(FN, k(1))
+    assert lock.acquire(blocking=False)  # before: False, held by the lost lock object
+    lock.release()
+    store.close()
+
+
 def test_no_room_left_by_entries_marked_immutable_says_so(tmp_path: Path) -> None:
     """Entries eviction may not remove (``chattr +i``) holding the room: the write is not
     stored, and the error names the mark. Before, it said they were other users' entries

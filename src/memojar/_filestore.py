@@ -1303,14 +1303,19 @@ class FileStore(Store):
         # The key's lock file opened through the folder as this process opened it, and the
         # entry read through descriptors: before, both went by path after an ``lstat``, and
         # a folder swapped for a link meanwhile got a lock file where the link led.
+        # Released in the ``finally`` from the moment it is made (a no-op unless held):
+        # before, an interrupt as ``acquire`` returned (Ctrl-C in a cell whose first store
+        # swept the old code's entries) left the key's lock held by this process for
+        # good, and every later call of the key waited lock_timeout.
+        lock: KeyLock | None = None
         try:
-            _no_links(fdir, os.path.dirname(path))  # missing: nothing to discard, none made
-            lock = self.lock(function, key)
-            if not lock.acquire(blocking=False):
+            try:
+                _no_links(fdir, os.path.dirname(path))  # missing: nothing to discard
+                lock = self.lock(function, key)
+                if not lock.acquire(blocking=False):
+                    return False
+            except OSError:
                 return False
-        except OSError:
-            return False
-        try:
             with _dir_at(self.root, os.path.basename(fdir), shard) as sfd:
                 try:
                     if sfd is None:
@@ -1330,7 +1335,12 @@ class FileStore(Store):
                 os.close(fd)
             return bool(self._unlink_entries([path], settle=True))
         finally:
-            lock.release()
+            if lock is not None:
+                try:
+                    lock.release()
+                except BaseException:  # an interrupt inside: finished (``release``)
+                    lock.release()
+                    raise
 
     @contextlib.contextmanager
     def _settling(self) -> Iterator[Ledger | None]:
