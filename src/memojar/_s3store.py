@@ -1100,8 +1100,9 @@ class S3Store(Store):
         # server honours the ETags of a multi-object delete (``_batches``): then the looks
         # are made first, and the objects still as looked at go in one request a thousand
         # (each key with its ETag: one written since stays). 2,000 entries against moto
-        # on a loaded machine: 14.5 s and 4,002 requests before, 9.0 s and 2,009 after
-        # (benchmarks/results/s3_clear.txt): what is left is the looks.
+        # on a loaded machine: 14.5 s and 4,002 requests before, 10.2 s and 2,010 after
+        # (the permission question one more; benchmarks/results/s3_clear.txt): what is
+        # left is the looks.
         return self._unlink_tried(entries)[0]
 
     def _unlink_refused(
