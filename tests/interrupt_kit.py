@@ -24,6 +24,7 @@ points with the count's and runs a point again until it is interrupted the count
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import gc
 import os
@@ -237,3 +238,34 @@ def _name(point: tuple[CodeType, int]) -> str:
 
 SUPPORTED = (sys.version_info >= (3, 11) and hasattr(dis, "_parse_exception_table")
              and _traces_opcodes())
+
+
+def lines_of(code: CodeType) -> list[int]:
+    """The lines of ``code``'s body, for ``interrupted_at``."""
+    return sorted({line for _, _, line in code.co_lines()
+                   if line and line > code.co_firstlineno})
+
+
+@contextlib.contextmanager
+def interrupted_at(code: CodeType, line: int) -> Iterator[list[int]]:
+    """A ``KeyboardInterrupt`` raised, once, as the first run of ``code`` in the block
+    reaches ``line`` (line events: on every Python, unlike ``Injector``'s opcodes); the
+    list yielded says whether it was. The block's ``KeyboardInterrupt`` is swallowed."""
+    fired: list[int] = []
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == line and not fired:
+            fired.append(line)
+            raise KeyboardInterrupt  # Ctrl-C there
+        return local
+
+    def first(frame: FrameType, event: str, arg: Any) -> Any:
+        return local if frame.f_code is code and not fired else None
+
+    sys.settrace(first)
+    try:
+        yield fired
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.settrace(None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import inspect
+import linecache
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '
 
 import redis
 
+from interrupt_kit import interrupted_at, lines_of
 from memojar import Cache, MemojarWarning
 from memojar._redisconn import _TooMany
 from memojar._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
@@ -1413,3 +1415,41 @@ def test_prune_drops_a_chunked_entry_whose_chunks_the_server_evicted(
     finally:
         client.close()
         cache.close()
+
+
+def test_an_interrupt_at_any_line_of_an_access_stamps_send_leaves_later_stamps_sent(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """Ctrl-C at each line of ``Stamps.send`` (a hit's access stamp, with ``max_size``): the
+    next hit's stamp lands all the same. Before, an interrupt just after the send's lock
+    was taken left it taken, and every later stamp of the process was dropped (the LRU
+    order no longer kept: max_size evicted entries still in use)."""
+    from memojar._redisconn import Stamps
+
+    server = own_redis()
+    cache = Cache(server.url(socket_timeout=2), secret=SECRET, max_size=10**9)
+    f, _ = counted(cache)
+    client = server.client()
+    lost = []
+    try:
+        assert f(1) == 2 and f(1) == 2  # (the stamps' connection made)
+        [name] = client.zrange(b"memojar:lru", 0, -1)
+        source, first = inspect.getsourcelines(Stamps.send)
+        # (up to its ``finally``: a line event inside one comes where no signal handler
+        # runs, none after a call there before the ``remove``; the old ``release`` too)
+        ends = first + next(i for i, text in enumerate(source) if text.strip() == "finally:")
+        for at in [line for line in lines_of(Stamps.send.__code__) if line < ends]:
+            with interrupted_at(Stamps.send.__code__, at):
+                f(1)
+            before = client.zscore(b"memojar:lru", name)
+            time.sleep(0.3)  # (a stamp dropped after a failed send: tried again after 0.25 s)
+            assert f(1) == 2
+            deadline = time.monotonic() + 2
+            while (client.zscore(b"memojar:lru", name) == before
+                   and time.monotonic() < deadline):
+                time.sleep(0.01)
+            if client.zscore(b"memojar:lru", name) == before:
+                lost.append((at, linecache.getline(inspect.getsourcefile(Stamps) or "", at)))
+    finally:
+        client.close()
+        cache.close()
+    assert lost == []

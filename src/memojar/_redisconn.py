@@ -533,7 +533,12 @@ class Stamps:
         self._retry_every = retry_every
         self._connection: Any = None
         self._unsent = b""  # what a send left of a command
-        self._lock = threading.Lock()
+        # The sends under way, by a token of each (the first one sends; any other, a
+        # thread's or a signal handler's inside the first, drops its stamp). A list, not a
+        # ``Lock``: a token is put in inside the ``try`` whose ``finally`` takes it out, so
+        # an interrupt as it is put in leaves nothing; a ``Lock`` taken just before an
+        # interrupt stayed taken, and every later stamp of the process was dropped.
+        self._sending: list[object] = []
         self._pid = os.getpid()
         self._retry_at = 0.0
         self.supported = True
@@ -541,11 +546,13 @@ class Stamps:
     def send(self, packed: bytes) -> None:
         """Send one packed command if the socket takes it now; else drop it."""
         if self._pid != os.getpid():  # a forked child: the parent's socket is not its own
-            self._pid, self._lock, self._connection = os.getpid(), threading.Lock(), None
-        if not self._lock.acquire(blocking=False):
-            return
+            self._pid, self._sending, self._connection = os.getpid(), [], None
         handled = sys.exc_info()[1]  # the caller's, if any (``callers_within``)
+        sending, token = self._sending, object()
         try:
+            sending.append(token)  # (list.append and ``[0]``: atomic)
+            if sending[0] is not token:
+                return
             connection = self._connection
             if connection is None:
                 if time.monotonic() < self._retry_at:
@@ -560,15 +567,19 @@ class Stamps:
             self._unsent = _push(connection._sock, packed)
         except BaseException as exc:
             # failed or interrupted: closed, as a command may be half sent (and the part
-            # left not known)
-            self._drop()
+            # left not known); by the sender only (another's is not this one's to close)
+            if sending and sending[0] is token:
+                self._drop()
             if not isinstance(exc, (RedisError, OSError)):
                 raise
             raise_the_callers_within(exc, handled)  # a signal handler's
             self._retry_at = time.monotonic() + self._retry_every
             logger.debug("cannot send an access stamp: %s", exc)
         finally:
-            self._lock.release()
+            try:  # (no call before it here: nothing can interrupt ahead of it)
+                sending.remove(token)
+            except ValueError:  # not put in: interrupted before
+                pass
 
     def _connect(self) -> Any:
         connection = self._make()
