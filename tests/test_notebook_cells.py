@@ -694,8 +694,10 @@ def test_a_global_bound_by_a_silent_execution_or_a_comm_message_is_seen(
 
 INTERRUPTED_RENEW = r"""
 import json, sys
+sys.path.insert(0, sys.argv[3])  # tests/: the interrupt kit
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
+from interrupt_kit import interrupted_at, lines_of
 import memojar._decorator as dec
 
 config = Config()
@@ -704,31 +706,13 @@ shell = InteractiveShell.instance(config=config)
 shell.showtraceback = lambda *args, **kwargs: None
 shell.run_cell(sys.argv[1]).raise_error()
 code = getattr(dec._Memo, sys.argv[2]).__code__
-lines = sorted({line for _, _, line in code.co_lines() if line and line > code.co_firstlineno})
 wrong, bound = [], 1
-for at in lines:
+for at in lines_of(code):
     shell.run_cell("out = f(1)").raise_error()  # made for this K (held in memory too)
     bound += 1
     shell.run_cell(f"K = {bound}").raise_error()  # f's next call makes its identity again
-
-    def tracer(frame, event, arg, fired=[]):
-        if frame.f_code is not code or fired:
-            return None
-
-        def local(frame, event, arg):
-            if event == "line" and frame.f_lineno == at and not fired:
-                fired.append(at)
-                raise KeyboardInterrupt  # Ctrl-C there
-            return local
-        return local
-
-    sys.settrace(tracer)
-    try:
+    with interrupted_at(code, at):
         shell.user_ns["f"](1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sys.settrace(None)
     shell.run_cell("out = f(1)").raise_error()
     if shell.user_ns["out"] != 2 * bound:
         wrong.append([at, shell.user_ns["out"], 2 * bound])
@@ -746,5 +730,6 @@ def test_an_interrupt_in_the_first_call_after_a_cell_changed_a_constant_leaves_n
     # memory tier was emptied, left the old value held: every later call returned the
     # value of the ``K`` of before (helper 275's find).
     first = DEFINE.format(directory=str(tmp_path / "cache"), options=options)
-    out = run_python(INTERRUPTED_RENEW, first, where, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    out = run_python(INTERRUPTED_RENEW, first, where, str(Path(__file__).parent),
+                     env={"PYTHONDONTWRITEBYTECODE": "1"})
     assert json.loads(out.splitlines()[-1]) == []
