@@ -17,6 +17,7 @@ its lock file are opened once per process, not once per miss.
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import shutil
 import subprocess
@@ -398,3 +399,24 @@ def test_two_looks_at_the_retired_lock_files_at_once_forget_none_being_released(
     _locks._held[fd] = held  # the release goes on
     held.release()
     assert not kept_idle(tmp_path, store, key)
+
+
+def test_an_interrupt_as_a_look_at_the_retired_lock_files_starts_leaves_later_looks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C at each line of ``_let_go_retired`` up to its ``finally`` (a line event inside
+    one comes where no signal handler runs): the next look is made all the same. Before,
+    one just after its lock was taken left it taken: no look again in the process, and the
+    retired lock files were remembered for good."""
+    from interrupt_kit import interrupted_at, lines_of
+
+    code = _locks._let_go_retired.__code__
+    source, first = inspect.getsourcelines(_locks._let_go_retired)
+    ends = first + next(i for i, text in enumerate(source) if text.strip() == "finally:")
+    for at in [line for line in lines_of(code) if line < ends]:
+        monkeypatch.setattr(_locks, "_retired_prune_at", [0])  # due: a look is made
+        with interrupted_at(code, at):
+            _locks._let_go_retired()
+        monkeypatch.setattr(_locks, "_retired_prune_at", [0])
+        _locks._let_go_retired()
+        assert _locks._retired_prune_at[0] > 0, at  # (it looked)

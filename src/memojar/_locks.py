@@ -23,7 +23,6 @@ import functools
 import os
 import stat
 import struct
-import threading
 from collections.abc import Callable, Collection
 
 import xxhash
@@ -507,13 +506,18 @@ _retired: set[tuple[int, int]] = set()
 _RETIRED_KEPT = 64
 _retired_prune_at = [_RETIRED_KEPT]
 _unheld: set[tuple[int, int]] = set()  # retired lock files no lock held at the last look
-_looking = threading.Lock()  # one look at a time (a fork's child makes its own)
+# The looks under way, a token each: the first looks, the others leave it (one look at a
+# time). A list, not a ``Lock``: a token is put in inside the ``try`` whose ``finally``
+# takes it out, so a Ctrl-C as it is put in leaves nothing; a ``Lock`` taken just ahead
+# of that ``try`` stayed taken, and no look was made again in the process (the set grew
+# with each retire). A fork's child makes its own.
+_looking: list[object] = []
 
 
 def _new_looking() -> None:
-    """In a forked child: a lock of its own (another thread may have held the parent's)."""
+    """In a forked child: a list of its own (another thread may have been looking)."""
     global _looking
-    _looking = threading.Lock()
+    _looking = []
 
 
 if hasattr(os, "register_at_fork"):
@@ -528,16 +532,21 @@ def _let_go_retired() -> None:
     another thread) must still find it there, or it would keep the old file's description
     idle for the path's next lock. So at most about twice ``_RETIRED_KEPT`` and the lock
     files held are remembered."""
-    if not _looking.acquire(blocking=False):
-        return  # another thread looks now
+    looking, token = _looking, object()
     try:
+        looking.append(token)  # (list.append and ``[0]``: atomic)
+        if looking[0] is not token:
+            return  # another thread looks now
         # Looked at by another thread just now (both past ``retire``'s check at once): a
         # second look in a row would forget one found unheld a few bytecodes ago, which a
         # release between its ``del _held`` and its look at ``_retired`` still needs.
         if len(_retired) >= _retired_prune_at[0]:
             _look_at_retired()
     finally:
-        _looking.release()
+        try:  # (no call before it here: nothing can interrupt ahead of it)
+            looking.remove(token)
+        except ValueError:  # not put in: interrupted before
+            pass
 
 
 def _look_at_retired() -> None:
