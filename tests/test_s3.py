@@ -2277,8 +2277,12 @@ def test_a_fresh_store_without_delete_permission_does_not_try_each_entry_over_th
 def test_eviction_goes_around_an_entry_under_a_legal_hold(s3_location: str,
                                                           client: Any) -> None:
     """Credentials that may remove, one entry the server refuses to remove (a legal hold):
-    eviction keeps it as room taken and removes the others down to ``max_size``."""
-    held = _kilobytes(s3_location, 10).cache_key(0)
+    eviction keeps it as room taken and removes the others down to ``max_size``. The held
+    entry is written a second before the others (S3 times writes to the second; in the same
+    second, eviction takes them in listing order and might not reach it)."""
+    held = _kilobytes(s3_location, 1).cache_key(0)
+    time.sleep(1.0 - time.time() % 1.0 + 0.05)
+    _kilobytes(s3_location, 10)
     store = S3Store(s3_location, 5000, client=_RefusingSomeDeletes(client, held))
     cache = Cache(store=store, secret=SECRET)
     kilobyte = cache.cached(_kilobyte)
