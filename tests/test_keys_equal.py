@@ -903,3 +903,32 @@ def test_two_sentinels_key_apart_and_each_alike_in_every_process(tmp_path: Path)
 def test_a_sentinel_no_module_names_keys_apart_from_others_in_its_process() -> None:
     first, second = object(), object()  # (locals: a token of this process's each)
     assert make_key((first,)) == make_key((first,)) != make_key((second,))
+
+
+_LIBRARY_OF_A_SENTINEL = """
+import sys
+from memojar import Cache
+
+MISSING = object()
+
+@Cache(sys.argv[1]).cached
+def pick(rows=MISSING):
+    print("computed", file=sys.stderr)
+    return "default" if rows is MISSING else "other"
+"""
+
+
+def test_a_sentinel_a_script_imports_keys_as_in_a_script_that_does_not(
+        tmp_path: Path) -> None:
+    """A script's ``from picks import MISSING`` names the sentinel in ``__main__`` too,
+    which a spawned worker or another script does not: it keys by its library's name.
+    Before, by ``__main__``'s, the first in order: a miss in every other process."""
+    (tmp_path / "picks.py").write_text(_LIBRARY_OF_A_SENTINEL)
+    scripts = ["from picks import MISSING, pick\nprint(pick())",
+               "import picks\nprint(picks.pick())"]
+    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60, check=True,
+                           cwd=tmp_path)  # (-c: ``picks`` found in the working folder)
+            for script in scripts]
+    assert [r.stdout for r in runs] == ["default\n"] * 2
+    assert [r.stderr.count("computed") for r in runs] == [1, 0]

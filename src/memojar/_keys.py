@@ -1124,6 +1124,7 @@ def _reduce_scalar(scalar: Any) -> Any:
 # ``_SENTINELS_MAX``
 _sentinels: dict[int, tuple[object, tuple[str, ...]]] = {}
 _SENTINELS_MAX = 1024
+_MAINS = frozenset({"__main__", "__mp_main__"})  # (a spawned worker's: its parent's main)
 
 
 def _reduce_sentinel(obj: object) -> Any:
@@ -1137,11 +1138,14 @@ def _reduce_sentinel(obj: object) -> Any:
         return None
     known = _sentinels.get(id(obj))
     if known is None or known[0] is not obj:
-        # (modules only: reading a lazy module's ``__dict__`` would import it)
-        named = sorted((name, key) for name, module in list(sys.modules.items())
+        # (modules only: reading a lazy module's ``__dict__`` would import it). A script's
+        # or notebook's name for it last: ``from lib import MISSING`` there is not made in
+        # a spawned worker nor in another script, which key by ``lib``'s.
+        named = sorted((name in _MAINS, name, key)
+                       for name, module in list(sys.modules.items())
                        if type(module) is ModuleType
                        for key, value in list(module.__dict__.items()) if value is obj)
-        found = named[0] if named else ("", os.urandom(16).hex())
+        found = named[0][1:] if named else ("", os.urandom(16).hex())
         if len(_sentinels) >= _SENTINELS_MAX:
             _sentinels.clear()
         known = _sentinels[id(obj)] = (obj, found)
