@@ -656,6 +656,24 @@ def test_equal_pandas_frames_key_alike_whatever_their_blocks() -> None:
     assert make_key((consolidated,)) == make_key((at_once,))
 
 
+def test_dates_key_alike_before_and_after_pandas_cached_their_unit() -> None:
+    """A date or duration array keeps what it worked out (``.unit``, read by ``shift``,
+    plots and arithmetic) in a cache its pickle holds: not in the key. Before, a frame
+    indexed by dates keyed apart once ``df.index.shift(1)`` had run, so the call after
+    one that shifted its argument missed, as did another process that had not."""
+    pd = pytest.importorskip("pandas")
+    fresh, used = (pd.DataFrame({"t": pd.timedelta_range("1D", periods=3)},
+                                index=pd.date_range("2024-01-02", periods=3, freq="D"))
+                   for _ in range(2))
+    used.index.shift(1)
+    used["t"].dt.unit  # noqa: B018 - read for its cache
+    keys = [make_key((frame,)) for frame in (fresh, used)]
+    periods = [pd.period_range("2024-01", periods=2, freq="M") for _ in range(2)]
+    periods[1].shift(1)
+    assert keys[0] == keys[1]
+    assert make_key((periods[0],)) == make_key((periods[1],))
+
+
 @pytest.mark.parametrize(
     "change",
     [

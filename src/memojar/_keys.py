@@ -1101,6 +1101,9 @@ def _special_reducer(t: type) -> Callable[[Any], Any] | None:
             return _reduce_frame
         if issubclass(t, pd.Series):
             return _reduce_series
+        backed = getattr(sys.modules.get("pandas._libs.arrays"), "NDArrayBacked", None)
+        if isinstance(backed, type) and issubclass(t, backed):
+            return _reduce_backed
     pl = sys.modules.get("polars")
     if pl is not None:
         if issubclass(t, pl.DataFrame):
@@ -1443,6 +1446,21 @@ def _dtype_extras(dtype: Any) -> bool:
 def _pandas_values(obj: Any) -> Any:
     values = getattr(obj, "_values", None)
     return obj.array if values is None else values
+
+
+def _reduce_backed(array: Any) -> Any:
+    """A pandas array backed by an ndarray (dates, durations, periods, categories) whose
+    pickle holds the cache of what it worked out (``{'_cache': {'unit': 'us'}}``, once
+    ``.unit`` was read, by a ``shift`` or a plot): its pickle without the cache. Before,
+    with it: the same dates keyed apart once used, a miss in the call after one that
+    shifted its argument. None (pickle's own: the key it had) for an array with none."""
+    rv = array.__reduce_ex__(PROTOCOL)
+    state = rv[2] if type(rv) is tuple and len(rv) == 3 else None
+    if not (type(state) is tuple and state and type(state[-1]) is dict
+            and "_cache" in state[-1]):
+        return None
+    rest = {name: value for name, value in state[-1].items() if name != "_cache"}
+    return (*rv[:2], (*state[:-1], rest) if rest else state[:-1])
 
 
 def _reduce_index(index: Any) -> Any:
