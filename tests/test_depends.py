@@ -444,6 +444,51 @@ def test_a_global_that_pickle_refuses_counts_by_what_it_holds(
     assert (again["misses"], again["value"]) == (1, second)
 
 
+SENTINELS = """
+    MISSING = object()
+    ALL = object()
+"""
+SENTINEL_SWAPPED = {
+    "a helper's default": ("""
+        def pick(x=ALL):
+            return "missing" if x is MISSING else "all"
+
+        def f(x):
+            return pick()
+    """, "x=ALL", "x=MISSING"),
+    "a table's value": ("""
+        DEFAULTS = {"mode": ALL}
+
+        def f(x):
+            return "missing" if DEFAULTS["mode"] is MISSING else "all"
+    """, '"mode": ALL', '"mode": MISSING'),
+    "a class attribute": ("""
+        class Options:
+            MODE = ALL
+
+        def f(x):
+            return "missing" if Options.MODE is MISSING else "all"
+    """, "MODE = ALL", "MODE = MISSING"),
+}
+
+
+@pytest.mark.parametrize("source, old, new", SENTINEL_SWAPPED.values(),
+                         ids=SENTINEL_SWAPPED.keys())
+def test_a_sentinel_swapped_for_another_recomputes(tmp_path: Path, source: str, old: str,
+                                                   new: str) -> None:
+    """A bare ``object()`` in what a function reads (``MISSING = object()``) counts by its
+    name in the module that reads it, the same in every process. Before, every
+    ``object()`` hashed alike: ``x=ALL`` edited to ``x=MISSING`` returned "all"."""
+    source = textwrap.dedent(SENTINELS) + textwrap.dedent(source)
+    main = "from memojar import cached\nimport helpers\nf = cached(helpers.f)\n"
+    write(tmp_path, {"helpers.py": source, "main.py": main})
+    assert run(tmp_path)["value"] == "'all'"
+    assert run(tmp_path)["misses"] == 0
+    write(tmp_path, {"helpers.py": source.replace(old, new)})
+    again = run(tmp_path)
+    assert (again["misses"], again["value"]) == (1, "'missing'")
+
+
 def test_a_constant_the_function_does_not_read_is_not_tracked(project: Path) -> None:
     run(project)
     write(project, {"helpers.py": HELPERS.replace("UNUSED = 5", "UNUSED = 6")})

@@ -68,6 +68,15 @@ _CO_GENERATOR = 0x20 | 0x200  # inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATO
 # function here runs). A mutual recursion (``make_key`` keys a function passed as an argument
 # by ``function_identity`` here) without an import cycle: ``_keys`` imports this module,
 # never the other way.
+# The globals of the module whose code a state being hashed comes from (a function's
+# defaults, a module's value): ``_keys`` names a bare ``object()`` in it (a sentinel,
+# ``MISSING = object()``) by its name there, the same in every process whatever else it
+# imported. Before, every ``object()`` hashed alike: ``def helper(x=MISSING)`` edited to
+# ``x=ALL`` returned the old value.
+near_globals: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "memojar_near_globals", default=None)
+
+
 def value_key(values: tuple[Any, ...]) -> str:  # replaced by _keys.make_key
     raise RuntimeError("memojar._identity is used before memojar._keys is imported")
 
@@ -652,8 +661,12 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
         defaults = attribute(func, "__defaults__", tuple)
         kwdefaults = attribute(func, "__kwdefaults__", dict)
         if (defaults or kwdefaults) and not bare:
-            shape.append(("defaults", _value_shape(defaults, seen, by_state=True),
-                          _value_shape(kwdefaults, seen, by_state=True)))
+            near = near_globals.set(attribute(func, "__globals__", dict))
+            try:
+                shape.append(("defaults", _value_shape(defaults, seen, by_state=True),
+                              _value_shape(kwdefaults, seen, by_state=True)))
+            finally:
+                near_globals.reset(near)
     elif not isinstance(func, BuiltinFunctionType):
         # A callable object (a decorator's wrapper class, a captured instance, a library's
         # callable such as operator.itemgetter(1)): its class's code and its state, as
@@ -3264,6 +3277,8 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         held: dict[int, Any] = {}  # each function and class whose code the digest counts
         previous, _walk.met = getattr(_walk, "met", None), held
         large: list[bool] = []
+        module = sys.modules.get(where.rpartition(".")[0])
+        near = near_globals.set(module.__dict__ if type(module) is ModuleType else None)
         try:
             with _noting_too_large(large):
                 shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
@@ -3272,6 +3287,7 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                     shape = _state_shape(value)  # its state
         finally:
             _walk.met = previous
+            near_globals.reset(near)
         if large[0]:
             too_large[where] = type(value).__name__
         else:

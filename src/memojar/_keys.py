@@ -1136,9 +1136,13 @@ def _reduce_sentinel(obj: object) -> Any:
     module's first name for it, the same in every process), else by a token of this
     process's own (a sentinel no module names: its calls hit in this process only). Before,
     by pickle's ``object()``, shared by all: ``pick(ALL)`` returned ``pick()``'s value,
-    the default ``MISSING``'s. In a global's state (the identity), as it always was."""
+    the default ``MISSING``'s. In a state of the identity, by its name in the module the
+    state comes from (``_identity.near_globals``), else alike, as before."""
     if _limits.state:
-        return None
+        near = _identity.near_globals.get()
+        names = sorted(name for name, value in list(near.items()) if value is obj) \
+            if near is not None else None
+        return (_Sentinel, (names[0],)) if names else None
     known = _sentinels.get(id(obj))
     if known is None or known[0] is not obj:
         # (modules only: reading a lazy module's ``__dict__`` would import it). A script's
