@@ -1351,6 +1351,52 @@ def test_a_miss_of_a_server_paused_for_writes_waits_one_timeout_and_hits_go_on_h
         cache.close()
 
 
+def test_misses_of_a_server_paused_for_writes_wait_one_timeout_in_all_and_store_after(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """Misses one after the other while the server is paused for writes (``CLIENT PAUSE
+    <ms> WRITE``, as ``FAILOVER`` pauses it) wait one socket_timeout in all, each returning
+    its value ("not cached"), and once the pause ends the next miss is stored
+    again within about the prober's interval. Before, the prober pinged, a paused server
+    answers a PING, so writes were taken as going through again a quarter second later and
+    every miss waited socket_timeout for its lock: five misses 0.4 s apart waited 5 s."""
+    server = own_redis()
+    timeout = 1.0
+    cache = Cache(server.url(socket_timeout=timeout), secret=SECRET)
+    f, calls = counted(cache)
+
+    def stored() -> int:
+        return len(client.keys(b"memojar:*:" + b"[0-9a-f]" * 32))
+
+    client = server.client()
+    try:
+        assert f(1) == 2
+        client.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+        ends = time.monotonic() + 5
+        waited = 0.0
+        with pytest.warns(MemojarWarning, match="not cached"):
+            for x in range(2, 7):
+                time.sleep(0.4)  # (longer than the prober's interval)
+                started = time.monotonic()
+                assert f(x) == 2 * x
+                waited += time.monotonic() - started
+        assert waited < timeout + 1.0
+        assert calls == [1, 2, 3, 4, 5, 6] and stored() == 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemojarWarning)  # (misses until the pause ends)
+            x = 100
+            while stored() == 1 and time.monotonic() < ends + 5:
+                x += 1
+                assert f(x) == 2 * x
+                time.sleep(0.02)
+        assert stored() == 2
+        assert time.monotonic() - ends < 1.0  # stored again soon after the pause ended
+        assert f(x) == 2 * x and calls.count(x) == 1  # (a hit)
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+        cache.close()
+
+
 def test_hits_of_a_user_refused_client_reply_are_stamped_all_the_same(
         own_redis: Callable[..., RedisServer]) -> None:
     """A user whose ACL refuses CLIENT (so no connection that asks for no replies) has

@@ -433,3 +433,11 @@ WAITERS = WAIT_COMMON + """
 prune()
 return redis.call('SMEMBERS', ws)
 """
+
+# The probe of a server whose writes time out (``Breaker``'s write probe): touches no key,
+# and runs only when the server runs writes. A server paused for writes (``CLIENT PAUSE
+# WRITE``, as ``FAILOVER`` pauses it) holds every script without the ``no-writes`` flag, as
+# it holds memojar's own (the lock, the commit), where it answers a PING at once
+WRITE_PROBE = """
+return 1
+"""

@@ -54,7 +54,9 @@ every call fails at once with that fault, and a background thread pings the serv
 answers again. So a call waits at most one ``socket_timeout`` for a stopped server in all,
 however many round trips it makes (read, lock, write, release). After a timeout of a write
 (which a server paused for writes gives while it answers reads) only writes fail at once:
-hits still read, and the first read that times out too puts the server down whole.
+hits still read, and the first read that times out too puts the server down whole. Writes
+are up again when the server runs a script of the prober's (``lua.WRITE_PROBE``, which
+touches no key), not when it answers a ping: a server paused for writes answers pings.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import redis
+from redis.commands.core import Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -216,8 +219,15 @@ class RedisStore(Store):
             len(self._index[0]), self._index[0])
         self._stamps = Stamps(self._client.connection_pool, PROBE_EVERY)
         self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
-        self._breaker = Breaker(self.location, PROBE_EVERY,
-                                functools.partial(_ping, self._client), "memojar-redis-probe")
+        # The probe of a server whose writes time out: a script (as every write of
+        # memojar's is) that touches no key, on a client of its own, so that the prober,
+        # held for socket_timeout at a time by a server paused for writes, takes none of
+        # the connections (``max_connections``) the calls' hits read on
+        self._probe_client = connect(url, self.socket_timeout, **kwargs)
+        self._breaker = Breaker(
+            self.location, PROBE_EVERY, functools.partial(_ping, self._client),
+            "memojar-redis-probe", functools.partial(
+                _write_probe, self._probe_client.register_script(lua.WRITE_PROBE)))
         address = self._client.connection_pool.connection_kwargs
         self.server = (address.get("host"), address.get("port"), address.get("path"))
         self._pid = os.getpid()
@@ -740,6 +750,7 @@ class RedisStore(Store):
         self._breaker.close()
         self._renewer.stop()
         self._stamps.close()
+        self._probe_client.connection_pool.disconnect(inuse_connections=False)
         # Idle connections only: one lent out is in use by a call of another thread (or
         # the renewer's), which closing it under them failed with redis-py's ValueError or
         # AttributeError, raised to the caller instead of its result. A later call
@@ -754,7 +765,8 @@ class RedisStore(Store):
     def _errors(self, doing: str, again: bool = False, read: bool = False) -> Iterator[None]:
         """The one place Redis errors become ``OSError`` (``_redisurl.oserror``): fails at
         once while the server is down (``Breaker``), and marks a lost or silent server
-        down until it answers a ping again. ``again``: the one request that learns what a
+        down until it answers a ping again (for writes only: until it runs a write,
+        ``lua.WRITE_PROBE``). ``again``: the one request that learns what a
         write that timed out did (``_holds``), made although the server is down; answered,
         the server is up again. ``read``: a request that only reads (a hit's, ``_holds``),
         which a server paused for writes still answers (``CLIENT PAUSE WRITE``, as
@@ -783,8 +795,10 @@ class RedisStore(Store):
                 # is down sent nothing, so it did not time out (``Store.write`` reads back
                 # a write that timed out, and must not for one never sent)
                 self._breaker.trip(ConnectionError(
-                    down.errno, f"{down.strerror}; {'writes' if writes else 'calls'} skip "
-                    f"the server until it answers a ping (tried every {PROBE_EVERY:g} s)",
+                    down.errno, f"{down.strerror}; " + (
+                        "writes skip the server until it runs one" if writes else
+                        "calls skip the server until it answers a ping")
+                    + f" (tried every {PROBE_EVERY:g} s)",
                 ), writes)
             # Raised without a name here: this frame (which holds the store) is in the
             # error's traceback, and a local naming the error would make a cycle that
@@ -831,6 +845,17 @@ def _ping(client: redis.Redis) -> None:
     ``ResponseError``: still down."""
     try:
         client.ping()
+    except ResponseError:
+        pass
+
+
+def _write_probe(script: Script) -> None:
+    """The probe of a server down for writes only (``lua.WRITE_PROBE``): answered once the
+    server runs a write. A refusal is an answer too, as ``_ping``'s: a user the ACL refuses
+    scripts (every write of memojar's is one) has writes taken as up again at once, as with
+    the ping before, never down for good."""
+    try:
+        script()
     except ResponseError:
         pass
 

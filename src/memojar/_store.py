@@ -828,15 +828,18 @@ class Breaker:
     ``trip(..., writes=True)``: a write that timed out, which a server paused for writes
     (Redis's ``CLIENT PAUSE WRITE``, as ``FAILOVER`` pauses it) does while it answers
     reads: only writes fail at once, ``check(read=True)`` lets reads through, and the first
-    read that times out too puts the server down whole."""
+    read that times out too puts the server down whole. Writes are up again when
+    ``write_probe`` (if given; else ``probe``) answers: a write of its own, which such a
+    server holds as it holds the others, where it answers a ping at once."""
 
     def __init__(self, location: str, every: float,
                  probe: Callable[[], object] | None = None, name: str = "memojar-probe",
-                 ) -> None:
+                 write_probe: Callable[[], object] | None = None) -> None:
         self._location = location
         self._name = name
         self._every = every
         self._probe = probe
+        self._write_probe = write_probe
         self._down: OSError | None = None
         self._writes = False  # down for writes only (``trip``'s ``writes``)
         self._until = 0.0  # without a probe: down until then (monotonic)
@@ -939,8 +942,12 @@ class Breaker:
     def _answers(self) -> bool:
         """Probe once; True (and the server up again) if it answered."""
         assert self._probe is not None
+        # Down for writes only: a write is asked. Before, the ping was, which a server paused
+        # for writes answers: writes were taken as up again a moment later, and every miss
+        # of the pause waited socket_timeout for its lock.
+        probe = self._write_probe if self._writes and self._write_probe else self._probe
         try:
-            self._probe()
+            probe()
         except Exception as exc:  # noqa: BLE001 - any failure: still down
             logger.debug("%s is still down: %s", self._location, exc)
             return False
