@@ -923,6 +923,35 @@ def test_a_sentinel_no_module_names_keys_apart_from_others_in_its_process() -> N
     assert make_key((first,)) == make_key((first,)) != make_key((second,))
 
 
+_CLASS_SENTINEL = """
+import sys
+from memojar import Cache
+
+class Options:
+    UNSET = object()
+    ALL = object()
+
+@Cache(sys.argv[1]).cached
+def pick(rows=Options.UNSET):
+    print("computed", file=sys.stderr)
+    return "default" if rows is Options.UNSET else "all" if rows is Options.ALL else "other"
+
+print(pick(), pick(Options.ALL))
+"""
+
+
+def test_a_sentinel_a_class_attribute_names_keys_alike_in_every_process(
+        tmp_path: Path) -> None:
+    """``class Options: UNSET = object()``, a sentinel no module names, keys by its class's
+    name for it. Before, by a token of its process's: every process computed again, each
+    storing an entry of its own."""
+    runs = [subprocess.run([sys.executable, "-c", _CLASS_SENTINEL, str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60, check=True)
+            for _ in range(2)]
+    assert [r.stdout for r in runs] == ["default all\n"] * 2
+    assert [r.stderr.count("computed") for r in runs] == [2, 0]
+
+
 _LIBRARY_OF_A_SENTINEL = """
 import sys
 from memojar import Cache

@@ -1152,11 +1152,37 @@ def _reduce_sentinel(obj: object) -> Any:
                        for name, module in list(sys.modules.items())
                        if type(module) is ModuleType
                        for key, value in list(module.__dict__.items()) if value is obj)
-        found = named[0][1:] if named else ("", os.urandom(16).hex())
+        found = named[0][1:] if named else _class_attribute(obj)
         if len(_sentinels) >= _SENTINELS_MAX:
             _sentinels.clear()
         known = _sentinels[id(obj)] = (obj, found)
     return _Sentinel, known[1]
+
+
+_CLASS_DICT = type.__dict__["__dict__"].__get__  # a class's own, not a metaclass's
+
+
+def _class_attribute(obj: object) -> tuple[str, str]:
+    """A sentinel no module names: by the attribute of a class of the user's code that
+    names it (``class Options: UNSET = object()``, as ``module``, ``Options.UNSET``), in
+    the class's own module (in a spawned worker's ``__mp_main__``: ``__main__``); else a
+    token of this process's. Before, a token: ``f(x=Options.UNSET)`` missed in every
+    process, each storing an entry of its own. Classes of installed libraries are not
+    searched (they are many, and their sentinels named at module level)."""
+    named: list[tuple[str, str]] = []
+    for name, module in list(sys.modules.items()):
+        if type(module) is not ModuleType or not _identity.is_user_module(name):
+            continue
+        home = "__main__" if name in _MAINS else name
+        for called, cls in list(module.__dict__.items()):
+            if not issubclass(type(cls), type):
+                continue
+            members = _CLASS_DICT(cls)
+            of = members.get("__module__")
+            if of == name or (name in _MAINS and of in _MAINS):
+                named.extend((home, f"{called}.{key}")
+                             for key, value in list(members.items()) if value is obj)
+    return min(named) if named else ("", os.urandom(16).hex())
 
 
 class _Sentinel:  # names a bare ``object()``'s key; never unpickled
