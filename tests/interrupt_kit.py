@@ -192,6 +192,16 @@ class Points:
         injector.run(self.call)
         return injector.path
 
+    def _interrupted(self, at: int) -> tuple[Injector, bool]:
+        """``before()`` and the call interrupted at point ``at``, run as deep in the stack
+        as ``_uninterrupted``'s (both called from ``__init__`` or ``interrupts``): memojar
+        code that walks up its callers' frames (``_decorator._let_go``) passes as many
+        points in both. Before, it passed one more in the count, and every point after it
+        went another way ("not reached 4 times")."""
+        self.before()
+        injector = Injector(at)
+        return injector, injector.run(self.call)
+
     def interrupts(self, start: int = 0, step: int = 1) -> Iterator[Injector]:
         """Run ``before()`` then the call interrupted at points ``start``, ``start + step``,
         ... of the count, and yield each run's ``Injector`` (its ``where``) for the
@@ -206,9 +216,8 @@ class Points:
         again once more. Still another way: an ``AssertionError``."""
         at, retries, recounted = start, 0, False
         while at < self.count:
-            self.before()
-            injector = Injector(at)
-            if injector.run(self.call) and injector.path == self.path[: at + 1]:
+            injector, interrupted = self._interrupted(at)
+            if interrupted and injector.path == self.path[: at + 1]:
                 yield injector
                 at, retries, recounted = at + step, 0, False
                 continue

@@ -100,6 +100,42 @@ def test_an_interrupt_at_every_point_leaves_nothing_behind(tmp_path: Path,
     assert broken == []
 
 
+@needs_tracing
+def test_an_interrupt_at_every_point_of_a_superseded_entrys_discard_leaves_nothing_behind(
+        tmp_path: Path) -> None:
+    """A call that finds its key's entry written for another identity (here another
+    version; in a notebook, a constant bound again) removes it (``_Memo.discard``, the
+    store's under the key's lock) and computes: interrupted anywhere in that, the key's lock
+    is free and the next call returns the value at once. Before c9735a0, an interrupt as
+    the discard's ``acquire`` returned left the lock held for good."""
+    root = tmp_path / "cache"
+    cache = Cache(root, lock_timeout=0.5)
+
+    def double(x: int) -> int:
+        return x * 2
+
+    f = cache.cached(version=1)(double)
+    other = cache.cached(version=2)(double)  # same name and key, another identity
+    assert f(3) == 6
+
+    def superseded() -> None:  # the key's entry is the other version's
+        assert other(3) == 6
+
+    points = Points(lambda: f(3), superseded)
+    assert any(code is _filestore.FileStore.discard.__code__ for code, _ in points.path)
+    broken = []
+    for injector in points.interrupts():
+        left = _left_behind(f, root)
+        start = time.monotonic()
+        assert f(3) == 6, injector.where
+        took = time.monotonic() - start
+        if took > HANG:
+            left.append(f"the next call took {took:.2f} s")
+        if left:
+            broken.append((injector.where, left))
+    assert broken == []
+
+
 SIGINT_LOOP = r"""
 import glob, os, random, signal, sys, threading, time
 from memojar import Cache, _decorator
@@ -330,6 +366,19 @@ def test_the_kit_runs_a_point_again_after_a_run_that_went_another_way(tmp_path: 
     with pytest.raises(AssertionError, match="not reached 4 times"):
         for _ in points.interrupts(start=points.count - 1):
             pass
+
+
+@needs_tracing
+def test_the_kit_runs_code_walking_up_its_callers_frames_at_every_point() -> None:
+    """memojar code whose points depend on how deep the call is (``_let_go`` walks up its
+    callers' frames, after an entry that did not load) passes the count's points in every
+    run: each point is interrupted the count's way, none run again. Before, the count ran
+    a frame deeper, and every point after the walk failed "not reached 4 times"."""
+    points = Points(lambda: _decorator._let_go(KeyError()))
+    injectors = list(points.interrupts())
+    assert [i.at for i in injectors if i.path == points.path[: i.at + 1]] == list(
+        range(points.count))
+    assert points.recounts == 0
 
 
 _ARMED: list[bool] = []
