@@ -6,7 +6,6 @@ next call, in this process or another, computes or hits at once."""
 from __future__ import annotations
 
 import gc
-import glob
 import linecache
 import os
 import signal
@@ -44,7 +43,8 @@ def _left_behind(func: Any, root: Path) -> list[str]:
         lock.release()
     else:
         left.append("the key's lock is held")
-    temporary = glob.glob(f"{root}/**/*.tmp", recursive=True)
+    # (pathlib's glob, unlike glob's, also finds the notes' hidden ones: .swept.*.tmp)
+    temporary = [str(path) for path in root.rglob("*.tmp")]
     if temporary:
         left.append(f"temporary files {temporary}")
         for path in temporary:
@@ -136,8 +136,41 @@ def test_an_interrupt_at_every_point_of_a_superseded_entrys_discard_leaves_nothi
     assert broken == []
 
 
+@needs_tracing
+# (an interrupt as os.scandir returns, before its ``with``: the iterator is closed as it is
+# dropped, with this warning, as in any Python code)
+@pytest.mark.filterwarnings("ignore:unclosed scandir iterator:ResourceWarning")
+def test_an_interrupt_at_every_point_of_a_first_stores_sweep_leaves_nothing_behind(
+        tmp_path: Path) -> None:
+    """The first store of a new identity sweeps the entries of the one before and notes it
+    (``_Memo.sweep``: every call after a notebook cell binds a constant again): interrupted
+    anywhere in that, it leaves no temporary file. Before, an interrupt as the note's
+    temporary file was made (its name returned, not yet kept) left that file for good."""
+    root = tmp_path / "cache"
+    cache = Cache(root, lock_timeout=0.5)
+
+    def double(x: int) -> int:
+        return x * 2
+
+    made = [cache.cached(version=0)(double)]
+    assert made[0](3) == 6
+
+    def another_identity() -> None:  # a version after the last: its first store sweeps
+        made[0] = cache.cached(version=made[0].__memojar__.version + 1)(double)
+
+    points = Points(lambda: made[0](3), another_identity)
+    assert any(code is _decorator._Memo.sweep.__code__ for code, _ in points.path)
+    broken = []
+    for injector in points.interrupts():
+        left = _left_behind(made[0], root)
+        assert made[0](3) == 6, injector.where
+        if left:
+            broken.append((injector.where, left))
+    assert broken == []
+
+
 SIGINT_LOOP = r"""
-import glob, os, random, signal, sys, threading, time
+import os, pathlib, random, signal, sys, threading, time
 from memojar import Cache, _decorator
 
 root = sys.argv[1]
@@ -185,7 +218,7 @@ while time.monotonic() < deadline:
             problems += 1
             print("marked", _decorator._held.get(), flush=True)
             _decorator._held.set(())
-        stray = [p for p in glob.glob(root + "/**/*.tmp", recursive=True)]
+        stray = [str(p) for p in pathlib.Path(root).rglob("*.tmp")]  # hidden ones too
         if stray:
             problems += 1
             print("stray", stray, flush=True)

@@ -3686,7 +3686,13 @@ def _replace_small(path: str, data: bytes, mode: int = 0o600,
     """Write a small file (a note, the ledger) atomically: a new private temporary file,
     created without following links, renamed over ``path`` (relative to ``dir_fd`` if
     given); ``mode``: opened to others (``_shared_mode``)."""
-    fd, tmp = _create_new(path, dir_fd=dir_fd)
+    made: list[str] = []  # the temporary name once made: an interrupt that loses the
+    try:  # return value below still removes it (before: left for good, one an interrupted
+        fd, tmp = _create_new(path, made, dir_fd)  # notebook call's sweep note)
+    except BaseException:
+        for name in made:
+            _unlink(name, dir_fd)
+        raise
     try:
         try:
             if mode != 0o600:
