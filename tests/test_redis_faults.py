@@ -1499,3 +1499,43 @@ def test_an_interrupt_at_any_line_of_an_access_stamps_send_leaves_later_stamps_s
         client.close()
         cache.close()
     assert lost == []
+
+
+def test_hits_of_a_user_refused_client_reply_during_a_write_pause_wait_one_timeout_in_all(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A user whose ACL refuses CLIENT has each hit's access stamp pipelined with its GET,
+    which a server paused for writes holds: the first such hit waits socket_timeout and
+    returns its value computed; from then on, until the server runs writes again, hits
+    read alone (their stamps dropped) and return at once. Before, the held pipeline put
+    the server down whole, a ping answered a quarter second later, and every hit of the
+    pause waited socket_timeout and computed again."""
+    server = own_redis()
+    client = server.client()
+    client.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-client")
+    cache = Cache(f"redis://app:pw@127.0.0.1:{server.port}/0?socket_timeout=1",
+                  secret=SECRET, max_size=10**9)
+    calls: list[int] = []
+
+    @cache.cached
+    def f(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    try:
+        assert f(1) == 2
+        assert f(1) == 2
+        client.execute_command("CLIENT", "PAUSE", "8000", "WRITE")
+        waited = 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemojarWarning)  # (the first hit's: not read)
+            for _ in range(8):
+                time.sleep(0.4)
+                started = time.monotonic()
+                assert f(1) == 2
+                waited += time.monotonic() - started
+        assert waited < 2.0, waited
+        assert len(calls) <= 2, calls
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+        cache.close()

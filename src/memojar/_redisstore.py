@@ -257,23 +257,29 @@ class RedisStore(Store):
 
     def _read(self, function: str, key: str) -> Any | None:
         name = self._name(function, key)
-        with self._errors("reading", read=True):
-            if self.max_size is None:  # no eviction, so no access order to keep: one GET
-                value = cast("bytes | None", self._client.get(name))
-            elif self._stamps.supported:
-                # The GET alone, the access stamp sent after it on a connection of its own,
-                # not waited for (``Stamps``): a server paused for writes answers the GET
-                value = cast("bytes | None", self._client.get(name))
-                if value is not None:  # (ZADD XX stamps only an indexed entry)
-                    score = b"%r" % time.time()  # (as redis-py sends a float: its repr)
-                    self._stamps.send(b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
-                        self._stamp_head, len(score), score, len(name), name))
-            else:
+        stamped = self.max_size is not None  # (no eviction: no access order to keep)
+        # The stamp pipelined with the GET (``Stamps`` not supported: a user the ACL refuses
+        # CLIENT) is a write: its timeout puts writes down only, and while they are down
+        # (``_breaker.down`` past ``check(read=True)``) the GET goes alone, the stamp
+        # dropped. Before, a server paused for writes held the pipeline: down whole, up
+        # again at the next ping, and every hit of the pause waited socket_timeout.
+        piped = stamped and not self._stamps.supported and not self._breaker.down
+        with self._errors("reading", read=not piped):
+            if piped:
                 pipe = self._client.pipeline(transaction=False)
                 pipe.get(name)
                 pipe.zadd(self._index[0], {name: time.time()}, xx=True)
                 # an access stamp refused (out of memory) must not cost the hit
                 value = pipe.execute(raise_on_error=False)[0]
+            else:
+                value = cast("bytes | None", self._client.get(name))
+                if value is not None and stamped and self._stamps.supported:
+                    # sent after the GET on a connection of its own, not waited for
+                    # (``Stamps``): a server paused for writes answers the GET. ZADD XX
+                    # stamps only an indexed entry; the score as redis-py sends a float
+                    score = b"%r" % time.time()
+                    self._stamps.send(b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                        self._stamp_head, len(score), score, len(name), name))
             if value is None or isinstance(value, Exception):
                 return None
             if value[:5] == b"MJCH ":
