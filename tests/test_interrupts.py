@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,17 @@ def test_an_interrupt_at_every_point_leaves_nothing_behind(tmp_path: Path,
     assert f(3) == 6  # folders made, the reader built: the points of a usual call
     points = Points(lambda: call(f), lambda: before(f))
     assert points.count > 10
+    assert _broken_at_each(points, lambda: f, root) == []
+
+
+def _broken_at_each(points: Points, function: Callable[[], Any], root: Path
+                    ) -> list[tuple[Any, list[str]]]:
+    """Each interrupt point of ``points`` and what it broke: what the interrupted call left
+    behind in ``root`` (``_left_behind``), or a next call of ``function()`` that took
+    longer than ``HANG`` (a lock left held). Each next call must return 6."""
     broken = []
     for injector in points.interrupts():
+        f = function()
         left = _left_behind(f, root)
         start = time.monotonic()
         assert f(3) == 6, injector.where
@@ -97,7 +107,7 @@ def test_an_interrupt_at_every_point_leaves_nothing_behind(tmp_path: Path,
             left.append(f"the next call took {took:.2f} s")
         if left:
             broken.append((injector.where, left))
-    assert broken == []
+    return broken
 
 
 @needs_tracing
@@ -123,17 +133,7 @@ def test_an_interrupt_at_every_point_of_a_superseded_entrys_discard_leaves_nothi
 
     points = Points(lambda: f(3), superseded)
     assert any(code is _filestore.FileStore.discard.__code__ for code, _ in points.path)
-    broken = []
-    for injector in points.interrupts():
-        left = _left_behind(f, root)
-        start = time.monotonic()
-        assert f(3) == 6, injector.where
-        took = time.monotonic() - start
-        if took > HANG:
-            left.append(f"the next call took {took:.2f} s")
-        if left:
-            broken.append((injector.where, left))
-    assert broken == []
+    assert _broken_at_each(points, lambda: f, root) == []
 
 
 @needs_tracing
@@ -160,13 +160,7 @@ def test_an_interrupt_at_every_point_of_a_first_stores_sweep_leaves_nothing_behi
 
     points = Points(lambda: made[0](3), another_identity)
     assert any(code is _decorator._Memo.sweep.__code__ for code, _ in points.path)
-    broken = []
-    for injector in points.interrupts():
-        left = _left_behind(made[0], root)
-        assert made[0](3) == 6, injector.where
-        if left:
-            broken.append((injector.where, left))
-    assert broken == []
+    assert _broken_at_each(points, lambda: made[0], root) == []
 
 
 SIGINT_LOOP = r"""

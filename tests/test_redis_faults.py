@@ -1397,23 +1397,22 @@ def test_misses_of_a_server_paused_for_writes_wait_one_timeout_in_all_and_store_
         cache.close()
 
 
+def _as_a_user_refused_client(server: RedisServer, options: str = "") -> tuple[Any, Cache]:
+    """A client of ``server`` (its default user) and a cache with ``max_size`` of a user
+    the ACL refuses CLIENT (so no connection that asks for no replies)."""
+    client = server.client()
+    client.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-client")
+    return client, Cache(f"redis://app:pw@127.0.0.1:{server.port}/0{options}",
+                         secret=SECRET, max_size=10**9)
+
+
 def test_hits_of_a_user_refused_client_reply_are_stamped_all_the_same(
         own_redis: Callable[..., RedisServer]) -> None:
     """A user whose ACL refuses CLIENT (so no connection that asks for no replies) has
     each hit's access stamp pipelined with its GET, as before: stamped, and no reply
     left unread for a later command (the first hit learns it: its stamp is lost)."""
-    server = own_redis()
-    client = server.client()
-    client.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-client")
-    cache = Cache(f"redis://app:pw@127.0.0.1:{server.port}/0", secret=SECRET,
-                  max_size=10**9)
-    calls: list[int] = []
-
-    @cache.cached
-    def f(x: int) -> int:
-        calls.append(x)
-        return 2 * x
-
+    client, cache = _as_a_user_refused_client(own_redis())
+    f, calls = counted(cache)
     try:
         assert f(1) == 2
         assert f(1) == 2
@@ -1509,18 +1508,8 @@ def test_hits_of_a_user_refused_client_reply_during_a_write_pause_wait_one_timeo
     read alone (their stamps dropped) and return at once. Before, the held pipeline put
     the server down whole, a ping answered a quarter second later, and every hit of the
     pause waited socket_timeout and computed again."""
-    server = own_redis()
-    client = server.client()
-    client.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all", "-client")
-    cache = Cache(f"redis://app:pw@127.0.0.1:{server.port}/0?socket_timeout=1",
-                  secret=SECRET, max_size=10**9)
-    calls: list[int] = []
-
-    @cache.cached
-    def f(x: int) -> int:
-        calls.append(x)
-        return 2 * x
-
+    client, cache = _as_a_user_refused_client(own_redis(), "?socket_timeout=1")
+    f, calls = counted(cache)
     try:
         assert f(1) == 2
         assert f(1) == 2
