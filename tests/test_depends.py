@@ -469,6 +469,32 @@ SENTINEL_SWAPPED = {
         def f(x):
             return "missing" if Options.MODE is MISSING else "all"
     """, "MODE = ALL", "MODE = MISSING"),
+    "a table in a class attribute": ("""
+        class Options:
+            MODES = {"m": [ALL]}
+
+        def f(x):
+            return "missing" if Options.MODES["m"][0] is MISSING else "all"
+    """, "[ALL]", "[MISSING]"),
+    "a helper's capture": ("""
+        def make(mode):
+            def pick():
+                return "missing" if mode is MISSING else "all"
+            return pick
+
+        pick = make(ALL)
+
+        def f(x):
+            return pick()
+    """, "make(ALL)", "make(MISSING)"),
+    "the function's own capture": ("""
+        def make(mode):
+            def f(x):
+                return "missing" if mode is MISSING else "all"
+            return f
+
+        f = make(ALL)
+    """, "make(ALL)", "make(MISSING)"),
 }
 
 

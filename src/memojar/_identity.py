@@ -361,11 +361,18 @@ def captured_digest(target: Any) -> str:
             accumulators.update(_accumulators(target))
         cells = [cell for cell in attribute(target, "__closure__", tuple) or ()
                  if not (_filled(cell) and cell.cell_contents is inner)]
-        captured.append((tuple(_cell_shape(cell, _Captured(accumulators)) for cell in cells),
-                         _value_shape(attribute(target, "__defaults__", tuple),
-                                      _Captured(accumulators), True),
-                         _value_shape(attribute(target, "__kwdefaults__", dict),
-                                      _Captured(accumulators), True)))
+        # a captured sentinel by its name in the function's module (before, as any other:
+        # ``f = make(ALL)`` edited to ``make(MISSING)`` returned the old value)
+        near = near_globals.set(attribute(target, "__globals__", dict))
+        try:
+            captured.append((
+                tuple(_cell_shape(cell, _Captured(accumulators)) for cell in cells),
+                _value_shape(attribute(target, "__defaults__", tuple),
+                             _Captured(accumulators), True),
+                _value_shape(attribute(target, "__kwdefaults__", dict),
+                             _Captured(accumulators), True)))
+        finally:
+            near_globals.reset(near)
         if inner is None or not callable(inner):
             break
         target = inner
@@ -656,17 +663,19 @@ def _callable_shape(func: Any, seen: set[int], bare: bool = False) -> Any:
     if isinstance(code, CodeType):
         shape.append(_code_shape(code, func))
         closure = attribute(func, "__closure__", tuple)
-        if closure and not bare:
-            shape.append(tuple(_cell_shape(cell, seen) for cell in closure))
         defaults = attribute(func, "__defaults__", tuple)
         kwdefaults = attribute(func, "__kwdefaults__", dict)
-        if (defaults or kwdefaults) and not bare:
-            near = near_globals.set(attribute(func, "__globals__", dict))
-            try:
+        # a sentinel it captures or defaults to, by its name in its module (before, one it
+        # captured hashed as any other: ``make(ALL)`` edited to ``make(MISSING)``)
+        near = near_globals.set(attribute(func, "__globals__", dict))
+        try:
+            if closure and not bare:
+                shape.append(tuple(_cell_shape(cell, seen) for cell in closure))
+            if (defaults or kwdefaults) and not bare:
                 shape.append(("defaults", _value_shape(defaults, seen, by_state=True),
                               _value_shape(kwdefaults, seen, by_state=True)))
-            finally:
-                near_globals.reset(near)
+        finally:
+            near_globals.reset(near)
     elif not isinstance(func, BuiltinFunctionType):
         # A callable object (a decorator's wrapper class, a captured instance, a library's
         # callable such as operator.itemgetter(1)): its class's code and its state, as
@@ -3224,6 +3233,17 @@ def _exported(method: Any) -> bool:
         return False
 
 
+def _module_of(where: str) -> dict[str, Any] | None:
+    """The globals of the module a global's or a class attribute's ``where`` names
+    (``mod.NAME``, ``mod.Class.NAME``): a class attribute's module is a shorter prefix.
+    Before, only ``mod.NAME``'s: a sentinel in ``class C: MODES = [ALL]`` hashed as any."""
+    module: Any = None
+    while "." in where and type(module) is not ModuleType:
+        where = where.rpartition(".")[0]
+        module = sys.modules.get(where)
+    return module.__dict__ if type(module) is ModuleType else None
+
+
 def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
                  seen: set[int], names: AbstractSet[str] | None) -> None:
     """Any other global: a partial (``triple = partial(scale, k=3)``), a bound method
@@ -3277,8 +3297,7 @@ def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],
         held: dict[int, Any] = {}  # each function and class whose code the digest counts
         previous, _walk.met = getattr(_walk, "met", None), held
         large: list[bool] = []
-        module = sys.modules.get(where.rpartition(".")[0])
-        near = near_globals.set(module.__dict__ if type(module) is ModuleType else None)
+        near = near_globals.set(_module_of(where))
         try:
             with _noting_too_large(large):
                 shape = _value_shape(value, set(), by_state=type(value) not in _CONTAINERS)
