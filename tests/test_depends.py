@@ -515,6 +515,46 @@ def test_a_sentinel_swapped_for_another_recomputes(tmp_path: Path, source: str, 
     assert (again["misses"], again["value"]) == (1, "'missing'")
 
 
+SENTINEL_ALIASED = """
+    import multiprocessing, sys
+    from memojar import cached
+
+    missing = object()
+
+    def pick(x=missing):
+        return x is missing
+
+    @cached
+    def f(x):
+        return pick()
+
+    def misses(x):
+        f(x)
+        return f.cache_info().misses
+
+    if __name__ == "__main__":
+        default = missing  # a name the script's main block alone makes
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            print(misses(1), pool.map(misses, [1])[0])
+"""
+
+
+def test_a_sentinel_named_again_by_the_main_block_keeps_the_identity_of_a_worker(
+        tmp_path: Path) -> None:
+    """A sentinel a script's main block (or a notebook's output, ``_5``) also names counts
+    by the name the module made first: a spawned worker, which does not run the block,
+    hits the script's entry, and the script's next run hits. Before, by the name that
+    sorts first: ``default``, where the worker said ``missing``, so each computed again
+    and swept the other's entry."""
+    write(tmp_path, {"prog.py": SENTINEL_ALIASED})
+    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    runs = [subprocess.run([sys.executable, "prog.py"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120) for _ in range(2)]
+    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr
+    assert [run.stdout.split() for run in runs] == [["1", "0"], ["0", "0"]]
+
+
 def test_a_constant_the_function_does_not_read_is_not_tracked(project: Path) -> None:
     run(project)
     write(project, {"helpers.py": HELPERS.replace("UNUSED = 5", "UNUSED = 6")})

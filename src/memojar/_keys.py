@@ -1139,10 +1139,16 @@ def _reduce_sentinel(obj: object) -> Any:
     the default ``MISSING``'s. In a state of the identity, by its name in the module the
     state comes from (``_identity.near_globals``), else alike, as before."""
     if _limits.state:
+        # The module's first name for it (its dict's order: the order its code bound
+        # them), not IPython's names of a cell's output (``_``, ``_5``). Before, the name
+        # that sorted first: ``default = missing`` in a script's main block, or a cell
+        # that showed it, named it otherwise than a spawned worker or another kernel did,
+        # and each computed again and swept the other's entry.
         near = _identity.near_globals.get()
-        names = sorted(name for name, value in list(near.items()) if value is obj) \
+        name = next((name for name, value in list(near.items())
+                     if value is obj and not _output_name(name)), None) \
             if near is not None else None
-        return (_Sentinel, (names[0],)) if names else None
+        return (_Sentinel, (name,)) if name is not None else None
     known = _sentinels.get(id(obj))
     if known is None or known[0] is not obj:
         # (modules only: reading a lazy module's ``__dict__`` would import it). A script's
@@ -1183,6 +1189,11 @@ def _class_attribute(obj: object) -> tuple[str, str]:
                 named.extend((home, f"{called}.{key}")
                              for key, value in list(members.items()) if value is obj)
     return min(named) if named else ("", os.urandom(16).hex())
+
+
+def _output_name(name: str) -> bool:
+    """IPython's names of a cell's output: ``_``, ``__``, ``___``, ``_5``."""
+    return name.startswith("_") and (not name.strip("_") or name[1:].isdigit())
 
 
 class _Sentinel:  # names a bare ``object()``'s key; never unpickled
