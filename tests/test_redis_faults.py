@@ -31,7 +31,7 @@ from memojar._redisconn import _TooMany
 from memojar._redislease import LOCK_RENEW, LOCK_TTL, _RedisKeyLock
 from memojar._redisstore import RedisStore
 from redis_server import RedisServer
-from remote_kit import SECRET, WatchedLock, counted
+from remote_kit import SECRET, WatchedLock, counted, timed
 
 pytestmark = pytest.mark.filterwarnings("ignore:Redis cache .* has no secret")
 
@@ -1391,6 +1391,50 @@ def test_misses_of_a_server_paused_for_writes_wait_one_timeout_in_all_and_store_
         assert stored() == 2
         assert time.monotonic() - ends < 1.0  # stored again soon after the pause ended
         assert f(x) == 2 * x and calls.count(x) == 1  # (a hit)
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+        cache.close()
+
+
+def test_a_miss_whose_store_times_out_in_a_write_pause_waits_one_timeout_in_all(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A miss that took its lock before the server was paused for writes (``CLIENT PAUSE
+    <ms> WRITE``) and stores its value during the pause waits one socket_timeout (its
+    commit's), returns its value, and leaves writes skipping the server: the read that
+    learns what the commit did answers in such a pause, and says nothing of writes. Before,
+    that read took the server as up again, the call's release of its lock waited another
+    socket_timeout (two in one call), and so did the next miss of another thread."""
+    server = own_redis()
+    timeout = 1.0
+    cache = Cache(server.url(socket_timeout=timeout), secret=SECRET)
+    quick, _ = counted(cache)
+
+    @cache.cached
+    def slow(x: int) -> int:
+        time.sleep(1.0)
+        return 3 * x
+
+    client = server.client()
+    try:
+        assert quick(1) == 2
+        done: list[tuple[int, float]] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemojarWarning)
+            worker = threading.Thread(target=lambda: done.append(timed(lambda: slow(1))))
+            worker.start()
+            time.sleep(0.3)  # (slow has its lock and computes)
+            client.execute_command("CLIENT", "PAUSE", "8000", "WRITE")
+            assert quick(2) == 4  # its lock waits one socket_timeout: writes skip after
+            worker.join()
+            waits = []
+            for x in range(3, 8):
+                value, waited = timed(lambda: quick(x))  # noqa: B023 - called at once
+                assert value == 2 * x
+                waits.append(waited)
+                time.sleep(0.3)
+        assert done[0][0] == 3 and done[0][1] < 1.0 + timeout + 0.6
+        assert max(waits) < 0.5
     finally:
         client.execute_command("CLIENT", "UNPAUSE")
         client.close()

@@ -811,7 +811,7 @@ class RedisStore(Store):
             # keeps the store, its client and its prober until the cycle collector runs.
             raise self._oserror(exc, doing) from exc
         if again:
-            self._breaker.answered()
+            self._breaker.answered(read)
 
     def _forked(self) -> None:
         """In a forked child, the parent's locks are not this process's."""

@@ -884,12 +884,17 @@ class Breaker:
                     self._start_prober()
         raise type(down)(down.errno, down.strerror)
 
-    def answered(self) -> None:
+    def answered(self, read: bool = False) -> None:
         """A request made although the server was down (one that learns what a request
-        whose answer was lost did) was answered: the server is up again."""
+        whose answer was lost did) was answered: the server is up again. A ``read``
+        answered says nothing of writes: down for writes only, it stays so (a server paused
+        for writes answers reads; before, the read that learned what a commit timed out
+        in the pause did took writes as up, and the call's release of its lock waited a
+        second socket_timeout, as did the next miss)."""
         self._forked()
         with self._mutex:
-            self._down, self._writes = None, False
+            if not (read and self._writes):
+                self._down, self._writes = None, False
 
     def trip(self, error: OSError, writes: bool = False) -> None:
         """The server is down with ``error`` (a store's message of the fault); ``writes``:
