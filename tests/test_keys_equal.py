@@ -952,6 +952,41 @@ def test_a_sentinel_a_class_attribute_names_keys_alike_in_every_process(
     assert [r.stderr.count("computed") for r in runs] == [2, 0]
 
 
+_SENTINEL_ALIASED_BY_MAIN = """
+import multiprocessing, sys
+from memojar import Cache
+
+missing = object()
+cache = Cache(sys.argv[1])
+
+@cache.cached
+def pick(rows):
+    return rows is missing
+
+def misses():
+    pick(missing)  # (the worker's own: a sentinel sent by pickle is a new object)
+    return pick.cache_info().misses
+
+if __name__ == "__main__":
+    default = missing  # a name the script's main block alone makes
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        print(misses(), pool.apply(misses))
+"""
+
+
+def test_a_sentinel_the_main_block_names_again_keys_as_in_a_spawned_worker(
+        tmp_path: Path) -> None:
+    """A sentinel passed that a script's main block also names (``default = missing``)
+    keys by the name its module bound first, as in a spawned worker, which does not run
+    the block: the worker hits the script's entry. Before, by the name that sorted first
+    (``default``): the worker computed again."""
+    (tmp_path / "prog.py").write_text(_SENTINEL_ALIASED_BY_MAIN)
+    done = subprocess.run([sys.executable, "prog.py", str(tmp_path / "c")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "0"]
+
+
 _LIBRARY_OF_A_SENTINEL = """
 import sys
 from memojar import Cache

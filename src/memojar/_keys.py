@@ -1145,19 +1145,18 @@ def _reduce_sentinel(obj: object) -> Any:
         # that showed it, named it otherwise than a spawned worker or another kernel did,
         # and each computed again and swept the other's entry.
         near = _identity.near_globals.get()
-        name = next((name for name, value in list(near.items())
-                     if value is obj and not _output_name(name)), None) \
-            if near is not None else None
+        name = _first_name(near, obj) if near is not None else None
         return (_Sentinel, (name,)) if name is not None else None
     known = _sentinels.get(id(obj))
     if known is None or known[0] is not obj:
         # (modules only: reading a lazy module's ``__dict__`` would import it). A script's
         # or notebook's name for it last: ``from lib import MISSING`` there is not made in
-        # a spawned worker nor in another script, which key by ``lib``'s.
+        # a spawned worker nor in another script, which key by ``lib``'s. In a module, the
+        # name it bound first (as in the identity, ``_first_name``)
         named = sorted((name in _MAINS, name, key)
                        for name, module in list(sys.modules.items())
                        if type(module) is ModuleType
-                       for key, value in list(module.__dict__.items()) if value is obj)
+                       for key in (_first_name(module.__dict__, obj),) if key is not None)
         found = named[0][1:] if named else _class_attribute(obj)
         if len(_sentinels) >= _SENTINELS_MAX:
             _sentinels.clear()
@@ -1191,9 +1190,12 @@ def _class_attribute(obj: object) -> tuple[str, str]:
     return min(named) if named else ("", os.urandom(16).hex())
 
 
-def _output_name(name: str) -> bool:
-    """IPython's names of a cell's output: ``_``, ``__``, ``___``, ``_5``."""
-    return name.startswith("_") and (not name.strip("_") or name[1:].isdigit())
+def _first_name(namespace: Mapping[str, Any], obj: object) -> str | None:
+    """The first name ``namespace`` binds to ``obj`` in its order (the order a module's
+    code bound them: the same in a spawned worker, which does not run the main block), not
+    counting IPython's names of a cell's output (``_``, ``__``, ``___``, ``_5``)."""
+    return next((name for name, value in list(namespace.items()) if value is obj and not (
+        name.startswith("_") and (not name.strip("_") or name[1:].isdigit()))), None)
 
 
 class _Sentinel:  # names a bare ``object()``'s key; never unpickled
