@@ -62,21 +62,21 @@ _CO_HAS_DOCSTRING = 0x4000000  # 3.14+: set when the function has a docstring
 _CO_GENERATOR = 0x20 | 0x200  # inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
 
+# The globals of the module whose code a state being hashed comes from (a function's
+# defaults or captures, a module's or a class's value): ``_keys`` names a bare ``object()``
+# in it (a sentinel, ``MISSING = object()``) by its first name there, the same in every
+# process whatever else it imported. Before, every ``object()`` hashed alike: ``def
+# helper(x=MISSING)`` edited to ``x=ALL`` returned the old value.
+near_globals: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "memojar_near_globals", default=None)
+
+
 # The key of a value inside a function's identity (what a closure captures, a default, a
 # bound argument, a module constant) is its key as a call argument: ``_keys.make_key``, which
 # ``_keys`` sets here when it is imported (``memojar/__init__`` imports it, so before any
 # function here runs). A mutual recursion (``make_key`` keys a function passed as an argument
 # by ``function_identity`` here) without an import cycle: ``_keys`` imports this module,
 # never the other way.
-# The globals of the module whose code a state being hashed comes from (a function's
-# defaults, a module's value): ``_keys`` names a bare ``object()`` in it (a sentinel,
-# ``MISSING = object()``) by its name there, the same in every process whatever else it
-# imported. Before, every ``object()`` hashed alike: ``def helper(x=MISSING)`` edited to
-# ``x=ALL`` returned the old value.
-near_globals: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
-    "memojar_near_globals", default=None)
-
-
 def value_key(values: tuple[Any, ...]) -> str:  # replaced by _keys.make_key
     raise RuntimeError("memojar._identity is used before memojar._keys is imported")
 
