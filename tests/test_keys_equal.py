@@ -672,6 +672,10 @@ def test_dates_key_alike_before_and_after_pandas_cached_their_unit() -> None:
     periods[1].shift(1)
     assert keys[0] == keys[1]
     assert make_key((periods[0],)) == make_key((periods[1],))
+    arrays = [pd.date_range("2024-01-02", periods=3).array for _ in range(2)]  # as given
+    arrays[1].unit  # noqa: B018 - read for its cache
+    assert make_key((arrays[0],)) == make_key((arrays[1],))
+    assert make_key((arrays[0],)) != make_key((pd.date_range("2024-01-03", periods=3).array,))
 
 
 @pytest.mark.parametrize(

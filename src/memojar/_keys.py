@@ -1496,14 +1496,16 @@ def _reduce_backed(array: Any) -> Any:
     pickle holds the cache of what it worked out (``{'_cache': {'unit': 'us'}}``, once
     ``.unit`` was read, by a ``shift`` or a plot): its pickle without the cache. Before,
     with it: the same dates keyed apart once used, a miss in the call after one that
-    shifted its argument. None (pickle's own: the key it had) for an array with none."""
+    shifted its argument. None (pickle's own: the key it had) for an array with none; with
+    one, normalised as the generic path (``reducer_override``) normalises the array without
+    it, so that both key alike."""
     rv = array.__reduce_ex__(PROTOCOL)
     state = rv[2] if type(rv) is tuple and len(rv) == 3 else None
     if not (type(state) is tuple and state and type(state[-1]) is dict
             and "_cache" in state[-1]):
         return None
     rest = {name: value for name, value in state[-1].items() if name != "_cache"}
-    return (*rv[:2], (*state[:-1], rest) if rest else state[:-1])
+    return rv[0], _readonly(normal(rv[1])), normal((*state[:-1], rest) if rest else state[:-1])
 
 
 def _reduce_index(index: Any) -> Any:
