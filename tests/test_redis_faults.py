@@ -1572,3 +1572,34 @@ def test_hits_of_a_user_refused_client_reply_during_a_write_pause_wait_one_timeo
         client.execute_command("CLIENT", "UNPAUSE")
         client.close()
         cache.close()
+
+
+def test_closing_a_cache_while_its_write_probe_waits_on_a_paused_server_leaves_no_connection(
+        own_redis: Callable[..., RedisServer]) -> None:
+    """A cache closed while its prober's write waits on a server paused for writes: that
+    connection is closed as the write ends (here, answered as the pause ends). Before, it
+    stayed open, idle, for as long as the closed cache was referenced."""
+    server = own_redis()
+    cache = Cache(server.url(socket_timeout=3), secret=SECRET)
+    f, _ = counted(cache)
+    client = server.client()
+
+    def others() -> int:  # the server's connections but this client's
+        return len(client.client_list()) - 1
+
+    try:
+        assert f(1) == 2
+        client.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+        with pytest.warns(MemojarWarning, match="not cached"):
+            assert f(2) == 4  # its lock times out: writes down, the write probe waits
+        time.sleep(0.5)
+        cache.close()
+        client.execute_command("CLIENT", "UNPAUSE")  # the probe's write answered
+        deadline = time.monotonic() + 1.5
+        while others() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert others() == 0
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+        cache.close()

@@ -224,10 +224,12 @@ class RedisStore(Store):
         # held for socket_timeout at a time by a server paused for writes, takes none of
         # the connections (``max_connections``) the calls' hits read on
         self._probe_client = connect(url, self.socket_timeout, **kwargs)
+        self._closed = threading.Event()  # (``close``: the probe's connection not kept)
         self._breaker = Breaker(
             self.location, PROBE_EVERY, functools.partial(_ping, self._client),
             "memojar-redis-probe", functools.partial(
-                _write_probe, self._probe_client.register_script(lua.WRITE_PROBE)))
+                _write_probe, self._probe_client.register_script(lua.WRITE_PROBE),
+                self._probe_client.connection_pool, self._closed))
         address = self._client.connection_pool.connection_kwargs
         self.server = (address.get("host"), address.get("port"), address.get("path"))
         self._pid = os.getpid()
@@ -756,6 +758,7 @@ class RedisStore(Store):
         self._breaker.close()
         self._renewer.stop()
         self._stamps.close()
+        self._closed.set()  # a probe under way closes its connection as it ends
         self._probe_client.connection_pool.disconnect(inuse_connections=False)
         # Idle connections only: one lent out is in use by a call of another thread (or
         # the renewer's), which closing it under them failed with redis-py's ValueError or
@@ -855,15 +858,21 @@ def _ping(client: redis.Redis) -> None:
         pass
 
 
-def _write_probe(script: Script) -> None:
+def _write_probe(script: Script, pool: redis.ConnectionPool, closed: threading.Event
+                 ) -> None:
     """The probe of a server down for writes only (``lua.WRITE_PROBE``): answered once the
     server runs a write. A refusal is an answer too, as ``_ping``'s: a user the ACL refuses
     scripts (every write of memojar's is one) has writes taken as up again at once, as with
-    the ping before, never down for good."""
+    the ping before, never down for good. Ended after its store was ``closed``, its
+    connection is closed: before, one that waited on a server paused for writes as the
+    store closed stayed open for as long as the store was referenced."""
     try:
         script()
     except ResponseError:
         pass
+    finally:
+        if closed.is_set():
+            pool.disconnect(inuse_connections=False)
 
 
 def _first(views: list[memoryview], limit: int) -> bytes:
