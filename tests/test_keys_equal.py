@@ -956,6 +956,38 @@ def test_a_sentinel_a_class_attribute_names_keys_alike_in_every_process(
     assert [r.stderr.count("computed") for r in runs] == [2, 0]
 
 
+_SENTINEL_NAMED_ANEW = """
+import sys
+from memojar import Cache
+
+SKIP = object()
+class Options:
+    UNSET = object()
+opts = {"a": SKIP, "b": Options.UNSET}
+
+@Cache(sys.argv[1]).cached
+def skipped(table):
+    return [k for k, v in table.items() if v is SKIP or v is Options.UNSET]
+
+print(skipped(opts))
+SKIP = object()  # the cell defining them run again: opts holds the old ones
+class Options:
+    UNSET = object()
+print(skipped(opts), skipped({"a": SKIP, "b": Options.UNSET}))
+"""
+
+
+def test_a_sentinel_whose_name_is_bound_anew_keys_apart_from_the_new_one(
+        tmp_path: Path) -> None:
+    """A sentinel whose global or class attribute was bound to a new ``object()`` (a
+    notebook's cell run again, a module reloaded) no longer keys by that name, which is the
+    new one's. Before, the old one kept the name it was keyed by first: ``skipped(opts)``
+    returned ``['a', 'b']``, the value of when they were ``SKIP`` and ``Options.UNSET``."""
+    done = subprocess.run([sys.executable, "-c", _SENTINEL_NAMED_ANEW, str(tmp_path / "c")],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout == "['a', 'b']\n[] ['a', 'b']\n"
+
+
 _SENTINEL_ALIASED_BY_MAIN = """
 import multiprocessing, sys
 from memojar import Cache

@@ -1148,7 +1148,7 @@ def _reduce_sentinel(obj: object) -> Any:
         name = _first_name(near, obj) if near is not None else None
         return (_Sentinel, (name,)) if name is not None else None
     known = _sentinels.get(id(obj))
-    if known is None or known[0] is not obj:
+    if known is None or known[0] is not obj or not _still_named(known[1], obj):
         # (modules only: reading a lazy module's ``__dict__`` would import it). A script's
         # or notebook's name for it last: ``from lib import MISSING`` there is not made in
         # a spawned worker nor in another script, which key by ``lib``'s. In a module, the
@@ -1162,6 +1162,24 @@ def _reduce_sentinel(obj: object) -> Any:
             _sentinels.clear()
         known = _sentinels[id(obj)] = (obj, found)
     return _Sentinel, known[1]
+
+
+def _still_named(found: tuple[str, ...], obj: object) -> bool:
+    """Whether the global or class attribute a sentinel was keyed by names it still. Once
+    rebound (a notebook's cell ``SKIP = object()`` run again, a module reloaded), the name
+    keys the new sentinel: the old one, still held (``opts = {'a': SKIP}``), is looked up
+    again. Before, both keyed by the name: ``f(opts)`` returned the value computed when the
+    old one was ``SKIP``."""
+    home, name = found
+    module = sys.modules.get(home) if home else None
+    if type(module) is not ModuleType:
+        return not home  # (a token: this object's own)
+    members: Any = module.__dict__
+    if members.get(name) is obj:
+        return True
+    called, _, name = name.partition(".")  # a class attribute's ``Options.UNSET``
+    cls = members.get(called)
+    return issubclass(type(cls), type) and _CLASS_DICT(cls).get(name) is obj
 
 
 _CLASS_DICT = type.__dict__["__dict__"].__get__  # a class's own, not a metaclass's
