@@ -476,6 +476,27 @@ SENTINEL_SWAPPED = {
         def f(x):
             return "missing" if Options.MODES["m"][0] is MISSING else "all"
     """, "[ALL]", "[MISSING]"),
+    "a class's sentinel in a helper's default": ("""
+        class Options:
+            UNSET = object()
+            ALL = object()
+
+        def pick(x=Options.ALL):
+            return "missing" if x is Options.UNSET else "all"
+
+        def f(x):
+            return pick()
+    """, "x=Options.ALL", "x=Options.UNSET"),
+    "a class's sentinel in a table": ("""
+        class Options:
+            UNSET = object()
+            ALL = object()
+
+        DEFAULTS = {"mode": Options.ALL}
+
+        def f(x):
+            return "missing" if DEFAULTS["mode"] is Options.UNSET else "all"
+    """, '"mode": Options.ALL', '"mode": Options.UNSET'),
     "a helper's capture": ("""
         def make(mode):
             def pick():

@@ -1145,7 +1145,7 @@ def _reduce_sentinel(obj: object) -> Any:
         # that showed it, named it otherwise than a spawned worker or another kernel did,
         # and each computed again and swept the other's entry.
         near = _identity.near_globals.get()
-        name = _first_name(near, obj) if near is not None else None
+        name = None if near is None else _first_name(near, obj) or _class_named(near, obj)
         return (_Sentinel, (name,)) if name is not None else None
     known = _sentinels.get(id(obj))
     if known is None or known[0] is not obj or not _still_named(known[1], obj):
@@ -1208,12 +1208,31 @@ def _class_attribute(obj: object) -> tuple[str, str]:
     return min(named) if named else ("", os.urandom(16).hex())
 
 
+def _class_named(namespace: Mapping[str, Any], obj: object) -> str | None:
+    """The name of a sentinel an attribute of a class ``namespace`` names (``class Options:
+    UNSET = object()``), as ``Options.UNSET``: the first class in its order, its first
+    attribute. Before, one the module named only so hashed as any other (the state of an
+    identity): ``def pick(x=Options.ALL)`` edited to ``x=Options.UNSET`` returned the old
+    value."""
+    for called, cls in list(namespace.items()):
+        if issubclass(type(cls), type) and not _output_name(called):
+            name = _first_name(_CLASS_DICT(cls), obj)
+            if name is not None:
+                return f"{called}.{name}"
+    return None
+
+
+def _output_name(name: str) -> bool:
+    """IPython's names of a cell's output (``_``, ``__``, ``___``, ``_5``)."""
+    return name.startswith("_") and (not name.strip("_") or name[1:].isdigit())
+
+
 def _first_name(namespace: Mapping[str, Any], obj: object) -> str | None:
     """The first name ``namespace`` binds to ``obj`` in its order (the order a module's
     code bound them: the same in a spawned worker, which does not run the main block), not
     counting IPython's names of a cell's output (``_``, ``__``, ``___``, ``_5``)."""
-    return next((name for name, value in list(namespace.items()) if value is obj and not (
-        name.startswith("_") and (not name.strip("_") or name[1:].isdigit()))), None)
+    return next((name for name, value in list(namespace.items())
+                 if value is obj and not _output_name(name)), None)
 
 
 class _Sentinel:  # names a bare ``object()``'s key; never unpickled
