@@ -988,6 +988,39 @@ def test_a_sentinel_whose_name_is_bound_anew_keys_apart_from_the_new_one(
     assert done.stdout == "['a', 'b']\n[] ['a', 'b']\n"
 
 
+_CLASS_OF_A_SENTINEL = """
+import sys
+from memojar import Cache
+
+class Options:
+    UNSET = object()
+
+@Cache(sys.argv[1]).cached
+def is_unset(x):
+    print("computed", file=sys.stderr)
+    return x is Options.UNSET
+"""
+
+
+def test_a_class_sentinel_a_script_names_keys_apart_from_the_scripts_own_sentinels(
+        tmp_path: Path) -> None:
+    """A sentinel of a class of a module (``Options.UNSET``) that a script also names
+    (``DEFAULT = Options.UNSET``) keys by its class's name for it, not the script's: another
+    script's own ``DEFAULT = object()`` keys apart, and a script passing ``Options.UNSET``
+    hits. Before, both scripts keyed ``DEFAULT`` alike: the second returned True."""
+    (tmp_path / "opts.py").write_text(_CLASS_OF_A_SENTINEL)
+    scripts = ["from opts import Options, is_unset\nDEFAULT = Options.UNSET\n"
+               "print(is_unset(DEFAULT))",
+               "from opts import is_unset\nDEFAULT = object()\nprint(is_unset(DEFAULT))",
+               "from opts import Options, is_unset\nprint(is_unset(Options.UNSET))"]
+    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60, check=True,
+                           cwd=tmp_path)  # (-c: ``opts`` found in the working folder)
+            for script in scripts]
+    assert [r.stdout for r in runs] == ["True\n", "False\n", "True\n"]
+    assert [r.stderr.count("computed") for r in runs] == [1, 1, 0]
+
+
 _SENTINEL_ALIASED_BY_MAIN = """
 import multiprocessing, sys
 from memojar import Cache

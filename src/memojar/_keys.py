@@ -1153,11 +1153,16 @@ def _reduce_sentinel(obj: object) -> Any:
         # or notebook's name for it last: ``from lib import MISSING`` there is not made in
         # a spawned worker nor in another script, which key by ``lib``'s. In a module, the
         # name it bound first (as in the identity, ``_first_name``)
-        named = sorted((name in _MAINS, name, key)
+        named = sorted((name in _MAINS, False, name, key)
                        for name, module in list(sys.modules.items())
                        if type(module) is ModuleType
                        for key in (_first_name(module.__dict__, obj),) if key is not None)
-        found = named[0][1:] if named else _class_attribute(obj)
+        if not named or named[0][0]:
+            # A class's name for it before a script's: ``DEFAULT = Options.UNSET`` there
+            # (of ``lib``) is no name of it in another script, whose own ``DEFAULT =
+            # object()`` it shares. Before, ``lib.is_unset(DEFAULT)`` returned True there.
+            named = sorted([*named, *_class_attributes(obj)])
+        found = named[0][2:] if named else ("", os.urandom(16).hex())
         if len(_sentinels) >= _SENTINELS_MAX:
             _sentinels.clear()
         known = _sentinels[id(obj)] = (obj, found)
@@ -1185,14 +1190,15 @@ def _still_named(found: tuple[str, ...], obj: object) -> bool:
 _CLASS_DICT = type.__dict__["__dict__"].__get__  # a class's own, not a metaclass's
 
 
-def _class_attribute(obj: object) -> tuple[str, str]:
-    """A sentinel no module names: by the attribute of a class of the user's code that
-    names it (``class Options: UNSET = object()``, as ``module``, ``Options.UNSET``), in
-    the class's own module (in a spawned worker's ``__mp_main__``: ``__main__``); else a
-    token of this process's. Before, a token: ``f(x=Options.UNSET)`` missed in every
-    process, each storing an entry of its own. Classes of installed libraries are not
-    searched (they are many, and their sentinels named at module level)."""
-    named: list[tuple[str, str]] = []
+def _class_attributes(obj: object) -> list[tuple[bool, bool, str, str]]:
+    """A sentinel no module but a script names: by the attribute of a class of the user's
+    code that names it (``class Options: UNSET = object()``, as ``module``,
+    ``Options.UNSET``), in the class's own module (in a spawned worker's ``__mp_main__``:
+    ``__main__``), each as ``_reduce_sentinel`` sorts them. Before, a token: ``f(x=Options.
+    UNSET)`` missed in every process, each storing an entry of its own. Classes of
+    installed libraries are not searched (they are many, their sentinels named at module
+    level)."""
+    named: list[tuple[bool, bool, str, str]] = []
     for name, module in list(sys.modules.items()):
         if type(module) is not ModuleType or not _identity.is_user_module(name):
             continue
@@ -1203,9 +1209,9 @@ def _class_attribute(obj: object) -> tuple[str, str]:
             members = _CLASS_DICT(cls)
             of = members.get("__module__")
             if of == name or (name in _MAINS and of in _MAINS):
-                named.extend((home, f"{called}.{key}")
+                named.extend((home in _MAINS, True, home, f"{called}.{key}")
                              for key, value in list(members.items()) if value is obj)
-    return min(named) if named else ("", os.urandom(16).hex())
+    return named
 
 
 def _class_named(namespace: Mapping[str, Any], obj: object) -> str | None:
