@@ -576,6 +576,44 @@ def test_a_sentinel_named_again_by_the_main_block_keeps_the_identity_of_a_worker
     assert [run.stdout.split() for run in runs] == [["1", "0"], ["0", "0"]]
 
 
+CLASS_SENTINEL_ALIASED = """
+    import multiprocessing, sys
+    from memojar import cached
+
+    class Options:
+        UNSET = object()
+
+    @cached
+    def f(x):
+        return x is Options.UNSET
+
+    def misses(x):
+        f(Options.UNSET)
+        return f.cache_info().misses
+
+    if __name__ == "__main__":
+        default = Options.UNSET  # a name the script's main block alone makes
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            print(misses(1), pool.map(misses, [1])[0])
+"""
+
+
+def test_a_class_sentinel_the_main_block_names_keeps_its_key_and_identity_in_a_worker(
+        tmp_path: Path) -> None:
+    """A sentinel of a script's class (``Options.UNSET``) that its main block also names
+    (``default = Options.UNSET``) counts by its class's name for it, as an argument and in
+    what a function reads: a spawned worker, which does not run the block, hits the
+    script's entry. Before, by ``default`` where the worker said ``Options.UNSET``: each
+    computed again."""
+    write(tmp_path, {"prog.py": CLASS_SENTINEL_ALIASED})
+    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    runs = [subprocess.run([sys.executable, "prog.py"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120) for _ in range(2)]
+    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr
+    assert [run.stdout.split() for run in runs] == [["1", "0"], ["0", "0"]]
+
+
 def test_a_constant_the_function_does_not_read_is_not_tracked(project: Path) -> None:
     run(project)
     write(project, {"helpers.py": HELPERS.replace("UNUSED = 5", "UNUSED = 6")})

@@ -1128,6 +1128,7 @@ def _reduce_scalar(scalar: Any) -> Any:
 _sentinels: dict[int, tuple[object, tuple[str, ...]]] = {}
 _SENTINELS_MAX = 1024
 _MAINS = frozenset({"__main__", "__mp_main__"})  # (a spawned worker's: its parent's main)
+_SCRIPTS = 3  # the rank of a script's name for a sentinel: the last (``_reduce_sentinel``)
 
 
 def _reduce_sentinel(obj: object) -> Any:
@@ -1145,7 +1146,14 @@ def _reduce_sentinel(obj: object) -> Any:
         # that showed it, named it otherwise than a spawned worker or another kernel did,
         # and each computed again and swept the other's entry.
         near = _identity.near_globals.get()
-        name = None if near is None else _first_name(near, obj) or _class_named(near, obj)
+        if near is None:
+            return None
+        # In a script, its class's name for it first (as arguments key it): ``default =
+        # Options.UNSET`` in its main block is no name in a spawned worker (before, the
+        # worker's functions reading ``Options`` were of another identity: each computed)
+        first, then = ((_class_named, _first_name) if near.get("__name__") in _MAINS
+                       else (_first_name, _class_named))
+        name = first(near, obj) or then(near, obj)
         return (_Sentinel, (name,)) if name is not None else None
     known = _sentinels.get(id(obj))
     if known is None or known[0] is not obj or not _still_named(known[1], obj):
@@ -1153,16 +1161,18 @@ def _reduce_sentinel(obj: object) -> Any:
         # or notebook's name for it last: ``from lib import MISSING`` there is not made in
         # a spawned worker nor in another script, which key by ``lib``'s. In a module, the
         # name it bound first (as in the identity, ``_first_name``)
-        named = sorted((name in _MAINS, False, name, key)
+        named = sorted((_SCRIPTS if name in _MAINS else 0, name, key)
                        for name, module in list(sys.modules.items())
                        if type(module) is ModuleType
                        for key in (_first_name(module.__dict__, obj),) if key is not None)
-        if not named or named[0][0]:
+        if not named or named[0][0] == _SCRIPTS:
             # A class's name for it before a script's: ``DEFAULT = Options.UNSET`` there
             # (of ``lib``) is no name of it in another script, whose own ``DEFAULT =
-            # object()`` it shares. Before, ``lib.is_unset(DEFAULT)`` returned True there.
+            # object()`` it shares (before, ``lib.is_unset(DEFAULT)`` returned True there),
+            # and ``default = Options.UNSET`` in a script's main block none in a spawned
+            # worker (before, the worker computed again)
             named = sorted([*named, *_class_attributes(obj)])
-        found = named[0][2:] if named else ("", os.urandom(16).hex())
+        found = named[0][1:] if named else ("", os.urandom(16).hex())
         if len(_sentinels) >= _SENTINELS_MAX:
             _sentinels.clear()
         known = _sentinels[id(obj)] = (obj, found)
@@ -1190,7 +1200,7 @@ def _still_named(found: tuple[str, ...], obj: object) -> bool:
 _CLASS_DICT = type.__dict__["__dict__"].__get__  # a class's own, not a metaclass's
 
 
-def _class_attributes(obj: object) -> list[tuple[bool, bool, str, str]]:
+def _class_attributes(obj: object) -> list[tuple[int, str, str]]:
     """A sentinel no module but a script names: by the attribute of a class of the user's
     code that names it (``class Options: UNSET = object()``, as ``module``,
     ``Options.UNSET``), in the class's own module (in a spawned worker's ``__mp_main__``:
@@ -1198,7 +1208,7 @@ def _class_attributes(obj: object) -> list[tuple[bool, bool, str, str]]:
     UNSET)`` missed in every process, each storing an entry of its own. Classes of
     installed libraries are not searched (they are many, their sentinels named at module
     level)."""
-    named: list[tuple[bool, bool, str, str]] = []
+    named: list[tuple[int, str, str]] = []
     for name, module in list(sys.modules.items()):
         if type(module) is not ModuleType or not _identity.is_user_module(name):
             continue
@@ -1209,7 +1219,7 @@ def _class_attributes(obj: object) -> list[tuple[bool, bool, str, str]]:
             members = _CLASS_DICT(cls)
             of = members.get("__module__")
             if of == name or (name in _MAINS and of in _MAINS):
-                named.extend((home in _MAINS, True, home, f"{called}.{key}")
+                named.extend((2 if name in _MAINS else 1, home, f"{called}.{key}")
                              for key, value in list(members.items()) if value is obj)
     return named
 
