@@ -497,6 +497,20 @@ SENTINEL_SWAPPED = {
         def f(x):
             return "missing" if DEFAULTS["mode"] is Options.UNSET else "all"
     """, '"mode": Options.ALL', '"mode": Options.UNSET'),
+    "a table of a module of a ModuleType subclass": ("""
+        import sys, types
+
+        DEFAULTS = {"mode": ALL}
+
+        def f(x):
+            return "missing" if DEFAULTS["mode"] is MISSING else "all"
+
+        class _Module(types.ModuleType):  # a module's __getattr__ (of deprecations)
+            def __getattr__(self, name):
+                raise AttributeError(name)
+
+        sys.modules[__name__].__class__ = _Module
+    """, '"mode": ALL', '"mode": MISSING'),
     "a helper's capture": ("""
         def make(mode):
             def pick():

@@ -1021,6 +1021,45 @@ def test_a_class_sentinel_a_script_names_keys_apart_from_the_scripts_own_sentine
     assert [r.stderr.count("computed") for r in runs] == [1, 1, 0]
 
 
+_SENTINEL_OF_A_SHIMMED_MODULE = """
+import sys, types
+from memojar import Cache
+
+MISSING = object()
+
+@Cache(sys.argv[1]).cached
+def check(x):
+    print("computed", file=sys.stderr)
+    return x is MISSING
+
+class _Module(types.ModuleType):  # a module's __getattr__ (of deprecations)
+    def __getattr__(self, name):
+        raise AttributeError(name)
+
+sys.modules[__name__].__class__ = _Module
+"""
+
+
+def test_a_sentinel_of_a_module_of_a_module_subclass_keys_by_its_modules_name(
+        tmp_path: Path) -> None:
+    """A sentinel of a module whose ``__class__`` is a ``ModuleType`` subclass (a
+    ``__getattr__`` of deprecations) keys by that module's name: alike in every process,
+    and apart from another script's own ``MISSING = object()``. Before, such a module was
+    not searched: a token in a process that imports it (a miss in each), and a script's
+    ``from shim import MISSING`` keyed ``(__main__, MISSING)``, whose entry another
+    script's own ``MISSING`` hit: True."""
+    (tmp_path / "shim.py").write_text(_SENTINEL_OF_A_SHIMMED_MODULE)
+    scripts = ["import shim\nprint(shim.check(shim.MISSING))",
+               "from shim import MISSING, check\nprint(check(MISSING))",
+               "from shim import check\nMISSING = object()\nprint(check(MISSING))"]
+    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60, check=True,
+                           cwd=tmp_path)  # (-c: ``shim`` found in the working folder)
+            for script in scripts]
+    assert [r.stdout for r in runs] == ["True\n", "True\n", "False\n"]
+    assert [r.stderr.count("computed") for r in runs] == [1, 0, 1]
+
+
 _SENTINEL_ALIASED_BY_MAIN = """
 import multiprocessing, sys
 from memojar import Cache

@@ -3233,15 +3233,27 @@ def _exported(method: Any) -> bool:
         return False
 
 
+_MODULE_DICT = vars(ModuleType)["__dict__"].__get__  # past its class's attributes
+
+
+def module_globals(module: object) -> dict[str, Any] | None:
+    """The globals of ``module`` if it is a module: also of a subclass's (a module whose
+    ``__class__`` was set to one, for a ``__getattr__`` of deprecations), read without its
+    class's lookup (a lazy module's ``__dict__`` imported it). Before, ``type(module) is
+    ModuleType`` only: the sentinels of such a module keyed by a script's name for them,
+    which another script's own ``MISSING = object()`` shared (a wrong value)."""
+    return _MODULE_DICT(module) if issubclass(type(module), ModuleType) else None
+
+
 def _module_of(where: str) -> dict[str, Any] | None:
     """The globals of the module a global's or a class attribute's ``where`` names
     (``mod.NAME``, ``mod.Class.NAME``): a class attribute's module is a shorter prefix.
     Before, only ``mod.NAME``'s: a sentinel in ``class C: MODES = [ALL]`` hashed as any."""
-    module: Any = None
-    while "." in where and type(module) is not ModuleType:
+    found = None
+    while "." in where and found is None:
         where = where.rpartition(".")[0]
-        module = sys.modules.get(where)
-    return module.__dict__ if type(module) is ModuleType else None
+        found = module_globals(sys.modules.get(where))
+    return found
 
 
 def _walk_object(value: Any, where: str, rows: dict[str, tuple[str, str, str]],

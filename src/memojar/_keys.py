@@ -1157,14 +1157,14 @@ def _reduce_sentinel(obj: object) -> Any:
         return (_Sentinel, (name,)) if name is not None else None
     known = _sentinels.get(id(obj))
     if known is None or known[0] is not obj or not _still_named(known[1], obj):
-        # (modules only: reading a lazy module's ``__dict__`` would import it). A script's
+        # (modules only, their dicts read as a lazy one's does not import it). A script's
         # or notebook's name for it last: ``from lib import MISSING`` there is not made in
         # a spawned worker nor in another script, which key by ``lib``'s. In a module, the
         # name it bound first (as in the identity, ``_first_name``)
         named = sorted((_SCRIPTS if name in _MAINS else 0, name, key)
                        for name, module in list(sys.modules.items())
-                       if type(module) is ModuleType
-                       for key in (_first_name(module.__dict__, obj),) if key is not None)
+                       for members in (_identity.module_globals(module),) if members
+                       for key in (_first_name(members, obj),) if key is not None)
         if not named or named[0][0] == _SCRIPTS:
             # A class's name for it before a script's: ``DEFAULT = Options.UNSET`` there
             # (of ``lib``) is no name of it in another script, whose own ``DEFAULT =
@@ -1186,10 +1186,9 @@ def _still_named(found: tuple[str, ...], obj: object) -> bool:
     again. Before, both keyed by the name: ``f(opts)`` returned the value computed when the
     old one was ``SKIP``."""
     home, name = found
-    module = sys.modules.get(home) if home else None
-    if type(module) is not ModuleType:
+    members = _identity.module_globals(sys.modules.get(home)) if home else None
+    if members is None:
         return not home  # (a token: this object's own)
-    members: Any = module.__dict__
     if members.get(name) is obj:
         return True
     called, _, name = name.partition(".")  # a class attribute's ``Options.UNSET``
@@ -1210,10 +1209,11 @@ def _class_attributes(obj: object) -> list[tuple[int, str, str]]:
     level)."""
     named: list[tuple[int, str, str]] = []
     for name, module in list(sys.modules.items()):
-        if type(module) is not ModuleType or not _identity.is_user_module(name):
+        globs = _identity.module_globals(module)
+        if globs is None or not _identity.is_user_module(name):
             continue
         home = "__main__" if name in _MAINS else name
-        for called, cls in list(module.__dict__.items()):
+        for called, cls in list(globs.items()):
             if not issubclass(type(cls), type):
                 continue
             members = _CLASS_DICT(cls)
