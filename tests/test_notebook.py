@@ -124,6 +124,39 @@ def test_a_new_process_running_the_same_cell_hits(shell: InteractiveShell):
     assert out.split() == ["6", "(1,", "0)"]
 
 
+CLASS_SENTINEL_CELL = """
+from memojar import cached
+
+class opts:
+    UNSET = object()
+
+@cached
+def unset(x):
+    return x is opts.UNSET
+"""
+
+
+def test_a_class_sentinel_keys_alike_in_a_kernel_that_showed_its_class(
+        shell: InteractiveShell):
+    """A sentinel of a cell's class (``opts.UNSET``) keys by the class's name, not by
+    IPython's name of an output that showed the class (``_2``): a new kernel running the
+    same cell hits. Before, ``_2.UNSET`` sorted first: it computed again."""
+    run(shell, CLASS_SENTINEL_CELL)
+    run(shell, "opts")  # shown: IPython names it _2 (and _)
+    assert run(shell, "unset(opts.UNSET)") is True
+    out = run_python(
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "from traitlets.config import Config\n"
+        "c = Config(); c.HistoryManager.hist_file = ':memory:'\n"
+        "shell = InteractiveShell.instance(config=c)\n"
+        f"shell.run_cell({CLASS_SENTINEL_CELL!r}).raise_error()\n"
+        "shell.run_cell('print(unset(opts.UNSET), tuple(unset.cache_info())[:2])')"
+        ".raise_error()\n",
+        env={"MEMOJAR_DIR": str(cache_root())},
+    )
+    assert out.split() == ["True", "(1,", "0)"]
+
+
 def test_classes_made_at_run_time_are_not_kept_alive_in_a_notebook(shell: InteractiveShell):
     """A cell that makes a class per call (a namedtuple, a dataclass factory) and passes
     its instances to a cached function: each class's identity kept a record of what it was

@@ -1214,7 +1214,9 @@ def _class_attributes(obj: object) -> list[tuple[int, str, str]]:
             continue
         home = "__main__" if name in _MAINS else name
         for called, cls in list(globs.items()):
-            if not issubclass(type(cls), type):
+            # (not IPython's names of an output, ``_2 = opts``: before, ``_2.UNSET``
+            # sorted before ``opts.UNSET``, a kernel that showed the class keyed apart)
+            if not issubclass(type(cls), type) or _output_name(called):
                 continue
             members = _CLASS_DICT(cls)
             of = members.get("__module__")
