@@ -1553,14 +1553,20 @@ def _reduce_backed(array: Any) -> Any:
     with it: the same dates keyed apart once used, a miss in the call after one that
     shifted its argument. None (pickle's own: the key it had) for an array with none; with
     one, normalised as the generic path (``reducer_override``) normalises the array without
-    it, so that both key alike."""
+    it, so that both key alike: pandas 2 pickles one without attributes with an empty
+    dict, pandas 3 with none."""
     rv = array.__reduce_ex__(PROTOCOL)
     state = rv[2] if type(rv) is tuple and len(rv) == 3 else None
     if not (type(state) is tuple and state and type(state[-1]) is dict
             and "_cache" in state[-1]):
         return None
     rest = {name: value for name, value in state[-1].items() if name != "_cache"}
-    return rv[0], _readonly(normal(rv[1])), normal((*state[:-1], rest) if rest else state[:-1])
+    if not rest and not str(getattr(sys.modules.get("pandas"), "__version__", "")).startswith(
+            ("0.", "1.", "2.")):
+        state = state[:-1]  # (pandas 3's pickle of one without attributes: no dict)
+    else:
+        state = (*state[:-1], rest)
+    return rv[0], _readonly(normal(rv[1])), normal(state)
 
 
 def _reduce_index(index: Any) -> Any:
