@@ -574,6 +574,18 @@ SENTINEL_ALIASED = """
 """
 
 
+def _misses_of_a_script_and_its_worker(tmp_path: Path, script: str) -> list[list[str]]:
+    """What ``script`` (as ``prog.py``, printing the misses of itself and of a spawned
+    worker) prints in each of two runs."""
+    write(tmp_path, {"prog.py": script})
+    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    runs = [subprocess.run([sys.executable, "prog.py"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120) for _ in range(2)]
+    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr
+    return [run.stdout.split() for run in runs]
+
+
 def test_a_sentinel_named_again_by_the_main_block_keeps_the_identity_of_a_worker(
         tmp_path: Path) -> None:
     """A sentinel a script's main block (or a notebook's output, ``_5``) also names counts
@@ -581,13 +593,8 @@ def test_a_sentinel_named_again_by_the_main_block_keeps_the_identity_of_a_worker
     hits the script's entry, and the script's next run hits. Before, by the name that
     sorts first: ``default``, where the worker said ``missing``, so each computed again
     and swept the other's entry."""
-    write(tmp_path, {"prog.py": SENTINEL_ALIASED})
-    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    runs = [subprocess.run([sys.executable, "prog.py"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=120) for _ in range(2)]
-    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr
-    assert [run.stdout.split() for run in runs] == [["1", "0"], ["0", "0"]]
+    assert _misses_of_a_script_and_its_worker(tmp_path, SENTINEL_ALIASED) == [
+        ["1", "0"], ["0", "0"]]
 
 
 CLASS_SENTINEL_ALIASED = """
@@ -619,13 +626,8 @@ def test_a_class_sentinel_the_main_block_names_keeps_its_key_and_identity_in_a_w
     what a function reads: a spawned worker, which does not run the block, hits the
     script's entry. Before, by ``default`` where the worker said ``Options.UNSET``: each
     computed again."""
-    write(tmp_path, {"prog.py": CLASS_SENTINEL_ALIASED})
-    env = {**os.environ, "PYTHONPATH": SRC, "MEMOJAR_DIR": str(tmp_path / "cache"),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    runs = [subprocess.run([sys.executable, "prog.py"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=120) for _ in range(2)]
-    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr
-    assert [run.stdout.split() for run in runs] == [["1", "0"], ["0", "0"]]
+    assert _misses_of_a_script_and_its_worker(tmp_path, CLASS_SENTINEL_ALIASED) == [
+        ["1", "0"], ["0", "0"]]
 
 
 def test_a_constant_the_function_does_not_read_is_not_tracked(project: Path) -> None:

@@ -1002,6 +1002,16 @@ def is_unset(x):
 """
 
 
+def _printed_and_computed(tmp_path: Path, scripts: list[str]) -> list[tuple[str, int]]:
+    """Each of ``scripts`` run in turn with ``python -c`` in ``tmp_path`` (its modules
+    found in the working folder), the cache in ``tmp_path / "c"``: what it printed, and how
+    many times it said "computed"."""
+    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60, check=True,
+                           cwd=tmp_path) for script in scripts]
+    return [(r.stdout, r.stderr.count("computed")) for r in runs]
+
+
 def test_a_class_sentinel_a_script_names_keys_apart_from_the_scripts_own_sentinels(
         tmp_path: Path) -> None:
     """A sentinel of a class of a module (``Options.UNSET``) that a script also names
@@ -1013,12 +1023,8 @@ def test_a_class_sentinel_a_script_names_keys_apart_from_the_scripts_own_sentine
                "print(is_unset(DEFAULT))",
                "from opts import is_unset\nDEFAULT = object()\nprint(is_unset(DEFAULT))",
                "from opts import Options, is_unset\nprint(is_unset(Options.UNSET))"]
-    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path / "c")],
-                           capture_output=True, text=True, timeout=60, check=True,
-                           cwd=tmp_path)  # (-c: ``opts`` found in the working folder)
-            for script in scripts]
-    assert [r.stdout for r in runs] == ["True\n", "False\n", "True\n"]
-    assert [r.stderr.count("computed") for r in runs] == [1, 1, 0]
+    assert _printed_and_computed(tmp_path, scripts) == [
+        ("True\n", 1), ("False\n", 1), ("True\n", 0)]
 
 
 _SENTINEL_OF_A_SHIMMED_MODULE = """
@@ -1052,12 +1058,8 @@ def test_a_sentinel_of_a_module_of_a_module_subclass_keys_by_its_modules_name(
     scripts = ["import shim\nprint(shim.check(shim.MISSING))",
                "from shim import MISSING, check\nprint(check(MISSING))",
                "from shim import check\nMISSING = object()\nprint(check(MISSING))"]
-    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path / "c")],
-                           capture_output=True, text=True, timeout=60, check=True,
-                           cwd=tmp_path)  # (-c: ``shim`` found in the working folder)
-            for script in scripts]
-    assert [r.stdout for r in runs] == ["True\n", "True\n", "False\n"]
-    assert [r.stderr.count("computed") for r in runs] == [1, 0, 1]
+    assert _printed_and_computed(tmp_path, scripts) == [
+        ("True\n", 1), ("True\n", 0), ("False\n", 1)]
 
 
 _SENTINEL_ALIASED_BY_MAIN = """
@@ -1116,9 +1118,4 @@ def test_a_sentinel_a_script_imports_keys_as_in_a_script_that_does_not(
     (tmp_path / "picks.py").write_text(_LIBRARY_OF_A_SENTINEL)
     scripts = ["from picks import MISSING, pick\nprint(pick())",
                "import picks\nprint(picks.pick())"]
-    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path / "c")],
-                           capture_output=True, text=True, timeout=60, check=True,
-                           cwd=tmp_path)  # (-c: ``picks`` found in the working folder)
-            for script in scripts]
-    assert [r.stdout for r in runs] == ["default\n"] * 2
-    assert [r.stderr.count("computed") for r in runs] == [1, 0]
+    assert _printed_and_computed(tmp_path, scripts) == [("default\n", 1), ("default\n", 0)]
