@@ -438,7 +438,7 @@ class RedisStore(Store):
         try:
             with self._errors("reading the entry back", again=True, read=True):
                 if not head:
-                    return bool(client.exists(name))
+                    return self._read_back(bool(client.exists(name)))
                 value = cast("bytes", client.getrange(name, 0,
                                                       len(head) + _POINTER_ROOM - 1))
         except TimeoutError as exc:
@@ -448,7 +448,16 @@ class RedisStore(Store):
                                f"{self.socket_timeout * CONFIRM_SHARE:g} s either") from exc
         if value[:5] == b"MJCH ":
             value = value.partition(b"\n")[2]
-        return value.startswith(head)
+        return self._read_back(value.startswith(head))
+
+    def _read_back(self, held: bool) -> bool:
+        """``held``, the answer of ``_holds``: a write that timed out found stored says the
+        server runs writes (its reply was lost, not held: writes up again); one not found
+        leaves writes down (a server paused for writes holds it: the write probe tells when
+        it runs them)."""
+        if held:
+            self._breaker.answered()
+        return held
 
     def _checker(self) -> redis.Redis:
         """The client of ``_holds`` after a timeout, made at first use."""
