@@ -212,12 +212,17 @@ while time.monotonic() < deadline:
             problems += 1
             print("marked", _decorator._held.get(), flush=True)
             _decorator._held.set(())
-        stray = [str(p) for p in pathlib.Path(root).rglob("*.tmp")]  # hidden ones too
+        stray = list(pathlib.Path(root).rglob("*.tmp"))  # hidden ones too
+        for _ in range(40):  # (a write of the statistics thread's under way: it ends)
+            stray = [p for p in stray if p.exists()]
+            if not stray:
+                break
+            time.sleep(0.05)
         if stray:
             problems += 1
-            print("stray", stray, flush=True)
+            print("stray", [str(p) for p in stray], flush=True)
             for p in stray:
-                os.unlink(p)
+                p.unlink(missing_ok=True)
         start = time.monotonic()
         assert f(x) == [x] * (1 + x % 50)
         if time.monotonic() - start > 4.0:  # a hang: a lock left is told above
