@@ -108,6 +108,12 @@ def counted(cache: Cache) -> tuple[Any, list[Any]]:
     return double, calls
 
 
+def others_than(client: Any) -> list[str]:
+    """The last command of each of the Redis server's connections but ``client``'s own."""
+    me = str(client.client_id())
+    return [c["cmd"] for c in client.client_list() if c["id"] != me]
+
+
 def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     start = time.monotonic()
     value = call()

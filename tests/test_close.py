@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from memojar import Cache, MemojarWarning
+from memojar import Cache, MemojarWarning, _cache
 from memojar._cache import open_store
 from memojar._store import Renewer
 from redis_server import RedisServer
-from remote_kit import FN, HANG, SECRET, counted, k
+from remote_kit import FN, HANG, SECRET, counted, k, others_than
 
 LEASES = {"redis": ("_redislease", "LOCK_TTL"), "s3": ("_s3store", "LEASE_TTL")}
 
@@ -130,6 +130,32 @@ def test_closing_a_cache_under_calls_of_other_threads_costs_them_nothing(
     assert not wrong
     assert double.cache_contains(1)  # still caching after all those closes
     cache.close()
+
+
+def test_the_statistics_merge_after_close_leaves_no_connection(
+    own_redis: Callable[[], RedisServer],
+) -> None:
+    """The statistics thread merges a closed cache's counts of the calls before ``close``:
+    the connection it used is closed as the merge ends. Before, it stayed open, idle, for as
+    long as the closed cache was referenced (every cache closed less than 5 s after a call
+    left one)."""
+    server = own_redis()
+    cache = Cache(server.url(0), secret=SECRET)
+    double, _ = counted(cache)
+    client = server.client()
+
+    try:
+        assert double(1) == 2
+        assert double(1) == 2
+        cache.close()
+        assert others_than(client) == []
+        _cache._FLUSHER.merge_all()  # the statistics thread's round
+        assert others_than(client) == []
+        assert client.keys("*stats")  # merged
+    finally:
+        client.close()
+    assert double(1) == 2  # a later call connects again
+    assert double.cache_contains(1)
 
 
 class _Lease:

@@ -218,13 +218,15 @@ class RedisStore(Store):
         self._stamp_head = b"*5\r\n$4\r\nZADD\r\n$%d\r\n%s\r\n$2\r\nXX\r\n" % (
             len(self._index[0]), self._index[0])
         self._stamps = Stamps(self._client.connection_pool, PROBE_EVERY)
-        self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks")
+        self._closed = threading.Event()  # (``close``: connections used after it not kept)
+        # releases the renewer finished after ``close``: their connection closed
+        self._renewer = Renewer(LOCK_RENEW, "memojar-redis-locks", functools.partial(
+            _close_idle_if, self._closed, self._client.connection_pool))
         # The probe of a server whose writes time out: a script (as every write of
         # memojar's is) that touches no key, on a client of its own, so that the prober,
         # held for socket_timeout at a time by a server paused for writes, takes none of
         # the connections (``max_connections``) the calls' hits read on
         self._probe_client = connect(url, self.socket_timeout, **kwargs)
-        self._closed = threading.Event()  # (``close``: the probe's connection not kept)
         self._breaker = Breaker(
             self.location, PROBE_EVERY, functools.partial(_ping, self._client),
             "memojar-redis-probe", functools.partial(
@@ -567,12 +569,22 @@ class RedisStore(Store):
                 if amount:
                     args += [field + what, repr(amount)]
         if len(args) > 2:
-            with self._errors("saving statistics"):
-                self._merge(keys=[self._pre + b"stats", self._marker(writer)], args=args)
+            try:
+                with self._errors("saving statistics"):
+                    self._merge(keys=[self._pre + b"stats", self._marker(writer)],
+                                args=args)
+            finally:
+                # the statistics thread merges a closed cache's counts of the calls before
+                # ``close``: before, that merge's connection stayed open, idle, for as long
+                # as the closed cache was referenced
+                _close_idle_if(self._closed, self._client.connection_pool)
 
     def merged(self, writer: str, merge_id: str) -> bool:
-        with self._errors("reading statistics"):
-            return bool(self._client.get(self._marker(writer)) == merge_id.encode())
+        try:
+            with self._errors("reading statistics"):
+                return bool(self._client.get(self._marker(writer)) == merge_id.encode())
+        finally:  # (the statistics thread's too: ``merge_stats``)
+            _close_idle_if(self._closed, self._client.connection_pool)
 
     def _marker(self, writer: str) -> bytes:
         return self._pre + b"merged:" + writer.encode()
@@ -764,10 +776,12 @@ class RedisStore(Store):
         return self._breaker.silent
 
     def close(self) -> None:
+        # first: a probe under way, and the releases ``stop`` has the renewer finish, close
+        # their connections as they end
+        self._closed.set()
         self._breaker.close()
         self._renewer.stop()
         self._stamps.close()
-        self._closed.set()  # a probe under way closes its connection as it ends
         self._probe_client.connection_pool.disconnect(inuse_connections=False)
         # Idle connections only: one lent out is in use by a call of another thread (or
         # the renewer's), which closing it under them failed with redis-py's ValueError or
@@ -880,8 +894,17 @@ def _write_probe(script: Script, pool: redis.ConnectionPool, closed: threading.E
     except ResponseError:
         pass
     finally:
-        if closed.is_set():
-            pool.disconnect(inuse_connections=False)
+        _close_idle_if(closed, pool)
+
+
+def _close_idle_if(closed: threading.Event, pool: redis.ConnectionPool) -> None:
+    """After a request of the store's own threads (its prober's, its renewer's, the
+    statistics thread's merge): if the store was closed meanwhile, the connection it used,
+    given back, is closed (``close`` closed those idle then). Before, one stayed open,
+    idle, for as long as the closed store was referenced (a release the renewer finished
+    once a paused server ran it)."""
+    if closed.is_set():
+        pool.disconnect(inuse_connections=False)
 
 
 def _first(views: list[memoryview], limit: int) -> bytes:

@@ -1002,11 +1002,16 @@ class Renewer:
 
     It knows every lease this process holds, so it is what a forked child uses to hold
     none of them: after ``fork`` the child's renewers start empty, with a fresh mutex (the
-    parent's thread may have held it), and every lease they held is disowned."""
+    parent's thread may have held it), and every lease they held is disowned.
 
-    def __init__(self, every: float, thread_name: str) -> None:
+    ``after_jobs`` runs after each round that ran jobs: a store closed meanwhile closes the
+    connections they used (``RedisStore.close`` closes those idle at its call only)."""
+
+    def __init__(self, every: float, thread_name: str,
+                 after_jobs: Callable[[], object] | None = None) -> None:
         self._every = every
         self._thread_name = thread_name
+        self._after_jobs = after_jobs
         self._held: dict[int, Renewable] = {}
         # releases to finish or try again (``later``), each with its deadline (monotonic)
         self._jobs: list[tuple[Callable[[], bool], float]] = []
@@ -1116,6 +1121,8 @@ class Renewer:
                 if not done and time.monotonic() < deadline:  # again at the next round
                     with self._mutex:
                         self._jobs.append((job, deadline))
+            if jobs and self._after_jobs is not None:
+                self._after_jobs()
             self._running = 0  # (those to run again are queued)
             for lease in leases:
                 try:
