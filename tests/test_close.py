@@ -221,3 +221,28 @@ def test_a_renewal_failing_with_any_error_keeps_the_renewer_running(
         _until_idle(renewer)
     assert lease.rounds == 2
     assert "renewing 'lease' failed" in caplog.text
+
+
+def test_a_failure_after_the_releases_finished_keeps_the_renewer_running(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The hook run after a round's releases (``after_jobs``: a closed Redis store closes
+    the connections they used) fails: the renewer logs it and goes on renewing the leases
+    held. Were it to end the thread, they would expire unrenewed."""
+    def fails() -> None:
+        raise ValueError("I/O operation on closed file.")
+
+    renewer = Renewer(0.01, "test-renewer", fails)
+
+    def renewed_twice(lease: _Lease) -> bool:
+        if lease.rounds == 2:
+            renewer.discard(lease)
+        return True
+
+    lease = _Lease(renewer, renewed_twice)
+    with caplog.at_level(logging.DEBUG, logger="memojar"):
+        renewer.later(lambda: True, 1.0)  # a release finished in the first round
+        renewer.add(lease)
+        _until_idle(renewer)
+    assert lease.rounds == 2
+    assert "after the releases finished" in caplog.text

@@ -1122,7 +1122,10 @@ class Renewer:
                     with self._mutex:
                         self._jobs.append((job, deadline))
             if jobs and self._after_jobs is not None:
-                self._after_jobs()
+                try:
+                    self._after_jobs()
+                except Exception:  # noqa: BLE001 - never the end of this thread (leases held)
+                    logger.debug("after the releases finished", exc_info=True)
             self._running = 0  # (those to run again are queued)
             for lease in leases:
                 try:
